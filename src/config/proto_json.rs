@@ -1,0 +1,567 @@
+//! Decodes proto3-JSON (as parsed from YAML or JSON) into a `DynamicMessage` of
+//! Envoy's schema, reporting the first error with the field path that caused it.
+//!
+//! prost-reflect has a serde deserializer, but its errors carry no path and it
+//! cannot say "field x of listener 3". This walker follows the proto3-JSON mapping:
+//! both the proto field name and its lowerCamelCase JSON name are accepted, `null`
+//! means unset, 64-bit integers may be strings, enums are names or numbers, and
+//! the well-known types (Duration, wrappers, Struct/Value, Any, Empty, FieldMask,
+//! Timestamp) have their special forms.
+
+use std::collections::HashMap;
+
+use prost::Message;
+use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor, Value};
+use serde_json::Value as Json;
+
+use super::{ConfigError, FieldPath};
+
+/// Decodes `json` as a message of type `desc`.
+pub fn decode(
+    desc: &MessageDescriptor,
+    json: &Json,
+    path: &mut FieldPath,
+) -> Result<DynamicMessage, ConfigError> {
+    match desc.full_name() {
+        "google.protobuf.Any" => decode_any(desc, json, path),
+        "google.protobuf.Duration" => duration(json, path).map(|(s, n)| seconds_nanos(desc, s, n)),
+        "google.protobuf.Timestamp" => Err(path.error("Timestamp values are not supported")),
+        "google.protobuf.Struct" => decode_struct(desc, json, path),
+        "google.protobuf.Value" => decode_value(desc, json, path),
+        "google.protobuf.ListValue" => decode_list_value(desc, json, path),
+        "google.protobuf.FieldMask" => {
+            let s = json
+                .as_str()
+                .ok_or_else(|| path.error("expected a comma-separated field mask string"))?;
+            let mut msg = DynamicMessage::new(desc.clone());
+            let paths = s
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .map(|p| Value::String(p.to_string()))
+                .collect();
+            msg.set_field_by_name("paths", Value::List(paths));
+            Ok(msg)
+        }
+        name if is_wrapper(name) => {
+            let field = desc
+                .get_field_by_name("value")
+                .ok_or_else(|| path.error("wrapper type without a value field"))?;
+            let mut msg = DynamicMessage::new(desc.clone());
+            if !json.is_null() {
+                msg.set_field(&field, scalar(&field.kind(), json, path)?);
+            }
+            Ok(msg)
+        }
+        _ => decode_object(desc, json, path, None),
+    }
+}
+
+fn is_wrapper(name: &str) -> bool {
+    matches!(
+        name,
+        "google.protobuf.DoubleValue"
+            | "google.protobuf.FloatValue"
+            | "google.protobuf.Int64Value"
+            | "google.protobuf.UInt64Value"
+            | "google.protobuf.Int32Value"
+            | "google.protobuf.UInt32Value"
+            | "google.protobuf.BoolValue"
+            | "google.protobuf.StringValue"
+            | "google.protobuf.BytesValue"
+    )
+}
+
+/// A plain message: every key must name a field of `desc` (`skip` is a key that
+/// the caller consumed, such as `@type`).
+fn decode_object(
+    desc: &MessageDescriptor,
+    json: &Json,
+    path: &mut FieldPath,
+    skip: Option<&str>,
+) -> Result<DynamicMessage, ConfigError> {
+    let obj = json.as_object().ok_or_else(|| {
+        path.error(format!(
+            "expected an object for {}, got {}",
+            desc.full_name(),
+            kind_of(json)
+        ))
+    })?;
+    let mut msg = DynamicMessage::new(desc.clone());
+    let mut oneofs_seen: HashMap<String, String> = HashMap::new();
+    for (key, value) in obj {
+        if Some(key.as_str()) == skip {
+            continue;
+        }
+        path.push_field(key);
+        let field = desc
+            .get_field_by_name(key)
+            .or_else(|| desc.get_field_by_json_name(key))
+            .ok_or_else(|| path.error(format!("unknown field in {}", desc.full_name())))?;
+        if value.is_null() {
+            path.pop();
+            continue;
+        }
+        if let Some(oneof) = field.containing_oneof() {
+            // proto3 `optional` fields live in a synthetic one-field oneof.
+            if oneof.fields().len() > 1 {
+                if let Some(other) = oneofs_seen.insert(oneof.name().to_string(), key.clone()) {
+                    return Err(path.error(format!(
+                        "'{other}' and '{key}' are both set, but only one of oneof '{}' may be",
+                        oneof.name()
+                    )));
+                }
+            }
+        }
+        let decoded = decode_field(&field, value, path)?;
+        msg.set_field(&field, decoded);
+        path.pop();
+    }
+    Ok(msg)
+}
+
+fn decode_field(
+    field: &FieldDescriptor,
+    json: &Json,
+    path: &mut FieldPath,
+) -> Result<Value, ConfigError> {
+    if field.is_map() {
+        let entry = match field.kind() {
+            Kind::Message(m) => m,
+            _ => return Err(path.error("map field without an entry type")),
+        };
+        let key_kind = entry.map_entry_key_field().kind();
+        let value_field = entry.map_entry_value_field();
+        let obj = json.as_object().ok_or_else(|| {
+            path.error(format!("expected an object (a map), got {}", kind_of(json)))
+        })?;
+        let mut map = HashMap::with_capacity(obj.len());
+        for (k, v) in obj {
+            path.push_key(k);
+            let key = map_key(&key_kind, k, path)?;
+            let value = single(&value_field.kind(), v, path)?;
+            map.insert(key, value);
+            path.pop();
+        }
+        Ok(Value::Map(map))
+    } else if field.is_list() {
+        let items = json
+            .as_array()
+            .ok_or_else(|| path.error(format!("expected a list, got {}", kind_of(json))))?;
+        let mut list = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            path.push_index(i);
+            list.push(single(&field.kind(), item, path)?);
+            path.pop();
+        }
+        Ok(Value::List(list))
+    } else {
+        single(&field.kind(), json, path)
+    }
+}
+
+fn single(kind: &Kind, json: &Json, path: &mut FieldPath) -> Result<Value, ConfigError> {
+    match kind {
+        Kind::Message(m) => decode(m, json, path).map(Value::Message),
+        _ => scalar(kind, json, path),
+    }
+}
+
+fn scalar(kind: &Kind, json: &Json, path: &FieldPath) -> Result<Value, ConfigError> {
+    let v = match kind {
+        Kind::Bool => Value::Bool(match json {
+            Json::Bool(b) => *b,
+            Json::String(s) if s == "true" => true,
+            Json::String(s) if s == "false" => false,
+            _ => return Err(path.error(format!("expected a boolean, got {}", kind_of(json)))),
+        }),
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+            let n = integer(json, path)?;
+            Value::I32(
+                i32::try_from(n)
+                    .map_err(|_| path.error(format!("{n} is out of range for int32")))?,
+            )
+        }
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
+            let n = integer(json, path)?;
+            Value::I64(
+                i64::try_from(n)
+                    .map_err(|_| path.error(format!("{n} is out of range for int64")))?,
+            )
+        }
+        Kind::Uint32 | Kind::Fixed32 => {
+            let n = integer(json, path)?;
+            Value::U32(
+                u32::try_from(n)
+                    .map_err(|_| path.error(format!("{n} is out of range for uint32")))?,
+            )
+        }
+        Kind::Uint64 | Kind::Fixed64 => {
+            let n = integer(json, path)?;
+            Value::U64(
+                u64::try_from(n)
+                    .map_err(|_| path.error(format!("{n} is out of range for uint64")))?,
+            )
+        }
+        Kind::Float => Value::F32(float(json, path)? as f32),
+        Kind::Double => Value::F64(float(json, path)?),
+        Kind::String => match json {
+            Json::String(s) => Value::String(s.clone()),
+            // YAML turns `80` or `true` into non-strings; proto3-JSON does not accept those.
+            _ => return Err(path.error(format!("expected a string, got {}", kind_of(json)))),
+        },
+        Kind::Bytes => {
+            let s = json.as_str().ok_or_else(|| {
+                path.error(format!("expected base64 bytes, got {}", kind_of(json)))
+            })?;
+            Value::Bytes(
+                base64_decode(s)
+                    .ok_or_else(|| path.error("invalid base64"))?
+                    .into(),
+            )
+        }
+        Kind::Enum(e) => match json {
+            Json::String(s) => {
+                let v = e.get_value_by_name(s).ok_or_else(|| {
+                    path.error(format!("unknown value '{s}' for enum {}", e.full_name()))
+                })?;
+                Value::EnumNumber(v.number())
+            }
+            Json::Number(_) => {
+                let n = integer(json, path)?;
+                Value::EnumNumber(
+                    i32::try_from(n).map_err(|_| path.error("enum number out of range"))?,
+                )
+            }
+            _ => return Err(path.error(format!("expected an enum name, got {}", kind_of(json)))),
+        },
+        Kind::Message(m) => return Err(path.error(format!("expected a message {}", m.full_name()))),
+    };
+    Ok(v)
+}
+
+fn integer(json: &Json, path: &FieldPath) -> Result<i128, ConfigError> {
+    match json {
+        Json::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Ok(i as i128)
+            } else if let Some(u) = n.as_u64() {
+                Ok(u as i128)
+            } else {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                if f.fract() == 0.0 && f.abs() < 1.8e19 {
+                    Ok(f as i128)
+                } else {
+                    Err(path.error(format!("expected an integer, got {f}")))
+                }
+            }
+        }
+        Json::String(s) => s
+            .trim()
+            .parse::<i128>()
+            .map_err(|_| path.error(format!("expected an integer, got '{s}'"))),
+        _ => Err(path.error(format!("expected an integer, got {}", kind_of(json)))),
+    }
+}
+
+fn float(json: &Json, path: &FieldPath) -> Result<f64, ConfigError> {
+    match json {
+        Json::Number(n) => n.as_f64().ok_or_else(|| path.error("invalid number")),
+        Json::String(s) => match s.as_str() {
+            "NaN" => Ok(f64::NAN),
+            "Infinity" => Ok(f64::INFINITY),
+            "-Infinity" => Ok(f64::NEG_INFINITY),
+            _ => s
+                .parse()
+                .map_err(|_| path.error(format!("expected a number, got '{s}'"))),
+        },
+        _ => Err(path.error(format!("expected a number, got {}", kind_of(json)))),
+    }
+}
+
+fn map_key(kind: &Kind, key: &str, path: &FieldPath) -> Result<MapKey, ConfigError> {
+    let as_json = Json::String(key.to_string());
+    Ok(match kind {
+        Kind::String => MapKey::String(key.to_string()),
+        Kind::Bool => match scalar(kind, &as_json, path)? {
+            Value::Bool(b) => MapKey::Bool(b),
+            _ => return Err(path.error("invalid map key")),
+        },
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => match scalar(kind, &as_json, path)? {
+            Value::I32(v) => MapKey::I32(v),
+            _ => return Err(path.error("invalid map key")),
+        },
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => match scalar(kind, &as_json, path)? {
+            Value::I64(v) => MapKey::I64(v),
+            _ => return Err(path.error("invalid map key")),
+        },
+        Kind::Uint32 | Kind::Fixed32 => match scalar(kind, &as_json, path)? {
+            Value::U32(v) => MapKey::U32(v),
+            _ => return Err(path.error("invalid map key")),
+        },
+        Kind::Uint64 | Kind::Fixed64 => match scalar(kind, &as_json, path)? {
+            Value::U64(v) => MapKey::U64(v),
+            _ => return Err(path.error("invalid map key")),
+        },
+        _ => return Err(path.error("invalid map key type")),
+    })
+}
+
+/// `Any`: `{"@type": URL, ...fields of that type}`; for well-known types with a
+/// special JSON form the payload is under `"value"`.
+fn decode_any(
+    desc: &MessageDescriptor,
+    json: &Json,
+    path: &mut FieldPath,
+) -> Result<DynamicMessage, ConfigError> {
+    let obj = json.as_object().ok_or_else(|| {
+        path.error(format!(
+            "expected an object with '@type', got {}",
+            kind_of(json)
+        ))
+    })?;
+    path.push_field("@type");
+    let url = obj
+        .get("@type")
+        .and_then(Json::as_str)
+        .ok_or_else(|| path.error("missing '@type'"))?;
+    let name = url.rsplit('/').next().unwrap_or(url);
+    let inner_desc = desc
+        .parent_pool()
+        .get_message_by_name(name)
+        .ok_or_else(|| path.error(format!("unknown type '{url}'")))?;
+    path.pop();
+    let inner = if has_special_json(inner_desc.full_name()) {
+        path.push_field("value");
+        let v = obj.get("value").unwrap_or(&Json::Null);
+        let m = decode(&inner_desc, v, path)?;
+        path.pop();
+        m
+    } else {
+        decode_object(&inner_desc, json, path, Some("@type"))?
+    };
+    let mut any = DynamicMessage::new(desc.clone());
+    any.set_field_by_name("type_url", Value::String(url.to_string()));
+    any.set_field_by_name("value", Value::Bytes(inner.encode_to_vec().into()));
+    Ok(any)
+}
+
+fn has_special_json(name: &str) -> bool {
+    is_wrapper(name)
+        || matches!(
+            name,
+            "google.protobuf.Any"
+                | "google.protobuf.Duration"
+                | "google.protobuf.Timestamp"
+                | "google.protobuf.Struct"
+                | "google.protobuf.Value"
+                | "google.protobuf.ListValue"
+                | "google.protobuf.FieldMask"
+        )
+}
+
+/// Duration as proto3-JSON writes it: `"1.5s"`; a bare number of seconds is also
+/// accepted, as YAML authors often write one.
+fn duration(json: &Json, path: &FieldPath) -> Result<(i64, i32), ConfigError> {
+    let text = match json {
+        Json::String(s) => s.trim().to_string(),
+        Json::Number(n) => format!("{n}s"),
+        _ => {
+            return Err(path.error(format!(
+                "expected a duration like \"1.5s\", got {}",
+                kind_of(json)
+            )))
+        }
+    };
+    parse_duration(&text).ok_or_else(|| {
+        path.error(format!(
+            "invalid duration '{text}' (expected e.g. \"0.25s\")"
+        ))
+    })
+}
+
+/// Parses `"[-]S[.F]s"` into seconds and nanoseconds.
+pub fn parse_duration(text: &str) -> Option<(i64, i32)> {
+    let body = text.strip_suffix('s')?;
+    let (neg, body) = match body.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, body),
+    };
+    let (secs, frac) = body.split_once('.').unwrap_or((body, ""));
+    if secs.is_empty() && frac.is_empty() {
+        return None;
+    }
+    if !secs.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || frac.len() > 9
+    {
+        return None;
+    }
+    let s: i64 = if secs.is_empty() {
+        0
+    } else {
+        secs.parse().ok()?
+    };
+    let n: i32 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").parse().ok()?
+    };
+    if s > 315_576_000_000 {
+        return None;
+    }
+    Some(if neg { (-s, -n) } else { (s, n) })
+}
+
+fn seconds_nanos(desc: &MessageDescriptor, seconds: i64, nanos: i32) -> DynamicMessage {
+    let mut msg = DynamicMessage::new(desc.clone());
+    msg.set_field_by_name("seconds", Value::I64(seconds));
+    msg.set_field_by_name("nanos", Value::I32(nanos));
+    msg
+}
+
+fn decode_struct(
+    desc: &MessageDescriptor,
+    json: &Json,
+    path: &mut FieldPath,
+) -> Result<DynamicMessage, ConfigError> {
+    let obj = json
+        .as_object()
+        .ok_or_else(|| path.error(format!("expected an object, got {}", kind_of(json))))?;
+    let value_desc = value_descriptor(desc, path)?;
+    let mut fields = HashMap::with_capacity(obj.len());
+    for (k, v) in obj {
+        path.push_key(k);
+        fields.insert(
+            MapKey::String(k.clone()),
+            Value::Message(decode_value(&value_desc, v, path)?),
+        );
+        path.pop();
+    }
+    let mut msg = DynamicMessage::new(desc.clone());
+    msg.set_field_by_name("fields", Value::Map(fields));
+    Ok(msg)
+}
+
+fn decode_list_value(
+    desc: &MessageDescriptor,
+    json: &Json,
+    path: &mut FieldPath,
+) -> Result<DynamicMessage, ConfigError> {
+    let items = json
+        .as_array()
+        .ok_or_else(|| path.error(format!("expected a list, got {}", kind_of(json))))?;
+    let value_desc = value_descriptor(desc, path)?;
+    let mut values = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        path.push_index(i);
+        values.push(Value::Message(decode_value(&value_desc, item, path)?));
+        path.pop();
+    }
+    let mut msg = DynamicMessage::new(desc.clone());
+    msg.set_field_by_name("values", Value::List(values));
+    Ok(msg)
+}
+
+fn value_descriptor(
+    desc: &MessageDescriptor,
+    path: &FieldPath,
+) -> Result<MessageDescriptor, ConfigError> {
+    desc.parent_pool()
+        .get_message_by_name("google.protobuf.Value")
+        .ok_or_else(|| path.error("google.protobuf.Value missing from the schema"))
+}
+
+fn decode_value(
+    desc: &MessageDescriptor,
+    json: &Json,
+    path: &mut FieldPath,
+) -> Result<DynamicMessage, ConfigError> {
+    let pool = desc.parent_pool();
+    let mut msg = DynamicMessage::new(desc.clone());
+    match json {
+        Json::Null => msg.set_field_by_name("null_value", Value::EnumNumber(0)),
+        Json::Bool(b) => msg.set_field_by_name("bool_value", Value::Bool(*b)),
+        Json::Number(n) => {
+            msg.set_field_by_name("number_value", Value::F64(n.as_f64().unwrap_or(0.0)))
+        }
+        Json::String(s) => msg.set_field_by_name("string_value", Value::String(s.clone())),
+        Json::Array(_) => {
+            let d = pool
+                .get_message_by_name("google.protobuf.ListValue")
+                .ok_or_else(|| path.error("google.protobuf.ListValue missing from the schema"))?;
+            msg.set_field_by_name(
+                "list_value",
+                Value::Message(decode_list_value(&d, json, path)?),
+            );
+        }
+        Json::Object(_) => {
+            let d = pool
+                .get_message_by_name("google.protobuf.Struct")
+                .ok_or_else(|| path.error("google.protobuf.Struct missing from the schema"))?;
+            msg.set_field_by_name(
+                "struct_value",
+                Value::Message(decode_struct(&d, json, path)?),
+            );
+        }
+    }
+    Ok(msg)
+}
+
+fn kind_of(json: &Json) -> &'static str {
+    match json {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "a list",
+        Json::Object(_) => "an object",
+    }
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            b'=' | b'\n' | b'\r' | b' ' => continue,
+            _ => return None,
+        };
+        acc = (acc << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("0.25s"), Some((0, 250_000_000)));
+        assert_eq!(parse_duration("5s"), Some((5, 0)));
+        assert_eq!(parse_duration("1.000000001s"), Some((1, 1)));
+        assert_eq!(parse_duration("-1.5s"), Some((-1, -500_000_000)));
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("s"), None);
+        assert_eq!(parse_duration("1.0000000001s"), None);
+        assert_eq!(parse_duration("1ms"), None);
+    }
+
+    #[test]
+    fn base64() {
+        assert_eq!(base64_decode("aGVsbG8=").as_deref(), Some(&b"hello"[..]));
+        assert_eq!(base64_decode("!!"), None);
+    }
+}

@@ -1,0 +1,3 @@
+//! Filters by layer, as in Envoy's `extensions/filters/`.
+
+pub mod network;

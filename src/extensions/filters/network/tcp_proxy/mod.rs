@@ -1,0 +1,136 @@
+//! `envoy.filters.network.tcp_proxy`: L4 forwarding of a downstream connection to
+//! a host of a cluster, with Envoy's stats, connect attempts and idle timeout.
+
+mod relay;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
+    tcp_proxy::ClusterSpecifier, TcpProxy,
+};
+use envoy_types::pb::google::protobuf::Any;
+
+use crate::config::{self, bootstrap::decode_any, ConfigError, FieldPath};
+use crate::define_stats;
+use crate::extensions::{FactoryContext, NetworkFilterExtension};
+use crate::network::filter::LocalBoxFuture;
+use crate::network::{DownstreamConnection, NetworkFilterFactory};
+use crate::thread_local::Slot;
+use crate::upstream::upstream_connection::UpstreamConnection;
+use crate::upstream::ThreadLocalClusterManager;
+
+pub const EXTENSION: NetworkFilterExtension = NetworkFilterExtension {
+    name: "envoy.filters.network.tcp_proxy",
+    config_type: "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+    create,
+};
+
+/// Envoy's default `idle_timeout` for tcp_proxy.
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+define_stats! {
+    /// `tcp.<stat_prefix>.*`
+    #[derive(Debug)]
+    pub struct TcpProxyStats {
+        counter downstream_cx_total,
+        counter downstream_cx_no_route,
+        counter downstream_cx_tx_bytes_total,
+        counter downstream_cx_rx_bytes_total,
+        counter downstream_flow_control_paused_reading_total,
+        counter downstream_flow_control_resumed_reading_total,
+        counter idle_timeout,
+        counter max_downstream_connection_duration,
+        counter upstream_flush_total,
+        gauge downstream_cx_tx_bytes_buffered,
+        gauge downstream_cx_rx_bytes_buffered,
+        gauge upstream_flush_active,
+    }
+}
+
+/// The filter's config, shared by every worker.
+#[derive(Debug)]
+pub struct TcpProxyFilter {
+    cluster: String,
+    /// `None` when `idle_timeout: 0s` disables it.
+    idle_timeout: Option<Duration>,
+    max_connect_attempts: u32,
+    stats: Arc<TcpProxyStats>,
+    clusters: Slot<ThreadLocalClusterManager>,
+}
+
+fn create(
+    any: &Any,
+    path: &FieldPath,
+    ctx: &FactoryContext<'_>,
+) -> Result<Arc<dyn NetworkFilterFactory>, ConfigError> {
+    let cfg: TcpProxy = decode_any(any, path)?;
+    let cluster = match cfg.cluster_specifier {
+        Some(ClusterSpecifier::Cluster(c)) => c,
+        Some(ClusterSpecifier::WeightedClusters(_)) => {
+            return Err(path.field_error(
+                "weighted_clusters",
+                "weighted clusters are not supported by Courier's tcp_proxy yet",
+            ))
+        }
+        None => return Err(path.error("one of 'cluster' or 'weighted_clusters' is required")),
+    };
+    let idle_timeout = match &cfg.idle_timeout {
+        Some(d) if config::duration(d).is_zero() => None,
+        other => Some(config::duration_or(other, DEFAULT_IDLE_TIMEOUT)),
+    };
+    Ok(Arc::new(TcpProxyFilter {
+        cluster,
+        idle_timeout,
+        max_connect_attempts: cfg
+            .max_connect_attempts
+            .map(|v| v.value)
+            .unwrap_or(1)
+            .max(1),
+        stats: Arc::new(TcpProxyStats::new(
+            ctx.store,
+            &format!("tcp.{}.", cfg.stat_prefix),
+        )),
+        clusters: ctx.clusters.clone(),
+    }))
+}
+
+impl NetworkFilterFactory for TcpProxyFilter {
+    fn on_new_connection(&self, conn: DownstreamConnection) -> LocalBoxFuture {
+        self.stats.downstream_cx_total.inc();
+        let cluster = self.clusters.get().and_then(|cm| cm.get(&self.cluster));
+        let Some(cluster) = cluster else {
+            // Unknown cluster: Envoy closes the connection and counts it.
+            tracing::debug!("tcp_proxy: no cluster '{}'", self.cluster);
+            self.stats.downstream_cx_no_route.inc();
+            return Box::pin(async move { drop(conn) });
+        };
+        let attempts = self.max_connect_attempts;
+        let idle_timeout = self.idle_timeout;
+        let stats = self.stats.clone();
+        Box::pin(async move {
+            let mut upstream = None;
+            for _ in 0..attempts {
+                let Some(host) = cluster.choose_host() else {
+                    cluster.info.stats.upstream_cx_none_healthy.inc();
+                    break;
+                };
+                if let Ok(u) = UpstreamConnection::connect(&cluster.info, &host).await {
+                    upstream = Some(u);
+                    break;
+                }
+            }
+            let Some(upstream) = upstream else {
+                if attempts > 1 {
+                    cluster
+                        .info
+                        .stats
+                        .upstream_cx_connect_attempts_exceeded
+                        .inc();
+                }
+                return; // dropping `conn` closes the downstream, as Envoy does
+            };
+            relay::relay(conn, upstream, idle_timeout, &stats).await;
+        })
+    }
+}

@@ -1,0 +1,19 @@
+//! Courier: an L4/L7 proxy on Envoy's architecture (see DESIGN.md).
+//!
+//! - `server` — the main thread, workers, admin endpoint, guard dog, lifecycle
+//! - `event` — one event loop (dispatcher) per thread, with cross-thread `post`
+//! - `thread_local` — slots through which the main thread publishes to workers
+//! - `config` — Envoy's v3 bootstrap, decoded with Envoy's own schema
+//! - `network` — listeners, accepted connections, network filter chains
+//! - `upstream` — cluster manager, per-worker clusters, load balancing, hosts
+//! - `extensions` — the registry and the filters (`tcp_proxy`, ...)
+//! - `stats` — Envoy-named counters and gauges and their admin formats
+
+pub mod config;
+pub mod event;
+pub mod extensions;
+pub mod network;
+pub mod server;
+pub mod stats;
+pub mod thread_local;
+pub mod upstream;

@@ -1,0 +1,21 @@
+//! A downstream connection as the network filters receive it.
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpStream;
+
+/// Addresses of a connection, for filters, logs and headers.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionInfo {
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+}
+
+/// An accepted connection on its worker.
+#[derive(Debug)]
+pub struct DownstreamConnection {
+    pub stream: TcpStream,
+    pub info: ConnectionInfo,
+    /// The listener's `per_connection_buffer_limit_bytes`.
+    pub buffer_limit: u32,
+}

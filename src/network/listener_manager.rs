@@ -1,0 +1,158 @@
+//! The main thread's listener manager: builds listeners from config, creates their
+//! sockets, and adds every listener to every worker by posting to it (Envoy's
+//! `ListenerManagerImpl::addListenerToWorker`).
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+
+use super::listener::ListenerConfig;
+use super::{active_listener, socket};
+use crate::config::{ConfigError, FieldPath};
+use crate::define_stats;
+use crate::event::DispatcherHandle;
+use crate::extensions::FactoryContext;
+use crate::stats::Gauge;
+
+define_stats! {
+    /// `listener_manager.*`
+    #[derive(Debug)]
+    pub struct ListenerManagerStats {
+        counter listener_added,
+        counter listener_modified,
+        counter listener_removed,
+        counter listener_stopped,
+        counter listener_create_success,
+        counter listener_create_failure,
+        counter listener_in_place_updated,
+        gauge total_listeners_warming,
+        gauge total_listeners_active,
+        gauge total_listeners_draining,
+        gauge total_filter_chains_draining,
+        gauge workers_started,
+    }
+}
+
+/// A listener and the address it actually bound (differs when the port was 0).
+#[derive(Debug)]
+pub struct ActiveListenerInfo {
+    pub config: Arc<ListenerConfig>,
+    pub bound: SocketAddr,
+}
+
+pub struct ListenerManager {
+    configs: Vec<Arc<ListenerConfig>>,
+    active: RefCell<Vec<ActiveListenerInfo>>,
+    stats: ListenerManagerStats,
+    stopped: std::cell::Cell<bool>,
+}
+
+impl ListenerManager {
+    /// Checks and builds every listener of `static_resources.listeners`.
+    pub fn from_proto(
+        listeners: &[Listener],
+        ctx: &FactoryContext<'_>,
+        workers: usize,
+    ) -> Result<Self, ConfigError> {
+        let mut configs: Vec<Arc<ListenerConfig>> = Vec::with_capacity(listeners.len());
+        for (i, l) in listeners.iter().enumerate() {
+            let path = FieldPath::starting_at(&format!("static_resources.listeners[{i}]"));
+            let config = ListenerConfig::from_proto(l, &path, ctx, workers)?;
+            if configs.iter().any(|c| c.name == config.name) {
+                return Err(path.field_error(
+                    "name",
+                    format!(
+                        "error adding listener named '{}': duplicate listener name",
+                        config.name
+                    ),
+                ));
+            }
+            if config.address.port() != 0 && configs.iter().any(|c| c.address == config.address) {
+                return Err(path.field_error(
+                    "address",
+                    format!(
+                        "error adding listener '{}': listener '{}' already listens on {}",
+                        config.name, config.name, config.address
+                    ),
+                ));
+            }
+            configs.push(config);
+        }
+        Ok(ListenerManager {
+            configs,
+            active: RefCell::new(Vec::new()),
+            stats: ListenerManagerStats::new(ctx.store, "listener_manager."),
+            stopped: std::cell::Cell::new(false),
+        })
+    }
+
+    /// Binds every listener and starts it on every worker; returns once each worker
+    /// has registered each socket, so connections are accepted from then on.
+    pub async fn start_workers(
+        &self,
+        workers: &[DispatcherHandle],
+        total_connections: &Arc<Gauge>,
+    ) -> std::io::Result<()> {
+        for config in &self.configs {
+            let sockets =
+                socket::bind_for_workers(config.address, config.reuse_port, workers.len())
+                    .map_err(|e| {
+                        std::io::Error::new(
+                            e.kind(),
+                            format!(
+                                "cannot bind listener '{}' to {}: {e}",
+                                config.name, config.address
+                            ),
+                        )
+                    })?;
+            let bound = sockets[0].local_addr()?;
+            let mut acks = Vec::with_capacity(workers.len());
+            for (index, (worker, sock)) in workers.iter().zip(sockets).enumerate() {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let (config, total) = (config.clone(), total_connections.clone());
+                worker.post(move || {
+                    let _ = tx.send(active_listener::add_listener(config, sock, index, total));
+                });
+                acks.push(rx);
+            }
+            for ack in acks {
+                ack.await
+                    .map_err(|_| std::io::Error::other("worker exited during start-up"))??;
+            }
+            tracing::info!("listener '{}' listening on {bound}", config.name);
+            self.stats.listener_added.inc();
+            self.stats.listener_create_success.add(workers.len() as u64);
+            self.stats.total_listeners_active.inc();
+            self.active.borrow_mut().push(ActiveListenerInfo {
+                config: config.clone(),
+                bound,
+            });
+        }
+        self.stats.workers_started.set(1);
+        Ok(())
+    }
+
+    /// Stops accepting on every worker (Envoy's `stopListeners`); open connections
+    /// are left to drain.
+    pub fn stop_listeners(&self, workers: &[DispatcherHandle]) {
+        if self.stopped.replace(true) {
+            return;
+        }
+        for w in workers {
+            w.post(active_listener::stop_listeners);
+        }
+        let n = self.active.borrow().len() as u64;
+        self.stats.listener_stopped.add(n);
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.get()
+    }
+
+    /// The running listeners and their bound addresses.
+    pub fn active(&self) -> std::cell::Ref<'_, Vec<ActiveListenerInfo>> {
+        self.active.borrow()
+    }
+}

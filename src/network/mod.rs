@@ -1,0 +1,15 @@
+//! The listener path: listen sockets created by the main thread's
+//! `ListenerManager`, accepted on every worker by an `ActiveListener`, each new
+//! connection handed to the network filter chain of its listener.
+
+pub mod active_listener;
+pub mod connection;
+pub mod filter;
+pub mod listener;
+pub mod listener_manager;
+pub mod socket;
+
+pub use connection::{ConnectionInfo, DownstreamConnection};
+pub use filter::{FilterChain, NetworkFilterFactory};
+pub use listener::ListenerConfig;
+pub use listener_manager::ListenerManager;

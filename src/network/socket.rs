@@ -1,0 +1,43 @@
+//! Listen sockets, created on the main thread with the options Envoy sets.
+
+use std::net::{SocketAddr, TcpListener};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Envoy's default listen backlog (`tcp_backlog_size`).
+const BACKLOG: i32 = 1024;
+
+/// Binds a non-blocking listening socket; `reuse_port` lets every worker bind its
+/// own socket to the same address so the kernel spreads connections over them.
+pub fn bind_listener(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// The sockets for one listener: one per worker with SO_REUSEPORT (the first one
+/// fixes the port when the config says port 0), or one shared fd otherwise.
+pub fn bind_for_workers(
+    addr: SocketAddr,
+    reuse_port: bool,
+    workers: usize,
+) -> std::io::Result<Vec<TcpListener>> {
+    let first = bind_listener(addr, reuse_port)?;
+    let bound = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..workers.max(1) {
+        let next = if reuse_port {
+            bind_listener(bound, true)?
+        } else {
+            sockets[0].try_clone()?
+        };
+        sockets.push(next);
+    }
+    Ok(sockets)
+}

@@ -1,0 +1,137 @@
+//! `/clusters`: per-cluster settings and per-host stats, as Envoy's text
+//! (`cluster::host::field::value`) and JSON forms.
+
+use std::sync::atomic::AtomicU64;
+
+use serde_json::json;
+
+use super::{Reply, JSON, TEXT};
+use crate::server::Server;
+use crate::upstream::host::HostStats;
+
+/// Envoy's circuit-breaker defaults, shown per priority until Courier has its own.
+const THRESHOLDS: [(&str, u64); 4] = [
+    ("max_connections", 1024),
+    ("max_pending_requests", 1024),
+    ("max_requests", 1024),
+    ("max_retries", 3),
+];
+
+pub(super) fn render(server: &Server, as_json: bool) -> Reply {
+    let cm = server.cluster_manager.borrow();
+    let Some(cm) = cm.as_ref() else {
+        return Reply::ok(if as_json { JSON } else { TEXT }, String::new());
+    };
+    if as_json {
+        return Reply::ok(JSON, json_form(cm));
+    }
+    let mut out = String::new();
+    for info in cm.clusters() {
+        let name = &info.name;
+        out.push_str(&format!("{name}::observability_name::{}\n", info.stat_name));
+        for priority in ["default_priority", "high_priority"] {
+            for (field, value) in THRESHOLDS {
+                out.push_str(&format!("{name}::{priority}::{field}::{value}\n"));
+            }
+        }
+        out.push_str(&format!("{name}::added_via_api::false\n"));
+        for host in cm.hosts(name).iter() {
+            let h = format!("{name}::{}", host.address);
+            let s = &host.stats;
+            for (field, v) in counters(s) {
+                out.push_str(&format!("{h}::{field}::{}\n", HostStats::get(v)));
+            }
+            out.push_str(&format!("{h}::hostname::{}\n", host.hostname));
+            out.push_str(&format!("{h}::health_flags::healthy\n{h}::weight::1\n{h}::region::\n{h}::zone::\n{h}::sub_zone::\n"));
+            out.push_str(&format!("{h}::canary::false\n{h}::priority::0\n{h}::success_rate::-1\n{h}::local_origin_success_rate::-1\n"));
+        }
+    }
+    Reply::ok(TEXT, out)
+}
+
+/// The per-host stats in Envoy's `/clusters` order.
+fn counters(s: &HostStats) -> [(&'static str, &AtomicU64); 9] {
+    [
+        ("cx_active", &s.cx_active),
+        ("cx_connect_fail", &s.cx_connect_fail),
+        ("cx_total", &s.cx_total),
+        ("rq_active", &s.rq_active),
+        ("rq_error", &s.rq_error),
+        ("rq_pending_active", &s.rq_pending_active),
+        ("rq_success", &s.rq_success),
+        ("rq_timeout", &s.rq_timeout),
+        ("rq_total", &s.rq_total),
+    ]
+}
+
+fn json_form(cm: &crate::upstream::ClusterManager) -> String {
+    let statuses: Vec<_> = cm
+        .clusters()
+        .map(|info| {
+            let hosts: Vec<_> = cm
+                .hosts(&info.name)
+                .iter()
+                .map(|host| {
+                    let s = &host.stats;
+                    let mut stats: Vec<_> = [
+                        ("cx_connect_fail", &s.cx_connect_fail),
+                        ("cx_total", &s.cx_total),
+                        ("rq_error", &s.rq_error),
+                        ("rq_success", &s.rq_success),
+                        ("rq_timeout", &s.rq_timeout),
+                        ("rq_total", &s.rq_total),
+                    ]
+                    .into_iter()
+                    .map(|(n, v)| stat_json(n, HostStats::get(v), None))
+                    .collect();
+                    for (n, v) in [("cx_active", &s.cx_active), ("rq_active", &s.rq_active), ("rq_pending_active", &s.rq_pending_active)] {
+                        stats.push(stat_json(n, HostStats::get(v), Some("GAUGE")));
+                    }
+                    let mut h = json!({
+                        "address": { "socket_address": { "address": host.address.ip().to_string(), "port_value": host.address.port() } },
+                        "stats": stats,
+                        "health_status": { "eds_health_status": "HEALTHY" },
+                        "weight": 1,
+                        "locality": {},
+                    });
+                    if !host.hostname.is_empty() {
+                        h["hostname"] = json!(host.hostname);
+                    }
+                    h
+                })
+                .collect();
+            let thresholds: Vec<_> = [None, Some("HIGH")]
+                .into_iter()
+                .map(|p| {
+                    let mut t = json!({});
+                    if let Some(p) = p {
+                        t["priority"] = json!(p);
+                    }
+                    for (field, v) in THRESHOLDS {
+                        t[field] = json!(v);
+                    }
+                    t
+                })
+                .collect();
+            json!({
+                "name": info.name,
+                "host_statuses": hosts,
+                "circuit_breakers": { "thresholds": thresholds },
+                "observability_name": info.stat_name,
+            })
+        })
+        .collect();
+    super::config_dump::pretty(&json!({ "cluster_statuses": statuses }))
+}
+
+/// Envoy omits zero values from proto JSON; counters are strings (uint64).
+fn stat_json(name: &str, value: u64, kind: Option<&str>) -> serde_json::Value {
+    let mut v = json!({ "name": name });
+    if value != 0 {
+        v["value"] = json!(value.to_string());
+    }
+    if let Some(k) = kind {
+        v["type"] = json!(k);
+    }
+    v
+}

@@ -1,0 +1,119 @@
+//! `/config_dump`: the effective static config as Envoy's `ConfigDump` — the
+//! bootstrap, then the static clusters and listeners — printed with proto field
+//! names and Envoy's one-space indentation.
+
+use prost_reflect::{DynamicMessage, ReflectMessage, SerializeOptions, Value};
+use serde::Serialize;
+use serde_json::{json, Value as Json};
+
+use crate::server::Server;
+
+pub(super) fn render(server: &Server) -> String {
+    let bootstrap = to_json(&server.bootstrap_dump);
+    let updated = humantime_rfc3339(server.started_wall);
+    let statics = |field: &str, key: &str| -> Vec<Json> {
+        static_resources(&server.bootstrap_dump, field)
+            .into_iter()
+            .map(|m| json!({ key: to_json(&m), "last_updated": updated }))
+            .collect()
+    };
+    let dump = json!({
+        "configs": [
+            {
+                "@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
+                "bootstrap": bootstrap,
+                "last_updated": updated,
+            },
+            {
+                "@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
+                "static_clusters": statics("clusters", "cluster"),
+            },
+            {
+                "@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
+                "static_listeners": statics("listeners", "listener"),
+            },
+        ]
+    });
+    pretty(&dump)
+}
+
+/// `static_resources.<field>` of the bootstrap as messages.
+fn static_resources(bootstrap: &DynamicMessage, field: &str) -> Vec<DynamicMessage> {
+    let Some(Value::Message(statics)) = bootstrap
+        .get_field_by_name("static_resources")
+        .map(|v| v.into_owned())
+    else {
+        return Vec::new();
+    };
+    match statics.get_field_by_name(field).map(|v| v.into_owned()) {
+        Some(Value::List(items)) => items
+            .into_iter()
+            .filter_map(|v| match v {
+                Value::Message(m) => Some(m),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A message as proto3-JSON with the proto field names, as Envoy's dump uses.
+fn to_json(msg: &DynamicMessage) -> Json {
+    let opts = SerializeOptions::new().use_proto_field_name(true);
+    msg.serialize_with_options(serde_json::value::Serializer, &opts)
+        .unwrap_or_else(|e| json!({ "error": format!("cannot serialize {}: {e}", msg.descriptor().full_name()) }))
+}
+
+/// JSON with Envoy's admin layout: one space of indentation per level.
+pub(super) fn pretty(v: &Json) -> String {
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(
+        &mut out,
+        serde_json::ser::PrettyFormatter::with_indent(b" "),
+    );
+    if v.serialize(&mut ser).is_err() {
+        return "{}".into();
+    }
+    out.push(b'\n');
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// RFC 3339 UTC timestamp with milliseconds (`2026-11-23T09:25:44.123Z`).
+fn humantime_rfc3339(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, day) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_415), (2025, 11, 23));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+}

@@ -1,0 +1,380 @@
+//! The admin endpoint: an HTTP/1.1 server on the main thread (never on a worker),
+//! with Envoy's paths, methods, status codes and output formats.
+
+mod clusters;
+mod config_dump;
+mod listeners;
+mod server_info;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+
+use super::instance::{Server, ServerState};
+use crate::stats::render::{self, StatsFilter};
+
+/// One admin path: its name, whether it changes state (POST only), and help text.
+struct Endpoint {
+    path: &'static str,
+    mutates: bool,
+    help: &'static str,
+}
+
+const ENDPOINTS: &[Endpoint] = &[
+    Endpoint {
+        path: "/",
+        mutates: false,
+        help: "Admin home page",
+    },
+    Endpoint {
+        path: "/clusters",
+        mutates: false,
+        help: "upstream cluster status",
+    },
+    Endpoint {
+        path: "/config_dump",
+        mutates: false,
+        help: "dump current Envoy configs",
+    },
+    Endpoint {
+        path: "/drain_listeners",
+        mutates: true,
+        help: "drain listeners",
+    },
+    Endpoint {
+        path: "/healthcheck/fail",
+        mutates: true,
+        help: "cause the server to fail health checks",
+    },
+    Endpoint {
+        path: "/healthcheck/ok",
+        mutates: true,
+        help: "cause the server to pass health checks",
+    },
+    Endpoint {
+        path: "/help",
+        mutates: false,
+        help: "print out list of admin commands",
+    },
+    Endpoint {
+        path: "/listeners",
+        mutates: false,
+        help: "print listener info",
+    },
+    Endpoint {
+        path: "/quitquitquit",
+        mutates: true,
+        help: "exit the server",
+    },
+    Endpoint {
+        path: "/ready",
+        mutates: false,
+        help: "print server state, return 200 if LIVE, otherwise return 503",
+    },
+    Endpoint {
+        path: "/server_info",
+        mutates: false,
+        help: "print server version/status information",
+    },
+    Endpoint {
+        path: "/stats",
+        mutates: false,
+        help: "print server stats",
+    },
+    Endpoint {
+        path: "/stats/prometheus",
+        mutates: false,
+        help: "print server stats in prometheus format",
+    },
+];
+
+/// Test-only endpoint, enabled by `COURIER_TEST_HOOKS=1`: blocks a worker's event
+/// loop so tests can see the guard dog count a miss.
+const TEST_BLOCK_WORKER: &str = "/courier_test/block_worker";
+
+/// Binds the admin address and serves it on the current (main) dispatcher.
+pub async fn start(server: Rc<Server>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot bind admin address {addr}: {e}"))
+    })?;
+    let bound = listener.local_addr()?;
+    tokio::task::spawn_local(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let server = server.clone();
+            tokio::task::spawn_local(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let server = server.clone();
+                    async move { Ok::<_, Infallible>(handle(&server, req)) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .serve_connection(TokioIo::new(stream), service);
+                if let Err(e) = conn.await {
+                    tracing::debug!("admin connection error: {e}");
+                }
+            });
+        }
+    });
+    Ok(bound)
+}
+
+/// A response body with its status and content type.
+struct Reply {
+    status: StatusCode,
+    content_type: &'static str,
+    body: String,
+}
+
+const TEXT: &str = "text/plain; charset=UTF-8";
+const JSON: &str = "application/json";
+
+impl Reply {
+    fn ok(content_type: &'static str, body: String) -> Reply {
+        Reply {
+            status: StatusCode::OK,
+            content_type,
+            body,
+        }
+    }
+}
+
+fn handle(server: &Server, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let query = Query::parse(req.uri().query().unwrap_or(""));
+    let reply = route(server, req.method(), path, &query);
+    let mut resp = Response::new(Full::new(Bytes::from(if req.method() == Method::HEAD {
+        String::new()
+    } else {
+        reply.body
+    })));
+    *resp.status_mut() = reply.status;
+    let h = resp.headers_mut();
+    h.insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static(reply.content_type),
+    );
+    h.insert(
+        "cache-control",
+        hyper::header::HeaderValue::from_static("no-cache, max-age=0"),
+    );
+    h.insert(
+        "x-content-type-options",
+        hyper::header::HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
+fn route(server: &Server, method: &Method, path: &str, q: &Query) -> Reply {
+    if path == TEST_BLOCK_WORKER && std::env::var("COURIER_TEST_HOOKS").as_deref() == Ok("1") {
+        return block_worker(server, q);
+    }
+    let Some(endpoint) = ENDPOINTS.iter().find(|e| e.path == path) else {
+        return Reply {
+            status: StatusCode::NOT_FOUND,
+            content_type: TEXT,
+            body: format!("invalid path. {}", help_text()),
+        };
+    };
+    if endpoint.mutates && method != Method::POST {
+        return Reply {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            content_type: TEXT,
+            body: format!("Method {method} not allowed, POST required.{}", help_text()),
+        };
+    }
+    server.refresh_stats();
+    match path {
+        "/" | "/help" => Reply::ok(TEXT, help_text()),
+        "/ready" => {
+            let state = server.state();
+            let status = if state == ServerState::Live {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            Reply {
+                status,
+                content_type: TEXT,
+                body: format!("{}\n", state.envoy_name()),
+            }
+        }
+        "/server_info" => Reply::ok(JSON, server_info::render(server)),
+        "/stats" => stats(server, q),
+        "/stats/prometheus" => match stats_filter(q) {
+            Ok(f) => Reply::ok(
+                "text/plain; version=0.0.4",
+                render::prometheus(&server.store.lock(), &f),
+            ),
+            Err(r) => r,
+        },
+        "/clusters" => clusters::render(server, q.get("format") == Some("json")),
+        "/listeners" => listeners::render(server, q.get("format") == Some("json")),
+        "/config_dump" => Reply::ok(JSON, config_dump::render(server)),
+        "/quitquitquit" => {
+            server.request_shutdown();
+            Reply::ok(TEXT, "OK\n".into())
+        }
+        "/healthcheck/fail" => {
+            server.set_health_check_failed(true);
+            Reply::ok(TEXT, "OK\n".into())
+        }
+        "/healthcheck/ok" => {
+            server.set_health_check_failed(false);
+            Reply::ok(TEXT, "OK\n".into())
+        }
+        "/drain_listeners" => {
+            server.drain_listeners();
+            Reply::ok(TEXT, "OK\n".into())
+        }
+        _ => Reply {
+            status: StatusCode::NOT_FOUND,
+            content_type: TEXT,
+            body: format!("invalid path. {}", help_text()),
+        },
+    }
+}
+
+fn stats(server: &Server, q: &Query) -> Reply {
+    let f = match stats_filter(q) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let stats = server.store.lock();
+    match q.get("format") {
+        None | Some("text") => Reply::ok(TEXT, render::text(&stats, &f)),
+        Some("json") => Reply::ok(JSON, render::json(&stats, &f)),
+        Some("prometheus") => {
+            Reply::ok("text/plain; version=0.0.4", render::prometheus(&stats, &f))
+        }
+        Some(other) => Reply {
+            status: StatusCode::BAD_REQUEST,
+            content_type: TEXT,
+            body: format!(
+                "usage: /stats?format=(html|active-html|json|text)\n\nInvalid format: {other}\n"
+            ),
+        },
+    }
+}
+
+fn stats_filter(q: &Query) -> Result<StatsFilter, Reply> {
+    let filter = match q.get("filter") {
+        None | Some("") => None,
+        Some(re) => Some(regex::Regex::new(re).map_err(|e| Reply {
+            status: StatusCode::BAD_REQUEST,
+            content_type: TEXT,
+            body: format!("Invalid re2 regex: {e}\n"),
+        })?),
+    };
+    Ok(StatsFilter {
+        filter,
+        invert: q.has("invert_filter"),
+        used_only: q.has("usedonly"),
+    })
+}
+
+fn block_worker(server: &Server, q: &Query) -> Reply {
+    let ms: u64 = q.get("ms").and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let worker: usize = q.get("worker").and_then(|v| v.parse().ok()).unwrap_or(0);
+    match server.workers.get(worker) {
+        Some(w) => {
+            w.post(move || std::thread::sleep(std::time::Duration::from_millis(ms)));
+            Reply::ok(TEXT, "OK\n".into())
+        }
+        None => Reply {
+            status: StatusCode::BAD_REQUEST,
+            content_type: TEXT,
+            body: "no such worker\n".into(),
+        },
+    }
+}
+
+fn help_text() -> String {
+    let mut out = String::from("admin commands are:\n");
+    for e in ENDPOINTS {
+        out.push_str(&format!(
+            "  {}{}: {}\n",
+            e.path,
+            if e.mutates { " (POST)" } else { "" },
+            e.help
+        ));
+    }
+    out
+}
+
+/// Decoded query parameters, in order.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(q: &str) -> Query {
+        Query(
+            q.split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                    (percent_decode(k), percent_decode(v))
+                })
+                .collect(),
+        )
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.0.iter().any(|(k, _)| k == key)
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                    16,
+                ) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding() {
+        let q = Query::parse("filter=cluster%5C.a&usedonly&format=json");
+        assert_eq!(q.get("filter"), Some("cluster\\.a"));
+        assert!(q.has("usedonly"));
+        assert_eq!(q.get("format"), Some("json"));
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("%41+b"), "A b");
+    }
+}

@@ -1,0 +1,444 @@
+//! The server instance (Envoy's `InstanceImpl`): loads the bootstrap, builds the
+//! listener and cluster managers, starts the workers and the guard dogs, runs the
+//! main thread's dispatcher (admin, DNS, signals), and drains on shutdown.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use prost_reflect::DynamicMessage;
+use tokio::sync::Notify;
+
+use super::admin;
+use super::options::Options;
+use super::watchdog::{GuardDog, WatchdogConfig};
+use super::worker::Worker;
+use crate::config::{self, BootstrapSource, ConfigError, LoadedBootstrap};
+use crate::define_stats;
+use crate::event::{Dispatcher, DispatcherHandle};
+use crate::extensions::FactoryContext;
+use crate::network::ListenerManager;
+use crate::stats::{Gauge, Store};
+use crate::thread_local::{Slot, ThreadLocalRegistry};
+use crate::upstream::cluster::socket_address;
+use crate::upstream::cluster_manager::ClusterManagerConfig;
+use crate::upstream::{ClusterManager, ThreadLocalClusterManager};
+
+/// The config used when neither `-c` nor `--config-yaml` is given.
+pub const DEFAULT_CONFIG_YAML: &str = include_str!("../../examples/courier-default.yaml");
+
+define_stats! {
+    /// `server.*`
+    #[derive(Debug)]
+    pub struct ServerStats {
+        counter debug_assertion_failures,
+        counter envoy_bug_failures,
+        counter static_unknown_fields,
+        counter dynamic_unknown_fields,
+        counter dropped_stat_flushes,
+        gauge live,
+        gauge state,
+        gauge concurrency,
+        gauge uptime,
+        gauge memory_allocated,
+        gauge memory_heap_size,
+        gauge memory_physical_size,
+        gauge total_connections,
+        gauge parent_connections,
+        gauge version,
+        gauge hot_restart_epoch,
+        gauge days_until_first_cert_expiring,
+        gauge seconds_until_first_ocsp_response_expiring,
+    }
+}
+
+/// Envoy's server states, with the values of the `server.state` gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerState {
+    Live = 0,
+    Draining = 1,
+    PreInitializing = 2,
+    Initializing = 3,
+}
+
+impl ServerState {
+    pub fn envoy_name(self) -> &'static str {
+        match self {
+            ServerState::Live => "LIVE",
+            ServerState::Draining => "DRAINING",
+            ServerState::PreInitializing => "PRE_INITIALIZING",
+            ServerState::Initializing => "INITIALIZING",
+        }
+    }
+}
+
+/// Everything built from config before any thread or socket exists; building it
+/// is `--mode validate`.
+pub struct ServerConfig {
+    pub options: Options,
+    pub config_source: String,
+    pub bootstrap: LoadedBootstrap,
+    pub store: Arc<Store>,
+    pub tls: ThreadLocalRegistry,
+    pub cluster_slot: Slot<ThreadLocalClusterManager>,
+    pub clusters: ClusterManagerConfig,
+    pub listeners: ListenerManager,
+    pub admin_address: Option<std::net::SocketAddr>,
+    pub main_watchdog: WatchdogConfig,
+    pub worker_watchdog: WatchdogConfig,
+}
+
+impl ServerConfig {
+    pub fn build(options: Options) -> Result<ServerConfig, ConfigError> {
+        let source = BootstrapSource {
+            config_path: options.config_path.clone(),
+            config_yaml: options.config_yaml.clone(),
+        };
+        let (source, config_source) =
+            if source.config_path.is_none() && source.config_yaml.is_none() {
+                (
+                    BootstrapSource {
+                        config_path: None,
+                        config_yaml: Some(DEFAULT_CONFIG_YAML.to_string()),
+                    },
+                    "<embedded default>".to_string(),
+                )
+            } else {
+                let shown = source
+                    .config_path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "--config-yaml".into());
+                (source, shown)
+            };
+        let mut bootstrap = config::load_bootstrap(&source)?;
+        apply_node_overrides(&options, &mut bootstrap);
+        let store = Arc::new(Store::new());
+        let tls = ThreadLocalRegistry::new();
+        let cluster_slot = tls.allocate_slot();
+        let b = &bootstrap.bootstrap;
+        let statics = b.static_resources.clone().unwrap_or_default();
+        let clusters = ClusterManagerConfig::from_proto(&statics.clusters, &store)?;
+        let ctx = FactoryContext {
+            store: &store,
+            clusters: &cluster_slot,
+        };
+        let listeners = ListenerManager::from_proto(&statics.listeners, &ctx, options.workers())?;
+        let admin_address = match b.admin.as_ref().and_then(|a| a.address.as_ref()) {
+            None => None,
+            Some(addr) => {
+                let path = config::FieldPath::starting_at("admin.address");
+                let (host, port) = socket_address(addr, &path)?;
+                let ip = host.parse().map_err(|_| {
+                    path.field_error(
+                        "socket_address.address",
+                        format!("'{host}' is not an IP address"),
+                    )
+                })?;
+                Some(std::net::SocketAddr::new(ip, port))
+            }
+        };
+        // `watchdog` is deprecated in favour of `watchdogs` but Envoy still reads it.
+        #[allow(deprecated)]
+        let legacy_watchdog = &b.watchdog;
+        let (main_watchdog, worker_watchdog) = match (&b.watchdogs, legacy_watchdog) {
+            (Some(w), _) => (
+                WatchdogConfig::from_proto(w.main_thread_watchdog.as_ref()),
+                WatchdogConfig::from_proto(w.worker_watchdog.as_ref()),
+            ),
+            (None, Some(w)) => (
+                WatchdogConfig::from_proto(Some(w)),
+                WatchdogConfig::from_proto(Some(w)),
+            ),
+            (None, None) => (WatchdogConfig::default(), WatchdogConfig::default()),
+        };
+        Ok(ServerConfig {
+            options,
+            config_source,
+            bootstrap,
+            store,
+            tls,
+            cluster_slot,
+            clusters,
+            listeners,
+            admin_address,
+            main_watchdog,
+            worker_watchdog,
+        })
+    }
+}
+
+/// `--service-node` / `--service-cluster` override the bootstrap's node, as in Envoy.
+fn apply_node_overrides(options: &Options, b: &mut LoadedBootstrap) {
+    if options.service_node.is_none() && options.service_cluster.is_none() {
+        return;
+    }
+    let node = b.bootstrap.node.get_or_insert_with(Default::default);
+    if let Some(id) = &options.service_node {
+        node.id = id.clone();
+    }
+    if let Some(cluster) = &options.service_cluster {
+        node.cluster = cluster.clone();
+    }
+}
+
+/// The running server, owned by the main thread.
+pub struct Server {
+    pub options: Options,
+    pub config_source: String,
+    pub bootstrap_dump: DynamicMessage,
+    pub bootstrap: envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap,
+    pub store: Arc<Store>,
+    pub stats: ServerStats,
+    pub started: Instant,
+    pub started_wall: SystemTime,
+    pub cluster_manager: RefCell<Option<Rc<ClusterManager>>>,
+    pub listener_manager: ListenerManager,
+    pub workers: Vec<DispatcherHandle>,
+    pub total_connections: Arc<Gauge>,
+    state: Cell<ServerState>,
+    health_check_failed: Cell<bool>,
+    shutdown: Notify,
+    shutdown_requested: Cell<bool>,
+}
+
+impl Server {
+    pub fn state(&self) -> ServerState {
+        if self.health_check_failed.get() && self.state.get() == ServerState::Live {
+            ServerState::Draining
+        } else {
+            self.state.get()
+        }
+    }
+
+    /// `/healthcheck/fail` and `/healthcheck/ok`.
+    pub fn set_health_check_failed(&self, failed: bool) {
+        self.health_check_failed.set(failed);
+        self.refresh_stats();
+    }
+
+    pub fn health_check_failed(&self) -> bool {
+        self.health_check_failed.get()
+    }
+
+    /// Starts shutdown (SIGTERM, SIGINT, `/quitquitquit`).
+    pub fn request_shutdown(&self) {
+        self.shutdown_requested.set(true);
+        self.shutdown.notify_one();
+    }
+
+    /// `/drain_listeners`: stop accepting new connections, keep serving open ones.
+    /// As in Envoy, the server stays LIVE; only shutdown makes it DRAINING.
+    pub fn drain_listeners(&self) {
+        self.listener_manager.stop_listeners(&self.workers);
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Brings the `server.*` gauges up to date (Envoy does this on its stats flush).
+    pub fn refresh_stats(&self) {
+        let s = &self.stats;
+        s.uptime.set(self.uptime().as_secs() as i64);
+        s.state.set(self.state() as i64);
+        s.live.set(i64::from(self.state() == ServerState::Live));
+        let m = super::memory::usage();
+        s.memory_allocated.set(m.allocated as i64);
+        s.memory_heap_size.set(m.heap_size as i64);
+        s.memory_physical_size.set(m.physical as i64);
+        s.total_connections.set(self.total_connections.value());
+    }
+}
+
+/// Runs the server to completion; returns the process exit code.
+pub fn run(options: Options) -> i32 {
+    let config = match ServerConfig::build(options.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "error initializing configuration '{}': {e}",
+                config_name(&options)
+            );
+            return 1;
+        }
+    };
+    if options.mode == super::options::Mode::Validate {
+        println!("configuration '{}' OK", config.config_source);
+        return 0;
+    }
+    match serve(config) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("courier: {e}");
+            1
+        }
+    }
+}
+
+fn config_name(options: &Options) -> String {
+    options
+        .config_path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "--config-yaml".into())
+}
+
+fn serve(config: ServerConfig) -> std::io::Result<()> {
+    let ServerConfig {
+        options,
+        config_source,
+        bootstrap,
+        store,
+        tls,
+        cluster_slot,
+        clusters,
+        listeners,
+        admin_address,
+        main_watchdog,
+        worker_watchdog,
+    } = config;
+    let workers_n = options.workers();
+    tracing::info!(
+        "courier {} starting: {workers_n} worker(s), config {config_source}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let main_guard = GuardDog::new(main_watchdog, "main_thread", store.clone());
+    let worker_guard = GuardDog::new(worker_watchdog, "workers", store.clone());
+    let main = Dispatcher::new("main_thread")?;
+    tls.register_thread(main.handle());
+    let mut workers = Vec::with_capacity(workers_n);
+    for i in 0..workers_n {
+        let w = Worker::start(i, &worker_guard)?;
+        tls.register_thread(w.dispatcher.clone());
+        workers.push(w);
+    }
+    let main_dog = main_guard.create_watchdog("main_thread");
+    let guard_threads = [main_guard.start()?, worker_guard.start()?];
+    let stats = ServerStats::new(&store, "server.");
+    stats.concurrency.set(workers_n as i64);
+    stats.version.set(version_number());
+    stats.state.set(ServerState::PreInitializing as i64);
+    let server = Rc::new(Server {
+        options: options.clone(),
+        config_source,
+        bootstrap_dump: bootstrap.dynamic,
+        bootstrap: bootstrap.bootstrap,
+        store: store.clone(),
+        stats,
+        started: Instant::now(),
+        started_wall: SystemTime::now(),
+        cluster_manager: RefCell::new(None),
+        listener_manager: listeners,
+        workers: workers.iter().map(|w| w.dispatcher.clone()).collect(),
+        total_connections: store.gauge("server.total_connections"),
+        state: Cell::new(ServerState::PreInitializing),
+        health_check_failed: Cell::new(false),
+        shutdown: Notify::new(),
+        shutdown_requested: Cell::new(false),
+    });
+
+    let result: Rc<RefCell<std::io::Result<()>>> = Rc::new(RefCell::new(Ok(())));
+    let (srv, res) = (server.clone(), result.clone());
+    main.run(Some(main_dog), async move {
+        if let Err(e) = main_loop(srv, admin_address, cluster_slot, clusters).await {
+            *res.borrow_mut() = Err(e);
+        }
+    });
+    for w in &mut workers {
+        w.stop();
+    }
+    main_guard.stop();
+    worker_guard.stop();
+    for t in guard_threads {
+        let _ = t.join();
+    }
+    let r = std::mem::replace(&mut *result.borrow_mut(), Ok(()));
+    tracing::info!("exiting");
+    r
+}
+
+async fn main_loop(
+    server: Rc<Server>,
+    admin_address: Option<std::net::SocketAddr>,
+    cluster_slot: Slot<ThreadLocalClusterManager>,
+    clusters: ClusterManagerConfig,
+) -> std::io::Result<()> {
+    if let Some(addr) = admin_address {
+        let bound = admin::start(server.clone(), addr).await?;
+        tracing::info!("admin address: {bound}");
+        if let Some(path) = &server.options.admin_address_path {
+            std::fs::write(path, bound.to_string())?;
+        }
+    }
+    server.state.set(ServerState::Initializing);
+    let cm = ClusterManager::start(clusters, cluster_slot).await;
+    *server.cluster_manager.borrow_mut() = Some(cm);
+    server
+        .listener_manager
+        .start_workers(&server.workers, &server.total_connections)
+        .await?;
+    if !server.listener_manager.is_stopped() {
+        server.state.set(ServerState::Live);
+    }
+    server.refresh_stats();
+    tracing::info!("all workers started; server is live");
+
+    let flush = tokio::task::spawn_local({
+        let server = server.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                server.refresh_stats();
+            }
+        }
+    });
+    wait_for_shutdown(&server).await;
+    tracing::info!(
+        "shutting down: draining for up to {}s",
+        server.options.drain_time_s
+    );
+    server.drain_listeners();
+    server.state.set(ServerState::Draining);
+    server.refresh_stats();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(server.options.drain_time_s);
+    while server.total_connections.value() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    flush.abort();
+    Ok(())
+}
+
+/// Resolves on SIGTERM, SIGINT or a shutdown request from admin.
+async fn wait_for_shutdown(server: &Server) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        _ => {
+            tracing::warn!("cannot install signal handlers; only /quitquitquit stops the server");
+            server.shutdown.notified().await;
+            return;
+        }
+    };
+    if server.shutdown_requested.get() {
+        return;
+    }
+    tokio::select! {
+        _ = term.recv() => tracing::info!("caught SIGTERM"),
+        _ = int.recv() => tracing::info!("caught SIGINT"),
+        _ = server.shutdown.notified() => {}
+    }
+}
+
+/// `server.version` as Envoy reports a number: here major·10⁴ + minor·10² + patch.
+fn version_number() -> i64 {
+    let part = |s: &str| s.parse::<i64>().unwrap_or(0);
+    part(env!("CARGO_PKG_VERSION_MAJOR")) * 10_000
+        + part(env!("CARGO_PKG_VERSION_MINOR")) * 100
+        + part(env!("CARGO_PKG_VERSION_PATCH"))
+}

@@ -1,0 +1,33 @@
+//! Process memory figures for `server.memory_*` (glibc malloc statistics and RSS).
+
+/// Bytes, as Envoy's `server.memory_allocated`, `memory_heap_size`, `memory_physical_size`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MemoryUsage {
+    pub allocated: u64,
+    pub heap_size: u64,
+    pub physical: u64,
+}
+
+pub fn usage() -> MemoryUsage {
+    let mut m = MemoryUsage {
+        physical: rss_bytes().unwrap_or(0),
+        ..Default::default()
+    };
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 only reads the allocator's counters.
+        let info = unsafe { libc::mallinfo2() };
+        m.allocated = (info.uordblks + info.hblkhd) as u64;
+        m.heap_size = (info.arena + info.hblkhd) as u64;
+    }
+    m
+}
+
+/// Resident set size from /proc/self/statm.
+pub fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * page.max(1) as u64)
+}

@@ -1,0 +1,11 @@
+//! The server: the main thread, its workers, admin, watchdog and lifecycle.
+
+pub mod admin;
+pub mod instance;
+pub mod memory;
+pub mod options;
+pub mod watchdog;
+pub mod worker;
+
+pub use instance::{run, Server, ServerState};
+pub use options::Options;

@@ -1,0 +1,119 @@
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A monotonically increasing count (`upstream_cx_total`).
+#[derive(Debug, Default)]
+pub struct Counter {
+    value: AtomicU64,
+}
+
+impl Counter {
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.value.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn value(&self) -> u64 {
+        self.value.load(Ordering::Relaxed)
+    }
+}
+
+/// A value that goes up and down (`downstream_cx_active`).
+#[derive(Debug, Default)]
+pub struct Gauge {
+    value: AtomicI64,
+}
+
+impl Gauge {
+    #[inline]
+    pub fn inc(&self) {
+        self.value.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn dec(&self) {
+        self.value.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn add(&self, n: i64) {
+        self.value.fetch_add(n, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn sub(&self, n: i64) {
+        self.value.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    pub fn set(&self, v: i64) {
+        self.value.store(v, Ordering::Relaxed);
+    }
+
+    pub fn value(&self) -> i64 {
+        self.value.load(Ordering::Relaxed)
+    }
+}
+
+/// All stats of the process by full name. Stats are created at configuration time,
+/// never per request, so the lock is off the data path.
+#[derive(Debug, Default)]
+pub struct Store {
+    inner: Mutex<Stats>,
+}
+
+/// The stats registered in a store, ordered by name as Envoy's `/stats` lists them.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub counters: BTreeMap<String, Arc<Counter>>,
+    pub gauges: BTreeMap<String, Arc<Gauge>>,
+}
+
+impl Store {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The counter named `name`, created at zero on first use.
+    pub fn counter(&self, name: &str) -> Arc<Counter> {
+        let mut inner = self.lock();
+        if let Some(c) = inner.counters.get(name) {
+            return c.clone();
+        }
+        let c = Arc::new(Counter::default());
+        inner.counters.insert(name.to_string(), c.clone());
+        c
+    }
+
+    /// The gauge named `name`, created at zero on first use.
+    pub fn gauge(&self, name: &str) -> Arc<Gauge> {
+        let mut inner = self.lock();
+        if let Some(g) = inner.gauges.get(name) {
+            return g.clone();
+        }
+        let g = Arc::new(Gauge::default());
+        inner.gauges.insert(name.to_string(), g.clone());
+        g
+    }
+
+    /// A consistent view for rendering.
+    pub fn lock(&self) -> MutexGuard<'_, Stats> {
+        // A panic while holding this lock leaves plain maps behind; keep serving.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current value of a counter, if it exists (tests and admin use this).
+    pub fn counter_value(&self, name: &str) -> Option<u64> {
+        self.lock().counters.get(name).map(|c| c.value())
+    }
+
+    /// The current value of a gauge, if it exists.
+    pub fn gauge_value(&self, name: &str) -> Option<i64> {
+        self.lock().gauges.get(name).map(|g| g.value())
+    }
+}

@@ -1,0 +1,140 @@
+//! Thread-local storage slots (Envoy's `ThreadLocal::Instance`).
+//!
+//! The main thread allocates a slot and publishes into it by posting to every
+//! registered dispatcher; each thread then holds its own `Rc<T>` and reads it with
+//! no lock. A new snapshot is published by `set` again (RCU style: readers that
+//! still hold the old `Rc` finish with it), or updated in place with
+//! `run_on_all_threads`.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::event::DispatcherHandle;
+
+thread_local! {
+    static SLOTS: RefCell<Vec<Option<Rc<dyn Any>>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The set of threads that slots publish to (main thread plus workers).
+#[derive(Clone, Default)]
+pub struct ThreadLocalRegistry {
+    threads: Arc<Mutex<Vec<DispatcherHandle>>>,
+    next_slot: Arc<AtomicUsize>,
+}
+
+impl ThreadLocalRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a thread; slots set after this reach it. Register all threads before
+    /// setting slots, as Envoy does during start-up.
+    pub fn register_thread(&self, dispatcher: DispatcherHandle) {
+        self.lock().push(dispatcher);
+    }
+
+    /// A new, empty slot holding a `T` per thread.
+    pub fn allocate_slot<T: 'static>(&self) -> Slot<T> {
+        Slot {
+            index: self.next_slot.fetch_add(1, Ordering::Relaxed),
+            registry: self.clone(),
+            _t: PhantomData,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<DispatcherHandle>> {
+        self.threads.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn post_all(&self, f: Arc<dyn Fn() + Send + Sync>) {
+        for d in self.lock().iter() {
+            let f = f.clone();
+            d.post(move || f());
+        }
+    }
+}
+
+/// A typed slot. `T` lives on each thread and never crosses threads.
+pub struct Slot<T> {
+    index: usize,
+    registry: ThreadLocalRegistry,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Slot<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Slot({})", self.index)
+    }
+}
+
+impl<T> Clone for Slot<T> {
+    fn clone(&self) -> Self {
+        Slot {
+            index: self.index,
+            registry: self.registry.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: 'static> Slot<T> {
+    /// Builds a fresh `T` on every thread with `init`, replacing the previous one.
+    pub fn set(&self, init: impl Fn() -> T + Send + Sync + 'static) {
+        let index = self.index;
+        self.registry.post_all(Arc::new(move || {
+            let value: Rc<dyn Any> = Rc::new(init());
+            SLOTS.with(|slots| {
+                let mut slots = slots.borrow_mut();
+                if slots.len() <= index {
+                    slots.resize(index + 1, None);
+                }
+                slots[index] = Some(value);
+            });
+        }));
+    }
+
+    /// Runs `f` on every thread with that thread's `T` (skipped where unset).
+    pub fn run_on_all_threads(&self, f: impl Fn(&T) + Send + Sync + 'static) {
+        let slot = self.clone_local();
+        self.registry.post_all(Arc::new(move || {
+            if let Some(v) = slot.get() {
+                f(&v);
+            }
+        }));
+    }
+
+    /// This thread's `T`, if the slot was set here.
+    pub fn get(&self) -> Option<Rc<T>> {
+        Self::get_at(self.index)
+    }
+
+    fn get_at(index: usize) -> Option<Rc<T>> {
+        SLOTS.with(|slots| {
+            let slot = slots.borrow().get(index).cloned().flatten()?;
+            slot.downcast::<T>().ok()
+        })
+    }
+
+    fn clone_local(&self) -> LocalSlot<T> {
+        LocalSlot {
+            index: self.index,
+            _t: PhantomData,
+        }
+    }
+}
+
+/// The index of a slot without the registry, cheap to move into posted closures.
+pub struct LocalSlot<T> {
+    index: usize,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: 'static> LocalSlot<T> {
+    pub fn get(&self) -> Option<Rc<T>> {
+        Slot::<T>::get_at(self.index)
+    }
+}

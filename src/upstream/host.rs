@@ -1,0 +1,47 @@
+//! An upstream host and the immutable host sets that workers share.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// One endpoint of a cluster. Its counters are shared by every worker, so they
+/// are atomics; they feed `/clusters`.
+#[derive(Debug)]
+pub struct Host {
+    pub address: SocketAddr,
+    /// The name it was resolved from (DNS clusters) or the endpoint's `hostname`.
+    pub hostname: String,
+    pub stats: HostStats,
+}
+
+#[derive(Debug, Default)]
+pub struct HostStats {
+    pub cx_total: AtomicU64,
+    pub cx_active: AtomicU64,
+    pub cx_connect_fail: AtomicU64,
+    pub rq_total: AtomicU64,
+    pub rq_success: AtomicU64,
+    pub rq_error: AtomicU64,
+    pub rq_timeout: AtomicU64,
+    pub rq_active: AtomicU64,
+    pub rq_pending_active: AtomicU64,
+}
+
+impl HostStats {
+    pub fn get(v: &AtomicU64) -> u64 {
+        v.load(Ordering::Relaxed)
+    }
+}
+
+impl Host {
+    pub fn new(address: SocketAddr, hostname: String) -> Arc<Host> {
+        Arc::new(Host {
+            address,
+            hostname,
+            stats: HostStats::default(),
+        })
+    }
+}
+
+/// A cluster's membership at one moment; replaced whole on change (RCU).
+pub type HostSet = Arc<Vec<Arc<Host>>>;

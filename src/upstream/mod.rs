@@ -1,0 +1,16 @@
+//! The upstream path: clusters and their hosts, owned by the main thread's
+//! `ClusterManager`, with a per-worker `ThreadLocalClusterManager` holding the
+//! worker's snapshot of membership, its load balancers and its connections.
+
+pub mod cluster;
+pub mod cluster_manager;
+pub mod dns;
+pub mod host;
+pub mod load_balancer;
+pub mod thread_local_cluster;
+pub mod upstream_connection;
+
+pub use cluster::{ClusterInfo, DiscoveryType};
+pub use cluster_manager::ClusterManager;
+pub use host::{Host, HostSet};
+pub use thread_local_cluster::{ThreadLocalCluster, ThreadLocalClusterManager};

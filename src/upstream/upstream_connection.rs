@@ -1,0 +1,85 @@
+//! Opening an upstream TCP connection with the cluster's connect timeout, and the
+//! connection's accounting: the cluster and host stats rise on connect and fall
+//! when the connection is dropped, whichever path drops it.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+
+use super::cluster::ClusterInfo;
+use super::host::Host;
+
+/// Why an upstream connection could not be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectFailure {
+    Refused,
+    Timeout,
+}
+
+/// A connected upstream socket plus its accounting guard.
+#[derive(Debug)]
+pub struct UpstreamConnection {
+    pub stream: TcpStream,
+    pub host: Arc<Host>,
+    pub cluster: Arc<ClusterInfo>,
+    closed_locally: bool,
+}
+
+impl UpstreamConnection {
+    /// Connects to `host`, counting `upstream_cx_total` and the failure stats.
+    pub async fn connect(
+        cluster: &Arc<ClusterInfo>,
+        host: &Arc<Host>,
+    ) -> Result<UpstreamConnection, ConnectFailure> {
+        let stats = &cluster.stats;
+        stats.upstream_cx_total.inc();
+        host.stats.cx_total.fetch_add(1, Ordering::Relaxed);
+        let result =
+            tokio::time::timeout(cluster.connect_timeout, TcpStream::connect(host.address)).await;
+        let failure = match result {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                stats.upstream_cx_active.inc();
+                host.stats.cx_active.fetch_add(1, Ordering::Relaxed);
+                return Ok(UpstreamConnection {
+                    stream,
+                    host: host.clone(),
+                    cluster: cluster.clone(),
+                    closed_locally: false,
+                });
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(cluster = %cluster.name, host = %host.address, "upstream connect failed: {e}");
+                ConnectFailure::Refused
+            }
+            Err(_) => {
+                tracing::debug!(cluster = %cluster.name, host = %host.address, "upstream connect timed out");
+                stats.upstream_cx_connect_timeout.inc();
+                ConnectFailure::Timeout
+            }
+        };
+        stats.upstream_cx_connect_fail.inc();
+        host.stats.cx_connect_fail.fetch_add(1, Ordering::Relaxed);
+        Err(failure)
+    }
+
+    /// Records that Courier (not the upstream) ended the connection.
+    pub fn mark_closed_locally(&mut self) {
+        self.closed_locally = true;
+    }
+}
+
+impl Drop for UpstreamConnection {
+    fn drop(&mut self) {
+        let stats = &self.cluster.stats;
+        stats.upstream_cx_active.dec();
+        stats.upstream_cx_destroy.inc();
+        if self.closed_locally {
+            stats.upstream_cx_destroy_local.inc();
+        } else {
+            stats.upstream_cx_destroy_remote.inc();
+        }
+        self.host.stats.cx_active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
