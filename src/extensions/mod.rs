@@ -21,15 +21,15 @@ pub struct FactoryContext<'a> {
     pub clusters: &'a Slot<ThreadLocalClusterManager>,
 }
 
+/// Builds a network filter from its `typed_config`; the path points at it.
+pub type NetworkFilterConstructor =
+    fn(&Any, &FieldPath, &FactoryContext<'_>) -> Result<Arc<dyn NetworkFilterFactory>, ConfigError>;
+
 /// A network filter: its canonical name, config type, and factory constructor.
 pub struct NetworkFilterExtension {
     pub name: &'static str,
     pub config_type: &'static str,
-    pub create: fn(
-        &Any,
-        &FieldPath,
-        &FactoryContext<'_>,
-    ) -> Result<Arc<dyn NetworkFilterFactory>, ConfigError>,
+    pub create: NetworkFilterConstructor,
 }
 
 /// Every network filter Courier ships.

@@ -129,13 +129,15 @@ fn filter_chain(
             ))
         }
         [one] => one,
-        _ => return Err(path.field_error(
-            "filter_chains[1]",
-            format!(
+        _ => {
+            return Err(path.field_error(
+                "filter_chains[1]",
+                format!(
                 "multiple filter chains with the same matching rules are defined in listener '{}'",
                 l.name
             ),
-        )),
+            ))
+        }
     };
     let mut chain_path = path.clone();
     chain_path.push_field("filter_chains");

@@ -32,6 +32,7 @@ define_stats! {
         gauge total_listeners_draining,
         gauge total_filter_chains_draining,
         gauge workers_started,
+        gauge workers_pinned,
     }
 }
 

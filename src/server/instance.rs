@@ -320,6 +320,10 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
     let stats = ServerStats::new(&store, "server.");
     stats.concurrency.set(workers_n as i64);
     stats.version.set(version_number());
+    // Envoy's value when no certificate is configured (u32::MAX days).
+    stats
+        .days_until_first_cert_expiring
+        .set(i64::from(u32::MAX));
     stats.state.set(ServerState::PreInitializing as i64);
     let server = Rc::new(Server {
         options: options.clone(),

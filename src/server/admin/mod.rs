@@ -188,7 +188,7 @@ fn route(server: &Server, method: &Method, path: &str, q: &Query) -> Reply {
         return Reply {
             status: StatusCode::METHOD_NOT_ALLOWED,
             content_type: TEXT,
-            body: format!("Method {method} not allowed, POST required.{}", help_text()),
+            body: format!("Method {method} not allowed, POST required."),
         };
     }
     server.refresh_stats();

@@ -3,6 +3,7 @@
 
 mod relay;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +43,10 @@ define_stats! {
         counter idle_timeout,
         counter max_downstream_connection_duration,
         counter upstream_flush_total,
+        counter downstream_cx_drain_close,
+        counter downstream_cx_overload_close,
+        counter early_data_received_count_total,
+        counter route_delayed_total,
         gauge downstream_cx_tx_bytes_buffered,
         gauge downstream_cx_rx_bytes_buffered,
         gauge upstream_flush_active,
@@ -115,19 +120,24 @@ impl NetworkFilterFactory for TcpProxyFilter {
                     cluster.info.stats.upstream_cx_none_healthy.inc();
                     break;
                 };
-                if let Ok(u) = UpstreamConnection::connect(&cluster.info, &host).await {
-                    upstream = Some(u);
-                    break;
+                // Envoy's TCP pool counts each connection attempt as a request.
+                cluster.info.stats.upstream_rq_pending_total.inc();
+                match UpstreamConnection::connect(&cluster.info, &host).await {
+                    Ok(u) => {
+                        cluster.info.stats.upstream_rq_total.inc();
+                        host.stats.rq_total.fetch_add(1, Ordering::Relaxed);
+                        upstream = Some(u);
+                        break;
+                    }
+                    Err(_) => cluster.info.stats.upstream_rq_pending_failure_eject.inc(),
                 }
             }
             let Some(upstream) = upstream else {
-                if attempts > 1 {
-                    cluster
-                        .info
-                        .stats
-                        .upstream_cx_connect_attempts_exceeded
-                        .inc();
-                }
+                cluster
+                    .info
+                    .stats
+                    .upstream_cx_connect_attempts_exceeded
+                    .inc();
                 return; // dropping `conn` closes the downstream, as Envoy does
             };
             relay::relay(conn, upstream, idle_timeout, &stats).await;

@@ -1,0 +1,310 @@
+//! Admin endpoint paths, methods and output formats (Envoy's, see
+//! docs/compat notes in the tests' expectations).
+
+use std::io::{Read, Write};
+
+use crate::harness::*;
+
+fn proxy_with_traffic() -> (Upstream, Courier) {
+    let up = Upstream::echo();
+    let c = Courier::start(
+        &format!(
+            "node: {{ id: file-node, cluster: file-cluster }}\n{}",
+            config(
+                &[tcp_listener("tcp_in", "tcp_stats", "echo", "")],
+                &[static_cluster("echo", &[up.port()])]
+            )
+        ),
+        2,
+    );
+    for _ in 0..3 {
+        let mut s = connect(c.listener("tcp_in"));
+        s.write_all(b"hello").unwrap();
+        let mut b = [0u8; 5];
+        s.read_exact(&mut b).unwrap();
+    }
+    c.wait_stat("listener.127.0.0.1_0.downstream_cx_destroy", |v| v == 3);
+    (up, c)
+}
+
+#[test]
+fn ready_and_healthcheck_fail_ok() {
+    let (_up, c) = proxy_with_traffic();
+    assert_eq!(c.admin_get("/ready"), (200, "LIVE\n".to_string()));
+    assert_eq!(c.stat("server.live"), Some(1));
+    // Mutating endpoints need POST.
+    let (status, body) = c.admin_get("/healthcheck/fail");
+    assert_eq!(status, 405);
+    assert_eq!(body, "Method GET not allowed, POST required.");
+    assert_eq!(c.admin_post("/healthcheck/fail"), (200, "OK\n".to_string()));
+    assert_eq!(c.admin_get("/ready"), (503, "DRAINING\n".to_string()));
+    assert_eq!(c.stat("server.live"), Some(0));
+    assert!(c
+        .admin_get("/server_info")
+        .1
+        .contains("\"state\": \"DRAINING\""));
+    assert_eq!(c.admin_post("/healthcheck/ok"), (200, "OK\n".to_string()));
+    assert_eq!(c.admin_get("/ready"), (200, "LIVE\n".to_string()));
+}
+
+#[test]
+fn stats_text_is_sorted_name_value_lines() {
+    let (_up, c) = proxy_with_traffic();
+    let (status, head, body) = http_request_full(c.admin, "GET", "/stats");
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; charset=utf-8"),
+        "{head}"
+    );
+    let names: Vec<&str> = body
+        .lines()
+        .map(|l| l.split_once(": ").expect("name: value").0)
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "stats are not in name order");
+    for expected in [
+        "cluster.echo.upstream_cx_total: 3",
+        "cluster.echo.upstream_rq_total: 3",
+        "cluster.echo.membership_healthy: 1",
+        "cluster.echo.membership_total: 1",
+        "listener.127.0.0.1_0.downstream_cx_total: 3",
+        "listener.127.0.0.1_0.downstream_cx_active: 0",
+        "listener_manager.listener_added: 1",
+        "listener_manager.listener_create_success: 2",
+        "listener_manager.total_listeners_active: 1",
+        "server.concurrency: 2",
+        "server.live: 1",
+        "server.state: 0",
+        "tcp.tcp_stats.downstream_cx_total: 3",
+        "tcp.tcp_stats.downstream_cx_rx_bytes_total: 15",
+        "main_thread.watchdog_miss: 0",
+        "workers.watchdog_mega_miss: 0",
+        "server.worker_1.watchdog_miss: 0",
+    ] {
+        assert!(
+            body.lines().any(|l| l == expected),
+            "missing `{expected}` in /stats"
+        );
+    }
+    let uptime = c.stat("server.uptime").unwrap();
+    assert!(uptime >= 0);
+    assert!(c.stat("server.memory_allocated").unwrap() > 0);
+    assert!(c.stat("server.memory_physical_size").unwrap() > 0);
+}
+
+#[test]
+fn stats_filter_and_json() {
+    let (_up, c) = proxy_with_traffic();
+    let (_, filtered) = c.admin_get("/stats?filter=^tcp\\.");
+    assert!(!filtered.is_empty());
+    assert!(
+        filtered.lines().all(|l| l.starts_with("tcp.")),
+        "{filtered}"
+    );
+    let (status, json) = c.admin_get("/stats?format=json");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+    let stats = v["stats"].as_array().expect("stats array");
+    assert!(stats
+        .iter()
+        .any(|s| s["name"] == "cluster.echo.upstream_cx_total" && s["value"] == 3));
+    let (status, _) = c.admin_get("/stats?filter=[");
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn prometheus_exposition_uses_envoy_names_and_tags() {
+    let (_up, c) = proxy_with_traffic();
+    let (status, body) = c.admin_get("/stats/prometheus");
+    assert_eq!(status, 200);
+    for expected in [
+        "# TYPE envoy_cluster_upstream_cx_total counter",
+        "envoy_cluster_upstream_cx_total{envoy_cluster_name=\"echo\"} 3",
+        "envoy_listener_downstream_cx_total{envoy_listener_address=\"127.0.0.1_0\"} 3",
+        "# TYPE envoy_listener_worker_downstream_cx_total counter",
+        "envoy_tcp_downstream_cx_total{envoy_tcp_prefix=\"tcp_stats\"} 3",
+        "# TYPE envoy_server_live gauge",
+        "envoy_server_live{} 1",
+        "envoy_server_worker_watchdog_miss{envoy_worker_id=\"0\"} 0",
+    ] {
+        assert!(body.lines().any(|l| l == expected), "missing `{expected}`");
+    }
+    // Every sample line belongs to the family declared just before it, and every
+    // family is declared once.
+    let mut current = String::new();
+    let mut families = std::collections::HashSet::new();
+    for line in body.lines() {
+        if let Some(decl) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = decl.split_once(' ').expect("TYPE name kind");
+            assert!(kind == "counter" || kind == "gauge");
+            assert!(
+                families.insert(name.to_string()),
+                "family {name} declared twice"
+            );
+            current = name.to_string();
+        } else {
+            let (metric, value) = line.rsplit_once(' ').expect("metric value");
+            assert!(
+                metric.starts_with(&format!("{current}{{")),
+                "{line} outside its family {current}"
+            );
+            assert!(metric.ends_with('}'));
+            value.parse::<i64>().expect("numeric value");
+            assert!(metric
+                .chars()
+                .take_while(|c| *c != '{')
+                .all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        }
+    }
+}
+
+#[test]
+fn clusters_text_and_json() {
+    let (up, c) = proxy_with_traffic();
+    let (_, body) = c.admin_get("/clusters");
+    let host = format!("echo::127.0.0.1:{}", up.port());
+    for expected in [
+        "echo::observability_name::echo".to_string(),
+        "echo::default_priority::max_connections::1024".to_string(),
+        "echo::high_priority::max_retries::3".to_string(),
+        "echo::added_via_api::false".to_string(),
+        format!("{host}::cx_active::0"),
+        format!("{host}::cx_total::3"),
+        format!("{host}::rq_total::3"),
+        format!("{host}::health_flags::healthy"),
+        format!("{host}::weight::1"),
+        format!("{host}::success_rate::-1"),
+    ] {
+        assert!(
+            body.lines().any(|l| l == expected),
+            "missing `{expected}` in:\n{body}"
+        );
+    }
+    let (_, json) = c.admin_get("/clusters?format=json");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let cluster = &v["cluster_statuses"][0];
+    assert_eq!(cluster["name"], "echo");
+    assert_eq!(
+        cluster["host_statuses"][0]["address"]["socket_address"]["port_value"],
+        up.port()
+    );
+    let cx_total = cluster["host_statuses"][0]["stats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "cx_total")
+        .unwrap();
+    assert_eq!(cx_total["value"], "3");
+}
+
+#[test]
+fn listeners_server_info_config_dump() {
+    let (_up, c) = proxy_with_traffic();
+    let addr = c.listener("tcp_in");
+    let (_, text) = c.admin_get("/listeners");
+    assert_eq!(text, format!("tcp_in::{addr}\n"));
+    let (_, json) = c.admin_get("/listeners?format=json");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["listener_statuses"][0]["name"], "tcp_in");
+    assert_eq!(
+        v["listener_statuses"][0]["local_address"]["socket_address"]["port_value"],
+        addr.port()
+    );
+
+    let (status, info) = c.admin_get("/server_info");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&info).unwrap();
+    for key in [
+        "version",
+        "state",
+        "uptime_current_epoch",
+        "uptime_all_epochs",
+        "hot_restart_version",
+        "command_line_options",
+        "node",
+    ] {
+        assert!(v.get(key).is_some(), "server_info lacks {key}");
+    }
+    assert_eq!(v["state"], "LIVE");
+    assert_eq!(v["command_line_options"]["concurrency"], 2);
+    assert_eq!(v["node"]["id"], "file-node");
+    assert!(v["uptime_current_epoch"].as_str().unwrap().ends_with('s'));
+
+    let (status, dump) = c.admin_get("/config_dump");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&dump).unwrap();
+    let configs = v["configs"].as_array().unwrap();
+    assert_eq!(
+        configs[0]["@type"],
+        "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump"
+    );
+    let listener = &configs[0]["bootstrap"]["static_resources"]["listeners"][0];
+    assert_eq!(listener["name"], "tcp_in");
+    // Any payloads are expanded with their @type, with proto field names.
+    let typed = &listener["filter_chains"][0]["filters"][0]["typed_config"];
+    assert_eq!(
+        typed["@type"],
+        "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
+    );
+    assert_eq!(typed["stat_prefix"], "tcp_stats");
+    assert_eq!(configs[1]["static_clusters"][0]["cluster"]["name"], "echo");
+    assert_eq!(
+        configs[2]["static_listeners"][0]["listener"]["name"],
+        "tcp_in"
+    );
+}
+
+#[test]
+fn unknown_path_is_404_with_help() {
+    let (_up, c) = proxy_with_traffic();
+    let (status, body) = c.admin_get("/nope");
+    assert_eq!(status, 404);
+    assert!(body.starts_with("invalid path. admin commands are:"));
+    assert!(body.contains("/quitquitquit (POST): exit the server"));
+}
+
+#[test]
+fn drain_listeners_stops_accepting_but_keeps_open_connections() {
+    let (_up, c) = proxy_with_traffic();
+    let addr = c.listener("tcp_in");
+    let mut open = connect(addr);
+    open.write_all(b"a").unwrap();
+    let mut b = [0u8; 1];
+    open.read_exact(&mut b).unwrap();
+    assert_eq!(c.admin_post("/drain_listeners"), (200, "OK\n".to_string()));
+    c.wait_stat("listener_manager.listener_stopped", |v| v == 1);
+    // The workers close their sockets after the post; new connections get refused.
+    c.wait_until(
+        |_| std::net::TcpStream::connect(addr).is_err(),
+        "listener closed",
+    );
+    open.write_all(b"b").unwrap();
+    open.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"b");
+    assert_eq!(
+        c.admin_get("/ready").0,
+        200,
+        "drain_listeners keeps the server LIVE, as Envoy"
+    );
+}
+
+#[test]
+fn config_yaml_overrides_scalars_of_the_file() {
+    let up = Upstream::echo();
+    let c = Courier::start_with(
+        &format!(
+            "node: {{ id: file-node }}\n{}",
+            config(
+                &[tcp_listener("l", "t", "echo", "")],
+                &[static_cluster("echo", &[up.port()])]
+            )
+        ),
+        1,
+        &["--config-yaml", "node: { id: yaml-node }"],
+        &[],
+    );
+    let v: serde_json::Value = serde_json::from_str(&c.admin_get("/server_info").1).unwrap();
+    assert_eq!(v["node"]["id"], "yaml-node");
+}

@@ -1,0 +1,238 @@
+//! Bad configs fail at start-up with the field path and the reason.
+
+use crate::harness::*;
+
+const LISTENER: &str = r#"
+static_resources:
+  listeners:
+  - name: l
+    address: { socket_address: { address: 127.0.0.1, port_value: 10000 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: s
+          cluster: c
+  clusters:
+  - name: c
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: c
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 8080 } } }
+"#;
+
+/// Validates `LISTENER` with `from` replaced by `to`; expects failure with `expected`.
+fn rejects(from: &str, to: &str, expected: &str) {
+    assert!(LISTENER.contains(from), "bad test: {from}");
+    let yaml = LISTENER.replacen(from, to, 1);
+    let (ok, out) = validate(&yaml);
+    assert!(!ok, "config was accepted:\n{yaml}");
+    assert!(out.contains(expected), "expected `{expected}` in:\n{out}");
+}
+
+#[test]
+fn base_config_is_valid() {
+    let (ok, out) = validate(LISTENER);
+    assert!(ok, "{out}");
+    assert!(out.contains("OK"), "{out}");
+}
+
+#[test]
+fn camel_case_and_json_names_are_accepted() {
+    let yaml = LISTENER
+        .replace("connect_timeout", "connectTimeout")
+        .replace("stat_prefix", "statPrefix");
+    let (ok, out) = validate(&yaml);
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn unknown_field() {
+    rejects(
+        "    address: { socket_address: { address: 127.0.0.1, port_value: 10000 } }",
+        "    address: { socket_address: { address: 127.0.0.1, port_value: 10000 } }\n    bogus_field: 1",
+        "static_resources.listeners[0].bogus_field: unknown field in envoy.config.listener.v3.Listener",
+    );
+}
+
+#[test]
+fn unknown_extension_type() {
+    rejects(
+        "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+        "type.googleapis.com/foo.Bar",
+        "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.@type: unknown type 'type.googleapis.com/foo.Bar'",
+    );
+}
+
+#[test]
+fn known_but_unsupported_extension() {
+    rejects(
+        "\"@type\": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy\n          stat_prefix: s\n          cluster: c",
+        "\"@type\": type.googleapis.com/envoy.extensions.filters.network.echo.v3.Echo",
+        "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.@type: unsupported extension 'type.googleapis.com/envoy.extensions.filters.network.echo.v3.Echo'",
+    );
+}
+
+#[test]
+fn empty_cluster_name() {
+    rejects(
+        "  - name: c\n",
+        "  - name: \"\"\n",
+        "static_resources.clusters[0].name: value length must be at least 1",
+    );
+}
+
+#[test]
+fn port_out_of_range() {
+    rejects("port_value: 8080", "port_value: 70000", "static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value: value must be less than or equal to 65535");
+}
+
+#[test]
+fn bad_duration() {
+    rejects(
+        "connect_timeout: 1s",
+        "connect_timeout: abc",
+        "static_resources.clusters[0].connect_timeout: invalid duration 'abc'",
+    );
+}
+
+#[test]
+fn zero_connect_timeout() {
+    rejects(
+        "connect_timeout: 1s",
+        "connect_timeout: 0s",
+        "static_resources.clusters[0].connect_timeout: value must be greater than 0s",
+    );
+}
+
+#[test]
+fn unsupported_lb_policy() {
+    rejects(
+        "    type: STATIC\n",
+        "    type: STATIC\n    lb_policy: MAGLEV\n",
+        "static_resources.clusters[0].lb_policy: load balancing policy MAGLEV is not supported",
+    );
+}
+
+#[test]
+fn unknown_enum_value() {
+    rejects("    type: STATIC\n", "    type: FANCY\n", "static_resources.clusters[0].type: unknown value 'FANCY' for enum envoy.config.cluster.v3.Cluster.DiscoveryType");
+}
+
+#[test]
+fn unsupported_field_is_not_ignored() {
+    rejects(
+        "    type: STATIC\n",
+        "    type: STATIC\n    health_checks: [ { timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {} } ]\n",
+        "static_resources.clusters[0].health_checks: field 'health_checks' of envoy.config.cluster.v3.Cluster is not supported by Courier",
+    );
+}
+
+#[test]
+fn tcp_proxy_without_stat_prefix() {
+    rejects("          stat_prefix: s\n", "", "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.stat_prefix: value length must be at least 1");
+}
+
+#[test]
+fn tcp_proxy_with_two_cluster_specifiers() {
+    rejects(
+        "          cluster: c\n",
+        "          cluster: c\n          weighted_clusters: { clusters: [ { name: c, weight: 1 } ] }\n",
+        "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.weighted_clusters: 'cluster' and 'weighted_clusters' are both set",
+    );
+}
+
+#[test]
+fn two_filter_chains_with_the_same_match() {
+    rejects(
+        "    filter_chains:\n    - filters:\n",
+        "    filter_chains:\n    - filters: []\n    - filters:\n",
+        "static_resources.listeners[0].filter_chains[1]: multiple filter chains with the same matching rules",
+    );
+}
+
+#[test]
+fn duplicate_cluster_names() {
+    let yaml = format!("{LISTENER}{}", static_cluster("c", &[8081]));
+    let (ok, out) = validate(&yaml);
+    assert!(!ok);
+    assert!(
+        out.contains("static_resources.clusters[1].name: cluster manager: duplicate cluster 'c'"),
+        "{out}"
+    );
+}
+
+#[test]
+fn static_cluster_with_a_hostname() {
+    rejects(
+        "address: 127.0.0.1, port_value: 8080",
+        "address: localhost, port_value: 8080",
+        "static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address: 'localhost' is not an IP address",
+    );
+}
+
+#[test]
+fn string_where_an_integer_belongs() {
+    rejects(
+        "port_value: 8080",
+        "port_value: eighty",
+        "port_value: expected an integer, got 'eighty'",
+    );
+}
+
+#[test]
+fn yaml_syntax_error() {
+    rejects("  clusters:\n", "  clusters: [\n", "config.yaml");
+}
+
+#[test]
+fn unsupported_bootstrap_section() {
+    let yaml = format!(
+        "{LISTENER}layered_runtime: {{ layers: [ {{ name: static, static_layer: {{}} }} ] }}\n"
+    );
+    let (ok, out) = validate(&yaml);
+    assert!(!ok);
+    assert!(out.contains("layered_runtime: field 'layered_runtime' of envoy.config.bootstrap.v3.Bootstrap is not supported by Courier"), "{out}");
+}
+
+#[test]
+fn config_yaml_is_merged_over_the_file() {
+    let dir = TempDir::new("merge");
+    let path = dir.file("base.yaml", LISTENER);
+    // Lists are appended: a second cluster with the same name is a duplicate.
+    let out = std::process::Command::new(courier_bin())
+        .args(["--mode", "validate", "-c"])
+        .arg(&path)
+        .args([
+            "--config-yaml",
+            &format!(
+                "static_resources:\n  clusters:\n{}",
+                static_cluster("c", &[1])
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("static_resources.clusters[1].name"));
+}
+
+#[test]
+fn json_config_files_are_read_as_json() {
+    let dir = TempDir::new("json");
+    let json = r#"{"admin":{"address":{"socketAddress":{"address":"127.0.0.1","portValue":0}}},"staticResources":{"clusters":[{"name":"c","connectTimeout":"0.25s","loadAssignment":{"clusterName":"c","endpoints":[{"lbEndpoints":[{"endpoint":{"address":{"socketAddress":{"address":"127.0.0.1","portValue":1}}}}]}]}}]}}"#;
+    let path = dir.file("bootstrap.json", json);
+    let out = std::process::Command::new(courier_bin())
+        .args(["--mode", "validate", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
