@@ -1,22 +1,45 @@
-//! Stats with Envoy's names and semantics: counters and gauges are atomics that any
+//! Stats with Envoy's names and semantics: counters, gauges and histograms that any
 //! thread updates without locks; the store (locked only when a stat is created or
 //! listed) keeps them by name for the admin endpoint and its three formats.
+//! Histograms change what they show only when the main thread flushes them
+//! ([`Store::flush_histograms`]), as Envoy's do.
 
+mod buckets;
+mod distribution;
+mod histogram;
+mod number;
 pub mod render;
 mod store;
 pub mod tag_extractor;
 
+pub use distribution::{Distribution, DEFAULT_BUCKETS, SUPPORTED_QUANTILES};
+pub use histogram::{Histogram, HistogramSnapshot};
 pub use store::{Counter, Gauge, Store};
 
 /// Declares a struct of stats whose names are `<prefix><field>`, as Envoy's
-/// `ALL_*_STATS` macros do, so each component names its stats in one place.
+/// `ALL_*_STATS` macros do, so each component names its stats in one place:
+///
+/// ```ignore
+/// define_stats! {
+///     pub struct ClusterStats {
+///         counter upstream_rq_total,
+///         gauge upstream_rq_active,
+///         histogram upstream_rq_time,
+///     }
+/// }
+/// ```
+///
+/// Counters come first, then gauges, then histograms; each kind may be absent.
 #[macro_export]
 macro_rules! define_stats {
-    ($(#[$m:meta])* $vis:vis struct $name:ident { $(counter $c:ident,)* $(gauge $g:ident,)* }) => {
+    ($(#[$m:meta])* $vis:vis struct $name:ident {
+        $(counter $c:ident,)* $(gauge $g:ident,)* $(histogram $h:ident,)*
+    }) => {
         $(#[$m])*
         $vis struct $name {
             $(pub $c: std::sync::Arc<$crate::stats::Counter>,)*
             $(pub $g: std::sync::Arc<$crate::stats::Gauge>,)*
+            $(pub $h: std::sync::Arc<$crate::stats::Histogram>,)*
         }
         impl $name {
             /// Creates (or finds) every stat of the struct under `prefix`.
@@ -24,8 +47,51 @@ macro_rules! define_stats {
                 $name {
                     $($c: store.counter(&format!("{prefix}{}", stringify!($c))),)*
                     $($g: store.gauge(&format!("{prefix}{}", stringify!($g))),)*
+                    $($h: store.histogram(&format!("{prefix}{}", stringify!($h))),)*
                 }
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Store;
+
+    crate::define_stats! {
+        /// All three kinds.
+        struct Mixed {
+            counter rq_total,
+            gauge rq_active,
+            histogram rq_time,
+        }
+    }
+
+    crate::define_stats! {
+        struct HistogramsOnly {
+            histogram cx_length_ms,
+            histogram rq_per_cx,
+        }
+    }
+
+    #[test]
+    fn define_stats_declares_histograms() {
+        let store = Store::new();
+        let mixed = Mixed::new(&store, "cluster.echo.");
+        mixed.rq_total.inc();
+        mixed.rq_active.inc();
+        mixed.rq_time.record(7);
+        let only = HistogramsOnly::new(&store, "cluster.echo.");
+        only.rq_per_cx.record(1);
+        assert_eq!(only.cx_length_ms.sum(), 0);
+        store.flush_histograms();
+        let stats = store.lock();
+        let names: Vec<&str> = stats.histograms.keys().map(String::as_str).collect();
+        assert_eq!(names, ["cluster.echo.cx_length_ms", "cluster.echo.rq_per_cx", "cluster.echo.rq_time"]);
+        assert!(stats.histograms.get("cluster.echo.rq_time").is_some_and(|h| h.snapshot().used()));
+        drop(stats);
+        assert_eq!(store.counter_value("cluster.echo.rq_total"), Some(1));
+        // Same name, same histogram.
+        assert_eq!(store.histogram("cluster.echo.rq_time").sum(), 7);
+    }
 }

@@ -1,14 +1,35 @@
-//! The admin formats of the stats store, as Envoy prints them: `/stats` text
-//! (`name: value`, counters and gauges merged in name order), `/stats?format=json`
-//! and `/stats/prometheus` (counters, then gauges, grouped by tag-extracted name).
+//! The admin formats of the stats store, as Envoy prints them:
+//! - `/stats` text: `name: value` lines for counters and gauges merged in name order,
+//!   then one line per histogram in name order (`P0(interval,cumulative) … P100(…)`,
+//!   or `No recorded values` before its first flushed sample);
+//! - `/stats?format=json`: `{"stats":[{"name":..,"value":..},..]}`, the histograms as
+//!   one last `{"histograms":{..}}` element when any histogram is listed;
+//! - `/stats/prometheus`: counter families, then gauge families, then histogram
+//!   families (cumulative `_bucket`s on Envoy's default bounds, `_sum`, `_count`),
+//!   named and labelled by tag extraction.
+//!
+//! Histograms are printed as of the last flush (see `Store::flush_histograms`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use regex::Regex;
 
+use super::distribution::{DEFAULT_BUCKETS, SUPPORTED_QUANTILES};
+use super::histogram::HistogramSnapshot;
+use super::number::{general, shortest};
 use super::store::Stats;
 use super::tag_extractor::{extract, prometheus_name};
+
+/// [`SUPPORTED_QUANTILES`] as Envoy labels them, in percent (`P99.5`).
+const QUANTILE_LABELS: [&str; SUPPORTED_QUANTILES.len()] =
+    ["0", "25", "50", "75", "90", "95", "99", "99.5", "99.9", "100"];
+
+/// [`DEFAULT_BUCKETS`] as Envoy prints them in `le` labels (never with an exponent).
+const BUCKET_LABELS: [&str; DEFAULT_BUCKETS.len()] = [
+    "0.5", "1", "5", "10", "25", "50", "100", "250", "500", "1000", "2500", "5000", "10000", "30000", "60000",
+    "300000", "600000", "1800000", "3600000",
+];
 
 /// `/stats` query options shared by every format.
 #[derive(Debug, Default)]
@@ -18,15 +39,20 @@ pub struct StatsFilter {
     /// `invert_filter`: keep stats that do not match.
     pub invert: bool,
     /// `usedonly`: keep stats that were written. Courier approximates "written" by a
-    /// non-zero value.
+    /// non-zero value for counters and gauges; a histogram is used once a flush saw
+    /// a sample in it.
     pub used_only: bool,
 }
 
 impl StatsFilter {
-    fn keeps(&self, name: &str, value_nonzero: bool) -> bool {
-        if self.used_only && !value_nonzero {
+    fn keeps(&self, name: &str, used: bool) -> bool {
+        if self.used_only && !used {
             return false;
         }
+        self.matches(name)
+    }
+
+    fn matches(&self, name: &str) -> bool {
         match &self.filter {
             Some(re) => re.is_match(name) != self.invert,
             None => true,
@@ -38,69 +64,109 @@ impl StatsFilter {
 fn merged(stats: &Stats, f: &StatsFilter) -> BTreeMap<String, i128> {
     let counters = stats.counters.iter().map(|(n, c)| (n, c.value() as i128));
     let gauges = stats.gauges.iter().map(|(n, g)| (n, g.value() as i128));
-    counters
-        .chain(gauges)
-        .filter(|(n, v)| f.keeps(n, *v != 0))
-        .map(|(n, v)| (n.clone(), v))
+    counters.chain(gauges).filter(|(n, v)| f.keeps(n, *v != 0)).map(|(n, v)| (n.clone(), v)).collect()
+}
+
+/// The histograms `f` keeps, in name order, as of the last flush.
+fn histograms<'a>(stats: &'a Stats, f: &StatsFilter) -> Vec<(&'a str, HistogramSnapshot)> {
+    stats
+        .histograms
+        .iter()
+        .filter(|(name, _)| f.matches(name))
+        .map(|(name, h)| (name.as_str(), h.snapshot()))
+        .filter(|(_, h)| !f.used_only || h.used())
         .collect()
 }
 
-/// `name: value` lines.
+/// `name: value` lines, then histogram lines.
 pub fn text(stats: &Stats, f: &StatsFilter) -> String {
     let mut out = String::new();
     for (name, value) in merged(stats, f) {
         let _ = writeln!(out, "{name}: {value}");
     }
+    for (name, h) in histograms(stats, f) {
+        let _ = writeln!(out, "{name}: {}", quantile_summary(&h));
+    }
     out
 }
 
-/// `{"stats":[{"name":..,"value":..},..]}`.
-pub fn json(stats: &Stats, f: &StatsFilter) -> String {
-    let list: Vec<serde_json::Value> = merged(stats, f)
-        .into_iter()
-        .map(|(name, value)| serde_json::json!({ "name": name, "value": value as i64 }))
+/// `P0(i,c) P25(i,c) … P100(i,c)`, or `No recorded values` (Envoy's `quantileSummary`).
+fn quantile_summary(h: &HistogramSnapshot) -> String {
+    if !h.used() {
+        return "No recorded values".to_string();
+    }
+    let quantiles = h.interval.quantiles().into_iter().zip(h.cumulative.quantiles());
+    let parts: Vec<String> = QUANTILE_LABELS
+        .iter()
+        .zip(quantiles)
+        .map(|(p, (interval, cumulative))| format!("P{p}({},{})", shortest(interval), shortest(cumulative)))
         .collect();
-    serde_json::json!({ "stats": list }).to_string()
+    parts.join(" ")
+}
+
+/// `{"stats":[{"name":..,"value":..},..,{"histograms":{..}}]}`, compact, with keys
+/// in Envoy's order.
+pub fn json(stats: &Stats, f: &StatsFilter) -> String {
+    let mut entries: Vec<String> = merged(stats, f)
+        .into_iter()
+        .map(|(name, value)| format!("{{\"name\":{},\"value\":{value}}}", json_string(&name)))
+        .collect();
+    let histograms = histograms(stats, f);
+    if !histograms.is_empty() {
+        let computed: Vec<String> = histograms
+            .iter()
+            .map(|(name, h)| {
+                let values: Vec<String> = h
+                    .cumulative
+                    .quantiles()
+                    .into_iter()
+                    .zip(h.interval.quantiles())
+                    .map(|(c, i)| format!("{{\"cumulative\":{},\"interval\":{}}}", json_number(c), json_number(i)))
+                    .collect();
+                format!("{{\"name\":{},\"values\":[{}]}}", json_string(name), values.join(","))
+            })
+            .collect();
+        entries.push(format!(
+            "{{\"histograms\":{{\"supported_quantiles\":[{}],\"computed_quantiles\":[{}]}}}}",
+            QUANTILE_LABELS.join(","),
+            computed.join(",")
+        ));
+    }
+    format!("{{\"stats\":[{}]}}", entries.join(","))
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+/// A quantile in JSON: `null` where the text format prints `nan`.
+fn json_number(x: f64) -> String {
+    if x.is_finite() {
+        shortest(x)
+    } else {
+        "null".to_string()
+    }
 }
 
 /// Prometheus text exposition (version 0.0.4).
 pub fn prometheus(stats: &Stats, f: &StatsFilter) -> String {
     let mut out = String::new();
-    let counters = stats
-        .counters
-        .iter()
-        .map(|(n, c)| (n.as_str(), c.value() as i128));
-    let gauges = stats
-        .gauges
-        .iter()
-        .map(|(n, g)| (n.as_str(), g.value() as i128));
-    family(&mut out, "counter", counters, f);
-    family(&mut out, "gauge", gauges, f);
+    let kept = |(name, value): &(&str, i128)| f.keeps(name, *value != 0);
+    let counters = stats.counters.iter().map(|(n, c)| (n.as_str(), c.value() as i128)).filter(kept);
+    let gauges = stats.gauges.iter().map(|(n, g)| (n.as_str(), g.value() as i128)).filter(kept);
+    scalar_families(&mut out, "counter", counters);
+    scalar_families(&mut out, "gauge", gauges);
+    for family in families(histograms(stats, f)) {
+        let _ = writeln!(out, "# TYPE {} histogram", family.metric);
+        for (labels, h) in &family.series {
+            histogram_series(&mut out, &family.metric, labels, h);
+        }
+    }
     out
 }
 
-fn family<'a>(
-    out: &mut String,
-    kind: &str,
-    stats: impl Iterator<Item = (&'a str, i128)>,
-    f: &StatsFilter,
-) {
-    // metric name → (label string, value), kept in name then label order.
-    let mut groups: BTreeMap<String, Vec<(String, i128)>> = BTreeMap::new();
-    for (name, value) in stats.filter(|(n, v)| f.keeps(n, *v != 0)) {
-        let tagged = extract(name);
-        let labels: Vec<String> = tagged
-            .tags
-            .iter()
-            .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
-            .collect();
-        groups
-            .entry(prometheus_name(&tagged.name))
-            .or_default()
-            .push((labels.join(","), value));
-    }
-    for (metric, mut series) in groups {
-        series.sort();
+fn scalar_families<'a>(out: &mut String, kind: &str, stats: impl Iterator<Item = (&'a str, i128)>) {
+    for Family { metric, series } in families(stats) {
         let _ = writeln!(out, "# TYPE {metric} {kind}");
         for (labels, value) in series {
             let _ = writeln!(out, "{metric}{{{labels}}} {value}");
@@ -108,10 +174,43 @@ fn family<'a>(
     }
 }
 
+/// One histogram's `_bucket` lines (cumulative, `le` last), `_sum` and `_count`.
+fn histogram_series(out: &mut String, metric: &str, labels: &str, h: &HistogramSnapshot) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    let total = h.cumulative.sample_count();
+    for (le, count) in BUCKET_LABELS.iter().zip(h.cumulative.bucket_counts()) {
+        let _ = writeln!(out, "{metric}_bucket{{{labels}{sep}le=\"{le}\"}} {count}");
+    }
+    let _ = writeln!(out, "{metric}_bucket{{{labels}{sep}le=\"+Inf\"}} {total}");
+    let _ = writeln!(out, "{metric}_sum{{{labels}}} {}", general(h.cumulative.sample_sum(), 32));
+    let _ = writeln!(out, "{metric}_count{{{labels}}} {total}");
+}
+
+/// One Prometheus metric family: its name and its series (label string, value).
+struct Family<T> {
+    metric: String,
+    series: Vec<(String, T)>,
+}
+
+/// Groups `stats` (given in full-name order) into families, ordered as Envoy orders
+/// them: by tag-extracted dotted name (`cluster.upstream_cx_total` before
+/// `cluster_manager.*`), each family's series staying in full-name order.
+fn families<'a, T>(stats: impl IntoIterator<Item = (&'a str, T)>) -> impl Iterator<Item = Family<T>> {
+    let mut groups: BTreeMap<String, Family<T>> = BTreeMap::new();
+    for (name, value) in stats {
+        let tagged = extract(name);
+        let labels: Vec<String> = tagged.tags.iter().map(|(k, v)| format!("{k}=\"{}\"", escape_label(v))).collect();
+        groups
+            .entry(tagged.name)
+            .or_insert_with_key(|dotted| Family { metric: prometheus_name(dotted), series: Vec::new() })
+            .series
+            .push((labels.join(","), value));
+    }
+    groups.into_values()
+}
+
 fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -145,10 +244,167 @@ mod tests {
         assert!(p.contains("envoy_server_live{} 1\n"));
         let j: serde_json::Value = serde_json::from_str(&json(&s, &f)).expect("json");
         assert_eq!(j["stats"][0]["name"], "cluster.a.upstream_cx_active");
-        let only_a = StatsFilter {
-            filter: Some(Regex::new("cluster\\.a").expect("re")),
-            ..Default::default()
-        };
+        let only_a = StatsFilter { filter: Some(Regex::new("cluster\\.a").expect("re")), ..Default::default() };
         assert_eq!(text(&s, &only_a).lines().count(), 2);
+    }
+
+    fn filter(re: &str) -> StatsFilter {
+        StatsFilter { filter: Some(Regex::new(re).expect("re")), ..Default::default() }
+    }
+
+    /// `server.initialization_time_ms` holding one 24 ms sample (flushed once, then
+    /// `flushes - 1` more times), next to a histogram that never had one.
+    fn store_with_histograms(flushes: usize) -> Store {
+        let store = Store::new();
+        store.gauge("server.live").set(1);
+        store.histogram("server.initialization_time_ms").record(24);
+        store.histogram("cluster.dead.upstream_cx_connect_ms");
+        for _ in 0..flushes {
+            store.flush_histograms();
+        }
+        store
+    }
+
+    #[test]
+    fn text_histograms() {
+        let store = store_with_histograms(0);
+        assert_eq!(
+            text(&store.lock(), &StatsFilter::default()),
+            "server.live: 1\n\
+             cluster.dead.upstream_cx_connect_ms: No recorded values\n\
+             server.initialization_time_ms: No recorded values\n"
+        );
+        store.flush_histograms();
+        let after_one = "server.initialization_time_ms: P0(24.5,24.5) P25(24.5,24.5) P50(24.5,24.5) \
+            P75(24.5,24.5) P90(24.5,24.5) P95(24.5,24.5) P99(24.5,24.5) P99.5(24.5,24.5) P99.9(24.5,24.5) \
+            P100(24.5,24.5)\n";
+        assert_eq!(text(&store.lock(), &filter("initialization")), after_one);
+        // The next flush had no sample: the interval is empty, as Envoy prints it.
+        store.flush_histograms();
+        assert_eq!(
+            text(&store.lock(), &filter("initialization")),
+            "server.initialization_time_ms: P0(nan,24.5) P25(nan,24.5) P50(nan,24.5) P75(nan,24.5) \
+             P90(nan,24.5) P95(nan,24.5) P99(nan,24.5) P99.5(nan,24.5) P99.9(nan,24.5) P100(nan,24.5)\n"
+        );
+        let h = store.histogram("cluster.echo.upstream_cx_length_ms");
+        for v in [0, 1, 4] {
+            h.record(v);
+        }
+        store.flush_histograms();
+        assert_eq!(
+            text(&store.lock(), &filter("echo")),
+            "cluster.echo.upstream_cx_length_ms: P0(0,0) P25(0,0) P50(1.05,1.05) P75(4.05,4.05) P90(4.05,4.05) \
+             P95(4.05,4.05) P99(4.05,4.05) P99.5(4.05,4.05) P99.9(4.05,4.05) P100(4.05,4.05)\n"
+        );
+    }
+
+    #[test]
+    fn used_only_and_filters_apply_to_histograms() {
+        let store = store_with_histograms(1);
+        let s = store.lock();
+        let used = StatsFilter { used_only: true, ..Default::default() };
+        let lines: Vec<String> =
+            text(&s, &used).lines().map(|l| l.split(':').next().unwrap_or("").to_string()).collect();
+        assert_eq!(lines, ["server.live", "server.initialization_time_ms"]);
+        assert_eq!(text(&s, &filter("^cluster")), "cluster.dead.upstream_cx_connect_ms: No recorded values\n");
+        let inverted = StatsFilter { invert: true, ..filter("server") };
+        assert_eq!(text(&s, &inverted), text(&s, &filter("^cluster")));
+        assert!(!prometheus(&s, &used).contains("cluster_upstream_cx_connect_ms"));
+    }
+
+    #[test]
+    fn json_histograms() {
+        let store = store_with_histograms(2);
+        let s = store.lock();
+        let nulls = [r#"{"cumulative":null,"interval":null}"#; 10].join(",");
+        let seen = [r#"{"cumulative":24.5,"interval":null}"#; 10].join(",");
+        assert_eq!(
+            json(&s, &StatsFilter::default()),
+            format!(
+                r#"{{"stats":[{{"name":"server.live","value":1}},{{"histograms":{{"supported_quantiles":[0,25,50,75,90,95,99,99.5,99.9,100],"computed_quantiles":[{{"name":"cluster.dead.upstream_cx_connect_ms","values":[{nulls}]}},{{"name":"server.initialization_time_ms","values":[{seen}]}}]}}}}]}}"#
+            )
+        );
+        // No histogram element when no histogram is listed.
+        assert_eq!(json(&s, &filter("live")), r#"{"stats":[{"name":"server.live","value":1}]}"#);
+        assert_eq!(json(&s, &filter("nomatch")), r#"{"stats":[]}"#);
+        let only: serde_json::Value = serde_json::from_str(&json(&s, &filter("initialization"))).expect("json");
+        assert_eq!(only["stats"][0]["histograms"]["computed_quantiles"][0]["values"][9]["cumulative"], 24.5);
+    }
+
+    #[test]
+    fn prometheus_histograms() {
+        let store = store_with_histograms(1);
+        let echo = store.histogram("cluster.echo.upstream_cx_length_ms");
+        for v in [1, 1, 1] {
+            echo.record(v);
+        }
+        store.flush_histograms();
+        let p = prometheus(&store.lock(), &StatsFilter::default());
+        let bounds = BUCKET_LABELS.iter().chain(&["+Inf"]);
+        let mut expected = String::from("# TYPE envoy_server_live gauge\nenvoy_server_live{} 1\n");
+        expected += "# TYPE envoy_cluster_upstream_cx_connect_ms histogram\n";
+        for le in bounds.clone() {
+            expected +=
+                &format!("envoy_cluster_upstream_cx_connect_ms_bucket{{envoy_cluster_name=\"dead\",le=\"{le}\"}} 0\n");
+        }
+        expected += "envoy_cluster_upstream_cx_connect_ms_sum{envoy_cluster_name=\"dead\"} 0\n\
+                     envoy_cluster_upstream_cx_connect_ms_count{envoy_cluster_name=\"dead\"} 0\n\
+                     # TYPE envoy_cluster_upstream_cx_length_ms histogram\n";
+        for (le, n) in bounds.clone().zip([0].into_iter().chain([3; 19])) {
+            expected +=
+                &format!("envoy_cluster_upstream_cx_length_ms_bucket{{envoy_cluster_name=\"echo\",le=\"{le}\"}} {n}\n");
+        }
+        expected +=
+            "envoy_cluster_upstream_cx_length_ms_sum{envoy_cluster_name=\"echo\"} 3.1428571428571432377907513000537\n\
+                     envoy_cluster_upstream_cx_length_ms_count{envoy_cluster_name=\"echo\"} 3\n\
+                     # TYPE envoy_server_initialization_time_ms histogram\n";
+        for (le, n) in bounds.zip([0, 0, 0, 0].into_iter().chain([1; 16])) {
+            expected += &format!("envoy_server_initialization_time_ms_bucket{{le=\"{le}\"}} {n}\n");
+        }
+        expected += "envoy_server_initialization_time_ms_sum{} 24.489795918367345706201376742683\n\
+                     envoy_server_initialization_time_ms_count{} 1\n";
+        assert_eq!(p, expected);
+    }
+
+    #[test]
+    fn prometheus_orders_like_envoy() {
+        let store = Store::new();
+        store.counter("cluster_manager.cluster_added").inc();
+        store.counter("cluster.echo.upstream_rq_tx_reset").inc();
+        for (worker, addr) in [(0, 47103), (1, 47103), (0, 47104), (1, 47104)] {
+            store.counter(&format!("listener.127.0.0.1_{addr}.worker_{worker}.downstream_cx_total")).inc();
+        }
+        let p = prometheus(&store.lock(), &StatsFilter::default());
+        let types: Vec<&str> = p.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
+        // Families by tag-extracted dotted name: `cluster.` sorts before `cluster_`.
+        assert_eq!(
+            types,
+            [
+                "envoy_cluster_upstream_rq_tx_reset counter",
+                "envoy_cluster_manager_cluster_added counter",
+                "envoy_listener_worker_downstream_cx_total counter"
+            ]
+        );
+        // Series by full stat name, as Envoy lists them.
+        let workers: Vec<&str> = p.lines().filter(|l| l.starts_with("envoy_listener_worker")).collect();
+        assert_eq!(
+            workers,
+            [
+                "envoy_listener_worker_downstream_cx_total{envoy_worker_id=\"0\",envoy_listener_address=\"127.0.0.1_47103\"} 1",
+                "envoy_listener_worker_downstream_cx_total{envoy_worker_id=\"1\",envoy_listener_address=\"127.0.0.1_47103\"} 1",
+                "envoy_listener_worker_downstream_cx_total{envoy_worker_id=\"0\",envoy_listener_address=\"127.0.0.1_47104\"} 1",
+                "envoy_listener_worker_downstream_cx_total{envoy_worker_id=\"1\",envoy_listener_address=\"127.0.0.1_47104\"} 1",
+            ]
+        );
+    }
+
+    #[test]
+    fn bucket_labels_are_the_default_buckets() {
+        for (label, bound) in BUCKET_LABELS.iter().zip(DEFAULT_BUCKETS) {
+            assert_eq!(label.parse::<f64>().ok(), Some(bound));
+        }
+        for (label, q) in QUANTILE_LABELS.iter().zip(SUPPORTED_QUANTILES) {
+            assert_eq!(shortest(q * 100.0), *label);
+        }
     }
 }

@@ -1,6 +1,11 @@
+//! The stats store: counters, gauges and histograms by full name. Counters and
+//! gauges are single atomics; histograms are described in `histogram`.
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::histogram::Histogram;
 
 /// A monotonically increasing count (`upstream_cx_total`).
 #[derive(Debug, Default)]
@@ -72,6 +77,7 @@ pub struct Store {
 pub struct Stats {
     pub counters: BTreeMap<String, Arc<Counter>>,
     pub gauges: BTreeMap<String, Arc<Gauge>>,
+    pub histograms: BTreeMap<String, Arc<Histogram>>,
 }
 
 impl Store {
@@ -99,6 +105,30 @@ impl Store {
         let g = Arc::new(Gauge::default());
         inner.gauges.insert(name.to_string(), g.clone());
         g
+    }
+
+    /// The histogram named `name`, created empty on first use.
+    pub fn histogram(&self, name: &str) -> Arc<Histogram> {
+        let mut inner = self.lock();
+        if let Some(h) = inner.histograms.get(name) {
+            return h.clone();
+        }
+        let h = Arc::new(Histogram::new());
+        inner.histograms.insert(name.to_string(), h.clone());
+        h
+    }
+
+    /// Closes the current interval of every histogram (Envoy's stats flush, every
+    /// 5 s on the main thread): what was recorded since the previous call becomes
+    /// the interval shown by `/stats` and is added to the cumulative values. Until
+    /// the next call, histogram output does not change.
+    pub fn flush_histograms(&self) {
+        // Flush outside the store lock so stat creation on other threads never
+        // waits for it.
+        let histograms: Vec<Arc<Histogram>> = self.lock().histograms.values().cloned().collect();
+        for h in histograms {
+            h.flush();
+        }
     }
 
     /// A consistent view for rendering.

@@ -80,13 +80,7 @@ fn listener_address(s: &str) -> Option<(&str, &str)> {
 pub fn prometheus_name(tag_extracted: &str) -> String {
     let mut out = String::with_capacity(tag_extracted.len() + 6);
     out.push_str("envoy_");
-    out.extend(tag_extracted.chars().map(|c| {
-        if c.is_ascii_alphanumeric() || c == '_' {
-            c
-        } else {
-            '_'
-        }
-    }));
+    out.extend(tag_extracted.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }));
     out
 }
 
@@ -103,33 +97,21 @@ mod tests {
     fn envoy_default_extractors() {
         assert_eq!(
             t("cluster.echo.upstream_cx_total"),
-            (
-                "envoy_cluster_upstream_cx_total".into(),
-                vec![("envoy_cluster_name", "echo".into())]
-            )
+            ("envoy_cluster_upstream_cx_total".into(), vec![("envoy_cluster_name", "echo".into())])
         );
         assert_eq!(
             t("cluster.echo.circuit_breakers.default.cx_open"),
-            (
-                "envoy_cluster_circuit_breakers_default_cx_open".into(),
-                vec![("envoy_cluster_name", "echo".into())]
-            )
+            ("envoy_cluster_circuit_breakers_default_cx_open".into(), vec![("envoy_cluster_name", "echo".into())])
         );
         assert_eq!(
             t("listener.127.0.0.1_47103.downstream_cx_total"),
-            (
-                "envoy_listener_downstream_cx_total".into(),
-                vec![("envoy_listener_address", "127.0.0.1_47103".into())]
-            )
+            ("envoy_listener_downstream_cx_total".into(), vec![("envoy_listener_address", "127.0.0.1_47103".into())])
         );
         assert_eq!(
             t("listener.127.0.0.1_47103.worker_1.downstream_cx_total"),
             (
                 "envoy_listener_worker_downstream_cx_total".into(),
-                vec![
-                    ("envoy_worker_id", "1".into()),
-                    ("envoy_listener_address", "127.0.0.1_47103".into())
-                ]
+                vec![("envoy_worker_id", "1".into()), ("envoy_listener_address", "127.0.0.1_47103".into())]
             )
         );
         assert_eq!(
@@ -138,25 +120,16 @@ mod tests {
         );
         assert_eq!(
             t("server.worker_0.watchdog_miss"),
-            (
-                "envoy_server_worker_watchdog_miss".into(),
-                vec![("envoy_worker_id", "0".into())]
-            )
+            ("envoy_server_worker_watchdog_miss".into(), vec![("envoy_worker_id", "0".into())])
         );
         assert_eq!(t("server.live"), ("envoy_server_live".into(), vec![]));
         assert_eq!(
             t("tcp.tcp_stats.downstream_cx_total"),
-            (
-                "envoy_tcp_downstream_cx_total".into(),
-                vec![("envoy_tcp_prefix", "tcp_stats".into())]
-            )
+            ("envoy_tcp_downstream_cx_total".into(), vec![("envoy_tcp_prefix", "tcp_stats".into())])
         );
         assert_eq!(
             t("listener.[__1]_80.downstream_cx_total"),
-            (
-                "envoy_listener_downstream_cx_total".into(),
-                vec![("envoy_listener_address", "[__1]_80".into())]
-            )
+            ("envoy_listener_downstream_cx_total".into(), vec![("envoy_listener_address", "[__1]_80".into())])
         );
     }
 }
