@@ -1,0 +1,73 @@
+//! Access loggers: `envoy.access_loggers.file`, `envoy.access_loggers.stdout` and
+//! `envoy.access_loggers.stderr`. A logger formats the line on the worker that served
+//! the request (`crate::formatter`) and hands it to its destination's writer thread
+//! (`writer`), so no worker ever waits on a disk.
+//!
+//! - `config` — an `access_log` entry decoded: destination and format
+//! - `writer` — per-destination writer threads, shared by path, and their stats
+
+mod config;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
+
+pub use config::{AccessLogConfig, Sink};
+pub use writer::{flush_all, reopen_all, AccessLogFileStats};
+
+use crate::config::{ConfigError, FieldPath};
+use crate::formatter::{FormatContext, SubstitutionFormat};
+use crate::stats::Store;
+
+/// The access loggers Courier ships: (extension name, config message full name).
+pub const ACCESS_LOGGERS: &[(&str, &str)] = &[
+    ("envoy.access_loggers.file", config::FILE_TYPE),
+    ("envoy.access_loggers.stdout", config::STDOUT_TYPE),
+    ("envoy.access_loggers.stderr", config::STDERR_TYPE),
+];
+
+/// Something that records finished requests.
+pub trait AccessLogger: Send + Sync + Debug {
+    fn log(&self, cx: &FormatContext<'_>);
+}
+
+/// Builds the loggers of an `access_log` list; `path` points at the list. Files are
+/// opened here, so an unwritable path fails config load as in Envoy. Writer stats go
+/// to `store` under `access_log_file.`.
+pub fn build_access_logs(
+    logs: &[AccessLog],
+    path: &FieldPath,
+    store: &Store,
+) -> Result<Vec<Arc<dyn AccessLogger>>, ConfigError> {
+    let mut out: Vec<Arc<dyn AccessLogger>> = Vec::with_capacity(logs.len());
+    for (i, log) in logs.iter().enumerate() {
+        let mut p = path.clone();
+        p.push_index(i);
+        let cfg = AccessLogConfig::from_proto(log, &p)?;
+        let writer = writer::open(&cfg.sink, store).map_err(|e| {
+            let mut typed = p.clone();
+            typed.push_field("typed_config");
+            typed.field_error("path", format!("cannot open access log '{}': {e}", cfg.sink.destination()))
+        })?;
+        out.push(Arc::new(StreamAccessLog { format: cfg.format, writer }));
+    }
+    Ok(out)
+}
+
+/// A logger writing formatted lines to a file or a standard stream.
+#[derive(Debug)]
+struct StreamAccessLog {
+    format: SubstitutionFormat,
+    writer: Arc<writer::LogWriter>,
+}
+
+impl AccessLogger for StreamAccessLog {
+    fn log(&self, cx: &FormatContext<'_>) {
+        self.writer.write(self.format.format(cx));
+    }
+}

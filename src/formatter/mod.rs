@@ -1,0 +1,123 @@
+//! Envoy's substitution format strings (`%REQ(X)%`, `%RESPONSE_CODE%`, ...), used by
+//! access logs and, later, by header values in route configuration.
+//!
+//! A format is parsed once at config load (unknown operators are a load error, as in
+//! Envoy) into literal text and resolved operators; `format` then only walks that list,
+//! appending to one `String`. `-` stands for a missing value, as in Envoy.
+//!
+//! - `parse` — the `%NAME(ARGS):LEN%` grammar
+//! - `operator` — each command operator and how it prints
+//! - `header` — `%REQ(X?Y):Z%` and its response/trailer siblings
+//! - `time` — `%START_TIME(...)%` patterns and the UTC calendar
+//! - `json` — `json_format` dictionaries (typed or all-strings)
+//! - `substitution` — `SubstitutionFormatString` (and Envoy's default) from config
+
+mod header;
+mod json;
+mod operator;
+mod parse;
+mod substitution;
+mod time;
+
+#[cfg(test)]
+mod tests;
+
+pub use json::JsonFormat;
+pub use substitution::SubstitutionFormat;
+pub use time::{TimeFormat, DEFAULT_TIME_FORMAT};
+
+use operator::Kind;
+use parse::Part;
+
+use crate::http::stream_info::StreamInfo;
+
+/// Envoy's default access log format (`SubstitutionFormatUtils::DEFAULT_FORMAT`).
+pub const DEFAULT_FORMAT: &str = "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" \
+%RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% \
+%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" \
+\"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\"\n";
+
+/// What was printed for a missing value.
+const UNSPECIFIED: &str = "-";
+
+/// Everything an operator may read about one request.
+#[derive(Debug, Clone, Copy)]
+pub struct FormatContext<'a> {
+    pub request_headers: Option<&'a http::HeaderMap>,
+    pub request_method: Option<&'a http::Method>,
+    /// The request target: `%REQ(:PATH)%`, `:AUTHORITY` (else the `Host` header), `:SCHEME`.
+    pub request_uri: Option<&'a http::Uri>,
+    pub response_headers: Option<&'a http::HeaderMap>,
+    pub response_trailers: Option<&'a http::HeaderMap>,
+    pub info: &'a StreamInfo,
+}
+
+impl<'a> FormatContext<'a> {
+    /// A context with only the stream info (TCP logs, tests).
+    pub fn new(info: &'a StreamInfo) -> Self {
+        FormatContext {
+            request_headers: None,
+            request_method: None,
+            request_uri: None,
+            response_headers: None,
+            response_trailers: None,
+            info,
+        }
+    }
+}
+
+/// A parsed format string.
+#[derive(Debug, Clone)]
+pub struct FormatString {
+    parts: Vec<Part>,
+    /// Bytes of literal text, to size the output.
+    literal_len: usize,
+}
+
+impl FormatString {
+    /// Parses `s`; the error names the bad or unknown operator.
+    pub fn parse(s: &str) -> Result<FormatString, String> {
+        let parts = parse::parse(s)?;
+        let literal_len = parts.iter().map(|p| if let Part::Literal(l) = p { l.len() } else { 0 }).sum();
+        Ok(FormatString { parts, literal_len })
+    }
+
+    /// The formatted string, `-` for missing values.
+    pub fn format(&self, cx: &FormatContext<'_>) -> String {
+        let mut out = String::with_capacity(self.literal_len + 16 * self.parts.len());
+        self.format_into(cx, &mut out);
+        out
+    }
+
+    /// Appends the formatted string to `out`, `-` for missing values.
+    pub fn format_into(&self, cx: &FormatContext<'_>, out: &mut String) {
+        self.write(cx, out, UNSPECIFIED);
+    }
+
+    /// True when there is no operator: the text is always the same.
+    pub fn is_literal(&self) -> bool {
+        self.parts.iter().all(|p| matches!(p, Part::Literal(_)))
+    }
+
+    /// Appends, printing `missing` for missing values (`""` with `omit_empty_values`).
+    pub(crate) fn write(&self, cx: &FormatContext<'_>, out: &mut String, missing: &str) {
+        for part in &self.parts {
+            match part {
+                Part::Literal(s) => out.push_str(s),
+                Part::Op(op) => {
+                    if op.write(cx, out) == Kind::Missing {
+                        out.push_str(missing);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The operator when the string is exactly one operator (typed JSON values).
+    pub(crate) fn single_operator(&self) -> Option<&operator::Operator> {
+        match self.parts.as_slice() {
+            [Part::Op(op)] => Some(op),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! The command operators (`%RESPONSE_CODE%`, `%REQ(X?Y):Z%`, ...): each is resolved
+//! once at parse time into an `Operator`, whose `write` appends the value to the line
+//! being built and says whether it was a string, a number, or missing (so text logs
+//! print `-` and typed JSON logs print a number or `null`, as Envoy does).
+
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::header::{truncate_at, HeaderOperator, HeaderSource};
+use super::time::{TimeFormat, DEFAULT_TIME_FORMAT};
+use super::FormatContext;
+use crate::http::stream_info::{ResponseFlag, ResponseFlags};
+
+/// What `Operator::write` produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Nothing was written: the value is not set (`-` in text, `null` in typed JSON).
+    Missing,
+    /// A string was written.
+    Text,
+    /// Decimal digits were written (a number in typed JSON).
+    Number,
+}
+
+/// One parsed command operator.
+#[derive(Debug, Clone)]
+pub(crate) enum Operator {
+    StartTime(TimeFormat),
+    Header(HeaderOperator),
+    Protocol,
+    ResponseCode,
+    ResponseCodeDetails {
+        allow_whitespace: bool,
+    },
+    ResponseFlags {
+        long: bool,
+    },
+    BytesReceived,
+    BytesSent,
+    Duration,
+    RequestDuration,
+    ResponseDuration,
+    ResponseTxDuration,
+    Address(AddressSource, AddressPart),
+    UpstreamCluster,
+    UpstreamTransportFailureReason,
+    RouteName,
+    UpstreamRequestAttemptCount,
+    /// A value fixed at parse time (`%HOSTNAME%`, `%ENVIRONMENT(X)%`); `None` prints `-`.
+    Constant(Option<Box<str>>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AddressSource {
+    DownstreamRemote,
+    DownstreamDirectRemote,
+    DownstreamLocal,
+    /// The upstream host (`%UPSTREAM_HOST%`, `%UPSTREAM_REMOTE_ADDRESS%`).
+    UpstreamHost,
+    UpstreamLocal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AddressPart {
+    WithPort,
+    WithoutPort,
+    Port,
+}
+
+/// Envoy's `CommandSyntaxChecker` flags.
+#[derive(Clone, Copy)]
+enum Syntax {
+    CommandOnly,
+    ParamsRequired { length: bool },
+    ParamsOptional,
+}
+
+/// Envoy operators Courier does not implement yet, to tell them apart from typos.
+const KNOWN_UNSUPPORTED: &[&str] = &[
+    "REQUEST_HEADERS_BYTES",
+    "RESPONSE_HEADERS_BYTES",
+    "RESPONSE_TRAILERS_BYTES",
+    "UPSTREAM_PROTOCOL",
+    "CONNECTION_TERMINATION_DETAILS",
+    "UPSTREAM_WIRE_BYTES_SENT",
+    "UPSTREAM_WIRE_BYTES_RECEIVED",
+    "UPSTREAM_HEADER_BYTES_SENT",
+    "UPSTREAM_HEADER_BYTES_RECEIVED",
+    "DOWNSTREAM_WIRE_BYTES_SENT",
+    "DOWNSTREAM_WIRE_BYTES_RECEIVED",
+    "DOWNSTREAM_HEADER_BYTES_SENT",
+    "DOWNSTREAM_HEADER_BYTES_RECEIVED",
+    "REQUEST_TX_DURATION",
+    "VIRTUAL_CLUSTER_NAME",
+    "CONNECTION_ID",
+    "GRPC_STATUS",
+    "GRPC_STATUS_NUMBER",
+    "DYNAMIC_METADATA",
+    "CLUSTER_METADATA",
+    "UPSTREAM_METADATA",
+    "FILTER_STATE",
+    "UPSTREAM_FILTER_STATE",
+    "REQUESTED_SERVER_NAME",
+    "LOCAL_REPLY_BODY",
+    "FILTER_CHAIN_NAME",
+    "START_TIME_LOCAL",
+    "UPSTREAM_HOST_NAME",
+    "UPSTREAM_CLUSTER_RAW",
+    "ACCESS_LOG_TYPE",
+    "TRACE_ID",
+    "UNIQUE_ID",
+    "CUSTOM_FLAGS",
+    "COMMON_DURATION",
+    "METADATA",
+    "CEL",
+    "PATH",
+    "REQ_WITHOUT_QUERY",
+];
+
+impl Operator {
+    /// Resolves `%NAME(args):len%`; the error names the operator as Envoy does.
+    pub(crate) fn parse(name: &str, args: &str, len: Option<usize>) -> Result<Operator, String> {
+        let syntax = match name {
+            "START_TIME" | "RESPONSE_CODE_DETAILS" => Syntax::ParamsOptional,
+            "REQ" | "REQUEST_HEADER" | "RESP" | "RESPONSE_HEADER" | "TRAILER" | "RESPONSE_TRAILER" | "ENVIRONMENT" => {
+                Syntax::ParamsRequired { length: true }
+            }
+            _ => {
+                let op = Self::simple(name)?;
+                check_syntax(name, Syntax::CommandOnly, args, len)?;
+                return Ok(op);
+            }
+        };
+        check_syntax(name, syntax, args, len)?;
+        Ok(match name {
+            "START_TIME" => {
+                let pattern = if args.is_empty() { DEFAULT_TIME_FORMAT } else { args };
+                Operator::StartTime(TimeFormat::parse(pattern)?)
+            }
+            "RESPONSE_CODE_DETAILS" => Operator::ResponseCodeDetails { allow_whitespace: args == "ALLOW_WHITESPACES" },
+            "REQ" | "REQUEST_HEADER" => Operator::Header(HeaderOperator::parse(HeaderSource::Request, args, len)?),
+            "RESP" | "RESPONSE_HEADER" => Operator::Header(HeaderOperator::parse(HeaderSource::Response, args, len)?),
+            "TRAILER" | "RESPONSE_TRAILER" => {
+                Operator::Header(HeaderOperator::parse(HeaderSource::Trailer, args, len)?)
+            }
+            _ => {
+                // ENVIRONMENT: read once; an unset variable prints `-`.
+                let mut v = std::env::var(args).unwrap_or_else(|_| "-".to_string());
+                if let Some(n) = len {
+                    truncate_at(&mut v, 0, n);
+                }
+                Operator::Constant(Some(v.into_boxed_str()))
+            }
+        })
+    }
+
+    /// Operators that take neither parameters nor a length.
+    fn simple(name: &str) -> Result<Operator, String> {
+        use AddressPart::*;
+        use AddressSource::*;
+        Ok(match name {
+            "PROTOCOL" => Operator::Protocol,
+            "RESPONSE_CODE" => Operator::ResponseCode,
+            "RESPONSE_FLAGS" => Operator::ResponseFlags { long: false },
+            "RESPONSE_FLAGS_LONG" => Operator::ResponseFlags { long: true },
+            "BYTES_RECEIVED" => Operator::BytesReceived,
+            "BYTES_SENT" => Operator::BytesSent,
+            "DURATION" => Operator::Duration,
+            "REQUEST_DURATION" => Operator::RequestDuration,
+            "RESPONSE_DURATION" => Operator::ResponseDuration,
+            "RESPONSE_TX_DURATION" => Operator::ResponseTxDuration,
+            "UPSTREAM_HOST" | "UPSTREAM_REMOTE_ADDRESS" => Operator::Address(UpstreamHost, WithPort),
+            "UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT" => Operator::Address(UpstreamHost, WithoutPort),
+            "UPSTREAM_REMOTE_PORT" => Operator::Address(UpstreamHost, Port),
+            "UPSTREAM_LOCAL_ADDRESS" => Operator::Address(UpstreamLocal, WithPort),
+            "UPSTREAM_LOCAL_ADDRESS_WITHOUT_PORT" => Operator::Address(UpstreamLocal, WithoutPort),
+            "UPSTREAM_LOCAL_PORT" => Operator::Address(UpstreamLocal, Port),
+            "DOWNSTREAM_REMOTE_ADDRESS" => Operator::Address(DownstreamRemote, WithPort),
+            "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT" => Operator::Address(DownstreamRemote, WithoutPort),
+            "DOWNSTREAM_REMOTE_PORT" => Operator::Address(DownstreamRemote, Port),
+            "DOWNSTREAM_DIRECT_REMOTE_ADDRESS" => Operator::Address(DownstreamDirectRemote, WithPort),
+            "DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT" => Operator::Address(DownstreamDirectRemote, WithoutPort),
+            "DOWNSTREAM_DIRECT_REMOTE_PORT" => Operator::Address(DownstreamDirectRemote, Port),
+            "DOWNSTREAM_LOCAL_ADDRESS" => Operator::Address(DownstreamLocal, WithPort),
+            "DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT" => Operator::Address(DownstreamLocal, WithoutPort),
+            "DOWNSTREAM_LOCAL_PORT" => Operator::Address(DownstreamLocal, Port),
+            "UPSTREAM_CLUSTER" => Operator::UpstreamCluster,
+            "UPSTREAM_TRANSPORT_FAILURE_REASON" => Operator::UpstreamTransportFailureReason,
+            "ROUTE_NAME" => Operator::RouteName,
+            "UPSTREAM_REQUEST_ATTEMPT_COUNT" => Operator::UpstreamRequestAttemptCount,
+            "HOSTNAME" => Operator::Constant(hostname().map(String::into_boxed_str)),
+            _ if KNOWN_UNSUPPORTED.contains(&name) => {
+                return Err(format!("command operator %{name}% is not supported by Courier yet"));
+            }
+            _ => return Err(format!("Not supported field in StreamInfo: {name}")),
+        })
+    }
+
+    /// True for operators that print as numbers in typed JSON.
+    #[cfg(test)]
+    pub(crate) fn is_numeric(&self) -> bool {
+        matches!(
+            self,
+            Operator::ResponseCode
+                | Operator::BytesReceived
+                | Operator::BytesSent
+                | Operator::Duration
+                | Operator::RequestDuration
+                | Operator::ResponseDuration
+                | Operator::ResponseTxDuration
+                | Operator::UpstreamRequestAttemptCount
+                | Operator::Address(_, AddressPart::Port)
+        )
+    }
+
+    /// Appends the value to `out` (nothing when missing).
+    pub(crate) fn write(&self, cx: &FormatContext<'_>, out: &mut String) -> Kind {
+        let info = cx.info;
+        match self {
+            Operator::StartTime(f) => {
+                f.write(info.start_time, out);
+                Kind::Text
+            }
+            Operator::Header(h) => h.write(cx, out),
+            Operator::Protocol => text(Some(info.protocol).filter(|p| !p.is_empty()), out),
+            Operator::ResponseCode => number(u64::from(info.response_code.unwrap_or(0)), out),
+            Operator::ResponseCodeDetails { allow_whitespace } => {
+                let d = info.response_code_details.as_str();
+                if d.is_empty() {
+                    return Kind::Missing;
+                }
+                if *allow_whitespace {
+                    out.push_str(d);
+                } else {
+                    out.extend(d.chars().map(|c| {
+                        if matches!(c, ' ' | '\t' | '\x0c' | '\x0b' | '\n' | '\r') {
+                            '_'
+                        } else {
+                            c
+                        }
+                    }));
+                }
+                Kind::Text
+            }
+            Operator::ResponseFlags { long } => {
+                write_flags(info.response_flags, *long, out);
+                Kind::Text
+            }
+            Operator::BytesReceived => number(info.bytes_received, out),
+            Operator::BytesSent => number(info.bytes_sent, out),
+            Operator::Duration => millis(Some(info.duration()), out),
+            Operator::RequestDuration => millis(info.last_downstream_rx, out),
+            Operator::ResponseDuration => millis(info.first_upstream_rx, out),
+            Operator::ResponseTxDuration => {
+                let tx = info.last_downstream_tx.zip(info.first_upstream_rx).and_then(|(tx, rx)| tx.checked_sub(rx));
+                millis(tx, out)
+            }
+            Operator::Address(source, part) => {
+                let addr = match source {
+                    AddressSource::DownstreamRemote | AddressSource::DownstreamDirectRemote => {
+                        Some(info.downstream_remote)
+                    }
+                    AddressSource::DownstreamLocal => Some(info.downstream_local),
+                    AddressSource::UpstreamHost => info.upstream_host,
+                    AddressSource::UpstreamLocal => info.upstream_local,
+                };
+                write_address(addr, *part, out)
+            }
+            Operator::UpstreamCluster => text(info.upstream_cluster.as_deref().filter(|s| !s.is_empty()), out),
+            Operator::UpstreamTransportFailureReason => {
+                text(info.upstream_transport_failure_reason.as_deref().filter(|s| !s.is_empty()), out)
+            }
+            Operator::RouteName => text(info.route_name.as_deref().filter(|s| !s.is_empty()), out),
+            Operator::UpstreamRequestAttemptCount => number(u64::from(info.attempt_count), out),
+            Operator::Constant(v) => text(v.as_deref(), out),
+        }
+    }
+}
+
+fn check_syntax(name: &str, syntax: Syntax, args: &str, len: Option<usize>) -> Result<(), String> {
+    match syntax {
+        Syntax::CommandOnly if !args.is_empty() || len.is_some() => {
+            Err(format!("{name} does not take any parameters or length"))
+        }
+        Syntax::ParamsRequired { .. } if args.is_empty() => Err(format!("{name} requires parameters")),
+        Syntax::ParamsRequired { length: false } | Syntax::ParamsOptional if len.is_some() => {
+            Err(format!("{name} does not allow length to be specified."))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn text(v: Option<&str>, out: &mut String) -> Kind {
+    match v {
+        Some(s) => {
+            out.push_str(s);
+            Kind::Text
+        }
+        None => Kind::Missing,
+    }
+}
+
+fn number(n: u64, out: &mut String) -> Kind {
+    let _ = write!(out, "{n}");
+    Kind::Number
+}
+
+fn millis(d: Option<Duration>, out: &mut String) -> Kind {
+    match d {
+        Some(d) => number(d.as_millis() as u64, out),
+        None => Kind::Missing,
+    }
+}
+
+fn write_address(addr: Option<SocketAddr>, part: AddressPart, out: &mut String) -> Kind {
+    let Some(a) = addr else { return Kind::Missing };
+    match part {
+        AddressPart::WithPort => {
+            let _ = write!(out, "{a}");
+            Kind::Text
+        }
+        AddressPart::WithoutPort => {
+            let _ = write!(out, "{}", a.ip());
+            Kind::Text
+        }
+        AddressPart::Port => number(u64::from(a.port()), out),
+    }
+}
+
+/// `UH,URX` (or long names), `-` when no flag is set, as Envoy prints them.
+fn write_flags(flags: ResponseFlags, long: bool, out: &mut String) {
+    if flags.is_empty() {
+        out.push('-');
+        return;
+    }
+    let mut first = true;
+    for f in ResponseFlag::ALL.iter().filter(|f| flags.has(**f)) {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push_str(if long { long_name(*f) } else { f.short_name() });
+    }
+}
+
+/// `%RESPONSE_FLAGS_LONG%` names.
+fn long_name(f: ResponseFlag) -> &'static str {
+    match f {
+        ResponseFlag::FailedLocalHealthCheck => "FailedLocalHealthCheck",
+        ResponseFlag::NoHealthyUpstream => "NoHealthyUpstream",
+        ResponseFlag::UpstreamRequestTimeout => "UpstreamRequestTimeout",
+        ResponseFlag::LocalReset => "LocalReset",
+        ResponseFlag::UpstreamRemoteReset => "UpstreamRemoteReset",
+        ResponseFlag::UpstreamConnectionFailure => "UpstreamConnectionFailure",
+        ResponseFlag::UpstreamConnectionTermination => "UpstreamConnectionTermination",
+        ResponseFlag::UpstreamOverflow => "UpstreamOverflow",
+        ResponseFlag::NoRouteFound => "NoRouteFound",
+        ResponseFlag::DelayInjected => "DelayInjected",
+        ResponseFlag::FaultInjected => "FaultInjected",
+        ResponseFlag::RateLimited => "RateLimited",
+        ResponseFlag::DownstreamConnectionTermination => "DownstreamConnectionTermination",
+        ResponseFlag::UpstreamRetryLimitExceeded => "UpstreamRetryLimitExceeded",
+        ResponseFlag::StreamIdleTimeout => "StreamIdleTimeout",
+        ResponseFlag::DownstreamProtocolError => "DownstreamProtocolError",
+        ResponseFlag::UpstreamProtocolError => "UpstreamProtocolError",
+        ResponseFlag::UpstreamMaxStreamDurationReached => "UpstreamMaxStreamDurationReached",
+        ResponseFlag::NoClusterFound => "NoClusterFound",
+        ResponseFlag::DurationTimeout => "DurationTimeout",
+        ResponseFlag::OverloadManager => "OverloadManagerTerminated",
+    }
+}
+
+/// The system host name (`%HOSTNAME%`), read once at parse time.
+fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for `buf.len()` bytes; gethostname writes at most
+    // that many and we only read up to the first NUL inside it.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Some(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
