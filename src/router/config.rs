@@ -1,0 +1,347 @@
+//! The route table: Envoy's `RouteConfiguration` compiled once on the main thread and
+//! shared read-only by every worker (`Arc<RouteTable>`).
+//!
+//! `find` picks the virtual host from the request's host (see `virtual_host`), then
+//! the first of its routes whose match holds. Route-configuration-level header edits
+//! and per-filter configs are folded into each route at load, so the router reads
+//! everything it needs from the `Route` it gets back.
+
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::google::protobuf::Any;
+use http::request::Parts;
+use http::HeaderName;
+
+use super::header_mutation::HeaderEdits;
+use super::per_filter;
+use super::request;
+use super::route::{Route, RouteAction};
+use super::supported;
+use super::virtual_host::{ConfigLevel, DomainIndex, VirtualHost};
+use crate::config::{ConfigError, FieldPath};
+use crate::extensions::PerRouteConfig;
+
+// The route's parts the router filter works with, reachable from here too.
+pub use super::retry_policy::{RetryOn, RetryPolicy};
+pub use super::route_action::ForwardAction;
+
+/// Envoy's default `max_direct_response_body_size_bytes`.
+pub const DEFAULT_MAX_DIRECT_RESPONSE_BODY_BYTES: u32 = 4096;
+
+/// Decodes a `typed_per_filter_config` entry: given the filter name, the `Any` and
+/// its path, the filter's per-route config, `Ok(None)` when the entry can be
+/// ignored, or an error (unknown filter type, bad config).
+pub type PerRouteDecoder<'a> = dyn Fn(&str, &Any, &FieldPath) -> Result<Option<PerRouteConfig>, ConfigError> + 'a;
+
+/// What building a route table needs from its connection manager.
+pub struct RouteBuildContext<'a> {
+    pub per_route: &'a PerRouteDecoder<'a>,
+}
+
+/// A compiled `RouteConfiguration`.
+#[derive(Debug)]
+pub struct RouteTable {
+    name: String,
+    virtual_hosts: Vec<VirtualHost>,
+    domains: DomainIndex,
+    ignore_port_in_host_matching: bool,
+    vhost_header: Option<HeaderName>,
+    validate_clusters: Option<bool>,
+}
+
+impl RouteTable {
+    /// Compiles `rc`; `path` points at the `RouteConfiguration` (e.g.
+    /// `...typed_config.route_config`).
+    pub fn from_proto(
+        rc: &RouteConfiguration,
+        path: &FieldPath,
+        ctx: &RouteBuildContext<'_>,
+    ) -> Result<RouteTable, ConfigError> {
+        supported::check(rc, path)?;
+        let request_edits = Arc::new(HeaderEdits::from_proto(
+            &rc.request_headers_to_add,
+            &rc.request_headers_to_remove,
+            path,
+            "request_headers_to_add",
+            "request_headers_to_remove",
+        )?);
+        let response_edits = Arc::new(HeaderEdits::from_proto(
+            &rc.response_headers_to_add,
+            &rc.response_headers_to_remove,
+            path,
+            "response_headers_to_add",
+            "response_headers_to_remove",
+        )?);
+        let config_per_filter = per_filter::decode(&rc.typed_per_filter_config, path, ctx)?;
+        let level = ConfigLevel {
+            request_edits: &request_edits,
+            response_edits: &response_edits,
+            per_filter: &config_per_filter,
+            most_specific_header_mutations_wins: rc.most_specific_header_mutations_wins,
+            ignore_path_parameters: rc.ignore_path_parameters_in_path_matching,
+            max_direct_response_body_bytes: rc
+                .max_direct_response_body_size_bytes
+                .as_ref()
+                .map_or(DEFAULT_MAX_DIRECT_RESPONSE_BODY_BYTES, |v| v.value),
+        };
+        let vhost_header =
+            if rc.vhost_header.is_empty() {
+                None
+            } else {
+                Some(HeaderName::from_bytes(rc.vhost_header.to_ascii_lowercase().as_bytes()).map_err(|_| {
+                    path.field_error("vhost_header", format!("invalid header name '{}'", rc.vhost_header))
+                })?)
+            };
+
+        let names: Vec<String> = rc.virtual_hosts.iter().map(|vh| vh.name.clone()).collect();
+        let mut virtual_hosts = Vec::with_capacity(rc.virtual_hosts.len());
+        let mut domains = DomainIndex::default();
+        for (i, vh) in rc.virtual_hosts.iter().enumerate() {
+            let mut p = path.clone();
+            p.push_field("virtual_hosts");
+            p.push_index(i);
+            virtual_hosts.push(VirtualHost::from_proto(vh, &p, &level, ctx)?);
+            for (j, domain) in vh.domains.iter().enumerate() {
+                let mut dp = p.clone();
+                dp.push_field("domains");
+                dp.push_index(j);
+                domains.insert(domain, i, &names, &dp)?;
+            }
+        }
+        Ok(RouteTable {
+            name: rc.name.clone(),
+            virtual_hosts,
+            domains,
+            ignore_port_in_host_matching: rc.ignore_port_in_host_matching,
+            vhost_header,
+            validate_clusters: rc.validate_clusters.as_ref().map(|b| b.value),
+        })
+    }
+
+    /// The route for a request, or `None` (Envoy's 404 with `NR`). The host is
+    /// `:authority` (the URI's authority, else `Host`), or the `vhost_header`.
+    pub fn find(&self, parts: &Parts) -> Option<&Arc<Route>> {
+        let vhost = self.virtual_host(parts)?;
+        self.virtual_hosts.get(vhost)?.routes.iter().find(|r| r.matches(parts))
+    }
+
+    fn virtual_host(&self, parts: &Parts) -> Option<usize> {
+        if self.domains.only_default() {
+            return self.domains.default_vhost();
+        }
+        let host = match &self.vhost_header {
+            Some(h) => parts.headers.get(h).and_then(|v| v.to_str().ok())?,
+            None => request::authority(parts)?,
+        };
+        let host = match request::port_start(host) {
+            Some(i) if self.ignore_port_in_host_matching => &host[..i],
+            _ => host,
+        };
+        self.domains.find(&host.to_ascii_lowercase())
+    }
+
+    /// The configuration's `name`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `validate_clusters` as configured (`None`: Envoy's default, true for a static
+    /// route configuration).
+    pub fn validate_clusters(&self) -> Option<bool> {
+        self.validate_clusters
+    }
+
+    /// Every cluster named by a route (`cluster` and `weighted_clusters`; a
+    /// `cluster_header` names none), each once, for `validate_clusters`.
+    pub fn static_clusters(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for route in self.virtual_hosts.iter().flat_map(|vh| vh.routes.iter()) {
+            if let RouteAction::Forward(f) = &route.action {
+                for name in f.static_clusters() {
+                    if !out.contains(&name) {
+                        out.push(name);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Virtual host names in config order (for stats and admin).
+    pub fn virtual_host_names(&self) -> impl Iterator<Item = &str> {
+        self.virtual_hosts.iter().map(|vh| vh.name.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::test_util::{request, table, test_per_route, try_route_config, try_table};
+    use envoy_types::pb::google::protobuf::Any;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn table_is_shareable() {
+        assert_send_sync::<RouteTable>();
+        assert_send_sync::<Arc<Route>>();
+    }
+
+    #[test]
+    fn first_matching_route_wins() {
+        let t = table(
+            "name: rc\nvirtual_hosts: [{name: v, domains: ['*'], routes: [\
+               {name: first, match: {prefix: /a}, route: {cluster: one}},\
+               {name: second, match: {prefix: /a/b}, route: {cluster: two}},\
+               {name: third, match: {prefix: /}, route: {cluster: three}}]}]",
+        );
+        let name = |uri: &str| t.find(&request("h", uri, &[])).map(|r| r.name.clone());
+        assert_eq!(name("/a/b").as_deref(), Some("first"));
+        assert_eq!(name("/b").as_deref(), Some("third"));
+        assert_eq!(t.name(), "rc");
+        assert_eq!(t.static_clusters(), ["one", "two", "three"]);
+        assert_eq!(t.virtual_host_names().collect::<Vec<_>>(), ["v"]);
+    }
+
+    #[test]
+    fn no_route_is_none() {
+        let t =
+            table("virtual_hosts: [{name: v, domains: [a.com], routes: [{match: {path: /x}, route: {cluster: c}}]}]");
+        assert!(t.find(&request("a.com", "/y", &[])).is_none());
+        assert!(t.find(&request("b.com", "/x", &[])).is_none());
+        assert!(t.find(&request("a.com", "/x", &[])).is_some());
+    }
+
+    #[test]
+    fn authority_from_absolute_uri_and_vhost_header() {
+        let t = table(
+            "virtual_hosts: [{name: a, domains: [a.com], routes: [{match: {prefix: /}, route: {cluster: c}}]},\
+                             {name: b, domains: [b.com], routes: [{match: {prefix: /}, route: {cluster: c}}]}]",
+        );
+        let parts = request("a.com", "http://b.com/x", &[]);
+        assert_eq!(t.find(&parts).map(|r| r.virtual_host_name.as_str()), Some("b"));
+        let t = table(
+            "vhost_header: X-Vhost\nvirtual_hosts: [{name: a, domains: [a.com], routes: [{match: {prefix: /}, route: {cluster: c}}]}]",
+        );
+        assert!(t.find(&request("a.com", "/", &[])).is_none());
+        assert!(t.find(&request("z.com", "/", &[("x-vhost", "A.com")])).is_some());
+    }
+
+    #[test]
+    fn header_mutations_fold_levels_in_envoys_order() {
+        let yaml = |wins: bool| {
+            format!(
+                "most_specific_header_mutations_wins: {wins}\n\
+                 request_headers_to_add: [{{header: {{key: x-level, value: config}}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}}]\n\
+                 response_headers_to_add: [{{header: {{key: x-resp, value: config}}}}]\n\
+                 virtual_hosts: [{{name: v, domains: ['*'],\
+                   request_headers_to_add: [{{header: {{key: x-level, value: vhost}}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}}],\
+                   routes: [{{match: {{prefix: /}}, route: {{cluster: c}},\
+                     request_headers_to_add: [{{header: {{key: x-level, value: route}}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}}],\
+                     response_headers_to_remove: [x-secret]}}]}}]"
+            )
+        };
+        let info = crate::http::stream_info::StreamInfo::new(
+            "127.0.0.1:1".parse().expect("addr"),
+            "127.0.0.1:2".parse().expect("addr"),
+            "HTTP/1.1",
+        );
+        for (wins, expected) in [(false, "config"), (true, "route")] {
+            let t = table(&yaml(wins));
+            let route = t.find(&request("h", "/", &[])).expect("route").clone();
+            let mut parts = request("h", "/", &[]);
+            route.request_headers.apply_to_request(&mut parts, &info);
+            assert_eq!(parts.headers.get("x-level").and_then(|v| v.to_str().ok()), Some(expected));
+            let mut resp = http::HeaderMap::new();
+            resp.insert("x-secret", "s".parse().expect("value"));
+            route.response_headers.apply_to_response(&mut resp, Some(&parts), &info);
+            assert!(!resp.contains_key("x-secret"));
+            assert_eq!(resp.get("x-resp").and_then(|v| v.to_str().ok()), Some("config"));
+        }
+        let t =
+            table("virtual_hosts: [{name: v, domains: ['*'], routes: [{match: {prefix: /}, route: {cluster: c}}]}]");
+        let route = t.find(&request("h", "/", &[])).expect("route");
+        assert!(route.request_headers.is_empty() && route.response_headers.is_empty());
+    }
+
+    #[test]
+    fn per_filter_configs_override_by_level() {
+        let t = table(
+            "typed_per_filter_config: {f1: {'@type': type.googleapis.com/google.protobuf.StringValue, value: config},\
+                                       f2: {'@type': type.googleapis.com/google.protobuf.StringValue, value: config}}\n\
+             virtual_hosts: [{name: v, domains: ['*'],\
+               typed_per_filter_config: {f2: {'@type': type.googleapis.com/google.protobuf.StringValue, value: vhost},\
+                                         f3: {'@type': type.googleapis.com/google.protobuf.StringValue, value: vhost}},\
+               routes: [{match: {prefix: /}, route: {cluster: c},\
+                 typed_per_filter_config: {f3: {'@type': type.googleapis.com/google.protobuf.StringValue, value: route}}}]}]",
+        );
+        let route = t.find(&request("h", "/", &[])).expect("route");
+        assert_eq!(route.per_filter_config::<String>("f1").map(String::as_str), Some("config"));
+        assert_eq!(route.per_filter_config::<String>("f2").map(String::as_str), Some("vhost"));
+        assert_eq!(route.per_filter_config::<String>("f3").map(String::as_str), Some("route"));
+        assert_eq!(route.per_filter_config::<u32>("f3"), None, "wrong type");
+        assert_eq!(route.per_filter_config::<String>("f4"), None);
+    }
+
+    #[test]
+    fn per_filter_errors_and_ignorable_entries() {
+        let e = try_table(
+            "virtual_hosts: [{name: v, domains: ['*'], routes: [{match: {prefix: /}, route: {cluster: c},\
+               typed_per_filter_config: {bad: {'@type': type.googleapis.com/google.protobuf.UInt32Value, value: 1}}}]}]",
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "route_config.virtual_hosts[0].routes[0].typed_per_filter_config[\"bad\"].@type");
+        let rc = try_route_config(
+            "virtual_hosts: [{name: v, domains: ['*'], routes: [{match: {prefix: /}, route: {cluster: c},\
+               typed_per_filter_config: {skip: {'@type': type.googleapis.com/google.protobuf.UInt32Value, value: 1}}}]}]",
+        )
+        .expect("valid");
+        let ignore_u32 = |name: &str, any: &Any, path: &FieldPath| {
+            if any.type_url.ends_with("UInt32Value") {
+                Ok(None)
+            } else {
+                test_per_route(name, any, path)
+            }
+        };
+        let t = RouteTable::from_proto(&rc, &FieldPath::new(), &RouteBuildContext { per_route: &ignore_u32 })
+            .expect("valid");
+        assert!(t.find(&request("h", "/", &[])).expect("route").per_filter.is_empty());
+    }
+
+    #[test]
+    fn unsupported_fields_are_errors_with_paths() {
+        let e = try_table(
+            "virtual_hosts: [{name: v, domains: ['*'], routes: [{match: {prefix: /}, route: {cluster: c, hash_policy: [{header: {header_name: x}}]}}]}]",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "route_config.virtual_hosts[0].routes[0].route.hash_policy: field 'hash_policy' of envoy.config.route.v3.RouteAction is not supported by Courier"
+        );
+        let e = try_table("internal_only_headers: [x-a]\nvirtual_hosts: []").unwrap_err();
+        assert_eq!(e.path, "route_config.internal_only_headers");
+        let e = try_table(
+            "virtual_hosts: [{name: v, domains: ['*'], virtual_clusters: [{name: vc, headers: [{name: x}]}], routes: []}]",
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "route_config.virtual_hosts[0].virtual_clusters");
+        let e = try_table(
+            "virtual_hosts: [{name: v, domains: ['*'], routes: [{match: {prefix: /, headers: [{name: x, string_match: {safe_regex: {regex: '['}}}]}, route: {cluster: c}}]}]",
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "route_config.virtual_hosts[0].routes[0].match.headers[0].string_match.safe_regex.regex");
+        assert!(e.reason.starts_with("invalid regex: "));
+        let e = try_table(
+            "virtual_hosts: [{name: v, domains: ['*'], routes: [{match: {prefix: /}, route: {cluster: c}}, {match: {safe_regex: {regex: '('}}, route: {cluster: c}}, {match: {prefix: /}, route: {cluster: c}}]}]",
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "route_config.virtual_hosts[0].routes[1].match.safe_regex.regex");
+    }
+
+    #[test]
+    fn validate_clusters_is_exposed() {
+        assert_eq!(table("virtual_hosts: []").validate_clusters(), None);
+        assert_eq!(table("validate_clusters: false\nvirtual_hosts: []").validate_clusters(), Some(false));
+    }
+}

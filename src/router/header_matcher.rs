@@ -1,0 +1,343 @@
+//! Envoy's `HeaderMatcher` and `QueryParameterMatcher`, the non-path conditions of a
+//! route's `match`.
+//!
+//! Header matching follows Envoy's `HeaderUtility::matchHeaders`: a header with
+//! several values is matched as its values joined by `,`; a missing header never
+//! matches (inverted or not) unless `treat_missing_header_as_empty` is set, except for
+//! `present_match`, which is about absence itself. Pseudo-headers (`:method`,
+//! `:path`, `:authority`, `:scheme`) are read from the request line, and `host` is
+//! `:authority`, as in Envoy's header map. Query parameters are the `&`-separated
+//! `key[=value]` items of `:path`'s query string, not percent-decoded, and only the
+//! first occurrence of a key counts; `present_match` only requires the key, whatever
+//! its value (Envoy ignores the boolean).
+
+use std::borrow::Cow;
+
+use envoy_types::pb::envoy::config::route::v3::{
+    header_matcher::HeaderMatchSpecifier, query_parameter_matcher::QueryParameterMatchSpecifier,
+    HeaderMatcher as HeaderMatcherProto, QueryParameterMatcher as QueryParameterMatcherProto,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
+use envoy_types::pb::envoy::r#type::matcher::v3::StringMatcher as StringMatcherProto;
+use http::request::Parts;
+use http::HeaderName;
+
+use super::request;
+use super::string_matcher::{full_match_regex, StringMatcher};
+use crate::config::{ConfigError, FieldPath};
+
+/// Where a matched header's value comes from.
+#[derive(Debug, Clone)]
+enum HeaderSource {
+    Header(HeaderName),
+    Method,
+    Path,
+    Authority,
+    Scheme,
+}
+
+#[derive(Debug, Clone)]
+enum Condition {
+    String(StringMatcher),
+    /// `[start, end)` over the value parsed as a base-10 `i64`.
+    Range {
+        start: i64,
+        end: i64,
+    },
+    Present(bool),
+}
+
+/// One compiled `HeaderMatcher`.
+#[derive(Debug, Clone)]
+pub(crate) struct HeaderMatcher {
+    source: HeaderSource,
+    condition: Condition,
+    invert: bool,
+    treat_missing_as_empty: bool,
+}
+
+impl HeaderMatcher {
+    /// Compiles `hm`; `path` points at it. The deprecated `*_match` forms are
+    /// still Envoy's API, so they are supported.
+    #[allow(deprecated)]
+    pub(crate) fn from_proto(hm: &HeaderMatcherProto, path: &FieldPath) -> Result<HeaderMatcher, ConfigError> {
+        let source = header_source(&hm.name, path)?;
+        let legacy = |field: &str, pattern: MatchPattern| -> Result<Condition, ConfigError> {
+            let mut p = path.clone();
+            p.push_field(field);
+            if matches!(&pattern, MatchPattern::Prefix(s) | MatchPattern::Suffix(s) | MatchPattern::Contains(s) if s.is_empty())
+            {
+                return Err(p.error("value length must be at least 1 characters"));
+            }
+            let proto = StringMatcherProto { ignore_case: false, match_pattern: Some(pattern) };
+            Ok(Condition::String(StringMatcher::from_proto(&proto, &p)?))
+        };
+        let condition = match &hm.header_match_specifier {
+            Some(HeaderMatchSpecifier::ExactMatch(v)) => legacy("exact_match", MatchPattern::Exact(v.clone()))?,
+            Some(HeaderMatchSpecifier::PrefixMatch(v)) => legacy("prefix_match", MatchPattern::Prefix(v.clone()))?,
+            Some(HeaderMatchSpecifier::SuffixMatch(v)) => legacy("suffix_match", MatchPattern::Suffix(v.clone()))?,
+            Some(HeaderMatchSpecifier::ContainsMatch(v)) => {
+                legacy("contains_match", MatchPattern::Contains(v.clone()))?
+            }
+            Some(HeaderMatchSpecifier::SafeRegexMatch(rm)) => {
+                let mut p = path.clone();
+                p.push_field("safe_regex_match");
+                Condition::String(StringMatcher::Regex(full_match_regex(rm, &p)?))
+            }
+            Some(HeaderMatchSpecifier::RangeMatch(r)) => Condition::Range { start: r.start, end: r.end },
+            Some(HeaderMatchSpecifier::PresentMatch(b)) => Condition::Present(*b),
+            Some(HeaderMatchSpecifier::StringMatch(sm)) => {
+                let mut p = path.clone();
+                p.push_field("string_match");
+                Condition::String(StringMatcher::from_proto(sm, &p)?)
+            }
+            // No specifier: the header must be present (Envoy's default).
+            None => Condition::Present(true),
+        };
+        Ok(HeaderMatcher {
+            source,
+            condition,
+            invert: hm.invert_match,
+            treat_missing_as_empty: hm.treat_missing_header_as_empty,
+        })
+    }
+
+    pub(crate) fn matches(&self, parts: &Parts) -> bool {
+        let value = self.value(parts);
+        let present = match (&value, self.treat_missing_as_empty) {
+            (Some(_), _) => true,
+            (None, true) => true,
+            (None, false) => {
+                // Only a presence matcher can succeed on a missing header: one that
+                // wants absence, or an inverted one that wants presence.
+                return match self.condition {
+                    Condition::Present(want) => want == self.invert,
+                    _ => false,
+                };
+            }
+        };
+        let value = value.unwrap_or(Cow::Borrowed(""));
+        let result = match &self.condition {
+            Condition::String(m) => m.matches(&value),
+            Condition::Range { start, end } => value.parse::<i64>().is_ok_and(|n| n >= *start && n < *end),
+            Condition::Present(want) => *want == present,
+        };
+        result != self.invert
+    }
+
+    /// The header's value (several values joined by `,`), or `None` when absent.
+    fn value<'a>(&self, parts: &'a Parts) -> Option<Cow<'a, str>> {
+        match &self.source {
+            HeaderSource::Method => Some(Cow::Borrowed(parts.method.as_str())),
+            HeaderSource::Path => request::path_and_query(parts).map(Cow::Borrowed),
+            HeaderSource::Authority => request::authority(parts).map(Cow::Borrowed),
+            HeaderSource::Scheme => Some(Cow::Borrowed(request::scheme(parts))),
+            HeaderSource::Header(name) => {
+                let mut values = parts.headers.get_all(name).iter();
+                let first = values.next()?;
+                let mut joined = String::from_utf8_lossy(first.as_bytes());
+                for v in values {
+                    let s = joined.to_mut();
+                    s.push(',');
+                    s.push_str(&String::from_utf8_lossy(v.as_bytes()));
+                }
+                Some(joined)
+            }
+        }
+    }
+}
+
+fn header_source(name: &str, path: &FieldPath) -> Result<HeaderSource, ConfigError> {
+    let lower = name.to_ascii_lowercase();
+    Ok(match lower.as_str() {
+        ":method" => HeaderSource::Method,
+        ":path" => HeaderSource::Path,
+        ":authority" | "host" => HeaderSource::Authority,
+        ":scheme" => HeaderSource::Scheme,
+        _ => HeaderSource::Header(
+            HeaderName::from_bytes(lower.as_bytes())
+                .map_err(|_| path.field_error("name", format!("invalid header name '{name}'")))?,
+        ),
+    })
+}
+
+/// One compiled `QueryParameterMatcher`.
+#[derive(Debug, Clone)]
+pub(crate) struct QueryParameterMatcher {
+    name: String,
+    /// `None`: the key only has to be present.
+    value: Option<StringMatcher>,
+}
+
+impl QueryParameterMatcher {
+    /// Compiles `qm`; `path` points at it.
+    pub(crate) fn from_proto(
+        qm: &QueryParameterMatcherProto,
+        path: &FieldPath,
+    ) -> Result<QueryParameterMatcher, ConfigError> {
+        if qm.name.is_empty() {
+            return Err(path.field_error("name", "value length must be at least 1 characters"));
+        }
+        let value = match &qm.query_parameter_match_specifier {
+            Some(QueryParameterMatchSpecifier::StringMatch(sm)) => {
+                let mut p = path.clone();
+                p.push_field("string_match");
+                Some(StringMatcher::from_proto(sm, &p)?)
+            }
+            Some(QueryParameterMatchSpecifier::PresentMatch(_)) | None => None,
+        };
+        Ok(QueryParameterMatcher { name: qm.name.clone(), value })
+    }
+
+    /// Matches against a query string (without the `?`).
+    pub(crate) fn matches(&self, query: Option<&str>) -> bool {
+        let Some(query) = query else { return false };
+        let found = query.split('&').find_map(|item| {
+            let (key, value) = item.split_once('=').unwrap_or((item, ""));
+            (key == self.name).then_some(value)
+        });
+        match (found, &self.value) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(v), Some(m)) => m.matches(v),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::r#type::v3::Int64Range;
+
+    fn request(headers: &[(&str, &str)]) -> Parts {
+        let mut b = http::Request::builder().method("POST").uri("/p?q=1");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).expect("request").into_parts().0
+    }
+
+    fn hm(name: &str, spec: Option<HeaderMatchSpecifier>, invert: bool, missing_empty: bool) -> HeaderMatcher {
+        let proto = HeaderMatcherProto {
+            name: name.to_string(),
+            invert_match: invert,
+            treat_missing_header_as_empty: missing_empty,
+            header_match_specifier: spec,
+        };
+        HeaderMatcher::from_proto(&proto, &FieldPath::starting_at("h")).expect("valid")
+    }
+
+    fn exact(v: &str) -> Option<HeaderMatchSpecifier> {
+        Some(HeaderMatchSpecifier::StringMatch(StringMatcherProto {
+            ignore_case: false,
+            match_pattern: Some(MatchPattern::Exact(v.to_string())),
+        }))
+    }
+
+    #[test]
+    fn string_match_and_invert() {
+        let r = request(&[("x-a", "yes")]);
+        assert!(hm("x-a", exact("yes"), false, false).matches(&r));
+        assert!(!hm("x-a", exact("no"), false, false).matches(&r));
+        assert!(hm("x-a", exact("no"), true, false).matches(&r));
+        assert!(!hm("x-a", exact("yes"), true, false).matches(&r));
+        // Header names are case-insensitive.
+        assert!(hm("X-A", exact("yes"), false, false).matches(&r));
+    }
+
+    #[test]
+    fn missing_header_never_matches_unless_treated_as_empty() {
+        let r = request(&[]);
+        assert!(!hm("x-a", exact("v"), false, false).matches(&r));
+        assert!(!hm("x-a", exact("v"), true, false).matches(&r));
+        assert!(hm("x-a", exact(""), false, true).matches(&r));
+        assert!(hm("x-a", exact("v"), true, true).matches(&r));
+    }
+
+    #[test]
+    fn present_match() {
+        let with = request(&[("x-a", "")]);
+        let without = request(&[]);
+        let present = |b, inv| hm("x-a", Some(HeaderMatchSpecifier::PresentMatch(b)), inv, false);
+        assert!(present(true, false).matches(&with));
+        assert!(!present(true, false).matches(&without));
+        assert!(present(false, false).matches(&without));
+        assert!(!present(false, false).matches(&with));
+        assert!(present(true, true).matches(&without));
+        assert!(!present(true, true).matches(&with));
+        // No specifier at all: presence.
+        assert!(hm("x-a", None, false, false).matches(&with));
+        assert!(!hm("x-a", None, false, false).matches(&without));
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn legacy_forms_range_and_multiple_values() {
+        let r = request(&[("x-v", "abcdef"), ("x-n", "-3"), ("x-m", "a"), ("x-m", "b")]);
+        let m = |n, s| hm(n, Some(s), false, false).matches(&r);
+        assert!(m("x-v", HeaderMatchSpecifier::ExactMatch("abcdef".into())));
+        assert!(m("x-v", HeaderMatchSpecifier::PrefixMatch("abc".into())));
+        assert!(m("x-v", HeaderMatchSpecifier::SuffixMatch("def".into())));
+        assert!(m("x-v", HeaderMatchSpecifier::ContainsMatch("cd".into())));
+        let regex =
+            envoy_types::pb::envoy::r#type::matcher::v3::RegexMatcher { regex: "a.*f".into(), engine_type: None };
+        assert!(m("x-v", HeaderMatchSpecifier::SafeRegexMatch(regex)));
+        assert!(m("x-n", HeaderMatchSpecifier::RangeMatch(Int64Range { start: -10, end: 0 })));
+        assert!(!m("x-n", HeaderMatchSpecifier::RangeMatch(Int64Range { start: -3 + 1, end: 0 })));
+        assert!(!m("x-v", HeaderMatchSpecifier::RangeMatch(Int64Range { start: 0, end: 10 })));
+        assert!(m("x-m", HeaderMatchSpecifier::ExactMatch("a,b".into())));
+    }
+
+    #[test]
+    fn pseudo_headers() {
+        let r = request(&[("host", "example.com")]);
+        assert!(hm(":method", exact("POST"), false, false).matches(&r));
+        assert!(hm(":path", exact("/p?q=1"), false, false).matches(&r));
+        assert!(hm(":authority", exact("example.com"), false, false).matches(&r));
+        assert!(hm("host", exact("example.com"), false, false).matches(&r));
+        assert!(hm(":scheme", exact("http"), false, false).matches(&r));
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn header_matcher_errors() {
+        let proto = HeaderMatcherProto {
+            name: "bad name".into(),
+            invert_match: false,
+            treat_missing_header_as_empty: false,
+            header_match_specifier: None,
+        };
+        assert_eq!(HeaderMatcher::from_proto(&proto, &FieldPath::starting_at("h")).unwrap_err().path, "h.name");
+        let proto = HeaderMatcherProto {
+            name: "x".into(),
+            invert_match: false,
+            treat_missing_header_as_empty: false,
+            header_match_specifier: Some(HeaderMatchSpecifier::PrefixMatch(String::new())),
+        };
+        assert_eq!(HeaderMatcher::from_proto(&proto, &FieldPath::starting_at("h")).unwrap_err().path, "h.prefix_match");
+    }
+
+    fn qm(name: &str, spec: Option<QueryParameterMatchSpecifier>) -> QueryParameterMatcher {
+        let proto = QueryParameterMatcherProto { name: name.to_string(), query_parameter_match_specifier: spec };
+        QueryParameterMatcher::from_proto(&proto, &FieldPath::starting_at("q")).expect("valid")
+    }
+
+    #[test]
+    fn query_parameters() {
+        let value = |v: &str| {
+            Some(QueryParameterMatchSpecifier::StringMatch(StringMatcherProto {
+                ignore_case: false,
+                match_pattern: Some(MatchPattern::Exact(v.to_string())),
+            }))
+        };
+        let q = Some("a=1&b&c=x%20y&a=2");
+        assert!(qm("a", value("1")).matches(q));
+        assert!(!qm("a", value("2")).matches(q), "only the first value counts");
+        assert!(qm("b", value("")).matches(q));
+        assert!(qm("c", value("x%20y")).matches(q), "values are not decoded");
+        assert!(qm("b", Some(QueryParameterMatchSpecifier::PresentMatch(true))).matches(q));
+        assert!(qm("b", None).matches(q));
+        assert!(!qm("d", Some(QueryParameterMatchSpecifier::PresentMatch(true))).matches(q));
+        assert!(!qm("a", None).matches(None));
+    }
+}

@@ -1,0 +1,265 @@
+//! A route's `match` (Envoy's `RouteMatch`): one path condition plus header and
+//! query parameter conditions, all of which must hold.
+//!
+//! Path conditions look at `:path` without its query string and fragment (and, with
+//! `ignore_path_parameters_in_path_matching`, without anything from the first `;`):
+//! `prefix` (starts with), `path` (equals), `safe_regex` (whole-path regex) and
+//! `path_separated_prefix` (equals, or continues with `/`). `case_sensitive: false`
+//! folds ASCII case for all but `safe_regex`, as Envoy. A request without a path
+//! (CONNECT) matches none of them.
+//!
+//! The matcher also tells a rewrite how much of `:path` the route matched: the prefix,
+//! the exact path, or the whole path (regex).
+
+use envoy_types::pb::envoy::config::route::v3::{route_match::PathSpecifier, RouteMatch};
+use http::request::Parts;
+use regex::Regex;
+
+use super::header_matcher::{HeaderMatcher, QueryParameterMatcher};
+use super::request;
+use super::string_matcher::{full_match_regex, starts_with};
+use crate::config::{ConfigError, FieldPath};
+
+#[derive(Debug, Clone)]
+enum PathCondition {
+    Prefix(String),
+    Exact(String),
+    Regex(Regex),
+    SeparatedPrefix(String),
+}
+
+/// A compiled `RouteMatch`.
+#[derive(Debug, Clone)]
+pub(crate) struct RouteMatcher {
+    path: PathCondition,
+    case_sensitive: bool,
+    ignore_path_parameters: bool,
+    headers: Vec<HeaderMatcher>,
+    query_parameters: Vec<QueryParameterMatcher>,
+}
+
+impl RouteMatcher {
+    /// Compiles `m`; `path` points at the `match` field.
+    pub(crate) fn from_proto(
+        m: &RouteMatch,
+        path: &FieldPath,
+        ignore_path_parameters: bool,
+    ) -> Result<RouteMatcher, ConfigError> {
+        let condition = match &m.path_specifier {
+            Some(PathSpecifier::Prefix(p)) => PathCondition::Prefix(p.clone()),
+            Some(PathSpecifier::Path(p)) => PathCondition::Exact(p.clone()),
+            Some(PathSpecifier::SafeRegex(rm)) => {
+                let mut p = path.clone();
+                p.push_field("safe_regex");
+                PathCondition::Regex(full_match_regex(rm, &p)?)
+            }
+            Some(PathSpecifier::PathSeparatedPrefix(p)) => {
+                if p.contains(['?', '#']) || p.ends_with('/') || p.is_empty() {
+                    return Err(path.field_error(
+                        "path_separated_prefix",
+                        "value must be non-empty, must not contain '?' or '#' and must not end in '/'",
+                    ));
+                }
+                PathCondition::SeparatedPrefix(p.clone())
+            }
+            Some(PathSpecifier::ConnectMatcher(_)) => {
+                return Err(path.field_error("connect_matcher", "field 'connect_matcher' is not supported by Courier"))
+            }
+            Some(PathSpecifier::PathMatchPolicy(_)) => {
+                return Err(
+                    path.field_error("path_match_policy", "field 'path_match_policy' is not supported by Courier")
+                )
+            }
+            None => {
+                return Err(path.error("one of prefix, path, safe_regex or path_separated_prefix must be set"));
+            }
+        };
+        let mut headers = Vec::with_capacity(m.headers.len());
+        for (i, h) in m.headers.iter().enumerate() {
+            let mut p = path.clone();
+            p.push_field("headers");
+            p.push_index(i);
+            headers.push(HeaderMatcher::from_proto(h, &p)?);
+        }
+        let mut query_parameters = Vec::with_capacity(m.query_parameters.len());
+        for (i, q) in m.query_parameters.iter().enumerate() {
+            let mut p = path.clone();
+            p.push_field("query_parameters");
+            p.push_index(i);
+            query_parameters.push(QueryParameterMatcher::from_proto(q, &p)?);
+        }
+        let case_sensitive = m.case_sensitive.as_ref().is_none_or(|b| b.value);
+        let folded = |s: &String| if case_sensitive { s.clone() } else { s.to_ascii_lowercase() };
+        let path = match condition {
+            PathCondition::Prefix(p) => PathCondition::Prefix(folded(&p)),
+            PathCondition::Exact(p) => PathCondition::Exact(folded(&p)),
+            PathCondition::SeparatedPrefix(p) => PathCondition::SeparatedPrefix(folded(&p)),
+            regex @ PathCondition::Regex(_) => regex,
+        };
+        Ok(RouteMatcher { path, case_sensitive, ignore_path_parameters, headers, query_parameters })
+    }
+
+    /// True when every condition holds for the request.
+    pub(crate) fn matches(&self, parts: &Parts) -> bool {
+        let Some(path_and_query) = request::path_and_query(parts) else { return false };
+        self.path_matches(path_and_query)
+            && self.headers.iter().all(|h| h.matches(parts))
+            && (self.query_parameters.is_empty() || {
+                let query = request::query_string(path_and_query);
+                self.query_parameters.iter().all(|q| q.matches(query))
+            })
+    }
+
+    fn path_matches(&self, path_and_query: &str) -> bool {
+        let path = self.match_path(path_and_query);
+        let ignore_case = !self.case_sensitive;
+        match &self.path {
+            PathCondition::Prefix(prefix) => starts_with(path, prefix, ignore_case),
+            PathCondition::Exact(exact) if ignore_case => path.eq_ignore_ascii_case(exact),
+            PathCondition::Exact(exact) => path == exact,
+            PathCondition::Regex(re) => re.is_match(path),
+            PathCondition::SeparatedPrefix(prefix) => {
+                starts_with(path, prefix, ignore_case) && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/'))
+            }
+        }
+    }
+
+    /// The path the conditions look at.
+    fn match_path<'a>(&self, path_and_query: &'a str) -> &'a str {
+        let path = if self.ignore_path_parameters {
+            path_and_query.split(';').next().unwrap_or(path_and_query)
+        } else {
+            path_and_query
+        };
+        request::strip_query_and_fragment(path)
+    }
+
+    /// How many leading bytes of `path_and_query` a prefix rewrite replaces.
+    pub(crate) fn matched_len(&self, path_and_query: &str) -> usize {
+        match &self.path {
+            PathCondition::Prefix(p) | PathCondition::Exact(p) | PathCondition::SeparatedPrefix(p) => {
+                p.len().min(path_and_query.len())
+            }
+            PathCondition::Regex(_) => request::strip_query_and_fragment(path_and_query).len(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::test_util::route_config;
+
+    fn matcher(yaml_match: &str) -> RouteMatcher {
+        let rc = route_config(&format!(
+            "virtual_hosts: [{{name: v, domains: ['*'], routes: [{{match: {yaml_match}, route: {{cluster: c}}}}]}}]"
+        ));
+        let m = rc.virtual_hosts[0].routes[0].r#match.clone().expect("match");
+        RouteMatcher::from_proto(&m, &FieldPath::starting_at("m"), false).expect("valid match")
+    }
+
+    fn req(uri: &str) -> Parts {
+        http::Request::builder().uri(uri).body(()).expect("request").into_parts().0
+    }
+
+    fn matches(yaml_match: &str, uri: &str) -> bool {
+        matcher(yaml_match).matches(&req(uri))
+    }
+
+    #[test]
+    fn prefix_ignores_query_and_respects_case() {
+        assert!(matches("{prefix: /api}", "/api"));
+        assert!(matches("{prefix: /api}", "/api/v1?x=1"));
+        assert!(matches("{prefix: /api}", "/apiary"));
+        assert!(!matches("{prefix: /api}", "/API"));
+        assert!(matches("{prefix: /api, case_sensitive: false}", "/APi/x"));
+        assert!(!matches("{prefix: '/a?b'}", "/a?b"), "the query is not part of the matched path");
+        assert!(matches("{prefix: ''}", "/anything"));
+    }
+
+    #[test]
+    fn exact_path() {
+        assert!(matches("{path: /a/b}", "/a/b"));
+        assert!(matches("{path: /a/b}", "/a/b?q=1"));
+        assert!(matches("{path: /a/b}", "/a/b#frag"));
+        assert!(!matches("{path: /a/b}", "/a/b/"));
+        assert!(!matches("{path: /a/b}", "/A/B"));
+        assert!(matches("{path: /a/b, case_sensitive: false}", "/A/B"));
+    }
+
+    #[test]
+    fn safe_regex_is_a_whole_path_match_and_ignores_case_sensitive() {
+        assert!(matches(r"{safe_regex: {regex: '/b[io]t'}}", "/bit?x"));
+        assert!(!matches(r"{safe_regex: {regex: '/b[io]t'}}", "/bits"));
+        assert!(!matches(r"{safe_regex: {regex: '/b[io]t'}, case_sensitive: false}", "/BIT"));
+    }
+
+    #[test]
+    fn path_separated_prefix() {
+        let m = "{path_separated_prefix: /api/dev}";
+        for ok in ["/api/dev", "/api/dev/", "/api/dev/v1", "/api/dev?param=true"] {
+            assert!(matches(m, ok), "{ok}");
+        }
+        assert!(!matches(m, "/api/developer"));
+        assert!(!matches(m, "/api/de"));
+        assert!(matches("{path_separated_prefix: /api/dev, case_sensitive: false}", "/API/Dev/x"));
+    }
+
+    #[test]
+    fn path_parameters_can_be_ignored() {
+        let m = matcher("{path: /a/b}");
+        assert!(!m.matches(&req("/a/b;v=1")));
+        let rc = route_config(
+            "virtual_hosts: [{name: v, domains: ['*'], routes: [{match: {path: /a/b}, route: {cluster: c}}]}]",
+        );
+        let proto = rc.virtual_hosts[0].routes[0].r#match.clone().expect("match");
+        let m = RouteMatcher::from_proto(&proto, &FieldPath::starting_at("m"), true).expect("valid");
+        assert!(m.matches(&req("/a/b;v=1")));
+    }
+
+    #[test]
+    fn headers_and_query_parameters_must_all_match() {
+        let m = matcher(
+            "{prefix: /, headers: [{name: x-a, present_match: true}], \
+             query_parameters: [{name: debug, string_match: {exact: '1'}}]}",
+        );
+        let with = |uri: &str, header: bool| {
+            let mut b = http::Request::builder().uri(uri);
+            if header {
+                b = b.header("x-a", "v");
+            }
+            m.matches(&b.body(()).expect("request").into_parts().0)
+        };
+        assert!(with("/x?debug=1", true));
+        assert!(!with("/x?debug=1", false));
+        assert!(!with("/x?debug=2", true));
+        assert!(!with("/x", true));
+    }
+
+    #[test]
+    fn pathless_requests_match_nothing() {
+        let connect =
+            http::Request::builder().method("CONNECT").uri("example.com:443").body(()).expect("request").into_parts().0;
+        assert!(!matcher("{prefix: ''}").matches(&connect));
+    }
+
+    #[test]
+    fn matched_len_for_rewrites() {
+        assert_eq!(matcher("{prefix: /api}").matched_len("/api/x?q"), 4);
+        assert_eq!(matcher("{path: /api}").matched_len("/api?q"), 4);
+        assert_eq!(matcher("{safe_regex: {regex: '/a.*'}}").matched_len("/abc?q"), 4);
+        assert_eq!(matcher("{path_separated_prefix: /api}").matched_len("/api/x"), 4);
+    }
+
+    #[test]
+    fn errors() {
+        let rc = route_config(
+            "virtual_hosts: [{name: v, domains: ['*'], routes: [{match: {safe_regex: {regex: '('}}, route: {cluster: c}}]}]",
+        );
+        let proto = rc.virtual_hosts[0].routes[0].r#match.clone().expect("match");
+        let e = RouteMatcher::from_proto(&proto, &FieldPath::starting_at("m"), false).unwrap_err();
+        assert_eq!(e.path, "m.safe_regex.regex");
+        let proto = RouteMatch::default();
+        assert_eq!(RouteMatcher::from_proto(&proto, &FieldPath::starting_at("m"), false).unwrap_err().path, "m");
+    }
+}

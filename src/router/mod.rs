@@ -1,0 +1,51 @@
+//! The router: Envoy's route configuration, compiled, and the router filter that
+//! forwards a request upstream.
+//!
+//! A `RouteConfiguration` is compiled once on the main thread into a `RouteTable`
+//! (`Send + Sync`, shared by every worker through an `Arc`); workers only read it.
+//! For each request `RouteTable::find` returns the `Route` to apply: what to do
+//! (forward to a cluster, redirect, or answer directly), the header edits and
+//! per-filter configs of every level, already combined in Envoy's order.
+//!
+//! - `config` — `RouteTable`: virtual host selection and route lookup
+//! - `virtual_host` — virtual hosts and domain matching
+//! - `route` — one route: match, action, inherited settings, path rewrite
+//! - `matcher` — a route's `match`: path, headers, query parameters
+//! - `header_matcher` — `HeaderMatcher` and `QueryParameterMatcher`
+//! - `string_matcher` — `StringMatcher` and regexes
+//! - `route_action` — forwarding: cluster choice, timeouts, host rewrite
+//! - `path_rewrite` — `prefix_rewrite` / `regex_rewrite`
+//! - `redirect` — `RedirectAction` and the `Location` it builds
+//! - `retry_policy` — `RetryPolicy` and `retry_on`
+//! - `header_mutation` — `*_headers_to_add` / `*_headers_to_remove`
+//! - `per_filter` — `typed_per_filter_config`
+//! - `supported` — the fields of the route schema Courier implements
+//! - `request` — what routing reads from a request
+
+mod config;
+mod header_matcher;
+mod header_mutation;
+mod matcher;
+mod path_rewrite;
+mod per_filter;
+mod redirect;
+mod request;
+mod retry_policy;
+mod route;
+mod route_action;
+mod string_matcher;
+mod supported;
+pub mod upstream_request;
+mod virtual_host;
+
+#[cfg(test)]
+mod test_util;
+
+pub use config::{PerRouteDecoder, RouteBuildContext, RouteTable, DEFAULT_MAX_DIRECT_RESPONSE_BODY_BYTES};
+pub use header_mutation::{AppendAction, HeaderMutation};
+pub use redirect::RedirectAction;
+pub use retry_policy::{RetryOn, RetryPolicy, DEFAULT_BASE_INTERVAL};
+pub use route::{Route, RouteAction};
+pub use route_action::{ClusterSelector, ForwardAction, DEFAULT_ROUTE_TIMEOUT};
+pub use string_matcher::StringMatcher;
+pub use supported::ROUTE_SUPPORTED_FIELDS;
