@@ -1,0 +1,110 @@
+//! HTTP filters (Envoy's `extensions/filters/http/`), run by the connection manager
+//! on each request before the router:
+//!
+//! - `health_check` — answers health checks locally (200, or 503 while failing)
+//! - `cors` — CORS preflights and response headers from per-route `CorsPolicy`
+//! - `fault` — injected delays and aborts
+//! - `local_ratelimit` — a process-wide token bucket, per filter or per route
+//! - `buffer` — buffers the whole request body before it goes upstream
+//!
+//! Each filter is one module exposing its `EXTENSION` (name, config type,
+//! constructors) for the registry. Configs are checked against `SUPPORTED_FIELDS`
+//! before they are built, so a field Courier does not act on is an error naming
+//! it. `common` holds what several filters share (fractional percentages, header
+//! matchers, header additions); `token_bucket` is the lock-free bucket of the rate
+//! limiter.
+
+pub mod buffer;
+mod common;
+pub mod cors;
+pub mod fault;
+pub mod health_check;
+pub mod local_ratelimit;
+pub mod token_bucket;
+
+#[cfg(test)]
+mod test_util;
+
+use crate::extensions::HttpFilterExtension;
+
+/// The HTTP filters Courier ships (the router excepted).
+pub const HTTP_FILTERS: &[HttpFilterExtension] =
+    &[health_check::EXTENSION, cors::EXTENSION, fault::EXTENSION, local_ratelimit::EXTENSION, buffer::EXTENSION];
+
+/// `(message full name, supported fields)` of the filters' configs, in the layout
+/// of `config::supported::SUPPORTED_FIELDS`. Value checks beyond presence (e.g.
+/// `pass_through_mode` must be false) are made by the filters themselves.
+pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
+    (
+        "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+        &[
+            "stat_prefix",
+            "status",
+            "token_bucket",
+            "filter_enabled",
+            "filter_enforced",
+            "request_headers_to_add_when_not_enforced",
+            "response_headers_to_add",
+            "local_rate_limit_per_downstream_connection",
+            "enable_x_ratelimit_headers",
+            "always_consume_default_token_bucket",
+            "enable_retry_after_header",
+        ],
+    ),
+    ("envoy.type.v3.HttpStatus", &["code"]),
+    ("envoy.type.v3.TokenBucket", &["max_tokens", "tokens_per_fill", "fill_interval"]),
+    ("envoy.config.core.v3.RuntimeFractionalPercent", &["default_value", "runtime_key"]),
+    ("envoy.type.v3.FractionalPercent", &["numerator", "denominator"]),
+    ("envoy.config.core.v3.HeaderValueOption", &["header", "append", "append_action", "keep_empty_value"]),
+    ("envoy.config.core.v3.HeaderValue", &["key", "value", "raw_value"]),
+    ("envoy.extensions.filters.http.cors.v3.Cors", &[]),
+    (
+        "envoy.extensions.filters.http.cors.v3.CorsPolicy",
+        &[
+            "allow_origin_string_match",
+            "allow_methods",
+            "allow_headers",
+            "expose_headers",
+            "max_age",
+            "allow_credentials",
+            "filter_enabled",
+            "shadow_enabled",
+            "allow_private_network_access",
+            "forward_not_matching_preflights",
+        ],
+    ),
+    ("envoy.type.matcher.v3.StringMatcher", &["exact", "prefix", "suffix", "safe_regex", "contains", "ignore_case"]),
+    ("envoy.type.matcher.v3.RegexMatcher", &["google_re2", "regex"]),
+    ("envoy.type.matcher.v3.RegexMatcher.GoogleRE2", &[]),
+    (
+        "envoy.extensions.filters.http.fault.v3.HTTPFault",
+        &["delay", "abort", "upstream_cluster", "headers", "max_active_faults", "disable_downstream_cluster_stats"],
+    ),
+    (
+        "envoy.extensions.filters.http.fault.v3.FaultAbort",
+        &["http_status", "header_abort", "percentage", "response_body"],
+    ),
+    ("envoy.extensions.filters.http.fault.v3.FaultAbort.HeaderAbort", &[]),
+    ("envoy.extensions.filters.common.fault.v3.FaultDelay", &["fixed_delay", "header_delay", "percentage"]),
+    ("envoy.extensions.filters.common.fault.v3.FaultDelay.HeaderDelay", &[]),
+    (
+        "envoy.config.route.v3.HeaderMatcher",
+        &[
+            "name",
+            "exact_match",
+            "safe_regex_match",
+            "range_match",
+            "present_match",
+            "prefix_match",
+            "suffix_match",
+            "contains_match",
+            "string_match",
+            "invert_match",
+            "treat_missing_header_as_empty",
+        ],
+    ),
+    ("envoy.type.v3.Int64Range", &["start", "end"]),
+    ("envoy.extensions.filters.http.health_check.v3.HealthCheck", &["pass_through_mode", "cache_time", "headers"]),
+    ("envoy.extensions.filters.http.buffer.v3.Buffer", &["max_request_bytes"]),
+    ("envoy.extensions.filters.http.buffer.v3.BufferPerRoute", &["disabled", "buffer"]),
+];

@@ -1,0 +1,91 @@
+//! Test helpers for the HTTP filters: configs written as YAML and decoded through
+//! Courier's schema pipeline, requests, stream contexts and route tables.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::google::protobuf::Any;
+use prost::Message;
+
+use crate::config::{bootstrap::parse_yaml, descriptor, proto_json, validate, FieldPath};
+use crate::http::filter::{FilterStatus, StreamContext, StreamFilter};
+use crate::http::stream_info::StreamInfo;
+use crate::router::{Route, RouteBuildContext, RouteTable};
+
+/// `type_name`'s message written in YAML, validated with Envoy's rules and packed
+/// in an `Any`.
+pub(crate) fn any_from_yaml(type_name: &str, yaml: &str) -> Any {
+    let json = parse_yaml(yaml).unwrap_or_else(|e| panic!("bad YAML: {e}"));
+    let desc = descriptor::message(type_name).unwrap_or_else(|| panic!("{type_name} not in the schema"));
+    let msg = proto_json::decode(&desc, &json, &mut FieldPath::new()).unwrap_or_else(|e| panic!("{e}"));
+    validate::validate(&msg, &mut FieldPath::new()).unwrap_or_else(|e| panic!("{e}"));
+    Any { type_url: format!("type.googleapis.com/{type_name}"), value: msg.encode_to_vec() }
+}
+
+/// A route table whose `typed_per_filter_config` entries go through the registry's
+/// per-route constructors.
+pub(crate) fn route_table(yaml: &str) -> RouteTable {
+    let json = parse_yaml(yaml).unwrap_or_else(|e| panic!("bad YAML: {e}"));
+    let desc = descriptor::message("envoy.config.route.v3.RouteConfiguration").expect("schema");
+    let msg = proto_json::decode(&desc, &json, &mut FieldPath::new()).unwrap_or_else(|e| panic!("{e}"));
+    let rc = RouteConfiguration::decode(msg.encode_to_vec().as_slice()).expect("re-decode");
+    let per_route = |name: &str, any: &Any, p: &FieldPath| {
+        let type_name = descriptor::type_name(&any.type_url);
+        match super::HTTP_FILTERS.iter().find_map(|e| e.per_route.filter(|(t, _)| *t == type_name)) {
+            Some((_, build)) => build(any, p).map(Some),
+            None => Err(p.error(format!("no per-route config for {name}"))),
+        }
+    };
+    RouteTable::from_proto(&rc, &FieldPath::starting_at("route_config"), &RouteBuildContext { per_route: &per_route })
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A request with extra headers.
+pub(crate) fn request(method: &str, uri: &str, headers: &[(&str, &str)]) -> http::request::Parts {
+    let mut b = http::Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(()).expect("test request").into_parts().0
+}
+
+/// Stream info for a downstream connection on 127.0.0.1.
+pub(crate) fn info() -> StreamInfo {
+    StreamInfo::new(SocketAddr::from(([127, 0, 0, 1], 40000)), SocketAddr::from(([127, 0, 0, 1], 10000)), "HTTP/1.1")
+}
+
+/// Runs `decode_headers` with a fresh stream info.
+pub(crate) fn decode(
+    filter: &mut dyn StreamFilter,
+    req: &mut http::request::Parts,
+    route: Option<&Arc<Route>>,
+) -> FilterStatus {
+    let mut info = info();
+    decode_with(filter, req, route, &mut info)
+}
+
+/// Runs `decode_headers` with the given stream info.
+pub(crate) fn decode_with(
+    filter: &mut dyn StreamFilter,
+    req: &mut http::request::Parts,
+    route: Option<&Arc<Route>>,
+    info: &mut StreamInfo,
+) -> FilterStatus {
+    let mut cx = StreamContext { route, info, request_headers: None };
+    filter.decode_headers(req, true, &mut cx)
+}
+
+/// Runs `encode_headers` on `resp` for the request `req`.
+pub(crate) fn encode(filter: &mut dyn StreamFilter, resp: &mut http::response::Parts, req: &http::request::Parts) {
+    let mut info = info();
+    let mut cx = StreamContext { route: None, info: &mut info, request_headers: Some(&req.headers) };
+    filter.encode_headers(resp, &mut cx);
+}
+
+/// An empty response with `status` and the given headers.
+pub(crate) fn response(status: u16, headers: http::HeaderMap) -> http::response::Parts {
+    let mut parts = http::Response::builder().status(status).body(()).expect("test response").into_parts().0;
+    parts.headers = headers;
+    parts
+}
