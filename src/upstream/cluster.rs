@@ -5,12 +5,18 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
-    ClusterDiscoveryType, DiscoveryType as PbDiscoveryType, DnsLookupFamily as PbDnsLookupFamily,
-    LbPolicy,
+    ClusterDiscoveryType, DiscoveryType as PbDiscoveryType, DnsLookupFamily as PbDnsLookupFamily, LbPolicy,
 };
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::{address, socket_address, Address};
 
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::explicit_http_config::ProtocolConfig;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::UpstreamProtocolOptions;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+
+use super::resource_manager::ResourceManager;
 use crate::config::{self, ConfigError, FieldPath};
 use crate::define_stats;
 use crate::stats::Store;
@@ -39,6 +45,34 @@ define_stats! {
         counter upstream_rq_total,
         counter upstream_rq_pending_total,
         counter upstream_rq_pending_failure_eject,
+        counter upstream_rq_pending_overflow,
+        counter upstream_rq_completed,
+        counter upstream_rq_timeout,
+        counter upstream_rq_per_try_timeout,
+        counter upstream_rq_retry,
+        counter upstream_rq_retry_success,
+        counter upstream_rq_retry_overflow,
+        counter upstream_rq_retry_limit_exceeded,
+        counter upstream_rq_retry_backoff_exponential,
+        counter upstream_rq_rx_reset,
+        counter upstream_rq_tx_reset,
+        counter upstream_rq_cancelled,
+        counter upstream_rq_maintenance_mode,
+        counter upstream_rq_1xx,
+        counter upstream_rq_2xx,
+        counter upstream_rq_3xx,
+        counter upstream_rq_4xx,
+        counter upstream_rq_5xx,
+        counter upstream_cx_http1_total,
+        counter upstream_cx_idle_timeout,
+        counter upstream_cx_max_requests,
+        counter upstream_cx_overflow,
+        counter upstream_cx_protocol_error,
+        counter upstream_cx_destroy_with_active_rq,
+        counter upstream_cx_destroy_local_with_active_rq,
+        counter upstream_cx_destroy_remote_with_active_rq,
+        counter retry_or_shadow_abandoned,
+        counter upstream_internal_redirect_failed_total,
         counter membership_change,
         counter update_attempt,
         counter update_success,
@@ -46,6 +80,8 @@ define_stats! {
         counter update_empty,
         counter update_no_rebuild,
         gauge upstream_cx_active,
+        gauge upstream_rq_active,
+        gauge upstream_rq_pending_active,
         gauge membership_healthy,
         gauge membership_degraded,
         gauge membership_excluded,
@@ -102,15 +138,40 @@ pub struct ClusterInfo {
     pub dns_lookup_family: DnsLookupFamily,
     pub endpoints: Vec<EndpointAddress>,
     pub stats: ClusterStats,
+    /// Circuit breakers, shared by all workers.
+    pub resources: Arc<ResourceManager>,
+    /// Requests per upstream connection before it is closed (None: unlimited).
+    pub max_requests_per_connection: Option<u32>,
+    /// How long an idle pooled HTTP connection is kept (Envoy's default 1 h).
+    pub idle_timeout: Duration,
+    /// `upstream_rq_<code>` counters, created on first use of each code.
+    code_stats: CodeStats,
+}
+
+/// Per-status-code counters (`cluster.<name>.upstream_rq_200`), which Envoy
+/// creates dynamically. Made once per code; the lock is taken only then.
+#[derive(Debug)]
+struct CodeStats {
+    store: Arc<Store>,
+    prefix: String,
+    codes: std::sync::Mutex<std::collections::HashMap<u16, Arc<crate::stats::Counter>>>,
+}
+
+impl ClusterInfo {
+    /// The `upstream_rq_<code>` counter. Workers cache the result (see
+    /// `ThreadLocalCluster::count_response_code`), so the lock is rare.
+    pub fn code_counter(&self, code: u16) -> Arc<crate::stats::Counter> {
+        let mut codes = self.code_stats.codes.lock().unwrap_or_else(|e| e.into_inner());
+        codes
+            .entry(code)
+            .or_insert_with(|| self.code_stats.store.counter(&format!("{}upstream_rq_{code}", self.code_stats.prefix)))
+            .clone()
+    }
 }
 
 impl ClusterInfo {
     /// Builds a cluster from `static_resources.clusters[i]`; `path` points at it.
-    pub fn from_proto(
-        c: &Cluster,
-        path: &FieldPath,
-        store: &Store,
-    ) -> Result<ClusterInfo, ConfigError> {
+    pub fn from_proto(c: &Cluster, path: &FieldPath, store: &Arc<Store>) -> Result<ClusterInfo, ConfigError> {
         let discovery = match &c.cluster_discovery_type {
             None => DiscoveryType::Static,
             Some(ClusterDiscoveryType::Type(t)) => match PbDiscoveryType::try_from(*t) {
@@ -120,7 +181,10 @@ impl ClusterInfo {
                 Ok(other) => {
                     return Err(path.field_error(
                         "type",
-                        format!("cluster type {} is not supported by Courier (STATIC, STRICT_DNS, LOGICAL_DNS are)", other.as_str_name()),
+                        format!(
+                            "cluster type {} is not supported by Courier (STATIC, STRICT_DNS, LOGICAL_DNS are)",
+                            other.as_str_name()
+                        ),
                     ))
                 }
                 Err(_) => return Err(path.field_error("type", format!("unknown cluster type {t}"))),
@@ -140,11 +204,7 @@ impl ClusterInfo {
                     ),
                 ))
             }
-            Err(_) => {
-                return Err(
-                    path.field_error("lb_policy", format!("unknown lb_policy {}", c.lb_policy))
-                )
-            }
+            Err(_) => return Err(path.field_error("lb_policy", format!("unknown lb_policy {}", c.lb_policy))),
         }
         let dns_lookup_family = match PbDnsLookupFamily::try_from(c.dns_lookup_family) {
             Ok(PbDnsLookupFamily::Auto) | Err(_) => DnsLookupFamily::Auto,
@@ -154,17 +214,20 @@ impl ClusterInfo {
             Ok(PbDnsLookupFamily::All) => DnsLookupFamily::All,
         };
         let endpoints = endpoints(c, path, discovery)?;
+        let http = http_protocol_options(c, path)?;
         // Deprecated in favour of the DnsCluster extension, still honoured by Envoy.
         #[allow(deprecated)]
         let dns_refresh_rate = config::duration_or(&c.dns_refresh_rate, DEFAULT_DNS_REFRESH_RATE);
-        let stat_name = if c.alt_stat_name.is_empty() {
-            c.name.clone()
-        } else {
-            c.alt_stat_name.clone()
-        };
+        let stat_name = if c.alt_stat_name.is_empty() { c.name.clone() } else { c.alt_stat_name.clone() };
+        let prefix = format!("cluster.{stat_name}.");
+        let resources = Arc::new(ResourceManager::from_proto(c.circuit_breakers.as_ref(), path, store, &prefix)?);
         Ok(ClusterInfo {
             name: c.name.clone(),
-            stats: ClusterStats::new(store, &format!("cluster.{stat_name}.")),
+            stats: ClusterStats::new(store, &prefix),
+            resources,
+            max_requests_per_connection: http.max_requests_per_connection,
+            idle_timeout: http.idle_timeout,
+            code_stats: CodeStats { store: store.clone(), prefix: prefix.clone(), codes: Default::default() },
             stat_name,
             discovery,
             connect_timeout: config::duration_or(&c.connect_timeout, DEFAULT_CONNECT_TIMEOUT),
@@ -180,11 +243,63 @@ impl ClusterInfo {
     }
 }
 
-fn endpoints(
-    c: &Cluster,
-    path: &FieldPath,
-    discovery: DiscoveryType,
-) -> Result<Vec<EndpointAddress>, ConfigError> {
+/// Upstream HTTP connection settings, from the `HttpProtocolOptions` extension or the
+/// deprecated cluster fields Envoy still reads.
+struct HttpOptions {
+    max_requests_per_connection: Option<u32>,
+    idle_timeout: Duration,
+}
+
+const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+#[allow(deprecated)]
+fn http_protocol_options(c: &Cluster, path: &FieldPath) -> Result<HttpOptions, ConfigError> {
+    let mut common = c.common_http_protocol_options;
+    let mut max_requests = c.max_requests_per_connection.as_ref().map(|v| v.value);
+    for (key, any) in &c.typed_extension_protocol_options {
+        let mut p = path.clone();
+        p.push_field("typed_extension_protocol_options");
+        p.push_key(key);
+        if crate::config::descriptor::type_name(&any.type_url) != HTTP_PROTOCOL_OPTIONS {
+            return Err(p.field_error("@type", format!("unsupported protocol options '{}'", any.type_url)));
+        }
+        let opts: HttpProtocolOptions = crate::config::bootstrap::decode_any(any, &p)?;
+        if let Some(cp) = opts.common_http_protocol_options {
+            common = Some(cp);
+        }
+        match opts.upstream_protocol_options {
+            None => {}
+            Some(UpstreamProtocolOptions::ExplicitHttpConfig(e)) => match e.protocol_config {
+                Some(ProtocolConfig::HttpProtocolOptions(_)) | None => {}
+                Some(_) => {
+                    return Err(p.field_error(
+                        "explicit_http_config",
+                        "only HTTP/1.1 upstreams are supported by Courier so far",
+                    ))
+                }
+            },
+            Some(_) => {
+                return Err(p.field_error(
+                    "upstream_protocol_options",
+                    "only explicit_http_config with HTTP/1.1 is supported by Courier so far",
+                ))
+            }
+        }
+    }
+    if let Some(m) = common.as_ref().and_then(|cp| cp.max_requests_per_connection.as_ref()) {
+        max_requests = Some(m.value);
+    }
+    Ok(HttpOptions {
+        max_requests_per_connection: max_requests.filter(|m| *m > 0),
+        idle_timeout: common
+            .as_ref()
+            .and_then(|cp| cp.idle_timeout.as_ref())
+            .map(config::duration)
+            .unwrap_or(Duration::from_secs(3600)),
+    })
+}
+
+fn endpoints(c: &Cluster, path: &FieldPath, discovery: DiscoveryType) -> Result<Vec<EndpointAddress>, ConfigError> {
     let mut out = Vec::new();
     let Some(la) = &c.load_assignment else {
         return Ok(out);
@@ -200,17 +315,16 @@ fn endpoints(
                 .address
                 .as_ref()
                 .ok_or_else(|| ConfigError::new(format!("{p}.endpoint"), "address is required"))?;
-            let (host, port) = socket_address(
-                addr,
-                &FieldPath::starting_at(&format!("{p}.endpoint.address")),
-            )?;
+            let (host, port) = socket_address(addr, &FieldPath::starting_at(&format!("{p}.endpoint.address")))?;
             let parsed = host.parse::<IpAddr>();
             out.push(match (discovery, parsed) {
                 (DiscoveryType::Static, Ok(ip)) => EndpointAddress::Ip(SocketAddr::new(ip, port)),
                 (DiscoveryType::Static, Err(_)) => {
                     return Err(ConfigError::new(
                         format!("{p}.endpoint.address.socket_address.address"),
-                        format!("'{host}' is not an IP address; a STATIC cluster needs IP addresses (use STRICT_DNS for names)"),
+                        format!(
+                        "'{host}' is not an IP address; a STATIC cluster needs IP addresses (use STRICT_DNS for names)"
+                    ),
                     ))
                 }
                 (_, _) => EndpointAddress::Dns { name: host, port },
@@ -218,10 +332,7 @@ fn endpoints(
         }
     }
     if discovery == DiscoveryType::LogicalDns && out.len() != 1 {
-        return Err(path.field_error(
-            "load_assignment",
-            "LOGICAL_DNS clusters must have exactly one endpoint",
-        ));
+        return Err(path.field_error("load_assignment", "LOGICAL_DNS clusters must have exactly one endpoint"));
     }
     Ok(out)
 }
@@ -230,25 +341,14 @@ fn endpoints(
 pub fn socket_address(addr: &Address, path: &FieldPath) -> Result<(String, u16), ConfigError> {
     match &addr.address {
         Some(address::Address::SocketAddress(sa)) => {
-            if socket_address::Protocol::try_from(sa.protocol) != Ok(socket_address::Protocol::Tcp)
-            {
-                return Err(path.field_error(
-                    "socket_address.protocol",
-                    "only TCP is supported by Courier",
-                ));
+            if socket_address::Protocol::try_from(sa.protocol) != Ok(socket_address::Protocol::Tcp) {
+                return Err(path.field_error("socket_address.protocol", "only TCP is supported by Courier"));
             }
             let port = match &sa.port_specifier {
-                Some(socket_address::PortSpecifier::PortValue(p)) => {
-                    u16::try_from(*p).map_err(|_| {
-                        path.field_error(
-                            "socket_address.port_value",
-                            format!("port {p} is out of range"),
-                        )
-                    })?
-                }
+                Some(socket_address::PortSpecifier::PortValue(p)) => u16::try_from(*p)
+                    .map_err(|_| path.field_error("socket_address.port_value", format!("port {p} is out of range")))?,
                 Some(socket_address::PortSpecifier::NamedPort(_)) => {
-                    return Err(path
-                        .field_error("socket_address.named_port", "named ports are not supported"))
+                    return Err(path.field_error("socket_address.named_port", "named ports are not supported"))
                 }
                 None => 0,
             };

@@ -26,15 +26,12 @@ pub struct ClusterManagerConfig {
 
 impl ClusterManagerConfig {
     /// Checks and builds every cluster of `static_resources.clusters`.
-    pub fn from_proto(clusters: &[Cluster], store: &Store) -> Result<Self, ConfigError> {
+    pub fn from_proto(clusters: &[Cluster], store: &Arc<Store>) -> Result<Self, ConfigError> {
         let mut out: Vec<Arc<ClusterInfo>> = Vec::with_capacity(clusters.len());
         for (i, c) in clusters.iter().enumerate() {
             let path = FieldPath::starting_at(&format!("static_resources.clusters[{i}]"));
             if out.iter().any(|o| o.name == c.name) {
-                return Err(path.field_error(
-                    "name",
-                    format!("cluster manager: duplicate cluster '{}'", c.name),
-                ));
+                return Err(path.field_error("name", format!("cluster manager: duplicate cluster '{}'", c.name)));
             }
             out.push(Arc::new(ClusterInfo::from_proto(c, &path, store)?));
         }
@@ -53,16 +50,9 @@ impl ClusterManager {
     /// Creates the manager, resolves every DNS cluster once (Envoy's cluster
     /// initialization, which start-up waits for), publishes the snapshot to all
     /// threads, and starts the DNS refresh loops on the current (main) dispatcher.
-    pub async fn start(
-        config: ClusterManagerConfig,
-        slot: Slot<ThreadLocalClusterManager>,
-    ) -> Rc<ClusterManager> {
+    pub async fn start(config: ClusterManagerConfig, slot: Slot<ThreadLocalClusterManager>) -> Rc<ClusterManager> {
         let cm = Rc::new(ClusterManager {
-            clusters: config
-                .clusters
-                .iter()
-                .map(|c| (c.name.clone(), c.clone()))
-                .collect(),
+            clusters: config.clusters.iter().map(|c| (c.name.clone(), c.clone())).collect(),
             membership: RefCell::new(BTreeMap::new()),
             slot,
         });
@@ -79,25 +69,16 @@ impl ClusterManager {
                         .collect(),
                 ),
                 DiscoveryType::StrictDns | DiscoveryType::LogicalDns => {
-                    resolve_cluster(info, &Arc::new(Vec::new()))
-                        .await
-                        .unwrap_or_default()
+                    resolve_cluster(info, &Arc::new(Vec::new())).await.unwrap_or_default()
                 }
             };
             set_membership_stats(info, &hosts);
-            cm.membership
-                .borrow_mut()
-                .insert(info.name.clone(), hosts.clone());
+            cm.membership.borrow_mut().insert(info.name.clone(), hosts.clone());
             initial.push((info.clone(), hosts));
         }
         let initial = Arc::new(initial);
-        cm.slot
-            .set(move || ThreadLocalClusterManager::new(&initial));
-        for info in config
-            .clusters
-            .iter()
-            .filter(|c| c.discovery != DiscoveryType::Static)
-        {
+        cm.slot.set(move || ThreadLocalClusterManager::new(&initial));
+        for info in config.clusters.iter().filter(|c| c.discovery != DiscoveryType::Static) {
             tokio::task::spawn_local(refresh_loop(Rc::downgrade(&cm), info.clone()));
         }
         cm
@@ -118,32 +99,23 @@ impl ClusterManager {
 
     /// The current members of `name` as the main thread knows them.
     pub fn hosts(&self, name: &str) -> HostSet {
-        self.membership
-            .borrow()
-            .get(name)
-            .cloned()
-            .unwrap_or_default()
+        self.membership.borrow().get(name).cloned().unwrap_or_default()
     }
 
     /// Installs a new membership for a cluster on main and on every worker.
     fn update_membership(&self, info: &Arc<ClusterInfo>, hosts: HostSet) {
         info.stats.membership_change.inc();
         set_membership_stats(info, &hosts);
-        self.membership
-            .borrow_mut()
-            .insert(info.name.clone(), hosts.clone());
+        self.membership.borrow_mut().insert(info.name.clone(), hosts.clone());
         let info = info.clone();
-        self.slot
-            .run_on_all_threads(move |tlcm| tlcm.add_or_update(info.clone(), hosts.clone()));
+        self.slot.run_on_all_threads(move |tlcm| tlcm.add_or_update(info.clone(), hosts.clone()));
     }
 }
 
 fn set_membership_stats(info: &ClusterInfo, hosts: &HostSet) {
     info.stats.membership_total.set(hosts.len() as i64);
     info.stats.membership_healthy.set(hosts.len() as i64);
-    info.stats
-        .max_host_weight
-        .set(if hosts.is_empty() { 0 } else { 1 });
+    info.stats.max_host_weight.set(if hosts.is_empty() { 0 } else { 1 });
 }
 
 /// Resolves every endpoint of a DNS cluster. Hosts whose address did not change
@@ -195,11 +167,7 @@ async fn refresh_loop(cm: std::rc::Weak<ClusterManager>, info: Arc<ClusterInfo>)
             continue;
         };
         let Some(cm) = cm.upgrade() else { return };
-        let same = new.len() == current.len()
-            && new
-                .iter()
-                .zip(current.iter())
-                .all(|(a, b)| Arc::ptr_eq(a, b));
+        let same = new.len() == current.len() && new.iter().zip(current.iter()).all(|(a, b)| Arc::ptr_eq(a, b));
         if same {
             info.stats.update_no_rebuild.inc();
         } else {

@@ -6,11 +6,7 @@ use std::net::SocketAddr;
 use super::cluster::DnsLookupFamily;
 
 /// Resolves `name:port` and keeps the addresses `family` asks for, in resolver order.
-pub async fn resolve(
-    name: &str,
-    port: u16,
-    family: DnsLookupFamily,
-) -> std::io::Result<Vec<SocketAddr>> {
+pub async fn resolve(name: &str, port: u16, family: DnsLookupFamily) -> std::io::Result<Vec<SocketAddr>> {
     let all: Vec<SocketAddr> = tokio::net::lookup_host((name, port)).await?.collect();
     let v4: Vec<SocketAddr> = all.iter().copied().filter(SocketAddr::is_ipv4).collect();
     let v6: Vec<SocketAddr> = all.iter().copied().filter(SocketAddr::is_ipv6).collect();

@@ -35,11 +35,7 @@ impl HostStats {
 
 impl Host {
     pub fn new(address: SocketAddr, hostname: String) -> Arc<Host> {
-        Arc::new(Host {
-            address,
-            hostname,
-            stats: HostStats::default(),
-        })
+        Arc::new(Host { address, hostname, stats: HostStats::default() })
     }
 }
 

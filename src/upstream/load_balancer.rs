@@ -29,19 +29,10 @@ mod tests {
 
     #[test]
     fn cycles_through_hosts() {
-        let hosts: Vec<_> = (1..=3)
-            .map(|p| {
-                Host::new(
-                    format!("127.0.0.1:{p}").parse().expect("addr"),
-                    String::new(),
-                )
-            })
-            .collect();
+        let hosts: Vec<_> =
+            (1..=3).map(|p| Host::new(format!("127.0.0.1:{p}").parse().expect("addr"), String::new())).collect();
         let rr = RoundRobin::default();
-        let picked: Vec<u16> = (0..6)
-            .filter_map(|_| rr.choose(&hosts))
-            .map(|h| h.address.port())
-            .collect();
+        let picked: Vec<u16> = (0..6).filter_map(|_| rr.choose(&hosts)).map(|h| h.address.port()).collect();
         assert_eq!(picked, vec![1, 2, 3, 1, 2, 3]);
         assert!(rr.choose(&[]).is_none());
     }

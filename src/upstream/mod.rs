@@ -6,7 +6,9 @@ pub mod cluster;
 pub mod cluster_manager;
 pub mod dns;
 pub mod host;
+pub mod http1_conn_pool;
 pub mod load_balancer;
+pub mod resource_manager;
 pub mod thread_local_cluster;
 pub mod upstream_connection;
 

@@ -4,19 +4,31 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use super::cluster::ClusterInfo;
 use super::host::{Host, HostSet};
+use super::http1_conn_pool::Http1ConnPool;
 use super::load_balancer::RoundRobin;
+use crate::stats::Counter;
 
 /// One cluster on one worker.
-#[derive(Debug)]
 pub struct ThreadLocalCluster {
     pub info: Arc<ClusterInfo>,
     hosts: RefCell<HostSet>,
     lb: RoundRobin,
+    /// This worker's HTTP/1.1 pools, one per host address.
+    http_pools: RefCell<HashMap<SocketAddr, Rc<Http1ConnPool>>>,
+    /// This worker's cache of `upstream_rq_<code>` counters.
+    code_counters: RefCell<HashMap<u16, Arc<Counter>>>,
+}
+
+impl std::fmt::Debug for ThreadLocalCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadLocalCluster").field("name", &self.info.name).finish()
+    }
 }
 
 impl ThreadLocalCluster {
@@ -27,6 +39,33 @@ impl ThreadLocalCluster {
 
     pub fn hosts(&self) -> HostSet {
         self.hosts.borrow().clone()
+    }
+
+    /// Counts a completed upstream response by class and by exact code.
+    pub fn count_response_code(&self, code: u16) {
+        let s = &self.info.stats;
+        s.upstream_rq_completed.inc();
+        match code {
+            100..=199 => s.upstream_rq_1xx.inc(),
+            200..=299 => s.upstream_rq_2xx.inc(),
+            300..=399 => s.upstream_rq_3xx.inc(),
+            400..=499 => s.upstream_rq_4xx.inc(),
+            _ => s.upstream_rq_5xx.inc(),
+        }
+        self.code_counters.borrow_mut().entry(code).or_insert_with(|| self.info.code_counter(code)).inc();
+    }
+
+    /// The worker's connection pool for `host`, created on first use.
+    pub fn http_pool(&self, host: &Arc<Host>) -> Rc<Http1ConnPool> {
+        let mut pools = self.http_pools.borrow_mut();
+        match pools.get(&host.address) {
+            Some(p) if Arc::ptr_eq(p.host(), host) => p.clone(),
+            _ => {
+                let p = Http1ConnPool::new(self.info.clone(), host.clone());
+                pools.insert(host.address, p.clone());
+                p
+            }
+        }
     }
 }
 
@@ -54,6 +93,8 @@ impl ThreadLocalClusterManager {
         let mut clusters = self.clusters.borrow_mut();
         match clusters.get(&info.name) {
             Some(existing) if Arc::ptr_eq(&existing.info, &info) => {
+                // Pools of hosts that left the cluster close when their last user is done.
+                existing.http_pools.borrow_mut().retain(|addr, _| hosts.iter().any(|h| h.address == *addr));
                 *existing.hosts.borrow_mut() = hosts;
             }
             _ => {
@@ -64,6 +105,8 @@ impl ThreadLocalClusterManager {
                         info,
                         hosts: RefCell::new(hosts),
                         lb: RoundRobin::default(),
+                        http_pools: RefCell::new(HashMap::new()),
+                        code_counters: RefCell::new(HashMap::new()),
                     }),
                 );
             }

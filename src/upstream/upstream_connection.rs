@@ -21,6 +21,13 @@ pub enum ConnectFailure {
 #[derive(Debug)]
 pub struct UpstreamConnection {
     pub stream: TcpStream,
+    pub accounting: ConnectionAccounting,
+}
+
+/// Keeps an upstream connection counted in `upstream_cx_active` (cluster and host)
+/// until dropped, then counts its destruction.
+#[derive(Debug)]
+pub struct ConnectionAccounting {
     pub host: Arc<Host>,
     pub cluster: Arc<ClusterInfo>,
     closed_locally: bool,
@@ -28,26 +35,19 @@ pub struct UpstreamConnection {
 
 impl UpstreamConnection {
     /// Connects to `host`, counting `upstream_cx_total` and the failure stats.
-    pub async fn connect(
-        cluster: &Arc<ClusterInfo>,
-        host: &Arc<Host>,
-    ) -> Result<UpstreamConnection, ConnectFailure> {
+    pub async fn connect(cluster: &Arc<ClusterInfo>, host: &Arc<Host>) -> Result<UpstreamConnection, ConnectFailure> {
         let stats = &cluster.stats;
         stats.upstream_cx_total.inc();
         host.stats.cx_total.fetch_add(1, Ordering::Relaxed);
-        let result =
-            tokio::time::timeout(cluster.connect_timeout, TcpStream::connect(host.address)).await;
+        let result = tokio::time::timeout(cluster.connect_timeout, TcpStream::connect(host.address)).await;
         let failure = match result {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
                 stats.upstream_cx_active.inc();
                 host.stats.cx_active.fetch_add(1, Ordering::Relaxed);
-                return Ok(UpstreamConnection {
-                    stream,
-                    host: host.clone(),
-                    cluster: cluster.clone(),
-                    closed_locally: false,
-                });
+                let accounting =
+                    ConnectionAccounting { host: host.clone(), cluster: cluster.clone(), closed_locally: false };
+                return Ok(UpstreamConnection { stream, accounting });
             }
             Ok(Err(e)) => {
                 tracing::debug!(cluster = %cluster.name, host = %host.address, "upstream connect failed: {e}");
@@ -63,14 +63,16 @@ impl UpstreamConnection {
         host.stats.cx_connect_fail.fetch_add(1, Ordering::Relaxed);
         Err(failure)
     }
+}
 
+impl ConnectionAccounting {
     /// Records that Courier (not the upstream) ended the connection.
     pub fn mark_closed_locally(&mut self) {
         self.closed_locally = true;
     }
 }
 
-impl Drop for UpstreamConnection {
+impl Drop for ConnectionAccounting {
     fn drop(&mut self) {
         let stats = &self.cluster.stats;
         stats.upstream_cx_active.dec();

@@ -1,0 +1,257 @@
+//! The per-worker HTTP/1.1 connection pool of one upstream host (DESIGN.md §1).
+//!
+//! - `ready`: idle connected clients; a request takes the most recently used one.
+//! - busy: clients with a request in flight (owned by that request's `PooledClient`).
+//! - `pending`: requests waiting for a client when the cluster's `max_connections`
+//!   breaker is open; a client coming back from a request goes straight to the
+//!   oldest waiter.
+//!
+//! A client returns to the pool only when its response was read to the end and
+//! the connection may be reused (keep-alive, `max_requests_per_connection` not
+//! reached); a client whose connection closed while idle is dropped on the next
+//! look, without failing a request.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::{Rc, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::cluster::ClusterInfo;
+use super::host::Host;
+use super::resource_manager::{Resource, ResourceGuard};
+use super::upstream_connection::{ConnectFailure, ConnectionAccounting, UpstreamConnection};
+
+/// The request body type sent upstream.
+pub type UpstreamBody = UnsyncBoxBody<Bytes, hyper::Error>;
+
+/// Why no client could be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolFailure {
+    /// Connect refused or reset (`UF`).
+    ConnectFailure,
+    /// Connect timed out (`UF`, with `upstream_cx_connect_timeout`).
+    ConnectTimeout,
+    /// Too many pending requests (`UO`).
+    Overflow,
+}
+
+/// An idle connection with its bookkeeping.
+struct IdleClient {
+    sender: SendRequest<UpstreamBody>,
+    conn: Rc<ConnState>,
+    idle_since: Instant,
+}
+
+/// What outlives a single request on a connection.
+struct ConnState {
+    /// Requests sent on this connection so far.
+    requests: Cell<u32>,
+    /// The connection stats, recorded as closed when the I/O task ends.
+    accounting: RefCell<Option<ConnectionAccounting>>,
+    /// The cluster's `max_connections` slot, freed when the connection is gone.
+    breaker: Option<ResourceGuard>,
+    pool: Weak<Http1ConnPool>,
+}
+
+impl Drop for ConnState {
+    fn drop(&mut self) {
+        // Free the slot first, so a waiting request can get a new connection.
+        self.breaker.take();
+        if let Some(pool) = self.pool.upgrade() {
+            pool.serve_pending();
+        }
+    }
+}
+
+/// A client lent to one request; give it back with `release` when the response
+/// was fully read, or drop it to discard the connection.
+pub struct PooledClient {
+    pub sender: SendRequest<UpstreamBody>,
+    conn: Rc<ConnState>,
+    pool: Weak<Http1ConnPool>,
+    /// True when this connection served a request before (a failure on it may be
+    /// a race with the upstream closing an idle connection).
+    pub reused: bool,
+}
+
+impl PooledClient {
+    /// Counts a request sent on this connection.
+    pub fn on_request(&self) {
+        self.conn.requests.set(self.conn.requests.get() + 1);
+    }
+
+    /// Hands the connection back for reuse (or closes it if it may not be reused).
+    pub fn release(self) {
+        if let Some(pool) = self.pool.upgrade() {
+            pool.release(self);
+        }
+    }
+}
+
+/// The pool of one (worker, host).
+pub struct Http1ConnPool {
+    host: Arc<Host>,
+    cluster: Arc<ClusterInfo>,
+    ready: RefCell<Vec<IdleClient>>,
+    pending: RefCell<VecDeque<oneshot::Sender<PooledClient>>>,
+    me: Weak<Http1ConnPool>,
+}
+
+impl Http1ConnPool {
+    pub fn new(cluster: Arc<ClusterInfo>, host: Arc<Host>) -> Rc<Http1ConnPool> {
+        Rc::new_cyclic(|me| Http1ConnPool {
+            host,
+            cluster,
+            ready: RefCell::new(Vec::new()),
+            pending: RefCell::new(VecDeque::new()),
+            me: me.clone(),
+        })
+    }
+
+    pub fn host(&self) -> &Arc<Host> {
+        &self.host
+    }
+
+    /// A client for one request: an idle one, a new connection, or a wait in the
+    /// pending queue when the connection breaker is open.
+    pub async fn acquire(&self) -> Result<PooledClient, PoolFailure> {
+        if let Some(c) = self.take_idle() {
+            return Ok(c);
+        }
+        let stats = &self.cluster.stats;
+        match self.cluster.resources.try_acquire(Resource::Connections) {
+            Some(breaker) => self.connect(breaker).await,
+            None => {
+                stats.upstream_cx_overflow.inc();
+                let Some(_pending) = self.cluster.resources.try_acquire(Resource::PendingRequests) else {
+                    stats.upstream_rq_pending_overflow.inc();
+                    return Err(PoolFailure::Overflow);
+                };
+                stats.upstream_rq_pending_total.inc();
+                stats.upstream_rq_pending_active.inc();
+                self.host.stats.rq_pending_active.fetch_add(1, Ordering::Relaxed);
+                let (tx, rx) = oneshot::channel();
+                self.pending.borrow_mut().push_back(tx);
+                let got = rx.await;
+                stats.upstream_rq_pending_active.dec();
+                self.host.stats.rq_pending_active.fetch_sub(1, Ordering::Relaxed);
+                got.map_err(|_| PoolFailure::Overflow)
+            }
+        }
+    }
+
+    /// The most recently used idle client that is still usable.
+    fn take_idle(&self) -> Option<PooledClient> {
+        let mut ready = self.ready.borrow_mut();
+        while let Some(idle) = ready.pop() {
+            if idle.sender.is_closed() || !idle.sender.is_ready() {
+                continue; // closed while idle: drop it, nobody failed
+            }
+            if idle.idle_since.elapsed() >= self.cluster.idle_timeout {
+                self.cluster.stats.upstream_cx_idle_timeout.inc();
+                continue;
+            }
+            return Some(PooledClient { sender: idle.sender, conn: idle.conn, pool: self.me.clone(), reused: true });
+        }
+        None
+    }
+
+    async fn connect(&self, breaker: ResourceGuard) -> Result<PooledClient, PoolFailure> {
+        let stats = &self.cluster.stats;
+        let UpstreamConnection { stream, accounting } =
+            UpstreamConnection::connect(&self.cluster, &self.host).await.map_err(|f| match f {
+                ConnectFailure::Refused => PoolFailure::ConnectFailure,
+                ConnectFailure::Timeout => PoolFailure::ConnectTimeout,
+            })?;
+        stats.upstream_cx_http1_total.inc();
+        let (sender, connection) = match hyper::client::conn::http1::Builder::new()
+            .max_buf_size(64 * 1024)
+            .handshake::<_, UpstreamBody>(TokioIo::new(stream))
+            .await
+        {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!(host = %self.host.address, "upstream handshake failed: {e}");
+                return Err(PoolFailure::ConnectFailure);
+            }
+        };
+        let conn = Rc::new(ConnState {
+            requests: Cell::new(0),
+            accounting: RefCell::new(Some(accounting)),
+            breaker: Some(breaker),
+            pool: self.me.clone(),
+        });
+        let for_task = Rc::downgrade(&conn);
+        tokio::task::spawn_local(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("upstream connection ended: {e}");
+            }
+            // Record the close as soon as the I/O is done, even if a request still
+            // holds the (now useless) client.
+            if let Some(state) = for_task.upgrade() {
+                state.accounting.borrow_mut().take();
+            }
+        });
+        Ok(PooledClient { sender, conn, pool: self.me.clone(), reused: false })
+    }
+
+    fn release(&self, client: PooledClient) {
+        let PooledClient { sender, conn, .. } = client;
+        if sender.is_closed() {
+            return;
+        }
+        if let Some(max) = self.cluster.max_requests_per_connection {
+            if conn.requests.get() >= max {
+                self.cluster.stats.upstream_cx_max_requests.inc();
+                if let Some(c) = conn.accounting.borrow_mut().as_mut() {
+                    c.mark_closed_locally();
+                }
+                return; // dropping the sender closes the connection
+            }
+        }
+        // A waiter gets the client directly; skip waiters that gave up.
+        let mut next = PooledClient { sender, conn, pool: self.me.clone(), reused: true };
+        loop {
+            let Some(waiter) = self.pending.borrow_mut().pop_front() else { break };
+            match waiter.send(next) {
+                Ok(()) => return,
+                Err(back) => next = back,
+            }
+        }
+        self.ready.borrow_mut().push(IdleClient { sender: next.sender, conn: next.conn, idle_since: Instant::now() });
+    }
+
+    /// Opens connections for waiting requests while the connection breaker allows.
+    fn serve_pending(&self) {
+        self.pending.borrow_mut().retain(|w| !w.is_closed());
+        if self.pending.borrow().is_empty() {
+            return;
+        }
+        let Some(breaker) = self.cluster.resources.try_acquire(Resource::Connections) else { return };
+        let Some(pool) = self.me.upgrade() else { return };
+        tokio::task::spawn_local(async move {
+            match pool.connect(breaker).await {
+                Ok(client) => pool.release(client),
+                Err(_) => {
+                    // The waiter's own timeout answers it; try again for the rest.
+                    if let Some(w) = pool.pending.borrow_mut().pop_front() {
+                        drop(w);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Idle connections right now (for tests and admin).
+    pub fn idle_count(&self) -> usize {
+        self.ready.borrow().len()
+    }
+}
