@@ -23,8 +23,7 @@ fn main() {
 
 fn find_in_registry() -> Result<PathBuf, String> {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
-    let lock =
-        fs::read_to_string(manifest.join("Cargo.lock")).map_err(|e| format!("Cargo.lock: {e}"))?;
+    let lock = fs::read_to_string(manifest.join("Cargo.lock")).map_err(|e| format!("Cargo.lock: {e}"))?;
     let version = lock_version(&lock, "envoy-types").ok_or("envoy-types not in Cargo.lock")?;
     let dir = format!("envoy-types-{version}");
     let mut roots: Vec<PathBuf> = vec![manifest.join("vendor").join(&dir)];
@@ -39,9 +38,7 @@ fn find_in_registry() -> Result<PathBuf, String> {
         .into_iter()
         .map(|r| r.join("src").join("generated").join("types.bin"))
         .find(|p| p.is_file())
-        .ok_or_else(|| {
-            format!("{dir}/src/generated/types.bin not found; set COURIER_ENVOY_DESCRIPTOR_SET")
-        })
+        .ok_or_else(|| format!("{dir}/src/generated/types.bin not found; set COURIER_ENVOY_DESCRIPTOR_SET"))
 }
 
 /// The version of `name` in a Cargo.lock (`name = "x"` followed by `version = "v"`).
@@ -49,11 +46,7 @@ fn lock_version(lock: &str, name: &str) -> Option<String> {
     let mut lines = lock.lines();
     while let Some(line) = lines.next() {
         if line.trim() == format!("name = \"{name}\"") {
-            let v = lines
-                .next()?
-                .trim()
-                .strip_prefix("version = \"")?
-                .strip_suffix('"')?;
+            let v = lines.next()?.trim().strip_prefix("version = \"")?.strip_suffix('"')?;
             return Some(v.to_string());
         }
     }

@@ -9,10 +9,15 @@
 //! - `extensions` — the registry and the filters (`tcp_proxy`, ...)
 //! - `stats` — Envoy-named counters and gauges and their admin formats
 
+pub mod access_log;
+pub mod common;
 pub mod config;
 pub mod event;
 pub mod extensions;
+pub mod formatter;
+pub mod http;
 pub mod network;
+pub mod router;
 pub mod server;
 pub mod stats;
 pub mod thread_local;

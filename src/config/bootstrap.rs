@@ -39,28 +39,19 @@ pub fn load_bootstrap(source: &BootstrapSource) -> Result<LoadedBootstrap, Confi
         merged = Some(proto_json::decode(&desc, &json, &mut FieldPath::new())?);
     }
     if let Some(yaml) = &source.config_yaml {
-        let json =
-            parse_yaml(yaml).map_err(|e| ConfigError::new("", format!("--config-yaml: {e}")))?;
+        let json = parse_yaml(yaml).map_err(|e| ConfigError::new("", format!("--config-yaml: {e}")))?;
         let overlay = proto_json::decode(&desc, &json, &mut FieldPath::new())?;
         merged = Some(match merged {
             Some(base) => merge(&base, &overlay)?,
             None => overlay,
         });
     }
-    let dynamic = merged.ok_or_else(|| {
-        ConfigError::new(
-            "",
-            "at least one of --config-path or --config-yaml should be non-empty",
-        )
-    })?;
+    let dynamic = merged
+        .ok_or_else(|| ConfigError::new("", "at least one of --config-path or --config-yaml should be non-empty"))?;
     validate::validate(&dynamic, &mut FieldPath::new())?;
     supported::check(&dynamic, &mut FieldPath::new())?;
-    let bootstrap = Bootstrap::decode(dynamic.encode_to_vec().as_slice()).map_err(|e| {
-        ConfigError::new(
-            "",
-            format!("internal: re-decoding the bootstrap failed: {e}"),
-        )
-    })?;
+    let bootstrap = Bootstrap::decode(dynamic.encode_to_vec().as_slice())
+        .map_err(|e| ConfigError::new("", format!("internal: re-decoding the bootstrap failed: {e}")))?;
     Ok(LoadedBootstrap { bootstrap, dynamic })
 }
 
@@ -70,8 +61,7 @@ pub fn decode_any<T: Message + Default>(
     any: &envoy_types::pb::google::protobuf::Any,
     path: &FieldPath,
 ) -> Result<T, ConfigError> {
-    T::decode(any.value.as_slice())
-        .map_err(|e| path.error(format!("cannot decode '{}': {e}", any.type_url)))
+    T::decode(any.value.as_slice()).map_err(|e| path.error(format!("cannot decode '{}': {e}", any.type_url)))
 }
 
 /// Protobuf `MergeFrom`: concatenating two encodings and decoding them is the merge.
@@ -89,9 +79,7 @@ fn read_file(path: &Path) -> Result<Json, ConfigError> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let parsed = match ext {
         "json" => serde_json::from_str(&text).map_err(|e| e.to_string()),
-        "pb" | "pb_text" => Err(format!(
-            "'.{ext}' bootstrap files are not supported; use YAML or JSON"
-        )),
+        "pb" | "pb_text" => Err(format!("'.{ext}' bootstrap files are not supported; use YAML or JSON")),
         _ => parse_yaml(&text),
     };
     parsed.map_err(|e| ConfigError::new("", format!("{shown}: {e}")))

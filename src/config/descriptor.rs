@@ -5,8 +5,7 @@ use std::sync::OnceLock;
 
 use prost_reflect::{DescriptorPool, MessageDescriptor};
 
-static DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptor_set.bin"));
+static DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptor_set.bin"));
 
 /// The process-wide descriptor pool, decoded once on first use.
 pub fn pool() -> &'static DescriptorPool {

@@ -35,10 +35,7 @@ impl fmt::Display for ConfigError {
 
 impl ConfigError {
     pub fn new(path: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigError {
-            path: path.into(),
-            reason: reason.into(),
-        }
+        ConfigError { path: path.into(), reason: reason.into() }
     }
 }
 
@@ -128,9 +125,6 @@ pub fn duration(d: &envoy_types::pb::google::protobuf::Duration) -> Duration {
 }
 
 /// Optional duration with a default, as Envoy's `PROTOBUF_GET_MS_OR_DEFAULT`.
-pub fn duration_or(
-    d: &Option<envoy_types::pb::google::protobuf::Duration>,
-    default: Duration,
-) -> Duration {
+pub fn duration_or(d: &Option<envoy_types::pb::google::protobuf::Duration>, default: Duration) -> Duration {
     d.as_ref().map(duration).unwrap_or(default)
 }

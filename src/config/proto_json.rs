@@ -17,11 +17,7 @@ use serde_json::Value as Json;
 use super::{ConfigError, FieldPath};
 
 /// Decodes `json` as a message of type `desc`.
-pub fn decode(
-    desc: &MessageDescriptor,
-    json: &Json,
-    path: &mut FieldPath,
-) -> Result<DynamicMessage, ConfigError> {
+pub fn decode(desc: &MessageDescriptor, json: &Json, path: &mut FieldPath) -> Result<DynamicMessage, ConfigError> {
     match desc.full_name() {
         "google.protobuf.Any" => decode_any(desc, json, path),
         "google.protobuf.Duration" => duration(json, path).map(|(s, n)| seconds_nanos(desc, s, n)),
@@ -30,22 +26,15 @@ pub fn decode(
         "google.protobuf.Value" => decode_value(desc, json, path),
         "google.protobuf.ListValue" => decode_list_value(desc, json, path),
         "google.protobuf.FieldMask" => {
-            let s = json
-                .as_str()
-                .ok_or_else(|| path.error("expected a comma-separated field mask string"))?;
+            let s = json.as_str().ok_or_else(|| path.error("expected a comma-separated field mask string"))?;
             let mut msg = DynamicMessage::new(desc.clone());
-            let paths = s
-                .split(',')
-                .filter(|p| !p.is_empty())
-                .map(|p| Value::String(p.to_string()))
-                .collect();
+            let paths = s.split(',').filter(|p| !p.is_empty()).map(|p| Value::String(p.to_string())).collect();
             msg.set_field_by_name("paths", Value::List(paths));
             Ok(msg)
         }
         name if is_wrapper(name) => {
-            let field = desc
-                .get_field_by_name("value")
-                .ok_or_else(|| path.error("wrapper type without a value field"))?;
+            let field =
+                desc.get_field_by_name("value").ok_or_else(|| path.error("wrapper type without a value field"))?;
             let mut msg = DynamicMessage::new(desc.clone());
             if !json.is_null() {
                 msg.set_field(&field, scalar(&field.kind(), json, path)?);
@@ -79,13 +68,9 @@ fn decode_object(
     path: &mut FieldPath,
     skip: Option<&str>,
 ) -> Result<DynamicMessage, ConfigError> {
-    let obj = json.as_object().ok_or_else(|| {
-        path.error(format!(
-            "expected an object for {}, got {}",
-            desc.full_name(),
-            kind_of(json)
-        ))
-    })?;
+    let obj = json
+        .as_object()
+        .ok_or_else(|| path.error(format!("expected an object for {}, got {}", desc.full_name(), kind_of(json))))?;
     let mut msg = DynamicMessage::new(desc.clone());
     let mut oneofs_seen: HashMap<String, String> = HashMap::new();
     for (key, value) in obj {
@@ -119,11 +104,7 @@ fn decode_object(
     Ok(msg)
 }
 
-fn decode_field(
-    field: &FieldDescriptor,
-    json: &Json,
-    path: &mut FieldPath,
-) -> Result<Value, ConfigError> {
+fn decode_field(field: &FieldDescriptor, json: &Json, path: &mut FieldPath) -> Result<Value, ConfigError> {
     if field.is_map() {
         let entry = match field.kind() {
             Kind::Message(m) => m,
@@ -131,9 +112,8 @@ fn decode_field(
         };
         let key_kind = entry.map_entry_key_field().kind();
         let value_field = entry.map_entry_value_field();
-        let obj = json.as_object().ok_or_else(|| {
-            path.error(format!("expected an object (a map), got {}", kind_of(json)))
-        })?;
+        let obj =
+            json.as_object().ok_or_else(|| path.error(format!("expected an object (a map), got {}", kind_of(json))))?;
         let mut map = HashMap::with_capacity(obj.len());
         for (k, v) in obj {
             path.push_key(k);
@@ -144,9 +124,7 @@ fn decode_field(
         }
         Ok(Value::Map(map))
     } else if field.is_list() {
-        let items = json
-            .as_array()
-            .ok_or_else(|| path.error(format!("expected a list, got {}", kind_of(json))))?;
+        let items = json.as_array().ok_or_else(|| path.error(format!("expected a list, got {}", kind_of(json))))?;
         let mut list = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             path.push_index(i);
@@ -176,31 +154,19 @@ fn scalar(kind: &Kind, json: &Json, path: &FieldPath) -> Result<Value, ConfigErr
         }),
         Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
             let n = integer(json, path)?;
-            Value::I32(
-                i32::try_from(n)
-                    .map_err(|_| path.error(format!("{n} is out of range for int32")))?,
-            )
+            Value::I32(i32::try_from(n).map_err(|_| path.error(format!("{n} is out of range for int32")))?)
         }
         Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
             let n = integer(json, path)?;
-            Value::I64(
-                i64::try_from(n)
-                    .map_err(|_| path.error(format!("{n} is out of range for int64")))?,
-            )
+            Value::I64(i64::try_from(n).map_err(|_| path.error(format!("{n} is out of range for int64")))?)
         }
         Kind::Uint32 | Kind::Fixed32 => {
             let n = integer(json, path)?;
-            Value::U32(
-                u32::try_from(n)
-                    .map_err(|_| path.error(format!("{n} is out of range for uint32")))?,
-            )
+            Value::U32(u32::try_from(n).map_err(|_| path.error(format!("{n} is out of range for uint32")))?)
         }
         Kind::Uint64 | Kind::Fixed64 => {
             let n = integer(json, path)?;
-            Value::U64(
-                u64::try_from(n)
-                    .map_err(|_| path.error(format!("{n} is out of range for uint64")))?,
-            )
+            Value::U64(u64::try_from(n).map_err(|_| path.error(format!("{n} is out of range for uint64")))?)
         }
         Kind::Float => Value::F32(float(json, path)? as f32),
         Kind::Double => Value::F64(float(json, path)?),
@@ -210,27 +176,19 @@ fn scalar(kind: &Kind, json: &Json, path: &FieldPath) -> Result<Value, ConfigErr
             _ => return Err(path.error(format!("expected a string, got {}", kind_of(json)))),
         },
         Kind::Bytes => {
-            let s = json.as_str().ok_or_else(|| {
-                path.error(format!("expected base64 bytes, got {}", kind_of(json)))
-            })?;
-            Value::Bytes(
-                base64_decode(s)
-                    .ok_or_else(|| path.error("invalid base64"))?
-                    .into(),
-            )
+            let s = json.as_str().ok_or_else(|| path.error(format!("expected base64 bytes, got {}", kind_of(json))))?;
+            Value::Bytes(base64_decode(s).ok_or_else(|| path.error("invalid base64"))?.into())
         }
         Kind::Enum(e) => match json {
             Json::String(s) => {
-                let v = e.get_value_by_name(s).ok_or_else(|| {
-                    path.error(format!("unknown value '{s}' for enum {}", e.full_name()))
-                })?;
+                let v = e
+                    .get_value_by_name(s)
+                    .ok_or_else(|| path.error(format!("unknown value '{s}' for enum {}", e.full_name())))?;
                 Value::EnumNumber(v.number())
             }
             Json::Number(_) => {
                 let n = integer(json, path)?;
-                Value::EnumNumber(
-                    i32::try_from(n).map_err(|_| path.error("enum number out of range"))?,
-                )
+                Value::EnumNumber(i32::try_from(n).map_err(|_| path.error("enum number out of range"))?)
             }
             _ => return Err(path.error(format!("expected an enum name, got {}", kind_of(json)))),
         },
@@ -255,10 +213,7 @@ fn integer(json: &Json, path: &FieldPath) -> Result<i128, ConfigError> {
                 }
             }
         }
-        Json::String(s) => s
-            .trim()
-            .parse::<i128>()
-            .map_err(|_| path.error(format!("expected an integer, got '{s}'"))),
+        Json::String(s) => s.trim().parse::<i128>().map_err(|_| path.error(format!("expected an integer, got '{s}'"))),
         _ => Err(path.error(format!("expected an integer, got {}", kind_of(json)))),
     }
 }
@@ -270,9 +225,7 @@ fn float(json: &Json, path: &FieldPath) -> Result<f64, ConfigError> {
             "NaN" => Ok(f64::NAN),
             "Infinity" => Ok(f64::INFINITY),
             "-Infinity" => Ok(f64::NEG_INFINITY),
-            _ => s
-                .parse()
-                .map_err(|_| path.error(format!("expected a number, got '{s}'"))),
+            _ => s.parse().map_err(|_| path.error(format!("expected a number, got '{s}'"))),
         },
         _ => Err(path.error(format!("expected a number, got {}", kind_of(json)))),
     }
@@ -308,27 +261,15 @@ fn map_key(kind: &Kind, key: &str, path: &FieldPath) -> Result<MapKey, ConfigErr
 
 /// `Any`: `{"@type": URL, ...fields of that type}`; for well-known types with a
 /// special JSON form the payload is under `"value"`.
-fn decode_any(
-    desc: &MessageDescriptor,
-    json: &Json,
-    path: &mut FieldPath,
-) -> Result<DynamicMessage, ConfigError> {
-    let obj = json.as_object().ok_or_else(|| {
-        path.error(format!(
-            "expected an object with '@type', got {}",
-            kind_of(json)
-        ))
-    })?;
+fn decode_any(desc: &MessageDescriptor, json: &Json, path: &mut FieldPath) -> Result<DynamicMessage, ConfigError> {
+    let obj = json
+        .as_object()
+        .ok_or_else(|| path.error(format!("expected an object with '@type', got {}", kind_of(json))))?;
     path.push_field("@type");
-    let url = obj
-        .get("@type")
-        .and_then(Json::as_str)
-        .ok_or_else(|| path.error("missing '@type'"))?;
+    let url = obj.get("@type").and_then(Json::as_str).ok_or_else(|| path.error("missing '@type'"))?;
     let name = url.rsplit('/').next().unwrap_or(url);
-    let inner_desc = desc
-        .parent_pool()
-        .get_message_by_name(name)
-        .ok_or_else(|| path.error(format!("unknown type '{url}'")))?;
+    let inner_desc =
+        desc.parent_pool().get_message_by_name(name).ok_or_else(|| path.error(format!("unknown type '{url}'")))?;
     path.pop();
     let inner = if has_special_json(inner_desc.full_name()) {
         path.push_field("value");
@@ -365,18 +306,9 @@ fn duration(json: &Json, path: &FieldPath) -> Result<(i64, i32), ConfigError> {
     let text = match json {
         Json::String(s) => s.trim().to_string(),
         Json::Number(n) => format!("{n}s"),
-        _ => {
-            return Err(path.error(format!(
-                "expected a duration like \"1.5s\", got {}",
-                kind_of(json)
-            )))
-        }
+        _ => return Err(path.error(format!("expected a duration like \"1.5s\", got {}", kind_of(json)))),
     };
-    parse_duration(&text).ok_or_else(|| {
-        path.error(format!(
-            "invalid duration '{text}' (expected e.g. \"0.25s\")"
-        ))
-    })
+    parse_duration(&text).ok_or_else(|| path.error(format!("invalid duration '{text}' (expected e.g. \"0.25s\")")))
 }
 
 /// Parses `"[-]S[.F]s"` into seconds and nanoseconds.
@@ -390,22 +322,11 @@ pub fn parse_duration(text: &str) -> Option<(i64, i32)> {
     if secs.is_empty() && frac.is_empty() {
         return None;
     }
-    if !secs.bytes().all(|b| b.is_ascii_digit())
-        || !frac.bytes().all(|b| b.is_ascii_digit())
-        || frac.len() > 9
-    {
+    if !secs.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 9 {
         return None;
     }
-    let s: i64 = if secs.is_empty() {
-        0
-    } else {
-        secs.parse().ok()?
-    };
-    let n: i32 = if frac.is_empty() {
-        0
-    } else {
-        format!("{frac:0<9}").parse().ok()?
-    };
+    let s: i64 = if secs.is_empty() { 0 } else { secs.parse().ok()? };
+    let n: i32 = if frac.is_empty() { 0 } else { format!("{frac:0<9}").parse().ok()? };
     if s > 315_576_000_000 {
         return None;
     }
@@ -419,22 +340,13 @@ fn seconds_nanos(desc: &MessageDescriptor, seconds: i64, nanos: i32) -> DynamicM
     msg
 }
 
-fn decode_struct(
-    desc: &MessageDescriptor,
-    json: &Json,
-    path: &mut FieldPath,
-) -> Result<DynamicMessage, ConfigError> {
-    let obj = json
-        .as_object()
-        .ok_or_else(|| path.error(format!("expected an object, got {}", kind_of(json))))?;
+fn decode_struct(desc: &MessageDescriptor, json: &Json, path: &mut FieldPath) -> Result<DynamicMessage, ConfigError> {
+    let obj = json.as_object().ok_or_else(|| path.error(format!("expected an object, got {}", kind_of(json))))?;
     let value_desc = value_descriptor(desc, path)?;
     let mut fields = HashMap::with_capacity(obj.len());
     for (k, v) in obj {
         path.push_key(k);
-        fields.insert(
-            MapKey::String(k.clone()),
-            Value::Message(decode_value(&value_desc, v, path)?),
-        );
+        fields.insert(MapKey::String(k.clone()), Value::Message(decode_value(&value_desc, v, path)?));
         path.pop();
     }
     let mut msg = DynamicMessage::new(desc.clone());
@@ -447,9 +359,7 @@ fn decode_list_value(
     json: &Json,
     path: &mut FieldPath,
 ) -> Result<DynamicMessage, ConfigError> {
-    let items = json
-        .as_array()
-        .ok_or_else(|| path.error(format!("expected a list, got {}", kind_of(json))))?;
+    let items = json.as_array().ok_or_else(|| path.error(format!("expected a list, got {}", kind_of(json))))?;
     let value_desc = value_descriptor(desc, path)?;
     let mut values = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
@@ -462,46 +372,31 @@ fn decode_list_value(
     Ok(msg)
 }
 
-fn value_descriptor(
-    desc: &MessageDescriptor,
-    path: &FieldPath,
-) -> Result<MessageDescriptor, ConfigError> {
+fn value_descriptor(desc: &MessageDescriptor, path: &FieldPath) -> Result<MessageDescriptor, ConfigError> {
     desc.parent_pool()
         .get_message_by_name("google.protobuf.Value")
         .ok_or_else(|| path.error("google.protobuf.Value missing from the schema"))
 }
 
-fn decode_value(
-    desc: &MessageDescriptor,
-    json: &Json,
-    path: &mut FieldPath,
-) -> Result<DynamicMessage, ConfigError> {
+fn decode_value(desc: &MessageDescriptor, json: &Json, path: &mut FieldPath) -> Result<DynamicMessage, ConfigError> {
     let pool = desc.parent_pool();
     let mut msg = DynamicMessage::new(desc.clone());
     match json {
         Json::Null => msg.set_field_by_name("null_value", Value::EnumNumber(0)),
         Json::Bool(b) => msg.set_field_by_name("bool_value", Value::Bool(*b)),
-        Json::Number(n) => {
-            msg.set_field_by_name("number_value", Value::F64(n.as_f64().unwrap_or(0.0)))
-        }
+        Json::Number(n) => msg.set_field_by_name("number_value", Value::F64(n.as_f64().unwrap_or(0.0))),
         Json::String(s) => msg.set_field_by_name("string_value", Value::String(s.clone())),
         Json::Array(_) => {
             let d = pool
                 .get_message_by_name("google.protobuf.ListValue")
                 .ok_or_else(|| path.error("google.protobuf.ListValue missing from the schema"))?;
-            msg.set_field_by_name(
-                "list_value",
-                Value::Message(decode_list_value(&d, json, path)?),
-            );
+            msg.set_field_by_name("list_value", Value::Message(decode_list_value(&d, json, path)?));
         }
         Json::Object(_) => {
             let d = pool
                 .get_message_by_name("google.protobuf.Struct")
                 .ok_or_else(|| path.error("google.protobuf.Struct missing from the schema"))?;
-            msg.set_field_by_name(
-                "struct_value",
-                Value::Message(decode_struct(&d, json, path)?),
-            );
+            msg.set_field_by_name("struct_value", Value::Message(decode_struct(&d, json, path)?));
         }
     }
     Ok(msg)

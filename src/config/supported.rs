@@ -14,36 +14,18 @@ use crate::extensions;
 /// `(message full name, supported fields)`; `"*"` accepts every field (purely
 /// informational messages such as `Node`, and the well-known types).
 pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
-    (
-        "envoy.config.bootstrap.v3.Bootstrap",
-        &["node", "static_resources", "admin", "watchdogs", "watchdog"],
-    ),
-    (
-        "envoy.config.bootstrap.v3.Bootstrap.StaticResources",
-        &["listeners", "clusters"],
-    ),
+    ("envoy.config.bootstrap.v3.Bootstrap", &["node", "static_resources", "admin", "watchdogs", "watchdog"]),
+    ("envoy.config.bootstrap.v3.Bootstrap.StaticResources", &["listeners", "clusters"]),
     ("envoy.config.bootstrap.v3.Admin", &["address"]),
-    (
-        "envoy.config.bootstrap.v3.Watchdogs",
-        &["main_thread_watchdog", "worker_watchdog"],
-    ),
+    ("envoy.config.bootstrap.v3.Watchdogs", &["main_thread_watchdog", "worker_watchdog"]),
     (
         "envoy.config.bootstrap.v3.Watchdog",
-        &[
-            "miss_timeout",
-            "megamiss_timeout",
-            "kill_timeout",
-            "multikill_timeout",
-            "multikill_threshold",
-        ],
+        &["miss_timeout", "megamiss_timeout", "kill_timeout", "multikill_timeout", "multikill_threshold"],
     ),
     ("envoy.config.core.v3.Node", &["*"]),
     ("envoy.config.core.v3.Locality", &["*"]),
     ("envoy.config.core.v3.Address", &["socket_address"]),
-    (
-        "envoy.config.core.v3.SocketAddress",
-        &["protocol", "address", "port_value", "ipv4_compat"],
-    ),
+    ("envoy.config.core.v3.SocketAddress", &["protocol", "address", "port_value", "ipv4_compat"]),
     (
         "envoy.config.listener.v3.Listener",
         &[
@@ -70,30 +52,77 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "load_assignment",
             "dns_refresh_rate",
             "dns_lookup_family",
+            "circuit_breakers",
+            "max_requests_per_connection",
+            "common_http_protocol_options",
+            "typed_extension_protocol_options",
         ],
     ),
+    ("envoy.config.cluster.v3.CircuitBreakers", &["thresholds"]),
     (
-        "envoy.config.endpoint.v3.ClusterLoadAssignment",
-        &["cluster_name", "endpoints"],
+        "envoy.config.cluster.v3.CircuitBreakers.Thresholds",
+        &["priority", "max_connections", "max_pending_requests", "max_requests", "max_retries"],
     ),
     (
-        "envoy.config.endpoint.v3.LocalityLbEndpoints",
-        &["locality", "lb_endpoints"],
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        &["common_http_protocol_options", "explicit_http_config"],
     ),
+    ("envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig", &["http_protocol_options"]),
+    ("envoy.config.core.v3.Http1ProtocolOptions", &[]),
+    (
+        "envoy.config.core.v3.HttpProtocolOptions",
+        &[
+            "idle_timeout",
+            "max_requests_per_connection",
+            "max_headers_count",
+            "max_stream_duration",
+            "headers_with_underscores_action",
+        ],
+    ),
+    ("envoy.config.endpoint.v3.ClusterLoadAssignment", &["cluster_name", "endpoints"]),
+    ("envoy.config.endpoint.v3.LocalityLbEndpoints", &["locality", "lb_endpoints"]),
     ("envoy.config.endpoint.v3.LbEndpoint", &["endpoint"]),
-    (
-        "envoy.config.endpoint.v3.Endpoint",
-        &["address", "hostname"],
-    ),
+    ("envoy.config.endpoint.v3.Endpoint", &["address", "hostname"]),
     (
         "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+        &["stat_prefix", "cluster", "idle_timeout", "max_connect_attempts"],
+    ),
+    (
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         &[
+            "codec_type",
             "stat_prefix",
-            "cluster",
-            "idle_timeout",
-            "max_connect_attempts",
+            "route_config",
+            "http_filters",
+            "common_http_protocol_options",
+            "server_name",
+            "server_header_transformation",
+            "max_request_headers_kb",
+            "stream_idle_timeout",
+            "request_timeout",
+            "request_headers_timeout",
+            "access_log",
+            "use_remote_address",
+            "xff_num_trusted_hops",
+            "generate_request_id",
+            "strip_matching_host_port",
+            "strip_any_host_port",
         ],
     ),
+    ("envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter", &["name", "typed_config"]),
+    ("envoy.extensions.filters.http.router.v3.Router", &[]),
+    ("envoy.config.accesslog.v3.AccessLog", &["name", "typed_config"]),
+    (
+        "envoy.extensions.access_loggers.file.v3.FileAccessLog",
+        &["path", "format", "json_format", "typed_json_format", "log_format"],
+    ),
+    ("envoy.extensions.access_loggers.stream.v3.StdoutAccessLog", &["log_format"]),
+    ("envoy.extensions.access_loggers.stream.v3.StderrAccessLog", &["log_format"]),
+    (
+        "envoy.config.core.v3.SubstitutionFormatString",
+        &["text_format", "text_format_source", "json_format", "omit_empty_values"],
+    ),
+    ("envoy.config.core.v3.DataSource", &["inline_string", "inline_bytes", "filename", "environment_variable"]),
     ("google.protobuf.Duration", &["*"]),
     ("google.protobuf.UInt32Value", &["*"]),
     ("google.protobuf.UInt64Value", &["*"]),
@@ -105,11 +134,13 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("google.protobuf.ListValue", &["*"]),
 ];
 
+/// Every table: this one, the route schema's and the HTTP filters' (each kept
+/// next to the code that implements it).
+const TABLES: &[&[(&str, &[&str])]] =
+    &[SUPPORTED_FIELDS, crate::router::ROUTE_SUPPORTED_FIELDS, crate::extensions::filters::http::SUPPORTED_FIELDS];
+
 fn supported_fields(message: &str) -> Option<&'static [&'static str]> {
-    SUPPORTED_FIELDS
-        .iter()
-        .find(|(m, _)| *m == message)
-        .map(|(_, f)| *f)
+    TABLES.iter().flat_map(|t| t.iter()).find(|(m, _)| *m == message).map(|(_, f)| *f)
 }
 
 /// Rejects the first set field or extension of `msg` that Courier does not support.
@@ -172,7 +203,6 @@ fn check_any(any: &DynamicMessage, path: &mut FieldPath) -> Result<(), ConfigErr
         Some(Value::Bytes(b)) => b.clone(),
         _ => Default::default(),
     };
-    let inner = DynamicMessage::decode(desc, bytes)
-        .map_err(|e| path.error(format!("cannot decode '{url}': {e}")))?;
+    let inner = DynamicMessage::decode(desc, bytes).map_err(|e| path.error(format!("cannot decode '{url}': {e}")))?;
     check(&inner, path)
 }

@@ -16,12 +16,12 @@ use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use envoy_types::pb::validate::{
-    field_rules::Type, string_rules::WellKnown, AnyRules, BytesRules, DurationRules, EnumRules,
-    FieldRules, KnownRegex, MapRules, RepeatedRules, StringRules,
+    field_rules::Type, string_rules::WellKnown, AnyRules, BytesRules, DurationRules, EnumRules, FieldRules, KnownRegex,
+    MapRules, RepeatedRules, StringRules,
 };
 use prost_reflect::{
-    DynamicMessage, ExtensionDescriptor, FieldDescriptor, Kind, MapKey, MessageDescriptor,
-    OneofDescriptor, ReflectMessage, Value,
+    DynamicMessage, ExtensionDescriptor, FieldDescriptor, Kind, MapKey, MessageDescriptor, OneofDescriptor,
+    ReflectMessage, Value,
 };
 
 use super::{descriptor, ConfigError, FieldPath};
@@ -54,11 +54,7 @@ pub fn validate(msg: &DynamicMessage, path: &mut FieldPath) -> Result<(), Config
                 path.pop();
             }
             None if oneof.required => {
-                let names: Vec<String> = oneof
-                    .fields
-                    .iter()
-                    .map(|f| format!("'{}'", f.field.name()))
-                    .collect();
+                let names: Vec<String> = oneof.fields.iter().map(|f| format!("'{}'", f.field.name())).collect();
                 return Err(path.error(format!("exactly one of {} must be set", names.join(", "))));
             }
             None => {}
@@ -81,8 +77,7 @@ fn validate_any_payload(any: &DynamicMessage, path: &mut FieldPath) -> Result<()
         Some(Value::Bytes(b)) => b.clone(),
         _ => Default::default(),
     };
-    let inner = DynamicMessage::decode(desc, bytes)
-        .map_err(|e| path.error(format!("cannot decode '{url}': {e}")))?;
+    let inner = DynamicMessage::decode(desc, bytes).map_err(|e| path.error(format!("cannot decode '{url}': {e}")))?;
     validate(&inner, path)
 }
 
@@ -116,18 +111,11 @@ struct OneofPlan {
 fn plan(desc: &MessageDescriptor, path: &FieldPath) -> Result<Arc<Plan>, ConfigError> {
     static PLANS: OnceLock<Mutex<HashMap<String, Arc<Plan>>>> = OnceLock::new();
     let plans = PLANS.get_or_init(Default::default);
-    if let Some(p) = plans
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(desc.full_name())
-    {
+    if let Some(p) = plans.lock().unwrap_or_else(PoisonError::into_inner).get(desc.full_name()) {
         return Ok(p.clone());
     }
     let built = Arc::new(build_plan(desc).map_err(|e| path.error(format!("internal: {e}")))?);
-    plans
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(desc.full_name().to_string(), built.clone());
+    plans.lock().unwrap_or_else(PoisonError::into_inner).insert(desc.full_name().to_string(), built.clone());
     Ok(built)
 }
 
@@ -136,36 +124,23 @@ fn build_plan(desc: &MessageDescriptor) -> Result<Plan, String> {
     let rules_ext = pool.get_extension_by_name("validate.rules");
     let required_ext = pool.get_extension_by_name("validate.required");
     let message_opts = desc.options();
-    let skip = bool_option(
-        &message_opts,
-        pool.get_extension_by_name("validate.disabled").as_ref(),
-    ) || bool_option(
-        &message_opts,
-        pool.get_extension_by_name("validate.ignored").as_ref(),
-    );
+    let skip = bool_option(&message_opts, pool.get_extension_by_name("validate.disabled").as_ref())
+        || bool_option(&message_opts, pool.get_extension_by_name("validate.ignored").as_ref());
 
     let mut oneofs: Vec<(OneofDescriptor, OneofPlan)> = desc
         .oneofs()
         .filter(|o| !o.is_synthetic())
         .map(|o| {
             let required = bool_option(&o.options(), required_ext.as_ref());
-            (
-                o,
-                OneofPlan {
-                    required,
-                    fields: Vec::new(),
-                },
-            )
+            (o, OneofPlan { required, fields: Vec::new() })
         })
         .collect();
     let mut fields = Vec::new();
     // `descriptor_proto().field` is in declaration order (`desc.fields()` is by number).
     for proto in &desc.descriptor_proto().field {
-        let number = u32::try_from(proto.number())
-            .map_err(|_| format!("bad field number in {}", desc.full_name()))?;
-        let field = desc
-            .get_field(number)
-            .ok_or_else(|| format!("field {number} of {} not found", desc.full_name()))?;
+        let number = u32::try_from(proto.number()).map_err(|_| format!("bad field number in {}", desc.full_name()))?;
+        let field =
+            desc.get_field(number).ok_or_else(|| format!("field {number} of {} not found", desc.full_name()))?;
         let rules = field_rules(&field, rules_ext.as_ref())?;
         match field.containing_oneof() {
             Some(oneof) if !oneof.is_synthetic() => {
@@ -173,37 +148,21 @@ fn build_plan(desc: &MessageDescriptor) -> Result<Plan, String> {
                     .iter_mut()
                     .find(|(o, _)| *o == oneof)
                     .ok_or_else(|| format!("oneof {} not found", oneof.full_name()))?;
-                plan.fields.push(FieldPlan {
-                    field,
-                    optional: false,
-                    rules,
-                });
+                plan.fields.push(FieldPlan { field, optional: false, rules });
             }
-            synthetic => fields.push(FieldPlan {
-                field,
-                optional: synthetic.is_some(),
-                rules,
-            }),
+            synthetic => fields.push(FieldPlan { field, optional: synthetic.is_some(), rules }),
         }
     }
-    Ok(Plan {
-        skip,
-        fields,
-        oneofs: oneofs.into_iter().map(|(_, o)| o).collect(),
-    })
+    Ok(Plan { skip, fields, oneofs: oneofs.into_iter().map(|(_, o)| o).collect() })
 }
 
 /// A `bool` option extension (`validate.disabled`, `validate.required`): true only if set to true.
 fn bool_option(opts: &DynamicMessage, ext: Option<&ExtensionDescriptor>) -> bool {
-    ext.filter(|ext| opts.has_extension(ext))
-        .is_some_and(|ext| opts.get_extension(ext).as_bool() == Some(true))
+    ext.filter(|ext| opts.has_extension(ext)).is_some_and(|ext| opts.get_extension(ext).as_bool() == Some(true))
 }
 
 /// The field's `(validate.rules)`, as the typed PGV message.
-fn field_rules(
-    field: &FieldDescriptor,
-    ext: Option<&ExtensionDescriptor>,
-) -> Result<Option<FieldRules>, String> {
+fn field_rules(field: &FieldDescriptor, ext: Option<&ExtensionDescriptor>) -> Result<Option<FieldRules>, String> {
     let Some(ext) = ext else { return Ok(None) };
     let opts = field.options();
     if !opts.has_extension(ext) {
@@ -221,11 +180,7 @@ fn field_rules(
 // ---------------------------------------------------------------------------------
 // Fields.
 
-fn check_field(
-    msg: &DynamicMessage,
-    f: &FieldPlan,
-    path: &mut FieldPath,
-) -> Result<(), ConfigError> {
+fn check_field(msg: &DynamicMessage, f: &FieldPlan, path: &mut FieldPath) -> Result<(), ConfigError> {
     let value = msg.get_field(&f.field);
     let rules = f.rules.as_ref();
     if f.field.is_map() {
@@ -243,13 +198,7 @@ fn check_field(
         };
         check_list(&f.field.kind(), value.as_list().unwrap_or(&[]), rules, path)
     } else {
-        check_value(
-            &f.field.kind(),
-            &value,
-            msg.has_field(&f.field),
-            rules,
-            path,
-        )
+        check_value(&f.field.kind(), &value, msg.has_field(&f.field), rules, path)
     }
 }
 
@@ -262,9 +211,7 @@ fn check_value(
     path: &mut FieldPath,
 ) -> Result<(), ConfigError> {
     match kind {
-        Kind::Message(desc) => {
-            check_message(desc, value.as_message().filter(|_| present), rules, path)
-        }
+        Kind::Message(desc) => check_message(desc, value.as_message().filter(|_| present), rules, path),
         _ => match rules.and_then(|r| r.r#type.as_ref()) {
             Some(t) => check_scalar(kind, value, t, path),
             None => Ok(()),
@@ -290,11 +237,7 @@ fn check_message(
                 Some(Type::Timestamp(t)) => t.required(),
                 _ => false,
             };
-        return if required {
-            Err(path.error("value is required"))
-        } else {
-            Ok(())
-        };
+        return if required { Err(path.error("value is required")) } else { Ok(()) };
     };
     match (desc.full_name(), type_rules) {
         ("google.protobuf.Duration", Some(Type::Duration(r))) => check_duration(msg, r, path)?,
@@ -343,9 +286,7 @@ fn check_list(
             (Some(min), Some(max)) if min == max && n != min => {
                 return Err(path.error(format!("value must contain exactly {min} item(s)")));
             }
-            (Some(min), _) if n < min => {
-                return Err(path.error(format!("value must contain at least {min} item(s)")))
-            }
+            (Some(min), _) if n < min => return Err(path.error(format!("value must contain at least {min} item(s)"))),
             (_, Some(max)) if n > max => {
                 return Err(path.error(format!("value must contain no more than {max} item(s)")));
             }
@@ -383,9 +324,7 @@ fn check_map(
             (Some(min), Some(max)) if min == max && n != min => {
                 return Err(path.error(format!("value must contain exactly {min} pair(s)")));
             }
-            (Some(min), _) if n < min => {
-                return Err(path.error(format!("value must contain at least {min} pair(s)")))
-            }
+            (Some(min), _) if n < min => return Err(path.error(format!("value must contain at least {min} pair(s)"))),
             (_, Some(max)) if n > max => {
                 return Err(path.error(format!("value must contain no more than {max} pair(s)")));
             }
@@ -394,9 +333,7 @@ fn check_map(
     }
     let key_kind = entry.map_entry_key_field().kind();
     let value_kind = entry.map_entry_value_field().kind();
-    let key_rules = rules
-        .and_then(|r| r.keys.as_deref())
-        .and_then(|k| k.r#type.as_ref());
+    let key_rules = rules.and_then(|r| r.keys.as_deref()).and_then(|k| k.r#type.as_ref());
     let value_rules = rules.and_then(|r| r.values.as_deref());
     // Sorted, so that the first error reported does not depend on hash order.
     let mut entries: Vec<_> = map.iter().collect();
@@ -444,12 +381,7 @@ macro_rules! bounds {
 
 /// Applies a scalar rule to a value. A rule of another type than the value (which
 /// PGV refuses at generation time) is ignored.
-fn check_scalar(
-    kind: &Kind,
-    value: &Value,
-    rules: &Type,
-    path: &FieldPath,
-) -> Result<(), ConfigError> {
+fn check_scalar(kind: &Kind, value: &Value, rules: &Type, path: &FieldPath) -> Result<(), ConfigError> {
     let failure = match (rules, value) {
         (Type::Float(r), Value::F32(v)) => bounds!(r).check(*v),
         (Type::Double(r), Value::F64(v)) => bounds!(r).check(*v),
@@ -518,48 +450,32 @@ impl<T: Copy + PartialOrd + Default + fmt::Display> Bounds<T> {
     fn range(&self, v: T) -> Option<String> {
         let fail = |bad: bool, reason: String| bad.then_some(reason);
         match (self.lt, self.lte, self.gt, self.gte) {
-            (Some(lt), _, Some(gt), _) if lt > gt => fail(
-                v <= gt || v >= lt,
-                format!("value must be inside range ({gt}, {lt})"),
-            ),
-            (Some(lt), _, Some(gt), _) => fail(
-                v >= lt && v <= gt,
-                format!("value must be outside range [{lt}, {gt}]"),
-            ),
-            (Some(lt), _, _, Some(gte)) if lt > gte => fail(
-                v < gte || v >= lt,
-                format!("value must be inside range [{gte}, {lt})"),
-            ),
-            (Some(lt), _, _, Some(gte)) => fail(
-                v >= lt && v < gte,
-                format!("value must be outside range [{lt}, {gte})"),
-            ),
+            (Some(lt), _, Some(gt), _) if lt > gt => {
+                fail(v <= gt || v >= lt, format!("value must be inside range ({gt}, {lt})"))
+            }
+            (Some(lt), _, Some(gt), _) => fail(v >= lt && v <= gt, format!("value must be outside range [{lt}, {gt}]")),
+            (Some(lt), _, _, Some(gte)) if lt > gte => {
+                fail(v < gte || v >= lt, format!("value must be inside range [{gte}, {lt})"))
+            }
+            (Some(lt), _, _, Some(gte)) => {
+                fail(v >= lt && v < gte, format!("value must be outside range [{lt}, {gte})"))
+            }
             (Some(lt), ..) => fail(v >= lt, format!("value must be less than {lt}")),
-            (_, Some(lte), Some(gt), _) if lte > gt => fail(
-                v <= gt || v > lte,
-                format!("value must be inside range ({gt}, {lte}]"),
-            ),
-            (_, Some(lte), Some(gt), _) => fail(
-                v > lte && v <= gt,
-                format!("value must be outside range ({lte}, {gt}]"),
-            ),
-            (_, Some(lte), _, Some(gte)) if lte > gte => fail(
-                v < gte || v > lte,
-                format!("value must be inside range [{gte}, {lte}]"),
-            ),
-            (_, Some(lte), _, Some(gte)) => fail(
-                v > lte && v < gte,
-                format!("value must be outside range ({lte}, {gte})"),
-            ),
-            (_, Some(lte), ..) => fail(
-                v > lte,
-                format!("value must be less than or equal to {lte}"),
-            ),
+            (_, Some(lte), Some(gt), _) if lte > gt => {
+                fail(v <= gt || v > lte, format!("value must be inside range ({gt}, {lte}]"))
+            }
+            (_, Some(lte), Some(gt), _) => {
+                fail(v > lte && v <= gt, format!("value must be outside range ({lte}, {gt}]"))
+            }
+            (_, Some(lte), _, Some(gte)) if lte > gte => {
+                fail(v < gte || v > lte, format!("value must be inside range [{gte}, {lte}]"))
+            }
+            (_, Some(lte), _, Some(gte)) => {
+                fail(v > lte && v < gte, format!("value must be outside range ({lte}, {gte})"))
+            }
+            (_, Some(lte), ..) => fail(v > lte, format!("value must be less than or equal to {lte}")),
             (_, _, Some(gt), _) => fail(v <= gt, format!("value must be greater than {gt}")),
-            (_, _, _, Some(gte)) => fail(
-                v < gte,
-                format!("value must be greater than or equal to {gte}"),
-            ),
+            (_, _, _, Some(gte)) => fail(v < gte, format!("value must be greater than or equal to {gte}")),
             _ => None,
         }
     }
@@ -590,13 +506,7 @@ fn check_string(s: &str, r: &StringRules) -> Option<String> {
     if let Some(reason) = length(runes, r.len, r.min_len, r.max_len, "runes") {
         return Some(reason);
     }
-    if let Some(reason) = length(
-        s.len() as u64,
-        r.len_bytes,
-        r.min_bytes,
-        r.max_bytes,
-        "bytes",
-    ) {
+    if let Some(reason) = length(s.len() as u64, r.len_bytes, r.min_bytes, r.max_bytes, "bytes") {
         return Some(reason);
     }
     // `pattern` needs a regex engine; it is not checked.
@@ -613,12 +523,8 @@ fn check_string(s: &str, r: &StringRules) -> Option<String> {
         return Some(format!("value contains substring {p:?}"));
     }
     match &r.well_known {
-        Some(WellKnown::Email(true)) if !is_email(s) => {
-            Some("value must be a valid email address".into())
-        }
-        Some(WellKnown::Hostname(true)) if !is_hostname(s) => {
-            Some("value must be a valid hostname".into())
-        }
+        Some(WellKnown::Email(true)) if !is_email(s) => Some("value must be a valid email address".into()),
+        Some(WellKnown::Hostname(true)) if !is_hostname(s) => Some("value must be a valid hostname".into()),
         Some(WellKnown::Ip(true)) if s.parse::<std::net::IpAddr>().is_err() => {
             Some("value must be a valid IP address".into())
         }
@@ -630,9 +536,7 @@ fn check_string(s: &str, r: &StringRules) -> Option<String> {
         }
         Some(WellKnown::Uri(true)) if !is_uri(s) => Some("value must be a valid URI".into()),
         Some(WellKnown::UriRef(true)) if !is_uri_ref(s) => Some("value must be a valid URI".into()),
-        Some(WellKnown::Address(true))
-            if s.parse::<std::net::IpAddr>().is_err() && !is_hostname(s) =>
-        {
+        Some(WellKnown::Address(true)) if s.parse::<std::net::IpAddr>().is_err() && !is_hostname(s) => {
             Some("value must be a valid hostname, or ip address".into())
         }
         Some(WellKnown::Uuid(true)) if !is_uuid(s) => Some("value must be a valid UUID".into()),
@@ -642,26 +546,15 @@ fn check_string(s: &str, r: &StringRules) -> Option<String> {
 }
 
 /// PGV's length rules: exact, or min/max (one message when they are equal).
-fn length(
-    n: u64,
-    exact: Option<u64>,
-    min: Option<u64>,
-    max: Option<u64>,
-    unit: &str,
-) -> Option<String> {
+fn length(n: u64, exact: Option<u64>, min: Option<u64>, max: Option<u64>, unit: &str) -> Option<String> {
     match (exact, min, max) {
         (Some(len), ..) => (n != len).then(|| format!("value length must be {len} {unit}")),
-        (None, Some(min), Some(max)) if min == max => {
-            (n != min).then(|| format!("value length must be {min} {unit}"))
+        (None, Some(min), Some(max)) if min == max => (n != min).then(|| format!("value length must be {min} {unit}")),
+        (None, Some(min), Some(max)) => {
+            (n < min || n > max).then(|| format!("value length must be between {min} and {max} {unit}, inclusive"))
         }
-        (None, Some(min), Some(max)) => (n < min || n > max)
-            .then(|| format!("value length must be between {min} and {max} {unit}, inclusive")),
-        (None, Some(min), None) => {
-            (n < min).then(|| format!("value length must be at least {min} {unit}"))
-        }
-        (None, None, Some(max)) => {
-            (n > max).then(|| format!("value length must be at most {max} {unit}"))
-        }
+        (None, Some(min), None) => (n < min).then(|| format!("value length must be at least {min} {unit}")),
+        (None, None, Some(max)) => (n > max).then(|| format!("value length must be at most {max} {unit}")),
         (None, None, None) => None,
     }
 }
@@ -675,15 +568,11 @@ fn check_known_regex(s: &str, which: i32, strict: bool) -> Option<String> {
         Ok(KnownRegex::HttpHeaderName) if strict => {
             let name = s.strip_prefix(':').unwrap_or(s);
             let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+,-.^_|~`".contains(c);
-            (
-                !name.is_empty() && name.chars().all(token),
-                r"^:?[0-9a-zA-Z!#$%&'*+-.^_|~`]+$",
-            )
+            (!name.is_empty() && name.chars().all(token), r"^:?[0-9a-zA-Z!#$%&'*+-.^_|~`]+$")
         }
-        Ok(KnownRegex::HttpHeaderValue) if strict => (
-            !s.chars().any(|c| c != '\t' && (c < ' ' || c == '\x7f')),
-            r"^[^\x00-\x08\n-\x1f\x7f]*$",
-        ),
+        Ok(KnownRegex::HttpHeaderValue) if strict => {
+            (!s.chars().any(|c| c != '\t' && (c < ' ' || c == '\x7f')), r"^[^\x00-\x08\n-\x1f\x7f]*$")
+        }
         Ok(KnownRegex::HttpHeaderName | KnownRegex::HttpHeaderValue) => {
             (!s.contains(['\0', '\n', '\r']), r"^[^\x00\n\r]*$")
         }
@@ -742,10 +631,7 @@ fn is_uri_ref(s: &str) -> bool {
 fn is_uuid(s: &str) -> bool {
     let groups: Vec<&str> = s.split('-').collect();
     groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn check_bytes(b: &[u8], r: &BytesRules) -> Option<String> {
@@ -775,23 +661,15 @@ fn check_bytes(b: &[u8], r: &BytesRules) -> Option<String> {
     if let Some(p) = r.suffix.as_deref().filter(|p| !b.ends_with(p)) {
         return Some(format!("value does not have suffix {}", shown(p)));
     }
-    if let Some(p) = r
-        .contains
-        .as_deref()
-        .filter(|p| !p.is_empty() && !b.windows(p.len()).any(|w| w == *p))
-    {
+    if let Some(p) = r.contains.as_deref().filter(|p| !p.is_empty() && !b.windows(p.len()).any(|w| w == *p)) {
         return Some(format!("value does not contain {}", shown(p)));
     }
     match r.well_known {
         Some(BytesWellKnown::Ip(true)) if b.len() != 4 && b.len() != 16 => {
             Some("value must be a valid IP address".into())
         }
-        Some(BytesWellKnown::Ipv4(true)) if b.len() != 4 => {
-            Some("value must be a valid IPv4 address".into())
-        }
-        Some(BytesWellKnown::Ipv6(true)) if b.len() != 16 => {
-            Some("value must be a valid IPv6 address".into())
-        }
+        Some(BytesWellKnown::Ipv4(true)) if b.len() != 4 => Some("value must be a valid IPv4 address".into()),
+        Some(BytesWellKnown::Ipv6(true)) if b.len() != 16 => Some("value must be a valid IPv6 address".into()),
         _ => None,
     }
 }
@@ -839,10 +717,7 @@ impl fmt::Display for Nanos {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sign = if self.0 < 0 { "-" } else { "" };
         let abs = self.0.unsigned_abs();
-        let (secs, frac) = (
-            abs / Self::PER_SECOND as u128,
-            abs % Self::PER_SECOND as u128,
-        );
+        let (secs, frac) = (abs / Self::PER_SECOND as u128, abs % Self::PER_SECOND as u128);
         if frac == 0 {
             write!(f, "{sign}{secs}s")
         } else {
@@ -852,19 +727,9 @@ impl fmt::Display for Nanos {
     }
 }
 
-fn check_duration(
-    msg: &DynamicMessage,
-    r: &DurationRules,
-    path: &FieldPath,
-) -> Result<(), ConfigError> {
-    let seconds = msg
-        .get_field_by_name("seconds")
-        .and_then(|v| v.as_i64())
-        .unwrap_or(0);
-    let nanos = msg
-        .get_field_by_name("nanos")
-        .and_then(|v| v.as_i32())
-        .unwrap_or(0);
+fn check_duration(msg: &DynamicMessage, r: &DurationRules, path: &FieldPath) -> Result<(), ConfigError> {
+    let seconds = msg.get_field_by_name("seconds").and_then(|v| v.as_i64()).unwrap_or(0);
+    let nanos = msg.get_field_by_name("nanos").and_then(|v| v.as_i32()).unwrap_or(0);
     // google.protobuf.Duration's own constraints (Go's `ptypes.Duration`).
     let valid = seconds.abs() <= 315_576_000_000
         && nanos.abs() <= 999_999_999
@@ -890,10 +755,7 @@ fn check_duration(
 }
 
 fn check_any(any: &DynamicMessage, r: &AnyRules, path: &FieldPath) -> Result<(), ConfigError> {
-    let url = any
-        .get_field_by_name("type_url")
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let url = any.get_field_by_name("type_url").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
     if !r.r#in.is_empty() && !r.r#in.contains(&url) {
         return Err(path.error(format!("type URL must be in list {}", list(&r.r#in))));
     }
@@ -911,17 +773,14 @@ mod tests {
 
     /// Decodes `json` as `type_name` and validates it; the error as `path: reason`.
     fn check(type_name: &str, json: Json) -> Result<(), String> {
-        let desc = descriptor::message(type_name)
-            .ok_or_else(|| format!("{type_name} not in the schema"))?;
-        let msg = proto_json::decode(&desc, &json, &mut FieldPath::new())
-            .map_err(|e| format!("decode: {e}"))?;
+        let desc = descriptor::message(type_name).ok_or_else(|| format!("{type_name} not in the schema"))?;
+        let msg = proto_json::decode(&desc, &json, &mut FieldPath::new()).map_err(|e| format!("decode: {e}"))?;
         validate(&msg, &mut FieldPath::new()).map_err(|e| e.to_string())
     }
 
     const CLUSTER: &str = "envoy.config.cluster.v3.Cluster";
     const TCP_PROXY: &str = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
-    const TCP_PROXY_URL: &str =
-        "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
+    const TCP_PROXY_URL: &str = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
 
     fn socket_address(port: u32) -> Json {
         json!({"socket_address": {"address": "127.0.0.1", "port_value": port}})
@@ -939,10 +798,7 @@ mod tests {
 
     #[test]
     fn valid_minimal_cluster_passes() {
-        assert_eq!(
-            check(CLUSTER, json!({"name": "c", "connect_timeout": "0.25s"})),
-            Ok(())
-        );
+        assert_eq!(check(CLUSTER, json!({"name": "c", "connect_timeout": "0.25s"})), Ok(()));
     }
 
     #[test]
@@ -979,17 +835,11 @@ mod tests {
     #[test]
     fn port_above_65535_fails() {
         assert_eq!(
-            check(
-                "envoy.config.core.v3.SocketAddress",
-                json!({"address": "1.2.3.4", "port_value": 70000})
-            ),
+            check("envoy.config.core.v3.SocketAddress", json!({"address": "1.2.3.4", "port_value": 70000})),
             Err("port_value: value must be less than or equal to 65535".into())
         );
         assert_eq!(
-            check(
-                "envoy.config.core.v3.SocketAddress",
-                json!({"address": "1.2.3.4", "port_value": 65535})
-            ),
+            check("envoy.config.core.v3.SocketAddress", json!({"address": "1.2.3.4", "port_value": 65535})),
             Ok(())
         );
     }
@@ -1000,10 +850,7 @@ mod tests {
             check(TCP_PROXY, json!({"cluster": "c"})),
             Err("stat_prefix: value length must be at least 1 runes".into())
         );
-        assert_eq!(
-            check(TCP_PROXY, json!({"stat_prefix": "s", "cluster": "c"})),
-            Ok(())
-        );
+        assert_eq!(check(TCP_PROXY, json!({"stat_prefix": "s", "cluster": "c"})), Ok(()));
     }
 
     #[test]
@@ -1059,14 +906,8 @@ mod tests {
             Err("resolvers: value must contain at least 1 item(s)".into())
         );
         assert_eq!(
-            check(
-                "envoy.config.core.v3.DnsResolutionConfig",
-                json!({"resolvers": [socket_address(70000)]})
-            ),
-            Err(
-                "resolvers[0].socket_address.port_value: value must be less than or equal to 65535"
-                    .into()
-            )
+            check("envoy.config.core.v3.DnsResolutionConfig", json!({"resolvers": [socket_address(70000)]})),
+            Err("resolvers[0].socket_address.port_value: value must be less than or equal to 65535".into())
         );
     }
 
@@ -1082,30 +923,15 @@ mod tests {
     fn header_rules() {
         // Strict (the default): an RFC 7230 token; `ignore_empty` lets "" through.
         let protocol = "envoy.config.core.v3.UpstreamHttpProtocolOptions";
-        assert_eq!(
-            check(protocol, json!({"override_auto_sni_header": "x-sni"})),
-            Ok(())
-        );
-        assert_eq!(
-            check(protocol, json!({"override_auto_sni_header": ""})),
-            Ok(())
-        );
+        assert_eq!(check(protocol, json!({"override_auto_sni_header": "x-sni"})), Ok(()));
+        assert_eq!(check(protocol, json!({"override_auto_sni_header": ""})), Ok(()));
         let err = check(protocol, json!({"override_auto_sni_header": "bad name"})).unwrap_err();
-        assert!(
-            err.starts_with("override_auto_sni_header: value does not match regex pattern"),
-            "{err}"
-        );
+        assert!(err.starts_with("override_auto_sni_header: value does not match regex pattern"), "{err}");
         // `strict: false` (HeaderValue): only NUL, CR and LF are refused.
         let header = "envoy.config.core.v3.HeaderValue";
-        assert_eq!(
-            check(header, json!({"key": "odd name", "value": "v\tw"})),
-            Ok(())
-        );
+        assert_eq!(check(header, json!({"key": "odd name", "value": "v\tw"})), Ok(()));
         let err = check(header, json!({"key": "x", "value": "a\nb"})).unwrap_err();
-        assert!(
-            err.starts_with("value: value does not match regex pattern"),
-            "{err}"
-        );
+        assert!(err.starts_with("value: value does not match regex pattern"), "{err}");
         let name = KnownRegex::HttpHeaderName as i32;
         let value = KnownRegex::HttpHeaderValue as i32;
         assert!(check_known_regex(":authority", name, true).is_none());
@@ -1128,81 +954,33 @@ mod tests {
             not_in: vec![],
             ignore_empty: false,
         };
-        assert_eq!(
-            b(Some(10), None, Some(0), None).check(10).as_deref(),
-            Some("value must be inside range (0, 10)")
-        );
-        assert_eq!(
-            b(None, Some(10), None, Some(1)).check(0).as_deref(),
-            Some("value must be inside range [1, 10]")
-        );
-        assert_eq!(
-            b(Some(0), None, Some(10), None).check(5).as_deref(),
-            Some("value must be outside range [0, 10]")
-        );
-        assert_eq!(
-            b(None, None, None, Some(1)).check(0).as_deref(),
-            Some("value must be greater than or equal to 1")
-        );
-        let in_list = Bounds {
-            within: vec![1, 2],
-            not_in: vec![3],
-            ..b(None, None, None, None)
-        };
-        assert_eq!(
-            in_list.check(4).as_deref(),
-            Some("value must be in list [1 2]")
-        );
+        assert_eq!(b(Some(10), None, Some(0), None).check(10).as_deref(), Some("value must be inside range (0, 10)"));
+        assert_eq!(b(None, Some(10), None, Some(1)).check(0).as_deref(), Some("value must be inside range [1, 10]"));
+        assert_eq!(b(Some(0), None, Some(10), None).check(5).as_deref(), Some("value must be outside range [0, 10]"));
+        assert_eq!(b(None, None, None, Some(1)).check(0).as_deref(), Some("value must be greater than or equal to 1"));
+        let in_list = Bounds { within: vec![1, 2], not_in: vec![3], ..b(None, None, None, None) };
+        assert_eq!(in_list.check(4).as_deref(), Some("value must be in list [1 2]"));
         assert_eq!(in_list.check(2), None);
-        let ignore = Bounds {
-            ignore_empty: true,
-            ..b(None, None, Some(5), None)
-        };
+        let ignore = Bounds { ignore_empty: true, ..b(None, None, Some(5), None) };
         assert_eq!(ignore.check(0), None);
         assert!(ignore.check(1).is_some());
     }
 
     #[test]
     fn string_lengths_and_well_known() {
-        let r = StringRules {
-            min_len: Some(2),
-            max_len: Some(3),
-            ..Default::default()
-        };
+        let r = StringRules { min_len: Some(2), max_len: Some(3), ..Default::default() };
         assert_eq!(check_string("ab", &r), None);
         assert_eq!(check_string("éé", &r), None, "runes, not bytes");
-        assert_eq!(
-            check_string("a", &r).as_deref(),
-            Some("value length must be between 2 and 3 runes, inclusive")
-        );
-        let r = StringRules {
-            min_bytes: Some(3),
-            ..Default::default()
-        };
-        assert_eq!(
-            check_string("é", &r).as_deref(),
-            Some("value length must be at least 3 bytes")
-        );
-        let r = StringRules {
-            prefix: Some("/".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            check_string("x", &r).as_deref(),
-            Some("value does not have prefix \"/\"")
-        );
-        let r = StringRules {
-            well_known: Some(WellKnown::Address(true)),
-            ..Default::default()
-        };
+        assert_eq!(check_string("a", &r).as_deref(), Some("value length must be between 2 and 3 runes, inclusive"));
+        let r = StringRules { min_bytes: Some(3), ..Default::default() };
+        assert_eq!(check_string("é", &r).as_deref(), Some("value length must be at least 3 bytes"));
+        let r = StringRules { prefix: Some("/".into()), ..Default::default() };
+        assert_eq!(check_string("x", &r).as_deref(), Some("value does not have prefix \"/\""));
+        let r = StringRules { well_known: Some(WellKnown::Address(true)), ..Default::default() };
         assert_eq!(check_string("example.com", &r), None);
         assert_eq!(check_string("::1", &r), None);
         assert!(check_string("-bad-", &r).is_some());
-        let r = StringRules {
-            min_len: Some(1),
-            ignore_empty: Some(true),
-            ..Default::default()
-        };
+        let r = StringRules { min_len: Some(1), ignore_empty: Some(true), ..Default::default() };
         assert_eq!(check_string("", &r), None);
     }
 

@@ -51,15 +51,9 @@ pub struct Dispatcher {
 impl Dispatcher {
     pub fn new(name: &str) -> std::io::Result<Dispatcher> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         Ok(Dispatcher {
-            handle: DispatcherHandle {
-                name: name.into(),
-                tx,
-                exit: Arc::new(Notify::new()),
-            },
+            handle: DispatcherHandle { name: name.into(), tx, exit: Arc::new(Notify::new()) },
             rx,
             runtime,
             local: LocalSet::new(),
@@ -74,12 +68,7 @@ impl Dispatcher {
     /// `main` finishes. When `watchdog` is given, a timer touches it so the guard
     /// dog can tell a live loop from a stuck one.
     pub fn run<F: Future<Output = ()>>(self, watchdog: Option<Arc<WatchDog>>, main: F) {
-        let Dispatcher {
-            handle,
-            mut rx,
-            runtime,
-            local,
-        } = self;
+        let Dispatcher { handle, mut rx, runtime, local } = self;
         local.block_on(&runtime, async move {
             tokio::task::spawn_local(async move {
                 while let Some(cb) = rx.recv().await {

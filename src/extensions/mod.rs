@@ -9,6 +9,7 @@ use std::sync::Arc;
 use envoy_types::pb::google::protobuf::Any;
 
 use crate::config::{descriptor, ConfigError, FieldPath};
+use crate::http::filter::StreamFilterFactory;
 use crate::network::NetworkFilterFactory;
 use crate::stats::Store;
 use crate::thread_local::Slot;
@@ -16,7 +17,12 @@ use crate::upstream::ThreadLocalClusterManager;
 
 /// What a filter factory may use while it is built from config (main thread).
 pub struct FactoryContext<'a> {
-    pub store: &'a Store,
+    pub store: &'a std::sync::Arc<Store>,
+    /// Set by the admin's `/healthcheck/fail` (read by the health_check filter).
+    pub health_check_failed: &'a Arc<std::sync::atomic::AtomicBool>,
+    /// Turns true when the server starts draining: connections finish what is in
+    /// flight and close.
+    pub drain: &'a tokio::sync::watch::Receiver<bool>,
     /// Where each worker finds its clusters at connection time.
     pub clusters: &'a Slot<ThreadLocalClusterManager>,
 }
@@ -32,13 +38,80 @@ pub struct NetworkFilterExtension {
     pub create: NetworkFilterConstructor,
 }
 
+/// What an HTTP filter factory may use while it is built (main thread).
+pub struct HttpFilterContext<'a> {
+    pub store: &'a Store,
+    /// The connection manager's `stat_prefix` (`http.<prefix>.` stats).
+    pub hcm_stat_prefix: &'a str,
+    /// Set by the admin's `/healthcheck/fail`, cleared by `/healthcheck/ok`.
+    pub health_check_failed: &'a Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Per-route filter config (`typed_per_filter_config`), decoded once at load.
+pub type PerRouteConfig = Arc<dyn std::any::Any + Send + Sync>;
+
+/// Builds an HTTP filter factory from its `typed_config`; the path points at it.
+pub type HttpFilterConstructor =
+    fn(&Any, &FieldPath, &HttpFilterContext<'_>) -> Result<Arc<dyn StreamFilterFactory>, ConfigError>;
+
+/// Decodes a filter's per-route config; the path points at the `Any`.
+pub type PerRouteConstructor = fn(&Any, &FieldPath) -> Result<PerRouteConfig, ConfigError>;
+
+/// An HTTP filter: canonical name, config type, and constructors.
+pub struct HttpFilterExtension {
+    pub name: &'static str,
+    pub config_type: &'static str,
+    pub create: HttpFilterConstructor,
+    /// `(per-route config type, constructor)` when the filter has per-route config.
+    pub per_route: Option<(&'static str, PerRouteConstructor)>,
+}
+
 /// Every network filter Courier ships.
-pub const NETWORK_FILTERS: &[NetworkFilterExtension] = &[filters::network::tcp_proxy::EXTENSION];
+pub const NETWORK_FILTERS: &[NetworkFilterExtension] =
+    &[filters::network::tcp_proxy::EXTENSION, crate::http::conn_manager::EXTENSION];
 
 /// True when `type_name` (without the URL host) is the config type of a registered
 /// extension; the config checker accepts no other `Any`.
 pub fn is_registered(type_name: &str) -> bool {
     NETWORK_FILTERS.iter().any(|e| e.config_type == type_name)
+        || HTTP_FILTERS.iter().any(|e| e.config_type == type_name || e.per_route.is_some_and(|(t, _)| t == type_name))
+        || crate::access_log::ACCESS_LOGGERS.iter().any(|(_, t)| *t == type_name)
+        || OTHER_TYPES.contains(&type_name)
+}
+
+/// The HTTP filters Courier ships, the router excepted (it is built into the
+/// connection manager as its terminal stage).
+pub use filters::http::HTTP_FILTERS;
+
+/// `Any` payloads accepted outside the filter tables.
+const OTHER_TYPES: &[&str] =
+    &[crate::http::conn_manager::config::ROUTER_FILTER_TYPE, "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+
+/// Builds the HTTP filter whose config is `any`; `path` points at `typed_config`.
+pub fn create_http_filter(
+    any: &Any,
+    path: &FieldPath,
+    ctx: &HttpFilterContext<'_>,
+) -> Result<Arc<dyn StreamFilterFactory>, ConfigError> {
+    let type_name = descriptor::type_name(&any.type_url);
+    let ext = HTTP_FILTERS.iter().find(|e| e.config_type == type_name).ok_or_else(|| {
+        path.field_error("@type", format!("unsupported extension '{}' (not an HTTP filter)", any.type_url))
+    })?;
+    (ext.create)(any, path, ctx)
+}
+
+/// Decodes `typed_per_filter_config[name]`. The filter is found by the config's
+/// type; a type no filter declares as its per-route config is an error.
+pub fn create_per_route_config(
+    _name: &str,
+    any: &Any,
+    path: &FieldPath,
+) -> Result<Option<PerRouteConfig>, ConfigError> {
+    let type_name = descriptor::type_name(&any.type_url);
+    match HTTP_FILTERS.iter().find_map(|e| e.per_route.filter(|(t, _)| *t == type_name)) {
+        Some((_, build)) => build(any, path).map(Some),
+        None => Err(path.field_error("@type", format!("unsupported per-route config '{}'", any.type_url))),
+    }
 }
 
 /// Builds the network filter whose config is `any`; `path` points at `typed_config`.
@@ -48,17 +121,8 @@ pub fn create_network_filter(
     ctx: &FactoryContext<'_>,
 ) -> Result<Arc<dyn NetworkFilterFactory>, ConfigError> {
     let type_name = descriptor::type_name(&any.type_url);
-    let ext = NETWORK_FILTERS
-        .iter()
-        .find(|e| e.config_type == type_name)
-        .ok_or_else(|| {
-            path.field_error(
-                "@type",
-                format!(
-                    "unsupported extension '{}' (not a network filter)",
-                    any.type_url
-                ),
-            )
-        })?;
+    let ext = NETWORK_FILTERS.iter().find(|e| e.config_type == type_name).ok_or_else(|| {
+        path.field_error("@type", format!("unsupported extension '{}' (not a network filter)", any.type_url))
+    })?;
     (ext.create)(any, path, ctx)
 }

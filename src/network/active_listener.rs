@@ -44,12 +44,7 @@ pub fn stop_listeners() {
     });
 }
 
-async fn accept_loop(
-    config: Arc<ListenerConfig>,
-    listener: tokio::net::TcpListener,
-    worker: usize,
-    total: Arc<Gauge>,
-) {
+async fn accept_loop(config: Arc<ListenerConfig>, listener: tokio::net::TcpListener, worker: usize, total: Arc<Gauge>) {
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -62,11 +57,8 @@ async fn accept_loop(
         };
         let local = stream.local_addr().unwrap_or(config.address);
         let _ = stream.set_nodelay(true);
-        let conn = DownstreamConnection {
-            stream,
-            info: ConnectionInfo { remote, local },
-            buffer_limit: config.buffer_limit,
-        };
+        let conn =
+            DownstreamConnection { stream, info: ConnectionInfo { remote, local }, buffer_limit: config.buffer_limit };
         let guard = ConnectionAccounting::open(config.clone(), worker, total.clone());
         let run = config.filter_chain.terminal.on_new_connection(conn);
         tokio::task::spawn_local(async move {
@@ -93,11 +85,7 @@ impl ConnectionAccounting {
             w.downstream_cx_active.inc();
         }
         total.inc();
-        ConnectionAccounting {
-            config,
-            worker,
-            total,
-        }
+        ConnectionAccounting { config, worker, total }
     }
 }
 

@@ -65,45 +65,23 @@ impl ListenerConfig {
         ctx: &FactoryContext<'_>,
         workers: usize,
     ) -> Result<Arc<ListenerConfig>, ConfigError> {
-        let addr = l
-            .address
-            .as_ref()
-            .ok_or_else(|| path.field_error("address", "an address is required"))?;
+        let addr = l.address.as_ref().ok_or_else(|| path.field_error("address", "an address is required"))?;
         let mut addr_path = path.clone();
         addr_path.push_field("address");
         let (host, port) = socket_address(addr, &addr_path)?;
-        let ip: IpAddr = host.parse().map_err(|_| {
-            addr_path.field_error(
-                "socket_address.address",
-                format!("'{host}' is not an IP address"),
-            )
-        })?;
+        let ip: IpAddr = host
+            .parse()
+            .map_err(|_| addr_path.field_error("socket_address.address", format!("'{host}' is not an IP address")))?;
         let address = SocketAddr::new(ip, port);
-        let stat_scope = if l.stat_prefix.is_empty() {
-            stat_name_of(&address)
-        } else {
-            l.stat_prefix.clone()
-        };
-        let name = if l.name.is_empty() {
-            address.to_string()
-        } else {
-            l.name.clone()
-        };
+        let stat_scope = if l.stat_prefix.is_empty() { stat_name_of(&address) } else { l.stat_prefix.clone() };
+        let name = if l.name.is_empty() { address.to_string() } else { l.name.clone() };
         let filter_chain = filter_chain(l, path, ctx)?;
         let prefix = format!("listener.{stat_scope}.");
         Ok(Arc::new(ListenerConfig {
             name,
             address,
-            reuse_port: l
-                .enable_reuse_port
-                .as_ref()
-                .map(|b| b.value)
-                .unwrap_or(true),
-            buffer_limit: l
-                .per_connection_buffer_limit_bytes
-                .as_ref()
-                .map(|v| v.value)
-                .unwrap_or(DEFAULT_BUFFER_LIMIT),
+            reuse_port: l.enable_reuse_port.as_ref().map(|b| b.value).unwrap_or(true),
+            buffer_limit: l.per_connection_buffer_limit_bytes.as_ref().map(|v| v.value).unwrap_or(DEFAULT_BUFFER_LIMIT),
             filter_chain,
             stats: ListenerStats::new(ctx.store, &prefix),
             worker_stats: (0..workers)
@@ -116,26 +94,14 @@ impl ListenerConfig {
 
 /// The listener's one filter chain. Envoy rejects two chains with the same
 /// (here: empty) match, and Courier has no `filter_chain_match` yet.
-fn filter_chain(
-    l: &Listener,
-    path: &FieldPath,
-    ctx: &FactoryContext<'_>,
-) -> Result<FilterChain, ConfigError> {
+fn filter_chain(l: &Listener, path: &FieldPath, ctx: &FactoryContext<'_>) -> Result<FilterChain, ConfigError> {
     let chain = match l.filter_chains.as_slice() {
-        [] => {
-            return Err(path.field_error(
-                "filter_chains",
-                "a listener needs at least one filter chain",
-            ))
-        }
+        [] => return Err(path.field_error("filter_chains", "a listener needs at least one filter chain")),
         [one] => one,
         _ => {
             return Err(path.field_error(
                 "filter_chains[1]",
-                format!(
-                "multiple filter chains with the same matching rules are defined in listener '{}'",
-                l.name
-            ),
+                format!("multiple filter chains with the same matching rules are defined in listener '{}'", l.name),
             ))
         }
     };
@@ -146,29 +112,19 @@ fn filter_chain(
         return Err(chain_path.field_error(
             "filters",
             match chain.filters.len() {
-                0 => {
-                    "a filter chain needs a terminal filter (e.g. envoy.filters.network.tcp_proxy)"
-                        .to_string()
-                }
-                _ => "only one (terminal) network filter per chain is supported by Courier so far"
-                    .to_string(),
+                0 => "a filter chain needs a terminal filter (e.g. envoy.filters.network.tcp_proxy)".to_string(),
+                _ => "only one (terminal) network filter per chain is supported by Courier so far".to_string(),
             },
         ));
     };
     chain_path.push_field("filters");
     chain_path.push_index(0);
     let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type else {
-        return Err(chain_path.field_error(
-            "typed_config",
-            format!("filter '{}' needs a typed_config", f.name),
-        ));
+        return Err(chain_path.field_error("typed_config", format!("filter '{}' needs a typed_config", f.name)));
     };
     chain_path.push_field("typed_config");
     let terminal = extensions::create_network_filter(any, &chain_path, ctx)?;
-    Ok(FilterChain {
-        name: chain.name.clone(),
-        terminal,
-    })
+    Ok(FilterChain { name: chain.name.clone(), terminal })
 }
 
 /// Envoy's stat name for an address: `127.0.0.1_10000`, `[__1]_80`.

@@ -52,11 +52,7 @@ pub struct ListenerManager {
 
 impl ListenerManager {
     /// Checks and builds every listener of `static_resources.listeners`.
-    pub fn from_proto(
-        listeners: &[Listener],
-        ctx: &FactoryContext<'_>,
-        workers: usize,
-    ) -> Result<Self, ConfigError> {
+    pub fn from_proto(listeners: &[Listener], ctx: &FactoryContext<'_>, workers: usize) -> Result<Self, ConfigError> {
         let mut configs: Vec<Arc<ListenerConfig>> = Vec::with_capacity(listeners.len());
         for (i, l) in listeners.iter().enumerate() {
             let path = FieldPath::starting_at(&format!("static_resources.listeners[{i}]"));
@@ -64,10 +60,7 @@ impl ListenerManager {
             if configs.iter().any(|c| c.name == config.name) {
                 return Err(path.field_error(
                     "name",
-                    format!(
-                        "error adding listener named '{}': duplicate listener name",
-                        config.name
-                    ),
+                    format!("error adding listener named '{}': duplicate listener name", config.name),
                 ));
             }
             if config.address.port() != 0 && configs.iter().any(|c| c.address == config.address) {
@@ -97,17 +90,12 @@ impl ListenerManager {
         total_connections: &Arc<Gauge>,
     ) -> std::io::Result<()> {
         for config in &self.configs {
-            let sockets =
-                socket::bind_for_workers(config.address, config.reuse_port, workers.len())
-                    .map_err(|e| {
-                        std::io::Error::new(
-                            e.kind(),
-                            format!(
-                                "cannot bind listener '{}' to {}: {e}",
-                                config.name, config.address
-                            ),
-                        )
-                    })?;
+            let sockets = socket::bind_for_workers(config.address, config.reuse_port, workers.len()).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot bind listener '{}' to {}: {e}", config.name, config.address),
+                )
+            })?;
             let bound = sockets[0].local_addr()?;
             let mut acks = Vec::with_capacity(workers.len());
             for (index, (worker, sock)) in workers.iter().zip(sockets).enumerate() {
@@ -119,17 +107,13 @@ impl ListenerManager {
                 acks.push(rx);
             }
             for ack in acks {
-                ack.await
-                    .map_err(|_| std::io::Error::other("worker exited during start-up"))??;
+                ack.await.map_err(|_| std::io::Error::other("worker exited during start-up"))??;
             }
             tracing::info!("listener '{}' listening on {bound}", config.name);
             self.stats.listener_added.inc();
             self.stats.listener_create_success.add(workers.len() as u64);
             self.stats.total_listeners_active.inc();
-            self.active.borrow_mut().push(ActiveListenerInfo {
-                config: config.clone(),
-                bound,
-            });
+            self.active.borrow_mut().push(ActiveListenerInfo { config: config.clone(), bound });
         }
         self.stats.workers_started.set(1);
         Ok(())

@@ -23,20 +23,12 @@ pub fn bind_listener(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpL
 
 /// The sockets for one listener: one per worker with SO_REUSEPORT (the first one
 /// fixes the port when the config says port 0), or one shared fd otherwise.
-pub fn bind_for_workers(
-    addr: SocketAddr,
-    reuse_port: bool,
-    workers: usize,
-) -> std::io::Result<Vec<TcpListener>> {
+pub fn bind_for_workers(addr: SocketAddr, reuse_port: bool, workers: usize) -> std::io::Result<Vec<TcpListener>> {
     let first = bind_listener(addr, reuse_port)?;
     let bound = first.local_addr()?;
     let mut sockets = vec![first];
     for _ in 1..workers.max(1) {
-        let next = if reuse_port {
-            bind_listener(bound, true)?
-        } else {
-            sockets[0].try_clone()?
-        };
+        let next = if reuse_port { bind_listener(bound, true)? } else { sockets[0].try_clone()? };
         sockets.push(next);
     }
     Ok(sockets)

@@ -4,6 +4,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -87,31 +88,26 @@ pub struct ServerConfig {
     pub admin_address: Option<std::net::SocketAddr>,
     pub main_watchdog: WatchdogConfig,
     pub worker_watchdog: WatchdogConfig,
+    /// Shared with the filters that answer health checks.
+    pub health_check_failed: Arc<AtomicBool>,
+    /// Tells connections to finish and close when the server drains.
+    pub drain: tokio::sync::watch::Sender<bool>,
 }
 
 impl ServerConfig {
     pub fn build(options: Options) -> Result<ServerConfig, ConfigError> {
-        let source = BootstrapSource {
-            config_path: options.config_path.clone(),
-            config_yaml: options.config_yaml.clone(),
+        let source =
+            BootstrapSource { config_path: options.config_path.clone(), config_yaml: options.config_yaml.clone() };
+        let (source, config_source) = if source.config_path.is_none() && source.config_yaml.is_none() {
+            (
+                BootstrapSource { config_path: None, config_yaml: Some(DEFAULT_CONFIG_YAML.to_string()) },
+                "<embedded default>".to_string(),
+            )
+        } else {
+            let shown =
+                source.config_path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "--config-yaml".into());
+            (source, shown)
         };
-        let (source, config_source) =
-            if source.config_path.is_none() && source.config_yaml.is_none() {
-                (
-                    BootstrapSource {
-                        config_path: None,
-                        config_yaml: Some(DEFAULT_CONFIG_YAML.to_string()),
-                    },
-                    "<embedded default>".to_string(),
-                )
-            } else {
-                let shown = source
-                    .config_path
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "--config-yaml".into());
-                (source, shown)
-            };
         let mut bootstrap = config::load_bootstrap(&source)?;
         apply_node_overrides(&options, &mut bootstrap);
         let store = Arc::new(Store::new());
@@ -120,9 +116,13 @@ impl ServerConfig {
         let b = &bootstrap.bootstrap;
         let statics = b.static_resources.clone().unwrap_or_default();
         let clusters = ClusterManagerConfig::from_proto(&statics.clusters, &store)?;
+        let health_check_failed = Arc::new(AtomicBool::new(false));
+        let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
         let ctx = FactoryContext {
             store: &store,
             clusters: &cluster_slot,
+            health_check_failed: &health_check_failed,
+            drain: &drain_rx,
         };
         let listeners = ListenerManager::from_proto(&statics.listeners, &ctx, options.workers())?;
         let admin_address = match b.admin.as_ref().and_then(|a| a.address.as_ref()) {
@@ -131,10 +131,7 @@ impl ServerConfig {
                 let path = config::FieldPath::starting_at("admin.address");
                 let (host, port) = socket_address(addr, &path)?;
                 let ip = host.parse().map_err(|_| {
-                    path.field_error(
-                        "socket_address.address",
-                        format!("'{host}' is not an IP address"),
-                    )
+                    path.field_error("socket_address.address", format!("'{host}' is not an IP address"))
                 })?;
                 Some(std::net::SocketAddr::new(ip, port))
             }
@@ -147,10 +144,7 @@ impl ServerConfig {
                 WatchdogConfig::from_proto(w.main_thread_watchdog.as_ref()),
                 WatchdogConfig::from_proto(w.worker_watchdog.as_ref()),
             ),
-            (None, Some(w)) => (
-                WatchdogConfig::from_proto(Some(w)),
-                WatchdogConfig::from_proto(Some(w)),
-            ),
+            (None, Some(w)) => (WatchdogConfig::from_proto(Some(w)), WatchdogConfig::from_proto(Some(w))),
             (None, None) => (WatchdogConfig::default(), WatchdogConfig::default()),
         };
         Ok(ServerConfig {
@@ -165,6 +159,8 @@ impl ServerConfig {
             admin_address,
             main_watchdog,
             worker_watchdog,
+            health_check_failed,
+            drain: drain_tx,
         })
     }
 }
@@ -198,14 +194,15 @@ pub struct Server {
     pub workers: Vec<DispatcherHandle>,
     pub total_connections: Arc<Gauge>,
     state: Cell<ServerState>,
-    health_check_failed: Cell<bool>,
+    health_check_failed: Arc<AtomicBool>,
     shutdown: Notify,
     shutdown_requested: Cell<bool>,
+    drain: tokio::sync::watch::Sender<bool>,
 }
 
 impl Server {
     pub fn state(&self) -> ServerState {
-        if self.health_check_failed.get() && self.state.get() == ServerState::Live {
+        if self.health_check_failed() && self.state.get() == ServerState::Live {
             ServerState::Draining
         } else {
             self.state.get()
@@ -214,12 +211,12 @@ impl Server {
 
     /// `/healthcheck/fail` and `/healthcheck/ok`.
     pub fn set_health_check_failed(&self, failed: bool) {
-        self.health_check_failed.set(failed);
+        self.health_check_failed.store(failed, Ordering::Relaxed);
         self.refresh_stats();
     }
 
     pub fn health_check_failed(&self) -> bool {
-        self.health_check_failed.get()
+        self.health_check_failed.load(Ordering::Relaxed)
     }
 
     /// Starts shutdown (SIGTERM, SIGINT, `/quitquitquit`).
@@ -257,10 +254,7 @@ pub fn run(options: Options) -> i32 {
     let config = match ServerConfig::build(options.clone()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!(
-                "error initializing configuration '{}': {e}",
-                config_name(&options)
-            );
+            eprintln!("error initializing configuration '{}': {e}", config_name(&options));
             return 1;
         }
     };
@@ -279,11 +273,7 @@ pub fn run(options: Options) -> i32 {
 }
 
 fn config_name(options: &Options) -> String {
-    options
-        .config_path
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "--config-yaml".into())
+    options.config_path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "--config-yaml".into())
 }
 
 fn serve(config: ServerConfig) -> std::io::Result<()> {
@@ -299,12 +289,11 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
         admin_address,
         main_watchdog,
         worker_watchdog,
+        health_check_failed,
+        drain,
     } = config;
     let workers_n = options.workers();
-    tracing::info!(
-        "courier {} starting: {workers_n} worker(s), config {config_source}",
-        env!("CARGO_PKG_VERSION")
-    );
+    tracing::info!("courier {} starting: {workers_n} worker(s), config {config_source}", env!("CARGO_PKG_VERSION"));
     let main_guard = GuardDog::new(main_watchdog, "main_thread", store.clone());
     let worker_guard = GuardDog::new(worker_watchdog, "workers", store.clone());
     let main = Dispatcher::new("main_thread")?;
@@ -321,9 +310,7 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
     stats.concurrency.set(workers_n as i64);
     stats.version.set(version_number());
     // Envoy's value when no certificate is configured (u32::MAX days).
-    stats
-        .days_until_first_cert_expiring
-        .set(i64::from(u32::MAX));
+    stats.days_until_first_cert_expiring.set(i64::from(u32::MAX));
     stats.state.set(ServerState::PreInitializing as i64);
     let server = Rc::new(Server {
         options: options.clone(),
@@ -339,9 +326,10 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
         workers: workers.iter().map(|w| w.dispatcher.clone()).collect(),
         total_connections: store.gauge("server.total_connections"),
         state: Cell::new(ServerState::PreInitializing),
-        health_check_failed: Cell::new(false),
+        health_check_failed,
         shutdown: Notify::new(),
         shutdown_requested: Cell::new(false),
+        drain,
     });
 
     let result: Rc<RefCell<std::io::Result<()>>> = Rc::new(RefCell::new(Ok(())));
@@ -380,10 +368,7 @@ async fn main_loop(
     server.state.set(ServerState::Initializing);
     let cm = ClusterManager::start(clusters, cluster_slot).await;
     *server.cluster_manager.borrow_mut() = Some(cm);
-    server
-        .listener_manager
-        .start_workers(&server.workers, &server.total_connections)
-        .await?;
+    server.listener_manager.start_workers(&server.workers, &server.total_connections).await?;
     if !server.listener_manager.is_stopped() {
         server.state.set(ServerState::Live);
     }
@@ -400,11 +385,9 @@ async fn main_loop(
         }
     });
     wait_for_shutdown(&server).await;
-    tracing::info!(
-        "shutting down: draining for up to {}s",
-        server.options.drain_time_s
-    );
+    tracing::info!("shutting down: draining for up to {}s", server.options.drain_time_s);
     server.drain_listeners();
+    server.drain.send_replace(true);
     server.state.set(ServerState::Draining);
     server.refresh_stats();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(server.options.drain_time_s);
@@ -418,10 +401,7 @@ async fn main_loop(
 /// Resolves on SIGTERM, SIGINT or a shutdown request from admin.
 async fn wait_for_shutdown(server: &Server) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (mut term, mut int) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
+    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(t), Ok(i)) => (t, i),
         _ => {
             tracing::warn!("cannot install signal handlers; only /quitquitquit stops the server");

@@ -9,10 +9,7 @@ pub struct MemoryUsage {
 }
 
 pub fn usage() -> MemoryUsage {
-    let mut m = MemoryUsage {
-        physical: rss_bytes().unwrap_or(0),
-        ..Default::default()
-    };
+    let mut m = MemoryUsage { physical: rss_bytes().unwrap_or(0), ..Default::default() };
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: mallinfo2 only reads the allocator's counters.

@@ -13,11 +13,7 @@ pub enum Mode {
 }
 
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "courier",
-    version,
-    about = "An L4/L7 proxy that reads Envoy's v3 bootstrap config"
-)]
+#[command(name = "courier", version, about = "An L4/L7 proxy that reads Envoy's v3 bootstrap config")]
 pub struct Options {
     /// Path to a v3 bootstrap config (YAML, or JSON for .json files).
     #[arg(short = 'c', long = "config-path")]
@@ -58,13 +54,7 @@ pub struct Options {
 impl Options {
     /// Workers to start: `--concurrency`, else the cores this process may use.
     pub fn workers(&self) -> usize {
-        self.concurrency
-            .unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-            })
-            .max(1)
+        self.concurrency.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1)
     }
 
     /// The `-l` value as a tracing level filter (Envoy's names included).

@@ -28,9 +28,7 @@ pub struct WatchdogConfig {
 
 impl WatchdogConfig {
     pub fn from_proto(p: Option<&WatchdogProto>) -> Self {
-        let d = |v: &Option<envoy_types::pb::google::protobuf::Duration>, default| {
-            config::duration_or(v, default)
-        };
+        let d = |v: &Option<envoy_types::pb::google::protobuf::Duration>, default| config::duration_or(v, default);
         match p {
             None => Self::default(),
             Some(p) => WatchdogConfig {
@@ -38,11 +36,7 @@ impl WatchdogConfig {
                 megamiss: d(&p.megamiss_timeout, Duration::from_millis(1000)),
                 kill: d(&p.kill_timeout, Duration::ZERO),
                 multikill: d(&p.multikill_timeout, Duration::ZERO),
-                multikill_threshold: p
-                    .multikill_threshold
-                    .as_ref()
-                    .map(|t| t.value)
-                    .unwrap_or(0.0),
+                multikill_threshold: p.multikill_threshold.as_ref().map(|t| t.value).unwrap_or(0.0),
             },
         }
     }
@@ -85,8 +79,7 @@ pub struct WatchDog {
 
 impl WatchDog {
     pub fn touch(&self) {
-        self.last_touch_ms
-            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_touch_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
     pub fn touch_interval(&self) -> Duration {
@@ -132,35 +125,26 @@ impl GuardDog {
             epoch: self.epoch,
             last_touch_ms: AtomicU64::new(0),
             touch_interval: self.config.miss.min(self.config.megamiss) / 4,
-            miss: self
-                .store
-                .counter(&format!("server.{thread_name}.watchdog_miss")),
-            megamiss: self
-                .store
-                .counter(&format!("server.{thread_name}.watchdog_mega_miss")),
+            miss: self.store.counter(&format!("server.{thread_name}.watchdog_miss")),
+            megamiss: self.store.counter(&format!("server.{thread_name}.watchdog_mega_miss")),
             miss_alerted: AtomicBool::new(false),
             megamiss_alerted: AtomicBool::new(false),
         });
         dog.touch();
-        self.dogs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(dog.clone());
+        self.dogs.lock().unwrap_or_else(|e| e.into_inner()).push(dog.clone());
         dog
     }
 
     /// Starts the checking thread; it runs until `stop`.
     pub fn start(self: &Arc<Self>) -> std::io::Result<std::thread::JoinHandle<()>> {
         let gd = self.clone();
-        std::thread::Builder::new()
-            .name("guarddog".into())
-            .spawn(move || {
-                let interval = gd.config.loop_interval();
-                while !gd.stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(interval);
-                    gd.step();
-                }
-            })
+        std::thread::Builder::new().name("guarddog".into()).spawn(move || {
+            let interval = gd.config.loop_interval();
+            while !gd.stop.load(Ordering::Relaxed) {
+                std::thread::sleep(interval);
+                gd.step();
+            }
+        })
     }
 
     pub fn stop(&self) {
@@ -173,21 +157,10 @@ impl GuardDog {
         let mut multikill_stuck = 0usize;
         for dog in &dogs {
             let since = dog.since_touch();
-            alert(
-                since > self.config.miss,
-                &dog.miss_alerted,
-                [&self.miss, &dog.miss],
-            );
-            alert(
-                since > self.config.megamiss,
-                &dog.megamiss_alerted,
-                [&self.megamiss, &dog.megamiss],
-            );
+            alert(since > self.config.miss, &dog.miss_alerted, [&self.miss, &dog.miss]);
+            alert(since > self.config.megamiss, &dog.megamiss_alerted, [&self.megamiss, &dog.megamiss]);
             if !self.config.kill.is_zero() && since > self.config.kill {
-                tracing::error!(
-                    "watchdog: thread {} stuck for {since:?}; aborting (kill_timeout)",
-                    dog.thread_name
-                );
+                tracing::error!("watchdog: thread {} stuck for {since:?}; aborting (kill_timeout)", dog.thread_name);
                 std::process::abort();
             }
             if !self.config.multikill.is_zero() && since > self.config.multikill {
@@ -197,9 +170,7 @@ impl GuardDog {
         if multikill_stuck > 0 && !dogs.is_empty() {
             let percent = 100.0 * multikill_stuck as f64 / dogs.len() as f64;
             if multikill_stuck >= 2 && percent >= self.config.multikill_threshold {
-                tracing::error!(
-                    "watchdog: {multikill_stuck} threads stuck; aborting (multikill_timeout)"
-                );
+                tracing::error!("watchdog: {multikill_stuck} threads stuck; aborting (multikill_timeout)");
                 std::process::abort();
             }
         }

@@ -20,24 +20,17 @@ impl Worker {
         let dog = guard_dog.create_watchdog(&name);
         // The loop is built on its own thread: a LocalSet never crosses threads.
         let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name(name.clone())
-            .spawn(move || match Dispatcher::new(&name) {
-                Ok(dispatcher) => {
-                    let _ = tx.send(Ok(dispatcher.handle()));
-                    dispatcher.run(Some(dog), std::future::pending());
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                }
-            })?;
-        let handle = rx
-            .recv()
-            .map_err(|_| std::io::Error::other("worker thread died at start"))??;
-        Ok(Worker {
-            dispatcher: handle,
-            thread: Some(thread),
-        })
+        let thread = std::thread::Builder::new().name(name.clone()).spawn(move || match Dispatcher::new(&name) {
+            Ok(dispatcher) => {
+                let _ = tx.send(Ok(dispatcher.handle()));
+                dispatcher.run(Some(dog), std::future::pending());
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        })?;
+        let handle = rx.recv().map_err(|_| std::io::Error::other("worker thread died at start"))??;
+        Ok(Worker { dispatcher: handle, thread: Some(thread) })
     }
 
     /// Asks the loop to exit (dropping its connections) and waits for the thread.

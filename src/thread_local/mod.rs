@@ -39,11 +39,7 @@ impl ThreadLocalRegistry {
 
     /// A new, empty slot holding a `T` per thread.
     pub fn allocate_slot<T: 'static>(&self) -> Slot<T> {
-        Slot {
-            index: self.next_slot.fetch_add(1, Ordering::Relaxed),
-            registry: self.clone(),
-            _t: PhantomData,
-        }
+        Slot { index: self.next_slot.fetch_add(1, Ordering::Relaxed), registry: self.clone(), _t: PhantomData }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<DispatcherHandle>> {
@@ -73,11 +69,7 @@ impl<T> std::fmt::Debug for Slot<T> {
 
 impl<T> Clone for Slot<T> {
     fn clone(&self) -> Self {
-        Slot {
-            index: self.index,
-            registry: self.registry.clone(),
-            _t: PhantomData,
-        }
+        Slot { index: self.index, registry: self.registry.clone(), _t: PhantomData }
     }
 }
 
@@ -120,10 +112,7 @@ impl<T: 'static> Slot<T> {
     }
 
     fn clone_local(&self) -> LocalSlot<T> {
-        LocalSlot {
-            index: self.index,
-            _t: PhantomData,
-        }
+        LocalSlot { index: self.index, _t: PhantomData }
     }
 }
 

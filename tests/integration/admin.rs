@@ -10,10 +10,7 @@ fn proxy_with_traffic() -> (Upstream, Courier) {
     let c = Courier::start(
         &format!(
             "node: {{ id: file-node, cluster: file-cluster }}\n{}",
-            config(
-                &[tcp_listener("tcp_in", "tcp_stats", "echo", "")],
-                &[static_cluster("echo", &[up.port()])]
-            )
+            config(&[tcp_listener("tcp_in", "tcp_stats", "echo", "")], &[static_cluster("echo", &[up.port()])])
         ),
         2,
     );
@@ -39,10 +36,7 @@ fn ready_and_healthcheck_fail_ok() {
     assert_eq!(c.admin_post("/healthcheck/fail"), (200, "OK\n".to_string()));
     assert_eq!(c.admin_get("/ready"), (503, "DRAINING\n".to_string()));
     assert_eq!(c.stat("server.live"), Some(0));
-    assert!(c
-        .admin_get("/server_info")
-        .1
-        .contains("\"state\": \"DRAINING\""));
+    assert!(c.admin_get("/server_info").1.contains("\"state\": \"DRAINING\""));
     assert_eq!(c.admin_post("/healthcheck/ok"), (200, "OK\n".to_string()));
     assert_eq!(c.admin_get("/ready"), (200, "LIVE\n".to_string()));
 }
@@ -52,15 +46,8 @@ fn stats_text_is_sorted_name_value_lines() {
     let (_up, c) = proxy_with_traffic();
     let (status, head, body) = http_request_full(c.admin, "GET", "/stats");
     assert_eq!(status, 200);
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("content-type: text/plain; charset=utf-8"),
-        "{head}"
-    );
-    let names: Vec<&str> = body
-        .lines()
-        .map(|l| l.split_once(": ").expect("name: value").0)
-        .collect();
+    assert!(head.to_ascii_lowercase().contains("content-type: text/plain; charset=utf-8"), "{head}");
+    let names: Vec<&str> = body.lines().map(|l| l.split_once(": ").expect("name: value").0).collect();
     let mut sorted = names.clone();
     sorted.sort();
     assert_eq!(names, sorted, "stats are not in name order");
@@ -83,10 +70,7 @@ fn stats_text_is_sorted_name_value_lines() {
         "workers.watchdog_mega_miss: 0",
         "server.worker_1.watchdog_miss: 0",
     ] {
-        assert!(
-            body.lines().any(|l| l == expected),
-            "missing `{expected}` in /stats"
-        );
+        assert!(body.lines().any(|l| l == expected), "missing `{expected}` in /stats");
     }
     let uptime = c.stat("server.uptime").unwrap();
     assert!(uptime >= 0);
@@ -99,17 +83,12 @@ fn stats_filter_and_json() {
     let (_up, c) = proxy_with_traffic();
     let (_, filtered) = c.admin_get("/stats?filter=^tcp\\.");
     assert!(!filtered.is_empty());
-    assert!(
-        filtered.lines().all(|l| l.starts_with("tcp.")),
-        "{filtered}"
-    );
+    assert!(filtered.lines().all(|l| l.starts_with("tcp.")), "{filtered}");
     let (status, json) = c.admin_get("/stats?format=json");
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
     let stats = v["stats"].as_array().expect("stats array");
-    assert!(stats
-        .iter()
-        .any(|s| s["name"] == "cluster.echo.upstream_cx_total" && s["value"] == 3));
+    assert!(stats.iter().any(|s| s["name"] == "cluster.echo.upstream_cx_total" && s["value"] == 3));
     let (status, _) = c.admin_get("/stats?filter=[");
     assert_eq!(status, 400);
 }
@@ -139,23 +118,14 @@ fn prometheus_exposition_uses_envoy_names_and_tags() {
         if let Some(decl) = line.strip_prefix("# TYPE ") {
             let (name, kind) = decl.split_once(' ').expect("TYPE name kind");
             assert!(kind == "counter" || kind == "gauge");
-            assert!(
-                families.insert(name.to_string()),
-                "family {name} declared twice"
-            );
+            assert!(families.insert(name.to_string()), "family {name} declared twice");
             current = name.to_string();
         } else {
             let (metric, value) = line.rsplit_once(' ').expect("metric value");
-            assert!(
-                metric.starts_with(&format!("{current}{{")),
-                "{line} outside its family {current}"
-            );
+            assert!(metric.starts_with(&format!("{current}{{")), "{line} outside its family {current}");
             assert!(metric.ends_with('}'));
             value.parse::<i64>().expect("numeric value");
-            assert!(metric
-                .chars()
-                .take_while(|c| *c != '{')
-                .all(|c| c.is_ascii_alphanumeric() || c == '_'));
+            assert!(metric.chars().take_while(|c| *c != '{').all(|c| c.is_ascii_alphanumeric() || c == '_'));
         }
     }
 }
@@ -177,25 +147,15 @@ fn clusters_text_and_json() {
         format!("{host}::weight::1"),
         format!("{host}::success_rate::-1"),
     ] {
-        assert!(
-            body.lines().any(|l| l == expected),
-            "missing `{expected}` in:\n{body}"
-        );
+        assert!(body.lines().any(|l| l == expected), "missing `{expected}` in:\n{body}");
     }
     let (_, json) = c.admin_get("/clusters?format=json");
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     let cluster = &v["cluster_statuses"][0];
     assert_eq!(cluster["name"], "echo");
-    assert_eq!(
-        cluster["host_statuses"][0]["address"]["socket_address"]["port_value"],
-        up.port()
-    );
-    let cx_total = cluster["host_statuses"][0]["stats"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "cx_total")
-        .unwrap();
+    assert_eq!(cluster["host_statuses"][0]["address"]["socket_address"]["port_value"], up.port());
+    let cx_total =
+        cluster["host_statuses"][0]["stats"].as_array().unwrap().iter().find(|s| s["name"] == "cx_total").unwrap();
     assert_eq!(cx_total["value"], "3");
 }
 
@@ -208,10 +168,7 @@ fn listeners_server_info_config_dump() {
     let (_, json) = c.admin_get("/listeners?format=json");
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["listener_statuses"][0]["name"], "tcp_in");
-    assert_eq!(
-        v["listener_statuses"][0]["local_address"]["socket_address"]["port_value"],
-        addr.port()
-    );
+    assert_eq!(v["listener_statuses"][0]["local_address"]["socket_address"]["port_value"], addr.port());
 
     let (status, info) = c.admin_get("/server_info");
     assert_eq!(status, 200);
@@ -236,24 +193,15 @@ fn listeners_server_info_config_dump() {
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_str(&dump).unwrap();
     let configs = v["configs"].as_array().unwrap();
-    assert_eq!(
-        configs[0]["@type"],
-        "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump"
-    );
+    assert_eq!(configs[0]["@type"], "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump");
     let listener = &configs[0]["bootstrap"]["static_resources"]["listeners"][0];
     assert_eq!(listener["name"], "tcp_in");
     // Any payloads are expanded with their @type, with proto field names.
     let typed = &listener["filter_chains"][0]["filters"][0]["typed_config"];
-    assert_eq!(
-        typed["@type"],
-        "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
-    );
+    assert_eq!(typed["@type"], "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy");
     assert_eq!(typed["stat_prefix"], "tcp_stats");
     assert_eq!(configs[1]["static_clusters"][0]["cluster"]["name"], "echo");
-    assert_eq!(
-        configs[2]["static_listeners"][0]["listener"]["name"],
-        "tcp_in"
-    );
+    assert_eq!(configs[2]["static_listeners"][0]["listener"]["name"], "tcp_in");
 }
 
 #[test]
@@ -276,18 +224,11 @@ fn drain_listeners_stops_accepting_but_keeps_open_connections() {
     assert_eq!(c.admin_post("/drain_listeners"), (200, "OK\n".to_string()));
     c.wait_stat("listener_manager.listener_stopped", |v| v == 1);
     // The workers close their sockets after the post; new connections get refused.
-    c.wait_until(
-        |_| std::net::TcpStream::connect(addr).is_err(),
-        "listener closed",
-    );
+    c.wait_until(|_| std::net::TcpStream::connect(addr).is_err(), "listener closed");
     open.write_all(b"b").unwrap();
     open.read_exact(&mut b).unwrap();
     assert_eq!(&b, b"b");
-    assert_eq!(
-        c.admin_get("/ready").0,
-        200,
-        "drain_listeners keeps the server LIVE, as Envoy"
-    );
+    assert_eq!(c.admin_get("/ready").0, 200, "drain_listeners keeps the server LIVE, as Envoy");
 }
 
 #[test]
@@ -296,10 +237,7 @@ fn config_yaml_overrides_scalars_of_the_file() {
     let c = Courier::start_with(
         &format!(
             "node: {{ id: file-node }}\n{}",
-            config(
-                &[tcp_listener("l", "t", "echo", "")],
-                &[static_cluster("echo", &[up.port()])]
-            )
+            config(&[tcp_listener("l", "t", "echo", "")], &[static_cluster("echo", &[up.port()])])
         ),
         1,
         &["--config-yaml", "node: { id: yaml-node }"],

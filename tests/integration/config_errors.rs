@@ -43,9 +43,7 @@ fn base_config_is_valid() {
 
 #[test]
 fn camel_case_and_json_names_are_accepted() {
-    let yaml = LISTENER
-        .replace("connect_timeout", "connectTimeout")
-        .replace("stat_prefix", "statPrefix");
+    let yaml = LISTENER.replace("connect_timeout", "connectTimeout").replace("stat_prefix", "statPrefix");
     let (ok, out) = validate(&yaml);
     assert!(ok, "{out}");
 }
@@ -79,11 +77,7 @@ fn known_but_unsupported_extension() {
 
 #[test]
 fn empty_cluster_name() {
-    rejects(
-        "  - name: c\n",
-        "  - name: \"\"\n",
-        "static_resources.clusters[0].name: value length must be at least 1",
-    );
+    rejects("  - name: c\n", "  - name: \"\"\n", "static_resources.clusters[0].name: value length must be at least 1");
 }
 
 #[test]
@@ -160,10 +154,7 @@ fn duplicate_cluster_names() {
     let yaml = format!("{LISTENER}{}", static_cluster("c", &[8081]));
     let (ok, out) = validate(&yaml);
     assert!(!ok);
-    assert!(
-        out.contains("static_resources.clusters[1].name: cluster manager: duplicate cluster 'c'"),
-        "{out}"
-    );
+    assert!(out.contains("static_resources.clusters[1].name: cluster manager: duplicate cluster 'c'"), "{out}");
 }
 
 #[test]
@@ -177,11 +168,7 @@ fn static_cluster_with_a_hostname() {
 
 #[test]
 fn string_where_an_integer_belongs() {
-    rejects(
-        "port_value: 8080",
-        "port_value: eighty",
-        "port_value: expected an integer, got 'eighty'",
-    );
+    rejects("port_value: 8080", "port_value: eighty", "port_value: expected an integer, got 'eighty'");
 }
 
 #[test]
@@ -191,9 +178,7 @@ fn yaml_syntax_error() {
 
 #[test]
 fn unsupported_bootstrap_section() {
-    let yaml = format!(
-        "{LISTENER}layered_runtime: {{ layers: [ {{ name: static, static_layer: {{}} }} ] }}\n"
-    );
+    let yaml = format!("{LISTENER}layered_runtime: {{ layers: [ {{ name: static, static_layer: {{}} }} ] }}\n");
     let (ok, out) = validate(&yaml);
     assert!(!ok);
     assert!(out.contains("layered_runtime: field 'layered_runtime' of envoy.config.bootstrap.v3.Bootstrap is not supported by Courier"), "{out}");
@@ -207,13 +192,7 @@ fn config_yaml_is_merged_over_the_file() {
     let out = std::process::Command::new(courier_bin())
         .args(["--mode", "validate", "-c"])
         .arg(&path)
-        .args([
-            "--config-yaml",
-            &format!(
-                "static_resources:\n  clusters:\n{}",
-                static_cluster("c", &[1])
-            ),
-        ])
+        .args(["--config-yaml", &format!("static_resources:\n  clusters:\n{}", static_cluster("c", &[1]))])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -225,14 +204,6 @@ fn json_config_files_are_read_as_json() {
     let dir = TempDir::new("json");
     let json = r#"{"admin":{"address":{"socketAddress":{"address":"127.0.0.1","portValue":0}}},"staticResources":{"clusters":[{"name":"c","connectTimeout":"0.25s","loadAssignment":{"clusterName":"c","endpoints":[{"lbEndpoints":[{"endpoint":{"address":{"socketAddress":{"address":"127.0.0.1","portValue":1}}}}]}]}}]}}"#;
     let path = dir.file("bootstrap.json", json);
-    let out = std::process::Command::new(courier_bin())
-        .args(["--mode", "validate", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = std::process::Command::new(courier_bin()).args(["--mode", "validate", "-c"]).arg(&path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -52,16 +52,8 @@ pub fn courier_bin() -> &'static str {
 pub fn validate(yaml: &str) -> (bool, String) {
     let dir = TempDir::new("validate");
     let path = dir.file("config.yaml", yaml);
-    let out = Command::new(courier_bin())
-        .args(["--mode", "validate", "-c"])
-        .arg(&path)
-        .output()
-        .expect("run courier");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(courier_bin()).args(["--mode", "validate", "-c"]).arg(&path).output().expect("run courier");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
 
@@ -80,12 +72,7 @@ impl Courier {
         Self::start_with(yaml, concurrency, &[], &[])
     }
 
-    pub fn start_with(
-        yaml: &str,
-        concurrency: usize,
-        extra_args: &[&str],
-        env: &[(&str, &str)],
-    ) -> Courier {
+    pub fn start_with(yaml: &str, concurrency: usize, extra_args: &[&str], env: &[(&str, &str)]) -> Courier {
         let dir = TempDir::new("run");
         let yaml = if yaml.contains("admin:") {
             yaml.to_string()
@@ -123,18 +110,10 @@ impl Courier {
                     std::fs::read_to_string(&stderr_path).unwrap_or_default()
                 );
             }
-            assert!(
-                Instant::now() < deadline,
-                "courier did not write its admin address in time"
-            );
+            assert!(Instant::now() < deadline, "courier did not write its admin address in time");
             std::thread::sleep(Duration::from_millis(10));
         };
-        let c = Courier {
-            child: Some(child),
-            admin,
-            _dir: dir,
-            stderr_path,
-        };
+        let c = Courier { child: Some(child), admin, _dir: dir, stderr_path };
         c.wait_until(|c| c.admin_get("/ready").0 == 200, "server LIVE");
         c
     }
@@ -147,11 +126,7 @@ impl Courier {
     pub fn wait_until(&self, cond: impl Fn(&Courier) -> bool, what: &str) {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         while !cond(self) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; log:\n{}",
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; log:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -180,10 +155,7 @@ impl Courier {
     /// A counter or gauge from `/stats` (None if absent).
     pub fn stat(&self, name: &str) -> Option<i64> {
         let (_, body) = self.admin_get(&format!("/stats?filter=^{}$", name.replace('.', "\\.")));
-        body.lines().find_map(|l| {
-            l.strip_prefix(&format!("{name}: "))
-                .and_then(|v| v.trim().parse().ok())
-        })
+        body.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")).and_then(|v| v.trim().parse().ok()))
     }
 
     pub fn wait_stat(&self, name: &str, pred: impl Fn(i64) -> bool) {
@@ -213,8 +185,7 @@ impl Courier {
 
     /// Resident memory of the process in bytes.
     pub fn rss(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -243,28 +214,15 @@ pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String)
 pub fn http_request_full(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
     let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect admin");
     s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    )
-    .expect("write");
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+        .expect("write");
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).expect("read response");
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
     (status, head.to_string(), body)
 }
 
@@ -309,12 +267,7 @@ impl Upstream {
                 std::thread::spawn(move || h(stream));
             }
         });
-        Upstream {
-            addr,
-            stop,
-            accepted,
-            thread: Some(thread),
-        }
+        Upstream { addr, stop, accepted, thread: Some(thread) }
     }
 
     /// Echoes everything back and half-closes after the peer's EOF.
@@ -375,7 +328,11 @@ pub fn closed_port() -> u16 {
 pub fn static_cluster(name: &str, ports: &[u16]) -> String {
     let endpoints: String = ports
         .iter()
-        .map(|p| format!("        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {p} }} }} }}\n"))
+        .map(|p| {
+            format!(
+                "        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {p} }} }} }}\n"
+            )
+        })
         .collect();
     format!(
         "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n{endpoints}"
@@ -391,11 +348,7 @@ pub fn tcp_listener(name: &str, stat_prefix: &str, cluster: &str, extra_tcp_prox
 
 /// A whole static config from listener and cluster YAML fragments.
 pub fn config(listeners: &[String], clusters: &[String]) -> String {
-    format!(
-        "static_resources:\n  listeners:\n{}  clusters:\n{}",
-        listeners.concat(),
-        clusters.concat()
-    )
+    format!("static_resources:\n  listeners:\n{}  clusters:\n{}", listeners.concat(), clusters.concat())
 }
 
 /// Connects with I/O timeouts set.

@@ -9,10 +9,7 @@ use crate::harness::*;
 fn sigterm_drains_open_connections_then_exits_zero() {
     let up = Upstream::echo();
     let mut c = Courier::start_with(
-        &config(
-            &[tcp_listener("l", "t", "echo", "")],
-            &[static_cluster("echo", &[up.port()])],
-        ),
+        &config(&[tcp_listener("l", "t", "echo", "")], &[static_cluster("echo", &[up.port()])]),
         2,
         &["--drain-time-s", "30"],
         &[],
@@ -24,10 +21,7 @@ fn sigterm_drains_open_connections_then_exits_zero() {
     open.read_exact(&mut b).unwrap();
     c.send_signal(libc::SIGTERM);
     // Draining: no new connections, the open one keeps working.
-    c.wait_until(
-        |_| std::net::TcpStream::connect(addr).is_err(),
-        "listener closed on SIGTERM",
-    );
+    c.wait_until(|_| std::net::TcpStream::connect(addr).is_err(), "listener closed on SIGTERM");
     assert_eq!(c.admin_get("/ready"), (503, "DRAINING\n".to_string()));
     open.write_all(b"2").unwrap();
     open.read_exact(&mut b).unwrap();
@@ -44,10 +38,7 @@ fn sigterm_drains_open_connections_then_exits_zero() {
 fn drain_time_bounds_shutdown() {
     let up = Upstream::echo();
     let mut c = Courier::start_with(
-        &config(
-            &[tcp_listener("l", "t", "echo", "")],
-            &[static_cluster("echo", &[up.port()])],
-        ),
+        &config(&[tcp_listener("l", "t", "echo", "")], &[static_cluster("echo", &[up.port()])]),
         1,
         &["--drain-time-s", "1"],
         &[],
@@ -60,10 +51,7 @@ fn drain_time_bounds_shutdown() {
     assert_eq!(c.admin_post("/quitquitquit"), (200, "OK\n".to_string()));
     let status = c.wait_exit(Duration::from_secs(20));
     assert!(status.success());
-    assert!(
-        started.elapsed() >= Duration::from_millis(900),
-        "did not wait for the drain"
-    );
+    assert!(started.elapsed() >= Duration::from_millis(900), "did not wait for the drain");
     // The connection was closed when the worker exited.
     let mut rest = Vec::new();
     let _ = open.read_to_end(&mut rest);
@@ -74,17 +62,11 @@ fn watchdog_counts_a_blocked_worker() {
     let up = Upstream::echo();
     let yaml = format!(
         "watchdogs:\n  worker_watchdog: {{ miss_timeout: 0.1s, megamiss_timeout: 0.3s }}\n{}",
-        config(
-            &[tcp_listener("l", "t", "echo", "")],
-            &[static_cluster("echo", &[up.port()])]
-        )
+        config(&[tcp_listener("l", "t", "echo", "")], &[static_cluster("echo", &[up.port()])])
     );
     let c = Courier::start_with(&yaml, 2, &[], &[("COURIER_TEST_HOOKS", "1")]);
     assert_eq!(c.stat("server.worker_1.watchdog_miss"), Some(0));
-    assert_eq!(
-        c.admin_post("/courier_test/block_worker?worker=1&ms=800").0,
-        200
-    );
+    assert_eq!(c.admin_post("/courier_test/block_worker?worker=1&ms=800").0, 200);
     c.wait_stat("server.worker_1.watchdog_mega_miss", |v| v == 1);
     assert_eq!(c.stat("server.worker_1.watchdog_miss"), Some(1));
     assert!(c.stat("workers.watchdog_miss").unwrap() >= 1);
@@ -100,39 +82,23 @@ fn watchdog_kill_timeout_aborts_a_stuck_process() {
         config(&[tcp_listener("l", "t", "echo", "")], &[static_cluster("echo", &[up.port()])])
     );
     let mut c = Courier::start_with(&yaml, 1, &[], &[("COURIER_TEST_HOOKS", "1")]);
-    assert_eq!(
-        c.admin_post("/courier_test/block_worker?worker=0&ms=5000")
-            .0,
-        200
-    );
+    assert_eq!(c.admin_post("/courier_test/block_worker?worker=0&ms=5000").0, 200);
     let status = c.wait_exit(Duration::from_secs(10));
-    assert!(
-        !status.success(),
-        "a stuck worker past kill_timeout must abort the process"
-    );
+    assert!(!status.success(), "a stuck worker past kill_timeout must abort the process");
 }
 
 #[test]
 fn embedded_default_config_is_valid() {
-    let out = std::process::Command::new(courier_bin())
-        .args(["--mode", "validate"])
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(courier_bin()).args(["--mode", "validate"]).output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("configuration '<embedded default>' OK"));
 }
 
 #[test]
 fn bad_log_level_and_version() {
-    let out = std::process::Command::new(courier_bin())
-        .args(["--mode", "validate", "-l", "loud"])
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(courier_bin()).args(["--mode", "validate", "-l", "loud"]).output().unwrap();
     assert!(!out.status.success());
-    let out = std::process::Command::new(courier_bin())
-        .arg("--version")
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(courier_bin()).arg("--version").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("courier "));
 }

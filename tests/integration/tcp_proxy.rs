@@ -9,10 +9,7 @@ use crate::harness::*;
 fn echo_proxy(extra: &str) -> (Upstream, Courier) {
     let up = Upstream::echo();
     let c = Courier::start(
-        &config(
-            &[tcp_listener("tcp_in", "tcp_stats", "echo", extra)],
-            &[static_cluster("echo", &[up.port()])],
-        ),
+        &config(&[tcp_listener("tcp_in", "tcp_stats", "echo", extra)], &[static_cluster("echo", &[up.port()])]),
         2,
     );
     (up, c)
@@ -34,10 +31,7 @@ fn echoes_small_payload_and_counts_bytes() {
     c.wait_stat("tcp.tcp_stats.downstream_cx_rx_bytes_total", |v| v == 5);
     c.wait_stat("cluster.echo.upstream_cx_active", |v| v == 0);
     assert_eq!(c.stat("tcp.tcp_stats.downstream_cx_total"), Some(1));
-    assert_eq!(
-        c.stat("tcp.tcp_stats.downstream_cx_tx_bytes_total"),
-        Some(5)
-    );
+    assert_eq!(c.stat("tcp.tcp_stats.downstream_cx_tx_bytes_total"), Some(5));
     assert_eq!(c.stat("cluster.echo.upstream_cx_total"), Some(1));
     assert_eq!(c.stat("cluster.echo.upstream_cx_rx_bytes_total"), Some(5));
     assert_eq!(c.stat("cluster.echo.upstream_cx_tx_bytes_total"), Some(5));
@@ -79,13 +73,7 @@ fn upstream_half_close_reaches_client_while_client_can_still_send() {
         let _ = s.read_to_end(&mut got);
         let _ = tx.lock().unwrap().send(got);
     });
-    let c = Courier::start(
-        &config(
-            &[tcp_listener("tcp_in", "t", "up", "")],
-            &[static_cluster("up", &[up.port()])],
-        ),
-        1,
-    );
+    let c = Courier::start(&config(&[tcp_listener("tcp_in", "t", "up", "")], &[static_cluster("up", &[up.port()])]), 1);
     let mut s = connect(c.listener("tcp_in"));
     let mut got = Vec::new();
     s.read_to_end(&mut got).unwrap();
@@ -99,23 +87,15 @@ fn upstream_half_close_reaches_client_while_client_can_still_send() {
 #[test]
 fn connect_failure_closes_downstream_and_counts() {
     let dead = closed_port();
-    let c = Courier::start(
-        &config(
-            &[tcp_listener("tcp_dead", "dead", "dead", "")],
-            &[static_cluster("dead", &[dead])],
-        ),
-        1,
-    );
+    let c =
+        Courier::start(&config(&[tcp_listener("tcp_dead", "dead", "dead", "")], &[static_cluster("dead", &[dead])]), 1);
     let mut s = connect(c.listener("tcp_dead"));
     let mut buf = Vec::new();
     // Closed (FIN or RST) without a byte of data.
     let r = s.read_to_end(&mut buf);
     assert!(r.is_err() || buf.is_empty());
     c.wait_stat("cluster.dead.upstream_cx_connect_fail", |v| v == 1);
-    assert_eq!(
-        c.stat("cluster.dead.upstream_cx_connect_attempts_exceeded"),
-        Some(1)
-    );
+    assert_eq!(c.stat("cluster.dead.upstream_cx_connect_attempts_exceeded"), Some(1));
     assert_eq!(c.stat("cluster.dead.upstream_cx_active"), Some(0));
     assert_eq!(c.stat("tcp.dead.downstream_cx_total"), Some(1));
 }
@@ -126,12 +106,7 @@ fn max_connect_attempts_retries_other_hosts() {
     let dead = closed_port();
     let c = Courier::start(
         &config(
-            &[tcp_listener(
-                "l",
-                "t",
-                "mixed",
-                "          max_connect_attempts: 2\n",
-            )],
+            &[tcp_listener("l", "t", "mixed", "          max_connect_attempts: 2\n")],
             &[static_cluster("mixed", &[dead, up.port()])],
         ),
         1,
@@ -142,26 +117,15 @@ fn max_connect_attempts_retries_other_hosts() {
     s.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"ok");
     assert_eq!(c.stat("cluster.mixed.upstream_cx_connect_fail"), Some(1));
-    assert_eq!(
-        c.stat("cluster.mixed.upstream_cx_connect_attempts_exceeded"),
-        Some(0)
-    );
-    assert_eq!(
-        c.stat("cluster.mixed.upstream_rq_pending_failure_eject"),
-        Some(1)
-    );
+    assert_eq!(c.stat("cluster.mixed.upstream_cx_connect_attempts_exceeded"), Some(0));
+    assert_eq!(c.stat("cluster.mixed.upstream_rq_pending_failure_eject"), Some(1));
 }
 
 #[test]
 fn unknown_cluster_closes_and_counts_no_route() {
     let up = Upstream::echo();
-    let c = Courier::start(
-        &config(
-            &[tcp_listener("l", "nr", "missing", "")],
-            &[static_cluster("echo", &[up.port()])],
-        ),
-        1,
-    );
+    let c =
+        Courier::start(&config(&[tcp_listener("l", "nr", "missing", "")], &[static_cluster("echo", &[up.port()])]), 1);
     let mut s = connect(c.listener("l"));
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
@@ -175,10 +139,7 @@ fn round_robin_over_hosts_per_worker() {
     let b = Upstream::greeter("B");
     let c3 = Upstream::greeter("C");
     let c = Courier::start(
-        &config(
-            &[tcp_listener("l", "rr", "three", "")],
-            &[static_cluster("three", &[a.port(), b.port(), c3.port()])],
-        ),
+        &config(&[tcp_listener("l", "rr", "three", "")], &[static_cluster("three", &[a.port(), b.port(), c3.port()])]),
         1,
     );
     let addr = c.listener("l");
@@ -203,10 +164,7 @@ fn idle_timeout_closes_quiet_connections() {
     let started = std::time::Instant::now();
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
-    assert!(
-        started.elapsed() >= Duration::from_millis(250),
-        "closed too early"
-    );
+    assert!(started.elapsed() >= Duration::from_millis(250), "closed too early");
     c.wait_stat("tcp.tcp_stats.idle_timeout", |v| v == 1);
     c.wait_stat("cluster.echo.upstream_cx_destroy_local", |v| v == 1);
 }
@@ -230,10 +188,7 @@ fn slow_reader_does_not_make_courier_buffer_without_limit() {
         }
     });
     let c = Courier::start(
-        &config(
-            &[tcp_listener("l", "slow", "firehose", "")],
-            &[static_cluster("firehose", &[up.port()])],
-        ),
+        &config(&[tcp_listener("l", "slow", "firehose", "")], &[static_cluster("firehose", &[up.port()])]),
         1,
     );
     let rss_before = c.rss();
@@ -248,23 +203,14 @@ fn slow_reader_does_not_make_courier_buffer_without_limit() {
             break;
         }
         last = now;
-        assert!(
-            std::time::Instant::now() < deadline,
-            "upstream never blocked"
-        );
+        assert!(std::time::Instant::now() < deadline, "upstream never blocked");
     }
     let stalled_at = sent.load(std::sync::atomic::Ordering::SeqCst);
     // Loopback socket buffers hold a few MiB on each side; Courier itself at most
     // one 64 KiB chunk per direction. Nothing near the 256 MiB on offer.
-    assert!(
-        stalled_at < 48 * 1024 * 1024,
-        "upstream pushed {stalled_at} bytes into a non-reading client"
-    );
+    assert!(stalled_at < 48 * 1024 * 1024, "upstream pushed {stalled_at} bytes into a non-reading client");
     let grown = c.rss().saturating_sub(rss_before);
-    assert!(
-        grown < 16 * 1024 * 1024,
-        "courier RSS grew by {grown} bytes"
-    );
+    assert!(grown < 16 * 1024 * 1024, "courier RSS grew by {grown} bytes");
     // Now read everything: no byte lost.
     let mut total = 0usize;
     let mut buf = vec![0u8; 1024 * 1024];
@@ -287,30 +233,18 @@ fn two_workers_both_accept() {
         s.read_exact(&mut b).unwrap();
     }
     c.wait_stat("listener.127.0.0.1_0.downstream_cx_total", |v| v == 64);
-    let w0 = c
-        .stat("listener.127.0.0.1_0.worker_0.downstream_cx_total")
-        .unwrap();
-    let w1 = c
-        .stat("listener.127.0.0.1_0.worker_1.downstream_cx_total")
-        .unwrap();
+    let w0 = c.stat("listener.127.0.0.1_0.worker_0.downstream_cx_total").unwrap();
+    let w1 = c.stat("listener.127.0.0.1_0.worker_1.downstream_cx_total").unwrap();
     assert_eq!(w0 + w1, 64);
-    assert!(
-        w0 > 0 && w1 > 0,
-        "one worker took every connection: {w0}/{w1}"
-    );
+    assert!(w0 > 0 && w1 > 0, "one worker took every connection: {w0}/{w1}");
 }
 
 #[test]
 fn shared_socket_without_reuse_port_also_serves() {
     let up = Upstream::echo();
-    let listener = tcp_listener("l", "shared", "echo", "").replace(
-        "    filter_chains:",
-        "    enable_reuse_port: false\n    filter_chains:",
-    );
-    let c = Courier::start(
-        &config(&[listener], &[static_cluster("echo", &[up.port()])]),
-        2,
-    );
+    let listener = tcp_listener("l", "shared", "echo", "")
+        .replace("    filter_chains:", "    enable_reuse_port: false\n    filter_chains:");
+    let c = Courier::start(&config(&[listener], &[static_cluster("echo", &[up.port()])]), 2);
     for _ in 0..8 {
         let mut s = connect(c.listener("l"));
         s.write_all(b"q").unwrap();

@@ -14,10 +14,7 @@ fn dns_cluster(name: &str, kind: &str, port: u16, extra: &str) -> String {
 fn strict_dns_resolves_localhost_and_proxies() {
     let up = Upstream::echo();
     let c = Courier::start(
-        &config(
-            &[tcp_listener("l", "dns", "by_name", "")],
-            &[dns_cluster("by_name", "STRICT_DNS", up.port(), "")],
-        ),
+        &config(&[tcp_listener("l", "dns", "by_name", "")], &[dns_cluster("by_name", "STRICT_DNS", up.port(), "")]),
         2,
     );
     assert_eq!(c.stat("cluster.by_name.membership_total"), Some(1));
@@ -30,23 +27,14 @@ fn strict_dns_resolves_localhost_and_proxies() {
     c.wait_stat("cluster.by_name.update_no_rebuild", |v| v >= 1);
     assert_eq!(c.stat("cluster.by_name.update_failure"), Some(0));
     let (_, clusters) = c.admin_get("/clusters");
-    assert!(
-        clusters.contains(&format!(
-            "by_name::127.0.0.1:{}::hostname::localhost",
-            up.port()
-        )),
-        "{clusters}"
-    );
+    assert!(clusters.contains(&format!("by_name::127.0.0.1:{}::hostname::localhost", up.port())), "{clusters}");
 }
 
 #[test]
 fn logical_dns_uses_one_host() {
     let up = Upstream::echo();
     let c = Courier::start(
-        &config(
-            &[tcp_listener("l", "ldns", "logical", "")],
-            &[dns_cluster("logical", "LOGICAL_DNS", up.port(), "")],
-        ),
+        &config(&[tcp_listener("l", "ldns", "logical", "")], &[dns_cluster("logical", "LOGICAL_DNS", up.port(), "")]),
         1,
     );
     assert_eq!(c.stat("cluster.logical.membership_total"), Some(1));
@@ -58,12 +46,9 @@ fn logical_dns_uses_one_host() {
 
 #[test]
 fn unresolvable_name_counts_failure_and_closes_connections() {
-    let bad = dns_cluster("nowhere", "STRICT_DNS", 80, "")
-        .replace("address: localhost", "address: does-not-exist.invalid");
-    let c = Courier::start(
-        &config(&[tcp_listener("l", "nx", "nowhere", "")], &[bad]),
-        1,
-    );
+    let bad =
+        dns_cluster("nowhere", "STRICT_DNS", 80, "").replace("address: localhost", "address: does-not-exist.invalid");
+    let c = Courier::start(&config(&[tcp_listener("l", "nx", "nowhere", "")], &[bad]), 1);
     c.wait_stat("cluster.nowhere.update_failure", |v| v >= 1);
     assert_eq!(c.stat("cluster.nowhere.membership_total"), Some(0));
     let mut s = connect(c.listener("l"));

@@ -1,3 +1,4 @@
 //! Filters by layer, as in Envoy's `extensions/filters/`.
 
+pub mod http;
 pub mod network;

@@ -10,12 +10,8 @@ use crate::server::Server;
 use crate::upstream::host::HostStats;
 
 /// Envoy's circuit-breaker defaults, shown per priority until Courier has its own.
-const THRESHOLDS: [(&str, u64); 4] = [
-    ("max_connections", 1024),
-    ("max_pending_requests", 1024),
-    ("max_requests", 1024),
-    ("max_retries", 3),
-];
+const THRESHOLDS: [(&str, u64); 4] =
+    [("max_connections", 1024), ("max_pending_requests", 1024), ("max_requests", 1024), ("max_retries", 3)];
 
 pub(super) fn render(server: &Server, as_json: bool) -> Reply {
     let cm = server.cluster_manager.borrow();
@@ -42,8 +38,12 @@ pub(super) fn render(server: &Server, as_json: bool) -> Reply {
                 out.push_str(&format!("{h}::{field}::{}\n", HostStats::get(v)));
             }
             out.push_str(&format!("{h}::hostname::{}\n", host.hostname));
-            out.push_str(&format!("{h}::health_flags::healthy\n{h}::weight::1\n{h}::region::\n{h}::zone::\n{h}::sub_zone::\n"));
-            out.push_str(&format!("{h}::canary::false\n{h}::priority::0\n{h}::success_rate::-1\n{h}::local_origin_success_rate::-1\n"));
+            out.push_str(&format!(
+                "{h}::health_flags::healthy\n{h}::weight::1\n{h}::region::\n{h}::zone::\n{h}::sub_zone::\n"
+            ));
+            out.push_str(&format!(
+                "{h}::canary::false\n{h}::priority::0\n{h}::success_rate::-1\n{h}::local_origin_success_rate::-1\n"
+            ));
         }
     }
     Reply::ok(TEXT, out)

@@ -39,10 +39,7 @@ pub(super) fn render(server: &Server) -> String {
 
 /// `static_resources.<field>` of the bootstrap as messages.
 fn static_resources(bootstrap: &DynamicMessage, field: &str) -> Vec<DynamicMessage> {
-    let Some(Value::Message(statics)) = bootstrap
-        .get_field_by_name("static_resources")
-        .map(|v| v.into_owned())
-    else {
+    let Some(Value::Message(statics)) = bootstrap.get_field_by_name("static_resources").map(|v| v.into_owned()) else {
         return Vec::new();
     };
     match statics.get_field_by_name(field).map(|v| v.into_owned()) {
@@ -67,10 +64,7 @@ fn to_json(msg: &DynamicMessage) -> Json {
 /// JSON with Envoy's admin layout: one space of indentation per level.
 pub(super) fn pretty(v: &Json) -> String {
     let mut out = Vec::new();
-    let mut ser = serde_json::Serializer::with_formatter(
-        &mut out,
-        serde_json::ser::PrettyFormatter::with_indent(b" "),
-    );
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::with_indent(b" "));
     if v.serialize(&mut ser).is_err() {
         return "{}".into();
     }
@@ -84,13 +78,7 @@ fn humantime_rfc3339(t: std::time::SystemTime) -> String {
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, day) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    format!("{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, d.subsec_millis())
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.

@@ -17,14 +17,8 @@ pub(super) fn render(server: &Server, as_json: bool) -> Reply {
                 })
             })
             .collect();
-        return Reply::ok(
-            JSON,
-            super::config_dump::pretty(&json!({ "listener_statuses": statuses })),
-        );
+        return Reply::ok(JSON, super::config_dump::pretty(&json!({ "listener_statuses": statuses })));
     }
-    let text: String = active
-        .iter()
-        .map(|l| format!("{}::{}\n", l.config.name, l.bound))
-        .collect();
+    let text: String = active.iter().map(|l| format!("{}::{}\n", l.config.name, l.bound)).collect();
     Reply::ok(TEXT, text)
 }

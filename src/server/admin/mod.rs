@@ -27,71 +27,19 @@ struct Endpoint {
 }
 
 const ENDPOINTS: &[Endpoint] = &[
-    Endpoint {
-        path: "/",
-        mutates: false,
-        help: "Admin home page",
-    },
-    Endpoint {
-        path: "/clusters",
-        mutates: false,
-        help: "upstream cluster status",
-    },
-    Endpoint {
-        path: "/config_dump",
-        mutates: false,
-        help: "dump current Envoy configs",
-    },
-    Endpoint {
-        path: "/drain_listeners",
-        mutates: true,
-        help: "drain listeners",
-    },
-    Endpoint {
-        path: "/healthcheck/fail",
-        mutates: true,
-        help: "cause the server to fail health checks",
-    },
-    Endpoint {
-        path: "/healthcheck/ok",
-        mutates: true,
-        help: "cause the server to pass health checks",
-    },
-    Endpoint {
-        path: "/help",
-        mutates: false,
-        help: "print out list of admin commands",
-    },
-    Endpoint {
-        path: "/listeners",
-        mutates: false,
-        help: "print listener info",
-    },
-    Endpoint {
-        path: "/quitquitquit",
-        mutates: true,
-        help: "exit the server",
-    },
-    Endpoint {
-        path: "/ready",
-        mutates: false,
-        help: "print server state, return 200 if LIVE, otherwise return 503",
-    },
-    Endpoint {
-        path: "/server_info",
-        mutates: false,
-        help: "print server version/status information",
-    },
-    Endpoint {
-        path: "/stats",
-        mutates: false,
-        help: "print server stats",
-    },
-    Endpoint {
-        path: "/stats/prometheus",
-        mutates: false,
-        help: "print server stats in prometheus format",
-    },
+    Endpoint { path: "/", mutates: false, help: "Admin home page" },
+    Endpoint { path: "/clusters", mutates: false, help: "upstream cluster status" },
+    Endpoint { path: "/config_dump", mutates: false, help: "dump current Envoy configs" },
+    Endpoint { path: "/drain_listeners", mutates: true, help: "drain listeners" },
+    Endpoint { path: "/healthcheck/fail", mutates: true, help: "cause the server to fail health checks" },
+    Endpoint { path: "/healthcheck/ok", mutates: true, help: "cause the server to pass health checks" },
+    Endpoint { path: "/help", mutates: false, help: "print out list of admin commands" },
+    Endpoint { path: "/listeners", mutates: false, help: "print listener info" },
+    Endpoint { path: "/quitquitquit", mutates: true, help: "exit the server" },
+    Endpoint { path: "/ready", mutates: false, help: "print server state, return 200 if LIVE, otherwise return 503" },
+    Endpoint { path: "/server_info", mutates: false, help: "print server version/status information" },
+    Endpoint { path: "/stats", mutates: false, help: "print server stats" },
+    Endpoint { path: "/stats/prometheus", mutates: false, help: "print server stats in prometheus format" },
 ];
 
 /// Test-only endpoint, enabled by `COURIER_TEST_HOOKS=1`: blocks a worker's event
@@ -100,9 +48,9 @@ const TEST_BLOCK_WORKER: &str = "/courier_test/block_worker";
 
 /// Binds the admin address and serves it on the current (main) dispatcher.
 pub async fn start(server: Rc<Server>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot bind admin address {addr}: {e}"))
-    })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind admin address {addr}: {e}")))?;
     let bound = listener.local_addr()?;
     tokio::task::spawn_local(async move {
         loop {
@@ -139,11 +87,7 @@ const JSON: &str = "application/json";
 
 impl Reply {
     fn ok(content_type: &'static str, body: String) -> Reply {
-        Reply {
-            status: StatusCode::OK,
-            content_type,
-            body,
-        }
+        Reply { status: StatusCode::OK, content_type, body }
     }
 }
 
@@ -151,25 +95,13 @@ fn handle(server: &Server, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     let query = Query::parse(req.uri().query().unwrap_or(""));
     let reply = route(server, req.method(), path, &query);
-    let mut resp = Response::new(Full::new(Bytes::from(if req.method() == Method::HEAD {
-        String::new()
-    } else {
-        reply.body
-    })));
+    let mut resp =
+        Response::new(Full::new(Bytes::from(if req.method() == Method::HEAD { String::new() } else { reply.body })));
     *resp.status_mut() = reply.status;
     let h = resp.headers_mut();
-    h.insert(
-        "content-type",
-        hyper::header::HeaderValue::from_static(reply.content_type),
-    );
-    h.insert(
-        "cache-control",
-        hyper::header::HeaderValue::from_static("no-cache, max-age=0"),
-    );
-    h.insert(
-        "x-content-type-options",
-        hyper::header::HeaderValue::from_static("nosniff"),
-    );
+    h.insert("content-type", hyper::header::HeaderValue::from_static(reply.content_type));
+    h.insert("cache-control", hyper::header::HeaderValue::from_static("no-cache, max-age=0"));
+    h.insert("x-content-type-options", hyper::header::HeaderValue::from_static("nosniff"));
     resp
 }
 
@@ -196,24 +128,13 @@ fn route(server: &Server, method: &Method, path: &str, q: &Query) -> Reply {
         "/" | "/help" => Reply::ok(TEXT, help_text()),
         "/ready" => {
             let state = server.state();
-            let status = if state == ServerState::Live {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
-            Reply {
-                status,
-                content_type: TEXT,
-                body: format!("{}\n", state.envoy_name()),
-            }
+            let status = if state == ServerState::Live { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            Reply { status, content_type: TEXT, body: format!("{}\n", state.envoy_name()) }
         }
         "/server_info" => Reply::ok(JSON, server_info::render(server)),
         "/stats" => stats(server, q),
         "/stats/prometheus" => match stats_filter(q) {
-            Ok(f) => Reply::ok(
-                "text/plain; version=0.0.4",
-                render::prometheus(&server.store.lock(), &f),
-            ),
+            Ok(f) => Reply::ok("text/plain; version=0.0.4", render::prometheus(&server.store.lock(), &f)),
             Err(r) => r,
         },
         "/clusters" => clusters::render(server, q.get("format") == Some("json")),
@@ -235,11 +156,9 @@ fn route(server: &Server, method: &Method, path: &str, q: &Query) -> Reply {
             server.drain_listeners();
             Reply::ok(TEXT, "OK\n".into())
         }
-        _ => Reply {
-            status: StatusCode::NOT_FOUND,
-            content_type: TEXT,
-            body: format!("invalid path. {}", help_text()),
-        },
+        _ => {
+            Reply { status: StatusCode::NOT_FOUND, content_type: TEXT, body: format!("invalid path. {}", help_text()) }
+        }
     }
 }
 
@@ -252,15 +171,11 @@ fn stats(server: &Server, q: &Query) -> Reply {
     match q.get("format") {
         None | Some("text") => Reply::ok(TEXT, render::text(&stats, &f)),
         Some("json") => Reply::ok(JSON, render::json(&stats, &f)),
-        Some("prometheus") => {
-            Reply::ok("text/plain; version=0.0.4", render::prometheus(&stats, &f))
-        }
+        Some("prometheus") => Reply::ok("text/plain; version=0.0.4", render::prometheus(&stats, &f)),
         Some(other) => Reply {
             status: StatusCode::BAD_REQUEST,
             content_type: TEXT,
-            body: format!(
-                "usage: /stats?format=(html|active-html|json|text)\n\nInvalid format: {other}\n"
-            ),
+            body: format!("usage: /stats?format=(html|active-html|json|text)\n\nInvalid format: {other}\n"),
         },
     }
 }
@@ -274,11 +189,7 @@ fn stats_filter(q: &Query) -> Result<StatsFilter, Reply> {
             body: format!("Invalid re2 regex: {e}\n"),
         })?),
     };
-    Ok(StatsFilter {
-        filter,
-        invert: q.has("invert_filter"),
-        used_only: q.has("usedonly"),
-    })
+    Ok(StatsFilter { filter, invert: q.has("invert_filter"), used_only: q.has("usedonly") })
 }
 
 fn block_worker(server: &Server, q: &Query) -> Reply {
@@ -289,23 +200,14 @@ fn block_worker(server: &Server, q: &Query) -> Reply {
             w.post(move || std::thread::sleep(std::time::Duration::from_millis(ms)));
             Reply::ok(TEXT, "OK\n".into())
         }
-        None => Reply {
-            status: StatusCode::BAD_REQUEST,
-            content_type: TEXT,
-            body: "no such worker\n".into(),
-        },
+        None => Reply { status: StatusCode::BAD_REQUEST, content_type: TEXT, body: "no such worker\n".into() },
     }
 }
 
 fn help_text() -> String {
     let mut out = String::from("admin commands are:\n");
     for e in ENDPOINTS {
-        out.push_str(&format!(
-            "  {}{}: {}\n",
-            e.path,
-            if e.mutates { " (POST)" } else { "" },
-            e.help
-        ));
+        out.push_str(&format!("  {}{}: {}\n", e.path, if e.mutates { " (POST)" } else { "" }, e.help));
     }
     out
 }
@@ -327,10 +229,7 @@ impl Query {
     }
 
     fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     fn has(&self, key: &str) -> bool {
@@ -346,10 +245,7 @@ fn percent_decode(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(
-                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
-                    16,
-                ) {
+                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
                     Ok(b) => {
                         out.push(b);
                         i += 2;

@@ -7,9 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
-    tcp_proxy::ClusterSpecifier, TcpProxy,
-};
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy::ClusterSpecifier, TcpProxy};
 use envoy_types::pb::google::protobuf::Any;
 
 use crate::config::{self, bootstrap::decode_any, ConfigError, FieldPath};
@@ -64,19 +62,14 @@ pub struct TcpProxyFilter {
     clusters: Slot<ThreadLocalClusterManager>,
 }
 
-fn create(
-    any: &Any,
-    path: &FieldPath,
-    ctx: &FactoryContext<'_>,
-) -> Result<Arc<dyn NetworkFilterFactory>, ConfigError> {
+fn create(any: &Any, path: &FieldPath, ctx: &FactoryContext<'_>) -> Result<Arc<dyn NetworkFilterFactory>, ConfigError> {
     let cfg: TcpProxy = decode_any(any, path)?;
     let cluster = match cfg.cluster_specifier {
         Some(ClusterSpecifier::Cluster(c)) => c,
         Some(ClusterSpecifier::WeightedClusters(_)) => {
-            return Err(path.field_error(
-                "weighted_clusters",
-                "weighted clusters are not supported by Courier's tcp_proxy yet",
-            ))
+            return Err(
+                path.field_error("weighted_clusters", "weighted clusters are not supported by Courier's tcp_proxy yet")
+            )
         }
         None => return Err(path.error("one of 'cluster' or 'weighted_clusters' is required")),
     };
@@ -87,15 +80,8 @@ fn create(
     Ok(Arc::new(TcpProxyFilter {
         cluster,
         idle_timeout,
-        max_connect_attempts: cfg
-            .max_connect_attempts
-            .map(|v| v.value)
-            .unwrap_or(1)
-            .max(1),
-        stats: Arc::new(TcpProxyStats::new(
-            ctx.store,
-            &format!("tcp.{}.", cfg.stat_prefix),
-        )),
+        max_connect_attempts: cfg.max_connect_attempts.map(|v| v.value).unwrap_or(1).max(1),
+        stats: Arc::new(TcpProxyStats::new(ctx.store, &format!("tcp.{}.", cfg.stat_prefix))),
         clusters: ctx.clusters.clone(),
     }))
 }
@@ -133,11 +119,7 @@ impl NetworkFilterFactory for TcpProxyFilter {
                 }
             }
             let Some(upstream) = upstream else {
-                cluster
-                    .info
-                    .stats
-                    .upstream_cx_connect_attempts_exceeded
-                    .inc();
+                cluster.info.stats.upstream_cx_connect_attempts_exceeded.inc();
                 return; // dropping `conn` closes the downstream, as Envoy does
             };
             relay::relay(conn, upstream, idle_timeout, &stats).await;

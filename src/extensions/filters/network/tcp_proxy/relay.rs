@@ -43,11 +43,8 @@ pub async fn relay(
     stats: &TcpProxyStats,
 ) {
     let down_chunk = down.buffer_limit.clamp(MIN_CHUNK, MAX_CHUNK) as usize;
-    let up_chunk = up
-        .cluster
-        .per_connection_buffer_limit_bytes
-        .clamp(MIN_CHUNK, MAX_CHUNK) as usize;
-    let cluster = up.cluster.clone();
+    let up_chunk = up.accounting.cluster.per_connection_buffer_limit_bytes.clamp(MIN_CHUNK, MAX_CHUNK) as usize;
+    let cluster = up.accounting.cluster.clone();
     let mut down_stream = down.stream;
     let last_activity = Cell::new(Instant::now());
     let end = {
@@ -58,20 +55,14 @@ pub async fn relay(
             &mut uw,
             down_chunk,
             &last_activity,
-            [
-                &stats.downstream_cx_rx_bytes_total,
-                &cluster.stats.upstream_cx_tx_bytes_total,
-            ],
+            [&stats.downstream_cx_rx_bytes_total, &cluster.stats.upstream_cx_tx_bytes_total],
         );
         let to_downstream = pump(
             &mut ur,
             &mut dw,
             up_chunk,
             &last_activity,
-            [
-                &cluster.stats.upstream_cx_rx_bytes_total,
-                &stats.downstream_cx_tx_bytes_total,
-            ],
+            [&cluster.stats.upstream_cx_rx_bytes_total, &stats.downstream_cx_tx_bytes_total],
         );
         let idle = idle_watch(idle_timeout, &last_activity);
         tokio::pin!(to_upstream, to_downstream, idle);
@@ -96,25 +87,17 @@ pub async fn relay(
                 upstream_first = Some(up_done);
             }
             if down_done && up_done {
-                break End::Done {
-                    upstream_first: upstream_first.unwrap_or(false),
-                };
+                break End::Done { upstream_first: upstream_first.unwrap_or(false) };
             }
         }
     };
     match end {
         End::IdleTimeout => {
             stats.idle_timeout.inc();
-            up.mark_closed_locally();
+            up.accounting.mark_closed_locally();
         }
-        End::DownstreamError
-        | End::Done {
-            upstream_first: false,
-        } => up.mark_closed_locally(),
-        End::UpstreamError
-        | End::Done {
-            upstream_first: true,
-        } => {}
+        End::DownstreamError | End::Done { upstream_first: false } => up.accounting.mark_closed_locally(),
+        End::UpstreamError | End::Done { upstream_first: true } => {}
     }
     tracing::trace!(?end, "tcp_proxy connection closed");
 }

@@ -1,0 +1,3 @@
+//! Small utilities shared across the proxy.
+
+pub mod random;

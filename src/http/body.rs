@@ -1,0 +1,181 @@
+//! Bodies on the HTTP path.
+//!
+//! `ResponseBody` is what the downstream codec writes: either bytes Courier made
+//! (local replies) or an upstream response relayed frame by frame, never buffered
+//! whole. It carries the stream's `StreamCompletion`, which charges the stats and
+//! writes the access log exactly once — when the body ended, or when the codec
+//! dropped it (client gone) — and it hands the upstream connection back to its
+//! pool only after the upstream response was read to the end.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+use crate::upstream::http1_conn_pool::PooledClient;
+
+/// Runs once when a stream is over; see `ResponseBody`.
+pub trait StreamCompletion {
+    /// `bytes_sent`: response body bytes written; `complete`: the body ended
+    /// normally (false: the downstream went away or the upstream failed midway).
+    fn finish(self: Box<Self>, bytes_sent: u64, trailers: Option<&HeaderMap>, complete: bool);
+}
+
+enum Source {
+    Local(Option<Bytes>),
+    Upstream { body: Incoming, client: Option<PooledClient> },
+}
+
+/// The body of a downstream response.
+pub struct ResponseBody {
+    source: Source,
+    sent: u64,
+    trailers: Option<HeaderMap>,
+    completion: Option<Box<dyn StreamCompletion>>,
+}
+
+impl ResponseBody {
+    /// A body Courier made itself.
+    pub fn local(bytes: Bytes, completion: Box<dyn StreamCompletion>) -> ResponseBody {
+        let source = Source::Local((!bytes.is_empty()).then_some(bytes));
+        ResponseBody { source, sent: 0, trailers: None, completion: Some(completion) }
+    }
+
+    /// An upstream response body; `client` returns to its pool when the body ends.
+    pub fn upstream(body: Incoming, client: PooledClient, completion: Box<dyn StreamCompletion>) -> ResponseBody {
+        ResponseBody {
+            source: Source::Upstream { body, client: Some(client) },
+            sent: 0,
+            trailers: None,
+            completion: Some(completion),
+        }
+    }
+
+    fn finish(&mut self, complete: bool) {
+        if let Some(c) = self.completion.take() {
+            c.finish(self.sent, self.trailers.as_ref(), complete);
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = match &mut this.source {
+            Source::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Source::Upstream { body, client } => match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(None) => {
+                    // Read to the end: the connection may serve the next request.
+                    if let Some(c) = client.take() {
+                        c.release();
+                    }
+                    Poll::Ready(None)
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    client.take();
+                    Poll::Ready(Some(Err(e)))
+                }
+                other => other,
+            },
+        };
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.sent += data.len() as u64;
+                } else if let Some(t) = frame.trailers_ref() {
+                    this.trailers = Some(t.clone());
+                }
+            }
+            Poll::Ready(None) => this.finish(true),
+            Poll::Ready(Some(Err(_))) => this.finish(false),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.source {
+            Source::Local(b) => b.is_none(),
+            Source::Upstream { body, .. } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.source {
+            Source::Local(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Source::Local(None) => SizeHint::with_exact(0),
+            Source::Upstream { body, .. } => body.size_hint(),
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // An empty body needs no polling (HEAD responses, 204s): that is complete,
+        // and an upstream connection whose response had no body is reusable.
+        let complete = match &mut self.source {
+            Source::Local(bytes) => bytes.is_none(),
+            Source::Upstream { body, client } => {
+                let ended = body.is_end_stream();
+                if let (true, Some(c)) = (ended, client.take()) {
+                    c.release();
+                }
+                ended
+            }
+        };
+        self.finish(complete);
+    }
+}
+
+/// A downstream request body whose first frame was already read (to catch a
+/// malformed body before anything goes upstream), then the rest as it comes.
+pub struct RequestBodyStream {
+    first: Option<Frame<Bytes>>,
+    rest: Incoming,
+}
+
+impl RequestBodyStream {
+    /// Reads what already arrived of `body` without waiting: a framing error in
+    /// it (e.g. a bad chunk size) is returned before any upstream sees the request.
+    pub async fn start(mut body: Incoming) -> Result<RequestBodyStream, hyper::Error> {
+        let polled = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await;
+        let first = match polled {
+            Poll::Ready(Some(Err(e))) => return Err(e),
+            Poll::Ready(Some(Ok(frame))) => Some(frame),
+            Poll::Ready(None) | Poll::Pending => None,
+        };
+        Ok(RequestBodyStream { first, rest: body })
+    }
+}
+
+impl Body for RequestBodyStream {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.first.take() {
+            Some(frame) => Poll::Ready(Some(Ok(frame))),
+            None => Pin::new(&mut self.rest).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let first = self.first.as_ref().and_then(|f| f.data_ref()).map_or(0, |d| d.len() as u64);
+        let rest = self.rest.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(rest.lower() + first);
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper + first);
+        }
+        hint
+    }
+}

@@ -1,0 +1,210 @@
+//! The connection manager's configuration, checked and built from
+//! `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::core::v3::http_protocol_options::HeadersWithUnderscoresAction;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::{
+    CodecType, RouteSpecifier, ServerHeaderTransformation as PbServerHeaderTransformation, StripPortMode,
+};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_filter, HttpConnectionManager,
+};
+use http::HeaderValue;
+
+use super::stats::HcmStats;
+use crate::access_log::{self, AccessLogger};
+use crate::config::{self, ConfigError, FieldPath};
+use crate::extensions::{self, HttpFilterContext};
+use crate::http::filter::StreamFilterFactory;
+use crate::router::{RouteBuildContext, RouteTable};
+use crate::stats::Store;
+use crate::thread_local::Slot;
+use crate::upstream::ThreadLocalClusterManager;
+
+pub const ROUTER_FILTER_TYPE: &str = "envoy.extensions.filters.http.router.v3.Router";
+
+/// `server_header_transformation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerHeader {
+    Overwrite,
+    AppendIfAbsent,
+    PassThrough,
+}
+
+/// `headers_with_underscores_action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnderscoreAction {
+    Allow,
+    RejectRequest,
+    DropHeader,
+}
+
+/// Everything a worker needs to serve HTTP on a connection.
+#[derive(Debug)]
+pub struct HcmConfig {
+    pub stat_prefix: String,
+    pub stats: HcmStats,
+    pub routes: RouteTable,
+    /// Decoder filters in config order, the router excluded (it is the terminal stage).
+    pub filters: Vec<Arc<dyn StreamFilterFactory>>,
+    pub use_remote_address: bool,
+    pub xff_num_trusted_hops: u32,
+    pub server_name: HeaderValue,
+    pub server_header: ServerHeader,
+    pub generate_request_id: bool,
+    pub idle_timeout: Option<Duration>,
+    pub max_headers_count: usize,
+    pub max_request_headers_bytes: usize,
+    pub max_stream_duration: Option<Duration>,
+    pub underscore_action: UnderscoreAction,
+    pub request_timeout: Option<Duration>,
+    pub request_headers_timeout: Option<Duration>,
+    pub stream_idle_timeout: Option<Duration>,
+    pub strip_matching_host_port: bool,
+    pub strip_any_host_port: bool,
+    pub access_logs: Vec<Arc<dyn AccessLogger>>,
+    pub clusters: Slot<ThreadLocalClusterManager>,
+    /// True once the server drains: close connections after their current request.
+    pub drain: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Envoy's defaults.
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+const DEFAULT_MAX_HEADERS_COUNT: usize = 100;
+const DEFAULT_MAX_REQUEST_HEADERS_KB: u32 = 60;
+
+/// `None` for a zero duration (Envoy: 0 disables a timeout).
+fn timeout(d: &Option<envoy_types::pb::google::protobuf::Duration>, default: Option<Duration>) -> Option<Duration> {
+    match d {
+        Some(d) => Some(config::duration(d)).filter(|d| !d.is_zero()),
+        None => default,
+    }
+}
+
+impl HcmConfig {
+    /// `path` points at the filter's `typed_config`.
+    pub fn from_proto(
+        p: &HttpConnectionManager,
+        path: &FieldPath,
+        store: &Store,
+        clusters: &Slot<ThreadLocalClusterManager>,
+        health_check_failed: &Arc<AtomicBool>,
+        drain: &tokio::sync::watch::Receiver<bool>,
+    ) -> Result<HcmConfig, ConfigError> {
+        match CodecType::try_from(p.codec_type) {
+            Ok(CodecType::Auto) | Ok(CodecType::Http1) => {}
+            _ => return Err(path.field_error("codec_type", "only AUTO and HTTP1 are supported by Courier so far")),
+        }
+        let mut route_path = path.clone();
+        let rc = match &p.route_specifier {
+            Some(RouteSpecifier::RouteConfig(rc)) => {
+                route_path.push_field("route_config");
+                rc
+            }
+            Some(RouteSpecifier::Rds(_)) => return Err(path.field_error("rds", "RDS is not supported by Courier yet")),
+            Some(RouteSpecifier::ScopedRoutes(_)) => {
+                return Err(path.field_error("scoped_routes", "scoped routes are not supported by Courier"))
+            }
+            None => return Err(path.error("one of route_config or rds is required")),
+        };
+        let per_route = |name: &str, any: &envoy_types::pb::google::protobuf::Any, p: &FieldPath| {
+            extensions::create_per_route_config(name, any, p)
+        };
+        let routes = RouteTable::from_proto(rc, &route_path, &RouteBuildContext { per_route: &per_route })?;
+
+        let filter_ctx = HttpFilterContext { store, hcm_stat_prefix: &p.stat_prefix, health_check_failed };
+        let filters = http_filters(p, path, &filter_ctx)?;
+
+        let common = p.common_http_protocol_options.unwrap_or_default();
+        #[allow(deprecated)]
+        let underscore_action = match HeadersWithUnderscoresAction::try_from(common.headers_with_underscores_action) {
+            Ok(HeadersWithUnderscoresAction::RejectRequest) => UnderscoreAction::RejectRequest,
+            Ok(HeadersWithUnderscoresAction::DropHeader) => UnderscoreAction::DropHeader,
+            _ => UnderscoreAction::Allow,
+        };
+        let server_header = match PbServerHeaderTransformation::try_from(p.server_header_transformation) {
+            Ok(PbServerHeaderTransformation::AppendIfAbsent) => ServerHeader::AppendIfAbsent,
+            Ok(PbServerHeaderTransformation::PassThrough) => ServerHeader::PassThrough,
+            _ => ServerHeader::Overwrite,
+        };
+        let server_name = if p.server_name.is_empty() { "envoy" } else { p.server_name.as_str() };
+        let server_name = HeaderValue::from_str(server_name)
+            .map_err(|_| path.field_error("server_name", "not a valid header value"))?;
+        let max_kb = p.max_request_headers_kb.as_ref().map(|v| v.value).unwrap_or(DEFAULT_MAX_REQUEST_HEADERS_KB);
+        let mut log_path = path.clone();
+        log_path.push_field("access_log");
+        let access_logs = access_log::build_access_logs(&p.access_log, &log_path, store)?;
+        let (strip_matching_host_port, strip_any_host_port) = match &p.strip_port_mode {
+            Some(StripPortMode::StripAnyHostPort(b)) => (p.strip_matching_host_port, *b),
+            None => (p.strip_matching_host_port, false),
+        };
+        Ok(HcmConfig {
+            stats: HcmStats::new(store, &format!("http.{}.", p.stat_prefix)),
+            stat_prefix: p.stat_prefix.clone(),
+            routes,
+            filters,
+            use_remote_address: p.use_remote_address.as_ref().is_some_and(|b| b.value),
+            xff_num_trusted_hops: p.xff_num_trusted_hops,
+            server_name,
+            server_header,
+            generate_request_id: p.generate_request_id.as_ref().map(|b| b.value).unwrap_or(true),
+            idle_timeout: timeout(&common.idle_timeout, Some(DEFAULT_IDLE_TIMEOUT)),
+            max_headers_count: common
+                .max_headers_count
+                .as_ref()
+                .map(|v| v.value as usize)
+                .unwrap_or(DEFAULT_MAX_HEADERS_COUNT),
+            max_request_headers_bytes: max_kb as usize * 1024,
+            max_stream_duration: timeout(&common.max_stream_duration, None),
+            underscore_action,
+            request_timeout: timeout(&p.request_timeout, None),
+            request_headers_timeout: timeout(&p.request_headers_timeout, None),
+            stream_idle_timeout: timeout(&p.stream_idle_timeout, Some(DEFAULT_STREAM_IDLE_TIMEOUT)),
+            strip_matching_host_port,
+            strip_any_host_port,
+            access_logs,
+            clusters: clusters.clone(),
+            drain: drain.clone(),
+        })
+    }
+}
+
+/// The decoder filters; the router must be last and appear once.
+fn http_filters(
+    p: &HttpConnectionManager,
+    path: &FieldPath,
+    ctx: &HttpFilterContext<'_>,
+) -> Result<Vec<Arc<dyn StreamFilterFactory>>, ConfigError> {
+    let mut out = Vec::new();
+    let n = p.http_filters.len();
+    if n == 0 {
+        return Err(path.field_error("http_filters", "the last HTTP filter must be envoy.filters.http.router"));
+    }
+    for (i, f) in p.http_filters.iter().enumerate() {
+        let mut fp = path.clone();
+        fp.push_field("http_filters");
+        fp.push_index(i);
+        let Some(http_filter::ConfigType::TypedConfig(any)) = &f.config_type else {
+            return Err(fp.field_error("typed_config", format!("HTTP filter '{}' needs a typed_config", f.name)));
+        };
+        fp.push_field("typed_config");
+        let is_router = config::descriptor::type_name(&any.type_url) == ROUTER_FILTER_TYPE;
+        match (is_router, i + 1 == n) {
+            (true, true) => {}
+            (true, false) => {
+                return Err(fp.error("envoy.filters.http.router must be the last HTTP filter"));
+            }
+            (false, true) => {
+                return Err(
+                    fp.error(format!("the last HTTP filter must be envoy.filters.http.router, not '{}'", f.name))
+                );
+            }
+            (false, false) => out.push(extensions::create_http_filter(any, &fp, ctx)?),
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,61 @@
+//! `http.<stat_prefix>.*`: the connection manager's and the router's stats.
+
+use crate::define_stats;
+
+define_stats! {
+    /// Envoy's `ALL_HTTP_CONN_MAN_STATS` subset that Courier maintains, plus the
+    /// router's `http.<prefix>.no_route` family.
+    #[derive(Debug)]
+    pub struct HcmStats {
+        counter downstream_cx_total,
+        counter downstream_cx_destroy,
+        counter downstream_cx_destroy_remote,
+        counter downstream_cx_destroy_local,
+        counter downstream_cx_destroy_active_rq,
+        counter downstream_cx_http1_total,
+        counter downstream_cx_protocol_error,
+        counter downstream_cx_idle_timeout,
+        counter downstream_cx_drain_close,
+        counter downstream_cx_rx_bytes_total,
+        counter downstream_cx_tx_bytes_total,
+        counter downstream_rq_total,
+        counter downstream_rq_http1_total,
+        counter downstream_rq_1xx,
+        counter downstream_rq_2xx,
+        counter downstream_rq_3xx,
+        counter downstream_rq_4xx,
+        counter downstream_rq_5xx,
+        counter downstream_rq_completed,
+        counter downstream_rq_timeout,
+        counter downstream_rq_idle_timeout,
+        counter downstream_rq_header_timeout,
+        counter downstream_rq_max_duration_reached,
+        counter downstream_rq_rx_reset,
+        counter downstream_rq_tx_reset,
+        counter downstream_rq_too_large,
+        counter downstream_rq_non_relative_path,
+        counter downstream_rq_response_before_rq_complete,
+        counter no_route,
+        counter no_cluster,
+        counter rq_direct_response,
+        counter rq_redirect,
+        counter rq_total,
+        counter rq_reset_after_downstream_response_started,
+        gauge downstream_cx_active,
+        gauge downstream_cx_http1_active,
+        gauge downstream_rq_active,
+    }
+}
+
+impl HcmStats {
+    /// Counts a finished response by status class.
+    pub fn response_code(&self, status: u16) {
+        match status {
+            100..=199 => self.downstream_rq_1xx.inc(),
+            200..=299 => self.downstream_rq_2xx.inc(),
+            300..=399 => self.downstream_rq_3xx.inc(),
+            400..=499 => self.downstream_rq_4xx.inc(),
+            _ => self.downstream_rq_5xx.inc(),
+        }
+    }
+}

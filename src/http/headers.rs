@@ -1,0 +1,139 @@
+//! Header rules a proxy applies on every hop: hop-by-hop removal, the
+//! `x-forwarded-*` and `x-request-id` headers Envoy adds, and Envoy's notion of an
+//! internal request (`x-envoy-internal`).
+
+use std::net::IpAddr;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const X_ENVOY_INTERNAL: HeaderName = HeaderName::from_static("x-envoy-internal");
+pub const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: HeaderName = HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
+pub const X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
+pub const X_ENVOY_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
+pub const X_ENVOY_DECORATOR_OPERATION: HeaderName = HeaderName::from_static("x-envoy-decorator-operation");
+pub const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+pub const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1),
+/// plus those named in `Connection`. `TE: trailers` is kept, as Envoy does.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        // Never let `Connection: host` or similar strip end-to-end essentials.
+        if name != http::header::HOST && name != http::header::CONTENT_LENGTH {
+            headers.remove(&name);
+        }
+    }
+    for name in [
+        http::header::CONNECTION,
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+        http::header::TRANSFER_ENCODING,
+        http::header::UPGRADE,
+        http::header::PROXY_AUTHENTICATE,
+    ] {
+        headers.remove(name);
+    }
+    let te_trailers = headers
+        .get(http::header::TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")));
+    headers.remove(http::header::TE);
+    if te_trailers {
+        headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Envoy's internal addresses: RFC 1918, loopback, unique-local IPv6.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_private() || v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_private() || v4.is_loopback())
+        }
+    }
+}
+
+/// Appends `ip` to `x-forwarded-for` (a comma-separated list).
+pub fn append_xff(headers: &mut HeaderMap, ip: IpAddr) {
+    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(existing) if !existing.is_empty() => format!("{existing},{ip}"),
+        _ => ip.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+}
+
+/// The client address per `x-forwarded-for` with `trusted_hops` trusted proxies in
+/// front of Courier (Envoy's `xff_num_trusted_hops`), when `use_remote_address`
+/// is false: the entry that many positions from the right.
+pub fn xff_client(headers: &HeaderMap, trusted_hops: u32) -> Option<IpAddr> {
+    let list: Vec<&str> = headers.get(&X_FORWARDED_FOR)?.to_str().ok()?.split(',').map(str::trim).collect();
+    let idx = list.len().checked_sub(1 + trusted_hops as usize)?;
+    list.get(idx)?.parse().ok()
+}
+
+/// A random version-4 UUID, as Envoy generates for `x-request-id`.
+pub fn uuid_v4() -> String {
+    let hi = crate::common::random::next_u64();
+    let lo = crate::common::random::next_u64();
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&hi.to_be_bytes());
+    b[8..].copy_from_slice(&lo.to_be_bytes());
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("te", HeaderValue::from_static("gzip, trailers"));
+        h.insert("x-keep", HeaderValue::from_static("yes"));
+        remove_hop_by_hop(&mut h);
+        assert!(h.get("x-secret").is_none() && h.get("connection").is_none() && h.get("keep-alive").is_none());
+        assert_eq!(h.get("te").map(|v| v.as_bytes()), Some(&b"trailers"[..]));
+        assert_eq!(h.get("x-keep").map(|v| v.as_bytes()), Some(&b"yes"[..]));
+    }
+
+    #[test]
+    fn xff_and_internal() {
+        let mut h = HeaderMap::new();
+        append_xff(&mut h, "10.0.0.1".parse().expect("ip"));
+        append_xff(&mut h, "1.2.3.4".parse().expect("ip"));
+        assert_eq!(h.get(&X_FORWARDED_FOR).map(|v| v.as_bytes()), Some(&b"10.0.0.1,1.2.3.4"[..]));
+        assert_eq!(xff_client(&h, 1), "10.0.0.1".parse().ok());
+        assert_eq!(xff_client(&h, 0), "1.2.3.4".parse().ok());
+        assert!(is_internal("127.0.0.1".parse().expect("ip")));
+        assert!(is_internal("192.168.1.1".parse().expect("ip")));
+        assert!(!is_internal("8.8.8.8".parse().expect("ip")));
+    }
+
+    #[test]
+    fn uuid_shape() {
+        let u = uuid_v4();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+        assert_ne!(uuid_v4(), u);
+    }
+}

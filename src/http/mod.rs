@@ -1,0 +1,8 @@
+//! The HTTP path: the connection manager (codec, streams, filter chain), the HTTP
+//! filters' interface, bodies, header rules, and per-stream info.
+
+pub mod body;
+pub mod conn_manager;
+pub mod filter;
+pub mod headers;
+pub mod stream_info;

@@ -1,0 +1,194 @@
+//! Per-request facts gathered while a stream is served (Envoy's `StreamInfo`):
+//! timing, the upstream chosen, bytes, the response code and the response flags.
+//! The access log and the header formatter read it.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Envoy's response flags (`%RESPONSE_FLAGS%`), in Envoy's print order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum ResponseFlag {
+    FailedLocalHealthCheck = 1 << 0,
+    NoHealthyUpstream = 1 << 1,
+    UpstreamRequestTimeout = 1 << 2,
+    LocalReset = 1 << 3,
+    UpstreamRemoteReset = 1 << 4,
+    UpstreamConnectionFailure = 1 << 5,
+    UpstreamConnectionTermination = 1 << 6,
+    UpstreamOverflow = 1 << 7,
+    NoRouteFound = 1 << 8,
+    DelayInjected = 1 << 9,
+    FaultInjected = 1 << 10,
+    RateLimited = 1 << 11,
+    DownstreamConnectionTermination = 1 << 12,
+    UpstreamRetryLimitExceeded = 1 << 13,
+    StreamIdleTimeout = 1 << 14,
+    DownstreamProtocolError = 1 << 15,
+    UpstreamProtocolError = 1 << 16,
+    UpstreamMaxStreamDurationReached = 1 << 17,
+    NoClusterFound = 1 << 18,
+    DurationTimeout = 1 << 19,
+    OverloadManager = 1 << 20,
+}
+
+impl ResponseFlag {
+    /// All flags in the order Envoy prints them.
+    pub const ALL: [ResponseFlag; 21] = [
+        ResponseFlag::FailedLocalHealthCheck,
+        ResponseFlag::NoHealthyUpstream,
+        ResponseFlag::UpstreamRequestTimeout,
+        ResponseFlag::LocalReset,
+        ResponseFlag::UpstreamRemoteReset,
+        ResponseFlag::UpstreamConnectionFailure,
+        ResponseFlag::UpstreamConnectionTermination,
+        ResponseFlag::UpstreamOverflow,
+        ResponseFlag::NoRouteFound,
+        ResponseFlag::DelayInjected,
+        ResponseFlag::FaultInjected,
+        ResponseFlag::RateLimited,
+        ResponseFlag::DownstreamConnectionTermination,
+        ResponseFlag::UpstreamRetryLimitExceeded,
+        ResponseFlag::StreamIdleTimeout,
+        ResponseFlag::DownstreamProtocolError,
+        ResponseFlag::UpstreamMaxStreamDurationReached,
+        ResponseFlag::DurationTimeout,
+        ResponseFlag::UpstreamProtocolError,
+        ResponseFlag::NoClusterFound,
+        ResponseFlag::OverloadManager,
+    ];
+
+    /// The short name printed by `%RESPONSE_FLAGS%`.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            ResponseFlag::FailedLocalHealthCheck => "LH",
+            ResponseFlag::NoHealthyUpstream => "UH",
+            ResponseFlag::UpstreamRequestTimeout => "UT",
+            ResponseFlag::LocalReset => "LR",
+            ResponseFlag::UpstreamRemoteReset => "UR",
+            ResponseFlag::UpstreamConnectionFailure => "UF",
+            ResponseFlag::UpstreamConnectionTermination => "UC",
+            ResponseFlag::UpstreamOverflow => "UO",
+            ResponseFlag::NoRouteFound => "NR",
+            ResponseFlag::DelayInjected => "DI",
+            ResponseFlag::FaultInjected => "FI",
+            ResponseFlag::RateLimited => "RL",
+            ResponseFlag::DownstreamConnectionTermination => "DC",
+            ResponseFlag::UpstreamRetryLimitExceeded => "URX",
+            ResponseFlag::StreamIdleTimeout => "SI",
+            ResponseFlag::DownstreamProtocolError => "DPE",
+            ResponseFlag::UpstreamProtocolError => "UPE",
+            ResponseFlag::UpstreamMaxStreamDurationReached => "UMSDR",
+            ResponseFlag::NoClusterFound => "NC",
+            ResponseFlag::DurationTimeout => "DT",
+            ResponseFlag::OverloadManager => "OM",
+        }
+    }
+}
+
+/// A set of response flags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResponseFlags(u32);
+
+impl ResponseFlags {
+    pub fn set(&mut self, f: ResponseFlag) {
+        self.0 |= f as u32;
+    }
+
+    pub fn has(&self, f: ResponseFlag) -> bool {
+        self.0 & f as u32 != 0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    /// `UH,UF` style, or `-` when empty, as `%RESPONSE_FLAGS%` prints.
+    pub fn to_short_string(&self) -> String {
+        if self.is_empty() {
+            return "-".to_string();
+        }
+        let names: Vec<&str> = ResponseFlag::ALL.iter().filter(|f| self.has(**f)).map(|f| f.short_name()).collect();
+        names.join(",")
+    }
+}
+
+/// What is known about one request/response exchange.
+#[derive(Debug, Clone)]
+pub struct StreamInfo {
+    /// Wall-clock start (for `%START_TIME%`).
+    pub start_time: SystemTime,
+    /// Monotonic start (for durations).
+    pub start: Instant,
+    /// `HTTP/1.1`, `HTTP/1.0`, `HTTP/2`.
+    pub protocol: &'static str,
+    pub downstream_remote: SocketAddr,
+    pub downstream_local: SocketAddr,
+    pub response_code: Option<u16>,
+    /// Envoy's `%RESPONSE_CODE_DETAILS%` (`via_upstream`, `route_not_found`, ...).
+    pub response_code_details: String,
+    pub response_flags: ResponseFlags,
+    /// Request body bytes received from downstream.
+    pub bytes_received: u64,
+    /// Response body bytes sent to downstream.
+    pub bytes_sent: u64,
+    pub upstream_host: Option<SocketAddr>,
+    pub upstream_cluster: Option<String>,
+    pub upstream_local: Option<SocketAddr>,
+    pub route_name: Option<String>,
+    /// When the last request byte was received, from `start`.
+    pub last_downstream_rx: Option<Duration>,
+    /// When the first upstream response byte arrived, from `start`.
+    pub first_upstream_rx: Option<Duration>,
+    /// When the last response byte was sent downstream, from `start`.
+    pub last_downstream_tx: Option<Duration>,
+    /// Upstream connection failure reason (`%UPSTREAM_TRANSPORT_FAILURE_REASON%`).
+    pub upstream_transport_failure_reason: Option<String>,
+    /// How many times the router retried.
+    pub attempt_count: u32,
+}
+
+impl StreamInfo {
+    pub fn new(downstream_remote: SocketAddr, downstream_local: SocketAddr, protocol: &'static str) -> StreamInfo {
+        StreamInfo {
+            start_time: SystemTime::now(),
+            start: Instant::now(),
+            protocol,
+            downstream_remote,
+            downstream_local,
+            response_code: None,
+            response_code_details: String::new(),
+            response_flags: ResponseFlags::default(),
+            bytes_received: 0,
+            bytes_sent: 0,
+            upstream_host: None,
+            upstream_cluster: None,
+            upstream_local: None,
+            route_name: None,
+            last_downstream_rx: None,
+            first_upstream_rx: None,
+            last_downstream_tx: None,
+            upstream_transport_failure_reason: None,
+            attempt_count: 0,
+        }
+    }
+
+    /// Total duration so far, or until the last byte was sent.
+    pub fn duration(&self) -> Duration {
+        self.last_downstream_tx.unwrap_or_else(|| self.start.elapsed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_print_in_envoy_order() {
+        let mut f = ResponseFlags::default();
+        assert_eq!(f.to_short_string(), "-");
+        f.set(ResponseFlag::UpstreamRetryLimitExceeded);
+        f.set(ResponseFlag::NoHealthyUpstream);
+        assert_eq!(f.to_short_string(), "UH,URX");
+    }
+}

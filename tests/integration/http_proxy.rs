@@ -1,0 +1,370 @@
+//! The HTTP/1.1 reverse proxy end to end: connection manager, router, pools.
+
+use std::time::Duration;
+
+use crate::harness::*;
+use crate::http_util::*;
+
+/// Courier with one HTTP listener `web` routing everything to cluster `app`.
+fn proxy(upstreams: &[&Upstream], hcm_extra: &str, routes: &str, cluster_extra: &str) -> Courier {
+    let ports: Vec<u16> = upstreams.iter().map(|u| u.port()).collect();
+    let cluster =
+        static_cluster("app", &ports).replacen("    type: STATIC\n", &format!("    type: STATIC\n{cluster_extra}"), 1);
+    Courier::start(&config(&[http_listener("web", hcm_extra, &one_vhost(routes), "")], &[cluster]), 1)
+}
+
+fn simple(up: &Upstream) -> Courier {
+    proxy(&[up], "", &prefix_route("/", "app", ""), "")
+}
+
+#[test]
+fn proxies_a_request_with_envoys_headers() {
+    let up = http_upstream("a");
+    let c = simple(&up);
+    let mut client = Client::connect(c.listener("web"));
+    let r = client.request(
+        "GET",
+        "/hello?x=1",
+        &[("Connection", "keep-alive, x-hop"), ("x-hop", "secret"), ("x-custom", "kept")],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = r.seen();
+    assert_eq!(seen.method(), "GET");
+    assert_eq!(seen.path(), "/hello?x=1");
+    assert_eq!(seen.header("host"), Some("example.com"));
+    assert_eq!(seen.header("x-custom"), Some("kept"));
+    assert_eq!(seen.header("x-hop"), None, "headers named in Connection are hop-by-hop");
+    assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
+    assert_eq!(seen.header("x-envoy-expected-rq-timeout-ms"), Some("15000"));
+    assert_eq!(seen.header("x-request-id").map(str::len), Some(36));
+    assert!(r.header("x-envoy-upstream-service-time").is_some_and(|v| v.parse::<u64>().is_ok()));
+    assert_eq!(r.header("server"), Some("envoy"));
+    assert!(r.header("date").is_some());
+    assert_eq!(r.header("x-upstream"), Some("a"));
+    c.wait_stat("http.ingress.downstream_rq_2xx", |v| v == 1);
+    assert_eq!(c.stat("cluster.app.upstream_rq_200"), Some(1));
+    assert_eq!(c.stat("cluster.app.upstream_rq_2xx"), Some(1));
+    assert_eq!(c.stat("cluster.app.upstream_rq_total"), Some(1));
+    assert_eq!(c.stat("http.ingress.downstream_rq_total"), Some(1));
+}
+
+#[test]
+fn bodies_stream_both_ways() {
+    let up = http_upstream("a");
+    let c = simple(&up);
+    let mut client = Client::connect(c.listener("web"));
+    let r = client.request("POST", "/submit", &[], b"hello body");
+    assert_eq!(r.seen().body(), "hello body");
+    // Chunked request body.
+    client.send_raw(b"POST /chunked HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+    let r = client.read_response(false);
+    assert_eq!(r.seen().body(), "hello world");
+    // A large response body arrives whole.
+    let r = client.request("GET", "/big", &[("x-test-body-size", "3000000")], b"");
+    assert_eq!(r.body.len(), 3_000_000);
+}
+
+#[test]
+fn keep_alive_reuses_one_upstream_connection() {
+    let up = http_upstream("a");
+    let c = simple(&up);
+    let mut client = Client::connect(c.listener("web"));
+    let first = client.get("/1").seen().connection();
+    for i in 2..=5 {
+        let r = client.get(&format!("/{i}"));
+        assert_eq!(r.seen().connection(), first, "request {i} used another upstream connection");
+    }
+    // A second client connection on the same worker uses the same pool.
+    let mut other = Client::connect(c.listener("web"));
+    assert_eq!(other.get("/x").seen().connection(), first);
+    assert_eq!(c.stat("cluster.app.upstream_cx_total"), Some(1));
+    assert_eq!(c.stat("cluster.app.upstream_cx_http1_total"), Some(1));
+    assert_eq!(c.stat("http.ingress.downstream_cx_total"), Some(2));
+}
+
+#[test]
+fn concurrent_requests_open_more_connections() {
+    let up = http_upstream("a");
+    let c = simple(&up);
+    let addr = c.listener("web");
+    let threads: Vec<_> = (0..3)
+        .map(|_| {
+            std::thread::spawn(move || {
+                Client::connect(addr).request("GET", "/", &[("x-test-delay-ms", "300")], b"").status
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 200);
+    }
+    assert_eq!(c.stat("cluster.app.upstream_cx_total"), Some(3));
+}
+
+#[test]
+fn max_requests_per_connection_rotates_connections() {
+    let up = http_upstream("a");
+    let c = proxy(&[&up], "", &prefix_route("/", "app", ""), "    max_requests_per_connection: 2\n");
+    let mut client = Client::connect(c.listener("web"));
+    let ids: Vec<u64> = (0..4).map(|_| client.get("/").seen().connection()).collect();
+    assert_eq!(ids[0], ids[1]);
+    assert_ne!(ids[1], ids[2]);
+    assert_eq!(ids[2], ids[3]);
+    c.wait_stat("cluster.app.upstream_cx_max_requests", |v| v >= 1);
+}
+
+#[test]
+fn upstream_connection_close_is_honoured() {
+    let up = http_upstream("a");
+    let c = simple(&up);
+    let mut client = Client::connect(c.listener("web"));
+    let first = client.request("GET", "/", &[("x-test-close", "1")], b"");
+    assert_eq!(first.status, 200);
+    let second = client.get("/");
+    assert_eq!(second.status, 200);
+    assert_ne!(first.seen().connection(), second.seen().connection());
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let up = http_upstream("a");
+    let c = simple(&up);
+    let mut client = Client::connect(c.listener("web"));
+    client.send_raw(b"GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\n\r\nGET /three HTTP/1.1\r\nHost: a\r\n\r\n");
+    for path in ["/one", "/two", "/three"] {
+        assert_eq!(client.read_response(false).seen().path(), path);
+    }
+}
+
+#[test]
+fn connection_close_and_http10() {
+    let up = http_upstream("a");
+    let c = simple(&up);
+    let mut client = Client::connect(c.listener("web"));
+    let r = client.request("GET", "/", &[("Connection", "close")], b"");
+    assert_eq!(r.status, 200);
+    assert!(client.is_closed(), "Courier must close after Connection: close");
+    let mut old = Client::connect(c.listener("web"));
+    old.send_raw(b"GET /old HTTP/1.0\r\nHost: a\r\n\r\n");
+    let r = old.read_response(false);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.seen().path(), "/old");
+    assert!(old.is_closed(), "HTTP/1.0 without keep-alive closes");
+}
+
+#[test]
+fn expect_continue_head_and_absolute_form() {
+    let up = http_upstream("a");
+    let c = simple(&up);
+    let mut client = Client::connect(c.listener("web"));
+    client.send_raw(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
+    // Courier answers 100 Continue itself before the body is sent.
+    assert!(client.read_line().starts_with("HTTP/1.1 100 Continue"));
+    assert_eq!(client.read_line(), "\r\n");
+    client.send_raw(b"data");
+    let r = client.read_response(false);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.seen().body(), "data");
+    let r = client.request("HEAD", "/", &[], b"");
+    assert_eq!(r.status, 200);
+    assert!(r.body.is_empty());
+    let r = client.request("GET", "http://absolute.example/abs?q=1", &[("Host", "ignored.example")], b"");
+    assert_eq!(r.seen().path(), "/abs?q=1");
+    assert_eq!(r.seen().header("host"), Some("absolute.example"));
+}
+
+#[test]
+fn local_replies_for_route_cluster_and_upstream_failures() {
+    let up = http_upstream("a");
+    let dead = closed_port();
+    let routes = format!(
+        "{}{}{}",
+        prefix_route("/missing-cluster", "nope", ""),
+        prefix_route("/dead", "dead", ""),
+        prefix_route("/app", "app", ", timeout: 0.2s")
+    );
+    let clusters = [static_cluster("app", &[up.port()]), static_cluster("dead", &[dead])];
+    let c = Courier::start(&config(&[http_listener("web", "", &one_vhost(&routes), "")], &clusters), 1);
+    let mut client = Client::connect(c.listener("web"));
+    let r = client.get("/nothing-here");
+    assert_eq!(r.status, 404);
+    assert!(r.body.is_empty());
+    let r = client.get("/missing-cluster");
+    assert_eq!(r.status, 503);
+    let r = client.get("/dead");
+    assert_eq!(r.status, 503);
+    assert!(r.text().starts_with("upstream connect error or disconnect/reset before headers"), "{}", r.text());
+    let r = client.request("GET", "/app", &[("x-test-delay-ms", "1500")], b"");
+    assert_eq!(r.status, 504);
+    assert_eq!(r.text(), "upstream request timeout");
+    assert_eq!(c.stat("http.ingress.no_route"), Some(1));
+    assert_eq!(c.stat("http.ingress.no_cluster"), Some(1));
+    assert_eq!(c.stat("cluster.dead.upstream_cx_connect_fail"), Some(1));
+    assert_eq!(c.stat("cluster.app.upstream_rq_timeout"), Some(1));
+    c.wait_stat("http.ingress.downstream_rq_5xx", |v| v == 3);
+    assert_eq!(c.stat("http.ingress.downstream_rq_4xx"), Some(1));
+}
+
+#[test]
+fn retries_on_5xx_until_success() {
+    let up = http_upstream("a");
+    let c = proxy(
+        &[&up],
+        "",
+        &prefix_route(
+            "/",
+            "app",
+            ", retry_policy: { retry_on: 5xx, num_retries: 3, retry_back_off: { base_interval: 0.01s } }",
+        ),
+        "",
+    );
+    let mut client = Client::connect(c.listener("web"));
+    let r = client.request("GET", "/", &[("x-test-fail-first", "2")], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(c.stat("cluster.app.upstream_rq_retry"), Some(2));
+    assert_eq!(c.stat("cluster.app.upstream_rq_retry_success"), Some(1));
+    assert_eq!(c.stat("cluster.app.upstream_rq_503"), Some(2));
+}
+
+#[test]
+fn retries_give_up_after_num_retries() {
+    let up = http_upstream("a");
+    let c = proxy(
+        &[&up],
+        "",
+        &prefix_route(
+            "/",
+            "app",
+            ", retry_policy: { retry_on: gateway-error, num_retries: 1, retry_back_off: { base_interval: 0.01s } }",
+        ),
+        "",
+    );
+    let mut client = Client::connect(c.listener("web"));
+    let r = client.request("GET", "/", &[("x-test-status", "502")], b"");
+    assert_eq!(r.status, 502);
+    assert_eq!(c.stat("cluster.app.upstream_rq_retry"), Some(1));
+    assert_eq!(c.stat("cluster.app.upstream_rq_retry_limit_exceeded"), Some(1));
+    // 4xx is not retried by gateway-error.
+    let r = client.request("GET", "/", &[("x-test-status", "404")], b"");
+    assert_eq!(r.status, 404);
+    assert_eq!(c.stat("cluster.app.upstream_rq_retry"), Some(1));
+}
+
+#[test]
+fn pending_overflow_is_503_uo() {
+    let up = http_upstream("a");
+    let c = proxy(
+        &[&up],
+        "",
+        &prefix_route("/", "app", ""),
+        "    circuit_breakers: { thresholds: [ { max_connections: 1, max_pending_requests: 1 } ] }\n",
+    );
+    let addr = c.listener("web");
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(move || {
+                Client::connect(addr).request("GET", "/", &[("x-test-delay-ms", "600")], b"").status
+            })
+        })
+        .collect();
+    c.wait_stat("cluster.app.upstream_rq_pending_active", |v| v == 1);
+    let r = Client::connect(addr).get("/");
+    assert_eq!(r.status, 503);
+    assert_eq!(c.stat("cluster.app.upstream_rq_pending_overflow"), Some(1));
+    let statuses: Vec<u16> = slow.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(statuses, vec![200, 200], "the pending request is served when the connection frees");
+    assert_eq!(c.stat("cluster.app.upstream_cx_total"), Some(1));
+}
+
+#[test]
+fn direct_response_and_redirect() {
+    let up = http_upstream("a");
+    let routes = "              - match: { path: \"/direct\" }\n                direct_response: { status: 418, body: { inline_string: \"short and stout\" } }\n              - match: { prefix: \"/old\" }\n                redirect: { path_redirect: \"/new\", response_code: FOUND }\n";
+    let c = proxy(&[&up], "", routes, "");
+    let mut client = Client::connect(c.listener("web"));
+    let r = client.get("/direct");
+    assert_eq!(r.status, 418);
+    assert_eq!(r.text(), "short and stout");
+    let r = client.get("/old");
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("location"), Some("http://example.com/new"));
+    assert_eq!(c.stat("http.ingress.rq_direct_response"), Some(1));
+    assert_eq!(c.stat("http.ingress.rq_redirect"), Some(1));
+}
+
+#[test]
+fn header_edits_rewrites_and_xff() {
+    let up = http_upstream("a");
+    let routes = "              - match: { prefix: \"/api/\" }\n                route: { cluster: app, prefix_rewrite: \"/v2/\", host_rewrite_literal: backend.internal }\n                request_headers_to_add: [ { header: { key: x-added, value: \"%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%\" } } ]\n                request_headers_to_remove: [ x-remove-me ]\n                response_headers_to_add: [ { header: { key: x-resp, value: \"yes\" } } ]\n                response_headers_to_remove: [ x-upstream ]\n";
+    let c = proxy(&[&up], "          use_remote_address: true\n", routes, "");
+    let mut client = Client::connect(c.listener("web"));
+    let r = client.request("GET", "/api/items?id=7", &[("x-remove-me", "1"), ("x-forwarded-for", "10.1.1.1")], b"");
+    assert_eq!(r.status, 200);
+    let seen = r.seen();
+    assert_eq!(seen.path(), "/v2/items?id=7");
+    assert_eq!(seen.header("host"), Some("backend.internal"));
+    assert_eq!(seen.header("x-envoy-original-path"), Some("/api/items?id=7"));
+    assert_eq!(seen.header("x-added"), Some("127.0.0.1"));
+    assert_eq!(seen.header("x-remove-me"), None);
+    assert_eq!(seen.header("x-forwarded-for"), Some("10.1.1.1,127.0.0.1"));
+    assert_eq!(seen.header("x-envoy-internal"), Some("true"));
+    assert_eq!(r.header("x-resp"), Some("yes"));
+    assert_eq!(r.header("x-upstream"), None);
+}
+
+#[test]
+fn round_robin_across_upstreams() {
+    let a = http_upstream("a");
+    let b = http_upstream("b");
+    let c = proxy(&[&a, &b], "", &prefix_route("/", "app", ""), "");
+    let mut client = Client::connect(c.listener("web"));
+    let seen: Vec<String> = (0..4).map(|_| client.get("/").seen().upstream().to_string()).collect();
+    assert_eq!(seen, vec!["a", "b", "a", "b"]);
+}
+
+#[test]
+fn malformed_requests_are_rejected_and_never_forwarded() {
+    let up = http_upstream("a");
+    let c = simple(&up);
+    let addr = c.listener("web");
+    let cases: &[(&str, &[u8], u16)] = &[
+        ("differing CLs", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde", 400),
+        (
+            "bad chunk size",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+            400,
+        ),
+        ("obs-fold", b"GET / HTTP/1.1\r\nHost: a\r\nX-Folded: a\r\n b\r\n\r\n", 400),
+        ("NUL in header", b"GET / HTTP/1.1\r\nHost: a\r\nX-Nul: a\0b\r\n\r\n", 400),
+        ("space before colon", b"GET / HTTP/1.1\r\nHost: a\r\nX-Bad : v\r\n\r\n", 400),
+    ];
+    for (name, raw, status) in cases {
+        let mut client = Client::connect(addr);
+        client.send_raw(raw);
+        match client.try_read_response(false) {
+            Ok(r) => assert_eq!(r.status, *status, "{name}: {}", r.text()),
+            Err(e) => panic!("{name}: no response ({e})"),
+        }
+    }
+    let too_big = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "v".repeat(70 * 1024));
+    let mut client = Client::connect(addr);
+    client.send_raw(too_big.as_bytes());
+    assert_eq!(client.try_read_response(false).map(|r| r.status), Ok(431));
+    assert_eq!(up.accepted.load(std::sync::atomic::Ordering::SeqCst), 0, "a malformed request reached the upstream");
+    assert!(c.stat("http.ingress.downstream_cx_protocol_error").unwrap() >= 1);
+    // The proxy still serves well-formed requests.
+    assert_eq!(Client::connect(addr).get("/").status, 200);
+}
+
+#[test]
+fn slowloris_is_cut_by_request_headers_timeout() {
+    let up = http_upstream("a");
+    let c = proxy(&[&up], "          request_headers_timeout: 0.3s\n", &prefix_route("/", "app", ""), "");
+    let mut client = Client::connect(c.listener("web"));
+    client.send_raw(b"GET / HTTP/1.1\r\nHost: a\r\n");
+    let started = std::time::Instant::now();
+    let _ = client.try_read_response(false);
+    assert!(client.is_closed());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(up.accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
