@@ -5,7 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
-    ClusterDiscoveryType, DiscoveryType as PbDiscoveryType, DnsLookupFamily as PbDnsLookupFamily, LbPolicy,
+    ClusterDiscoveryType, DiscoveryType as PbDiscoveryType, DnsLookupFamily as PbDnsLookupFamily, LbConfig,
+    LbPolicy as PbLbPolicy,
 };
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::{address, socket_address, Address};
@@ -16,6 +17,8 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_optio
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::UpstreamProtocolOptions;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 
+use super::host::Host;
+use super::load_balancer::{LbPolicy, DEFAULT_ACTIVE_REQUEST_BIAS, DEFAULT_CHOICE_COUNT};
 use super::resource_manager::ResourceManager;
 use crate::config::{self, ConfigError, FieldPath};
 use crate::define_stats;
@@ -87,6 +90,7 @@ define_stats! {
         gauge membership_excluded,
         gauge membership_total,
         gauge max_host_weight,
+        histogram upstream_rq_time,
     }
 }
 
@@ -137,6 +141,10 @@ pub struct ClusterInfo {
     pub dns_refresh_rate: Duration,
     pub dns_lookup_family: DnsLookupFamily,
     pub endpoints: Vec<EndpointAddress>,
+    /// `lb_policy` with `least_request_lb_config`.
+    pub lb_policy: LbPolicy,
+    /// The `load_balancing_weight` of each of `endpoints` (1 when unset).
+    pub endpoint_weights: Vec<u32>,
     pub stats: ClusterStats,
     /// Circuit breakers, shared by all workers.
     pub resources: Arc<ResourceManager>,
@@ -170,6 +178,31 @@ impl ClusterInfo {
 }
 
 impl ClusterInfo {
+    /// The `load_balancing_weight` of each of `hosts`, from the endpoint it came
+    /// from: by position for a STATIC cluster (its hosts are its endpoints, in
+    /// order), else the first endpoint with the host's address, or with its DNS name
+    /// and port; 1 when none matches.
+    pub fn host_weights(&self, hosts: &[Arc<Host>]) -> Vec<u32> {
+        if self.discovery == DiscoveryType::Static
+            && hosts.len() == self.endpoints.len()
+            && hosts.iter().zip(&self.endpoints).all(|(h, e)| *e == EndpointAddress::Ip(h.address))
+        {
+            return self.endpoint_weights.clone();
+        }
+        hosts.iter().map(|h| self.host_weight(h)).collect()
+    }
+
+    fn host_weight(&self, host: &Host) -> u32 {
+        self.endpoints
+            .iter()
+            .zip(&self.endpoint_weights)
+            .find(|(e, _)| match e {
+                EndpointAddress::Ip(a) => *a == host.address,
+                EndpointAddress::Dns { name, port } => *name == host.hostname && *port == host.address.port(),
+            })
+            .map_or(1, |(_, w)| *w)
+    }
+
     /// Builds a cluster from `static_resources.clusters[i]`; `path` points at it.
     pub fn from_proto(c: &Cluster, path: &FieldPath, store: &Arc<Store>) -> Result<ClusterInfo, ConfigError> {
         let discovery = match &c.cluster_discovery_type {
@@ -193,19 +226,7 @@ impl ClusterInfo {
                 return Err(path.field_error("cluster_type", "custom cluster types are not supported by Courier"))
             }
         };
-        match LbPolicy::try_from(c.lb_policy) {
-            Ok(LbPolicy::RoundRobin) => {}
-            Ok(other) => {
-                return Err(path.field_error(
-                    "lb_policy",
-                    format!(
-                        "load balancing policy {} is not supported by Courier yet (ROUND_ROBIN is)",
-                        other.as_str_name()
-                    ),
-                ))
-            }
-            Err(_) => return Err(path.field_error("lb_policy", format!("unknown lb_policy {}", c.lb_policy))),
-        }
+        let lb_policy = lb_policy(c, path)?;
         let dns_lookup_family = match PbDnsLookupFamily::try_from(c.dns_lookup_family) {
             Ok(PbDnsLookupFamily::Auto) | Err(_) => DnsLookupFamily::Auto,
             Ok(PbDnsLookupFamily::V4Only) => DnsLookupFamily::V4Only,
@@ -213,7 +234,7 @@ impl ClusterInfo {
             Ok(PbDnsLookupFamily::V4Preferred) => DnsLookupFamily::V4Preferred,
             Ok(PbDnsLookupFamily::All) => DnsLookupFamily::All,
         };
-        let endpoints = endpoints(c, path, discovery)?;
+        let (endpoints, endpoint_weights) = endpoints(c, path, discovery)?;
         let http = http_protocol_options(c, path)?;
         // Deprecated in favour of the DnsCluster extension, still honoured by Envoy.
         #[allow(deprecated)]
@@ -238,7 +259,9 @@ impl ClusterInfo {
                 .unwrap_or(DEFAULT_BUFFER_LIMIT),
             dns_refresh_rate,
             dns_lookup_family,
+            lb_policy,
             endpoints,
+            endpoint_weights,
         })
     }
 }
@@ -299,14 +322,85 @@ fn http_protocol_options(c: &Cluster, path: &FieldPath) -> Result<HttpOptions, C
     })
 }
 
-fn endpoints(c: &Cluster, path: &FieldPath, discovery: DiscoveryType) -> Result<Vec<EndpointAddress>, ConfigError> {
+/// `lb_policy` and its `least_request_lb_config`.
+fn lb_policy(c: &Cluster, path: &FieldPath) -> Result<LbPolicy, ConfigError> {
+    let policy = match PbLbPolicy::try_from(c.lb_policy) {
+        Ok(PbLbPolicy::RoundRobin) => LbPolicy::RoundRobin,
+        Ok(PbLbPolicy::LeastRequest) => LbPolicy::LeastRequest {
+            choice_count: DEFAULT_CHOICE_COUNT,
+            active_request_bias: DEFAULT_ACTIVE_REQUEST_BIAS,
+        },
+        Ok(PbLbPolicy::Random) => LbPolicy::Random,
+        Ok(other) => {
+            return Err(path.field_error(
+                "lb_policy",
+                format!(
+                    "load balancing policy {} is not supported by Courier (ROUND_ROBIN, LEAST_REQUEST, RANDOM are)",
+                    other.as_str_name()
+                ),
+            ))
+        }
+        Err(_) => return Err(path.field_error("lb_policy", format!("unknown lb_policy {}", c.lb_policy))),
+    };
+    match (&c.lb_config, policy) {
+        (None, _) => Ok(policy),
+        (Some(LbConfig::LeastRequestLbConfig(lr)), LbPolicy::LeastRequest { .. }) => {
+            let mut p = path.clone();
+            p.push_field("least_request_lb_config");
+            let choice_count = lr.choice_count.as_ref().map_or(DEFAULT_CHOICE_COUNT, |v| v.value);
+            if choice_count < 2 {
+                return Err(p.field_error("choice_count", "value must be greater than or equal to 2"));
+            }
+            let active_request_bias =
+                lr.active_request_bias.as_ref().map_or(DEFAULT_ACTIVE_REQUEST_BIAS, |b| b.default_value);
+            if !(active_request_bias.is_finite() && active_request_bias >= 0.0) {
+                return Err(p.field_error(
+                    "active_request_bias.default_value",
+                    format!("active_request_bias must be a finite number >= 0.0, not {active_request_bias}"),
+                ));
+            }
+            // Courier has no runtime layer: `active_request_bias.runtime_key` never
+            // overrides the default, as in an Envoy without runtime.
+            Ok(LbPolicy::LeastRequest { choice_count, active_request_bias })
+        }
+        (Some(LbConfig::LeastRequestLbConfig(_)), _) => Err(path.field_error(
+            "least_request_lb_config",
+            "least_request_lb_config is only used with lb_policy LEAST_REQUEST",
+        )),
+        (Some(_), _) => Err(path.error("this load balancer config is not supported by Courier")),
+    }
+}
+
+/// The configured endpoints and their `load_balancing_weight`s.
+fn endpoints(
+    c: &Cluster,
+    path: &FieldPath,
+    discovery: DiscoveryType,
+) -> Result<(Vec<EndpointAddress>, Vec<u32>), ConfigError> {
     let mut out = Vec::new();
+    let mut weights = Vec::new();
     let Some(la) = &c.load_assignment else {
-        return Ok(out);
+        return Ok((out, weights));
     };
     for (i, locality) in la.endpoints.iter().enumerate() {
+        let mut locality_weight: u64 = 0;
         for (j, lb_endpoint) in locality.lb_endpoints.iter().enumerate() {
             let p = format!("{path}.load_assignment.endpoints[{i}].lb_endpoints[{j}]");
+            let weight = lb_endpoint.load_balancing_weight.as_ref().map_or(1, |w| w.value);
+            if weight == 0 {
+                return Err(ConfigError::new(
+                    format!("{p}.load_balancing_weight"),
+                    "value must be greater than or equal to 1",
+                ));
+            }
+            locality_weight += u64::from(weight);
+            if locality_weight > u64::from(u32::MAX) {
+                return Err(ConfigError::new(
+                    format!("{path}.load_assignment.endpoints[{i}]"),
+                    "the sum of the load_balancing_weight of a locality's endpoints must not exceed 4294967295",
+                ));
+            }
+            weights.push(weight);
             let endpoint = match &lb_endpoint.host_identifier {
                 Some(envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier::Endpoint(e)) => e,
                 _ => return Err(ConfigError::new(p, "an endpoint is required")),
@@ -334,7 +428,7 @@ fn endpoints(c: &Cluster, path: &FieldPath, discovery: DiscoveryType) -> Result<
     if discovery == DiscoveryType::LogicalDns && out.len() != 1 {
         return Err(path.field_error("load_assignment", "LOGICAL_DNS clusters must have exactly one endpoint"));
     }
-    Ok(out)
+    Ok((out, weights))
 }
 
 /// The `(address, port)` of an `Address` that must be a TCP socket address.
@@ -356,5 +450,124 @@ pub fn socket_address(addr: &Address, path: &FieldPath) -> Result<(String, u16),
         }
         Some(_) => Err(path.error("only socket_address is supported by Courier")),
         None => Err(path.error("an address is required")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load_bootstrap, BootstrapSource};
+
+    /// Loads `static_resources.clusters` from YAML through every config check, and
+    /// builds the first cluster.
+    fn load(clusters_yaml: &str) -> Result<ClusterInfo, ConfigError> {
+        let source = BootstrapSource {
+            config_yaml: Some(format!("static_resources:\n  clusters:\n{clusters_yaml}")),
+            ..Default::default()
+        };
+        let loaded = load_bootstrap(&source)?;
+        let c = &loaded.bootstrap.static_resources.as_ref().expect("static_resources").clusters[0];
+        ClusterInfo::from_proto(c, &FieldPath::starting_at("static_resources.clusters[0]"), &Arc::new(Store::new()))
+    }
+
+    fn cluster(kind: &str, extra: &str, endpoints: &[(&str, Option<u32>)]) -> String {
+        let endpoints: String = endpoints
+            .iter()
+            .map(|(addr, w)| {
+                let (host, port) = addr.rsplit_once(':').expect("host:port");
+                let weight = w.map(|w| format!(", load_balancing_weight: {w}")).unwrap_or_default();
+                format!("        - {{ endpoint: {{ address: {{ socket_address: {{ address: {host}, port_value: {port} }} }} }}{weight} }}\n")
+            })
+            .collect();
+        format!("  - name: c\n    type: {kind}\n    connect_timeout: 1s\n{extra}    load_assignment:\n      cluster_name: c\n      endpoints:\n      - lb_endpoints:\n{endpoints}")
+    }
+
+    fn error(yaml: &str) -> String {
+        load(yaml).map(|_| ()).expect_err("config was accepted").to_string()
+    }
+
+    #[test]
+    fn upstream_lb_policies_are_parsed() {
+        let eps = [("127.0.0.1:1", None)];
+        assert_eq!(load(&cluster("STATIC", "", &eps)).unwrap().lb_policy, LbPolicy::RoundRobin);
+        assert_eq!(load(&cluster("STATIC", "    lb_policy: RANDOM\n", &eps)).unwrap().lb_policy, LbPolicy::Random);
+        assert_eq!(
+            load(&cluster("STATIC", "    lb_policy: LEAST_REQUEST\n", &eps)).unwrap().lb_policy,
+            LbPolicy::LeastRequest { choice_count: 2, active_request_bias: 1.0 }
+        );
+        let lr = "    lb_policy: LEAST_REQUEST\n    least_request_lb_config:\n      choice_count: 5\n      active_request_bias: { default_value: 0.5, runtime_key: lb.bias }\n";
+        assert_eq!(
+            load(&cluster("STATIC", lr, &eps)).unwrap().lb_policy,
+            LbPolicy::LeastRequest { choice_count: 5, active_request_bias: 0.5 }
+        );
+    }
+
+    #[test]
+    fn upstream_lb_config_errors_name_the_field() {
+        let eps = [("127.0.0.1:1", None)];
+        let cases = [
+            (
+                "    lb_policy: MAGLEV\n",
+                "static_resources.clusters[0].lb_policy: load balancing policy MAGLEV is not supported",
+            ),
+            ("    lb_policy: RING_HASH\n", "static_resources.clusters[0].lb_policy: load balancing policy RING_HASH"),
+            (
+                "    least_request_lb_config: { choice_count: 3 }\n",
+                "static_resources.clusters[0].least_request_lb_config: least_request_lb_config is only used with lb_policy LEAST_REQUEST",
+            ),
+            (
+                "    lb_policy: LEAST_REQUEST\n    least_request_lb_config: { choice_count: 1 }\n",
+                "static_resources.clusters[0].least_request_lb_config.choice_count",
+            ),
+            (
+                "    lb_policy: LEAST_REQUEST\n    least_request_lb_config: { active_request_bias: { default_value: -1, runtime_key: k } }\n",
+                "static_resources.clusters[0].least_request_lb_config.active_request_bias.default_value: active_request_bias must be a finite number >= 0.0",
+            ),
+            (
+                "    lb_policy: LEAST_REQUEST\n    least_request_lb_config: { slow_start_config: { slow_start_window: 1s } }\n",
+                "static_resources.clusters[0].least_request_lb_config.slow_start_config: field 'slow_start_config'",
+            ),
+            (
+                "    round_robin_lb_config: {}\n",
+                "static_resources.clusters[0].round_robin_lb_config: field 'round_robin_lb_config'",
+            ),
+        ];
+        for (extra, expected) in cases {
+            let e = error(&cluster("STATIC", extra, &eps));
+            assert!(e.contains(expected), "expected `{expected}` in `{e}`");
+        }
+    }
+
+    #[test]
+    fn upstream_endpoint_weights_are_parsed_and_checked() {
+        let info = load(&cluster("STATIC", "", &[("127.0.0.1:1", Some(3)), ("127.0.0.1:2", None)])).unwrap();
+        assert_eq!(info.endpoint_weights, vec![3, 1]);
+        let e = error(&cluster("STATIC", "", &[("127.0.0.1:1", Some(0))]));
+        assert!(
+            e.starts_with(
+                "static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].load_balancing_weight"
+            ),
+            "{e}"
+        );
+        let e = error(&cluster("STATIC", "", &[("127.0.0.1:1", Some(u32::MAX)), ("127.0.0.1:2", Some(1))]));
+        assert!(e.starts_with("static_resources.clusters[0].load_assignment.endpoints[0]: the sum"), "{e}");
+        // Locality weights need locality weighted load balancing, which Courier does not have.
+        let yaml = cluster("STATIC", "", &[("127.0.0.1:1", None)])
+            .replace("      - lb_endpoints:", "      - load_balancing_weight: 2\n        lb_endpoints:");
+        let e = error(&yaml);
+        assert!(e.contains("endpoints[0].load_balancing_weight: field 'load_balancing_weight'"), "{e}");
+    }
+
+    #[test]
+    fn upstream_host_weights_follow_their_endpoints() {
+        let host = |a: &str, name: &str| Host::new(a.parse().unwrap(), name.to_string());
+        let info = load(&cluster("STATIC", "", &[("127.0.0.1:1", Some(3)), ("127.0.0.1:2", Some(5))])).unwrap();
+        let hosts = [host("127.0.0.1:1", ""), host("127.0.0.1:2", "")];
+        assert_eq!(info.host_weights(&hosts), vec![3, 5]);
+        assert_eq!(info.host_weights(&hosts[1..]), vec![5]);
+        assert_eq!(info.host_weights(&[host("127.0.0.1:9", "")]), vec![1]);
+        let info = load(&cluster("STRICT_DNS", "", &[("localhost:1", Some(2)), ("localhost:2", Some(7))])).unwrap();
+        let hosts = [host("127.0.0.1:2", "localhost"), host("[::1]:1", "localhost"), host("127.0.0.1:1", "other")];
+        assert_eq!(info.host_weights(&hosts), vec![7, 2, 1]);
     }
 }

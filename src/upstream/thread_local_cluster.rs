@@ -11,14 +11,15 @@ use std::sync::Arc;
 use super::cluster::ClusterInfo;
 use super::host::{Host, HostSet};
 use super::http1_conn_pool::Http1ConnPool;
-use super::load_balancer::RoundRobin;
+use super::load_balancer::LoadBalancer;
 use crate::stats::Counter;
 
 /// One cluster on one worker.
 pub struct ThreadLocalCluster {
     pub info: Arc<ClusterInfo>,
     hosts: RefCell<HostSet>,
-    lb: RoundRobin,
+    /// This worker's load balancer, refreshed with every new host set.
+    lb: LoadBalancer,
     /// This worker's HTTP/1.1 pools, one per host address.
     http_pools: RefCell<HashMap<SocketAddr, Rc<Http1ConnPool>>>,
     /// This worker's cache of `upstream_rq_<code>` counters.
@@ -95,16 +96,19 @@ impl ThreadLocalClusterManager {
             Some(existing) if Arc::ptr_eq(&existing.info, &info) => {
                 // Pools of hosts that left the cluster close when their last user is done.
                 existing.http_pools.borrow_mut().retain(|addr, _| hosts.iter().any(|h| h.address == *addr));
+                existing.lb.refresh(&hosts, &info.host_weights(&hosts));
                 *existing.hosts.borrow_mut() = hosts;
             }
             _ => {
                 let name = info.name.clone();
+                let lb = LoadBalancer::new(info.lb_policy);
+                lb.refresh(&hosts, &info.host_weights(&hosts));
                 clusters.insert(
                     name,
                     Rc::new(ThreadLocalCluster {
                         info,
                         hosts: RefCell::new(hosts),
-                        lb: RoundRobin::default(),
+                        lb,
                         http_pools: RefCell::new(HashMap::new()),
                         code_counters: RefCell::new(HashMap::new()),
                     }),

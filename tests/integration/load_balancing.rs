@@ -1,0 +1,178 @@
+//! Load-balancing policies end to end: weighted round robin, least request, random,
+//! and the start-up errors of the policies Courier does not implement.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+use crate::http_util::*;
+
+/// A STATIC cluster `app` with `cluster_extra` (e.g. `lb_policy`) and one endpoint
+/// per `(upstream, load_balancing_weight)`.
+fn weighted_cluster(cluster_extra: &str, endpoints: &[(&Upstream, Option<u32>)]) -> String {
+    let endpoints: String = endpoints
+        .iter()
+        .map(|(u, w)| {
+            let weight = w.map(|w| format!(", load_balancing_weight: {w}")).unwrap_or_default();
+            format!(
+                "        - {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}{weight} }}\n",
+                u.port()
+            )
+        })
+        .collect();
+    format!(
+        "  - name: app\n    type: STATIC\n    connect_timeout: 1s\n{cluster_extra}    load_assignment:\n      cluster_name: app\n      endpoints:\n      - lb_endpoints:\n{endpoints}"
+    )
+}
+
+/// Courier on one worker (so the balancer's sequence is one worker's), with an HTTP
+/// listener `web` routing everything to `cluster`.
+fn proxy(cluster: &str) -> Courier {
+    Courier::start(
+        &config(&[http_listener("web", "", &one_vhost(&prefix_route("/", "app", "")), "")], &[cluster.into()]),
+        1,
+    )
+}
+
+/// The upstream names that answered `n` GETs sent one after another on one connection.
+fn upstreams_of(c: &Courier, n: usize) -> Vec<String> {
+    let mut client = Client::connect(c.listener("web"));
+    (0..n).map(|_| client.get("/").seen().upstream().to_string()).collect()
+}
+
+#[test]
+fn weighted_round_robin_follows_load_balancing_weight() {
+    let a = http_upstream("a");
+    let b = http_upstream("b");
+    let c = proxy(&weighted_cluster("    lb_policy: ROUND_ROBIN\n", &[(&a, Some(3)), (&b, Some(1))]));
+    let seen = upstreams_of(&c, 8);
+    // EDF: a is due at 1/3 and 2/3, then a and b at 1 (b was scheduled first).
+    assert_eq!(seen[..4], ["a", "a", "b", "a"], "{seen:?}");
+    assert_eq!(seen.iter().filter(|u| *u == "a").count(), 6, "{seen:?}");
+    assert_eq!(seen.iter().filter(|u| *u == "b").count(), 2, "{seen:?}");
+}
+
+#[test]
+fn equal_weights_are_plain_round_robin() {
+    let a = http_upstream("a");
+    let b = http_upstream("b");
+    let c = proxy(&weighted_cluster("", &[(&a, Some(4)), (&b, Some(4))]));
+    assert_eq!(upstreams_of(&c, 4), ["a", "b", "a", "b"]);
+}
+
+#[test]
+fn least_request_prefers_an_idle_host_over_a_busy_one() {
+    let a = http_upstream("a");
+    let b = http_upstream("b");
+    // Enough choices that a pick sampling only the busy host (2^-32) does not happen.
+    let c = proxy(&weighted_cluster(
+        "    lb_policy: LEAST_REQUEST\n    least_request_lb_config: { choice_count: 32 }\n",
+        &[(&a, None), (&b, None)],
+    ));
+    let addr = c.listener("web");
+    let slow = std::thread::spawn(move || {
+        let r = Client::connect(addr).request("GET", "/slow", &[("x-test-delay-ms", "3000")], b"");
+        r.seen().upstream().to_string()
+    });
+    // The slow request is in flight on one host.
+    c.wait_stat("cluster.app.upstream_rq_active", |v| v == 1);
+    let fast = upstreams_of(&c, 6);
+    let busy = slow.join().expect("slow request");
+    let idle = if busy == "a" { "b" } else { "a" };
+    assert!(fast.iter().all(|u| u == idle), "busy host {busy}, fast requests went to {fast:?}");
+    assert_eq!(c.stat("cluster.app.upstream_rq_total"), Some(7));
+}
+
+#[test]
+fn random_reaches_every_host() {
+    let ups = [http_upstream("a"), http_upstream("b"), http_upstream("c")];
+    let c = proxy(&weighted_cluster("    lb_policy: RANDOM\n", &[(&ups[0], None), (&ups[1], None), (&ups[2], None)]));
+    // Missing a host in 60 uniform picks has a probability of about 1e-10.
+    let seen = upstreams_of(&c, 60);
+    for name in ["a", "b", "c"] {
+        assert!(seen.iter().any(|u| u == name), "{name} never picked: {seen:?}");
+    }
+}
+
+#[test]
+fn unsupported_lb_policy_fails_at_startup() {
+    let a = http_upstream("a");
+    let yaml = format!(
+        "admin:\n  address:\n    socket_address: {{ address: 127.0.0.1, port_value: 0 }}\n{}",
+        config(
+            &[http_listener("web", "", &one_vhost(&prefix_route("/", "app", "")), "")],
+            &[weighted_cluster("    lb_policy: MAGLEV\n", &[(&a, None)])]
+        )
+    );
+    let dir = TempDir::new("lb-maglev");
+    let path = dir.file("config.yaml", &yaml);
+    let log = dir.0.join("stderr.log");
+    let mut child = Command::new(courier_bin())
+        .arg("-c")
+        .arg(&path)
+        .args(["--concurrency", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn courier");
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("courier started with lb_policy MAGLEV");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains(
+            "static_resources.clusters[0].lb_policy: load balancing policy MAGLEV is not supported by Courier"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn least_request_config_errors_name_the_field() {
+    let a = http_upstream("a");
+    let cases = [
+        (
+            "    lb_policy: LEAST_REQUEST\n    least_request_lb_config: { choice_count: 1 }\n",
+            "static_resources.clusters[0].least_request_lb_config.choice_count",
+        ),
+        (
+            "    lb_policy: LEAST_REQUEST\n    least_request_lb_config: { active_request_bias: { default_value: -0.5, runtime_key: k } }\n",
+            "static_resources.clusters[0].least_request_lb_config.active_request_bias.default_value",
+        ),
+        (
+            "    lb_policy: ROUND_ROBIN\n    least_request_lb_config: { choice_count: 3 }\n",
+            "static_resources.clusters[0].least_request_lb_config: least_request_lb_config is only used with lb_policy LEAST_REQUEST",
+        ),
+        (
+            "    lb_policy: LEAST_REQUEST\n    least_request_lb_config: { slow_start_config: {} }\n",
+            "static_resources.clusters[0].least_request_lb_config.slow_start_config: field 'slow_start_config'",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let yaml = config(
+            &[http_listener("web", "", &one_vhost(&prefix_route("/", "app", "")), "")],
+            &[weighted_cluster(extra, &[(&a, None)])],
+        );
+        let (ok, out) = validate(&yaml);
+        assert!(!ok, "accepted:\n{yaml}");
+        assert!(out.contains(expected), "expected `{expected}` in:\n{out}");
+    }
+    // A weight of zero is refused by the schema's rules.
+    let yaml = config(
+        &[http_listener("web", "", &one_vhost(&prefix_route("/", "app", "")), "")],
+        &[weighted_cluster("", &[(&a, Some(0))])],
+    );
+    let (ok, out) = validate(&yaml);
+    assert!(!ok && out.contains("lb_endpoints[0].load_balancing_weight"), "{out}");
+}
