@@ -14,7 +14,10 @@ use crate::extensions;
 /// `(message full name, supported fields)`; `"*"` accepts every field (purely
 /// informational messages such as `Node`, and the well-known types).
 pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
-    ("envoy.config.bootstrap.v3.Bootstrap", &["node", "static_resources", "admin", "watchdogs", "watchdog"]),
+    (
+        "envoy.config.bootstrap.v3.Bootstrap",
+        &["node", "static_resources", "admin", "watchdogs", "watchdog", "stats_flush_interval"],
+    ),
     ("envoy.config.bootstrap.v3.Bootstrap.StaticResources", &["listeners", "clusters"]),
     ("envoy.config.bootstrap.v3.Admin", &["address"]),
     ("envoy.config.bootstrap.v3.Watchdogs", &["main_thread_watchdog", "worker_watchdog"]),
@@ -49,6 +52,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "connect_timeout",
             "per_connection_buffer_limit_bytes",
             "lb_policy",
+            "least_request_lb_config",
             "load_assignment",
             "dns_refresh_rate",
             "dns_lookup_family",
@@ -58,6 +62,9 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "typed_extension_protocol_options",
         ],
     ),
+    ("envoy.config.cluster.v3.Cluster.LeastRequestLbConfig", &["choice_count", "active_request_bias"]),
+    // Courier has no runtime layer: the default value always applies.
+    ("envoy.config.core.v3.RuntimeDouble", &["default_value", "runtime_key"]),
     ("envoy.config.cluster.v3.CircuitBreakers", &["thresholds"]),
     (
         "envoy.config.cluster.v3.CircuitBreakers.Thresholds",
@@ -68,7 +75,8 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
         &["common_http_protocol_options", "explicit_http_config"],
     ),
     ("envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig", &["http_protocol_options"]),
-    ("envoy.config.core.v3.Http1ProtocolOptions", &[]),
+    // `accept_http_10` acts on the connection manager's downstream codec only.
+    ("envoy.config.core.v3.Http1ProtocolOptions", &["accept_http_10"]),
     (
         "envoy.config.core.v3.HttpProtocolOptions",
         &[
@@ -81,7 +89,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ),
     ("envoy.config.endpoint.v3.ClusterLoadAssignment", &["cluster_name", "endpoints"]),
     ("envoy.config.endpoint.v3.LocalityLbEndpoints", &["locality", "lb_endpoints"]),
-    ("envoy.config.endpoint.v3.LbEndpoint", &["endpoint"]),
+    ("envoy.config.endpoint.v3.LbEndpoint", &["endpoint", "load_balancing_weight"]),
     ("envoy.config.endpoint.v3.Endpoint", &["address", "hostname"]),
     (
         "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
@@ -107,6 +115,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "generate_request_id",
             "strip_matching_host_port",
             "strip_any_host_port",
+            "http_protocol_options",
         ],
     ),
     ("envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter", &["name", "typed_config"]),

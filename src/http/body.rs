@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use crate::http::http1::{CodecError, RequestBody};
 use crate::upstream::http1_conn_pool::PooledClient;
 
 /// Runs once when a stream is over; see `ResponseBody`.
@@ -136,13 +137,13 @@ impl Drop for ResponseBody {
 /// malformed body before anything goes upstream), then the rest as it comes.
 pub struct RequestBodyStream {
     first: Option<Frame<Bytes>>,
-    rest: Incoming,
+    rest: RequestBody,
 }
 
 impl RequestBodyStream {
     /// Reads what already arrived of `body` without waiting: a framing error in
     /// it (e.g. a bad chunk size) is returned before any upstream sees the request.
-    pub async fn start(mut body: Incoming) -> Result<RequestBodyStream, hyper::Error> {
+    pub async fn start(mut body: RequestBody) -> Result<RequestBodyStream, CodecError> {
         let polled = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await;
         let first = match polled {
             Poll::Ready(Some(Err(e))) => return Err(e),
@@ -155,9 +156,9 @@ impl RequestBodyStream {
 
 impl Body for RequestBodyStream {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = CodecError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, CodecError>>> {
         match self.first.take() {
             Some(frame) => Poll::Ready(Some(Ok(frame))),
             None => Pin::new(&mut self.rest).poll_frame(cx),

@@ -46,6 +46,12 @@ impl LocalReply {
         self.flag = Some(flag);
         self
     }
+
+    /// The reply to a request the codec refused: the reason phrase as body, as
+    /// Envoy sends, flagged as a downstream protocol error.
+    pub fn from_codec_error(e: crate::http::http1::CodecError) -> LocalReply {
+        LocalReply::new(e.status, e.body(), e.details).with_flag(ResponseFlag::DownstreamProtocolError)
+    }
 }
 
 /// What a filter wants after seeing headers.

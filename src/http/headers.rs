@@ -10,6 +10,7 @@ pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_ENVOY_INTERNAL: HeaderName = HeaderName::from_static("x-envoy-internal");
+pub const X_ENVOY_EXTERNAL_ADDRESS: HeaderName = HeaderName::from_static("x-envoy-external-address");
 pub const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: HeaderName = HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
 pub const X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
 pub const X_ENVOY_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
@@ -76,17 +77,17 @@ pub fn append_xff(headers: &mut HeaderMap, ip: IpAddr) {
     }
 }
 
-/// The client address per `x-forwarded-for` with `trusted_hops` trusted proxies in
-/// front of Courier (Envoy's `xff_num_trusted_hops`), when `use_remote_address`
-/// is false: the entry that many positions from the right.
+/// The entry of `x-forwarded-for` `trusted_hops` positions from the right (0: the
+/// last one), for Envoy's `xff_num_trusted_hops`.
 pub fn xff_client(headers: &HeaderMap, trusted_hops: u32) -> Option<IpAddr> {
     let list: Vec<&str> = headers.get(&X_FORWARDED_FOR)?.to_str().ok()?.split(',').map(str::trim).collect();
     let idx = list.len().checked_sub(1 + trusted_hops as usize)?;
     list.get(idx)?.parse().ok()
 }
 
-/// A random version-4 UUID, as Envoy generates for `x-request-id`.
-pub fn uuid_v4() -> String {
+/// A random version-4 UUID, as Envoy generates for `x-request-id`, formatted
+/// without intermediate allocations (it is made for every request).
+pub fn uuid_v4() -> HeaderValue {
     let hi = crate::common::random::next_u64();
     let lo = crate::common::random::next_u64();
     let mut b = [0u8; 16];
@@ -94,8 +95,19 @@ pub fn uuid_v4() -> String {
     b[8..].copy_from_slice(&lo.to_be_bytes());
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 36];
+    let mut o = 0;
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out[o] = b'-';
+            o += 1;
+        }
+        out[o] = HEX[usize::from(byte >> 4)];
+        out[o + 1] = HEX[usize::from(byte & 0xf)];
+        o += 2;
+    }
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-4000-8000-000000000000"))
 }
 
 #[cfg(test)]
@@ -132,8 +144,10 @@ mod tests {
     #[test]
     fn uuid_shape() {
         let u = uuid_v4();
-        assert_eq!(u.len(), 36);
-        assert_eq!(&u[14..15], "4");
+        let s = u.to_str().expect("ascii");
+        assert_eq!(s.len(), 36);
+        assert_eq!(&s[14..15], "4");
+        assert_eq!(s.matches('-').count(), 4);
         assert_ne!(uuid_v4(), u);
     }
 }

@@ -5,4 +5,5 @@ pub mod body;
 pub mod conn_manager;
 pub mod filter;
 pub mod headers;
+pub mod http1;
 pub mod stream_info;

@@ -74,6 +74,9 @@ impl ServerState {
     }
 }
 
+/// Envoy's default `stats_flush_interval`.
+const DEFAULT_STATS_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Everything built from config before any thread or socket exists; building it
 /// is `--mode validate`.
 pub struct ServerConfig {
@@ -88,6 +91,8 @@ pub struct ServerConfig {
     pub admin_address: Option<std::net::SocketAddr>,
     pub main_watchdog: WatchdogConfig,
     pub worker_watchdog: WatchdogConfig,
+    /// `stats_flush_interval`: how often histograms and `server.*` gauges refresh.
+    pub stats_flush_interval: Duration,
     /// Shared with the filters that answer health checks.
     pub health_check_failed: Arc<AtomicBool>,
     /// Tells connections to finish and close when the server drains.
@@ -147,10 +152,22 @@ impl ServerConfig {
             (None, Some(w)) => (WatchdogConfig::from_proto(Some(w)), WatchdogConfig::from_proto(Some(w))),
             (None, None) => (WatchdogConfig::default(), WatchdogConfig::default()),
         };
+        let stats_flush_interval = match &b.stats_flush_interval {
+            Some(d) => {
+                let d = config::duration(d);
+                if d < Duration::from_millis(1) || d > Duration::from_secs(300) {
+                    let path = config::FieldPath::starting_at("stats_flush_interval");
+                    return Err(path.error("value must be inside range [1ms, 300s]"));
+                }
+                d
+            }
+            None => DEFAULT_STATS_FLUSH_INTERVAL,
+        };
         Ok(ServerConfig {
             options,
             config_source,
             bootstrap,
+            stats_flush_interval,
             store,
             tls,
             cluster_slot,
@@ -193,6 +210,7 @@ pub struct Server {
     pub listener_manager: ListenerManager,
     pub workers: Vec<DispatcherHandle>,
     pub total_connections: Arc<Gauge>,
+    stats_flush_interval: Duration,
     state: Cell<ServerState>,
     health_check_failed: Arc<AtomicBool>,
     shutdown: Notify,
@@ -289,6 +307,7 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
         admin_address,
         main_watchdog,
         worker_watchdog,
+        stats_flush_interval,
         health_check_failed,
         drain,
     } = config;
@@ -325,6 +344,7 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
         listener_manager: listeners,
         workers: workers.iter().map(|w| w.dispatcher.clone()).collect(),
         total_connections: store.gauge("server.total_connections"),
+        stats_flush_interval,
         state: Cell::new(ServerState::PreInitializing),
         health_check_failed,
         shutdown: Notify::new(),
@@ -379,8 +399,9 @@ async fn main_loop(
         let server = server.clone();
         async move {
             loop {
-                tokio::time::sleep(Duration::from_secs(5)).await;
+                tokio::time::sleep(server.stats_flush_interval).await;
                 server.refresh_stats();
+                server.store.flush_histograms();
             }
         }
     });
@@ -395,6 +416,9 @@ async fn main_loop(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     flush.abort();
+    if !crate::access_log::flush_all(Duration::from_secs(2)) {
+        tracing::warn!("some access log lines were not written before exit");
+    }
     Ok(())
 }
 

@@ -18,7 +18,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::combinators::UnsyncBoxBody;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
@@ -30,7 +29,12 @@ use super::resource_manager::{Resource, ResourceGuard};
 use super::upstream_connection::{ConnectFailure, ConnectionAccounting, UpstreamConnection};
 
 /// The request body type sent upstream.
-pub type UpstreamBody = UnsyncBoxBody<Bytes, hyper::Error>;
+/// Errors of a request body on its way upstream.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request body sent upstream. Worker-local (not `Send`): a streamed body
+/// reads from the downstream connection of the same worker.
+pub type UpstreamBody = std::pin::Pin<Box<dyn hyper::body::Body<Data = Bytes, Error = BoxError>>>;
 
 /// Why no client could be had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -47,10 +47,17 @@ fn stats_text_is_sorted_name_value_lines() {
     let (status, head, body) = http_request_full(c.admin, "GET", "/stats");
     assert_eq!(status, 200);
     assert!(head.to_ascii_lowercase().contains("content-type: text/plain; charset=utf-8"), "{head}");
-    let names: Vec<&str> = body.lines().map(|l| l.split_once(": ").expect("name: value").0).collect();
+    // Counters and gauges first, in name order; then histograms (Envoy's layout),
+    // whose values are quantile lists.
+    let is_histogram = |l: &&str| l.contains("P0(") || l.ends_with("No recorded values");
+    let split = body.lines().position(|l| is_histogram(&l)).unwrap_or(body.lines().count());
+    let names: Vec<&str> = body.lines().take(split).map(|l| l.split_once(": ").expect("name: value").0).collect();
     let mut sorted = names.clone();
     sorted.sort();
     assert_eq!(names, sorted, "stats are not in name order");
+    let histograms: Vec<&str> = body.lines().skip(split).collect();
+    assert!(histograms.iter().all(is_histogram), "a counter or gauge after the histograms");
+    assert!(histograms.iter().any(|l| l.starts_with("cluster.echo.upstream_rq_time: ")), "{histograms:?}");
     for expected in [
         "cluster.echo.upstream_cx_total: 3",
         "cluster.echo.upstream_rq_total: 3",
@@ -117,14 +124,17 @@ fn prometheus_exposition_uses_envoy_names_and_tags() {
     for line in body.lines() {
         if let Some(decl) = line.strip_prefix("# TYPE ") {
             let (name, kind) = decl.split_once(' ').expect("TYPE name kind");
-            assert!(kind == "counter" || kind == "gauge");
+            assert!(kind == "counter" || kind == "gauge" || kind == "histogram");
             assert!(families.insert(name.to_string()), "family {name} declared twice");
             current = name.to_string();
         } else {
             let (metric, value) = line.rsplit_once(' ').expect("metric value");
-            assert!(metric.starts_with(&format!("{current}{{")), "{line} outside its family {current}");
+            // A histogram family's samples are `<family>_bucket/_sum/_count{...}`.
+            let in_family =
+                ["{", "_bucket{", "_sum{", "_count{"].iter().any(|s| metric.starts_with(&format!("{current}{s}")));
+            assert!(in_family, "{line} outside its family {current}");
             assert!(metric.ends_with('}'));
-            value.parse::<i64>().expect("numeric value");
+            value.parse::<f64>().expect("numeric value");
             assert!(metric.chars().take_while(|c| *c != '{').all(|c| c.is_ascii_alphanumeric() || c == '_'));
         }
     }

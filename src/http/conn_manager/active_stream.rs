@@ -10,32 +10,29 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 
 use super::config::{HcmConfig, ServerHeader, UnderscoreAction};
 use crate::formatter::FormatContext;
 use crate::http::body::{RequestBodyStream, ResponseBody, StreamCompletion};
 use crate::http::filter::{FilterStatus, LocalReply, StreamContext, StreamFilter};
 use crate::http::headers;
+use crate::http::http1::RequestBody;
 use crate::http::stream_info::{ResponseFlag, StreamInfo};
 use crate::network::ConnectionInfo;
-use crate::router::upstream_request::{self, ActiveRequest, RequestBody, UpstreamResponse};
+use crate::router::upstream_request::{self, ActiveRequest, ForwardBody, UpstreamResponse};
 use crate::router::{Route, RouteAction};
 use crate::upstream::ThreadLocalCluster;
 
 /// Serves one request to completion of its response headers; the body follows
 /// through `ResponseBody`.
-pub async fn handle(cfg: Arc<HcmConfig>, conn: ConnectionInfo, req: Request<Incoming>) -> Response<ResponseBody> {
-    let stats = &cfg.stats;
-    stats.downstream_rq_total.inc();
-    stats.downstream_rq_http1_total.inc();
-    stats.downstream_rq_active.inc();
+pub async fn handle(cfg: Arc<HcmConfig>, conn: ConnectionInfo, req: Request<RequestBody>) -> Response<ResponseBody> {
     let protocol = match req.version() {
         Version::HTTP_10 => "HTTP/1.0",
         Version::HTTP_2 => "HTTP/2",
         _ => "HTTP/1.1",
     };
-    let mut stream = Stream { cfg: cfg.clone(), info: StreamInfo::new(conn.remote, conn.local, protocol), route: None };
+    let mut stream = Stream::new(&cfg, conn, protocol);
     let (mut parts, body) = req.into_parts();
     let is_head = parts.method == Method::HEAD;
 
@@ -86,11 +83,11 @@ pub async fn handle(cfg: Arc<HcmConfig>, conn: ConnectionInfo, req: Request<Inco
 
     // The router: the terminal stage.
     let request_body = match (buffered, body) {
-        (Some(b), _) if b.is_empty() => RequestBody::Empty,
-        (Some(b), _) => RequestBody::Buffered(b),
-        (None, Some(b)) if b.is_end_stream() => RequestBody::Empty,
+        (Some(b), _) if b.is_empty() => ForwardBody::Empty,
+        (Some(b), _) => ForwardBody::Buffered(b),
+        (None, Some(b)) if b.is_end_stream() => ForwardBody::Empty,
         (None, Some(b)) => match RequestBodyStream::start(b).await {
-            Ok(b) => RequestBody::Streaming(b),
+            Ok(b) => ForwardBody::Streaming(b),
             Err(_) => {
                 cfg.stats.downstream_cx_protocol_error.inc();
                 let reply = LocalReply::new(StatusCode::BAD_REQUEST, "Bad Request", "http1.codec_error")
@@ -98,9 +95,60 @@ pub async fn handle(cfg: Arc<HcmConfig>, conn: ConnectionInfo, req: Request<Inco
                 return stream.finish_local(reply, &parts, &mut filters, is_head);
             }
         },
-        (None, None) => RequestBody::Empty,
+        (None, None) => ForwardBody::Empty,
     };
     stream.route_request(parts, request_body, filters, is_head).await
+}
+
+/// Marks a response after which the connection must close (a refused request).
+#[derive(Debug, Clone, Copy)]
+pub struct CloseConnection;
+
+/// Which stream timer fired before the response started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamTimeout {
+    /// `request_timeout`: the request was not whole in time.
+    Request,
+    /// `stream_idle_timeout`: no activity.
+    Idle,
+    /// `max_stream_duration`.
+    MaxDuration,
+}
+
+/// Envoy's 408 for a stream whose timer fired before any response; the request
+/// itself is gone (its stream was cancelled), so the log has no request headers.
+pub fn timeout_reply(cfg: &Arc<HcmConfig>, conn: ConnectionInfo, timeout: StreamTimeout) -> Response<ResponseBody> {
+    let stats = &cfg.stats;
+    let (body, details) = match timeout {
+        StreamTimeout::Request => {
+            stats.downstream_rq_timeout.inc();
+            ("request timeout", "request_overall_timeout")
+        }
+        StreamTimeout::Idle => {
+            stats.downstream_rq_idle_timeout.inc();
+            ("stream timeout", "stream_idle_timeout")
+        }
+        StreamTimeout::MaxDuration => {
+            stats.downstream_rq_max_duration_reached.inc();
+            ("downstream duration timeout", "max_duration_timeout")
+        }
+    };
+    let stream = Stream { cfg: cfg.clone(), info: StreamInfo::new(conn.remote, conn.local, "HTTP/1.1"), route: None };
+    let mut request = Request::new(()).into_parts().0;
+    request.uri = Uri::from_static("/");
+    let mut reply = LocalReply::new(StatusCode::REQUEST_TIMEOUT, body, details);
+    if timeout == StreamTimeout::Idle {
+        reply.flag = Some(ResponseFlag::StreamIdleTimeout);
+    }
+    stream.local_response(reply, &request, false)
+}
+
+/// The reply to a request the codec refused before it became a stream; it is
+/// counted and logged as one, as Envoy does.
+pub fn codec_error(cfg: &Arc<HcmConfig>, conn: ConnectionInfo, reply: LocalReply) -> Response<ResponseBody> {
+    let stream = Stream::new(cfg, conn, "HTTP/1.1");
+    let request = Request::new(()).into_parts().0;
+    stream.local_response(reply, &request, false)
 }
 
 /// The request view used for route matching: Envoy strips the Host port first
@@ -133,6 +181,12 @@ struct Stream {
 }
 
 impl Stream {
+    fn new(cfg: &Arc<HcmConfig>, conn: ConnectionInfo, protocol: &'static str) -> Stream {
+        cfg.stats.downstream_rq_total.inc();
+        cfg.stats.downstream_rq_http1_total.inc();
+        Stream { cfg: cfg.clone(), info: StreamInfo::new(conn.remote, conn.local, protocol), route: None }
+    }
+
     /// Codec-level checks Envoy applies before any filter runs.
     fn sanitize_request(&mut self, parts: &mut http::request::Parts) -> Result<(), Box<LocalReply>> {
         // Absolute-form target: the URI's authority is the request's authority.
@@ -143,34 +197,8 @@ impl Stream {
             let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
             parts.uri = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
         }
-        // hyper bounds its read buffer, not the head: check Envoy's limit on the
-        // header map's size (names and values) here.
-        let header_bytes: usize = parts.headers.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
-        if header_bytes > self.cfg.max_request_headers_bytes {
-            self.cfg.stats.downstream_cx_protocol_error.inc();
-            return Err(Box::new(
-                LocalReply::new(
-                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    "Request Header Fields Too Large",
-                    "http1.headers_too_large",
-                )
-                .with_flag(ResponseFlag::DownstreamProtocolError),
-            ));
-        }
         if parts.headers.get(http::header::HOST).is_none() && parts.version == Version::HTTP_11 {
-            return Err(Box::new(
-                LocalReply::new(StatusCode::BAD_REQUEST, "missing required header: :authority", "missing_host_header")
-                    .with_flag(ResponseFlag::DownstreamProtocolError),
-            ));
-        }
-        if parts.headers.contains_key(http::header::TRANSFER_ENCODING)
-            && parts.headers.contains_key(http::header::CONTENT_LENGTH)
-        {
-            // Request smuggling guard (Envoy: allow_chunked_length is false by default).
-            return Err(Box::new(
-                LocalReply::new(StatusCode::BAD_REQUEST, "Bad Request", "http1.content_length_and_chunked_not_allowed")
-                    .with_flag(ResponseFlag::DownstreamProtocolError),
-            ));
+            return Err(Box::new(LocalReply::new(StatusCode::BAD_REQUEST, "", "missing_host_header")));
         }
         match self.cfg.underscore_action {
             UnderscoreAction::Allow => {}
@@ -194,33 +222,46 @@ impl Stream {
     }
 
     /// Envoy's `mutateRequestHeaders`: hop-by-hop removal, x-forwarded-*,
-    /// x-request-id, x-envoy-internal.
+    /// x-request-id, x-envoy-internal / x-envoy-external-address.
     fn mutate_request_headers(&mut self, parts: &mut http::request::Parts) {
         let h = &mut parts.headers;
         headers::remove_hop_by_hop(h);
         let remote: IpAddr = self.info.downstream_remote.ip();
+        let hops = self.cfg.xff_num_trusted_hops;
         if self.cfg.use_remote_address {
+            // The client is the peer, or with N trusted proxies in front, the Nth
+            // address from the right of the incoming x-forwarded-for.
+            let client = if hops == 0 { Some(remote) } else { headers::xff_client(h, hops - 1) };
             headers::append_xff(h, remote);
             h.insert(headers::X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-            if headers::is_internal(remote) {
-                h.insert(headers::X_ENVOY_INTERNAL, HeaderValue::from_static("true"));
-            } else {
-                h.remove(headers::X_ENVOY_INTERNAL);
+            match client {
+                Some(ip) if headers::is_internal(ip) => {
+                    h.insert(headers::X_ENVOY_INTERNAL, HeaderValue::from_static("true"));
+                    h.remove(headers::X_ENVOY_EXTERNAL_ADDRESS);
+                }
+                Some(ip) => {
+                    h.remove(headers::X_ENVOY_INTERNAL);
+                    if let Ok(v) = HeaderValue::from_str(&ip.to_string()) {
+                        h.insert(headers::X_ENVOY_EXTERNAL_ADDRESS, v);
+                    }
+                }
+                None => {
+                    h.remove(headers::X_ENVOY_INTERNAL);
+                    h.remove(headers::X_ENVOY_EXTERNAL_ADDRESS);
+                }
             }
         } else if !h.contains_key(headers::X_FORWARDED_PROTO) {
             h.insert(headers::X_FORWARDED_PROTO, HeaderValue::from_static("http"));
         }
         if self.cfg.generate_request_id && !h.contains_key(headers::X_REQUEST_ID) {
-            if let Ok(v) = HeaderValue::from_str(&headers::uuid_v4()) {
-                h.insert(headers::X_REQUEST_ID, v);
-            }
+            h.insert(headers::X_REQUEST_ID, headers::uuid_v4());
         }
     }
 
     async fn route_request(
         mut self,
         mut parts: http::request::Parts,
-        body: RequestBody,
+        body: ForwardBody,
         mut filters: Vec<Box<dyn StreamFilter>>,
         is_head: bool,
     ) -> Response<ResponseBody> {
@@ -368,6 +409,8 @@ impl Stream {
         filters: &mut [Box<dyn StreamFilter>],
         is_head: bool,
     ) -> Response<ResponseBody> {
+        let close_after =
+            reply.flag == Some(ResponseFlag::DownstreamProtocolError) || reply.details == "missing_host_header";
         if let Some(flag) = reply.flag {
             self.info.response_flags.set(flag);
         }
@@ -385,7 +428,12 @@ impl Stream {
         self.info.response_code = Some(parts.status.as_u16());
         let completion = self.completion(request, &parts.headers, None);
         let body = if is_head { Bytes::new() } else { reply.body };
-        Response::from_parts(parts, ResponseBody::local(body, completion))
+        let mut response = Response::from_parts(parts, ResponseBody::local(body, completion));
+        // After a request the codec or connection manager refused, Envoy closes.
+        if close_after {
+            response.extensions_mut().insert(CloseConnection);
+        }
+        response
     }
 
     /// Route response header edits and the `server` header.
@@ -479,14 +527,17 @@ impl StreamCompletion for Completion {
             self.info.response_flags.set(ResponseFlag::DownstreamConnectionTermination);
             stats.downstream_rq_tx_reset.inc();
         }
-        stats.downstream_rq_active.dec();
         stats.downstream_rq_completed.inc();
         let status = self.info.response_code.unwrap_or(0);
         stats.response_code(status);
         if let Some((cluster, code, active)) = self.upstream.take() {
             cluster.count_response_code(code);
+            if complete {
+                cluster.info.stats.upstream_rq_time.record(active.started.elapsed().as_millis() as u64);
+            }
             drop(active);
         }
+        stats.downstream_rq_time.record(self.info.start.elapsed().as_millis() as u64);
         if let Some(log) = &self.log {
             let cx = FormatContext {
                 request_headers: Some(&log.request_headers),
@@ -504,7 +555,11 @@ impl StreamCompletion for Completion {
 }
 
 /// Reads a whole request body (for the buffer filter); 413 past `max_bytes`.
-async fn read_whole_body(body: Option<Incoming>, already: Option<Bytes>, max_bytes: u64) -> Result<Bytes, LocalReply> {
+async fn read_whole_body(
+    body: Option<RequestBody>,
+    already: Option<Bytes>,
+    max_bytes: u64,
+) -> Result<Bytes, LocalReply> {
     let mut out = already.map(|b| b.to_vec()).unwrap_or_default();
     let Some(mut body) = body else { return Ok(Bytes::from(out)) };
     let too_large = || LocalReply::new(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large", "request_payload_too_large");

@@ -65,6 +65,8 @@ pub struct HcmConfig {
     pub stream_idle_timeout: Option<Duration>,
     pub strip_matching_host_port: bool,
     pub strip_any_host_port: bool,
+    /// `http_protocol_options.accept_http_10` (else HTTP/1.0 gets 426).
+    pub accept_http_10: bool,
     pub access_logs: Vec<Arc<dyn AccessLogger>>,
     pub clusters: Slot<ThreadLocalClusterManager>,
     /// True once the server drains: close connections after their current request.
@@ -166,6 +168,7 @@ impl HcmConfig {
             stream_idle_timeout: timeout(&p.stream_idle_timeout, Some(DEFAULT_STREAM_IDLE_TIMEOUT)),
             strip_matching_host_port,
             strip_any_host_port,
+            accept_http_10: p.http_protocol_options.as_ref().is_some_and(|o| o.accept_http_10),
             access_logs,
             clusters: clusters.clone(),
             drain: drain.clone(),

@@ -4,23 +4,28 @@
 
 mod active_stream;
 pub mod config;
-mod io;
 pub mod stats;
 
-use std::cell::Cell;
-use std::convert::Infallible;
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager as HcmProto;
 use envoy_types::pb::google::protobuf::Any;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::time::Instant;
 
+use self::active_stream::CloseConnection;
+pub use self::active_stream::StreamTimeout;
 use self::config::HcmConfig;
 use crate::config::{bootstrap::decode_any, ConfigError, FieldPath};
 use crate::extensions::{FactoryContext, NetworkFilterExtension};
+use crate::http::body::ResponseBody;
+use crate::http::filter::LocalReply;
+use crate::http::http1::request_head::{self, HeadLimits, RequestHead};
+use crate::http::http1::response_writer::{ResponseWriter, WriteError, WriteLimits};
+use crate::http::http1::{ConnReader, RequestBody};
 use crate::network::filter::LocalBoxFuture;
+use crate::network::ConnectionInfo;
 use crate::network::{DownstreamConnection, NetworkFilterFactory};
 
 pub const EXTENSION: NetworkFilterExtension = NetworkFilterExtension {
@@ -28,9 +33,6 @@ pub const EXTENSION: NetworkFilterExtension = NetworkFilterExtension {
     config_type: "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
     create,
 };
-
-/// Smallest read buffer hyper accepts.
-const MIN_BUF: usize = 8192;
 
 /// The filter factory: the config shared by every worker.
 #[derive(Debug)]
@@ -50,102 +52,216 @@ impl NetworkFilterFactory for HttpConnectionManager {
     }
 }
 
-/// Serves one downstream connection until it closes.
+/// Serves one downstream connection until it closes: requests are read one at
+/// a time (pipelined ones wait in the read buffer), each runs as an active
+/// stream, and its response is written before the next request is parsed.
 async fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) {
     let stats = &cfg.stats;
     stats.downstream_cx_total.inc();
     stats.downstream_cx_http1_total.inc();
     stats.downstream_cx_active.inc();
     stats.downstream_cx_http1_active.inc();
+    let opened = Instant::now();
     let info = conn.info;
-    // Streams in flight and when the last one ended, for the idle timeout.
-    let activity = Rc::new(Activity { active: Cell::new(0), last: Cell::new(Instant::now()) });
-    let service = {
-        let (cfg, activity) = (cfg.clone(), activity.clone());
-        hyper::service::service_fn(move |req| {
-            let (cfg, activity) = (cfg.clone(), activity.clone());
-            activity.begin();
-            async move {
-                let response = active_stream::handle(cfg, info, req).await;
-                activity.end();
-                Ok::<_, Infallible>(response)
-            }
-        })
+    let (rd, wr) = conn.stream.into_split();
+    let reader = Rc::new(RefCell::new(ConnReader::new(rd, stats.downstream_cx_rx_bytes_total.clone())));
+    let mut writer = ResponseWriter::new(wr, stats.downstream_cx_tx_bytes_total.clone());
+    let limits = HeadLimits {
+        max_bytes: cfg.max_request_headers_bytes,
+        max_headers: cfg.max_headers_count,
+        accept_http_10: cfg.accept_http_10,
     };
-    let io = io::CountingIo::new(
-        conn.stream,
-        stats.downstream_cx_rx_bytes_total.clone(),
-        stats.downstream_cx_tx_bytes_total.clone(),
-    );
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .max_headers(cfg.max_headers_count)
-        .max_buf_size(cfg.max_request_headers_bytes.max(MIN_BUF))
-        .header_read_timeout(cfg.request_headers_timeout)
-        .keep_alive(true);
-    let connection = builder.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(connection);
     let mut drain = cfg.drain.clone();
-    // Far enough to never fire when the idle timeout is disabled.
-    let idle = cfg.idle_timeout.unwrap_or(std::time::Duration::from_secs(86_400 * 365));
-    let result = loop {
-        if *drain.borrow() {
-            // Draining: finish the request in flight (if any), then close.
-            stats.downstream_cx_drain_close.inc();
-            connection.as_mut().graceful_shutdown();
-            break connection.await;
+    let local_close = loop {
+        let head = match next_head(&cfg, &reader, &limits, &mut drain).await {
+            NextHead::Head(head) => head,
+            NextHead::Closed => break false,
+            NextHead::Idle => {
+                stats.downstream_cx_idle_timeout.inc();
+                break true;
+            }
+            NextHead::Drained => {
+                stats.downstream_cx_drain_close.inc();
+                break true;
+            }
+            NextHead::Rejected(reply) => {
+                let response = active_stream::codec_error(&cfg, info, reply);
+                let _ = writer.write(response, false, true, WriteLimits::default()).await;
+                break true;
+            }
+        };
+        if head.expect_continue && writer.write_continue().await.is_err() {
+            break false;
         }
-        let wake = activity.last.get() + idle;
-        tokio::select! {
-            r = &mut connection => break r,
-            changed = drain.changed() => {
-                if changed.is_err() {
-                    // The server is gone; serve until the peer closes.
-                    break connection.await;
+        reader.borrow_mut().start_body(head.framing);
+        let head_only = head.method == http::Method::HEAD;
+        let keep_alive = head.keep_alive;
+        let request = build_request(head, &reader);
+        stats.downstream_rq_active.inc();
+        let started = Instant::now();
+        let response = run_stream(&cfg, info, request, &reader, started).await;
+        let draining = *drain.borrow();
+        if draining && keep_alive {
+            stats.downstream_cx_drain_close.inc();
+        }
+        let close = !keep_alive || draining || response.extensions().get::<CloseConnection>().is_some();
+        let write_limits =
+            WriteLimits { idle: cfg.stream_idle_timeout, deadline: cfg.max_stream_duration.map(|d| started + d) };
+        let written = writer.write(response, head_only, close, write_limits).await;
+        stats.downstream_rq_active.dec();
+        match written {
+            Ok(_) if close => break true,
+            Ok(_) => {}
+            Err(e) => {
+                match e {
+                    WriteError::Timeout => stats.downstream_rq_idle_timeout.inc(),
+                    WriteError::Body => stats.rq_reset_after_downstream_response_started.inc(),
+                    WriteError::Io(_) => stats.downstream_rq_tx_reset.inc(),
                 }
+                tracing::debug!(remote = %info.remote, "response not written whole: {e:?}");
+                break true;
             }
-            _ = tokio::time::sleep_until(wake) => {
-                if activity.active.get() == 0 && activity.last.get() + idle <= Instant::now() {
-                    stats.downstream_cx_idle_timeout.inc();
-                    connection.as_mut().graceful_shutdown();
-                    break connection.await;
-                }
-            }
+        }
+        // A body the stream did not read must be skipped before the next request.
+        if !reader.borrow_mut().discard_buffered_body() {
+            break true;
         }
     };
-    match result {
-        Ok(()) => stats.downstream_cx_destroy_remote.inc(),
-        Err(e) => {
-            if e.is_parse() || e.is_parse_too_large() || e.is_parse_status() {
-                stats.downstream_cx_protocol_error.inc();
-                if e.is_parse_too_large() {
-                    stats.downstream_rq_too_large.inc();
-                }
-            } else if e.is_timeout() {
-                stats.downstream_rq_header_timeout.inc();
-            }
-            tracing::debug!(remote = %info.remote, "downstream connection error: {e}");
-            stats.downstream_cx_destroy_local.inc();
-        }
+    if local_close {
+        writer.shutdown().await;
+        stats.downstream_cx_destroy_local.inc();
+    } else {
+        stats.downstream_cx_destroy_remote.inc();
     }
+    stats.downstream_cx_length_ms.record(opened.elapsed().as_millis() as u64);
     stats.downstream_cx_destroy.inc();
     stats.downstream_cx_active.dec();
     stats.downstream_cx_http1_active.dec();
 }
 
-struct Activity {
-    active: Cell<usize>,
-    last: Cell<Instant>,
+/// What waiting for the next request produced.
+enum NextHead {
+    Head(RequestHead),
+    /// The client closed (or the socket failed) between requests.
+    Closed,
+    /// `idle_timeout` passed with no request.
+    Idle,
+    /// The server is draining.
+    Drained,
+    /// The head is malformed, too large, or too slow: answer and close.
+    Rejected(LocalReply),
 }
 
-impl Activity {
-    fn begin(&self) {
-        self.active.set(self.active.get() + 1);
+/// Reads until a whole request head is buffered. The connection's idle timeout
+/// runs until the first byte; `request_headers_timeout` from the first byte.
+async fn next_head(
+    cfg: &HcmConfig,
+    reader: &Rc<RefCell<ConnReader>>,
+    limits: &HeadLimits,
+    drain: &mut tokio::sync::watch::Receiver<bool>,
+) -> NextHead {
+    let mut header_deadline = None;
+    let idle_deadline = cfg.idle_timeout.map(|d| Instant::now() + d);
+    loop {
+        {
+            let mut r = reader.borrow_mut();
+            if !r.buf.is_empty() {
+                match request_head::parse(&mut r.buf, limits) {
+                    Ok(Some(head)) => return NextHead::Head(head),
+                    Ok(None) => {}
+                    Err(e) => {
+                        cfg.stats.downstream_cx_protocol_error.inc();
+                        return NextHead::Rejected(LocalReply::from_codec_error(e));
+                    }
+                }
+                if header_deadline.is_none() {
+                    header_deadline = cfg.request_headers_timeout.map(|d| Instant::now() + d);
+                }
+            }
+        }
+        if *drain.borrow() && reader.borrow().buf.is_empty() {
+            return NextHead::Drained;
+        }
+        let deadline = if reader.borrow().buf.is_empty() { idle_deadline } else { header_deadline };
+        let fill = std::future::poll_fn(|cx| reader.borrow_mut().poll_fill(cx));
+        tokio::select! {
+            read = fill => match read {
+                Ok(0) | Err(_) => return NextHead::Closed,
+                Ok(_) => {}
+            },
+            changed = drain.changed(), if !*drain.borrow() => {
+                if changed.is_err() {
+                    // The server is gone; stop waiting on it.
+                    return NextHead::Drained;
+                }
+            }
+            _ = sleep_until_opt(deadline) => {
+                if reader.borrow().buf.is_empty() {
+                    return NextHead::Idle;
+                }
+                cfg.stats.downstream_rq_header_timeout.inc();
+                return NextHead::Rejected(LocalReply::new(
+                    http::StatusCode::REQUEST_TIMEOUT,
+                    "request header timeout",
+                    "request_header_timeout",
+                ));
+            }
+        }
     }
+}
 
-    fn end(&self) {
-        self.active.set(self.active.get().saturating_sub(1));
-        self.last.set(Instant::now());
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn build_request(head: RequestHead, reader: &Rc<RefCell<ConnReader>>) -> http::Request<RequestBody> {
+    let mut request = http::Request::new(RequestBody::new(reader.clone()));
+    *request.method_mut() = head.method;
+    *request.uri_mut() = head.uri;
+    *request.version_mut() = head.version;
+    *request.headers_mut() = head.headers;
+    request
+}
+
+/// Runs one stream until its response headers, under the stream's timers:
+/// `request_timeout` (until the request is whole), `stream_idle_timeout` (no
+/// bytes either way) and `max_stream_duration`. A timer that fires first gets
+/// Envoy's 408.
+async fn run_stream(
+    cfg: &Arc<HcmConfig>,
+    info: ConnectionInfo,
+    request: http::Request<RequestBody>,
+    reader: &Rc<RefCell<ConnReader>>,
+    started: Instant,
+) -> http::Response<ResponseBody> {
+    let stream = active_stream::handle(cfg.clone(), info, request);
+    tokio::pin!(stream);
+    let max_at = cfg.max_stream_duration.map(|d| started + d);
+    let request_at = cfg.request_timeout.map(|d| started + d);
+    loop {
+        let body_done = reader.borrow().body_done();
+        let idle_at = cfg.stream_idle_timeout.map(|d| reader.borrow().last_rx.max(started) + d);
+        let next = [max_at, request_at.filter(|_| !body_done), idle_at].into_iter().flatten().min();
+        tokio::select! {
+            response = &mut stream => return response,
+            _ = sleep_until_opt(next) => {
+                let now = Instant::now();
+                let timeout = if max_at.is_some_and(|t| t <= now) {
+                    Some(StreamTimeout::MaxDuration)
+                } else if request_at.is_some_and(|t| t <= now) && !reader.borrow().body_done() {
+                    Some(StreamTimeout::Request)
+                } else if cfg.stream_idle_timeout.is_some_and(|d| reader.borrow().last_rx.max(started) + d <= now) {
+                    Some(StreamTimeout::Idle)
+                } else {
+                    None
+                };
+                if let Some(t) = timeout {
+                    return active_stream::timeout_reply(cfg, info, t);
+                }
+            }
+        }
     }
 }

@@ -44,6 +44,8 @@ define_stats! {
         gauge downstream_cx_active,
         gauge downstream_cx_http1_active,
         gauge downstream_rq_active,
+        histogram downstream_rq_time,
+        histogram downstream_cx_length_ms,
     }
 }
 

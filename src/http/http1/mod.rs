@@ -1,0 +1,68 @@
+//! Courier's downstream HTTP/1.1 codec (Envoy's `http/http1/codec_impl`), on
+//! `httparse`.
+//!
+//! Courier writes its own server side rather than using hyper's because Envoy's
+//! codec answers hostile input in ways hyper's cannot be configured to: both
+//! `Content-Length` and `Transfer-Encoding`, or a repeated `Content-Length`, are
+//! rejected (hyper drops one silently); an unknown transfer coding gets 501;
+//! HTTP/1.0 gets 426 unless `accept_http_10`; obs-fold and bare CR are
+//! normalised, not rejected; every rejection is a reply with Envoy's status and
+//! body, and a slow head gets 408. The upstream side stays on hyper's client.
+//!
+//! - `request_head` — request line and headers, framing and limits
+//! - `request_body` — the request body as the router reads it, streamed
+//! - `response_writer` — a response onto the wire
+//! - `date` — the `date` header, formatted once a second
+
+pub mod date;
+pub mod request_body;
+pub mod request_head;
+pub mod response_writer;
+
+use http::StatusCode;
+
+pub use request_body::{ConnReader, RequestBody};
+pub use request_head::{BodyFraming, HeadLimits, RequestHead};
+
+/// A request the codec refuses, with the reply Envoy sends for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodecError {
+    pub status: StatusCode,
+    /// Envoy's response code details (`%RESPONSE_CODE_DETAILS%`).
+    pub details: &'static str,
+}
+
+impl CodecError {
+    pub fn bad_request(details: &'static str) -> CodecError {
+        CodecError { status: StatusCode::BAD_REQUEST, details }
+    }
+
+    pub fn headers_too_large() -> CodecError {
+        CodecError { status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, details: "http1.headers_too_large" }
+    }
+
+    pub fn too_many_headers() -> CodecError {
+        CodecError { status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, details: "http1.too_many_headers" }
+    }
+
+    pub fn upgrade_required() -> CodecError {
+        CodecError { status: StatusCode::UPGRADE_REQUIRED, details: "low_version" }
+    }
+
+    pub fn not_implemented() -> CodecError {
+        CodecError { status: StatusCode::NOT_IMPLEMENTED, details: "http1.invalid_transfer_encoding" }
+    }
+
+    /// The reply body: the status's reason phrase, as Envoy sends.
+    pub fn body(&self) -> &'static str {
+        self.status.canonical_reason().unwrap_or("Bad Request")
+    }
+}
+
+impl std::fmt::Display for CodecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.status, self.details)
+    }
+}
+
+impl std::error::Error for CodecError {}

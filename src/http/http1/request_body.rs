@@ -1,0 +1,301 @@
+//! The read side of a downstream connection and the request body read from it.
+//!
+//! One `ConnReader` per connection holds the socket's read half, the bytes read
+//! but not yet consumed (the rest of a body, the next pipelined request) and the
+//! framing state of the current body. The router streams the body through
+//! `RequestBody`, which decodes `Content-Length` or chunked framing as it is
+//! polled, so nothing is read faster than the upstream takes it.
+
+use std::cell::RefCell;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::time::Instant;
+
+use super::{BodyFraming, CodecError};
+use crate::stats::Counter;
+
+/// How much is read from the socket at a time.
+const READ_CHUNK: usize = 16 * 1024;
+/// Longest chunk-size line or trailer section accepted.
+const MAX_CHUNK_LINE: usize = 4096;
+const MAX_TRAILERS: usize = 60 * 1024;
+
+/// Where the decoder is in the current body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyState {
+    Length(u64),
+    ChunkSize,
+    ChunkData(u64),
+    ChunkDataEnd,
+    Trailers(usize),
+    Done,
+    Failed(CodecError),
+}
+
+/// The read half of a downstream connection.
+pub struct ConnReader {
+    io: OwnedReadHalf,
+    pub buf: BytesMut,
+    body: BodyState,
+    rx_bytes: Arc<Counter>,
+    /// When bytes last arrived (the stream idle timer).
+    pub last_rx: Instant,
+}
+
+impl ConnReader {
+    pub fn new(io: OwnedReadHalf, rx_bytes: Arc<Counter>) -> ConnReader {
+        ConnReader {
+            io,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            body: BodyState::Done,
+            rx_bytes,
+            last_rx: Instant::now(),
+        }
+    }
+
+    /// Reads more bytes into `buf`; `Ok(0)` at end of stream.
+    pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        let spare = self.buf.spare_capacity_mut();
+        let mut read_buf = ReadBuf::uninit(spare);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut read_buf))?;
+        let n = read_buf.filled().len();
+        // SAFETY: `poll_read` initialised the first `n` bytes of the spare capacity.
+        unsafe { self.buf.set_len(self.buf.len() + n) };
+        if n > 0 {
+            self.rx_bytes.add(n as u64);
+            self.last_rx = Instant::now();
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// Starts decoding the body of the request just parsed.
+    pub fn start_body(&mut self, framing: BodyFraming) {
+        self.body = match framing {
+            BodyFraming::None => BodyState::Done,
+            BodyFraming::Length(n) => BodyState::Length(n),
+            BodyFraming::Chunked => BodyState::ChunkSize,
+        };
+    }
+
+    /// The current request body was read to its end.
+    pub fn body_done(&self) -> bool {
+        self.body == BodyState::Done
+    }
+
+    /// Drops what is left of the body if it is already buffered (a reply that
+    /// did not read the body, e.g. a 404); true when the body is then complete
+    /// and the connection can serve the next request.
+    pub fn discard_buffered_body(&mut self) -> bool {
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        loop {
+            match self.decode(&mut cx, false) {
+                Poll::Ready(Some(Ok(_))) => continue,
+                Poll::Ready(None) => return true,
+                Poll::Ready(Some(Err(_))) | Poll::Pending => return false,
+            }
+        }
+    }
+
+    /// The next body frame. With `read` false, only buffered bytes are decoded.
+    fn decode(&mut self, cx: &mut Context<'_>, read: bool) -> Poll<Option<Result<Frame<Bytes>, CodecError>>> {
+        loop {
+            match self.body {
+                BodyState::Done => return Poll::Ready(None),
+                BodyState::Failed(e) => return Poll::Ready(Some(Err(e))),
+                BodyState::Length(0) => {
+                    self.body = BodyState::Done;
+                    return Poll::Ready(None);
+                }
+                BodyState::Length(rem) | BodyState::ChunkData(rem) if !self.buf.is_empty() => {
+                    let n = rem.min(self.buf.len() as u64);
+                    let data = self.buf.split_to(n as usize).freeze();
+                    self.body = match self.body {
+                        BodyState::Length(_) if rem == n => BodyState::Done,
+                        BodyState::Length(_) => BodyState::Length(rem - n),
+                        _ if rem == n => BodyState::ChunkDataEnd,
+                        _ => BodyState::ChunkData(rem - n),
+                    };
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                BodyState::ChunkSize if !self.buf.is_empty() => match httparse::parse_chunk_size(&self.buf) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        let _ = self.buf.split_to(used);
+                        self.body = if size == 0 { BodyState::Trailers(0) } else { BodyState::ChunkData(size) };
+                        continue;
+                    }
+                    Ok(httparse::Status::Partial) if self.buf.len() <= MAX_CHUNK_LINE => {}
+                    _ => return self.fail(CodecError::bad_request("http1.codec_error")),
+                },
+                BodyState::ChunkDataEnd if !self.buf.is_empty() => {
+                    if self.buf.starts_with(b"\r\n") {
+                        let _ = self.buf.split_to(2);
+                        self.body = BodyState::ChunkSize;
+                        continue;
+                    } else if self.buf.starts_with(b"\n") {
+                        let _ = self.buf.split_to(1);
+                        self.body = BodyState::ChunkSize;
+                        continue;
+                    } else if self.buf[..] != b"\r"[..] {
+                        return self.fail(CodecError::bad_request("http1.codec_error"));
+                    }
+                }
+                BodyState::Trailers(seen) if !self.buf.is_empty() => {
+                    // Trailers are read and dropped (Envoy forwards none by default).
+                    if let Some(lf) = self.buf.iter().position(|&b| b == b'\n') {
+                        let line_len = lf + 1;
+                        let blank = lf == 0 || (lf == 1 && self.buf[0] == b'\r');
+                        let _ = self.buf.split_to(line_len);
+                        if blank {
+                            self.body = BodyState::Done;
+                            return Poll::Ready(None);
+                        }
+                        if seen + line_len > MAX_TRAILERS {
+                            return self.fail(CodecError::headers_too_large());
+                        }
+                        self.body = BodyState::Trailers(seen + line_len);
+                        continue;
+                    } else if seen + self.buf.len() > MAX_TRAILERS {
+                        return self.fail(CodecError::headers_too_large());
+                    }
+                }
+                _ => {}
+            }
+            if !read {
+                return Poll::Pending;
+            }
+            match ready!(self.poll_fill(cx)) {
+                Ok(0) | Err(_) => {
+                    // The client went away mid-body.
+                    return self.fail(CodecError::bad_request("downstream_remote_disconnect"));
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+
+    fn fail(&mut self, e: CodecError) -> Poll<Option<Result<Frame<Bytes>, CodecError>>> {
+        self.body = BodyState::Failed(e);
+        Poll::Ready(Some(Err(e)))
+    }
+}
+
+/// A request body, decoded from the connection as it is polled.
+pub struct RequestBody {
+    reader: Rc<RefCell<ConnReader>>,
+}
+
+impl RequestBody {
+    pub fn new(reader: Rc<RefCell<ConnReader>>) -> RequestBody {
+        RequestBody { reader }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = CodecError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, CodecError>>> {
+        self.reader.borrow_mut().decode(cx, true)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.reader.borrow().body, BodyState::Done | BodyState::Length(0))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.reader.borrow().body {
+            BodyState::Length(n) => SizeHint::with_exact(n),
+            BodyState::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::io::AsyncWriteExt;
+
+    /// A reader over a real loopback socket fed with `input`.
+    async fn reader_with(input: &'static [u8], framing: BodyFraming) -> Rc<RefCell<ConnReader>> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            c.write_all(input).await.unwrap();
+        });
+        let (s, _) = listener.accept().await.unwrap();
+        let (rd, _wr) = s.into_split();
+        let mut r = ConnReader::new(rd, Arc::new(Counter::default()));
+        r.start_body(framing);
+        Rc::new(RefCell::new(r))
+    }
+
+    /// Reads once more, borrowing the reader only while polled.
+    async fn fill(r: &Rc<RefCell<ConnReader>>) -> usize {
+        std::future::poll_fn(|cx| r.borrow_mut().poll_fill(cx)).await.unwrap()
+    }
+
+    async fn collect(reader: &Rc<RefCell<ConnReader>>) -> Result<Vec<u8>, CodecError> {
+        let body = RequestBody::new(reader.clone());
+        body.collect().await.map(|c| c.to_bytes().to_vec())
+    }
+
+    #[tokio::test]
+    async fn content_length_body_stops_at_its_length() {
+        let r = reader_with(b"helloGET /next", BodyFraming::Length(5)).await;
+        assert_eq!(collect(&r).await.unwrap(), b"hello");
+        assert!(r.borrow().body_done());
+        // The pipelined request stays buffered (it may arrive in a later read).
+        while r.borrow().buf.len() < 9 {
+            if fill(&r).await == 0 {
+                break;
+            }
+        }
+        assert_eq!(&r.borrow().buf[..], b"GET /next");
+    }
+
+    #[tokio::test]
+    async fn chunked_body_with_extensions_and_trailers() {
+        let r = reader_with(b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-t: 1\r\n\r\nNEXT", BodyFraming::Chunked).await;
+        assert_eq!(collect(&r).await.unwrap(), b"hello world");
+        assert!(r.borrow().body_done());
+    }
+
+    #[tokio::test]
+    async fn bad_chunks_fail() {
+        for input in [&b"zz\r\nhello\r\n0\r\n\r\n"[..], b"ffffffffffffffffff\r\n", b"5\r\nhelloXX0\r\n\r\n"] {
+            let input: &'static [u8] = Box::leak(input.to_vec().into_boxed_slice());
+            let r = reader_with(input, BodyFraming::Chunked).await;
+            assert!(collect(&r).await.is_err(), "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[tokio::test]
+    async fn early_close_is_an_error() {
+        let r = reader_with(b"abc", BodyFraming::Length(10)).await;
+        assert_eq!(collect(&r).await.unwrap_err().details, "downstream_remote_disconnect");
+    }
+
+    #[tokio::test]
+    async fn buffered_body_can_be_discarded() {
+        let r = reader_with(b"3\r\nabc\r\n0\r\n\r\n", BodyFraming::Chunked).await;
+        while r.borrow().buf.len() < 13 {
+            fill(&r).await;
+        }
+        assert!(r.borrow_mut().discard_buffered_body());
+    }
+}

@@ -1,0 +1,312 @@
+//! Writing a response onto a downstream connection: the status line and headers
+//! Envoy sends (`date` added when absent, `connection: close` when closing), the
+//! body framed by `content-length` when known and chunked otherwise, streamed
+//! frame by frame. Small frames are gathered into one write while the body has
+//! more ready; a frame that is not ready yet flushes what is gathered.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
+use http::{Response, StatusCode};
+use hyper::body::{Body, Frame};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::time::Instant;
+
+use crate::stats::Counter;
+
+/// Frames smaller than this are copied into the gather buffer.
+const GATHER_MAX: usize = 16 * 1024;
+
+/// Why a response could not be written whole; the connection must close.
+#[derive(Debug)]
+pub enum WriteError {
+    Io(io::Error),
+    /// The body failed midway (upstream reset): the downstream is cut off.
+    Body,
+    /// No progress within the stream idle timeout, or past the stream deadline.
+    Timeout,
+}
+
+/// Timers that bound writing a response body.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteLimits {
+    /// `stream_idle_timeout`: longest wait for the next frame or a write.
+    pub idle: Option<std::time::Duration>,
+    /// `max_stream_duration`: the stream's end.
+    pub deadline: Option<Instant>,
+}
+
+/// The write half of a downstream connection.
+pub struct ResponseWriter {
+    io: OwnedWriteHalf,
+    out: BytesMut,
+    tx_bytes: Arc<Counter>,
+}
+
+impl ResponseWriter {
+    pub fn new(io: OwnedWriteHalf, tx_bytes: Arc<Counter>) -> ResponseWriter {
+        ResponseWriter { io, out: BytesMut::with_capacity(4096), tx_bytes }
+    }
+
+    /// `HTTP/1.1 100 Continue`, for a request that expects it.
+    pub async fn write_continue(&mut self) -> io::Result<()> {
+        self.out.put_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        self.flush().await
+    }
+
+    /// Writes `response`; `head_only` for a HEAD request. Returns the body bytes
+    /// written.
+    pub async fn write<B>(
+        &mut self,
+        response: Response<B>,
+        head_only: bool,
+        close: bool,
+        limits: WriteLimits,
+    ) -> Result<u64, WriteError>
+    where
+        B: Body<Data = Bytes>,
+    {
+        let (parts, body) = response.into_parts();
+        let status = parts.status;
+        let no_body = head_only
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED;
+        let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let exact = body.size_hint().exact();
+        // Framing: the declared length, else a known length, else chunks.
+        let (length, chunked) = match (declared, exact) {
+            (Some(n), _) => (Some(n), false),
+            (None, _) if no_body => (None, false),
+            (None, Some(n)) => (Some(n), false),
+            (None, None) => (None, true),
+        };
+
+        let out = &mut self.out;
+        out.put_slice(b"HTTP/1.1 ");
+        out.put_slice(itoa::Buffer::new().format(status.as_u16()).as_bytes());
+        out.put_u8(b' ');
+        out.put_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+        out.put_slice(b"\r\n");
+        for (name, value) in &parts.headers {
+            if name == TRANSFER_ENCODING || name == CONNECTION || (name == CONTENT_LENGTH && declared.is_none()) {
+                continue;
+            }
+            put_header(out, name.as_str().as_bytes(), value.as_bytes());
+        }
+        if declared.is_none() {
+            if let Some(n) = length.filter(|_| status != StatusCode::NO_CONTENT && !status.is_informational()) {
+                put_header(out, b"content-length", itoa::Buffer::new().format(n).as_bytes());
+            }
+        }
+        if chunked {
+            put_header(out, b"transfer-encoding", b"chunked");
+        }
+        if !parts.headers.contains_key(DATE) {
+            put_header(out, b"date", super::date::now().as_bytes());
+        }
+        if close {
+            put_header(out, b"connection", b"close");
+        }
+        out.put_slice(b"\r\n");
+
+        if no_body {
+            drop(body);
+            self.flush_within(limits).await?;
+            return Ok(0);
+        }
+        let mut body = std::pin::pin!(body);
+        let mut written = 0u64;
+        loop {
+            let frame = match poll_ready(body.as_mut()).await {
+                Some(f) => f,
+                None => {
+                    // Nothing ready: send what is gathered, then wait for the body.
+                    self.flush_within(limits).await?;
+                    within(limits, std::future::poll_fn(|cx| body.as_mut().poll_frame(cx))).await?
+                }
+            };
+            let Some(frame) = frame else { break };
+            let Ok(frame) = frame else { return Err(WriteError::Body) };
+            let Ok(data) = frame.into_data() else { continue };
+            if data.is_empty() {
+                continue;
+            }
+            written += data.len() as u64;
+            if length.is_some_and(|n| written > n) {
+                // More than declared: the framing would break; cut the connection.
+                return Err(WriteError::Body);
+            }
+            if chunked {
+                let mut hex = [0u8; 16];
+                let hex = hex_len(data.len(), &mut hex);
+                self.out.put_slice(hex);
+                self.out.put_slice(b"\r\n");
+            }
+            if data.len() < GATHER_MAX {
+                self.out.put_slice(&data);
+            } else {
+                self.flush_within(limits).await?;
+                within(limits, self.io.write_all(&data)).await?.map_err(WriteError::Io)?;
+                self.tx_bytes.add(data.len() as u64);
+            }
+            if chunked {
+                self.out.put_slice(b"\r\n");
+            }
+            if self.out.len() >= GATHER_MAX {
+                self.flush_within(limits).await?;
+            }
+        }
+        if length.is_some_and(|n| written != n) {
+            return Err(WriteError::Body);
+        }
+        if chunked {
+            self.out.put_slice(b"0\r\n\r\n");
+        }
+        self.flush_within(limits).await?;
+        Ok(written)
+    }
+
+    async fn flush_within(&mut self, limits: WriteLimits) -> Result<(), WriteError> {
+        within(limits, self.flush()).await?.map_err(WriteError::Io)
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.io.write_all(&self.out).await?;
+        self.tx_bytes.add(self.out.len() as u64);
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Closes the write side (FIN) after the last response.
+    pub async fn shutdown(&mut self) {
+        let _ = self.io.shutdown().await;
+    }
+}
+
+/// The next frame if the body has it ready now; `None` if it would wait.
+async fn poll_ready<B: Body>(mut body: Pin<&mut B>) -> Option<Option<Result<Frame<B::Data>, B::Error>>> {
+    std::future::poll_fn(|cx| match body.as_mut().poll_frame(cx) {
+        Poll::Ready(f) => Poll::Ready(Some(f)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
+}
+
+/// Runs `f` under the stream's idle timeout and deadline.
+async fn within<F: std::future::Future>(limits: WriteLimits, f: F) -> Result<F::Output, WriteError> {
+    let idle_at = limits.idle.map(|d| Instant::now() + d);
+    let until = match (idle_at, limits.deadline) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    match until {
+        Some(at) => tokio::time::timeout_at(at, f).await.map_err(|_| WriteError::Timeout),
+        None => Ok(f.await),
+    }
+}
+
+fn put_header(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+    out.put_slice(name);
+    out.put_slice(b": ");
+    out.put_slice(value);
+    out.put_slice(b"\r\n");
+}
+
+/// `n` in lower-case hex, for a chunk size line.
+fn hex_len(mut n: usize, buf: &mut [u8; 16]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b"0123456789abcdef"[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Full;
+    use tokio::io::AsyncReadExt;
+
+    /// Writes `response` over a real loopback socket and returns what arrived.
+    async fn wire<B: Body<Data = Bytes>>(response: Response<B>, head_only: bool, close: bool) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let reader = tokio::spawn(async move {
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut s = String::new();
+            c.read_to_string(&mut s).await.unwrap();
+            s
+        });
+        let (s, _) = listener.accept().await.unwrap();
+        let (_rd, wr) = s.into_split();
+        let mut w = ResponseWriter::new(wr, Arc::new(Counter::default()));
+        w.write(response, head_only, close, WriteLimits::default()).await.unwrap();
+        w.shutdown().await;
+        drop(w);
+        drop(_rd);
+        reader.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn known_length_body_gets_content_length() {
+        let r = Response::builder().status(200).header("x-a", "1").body(Full::new(Bytes::from("hello"))).unwrap();
+        let s = wire(r, false, false).await;
+        assert!(s.starts_with("HTTP/1.1 200 OK\r\nx-a: 1\r\ncontent-length: 5\r\ndate: "), "{s}");
+        assert!(s.ends_with("\r\n\r\nhello"), "{s}");
+    }
+
+    /// A body of the given frames with no size hint.
+    struct Frames(std::collections::VecDeque<Bytes>);
+
+    impl Body for Frames {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_length_body_is_chunked_and_close_is_announced() {
+        let body = Frames([Bytes::from("ab"), Bytes::from("cde")].into());
+        let s = wire(Response::new(body), false, true).await;
+        assert!(s.contains("transfer-encoding: chunked\r\n"), "{s}");
+        assert!(s.contains("connection: close\r\n"), "{s}");
+        assert!(s.ends_with("\r\n\r\n2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n"), "{s}");
+    }
+
+    #[tokio::test]
+    async fn head_and_no_content_carry_no_body() {
+        let r = Response::builder().header("content-length", "5").body(Full::new(Bytes::from("hello"))).unwrap();
+        let s = wire(r, true, false).await;
+        assert!(s.contains("content-length: 5\r\n") && s.ends_with("\r\n\r\n"), "{s}");
+        let r = Response::builder().status(204).body(Full::new(Bytes::new())).unwrap();
+        let s = wire(r, false, false).await;
+        assert!(!s.contains("content-length") && s.starts_with("HTTP/1.1 204 No Content\r\n"), "{s}");
+    }
+
+    #[test]
+    fn hex_lengths() {
+        let mut b = [0u8; 16];
+        assert_eq!(hex_len(0, &mut b), b"0");
+        assert_eq!(hex_len(255, &mut b), b"ff");
+        assert_eq!(hex_len(4096, &mut b), b"1000");
+    }
+}

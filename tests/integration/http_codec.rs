@@ -1,0 +1,158 @@
+//! Hostile and malformed HTTP/1.1 requests: each gets the reply Envoy 1.40 gives
+//! (status, body, `connection: close`), a counted stat, and nothing reaches the
+//! upstream that Envoy would not forward. Envoy's answers were recorded by
+//! sending the same bytes to Envoy with the same config.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+use crate::http_util::*;
+
+fn proxy(up: &Upstream, hcm_extra: &str) -> Courier {
+    let cluster = static_cluster("app", &[up.port()]);
+    Courier::start(
+        &config(&[http_listener("web", hcm_extra, &one_vhost(&prefix_route("/", "app", "")), "")], &[cluster]),
+        1,
+    )
+}
+
+/// Sends `raw` on a fresh connection and returns the reply.
+fn reply_to(c: &Courier, raw: &[u8]) -> HttpResponse {
+    let mut client = Client::connect(c.listener("web"));
+    client.send_raw(raw);
+    client.try_read_response(false).unwrap_or_else(|e| panic!("no reply to {:?}: {e}", String::from_utf8_lossy(raw)))
+}
+
+#[test]
+fn rejected_requests_get_envoys_reply_and_never_reach_upstream() {
+    let up = http_upstream("a");
+    let c = proxy(&up, "");
+    let big_path = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(70_000));
+    let big_headers = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "v".repeat(80 * 1024));
+    let many_headers =
+        format!("GET / HTTP/1.1\r\nHost: a\r\n{}\r\n", (0..100).map(|i| format!("x-h{i}: v\r\n")).collect::<String>());
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("CL then TE", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_vec(), 400, "Bad Request"),
+        ("TE then CL", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_vec(), 400, "Bad Request"),
+        ("differing CLs", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!".to_vec(), 400, "Bad Request"),
+        ("equal CLs", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello".to_vec(), 400, "Bad Request"),
+        ("chunk size overflow", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n".to_vec(), 400, "Bad Request"),
+        ("NUL in a value", b"GET / HTTP/1.1\r\nHost: a\r\nX-Nul: a\0b\r\n\r\n".to_vec(), 400, "Bad Request"),
+        ("space before colon", b"GET / HTTP/1.1\r\nHost : a\r\n\r\n".to_vec(), 400, "Bad Request"),
+        ("bad method token", b"G@T / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(), 400, "Bad Request"),
+        ("request line over the limit", big_path.into_bytes(), 431, "Request Header Fields Too Large"),
+        ("headers over the limit", big_headers.into_bytes(), 431, "Request Header Fields Too Large"),
+        ("101 headers", many_headers.into_bytes(), 431, "Request Header Fields Too Large"),
+        ("TE gzip, chunked", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n".to_vec(), 501, "Not Implemented"),
+        ("TE chunked, gzip", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n".to_vec(), 501, "Not Implemented"),
+        ("HTTP/1.0", b"GET / HTTP/1.0\r\nHost: a\r\n\r\n".to_vec(), 426, "Upgrade Required"),
+        ("HTTP/1.2", b"GET / HTTP/1.2\r\nHost: a\r\n\r\n".to_vec(), 426, "Upgrade Required"),
+        ("HTTP/2.0 on HTTP/1", b"GET / HTTP/2.0\r\nHost: a\r\n\r\n".to_vec(), 426, "Upgrade Required"),
+        ("no Host", b"GET / HTTP/1.1\r\n\r\n".to_vec(), 400, ""),
+    ];
+    for (name, raw, status, body) in &cases {
+        let r = reply_to(&c, raw);
+        assert_eq!((r.status, r.text().as_str()), (*status, *body), "{name}");
+        assert_eq!(r.header("connection"), Some("close"), "{name}: Envoy closes after a rejected request");
+        assert_eq!(r.header("server"), Some("envoy"), "{name}");
+        assert!(r.header("date").is_some(), "{name}");
+        if !body.is_empty() {
+            assert_eq!(r.header("content-type"), Some("text/plain"), "{name}");
+        }
+    }
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 0, "a rejected request reached the upstream");
+    // The no-Host reply is the connection manager's, not a codec error.
+    assert_eq!(c.stat("http.ingress.downstream_cx_protocol_error"), Some(cases.len() as i64 - 1));
+    assert_eq!(c.stat("http.ingress.downstream_rq_4xx"), Some(cases.len() as i64 - 2));
+    assert_eq!(c.stat("http.ingress.downstream_rq_5xx"), Some(2));
+    // The proxy still serves well-formed requests.
+    assert_eq!(Client::connect(c.listener("web")).get("/").status, 200);
+}
+
+#[test]
+fn bad_chunk_in_body_is_400_and_the_request_is_not_sent() {
+    let up = http_upstream("a");
+    let c = proxy(&up, "");
+    let r = reply_to(&c, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n");
+    assert_eq!((r.status, r.text().as_str()), (400, "Bad Request"));
+    assert_eq!(r.header("connection"), Some("close"));
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 0);
+    assert_eq!(c.stat("http.ingress.downstream_cx_protocol_error"), Some(1));
+}
+
+#[test]
+fn what_envoy_tolerates_is_forwarded_normalised() {
+    let up = http_upstream("a");
+    let c = proxy(&up, "");
+    // obs-fold: joined with a space.
+    let r = reply_to(&c, b"GET / HTTP/1.1\r\nHost: a\r\nX-Foo: a\r\n b\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.seen().header("x-foo"), Some("a b"));
+    // Bare LF line endings.
+    let r = reply_to(&c, b"GET /lf HTTP/1.1\nHost: a\nX-A: 1\n\n");
+    assert_eq!((r.status, r.seen().path()), (200, "/lf"));
+    // A bare CR inside a value is dropped.
+    let r = reply_to(&c, b"GET / HTTP/1.1\r\nHost: a\r\nX-Foo: a\rb\r\n\r\n");
+    assert_eq!(r.seen().header("x-foo"), Some("ab"));
+    // Exactly 100 headers is within the default limit; underscores pass by default.
+    let hundred = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX_Under: u\r\n{}\r\n",
+        (0..98).map(|i| format!("x-h{i}: v\r\n")).collect::<String>()
+    );
+    let r = reply_to(&c, hundred.as_bytes());
+    assert_eq!(r.status, 200);
+    assert_eq!(r.seen().header("x_under"), Some("u"));
+}
+
+#[test]
+fn slowloris_gets_408_from_request_headers_timeout() {
+    let up = http_upstream("a");
+    let c = proxy(&up, "          request_headers_timeout: 0.3s\n");
+    let mut client = Client::connect(c.listener("web"));
+    let started = Instant::now();
+    client.send_raw(b"GET / HTTP/1.1\r\nHost: a\r\n");
+    let r = client.try_read_response(false).expect("a 408");
+    assert_eq!((r.status, r.text().as_str()), (408, "request header timeout"));
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(client.is_closed());
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 0);
+    assert_eq!(c.stat("http.ingress.downstream_rq_header_timeout"), Some(1));
+}
+
+#[test]
+fn stream_timers_answer_408() {
+    let up = http_upstream("a");
+    // request_timeout: the body never finishes arriving.
+    let c = proxy(&up, "          request_timeout: 0.3s\n");
+    let mut client = Client::connect(c.listener("web"));
+    client.send_raw(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc");
+    let r = client.try_read_response(false).expect("a 408");
+    assert_eq!((r.status, r.text().as_str()), (408, "request timeout"));
+    assert_eq!(c.stat("http.ingress.downstream_rq_timeout"), Some(1));
+    // A slow upstream is the route timeout's business, not request_timeout's.
+    let r = Client::connect(c.listener("web")).request("GET", "/", &[("x-test-delay-ms", "500")], b"");
+    assert_eq!(r.status, 200);
+
+    // max_stream_duration bounds the whole stream.
+    let c = proxy(&up, "          common_http_protocol_options: { max_stream_duration: 0.3s }\n");
+    let r = Client::connect(c.listener("web")).request("GET", "/", &[("x-test-delay-ms", "2000")], b"");
+    assert_eq!((r.status, r.text().as_str()), (408, "downstream duration timeout"));
+    assert_eq!(c.stat("http.ingress.downstream_rq_max_duration_reached"), Some(1));
+
+    // stream_idle_timeout: nothing moves in either direction.
+    let c = proxy(&up, "          stream_idle_timeout: 0.3s\n");
+    let r = Client::connect(c.listener("web")).request("GET", "/", &[("x-test-delay-ms", "2000")], b"");
+    assert_eq!((r.status, r.text().as_str()), (408, "stream timeout"));
+    assert_eq!(c.stat("http.ingress.downstream_rq_idle_timeout"), Some(1));
+}
+
+#[test]
+fn connection_idle_timeout_closes_a_quiet_connection() {
+    let up = http_upstream("a");
+    let c = proxy(&up, "          common_http_protocol_options: { idle_timeout: 0.3s }\n");
+    let mut client = Client::connect(c.listener("web"));
+    assert_eq!(client.get("/").status, 200);
+    assert!(client.is_closed());
+    c.wait_stat("http.ingress.downstream_cx_idle_timeout", |v| v == 1);
+}
