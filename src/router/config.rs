@@ -282,6 +282,10 @@ mod tests {
         assert_eq!(route.per_filter_config::<String>("f3").map(String::as_str), Some("route"));
         assert_eq!(route.per_filter_config::<u32>("f3"), None, "wrong type");
         assert_eq!(route.per_filter_config::<String>("f4"), None);
+        let all = |f: &str| route.per_filter_configs::<String>(f).map(String::as_str).collect::<Vec<_>>();
+        assert_eq!(all("f2"), ["vhost", "config"]);
+        assert_eq!(all("f3"), ["route", "vhost"]);
+        assert_eq!(all("f4"), Vec::<&str>::new());
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! - `path_rewrite` — `prefix_rewrite` / `regex_rewrite`
 //! - `redirect` — `RedirectAction` and the `Location` it builds
 //! - `retry_policy` — `RetryPolicy` and `retry_on`
+//! - `retry_body` — keeping a streamed request body so retries can resend it
 //! - `header_mutation` — `*_headers_to_add` / `*_headers_to_remove`
 //! - `per_filter` — `typed_per_filter_config`
 //! - `supported` — the fields of the route schema Courier implements
@@ -30,6 +31,7 @@ mod path_rewrite;
 mod per_filter;
 mod redirect;
 mod request;
+mod retry_body;
 mod retry_policy;
 mod route;
 mod route_action;

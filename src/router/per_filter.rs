@@ -2,7 +2,9 @@
 //!
 //! Each entry is decoded once at load by the connection manager's callback (which
 //! knows the HTTP filters); the route keeps, per filter name, its own entry, else its
-//! virtual host's, else the route configuration's.
+//! virtual host's, else the route configuration's, and also every level's entry, most
+//! specific first, for filters that merge levels field by field (CORS, as Envoy's
+//! `getAllPerFilterConfig`).
 
 use std::collections::HashMap;
 
@@ -45,6 +47,18 @@ pub(crate) fn merge(levels: &[&PerFilterConfigs]) -> PerFilterConfigs {
     let mut out = PerFilterConfigs::new();
     for level in levels {
         out.extend(level.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    out
+}
+
+/// Every level's config per filter name, given `levels` from least to most specific;
+/// each list is most specific first.
+pub(crate) fn merge_all(levels: &[&PerFilterConfigs]) -> HashMap<String, Vec<PerRouteConfig>> {
+    let mut out: HashMap<String, Vec<PerRouteConfig>> = HashMap::new();
+    for level in levels.iter().rev() {
+        for (k, v) in level.iter() {
+            out.entry(k.clone()).or_default().push(v.clone());
+        }
     }
     out
 }

@@ -5,7 +5,7 @@
 //! `x-envoy-retry-on` / `x-envoy-retry-grpc-on` headers. Unlike Envoy, which drops
 //! words it does not know, Courier rejects them so a typo does not silently disable
 //! retries. The router decides what a reset or a connect failure is; this module
-//! answers the status-code questions (`retriable_status`).
+//! answers the response questions (`retriable_response`).
 
 use std::fmt;
 use std::ops::{BitOr, BitOrAssign};
@@ -207,6 +207,16 @@ impl RetryPolicy {
             || (self.retry_on.contains(RetryOn::RETRIABLE_STATUS_CODES)
                 && self.retriable_status_codes.contains(&status))
     }
+
+    /// Whether a response may be retried, as Envoy's `wouldRetryFromHeaders`: one
+    /// carrying `x-envoy-ratelimited` (from an upstream Envoy) only under
+    /// `envoy-ratelimited`, any other by its status (`retriable_status`).
+    pub fn retriable_response(&self, status: u16, headers: &http::HeaderMap) -> bool {
+        if headers.contains_key("x-envoy-ratelimited") {
+            return self.retry_on.contains(RetryOn::ENVOY_RATELIMITED);
+        }
+        self.retriable_status(status)
+    }
 }
 
 #[cfg(test)]
@@ -282,6 +292,18 @@ mod tests {
         let codes = p("retriable-status-codes");
         assert!(codes.retriable_status(418) && !codes.retriable_status(503));
         assert!(!p("reset").retriable_status(418), "codes need retriable-status-codes");
+    }
+
+    #[test]
+    fn rate_limited_responses_need_envoy_ratelimited() {
+        let p = |on: &str| policy(&format!("{{retry_on: '{on}'}}")).expect("valid");
+        let mut limited = http::HeaderMap::new();
+        limited.insert("x-envoy-ratelimited", http::HeaderValue::from_static("true"));
+        let plain = http::HeaderMap::new();
+        assert!(p("5xx").retriable_response(503, &plain));
+        assert!(!p("5xx").retriable_response(503, &limited));
+        assert!(p("envoy-ratelimited").retriable_response(429, &limited));
+        assert!(!p("envoy-ratelimited").retriable_response(429, &plain));
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct Route {
     /// `typed_per_filter_config` by filter name: the route's, else the virtual
     /// host's, else the route configuration's.
     pub per_filter: HashMap<String, PerRouteConfig>,
+    /// Every level's `typed_per_filter_config` by filter name, most specific first.
+    per_filter_levels: HashMap<String, Vec<PerRouteConfig>>,
     pub(super) matcher: RouteMatcher,
 }
 
@@ -130,6 +132,11 @@ impl Route {
             request_headers: ordered(request_edits, enclosing.vhost_request_edits, enclosing.config_request_edits),
             response_headers: ordered(response_edits, enclosing.vhost_response_edits, enclosing.config_response_edits),
             per_filter: per_filter::merge(&[enclosing.config_per_filter, enclosing.vhost_per_filter, &own_per_filter]),
+            per_filter_levels: per_filter::merge_all(&[
+                enclosing.config_per_filter,
+                enclosing.vhost_per_filter,
+                &own_per_filter,
+            ]),
             matcher,
         })
     }
@@ -142,6 +149,12 @@ impl Route {
     /// This route's config for `filter_name`, if it has one of type `T`.
     pub fn per_filter_config<T: 'static>(&self, filter_name: &str) -> Option<&T> {
         self.per_filter.get(filter_name).and_then(|c| c.as_ref().downcast_ref::<T>())
+    }
+
+    /// Every level's config of type `T` for `filter_name`, most specific first
+    /// (route, virtual host, route configuration).
+    pub fn per_filter_configs<'a, T: 'static>(&'a self, filter_name: &str) -> impl Iterator<Item = &'a T> + 'a {
+        self.per_filter_levels.get(filter_name).into_iter().flatten().filter_map(|c| c.as_ref().downcast_ref::<T>())
     }
 
     /// The path and query to send upstream after the route's `prefix_rewrite` or

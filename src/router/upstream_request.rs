@@ -19,31 +19,34 @@ use crate::http::filter::LocalReply;
 use crate::http::stream_info::{ResponseFlag, StreamInfo};
 use crate::stats::Gauge;
 use crate::upstream::host::Host;
-use crate::upstream::http1_conn_pool::{PoolFailure, PooledClient, UpstreamBody};
+use crate::upstream::http1_conn_pool::{BoxError, PoolFailure, PooledClient, UpstreamBody};
 use crate::upstream::resource_manager::{Resource, ResourceGuard};
 use crate::upstream::ThreadLocalCluster;
 
 /// The request body as the router can send it: replayable for retries when it
 /// is empty or was read whole, else streamed once.
-pub enum RequestBody {
+pub enum ForwardBody {
     Empty,
     Buffered(Bytes),
     Streaming(RequestBodyStream),
+    /// A body already partly read (see `retry_body`), sent once.
+    Once(UpstreamBody),
 }
 
-impl RequestBody {
+impl ForwardBody {
     fn replayable(&self) -> bool {
-        !matches!(self, RequestBody::Streaming(_))
+        matches!(self, ForwardBody::Empty | ForwardBody::Buffered(_))
     }
 
     /// A body for one attempt; a streamed body can be taken once only.
     fn take_for_attempt(&mut self) -> UpstreamBody {
         match self {
-            RequestBody::Empty => Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync(),
-            RequestBody::Buffered(b) => Full::new(b.clone()).map_err(|never| match never {}).boxed_unsync(),
-            RequestBody::Streaming(_) => match std::mem::replace(self, RequestBody::Empty) {
-                RequestBody::Streaming(body) => body.boxed_unsync(),
-                _ => Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync(),
+            ForwardBody::Empty => Box::pin(Empty::<Bytes>::new().map_err(|never| match never {})),
+            ForwardBody::Buffered(b) => Box::pin(Full::new(b.clone()).map_err(|never| match never {})),
+            ForwardBody::Streaming(_) | ForwardBody::Once(_) => match std::mem::replace(self, ForwardBody::Empty) {
+                ForwardBody::Streaming(body) => Box::pin(body.map_err(|e| Box::new(e) as BoxError)),
+                ForwardBody::Once(body) => body,
+                _ => Box::pin(Empty::<Bytes>::new().map_err(|never| match never {})),
             },
         }
     }
@@ -62,6 +65,9 @@ pub struct UpstreamResponse {
 
 /// Keeps a request counted as active on its cluster and host until dropped.
 pub struct ActiveRequest {
+    /// When this attempt started (Envoy's `upstream_rq_time` runs from here to
+    /// the end of the response).
+    pub started: Instant,
     _breaker: ResourceGuard,
     gauge: Arc<Gauge>,
     host: Arc<Host>,
@@ -71,7 +77,7 @@ impl ActiveRequest {
     fn new(breaker: ResourceGuard, gauge: Arc<Gauge>, host: Arc<Host>) -> ActiveRequest {
         gauge.inc();
         host.stats.rq_active.fetch_add(1, Ordering::Relaxed);
-        ActiveRequest { _breaker: breaker, gauge, host }
+        ActiveRequest { started: Instant::now(), _breaker: breaker, gauge, host }
     }
 }
 
@@ -127,16 +133,19 @@ fn failure_reply(f: AttemptFailure) -> LocalReply {
     }
 }
 
-/// Whether `policy` retries after `f`.
+/// Whether `policy` retries after `f`, as Envoy's `wouldRetryFromReset`: every
+/// failure but an overflow is a reset (a per-try timeout is a local reset), retried
+/// by `reset`, `5xx` and `gateway-error`; a connection failure also by
+/// `connect-failure` and, since nothing was sent, `reset-before-request`.
 fn retries_failure(policy: &RetryPolicy, f: AttemptFailure) -> bool {
     let on = policy.retry_on;
+    let any_reset = RetryOn::RESET | RetryOn::FIVE_XX | RetryOn::GATEWAY_ERROR;
     match f {
         AttemptFailure::Pool(PoolFailure::Overflow)
         | AttemptFailure::GlobalTimeout
         | AttemptFailure::DownstreamBody => false,
-        AttemptFailure::Pool(_) => on.intersects(RetryOn::CONNECT_FAILURE | RetryOn::FIVE_XX | RetryOn::GATEWAY_ERROR),
-        AttemptFailure::Reset => on.intersects(RetryOn::RESET | RetryOn::FIVE_XX | RetryOn::GATEWAY_ERROR),
-        AttemptFailure::PerTryTimeout => on.intersects(RetryOn::FIVE_XX | RetryOn::GATEWAY_ERROR),
+        AttemptFailure::Pool(_) => on.intersects(any_reset | RetryOn::CONNECT_FAILURE | RetryOn::RESET_BEFORE_REQUEST),
+        AttemptFailure::Reset | AttemptFailure::PerTryTimeout => on.intersects(any_reset),
     }
 }
 
@@ -153,12 +162,17 @@ pub async fn forward(
     cluster: &Rc<ThreadLocalCluster>,
     action: &ForwardAction,
     parts: &http::request::Parts,
-    mut body: RequestBody,
+    mut body: ForwardBody,
     info: &mut StreamInfo,
 ) -> Result<UpstreamResponse, LocalReply> {
     let stats = &cluster.info.stats;
-    let deadline = action.timeout.map(|t| Instant::now() + t);
     let policy = action.retry_policy.as_ref();
+    // With retries possible, keep the body so a retry can send it again (Envoy
+    // buffers it up to its buffer limit). The route timeout starts after it.
+    if policy.is_some_and(|p| p.num_retries > 0 && !p.retry_on.is_empty()) {
+        body = super::retry_body::buffer_for_retries(body, super::retry_body::RETRY_BUFFER_LIMIT).await;
+    }
+    let deadline = action.timeout.map(|t| Instant::now() + t);
     let mut retries_done = 0u32;
     let mut retry_guard: Option<ResourceGuard> = None;
     // Only a body that is empty or was read whole can be sent again.
@@ -197,7 +211,7 @@ pub async fn forward(
         match outcome {
             Ok((response, client, service_time)) => {
                 let status = response.status().as_u16();
-                let retriable = policy.is_some_and(|p| p.retriable_status(status));
+                let retriable = policy.is_some_and(|p| p.retriable_response(status, response.headers()));
                 if retriable && replayable {
                     if let Some(guard) = next_retry(cluster, policy, retries_done) {
                         // Counted as Envoy does every upstream response, then dropped:
@@ -282,7 +296,7 @@ async fn attempt(
     cluster: &Rc<ThreadLocalCluster>,
     host: &Arc<Host>,
     parts: &http::request::Parts,
-    body: &mut RequestBody,
+    body: &mut ForwardBody,
     replayable: bool,
     auto_host_rewrite: bool,
 ) -> Result<(Response<Incoming>, PooledClient, Duration), AttemptFailure> {

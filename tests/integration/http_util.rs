@@ -323,3 +323,102 @@ pub fn prefix_route(prefix: &str, cluster: &str, extra: &str) -> String {
         "              - match: {{ prefix: \"{prefix}\" }}\n                route: {{ cluster: {cluster}{extra} }}\n"
     )
 }
+
+// ---------------------------------------------------------------------------
+// Helpers for the routing, http_filters and access_log tests.
+// ---------------------------------------------------------------------------
+
+/// `text` with every non-empty line indented by `n` spaces.
+pub fn indent(text: &str, n: usize) -> String {
+    let pad = " ".repeat(n);
+    text.lines().map(|l| if l.trim().is_empty() { "\n".to_string() } else { format!("{pad}{l}\n") }).collect()
+}
+
+/// Courier with one HTTP listener `web`. `hcm_extra` (HCM fields), `route_config` (a
+/// `RouteConfiguration`) and `filters` (`http_filters` items before the router) are
+/// YAML written at column 0; `clusters` are `static_cluster`-style fragments.
+pub fn start_web(hcm_extra: &str, route_config: &str, filters: &str, clusters: &[String]) -> crate::harness::Courier {
+    start_web_with(hcm_extra, route_config, filters, clusters, &[])
+}
+
+/// `start_web` with extra command-line arguments.
+pub fn start_web_with(
+    hcm_extra: &str,
+    route_config: &str,
+    filters: &str,
+    clusters: &[String],
+    args: &[&str],
+) -> crate::harness::Courier {
+    let listener = http_listener("web", &indent(hcm_extra, 10), &indent(route_config, 12), &indent(filters, 10));
+    crate::harness::Courier::start_with(&crate::harness::config(&[listener], clusters), 1, args, &[])
+}
+
+/// An HTTP upstream whose first `resets` connections read one request and close
+/// without answering; later requests get a 200 with body `name` and `x-upstream: name`.
+pub fn resetting_upstream(name: &'static str, resets: usize) -> Upstream {
+    let seen = Arc::new(AtomicUsize::new(0));
+    Upstream::start(move |stream| {
+        let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+        let mut writer = match stream.try_clone() {
+            Ok(w) => w,
+            Err(_) => return,
+        };
+        let mut reader = BufReader::new(stream);
+        while read_request(&mut reader).is_some() {
+            if seen.fetch_add(1, Ordering::SeqCst) < resets {
+                return; // dropped: the connection closes before any response
+            }
+            let out = format!("HTTP/1.1 200 OK\r\nx-upstream: {name}\r\ncontent-length: {}\r\n\r\n{name}", name.len());
+            if writer.write_all(out.as_bytes()).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// Polls `path` (a readiness check on the access log writer thread, bounded by
+/// `IO_TIMEOUT`) until it holds at least `n` complete lines; returns them.
+pub fn wait_for_lines(path: &std::path::Path, n: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + IO_TIMEOUT;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let complete = text.rfind('\n').map_or("", |i| &text[..=i]);
+        let lines: Vec<String> = complete.lines().map(str::to_string).collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(std::time::Instant::now() < deadline, "{} has {} of {n} lines:\n{text}", path.display(), lines.len());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The client's own address (what Courier sees as the downstream remote address).
+pub fn local_addr(client: &Client) -> SocketAddr {
+    client.stream.local_addr().expect("local addr")
+}
+
+/// An HTTP upstream answering every request with `status`, the extra response header
+/// lines `headers` (each ending in `\r\n`) and the body `name`; `requests` counts them.
+pub fn fixed_upstream(name: &'static str, status: u16, headers: &'static str) -> (Upstream, Arc<AtomicUsize>) {
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    let up = Upstream::start(move |stream| {
+        let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+        let mut writer = match stream.try_clone() {
+            Ok(w) => w,
+            Err(_) => return,
+        };
+        let mut reader = BufReader::new(stream);
+        while read_request(&mut reader).is_some() {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let out = format!(
+                "HTTP/1.1 {status} X\r\nx-upstream: {name}\r\n{headers}content-length: {}\r\n\r\n{name}",
+                name.len()
+            );
+            if writer.write_all(out.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    (up, requests)
+}

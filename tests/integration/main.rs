@@ -3,9 +3,14 @@
 mod harness;
 mod http_util;
 
+mod access_log;
 mod admin;
 mod config_errors;
+mod http_codec;
+mod http_filters;
 mod http_proxy;
 mod lifecycle;
+mod load_balancing;
+mod routing;
 mod tcp_proxy;
 mod upstream;

@@ -1,6 +1,9 @@
 //! `envoy.filters.http.cors`: Cross-Origin Resource Sharing for browsers, driven by
-//! the `CorsPolicy` a route (or its virtual host, or the route configuration) sets
-//! in `typed_per_filter_config`; without a policy the filter does nothing.
+//! the `CorsPolicy` a route, its virtual host and the route configuration set in
+//! `typed_per_filter_config`; without a policy the filter does nothing. As Envoy,
+//! the levels are merged field by field: each field comes from the most specific
+//! policy that sets it (`filter_enabled` and `shadow_enabled` from the most specific
+//! policy, set or not).
 //!
 //! A request carrying `Origin` is a CORS request. Its origin is allowed when one of
 //! `allow_origin_string_match` matches it, or matches the literal `*` (so
@@ -10,11 +13,13 @@
 //! - A *preflight* (`OPTIONS` with `Origin` and a non-empty
 //!   `Access-Control-Request-Method`) from an allowed origin is answered locally:
 //!   200, no body, `access-control-allow-origin`, `-allow-credentials` (when
-//!   `allow_credentials`), `-allow-methods`, `-allow-headers`, `-max-age` (when set),
-//!   `-allow-private-network` (when `allow_private_network_access` and the request
-//!   asked with `access-control-request-private-network: true`), and
+//!   `allow_credentials`), `-allow-methods` (`*` echoes the requested method),
+//!   `-allow-headers` (`*` echoes `access-control-request-headers`), `-max-age`
+//!   (when set), `-allow-private-network` (when `allow_private_network_access` and
+//!   the request asked with `access-control-request-private-network: true`), and
 //!   `-expose-headers`; details `cors_response`. A preflight from another origin goes
-//!   upstream, or with `forward_not_matching_preflights: false` gets an empty 200.
+//!   upstream, or with `forward_not_matching_preflights: false` gets the same 200
+//!   without `access-control-allow-origin`.
 //! - Any other CORS request from an allowed origin goes on, and its response gets
 //!   `access-control-allow-origin`, `-allow-credentials` and `-expose-headers`.
 //!
@@ -29,8 +34,8 @@ use envoy_types::pb::envoy::extensions::filters::http::cors::v3::{Cors, CorsPoli
 use envoy_types::pb::google::protobuf::Any;
 use http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
-    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_METHOD,
-    ORIGIN,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS,
+    ACCESS_CONTROL_REQUEST_METHOD, ORIGIN,
 };
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
@@ -70,7 +75,8 @@ struct OriginMatcher {
     any: bool,
 }
 
-/// A compiled `CorsPolicy` (per route).
+/// A compiled `CorsPolicy` (one level's). `None` and empty values are unset, so a
+/// less specific level's value applies.
 #[derive(Debug)]
 pub struct CorsPolicyConfig {
     origins: Vec<OriginMatcher>,
@@ -78,11 +84,11 @@ pub struct CorsPolicyConfig {
     allow_headers: Option<HeaderValue>,
     expose_headers: Option<HeaderValue>,
     max_age: Option<HeaderValue>,
-    allow_credentials: bool,
+    allow_credentials: Option<bool>,
     enabled: Percent,
     shadow: Percent,
-    allow_private_network_access: bool,
-    forward_not_matching_preflights: bool,
+    allow_private_network_access: Option<bool>,
+    forward_not_matching_preflights: Option<bool>,
 }
 
 impl CorsPolicyConfig {
@@ -110,16 +116,55 @@ impl CorsPolicyConfig {
             allow_headers: value("allow_headers", &p.allow_headers)?,
             expose_headers: value("expose_headers", &p.expose_headers)?,
             max_age: value("max_age", &p.max_age)?,
-            allow_credentials: p.allow_credentials.as_ref().is_some_and(|b| b.value),
+            allow_credentials: p.allow_credentials.as_ref().map(|b| b.value),
             enabled: Percent::from_runtime(p.filter_enabled.as_ref(), Percent::HUNDRED),
             shadow: Percent::from_runtime(p.shadow_enabled.as_ref(), Percent::ZERO),
-            allow_private_network_access: p.allow_private_network_access.as_ref().is_some_and(|b| b.value),
-            forward_not_matching_preflights: p.forward_not_matching_preflights.as_ref().is_none_or(|b| b.value),
+            allow_private_network_access: p.allow_private_network_access.as_ref().map(|b| b.value),
+            forward_not_matching_preflights: p.forward_not_matching_preflights.as_ref().map(|b| b.value),
         })
+    }
+}
+
+/// The policies of a route's levels, most specific first, read field by field as
+/// Envoy's CORS filter does.
+struct Policies<'a>(Vec<&'a CorsPolicyConfig>);
+
+impl<'a> Policies<'a> {
+    fn first<T>(&self, field: impl Fn(&'a CorsPolicyConfig) -> Option<T>) -> Option<T> {
+        self.0.iter().find_map(|p| field(p))
     }
 
     fn allows(&self, origin: &str) -> bool {
-        self.origins.iter().any(|o| o.any || o.matcher.matches(origin))
+        let origins = self.0.iter().map(|p| &p.origins).find(|o| !o.is_empty());
+        origins.is_some_and(|o| o.iter().any(|o| o.any || o.matcher.matches(origin)))
+    }
+
+    fn allow_methods(&self) -> Option<&'a HeaderValue> {
+        self.first(|p| p.allow_methods.as_ref())
+    }
+
+    fn allow_headers(&self) -> Option<&'a HeaderValue> {
+        self.first(|p| p.allow_headers.as_ref())
+    }
+
+    fn expose_headers(&self) -> Option<&'a HeaderValue> {
+        self.first(|p| p.expose_headers.as_ref())
+    }
+
+    fn max_age(&self) -> Option<&'a HeaderValue> {
+        self.first(|p| p.max_age.as_ref())
+    }
+
+    fn allow_credentials(&self) -> bool {
+        self.first(|p| p.allow_credentials).unwrap_or(false)
+    }
+
+    fn allow_private_network_access(&self) -> bool {
+        self.first(|p| p.allow_private_network_access).unwrap_or(false)
+    }
+
+    fn forward_not_matching_preflights(&self) -> bool {
+        self.first(|p| p.forward_not_matching_preflights).unwrap_or(true)
     }
 }
 
@@ -176,17 +221,17 @@ impl StreamFilter for CorsFilter {
         _end: bool,
         cx: &mut StreamContext<'_>,
     ) -> FilterStatus {
-        let Some(policy) = cx.route.and_then(|r| r.per_filter_config::<CorsPolicyConfig>(NAME)) else {
-            return FilterStatus::Continue;
-        };
-        let enabled = policy.enabled.sample();
-        if !enabled && !policy.shadow.sample() {
+        let Some(route) = cx.route else { return FilterStatus::Continue };
+        let policies = Policies(route.per_filter_configs::<CorsPolicyConfig>(NAME).collect());
+        let Some(most_specific) = policies.0.first() else { return FilterStatus::Continue };
+        let enabled = most_specific.enabled.sample();
+        if !enabled && !most_specific.shadow.sample() {
             return FilterStatus::Continue;
         }
         let Some(origin) = parts.headers.get(ORIGIN).filter(|v| !v.is_empty()) else {
             return FilterStatus::Continue;
         };
-        let allowed = policy.allows(&String::from_utf8_lossy(origin.as_bytes()));
+        let allowed = policies.allows(&String::from_utf8_lossy(origin.as_bytes()));
         if allowed {
             self.stats.origin_valid.inc();
         } else {
@@ -195,38 +240,45 @@ impl StreamFilter for CorsFilter {
         if !enabled {
             return FilterStatus::Continue;
         }
-        let preflight = parts.method == Method::OPTIONS
-            && parts.headers.get(ACCESS_CONTROL_REQUEST_METHOD).is_some_and(|v| !v.is_empty());
-        if !allowed {
-            if preflight && !policy.forward_not_matching_preflights {
-                return FilterStatus::LocalReply(LocalReply::new(StatusCode::OK, "", DETAILS));
-            }
-            return FilterStatus::Continue;
+        if allowed {
+            self.response = Some(ResponseHeaders {
+                origin: origin.clone(),
+                allow_credentials: policies.allow_credentials(),
+                expose_headers: policies.expose_headers().cloned(),
+            });
         }
-        self.response = Some(ResponseHeaders {
-            origin: origin.clone(),
-            allow_credentials: policy.allow_credentials,
-            expose_headers: policy.expose_headers.clone(),
-        });
-        if !preflight {
+        let request_method = parts.headers.get(ACCESS_CONTROL_REQUEST_METHOD).filter(|v| !v.is_empty());
+        let Some(request_method) = request_method.filter(|_| parts.method == Method::OPTIONS) else {
+            return FilterStatus::Continue;
+        };
+        // A preflight.
+        if !allowed && policies.forward_not_matching_preflights() {
             return FilterStatus::Continue;
         }
         let mut reply = LocalReply::new(StatusCode::OK, "", DETAILS);
         let h = &mut reply.headers;
-        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-        if policy.allow_credentials {
+        if allowed {
+            h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        }
+        if policies.allow_credentials() {
             h.insert(ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
         }
-        for (name, value) in [
-            (ACCESS_CONTROL_ALLOW_METHODS, &policy.allow_methods),
-            (ACCESS_CONTROL_ALLOW_HEADERS, &policy.allow_headers),
-            (ACCESS_CONTROL_MAX_AGE, &policy.max_age),
-        ] {
-            if let Some(v) = value {
-                h.insert(name, v.clone());
-            }
+        if let Some(methods) = policies.allow_methods() {
+            let value = if methods == "*" { request_method } else { methods };
+            h.insert(ACCESS_CONTROL_ALLOW_METHODS, value.clone());
         }
-        if policy.allow_private_network_access
+        if let Some(headers) = policies.allow_headers() {
+            let value = if headers == "*" {
+                parts.headers.get(ACCESS_CONTROL_REQUEST_HEADERS).cloned().unwrap_or(HeaderValue::from_static(""))
+            } else {
+                headers.clone()
+            };
+            h.insert(ACCESS_CONTROL_ALLOW_HEADERS, value);
+        }
+        if let Some(max_age) = policies.max_age() {
+            h.insert(ACCESS_CONTROL_MAX_AGE, max_age.clone());
+        }
+        if policies.allow_private_network_access()
             && parts.headers.get(REQUEST_PRIVATE_NETWORK).is_some_and(|v| v.as_bytes() == b"true")
         {
             h.insert(ALLOW_PRIVATE_NETWORK, HeaderValue::from_static("true"));

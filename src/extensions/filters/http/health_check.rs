@@ -8,7 +8,7 @@
 //! is failing health checks with an empty 503 (details `health_check_failed`, flag
 //! `LH`). Other requests pass through. As Envoy, the response to a health check
 //! carries `x-envoy-upstream-healthchecked-cluster: <service cluster>`, and while
-//! failing every response through the filter carries
+//! failing every other response through the filter carries
 //! `x-envoy-immediate-health-check-fail: true`.
 //!
 //! `cache_time` only matters in pass-through mode and is ignored, as in Envoy.
@@ -162,10 +162,11 @@ impl StreamFilter for HealthCheckFilter {
     }
 
     fn encode_headers(&mut self, parts: &mut http::response::Parts, _cx: &mut StreamContext<'_>) {
+        // As Envoy's `encodeHeaders`: a health check's own response names the
+        // cluster; only the other responses carry the immediate-fail mark.
         if self.health_check {
             parts.headers.insert(HEALTHCHECKED_CLUSTER, self.service_cluster.clone());
-        }
-        if self.failing.load(Ordering::Relaxed) {
+        } else if self.failing.load(Ordering::Relaxed) {
             parts.headers.insert(IMMEDIATE_FAIL, HeaderValue::from_static("true"));
         }
     }
@@ -220,7 +221,7 @@ mod tests {
         assert_eq!(reply.details, "health_check_failed");
         assert_eq!(reply.flag, Some(ResponseFlag::FailedLocalHealthCheck));
         assert_eq!(resp.headers[HEALTHCHECKED_CLUSTER], "svc-cluster");
-        assert_eq!(resp.headers[IMMEDIATE_FAIL], "true");
+        assert!(!resp.headers.contains_key(IMMEDIATE_FAIL), "only other responses are marked");
 
         let v = |n: &str| store.counter_value(&format!("http.ingress.health_check.{n}"));
         assert_eq!((v("request_total"), v("ok"), v("failed")), (Some(2), Some(1), Some(1)));
