@@ -25,6 +25,8 @@ pub struct FactoryContext<'a> {
     pub drain: &'a tokio::sync::watch::Receiver<bool>,
     /// Where each worker finds its clusters at connection time.
     pub clusters: &'a Slot<ThreadLocalClusterManager>,
+    /// The service cluster (`node.cluster` / `--service-cluster`).
+    pub service_cluster: &'a str,
 }
 
 /// Builds a network filter from its `typed_config`; the path points at it.
@@ -45,6 +47,8 @@ pub struct HttpFilterContext<'a> {
     pub hcm_stat_prefix: &'a str,
     /// Set by the admin's `/healthcheck/fail`, cleared by `/healthcheck/ok`.
     pub health_check_failed: &'a Arc<std::sync::atomic::AtomicBool>,
+    /// The service cluster (`node.cluster` / `--service-cluster`).
+    pub service_cluster: &'a str,
 }
 
 /// Per-route filter config (`typed_per_filter_config`), decoded once at load.
@@ -54,8 +58,9 @@ pub type PerRouteConfig = Arc<dyn std::any::Any + Send + Sync>;
 pub type HttpFilterConstructor =
     fn(&Any, &FieldPath, &HttpFilterContext<'_>) -> Result<Arc<dyn StreamFilterFactory>, ConfigError>;
 
-/// Decodes a filter's per-route config; the path points at the `Any`.
-pub type PerRouteConstructor = fn(&Any, &FieldPath) -> Result<PerRouteConfig, ConfigError>;
+/// Decodes a filter's per-route config; the path points at the `Any`. Stats it
+/// declares live in `store`.
+pub type PerRouteConstructor = fn(&Any, &FieldPath, &Store) -> Result<PerRouteConfig, ConfigError>;
 
 /// An HTTP filter: canonical name, config type, and constructors.
 pub struct HttpFilterExtension {
@@ -106,10 +111,11 @@ pub fn create_per_route_config(
     _name: &str,
     any: &Any,
     path: &FieldPath,
+    store: &Store,
 ) -> Result<Option<PerRouteConfig>, ConfigError> {
     let type_name = descriptor::type_name(&any.type_url);
     match HTTP_FILTERS.iter().find_map(|e| e.per_route.filter(|(t, _)| *t == type_name)) {
-        Some((_, build)) => build(any, path).map(Some),
+        Some((_, build)) => build(any, path, store).map(Some),
         None => Err(path.field_error("@type", format!("unsupported per-route config '{}'", any.type_url))),
     }
 }

@@ -128,6 +128,7 @@ impl ServerConfig {
             clusters: &cluster_slot,
             health_check_failed: &health_check_failed,
             drain: &drain_rx,
+            service_cluster: b.node.as_ref().map_or("", |n| n.cluster.as_str()),
         };
         let listeners = ListenerManager::from_proto(&statics.listeners, &ctx, options.workers())?;
         let admin_address = match b.admin.as_ref().and_then(|a| a.address.as_ref()) {

@@ -134,7 +134,6 @@ fn response_flags_and_operators() {
 }
 
 #[test]
-#[ignore = "%BYTES_RECEIVED% is always 0: nothing sets StreamInfo::bytes_received (src/http/conn_manager, src/http/body.rs)"]
 fn bytes_received_counts_the_request_body() {
     let up = http_upstream("a");
     let dir = TempDir::new("alog");

@@ -123,7 +123,6 @@ fn local_ratelimit_per_route_config() {
 }
 
 #[test]
-#[ignore = "the HTTP filter registry (src/extensions/mod.rs create_per_route_config) builds per-route configs without a stats store, so a route's LocalRateLimit counts under the filter's stat_prefix instead of its own (local_ratelimit::per_route_config supports a store)"]
 fn local_ratelimit_per_route_stats_use_the_route_stat_prefix() {
     let (_up, c) = per_route_ratelimit();
     let mut client = Client::connect(c.listener("web"));
@@ -342,7 +341,6 @@ fn health_check_is_answered_locally_and_follows_admin_fail_ok() {
 }
 
 #[test]
-#[ignore = "HttpFilterContext (src/extensions/mod.rs, built in src/http/conn_manager/config.rs) carries no local info, so health_check sends x-envoy-upstream-healthchecked-cluster empty instead of the service cluster (node.cluster / --service-cluster)"]
 fn health_check_names_the_service_cluster() {
     let (_up, c) = health_check_proxy(&["--service-cluster", "front-proxy"]);
     let r = get(c.listener("web"), "/healthz", &[]);

@@ -278,7 +278,6 @@ fn cluster_cluster_header_and_weighted_clusters() {
 }
 
 #[test]
-#[ignore = "conn_manager (active_stream.rs route_request) always answers 503 for a missing cluster, ignoring the route's cluster_not_found_response_code"]
 fn cluster_not_found_response_code() {
     let routes = fwd("{ prefix: \"/\" }", "{ cluster_header: x-cluster, cluster_not_found_response_code: NOT_FOUND }");
     let c = start_web("", &vhost(&routes), "", &[]);
@@ -704,7 +703,6 @@ fn most_specific_header_mutations_wins() {
 }
 
 #[test]
-#[ignore = "conn_manager (active_stream.rs route_request / apply_response_headers) formats every level against a snapshot taken before the first level, so a level cannot see the edits of the levels before it; HeaderMutation::apply_to_request/apply_to_response do this"]
 fn later_levels_see_earlier_header_edits() {
     let up = http_upstream("a");
     let rc = r#"virtual_hosts:
@@ -730,7 +728,6 @@ fn later_levels_see_earlier_header_edits() {
 }
 
 #[test]
-#[ignore = "conn_manager (active_stream.rs finish_local) does not apply the route's response_headers_to_add to the router's own local replies (504 timeout, 503 connect failure); Envoy's router does (modify_headers_)"]
 fn route_response_headers_apply_to_upstream_failure_replies() {
     let up = http_upstream("a");
     let rc = vhost(

@@ -2,6 +2,7 @@
 //! `ActiveStream`): request header mutation, route selection, the decoder
 //! filters, the router, then the response through the encoder filters.
 
+use std::cell::Cell;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -26,13 +27,20 @@ use crate::upstream::ThreadLocalCluster;
 
 /// Serves one request to completion of its response headers; the body follows
 /// through `ResponseBody`.
-pub async fn handle(cfg: Arc<HcmConfig>, conn: ConnectionInfo, req: Request<RequestBody>) -> Response<ResponseBody> {
+/// `body_bytes` counts the request body as the codec decodes it.
+pub async fn handle(
+    cfg: Arc<HcmConfig>,
+    conn: ConnectionInfo,
+    req: Request<RequestBody>,
+    body_bytes: Rc<Cell<u64>>,
+) -> Response<ResponseBody> {
     let protocol = match req.version() {
         Version::HTTP_10 => "HTTP/1.0",
         Version::HTTP_2 => "HTTP/2",
         _ => "HTTP/1.1",
     };
     let mut stream = Stream::new(&cfg, conn, protocol);
+    stream.body_bytes = Some(body_bytes);
     let (mut parts, body) = req.into_parts();
     let is_head = parts.method == Method::HEAD;
 
@@ -133,7 +141,12 @@ pub fn timeout_reply(cfg: &Arc<HcmConfig>, conn: ConnectionInfo, timeout: Stream
             ("downstream duration timeout", "max_duration_timeout")
         }
     };
-    let stream = Stream { cfg: cfg.clone(), info: StreamInfo::new(conn.remote, conn.local, "HTTP/1.1"), route: None };
+    let stream = Stream {
+        cfg: cfg.clone(),
+        info: StreamInfo::new(conn.remote, conn.local, "HTTP/1.1"),
+        route: None,
+        body_bytes: None,
+    };
     let mut request = Request::new(()).into_parts().0;
     request.uri = Uri::from_static("/");
     let mut reply = LocalReply::new(StatusCode::REQUEST_TIMEOUT, body, details);
@@ -178,13 +191,19 @@ struct Stream {
     cfg: Arc<HcmConfig>,
     info: StreamInfo,
     route: Option<Arc<Route>>,
+    body_bytes: Option<Rc<Cell<u64>>>,
 }
 
 impl Stream {
     fn new(cfg: &Arc<HcmConfig>, conn: ConnectionInfo, protocol: &'static str) -> Stream {
         cfg.stats.downstream_rq_total.inc();
         cfg.stats.downstream_rq_http1_total.inc();
-        Stream { cfg: cfg.clone(), info: StreamInfo::new(conn.remote, conn.local, protocol), route: None }
+        Stream {
+            cfg: cfg.clone(),
+            info: StreamInfo::new(conn.remote, conn.local, protocol),
+            route: None,
+            body_bytes: None,
+        }
     }
 
     /// Codec-level checks Envoy applies before any filter runs.
@@ -294,13 +313,17 @@ impl Stream {
         let cluster = cluster_name.as_deref().and_then(|name| self.cfg.clusters.get()?.get(name));
         let Some(cluster) = cluster else {
             stats.no_cluster.inc();
-            let reply = LocalReply::new(StatusCode::SERVICE_UNAVAILABLE, "", "cluster_not_found")
+            let reply = LocalReply::new(action.cluster_not_found_response_code, "", "cluster_not_found")
                 .with_flag(ResponseFlag::NoClusterFound);
             return self.finish_local(reply, &parts, &mut filters, is_head);
         };
         self.info.upstream_cluster = Some(cluster.info.name.clone());
 
-        // Request edits of the route: path and host rewrites, header additions.
+        // Request edits of the route, in Envoy's order: header edits (every level,
+        // each seeing the previous ones' result), then path and host rewrites.
+        if !route.request_headers.is_empty() {
+            route.request_headers.apply_to_request(&mut parts, &self.info);
+        }
         let original_path = parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
         if let Some(new_path) = route.rewrite_path(&original_path) {
             if let Ok(uri) = Uri::try_from(new_path.as_str()) {
@@ -322,23 +345,10 @@ impl Stream {
                 .headers
                 .insert(headers::X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, HeaderValue::from(expected.as_millis() as u64));
         }
-        if !route.request_headers.is_empty() {
-            let snapshot = parts.headers.clone();
-            let cx = FormatContext {
-                request_headers: Some(&snapshot),
-                request_method: Some(&parts.method),
-                request_uri: Some(&parts.uri),
-                response_headers: None,
-                response_trailers: None,
-                info: &self.info,
-            };
-            route.request_headers.apply(&mut parts.headers, &cx);
-        }
-
         let forwarded = upstream_request::forward(&cluster, action, &parts, body, &mut self.info).await;
         let upstream = match forwarded {
             Ok(u) => u,
-            Err(reply) => return self.finish_local(reply, &parts, &mut filters, is_head),
+            Err(reply) => return self.finish_route_reply(reply, &route, &parts, &mut filters, is_head),
         };
         self.finish_upstream(upstream, cluster, &route, parts, filters)
     }
@@ -445,16 +455,7 @@ impl Stream {
     ) {
         if let Some(route) = route {
             if !route.response_headers.is_empty() {
-                let snapshot = parts.headers.clone();
-                let cx = FormatContext {
-                    request_headers: Some(&request.headers),
-                    request_method: Some(&request.method),
-                    request_uri: Some(&request.uri),
-                    response_headers: Some(&snapshot),
-                    response_trailers: None,
-                    info: &self.info,
-                };
-                route.response_headers.apply(&mut parts.headers, &cx);
+                route.response_headers.apply_to_response(&mut parts.headers, Some(request), &self.info);
             }
         }
         match self.cfg.server_header {
@@ -499,7 +500,7 @@ impl Stream {
             request_headers: request.headers.clone(),
             response_headers: response_headers.clone(),
         });
-        Box::new(Completion { cfg: self.cfg, info: self.info, log, upstream })
+        Box::new(Completion { cfg: self.cfg, info: self.info, log, upstream, body_bytes: self.body_bytes })
     }
 }
 
@@ -512,6 +513,7 @@ struct LogSnapshot {
 }
 
 struct Completion {
+    body_bytes: Option<Rc<Cell<u64>>>,
     cfg: Arc<HcmConfig>,
     info: StreamInfo,
     log: Option<LogSnapshot>,
@@ -522,6 +524,9 @@ impl StreamCompletion for Completion {
     fn finish(mut self: Box<Self>, bytes_sent: u64, trailers: Option<&HeaderMap>, complete: bool) {
         let stats = &self.cfg.stats;
         self.info.bytes_sent = bytes_sent;
+        if let Some(received) = &self.body_bytes {
+            self.info.bytes_received = received.get();
+        }
         self.info.last_downstream_tx = Some(self.info.start.elapsed());
         if !complete {
             self.info.response_flags.set(ResponseFlag::DownstreamConnectionTermination);

@@ -96,6 +96,7 @@ impl HcmConfig {
         clusters: &Slot<ThreadLocalClusterManager>,
         health_check_failed: &Arc<AtomicBool>,
         drain: &tokio::sync::watch::Receiver<bool>,
+        service_cluster: &str,
     ) -> Result<HcmConfig, ConfigError> {
         match CodecType::try_from(p.codec_type) {
             Ok(CodecType::Auto) | Ok(CodecType::Http1) => {}
@@ -114,11 +115,12 @@ impl HcmConfig {
             None => return Err(path.error("one of route_config or rds is required")),
         };
         let per_route = |name: &str, any: &envoy_types::pb::google::protobuf::Any, p: &FieldPath| {
-            extensions::create_per_route_config(name, any, p)
+            extensions::create_per_route_config(name, any, p, store)
         };
         let routes = RouteTable::from_proto(rc, &route_path, &RouteBuildContext { per_route: &per_route })?;
 
-        let filter_ctx = HttpFilterContext { store, hcm_stat_prefix: &p.stat_prefix, health_check_failed };
+        let filter_ctx =
+            HttpFilterContext { store, hcm_stat_prefix: &p.stat_prefix, health_check_failed, service_cluster };
         let filters = http_filters(p, path, &filter_ctx)?;
 
         let common = p.common_http_protocol_options.unwrap_or_default();

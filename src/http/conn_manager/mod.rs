@@ -42,7 +42,15 @@ pub struct HttpConnectionManager {
 
 fn create(any: &Any, path: &FieldPath, ctx: &FactoryContext<'_>) -> Result<Arc<dyn NetworkFilterFactory>, ConfigError> {
     let proto: HcmProto = decode_any(any, path)?;
-    let config = HcmConfig::from_proto(&proto, path, ctx.store, ctx.clusters, ctx.health_check_failed, ctx.drain)?;
+    let config = HcmConfig::from_proto(
+        &proto,
+        path,
+        ctx.store,
+        ctx.clusters,
+        ctx.health_check_failed,
+        ctx.drain,
+        ctx.service_cluster,
+    )?;
     Ok(Arc::new(HttpConnectionManager { config: Arc::new(config) }))
 }
 
@@ -237,7 +245,8 @@ async fn run_stream(
     reader: &Rc<RefCell<ConnReader>>,
     started: Instant,
 ) -> http::Response<ResponseBody> {
-    let stream = active_stream::handle(cfg.clone(), info, request);
+    let body_bytes = reader.borrow().body_bytes.clone();
+    let stream = active_stream::handle(cfg.clone(), info, request, body_bytes);
     tokio::pin!(stream);
     let max_at = cfg.max_stream_duration.map(|d| started + d);
     let request_at = cfg.request_timeout.map(|d| started + d);

@@ -6,7 +6,7 @@
 //! `RequestBody`, which decodes `Content-Length` or chunked framing as it is
 //! polled, so nothing is read faster than the upstream takes it.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -48,6 +48,9 @@ pub struct ConnReader {
     rx_bytes: Arc<Counter>,
     /// When bytes last arrived (the stream idle timer).
     pub last_rx: Instant,
+    /// Body bytes of the current request decoded so far (`%BYTES_RECEIVED%`);
+    /// shared with the stream, reset for each request.
+    pub body_bytes: Rc<Cell<u64>>,
 }
 
 impl ConnReader {
@@ -58,6 +61,7 @@ impl ConnReader {
             body: BodyState::Done,
             rx_bytes,
             last_rx: Instant::now(),
+            body_bytes: Rc::new(Cell::new(0)),
         }
     }
 
@@ -81,6 +85,7 @@ impl ConnReader {
 
     /// Starts decoding the body of the request just parsed.
     pub fn start_body(&mut self, framing: BodyFraming) {
+        self.body_bytes.set(0);
         self.body = match framing {
             BodyFraming::None => BodyState::Done,
             BodyFraming::Length(n) => BodyState::Length(n),
@@ -121,6 +126,7 @@ impl ConnReader {
                 BodyState::Length(rem) | BodyState::ChunkData(rem) if !self.buf.is_empty() => {
                     let n = rem.min(self.buf.len() as u64);
                     let data = self.buf.split_to(n as usize).freeze();
+                    self.body_bytes.set(self.body_bytes.get() + n);
                     self.body = match self.body {
                         BodyState::Length(_) if rem == n => BodyState::Done,
                         BodyState::Length(_) => BodyState::Length(rem - n),

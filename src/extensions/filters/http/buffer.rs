@@ -19,6 +19,7 @@ use super::common;
 use crate::config::{bootstrap::decode_any, ConfigError, FieldPath};
 use crate::extensions::{HttpFilterContext, HttpFilterExtension, PerRouteConfig};
 use crate::http::filter::{FilterStatus, StreamContext, StreamFilter, StreamFilterFactory};
+use crate::stats::Store;
 
 pub const NAME: &str = "envoy.filters.http.buffer";
 const CONFIG_TYPE: &str = "envoy.extensions.filters.http.buffer.v3.Buffer";
@@ -56,7 +57,7 @@ fn create(
     Ok(Arc::new(BufferFactory { max_request_bytes: max_request_bytes(&b, path)? }))
 }
 
-fn create_per_route(any: &Any, path: &FieldPath) -> Result<PerRouteConfig, ConfigError> {
+fn create_per_route(any: &Any, path: &FieldPath, _store: &Store) -> Result<PerRouteConfig, ConfigError> {
     common::check_supported(any, path)?;
     let b: BufferPerRoute = decode_any(any, path)?;
     let config = match &b.r#override {
@@ -119,7 +120,12 @@ mod tests {
     fn create_from(any: &Any) -> Result<Arc<dyn StreamFilterFactory>, ConfigError> {
         let store = crate::stats::Store::new();
         let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let ctx = HttpFilterContext { store: &store, hcm_stat_prefix: "ingress", health_check_failed: &failing };
+        let ctx = HttpFilterContext {
+            store: &store,
+            hcm_stat_prefix: "ingress",
+            health_check_failed: &failing,
+            service_cluster: "",
+        };
         create(any, &FieldPath::starting_at("http_filters[2].typed_config"), &ctx)
     }
 
@@ -171,7 +177,7 @@ mod tests {
         let e = create_from(&packed(CONFIG_TYPE, &Buffer { max_request_bytes: None })).unwrap_err();
         assert_eq!(e.path, "http_filters[2].typed_config.max_request_bytes");
         let any = packed(PER_ROUTE_TYPE, &BufferPerRoute { r#override: Some(Override::Disabled(false)) });
-        let e = create_per_route(&any, &FieldPath::starting_at("r")).unwrap_err();
+        let e = create_per_route(&any, &FieldPath::starting_at("r"), &Store::new()).unwrap_err();
         assert_eq!(e.path, "r.disabled");
     }
 }

@@ -178,7 +178,7 @@ fn create(
     Ok(Arc::new(CorsFactory::new(ctx.store, ctx.hcm_stat_prefix)))
 }
 
-fn create_policy(any: &Any, path: &FieldPath) -> Result<PerRouteConfig, ConfigError> {
+fn create_policy(any: &Any, path: &FieldPath, _store: &Store) -> Result<PerRouteConfig, ConfigError> {
     common::check_supported(any, path)?;
     let policy: CorsPolicy = decode_any(any, path)?;
     Ok(Arc::new(CorsPolicyConfig::from_proto(&policy, path)?))
@@ -497,12 +497,15 @@ mod tests {
     fn config_errors_name_the_field() {
         let path = FieldPath::starting_at("vh.typed_per_filter_config[\"envoy.filters.http.cors\"]");
         let any = any_from_yaml(POLICY_TYPE, "{allow_origin_string_match: [{safe_regex: {regex: '(('}}]}");
-        let err = create_policy(&any, &path).unwrap_err();
+        let err = create_policy(&any, &path, &crate::stats::Store::new()).unwrap_err();
         assert_eq!(
             err.path,
             "vh.typed_per_filter_config[\"envoy.filters.http.cors\"].allow_origin_string_match[0].safe_regex.regex"
         );
         let any = any_from_yaml(POLICY_TYPE, "{allow_methods: \"a\\nb\"}");
-        assert_eq!(create_policy(&any, &path).unwrap_err().path, format!("{path}.allow_methods"));
+        assert_eq!(
+            create_policy(&any, &path, &crate::stats::Store::new()).unwrap_err().path,
+            format!("{path}.allow_methods")
+        );
     }
 }

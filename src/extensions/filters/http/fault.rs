@@ -246,7 +246,7 @@ fn create(
     Ok(Arc::new(FaultFactory::new(settings, ctx.store, ctx.hcm_stat_prefix)))
 }
 
-fn create_per_route(any: &Any, path: &FieldPath) -> Result<PerRouteConfig, ConfigError> {
+fn create_per_route(any: &Any, path: &FieldPath, _store: &Store) -> Result<PerRouteConfig, ConfigError> {
     Ok(Arc::new(decode_settings(any, path)?))
 }
 

@@ -63,9 +63,14 @@ fn create(
 ) -> Result<Arc<dyn StreamFilterFactory>, ConfigError> {
     common::check_supported(any, path)?;
     let cfg: HealthCheck = decode_any(any, path)?;
-    // The service cluster (`--service-cluster` / `node.cluster`) is not in the
-    // filter context yet; Envoy sends the header empty when it is unset.
-    Ok(Arc::new(HealthCheckFactory::new(&cfg, path, ctx.store, ctx.hcm_stat_prefix, ctx.health_check_failed, "")?))
+    Ok(Arc::new(HealthCheckFactory::new(
+        &cfg,
+        path,
+        ctx.store,
+        ctx.hcm_stat_prefix,
+        ctx.health_check_failed,
+        ctx.service_cluster,
+    )?))
 }
 
 /// The filter's config, shared by every worker.

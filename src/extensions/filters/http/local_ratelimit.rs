@@ -172,8 +172,8 @@ fn create(
 
 /// The per-route constructor of the registry, which has no stats store to give
 /// (route decisions then count in the filter's stats).
-fn create_per_route(any: &Any, path: &FieldPath) -> Result<PerRouteConfig, ConfigError> {
-    per_route_config(any, path, None)
+fn create_per_route(any: &Any, path: &FieldPath, store: &Store) -> Result<PerRouteConfig, ConfigError> {
+    per_route_config(any, path, Some(store))
 }
 
 /// A route's LocalRateLimit; with a `store`, its stats use its own `stat_prefix`,

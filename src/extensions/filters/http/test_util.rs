@@ -33,7 +33,7 @@ pub(crate) fn route_table(yaml: &str) -> RouteTable {
     let per_route = |name: &str, any: &Any, p: &FieldPath| {
         let type_name = descriptor::type_name(&any.type_url);
         match super::HTTP_FILTERS.iter().find_map(|e| e.per_route.filter(|(t, _)| *t == type_name)) {
-            Some((_, build)) => build(any, p).map(Some),
+            Some((_, build)) => build(any, p, &crate::stats::Store::new()).map(Some),
             None => Err(p.error(format!("no per-route config for {name}"))),
         }
     };
