@@ -106,6 +106,8 @@ pub struct Http1ConnPool {
     cluster: Arc<ClusterInfo>,
     ready: RefCell<Vec<IdleClient>>,
     pending: RefCell<VecDeque<oneshot::Sender<PooledClient>>>,
+    /// A task closes idle connections past the idle timeout while any are idle.
+    reaper_running: Cell<bool>,
     me: Weak<Http1ConnPool>,
 }
 
@@ -116,6 +118,7 @@ impl Http1ConnPool {
             cluster,
             ready: RefCell::new(Vec::new()),
             pending: RefCell::new(VecDeque::new()),
+            reaper_running: Cell::new(false),
             me: me.clone(),
         })
     }
@@ -231,6 +234,27 @@ impl Http1ConnPool {
             }
         }
         self.ready.borrow_mut().push(IdleClient { sender: next.sender, conn: next.conn, idle_since: Instant::now() });
+        if !self.reaper_running.replace(true) {
+            tokio::task::spawn_local(reap_idle(self.me.clone()));
+        }
+    }
+
+    /// Closes the idle connections that have waited `idle_timeout`; returns when
+    /// the next one expires, or `None` when none is idle.
+    fn close_expired(&self) -> Option<Instant> {
+        let timeout = self.cluster.idle_timeout;
+        let mut ready = self.ready.borrow_mut();
+        ready.retain(|c| {
+            if c.idle_since.elapsed() < timeout {
+                return !c.sender.is_closed();
+            }
+            self.cluster.stats.upstream_cx_idle_timeout.inc();
+            if let Some(a) = c.conn.accounting.borrow_mut().as_mut() {
+                a.mark_closed_locally();
+            }
+            false // dropping the sender closes the connection
+        });
+        ready.iter().map(|c| c.idle_since + timeout).min()
     }
 
     /// Opens connections for waiting requests while the connection breaker allows.
@@ -257,5 +281,19 @@ impl Http1ConnPool {
     /// Idle connections right now (for tests and admin).
     pub fn idle_count(&self) -> usize {
         self.ready.borrow().len()
+    }
+}
+
+/// The pool's idle timer (Envoy closes an upstream connection idle for
+/// `idle_timeout`): one task per pool, alive only while connections are idle.
+async fn reap_idle(pool: Weak<Http1ConnPool>) {
+    loop {
+        let Some(p) = pool.upgrade() else { return };
+        let Some(next) = p.close_expired() else {
+            p.reaper_running.set(false);
+            return;
+        };
+        drop(p);
+        tokio::time::sleep_until(next).await;
     }
 }

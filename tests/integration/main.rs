@@ -7,6 +7,7 @@ mod access_log;
 mod admin;
 mod config_errors;
 mod http_codec;
+mod http_options;
 mod http_filters;
 mod http_proxy;
 mod lifecycle;

@@ -226,12 +226,15 @@ impl Stream {
                     parts.headers.keys().filter(|k| k.as_str().contains('_')).cloned().collect();
                 if !with_underscore.is_empty() {
                     if action == UnderscoreAction::RejectRequest {
+                        self.cfg.codec_stats.requests_rejected_with_underscores_in_headers.inc();
+                        self.cfg.stats.downstream_cx_protocol_error.inc();
                         return Err(Box::new(
-                            LocalReply::new(StatusCode::BAD_REQUEST, "Bad Request", "unexpected_underscore")
+                            LocalReply::new(StatusCode::BAD_REQUEST, "Bad Request", "http1.unexpected_underscore")
                                 .with_flag(ResponseFlag::DownstreamProtocolError),
                         ));
                     }
                     for k in with_underscore {
+                        self.cfg.codec_stats.dropped_headers_with_underscores.inc();
                         parts.headers.remove(k);
                     }
                 }

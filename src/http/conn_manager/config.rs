@@ -14,7 +14,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use http::HeaderValue;
 
-use super::stats::HcmStats;
+use super::stats::{HcmStats, Http1CodecStats};
 use crate::access_log::{self, AccessLogger};
 use crate::config::{self, ConfigError, FieldPath};
 use crate::extensions::{self, HttpFilterContext};
@@ -47,6 +47,7 @@ pub enum UnderscoreAction {
 pub struct HcmConfig {
     pub stat_prefix: String,
     pub stats: HcmStats,
+    pub codec_stats: Http1CodecStats,
     pub routes: RouteTable,
     /// Decoder filters in config order, the router excluded (it is the terminal stage).
     pub filters: Vec<Arc<dyn StreamFilterFactory>>,
@@ -148,6 +149,7 @@ impl HcmConfig {
         };
         Ok(HcmConfig {
             stats: HcmStats::new(store, &format!("http.{}.", p.stat_prefix)),
+            codec_stats: Http1CodecStats::new(store, "http1."),
             stat_prefix: p.stat_prefix.clone(),
             routes,
             filters,

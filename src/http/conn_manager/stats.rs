@@ -49,6 +49,18 @@ define_stats! {
     }
 }
 
+define_stats! {
+    /// `http1.*`: Envoy's HTTP/1 codec stats (one set per process, shared by
+    /// every connection manager).
+    #[derive(Debug)]
+    pub struct Http1CodecStats {
+        counter dropped_headers_with_underscores,
+        counter metadata_not_supported_error,
+        counter requests_rejected_with_underscores_in_headers,
+        counter response_flood,
+    }
+}
+
 impl HcmStats {
     /// Counts a finished response by status class.
     pub fn response_code(&self, status: u16) {
