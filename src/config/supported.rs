@@ -2,13 +2,15 @@
 //!
 //! A config that sets a field Courier does not act on must fail at start-up rather
 //! than be silently ignored (DESIGN.md §2). This module walks the decoded bootstrap
-//! and rejects any set field that is not listed here, and any `Any` whose `@type` is
-//! not a registered extension. The table is also the list of supported fields that
-//! the README points to, so it is kept in the order of the schema.
+//! and rejects any set field that is not listed here (or in the route and HTTP filter
+//! tables it merges), and any `Any` whose `@type` is not a registered extension. The
+//! same walker checks a route configuration or a filter config on its own
+//! (`check_message`). The table is also the list of supported fields that the README
+//! points to, so it is kept in the order of the schema.
 
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 
-use super::{descriptor, ConfigError, FieldPath};
+use super::{descriptor, validate, ConfigError, FieldPath};
 use crate::extensions;
 
 /// `(message full name, supported fields)`; `"*"` accepts every field (purely
@@ -152,11 +154,37 @@ fn supported_fields(message: &str) -> Option<&'static [&'static str]> {
     TABLES.iter().flat_map(|t| t.iter()).find(|(m, _)| *m == message).map(|(_, f)| *f)
 }
 
-/// Rejects the first set field or extension of `msg` that Courier does not support.
+/// What the walk does with a `google.protobuf.Any`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Anys {
+    /// Its type must be a registered extension, and its payload is walked too.
+    Check,
+    /// Left to the code that decodes it.
+    Skip,
+}
+
+/// Rejects the first set field or extension of `msg` (a whole bootstrap) that Courier
+/// does not support.
 pub fn check(msg: &DynamicMessage, path: &mut FieldPath) -> Result<(), ConfigError> {
+    check_fields(msg, path, Anys::Check)
+}
+
+/// Rejects the first set field of `msg` that Courier does not implement, for a message
+/// checked on its own rather than as part of a bootstrap: a route configuration
+/// (`RouteTable::from_proto`), an HTTP filter's config. Its `Any`s
+/// (`typed_per_filter_config`) are left to the filters that decode them. `path` points
+/// at `msg`.
+pub(crate) fn check_message(msg: &DynamicMessage, path: &FieldPath) -> Result<(), ConfigError> {
+    check_fields(msg, &mut path.clone(), Anys::Skip)
+}
+
+fn check_fields(msg: &DynamicMessage, path: &mut FieldPath, anys: Anys) -> Result<(), ConfigError> {
     let desc = msg.descriptor();
     if desc.full_name() == "google.protobuf.Any" {
-        return check_any(msg, path);
+        return match anys {
+            Anys::Check => check_any(msg, path),
+            Anys::Skip => Ok(()),
+        };
     }
     let fields = supported_fields(desc.full_name()).unwrap_or(&[]);
     if fields == ["*"] {
@@ -171,26 +199,31 @@ pub fn check(msg: &DynamicMessage, path: &mut FieldPath) -> Result<(), ConfigErr
                 desc.full_name()
             )));
         }
-        check_value(value, path)?;
+        check_value(value, path, anys)?;
         path.pop();
     }
     Ok(())
 }
 
-fn check_value(value: &Value, path: &mut FieldPath) -> Result<(), ConfigError> {
+fn check_value(value: &Value, path: &mut FieldPath, anys: Anys) -> Result<(), ConfigError> {
     match value {
-        Value::Message(m) => check(m, path),
+        Value::Message(m) => check_fields(m, path, anys),
         Value::List(items) => {
             for (i, item) in items.iter().enumerate() {
                 path.push_index(i);
-                check_value(item, path)?;
+                check_value(item, path, anys)?;
                 path.pop();
             }
             Ok(())
         }
         Value::Map(entries) => {
-            for v in entries.values() {
-                check_value(v, path)?;
+            // Sorted, so that the first error reported does not depend on hash order.
+            let mut entries: Vec<_> = entries.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            for (key, v) in entries {
+                path.push_key(&validate::key_text(key));
+                check_value(v, path, anys)?;
+                path.pop();
             }
             Ok(())
         }
@@ -213,5 +246,76 @@ fn check_any(any: &DynamicMessage, path: &mut FieldPath) -> Result<(), ConfigErr
         _ => Default::default(),
     };
     let inner = DynamicMessage::decode(desc, bytes).map_err(|e| path.error(format!("cannot decode '{url}': {e}")))?;
-    check(&inner, path)
+    check_fields(&inner, path, Anys::Check)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_field_exists_in_the_schema() {
+        for (message, fields) in TABLES.iter().flat_map(|t| t.iter()) {
+            let desc = descriptor::message(message).unwrap_or_else(|| panic!("{message} not in the schema"));
+            for f in fields.iter().filter(|f| **f != "*") {
+                assert!(desc.get_field_by_name(f).is_some(), "{message} has no field {f}");
+            }
+        }
+    }
+
+    fn check_yaml(type_name: &str, yaml: &str, anys_checked: bool) -> Result<(), ConfigError> {
+        let json = super::super::bootstrap::parse_yaml(yaml).expect("yaml");
+        let desc = descriptor::message(type_name).expect("schema");
+        let msg = super::super::proto_json::decode(&desc, &json, &mut FieldPath::new()).expect("decode");
+        if anys_checked {
+            check(&msg, &mut FieldPath::starting_at("m"))
+        } else {
+            check_message(&msg, &FieldPath::starting_at("m"))
+        }
+    }
+
+    #[test]
+    fn map_entries_are_named_by_key_and_anys_checked_or_left() {
+        let cluster = r#"
+            name: c
+            typed_extension_protocol_options:
+              envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+                "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+                upstream_http_protocol_options: {auto_sni: true}
+        "#;
+        let e = check_yaml("envoy.config.cluster.v3.Cluster", cluster, true).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "m.typed_extension_protocol_options[\"envoy.extensions.upstreams.http.v3.HttpProtocolOptions\"]\
+             .upstream_http_protocol_options: field 'upstream_http_protocol_options' of \
+             envoy.extensions.upstreams.http.v3.HttpProtocolOptions is not supported by Courier"
+        );
+        // Outside a bootstrap, an `Any` is left to whoever decodes it.
+        let route = r#"
+            virtual_hosts:
+            - name: v
+              domains: ["*"]
+              typed_per_filter_config:
+                f: {"@type": type.googleapis.com/google.protobuf.StringValue, value: x}
+        "#;
+        check_yaml("envoy.config.route.v3.RouteConfiguration", route, false).expect("Any left alone");
+        let e = check_yaml("envoy.config.route.v3.RouteConfiguration", route, true).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "m.virtual_hosts[0].typed_per_filter_config[\"f\"].@type: unsupported extension \
+             'type.googleapis.com/google.protobuf.StringValue'"
+        );
+    }
+
+    #[test]
+    fn a_message_in_several_tables_has_the_same_fields_in_each() {
+        let all: Vec<_> = TABLES.iter().flat_map(|t| t.iter()).collect();
+        for (message, fields) in &all {
+            let mut first: Vec<_> = supported_fields(message).unwrap_or(&[]).to_vec();
+            let mut these = fields.to_vec();
+            first.sort_unstable();
+            these.sort_unstable();
+            assert_eq!(first, these, "{message} is listed twice with different fields");
+        }
+    }
 }

@@ -349,7 +349,8 @@ fn check_map(
     Ok(())
 }
 
-fn key_text(key: &MapKey) -> String {
+/// A map key as a field path shows it.
+pub(super) fn key_text(key: &MapKey) -> String {
     match key {
         MapKey::Bool(b) => b.to_string(),
         MapKey::I32(v) => v.to_string(),

@@ -64,6 +64,16 @@ impl<'a> FormatContext<'a> {
             info,
         }
     }
+
+    /// A context for a request being decoded: its headers, method and target.
+    pub fn for_request(parts: &'a http::request::Parts, info: &'a StreamInfo) -> Self {
+        FormatContext {
+            request_headers: Some(&parts.headers),
+            request_method: Some(&parts.method),
+            request_uri: Some(&parts.uri),
+            ..FormatContext::new(info)
+        }
+    }
 }
 
 /// A parsed format string.

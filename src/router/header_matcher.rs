@@ -102,6 +102,23 @@ impl HeaderMatcher {
         })
     }
 
+    /// Compiles a list; `path` points at the list field.
+    pub(crate) fn list(list: &[HeaderMatcherProto], path: &FieldPath) -> Result<Vec<HeaderMatcher>, ConfigError> {
+        list.iter()
+            .enumerate()
+            .map(|(i, hm)| {
+                let mut p = path.clone();
+                p.push_index(i);
+                HeaderMatcher::from_proto(hm, &p)
+            })
+            .collect()
+    }
+
+    /// True when every matcher of `list` matches (an empty list always does).
+    pub(crate) fn all(list: &[HeaderMatcher], parts: &Parts) -> bool {
+        list.iter().all(|m| m.matches(parts))
+    }
+
     pub(crate) fn matches(&self, parts: &Parts) -> bool {
         let value = self.value(parts);
         let present = match (&value, self.treat_missing_as_empty) {
@@ -315,6 +332,18 @@ mod tests {
             header_match_specifier: Some(HeaderMatchSpecifier::PrefixMatch(String::new())),
         };
         assert_eq!(HeaderMatcher::from_proto(&proto, &FieldPath::starting_at("h")).unwrap_err().path, "h.prefix_match");
+    }
+
+    #[test]
+    fn legacy_regex_errors_name_the_field() {
+        #[allow(deprecated)]
+        let spec = HeaderMatchSpecifier::SafeRegexMatch(envoy_types::pb::envoy::r#type::matcher::v3::RegexMatcher {
+            regex: "((".into(),
+            engine_type: None,
+        });
+        let proto = HeaderMatcherProto { name: "x".into(), header_match_specifier: Some(spec), ..Default::default() };
+        let err = HeaderMatcher::from_proto(&proto, &FieldPath::starting_at("headers[0]")).unwrap_err();
+        assert_eq!(err.path, "headers[0].safe_regex_match.regex");
     }
 
     fn qm(name: &str, spec: Option<QueryParameterMatchSpecifier>) -> QueryParameterMatcher {

@@ -232,6 +232,18 @@ impl HeaderMutation {
         HeaderMutation { levels: levels.into_iter().filter(|l| !l.is_empty()).collect() }
     }
 
+    /// The one level of a message's `*_headers_to_add` list `field` (an HTTP filter's
+    /// `response_headers_to_add`, ...), which has no removals; `path` points at the
+    /// message.
+    pub(crate) fn additions(
+        add: &[HeaderValueOption],
+        path: &FieldPath,
+        field: &str,
+    ) -> Result<HeaderMutation, ConfigError> {
+        let edits = HeaderEdits::from_proto(add, &[], path, field, "")?;
+        Ok(HeaderMutation::from_levels([Arc::new(edits)]))
+    }
+
     /// True when there is nothing to do.
     pub fn is_empty(&self) -> bool {
         self.levels.is_empty()
@@ -254,17 +266,7 @@ impl HeaderMutation {
     pub fn apply_to_request(&self, parts: &mut Parts, info: &StreamInfo) {
         for level in &self.levels {
             level.remove_from(&mut parts.headers);
-            let plan = {
-                let cx = FormatContext {
-                    request_headers: Some(&parts.headers),
-                    request_method: Some(&parts.method),
-                    request_uri: Some(&parts.uri),
-                    response_headers: None,
-                    response_trailers: None,
-                    info,
-                };
-                level.plan(&parts.headers, &cx)
-            };
+            let plan = level.plan(&parts.headers, &FormatContext::for_request(parts, info));
             HeaderEdits::commit(&mut parts.headers, plan);
         }
     }
@@ -450,6 +452,33 @@ mod tests {
         let mut h = headers(&[("x-up", "u")]);
         m.apply_to_response(&mut h, None, &info());
         assert_eq!(values(&h, "x-echo"), ["u"]);
+    }
+
+    #[test]
+    fn additions_alone() {
+        let m = HeaderMutation::additions(
+            &[
+                option("x-m", "%REQ(:METHOD)%", HeaderAppendAction::AppendIfExistsOrAdd),
+                option("x-c", "3", HeaderAppendAction::AddIfAbsent),
+            ],
+            &FieldPath::starting_at("f"),
+            "response_headers_to_add",
+        )
+        .expect("valid");
+        let req = http::Request::builder().method("PUT").uri("/").body(()).expect("req").into_parts().0;
+        let info = info();
+        let mut h = headers(&[("x-c", "0")]);
+        m.apply(&mut h, &FormatContext::for_request(&req, &info));
+        assert_eq!(values(&h, "x-m"), ["PUT"]);
+        assert_eq!(values(&h, "x-c"), ["0"]);
+        assert!(HeaderMutation::additions(&[], &FieldPath::starting_at("f"), "x").expect("valid").is_empty());
+        let e = HeaderMutation::additions(
+            &[option(":path", "1", HeaderAppendAction::AppendIfExistsOrAdd)],
+            &FieldPath::starting_at("f"),
+            "response_headers_to_add",
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "f.response_headers_to_add[0].header.key");
     }
 
     #[test]

@@ -74,13 +74,11 @@ impl RouteMatcher {
                 return Err(path.error("one of prefix, path, safe_regex or path_separated_prefix must be set"));
             }
         };
-        let mut headers = Vec::with_capacity(m.headers.len());
-        for (i, h) in m.headers.iter().enumerate() {
+        let headers = {
             let mut p = path.clone();
             p.push_field("headers");
-            p.push_index(i);
-            headers.push(HeaderMatcher::from_proto(h, &p)?);
-        }
+            HeaderMatcher::list(&m.headers, &p)?
+        };
         let mut query_parameters = Vec::with_capacity(m.query_parameters.len());
         for (i, q) in m.query_parameters.iter().enumerate() {
             let mut p = path.clone();
@@ -103,7 +101,7 @@ impl RouteMatcher {
     pub(crate) fn matches(&self, parts: &Parts) -> bool {
         let Some(path_and_query) = request::path_and_query(parts) else { return false };
         self.path_matches(path_and_query)
-            && self.headers.iter().all(|h| h.matches(parts))
+            && HeaderMatcher::all(&self.headers, parts)
             && (self.query_parameters.is_empty() || {
                 let query = request::query_string(path_and_query);
                 self.query_parameters.iter().all(|q| q.matches(query))

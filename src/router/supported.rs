@@ -4,14 +4,15 @@
 //! compiling it, so a field Courier would not act on is a load error naming the field,
 //! never silently ignored, whether the configuration comes inline in a bootstrap or
 //! (later) from RDS. The table uses the layout of `config::supported::SUPPORTED_FIELDS`
-//! so it can be merged there. `typed_per_filter_config` values (`Any`) are left to the
-//! HTTP filter that decodes them.
+//! and is merged there, where the one walker over all tables lives.
+//! `typed_per_filter_config` values (`Any`) are left to the HTTP filter that decodes
+//! them.
 
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use prost::Message;
-use prost_reflect::{DynamicMessage, ReflectMessage, Value};
+use prost_reflect::DynamicMessage;
 
-use crate::config::{descriptor, ConfigError, FieldPath};
+use crate::config::{descriptor, supported, ConfigError, FieldPath};
 
 /// `(message full name, supported fields)`, in schema order.
 pub const ROUTE_SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
@@ -131,82 +132,12 @@ pub const ROUTE_SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("envoy.type.v3.Int64Range", &["start", "end"]),
 ];
 
-/// Messages whose every field is fine (well-known value types).
-const OPAQUE: &[&str] = &[
-    "google.protobuf.Duration",
-    "google.protobuf.BoolValue",
-    "google.protobuf.UInt32Value",
-    "google.protobuf.UInt64Value",
-    // Decoded by the filter that owns the entry.
-    "google.protobuf.Any",
-];
-
 /// Rejects the first set field of `rc` that Courier does not implement; `path` points
-/// at the `RouteConfiguration`.
+/// at the `RouteConfiguration`. `typed_per_filter_config` values are left to the filters.
 pub(crate) fn check(rc: &RouteConfiguration, path: &FieldPath) -> Result<(), ConfigError> {
     let desc = descriptor::message("envoy.config.route.v3.RouteConfiguration")
         .ok_or_else(|| path.error("envoy.config.route.v3.RouteConfiguration missing from the schema"))?;
     let msg = DynamicMessage::decode(desc, rc.encode_to_vec().as_slice())
         .map_err(|e| path.error(format!("internal: re-decoding the route configuration failed: {e}")))?;
-    check_message(&msg, &mut path.clone())
-}
-
-fn check_message(msg: &DynamicMessage, path: &mut FieldPath) -> Result<(), ConfigError> {
-    let desc = msg.descriptor();
-    let name = desc.full_name();
-    if OPAQUE.contains(&name) {
-        return Ok(());
-    }
-    let fields = ROUTE_SUPPORTED_FIELDS.iter().find(|(m, _)| *m == name).map_or(&[][..], |(_, f)| *f);
-    for (field, value) in msg.fields() {
-        path.push_field(field.name());
-        if !fields.contains(&field.name()) {
-            return Err(path.error(format!("field '{}' of {name} is not supported by Courier", field.name())));
-        }
-        check_value(value, path)?;
-        path.pop();
-    }
-    Ok(())
-}
-
-fn check_value(value: &Value, path: &mut FieldPath) -> Result<(), ConfigError> {
-    match value {
-        Value::Message(m) => check_message(m, path),
-        Value::List(items) => {
-            for (i, item) in items.iter().enumerate() {
-                path.push_index(i);
-                check_value(item, path)?;
-                path.pop();
-            }
-            Ok(())
-        }
-        Value::Map(entries) => {
-            let mut keys: Vec<_> = entries.keys().collect();
-            keys.sort();
-            for key in keys {
-                if let (Some(v), prost_reflect::MapKey::String(k)) = (entries.get(key), key) {
-                    path.push_key(k);
-                    check_value(v, path)?;
-                    path.pop();
-                }
-            }
-            Ok(())
-        }
-        _ => Ok(()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_listed_field_exists_in_the_schema() {
-        for (message, fields) in ROUTE_SUPPORTED_FIELDS {
-            let desc = descriptor::message(message).unwrap_or_else(|| panic!("{message} not in the schema"));
-            for f in *fields {
-                assert!(desc.get_field_by_name(f).is_some(), "{message} has no field {f}");
-            }
-        }
-    }
+    supported::check_message(&msg, path)
 }

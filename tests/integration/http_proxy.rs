@@ -210,19 +210,16 @@ fn local_replies_for_route_cluster_and_upstream_failures() {
     assert_eq!(c.stat("http.ingress.downstream_rq_4xx"), Some(1));
 }
 
+/// `up` behind one route retrying with `policy` (and a 10 ms back-off).
+fn retrying(up: &Upstream, policy: &str) -> Courier {
+    let retry = format!(", retry_policy: {{ {policy}, retry_back_off: {{ base_interval: 0.01s }} }}");
+    proxy(&[up], "", &prefix_route("/", "app", &retry), "")
+}
+
 #[test]
 fn retries_on_5xx_until_success() {
     let up = http_upstream("a");
-    let c = proxy(
-        &[&up],
-        "",
-        &prefix_route(
-            "/",
-            "app",
-            ", retry_policy: { retry_on: 5xx, num_retries: 3, retry_back_off: { base_interval: 0.01s } }",
-        ),
-        "",
-    );
+    let c = retrying(&up, "retry_on: 5xx, num_retries: 3");
     let mut client = Client::connect(c.listener("web"));
     let r = client.request("GET", "/", &[("x-test-fail-first", "2")], b"");
     assert_eq!(r.status, 200);
@@ -234,16 +231,7 @@ fn retries_on_5xx_until_success() {
 #[test]
 fn retries_give_up_after_num_retries() {
     let up = http_upstream("a");
-    let c = proxy(
-        &[&up],
-        "",
-        &prefix_route(
-            "/",
-            "app",
-            ", retry_policy: { retry_on: gateway-error, num_retries: 1, retry_back_off: { base_interval: 0.01s } }",
-        ),
-        "",
-    );
+    let c = retrying(&up, "retry_on: gateway-error, num_retries: 1");
     let mut client = Client::connect(c.listener("web"));
     let r = client.request("GET", "/", &[("x-test-status", "502")], b"");
     assert_eq!(r.status, 502);

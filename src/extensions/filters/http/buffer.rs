@@ -111,7 +111,7 @@ impl StreamFilter for BufferFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::extensions::filters::http::test_util::{any_from_yaml, info, request, route_table};
+    use crate::extensions::filters::http::test_util::{any_from_yaml, decode_routed, route_table};
 
     fn factory(yaml: &str) -> Result<Arc<dyn StreamFilterFactory>, ConfigError> {
         create_from(&any_from_yaml(CONFIG_TYPE, yaml))
@@ -158,14 +158,7 @@ mod tests {
                 route: {cluster: c}
             "#,
         );
-        let run = |path: &str, end_stream: bool| {
-            let mut filter = f.create();
-            let mut req = request("POST", path, &[("host", "h")]);
-            let route = table.find(&req).cloned();
-            let mut info = info();
-            let mut cx = StreamContext { route: route.as_ref(), info: &mut info, request_headers: None };
-            filter.decode_headers(&mut req, end_stream, &mut cx)
-        };
+        let run = |path: &str, end_stream: bool| decode_routed(f.as_ref(), &table, "POST", path, end_stream);
         assert!(matches!(run("/x", false), FilterStatus::BufferRequestBody { max_bytes: 10 }));
         assert!(matches!(run("/x", true), FilterStatus::Continue), "no body, nothing to buffer");
         assert!(matches!(run("/nobuf", false), FilterStatus::Continue));

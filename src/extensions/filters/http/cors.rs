@@ -306,7 +306,7 @@ fn add_response_headers(h: &mut HeaderMap, r: &ResponseHeaders) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::extensions::filters::http::test_util::{any_from_yaml, decode, encode, request, response, route_table};
+    use crate::extensions::filters::http::test_util::{any_from_yaml, decode_then_encode, request, route_table};
     use crate::router::RouteTable;
 
     const ROUTES: &str = r#"
@@ -368,16 +368,13 @@ mod tests {
     fn run(f: &CorsFactory, table: &RouteTable, method: &str, uri: &str, headers: &[(&str, &str)]) -> Run {
         let mut all = vec![("host", "h")];
         all.extend_from_slice(headers);
-        let mut req = request(method, uri, &all);
-        let route = table.find(&req).cloned();
-        let mut filter = f.create();
-        let status = decode(filter.as_mut(), &mut req, route.as_ref());
-        let mut response = match &status {
-            FilterStatus::LocalReply(r) => response(r.status.as_u16(), r.headers.clone()),
-            _ => response(200, HeaderMap::new()),
-        };
-        encode(filter.as_mut(), &mut response, &req);
+        let (status, response) = decode_then_encode(f, Some(table), &mut request(method, uri, &all));
         Run { status, response }
+    }
+
+    /// A preflight of a GET from `origin`.
+    fn preflight(f: &CorsFactory, table: &RouteTable, uri: &str, origin: &str) -> Run {
+        run(f, table, "OPTIONS", uri, &[("origin", origin), ("access-control-request-method", "GET")])
     }
 
     fn header<'a>(r: &'a Run, name: &str) -> Option<&'a str> {
@@ -443,23 +440,11 @@ mod tests {
         assert!(matches!(r.status, FilterStatus::Continue));
         assert!(r.response.headers.is_empty());
         // A non-matching preflight is forwarded by default...
-        let r = run(
-            &f,
-            &t,
-            "OPTIONS",
-            "/api/x",
-            &[("origin", "https://evil.example"), ("access-control-request-method", "GET")],
-        );
+        let r = preflight(&f, &t, "/api/x", "https://evil.example");
         assert!(matches!(r.status, FilterStatus::Continue));
         assert!(r.response.headers.is_empty());
         // ...or answered with an empty 200 when forward_not_matching_preflights is false.
-        let r = run(
-            &f,
-            &t,
-            "OPTIONS",
-            "/strict",
-            &[("origin", "https://evil.example"), ("access-control-request-method", "GET")],
-        );
+        let r = preflight(&f, &t, "/strict", "https://evil.example");
         let FilterStatus::LocalReply(reply) = &r.status else { panic!("expected a local reply") };
         assert_eq!((reply.status, reply.details), (StatusCode::OK, "cors_response"));
         assert!(r.response.headers.is_empty());
@@ -476,17 +461,11 @@ mod tests {
         let r = run(&f, &t, "GET", "/elsewhere", &[]);
         assert!(r.response.headers.is_empty());
         // filter_enabled 0%: nothing at all.
-        let r = run(&f, &t, "OPTIONS", "/off", &[("origin", "https://a"), ("access-control-request-method", "GET")]);
+        let r = preflight(&f, &t, "/off", "https://a");
         assert!(matches!(r.status, FilterStatus::Continue) && r.response.headers.is_empty());
         assert_eq!(store.counter_value("http.ingress.cors.origin_valid"), Some(1));
         // Shadow: counted, not enforced.
-        let r = run(
-            &f,
-            &t,
-            "OPTIONS",
-            "/shadow",
-            &[("origin", "https://good.example"), ("access-control-request-method", "GET")],
-        );
+        let r = preflight(&f, &t, "/shadow", "https://good.example");
         assert!(matches!(r.status, FilterStatus::Continue) && r.response.headers.is_empty());
         let _ = run(&f, &t, "GET", "/shadow", &[("origin", "https://bad.example")]);
         assert_eq!(store.counter_value("http.ingress.cors.origin_valid"), Some(2));

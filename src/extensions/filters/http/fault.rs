@@ -36,13 +36,13 @@ use envoy_types::pb::google::protobuf::Any;
 use http::request::Parts;
 use http::StatusCode;
 
-use super::common::{self, HeaderMatcher, Percent};
+use super::common::{self, Percent};
 use crate::config::{self, bootstrap::decode_any, ConfigError, FieldPath};
 use crate::define_stats;
 use crate::extensions::{HttpFilterContext, HttpFilterExtension, PerRouteConfig};
 use crate::http::filter::{FilterStatus, LocalReply, StreamContext, StreamFilter, StreamFilterFactory};
 use crate::http::stream_info::ResponseFlag;
-use crate::router::{ClusterSelector, Route, RouteAction};
+use crate::router::{ClusterSelector, HeaderMatcher, Route, RouteAction};
 use crate::stats::{Gauge, Store};
 
 pub const NAME: &str = "envoy.filters.http.fault";
@@ -340,7 +340,9 @@ impl StreamFilter for FaultFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::extensions::filters::http::test_util::{any_from_yaml, decode, decode_with, info, request, route_table};
+    use crate::extensions::filters::http::test_util::{
+        any_from_yaml, decode, decode_routed, decode_with, info, request, route_table,
+    };
 
     fn factory(yaml: &str, store: &Store) -> FaultFactory {
         let any = any_from_yaml(CONFIG_TYPE, yaml);
@@ -495,12 +497,7 @@ mod tests {
                 route: {cluster: other}
             "#,
         );
-        let go = |path: &str| {
-            let mut filter = f.create();
-            let mut req = request("GET", path, &[("host", "h")]);
-            let route = table.find(&req).cloned();
-            decode(filter.as_mut(), &mut req, route.as_ref())
-        };
+        let go = |path: &str| decode_routed(&f, &table, "GET", path, true);
         let FilterStatus::LocalReply(r) = go("/override") else { panic!("the route's fault applies") };
         assert_eq!((r.status.as_u16(), &r.body[..]), (404, &b"gone"[..]));
         let FilterStatus::LocalReply(r) = go("/backend") else { panic!("the filter's fault applies to its cluster") };

@@ -24,12 +24,13 @@ use envoy_types::pb::envoy::extensions::filters::http::health_check::v3::HealthC
 use envoy_types::pb::google::protobuf::Any;
 use http::{HeaderValue, StatusCode};
 
-use super::common::{self, HeaderMatcher};
+use super::common;
 use crate::config::{bootstrap::decode_any, ConfigError, FieldPath};
 use crate::define_stats;
 use crate::extensions::{HttpFilterContext, HttpFilterExtension};
 use crate::http::filter::{FilterStatus, LocalReply, StreamContext, StreamFilter, StreamFilterFactory};
 use crate::http::stream_info::ResponseFlag;
+use crate::router::HeaderMatcher;
 use crate::stats::Store;
 
 pub const NAME: &str = "envoy.filters.http.health_check";
@@ -180,8 +181,7 @@ impl StreamFilter for HealthCheckFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::extensions::filters::http::test_util::{any_from_yaml, decode, encode, request, response};
-    use http::HeaderMap;
+    use crate::extensions::filters::http::test_util::{any_from_yaml, decode_then_encode, request};
 
     fn factory(yaml: &str, store: &Store, failing: &Arc<AtomicBool>) -> Result<HealthCheckFactory, ConfigError> {
         let any = any_from_yaml(CONFIG_TYPE, yaml);
@@ -195,15 +195,7 @@ mod tests {
 
     /// Decodes `uri`, then encodes the local reply or an upstream 200.
     fn run(f: &HealthCheckFactory, uri: &str) -> (FilterStatus, http::response::Parts) {
-        let mut filter = f.create();
-        let mut req = request("GET", uri, &[]);
-        let status = decode(filter.as_mut(), &mut req, None);
-        let mut resp = match &status {
-            FilterStatus::LocalReply(r) => response(r.status.as_u16(), r.headers.clone()),
-            _ => response(200, HeaderMap::new()),
-        };
-        encode(filter.as_mut(), &mut resp, &req);
-        (status, resp)
+        decode_then_encode(f, None, &mut request("GET", uri, &[]))
     }
 
     #[test]

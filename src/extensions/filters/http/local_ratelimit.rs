@@ -25,13 +25,15 @@ use envoy_types::pb::envoy::extensions::filters::http::local_ratelimit::v3::Loca
 use envoy_types::pb::google::protobuf::Any;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
-use super::common::{self, request_format_context, HeaderAdditions, Percent};
+use super::common::{self, Percent};
 use super::token_bucket::{Clock, Consume, MonotonicClock, TokenBucket};
 use crate::config::{self, bootstrap::decode_any, ConfigError, FieldPath};
 use crate::define_stats;
 use crate::extensions::{HttpFilterContext, HttpFilterExtension, PerRouteConfig};
+use crate::formatter::FormatContext;
 use crate::http::filter::{FilterStatus, LocalReply, StreamContext, StreamFilter, StreamFilterFactory};
 use crate::http::stream_info::ResponseFlag;
+use crate::router::HeaderMutation;
 use crate::stats::Store;
 
 pub const NAME: &str = "envoy.filters.http.local_ratelimit";
@@ -70,8 +72,8 @@ pub struct RateLimitConfig {
     enabled: Percent,
     enforced: Percent,
     status: StatusCode,
-    response_headers: HeaderAdditions,
-    request_headers_when_not_enforced: HeaderAdditions,
+    response_headers: HeaderMutation,
+    request_headers_when_not_enforced: HeaderMutation,
     x_ratelimit_headers: bool,
     retry_after: bool,
     /// `None` for a route's config built without a stats store: its decisions are
@@ -131,13 +133,13 @@ impl RateLimitConfig {
             .filter(|c| *c >= 400)
             .and_then(|c| StatusCode::from_u16(c).ok())
             .unwrap_or(StatusCode::TOO_MANY_REQUESTS);
-        let mut p = path.clone();
-        p.push_field("response_headers_to_add");
-        let response_headers = HeaderAdditions::from_proto(&cfg.response_headers_to_add, &p)?;
-        p.pop();
-        p.push_field("request_headers_to_add_when_not_enforced");
-        let request_headers_when_not_enforced =
-            HeaderAdditions::from_proto(&cfg.request_headers_to_add_when_not_enforced, &p)?;
+        let response_headers =
+            HeaderMutation::additions(&cfg.response_headers_to_add, path, "response_headers_to_add")?;
+        let request_headers_when_not_enforced = HeaderMutation::additions(
+            &cfg.request_headers_to_add_when_not_enforced,
+            path,
+            "request_headers_to_add_when_not_enforced",
+        )?;
         Ok(RateLimitConfig {
             bucket,
             enabled: Percent::from_runtime(cfg.filter_enabled.as_ref(), Percent::ZERO),
@@ -261,16 +263,12 @@ impl StreamFilter for LocalRateLimitFilter {
         };
         stats.rate_limited.inc();
         if !config.enforced.sample() {
-            if !config.request_headers_when_not_enforced.is_empty() {
-                let mut headers = parts.headers.clone();
-                config.request_headers_when_not_enforced.apply(&mut headers, &request_format_context(parts, cx.info));
-                parts.headers = headers;
-            }
+            config.request_headers_when_not_enforced.apply_to_request(parts, cx.info);
             return FilterStatus::Continue;
         }
         stats.enforced.inc();
         let mut reply = LocalReply::new(config.status, BODY, BODY).with_flag(ResponseFlag::RateLimited);
-        config.response_headers.apply(&mut reply.headers, &request_format_context(parts, cx.info));
+        config.response_headers.apply(&mut reply.headers, &FormatContext::for_request(parts, cx.info));
         if config.retry_after
             && config.status == StatusCode::TOO_MANY_REQUESTS
             && !reply.headers.contains_key(http::header::RETRY_AFTER)
@@ -297,7 +295,7 @@ fn set_x_ratelimit(headers: &mut HeaderMap, x: XRateLimit) {
 mod tests {
     use super::*;
     use crate::extensions::filters::http::test_util::{
-        any_from_yaml, decode as run_decode, encode as run_encode, request, route_table,
+        any_from_yaml, decode as run_decode, decode_routed, encode as run_encode, request, route_table,
     };
     use crate::extensions::filters::http::token_bucket::ManualClock;
 
@@ -503,12 +501,7 @@ mod tests {
                 route: {cluster: c}
             "#,
         );
-        let run = |path: &str| {
-            let mut filter = f.create();
-            let mut req = request("GET", path, &[("host", "h")]);
-            let route = table.find(&req).cloned();
-            run_decode(filter.as_mut(), &mut req, route.as_ref())
-        };
+        let run = |path: &str| decode_routed(&f, &table, "GET", path, true);
         assert!(matches!(run("/limited"), FilterStatus::Continue));
         assert!(matches!(run("/limited"), FilterStatus::LocalReply(_)), "the route's bucket holds one token");
         assert!(matches!(run("/other"), FilterStatus::Continue));

@@ -9,9 +9,10 @@
 //!
 //! Each filter is one module exposing its `EXTENSION` (name, config type,
 //! constructors) for the registry. Configs are checked against `SUPPORTED_FIELDS`
-//! before they are built, so a field Courier does not act on is an error naming
-//! it. `common` holds what several filters share (fractional percentages, header
-//! matchers, header additions); `token_bucket` is the lock-free bucket of the rate
+//! (through `config::supported`) before they are built, so a field Courier does not
+//! act on is an error naming it. `common` holds what several filters share (the
+//! supported-fields check, fractional percentages); header matchers and header
+//! additions are the router's. `token_bucket` is the lock-free bucket of the rate
 //! limiter.
 
 pub mod buffer;
@@ -32,7 +33,10 @@ pub const HTTP_FILTERS: &[HttpFilterExtension] =
     &[health_check::EXTENSION, cors::EXTENSION, fault::EXTENSION, local_ratelimit::EXTENSION, buffer::EXTENSION];
 
 /// `(message full name, supported fields)` of the filters' configs, in the layout
-/// of `config::supported::SUPPORTED_FIELDS`. Value checks beyond presence (e.g.
+/// of `config::supported::SUPPORTED_FIELDS`, which merges this table with the others.
+/// The messages filters share with routes (`HeaderMatcher`, `StringMatcher`,
+/// `HeaderValueOption`, ...) are built by the router's code and listed in
+/// `router::ROUTE_SUPPORTED_FIELDS`. Value checks beyond presence (e.g.
 /// `pass_through_mode` must be false) are made by the filters themselves.
 pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     (
@@ -55,8 +59,6 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("envoy.type.v3.TokenBucket", &["max_tokens", "tokens_per_fill", "fill_interval"]),
     ("envoy.config.core.v3.RuntimeFractionalPercent", &["default_value", "runtime_key"]),
     ("envoy.type.v3.FractionalPercent", &["numerator", "denominator"]),
-    ("envoy.config.core.v3.HeaderValueOption", &["header", "append", "append_action", "keep_empty_value"]),
-    ("envoy.config.core.v3.HeaderValue", &["key", "value", "raw_value"]),
     ("envoy.extensions.filters.http.cors.v3.Cors", &[]),
     (
         "envoy.extensions.filters.http.cors.v3.CorsPolicy",
@@ -73,9 +75,6 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "forward_not_matching_preflights",
         ],
     ),
-    ("envoy.type.matcher.v3.StringMatcher", &["exact", "prefix", "suffix", "safe_regex", "contains", "ignore_case"]),
-    ("envoy.type.matcher.v3.RegexMatcher", &["google_re2", "regex"]),
-    ("envoy.type.matcher.v3.RegexMatcher.GoogleRE2", &[]),
     (
         "envoy.extensions.filters.http.fault.v3.HTTPFault",
         &["delay", "abort", "upstream_cluster", "headers", "max_active_faults", "disable_downstream_cluster_stats"],
@@ -87,23 +86,6 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("envoy.extensions.filters.http.fault.v3.FaultAbort.HeaderAbort", &[]),
     ("envoy.extensions.filters.common.fault.v3.FaultDelay", &["fixed_delay", "header_delay", "percentage"]),
     ("envoy.extensions.filters.common.fault.v3.FaultDelay.HeaderDelay", &[]),
-    (
-        "envoy.config.route.v3.HeaderMatcher",
-        &[
-            "name",
-            "exact_match",
-            "safe_regex_match",
-            "range_match",
-            "present_match",
-            "prefix_match",
-            "suffix_match",
-            "contains_match",
-            "string_match",
-            "invert_match",
-            "treat_missing_header_as_empty",
-        ],
-    ),
-    ("envoy.type.v3.Int64Range", &["start", "end"]),
     ("envoy.extensions.filters.http.health_check.v3.HealthCheck", &["pass_through_mode", "cache_time", "headers"]),
     ("envoy.extensions.filters.http.buffer.v3.Buffer", &["max_request_bytes"]),
     ("envoy.extensions.filters.http.buffer.v3.BufferPerRoute", &["disabled", "buffer"]),

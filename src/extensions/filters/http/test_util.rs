@@ -9,7 +9,7 @@ use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 
 use crate::config::{bootstrap::parse_yaml, descriptor, proto_json, validate, FieldPath};
-use crate::http::filter::{FilterStatus, StreamContext, StreamFilter};
+use crate::http::filter::{FilterStatus, StreamContext, StreamFilter, StreamFilterFactory};
 use crate::http::stream_info::StreamInfo;
 use crate::router::{Route, RouteBuildContext, RouteTable};
 
@@ -72,8 +72,52 @@ pub(crate) fn decode_with(
     route: Option<&Arc<Route>>,
     info: &mut StreamInfo,
 ) -> FilterStatus {
+    decode_headers(filter, req, route, info, true)
+}
+
+/// Runs `decode_headers` on a new stream of `factory` for a `method` request to `path`
+/// (host `h`), with the route `table` picks; `end_stream`: the request has no body.
+pub(crate) fn decode_routed(
+    factory: &dyn StreamFilterFactory,
+    table: &RouteTable,
+    method: &str,
+    path: &str,
+    end_stream: bool,
+) -> FilterStatus {
+    let mut filter = factory.create();
+    let mut req = request(method, path, &[("host", "h")]);
+    let route = table.find(&req).cloned();
+    decode_headers(filter.as_mut(), &mut req, route.as_ref(), &mut info(), end_stream)
+}
+
+fn decode_headers(
+    filter: &mut dyn StreamFilter,
+    req: &mut http::request::Parts,
+    route: Option<&Arc<Route>>,
+    info: &mut StreamInfo,
+    end_stream: bool,
+) -> FilterStatus {
     let mut cx = StreamContext { route, info, request_headers: None };
-    filter.decode_headers(req, true, &mut cx)
+    filter.decode_headers(req, end_stream, &mut cx)
+}
+
+/// Decodes `req` on a new stream of `factory` (with the route `table` picks, if there
+/// is a table), then encodes the filter's local reply, or an upstream 200 when it let
+/// the request through.
+pub(crate) fn decode_then_encode(
+    factory: &dyn StreamFilterFactory,
+    table: Option<&RouteTable>,
+    req: &mut http::request::Parts,
+) -> (FilterStatus, http::response::Parts) {
+    let route = table.and_then(|t| t.find(req).cloned());
+    let mut filter = factory.create();
+    let status = decode(filter.as_mut(), req, route.as_ref());
+    let mut resp = match &status {
+        FilterStatus::LocalReply(r) => response(r.status.as_u16(), r.headers.clone()),
+        _ => response(200, http::HeaderMap::new()),
+    };
+    encode(filter.as_mut(), &mut resp, req);
+    (status, resp)
 }
 
 /// Runs `encode_headers` on `resp` for the request `req`.
