@@ -110,14 +110,18 @@ fn failure_reply(f: AttemptFailure) -> LocalReply {
             "upstream_reset_before_response_started{overflow}",
         )
         .with_flag(ResponseFlag::UpstreamOverflow),
-        AttemptFailure::Pool(PoolFailure::ConnectFailure) | AttemptFailure::Pool(PoolFailure::ConnectTimeout) => {
-            LocalReply::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
-                "upstream_reset_before_response_started{connection_failure}",
-            )
-            .with_flag(ResponseFlag::UpstreamConnectionFailure)
-        }
+        AttemptFailure::Pool(PoolFailure::ConnectFailure) => LocalReply::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure",
+            "upstream_reset_before_response_started{remote_connection_failure}",
+        )
+        .with_flag(ResponseFlag::UpstreamConnectionFailure),
+        AttemptFailure::Pool(PoolFailure::ConnectTimeout) => LocalReply::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream connect error or disconnect/reset before headers. reset reason: connection timeout",
+            "upstream_reset_before_response_started{connection_timeout}",
+        )
+        .with_flag(ResponseFlag::UpstreamConnectionFailure),
         AttemptFailure::PerTryTimeout | AttemptFailure::GlobalTimeout => {
             LocalReply::new(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout", "upstream_response_timeout")
                 .with_flag(ResponseFlag::UpstreamRequestTimeout)
