@@ -1,24 +1,133 @@
-//! Copies Envoy's API descriptor set out of the `envoy-types` crate.
+//! Extracts the part of Envoy's API descriptor set that Courier reads.
 //!
 //! Courier decodes Envoy's proto3-JSON/YAML with Envoy's own schema (DESIGN.md §3).
 //! `envoy-types` ships that schema as `src/generated/types.bin` but does not export
 //! it, so the build finds it in cargo's registry by the version pinned in Cargo.lock.
 //! The typed structs and the descriptor therefore always come from the same release.
 //! `COURIER_ENVOY_DESCRIPTOR_SET=/path/types.bin` overrides the search.
+//!
+//! The whole schema (514 files) decodes to ~40 MB of descriptors at run time, most of
+//! it extensions Courier cannot run. The build keeps only the files reachable from
+//! the bootstrap and from the extensions Courier registers (`ROOTS`), and writes the
+//! names of all of Envoy's messages separately, so a config naming an extension
+//! Courier lacks still gets "unsupported extension" rather than "unknown type".
 
+use std::collections::{BTreeSet, HashMap};
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use prost::Message;
+use prost_types::{DescriptorProto, FileDescriptorProto, FileDescriptorSet};
+
+/// The messages Courier decodes: the bootstrap and every registered extension's
+/// config (`src/extensions`, `src/access_log`). A unit test in `config::descriptor`
+/// fails when an extension is registered without its type here.
+const ROOTS: &[&str] = &[
+    "envoy.config.bootstrap.v3.Bootstrap",
+    "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+    "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+    "envoy.extensions.filters.http.router.v3.Router",
+    "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+    "envoy.extensions.filters.http.cors.v3.Cors",
+    "envoy.extensions.filters.http.cors.v3.CorsPolicy",
+    "envoy.extensions.filters.http.fault.v3.HTTPFault",
+    "envoy.extensions.filters.http.health_check.v3.HealthCheck",
+    "envoy.extensions.filters.http.buffer.v3.Buffer",
+    "envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+    "envoy.extensions.access_loggers.file.v3.FileAccessLog",
+    "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+    "envoy.extensions.access_loggers.stream.v3.StderrAccessLog",
+    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+];
+
 fn main() {
     println!("cargo:rerun-if-changed=Cargo.lock");
+    println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=COURIER_ENVOY_DESCRIPTOR_SET");
-    let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR")).join("envoy_descriptor_set.bin");
+    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
     let src = match env::var("COURIER_ENVOY_DESCRIPTOR_SET") {
         Ok(p) => PathBuf::from(p),
         Err(_) => find_in_registry().unwrap_or_else(|e| panic!("courier build: {e}")),
     };
-    fs::copy(&src, &out).unwrap_or_else(|e| panic!("courier build: copy {}: {e}", src.display()));
+    let bytes = fs::read(&src).unwrap_or_else(|e| panic!("courier build: read {}: {e}", src.display()));
+    // Files are kept as their original bytes: decoding drops the options' extension
+    // fields, which carry Envoy's validation rules.
+    let raw_files =
+        raw_files(&bytes).unwrap_or_else(|| panic!("courier build: {} is not a descriptor set", src.display()));
+    let set = FileDescriptorSet {
+        file: raw_files
+            .iter()
+            .map(|raw| FileDescriptorProto::decode(*raw).expect("courier build: a file of the descriptor set"))
+            .collect(),
+    };
+
+    // Every message's full name, and the file defining it.
+    let mut names: Vec<(String, String)> = Vec::new();
+    for file in &set.file {
+        collect_messages(&format!("{}.", file.package()), &file.message_type, file.name(), &mut names);
+    }
+    // The import closure of the files defining the roots.
+    let by_name: HashMap<&str, &FileDescriptorProto> = set.file.iter().map(|f| (f.name(), f)).collect();
+    let mut keep: BTreeSet<String> = BTreeSet::new();
+    let mut stack: Vec<String> = ROOTS
+        .iter()
+        .map(|root| {
+            names
+                .iter()
+                .find(|(n, _)| n == root)
+                .map(|(_, f)| f.clone())
+                .unwrap_or_else(|| panic!("courier build: {root} is not in Envoy's schema"))
+        })
+        .collect();
+    while let Some(name) = stack.pop() {
+        if keep.insert(name.clone()) {
+            if let Some(file) = by_name.get(name.as_str()) {
+                stack.extend(file.dependency.iter().cloned());
+            }
+        }
+    }
+    let mut pruned = Vec::new();
+    for (file, raw) in set.file.iter().zip(&raw_files) {
+        if keep.contains(file.name()) {
+            // FileDescriptorSet field 1 (`file`), length-delimited.
+            pruned.push(0x0a);
+            prost::encoding::encode_varint(raw.len() as u64, &mut pruned);
+            pruned.extend_from_slice(raw);
+        }
+    }
+    write(&out_dir.join("envoy_descriptor_set.bin"), &pruned);
+    let mut all: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
+    all.sort_unstable();
+    write(&out_dir.join("envoy_message_names.txt"), all.join("\n").as_bytes());
+}
+
+/// The encoded `file` entries of a `FileDescriptorSet`, as they are.
+fn raw_files(mut set: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut files = Vec::new();
+    while !set.is_empty() {
+        let tag = prost::encoding::decode_varint(&mut set).ok()?;
+        if tag != 0x0a {
+            return None;
+        }
+        let len = usize::try_from(prost::encoding::decode_varint(&mut set).ok()?).ok()?;
+        let (file, rest) = (set.get(..len)?, set.get(len..)?);
+        files.push(file);
+        set = rest;
+    }
+    Some(files)
+}
+
+fn collect_messages(prefix: &str, messages: &[DescriptorProto], file: &str, out: &mut Vec<(String, String)>) {
+    for m in messages {
+        let full = format!("{prefix}{}", m.name());
+        collect_messages(&format!("{full}."), &m.nested_type, file, out);
+        out.push((full, file.to_string()));
+    }
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    fs::write(path, bytes).unwrap_or_else(|e| panic!("courier build: write {}: {e}", path.display()));
 }
 
 fn find_in_registry() -> Result<PathBuf, String> {

@@ -1,11 +1,15 @@
-//! Envoy's API schema (every v3 message, extension and validation rule), built into
-//! the binary from the `envoy-types` release pinned in Cargo.lock (see build.rs).
+//! Envoy's API schema as Courier needs it: the bootstrap and the registered
+//! extensions, with their validation rules, built into the binary from the
+//! `envoy-types` release pinned in Cargo.lock (see build.rs), plus the bare names
+//! of every other Envoy message.
 
 use std::sync::OnceLock;
 
 use prost_reflect::{DescriptorPool, MessageDescriptor};
 
 static DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptor_set.bin"));
+/// Every message name of Envoy's schema, one per line.
+static ENVOY_MESSAGE_NAMES: &str = include_str!(concat!(env!("OUT_DIR"), "/envoy_message_names.txt"));
 
 /// The process-wide descriptor pool, decoded once on first use.
 pub fn pool() -> &'static DescriptorPool {
@@ -23,7 +27,46 @@ pub fn message(full_name: &str) -> Option<MessageDescriptor> {
     pool().get_message_by_name(full_name)
 }
 
+/// True when `full_name` is a message of Envoy's schema, whether or not Courier
+/// carries its descriptor (a known extension Courier does not implement).
+pub fn is_envoy_message(full_name: &str) -> bool {
+    // Only asked on an error path: a scan is fine.
+    ENVOY_MESSAGE_NAMES.lines().any(|n| n == full_name)
+}
+
 /// Strips `type.googleapis.com/` (or any host) from an `@type` URL.
 pub fn type_name(type_url: &str) -> &str {
     type_url.rsplit('/').next().unwrap_or(type_url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extensions::{HTTP_FILTERS, NETWORK_FILTERS};
+
+    /// build.rs keeps only the schema reachable from its ROOTS: every type an
+    /// extension registers must be among them.
+    #[test]
+    fn every_registered_type_is_in_the_embedded_schema() {
+        let mut types: Vec<&str> = NETWORK_FILTERS.iter().map(|e| e.config_type).collect();
+        for e in HTTP_FILTERS {
+            types.push(e.config_type);
+            types.extend(e.per_route.map(|(t, _)| t));
+        }
+        types.extend(crate::access_log::ACCESS_LOGGERS.iter().map(|(_, t)| *t));
+        types.push(crate::http::conn_manager::config::ROUTER_FILTER_TYPE);
+        types.push("envoy.extensions.upstreams.http.v3.HttpProtocolOptions");
+        for t in types {
+            assert!(message(t).is_some(), "{t} is registered but not in build.rs ROOTS");
+        }
+    }
+
+    #[test]
+    fn names_of_unembedded_envoy_messages_are_known() {
+        let echo = "envoy.extensions.filters.network.echo.v3.Echo";
+        assert!(message(echo).is_none(), "the echo filter's schema should not be embedded");
+        assert!(is_envoy_message(echo));
+        assert!(is_envoy_message("envoy.config.bootstrap.v3.Bootstrap"));
+        assert!(!is_envoy_message("foo.Bar"));
+    }
 }

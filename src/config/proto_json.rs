@@ -268,8 +268,14 @@ fn decode_any(desc: &MessageDescriptor, json: &Json, path: &mut FieldPath) -> Re
     path.push_field("@type");
     let url = obj.get("@type").and_then(Json::as_str).ok_or_else(|| path.error("missing '@type'"))?;
     let name = url.rsplit('/').next().unwrap_or(url);
-    let inner_desc =
-        desc.parent_pool().get_message_by_name(name).ok_or_else(|| path.error(format!("unknown type '{url}'")))?;
+    let inner_desc = desc.parent_pool().get_message_by_name(name).ok_or_else(|| {
+        // A real Envoy extension whose schema Courier does not carry.
+        if super::descriptor::is_envoy_message(name) {
+            path.error(format!("unsupported extension '{url}'"))
+        } else {
+            path.error(format!("unknown type '{url}'"))
+        }
+    })?;
     path.pop();
     let inner = if has_special_json(inner_desc.full_name()) {
         path.push_field("value");
