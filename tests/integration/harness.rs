@@ -5,16 +5,15 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub use crate::shared_net::{Upstream, IO_TIMEOUT};
+
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
-pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A unique scratch directory under the target dir, removed on drop.
 pub struct TempDir(pub PathBuf);
@@ -237,85 +236,6 @@ fn dechunk(mut s: &str) -> String {
         s = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
     }
     out
-}
-
-/// A TCP server on 127.0.0.1 that runs `handler` for every connection on its own
-/// thread; stops accepting when dropped.
-pub struct Upstream {
-    pub addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    pub accepted: Arc<AtomicUsize>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Upstream {
-    pub fn start(handler: impl Fn(TcpStream) + Send + Sync + 'static) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
-        let addr = listener.local_addr().expect("addr");
-        let stop = Arc::new(AtomicBool::new(false));
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let handler = Arc::new(handler);
-        let (stop2, accepted2) = (stop.clone(), accepted.clone());
-        let thread = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stop2.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                accepted2.fetch_add(1, Ordering::SeqCst);
-                let h = handler.clone();
-                std::thread::spawn(move || h(stream));
-            }
-        });
-        Upstream { addr, stop, accepted, thread: Some(thread) }
-    }
-
-    /// Echoes everything back and half-closes after the peer's EOF.
-    pub fn echo() -> Upstream {
-        Upstream::start(|mut s| {
-            let _ = s.set_read_timeout(Some(IO_TIMEOUT));
-            let mut buf = [0u8; 64 * 1024];
-            loop {
-                match s.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if s.write_all(&buf[..n]).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-            let _ = s.shutdown(Shutdown::Write);
-        })
-    }
-
-    /// Sends `greeting` on connect, then echoes.
-    pub fn greeter(greeting: &'static str) -> Upstream {
-        Upstream::start(move |mut s| {
-            let _ = s.write_all(greeting.as_bytes());
-            let _ = s.set_read_timeout(Some(IO_TIMEOUT));
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = s.read(&mut buf) {
-                if n == 0 || s.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-        })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 /// A port with nothing listening on it (bound, then released).

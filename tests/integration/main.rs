@@ -2,10 +2,13 @@
 
 mod harness;
 mod http_util;
+#[path = "../shared/net.rs"]
+mod shared_net;
 
 mod access_log;
 mod admin;
 mod config_errors;
+mod examples;
 mod http_codec;
 mod http_filters;
 mod http_options;

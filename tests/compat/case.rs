@@ -1,0 +1,158 @@
+//! A compat case: `tests/compat/cases/<name>.yaml`.
+//!
+//! ```yaml
+//! description: what the case shows
+//! bootstrap: |          # an Envoy v3 bootstrap; listeners and admin on port 0
+//!   ...                 # placeholders: {{UPSTREAM_PORT}}, {{UPSTREAM2_PORT}} (JSON-reporting
+//!                       # HTTP upstreams "upstream1"/"upstream2"), {{ECHO_PORT}} (TCP echo),
+//!                       # {{DEAD_PORT}} (nothing listens), {{FREE_PORT1}}/{{FREE_PORT2}} (free
+//!                       # ports for listeners that need a fixed one), {{TMP}} (scratch dir)
+//! requests:             # sent in order, each on a new connection
+//! - name: get           # label of the checks (default r1, r2, ...)
+//!   listener: web       # default: the first listener in /listeners
+//!   method: GET         # default GET
+//!   path: /             # default /
+//!   headers: ["x-a: 1"] # sent after `Host: example.com` (unless a host is given)
+//!   body: text          # sent with a Content-Length
+//!   repeat: 3           # the same request 3 times (labels get [1], [2], ...)
+//!   order: cyclic       # with repeat: the upstreams' order may start at another phase
+//!                       # of the same cycle (Envoy's load balancers start at a random one)
+//! - raw: "GET / HTTP/1.1\r\nhost: x\r\n\r\n"  # exact bytes instead
+//! - tcp: "hello"        # raw TCP: send, half-close, read to EOF
+//! admin:                # after the requests
+//!   ready: true         # GET /ready
+//!   stats: [cluster.web.upstream_rq_total]   # values must agree
+//!   clusters: ["web::127.0.0.1:{{UPSTREAM_PORT}}::rq_total"]  # /clusters keys
+//!   server_info: [state, "~uptime_current_epoch"]  # fields; ~ = presence and type only
+//! command: [--mode, validate, -c, "{{CONFIG}}"]  # instead of serving: compare exit codes
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    #[serde(skip)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub bootstrap: String,
+    #[serde(default)]
+    pub requests: Vec<Request>,
+    #[serde(default)]
+    pub admin: AdminChecks,
+    /// When set, each binary is run with these arguments (instead of serving) and
+    /// the exit codes are compared.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    pub name: Option<String>,
+    pub listener: Option<String>,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    #[serde(default)]
+    pub headers: Vec<String>,
+    pub body: Option<String>,
+    pub raw: Option<String>,
+    pub tcp: Option<String>,
+    pub repeat: Option<usize>,
+    /// `exact` (default) or `cyclic`: see the module doc.
+    pub order: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminChecks {
+    #[serde(default)]
+    pub ready: bool,
+    #[serde(default)]
+    pub stats: Vec<String>,
+    #[serde(default)]
+    pub clusters: Vec<String>,
+    #[serde(default)]
+    pub server_info: Vec<String>,
+}
+
+impl Request {
+    /// `headers` as (name, value) pairs.
+    pub fn header_pairs(&self) -> Vec<(String, String)> {
+        self.headers
+            .iter()
+            .map(|h| match h.split_once(':') {
+                Some((k, v)) => (k.trim().to_string(), v.trim().to_string()),
+                None => (h.trim().to_string(), String::new()),
+            })
+            .collect()
+    }
+}
+
+/// One request to send: the case's requests with `repeat` expanded.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub label: String,
+    pub request: Request,
+    /// For a repeated request whose upstream order is compared as a cycle: the base
+    /// label, and whether this is the group's last request.
+    pub cyclic: Option<(String, bool)>,
+}
+
+impl Case {
+    pub fn load(path: &Path) -> Result<Case, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut case: Case = serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        case.name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("?").to_string();
+        for r in &case.requests {
+            if let Some(order) = r.order.as_deref() {
+                if order != "exact" && order != "cyclic" {
+                    return Err(format!("{}: order must be exact or cyclic, not {order:?}", path.display()));
+                }
+            }
+        }
+        Ok(case)
+    }
+
+    pub fn planned(&self) -> Vec<Planned> {
+        let mut out = Vec::new();
+        for (i, r) in self.requests.iter().enumerate() {
+            let base = r.name.clone().unwrap_or_else(|| format!("r{}", i + 1));
+            let n = r.repeat.unwrap_or(1).max(1);
+            let cyclic = r.order.as_deref() == Some("cyclic");
+            for k in 1..=n {
+                let label = if n > 1 { format!("{base}[{k}]") } else { base.clone() };
+                let cyclic = cyclic.then(|| (base.clone(), k == n));
+                out.push(Planned { label, request: r.clone(), cyclic });
+            }
+        }
+        out
+    }
+
+    /// The placeholders the bootstrap uses.
+    pub fn uses(&self, placeholder: &str) -> bool {
+        self.bootstrap.contains(placeholder) || self.command.iter().flatten().any(|a| a.contains(placeholder))
+    }
+
+    /// True when the bootstrap sets the `server` header's value.
+    pub fn sets_server_name(&self) -> bool {
+        self.bootstrap.contains("server_name:")
+    }
+}
+
+/// Replaces every `{{KEY}}` of `vars` in `text`; an unknown placeholder is an error.
+pub fn fill(text: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = text.to_string();
+    for (k, v) in vars {
+        out = out.replace(&format!("{{{{{k}}}}}"), v);
+    }
+    if let Some(start) = out.find("{{") {
+        let end = out[start..].find("}}").map_or(out.len(), |e| start + e + 2);
+        return Err(format!("unknown placeholder {}", &out[start..end]));
+    }
+    Ok(out)
+}

@@ -1,0 +1,287 @@
+//! Turns what Envoy and Courier showed for one case into checks.
+//!
+//! Check names: `startup`; per request `<label>.status`, `<label>.body` (responses
+//! that are not the upstream's JSON report: local replies, direct responses),
+//! `<label>.header.<name>` (every response header either side sent),
+//! `<label>.upstream` (which upstream answered), `<label>.upstream.method|path|body`,
+//! `<label>.upstream.header.<name>` (every header either upstream received),
+//! `<label>.tcp` (bytes echoed); `<name>.upstream_order` (a repeated request with
+//! `order: cyclic`: the sequence of upstreams, equal up to the phase of Envoy's cycle,
+//! instead of per-request `upstream` and `header.x-upstream`); `admin.ready`, `admin.stat.<name>`,
+//! `admin.clusters.<key>`, `admin.server_info.<field>`; `command.exit`.
+//!
+//! Values that legitimately differ between two runs are compared by presence and
+//! format: `date` (IMF-fixdate), `x-request-id` (UUID), `x-envoy-upstream-service-time`
+//! (milliseconds), `server` (any token, unless the config sets `server_name`), the
+//! `content-length` of the upstream's JSON report (its size depends on the report's
+//! own fields, compared one by one instead). `x-envoy-expected-rq-timeout-ms` agrees
+//! within 100 ms: on a retry it is the time left, which depends on timing.
+
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+
+use regex::Regex;
+
+use crate::case::Case;
+use crate::run::{Observed, Outcome};
+use crate::shared_net::HttpResponse;
+
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: String,
+    pub envoy: String,
+    pub courier: String,
+    pub agree: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Exact,
+    Uuid,
+    HttpDate,
+    Number,
+    Token,
+    /// Both numbers, at most this far apart.
+    Near(u64),
+}
+
+fn format_ok(mode: Mode, v: &str) -> bool {
+    static RES: OnceLock<[Regex; 4]> = OnceLock::new();
+    let [uuid, date, number, token] = RES.get_or_init(|| {
+        [
+            Regex::new(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$").unwrap(),
+            Regex::new(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$").unwrap(),
+            Regex::new(r"^\d+$").unwrap(),
+            Regex::new(r"^[!#$%&'*+.^_`|~0-9A-Za-z/ -]+$").unwrap(),
+        ]
+    });
+    match mode {
+        Mode::Exact | Mode::Near(_) => true,
+        Mode::Uuid => uuid.is_match(v),
+        Mode::HttpDate => date.is_match(v),
+        Mode::Number => number.is_match(v),
+        Mode::Token => token.is_match(v),
+    }
+}
+
+const ABSENT: &str = "<absent>";
+
+struct Checks(Vec<Check>);
+
+impl Checks {
+    fn push(&mut self, name: String, envoy: String, courier: String, mode: Mode) {
+        let agree = match mode {
+            Mode::Exact => envoy == courier,
+            Mode::Near(d) => {
+                envoy == courier
+                    || matches!((envoy.parse::<u64>(), courier.parse::<u64>()), (Ok(e), Ok(c)) if e.abs_diff(c) <= d)
+            }
+            _ => {
+                envoy == courier
+                    || (envoy != ABSENT && courier != ABSENT && format_ok(mode, &envoy) && format_ok(mode, &courier))
+            }
+        };
+        self.0.push(Check { name, envoy, courier, agree });
+    }
+
+    fn exact(&mut self, name: String, envoy: impl Into<String>, courier: impl Into<String>) {
+        self.push(name, envoy.into(), courier.into(), Mode::Exact);
+    }
+}
+
+fn opt(v: Option<String>) -> String {
+    v.unwrap_or_else(|| ABSENT.to_string())
+}
+
+/// The upstream's JSON report, when `resp` is one.
+fn report(resp: &HttpResponse) -> Option<serde_json::Value> {
+    resp.header("x-upstream")?;
+    let v: serde_json::Value = serde_json::from_slice(&resp.body).ok()?;
+    v.get("upstream")?;
+    Some(v)
+}
+
+fn header_values(resp: &HttpResponse, name: &str) -> Option<String> {
+    let all = resp.header_all(name);
+    (!all.is_empty()).then(|| all.join(" | "))
+}
+
+fn describe(o: &Outcome) -> String {
+    match o {
+        Outcome::Http(r) => r.status.to_string(),
+        Outcome::Tcp(b) => format!("tcp {:?}", String::from_utf8_lossy(b)),
+        Outcome::Failed(e) => format!("no response ({e})"),
+    }
+}
+
+pub fn compare(case: &Case, e: &Observed, c: &Observed) -> Vec<Check> {
+    let mut checks = Checks(Vec::new());
+    let status = |o: &Observed| match &o.startup {
+        Ok(()) => "ok".to_string(),
+        Err(err) => format!("failed: {err}"),
+    };
+    checks.exact("startup".into(), status(e), status(c));
+    if e.startup.is_err() || c.startup.is_err() {
+        return checks.0;
+    }
+    if let (Some(ec), Some(cc)) = (&e.command, &c.command) {
+        let show = |x: &(Option<i32>, String)| match x.0 {
+            Some(0) => "0".to_string(),
+            code => format!("{} ({})", code.map_or("signal".into(), |c| c.to_string()), x.1.trim()),
+        };
+        let agree = ec.0 == cc.0;
+        checks.0.push(Check { name: "command.exit".into(), envoy: show(ec), courier: show(cc), agree });
+    }
+
+    let planned = case.planned();
+    let mut order: (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+    for (((label, eo), (_, co)), plan) in e.responses.iter().zip(&c.responses).zip(&planned) {
+        if let Some((base, last)) = &plan.cyclic {
+            let name = |o: &Outcome| match o {
+                Outcome::Http(r) => r.header("x-upstream").unwrap_or("-").to_string(),
+                other => describe(other),
+            };
+            order.0.push(name(eo));
+            order.1.push(name(co));
+            if *last {
+                let (eseq, cseq) = std::mem::take(&mut order);
+                let agree = same_cycle(&eseq, &cseq);
+                checks.0.push(Check {
+                    name: format!("{base}.upstream_order"),
+                    envoy: eseq.join(","),
+                    courier: cseq.join(","),
+                    agree,
+                });
+            }
+        }
+        match (eo, co) {
+            (Outcome::Http(er), Outcome::Http(cr)) => {
+                compare_http(case, label, er, cr, plan.cyclic.is_some(), &mut checks)
+            }
+            (Outcome::Tcp(eb), Outcome::Tcp(cb)) => checks.exact(
+                format!("{label}.tcp"),
+                String::from_utf8_lossy(eb).into_owned(),
+                String::from_utf8_lossy(cb).into_owned(),
+            ),
+            _ => {
+                let agree = matches!((eo, co), (Outcome::Failed(_), Outcome::Failed(_)));
+                checks.0.push(Check {
+                    name: format!("{label}.status"),
+                    envoy: describe(eo),
+                    courier: describe(co),
+                    agree,
+                });
+            }
+        }
+    }
+
+    let admin = &case.admin;
+    if admin.ready {
+        let show = |r: &Option<(u16, String)>| match r {
+            Some((s, body)) => format!("{s} {}", body.trim()),
+            None => "no response".into(),
+        };
+        checks.exact("admin.ready".into(), show(&e.ready), show(&c.ready));
+    }
+    for name in &admin.stats {
+        let get = |o: &Observed| opt(o.stats.get(name).map(|v| v.to_string()));
+        checks.exact(format!("admin.stat.{name}"), get(e), get(c));
+    }
+    for key in &admin.clusters {
+        let get = |o: &Observed| opt(o.clusters.get(key).cloned());
+        checks.exact(format!("admin.clusters.{key}"), get(e), get(c));
+    }
+    for field in &admin.server_info {
+        let (presence_only, path) = match field.strip_prefix('~') {
+            Some(p) => (true, p),
+            None => (false, field.as_str()),
+        };
+        let pointer = format!("/{}", path.replace('.', "/"));
+        let get = |o: &Observed| o.server_info.pointer(&pointer).cloned();
+        let (ev, cv) = (get(e), get(c));
+        let show = |v: &Option<serde_json::Value>| v.as_ref().map_or(ABSENT.to_string(), |v| v.to_string());
+        let agree = if presence_only {
+            let kind = |v: &Option<serde_json::Value>| {
+                v.as_ref().map(|v| match v {
+                    serde_json::Value::String(_) => "string",
+                    serde_json::Value::Number(_) => "number",
+                    serde_json::Value::Bool(_) => "bool",
+                    serde_json::Value::Array(_) => "array",
+                    serde_json::Value::Object(_) => "object",
+                    serde_json::Value::Null => "null",
+                })
+            };
+            kind(&ev) == kind(&cv)
+        } else {
+            ev == cv
+        };
+        checks.0.push(Check {
+            name: format!("admin.server_info.{field}"),
+            envoy: show(&ev),
+            courier: show(&cv),
+            agree,
+        });
+    }
+    checks.0
+}
+
+/// True when `b` is `a` at another phase of `a`'s cycle: `a` repeats with a period
+/// p (the smallest, at most half its length), and `b` follows the same p-cycle from
+/// some offset. Without such a period, the sequences must be equal.
+fn same_cycle(a: &[String], b: &[String]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let n = a.len();
+    let Some(p) = (1..=n / 2).find(|&p| (p..n).all(|i| a[i] == a[i - p])) else {
+        return a == b;
+    };
+    (0..p).any(|k| (0..n).all(|i| b[i] == a[(i + k) % p]))
+}
+
+fn compare_http(case: &Case, label: &str, er: &HttpResponse, cr: &HttpResponse, cyclic: bool, checks: &mut Checks) {
+    checks.exact(format!("{label}.status"), er.status.to_string(), cr.status.to_string());
+    let (erep, crep) = (report(er), report(cr));
+    let proxied = er.header("x-upstream").is_some() && cr.header("x-upstream").is_some();
+    if erep.is_none() || crep.is_none() {
+        checks.exact(format!("{label}.body"), er.text(), cr.text());
+    }
+
+    let names: BTreeSet<&str> = er.headers.iter().chain(&cr.headers).map(|(k, _)| k.as_str()).collect();
+    for name in names {
+        if cyclic && name == "x-upstream" {
+            continue; // compared as the group's upstream_order
+        }
+        let mode = match name {
+            "date" => Mode::HttpDate,
+            "x-request-id" => Mode::Uuid,
+            "x-envoy-upstream-service-time" => Mode::Number,
+            "server" if !case.sets_server_name() => Mode::Token,
+            "content-length" if proxied => Mode::Number,
+            _ => Mode::Exact,
+        };
+        checks.push(format!("{label}.header.{name}"), opt(header_values(er, name)), opt(header_values(cr, name)), mode);
+    }
+
+    let (Some(erep), Some(crep)) = (erep, crep) else { return };
+    let field = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("").to_string();
+    if !cyclic {
+        checks.exact(format!("{label}.upstream"), field(&erep, "upstream"), field(&crep, "upstream"));
+    }
+    for k in ["method", "path", "body"] {
+        checks.exact(format!("{label}.upstream.{k}"), field(&erep, k), field(&crep, k));
+    }
+    let header_names = |v: &serde_json::Value| -> BTreeSet<String> {
+        v["headers"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    };
+    let names: BTreeSet<String> = header_names(&erep).union(&header_names(&crep)).cloned().collect();
+    for name in names {
+        let get = |v: &serde_json::Value| opt(v["headers"][&name].as_str().map(str::to_string));
+        let mode = match name.as_str() {
+            "x-request-id" => Mode::Uuid,
+            "x-envoy-expected-rq-timeout-ms" => Mode::Near(100),
+            _ => Mode::Exact,
+        };
+        checks.push(format!("{label}.upstream.header.{name}"), get(&erep), get(&crep), mode);
+    }
+}

@@ -1,0 +1,430 @@
+//! Runs one case through one proxy binary (Envoy or Courier): starts the case's
+//! upstreams, the proxy on the filled-in bootstrap, sends the requests and reads the
+//! admin endpoint. Everything binds 127.0.0.1; the proxy is stopped by pid.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::case::{fill, Case};
+use crate::shared_net::{http_upstream, Client, HttpResponse, Upstream, IO_TIMEOUT};
+
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Envoy,
+    Courier,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Envoy => "envoy",
+            Kind::Courier => "courier",
+        }
+    }
+}
+
+/// What a client got for one request.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Http(HttpResponse),
+    /// Bytes read back on a raw TCP connection until EOF.
+    Tcp(Vec<u8>),
+    /// No response (connection refused or closed first, timeout).
+    Failed(String),
+}
+
+/// Everything observed from one proxy on one case.
+#[derive(Debug)]
+pub struct Observed {
+    /// `Err` when the proxy did not start (or the command could not run).
+    pub startup: Result<(), String>,
+    pub responses: Vec<(String, Outcome)>,
+    pub ready: Option<(u16, String)>,
+    /// `/stats` counters and gauges, names normalized (ports → placeholders).
+    pub stats: BTreeMap<String, i64>,
+    /// `/clusters` as key → value, keys normalized.
+    pub clusters: BTreeMap<String, String>,
+    pub server_info: serde_json::Value,
+    /// Exit code and output of a `command` case.
+    pub command: Option<(Option<i32>, String)>,
+}
+
+impl Default for Observed {
+    fn default() -> Observed {
+        Observed {
+            startup: Err("not started".into()),
+            responses: Vec::new(),
+            ready: None,
+            stats: BTreeMap::new(),
+            clusters: BTreeMap::new(),
+            server_info: serde_json::Value::Null,
+            command: None,
+        }
+    }
+}
+
+/// A scratch directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "courier-compat-{}-{tag}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A port nothing listens on (bound, then released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// A `--base-id` no other Envoy of this machine uses: this process's pid and a counter.
+fn unique_base_id() -> u32 {
+    static N: AtomicU32 = AtomicU32::new(0);
+    (std::process::id() % 20_000) * 100 + N.fetch_add(1, Ordering::Relaxed) % 100
+}
+
+/// A running proxy process.
+struct Proxy {
+    child: Option<Child>,
+    admin: SocketAddr,
+    base_id: Option<u32>,
+    log: PathBuf,
+}
+
+impl Proxy {
+    fn start(kind: Kind, bin: &Path, config: &Path, dir: &Path) -> Result<Proxy, String> {
+        let admin_file = dir.join(format!("{}-admin-address", kind.name()));
+        let log = dir.join(format!("{}.log", kind.name()));
+        let stderr = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("-c").arg(config).arg("--admin-address-path").arg(&admin_file).args([
+            "--concurrency",
+            "1",
+            "-l",
+            "error",
+        ]);
+        // Envoy's hot-restart shared memory and domain socket are keyed by the base id;
+        // Courier has no hot restart (and rejects the flag: see cases/cli_base_id.yaml).
+        let base_id = (kind == Kind::Envoy).then(unique_base_id);
+        if let Some(id) = base_id {
+            cmd.args(["--base-id", &id.to_string()]);
+        }
+        cmd.current_dir(dir).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
+        let child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+        let mut proxy = Proxy { child: Some(child), admin: "127.0.0.1:0".parse().unwrap(), base_id, log };
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&admin_file) {
+                if let Ok(addr) = text.trim().parse() {
+                    proxy.admin = addr;
+                    break;
+                }
+            }
+            if let Some(Ok(Some(status))) = proxy.child.as_mut().map(|c| c.try_wait()) {
+                proxy.child = None;
+                return Err(format!("exited during start-up ({status}): {}", proxy.log_tail()));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("no admin address within {STARTUP_TIMEOUT:?}: {}", proxy.log_tail()));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        while proxy.admin_get("/ready").map(|r| r.0) != Ok(200) {
+            if Instant::now() > deadline {
+                return Err(format!("not LIVE within {STARTUP_TIMEOUT:?}: {}", proxy.log_tail()));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(proxy)
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(5)..].join(" | ")
+    }
+
+    fn admin_get(&self, path: &str) -> Result<(u16, String), String> {
+        let mut c = Client::try_connect(self.admin).map_err(|e| e.to_string())?;
+        c.try_send_raw(&Client::encode_request("GET", path, &[("Connection", "close")], b""))
+            .map_err(|e| e.to_string())?;
+        let r = c.try_read_response(false)?;
+        Ok((r.status, r.text()))
+    }
+
+    /// `/listeners`: (name, address) in the order listed.
+    fn listeners(&self) -> Vec<(String, SocketAddr)> {
+        let body = self.admin_get("/listeners").map(|r| r.1).unwrap_or_default();
+        body.lines()
+            .filter_map(|l| {
+                let (name, addr) = l.split_once("::")?;
+                Some((name.to_string(), addr.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// Counters and gauges of `/stats` (histogram lines are skipped).
+    fn stats(&self) -> BTreeMap<String, i64> {
+        let body = self.admin_get("/stats").map(|r| r.1).unwrap_or_default();
+        body.lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(": ")?;
+                Some((k.to_string(), v.trim().parse().ok()?))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Proxy {
+    /// SIGTERM, then SIGKILL after a short grace; Envoy's shared memory file goes too.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on the pid of our own, not yet reaped, child process.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_millis(1500);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(id) = self.base_id {
+            let _ = std::fs::remove_file(format!("/dev/shm/envoy_shared_memory_{}", id * 10));
+        }
+    }
+}
+
+/// Upstreams and ports of one run, and the placeholder each port number stands for.
+struct Environment {
+    _upstreams: Vec<Upstream>,
+    vars: BTreeMap<String, String>,
+    /// port → placeholder, for normalizing stat names and /clusters keys.
+    port_names: Vec<(u16, String)>,
+}
+
+impl Environment {
+    fn new(case: &Case, dir: &Path) -> Environment {
+        let mut env = Environment { _upstreams: Vec::new(), vars: BTreeMap::new(), port_names: Vec::new() };
+        let add = |env: &mut Environment, key: &str, port: u16| {
+            env.vars.insert(key.to_string(), port.to_string());
+            env.port_names.push((port, format!("{{{{{key}}}}}")));
+        };
+        if case.uses("{{UPSTREAM_PORT}}") {
+            let u = http_upstream("upstream1");
+            add(&mut env, "UPSTREAM_PORT", u.port());
+            env._upstreams.push(u);
+        }
+        if case.uses("{{UPSTREAM2_PORT}}") {
+            let u = http_upstream("upstream2");
+            add(&mut env, "UPSTREAM2_PORT", u.port());
+            env._upstreams.push(u);
+        }
+        if case.uses("{{ECHO_PORT}}") {
+            let u = Upstream::echo();
+            add(&mut env, "ECHO_PORT", u.port());
+            env._upstreams.push(u);
+        }
+        for key in ["DEAD_PORT", "FREE_PORT1", "FREE_PORT2"] {
+            if case.uses(&format!("{{{{{key}}}}}")) {
+                add(&mut env, key, free_port());
+            }
+        }
+        env.vars.insert("TMP".into(), dir.display().to_string());
+        env
+    }
+
+    /// `127.0.0.1:PORT` and `127.0.0.1_PORT` (stat names) with placeholders for known ports.
+    fn normalize(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for (port, name) in &self.port_names {
+            for sep in [":", "_"] {
+                let from = format!("127.0.0.1{sep}{port}");
+                let mut result = String::with_capacity(out.len());
+                let mut rest = out.as_str();
+                while let Some(i) = rest.find(&from) {
+                    let after = &rest[i + from.len()..];
+                    // Only a whole port number: 127.0.0.1:80 must not match 127.0.0.1:8080.
+                    if after.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+                        result.push_str(&rest[..i + from.len()]);
+                    } else {
+                        result.push_str(&rest[..i]);
+                        result.push_str(&format!("127.0.0.1{sep}{name}"));
+                    }
+                    rest = after;
+                }
+                result.push_str(rest);
+                out = result;
+            }
+        }
+        out
+    }
+}
+
+/// Runs `case` through `bin`.
+pub fn run(case: &Case, kind: Kind, bin: &Path) -> Observed {
+    let dir = TempDir::new(&format!("{}-{}", case.name, kind.name()));
+    let mut env = Environment::new(case, &dir.0);
+    let mut obs = Observed::default();
+    let config_text = match fill(&case.bootstrap, &env.vars) {
+        Ok(t) => t,
+        Err(e) => {
+            obs.startup = Err(format!("case error: {e}"));
+            return obs;
+        }
+    };
+    let config = dir.0.join("config.yaml");
+    std::fs::write(&config, &config_text).expect("write config");
+
+    if let Some(args) = &case.command {
+        env.vars.insert("CONFIG".into(), config.display().to_string());
+        if kind == Kind::Envoy {
+            env.vars.insert("BASE_ID".into(), unique_base_id().to_string());
+        } else {
+            env.vars.insert("BASE_ID".into(), "1".into());
+        }
+        let args: Result<Vec<String>, String> = args.iter().map(|a| fill(a, &env.vars)).collect();
+        let args = match args {
+            Ok(a) => a,
+            Err(e) => {
+                obs.startup = Err(format!("case error: {e}"));
+                return obs;
+            }
+        };
+        obs.command = Some(match Command::new(bin).args(&args).current_dir(&dir.0).stdin(Stdio::null()).output() {
+            Ok(out) => (
+                out.status.code(),
+                format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+            ),
+            Err(e) => (None, e.to_string()),
+        });
+        obs.startup = Ok(());
+        return obs;
+    }
+
+    let proxy = match Proxy::start(kind, bin, &config, &dir.0) {
+        Ok(p) => p,
+        Err(e) => {
+            obs.startup = Err(e);
+            return obs;
+        }
+    };
+    obs.startup = Ok(());
+    let listeners = proxy.listeners();
+    for (name, addr) in &listeners {
+        env.port_names.push((addr.port(), format!("{{{{LISTENER:{name}}}}}")));
+    }
+    env.port_names.push((proxy.admin.port(), "{{ADMIN_PORT}}".into()));
+
+    for planned in case.planned() {
+        let r = &planned.request;
+        let addr = match &r.listener {
+            Some(name) => listeners.iter().find(|(n, _)| n == name).map(|(_, a)| *a),
+            None => listeners.first().map(|(_, a)| *a),
+        };
+        let outcome = match addr {
+            None => Outcome::Failed(format!("no listener {:?} in /listeners", r.listener)),
+            Some(addr) => send(addr, r),
+        };
+        obs.responses.push((planned.label, outcome));
+    }
+
+    let admin = &case.admin;
+    if admin.ready {
+        obs.ready = proxy.admin_get("/ready").ok();
+    }
+    if !admin.stats.is_empty() {
+        // Stats are counted as streams complete, just after the client has its response:
+        // read until the selected values are stable for two reads in a row.
+        let select = |all: &BTreeMap<String, i64>| -> Vec<Option<i64>> {
+            let normalized: BTreeMap<String, i64> = all.iter().map(|(k, v)| (env.normalize(k), *v)).collect();
+            admin.stats.iter().map(|s| normalized.get(s).copied()).collect()
+        };
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut last = proxy.stats();
+        loop {
+            std::thread::sleep(Duration::from_millis(60));
+            let now = proxy.stats();
+            let stable = select(&now) == select(&last);
+            last = now;
+            if stable || Instant::now() > deadline {
+                break;
+            }
+        }
+        obs.stats = last.into_iter().map(|(k, v)| (env.normalize(&k), v)).collect();
+    }
+    if !admin.clusters.is_empty() {
+        let body = proxy.admin_get("/clusters").map(|r| r.1).unwrap_or_default();
+        obs.clusters =
+            body.lines().filter_map(|l| l.rsplit_once("::")).map(|(k, v)| (env.normalize(k), v.to_string())).collect();
+    }
+    if !admin.server_info.is_empty() {
+        let body = proxy.admin_get("/server_info").map(|r| r.1).unwrap_or_default();
+        obs.server_info = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+    }
+    drop(proxy);
+    obs
+}
+
+/// Sends one request on a new connection.
+fn send(addr: SocketAddr, r: &crate::case::Request) -> Outcome {
+    if let Some(data) = &r.tcp {
+        return match tcp_exchange(addr, data.as_bytes()) {
+            Ok(bytes) => Outcome::Tcp(bytes),
+            Err(e) => Outcome::Failed(e),
+        };
+    }
+    let mut client = match Client::try_connect(addr) {
+        Ok(c) => c,
+        Err(e) => return Outcome::Failed(format!("connect: {e}")),
+    };
+    let (raw, head) = match &r.raw {
+        Some(raw) => (raw.as_bytes().to_vec(), raw.starts_with("HEAD ")),
+        None => {
+            let method = r.method.as_deref().unwrap_or("GET");
+            let pairs = r.header_pairs();
+            let headers: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let body = r.body.as_deref().unwrap_or("").as_bytes();
+            (Client::encode_request(method, r.path.as_deref().unwrap_or("/"), &headers, body), method == "HEAD")
+        }
+    };
+    if let Err(e) = client.try_send_raw(&raw) {
+        return Outcome::Failed(format!("write: {e}"));
+    }
+    match client.try_read_response(head) {
+        Ok(resp) => Outcome::Http(resp),
+        Err(e) => Outcome::Failed(e),
+    }
+}
+
+/// Writes `data`, half-closes, reads until EOF.
+fn tcp_exchange(addr: SocketAddr, data: &[u8]) -> Result<Vec<u8>, String> {
+    let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
+    s.write_all(data).map_err(|e| format!("write: {e}"))?;
+    s.shutdown(Shutdown::Write).map_err(|e| format!("shutdown: {e}"))?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).map_err(|e| format!("read: {e}"))?;
+    Ok(out)
+}

@@ -1,0 +1,399 @@
+//! Test pieces shared by the integration tests (`tests/integration`) and the Envoy
+//! compatibility suite (`tests/compat`), each of which includes this file with
+//! `#[path = "../shared/net.rs"] mod shared_net;`: a TCP server on 127.0.0.1
+//! (`Upstream`), the JSON-reporting HTTP upstream (`http_upstream`) and a raw
+//! HTTP/1.1 client that can send anything and parse responses (`Client`).
+//!
+//! The HTTP upstream obeys request headers: `x-test-status: N` (response status),
+//! `x-test-delay-ms: N` (wait before answering), `x-test-close: 1` (answer with
+//! `Connection: close` and close), `x-test-body-size: N` (answer with N bytes
+//! instead of the JSON), `x-test-fail-first: N` (the first N requests on this
+//! upstream get a 503), `x-test-response-header: name: value` (add that header
+//! to the response).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A TCP server on 127.0.0.1 that runs `handler` for every connection on its own
+/// thread; stops accepting when dropped.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    pub accepted: Arc<AtomicUsize>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Upstream {
+    pub fn start(handler: impl Fn(TcpStream) + Send + Sync + 'static) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+        let addr = listener.local_addr().expect("addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let handler = Arc::new(handler);
+        let (stop2, accepted2) = (stop.clone(), accepted.clone());
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                accepted2.fetch_add(1, Ordering::SeqCst);
+                let h = handler.clone();
+                std::thread::spawn(move || h(stream));
+            }
+        });
+        Upstream { addr, stop, accepted, thread: Some(thread) }
+    }
+
+    /// Echoes everything back and half-closes after the peer's EOF.
+    pub fn echo() -> Upstream {
+        Upstream::start(|mut s| {
+            let _ = s.set_read_timeout(Some(IO_TIMEOUT));
+            let mut buf = [0u8; 64 * 1024];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if s.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = s.shutdown(Shutdown::Write);
+        })
+    }
+
+    /// Sends `greeting` on connect, then echoes.
+    pub fn greeter(greeting: &'static str) -> Upstream {
+        Upstream::start(move |mut s| {
+            let _ = s.write_all(greeting.as_bytes());
+            let _ = s.set_read_timeout(Some(IO_TIMEOUT));
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 || s.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Lower-cased names, in order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The upstream's JSON report of the request it received.
+    pub fn seen(&self) -> Seen {
+        let v: serde_json::Value = serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not an upstream report ({e}): {}", self.text()));
+        Seen(v)
+    }
+}
+
+/// What the test upstream received.
+pub struct Seen(pub serde_json::Value);
+
+impl Seen {
+    pub fn method(&self) -> &str {
+        self.0["method"].as_str().unwrap_or("")
+    }
+    pub fn path(&self) -> &str {
+        self.0["path"].as_str().unwrap_or("")
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.0["headers"][name].as_str()
+    }
+    pub fn body(&self) -> &str {
+        self.0["body"].as_str().unwrap_or("")
+    }
+    pub fn upstream(&self) -> &str {
+        self.0["upstream"].as_str().unwrap_or("")
+    }
+    pub fn connection(&self) -> u64 {
+        self.0["connection"].as_u64().unwrap_or(0)
+    }
+}
+
+/// One client connection; several requests may be sent on it (keep-alive).
+pub struct Client {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        Client::try_connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"))
+    }
+
+    pub fn try_connect(addr: SocketAddr) -> std::io::Result<Client> {
+        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        let reader = BufReader::new(stream.try_clone()?);
+        Ok(Client { stream, reader })
+    }
+
+    pub fn send_raw(&mut self, raw: &[u8]) {
+        self.stream.write_all(raw).expect("write request");
+    }
+
+    pub fn try_send_raw(&mut self, raw: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(raw)
+    }
+
+    /// The bytes of a request with `Host: example.com` unless `headers` has a host,
+    /// and a `Content-Length` for a non-empty body unless there is a transfer-encoding.
+    pub fn encode_request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+        let mut req = format!("{method} {path} HTTP/1.1\r\n");
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            req.push_str("Host: example.com\r\n");
+        }
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if !body.is_empty() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("transfer-encoding")) {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
+        let mut raw = req.into_bytes();
+        raw.extend_from_slice(body);
+        raw
+    }
+
+    /// Sends a request with `Host: example.com` unless `headers` has a host.
+    pub fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+        self.send_raw(&Client::encode_request(method, path, headers, body));
+        self.read_response(method == "HEAD")
+    }
+
+    pub fn get(&mut self, path: &str) -> HttpResponse {
+        self.request("GET", path, &[], b"")
+    }
+
+    /// Reads one response; `Err` text when the connection closed first.
+    pub fn try_read_response(&mut self, head: bool) -> Result<HttpResponse, String> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = self.reader.read_line(&mut line).map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("connection closed".into());
+            }
+            let status: u16 = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .ok_or(format!("bad status line {line:?}"))?;
+            let mut headers = Vec::new();
+            loop {
+                let mut h = String::new();
+                self.reader.read_line(&mut h).map_err(|e| e.to_string())?;
+                let h = h.trim_end_matches(['\r', '\n']);
+                if h.is_empty() {
+                    break;
+                }
+                let (k, v) = h.split_once(':').ok_or(format!("bad header {h:?}"))?;
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+            if status == 100 {
+                continue; // interim response
+            }
+            let mut resp = HttpResponse { status, headers, body: Vec::new() };
+            if head || status == 204 || status == 304 {
+                return Ok(resp);
+            }
+            if resp.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+                resp.body = read_chunked(&mut self.reader)?;
+            } else if let Some(len) = resp.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+                let mut body = vec![0u8; len];
+                self.reader.read_exact(&mut body).map_err(|e| e.to_string())?;
+                resp.body = body;
+            } else {
+                self.reader.read_to_end(&mut resp.body).map_err(|e| e.to_string())?;
+            }
+            return Ok(resp);
+        }
+    }
+
+    pub fn read_response(&mut self, head: bool) -> HttpResponse {
+        self.try_read_response(head).unwrap_or_else(|e| panic!("no response: {e}"))
+    }
+
+    /// One raw line (with its line ending), for interim responses.
+    pub fn read_line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("read line");
+        line
+    }
+
+    /// True when the peer closed the connection (EOF) within the read timeout.
+    pub fn is_closed(&mut self) -> bool {
+        let mut buf = [0u8; 1];
+        matches!(self.reader.read(&mut buf), Ok(0) | Err(_))
+    }
+
+    /// The client's own address (what the proxy sees as the downstream remote address).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().expect("local addr")
+    }
+}
+
+pub fn read_chunked(r: &mut BufReader<TcpStream>) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    loop {
+        let mut size = String::new();
+        r.read_line(&mut size).map_err(|e| e.to_string())?;
+        let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16).map_err(|e| e.to_string())?;
+        if n == 0 {
+            // Trailers until the empty line.
+            loop {
+                let mut t = String::new();
+                r.read_line(&mut t).map_err(|e| e.to_string())?;
+                if t.trim().is_empty() {
+                    return Ok(body);
+                }
+            }
+        }
+        let mut chunk = vec![0u8; n + 2];
+        r.read_exact(&mut chunk).map_err(|e| e.to_string())?;
+        body.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A request as the test upstream parsed it.
+pub struct Parsed {
+    pub method: String,
+    pub path: String,
+    /// Lower-cased names; repeated headers joined with `,`.
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+pub fn read_request(r: &mut BufReader<TcpStream>) -> Option<Parsed> {
+    let mut line = String::new();
+    if r.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let path = parts.next()?.to_string();
+    let mut headers = BTreeMap::new();
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).ok()?;
+        let h = h.trim_end_matches(['\r', '\n']);
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        let k = k.trim().to_ascii_lowercase();
+        let v = v.trim().to_string();
+        headers.entry(k).and_modify(|e: &mut String| *e = format!("{e},{v}")).or_insert(v);
+    }
+    let body = if headers.get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        read_chunked(r).ok()?
+    } else if let Some(len) = headers.get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        let mut b = vec![0u8; len];
+        r.read_exact(&mut b).ok()?;
+        b
+    } else {
+        Vec::new()
+    };
+    Some(Parsed { method, path, headers, body })
+}
+
+/// The JSON-reporting HTTP upstream; `name` identifies it in reports.
+pub fn http_upstream(name: &'static str) -> Upstream {
+    let requests = Arc::new(AtomicUsize::new(0));
+    let connections = Arc::new(AtomicUsize::new(0));
+    Upstream::start(move |stream| {
+        let conn_id = connections.fetch_add(1, Ordering::SeqCst) as u64 + 1;
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+        let mut writer = match stream.try_clone() {
+            Ok(w) => w,
+            Err(_) => return,
+        };
+        let mut reader = BufReader::new(stream);
+        while let Some(req) = read_request(&mut reader) {
+            let n = requests.fetch_add(1, Ordering::SeqCst) + 1;
+            let header = |k: &str| req.headers.get(k).cloned();
+            if let Some(ms) = header("x-test-delay-ms").and_then(|v| v.parse().ok()) {
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+            let fail_first: usize = header("x-test-fail-first").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let status: u16 =
+                if n <= fail_first { 503 } else { header("x-test-status").and_then(|v| v.parse().ok()).unwrap_or(200) };
+            let close = header("x-test-close").is_some();
+            let body = match header("x-test-body-size").and_then(|v| v.parse::<usize>().ok()) {
+                Some(size) => vec![b'x'; size],
+                None => serde_json::json!({
+                    "upstream": name,
+                    "connection": conn_id,
+                    "method": req.method,
+                    "path": req.path,
+                    "headers": req.headers,
+                    "body": String::from_utf8_lossy(&req.body),
+                })
+                .to_string()
+                .into_bytes(),
+            };
+            let mut head = format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\nx-upstream: {name}\r\n");
+            if let Some(extra) = header("x-test-response-header") {
+                head.push_str(&format!("{extra}\r\n"));
+            }
+            head.push_str(&format!("content-length: {}\r\n", body.len()));
+            if close {
+                head.push_str("connection: close\r\n");
+            }
+            head.push_str("\r\n");
+            let mut out = head.into_bytes();
+            if req.method != "HEAD" {
+                out.extend_from_slice(&body);
+            }
+            if writer.write_all(&out).is_err() || close {
+                return;
+            }
+        }
+    })
+}
