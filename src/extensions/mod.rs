@@ -27,6 +27,8 @@ pub struct FactoryContext<'a> {
     pub clusters: &'a Slot<ThreadLocalClusterManager>,
     /// The service cluster (`node.cluster` / `--service-cluster`).
     pub service_cluster: &'a str,
+    /// The listener being built: its stat scope (`listener.<scope>.`).
+    pub listener_stat_scope: &'a str,
 }
 
 /// Builds a network filter from its `typed_config`; the path points at it.

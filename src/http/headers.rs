@@ -14,6 +14,7 @@ pub const X_ENVOY_EXTERNAL_ADDRESS: HeaderName = HeaderName::from_static("x-envo
 pub const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: HeaderName = HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
 pub const X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
 pub const X_ENVOY_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
+pub const X_ENVOY_ORIGINAL_HOST: HeaderName = HeaderName::from_static("x-envoy-original-host");
 pub const X_ENVOY_DECORATOR_OPERATION: HeaderName = HeaderName::from_static("x-envoy-decorator-operation");
 pub const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 pub const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -54,16 +55,69 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Envoy's internal addresses: RFC 1918, loopback, unique-local IPv6.
-pub fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_private() || v4.is_loopback(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_private() || v4.is_loopback())
-        }
+/// The request headers Envoy honours only from trusted (internal) clients; an
+/// edge request (`use_remote_address`) from anyone else has them removed, as
+/// Envoy's `cleanInternalHeaders` does. Envoy 1.40 treats no address as internal
+/// unless `internal_address_config` says so (Courier does not support it).
+pub const INTERNAL_ONLY: &[&str] = &[
+    "x-envoy-decorator-operation",
+    "x-envoy-downstream-service-cluster",
+    "x-envoy-downstream-service-node",
+    "x-envoy-expected-rq-timeout-ms",
+    "x-envoy-external-address",
+    "x-envoy-force-trace",
+    "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-internal",
+    "x-envoy-ip-tags",
+    "x-envoy-max-retries",
+    "x-envoy-retriable-header-names",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-retry-on",
+    "x-envoy-upstream-alt-stat-name",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-upstream-rq-timeout-alt-response",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-stream-duration-ms",
+];
+
+/// Timeout headers the router consumes (Envoy removes them before forwarding).
+pub const ROUTER_CONSUMED: &[&str] = &["x-envoy-upstream-rq-timeout-ms", "x-envoy-upstream-rq-per-try-timeout-ms"];
+
+/// This host's own address as Envoy appends it to `x-forwarded-for` for a
+/// loopback peer: the first non-loopback IPv4 of an interface, else loopback.
+pub fn local_address() -> IpAddr {
+    static LOCAL: std::sync::OnceLock<IpAddr> = std::sync::OnceLock::new();
+    *LOCAL.get_or_init(|| first_interface_ipv4().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)))
+}
+
+fn first_interface_ipv4() -> Option<IpAddr> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list we free below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return None;
     }
+    let mut found = None;
+    let mut cur = list;
+    while !cur.is_null() && found.is_none() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned.
+        let ifa = unsafe { &*cur };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: ifa_addr points at a sockaddr; AF_INET means sockaddr_in.
+            let family = unsafe { (*ifa.ifa_addr).sa_family };
+            if i32::from(family) == libc::AF_INET {
+                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                if !ip.is_loopback() {
+                    found = Some(IpAddr::V4(ip));
+                }
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: frees the list returned by getifaddrs above, once.
+    unsafe { libc::freeifaddrs(list) };
+    found
 }
 
 /// Appends `ip` to `x-forwarded-for` (a comma-separated list).
@@ -136,9 +190,7 @@ mod tests {
         assert_eq!(h.get(&X_FORWARDED_FOR).map(|v| v.as_bytes()), Some(&b"10.0.0.1,1.2.3.4"[..]));
         assert_eq!(xff_client(&h, 1), "10.0.0.1".parse().ok());
         assert_eq!(xff_client(&h, 0), "1.2.3.4".parse().ok());
-        assert!(is_internal("127.0.0.1".parse().expect("ip")));
-        assert!(is_internal("192.168.1.1".parse().expect("ip")));
-        assert!(!is_internal("8.8.8.8".parse().expect("ip")));
+        assert!(!local_address().is_unspecified());
     }
 
     #[test]

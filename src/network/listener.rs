@@ -75,7 +75,8 @@ impl ListenerConfig {
         let address = SocketAddr::new(ip, port);
         let stat_scope = if l.stat_prefix.is_empty() { stat_name_of(&address) } else { l.stat_prefix.clone() };
         let name = if l.name.is_empty() { address.to_string() } else { l.name.clone() };
-        let filter_chain = filter_chain(l, path, ctx)?;
+        let ctx = FactoryContext { listener_stat_scope: &stat_scope, ..*ctx };
+        let filter_chain = filter_chain(l, path, &ctx)?;
         let prefix = format!("listener.{stat_scope}.");
         Ok(Arc::new(ListenerConfig {
             name,

@@ -129,6 +129,7 @@ impl ServerConfig {
             health_check_failed: &health_check_failed,
             drain: &drain_rx,
             service_cluster: b.node.as_ref().map_or("", |n| n.cluster.as_str()),
+            listener_stat_scope: "",
         };
         let listeners = ListenerManager::from_proto(&statics.listeners, &ctx, options.workers())?;
         let admin_address = match b.admin.as_ref().and_then(|a| a.address.as_ref()) {

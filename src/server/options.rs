@@ -38,6 +38,12 @@ pub struct Options {
     #[arg(long = "drain-time-s", default_value_t = 600)]
     pub drain_time_s: u64,
 
+    /// Envoy's shared-memory base id for hot restart. Courier has no hot restart,
+    /// so the value changes nothing; it is accepted so that Envoy command lines
+    /// (which often pass it to run several Envoys side by side) start Courier too.
+    #[arg(long = "base-id")]
+    pub base_id: Option<u32>,
+
     /// Write the admin endpoint's bound address to this file once it listens.
     #[arg(long = "admin-address-path")]
     pub admin_address_path: Option<PathBuf>,

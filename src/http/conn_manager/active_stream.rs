@@ -48,7 +48,11 @@ pub async fn handle(
         return stream.local_response(*reply, &parts, is_head);
     }
     stream.mutate_request_headers(&mut parts);
-    stream.route = cfg.routes.find(&route_view(&parts, &cfg)).cloned();
+    // CONNECT only matches routes with a connect_matcher, which Courier does not
+    // support: like Envoy without one, it is a 404.
+    if parts.method != Method::CONNECT {
+        stream.route = cfg.routes.find(&route_view(&parts, &cfg)).cloned();
+    }
     if let Some(r) = &stream.route {
         stream.info.route_name = Some(r.name.clone()).filter(|n| !n.is_empty());
     }
@@ -91,21 +95,21 @@ pub async fn handle(
 
     // The router: the terminal stage.
     let request_body = match (buffered, body) {
-        (Some(b), _) if b.is_empty() => ForwardBody::Empty,
-        (Some(b), _) => ForwardBody::Buffered(b),
-        (None, Some(b)) if b.is_end_stream() => ForwardBody::Empty,
-        (None, Some(b)) => match RequestBodyStream::start(b).await {
-            Ok(b) => ForwardBody::Streaming(b),
-            Err(_) => {
-                cfg.stats.downstream_cx_protocol_error.inc();
-                let reply = LocalReply::new(StatusCode::BAD_REQUEST, "Bad Request", "http1.codec_error")
-                    .with_flag(ResponseFlag::DownstreamProtocolError);
-                return stream.finish_local(reply, &parts, &mut filters, is_head);
-            }
-        },
-        (None, None) => ForwardBody::Empty,
+        (Some(b), _) if b.is_empty() => PendingBody::Empty,
+        (Some(b), _) => PendingBody::Buffered(b),
+        (None, Some(b)) if b.is_end_stream() => PendingBody::Empty,
+        (None, Some(b)) => PendingBody::Unread(b),
+        (None, None) => PendingBody::Empty,
     };
     stream.route_request(parts, request_body, filters, is_head).await
+}
+
+/// The request body as the decoder filters left it; only a forwarded request
+/// reads an unread one (a local reply leaves it, and the connection closes).
+enum PendingBody {
+    Empty,
+    Buffered(Bytes),
+    Unread(RequestBody),
 }
 
 /// Marks a response after which the connection must close (a refused request).
@@ -162,6 +166,14 @@ pub fn codec_error(cfg: &Arc<HcmConfig>, conn: ConnectionInfo, reply: LocalReply
     let stream = Stream::new(cfg, conn, "HTTP/1.1");
     let request = Request::new(()).into_parts().0;
     stream.local_response(reply, &request, false)
+}
+
+/// `scheme://host/path?query` of a request (x-forwarded-proto or http).
+fn request_url(parts: &http::request::Parts) -> String {
+    let scheme = parts.headers.get(headers::X_FORWARDED_PROTO).and_then(|v| v.to_str().ok()).unwrap_or("http");
+    let host = parts.headers.get(http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    format!("{scheme}://{host}{path}")
 }
 
 /// The request view used for route matching: Envoy strips the Host port first
@@ -251,29 +263,26 @@ impl Stream {
         let remote: IpAddr = self.info.downstream_remote.ip();
         let hops = self.cfg.xff_num_trusted_hops;
         if self.cfg.use_remote_address {
-            // The client is the peer, or with N trusted proxies in front, the Nth
-            // address from the right of the incoming x-forwarded-for.
-            let client = if hops == 0 { Some(remote) } else { headers::xff_client(h, hops - 1) };
-            headers::append_xff(h, remote);
+            // An edge request: the client is the peer, or with N trusted proxies in
+            // front, the Nth address from the right of the incoming x-forwarded-for
+            // (the peer when there are fewer). No client is internal (Envoy 1.40's
+            // default), so the control headers only trusted clients may send go.
+            let client = if hops == 0 { remote } else { headers::xff_client(h, hops - 1).unwrap_or(remote) };
+            for name in headers::INTERNAL_ONLY {
+                h.remove(*name);
+            }
+            // Envoy appends its own address, not loopback, for a loopback peer.
+            let appended = if remote.is_loopback() { headers::local_address() } else { remote };
+            headers::append_xff(h, appended);
             h.insert(headers::X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-            match client {
-                Some(ip) if headers::is_internal(ip) => {
-                    h.insert(headers::X_ENVOY_INTERNAL, HeaderValue::from_static("true"));
-                    h.remove(headers::X_ENVOY_EXTERNAL_ADDRESS);
-                }
-                Some(ip) => {
-                    h.remove(headers::X_ENVOY_INTERNAL);
-                    if let Ok(v) = HeaderValue::from_str(&ip.to_string()) {
-                        h.insert(headers::X_ENVOY_EXTERNAL_ADDRESS, v);
-                    }
-                }
-                None => {
-                    h.remove(headers::X_ENVOY_INTERNAL);
-                    h.remove(headers::X_ENVOY_EXTERNAL_ADDRESS);
-                }
+            if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
+                h.insert(headers::X_ENVOY_EXTERNAL_ADDRESS, v);
             }
         } else if !h.contains_key(headers::X_FORWARDED_PROTO) {
             h.insert(headers::X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        }
+        for name in headers::ROUTER_CONSUMED {
+            h.remove(*name);
         }
         if self.cfg.generate_request_id && !h.contains_key(headers::X_REQUEST_ID) {
             h.insert(headers::X_REQUEST_ID, headers::uuid_v4());
@@ -283,7 +292,7 @@ impl Stream {
     async fn route_request(
         mut self,
         mut parts: http::request::Parts,
-        body: ForwardBody,
+        body: PendingBody,
         mut filters: Vec<Box<dyn StreamFilter>>,
         is_head: bool,
     ) -> Response<ResponseBody> {
@@ -298,11 +307,19 @@ impl Stream {
         let action = match &route.action {
             RouteAction::DirectResponse { status, body } => {
                 stats.rq_direct_response.inc();
-                let reply = LocalReply::new(*status, body.clone(), "direct_response");
+                let mut reply = LocalReply::new(*status, body.clone(), "direct_response");
+                // A redirect status points back at the request's own URL, as Envoy does.
+                if matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
+                    if let Ok(location) = HeaderValue::from_str(&request_url(&parts)) {
+                        reply.headers.insert(http::header::LOCATION, location);
+                    }
+                }
                 return self.finish_route_reply(reply, &route, &parts, &mut filters, is_head);
             }
             RouteAction::Redirect(redirect) => {
-                stats.rq_redirect.inc();
+                // Envoy counts a redirect route as a direct response (rq_redirect
+                // is for internal redirects).
+                stats.rq_direct_response.inc();
                 let mut reply = LocalReply::new(redirect.status(), "", "via_route_redirect");
                 if let Ok(location) = HeaderValue::from_str(&redirect.location(&parts, &route)) {
                     reply.headers.insert(http::header::LOCATION, location);
@@ -338,7 +355,9 @@ impl Stream {
         }
         if let Some(host) = &action.host_rewrite_literal {
             if let Ok(v) = HeaderValue::from_str(host) {
-                parts.headers.insert(http::header::HOST, v);
+                if let Some(original) = parts.headers.insert(http::header::HOST, v) {
+                    parts.headers.insert(headers::X_ENVOY_ORIGINAL_HOST, original);
+                }
             }
         }
         if let Some(t) = action.timeout {
@@ -347,6 +366,27 @@ impl Stream {
             parts
                 .headers
                 .insert(headers::X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, HeaderValue::from(expected.as_millis() as u64));
+        }
+        let body = match body {
+            PendingBody::Empty => ForwardBody::Empty,
+            PendingBody::Buffered(b) => ForwardBody::Buffered(b),
+            PendingBody::Unread(b) => match RequestBodyStream::start(b).await {
+                Ok(b) => ForwardBody::Streaming(b),
+                Err(_) => {
+                    self.cfg.stats.downstream_cx_protocol_error.inc();
+                    let reply = LocalReply::new(StatusCode::BAD_REQUEST, "Bad Request", "http1.codec_error")
+                        .with_flag(ResponseFlag::DownstreamProtocolError);
+                    return self.finish_local(reply, &parts, &mut filters, is_head);
+                }
+            },
+        };
+        // Envoy's upstream codec sends `content-length: 0` for an empty request
+        // whose method may carry a body.
+        if matches!(body, ForwardBody::Empty)
+            && !matches!(parts.method, Method::GET | Method::HEAD | Method::DELETE | Method::TRACE | Method::CONNECT)
+            && !parts.headers.contains_key(http::header::CONTENT_LENGTH)
+        {
+            parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
         }
         let forwarded = upstream_request::forward(&cluster, action, &parts, body, &mut self.info).await;
         let upstream = match forwarded {
@@ -435,7 +475,9 @@ impl Stream {
         if !reply.body.is_empty() {
             parts.headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         }
-        parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(reply.body.len()));
+        if reply.status != StatusCode::NO_CONTENT && !reply.status.is_informational() {
+            parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(reply.body.len()));
+        }
         self.apply_response_headers(&mut parts, route, request);
         self.encode(&mut parts, request, filters);
         self.info.response_code = Some(parts.status.as_u16());
@@ -538,6 +580,7 @@ impl StreamCompletion for Completion {
         stats.downstream_rq_completed.inc();
         let status = self.info.response_code.unwrap_or(0);
         stats.response_code(status);
+        self.cfg.listener_stats.response_code(status);
         if let Some((cluster, code, active)) = self.upstream.take() {
             cluster.count_response_code(code);
             if complete {

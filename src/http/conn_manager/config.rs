@@ -14,7 +14,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use http::HeaderValue;
 
-use super::stats::{HcmStats, Http1CodecStats};
+use super::stats::{HcmListenerStats, HcmStats, Http1CodecStats};
 use crate::access_log::{self, AccessLogger};
 use crate::config::{self, ConfigError, FieldPath};
 use crate::extensions::{self, HttpFilterContext};
@@ -48,6 +48,7 @@ pub struct HcmConfig {
     pub stat_prefix: String,
     pub stats: HcmStats,
     pub codec_stats: Http1CodecStats,
+    pub listener_stats: HcmListenerStats,
     pub routes: RouteTable,
     /// Decoder filters in config order, the router excluded (it is the terminal stage).
     pub filters: Vec<Arc<dyn StreamFilterFactory>>,
@@ -98,6 +99,7 @@ impl HcmConfig {
         health_check_failed: &Arc<AtomicBool>,
         drain: &tokio::sync::watch::Receiver<bool>,
         service_cluster: &str,
+        listener_stat_scope: &str,
     ) -> Result<HcmConfig, ConfigError> {
         match CodecType::try_from(p.codec_type) {
             Ok(CodecType::Auto) | Ok(CodecType::Http1) => {}
@@ -150,6 +152,10 @@ impl HcmConfig {
         Ok(HcmConfig {
             stats: HcmStats::new(store, &format!("http.{}.", p.stat_prefix)),
             codec_stats: Http1CodecStats::new(store, "http1."),
+            listener_stats: HcmListenerStats::new(
+                store,
+                &format!("listener.{listener_stat_scope}.http.{}.", p.stat_prefix),
+            ),
             stat_prefix: p.stat_prefix.clone(),
             routes,
             filters,

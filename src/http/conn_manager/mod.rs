@@ -50,6 +50,7 @@ fn create(any: &Any, path: &FieldPath, ctx: &FactoryContext<'_>) -> Result<Arc<d
         ctx.health_check_failed,
         ctx.drain,
         ctx.service_cluster,
+        ctx.listener_stat_scope,
     )?;
     Ok(Arc::new(HttpConnectionManager { config: Arc::new(config) }))
 }
@@ -103,7 +104,9 @@ async fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) {
         }
         reader.borrow_mut().start_body(head.framing);
         let head_only = head.method == http::Method::HEAD;
-        let keep_alive = head.keep_alive;
+        // A CONNECT that is not tunnelled leaves the connection in no defined
+        // state: Envoy closes it after the reply.
+        let keep_alive = head.keep_alive && head.method != http::Method::CONNECT;
         let request = build_request(head, &reader);
         stats.downstream_rq_active.inc();
         let started = Instant::now();
@@ -112,7 +115,10 @@ async fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) {
         if draining && keep_alive {
             stats.downstream_cx_drain_close.inc();
         }
-        let close = !keep_alive || draining || response.extensions().get::<CloseConnection>().is_some();
+        // A request body the stream did not read (a local reply) closes the
+        // connection, as in Envoy.
+        let unread_body = !reader.borrow().body_done();
+        let close = !keep_alive || draining || unread_body || response.extensions().get::<CloseConnection>().is_some();
         let write_limits =
             WriteLimits { idle: cfg.stream_idle_timeout, deadline: cfg.max_stream_duration.map(|d| started + d) };
         let written = writer.write(response, head_only, close, write_limits).await;

@@ -50,6 +50,34 @@ define_stats! {
 }
 
 define_stats! {
+    /// `listener.<scope>.http.<stat_prefix>.*`: the connection manager's
+    /// per-listener response counts (Envoy's `CONN_MAN_LISTENER_STATS`).
+    #[derive(Debug)]
+    pub struct HcmListenerStats {
+        counter downstream_rq_1xx,
+        counter downstream_rq_2xx,
+        counter downstream_rq_3xx,
+        counter downstream_rq_4xx,
+        counter downstream_rq_5xx,
+        counter downstream_rq_completed,
+    }
+}
+
+impl HcmListenerStats {
+    /// Counts a finished response by status class.
+    pub fn response_code(&self, status: u16) {
+        self.downstream_rq_completed.inc();
+        match status {
+            100..=199 => self.downstream_rq_1xx.inc(),
+            200..=299 => self.downstream_rq_2xx.inc(),
+            300..=399 => self.downstream_rq_3xx.inc(),
+            400..=499 => self.downstream_rq_4xx.inc(),
+            _ => self.downstream_rq_5xx.inc(),
+        }
+    }
+}
+
+define_stats! {
     /// `http1.*`: Envoy's HTTP/1 codec stats (one set per process, shared by
     /// every connection manager).
     #[derive(Debug)]
