@@ -1,7 +1,6 @@
 //! The connection manager's configuration, checked and built from
 //! `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,10 +16,9 @@ use http::HeaderValue;
 use super::stats::{HcmListenerStats, HcmStats, Http1CodecStats};
 use crate::access_log::{self, AccessLogger};
 use crate::config::{self, ConfigError, FieldPath};
-use crate::extensions::{self, HttpFilterContext};
+use crate::extensions::{self, FactoryContext, HttpFilterContext};
 use crate::http::filter::StreamFilterFactory;
 use crate::router::{RouteBuildContext, RouteTable};
-use crate::stats::Store;
 use crate::thread_local::Slot;
 use crate::upstream::ThreadLocalClusterManager;
 
@@ -94,13 +92,9 @@ impl HcmConfig {
     pub fn from_proto(
         p: &HttpConnectionManager,
         path: &FieldPath,
-        store: &Store,
-        clusters: &Slot<ThreadLocalClusterManager>,
-        health_check_failed: &Arc<AtomicBool>,
-        drain: &tokio::sync::watch::Receiver<bool>,
-        service_cluster: &str,
-        listener_stat_scope: &str,
+        ctx: &FactoryContext<'_>,
     ) -> Result<HcmConfig, ConfigError> {
+        let FactoryContext { store, clusters, health_check_failed, drain, service_cluster, listener_stat_scope } = *ctx;
         match CodecType::try_from(p.codec_type) {
             Ok(CodecType::Auto) | Ok(CodecType::Http1) => {}
             _ => return Err(path.field_error("codec_type", "only AUTO and HTTP1 are supported by Courier so far")),

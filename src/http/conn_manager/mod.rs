@@ -42,16 +42,7 @@ pub struct HttpConnectionManager {
 
 fn create(any: &Any, path: &FieldPath, ctx: &FactoryContext<'_>) -> Result<Arc<dyn NetworkFilterFactory>, ConfigError> {
     let proto: HcmProto = decode_any(any, path)?;
-    let config = HcmConfig::from_proto(
-        &proto,
-        path,
-        ctx.store,
-        ctx.clusters,
-        ctx.health_check_failed,
-        ctx.drain,
-        ctx.service_cluster,
-        ctx.listener_stat_scope,
-    )?;
+    let config = HcmConfig::from_proto(&proto, path, ctx)?;
     Ok(Arc::new(HttpConnectionManager { config: Arc::new(config) }))
 }
 
