@@ -16,11 +16,16 @@ use tokio::time::Instant;
 use super::config::{ForwardAction, RetryOn, RetryPolicy};
 use crate::http::body::RequestBodyStream;
 use crate::http::filter::LocalReply;
+use crate::http::headers::X_ENVOY_EXPECTED_RQ_TIMEOUT_MS;
 use crate::http::stream_info::{ResponseFlag, StreamInfo};
 use crate::stats::Gauge;
 use crate::upstream::host::Host;
 use crate::upstream::http1_conn_pool::{BoxError, PoolFailure, PooledClient, UpstreamBody};
 use crate::upstream::resource_manager::{Resource, ResourceGuard};
+
+/// Envoy's header on a local reply for a circuit breaker overflow.
+const X_ENVOY_OVERLOADED: http::HeaderName = http::HeaderName::from_static("x-envoy-overloaded");
+
 use crate::upstream::ThreadLocalCluster;
 
 /// The request body as the router can send it: replayable for retries when it
@@ -74,10 +79,12 @@ pub struct ActiveRequest {
 }
 
 impl ActiveRequest {
-    fn new(breaker: ResourceGuard, gauge: Arc<Gauge>, host: Arc<Host>) -> ActiveRequest {
+    /// `breaker` is the request's `max_requests` slot, taken by the pool when it
+    /// attached the request to a connection.
+    fn new(started: Instant, breaker: ResourceGuard, gauge: Arc<Gauge>, host: Arc<Host>) -> ActiveRequest {
         gauge.inc();
         host.stats.rq_active.fetch_add(1, Ordering::Relaxed);
-        ActiveRequest { started: Instant::now(), _breaker: breaker, gauge, host }
+        ActiveRequest { started, _breaker: breaker, gauge, host }
     }
 }
 
@@ -101,39 +108,47 @@ enum AttemptFailure {
     DownstreamBody,
 }
 
-/// Envoy's local reply bodies for upstream failures.
-fn failure_reply(f: AttemptFailure) -> LocalReply {
+/// Envoy's local reply for an upstream failure. A reset reason's body says
+/// `retried and the latest reset reason` once the request was retried; an
+/// overflow carries `x-envoy-overloaded: true`.
+fn failure_reply(f: AttemptFailure, retried: bool) -> LocalReply {
+    let reset = |reason: &str, details: &'static str, flag: ResponseFlag| {
+        let latest = if retried { "retried and the latest " } else { "" };
+        LocalReply::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("upstream connect error or disconnect/reset before headers. {latest}reset reason: {reason}"),
+            details,
+        )
+        .with_flag(flag)
+    };
     match f {
-        AttemptFailure::Pool(PoolFailure::Overflow) => LocalReply::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "upstream connect error or disconnect/reset before headers. reset reason: overflow",
-            "upstream_reset_before_response_started{overflow}",
-        )
-        .with_flag(ResponseFlag::UpstreamOverflow),
-        AttemptFailure::Pool(PoolFailure::ConnectFailure) => LocalReply::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure",
-            "upstream_reset_before_response_started{remote_connection_failure}",
-        )
-        .with_flag(ResponseFlag::UpstreamConnectionFailure),
-        AttemptFailure::Pool(PoolFailure::ConnectTimeout) => LocalReply::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "upstream connect error or disconnect/reset before headers. reset reason: connection timeout",
+        AttemptFailure::Pool(p) if p.is_overflow() => {
+            let mut reply =
+                reset("overflow", "upstream_reset_before_response_started{overflow}", ResponseFlag::UpstreamOverflow);
+            reply.headers.insert(X_ENVOY_OVERLOADED, http::HeaderValue::from_static("true"));
+            reply
+        }
+        AttemptFailure::Pool(PoolFailure::ConnectTimeout) => reset(
+            "connection timeout",
             "upstream_reset_before_response_started{connection_timeout}",
-        )
-        .with_flag(ResponseFlag::UpstreamConnectionFailure),
+            ResponseFlag::UpstreamConnectionFailure,
+        ),
+        AttemptFailure::Pool(_) => reset(
+            "remote connection failure",
+            "upstream_reset_before_response_started{remote_connection_failure}",
+            ResponseFlag::UpstreamConnectionFailure,
+        ),
         AttemptFailure::PerTryTimeout | AttemptFailure::GlobalTimeout => {
             LocalReply::new(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout", "upstream_response_timeout")
                 .with_flag(ResponseFlag::UpstreamRequestTimeout)
         }
         AttemptFailure::DownstreamBody => LocalReply::new(StatusCode::BAD_REQUEST, "Bad Request", "http1.codec_error")
             .with_flag(ResponseFlag::DownstreamProtocolError),
-        AttemptFailure::Reset => LocalReply::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+        AttemptFailure::Reset => reset(
+            "connection termination",
             "upstream_reset_before_response_started{connection_termination}",
-        )
-        .with_flag(ResponseFlag::UpstreamConnectionTermination),
+            ResponseFlag::UpstreamConnectionTermination,
+        ),
     }
 }
 
@@ -145,9 +160,8 @@ fn retries_failure(policy: &RetryPolicy, f: AttemptFailure) -> bool {
     let on = policy.retry_on;
     let any_reset = RetryOn::RESET | RetryOn::FIVE_XX | RetryOn::GATEWAY_ERROR;
     match f {
-        AttemptFailure::Pool(PoolFailure::Overflow)
-        | AttemptFailure::GlobalTimeout
-        | AttemptFailure::DownstreamBody => false,
+        AttemptFailure::Pool(p) if p.is_overflow() => false,
+        AttemptFailure::GlobalTimeout | AttemptFailure::DownstreamBody => false,
         AttemptFailure::Pool(_) => on.intersects(any_reset | RetryOn::CONNECT_FAILURE | RetryOn::RESET_BEFORE_REQUEST),
         AttemptFailure::Reset | AttemptFailure::PerTryTimeout => on.intersects(any_reset),
     }
@@ -158,6 +172,41 @@ fn backoff(policy: &RetryPolicy, retry: u32) -> Duration {
     let base = policy.base_interval.as_millis().max(1) as u64;
     let ceiling = base.saturating_mul(1u64 << retry.min(16)).min(policy.max_interval.as_millis().max(1) as u64);
     Duration::from_millis(crate::common::random::below(ceiling.max(1)))
+}
+
+/// Waits `wait` before the next try; false when the route timeout ends first.
+async fn back_off(wait: Duration, deadline: Option<Instant>) -> bool {
+    let until = Instant::now() + wait;
+    match deadline {
+        Some(d) if d <= until => {
+            tokio::time::sleep_until(d).await;
+            false
+        }
+        _ => {
+            tokio::time::sleep_until(until).await;
+            true
+        }
+    }
+}
+
+/// Envoy's `x-envoy-expected-rq-timeout-ms` for a try starting `elapsed` after
+/// the route timeout started (`setTimeoutHeaders`): the per-try timeout, else the
+/// route timeout, capped by the time the route timeout has left (1 ms when none
+/// is left); none without either timeout.
+fn expected_timeout_ms(route: Option<Duration>, per_try: Option<Duration>, elapsed: Duration) -> Option<u64> {
+    let global = route.map_or(0, |t| t.as_millis() as u64);
+    let expected = match per_try.map_or(0, |t| t.as_millis() as u64) {
+        0 => global,
+        p => p,
+    };
+    if expected == 0 {
+        return None;
+    }
+    if global == 0 {
+        return Some(expected);
+    }
+    let elapsed = elapsed.as_millis() as u64;
+    Some(if elapsed >= global { 1 } else { expected.min(global - elapsed) })
 }
 
 /// Sends the request to `cluster` with the action's timeouts and retry policy.
@@ -176,7 +225,10 @@ pub async fn forward(
     if policy.is_some_and(|p| p.num_retries > 0 && !p.retry_on.is_empty()) {
         body = super::retry_body::buffer_for_retries(body, super::retry_body::RETRY_BUFFER_LIMIT).await;
     }
-    let deadline = action.timeout.map(|t| Instant::now() + t);
+    let timer_started = Instant::now();
+    let deadline = action.timeout.map(|t| timer_started + t);
+    // Envoy ignores a per-try timeout that is not shorter than the route timeout.
+    let per_try = policy.and_then(|p| p.per_try_timeout).filter(|p| action.timeout.is_none_or(|t| *p < t));
     let mut retries_done = 0u32;
     let mut retry_guard: Option<ResourceGuard> = None;
     // Only a body that is empty or was read whole can be sent again.
@@ -185,25 +237,28 @@ pub async fn forward(
         info.attempt_count += 1;
         let Some(host) = cluster.choose_host() else {
             stats.upstream_cx_none_healthy.inc();
+            cluster.count_response_code(503);
             return Err(LocalReply::new(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream", "no_healthy_upstream")
                 .with_flag(ResponseFlag::NoHealthyUpstream));
         };
         info.upstream_host = Some(host.address);
-        let Some(breaker) = cluster.info.resources.try_acquire(Resource::Requests) else {
-            stats.upstream_rq_pending_overflow.inc();
-            return Err(failure_reply(AttemptFailure::Pool(PoolFailure::Overflow)));
-        };
-        stats.upstream_rq_total.inc();
-        host.stats.rq_total.fetch_add(1, Ordering::Relaxed);
-        let active = ActiveRequest::new(breaker, stats.upstream_rq_active.clone(), host.clone());
-        let per_try = policy.and_then(|p| p.per_try_timeout);
+        let started = Instant::now();
         let try_deadline = match (deadline, per_try) {
-            (Some(d), Some(p)) => Some(d.min(Instant::now() + p)),
+            (Some(d), Some(p)) => Some(d.min(started + p)),
             (Some(d), None) => Some(d),
-            (None, Some(p)) => Some(Instant::now() + p),
+            (None, Some(p)) => Some(started + p),
             (None, None) => None,
         };
-        let attempt = attempt(cluster, &host, parts, &mut body, replayable, action.auto_host_rewrite);
+        // The first try is told the whole timeout, a retry what is left of it.
+        let elapsed = if retries_done == 0 { Duration::ZERO } else { started - timer_started };
+        let try_request = Try {
+            parts,
+            expected_timeout_ms: expected_timeout_ms(action.timeout, per_try, elapsed),
+            replayable,
+            auto_host_rewrite: action.auto_host_rewrite,
+            started,
+        };
+        let attempt = attempt(cluster, &host, &try_request, &mut body);
         let outcome = match try_deadline {
             Some(at) => match tokio::time::timeout_at(at, attempt).await {
                 Ok(r) => r,
@@ -213,18 +268,24 @@ pub async fn forward(
             None => attempt.await,
         };
         match outcome {
-            Ok((response, client, service_time)) => {
+            Ok((response, client, service_time, active)) => {
                 let status = response.status().as_u16();
                 let retriable = policy.is_some_and(|p| p.retriable_response(status, response.headers()));
                 if retriable && replayable {
                     if let Some(guard) = next_retry(cluster, policy, retries_done) {
-                        // Counted as Envoy does every upstream response, then dropped:
-                        // on HTTP/1.1 its connection is not reused.
-                        cluster.count_response_code(status);
-                        drop((response, client));
+                        // As Envoy: a retried response counts under `retry.*` (only
+                        // the final one under `upstream_rq_<code>`) and as a host
+                        // error; then it is dropped (on HTTP/1.1 its connection
+                        // is not reused).
+                        cluster.count_retried_response_code(status);
+                        host.stats.rq_error.fetch_add(1, Ordering::Relaxed);
+                        drop((response, client, active));
                         retry_guard = Some(guard);
                         retries_done += 1;
-                        tokio::time::sleep(backoff(policy.expect("retriable implies a policy"), retries_done)).await;
+                        let wait = backoff(policy.expect("retriable implies a policy"), retries_done);
+                        if !back_off(wait, deadline).await {
+                            return Err(timed_out_in_back_off());
+                        }
                         continue;
                     }
                     info.response_flags.set(ResponseFlag::UpstreamRetryLimitExceeded);
@@ -238,8 +299,6 @@ pub async fn forward(
                 return Ok(UpstreamResponse { response, client, host, service_time, active });
             }
             Err(failure) => {
-                drop(active);
-                host.stats.rq_error.fetch_add(1, Ordering::Relaxed);
                 match failure {
                     AttemptFailure::PerTryTimeout => {
                         stats.upstream_rq_per_try_timeout.inc();
@@ -252,24 +311,43 @@ pub async fn forward(
                     AttemptFailure::Reset => stats.upstream_rq_rx_reset.inc(),
                     AttemptFailure::Pool(_) | AttemptFailure::DownstreamBody => {}
                 }
+                // A pending overflow never reached a host (Envoy has none to charge).
+                let charges_host = !matches!(
+                    failure,
+                    AttemptFailure::Pool(PoolFailure::PendingOverflow) | AttemptFailure::DownstreamBody
+                );
                 if let Some(p) = policy.filter(|p| retries_failure(p, failure) && replayable) {
                     if let Some(guard) = next_retry(cluster, Some(p), retries_done) {
+                        host.stats.rq_error.fetch_add(u64::from(charges_host), Ordering::Relaxed);
                         retry_guard = Some(guard);
                         retries_done += 1;
-                        tokio::time::sleep(backoff(p, retries_done)).await;
+                        if !back_off(backoff(p, retries_done), deadline).await {
+                            return Err(timed_out_in_back_off());
+                        }
                         continue;
                     }
-                }
-                if matches!(failure, AttemptFailure::PerTryTimeout) && deadline.is_some() {
-                    stats.upstream_rq_timeout.inc();
                 }
                 if policy.is_some_and(|p| retries_failure(p, failure)) && retries_done > 0 {
                     info.response_flags.set(ResponseFlag::UpstreamRetryLimitExceeded);
                 }
-                return Err(failure_reply(failure));
+                let reply = failure_reply(failure, retries_done > 0);
+                // Envoy's `chargeUpstreamAbort`: the reply's code counts as the
+                // upstream's (a per-try timeout that ends the request is not a
+                // route timeout: only `upstream_rq_per_try_timeout` counts it).
+                if failure != AttemptFailure::DownstreamBody {
+                    cluster.count_response_code(reply.status.as_u16());
+                }
+                host.stats.rq_error.fetch_add(u64::from(charges_host), Ordering::Relaxed);
+                return Err(reply);
             }
         }
     }
+}
+
+/// The route timeout ended while waiting to retry: Envoy answers 504 with no
+/// request in flight, so nothing is counted against the cluster or a host.
+fn timed_out_in_back_off() -> LocalReply {
+    failure_reply(AttemptFailure::GlobalTimeout, true)
 }
 
 /// Takes a retry if the policy has one left and the retry breaker allows it.
@@ -293,31 +371,46 @@ fn next_retry(cluster: &ThreadLocalCluster, policy: Option<&RetryPolicy>, done: 
     }
 }
 
-/// One try: a pooled client, then the request. A request that fails on a reused
-/// keep-alive connection before any response is sent again on another
-/// connection once (the upstream closed it while idle), if the body allows.
+/// What one try sends, besides the body.
+struct Try<'a> {
+    parts: &'a http::request::Parts,
+    /// `x-envoy-expected-rq-timeout-ms` for this try, if any.
+    expected_timeout_ms: Option<u64>,
+    replayable: bool,
+    auto_host_rewrite: bool,
+    started: Instant,
+}
+
+/// One try: a pooled client (the pool attaches the request, counting it active),
+/// then the request. A request that fails on a reused keep-alive connection before
+/// any response is sent again on another connection once (the upstream closed it
+/// while idle), if the body allows.
 async fn attempt(
     cluster: &Rc<ThreadLocalCluster>,
     host: &Arc<Host>,
-    parts: &http::request::Parts,
+    try_request: &Try<'_>,
     body: &mut ForwardBody,
-    replayable: bool,
-    auto_host_rewrite: bool,
-) -> Result<(Response<Incoming>, PooledClient, Duration), AttemptFailure> {
+) -> Result<(Response<Incoming>, PooledClient, Duration, ActiveRequest), AttemptFailure> {
     let pool = cluster.http_pool(host);
-    let mut stale_retry = replayable;
+    let mut stale_retry = try_request.replayable;
     loop {
-        let mut client = pool.acquire().await.map_err(AttemptFailure::Pool)?;
+        let (mut client, breaker) = pool.acquire().await.map_err(AttemptFailure::Pool)?;
+        let active = ActiveRequest::new(
+            try_request.started,
+            breaker,
+            cluster.info.stats.upstream_rq_active.clone(),
+            host.clone(),
+        );
         client.on_request();
-        let mut request = build_request(parts, body.take_for_attempt());
-        if auto_host_rewrite && !host.hostname.is_empty() {
+        let mut request = build_request(try_request, body.take_for_attempt());
+        if try_request.auto_host_rewrite && !host.hostname.is_empty() {
             if let Ok(v) = http::HeaderValue::from_str(&host.hostname) {
                 request.headers_mut().insert(http::header::HOST, v);
             }
         }
         let sent = Instant::now();
         match client.sender.send_request(request).await {
-            Ok(response) => return Ok((response, client, sent.elapsed())),
+            Ok(response) => return Ok((response, client, sent.elapsed(), active)),
             Err(e) => {
                 tracing::debug!(host = %host.address, "upstream request failed: {e}");
                 if e.is_user() {
@@ -333,11 +426,57 @@ async fn attempt(
     }
 }
 
-fn build_request(parts: &http::request::Parts, body: UpstreamBody) -> Request<UpstreamBody> {
+/// The request of one try: the router's request with this try's
+/// `x-envoy-expected-rq-timeout-ms`.
+fn build_request(try_request: &Try<'_>, body: UpstreamBody) -> Request<UpstreamBody> {
+    let parts = try_request.parts;
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = parts.uri.clone();
     *req.version_mut() = http::Version::HTTP_11;
     *req.headers_mut() = parts.headers.clone();
+    if let Some(ms) = try_request.expected_timeout_ms {
+        req.headers_mut().insert(X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, http::HeaderValue::from(ms));
+    }
     req
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_timeout_is_the_time_left_for_the_try() {
+        let ms = Duration::from_millis;
+        // The route timeout alone, or the shorter per-try timeout.
+        assert_eq!(expected_timeout_ms(Some(ms(15000)), None, ms(0)), Some(15000));
+        assert_eq!(expected_timeout_ms(Some(ms(3000)), Some(ms(200)), ms(0)), Some(200));
+        // A retry is told what is left of the route timeout, capped by the per-try one.
+        assert_eq!(expected_timeout_ms(Some(ms(15000)), None, ms(311)), Some(14689));
+        assert_eq!(expected_timeout_ms(Some(ms(300)), Some(ms(200)), ms(250)), Some(50));
+        assert_eq!(expected_timeout_ms(Some(ms(3000)), Some(ms(200)), ms(250)), Some(200));
+        // Out of time: 1 ms, since 0 would mean no timeout.
+        assert_eq!(expected_timeout_ms(Some(ms(300)), None, ms(300)), Some(1));
+        // No route timeout: the per-try timeout, or no header.
+        assert_eq!(expected_timeout_ms(None, Some(ms(200)), ms(900)), Some(200));
+        assert_eq!(expected_timeout_ms(None, None, ms(0)), None);
+    }
+
+    #[test]
+    fn reset_bodies_say_when_the_request_was_retried() {
+        let f = AttemptFailure::Pool(PoolFailure::ConnectFailure);
+        assert_eq!(
+            failure_reply(f, false).body,
+            "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure"
+        );
+        assert_eq!(
+            failure_reply(f, true).body,
+            "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: \
+             remote connection failure"
+        );
+        let overflow = failure_reply(AttemptFailure::Pool(PoolFailure::ActiveOverflow), false);
+        assert_eq!(overflow.body, "upstream connect error or disconnect/reset before headers. reset reason: overflow");
+        assert_eq!(overflow.headers.get("x-envoy-overloaded").map(|v| v.as_bytes()), Some(&b"true"[..]));
+        assert_eq!(failure_reply(AttemptFailure::PerTryTimeout, true).body, "upstream request timeout");
+    }
 }

@@ -17,7 +17,6 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_optio
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::UpstreamProtocolOptions;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 
-use super::host::Host;
 use super::load_balancer::{LbPolicy, DEFAULT_ACTIVE_REQUEST_BIAS, DEFAULT_CHOICE_COUNT};
 use super::resource_manager::ResourceManager;
 use crate::config::{self, ConfigError, FieldPath};
@@ -49,6 +48,7 @@ define_stats! {
         counter upstream_rq_pending_total,
         counter upstream_rq_pending_failure_eject,
         counter upstream_rq_pending_overflow,
+        counter upstream_rq_active_overflow,
         counter upstream_rq_completed,
         counter upstream_rq_timeout,
         counter upstream_rq_per_try_timeout,
@@ -152,57 +152,41 @@ pub struct ClusterInfo {
     pub max_requests_per_connection: Option<u32>,
     /// How long an idle pooled HTTP connection is kept (Envoy's default 1 h).
     pub idle_timeout: Duration,
-    /// `upstream_rq_<code>` counters, created on first use of each code.
+    /// `upstream_rq_<code>` and `retry.*` counters, created on first use.
     code_stats: CodeStats,
 }
 
-/// Per-status-code counters (`cluster.<name>.upstream_rq_200`), which Envoy
-/// creates dynamically. Made once per code; the lock is taken only then.
+/// The counters Envoy creates dynamically (`cluster.<name>.upstream_rq_200`,
+/// `cluster.<name>.retry.upstream_rq_5xx`), by name after the cluster's prefix.
+/// Made once each; the lock is taken only then.
 #[derive(Debug)]
 struct CodeStats {
     store: Arc<Store>,
     prefix: String,
-    codes: std::sync::Mutex<std::collections::HashMap<u16, Arc<crate::stats::Counter>>>,
+    counters: std::sync::Mutex<std::collections::HashMap<String, Arc<crate::stats::Counter>>>,
 }
 
 impl ClusterInfo {
     /// The `upstream_rq_<code>` counter. Workers cache the result (see
     /// `ThreadLocalCluster::count_response_code`), so the lock is rare.
     pub fn code_counter(&self, code: u16) -> Arc<crate::stats::Counter> {
-        let mut codes = self.code_stats.codes.lock().unwrap_or_else(|e| e.into_inner());
-        codes
-            .entry(code)
-            .or_insert_with(|| self.code_stats.store.counter(&format!("{}upstream_rq_{code}", self.code_stats.prefix)))
-            .clone()
+        self.dynamic_counter(&format!("upstream_rq_{code}"))
+    }
+
+    /// The counter `cluster.<stat_name>.<name>`, created on first use (workers
+    /// cache the result).
+    pub fn dynamic_counter(&self, name: &str) -> Arc<crate::stats::Counter> {
+        let mut counters = self.code_stats.counters.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = counters.get(name) {
+            return c.clone();
+        }
+        let c = self.code_stats.store.counter(&format!("{}{name}", self.code_stats.prefix));
+        counters.insert(name.to_owned(), c.clone());
+        c
     }
 }
 
 impl ClusterInfo {
-    /// The `load_balancing_weight` of each of `hosts`, from the endpoint it came
-    /// from: by position for a STATIC cluster (its hosts are its endpoints, in
-    /// order), else the first endpoint with the host's address, or with its DNS name
-    /// and port; 1 when none matches.
-    pub fn host_weights(&self, hosts: &[Arc<Host>]) -> Vec<u32> {
-        if self.discovery == DiscoveryType::Static
-            && hosts.len() == self.endpoints.len()
-            && hosts.iter().zip(&self.endpoints).all(|(h, e)| *e == EndpointAddress::Ip(h.address))
-        {
-            return self.endpoint_weights.clone();
-        }
-        hosts.iter().map(|h| self.host_weight(h)).collect()
-    }
-
-    fn host_weight(&self, host: &Host) -> u32 {
-        self.endpoints
-            .iter()
-            .zip(&self.endpoint_weights)
-            .find(|(e, _)| match e {
-                EndpointAddress::Ip(a) => *a == host.address,
-                EndpointAddress::Dns { name, port } => *name == host.hostname && *port == host.address.port(),
-            })
-            .map_or(1, |(_, w)| *w)
-    }
-
     /// Builds a cluster from `static_resources.clusters[i]`; `path` points at it.
     pub fn from_proto(c: &Cluster, path: &FieldPath, store: &Arc<Store>) -> Result<ClusterInfo, ConfigError> {
         let discovery = match &c.cluster_discovery_type {
@@ -248,7 +232,7 @@ impl ClusterInfo {
             resources,
             max_requests_per_connection: http.max_requests_per_connection,
             idle_timeout: http.idle_timeout,
-            code_stats: CodeStats { store: store.clone(), prefix: prefix.clone(), codes: Default::default() },
+            code_stats: CodeStats { store: store.clone(), prefix: prefix.clone(), counters: Default::default() },
             stat_name,
             discovery,
             connect_timeout: config::duration_or(&c.connect_timeout, DEFAULT_CONNECT_TIMEOUT),
@@ -556,18 +540,5 @@ mod tests {
             .replace("      - lb_endpoints:", "      - load_balancing_weight: 2\n        lb_endpoints:");
         let e = error(&yaml);
         assert!(e.contains("endpoints[0].load_balancing_weight: field 'load_balancing_weight'"), "{e}");
-    }
-
-    #[test]
-    fn upstream_host_weights_follow_their_endpoints() {
-        let host = |a: &str, name: &str| Host::new(a.parse().unwrap(), name.to_string());
-        let info = load(&cluster("STATIC", "", &[("127.0.0.1:1", Some(3)), ("127.0.0.1:2", Some(5))])).unwrap();
-        let hosts = [host("127.0.0.1:1", ""), host("127.0.0.1:2", "")];
-        assert_eq!(info.host_weights(&hosts), vec![3, 5]);
-        assert_eq!(info.host_weights(&hosts[1..]), vec![5]);
-        assert_eq!(info.host_weights(&[host("127.0.0.1:9", "")]), vec![1]);
-        let info = load(&cluster("STRICT_DNS", "", &[("localhost:1", Some(2)), ("localhost:2", Some(7))])).unwrap();
-        let hosts = [host("127.0.0.1:2", "localhost"), host("[::1]:1", "localhost"), host("127.0.0.1:1", "other")];
-        assert_eq!(info.host_weights(&hosts), vec![7, 2, 1]);
     }
 }

@@ -15,13 +15,33 @@ use super::dns;
 use super::host::{Host, HostSet};
 use super::thread_local_cluster::ThreadLocalClusterManager;
 use crate::config::{ConfigError, FieldPath};
+use crate::define_stats;
 use crate::stats::Store;
 use crate::thread_local::Slot;
+
+define_stats! {
+    /// `cluster_manager.*`, those of Envoy's that a static config can move. Clusters
+    /// are never warming, modified nor removed (there is no CDS), and updates are
+    /// never merged (only host-set changes happen, which Envoy applies at once).
+    #[derive(Debug)]
+    pub struct ClusterManagerStats {
+        counter cluster_added,
+        counter cluster_modified,
+        counter cluster_removed,
+        counter cluster_updated,
+        counter cluster_updated_via_merge,
+        counter update_merge_cancelled,
+        counter update_out_of_merge_window,
+        gauge active_clusters,
+        gauge warming_clusters,
+    }
+}
 
 /// The clusters of the static config, validated but not yet running.
 #[derive(Debug)]
 pub struct ClusterManagerConfig {
     pub clusters: Vec<Arc<ClusterInfo>>,
+    pub stats: Arc<ClusterManagerStats>,
 }
 
 impl ClusterManagerConfig {
@@ -35,7 +55,7 @@ impl ClusterManagerConfig {
             }
             out.push(Arc::new(ClusterInfo::from_proto(c, &path, store)?));
         }
-        Ok(ClusterManagerConfig { clusters: out })
+        Ok(ClusterManagerConfig { clusters: out, stats: Arc::new(ClusterManagerStats::new(store, "cluster_manager.")) })
     }
 }
 
@@ -44,6 +64,7 @@ pub struct ClusterManager {
     clusters: BTreeMap<String, Arc<ClusterInfo>>,
     membership: RefCell<BTreeMap<String, HostSet>>,
     slot: Slot<ThreadLocalClusterManager>,
+    stats: Arc<ClusterManagerStats>,
 }
 
 impl ClusterManager {
@@ -55,21 +76,28 @@ impl ClusterManager {
             clusters: config.clusters.iter().map(|c| (c.name.clone(), c.clone())).collect(),
             membership: RefCell::new(BTreeMap::new()),
             slot,
+            stats: config.stats.clone(),
         });
         let mut initial = Vec::with_capacity(config.clusters.len());
         for info in &config.clusters {
+            // Clusters of static_resources are active at once, never warming.
+            cm.stats.cluster_added.inc();
+            cm.stats.active_clusters.inc();
             let hosts = match info.discovery {
-                DiscoveryType::Static => Arc::new(
-                    info.endpoints
-                        .iter()
-                        .filter_map(|e| match e {
-                            EndpointAddress::Ip(a) => Some(Host::new(*a, String::new())),
-                            EndpointAddress::Dns { .. } => None,
-                        })
-                        .collect(),
-                ),
+                DiscoveryType::Static => {
+                    let hosts = static_hosts(info);
+                    info.stats.membership_change.add(u64::from(!hosts.is_empty()));
+                    hosts
+                }
                 DiscoveryType::StrictDns | DiscoveryType::LogicalDns => {
-                    resolve_cluster(info, &Arc::new(Vec::new())).await.unwrap_or_default()
+                    let resolved = resolve_cluster(info, &Arc::new(Vec::new())).await;
+                    // Envoy adds each name's hosts as that name resolves: a membership
+                    // change each. Its STRICT_DNS cluster is initialized by the first
+                    // name's resolution, so each further name's hosts are an update.
+                    let with_hosts = resolved.as_ref().map_or(0, |r| r.targets_with_hosts) as u64;
+                    info.stats.membership_change.add(with_hosts);
+                    cm.stats.cluster_updated.add(with_hosts.saturating_sub(1));
+                    resolved.map(|r| r.hosts).unwrap_or_default()
                 }
             };
             set_membership_stats(info, &hosts);
@@ -105,6 +133,7 @@ impl ClusterManager {
     /// Installs a new membership for a cluster on main and on every worker.
     fn update_membership(&self, info: &Arc<ClusterInfo>, hosts: HostSet) {
         info.stats.membership_change.inc();
+        self.stats.cluster_updated.inc();
         set_membership_stats(info, &hosts);
         self.membership.borrow_mut().insert(info.name.clone(), hosts.clone());
         let info = info.clone();
@@ -115,15 +144,41 @@ impl ClusterManager {
 fn set_membership_stats(info: &ClusterInfo, hosts: &HostSet) {
     info.stats.membership_total.set(hosts.len() as i64);
     info.stats.membership_healthy.set(hosts.len() as i64);
-    info.stats.max_host_weight.set(if hosts.is_empty() { 0 } else { 1 });
 }
 
-/// Resolves every endpoint of a DNS cluster. Hosts whose address did not change
-/// are kept (with their stats); `None` when any name failed to resolve.
-async fn resolve_cluster(info: &ClusterInfo, current: &HostSet) -> Option<HostSet> {
+/// The hosts of a STATIC cluster: its endpoints, in order, with their weights.
+fn static_hosts(info: &ClusterInfo) -> HostSet {
+    Arc::new(
+        info.endpoints
+            .iter()
+            .zip(&info.endpoint_weights)
+            .filter_map(|(e, &weight)| match e {
+                EndpointAddress::Ip(a) => Some(Host::new(*a, String::new(), weight)),
+                EndpointAddress::Dns { .. } => None,
+            })
+            .collect(),
+    )
+}
+
+/// A DNS cluster's hosts after resolving all of its names.
+struct Resolved {
+    hosts: HostSet,
+    /// How many names resolved to at least one host.
+    targets_with_hosts: usize,
+}
+
+/// Resolves every endpoint of a DNS cluster; each host takes its endpoint's
+/// `load_balancing_weight`. Hosts whose address did not change are kept (with
+/// their stats); `None` when any name failed to resolve.
+///
+/// `max_host_weight` follows Envoy, whose STRICT_DNS cluster sets it from each
+/// name's hosts as that name resolves (at least 1), so it ends with the last name's;
+/// STATIC and LOGICAL_DNS clusters never set it.
+async fn resolve_cluster(info: &ClusterInfo, current: &HostSet) -> Option<Resolved> {
     info.stats.update_attempt.inc();
     let mut hosts: Vec<Arc<Host>> = Vec::new();
-    for endpoint in &info.endpoints {
+    let mut targets_with_hosts = 0;
+    for (endpoint, &weight) in info.endpoints.iter().zip(&info.endpoint_weights) {
         let EndpointAddress::Dns { name, port } = endpoint else {
             continue;
         };
@@ -131,8 +186,11 @@ async fn resolve_cluster(info: &ClusterInfo, current: &HostSet) -> Option<HostSe
             Ok(mut addrs) => {
                 if info.discovery == DiscoveryType::LogicalDns {
                     addrs.truncate(1);
+                } else {
+                    info.stats.max_host_weight.set(if addrs.is_empty() { 1 } else { i64::from(weight) });
                 }
-                hosts.extend(addrs.into_iter().map(|a| reuse_or_new(current, a, name)));
+                targets_with_hosts += usize::from(!addrs.is_empty());
+                hosts.extend(addrs.into_iter().map(|a| reuse_or_new(current, a, name, weight)));
             }
             Err(e) => {
                 tracing::warn!(cluster = %info.name, "DNS resolution of '{name}' failed: {e}");
@@ -145,15 +203,15 @@ async fn resolve_cluster(info: &ClusterInfo, current: &HostSet) -> Option<HostSe
     if hosts.is_empty() {
         info.stats.update_empty.inc();
     }
-    Some(Arc::new(hosts))
+    Some(Resolved { hosts: Arc::new(hosts), targets_with_hosts })
 }
 
-fn reuse_or_new(current: &HostSet, address: SocketAddr, name: &str) -> Arc<Host> {
+fn reuse_or_new(current: &HostSet, address: SocketAddr, name: &str, weight: u32) -> Arc<Host> {
     current
         .iter()
-        .find(|h| h.address == address && h.hostname == name)
+        .find(|h| h.address == address && h.hostname == name && h.weight == weight)
         .cloned()
-        .unwrap_or_else(|| Host::new(address, name.to_string()))
+        .unwrap_or_else(|| Host::new(address, name.to_string(), weight))
 }
 
 /// Re-resolves a DNS cluster every `dns_refresh_rate` until the manager is gone.
@@ -163,7 +221,7 @@ async fn refresh_loop(cm: std::rc::Weak<ClusterManager>, info: Arc<ClusterInfo>)
         let Some(current) = cm.upgrade().map(|cm| cm.hosts(&info.name)) else {
             return;
         };
-        let Some(new) = resolve_cluster(&info, &current).await else {
+        let Some(Resolved { hosts: new, .. }) = resolve_cluster(&info, &current).await else {
             continue;
         };
         let Some(cm) = cm.upgrade() else { return };

@@ -11,6 +11,9 @@ pub struct Host {
     pub address: SocketAddr,
     /// The name it was resolved from (DNS clusters) or the endpoint's `hostname`.
     pub hostname: String,
+    /// The `load_balancing_weight` of the endpoint it came from (1 when unset), as
+    /// Envoy's `Host::weight()`: the load balancers and `/clusters` read it.
+    pub weight: u32,
     pub stats: HostStats,
 }
 
@@ -34,8 +37,8 @@ impl HostStats {
 }
 
 impl Host {
-    pub fn new(address: SocketAddr, hostname: String) -> Arc<Host> {
-        Arc::new(Host { address, hostname, stats: HostStats::default() })
+    pub fn new(address: SocketAddr, hostname: String, weight: u32) -> Arc<Host> {
+        Arc::new(Host { address, hostname, weight, stats: HostStats::default() })
     }
 }
 

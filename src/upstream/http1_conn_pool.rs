@@ -2,9 +2,13 @@
 //!
 //! - `ready`: idle connected clients; a request takes the most recently used one.
 //! - busy: clients with a request in flight (owned by that request's `PooledClient`).
-//! - `pending`: requests waiting for a client when the cluster's `max_connections`
-//!   breaker is open; a client coming back from a request goes straight to the
-//!   oldest waiter.
+//! - pending: as in Envoy, a request that finds no idle client is pending
+//!   (`upstream_rq_pending_total`, the `max_pending_requests` breaker) until it has
+//!   a connection: its own new one, or, when the cluster's `max_connections`
+//!   breaker is open, the next client coming back (`pending`, oldest first).
+//! - attach: a request given a connection takes a `max_requests` slot there
+//!   (`upstream_rq_total`), or overflows (`upstream_rq_active_overflow`) and leaves
+//!   the connection idle.
 //!
 //! A client returns to the pool only when its response was read to the end and
 //! the connection may be reused (keep-alive, `max_requests_per_connection` not
@@ -43,9 +47,23 @@ pub enum PoolFailure {
     ConnectFailure,
     /// Connect timed out (`UF`, with `upstream_cx_connect_timeout`).
     ConnectTimeout,
-    /// Too many pending requests (`UO`).
-    Overflow,
+    /// The `max_pending_requests` breaker is open (`UO`); no connection was
+    /// involved, so no host is charged.
+    PendingOverflow,
+    /// The `max_requests` breaker was open when the request was to be attached to
+    /// a connection (`UO`).
+    ActiveOverflow,
 }
+
+impl PoolFailure {
+    /// A circuit breaker overflow (Envoy's `PoolFailureReason::Overflow`).
+    pub fn is_overflow(self) -> bool {
+        matches!(self, PoolFailure::PendingOverflow | PoolFailure::ActiveOverflow)
+    }
+}
+
+/// What a waiting request is handed: a client, or why none could be made.
+type Handoff = Result<PooledClient, PoolFailure>;
 
 /// An idle connection with its bookkeeping.
 struct IdleClient {
@@ -70,8 +88,34 @@ impl Drop for ConnState {
         // Free the slot first, so a waiting request can get a new connection.
         self.breaker.take();
         if let Some(pool) = self.pool.upgrade() {
+            pool.live.set(pool.live.get().saturating_sub(1));
             pool.serve_pending();
         }
+    }
+}
+
+/// A request waiting for a connection: counted in `upstream_rq_pending_active`
+/// (cluster and host) and holding its `max_pending_requests` slot until dropped,
+/// however the wait ends.
+struct PendingRequest {
+    _slot: ResourceGuard,
+    cluster: Arc<ClusterInfo>,
+    host: Arc<Host>,
+}
+
+impl PendingRequest {
+    fn new(slot: ResourceGuard, cluster: &Arc<ClusterInfo>, host: &Arc<Host>) -> PendingRequest {
+        cluster.stats.upstream_rq_pending_total.inc();
+        cluster.stats.upstream_rq_pending_active.inc();
+        host.stats.rq_pending_active.fetch_add(1, Ordering::Relaxed);
+        PendingRequest { _slot: slot, cluster: cluster.clone(), host: host.clone() }
+    }
+}
+
+impl Drop for PendingRequest {
+    fn drop(&mut self) {
+        self.cluster.stats.upstream_rq_pending_active.dec();
+        self.host.stats.rq_pending_active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -105,7 +149,9 @@ pub struct Http1ConnPool {
     host: Arc<Host>,
     cluster: Arc<ClusterInfo>,
     ready: RefCell<Vec<IdleClient>>,
-    pending: RefCell<VecDeque<oneshot::Sender<PooledClient>>>,
+    pending: RefCell<VecDeque<oneshot::Sender<Handoff>>>,
+    /// Connections of this pool, connecting or connected.
+    live: Cell<usize>,
     /// A task closes idle connections past the idle timeout while any are idle.
     reaper_running: Cell<bool>,
     me: Weak<Http1ConnPool>,
@@ -118,6 +164,7 @@ impl Http1ConnPool {
             cluster,
             ready: RefCell::new(Vec::new()),
             pending: RefCell::new(VecDeque::new()),
+            live: Cell::new(0),
             reaper_running: Cell::new(false),
             me: me.clone(),
         })
@@ -127,32 +174,55 @@ impl Http1ConnPool {
         &self.host
     }
 
-    /// A client for one request: an idle one, a new connection, or a wait in the
-    /// pending queue when the connection breaker is open.
-    pub async fn acquire(&self) -> Result<PooledClient, PoolFailure> {
+    /// A client for one request, as Envoy's `newStream`: an idle one at once, else
+    /// the request is pending until a connection is made for it (or, with the
+    /// `max_connections` breaker open, until a client comes back); then it is
+    /// attached with its `max_requests` slot, given back with the request.
+    pub async fn acquire(&self) -> Result<(PooledClient, ResourceGuard), PoolFailure> {
         if let Some(c) = self.take_idle() {
-            return Ok(c);
+            return self.attach(c);
         }
         let stats = &self.cluster.stats;
-        match self.cluster.resources.try_acquire(Resource::Connections) {
-            Some(breaker) => self.connect(breaker).await,
-            None => {
-                stats.upstream_cx_overflow.inc();
-                let Some(_pending) = self.cluster.resources.try_acquire(Resource::PendingRequests) else {
-                    stats.upstream_rq_pending_overflow.inc();
-                    return Err(PoolFailure::Overflow);
-                };
-                stats.upstream_rq_pending_total.inc();
-                stats.upstream_rq_pending_active.inc();
-                self.host.stats.rq_pending_active.fetch_add(1, Ordering::Relaxed);
-                let (tx, rx) = oneshot::channel();
-                self.pending.borrow_mut().push_back(tx);
-                let got = rx.await;
-                stats.upstream_rq_pending_active.dec();
-                self.host.stats.rq_pending_active.fetch_sub(1, Ordering::Relaxed);
-                got.map_err(|_| PoolFailure::Overflow)
+        let Some(slot) = self.cluster.resources.try_acquire(Resource::PendingRequests) else {
+            stats.upstream_rq_pending_overflow.inc();
+            return Err(PoolFailure::PendingOverflow);
+        };
+        let pending = PendingRequest::new(slot, &self.cluster, &self.host);
+        let breaker = self.cluster.resources.try_acquire(Resource::Connections);
+        if breaker.is_none() {
+            stats.upstream_cx_overflow.inc();
+        }
+        // As Envoy, a pool without any connection makes one even past the breaker,
+        // so its requests are not stuck behind other pools' connections.
+        let got = if breaker.is_some() || self.live.get() == 0 {
+            self.connect(breaker).await
+        } else {
+            let (tx, rx) = oneshot::channel();
+            self.pending.borrow_mut().push_back(tx);
+            rx.await.unwrap_or(Err(PoolFailure::ConnectFailure))
+        };
+        drop(pending);
+        match got {
+            Ok(client) => self.attach(client),
+            Err(failure) => {
+                stats.upstream_rq_pending_failure_eject.inc();
+                Err(failure)
             }
         }
+    }
+
+    /// Envoy's `attachStreamToClient`: the request takes a `max_requests` slot and
+    /// counts in `upstream_rq_total`, or overflows and the client stays idle.
+    fn attach(&self, client: PooledClient) -> Result<(PooledClient, ResourceGuard), PoolFailure> {
+        let stats = &self.cluster.stats;
+        let Some(breaker) = self.cluster.resources.try_acquire(Resource::Requests) else {
+            stats.upstream_rq_active_overflow.inc();
+            self.release(client);
+            return Err(PoolFailure::ActiveOverflow);
+        };
+        stats.upstream_rq_total.inc();
+        self.host.stats.rq_total.fetch_add(1, Ordering::Relaxed);
+        Ok((client, breaker))
     }
 
     /// The most recently used idle client that is still usable.
@@ -171,7 +241,21 @@ impl Http1ConnPool {
         None
     }
 
-    async fn connect(&self, breaker: ResourceGuard) -> Result<PooledClient, PoolFailure> {
+    /// A new connection, holding its `max_connections` slot (`None` past the
+    /// breaker) for as long as it lives.
+    async fn connect(&self, breaker: Option<ResourceGuard>) -> Result<PooledClient, PoolFailure> {
+        // Counted from the start, so the connection counts as this pool's while it
+        // is being made; a failure gives it back.
+        struct Connecting<'a>(&'a Cell<usize>, bool);
+        impl Drop for Connecting<'_> {
+            fn drop(&mut self) {
+                if !self.1 {
+                    self.0.set(self.0.get().saturating_sub(1));
+                }
+            }
+        }
+        self.live.set(self.live.get() + 1);
+        let mut connecting = Connecting(&self.live, false);
         let stats = &self.cluster.stats;
         let UpstreamConnection { stream, accounting } =
             UpstreamConnection::connect(&self.cluster, &self.host).await.map_err(|f| match f {
@@ -190,10 +274,12 @@ impl Http1ConnPool {
                 return Err(PoolFailure::ConnectFailure);
             }
         };
+        // From here the `ConnState` gives the count back when it goes.
+        connecting.1 = true;
         let conn = Rc::new(ConnState {
             requests: Cell::new(0),
             accounting: RefCell::new(Some(accounting)),
-            breaker: Some(breaker),
+            breaker,
             pool: self.me.clone(),
         });
         let for_task = Rc::downgrade(&conn);
@@ -228,9 +314,10 @@ impl Http1ConnPool {
         let mut next = PooledClient { sender, conn, pool: self.me.clone(), reused: true };
         loop {
             let Some(waiter) = self.pending.borrow_mut().pop_front() else { break };
-            match waiter.send(next) {
+            match waiter.send(Ok(next)) {
                 Ok(()) => return,
-                Err(back) => next = back,
+                Err(Ok(back)) => next = back,
+                Err(Err(_)) => return,
             }
         }
         self.ready.borrow_mut().push(IdleClient { sender: next.sender, conn: next.conn, idle_since: Instant::now() });
@@ -263,15 +350,19 @@ impl Http1ConnPool {
         if self.pending.borrow().is_empty() {
             return;
         }
-        let Some(breaker) = self.cluster.resources.try_acquire(Resource::Connections) else { return };
+        let breaker = self.cluster.resources.try_acquire(Resource::Connections);
+        if breaker.is_none() && self.live.get() > 0 {
+            return;
+        }
         let Some(pool) = self.me.upgrade() else { return };
         tokio::task::spawn_local(async move {
             match pool.connect(breaker).await {
                 Ok(client) => pool.release(client),
-                Err(_) => {
-                    // The waiter's own timeout answers it; try again for the rest.
-                    if let Some(w) = pool.pending.borrow_mut().pop_front() {
-                        drop(w);
+                Err(failure) => {
+                    // As Envoy purges its pending requests on a connect failure.
+                    let waiters = std::mem::take(&mut *pool.pending.borrow_mut());
+                    for w in waiters {
+                        let _ = w.send(Err(failure));
                     }
                 }
             }

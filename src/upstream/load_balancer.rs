@@ -6,6 +6,10 @@
 //! As in Envoy:
 //! - `ROUND_ROBIN` cycles through the hosts when their weights are equal, and uses an
 //!   earliest-deadline-first scheduler over `load_balancing_weight` when they differ;
+//!   the weighted schedule of each worker's balancer starts at a random point (its
+//!   seed, as Envoy's `EdfLoadBalancerBase::seed_`), so workers do not all send their
+//!   first requests to the same host. (Envoy starts unweighted round robin at the seed
+//!   too; Courier starts it at the first host, which tests rely on.)
 //! - `LEAST_REQUEST` picks the host with the fewest active requests among
 //!   `choice_count` hosts sampled at random (power of two choices by default) when the
 //!   weights are equal, and when they differ uses the EDF scheduler with the dynamic
@@ -42,6 +46,9 @@ pub enum LbPolicy {
 #[derive(Debug, Default)]
 pub struct LoadBalancer {
     policy: LbPolicy,
+    /// Where the weighted schedule starts: the number of picks the scheduler is built
+    /// as having made already.
+    seed: u64,
     /// Next index of unweighted round robin; kept across host-set changes.
     rr_next: Cell<usize>,
     /// The weighted scheduler, present while the hosts' weights differ
@@ -50,24 +57,34 @@ pub struct LoadBalancer {
 }
 
 impl LoadBalancer {
+    /// A balancer with a random seed, as each of Envoy's is.
     pub fn new(policy: LbPolicy) -> Self {
-        LoadBalancer { policy, ..Default::default() }
+        Self::with_seed(policy, random::next_u64())
+    }
+
+    /// A balancer starting from `seed` (see `LoadBalancer::seed`).
+    pub fn with_seed(policy: LbPolicy, seed: u64) -> Self {
+        LoadBalancer { policy, seed, rr_next: Cell::new(0), edf: RefCell::new(None) }
     }
 
     pub fn policy(&self) -> LbPolicy {
         self.policy
     }
 
-    /// Installs a new host set: `weights[i]` is the `load_balancing_weight` of `hosts[i]`.
-    pub fn refresh(&self, hosts: &[Arc<Host>], weights: &[u32]) {
-        let weighted = hosts.len() == weights.len() && weights.windows(2).any(|w| w[0] != w[1]);
-        let weights = || weights.iter().map(|&w| f64::from(w)).collect::<Vec<f64>>();
+    /// Installs a new host set. As Envoy's `EdfLoadBalancerBase::refresh`, the weighted
+    /// scheduler is built only when the hosts' weights differ (so for two hosts or
+    /// more), each time from the balancer's seed (`EdfScheduler::createWithPicks`).
+    pub fn refresh(&self, hosts: &[Arc<Host>]) {
+        let weighted = hosts.windows(2).any(|w| w[0].weight != w[1].weight);
+        let weights = || hosts.iter().map(|h| f64::from(h.weight)).collect::<Vec<f64>>();
+        // Envoy passes its 64-bit seed as the 32-bit number of picks.
+        let picks = self.seed as u32;
         *self.edf.borrow_mut() = match self.policy {
             _ if !weighted => None,
             LbPolicy::Random => None,
-            LbPolicy::RoundRobin => Some(Edf::new(weights(), |_, w| w)),
+            LbPolicy::RoundRobin => Some(Edf::with_picks(weights(), |_, w| w, picks)),
             LbPolicy::LeastRequest { active_request_bias, .. } => {
-                Some(Edf::new(weights(), |i, w| least_request_weight(w, &hosts[i], active_request_bias)))
+                Some(Edf::with_picks(weights(), |i, w| least_request_weight(w, &hosts[i], active_request_bias), picks))
             }
         };
     }
@@ -137,9 +154,10 @@ fn least_request_weight(weight: f64, host: &Host, bias: f64) -> f64 {
     }
 }
 
-/// Envoy's earliest-deadline-first scheduler: a host of weight `w` scheduled at
-/// time `now` is due at `now + 1/w`; the earliest is picked (ties in scheduling
-/// order), the clock moves to its deadline, and it is scheduled again.
+/// Envoy's earliest-deadline-first scheduler (`EdfScheduler`): a host of weight `w`
+/// scheduled at time `now` is due at `now + 1/w`; the earliest is picked (ties in
+/// scheduling order), the clock moves to its deadline, and it is scheduled again.
+/// The floating-point steps are Envoy's, so that the order is Envoy's too.
 #[derive(Debug)]
 struct Edf {
     /// Each host's `load_balancing_weight`, by index in the host set.
@@ -149,12 +167,41 @@ struct Edf {
     order: u64,
 }
 
+/// Envoy bounds the picks a scheduler is created with (`UINT_MAX / 10`).
+const MAX_INITIAL_PICKS: u32 = 429_496_729;
+
 impl Edf {
-    fn new(weights: Vec<f64>, effective: impl Fn(usize, f64) -> f64) -> Edf {
-        let mut edf = Edf { queue: BinaryHeap::with_capacity(weights.len()), weights, now: 0.0, order: 0 };
-        for i in 0..edf.weights.len() {
-            let w = effective(i, edf.weights[i]);
-            edf.schedule(i, w);
+    /// Envoy's `EdfScheduler::createWithPicks`: the scheduler as if `picks` picks had
+    /// been made from a fresh one holding every host (in index order), without
+    /// making them one by one. Each host `i` of weight `w_i` (out of `W`) has been
+    /// picked `floor(picks * w_i / W)` times, so it is due at `(p_i + 1) / w_i` and the
+    /// clock is at the latest of the `p_i / w_i`; the few picks left are then made.
+    /// Like Envoy, it adds 1e-13 to every weight here, so that weights that are
+    /// multiples of each other do not tie on rounding errors, and breaks ties between
+    /// the hosts by index.
+    fn with_picks(weights: Vec<f64>, effective: impl Fn(usize, f64) -> f64, picks: u32) -> Edf {
+        let picks = picks % MAX_INITIAL_PICKS;
+        let n = weights.len();
+        let augmented: Vec<f64> = (0..n).map(|i| effective(i, weights[i]).max(f64::MIN_POSITIVE) + 1e-13).collect();
+        let sum = augmented.iter().fold(0.0, |sum, w| sum + w);
+        let mut queue = BinaryHeap::with_capacity(n);
+        let mut picked: u32 = 0;
+        let mut now: f64 = 0.0;
+        for (i, &w) in augmented.iter().enumerate() {
+            let mut floor = (w * f64::from(picks) / sum) as u32;
+            // Where floating point puts floor(A * B) above A * B, Envoy picks once less
+            // here and once more below.
+            if floor > 0 && f64::from(floor) / w >= f64::from(picks) / sum {
+                floor -= 1;
+            }
+            now = now.max(f64::from(floor) / w);
+            queue.push(EdfEntry { deadline: f64::from(floor + 1) / w, order: i as u64, index: i });
+            picked += floor;
+        }
+        let mut edf = Edf { weights, queue, now, order: n as u64 };
+        while picked < picks {
+            edf.pick(&effective);
+            picked += 1;
         }
         edf
     }
@@ -210,13 +257,22 @@ mod tests {
 
     use super::*;
 
-    fn hosts(n: u16) -> Vec<Arc<Host>> {
-        (1..=n).map(|p| Host::new(format!("127.0.0.1:{p}").parse().expect("addr"), String::new())).collect()
+    /// Hosts on ports 1..=n, each of `load_balancing_weight` `weights[port - 1]`.
+    fn weighted(weights: &[u32]) -> Vec<Arc<Host>> {
+        (1..)
+            .zip(weights)
+            .map(|(p, &w)| Host::new(format!("127.0.0.1:{p}").parse().expect("addr"), String::new(), w))
+            .collect()
     }
 
-    fn lb(policy: LbPolicy, hosts: &[Arc<Host>], weights: &[u32]) -> LoadBalancer {
-        let lb = LoadBalancer::new(policy);
-        lb.refresh(hosts, weights);
+    fn hosts(n: usize) -> Vec<Arc<Host>> {
+        weighted(&vec![1; n])
+    }
+
+    /// A balancer of seed 0 (no picks made yet) over `hosts`.
+    fn lb(policy: LbPolicy, hosts: &[Arc<Host>]) -> LoadBalancer {
+        let lb = LoadBalancer::with_seed(policy, 0);
+        lb.refresh(hosts);
         lb
     }
 
@@ -239,50 +295,105 @@ mod tests {
 
     #[test]
     fn round_robin_cycles_through_equally_weighted_hosts() {
-        let hosts = hosts(3);
-        let rr = lb(LbPolicy::RoundRobin, &hosts, &[1, 1, 1]);
-        assert_eq!(ports(&rr, &hosts, 6), vec![1, 2, 3, 1, 2, 3]);
+        let hosts3 = hosts(3);
+        let rr = lb(LbPolicy::RoundRobin, &hosts3);
+        assert_eq!(ports(&rr, &hosts3, 6), vec![1, 2, 3, 1, 2, 3]);
         assert!(rr.choose(&[]).is_none());
         // Equal weights other than 1 are still plain round robin.
-        let rr = lb(LbPolicy::RoundRobin, &hosts, &[5, 5, 5]);
-        assert_eq!(ports(&rr, &hosts, 4), vec![1, 2, 3, 1]);
+        let fives = weighted(&[5, 5, 5]);
+        let rr = lb(LbPolicy::RoundRobin, &fives);
+        assert_eq!(ports(&rr, &fives, 4), vec![1, 2, 3, 1]);
         // Never refreshed: unweighted.
-        assert_eq!(ports(&LoadBalancer::default(), &hosts, 4), vec![1, 2, 3, 1]);
+        assert_eq!(ports(&LoadBalancer::default(), &hosts3, 4), vec![1, 2, 3, 1]);
+    }
+
+    #[test]
+    fn unweighted_round_robin_starts_at_the_first_host_whatever_the_seed() {
+        let hosts = hosts(3);
+        for seed in [1, 4, u64::MAX] {
+            let rr = LoadBalancer::with_seed(LbPolicy::RoundRobin, seed);
+            rr.refresh(&hosts);
+            assert_eq!(ports(&rr, &hosts, 4), vec![1, 2, 3, 1]);
+        }
     }
 
     #[test]
     fn round_robin_position_survives_a_host_set_change() {
         let three = hosts(3);
-        let rr = lb(LbPolicy::RoundRobin, &three, &[1, 1, 1]);
+        let rr = lb(LbPolicy::RoundRobin, &three);
         assert_eq!(ports(&rr, &three, 2), vec![1, 2]);
         let two = hosts(2);
-        rr.refresh(&two, &[1, 1]);
+        rr.refresh(&two);
         assert_eq!(ports(&rr, &two, 3), vec![1, 2, 1]);
     }
 
     #[test]
-    fn weighted_round_robin_follows_edf_order() {
-        let hosts = hosts(2);
-        let rr = lb(LbPolicy::RoundRobin, &hosts, &[3, 1]);
-        // Deadlines: host 1 at 1/3, 2/3, 1; host 2 at 1, and scheduled first.
-        assert_eq!(ports(&rr, &hosts, 4), vec![1, 1, 2, 1]);
+    fn weighted_round_robin_follows_envoys_edf_order() {
+        let hosts = weighted(&[3, 1]);
+        let rr = lb(LbPolicy::RoundRobin, &hosts);
+        // Deadlines 1/(3+ε) and 1/(1+ε): host 2's first deadline is just before 1, so it
+        // comes before host 1's third pick; then the cycle of 4 repeats (Envoy 1.40's
+        // order, which rounding does not disturb here).
+        assert_eq!(ports(&rr, &hosts, 12), vec![1, 1, 2, 1, 1, 1, 2, 1, 1, 1, 2, 1]);
         // Every further 4 picks hold exactly 3:1.
         for window in ports(&rr, &hosts, 400).chunks(4) {
             assert_eq!(window.iter().filter(|&&p| p == 1).count(), 3, "{window:?}");
         }
+        // Weights 2:1 have a cycle of 3.
+        let hosts = weighted(&[2, 1]);
+        let rr = lb(LbPolicy::RoundRobin, &hosts);
+        assert_eq!(ports(&rr, &hosts, 9), vec![1, 2, 1, 1, 2, 1, 1, 2, 1]);
+    }
+
+    #[test]
+    fn weighted_round_robin_seed_is_a_number_of_picks_already_made() {
+        let hosts = weighted(&[3, 1]);
+        let cycle = [1, 1, 2, 1];
+        for seed in 0..8u64 {
+            let rr = LoadBalancer::with_seed(LbPolicy::RoundRobin, seed);
+            rr.refresh(&hosts);
+            let expected: Vec<u16> = (0..12).map(|i| cycle[(i + seed as usize) % 4]).collect();
+            assert_eq!(ports(&rr, &hosts, 12), expected, "seed {seed}");
+        }
+        // Only the low 32 bits count, modulo Envoy's bound on initial picks.
+        let rr = LoadBalancer::with_seed(LbPolicy::RoundRobin, (7 << 32) | (MAX_INITIAL_PICKS as u64 + 2));
+        rr.refresh(&hosts);
+        assert_eq!(ports(&rr, &hosts, 4), vec![2, 1, 1, 1]);
+        // Any seed, as Envoy's random ones: one host 2 in every 4, one cycle throughout.
+        for _ in 0..200 {
+            let rr = LoadBalancer::new(LbPolicy::RoundRobin);
+            rr.refresh(&hosts);
+            let order = ports(&rr, &hosts, 12);
+            assert!(order[4..].iter().zip(&order).all(|(a, b)| a == b), "{order:?}");
+            assert_eq!(order[..4].iter().filter(|&&p| p == 2).count(), 1, "{order:?}");
+        }
+        // A refresh starts again from the seed.
+        let rr = LoadBalancer::with_seed(LbPolicy::RoundRobin, 1);
+        rr.refresh(&hosts);
+        assert_eq!(ports(&rr, &hosts, 3), vec![1, 2, 1]);
+        rr.refresh(&hosts);
+        assert_eq!(ports(&rr, &hosts, 3), vec![1, 2, 1]);
     }
 
     #[test]
     fn weighted_round_robin_distribution_is_exact() {
-        let hosts = hosts(4);
-        let rr = lb(LbPolicy::RoundRobin, &hosts, &[1, 2, 3, 4]);
+        let hosts = weighted(&[1, 2, 3, 4]);
+        let rr = lb(LbPolicy::RoundRobin, &hosts);
         assert_eq!(counts(&rr, &hosts, 1000), vec![100, 200, 300, 400]);
         // A new host set with new weights starts a new schedule.
-        rr.refresh(&hosts, &[1, 1, 1, 7]);
+        let hosts = weighted(&[1, 1, 1, 7]);
+        rr.refresh(&hosts);
         assert_eq!(counts(&rr, &hosts, 100), vec![10, 10, 10, 70]);
         // Back to equal weights: plain round robin.
-        rr.refresh(&hosts, &[2, 2, 2, 2]);
+        let hosts = weighted(&[2, 2, 2, 2]);
+        rr.refresh(&hosts);
         assert_eq!(counts(&rr, &hosts, 8), vec![2, 2, 2, 2]);
+        // A seeded start keeps the proportions, give or take the pick in progress.
+        let hosts = weighted(&[1, 2, 3, 4]);
+        let rr = LoadBalancer::with_seed(LbPolicy::RoundRobin, 123_456_789);
+        rr.refresh(&hosts);
+        let seen = counts(&rr, &hosts, 1000);
+        assert!(seen.iter().zip([100, 200, 300, 400]).all(|(&n, e)| n.abs_diff(e) <= 1), "{seen:?}");
     }
 
     #[test]
@@ -290,11 +401,11 @@ mod tests {
         let hosts = hosts(2);
         hosts[0].stats.rq_active.store(5, Relaxed);
         // With as many choices as it takes, the idle host always wins.
-        let lr = lb(LbPolicy::LeastRequest { choice_count: 64, active_request_bias: 1.0 }, &hosts, &[1, 1]);
+        let lr = lb(LbPolicy::LeastRequest { choice_count: 64, active_request_bias: 1.0 }, &hosts);
         assert_eq!(counts(&lr, &hosts, 200), vec![0, 200]);
         // With one host, it is the one.
         let one = &hosts[..1];
-        lr.refresh(one, &[1]);
+        lr.refresh(one);
         assert_eq!(lr.choose(one).map(|h| h.address.port()), Some(1));
         assert!(lr.choose(&[]).is_none());
     }
@@ -304,7 +415,7 @@ mod tests {
         // Two hosts, one busy: both samples land on the busy host a quarter of the time.
         let hosts = hosts(2);
         hosts[0].stats.rq_active.store(1, Relaxed);
-        let lr = lb(LEAST_REQUEST, &hosts, &[1, 1]);
+        let lr = lb(LEAST_REQUEST, &hosts);
         let seen = counts(&lr, &hosts, 8000);
         assert!((1600..2400).contains(&seen[0]), "{seen:?}");
         // Equally loaded hosts share evenly.
@@ -315,23 +426,23 @@ mod tests {
 
     #[test]
     fn weighted_least_request_divides_weight_by_active_requests() {
-        let hosts = hosts(2);
+        let hosts = weighted(&[1, 2]);
         // Weights 1:2, host 2 has 3 active requests: dynamic weights 1/1 and 2/4.
         hosts[1].stats.rq_active.store(3, Relaxed);
-        let lr = lb(LEAST_REQUEST, &hosts, &[1, 2]);
+        let lr = lb(LEAST_REQUEST, &hosts);
         assert_eq!(counts(&lr, &hosts, 300), vec![200, 100]);
         // Bias 2: 2/16 against 1.
-        let lr = lb(LbPolicy::LeastRequest { choice_count: 2, active_request_bias: 2.0 }, &hosts, &[1, 2]);
+        let lr = lb(LbPolicy::LeastRequest { choice_count: 2, active_request_bias: 2.0 }, &hosts);
         assert_eq!(counts(&lr, &hosts, 900), vec![800, 100]);
         // Bias 0 ignores active requests: weighted round robin.
-        let lr = lb(LbPolicy::LeastRequest { choice_count: 2, active_request_bias: 0.0 }, &hosts, &[1, 2]);
+        let lr = lb(LbPolicy::LeastRequest { choice_count: 2, active_request_bias: 0.0 }, &hosts);
         assert_eq!(counts(&lr, &hosts, 300), vec![100, 200]);
     }
 
     #[test]
     fn weighted_least_request_reacts_when_a_host_is_rescheduled() {
-        let hosts = hosts(2);
-        let lr = lb(LEAST_REQUEST, &hosts, &[2, 1]);
+        let hosts = weighted(&[2, 1]);
+        let lr = lb(LEAST_REQUEST, &hosts);
         // Idle: plain 2:1.
         assert_eq!(counts(&lr, &hosts, 30), vec![20, 10]);
         // Host 1 gets busy: its weight drops to 2/10 the next time it is scheduled.
@@ -342,8 +453,8 @@ mod tests {
 
     #[test]
     fn random_spreads_over_all_hosts_and_ignores_weights() {
-        let hosts = hosts(4);
-        let r = lb(LbPolicy::Random, &hosts, &[1, 1, 1, 100]);
+        let hosts = weighted(&[1, 1, 1, 100]);
+        let r = lb(LbPolicy::Random, &hosts);
         let seen = counts(&r, &hosts, 8000);
         assert!(seen.iter().all(|&n| (1600..2400).contains(&n)), "{seen:?}");
         assert!(r.choose(&[]).is_none());
@@ -351,8 +462,34 @@ mod tests {
 
     #[test]
     fn edf_breaks_ties_in_scheduling_order() {
-        let mut edf = Edf::new(vec![1.0, 1.0, 1.0], |_, w| w);
+        let mut edf = Edf::with_picks(vec![1.0, 1.0, 1.0], |_, w| w, 0);
         let order: Vec<usize> = (0..6).filter_map(|_| edf.pick(|_, w| w)).collect();
         assert_eq!(order, vec![0, 1, 2, 0, 1, 2]);
+        // Created as if 4 picks were made: the fifth and sixth come next.
+        let mut edf = Edf::with_picks(vec![1.0, 1.0, 1.0], |_, w| w, 4);
+        let order: Vec<usize> = (0..4).filter_map(|_| edf.pick(|_, w| w)).collect();
+        assert_eq!(order, vec![1, 2, 0, 1]);
+    }
+
+    #[test]
+    fn edf_created_with_picks_continues_a_fresh_schedule() {
+        let pick_n = |edf: &mut Edf, n: usize| -> Vec<usize> { (0..n).filter_map(|_| edf.pick(|_, w| w)).collect() };
+        for weights in [vec![3.0, 1.0], vec![2.0, 1.0]] {
+            let all = pick_n(&mut Edf::with_picks(weights.clone(), |_, w| w, 0), 220);
+            for picks in 0..200 {
+                let next = pick_n(&mut Edf::with_picks(weights.clone(), |_, w| w, picks), 20);
+                assert_eq!(next, all[picks as usize..picks as usize + 20], "{weights:?} after {picks} picks");
+            }
+        }
+        // Elsewhere equal deadlines may be broken the other way, as in Envoy, but each
+        // host still gets its share.
+        let weights = vec![25.0, 75.0, 10.0];
+        for picks in [23, 50, 99, 12_345] {
+            let next = pick_n(&mut Edf::with_picks(weights.clone(), |_, w| w, picks), 110);
+            let share: Vec<usize> = (0..3).map(|i| next.iter().filter(|&&n| n == i).count()).collect();
+            assert!(share.iter().zip([25, 75, 10]).all(|(&s, e)| s.abs_diff(e) <= 1), "{share:?}");
+        }
+        // No hosts, no picks.
+        assert_eq!(Edf::with_picks(Vec::new(), |_, w| w, 5).pick(|_, w| w), None);
     }
 }

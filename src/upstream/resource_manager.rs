@@ -47,18 +47,17 @@ impl Limit {
         Limit { count: AtomicU64::new(0), max, open }
     }
 
+    /// Envoy's `canCreate()` then `inc()`: the `*_open` gauge changes only when
+    /// the count does, so a limit of 0 that is never reached leaves it at 0.
     fn try_acquire(&self) -> bool {
         let mut current = self.count.load(Ordering::Relaxed);
         loop {
             if current >= self.max {
-                self.open.set(1);
                 return false;
             }
             match self.count.compare_exchange_weak(current, current + 1, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => {
-                    if current + 1 >= self.max {
-                        self.open.set(1);
-                    }
+                    self.open.set(i64::from(current + 1 >= self.max));
                     return true;
                 }
                 Err(actual) => current = actual,
@@ -68,9 +67,7 @@ impl Limit {
 
     fn release(&self) {
         let before = self.count.fetch_sub(1, Ordering::Relaxed);
-        if before <= self.max {
-            self.open.set(0);
-        }
+        self.open.set(i64::from(before > self.max));
     }
 }
 
@@ -81,30 +78,43 @@ pub struct ResourceManager {
     pending: Limit,
     requests: Limit,
     retries: Limit,
+    /// The HIGH priority maxima, shown by `/clusters` (Courier routes everything
+    /// at DEFAULT priority).
+    high: [u64; 4],
 }
 
 /// Envoy's defaults: 1024 connections, pending and active requests; 3 retries.
 const DEFAULTS: [u64; 4] = [1024, 1024, 1024, 3];
 
+/// The resources in Envoy's `/clusters` order, with their field names.
+pub const THRESHOLD_FIELDS: [(Resource, &str); 4] = [
+    (Resource::Connections, "max_connections"),
+    (Resource::PendingRequests, "max_pending_requests"),
+    (Resource::Requests, "max_requests"),
+    (Resource::Retries, "max_retries"),
+];
+
 impl ResourceManager {
-    /// Limits from `circuit_breakers` (the DEFAULT priority threshold; HIGH is
-    /// accepted for compatibility but Courier routes everything at DEFAULT).
+    /// Limits from `circuit_breakers`: as Envoy, the first threshold of each
+    /// priority applies, and a field it leaves unset keeps Envoy's default.
     pub fn from_proto(
         cb: Option<&CircuitBreakers>,
         path: &FieldPath,
         store: &Store,
         prefix: &str,
     ) -> Result<ResourceManager, ConfigError> {
-        let mut max = DEFAULTS;
-        if let Some(cb) = cb {
-            for (i, t) in cb.thresholds.iter().enumerate() {
-                if t.priority == RoutingPriority::High as i32 {
-                    continue;
-                }
-                let field = |f: &str| format!("{path}.circuit_breakers.thresholds[{i}].{f}");
-                if t.retry_budget.is_some() {
-                    return Err(ConfigError::new(field("retry_budget"), "retry budgets are not supported by Courier"));
-                }
+        let thresholds = cb.map(|cb| cb.thresholds.as_slice()).unwrap_or_default();
+        for (i, t) in thresholds.iter().enumerate() {
+            if t.priority != RoutingPriority::High as i32 && t.retry_budget.is_some() {
+                return Err(ConfigError::new(
+                    format!("{path}.circuit_breakers.thresholds[{i}].retry_budget"),
+                    "retry budgets are not supported by Courier",
+                ));
+            }
+        }
+        let maxima = |priority: RoutingPriority| {
+            let mut max = DEFAULTS;
+            if let Some(t) = thresholds.iter().find(|t| t.priority == priority as i32) {
                 for (slot, v) in [&t.max_connections, &t.max_pending_requests, &t.max_requests, &t.max_retries]
                     .into_iter()
                     .enumerate()
@@ -114,7 +124,9 @@ impl ResourceManager {
                     }
                 }
             }
-        }
+            max
+        };
+        let max = maxima(RoutingPriority::Default);
         let stats = CircuitBreakerStats::new(store, &format!("{prefix}circuit_breakers.default."));
         // The HIGH priority gauges exist in Envoy's output too.
         CircuitBreakerStats::new(store, &format!("{prefix}circuit_breakers.high."));
@@ -123,6 +135,7 @@ impl ResourceManager {
             pending: Limit::new(max[1], stats.rq_pending_open.clone()),
             requests: Limit::new(max[2], stats.rq_open.clone()),
             retries: Limit::new(max[3], stats.rq_retry_open.clone()),
+            high: maxima(RoutingPriority::High),
         })
     }
 
@@ -140,9 +153,15 @@ impl ResourceManager {
         self.limit(r).try_acquire().then(|| ResourceGuard { manager: self.clone(), resource: r })
     }
 
-    /// The configured maximum of `r`.
+    /// The configured maximum of `r` (DEFAULT priority).
     pub fn max(&self, r: Resource) -> u64 {
         self.limit(r).max
+    }
+
+    /// The configured maximum of `r` at HIGH priority (shown, not enforced).
+    pub fn high_priority_max(&self, r: Resource) -> u64 {
+        let slot = THRESHOLD_FIELDS.iter().position(|(x, _)| *x == r).unwrap_or(0);
+        self.high[slot]
     }
 }
 
@@ -174,5 +193,28 @@ mod tests {
         drop(retries);
         assert_eq!(store.gauge_value("cluster.x.circuit_breakers.default.rq_retry_open"), Some(0));
         assert!(rm.try_acquire(Resource::Retries).is_some());
+    }
+
+    #[test]
+    fn the_first_threshold_of_each_priority_applies() {
+        use envoy_types::pb::envoy::config::cluster::v3::circuit_breakers::Thresholds;
+        use envoy_types::pb::google::protobuf::UInt32Value;
+        let v = |value| Some(UInt32Value { value });
+        let cb = CircuitBreakers {
+            thresholds: vec![
+                Thresholds { max_requests: v(0), max_connections: v(7), max_retries: v(9), ..Default::default() },
+                Thresholds { priority: RoutingPriority::High as i32, max_retries: v(11), ..Default::default() },
+                Thresholds { max_requests: v(5), ..Default::default() },
+            ],
+            ..Default::default()
+        };
+        let store = Store::new();
+        let rm = Arc::new(ResourceManager::from_proto(Some(&cb), &FieldPath::new(), &store, "cluster.x.").expect("rm"));
+        let maxima = |f: fn(&ResourceManager, Resource) -> u64| THRESHOLD_FIELDS.map(|(r, _)| f(&rm, r));
+        assert_eq!(maxima(ResourceManager::max), [7, 1024, 0, 9]);
+        assert_eq!(maxima(ResourceManager::high_priority_max), [1024, 1024, 1024, 11]);
+        // A limit of 0 overflows at once, and (as Envoy) leaves its gauge closed.
+        assert!(rm.try_acquire(Resource::Requests).is_none());
+        assert_eq!(store.gauge_value("cluster.x.circuit_breakers.default.rq_open"), Some(0));
     }
 }

@@ -24,6 +24,8 @@ pub struct ThreadLocalCluster {
     http_pools: RefCell<HashMap<SocketAddr, Rc<Http1ConnPool>>>,
     /// This worker's cache of `upstream_rq_<code>` counters.
     code_counters: RefCell<HashMap<u16, Arc<Counter>>>,
+    /// This worker's cache of the `retry.*` counters of each code.
+    retry_counters: RefCell<HashMap<u16, Vec<Arc<Counter>>>>,
 }
 
 impl std::fmt::Debug for ThreadLocalCluster {
@@ -42,7 +44,10 @@ impl ThreadLocalCluster {
         self.hosts.borrow().clone()
     }
 
-    /// Counts a completed upstream response by class and by exact code.
+    /// Counts the response the router went on with (or its own reply for an
+    /// upstream failure: overflow, connect failure, timeout, no healthy upstream)
+    /// by class and by exact code, as Envoy's `chargeUpstreamCode`. A response
+    /// that was retried counts with `count_retried_response_code` instead.
     pub fn count_response_code(&self, code: u16) {
         let s = &self.info.stats;
         s.upstream_rq_completed.inc();
@@ -54,6 +59,25 @@ impl ThreadLocalCluster {
             _ => s.upstream_rq_5xx.inc(),
         }
         self.code_counters.borrow_mut().entry(code).or_insert_with(|| self.info.code_counter(code)).inc();
+    }
+
+    /// Counts an upstream response that is retried, as Envoy's
+    /// `chargeBasicResponseStat` with the `retry` prefix:
+    /// `retry.upstream_rq_completed`, `retry.upstream_rq_<class>xx` and
+    /// `retry.upstream_rq_<code>` (created on first use, as Envoy does).
+    pub fn count_retried_response_code(&self, code: u16) {
+        let mut cache = self.retry_counters.borrow_mut();
+        let counters = cache.entry(code).or_insert_with(|| {
+            let mut names = vec!["retry.upstream_rq_completed".to_owned()];
+            if (100..600).contains(&code) {
+                names.push(format!("retry.upstream_rq_{}xx", code / 100));
+            }
+            names.push(format!("retry.upstream_rq_{code}"));
+            names.iter().map(|n| self.info.dynamic_counter(n)).collect()
+        });
+        for c in counters.iter() {
+            c.inc();
+        }
     }
 
     /// The worker's connection pool for `host`, created on first use.
@@ -96,13 +120,13 @@ impl ThreadLocalClusterManager {
             Some(existing) if Arc::ptr_eq(&existing.info, &info) => {
                 // Pools of hosts that left the cluster close when their last user is done.
                 existing.http_pools.borrow_mut().retain(|addr, _| hosts.iter().any(|h| h.address == *addr));
-                existing.lb.refresh(&hosts, &info.host_weights(&hosts));
+                existing.lb.refresh(&hosts);
                 *existing.hosts.borrow_mut() = hosts;
             }
             _ => {
                 let name = info.name.clone();
                 let lb = LoadBalancer::new(info.lb_policy);
-                lb.refresh(&hosts, &info.host_weights(&hosts));
+                lb.refresh(&hosts);
                 clusters.insert(
                     name,
                     Rc::new(ThreadLocalCluster {
@@ -111,6 +135,7 @@ impl ThreadLocalClusterManager {
                         lb,
                         http_pools: RefCell::new(HashMap::new()),
                         code_counters: RefCell::new(HashMap::new()),
+                        retry_counters: RefCell::new(HashMap::new()),
                     }),
                 );
             }

@@ -77,7 +77,15 @@ fn max_requests_breaker_overflows_with_503_uo() {
     let r = Client::connect(addr).get("/");
     assert_eq!(r.status, 503);
     assert_eq!(r.text(), "upstream connect error or disconnect/reset before headers. reset reason: overflow");
-    assert_eq!(c.stat("cluster.app.upstream_rq_pending_overflow"), Some(1));
+    assert_eq!(r.header("x-envoy-overloaded"), Some("true"));
+    // As Envoy, the request gets a connection first, then overflows the
+    // `max_requests` breaker as it is attached to it.
+    assert_eq!(c.stat("cluster.app.upstream_rq_active_overflow"), Some(1));
+    assert_eq!(c.stat("cluster.app.upstream_rq_pending_overflow"), Some(0));
+    assert_eq!(c.stat("cluster.app.upstream_cx_total"), Some(2));
+    assert_eq!(c.stat("cluster.app.upstream_rq_total"), Some(1));
+    assert_eq!(c.stat("cluster.app.upstream_rq_503"), Some(1));
+    assert_eq!(c.stat("cluster.app.circuit_breakers.default.rq_open"), Some(1));
     assert_eq!(slow.join().unwrap(), 200);
 }
 

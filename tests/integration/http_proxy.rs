@@ -229,7 +229,14 @@ fn retries_on_5xx_until_success() {
     assert_eq!(r.status, 200);
     assert_eq!(c.stat("cluster.app.upstream_rq_retry"), Some(2));
     assert_eq!(c.stat("cluster.app.upstream_rq_retry_success"), Some(1));
-    assert_eq!(c.stat("cluster.app.upstream_rq_503"), Some(2));
+    // As Envoy, a retried response counts under `retry.*`, only the final one
+    // under `upstream_rq_<code>`; each retry is a host error.
+    assert_eq!(c.stat("cluster.app.retry.upstream_rq_503"), Some(2));
+    assert_eq!(c.stat("cluster.app.retry.upstream_rq_5xx"), Some(2));
+    assert_eq!(c.stat("cluster.app.retry.upstream_rq_completed"), Some(2));
+    assert_eq!(c.stat("cluster.app.upstream_rq_503"), None);
+    c.wait_stat("cluster.app.upstream_rq_200", |v| v == 1);
+    assert_eq!(c.stat("cluster.app.upstream_rq_completed"), Some(1));
 }
 
 #[test]
@@ -257,20 +264,24 @@ fn pending_overflow_is_503_uo() {
         "    circuit_breakers: { thresholds: [ { max_connections: 1, max_pending_requests: 1 } ] }\n",
     );
     let addr = c.listener("web");
-    let slow: Vec<_> = (0..2)
-        .map(|_| {
-            std::thread::spawn(move || {
-                Client::connect(addr).request("GET", "/", &[("x-test-delay-ms", "600")], b"").status
-            })
-        })
-        .collect();
+    let slow = || {
+        std::thread::spawn(move || Client::connect(addr).request("GET", "/", &[("x-test-delay-ms", "600")], b"").status)
+    };
+    // The first request is pending while its connection is made, then active on it.
+    let first = slow();
+    c.wait_stat("cluster.app.upstream_rq_active", |v| v == 1);
+    assert_eq!(c.stat("cluster.app.upstream_rq_pending_total"), Some(1));
+    // The second waits for that connection (the connection breaker is open).
+    let second = slow();
     c.wait_stat("cluster.app.upstream_rq_pending_active", |v| v == 1);
     let r = Client::connect(addr).get("/");
     assert_eq!(r.status, 503);
+    assert_eq!(r.header("x-envoy-overloaded"), Some("true"));
     assert_eq!(c.stat("cluster.app.upstream_rq_pending_overflow"), Some(1));
-    let statuses: Vec<u16> = slow.into_iter().map(|t| t.join().unwrap()).collect();
-    assert_eq!(statuses, vec![200, 200], "the pending request is served when the connection frees");
+    let statuses = [first.join().unwrap(), second.join().unwrap()];
+    assert_eq!(statuses, [200, 200], "the pending request is served when the connection frees");
     assert_eq!(c.stat("cluster.app.upstream_cx_total"), Some(1));
+    assert_eq!(c.stat("cluster.app.upstream_rq_pending_total"), Some(2));
 }
 
 #[test]

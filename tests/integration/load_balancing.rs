@@ -45,11 +45,46 @@ fn weighted_round_robin_follows_load_balancing_weight() {
     let a = http_upstream("a");
     let b = http_upstream("b");
     let c = proxy(&weighted_cluster("    lb_policy: ROUND_ROBIN\n", &[(&a, Some(3)), (&b, Some(1))]));
-    let seen = upstreams_of(&c, 8);
-    // EDF: a is due at 1/3 and 2/3, then a and b at 1 (b was scheduled first).
-    assert_eq!(seen[..4], ["a", "a", "b", "a"], "{seen:?}");
-    assert_eq!(seen.iter().filter(|u| *u == "a").count(), 6, "{seen:?}");
-    assert_eq!(seen.iter().filter(|u| *u == "b").count(), 2, "{seen:?}");
+    let seen = upstreams_of(&c, 12);
+    // Envoy's EDF order, a, a, b, a over and over, from a random point of the cycle.
+    assert!(seen[4..].iter().zip(&seen).all(|(x, y)| x == y), "not a cycle of 4: {seen:?}");
+    assert_eq!(seen[..4].iter().filter(|u| *u == "b").count(), 1, "{seen:?}");
+    assert_eq!(seen.iter().filter(|u| *u == "a").count(), 9, "{seen:?}");
+    // `/clusters` shows each host's weight; Envoy sets `max_host_weight` only for
+    // clusters whose hosts come from DNS or EDS, not STATIC ones.
+    let (_, clusters) = c.admin_get("/clusters");
+    for (u, w) in [(&a, 3), (&b, 1)] {
+        let line = format!("app::127.0.0.1:{}::weight::{w}", u.port());
+        assert!(clusters.lines().any(|l| l == line), "missing `{line}` in:\n{clusters}");
+    }
+    let (_, json) = c.admin_get("/clusters?format=json");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let weights: Vec<_> = v["cluster_statuses"][0]["host_statuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["address"]["socket_address"]["port_value"].clone(), h["weight"].clone()))
+        .collect();
+    assert_eq!(weights, [(a.port().into(), 3.into()), (b.port().into(), 1.into())]);
+    assert_eq!(c.stat("cluster.app.max_host_weight"), Some(0));
+}
+
+#[test]
+fn weighted_round_robin_workers_start_at_different_points() {
+    let a = http_upstream("a");
+    let b = http_upstream("b");
+    // Each start gives the worker's balancer a random seed, so the first pick is b a
+    // quarter of the time (never b in 40 starts: 0.75^40, about 1e-5).
+    let cluster = weighted_cluster("", &[(&a, Some(3)), (&b, Some(1))]);
+    let mut firsts = Vec::new();
+    for _ in 0..40 {
+        let c = proxy(&cluster);
+        firsts.push(upstreams_of(&c, 1).remove(0));
+        if firsts.iter().any(|u| u == "b") {
+            return;
+        }
+    }
+    panic!("b was never first: {firsts:?}");
 }
 
 #[test]

@@ -464,7 +464,9 @@ fn retry_on_retriable_4xx_is_409_only() {
     let addr = c.listener("web");
     assert_eq!(get(addr, "/", &[("x-test-status", "409")]).status, 409);
     assert_eq!(c.stat("cluster.app.upstream_rq_retry"), Some(1));
-    assert_eq!(c.stat("cluster.app.upstream_rq_409"), Some(2));
+    // The retried 409 counts under `retry.*`, the final one under `upstream_rq_409`.
+    assert_eq!(c.stat("cluster.app.retry.upstream_rq_409"), Some(1));
+    c.wait_stat("cluster.app.upstream_rq_409", |v| v == 1);
     assert_eq!(get(addr, "/", &[("x-test-status", "404")]).status, 404);
     assert_eq!(get(addr, "/", &[("x-test-status", "503")]).status, 503);
     assert_eq!(c.stat("cluster.app.upstream_rq_retry"), Some(1));
@@ -587,6 +589,28 @@ fn per_try_timeout_is_retried_within_the_route_timeout() {
     assert!(elapsed >= Duration::from_millis(390) && elapsed < Duration::from_millis(1500), "{elapsed:?}");
     assert_eq!(c.stat("cluster.app.upstream_rq_per_try_timeout"), Some(2));
     assert_eq!(c.stat("cluster.app.upstream_rq_retry"), Some(1));
+    // As Envoy, a per-try timeout that ends the request is not a route timeout.
+    assert_eq!(c.stat("cluster.app.upstream_rq_timeout"), Some(0));
+    assert_eq!(c.stat("cluster.app.upstream_rq_504"), Some(1));
+}
+
+#[test]
+fn exhausted_retries_say_so_in_the_reset_reason() {
+    let dead = closed_port();
+    let routes = retry_route("retry_on: connect-failure, num_retries: 2", "");
+    let c = start_web("", &vhost(&routes), "", &[static_cluster("app", &[dead])]);
+    let r = get(c.listener("web"), "/", &[]);
+    assert_eq!(r.status, 503);
+    assert_eq!(
+        r.text(),
+        "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: \
+         remote connection failure"
+    );
+    assert_eq!(c.stat("cluster.app.upstream_rq_retry"), Some(2));
+    // Envoy counts its own 503 as the upstream's, and no request reached a connection.
+    assert_eq!(c.stat("cluster.app.upstream_rq_503"), Some(1));
+    assert_eq!(c.stat("cluster.app.upstream_rq_total"), Some(0));
+    assert_eq!(c.stat("cluster.app.upstream_rq_pending_failure_eject"), Some(3));
 }
 
 /// Header edits at the three levels, each level overwriting `x-level`.

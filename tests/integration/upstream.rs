@@ -57,3 +57,60 @@ fn unresolvable_name_counts_failure_and_closes_connections() {
     assert!(buf.is_empty());
     c.wait_stat("cluster.nowhere.upstream_cx_none_healthy", |v| v == 1);
 }
+
+#[test]
+fn host_weights_max_host_weight_and_cluster_manager_stats() {
+    let (one, two) = (Upstream::echo(), Upstream::echo());
+    // Two names, each endpoint with its weight: Envoy's STRICT_DNS cluster is
+    // initialized by the first name, and the second one's hosts are an update.
+    let strict = format!(
+        "  - name: weighted\n    type: STRICT_DNS\n    connect_timeout: 1s\n    dns_lookup_family: V4_ONLY\n    load_assignment:\n      cluster_name: weighted\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{ address: {{ socket_address: {{ address: localhost, port_value: {} }} }} }}\n          load_balancing_weight: 2\n        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}\n          load_balancing_weight: 7\n",
+        one.port(),
+        two.port()
+    );
+    let logical = dns_cluster("logical", "LOGICAL_DNS", one.port(), "")
+        .replace(" } } }\n", " } } }\n          load_balancing_weight: 5\n");
+    let c = Courier::start(
+        &config(&[tcp_listener("l", "w", "weighted", "")], &[strict, logical, static_cluster("fixed", &[one.port()])]),
+        1,
+    );
+    let (_, clusters) = c.admin_get("/clusters");
+    for line in [
+        format!("weighted::127.0.0.1:{}::weight::2", one.port()),
+        format!("weighted::127.0.0.1:{}::weight::7", two.port()),
+        format!("logical::127.0.0.1:{}::weight::5", one.port()),
+        format!("fixed::127.0.0.1:{}::weight::1", one.port()),
+    ] {
+        assert!(clusters.lines().any(|l| l == line), "missing `{line}` in:\n{clusters}");
+    }
+    // Set from each name's hosts as it resolves (the last one's), by STRICT_DNS only.
+    assert_eq!(c.stat("cluster.weighted.max_host_weight"), Some(7));
+    assert_eq!(c.stat("cluster.logical.max_host_weight"), Some(0));
+    assert_eq!(c.stat("cluster.fixed.max_host_weight"), Some(0));
+    for (name, value) in [
+        ("active_clusters", 3),
+        ("warming_clusters", 0),
+        ("cluster_added", 3),
+        ("cluster_modified", 0),
+        ("cluster_removed", 0),
+        ("cluster_updated", 1),
+        ("cluster_updated_via_merge", 0),
+        ("update_merge_cancelled", 0),
+        ("update_out_of_merge_window", 0),
+    ] {
+        assert_eq!(c.stat(&format!("cluster_manager.{name}")), Some(value), "cluster_manager.{name}");
+    }
+    // Traffic reaches both weighted hosts.
+    for _ in 0..9 {
+        let mut s = connect(c.listener("l"));
+        s.write_all(b"w").unwrap();
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).unwrap();
+    }
+    let (_, clusters) = c.admin_get("/clusters");
+    for port in [one.port(), two.port()] {
+        let prefix = format!("weighted::127.0.0.1:{port}::cx_total::");
+        let n: u64 = clusters.lines().find_map(|l| l.strip_prefix(&prefix)).expect("cx_total").parse().unwrap();
+        assert!(n >= 1, "{prefix}{n}");
+    }
+}

@@ -360,13 +360,7 @@ impl Stream {
                 }
             }
         }
-        if let Some(t) = action.timeout {
-            let per_try = action.retry_policy.as_ref().and_then(|p| p.per_try_timeout);
-            let expected = per_try.map_or(t, |p| p.min(t));
-            parts
-                .headers
-                .insert(headers::X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, HeaderValue::from(expected.as_millis() as u64));
-        }
+        // `x-envoy-expected-rq-timeout-ms` is set per try by the router.
         let body = match body {
             PendingBody::Empty => ForwardBody::Empty,
             PendingBody::Buffered(b) => ForwardBody::Buffered(b),

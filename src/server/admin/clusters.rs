@@ -8,10 +8,15 @@ use serde_json::json;
 use super::{Reply, JSON, TEXT};
 use crate::server::Server;
 use crate::upstream::host::HostStats;
+use crate::upstream::resource_manager::{ResourceManager, THRESHOLD_FIELDS};
 
-/// Envoy's circuit-breaker defaults, shown per priority until Courier has its own.
-const THRESHOLDS: [(&str, u64); 4] =
-    [("max_connections", 1024), ("max_pending_requests", 1024), ("max_requests", 1024), ("max_retries", 3)];
+/// A cluster's circuit-breaker maxima at one priority (`high`: HIGH, else DEFAULT),
+/// in Envoy's order.
+fn thresholds(resources: &ResourceManager, high: bool) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+    THRESHOLD_FIELDS
+        .into_iter()
+        .map(move |(r, field)| (field, if high { resources.high_priority_max(r) } else { resources.max(r) }))
+}
 
 pub(super) fn render(server: &Server, as_json: bool) -> Reply {
     let cm = server.cluster_manager.borrow();
@@ -25,8 +30,8 @@ pub(super) fn render(server: &Server, as_json: bool) -> Reply {
     for info in cm.clusters() {
         let name = &info.name;
         out.push_str(&format!("{name}::observability_name::{}\n", info.stat_name));
-        for priority in ["default_priority", "high_priority"] {
-            for (field, value) in THRESHOLDS {
+        for (priority, high) in [("default_priority", false), ("high_priority", true)] {
+            for (field, value) in thresholds(&info.resources, high) {
                 out.push_str(&format!("{name}::{priority}::{field}::{value}\n"));
             }
         }
@@ -39,7 +44,8 @@ pub(super) fn render(server: &Server, as_json: bool) -> Reply {
             }
             out.push_str(&format!("{h}::hostname::{}\n", host.hostname));
             out.push_str(&format!(
-                "{h}::health_flags::healthy\n{h}::weight::1\n{h}::region::\n{h}::zone::\n{h}::sub_zone::\n"
+                "{h}::health_flags::healthy\n{h}::weight::{}\n{h}::region::\n{h}::zone::\n{h}::sub_zone::\n",
+                host.weight
             ));
             out.push_str(&format!(
                 "{h}::canary::false\n{h}::priority::0\n{h}::success_rate::-1\n{h}::local_origin_success_rate::-1\n"
@@ -91,7 +97,7 @@ fn json_form(cm: &crate::upstream::ClusterManager) -> String {
                         "address": { "socket_address": { "address": host.address.ip().to_string(), "port_value": host.address.port() } },
                         "stats": stats,
                         "health_status": { "eds_health_status": "HEALTHY" },
-                        "weight": 1,
+                        "weight": host.weight,
                         "locality": {},
                     });
                     if !host.hostname.is_empty() {
@@ -107,7 +113,7 @@ fn json_form(cm: &crate::upstream::ClusterManager) -> String {
                     if let Some(p) = p {
                         t["priority"] = json!(p);
                     }
-                    for (field, v) in THRESHOLDS {
+                    for (field, v) in thresholds(&info.resources, p.is_some()) {
                         t[field] = json!(v);
                     }
                     t
