@@ -7,8 +7,9 @@
 //!                       # HTTP upstreams "upstream1"/"upstream2"), {{ECHO_PORT}} (TCP echo),
 //!                       # {{DEAD_PORT}} (nothing listens), {{FREE_PORT1}}/{{FREE_PORT2}} (free
 //!                       # ports for listeners that need a fixed one), {{TMP}} (scratch dir)
-//! requests:             # sent in order, each on a new connection
-//! - name: get           # label of the checks (default r1, r2, ...)
+//! requests:             # sent in order, each on a new connection (unless `reuse`)
+//! - name: get           # label of the checks (default r1, r2, ...); the placeholders
+//!                       # above may be used in a request's text fields too
 //!   listener: web       # default: the first listener in /listeners
 //!   method: GET         # default GET
 //!   path: /             # default /
@@ -17,10 +18,23 @@
 //!   repeat: 3           # the same request 3 times (labels get [1], [2], ...)
 //!   order: cyclic       # with repeat: the upstreams' order may start at another phase
 //!                       # of the same cycle (Envoy's load balancers start at a random one)
-//! - raw: "GET / HTTP/1.1\r\nhost: x\r\n\r\n"  # exact bytes instead
+//! - raw: "GET / HTTP/1.1\r\nhost: x\r\n\r\n"  # exact bytes instead (may be a partial head:
+//!                       # the client then waits for whatever the proxy answers)
+//!   continue_body: text # sent only after an interim (1xx) response to `raw`'s head,
+//!                       # e.g. for `Expect: 100-continue`
+//!   hang_up_ms: 300     # after sending, wait 300 ms and close without reading (a
+//!                       # client that gives up); the outcome is "hung up" either way
+//!   reuse: true         # on the previous request's client connection (keep-alive)
+//!                       # instead of a new one; with `repeat`, every repetition reuses it
 //! - tcp: "hello"        # raw TCP: send, half-close, read to EOF
+//! - admin_post: /healthcheck/fail  # POST to the admin endpoint at this point of the
+//!                       # sequence; its response is compared like a request's
+//! upstream_connections: true  # also compare which upstream connection (1, 2, ... per
+//!                       # upstream, in the upstream's accept order) served each request
 //! admin:                # after the requests
 //!   ready: true         # GET /ready
+//!   pages: [/listeners] # GET each; status and body (ports → placeholders; JSON
+//!                       # compared as data) must agree
 //!   stats: [cluster.web.upstream_rq_total]   # values must agree
 //!   clusters: ["web::127.0.0.1:{{UPSTREAM_PORT}}::rq_total"]  # /clusters keys
 //!   server_info: [state, "~uptime_current_epoch"]  # fields; ~ = presence and type only
@@ -44,6 +58,9 @@ pub struct Case {
     pub requests: Vec<Request>,
     #[serde(default)]
     pub admin: AdminChecks,
+    /// Compare the upstream connection that served each proxied request.
+    #[serde(default)]
+    pub upstream_connections: bool,
     /// When set, each binary is run with these arguments (instead of serving) and
     /// the exit codes are compared.
     #[serde(default)]
@@ -62,6 +79,15 @@ pub struct Request {
     pub body: Option<String>,
     pub raw: Option<String>,
     pub tcp: Option<String>,
+    /// Sent after an interim (1xx) response to `raw`.
+    pub continue_body: Option<String>,
+    /// Close the connection this long after sending, without reading a response.
+    pub hang_up_ms: Option<u64>,
+    /// Send on the previous request's client connection.
+    #[serde(default)]
+    pub reuse: bool,
+    /// POST this path to the admin endpoint instead of sending a request.
+    pub admin_post: Option<String>,
     pub repeat: Option<usize>,
     /// `exact` (default) or `cyclic`: see the module doc.
     pub order: Option<String>,
@@ -78,9 +104,27 @@ pub struct AdminChecks {
     pub clusters: Vec<String>,
     #[serde(default)]
     pub server_info: Vec<String>,
+    /// Admin paths whose status and body must agree.
+    #[serde(default)]
+    pub pages: Vec<String>,
 }
 
 impl Request {
+    /// The request with the placeholders of `vars` filled in.
+    pub fn filled(&self, vars: &BTreeMap<String, String>) -> Result<Request, String> {
+        let f = |t: &Option<String>| t.as_deref().map(|t| fill(t, vars)).transpose();
+        Ok(Request {
+            path: f(&self.path)?,
+            headers: self.headers.iter().map(|h| fill(h, vars)).collect::<Result<_, _>>()?,
+            body: f(&self.body)?,
+            raw: f(&self.raw)?,
+            tcp: f(&self.tcp)?,
+            continue_body: f(&self.continue_body)?,
+            admin_post: f(&self.admin_post)?,
+            ..self.clone()
+        })
+    }
+
     /// `headers` as (name, value) pairs.
     pub fn header_pairs(&self) -> Vec<(String, String)> {
         self.headers
@@ -109,6 +153,9 @@ impl Case {
         let mut case: Case = serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         case.name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("?").to_string();
         for r in &case.requests {
+            if r.continue_body.is_some() && r.raw.is_none() {
+                return Err(format!("{}: continue_body needs raw", path.display()));
+            }
             if let Some(order) = r.order.as_deref() {
                 if order != "exact" && order != "cyclic" {
                     return Err(format!("{}: order must be exact or cyclic, not {order:?}", path.display()));

@@ -5,10 +5,12 @@
 //! `<label>.header.<name>` (every response header either side sent),
 //! `<label>.upstream` (which upstream answered), `<label>.upstream.method|path|body`,
 //! `<label>.upstream.header.<name>` (every header either upstream received),
-//! `<label>.tcp` (bytes echoed); `<name>.upstream_order` (a repeated request with
-//! `order: cyclic`: the sequence of upstreams, equal up to the phase of Envoy's cycle,
-//! instead of per-request `upstream` and `header.x-upstream`); `admin.ready`, `admin.stat.<name>`,
-//! `admin.clusters.<key>`, `admin.server_info.<field>`; `command.exit`.
+//! `<label>.upstream.connection` (with `upstream_connections: true`), `<label>.interim`
+//! (interim 1xx statuses, when either side got one), `<label>.tcp` (bytes echoed);
+//! `<name>.upstream_order` (a repeated request with `order: cyclic`: the sequence of
+//! upstreams, equal up to the phase of Envoy's cycle, instead of per-request `upstream`
+//! and `header.x-upstream`); `admin.ready`, `admin.stat.<name>`, `admin.clusters.<key>`,
+//! `admin.server_info.<field>`, `admin.page.<path>`; `command.exit`.
 //!
 //! Values that legitimately differ between two runs are compared by presence and
 //! format: `date` (IMF-fixdate), `x-request-id` (UUID), `x-envoy-upstream-service-time`
@@ -154,6 +156,10 @@ pub fn compare(case: &Case, e: &Observed, c: &Observed) -> Vec<Check> {
                 });
             }
         }
+        let (ei, ci) = (e.interim.get(label), c.interim.get(label));
+        if ei.is_some() || ci.is_some() {
+            checks.exact(format!("{label}.interim"), opt(ei.cloned()), opt(ci.cloned()));
+        }
         match (eo, co) {
             (Outcome::Http(er), Outcome::Http(cr)) => {
                 compare_http(case, label, er, cr, plan.cyclic.is_some(), &mut checks)
@@ -186,6 +192,10 @@ pub fn compare(case: &Case, e: &Observed, c: &Observed) -> Vec<Check> {
     for name in &admin.stats {
         let get = |o: &Observed| opt(o.stats.get(name).map(|v| v.to_string()));
         checks.exact(format!("admin.stat.{name}"), get(e), get(c));
+    }
+    for path in &admin.pages {
+        let get = |o: &Observed| opt(o.pages.get(path).cloned());
+        checks.exact(format!("admin.page.{path}"), get(e), get(c));
     }
     for key in &admin.clusters {
         let get = |o: &Observed| opt(o.clusters.get(key).cloned());
@@ -270,6 +280,10 @@ fn compare_http(case: &Case, label: &str, er: &HttpResponse, cr: &HttpResponse, 
     }
     for k in ["method", "path", "body"] {
         checks.exact(format!("{label}.upstream.{k}"), field(&erep, k), field(&crep, k));
+    }
+    if case.upstream_connections {
+        let conn = |v: &serde_json::Value| v["connection"].to_string();
+        checks.exact(format!("{label}.upstream.connection"), conn(&erep), conn(&crep));
     }
     let header_names = |v: &serde_json::Value| -> BTreeSet<String> {
         v["headers"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()

@@ -3,7 +3,7 @@
 //! admin endpoint. Everything binds 127.0.0.1; the proxy is stopped by pid.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::case::{fill, Case};
-use crate::shared_net::{http_upstream, Client, HttpResponse, Upstream, IO_TIMEOUT};
+use crate::shared_net::{http_upstream, read_chunked, Client, HttpResponse, Upstream, IO_TIMEOUT};
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -46,12 +46,16 @@ pub struct Observed {
     /// `Err` when the proxy did not start (or the command could not run).
     pub startup: Result<(), String>,
     pub responses: Vec<(String, Outcome)>,
+    /// label → the interim (1xx) statuses received before the final response, e.g. "100".
+    pub interim: BTreeMap<String, String>,
     pub ready: Option<(u16, String)>,
     /// `/stats` counters and gauges, names normalized (ports → placeholders).
     pub stats: BTreeMap<String, i64>,
     /// `/clusters` as key → value, keys normalized.
     pub clusters: BTreeMap<String, String>,
     pub server_info: serde_json::Value,
+    /// Admin path → "<status> <body>" (ports → placeholders).
+    pub pages: BTreeMap<String, String>,
     /// Exit code and output of a `command` case.
     pub command: Option<(Option<i32>, String)>,
 }
@@ -61,10 +65,12 @@ impl Default for Observed {
         Observed {
             startup: Err("not started".into()),
             responses: Vec::new(),
+            interim: BTreeMap::new(),
             ready: None,
             stats: BTreeMap::new(),
             clusters: BTreeMap::new(),
             server_info: serde_json::Value::Null,
+            pages: BTreeMap::new(),
             command: None,
         }
     }
@@ -165,11 +171,15 @@ impl Proxy {
     }
 
     fn admin_get(&self, path: &str) -> Result<(u16, String), String> {
-        let mut c = Client::try_connect(self.admin).map_err(|e| e.to_string())?;
-        c.try_send_raw(&Client::encode_request("GET", path, &[("Connection", "close")], b""))
-            .map_err(|e| e.to_string())?;
-        let r = c.try_read_response(false)?;
+        let r = self.admin_request("GET", path)?;
         Ok((r.status, r.text()))
+    }
+
+    fn admin_request(&self, method: &str, path: &str) -> Result<HttpResponse, String> {
+        let mut c = Client::try_connect(self.admin).map_err(|e| e.to_string())?;
+        c.try_send_raw(&Client::encode_request(method, path, &[("Connection", "close")], b""))
+            .map_err(|e| e.to_string())?;
+        c.try_read_response(false)
     }
 
     /// `/listeners`: (name, address) in the order listed.
@@ -255,12 +265,13 @@ impl Environment {
         env
     }
 
-    /// `127.0.0.1:PORT` and `127.0.0.1_PORT` (stat names) with placeholders for known ports.
+    /// `127.0.0.1:PORT`, `127.0.0.1_PORT` (stat names) and `"port_value":PORT` (compact
+    /// JSON) with placeholders for known ports.
     fn normalize(&self, text: &str) -> String {
         let mut out = text.to_string();
         for (port, name) in &self.port_names {
-            for sep in [":", "_"] {
-                let from = format!("127.0.0.1{sep}{port}");
+            for prefix in ["127.0.0.1:", "127.0.0.1_", "\"port_value\":"] {
+                let from = format!("{prefix}{port}");
                 let mut result = String::with_capacity(out.len());
                 let mut rest = out.as_str();
                 while let Some(i) = rest.find(&from) {
@@ -270,7 +281,7 @@ impl Environment {
                         result.push_str(&rest[..i + from.len()]);
                     } else {
                         result.push_str(&rest[..i]);
-                        result.push_str(&format!("127.0.0.1{sep}{name}"));
+                        result.push_str(&format!("{prefix}{name}"));
                     }
                     rest = after;
                 }
@@ -323,6 +334,15 @@ pub fn run(case: &Case, kind: Kind, bin: &Path) -> Observed {
         return obs;
     }
 
+    let requests: Result<Vec<(String, crate::case::Request)>, String> =
+        case.planned().into_iter().map(|p| Ok((p.label, p.request.filled(&env.vars)?))).collect();
+    let requests = match requests {
+        Ok(r) => r,
+        Err(e) => {
+            obs.startup = Err(format!("case error: {e}"));
+            return obs;
+        }
+    };
     let proxy = match Proxy::start(kind, bin, &config, &dir.0) {
         Ok(p) => p,
         Err(e) => {
@@ -337,22 +357,62 @@ pub fn run(case: &Case, kind: Kind, bin: &Path) -> Observed {
     }
     env.port_names.push((proxy.admin.port(), "{{ADMIN_PORT}}".into()));
 
-    for planned in case.planned() {
-        let r = &planned.request;
+    // The client connection of the last HTTP request, for a request with `reuse`.
+    let mut last: Option<Conn> = None;
+    for (label, r) in &requests {
         let addr = match &r.listener {
             Some(name) => listeners.iter().find(|(n, _)| n == name).map(|(_, a)| *a),
             None => listeners.first().map(|(_, a)| *a),
         };
-        let outcome = match addr {
-            None => Outcome::Failed(format!("no listener {:?} in /listeners", r.listener)),
-            Some(addr) => send(addr, r),
+        let outcome = if let Some(path) = &r.admin_post {
+            match proxy.admin_request("POST", path) {
+                Ok(resp) => Outcome::Http(resp),
+                Err(e) => Outcome::Failed(e),
+            }
+        } else if let Some(data) = &r.tcp {
+            match addr {
+                None => Outcome::Failed(format!("no listener {:?} in /listeners", r.listener)),
+                Some(addr) => match tcp_exchange(addr, data.as_bytes()) {
+                    Ok(bytes) => Outcome::Tcp(bytes),
+                    Err(e) => Outcome::Failed(e),
+                },
+            }
+        } else {
+            let conn = match (r.reuse, addr) {
+                (true, _) => last.take().ok_or_else(|| "no connection to reuse".to_string()),
+                (false, None) => Err(format!("no listener {:?} in /listeners", r.listener)),
+                (false, Some(addr)) => Conn::connect(addr),
+            };
+            match conn {
+                Err(e) => Outcome::Failed(e),
+                Ok(mut conn) => {
+                    let (interim, outcome) = exchange(&mut conn, r);
+                    if !interim.is_empty() {
+                        obs.interim.insert(label.clone(), interim.join(","));
+                    }
+                    last = Some(conn);
+                    outcome
+                }
+            }
         };
-        obs.responses.push((planned.label, outcome));
+        obs.responses.push((label.clone(), outcome));
     }
+    drop(last);
 
     let admin = &case.admin;
     if admin.ready {
         obs.ready = proxy.admin_get("/ready").ok();
+    }
+    for path in &admin.pages {
+        let page = match proxy.admin_get(path) {
+            // JSON is compared as data: compact, keys sorted.
+            Ok((status, body)) => match serde_json::from_str::<serde_json::Value>(&body) {
+                Ok(json) => format!("{status} {}", env.normalize(&json.to_string())),
+                Err(_) => format!("{status} {}", env.normalize(&body)),
+            },
+            Err(e) => format!("no response ({e})"),
+        };
+        obs.pages.insert(path.clone(), page);
     }
     if !admin.stats.is_empty() {
         // Stats are counted as streams complete, just after the client has its response:
@@ -387,18 +447,68 @@ pub fn run(case: &Case, kind: Kind, bin: &Path) -> Observed {
     obs
 }
 
-/// Sends one request on a new connection.
-fn send(addr: SocketAddr, r: &crate::case::Request) -> Outcome {
-    if let Some(data) = &r.tcp {
-        return match tcp_exchange(addr, data.as_bytes()) {
-            Ok(bytes) => Outcome::Tcp(bytes),
-            Err(e) => Outcome::Failed(e),
-        };
+/// A client connection; unlike `Client`, it reports interim (1xx) responses.
+struct Conn {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Conn {
+    fn connect(addr: SocketAddr) -> Result<Conn, String> {
+        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
+        stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
+        let reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
+        Ok(Conn { stream, reader })
     }
-    let mut client = match Client::try_connect(addr) {
-        Ok(c) => c,
-        Err(e) => return Outcome::Failed(format!("connect: {e}")),
-    };
+
+    fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.stream.write_all(bytes).map_err(|e| format!("write: {e}"))
+    }
+
+    fn line(&mut self) -> Result<String, String> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => Err("connection closed".into()),
+            Ok(_) => Ok(line.trim_end_matches(['\r', '\n']).to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// A response's status line and headers; the body is left unread.
+    fn read_head(&mut self) -> Result<HttpResponse, String> {
+        let line = self.line()?;
+        let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+        let status = status.ok_or(format!("bad status line {line:?}"))?;
+        let mut headers = Vec::new();
+        loop {
+            let h = self.line()?;
+            if h.is_empty() {
+                return Ok(HttpResponse { status, headers, body: Vec::new() });
+            }
+            let (k, v) = h.split_once(':').ok_or(format!("bad header {h:?}"))?;
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+
+    fn read_body(&mut self, resp: &mut HttpResponse, head: bool) -> Result<(), String> {
+        if head || resp.status == 204 || resp.status == 304 {
+            return Ok(());
+        }
+        if resp.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            resp.body = read_chunked(&mut self.reader)?;
+        } else if let Some(len) = resp.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            resp.body = vec![0u8; len];
+            self.reader.read_exact(&mut resp.body).map_err(|e| e.to_string())?;
+        } else {
+            self.reader.read_to_end(&mut resp.body).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// Sends one HTTP request on `conn` and reads the response: the interim statuses
+/// received first, and the outcome.
+fn exchange(conn: &mut Conn, r: &crate::case::Request) -> (Vec<String>, Outcome) {
     let (raw, head) = match &r.raw {
         Some(raw) => (raw.as_bytes().to_vec(), raw.starts_with("HEAD ")),
         None => {
@@ -409,13 +519,36 @@ fn send(addr: SocketAddr, r: &crate::case::Request) -> Outcome {
             (Client::encode_request(method, r.path.as_deref().unwrap_or("/"), &headers, body), method == "HEAD")
         }
     };
-    if let Err(e) = client.try_send_raw(&raw) {
-        return Outcome::Failed(format!("write: {e}"));
+    if let Some(ms) = r.hang_up_ms {
+        if let Err(e) = conn.send(&raw) {
+            return (Vec::new(), Outcome::Failed(e));
+        }
+        std::thread::sleep(Duration::from_millis(ms));
+        let _ = conn.stream.shutdown(Shutdown::Both);
+        return (Vec::new(), Outcome::Failed("hung up".into()));
     }
-    match client.try_read_response(head) {
+    let mut interim = Vec::new();
+    let mut pending_body = r.continue_body.as_deref();
+    let result = (|| {
+        conn.send(&raw)?;
+        loop {
+            let mut resp = conn.read_head()?;
+            if (100..200).contains(&resp.status) && resp.status != 101 {
+                interim.push(resp.status.to_string());
+                if let Some(body) = pending_body.take() {
+                    conn.send(body.as_bytes())?;
+                }
+                continue;
+            }
+            conn.read_body(&mut resp, head)?;
+            return Ok(resp);
+        }
+    })();
+    let outcome = match result {
         Ok(resp) => Outcome::Http(resp),
         Err(e) => Outcome::Failed(e),
-    }
+    };
+    (interim, outcome)
 }
 
 /// Writes `data`, half-closes, reads until EOF.
