@@ -146,6 +146,10 @@ pub struct StreamInfo {
     pub upstream_transport_failure_reason: Option<String>,
     /// How many times the router retried.
     pub attempt_count: u32,
+    /// The request is a health check (set by the health_check filter): as Envoy,
+    /// it is left out of the `downstream_rq_<class>` and `downstream_rq_completed`
+    /// counts.
+    pub health_check: bool,
 }
 
 impl StreamInfo {
@@ -170,6 +174,7 @@ impl StreamInfo {
             last_downstream_tx: None,
             upstream_transport_failure_reason: None,
             attempt_count: 0,
+            health_check: false,
         }
     }
 

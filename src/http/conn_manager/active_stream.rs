@@ -44,6 +44,21 @@ pub async fn handle(
     let (mut parts, body) = req.into_parts();
     let is_head = parts.method == Method::HEAD;
 
+    // Upgrades need upgrade_configs, which Courier does not support: Envoy answers
+    // such a request 403 on a route that does not allow the upgrade.
+    // (h2c is not an upgrade Envoy honours on HTTP/1: the header is dropped and
+    // the request proxied.)
+    if let Some(upgrade) = requested_upgrade(&parts.headers).filter(|u| !u.eq_ignore_ascii_case("h2c")) {
+        if upgrade.eq_ignore_ascii_case("websocket") {
+            cfg.stats.downstream_rq_ws_on_non_ws_route.inc();
+        }
+        let reply = LocalReply::new(StatusCode::FORBIDDEN, "", "upgrade_failed");
+        let mut response = stream.local_response(reply, &Request::new(()).into_parts().0, is_head);
+        response.extensions_mut().insert(CloseConnection);
+        return response;
+    }
+    // Chunked framing is kept upstream (hop-by-hop removal drops the header).
+    stream.downstream_chunked = parts.headers.contains_key(http::header::TRANSFER_ENCODING);
     if let Err(reply) = stream.sanitize_request(&mut parts) {
         return stream.local_response(*reply, &parts, is_head);
     }
@@ -51,7 +66,8 @@ pub async fn handle(
     // CONNECT only matches routes with a connect_matcher, which Courier does not
     // support: like Envoy without one, it is a 404.
     if parts.method != Method::CONNECT {
-        stream.route = cfg.routes.find(&route_view(&parts, &cfg)).cloned();
+        strip_host_port(&mut parts, &cfg, conn.local.port());
+        stream.route = cfg.routes.find(&parts).cloned();
     }
     if let Some(r) = &stream.route {
         stream.info.route_name = Some(r.name.clone()).filter(|n| !n.is_empty());
@@ -150,6 +166,7 @@ pub fn timeout_reply(cfg: &Arc<HcmConfig>, conn: ConnectionInfo, timeout: Stream
         info: StreamInfo::new(conn.remote, conn.local, "HTTP/1.1"),
         route: None,
         body_bytes: None,
+        downstream_chunked: false,
     };
     let mut request = Request::new(()).into_parts().0;
     request.uri = Uri::from_static("/");
@@ -168,6 +185,17 @@ pub fn codec_error(cfg: &Arc<HcmConfig>, conn: ConnectionInfo, reply: LocalReply
     stream.local_response(reply, &request, false)
 }
 
+/// The protocol a request asks to upgrade to (`Connection: upgrade` + `Upgrade`).
+fn requested_upgrade(h: &HeaderMap) -> Option<&str> {
+    let asks = h
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    asks.then(|| h.get(http::header::UPGRADE)?.to_str().ok()).flatten()
+}
+
 /// `scheme://host/path?query` of a request (x-forwarded-proto or http).
 fn request_url(parts: &http::request::Parts) -> String {
     let scheme = parts.headers.get(headers::X_FORWARDED_PROTO).and_then(|v| v.to_str().ok()).unwrap_or("http");
@@ -176,27 +204,25 @@ fn request_url(parts: &http::request::Parts) -> String {
     format!("{scheme}://{host}{path}")
 }
 
-/// The request view used for route matching: Envoy strips the Host port first
-/// when `strip_any_host_port` (or `strip_matching_host_port` for port 80) says so.
-fn route_view(parts: &http::request::Parts, cfg: &HcmConfig) -> http::request::Parts {
-    let mut view = Request::new(());
-    *view.method_mut() = parts.method.clone();
-    *view.uri_mut() = parts.uri.clone();
-    *view.headers_mut() = parts.headers.clone();
-    let (mut p, ()) = view.into_parts();
-    if cfg.strip_any_host_port || cfg.strip_matching_host_port {
-        if let Some(host) = p.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()) {
-            if let Some((name, port)) = host.rsplit_once(':') {
-                let strip = cfg.strip_any_host_port || (port == "80" && !name.ends_with(']'));
-                if strip && !name.is_empty() {
-                    if let Ok(v) = HeaderValue::from_str(name) {
-                        p.headers.insert(http::header::HOST, v);
-                    }
-                }
-            }
+/// Envoy's `strip_any_host_port` / `strip_matching_host_port`: the port leaves
+/// the Host header itself (so routing and the upstream both see the bare host);
+/// "matching" means the port the request arrived on.
+fn strip_host_port(parts: &mut http::request::Parts, cfg: &HcmConfig, local_port: u16) {
+    if !cfg.strip_any_host_port && !cfg.strip_matching_host_port {
+        return;
+    }
+    let Some(host) = parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()) else { return };
+    let Some((name, port)) = host.rsplit_once(':') else { return };
+    // `[::1]` without a port has a ':' inside the brackets only.
+    if name.is_empty() || (name.starts_with('[') && !name.ends_with(']')) {
+        return;
+    }
+    let strip = cfg.strip_any_host_port || port.parse::<u16>().is_ok_and(|p| p == local_port);
+    if strip {
+        if let Ok(v) = HeaderValue::from_str(name) {
+            parts.headers.insert(http::header::HOST, v);
         }
     }
-    p
 }
 
 struct Stream {
@@ -204,6 +230,8 @@ struct Stream {
     info: StreamInfo,
     route: Option<Arc<Route>>,
     body_bytes: Option<Rc<Cell<u64>>>,
+    /// The request arrived chunked.
+    downstream_chunked: bool,
 }
 
 impl Stream {
@@ -215,6 +243,7 @@ impl Stream {
             info: StreamInfo::new(conn.remote, conn.local, protocol),
             route: None,
             body_bytes: None,
+            downstream_chunked: false,
         }
     }
 
@@ -228,7 +257,7 @@ impl Stream {
             let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
             parts.uri = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
         }
-        if parts.headers.get(http::header::HOST).is_none() && parts.version == Version::HTTP_11 {
+        if parts.headers.get(http::header::HOST).is_none() {
             return Err(Box::new(LocalReply::new(StatusCode::BAD_REQUEST, "", "missing_host_header")));
         }
         match self.cfg.underscore_action {
@@ -284,7 +313,9 @@ impl Stream {
         for name in headers::ROUTER_CONSUMED {
             h.remove(*name);
         }
-        if self.cfg.generate_request_id && !h.contains_key(headers::X_REQUEST_ID) {
+        // An edge request's x-request-id is not trusted: Envoy makes a new one
+        // (preserve_external_request_id is false by default).
+        if self.cfg.generate_request_id && (self.cfg.use_remote_address || !h.contains_key(headers::X_REQUEST_ID)) {
             h.insert(headers::X_REQUEST_ID, headers::uuid_v4());
         }
     }
@@ -376,7 +407,10 @@ impl Stream {
         };
         // Envoy's upstream codec sends `content-length: 0` for an empty request
         // whose method may carry a body.
-        if matches!(body, ForwardBody::Empty)
+        // (A body the buffer filter read whole goes with its length instead.)
+        if self.downstream_chunked && !matches!(body, ForwardBody::Buffered(_)) {
+            parts.headers.insert(http::header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        } else if matches!(body, ForwardBody::Empty)
             && !matches!(parts.method, Method::GET | Method::HEAD | Method::DELETE | Method::TRACE | Method::CONNECT)
             && !parts.headers.contains_key(http::header::CONTENT_LENGTH)
         {

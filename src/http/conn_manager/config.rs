@@ -46,6 +46,8 @@ pub struct HcmConfig {
     pub stat_prefix: String,
     pub stats: HcmStats,
     pub codec_stats: Http1CodecStats,
+    /// The admin's `/healthcheck/fail` state: connections drain while it is set.
+    pub health_check_failed: Arc<std::sync::atomic::AtomicBool>,
     pub listener_stats: HcmListenerStats,
     pub routes: RouteTable,
     /// Decoder filters in config order, the router excluded (it is the terminal stage).
@@ -146,6 +148,7 @@ impl HcmConfig {
         Ok(HcmConfig {
             stats: HcmStats::new(store, &format!("http.{}.", p.stat_prefix)),
             codec_stats: Http1CodecStats::new(store, "http1."),
+            health_check_failed: health_check_failed.clone(),
             listener_stats: HcmListenerStats::new(
                 store,
                 &format!("listener.{listener_stat_scope}.http.{}.", p.stat_prefix),

@@ -22,7 +22,7 @@ use crate::extensions::{FactoryContext, NetworkFilterExtension};
 use crate::http::body::ResponseBody;
 use crate::http::filter::LocalReply;
 use crate::http::http1::request_head::{self, HeadLimits, RequestHead};
-use crate::http::http1::response_writer::{ResponseWriter, WriteError, WriteLimits};
+use crate::http::http1::response_writer::{ConnectionHeader, ResponseWriter, WriteError, WriteLimits};
 use crate::http::http1::{ConnReader, RequestBody};
 use crate::network::filter::LocalBoxFuture;
 use crate::network::ConnectionInfo;
@@ -86,23 +86,28 @@ async fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) {
             }
             NextHead::Rejected(reply) => {
                 let response = active_stream::codec_error(&cfg, info, reply);
-                let _ = writer.write(response, false, true, WriteLimits::default()).await;
+                let _ = writer.write(response, false, ConnectionHeader::Close, WriteLimits::default()).await;
                 break true;
             }
         };
-        if head.expect_continue && writer.write_continue().await.is_err() {
-            break false;
+        if head.expect_continue {
+            if writer.write_continue().await.is_err() {
+                break false;
+            }
+            stats.downstream_rq_1xx.inc();
         }
         reader.borrow_mut().start_body(head.framing);
         let head_only = head.method == http::Method::HEAD;
         // A CONNECT that is not tunnelled leaves the connection in no defined
         // state: Envoy closes it after the reply.
         let keep_alive = head.keep_alive && head.method != http::Method::CONNECT;
+        let http10 = head.version == http::Version::HTTP_10;
         let request = build_request(head, &reader);
         stats.downstream_rq_active.inc();
         let started = Instant::now();
         let response = run_stream(&cfg, info, request, &reader, started).await;
-        let draining = *drain.borrow();
+        // A failed server health check drains connections too, as in Envoy.
+        let draining = *drain.borrow() || cfg.health_check_failed.load(std::sync::atomic::Ordering::Relaxed);
         if draining && keep_alive {
             stats.downstream_cx_drain_close.inc();
         }
@@ -112,7 +117,12 @@ async fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) {
         let close = !keep_alive || draining || unread_body || response.extensions().get::<CloseConnection>().is_some();
         let write_limits =
             WriteLimits { idle: cfg.stream_idle_timeout, deadline: cfg.max_stream_duration.map(|d| started + d) };
-        let written = writer.write(response, head_only, close, write_limits).await;
+        let connection = match (close, http10) {
+            (true, _) => ConnectionHeader::Close,
+            (false, true) => ConnectionHeader::KeepAlive,
+            (false, false) => ConnectionHeader::None,
+        };
+        let written = writer.write(response, head_only, connection, write_limits).await;
         stats.downstream_rq_active.dec();
         match written {
             Ok(_) if close => break true,
@@ -165,7 +175,10 @@ async fn next_head(
     limits: &HeadLimits,
     drain: &mut tokio::sync::watch::Receiver<bool>,
 ) -> NextHead {
+    // From the first byte: request_headers_timeout, and request_timeout (Envoy's
+    // stream, and so its request timer, starts with the first byte of the head).
     let mut header_deadline = None;
+    let mut request_deadline = None;
     let idle_deadline = cfg.idle_timeout.map(|d| Instant::now() + d);
     loop {
         {
@@ -179,15 +192,20 @@ async fn next_head(
                         return NextHead::Rejected(LocalReply::from_codec_error(e));
                     }
                 }
-                if header_deadline.is_none() {
+                if header_deadline.is_none() && request_deadline.is_none() {
                     header_deadline = cfg.request_headers_timeout.map(|d| Instant::now() + d);
+                    request_deadline = cfg.request_timeout.map(|d| Instant::now() + d);
                 }
             }
         }
         if *drain.borrow() && reader.borrow().buf.is_empty() {
             return NextHead::Drained;
         }
-        let deadline = if reader.borrow().buf.is_empty() { idle_deadline } else { header_deadline };
+        let deadline = if reader.borrow().buf.is_empty() {
+            idle_deadline
+        } else {
+            [header_deadline, request_deadline].into_iter().flatten().min()
+        };
         let fill = std::future::poll_fn(|cx| reader.borrow_mut().poll_fill(cx));
         tokio::select! {
             read = fill => match read {
@@ -204,11 +222,19 @@ async fn next_head(
                 if reader.borrow().buf.is_empty() {
                     return NextHead::Idle;
                 }
-                cfg.stats.downstream_rq_header_timeout.inc();
+                if header_deadline.is_some_and(|t| t <= Instant::now()) {
+                    cfg.stats.downstream_rq_header_timeout.inc();
+                    return NextHead::Rejected(LocalReply::new(
+                        http::StatusCode::REQUEST_TIMEOUT,
+                        "request header timeout",
+                        "request_header_timeout",
+                    ));
+                }
+                cfg.stats.downstream_rq_timeout.inc();
                 return NextHead::Rejected(LocalReply::new(
                     http::StatusCode::REQUEST_TIMEOUT,
-                    "request header timeout",
-                    "request_header_timeout",
+                    "request timeout",
+                    "request_overall_timeout",
                 ));
             }
         }

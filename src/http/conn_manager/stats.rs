@@ -33,6 +33,7 @@ define_stats! {
         counter downstream_rq_rx_reset,
         counter downstream_rq_tx_reset,
         counter downstream_rq_too_large,
+        counter downstream_rq_ws_on_non_ws_route,
         counter downstream_rq_non_relative_path,
         counter downstream_rq_response_before_rq_complete,
         counter no_route,

@@ -209,7 +209,8 @@ fn parse_head(head: &Bytes, limits: &HeadLimits) -> Result<RequestHead, CodecErr
         headers,
         framing,
         keep_alive: !close,
-        expect_continue: expect_continue && framing != BodyFraming::None,
+        // Envoy answers 100 Continue whenever it is asked, body or not.
+        expect_continue,
     })
 }
 

@@ -32,6 +32,17 @@ pub enum WriteError {
     Timeout,
 }
 
+/// The `connection` header a response gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionHeader {
+    /// None: HTTP/1.1 keep-alive is the default.
+    None,
+    /// `connection: close`: the connection ends after this response.
+    Close,
+    /// `connection: keep-alive`: an HTTP/1.0 client asked to keep it open.
+    KeepAlive,
+}
+
 /// Timers that bound writing a response body.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WriteLimits {
@@ -65,7 +76,7 @@ impl ResponseWriter {
         &mut self,
         response: Response<B>,
         head_only: bool,
-        close: bool,
+        connection: ConnectionHeader,
         limits: WriteLimits,
     ) -> Result<u64, WriteError>
     where
@@ -110,8 +121,10 @@ impl ResponseWriter {
         if !parts.headers.contains_key(DATE) {
             put_header(out, b"date", super::date::now().as_bytes());
         }
-        if close {
-            put_header(out, b"connection", b"close");
+        match connection {
+            ConnectionHeader::None => {}
+            ConnectionHeader::Close => put_header(out, b"connection", b"close"),
+            ConnectionHeader::KeepAlive => put_header(out, b"connection", b"keep-alive"),
         }
         out.put_slice(b"\r\n");
 
@@ -242,6 +255,7 @@ mod tests {
 
     /// Writes `response` over a real loopback socket and returns what arrived.
     async fn wire<B: Body<Data = Bytes>>(response: Response<B>, head_only: bool, close: bool) -> String {
+        let connection = if close { ConnectionHeader::Close } else { ConnectionHeader::None };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let reader = tokio::spawn(async move {
@@ -253,7 +267,7 @@ mod tests {
         let (s, _) = listener.accept().await.unwrap();
         let (_rd, wr) = s.into_split();
         let mut w = ResponseWriter::new(wr, Arc::new(Counter::default()));
-        w.write(response, head_only, close, WriteLimits::default()).await.unwrap();
+        w.write(response, head_only, connection, WriteLimits::default()).await.unwrap();
         w.shutdown().await;
         drop(w);
         drop(_rd);

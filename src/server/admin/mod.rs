@@ -102,6 +102,8 @@ fn handle(server: &Server, req: Request<Incoming>) -> Response<Full<Bytes>> {
     h.insert("content-type", hyper::header::HeaderValue::from_static(reply.content_type));
     h.insert("cache-control", hyper::header::HeaderValue::from_static("no-cache, max-age=0"));
     h.insert("x-content-type-options", hyper::header::HeaderValue::from_static("nosniff"));
+    // Envoy's admin answers with its server name too.
+    h.insert("server", hyper::header::HeaderValue::from_static("envoy"));
     resp
 }
 
