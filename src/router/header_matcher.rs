@@ -1,17 +1,18 @@
 //! Envoy's `HeaderMatcher` and `QueryParameterMatcher`, the non-path conditions of a
 //! route's `match`.
 //!
-//! Header matching follows Envoy's `HeaderUtility::matchHeaders`: a header with
-//! several values is matched as its values joined by `,`; a missing header never
-//! matches (inverted or not) unless `treat_missing_header_as_empty` is set, except for
+//! Header matching follows Envoy 1.40's header matchers: a header sent several times
+//! is matched value by value, and matches when any value does (`invert_match` then
+//! inverts that: no value may match). Headers Envoy keeps inline in its request
+//! header map ([`INLINE_REQUEST_HEADERS`]) hold their repeated values as one value
+//! joined by `,`, which is matched as a whole. A missing header never matches
+//! (inverted or not) unless `treat_missing_header_as_empty` is set, except for
 //! `present_match`, which is about absence itself. Pseudo-headers (`:method`,
 //! `:path`, `:authority`, `:scheme`) are read from the request line, and `host` is
 //! `:authority`, as in Envoy's header map. Query parameters are the `&`-separated
 //! `key[=value]` items of `:path`'s query string, not percent-decoded, and only the
 //! first occurrence of a key counts; `present_match` only requires the key, whatever
 //! its value (Envoy ignores the boolean).
-
-use std::borrow::Cow;
 
 use envoy_types::pb::envoy::config::route::v3::{
     header_matcher::HeaderMatchSpecifier, query_parameter_matcher::QueryParameterMatchSpecifier,
@@ -26,10 +27,82 @@ use super::request;
 use super::string_matcher::{full_match_regex, StringMatcher};
 use crate::config::{ConfigError, FieldPath};
 
+/// The request headers Envoy 1.40 keeps inline (O(1)) in its request header map, as
+/// its startup log lists them: a repeated one is one entry whose values are joined
+/// by `,`, so matchers see the joined value rather than each value.
+pub(crate) const INLINE_REQUEST_HEADERS: &[&str] = &[
+    "accept",
+    "accept-encoding",
+    "access-control-request-headers",
+    "access-control-request-method",
+    "access-control-request-private-network",
+    "authentication",
+    "authorization",
+    "cache-control",
+    "cdn-loop",
+    "connection",
+    "content-encoding",
+    "content-length",
+    "content-type",
+    "expect",
+    "grpc-accept-encoding",
+    "grpc-timeout",
+    "if-match",
+    "if-modified-since",
+    "if-none-match",
+    "if-range",
+    "if-unmodified-since",
+    "keep-alive",
+    "origin",
+    "pragma",
+    "proxy-connection",
+    "proxy-status",
+    "referer",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+    "user-agent",
+    "via",
+    "x-client-trace-id",
+    "x-envoy-attempt-count",
+    "x-envoy-decorator-operation",
+    "x-envoy-downstream-service-cluster",
+    "x-envoy-downstream-service-node",
+    "x-envoy-expected-rq-timeout-ms",
+    "x-envoy-external-address",
+    "x-envoy-force-trace",
+    "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-internal",
+    "x-envoy-ip-tags",
+    "x-envoy-is-timeout-retry",
+    "x-envoy-max-retries",
+    "x-envoy-original-host",
+    "x-envoy-original-path",
+    "x-envoy-original-url",
+    "x-envoy-retriable-header-names",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-retry-on",
+    "x-envoy-upstream-alt-stat-name",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-upstream-rq-timeout-alt-response",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-stream-duration-ms",
+    "x-forwarded-client-cert",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-proto",
+    "x-request-id",
+];
+
 /// Where a matched header's value comes from.
 #[derive(Debug, Clone)]
 enum HeaderSource {
+    /// A header matched value by value.
     Header(HeaderName),
+    /// An inline header: its values joined by `,` are one value.
+    JoinedHeader(HeaderName),
     Method,
     Path,
     Authority,
@@ -120,10 +193,21 @@ impl HeaderMatcher {
     }
 
     pub(crate) fn matches(&self, parts: &Parts) -> bool {
-        let value = self.value(parts);
-        let present = match (&value, self.treat_missing_as_empty) {
-            (Some(_), _) => true,
-            (None, true) => true,
+        let condition = |value: &str| match &self.condition {
+            Condition::String(m) => m.matches(value),
+            Condition::Range { start, end } => value.parse::<i64>().is_ok_and(|n| n >= *start && n < *end),
+            // Presence is decided below, whatever the values.
+            Condition::Present(_) => true,
+        };
+        let result = match (self.any_value(parts, condition), self.treat_missing_as_empty) {
+            (Some(any), _) => match self.condition {
+                Condition::Present(want) => want,
+                _ => any,
+            },
+            (None, true) => match self.condition {
+                Condition::Present(want) => want,
+                _ => condition(""),
+            },
             (None, false) => {
                 // Only a presence matcher can succeed on a missing header: one that
                 // wants absence, or an inverted one that wants presence.
@@ -133,23 +217,23 @@ impl HeaderMatcher {
                 };
             }
         };
-        let value = value.unwrap_or(Cow::Borrowed(""));
-        let result = match &self.condition {
-            Condition::String(m) => m.matches(&value),
-            Condition::Range { start, end } => value.parse::<i64>().is_ok_and(|n| n >= *start && n < *end),
-            Condition::Present(want) => *want == present,
-        };
         result != self.invert
     }
 
-    /// The header's value (several values joined by `,`), or `None` when absent.
-    fn value<'a>(&self, parts: &'a Parts) -> Option<Cow<'a, str>> {
+    /// Whether `f` accepts any of the header's values (an inline header's values
+    /// joined by `,` are one value), or `None` when the header is absent.
+    fn any_value(&self, parts: &Parts, mut f: impl FnMut(&str) -> bool) -> Option<bool> {
         match &self.source {
-            HeaderSource::Method => Some(Cow::Borrowed(parts.method.as_str())),
-            HeaderSource::Path => request::path_and_query(parts).map(Cow::Borrowed),
-            HeaderSource::Authority => request::authority(parts).map(Cow::Borrowed),
-            HeaderSource::Scheme => Some(Cow::Borrowed(request::scheme(parts))),
+            HeaderSource::Method => Some(f(parts.method.as_str())),
+            HeaderSource::Path => request::path_and_query(parts).map(f),
+            HeaderSource::Authority => request::authority(parts).map(f),
+            HeaderSource::Scheme => Some(f(request::scheme(parts))),
             HeaderSource::Header(name) => {
+                let mut values = parts.headers.get_all(name).iter().peekable();
+                values.peek()?;
+                Some(values.any(|v| f(&String::from_utf8_lossy(v.as_bytes()))))
+            }
+            HeaderSource::JoinedHeader(name) => {
                 let mut values = parts.headers.get_all(name).iter();
                 let first = values.next()?;
                 let mut joined = String::from_utf8_lossy(first.as_bytes());
@@ -158,7 +242,7 @@ impl HeaderMatcher {
                     s.push(',');
                     s.push_str(&String::from_utf8_lossy(v.as_bytes()));
                 }
-                Some(joined)
+                Some(f(&joined))
             }
         }
     }
@@ -171,10 +255,15 @@ fn header_source(name: &str, path: &FieldPath) -> Result<HeaderSource, ConfigErr
         ":path" => HeaderSource::Path,
         ":authority" | "host" => HeaderSource::Authority,
         ":scheme" => HeaderSource::Scheme,
-        _ => HeaderSource::Header(
-            HeaderName::from_bytes(lower.as_bytes())
-                .map_err(|_| path.field_error("name", format!("invalid header name '{name}'")))?,
-        ),
+        _ => {
+            let header = HeaderName::from_bytes(lower.as_bytes())
+                .map_err(|_| path.field_error("name", format!("invalid header name '{name}'")))?;
+            if INLINE_REQUEST_HEADERS.contains(&header.as_str()) {
+                HeaderSource::JoinedHeader(header)
+            } else {
+                HeaderSource::Header(header)
+            }
+        }
     })
 }
 
@@ -302,7 +391,40 @@ mod tests {
         assert!(m("x-n", HeaderMatchSpecifier::RangeMatch(Int64Range { start: -10, end: 0 })));
         assert!(!m("x-n", HeaderMatchSpecifier::RangeMatch(Int64Range { start: -3 + 1, end: 0 })));
         assert!(!m("x-v", HeaderMatchSpecifier::RangeMatch(Int64Range { start: 0, end: 10 })));
-        assert!(m("x-m", HeaderMatchSpecifier::ExactMatch("a,b".into())));
+        assert!(!m("x-m", HeaderMatchSpecifier::ExactMatch("a,b".into())), "values are not joined");
+        assert!(m("x-m", HeaderMatchSpecifier::ExactMatch("b".into())), "any value matches");
+    }
+
+    #[test]
+    fn repeated_headers_match_value_by_value() {
+        let r = request(&[("x-r", "a"), ("x-r", "b"), ("x-n", "abc"), ("x-n", "5")]);
+        assert!(hm("x-r", exact("a"), false, false).matches(&r));
+        assert!(hm("x-r", exact("b"), false, false).matches(&r));
+        assert!(!hm("x-r", exact("a,b"), false, false).matches(&r));
+        // Inverted: no value may match.
+        assert!(!hm("x-r", exact("a"), true, false).matches(&r));
+        assert!(hm("x-r", exact("c"), true, false).matches(&r));
+        assert!(hm("x-r", exact("a,b"), true, false).matches(&r));
+        let range =
+            |s, e, inv| hm("x-n", Some(HeaderMatchSpecifier::RangeMatch(Int64Range { start: s, end: e })), inv, false);
+        assert!(range(0, 10, false).matches(&r));
+        assert!(!range(0, 10, true).matches(&r));
+        // Presence does not depend on the values.
+        let present = |b, inv| hm("x-r", Some(HeaderMatchSpecifier::PresentMatch(b)), inv, false);
+        assert!(present(true, false).matches(&r));
+        assert!(!present(true, true).matches(&r));
+        assert!(!present(false, false).matches(&r));
+        // A single value holding a comma is one value.
+        assert!(hm("x-r", exact("a,b"), false, false).matches(&request(&[("x-r", "a,b")])));
+    }
+
+    #[test]
+    fn inline_headers_match_their_joined_values() {
+        let r = request(&[("user-agent", "a"), ("user-agent", "b"), ("accept", "x")]);
+        assert!(hm("user-agent", exact("a,b"), false, false).matches(&r));
+        assert!(!hm("user-agent", exact("b"), false, false).matches(&r));
+        assert!(hm("user-agent", exact("b"), true, false).matches(&r));
+        assert!(hm("accept", exact("x"), false, false).matches(&r));
     }
 
     #[test]

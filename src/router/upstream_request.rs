@@ -410,9 +410,13 @@ async fn attempt(
         }
         let sent = Instant::now();
         match client.sender.send_request(request).await {
-            Ok(response) => return Ok((response, client, sent.elapsed(), active)),
+            Ok(response) => {
+                client.on_response(&response);
+                return Ok((response, client, sent.elapsed(), active));
+            }
             Err(e) => {
                 tracing::debug!(host = %host.address, "upstream request failed: {e}");
+                client.on_request_failed(&e);
                 if e.is_user() {
                     return Err(AttemptFailure::DownstreamBody);
                 }

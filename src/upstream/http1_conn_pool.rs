@@ -14,6 +14,17 @@
 //! the connection may be reused (keep-alive, `max_requests_per_connection` not
 //! reached); a client whose connection closed while idle is dropped on the next
 //! look, without failing a request.
+//!
+//! How a connection ends decides its `upstream_cx_destroy_*` stats, as in Envoy: a
+//! client dropped with its request in flight (per-try or route timeout, the
+//! downstream gone, a response abandoned for a retry) closes its connection at
+//! once, locally with an active request, and so does a request body failing on
+//! the way up; a response saying `connection: close` (or an HTTP/1.0 one without
+//! keep-alive) makes Courier close the connection after it, locally; the upstream
+//! closing the connection is remote, with an active request when it closed
+//! before or during a response. hyper ends the connection's I/O cleanly in most
+//! of these cases, before the request sees its response or error, so the
+//! request's outcome settles the accounting (`io_done`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -81,10 +92,71 @@ struct ConnState {
     /// The cluster's `max_connections` slot, freed when the connection is gone.
     breaker: Option<ResourceGuard>,
     pool: Weak<Http1ConnPool>,
+    /// A request was sent and its response not read to the end yet.
+    in_flight: Cell<bool>,
+    /// The response asked for the connection to be closed after it.
+    close_notified: Cell<bool>,
+    /// The I/O ended cleanly with the request in flight: hyper either read the
+    /// whole response and closed as it asked, or handed the request an error; the
+    /// request's outcome tells which, and settles the accounting.
+    io_done: Cell<bool>,
+    /// Sending (or dropping) it closes the connection's I/O at once.
+    close: RefCell<Option<oneshot::Sender<()>>>,
+}
+
+impl ConnState {
+    /// Records how the connection ended; only the first call counts.
+    fn settle(&self, local: bool, active_request: bool) {
+        if let Some(mut a) = self.accounting.borrow_mut().take() {
+            if local {
+                a.mark_closed_locally();
+            }
+            if active_request {
+                a.mark_active_request();
+            }
+        }
+    }
+
+    /// Closes the connection's I/O now.
+    fn close_now(&self) {
+        if let Some(close) = self.close.borrow_mut().take() {
+            let _ = close.send(());
+        }
+    }
+}
+
+/// The connection of a busy client. Dropped while its request is in flight
+/// (rather than given back with `PooledClient::release`), it abandons the
+/// connection, as Envoy resets the stream and closes an HTTP/1 connection: closed
+/// locally with an active request, right now.
+struct BusyConn(Rc<ConnState>);
+
+impl Drop for BusyConn {
+    fn drop(&mut self) {
+        let conn = &self.0;
+        if conn.in_flight.replace(false) {
+            if conn.io_done.get() {
+                // hyper already closed the connection: after a whole response that
+                // asked for it (Courier's close), or because the upstream closed it
+                // in the middle of the response.
+                let asked = conn.close_notified.get();
+                conn.settle(asked, !asked);
+            } else {
+                conn.settle(true, true);
+                conn.close_now();
+            }
+        }
+    }
 }
 
 impl Drop for ConnState {
     fn drop(&mut self) {
+        // Not accounted yet: the connection was still open, and Courier lets it go
+        // (dropping the close sender below ends its I/O).
+        if let Some(a) = self.accounting.get_mut().as_mut() {
+            a.mark_closed_locally();
+        }
+        self.accounting.get_mut().take();
         // Free the slot first, so a waiting request can get a new connection.
         self.breaker.take();
         if let Some(pool) = self.pool.upgrade() {
@@ -123,7 +195,7 @@ impl Drop for PendingRequest {
 /// was fully read, or drop it to discard the connection.
 pub struct PooledClient {
     pub sender: SendRequest<UpstreamBody>,
-    conn: Rc<ConnState>,
+    conn: BusyConn,
     pool: Weak<Http1ConnPool>,
     /// True when this connection served a request before (a failure on it may be
     /// a race with the upstream closing an idle connection).
@@ -131,9 +203,44 @@ pub struct PooledClient {
 }
 
 impl PooledClient {
-    /// Counts a request sent on this connection.
+    /// Counts a request sent on this connection (in flight until the client is
+    /// given back).
     pub fn on_request(&self) {
-        self.conn.requests.set(self.conn.requests.get() + 1);
+        self.conn.0.requests.set(self.conn.0.requests.get() + 1);
+        self.conn.0.in_flight.set(true);
+    }
+
+    /// Notes the response's head: as Envoy's codec client, a response with
+    /// `connection: close` (an HTTP/1.0 one unless `connection: keep-alive`) has
+    /// Courier close the connection after it.
+    pub fn on_response<B>(&self, response: &http::Response<B>) {
+        let has_token = |token: &str| {
+            response
+                .headers()
+                .get_all(http::header::CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .any(|t| t.trim().eq_ignore_ascii_case(token))
+        };
+        let close = match response.version() {
+            http::Version::HTTP_10 => !has_token("keep-alive"),
+            _ => has_token("close"),
+        };
+        if close {
+            self.conn.0.close_notified.set(true);
+        }
+    }
+
+    /// The request failed before its response: a failure of Courier's side (its
+    /// request body) is a local close, any other the upstream's; either way with
+    /// the request active, unless it never went out (the connection was already
+    /// closing).
+    pub fn on_request_failed(&self, e: &hyper::Error) {
+        let conn = &self.conn.0;
+        conn.in_flight.set(false);
+        conn.settle(e.is_user(), !e.is_canceled());
+        conn.close_now();
     }
 
     /// Hands the connection back for reuse (or closes it if it may not be reused).
@@ -234,9 +341,17 @@ impl Http1ConnPool {
             }
             if idle.idle_since.elapsed() >= self.cluster.idle_timeout {
                 self.cluster.stats.upstream_cx_idle_timeout.inc();
+                if let Some(a) = idle.conn.accounting.borrow_mut().as_mut() {
+                    a.mark_closed_locally();
+                }
                 continue;
             }
-            return Some(PooledClient { sender: idle.sender, conn: idle.conn, pool: self.me.clone(), reused: true });
+            return Some(PooledClient {
+                sender: idle.sender,
+                conn: BusyConn(idle.conn),
+                pool: self.me.clone(),
+                reused: true,
+            });
         }
         None
     }
@@ -276,28 +391,56 @@ impl Http1ConnPool {
         };
         // From here the `ConnState` gives the count back when it goes.
         connecting.1 = true;
+        let (close, closed) = oneshot::channel();
         let conn = Rc::new(ConnState {
             requests: Cell::new(0),
             accounting: RefCell::new(Some(accounting)),
             breaker,
             pool: self.me.clone(),
+            in_flight: Cell::new(false),
+            close_notified: Cell::new(false),
+            io_done: Cell::new(false),
+            close: RefCell::new(Some(close)),
         });
         let for_task = Rc::downgrade(&conn);
         tokio::task::spawn_local(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!("upstream connection ended: {e}");
-            }
+            let result = tokio::select! {
+                r = connection => r,
+                // Courier closes it (the connection is abandoned or no longer
+                // pooled): dropping the I/O closes the socket; the accounting was
+                // settled by whoever closed it.
+                _ = closed => return,
+            };
             // Record the close as soon as the I/O is done, even if a request still
             // holds the (now useless) client.
-            if let Some(state) = for_task.upgrade() {
-                state.accounting.borrow_mut().take();
+            let Some(state) = for_task.upgrade() else { return };
+            match result {
+                // A clean end under a request: the request's outcome decides.
+                Ok(()) if state.in_flight.get() => state.io_done.set(true),
+                // Closed after a response that asked for it (Courier's own close),
+                // or by the upstream while idle.
+                Ok(()) => state.settle(state.close_notified.get(), false),
+                // Failed during a response (or while idle).
+                Err(e) => {
+                    tracing::debug!("upstream connection ended: {e}");
+                    state.settle(e.is_user(), state.in_flight.get());
+                }
             }
         });
-        Ok(PooledClient { sender, conn, pool: self.me.clone(), reused: false })
+        Ok(PooledClient { sender, conn: BusyConn(conn), pool: self.me.clone(), reused: false })
     }
 
     fn release(&self, client: PooledClient) {
+        // The response was read to the end: nothing is in flight any more. If hyper
+        // already closed the connection, the response had asked for it or the
+        // upstream closed it.
+        let c = &client.conn.0;
+        c.in_flight.set(false);
+        if c.io_done.get() {
+            c.settle(c.close_notified.get(), false);
+        }
         let PooledClient { sender, conn, .. } = client;
+        let conn = conn.0.clone();
         if sender.is_closed() {
             return;
         }
@@ -311,7 +454,7 @@ impl Http1ConnPool {
             }
         }
         // A waiter gets the client directly; skip waiters that gave up.
-        let mut next = PooledClient { sender, conn, pool: self.me.clone(), reused: true };
+        let mut next = PooledClient { sender, conn: BusyConn(conn), pool: self.me.clone(), reused: true };
         loop {
             let Some(waiter) = self.pending.borrow_mut().pop_front() else { break };
             match waiter.send(Ok(next)) {
@@ -320,7 +463,8 @@ impl Http1ConnPool {
                 Err(Err(_)) => return,
             }
         }
-        self.ready.borrow_mut().push(IdleClient { sender: next.sender, conn: next.conn, idle_since: Instant::now() });
+        let PooledClient { sender, conn, .. } = next;
+        self.ready.borrow_mut().push(IdleClient { sender, conn: conn.0.clone(), idle_since: Instant::now() });
         if !self.reaper_running.replace(true) {
             tokio::task::spawn_local(reap_idle(self.me.clone()));
         }

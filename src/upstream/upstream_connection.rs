@@ -1,6 +1,9 @@
 //! Opening an upstream TCP connection with the cluster's connect timeout, and the
 //! connection's accounting: the cluster and host stats rise on connect and fall
-//! when the connection is dropped, whichever path drops it.
+//! when the connection is dropped, whichever path drops it. As Envoy, the
+//! destruction counts as local or remote (`upstream_cx_destroy_local` / `_remote`)
+//! and, when a request was still in flight on it, also as
+//! `upstream_cx_destroy_with_active_rq` and `upstream_cx_destroy_<side>_with_active_rq`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -31,6 +34,8 @@ pub struct ConnectionAccounting {
     pub host: Arc<Host>,
     pub cluster: Arc<ClusterInfo>,
     closed_locally: bool,
+    /// A request was in flight when the connection ended.
+    active_request: bool,
 }
 
 impl UpstreamConnection {
@@ -45,8 +50,12 @@ impl UpstreamConnection {
                 let _ = stream.set_nodelay(true);
                 stats.upstream_cx_active.inc();
                 host.stats.cx_active.fetch_add(1, Ordering::Relaxed);
-                let accounting =
-                    ConnectionAccounting { host: host.clone(), cluster: cluster.clone(), closed_locally: false };
+                let accounting = ConnectionAccounting {
+                    host: host.clone(),
+                    cluster: cluster.clone(),
+                    closed_locally: false,
+                    active_request: false,
+                };
                 return Ok(UpstreamConnection { stream, accounting });
             }
             Ok(Err(e)) => {
@@ -70,6 +79,11 @@ impl ConnectionAccounting {
     pub fn mark_closed_locally(&mut self) {
         self.closed_locally = true;
     }
+
+    /// Records that a request was still in flight when the connection ended.
+    pub fn mark_active_request(&mut self) {
+        self.active_request = true;
+    }
 }
 
 impl Drop for ConnectionAccounting {
@@ -81,6 +95,14 @@ impl Drop for ConnectionAccounting {
             stats.upstream_cx_destroy_local.inc();
         } else {
             stats.upstream_cx_destroy_remote.inc();
+        }
+        if self.active_request {
+            stats.upstream_cx_destroy_with_active_rq.inc();
+            if self.closed_locally {
+                stats.upstream_cx_destroy_local_with_active_rq.inc();
+            } else {
+                stats.upstream_cx_destroy_remote_with_active_rq.inc();
+            }
         }
         self.host.stats.cx_active.fetch_sub(1, Ordering::Relaxed);
     }

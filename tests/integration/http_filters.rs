@@ -325,8 +325,8 @@ fn health_check_is_answered_locally_and_follows_admin_fail_ok() {
     let r = get(addr, "/healthz", &[]);
     assert_eq!(r.status, 503);
     assert!(r.header("x-envoy-upstream-healthchecked-cluster").is_some());
-    // Envoy marks the other responses, not the health check's own.
-    assert_eq!(r.header("x-envoy-immediate-health-check-fail"), None);
+    // Envoy marks its own 503 and the other responses.
+    assert_eq!(r.header("x-envoy-immediate-health-check-fail"), Some("true"));
     let r = get(addr, "/other", &[]);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-envoy-immediate-health-check-fail"), Some("true"));
@@ -338,6 +338,11 @@ fn health_check_is_answered_locally_and_follows_admin_fail_ok() {
     assert_eq!(c.stat("http.ingress.health_check.request_total"), Some(3));
     assert_eq!(c.stat("http.ingress.health_check.ok"), Some(2));
     assert_eq!(c.stat("http.ingress.health_check.failed"), Some(1));
+    // As Envoy, the health checks are left out of the per-class and completed
+    // counts: only the three proxied requests are there.
+    c.wait_stat("http.ingress.downstream_rq_completed", |v| v == 3);
+    assert_eq!(c.stat("http.ingress.downstream_rq_2xx"), Some(3));
+    assert_eq!(c.stat("http.ingress.downstream_rq_5xx"), Some(0));
 }
 
 #[test]

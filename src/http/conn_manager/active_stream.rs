@@ -605,10 +605,14 @@ impl StreamCompletion for Completion {
             self.info.response_flags.set(ResponseFlag::DownstreamConnectionTermination);
             stats.downstream_rq_tx_reset.inc();
         }
-        stats.downstream_rq_completed.inc();
-        let status = self.info.response_code.unwrap_or(0);
-        stats.response_code(status);
-        self.cfg.listener_stats.response_code(status);
+        // As Envoy's `chargeStats`: a health check answered by the health_check
+        // filter is not counted as a completed request nor by status class.
+        if !self.info.health_check {
+            stats.downstream_rq_completed.inc();
+            let status = self.info.response_code.unwrap_or(0);
+            stats.response_code(status);
+            self.cfg.listener_stats.response_code(status);
+        }
         if let Some((cluster, code, active)) = self.upstream.take() {
             cluster.count_response_code(code);
             if complete {

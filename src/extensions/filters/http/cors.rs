@@ -23,6 +23,10 @@
 //! - Any other CORS request from an allowed origin goes on, and its response gets
 //!   `access-control-allow-origin`, `-allow-credentials` and `-expose-headers`.
 //!
+//! Routes that answer themselves (`direct_response`, `redirect`) have no route entry
+//! in Envoy, so no policy applies to them: their responses get no CORS headers and
+//! their origins are not counted.
+//!
 //! `filter_enabled` (100% when absent) switches the policy on per request;
 //! `shadow_enabled` (0% when absent) only counts origins when it is off.
 //! Stats: `http.<stat_prefix>.cors.origin_valid` and `.origin_invalid`, counted for
@@ -44,7 +48,7 @@ use crate::config::{bootstrap::decode_any, ConfigError, FieldPath};
 use crate::define_stats;
 use crate::extensions::{HttpFilterContext, HttpFilterExtension, PerRouteConfig};
 use crate::http::filter::{FilterStatus, LocalReply, StreamContext, StreamFilter, StreamFilterFactory};
-use crate::router::StringMatcher;
+use crate::router::{RouteAction, StringMatcher};
 use crate::stats::Store;
 
 pub const NAME: &str = "envoy.filters.http.cors";
@@ -221,7 +225,11 @@ impl StreamFilter for CorsFilter {
         _end: bool,
         cx: &mut StreamContext<'_>,
     ) -> FilterStatus {
-        let Some(route) = cx.route else { return FilterStatus::Continue };
+        // As Envoy: a direct_response or redirect route has no route entry, so no
+        // policy applies (no CORS headers, nothing counted).
+        let Some(route) = cx.route.filter(|r| matches!(r.action, RouteAction::Forward(_))) else {
+            return FilterStatus::Continue;
+        };
         let policies = Policies(route.per_filter_configs::<CorsPolicyConfig>(NAME).collect());
         let Some(most_specific) = policies.0.first() else { return FilterStatus::Continue };
         let enabled = most_specific.enabled.sample();
@@ -355,6 +363,10 @@ mod tests {
                 allow_origin_string_match: [{exact: "https://good.example"}]
                 filter_enabled: {default_value: {numerator: 0}}
                 shadow_enabled: {default_value: {numerator: 100}}
+          - match: {prefix: /local}
+            direct_response: {status: 200}
+          - match: {prefix: /moved}
+            redirect: {path_redirect: /elsewhere}
           - match: {prefix: /}
             route: {cluster: c}
         "#;
@@ -470,6 +482,21 @@ mod tests {
         let _ = run(&f, &t, "GET", "/shadow", &[("origin", "https://bad.example")]);
         assert_eq!(store.counter_value("http.ingress.cors.origin_valid"), Some(2));
         assert_eq!(store.counter_value("http.ingress.cors.origin_invalid"), Some(1));
+    }
+
+    #[test]
+    fn routes_without_a_route_entry_get_no_cors() {
+        let (store, f, t) = setup();
+        // The virtual host's policy allows every origin, but direct_response and
+        // redirect routes have no route entry: no headers, no preflight, no stats.
+        for uri in ["/local", "/moved"] {
+            let r = run(&f, &t, "GET", uri, &[("origin", "https://any.example")]);
+            assert!(matches!(r.status, FilterStatus::Continue) && r.response.headers.is_empty());
+            let r = preflight(&f, &t, uri, "https://any.example");
+            assert!(matches!(r.status, FilterStatus::Continue) && r.response.headers.is_empty());
+        }
+        assert_eq!(store.counter_value("http.ingress.cors.origin_valid").unwrap_or(0), 0);
+        assert_eq!(store.counter_value("http.ingress.cors.origin_invalid").unwrap_or(0), 0);
     }
 
     #[test]

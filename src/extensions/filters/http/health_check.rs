@@ -7,9 +7,12 @@
 //! is answered with an empty 200 (details `health_check_ok`), or while the server
 //! is failing health checks with an empty 503 (details `health_check_failed`, flag
 //! `LH`). Other requests pass through. As Envoy, the response to a health check
-//! carries `x-envoy-upstream-healthchecked-cluster: <service cluster>`, and while
-//! failing every other response through the filter carries
-//! `x-envoy-immediate-health-check-fail: true`.
+//! carries `x-envoy-upstream-healthchecked-cluster: <service cluster>`; the 503 and,
+//! while failing, every other response through the filter carry
+//! `x-envoy-immediate-health-check-fail: true`. A health check is marked in the
+//! stream info (`health_check`), so the connection manager does not count it in
+//! `downstream_rq_<class>` / `downstream_rq_completed`, as Envoy.
+
 //!
 //! `cache_time` only matters in pass-through mode and is ignored, as in Envoy.
 //! Stats (`http.<stat_prefix>.health_check.`): `request_total`, `ok`, `failed`, and
@@ -131,6 +134,7 @@ impl StreamFilterFactory for HealthCheckFactory {
             service_cluster: self.service_cluster.clone(),
             stats: self.stats.clone(),
             health_check: false,
+            failed: false,
         })
     }
 }
@@ -142,6 +146,8 @@ struct HealthCheckFilter {
     stats: Arc<HealthCheckStats>,
     /// This stream is a health check.
     health_check: bool,
+    /// The filter answered it with its 503 (the server is failing health checks).
+    failed: bool,
 }
 
 impl StreamFilter for HealthCheckFilter {
@@ -149,14 +155,18 @@ impl StreamFilter for HealthCheckFilter {
         &mut self,
         parts: &mut http::request::Parts,
         _end: bool,
-        _cx: &mut StreamContext<'_>,
+        cx: &mut StreamContext<'_>,
     ) -> FilterStatus {
         if !HeaderMatcher::all(&self.matchers, parts) {
             return FilterStatus::Continue;
         }
         self.health_check = true;
+        // As Envoy's `streamInfo().healthCheck(true)`: the connection manager leaves
+        // the stream out of its per-class response counts.
+        cx.info.health_check = true;
         self.stats.request_total.inc();
         if self.failing.load(Ordering::Relaxed) {
+            self.failed = true;
             self.stats.failed.inc();
             let reply = LocalReply::new(StatusCode::SERVICE_UNAVAILABLE, "", "health_check_failed")
                 .with_flag(ResponseFlag::FailedLocalHealthCheck);
@@ -168,11 +178,12 @@ impl StreamFilter for HealthCheckFilter {
     }
 
     fn encode_headers(&mut self, parts: &mut http::response::Parts, _cx: &mut StreamContext<'_>) {
-        // As Envoy's `encodeHeaders`: a health check's own response names the
-        // cluster; only the other responses carry the immediate-fail mark.
+        // As Envoy: a health check's own response names the cluster; its 503 and,
+        // while failing, every other response carry the immediate-fail mark.
         if self.health_check {
             parts.headers.insert(HEALTHCHECKED_CLUSTER, self.service_cluster.clone());
-        } else if self.failing.load(Ordering::Relaxed) {
+        }
+        if self.failed || (!self.health_check && self.failing.load(Ordering::Relaxed)) {
             parts.headers.insert(IMMEDIATE_FAIL, HeaderValue::from_static("true"));
         }
     }
@@ -181,7 +192,7 @@ impl StreamFilter for HealthCheckFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::extensions::filters::http::test_util::{any_from_yaml, decode_then_encode, request};
+    use crate::extensions::filters::http::test_util::{any_from_yaml, decode_then_encode, decode_with, info, request};
 
     fn factory(yaml: &str, store: &Store, failing: &Arc<AtomicBool>) -> Result<HealthCheckFactory, ConfigError> {
         let any = any_from_yaml(CONFIG_TYPE, yaml);
@@ -218,11 +229,23 @@ mod tests {
         assert_eq!(reply.details, "health_check_failed");
         assert_eq!(reply.flag, Some(ResponseFlag::FailedLocalHealthCheck));
         assert_eq!(resp.headers[HEALTHCHECKED_CLUSTER], "svc-cluster");
-        assert!(!resp.headers.contains_key(IMMEDIATE_FAIL), "only other responses are marked");
+        assert_eq!(resp.headers[IMMEDIATE_FAIL], "true", "the filter's own 503 is marked");
 
         let v = |n: &str| store.counter_value(&format!("http.ingress.health_check.{n}"));
         assert_eq!((v("request_total"), v("ok"), v("failed")), (Some(2), Some(1), Some(1)));
         assert_eq!(v("cached_response"), Some(0));
+    }
+
+    #[test]
+    fn health_checks_are_marked_in_the_stream_info() {
+        let store = Store::new();
+        let failing = Arc::new(AtomicBool::new(false));
+        let f = factory(HEALTHZ, &store, &failing).expect("valid");
+        for (uri, want) in [("/healthz", true), ("/other", false)] {
+            let mut info = info();
+            let _ = decode_with(f.create().as_mut(), &mut request("GET", uri, &[]), None, &mut info);
+            assert_eq!(info.health_check, want, "{uri}");
+        }
     }
 
     #[test]
