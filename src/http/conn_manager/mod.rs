@@ -52,6 +52,9 @@ impl NetworkFilterFactory for HttpConnectionManager {
     }
 }
 
+/// How much of a pipelined next request is read ahead while a stream waits.
+const MAX_PIPELINED_BYTES: usize = 64 * 1024;
+
 /// Serves one downstream connection until it closes: requests are read one at
 /// a time (pipelined ones wait in the read buffer), each runs as an active
 /// stream, and its response is written before the next request is parsed.
@@ -105,7 +108,15 @@ async fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) {
         let request = build_request(head, &reader);
         stats.downstream_rq_active.inc();
         let started = Instant::now();
-        let response = run_stream(&cfg, info, request, &reader, started).await;
+        let Some(response) = run_stream(&cfg, info, request, &reader, started).await else {
+            // The client went away before its response: the stream (and its
+            // upstream request) is dropped, as Envoy resets it.
+            stats.downstream_rq_active.dec();
+            stats.downstream_rq_rx_reset.inc();
+            stats.downstream_cx_destroy_active_rq.inc();
+            stats.downstream_cx_destroy_remote_active_rq.inc();
+            break false;
+        };
         // A failed server health check drains connections too, as in Envoy.
         let draining = *drain.borrow() || cfg.health_check_failed.load(std::sync::atomic::Ordering::Relaxed);
         if draining && keep_alive {
@@ -267,7 +278,7 @@ async fn run_stream(
     request: http::Request<RequestBody>,
     reader: &Rc<RefCell<ConnReader>>,
     started: Instant,
-) -> http::Response<ResponseBody> {
+) -> Option<http::Response<ResponseBody>> {
     let body_bytes = reader.borrow().body_bytes.clone();
     let stream = active_stream::handle(cfg.clone(), info, request, body_bytes);
     tokio::pin!(stream);
@@ -275,10 +286,18 @@ async fn run_stream(
     let request_at = cfg.request_timeout.map(|d| started + d);
     loop {
         let body_done = reader.borrow().body_done();
+        // Once the request is read whole, the socket is watched for the client
+        // hanging up (bytes that arrive are a pipelined request: kept, bounded).
+        let watch_client = body_done && reader.borrow().buf.len() < MAX_PIPELINED_BYTES;
         let idle_at = cfg.stream_idle_timeout.map(|d| reader.borrow().last_rx.max(started) + d);
         let next = [max_at, request_at.filter(|_| !body_done), idle_at].into_iter().flatten().min();
         tokio::select! {
-            response = &mut stream => return response,
+            response = &mut stream => return Some(response),
+            read = std::future::poll_fn(|cx| reader.borrow_mut().poll_fill(cx)), if watch_client => {
+                if !matches!(read, Ok(n) if n > 0) {
+                    return None;
+                }
+            }
             _ = sleep_until_opt(next) => {
                 let now = Instant::now();
                 let timeout = if max_at.is_some_and(|t| t <= now) {
@@ -291,7 +310,7 @@ async fn run_stream(
                     None
                 };
                 if let Some(t) = timeout {
-                    return active_stream::timeout_reply(cfg, info, t);
+                    return Some(active_stream::timeout_reply(cfg, info, t));
                 }
             }
         }

@@ -12,6 +12,7 @@ define_stats! {
         counter downstream_cx_destroy_remote,
         counter downstream_cx_destroy_local,
         counter downstream_cx_destroy_active_rq,
+        counter downstream_cx_destroy_remote_active_rq,
         counter downstream_cx_http1_total,
         counter downstream_cx_protocol_error,
         counter downstream_cx_idle_timeout,
