@@ -16,6 +16,18 @@ pub use distribution::{Distribution, DEFAULT_BUCKETS, SUPPORTED_QUANTILES};
 pub use histogram::{Histogram, HistogramSnapshot};
 pub use store::{Counter, Gauge, Store};
 
+/// The counter of a response's status class among `[1xx, 2xx, 3xx, 4xx, 5xx]`
+/// (anything outside 100..=499 counts as 5xx, as Envoy's code stats do).
+pub fn by_status_class(status: u16, classes: [&Counter; 5]) -> &Counter {
+    match status {
+        100..=199 => classes[0],
+        200..=299 => classes[1],
+        300..=399 => classes[2],
+        400..=499 => classes[3],
+        _ => classes[4],
+    }
+}
+
 /// Declares a struct of stats whose names are `<prefix><field>`, as Envoy's
 /// `ALL_*_STATS` macros do, so each component names its stats in one place:
 ///

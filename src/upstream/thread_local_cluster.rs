@@ -51,13 +51,9 @@ impl ThreadLocalCluster {
     pub fn count_response_code(&self, code: u16) {
         let s = &self.info.stats;
         s.upstream_rq_completed.inc();
-        match code {
-            100..=199 => s.upstream_rq_1xx.inc(),
-            200..=299 => s.upstream_rq_2xx.inc(),
-            300..=399 => s.upstream_rq_3xx.inc(),
-            400..=499 => s.upstream_rq_4xx.inc(),
-            _ => s.upstream_rq_5xx.inc(),
-        }
+        let classes =
+            [&*s.upstream_rq_1xx, &s.upstream_rq_2xx, &s.upstream_rq_3xx, &s.upstream_rq_4xx, &s.upstream_rq_5xx];
+        crate::stats::by_status_class(code, classes).inc();
         self.code_counters.borrow_mut().entry(code).or_insert_with(|| self.info.code_counter(code)).inc();
     }
 

@@ -69,13 +69,14 @@ impl HcmListenerStats {
     /// Counts a finished response by status class.
     pub fn response_code(&self, status: u16) {
         self.downstream_rq_completed.inc();
-        match status {
-            100..=199 => self.downstream_rq_1xx.inc(),
-            200..=299 => self.downstream_rq_2xx.inc(),
-            300..=399 => self.downstream_rq_3xx.inc(),
-            400..=499 => self.downstream_rq_4xx.inc(),
-            _ => self.downstream_rq_5xx.inc(),
-        }
+        let classes = [
+            &*self.downstream_rq_1xx,
+            &self.downstream_rq_2xx,
+            &self.downstream_rq_3xx,
+            &self.downstream_rq_4xx,
+            &self.downstream_rq_5xx,
+        ];
+        crate::stats::by_status_class(status, classes).inc();
     }
 }
 
@@ -94,12 +95,13 @@ define_stats! {
 impl HcmStats {
     /// Counts a finished response by status class.
     pub fn response_code(&self, status: u16) {
-        match status {
-            100..=199 => self.downstream_rq_1xx.inc(),
-            200..=299 => self.downstream_rq_2xx.inc(),
-            300..=399 => self.downstream_rq_3xx.inc(),
-            400..=499 => self.downstream_rq_4xx.inc(),
-            _ => self.downstream_rq_5xx.inc(),
-        }
+        let classes = [
+            &*self.downstream_rq_1xx,
+            &self.downstream_rq_2xx,
+            &self.downstream_rq_3xx,
+            &self.downstream_rq_4xx,
+            &self.downstream_rq_5xx,
+        ];
+        crate::stats::by_status_class(status, classes).inc();
     }
 }
