@@ -22,6 +22,11 @@ pub trait StreamCompletion {
     /// `bytes_sent`: response body bytes written; `complete`: the body ended
     /// normally (false: the downstream went away or the upstream failed midway).
     fn finish(self: Box<Self>, bytes_sent: u64, trailers: Option<&HeaderMap>, complete: bool);
+
+    /// The client went away before its request was whole: no response was
+    /// sent (Envoy's downstream reset, `DC`); the stream is not counted as
+    /// completed.
+    fn downstream_reset(self: Box<Self>);
 }
 
 enum Source {
@@ -51,6 +56,13 @@ impl ResponseBody {
             sent: 0,
             trailers: None,
             completion: Some(completion),
+        }
+    }
+
+    /// Ends the stream as reset by the client: nothing is written.
+    pub fn downstream_reset(mut self) {
+        if let Some(c) = self.completion.take() {
+            c.downstream_reset();
         }
     }
 

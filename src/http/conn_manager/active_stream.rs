@@ -593,7 +593,34 @@ struct Completion {
     upstream: Option<(Rc<ThreadLocalCluster>, u16, ActiveRequest)>,
 }
 
+impl Completion {
+    fn write_access_logs(&self, trailers: Option<&HeaderMap>) {
+        let Some(log) = &self.log else { return };
+        let cx = FormatContext {
+            request_headers: Some(&log.request_headers),
+            request_method: Some(&log.method),
+            request_uri: Some(&log.uri),
+            response_headers: Some(&log.response_headers),
+            response_trailers: trailers,
+            info: &self.info,
+        };
+        for logger in &self.cfg.access_logs {
+            logger.log(&cx);
+        }
+    }
+}
+
 impl StreamCompletion for Completion {
+    fn downstream_reset(mut self: Box<Self>) {
+        self.info.response_flags.set(ResponseFlag::DownstreamConnectionTermination);
+        if let Some(received) = &self.body_bytes {
+            self.info.bytes_received = received.get();
+        }
+        // An upstream request still held is dropped with the stream.
+        self.upstream.take();
+        self.write_access_logs(None);
+    }
+
     fn finish(mut self: Box<Self>, bytes_sent: u64, trailers: Option<&HeaderMap>, complete: bool) {
         let stats = &self.cfg.stats;
         self.info.bytes_sent = bytes_sent;
@@ -621,19 +648,7 @@ impl StreamCompletion for Completion {
             drop(active);
         }
         stats.downstream_rq_time.record(self.info.start.elapsed().as_millis() as u64);
-        if let Some(log) = &self.log {
-            let cx = FormatContext {
-                request_headers: Some(&log.request_headers),
-                request_method: Some(&log.method),
-                request_uri: Some(&log.uri),
-                response_headers: Some(&log.response_headers),
-                response_trailers: trailers,
-                info: &self.info,
-            };
-            for logger in &self.cfg.access_logs {
-                logger.log(&cx);
-            }
-        }
+        self.write_access_logs(trailers);
     }
 }
 

@@ -79,6 +79,15 @@ async fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) {
         let head = match next_head(&cfg, &reader, &limits, &mut drain).await {
             NextHead::Head(head) => head,
             NextHead::Closed => break false,
+            NextHead::ClosedMidHead => {
+                // Envoy has begun a stream at the first byte of a head: it is reset.
+                stats.downstream_rq_total.inc();
+                stats.downstream_rq_http1_total.inc();
+                stats.downstream_rq_rx_reset.inc();
+                stats.downstream_cx_destroy_active_rq.inc();
+                stats.downstream_cx_destroy_remote_active_rq.inc();
+                break false;
+            }
             NextHead::Idle => {
                 stats.downstream_cx_idle_timeout.inc();
                 break true;
@@ -108,7 +117,17 @@ async fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) {
         let request = build_request(head, &reader);
         stats.downstream_rq_active.inc();
         let started = Instant::now();
-        let Some(response) = run_stream(&cfg, info, request, &reader, started).await else {
+        let response = run_stream(&cfg, info, request, &reader, started).await;
+        // A client gone mid-body gets no response: the stream is reset, as Envoy does.
+        let response = response.and_then(|r| {
+            if reader.borrow().client_gone {
+                r.into_body().downstream_reset();
+                None
+            } else {
+                Some(r)
+            }
+        });
+        let Some(response) = response else {
             // The client went away before its response: the stream (and its
             // upstream request) is dropped, as Envoy resets it.
             stats.downstream_rq_active.dec();
@@ -170,6 +189,8 @@ enum NextHead {
     Head(RequestHead),
     /// The client closed (or the socket failed) between requests.
     Closed,
+    /// The client closed in the middle of a request head.
+    ClosedMidHead,
     /// `idle_timeout` passed with no request.
     Idle,
     /// The server is draining.
@@ -220,7 +241,8 @@ async fn next_head(
         let fill = std::future::poll_fn(|cx| reader.borrow_mut().poll_fill(cx));
         tokio::select! {
             read = fill => match read {
-                Ok(0) | Err(_) => return NextHead::Closed,
+                Ok(0) | Err(_) if reader.borrow().buf.is_empty() => return NextHead::Closed,
+                Ok(0) | Err(_) => return NextHead::ClosedMidHead,
                 Ok(_) => {}
             },
             changed = drain.changed(), if !*drain.borrow() => {

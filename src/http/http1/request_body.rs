@@ -48,6 +48,9 @@ pub struct ConnReader {
     rx_bytes: Arc<Counter>,
     /// When bytes last arrived (the stream idle timer).
     pub last_rx: Instant,
+    /// The client closed its side (or the socket failed) before the current
+    /// request body was whole.
+    pub client_gone: bool,
     /// Body bytes of the current request decoded so far (`%BYTES_RECEIVED%`);
     /// shared with the stream, reset for each request.
     pub body_bytes: Rc<Cell<u64>>,
@@ -62,6 +65,7 @@ impl ConnReader {
             rx_bytes,
             last_rx: Instant::now(),
             body_bytes: Rc::new(Cell::new(0)),
+            client_gone: false,
         }
     }
 
@@ -184,6 +188,7 @@ impl ConnReader {
             match ready!(self.poll_fill(cx)) {
                 Ok(0) | Err(_) => {
                     // The client went away mid-body.
+                    self.client_gone = true;
                     return self.fail(CodecError::bad_request("downstream_remote_disconnect"));
                 }
                 Ok(_) => {}
