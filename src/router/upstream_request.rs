@@ -32,6 +32,9 @@ use crate::upstream::ThreadLocalCluster;
 /// is empty or was read whole, else streamed once.
 pub enum ForwardBody {
     Empty,
+    /// An empty body that arrived chunked: sent as `0\r\n\r\n` with
+    /// `transfer-encoding: chunked`, as Envoy keeps the framing.
+    EmptyChunked,
     Buffered(Bytes),
     Streaming(RequestBodyStream),
     /// A body already partly read (see `retry_body`), sent once.
@@ -40,13 +43,14 @@ pub enum ForwardBody {
 
 impl ForwardBody {
     fn replayable(&self) -> bool {
-        matches!(self, ForwardBody::Empty | ForwardBody::Buffered(_))
+        matches!(self, ForwardBody::Empty | ForwardBody::EmptyChunked | ForwardBody::Buffered(_))
     }
 
     /// A body for one attempt; a streamed body can be taken once only.
     fn take_for_attempt(&mut self) -> UpstreamBody {
         match self {
             ForwardBody::Empty => Box::pin(Empty::<Bytes>::new().map_err(|never| match never {})),
+            ForwardBody::EmptyChunked => Box::pin(NoDataYet),
             ForwardBody::Buffered(b) => Box::pin(Full::new(b.clone()).map_err(|never| match never {})),
             ForwardBody::Streaming(_) | ForwardBody::Once(_) => match std::mem::replace(self, ForwardBody::Empty) {
                 ForwardBody::Streaming(body) => Box::pin(body.map_err(|e| Box::new(e) as BoxError)),
@@ -54,6 +58,22 @@ impl ForwardBody {
                 _ => Box::pin(Empty::<Bytes>::new().map_err(|never| match never {})),
             },
         }
+    }
+}
+
+/// An empty body that does not say so up front, so the upstream codec keeps the
+/// request's `transfer-encoding: chunked` (it drops framing for a known-empty body).
+struct NoDataYet;
+
+impl hyper::body::Body for NoDataYet {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        std::task::Poll::Ready(None)
     }
 }
 

@@ -408,6 +408,11 @@ impl Stream {
         // Envoy's upstream codec sends `content-length: 0` for an empty request
         // whose method may carry a body.
         // (A body the buffer filter read whole goes with its length instead.)
+        let body = match body {
+            ForwardBody::Empty if self.downstream_chunked => ForwardBody::EmptyChunked,
+            ForwardBody::Streaming(b) if self.downstream_chunked && b.is_end_stream() => ForwardBody::EmptyChunked,
+            other => other,
+        };
         if self.downstream_chunked && !matches!(body, ForwardBody::Buffered(_)) {
             parts.headers.insert(http::header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         } else if matches!(body, ForwardBody::Empty)
