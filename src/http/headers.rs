@@ -19,16 +19,21 @@ pub const X_ENVOY_DECORATOR_OPERATION: HeaderName = HeaderName::from_static("x-e
 pub const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 pub const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1),
-/// plus those named in `Connection`. `TE: trailers` is kept, as Envoy does.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+/// The comma-separated tokens of every `Connection` header, trimmed.
+pub fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
         .get_all(http::header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
+        .map(str::trim)
+}
+
+/// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1),
+/// plus those named in `Connection`. `TE: trailers` is kept, as Envoy does.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> =
+        connection_tokens(headers).filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()).collect();
     for name in named {
         // Never let `Connection: host` or similar strip end-to-end essentials.
         if name != http::header::HOST && name != http::header::CONTENT_LENGTH {

@@ -53,7 +53,7 @@ pub async fn handle(
             cfg.stats.downstream_rq_ws_on_non_ws_route.inc();
         }
         let reply = LocalReply::new(StatusCode::FORBIDDEN, "", "upgrade_failed");
-        let mut response = stream.local_response(reply, &Request::new(()).into_parts().0, is_head);
+        let mut response = stream.local_response(reply, &parts, is_head);
         response.extensions_mut().insert(CloseConnection);
         return response;
     }
@@ -161,38 +161,29 @@ pub fn timeout_reply(cfg: &Arc<HcmConfig>, conn: ConnectionInfo, timeout: Stream
             ("downstream duration timeout", "max_duration_timeout")
         }
     };
-    let stream = Stream {
-        cfg: cfg.clone(),
-        info: StreamInfo::new(conn.remote, conn.local, "HTTP/1.1"),
-        route: None,
-        body_bytes: None,
-        downstream_chunked: false,
-    };
-    let mut request = Request::new(()).into_parts().0;
-    request.uri = Uri::from_static("/");
+    // The stream was counted when it began; this reply replaces it.
+    let stream = Stream::uncounted(cfg, conn, "HTTP/1.1");
     let mut reply = LocalReply::new(StatusCode::REQUEST_TIMEOUT, body, details);
     if timeout == StreamTimeout::Idle {
         reply.flag = Some(ResponseFlag::StreamIdleTimeout);
     }
-    stream.local_response(reply, &request, false)
+    stream.local_response(reply, &no_request(), false)
+}
+
+/// Request parts for a reply that has no parsed request to go with it.
+fn no_request() -> http::request::Parts {
+    Request::new(()).into_parts().0
 }
 
 /// The reply to a request the codec refused before it became a stream; it is
 /// counted and logged as one, as Envoy does.
 pub fn codec_error(cfg: &Arc<HcmConfig>, conn: ConnectionInfo, reply: LocalReply) -> Response<ResponseBody> {
-    let stream = Stream::new(cfg, conn, "HTTP/1.1");
-    let request = Request::new(()).into_parts().0;
-    stream.local_response(reply, &request, false)
+    Stream::new(cfg, conn, "HTTP/1.1").local_response(reply, &no_request(), false)
 }
 
 /// The protocol a request asks to upgrade to (`Connection: upgrade` + `Upgrade`).
 fn requested_upgrade(h: &HeaderMap) -> Option<&str> {
-    let asks = h
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let asks = headers::connection_tokens(h).any(|t| t.eq_ignore_ascii_case("upgrade"));
     asks.then(|| h.get(http::header::UPGRADE)?.to_str().ok()).flatten()
 }
 
@@ -235,9 +226,14 @@ struct Stream {
 }
 
 impl Stream {
+    /// A new stream, counted in `downstream_rq_total`.
     fn new(cfg: &Arc<HcmConfig>, conn: ConnectionInfo, protocol: &'static str) -> Stream {
         cfg.stats.downstream_rq_total.inc();
         cfg.stats.downstream_rq_http1_total.inc();
+        Stream::uncounted(cfg, conn, protocol)
+    }
+
+    fn uncounted(cfg: &Arc<HcmConfig>, conn: ConnectionInfo, protocol: &'static str) -> Stream {
         Stream {
             cfg: cfg.clone(),
             info: StreamInfo::new(conn.remote, conn.local, protocol),

@@ -132,10 +132,23 @@ fn normalise(head: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
+/// Header slots parsed without a heap allocation (`max_headers_count` + 1).
+const STACK_HEADER_SLOTS: usize = 128;
+
 fn parse_head(head: &Bytes, limits: &HeadLimits) -> Result<RequestHead, CodecError> {
-    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers + 1];
-    let mut req = httparse::Request::new(&mut slots);
-    match req.parse(head) {
+    // Header slots on the stack for the usual limits (Envoy's default is 100), so
+    // parsing a head allocates nothing but the header map itself.
+    let wanted = limits.max_headers + 1;
+    let mut stack = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADER_SLOTS];
+    let mut heap = Vec::new();
+    let slots: &mut [std::mem::MaybeUninit<httparse::Header<'_>>] = if wanted <= STACK_HEADER_SLOTS {
+        &mut stack[..wanted]
+    } else {
+        heap.resize_with(wanted, std::mem::MaybeUninit::uninit);
+        &mut heap
+    };
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(head, slots) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(CodecError::bad_request("http1.codec_error")),
         Err(httparse::Error::TooManyHeaders) => return Err(CodecError::too_many_headers()),
