@@ -4,18 +4,18 @@
 //! (local replies) or an upstream response relayed frame by frame, never buffered
 //! whole. It carries the stream's `StreamCompletion`, which charges the stats and
 //! writes the access log exactly once — when the body ended, or when the codec
-//! dropped it (client gone) — and it hands the upstream connection back to its
-//! pool only after the upstream response was read to the end.
+//! dropped it (client gone); the upstream body hands its connection back to
+//! the pool only after the upstream response was read to the end.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::HeaderMap;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 
 use crate::http::http1::{CodecError, RequestBody};
-use crate::upstream::http1_conn_pool::PooledClient;
+use crate::upstream::http1_conn_pool::{UpstreamBodyError, UpstreamResponseBody};
 
 /// Runs once when a stream is over; see `ResponseBody`.
 pub trait StreamCompletion {
@@ -31,7 +31,7 @@ pub trait StreamCompletion {
 
 enum Source {
     Local(Option<Bytes>),
-    Upstream { body: Incoming, client: Option<PooledClient> },
+    Upstream(UpstreamResponseBody),
 }
 
 /// The body of a downstream response.
@@ -49,14 +49,10 @@ impl ResponseBody {
         ResponseBody { source, sent: 0, trailers: None, completion: Some(completion) }
     }
 
-    /// An upstream response body; `client` returns to its pool when the body ends.
-    pub fn upstream(body: Incoming, client: PooledClient, completion: Box<dyn StreamCompletion>) -> ResponseBody {
-        ResponseBody {
-            source: Source::Upstream { body, client: Some(client) },
-            sent: 0,
-            trailers: None,
-            completion: Some(completion),
-        }
+    /// An upstream response body; its connection returns to the pool when the
+    /// body ends.
+    pub fn upstream(body: UpstreamResponseBody, completion: Box<dyn StreamCompletion>) -> ResponseBody {
+        ResponseBody { source: Source::Upstream(body), sent: 0, trailers: None, completion: Some(completion) }
     }
 
     /// Ends the stream as reset by the client: nothing is written.
@@ -75,26 +71,13 @@ impl ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = UpstreamBodyError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
         let polled = match &mut this.source {
             Source::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Source::Upstream { body, client } => match Pin::new(body).poll_frame(cx) {
-                Poll::Ready(None) => {
-                    // Read to the end: the connection may serve the next request.
-                    if let Some(c) = client.take() {
-                        c.release();
-                    }
-                    Poll::Ready(None)
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    client.take();
-                    Poll::Ready(Some(Err(e)))
-                }
-                other => other,
-            },
+            Source::Upstream(body) => Pin::new(body).poll_frame(cx),
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -114,7 +97,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.source {
             Source::Local(b) => b.is_none(),
-            Source::Upstream { body, .. } => body.is_end_stream(),
+            Source::Upstream(body) => body.is_end_stream(),
         }
     }
 
@@ -122,24 +105,18 @@ impl Body for ResponseBody {
         match &self.source {
             Source::Local(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Source::Local(None) => SizeHint::with_exact(0),
-            Source::Upstream { body, .. } => body.size_hint(),
+            Source::Upstream(body) => body.size_hint(),
         }
     }
 }
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
-        // An empty body needs no polling (HEAD responses, 204s): that is complete,
-        // and an upstream connection whose response had no body is reusable.
-        let complete = match &mut self.source {
+        // An empty body needs no polling (HEAD responses, 204s): that is complete
+        // (and the upstream body gives its connection back when dropped).
+        let complete = match &self.source {
             Source::Local(bytes) => bytes.is_none(),
-            Source::Upstream { body, client } => {
-                let ended = body.is_end_stream();
-                if let (true, Some(c)) = (ended, client.take()) {
-                    c.release();
-                }
-                ended
-            }
+            Source::Upstream(body) => body.is_end_stream(),
         };
         self.finish(complete);
     }

@@ -32,31 +32,42 @@ pub fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1),
 /// plus those named in `Connection`. `TE: trailers` is kept, as Envoy does.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> =
-        connection_tokens(headers).filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()).collect();
-    for name in named {
+    use http::header::{CONNECTION, PROXY_AUTHENTICATE, TE, TRANSFER_ENCODING, UPGRADE};
+    let always = |k: &HeaderName| {
+        [CONNECTION, TRANSFER_ENCODING, UPGRADE, PROXY_AUTHENTICATE, TE].contains(k)
+            || k == KEEP_ALIVE
+            || k == PROXY_CONNECTION
+    };
+    // Most messages carry none: one pass over the names settles it.
+    if !headers.keys().any(always) {
+        return;
+    }
+    // The `Connection` values outlive its removal (cheap clones of shared bytes;
+    // no allocation for the usual single header).
+    let first = headers.get(CONNECTION).cloned();
+    let more: Vec<HeaderValue> = headers.get_all(CONNECTION).iter().skip(1).cloned().collect();
+    let named = |k: &HeaderName| {
         // Never let `Connection: host` or similar strip end-to-end essentials.
-        if name != http::header::HOST && name != http::header::CONTENT_LENGTH {
-            headers.remove(&name);
-        }
-    }
-    for name in [
-        http::header::CONNECTION,
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-        http::header::TRANSFER_ENCODING,
-        http::header::UPGRADE,
-        http::header::PROXY_AUTHENTICATE,
-    ] {
-        headers.remove(name);
-    }
+        k != http::header::HOST
+            && k != http::header::CONTENT_LENGTH
+            && first
+                .iter()
+                .chain(&more)
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .any(|t| t.trim().eq_ignore_ascii_case(k.as_str()))
+    };
     let te_trailers = headers
-        .get(http::header::TE)
+        .get(TE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")));
-    headers.remove(http::header::TE);
+    // One removal per header present, found by a scan rather than a lookup per
+    // hop-by-hop name.
+    while let Some(k) = headers.keys().find(|k| always(k) || named(k)).cloned() {
+        headers.remove(k);
+    }
     if te_trailers {
-        headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+        headers.insert(TE, HeaderValue::from_static("trailers"));
     }
 }
 
@@ -85,6 +96,16 @@ pub const INTERNAL_ONLY: &[&str] = &[
     "x-envoy-upstream-rq-timeout-ms",
     "x-envoy-upstream-stream-duration-ms",
 ];
+
+/// Removes every header named in `names`; when none is present (the usual
+/// case), one pass over the map and no lookups.
+pub fn remove_all(headers: &mut HeaderMap, names: &[&str]) {
+    if headers.keys().any(|k| names.contains(&k.as_str())) {
+        for name in names {
+            headers.remove(*name);
+        }
+    }
+}
 
 /// Timeout headers the router consumes (Envoy removes them before forwarding).
 pub const ROUTER_CONSUMED: &[&str] = &["x-envoy-upstream-rq-timeout-ms", "x-envoy-upstream-rq-per-try-timeout-ms"];

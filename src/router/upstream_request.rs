@@ -8,19 +8,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::Incoming;
+use http::{HeaderValue, StatusCode};
+use http_body_util::BodyExt;
 use tokio::time::Instant;
 
 use super::config::{ForwardAction, RetryOn, RetryPolicy};
 use crate::http::body::RequestBodyStream;
 use crate::http::filter::LocalReply;
 use crate::http::headers::X_ENVOY_EXPECTED_RQ_TIMEOUT_MS;
+use crate::http::http1::client_connection::{BodyOut, HeaderOverride, RequestFailure, RequestOut};
 use crate::http::stream_info::{ResponseFlag, StreamInfo};
 use crate::stats::Gauge;
 use crate::upstream::host::Host;
-use crate::upstream::http1_conn_pool::{BoxError, PoolFailure, PooledClient, UpstreamBody};
+use crate::upstream::http1_conn_pool::{BoxError, PoolFailure, UpstreamBody, UpstreamResponseBody};
 use crate::upstream::resource_manager::{Resource, ResourceGuard};
 
 /// Envoy's header on a local reply for a circuit breaker overflow.
@@ -30,11 +30,12 @@ use crate::upstream::ThreadLocalCluster;
 
 /// The request body as the router can send it: replayable for retries when it
 /// is empty or was read whole, else streamed once.
+///
+/// The request's headers decide the framing upstream: with
+/// `transfer-encoding: chunked` (kept from a chunked downstream request) even an
+/// empty body goes as `0\r\n\r\n`, as Envoy keeps the framing.
 pub enum ForwardBody {
     Empty,
-    /// An empty body that arrived chunked: sent as `0\r\n\r\n` with
-    /// `transfer-encoding: chunked`, as Envoy keeps the framing.
-    EmptyChunked,
     Buffered(Bytes),
     Streaming(RequestBodyStream),
     /// A body already partly read (see `retry_body`), sent once.
@@ -43,44 +44,28 @@ pub enum ForwardBody {
 
 impl ForwardBody {
     fn replayable(&self) -> bool {
-        matches!(self, ForwardBody::Empty | ForwardBody::EmptyChunked | ForwardBody::Buffered(_))
+        matches!(self, ForwardBody::Empty | ForwardBody::Buffered(_))
     }
 
     /// A body for one attempt; a streamed body can be taken once only.
-    fn take_for_attempt(&mut self) -> UpstreamBody {
-        match self {
-            ForwardBody::Empty => Box::pin(Empty::<Bytes>::new().map_err(|never| match never {})),
-            ForwardBody::EmptyChunked => Box::pin(NoDataYet),
-            ForwardBody::Buffered(b) => Box::pin(Full::new(b.clone()).map_err(|never| match never {})),
-            ForwardBody::Streaming(_) | ForwardBody::Once(_) => match std::mem::replace(self, ForwardBody::Empty) {
-                ForwardBody::Streaming(body) => Box::pin(body.map_err(|e| Box::new(e) as BoxError)),
-                ForwardBody::Once(body) => body,
-                _ => Box::pin(Empty::<Bytes>::new().map_err(|never| match never {})),
-            },
+    fn take_for_attempt(&mut self) -> BodyOut {
+        match std::mem::replace(self, ForwardBody::Empty) {
+            ForwardBody::Empty => BodyOut::Whole(Bytes::new()),
+            ForwardBody::Buffered(b) => {
+                *self = ForwardBody::Buffered(b.clone());
+                BodyOut::Whole(b)
+            }
+            ForwardBody::Streaming(body) => BodyOut::Streaming(Box::pin(body.map_err(|e| Box::new(e) as BoxError))),
+            ForwardBody::Once(body) => BodyOut::Streaming(body),
         }
-    }
-}
-
-/// An empty body that does not say so up front, so the upstream codec keeps the
-/// request's `transfer-encoding: chunked` (it drops framing for a known-empty body).
-struct NoDataYet;
-
-impl hyper::body::Body for NoDataYet {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
-        std::task::Poll::Ready(None)
     }
 }
 
 /// A response from upstream with what must live as long as its body.
 pub struct UpstreamResponse {
-    pub response: Response<Incoming>,
-    pub client: PooledClient,
+    pub head: http::response::Parts,
+    /// Owns the connection until the body was read whole.
+    pub body: UpstreamResponseBody,
     pub host: Arc<Host>,
     /// From sending the request to receiving the response headers.
     pub service_time: Duration,
@@ -123,6 +108,8 @@ enum AttemptFailure {
     GlobalTimeout,
     /// The upstream closed or reset the connection before the response headers.
     Reset,
+    /// The response head was not valid HTTP/1.1.
+    Protocol,
     /// The downstream request body was malformed (e.g. a bad chunk size) while it
     /// was being sent: the downstream's fault, never retried.
     DownstreamBody,
@@ -169,6 +156,11 @@ fn failure_reply(f: AttemptFailure, retried: bool) -> LocalReply {
             "upstream_reset_before_response_started{connection_termination}",
             ResponseFlag::UpstreamConnectionTermination,
         ),
+        AttemptFailure::Protocol => reset(
+            "protocol error",
+            "upstream_reset_before_response_started{protocol_error}",
+            ResponseFlag::UpstreamProtocolError,
+        ),
     }
 }
 
@@ -183,7 +175,7 @@ fn retries_failure(policy: &RetryPolicy, f: AttemptFailure) -> bool {
         AttemptFailure::Pool(p) if p.is_overflow() => false,
         AttemptFailure::GlobalTimeout | AttemptFailure::DownstreamBody => false,
         AttemptFailure::Pool(_) => on.intersects(any_reset | RetryOn::CONNECT_FAILURE | RetryOn::RESET_BEFORE_REQUEST),
-        AttemptFailure::Reset | AttemptFailure::PerTryTimeout => on.intersects(any_reset),
+        AttemptFailure::Reset | AttemptFailure::Protocol | AttemptFailure::PerTryTimeout => on.intersects(any_reset),
     }
 }
 
@@ -288,9 +280,9 @@ pub async fn forward(
             None => attempt.await,
         };
         match outcome {
-            Ok((response, client, service_time, active)) => {
-                let status = response.status().as_u16();
-                let retriable = policy.is_some_and(|p| p.retriable_response(status, response.headers()));
+            Ok((head, body, service_time, active)) => {
+                let status = head.status.as_u16();
+                let retriable = policy.is_some_and(|p| p.retriable_response(status, &head.headers));
                 if retriable && replayable {
                     if let Some(guard) = next_retry(cluster, policy, retries_done) {
                         // As Envoy: a retried response counts under `retry.*` (only
@@ -299,7 +291,7 @@ pub async fn forward(
                         // is not reused).
                         cluster.count_retried_response_code(status);
                         host.stats.rq_error.fetch_add(1, Ordering::Relaxed);
-                        drop((response, client, active));
+                        drop((body, active));
                         retry_guard = Some(guard);
                         retries_done += 1;
                         let wait = backoff(policy.expect("retriable implies a policy"), retries_done);
@@ -316,7 +308,7 @@ pub async fn forward(
                 drop(retry_guard);
                 host.stats.rq_success.fetch_add(u64::from(status < 500), Ordering::Relaxed);
                 host.stats.rq_error.fetch_add(u64::from(status >= 500), Ordering::Relaxed);
-                return Ok(UpstreamResponse { response, client, host, service_time, active });
+                return Ok(UpstreamResponse { head, body, host, service_time, active });
             }
             Err(failure) => {
                 match failure {
@@ -329,6 +321,7 @@ pub async fn forward(
                         host.stats.rq_timeout.fetch_add(1, Ordering::Relaxed);
                     }
                     AttemptFailure::Reset => stats.upstream_rq_rx_reset.inc(),
+                    AttemptFailure::Protocol => stats.upstream_cx_protocol_error.inc(),
                     AttemptFailure::Pool(_) | AttemptFailure::DownstreamBody => {}
                 }
                 // A pending overflow never reached a host (Envoy has none to charge).
@@ -410,9 +403,35 @@ async fn attempt(
     host: &Arc<Host>,
     try_request: &Try<'_>,
     body: &mut ForwardBody,
-) -> Result<(Response<Incoming>, PooledClient, Duration, ActiveRequest), AttemptFailure> {
+) -> Result<(http::response::Parts, UpstreamResponseBody, Duration, ActiveRequest), AttemptFailure> {
     let pool = cluster.http_pool(host);
     let mut stale_retry = try_request.replayable;
+    let parts = try_request.parts;
+    // This try's `x-envoy-expected-rq-timeout-ms`, and the host's name with
+    // `auto_host_rewrite`, replace the router's headers of that name.
+    let timeout = try_request.expected_timeout_ms.map(|ms| (X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, HeaderValue::from(ms)));
+    let rewrite = (try_request.auto_host_rewrite && !host.hostname.is_empty())
+        .then(|| HeaderValue::from_str(&host.hostname).ok())
+        .flatten()
+        .map(|v| (http::header::HOST, v));
+    let (both, one): ([HeaderOverride; 2], [HeaderOverride; 1]);
+    let overrides: &[HeaderOverride] = match (timeout, rewrite) {
+        (Some(t), Some(h)) => {
+            both = [t, h];
+            &both
+        }
+        (Some(o), None) | (None, Some(o)) => {
+            one = [o];
+            &one
+        }
+        (None, None) => &[],
+    };
+    let request = RequestOut {
+        method: &parts.method,
+        target: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        headers: &parts.headers,
+        overrides,
+    };
     loop {
         let (mut client, breaker) = pool.acquire().await.map_err(AttemptFailure::Pool)?;
         let active = ActiveRequest::new(
@@ -421,48 +440,27 @@ async fn attempt(
             cluster.info.stats.upstream_rq_active.clone(),
             host.clone(),
         );
-        client.on_request();
-        let mut request = build_request(try_request, body.take_for_attempt());
-        if try_request.auto_host_rewrite && !host.hostname.is_empty() {
-            if let Ok(v) = http::HeaderValue::from_str(&host.hostname) {
-                request.headers_mut().insert(http::header::HOST, v);
-            }
-        }
         let sent = Instant::now();
-        match client.sender.send_request(request).await {
-            Ok(response) => {
-                client.on_response(&response);
-                return Ok((response, client, sent.elapsed(), active));
+        match client.send(&request, body.take_for_attempt()).await {
+            Ok(head) => {
+                let service_time = sent.elapsed();
+                let body = client.into_response_body(&head);
+                return Ok((head.parts, body, service_time, active));
             }
-            Err(e) => {
-                tracing::debug!(host = %host.address, "upstream request failed: {e}");
-                client.on_request_failed(&e);
-                if e.is_user() {
-                    return Err(AttemptFailure::DownstreamBody);
+            Err(failure) => {
+                tracing::debug!(host = %host.address, "upstream request failed: {failure:?}");
+                match failure {
+                    RequestFailure::RequestBody => return Err(AttemptFailure::DownstreamBody),
+                    RequestFailure::Protocol => return Err(AttemptFailure::Protocol),
+                    RequestFailure::ClosedBeforeResponse if client.reused && stale_retry => {
+                        stale_retry = false;
+                        continue;
+                    }
+                    RequestFailure::ClosedBeforeResponse | RequestFailure::Reset => return Err(AttemptFailure::Reset),
                 }
-                if client.reused && stale_retry && (e.is_canceled() || e.is_incomplete_message()) {
-                    stale_retry = false;
-                    continue;
-                }
-                return Err(AttemptFailure::Reset);
             }
         }
     }
-}
-
-/// The request of one try: the router's request with this try's
-/// `x-envoy-expected-rq-timeout-ms`.
-fn build_request(try_request: &Try<'_>, body: UpstreamBody) -> Request<UpstreamBody> {
-    let parts = try_request.parts;
-    let mut req = Request::new(body);
-    *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = parts.uri.clone();
-    *req.version_mut() = http::Version::HTTP_11;
-    *req.headers_mut() = parts.headers.clone();
-    if let Some(ms) = try_request.expected_timeout_ms {
-        req.headers_mut().insert(X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, http::HeaderValue::from(ms));
-    }
-    req
 }
 
 #[cfg(test)]

@@ -1,40 +1,41 @@
 //! The per-worker HTTP/1.1 connection pool of one upstream host (DESIGN.md §1).
 //!
-//! - `ready`: idle connected clients; a request takes the most recently used one.
-//! - busy: clients with a request in flight (owned by that request's `PooledClient`).
-//! - pending: as in Envoy, a request that finds no idle client is pending
+//! - `ready`: idle connections; a request takes the most recently used one.
+//! - busy: connections with a request in flight (owned by that request's
+//!   `PooledClient`, then by its response body until the body was read whole).
+//! - pending: as in Envoy, a request that finds no idle connection is pending
 //!   (`upstream_rq_pending_total`, the `max_pending_requests` breaker) until it has
 //!   a connection: its own new one, or, when the cluster's `max_connections`
-//!   breaker is open, the next client coming back (`pending`, oldest first).
+//!   breaker is open, the next one coming back (`pending`, oldest first).
 //! - attach: a request given a connection takes a `max_requests` slot there
 //!   (`upstream_rq_total`), or overflows (`upstream_rq_active_overflow`) and leaves
 //!   the connection idle.
 //!
-//! A client returns to the pool only when its response was read to the end and
-//! the connection may be reused (keep-alive, `max_requests_per_connection` not
-//! reached); a client whose connection closed while idle is dropped on the next
-//! look, without failing a request.
+//! A connection returns to the pool only when its response was read to the end
+//! and it may be reused (keep-alive, the request sent whole,
+//! `max_requests_per_connection` not reached). Nothing reads an idle connection:
+//! an upstream close while idle is seen from the readiness the reactor recorded,
+//! when the connection is next taken or by the idle timer, and the connection is
+//! dropped without failing a request.
 //!
 //! How a connection ends decides its `upstream_cx_destroy_*` stats, as in Envoy: a
-//! client dropped with its request in flight (per-try or route timeout, the
-//! downstream gone, a response abandoned for a retry) closes its connection at
-//! once, locally with an active request, and so does a request body failing on
-//! the way up; a response saying `connection: close` (or an HTTP/1.0 one without
-//! keep-alive) makes Courier close the connection after it, locally; the upstream
-//! closing the connection is remote, with an active request when it closed
-//! before or during a response. hyper ends the connection's I/O cleanly in most
-//! of these cases, before the request sees its response or error, so the
-//! request's outcome settles the accounting (`io_done`).
+//! connection dropped with its request in flight (per-try or route timeout, the
+//! downstream gone, a response abandoned for a retry, a request body failing on
+//! the way up, a malformed response) is closed locally with an active request; a
+//! response saying `connection: close` (or an HTTP/1.0 one without keep-alive) is
+//! closed locally after it; the upstream closing the connection is remote, with an
+//! active request when it closed before the response was whole.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use hyper::body::{Frame, SizeHint};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -42,8 +43,11 @@ use super::cluster::ClusterInfo;
 use super::host::Host;
 use super::resource_manager::{Resource, ResourceGuard};
 use super::upstream_connection::{ConnectFailure, ConnectionAccounting, UpstreamConnection};
+use crate::http::http1::body_decoder::{BodyDecoder, BodyFraming};
+use crate::http::http1::client_connection::{
+    BodyFailure, BodyOut, ClientConnection, RequestFailure, RequestOut, ResponseHead,
+};
 
-/// The request body type sent upstream.
 /// Errors of a request body on its way upstream.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -76,87 +80,36 @@ impl PoolFailure {
 /// What a waiting request is handed: a client, or why none could be made.
 type Handoff = Result<PooledClient, PoolFailure>;
 
-/// An idle connection with its bookkeeping.
-struct IdleClient {
-    sender: SendRequest<UpstreamBody>,
-    conn: Rc<ConnState>,
-    idle_since: Instant,
-}
-
-/// What outlives a single request on a connection.
-struct ConnState {
+/// An upstream connection of the pool with its bookkeeping. Dropping it closes
+/// the socket; how it ended is counted by its `ConnectionAccounting`.
+struct PoolConnection {
+    codec: ClientConnection,
     /// Requests sent on this connection so far.
-    requests: Cell<u32>,
-    /// The connection stats, recorded as closed when the I/O task ends.
-    accounting: RefCell<Option<ConnectionAccounting>>,
+    requests: u32,
+    accounting: ConnectionAccounting,
+    /// The upstream closed it (else Courier did).
+    closed_by_peer: bool,
     /// The cluster's `max_connections` slot, freed when the connection is gone.
     breaker: Option<ResourceGuard>,
     pool: Weak<Http1ConnPool>,
-    /// A request was sent and its response not read to the end yet.
-    in_flight: Cell<bool>,
-    /// The response asked for the connection to be closed after it.
-    close_notified: Cell<bool>,
-    /// The I/O ended cleanly with the request in flight: hyper either read the
-    /// whole response and closed as it asked, or handed the request an error; the
-    /// request's outcome tells which, and settles the accounting.
-    io_done: Cell<bool>,
-    /// Sending (or dropping) it closes the connection's I/O at once.
-    close: RefCell<Option<oneshot::Sender<()>>>,
 }
 
-impl ConnState {
-    /// Records how the connection ended; only the first call counts.
-    fn settle(&self, local: bool, active_request: bool) {
-        if let Some(mut a) = self.accounting.borrow_mut().take() {
-            if local {
-                a.mark_closed_locally();
-            }
-            if active_request {
-                a.mark_active_request();
-            }
-        }
-    }
-
-    /// Closes the connection's I/O now.
-    fn close_now(&self) {
-        if let Some(close) = self.close.borrow_mut().take() {
-            let _ = close.send(());
+impl PoolConnection {
+    /// Ends the connection now, counted as closed by the upstream or by Courier,
+    /// with or without a request in flight.
+    fn close(mut self, by_peer: bool, active_request: bool) {
+        self.closed_by_peer = by_peer;
+        if active_request {
+            self.accounting.mark_active_request();
         }
     }
 }
 
-/// The connection of a busy client. Dropped while its request is in flight
-/// (rather than given back with `PooledClient::release`), it abandons the
-/// connection, as Envoy resets the stream and closes an HTTP/1 connection: closed
-/// locally with an active request, right now.
-struct BusyConn(Rc<ConnState>);
-
-impl Drop for BusyConn {
+impl Drop for PoolConnection {
     fn drop(&mut self) {
-        let conn = &self.0;
-        if conn.in_flight.replace(false) {
-            if conn.io_done.get() {
-                // hyper already closed the connection: after a whole response that
-                // asked for it (Courier's close), or because the upstream closed it
-                // in the middle of the response.
-                let asked = conn.close_notified.get();
-                conn.settle(asked, !asked);
-            } else {
-                conn.settle(true, true);
-                conn.close_now();
-            }
+        if !self.closed_by_peer {
+            self.accounting.mark_closed_locally();
         }
-    }
-}
-
-impl Drop for ConnState {
-    fn drop(&mut self) {
-        // Not accounted yet: the connection was still open, and Courier lets it go
-        // (dropping the close sender below ends its I/O).
-        if let Some(a) = self.accounting.get_mut().as_mut() {
-            a.mark_closed_locally();
-        }
-        self.accounting.get_mut().take();
         // Free the slot first, so a waiting request can get a new connection.
         self.breaker.take();
         if let Some(pool) = self.pool.upgrade() {
@@ -164,6 +117,12 @@ impl Drop for ConnState {
             pool.serve_pending();
         }
     }
+}
+
+/// An idle connection.
+struct IdleClient {
+    conn: PoolConnection,
+    idle_since: Instant,
 }
 
 /// A request waiting for a connection: counted in `upstream_rq_pending_active`
@@ -191,62 +150,150 @@ impl Drop for PendingRequest {
     }
 }
 
-/// A client lent to one request; give it back with `release` when the response
-/// was fully read, or drop it to discard the connection.
+/// A connection lent to one request. After `send`, `into_response_body` hands it
+/// to the response body, which gives it back when read whole; dropped with the
+/// request in flight, the connection is closed locally with an active request,
+/// as Envoy resets the stream and closes an HTTP/1 connection.
 pub struct PooledClient {
-    pub sender: SendRequest<UpstreamBody>,
-    conn: BusyConn,
+    conn: Option<PoolConnection>,
     pool: Weak<Http1ConnPool>,
     /// True when this connection served a request before (a failure on it may be
     /// a race with the upstream closing an idle connection).
     pub reused: bool,
+    in_flight: bool,
 }
 
 impl PooledClient {
-    /// Counts a request sent on this connection (in flight until the client is
-    /// given back).
-    pub fn on_request(&self) {
-        self.conn.0.requests.set(self.conn.0.requests.get() + 1);
-        self.conn.0.in_flight.set(true);
+    fn new(conn: PoolConnection, reused: bool) -> PooledClient {
+        let pool = conn.pool.clone();
+        PooledClient { conn: Some(conn), pool, reused, in_flight: false }
     }
 
-    /// Notes the response's head: as Envoy's codec client, a response with
-    /// `connection: close` (an HTTP/1.0 one unless `connection: keep-alive`) has
-    /// Courier close the connection after it.
-    pub fn on_response<B>(&self, response: &http::Response<B>) {
-        let has_token = |token: &str| {
-            response
-                .headers()
-                .get_all(http::header::CONNECTION)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .any(|t| t.trim().eq_ignore_ascii_case(token))
-        };
-        let close = match response.version() {
-            http::Version::HTTP_10 => !has_token("keep-alive"),
-            _ => has_token("close"),
-        };
-        if close {
-            self.conn.0.close_notified.set(true);
+    /// Sends the request and reads the response head. On failure the connection
+    /// is closed and counted: by the upstream when it closed or reset it, by
+    /// Courier when the request body failed or the response was malformed.
+    pub async fn send(&mut self, request: &RequestOut<'_>, body: BodyOut) -> Result<ResponseHead, RequestFailure> {
+        let Some(conn) = self.conn.as_mut() else { return Err(RequestFailure::ClosedBeforeResponse) };
+        conn.requests += 1;
+        self.in_flight = true;
+        let result = conn.codec.send(request, body).await;
+        if let Err(failure) = result {
+            self.in_flight = false;
+            if let Some(conn) = self.conn.take() {
+                let by_peer = matches!(failure, RequestFailure::ClosedBeforeResponse | RequestFailure::Reset);
+                conn.close(by_peer, true);
+            }
+        }
+        result
+    }
+
+    /// The body of the response whose head `send` returned; it owns the
+    /// connection from now on.
+    pub fn into_response_body(self, head: &ResponseHead) -> UpstreamResponseBody {
+        UpstreamResponseBody {
+            decoder: BodyDecoder::new(head.framing),
+            reusable: head.reusable,
+            until_close: head.framing == BodyFraming::UntilClose,
+            client: Some(self),
         }
     }
 
-    /// The request failed before its response: a failure of Courier's side (its
-    /// request body) is a local close, any other the upstream's; either way with
-    /// the request active, unless it never went out (the connection was already
-    /// closing).
-    pub fn on_request_failed(&self, e: &hyper::Error) {
-        let conn = &self.conn.0;
-        conn.in_flight.set(false);
-        conn.settle(e.is_user(), !e.is_canceled());
-        conn.close_now();
+    /// The response was read to the end: the connection goes back to the pool
+    /// when `reusable`, else it is closed (by the upstream for a body that ran to
+    /// its close, by Courier otherwise).
+    fn finish(mut self, reusable: bool, closed_by_peer: bool) {
+        self.in_flight = false;
+        let Some(conn) = self.conn.take() else { return };
+        if !reusable {
+            return conn.close(closed_by_peer, false);
+        }
+        if let Some(pool) = self.pool.upgrade() {
+            pool.release(conn);
+        }
+    }
+}
+
+impl Drop for PooledClient {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            conn.close(false, self.in_flight);
+        }
+    }
+}
+
+/// An upstream response body, decoded from its connection as the downstream
+/// writer polls it. Read whole, it gives the connection back to the pool.
+pub struct UpstreamResponseBody {
+    client: Option<PooledClient>,
+    decoder: BodyDecoder,
+    reusable: bool,
+    until_close: bool,
+}
+
+/// An upstream response body that ended early (reset or malformed).
+#[derive(Debug)]
+pub struct UpstreamBodyError(pub BodyFailure);
+
+impl std::fmt::Display for UpstreamBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "upstream response body failed: {:?}", self.0)
+    }
+}
+
+impl std::error::Error for UpstreamBodyError {}
+
+impl UpstreamResponseBody {
+    fn finish(&mut self) {
+        if let Some(client) = self.client.take() {
+            client.finish(self.reusable, self.until_close);
+        }
+    }
+}
+
+impl hyper::body::Body for UpstreamResponseBody {
+    type Data = Bytes;
+    type Error = UpstreamBodyError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let Some(conn) = this.client.as_mut().and_then(|c| c.conn.as_mut()) else { return Poll::Ready(None) };
+        match conn.codec.poll_body(&mut this.decoder, cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(data))) => Poll::Ready(Some(Ok(Frame::data(data)))),
+            Poll::Ready(None) => {
+                this.finish();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(failure))) => {
+                if let Some(mut client) = this.client.take() {
+                    client.in_flight = false;
+                    if let Some(conn) = client.conn.take() {
+                        conn.close(failure == BodyFailure::Reset, true);
+                    }
+                }
+                Poll::Ready(Some(Err(UpstreamBodyError(failure))))
+            }
+        }
     }
 
-    /// Hands the connection back for reuse (or closes it if it may not be reused).
-    pub fn release(self) {
-        if let Some(pool) = self.pool.upgrade() {
-            pool.release(self);
+    fn is_end_stream(&self) -> bool {
+        self.decoder.is_done()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.decoder.remaining() {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+impl Drop for UpstreamResponseBody {
+    fn drop(&mut self) {
+        // A body with nothing to read (HEAD, 204) needs no polling: its
+        // connection is reusable. Otherwise the client closes it, in flight.
+        if self.decoder.is_done() {
+            self.finish();
         }
     }
 }
@@ -320,11 +367,13 @@ impl Http1ConnPool {
 
     /// Envoy's `attachStreamToClient`: the request takes a `max_requests` slot and
     /// counts in `upstream_rq_total`, or overflows and the client stays idle.
-    fn attach(&self, client: PooledClient) -> Result<(PooledClient, ResourceGuard), PoolFailure> {
+    fn attach(&self, mut client: PooledClient) -> Result<(PooledClient, ResourceGuard), PoolFailure> {
         let stats = &self.cluster.stats;
         let Some(breaker) = self.cluster.resources.try_acquire(Resource::Requests) else {
             stats.upstream_rq_active_overflow.inc();
-            self.release(client);
+            if let Some(conn) = client.conn.take() {
+                self.release(conn);
+            }
             return Err(PoolFailure::ActiveOverflow);
         };
         stats.upstream_rq_total.inc();
@@ -332,129 +381,63 @@ impl Http1ConnPool {
         Ok((client, breaker))
     }
 
-    /// The most recently used idle client that is still usable.
+    /// The most recently used idle connection that is still usable.
     fn take_idle(&self) -> Option<PooledClient> {
-        let mut ready = self.ready.borrow_mut();
-        while let Some(idle) = ready.pop() {
-            if idle.sender.is_closed() || !idle.sender.is_ready() {
-                continue; // closed while idle: drop it, nobody failed
+        loop {
+            let mut idle = self.ready.borrow_mut().pop()?;
+            if idle.conn.codec.closed_while_idle() {
+                idle.conn.close(true, false); // the upstream closed it: nobody failed
+                continue;
             }
             if idle.idle_since.elapsed() >= self.cluster.idle_timeout {
                 self.cluster.stats.upstream_cx_idle_timeout.inc();
-                if let Some(a) = idle.conn.accounting.borrow_mut().as_mut() {
-                    a.mark_closed_locally();
-                }
-                continue;
+                continue; // dropped: closed locally
             }
-            return Some(PooledClient {
-                sender: idle.sender,
-                conn: BusyConn(idle.conn),
-                pool: self.me.clone(),
-                reused: true,
-            });
+            return Some(PooledClient::new(idle.conn, true));
         }
-        None
     }
 
     /// A new connection, holding its `max_connections` slot (`None` past the
     /// breaker) for as long as it lives.
     async fn connect(&self, breaker: Option<ResourceGuard>) -> Result<PooledClient, PoolFailure> {
         // Counted from the start, so the connection counts as this pool's while it
-        // is being made; a failure gives it back.
-        struct Connecting<'a>(&'a Cell<usize>, bool);
-        impl Drop for Connecting<'_> {
-            fn drop(&mut self) {
-                if !self.1 {
-                    self.0.set(self.0.get().saturating_sub(1));
-                }
-            }
-        }
+        // is being made; a failure gives it back, later the `PoolConnection` does.
         self.live.set(self.live.get() + 1);
-        let mut connecting = Connecting(&self.live, false);
-        let stats = &self.cluster.stats;
-        let UpstreamConnection { stream, accounting } =
-            UpstreamConnection::connect(&self.cluster, &self.host).await.map_err(|f| match f {
-                ConnectFailure::Refused => PoolFailure::ConnectFailure,
-                ConnectFailure::Timeout => PoolFailure::ConnectTimeout,
-            })?;
-        stats.upstream_cx_http1_total.inc();
-        let (sender, connection) = match hyper::client::conn::http1::Builder::new()
-            .max_buf_size(64 * 1024)
-            .handshake::<_, UpstreamBody>(TokioIo::new(stream))
-            .await
-        {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::debug!(host = %self.host.address, "upstream handshake failed: {e}");
-                return Err(PoolFailure::ConnectFailure);
+        let connected = UpstreamConnection::connect(&self.cluster, &self.host).await;
+        let UpstreamConnection { stream, accounting } = match connected {
+            Ok(c) => c,
+            Err(f) => {
+                self.live.set(self.live.get().saturating_sub(1));
+                return Err(match f {
+                    ConnectFailure::Refused => PoolFailure::ConnectFailure,
+                    ConnectFailure::Timeout => PoolFailure::ConnectTimeout,
+                });
             }
         };
-        // From here the `ConnState` gives the count back when it goes.
-        connecting.1 = true;
-        let (close, closed) = oneshot::channel();
-        let conn = Rc::new(ConnState {
-            requests: Cell::new(0),
-            accounting: RefCell::new(Some(accounting)),
+        self.cluster.stats.upstream_cx_http1_total.inc();
+        let conn = PoolConnection {
+            codec: ClientConnection::new(stream),
+            requests: 0,
+            accounting,
+            closed_by_peer: false,
             breaker,
             pool: self.me.clone(),
-            in_flight: Cell::new(false),
-            close_notified: Cell::new(false),
-            io_done: Cell::new(false),
-            close: RefCell::new(Some(close)),
-        });
-        let for_task = Rc::downgrade(&conn);
-        tokio::task::spawn_local(async move {
-            let result = tokio::select! {
-                r = connection => r,
-                // Courier closes it (the connection is abandoned or no longer
-                // pooled): dropping the I/O closes the socket; the accounting was
-                // settled by whoever closed it.
-                _ = closed => return,
-            };
-            // Record the close as soon as the I/O is done, even if a request still
-            // holds the (now useless) client.
-            let Some(state) = for_task.upgrade() else { return };
-            match result {
-                // A clean end under a request: the request's outcome decides.
-                Ok(()) if state.in_flight.get() => state.io_done.set(true),
-                // Closed after a response that asked for it (Courier's own close),
-                // or by the upstream while idle.
-                Ok(()) => state.settle(state.close_notified.get(), false),
-                // Failed during a response (or while idle).
-                Err(e) => {
-                    tracing::debug!("upstream connection ended: {e}");
-                    state.settle(e.is_user(), state.in_flight.get());
-                }
-            }
-        });
-        Ok(PooledClient { sender, conn: BusyConn(conn), pool: self.me.clone(), reused: false })
+        };
+        Ok(PooledClient::new(conn, false))
     }
 
-    fn release(&self, client: PooledClient) {
-        // The response was read to the end: nothing is in flight any more. If hyper
-        // already closed the connection, the response had asked for it or the
-        // upstream closed it.
-        let c = &client.conn.0;
-        c.in_flight.set(false);
-        if c.io_done.get() {
-            c.settle(c.close_notified.get(), false);
-        }
-        let PooledClient { sender, conn, .. } = client;
-        let conn = conn.0.clone();
-        if sender.is_closed() {
-            return;
-        }
+    /// Takes back a connection whose response was read whole: to a waiting
+    /// request, else to the idle list; closed instead when it served its
+    /// `max_requests_per_connection`.
+    fn release(&self, conn: PoolConnection) {
         if let Some(max) = self.cluster.max_requests_per_connection {
-            if conn.requests.get() >= max {
+            if conn.requests >= max {
                 self.cluster.stats.upstream_cx_max_requests.inc();
-                if let Some(c) = conn.accounting.borrow_mut().as_mut() {
-                    c.mark_closed_locally();
-                }
-                return; // dropping the sender closes the connection
+                return; // dropped: closed locally
             }
         }
-        // A waiter gets the client directly; skip waiters that gave up.
-        let mut next = PooledClient { sender, conn: BusyConn(conn), pool: self.me.clone(), reused: true };
+        // A waiter gets the connection directly; skip waiters that gave up.
+        let mut next = PooledClient::new(conn, true);
         loop {
             let Some(waiter) = self.pending.borrow_mut().pop_front() else { break };
             match waiter.send(Ok(next)) {
@@ -463,29 +446,36 @@ impl Http1ConnPool {
                 Err(Err(_)) => return,
             }
         }
-        let PooledClient { sender, conn, .. } = next;
-        self.ready.borrow_mut().push(IdleClient { sender, conn: conn.0.clone(), idle_since: Instant::now() });
+        let Some(conn) = next.conn.take() else { return };
+        self.ready.borrow_mut().push(IdleClient { conn, idle_since: Instant::now() });
         if !self.reaper_running.replace(true) {
             tokio::task::spawn_local(reap_idle(self.me.clone()));
         }
     }
 
-    /// Closes the idle connections that have waited `idle_timeout`; returns when
-    /// the next one expires, or `None` when none is idle.
+    /// Closes the idle connections that have waited `idle_timeout` (and drops
+    /// those the upstream closed); returns when the next one expires, or `None`
+    /// when none is idle.
     fn close_expired(&self) -> Option<Instant> {
         let timeout = self.cluster.idle_timeout;
-        let mut ready = self.ready.borrow_mut();
-        ready.retain(|c| {
+        let mut ready = std::mem::take(&mut *self.ready.borrow_mut());
+        ready.retain_mut(|c| {
+            if c.conn.codec.closed_while_idle() {
+                c.conn.closed_by_peer = true;
+                return false;
+            }
             if c.idle_since.elapsed() < timeout {
-                return !c.sender.is_closed();
+                return true;
             }
             self.cluster.stats.upstream_cx_idle_timeout.inc();
-            if let Some(a) = c.conn.accounting.borrow_mut().as_mut() {
-                a.mark_closed_locally();
-            }
-            false // dropping the sender closes the connection
+            false // dropped: closed locally
         });
-        ready.iter().map(|c| c.idle_since + timeout).min()
+        let next = ready.iter().map(|c| c.idle_since + timeout).min();
+        // Connections released meanwhile (none: nothing above yields) stay first.
+        let mut current = self.ready.borrow_mut();
+        ready.append(&mut current);
+        *current = ready;
+        next
     }
 
     /// Opens connections for waiting requests while the connection breaker allows.
@@ -501,7 +491,11 @@ impl Http1ConnPool {
         let Some(pool) = self.me.upgrade() else { return };
         tokio::task::spawn_local(async move {
             match pool.connect(breaker).await {
-                Ok(client) => pool.release(client),
+                Ok(mut client) => {
+                    if let Some(conn) = client.conn.take() {
+                        pool.release(conn);
+                    }
+                }
                 Err(failure) => {
                     // As Envoy purges its pending requests on a connect failure.
                     let waiters = std::mem::take(&mut *pool.pending.borrow_mut());

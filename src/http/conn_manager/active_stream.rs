@@ -293,9 +293,7 @@ impl Stream {
             // (the peer when there are fewer). No client is internal (Envoy 1.40's
             // default), so the control headers only trusted clients may send go.
             let client = if hops == 0 { remote } else { headers::xff_client(h, hops - 1).unwrap_or(remote) };
-            for name in headers::INTERNAL_ONLY {
-                h.remove(*name);
-            }
+            headers::remove_all(h, headers::INTERNAL_ONLY);
             // Envoy appends its own address, not loopback, for a loopback peer.
             let appended = if remote.is_loopback() { headers::local_address() } else { remote };
             headers::append_xff(h, appended);
@@ -306,9 +304,7 @@ impl Stream {
         } else if !h.contains_key(headers::X_FORWARDED_PROTO) {
             h.insert(headers::X_FORWARDED_PROTO, HeaderValue::from_static("http"));
         }
-        for name in headers::ROUTER_CONSUMED {
-            h.remove(*name);
-        }
+        headers::remove_all(h, headers::ROUTER_CONSUMED);
         // An edge request's x-request-id is not trusted: Envoy makes a new one
         // (preserve_external_request_id is false by default).
         if self.cfg.generate_request_id && (self.cfg.use_remote_address || !h.contains_key(headers::X_REQUEST_ID)) {
@@ -405,8 +401,7 @@ impl Stream {
         // whose method may carry a body.
         // (A body the buffer filter read whole goes with its length instead.)
         let body = match body {
-            ForwardBody::Empty if self.downstream_chunked => ForwardBody::EmptyChunked,
-            ForwardBody::Streaming(b) if self.downstream_chunked && b.is_end_stream() => ForwardBody::EmptyChunked,
+            ForwardBody::Streaming(b) if b.is_end_stream() => ForwardBody::Empty,
             other => other,
         };
         if self.downstream_chunked && !matches!(body, ForwardBody::Buffered(_)) {
@@ -433,8 +428,7 @@ impl Stream {
         request: http::request::Parts,
         mut filters: Vec<Box<dyn StreamFilter>>,
     ) -> Response<ResponseBody> {
-        let UpstreamResponse { response, client, host: _, service_time, active } = upstream;
-        let (mut parts, body) = response.into_parts();
+        let UpstreamResponse { head: mut parts, body, host: _, service_time, active } = upstream;
         self.info.first_upstream_rx = Some(self.info.start.elapsed());
         self.info.response_code_details = "via_upstream".into();
         headers::remove_hop_by_hop(&mut parts.headers);
@@ -446,7 +440,7 @@ impl Stream {
         let status = parts.status.as_u16();
         self.info.response_code = Some(status);
         let completion = self.completion(&request, &parts.headers, Some((cluster, status, active)));
-        Response::from_parts(parts, ResponseBody::upstream(body, client, completion))
+        Response::from_parts(parts, ResponseBody::upstream(body, completion))
     }
 
     /// A reply from the route itself (direct response, redirect): the route's

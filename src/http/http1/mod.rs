@@ -7,13 +7,19 @@
 //! rejected (hyper drops one silently); an unknown transfer coding gets 501;
 //! HTTP/1.0 gets 426 unless `accept_http_10`; obs-fold and bare CR are
 //! normalised, not rejected; every rejection is a reply with Envoy's status and
-//! body, and a slow head gets 408. The upstream side stays on hyper's client.
+//! body, and a slow head gets 408. The upstream side is Courier's own too
+//! (`client_connection`): one task per stream drives its upstream connection
+//! directly, with no connection task or channel in between.
 //!
 //! - `request_head` — request line and headers, framing and limits
 //! - `request_body` — the request body as the router reads it, streamed
+//! - `body_decoder` — `Content-Length`, chunked and close-delimited bodies, both ways
+//! - `client_connection` — the upstream side: a request out, its response back
 //! - `response_writer` — a response onto the wire
 //! - `date` — the `date` header, formatted once a second
 
+pub mod body_decoder;
+pub mod client_connection;
 pub mod date;
 pub mod request_body;
 pub mod request_head;
@@ -21,8 +27,9 @@ pub mod response_writer;
 
 use http::StatusCode;
 
+pub use body_decoder::BodyFraming;
 pub use request_body::{ConnReader, RequestBody};
-pub use request_head::{BodyFraming, HeadLimits, RequestHead};
+pub use request_head::{HeadLimits, RequestHead};
 
 /// A request the codec refuses, with the reply Envoy sends for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

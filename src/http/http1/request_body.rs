@@ -19,32 +19,18 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::time::Instant;
 
+use super::body_decoder::{BodyDecoder, Decoded};
 use super::{BodyFraming, CodecError};
 use crate::stats::Counter;
 
 /// How much is read from the socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
-/// Longest chunk-size line or trailer section accepted.
-const MAX_CHUNK_LINE: usize = 4096;
-const MAX_TRAILERS: usize = 60 * 1024;
-
-/// Where the decoder is in the current body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BodyState {
-    Length(u64),
-    ChunkSize,
-    ChunkData(u64),
-    ChunkDataEnd,
-    Trailers(usize),
-    Done,
-    Failed(CodecError),
-}
 
 /// The read half of a downstream connection.
 pub struct ConnReader {
     io: OwnedReadHalf,
     pub buf: BytesMut,
-    body: BodyState,
+    body: BodyDecoder,
     rx_bytes: Arc<Counter>,
     /// When bytes last arrived (the stream idle timer).
     pub last_rx: Instant,
@@ -61,7 +47,7 @@ impl ConnReader {
         ConnReader {
             io,
             buf: BytesMut::with_capacity(READ_CHUNK),
-            body: BodyState::Done,
+            body: BodyDecoder::new(BodyFraming::None),
             rx_bytes,
             last_rx: Instant::now(),
             body_bytes: Rc::new(Cell::new(0)),
@@ -90,115 +76,49 @@ impl ConnReader {
     /// Starts decoding the body of the request just parsed.
     pub fn start_body(&mut self, framing: BodyFraming) {
         self.body_bytes.set(0);
-        self.body = match framing {
-            BodyFraming::None => BodyState::Done,
-            BodyFraming::Length(n) => BodyState::Length(n),
-            BodyFraming::Chunked => BodyState::ChunkSize,
-        };
+        self.body = BodyDecoder::new(framing);
     }
 
     /// The current request body was read to its end.
     pub fn body_done(&self) -> bool {
-        self.body == BodyState::Done
+        self.body.is_done()
     }
 
     /// Drops what is left of the body if it is already buffered (a reply that
     /// did not read the body, e.g. a 404); true when the body is then complete
     /// and the connection can serve the next request.
     pub fn discard_buffered_body(&mut self) -> bool {
-        let waker = std::task::Waker::noop();
-        let mut cx = Context::from_waker(waker);
         loop {
-            match self.decode(&mut cx, false) {
-                Poll::Ready(Some(Ok(_))) => continue,
-                Poll::Ready(None) => return true,
-                Poll::Ready(Some(Err(_))) | Poll::Pending => return false,
+            match self.body.decode(&mut self.buf) {
+                Ok(Decoded::Data(_)) => continue,
+                Ok(Decoded::Done) => return true,
+                Ok(Decoded::NeedMore) | Err(_) => return false,
             }
         }
     }
 
-    /// The next body frame. With `read` false, only buffered bytes are decoded.
-    fn decode(&mut self, cx: &mut Context<'_>, read: bool) -> Poll<Option<Result<Frame<Bytes>, CodecError>>> {
+    /// The next body frame, reading from the socket as needed.
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, CodecError>>> {
         loop {
-            match self.body {
-                BodyState::Done => return Poll::Ready(None),
-                BodyState::Failed(e) => return Poll::Ready(Some(Err(e))),
-                BodyState::Length(0) => {
-                    self.body = BodyState::Done;
-                    return Poll::Ready(None);
-                }
-                BodyState::Length(rem) | BodyState::ChunkData(rem) if !self.buf.is_empty() => {
-                    let n = rem.min(self.buf.len() as u64);
-                    let data = self.buf.split_to(n as usize).freeze();
-                    self.body_bytes.set(self.body_bytes.get() + n);
-                    self.body = match self.body {
-                        BodyState::Length(_) if rem == n => BodyState::Done,
-                        BodyState::Length(_) => BodyState::Length(rem - n),
-                        _ if rem == n => BodyState::ChunkDataEnd,
-                        _ => BodyState::ChunkData(rem - n),
-                    };
+            match self.body.decode(&mut self.buf) {
+                Ok(Decoded::Data(data)) => {
+                    self.body_bytes.set(self.body_bytes.get() + data.len() as u64);
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                BodyState::ChunkSize if !self.buf.is_empty() => match httparse::parse_chunk_size(&self.buf) {
-                    Ok(httparse::Status::Complete((used, size))) => {
-                        let _ = self.buf.split_to(used);
-                        self.body = if size == 0 { BodyState::Trailers(0) } else { BodyState::ChunkData(size) };
-                        continue;
-                    }
-                    Ok(httparse::Status::Partial) if self.buf.len() <= MAX_CHUNK_LINE => {}
-                    _ => return self.fail(CodecError::bad_request("http1.codec_error")),
-                },
-                BodyState::ChunkDataEnd if !self.buf.is_empty() => {
-                    if self.buf.starts_with(b"\r\n") {
-                        let _ = self.buf.split_to(2);
-                        self.body = BodyState::ChunkSize;
-                        continue;
-                    } else if self.buf.starts_with(b"\n") {
-                        let _ = self.buf.split_to(1);
-                        self.body = BodyState::ChunkSize;
-                        continue;
-                    } else if self.buf[..] != b"\r"[..] {
-                        return self.fail(CodecError::bad_request("http1.codec_error"));
-                    }
-                }
-                BodyState::Trailers(seen) if !self.buf.is_empty() => {
-                    // Trailers are read and dropped (Envoy forwards none by default).
-                    if let Some(lf) = self.buf.iter().position(|&b| b == b'\n') {
-                        let line_len = lf + 1;
-                        let blank = lf == 0 || (lf == 1 && self.buf[0] == b'\r');
-                        let _ = self.buf.split_to(line_len);
-                        if blank {
-                            self.body = BodyState::Done;
-                            return Poll::Ready(None);
-                        }
-                        if seen + line_len > MAX_TRAILERS {
-                            return self.fail(CodecError::headers_too_large());
-                        }
-                        self.body = BodyState::Trailers(seen + line_len);
-                        continue;
-                    } else if seen + self.buf.len() > MAX_TRAILERS {
-                        return self.fail(CodecError::headers_too_large());
-                    }
-                }
-                _ => {}
-            }
-            if !read {
-                return Poll::Pending;
+                Ok(Decoded::Done) => return Poll::Ready(None),
+                Err(e) => return Poll::Ready(Some(Err(e))),
+                Ok(Decoded::NeedMore) => {}
             }
             match ready!(self.poll_fill(cx)) {
                 Ok(0) | Err(_) => {
                     // The client went away mid-body.
                     self.client_gone = true;
-                    return self.fail(CodecError::bad_request("downstream_remote_disconnect"));
+                    let e = self.body.fail(CodecError::bad_request("downstream_remote_disconnect"));
+                    return Poll::Ready(Some(Err(e)));
                 }
                 Ok(_) => {}
             }
         }
-    }
-
-    fn fail(&mut self, e: CodecError) -> Poll<Option<Result<Frame<Bytes>, CodecError>>> {
-        self.body = BodyState::Failed(e);
-        Poll::Ready(Some(Err(e)))
     }
 }
 
@@ -218,18 +138,17 @@ impl Body for RequestBody {
     type Error = CodecError;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, CodecError>>> {
-        self.reader.borrow_mut().decode(cx, true)
+        self.reader.borrow_mut().poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.reader.borrow().body, BodyState::Done | BodyState::Length(0))
+        self.reader.borrow().body.remaining() == Some(0)
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self.reader.borrow().body {
-            BodyState::Length(n) => SizeHint::with_exact(n),
-            BodyState::Done => SizeHint::with_exact(0),
-            _ => SizeHint::default(),
+        match self.reader.borrow().body.remaining() {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
         }
     }
 }
@@ -277,22 +196,6 @@ mod tests {
             }
         }
         assert_eq!(&r.borrow().buf[..], b"GET /next");
-    }
-
-    #[tokio::test]
-    async fn chunked_body_with_extensions_and_trailers() {
-        let r = reader_with(b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-t: 1\r\n\r\nNEXT", BodyFraming::Chunked).await;
-        assert_eq!(collect(&r).await.unwrap(), b"hello world");
-        assert!(r.borrow().body_done());
-    }
-
-    #[tokio::test]
-    async fn bad_chunks_fail() {
-        for input in [&b"zz\r\nhello\r\n0\r\n\r\n"[..], b"ffffffffffffffffff\r\n", b"5\r\nhelloXX0\r\n\r\n"] {
-            let input: &'static [u8] = Box::leak(input.to_vec().into_boxed_slice());
-            let r = reader_with(input, BodyFraming::Chunked).await;
-            assert!(collect(&r).await.is_err(), "{:?}", String::from_utf8_lossy(input));
-        }
     }
 
     #[tokio::test]

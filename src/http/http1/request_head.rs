@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Uri, Version};
 
-use super::CodecError;
+use super::{BodyFraming, CodecError};
 
 /// Limits from the connection manager's config.
 #[derive(Debug, Clone, Copy)]
@@ -21,13 +21,9 @@ pub struct HeadLimits {
     pub accept_http_10: bool,
 }
 
-/// How the request body is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyFraming {
-    None,
-    Length(u64),
-    Chunked,
-}
+/// Room for the headers the proxy adds (`x-forwarded-proto`, `x-request-id`,
+/// `x-envoy-expected-rq-timeout-ms`, ...), so the map is not regrown per request.
+const HEADROOM: usize = 4;
 
 /// A parsed request head.
 #[derive(Debug)]
@@ -170,7 +166,7 @@ fn parse_head(head: &Bytes, limits: &HeadLimits) -> Result<RequestHead, CodecErr
     let uri = Uri::from_maybe_shared(head.slice_ref(path.as_bytes()))
         .map_err(|_| CodecError::bad_request("http1.invalid_url"))?;
 
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    let mut headers = HeaderMap::with_capacity(req.headers.len() + HEADROOM);
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
     let mut te_seen = false;

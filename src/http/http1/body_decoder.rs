@@ -1,0 +1,225 @@
+//! HTTP/1.1 message-body framing (RFC 9112 §6-7), decoded from a read buffer.
+//!
+//! One decoder serves both directions: the downstream request body
+//! (`request_body`) and the upstream response body (`client_connection`). It only
+//! looks at bytes already buffered; the caller reads more when told `NeedMore`,
+//! so a body is never read faster than it is consumed.
+
+use bytes::{Bytes, BytesMut};
+
+use super::CodecError;
+
+/// Longest chunk-size line accepted.
+const MAX_CHUNK_LINE: usize = 4096;
+/// Longest trailer section accepted (Envoy's default header limit, 60 KiB).
+const MAX_TRAILERS: usize = 60 * 1024;
+
+/// How a message body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body.
+    None,
+    /// `Content-Length: n`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Everything until the peer closes (a response without framing headers).
+    UntilClose,
+}
+
+/// What the buffered bytes gave.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// The next piece of the body.
+    Data(Bytes),
+    /// The body is whole (trailers, if any, were read and dropped, as Envoy's
+    /// HTTP/1 codec does by default).
+    Done,
+    /// More bytes must be read first.
+    NeedMore,
+}
+
+/// Where the decoder is in the current body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Length(u64),
+    ChunkSize,
+    ChunkData(u64),
+    ChunkDataEnd,
+    Trailers(usize),
+    UntilClose,
+    Done,
+    Failed(CodecError),
+}
+
+/// The framing state of one body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyDecoder {
+    state: State,
+}
+
+impl BodyDecoder {
+    pub fn new(framing: BodyFraming) -> BodyDecoder {
+        let state = match framing {
+            BodyFraming::None | BodyFraming::Length(0) => State::Done,
+            BodyFraming::Length(n) => State::Length(n),
+            BodyFraming::Chunked => State::ChunkSize,
+            BodyFraming::UntilClose => State::UntilClose,
+        };
+        BodyDecoder { state }
+    }
+
+    /// The body was read to its end.
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Body bytes still expected, when the framing says.
+    pub fn remaining(&self) -> Option<u64> {
+        match self.state {
+            State::Length(n) => Some(n),
+            State::Done => Some(0),
+            _ => None,
+        }
+    }
+
+    /// The peer closed the connection: the end of a close-delimited body, an
+    /// error for any other unfinished one.
+    pub fn on_eof(&mut self, error: CodecError) -> Result<(), CodecError> {
+        match self.state {
+            State::Done => Ok(()),
+            State::UntilClose => {
+                self.state = State::Done;
+                Ok(())
+            }
+            _ => Err(self.fail(error)),
+        }
+    }
+
+    /// Marks the body failed with `e` (every later call returns it).
+    pub fn fail(&mut self, e: CodecError) -> CodecError {
+        self.state = State::Failed(e);
+        e
+    }
+
+    /// Decodes the next piece of the body from `buf`, consuming what it used.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, CodecError> {
+        loop {
+            match self.state {
+                State::Done => return Ok(Decoded::Done),
+                State::Failed(e) => return Err(e),
+                State::Length(0) => {
+                    self.state = State::Done;
+                    return Ok(Decoded::Done);
+                }
+                _ if buf.is_empty() => return Ok(Decoded::NeedMore),
+                State::UntilClose => return Ok(Decoded::Data(buf.split().freeze())),
+                State::Length(rem) | State::ChunkData(rem) => {
+                    let n = rem.min(buf.len() as u64);
+                    let data = buf.split_to(n as usize).freeze();
+                    self.state = match self.state {
+                        State::Length(_) if rem == n => State::Done,
+                        State::Length(_) => State::Length(rem - n),
+                        _ if rem == n => State::ChunkDataEnd,
+                        _ => State::ChunkData(rem - n),
+                    };
+                    return Ok(Decoded::Data(data));
+                }
+                State::ChunkSize => match httparse::parse_chunk_size(buf) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        let _ = buf.split_to(used);
+                        self.state = if size == 0 { State::Trailers(0) } else { State::ChunkData(size) };
+                    }
+                    Ok(httparse::Status::Partial) if buf.len() <= MAX_CHUNK_LINE => return Ok(Decoded::NeedMore),
+                    _ => return Err(self.fail(CodecError::bad_request("http1.codec_error"))),
+                },
+                State::ChunkDataEnd => {
+                    if buf.starts_with(b"\r\n") {
+                        let _ = buf.split_to(2);
+                    } else if buf.starts_with(b"\n") {
+                        let _ = buf.split_to(1);
+                    } else if buf[..] == b"\r"[..] {
+                        return Ok(Decoded::NeedMore);
+                    } else {
+                        return Err(self.fail(CodecError::bad_request("http1.codec_error")));
+                    }
+                    self.state = State::ChunkSize;
+                }
+                State::Trailers(seen) => {
+                    let Some(lf) = buf.iter().position(|&b| b == b'\n') else {
+                        if seen + buf.len() > MAX_TRAILERS {
+                            return Err(self.fail(CodecError::headers_too_large()));
+                        }
+                        return Ok(Decoded::NeedMore);
+                    };
+                    let line_len = lf + 1;
+                    let blank = lf == 0 || (lf == 1 && buf[0] == b'\r');
+                    let _ = buf.split_to(line_len);
+                    if blank {
+                        self.state = State::Done;
+                        return Ok(Decoded::Done);
+                    }
+                    if seen + line_len > MAX_TRAILERS {
+                        return Err(self.fail(CodecError::headers_too_large()));
+                    }
+                    self.state = State::Trailers(seen + line_len);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decodes `input` fed one byte at a time (every split point is exercised).
+    fn decode_bytewise(framing: BodyFraming, input: &[u8]) -> (Result<Vec<u8>, CodecError>, BytesMut) {
+        let mut d = BodyDecoder::new(framing);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let mut fed = 0;
+        loop {
+            match d.decode(&mut buf) {
+                Ok(Decoded::Data(b)) => out.extend_from_slice(&b),
+                Ok(Decoded::Done) => return (Ok(out), buf),
+                Ok(Decoded::NeedMore) if fed < input.len() => {
+                    buf.extend_from_slice(&input[fed..fed + 1]);
+                    fed += 1;
+                }
+                Ok(Decoded::NeedMore) => {
+                    return (d.on_eof(CodecError::bad_request("eof")).map(|()| out), buf);
+                }
+                Err(e) => return (Err(e), buf),
+            }
+        }
+    }
+
+    #[test]
+    fn length_stops_at_its_length() {
+        let (body, rest) = decode_bytewise(BodyFraming::Length(5), b"helloGET");
+        assert_eq!(body.unwrap(), b"hello");
+        assert!(rest.is_empty(), "only what the body needed was consumed");
+    }
+
+    #[test]
+    fn chunked_with_extensions_and_trailers() {
+        let (body, _) =
+            decode_bytewise(BodyFraming::Chunked, b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-t: 1\r\n\r\n");
+        assert_eq!(body.unwrap(), b"hello world");
+    }
+
+    #[test]
+    fn bad_chunks_fail() {
+        for input in [&b"zz\r\nhello\r\n0\r\n\r\n"[..], b"ffffffffffffffffff\r\n", b"5\r\nhelloXX0\r\n\r\n"] {
+            assert!(decode_bytewise(BodyFraming::Chunked, input).0.is_err(), "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn eof_ends_only_a_close_delimited_body() {
+        assert_eq!(decode_bytewise(BodyFraming::UntilClose, b"all of it").0.unwrap(), b"all of it");
+        assert!(decode_bytewise(BodyFraming::Length(10), b"abc").0.is_err());
+        assert!(decode_bytewise(BodyFraming::Chunked, b"3\r\nabc\r\n").0.is_err());
+    }
+}
