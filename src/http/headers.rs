@@ -42,20 +42,29 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if !headers.keys().any(always) {
         return;
     }
-    // The `Connection` values outlive its removal (cheap clones of shared bytes;
-    // no allocation for the usual single header).
+    // The names `Connection` lists, read once (from cheap clones of its shared
+    // bytes, so they outlive its removal); past a few, the rest is read per name.
     let first = headers.get(CONNECTION).cloned();
     let more: Vec<HeaderValue> = headers.get_all(CONNECTION).iter().skip(1).cloned().collect();
+    let mut listed =
+        first.iter().chain(&more).filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim);
+    let mut tokens = [""; 4];
+    let mut count = 0;
+    for slot in tokens.iter_mut() {
+        match listed.next() {
+            Some(t) => {
+                *slot = t;
+                count += 1;
+            }
+            None => break,
+        }
+    }
+    let overflow: Vec<&str> = listed.collect();
     let named = |k: &HeaderName| {
         // Never let `Connection: host` or similar strip end-to-end essentials.
         k != http::header::HOST
             && k != http::header::CONTENT_LENGTH
-            && first
-                .iter()
-                .chain(&more)
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .any(|t| t.trim().eq_ignore_ascii_case(k.as_str()))
+            && tokens[..count].iter().chain(&overflow).any(|t| t.eq_ignore_ascii_case(k.as_str()))
     };
     let te_trailers = headers
         .get(TE)
