@@ -174,6 +174,22 @@ pub fn xff_client(headers: &HeaderMap, trusted_hops: u32) -> Option<IpAddr> {
     list.get(idx)?.parse().ok()
 }
 
+/// `n` as a header value (`x-envoy-upstream-service-time`,
+/// `x-envoy-expected-rq-timeout-ms`, made for every request). Values under 256
+/// come from a table of static values built once, so the common case allocates
+/// nothing and shares no reference count between workers; others allocate once
+/// (`HeaderValue::from(u64)` allocates twice).
+pub fn number_value(n: u64) -> HeaderValue {
+    static SMALL: std::sync::OnceLock<Box<[HeaderValue]>> = std::sync::OnceLock::new();
+    if let Some(v) = usize::try_from(n).ok().filter(|&i| i < 256) {
+        let table = SMALL.get_or_init(|| {
+            (0..256u32).map(|i| HeaderValue::from_static(Box::leak(i.to_string().into_boxed_str()))).collect()
+        });
+        return table[v].clone();
+    }
+    HeaderValue::from_str(itoa::Buffer::new().format(n)).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
 /// A random version-4 UUID, as Envoy generates for `x-request-id`, formatted
 /// without intermediate allocations (it is made for every request).
 pub fn uuid_v4() -> HeaderValue {
@@ -226,6 +242,13 @@ mod tests {
         assert_eq!(xff_client(&h, 1), "10.0.0.1".parse().ok());
         assert_eq!(xff_client(&h, 0), "1.2.3.4".parse().ok());
         assert!(!local_address().is_unspecified());
+    }
+
+    #[test]
+    fn number_values() {
+        for n in [0, 7, 255, 256, 15000, u64::MAX] {
+            assert_eq!(number_value(n), HeaderValue::from(n));
+        }
     }
 
     #[test]

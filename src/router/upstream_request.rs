@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::config::{ForwardAction, RetryOn, RetryPolicy};
 use crate::http::body::RequestBodyStream;
 use crate::http::filter::LocalReply;
-use crate::http::headers::X_ENVOY_EXPECTED_RQ_TIMEOUT_MS;
+use crate::http::headers::{self, X_ENVOY_EXPECTED_RQ_TIMEOUT_MS};
 use crate::http::http1::client_connection::{BodyOut, HeaderOverride, RequestFailure, RequestOut};
 use crate::http::stream_info::{ResponseFlag, StreamInfo};
 use crate::stats::Gauge;
@@ -119,14 +119,17 @@ enum AttemptFailure {
 /// `retried and the latest reset reason` once the request was retried; an
 /// overflow carries `x-envoy-overloaded: true`.
 fn failure_reply(f: AttemptFailure, retried: bool) -> LocalReply {
-    let reset = |reason: &str, details: &'static str, flag: ResponseFlag| {
+    let reset_with = |status: StatusCode, reason: &str, details: &'static str, flag: ResponseFlag| {
         let latest = if retried { "retried and the latest " } else { "" };
         LocalReply::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+            status,
             format!("upstream connect error or disconnect/reset before headers. {latest}reset reason: {reason}"),
             details,
         )
         .with_flag(flag)
+    };
+    let reset = |reason: &str, details: &'static str, flag: ResponseFlag| {
+        reset_with(StatusCode::SERVICE_UNAVAILABLE, reason, details, flag)
     };
     match f {
         AttemptFailure::Pool(p) if p.is_overflow() => {
@@ -156,7 +159,9 @@ fn failure_reply(f: AttemptFailure, retried: bool) -> LocalReply {
             "upstream_reset_before_response_started{connection_termination}",
             ResponseFlag::UpstreamConnectionTermination,
         ),
-        AttemptFailure::Protocol => reset(
+        // A response Courier cannot read is the upstream's fault: 502, as Envoy.
+        AttemptFailure::Protocol => reset_with(
+            StatusCode::BAD_GATEWAY,
             "protocol error",
             "upstream_reset_before_response_started{protocol_error}",
             ResponseFlag::UpstreamProtocolError,
@@ -409,7 +414,7 @@ async fn attempt(
     let parts = try_request.parts;
     // This try's `x-envoy-expected-rq-timeout-ms`, and the host's name with
     // `auto_host_rewrite`, replace the router's headers of that name.
-    let timeout = try_request.expected_timeout_ms.map(|ms| (X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, HeaderValue::from(ms)));
+    let timeout = try_request.expected_timeout_ms.map(|ms| (X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, headers::number_value(ms)));
     let rewrite = (try_request.auto_host_rewrite && !host.hostname.is_empty())
         .then(|| HeaderValue::from_str(&host.hostname).ok())
         .flatten()

@@ -124,6 +124,24 @@ fn upstream_connection_close_is_honoured() {
 }
 
 #[test]
+fn upstream_closing_an_idle_connection_silently_fails_no_request() {
+    let up = http_upstream("a");
+    let c = simple(&up);
+    let mut client = Client::connect(c.listener("web"));
+    // The upstream closes right after its response, without `connection: close`:
+    // Courier sees the close while the connection is idle, or, losing that race,
+    // when its next request gets no response, and then sends it on a new one.
+    for _ in 0..20 {
+        let first = client.request("GET", "/", &[("x-test-close-silently", "1")], b"");
+        assert_eq!(first.status, 200);
+        let second = client.get("/");
+        assert_eq!(second.status, 200);
+        assert_ne!(first.seen().connection(), second.seen().connection());
+    }
+    c.wait_stat("cluster.app.upstream_cx_destroy_remote", |v| v >= 20);
+}
+
+#[test]
 fn pipelined_requests_are_answered_in_order() {
     let up = http_upstream("a");
     let c = simple(&up);

@@ -6,7 +6,8 @@
 //!
 //! The HTTP upstream obeys request headers: `x-test-status: N` (response status),
 //! `x-test-delay-ms: N` (wait before answering), `x-test-close: 1` (answer with
-//! `Connection: close` and close), `x-test-body-size: N` (answer with N bytes
+//! `Connection: close` and close), `x-test-close-silently: 1` (answer, then close
+//! without saying so), `x-test-body-size: N` (answer with N bytes
 //! instead of the JSON), `x-test-fail-first: N` (the first N requests on this
 //! upstream get a 503), `x-test-response-header: name: value` (add that header
 //! to the response).
@@ -391,7 +392,8 @@ pub fn http_upstream(name: &'static str) -> Upstream {
             if req.method != "HEAD" {
                 out.extend_from_slice(&body);
             }
-            if writer.write_all(&out).is_err() || close {
+            let silent_close = header("x-test-close-silently").is_some();
+            if writer.write_all(&out).is_err() || close || silent_close {
                 return;
             }
         }

@@ -434,7 +434,7 @@ impl Stream {
         headers::remove_hop_by_hop(&mut parts.headers);
         parts
             .headers
-            .insert(headers::X_ENVOY_UPSTREAM_SERVICE_TIME, HeaderValue::from(service_time.as_millis() as u64));
+            .insert(headers::X_ENVOY_UPSTREAM_SERVICE_TIME, headers::number_value(service_time.as_millis() as u64));
         self.apply_response_headers(&mut parts, Some(route), &request);
         self.encode(&mut parts, &request, &mut filters);
         let status = parts.status.as_u16();
