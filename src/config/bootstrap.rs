@@ -86,9 +86,36 @@ fn read_file(path: &Path) -> Result<Json, ConfigError> {
 }
 
 /// YAML (a superset of JSON) into a JSON value tree.
+///
+/// The parser's default budget stops at 250,000 nodes, about 10,000 clusters;
+/// Envoy's YAML reader has no such limit, so node and event counts are bounded
+/// only by the text itself (every node takes at least one byte of it). The limits
+/// on anchors and aliases, which could expand a small text, stay as they are.
 pub fn parse_yaml(text: &str) -> Result<Json, String> {
     if text.trim().is_empty() {
         return Ok(Json::Object(Default::default()));
     }
-    serde_saphyr::from_str::<Json>(text).map_err(|e| e.to_string())
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_nodes: usize::MAX,
+            max_events: usize::MAX,
+            max_total_scalar_bytes: usize::MAX,
+        },
+        emit_comments: false,
+    };
+    serde_saphyr::from_str_with_options::<Json>(text, options).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 10,000 clusters are some 250,000 YAML nodes: more than the parser's default budget.
+    #[test]
+    fn large_configs_are_not_cut_off_by_the_yaml_budget() {
+        let items: Vec<String> = (0..300_000).map(|i| i.to_string()).collect();
+        let yaml = format!("items:\n- {}\n", items.join("\n- "));
+        let json = parse_yaml(&yaml).expect("a large YAML document parses");
+        assert_eq!(json["items"].as_array().map(Vec::len), Some(300_000));
+    }
 }
