@@ -398,8 +398,10 @@ async fn main_loop(
     if !server.listener_manager.is_stopped() {
         server.state.set(ServerState::Live);
     }
-    // Start-up's garbage (config text, JSON trees, the schema) is freed by now.
+    // Start-up's garbage (config text, JSON trees, the schema) is freed by now,
+    // and most of the code it ran will not run again.
     super::memory::release_free_memory();
+    super::memory::release_startup_pages();
     server.refresh_stats();
     tracing::info!("all workers started; server is live");
 
