@@ -238,7 +238,7 @@ async fn next_head(
         } else {
             [header_deadline, request_deadline].into_iter().flatten().min()
         };
-        let fill = std::future::poll_fn(|cx| reader.borrow_mut().poll_fill(cx));
+        let fill = std::future::poll_fn(|cx| reader.borrow_mut().poll_next_request(cx));
         tokio::select! {
             read = fill => match read {
                 Ok(0) | Err(_) if reader.borrow().buf.is_empty() => return NextHead::Closed,
