@@ -82,7 +82,12 @@ const DEFAULT_STATS_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 pub struct ServerConfig {
     pub options: Options,
     pub config_source: String,
-    pub bootstrap: LoadedBootstrap,
+    /// The bootstrap as loaded, protobuf-encoded, for `/config_dump`. (The typed
+    /// bootstrap is dropped once everything is built from it: with many clusters
+    /// it is the largest thing start-up makes.)
+    pub bootstrap_dump: Vec<u8>,
+    /// The bootstrap's `node`, after `--service-node`/`--service-cluster`.
+    pub node: Node,
     pub store: Arc<Store>,
     pub tls: ThreadLocalRegistry,
     pub cluster_slot: Slot<ThreadLocalClusterManager>,
@@ -165,10 +170,12 @@ impl ServerConfig {
             }
             None => DEFAULT_STATS_FLUSH_INTERVAL,
         };
+        let LoadedBootstrap { bootstrap, encoded } = bootstrap;
         Ok(ServerConfig {
             options,
             config_source,
-            bootstrap,
+            bootstrap_dump: encoded,
+            node: bootstrap.node.unwrap_or_default(),
             stats_flush_interval,
             store,
             tls,
@@ -304,7 +311,8 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
     let ServerConfig {
         options,
         config_source,
-        bootstrap,
+        bootstrap_dump,
+        node,
         store,
         tls,
         cluster_slot,
@@ -340,8 +348,8 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
     let server = Rc::new(Server {
         options: options.clone(),
         config_source,
-        bootstrap_dump: bootstrap.encoded,
-        node: bootstrap.bootstrap.node.unwrap_or_default(),
+        bootstrap_dump,
+        node,
         store: store.clone(),
         stats,
         started: Instant::now(),
