@@ -12,7 +12,7 @@ use serde_json::Value as Json;
 
 use super::{descriptor, proto_json, supported, validate, ConfigError, FieldPath};
 
-const BOOTSTRAP_TYPE: &str = "envoy.config.bootstrap.v3.Bootstrap";
+pub const BOOTSTRAP_TYPE: &str = "envoy.config.bootstrap.v3.Bootstrap";
 
 /// Where the bootstrap comes from (the CLI's `-c` and `--config-yaml`).
 #[derive(Debug, Clone, Default)]
@@ -22,11 +22,12 @@ pub struct BootstrapSource {
 }
 
 /// A bootstrap that passed every check, in both forms: typed for the server to read,
-/// dynamic for `/config_dump`.
+/// and encoded for `/config_dump`, which decodes it with the schema when asked (the
+/// encoding is the smallest form, and needs no schema held in memory meanwhile).
 #[derive(Debug, Clone)]
 pub struct LoadedBootstrap {
     pub bootstrap: Bootstrap,
-    pub dynamic: DynamicMessage,
+    pub encoded: Vec<u8>,
 }
 
 /// Loads, merges, validates and checks the bootstrap against what Courier supports.
@@ -50,9 +51,10 @@ pub fn load_bootstrap(source: &BootstrapSource) -> Result<LoadedBootstrap, Confi
         .ok_or_else(|| ConfigError::new("", "at least one of --config-path or --config-yaml should be non-empty"))?;
     validate::validate(&dynamic, &mut FieldPath::new())?;
     supported::check(&dynamic, &mut FieldPath::new())?;
-    let bootstrap = Bootstrap::decode(dynamic.encode_to_vec().as_slice())
+    let encoded = dynamic.encode_to_vec();
+    let bootstrap = Bootstrap::decode(encoded.as_slice())
         .map_err(|e| ConfigError::new("", format!("internal: re-decoding the bootstrap failed: {e}")))?;
-    Ok(LoadedBootstrap { bootstrap, dynamic })
+    Ok(LoadedBootstrap { bootstrap, encoded })
 }
 
 /// Decodes an `Any`'s payload as the typed message `T` (after `supported::check`
@@ -86,9 +88,36 @@ fn read_file(path: &Path) -> Result<Json, ConfigError> {
 }
 
 /// YAML (a superset of JSON) into a JSON value tree.
+///
+/// The parser's default budget stops at 250,000 nodes, about 10,000 clusters;
+/// Envoy's YAML reader has no such limit, so node and event counts are bounded
+/// only by the text itself (every node takes at least one byte of it). The limits
+/// on anchors and aliases, which could expand a small text, stay as they are.
 pub fn parse_yaml(text: &str) -> Result<Json, String> {
     if text.trim().is_empty() {
         return Ok(Json::Object(Default::default()));
     }
-    serde_saphyr::from_str::<Json>(text).map_err(|e| e.to_string())
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_nodes: usize::MAX,
+            max_events: usize::MAX,
+            max_total_scalar_bytes: usize::MAX,
+        },
+        emit_comments: false,
+    };
+    serde_saphyr::from_str_with_options::<Json>(text, options).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 10,000 clusters are some 250,000 YAML nodes: more than the parser's default budget.
+    #[test]
+    fn large_configs_are_not_cut_off_by_the_yaml_budget() {
+        let items: Vec<String> = (0..260_000).map(|i| i.to_string()).collect();
+        let yaml = format!("items:\n- {}\n", items.join("\n- "));
+        let json = parse_yaml(&yaml).expect("a large YAML document parses");
+        assert_eq!(json["items"].as_array().map(Vec::len), Some(260_000));
+    }
 }

@@ -2,8 +2,12 @@
 //! extensions, with their validation rules, built into the binary from the
 //! `envoy-types` release pinned in Cargo.lock (see build.rs), plus the bare names
 //! of every other Envoy message.
+//!
+//! The decoded schema is a few megabytes and only configuration reads it, so it is
+//! held in a cache that [`release`] empties once start-up has built the config;
+//! a later reader (`/config_dump`) decodes it again.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, PoisonError};
 
 use prost_reflect::{DescriptorPool, MessageDescriptor};
 
@@ -11,15 +15,27 @@ static DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_d
 /// Every message name of Envoy's schema, one per line.
 static ENVOY_MESSAGE_NAMES: &str = include_str!(concat!(env!("OUT_DIR"), "/envoy_message_names.txt"));
 
-/// The process-wide descriptor pool, decoded once on first use.
-pub fn pool() -> &'static DescriptorPool {
-    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
-    POOL.get_or_init(|| match DescriptorPool::decode(DESCRIPTOR_SET) {
-        Ok(pool) => pool,
-        // The set is produced by the build from a pinned crate; failing here is a
-        // broken build, not bad input.
-        Err(e) => panic!("embedded Envoy descriptor set is invalid: {e}"),
-    })
+/// The decoded schema, while configuration is being read.
+static POOL: Mutex<Option<DescriptorPool>> = Mutex::new(None);
+
+/// The process-wide descriptor pool, decoded on first use and cached until
+/// [`release`]. (A `DescriptorPool` is a shared handle: cloning it is cheap.)
+pub fn pool() -> DescriptorPool {
+    let mut cached = POOL.lock().unwrap_or_else(PoisonError::into_inner);
+    cached
+        .get_or_insert_with(|| match DescriptorPool::decode(DESCRIPTOR_SET) {
+            Ok(pool) => pool,
+            // The set is produced by the build from a pinned crate; failing here is a
+            // broken build, not bad input.
+            Err(e) => panic!("embedded Envoy descriptor set is invalid: {e}"),
+        })
+        .clone()
+}
+
+/// Drops the cached pool. Its memory is freed once the last descriptor or
+/// `DynamicMessage` that refers to it is gone; `pool()` decodes a new one.
+pub fn release() {
+    POOL.lock().unwrap_or_else(PoisonError::into_inner).take();
 }
 
 /// The descriptor of a message by full name (`envoy.config.bootstrap.v3.Bootstrap`).
@@ -59,6 +75,14 @@ mod tests {
         for t in types {
             assert!(message(t).is_some(), "{t} is registered but not in build.rs ROOTS");
         }
+    }
+
+    #[test]
+    fn a_released_pool_is_decoded_again() {
+        let before = message("envoy.config.bootstrap.v3.Bootstrap").expect("bootstrap");
+        release();
+        let after = message("envoy.config.bootstrap.v3.Bootstrap").expect("bootstrap after release");
+        assert_eq!(before.full_name(), after.full_name());
     }
 
     #[test]

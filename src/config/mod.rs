@@ -16,6 +16,14 @@ use std::time::Duration;
 
 pub use bootstrap::{load_bootstrap, BootstrapSource, LoadedBootstrap};
 
+/// Frees what reading configuration needed: the decoded schema and the validation
+/// rules read from it. Called once start-up has built everything from config;
+/// whatever reads config later decodes the schema again.
+pub fn release_schema() {
+    validate::forget_plans();
+    descriptor::release();
+}
+
 /// A configuration error: where (`static_resources.clusters[0].name`) and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {

@@ -86,6 +86,8 @@ fn validate_any_payload(any: &DynamicMessage, path: &mut FieldPath) -> Result<()
 
 /// What to check on messages of one type.
 struct Plan {
+    /// The type this plan is for: a plan only applies to messages of its own pool.
+    message: MessageDescriptor,
     /// `validate.disabled` or `validate.ignored`: nothing in the message is checked.
     skip: bool,
     /// Fields outside real oneofs, in declaration order.
@@ -106,17 +108,28 @@ struct OneofPlan {
     fields: Vec<FieldPlan>,
 }
 
-/// The cached plan for `desc`. All config messages come from `descriptor::pool()`,
-/// so a message's full name identifies its plan.
+/// Plans by message full name. Config messages come from `descriptor::pool()`; a
+/// plan made from an earlier pool (before `descriptor::release`) is made again.
+static PLANS: OnceLock<Mutex<HashMap<String, Arc<Plan>>>> = OnceLock::new();
+
+/// The cached plan for `desc`.
 fn plan(desc: &MessageDescriptor, path: &FieldPath) -> Result<Arc<Plan>, ConfigError> {
-    static PLANS: OnceLock<Mutex<HashMap<String, Arc<Plan>>>> = OnceLock::new();
     let plans = PLANS.get_or_init(Default::default);
     if let Some(p) = plans.lock().unwrap_or_else(PoisonError::into_inner).get(desc.full_name()) {
-        return Ok(p.clone());
+        if p.message == *desc {
+            return Ok(p.clone());
+        }
     }
     let built = Arc::new(build_plan(desc).map_err(|e| path.error(format!("internal: {e}")))?);
     plans.lock().unwrap_or_else(PoisonError::into_inner).insert(desc.full_name().to_string(), built.clone());
     Ok(built)
+}
+
+/// Drops every cached plan, and with them their hold on the descriptor pool.
+pub fn forget_plans() {
+    if let Some(plans) = PLANS.get() {
+        *plans.lock().unwrap_or_else(PoisonError::into_inner) = HashMap::new();
+    }
 }
 
 fn build_plan(desc: &MessageDescriptor) -> Result<Plan, String> {
@@ -153,7 +166,7 @@ fn build_plan(desc: &MessageDescriptor) -> Result<Plan, String> {
             synthetic => fields.push(FieldPlan { field, optional: synthetic.is_some(), rules }),
         }
     }
-    Ok(Plan { skip, fields, oneofs: oneofs.into_iter().map(|(_, o)| o).collect() })
+    Ok(Plan { message: desc.clone(), skip, fields, oneofs: oneofs.into_iter().map(|(_, o)| o).collect() })
 }
 
 /// A `bool` option extension (`validate.disabled`, `validate.required`): true only if set to true.

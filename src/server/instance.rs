@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use prost_reflect::DynamicMessage;
+use envoy_types::pb::envoy::config::core::v3::Node;
 use tokio::sync::Notify;
 
 use super::admin;
@@ -82,7 +82,12 @@ const DEFAULT_STATS_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 pub struct ServerConfig {
     pub options: Options,
     pub config_source: String,
-    pub bootstrap: LoadedBootstrap,
+    /// The bootstrap as loaded, protobuf-encoded, for `/config_dump`. (The typed
+    /// bootstrap is dropped once everything is built from it: with many clusters
+    /// it is the largest thing start-up makes.)
+    pub bootstrap_dump: Vec<u8>,
+    /// The bootstrap's `node`, after `--service-node`/`--service-cluster`.
+    pub node: Node,
     pub store: Arc<Store>,
     pub tls: ThreadLocalRegistry,
     pub cluster_slot: Slot<ThreadLocalClusterManager>,
@@ -119,8 +124,8 @@ impl ServerConfig {
         let tls = ThreadLocalRegistry::new();
         let cluster_slot = tls.allocate_slot();
         let b = &bootstrap.bootstrap;
-        let statics = b.static_resources.clone().unwrap_or_default();
-        let clusters = ClusterManagerConfig::from_proto(&statics.clusters, &store)?;
+        let statics = b.static_resources.as_ref();
+        let clusters = ClusterManagerConfig::from_proto(statics.map_or(&[], |s| &s.clusters), &store)?;
         let health_check_failed = Arc::new(AtomicBool::new(false));
         let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
         let ctx = FactoryContext {
@@ -131,7 +136,7 @@ impl ServerConfig {
             service_cluster: b.node.as_ref().map_or("", |n| n.cluster.as_str()),
             listener_stat_scope: "",
         };
-        let listeners = ListenerManager::from_proto(&statics.listeners, &ctx, options.workers())?;
+        let listeners = ListenerManager::from_proto(statics.map_or(&[], |s| &s.listeners), &ctx, options.workers())?;
         let admin_address = match b.admin.as_ref().and_then(|a| a.address.as_ref()) {
             None => None,
             Some(addr) => {
@@ -165,10 +170,12 @@ impl ServerConfig {
             }
             None => DEFAULT_STATS_FLUSH_INTERVAL,
         };
+        let LoadedBootstrap { bootstrap, encoded } = bootstrap;
         Ok(ServerConfig {
             options,
             config_source,
-            bootstrap,
+            bootstrap_dump: encoded,
+            node: bootstrap.node.unwrap_or_default(),
             stats_flush_interval,
             store,
             tls,
@@ -202,8 +209,10 @@ fn apply_node_overrides(options: &Options, b: &mut LoadedBootstrap) {
 pub struct Server {
     pub options: Options,
     pub config_source: String,
-    pub bootstrap_dump: DynamicMessage,
-    pub bootstrap: envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap,
+    /// The bootstrap as loaded, protobuf-encoded, for `/config_dump`.
+    pub bootstrap_dump: Vec<u8>,
+    /// The bootstrap's `node`, after `--service-node`/`--service-cluster`.
+    pub node: Node,
     pub store: Arc<Store>,
     pub stats: ServerStats,
     pub started: Instant,
@@ -282,6 +291,8 @@ pub fn run(options: Options) -> i32 {
         println!("configuration '{}' OK", config.config_source);
         return 0;
     }
+    // Everything is built from config: the schema is not needed any more.
+    config::release_schema();
     match serve(config) {
         Ok(()) => 0,
         Err(e) => {
@@ -300,7 +311,8 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
     let ServerConfig {
         options,
         config_source,
-        bootstrap,
+        bootstrap_dump,
+        node,
         store,
         tls,
         cluster_slot,
@@ -336,8 +348,8 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
     let server = Rc::new(Server {
         options: options.clone(),
         config_source,
-        bootstrap_dump: bootstrap.dynamic,
-        bootstrap: bootstrap.bootstrap,
+        bootstrap_dump,
+        node,
         store: store.clone(),
         stats,
         started: Instant::now(),
@@ -394,6 +406,8 @@ async fn main_loop(
     if !server.listener_manager.is_stopped() {
         server.state.set(ServerState::Live);
     }
+    // Start-up's garbage (config text, JSON trees, the schema) is freed by now.
+    super::memory::release_free_memory();
     server.refresh_stats();
     tracing::info!("all workers started; server is live");
 

@@ -1,4 +1,5 @@
-//! Process memory figures for `server.memory_*` (glibc malloc statistics and RSS).
+//! Process memory figures for `server.memory_*` (glibc malloc statistics and RSS),
+//! and giving memory freed after start-up back to the system.
 
 /// Bytes, as Envoy's `server.memory_allocated`, `memory_heap_size`, `memory_physical_size`.
 #[derive(Debug, Default, Clone, Copy)]
@@ -27,4 +28,16 @@ pub fn rss_bytes() -> Option<u64> {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     Some(pages * page.max(1) as u64)
+}
+
+/// Returns the allocator's free pages to the system. glibc keeps freed memory in
+/// its heaps for reuse and gives back only what lies above the last allocation;
+/// after start-up (config text, JSON trees, the schema: megabytes, freed at once)
+/// most of it is below, so it would stay resident for good.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }

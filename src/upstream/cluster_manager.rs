@@ -3,7 +3,7 @@
 //! new host set to every worker through a thread-local slot.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -48,9 +48,10 @@ impl ClusterManagerConfig {
     /// Checks and builds every cluster of `static_resources.clusters`.
     pub fn from_proto(clusters: &[Cluster], store: &Arc<Store>) -> Result<Self, ConfigError> {
         let mut out: Vec<Arc<ClusterInfo>> = Vec::with_capacity(clusters.len());
+        let mut names: HashSet<&str> = HashSet::with_capacity(clusters.len());
         for (i, c) in clusters.iter().enumerate() {
             let path = FieldPath::starting_at(&format!("static_resources.clusters[{i}]"));
-            if out.iter().any(|o| o.name == c.name) {
+            if !names.insert(&c.name) {
                 return Err(path.field_error("name", format!("cluster manager: duplicate cluster '{}'", c.name)));
             }
             out.push(Arc::new(ClusterInfo::from_proto(c, &path, store)?));

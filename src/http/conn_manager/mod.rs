@@ -58,6 +58,12 @@ const MAX_PIPELINED_BYTES: usize = 64 * 1024;
 /// Serves one downstream connection until it closes: requests are read one at
 /// a time (pipelined ones wait in the read buffer), each runs as an active
 /// stream, and its response is written before the next request is parsed.
+///
+/// This future lives as long as the connection, so it holds only what waiting
+/// for the next request needs; everything a request needs from its head to its
+/// written response is one allocation made per request (`exchange`), which the
+/// next request, on this connection or another, reuses. An idle keep-alive
+/// connection costs this future, its socket and its write half, nothing more.
 async fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) {
     let stats = &cfg.stats;
     stats.downstream_cx_total.inc();
@@ -75,10 +81,12 @@ async fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) {
         accept_http_10: cfg.accept_http_10,
     };
     let mut drain = cfg.drain.clone();
-    let local_close = loop {
+    // A malformed head is answered after the loop, not in its `match`: an await
+    // there would keep the matched value in this future for good.
+    let (local_close, rejected) = loop {
         let head = match next_head(&cfg, &reader, &limits, &mut drain).await {
             NextHead::Head(head) => head,
-            NextHead::Closed => break false,
+            NextHead::Closed => break (false, None),
             NextHead::ClosedMidHead => {
                 // Envoy has begun a stream at the first byte of a head: it is reset.
                 stats.downstream_rq_total.inc();
@@ -86,92 +94,28 @@ async fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) {
                 stats.downstream_rq_rx_reset.inc();
                 stats.downstream_cx_destroy_active_rq.inc();
                 stats.downstream_cx_destroy_remote_active_rq.inc();
-                break false;
+                break (false, None);
             }
             NextHead::Idle => {
                 stats.downstream_cx_idle_timeout.inc();
-                break true;
+                break (true, None);
             }
             NextHead::Drained => {
                 stats.downstream_cx_drain_close.inc();
-                break true;
+                break (true, None);
             }
-            NextHead::Rejected(reply) => {
-                let response = active_stream::codec_error(&cfg, info, reply);
-                let _ = writer.write(response, false, ConnectionHeader::Close, WriteLimits::default()).await;
-                break true;
-            }
+            NextHead::Rejected(reply) => break (true, Some(reply)),
         };
-        if head.expect_continue {
-            if writer.write_continue().await.is_err() {
-                break false;
-            }
-            stats.downstream_rq_1xx.inc();
-        }
-        reader.borrow_mut().start_body(head.framing);
-        let head_only = head.method == http::Method::HEAD;
-        // A CONNECT that is not tunnelled leaves the connection in no defined
-        // state: Envoy closes it after the reply.
-        let keep_alive = head.keep_alive && head.method != http::Method::CONNECT;
-        let http10 = head.version == http::Version::HTTP_10;
-        let request = build_request(head, &reader);
-        stats.downstream_rq_active.inc();
-        let started = Instant::now();
-        let response = run_stream(&cfg, info, request, &reader, started).await;
-        // A client gone mid-body gets no response: the stream is reset, as Envoy does.
-        let response = response.and_then(|r| {
-            if reader.borrow().client_gone {
-                r.into_body().downstream_reset();
-                None
-            } else {
-                Some(r)
-            }
-        });
-        let Some(response) = response else {
-            // The client went away before its response: the stream (and its
-            // upstream request) is dropped, as Envoy resets it.
-            stats.downstream_rq_active.dec();
-            stats.downstream_rq_rx_reset.inc();
-            stats.downstream_cx_destroy_active_rq.inc();
-            stats.downstream_cx_destroy_remote_active_rq.inc();
-            break false;
-        };
-        // A failed server health check drains connections too, as in Envoy.
-        let draining = *drain.borrow() || cfg.health_check_failed.load(std::sync::atomic::Ordering::Relaxed);
-        if draining && keep_alive {
-            stats.downstream_cx_drain_close.inc();
-        }
-        // A request body the stream did not read (a local reply) closes the
-        // connection, as in Envoy.
-        let unread_body = !reader.borrow().body_done();
-        let close = !keep_alive || draining || unread_body || response.extensions().get::<CloseConnection>().is_some();
-        let write_limits =
-            WriteLimits { idle: cfg.stream_idle_timeout, deadline: cfg.max_stream_duration.map(|d| started + d) };
-        let connection = match (close, http10) {
-            (true, _) => ConnectionHeader::Close,
-            (false, true) => ConnectionHeader::KeepAlive,
-            (false, false) => ConnectionHeader::None,
-        };
-        let written = writer.write(response, head_only, connection, write_limits).await;
-        stats.downstream_rq_active.dec();
-        match written {
-            Ok(_) if close => break true,
-            Ok(_) => {}
-            Err(e) => {
-                match e {
-                    WriteError::Timeout => stats.downstream_rq_idle_timeout.inc(),
-                    WriteError::Body => stats.rq_reset_after_downstream_response_started.inc(),
-                    WriteError::Io(_) => stats.downstream_rq_tx_reset.inc(),
-                }
-                tracing::debug!(remote = %info.remote, "response not written whole: {e:?}");
-                break true;
-            }
-        }
-        // A body the stream did not read must be skipped before the next request.
-        if !reader.borrow_mut().discard_buffered_body() {
-            break true;
+        match Box::pin(exchange(&cfg, info, head, &reader, &mut writer, &drain)).await {
+            Exchange::Next => {}
+            Exchange::Close { local } => break (local, None),
         }
     };
+    if let Some(reply) = rejected {
+        let response = active_stream::codec_error(&cfg, info, reply);
+        // Boxed as `exchange` is: writing a response is a large future.
+        let _ = Box::pin(writer.write(response, false, ConnectionHeader::Close, WriteLimits::default())).await;
+    }
     if local_close {
         writer.shutdown().await;
         stats.downstream_cx_destroy_local.inc();
@@ -182,6 +126,97 @@ async fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) {
     stats.downstream_cx_destroy.inc();
     stats.downstream_cx_active.dec();
     stats.downstream_cx_http1_active.dec();
+}
+
+/// How a request/response exchange left the connection.
+enum Exchange {
+    /// Ready for the next request.
+    Next,
+    /// The connection ends; `local` when Courier closes it (not the client).
+    Close { local: bool },
+}
+
+/// Runs one request whose head was read: its stream, then its response.
+async fn exchange(
+    cfg: &Arc<HcmConfig>,
+    info: ConnectionInfo,
+    head: RequestHead,
+    reader: &Rc<RefCell<ConnReader>>,
+    writer: &mut ResponseWriter,
+    drain: &tokio::sync::watch::Receiver<bool>,
+) -> Exchange {
+    let stats = &cfg.stats;
+    if head.expect_continue {
+        if writer.write_continue().await.is_err() {
+            return Exchange::Close { local: false };
+        }
+        stats.downstream_rq_1xx.inc();
+    }
+    reader.borrow_mut().start_body(head.framing);
+    let head_only = head.method == http::Method::HEAD;
+    // A CONNECT that is not tunnelled leaves the connection in no defined
+    // state: Envoy closes it after the reply.
+    let keep_alive = head.keep_alive && head.method != http::Method::CONNECT;
+    let http10 = head.version == http::Version::HTTP_10;
+    let request = build_request(head, reader);
+    stats.downstream_rq_active.inc();
+    let started = Instant::now();
+    let response = run_stream(cfg, info, request, reader, started).await;
+    // A client gone mid-body gets no response: the stream is reset, as Envoy does.
+    let response = response.and_then(|r| {
+        if reader.borrow().client_gone {
+            r.into_body().downstream_reset();
+            None
+        } else {
+            Some(r)
+        }
+    });
+    let Some(response) = response else {
+        // The client went away before its response: the stream (and its
+        // upstream request) is dropped, as Envoy resets it.
+        stats.downstream_rq_active.dec();
+        stats.downstream_rq_rx_reset.inc();
+        stats.downstream_cx_destroy_active_rq.inc();
+        stats.downstream_cx_destroy_remote_active_rq.inc();
+        return Exchange::Close { local: false };
+    };
+    // A failed server health check drains connections too, as in Envoy.
+    let draining = *drain.borrow() || cfg.health_check_failed.load(std::sync::atomic::Ordering::Relaxed);
+    if draining && keep_alive {
+        stats.downstream_cx_drain_close.inc();
+    }
+    // A request body the stream did not read (a local reply) closes the
+    // connection, as in Envoy.
+    let unread_body = !reader.borrow().body_done();
+    let close = !keep_alive || draining || unread_body || response.extensions().get::<CloseConnection>().is_some();
+    let write_limits =
+        WriteLimits { idle: cfg.stream_idle_timeout, deadline: cfg.max_stream_duration.map(|d| started + d) };
+    let connection = match (close, http10) {
+        (true, _) => ConnectionHeader::Close,
+        (false, true) => ConnectionHeader::KeepAlive,
+        (false, false) => ConnectionHeader::None,
+    };
+    let written = writer.write(response, head_only, connection, write_limits).await;
+    stats.downstream_rq_active.dec();
+    match written {
+        Ok(_) if close => return Exchange::Close { local: true },
+        Ok(_) => {}
+        Err(e) => {
+            match e {
+                WriteError::Timeout => stats.downstream_rq_idle_timeout.inc(),
+                WriteError::Body => stats.rq_reset_after_downstream_response_started.inc(),
+                WriteError::Io(_) => stats.downstream_rq_tx_reset.inc(),
+            }
+            tracing::debug!(remote = %info.remote, "response not written whole: {e:?}");
+            return Exchange::Close { local: true };
+        }
+    }
+    // A body the stream did not read must be skipped before the next request.
+    if reader.borrow_mut().discard_buffered_body() {
+        Exchange::Next
+    } else {
+        Exchange::Close { local: true }
+    }
 }
 
 /// What waiting for the next request produced.
@@ -238,7 +273,7 @@ async fn next_head(
         } else {
             [header_deadline, request_deadline].into_iter().flatten().min()
         };
-        let fill = std::future::poll_fn(|cx| reader.borrow_mut().poll_fill(cx));
+        let fill = std::future::poll_fn(|cx| reader.borrow_mut().poll_next_request(cx));
         tokio::select! {
             read = fill => match read {
                 Ok(0) | Err(_) if reader.borrow().buf.is_empty() => return NextHead::Closed,
@@ -336,5 +371,24 @@ async fn run_stream(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of what a function's call returns, without calling it.
+    fn size_of_output<A, B, F>(_: fn(A, B) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// Every open connection holds its `serve` future, idle or not: what a request
+    /// needs is allocated per request, not in it (see `exchange`).
+    #[test]
+    fn a_connection_future_is_small() {
+        let size = size_of_output(serve);
+        println!("serve future: {size} bytes");
+        assert!(size <= 1280, "the per-connection future grew to {size} bytes");
     }
 }

@@ -1,18 +1,36 @@
 //! `/config_dump`: the effective static config as Envoy's `ConfigDump` — the
 //! bootstrap, then the static clusters and listeners — printed with proto field
 //! names and Envoy's one-space indentation.
+//!
+//! The server keeps the bootstrap protobuf-encoded, not the schema it needs to be
+//! printed: each dump decodes the schema, renders, and frees it again.
 
 use prost_reflect::{DynamicMessage, ReflectMessage, SerializeOptions, Value};
 use serde::Serialize;
 use serde_json::{json, Value as Json};
 
+use crate::config::{self, bootstrap::BOOTSTRAP_TYPE, descriptor};
 use crate::server::Server;
 
 pub(super) fn render(server: &Server) -> String {
-    let bootstrap = to_json(&server.bootstrap_dump);
+    let dump = dump(server);
+    config::release_schema();
+    crate::server::memory::release_free_memory();
+    dump
+}
+
+fn dump(server: &Server) -> String {
+    let decoded = descriptor::message(BOOTSTRAP_TYPE)
+        .ok_or_else(|| format!("{BOOTSTRAP_TYPE} missing from the schema"))
+        .and_then(|desc| DynamicMessage::decode(desc, server.bootstrap_dump.as_slice()).map_err(|e| e.to_string()));
+    let bootstrap_dump = match decoded {
+        Ok(b) => b,
+        Err(e) => return pretty(&json!({ "error": format!("cannot decode the bootstrap: {e}") })),
+    };
+    let bootstrap = to_json(&bootstrap_dump);
     let updated = humantime_rfc3339(server.started_wall);
     let statics = |field: &str, key: &str| -> Vec<Json> {
-        static_resources(&server.bootstrap_dump, field)
+        static_resources(&bootstrap_dump, field)
             .into_iter()
             .map(|m| json!({ key: to_json(&m), "last_updated": updated }))
             .collect()

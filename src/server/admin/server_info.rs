@@ -8,7 +8,7 @@ use crate::server::Server;
 pub(super) fn render(server: &Server) -> String {
     let o = &server.options;
     let uptime = format!("{}s", server.uptime().as_secs());
-    let node = server.bootstrap.node.clone().unwrap_or_default();
+    let node = &server.node;
     let info = json!({
         "version": format!("courier/{}/Clean/RELEASE/rustls", env!("CARGO_PKG_VERSION")),
         "state": server.state().envoy_name(),
