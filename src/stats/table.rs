@@ -12,6 +12,7 @@
 //! Listing (admin only) joins and sorts the names, as Envoy's `/stats` orders them.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use super::histogram::Histogram;
@@ -20,8 +21,32 @@ use super::store::{Counter, Gauge};
 /// Every stat of a store.
 #[derive(Debug, Default)]
 pub struct Stats {
-    groups: HashMap<Arc<str>, Group>,
-    words: HashSet<Arc<str>>,
+    groups: HashMap<Arc<str>, Group, ByName>,
+    words: HashSet<Arc<str>, ByName>,
+}
+
+/// Hashing for names from config (not from clients): FNV-1a, several times
+/// cheaper than the default SipHash on names this short.
+type ByName = BuildHasherDefault<Fnv>;
+
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// The stats whose names share everything up to their last dot.
