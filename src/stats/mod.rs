@@ -10,11 +10,13 @@ mod histogram;
 mod number;
 pub mod render;
 mod store;
+mod table;
 pub mod tag_extractor;
 
 pub use distribution::{Distribution, DEFAULT_BUCKETS, SUPPORTED_QUANTILES};
 pub use histogram::{Histogram, HistogramSnapshot};
 pub use store::{Counter, Gauge, Store};
+pub use table::Stats;
 
 /// The counter of a response's status class among `[1xx, 2xx, 3xx, 4xx, 5xx]`
 /// (anything outside 100..=499 counts as 5xx, as Envoy's code stats do).
@@ -54,12 +56,21 @@ macro_rules! define_stats {
             $(pub $h: std::sync::Arc<$crate::stats::Histogram>,)*
         }
         impl $name {
-            /// Creates (or finds) every stat of the struct under `prefix`.
+            /// Creates (or finds) every stat of the struct under `prefix`, which
+            /// their names share.
             pub fn new(store: &$crate::stats::Store, prefix: &str) -> Self {
+                let mut stats = store.lock();
+                let count = |names: &[&str]| names.len();
+                stats.reserve(
+                    prefix,
+                    count(&[$(stringify!($c)),*]),
+                    count(&[$(stringify!($g)),*]),
+                    count(&[$(stringify!($h)),*]),
+                );
                 $name {
-                    $($c: store.counter(&format!("{prefix}{}", stringify!($c))),)*
-                    $($g: store.gauge(&format!("{prefix}{}", stringify!($g))),)*
-                    $($h: store.histogram(&format!("{prefix}{}", stringify!($h))),)*
+                    $($c: stats.counter(prefix, stringify!($c)),)*
+                    $($g: stats.gauge(prefix, stringify!($g)),)*
+                    $($h: stats.histogram(prefix, stringify!($h)),)*
                 }
             }
         }
@@ -98,9 +109,9 @@ mod tests {
         assert_eq!(only.cx_length_ms.sum(), 0);
         store.flush_histograms();
         let stats = store.lock();
-        let names: Vec<&str> = stats.histograms.keys().map(String::as_str).collect();
+        let names: Vec<String> = stats.histograms().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["cluster.echo.cx_length_ms", "cluster.echo.rq_per_cx", "cluster.echo.rq_time"]);
-        assert!(stats.histograms.get("cluster.echo.rq_time").is_some_and(|h| h.snapshot().used()));
+        assert!(stats.find_histogram("cluster.echo.rq_time").is_some_and(|h| h.snapshot().used()));
         drop(stats);
         assert_eq!(store.counter_value("cluster.echo.rq_total"), Some(1));
         // Same name, same histogram.

@@ -18,7 +18,7 @@ use regex::Regex;
 use super::distribution::{DEFAULT_BUCKETS, SUPPORTED_QUANTILES};
 use super::histogram::HistogramSnapshot;
 use super::number::{general, shortest};
-use super::store::Stats;
+use super::table::Stats;
 use super::tag_extractor::{extract, prometheus_name};
 
 /// [`SUPPORTED_QUANTILES`] as Envoy labels them, in percent (`P99.5`).
@@ -62,18 +62,18 @@ impl StatsFilter {
 
 /// Counter and gauge values merged and sorted by name.
 fn merged(stats: &Stats, f: &StatsFilter) -> BTreeMap<String, i128> {
-    let counters = stats.counters.iter().map(|(n, c)| (n, c.value() as i128));
-    let gauges = stats.gauges.iter().map(|(n, g)| (n, g.value() as i128));
-    counters.chain(gauges).filter(|(n, v)| f.keeps(n, *v != 0)).map(|(n, v)| (n.clone(), v)).collect()
+    let counters = stats.counters().into_iter().map(|(n, c)| (n, c.value() as i128));
+    let gauges = stats.gauges().into_iter().map(|(n, g)| (n, g.value() as i128));
+    counters.chain(gauges).filter(|(n, v)| f.keeps(n, *v != 0)).collect()
 }
 
 /// The histograms `f` keeps, in name order, as of the last flush.
-fn histograms<'a>(stats: &'a Stats, f: &StatsFilter) -> Vec<(&'a str, HistogramSnapshot)> {
+fn histograms(stats: &Stats, f: &StatsFilter) -> Vec<(String, HistogramSnapshot)> {
     stats
-        .histograms
-        .iter()
+        .histograms()
+        .into_iter()
         .filter(|(name, _)| f.matches(name))
-        .map(|(name, h)| (name.as_str(), h.snapshot()))
+        .map(|(name, h)| (name, h.snapshot()))
         .filter(|(_, h)| !f.used_only || h.used())
         .collect()
 }
@@ -151,9 +151,9 @@ fn json_number(x: f64) -> String {
 /// Prometheus text exposition (version 0.0.4).
 pub fn prometheus(stats: &Stats, f: &StatsFilter) -> String {
     let mut out = String::new();
-    let kept = |(name, value): &(&str, i128)| f.keeps(name, *value != 0);
-    let counters = stats.counters.iter().map(|(n, c)| (n.as_str(), c.value() as i128)).filter(kept);
-    let gauges = stats.gauges.iter().map(|(n, g)| (n.as_str(), g.value() as i128)).filter(kept);
+    let kept = |(name, value): &(String, i128)| f.keeps(name, *value != 0);
+    let counters = stats.counters().into_iter().map(|(n, c)| (n, c.value() as i128)).filter(kept);
+    let gauges = stats.gauges().into_iter().map(|(n, g)| (n, g.value() as i128)).filter(kept);
     scalar_families(&mut out, "counter", counters);
     scalar_families(&mut out, "gauge", gauges);
     for family in families(histograms(stats, f)) {
@@ -165,7 +165,7 @@ pub fn prometheus(stats: &Stats, f: &StatsFilter) -> String {
     out
 }
 
-fn scalar_families<'a>(out: &mut String, kind: &str, stats: impl Iterator<Item = (&'a str, i128)>) {
+fn scalar_families(out: &mut String, kind: &str, stats: impl Iterator<Item = (String, i128)>) {
     for Family { metric, series } in families(stats) {
         let _ = writeln!(out, "# TYPE {metric} {kind}");
         for (labels, value) in series {
@@ -195,10 +195,10 @@ struct Family<T> {
 /// Groups `stats` (given in full-name order) into families, ordered as Envoy orders
 /// them: by tag-extracted dotted name (`cluster.upstream_cx_total` before
 /// `cluster_manager.*`), each family's series staying in full-name order.
-fn families<'a, T>(stats: impl IntoIterator<Item = (&'a str, T)>) -> impl Iterator<Item = Family<T>> {
+fn families<T>(stats: impl IntoIterator<Item = (String, T)>) -> impl Iterator<Item = Family<T>> {
     let mut groups: BTreeMap<String, Family<T>> = BTreeMap::new();
     for (name, value) in stats {
-        let tagged = extract(name);
+        let tagged = extract(&name);
         let labels: Vec<String> = tagged.tags.iter().map(|(k, v)| format!("{k}=\"{}\"", escape_label(v))).collect();
         groups
             .entry(tagged.name)

@@ -1,11 +1,12 @@
 //! The stats store: counters, gauges and histograms by full name. Counters and
-//! gauges are single atomics; histograms are described in `histogram`.
+//! gauges are single atomics; histograms are described in `histogram`; how the
+//! store keeps them by name is in `table`.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::histogram::Histogram;
+use super::table::Stats;
 
 /// A monotonically increasing count (`upstream_cx_total`).
 #[derive(Debug, Default)]
@@ -72,14 +73,6 @@ pub struct Store {
     inner: Mutex<Stats>,
 }
 
-/// The stats registered in a store, ordered by name as Envoy's `/stats` lists them.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub counters: BTreeMap<String, Arc<Counter>>,
-    pub gauges: BTreeMap<String, Arc<Gauge>>,
-    pub histograms: BTreeMap<String, Arc<Histogram>>,
-}
-
 impl Store {
     pub fn new() -> Self {
         Self::default()
@@ -87,35 +80,17 @@ impl Store {
 
     /// The counter named `name`, created at zero on first use.
     pub fn counter(&self, name: &str) -> Arc<Counter> {
-        let mut inner = self.lock();
-        if let Some(c) = inner.counters.get(name) {
-            return c.clone();
-        }
-        let c = Arc::new(Counter::default());
-        inner.counters.insert(name.to_string(), c.clone());
-        c
+        self.lock().counter("", name)
     }
 
     /// The gauge named `name`, created at zero on first use.
     pub fn gauge(&self, name: &str) -> Arc<Gauge> {
-        let mut inner = self.lock();
-        if let Some(g) = inner.gauges.get(name) {
-            return g.clone();
-        }
-        let g = Arc::new(Gauge::default());
-        inner.gauges.insert(name.to_string(), g.clone());
-        g
+        self.lock().gauge("", name)
     }
 
     /// The histogram named `name`, created empty on first use.
     pub fn histogram(&self, name: &str) -> Arc<Histogram> {
-        let mut inner = self.lock();
-        if let Some(h) = inner.histograms.get(name) {
-            return h.clone();
-        }
-        let h = Arc::new(Histogram::new());
-        inner.histograms.insert(name.to_string(), h.clone());
-        h
+        self.lock().histogram("", name)
     }
 
     /// Closes the current interval of every histogram (Envoy's stats flush, every
@@ -125,7 +100,7 @@ impl Store {
     pub fn flush_histograms(&self) {
         // Flush outside the store lock so stat creation on other threads never
         // waits for it.
-        let histograms: Vec<Arc<Histogram>> = self.lock().histograms.values().cloned().collect();
+        let histograms: Vec<Arc<Histogram>> = self.lock().histograms().into_iter().map(|(_, h)| h.clone()).collect();
         for h in histograms {
             h.flush();
         }
@@ -139,11 +114,11 @@ impl Store {
 
     /// The current value of a counter, if it exists (tests and admin use this).
     pub fn counter_value(&self, name: &str) -> Option<u64> {
-        self.lock().counters.get(name).map(|c| c.value())
+        self.lock().find_counter(name).map(|c| c.value())
     }
 
     /// The current value of a gauge, if it exists.
     pub fn gauge_value(&self, name: &str) -> Option<i64> {
-        self.lock().gauges.get(name).map(|g| g.value())
+        self.lock().find_gauge(name).map(|g| g.value())
     }
 }

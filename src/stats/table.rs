@@ -1,0 +1,260 @@
+//! The stats a store holds, by name, laid out for many clusters.
+//!
+//! A component creates its stats under one prefix per instance (`define_stats!`):
+//! a cluster has some sixty named `cluster.<name>.<stat>`, so with 10,000 clusters
+//! a map from full name to stat would hold 600,000 names and as many tree entries.
+//! Here a name is split after its last dot: the part up to there (`cluster.echo.`)
+//! names a *group*, found by hash, and the rest (`upstream_rq_total`) is a *word*,
+//! kept once per table whatever the number of groups using it. A group keeps its
+//! stats in vectors sorted by word. Creating a stat is a hash lookup and a binary
+//! search over a few dozen words, and a stat costs its 24-byte slot.
+//!
+//! Listing (admin only) joins and sorts the names, as Envoy's `/stats` orders them.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use super::histogram::Histogram;
+use super::store::{Counter, Gauge};
+
+/// Every stat of a store.
+#[derive(Debug, Default)]
+pub struct Stats {
+    groups: HashMap<Arc<str>, Group, ByName>,
+    words: HashSet<Arc<str>, ByName>,
+}
+
+/// Hashing for names from config (not from clients): FNV-1a, several times
+/// cheaper than the default SipHash on names this short.
+type ByName = BuildHasherDefault<Fnv>;
+
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The stats whose names share everything up to their last dot.
+#[derive(Debug, Default)]
+struct Group {
+    counters: Vec<(Arc<str>, Arc<Counter>)>,
+    gauges: Vec<(Arc<str>, Arc<Gauge>)>,
+    histograms: Vec<(Arc<str>, Arc<Histogram>)>,
+}
+
+/// Which of a group's vectors a kind of stat lives in.
+trait Kind: Sized {
+    fn slots(group: &Group) -> &Vec<(Arc<str>, Arc<Self>)>;
+    fn slots_mut(group: &mut Group) -> &mut Vec<(Arc<str>, Arc<Self>)>;
+    fn create() -> Self;
+}
+
+impl Kind for Counter {
+    fn slots(g: &Group) -> &Vec<(Arc<str>, Arc<Self>)> {
+        &g.counters
+    }
+    fn slots_mut(g: &mut Group) -> &mut Vec<(Arc<str>, Arc<Self>)> {
+        &mut g.counters
+    }
+    fn create() -> Self {
+        Counter::default()
+    }
+}
+
+impl Kind for Gauge {
+    fn slots(g: &Group) -> &Vec<(Arc<str>, Arc<Self>)> {
+        &g.gauges
+    }
+    fn slots_mut(g: &mut Group) -> &mut Vec<(Arc<str>, Arc<Self>)> {
+        &mut g.gauges
+    }
+    fn create() -> Self {
+        Gauge::default()
+    }
+}
+
+impl Kind for Histogram {
+    fn slots(g: &Group) -> &Vec<(Arc<str>, Arc<Self>)> {
+        &g.histograms
+    }
+    fn slots_mut(g: &mut Group) -> &mut Vec<(Arc<str>, Arc<Self>)> {
+        &mut g.histograms
+    }
+    fn create() -> Self {
+        Histogram::new()
+    }
+}
+
+/// `prefix + rest` split after its last dot, as (group, word).
+fn split<'a>(prefix: &'a str, rest: &'a str) -> (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>) {
+    use std::borrow::Cow;
+    if !rest.contains('.') && (prefix.is_empty() || prefix.ends_with('.')) {
+        return (Cow::Borrowed(prefix), Cow::Borrowed(rest));
+    }
+    let full = format!("{prefix}{rest}");
+    match full.rfind('.') {
+        Some(dot) => (Cow::Owned(full[..=dot].to_string()), Cow::Owned(full[dot + 1..].to_string())),
+        None => (Cow::Borrowed(""), Cow::Owned(full)),
+    }
+}
+
+impl Stats {
+    /// The counter named `prefix` + `rest`, created at zero on first use.
+    pub fn counter(&mut self, prefix: &str, rest: &str) -> Arc<Counter> {
+        self.get_or_create(prefix, rest)
+    }
+
+    /// The gauge named `prefix` + `rest`, created at zero on first use.
+    pub fn gauge(&mut self, prefix: &str, rest: &str) -> Arc<Gauge> {
+        self.get_or_create(prefix, rest)
+    }
+
+    /// The histogram named `prefix` + `rest`, created empty on first use.
+    pub fn histogram(&mut self, prefix: &str, rest: &str) -> Arc<Histogram> {
+        self.get_or_create(prefix, rest)
+    }
+
+    /// Makes room for `counters`, `gauges` and `histograms` more stats named
+    /// `prefix` + a word, so that a component's stats take no more than they need.
+    pub fn reserve(&mut self, prefix: &str, counters: usize, gauges: usize, histograms: usize) {
+        let (group, _) = split(prefix, "");
+        let group = match self.groups.get_mut(group.as_ref()) {
+            Some(g) => g,
+            None => self.groups.entry(Arc::from(group.as_ref())).or_default(),
+        };
+        group.counters.reserve_exact(counters);
+        group.gauges.reserve_exact(gauges);
+        group.histograms.reserve_exact(histograms);
+    }
+
+    fn get_or_create<T: Kind>(&mut self, prefix: &str, rest: &str) -> Arc<T> {
+        let (group, word) = split(prefix, rest);
+        let word = match self.words.get(word.as_ref()) {
+            Some(w) => w.clone(),
+            None => {
+                let w: Arc<str> = Arc::from(word.as_ref());
+                self.words.insert(w.clone());
+                w
+            }
+        };
+        let group = match self.groups.get_mut(group.as_ref()) {
+            Some(g) => g,
+            None => self.groups.entry(Arc::from(group.as_ref())).or_default(),
+        };
+        let slots = T::slots_mut(group);
+        match slots.binary_search_by(|(w, _)| w.as_ref().cmp(&word)) {
+            Ok(i) => slots[i].1.clone(),
+            Err(i) => {
+                let stat = Arc::new(T::create());
+                slots.insert(i, (word, stat.clone()));
+                stat
+            }
+        }
+    }
+
+    /// The counter named `name`, if it exists.
+    pub fn find_counter(&self, name: &str) -> Option<&Arc<Counter>> {
+        self.find(name)
+    }
+
+    /// The gauge named `name`, if it exists.
+    pub fn find_gauge(&self, name: &str) -> Option<&Arc<Gauge>> {
+        self.find(name)
+    }
+
+    /// The histogram named `name`, if it exists.
+    pub fn find_histogram(&self, name: &str) -> Option<&Arc<Histogram>> {
+        self.find(name)
+    }
+
+    fn find<T: Kind>(&self, name: &str) -> Option<&Arc<T>> {
+        let (group, word) = split("", name);
+        let slots = T::slots(self.groups.get(group.as_ref())?);
+        let i = slots.binary_search_by(|(w, _)| w.as_ref().cmp(&word)).ok()?;
+        Some(&slots[i].1)
+    }
+
+    /// Every counter with its name, in name order.
+    pub fn counters(&self) -> Vec<(String, &Arc<Counter>)> {
+        self.sorted()
+    }
+
+    /// Every gauge with its name, in name order.
+    pub fn gauges(&self) -> Vec<(String, &Arc<Gauge>)> {
+        self.sorted()
+    }
+
+    /// Every histogram with its name, in name order.
+    pub fn histograms(&self) -> Vec<(String, &Arc<Histogram>)> {
+        self.sorted()
+    }
+
+    fn sorted<T: Kind>(&self) -> Vec<(String, &Arc<T>)> {
+        let mut all: Vec<(String, &Arc<T>)> = self
+            .groups
+            .iter()
+            .flat_map(|(group, g)| T::slots(g).iter().map(move |(word, stat)| (format!("{group}{word}"), stat)))
+            .collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_is_one_stat_however_it_is_split() {
+        let mut s = Stats::default();
+        let a = s.counter("cluster.echo.", "upstream_rq_total");
+        a.inc();
+        for (prefix, rest) in [
+            ("", "cluster.echo.upstream_rq_total"),
+            ("cluster.", "echo.upstream_rq_total"),
+            ("cluster.echo.upstream", "_rq_total"),
+        ] {
+            assert!(Arc::ptr_eq(&a, &s.counter(prefix, rest)), "{prefix} + {rest}");
+        }
+        assert_eq!(s.find_counter("cluster.echo.upstream_rq_total").map(|c| c.value()), Some(1));
+        assert!(s.find_counter("cluster.echo.upstream_rq").is_none());
+        assert!(s.find_gauge("cluster.echo.upstream_rq_total").is_none(), "kinds are apart");
+        s.gauge("", "live");
+        assert!(s.find_gauge("live").is_some());
+    }
+
+    #[test]
+    fn listed_in_name_order() {
+        let mut s = Stats::default();
+        for name in ["cluster.a.x", "cluster.a.b.y", "cluster.a_b.z", "server.live", "cluster.a.a", "c"] {
+            s.counter("", name);
+        }
+        let names: Vec<String> = s.counters().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["c", "cluster.a.a", "cluster.a.b.y", "cluster.a.x", "cluster.a_b.z", "server.live"]);
+    }
+
+    #[test]
+    fn groups_share_words() {
+        let mut s = Stats::default();
+        for i in 0..100 {
+            s.counter(&format!("cluster.c{i}."), "upstream_rq_total");
+        }
+        assert_eq!(s.words.len(), 1);
+        assert_eq!(s.groups.len(), 100);
+    }
+}
