@@ -53,6 +53,12 @@ impl HistogramSnapshot {
     }
 }
 
+impl Default for Histogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Histogram {
     pub(super) fn new() -> Self {
         Histogram {

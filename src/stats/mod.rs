@@ -60,17 +60,17 @@ macro_rules! define_stats {
             /// their names share.
             pub fn new(store: &$crate::stats::Store, prefix: &str) -> Self {
                 let mut stats = store.lock();
-                let count = |names: &[&str]| names.len();
-                stats.reserve(
-                    prefix,
-                    count(&[$(stringify!($c)),*]),
-                    count(&[$(stringify!($g)),*]),
-                    count(&[$(stringify!($h)),*]),
-                );
+                #[allow(unused_mut, unused_variables)]
+                let mut counters = stats.counters_in(prefix, &[$(stringify!($c)),*]).into_iter();
+                #[allow(unused_mut, unused_variables)]
+                let mut gauges = stats.gauges_in(prefix, &[$(stringify!($g)),*]).into_iter();
+                #[allow(unused_mut, unused_variables)]
+                let mut histograms = stats.histograms_in(prefix, &[$(stringify!($h)),*]).into_iter();
+                // One stat per word, in order: the defaults are never reached.
                 $name {
-                    $($c: stats.counter(prefix, stringify!($c)),)*
-                    $($g: stats.gauge(prefix, stringify!($g)),)*
-                    $($h: stats.histogram(prefix, stringify!($h)),)*
+                    $($c: counters.next().unwrap_or_default(),)*
+                    $($g: gauges.next().unwrap_or_default(),)*
+                    $($h: histograms.next().unwrap_or_default(),)*
                 }
             }
         }

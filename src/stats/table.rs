@@ -129,34 +129,71 @@ impl Stats {
         self.get_or_create(prefix, rest)
     }
 
-    /// Makes room for `counters`, `gauges` and `histograms` more stats named
-    /// `prefix` + a word, so that a component's stats take no more than they need.
-    pub fn reserve(&mut self, prefix: &str, counters: usize, gauges: usize, histograms: usize) {
-        let (group, _) = split(prefix, "");
-        let group = match self.groups.get_mut(group.as_ref()) {
-            Some(g) => g,
-            None => self.groups.entry(Arc::from(group.as_ref())).or_default(),
-        };
-        group.counters.reserve_exact(counters);
-        group.gauges.reserve_exact(gauges);
-        group.histograms.reserve_exact(histograms);
+    /// The counters `prefix` + each of `words`, created at zero where new: a
+    /// `define_stats!` struct's counters, in the order of `words`.
+    pub fn counters_in(&mut self, prefix: &str, words: &[&str]) -> Vec<Arc<Counter>> {
+        self.all_in(prefix, words)
+    }
+
+    /// The gauges `prefix` + each of `words` (see `counters_in`).
+    pub fn gauges_in(&mut self, prefix: &str, words: &[&str]) -> Vec<Arc<Gauge>> {
+        self.all_in(prefix, words)
+    }
+
+    /// The histograms `prefix` + each of `words` (see `counters_in`).
+    pub fn histograms_in(&mut self, prefix: &str, words: &[&str]) -> Vec<Arc<Histogram>> {
+        self.all_in(prefix, words)
+    }
+
+    /// Makes room for `groups` more groups (a component about to create that many
+    /// instances' stats), so the table grows once.
+    pub fn reserve_groups(&mut self, groups: usize) {
+        self.groups.reserve(groups);
+    }
+
+    /// A new group's stats are made and sorted in one go, sized to fit; anything
+    /// else (a group that exists, names not split plainly) word by word.
+    fn all_in<T: Kind>(&mut self, prefix: &str, words: &[&str]) -> Vec<Arc<T>> {
+        let plain = (prefix.is_empty() || prefix.ends_with('.')) && words.iter().all(|w| !w.contains('.'));
+        if plain && !words.is_empty() {
+            let interned: Vec<Arc<str>> = words.iter().map(|w| self.intern(w)).collect();
+            let slots = T::slots_mut(self.group(prefix));
+            if slots.is_empty() {
+                let stats: Vec<Arc<T>> = words.iter().map(|_| Arc::new(T::create())).collect();
+                slots.reserve_exact(words.len());
+                slots.extend(interned.into_iter().zip(stats.iter().cloned()));
+                slots.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                if slots.windows(2).all(|w| w[0].0 != w[1].0) {
+                    return stats;
+                }
+                // A word given twice: one stat for it, as word by word.
+                slots.clear();
+            }
+        }
+        words.iter().map(|w| self.get_or_create(prefix, w)).collect()
+    }
+
+    /// The shared copy of `word`.
+    fn intern(&mut self, word: &str) -> Arc<str> {
+        match self.words.get(word) {
+            Some(w) => w.clone(),
+            None => {
+                let w: Arc<str> = Arc::from(word);
+                self.words.insert(w.clone());
+                w
+            }
+        }
+    }
+
+    /// The group named `group`, made empty if new.
+    fn group(&mut self, group: &str) -> &mut Group {
+        self.groups.entry(Arc::from(group)).or_default()
     }
 
     fn get_or_create<T: Kind>(&mut self, prefix: &str, rest: &str) -> Arc<T> {
         let (group, word) = split(prefix, rest);
-        let word = match self.words.get(word.as_ref()) {
-            Some(w) => w.clone(),
-            None => {
-                let w: Arc<str> = Arc::from(word.as_ref());
-                self.words.insert(w.clone());
-                w
-            }
-        };
-        let group = match self.groups.get_mut(group.as_ref()) {
-            Some(g) => g,
-            None => self.groups.entry(Arc::from(group.as_ref())).or_default(),
-        };
-        let slots = T::slots_mut(group);
+        let word = self.intern(&word);
+        let slots = T::slots_mut(self.group(&group));
         match slots.binary_search_by(|(w, _)| w.as_ref().cmp(&word)) {
             Ok(i) => slots[i].1.clone(),
             Err(i) => {
