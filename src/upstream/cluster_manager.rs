@@ -49,8 +49,9 @@ impl ClusterManagerConfig {
     pub fn from_proto(clusters: &[Cluster], store: &Arc<Store>) -> Result<Self, ConfigError> {
         let mut out: Vec<Arc<ClusterInfo>> = Vec::with_capacity(clusters.len());
         let mut names: HashSet<&str> = HashSet::with_capacity(clusters.len());
-        // A cluster's stats are two groups: `cluster.<name>.` and its circuit breakers'.
-        store.lock().reserve_groups(2 * clusters.len());
+        // A cluster's stats are three groups: `cluster.<name>.` and its two circuit
+        // breakers' (`circuit_breakers.default.`, `circuit_breakers.high.`).
+        store.lock().reserve_groups(3 * clusters.len());
         for (i, c) in clusters.iter().enumerate() {
             let path = FieldPath::starting_at(&format!("static_resources.clusters[{i}]"));
             if !names.insert(&c.name) {
