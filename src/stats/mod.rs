@@ -16,7 +16,7 @@ pub mod tag_extractor;
 pub use distribution::{Distribution, DEFAULT_BUCKETS, SUPPORTED_QUANTILES};
 pub use histogram::{Histogram, HistogramSnapshot};
 pub use store::{Counter, Gauge, Store};
-pub use table::Stats;
+pub use table::{Stats, Words};
 
 /// The counter of a response's status class among `[1xx, 2xx, 3xx, 4xx, 5xx]`
 /// (anything outside 100..=499 counts as 5xx, as Envoy's code stats do).
@@ -59,13 +59,16 @@ macro_rules! define_stats {
             /// Creates (or finds) every stat of the struct under `prefix`, which
             /// their names share.
             pub fn new(store: &$crate::stats::Store, prefix: &str) -> Self {
+                static COUNTERS: $crate::stats::Words = $crate::stats::Words::new(&[$(stringify!($c)),*]);
+                static GAUGES: $crate::stats::Words = $crate::stats::Words::new(&[$(stringify!($g)),*]);
+                static HISTOGRAMS: $crate::stats::Words = $crate::stats::Words::new(&[$(stringify!($h)),*]);
                 let mut stats = store.lock();
                 #[allow(unused_mut, unused_variables)]
-                let mut counters = stats.counters_in(prefix, &[$(stringify!($c)),*]).into_iter();
+                let mut counters = stats.counters_in(prefix, &COUNTERS).into_iter();
                 #[allow(unused_mut, unused_variables)]
-                let mut gauges = stats.gauges_in(prefix, &[$(stringify!($g)),*]).into_iter();
+                let mut gauges = stats.gauges_in(prefix, &GAUGES).into_iter();
                 #[allow(unused_mut, unused_variables)]
-                let mut histograms = stats.histograms_in(prefix, &[$(stringify!($h)),*]).into_iter();
+                let mut histograms = stats.histograms_in(prefix, &HISTOGRAMS).into_iter();
                 // One stat per word, in order: the defaults are never reached.
                 $name {
                     $($c: counters.next().unwrap_or_default(),)*

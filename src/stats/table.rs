@@ -5,15 +5,16 @@
 //! a map from full name to stat would hold 600,000 names and as many tree entries.
 //! Here a name is split after its last dot: the part up to there (`cluster.echo.`)
 //! names a *group*, found by hash, and the rest (`upstream_rq_total`) is a *word*,
-//! kept once per table whatever the number of groups using it. A group keeps its
-//! stats in vectors sorted by word. Creating a stat is a hash lookup and a binary
-//! search over a few dozen words, and a stat costs its 24-byte slot.
+//! kept once whatever the number of groups using it. A group keeps its stats in
+//! vectors sorted by word. A `define_stats!` struct's words are sorted once per
+//! process, so a new instance's group is filled in order; any other stat is a hash
+//! lookup and a binary search over a few dozen words. A stat costs its 24-byte slot.
 //!
 //! Listing (admin only) joins and sorts the names, as Envoy's `/stats` orders them.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::histogram::Histogram;
 use super::store::{Counter, Gauge};
@@ -55,6 +56,39 @@ struct Group {
     counters: Vec<(Arc<str>, Arc<Counter>)>,
     gauges: Vec<(Arc<str>, Arc<Gauge>)>,
     histograms: Vec<(Arc<str>, Arc<Histogram>)>,
+}
+
+/// The words of one kind of a `define_stats!` struct, sorted once per process
+/// (the macro keeps them in a static per struct), so that creating an instance's
+/// stats neither looks its words up nor sorts them.
+pub struct Words {
+    given: &'static [&'static str],
+    sorted: OnceLock<Option<Sorted>>,
+}
+
+/// `words[k]` is `given[order[k]]`, in word order.
+struct Sorted {
+    words: Vec<Arc<str>>,
+    order: Vec<usize>,
+}
+
+impl Words {
+    pub const fn new(given: &'static [&'static str]) -> Words {
+        Words { given, sorted: OnceLock::new() }
+    }
+
+    /// `None` when the words are not plain (one holds a dot, or comes twice).
+    fn sorted(&self) -> Option<&Sorted> {
+        self.sorted
+            .get_or_init(|| {
+                let mut order: Vec<usize> = (0..self.given.len()).collect();
+                order.sort_unstable_by_key(|&i| self.given[i]);
+                let plain = self.given.iter().all(|w| !w.contains('.'))
+                    && order.windows(2).all(|w| self.given[w[0]] != self.given[w[1]]);
+                plain.then(|| Sorted { words: order.iter().map(|&i| Arc::from(self.given[i])).collect(), order })
+            })
+            .as_ref()
+    }
 }
 
 /// Which of a group's vectors a kind of stat lives in.
@@ -131,17 +165,17 @@ impl Stats {
 
     /// The counters `prefix` + each of `words`, created at zero where new: a
     /// `define_stats!` struct's counters, in the order of `words`.
-    pub fn counters_in(&mut self, prefix: &str, words: &[&str]) -> Vec<Arc<Counter>> {
+    pub fn counters_in(&mut self, prefix: &str, words: &Words) -> Vec<Arc<Counter>> {
         self.all_in(prefix, words)
     }
 
     /// The gauges `prefix` + each of `words` (see `counters_in`).
-    pub fn gauges_in(&mut self, prefix: &str, words: &[&str]) -> Vec<Arc<Gauge>> {
+    pub fn gauges_in(&mut self, prefix: &str, words: &Words) -> Vec<Arc<Gauge>> {
         self.all_in(prefix, words)
     }
 
     /// The histograms `prefix` + each of `words` (see `counters_in`).
-    pub fn histograms_in(&mut self, prefix: &str, words: &[&str]) -> Vec<Arc<Histogram>> {
+    pub fn histograms_in(&mut self, prefix: &str, words: &Words) -> Vec<Arc<Histogram>> {
         self.all_in(prefix, words)
     }
 
@@ -151,26 +185,21 @@ impl Stats {
         self.groups.reserve(groups);
     }
 
-    /// A new group's stats are made and sorted in one go, sized to fit; anything
-    /// else (a group that exists, names not split plainly) word by word.
-    fn all_in<T: Kind>(&mut self, prefix: &str, words: &[&str]) -> Vec<Arc<T>> {
-        let plain = (prefix.is_empty() || prefix.ends_with('.')) && words.iter().all(|w| !w.contains('.'));
-        if plain && !words.is_empty() {
-            let interned: Vec<Arc<str>> = words.iter().map(|w| self.intern(w)).collect();
+    /// A new group is filled from the words sorted beforehand, sized to fit;
+    /// anything else (a group that exists, names not split plainly) word by word.
+    fn all_in<T: Kind>(&mut self, prefix: &str, words: &Words) -> Vec<Arc<T>> {
+        let plain_prefix = prefix.is_empty() || prefix.ends_with('.');
+        if let Some(sorted) = words.sorted().filter(|_| plain_prefix && !words.given.is_empty()) {
             let slots = T::slots_mut(self.group(prefix));
             if slots.is_empty() {
-                let stats: Vec<Arc<T>> = words.iter().map(|_| Arc::new(T::create())).collect();
-                slots.reserve_exact(words.len());
-                slots.extend(interned.into_iter().zip(stats.iter().cloned()));
-                slots.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                if slots.windows(2).all(|w| w[0].0 != w[1].0) {
-                    return stats;
-                }
-                // A word given twice: one stat for it, as word by word.
-                slots.clear();
+                let stats: Vec<Arc<T>> = words.given.iter().map(|_| Arc::new(T::create())).collect();
+                slots.reserve_exact(stats.len());
+                // `order` is a permutation of the indices of `stats`.
+                slots.extend(sorted.words.iter().zip(&sorted.order).map(|(w, &i)| (w.clone(), stats[i].clone())));
+                return stats;
             }
         }
-        words.iter().map(|w| self.get_or_create(prefix, w)).collect()
+        words.given.iter().map(|w| self.get_or_create(prefix, w)).collect()
     }
 
     /// The shared copy of `word`.
@@ -283,6 +312,25 @@ mod tests {
         }
         let names: Vec<String> = s.counters().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["c", "cluster.a.a", "cluster.a.b.y", "cluster.a.x", "cluster.a_b.z", "server.live"]);
+    }
+
+    #[test]
+    fn struct_words_fill_a_new_group_in_word_order() {
+        static WORDS: Words = Words::new(&["rq_total", "cx_active", "b"]);
+        let mut s = Stats::default();
+        let made = s.counters_in("cluster.x.", &WORDS);
+        made[0].add(7);
+        assert_eq!(s.find_counter("cluster.x.rq_total").map(|c| c.value()), Some(7));
+        let names: Vec<String> = s.counters().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["cluster.x.b", "cluster.x.cx_active", "cluster.x.rq_total"]);
+        // The same prefix again: the same stats.
+        let again = s.counters_in("cluster.x.", &WORDS);
+        assert!(made.iter().zip(&again).all(|(a, b)| Arc::ptr_eq(a, b)));
+        // Words with a dot, or given twice, go word by word.
+        static ODD: Words = Words::new(&["a.b", "c", "c"]);
+        let odd = s.counters_in("p.", &ODD);
+        assert!(Arc::ptr_eq(&odd[1], &odd[2]));
+        assert!(s.find_counter("p.a.b").is_some() && s.find_counter("p.c").is_some());
     }
 
     #[test]
