@@ -1,3 +1,4 @@
 //! Small utilities shared across the proxy.
 
+pub mod buffer_pool;
 pub mod random;

@@ -6,11 +6,9 @@
 //! `RequestBody`, which decodes `Content-Length` or chunked framing as it is
 //! polled, so nothing is read faster than the upstream takes it.
 //!
-//! An idle keep-alive connection holds no read buffer, as in nginx: when the
-//! connection waits for its next request with nothing buffered, the buffer goes
-//! back to this worker's few spare ones, and one is taken again once the socket is
-//! readable. A busy worker so cycles the same few buffers instead of allocating
-//! one per request, and thousands of idle connections cost no buffer memory.
+//! An idle keep-alive connection holds no read buffer: when the connection waits
+//! for its next request with nothing buffered, the buffer goes back to the
+//! worker's `buffer_pool`, and one is taken again once the socket is readable.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -27,37 +25,11 @@ use tokio::time::Instant;
 
 use super::body_decoder::{BodyDecoder, Decoded};
 use super::{BodyFraming, CodecError};
+use crate::common::buffer_pool;
 use crate::stats::Counter;
 
 /// How much is read from the socket at a time.
-const READ_CHUNK: usize = 16 * 1024;
-/// Most read buffers a worker keeps for connections that become readable again:
-/// enough for every connection of a busy worker that is between requests at
-/// once, at most 1 MiB.
-const MAX_SPARE_BUFFERS: usize = 64;
-
-thread_local! {
-    /// This worker's read buffers not held by any connection.
-    static SPARE_BUFFERS: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
-}
-
-/// A read buffer: a spare one of this worker, or a new one.
-fn take_buffer() -> BytesMut {
-    let spare = SPARE_BUFFERS.with(|s| s.borrow_mut().pop());
-    spare.unwrap_or_else(|| BytesMut::with_capacity(READ_CHUNK))
-}
-
-/// Keeps an empty read buffer for the next connection that needs one (or frees
-/// it when the worker has enough).
-fn give_back_buffer(buf: BytesMut) {
-    debug_assert!(buf.is_empty());
-    SPARE_BUFFERS.with(|s| {
-        let mut spare = s.borrow_mut();
-        if spare.len() < MAX_SPARE_BUFFERS {
-            spare.push(buf);
-        }
-    });
-}
+const READ_CHUNK: usize = buffer_pool::BUFFER_SIZE;
 
 /// The read half of a downstream connection.
 pub struct ConnReader {
@@ -99,7 +71,7 @@ impl ConnReader {
         }
         let read = self.poll_fill(cx);
         if read.is_pending() && self.buf.is_empty() && self.buf.capacity() > 0 {
-            give_back_buffer(std::mem::take(&mut self.buf));
+            buffer_pool::give_back(std::mem::take(&mut self.buf));
         }
         read
     }
@@ -107,7 +79,7 @@ impl ConnReader {
     /// Reads more bytes into `buf`; `Ok(0)` at end of stream.
     pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.buf.capacity() == 0 {
-            self.buf = take_buffer();
+            self.buf = buffer_pool::take();
         }
         if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
             self.buf.reserve(READ_CHUNK);

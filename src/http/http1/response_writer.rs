@@ -17,6 +17,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::time::Instant;
 
+use crate::common::buffer_pool;
 use crate::stats::Counter;
 
 /// Frames smaller than this are copied into the gather buffer.
@@ -55,17 +56,20 @@ pub struct WriteLimits {
 /// The write half of a downstream connection.
 pub struct ResponseWriter {
     io: OwnedWriteHalf,
+    /// The response being gathered; a `buffer_pool` buffer taken for each response
+    /// and given back once it is written, so an idle connection holds none.
     out: BytesMut,
     tx_bytes: Arc<Counter>,
 }
 
 impl ResponseWriter {
     pub fn new(io: OwnedWriteHalf, tx_bytes: Arc<Counter>) -> ResponseWriter {
-        ResponseWriter { io, out: BytesMut::with_capacity(4096), tx_bytes }
+        ResponseWriter { io, out: BytesMut::new(), tx_bytes }
     }
 
     /// `HTTP/1.1 100 Continue`, for a request that expects it.
     pub async fn write_continue(&mut self) -> io::Result<()> {
+        self.take_buffer();
         self.out.put_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
         self.flush().await
     }
@@ -98,6 +102,7 @@ impl ResponseWriter {
             (None, None) => (None, true),
         };
 
+        self.take_buffer();
         let out = &mut self.out;
         out.put_slice(b"HTTP/1.1 ");
         out.put_slice(itoa::Buffer::new().format(status.as_u16()).as_bytes());
@@ -131,6 +136,7 @@ impl ResponseWriter {
         if no_body {
             drop(body);
             self.flush_within(limits).await?;
+            self.give_back_buffer();
             return Ok(0);
         }
         let mut body = std::pin::pin!(body);
@@ -182,7 +188,19 @@ impl ResponseWriter {
             self.out.put_slice(b"0\r\n\r\n");
         }
         self.flush_within(limits).await?;
+        self.give_back_buffer();
         Ok(written)
+    }
+
+    fn take_buffer(&mut self) {
+        if self.out.capacity() == 0 {
+            self.out = buffer_pool::take();
+        }
+    }
+
+    /// Once a response is written whole, its buffer goes back to the worker.
+    fn give_back_buffer(&mut self) {
+        buffer_pool::give_back(std::mem::take(&mut self.out));
     }
 
     async fn flush_within(&mut self, limits: WriteLimits) -> Result<(), WriteError> {
