@@ -1,5 +1,8 @@
-//! The event loop of one thread (Envoy's `Event::Dispatcher`).
+//! The event loop of one thread (Envoy's `Event::Dispatcher`) and the timers
+//! connections arm on it.
 
 mod dispatcher;
+pub mod timer;
 
 pub use dispatcher::{Dispatcher, DispatcherHandle};
+pub use timer::Timer;

@@ -18,6 +18,7 @@ use self::active_stream::CloseConnection;
 pub use self::active_stream::StreamTimeout;
 use self::config::HcmConfig;
 use crate::config::{bootstrap::decode_any, ConfigError, FieldPath};
+use crate::event::Timer;
 use crate::extensions::{FactoryContext, NetworkFilterExtension};
 use crate::http::body::ResponseBody;
 use crate::http::filter::LocalReply;
@@ -81,10 +82,12 @@ async fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) {
         accept_http_10: cfg.accept_http_10,
     };
     let mut drain = cfg.drain.clone();
+    // The connection's one timer: idle, request head, stream and write timeouts.
+    let mut timer = Timer::new();
     // A malformed head is answered after the loop, not in its `match`: an await
     // there would keep the matched value in this future for good.
     let (local_close, rejected) = loop {
-        let head = match next_head(&cfg, &reader, &limits, &mut drain).await {
+        let head = match next_head(&cfg, &reader, &limits, &mut drain, &mut timer).await {
             NextHead::Head(head) => head,
             NextHead::Closed => break (false, None),
             NextHead::ClosedMidHead => {
@@ -106,7 +109,7 @@ async fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) {
             }
             NextHead::Rejected(reply) => break (true, Some(reply)),
         };
-        match Box::pin(exchange(&cfg, info, head, &reader, &mut writer, &drain)).await {
+        match Box::pin(exchange(&cfg, info, head, &reader, &mut writer, &drain, &mut timer)).await {
             Exchange::Next => {}
             Exchange::Close { local } => break (local, None),
         }
@@ -114,7 +117,8 @@ async fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) {
     if let Some(reply) = rejected {
         let response = active_stream::codec_error(&cfg, info, reply);
         // Boxed as `exchange` is: writing a response is a large future.
-        let _ = Box::pin(writer.write(response, false, ConnectionHeader::Close, WriteLimits::default())).await;
+        let _ =
+            Box::pin(writer.write(response, false, ConnectionHeader::Close, WriteLimits::default(), &mut timer)).await;
     }
     if local_close {
         writer.shutdown().await;
@@ -144,6 +148,7 @@ async fn exchange(
     reader: &Rc<RefCell<ConnReader>>,
     writer: &mut ResponseWriter,
     drain: &tokio::sync::watch::Receiver<bool>,
+    timer: &mut Timer,
 ) -> Exchange {
     let stats = &cfg.stats;
     if head.expect_continue {
@@ -161,7 +166,7 @@ async fn exchange(
     let request = build_request(head, reader);
     stats.downstream_rq_active.inc();
     let started = Instant::now();
-    let response = run_stream(cfg, info, request, reader, started).await;
+    let response = run_stream(cfg, info, request, reader, started, timer).await;
     // A client gone mid-body gets no response: the stream is reset, as Envoy does.
     let response = response.and_then(|r| {
         if reader.borrow().client_gone {
@@ -196,7 +201,7 @@ async fn exchange(
         (false, true) => ConnectionHeader::KeepAlive,
         (false, false) => ConnectionHeader::None,
     };
-    let written = writer.write(response, head_only, connection, write_limits).await;
+    let written = writer.write(response, head_only, connection, write_limits, timer).await;
     stats.downstream_rq_active.dec();
     match written {
         Ok(_) if close => return Exchange::Close { local: true },
@@ -241,6 +246,7 @@ async fn next_head(
     reader: &Rc<RefCell<ConnReader>>,
     limits: &HeadLimits,
     drain: &mut tokio::sync::watch::Receiver<bool>,
+    timer: &mut Timer,
 ) -> NextHead {
     // From the first byte: request_headers_timeout, and request_timeout (Envoy's
     // stream, and so its request timer, starts with the first byte of the head).
@@ -273,8 +279,10 @@ async fn next_head(
         } else {
             [header_deadline, request_deadline].into_iter().flatten().min()
         };
+        timer.set(deadline);
         let fill = std::future::poll_fn(|cx| reader.borrow_mut().poll_next_request(cx));
         tokio::select! {
+            biased;
             read = fill => match read {
                 Ok(0) | Err(_) if reader.borrow().buf.is_empty() => return NextHead::Closed,
                 Ok(0) | Err(_) => return NextHead::ClosedMidHead,
@@ -286,7 +294,7 @@ async fn next_head(
                     return NextHead::Drained;
                 }
             }
-            _ = sleep_until_opt(deadline) => {
+            () = timer.fired() => {
                 if reader.borrow().buf.is_empty() {
                     return NextHead::Idle;
                 }
@@ -309,13 +317,6 @@ async fn next_head(
     }
 }
 
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 fn build_request(head: RequestHead, reader: &Rc<RefCell<ConnReader>>) -> http::Request<RequestBody> {
     let mut request = http::Request::new(RequestBody::new(reader.clone()));
     *request.method_mut() = head.method;
@@ -335,6 +336,7 @@ async fn run_stream(
     request: http::Request<RequestBody>,
     reader: &Rc<RefCell<ConnReader>>,
     started: Instant,
+    timer: &mut Timer,
 ) -> Option<http::Response<ResponseBody>> {
     let body_bytes = reader.borrow().body_bytes.clone();
     let stream = active_stream::handle(cfg.clone(), info, request, body_bytes);
@@ -347,15 +349,16 @@ async fn run_stream(
         // hanging up (bytes that arrive are a pipelined request: kept, bounded).
         let watch_client = body_done && reader.borrow().buf.len() < MAX_PIPELINED_BYTES;
         let idle_at = cfg.stream_idle_timeout.map(|d| reader.borrow().last_rx.max(started) + d);
-        let next = [max_at, request_at.filter(|_| !body_done), idle_at].into_iter().flatten().min();
+        timer.set([max_at, request_at.filter(|_| !body_done), idle_at].into_iter().flatten().min());
         tokio::select! {
+            biased;
             response = &mut stream => return Some(response),
             read = std::future::poll_fn(|cx| reader.borrow_mut().poll_fill(cx)), if watch_client => {
                 if !matches!(read, Ok(n) if n > 0) {
                     return None;
                 }
             }
-            _ = sleep_until_opt(next) => {
+            () = timer.fired() => {
                 let now = Instant::now();
                 let timeout = if max_at.is_some_and(|t| t <= now) {
                     Some(StreamTimeout::MaxDuration)

@@ -18,6 +18,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::time::Instant;
 
 use crate::common::buffer_pool;
+use crate::event::Timer;
 use crate::stats::Counter;
 
 /// Frames smaller than this are copied into the gather buffer.
@@ -82,6 +83,7 @@ impl ResponseWriter {
         head_only: bool,
         connection: ConnectionHeader,
         limits: WriteLimits,
+        timer: &mut Timer,
     ) -> Result<u64, WriteError>
     where
         B: Body<Data = Bytes>,
@@ -135,7 +137,7 @@ impl ResponseWriter {
 
         if no_body {
             drop(body);
-            self.flush_within(limits).await?;
+            self.flush_within(limits, timer).await?;
             self.give_back_buffer();
             return Ok(0);
         }
@@ -146,8 +148,8 @@ impl ResponseWriter {
                 Some(f) => f,
                 None => {
                     // Nothing ready: send what is gathered, then wait for the body.
-                    self.flush_within(limits).await?;
-                    within(limits, std::future::poll_fn(|cx| body.as_mut().poll_frame(cx))).await?
+                    self.flush_within(limits, timer).await?;
+                    within(limits, timer, std::future::poll_fn(|cx| body.as_mut().poll_frame(cx))).await?
                 }
             };
             let Some(frame) = frame else { break };
@@ -170,15 +172,15 @@ impl ResponseWriter {
             if data.len() < GATHER_MAX {
                 self.out.put_slice(&data);
             } else {
-                self.flush_within(limits).await?;
-                within(limits, self.io.write_all(&data)).await?.map_err(WriteError::Io)?;
+                self.flush_within(limits, timer).await?;
+                within(limits, timer, self.io.write_all(&data)).await?.map_err(WriteError::Io)?;
                 self.tx_bytes.add(data.len() as u64);
             }
             if chunked {
                 self.out.put_slice(b"\r\n");
             }
             if self.out.len() >= GATHER_MAX {
-                self.flush_within(limits).await?;
+                self.flush_within(limits, timer).await?;
             }
         }
         if length.is_some_and(|n| written != n) {
@@ -187,7 +189,7 @@ impl ResponseWriter {
         if chunked {
             self.out.put_slice(b"0\r\n\r\n");
         }
-        self.flush_within(limits).await?;
+        self.flush_within(limits, timer).await?;
         self.give_back_buffer();
         Ok(written)
     }
@@ -203,8 +205,8 @@ impl ResponseWriter {
         buffer_pool::give_back(std::mem::take(&mut self.out));
     }
 
-    async fn flush_within(&mut self, limits: WriteLimits) -> Result<(), WriteError> {
-        within(limits, self.flush()).await?.map_err(WriteError::Io)
+    async fn flush_within(&mut self, limits: WriteLimits, timer: &mut Timer) -> Result<(), WriteError> {
+        within(limits, timer, self.flush()).await?.map_err(WriteError::Io)
     }
 
     async fn flush(&mut self) -> io::Result<()> {
@@ -232,16 +234,17 @@ async fn poll_ready<B: Body>(mut body: Pin<&mut B>) -> Option<Option<Result<Fram
     .await
 }
 
-/// Runs `f` under the stream's idle timeout and deadline.
-async fn within<F: std::future::Future>(limits: WriteLimits, f: F) -> Result<F::Output, WriteError> {
+/// Runs `f` under the stream's idle timeout and deadline, on the connection's timer.
+async fn within<F: std::future::Future>(limits: WriteLimits, timer: &mut Timer, f: F) -> Result<F::Output, WriteError> {
     let idle_at = limits.idle.map(|d| Instant::now() + d);
-    let until = match (idle_at, limits.deadline) {
+    timer.set(match (idle_at, limits.deadline) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
-    };
-    match until {
-        Some(at) => tokio::time::timeout_at(at, f).await.map_err(|_| WriteError::Timeout),
-        None => Ok(f.await),
+    });
+    tokio::select! {
+        biased;
+        out = f => Ok(out),
+        () = timer.fired() => Err(WriteError::Timeout),
     }
 }
 
@@ -285,7 +288,7 @@ mod tests {
         let (s, _) = listener.accept().await.unwrap();
         let (_rd, wr) = s.into_split();
         let mut w = ResponseWriter::new(wr, Arc::new(Counter::default()));
-        w.write(response, head_only, connection, WriteLimits::default()).await.unwrap();
+        w.write(response, head_only, connection, WriteLimits::default(), &mut Timer::new()).await.unwrap();
         w.shutdown().await;
         drop(w);
         drop(_rd);
