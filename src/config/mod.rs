@@ -7,6 +7,7 @@
 
 pub mod bootstrap;
 pub mod descriptor;
+pub mod encode;
 pub mod proto_json;
 pub mod supported;
 pub mod validate;
