@@ -10,7 +10,7 @@ use prost::Message;
 use prost_reflect::{DynamicMessage, ReflectMessage};
 use serde_json::Value as Json;
 
-use super::{descriptor, proto_json, supported, validate, ConfigError, FieldPath};
+use super::{descriptor, encode, proto_json, supported, validate, ConfigError, FieldPath};
 
 pub const BOOTSTRAP_TYPE: &str = "envoy.config.bootstrap.v3.Bootstrap";
 
@@ -51,7 +51,7 @@ pub fn load_bootstrap(source: &BootstrapSource) -> Result<LoadedBootstrap, Confi
         .ok_or_else(|| ConfigError::new("", "at least one of --config-path or --config-yaml should be non-empty"))?;
     validate::validate(&dynamic, &mut FieldPath::new())?;
     supported::check(&dynamic, &mut FieldPath::new())?;
-    let encoded = dynamic.encode_to_vec();
+    let encoded = encode::encode_to_vec(&dynamic);
     let bootstrap = Bootstrap::decode(encoded.as_slice())
         .map_err(|e| ConfigError::new("", format!("internal: re-decoding the bootstrap failed: {e}")))?;
     Ok(LoadedBootstrap { bootstrap, encoded })
@@ -68,8 +68,8 @@ pub fn decode_any<T: Message + Default>(
 
 /// Protobuf `MergeFrom`: concatenating two encodings and decoding them is the merge.
 fn merge(base: &DynamicMessage, overlay: &DynamicMessage) -> Result<DynamicMessage, ConfigError> {
-    let mut bytes = base.encode_to_vec();
-    bytes.extend_from_slice(&overlay.encode_to_vec());
+    let mut bytes = encode::encode_to_vec(base);
+    bytes.extend_from_slice(&encode::encode_to_vec(overlay));
     DynamicMessage::decode(base.descriptor(), bytes.as_slice())
         .map_err(|e| ConfigError::new("", format!("merging --config-yaml failed: {e}")))
 }

@@ -7,6 +7,7 @@
 
 pub mod bootstrap;
 pub mod descriptor;
+pub mod encode;
 pub mod proto_json;
 pub mod supported;
 pub mod validate;
@@ -48,16 +49,15 @@ impl ConfigError {
 }
 
 /// The path of the field being looked at, as the user wrote it.
+///
+/// Kept as the text it displays as (`a.b[0]["k"]`) plus where each segment starts,
+/// so that pushing and popping a segment, done for every field of a config, costs
+/// no allocation; the text is only copied when an error is built.
 #[derive(Debug, Clone, Default)]
 pub struct FieldPath {
-    segments: Vec<Segment>,
-}
-
-#[derive(Debug, Clone)]
-enum Segment {
-    Field(String),
-    Index(usize),
-    Key(String),
+    text: String,
+    /// The length of `text` before each segment was pushed.
+    starts: Vec<usize>,
 }
 
 impl FieldPath {
@@ -70,29 +70,42 @@ impl FieldPath {
     pub fn starting_at(prefix: &str) -> Self {
         let mut p = Self::new();
         if !prefix.is_empty() {
-            p.segments.push(Segment::Field(prefix.to_string()));
+            p.push_field(prefix);
         }
         p
     }
 
     pub fn push_field(&mut self, name: &str) {
-        self.segments.push(Segment::Field(name.to_string()));
+        let first = self.starts.is_empty();
+        self.starts.push(self.text.len());
+        if !first {
+            self.text.push('.');
+        }
+        self.text.push_str(name);
     }
 
     pub fn push_index(&mut self, i: usize) {
-        self.segments.push(Segment::Index(i));
+        use fmt::Write;
+        self.starts.push(self.text.len());
+        // Writing to a String cannot fail.
+        let _ = write!(self.text, "[{i}]");
     }
 
     pub fn push_key(&mut self, key: &str) {
-        self.segments.push(Segment::Key(key.to_string()));
+        self.starts.push(self.text.len());
+        self.text.push_str("[\"");
+        self.text.push_str(key);
+        self.text.push_str("\"]");
     }
 
     pub fn pop(&mut self) {
-        self.segments.pop();
+        if let Some(start) = self.starts.pop() {
+            self.text.truncate(start);
+        }
     }
 
     pub fn error(&self, reason: impl Into<String>) -> ConfigError {
-        ConfigError::new(self.to_string(), reason)
+        ConfigError::new(self.text.clone(), reason)
     }
 
     /// The error for a field of this path, without pushing it.
@@ -105,21 +118,7 @@ impl FieldPath {
 
 impl fmt::Display for FieldPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        for s in &self.segments {
-            match s {
-                Segment::Field(name) => {
-                    if !first {
-                        f.write_str(".")?;
-                    }
-                    f.write_str(name)?;
-                }
-                Segment::Index(i) => write!(f, "[{i}]")?,
-                Segment::Key(k) => write!(f, "[\"{k}\"]")?,
-            }
-            first = false;
-        }
-        Ok(())
+        f.write_str(&self.text)
     }
 }
 
@@ -135,4 +134,32 @@ pub fn duration(d: &envoy_types::pb::google::protobuf::Duration) -> Duration {
 /// Optional duration with a default, as Envoy's `PROTOBUF_GET_MS_OR_DEFAULT`.
 pub fn duration_or(d: &Option<envoy_types::pb::google::protobuf::Duration>, default: Duration) -> Duration {
     d.as_ref().map(duration).unwrap_or(default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FieldPath;
+
+    #[test]
+    fn field_paths_display_as_written_and_pop_back() {
+        let mut p = FieldPath::starting_at("static_resources");
+        p.push_field("clusters");
+        p.push_index(12);
+        p.push_field("metadata");
+        p.push_key("a.b");
+        assert_eq!(p.to_string(), "static_resources.clusters[12].metadata[\"a.b\"]");
+        p.pop();
+        p.pop();
+        p.push_field("name");
+        assert_eq!(p.error("bad").to_string(), "static_resources.clusters[12].name: bad");
+        assert_eq!(p.field_error("x", "r").path, "static_resources.clusters[12].name.x");
+        let mut q = FieldPath::new();
+        q.push_index(0);
+        q.push_field("a");
+        assert_eq!(q.to_string(), "[0].a");
+        q.pop();
+        q.pop();
+        q.pop();
+        assert_eq!(q.to_string(), "");
+    }
 }

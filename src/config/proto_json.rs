@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 
-use prost::Message;
 use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor, Value};
 use serde_json::Value as Json;
 
@@ -288,7 +287,7 @@ fn decode_any(desc: &MessageDescriptor, json: &Json, path: &mut FieldPath) -> Re
     };
     let mut any = DynamicMessage::new(desc.clone());
     any.set_field_by_name("type_url", Value::String(url.to_string()));
-    any.set_field_by_name("value", Value::Bytes(inner.encode_to_vec().into()));
+    any.set_field_by_name("value", Value::Bytes(super::encode::encode_to_vec(&inner).into()));
     Ok(any)
 }
 

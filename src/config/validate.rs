@@ -38,19 +38,21 @@ pub fn validate(msg: &DynamicMessage, path: &mut FieldPath) -> Result<(), Config
         return Ok(());
     }
     for f in &plan.fields {
-        // proto3 `optional` fields are only checked when set.
-        if f.optional && !msg.has_field(&f.field) {
+        let present = msg.has_field(&f.field);
+        // proto3 `optional` fields are only checked when set; an unset field without
+        // rules has nothing to check (its default value breaks no rule).
+        if !present && (f.optional || f.rules.is_none()) {
             continue;
         }
         path.push_field(f.field.name());
-        check_field(msg, f, path)?;
+        check_field(msg, f, present, path)?;
         path.pop();
     }
     for oneof in &plan.oneofs {
         match oneof.fields.iter().find(|f| msg.has_field(&f.field)) {
             Some(f) => {
                 path.push_field(f.field.name());
-                check_field(msg, f, path)?;
+                check_field(msg, f, true, path)?;
                 path.pop();
             }
             None if oneof.required => {
@@ -98,9 +100,35 @@ struct Plan {
 
 struct FieldPlan {
     field: FieldDescriptor,
+    /// The field's type and shape, read from the descriptor once rather than for
+    /// every message checked.
+    kind: Kind,
+    shape: Shape,
     /// A proto3 `optional` field (in a synthetic oneof): checked only when present.
     optional: bool,
     rules: Option<FieldRules>,
+}
+
+/// How a field holds its values.
+enum Shape {
+    Single,
+    List,
+    /// A map, with the kinds of its keys and values.
+    Map(Kind, Kind),
+}
+
+impl FieldPlan {
+    fn new(field: FieldDescriptor, optional: bool, rules: Option<FieldRules>) -> Self {
+        let kind = field.kind();
+        let shape = match &kind {
+            Kind::Message(entry) if field.is_map() => {
+                Shape::Map(entry.map_entry_key_field().kind(), entry.map_entry_value_field().kind())
+            }
+            _ if field.is_list() => Shape::List,
+            _ => Shape::Single,
+        };
+        FieldPlan { field, kind, shape, optional, rules }
+    }
 }
 
 struct OneofPlan {
@@ -161,9 +189,9 @@ fn build_plan(desc: &MessageDescriptor) -> Result<Plan, String> {
                     .iter_mut()
                     .find(|(o, _)| *o == oneof)
                     .ok_or_else(|| format!("oneof {} not found", oneof.full_name()))?;
-                plan.fields.push(FieldPlan { field, optional: false, rules });
+                plan.fields.push(FieldPlan::new(field, false, rules));
             }
-            synthetic => fields.push(FieldPlan { field, optional: synthetic.is_some(), rules }),
+            synthetic => fields.push(FieldPlan::new(field, synthetic.is_some(), rules)),
         }
     }
     Ok(Plan { message: desc.clone(), skip, fields, oneofs: oneofs.into_iter().map(|(_, o)| o).collect() })
@@ -193,25 +221,28 @@ fn field_rules(field: &FieldDescriptor, ext: Option<&ExtensionDescriptor>) -> Re
 // ---------------------------------------------------------------------------------
 // Fields.
 
-fn check_field(msg: &DynamicMessage, f: &FieldPlan, path: &mut FieldPath) -> Result<(), ConfigError> {
+/// One field of `msg` (`present`: whether it is set), by the field's shape.
+fn check_field(msg: &DynamicMessage, f: &FieldPlan, present: bool, path: &mut FieldPath) -> Result<(), ConfigError> {
     let value = msg.get_field(&f.field);
-    let rules = f.rules.as_ref();
-    if f.field.is_map() {
-        let empty = HashMap::new();
-        let map = value.as_map().unwrap_or(&empty);
-        let rules = match rules.and_then(|r| r.r#type.as_ref()) {
-            Some(Type::Map(m)) => Some(m.as_ref()),
-            _ => None,
-        };
-        check_map(&f.field, map, rules, path)
-    } else if f.field.is_list() {
-        let rules = match rules.and_then(|r| r.r#type.as_ref()) {
-            Some(Type::Repeated(r)) => Some(r.as_ref()),
-            _ => None,
-        };
-        check_list(&f.field.kind(), value.as_list().unwrap_or(&[]), rules, path)
-    } else {
-        check_value(&f.field.kind(), &value, msg.has_field(&f.field), rules, path)
+    let type_rules = f.rules.as_ref().and_then(|r| r.r#type.as_ref());
+    match &f.shape {
+        Shape::Map(key_kind, value_kind) => {
+            let empty = HashMap::new();
+            let map = value.as_map().unwrap_or(&empty);
+            let rules = match type_rules {
+                Some(Type::Map(m)) => Some(m.as_ref()),
+                _ => None,
+            };
+            check_map(key_kind, value_kind, map, rules, path)
+        }
+        Shape::List => {
+            let rules = match type_rules {
+                Some(Type::Repeated(r)) => Some(r.as_ref()),
+                _ => None,
+            };
+            check_list(&f.kind, value.as_list().unwrap_or(&[]), rules, path)
+        }
+        Shape::Single => check_value(&f.kind, &value, present, f.rules.as_ref(), path),
     }
 }
 
@@ -320,14 +351,12 @@ fn check_list(
 }
 
 fn check_map(
-    field: &FieldDescriptor,
+    key_kind: &Kind,
+    value_kind: &Kind,
     map: &HashMap<MapKey, Value>,
     rules: Option<&MapRules>,
     path: &mut FieldPath,
 ) -> Result<(), ConfigError> {
-    let Kind::Message(entry) = field.kind() else {
-        return Ok(());
-    };
     if let Some(r) = rules {
         if r.ignore_empty() && map.is_empty() {
             return Ok(());
@@ -344,8 +373,6 @@ fn check_map(
             _ => {}
         }
     }
-    let key_kind = entry.map_entry_key_field().kind();
-    let value_kind = entry.map_entry_value_field().kind();
     let key_rules = rules.and_then(|r| r.keys.as_deref()).and_then(|k| k.r#type.as_ref());
     let value_rules = rules.and_then(|r| r.values.as_deref());
     // Sorted, so that the first error reported does not depend on hash order.
@@ -354,9 +381,9 @@ fn check_map(
     for (key, value) in entries {
         path.push_key(&key_text(key));
         if let Some(t) = key_rules {
-            check_scalar(&key_kind, &Value::from(key.clone()), t, path)?;
+            check_scalar(key_kind, &Value::from(key.clone()), t, path)?;
         }
-        check_value(&value_kind, value, true, value_rules, path)?;
+        check_value(value_kind, value, true, value_rules, path)?;
         path.pop();
     }
     Ok(())
