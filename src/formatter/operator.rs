@@ -226,7 +226,7 @@ impl Operator {
             Operator::Protocol => text(Some(info.protocol).filter(|p| !p.is_empty()), out),
             Operator::ResponseCode => number(u64::from(info.response_code.unwrap_or(0)), out),
             Operator::ResponseCodeDetails { allow_whitespace } => {
-                let d = info.response_code_details.as_str();
+                let d = info.response_code_details;
                 if d.is_empty() {
                     return Kind::Missing;
                 }

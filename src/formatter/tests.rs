@@ -32,9 +32,9 @@ impl Fixture {
         info.last_downstream_tx = Some(Duration::from_micros(226_700));
         info.upstream_host = Some("10.0.2.1:80".parse().unwrap());
         info.upstream_local = Some("10.0.0.1:40000".parse().unwrap());
-        info.upstream_cluster = Some("locations".to_string());
+        info.upstream_cluster = Some("locations".into());
         info.route_name = Some("locations_route".to_string());
-        info.response_code_details = "via_upstream".to_string();
+        info.response_code_details = "via_upstream";
         info.attempt_count = 1;
         let mut req = HeaderMap::new();
         req.insert("x-forwarded-for", HeaderValue::from_static("10.0.35.28"));
@@ -174,7 +174,7 @@ fn response_flags_and_details() {
         f.fmt("%RESPONSE_FLAGS_LONG%"),
         "NoHealthyUpstream,UpstreamRetryLimitExceeded,OverloadManagerTerminated"
     );
-    f.info.response_code_details = "upstream reset\tbefore".to_string();
+    f.info.response_code_details = "upstream reset\tbefore";
     assert_eq!(f.fmt("%RESPONSE_CODE_DETAILS%"), "upstream_reset_before");
     assert_eq!(f.fmt("%RESPONSE_CODE_DETAILS(ALLOW_WHITESPACES)%"), "upstream reset\tbefore");
     f.info.upstream_transport_failure_reason = Some("TLS error".to_string());

@@ -38,8 +38,12 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
             || k == KEEP_ALIVE
             || k == PROXY_CONNECTION
     };
-    // Most messages carry none: one pass over the names settles it.
-    if !headers.keys().any(always) {
+    // Most messages carry none, or only a `Connection` that names no header:
+    // one pass over the names settles it.
+    let mut present = headers.keys().filter(|k| always(k));
+    let Some(first_name) = present.next() else { return };
+    if first_name == CONNECTION && present.next().is_none() && names_no_header(headers) {
+        headers.remove(CONNECTION);
         return;
     }
     // The names `Connection` lists, read once (from cheap clones of its shared
@@ -78,6 +82,16 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if te_trailers {
         headers.insert(TE, HeaderValue::from_static("trailers"));
     }
+}
+
+/// Whether the message's one `Connection` value is just `keep-alive` or `close`
+/// (what nearly every message carries), naming no header it has.
+fn names_no_header(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(http::header::CONNECTION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else { return false };
+    let token = value.as_bytes().trim_ascii();
+    token.eq_ignore_ascii_case(b"keep-alive")
+        || (token.eq_ignore_ascii_case(b"close") && !headers.contains_key("close"))
 }
 
 /// The request headers Envoy honours only from trusted (internal) clients; an
@@ -187,7 +201,23 @@ pub fn number_value(n: u64) -> HeaderValue {
         });
         return table[v].clone();
     }
-    HeaderValue::from_str(itoa::Buffer::new().format(n)).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    // Larger ones repeat too (a route's `x-envoy-expected-rq-timeout-ms`): the
+    // worker keeps the last one made.
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(u64, HeaderValue)>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((m, value)) if *m == n => value.clone(),
+            _ => {
+                let value = HeaderValue::from_str(itoa::Buffer::new().format(n))
+                    .unwrap_or_else(|_| HeaderValue::from_static("0"));
+                *last = Some((n, value.clone()));
+                value
+            }
+        }
+    })
 }
 
 /// A random version-4 UUID, as Envoy generates for `x-request-id`, formatted
@@ -201,16 +231,12 @@ pub fn uuid_v4() -> HeaderValue {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; 36];
-    let mut o = 0;
-    for (i, byte) in b.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            out[o] = b'-';
-            o += 1;
-        }
-        out[o] = HEX[usize::from(byte >> 4)];
-        out[o + 1] = HEX[usize::from(byte & 0xf)];
-        o += 2;
+    // Where each byte's two digits go in 8-4-4-4-12 form; the gaps stay dashes.
+    const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+    let mut out = [b'-'; 36];
+    for (byte, &at) in b.iter().zip(&AT) {
+        out[at] = HEX[usize::from(byte >> 4)];
+        out[at + 1] = HEX[usize::from(byte & 0xf)];
     }
     HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-4000-8000-000000000000"))
 }
@@ -234,6 +260,26 @@ mod tests {
     }
 
     #[test]
+    fn a_plain_connection_header_is_removed_and_what_it_names_too() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static(" Keep-Alive "));
+        h.insert("x-keep", HeaderValue::from_static("yes"));
+        remove_hop_by_hop(&mut h);
+        assert!(h.get("connection").is_none() && h.get("x-keep").is_some());
+        // `close` names a header called close, which goes too.
+        h.insert("connection", HeaderValue::from_static("close"));
+        h.insert("close", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h);
+        assert!(h.get("connection").is_none() && h.get("close").is_none() && h.get("x-keep").is_some());
+        // Two values: each one's tokens count.
+        h.append("connection", HeaderValue::from_static("keep-alive"));
+        h.append("connection", HeaderValue::from_static("x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h);
+        assert!(h.get("connection").is_none() && h.get("x-secret").is_none() && h.get("x-keep").is_some());
+    }
+
+    #[test]
     fn xff_and_internal() {
         let mut h = HeaderMap::new();
         append_xff(&mut h, "10.0.0.1".parse().expect("ip"));
@@ -246,7 +292,7 @@ mod tests {
 
     #[test]
     fn number_values() {
-        for n in [0, 7, 255, 256, 15000, u64::MAX] {
+        for n in [0, 7, 255, 256, 15000, 15000, u64::MAX, 15000] {
             assert_eq!(number_value(n), HeaderValue::from(n));
         }
     }

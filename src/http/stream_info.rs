@@ -3,6 +3,7 @@
 //! The access log and the header formatter read it.
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Envoy's response flags (`%RESPONSE_FLAGS%`), in Envoy's print order.
@@ -126,14 +127,15 @@ pub struct StreamInfo {
     pub downstream_local: SocketAddr,
     pub response_code: Option<u16>,
     /// Envoy's `%RESPONSE_CODE_DETAILS%` (`via_upstream`, `route_not_found`, ...).
-    pub response_code_details: String,
+    pub response_code_details: &'static str,
     pub response_flags: ResponseFlags,
     /// Request body bytes received from downstream.
     pub bytes_received: u64,
     /// Response body bytes sent to downstream.
     pub bytes_sent: u64,
     pub upstream_host: Option<SocketAddr>,
-    pub upstream_cluster: Option<String>,
+    /// The worker's copy of the cluster's name (no allocation per request).
+    pub upstream_cluster: Option<Rc<str>>,
     pub upstream_local: Option<SocketAddr>,
     pub route_name: Option<String>,
     /// When the last request byte was received, from `start`.
@@ -161,7 +163,7 @@ impl StreamInfo {
             downstream_remote,
             downstream_local,
             response_code: None,
-            response_code_details: String::new(),
+            response_code_details: "",
             response_flags: ResponseFlags::default(),
             bytes_received: 0,
             bytes_sent: 0,

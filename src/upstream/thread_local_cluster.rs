@@ -17,6 +17,9 @@ use crate::stats::Counter;
 /// One cluster on one worker.
 pub struct ThreadLocalCluster {
     pub info: Arc<ClusterInfo>,
+    /// The cluster's name, this worker's copy: requests record it (`%UPSTREAM_CLUSTER%`)
+    /// by a count of this thread, not by copying it or sharing a count with others.
+    pub name: Rc<str>,
     hosts: RefCell<HostSet>,
     /// This worker's load balancer, refreshed with every new host set.
     lb: LoadBalancer,
@@ -93,7 +96,7 @@ impl ThreadLocalCluster {
 /// Every cluster on one worker, by name.
 #[derive(Debug, Default)]
 pub struct ThreadLocalClusterManager {
-    clusters: RefCell<HashMap<String, Rc<ThreadLocalCluster>>>,
+    clusters: RefCell<HashMap<Rc<str>, Rc<ThreadLocalCluster>>>,
 }
 
 impl ThreadLocalClusterManager {
@@ -112,7 +115,7 @@ impl ThreadLocalClusterManager {
     /// Installs a new membership snapshot for `info.name` (or the cluster itself).
     pub fn add_or_update(&self, info: Arc<ClusterInfo>, hosts: HostSet) {
         let mut clusters = self.clusters.borrow_mut();
-        match clusters.get(&info.name) {
+        match clusters.get(info.name.as_str()) {
             Some(existing) if Arc::ptr_eq(&existing.info, &info) => {
                 // Pools of hosts that left the cluster close when their last user is done.
                 existing.http_pools.borrow_mut().retain(|addr, _| hosts.iter().any(|h| h.address == *addr));
@@ -120,13 +123,14 @@ impl ThreadLocalClusterManager {
                 *existing.hosts.borrow_mut() = hosts;
             }
             _ => {
-                let name = info.name.clone();
+                let name: Rc<str> = info.name.as_str().into();
                 let lb = LoadBalancer::new(info.lb_policy);
                 lb.refresh(&hosts);
                 clusters.insert(
-                    name,
+                    name.clone(),
                     Rc::new(ThreadLocalCluster {
                         info,
+                        name,
                         hosts: RefCell::new(hosts),
                         lb,
                         http_pools: RefCell::new(HashMap::new()),

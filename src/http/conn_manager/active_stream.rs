@@ -352,26 +352,26 @@ impl Stream {
             RouteAction::Forward(action) => action,
         };
         let random = crate::common::random::next_u64();
-        let cluster_name = action.cluster_name(&parts.headers, random).map(str::to_owned);
-        let cluster = cluster_name.as_deref().and_then(|name| self.cfg.clusters.get()?.get(name));
+        let cluster = action.cluster_name(&parts.headers, random).and_then(|name| self.cfg.clusters.get()?.get(name));
         let Some(cluster) = cluster else {
             stats.no_cluster.inc();
             let reply = LocalReply::new(action.cluster_not_found_response_code, "", "cluster_not_found")
                 .with_flag(ResponseFlag::NoClusterFound);
             return self.finish_local(reply, &parts, &mut filters, is_head);
         };
-        self.info.upstream_cluster = Some(cluster.info.name.clone());
+        self.info.upstream_cluster = Some(cluster.name.clone());
 
         // Request edits of the route, in Envoy's order: header edits (every level,
         // each seeing the previous ones' result), then path and host rewrites.
         if !route.request_headers.is_empty() {
             route.request_headers.apply_to_request(&mut parts, &self.info);
         }
-        let original_path = parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
-        if let Some(new_path) = route.rewrite_path(&original_path) {
+        let original_path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        if let Some(new_path) = route.rewrite_path(original_path) {
+            let original = HeaderValue::from_str(original_path);
             if let Ok(uri) = Uri::try_from(new_path.as_str()) {
                 parts.uri = uri;
-                if let Ok(v) = HeaderValue::from_str(&original_path) {
+                if let Ok(v) = original {
                     parts.headers.insert(headers::X_ENVOY_ORIGINAL_PATH, v);
                 }
             }
@@ -430,7 +430,7 @@ impl Stream {
     ) -> Response<ResponseBody> {
         let UpstreamResponse { head: mut parts, body, host: _, service_time, active } = upstream;
         self.info.first_upstream_rx = Some(self.info.start.elapsed());
-        self.info.response_code_details = "via_upstream".into();
+        self.info.response_code_details = "via_upstream";
         headers::remove_hop_by_hop(&mut parts.headers);
         parts
             .headers
@@ -490,7 +490,7 @@ impl Stream {
         if let Some(flag) = reply.flag {
             self.info.response_flags.set(flag);
         }
-        self.info.response_code_details = reply.details.to_string();
+        self.info.response_code_details = reply.details;
         let mut response = Response::new(());
         *response.status_mut() = reply.status;
         let (mut parts, ()) = response.into_parts();
