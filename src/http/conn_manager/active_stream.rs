@@ -17,9 +17,9 @@ use super::config::{HcmConfig, ServerHeader, UnderscoreAction};
 use crate::formatter::FormatContext;
 use crate::http::body::{RequestBodyStream, ResponseBody, StreamCompletion};
 use crate::http::filter::{FilterStatus, LocalReply, StreamContext, StreamFilter};
-use crate::http::headers;
 use crate::http::http1::RequestBody;
 use crate::http::stream_info::{ResponseFlag, StreamInfo};
+use crate::http::{header_map_pool, headers};
 use crate::network::ConnectionInfo;
 use crate::router::upstream_request::{self, ActiveRequest, ForwardBody, UpstreamResponse};
 use crate::router::{Route, RouteAction};
@@ -440,6 +440,7 @@ impl Stream {
         let status = parts.status.as_u16();
         self.info.response_code = Some(status);
         let completion = self.completion(&request, &parts.headers, Some((cluster, status, active)));
+        header_map_pool::give_back(request.headers);
         Response::from_parts(parts, ResponseBody::upstream(body, completion))
     }
 

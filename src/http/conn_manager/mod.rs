@@ -109,7 +109,13 @@ async fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) {
             }
             NextHead::Rejected(reply) => break (true, Some(reply)),
         };
-        match Box::pin(exchange(&cfg, info, head, &reader, &mut writer, &drain, &mut timer)).await {
+        // Allocated before the call, so the future is built in place rather than
+        // on the stack and then copied (it is several KiB).
+        let mut slot = Box::new_uninit();
+        slot.write(exchange(&cfg, info, head, &reader, &mut writer, &drain, &mut timer));
+        // SAFETY: written on the line above.
+        let exchange = Box::into_pin(unsafe { slot.assume_init() });
+        match exchange.await {
             Exchange::Next => {}
             Exchange::Close { local } => break (local, None),
         }

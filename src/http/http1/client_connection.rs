@@ -395,7 +395,7 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, Req
     }
     let head_bytes = buf.split_to(len).freeze();
     // Room for what Courier adds (`x-envoy-upstream-service-time`, `date`).
-    let mut headers = HeaderMap::with_capacity(count + 2);
+    let mut headers = crate::http::header_map_pool::take(count + 2);
     for &((name_at, name_len), (value_at, value_len)) in &spans[..count] {
         let (name_at, value_at) = (usize::from(name_at), usize::from(value_at));
         let name = HeaderName::from_bytes(&head_bytes[name_at..name_at + usize::from(name_len)]);

@@ -166,7 +166,7 @@ fn parse_head(head: &Bytes, limits: &HeadLimits) -> Result<RequestHead, CodecErr
     let uri = Uri::from_maybe_shared(head.slice_ref(path.as_bytes()))
         .map_err(|_| CodecError::bad_request("http1.invalid_url"))?;
 
-    let mut headers = HeaderMap::with_capacity(req.headers.len() + HEADROOM);
+    let mut headers = crate::http::header_map_pool::take(req.headers.len() + HEADROOM);
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
     let mut te_seen = false;

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use crate::common::buffer_pool;
 use crate::event::Timer;
+use crate::http::header_map_pool;
 use crate::stats::Counter;
 
 /// Frames smaller than this are copied into the gather buffer.
@@ -134,6 +135,7 @@ impl ResponseWriter {
             ConnectionHeader::KeepAlive => put_header(out, b"connection", b"keep-alive"),
         }
         out.put_slice(b"\r\n");
+        header_map_pool::give_back(parts.headers);
 
         if no_body {
             drop(body);
