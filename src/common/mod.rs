@@ -1,4 +1,5 @@
 //! Small utilities shared across the proxy.
 
 pub mod buffer_pool;
+pub mod fnv;
 pub mod random;

@@ -3,7 +3,6 @@
 //! slot, so it is `Rc`/`RefCell` and never locked.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -12,6 +11,7 @@ use super::cluster::ClusterInfo;
 use super::host::{Host, HostSet};
 use super::http1_conn_pool::Http1ConnPool;
 use super::load_balancer::LoadBalancer;
+use crate::common::fnv::FnvHashMap;
 use crate::stats::Counter;
 
 /// One cluster on one worker.
@@ -24,11 +24,11 @@ pub struct ThreadLocalCluster {
     /// This worker's load balancer, refreshed with every new host set.
     lb: LoadBalancer,
     /// This worker's HTTP/1.1 pools, one per host address.
-    http_pools: RefCell<HashMap<SocketAddr, Rc<Http1ConnPool>>>,
+    http_pools: RefCell<FnvHashMap<SocketAddr, Rc<Http1ConnPool>>>,
     /// This worker's cache of `upstream_rq_<code>` counters.
-    code_counters: RefCell<HashMap<u16, Arc<Counter>>>,
+    code_counters: RefCell<FnvHashMap<u16, Arc<Counter>>>,
     /// This worker's cache of the `retry.*` counters of each code.
-    retry_counters: RefCell<HashMap<u16, Vec<Arc<Counter>>>>,
+    retry_counters: RefCell<FnvHashMap<u16, Vec<Arc<Counter>>>>,
 }
 
 impl std::fmt::Debug for ThreadLocalCluster {
@@ -96,7 +96,7 @@ impl ThreadLocalCluster {
 /// Every cluster on one worker, by name.
 #[derive(Debug, Default)]
 pub struct ThreadLocalClusterManager {
-    clusters: RefCell<HashMap<Rc<str>, Rc<ThreadLocalCluster>>>,
+    clusters: RefCell<FnvHashMap<Rc<str>, Rc<ThreadLocalCluster>>>,
 }
 
 impl ThreadLocalClusterManager {
@@ -133,9 +133,9 @@ impl ThreadLocalClusterManager {
                         name,
                         hosts: RefCell::new(hosts),
                         lb,
-                        http_pools: RefCell::new(HashMap::new()),
-                        code_counters: RefCell::new(HashMap::new()),
-                        retry_counters: RefCell::new(HashMap::new()),
+                        http_pools: RefCell::new(FnvHashMap::default()),
+                        code_counters: RefCell::new(FnvHashMap::default()),
+                        retry_counters: RefCell::new(FnvHashMap::default()),
                     }),
                 );
             }

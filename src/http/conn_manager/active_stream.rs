@@ -301,14 +301,18 @@ impl Stream {
             if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
                 h.insert(headers::X_ENVOY_EXTERNAL_ADDRESS, v);
             }
-        } else if !h.contains_key(headers::X_FORWARDED_PROTO) {
-            h.insert(headers::X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        } else {
+            h.entry(headers::X_FORWARDED_PROTO).or_insert(HeaderValue::from_static("http"));
         }
         headers::remove_all(h, headers::ROUTER_CONSUMED);
         // An edge request's x-request-id is not trusted: Envoy makes a new one
         // (preserve_external_request_id is false by default).
-        if self.cfg.generate_request_id && (self.cfg.use_remote_address || !h.contains_key(headers::X_REQUEST_ID)) {
-            h.insert(headers::X_REQUEST_ID, headers::uuid_v4());
+        if self.cfg.generate_request_id {
+            if self.cfg.use_remote_address {
+                h.insert(headers::X_REQUEST_ID, headers::uuid_v4());
+            } else {
+                h.entry(headers::X_REQUEST_ID).or_insert_with(headers::uuid_v4);
+            }
         }
     }
 
