@@ -36,8 +36,12 @@ const MAX_HEAD: usize = 60 * 1024;
 const MAX_HEADERS: usize = 100;
 /// Header slots tried first.
 const FEW_HEADERS: usize = 24;
-/// Read buffer growth step.
+/// Read buffer growth step while reading a response head.
 const READ_CHUNK: usize = 8 * 1024;
+/// Read buffer growth step while reading a body: a large body comes in a few large
+/// reads, whose frames are large enough to be written downstream without a copy.
+/// Given up once the body is read (a pooled connection keeps a small buffer).
+const BODY_READ_CHUNK: usize = 64 * 1024;
 /// Body frames up to this size are copied next to their chunk framing, so a frame
 /// is one write.
 const COPY_MAX: usize = 16 * 1024;
@@ -183,11 +187,16 @@ impl ClientConnection {
         loop {
             match decoder.decode(&mut self.buf) {
                 Ok(Decoded::Data(data)) => return Poll::Ready(Some(Ok(data))),
-                Ok(Decoded::Done) => return Poll::Ready(None),
+                Ok(Decoded::Done) => {
+                    if self.buf.is_empty() && self.buf.capacity() > READ_CHUNK {
+                        self.buf = BytesMut::new();
+                    }
+                    return Poll::Ready(None);
+                }
                 Err(_) => return Poll::Ready(Some(Err(BodyFailure::Protocol))),
                 Ok(Decoded::NeedMore) => {}
             }
-            match ready!(poll_fill(&mut self.io, &mut self.buf, cx)) {
+            match ready!(poll_fill(&mut self.io, &mut self.buf, BODY_READ_CHUNK, cx)) {
                 Ok(0) => {
                     let eof = CodecError::bad_request("upstream_reset");
                     if decoder.on_eof(eof).is_err() {
@@ -311,10 +320,16 @@ async fn write_body<W: tokio::io::AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Reads more into `buf`; `Ok(0)` at end of stream.
-fn poll_fill<R: AsyncRead + Unpin>(io: &mut R, buf: &mut BytesMut, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-        buf.reserve(READ_CHUNK);
+/// Reads more into `buf`, with room for at least a quarter of `chunk`; `Ok(0)` at
+/// end of stream.
+fn poll_fill<R: AsyncRead + Unpin>(
+    io: &mut R,
+    buf: &mut BytesMut,
+    chunk: usize,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    if buf.capacity() - buf.len() < chunk / 4 {
+        buf.reserve(chunk);
     }
     let mut read_buf = ReadBuf::uninit(buf.spare_capacity_mut());
     ready!(Pin::new(io).poll_read(cx, &mut read_buf))?;
@@ -341,7 +356,7 @@ async fn read_head<R: AsyncRead + Unpin>(
                 None => {}
             }
         }
-        match std::future::poll_fn(|cx| poll_fill(io, buf, cx)).await {
+        match std::future::poll_fn(|cx| poll_fill(io, buf, READ_CHUNK, cx)).await {
             Ok(n) if n > 0 => {}
             _ if received => return Err(RequestFailure::Reset),
             _ => return Err(RequestFailure::ClosedBeforeResponse),
