@@ -45,6 +45,9 @@ pub fn stop_listeners() {
 }
 
 async fn accept_loop(config: Arc<ListenerConfig>, listener: tokio::net::TcpListener, worker: usize, total: Arc<Gauge>) {
+    // A connection's local address is the listener's, unless the listener is
+    // bound to a wildcard address: only then is it asked of each socket.
+    let bound = listener.local_addr().ok().filter(|a| !a.ip().is_unspecified());
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -55,7 +58,10 @@ async fn accept_loop(config: Arc<ListenerConfig>, listener: tokio::net::TcpListe
                 continue;
             }
         };
-        let local = stream.local_addr().unwrap_or(config.address);
+        let local = match bound {
+            Some(bound) => bound,
+            None => stream.local_addr().unwrap_or(config.address),
+        };
         let _ = stream.set_nodelay(true);
         let conn =
             DownstreamConnection { stream, info: ConnectionInfo { remote, local }, buffer_limit: config.buffer_limit };

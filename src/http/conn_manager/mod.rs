@@ -126,8 +126,9 @@ async fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) {
         let _ =
             Box::pin(writer.write(response, false, ConnectionHeader::Close, WriteLimits::default(), &mut timer)).await;
     }
+    // The FIN goes when `reader`, the socket's read half, drops at the end.
+    writer.close();
     if local_close {
-        writer.shutdown().await;
         stats.downstream_cx_destroy_local.inc();
     } else {
         stats.downstream_cx_destroy_remote.inc();

@@ -221,9 +221,12 @@ impl ResponseWriter {
         Ok(())
     }
 
-    /// Closes the write side (FIN) after the last response.
-    pub async fn shutdown(&mut self) {
-        let _ = self.io.shutdown().await;
+    /// Gives up the write half after the last response without a `shutdown` call:
+    /// the FIN goes with the socket's close, once the read half is dropped too
+    /// (dropping the half would call `shutdown` first, one more syscall per
+    /// connection for the same FIN).
+    pub fn close(self) {
+        self.io.forget();
     }
 }
 
@@ -291,8 +294,7 @@ mod tests {
         let (_rd, wr) = s.into_split();
         let mut w = ResponseWriter::new(wr, Arc::new(Counter::default()));
         w.write(response, head_only, connection, WriteLimits::default(), &mut Timer::new()).await.unwrap();
-        w.shutdown().await;
-        drop(w);
+        w.close();
         drop(_rd);
         reader.await.unwrap()
     }
