@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor, Value};
+use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor, OneofDescriptor, Value};
 use serde_json::Value as Json;
 
 use super::{ConfigError, FieldPath};
@@ -71,7 +71,7 @@ fn decode_object(
         .as_object()
         .ok_or_else(|| path.error(format!("expected an object for {}, got {}", desc.full_name(), kind_of(json))))?;
     let mut msg = DynamicMessage::new(desc.clone());
-    let mut oneofs_seen: HashMap<String, String> = HashMap::new();
+    let mut oneofs_seen = OneofsSeen::default();
     for (key, value) in obj {
         if Some(key.as_str()) == skip {
             continue;
@@ -88,7 +88,7 @@ fn decode_object(
         if let Some(oneof) = field.containing_oneof() {
             // proto3 `optional` fields live in a synthetic one-field oneof.
             if oneof.fields().len() > 1 {
-                if let Some(other) = oneofs_seen.insert(oneof.name().to_string(), key.clone()) {
+                if let Some(other) = oneofs_seen.insert(&oneof, key) {
                     return Err(path.error(format!(
                         "'{other}' and '{key}' are both set, but only one of oneof '{}' may be",
                         oneof.name()
@@ -101,6 +101,25 @@ fn decode_object(
         path.pop();
     }
     Ok(msg)
+}
+
+/// The key that set each oneof of one object so far: an object sets few oneofs, so
+/// a short list beats a hash map of names, and the keys are borrowed from the object
+/// rather than copied.
+#[derive(Default)]
+struct OneofsSeen<'a> {
+    set: Vec<(OneofDescriptor, &'a str)>,
+}
+
+impl<'a> OneofsSeen<'a> {
+    /// Records that `key` set `oneof`, returning the key that set it before, if any.
+    fn insert(&mut self, oneof: &OneofDescriptor, key: &'a str) -> Option<&'a str> {
+        if let Some(&(_, other)) = self.set.iter().find(|(o, _)| o == oneof) {
+            return Some(other);
+        }
+        self.set.push((oneof.clone(), key));
+        None
+    }
 }
 
 fn decode_field(field: &FieldDescriptor, json: &Json, path: &mut FieldPath) -> Result<Value, ConfigError> {

@@ -13,7 +13,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use envoy_types::pb::validate::{
     field_rules::Type, string_rules::WellKnown, AnyRules, BytesRules, DurationRules, EnumRules, FieldRules, KnownRegex,
@@ -136,28 +137,61 @@ struct OneofPlan {
     fields: Vec<FieldPlan>,
 }
 
-/// Plans by message full name. Config messages come from `descriptor::pool()`; a
-/// plan made from an earlier pool (before `descriptor::release`) is made again.
-static PLANS: OnceLock<Mutex<HashMap<String, Arc<Plan>>>> = OnceLock::new();
+/// Plans by message, keyed by the address of the message's full name in its pool:
+/// a plan is looked up for every message of a config, and an address hashes in a
+/// few instructions where the name (SipHash over some 40 bytes) took hundreds.
+/// Config messages come from `descriptor::pool()`; a plan made from an earlier pool
+/// (before `descriptor::release`) is made again, even if the address is reused.
+static PLANS: Mutex<Option<Plans>> = Mutex::new(None);
+
+type Plans = HashMap<usize, Arc<Plan>, BuildHasherDefault<AddressHasher>>;
+
+/// Hashes a `usize` address: multiplying by an odd constant spreads the bits that
+/// differ between addresses (the low ones) over the high ones hashbrown reads.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// The key of `desc` in `PLANS`.
+fn plan_key(desc: &MessageDescriptor) -> usize {
+    desc.full_name().as_ptr() as usize
+}
 
 /// The cached plan for `desc`.
 fn plan(desc: &MessageDescriptor, path: &FieldPath) -> Result<Arc<Plan>, ConfigError> {
-    let plans = PLANS.get_or_init(Default::default);
-    if let Some(p) = plans.lock().unwrap_or_else(PoisonError::into_inner).get(desc.full_name()) {
+    let key = plan_key(desc);
+    if let Some(p) = PLANS.lock().unwrap_or_else(PoisonError::into_inner).as_ref().and_then(|plans| plans.get(&key)) {
         if p.message == *desc {
             return Ok(p.clone());
         }
     }
     let built = Arc::new(build_plan(desc).map_err(|e| path.error(format!("internal: {e}")))?);
-    plans.lock().unwrap_or_else(PoisonError::into_inner).insert(desc.full_name().to_string(), built.clone());
+    PLANS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get_or_insert_with(Default::default)
+        .insert(key, built.clone());
     Ok(built)
 }
 
 /// Drops every cached plan, and with them their hold on the descriptor pool.
 pub fn forget_plans() {
-    if let Some(plans) = PLANS.get() {
-        *plans.lock().unwrap_or_else(PoisonError::into_inner) = HashMap::new();
-    }
+    *PLANS.lock().unwrap_or_else(PoisonError::into_inner) = None;
 }
 
 fn build_plan(desc: &MessageDescriptor) -> Result<Plan, String> {
