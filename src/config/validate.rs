@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use envoy_types::pb::validate::{
@@ -26,6 +25,7 @@ use prost_reflect::{
 };
 
 use super::{descriptor, ConfigError, FieldPath};
+use crate::common::fnv::FnvHashMap;
 
 /// Checks `msg` and everything under it against Envoy's validation rules, returning
 /// the first violation. `path` is where `msg` sits in the config.
@@ -139,33 +139,12 @@ struct OneofPlan {
 
 /// Plans by message, keyed by the address of the message's full name in its pool:
 /// a plan is looked up for every message of a config, and an address hashes in a
-/// few instructions where the name (SipHash over some 40 bytes) took hundreds.
+/// few dozen instructions where the name (SipHash over some 40 bytes) took hundreds.
 /// Config messages come from `descriptor::pool()`; a plan made from an earlier pool
 /// (before `descriptor::release`) is made again, even if the address is reused.
 static PLANS: Mutex<Option<Plans>> = Mutex::new(None);
 
-type Plans = HashMap<usize, Arc<Plan>, BuildHasherDefault<AddressHasher>>;
-
-/// Hashes a `usize` address: multiplying by an odd constant spreads the bits that
-/// differ between addresses (the low ones) over the high ones hashbrown reads.
-#[derive(Default)]
-struct AddressHasher(u64);
-
-impl Hasher for AddressHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.0 = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
+type Plans = FnvHashMap<usize, Arc<Plan>>;
 
 /// The key of `desc` in `PLANS`.
 fn plan_key(desc: &MessageDescriptor) -> usize {

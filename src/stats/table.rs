@@ -13,11 +13,11 @@
 //! Listing (admin only) joins and sorts the names, as Envoy's `/stats` orders them.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, OnceLock};
 
 use super::histogram::Histogram;
 use super::store::{Counter, Gauge};
+use crate::common::fnv::FnvBuildHasher;
 
 /// Every stat of a store.
 #[derive(Debug, Default)]
@@ -26,29 +26,8 @@ pub struct Stats {
     words: HashSet<Arc<str>, ByName>,
 }
 
-/// Hashing for names from config (not from clients): FNV-1a, several times
-/// cheaper than the default SipHash on names this short.
-type ByName = BuildHasherDefault<Fnv>;
-
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
+/// Names come from config, not from clients: FNV-1a (see `common::fnv`).
+type ByName = FnvBuildHasher;
 
 /// The stats whose names share everything up to their last dot.
 #[derive(Debug, Default)]
