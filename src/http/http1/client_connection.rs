@@ -320,17 +320,17 @@ async fn write_body<W: tokio::io::AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Reads more into `buf`, with room for at least a quarter of `chunk`; `Ok(0)` at
-/// end of stream.
+/// Reads more into `buf`, with room for `chunk` bytes; `Ok(0)` at end of stream.
+/// A whole `chunk` of room, not what the last response left: a response cut
+/// short by a nearly full buffer costs a second read. Once the previous
+/// response's bytes are dropped the room is reclaimed in place, with no allocation.
 fn poll_fill<R: AsyncRead + Unpin>(
     io: &mut R,
     buf: &mut BytesMut,
     chunk: usize,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
-    if buf.capacity() - buf.len() < chunk / 4 {
-        buf.reserve(chunk);
-    }
+    buf.reserve(chunk);
     let mut read_buf = ReadBuf::uninit(buf.spare_capacity_mut());
     ready!(Pin::new(io).poll_read(cx, &mut read_buf))?;
     let n = read_buf.filled().len();
