@@ -15,14 +15,14 @@
 //! the limit is a protocol error, as request smuggling starts there.
 
 use std::io;
-use std::pin::{pin, Pin};
+use std::pin::pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use http_body_util::BodyExt;
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::body_decoder::{BodyDecoder, BodyFraming, Decoded};
@@ -331,12 +331,7 @@ fn poll_fill<R: AsyncRead + Unpin>(
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
     buf.reserve(chunk);
-    let mut read_buf = ReadBuf::uninit(buf.spare_capacity_mut());
-    ready!(Pin::new(io).poll_read(cx, &mut read_buf))?;
-    let n = read_buf.filled().len();
-    // SAFETY: `poll_read` initialised the first `n` bytes of the spare capacity.
-    unsafe { buf.set_len(buf.len() + n) };
-    Poll::Ready(Ok(n))
+    super::poll_read_into(io, buf, cx)
 }
 
 /// Reads until a final (non-1xx) response head is whole, and parses it.

@@ -25,11 +25,33 @@ pub mod request_body;
 pub mod request_head;
 pub mod response_writer;
 
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::BytesMut;
 use http::StatusCode;
+use tokio::io::{AsyncRead, ReadBuf};
 
 pub use body_decoder::BodyFraming;
 pub use request_body::{ConnReader, RequestBody};
 pub use request_head::{HeadLimits, RequestHead};
+
+/// Reads from `io` into `buf`'s spare capacity, as much as fits (the caller makes
+/// room first, by its own policy); `Ok(0)` at end of stream. Both sides of the
+/// codec read through it.
+fn poll_read_into<R: AsyncRead + Unpin>(
+    io: &mut R,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    let mut read_buf = ReadBuf::uninit(buf.spare_capacity_mut());
+    ready!(Pin::new(io).poll_read(cx, &mut read_buf))?;
+    let n = read_buf.filled().len();
+    // SAFETY: `poll_read` initialised the first `n` bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Poll::Ready(Ok(n))
+}
 
 /// A request the codec refuses, with the reply Envoy sends for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

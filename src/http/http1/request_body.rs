@@ -19,7 +19,6 @@ use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::time::Instant;
 
@@ -84,12 +83,7 @@ impl ConnReader {
         if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
             self.buf.reserve(READ_CHUNK);
         }
-        let spare = self.buf.spare_capacity_mut();
-        let mut read_buf = ReadBuf::uninit(spare);
-        ready!(Pin::new(&mut self.io).poll_read(cx, &mut read_buf))?;
-        let n = read_buf.filled().len();
-        // SAFETY: `poll_read` initialised the first `n` bytes of the spare capacity.
-        unsafe { self.buf.set_len(self.buf.len() + n) };
+        let n = ready!(super::poll_read_into(&mut self.io, &mut self.buf, cx))?;
         if n > 0 {
             self.rx_bytes.add(n as u64);
             self.last_rx = Instant::now();
