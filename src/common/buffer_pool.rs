@@ -7,9 +7,9 @@
 //! buffer memory (as in nginx). The list is thread-local: each worker has its own,
 //! with no lock.
 
-use std::cell::RefCell;
-
 use bytes::BytesMut;
+
+use super::spare_list::SpareList;
 
 /// The capacity of a new buffer: one socket read, or one gathered write.
 pub const BUFFER_SIZE: usize = 16 * 1024;
@@ -24,13 +24,12 @@ const MAX_SPARE: usize = 64;
 const MAX_KEPT_CAPACITY: usize = 4 * BUFFER_SIZE;
 
 thread_local! {
-    static SPARE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    static SPARE: SpareList<BytesMut> = const { SpareList::new(MAX_SPARE) };
 }
 
 /// An empty buffer: a spare one of this worker, or a new one.
 pub fn take() -> BytesMut {
-    let spare = SPARE.with(|s| s.borrow_mut().pop());
-    spare.unwrap_or_else(|| BytesMut::with_capacity(BUFFER_SIZE))
+    SPARE.with(SpareList::take).unwrap_or_else(|| BytesMut::with_capacity(BUFFER_SIZE))
 }
 
 /// Keeps an empty buffer for the next connection that needs one, or frees it
@@ -40,12 +39,7 @@ pub fn give_back(buf: BytesMut) {
     if buf.capacity() > MAX_KEPT_CAPACITY {
         return;
     }
-    SPARE.with(|s| {
-        let mut spare = s.borrow_mut();
-        if spare.len() < MAX_SPARE {
-            spare.push(buf);
-        }
-    });
+    SPARE.with(|s| s.keep(buf));
 }
 
 #[cfg(test)]

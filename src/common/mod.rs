@@ -3,3 +3,4 @@
 pub mod buffer_pool;
 pub mod fnv;
 pub mod random;
+pub mod spare_list;

@@ -6,9 +6,9 @@
 //! map is cleared and kept here, and the next parse takes it: a busy worker
 //! cycles the same few maps. Thread-local, as `common::buffer_pool` is.
 
-use std::cell::RefCell;
-
 use http::HeaderMap;
+
+use crate::common::spare_list::SpareList;
 
 /// Most spare maps a worker keeps.
 const MAX_SPARE: usize = 64;
@@ -17,12 +17,12 @@ const MAX_SPARE: usize = 64;
 const MAX_KEPT_CAPACITY: usize = 128;
 
 thread_local! {
-    static SPARE: RefCell<Vec<HeaderMap>> = const { RefCell::new(Vec::new()) };
+    static SPARE: SpareList<HeaderMap> = const { SpareList::new(MAX_SPARE) };
 }
 
 /// An empty map with room for `capacity` headers: a spare one, or a new one.
 pub fn take(capacity: usize) -> HeaderMap {
-    match SPARE.with(|s| s.borrow_mut().pop()) {
+    match SPARE.with(SpareList::take) {
         Some(mut map) => {
             map.reserve(capacity);
             map
@@ -37,12 +37,7 @@ pub fn give_back(mut map: HeaderMap) {
         return;
     }
     map.clear();
-    SPARE.with(|s| {
-        let mut spare = s.borrow_mut();
-        if spare.len() < MAX_SPARE {
-            spare.push(map);
-        }
-    });
+    SPARE.with(|s| s.keep(map));
 }
 
 #[cfg(test)]
