@@ -77,7 +77,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
         &["common_http_protocol_options", "explicit_http_config"],
     ),
     ("envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig", &["http_protocol_options"]),
-    // `accept_http_10` acts on the connection manager's downstream codec only.
+    // Downstream; where it sits in a cluster, `PLACES` narrows it.
     ("envoy.config.core.v3.Http1ProtocolOptions", &["accept_http_10"]),
     (
         "envoy.config.core.v3.HttpProtocolOptions",
@@ -145,6 +145,25 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("google.protobuf.ListValue", &["*"]),
 ];
 
+/// `(parent message, field, supported fields of the message in that field)`: where
+/// a message is supported in one place and not in another, the place's list
+/// replaces the message's own. Envoy reads the same `HttpProtocolOptions` for the
+/// downstream (connection manager) and the upstream (cluster), and Courier acts on
+/// fewer of its fields upstream.
+pub const PLACES: &[(&str, &str, &[&str])] = &[
+    ("envoy.config.cluster.v3.Cluster", "common_http_protocol_options", UPSTREAM_HTTP_OPTIONS),
+    ("envoy.extensions.upstreams.http.v3.HttpProtocolOptions", "common_http_protocol_options", UPSTREAM_HTTP_OPTIONS),
+    // `accept_http_10` only has a meaning for a server codec: no effect upstream in
+    // Envoy either, so an upstream `http_protocol_options: {}` carries nothing.
+    ("envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig", "http_protocol_options", &[]),
+];
+
+/// The `HttpProtocolOptions` fields a cluster acts on. `headers_with_underscores_action`
+/// has no effect in a cluster in Envoy itself ("does not have any impact if added to
+/// cluster config"), so it is accepted there and does nothing.
+const UPSTREAM_HTTP_OPTIONS: &[&str] =
+    &["idle_timeout", "max_requests_per_connection", "headers_with_underscores_action"];
+
 /// Every table: this one, the route schema's and the HTTP filters' (each kept
 /// next to the code that implements it).
 const TABLES: &[&[(&str, &[&str])]] =
@@ -166,7 +185,7 @@ enum Anys {
 /// Rejects the first set field or extension of `msg` (a whole bootstrap) that Courier
 /// does not support.
 pub fn check(msg: &DynamicMessage, path: &mut FieldPath) -> Result<(), ConfigError> {
-    check_fields(msg, path, Anys::Check)
+    check_fields(msg, path, Anys::Check, None)
 }
 
 /// Rejects the first set field of `msg` that Courier does not implement, for a message
@@ -175,10 +194,22 @@ pub fn check(msg: &DynamicMessage, path: &mut FieldPath) -> Result<(), ConfigErr
 /// (`typed_per_filter_config`) are left to the filters that decode them. `path` points
 /// at `msg`.
 pub(crate) fn check_message(msg: &DynamicMessage, path: &FieldPath) -> Result<(), ConfigError> {
-    check_fields(msg, &mut path.clone(), Anys::Skip)
+    check_fields(msg, &mut path.clone(), Anys::Skip, None)
 }
 
-fn check_fields(msg: &DynamicMessage, path: &mut FieldPath, anys: Anys) -> Result<(), ConfigError> {
+/// The fields supported in the message held by `parent.field`.
+fn place_fields(parent: &str, field: &str) -> Option<&'static [&'static str]> {
+    PLACES.iter().find(|(m, f, _)| *m == parent && *f == field).map(|(_, _, fields)| *fields)
+}
+
+/// `place`: the supported fields where this message sits, when `PLACES` narrows
+/// them; else the message's own entry applies.
+fn check_fields(
+    msg: &DynamicMessage,
+    path: &mut FieldPath,
+    anys: Anys,
+    place: Option<&'static [&'static str]>,
+) -> Result<(), ConfigError> {
     let desc = msg.descriptor();
     if desc.full_name() == "google.protobuf.Any" {
         return match anys {
@@ -186,32 +217,38 @@ fn check_fields(msg: &DynamicMessage, path: &mut FieldPath, anys: Anys) -> Resul
             Anys::Skip => Ok(()),
         };
     }
-    let fields = supported_fields(desc.full_name()).unwrap_or(&[]);
+    let fields = place.or_else(|| supported_fields(desc.full_name())).unwrap_or(&[]);
     if fields == ["*"] {
         return Ok(());
     }
     for (field, value) in msg.fields() {
         path.push_field(field.name());
         if !fields.contains(&field.name()) {
+            let here = if place.is_some() { " here" } else { "" };
             return Err(path.error(format!(
-                "field '{}' of {} is not supported by Courier",
+                "field '{}' of {} is not supported by Courier{here}",
                 field.name(),
                 desc.full_name()
             )));
         }
-        check_value(value, path, anys)?;
+        check_value(value, path, anys, place_fields(desc.full_name(), field.name()))?;
         path.pop();
     }
     Ok(())
 }
 
-fn check_value(value: &Value, path: &mut FieldPath, anys: Anys) -> Result<(), ConfigError> {
+fn check_value(
+    value: &Value,
+    path: &mut FieldPath,
+    anys: Anys,
+    place: Option<&'static [&'static str]>,
+) -> Result<(), ConfigError> {
     match value {
-        Value::Message(m) => check_fields(m, path, anys),
+        Value::Message(m) => check_fields(m, path, anys, place),
         Value::List(items) => {
             for (i, item) in items.iter().enumerate() {
                 path.push_index(i);
-                check_value(item, path, anys)?;
+                check_value(item, path, anys, place)?;
                 path.pop();
             }
             Ok(())
@@ -222,7 +259,7 @@ fn check_value(value: &Value, path: &mut FieldPath, anys: Anys) -> Result<(), Co
             entries.sort_by(|a, b| a.0.cmp(b.0));
             for (key, v) in entries {
                 path.push_key(&validate::key_text(key));
-                check_value(v, path, anys)?;
+                check_value(v, path, anys, place)?;
                 path.pop();
             }
             Ok(())
@@ -246,7 +283,7 @@ fn check_any(any: &DynamicMessage, path: &mut FieldPath) -> Result<(), ConfigErr
         _ => Default::default(),
     };
     let inner = DynamicMessage::decode(desc, bytes).map_err(|e| path.error(format!("cannot decode '{url}': {e}")))?;
-    check_fields(&inner, path, Anys::Check)
+    check_fields(&inner, path, Anys::Check, None)
 }
 
 #[cfg(test)]
@@ -261,6 +298,44 @@ mod tests {
                 assert!(desc.get_field_by_name(f).is_some(), "{message} has no field {f}");
             }
         }
+    }
+
+    #[test]
+    fn every_place_names_a_message_field_and_narrows_its_list() {
+        for (parent, field, fields) in PLACES {
+            let desc = descriptor::message(parent).unwrap_or_else(|| panic!("{parent} not in the schema"));
+            let f = desc.get_field_by_name(field).unwrap_or_else(|| panic!("{parent} has no field {field}"));
+            let prost_reflect::Kind::Message(child) = f.kind() else { panic!("{parent}.{field} is not a message") };
+            let all = supported_fields(child.full_name()).unwrap_or(&[]);
+            for name in *fields {
+                assert!(all.contains(name), "{parent}.{field}: {name} is not supported by {}", child.full_name());
+            }
+        }
+    }
+
+    #[test]
+    fn a_message_is_checked_against_the_list_of_its_place() {
+        let hcm = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+        check_yaml(hcm, "common_http_protocol_options: {max_stream_duration: 1s, max_headers_count: 5}", true)
+            .expect("downstream options");
+        let cluster = "envoy.config.cluster.v3.Cluster";
+        let e =
+            check_yaml(cluster, "name: c\ncommon_http_protocol_options: {max_stream_duration: 1s}", true).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "m.common_http_protocol_options.max_stream_duration: field 'max_stream_duration' of \
+             envoy.config.core.v3.HttpProtocolOptions is not supported by Courier here"
+        );
+        check_yaml(cluster, "name: c\ncommon_http_protocol_options: {idle_timeout: 1s}", true).expect("upstream idle");
+        let opts = r#"
+            name: c
+            typed_extension_protocol_options:
+              envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+                "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+                common_http_protocol_options: {max_headers_count: 10}
+        "#;
+        let e = check_yaml(cluster, opts, true).unwrap_err();
+        assert!(e.to_string().ends_with("common_http_protocol_options.max_headers_count: field 'max_headers_count' of envoy.config.core.v3.HttpProtocolOptions is not supported by Courier here"), "{e}");
     }
 
     fn check_yaml(type_name: &str, yaml: &str, anys_checked: bool) -> Result<(), ConfigError> {
