@@ -25,6 +25,9 @@ pub struct FactoryContext<'a> {
     pub drain: &'a tokio::sync::watch::Receiver<bool>,
     /// Where each worker finds its clusters at connection time.
     pub clusters: &'a Slot<ThreadLocalClusterManager>,
+    /// Whether the cluster manager has a cluster of this name (route tables'
+    /// `validate_clusters`).
+    pub cluster_exists: &'a dyn Fn(&str) -> bool,
     /// The service cluster (`node.cluster` / `--service-cluster`).
     pub service_cluster: &'a str,
     /// The listener being built: its stat scope (`listener.<scope>.`).

@@ -9,7 +9,7 @@ use super::filter::FilterChain;
 use crate::config::{ConfigError, FieldPath};
 use crate::define_stats;
 use crate::extensions::{self, FactoryContext};
-use crate::upstream::cluster::{socket_address, DEFAULT_BUFFER_LIMIT};
+use crate::upstream::cluster::{ipv4_compat, socket_address, DEFAULT_BUFFER_LIMIT};
 
 define_stats! {
     /// `listener.<address>.*`
@@ -48,6 +48,8 @@ pub struct ListenerConfig {
     pub name: String,
     /// The configured address (port 0 means "any free port").
     pub address: SocketAddr,
+    /// `IPV6_V6ONLY` on an IPv6 address (unless `ipv4_compat`).
+    pub ipv6_only: bool,
     pub reuse_port: bool,
     pub buffer_limit: u32,
     pub filter_chain: FilterChain,
@@ -81,6 +83,7 @@ impl ListenerConfig {
         Ok(Arc::new(ListenerConfig {
             name,
             address,
+            ipv6_only: super::socket::ipv6_only(ip, ipv4_compat(addr)),
             reuse_port: l.enable_reuse_port.as_ref().map(|b| b.value).unwrap_or(true),
             buffer_limit: l.per_connection_buffer_limit_bytes.as_ref().map(|v| v.value).unwrap_or(DEFAULT_BUFFER_LIMIT),
             filter_chain,

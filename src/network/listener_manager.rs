@@ -90,12 +90,13 @@ impl ListenerManager {
         total_connections: &Arc<Gauge>,
     ) -> std::io::Result<()> {
         for config in &self.configs {
-            let sockets = socket::bind_for_workers(config.address, config.reuse_port, workers.len()).map_err(|e| {
-                std::io::Error::new(
-                    e.kind(),
-                    format!("cannot bind listener '{}' to {}: {e}", config.name, config.address),
-                )
-            })?;
+            let sockets = socket::bind_for_workers(config.address, config.reuse_port, config.ipv6_only, workers.len())
+                .map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("cannot bind listener '{}' to {}: {e}", config.name, config.address),
+                    )
+                })?;
             let bound = sockets[0].local_addr()?;
             let mut acks = Vec::with_capacity(workers.len());
             for (index, (worker, sock)) in workers.iter().zip(sockets).enumerate() {

@@ -9,8 +9,13 @@ const BACKLOG: i32 = 1024;
 
 /// Binds a non-blocking listening socket; `reuse_port` lets every worker bind its
 /// own socket to the same address so the kernel spreads connections over them.
-pub fn bind_listener(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+/// An IPv6 socket gets `IPV6_V6ONLY` set to `ipv6_only` either way, as Envoy does,
+/// rather than the system's `bindv6only` default.
+pub fn bind_listener(addr: SocketAddr, reuse_port: bool, ipv6_only: bool) -> std::io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(ipv6_only)?;
+    }
     socket.set_reuse_address(true)?;
     if reuse_port {
         socket.set_reuse_port(true)?;
@@ -23,13 +28,24 @@ pub fn bind_listener(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpL
 
 /// The sockets for one listener: one per worker with SO_REUSEPORT (the first one
 /// fixes the port when the config says port 0), or one shared fd otherwise.
-pub fn bind_for_workers(addr: SocketAddr, reuse_port: bool, workers: usize) -> std::io::Result<Vec<TcpListener>> {
-    let first = bind_listener(addr, reuse_port)?;
+pub fn bind_for_workers(
+    addr: SocketAddr,
+    reuse_port: bool,
+    ipv6_only: bool,
+    workers: usize,
+) -> std::io::Result<Vec<TcpListener>> {
+    let first = bind_listener(addr, reuse_port, ipv6_only)?;
     let bound = first.local_addr()?;
     let mut sockets = vec![first];
     for _ in 1..workers.max(1) {
-        let next = if reuse_port { bind_listener(bound, true)? } else { sockets[0].try_clone()? };
+        let next = if reuse_port { bind_listener(bound, true, ipv6_only)? } else { sockets[0].try_clone()? };
         sockets.push(next);
     }
     Ok(sockets)
+}
+
+/// Envoy's `IPV6_V6ONLY` for a socket bound to `ip` from a `SocketAddress`: set on
+/// an IPv6 address unless `ipv4_compat` asks it to accept IPv4 too.
+pub fn ipv6_only(ip: std::net::IpAddr, ipv4_compat: bool) -> bool {
+    ip.is_ipv6() && !ipv4_compat
 }

@@ -17,6 +17,7 @@ use super::header_mutation::HeaderEdits;
 use super::per_filter;
 use super::request;
 use super::route::{Route, RouteAction};
+use super::route_action::ClusterSelector;
 use super::supported;
 use super::virtual_host::{ConfigLevel, DomainIndex, VirtualHost};
 use crate::config::{ConfigError, FieldPath};
@@ -37,6 +38,9 @@ pub type PerRouteDecoder<'a> = dyn Fn(&str, &Any, &FieldPath) -> Result<Option<P
 /// What building a route table needs from its connection manager.
 pub struct RouteBuildContext<'a> {
     pub per_route: &'a PerRouteDecoder<'a>,
+    /// Whether a cluster of this name exists, for `validate_clusters`; `None`
+    /// where no cluster manager is at hand (a table built on its own).
+    pub cluster_exists: Option<&'a dyn Fn(&str) -> bool>,
 }
 
 /// A compiled `RouteConfiguration`.
@@ -47,7 +51,6 @@ pub struct RouteTable {
     domains: DomainIndex,
     ignore_port_in_host_matching: bool,
     vhost_header: Option<HeaderName>,
-    validate_clusters: Option<bool>,
 }
 
 impl RouteTable {
@@ -109,14 +112,57 @@ impl RouteTable {
                 domains.insert(domain, i, &names, &dp)?;
             }
         }
-        Ok(RouteTable {
+        let table = RouteTable {
             name: rc.name.clone(),
             virtual_hosts,
             domains,
             ignore_port_in_host_matching: rc.ignore_port_in_host_matching,
             vhost_header,
-            validate_clusters: rc.validate_clusters.as_ref().map(|b| b.value),
-        })
+        };
+        // Envoy's default for a route configuration given inline (not by RDS), which
+        // is the only kind Courier has: a route to an unknown cluster fails the load.
+        if rc.validate_clusters.as_ref().is_none_or(|b| b.value) {
+            if let Some(exists) = ctx.cluster_exists {
+                table.check_clusters(exists, path)?;
+            }
+        }
+        Ok(table)
+    }
+
+    /// Envoy's `validate_clusters`: every cluster a route names (`cluster`, and each
+    /// of `weighted_clusters`; a `cluster_header` names none) must exist.
+    fn check_clusters(&self, exists: &dyn Fn(&str) -> bool, path: &FieldPath) -> Result<(), ConfigError> {
+        for (i, vh) in self.virtual_hosts.iter().enumerate() {
+            for (j, route) in vh.routes.iter().enumerate() {
+                let RouteAction::Forward(f) = &route.action else { continue };
+                let at = |field: &str| {
+                    let mut p = path.clone();
+                    p.push_field("virtual_hosts");
+                    p.push_index(i);
+                    p.push_field("routes");
+                    p.push_index(j);
+                    p.push_field("route");
+                    p.push_field(field);
+                    p
+                };
+                match &f.cluster {
+                    ClusterSelector::Name(name) if !exists(name) => {
+                        return Err(at("cluster").error(format!("route: unknown cluster '{name}'")));
+                    }
+                    ClusterSelector::Weighted { clusters, .. } => {
+                        if let Some(k) = clusters.iter().position(|(name, _)| !exists(name)) {
+                            let mut p = at("weighted_clusters");
+                            p.push_field("clusters");
+                            p.push_index(k);
+                            p.push_field("name");
+                            return Err(p.error(format!("route: unknown weighted cluster '{}'", clusters[k].0)));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The route for a request, or `None` (Envoy's 404 with `NR`). The host is
@@ -144,28 +190,6 @@ impl RouteTable {
     /// The configuration's `name`.
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    /// `validate_clusters` as configured (`None`: Envoy's default, true for a static
-    /// route configuration).
-    pub fn validate_clusters(&self) -> Option<bool> {
-        self.validate_clusters
-    }
-
-    /// Every cluster named by a route (`cluster` and `weighted_clusters`; a
-    /// `cluster_header` names none), each once, for `validate_clusters`.
-    pub fn static_clusters(&self) -> Vec<&str> {
-        let mut out: Vec<&str> = Vec::new();
-        for route in self.virtual_hosts.iter().flat_map(|vh| vh.routes.iter()) {
-            if let RouteAction::Forward(f) = &route.action {
-                for name in f.static_clusters() {
-                    if !out.contains(&name) {
-                        out.push(name);
-                    }
-                }
-            }
-        }
-        out
     }
 
     /// Virtual host names in config order (for stats and admin).
@@ -200,7 +224,6 @@ mod tests {
         assert_eq!(name("/a/b").as_deref(), Some("first"));
         assert_eq!(name("/b").as_deref(), Some("third"));
         assert_eq!(t.name(), "rc");
-        assert_eq!(t.static_clusters(), ["one", "two", "three"]);
         assert_eq!(t.virtual_host_names().collect::<Vec<_>>(), ["v"]);
     }
 
@@ -308,8 +331,12 @@ mod tests {
                 test_per_route(name, any, path)
             }
         };
-        let t = RouteTable::from_proto(&rc, &FieldPath::new(), &RouteBuildContext { per_route: &ignore_u32 })
-            .expect("valid");
+        let t = RouteTable::from_proto(
+            &rc,
+            &FieldPath::new(),
+            &RouteBuildContext { per_route: &ignore_u32, cluster_exists: None },
+        )
+        .expect("valid");
         assert!(t.find(&request("h", "/", &[])).expect("route").per_filter.is_empty());
     }
 
@@ -344,8 +371,32 @@ mod tests {
     }
 
     #[test]
-    fn validate_clusters_is_exposed() {
-        assert_eq!(table("virtual_hosts: []").validate_clusters(), None);
-        assert_eq!(table("validate_clusters: false\nvirtual_hosts: []").validate_clusters(), Some(false));
+    fn validate_clusters_refuses_a_route_to_an_unknown_cluster() {
+        let rc = |validate: &str, named: &str| {
+            crate::router::test_util::try_route_config(&format!(
+                "{validate}virtual_hosts: [{{name: v, domains: ['*'], routes: [\
+                   {{match: {{prefix: /h}}, route: {{cluster_header: x-c}}}},\
+                   {{match: {{prefix: /a}}, route: {{cluster: {named}}}}},\
+                   {{match: {{prefix: /}}, route: {{weighted_clusters: {{clusters: [{{name: known, weight: 1}}, {{name: gone, weight: 1}}]}}}}}}]}}]"
+            ))
+            .expect("valid")
+        };
+        let exists = |name: &str| name == "known";
+        let build = |rc: &RouteConfiguration| {
+            let ctx = RouteBuildContext { per_route: &test_per_route, cluster_exists: Some(&exists) };
+            RouteTable::from_proto(rc, &FieldPath::starting_at("route_config"), &ctx)
+        };
+        let e = build(&rc("", "known")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "route_config.virtual_hosts[0].routes[2].route.weighted_clusters.clusters[1].name: \
+             route: unknown weighted cluster 'gone'"
+        );
+        build(&rc("validate_clusters: false\n", "missing")).expect("not validated");
+        let e = build(&rc("", "missing")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "route_config.virtual_hosts[0].routes[1].route.cluster: route: unknown cluster 'missing'"
+        );
     }
 }

@@ -412,21 +412,29 @@ async fn attempt(
     let pool = cluster.http_pool(host);
     let mut stale_retry = try_request.replayable;
     let parts = try_request.parts;
-    // This try's `x-envoy-expected-rq-timeout-ms`, and the host's name with
-    // `auto_host_rewrite`, replace the router's headers of that name.
+    // This try's `x-envoy-expected-rq-timeout-ms`, and with `auto_host_rewrite` the
+    // host's name (the Host it replaces kept in `x-envoy-original-host`, as Envoy
+    // does), replace the router's headers of those names.
     let timeout = try_request.expected_timeout_ms.map(|ms| (X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, headers::number_value(ms)));
     let rewrite = (try_request.auto_host_rewrite && !host.hostname.is_empty())
-        .then(|| HeaderValue::from_str(&host.hostname).ok())
-        .flatten()
-        .map(|v| (http::header::HOST, v));
-    let (both, one): ([HeaderOverride; 2], [HeaderOverride; 1]);
+        .then(|| {
+            let new = HeaderValue::from_str(&host.hostname).ok()?;
+            let original = parts.headers.get(http::header::HOST)?.clone();
+            Some([(http::header::HOST, new), (headers::X_ENVOY_ORIGINAL_HOST, original)])
+        })
+        .flatten();
+    let (three, two, one): ([HeaderOverride; 3], [HeaderOverride; 2], [HeaderOverride; 1]);
     let overrides: &[HeaderOverride] = match (timeout, rewrite) {
-        (Some(t), Some(h)) => {
-            both = [t, h];
-            &both
+        (Some(t), Some([h, o])) => {
+            three = [t, h, o];
+            &three
         }
-        (Some(o), None) | (None, Some(o)) => {
-            one = [o];
+        (None, Some(r)) => {
+            two = r;
+            &two
+        }
+        (Some(t), None) => {
+            one = [t];
             &one
         }
         (None, None) => &[],

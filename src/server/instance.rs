@@ -93,7 +93,8 @@ pub struct ServerConfig {
     pub cluster_slot: Slot<ThreadLocalClusterManager>,
     pub clusters: ClusterManagerConfig,
     pub listeners: ListenerManager,
-    pub admin_address: Option<std::net::SocketAddr>,
+    /// The admin address, and whether its socket is IPv6-only.
+    pub admin_address: Option<(std::net::SocketAddr, bool)>,
     pub main_watchdog: WatchdogConfig,
     pub worker_watchdog: WatchdogConfig,
     /// `stats_flush_interval`: how often histograms and `server.*` gauges refresh.
@@ -128,9 +129,13 @@ impl ServerConfig {
         let clusters = ClusterManagerConfig::from_proto(statics.map_or(&[], |s| &s.clusters), &store)?;
         let health_check_failed = Arc::new(AtomicBool::new(false));
         let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+        let cluster_names: std::collections::HashSet<&str> =
+            clusters.clusters.iter().map(|c| c.name.as_str()).collect();
+        let cluster_exists = |name: &str| cluster_names.contains(name);
         let ctx = FactoryContext {
             store: &store,
             clusters: &cluster_slot,
+            cluster_exists: &cluster_exists,
             health_check_failed: &health_check_failed,
             drain: &drain_rx,
             service_cluster: b.node.as_ref().map_or("", |n| n.cluster.as_str()),
@@ -145,7 +150,8 @@ impl ServerConfig {
                 let ip = host.parse().map_err(|_| {
                     path.field_error("socket_address.address", format!("'{host}' is not an IP address"))
                 })?;
-                Some(std::net::SocketAddr::new(ip, port))
+                let ipv6_only = crate::network::socket::ipv6_only(ip, crate::upstream::cluster::ipv4_compat(addr));
+                Some((std::net::SocketAddr::new(ip, port), ipv6_only))
             }
         };
         // `watchdog` is deprecated in favour of `watchdogs` but Envoy still reads it.
@@ -388,12 +394,12 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
 
 async fn main_loop(
     server: Rc<Server>,
-    admin_address: Option<std::net::SocketAddr>,
+    admin_address: Option<(std::net::SocketAddr, bool)>,
     cluster_slot: Slot<ThreadLocalClusterManager>,
     clusters: ClusterManagerConfig,
 ) -> std::io::Result<()> {
-    if let Some(addr) = admin_address {
-        let bound = admin::start(server.clone(), addr).await?;
+    if let Some((addr, ipv6_only)) = admin_address {
+        let bound = admin::start(server.clone(), addr, ipv6_only).await?;
         tracing::info!("admin address: {bound}");
         if let Some(path) = &server.options.admin_address_path {
             std::fs::write(path, bound.to_string())?;

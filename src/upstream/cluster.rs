@@ -122,11 +122,23 @@ pub enum DnsLookupFamily {
     All,
 }
 
-/// A configured endpoint before resolution.
+/// A configured endpoint's address before resolution.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndpointAddress {
     Ip(SocketAddr),
     Dns { name: String, port: u16 },
+}
+
+/// A configured `LbEndpoint`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfiguredEndpoint {
+    pub address: EndpointAddress,
+    /// `endpoint.hostname`: the hosts' hostname (`auto_host_rewrite`, `/clusters`).
+    /// Empty when unset; a DNS endpoint's hosts then take the name resolved, as
+    /// Envoy's do.
+    pub hostname: String,
+    /// `load_balancing_weight` (1 when unset).
+    pub weight: u32,
 }
 
 /// Everything about a cluster that does not change while it exists.
@@ -140,11 +152,9 @@ pub struct ClusterInfo {
     pub per_connection_buffer_limit_bytes: u32,
     pub dns_refresh_rate: Duration,
     pub dns_lookup_family: DnsLookupFamily,
-    pub endpoints: Vec<EndpointAddress>,
+    pub endpoints: Vec<ConfiguredEndpoint>,
     /// `lb_policy` with `least_request_lb_config`.
     pub lb_policy: LbPolicy,
-    /// The `load_balancing_weight` of each of `endpoints` (1 when unset).
-    pub endpoint_weights: Vec<u32>,
     pub stats: ClusterStats,
     /// Circuit breakers, shared by all workers.
     pub resources: Arc<ResourceManager>,
@@ -218,7 +228,7 @@ impl ClusterInfo {
             Ok(PbDnsLookupFamily::V4Preferred) => DnsLookupFamily::V4Preferred,
             Ok(PbDnsLookupFamily::All) => DnsLookupFamily::All,
         };
-        let (endpoints, endpoint_weights) = endpoints(c, path, discovery)?;
+        let endpoints = endpoints(c, path, discovery)?;
         let http = http_protocol_options(c, path)?;
         // Deprecated in favour of the DnsCluster extension, still honoured by Envoy.
         #[allow(deprecated)]
@@ -245,7 +255,6 @@ impl ClusterInfo {
             dns_lookup_family,
             lb_policy,
             endpoints,
-            endpoint_weights,
         })
     }
 }
@@ -355,16 +364,11 @@ fn lb_policy(c: &Cluster, path: &FieldPath) -> Result<LbPolicy, ConfigError> {
     }
 }
 
-/// The configured endpoints and their `load_balancing_weight`s.
-fn endpoints(
-    c: &Cluster,
-    path: &FieldPath,
-    discovery: DiscoveryType,
-) -> Result<(Vec<EndpointAddress>, Vec<u32>), ConfigError> {
+/// The configured endpoints, in order.
+fn endpoints(c: &Cluster, path: &FieldPath, discovery: DiscoveryType) -> Result<Vec<ConfiguredEndpoint>, ConfigError> {
     let mut out = Vec::new();
-    let mut weights = Vec::new();
     let Some(la) = &c.load_assignment else {
-        return Ok((out, weights));
+        return Ok(out);
     };
     for (i, locality) in la.endpoints.iter().enumerate() {
         let mut locality_weight: u64 = 0;
@@ -384,7 +388,6 @@ fn endpoints(
                     "the sum of the load_balancing_weight of a locality's endpoints must not exceed 4294967295",
                 ));
             }
-            weights.push(weight);
             let endpoint = match &lb_endpoint.host_identifier {
                 Some(envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier::Endpoint(e)) => e,
                 _ => return Err(ConfigError::new(p, "an endpoint is required")),
@@ -395,7 +398,7 @@ fn endpoints(
                 .ok_or_else(|| ConfigError::new(format!("{p}.endpoint"), "address is required"))?;
             let (host, port) = socket_address(addr, &FieldPath::starting_at(&format!("{p}.endpoint.address")))?;
             let parsed = host.parse::<IpAddr>();
-            out.push(match (discovery, parsed) {
+            let address = match (discovery, parsed) {
                 (DiscoveryType::Static, Ok(ip)) => EndpointAddress::Ip(SocketAddr::new(ip, port)),
                 (DiscoveryType::Static, Err(_)) => {
                     return Err(ConfigError::new(
@@ -406,13 +409,14 @@ fn endpoints(
                     ))
                 }
                 (_, _) => EndpointAddress::Dns { name: host, port },
-            });
+            };
+            out.push(ConfiguredEndpoint { address, hostname: endpoint.hostname.clone(), weight });
         }
     }
     if discovery == DiscoveryType::LogicalDns && out.len() != 1 {
         return Err(path.field_error("load_assignment", "LOGICAL_DNS clusters must have exactly one endpoint"));
     }
-    Ok((out, weights))
+    Ok(out)
 }
 
 /// The `(address, port)` of an `Address` that must be a TCP socket address.
@@ -435,6 +439,11 @@ pub fn socket_address(addr: &Address, path: &FieldPath) -> Result<(String, u16),
         Some(_) => Err(path.error("only socket_address is supported by Courier")),
         None => Err(path.error("an address is required")),
     }
+}
+
+/// `socket_address.ipv4_compat` of an `Address` (false for any other kind).
+pub fn ipv4_compat(addr: &Address) -> bool {
+    matches!(&addr.address, Some(address::Address::SocketAddress(sa)) if sa.ipv4_compat)
 }
 
 #[cfg(test)]
@@ -525,7 +534,7 @@ mod tests {
     #[test]
     fn upstream_endpoint_weights_are_parsed_and_checked() {
         let info = load(&cluster("STATIC", "", &[("127.0.0.1:1", Some(3)), ("127.0.0.1:2", None)])).unwrap();
-        assert_eq!(info.endpoint_weights, vec![3, 1]);
+        assert_eq!(info.endpoints.iter().map(|e| e.weight).collect::<Vec<_>>(), vec![3, 1]);
         let e = error(&cluster("STATIC", "", &[("127.0.0.1:1", Some(0))]));
         assert!(
             e.starts_with(

@@ -155,9 +155,8 @@ fn static_hosts(info: &ClusterInfo) -> HostSet {
     Arc::new(
         info.endpoints
             .iter()
-            .zip(&info.endpoint_weights)
-            .filter_map(|(e, &weight)| match e {
-                EndpointAddress::Ip(a) => Some(Host::new(*a, String::new(), weight)),
+            .filter_map(|e| match e.address {
+                EndpointAddress::Ip(a) => Some(Host::new(a, e.hostname.clone(), e.weight)),
                 EndpointAddress::Dns { .. } => None,
             })
             .collect(),
@@ -182,10 +181,13 @@ async fn resolve_cluster(info: &ClusterInfo, current: &HostSet) -> Option<Resolv
     info.stats.update_attempt.inc();
     let mut hosts: Vec<Arc<Host>> = Vec::new();
     let mut targets_with_hosts = 0;
-    for (endpoint, &weight) in info.endpoints.iter().zip(&info.endpoint_weights) {
-        let EndpointAddress::Dns { name, port } = endpoint else {
+    for endpoint in &info.endpoints {
+        let EndpointAddress::Dns { name, port } = &endpoint.address else {
             continue;
         };
+        let weight = endpoint.weight;
+        // The endpoint's `hostname`, else the name resolved.
+        let hostname = if endpoint.hostname.is_empty() { name } else { &endpoint.hostname };
         match dns::resolve(name, *port, info.dns_lookup_family).await {
             Ok(mut addrs) => {
                 if info.discovery == DiscoveryType::LogicalDns {
@@ -194,7 +196,7 @@ async fn resolve_cluster(info: &ClusterInfo, current: &HostSet) -> Option<Resolv
                     info.stats.max_host_weight.set(if addrs.is_empty() { 1 } else { i64::from(weight) });
                 }
                 targets_with_hosts += usize::from(!addrs.is_empty());
-                hosts.extend(addrs.into_iter().map(|a| reuse_or_new(current, a, name, weight)));
+                hosts.extend(addrs.into_iter().map(|a| reuse_or_new(current, a, hostname, weight)));
             }
             Err(e) => {
                 tracing::warn!(cluster = %info.name, "DNS resolution of '{name}' failed: {e}");

@@ -207,3 +207,37 @@ fn json_config_files_are_read_as_json() {
     let out = std::process::Command::new(courier_bin()).args(["--mode", "validate", "-c"]).arg(&path).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Without `ipv4_compat` an IPv6 listen socket is `IPV6_V6ONLY` whatever the
+/// system default, as in Envoy, so an IPv4-mapped address cannot be bound and
+/// start-up fails naming it (tests/compat's `listener_ipv4_compat` shows the
+/// other side against Envoy). Serve mode, since binding is what fails.
+#[test]
+fn ipv4_mapped_listener_address_needs_ipv4_compat() {
+    let yaml =
+        LISTENER.replace("address: 127.0.0.1, port_value: 10000", "address: \"::ffff:127.0.0.1\", port_value: 0");
+    let dir = TempDir::new("v6only");
+    let path = dir.file("config.yaml", &yaml);
+    let mut child = std::process::Command::new(courier_bin())
+        .args(["--admin-address-path", "/dev/null", "-c"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run courier");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("courier served an IPv4-mapped address without ipv4_compat");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().expect("stderr"), &mut err).expect("stderr");
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("[::ffff:127.0.0.1]:0"), "{err}");
+}

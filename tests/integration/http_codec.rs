@@ -121,7 +121,8 @@ fn slowloris_gets_408_from_request_headers_timeout() {
 }
 
 #[test]
-fn stream_timers_answer_408() {
+/// Envoy answers 408 while the request is still arriving, 504 once it is whole.
+fn stream_timers_answer_408_or_504() {
     let up = http_upstream("a");
     // request_timeout: the body never finishes arriving.
     let c = proxy(&up, "          request_timeout: 0.3s\n");
@@ -136,15 +137,21 @@ fn stream_timers_answer_408() {
 
     // max_stream_duration bounds the whole stream.
     let c = proxy(&up, "          common_http_protocol_options: { max_stream_duration: 0.3s }\n");
-    let r = Client::connect(c.listener("web")).request("GET", "/", &[("x-test-delay-ms", "2000")], b"");
-    assert_eq!((r.status, r.text().as_str()), (408, "downstream duration timeout"));
+    let r = Client::connect(c.listener("web")).request("GET", "/", &[("x-test-delay-ms", "3000")], b"");
+    assert_eq!((r.status, r.text().as_str()), (504, "downstream duration timeout"));
     assert_eq!(c.stat("http.ingress.downstream_rq_max_duration_reached"), Some(1));
 
     // stream_idle_timeout: nothing moves in either direction.
     let c = proxy(&up, "          stream_idle_timeout: 0.3s\n");
-    let r = Client::connect(c.listener("web")).request("GET", "/", &[("x-test-delay-ms", "2000")], b"");
-    assert_eq!((r.status, r.text().as_str()), (408, "stream timeout"));
+    let r = Client::connect(c.listener("web")).request("GET", "/", &[("x-test-delay-ms", "3000")], b"");
+    assert_eq!((r.status, r.text().as_str()), (504, "stream timeout"));
     assert_eq!(c.stat("http.ingress.downstream_rq_idle_timeout"), Some(1));
+    // Before the request is whole, the same timer answers 408.
+    let mut client = Client::connect(c.listener("web"));
+    client.send_raw(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc");
+    let r = client.try_read_response(false).expect("a 408");
+    assert_eq!((r.status, r.text().as_str()), (408, "stream timeout"));
+    assert_eq!(c.stat("http.ingress.downstream_rq_idle_timeout"), Some(2));
 }
 
 #[test]

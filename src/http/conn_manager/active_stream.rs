@@ -6,6 +6,7 @@ use std::cell::Cell;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
@@ -25,6 +26,40 @@ use crate::router::upstream_request::{self, ActiveRequest, ForwardBody, Upstream
 use crate::router::{Route, RouteAction};
 use crate::upstream::ThreadLocalCluster;
 
+/// The stream's idle timeout: the connection manager's `stream_idle_timeout`
+/// until a route is chosen, then the route's `idle_timeout` if it has one (`0s`
+/// disables it), as Envoy re-arms its idle timer once the route is known.
+#[derive(Debug)]
+pub struct StreamIdleTimeout {
+    value: Cell<Option<Duration>>,
+    /// Set when the route changed `value`, so the connection re-arms its timer.
+    changed: Cell<bool>,
+}
+
+impl StreamIdleTimeout {
+    pub fn new(connection_manager: Option<Duration>) -> StreamIdleTimeout {
+        StreamIdleTimeout { value: Cell::new(connection_manager), changed: Cell::new(false) }
+    }
+
+    pub fn get(&self) -> Option<Duration> {
+        self.value.get()
+    }
+
+    /// True once after the route changed the timeout.
+    pub fn take_changed(&self) -> bool {
+        self.changed.replace(false)
+    }
+
+    fn apply_route(&self, route: &Route) {
+        if let RouteAction::Forward(f) = &route.action {
+            if let Some(t) = f.idle_timeout {
+                self.value.set(Some(t).filter(|t| !t.is_zero()));
+                self.changed.set(true);
+            }
+        }
+    }
+}
+
 /// Serves one request to completion of its response headers; the body follows
 /// through `ResponseBody`.
 /// `body_bytes` counts the request body as the codec decodes it.
@@ -33,6 +68,7 @@ pub async fn handle(
     conn: ConnectionInfo,
     req: Request<RequestBody>,
     body_bytes: Rc<Cell<u64>>,
+    idle_timeout: &StreamIdleTimeout,
 ) -> Response<ResponseBody> {
     let protocol = match req.version() {
         Version::HTTP_10 => "HTTP/1.0",
@@ -71,6 +107,7 @@ pub async fn handle(
     }
     if let Some(r) = &stream.route {
         stream.info.route_name = Some(r.name.clone()).filter(|n| !n.is_empty());
+        idle_timeout.apply_route(r);
     }
 
     // Decoder filters, in order.
@@ -143,9 +180,16 @@ pub enum StreamTimeout {
     MaxDuration,
 }
 
-/// Envoy's 408 for a stream whose timer fired before any response; the request
-/// itself is gone (its stream was cancelled), so the log has no request headers.
-pub fn timeout_reply(cfg: &Arc<HcmConfig>, conn: ConnectionInfo, timeout: StreamTimeout) -> Response<ResponseBody> {
+/// Envoy's reply for a stream whose timer fired before any response: 408 while
+/// the request is still arriving, 504 once it was received whole (`decode_complete`;
+/// Envoy's `maybeRequestTimeoutCode`). The request itself is gone (its stream was
+/// cancelled), so the log has no request headers.
+pub fn timeout_reply(
+    cfg: &Arc<HcmConfig>,
+    conn: ConnectionInfo,
+    timeout: StreamTimeout,
+    decode_complete: bool,
+) -> Response<ResponseBody> {
     let stats = &cfg.stats;
     let (body, details) = match timeout {
         StreamTimeout::Request => {
@@ -163,7 +207,8 @@ pub fn timeout_reply(cfg: &Arc<HcmConfig>, conn: ConnectionInfo, timeout: Stream
     };
     // The stream was counted when it began; this reply replaces it.
     let stream = Stream::uncounted(cfg, conn, "HTTP/1.1");
-    let mut reply = LocalReply::new(StatusCode::REQUEST_TIMEOUT, body, details);
+    let status = if decode_complete { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::REQUEST_TIMEOUT };
+    let mut reply = LocalReply::new(status, body, details);
     if timeout == StreamTimeout::Idle {
         reply.flag = Some(ResponseFlag::StreamIdleTimeout);
     }

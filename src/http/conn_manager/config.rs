@@ -59,6 +59,9 @@ pub struct HcmConfig {
     pub generate_request_id: bool,
     pub idle_timeout: Option<Duration>,
     pub max_headers_count: usize,
+    /// `common_http_protocol_options.max_requests_per_connection`: the response to
+    /// the Nth request closes the connection (`None`: unlimited).
+    pub max_requests_per_connection: Option<u32>,
     pub max_request_headers_bytes: usize,
     pub max_stream_duration: Option<Duration>,
     pub underscore_action: UnderscoreAction,
@@ -96,7 +99,15 @@ impl HcmConfig {
         path: &FieldPath,
         ctx: &FactoryContext<'_>,
     ) -> Result<HcmConfig, ConfigError> {
-        let FactoryContext { store, clusters, health_check_failed, drain, service_cluster, listener_stat_scope } = *ctx;
+        let FactoryContext {
+            store,
+            clusters,
+            cluster_exists,
+            health_check_failed,
+            drain,
+            service_cluster,
+            listener_stat_scope,
+        } = *ctx;
         match CodecType::try_from(p.codec_type) {
             Ok(CodecType::Auto) | Ok(CodecType::Http1) => {}
             _ => return Err(path.field_error("codec_type", "only AUTO and HTTP1 are supported by Courier so far")),
@@ -116,7 +127,11 @@ impl HcmConfig {
         let per_route = |name: &str, any: &envoy_types::pb::google::protobuf::Any, p: &FieldPath| {
             extensions::create_per_route_config(name, any, p, store)
         };
-        let routes = RouteTable::from_proto(rc, &route_path, &RouteBuildContext { per_route: &per_route })?;
+        let routes = RouteTable::from_proto(
+            rc,
+            &route_path,
+            &RouteBuildContext { per_route: &per_route, cluster_exists: Some(cluster_exists) },
+        )?;
 
         let filter_ctx =
             HttpFilterContext { store, hcm_stat_prefix: &p.stat_prefix, health_check_failed, service_cluster };
@@ -167,6 +182,7 @@ impl HcmConfig {
                 .as_ref()
                 .map(|v| v.value as usize)
                 .unwrap_or(DEFAULT_MAX_HEADERS_COUNT),
+            max_requests_per_connection: common.max_requests_per_connection.map(|v| v.value).filter(|m| *m > 0),
             max_request_headers_bytes: max_kb as usize * 1024,
             max_stream_duration: timeout(&common.max_stream_duration, None),
             underscore_action,

@@ -15,6 +15,7 @@ use envoy_types::pb::google::protobuf::Any;
 use tokio::time::Instant;
 
 use self::active_stream::CloseConnection;
+use self::active_stream::StreamIdleTimeout;
 pub use self::active_stream::StreamTimeout;
 use self::config::HcmConfig;
 use crate::config::{bootstrap::decode_any, ConfigError, FieldPath};
@@ -84,6 +85,7 @@ async fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) {
     let mut drain = cfg.drain.clone();
     // The connection's one timer: idle, request head, stream and write timeouts.
     let mut timer = Timer::new();
+    let mut requests: u32 = 0;
     // A malformed head is answered after the loop, not in its `match`: an await
     // there would keep the matched value in this future for good.
     let (local_close, rejected) = loop {
@@ -111,8 +113,15 @@ async fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) {
         };
         // Allocated before the call, so the future is built in place rather than
         // on the stack and then copied (it is several KiB).
+        // Envoy counts a request toward `max_requests_per_connection` as its stream
+        // begins; the one that reaches the limit is answered with `connection: close`.
+        requests = requests.saturating_add(1);
+        let last = cfg.max_requests_per_connection.is_some_and(|max| requests >= max);
+        if last {
+            stats.downstream_cx_max_requests_reached.inc();
+        }
         let mut slot = Box::new_uninit();
-        slot.write(exchange(&cfg, info, head, &reader, &mut writer, &drain, &mut timer));
+        slot.write(exchange(&cfg, info, head, last, &reader, &mut writer, &drain, &mut timer));
         // SAFETY: written on the line above.
         let exchange = Box::into_pin(unsafe { slot.assume_init() });
         match exchange.await {
@@ -148,10 +157,13 @@ enum Exchange {
 }
 
 /// Runs one request whose head was read: its stream, then its response.
+/// `last`: the connection closes after this response.
+#[allow(clippy::too_many_arguments)]
 async fn exchange(
     cfg: &Arc<HcmConfig>,
     info: ConnectionInfo,
     head: RequestHead,
+    last: bool,
     reader: &Rc<RefCell<ConnReader>>,
     writer: &mut ResponseWriter,
     drain: &tokio::sync::watch::Receiver<bool>,
@@ -168,12 +180,13 @@ async fn exchange(
     let head_only = head.method == http::Method::HEAD;
     // A CONNECT that is not tunnelled leaves the connection in no defined
     // state: Envoy closes it after the reply.
-    let keep_alive = head.keep_alive && head.method != http::Method::CONNECT;
+    let keep_alive = head.keep_alive && head.method != http::Method::CONNECT && !last;
     let http10 = head.version == http::Version::HTTP_10;
     let request = build_request(head, reader);
     stats.downstream_rq_active.inc();
     let started = Instant::now();
-    let response = run_stream(cfg, info, request, reader, started, timer).await;
+    let idle_timeout = StreamIdleTimeout::new(cfg.stream_idle_timeout);
+    let response = run_stream(cfg, info, request, reader, started, &idle_timeout, timer).await;
     // A client gone mid-body gets no response: the stream is reset, as Envoy does.
     let response = response.and_then(|r| {
         if reader.borrow().client_gone {
@@ -201,8 +214,7 @@ async fn exchange(
     // connection, as in Envoy.
     let unread_body = !reader.borrow().body_done();
     let close = !keep_alive || draining || unread_body || response.extensions().get::<CloseConnection>().is_some();
-    let write_limits =
-        WriteLimits { idle: cfg.stream_idle_timeout, deadline: cfg.max_stream_duration.map(|d| started + d) };
+    let write_limits = WriteLimits { idle: idle_timeout.get(), deadline: cfg.max_stream_duration.map(|d| started + d) };
     let connection = match (close, http10) {
         (true, _) => ConnectionHeader::Close,
         (false, true) => ConnectionHeader::KeepAlive,
@@ -334,20 +346,28 @@ fn build_request(head: RequestHead, reader: &Rc<RefCell<ConnReader>>) -> http::R
 }
 
 /// Runs one stream until its response headers, under the stream's timers:
-/// `request_timeout` (until the request is whole), `stream_idle_timeout` (no
-/// bytes either way) and `max_stream_duration`. A timer that fires first gets
-/// Envoy's 408.
+/// `request_timeout` (until the request is whole), the stream idle timeout (no
+/// bytes either way; the route may change it) and `max_stream_duration`. A timer
+/// that fires first gets Envoy's 408 or 504 (see `timeout_reply`).
 async fn run_stream(
     cfg: &Arc<HcmConfig>,
     info: ConnectionInfo,
     request: http::Request<RequestBody>,
     reader: &Rc<RefCell<ConnReader>>,
     started: Instant,
+    idle_timeout: &StreamIdleTimeout,
     timer: &mut Timer,
 ) -> Option<http::Response<ResponseBody>> {
     let body_bytes = reader.borrow().body_bytes.clone();
-    let stream = active_stream::handle(cfg.clone(), info, request, body_bytes);
+    let stream = active_stream::handle(cfg.clone(), info, request, body_bytes, idle_timeout);
     tokio::pin!(stream);
+    // Polls the stream; `None` when it is pending and its route changed the idle
+    // timeout, so the timer is re-armed before waiting on.
+    let mut step = std::future::poll_fn(|cx| match std::future::Future::poll(stream.as_mut(), cx) {
+        std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
+        std::task::Poll::Pending if idle_timeout.take_changed() => std::task::Poll::Ready(None),
+        std::task::Poll::Pending => std::task::Poll::Pending,
+    });
     let max_at = cfg.max_stream_duration.map(|d| started + d);
     let request_at = cfg.request_timeout.map(|d| started + d);
     loop {
@@ -355,11 +375,14 @@ async fn run_stream(
         // Once the request is read whole, the socket is watched for the client
         // hanging up (bytes that arrive are a pipelined request: kept, bounded).
         let watch_client = body_done && reader.borrow().buf.len() < MAX_PIPELINED_BYTES;
-        let idle_at = cfg.stream_idle_timeout.map(|d| reader.borrow().last_rx.max(started) + d);
+        let idle_at = idle_timeout.get().map(|d| reader.borrow().last_rx.max(started) + d);
         timer.set([max_at, request_at.filter(|_| !body_done), idle_at].into_iter().flatten().min());
         tokio::select! {
             biased;
-            response = &mut stream => return Some(response),
+            step = &mut step => match step {
+                Some(response) => return Some(response),
+                None => continue,
+            },
             read = std::future::poll_fn(|cx| reader.borrow_mut().poll_fill(cx)), if watch_client => {
                 if !matches!(read, Ok(n) if n > 0) {
                     return None;
@@ -371,13 +394,13 @@ async fn run_stream(
                     Some(StreamTimeout::MaxDuration)
                 } else if request_at.is_some_and(|t| t <= now) && !reader.borrow().body_done() {
                     Some(StreamTimeout::Request)
-                } else if cfg.stream_idle_timeout.is_some_and(|d| reader.borrow().last_rx.max(started) + d <= now) {
+                } else if idle_timeout.get().is_some_and(|d| reader.borrow().last_rx.max(started) + d <= now) {
                     Some(StreamTimeout::Idle)
                 } else {
                     None
                 };
                 if let Some(t) = timeout {
-                    return Some(active_stream::timeout_reply(cfg, info, t));
+                    return Some(active_stream::timeout_reply(cfg, info, t, reader.borrow().body_done()));
                 }
             }
         }

@@ -17,6 +17,7 @@ define_stats! {
         counter downstream_cx_protocol_error,
         counter downstream_cx_idle_timeout,
         counter downstream_cx_drain_close,
+        counter downstream_cx_max_requests_reached,
         counter downstream_cx_rx_bytes_total,
         counter downstream_cx_tx_bytes_total,
         counter downstream_rq_total,

@@ -47,9 +47,9 @@ const ENDPOINTS: &[Endpoint] = &[
 const TEST_BLOCK_WORKER: &str = "/courier_test/block_worker";
 
 /// Binds the admin address and serves it on the current (main) dispatcher.
-pub async fn start(server: Rc<Server>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
+pub async fn start(server: Rc<Server>, addr: SocketAddr, ipv6_only: bool) -> std::io::Result<SocketAddr> {
+    let listener = crate::network::socket::bind_listener(addr, false, ipv6_only)
+        .and_then(tokio::net::TcpListener::from_std)
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind admin address {addr}: {e}")))?;
     let bound = listener.local_addr()?;
     tokio::task::spawn_local(async move {

@@ -37,8 +37,12 @@ pub(crate) fn route_table(yaml: &str) -> RouteTable {
             None => Err(p.error(format!("no per-route config for {name}"))),
         }
     };
-    RouteTable::from_proto(&rc, &FieldPath::starting_at("route_config"), &RouteBuildContext { per_route: &per_route })
-        .unwrap_or_else(|e| panic!("{e}"))
+    RouteTable::from_proto(
+        &rc,
+        &FieldPath::starting_at("route_config"),
+        &RouteBuildContext { per_route: &per_route, cluster_exists: None },
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A request with extra headers.
