@@ -164,6 +164,47 @@ pub const PLACES: &[(&str, &str, &[&str])] = &[
 const UPSTREAM_HTTP_OPTIONS: &[&str] =
     &["idle_timeout", "max_requests_per_connection", "headers_with_underscores_action"];
 
+/// `(message, field, why)`: supported fields that change nothing in Courier,
+/// because they have no effect in Envoy itself given what Courier supports. Every
+/// other supported field acts; `tests/integration/supported_fields.rs` holds each
+/// one to a test that shows it.
+pub const NO_EFFECT: &[(&str, &str, &str)] = &[
+    (
+        "envoy.config.core.v3.HttpProtocolOptions",
+        "headers_with_underscores_action",
+        "in a cluster: Envoy documents it as having no impact there (it acts in the connection manager)",
+    ),
+    (
+        "envoy.config.listener.v3.Listener",
+        "traffic_direction",
+        "Envoy reads it for tracing (span direction) and, on Windows, the original_dst listener filter; \
+         Courier has neither",
+    ),
+    (
+        "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+        "always_consume_default_token_bucket",
+        "it only decides whether the default bucket is consumed when a descriptor matched; Courier \
+         supports no descriptors, so the default bucket is always consumed, as Envoy does without them",
+    ),
+    (
+        "envoy.config.core.v3.RuntimeDouble",
+        "runtime_key",
+        "Courier has no runtime layer, so no key can override the default value: an Envoy whose \
+         runtime does not set the key behaves the same",
+    ),
+    (
+        "envoy.config.core.v3.RuntimeFractionalPercent",
+        "runtime_key",
+        "Courier has no runtime layer, so no key can override the default value: an Envoy whose \
+         runtime does not set the key behaves the same",
+    ),
+];
+
+/// Every supported `(message, field)` of every table, `"*"` entries included.
+pub fn all_supported_fields() -> impl Iterator<Item = (&'static str, &'static str)> {
+    TABLES.iter().flat_map(|t| t.iter()).flat_map(|(m, fields)| fields.iter().map(move |f| (*m, *f)))
+}
+
 /// Every table: this one, the route schema's and the HTTP filters' (each kept
 /// next to the code that implements it).
 const TABLES: &[&[(&str, &[&str])]] =
