@@ -348,7 +348,8 @@ fn round_robin_across_upstreams() {
     let c = proxy(&[&a, &b], "", &prefix_route("/", "app", ""), "");
     let mut client = Client::connect(c.listener("web"));
     let seen: Vec<String> = (0..4).map(|_| client.get("/").seen().upstream().to_string()).collect();
-    assert_eq!(seen, vec!["a", "b", "a", "b"]);
+    // The worker's balancer starts at a random host (as Envoy's); then they alternate.
+    assert!(seen == ["a", "b", "a", "b"] || seen == ["b", "a", "b", "a"], "not alternating: {seen:?}");
 }
 
 #[test]

@@ -111,14 +111,18 @@ fn max_connect_attempts_retries_other_hosts() {
         ),
         1,
     );
-    // Round robin starts at the dead host; the second attempt reaches the live one.
-    let mut s = connect(c.listener("l"));
-    let mut buf = [0u8; 2];
-    s.read_exact(&mut buf).unwrap();
-    assert_eq!(&buf, b"ok");
-    assert_eq!(c.stat("cluster.mixed.upstream_cx_connect_fail"), Some(1));
+    // Round robin starts at a random host, then alternates, so at least one of two
+    // connections starts at the dead host; its second attempt reaches the live one.
+    for _ in 0..2 {
+        let mut s = connect(c.listener("l"));
+        let mut buf = [0u8; 2];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"ok");
+    }
+    let fails = c.stat("cluster.mixed.upstream_cx_connect_fail").unwrap();
+    assert!(fails == 1 || fails == 2, "{fails} connect failures");
     assert_eq!(c.stat("cluster.mixed.upstream_cx_connect_attempts_exceeded"), Some(0));
-    assert_eq!(c.stat("cluster.mixed.upstream_rq_pending_failure_eject"), Some(1));
+    assert_eq!(c.stat("cluster.mixed.upstream_rq_pending_failure_eject"), Some(fails));
 }
 
 #[test]
@@ -151,7 +155,9 @@ fn round_robin_over_hosts_per_worker() {
             buf[0] as char
         })
         .collect();
-    assert_eq!(seen, "ABCABC");
+    // Each host once in every 3 connections, in config order, from the random host
+    // the worker's balancer starts at.
+    assert!("ABCABCABC".contains(&seen), "not a rotation of ABC: {seen}");
 }
 
 #[test]
