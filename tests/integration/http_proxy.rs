@@ -159,7 +159,7 @@ fn connection_close_and_http10() {
     let mut client = Client::connect(c.listener("web"));
     let r = client.request("GET", "/", &[("Connection", "close")], b"");
     assert_eq!(r.status, 200);
-    assert!(client.is_closed(), "Courier must close after Connection: close");
+    client.assert_closed("Courier must close after Connection: close");
     // HTTP/1.0 is refused unless accept_http_10, as in Envoy.
     let mut old = Client::connect(c.listener("web"));
     old.send_raw(b"GET /old HTTP/1.0\r\nHost: a\r\n\r\n");
@@ -172,7 +172,7 @@ fn connection_close_and_http10() {
     let r = old.read_response(false);
     assert_eq!(r.status, 200);
     assert_eq!(r.seen().path(), "/old");
-    assert!(old.is_closed(), "HTTP/1.0 without keep-alive closes");
+    old.assert_closed("HTTP/1.0 without keep-alive closes");
 }
 
 #[test]
