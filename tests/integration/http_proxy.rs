@@ -100,16 +100,18 @@ fn keep_alive_reuses_one_upstream_connection() {
 
 #[test]
 fn concurrent_requests_open_more_connections() {
-    let up = http_upstream("a");
+    let gate = Gate::new();
+    let up = holding_upstream("a", &gate);
     let c = simple(&up);
     let addr = c.listener("web");
     let threads: Vec<_> = (0..3)
         .map(|_| {
-            std::thread::spawn(move || {
-                Client::connect(addr).request("GET", "/", &[("x-test-delay-ms", "300")], b"").status
-            })
+            std::thread::spawn(move || Client::connect(addr).request("GET", "/", &[("x-test-hold", "1")], b"").status)
         })
         .collect();
+    // All three are at the upstream at once, so each has a connection of its own.
+    gate.wait_held(3);
+    gate.open();
     for t in threads {
         assert_eq!(t.join().unwrap(), 200);
     }
@@ -238,7 +240,8 @@ fn local_replies_for_route_cluster_and_upstream_failures() {
         r.text(),
         "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure"
     );
-    let r = client.request("GET", "/app", &[("x-test-delay-ms", "1500")], b"");
+    // The 0.2 s timeout fires long before the upstream's answer.
+    let r = client.request("GET", "/app", &[("x-test-delay-ms", "8000")], b"");
     assert_eq!(r.status, 504);
     assert_eq!(r.text(), "upstream request timeout");
     assert_eq!(c.stat("http.ingress.no_route"), Some(1));
@@ -291,7 +294,8 @@ fn retries_give_up_after_num_retries() {
 
 #[test]
 fn pending_overflow_is_503_uo() {
-    let up = http_upstream("a");
+    let gate = Gate::new();
+    let up = holding_upstream("a", &gate);
     let c = proxy(
         &[&up],
         "",
@@ -299,11 +303,12 @@ fn pending_overflow_is_503_uo() {
         "    circuit_breakers: { thresholds: [ { max_connections: 1, max_pending_requests: 1 } ] }\n",
     );
     let addr = c.listener("web");
-    let slow = || {
-        std::thread::spawn(move || Client::connect(addr).request("GET", "/", &[("x-test-delay-ms", "600")], b"").status)
-    };
+    // Held at the upstream until the gate opens.
+    let slow =
+        || std::thread::spawn(move || Client::connect(addr).request("GET", "/", &[("x-test-hold", "1")], b"").status);
     // The first request is pending while its connection is made, then active on it.
     let first = slow();
+    gate.wait_held(1);
     c.wait_stat("cluster.app.upstream_rq_active", |v| v == 1);
     assert_eq!(c.stat("cluster.app.upstream_rq_pending_total"), Some(1));
     // The second waits for that connection (the connection breaker is open).
@@ -313,6 +318,7 @@ fn pending_overflow_is_503_uo() {
     assert_eq!(r.status, 503);
     assert_eq!(r.header("x-envoy-overloaded"), Some("true"));
     assert_eq!(c.stat("cluster.app.upstream_rq_pending_overflow"), Some(1));
+    gate.open();
     let statuses = [first.join().unwrap(), second.join().unwrap()];
     assert_eq!(statuses, [200, 200], "the pending request is served when the connection frees");
     assert_eq!(c.stat("cluster.app.upstream_cx_total"), Some(1));
