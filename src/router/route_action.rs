@@ -262,20 +262,18 @@ mod tests {
         assert_eq!(f.cluster, ClusterSelector::Name("c".into()));
         assert_eq!(f.cluster_name(&HeaderMap::new(), 0), Some("c"));
         assert_eq!(f.timeout, Some(Duration::from_secs(15)));
-        assert_eq!(f.idle_timeout, None);
         assert_eq!(f.cluster_not_found_response_code, StatusCode::SERVICE_UNAVAILABLE);
         assert!(f.retry_policy.is_none() && f.host_rewrite_literal.is_none() && !f.auto_host_rewrite);
     }
 
     #[test]
     fn timeouts_and_host_rewrite() {
-        let f = forward("{cluster: c, timeout: 0s, idle_timeout: 0s, host_rewrite_literal: up.example}");
+        let f = forward("{cluster: c, timeout: 0s, host_rewrite_literal: up.example}");
         assert_eq!(f.timeout, None);
-        assert_eq!(f.idle_timeout, Some(Duration::ZERO));
         assert_eq!(f.host_rewrite_literal.as_deref(), Some("up.example"));
-        let f = forward("{cluster: c, timeout: 2.5s, idle_timeout: 30s, auto_host_rewrite: true, cluster_not_found_response_code: NOT_FOUND}");
+        let f =
+            forward("{cluster: c, timeout: 2.5s, auto_host_rewrite: true, cluster_not_found_response_code: NOT_FOUND}");
         assert_eq!(f.timeout, Some(Duration::from_millis(2500)));
-        assert_eq!(f.idle_timeout, Some(Duration::from_secs(30)));
         assert!(f.auto_host_rewrite);
         assert_eq!(f.cluster_not_found_response_code, StatusCode::NOT_FOUND);
     }

@@ -6,10 +6,11 @@
 //! As in Envoy:
 //! - `ROUND_ROBIN` cycles through the hosts when their weights are equal, and uses an
 //!   earliest-deadline-first scheduler over `load_balancing_weight` when they differ;
-//!   the weighted schedule of each worker's balancer starts at a random point (its
-//!   seed, as Envoy's `EdfLoadBalancerBase::seed_`), so workers do not all send their
-//!   first requests to the same host. (Envoy starts unweighted round robin at the seed
-//!   too; Courier starts it at the first host, which tests rely on.)
+//!   each worker's balancer starts at a random point (its seed, as Envoy's
+//!   `EdfLoadBalancerBase::seed_`), so workers do not all send their first requests
+//!   to the same host: the weighted schedule as if that many picks had been made, and
+//!   unweighted round robin at host `seed mod n` (Envoy's `rr_indexes_`, which start
+//!   at the seed);
 //! - `LEAST_REQUEST` picks the host with the fewest active requests among
 //!   `choice_count` hosts sampled at random (power of two choices by default) when the
 //!   weights are equal, and when they differ uses the EDF scheduler with the dynamic
@@ -46,11 +47,12 @@ pub enum LbPolicy {
 #[derive(Debug, Default)]
 pub struct LoadBalancer {
     policy: LbPolicy,
-    /// Where the weighted schedule starts: the number of picks the scheduler is built
-    /// as having made already.
+    /// Where the schedules start: the number of picks the weighted scheduler is built
+    /// as having made already, and the first index of unweighted round robin.
     seed: u64,
-    /// Next index of unweighted round robin; kept across host-set changes.
-    rr_next: Cell<usize>,
+    /// Next index of unweighted round robin (modulo the number of hosts), from the
+    /// seed; kept across host-set changes, as Envoy's.
+    rr_next: Cell<u64>,
     /// The weighted scheduler, present while the hosts' weights differ
     /// (`ROUND_ROBIN` and `LEAST_REQUEST` only).
     edf: RefCell<Option<Edf>>,
@@ -64,7 +66,7 @@ impl LoadBalancer {
 
     /// A balancer starting from `seed` (see `LoadBalancer::seed`).
     pub fn with_seed(policy: LbPolicy, seed: u64) -> Self {
-        LoadBalancer { policy, seed, rr_next: Cell::new(0), edf: RefCell::new(None) }
+        LoadBalancer { policy, seed, rr_next: Cell::new(seed), edf: RefCell::new(None) }
     }
 
     pub fn policy(&self) -> LbPolicy {
@@ -102,7 +104,8 @@ impl LoadBalancer {
                 }
                 let i = self.rr_next.get();
                 self.rr_next.set(i.wrapping_add(1));
-                hosts.get(i % hosts.len())
+                // `i % len < len`, so the index fits in a usize.
+                hosts.get((i % hosts.len() as u64) as usize)
             }
             LbPolicy::LeastRequest { choice_count, active_request_bias } => {
                 if let Some(i) = self.pick_weighted(hosts, |h, w| least_request_weight(w, h, active_request_bias)) {
@@ -308,13 +311,35 @@ mod tests {
     }
 
     #[test]
-    fn unweighted_round_robin_starts_at_the_first_host_whatever_the_seed() {
+    fn unweighted_round_robin_starts_at_the_seed() {
+        // As Envoy's `rr_indexes_`, which start at the seed: the first pick is host
+        // `seed mod n`, all 64 bits of it (unlike the weighted schedule's 32).
         let hosts = hosts(3);
-        for seed in [1, 4, u64::MAX] {
+        for (seed, expected) in [(0, [1, 2, 3, 1]), (1, [2, 3, 1, 2]), (5, [3, 1, 2, 3]), ((1 << 32) + 1, [3, 1, 2, 3])]
+        {
             let rr = LoadBalancer::with_seed(LbPolicy::RoundRobin, seed);
             rr.refresh(&hosts);
-            assert_eq!(ports(&rr, &hosts, 4), vec![1, 2, 3, 1]);
+            assert_eq!(ports(&rr, &hosts, 4), expected, "seed {seed}");
         }
+    }
+
+    #[test]
+    fn unweighted_round_robin_from_a_random_seed_keeps_the_cyclic_order() {
+        let hosts = hosts(3);
+        let mut firsts = [0usize; 3];
+        for _ in 0..300 {
+            let rr = LoadBalancer::new(LbPolicy::RoundRobin);
+            rr.refresh(&hosts);
+            let order = ports(&rr, &hosts, 9);
+            // Each host once per cycle of 3, in config order, from wherever it starts.
+            let first = usize::from(order[0]) - 1;
+            let expected: Vec<u16> = (0..9).map(|i| ((first + i) % 3 + 1) as u16).collect();
+            assert_eq!(order, expected);
+            firsts[first] += 1;
+        }
+        // Each host starts a third of the time: fewer than 50 of 300 is 6 standard
+        // deviations off (about 1e-9).
+        assert!(firsts.iter().all(|&n| n >= 50), "first hosts {firsts:?}");
     }
 
     #[test]

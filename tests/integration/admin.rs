@@ -2,6 +2,7 @@
 //! docs/compat notes in the tests' expectations).
 
 use std::io::{Read, Write};
+use std::time::Instant;
 
 use crate::harness::*;
 
@@ -43,6 +44,7 @@ fn ready_and_healthcheck_fail_ok() {
 
 #[test]
 fn stats_text_is_sorted_name_value_lines() {
+    let spawned_after = Instant::now();
     let (_up, c) = proxy_with_traffic();
     let (status, head, body) = http_request_full(c.admin, "GET", "/stats");
     assert_eq!(status, 200);
@@ -79,8 +81,12 @@ fn stats_text_is_sorted_name_value_lines() {
     ] {
         assert!(body.lines().any(|l| l == expected), "missing `{expected}` in /stats");
     }
+    // `server.uptime` is the process's age in whole seconds, refreshed for each admin
+    // request: it grows past 0, and never beyond the time since before the spawn.
+    c.wait_stat("server.uptime", |v| v >= 1);
     let uptime = c.stat("server.uptime").unwrap();
-    assert!(uptime >= 0);
+    let bound = spawned_after.elapsed().as_secs() as i64;
+    assert!((1..=bound).contains(&uptime), "uptime {uptime}s for a process at most {bound}s old");
     assert!(c.stat("server.memory_allocated").unwrap() > 0);
     assert!(c.stat("server.memory_physical_size").unwrap() > 0);
 }
@@ -171,6 +177,7 @@ fn clusters_text_and_json() {
 
 #[test]
 fn listeners_server_info_config_dump() {
+    let spawned_after = Instant::now();
     let (_up, c) = proxy_with_traffic();
     let addr = c.listener("tcp_in");
     let (_, text) = c.admin_get("/listeners");
@@ -197,7 +204,9 @@ fn listeners_server_info_config_dump() {
     assert_eq!(v["state"], "LIVE");
     assert_eq!(v["command_line_options"]["concurrency"], 2);
     assert_eq!(v["node"]["id"], "file-node");
-    assert!(v["uptime_current_epoch"].as_str().unwrap().ends_with('s'));
+    // Whole seconds of the process's age, as "<n>s".
+    let uptime: u64 = v["uptime_current_epoch"].as_str().unwrap().strip_suffix('s').unwrap().parse().unwrap();
+    assert!(uptime <= spawned_after.elapsed().as_secs(), "uptime {uptime}s: older than the process");
 
     let (status, dump) = c.admin_get("/config_dump");
     assert_eq!(status, 200);

@@ -11,7 +11,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub use crate::shared_net::{Upstream, IO_TIMEOUT};
+pub use crate::shared_net::{assert_closes_silently, Upstream, IO_TIMEOUT};
 
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 

@@ -67,12 +67,14 @@ fn server_header_follows_server_name_and_transformation() {
 
 #[test]
 fn max_requests_breaker_overflows_with_503_uo() {
-    let up = http_upstream("a");
+    let gate = Gate::new();
+    let up = holding_upstream("a", &gate);
     let c = proxy(&up, "", "", "    circuit_breakers: { thresholds: [ { max_requests: 1 } ] }\n");
     let addr = c.listener("web");
-    let slow = std::thread::spawn(move || {
-        Client::connect(addr).request("GET", "/", &[("x-test-delay-ms", "800")], b"").status
-    });
+    // Held at the upstream until the gate opens.
+    let slow =
+        std::thread::spawn(move || Client::connect(addr).request("GET", "/", &[("x-test-hold", "1")], b"").status);
+    gate.wait_held(1);
     c.wait_stat("cluster.app.upstream_rq_active", |v| v == 1);
     let r = Client::connect(addr).get("/");
     assert_eq!(r.status, 503);
@@ -86,6 +88,7 @@ fn max_requests_breaker_overflows_with_503_uo() {
     assert_eq!(c.stat("cluster.app.upstream_rq_total"), Some(1));
     assert_eq!(c.stat("cluster.app.upstream_rq_503"), Some(1));
     assert_eq!(c.stat("cluster.app.circuit_breakers.default.rq_open"), Some(1));
+    gate.open();
     assert_eq!(slow.join().unwrap(), 200);
 }
 

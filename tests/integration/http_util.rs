@@ -8,8 +8,8 @@
 use std::io::{BufReader, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::harness::{Upstream, IO_TIMEOUT};
 pub use crate::shared_net::{http_upstream, read_request, Client, HttpResponse};
@@ -143,4 +143,97 @@ pub fn fixed_upstream(name: &'static str, status: u16, headers: &'static str) ->
         }
     });
     (up, requests)
+}
+
+/// Holds requests at test upstreams until the test opens it: a readiness signal
+/// (`wait_held`: that many requests have reached an upstream and are in flight)
+/// instead of an upstream delay that a loaded machine may outlast. The test's handle;
+/// dropping it opens the gate, so that no upstream thread waits on a finished test.
+#[derive(Default)]
+pub struct Gate(Arc<GateShared>);
+
+#[derive(Default)]
+struct GateShared {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    open: bool,
+    held: usize,
+}
+
+impl Gate {
+    pub fn new() -> Gate {
+        Gate::default()
+    }
+
+    /// Lets every held request (and every later one) through.
+    pub fn open(&self) {
+        self.0.state.lock().unwrap().open = true;
+        self.0.changed.notify_all();
+    }
+
+    /// Waits (at most `IO_TIMEOUT`) until `n` requests have been held in all.
+    pub fn wait_held(&self, n: usize) {
+        let deadline = Instant::now() + IO_TIMEOUT;
+        let mut s = self.0.state.lock().unwrap();
+        while s.held < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "{} of {n} requests reached the upstream", s.held);
+            s = self.0.changed.wait_timeout(s, left).unwrap().0;
+        }
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.0.state.lock() {
+            s.open = true;
+        }
+        self.0.changed.notify_all();
+    }
+}
+
+impl GateShared {
+    /// Counts a held request, then waits until the gate opens (at most twice
+    /// `IO_TIMEOUT`); false if it never did.
+    fn hold(&self) -> bool {
+        let deadline = Instant::now() + 2 * IO_TIMEOUT;
+        let mut s = self.state.lock().unwrap();
+        s.held += 1;
+        self.changed.notify_all();
+        while !s.open {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            s = self.changed.wait_timeout(s, left).unwrap().0;
+        }
+        true
+    }
+}
+
+/// An HTTP upstream answering 200 with `x-upstream: name` and the body `name`; a
+/// request with an `x-test-hold` header is first held at `gate` until it opens.
+pub fn holding_upstream(name: &'static str, gate: &Gate) -> Upstream {
+    let gate = gate.0.clone();
+    Upstream::start(move |stream| {
+        let _ = stream.set_read_timeout(Some(3 * IO_TIMEOUT));
+        let mut writer = match stream.try_clone() {
+            Ok(w) => w,
+            Err(_) => return,
+        };
+        let mut reader = BufReader::new(stream);
+        while let Some(req) = read_request(&mut reader) {
+            if req.headers.contains_key("x-test-hold") && !gate.hold() {
+                return;
+            }
+            let out = format!("HTTP/1.1 200 OK\r\nx-upstream: {name}\r\ncontent-length: {}\r\n\r\n{name}", name.len());
+            if writer.write_all(out.as_bytes()).is_err() {
+                return;
+            }
+        }
+    })
 }

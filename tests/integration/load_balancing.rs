@@ -88,17 +88,31 @@ fn weighted_round_robin_workers_start_at_different_points() {
 }
 
 #[test]
-fn equal_weights_are_plain_round_robin() {
+fn equal_weights_are_plain_round_robin_from_a_random_start() {
     let a = http_upstream("a");
     let b = http_upstream("b");
-    let c = proxy(&weighted_cluster("", &[(&a, Some(4)), (&b, Some(4))]));
-    assert_eq!(upstreams_of(&c, 4), ["a", "b", "a", "b"]);
+    let cluster = weighted_cluster("", &[(&a, Some(4)), (&b, Some(4))]);
+    // Each start gives the worker's balancer a random seed, where Envoy starts its
+    // round robin: a first half the time (always a in 40 starts: 0.5^40, about 1e-12).
+    let mut firsts = Vec::new();
+    for _ in 0..40 {
+        let c = proxy(&cluster);
+        let seen = upstreams_of(&c, 4);
+        // Whatever the start, the hosts alternate.
+        assert!(seen == ["a", "b", "a", "b"] || seen == ["b", "a", "b", "a"], "not alternating: {seen:?}");
+        firsts.push(seen[0].clone());
+        if firsts.iter().any(|u| u == "a") && firsts.iter().any(|u| u == "b") {
+            return;
+        }
+    }
+    panic!("round robin always started at the same host: {firsts:?}");
 }
 
 #[test]
 fn least_request_prefers_an_idle_host_over_a_busy_one() {
-    let a = http_upstream("a");
-    let b = http_upstream("b");
+    let gate = Gate::new();
+    let a = holding_upstream("a", &gate);
+    let b = holding_upstream("b", &gate);
     // Enough choices that a pick sampling only the busy host (2^-32) does not happen.
     let c = proxy(&weighted_cluster(
         "    lb_policy: LEAST_REQUEST\n    least_request_lb_config: { choice_count: 32 }\n",
@@ -106,12 +120,15 @@ fn least_request_prefers_an_idle_host_over_a_busy_one() {
     ));
     let addr = c.listener("web");
     let slow = std::thread::spawn(move || {
-        let r = Client::connect(addr).request("GET", "/slow", &[("x-test-delay-ms", "3000")], b"");
-        r.seen().upstream().to_string()
+        let r = Client::connect(addr).request("GET", "/slow", &[("x-test-hold", "1")], b"");
+        r.text()
     });
-    // The slow request is in flight on one host.
+    // The slow request is in flight on one host, held there until the gate opens.
+    gate.wait_held(1);
     c.wait_stat("cluster.app.upstream_rq_active", |v| v == 1);
-    let fast = upstreams_of(&c, 6);
+    let mut client = Client::connect(c.listener("web"));
+    let fast: Vec<String> = (0..6).map(|_| client.get("/").text()).collect();
+    gate.open();
     let busy = slow.join().expect("slow request");
     let idle = if busy == "a" { "b" } else { "a" };
     assert!(fast.iter().all(|u| u == idle), "busy host {busy}, fast requests went to {fast:?}");

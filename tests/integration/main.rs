@@ -15,6 +15,7 @@ mod http_options;
 mod http_proxy;
 mod lifecycle;
 mod load_balancing;
+mod net_helpers;
 mod routing;
 mod tcp_proxy;
 mod upstream;

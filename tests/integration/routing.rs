@@ -401,11 +401,12 @@ fn route_timeout_is_504_upstream_request_timeout() {
     let addr = c.listener("web");
     assert_eq!(get(addr, "/", &[]).seen().header("x-envoy-expected-rq-timeout-ms"), Some("300"));
     let started = Instant::now();
-    let r = get(addr, "/slow", &[("x-test-delay-ms", "1500")]);
+    let r = get(addr, "/slow", &[("x-test-delay-ms", "8000")]);
     let elapsed = started.elapsed();
     assert_eq!(r.status, 504);
     assert_eq!(r.text(), "upstream request timeout");
-    assert!(elapsed >= Duration::from_millis(290) && elapsed < Duration::from_millis(1200), "{elapsed:?}");
+    // Not before the 0.3 s timeout, and long before the upstream's answer at 8 s.
+    assert!(elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(5), "{elapsed:?}");
     assert_eq!(c.stat("cluster.app.upstream_rq_timeout"), Some(1));
 }
 
@@ -542,7 +543,8 @@ fn retry_on_reset_covers_connect_failures_and_per_try_timeouts() {
         "",
         &[static_cluster("app", &[up.port()])],
     );
-    let r = get(c.listener("web"), "/", &[("x-test-delay-ms", "700")]);
+    // Both 0.2 s tries time out long before the upstream would answer.
+    let r = get(c.listener("web"), "/", &[("x-test-delay-ms", "8000")]);
     assert_eq!(r.status, 504);
     assert_eq!(c.stat("cluster.app.upstream_rq_per_try_timeout"), Some(2));
     assert_eq!(c.stat("cluster.app.upstream_rq_retry"), Some(1));
@@ -582,11 +584,13 @@ fn per_try_timeout_is_retried_within_the_route_timeout() {
     // Envoy sends the smaller of the per-try and route timeouts.
     assert_eq!(get(addr, "/", &[]).seen().header("x-envoy-expected-rq-timeout-ms"), Some("200"));
     let started = Instant::now();
-    let r = get(addr, "/", &[("x-test-delay-ms", "800")]);
+    let r = get(addr, "/", &[("x-test-delay-ms", "8000")]);
     let elapsed = started.elapsed();
     assert_eq!(r.status, 504);
     assert_eq!(r.text(), "upstream request timeout");
-    assert!(elapsed >= Duration::from_millis(390) && elapsed < Duration::from_millis(1500), "{elapsed:?}");
+    // Two tries of 0.2 s, ended before the 3 s route timeout (which the stats below
+    // tell apart too) and long before the upstream's answer at 8 s.
+    assert!(elapsed >= Duration::from_millis(400) && elapsed < Duration::from_secs(3), "{elapsed:?}");
     assert_eq!(c.stat("cluster.app.upstream_rq_per_try_timeout"), Some(2));
     assert_eq!(c.stat("cluster.app.upstream_rq_retry"), Some(1));
     // As Envoy, a per-try timeout that ends the request is not a route timeout.
@@ -760,7 +764,8 @@ fn route_response_headers_apply_to_upstream_failure_replies() {
         "  - match: { prefix: \"/\" }\n    route: { cluster: app, timeout: 0.2s }\n    response_headers_to_add: [ { header: { key: x-route, value: \"yes\" } } ]\n",
     );
     let c = start_web("", &rc, "", &[static_cluster("app", &[up.port()])]);
-    let r = get(c.listener("web"), "/", &[("x-test-delay-ms", "1000")]);
+    // The 0.2 s timeout fires long before the upstream would answer.
+    let r = get(c.listener("web"), "/", &[("x-test-delay-ms", "8000")]);
     assert_eq!(r.status, 504);
     assert_eq!(r.header("x-route"), Some("yes"));
 }

@@ -90,10 +90,8 @@ fn connect_failure_closes_downstream_and_counts() {
     let c =
         Courier::start(&config(&[tcp_listener("tcp_dead", "dead", "dead", "")], &[static_cluster("dead", &[dead])]), 1);
     let mut s = connect(c.listener("tcp_dead"));
-    let mut buf = Vec::new();
     // Closed (FIN or RST) without a byte of data.
-    let r = s.read_to_end(&mut buf);
-    assert!(r.is_err() || buf.is_empty());
+    assert_closes_silently(&mut s);
     c.wait_stat("cluster.dead.upstream_cx_connect_fail", |v| v == 1);
     assert_eq!(c.stat("cluster.dead.upstream_cx_connect_attempts_exceeded"), Some(1));
     assert_eq!(c.stat("cluster.dead.upstream_cx_active"), Some(0));
@@ -111,14 +109,18 @@ fn max_connect_attempts_retries_other_hosts() {
         ),
         1,
     );
-    // Round robin starts at the dead host; the second attempt reaches the live one.
-    let mut s = connect(c.listener("l"));
-    let mut buf = [0u8; 2];
-    s.read_exact(&mut buf).unwrap();
-    assert_eq!(&buf, b"ok");
-    assert_eq!(c.stat("cluster.mixed.upstream_cx_connect_fail"), Some(1));
+    // Round robin starts at a random host, then alternates, so at least one of two
+    // connections starts at the dead host; its second attempt reaches the live one.
+    for _ in 0..2 {
+        let mut s = connect(c.listener("l"));
+        let mut buf = [0u8; 2];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"ok");
+    }
+    let fails = c.stat("cluster.mixed.upstream_cx_connect_fail").unwrap();
+    assert!(fails == 1 || fails == 2, "{fails} connect failures");
     assert_eq!(c.stat("cluster.mixed.upstream_cx_connect_attempts_exceeded"), Some(0));
-    assert_eq!(c.stat("cluster.mixed.upstream_rq_pending_failure_eject"), Some(1));
+    assert_eq!(c.stat("cluster.mixed.upstream_rq_pending_failure_eject"), Some(fails));
 }
 
 #[test]
@@ -127,9 +129,7 @@ fn unknown_cluster_closes_and_counts_no_route() {
     let c =
         Courier::start(&config(&[tcp_listener("l", "nr", "missing", "")], &[static_cluster("echo", &[up.port()])]), 1);
     let mut s = connect(c.listener("l"));
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    assert!(buf.is_empty());
+    assert_closes_silently(&mut s);
     c.wait_stat("tcp.nr.downstream_cx_no_route", |v| v == 1);
 }
 
@@ -151,20 +151,22 @@ fn round_robin_over_hosts_per_worker() {
             buf[0] as char
         })
         .collect();
-    assert_eq!(seen, "ABCABC");
+    // Each host once in every 3 connections, in config order, from the random host
+    // the worker's balancer starts at.
+    assert!("ABCABCABC".contains(&seen), "not a rotation of ABC: {seen}");
 }
 
 #[test]
 fn idle_timeout_closes_quiet_connections() {
     let (_up, c) = echo_proxy("          idle_timeout: 0.3s\n");
     let mut s = connect(c.listener("tcp_in"));
+    // Before the last activity, so the timeout cannot end sooner than 0.3 s after.
+    let started = std::time::Instant::now();
     s.write_all(b"x").unwrap();
     let mut buf = [0u8; 1];
     s.read_exact(&mut buf).unwrap();
-    let started = std::time::Instant::now();
-    let mut rest = Vec::new();
-    let _ = s.read_to_end(&mut rest);
-    assert!(started.elapsed() >= Duration::from_millis(250), "closed too early");
+    assert_closes_silently(&mut s);
+    assert!(started.elapsed() >= Duration::from_millis(290), "closed too early: {:?}", started.elapsed());
     c.wait_stat("tcp.tcp_stats.idle_timeout", |v| v == 1);
     c.wait_stat("cluster.echo.upstream_cx_destroy_local", |v| v == 1);
 }

@@ -15,14 +15,75 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a connection was seen to close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// The peer's FIN: a read returned 0.
+    Eof,
+    /// The peer reset (or aborted) the connection.
+    Reset,
+}
+
+/// Reads from `reader` (over `socket`) until the peer closes the connection, for at
+/// most `within`. `Ok` with the bytes that came before the close and how it closed;
+/// `Err` when the time runs out with the connection still open (a timeout is not a
+/// close), or on any other error. The socket's read timeout is `IO_TIMEOUT` after.
+pub fn read_until_closed_from(
+    reader: &mut impl Read,
+    socket: &TcpStream,
+    within: Duration,
+) -> Result<(Vec<u8>, Closed), String> {
+    let deadline = Instant::now() + within;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let result = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break Err(format!("still open after {within:?} ({} bytes read)", got.len()));
+        }
+        if let Err(e) = socket.set_read_timeout(Some(left)) {
+            break Err(format!("set_read_timeout: {e}"));
+        }
+        match reader.read(&mut buf) {
+            Ok(0) => break Ok((got, Closed::Eof)),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted) => {
+                break Ok((got, Closed::Reset))
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+            Err(e) => break Err(format!("read error {e} ({} bytes read)", got.len())),
+        }
+    };
+    let _ = socket.set_read_timeout(Some(IO_TIMEOUT));
+    result
+}
+
+/// `read_until_closed_from` on an unbuffered stream.
+pub fn read_until_closed(stream: &mut TcpStream, within: Duration) -> Result<(Vec<u8>, Closed), String> {
+    let socket = stream.try_clone().map_err(|e| format!("try_clone: {e}"))?;
+    read_until_closed_from(stream, &socket, within)
+}
+
+/// Asserts that the peer closes `stream` (EOF or reset) within `IO_TIMEOUT` without
+/// sending anything more; returns how it closed.
+pub fn assert_closes_silently(stream: &mut TcpStream) -> Closed {
+    match read_until_closed(stream, IO_TIMEOUT) {
+        Ok((got, how)) if got.is_empty() => how,
+        Ok((got, how)) => {
+            panic!("{} unexpected bytes before the close ({how:?}): {:?}", got.len(), String::from_utf8_lossy(&got))
+        }
+        Err(e) => panic!("the connection did not close: {e}"),
+    }
+}
 
 /// A TCP server on 127.0.0.1 that runs `handler` for every connection on its own
 /// thread; stops accepting when dropped.
@@ -268,10 +329,30 @@ impl Client {
         line
     }
 
-    /// True when the peer closed the connection (EOF) within the read timeout.
+    /// True when the peer closes the connection (EOF or reset) within `IO_TIMEOUT`
+    /// with nothing more sent first. False when it is still open then (a read
+    /// timeout is not a close), or when bytes arrive.
     pub fn is_closed(&mut self) -> bool {
-        let mut buf = [0u8; 1];
-        matches!(self.reader.read(&mut buf), Ok(0) | Err(_))
+        self.wait_closed(IO_TIMEOUT).is_ok()
+    }
+
+    /// Waits up to `within` for the peer to close the connection (EOF or reset) with
+    /// nothing more sent first; `Err` says what happened instead (still open, data).
+    pub fn wait_closed(&mut self, within: Duration) -> Result<Closed, String> {
+        match read_until_closed_from(&mut self.reader, &self.stream, within)? {
+            (got, how) if got.is_empty() => Ok(how),
+            (got, how) => Err(format!(
+                "{} unexpected bytes before the close ({how:?}): {:?}",
+                got.len(),
+                String::from_utf8_lossy(&got)
+            )),
+        }
+    }
+
+    /// Panics unless the peer closes the connection (EOF or reset) within
+    /// `IO_TIMEOUT` with nothing more sent first; `what` names the expectation.
+    pub fn assert_closed(&mut self, what: &str) -> Closed {
+        self.wait_closed(IO_TIMEOUT).unwrap_or_else(|e| panic!("{what}: {e}"))
     }
 
     /// The client's own address (what the proxy sees as the downstream remote address).
