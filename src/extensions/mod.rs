@@ -47,7 +47,7 @@ pub struct NetworkFilterExtension {
 
 /// What an HTTP filter factory may use while it is built (main thread).
 pub struct HttpFilterContext<'a> {
-    pub store: &'a Store,
+    pub store: &'a Arc<Store>,
     /// The connection manager's `stat_prefix` (`http.<prefix>.` stats).
     pub hcm_stat_prefix: &'a str,
     /// Set by the admin's `/healthcheck/fail`, cleared by `/healthcheck/ok`.

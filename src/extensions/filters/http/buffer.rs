@@ -118,7 +118,7 @@ mod tests {
     }
 
     fn create_from(any: &Any) -> Result<Arc<dyn StreamFilterFactory>, ConfigError> {
-        let store = crate::stats::Store::new();
+        let store = Arc::new(crate::stats::Store::new());
         let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let ctx = HttpFilterContext {
             store: &store,

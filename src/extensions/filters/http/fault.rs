@@ -23,8 +23,10 @@
 //!
 //! Stats (`http.<stat_prefix>.fault.`): `aborts_injected`, `delays_injected`,
 //! `faults_overflow`, `response_rl_injected` (always 0: no response rate limit) and
-//! the gauge `active_faults`. Envoy's per-downstream-cluster copies of these
-//! (`x-envoy-downstream-service-cluster`) are not kept.
+//! the gauge `active_faults`. A request that names its downstream cluster in
+//! `x-envoy-downstream-service-cluster` also counts its injections in
+//! `http.<stat_prefix>.fault.<cluster>.aborts_injected` / `.delays_injected`, as
+//! Envoy's do, unless `disable_downstream_cluster_stats`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -242,8 +244,9 @@ fn create(
     path: &FieldPath,
     ctx: &HttpFilterContext<'_>,
 ) -> Result<Arc<dyn StreamFilterFactory>, ConfigError> {
-    let settings = decode_settings(any, path)?;
-    Ok(Arc::new(FaultFactory::new(settings, ctx.store, ctx.hcm_stat_prefix)))
+    let f: HttpFault = decode_any(any, path)?;
+    let settings = FaultSettings::from_proto(&f, path)?;
+    Ok(Arc::new(FaultFactory::new(settings, ctx.store, ctx.hcm_stat_prefix, !f.disable_downstream_cluster_stats)))
 }
 
 fn create_per_route(any: &Any, path: &FieldPath, _store: &Store) -> Result<PerRouteConfig, ConfigError> {
@@ -255,19 +258,62 @@ fn create_per_route(any: &Any, path: &FieldPath, _store: &Store) -> Result<PerRo
 pub struct FaultFactory {
     settings: Arc<FaultSettings>,
     stats: Arc<FaultStats>,
+    /// `None` with `disable_downstream_cluster_stats`.
+    downstream: Option<Arc<DownstreamClusterStats>>,
 }
 
 impl FaultFactory {
-    pub fn new(settings: FaultSettings, store: &Store, hcm_stat_prefix: &str) -> FaultFactory {
-        let stats = Arc::new(FaultStats::new(store, &format!("http.{hcm_stat_prefix}.fault.")));
-        FaultFactory { settings: Arc::new(settings), stats }
+    pub fn new(
+        settings: FaultSettings,
+        store: &Arc<Store>,
+        hcm_stat_prefix: &str,
+        downstream_cluster_stats: bool,
+    ) -> FaultFactory {
+        let prefix = format!("http.{hcm_stat_prefix}.fault.");
+        let stats = Arc::new(FaultStats::new(store, &prefix));
+        let downstream =
+            downstream_cluster_stats.then(|| Arc::new(DownstreamClusterStats { store: store.clone(), prefix }));
+        FaultFactory { settings: Arc::new(settings), stats, downstream }
     }
 }
 
 impl StreamFilterFactory for FaultFactory {
     fn create(&self) -> Box<dyn StreamFilter> {
-        Box::new(FaultFilter { settings: self.settings.clone(), stats: self.stats.clone(), active: None })
+        Box::new(FaultFilter {
+            settings: self.settings.clone(),
+            stats: self.stats.clone(),
+            downstream: self.downstream.clone(),
+            active: None,
+        })
     }
+}
+
+/// The header a request names its downstream (calling) cluster in.
+const DOWNSTREAM_CLUSTER_HEADER: &str = "x-envoy-downstream-service-cluster";
+
+/// `http.<stat_prefix>.fault.<downstream cluster>.{aborts,delays}_injected`: named
+/// by the request, so created on first use (a rare path: injected faults only).
+#[derive(Debug)]
+struct DownstreamClusterStats {
+    store: Arc<Store>,
+    /// `http.<stat_prefix>.fault.`
+    prefix: String,
+}
+
+impl DownstreamClusterStats {
+    fn inc(&self, cluster: &str, counter: &str) {
+        self.store.counter(&format!("{}{cluster}.{counter}", self.prefix)).inc();
+    }
+}
+
+/// The downstream cluster a request names, when its stats are kept.
+fn downstream_cluster(
+    stats: &Option<Arc<DownstreamClusterStats>>,
+    parts: &Parts,
+) -> Option<(Arc<DownstreamClusterStats>, String)> {
+    let stats = stats.as_ref()?;
+    let cluster = parts.headers.get(DOWNSTREAM_CLUSTER_HEADER)?.to_str().ok().filter(|c| !c.is_empty())?;
+    Some((stats.clone(), cluster.to_owned()))
 }
 
 /// One fault in progress: counted in `active_faults` until the stream ends.
@@ -282,6 +328,7 @@ impl Drop for ActiveFault {
 struct FaultFilter {
     settings: Arc<FaultSettings>,
     stats: Arc<FaultStats>,
+    downstream: Option<Arc<DownstreamClusterStats>>,
     active: Option<ActiveFault>,
 }
 
@@ -310,9 +357,13 @@ impl StreamFilter for FaultFilter {
             return FilterStatus::Continue;
         }
         let abort = settings.abort_for(parts);
+        let downstream = downstream_cluster(&self.downstream, parts);
         if let Some(delay) = settings.delay_for(parts) {
             if activate(&mut self.active, &self.stats, settings.max_active_faults) {
                 self.stats.delays_injected.inc();
+                if let Some((stats, cluster)) = &downstream {
+                    stats.inc(cluster, "delays_injected");
+                }
                 cx.info.response_flags.set(ResponseFlag::DelayInjected);
                 let stats = self.stats.clone();
                 return FilterStatus::Decide(Box::pin(async move {
@@ -320,6 +371,9 @@ impl StreamFilter for FaultFilter {
                     match abort {
                         Some(reply) => {
                             stats.aborts_injected.inc();
+                            if let Some((stats, cluster)) = &downstream {
+                                stats.inc(cluster, "aborts_injected");
+                            }
                             FilterStatus::LocalReply(reply)
                         }
                         None => FilterStatus::Continue,
@@ -330,6 +384,9 @@ impl StreamFilter for FaultFilter {
         match abort {
             Some(reply) if activate(&mut self.active, &self.stats, settings.max_active_faults) => {
                 self.stats.aborts_injected.inc();
+                if let Some((stats, cluster)) = &downstream {
+                    stats.inc(cluster, "aborts_injected");
+                }
                 FilterStatus::LocalReply(reply)
             }
             _ => FilterStatus::Continue,
@@ -344,10 +401,10 @@ mod tests {
         any_from_yaml, decode, decode_routed, decode_with, info, request, route_table,
     };
 
-    fn factory(yaml: &str, store: &Store) -> FaultFactory {
+    fn factory(yaml: &str, store: &Arc<Store>) -> FaultFactory {
         let any = any_from_yaml(CONFIG_TYPE, yaml);
         let settings = decode_settings(&any, &FieldPath::starting_at("f")).unwrap_or_else(|e| panic!("{e}"));
-        FaultFactory::new(settings, store, "ingress")
+        FaultFactory::new(settings, store, "ingress", true)
     }
 
     fn err(yaml: &str) -> ConfigError {
@@ -367,7 +424,7 @@ mod tests {
 
     #[test]
     fn abort_at_100_percent_and_never_at_0() {
-        let store = Store::new();
+        let store = Arc::new(Store::new());
         let f = factory("{abort: {http_status: 503, percentage: {numerator: 100}}}", &store);
         for _ in 0..20 {
             let FilterStatus::LocalReply(reply) = run(&f, &[]) else { panic!("expected an abort") };
@@ -379,7 +436,7 @@ mod tests {
         assert_eq!(stat(&store, "aborts_injected"), Some(20));
         assert_eq!(store.gauge_value("http.ingress.fault.active_faults"), Some(0), "released with the streams");
 
-        let store = Store::new();
+        let store = Arc::new(Store::new());
         for yaml in [
             "{abort: {http_status: 503, percentage: {numerator: 0}}}",
             "{abort: {http_status: 503}}",
@@ -395,7 +452,7 @@ mod tests {
 
     #[test]
     fn fractional_denominators() {
-        let store = Store::new();
+        let store = Arc::new(Store::new());
         let f =
             factory("{abort: {http_status: 500, percentage: {numerator: 5000, denominator: TEN_THOUSAND}}}", &store);
         let aborted = (0..2000).filter(|_| matches!(run(&f, &[]), FilterStatus::LocalReply(_))).count();
@@ -404,7 +461,7 @@ mod tests {
 
     #[tokio::test]
     async fn delay_then_abort() {
-        let store = Store::new();
+        let store = Arc::new(Store::new());
         let f = factory(
             "{delay: {fixed_delay: 0.05s, percentage: {numerator: 100}}, abort: {http_status: 418, percentage: {numerator: 100}},
               headers: [{name: x-fault, string_match: {exact: 'on'}}]}",
@@ -431,7 +488,7 @@ mod tests {
 
     #[tokio::test]
     async fn delay_alone_continues() {
-        let store = Store::new();
+        let store = Arc::new(Store::new());
         let f = factory("{delay: {fixed_delay: 0.01s, percentage: {numerator: 100}}}", &store);
         let FilterStatus::Decide(wait) = run(&f, &[]) else { panic!("expected a delay") };
         assert!(matches!(wait.await, FilterStatus::Continue));
@@ -439,7 +496,7 @@ mod tests {
 
     #[tokio::test]
     async fn header_controlled_faults() {
-        let store = Store::new();
+        let store = Arc::new(Store::new());
         let f = factory(
             "{abort: {header_abort: {}, percentage: {numerator: 100}}, delay: {header_delay: {}, percentage: {numerator: 100}}}",
             &store,
@@ -463,7 +520,7 @@ mod tests {
 
     #[test]
     fn max_active_faults_overflows() {
-        let store = Store::new();
+        let store = Arc::new(Store::new());
         let f = factory("{abort: {http_status: 500, percentage: {numerator: 100}}, max_active_faults: 1}", &store);
         let mut first = f.create();
         let mut req = request("GET", "/", &[]);
@@ -477,7 +534,7 @@ mod tests {
 
     #[test]
     fn route_override_and_upstream_cluster() {
-        let store = Store::new();
+        let store = Arc::new(Store::new());
         let f = factory("{abort: {http_status: 500, percentage: {numerator: 100}}, upstream_cluster: backend}", &store);
         let table = route_table(
             r#"
