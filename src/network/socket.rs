@@ -1,4 +1,5 @@
-//! Listen sockets, created on the main thread with the options Envoy sets.
+//! Listen sockets, created on the main thread with the options Envoy sets, and
+//! the connecting side's socket options (`connect`).
 
 use std::net::{SocketAddr, TcpListener};
 
@@ -48,4 +49,16 @@ pub fn bind_for_workers(
 /// an IPv6 address unless `ipv4_compat` asks it to accept IPv4 too.
 pub fn ipv6_only(ip: std::net::IpAddr, ipv4_compat: bool) -> bool {
     ip.is_ipv6() && !ipv4_compat
+}
+
+/// Connects to `addr`. An IPv6 socket gets `IPV6_V6ONLY` set to `ipv6_only` first,
+/// as Envoy's do (without it an IPv4-mapped address is unreachable).
+pub async fn connect(addr: SocketAddr, ipv6_only: bool) -> std::io::Result<tokio::net::TcpStream> {
+    if !addr.is_ipv6() {
+        return tokio::net::TcpStream::connect(addr).await;
+    }
+    let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_only_v6(ipv6_only)?;
+    socket.set_nonblocking(true)?;
+    tokio::net::TcpSocket::from_std_stream(socket.into()).connect(addr).await
 }

@@ -139,6 +139,8 @@ pub struct ConfiguredEndpoint {
     pub hostname: String,
     /// `load_balancing_weight` (1 when unset).
     pub weight: u32,
+    /// `address.socket_address.ipv4_compat`.
+    pub ipv4_compat: bool,
 }
 
 /// Everything about a cluster that does not change while it exists.
@@ -410,7 +412,12 @@ fn endpoints(c: &Cluster, path: &FieldPath, discovery: DiscoveryType) -> Result<
                 }
                 (_, _) => EndpointAddress::Dns { name: host, port },
             };
-            out.push(ConfiguredEndpoint { address, hostname: endpoint.hostname.clone(), weight });
+            out.push(ConfiguredEndpoint {
+                address,
+                hostname: endpoint.hostname.clone(),
+                weight,
+                ipv4_compat: ipv4_compat(addr),
+            });
         }
     }
     if discovery == DiscoveryType::LogicalDns && out.len() != 1 {

@@ -156,7 +156,7 @@ fn static_hosts(info: &ClusterInfo) -> HostSet {
         info.endpoints
             .iter()
             .filter_map(|e| match e.address {
-                EndpointAddress::Ip(a) => Some(Host::new(a, e.hostname.clone(), e.weight)),
+                EndpointAddress::Ip(a) => Some(Host::with_ipv4_compat(a, e.hostname.clone(), e.weight, e.ipv4_compat)),
                 EndpointAddress::Dns { .. } => None,
             })
             .collect(),

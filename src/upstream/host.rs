@@ -14,6 +14,9 @@ pub struct Host {
     /// The `load_balancing_weight` of the endpoint it came from (1 when unset), as
     /// Envoy's `Host::weight()`: the load balancers and `/clusters` read it.
     pub weight: u32,
+    /// `IPV6_V6ONLY` on connections to an IPv6 address: Envoy's default, cleared by
+    /// the endpoint's `ipv4_compat` (an IPv4-mapped address needs it to connect).
+    pub ipv6_only: bool,
     pub stats: HostStats,
 }
 
@@ -38,7 +41,13 @@ impl HostStats {
 
 impl Host {
     pub fn new(address: SocketAddr, hostname: String, weight: u32) -> Arc<Host> {
-        Arc::new(Host { address, hostname, weight, stats: HostStats::default() })
+        Host::with_ipv4_compat(address, hostname, weight, false)
+    }
+
+    /// A host whose endpoint address says `ipv4_compat`.
+    pub fn with_ipv4_compat(address: SocketAddr, hostname: String, weight: u32, ipv4_compat: bool) -> Arc<Host> {
+        let ipv6_only = crate::network::socket::ipv6_only(address.ip(), ipv4_compat);
+        Arc::new(Host { address, hostname, weight, ipv6_only, stats: HostStats::default() })
     }
 }
 

@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 
 use super::cluster::ClusterInfo;
 use super::host::Host;
+use crate::network::socket;
 
 /// Why an upstream connection could not be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +45,7 @@ impl UpstreamConnection {
         let stats = &cluster.stats;
         stats.upstream_cx_total.inc();
         host.stats.cx_total.fetch_add(1, Ordering::Relaxed);
-        let result = tokio::time::timeout(cluster.connect_timeout, TcpStream::connect(host.address)).await;
+        let result = tokio::time::timeout(cluster.connect_timeout, socket::connect(host.address, host.ipv6_only)).await;
         let failure = match result {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
