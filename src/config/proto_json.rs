@@ -7,6 +7,12 @@
 //! means unset, 64-bit integers may be strings, enums are names or numbers, and
 //! the well-known types (Duration, wrappers, Struct/Value, Any, Empty, FieldMask,
 //! Timestamp) have their special forms.
+//!
+//! Envoy's parser is laxer than proto3-JSON in three ways that public configs rely
+//! on, and this one follows it: enum names in any case (`type: strict_dns`), a
+//! well-known type written as its plain message (`connect_timeout: {seconds: 5}`,
+//! `{value: 1024}`), and a single value where a list is expected
+//! (`domains: "*"`, `filter_chains: {filters: ...}`).
 
 use std::collections::HashMap;
 
@@ -17,6 +23,12 @@ use super::{ConfigError, FieldPath};
 
 /// Decodes `json` as a message of type `desc`.
 pub fn decode(desc: &MessageDescriptor, json: &Json, path: &mut FieldPath) -> Result<DynamicMessage, ConfigError> {
+    // A well-known type written as the message it is (`{seconds: 5}`), which Envoy
+    // accepts beside the special form; for Struct, Value and Any an object is the
+    // special form itself.
+    if json.is_object() && plain_form_accepted(desc.full_name()) {
+        return decode_object(desc, json, path, None);
+    }
     match desc.full_name() {
         "google.protobuf.Any" => decode_any(desc, json, path),
         "google.protobuf.Duration" => duration(json, path).map(|(s, n)| seconds_nanos(desc, s, n)),
@@ -142,7 +154,11 @@ fn decode_field(field: &FieldDescriptor, json: &Json, path: &mut FieldPath) -> R
         }
         Ok(Value::Map(map))
     } else if field.is_list() {
-        let items = json.as_array().ok_or_else(|| path.error(format!("expected a list, got {}", kind_of(json))))?;
+        // A single value stands for a list of one, as Envoy's parser takes it.
+        let items = match json {
+            Json::Array(items) => items.as_slice(),
+            one => std::slice::from_ref(one),
+        };
         let mut list = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             path.push_index(i);
@@ -199,8 +215,10 @@ fn scalar(kind: &Kind, json: &Json, path: &FieldPath) -> Result<Value, ConfigErr
         }
         Kind::Enum(e) => match json {
             Json::String(s) => {
+                // Envoy parses enum names case-insensitively (`strict_dns`).
                 let v = e
                     .get_value_by_name(s)
+                    .or_else(|| e.get_value_by_name(&s.to_ascii_uppercase()))
                     .ok_or_else(|| path.error(format!("unknown value '{s}' for enum {}", e.full_name())))?;
                 Value::EnumNumber(v.number())
             }
@@ -308,6 +326,12 @@ fn decode_any(desc: &MessageDescriptor, json: &Json, path: &mut FieldPath) -> Re
     any.set_field_by_name("type_url", Value::String(url.to_string()));
     any.set_field_by_name("value", Value::Bytes(super::encode::encode_to_vec(&inner).into()));
     Ok(any)
+}
+
+/// The well-known types whose special JSON form is not an object, so that an
+/// object can only be the plain message.
+fn plain_form_accepted(name: &str) -> bool {
+    is_wrapper(name) || matches!(name, "google.protobuf.Duration" | "google.protobuf.FieldMask")
 }
 
 fn has_special_json(name: &str) -> bool {
@@ -482,5 +506,32 @@ mod tests {
     fn base64() {
         assert_eq!(base64_decode("aGVsbG8=").as_deref(), Some(&b"hello"[..]));
         assert_eq!(base64_decode("!!"), None);
+    }
+
+    #[test]
+    fn envoys_lax_forms_are_accepted() {
+        let cluster = |yaml: &str| {
+            let json = super::super::bootstrap::parse_yaml(yaml).expect("yaml");
+            let desc = super::super::descriptor::message("envoy.config.cluster.v3.Cluster").expect("schema");
+            decode(&desc, &json, &mut FieldPath::new())
+        };
+        let lax = cluster(
+            "{name: c, type: strict_Dns, lb_policy: round_robin, connect_timeout: {seconds: 2, nanos: 5},\
+              per_connection_buffer_limit_bytes: {value: 1024}, load_assignment: {cluster_name: c, endpoints: {lb_endpoints: []}}}",
+        )
+        .expect("lax forms");
+        let strict = cluster(
+            "{name: c, type: STRICT_DNS, lb_policy: ROUND_ROBIN, connect_timeout: 2.000000005s,\
+              per_connection_buffer_limit_bytes: 1024, load_assignment: {cluster_name: c, endpoints: [{lb_endpoints: []}]}}",
+        )
+        .expect("strict forms");
+        assert_eq!(lax, strict);
+        let e = cluster("{name: c, type: strictdns}").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "type: unknown value 'strictdns' for enum envoy.config.cluster.v3.Cluster.DiscoveryType"
+        );
+        let e = cluster("{name: c, connect_timeout: {seconds: 1, millis: 3}}").unwrap_err();
+        assert!(e.to_string().starts_with("connect_timeout.millis: "), "{e}");
     }
 }
