@@ -92,7 +92,7 @@ fn decode_object(
         let field = desc
             .get_field_by_name(key)
             .or_else(|| desc.get_field_by_json_name(key))
-            .ok_or_else(|| path.error(format!("unknown field in {}", desc.full_name())))?;
+            .ok_or_else(|| path.error(unknown_field(desc, key)))?;
         if value.is_null() {
             path.pop();
             continue;
@@ -113,6 +113,36 @@ fn decode_object(
         path.pop();
     }
     Ok(msg)
+}
+
+/// "unknown field in M", with "did you mean `x`?" when a field of `desc` is a
+/// likely typo of `key` (at most two edits, or the same name in another case).
+fn unknown_field(desc: &MessageDescriptor, key: &str) -> String {
+    let close = desc
+        .fields()
+        .map(|f| (edit_distance(&key.to_ascii_lowercase(), f.name()), f))
+        .filter(|(d, _)| *d <= 2 && *d < key.len())
+        .min_by_key(|(d, _)| *d);
+    match close {
+        Some((_, f)) => format!("unknown field in {} (did you mean '{}'?)", desc.full_name(), f.name()),
+        None => format!("unknown field in {}", desc.full_name()),
+    }
+}
+
+/// Levenshtein distance, for typo suggestions on short names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
 }
 
 /// The key that set each oneof of one object so far: an object sets few oneofs, so
@@ -533,5 +563,28 @@ mod tests {
         );
         let e = cluster("{name: c, connect_timeout: {seconds: 1, millis: 3}}").unwrap_err();
         assert!(e.to_string().starts_with("connect_timeout.millis: "), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_field_suggests_a_close_name() {
+        let cluster = |yaml: &str| {
+            let json = super::super::bootstrap::parse_yaml(yaml).expect("yaml");
+            let desc = super::super::descriptor::message("envoy.config.cluster.v3.Cluster").expect("schema");
+            decode(&desc, &json, &mut FieldPath::new()).unwrap_err().to_string()
+        };
+        assert_eq!(
+            cluster("{name: c, conect_timeout: 1s}"),
+            "conect_timeout: unknown field in envoy.config.cluster.v3.Cluster (did you mean 'connect_timeout'?)"
+        );
+        assert_eq!(
+            cluster("{name: c, LB_Policy: RANDOM}"),
+            "LB_Policy: unknown field in envoy.config.cluster.v3.Cluster (did you mean 'lb_policy'?)"
+        );
+        assert_eq!(
+            cluster("{name: c, bogus_field: 1}"),
+            "bogus_field: unknown field in envoy.config.cluster.v3.Cluster"
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "ab"), 2);
     }
 }
