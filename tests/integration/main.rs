@@ -16,5 +16,6 @@ mod http_proxy;
 mod lifecycle;
 mod load_balancing;
 mod routing;
+mod supported_fields;
 mod tcp_proxy;
 mod upstream;
