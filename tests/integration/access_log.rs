@@ -1,9 +1,8 @@
 //! HTTP access logs end to end: Envoy's default line, command operators, response
 //! flags and JSON lines, written by the file (and stderr) access loggers.
 //!
-//! `envoy.access_loggers.stdout` is not covered: the harness discards Courier's
-//! stdout. Lines are written by a writer thread; tests wait for them by polling the
-//! file with a deadline (`wait_for_lines`).
+//! Lines are written by a writer thread; tests wait for them by polling the file
+//! with a deadline (`wait_for_lines`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -219,4 +218,56 @@ fn stderr_access_log() {
     assert_eq!(r.status, 200);
     let want = format!("ALOG via-stderr 200 127.0.0.1:{}\n", up.port());
     c.wait_until(|c| c.log().contains(&want), "the access log line on stderr");
+}
+
+#[test]
+fn file_access_log_path_and_its_legacy_formats() {
+    // One logger per format field of FileAccessLog, each to its own `path`: the
+    // deprecated `format` (text), `json_format` (values as strings) and
+    // `typed_json_format` (values keep their types), and `log_format` with the
+    // deprecated inline `text_format`.
+    let up = http_upstream("a");
+    let dir = TempDir::new("alog");
+    let [text, legacy, json, typed] = ["text.log", "format.log", "json.log", "typed.log"].map(|n| dir.0.join(n));
+    let logger = |path: &Path, format: &str| {
+        format!(
+            "- name: envoy.access_loggers.file\n  typed_config:\n    \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n    path: {}\n    {format}\n",
+            path.display()
+        )
+    };
+    let logs = [
+        logger(&text, r#"log_format: { text_format: "text %RESPONSE_CODE% %REQ(X-TAG)%\n" }"#),
+        logger(&legacy, r#"format: "format %RESPONSE_CODE% %REQ(X-TAG)%\n""#),
+        logger(&json, r#"json_format: { code: "%RESPONSE_CODE%", tag: "%REQ(X-TAG)%" }"#),
+        logger(&typed, r#"typed_json_format: { code: "%RESPONSE_CODE%", tag: "%REQ(X-TAG)%" }"#),
+    ];
+    let c = start_web(
+        &format!("access_log:\n{}", logs.concat()),
+        &routes(&fwd("/", "{ cluster: app }")),
+        "",
+        &[static_cluster("app", &[up.port()])],
+    );
+    let r = Client::connect(c.listener("web")).request("GET", "/", &[("x-tag", "t1")], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(wait_for_lines(&text, 1), ["text 200 t1"]);
+    assert_eq!(wait_for_lines(&legacy, 1), ["format 200 t1"]);
+    let as_json = |path: &Path| -> serde_json::Value {
+        let line = wait_for_lines(path, 1).remove(0);
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    };
+    assert_eq!(as_json(&json), serde_json::json!({"code": "200", "tag": "t1"}));
+    assert_eq!(as_json(&typed), serde_json::json!({"code": 200, "tag": "t1"}));
+}
+
+#[test]
+fn stdout_access_log() {
+    let up = http_upstream("a");
+    let dir = TempDir::new("stdout");
+    let out = dir.0.join("stdout.log");
+    let log = "access_log:\n- name: envoy.access_loggers.stdout\n  typed_config:\n    \"@type\": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog\n    log_format:\n      text_format_source: { inline_string: \"SLOG %REQ(X-TAG)% %RESPONSE_CODE%\\n\" }\n";
+    let listener = http_listener("web", &indent(log, 10), &indent(&routes(&fwd("/", "{ cluster: app }")), 12), "");
+    let c = Courier::start_full(&config(&[listener], &[static_cluster("app", &[up.port()])]), 1, &[], &[], Some(&out));
+    let r = Client::connect(c.listener("web")).request("GET", "/", &[("x-tag", "via-stdout")], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(wait_for_lines(&out, 1), ["SLOG via-stdout 200"]);
 }

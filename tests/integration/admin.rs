@@ -265,3 +265,24 @@ fn config_yaml_overrides_scalars_of_the_file() {
     let v: serde_json::Value = serde_json::from_str(&c.admin_get("/server_info").1).unwrap();
     assert_eq!(v["node"]["id"], "yaml-node");
 }
+
+#[test]
+fn stats_flush_interval_sets_when_histograms_are_published() {
+    // Histograms show in /stats as of the last flush. Two servers with one sample
+    // each: flushing every 50 ms publishes it, every 299 s (the longest Envoy
+    // allows) does not yet.
+    let up = crate::http_util::http_upstream("a");
+    let yaml = |interval: &str| {
+        let routes = crate::http_util::one_vhost(&crate::http_util::prefix_route("/", "app", ""));
+        let listener = crate::http_util::http_listener("web", "", &routes, "");
+        format!("stats_flush_interval: {interval}\n{}", config(&[listener], &[static_cluster("app", &[up.port()])]))
+    };
+    let histogram = |c: &Courier| c.admin_get("/stats?filter=^http\\.ingress\\.downstream_rq_time$").1;
+    let slow = Courier::start(&yaml("299s"), 1);
+    let fast = Courier::start(&yaml("0.05s"), 1);
+    for c in [&slow, &fast] {
+        assert_eq!(crate::http_util::Client::connect(c.listener("web")).get("/").status, 200);
+    }
+    fast.wait_until(|c| histogram(c).contains("P0("), "the histogram flushed");
+    assert_eq!(histogram(&slow).trim(), "http.ingress.downstream_rq_time: No recorded values");
+}

@@ -72,6 +72,18 @@ impl Courier {
     }
 
     pub fn start_with(yaml: &str, concurrency: usize, extra_args: &[&str], env: &[(&str, &str)]) -> Courier {
+        Self::start_full(yaml, concurrency, extra_args, env, None)
+    }
+
+    /// `start_with`, Courier's stdout going to `stdout` (when given) instead of
+    /// being discarded, for tests of what it writes there.
+    pub fn start_full(
+        yaml: &str,
+        concurrency: usize,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+        stdout: Option<&std::path::Path>,
+    ) -> Courier {
         let dir = TempDir::new("run");
         let yaml = if yaml.contains("admin:") {
             yaml.to_string()
@@ -90,7 +102,10 @@ impl Courier {
             .args(["--concurrency", &concurrency.to_string(), "-l", "debug"])
             .args(extra_args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(match stdout {
+                Some(path) => Stdio::from(std::fs::File::create(path).expect("stdout file")),
+                None => Stdio::null(),
+            })
             .stderr(stderr);
         for (k, v) in env {
             cmd.env(k, v);

@@ -91,6 +91,55 @@ fn watchdog_kill_timeout_aborts_a_stuck_process() {
 }
 
 #[test]
+fn legacy_watchdog_applies_to_the_workers() {
+    // The deprecated bootstrap `watchdog` sets both guard dogs when `watchdogs` is absent.
+    let up = Upstream::echo();
+    let yaml = format!(
+        "watchdog: {{ miss_timeout: 0.1s, megamiss_timeout: 0.3s }}\n{}",
+        config(&[tcp_listener("l", "t", "echo", "")], &[static_cluster("echo", &[up.port()])])
+    );
+    let c = Courier::start_with(&yaml, 1, &[], &[("COURIER_TEST_HOOKS", "1")]);
+    assert_eq!(c.admin_post("/courier_test/block_worker?worker=0&ms=800").0, 200);
+    // With Envoy's default megamiss_timeout (1s) an 800 ms stall is no mega-miss.
+    c.wait_stat("server.worker_0.watchdog_mega_miss", |v| v == 1);
+    assert_eq!(c.stat("server.worker_0.watchdog_miss"), Some(1));
+}
+
+#[test]
+fn main_thread_watchdog_counts_a_blocked_main_thread() {
+    let up = Upstream::echo();
+    let yaml = format!(
+        "watchdogs:\n  main_thread_watchdog: {{ miss_timeout: 0.1s, megamiss_timeout: 0.3s }}\n{}",
+        config(&[tcp_listener("l", "t", "echo", "")], &[static_cluster("echo", &[up.port()])])
+    );
+    let c = Courier::start_with(&yaml, 1, &[], &[("COURIER_TEST_HOOKS", "1")]);
+    assert_eq!(c.stat("main_thread.watchdog_mega_miss"), Some(0));
+    // Answered once the main thread is free again, so the stall is over by then.
+    assert_eq!(c.admin_post("/courier_test/block_worker?worker=main&ms=800").0, 200);
+    c.wait_stat("main_thread.watchdog_mega_miss", |v| v == 1);
+    assert_eq!(c.stat("main_thread.watchdog_miss"), Some(1));
+    // The worker's guard dog keeps Envoy's defaults and saw nothing.
+    assert_eq!(c.stat("server.worker_0.watchdog_miss"), Some(0));
+}
+
+#[test]
+fn watchdog_multikill_aborts_when_enough_workers_are_stuck() {
+    // Two stuck workers past multikill_timeout abort the process (with the default
+    // threshold, 0%), though neither reaches a kill_timeout (none is set).
+    let up = Upstream::echo();
+    let yaml = format!(
+        "watchdogs:\n  worker_watchdog: {{ miss_timeout: 0.1s, megamiss_timeout: 0.3s, multikill_timeout: 0.2s }}\n{}",
+        config(&[tcp_listener("l", "t", "echo", "")], &[static_cluster("echo", &[up.port()])])
+    );
+    let mut c = Courier::start_with(&yaml, 3, &[], &[("COURIER_TEST_HOOKS", "1")]);
+    for w in [0, 1] {
+        assert_eq!(c.admin_post(&format!("/courier_test/block_worker?worker={w}&ms=5000")).0, 200);
+    }
+    let status = c.wait_exit(Duration::from_secs(10));
+    assert!(!status.success(), "two workers stuck past multikill_timeout must abort the process");
+}
+
+#[test]
 fn embedded_default_config_is_valid() {
     let out = std::process::Command::new(courier_bin()).args(["--mode", "validate"]).output().unwrap();
     assert!(out.status.success());

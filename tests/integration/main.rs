@@ -17,5 +17,6 @@ mod lifecycle;
 mod load_balancing;
 mod net_helpers;
 mod routing;
+mod supported_fields;
 mod tcp_proxy;
 mod upstream;

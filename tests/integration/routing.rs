@@ -342,6 +342,21 @@ fn direct_responses_and_redirects() {
 }
 
 #[test]
+fn direct_response_body_from_an_environment_variable() {
+    // The body is read from Courier's environment at load time.
+    let routes = "  - match: { path: \"/env\" }\n    direct_response: { status: 200, body: { environment_variable: COURIER_TEST_DIRECT_BODY } }\n";
+    let listener = http_listener("web", "", &indent(&vhost(routes), 12), "");
+    let c = Courier::start_with(
+        &config(&[listener], &[]),
+        1,
+        &[],
+        &[("COURIER_TEST_DIRECT_BODY", "body from the environment")],
+    );
+    let r = get(c.listener("web"), "/env", &[]);
+    assert_eq!((r.status, r.text().as_str()), (200, "body from the environment"));
+}
+
+#[test]
 fn path_and_host_rewrites() {
     let up = http_upstream("a");
     let routes = [

@@ -113,3 +113,50 @@ fn host_weights_max_host_weight_and_cluster_manager_stats() {
         assert!(n >= 1, "{prefix}{n}");
     }
 }
+
+#[test]
+fn dns_refresh_rate_sets_how_often_names_are_resolved() {
+    // Envoy's default is 5s; at 0.05s, five resolutions take a fraction of a second.
+    let up = Upstream::echo();
+    let cluster = format!(
+        "  - name: fast\n    type: STRICT_DNS\n    connect_timeout: 1s\n    dns_lookup_family: V4_ONLY\n    dns_refresh_rate: 0.05s\n    load_assignment:\n      cluster_name: fast\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{ address: {{ socket_address: {{ address: localhost, port_value: {} }} }} }}\n",
+        up.port()
+    );
+    let c = Courier::start(&config(&[tcp_listener("l", "dns", "fast", "")], &[cluster]), 1);
+    let started = std::time::Instant::now();
+    let first = c.stat("cluster.fast.update_attempt").expect("update_attempt");
+    c.wait_stat("cluster.fast.update_attempt", |v| v >= first + 5);
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn connect_timeout_bounds_an_unanswered_connect() {
+    // An upstream whose accept queue is full drops further SYNs, so a connect to it
+    // hangs until the cluster's connect_timeout (Envoy's default is 5s).
+    use std::os::fd::AsRawFd;
+    let full = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    // SAFETY: listen(2) on a socket this test owns, shrinking its accept queue.
+    assert_eq!(unsafe { libc::listen(full.as_raw_fd(), 0) }, 0);
+    let addr = full.local_addr().expect("addr");
+    let mut fillers = Vec::new();
+    while fillers.len() < 8 {
+        match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)) {
+            Ok(s) => fillers.push(s),
+            Err(_) => break, // the queue is full: SYNs are dropped now
+        }
+    }
+    assert!(fillers.len() < 8, "the accept queue never filled");
+    let cluster = format!(
+        "  - name: blackhole\n    type: STATIC\n    connect_timeout: 0.2s\n    load_assignment:\n      cluster_name: blackhole\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}\n",
+        addr.port()
+    );
+    let c = Courier::start(&config(&[tcp_listener("l", "t", "blackhole", "")], &[cluster]), 1);
+    let started = std::time::Instant::now();
+    let mut s = connect(c.listener("l"));
+    let mut rest = Vec::new();
+    // Courier closes the downstream connection when the upstream connect fails.
+    let _ = s.read_to_end(&mut rest);
+    c.wait_stat("cluster.blackhole.upstream_cx_connect_timeout", |v| v == 1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert_eq!(c.stat("cluster.blackhole.upstream_cx_connect_fail"), Some(1));
+}

@@ -43,7 +43,8 @@ const ENDPOINTS: &[Endpoint] = &[
 ];
 
 /// Test-only endpoint, enabled by `COURIER_TEST_HOOKS=1`: blocks a worker's event
-/// loop so tests can see the guard dog count a miss.
+/// loop (`worker=N`), or the main thread's (`worker=main`), so tests can see the
+/// guard dog count a miss.
 const TEST_BLOCK_WORKER: &str = "/courier_test/block_worker";
 
 /// Binds the admin address and serves it on the current (main) dispatcher.
@@ -196,6 +197,11 @@ fn stats_filter(q: &Query) -> Result<StatsFilter, Reply> {
 
 fn block_worker(server: &Server, q: &Query) -> Reply {
     let ms: u64 = q.get("ms").and_then(|v| v.parse().ok()).unwrap_or(1000);
+    if q.get("worker").is_some_and(|w| w == "main") {
+        // This handler runs on the main thread's loop: sleeping here blocks it.
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        return Reply::ok(TEXT, "OK\n".into());
+    }
     let worker: usize = q.get("worker").and_then(|v| v.parse().ok()).unwrap_or(0);
     match server.workers.get(worker) {
         Some(w) => {
