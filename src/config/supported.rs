@@ -27,6 +27,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
         "envoy.config.bootstrap.v3.Watchdog",
         &["miss_timeout", "megamiss_timeout", "kill_timeout", "multikill_timeout", "multikill_threshold"],
     ),
+    ("envoy.type.v3.Percent", &["value"]),
     ("envoy.config.core.v3.Node", &["*"]),
     ("envoy.config.core.v3.Locality", &["*"]),
     ("envoy.config.core.v3.Address", &["socket_address"]),
@@ -185,6 +186,60 @@ pub const NO_EFFECT: &[(&str, &str, &str)] = &[
         "always_consume_default_token_bucket",
         "it only decides whether the default bucket is consumed when a descriptor matched; Courier \
          supports no descriptors, so the default bucket is always consumed, as Envoy does without them",
+    ),
+    (
+        "envoy.config.core.v3.SocketAddress",
+        "protocol",
+        "only TCP, the default, is accepted (UDP is refused at start-up)",
+    ),
+    (
+        "envoy.config.listener.v3.FilterChain",
+        "name",
+        "a name for /config_dump (where Courier shows it too) and %FILTER_CHAIN_NAME%, which Courier refuses; \
+         with one chain per listener nothing else reads it",
+    ),
+    (
+        "envoy.config.listener.v3.Filter",
+        "name",
+        "the extension is chosen by typed_config's type, which Courier requires, as Envoy does when it is set",
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster",
+        "per_connection_buffer_limit_bytes",
+        "for HTTP a flow-control watermark on what Envoy buffers per upstream connection, with no effect on \
+         what is sent; Courier reads an HTTP upstream only as fast as the client takes the response, one read \
+         (at most 64 KiB) at a time. tcp_proxy reads it as its buffer bound",
+    ),
+    (
+        "envoy.config.accesslog.v3.AccessLog",
+        "name",
+        "the logger is chosen by typed_config's type, which Courier requires, as Envoy does when it is set",
+    ),
+    (
+        "envoy.config.route.v3.RouteConfiguration",
+        "name",
+        "names the table for RDS and /config_dump; an inline table is found by its listener",
+    ),
+    (
+        "envoy.config.route.v3.VirtualHost",
+        "name",
+        "Envoy reads it in virtual-cluster stats (vhost.<name>.vcluster.*), which need virtual_clusters, \
+         which Courier refuses",
+    ),
+    (
+        "envoy.type.matcher.v3.RegexMatcher",
+        "google_re2",
+        "deprecated: RE2-compatible linear-time matching is the only engine, in Envoy and in Courier",
+    ),
+    (
+        "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+        "local_rate_limit_per_downstream_connection",
+        "only false, the default, is accepted (true is refused at start-up)",
+    ),
+    (
+        "envoy.extensions.filters.http.health_check.v3.HealthCheck",
+        "cache_time",
+        "only acts in pass-through mode, and pass_through_mode: true is refused at start-up",
     ),
     (
         "envoy.config.core.v3.RuntimeDouble",

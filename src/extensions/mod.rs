@@ -54,6 +54,9 @@ pub struct HttpFilterContext<'a> {
     pub health_check_failed: &'a Arc<std::sync::atomic::AtomicBool>,
     /// The service cluster (`node.cluster` / `--service-cluster`).
     pub service_cluster: &'a str,
+    /// The filter's `name` in `http_filters`: routes' `typed_per_filter_config`
+    /// entries for it are found under this name, as in Envoy.
+    pub filter_name: &'a str,
 }
 
 /// Per-route filter config (`typed_per_filter_config`), decoded once at load.

@@ -124,7 +124,7 @@ pub const ROUTE_SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("envoy.config.route.v3.DirectResponseAction", &["status", "body"]),
     ("envoy.config.core.v3.DataSource", &["filename", "inline_bytes", "inline_string", "environment_variable"]),
     ("envoy.config.core.v3.HeaderValueOption", &["header", "append", "append_action", "keep_empty_value"]),
-    ("envoy.config.core.v3.HeaderValue", &["key", "value", "raw_value"]),
+    ("envoy.config.core.v3.HeaderValue", &["key", "value"]),
     ("envoy.type.matcher.v3.StringMatcher", &["exact", "prefix", "suffix", "safe_regex", "contains", "ignore_case"]),
     ("envoy.type.matcher.v3.RegexMatcher", &["google_re2", "regex"]),
     ("envoy.type.matcher.v3.RegexMatcher.GoogleRE2", &[]),

@@ -184,11 +184,21 @@ fn retries_failure(policy: &RetryPolicy, f: AttemptFailure) -> bool {
     }
 }
 
-/// Envoy's back-off: a random wait in [0, base·2ⁿ), capped at `max_interval`.
+/// Envoy's jittered exponential back-off before retry `retry` (1 for the first): a
+/// random wait in [0, (2ⁿ − 1)·base), then clamped to `max_interval`; n stops
+/// growing once that range passes `max_interval`.
 fn backoff(policy: &RetryPolicy, retry: u32) -> Duration {
     let base = policy.base_interval.as_millis().max(1) as u64;
-    let ceiling = base.saturating_mul(1u64 << retry.min(16)).min(policy.max_interval.as_millis().max(1) as u64);
-    Duration::from_millis(crate::common::random::below(ceiling.max(1)))
+    let max = policy.max_interval.as_millis().max(1) as u64;
+    let range = |n: u32| base.saturating_mul((1u64 << n.min(63)) - 1);
+    let mut n = 1;
+    for _ in 1..retry {
+        if range(n) > max {
+            break;
+        }
+        n += 1;
+    }
+    Duration::from_millis(crate::common::random::below(range(n)).min(max))
 }
 
 /// Waits `wait` before the next try; false when the route timeout ends first.
@@ -479,6 +489,34 @@ async fn attempt(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_is_envoys_jittered_exponential() {
+        let policy = |base_interval: u64, max_interval: u64| RetryPolicy {
+            retry_on: RetryOn::parse("5xx").expect("retry_on"),
+            num_retries: 5,
+            per_try_timeout: None,
+            retriable_status_codes: vec![],
+            base_interval: Duration::from_millis(base_interval),
+            max_interval: Duration::from_millis(max_interval),
+        };
+        let draws = |p: &RetryPolicy, retry: u32| -> Vec<u64> {
+            (0..2000).map(|_| backoff(p, retry).as_millis() as u64).collect()
+        };
+        // Retry n waits in [0, (2^n - 1) x base): under 100, 300, 700 ms.
+        let p = policy(100, 10_000);
+        for (retry, below, reaches) in [(1, 100, 50), (2, 300, 200), (3, 700, 600)] {
+            let d = draws(&p, retry);
+            assert!(d.iter().all(|&w| w < below), "retry {retry}: {:?}", d.iter().max());
+            assert!(d.iter().any(|&w| w >= reaches), "retry {retry} never waited {reaches} ms or more");
+        }
+        // max_interval clamps the draw (many waits are exactly the cap) and stops
+        // the range from growing: retry 5 draws from [0, 300) as retry 2 does.
+        let p = policy(100, 250);
+        let d = draws(&p, 5);
+        assert!(d.iter().all(|&w| w <= 250));
+        assert!(d.iter().filter(|&&w| w == 250).count() > 200, "the cap is hit by a sixth of the draws");
+    }
 
     #[test]
     fn expected_timeout_is_the_time_left_for_the_try() {

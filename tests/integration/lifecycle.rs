@@ -140,6 +140,31 @@ fn watchdog_multikill_aborts_when_enough_workers_are_stuck() {
 }
 
 #[test]
+fn watchdog_multikill_threshold_spares_fewer_stuck_workers() {
+    // Two of three workers (67%) stuck past multikill_timeout are below an 80%
+    // multikill_threshold: the process lives on (compare the test above, where the
+    // default 0% aborts it).
+    let up = Upstream::echo();
+    let yaml = format!(
+        "watchdogs:\n  worker_watchdog: {{ miss_timeout: 0.1s, megamiss_timeout: 0.3s, multikill_timeout: 0.2s, \
+         multikill_threshold: {{ value: 80 }} }}\n{}",
+        config(&[tcp_listener("l", "t", "echo", "")], &[static_cluster("echo", &[up.port()])])
+    );
+    let c = Courier::start_with(&yaml, 3, &[], &[("COURIER_TEST_HOOKS", "1")]);
+    let blocked_until = std::time::Instant::now() + Duration::from_millis(1500);
+    for w in [0, 1] {
+        assert_eq!(c.admin_post(&format!("/courier_test/block_worker?worker={w}&ms=1500")).0, 200);
+    }
+    // The guard dog saw both stuck past megamiss (so past multikill_timeout too)...
+    for w in [0, 1] {
+        c.wait_stat(&format!("server.worker_{w}.watchdog_mega_miss"), |v| v >= 1);
+    }
+    // ...and once they are free again the process still answers.
+    std::thread::sleep(blocked_until.saturating_duration_since(std::time::Instant::now()));
+    assert_eq!(c.admin_get("/ready").0, 200, "the process must outlive a stuck share below multikill_threshold");
+}
+
+#[test]
 fn embedded_default_config_is_valid() {
     let out = std::process::Command::new(courier_bin()).args(["--mode", "validate"]).output().unwrap();
     assert!(out.status.success());

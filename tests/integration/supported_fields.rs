@@ -107,9 +107,17 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "multikill_timeout",
         &[test(LIFECYCLE_IT, "watchdog_multikill_aborts_when_enough_workers_are_stuck")],
     ),
-    // MISSING: Watchdog.multikill_threshold (see KNOWN_GAPS).
+    (
+        "envoy.config.bootstrap.v3.Watchdog",
+        "multikill_threshold",
+        &[test(LIFECYCLE_IT, "watchdog_multikill_threshold_spares_fewer_stuck_workers")],
+    ),
+    (
+        "envoy.type.v3.Percent",
+        "value",
+        &[test(LIFECYCLE_IT, "watchdog_multikill_threshold_spares_fewer_stuck_workers")],
+    ),
     ("envoy.config.core.v3.Address", "socket_address", &[compat("http_get")]),
-    // MISSING: SocketAddress.protocol (see KNOWN_GAPS).
     ("envoy.config.core.v3.SocketAddress", "address", &[compat("http_get")]),
     ("envoy.config.core.v3.SocketAddress", "port_value", &[compat("admin_pages")]),
     ("envoy.config.core.v3.SocketAddress", "ipv4_compat", &[compat("listener_ipv4_compat")]),
@@ -120,14 +128,11 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     // MISSING: Listener.per_connection_buffer_limit_bytes (see KNOWN_GAPS).
     (LISTENER, "enable_reuse_port", &[test(TCP_IT, "shared_socket_without_reuse_port_also_serves")]),
     ("envoy.config.listener.v3.FilterChain", "filters", &[compat("http_get")]),
-    // MISSING: FilterChain.name (see KNOWN_GAPS).
-    // MISSING: Filter.name (see KNOWN_GAPS).
     ("envoy.config.listener.v3.Filter", "typed_config", &[compat("tcp_proxy"), compat("http_get")]),
     (CLUSTER, "name", &[compat("http_get")]),
     (CLUSTER, "alt_stat_name", &[compat("stat_prefixes")]),
     (CLUSTER, "type", &[compat("endpoint_hostname")]),
     (CLUSTER, "connect_timeout", &[test(UPSTREAM_IT, "connect_timeout_bounds_an_unanswered_connect")]),
-    // MISSING: Cluster.per_connection_buffer_limit_bytes (see KNOWN_GAPS).
     (
         CLUSTER,
         "lb_policy",
@@ -244,13 +249,12 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (HCM, "strip_matching_host_port", &[compat("host_port_stripping")]),
     (HCM, "strip_any_host_port", &[compat("host_port_stripping")]),
     (HCM, "http_protocol_options", &[compat("http10")]),
-    // MISSING: HttpFilter.name (see KNOWN_GAPS).
+    ("envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter", "name", &[compat("http_filter_names")]),
     (
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter",
         "typed_config",
         &[compat("http_filters")],
     ),
-    // MISSING: AccessLog.name (see KNOWN_GAPS).
     ("envoy.config.accesslog.v3.AccessLog", "typed_config", &[test(ACCESS_LOG_IT, "stderr_access_log")]),
     (
         "envoy.extensions.access_loggers.file.v3.FileAccessLog",
@@ -316,7 +320,6 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         &[test(ROUTING_IT, "direct_response_body_from_an_environment_variable")],
     ),
     // --- router::ROUTE_SUPPORTED_FIELDS
-    // MISSING: RouteConfiguration.name (see KNOWN_GAPS).
     (ROUTE_CONFIG, "virtual_hosts", &[compat("vhost_domains")]),
     (ROUTE_CONFIG, "response_headers_to_add", &[compat("header_edits")]),
     (ROUTE_CONFIG, "response_headers_to_remove", &[compat("header_edits")]),
@@ -341,7 +344,6 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "typed_per_filter_config",
         &[compat("filter_cors_simple"), test("src/router/config.rs", "per_filter_configs_override_by_level")],
     ),
-    // MISSING: VirtualHost.name (see KNOWN_GAPS).
     (VHOST, "domains", &[compat("vhost_domains")]),
     (VHOST, "routes", &[compat("match_path")]),
     (VHOST, "request_headers_to_add", &[compat("header_edits")]),
@@ -417,7 +419,16 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (RETRY_POLICY, "per_try_timeout", &[compat("per_try_timeout")]),
     (RETRY_POLICY, "retriable_status_codes", &[compat("retry_status_codes")]),
     (RETRY_POLICY, "retry_back_off", &[compat("retry_back_off")]),
-    // MISSING: RetryBackOff.base_interval and max_interval (see KNOWN_GAPS).
+    (
+        "envoy.config.route.v3.RetryPolicy.RetryBackOff",
+        "base_interval",
+        &[compat("retry_back_off"), test("src/router/upstream_request.rs", "backoff_is_envoys_jittered_exponential")],
+    ),
+    (
+        "envoy.config.route.v3.RetryPolicy.RetryBackOff",
+        "max_interval",
+        &[test("src/router/upstream_request.rs", "backoff_is_envoys_jittered_exponential")],
+    ),
     (REDIRECT, "https_redirect", &[compat("redirect")]),
     (REDIRECT, "scheme_redirect", &[compat("redirect")]),
     (REDIRECT, "host_redirect", &[compat("redirect")]),
@@ -435,14 +446,12 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     ("envoy.config.core.v3.HeaderValueOption", "keep_empty_value", &[compat("header_edits_more")]),
     ("envoy.config.core.v3.HeaderValue", "key", &[compat("header_edits")]),
     ("envoy.config.core.v3.HeaderValue", "value", &[compat("header_edits")]),
-    // MISSING: HeaderValue.raw_value (see KNOWN_GAPS).
     (STRING_MATCHER, "exact", &[compat("match_headers_more"), test(ROUTING_IT, "header_matchers")]),
     (STRING_MATCHER, "prefix", &[compat("match_headers_more"), test(ROUTING_IT, "header_matchers")]),
     (STRING_MATCHER, "suffix", &[compat("match_headers_more")]),
     (STRING_MATCHER, "safe_regex", &[compat("match_regex_headers_query")]),
     (STRING_MATCHER, "contains", &[compat("match_headers_more")]),
     (STRING_MATCHER, "ignore_case", &[compat("match_headers_more")]),
-    // MISSING: RegexMatcher.google_re2 (see KNOWN_GAPS).
     ("envoy.type.matcher.v3.RegexMatcher", "regex", &[compat("match_regex_headers_query")]),
     ("envoy.type.matcher.v3.RegexMatchAndSubstitute", "pattern", &[compat("regex_rewrite")]),
     ("envoy.type.matcher.v3.RegexMatchAndSubstitute", "substitution", &[compat("regex_rewrite")]),
@@ -467,7 +476,6 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "response_headers_to_add",
         &[test(FILTERS_IT, "local_ratelimit_answers_429_when_the_bucket_is_empty")],
     ),
-    // MISSING: LocalRateLimit.local_rate_limit_per_downstream_connection (see KNOWN_GAPS).
     (
         LOCAL_RATELIMIT,
         "enable_x_ratelimit_headers",
@@ -504,7 +512,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (FAULT, "upstream_cluster", &[test("src/extensions/filters/http/fault.rs", "route_override_and_upstream_cluster")]),
     (FAULT, "headers", &[compat("filter_fault_abort")]),
     (FAULT, "max_active_faults", &[compat("filter_fault_abort")]),
-    // MISSING: HTTPFault.disable_downstream_cluster_stats (see KNOWN_GAPS).
+    (FAULT, "disable_downstream_cluster_stats", &[compat("filter_fault_downstream_cluster")]),
     (FAULT_ABORT, "http_status", &[compat("filter_fault_abort")]),
     (FAULT_ABORT, "header_abort", &[compat("filter_fault_abort")]),
     (FAULT_ABORT, "percentage", &[compat("filter_fault_abort")]),
@@ -517,7 +525,6 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (FAULT_DELAY, "header_delay", &[compat("filter_fault_delay")]),
     (FAULT_DELAY, "percentage", &[compat("filter_fault_delay")]),
     (HEALTH_CHECK, "pass_through_mode", &[compat("filter_health_check_fail")]),
-    // MISSING: HealthCheck.cache_time (see KNOWN_GAPS).
     (HEALTH_CHECK, "headers", &[compat("filter_health_check_fail")]),
     ("envoy.extensions.filters.http.buffer.v3.Buffer", "max_request_bytes", &[compat("filter_buffer")]),
     ("envoy.extensions.filters.http.buffer.v3.BufferPerRoute", "disabled", &[compat("filter_buffer")]),
@@ -528,31 +535,11 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
 /// Envoy's do. Each is to be resolved (the code fixed, the field refused, or moved
 /// to `NO_EFFECT`); the test fails once one has evidence, so the entry goes.
 const KNOWN_GAPS: &[(&str, &str, &str)] = &[
-    // MISSING: its message, envoy.type.v3.Percent, is in no supported table, so any
-    // threshold (`{ value: 60 }`) is refused at start-up ("field 'value' of
-    // envoy.type.v3.Percent is not supported"); only `{}` (0%, the default) loads.
-    (
-        "envoy.config.bootstrap.v3.Watchdog",
-        "multikill_threshold",
-        "cannot be set: envoy.type.v3.Percent.value is not supported",
-    ),
-    // MISSING: only `TCP`, the default, is accepted, so setting it changes nothing
-    // (nor does it in Envoy): a candidate for NO_EFFECT.
-    ("envoy.config.core.v3.SocketAddress", "protocol", "only the default (TCP) is accepted: no effect"),
     // MISSING: Courier reads it only as the tcp_proxy relay's read size. Envoy also
     // bounds the request body it keeps for retries with it: with a 1024-byte limit,
     // a 4000-byte POST whose first try gets a 503 is not retried (503,
     // retry_or_shadow_abandoned 1); Courier retries it (200, the counter stays 0).
     (LISTENER, "per_connection_buffer_limit_bytes", "ignored by HTTP (Envoy bounds retry buffering with it)"),
-    // MISSING: informational in a static config (Envoy shows it in /config_dump and
-    // %FILTER_CHAIN_NAME%, which Courier does not support): a candidate for NO_EFFECT.
-    ("envoy.config.listener.v3.FilterChain", "name", "no observable effect in a static config"),
-    // MISSING: the extension is chosen by `typed_config`'s type; the name changes nothing.
-    ("envoy.config.listener.v3.Filter", "name", "no effect when typed_config is set"),
-    // MISSING: as the listener's, only the tcp_proxy relay reads it; Envoy also makes
-    // it the HTTP upstream connections' buffer limit (flow control). No test shows
-    // either effect from outside yet.
-    (CLUSTER, "per_connection_buffer_limit_bytes", "ignored by HTTP upstream connections"),
     // MISSING: Envoy shows each host's locality in /clusters (`::region::eu-west`,
     // `::zone::`, `::sub_zone::`, and in the JSON); Courier prints them empty.
     ("envoy.config.endpoint.v3.LocalityLbEndpoints", "locality", "not shown in /clusters as Envoy does"),
@@ -561,18 +548,6 @@ const KNOWN_GAPS: &[(&str, &str, &str)] = &[
     // Courier answers 426 and counts an HTTP/1 connection. (With HTTP1, Envoy
     // answers the preface 400 "Bad Request", Courier 426 "Upgrade Required".)
     (HCM, "codec_type", "AUTO does not detect HTTP/2 as Envoy's does"),
-    // MISSING: Envoy finds a filter's per-route config under this name (a buffer
-    // filter named `my_buffer` is disabled by `typed_per_filter_config: {my_buffer:
-    // ...}`, 200); Courier looks up the canonical extension name only (413).
-    (
-        "envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter",
-        "name",
-        "per-route configs are found by the canonical extension name, not this one",
-    ),
-    // MISSING: the logger is chosen by `typed_config`'s type; the name changes nothing.
-    ("envoy.config.accesslog.v3.AccessLog", "name", "no effect when typed_config is set"),
-    // MISSING: informational in a static config (Envoy shows it in /config_dump).
-    (ROUTE_CONFIG, "name", "no observable effect in a static config"),
     // MISSING: Envoy strips the parameters of every path segment before matching
     // ("/exact;v=1/file" matches path "/exact/file"); Courier cuts the path at the
     // first ';' and answers 404. compat("match_path_parameters") keeps to the last
@@ -582,40 +557,6 @@ const KNOWN_GAPS: &[(&str, &str, &str)] = &[
         "ignore_path_parameters_in_path_matching",
         "parameters of a segment before the last one are not stripped as Envoy's",
     ),
-    // MISSING: informational without virtual clusters or route stats, which Courier
-    // does not support.
-    (VHOST, "name", "no observable effect without virtual clusters"),
-    // MISSING: Envoy's back-off for retry n is drawn from [0, (2^n - 1) * base) and
-    // then clamped to max_interval (1x base for the first retry, 3x, 7x, ...);
-    // Courier draws from [0, min(2^n * base, max_interval)) (2x, 4x, 8x, ...).
-    // compat("retry_back_off") shows base_interval acting where the two agree.
-    (
-        "envoy.config.route.v3.RetryPolicy.RetryBackOff",
-        "base_interval",
-        "back-off drawn from [0, 2^n x base), not Envoy's [0, (2^n - 1) x base)",
-    ),
-    (
-        "envoy.config.route.v3.RetryPolicy.RetryBackOff",
-        "max_interval",
-        "caps the range drawn from; Envoy clamps the draw to it (as for base_interval)",
-    ),
-    // MISSING: a header added with raw_value instead of value (request or response)
-    // is not added by Envoy 1.40 (a compat run found it absent on both sides);
-    // Courier adds the decoded bytes.
-    ("envoy.config.core.v3.HeaderValue", "raw_value", "Courier adds the header; Envoy 1.40 does not"),
-    // MISSING: deprecated; RE2 is the only engine, so it changes nothing (as in
-    // Envoy): a candidate for NO_EFFECT.
-    ("envoy.type.matcher.v3.RegexMatcher", "google_re2", "the only engine: no effect"),
-    // MISSING: only `false`, the default, is accepted: a candidate for NO_EFFECT.
-    (LOCAL_RATELIMIT, "local_rate_limit_per_downstream_connection", "only the default (false) is accepted"),
-    // MISSING: Courier keeps no per-downstream-cluster fault stats at all, so with
-    // the default (false) it differs from Envoy: a fault on a request with
-    // `x-envoy-downstream-service-cluster: frontend` counts
-    // `http.<prefix>.fault.frontend.aborts_injected` in Envoy, nothing in Courier.
-    (FAULT, "disable_downstream_cluster_stats", "per-downstream-cluster fault stats are never kept"),
-    // MISSING: it only matters in pass-through mode, which Courier refuses: a
-    // candidate for NO_EFFECT.
-    (HEALTH_CHECK, "cache_time", "only acts in pass-through mode, which is refused"),
 ];
 
 /// The body of `fn <name>(` in `source`, without its signature line: from the

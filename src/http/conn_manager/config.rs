@@ -133,8 +133,13 @@ impl HcmConfig {
             &RouteBuildContext { per_route: &per_route, cluster_exists: Some(cluster_exists) },
         )?;
 
-        let filter_ctx =
-            HttpFilterContext { store, hcm_stat_prefix: &p.stat_prefix, health_check_failed, service_cluster };
+        let filter_ctx = HttpFilterContext {
+            store,
+            hcm_stat_prefix: &p.stat_prefix,
+            health_check_failed,
+            service_cluster,
+            filter_name: "",
+        };
         let filters = http_filters(p, path, &filter_ctx)?;
 
         let common = p.common_http_protocol_options.unwrap_or_default();
@@ -229,7 +234,10 @@ fn http_filters(
                     fp.error(format!("the last HTTP filter must be envoy.filters.http.router, not '{}'", f.name))
                 );
             }
-            (false, false) => out.push(extensions::create_http_filter(any, &fp, ctx)?),
+            (false, false) => {
+                let ctx = HttpFilterContext { filter_name: &f.name, ..*ctx };
+                out.push(extensions::create_http_filter(any, &fp, &ctx)?);
+            }
         }
     }
     Ok(out)

@@ -50,11 +50,11 @@ fn max_request_bytes(b: &Buffer, path: &FieldPath) -> Result<u64, ConfigError> {
 fn create(
     any: &Any,
     path: &FieldPath,
-    _ctx: &HttpFilterContext<'_>,
+    ctx: &HttpFilterContext<'_>,
 ) -> Result<Arc<dyn StreamFilterFactory>, ConfigError> {
     common::check_supported(any, path)?;
     let b: Buffer = decode_any(any, path)?;
-    Ok(Arc::new(BufferFactory { max_request_bytes: max_request_bytes(&b, path)? }))
+    Ok(Arc::new(BufferFactory { max_request_bytes: max_request_bytes(&b, path)?, name: ctx.filter_name.into() }))
 }
 
 fn create_per_route(any: &Any, path: &FieldPath, _store: &Store) -> Result<PerRouteConfig, ConfigError> {
@@ -77,16 +77,19 @@ fn create_per_route(any: &Any, path: &FieldPath, _store: &Store) -> Result<PerRo
 #[derive(Debug)]
 pub struct BufferFactory {
     max_request_bytes: u64,
+    /// The filter's configured name: its routes' configs are found under it.
+    name: Arc<str>,
 }
 
 impl StreamFilterFactory for BufferFactory {
     fn create(&self) -> Box<dyn StreamFilter> {
-        Box::new(BufferFilter { max_request_bytes: self.max_request_bytes })
+        Box::new(BufferFilter { max_request_bytes: self.max_request_bytes, name: self.name.clone() })
     }
 }
 
 struct BufferFilter {
     max_request_bytes: u64,
+    name: Arc<str>,
 }
 
 impl StreamFilter for BufferFilter {
@@ -96,7 +99,7 @@ impl StreamFilter for BufferFilter {
         end_stream: bool,
         cx: &mut StreamContext<'_>,
     ) -> FilterStatus {
-        let max_bytes = match cx.route.and_then(|r| r.per_filter_config::<BufferRouteConfig>(NAME)) {
+        let max_bytes = match cx.route.and_then(|r| r.per_filter_config::<BufferRouteConfig>(&self.name)) {
             Some(BufferRouteConfig::Disabled) => return FilterStatus::Continue,
             Some(BufferRouteConfig::MaxRequestBytes(n)) => *n,
             None => self.max_request_bytes,
@@ -125,6 +128,7 @@ mod tests {
             hcm_stat_prefix: "ingress",
             health_check_failed: &failing,
             service_cluster: "",
+            filter_name: NAME,
         };
         create(any, &FieldPath::starting_at("http_filters[2].typed_config"), &ctx)
     }

@@ -179,7 +179,7 @@ fn create(
 ) -> Result<Arc<dyn StreamFilterFactory>, ConfigError> {
     common::check_supported(any, path)?;
     let _: Cors = decode_any(any, path)?;
-    Ok(Arc::new(CorsFactory::new(ctx.store, ctx.hcm_stat_prefix)))
+    Ok(Arc::new(CorsFactory::new(ctx.store, ctx.hcm_stat_prefix).named(ctx.filter_name)))
 }
 
 fn create_policy(any: &Any, path: &FieldPath, _store: &Store) -> Result<PerRouteConfig, ConfigError> {
@@ -192,17 +192,25 @@ fn create_policy(any: &Any, path: &FieldPath, _store: &Store) -> Result<PerRoute
 #[derive(Debug)]
 pub struct CorsFactory {
     stats: Arc<CorsStats>,
+    /// The filter's configured name: its routes' policies are found under it.
+    name: Arc<str>,
 }
 
 impl CorsFactory {
     pub fn new(store: &Store, hcm_stat_prefix: &str) -> CorsFactory {
-        CorsFactory { stats: Arc::new(CorsStats::new(store, &format!("http.{hcm_stat_prefix}.cors."))) }
+        let stats = Arc::new(CorsStats::new(store, &format!("http.{hcm_stat_prefix}.cors.")));
+        CorsFactory { stats, name: NAME.into() }
+    }
+
+    /// The factory of a filter configured under `name`.
+    pub fn named(self, name: &str) -> Self {
+        CorsFactory { name: name.into(), ..self }
     }
 }
 
 impl StreamFilterFactory for CorsFactory {
     fn create(&self) -> Box<dyn StreamFilter> {
-        Box::new(CorsFilter { stats: self.stats.clone(), response: None })
+        Box::new(CorsFilter { stats: self.stats.clone(), name: self.name.clone(), response: None })
     }
 }
 
@@ -215,6 +223,7 @@ struct ResponseHeaders {
 
 struct CorsFilter {
     stats: Arc<CorsStats>,
+    name: Arc<str>,
     response: Option<ResponseHeaders>,
 }
 
@@ -230,7 +239,7 @@ impl StreamFilter for CorsFilter {
         let Some(route) = cx.route.filter(|r| matches!(r.action, RouteAction::Forward(_))) else {
             return FilterStatus::Continue;
         };
-        let policies = Policies(route.per_filter_configs::<CorsPolicyConfig>(NAME).collect());
+        let policies = Policies(route.per_filter_configs::<CorsPolicyConfig>(&self.name).collect());
         let Some(most_specific) = policies.0.first() else { return FilterStatus::Continue };
         let enabled = most_specific.enabled.sample();
         if !enabled && !most_specific.shadow.sample() {

@@ -246,7 +246,8 @@ fn create(
 ) -> Result<Arc<dyn StreamFilterFactory>, ConfigError> {
     let f: HttpFault = decode_any(any, path)?;
     let settings = FaultSettings::from_proto(&f, path)?;
-    Ok(Arc::new(FaultFactory::new(settings, ctx.store, ctx.hcm_stat_prefix, !f.disable_downstream_cluster_stats)))
+    let factory = FaultFactory::new(settings, ctx.store, ctx.hcm_stat_prefix, !f.disable_downstream_cluster_stats);
+    Ok(Arc::new(factory.named(ctx.filter_name)))
 }
 
 fn create_per_route(any: &Any, path: &FieldPath, _store: &Store) -> Result<PerRouteConfig, ConfigError> {
@@ -260,6 +261,8 @@ pub struct FaultFactory {
     stats: Arc<FaultStats>,
     /// `None` with `disable_downstream_cluster_stats`.
     downstream: Option<Arc<DownstreamClusterStats>>,
+    /// The filter's configured name: its routes' configs are found under it.
+    name: Arc<str>,
 }
 
 impl FaultFactory {
@@ -273,7 +276,12 @@ impl FaultFactory {
         let stats = Arc::new(FaultStats::new(store, &prefix));
         let downstream =
             downstream_cluster_stats.then(|| Arc::new(DownstreamClusterStats { store: store.clone(), prefix }));
-        FaultFactory { settings: Arc::new(settings), stats, downstream }
+        FaultFactory { settings: Arc::new(settings), stats, downstream, name: NAME.into() }
+    }
+
+    /// The factory of a filter configured under `name`.
+    pub fn named(self, name: &str) -> Self {
+        FaultFactory { name: name.into(), ..self }
     }
 }
 
@@ -283,6 +291,7 @@ impl StreamFilterFactory for FaultFactory {
             settings: self.settings.clone(),
             stats: self.stats.clone(),
             downstream: self.downstream.clone(),
+            name: self.name.clone(),
             active: None,
         })
     }
@@ -329,6 +338,7 @@ struct FaultFilter {
     settings: Arc<FaultSettings>,
     stats: Arc<FaultStats>,
     downstream: Option<Arc<DownstreamClusterStats>>,
+    name: Arc<str>,
     active: Option<ActiveFault>,
 }
 
@@ -352,7 +362,7 @@ fn activate(active: &mut Option<ActiveFault>, stats: &FaultStats, max_active_fau
 impl StreamFilter for FaultFilter {
     fn decode_headers(&mut self, parts: &mut Parts, _end: bool, cx: &mut StreamContext<'_>) -> FilterStatus {
         let route = cx.route;
-        let settings = route.and_then(|r| r.per_filter_config::<FaultSettings>(NAME)).unwrap_or(&self.settings);
+        let settings = route.and_then(|r| r.per_filter_config::<FaultSettings>(&self.name)).unwrap_or(&self.settings);
         if !settings.targets(route, parts) || !HeaderMatcher::all(&settings.headers, parts) {
             return FilterStatus::Continue;
         }

@@ -169,7 +169,9 @@ fn create(
     ctx: &HttpFilterContext<'_>,
 ) -> Result<Arc<dyn StreamFilterFactory>, ConfigError> {
     let cfg = decode(any, path)?;
-    Ok(Arc::new(LocalRateLimitFactory::new(&cfg, path, ctx.store, Arc::new(MonotonicClock::new()))?))
+    Ok(Arc::new(
+        LocalRateLimitFactory::new(&cfg, path, ctx.store, Arc::new(MonotonicClock::new()))?.named(ctx.filter_name),
+    ))
 }
 
 /// The per-route constructor of the registry, which has no stats store to give
@@ -190,6 +192,8 @@ pub fn per_route_config(any: &Any, path: &FieldPath, store: Option<&Store>) -> R
 pub struct LocalRateLimitFactory {
     config: Arc<RateLimitConfig>,
     stats: Arc<LocalRateLimitStats>,
+    /// The filter's configured name: its routes' configs are found under it.
+    name: Arc<str>,
 }
 
 impl LocalRateLimitFactory {
@@ -201,13 +205,23 @@ impl LocalRateLimitFactory {
     ) -> Result<LocalRateLimitFactory, ConfigError> {
         let config = RateLimitConfig::from_proto(cfg, path, false, Some(store), clock)?;
         let stats = Arc::new(LocalRateLimitStats::new(store, &stat_prefix(&cfg.stat_prefix)));
-        Ok(LocalRateLimitFactory { config: Arc::new(config), stats })
+        Ok(LocalRateLimitFactory { config: Arc::new(config), stats, name: NAME.into() })
+    }
+
+    /// The factory of a filter configured under `name`.
+    pub fn named(self, name: &str) -> Self {
+        LocalRateLimitFactory { name: name.into(), ..self }
     }
 }
 
 impl StreamFilterFactory for LocalRateLimitFactory {
     fn create(&self) -> Box<dyn StreamFilter> {
-        Box::new(LocalRateLimitFilter { config: self.config.clone(), stats: self.stats.clone(), x_headers: None })
+        Box::new(LocalRateLimitFilter {
+            config: self.config.clone(),
+            stats: self.stats.clone(),
+            name: self.name.clone(),
+            x_headers: None,
+        })
     }
 }
 
@@ -222,6 +236,7 @@ struct XRateLimit {
 struct LocalRateLimitFilter {
     config: Arc<RateLimitConfig>,
     stats: Arc<LocalRateLimitStats>,
+    name: Arc<str>,
     x_headers: Option<XRateLimit>,
 }
 
@@ -238,7 +253,7 @@ impl StreamFilter for LocalRateLimitFilter {
         cx: &mut StreamContext<'_>,
     ) -> FilterStatus {
         let route = cx.route;
-        let config = route.and_then(|r| r.per_filter_config::<RateLimitConfig>(NAME)).unwrap_or(&self.config);
+        let config = route.and_then(|r| r.per_filter_config::<RateLimitConfig>(&self.name)).unwrap_or(&self.config);
         let stats = config.stats.as_deref().unwrap_or(&self.stats);
         if !config.enabled.sample() {
             return FilterStatus::Continue;
