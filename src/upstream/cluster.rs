@@ -17,6 +17,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_optio
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::UpstreamProtocolOptions;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 
+use super::host::Locality;
 use super::load_balancer::{LbPolicy, DEFAULT_ACTIVE_REQUEST_BIAS, DEFAULT_CHOICE_COUNT};
 use super::resource_manager::ResourceManager;
 use crate::config::{self, ConfigError, FieldPath};
@@ -141,6 +142,8 @@ pub struct ConfiguredEndpoint {
     pub weight: u32,
     /// `address.socket_address.ipv4_compat`.
     pub ipv4_compat: bool,
+    /// Its `LocalityLbEndpoints.locality`, when set.
+    pub locality: Option<Arc<Locality>>,
 }
 
 /// Everything about a cluster that does not change while it exists.
@@ -374,6 +377,9 @@ fn endpoints(c: &Cluster, path: &FieldPath, discovery: DiscoveryType) -> Result<
     };
     for (i, locality) in la.endpoints.iter().enumerate() {
         let mut locality_weight: u64 = 0;
+        let named = locality.locality.as_ref().map(|l| {
+            Arc::new(Locality { region: l.region.clone(), zone: l.zone.clone(), sub_zone: l.sub_zone.clone() })
+        });
         for (j, lb_endpoint) in locality.lb_endpoints.iter().enumerate() {
             let p = format!("{path}.load_assignment.endpoints[{i}].lb_endpoints[{j}]");
             let weight = lb_endpoint.load_balancing_weight.as_ref().map_or(1, |w| w.value);
@@ -417,6 +423,7 @@ fn endpoints(c: &Cluster, path: &FieldPath, discovery: DiscoveryType) -> Result<
                 hostname: endpoint.hostname.clone(),
                 weight,
                 ipv4_compat: ipv4_compat(addr),
+                locality: named.clone(),
             });
         }
     }

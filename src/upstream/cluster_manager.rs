@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 
-use super::cluster::{ClusterInfo, DiscoveryType, EndpointAddress};
+use super::cluster::{ClusterInfo, ConfiguredEndpoint, DiscoveryType, EndpointAddress};
 use super::dns;
 use super::host::{Host, HostSet};
 use super::thread_local_cluster::ThreadLocalClusterManager;
@@ -156,7 +156,7 @@ fn static_hosts(info: &ClusterInfo) -> HostSet {
         info.endpoints
             .iter()
             .filter_map(|e| match e.address {
-                EndpointAddress::Ip(a) => Some(Host::with_ipv4_compat(a, e.hostname.clone(), e.weight, e.ipv4_compat)),
+                EndpointAddress::Ip(a) => Some(Host::of_endpoint(a, e.hostname.clone(), e)),
                 EndpointAddress::Dns { .. } => None,
             })
             .collect(),
@@ -196,7 +196,7 @@ async fn resolve_cluster(info: &ClusterInfo, current: &HostSet) -> Option<Resolv
                     info.stats.max_host_weight.set(if addrs.is_empty() { 1 } else { i64::from(weight) });
                 }
                 targets_with_hosts += usize::from(!addrs.is_empty());
-                hosts.extend(addrs.into_iter().map(|a| reuse_or_new(current, a, hostname, weight)));
+                hosts.extend(addrs.into_iter().map(|a| reuse_or_new(current, a, hostname, endpoint)));
             }
             Err(e) => {
                 tracing::warn!(cluster = %info.name, "DNS resolution of '{name}' failed: {e}");
@@ -212,12 +212,12 @@ async fn resolve_cluster(info: &ClusterInfo, current: &HostSet) -> Option<Resolv
     Some(Resolved { hosts: Arc::new(hosts), targets_with_hosts })
 }
 
-fn reuse_or_new(current: &HostSet, address: SocketAddr, name: &str, weight: u32) -> Arc<Host> {
+fn reuse_or_new(current: &HostSet, address: SocketAddr, name: &str, endpoint: &ConfiguredEndpoint) -> Arc<Host> {
     current
         .iter()
-        .find(|h| h.address == address && h.hostname == name && h.weight == weight)
+        .find(|h| h.address == address && h.hostname == name && h.weight == endpoint.weight)
         .cloned()
-        .unwrap_or_else(|| Host::new(address, name.to_string(), weight))
+        .unwrap_or_else(|| Host::of_endpoint(address, name.to_string(), endpoint))
 }
 
 /// Re-resolves a DNS cluster every `dns_refresh_rate` until the manager is gone.

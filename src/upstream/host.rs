@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::cluster::ConfiguredEndpoint;
+
 /// One endpoint of a cluster. Its counters are shared by every worker, so they
 /// are atomics; they feed `/clusters`.
 #[derive(Debug)]
@@ -17,7 +19,18 @@ pub struct Host {
     /// `IPV6_V6ONLY` on connections to an IPv6 address: Envoy's default, cleared by
     /// the endpoint's `ipv4_compat` (an IPv4-mapped address needs it to connect).
     pub ipv6_only: bool,
+    /// The `locality` of the endpoint's `LocalityLbEndpoints` (shown by `/clusters`),
+    /// shared by its hosts.
+    pub locality: Option<Arc<Locality>>,
     pub stats: HostStats,
+}
+
+/// Where an endpoint runs, as its `LocalityLbEndpoints.locality` says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Locality {
+    pub region: String,
+    pub zone: String,
+    pub sub_zone: String,
 }
 
 #[derive(Debug, Default)]
@@ -41,13 +54,22 @@ impl HostStats {
 
 impl Host {
     pub fn new(address: SocketAddr, hostname: String, weight: u32) -> Arc<Host> {
-        Host::with_ipv4_compat(address, hostname, weight, false)
+        let ipv6_only = crate::network::socket::ipv6_only(address.ip(), false);
+        Arc::new(Host { address, hostname, weight, ipv6_only, locality: None, stats: HostStats::default() })
     }
 
-    /// A host whose endpoint address says `ipv4_compat`.
-    pub fn with_ipv4_compat(address: SocketAddr, hostname: String, weight: u32, ipv4_compat: bool) -> Arc<Host> {
-        let ipv6_only = crate::network::socket::ipv6_only(address.ip(), ipv4_compat);
-        Arc::new(Host { address, hostname, weight, ipv6_only, stats: HostStats::default() })
+    /// A host of configured endpoint `e` at `address` (its own, or one its name
+    /// resolved to), named `hostname`.
+    pub fn of_endpoint(address: SocketAddr, hostname: String, e: &ConfiguredEndpoint) -> Arc<Host> {
+        let ipv6_only = crate::network::socket::ipv6_only(address.ip(), e.ipv4_compat);
+        Arc::new(Host {
+            address,
+            hostname,
+            weight: e.weight,
+            ipv6_only,
+            locality: e.locality.clone(),
+            stats: HostStats::default(),
+        })
     }
 }
 

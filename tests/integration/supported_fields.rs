@@ -205,7 +205,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (HTTP_OPTIONS, "headers_with_underscores_action", &[compat("headers_with_underscores")]),
     ("envoy.config.endpoint.v3.ClusterLoadAssignment", "cluster_name", &[compat("http_get")]),
     ("envoy.config.endpoint.v3.ClusterLoadAssignment", "endpoints", &[compat("http_get")]),
-    // MISSING: LocalityLbEndpoints.locality (see KNOWN_GAPS).
+    ("envoy.config.endpoint.v3.LocalityLbEndpoints", "locality", &[compat("endpoint_locality")]),
     ("envoy.config.endpoint.v3.LocalityLbEndpoints", "lb_endpoints", &[compat("http_get")]),
     ("envoy.config.endpoint.v3.LbEndpoint", "endpoint", &[compat("http_get")]),
     (
@@ -540,9 +540,6 @@ const KNOWN_GAPS: &[(&str, &str, &str)] = &[
     // a 4000-byte POST whose first try gets a 503 is not retried (503,
     // retry_or_shadow_abandoned 1); Courier retries it (200, the counter stays 0).
     (LISTENER, "per_connection_buffer_limit_bytes", "ignored by HTTP (Envoy bounds retry buffering with it)"),
-    // MISSING: Envoy shows each host's locality in /clusters (`::region::eu-west`,
-    // `::zone::`, `::sub_zone::`, and in the JSON); Courier prints them empty.
-    ("envoy.config.endpoint.v3.LocalityLbEndpoints", "locality", "not shown in /clusters as Envoy does"),
     // MISSING: Courier speaks HTTP/1 only, so AUTO behaves as HTTP1. Sent the HTTP/2
     // preface, Envoy's AUTO answers in HTTP/2 (downstream_cx_http2_total 1);
     // Courier answers 426 and counts an HTTP/1 connection. (With HTTP1, Envoy

@@ -43,9 +43,10 @@ pub(super) fn render(server: &Server, as_json: bool) -> Reply {
                 out.push_str(&format!("{h}::{field}::{}\n", HostStats::get(v)));
             }
             out.push_str(&format!("{h}::hostname::{}\n", host.hostname));
+            let l = host.locality.as_deref().cloned().unwrap_or_default();
             out.push_str(&format!(
-                "{h}::health_flags::healthy\n{h}::weight::{}\n{h}::region::\n{h}::zone::\n{h}::sub_zone::\n",
-                host.weight
+                "{h}::health_flags::healthy\n{h}::weight::{}\n{h}::region::{}\n{h}::zone::{}\n{h}::sub_zone::{}\n",
+                host.weight, l.region, l.zone, l.sub_zone
             ));
             out.push_str(&format!(
                 "{h}::canary::false\n{h}::priority::0\n{h}::success_rate::-1\n{h}::local_origin_success_rate::-1\n"
@@ -68,6 +69,19 @@ fn counters(s: &HostStats) -> [(&'static str, &AtomicU64); 9] {
         ("rq_timeout", &s.rq_timeout),
         ("rq_total", &s.rq_total),
     ]
+}
+
+/// A host's locality as Envoy's JSON shows it: the fields that are set.
+fn locality_json(l: Option<&crate::upstream::host::Locality>) -> serde_json::Value {
+    let mut out = json!({});
+    if let Some(l) = l {
+        for (k, v) in [("region", &l.region), ("zone", &l.zone), ("sub_zone", &l.sub_zone)] {
+            if !v.is_empty() {
+                out[k] = json!(v);
+            }
+        }
+    }
+    out
 }
 
 fn json_form(cm: &crate::upstream::ClusterManager) -> String {
@@ -98,7 +112,7 @@ fn json_form(cm: &crate::upstream::ClusterManager) -> String {
                         "stats": stats,
                         "health_status": { "eds_health_status": "HEALTHY" },
                         "weight": host.weight,
-                        "locality": {},
+                        "locality": locality_json(host.locality.as_deref()),
                     });
                     if !host.hostname.is_empty() {
                         h["hostname"] = json!(host.hostname);
