@@ -32,6 +32,9 @@ pub struct FactoryContext<'a> {
     pub service_cluster: &'a str,
     /// The listener being built: its stat scope (`listener.<scope>.`).
     pub listener_stat_scope: &'a str,
+    /// The listener's `per_connection_buffer_limit_bytes`: what a connection's
+    /// filters may buffer (the router's retry buffer among them).
+    pub listener_buffer_limit: u32,
 }
 
 /// Builds a network filter from its `typed_config`; the path points at it.

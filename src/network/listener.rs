@@ -77,7 +77,9 @@ impl ListenerConfig {
         let address = SocketAddr::new(ip, port);
         let stat_scope = if l.stat_prefix.is_empty() { stat_name_of(&address) } else { l.stat_prefix.clone() };
         let name = if l.name.is_empty() { address.to_string() } else { l.name.clone() };
-        let ctx = FactoryContext { listener_stat_scope: &stat_scope, ..*ctx };
+        let buffer_limit =
+            l.per_connection_buffer_limit_bytes.as_ref().map(|v| v.value).unwrap_or(DEFAULT_BUFFER_LIMIT);
+        let ctx = FactoryContext { listener_stat_scope: &stat_scope, listener_buffer_limit: buffer_limit, ..*ctx };
         let filter_chain = filter_chain(l, path, &ctx)?;
         let prefix = format!("listener.{stat_scope}.");
         Ok(Arc::new(ListenerConfig {
@@ -85,7 +87,7 @@ impl ListenerConfig {
             address,
             ipv6_only: super::socket::ipv6_only(ip, ipv4_compat(addr)),
             reuse_port: l.enable_reuse_port.as_ref().map(|b| b.value).unwrap_or(true),
-            buffer_limit: l.per_connection_buffer_limit_bytes.as_ref().map(|v| v.value).unwrap_or(DEFAULT_BUFFER_LIMIT),
+            buffer_limit,
             filter_chain,
             stats: ListenerStats::new(ctx.store, &prefix),
             worker_stats: (0..workers)

@@ -2,10 +2,11 @@
 //! body as it forwards it (up to its buffer limit) so that a retry can send it
 //! again; a body over the limit is sent once and the request is not retried.
 //!
-//! Courier reads the body before the first attempt, up to `RETRY_BUFFER_LIMIT`: a
-//! body that ends within it becomes replayable (`ForwardBody::Buffered`); a larger
-//! one (or one with trailers or a framing error) is sent once, what was read first
-//! and then the rest (`ForwardBody::Once`).
+//! Courier reads the body before the first attempt, up to the listener's
+//! `per_connection_buffer_limit_bytes`: a body that ends within it becomes
+//! replayable (`ForwardBody::Buffered`); a larger one (counted in
+//! `retry_or_shadow_abandoned`, or one with trailers or a framing error) is sent
+//! once, what was read first and then the rest (`ForwardBody::Once`).
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -18,14 +19,12 @@ use hyper::body::{Body, Frame, SizeHint};
 use super::upstream_request::ForwardBody;
 use crate::http::body::RequestBodyStream;
 use crate::http::http1::CodecError;
+use crate::stats::Counter;
 use crate::upstream::http1_conn_pool::BoxError;
 
-/// Envoy's default buffer limit (`per_connection_buffer_limit_bytes`, 1 MiB).
-pub const RETRY_BUFFER_LIMIT: usize = 1024 * 1024;
-
 /// Makes a streamed body replayable when it fits in `limit` bytes; other bodies
-/// are returned as they are.
-pub(crate) async fn buffer_for_retries(body: ForwardBody, limit: usize) -> ForwardBody {
+/// are returned as they are. A body over the limit counts in `abandoned`.
+pub(crate) async fn buffer_for_retries(body: ForwardBody, limit: usize, abandoned: &Counter) -> ForwardBody {
     let ForwardBody::Streaming(mut stream) = body else { return body };
     let mut read: VecDeque<Result<Frame<Bytes>, CodecError>> = VecDeque::new();
     let mut len = 0usize;
@@ -36,6 +35,7 @@ pub(crate) async fn buffer_for_retries(body: ForwardBody, limit: usize) -> Forwa
                 len += frame.data_ref().map_or(0, |d| d.len());
                 read.push_back(Ok(frame));
                 if len > limit {
+                    abandoned.inc();
                     return once(read, stream);
                 }
             }

@@ -243,14 +243,17 @@ pub async fn forward(
     action: &ForwardAction,
     parts: &http::request::Parts,
     mut body: ForwardBody,
+    buffer_limit: u32,
     info: &mut StreamInfo,
 ) -> Result<UpstreamResponse, LocalReply> {
     let stats = &cluster.info.stats;
     let policy = action.retry_policy.as_ref();
-    // With retries possible, keep the body so a retry can send it again (Envoy
-    // buffers it up to its buffer limit). The route timeout starts after it.
+    // With retries possible, keep the body so a retry can send it again, up to
+    // the connection's buffer limit as Envoy does (a larger body is sent once:
+    // `retry_or_shadow_abandoned`). The route timeout starts after it.
     if policy.is_some_and(|p| p.num_retries > 0 && !p.retry_on.is_empty()) {
-        body = super::retry_body::buffer_for_retries(body, super::retry_body::RETRY_BUFFER_LIMIT).await;
+        let abandoned = &stats.retry_or_shadow_abandoned;
+        body = super::retry_body::buffer_for_retries(body, buffer_limit as usize, abandoned).await;
     }
     let timer_started = Instant::now();
     let deadline = action.timeout.map(|t| timer_started + t);

@@ -140,6 +140,7 @@ impl ServerConfig {
             drain: &drain_rx,
             service_cluster: b.node.as_ref().map_or("", |n| n.cluster.as_str()),
             listener_stat_scope: "",
+            listener_buffer_limit: crate::upstream::cluster::DEFAULT_BUFFER_LIMIT,
         };
         let listeners = ListenerManager::from_proto(statics.map_or(&[], |s| &s.listeners), &ctx, options.workers())?;
         let admin_address = match b.admin.as_ref().and_then(|a| a.address.as_ref()) {

@@ -125,7 +125,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (LISTENER, "address", &[compat("admin_pages")]),
     (LISTENER, "stat_prefix", &[compat("stat_prefixes")]),
     (LISTENER, "filter_chains", &[compat("http_get")]),
-    // MISSING: Listener.per_connection_buffer_limit_bytes (see KNOWN_GAPS).
+    (LISTENER, "per_connection_buffer_limit_bytes", &[compat("retry_buffer_limit")]),
     (LISTENER, "enable_reuse_port", &[test(TCP_IT, "shared_socket_without_reuse_port_also_serves")]),
     ("envoy.config.listener.v3.FilterChain", "filters", &[compat("http_get")]),
     ("envoy.config.listener.v3.Filter", "typed_config", &[compat("tcp_proxy"), compat("http_get")]),
@@ -535,11 +535,6 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
 /// Envoy's do. Each is to be resolved (the code fixed, the field refused, or moved
 /// to `NO_EFFECT`); the test fails once one has evidence, so the entry goes.
 const KNOWN_GAPS: &[(&str, &str, &str)] = &[
-    // MISSING: Courier reads it only as the tcp_proxy relay's read size. Envoy also
-    // bounds the request body it keeps for retries with it: with a 1024-byte limit,
-    // a 4000-byte POST whose first try gets a 503 is not retried (503,
-    // retry_or_shadow_abandoned 1); Courier retries it (200, the counter stays 0).
-    (LISTENER, "per_connection_buffer_limit_bytes", "ignored by HTTP (Envoy bounds retry buffering with it)"),
     // MISSING: Courier speaks HTTP/1 only, so AUTO behaves as HTTP1. Sent the HTTP/2
     // preface, Envoy's AUTO answers in HTTP/2 (downstream_cx_http2_total 1);
     // Courier answers 426 and counts an HTTP/1 connection. (With HTTP1, Envoy

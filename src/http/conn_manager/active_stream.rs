@@ -461,7 +461,8 @@ impl Stream {
         {
             parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
         }
-        let forwarded = upstream_request::forward(&cluster, action, &parts, body, &mut self.info).await;
+        let forwarded =
+            upstream_request::forward(&cluster, action, &parts, body, self.cfg.buffer_limit, &mut self.info).await;
         let upstream = match forwarded {
             Ok(u) => u,
             Err(reply) => return self.finish_route_reply(reply, &route, &parts, &mut filters, is_head),

@@ -59,6 +59,9 @@ pub struct HcmConfig {
     pub generate_request_id: bool,
     pub idle_timeout: Option<Duration>,
     pub max_headers_count: usize,
+    /// The listener's `per_connection_buffer_limit_bytes`: the most of a request
+    /// body the router keeps for retries.
+    pub buffer_limit: u32,
     /// `common_http_protocol_options.max_requests_per_connection`: the response to
     /// the Nth request closes the connection (`None`: unlimited).
     pub max_requests_per_connection: Option<u32>,
@@ -107,6 +110,7 @@ impl HcmConfig {
             drain,
             service_cluster,
             listener_stat_scope,
+            listener_buffer_limit,
         } = *ctx;
         match CodecType::try_from(p.codec_type) {
             Ok(CodecType::Auto) | Ok(CodecType::Http1) => {}
@@ -187,6 +191,7 @@ impl HcmConfig {
                 .as_ref()
                 .map(|v| v.value as usize)
                 .unwrap_or(DEFAULT_MAX_HEADERS_COUNT),
+            buffer_limit: listener_buffer_limit,
             max_requests_per_connection: common.max_requests_per_connection.map(|v| v.value).filter(|m| *m > 0),
             max_request_headers_bytes: max_kb as usize * 1024,
             max_stream_duration: timeout(&common.max_stream_duration, None),
