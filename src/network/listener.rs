@@ -27,7 +27,6 @@ define_stats! {
         counter network_extension_config_missing,
         counter downstream_listener_filter_remote_close,
         counter downstream_listener_filter_error,
-        counter no_certificate,
         gauge downstream_cx_active,
         gauge downstream_pre_cx_active,
     }

@@ -18,16 +18,18 @@ pub use histogram::{Histogram, HistogramSnapshot};
 pub use store::{Counter, Gauge, Store};
 pub use table::{Stats, Words};
 
-/// The counter of a response's status class among `[1xx, 2xx, 3xx, 4xx, 5xx]`
-/// (anything outside 100..=499 counts as 5xx, as Envoy's code stats do).
-pub fn by_status_class(status: u16, classes: [&Counter; 5]) -> &Counter {
+/// The status class of a response, 1 to 5 (anything outside 100..=499 counts as
+/// 5xx, as Envoy's code stats do).
+pub fn status_class(status: u16) -> u16 {
     match status {
-        100..=199 => classes[0],
-        200..=299 => classes[1],
-        300..=399 => classes[2],
-        400..=499 => classes[3],
-        _ => classes[4],
+        100..=499 => status / 100,
+        _ => 5,
     }
+}
+
+/// The counter of a response's status class among `[1xx, 2xx, 3xx, 4xx, 5xx]`.
+pub fn by_status_class(status: u16, classes: [&Counter; 5]) -> &Counter {
+    classes[usize::from(status_class(status) - 1)]
 }
 
 /// Declares a struct of stats whose names are `<prefix><field>`, as Envoy's

@@ -399,6 +399,30 @@ mod tests {
     }
 
     #[test]
+    fn prometheus_folds_response_codes_into_one_family() {
+        let store = Store::new();
+        for name in ["cluster.b.upstream_rq_2xx", "cluster.a.upstream_rq_5xx", "cluster.a.upstream_rq_2xx"] {
+            store.counter(name).inc();
+        }
+        store.counter("cluster.a.upstream_rq_503").inc();
+        store.counter("cluster.a.upstream_rq_200").add(2);
+        store.counter("cluster.a.upstream_rq_total").add(3);
+        let p = prometheus(&store.lock(), &StatsFilter::default());
+        assert_eq!(
+            p,
+            "# TYPE envoy_cluster_upstream_rq counter\n\
+             envoy_cluster_upstream_rq{envoy_response_code=\"200\",envoy_cluster_name=\"a\"} 2\n\
+             envoy_cluster_upstream_rq{envoy_response_code=\"503\",envoy_cluster_name=\"a\"} 1\n\
+             # TYPE envoy_cluster_upstream_rq_total counter\n\
+             envoy_cluster_upstream_rq_total{envoy_cluster_name=\"a\"} 3\n\
+             # TYPE envoy_cluster_upstream_rq_xx counter\n\
+             envoy_cluster_upstream_rq_xx{envoy_response_code_class=\"2\",envoy_cluster_name=\"a\"} 1\n\
+             envoy_cluster_upstream_rq_xx{envoy_response_code_class=\"5\",envoy_cluster_name=\"a\"} 1\n\
+             envoy_cluster_upstream_rq_xx{envoy_response_code_class=\"2\",envoy_cluster_name=\"b\"} 1\n"
+        );
+    }
+
+    #[test]
     fn bucket_labels_are_the_default_buckets() {
         for (label, bound) in BUCKET_LABELS.iter().zip(DEFAULT_BUCKETS) {
             assert_eq!(label.parse::<f64>().ok(), Some(bound));

@@ -1,7 +1,23 @@
 //! Envoy's default tag extraction, for the Prometheus format: the variable parts of
-//! a stat name (cluster name, listener address, worker id, ...) become labels and
-//! are cut out of the metric name, e.g. `cluster.echo.upstream_cx_total` →
-//! `envoy_cluster_upstream_cx_total{envoy_cluster_name="echo"}`.
+//! a stat name (cluster name, listener address, response code, worker id, ...) become
+//! labels and are cut out of the name, e.g. `cluster.echo.upstream_rq_200` →
+//! `envoy_cluster_upstream_rq{envoy_response_code="200",envoy_cluster_name="echo"}`.
+//!
+//! As in Envoy, every extractor looks at the whole original name, and what they
+//! capture is cut out all at once at the end. Extractors whose pattern starts with a
+//! fixed first token (`cluster`, `http`, ...) run after the ones that do not (response
+//! code, worker id, ...); within each group they run in table order, regular
+//! expressions before token patterns. That order is the order of the labels.
+//!
+//! Skipped from Envoy's default set, because Courier creates none of the stats they
+//! read: the DynamoDB, TLS (ciphers, curves, signature algorithms, versions,
+//! certificates), RBAC, proxy-protocol, SDS, scoped-RDS and active health check name
+//! extractors.
+
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use regex::Regex;
 
 /// A stat name split into its tag-extracted name and tags (in Envoy's order).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,69 +26,208 @@ pub struct Tagged {
     pub tags: Vec<(&'static str, String)>,
 }
 
-/// Prefixes whose next dot-separated segment is a tag, as Envoy's
-/// `^<prefix>\.((.*?)\.)` extractors.
-const SEGMENT_TAGS: &[(&str, &str)] = &[
-    ("cluster.", "envoy_cluster_name"),
-    ("http.", "envoy_http_conn_manager_prefix"),
-    ("tcp.", "envoy_tcp_prefix"),
-    ("vhost.", "envoy_virtual_host"),
+/// How one extractor finds its tag in a name.
+enum Pattern {
+    /// Group 1 is cut out of the name; group 2 is the tag's value. The regex is tried
+    /// only on names containing `needle`; a value equal to `not` is no tag.
+    Regex { re: &'static str, needle: &'static str, not: Option<&'static str> },
+    /// Dot-separated tokens: a literal, `*` (one token), `$` (one token: the value,
+    /// cut out with the dot after it) or `**` (any number of tokens; at the end, at
+    /// least one: the `$` token is never the stat's own last name).
+    Tokens(&'static str),
+}
+
+/// An IPv4 or bracketed IPv6 address and a port, as listener stat names spell them
+/// (`127.0.0.1_80`, `[__1]_80`).
+macro_rules! address {
+    () => {
+        r"(?:[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}|\[[0-9a-fA-F_]+\])_[0-9]+"
+    };
+}
+
+/// Envoy's default extractors (its `TagNames`), as Prometheus label names, in
+/// Envoy's order: regular expressions first, then token patterns.
+const DEFAULTS: &[(&str, Pattern)] = &[
+    // *_rq(_<code>)
+    ("envoy_response_code", Pattern::Regex { re: r"_rq(_([0-9]{3}))$", needle: "_rq_", not: None }),
+    // *_rq_(<class>)xx
+    ("envoy_response_code_class", Pattern::Regex { re: r"_rq_(([0-9]))xx$", needle: "_rq_", not: None }),
+    // listener.[<address>.]http.(<stat_prefix>.)*
+    (
+        "envoy_http_conn_manager_prefix",
+        Pattern::Regex { re: r"^listener\..*?\.http\.(([^.]+)\.)", needle: ".http.", not: None },
+    ),
+    // {listener.[<address>.],server.,listener_manager.,thread_local_cluster_manager.}worker_(<id>.)*
+    (
+        "envoy_worker_id",
+        Pattern::Regex {
+            re: concat!(
+                r"^(?:listener\.(?:",
+                address!(),
+                r"|[^.]+)|server|listener_manager|thread_local_cluster_manager)\.worker_(([0-9]+)\.)"
+            ),
+            needle: "worker_",
+            not: None,
+        },
+    ),
+    // listener.(<address or stat_prefix>.)*, except the admin listener
+    (
+        "envoy_listener_address",
+        Pattern::Regex {
+            re: concat!(r"^listener\.((", address!(), r"|[^.]+)\.)"),
+            needle: "listener.",
+            not: Some("admin"),
+        },
+    ),
+    // http.[<stat_prefix>.]rds.(<route_config_name>.)<stat>: the route config name may hold dots
+    (
+        "envoy_rds_route_config",
+        Pattern::Regex { re: r"^http\.[^.]+\.rds\.(([0-9A-Za-z_.-]+)\.)[0-9A-Za-z_]+$", needle: ".rds.", not: None },
+    ),
+    ("envoy_mongo_callsite", Pattern::Tokens("mongo.*.collection.*.callsite.$.query.**")),
+    ("envoy_mongo_collection", Pattern::Tokens("mongo.*.collection.$.**.query.*")),
+    ("envoy_mongo_cmd", Pattern::Tokens("mongo.*.cmd.$.**")),
+    ("envoy_grpc_bridge_method", Pattern::Tokens("cluster.*.grpc.*.$.**")),
+    ("envoy_http_user_agent", Pattern::Tokens("http.*.user_agent.$.**")),
+    ("envoy_virtual_cluster", Pattern::Tokens("vhost.*.vcluster.$.**")),
+    ("envoy_fault_downstream_cluster", Pattern::Tokens("http.*.fault.$.**")),
+    ("envoy_grpc_bridge_service", Pattern::Tokens("cluster.*.grpc.$.**")),
+    ("envoy_tcp_prefix", Pattern::Tokens("tcp.$.**")),
+    ("envoy_udp_prefix", Pattern::Tokens("udp.$.**")),
+    ("envoy_clientssl_prefix", Pattern::Tokens("auth.clientssl.$.**")),
+    ("envoy_ratelimit_prefix", Pattern::Tokens("ratelimit.$.**")),
+    ("envoy_cluster_name", Pattern::Tokens("cluster.$.**")),
+    ("envoy_ext_authz_prefix", Pattern::Tokens("cluster.*.ext_authz.$.**")),
+    ("envoy_ext_authz_prefix", Pattern::Tokens("http.*.ext_authz.$.**")),
+    ("envoy_http_conn_manager_prefix", Pattern::Tokens("http.$.**")),
+    ("envoy_virtual_host", Pattern::Tokens("vhost.$.**")),
+    ("envoy_mongo_prefix", Pattern::Tokens("mongo.$.**")),
+    ("envoy_route", Pattern::Tokens("vhost.*.route.$.**")),
+    ("envoy_thrift_prefix", Pattern::Tokens("thrift.$.**")),
+    ("envoy_redis_prefix", Pattern::Tokens("redis.$.**")),
+    ("envoy_local_http_ratelimit_prefix", Pattern::Tokens("$.http_local_rate_limit.**")),
+    ("envoy_local_network_ratelimit_prefix", Pattern::Tokens("local_rate_limit.$.**")),
+    ("envoy_local_listener_ratelimit_prefix", Pattern::Tokens("listener_local_ratelimit.$.**")),
+    ("envoy_dns_filter_prefix", Pattern::Tokens("dns_filter.$.**")),
+    ("envoy_connection_limit_prefix", Pattern::Tokens("connection_limit.$.**")),
 ];
+
+enum Matcher {
+    Regex { re: Regex, needle: &'static str, not: Option<&'static str> },
+    Tokens(Vec<&'static str>),
+}
+
+struct Extractor {
+    label: &'static str,
+    /// The fixed first token every name it matches starts with, if any.
+    first: Option<&'static str>,
+    matcher: Matcher,
+}
+
+impl Extractor {
+    fn new(label: &'static str, pattern: &Pattern) -> Extractor {
+        match *pattern {
+            Pattern::Regex { re, needle, not } => Extractor {
+                label,
+                first: regex_first_token(re),
+                // The table's own constants, checked by the tests.
+                matcher: Matcher::Regex { re: Regex::new(re).expect("default tag regex"), needle, not },
+            },
+            Pattern::Tokens(pattern) => {
+                let tokens: Vec<&str> = pattern.split('.').collect();
+                let first = tokens.first().copied().filter(|t| !matches!(*t, "*" | "**" | "$"));
+                Extractor { label, first, matcher: Matcher::Tokens(tokens) }
+            }
+        }
+    }
+
+    /// The tag's value and the byte range to cut out of `name` (split into `tokens`).
+    fn find<'n>(&self, name: &'n str, tokens: &[&'n str]) -> Option<(&'n str, Range<usize>)> {
+        match &self.matcher {
+            Matcher::Regex { re, needle, not } => {
+                if !name.contains(needle) {
+                    return None;
+                }
+                let caps = re.captures(name)?;
+                let cut = caps.get(1)?;
+                let value = caps.get(2).unwrap_or(cut).as_str();
+                (Some(value) != *not).then(|| (value, cut.range()))
+            }
+            Matcher::Tokens(pattern) => {
+                let index = match_tokens(pattern, tokens, 0)??;
+                let start: usize = tokens[..index].iter().map(|t| t.len() + 1).sum();
+                let value = tokens[index];
+                Some((value, start..start + value.len() + 1))
+            }
+        }
+    }
+}
+
+/// `word` when `re` starts with `^word\.`, as Envoy keys its regex extractors.
+fn regex_first_token(re: &str) -> Option<&str> {
+    let word = re.strip_prefix('^')?.split_once(r"\.")?.0;
+    word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_').then_some(word)
+}
+
+/// Whether `tokens` match `pattern`: `None` if not, else the index of the `$` token
+/// (`Some(None)` for a matching pattern suffix without one). `at` is the index of
+/// `tokens[0]` in the whole name.
+fn match_tokens(pattern: &[&str], tokens: &[&str], at: usize) -> Option<Option<usize>> {
+    let Some((&head, rest)) = pattern.split_first() else {
+        return tokens.is_empty().then_some(None);
+    };
+    if head == "**" {
+        let least = usize::from(rest.is_empty());
+        return (least..=tokens.len()).find_map(|skip| match_tokens(rest, &tokens[skip..], at + skip));
+    }
+    let (&token, tail) = tokens.split_first()?;
+    if head != "*" && head != "$" && head != token {
+        return None;
+    }
+    let found = match_tokens(rest, tail, at + 1)?;
+    Some(if head == "$" { Some(at) } else { found })
+}
+
+/// The compiled defaults: those without a fixed first token, then the others, each
+/// group in table order (Envoy runs them in this order, so the labels come out so).
+fn extractors() -> &'static [Extractor] {
+    static ALL: OnceLock<Vec<Extractor>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        let mut all: Vec<Extractor> = DEFAULTS.iter().map(|(label, p)| Extractor::new(label, p)).collect();
+        // Stable: keeps the table order within each group.
+        all.sort_by_key(|e| e.first.is_some());
+        all
+    })
+}
 
 /// Splits `name` into its tag-extracted name and tags.
 pub fn extract(name: &str) -> Tagged {
+    let tokens: Vec<&str> = name.split('.').collect();
+    let first = tokens.first().copied().unwrap_or("");
     let mut tags = Vec::new();
-    let mut rest = name.to_string();
-    for (prefix, tag) in SEGMENT_TAGS {
-        if let Some(after) = name.strip_prefix(prefix) {
-            if let Some((value, tail)) = after.split_once('.') {
-                tags.push((*tag, value.to_string()));
-                rest = format!("{prefix}{tail}");
-            }
-            break;
+    let mut cuts = Vec::new();
+    for e in extractors().iter().filter(|e| e.first.is_none_or(|f| f == first)) {
+        if let Some((value, cut)) = e.find(name, &tokens) {
+            tags.push((e.label, value.to_string()));
+            cuts.push(cut);
         }
     }
-    if let Some(after) = name.strip_prefix("listener.") {
-        if let Some((addr, tail)) = listener_address(after) {
-            tags.push(("envoy_listener_address", addr.to_string()));
-            rest = format!("listener.{tail}");
-        }
-    }
-    // `worker_<n>.` after listener., server. or listener_manager. → envoy_worker_id.
-    for prefix in ["listener.", "server.", "listener_manager."] {
-        if let Some(after) = rest.strip_prefix(prefix) {
-            if let Some(w) = after.strip_prefix("worker_") {
-                let digits: String = w.chars().take_while(char::is_ascii_digit).collect();
-                if !digits.is_empty() && w[digits.len()..].starts_with('.') {
-                    let tail = &w[digits.len() + 1..];
-                    rest = format!("{prefix}worker.{tail}");
-                    tags.insert(0, ("envoy_worker_id", digits));
-                }
-            }
-            break;
-        }
-    }
-    Tagged { name: rest, tags }
+    Tagged { name: cut_out(name, cuts), tags }
 }
 
-/// The listener address at the start of `s`, as Envoy's extractor matches it: the
-/// longest run of `[_.0-9]` (IPv4) or `[_[]a-fA-F0-9]` (IPv6) followed by a dot.
-fn listener_address(s: &str) -> Option<(&str, &str)> {
-    let v4 = |c: char| c == '_' || c == '.' || c.is_ascii_digit();
-    let v6 = |c: char| c == '_' || c == '[' || c == ']' || c.is_ascii_hexdigit();
-    for allowed in [&v4 as &dyn Fn(char) -> bool, &v6] {
-        let run = s.chars().take_while(|c| allowed(*c)).count();
-        // Backtrack to the last dot inside the run that is followed by more name.
-        let candidate = &s[..run];
-        let mut end = candidate.len();
-        while end > 0 {
-            if s.as_bytes().get(end) == Some(&b'.') && end > 0 && end < s.len() - 1 {
-                return Some((&s[..end], &s[end + 1..]));
-            }
-            end -= 1;
+/// `name` without the bytes in `cuts` (which may overlap).
+fn cut_out(name: &str, mut cuts: Vec<Range<usize>>) -> String {
+    cuts.sort_by_key(|c| c.start);
+    let mut out = String::with_capacity(name.len());
+    let mut at = 0;
+    for cut in cuts {
+        if cut.start > at {
+            out.push_str(&name[at..cut.start]);
         }
+        at = at.max(cut.end);
     }
-    None
+    out.push_str(&name[at..]);
+    out
 }
 
 /// The Prometheus metric name: `envoy_` + the tag-extracted name with every
@@ -88,48 +243,161 @@ pub fn prometheus_name(tag_extracted: &str) -> String {
 mod tests {
     use super::*;
 
-    fn t(name: &str) -> (String, Vec<(&'static str, String)>) {
+    /// The metric name and labels as one string, as Envoy's `/stats/prometheus` shows
+    /// a series: `envoy_x{a="1",b="2"}`.
+    fn series(name: &str) -> String {
         let x = extract(name);
-        (prometheus_name(&x.name), x.tags)
+        let labels: Vec<String> = x.tags.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        format!("{}{{{}}}", prometheus_name(&x.name), labels.join(","))
+    }
+
+    /// Pairs seen in Envoy 1.40's `/stats` and `/stats/prometheus` on the same run.
+    #[test]
+    fn envoy_default_extractors() {
+        let cases = [
+            ("cluster.echo.upstream_cx_total", r#"envoy_cluster_upstream_cx_total{envoy_cluster_name="echo"}"#),
+            (
+                "cluster.echo.circuit_breakers.default.cx_open",
+                r#"envoy_cluster_circuit_breakers_default_cx_open{envoy_cluster_name="echo"}"#,
+            ),
+            (
+                "cluster.web.upstream_rq_2xx",
+                r#"envoy_cluster_upstream_rq_xx{envoy_response_code_class="2",envoy_cluster_name="web"}"#,
+            ),
+            (
+                "cluster.web.upstream_rq_503",
+                r#"envoy_cluster_upstream_rq{envoy_response_code="503",envoy_cluster_name="web"}"#,
+            ),
+            (
+                "cluster.web.external.upstream_rq_200",
+                r#"envoy_cluster_external_upstream_rq{envoy_response_code="200",envoy_cluster_name="web"}"#,
+            ),
+            // A dotted cluster name: only its first token is the tag.
+            (
+                "cluster.dotted.name.upstream_rq_total",
+                r#"envoy_cluster_name_upstream_rq_total{envoy_cluster_name="dotted"}"#,
+            ),
+            ("cluster_manager.active_clusters", "envoy_cluster_manager_active_clusters{}"),
+            (
+                "http.ingress.downstream_rq_5xx",
+                r#"envoy_http_downstream_rq_xx{envoy_response_code_class="5",envoy_http_conn_manager_prefix="ingress"}"#,
+            ),
+            (
+                "http.ingress.downstream_rq_total",
+                r#"envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix="ingress"}"#,
+            ),
+            (
+                "http.ingress.fault.aborts_injected",
+                r#"envoy_http_fault_aborts_injected{envoy_http_conn_manager_prefix="ingress"}"#,
+            ),
+            (
+                "http.ingress.fault.frontend.aborts_injected",
+                r#"envoy_http_fault_aborts_injected{envoy_fault_downstream_cluster="frontend",envoy_http_conn_manager_prefix="ingress"}"#,
+            ),
+            (
+                "http.ingress.user_agent.ios.downstream_rq_total",
+                r#"envoy_http_user_agent_downstream_rq_total{envoy_http_user_agent="ios",envoy_http_conn_manager_prefix="ingress"}"#,
+            ),
+            (
+                "listener.127.0.0.1_0.http.ingress.downstream_rq_2xx",
+                r#"envoy_listener_http_downstream_rq_xx{envoy_response_code_class="2",envoy_http_conn_manager_prefix="ingress",envoy_listener_address="127.0.0.1_0"}"#,
+            ),
+            (
+                "listener.admin.http.admin.downstream_rq_4xx",
+                r#"envoy_listener_admin_http_downstream_rq_xx{envoy_response_code_class="4",envoy_http_conn_manager_prefix="admin"}"#,
+            ),
+            ("listener.admin.downstream_cx_total", "envoy_listener_admin_downstream_cx_total{}"),
+            (
+                "listener.admin.main_thread.downstream_cx_total",
+                "envoy_listener_admin_main_thread_downstream_cx_total{}",
+            ),
+            (
+                "listener.127.0.0.1_47103.downstream_cx_total",
+                r#"envoy_listener_downstream_cx_total{envoy_listener_address="127.0.0.1_47103"}"#,
+            ),
+            // A listener's stat_prefix is its "address" too.
+            ("listener.web.downstream_cx_total", r#"envoy_listener_downstream_cx_total{envoy_listener_address="web"}"#),
+            (
+                "listener.[__1]_80.downstream_cx_total",
+                r#"envoy_listener_downstream_cx_total{envoy_listener_address="[__1]_80"}"#,
+            ),
+            (
+                "listener.127.0.0.1_0.worker_1.downstream_cx_total",
+                r#"envoy_listener_worker_downstream_cx_total{envoy_worker_id="1",envoy_listener_address="127.0.0.1_0"}"#,
+            ),
+            (
+                "listener.web.worker_0.downstream_cx_active",
+                r#"envoy_listener_worker_downstream_cx_active{envoy_worker_id="0",envoy_listener_address="web"}"#,
+            ),
+            ("listener_manager.listener_added", "envoy_listener_manager_listener_added{}"),
+            ("server.worker_0.watchdog_miss", r#"envoy_server_worker_watchdog_miss{envoy_worker_id="0"}"#),
+            ("server.main_thread.watchdog_miss", "envoy_server_main_thread_watchdog_miss{}"),
+            ("server.live", "envoy_server_live{}"),
+            (
+                "thread_local_cluster_manager.worker_1.clusters_inflated",
+                r#"envoy_thread_local_cluster_manager_worker_clusters_inflated{envoy_worker_id="1"}"#,
+            ),
+            ("tcp.tcp_stats.downstream_cx_total", r#"envoy_tcp_downstream_cx_total{envoy_tcp_prefix="tcp_stats"}"#),
+            (
+                "rl.http_local_rate_limit.enabled",
+                r#"envoy_http_local_rate_limit_enabled{envoy_local_http_ratelimit_prefix="rl"}"#,
+            ),
+            (
+                "vhost.vh.vcluster.vc1.upstream_rq_200",
+                r#"envoy_vhost_vcluster_upstream_rq{envoy_response_code="200",envoy_virtual_cluster="vc1",envoy_virtual_host="vh"}"#,
+            ),
+            (
+                "vhost.vh.route.myroute.upstream_rq_2xx",
+                r#"envoy_vhost_route_upstream_rq_xx{envoy_response_code_class="2",envoy_virtual_host="vh",envoy_route="myroute"}"#,
+            ),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(series(name), expected, "{name}");
+        }
     }
 
     #[test]
-    fn envoy_default_extractors() {
+    fn token_patterns() {
+        let cases = [
+            ("mongo.db.collection.users.callsite.login.query.total", "envoy_mongo_collection_callsite_query_total"),
+            ("mongo.db.collection.users.query.total", "envoy_mongo_collection_query_total"),
+            ("mongo.db.cmd.insert.total", "envoy_mongo_cmd_total"),
+            ("cluster.grpc_up.grpc.Svc.Method.success", "envoy_cluster_grpc_success"),
+            ("http.ingress.rds.routes.v1.config_reload", "envoy_http_rds_config_reload"),
+            ("redis.cache.command.get.total", "envoy_redis_command_get_total"),
+        ];
+        for (name, metric) in cases {
+            assert_eq!(prometheus_name(&extract(name).name), metric, "{name}");
+        }
+        let grpc = extract("cluster.grpc_up.grpc.Svc.Method.success").tags;
         assert_eq!(
-            t("cluster.echo.upstream_cx_total"),
-            ("envoy_cluster_upstream_cx_total".into(), vec![("envoy_cluster_name", "echo".into())])
+            grpc,
+            [
+                ("envoy_grpc_bridge_method", "Method".to_string()),
+                ("envoy_grpc_bridge_service", "Svc".to_string()),
+                ("envoy_cluster_name", "grpc_up".to_string()),
+            ]
         );
-        assert_eq!(
-            t("cluster.echo.circuit_breakers.default.cx_open"),
-            ("envoy_cluster_circuit_breakers_default_cx_open".into(), vec![("envoy_cluster_name", "echo".into())])
-        );
-        assert_eq!(
-            t("listener.127.0.0.1_47103.downstream_cx_total"),
-            ("envoy_listener_downstream_cx_total".into(), vec![("envoy_listener_address", "127.0.0.1_47103".into())])
-        );
-        assert_eq!(
-            t("listener.127.0.0.1_47103.worker_1.downstream_cx_total"),
-            (
-                "envoy_listener_worker_downstream_cx_total".into(),
-                vec![("envoy_worker_id", "1".into()), ("envoy_listener_address", "127.0.0.1_47103".into())]
-            )
-        );
-        assert_eq!(
-            t("listener.admin.downstream_cx_total"),
-            ("envoy_listener_admin_downstream_cx_total".into(), vec![])
-        );
-        assert_eq!(
-            t("server.worker_0.watchdog_miss"),
-            ("envoy_server_worker_watchdog_miss".into(), vec![("envoy_worker_id", "0".into())])
-        );
-        assert_eq!(t("server.live"), ("envoy_server_live".into(), vec![]));
-        assert_eq!(
-            t("tcp.tcp_stats.downstream_cx_total"),
-            ("envoy_tcp_downstream_cx_total".into(), vec![("envoy_tcp_prefix", "tcp_stats".into())])
-        );
-        assert_eq!(
-            t("listener.[__1]_80.downstream_cx_total"),
-            ("envoy_listener_downstream_cx_total".into(), vec![("envoy_listener_address", "[__1]_80".into())])
-        );
+        let mongo = extract("mongo.db.collection.users.callsite.login.query.total").tags;
+        let labels: Vec<&str> = mongo.iter().map(|(k, _)| *k).collect();
+        assert_eq!(labels, ["envoy_mongo_callsite", "envoy_mongo_collection", "envoy_mongo_prefix"]);
+        assert_eq!(extract("http.ingress.rds.routes.v1.config_reload").tags[0].1, "routes.v1");
+    }
+
+    #[test]
+    fn names_without_tags_stay_whole() {
+        for name in ["cluster.only_two", "tcp.x", "listener..x", "http", "", "a_rq_2xx_total", "x.upstream_rq_20000"] {
+            let x = extract(name);
+            assert_eq!(x.name, name);
+            assert!(x.tags.is_empty(), "{name}: {:?}", x.tags);
+        }
+    }
+
+    #[test]
+    fn every_default_compiles_and_regex_keys() {
+        assert_eq!(extractors().len(), DEFAULTS.len());
+        assert_eq!(regex_first_token(r"^listener\..*"), Some("listener"));
+        assert_eq!(regex_first_token(r"^(?:listener|server)\."), None);
+        assert_eq!(regex_first_token(r"_rq_(\d)xx$"), None);
     }
 }

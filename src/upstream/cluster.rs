@@ -11,7 +11,7 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::{address, socket_address, Address};
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::explicit_http_config::ProtocolConfig;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::UpstreamProtocolOptions;
@@ -22,7 +22,7 @@ use super::load_balancer::{LbPolicy, DEFAULT_ACTIVE_REQUEST_BIAS, DEFAULT_CHOICE
 use super::resource_manager::ResourceManager;
 use crate::config::{self, ConfigError, FieldPath};
 use crate::define_stats;
-use crate::stats::Store;
+use crate::stats::{Histogram, Store};
 
 /// Envoy's default `connect_timeout`.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -62,11 +62,6 @@ define_stats! {
         counter upstream_rq_tx_reset,
         counter upstream_rq_cancelled,
         counter upstream_rq_maintenance_mode,
-        counter upstream_rq_1xx,
-        counter upstream_rq_2xx,
-        counter upstream_rq_3xx,
-        counter upstream_rq_4xx,
-        counter upstream_rq_5xx,
         counter upstream_cx_http1_total,
         counter upstream_cx_idle_timeout,
         counter upstream_cx_max_requests,
@@ -91,7 +86,6 @@ define_stats! {
         gauge membership_excluded,
         gauge membership_total,
         gauge max_host_weight,
-        histogram upstream_rq_time,
     }
 }
 
@@ -167,18 +161,22 @@ pub struct ClusterInfo {
     pub max_requests_per_connection: Option<u32>,
     /// How long an idle pooled HTTP connection is kept (Envoy's default 1 h).
     pub idle_timeout: Duration,
-    /// `upstream_rq_<code>` and `retry.*` counters, created on first use.
+    /// `upstream_rq_<class>xx`, `upstream_rq_<code>`, `retry.*` and `upstream_rq_time`,
+    /// created on first use.
     code_stats: CodeStats,
 }
 
-/// The counters Envoy creates dynamically (`cluster.<name>.upstream_rq_200`,
-/// `cluster.<name>.retry.upstream_rq_5xx`), by name after the cluster's prefix.
-/// Made once each; the lock is taken only then.
+/// The stats Envoy creates with the first response it counts or times
+/// (`cluster.<name>.upstream_rq_2xx`, `upstream_rq_200`, `retry.upstream_rq_5xx`,
+/// `upstream_rq_time`), so a cluster that never answered a request has none (a
+/// tcp_proxy-only cluster, say). Counters by name after the cluster's prefix; each is
+/// made once, and the lock is taken only then.
 #[derive(Debug)]
 struct CodeStats {
     store: Arc<Store>,
     prefix: String,
     counters: std::sync::Mutex<std::collections::HashMap<String, Arc<crate::stats::Counter>>>,
+    rq_time: OnceLock<Arc<Histogram>>,
 }
 
 impl ClusterInfo {
@@ -186,6 +184,18 @@ impl ClusterInfo {
     /// `ThreadLocalCluster::count_response_code`), so the lock is rare.
     pub fn code_counter(&self, code: u16) -> Arc<crate::stats::Counter> {
         self.dynamic_counter(&format!("upstream_rq_{code}"))
+    }
+
+    /// The `upstream_rq_<class>xx` counter of `code` (cached by workers as above).
+    pub fn class_counter(&self, code: u16) -> Arc<crate::stats::Counter> {
+        self.dynamic_counter(&format!("upstream_rq_{}xx", crate::stats::status_class(code)))
+    }
+
+    /// `upstream_rq_time`, created when the first response is timed.
+    pub fn rq_time(&self) -> &Histogram {
+        self.code_stats
+            .rq_time
+            .get_or_init(|| self.code_stats.store.histogram(&format!("{}upstream_rq_time", self.code_stats.prefix)))
     }
 
     /// The counter `cluster.<stat_name>.<name>`, created on first use (workers
@@ -247,7 +257,12 @@ impl ClusterInfo {
             resources,
             max_requests_per_connection: http.max_requests_per_connection,
             idle_timeout: http.idle_timeout,
-            code_stats: CodeStats { store: store.clone(), prefix: prefix.clone(), counters: Default::default() },
+            code_stats: CodeStats {
+                store: store.clone(),
+                prefix: prefix.clone(),
+                counters: Default::default(),
+                rq_time: OnceLock::new(),
+            },
             stat_name,
             discovery,
             connect_timeout: config::duration_or(&c.connect_timeout, DEFAULT_CONNECT_TIMEOUT),

@@ -26,7 +26,8 @@ pub struct ThreadLocalCluster {
     /// This worker's HTTP/1.1 pools, one per host address.
     http_pools: RefCell<FnvHashMap<SocketAddr, Rc<Http1ConnPool>>>,
     /// This worker's cache of `upstream_rq_<code>` counters.
-    code_counters: RefCell<FnvHashMap<u16, Arc<Counter>>>,
+    /// Per response code: its class counter and its own counter.
+    code_counters: RefCell<FnvHashMap<u16, [Arc<Counter>; 2]>>,
     /// This worker's cache of the `retry.*` counters of each code.
     retry_counters: RefCell<FnvHashMap<u16, Vec<Arc<Counter>>>>,
 }
@@ -54,10 +55,12 @@ impl ThreadLocalCluster {
     pub fn count_response_code(&self, code: u16) {
         let s = &self.info.stats;
         s.upstream_rq_completed.inc();
-        let classes =
-            [&*s.upstream_rq_1xx, &s.upstream_rq_2xx, &s.upstream_rq_3xx, &s.upstream_rq_4xx, &s.upstream_rq_5xx];
-        crate::stats::by_status_class(code, classes).inc();
-        self.code_counters.borrow_mut().entry(code).or_insert_with(|| self.info.code_counter(code)).inc();
+        let mut cache = self.code_counters.borrow_mut();
+        let counters =
+            cache.entry(code).or_insert_with(|| [self.info.class_counter(code), self.info.code_counter(code)]);
+        for c in counters.iter() {
+            c.inc();
+        }
     }
 
     /// Counts an upstream response that is retried, as Envoy's

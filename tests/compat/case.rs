@@ -38,6 +38,8 @@
 //!   stats: [cluster.web.upstream_rq_total]   # values must agree
 //!   clusters: ["web::127.0.0.1:{{UPSTREAM_PORT}}::rq_total"]  # /clusters keys
 //!   server_info: [state, "~uptime_current_epoch"]  # fields; ~ = presence and type only
+//!   prometheus: true    # /stats/prometheus: Courier's families and series must be
+//!                       # Envoy's (see prometheus.rs)
 //! command: [--mode, validate, -c, "{{CONFIG}}"]  # instead of serving: compare exit codes
 //! ```
 
@@ -107,6 +109,9 @@ pub struct AdminChecks {
     /// Admin paths whose status and body must agree.
     #[serde(default)]
     pub pages: Vec<String>,
+    /// Compare the `/stats/prometheus` families (see `prometheus.rs`).
+    #[serde(default)]
+    pub prometheus: bool,
 }
 
 impl Request {

@@ -232,6 +232,9 @@ pub fn compare(case: &Case, e: &Observed, c: &Observed) -> Vec<Check> {
             agree,
         });
     }
+    if let (Some(ep), Some(cp)) = (&e.prometheus, &c.prometheus) {
+        checks.0.extend(crate::prometheus::checks(ep, cp)); // admin.prometheus.<family>
+    }
     checks.0
 }
 

@@ -18,6 +18,7 @@ mod shared_net;
 
 mod case;
 mod compare;
+mod prometheus;
 mod run;
 
 use std::io::Write;

@@ -58,6 +58,8 @@ pub struct Observed {
     pub pages: BTreeMap<String, String>,
     /// Exit code and output of a `command` case.
     pub command: Option<(Option<i32>, String)>,
+    /// `/stats/prometheus` (ports → placeholders), with `admin.prometheus`.
+    pub prometheus: Option<crate::prometheus::Families>,
 }
 
 impl Default for Observed {
@@ -72,6 +74,7 @@ impl Default for Observed {
             server_info: serde_json::Value::Null,
             pages: BTreeMap::new(),
             command: None,
+            prometheus: None,
         }
     }
 }
@@ -442,6 +445,10 @@ pub fn run(case: &Case, kind: Kind, bin: &Path) -> Observed {
     if !admin.server_info.is_empty() {
         let body = proxy.admin_get("/server_info").map(|r| r.1).unwrap_or_default();
         obs.server_info = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+    }
+    if admin.prometheus {
+        let get = || env.normalize(&proxy.admin_get("/stats/prometheus").map(|r| r.1).unwrap_or_default());
+        obs.prometheus = Some(crate::prometheus::scrape(get));
     }
     drop(proxy);
     obs

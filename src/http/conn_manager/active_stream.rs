@@ -689,7 +689,7 @@ impl StreamCompletion for Completion {
         if let Some((cluster, code, active)) = self.upstream.take() {
             cluster.count_response_code(code);
             if complete {
-                cluster.info.stats.upstream_rq_time.record(active.started.elapsed().as_millis() as u64);
+                cluster.info.rq_time().record(active.started.elapsed().as_millis() as u64);
             }
             drop(active);
         }
