@@ -23,7 +23,8 @@
 //!   continue_body: text # sent only after an interim (1xx) response to `raw`'s head,
 //!                       # e.g. for `Expect: 100-continue`
 //!   hang_up_ms: 300     # after sending, wait 300 ms and close without reading (a
-//!                       # client that gives up); the outcome is "hung up" either way
+//!                       # client that gives up); the outcome is what it had seen by
+//!                       # then (nothing, an answer, a close)
 //!   reuse: true         # on the previous request's client connection (keep-alive)
 //!                       # instead of a new one; with `repeat`, every repetition reuses it
 //! - tcp: "hello"        # raw TCP: send, half-close, read to EOF

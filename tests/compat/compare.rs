@@ -1,6 +1,9 @@
 //! Turns what Envoy and Courier showed for one case into checks.
 //!
-//! Check names: `startup`; per request `<label>.status`, `<label>.body` (responses
+//! Check names: `startup`; per request `<label>.status`, `<label>.version` and
+//! `<label>.reason` (the status line's), `<label>.outcome` (when either side got no
+//! HTTP response: the kind of failure -- closed, reset, timed out, connect failed --
+//! or, for `hang_up_ms`, what the client had seen when it hung up), `<label>.body` (responses
 //! that are not the upstream's JSON report: local replies, direct responses),
 //! `<label>.header.<name>` (every response header either side sent),
 //! `<label>.upstream` (which upstream answered), `<label>.upstream.method|path|body`,
@@ -25,7 +28,7 @@ use std::sync::OnceLock;
 use regex::Regex;
 
 use crate::case::Case;
-use crate::run::{Observed, Outcome};
+use crate::run::{FailKind, Observed, Outcome};
 use crate::shared_net::HttpResponse;
 
 #[derive(Debug, Clone)]
@@ -112,7 +115,31 @@ fn describe(o: &Outcome) -> String {
     match o {
         Outcome::Http(r) => r.status.to_string(),
         Outcome::Tcp(b) => format!("tcp {:?}", String::from_utf8_lossy(b)),
-        Outcome::Failed(e) => format!("no response ({e})"),
+        Outcome::Failed(f) => format!("no response: {} ({})", kind_name(f.kind), f.detail),
+        Outcome::HungUp(seen) => format!("hung up; {seen}"),
+    }
+}
+
+fn kind_name(kind: FailKind) -> &'static str {
+    match kind {
+        FailKind::Connect => "connect failed",
+        FailKind::Closed => "closed by peer (EOF)",
+        FailKind::Reset => "reset by peer",
+        FailKind::TimedOut => "read timed out",
+        FailKind::Malformed => "malformed response",
+        FailKind::Other => "other error",
+    }
+}
+
+/// What kind of outcome `o` is, the part that must agree when neither side got a
+/// response: the failure's kind, or what a hanging-up client had seen. The detail
+/// (error text) is shown but not compared.
+fn outcome_kind(o: &Outcome) -> String {
+    match o {
+        Outcome::Http(_) => "response".into(),
+        Outcome::Tcp(_) => "tcp".into(),
+        Outcome::Failed(f) => format!("no response: {}", kind_name(f.kind)),
+        Outcome::HungUp(seen) => format!("hung up; {seen}"),
     }
 }
 
@@ -170,14 +197,17 @@ pub fn compare(case: &Case, e: &Observed, c: &Observed) -> Vec<Check> {
                 String::from_utf8_lossy(cb).into_owned(),
             ),
             _ => {
-                let agree = matches!((eo, co), (Outcome::Failed(_), Outcome::Failed(_)));
+                let agree = outcome_kind(eo) == outcome_kind(co);
                 checks.0.push(Check {
-                    name: format!("{label}.status"),
+                    name: format!("{label}.outcome"),
                     envoy: describe(eo),
                     courier: describe(co),
                     agree,
                 });
             }
+        }
+        if let (Some(el), Some(cl)) = (e.status_lines.get(label), c.status_lines.get(label)) {
+            compare_status_line(label, el, cl, &mut checks);
         }
     }
 
@@ -233,6 +263,20 @@ pub fn compare(case: &Case, e: &Observed, c: &Observed) -> Vec<Check> {
         });
     }
     checks.0
+}
+
+/// `<label>.version` and `<label>.reason`: the status line's first and last parts
+/// (the status code is `<label>.status`).
+fn compare_status_line(label: &str, e: &str, c: &str, checks: &mut Checks) {
+    let parts = |line: &str| {
+        let mut it = line.splitn(3, ' ');
+        let version = it.next().unwrap_or("").to_string();
+        let _status = it.next();
+        (version, it.next().unwrap_or("").to_string())
+    };
+    let ((ev, er), (cv, cr)) = (parts(e), parts(c));
+    checks.exact(format!("{label}.version"), ev, cv);
+    checks.exact(format!("{label}.reason"), er, cr);
 }
 
 /// True when `b` is `a` at another phase of `a`'s cycle: `a` repeats with a period

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::case::{fill, Case};
-use crate::shared_net::{http_upstream, read_chunked, Client, HttpResponse, Upstream, IO_TIMEOUT};
+use crate::shared_net::{http_upstream, Client, HttpResponse, Upstream, IO_TIMEOUT};
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -36,8 +36,53 @@ pub enum Outcome {
     Http(HttpResponse),
     /// Bytes read back on a raw TCP connection until EOF.
     Tcp(Vec<u8>),
-    /// No response (connection refused or closed first, timeout).
-    Failed(String),
+    /// No (complete) response: how the exchange ended instead.
+    Failed(Failure),
+    /// A `hang_up_ms` request: what the client had seen when it hung up.
+    HungUp(String),
+}
+
+/// How an exchange without a complete response ended. Two failures agree only when
+/// their kinds do: a proxy that closes at once and one that leaves the client
+/// hanging until its read timeout behave differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailKind {
+    /// The connection could not be made (or no such listener).
+    Connect,
+    /// The peer closed the connection (EOF) before the response was complete.
+    Closed,
+    /// The peer reset the connection (RST), on a read or a write.
+    Reset,
+    /// Nothing more arrived within the client's read timeout: the proxy hung.
+    TimedOut,
+    /// Bytes arrived that are not an HTTP response.
+    Malformed,
+    Other,
+}
+
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub kind: FailKind,
+    pub detail: String,
+}
+
+impl Failure {
+    pub fn new(kind: FailKind, detail: impl Into<String>) -> Failure {
+        Failure { kind, detail: detail.into() }
+    }
+
+    /// The kind of an I/O error; `what` says which step failed.
+    fn io(what: &str, e: &std::io::Error) -> Failure {
+        use std::io::ErrorKind as K;
+        let kind = match e.kind() {
+            K::UnexpectedEof => FailKind::Closed,
+            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => FailKind::Reset,
+            K::WouldBlock | K::TimedOut => FailKind::TimedOut,
+            K::ConnectionRefused => FailKind::Connect,
+            _ => FailKind::Other,
+        };
+        Failure::new(kind, format!("{what}: {e}"))
+    }
 }
 
 /// Everything observed from one proxy on one case.
@@ -48,6 +93,8 @@ pub struct Observed {
     pub responses: Vec<(String, Outcome)>,
     /// label → the interim (1xx) statuses received before the final response, e.g. "100".
     pub interim: BTreeMap<String, String>,
+    /// label → the final response's status line, e.g. "HTTP/1.1 200 OK".
+    pub status_lines: BTreeMap<String, String>,
     pub ready: Option<(u16, String)>,
     /// `/stats` counters and gauges, names normalized (ports → placeholders).
     pub stats: BTreeMap<String, i64>,
@@ -66,6 +113,7 @@ impl Default for Observed {
             startup: Err("not started".into()),
             responses: Vec::new(),
             interim: BTreeMap::new(),
+            status_lines: BTreeMap::new(),
             ready: None,
             stats: BTreeMap::new(),
             clusters: BTreeMap::new(),
@@ -171,15 +219,11 @@ impl Proxy {
     }
 
     fn admin_get(&self, path: &str) -> Result<(u16, String), String> {
-        let r = self.admin_request("GET", path)?;
-        Ok((r.status, r.text()))
-    }
-
-    fn admin_request(&self, method: &str, path: &str) -> Result<HttpResponse, String> {
         let mut c = Client::try_connect(self.admin).map_err(|e| e.to_string())?;
-        c.try_send_raw(&Client::encode_request(method, path, &[("Connection", "close")], b""))
+        c.try_send_raw(&Client::encode_request("GET", path, &[("Connection", "close")], b""))
             .map_err(|e| e.to_string())?;
-        c.try_read_response(false)
+        let r = c.try_read_response(false)?;
+        Ok((r.status, r.text()))
     }
 
     /// `/listeners`: (name, address) in the order listed.
@@ -365,13 +409,19 @@ pub fn run(case: &Case, kind: Kind, bin: &Path) -> Observed {
             None => listeners.first().map(|(_, a)| *a),
         };
         let outcome = if let Some(path) = &r.admin_post {
-            match proxy.admin_request("POST", path) {
-                Ok(resp) => Outcome::Http(resp),
+            let post = crate::case::Request {
+                method: Some("POST".into()),
+                path: Some(path.clone()),
+                headers: vec!["Connection: close".into()],
+                ..Default::default()
+            };
+            match Conn::connect(proxy.admin) {
+                Ok(mut conn) => record(&mut obs, label, exchange(&mut conn, &post)),
                 Err(e) => Outcome::Failed(e),
             }
         } else if let Some(data) = &r.tcp {
             match addr {
-                None => Outcome::Failed(format!("no listener {:?} in /listeners", r.listener)),
+                None => Outcome::Failed(no_listener(r)),
                 Some(addr) => match tcp_exchange(addr, data.as_bytes()) {
                     Ok(bytes) => Outcome::Tcp(bytes),
                     Err(e) => Outcome::Failed(e),
@@ -379,16 +429,16 @@ pub fn run(case: &Case, kind: Kind, bin: &Path) -> Observed {
             }
         } else {
             let conn = match (r.reuse, addr) {
-                (true, _) => last.take().ok_or_else(|| "no connection to reuse".to_string()),
-                (false, None) => Err(format!("no listener {:?} in /listeners", r.listener)),
+                (true, _) => last.take().ok_or_else(|| Failure::new(FailKind::Other, "no connection to reuse")),
+                (false, None) => Err(no_listener(r)),
                 (false, Some(addr)) => Conn::connect(addr),
             };
             match conn {
                 Err(e) => Outcome::Failed(e),
                 Ok(mut conn) => {
-                    let (interim, outcome) = exchange(&mut conn, r);
-                    if !interim.is_empty() {
-                        obs.interim.insert(label.clone(), interim.join(","));
+                    let mut outcome = record(&mut obs, label, exchange(&mut conn, r));
+                    if r.reuse {
+                        outcome = reset_after_close_is_close(outcome);
                     }
                     last = Some(conn);
                     outcome
@@ -447,68 +497,151 @@ pub fn run(case: &Case, kind: Kind, bin: &Path) -> Observed {
     obs
 }
 
-/// A client connection; unlike `Client`, it reports interim (1xx) responses.
+/// On a reused connection the proxy may have closed its end (FIN) just before the
+/// request went out; the request then draws a reset from the proxy's kernel, and
+/// whether the client's read sees the FIN or that reset first is a race of the
+/// loopback, not the proxy's choice. Both mean "closed", so both count as closed.
+fn reset_after_close_is_close(outcome: Outcome) -> Outcome {
+    match outcome {
+        Outcome::Failed(f) if f.kind == FailKind::Reset => {
+            Outcome::Failed(Failure::new(FailKind::Closed, format!("{} (after the proxy's close)", f.detail)))
+        }
+        other => other,
+    }
+}
+
+fn no_listener(r: &crate::case::Request) -> Failure {
+    Failure::new(FailKind::Connect, format!("no listener {:?} in /listeners", r.listener))
+}
+
+/// Keeps an exchange's interim statuses and status line in `obs`; returns its outcome.
+fn record(obs: &mut Observed, label: &str, (interim, outcome, status_line): Exchanged) -> Outcome {
+    if !interim.is_empty() {
+        obs.interim.insert(label.to_string(), interim.join(","));
+    }
+    if let Some(line) = status_line {
+        obs.status_lines.insert(label.to_string(), line);
+    }
+    outcome
+}
+
+/// Interim statuses, the outcome, and the final status line when there was one.
+type Exchanged = (Vec<String>, Outcome, Option<String>);
+
+/// A client connection; unlike `Client`, it reports interim (1xx) responses, the
+/// status line, and how an exchange failed.
 struct Conn {
     stream: TcpStream,
     reader: BufReader<TcpStream>,
 }
 
+/// A final response and its status line (`HTTP/1.1 200 OK`).
+pub struct Reply {
+    pub status_line: String,
+    pub resp: HttpResponse,
+}
+
 impl Conn {
-    fn connect(addr: SocketAddr) -> Result<Conn, String> {
-        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
-        stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
-        let reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
+    fn connect(addr: SocketAddr) -> Result<Conn, Failure> {
+        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| Failure::io("connect", &e))?;
+        let setup = |stream: &TcpStream| -> std::io::Result<BufReader<TcpStream>> {
+            stream.set_read_timeout(Some(IO_TIMEOUT))?;
+            Ok(BufReader::new(stream.try_clone()?))
+        };
+        let reader = setup(&stream).map_err(|e| Failure::io("setup", &e))?;
         Ok(Conn { stream, reader })
     }
 
-    fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
-        self.stream.write_all(bytes).map_err(|e| format!("write: {e}"))
+    fn send(&mut self, bytes: &[u8]) -> Result<(), Failure> {
+        self.stream.write_all(bytes).map_err(|e| Failure::io("write", &e))
     }
 
-    fn line(&mut self) -> Result<String, String> {
+    fn line(&mut self) -> Result<String, Failure> {
         let mut line = String::new();
         match self.reader.read_line(&mut line) {
-            Ok(0) => Err("connection closed".into()),
+            Ok(0) => Err(Failure::new(FailKind::Closed, "connection closed")),
             Ok(_) => Ok(line.trim_end_matches(['\r', '\n']).to_string()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(Failure::io("read", &e)),
         }
     }
 
+    fn read_exact(&mut self, n: usize) -> Result<Vec<u8>, Failure> {
+        let mut buf = vec![0u8; n];
+        self.reader.read_exact(&mut buf).map_err(|e| Failure::io("read body", &e))?;
+        Ok(buf)
+    }
+
     /// A response's status line and headers; the body is left unread.
-    fn read_head(&mut self) -> Result<HttpResponse, String> {
-        let line = self.line()?;
-        let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok());
-        let status = status.ok_or(format!("bad status line {line:?}"))?;
+    fn read_head(&mut self) -> Result<Reply, Failure> {
+        let status_line = self.line()?;
+        let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+        let status = status.ok_or(Failure::new(FailKind::Malformed, format!("bad status line {status_line:?}")))?;
         let mut headers = Vec::new();
         loop {
             let h = self.line()?;
             if h.is_empty() {
-                return Ok(HttpResponse { status, headers, body: Vec::new() });
+                return Ok(Reply { status_line, resp: HttpResponse { status, headers, body: Vec::new() } });
             }
-            let (k, v) = h.split_once(':').ok_or(format!("bad header {h:?}"))?;
+            let (k, v) = h.split_once(':').ok_or(Failure::new(FailKind::Malformed, format!("bad header {h:?}")))?;
             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
         }
     }
 
-    fn read_body(&mut self, resp: &mut HttpResponse, head: bool) -> Result<(), String> {
+    fn read_chunked(&mut self) -> Result<Vec<u8>, Failure> {
+        let mut body = Vec::new();
+        loop {
+            let size = self.line()?;
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| Failure::new(FailKind::Malformed, format!("bad chunk size {size:?}")))?;
+            if n == 0 {
+                while !self.line()?.is_empty() {} // trailers
+                return Ok(body);
+            }
+            body.extend_from_slice(&self.read_exact(n)?);
+            self.read_exact(2)?;
+        }
+    }
+
+    fn read_body(&mut self, resp: &mut HttpResponse, head: bool) -> Result<(), Failure> {
         if head || resp.status == 204 || resp.status == 304 {
             return Ok(());
         }
         if resp.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-            resp.body = read_chunked(&mut self.reader)?;
+            resp.body = self.read_chunked()?;
         } else if let Some(len) = resp.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
-            resp.body = vec![0u8; len];
-            self.reader.read_exact(&mut resp.body).map_err(|e| e.to_string())?;
+            resp.body = self.read_exact(len)?;
         } else {
-            self.reader.read_to_end(&mut resp.body).map_err(|e| e.to_string())?;
+            self.reader.read_to_end(&mut resp.body).map_err(|e| Failure::io("read body", &e))?;
         }
         Ok(())
+    }
+
+    /// What the proxy had sent by now, without waiting: for a client about to hang up.
+    fn peek_now(&mut self) -> String {
+        if !self.reader.buffer().is_empty() {
+            return "answered before the hang-up".into();
+        }
+        if self.stream.set_nonblocking(true).is_err() {
+            return "unknown".into();
+        }
+        let mut buf = [0u8; 64];
+        let seen = match self.stream.peek(&mut buf) {
+            Ok(0) => "closed by the proxy before the hang-up".to_string(),
+            Ok(n) => {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                format!("answered before the hang-up: {}", text.lines().next().unwrap_or(""))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => "nothing received before the hang-up".into(),
+            Err(e) => format!("{:?} before the hang-up", Failure::io("read", &e).kind),
+        };
+        let _ = self.stream.set_nonblocking(false);
+        seen
     }
 }
 
 /// Sends one HTTP request on `conn` and reads the response: the interim statuses
-/// received first, and the outcome.
-fn exchange(conn: &mut Conn, r: &crate::case::Request) -> (Vec<String>, Outcome) {
+/// received first, and the outcome with the final status line.
+fn exchange(conn: &mut Conn, r: &crate::case::Request) -> Exchanged {
     let (raw, head) = match &r.raw {
         Some(raw) => (raw.as_bytes().to_vec(), raw.starts_with("HEAD ")),
         None => {
@@ -521,43 +654,43 @@ fn exchange(conn: &mut Conn, r: &crate::case::Request) -> (Vec<String>, Outcome)
     };
     if let Some(ms) = r.hang_up_ms {
         if let Err(e) = conn.send(&raw) {
-            return (Vec::new(), Outcome::Failed(e));
+            return (Vec::new(), Outcome::Failed(e), None);
         }
         std::thread::sleep(Duration::from_millis(ms));
+        let seen = conn.peek_now();
         let _ = conn.stream.shutdown(Shutdown::Both);
-        return (Vec::new(), Outcome::Failed("hung up".into()));
+        return (Vec::new(), Outcome::HungUp(seen), None);
     }
     let mut interim = Vec::new();
     let mut pending_body = r.continue_body.as_deref();
     let result = (|| {
         conn.send(&raw)?;
         loop {
-            let mut resp = conn.read_head()?;
-            if (100..200).contains(&resp.status) && resp.status != 101 {
-                interim.push(resp.status.to_string());
+            let mut reply = conn.read_head()?;
+            if (100..200).contains(&reply.resp.status) && reply.resp.status != 101 {
+                interim.push(reply.resp.status.to_string());
                 if let Some(body) = pending_body.take() {
                     conn.send(body.as_bytes())?;
                 }
                 continue;
             }
-            conn.read_body(&mut resp, head)?;
-            return Ok(resp);
+            conn.read_body(&mut reply.resp, head)?;
+            return Ok(reply);
         }
     })();
-    let outcome = match result {
-        Ok(resp) => Outcome::Http(resp),
-        Err(e) => Outcome::Failed(e),
-    };
-    (interim, outcome)
+    match result {
+        Ok(reply) => (interim, Outcome::Http(reply.resp), Some(reply.status_line)),
+        Err(e) => (interim, Outcome::Failed(e), None),
+    }
 }
 
 /// Writes `data`, half-closes, reads until EOF.
-fn tcp_exchange(addr: SocketAddr, data: &[u8]) -> Result<Vec<u8>, String> {
-    let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
-    s.write_all(data).map_err(|e| format!("write: {e}"))?;
-    s.shutdown(Shutdown::Write).map_err(|e| format!("shutdown: {e}"))?;
+fn tcp_exchange(addr: SocketAddr, data: &[u8]) -> Result<Vec<u8>, Failure> {
+    let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| Failure::io("connect", &e))?;
+    s.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| Failure::io("setup", &e))?;
+    s.write_all(data).map_err(|e| Failure::io("write", &e))?;
+    s.shutdown(Shutdown::Write).map_err(|e| Failure::io("shutdown", &e))?;
     let mut out = Vec::new();
-    s.read_to_end(&mut out).map_err(|e| format!("read: {e}"))?;
+    s.read_to_end(&mut out).map_err(|e| Failure::io("read", &e))?;
     Ok(out)
 }
