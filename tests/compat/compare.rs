@@ -209,8 +209,15 @@ pub fn compare(case: &Case, e: &Observed, c: &Observed) -> Vec<Check> {
         if let (Some(el), Some(cl)) = (e.status_lines.get(label), c.status_lines.get(label)) {
             compare_status_line(label, el, cl, &mut checks);
         }
+        if let (Some(el), Some(cl)) = (e.access_log.get(label), c.access_log.get(label)) {
+            let show = |lines: &Vec<String>| if lines.is_empty() { "<no line>".to_string() } else { lines.join("\n") };
+            checks.exact(format!("{label}.access_log"), show(el), show(cl));
+        }
     }
 
+    if !case.requests.is_empty() {
+        checks.exact("settled".into(), e.settled.clone(), c.settled.clone());
+    }
     let admin = &case.admin;
     if admin.ready {
         let show = |r: &Option<(u16, String)>| match r {

@@ -8,7 +8,10 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use regex::Regex;
 
 use crate::case::{fill, Case};
 use crate::shared_net::{http_upstream, Client, HttpResponse, Upstream, IO_TIMEOUT};
@@ -103,6 +106,10 @@ pub struct Observed {
     pub server_info: serde_json::Value,
     /// Admin path → "<status> <body>" (ports → placeholders).
     pub pages: BTreeMap<String, String>,
+    /// label → the access-log lines written for that request, normalized.
+    pub access_log: BTreeMap<String, Vec<String>>,
+    /// "idle" when the proxy settled after the last request, else what kept it busy.
+    pub settled: String,
     /// Exit code and output of a `command` case.
     pub command: Option<(Option<i32>, String)>,
 }
@@ -119,6 +126,8 @@ impl Default for Observed {
             clusters: BTreeMap::new(),
             server_info: serde_json::Value::Null,
             pages: BTreeMap::new(),
+            access_log: BTreeMap::new(),
+            settled: String::new(),
             command: None,
         }
     }
@@ -182,6 +191,10 @@ impl Proxy {
         let base_id = (kind == Kind::Envoy).then(unique_base_id);
         if let Some(id) = base_id {
             cmd.args(["--base-id", &id.to_string()]);
+            // Envoy holds access-log lines up to this interval (10 s by default);
+            // Courier writes them as soon as its queue drains. The suite waits for
+            // the lines either way (`settle`), so a short interval only saves time.
+            cmd.args(["--file-flush-interval-msec", "10"]);
         }
         cmd.current_dir(dir).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
         let child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
@@ -306,7 +319,13 @@ impl Environment {
             }
         }
         env.vars.insert("TMP".into(), dir.display().to_string());
+        env.vars.insert("ACCESS_LOG".into(), dir.join("access.log").display().to_string());
         env
+    }
+
+    /// Connections to the case's upstreams that the upstreams have not closed.
+    fn upstream_open(&self) -> i64 {
+        self._upstreams.iter().map(|u| u.open.load(Ordering::SeqCst) as i64).sum()
     }
 
     /// `127.0.0.1:PORT`, `127.0.0.1_PORT` (stat names) and `"port_value":PORT` (compact
@@ -403,6 +422,7 @@ pub fn run(case: &Case, kind: Kind, bin: &Path) -> Observed {
 
     // The client connection of the last HTTP request, for a request with `reuse`.
     let mut last: Option<Conn> = None;
+    let mut access_log = case.uses("{{ACCESS_LOG}}").then(|| AccessLog::new(&env));
     for (label, r) in &requests {
         let addr = match &r.listener {
             Some(name) => listeners.iter().find(|(n, _)| n == name).map(|(_, a)| *a),
@@ -445,9 +465,25 @@ pub fn run(case: &Case, kind: Kind, bin: &Path) -> Observed {
                 }
             }
         };
+        if matches!(outcome, Outcome::HungUp(_)) {
+            last = None; // closed by the client
+        }
         obs.responses.push((label.clone(), outcome));
+        if let Some(log) = &mut access_log {
+            // Each request's lines are those written once the proxy is done with it.
+            let settled = settle(&proxy, &env, usize::from(last.is_some()));
+            let mut lines = log.new_lines(&env);
+            if let Err(busy) = settled {
+                lines.push(format!("(read while the proxy was still busy: {busy})"));
+            }
+            obs.access_log.insert(label.clone(), lines);
+        }
     }
     drop(last);
+    obs.settled = match settle(&proxy, &env, 0) {
+        Ok(()) => "idle".into(),
+        Err(busy) => format!("still busy after {SETTLE_TIMEOUT:?}: {busy}"),
+    };
 
     let admin = &case.admin;
     if admin.ready {
@@ -465,24 +501,8 @@ pub fn run(case: &Case, kind: Kind, bin: &Path) -> Observed {
         obs.pages.insert(path.clone(), page);
     }
     if !admin.stats.is_empty() {
-        // Stats are counted as streams complete, just after the client has its response:
-        // read until the selected values are stable for two reads in a row.
-        let select = |all: &BTreeMap<String, i64>| -> Vec<Option<i64>> {
-            let normalized: BTreeMap<String, i64> = all.iter().map(|(k, v)| (env.normalize(k), *v)).collect();
-            admin.stats.iter().map(|s| normalized.get(s).copied()).collect()
-        };
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let mut last = proxy.stats();
-        loop {
-            std::thread::sleep(Duration::from_millis(60));
-            let now = proxy.stats();
-            let stable = select(&now) == select(&last);
-            last = now;
-            if stable || Instant::now() > deadline {
-                break;
-            }
-        }
-        obs.stats = last.into_iter().map(|(k, v)| (env.normalize(&k), v)).collect();
+        // Read once the proxy has settled (above): every stream's stats are counted.
+        obs.stats = proxy.stats().into_iter().map(|(k, v)| (env.normalize(&k), v)).collect();
     }
     if !admin.clusters.is_empty() {
         let body = proxy.admin_get("/clusters").map(|r| r.1).unwrap_or_default();
@@ -527,6 +547,105 @@ fn record(obs: &mut Observed, label: &str, (interim, outcome, status_line): Exch
 
 /// Interim statuses, the outcome, and the final status line when there was one.
 type Exchanged = (Vec<String>, Outcome, Option<String>);
+
+/// Longest wait for the proxy to finish with the requests sent so far.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Waits until the proxy has finished with everything sent so far -- the readiness
+/// signal for reading stats and access logs: no request active downstream or
+/// upstream (nor pending), no access-log bytes waiting to be written, at most
+/// `held` client connections open (those the suite keeps for `reuse`), and as many
+/// upstream connections open as the upstreams themselves have (so a close by either
+/// side has been seen by the other). `Err` lists what was still busy at the deadline.
+fn settle(proxy: &Proxy, env: &Environment, held: usize) -> Result<(), String> {
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let busy = busy(&proxy.stats(), proxy.admin.port(), held, env.upstream_open());
+        if busy.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(busy.join(", "));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// What in one `/stats` read shows the proxy still at work (see `settle`).
+fn busy(stats: &BTreeMap<String, i64>, admin_port: u16, held: usize, upstream_open: i64) -> Vec<String> {
+    let admin = [format!("_{admin_port}."), "listener.admin.".into(), "http.admin.".into()];
+    let mut busy = Vec::new();
+    let (mut downstream_cx, mut upstream_cx) = (0, 0);
+    for (name, &value) in stats {
+        if admin.iter().any(|a| name.contains(a.as_str())) {
+            continue;
+        }
+        let active = [".downstream_rq_active", ".upstream_rq_active", ".upstream_rq_pending_active"];
+        if (active.iter().any(|a| name.ends_with(a)) || name == "access_log_file.write_total_buffered") && value != 0 {
+            busy.push(format!("{name}={value}"));
+        }
+        // Per listener, not per worker (listener.<addr>.worker_<n>.*).
+        if name.starts_with("listener.") && name.ends_with(".downstream_cx_active") && !name.contains(".worker_") {
+            downstream_cx += value;
+        }
+        if name.starts_with("cluster.") && name.ends_with(".upstream_cx_active") {
+            upstream_cx += value;
+        }
+    }
+    if downstream_cx > held as i64 {
+        busy.push(format!("{downstream_cx} client connections open, {held} held by the client"));
+    }
+    if upstream_cx != upstream_open {
+        busy.push(format!("{upstream_cx} upstream connections open, {upstream_open} at the upstreams"));
+    }
+    busy
+}
+
+/// The case's access-log file (`{{ACCESS_LOG}}`), read as it grows.
+struct AccessLog {
+    path: PathBuf,
+    seen: usize,
+}
+
+impl AccessLog {
+    fn new(env: &Environment) -> AccessLog {
+        AccessLog { path: PathBuf::from(&env.vars["ACCESS_LOG"]), seen: 0 }
+    }
+
+    /// The lines written since the last call, normalized.
+    fn new_lines(&mut self, env: &Environment) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().skip(self.seen).map(|l| normalize_access_line(env, l)).collect();
+        self.seen += lines.len();
+        lines
+    }
+}
+
+/// An access-log line in Envoy's default format with what differs from run to run
+/// replaced: START_TIME → `<time>`, DURATION and the upstream service time →
+/// `<ms>`, the x-request-id UUID → `<uuid>`, ports → placeholders. Each is replaced
+/// only when it has its format, so a malformed field still shows. A line in another
+/// format only has its ports replaced.
+fn normalize_access_line(env: &Environment, line: &str) -> String {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| {
+        Regex::new(concat!(
+            r#"^\[(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)\] "(?P<req>[^"]*)" (?P<code>\S+) (?P<flags>\S+) "#,
+            r#"(?P<rx>\S+) (?P<tx>\S+) (?P<dur>\d+) (?P<ust>\d+|-) "(?P<xff>[^"]*)" "(?P<ua>[^"]*)" "#,
+            r#""(?P<rid>[^"]*)" "(?P<auth>[^"]*)" "(?P<host>[^"]*)"$"#
+        ))
+        .unwrap()
+    });
+    let line = env.normalize(line);
+    let Some(c) = re.captures(&line) else { return line };
+    let uuid = Regex::new(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$").unwrap();
+    let rid = if uuid.is_match(&c["rid"]) { "<uuid>" } else { &c["rid"] };
+    let ust = if &c["ust"] == "-" { "-" } else { "<ms>" };
+    format!(
+        "[<time>] \"{}\" {} {} {} {} <ms> {ust} \"{}\" \"{}\" \"{rid}\" \"{}\" \"{}\"",
+        &c["req"], &c["code"], &c["flags"], &c["rx"], &c["tx"], &c["xff"], &c["ua"], &c["auth"], &c["host"]
+    )
+}
 
 /// A client connection; unlike `Client`, it reports interim (1xx) responses, the
 /// status line, and how an exchange failed.
