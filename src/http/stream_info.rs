@@ -96,6 +96,10 @@ impl ResponseFlags {
         self.0 |= f as u32;
     }
 
+    pub fn unset(&mut self, f: ResponseFlag) {
+        self.0 &= !(f as u32);
+    }
+
     pub fn has(&self, f: ResponseFlag) -> bool {
         self.0 & f as u32 != 0
     }

@@ -612,6 +612,11 @@ impl Completion {
 
 impl StreamCompletion for Completion {
     fn downstream_reset(mut self: Box<Self>) {
+        // No response went out: Envoy logs code 0. A request body cut off by the
+        // client's reset made the router reply "protocol error"; that reply was
+        // never sent, and the reset (DC) is the cause, as in Envoy's log.
+        self.info.response_code = None;
+        self.info.response_flags.unset(ResponseFlag::DownstreamProtocolError);
         self.info.response_flags.set(ResponseFlag::DownstreamConnectionTermination);
         if let Some(received) = &self.body_bytes {
             self.info.bytes_received = received.get();
