@@ -290,10 +290,10 @@ impl Stream {
         if self.cfg.use_remote_address {
             // An edge request: the client is the peer, or with N trusted proxies in
             // front, the Nth address from the right of the incoming x-forwarded-for
-            // (the peer when there are fewer). No client is internal (Envoy 1.40's
-            // default), so the control headers only trusted clients may send go.
+            // (the peer when there are fewer). Who the caller is, and what was done
+            // to the request before, only a trusted proxy in front may say.
             let client = if hops == 0 { remote } else { headers::xff_client(h, hops - 1).unwrap_or(remote) };
-            headers::remove_all(h, headers::INTERNAL_ONLY);
+            headers::remove_all(h, headers::EDGE_UNTRUSTED);
             // Envoy appends its own address, not loopback, for a loopback peer.
             let appended = if remote.is_loopback() { headers::local_address() } else { remote };
             headers::append_xff(h, appended);
@@ -304,7 +304,9 @@ impl Stream {
         } else {
             h.entry(headers::X_FORWARDED_PROTO).or_insert(HeaderValue::from_static("http"));
         }
-        headers::remove_all(h, headers::ROUTER_CONSUMED);
+        // No client is internal (Envoy 1.40's default), so the control headers
+        // only trusted clients may send go, edge request or not.
+        headers::remove_all(h, headers::UNTRUSTED_CONTROL);
         // An edge request's x-request-id is not trusted: Envoy makes a new one
         // (preserve_external_request_id is false by default).
         if self.cfg.generate_request_id {
