@@ -167,18 +167,13 @@ pub fn timeout_reply(cfg: &Arc<HcmConfig>, conn: ConnectionInfo, timeout: Stream
     if timeout == StreamTimeout::Idle {
         reply.flag = Some(ResponseFlag::StreamIdleTimeout);
     }
-    stream.local_response(reply, &no_request(), false)
-}
-
-/// Request parts for a reply that has no parsed request to go with it.
-fn no_request() -> http::request::Parts {
-    Request::new(()).into_parts().0
+    stream.reply_without_request(reply)
 }
 
 /// The reply to a request the codec refused before it became a stream; it is
 /// counted and logged as one, as Envoy does.
 pub fn codec_error(cfg: &Arc<HcmConfig>, conn: ConnectionInfo, reply: LocalReply) -> Response<ResponseBody> {
-    Stream::new(cfg, conn, "HTTP/1.1").local_response(reply, &no_request(), false)
+    Stream::new(cfg, conn, "HTTP/1.1").reply_without_request(reply)
 }
 
 /// The protocol a request asks to upgrade to (`Connection: upgrade` + `Upgrade`).
@@ -223,6 +218,8 @@ struct Stream {
     body_bytes: Option<Rc<Cell<u64>>>,
     /// The request arrived chunked.
     downstream_chunked: bool,
+    /// False for a reply to a request that was never parsed whole.
+    request_parsed: bool,
 }
 
 impl Stream {
@@ -240,7 +237,16 @@ impl Stream {
             route: None,
             body_bytes: None,
             downstream_chunked: false,
+            request_parsed: true,
         }
+    }
+
+    /// A local reply to a request that was never parsed whole (a codec error, a
+    /// timer that fired first): Envoy's log shows no method, path or request
+    /// headers for it (`"- - HTTP/1.1"`).
+    fn reply_without_request(mut self, reply: LocalReply) -> Response<ResponseBody> {
+        self.request_parsed = false;
+        self.local_response(reply, &Request::new(()).into_parts().0, false)
     }
 
     /// Codec-level checks Envoy applies before any filter runs.
@@ -250,11 +256,20 @@ impl Stream {
             if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
                 parts.headers.insert(http::header::HOST, v);
             }
-            let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-            parts.uri = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
+            // A CONNECT's authority-form target has no path (Envoy logs "-").
+            if parts.method != Method::CONNECT {
+                let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                parts.uri = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
+            }
         }
         if parts.headers.get(http::header::HOST).is_none() {
             return Err(Box::new(LocalReply::new(StatusCode::BAD_REQUEST, "", "missing_host_header")));
+        }
+        // Only origin-form targets are served (`OPTIONS *` is not): Envoy answers
+        // 404 before the request is routed or its headers are touched.
+        if parts.method != Method::CONNECT && !parts.uri.path().starts_with('/') {
+            self.cfg.stats.downstream_rq_non_relative_path.inc();
+            return Err(Box::new(LocalReply::new(StatusCode::NOT_FOUND, "", "invalid_path")));
         }
         match self.cfg.underscore_action {
             UnderscoreAction::Allow => {}
@@ -569,9 +584,10 @@ impl Stream {
         response_headers: &HeaderMap,
         upstream: Option<(Rc<ThreadLocalCluster>, u16, ActiveRequest)>,
     ) -> Box<dyn StreamCompletion> {
+        let parsed = self.request_parsed;
         let log = (!self.cfg.access_logs.is_empty()).then(|| LogSnapshot {
-            method: request.method.clone(),
-            uri: request.uri.clone(),
+            method: parsed.then(|| request.method.clone()),
+            uri: parsed.then(|| request.uri.clone()),
             request_headers: request.headers.clone(),
             response_headers: response_headers.clone(),
         });
@@ -581,8 +597,9 @@ impl Stream {
 
 /// What the access log needs after the stream is over.
 struct LogSnapshot {
-    method: Method,
-    uri: Uri,
+    /// None when no request was parsed (see `reply_without_request`).
+    method: Option<Method>,
+    uri: Option<Uri>,
     request_headers: HeaderMap,
     response_headers: HeaderMap,
 }
@@ -600,8 +617,8 @@ impl Completion {
         let Some(log) = &self.log else { return };
         let cx = FormatContext {
             request_headers: Some(&log.request_headers),
-            request_method: Some(&log.method),
-            request_uri: Some(&log.uri),
+            request_method: log.method.as_ref(),
+            request_uri: log.uri.as_ref(),
             response_headers: Some(&log.response_headers),
             response_trailers: trailers,
             info: &self.info,
