@@ -6,7 +6,9 @@
 //!   ...                 # placeholders: {{UPSTREAM_PORT}}, {{UPSTREAM2_PORT}} (JSON-reporting
 //!                       # HTTP upstreams "upstream1"/"upstream2"), {{ECHO_PORT}} (TCP echo),
 //!                       # {{DEAD_PORT}} (nothing listens), {{FREE_PORT1}}/{{FREE_PORT2}} (free
-//!                       # ports for listeners that need a fixed one), {{TMP}} (scratch dir)
+//!                       # ports for listeners that need a fixed one), {{TMP}} (scratch dir),
+//!                       # {{ACCESS_LOG}} (a file access log's path: each request's lines
+//!                       # are compared as `<label>.access_log`)
 //! requests:             # sent in order, each on a new connection (unless `reuse`)
 //! - name: get           # label of the checks (default r1, r2, ...); the placeholders
 //!                       # above may be used in a request's text fields too
@@ -25,9 +27,16 @@
 //!   hang_up_ms: 300     # after sending, wait 300 ms and close without reading (a
 //!                       # client that gives up); the outcome is what it had seen by
 //!                       # then (nothing, an answer, a close)
+//!   hang_up_after: upstream_request  # instead (or before hang_up_ms): hang up once the
+//!                       # proxy has the request active upstream (a readiness signal,
+//!                       # cluster.*.upstream_rq_active > 0, bounded; not a guessed time)
 //!   reuse: true         # on the previous request's client connection (keep-alive)
 //!                       # instead of a new one; with `repeat`, every repetition reuses it
 //! - tcp: "hello"        # raw TCP: send, half-close, read to EOF
+//! - signal: TERM        # send the proxy SIGTERM at this point of the sequence, then
+//!                       # wait until its first listener refuses connections
+//!   during_next: true   # instead: while the next request is in flight (once the
+//!                       # proxy has it active upstream)
 //! - admin_post: /healthcheck/fail  # POST to the admin endpoint at this point of the
 //!                       # sequence; its response is compared like a request's
 //! upstream_connections: true  # also compare which upstream connection (1, 2, ... per
@@ -84,11 +93,19 @@ pub struct Request {
     pub continue_body: Option<String>,
     /// Close the connection this long after sending, without reading a response.
     pub hang_up_ms: Option<u64>,
+    /// `upstream_request`: close the connection, without reading a response, once
+    /// the proxy has the request active upstream.
+    pub hang_up_after: Option<String>,
     /// Send on the previous request's client connection.
     #[serde(default)]
     pub reuse: bool,
     /// POST this path to the admin endpoint instead of sending a request.
     pub admin_post: Option<String>,
+    /// `TERM`: send the proxy this signal instead of a request.
+    pub signal: Option<String>,
+    /// With `signal`: send it while the next request is in flight.
+    #[serde(default)]
+    pub during_next: bool,
     pub repeat: Option<usize>,
     /// `exact` (default) or `cyclic`: see the module doc.
     pub order: Option<String>,
@@ -111,6 +128,11 @@ pub struct AdminChecks {
 }
 
 impl Request {
+    /// True when the client hangs up instead of reading a response.
+    pub fn hangs_up(&self) -> bool {
+        self.hang_up_ms.is_some() || self.hang_up_after.is_some()
+    }
+
     /// The request with the placeholders of `vars` filled in.
     pub fn filled(&self, vars: &BTreeMap<String, String>) -> Result<Request, String> {
         let f = |t: &Option<String>| t.as_deref().map(|t| fill(t, vars)).transpose();
@@ -156,6 +178,12 @@ impl Case {
         for r in &case.requests {
             if r.continue_body.is_some() && r.raw.is_none() {
                 return Err(format!("{}: continue_body needs raw", path.display()));
+            }
+            if r.signal.as_deref().is_some_and(|s| s != "TERM") {
+                return Err(format!("{}: signal must be TERM", path.display()));
+            }
+            if r.hang_up_after.as_deref().is_some_and(|h| h != "upstream_request") {
+                return Err(format!("{}: hang_up_after must be upstream_request", path.display()));
             }
             if let Some(order) = r.order.as_deref() {
                 if order != "exact" && order != "cyclic" {

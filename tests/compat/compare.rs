@@ -3,7 +3,7 @@
 //! Check names: `startup`; per request `<label>.status`, `<label>.version` and
 //! `<label>.reason` (the status line's), `<label>.outcome` (when either side got no
 //! HTTP response: the kind of failure -- closed, reset, timed out, connect failed --
-//! or, for `hang_up_ms`, what the client had seen when it hung up), `<label>.body` (responses
+//! or, for a client that hangs up, what it had seen by then), `<label>.body` (responses
 //! that are not the upstream's JSON report: local replies, direct responses),
 //! `<label>.header.<name>` (every response header either side sent),
 //! `<label>.upstream` (which upstream answered), `<label>.upstream.method|path|body`,
@@ -117,6 +117,7 @@ fn describe(o: &Outcome) -> String {
         Outcome::Tcp(b) => format!("tcp {:?}", String::from_utf8_lossy(b)),
         Outcome::Failed(f) => format!("no response: {} ({})", kind_name(f.kind), f.detail),
         Outcome::HungUp(seen) => format!("hung up; {seen}"),
+        Outcome::Signalled(seen) => seen.clone(),
     }
 }
 
@@ -140,6 +141,7 @@ fn outcome_kind(o: &Outcome) -> String {
         Outcome::Tcp(_) => "tcp".into(),
         Outcome::Failed(f) => format!("no response: {}", kind_name(f.kind)),
         Outcome::HungUp(seen) => format!("hung up; {seen}"),
+        Outcome::Signalled(seen) => seen.clone(),
     }
 }
 

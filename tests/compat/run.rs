@@ -41,7 +41,10 @@ pub enum Outcome {
     Tcp(Vec<u8>),
     /// No (complete) response: how the exchange ended instead.
     Failed(Failure),
-    /// A `hang_up_ms` request: what the client had seen when it hung up.
+    /// A `signal` step: whether the proxy stopped listening afterwards.
+    Signalled(String),
+    /// A `hang_up_ms` / `hang_up_after` request: what the client had seen when it
+    /// hung up.
     HungUp(String),
 }
 
@@ -223,6 +226,25 @@ impl Proxy {
             std::thread::sleep(Duration::from_millis(10));
         }
         Ok(proxy)
+    }
+
+    /// Sends SIGTERM, then waits (bounded) until `listener` refuses connections:
+    /// the proxy has reacted, whether it exits at once or drains.
+    fn terminate(&self, listener: Option<SocketAddr>) -> String {
+        let Some(child) = &self.child else { return "not running".into() };
+        // SAFETY: kill(2) on the pid of our own, not yet reaped, child process.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let Some(addr) = listener else { return "signalled; no listener".into() };
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        while TcpStream::connect_timeout(&addr, IO_TIMEOUT).is_ok() {
+            if Instant::now() > deadline {
+                return format!("signalled; still listening after {SETTLE_TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        "signalled; stopped listening".into()
     }
 
     fn log_tail(&self) -> String {
@@ -423,6 +445,8 @@ pub fn run(case: &Case, kind: Kind, bin: &Path) -> Observed {
     // The client connection of the last HTTP request, for a request with `reuse`.
     let mut last: Option<Conn> = None;
     let mut access_log = case.uses("{{ACCESS_LOG}}").then(|| AccessLog::new(&env));
+    // The index in `obs.responses` of a `signal` step with `during_next`.
+    let mut signal_during_next: Option<usize> = None;
     for (label, r) in &requests {
         let addr = match &r.listener {
             Some(name) => listeners.iter().find(|(n, _)| n == name).map(|(_, a)| *a),
@@ -436,9 +460,14 @@ pub fn run(case: &Case, kind: Kind, bin: &Path) -> Observed {
                 ..Default::default()
             };
             match Conn::connect(proxy.admin) {
-                Ok(mut conn) => record(&mut obs, label, exchange(&mut conn, &post)),
+                Ok(mut conn) => record(&mut obs, label, exchange(&mut conn, &post, &|| Ok(()))),
                 Err(e) => Outcome::Failed(e),
             }
+        } else if r.signal.is_some() && r.during_next {
+            signal_during_next = Some(obs.responses.len());
+            Outcome::Signalled(String::new()) // filled in with the next request
+        } else if r.signal.is_some() {
+            Outcome::Signalled(proxy.terminate(addr))
         } else if let Some(data) = &r.tcp {
             match addr {
                 None => Outcome::Failed(no_listener(r)),
@@ -448,6 +477,10 @@ pub fn run(case: &Case, kind: Kind, bin: &Path) -> Observed {
                 },
             }
         } else {
+            if r.hang_up_after.is_some() {
+                // The upstream request to wait for must be this one's.
+                let _ = settle(&proxy, &env, usize::from(last.is_some()));
+            }
             let conn = match (r.reuse, addr) {
                 (true, _) => last.take().ok_or_else(|| Failure::new(FailKind::Other, "no connection to reuse")),
                 (false, None) => Err(no_listener(r)),
@@ -456,7 +489,22 @@ pub fn run(case: &Case, kind: Kind, bin: &Path) -> Observed {
             match conn {
                 Err(e) => Outcome::Failed(e),
                 Ok(mut conn) => {
-                    let mut outcome = record(&mut obs, label, exchange(&mut conn, r));
+                    let signal = signal_during_next.take();
+                    let (exchanged, signalled) = std::thread::scope(|s| {
+                        // SIGTERM once this request is active upstream, while it is in flight.
+                        let signaller = signal.map(|_| {
+                            s.spawn(|| match upstream_request_active(&proxy) {
+                                Ok(()) => proxy.terminate(addr),
+                                Err(e) => format!("not signalled: {e}"),
+                            })
+                        });
+                        let exchanged = exchange(&mut conn, r, &|| upstream_request_active(&proxy));
+                        (exchanged, signaller.map(|t| t.join().unwrap_or_else(|_| "signaller panicked".into())))
+                    });
+                    if let (Some(i), Some(seen)) = (signal, signalled) {
+                        obs.responses[i].1 = Outcome::Signalled(seen);
+                    }
+                    let mut outcome = record(&mut obs, label, exchanged);
                     if r.reuse {
                         outcome = reset_after_close_is_close(outcome);
                     }
@@ -549,7 +597,7 @@ fn record(obs: &mut Observed, label: &str, (interim, outcome, status_line): Exch
 type Exchanged = (Vec<String>, Outcome, Option<String>);
 
 /// Longest wait for the proxy to finish with the requests sent so far.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Waits until the proxy has finished with everything sent so far -- the readiness
 /// signal for reading stats and access logs: no request active downstream or
@@ -571,6 +619,23 @@ fn settle(proxy: &Proxy, env: &Environment, held: usize) -> Result<(), String> {
     }
 }
 
+/// Waits until the proxy has a request active upstream (sent, or being sent, to an
+/// upstream connection), bounded by `SETTLE_TIMEOUT`.
+fn upstream_request_active(proxy: &Proxy) -> Result<(), String> {
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let stats = proxy.stats();
+        if stats.iter().any(|(name, &v)| name.starts_with("cluster.") && name.ends_with(".upstream_rq_active") && v > 0)
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no upstream request within {SETTLE_TIMEOUT:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// What in one `/stats` read shows the proxy still at work (see `settle`).
 fn busy(stats: &BTreeMap<String, i64>, admin_port: u16, held: usize, upstream_open: i64) -> Vec<String> {
     let admin = [format!("_{admin_port}."), "listener.admin.".into(), "http.admin.".into()];
@@ -581,7 +646,7 @@ fn busy(stats: &BTreeMap<String, i64>, admin_port: u16, held: usize, upstream_op
             continue;
         }
         let active = [".downstream_rq_active", ".upstream_rq_active", ".upstream_rq_pending_active"];
-        if (active.iter().any(|a| name.ends_with(a)) || name == "access_log_file.write_total_buffered") && value != 0 {
+        if (active.iter().any(|a| name.ends_with(a)) || name == "filesystem.write_total_buffered") && value != 0 {
             busy.push(format!("{name}={value}"));
         }
         // Per listener, not per worker (listener.<addr>.worker_<n>.*).
@@ -760,7 +825,9 @@ impl Conn {
 
 /// Sends one HTTP request on `conn` and reads the response: the interim statuses
 /// received first, and the outcome with the final status line.
-fn exchange(conn: &mut Conn, r: &crate::case::Request) -> Exchanged {
+/// `upstream_ready` waits, for `hang_up_after: upstream_request`, until the proxy has
+/// the request active upstream.
+fn exchange(conn: &mut Conn, r: &crate::case::Request, upstream_ready: &dyn Fn() -> Result<(), String>) -> Exchanged {
     let (raw, head) = match &r.raw {
         Some(raw) => (raw.as_bytes().to_vec(), raw.starts_with("HEAD ")),
         None => {
@@ -771,12 +838,18 @@ fn exchange(conn: &mut Conn, r: &crate::case::Request) -> Exchanged {
             (Client::encode_request(method, r.path.as_deref().unwrap_or("/"), &headers, body), method == "HEAD")
         }
     };
-    if let Some(ms) = r.hang_up_ms {
+    if r.hangs_up() {
         if let Err(e) = conn.send(&raw) {
             return (Vec::new(), Outcome::Failed(e), None);
         }
-        std::thread::sleep(Duration::from_millis(ms));
-        let seen = conn.peek_now();
+        let mut seen = String::new();
+        if r.hang_up_after.is_some() {
+            if let Err(e) = upstream_ready() {
+                seen = format!("{e}; ");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(r.hang_up_ms.unwrap_or(0)));
+        seen.push_str(&conn.peek_now());
         let _ = conn.stream.shutdown(Shutdown::Both);
         return (Vec::new(), Outcome::HungUp(seen), None);
     }
