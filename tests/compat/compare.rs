@@ -9,7 +9,9 @@
 //! `<label>.upstream` (which upstream answered), `<label>.upstream.method|path|body`,
 //! `<label>.upstream.header.<name>` (every header either upstream received),
 //! `<label>.upstream.connection` (with `upstream_connections: true`), `<label>.interim`
-//! (interim 1xx statuses, when either side got one), `<label>.tcp` (bytes echoed);
+//! (interim 1xx statuses, when either side got one), `<label>.tcp` (bytes echoed),
+//! `<label>.access_log` (the lines written for the request, when the case logs);
+//! `settled` (whether each proxy went idle after the last request);
 //! `<name>.upstream_order` (a repeated request with `order: cyclic`: the sequence of
 //! upstreams, equal up to the phase of Envoy's cycle, instead of per-request `upstream`
 //! and `header.x-upstream`); `admin.ready`, `admin.stat.<name>`, `admin.clusters.<key>`,
@@ -19,8 +21,10 @@
 //! format: `date` (IMF-fixdate), `x-request-id` (UUID), `x-envoy-upstream-service-time`
 //! (milliseconds), `server` (any token, unless the config sets `server_name`), the
 //! `content-length` of the upstream's JSON report (its size depends on the report's
-//! own fields, compared one by one instead). `x-envoy-expected-rq-timeout-ms` agrees
-//! within 100 ms: on a retry it is the time left, which depends on timing.
+//! own fields, compared one by one instead; so is the access log's BYTES_SENT for
+//! it). `x-envoy-expected-rq-timeout-ms` agrees within 100 ms: on a retry it is the
+//! time left, which depends on timing. Access-log lines come normalized (times,
+//! durations, request ids, ports; see `run.rs`).
 
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
@@ -212,7 +216,17 @@ pub fn compare(case: &Case, e: &Observed, c: &Observed) -> Vec<Check> {
             compare_status_line(label, el, cl, &mut checks);
         }
         if let (Some(el), Some(cl)) = (e.access_log.get(label), c.access_log.get(label)) {
-            let show = |lines: &Vec<String>| if lines.is_empty() { "<no line>".to_string() } else { lines.join("\n") };
+            let proxied = |o: &Outcome| matches!(o, Outcome::Http(r) if report(r).is_some());
+            let report_sizes = proxied(eo) && proxied(co);
+            let show = |lines: &Vec<String>| {
+                let lines: Vec<String> =
+                    lines.iter().map(|l| if report_sizes { mask_bytes_sent(l) } else { l.clone() }).collect();
+                if lines.is_empty() {
+                    "<no line>".to_string()
+                } else {
+                    lines.join("\n")
+                }
+            };
             checks.exact(format!("{label}.access_log"), show(el), show(cl));
         }
     }
@@ -272,6 +286,14 @@ pub fn compare(case: &Case, e: &Observed, c: &Observed) -> Vec<Check> {
         });
     }
     checks.0
+}
+
+/// A default-format access-log line with BYTES_SENT replaced by `<n>`: for the
+/// upstream's JSON report, whose size depends on its own fields.
+fn mask_bytes_sent(line: &str) -> String {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| Regex::new(r#"^(\[<time>\] "[^"]*" \S+ \S+ \S+ )\d+( .*)$"#).unwrap());
+    re.replace(line, "${1}<n>${2}").into_owned()
 }
 
 /// `<label>.version` and `<label>.reason`: the status line's first and last parts

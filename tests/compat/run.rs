@@ -1,6 +1,9 @@
 //! Runs one case through one proxy binary (Envoy or Courier): starts the case's
 //! upstreams, the proxy on the filled-in bootstrap, sends the requests and reads the
-//! admin endpoint. Everything binds 127.0.0.1; the proxy is stopped by pid.
+//! admin endpoint. Everything binds 127.0.0.1; the proxy is stopped by pid. Nothing
+//! waits a guessed time where a signal exists: access logs and stats are read once
+//! the proxy has settled (`settle`: its active-request and connection gauges), a
+//! client hangs up or a signal goes once the request is active upstream.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -82,7 +85,8 @@ impl Failure {
         use std::io::ErrorKind as K;
         let kind = match e.kind() {
             K::UnexpectedEof => FailKind::Closed,
-            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => FailKind::Reset,
+            // ENOTCONN: the socket is gone already, which only a reset does.
+            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::NotConnected => FailKind::Reset,
             K::WouldBlock | K::TimedOut => FailKind::TimedOut,
             K::ConnectionRefused => FailKind::Connect,
             _ => FailKind::Other,
