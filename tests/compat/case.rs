@@ -29,7 +29,9 @@
 //!                       # then (nothing, an answer, a close)
 //!   hang_up_after: upstream_request  # instead (or before hang_up_ms): hang up once the
 //!                       # proxy has the request active upstream (a readiness signal,
-//!                       # cluster.*.upstream_rq_active > 0, bounded; not a guessed time)
+//!                       # cluster.*.upstream_rq_active > 0, bounded; not a guessed time),
+//!                       # or `bytes_read`: once it has read every byte sent
+//!                       # (http.*.downstream_cx_rx_bytes_total)
 //!   reuse: true         # on the previous request's client connection (keep-alive)
 //!                       # instead of a new one; with `repeat`, every repetition reuses it
 //! - tcp: "hello"        # raw TCP: send, half-close, read to EOF
@@ -93,8 +95,8 @@ pub struct Request {
     pub continue_body: Option<String>,
     /// Close the connection this long after sending, without reading a response.
     pub hang_up_ms: Option<u64>,
-    /// `upstream_request`: close the connection, without reading a response, once
-    /// the proxy has the request active upstream.
+    /// `upstream_request` / `bytes_read`: close the connection, without reading a
+    /// response, once the proxy has the request active upstream / has read it.
     pub hang_up_after: Option<String>,
     /// Send on the previous request's client connection.
     #[serde(default)]
@@ -182,8 +184,8 @@ impl Case {
             if r.signal.as_deref().is_some_and(|s| s != "TERM") {
                 return Err(format!("{}: signal must be TERM", path.display()));
             }
-            if r.hang_up_after.as_deref().is_some_and(|h| h != "upstream_request") {
-                return Err(format!("{}: hang_up_after must be upstream_request", path.display()));
+            if r.hang_up_after.as_deref().is_some_and(|h| h != "upstream_request" && h != "bytes_read") {
+                return Err(format!("{}: hang_up_after must be upstream_request or bytes_read", path.display()));
             }
             if let Some(order) = r.order.as_deref() {
                 if order != "exact" && order != "cyclic" {

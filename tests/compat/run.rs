@@ -464,7 +464,7 @@ pub fn run(case: &Case, kind: Kind, bin: &Path) -> Observed {
                 ..Default::default()
             };
             match Conn::connect(proxy.admin) {
-                Ok(mut conn) => record(&mut obs, label, exchange(&mut conn, &post, &|| Ok(()))),
+                Ok(mut conn) => record(&mut obs, label, exchange(&mut conn, &post, &|_| Ok(()))),
                 Err(e) => Outcome::Failed(e),
             }
         } else if r.signal.is_some() && r.during_next {
@@ -482,9 +482,10 @@ pub fn run(case: &Case, kind: Kind, bin: &Path) -> Observed {
             }
         } else {
             if r.hang_up_after.is_some() {
-                // The upstream request to wait for must be this one's.
+                // The upstream request or bytes to wait for must be this one's.
                 let _ = settle(&proxy, &env, usize::from(last.is_some()));
             }
+            let rx_before = if r.hang_up_after.is_some() { rx_bytes(&proxy.stats()) } else { 0 };
             let conn = match (r.reuse, addr) {
                 (true, _) => last.take().ok_or_else(|| Failure::new(FailKind::Other, "no connection to reuse")),
                 (false, None) => Err(no_listener(r)),
@@ -502,7 +503,7 @@ pub fn run(case: &Case, kind: Kind, bin: &Path) -> Observed {
                                 Err(e) => format!("not signalled: {e}"),
                             })
                         });
-                        let exchanged = exchange(&mut conn, r, &|| upstream_request_active(&proxy));
+                        let exchanged = exchange(&mut conn, r, &|sent| hang_up_ready(&proxy, r, rx_before, sent));
                         (exchanged, signaller.map(|t| t.join().unwrap_or_else(|_| "signaller panicked".into())))
                     });
                     if let (Some(i), Some(seen)) = (signal, signalled) {
@@ -621,6 +622,37 @@ fn settle(proxy: &Proxy, env: &Environment, held: usize) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// For a `hang_up_after` request that sent `sent` bytes: waits until the proxy has
+/// read them all (`bytes_read`; `rx_before` is its byte count before) or has the
+/// request active upstream (`upstream_request`).
+fn hang_up_ready(proxy: &Proxy, r: &crate::case::Request, rx_before: i64, sent: usize) -> Result<(), String> {
+    if r.hang_up_after.as_deref() != Some("bytes_read") {
+        return upstream_request_active(proxy);
+    }
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    while rx_bytes(&proxy.stats()) < rx_before + sent as i64 {
+        if Instant::now() > deadline {
+            return Err(format!("the proxy did not read {sent} bytes within {SETTLE_TIMEOUT:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+/// Bytes the proxy has read from HTTP clients (`http.*.downstream_cx_rx_bytes_total`,
+/// not the admin endpoint's).
+fn rx_bytes(stats: &BTreeMap<String, i64>) -> i64 {
+    stats
+        .iter()
+        .filter(|(name, _)| {
+            name.starts_with("http.")
+                && !name.starts_with("http.admin.")
+                && name.ends_with(".downstream_cx_rx_bytes_total")
+        })
+        .map(|(_, v)| v)
+        .sum()
 }
 
 /// Waits until the proxy has a request active upstream (sent, or being sent, to an
@@ -829,9 +861,13 @@ impl Conn {
 
 /// Sends one HTTP request on `conn` and reads the response: the interim statuses
 /// received first, and the outcome with the final status line.
-/// `upstream_ready` waits, for `hang_up_after: upstream_request`, until the proxy has
-/// the request active upstream.
-fn exchange(conn: &mut Conn, r: &crate::case::Request, upstream_ready: &dyn Fn() -> Result<(), String>) -> Exchanged {
+/// `hang_up_ready(sent)` waits, for `hang_up_after`, until the proxy has taken up
+/// the `sent` bytes as asked.
+fn exchange(
+    conn: &mut Conn,
+    r: &crate::case::Request,
+    hang_up_ready: &dyn Fn(usize) -> Result<(), String>,
+) -> Exchanged {
     let (raw, head) = match &r.raw {
         Some(raw) => (raw.as_bytes().to_vec(), raw.starts_with("HEAD ")),
         None => {
@@ -848,7 +884,7 @@ fn exchange(conn: &mut Conn, r: &crate::case::Request, upstream_ready: &dyn Fn()
         }
         let mut seen = String::new();
         if r.hang_up_after.is_some() {
-            if let Err(e) = upstream_ready() {
+            if let Err(e) = hang_up_ready(raw.len()) {
                 seen = format!("{e}; ");
             }
         }
