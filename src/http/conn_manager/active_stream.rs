@@ -44,12 +44,27 @@ pub async fn handle(
     let (mut parts, body) = req.into_parts();
     let is_head = parts.method == Method::HEAD;
 
+    // Envoy's codec refuses a header name with an underscore before the request
+    // exists: its log line has no request.
+    if let Some(reply) = stream.reject_underscores(&parts.headers) {
+        return stream.reply_without_request(reply);
+    }
     // Upgrades need upgrade_configs, which Courier does not support: Envoy answers
-    // such a request 403 on a route that does not allow the upgrade.
-    // (h2c is not an upgrade Envoy honours on HTTP/1: the header is dropped and
-    // the request proxied.)
-    if let Some(upgrade) = requested_upgrade(&parts.headers).filter(|u| !u.eq_ignore_ascii_case("h2c")) {
-        if upgrade.eq_ignore_ascii_case("websocket") {
+    // such a request 403 on a route that does not allow the upgrade, after its
+    // headers were mutated (so it has an x-request-id). Noted before hop-by-hop
+    // removal drops the header. (h2c is not an upgrade Envoy honours on HTTP/1: the
+    // header is dropped and the request proxied.)
+    let upgrade = requested_upgrade(&parts.headers)
+        .filter(|u| !u.eq_ignore_ascii_case("h2c"))
+        .map(|u| u.eq_ignore_ascii_case("websocket"));
+    // Chunked framing is kept upstream (hop-by-hop removal drops the header).
+    stream.downstream_chunked = parts.headers.contains_key(http::header::TRANSFER_ENCODING);
+    if let Err(reply) = stream.sanitize_request(&mut parts) {
+        return stream.local_response(*reply, &parts, is_head);
+    }
+    stream.mutate_request_headers(&mut parts);
+    if let Some(websocket) = upgrade {
+        if websocket {
             cfg.stats.downstream_rq_ws_on_non_ws_route.inc();
         }
         let reply = LocalReply::new(StatusCode::FORBIDDEN, "", "upgrade_failed");
@@ -57,12 +72,6 @@ pub async fn handle(
         response.extensions_mut().insert(CloseConnection);
         return response;
     }
-    // Chunked framing is kept upstream (hop-by-hop removal drops the header).
-    stream.downstream_chunked = parts.headers.contains_key(http::header::TRANSFER_ENCODING);
-    if let Err(reply) = stream.sanitize_request(&mut parts) {
-        return stream.local_response(*reply, &parts, is_head);
-    }
-    stream.mutate_request_headers(&mut parts);
     // CONNECT only matches routes with a connect_matcher, which Courier does not
     // support: like Envoy without one, it is a 404.
     if parts.method != Method::CONNECT {
@@ -271,28 +280,31 @@ impl Stream {
             self.cfg.stats.downstream_rq_non_relative_path.inc();
             return Err(Box::new(LocalReply::new(StatusCode::NOT_FOUND, "", "invalid_path")));
         }
-        match self.cfg.underscore_action {
-            UnderscoreAction::Allow => {}
-            action => {
-                let with_underscore: Vec<HeaderName> =
-                    parts.headers.keys().filter(|k| k.as_str().contains('_')).cloned().collect();
-                if !with_underscore.is_empty() {
-                    if action == UnderscoreAction::RejectRequest {
-                        self.cfg.codec_stats.requests_rejected_with_underscores_in_headers.inc();
-                        self.cfg.stats.downstream_cx_protocol_error.inc();
-                        return Err(Box::new(
-                            LocalReply::new(StatusCode::BAD_REQUEST, "Bad Request", "http1.unexpected_underscore")
-                                .with_flag(ResponseFlag::DownstreamProtocolError),
-                        ));
-                    }
-                    for k in with_underscore {
-                        self.cfg.codec_stats.dropped_headers_with_underscores.inc();
-                        parts.headers.remove(k);
-                    }
-                }
+        if self.cfg.underscore_action == UnderscoreAction::DropHeader {
+            let with_underscore: Vec<HeaderName> =
+                parts.headers.keys().filter(|k| k.as_str().contains('_')).cloned().collect();
+            for k in with_underscore {
+                self.cfg.codec_stats.dropped_headers_with_underscores.inc();
+                parts.headers.remove(k);
             }
         }
         Ok(())
+    }
+
+    /// `headers_with_underscores_action: REJECT_REQUEST`: the codec's 400 for a
+    /// header name with an underscore.
+    fn reject_underscores(&self, headers: &HeaderMap) -> Option<LocalReply> {
+        if self.cfg.underscore_action != UnderscoreAction::RejectRequest
+            || !headers.keys().any(|k| k.as_str().contains('_'))
+        {
+            return None;
+        }
+        self.cfg.codec_stats.requests_rejected_with_underscores_in_headers.inc();
+        self.cfg.stats.downstream_cx_protocol_error.inc();
+        Some(
+            LocalReply::new(StatusCode::BAD_REQUEST, "Bad Request", "http1.unexpected_underscore")
+                .with_flag(ResponseFlag::DownstreamProtocolError),
+        )
     }
 
     /// Envoy's `mutateRequestHeaders`: hop-by-hop removal, x-forwarded-*,
