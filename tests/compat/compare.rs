@@ -10,7 +10,8 @@
 //! `<label>.upstream.header.<name>` (every header either upstream received),
 //! `<label>.upstream.connection` (with `upstream_connections: true`), `<label>.interim`
 //! (interim 1xx statuses, when either side got one), `<label>.tcp` (bytes echoed),
-//! `<label>.access_log` (the lines written for the request, when the case logs);
+//! `<label>.access_log` (the lines written for the request, when the case logs; in
+//! an `order: cyclic` group without the upstream host);
 //! `settled` (whether each proxy went idle after the last request);
 //! `<name>.upstream_order` (a repeated request with `order: cyclic`: the sequence of
 //! upstreams, equal up to the phase of Envoy's cycle, instead of per-request `upstream`
@@ -218,9 +219,13 @@ pub fn compare(case: &Case, e: &Observed, c: &Observed) -> Vec<Check> {
         if let (Some(el), Some(cl)) = (e.access_log.get(label), c.access_log.get(label)) {
             let proxied = |o: &Outcome| matches!(o, Outcome::Http(r) if report(r).is_some());
             let report_sizes = proxied(eo) && proxied(co);
+            let cyclic = plan.cyclic.is_some();
             let show = |lines: &Vec<String>| {
-                let lines: Vec<String> =
-                    lines.iter().map(|l| if report_sizes { mask_bytes_sent(l) } else { l.clone() }).collect();
+                let lines: Vec<String> = lines
+                    .iter()
+                    .map(|l| if report_sizes { mask_bytes_sent(l) } else { l.clone() })
+                    .map(|l| if cyclic { mask_upstream_host(&l) } else { l })
+                    .collect();
                 if lines.is_empty() {
                     "<no line>".to_string()
                 } else {
@@ -294,6 +299,15 @@ fn mask_bytes_sent(line: &str) -> String {
     static RE: OnceLock<Regex> = OnceLock::new();
     let re = RE.get_or_init(|| Regex::new(r#"^(\[<time>\] "[^"]*" \S+ \S+ \S+ )\d+( .*)$"#).unwrap());
     re.replace(line, "${1}<n>${2}").into_owned()
+}
+
+/// A default-format access-log line with UPSTREAM_HOST (its last field) replaced:
+/// for a request of an `order: cyclic` group, whose upstreams are compared as the
+/// group's `upstream_order`.
+fn mask_upstream_host(line: &str) -> String {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| Regex::new(r#"^(\[<time>\] .* )"[^"]*"$"#).unwrap());
+    re.replace(line, "${1}\"<see upstream_order>\"").into_owned()
 }
 
 /// `<label>.version` and `<label>.reason`: the status line's first and last parts
