@@ -398,31 +398,9 @@ pub fn run(case: &Case, kind: Kind, bin: &Path) -> Observed {
     std::fs::write(&config, &config_text).expect("write config");
 
     if let Some(args) = &case.command {
-        env.vars.insert("CONFIG".into(), config.display().to_string());
-        if kind == Kind::Envoy {
-            env.vars.insert("BASE_ID".into(), unique_base_id().to_string());
-        } else {
-            env.vars.insert("BASE_ID".into(), "1".into());
-        }
-        let args: Result<Vec<String>, String> = args.iter().map(|a| fill(a, &env.vars)).collect();
-        let args = match args {
-            Ok(a) => a,
-            Err(e) => {
-                obs.startup = Err(format!("case error: {e}"));
-                return obs;
-            }
-        };
-        obs.command = Some(match Command::new(bin).args(&args).current_dir(&dir.0).stdin(Stdio::null()).output() {
-            Ok(out) => (
-                out.status.code(),
-                format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
-            ),
-            Err(e) => (None, e.to_string()),
-        });
-        obs.startup = Ok(());
+        run_command(args, kind, bin, &config, &dir.0, &mut env, &mut obs);
         return obs;
     }
-
     let requests: Result<Vec<(String, crate::case::Request)>, String> =
         case.planned().into_iter().map(|p| Ok((p.label, p.request.filled(&env.vars)?))).collect();
     let requests = match requests {
@@ -446,99 +424,172 @@ pub fn run(case: &Case, kind: Kind, bin: &Path) -> Observed {
     }
     env.port_names.push((proxy.admin.port(), "{{ADMIN_PORT}}".into()));
 
-    // The client connection of the last HTTP request, for a request with `reuse`.
-    let mut last: Option<Conn> = None;
-    let mut access_log = case.uses("{{ACCESS_LOG}}").then(|| AccessLog::new(&env));
-    // The index in `obs.responses` of a `signal` step with `during_next`.
-    let mut signal_during_next: Option<usize> = None;
+    let access_log = case.uses("{{ACCESS_LOG}}").then(|| AccessLog::new(&env));
+    let mut session =
+        Session { proxy: &proxy, env: &env, listeners, obs, last: None, access_log, signal_during_next: None };
     for (label, r) in &requests {
+        session.send(label, r);
+    }
+    let mut obs = session.finish();
+    read_admin(&case.admin, &proxy, &env, &mut obs);
+    drop(proxy);
+    obs
+}
+
+/// A `command` case: runs `bin` with the case's arguments and keeps its exit code
+/// and output.
+fn run_command(
+    args: &[String],
+    kind: Kind,
+    bin: &Path,
+    config: &Path,
+    dir: &Path,
+    env: &mut Environment,
+    obs: &mut Observed,
+) {
+    env.vars.insert("CONFIG".into(), config.display().to_string());
+    let base_id = if kind == Kind::Envoy { unique_base_id().to_string() } else { "1".into() };
+    env.vars.insert("BASE_ID".into(), base_id);
+    let args = match args.iter().map(|a| fill(a, &env.vars)).collect::<Result<Vec<String>, String>>() {
+        Ok(a) => a,
+        Err(e) => {
+            obs.startup = Err(format!("case error: {e}"));
+            return;
+        }
+    };
+    obs.command = Some(match Command::new(bin).args(&args).current_dir(dir).stdin(Stdio::null()).output() {
+        Ok(out) => (
+            out.status.code(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        ),
+        Err(e) => (None, e.to_string()),
+    });
+    obs.startup = Ok(());
+}
+
+/// The requests of one run against a started proxy.
+struct Session<'a> {
+    proxy: &'a Proxy,
+    env: &'a Environment,
+    listeners: Vec<(String, SocketAddr)>,
+    obs: Observed,
+    /// The client connection of the last HTTP request, for a request with `reuse`.
+    last: Option<Conn>,
+    access_log: Option<AccessLog>,
+    /// The index in `obs.responses` of a `signal` step with `during_next`.
+    signal_during_next: Option<usize>,
+}
+
+impl Session<'_> {
+    /// Sends one planned request (or admin POST, or signal) and records what happened.
+    fn send(&mut self, label: &str, r: &crate::case::Request) {
         let addr = match &r.listener {
-            Some(name) => listeners.iter().find(|(n, _)| n == name).map(|(_, a)| *a),
-            None => listeners.first().map(|(_, a)| *a),
+            Some(name) => self.listeners.iter().find(|(n, _)| n == name).map(|(_, a)| *a),
+            None => self.listeners.first().map(|(_, a)| *a),
         };
         let outcome = if let Some(path) = &r.admin_post {
-            let post = crate::case::Request {
-                method: Some("POST".into()),
-                path: Some(path.clone()),
-                headers: vec!["Connection: close".into()],
-                ..Default::default()
-            };
-            match Conn::connect(proxy.admin) {
-                Ok(mut conn) => record(&mut obs, label, exchange(&mut conn, &post, &|_| Ok(()))),
-                Err(e) => Outcome::Failed(e),
-            }
+            self.admin_post(label, path)
         } else if r.signal.is_some() && r.during_next {
-            signal_during_next = Some(obs.responses.len());
+            self.signal_during_next = Some(self.obs.responses.len());
             Outcome::Signalled(String::new()) // filled in with the next request
         } else if r.signal.is_some() {
-            Outcome::Signalled(proxy.terminate(addr))
+            Outcome::Signalled(self.proxy.terminate(addr))
         } else if let Some(data) = &r.tcp {
             match addr {
                 None => Outcome::Failed(no_listener(r)),
-                Some(addr) => match tcp_exchange(addr, data.as_bytes()) {
-                    Ok(bytes) => Outcome::Tcp(bytes),
-                    Err(e) => Outcome::Failed(e),
-                },
+                Some(addr) => tcp_exchange(addr, data.as_bytes()).map_or_else(Outcome::Failed, Outcome::Tcp),
             }
         } else {
-            if r.hang_up_after.is_some() {
-                // The upstream request or bytes to wait for must be this one's.
-                let _ = settle(&proxy, &env, usize::from(last.is_some()));
-            }
-            let rx_before = if r.hang_up_after.is_some() { rx_bytes(&proxy.stats()) } else { 0 };
-            let conn = match (r.reuse, addr) {
-                (true, _) => last.take().ok_or_else(|| Failure::new(FailKind::Other, "no connection to reuse")),
-                (false, None) => Err(no_listener(r)),
-                (false, Some(addr)) => Conn::connect(addr),
-            };
-            match conn {
-                Err(e) => Outcome::Failed(e),
-                Ok(mut conn) => {
-                    let signal = signal_during_next.take();
-                    let (exchanged, signalled) = std::thread::scope(|s| {
-                        // SIGTERM once this request is active upstream, while it is in flight.
-                        let signaller = signal.map(|_| {
-                            s.spawn(|| match upstream_request_active(&proxy) {
-                                Ok(()) => proxy.terminate(addr),
-                                Err(e) => format!("not signalled: {e}"),
-                            })
-                        });
-                        let exchanged = exchange(&mut conn, r, &|sent| hang_up_ready(&proxy, r, rx_before, sent));
-                        (exchanged, signaller.map(|t| t.join().unwrap_or_else(|_| "signaller panicked".into())))
-                    });
-                    if let (Some(i), Some(seen)) = (signal, signalled) {
-                        obs.responses[i].1 = Outcome::Signalled(seen);
-                    }
-                    let mut outcome = record(&mut obs, label, exchanged);
-                    if r.reuse {
-                        outcome = reset_after_close_is_close(outcome);
-                    }
-                    last = Some(conn);
-                    outcome
-                }
-            }
+            self.http(label, r, addr)
         };
         if matches!(outcome, Outcome::HungUp(_)) {
-            last = None; // closed by the client
+            self.last = None; // closed by the client
         }
-        obs.responses.push((label.clone(), outcome));
-        if let Some(log) = &mut access_log {
-            // Each request's lines are those written once the proxy is done with it.
-            let settled = settle(&proxy, &env, usize::from(last.is_some()));
-            let mut lines = log.new_lines(&env);
-            if let Err(busy) = settled {
-                lines.push(format!("(read while the proxy was still busy: {busy})"));
-            }
-            obs.access_log.insert(label.clone(), lines);
+        self.obs.responses.push((label.to_string(), outcome));
+        if self.access_log.is_some() {
+            self.read_access_log(label);
         }
     }
-    drop(last);
-    obs.settled = match settle(&proxy, &env, 0) {
-        Ok(()) => "idle".into(),
-        Err(busy) => format!("still busy after {SETTLE_TIMEOUT:?}: {busy}"),
-    };
 
-    let admin = &case.admin;
+    fn admin_post(&mut self, label: &str, path: &str) -> Outcome {
+        let post = crate::case::Request {
+            method: Some("POST".into()),
+            path: Some(path.to_string()),
+            headers: vec!["Connection: close".into()],
+            ..Default::default()
+        };
+        match Conn::connect(self.proxy.admin) {
+            Ok(mut conn) => record(&mut self.obs, label, exchange(&mut conn, &post, &|_| Ok(()))),
+            Err(e) => Outcome::Failed(e),
+        }
+    }
+
+    /// An HTTP request on a new connection or the kept one (`reuse`).
+    fn http(&mut self, label: &str, r: &crate::case::Request, addr: Option<SocketAddr>) -> Outcome {
+        let (proxy, env) = (self.proxy, self.env);
+        if r.hang_up_after.is_some() {
+            // The upstream request or bytes to wait for must be this one's.
+            let _ = settle(proxy, env, usize::from(self.last.is_some()));
+        }
+        let rx_before = if r.hang_up_after.is_some() { rx_bytes(&proxy.stats()) } else { 0 };
+        let conn = match (r.reuse, addr) {
+            (true, _) => self.last.take().ok_or_else(|| Failure::new(FailKind::Other, "no connection to reuse")),
+            (false, None) => Err(no_listener(r)),
+            (false, Some(addr)) => Conn::connect(addr),
+        };
+        let mut conn = match conn {
+            Ok(conn) => conn,
+            Err(e) => return Outcome::Failed(e),
+        };
+        let signal = self.signal_during_next.take();
+        let (exchanged, signalled) = std::thread::scope(|s| {
+            // SIGTERM once this request is active upstream, while it is in flight.
+            let signaller = signal.map(|_| {
+                s.spawn(|| match upstream_request_active(proxy) {
+                    Ok(()) => proxy.terminate(addr),
+                    Err(e) => format!("not signalled: {e}"),
+                })
+            });
+            let exchanged = exchange(&mut conn, r, &|sent| hang_up_ready(proxy, r, rx_before, sent));
+            (exchanged, signaller.map(|t| t.join().unwrap_or_else(|_| "signaller panicked".into())))
+        });
+        if let (Some(i), Some(seen)) = (signal, signalled) {
+            self.obs.responses[i].1 = Outcome::Signalled(seen);
+        }
+        let mut outcome = record(&mut self.obs, label, exchanged);
+        if r.reuse {
+            outcome = reset_after_close_is_close(outcome);
+        }
+        self.last = Some(conn);
+        outcome
+    }
+
+    /// The access-log lines written for the request just sent: those there once
+    /// the proxy is done with it.
+    fn read_access_log(&mut self, label: &str) {
+        let settled = settle(self.proxy, self.env, usize::from(self.last.is_some()));
+        let Some(log) = &mut self.access_log else { return };
+        let mut lines = log.new_lines(self.env);
+        if let Err(busy) = settled {
+            lines.push(format!("(read while the proxy was still busy: {busy})"));
+        }
+        self.obs.access_log.insert(label.to_string(), lines);
+    }
+
+    /// Closes the kept client connection and waits for the proxy to settle.
+    fn finish(mut self) -> Observed {
+        drop(self.last.take());
+        self.obs.settled = match settle(self.proxy, self.env, 0) {
+            Ok(()) => "idle".into(),
+            Err(busy) => format!("still busy after {SETTLE_TIMEOUT:?}: {busy}"),
+        };
+        self.obs
+    }
+}
+
+/// The case's admin checks, read once the proxy has settled (every stream's stats
+/// are counted by then).
+fn read_admin(admin: &crate::case::AdminChecks, proxy: &Proxy, env: &Environment, obs: &mut Observed) {
     if admin.ready {
         obs.ready = proxy.admin_get("/ready").ok();
     }
@@ -554,7 +605,6 @@ pub fn run(case: &Case, kind: Kind, bin: &Path) -> Observed {
         obs.pages.insert(path.clone(), page);
     }
     if !admin.stats.is_empty() {
-        // Read once the proxy has settled (above): every stream's stats are counted.
         obs.stats = proxy.stats().into_iter().map(|(k, v)| (env.normalize(&k), v)).collect();
     }
     if !admin.clusters.is_empty() {
@@ -566,8 +616,6 @@ pub fn run(case: &Case, kind: Kind, bin: &Path) -> Observed {
         let body = proxy.admin_get("/server_info").map(|r| r.1).unwrap_or_default();
         obs.server_info = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
     }
-    drop(proxy);
-    obs
 }
 
 /// On a reused connection the proxy may have closed its end (FIN) just before the
