@@ -177,9 +177,16 @@ impl Case {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut case: Case = serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         case.name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("?").to_string();
-        for r in &case.requests {
+        for (i, r) in case.requests.iter().enumerate() {
             if r.continue_body.is_some() && r.raw.is_none() {
                 return Err(format!("{}: continue_body needs raw", path.display()));
+            }
+            let next_is_http = case
+                .requests
+                .get(i + 1)
+                .is_some_and(|n| n.tcp.is_none() && n.admin_post.is_none() && n.signal.is_none());
+            if r.during_next && (r.signal.is_none() || !next_is_http) {
+                return Err(format!("{}: during_next needs a signal followed by an HTTP request", path.display()));
             }
             if r.signal.as_deref().is_some_and(|s| s != "TERM") {
                 return Err(format!("{}: signal must be TERM", path.display()));
