@@ -132,10 +132,10 @@ fn bullet_of(bullets: &[String], phrase: &str) -> Result<usize, String> {
     }
 }
 
-/// Every allow.yaml entry quotes exactly one bullet of the README's "Known
-/// differences from Envoy", and every bullet is quoted by an entry: the list of
-/// differences the suite tolerates and the one users read stay the same list.
-/// Runs without Envoy.
+/// Every allow.yaml entry names an existing case and quotes exactly one bullet of
+/// the README's "Known differences from Envoy", and every bullet is quoted by an
+/// entry: the list of differences the suite tolerates and the one users read stay
+/// the same list. Runs without Envoy.
 #[test]
 fn allow_list_and_readme_name_the_same_differences() {
     let bullets = readme_known_differences();
@@ -143,6 +143,9 @@ fn allow_list_and_readme_name_the_same_differences() {
     let mut quoted = vec![false; bullets.len()];
     let mut errors = Vec::new();
     for a in load_allow_list() {
+        if !Path::new(COMPAT_DIR).join("cases").join(format!("{}.yaml", a.case)).exists() {
+            errors.push(format!("allow.yaml {} / {:?}: no such case", a.case, a.checks));
+        }
         match bullet_of(&bullets, &a.readme) {
             Ok(i) => quoted[i] = true,
             Err(e) => errors.push(format!("allow.yaml {} / {:?}: {e}", a.case, a.checks)),
