@@ -38,7 +38,7 @@ pub trait AccessLogger: Send + Sync + Debug {
 
 /// Builds the loggers of an `access_log` list; `path` points at the list. Files are
 /// opened here, so an unwritable path fails config load as in Envoy. Writer stats go
-/// to `store` under `access_log_file.`.
+/// to `store` under `filesystem.`.
 pub fn build_access_logs(
     logs: &[AccessLog],
     path: &FieldPath,

@@ -78,10 +78,10 @@ fn file_logger_writes_lines_without_an_explicit_flush() {
     }
     let text = wait_for_lines(&path, 3);
     assert_eq!(text, "200 HTTP/1.1\n404 HTTP/1.1\n503 HTTP/1.1\n");
-    assert_eq!(store.counter_value("access_log_file.write_buffered"), Some(3));
-    assert!(store.counter_value("access_log_file.write_completed").unwrap() >= 1);
-    assert_eq!(store.counter_value("access_log_file.write_failed"), Some(0));
-    assert_eq!(store.counter_value("access_log_file.write_dropped"), Some(0));
+    assert_eq!(store.counter_value("filesystem.write_buffered"), Some(3));
+    assert!(store.counter_value("filesystem.write_completed").unwrap() >= 1);
+    assert_eq!(store.counter_value("filesystem.write_failed"), Some(0));
+    assert_eq!(store.counter_value("filesystem.write_dropped"), Some(0));
     drop(logs);
     let _ = std::fs::remove_file(&path);
 }
@@ -109,7 +109,7 @@ fn loggers_of_one_path_share_a_writer_and_append() {
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(text, "old line\ntext 201\n{\"code\":201,\"route\":null}\n{\"code\":\"201\",\"route\":\"-\"}\n");
     // One writer: one set of stats saw all three lines.
-    assert_eq!(store.counter_value("access_log_file.write_buffered"), Some(3));
+    assert_eq!(store.counter_value("filesystem.write_buffered"), Some(3));
     let a = writer::open(&Sink::File(path.clone()), &store).unwrap();
     let b = writer::open(&Sink::File(path.clone()), &store).unwrap();
     assert!(Arc::ptr_eq(&a, &b));
@@ -133,7 +133,7 @@ fn reopen_after_rotation_writes_to_a_new_file() {
     assert!(flush_all(Duration::from_secs(5)));
     assert_eq!(std::fs::read_to_string(&rotated).unwrap(), "200\n");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "500\n");
-    assert_eq!(store.counter_value("access_log_file.reopen_failed"), Some(0));
+    assert_eq!(store.counter_value("filesystem.reopen_failed"), Some(0));
     drop(logs);
     let _ = std::fs::remove_file(&path);
     let _ = std::fs::remove_file(&rotated);

@@ -5,7 +5,7 @@
 //! `file_flush_interval`, 10 s by default). Loggers naming the same destination share
 //! one writer, as Envoy's access log manager does.
 //!
-//! Stats (`access_log_file.*`, Envoy's names): `write_buffered` (lines queued),
+//! Stats (`filesystem.*`, Envoy's names): `write_buffered` (lines queued),
 //! `write_completed` / `write_failed` (batch writes), `reopen_failed`, gauge
 //! `write_total_buffered` (bytes queued); plus Courier's `write_dropped` (lines dropped
 //! because the writer fell behind). They are created in the store of the first logger
@@ -29,7 +29,7 @@ const QUEUE_LINES: usize = 16 * 1024;
 const BATCH_BYTES: usize = 64 * 1024;
 
 crate::define_stats! {
-    /// `access_log_file.*`.
+    /// `filesystem.*`.
     pub struct AccessLogFileStats {
         counter write_buffered,
         counter write_completed,
@@ -80,7 +80,7 @@ pub(crate) fn open(sink: &Sink, store: &Store) -> io::Result<Arc<LogWriter>> {
     map.retain(|_, w| w.strong_count() > 0);
     let dest = Destination::open(sink)?;
     let (tx, rx) = mpsc::sync_channel(QUEUE_LINES);
-    let stats = Arc::new(AccessLogFileStats::new(store, "access_log_file."));
+    let stats = Arc::new(AccessLogFileStats::new(store, "filesystem."));
     let thread_stats = stats.clone();
     let thread =
         std::thread::Builder::new().name("access_log".to_string()).spawn(move || run(dest, rx, &thread_stats))?;
@@ -143,7 +143,7 @@ pub fn flush_all(timeout: Duration) -> bool {
 }
 
 /// Reopens every access log file after what is queued is written (log rotation,
-/// Envoy's `/reopen_logs`). Failures count `access_log_file.reopen_failed`.
+/// Envoy's `/reopen_logs`). Failures count `filesystem.reopen_failed`.
 pub fn reopen_all() {
     for w in live() {
         if let Some(tx) = &w.tx {

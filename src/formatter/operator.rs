@@ -328,19 +328,20 @@ fn write_address(addr: Option<SocketAddr>, part: AddressPart, out: &mut String) 
     }
 }
 
-/// `UH,URX` (or long names), `-` when no flag is set, as Envoy prints them.
+/// `UH,URX` (or long names) in the order they were set, `-` when no flag is set, as
+/// Envoy prints them.
 fn write_flags(flags: ResponseFlags, long: bool, out: &mut String) {
     if flags.is_empty() {
         out.push('-');
         return;
     }
     let mut first = true;
-    for f in ResponseFlag::ALL.iter().filter(|f| flags.has(**f)) {
+    for f in flags.in_set_order() {
         if !first {
             out.push(',');
         }
         first = false;
-        out.push_str(if long { long_name(*f) } else { f.short_name() });
+        out.push_str(if long { long_name(f) } else { f.short_name() });
     }
 }
 

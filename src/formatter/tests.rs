@@ -169,10 +169,11 @@ fn response_flags_and_details() {
     f.info.response_flags.set(ResponseFlag::UpstreamRetryLimitExceeded);
     f.info.response_flags.set(ResponseFlag::NoHealthyUpstream);
     f.info.response_flags.set(ResponseFlag::OverloadManager);
-    assert_eq!(f.fmt("%RESPONSE_FLAGS%"), "UH,URX,OM");
+    // In the order set, as Envoy prints them.
+    assert_eq!(f.fmt("%RESPONSE_FLAGS%"), "URX,UH,OM");
     assert_eq!(
         f.fmt("%RESPONSE_FLAGS_LONG%"),
-        "NoHealthyUpstream,UpstreamRetryLimitExceeded,OverloadManagerTerminated"
+        "UpstreamRetryLimitExceeded,NoHealthyUpstream,OverloadManagerTerminated"
     );
     f.info.response_code_details = "upstream reset\tbefore";
     assert_eq!(f.fmt("%RESPONSE_CODE_DETAILS%"), "upstream_reset_before");

@@ -94,21 +94,20 @@ fn names_no_header(headers: &HeaderMap) -> bool {
         || (token.eq_ignore_ascii_case(b"close") && !headers.contains_key("close"))
 }
 
-/// The request headers Envoy honours only from trusted (internal) clients; an
-/// edge request (`use_remote_address`) from anyone else has them removed, as
-/// Envoy's `cleanInternalHeaders` does. Envoy 1.40 treats no address as internal
-/// unless `internal_address_config` says so (Courier does not support it).
-pub const INTERNAL_ONLY: &[&str] = &[
-    "x-envoy-decorator-operation",
-    "x-envoy-downstream-service-cluster",
-    "x-envoy-downstream-service-node",
+/// The control headers Envoy honours only from trusted (internal) clients: every
+/// request from anyone else has them removed, edge request or not, as Envoy's
+/// `cleanInternalHeaders` does (with x-envoy-internal, which only Envoy sets, and
+/// x-envoy-upstream-stream-duration-ms, which its router consumes). Envoy 1.40
+/// treats no address as internal unless `internal_address_config` says so
+/// (Courier does not support it).
+pub const UNTRUSTED_CONTROL: &[&str] = &[
     "x-envoy-expected-rq-timeout-ms",
-    "x-envoy-external-address",
     "x-envoy-force-trace",
     "x-envoy-hedge-on-per-try-timeout",
     "x-envoy-internal",
     "x-envoy-ip-tags",
     "x-envoy-max-retries",
+    "x-envoy-original-url",
     "x-envoy-retriable-header-names",
     "x-envoy-retriable-status-codes",
     "x-envoy-retry-grpc-on",
@@ -120,6 +119,17 @@ pub const INTERNAL_ONLY: &[&str] = &[
     "x-envoy-upstream-stream-duration-ms",
 ];
 
+/// Removed as well from an edge request (`use_remote_address`): who the caller
+/// is and what an Envoy in front did, which only such a proxy may say
+/// (x-envoy-external-address is then set anew, x-envoy-original-path by a rewrite).
+pub const EDGE_UNTRUSTED: &[&str] = &[
+    "x-envoy-decorator-operation",
+    "x-envoy-downstream-service-cluster",
+    "x-envoy-downstream-service-node",
+    "x-envoy-external-address",
+    "x-envoy-original-path",
+];
+
 /// Removes every header named in `names`; when none is present (the usual
 /// case), one pass over the map and no lookups.
 pub fn remove_all(headers: &mut HeaderMap, names: &[&str]) {
@@ -129,9 +139,6 @@ pub fn remove_all(headers: &mut HeaderMap, names: &[&str]) {
         }
     }
 }
-
-/// Timeout headers the router consumes (Envoy removes them before forwarding).
-pub const ROUTER_CONSUMED: &[&str] = &["x-envoy-upstream-rq-timeout-ms", "x-envoy-upstream-rq-per-try-timeout-ms"];
 
 /// This host's own address as Envoy appends it to `x-forwarded-for` for a
 /// loopback peer: the first non-loopback IPv4 of an interface, else loopback.

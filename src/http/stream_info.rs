@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
-/// Envoy's response flags (`%RESPONSE_FLAGS%`), in Envoy's print order.
+/// Envoy's response flags (`%RESPONSE_FLAGS%`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum ResponseFlag {
@@ -34,7 +34,7 @@ pub enum ResponseFlag {
 }
 
 impl ResponseFlag {
-    /// All flags in the order Envoy prints them.
+    /// All flags, in Envoy's declaration order.
     pub const ALL: [ResponseFlag; 21] = [
         ResponseFlag::FailedLocalHealthCheck,
         ResponseFlag::NoHealthyUpstream,
@@ -87,21 +87,46 @@ impl ResponseFlag {
     }
 }
 
-/// A set of response flags.
+/// A set of response flags, printed in the order they were set, as Envoy does
+/// (a retried request that ends in a timeout logs `URX,UT`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ResponseFlags(u32);
+pub struct ResponseFlags {
+    bits: u32,
+    /// Per flag (by bit index), when it was first set: 1, 2, ...
+    set_at: [u8; 21],
+    sets: u8,
+}
 
 impl ResponseFlags {
     pub fn set(&mut self, f: ResponseFlag) {
-        self.0 |= f as u32;
+        if !self.has(f) {
+            self.sets = self.sets.saturating_add(1);
+            self.set_at[Self::index(f)] = self.sets;
+        }
+        self.bits |= f as u32;
+    }
+
+    pub fn unset(&mut self, f: ResponseFlag) {
+        self.bits &= !(f as u32);
     }
 
     pub fn has(&self, f: ResponseFlag) -> bool {
-        self.0 & f as u32 != 0
+        self.bits & f as u32 != 0
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0 == 0
+        self.bits == 0
+    }
+
+    fn index(f: ResponseFlag) -> usize {
+        (f as u32).trailing_zeros() as usize
+    }
+
+    /// The flags set, in the order they were first set.
+    pub fn in_set_order(&self) -> Vec<ResponseFlag> {
+        let mut set: Vec<ResponseFlag> = ResponseFlag::ALL.iter().copied().filter(|f| self.has(*f)).collect();
+        set.sort_by_key(|f| self.set_at[Self::index(*f)]);
+        set
     }
 
     /// `UH,UF` style, or `-` when empty, as `%RESPONSE_FLAGS%` prints.
@@ -109,7 +134,7 @@ impl ResponseFlags {
         if self.is_empty() {
             return "-".to_string();
         }
-        let names: Vec<&str> = ResponseFlag::ALL.iter().filter(|f| self.has(**f)).map(|f| f.short_name()).collect();
+        let names: Vec<&str> = self.in_set_order().iter().map(|f| f.short_name()).collect();
         names.join(",")
     }
 }
@@ -190,12 +215,20 @@ impl StreamInfo {
 mod tests {
     use super::*;
 
+    /// Envoy 1.40 prints flags in the order they were set (a set again keeps its
+    /// place; one unset and set again goes last).
     #[test]
-    fn flags_print_in_envoy_order() {
+    fn flags_print_in_the_order_set() {
         let mut f = ResponseFlags::default();
         assert_eq!(f.to_short_string(), "-");
         f.set(ResponseFlag::UpstreamRetryLimitExceeded);
         f.set(ResponseFlag::NoHealthyUpstream);
-        assert_eq!(f.to_short_string(), "UH,URX");
+        f.set(ResponseFlag::UpstreamRetryLimitExceeded);
+        assert_eq!(f.to_short_string(), "URX,UH");
+        f.set(ResponseFlag::DownstreamProtocolError);
+        f.unset(ResponseFlag::NoHealthyUpstream);
+        assert_eq!(f.to_short_string(), "URX,DPE");
+        f.set(ResponseFlag::NoHealthyUpstream);
+        assert_eq!(f.to_short_string(), "URX,DPE,UH");
     }
 }

@@ -6,7 +6,9 @@
 //!   ...                 # placeholders: {{UPSTREAM_PORT}}, {{UPSTREAM2_PORT}} (JSON-reporting
 //!                       # HTTP upstreams "upstream1"/"upstream2"), {{ECHO_PORT}} (TCP echo),
 //!                       # {{DEAD_PORT}} (nothing listens), {{FREE_PORT1}}/{{FREE_PORT2}} (free
-//!                       # ports for listeners that need a fixed one), {{TMP}} (scratch dir)
+//!                       # ports for listeners that need a fixed one), {{TMP}} (scratch dir),
+//!                       # {{ACCESS_LOG}} (a file access log's path: each request's lines
+//!                       # are compared as `<label>.access_log`)
 //! requests:             # sent in order, each on a new connection (unless `reuse`)
 //! - name: get           # label of the checks (default r1, r2, ...); the placeholders
 //!                       # above may be used in a request's text fields too
@@ -23,10 +25,20 @@
 //!   continue_body: text # sent only after an interim (1xx) response to `raw`'s head,
 //!                       # e.g. for `Expect: 100-continue`
 //!   hang_up_ms: 300     # after sending, wait 300 ms and close without reading (a
-//!                       # client that gives up); the outcome is "hung up" either way
+//!                       # client that gives up); the outcome is what it had seen by
+//!                       # then (nothing, an answer, a close)
+//!   hang_up_after: upstream_request  # instead (or before hang_up_ms): hang up once the
+//!                       # proxy has the request active upstream (a readiness signal,
+//!                       # cluster.*.upstream_rq_active > 0, bounded; not a guessed time),
+//!                       # or `bytes_read`: once it has read every byte sent
+//!                       # (http.*.downstream_cx_rx_bytes_total)
 //!   reuse: true         # on the previous request's client connection (keep-alive)
 //!                       # instead of a new one; with `repeat`, every repetition reuses it
 //! - tcp: "hello"        # raw TCP: send, half-close, read to EOF
+//! - signal: TERM        # send the proxy SIGTERM at this point of the sequence, then
+//!                       # wait until its first listener refuses connections
+//!   during_next: true   # instead: while the next request is in flight (once the
+//!                       # proxy has it active upstream)
 //! - admin_post: /healthcheck/fail  # POST to the admin endpoint at this point of the
 //!                       # sequence; its response is compared like a request's
 //! upstream_connections: true  # also compare which upstream connection (1, 2, ... per
@@ -85,11 +97,19 @@ pub struct Request {
     pub continue_body: Option<String>,
     /// Close the connection this long after sending, without reading a response.
     pub hang_up_ms: Option<u64>,
+    /// `upstream_request` / `bytes_read`: close the connection, without reading a
+    /// response, once the proxy has the request active upstream / has read it.
+    pub hang_up_after: Option<String>,
     /// Send on the previous request's client connection.
     #[serde(default)]
     pub reuse: bool,
     /// POST this path to the admin endpoint instead of sending a request.
     pub admin_post: Option<String>,
+    /// `TERM`: send the proxy this signal instead of a request.
+    pub signal: Option<String>,
+    /// With `signal`: send it while the next request is in flight.
+    #[serde(default)]
+    pub during_next: bool,
     pub repeat: Option<usize>,
     /// `exact` (default) or `cyclic`: see the module doc.
     pub order: Option<String>,
@@ -115,6 +135,11 @@ pub struct AdminChecks {
 }
 
 impl Request {
+    /// True when the client hangs up instead of reading a response.
+    pub fn hangs_up(&self) -> bool {
+        self.hang_up_ms.is_some() || self.hang_up_after.is_some()
+    }
+
     /// The request with the placeholders of `vars` filled in.
     pub fn filled(&self, vars: &BTreeMap<String, String>) -> Result<Request, String> {
         let f = |t: &Option<String>| t.as_deref().map(|t| fill(t, vars)).transpose();
@@ -157,9 +182,22 @@ impl Case {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut case: Case = serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         case.name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("?").to_string();
-        for r in &case.requests {
+        for (i, r) in case.requests.iter().enumerate() {
             if r.continue_body.is_some() && r.raw.is_none() {
                 return Err(format!("{}: continue_body needs raw", path.display()));
+            }
+            let next_is_http = case
+                .requests
+                .get(i + 1)
+                .is_some_and(|n| n.tcp.is_none() && n.admin_post.is_none() && n.signal.is_none());
+            if r.during_next && (r.signal.is_none() || !next_is_http) {
+                return Err(format!("{}: during_next needs a signal followed by an HTTP request", path.display()));
+            }
+            if r.signal.as_deref().is_some_and(|s| s != "TERM") {
+                return Err(format!("{}: signal must be TERM", path.display()));
+            }
+            if r.hang_up_after.as_deref().is_some_and(|h| h != "upstream_request" && h != "bytes_read") {
+                return Err(format!("{}: hang_up_after must be upstream_request or bytes_read", path.display()));
             }
             if let Some(order) = r.order.as_deref() {
                 if order != "exact" && order != "cyclic" {

@@ -1,12 +1,18 @@
 //! Turns what Envoy and Courier showed for one case into checks.
 //!
-//! Check names: `startup`; per request `<label>.status`, `<label>.body` (responses
+//! Check names: `startup`; per request `<label>.status`, `<label>.version` and
+//! `<label>.reason` (the status line's), `<label>.outcome` (when either side got no
+//! HTTP response: the kind of failure -- closed, reset, timed out, connect failed --
+//! or, for a client that hangs up, what it had seen by then), `<label>.body` (responses
 //! that are not the upstream's JSON report: local replies, direct responses),
 //! `<label>.header.<name>` (every response header either side sent),
 //! `<label>.upstream` (which upstream answered), `<label>.upstream.method|path|body`,
 //! `<label>.upstream.header.<name>` (every header either upstream received),
 //! `<label>.upstream.connection` (with `upstream_connections: true`), `<label>.interim`
-//! (interim 1xx statuses, when either side got one), `<label>.tcp` (bytes echoed);
+//! (interim 1xx statuses, when either side got one), `<label>.tcp` (bytes echoed),
+//! `<label>.access_log` (the lines written for the request, when the case logs; in
+//! an `order: cyclic` group without the upstream host);
+//! `settled` (whether each proxy went idle after the last request);
 //! `<name>.upstream_order` (a repeated request with `order: cyclic`: the sequence of
 //! upstreams, equal up to the phase of Envoy's cycle, instead of per-request `upstream`
 //! and `header.x-upstream`); `admin.ready`, `admin.stat.<name>`, `admin.clusters.<key>`,
@@ -16,8 +22,10 @@
 //! format: `date` (IMF-fixdate), `x-request-id` (UUID), `x-envoy-upstream-service-time`
 //! (milliseconds), `server` (any token, unless the config sets `server_name`), the
 //! `content-length` of the upstream's JSON report (its size depends on the report's
-//! own fields, compared one by one instead). `x-envoy-expected-rq-timeout-ms` agrees
-//! within 100 ms: on a retry it is the time left, which depends on timing.
+//! own fields, compared one by one instead; so is the access log's BYTES_SENT for
+//! it). `x-envoy-expected-rq-timeout-ms` agrees within 100 ms: on a retry it is the
+//! time left, which depends on timing. Access-log lines come normalized (times,
+//! durations, request ids, ports; see `run.rs`).
 
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
@@ -25,7 +33,7 @@ use std::sync::OnceLock;
 use regex::Regex;
 
 use crate::case::Case;
-use crate::run::{Observed, Outcome};
+use crate::run::{FailKind, Observed, Outcome};
 use crate::shared_net::HttpResponse;
 
 #[derive(Debug, Clone)]
@@ -112,7 +120,33 @@ fn describe(o: &Outcome) -> String {
     match o {
         Outcome::Http(r) => r.status.to_string(),
         Outcome::Tcp(b) => format!("tcp {:?}", String::from_utf8_lossy(b)),
-        Outcome::Failed(e) => format!("no response ({e})"),
+        Outcome::Failed(f) => format!("no response: {} ({})", kind_name(f.kind), f.detail),
+        Outcome::HungUp(seen) => format!("hung up; {seen}"),
+        Outcome::Signalled(seen) => seen.clone(),
+    }
+}
+
+fn kind_name(kind: FailKind) -> &'static str {
+    match kind {
+        FailKind::Connect => "connect failed",
+        FailKind::Closed => "closed by peer (EOF)",
+        FailKind::Reset => "reset by peer",
+        FailKind::TimedOut => "read timed out",
+        FailKind::Malformed => "malformed response",
+        FailKind::Other => "other error",
+    }
+}
+
+/// What kind of outcome `o` is, the part that must agree when neither side got a
+/// response: the failure's kind, or what a hanging-up client had seen. The detail
+/// (error text) is shown but not compared.
+fn outcome_kind(o: &Outcome) -> String {
+    match o {
+        Outcome::Http(_) => "response".into(),
+        Outcome::Tcp(_) => "tcp".into(),
+        Outcome::Failed(f) => format!("no response: {}", kind_name(f.kind)),
+        Outcome::HungUp(seen) => format!("hung up; {seen}"),
+        Outcome::Signalled(seen) => seen.clone(),
     }
 }
 
@@ -170,17 +204,41 @@ pub fn compare(case: &Case, e: &Observed, c: &Observed) -> Vec<Check> {
                 String::from_utf8_lossy(cb).into_owned(),
             ),
             _ => {
-                let agree = matches!((eo, co), (Outcome::Failed(_), Outcome::Failed(_)));
+                let agree = outcome_kind(eo) == outcome_kind(co);
                 checks.0.push(Check {
-                    name: format!("{label}.status"),
+                    name: format!("{label}.outcome"),
                     envoy: describe(eo),
                     courier: describe(co),
                     agree,
                 });
             }
         }
+        if let (Some(el), Some(cl)) = (e.status_lines.get(label), c.status_lines.get(label)) {
+            compare_status_line(label, el, cl, &mut checks);
+        }
+        if let (Some(el), Some(cl)) = (e.access_log.get(label), c.access_log.get(label)) {
+            let proxied = |o: &Outcome| matches!(o, Outcome::Http(r) if report(r).is_some());
+            let report_sizes = proxied(eo) && proxied(co);
+            let cyclic = plan.cyclic.is_some();
+            let show = |lines: &Vec<String>| {
+                let lines: Vec<String> = lines
+                    .iter()
+                    .map(|l| if report_sizes { mask_bytes_sent(l) } else { l.clone() })
+                    .map(|l| if cyclic { mask_upstream_host(&l) } else { l })
+                    .collect();
+                if lines.is_empty() {
+                    "<no line>".to_string()
+                } else {
+                    lines.join("\n")
+                }
+            };
+            checks.exact(format!("{label}.access_log"), show(el), show(cl));
+        }
     }
 
+    if !case.requests.is_empty() {
+        checks.exact("settled".into(), e.settled.clone(), c.settled.clone());
+    }
     let admin = &case.admin;
     if admin.ready {
         let show = |r: &Option<(u16, String)>| match r {
@@ -236,6 +294,37 @@ pub fn compare(case: &Case, e: &Observed, c: &Observed) -> Vec<Check> {
         checks.0.extend(crate::prometheus::checks(ep, cp)); // admin.prometheus.<family>
     }
     checks.0
+}
+
+/// A default-format access-log line with BYTES_SENT replaced by `<n>`: for the
+/// upstream's JSON report, whose size depends on its own fields.
+fn mask_bytes_sent(line: &str) -> String {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| Regex::new(r#"^(\[<time>\] "[^"]*" \S+ \S+ \S+ )\d+( .*)$"#).unwrap());
+    re.replace(line, "${1}<n>${2}").into_owned()
+}
+
+/// A default-format access-log line with UPSTREAM_HOST (its last field) replaced:
+/// for a request of an `order: cyclic` group, whose upstreams are compared as the
+/// group's `upstream_order`.
+fn mask_upstream_host(line: &str) -> String {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| Regex::new(r#"^(\[<time>\] .* )"[^"]*"$"#).unwrap());
+    re.replace(line, "${1}\"<see upstream_order>\"").into_owned()
+}
+
+/// `<label>.version` and `<label>.reason`: the status line's first and last parts
+/// (the status code is `<label>.status`).
+fn compare_status_line(label: &str, e: &str, c: &str, checks: &mut Checks) {
+    let parts = |line: &str| {
+        let mut it = line.splitn(3, ' ');
+        let version = it.next().unwrap_or("").to_string();
+        let _status = it.next();
+        (version, it.next().unwrap_or("").to_string())
+    };
+    let ((ev, er), (cv, cr)) = (parts(e), parts(c));
+    checks.exact(format!("{label}.version"), ev, cv);
+    checks.exact(format!("{label}.reason"), er, cr);
 }
 
 /// True when `b` is `a` at another phase of `a`'s cycle: `a` repeats with a period

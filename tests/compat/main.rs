@@ -3,7 +3,11 @@
 //! through Courier, with the same bootstrap, flags, upstreams and requests; what the
 //! client got, what the upstream saw and what the admin endpoint says are compared
 //! check by check (see `compare.rs`). A difference fails the test unless
-//! `tests/compat/allow.yaml` lists it with the reason it is intentional.
+//! `tests/compat/allow.yaml` lists that exact check with the reason it is
+//! intentional; so does a listed check that agrees in a run of its case (a stale
+//! entry). A second test, which needs no Envoy, keeps allow.yaml and the README's
+//! "Known differences from Envoy" the same list: each entry quotes its bullet, each
+//! bullet is quoted.
 //!
 //! Prints each difference, a table (case, checks, agree, differ, allowed) and a last
 //! line `compat: A/B checks agree`. Without Envoy it prints a loud SKIPPED line and
@@ -70,28 +74,12 @@ fn find_envoy() -> Result<(PathBuf, String), String> {
 #[serde(deny_unknown_fields)]
 struct Allowed {
     case: String,
-    check: String,
+    /// Exact check names.
+    checks: Vec<String>,
+    /// A phrase of the README bullet (under "Known differences from Envoy") that
+    /// describes this difference.
+    readme: String,
     reason: String,
-}
-
-/// `*` matches any run of characters; everything else literally.
-fn glob(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == text;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || !text[first.len()..].ends_with(last) || text.len() < first.len() + last.len() {
-        return false;
-    }
-    let mut rest = &text[first.len()..text.len() - last.len()];
-    for part in &parts[1..parts.len() - 1] {
-        match rest.find(part) {
-            Some(i) => rest = &rest[i + part.len()..],
-            None => return false,
-        }
-    }
-    true
 }
 
 fn load_allow_list() -> Vec<Allowed> {
@@ -101,9 +89,75 @@ fn load_allow_list() -> Vec<Allowed> {
         serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let list = list.unwrap_or_default();
     for a in &list {
-        assert!(!a.reason.trim().is_empty(), "allow.yaml: {}/{} needs a reason", a.case, a.check);
+        let what = format!("allow.yaml: {} / {:?}", a.case, a.checks);
+        assert!(!a.reason.trim().is_empty(), "{what} needs a reason");
+        assert!(!a.checks.is_empty(), "{what} names no check");
+        assert!(a.checks.iter().chain([&a.case]).all(|c| !c.contains('*')), "{what}: exact names, not patterns");
     }
     list
+}
+
+/// The bullets of README.md's "Known differences from Envoy", each as one line of
+/// text (continuation lines joined, whitespace collapsed).
+fn readme_known_differences() -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let section =
+        text.split("\n## Known differences from Envoy\n").nth(1).expect("README: no Known differences section");
+    let section = section.split("\n## ").next().unwrap_or("");
+    let mut bullets: Vec<String> = Vec::new();
+    for line in section.lines() {
+        if let Some(item) = line.strip_prefix("- ") {
+            bullets.push(item.to_string());
+        } else if line.starts_with("  ") && !bullets.is_empty() {
+            let last = bullets.last_mut().unwrap();
+            last.push(' ');
+            last.push_str(line.trim());
+        }
+    }
+    bullets.iter().map(|b| collapse(b)).collect()
+}
+
+fn collapse(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The README bullet `phrase` belongs to; `Err` unless exactly one contains it.
+fn bullet_of(bullets: &[String], phrase: &str) -> Result<usize, String> {
+    let phrase = collapse(phrase);
+    let hits: Vec<usize> = (0..bullets.len()).filter(|&i| bullets[i].contains(&phrase)).collect();
+    match hits[..] {
+        [i] => Ok(i),
+        [] => Err(format!("no README known-difference bullet contains {phrase:?}")),
+        _ => Err(format!("{} README bullets contain {phrase:?}; quote a phrase unique to one", hits.len())),
+    }
+}
+
+/// Every allow.yaml entry names an existing case and quotes exactly one bullet of
+/// the README's "Known differences from Envoy", and every bullet is quoted by an
+/// entry: the list of differences the suite tolerates and the one users read stay
+/// the same list. Runs without Envoy.
+#[test]
+fn allow_list_and_readme_name_the_same_differences() {
+    let bullets = readme_known_differences();
+    assert!(!bullets.is_empty(), "README: no bullets under Known differences from Envoy");
+    let mut quoted = vec![false; bullets.len()];
+    let mut errors = Vec::new();
+    for a in load_allow_list() {
+        if !Path::new(COMPAT_DIR).join("cases").join(format!("{}.yaml", a.case)).exists() {
+            errors.push(format!("allow.yaml {} / {:?}: no such case", a.case, a.checks));
+        }
+        match bullet_of(&bullets, &a.readme) {
+            Ok(i) => quoted[i] = true,
+            Err(e) => errors.push(format!("allow.yaml {} / {:?}: {e}", a.case, a.checks)),
+        }
+    }
+    for (bullet, quoted) in bullets.iter().zip(&quoted) {
+        if !quoted {
+            errors.push(format!("README known difference has no allow.yaml entry: {bullet:?}"));
+        }
+    }
+    assert!(errors.is_empty(), "allow.yaml and README disagree:\n  {}", errors.join("\n  "));
 }
 
 fn load_cases() -> Vec<Case> {
@@ -188,7 +242,8 @@ fn compat() {
     results.sort_by(|a, b| a.name.cmp(&b.name));
 
     let verbose = std::env::var_os("COMPAT_VERBOSE").is_some();
-    let mut used = vec![false; allow.len()];
+    // Per entry, per listed check: whether it matched a difference.
+    let mut used: Vec<Vec<bool>> = allow.iter().map(|a| vec![false; a.checks.len()]).collect();
     let mut failures = Vec::new();
     let mut rows = Vec::new();
     let (mut total, mut agree_total, mut differ_total, mut allowed_total) = (0, 0, 0, 0);
@@ -216,7 +271,10 @@ fn compat() {
                 continue;
             }
             differ += 1;
-            let hit = allow.iter().position(|a| glob(&a.case, &r.name) && glob(&a.check, &check.name));
+            let hit = allow.iter().enumerate().find_map(|(i, a)| {
+                let k = a.checks.iter().position(|c| a.case == r.name && *c == check.name)?;
+                Some((i, k))
+            });
             let line = format!(
                 "{}  {}: envoy={:?} courier={:?}",
                 r.name,
@@ -225,8 +283,8 @@ fn compat() {
                 short(&check.courier)
             );
             match hit {
-                Some(i) => {
-                    used[i] = true;
+                Some((i, k)) => {
+                    used[i][k] = true;
                     allowed += 1;
                     say(&format!("ALLOWED  {line}  ({})", allow[i].reason.trim()));
                 }
@@ -242,10 +300,17 @@ fn compat() {
         differ_total += differ;
         allowed_total += allowed;
     }
-    if std::env::var("COMPAT_CASES").is_err() {
-        for (a, used) in allow.iter().zip(&used) {
+    // A listed check that agreed in a run of its case: the entry is stale (or the
+    // check was renamed). Entries of cases that did not run (COMPAT_CASES) are not
+    // judged.
+    for (a, used) in allow.iter().zip(&used) {
+        if !results.iter().any(|r| r.name == a.case) {
+            continue;
+        }
+        for (check, used) in a.checks.iter().zip(used) {
             if !used {
-                say(&format!("UNUSED   allow.yaml entry {} / {} matched no difference", a.case, a.check));
+                say(&format!("UNUSED   allow.yaml entry {} / {check} matched no difference", a.case));
+                failures.push(format!("{} {check}: allow.yaml entry matched no difference", a.case));
             }
         }
     }
@@ -269,7 +334,7 @@ fn compat() {
 
     assert!(
         failures.is_empty(),
-        "{} difference(s) between Envoy and Courier not in tests/compat/allow.yaml:\n  {}",
+        "{} difference(s) between Envoy and Courier not in tests/compat/allow.yaml, or entries of it that matched none:\n  {}",
         failures.len(),
         failures.join("\n  ")
     );

@@ -1,6 +1,9 @@
 //! Runs one case through one proxy binary (Envoy or Courier): starts the case's
 //! upstreams, the proxy on the filled-in bootstrap, sends the requests and reads the
-//! admin endpoint. Everything binds 127.0.0.1; the proxy is stopped by pid.
+//! admin endpoint. Everything binds 127.0.0.1; the proxy is stopped by pid. Nothing
+//! waits a guessed time where a signal exists: access logs and stats are read once
+//! the proxy has settled (`settle`: its active-request and connection gauges), a
+//! client hangs up or a signal goes once the request is active upstream.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -8,10 +11,13 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use regex::Regex;
+
 use crate::case::{fill, Case};
-use crate::shared_net::{http_upstream, read_chunked, Client, HttpResponse, Upstream, IO_TIMEOUT};
+use crate::shared_net::{http_upstream, Client, HttpResponse, Upstream, IO_TIMEOUT};
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -36,8 +42,57 @@ pub enum Outcome {
     Http(HttpResponse),
     /// Bytes read back on a raw TCP connection until EOF.
     Tcp(Vec<u8>),
-    /// No response (connection refused or closed first, timeout).
-    Failed(String),
+    /// No (complete) response: how the exchange ended instead.
+    Failed(Failure),
+    /// A `signal` step: whether the proxy stopped listening afterwards.
+    Signalled(String),
+    /// A `hang_up_ms` / `hang_up_after` request: what the client had seen when it
+    /// hung up.
+    HungUp(String),
+}
+
+/// How an exchange without a complete response ended. Two failures agree only when
+/// their kinds do: a proxy that closes at once and one that leaves the client
+/// hanging until its read timeout behave differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailKind {
+    /// The connection could not be made (or no such listener).
+    Connect,
+    /// The peer closed the connection (EOF) before the response was complete.
+    Closed,
+    /// The peer reset the connection (RST), on a read or a write.
+    Reset,
+    /// Nothing more arrived within the client's read timeout: the proxy hung.
+    TimedOut,
+    /// Bytes arrived that are not an HTTP response.
+    Malformed,
+    Other,
+}
+
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub kind: FailKind,
+    pub detail: String,
+}
+
+impl Failure {
+    pub fn new(kind: FailKind, detail: impl Into<String>) -> Failure {
+        Failure { kind, detail: detail.into() }
+    }
+
+    /// The kind of an I/O error; `what` says which step failed.
+    fn io(what: &str, e: &std::io::Error) -> Failure {
+        use std::io::ErrorKind as K;
+        let kind = match e.kind() {
+            K::UnexpectedEof => FailKind::Closed,
+            // ENOTCONN: the socket is gone already, which only a reset does.
+            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::NotConnected => FailKind::Reset,
+            K::WouldBlock | K::TimedOut => FailKind::TimedOut,
+            K::ConnectionRefused => FailKind::Connect,
+            _ => FailKind::Other,
+        };
+        Failure::new(kind, format!("{what}: {e}"))
+    }
 }
 
 /// Everything observed from one proxy on one case.
@@ -48,6 +103,8 @@ pub struct Observed {
     pub responses: Vec<(String, Outcome)>,
     /// label → the interim (1xx) statuses received before the final response, e.g. "100".
     pub interim: BTreeMap<String, String>,
+    /// label → the final response's status line, e.g. "HTTP/1.1 200 OK".
+    pub status_lines: BTreeMap<String, String>,
     pub ready: Option<(u16, String)>,
     /// `/stats` counters and gauges, names normalized (ports → placeholders).
     pub stats: BTreeMap<String, i64>,
@@ -56,6 +113,10 @@ pub struct Observed {
     pub server_info: serde_json::Value,
     /// Admin path → "<status> <body>" (ports → placeholders).
     pub pages: BTreeMap<String, String>,
+    /// label → the access-log lines written for that request, normalized.
+    pub access_log: BTreeMap<String, Vec<String>>,
+    /// "idle" when the proxy settled after the last request, else what kept it busy.
+    pub settled: String,
     /// Exit code and output of a `command` case.
     pub command: Option<(Option<i32>, String)>,
     /// `/stats/prometheus` (ports → placeholders), with `admin.prometheus`.
@@ -68,11 +129,14 @@ impl Default for Observed {
             startup: Err("not started".into()),
             responses: Vec::new(),
             interim: BTreeMap::new(),
+            status_lines: BTreeMap::new(),
             ready: None,
             stats: BTreeMap::new(),
             clusters: BTreeMap::new(),
             server_info: serde_json::Value::Null,
             pages: BTreeMap::new(),
+            access_log: BTreeMap::new(),
+            settled: String::new(),
             command: None,
             prometheus: None,
         }
@@ -137,6 +201,10 @@ impl Proxy {
         let base_id = (kind == Kind::Envoy).then(unique_base_id);
         if let Some(id) = base_id {
             cmd.args(["--base-id", &id.to_string()]);
+            // Envoy holds access-log lines up to this interval (10 s by default);
+            // Courier writes them as soon as its queue drains. The suite waits for
+            // the lines either way (`settle`), so a short interval only saves time.
+            cmd.args(["--file-flush-interval-msec", "10"]);
         }
         cmd.current_dir(dir).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
         let child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
@@ -167,6 +235,25 @@ impl Proxy {
         Ok(proxy)
     }
 
+    /// Sends SIGTERM, then waits (bounded) until `listener` refuses connections:
+    /// the proxy has reacted, whether it exits at once or drains.
+    fn terminate(&self, listener: Option<SocketAddr>) -> String {
+        let Some(child) = &self.child else { return "not running".into() };
+        // SAFETY: kill(2) on the pid of our own, not yet reaped, child process.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let Some(addr) = listener else { return "signalled; no listener".into() };
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        while TcpStream::connect_timeout(&addr, IO_TIMEOUT).is_ok() {
+            if Instant::now() > deadline {
+                return format!("signalled; still listening after {SETTLE_TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        "signalled; stopped listening".into()
+    }
+
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
@@ -174,15 +261,11 @@ impl Proxy {
     }
 
     fn admin_get(&self, path: &str) -> Result<(u16, String), String> {
-        let r = self.admin_request("GET", path)?;
-        Ok((r.status, r.text()))
-    }
-
-    fn admin_request(&self, method: &str, path: &str) -> Result<HttpResponse, String> {
         let mut c = Client::try_connect(self.admin).map_err(|e| e.to_string())?;
-        c.try_send_raw(&Client::encode_request(method, path, &[("Connection", "close")], b""))
+        c.try_send_raw(&Client::encode_request("GET", path, &[("Connection", "close")], b""))
             .map_err(|e| e.to_string())?;
-        c.try_read_response(false)
+        let r = c.try_read_response(false)?;
+        Ok((r.status, r.text()))
     }
 
     /// `/listeners`: (name, address) in the order listed.
@@ -265,7 +348,13 @@ impl Environment {
             }
         }
         env.vars.insert("TMP".into(), dir.display().to_string());
+        env.vars.insert("ACCESS_LOG".into(), dir.join("access.log").display().to_string());
         env
+    }
+
+    /// Connections to the case's upstreams that the upstreams have not closed.
+    fn upstream_open(&self) -> i64 {
+        self._upstreams.iter().map(|u| u.open.load(Ordering::SeqCst) as i64).sum()
     }
 
     /// `127.0.0.1:PORT`, `127.0.0.1_PORT` (stat names) and `"port_value":PORT` (compact
@@ -312,31 +401,9 @@ pub fn run(case: &Case, kind: Kind, bin: &Path) -> Observed {
     std::fs::write(&config, &config_text).expect("write config");
 
     if let Some(args) = &case.command {
-        env.vars.insert("CONFIG".into(), config.display().to_string());
-        if kind == Kind::Envoy {
-            env.vars.insert("BASE_ID".into(), unique_base_id().to_string());
-        } else {
-            env.vars.insert("BASE_ID".into(), "1".into());
-        }
-        let args: Result<Vec<String>, String> = args.iter().map(|a| fill(a, &env.vars)).collect();
-        let args = match args {
-            Ok(a) => a,
-            Err(e) => {
-                obs.startup = Err(format!("case error: {e}"));
-                return obs;
-            }
-        };
-        obs.command = Some(match Command::new(bin).args(&args).current_dir(&dir.0).stdin(Stdio::null()).output() {
-            Ok(out) => (
-                out.status.code(),
-                format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
-            ),
-            Err(e) => (None, e.to_string()),
-        });
-        obs.startup = Ok(());
+        run_command(args, kind, bin, &config, &dir.0, &mut env, &mut obs);
         return obs;
     }
-
     let requests: Result<Vec<(String, crate::case::Request)>, String> =
         case.planned().into_iter().map(|p| Ok((p.label, p.request.filled(&env.vars)?))).collect();
     let requests = match requests {
@@ -360,49 +427,172 @@ pub fn run(case: &Case, kind: Kind, bin: &Path) -> Observed {
     }
     env.port_names.push((proxy.admin.port(), "{{ADMIN_PORT}}".into()));
 
-    // The client connection of the last HTTP request, for a request with `reuse`.
-    let mut last: Option<Conn> = None;
+    let access_log = case.uses("{{ACCESS_LOG}}").then(|| AccessLog::new(&env));
+    let mut session =
+        Session { proxy: &proxy, env: &env, listeners, obs, last: None, access_log, signal_during_next: None };
     for (label, r) in &requests {
+        session.send(label, r);
+    }
+    let mut obs = session.finish();
+    read_admin(&case.admin, &proxy, &env, &mut obs);
+    drop(proxy);
+    obs
+}
+
+/// A `command` case: runs `bin` with the case's arguments and keeps its exit code
+/// and output.
+fn run_command(
+    args: &[String],
+    kind: Kind,
+    bin: &Path,
+    config: &Path,
+    dir: &Path,
+    env: &mut Environment,
+    obs: &mut Observed,
+) {
+    env.vars.insert("CONFIG".into(), config.display().to_string());
+    let base_id = if kind == Kind::Envoy { unique_base_id().to_string() } else { "1".into() };
+    env.vars.insert("BASE_ID".into(), base_id);
+    let args = match args.iter().map(|a| fill(a, &env.vars)).collect::<Result<Vec<String>, String>>() {
+        Ok(a) => a,
+        Err(e) => {
+            obs.startup = Err(format!("case error: {e}"));
+            return;
+        }
+    };
+    obs.command = Some(match Command::new(bin).args(&args).current_dir(dir).stdin(Stdio::null()).output() {
+        Ok(out) => (
+            out.status.code(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        ),
+        Err(e) => (None, e.to_string()),
+    });
+    obs.startup = Ok(());
+}
+
+/// The requests of one run against a started proxy.
+struct Session<'a> {
+    proxy: &'a Proxy,
+    env: &'a Environment,
+    listeners: Vec<(String, SocketAddr)>,
+    obs: Observed,
+    /// The client connection of the last HTTP request, for a request with `reuse`.
+    last: Option<Conn>,
+    access_log: Option<AccessLog>,
+    /// The index in `obs.responses` of a `signal` step with `during_next`.
+    signal_during_next: Option<usize>,
+}
+
+impl Session<'_> {
+    /// Sends one planned request (or admin POST, or signal) and records what happened.
+    fn send(&mut self, label: &str, r: &crate::case::Request) {
         let addr = match &r.listener {
-            Some(name) => listeners.iter().find(|(n, _)| n == name).map(|(_, a)| *a),
-            None => listeners.first().map(|(_, a)| *a),
+            Some(name) => self.listeners.iter().find(|(n, _)| n == name).map(|(_, a)| *a),
+            None => self.listeners.first().map(|(_, a)| *a),
         };
         let outcome = if let Some(path) = &r.admin_post {
-            match proxy.admin_request("POST", path) {
-                Ok(resp) => Outcome::Http(resp),
-                Err(e) => Outcome::Failed(e),
-            }
+            self.admin_post(label, path)
+        } else if r.signal.is_some() && r.during_next {
+            self.signal_during_next = Some(self.obs.responses.len());
+            Outcome::Signalled(String::new()) // filled in with the next request
+        } else if r.signal.is_some() {
+            Outcome::Signalled(self.proxy.terminate(addr))
         } else if let Some(data) = &r.tcp {
             match addr {
-                None => Outcome::Failed(format!("no listener {:?} in /listeners", r.listener)),
-                Some(addr) => match tcp_exchange(addr, data.as_bytes()) {
-                    Ok(bytes) => Outcome::Tcp(bytes),
-                    Err(e) => Outcome::Failed(e),
-                },
+                None => Outcome::Failed(no_listener(r)),
+                Some(addr) => tcp_exchange(addr, data.as_bytes()).map_or_else(Outcome::Failed, Outcome::Tcp),
             }
         } else {
-            let conn = match (r.reuse, addr) {
-                (true, _) => last.take().ok_or_else(|| "no connection to reuse".to_string()),
-                (false, None) => Err(format!("no listener {:?} in /listeners", r.listener)),
-                (false, Some(addr)) => Conn::connect(addr),
-            };
-            match conn {
-                Err(e) => Outcome::Failed(e),
-                Ok(mut conn) => {
-                    let (interim, outcome) = exchange(&mut conn, r);
-                    if !interim.is_empty() {
-                        obs.interim.insert(label.clone(), interim.join(","));
-                    }
-                    last = Some(conn);
-                    outcome
-                }
-            }
+            self.http(label, r, addr)
         };
-        obs.responses.push((label.clone(), outcome));
+        if matches!(outcome, Outcome::HungUp(_)) {
+            self.last = None; // closed by the client
+        }
+        self.obs.responses.push((label.to_string(), outcome));
+        if self.access_log.is_some() {
+            self.read_access_log(label);
+        }
     }
-    drop(last);
 
-    let admin = &case.admin;
+    fn admin_post(&mut self, label: &str, path: &str) -> Outcome {
+        let post = crate::case::Request {
+            method: Some("POST".into()),
+            path: Some(path.to_string()),
+            headers: vec!["Connection: close".into()],
+            ..Default::default()
+        };
+        match Conn::connect(self.proxy.admin) {
+            Ok(mut conn) => record(&mut self.obs, label, exchange(&mut conn, &post, &|_| Ok(()))),
+            Err(e) => Outcome::Failed(e),
+        }
+    }
+
+    /// An HTTP request on a new connection or the kept one (`reuse`).
+    fn http(&mut self, label: &str, r: &crate::case::Request, addr: Option<SocketAddr>) -> Outcome {
+        let (proxy, env) = (self.proxy, self.env);
+        if r.hang_up_after.is_some() {
+            // The upstream request or bytes to wait for must be this one's.
+            let _ = settle(proxy, env, usize::from(self.last.is_some()));
+        }
+        let rx_before = if r.hang_up_after.is_some() { rx_bytes(&proxy.stats()) } else { 0 };
+        let conn = match (r.reuse, addr) {
+            (true, _) => self.last.take().ok_or_else(|| Failure::new(FailKind::Other, "no connection to reuse")),
+            (false, None) => Err(no_listener(r)),
+            (false, Some(addr)) => Conn::connect(addr),
+        };
+        let mut conn = match conn {
+            Ok(conn) => conn,
+            Err(e) => return Outcome::Failed(e),
+        };
+        let signal = self.signal_during_next.take();
+        let (exchanged, signalled) = std::thread::scope(|s| {
+            // SIGTERM once this request is active upstream, while it is in flight.
+            let signaller = signal.map(|_| {
+                s.spawn(|| match upstream_request_active(proxy) {
+                    Ok(()) => proxy.terminate(addr),
+                    Err(e) => format!("not signalled: {e}"),
+                })
+            });
+            let exchanged = exchange(&mut conn, r, &|sent| hang_up_ready(proxy, r, rx_before, sent));
+            (exchanged, signaller.map(|t| t.join().unwrap_or_else(|_| "signaller panicked".into())))
+        });
+        if let (Some(i), Some(seen)) = (signal, signalled) {
+            self.obs.responses[i].1 = Outcome::Signalled(seen);
+        }
+        let mut outcome = record(&mut self.obs, label, exchanged);
+        if r.reuse {
+            outcome = reset_after_close_is_close(outcome);
+        }
+        self.last = Some(conn);
+        outcome
+    }
+
+    /// The access-log lines written for the request just sent: those there once
+    /// the proxy is done with it.
+    fn read_access_log(&mut self, label: &str) {
+        let settled = settle(self.proxy, self.env, usize::from(self.last.is_some()));
+        let Some(log) = &mut self.access_log else { return };
+        let mut lines = log.new_lines(self.env);
+        if let Err(busy) = settled {
+            lines.push(format!("(read while the proxy was still busy: {busy})"));
+        }
+        self.obs.access_log.insert(label.to_string(), lines);
+    }
+
+    /// Closes the kept client connection and waits for the proxy to settle.
+    fn finish(mut self) -> Observed {
+        drop(self.last.take());
+        self.obs.settled = match settle(self.proxy, self.env, 0) {
+            Ok(()) => "idle".into(),
+            Err(busy) => format!("still busy after {SETTLE_TIMEOUT:?}: {busy}"),
+        };
+        self.obs
+    }
+}
+
+/// The case's admin checks, read once the proxy has settled (every stream's stats
+/// are counted by then).
+fn read_admin(admin: &crate::case::AdminChecks, proxy: &Proxy, env: &Environment, obs: &mut Observed) {
     if admin.ready {
         obs.ready = proxy.admin_get("/ready").ok();
     }
@@ -418,24 +608,7 @@ pub fn run(case: &Case, kind: Kind, bin: &Path) -> Observed {
         obs.pages.insert(path.clone(), page);
     }
     if !admin.stats.is_empty() {
-        // Stats are counted as streams complete, just after the client has its response:
-        // read until the selected values are stable for two reads in a row.
-        let select = |all: &BTreeMap<String, i64>| -> Vec<Option<i64>> {
-            let normalized: BTreeMap<String, i64> = all.iter().map(|(k, v)| (env.normalize(k), *v)).collect();
-            admin.stats.iter().map(|s| normalized.get(s).copied()).collect()
-        };
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let mut last = proxy.stats();
-        loop {
-            std::thread::sleep(Duration::from_millis(60));
-            let now = proxy.stats();
-            let stable = select(&now) == select(&last);
-            last = now;
-            if stable || Instant::now() > deadline {
-                break;
-            }
-        }
-        obs.stats = last.into_iter().map(|(k, v)| (env.normalize(&k), v)).collect();
+        obs.stats = proxy.stats().into_iter().map(|(k, v)| (env.normalize(&k), v)).collect();
     }
     if !admin.clusters.is_empty() {
         let body = proxy.admin_get("/clusters").map(|r| r.1).unwrap_or_default();
@@ -450,72 +623,306 @@ pub fn run(case: &Case, kind: Kind, bin: &Path) -> Observed {
         let get = || env.normalize(&proxy.admin_get("/stats/prometheus").map(|r| r.1).unwrap_or_default());
         obs.prometheus = Some(crate::prometheus::scrape(get));
     }
-    drop(proxy);
-    obs
 }
 
-/// A client connection; unlike `Client`, it reports interim (1xx) responses.
+/// On a reused connection the proxy may have closed its end (FIN) just before the
+/// request went out; the request then draws a reset from the proxy's kernel, and
+/// whether the client's read sees the FIN or that reset first is a race of the
+/// loopback, not the proxy's choice. Both mean "closed", so both count as closed.
+fn reset_after_close_is_close(outcome: Outcome) -> Outcome {
+    match outcome {
+        Outcome::Failed(f) if f.kind == FailKind::Reset => {
+            Outcome::Failed(Failure::new(FailKind::Closed, format!("{} (after the proxy's close)", f.detail)))
+        }
+        other => other,
+    }
+}
+
+fn no_listener(r: &crate::case::Request) -> Failure {
+    Failure::new(FailKind::Connect, format!("no listener {:?} in /listeners", r.listener))
+}
+
+/// Keeps an exchange's interim statuses and status line in `obs`; returns its outcome.
+fn record(obs: &mut Observed, label: &str, (interim, outcome, status_line): Exchanged) -> Outcome {
+    if !interim.is_empty() {
+        obs.interim.insert(label.to_string(), interim.join(","));
+    }
+    if let Some(line) = status_line {
+        obs.status_lines.insert(label.to_string(), line);
+    }
+    outcome
+}
+
+/// Interim statuses, the outcome, and the final status line when there was one.
+type Exchanged = (Vec<String>, Outcome, Option<String>);
+
+/// Longest wait for the proxy to finish with the requests sent so far.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Waits until the proxy has finished with everything sent so far -- the readiness
+/// signal for reading stats and access logs: no request active downstream or
+/// upstream (nor pending), no access-log bytes waiting to be written, at most
+/// `held` client connections open (those the suite keeps for `reuse`), and as many
+/// upstream connections open as the upstreams themselves have (so a close by either
+/// side has been seen by the other). `Err` lists what was still busy at the deadline.
+fn settle(proxy: &Proxy, env: &Environment, held: usize) -> Result<(), String> {
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let busy = busy(&proxy.stats(), proxy.admin.port(), held, env.upstream_open());
+        if busy.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(busy.join(", "));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// For a `hang_up_after` request that sent `sent` bytes: waits until the proxy has
+/// read them all (`bytes_read`; `rx_before` is its byte count before) or has the
+/// request active upstream (`upstream_request`).
+fn hang_up_ready(proxy: &Proxy, r: &crate::case::Request, rx_before: i64, sent: usize) -> Result<(), String> {
+    if r.hang_up_after.as_deref() != Some("bytes_read") {
+        return upstream_request_active(proxy);
+    }
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    while rx_bytes(&proxy.stats()) < rx_before + sent as i64 {
+        if Instant::now() > deadline {
+            return Err(format!("the proxy did not read {sent} bytes within {SETTLE_TIMEOUT:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+/// Bytes the proxy has read from HTTP clients (`http.*.downstream_cx_rx_bytes_total`,
+/// not the admin endpoint's).
+fn rx_bytes(stats: &BTreeMap<String, i64>) -> i64 {
+    stats
+        .iter()
+        .filter(|(name, _)| {
+            name.starts_with("http.")
+                && !name.starts_with("http.admin.")
+                && name.ends_with(".downstream_cx_rx_bytes_total")
+        })
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// Waits until the proxy has a request active upstream (sent, or being sent, to an
+/// upstream connection), bounded by `SETTLE_TIMEOUT`.
+fn upstream_request_active(proxy: &Proxy) -> Result<(), String> {
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let stats = proxy.stats();
+        if stats.iter().any(|(name, &v)| name.starts_with("cluster.") && name.ends_with(".upstream_rq_active") && v > 0)
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no upstream request within {SETTLE_TIMEOUT:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// What in one `/stats` read shows the proxy still at work (see `settle`).
+fn busy(stats: &BTreeMap<String, i64>, admin_port: u16, held: usize, upstream_open: i64) -> Vec<String> {
+    let admin = [format!("_{admin_port}."), "listener.admin.".into(), "http.admin.".into()];
+    let mut busy = Vec::new();
+    let (mut downstream_cx, mut upstream_cx) = (0, 0);
+    for (name, &value) in stats {
+        if admin.iter().any(|a| name.contains(a.as_str())) {
+            continue;
+        }
+        let active = [".downstream_rq_active", ".upstream_rq_active", ".upstream_rq_pending_active"];
+        if (active.iter().any(|a| name.ends_with(a)) || name == "filesystem.write_total_buffered") && value != 0 {
+            busy.push(format!("{name}={value}"));
+        }
+        // Per listener, not per worker (listener.<addr>.worker_<n>.*).
+        if name.starts_with("listener.") && name.ends_with(".downstream_cx_active") && !name.contains(".worker_") {
+            downstream_cx += value;
+        }
+        if name.starts_with("cluster.") && name.ends_with(".upstream_cx_active") {
+            upstream_cx += value;
+        }
+    }
+    if downstream_cx > held as i64 {
+        busy.push(format!("{downstream_cx} client connections open, {held} held by the client"));
+    }
+    if upstream_cx != upstream_open {
+        busy.push(format!("{upstream_cx} upstream connections open, {upstream_open} at the upstreams"));
+    }
+    busy
+}
+
+/// The case's access-log file (`{{ACCESS_LOG}}`), read as it grows.
+struct AccessLog {
+    path: PathBuf,
+    seen: usize,
+}
+
+impl AccessLog {
+    fn new(env: &Environment) -> AccessLog {
+        AccessLog { path: PathBuf::from(&env.vars["ACCESS_LOG"]), seen: 0 }
+    }
+
+    /// The lines written since the last call, normalized.
+    fn new_lines(&mut self, env: &Environment) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().skip(self.seen).map(|l| normalize_access_line(env, l)).collect();
+        self.seen += lines.len();
+        lines
+    }
+}
+
+/// An access-log line in Envoy's default format with what differs from run to run
+/// replaced: START_TIME → `<time>`, DURATION and the upstream service time →
+/// `<ms>`, the x-request-id UUID → `<uuid>`, ports → placeholders. Each is replaced
+/// only when it has its format, so a malformed field still shows. A line in another
+/// format only has its ports replaced.
+fn normalize_access_line(env: &Environment, line: &str) -> String {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| {
+        Regex::new(concat!(
+            r#"^\[(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)\] "(?P<req>[^"]*)" (?P<code>\S+) (?P<flags>\S+) "#,
+            r#"(?P<rx>\S+) (?P<tx>\S+) (?P<dur>\d+) (?P<ust>\d+|-) "(?P<xff>[^"]*)" "(?P<ua>[^"]*)" "#,
+            r#""(?P<rid>[^"]*)" "(?P<auth>[^"]*)" "(?P<host>[^"]*)"$"#
+        ))
+        .unwrap()
+    });
+    let line = env.normalize(line);
+    let Some(c) = re.captures(&line) else { return line };
+    let uuid = Regex::new(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$").unwrap();
+    let rid = if uuid.is_match(&c["rid"]) { "<uuid>" } else { &c["rid"] };
+    let ust = if &c["ust"] == "-" { "-" } else { "<ms>" };
+    format!(
+        "[<time>] \"{}\" {} {} {} {} <ms> {ust} \"{}\" \"{}\" \"{rid}\" \"{}\" \"{}\"",
+        &c["req"], &c["code"], &c["flags"], &c["rx"], &c["tx"], &c["xff"], &c["ua"], &c["auth"], &c["host"]
+    )
+}
+
+/// A client connection; unlike `Client`, it reports interim (1xx) responses, the
+/// status line, and how an exchange failed.
 struct Conn {
     stream: TcpStream,
     reader: BufReader<TcpStream>,
 }
 
+/// A final response and its status line (`HTTP/1.1 200 OK`).
+pub struct Reply {
+    pub status_line: String,
+    pub resp: HttpResponse,
+}
+
 impl Conn {
-    fn connect(addr: SocketAddr) -> Result<Conn, String> {
-        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
-        stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
-        let reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
+    fn connect(addr: SocketAddr) -> Result<Conn, Failure> {
+        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| Failure::io("connect", &e))?;
+        let setup = |stream: &TcpStream| -> std::io::Result<BufReader<TcpStream>> {
+            stream.set_read_timeout(Some(IO_TIMEOUT))?;
+            Ok(BufReader::new(stream.try_clone()?))
+        };
+        let reader = setup(&stream).map_err(|e| Failure::io("setup", &e))?;
         Ok(Conn { stream, reader })
     }
 
-    fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
-        self.stream.write_all(bytes).map_err(|e| format!("write: {e}"))
+    fn send(&mut self, bytes: &[u8]) -> Result<(), Failure> {
+        self.stream.write_all(bytes).map_err(|e| Failure::io("write", &e))
     }
 
-    fn line(&mut self) -> Result<String, String> {
+    fn line(&mut self) -> Result<String, Failure> {
         let mut line = String::new();
         match self.reader.read_line(&mut line) {
-            Ok(0) => Err("connection closed".into()),
+            Ok(0) => Err(Failure::new(FailKind::Closed, "connection closed")),
             Ok(_) => Ok(line.trim_end_matches(['\r', '\n']).to_string()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(Failure::io("read", &e)),
         }
     }
 
+    fn read_exact(&mut self, n: usize) -> Result<Vec<u8>, Failure> {
+        let mut buf = vec![0u8; n];
+        self.reader.read_exact(&mut buf).map_err(|e| Failure::io("read body", &e))?;
+        Ok(buf)
+    }
+
     /// A response's status line and headers; the body is left unread.
-    fn read_head(&mut self) -> Result<HttpResponse, String> {
-        let line = self.line()?;
-        let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok());
-        let status = status.ok_or(format!("bad status line {line:?}"))?;
+    fn read_head(&mut self) -> Result<Reply, Failure> {
+        let status_line = self.line()?;
+        let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+        let status = status.ok_or(Failure::new(FailKind::Malformed, format!("bad status line {status_line:?}")))?;
         let mut headers = Vec::new();
         loop {
             let h = self.line()?;
             if h.is_empty() {
-                return Ok(HttpResponse { status, headers, body: Vec::new() });
+                return Ok(Reply { status_line, resp: HttpResponse { status, headers, body: Vec::new() } });
             }
-            let (k, v) = h.split_once(':').ok_or(format!("bad header {h:?}"))?;
+            let (k, v) = h.split_once(':').ok_or(Failure::new(FailKind::Malformed, format!("bad header {h:?}")))?;
             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
         }
     }
 
-    fn read_body(&mut self, resp: &mut HttpResponse, head: bool) -> Result<(), String> {
+    fn read_chunked(&mut self) -> Result<Vec<u8>, Failure> {
+        let mut body = Vec::new();
+        loop {
+            let size = self.line()?;
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| Failure::new(FailKind::Malformed, format!("bad chunk size {size:?}")))?;
+            if n == 0 {
+                while !self.line()?.is_empty() {} // trailers
+                return Ok(body);
+            }
+            body.extend_from_slice(&self.read_exact(n)?);
+            self.read_exact(2)?;
+        }
+    }
+
+    fn read_body(&mut self, resp: &mut HttpResponse, head: bool) -> Result<(), Failure> {
         if head || resp.status == 204 || resp.status == 304 {
             return Ok(());
         }
         if resp.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-            resp.body = read_chunked(&mut self.reader)?;
+            resp.body = self.read_chunked()?;
         } else if let Some(len) = resp.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
-            resp.body = vec![0u8; len];
-            self.reader.read_exact(&mut resp.body).map_err(|e| e.to_string())?;
+            resp.body = self.read_exact(len)?;
         } else {
-            self.reader.read_to_end(&mut resp.body).map_err(|e| e.to_string())?;
+            self.reader.read_to_end(&mut resp.body).map_err(|e| Failure::io("read body", &e))?;
         }
         Ok(())
+    }
+
+    /// What the proxy had sent by now, without waiting: for a client about to hang up.
+    fn peek_now(&mut self) -> String {
+        if !self.reader.buffer().is_empty() {
+            return "answered before the hang-up".into();
+        }
+        if self.stream.set_nonblocking(true).is_err() {
+            return "unknown".into();
+        }
+        let mut buf = [0u8; 64];
+        let seen = match self.stream.peek(&mut buf) {
+            Ok(0) => "closed by the proxy before the hang-up".to_string(),
+            Ok(n) => {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                format!("answered before the hang-up: {}", text.lines().next().unwrap_or(""))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => "nothing received before the hang-up".into(),
+            Err(e) => format!("{:?} before the hang-up", Failure::io("read", &e).kind),
+        };
+        let _ = self.stream.set_nonblocking(false);
+        seen
     }
 }
 
 /// Sends one HTTP request on `conn` and reads the response: the interim statuses
-/// received first, and the outcome.
-fn exchange(conn: &mut Conn, r: &crate::case::Request) -> (Vec<String>, Outcome) {
+/// received first, and the outcome with the final status line.
+/// `hang_up_ready(sent)` waits, for `hang_up_after`, until the proxy has taken up
+/// the `sent` bytes as asked.
+fn exchange(
+    conn: &mut Conn,
+    r: &crate::case::Request,
+    hang_up_ready: &dyn Fn(usize) -> Result<(), String>,
+) -> Exchanged {
     let (raw, head) = match &r.raw {
         Some(raw) => (raw.as_bytes().to_vec(), raw.starts_with("HEAD ")),
         None => {
@@ -526,45 +933,51 @@ fn exchange(conn: &mut Conn, r: &crate::case::Request) -> (Vec<String>, Outcome)
             (Client::encode_request(method, r.path.as_deref().unwrap_or("/"), &headers, body), method == "HEAD")
         }
     };
-    if let Some(ms) = r.hang_up_ms {
+    if r.hangs_up() {
         if let Err(e) = conn.send(&raw) {
-            return (Vec::new(), Outcome::Failed(e));
+            return (Vec::new(), Outcome::Failed(e), None);
         }
-        std::thread::sleep(Duration::from_millis(ms));
+        let mut seen = String::new();
+        if r.hang_up_after.is_some() {
+            if let Err(e) = hang_up_ready(raw.len()) {
+                seen = format!("{e}; ");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(r.hang_up_ms.unwrap_or(0)));
+        seen.push_str(&conn.peek_now());
         let _ = conn.stream.shutdown(Shutdown::Both);
-        return (Vec::new(), Outcome::Failed("hung up".into()));
+        return (Vec::new(), Outcome::HungUp(seen), None);
     }
     let mut interim = Vec::new();
     let mut pending_body = r.continue_body.as_deref();
     let result = (|| {
         conn.send(&raw)?;
         loop {
-            let mut resp = conn.read_head()?;
-            if (100..200).contains(&resp.status) && resp.status != 101 {
-                interim.push(resp.status.to_string());
+            let mut reply = conn.read_head()?;
+            if (100..200).contains(&reply.resp.status) && reply.resp.status != 101 {
+                interim.push(reply.resp.status.to_string());
                 if let Some(body) = pending_body.take() {
                     conn.send(body.as_bytes())?;
                 }
                 continue;
             }
-            conn.read_body(&mut resp, head)?;
-            return Ok(resp);
+            conn.read_body(&mut reply.resp, head)?;
+            return Ok(reply);
         }
     })();
-    let outcome = match result {
-        Ok(resp) => Outcome::Http(resp),
-        Err(e) => Outcome::Failed(e),
-    };
-    (interim, outcome)
+    match result {
+        Ok(reply) => (interim, Outcome::Http(reply.resp), Some(reply.status_line)),
+        Err(e) => (interim, Outcome::Failed(e), None),
+    }
 }
 
 /// Writes `data`, half-closes, reads until EOF.
-fn tcp_exchange(addr: SocketAddr, data: &[u8]) -> Result<Vec<u8>, String> {
-    let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| e.to_string())?;
-    s.write_all(data).map_err(|e| format!("write: {e}"))?;
-    s.shutdown(Shutdown::Write).map_err(|e| format!("shutdown: {e}"))?;
+fn tcp_exchange(addr: SocketAddr, data: &[u8]) -> Result<Vec<u8>, Failure> {
+    let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| Failure::io("connect", &e))?;
+    s.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| Failure::io("setup", &e))?;
+    s.write_all(data).map_err(|e| Failure::io("write", &e))?;
+    s.shutdown(Shutdown::Write).map_err(|e| Failure::io("shutdown", &e))?;
     let mut out = Vec::new();
-    s.read_to_end(&mut out).map_err(|e| format!("read: {e}"))?;
+    s.read_to_end(&mut out).map_err(|e| Failure::io("read", &e))?;
     Ok(out)
 }

@@ -91,6 +91,8 @@ pub struct Upstream {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
     pub accepted: Arc<AtomicUsize>,
+    /// Connections accepted and not yet closed by this side (its handler returned).
+    pub open: Arc<AtomicUsize>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -100,8 +102,9 @@ impl Upstream {
         let addr = listener.local_addr().expect("addr");
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
         let handler = Arc::new(handler);
-        let (stop2, accepted2) = (stop.clone(), accepted.clone());
+        let (stop2, accepted2, open2) = (stop.clone(), accepted.clone(), open.clone());
         let thread = std::thread::spawn(move || {
             for stream in listener.incoming() {
                 if stop2.load(Ordering::SeqCst) {
@@ -109,11 +112,15 @@ impl Upstream {
                 }
                 let Ok(stream) = stream else { continue };
                 accepted2.fetch_add(1, Ordering::SeqCst);
-                let h = handler.clone();
-                std::thread::spawn(move || h(stream));
+                open2.fetch_add(1, Ordering::SeqCst);
+                let (h, open3) = (handler.clone(), open2.clone());
+                std::thread::spawn(move || {
+                    h(stream); // the stream is dropped (closed) by the time it returns
+                    open3.fetch_sub(1, Ordering::SeqCst);
+                });
             }
         });
-        Upstream { addr, stop, accepted, thread: Some(thread) }
+        Upstream { addr, stop, accepted, open, thread: Some(thread) }
     }
 
     /// Echoes everything back and half-closes after the peer's EOF.

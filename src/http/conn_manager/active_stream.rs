@@ -80,12 +80,27 @@ pub async fn handle(
     let (mut parts, body) = req.into_parts();
     let is_head = parts.method == Method::HEAD;
 
+    // Envoy's codec refuses a header name with an underscore before the request
+    // exists: its log line has no request.
+    if let Some(reply) = stream.reject_underscores(&parts.headers) {
+        return stream.reply_without_request(reply);
+    }
     // Upgrades need upgrade_configs, which Courier does not support: Envoy answers
-    // such a request 403 on a route that does not allow the upgrade.
-    // (h2c is not an upgrade Envoy honours on HTTP/1: the header is dropped and
-    // the request proxied.)
-    if let Some(upgrade) = requested_upgrade(&parts.headers).filter(|u| !u.eq_ignore_ascii_case("h2c")) {
-        if upgrade.eq_ignore_ascii_case("websocket") {
+    // such a request 403 on a route that does not allow the upgrade, after its
+    // headers were mutated (so it has an x-request-id). Noted before hop-by-hop
+    // removal drops the header. (h2c is not an upgrade Envoy honours on HTTP/1: the
+    // header is dropped and the request proxied.)
+    let upgrade = requested_upgrade(&parts.headers)
+        .filter(|u| !u.eq_ignore_ascii_case("h2c"))
+        .map(|u| u.eq_ignore_ascii_case("websocket"));
+    // Chunked framing is kept upstream (hop-by-hop removal drops the header).
+    stream.downstream_chunked = parts.headers.contains_key(http::header::TRANSFER_ENCODING);
+    if let Err(reply) = stream.sanitize_request(&mut parts) {
+        return stream.local_response(*reply, &parts, is_head);
+    }
+    stream.mutate_request_headers(&mut parts);
+    if let Some(websocket) = upgrade {
+        if websocket {
             cfg.stats.downstream_rq_ws_on_non_ws_route.inc();
         }
         let reply = LocalReply::new(StatusCode::FORBIDDEN, "", "upgrade_failed");
@@ -93,12 +108,6 @@ pub async fn handle(
         response.extensions_mut().insert(CloseConnection);
         return response;
     }
-    // Chunked framing is kept upstream (hop-by-hop removal drops the header).
-    stream.downstream_chunked = parts.headers.contains_key(http::header::TRANSFER_ENCODING);
-    if let Err(reply) = stream.sanitize_request(&mut parts) {
-        return stream.local_response(*reply, &parts, is_head);
-    }
-    stream.mutate_request_headers(&mut parts);
     // CONNECT only matches routes with a connect_matcher, which Courier does not
     // support: like Envoy without one, it is a 404.
     if parts.method != Method::CONNECT {
@@ -212,18 +221,13 @@ pub fn timeout_reply(
     if timeout == StreamTimeout::Idle {
         reply.flag = Some(ResponseFlag::StreamIdleTimeout);
     }
-    stream.local_response(reply, &no_request(), false)
-}
-
-/// Request parts for a reply that has no parsed request to go with it.
-fn no_request() -> http::request::Parts {
-    Request::new(()).into_parts().0
+    stream.reply_without_request(reply)
 }
 
 /// The reply to a request the codec refused before it became a stream; it is
 /// counted and logged as one, as Envoy does.
 pub fn codec_error(cfg: &Arc<HcmConfig>, conn: ConnectionInfo, reply: LocalReply) -> Response<ResponseBody> {
-    Stream::new(cfg, conn, "HTTP/1.1").local_response(reply, &no_request(), false)
+    Stream::new(cfg, conn, "HTTP/1.1").reply_without_request(reply)
 }
 
 /// The protocol a request asks to upgrade to (`Connection: upgrade` + `Upgrade`).
@@ -268,6 +272,8 @@ struct Stream {
     body_bytes: Option<Rc<Cell<u64>>>,
     /// The request arrived chunked.
     downstream_chunked: bool,
+    /// False for a reply to a request that was never parsed whole.
+    request_parsed: bool,
 }
 
 impl Stream {
@@ -285,7 +291,16 @@ impl Stream {
             route: None,
             body_bytes: None,
             downstream_chunked: false,
+            request_parsed: true,
         }
+    }
+
+    /// A local reply to a request that was never parsed whole (a codec error, a
+    /// timer that fired first): Envoy's log shows no method, path or request
+    /// headers for it (`"- - HTTP/1.1"`).
+    fn reply_without_request(mut self, reply: LocalReply) -> Response<ResponseBody> {
+        self.request_parsed = false;
+        self.local_response(reply, &Request::new(()).into_parts().0, false)
     }
 
     /// Codec-level checks Envoy applies before any filter runs.
@@ -295,34 +310,46 @@ impl Stream {
             if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
                 parts.headers.insert(http::header::HOST, v);
             }
-            let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-            parts.uri = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
+            // A CONNECT's authority-form target has no path (Envoy logs "-").
+            if parts.method != Method::CONNECT {
+                let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                parts.uri = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
+            }
         }
         if parts.headers.get(http::header::HOST).is_none() {
             return Err(Box::new(LocalReply::new(StatusCode::BAD_REQUEST, "", "missing_host_header")));
         }
-        match self.cfg.underscore_action {
-            UnderscoreAction::Allow => {}
-            action => {
-                let with_underscore: Vec<HeaderName> =
-                    parts.headers.keys().filter(|k| k.as_str().contains('_')).cloned().collect();
-                if !with_underscore.is_empty() {
-                    if action == UnderscoreAction::RejectRequest {
-                        self.cfg.codec_stats.requests_rejected_with_underscores_in_headers.inc();
-                        self.cfg.stats.downstream_cx_protocol_error.inc();
-                        return Err(Box::new(
-                            LocalReply::new(StatusCode::BAD_REQUEST, "Bad Request", "http1.unexpected_underscore")
-                                .with_flag(ResponseFlag::DownstreamProtocolError),
-                        ));
-                    }
-                    for k in with_underscore {
-                        self.cfg.codec_stats.dropped_headers_with_underscores.inc();
-                        parts.headers.remove(k);
-                    }
-                }
+        // Only origin-form targets are served (`OPTIONS *` is not): Envoy answers
+        // 404 before the request is routed or its headers are touched.
+        if parts.method != Method::CONNECT && !parts.uri.path().starts_with('/') {
+            self.cfg.stats.downstream_rq_non_relative_path.inc();
+            return Err(Box::new(LocalReply::new(StatusCode::NOT_FOUND, "", "invalid_path")));
+        }
+        if self.cfg.underscore_action == UnderscoreAction::DropHeader {
+            let with_underscore: Vec<HeaderName> =
+                parts.headers.keys().filter(|k| k.as_str().contains('_')).cloned().collect();
+            for k in with_underscore {
+                self.cfg.codec_stats.dropped_headers_with_underscores.inc();
+                parts.headers.remove(k);
             }
         }
         Ok(())
+    }
+
+    /// `headers_with_underscores_action: REJECT_REQUEST`: the codec's 400 for a
+    /// header name with an underscore.
+    fn reject_underscores(&self, headers: &HeaderMap) -> Option<LocalReply> {
+        if self.cfg.underscore_action != UnderscoreAction::RejectRequest
+            || !headers.keys().any(|k| k.as_str().contains('_'))
+        {
+            return None;
+        }
+        self.cfg.codec_stats.requests_rejected_with_underscores_in_headers.inc();
+        self.cfg.stats.downstream_cx_protocol_error.inc();
+        Some(
+            LocalReply::new(StatusCode::BAD_REQUEST, "Bad Request", "http1.unexpected_underscore")
+                .with_flag(ResponseFlag::DownstreamProtocolError),
+        )
     }
 
     /// Envoy's `mutateRequestHeaders`: hop-by-hop removal, x-forwarded-*,
@@ -335,10 +362,10 @@ impl Stream {
         if self.cfg.use_remote_address {
             // An edge request: the client is the peer, or with N trusted proxies in
             // front, the Nth address from the right of the incoming x-forwarded-for
-            // (the peer when there are fewer). No client is internal (Envoy 1.40's
-            // default), so the control headers only trusted clients may send go.
+            // (the peer when there are fewer). Who the caller is, and what was done
+            // to the request before, only a trusted proxy in front may say.
             let client = if hops == 0 { remote } else { headers::xff_client(h, hops - 1).unwrap_or(remote) };
-            headers::remove_all(h, headers::INTERNAL_ONLY);
+            headers::remove_all(h, headers::EDGE_UNTRUSTED);
             // Envoy appends its own address, not loopback, for a loopback peer.
             let appended = if remote.is_loopback() { headers::local_address() } else { remote };
             headers::append_xff(h, appended);
@@ -349,7 +376,9 @@ impl Stream {
         } else {
             h.entry(headers::X_FORWARDED_PROTO).or_insert(HeaderValue::from_static("http"));
         }
-        headers::remove_all(h, headers::ROUTER_CONSUMED);
+        // No client is internal (Envoy 1.40's default), so the control headers
+        // only trusted clients may send go, edge request or not.
+        headers::remove_all(h, headers::UNTRUSTED_CONTROL);
         // An edge request's x-request-id is not trusted: Envoy makes a new one
         // (preserve_external_request_id is false by default).
         if self.cfg.generate_request_id {
@@ -613,9 +642,10 @@ impl Stream {
         response_headers: &HeaderMap,
         upstream: Option<(Rc<ThreadLocalCluster>, u16, ActiveRequest)>,
     ) -> Box<dyn StreamCompletion> {
+        let parsed = self.request_parsed;
         let log = (!self.cfg.access_logs.is_empty()).then(|| LogSnapshot {
-            method: request.method.clone(),
-            uri: request.uri.clone(),
+            method: parsed.then(|| request.method.clone()),
+            uri: parsed.then(|| request.uri.clone()),
             request_headers: request.headers.clone(),
             response_headers: response_headers.clone(),
         });
@@ -625,8 +655,9 @@ impl Stream {
 
 /// What the access log needs after the stream is over.
 struct LogSnapshot {
-    method: Method,
-    uri: Uri,
+    /// None when no request was parsed (see `reply_without_request`).
+    method: Option<Method>,
+    uri: Option<Uri>,
     request_headers: HeaderMap,
     response_headers: HeaderMap,
 }
@@ -644,8 +675,8 @@ impl Completion {
         let Some(log) = &self.log else { return };
         let cx = FormatContext {
             request_headers: Some(&log.request_headers),
-            request_method: Some(&log.method),
-            request_uri: Some(&log.uri),
+            request_method: log.method.as_ref(),
+            request_uri: log.uri.as_ref(),
             response_headers: Some(&log.response_headers),
             response_trailers: trailers,
             info: &self.info,
@@ -658,6 +689,11 @@ impl Completion {
 
 impl StreamCompletion for Completion {
     fn downstream_reset(mut self: Box<Self>) {
+        // No response went out: Envoy logs code 0. A request body cut off by the
+        // client's reset made the router reply "protocol error"; that reply was
+        // never sent, and the reset (DC) is the cause, as in Envoy's log.
+        self.info.response_code = None;
+        self.info.response_flags.unset(ResponseFlag::DownstreamProtocolError);
         self.info.response_flags.set(ResponseFlag::DownstreamConnectionTermination);
         if let Some(received) = &self.body_bytes {
             self.info.bytes_received = received.get();

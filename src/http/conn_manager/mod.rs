@@ -196,7 +196,7 @@ async fn exchange(
             Some(r)
         }
     });
-    let Some(response) = response else {
+    let Some(mut response) = response else {
         // The client went away before its response: the stream (and its
         // upstream request) is dropped, as Envoy resets it.
         stats.downstream_rq_active.dec();
@@ -220,6 +220,8 @@ async fn exchange(
         (false, true) => ConnectionHeader::KeepAlive,
         (false, false) => ConnectionHeader::None,
     };
+    // The status line's version follows the request's, as in Envoy.
+    *response.version_mut() = if http10 { http::Version::HTTP_10 } else { http::Version::HTTP_11 };
     let written = writer.write(response, head_only, connection, write_limits, timer).await;
     stats.downstream_rq_active.dec();
     match written {

@@ -11,7 +11,7 @@ use std::task::Poll;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
-use http::{Response, StatusCode};
+use http::{Response, StatusCode, Version};
 use hyper::body::{Body, Frame};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -53,6 +53,74 @@ pub struct WriteLimits {
     pub idle: Option<std::time::Duration>,
     /// `max_stream_duration`: the stream's end.
     pub deadline: Option<Instant>,
+}
+
+/// The reason phrase Envoy writes for `code` (its `CodeUtility::toString` table):
+/// the upstream's own phrase is not kept, and codes outside the table, 418 among
+/// them, are "Unknown".
+pub fn reason_phrase(code: u16) -> &'static str {
+    match code {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        207 => "Multi-Status",
+        208 => "Already Reported",
+        226 => "IM Used",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        305 => "Use Proxy",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Payload Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Entity",
+        423 => "Locked",
+        424 => "Failed Dependency",
+        425 => "Too Early",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        506 => "Variant Also Negotiates",
+        507 => "Insufficient Storage",
+        508 => "Loop Detected",
+        510 => "Not Extended",
+        511 => "Network Authentication Required",
+        599 => "Last Unassigned Server Error Code",
+        _ => "Unknown",
+    }
 }
 
 /// The write half of a downstream connection.
@@ -107,10 +175,12 @@ impl ResponseWriter {
 
         self.take_buffer();
         let out = &mut self.out;
-        out.put_slice(b"HTTP/1.1 ");
+        // Envoy answers an HTTP/1.0 request in HTTP/1.0 (the connection manager marks
+        // the response), whatever the upstream spoke.
+        out.put_slice(if parts.version == Version::HTTP_10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
         out.put_slice(itoa::Buffer::new().format(status.as_u16()).as_bytes());
         out.put_u8(b' ');
-        out.put_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+        out.put_slice(reason_phrase(status.as_u16()).as_bytes());
         out.put_slice(b"\r\n");
         for (name, value) in &parts.headers {
             if name == TRANSFER_ENCODING || name == CONNECTION || (name == CONTENT_LENGTH && declared.is_none()) {
@@ -339,6 +409,16 @@ mod tests {
         let r = Response::builder().status(204).body(Full::new(Bytes::new())).unwrap();
         let s = wire(r, false, false).await;
         assert!(!s.contains("content-length") && s.starts_with("HTTP/1.1 204 No Content\r\n"), "{s}");
+    }
+
+    #[tokio::test]
+    async fn status_line_has_envoys_reason_and_the_requests_version() {
+        let mut r = Response::builder().status(418).body(Full::new(Bytes::new())).unwrap();
+        *r.version_mut() = Version::HTTP_10;
+        let s = wire(r, false, false).await;
+        assert!(s.starts_with("HTTP/1.0 418 Unknown\r\n"), "{s}");
+        assert_eq!(reason_phrase(451), "Unknown");
+        assert_eq!(reason_phrase(425), "Too Early");
     }
 
     #[test]
