@@ -535,10 +535,10 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
 /// Envoy's do. Each is to be resolved (the code fixed, the field refused, or moved
 /// to `NO_EFFECT`); the test fails once one has evidence, so the entry goes.
 const KNOWN_GAPS: &[(&str, &str, &str)] = &[
-    // MISSING: Courier speaks HTTP/1 only, so AUTO behaves as HTTP1. Sent the HTTP/2
-    // preface, Envoy's AUTO answers in HTTP/2 (downstream_cx_http2_total 1);
-    // Courier answers 426 and counts an HTTP/1 connection. (With HTTP1, Envoy
-    // answers the preface 400 "Bad Request", Courier 426 "Upgrade Required".)
+    // MISSING: Courier speaks HTTP/1 only, so AUTO behaves as HTTP1 (issue 13 brings
+    // HTTP/2). Sent the HTTP/2 preface, Envoy's AUTO answers in HTTP/2; Courier
+    // answers 400, as both do with HTTP1 (compat: http2_preface, whose difference is
+    // in allow.yaml and the README's known differences).
     (HCM, "codec_type", "AUTO does not detect HTTP/2 as Envoy's does"),
 ];
 

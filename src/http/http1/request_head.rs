@@ -143,6 +143,11 @@ fn parse_head(head: &Bytes, limits: &HeadLimits) -> Result<RequestHead, CodecErr
         heap.resize_with(wanted, std::mem::MaybeUninit::uninit);
         &mut heap
     };
+    // The PRI method only opens the HTTP/2 preface: Envoy's HTTP/1 codec answers
+    // it 400 whatever version follows (before the version check's 426).
+    if head.starts_with(b"PRI ") {
+        return Err(CodecError::bad_request("http1.codec_error"));
+    }
     let mut req = httparse::Request::new(&mut []);
     match req.parse_with_uninit_headers(head, slots) {
         Ok(httparse::Status::Complete(_)) => {}
@@ -299,6 +304,10 @@ mod tests {
     #[test]
     fn versions_and_limits() {
         assert_eq!(details("GET / HTTP/1.0\r\n\r\n"), "low_version");
+        assert_eq!(details("GET / HTTP/2.0\r\n\r\n"), "low_version");
+        // The HTTP/2 preface, or any PRI request: 400 as Envoy's HTTP/1 codec.
+        assert_eq!(details("PRI * HTTP/2.0\r\n\r\n"), "http1.codec_error");
+        assert_eq!(details("PRI / HTTP/1.1\r\nhost: a\r\n\r\n"), "http1.codec_error");
         assert_eq!(details("GET / HTTP/1.2\r\n\r\n"), "low_version");
         assert_eq!(details("GET / HTTP/2.0\r\n\r\n"), "low_version");
         let many: String = (0..101).map(|i| format!("x-{i}: v\r\n")).collect();
