@@ -302,7 +302,8 @@ pub async fn forward(
                 let status = head.status.as_u16();
                 let retriable = policy.is_some_and(|p| p.retriable_response(status, &head.headers));
                 if retriable && replayable {
-                    if let Some(guard) = next_retry(cluster, policy, retries_done) {
+                    let next = next_retry(cluster, policy, retries_done);
+                    if let NextRetry::Go(guard) = next {
                         // As Envoy: a retried response counts under `retry.*` (only
                         // the final one under `upstream_rq_<code>`) and as a host
                         // error; then it is dropped (on HTTP/1.1 its connection
@@ -318,7 +319,7 @@ pub async fn forward(
                         }
                         continue;
                     }
-                    info.response_flags.set(ResponseFlag::UpstreamRetryLimitExceeded);
+                    info.response_flags.set(next.refusal_flag());
                 }
                 if retries_done > 0 && !retriable {
                     stats.upstream_rq_retry_success.inc();
@@ -347,8 +348,11 @@ pub async fn forward(
                     failure,
                     AttemptFailure::Pool(PoolFailure::PendingOverflow) | AttemptFailure::DownstreamBody
                 );
+                let mut refusal = None;
                 if let Some(p) = policy.filter(|p| retries_failure(p, failure) && replayable) {
-                    if let Some(guard) = next_retry(cluster, Some(p), retries_done) {
+                    let next = next_retry(cluster, Some(p), retries_done);
+                    refusal = Some(next.refusal_flag());
+                    if let NextRetry::Go(guard) = next {
                         host.stats.rq_error.fetch_add(u64::from(charges_host), Ordering::Relaxed);
                         retry_guard = Some(guard);
                         retries_done += 1;
@@ -358,8 +362,17 @@ pub async fn forward(
                         continue;
                     }
                 }
-                if policy.is_some_and(|p| retries_failure(p, failure)) && retries_done > 0 {
-                    info.response_flags.set(ResponseFlag::UpstreamRetryLimitExceeded);
+                // A refused retry is marked: an overflow always, a spent policy once
+                // it retried at all.
+                match refusal {
+                    Some(ResponseFlag::UpstreamOverflow) => info.response_flags.set(ResponseFlag::UpstreamOverflow),
+                    Some(flag) if retries_done > 0 => info.response_flags.set(flag),
+                    _ => {}
+                }
+                // A pending-requests overflow never reached a host: Envoy logs none
+                // (a max_requests overflow keeps the host it was to be sent to).
+                if failure == AttemptFailure::Pool(PoolFailure::PendingOverflow) {
+                    info.upstream_host = None;
                 }
                 let reply = failure_reply(failure, retries_done > 0);
                 // Envoy's `chargeUpstreamAbort`: the reply's code counts as the
@@ -381,23 +394,43 @@ fn timed_out_in_back_off() -> LocalReply {
     failure_reply(AttemptFailure::GlobalTimeout, true)
 }
 
+/// Whether a retry may be taken, and if not, why.
+enum NextRetry {
+    Go(ResourceGuard),
+    /// No policy, or its `num_retries` are spent.
+    Exhausted,
+    /// The `max_retries` circuit breaker is open.
+    Overflow,
+}
+
+impl NextRetry {
+    /// The response flag of a request whose retry was refused: Envoy marks a spent
+    /// policy `URX` and a breaker overflow `UO`.
+    fn refusal_flag(&self) -> ResponseFlag {
+        match self {
+            NextRetry::Overflow => ResponseFlag::UpstreamOverflow,
+            _ => ResponseFlag::UpstreamRetryLimitExceeded,
+        }
+    }
+}
+
 /// Takes a retry if the policy has one left and the retry breaker allows it.
-fn next_retry(cluster: &ThreadLocalCluster, policy: Option<&RetryPolicy>, done: u32) -> Option<ResourceGuard> {
-    let policy = policy?;
+fn next_retry(cluster: &ThreadLocalCluster, policy: Option<&RetryPolicy>, done: u32) -> NextRetry {
+    let Some(policy) = policy else { return NextRetry::Exhausted };
     let stats = &cluster.info.stats;
     if done >= policy.num_retries {
         stats.upstream_rq_retry_limit_exceeded.inc();
-        return None;
+        return NextRetry::Exhausted;
     }
     match cluster.info.resources.try_acquire(Resource::Retries) {
         Some(g) => {
             stats.upstream_rq_retry.inc();
             stats.upstream_rq_retry_backoff_exponential.inc();
-            Some(g)
+            NextRetry::Go(g)
         }
         None => {
             stats.upstream_rq_retry_overflow.inc();
-            None
+            NextRetry::Overflow
         }
     }
 }
