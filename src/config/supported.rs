@@ -90,8 +90,9 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "headers_with_underscores_action",
         ],
     ),
-    ("envoy.config.endpoint.v3.ClusterLoadAssignment", &["cluster_name", "endpoints"]),
-    ("envoy.config.endpoint.v3.LocalityLbEndpoints", &["locality", "lb_endpoints"]),
+    ("envoy.config.endpoint.v3.ClusterLoadAssignment", &["cluster_name", "endpoints", "policy"]),
+    ("envoy.config.endpoint.v3.ClusterLoadAssignment.Policy", &["overprovisioning_factor"]),
+    ("envoy.config.endpoint.v3.LocalityLbEndpoints", &["locality", "lb_endpoints", "priority"]),
     ("envoy.config.endpoint.v3.LbEndpoint", &["endpoint", "load_balancing_weight"]),
     ("envoy.config.endpoint.v3.Endpoint", &["address", "hostname"]),
     (

@@ -28,6 +28,8 @@ use crate::stats::{Histogram, Store};
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Envoy's default `dns_refresh_rate`.
 const DEFAULT_DNS_REFRESH_RATE: Duration = Duration::from_millis(5000);
+/// Envoy's default `overprovisioning_factor` (1.4, in percent).
+pub const DEFAULT_OVERPROVISIONING_FACTOR: u32 = 140;
 /// Envoy's default `per_connection_buffer_limit_bytes`.
 pub const DEFAULT_BUFFER_LIMIT: u32 = 1024 * 1024;
 
@@ -138,6 +140,8 @@ pub struct ConfiguredEndpoint {
     pub ipv4_compat: bool,
     /// Its `LocalityLbEndpoints.locality`, when set.
     pub locality: Option<Arc<Locality>>,
+    /// Its `LocalityLbEndpoints.priority` (0, the highest, when unset).
+    pub priority: u32,
 }
 
 /// Everything about a cluster that does not change while it exists.
@@ -152,6 +156,10 @@ pub struct ClusterInfo {
     pub dns_refresh_rate: Duration,
     pub dns_lookup_family: DnsLookupFamily,
     pub endpoints: Vec<ConfiguredEndpoint>,
+    /// `load_assignment.policy.overprovisioning_factor`, in percent (Envoy's default
+    /// 140): how much a priority level's health is scaled by before the levels below
+    /// it take a share of the load (see `upstream::priority`).
+    pub overprovisioning_factor: u32,
     /// `lb_policy` with `least_request_lb_config`.
     pub lb_policy: LbPolicy,
     pub stats: ClusterStats,
@@ -244,6 +252,7 @@ impl ClusterInfo {
             Ok(PbDnsLookupFamily::All) => DnsLookupFamily::All,
         };
         let endpoints = endpoints(c, path, discovery)?;
+        let overprovisioning_factor = overprovisioning_factor(c);
         let http = http_protocol_options(c, path)?;
         // Deprecated in favour of the DnsCluster extension, still honoured by Envoy.
         #[allow(deprecated)]
@@ -275,6 +284,7 @@ impl ClusterInfo {
             dns_lookup_family,
             lb_policy,
             endpoints,
+            overprovisioning_factor,
         })
     }
 }
@@ -384,6 +394,15 @@ fn lb_policy(c: &Cluster, path: &FieldPath) -> Result<LbPolicy, ConfigError> {
     }
 }
 
+/// `load_assignment.policy.overprovisioning_factor` (its schema requires it above 0).
+fn overprovisioning_factor(c: &Cluster) -> u32 {
+    c.load_assignment
+        .as_ref()
+        .and_then(|la| la.policy.as_ref())
+        .and_then(|p| p.overprovisioning_factor.as_ref())
+        .map_or(DEFAULT_OVERPROVISIONING_FACTOR, |f| f.value)
+}
+
 /// The configured endpoints, in order.
 fn endpoints(c: &Cluster, path: &FieldPath, discovery: DiscoveryType) -> Result<Vec<ConfiguredEndpoint>, ConfigError> {
     let mut out = Vec::new();
@@ -439,6 +458,7 @@ fn endpoints(c: &Cluster, path: &FieldPath, discovery: DiscoveryType) -> Result<
                 weight,
                 ipv4_compat: ipv4_compat(addr),
                 locality: named.clone(),
+                priority: locality.priority,
             });
         }
     }

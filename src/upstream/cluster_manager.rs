@@ -12,7 +12,7 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 
 use super::cluster::{ClusterInfo, ConfiguredEndpoint, DiscoveryType, EndpointAddress};
 use super::dns;
-use super::host::{Host, HostSet};
+use super::host::{host_set, Host, HostSet};
 use super::thread_local_cluster::ThreadLocalClusterManager;
 use crate::config::{ConfigError, FieldPath};
 use crate::define_stats;
@@ -90,7 +90,7 @@ impl ClusterManager {
             let hosts = match info.discovery {
                 DiscoveryType::Static => {
                     let hosts = static_hosts(info);
-                    info.stats.membership_change.add(u64::from(!hosts.is_empty()));
+                    info.stats.membership_change.add(levels_with_hosts(&hosts));
                     hosts
                 }
                 DiscoveryType::StrictDns | DiscoveryType::LogicalDns => {
@@ -150,9 +150,10 @@ fn set_membership_stats(info: &ClusterInfo, hosts: &HostSet) {
     info.stats.membership_healthy.set(hosts.len() as i64);
 }
 
-/// The hosts of a STATIC cluster: its endpoints, in order, with their weights.
+/// The hosts of a STATIC cluster: its endpoints, by priority then in order, with
+/// their weights.
 fn static_hosts(info: &ClusterInfo) -> HostSet {
-    Arc::new(
+    host_set(
         info.endpoints
             .iter()
             .filter_map(|e| match e.address {
@@ -161,6 +162,19 @@ fn static_hosts(info: &ClusterInfo) -> HostSet {
             })
             .collect(),
     )
+}
+
+/// How many priority levels have hosts: Envoy counts a membership change for each
+/// level it fills when a STATIC cluster starts.
+fn levels_with_hosts(hosts: &HostSet) -> u64 {
+    // The set is ordered by priority.
+    let mut levels = 0;
+    let mut last = None;
+    for h in hosts.iter() {
+        levels += u64::from(last != Some(h.priority));
+        last = Some(h.priority);
+    }
+    levels
 }
 
 /// A DNS cluster's hosts after resolving all of its names.
@@ -209,13 +223,15 @@ async fn resolve_cluster(info: &ClusterInfo, current: &HostSet) -> Option<Resolv
     if hosts.is_empty() {
         info.stats.update_empty.inc();
     }
-    Some(Resolved { hosts: Arc::new(hosts), targets_with_hosts })
+    Some(Resolved { hosts: host_set(hosts), targets_with_hosts })
 }
 
 fn reuse_or_new(current: &HostSet, address: SocketAddr, name: &str, endpoint: &ConfiguredEndpoint) -> Arc<Host> {
     current
         .iter()
-        .find(|h| h.address == address && h.hostname == name && h.weight == endpoint.weight)
+        .find(|h| {
+            h.address == address && h.hostname == name && h.weight == endpoint.weight && h.priority == endpoint.priority
+        })
         .cloned()
         .unwrap_or_else(|| Host::of_endpoint(address, name.to_string(), endpoint))
 }

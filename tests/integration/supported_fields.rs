@@ -205,8 +205,23 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (HTTP_OPTIONS, "headers_with_underscores_action", &[compat("headers_with_underscores")]),
     ("envoy.config.endpoint.v3.ClusterLoadAssignment", "cluster_name", &[compat("http_get")]),
     ("envoy.config.endpoint.v3.ClusterLoadAssignment", "endpoints", &[compat("http_get")]),
+    (
+        "envoy.config.endpoint.v3.ClusterLoadAssignment",
+        "policy",
+        &[test(LB_IT, "overprovisioning_factor_below_100_spreads_load_over_priorities")],
+    ),
+    (
+        "envoy.config.endpoint.v3.ClusterLoadAssignment.Policy",
+        "overprovisioning_factor",
+        &[test(LB_IT, "overprovisioning_factor_below_100_spreads_load_over_priorities")],
+    ),
     ("envoy.config.endpoint.v3.LocalityLbEndpoints", "locality", &[compat("endpoint_locality")]),
     ("envoy.config.endpoint.v3.LocalityLbEndpoints", "lb_endpoints", &[compat("http_get")]),
+    (
+        "envoy.config.endpoint.v3.LocalityLbEndpoints",
+        "priority",
+        &[compat("endpoint_priority"), compat("endpoint_priority_json")],
+    ),
     ("envoy.config.endpoint.v3.LbEndpoint", "endpoint", &[compat("http_get")]),
     (
         "envoy.config.endpoint.v3.LbEndpoint",
