@@ -63,8 +63,10 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "max_requests_per_connection",
             "common_http_protocol_options",
             "typed_extension_protocol_options",
+            "common_lb_config",
         ],
     ),
+    ("envoy.config.cluster.v3.Cluster.CommonLbConfig", &["healthy_panic_threshold"]),
     ("envoy.config.cluster.v3.Cluster.LeastRequestLbConfig", &["choice_count", "active_request_bias"]),
     // Courier has no runtime layer: the default value always applies.
     ("envoy.config.core.v3.RuntimeDouble", &["default_value", "runtime_key"]),
@@ -92,7 +94,10 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ),
     ("envoy.config.endpoint.v3.ClusterLoadAssignment", &["cluster_name", "endpoints", "policy"]),
     ("envoy.config.endpoint.v3.ClusterLoadAssignment.Policy", &["overprovisioning_factor"]),
-    ("envoy.config.endpoint.v3.LocalityLbEndpoints", &["locality", "lb_endpoints", "priority"]),
+    (
+        "envoy.config.endpoint.v3.LocalityLbEndpoints",
+        &["locality", "lb_endpoints", "load_balancing_weight", "priority"],
+    ),
     ("envoy.config.endpoint.v3.LbEndpoint", &["endpoint", "load_balancing_weight"]),
     ("envoy.config.endpoint.v3.Endpoint", &["address", "hostname"]),
     (
@@ -171,6 +176,25 @@ const UPSTREAM_HTTP_OPTIONS: &[&str] =
 /// other supported field acts; `tests/integration/supported_fields.rs` holds each
 /// one to a test that shows it.
 pub const NO_EFFECT: &[(&str, &str, &str)] = &[
+    (
+        "envoy.config.endpoint.v3.LocalityLbEndpoints",
+        "load_balancing_weight",
+        "Envoy weighs localities only with common_lb_config.locality_weighted_lb_config (checked against \
+         Envoy 1.40: without it, localities of weights 100 and 1 share round robin equally), which Courier \
+         refuses",
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster",
+        "common_lb_config",
+        "only its healthy_panic_threshold is accepted, which has no effect (below)",
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.CommonLbConfig",
+        "healthy_panic_threshold",
+        "panic mode starts when the share of healthy hosts in a priority level falls below the threshold; \
+         Courier has no health checking nor outlier detection, so every host is healthy and no level with \
+         hosts is ever in panic (an empty level takes no load either way)",
+    ),
     (
         "envoy.config.core.v3.HttpProtocolOptions",
         "headers_with_underscores_action",

@@ -593,10 +593,29 @@ mod tests {
         );
         let e = error(&cluster("STATIC", "", &[("127.0.0.1:1", Some(u32::MAX)), ("127.0.0.1:2", Some(1))]));
         assert!(e.starts_with("static_resources.clusters[0].load_assignment.endpoints[0]: the sum"), "{e}");
-        // Locality weights need locality weighted load balancing, which Courier does not have.
+        // A locality's weight is accepted (it has no effect without locality
+        // weighted load balancing, in Envoy too), which is refused.
         let yaml = cluster("STATIC", "", &[("127.0.0.1:1", None)])
             .replace("      - lb_endpoints:", "      - load_balancing_weight: 2\n        lb_endpoints:");
-        let e = error(&yaml);
-        assert!(e.contains("endpoints[0].load_balancing_weight: field 'load_balancing_weight'"), "{e}");
+        load(&yaml).expect("a locality weight");
+        let e = error(&yaml.replace(
+            "    load_assignment:",
+            "    common_lb_config: { locality_weighted_lb_config: {} }\n    load_assignment:",
+        ));
+        assert!(e.contains("common_lb_config.locality_weighted_lb_config: field 'locality_weighted_lb_config'"), "{e}");
+    }
+
+    #[test]
+    fn common_lb_config_takes_only_the_panic_threshold() {
+        let eps = [("127.0.0.1:1", None)];
+        load(&cluster("STATIC", "    common_lb_config: { healthy_panic_threshold: { value: 30 } }\n", &eps))
+            .expect("healthy_panic_threshold");
+        let e = error(&cluster("STATIC", "    common_lb_config: { healthy_panic_threshold: { value: 130 } }\n", &eps));
+        assert!(e.contains("common_lb_config.healthy_panic_threshold.value"), "{e}");
+        for field in ["zone_aware_lb_config: {}", "ignore_new_hosts_until_first_hc: true", "update_merge_window: 1s"] {
+            let e = error(&cluster("STATIC", &format!("    common_lb_config: {{ {field} }}\n"), &eps));
+            let name = field.split(':').next().unwrap_or_default();
+            assert!(e.contains(&format!("common_lb_config.{name}: field '{name}'")), "{e}");
+        }
     }
 }
