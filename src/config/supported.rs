@@ -64,8 +64,11 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "common_http_protocol_options",
             "typed_extension_protocol_options",
             "common_lb_config",
+            "upstream_connection_options",
         ],
     ),
+    ("envoy.config.cluster.v3.UpstreamConnectionOptions", &["tcp_keepalive"]),
+    ("envoy.config.core.v3.TcpKeepalive", &["keepalive_probes", "keepalive_time", "keepalive_interval"]),
     ("envoy.config.cluster.v3.Cluster.CommonLbConfig", &["healthy_panic_threshold"]),
     ("envoy.config.cluster.v3.Cluster.LeastRequestLbConfig", &["choice_count", "active_request_bias"]),
     // Courier has no runtime layer: the default value always applies.

@@ -22,6 +22,7 @@ use super::load_balancer::{LbPolicy, DEFAULT_ACTIVE_REQUEST_BIAS, DEFAULT_CHOICE
 use super::resource_manager::ResourceManager;
 use crate::config::{self, ConfigError, FieldPath};
 use crate::define_stats;
+use crate::network::socket::TcpKeepalive;
 use crate::stats::{Histogram, Store};
 
 /// Envoy's default `connect_timeout`.
@@ -169,6 +170,8 @@ pub struct ClusterInfo {
     pub max_requests_per_connection: Option<u32>,
     /// How long an idle pooled HTTP connection is kept (Envoy's default 1 h).
     pub idle_timeout: Duration,
+    /// `upstream_connection_options.tcp_keepalive`, set on every upstream socket.
+    pub tcp_keepalive: Option<TcpKeepalive>,
     /// `upstream_rq_<class>xx`, `upstream_rq_<code>`, `retry.*` and `upstream_rq_time`,
     /// created on first use.
     code_stats: CodeStats,
@@ -254,6 +257,7 @@ impl ClusterInfo {
         let endpoints = endpoints(c, path, discovery)?;
         let overprovisioning_factor = overprovisioning_factor(c);
         let http = http_protocol_options(c, path)?;
+        let tcp_keepalive = tcp_keepalive(c, path)?;
         // Deprecated in favour of the DnsCluster extension, still honoured by Envoy.
         #[allow(deprecated)]
         let dns_refresh_rate = config::duration_or(&c.dns_refresh_rate, DEFAULT_DNS_REFRESH_RATE);
@@ -266,6 +270,7 @@ impl ClusterInfo {
             resources,
             max_requests_per_connection: http.max_requests_per_connection,
             idle_timeout: http.idle_timeout,
+            tcp_keepalive,
             code_stats: CodeStats {
                 store: store.clone(),
                 prefix: prefix.clone(),
@@ -344,6 +349,39 @@ fn http_protocol_options(c: &Cluster, path: &FieldPath) -> Result<HttpOptions, C
             .unwrap_or(Duration::from_secs(3600)),
     })
 }
+
+/// `upstream_connection_options.tcp_keepalive`. As in Envoy (checked with 1.40), a
+/// value of 0 turns keepalive off for the cluster altogether. Above Linux's
+/// maximum, the kernel refuses the option and Envoy fails every connection to the
+/// cluster; Courier refuses such a value at start-up instead.
+fn tcp_keepalive(c: &Cluster, path: &FieldPath) -> Result<Option<TcpKeepalive>, ConfigError> {
+    let Some(k) = c.upstream_connection_options.as_ref().and_then(|o| o.tcp_keepalive.as_ref()) else {
+        return Ok(None);
+    };
+    let mut p = path.clone();
+    p.push_field("upstream_connection_options");
+    p.push_field("tcp_keepalive");
+    let value = |field: &str, v: Option<u32>, max: u32| match v {
+        Some(v) if v > max => Err(p.field_error(
+            field,
+            format!("{v} is above what Linux accepts ({max}); Envoy would fail every upstream connection"),
+        )),
+        _ => Ok(v),
+    };
+    let probes = value("keepalive_probes", k.keepalive_probes.map(|v| v.value), MAX_TCP_KEEPCNT)?;
+    let time = value("keepalive_time", k.keepalive_time.map(|v| v.value), MAX_TCP_KEEPIDLE)?;
+    let interval = value("keepalive_interval", k.keepalive_interval.map(|v| v.value), MAX_TCP_KEEPIDLE)?;
+    if [probes, time, interval].contains(&Some(0)) {
+        return Ok(None);
+    }
+    let secs = |s: u32| Duration::from_secs(u64::from(s));
+    Ok(Some(TcpKeepalive { probes, time: time.map(secs), interval: interval.map(secs) }))
+}
+
+/// Linux's largest `TCP_KEEPCNT`.
+const MAX_TCP_KEEPCNT: u32 = 127;
+/// Linux's largest `TCP_KEEPIDLE` and `TCP_KEEPINTVL`, in seconds.
+const MAX_TCP_KEEPIDLE: u32 = 32767;
 
 /// `lb_policy` and its `least_request_lb_config`.
 fn lb_policy(c: &Cluster, path: &FieldPath) -> Result<LbPolicy, ConfigError> {
@@ -499,6 +537,7 @@ pub fn ipv4_compat(addr: &Address) -> bool {
 mod tests {
     use super::*;
     use crate::config::{load_bootstrap, BootstrapSource};
+    use crate::upstream::host::Host;
 
     /// Loads `static_resources.clusters` from YAML through every config check, and
     /// builds the first cluster.
@@ -603,6 +642,66 @@ mod tests {
             "    common_lb_config: { locality_weighted_lb_config: {} }\n    load_assignment:",
         ));
         assert!(e.contains("common_lb_config.locality_weighted_lb_config: field 'locality_weighted_lb_config'"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn tcp_keepalive_is_set_on_upstream_connections() {
+        use crate::upstream::upstream_connection::UpstreamConnection;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let eps = [(addr.as_str(), None)];
+        let keepalive = "    upstream_connection_options:\n      tcp_keepalive: { keepalive_probes: 3, keepalive_time: 70, keepalive_interval: 9 }\n";
+        let info = Arc::new(load(&cluster("STATIC", keepalive, &eps)).expect("tcp_keepalive"));
+        let host = Host::new(listener.local_addr().expect("addr"), String::new(), 1);
+        let conn = UpstreamConnection::connect(&info, &host).await.expect("connect");
+        let sock = socket2::SockRef::from(&conn.stream);
+        assert!(sock.keepalive().expect("SO_KEEPALIVE"));
+        assert_eq!(sock.tcp_keepalive_retries().expect("TCP_KEEPCNT"), 3);
+        assert_eq!(sock.tcp_keepalive_time().expect("TCP_KEEPIDLE"), Duration::from_secs(70));
+        assert_eq!(sock.tcp_keepalive_interval().expect("TCP_KEEPINTVL"), Duration::from_secs(9));
+        drop(conn);
+
+        // Only what is set is changed: the interval and probes stay the system's.
+        let only_time = "    upstream_connection_options: { tcp_keepalive: { keepalive_time: 30 } }\n";
+        let info = Arc::new(load(&cluster("STATIC", only_time, &eps)).expect("keepalive_time only"));
+        let conn = UpstreamConnection::connect(&info, &host).await.expect("connect");
+        let plain = std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("plain");
+        let sock = socket2::SockRef::from(&conn.stream);
+        let default = socket2::SockRef::from(&plain);
+        assert!(sock.keepalive().expect("SO_KEEPALIVE"));
+        assert_eq!(sock.tcp_keepalive_time().expect("TCP_KEEPIDLE"), Duration::from_secs(30));
+        assert_eq!(sock.tcp_keepalive_interval().ok(), default.tcp_keepalive_interval().ok());
+        assert_eq!(sock.tcp_keepalive_retries().ok(), default.tcp_keepalive_retries().ok());
+        drop(conn);
+
+        // Without tcp_keepalive, no SO_KEEPALIVE (the system's default).
+        let info = Arc::new(load(&cluster("STATIC", "", &eps)).expect("plain"));
+        let conn = UpstreamConnection::connect(&info, &host).await.expect("connect");
+        assert!(!socket2::SockRef::from(&conn.stream).keepalive().expect("SO_KEEPALIVE"));
+    }
+
+    #[test]
+    fn tcp_keepalive_values_linux_refuses_are_refused_and_0_turns_it_off() {
+        let eps = [("127.0.0.1:1", None)];
+        let keepalive = |k: &str| format!("    upstream_connection_options: {{ tcp_keepalive: {{ {k} }} }}\n");
+        for (field, v) in [("keepalive_probes", 128), ("keepalive_time", 32768), ("keepalive_interval", 32768)] {
+            let e = error(&cluster("STATIC", &keepalive(&format!("{field}: {v}")), &eps));
+            assert!(
+                e.starts_with(&format!(
+                    "static_resources.clusters[0].upstream_connection_options.tcp_keepalive.{field}: {v} is above"
+                )),
+                "{e}"
+            );
+        }
+        for off in ["keepalive_probes: 0", "keepalive_time: 0, keepalive_interval: 5", "keepalive_interval: 0"] {
+            assert_eq!(load(&cluster("STATIC", &keepalive(off), &eps)).expect(off).tcp_keepalive, None, "{off}");
+        }
+        let all_default = load(&cluster("STATIC", &keepalive(""), &eps)).expect("{}").tcp_keepalive;
+        assert_eq!(all_default, Some(TcpKeepalive::default()));
+        let extra = "    upstream_connection_options: { set_local_interface_name_on_upstream_connections: true }\n";
+        assert!(
+            error(&cluster("STATIC", extra, &eps)).contains("field 'set_local_interface_name_on_upstream_connections'")
+        );
     }
 
     #[test]

@@ -68,6 +68,7 @@ const LB_IT: &str = "tests/integration/load_balancing.rs";
 const ROUTING_IT: &str = "tests/integration/routing.rs";
 const TCP_IT: &str = "tests/integration/tcp_proxy.rs";
 const UPSTREAM_IT: &str = "tests/integration/upstream.rs";
+const CLUSTER_RS: &str = "src/upstream/cluster.rs";
 
 /// `(message, field, where tests show it acting)`, in the order of the tables.
 const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
@@ -146,6 +147,27 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (CLUSTER, "max_requests_per_connection", &[compat("max_requests_per_connection")]),
     (CLUSTER, "common_http_protocol_options", &[compat("cluster_common_http_protocol_options")]),
     (CLUSTER, "typed_extension_protocol_options", &[compat("max_requests_per_connection")]),
+    (CLUSTER, "upstream_connection_options", &[test(CLUSTER_RS, "tcp_keepalive_is_set_on_upstream_connections")]),
+    (
+        "envoy.config.cluster.v3.UpstreamConnectionOptions",
+        "tcp_keepalive",
+        &[test(CLUSTER_RS, "tcp_keepalive_is_set_on_upstream_connections")],
+    ),
+    (
+        "envoy.config.core.v3.TcpKeepalive",
+        "keepalive_probes",
+        &[test(CLUSTER_RS, "tcp_keepalive_is_set_on_upstream_connections")],
+    ),
+    (
+        "envoy.config.core.v3.TcpKeepalive",
+        "keepalive_time",
+        &[test(CLUSTER_RS, "tcp_keepalive_is_set_on_upstream_connections")],
+    ),
+    (
+        "envoy.config.core.v3.TcpKeepalive",
+        "keepalive_interval",
+        &[test(CLUSTER_RS, "tcp_keepalive_is_set_on_upstream_connections")],
+    ),
     (
         "envoy.config.cluster.v3.Cluster.LeastRequestLbConfig",
         "choice_count",
