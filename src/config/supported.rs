@@ -101,8 +101,11 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
         "envoy.config.endpoint.v3.LocalityLbEndpoints",
         &["locality", "lb_endpoints", "load_balancing_weight", "priority"],
     ),
-    ("envoy.config.endpoint.v3.LbEndpoint", &["endpoint", "load_balancing_weight"]),
-    ("envoy.config.endpoint.v3.Endpoint", &["address", "hostname"]),
+    ("envoy.config.endpoint.v3.LbEndpoint", &["endpoint", "load_balancing_weight", "metadata"]),
+    ("envoy.config.core.v3.Metadata", &["filter_metadata"]),
+    ("envoy.config.endpoint.v3.Endpoint", &["address", "hostname", "health_check_config"]),
+    // Read by active health checking only, which Courier refuses: see `NO_EFFECT`.
+    ("envoy.config.endpoint.v3.Endpoint.HealthCheckConfig", &["*"]),
     (
         "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
         &["stat_prefix", "cluster", "idle_timeout", "max_connect_attempts"],
@@ -185,6 +188,21 @@ pub const NO_EFFECT: &[(&str, &str, &str)] = &[
         "Envoy weighs localities only with common_lb_config.locality_weighted_lb_config (checked against \
          Envoy 1.40: without it, localities of weights 100 and 1 share round robin equally), which Courier \
          refuses",
+    ),
+    (
+        "envoy.config.endpoint.v3.LbEndpoint",
+        "metadata",
+        "Envoy reads an endpoint's metadata for subset load balancing, route metadata_match, \
+         transport_socket_matches, the ring-hash and Maglev hash_key, the %UPSTREAM_METADATA% and \
+         %METADATA(UPSTREAM_HOST:...)% formatters and filters that look it up, all refused by Courier; \
+         the one other use, envoy.lb canary: true (a canary host), is refused at start-up",
+    ),
+    ("envoy.config.core.v3.Metadata", "filter_metadata", "as LbEndpoint.metadata, the only place Courier accepts it"),
+    (
+        "envoy.config.endpoint.v3.Endpoint",
+        "health_check_config",
+        "the port, address and hostname that active health checks use, and whether they run for this \
+         host; Courier refuses health_checks, and Envoy reads it for nothing else",
     ),
     (
         "envoy.config.cluster.v3.Cluster",

@@ -10,6 +10,8 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{
 };
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::{address, socket_address, Address};
+use envoy_types::pb::envoy::config::endpoint::v3::LbEndpoint;
+use envoy_types::pb::google::protobuf::value::Kind;
 
 use std::sync::{Arc, OnceLock};
 
@@ -468,6 +470,7 @@ fn endpoints(c: &Cluster, path: &FieldPath, discovery: DiscoveryType) -> Result<
                     "the sum of the load_balancing_weight of a locality's endpoints must not exceed 4294967295",
                 ));
             }
+            refuse_canary(lb_endpoint, &p)?;
             let endpoint = match &lb_endpoint.host_identifier {
                 Some(envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier::Endpoint(e)) => e,
                 _ => return Err(ConfigError::new(p, "an endpoint is required")),
@@ -504,6 +507,28 @@ fn endpoints(c: &Cluster, path: &FieldPath, discovery: DiscoveryType) -> Result<
         return Err(path.field_error("load_assignment", "LOGICAL_DNS clusters must have exactly one endpoint"));
     }
     Ok(out)
+}
+
+/// Refuses an endpoint whose `metadata` marks it a canary (`envoy.lb` `canary: true`):
+/// Envoy then shows it as one in `/clusters` and counts its responses again in
+/// `cluster.<name>.canary.*`, which Courier does not. Nothing else in `metadata`
+/// acts without features Courier refuses (see `NO_EFFECT`).
+fn refuse_canary(lb_endpoint: &LbEndpoint, path: &str) -> Result<(), ConfigError> {
+    let canary = lb_endpoint
+        .metadata
+        .as_ref()
+        .and_then(|m| m.filter_metadata.get("envoy.lb"))
+        .and_then(|s| s.fields.get("canary"))
+        .and_then(|v| v.kind.as_ref());
+    match canary {
+        Some(Kind::BoolValue(true)) => Err(ConfigError::new(
+            format!("{path}.metadata.filter_metadata[\"envoy.lb\"].canary"),
+            "canary hosts are not supported by Courier (Envoy shows them in /clusters and counts their \
+             responses in canary.* stats)",
+        )),
+        // Envoy reads it as a bool: anything else is not a canary.
+        _ => Ok(()),
+    }
 }
 
 /// The `(address, port)` of an `Address` that must be a TCP socket address.
@@ -702,6 +727,28 @@ mod tests {
         assert!(
             error(&cluster("STATIC", extra, &eps)).contains("field 'set_local_interface_name_on_upstream_connections'")
         );
+    }
+
+    #[test]
+    fn endpoint_metadata_is_kept_out_of_the_way_but_a_canary_is_refused() {
+        let with = |metadata: &str| {
+            cluster("STATIC", "", &[("127.0.0.1:1", None)])
+                .replace(" } } } }\n", &format!(" }} }} }}, metadata: {{ filter_metadata: {metadata} }} }}\n"))
+        };
+        load(&with("{ envoy.lb: { canary: false, hash_key: h }, acme: { team: a } }")).expect("metadata");
+        load(&with("{ envoy.lb: { canary: \"true\" } }")).expect("a string is not a canary, as in Envoy");
+        let e = error(&with("{ envoy.lb: { canary: true } }"));
+        assert!(
+            e.starts_with(
+                "static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].metadata.filter_metadata[\"envoy.lb\"].canary: canary hosts"
+            ),
+            "{e}"
+        );
+        let e = error(&cluster("STATIC", "", &[("127.0.0.1:1", None)]).replace(
+            " } } } }\n",
+            " } } }, metadata: { typed_filter_metadata: { a: { \"@type\": type.googleapis.com/google.protobuf.Struct, value: {} } } } }\n",
+        ));
+        assert!(e.contains("field 'typed_filter_metadata'"), "{e}");
     }
 
     #[test]
