@@ -101,6 +101,10 @@ impl ClusterManager {
                     let with_hosts = resolved.as_ref().map_or(0, |r| r.targets_with_hosts) as u64;
                     info.stats.membership_change.add(with_hosts);
                     cm.stats.cluster_updated.add(with_hosts.saturating_sub(1));
+                    // A name that resolved to no host changed nothing.
+                    if let Some(r) = &resolved {
+                        info.stats.update_no_rebuild.add((r.targets - r.targets_with_hosts) as u64);
+                    }
                     resolved.map(|r| r.hosts).unwrap_or_default()
                 }
             };
@@ -180,13 +184,17 @@ fn levels_with_hosts(hosts: &HostSet) -> u64 {
 /// A DNS cluster's hosts after resolving all of its names.
 struct Resolved {
     hosts: HostSet,
-    /// How many names resolved to at least one host.
+    /// How many names were resolved, and how many of them to at least one host.
+    targets: usize,
     targets_with_hosts: usize,
 }
 
 /// Resolves every endpoint of a DNS cluster; each host takes its endpoint's
 /// `load_balancing_weight`. Hosts whose address did not change are kept (with
-/// their stats); `None` when any name failed to resolve.
+/// their stats); `None` when any name failed to resolve. As in Envoy, a name with
+/// no address is an empty answer for a STRICT_DNS cluster (whose hosts it removes)
+/// and a failure for a LOGICAL_DNS one (which keeps its host); `update_empty` is
+/// Envoy's count of empty EDS updates, never of DNS answers.
 ///
 /// `max_host_weight` follows Envoy, whose STRICT_DNS cluster sets it from each
 /// name's hosts as that name resolves (at least 1), so it ends with the last name's;
@@ -194,6 +202,7 @@ struct Resolved {
 async fn resolve_cluster(info: &ClusterInfo, current: &HostSet) -> Option<Resolved> {
     info.stats.update_attempt.inc();
     let mut hosts: Vec<Arc<Host>> = Vec::new();
+    let mut targets = 0;
     let mut targets_with_hosts = 0;
     for endpoint in &info.endpoints {
         let EndpointAddress::Dns { name, port } = &endpoint.address else {
@@ -202,7 +211,13 @@ async fn resolve_cluster(info: &ClusterInfo, current: &HostSet) -> Option<Resolv
         let weight = endpoint.weight;
         // The endpoint's `hostname`, else the name resolved.
         let hostname = if endpoint.hostname.is_empty() { name } else { &endpoint.hostname };
+        targets += 1;
         match dns::resolve(name, *port, info.dns_lookup_family).await {
+            Ok(addrs) if addrs.is_empty() && info.discovery == DiscoveryType::LogicalDns => {
+                tracing::warn!(cluster = %info.name, "DNS resolution of '{name}' found no address");
+                info.stats.update_failure.inc();
+                return None;
+            }
             Ok(mut addrs) => {
                 if info.discovery == DiscoveryType::LogicalDns {
                     addrs.truncate(1);
@@ -220,10 +235,7 @@ async fn resolve_cluster(info: &ClusterInfo, current: &HostSet) -> Option<Resolv
         }
     }
     info.stats.update_success.inc();
-    if hosts.is_empty() {
-        info.stats.update_empty.inc();
-    }
-    Some(Resolved { hosts: host_set(hosts), targets_with_hosts })
+    Some(Resolved { hosts: host_set(hosts), targets, targets_with_hosts })
 }
 
 fn reuse_or_new(current: &HostSet, address: SocketAddr, name: &str, endpoint: &ConfiguredEndpoint) -> Arc<Host> {
