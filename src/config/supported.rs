@@ -58,6 +58,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "least_request_lb_config",
             "load_assignment",
             "dns_refresh_rate",
+            "dns_failure_refresh_rate",
             "dns_lookup_family",
             "circuit_breakers",
             "max_requests_per_connection",
@@ -70,6 +71,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("envoy.config.cluster.v3.UpstreamConnectionOptions", &["tcp_keepalive"]),
     ("envoy.config.core.v3.TcpKeepalive", &["keepalive_probes", "keepalive_time", "keepalive_interval"]),
     ("envoy.config.cluster.v3.Cluster.CommonLbConfig", &["healthy_panic_threshold"]),
+    ("envoy.config.cluster.v3.Cluster.RefreshRate", &["base_interval", "max_interval"]),
     ("envoy.config.cluster.v3.Cluster.LeastRequestLbConfig", &["choice_count", "active_request_bias"]),
     // Courier has no runtime layer: the default value always applies.
     ("envoy.config.core.v3.RuntimeDouble", &["default_value", "runtime_key"]),

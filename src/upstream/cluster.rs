@@ -157,6 +157,10 @@ pub struct ClusterInfo {
     pub connect_timeout: Duration,
     pub per_connection_buffer_limit_bytes: u32,
     pub dns_refresh_rate: Duration,
+    /// `dns_failure_refresh_rate` as `(base_interval, max_interval)`: after a failed
+    /// resolution the next one waits a jittered, growing back-off instead of
+    /// `dns_refresh_rate`.
+    pub dns_failure_refresh_rate: Option<(Duration, Duration)>,
     pub dns_lookup_family: DnsLookupFamily,
     pub endpoints: Vec<ConfiguredEndpoint>,
     /// `load_assignment.policy.overprovisioning_factor`, in percent (Envoy's default
@@ -263,6 +267,7 @@ impl ClusterInfo {
         // Deprecated in favour of the DnsCluster extension, still honoured by Envoy.
         #[allow(deprecated)]
         let dns_refresh_rate = config::duration_or(&c.dns_refresh_rate, DEFAULT_DNS_REFRESH_RATE);
+        let dns_failure_refresh_rate = dns_failure_refresh_rate(c, path)?;
         let stat_name = if c.alt_stat_name.is_empty() { c.name.clone() } else { c.alt_stat_name.clone() };
         let prefix = format!("cluster.{stat_name}.");
         let resources = Arc::new(ResourceManager::from_proto(c.circuit_breakers.as_ref(), path, store, &prefix)?);
@@ -288,6 +293,7 @@ impl ClusterInfo {
                 .map(|v| v.value)
                 .unwrap_or(DEFAULT_BUFFER_LIMIT),
             dns_refresh_rate,
+            dns_failure_refresh_rate,
             dns_lookup_family,
             lb_policy,
             endpoints,
@@ -350,6 +356,26 @@ fn http_protocol_options(c: &Cluster, path: &FieldPath) -> Result<HttpOptions, C
             .map(config::duration)
             .unwrap_or(Duration::from_secs(3600)),
     })
+}
+
+/// `dns_failure_refresh_rate`, in whole milliseconds as Envoy reads it: `max_interval`
+/// defaults to 10 times `base_interval` and must not be below it (the schema
+/// requires `base_interval`, above 1 ms).
+#[allow(deprecated)] // In favour of the DnsCluster extension; still honoured by Envoy.
+fn dns_failure_refresh_rate(c: &Cluster, path: &FieldPath) -> Result<Option<(Duration, Duration)>, ConfigError> {
+    let Some(rate) = &c.dns_failure_refresh_rate else {
+        return Ok(None);
+    };
+    let ms = |d: Duration| Duration::from_millis(d.as_millis() as u64);
+    let base = ms(config::duration_or(&rate.base_interval, Duration::ZERO));
+    let max = rate.max_interval.as_ref().map_or(base * 10, |m| ms(config::duration(m)));
+    if max < base {
+        return Err(path.field_error(
+            "dns_failure_refresh_rate",
+            "dns_failure_refresh_rate must have max_interval greater than or equal to the base_interval",
+        ));
+    }
+    Ok(Some((base, max)))
 }
 
 /// `upstream_connection_options.tcp_keepalive`. As in Envoy (checked with 1.40), a
@@ -749,6 +775,25 @@ mod tests {
             " } } }, metadata: { typed_filter_metadata: { a: { \"@type\": type.googleapis.com/google.protobuf.Struct, value: {} } } } }\n",
         ));
         assert!(e.contains("field 'typed_filter_metadata'"), "{e}");
+    }
+
+    #[test]
+    fn dns_failure_refresh_rate_is_read_in_milliseconds_and_checked() {
+        let eps = [("localhost:1", None)];
+        let rate = |r: &str| format!("    dns_failure_refresh_rate: {r}\n");
+        let info = load(&cluster("STRICT_DNS", &rate("{ base_interval: 1.5s, max_interval: 4.0009s }"), &eps));
+        let ms = Duration::from_millis;
+        assert_eq!(info.expect("rate").dns_failure_refresh_rate, Some((ms(1500), ms(4000))));
+        let info = load(&cluster("STRICT_DNS", &rate("{ base_interval: 0.2s }"), &eps)).expect("default max");
+        assert_eq!(info.dns_failure_refresh_rate, Some((ms(200), ms(2000))));
+        let e = error(&cluster("STRICT_DNS", &rate("{ base_interval: 7s, max_interval: 2s }"), &eps));
+        assert_eq!(
+            e,
+            "static_resources.clusters[0].dns_failure_refresh_rate: dns_failure_refresh_rate must have \
+             max_interval greater than or equal to the base_interval"
+        );
+        let e = error(&cluster("STRICT_DNS", &rate("{ max_interval: 2s }"), &eps));
+        assert!(e.starts_with("static_resources.clusters[0].dns_failure_refresh_rate.base_interval"), "{e}");
     }
 
     #[test]

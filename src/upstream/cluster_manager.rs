@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 
@@ -87,6 +88,7 @@ impl ClusterManager {
             // Clusters of static_resources are active at once, never warming.
             cm.stats.cluster_added.inc();
             cm.stats.active_clusters.inc();
+            let mut failed = false;
             let hosts = match info.discovery {
                 DiscoveryType::Static => {
                     let hosts = static_hosts(info);
@@ -105,17 +107,23 @@ impl ClusterManager {
                     if let Some(r) = &resolved {
                         info.stats.update_no_rebuild.add((r.targets - r.targets_with_hosts) as u64);
                     }
+                    failed = resolved.is_none();
                     resolved.map(|r| r.hosts).unwrap_or_default()
                 }
             };
             set_membership_stats(info, &hosts);
             cm.membership.borrow_mut().insert(info.name.clone(), hosts.clone());
-            initial.push((info.clone(), hosts));
+            initial.push((info.clone(), hosts, failed));
         }
-        let initial = Arc::new(initial);
+        let loops: Vec<_> = initial
+            .iter()
+            .filter(|(i, ..)| i.discovery != DiscoveryType::Static)
+            .map(|(i, _, failed)| (i.clone(), *failed))
+            .collect();
+        let initial = Arc::new(initial.into_iter().map(|(info, hosts, _)| (info, hosts)).collect::<Vec<_>>());
         cm.slot.set(move || ThreadLocalClusterManager::new(&initial));
-        for info in config.clusters.iter().filter(|c| c.discovery != DiscoveryType::Static) {
-            tokio::task::spawn_local(refresh_loop(Rc::downgrade(&cm), info.clone()));
+        for (info, failed) in loops {
+            tokio::task::spawn_local(refresh_loop(Rc::downgrade(&cm), info, failed));
         }
         cm
     }
@@ -248,14 +256,27 @@ fn reuse_or_new(current: &HostSet, address: SocketAddr, name: &str, endpoint: &C
         .unwrap_or_else(|| Host::of_endpoint(address, name.to_string(), endpoint))
 }
 
-/// Re-resolves a DNS cluster every `dns_refresh_rate` until the manager is gone.
-async fn refresh_loop(cm: std::rc::Weak<ClusterManager>, info: Arc<ClusterInfo>) {
+/// Re-resolves a DNS cluster until the manager is gone: `dns_refresh_rate` after a
+/// success, and after a failure (`failed`: the last resolution's) the
+/// `dns_failure_refresh_rate` back-off, or `dns_refresh_rate` without one, as Envoy.
+async fn refresh_loop(cm: std::rc::Weak<ClusterManager>, info: Arc<ClusterInfo>, mut failed: bool) {
+    let mut backoff = info.dns_failure_refresh_rate.map(|(base, max)| FailureBackOff::new(base, max));
     loop {
-        tokio::time::sleep(info.dns_refresh_rate).await;
+        let wait = match backoff.as_mut() {
+            Some(b) if failed => b.next(),
+            Some(b) => {
+                b.reset();
+                info.dns_refresh_rate
+            }
+            None => info.dns_refresh_rate,
+        };
+        tokio::time::sleep(wait).await;
         let Some(current) = cm.upgrade().map(|cm| cm.hosts(&info.name)) else {
             return;
         };
-        let Some(Resolved { hosts: new, .. }) = resolve_cluster(&info, &current).await else {
+        let resolved = resolve_cluster(&info, &current).await;
+        failed = resolved.is_none();
+        let Some(Resolved { hosts: new, .. }) = resolved else {
             continue;
         };
         let Some(cm) = cm.upgrade() else { return };
@@ -265,5 +286,52 @@ async fn refresh_loop(cm: std::rc::Weak<ClusterManager>, info: Arc<ClusterInfo>)
         } else {
             cm.update_membership(&info, new);
         }
+    }
+}
+
+/// Envoy's `JitteredExponentialBackOffStrategy`, in milliseconds: each wait is
+/// uniformly random below an interval that starts at `base` and doubles up to
+/// `max`; a success starts it over.
+#[derive(Debug)]
+struct FailureBackOff {
+    base: u64,
+    max: u64,
+    next: u64,
+}
+
+impl FailureBackOff {
+    fn new(base: Duration, max: Duration) -> Self {
+        // The config check keeps 0 < base <= max.
+        let base = (base.as_millis() as u64).max(1);
+        FailureBackOff { base, max: (max.as_millis() as u64).max(base), next: base }
+    }
+
+    fn next(&mut self) -> Duration {
+        let interval = self.next;
+        self.next = if self.next < self.max / 2 { self.next * 2 } else { self.max };
+        Duration::from_millis(crate::common::random::below(interval))
+    }
+
+    fn reset(&mut self) {
+        self.next = self.base;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_back_off_doubles_up_to_max_and_starts_over() {
+        let mut b = FailureBackOff::new(Duration::from_millis(100), Duration::from_millis(500));
+        let mut intervals = Vec::new();
+        for _ in 0..5 {
+            intervals.push(b.next);
+            assert!(b.next() < Duration::from_millis(intervals[intervals.len() - 1]));
+        }
+        // Doubled while below half the max, then the max (Envoy's `doubling_limit_`).
+        assert_eq!(intervals, [100, 200, 400, 500, 500]);
+        b.reset();
+        assert_eq!(b.next, 100);
     }
 }

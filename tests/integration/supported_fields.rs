@@ -142,6 +142,11 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (CLUSTER, "least_request_lb_config", &[test(LB_IT, "least_request_prefers_an_idle_host_over_a_busy_one")]),
     (CLUSTER, "load_assignment", &[compat("http_get")]),
     (CLUSTER, "dns_refresh_rate", &[test(UPSTREAM_IT, "dns_refresh_rate_sets_how_often_names_are_resolved")]),
+    (
+        CLUSTER,
+        "dns_failure_refresh_rate",
+        &[test(UPSTREAM_IT, "dns_failure_refresh_rate_backs_off_after_a_failed_resolution")],
+    ),
     (CLUSTER, "dns_lookup_family", &[compat("endpoint_hostname")]),
     (CLUSTER, "circuit_breakers", &[compat("circuit_breakers")]),
     (CLUSTER, "max_requests_per_connection", &[compat("max_requests_per_connection")]),
@@ -167,6 +172,16 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "envoy.config.core.v3.TcpKeepalive",
         "keepalive_interval",
         &[test(CLUSTER_RS, "tcp_keepalive_is_set_on_upstream_connections")],
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.RefreshRate",
+        "base_interval",
+        &[test(UPSTREAM_IT, "dns_failure_refresh_rate_backs_off_after_a_failed_resolution")],
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.RefreshRate",
+        "max_interval",
+        &[test(UPSTREAM_IT, "dns_failure_refresh_rate_backs_off_after_a_failed_resolution")],
     ),
     (
         "envoy.config.cluster.v3.Cluster.LeastRequestLbConfig",

@@ -164,3 +164,21 @@ fn connect_timeout_bounds_an_unanswered_connect() {
     assert!(started.elapsed() < std::time::Duration::from_secs(3), "took {:?}", started.elapsed());
     assert_eq!(c.stat("cluster.blackhole.upstream_cx_connect_fail"), Some(1));
 }
+
+#[test]
+fn dns_failure_refresh_rate_backs_off_after_a_failed_resolution() {
+    // A LOGICAL_DNS name without an address fails to resolve (as in Envoy). With
+    // dns_refresh_rate at 60s, only dns_failure_refresh_rate (waits below 50 then
+    // 100 ms) can bring the next attempts; the plain cluster stays at its first.
+    let failing = |name: &str, extra: &str| {
+        dns_cluster(name, "LOGICAL_DNS", 80, extra)
+            .replace("address: localhost", "address: does-not-exist.invalid")
+            .replace("dns_refresh_rate: 0.2s", "dns_refresh_rate: 60s")
+    };
+    let backoff = "    dns_failure_refresh_rate: { base_interval: 0.05s, max_interval: 0.1s }\n";
+    let clusters = [failing("backoff", backoff), failing("plain", "")];
+    let c = Courier::start(&config(&[tcp_listener("l", "nx", "backoff", "")], &clusters), 1);
+    c.wait_stat("cluster.backoff.update_failure", |v| v >= 5);
+    assert_eq!(c.stat("cluster.plain.update_failure"), Some(1));
+    assert_eq!(c.stat("cluster.plain.update_attempt"), Some(1));
+}
