@@ -70,7 +70,8 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ),
     ("envoy.config.cluster.v3.UpstreamConnectionOptions", &["tcp_keepalive"]),
     ("envoy.config.core.v3.TcpKeepalive", &["keepalive_probes", "keepalive_time", "keepalive_interval"]),
-    ("envoy.config.cluster.v3.Cluster.CommonLbConfig", &["healthy_panic_threshold"]),
+    ("envoy.config.cluster.v3.Cluster.CommonLbConfig", &["healthy_panic_threshold", "locality_weighted_lb_config"]),
+    ("envoy.config.cluster.v3.Cluster.CommonLbConfig.LocalityWeightedLbConfig", &[]),
     ("envoy.config.cluster.v3.Cluster.RefreshRate", &["base_interval", "max_interval"]),
     ("envoy.config.cluster.v3.Cluster.LeastRequestLbConfig", &["choice_count", "active_request_bias"]),
     // Courier has no runtime layer: the default value always applies.
@@ -185,13 +186,6 @@ const UPSTREAM_HTTP_OPTIONS: &[&str] =
 /// one to a test that shows it.
 pub const NO_EFFECT: &[(&str, &str, &str)] = &[
     (
-        "envoy.config.endpoint.v3.LocalityLbEndpoints",
-        "load_balancing_weight",
-        "Envoy weighs localities only with common_lb_config.locality_weighted_lb_config (checked against \
-         Envoy 1.40: without it, localities of weights 100 and 1 share round robin equally), which Courier \
-         refuses",
-    ),
-    (
         "envoy.config.endpoint.v3.LbEndpoint",
         "metadata",
         "Envoy reads an endpoint's metadata for subset load balancing, route metadata_match, \
@@ -205,11 +199,6 @@ pub const NO_EFFECT: &[(&str, &str, &str)] = &[
         "health_check_config",
         "the port, address and hostname that active health checks use, and whether they run for this \
          host; Courier refuses health_checks, and Envoy reads it for nothing else",
-    ),
-    (
-        "envoy.config.cluster.v3.Cluster",
-        "common_lb_config",
-        "only its healthy_panic_threshold is accepted, which has no effect (below)",
     ),
     (
         "envoy.config.cluster.v3.Cluster.CommonLbConfig",

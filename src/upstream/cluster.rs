@@ -4,6 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use envoy_types::pb::envoy::config::cluster::v3::cluster::common_lb_config::LocalityConfigSpecifier;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, DiscoveryType as PbDiscoveryType, DnsLookupFamily as PbDnsLookupFamily, LbConfig,
     LbPolicy as PbLbPolicy,
@@ -145,6 +146,9 @@ pub struct ConfiguredEndpoint {
     pub locality: Option<Arc<Locality>>,
     /// Its `LocalityLbEndpoints.priority` (0, the highest, when unset).
     pub priority: u32,
+    /// Its `LocalityLbEndpoints.load_balancing_weight` (0 when unset), read with
+    /// `locality_weighted_lb_config`.
+    pub locality_weight: u32,
 }
 
 /// Everything about a cluster that does not change while it exists.
@@ -169,6 +173,9 @@ pub struct ClusterInfo {
     pub overprovisioning_factor: u32,
     /// `lb_policy` with `least_request_lb_config`.
     pub lb_policy: LbPolicy,
+    /// `common_lb_config.locality_weighted_lb_config` is set: a locality is picked
+    /// by its weight before a host of it.
+    pub locality_weighted: bool,
     pub stats: ClusterStats,
     /// Circuit breakers, shared by all workers.
     pub resources: Arc<ResourceManager>,
@@ -296,6 +303,9 @@ impl ClusterInfo {
             dns_failure_refresh_rate,
             dns_lookup_family,
             lb_policy,
+            locality_weighted: c.common_lb_config.as_ref().is_some_and(|lb| {
+                matches!(lb.locality_config_specifier, Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(_)))
+            }),
             endpoints,
             overprovisioning_factor,
         })
@@ -526,6 +536,7 @@ fn endpoints(c: &Cluster, path: &FieldPath, discovery: DiscoveryType) -> Result<
                 ipv4_compat: ipv4_compat(addr),
                 locality: named.clone(),
                 priority: locality.priority,
+                locality_weight: locality.load_balancing_weight.map_or(0, |w| w.value),
             });
         }
     }
@@ -683,16 +694,16 @@ mod tests {
         );
         let e = error(&cluster("STATIC", "", &[("127.0.0.1:1", Some(u32::MAX)), ("127.0.0.1:2", Some(1))]));
         assert!(e.starts_with("static_resources.clusters[0].load_assignment.endpoints[0]: the sum"), "{e}");
-        // A locality's weight is accepted (it has no effect without locality
-        // weighted load balancing, in Envoy too), which is refused.
+        // A locality's weight, read with locality weighted load balancing.
         let yaml = cluster("STATIC", "", &[("127.0.0.1:1", None)])
             .replace("      - lb_endpoints:", "      - load_balancing_weight: 2\n        lb_endpoints:");
-        load(&yaml).expect("a locality weight");
-        let e = error(&yaml.replace(
+        let info = load(&yaml).expect("a locality weight");
+        assert_eq!((info.endpoints[0].locality_weight, info.locality_weighted), (2, false));
+        let weighted = yaml.replace(
             "    load_assignment:",
             "    common_lb_config: { locality_weighted_lb_config: {} }\n    load_assignment:",
-        ));
-        assert!(e.contains("common_lb_config.locality_weighted_lb_config: field 'locality_weighted_lb_config'"), "{e}");
+        );
+        assert!(load(&weighted).expect("locality weighted").locality_weighted);
     }
 
     #[tokio::test]
@@ -797,7 +808,7 @@ mod tests {
     }
 
     #[test]
-    fn common_lb_config_takes_only_the_panic_threshold() {
+    fn common_lb_config_takes_the_panic_threshold_and_locality_weighting_only() {
         let eps = [("127.0.0.1:1", None)];
         load(&cluster("STATIC", "    common_lb_config: { healthy_panic_threshold: { value: 30 } }\n", &eps))
             .expect("healthy_panic_threshold");

@@ -25,11 +25,13 @@ pub struct Host {
     /// The `priority` of the endpoint's `LocalityLbEndpoints`: its level in the
     /// cluster's priority set (0 is the highest).
     pub priority: u32,
+    /// The `load_balancing_weight` of that `LocalityLbEndpoints` (0 when unset).
+    pub locality_weight: u32,
     pub stats: HostStats,
 }
 
 /// Where an endpoint runs, as its `LocalityLbEndpoints.locality` says.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Locality {
     pub region: String,
     pub zone: String,
@@ -65,6 +67,7 @@ impl Host {
             ipv6_only,
             locality: None,
             priority: 0,
+            locality_weight: 0,
             stats: HostStats::default(),
         })
     }
@@ -80,6 +83,7 @@ impl Host {
             ipv6_only,
             locality: e.locality.clone(),
             priority: e.priority,
+            locality_weight: e.locality_weight,
             stats: HostStats::default(),
         })
     }

@@ -18,14 +18,26 @@
 //! so it never starts; with no host at all, Envoy sends the load to level 0 (either
 //! way it takes), which has none.
 //!
-//! The load is computed when the host set changes; a pick does not allocate.
+//! With `common_lb_config.locality_weighted_lb_config`, a level's hosts are grouped
+//! by locality (sorted by region, zone, sub-zone, as Envoy's map orders them), and a
+//! request first picks a locality by Envoy's earliest-deadline-first schedule over
+//! their effective weights (`LocalityLbEndpoints.load_balancing_weight` scaled by
+//! the locality's availability, min(1, factor × healthy share): the weight itself
+//! while every host is healthy and the factor is at least 100), then a host of the
+//! locality with the locality's own balancer. A locality of weight 0 (or none) gets
+//! no request; when every locality has weight 0 the level is balanced as a whole.
+//! Envoy puts the node's own locality first, which only moves where ties fall:
+//! Courier does not.
+//!
+//! The load and the schedules are computed when the host set changes; a pick does
+//! not allocate.
 
 use std::cell::RefCell;
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::host::Host;
-use super::load_balancer::{LbPolicy, LoadBalancer};
+use super::host::{Host, Locality};
+use super::load_balancer::{Edf, LbPolicy, LoadBalancer};
 use crate::common::random;
 
 /// One worker's load balancer for one cluster: a balancer per priority level.
@@ -34,6 +46,8 @@ pub struct PriorityLoadBalancer {
     policy: LbPolicy,
     seed: u64,
     overprovisioning_factor: u32,
+    /// `locality_weighted_lb_config`: pick a locality first (module doc).
+    locality_weighted: bool,
     levels: RefCell<Levels>,
 }
 
@@ -51,16 +65,29 @@ struct Level {
     /// Its percentage of the requests.
     load: u32,
     lb: LoadBalancer,
+    /// With locality weighted balancing, its localities (module doc).
+    localities: Localities,
+}
+
+/// A level's localities and the schedule that picks one.
+#[derive(Debug, Default)]
+struct Localities {
+    /// By locality order; each with its hosts (in host-set order) and balancer,
+    /// which stays with the locality's index across host-set changes, as Envoy's.
+    groups: Vec<(Vec<Arc<Host>>, LoadBalancer)>,
+    /// Over the localities of positive effective weight: their indexes in `groups`
+    /// by the schedule's index. None when no locality has weight.
+    schedule: Option<(Edf, Vec<usize>)>,
 }
 
 impl PriorityLoadBalancer {
     /// A balancer with a random seed, as each of Envoy's is.
-    pub fn new(policy: LbPolicy, overprovisioning_factor: u32) -> Self {
-        Self::with_seed(policy, overprovisioning_factor, random::next_u64())
+    pub fn new(policy: LbPolicy, overprovisioning_factor: u32, locality_weighted: bool) -> Self {
+        Self::with_seed(policy, overprovisioning_factor, locality_weighted, random::next_u64())
     }
 
-    pub fn with_seed(policy: LbPolicy, overprovisioning_factor: u32, seed: u64) -> Self {
-        PriorityLoadBalancer { policy, seed, overprovisioning_factor, levels: RefCell::default() }
+    pub fn with_seed(policy: LbPolicy, overprovisioning_factor: u32, locality_weighted: bool, seed: u64) -> Self {
+        PriorityLoadBalancer { policy, seed, overprovisioning_factor, locality_weighted, levels: RefCell::default() }
     }
 
     /// Installs a new host set, ordered by priority (a `HostSet`). Levels that
@@ -71,13 +98,16 @@ impl PriorityLoadBalancer {
         levels.levels.truncate(count);
         while levels.levels.len() < count {
             let lb = LoadBalancer::with_seed(self.policy, self.seed);
-            levels.levels.push(Level { range: 0..0, load: 0, lb });
+            levels.levels.push(Level { range: 0..0, load: 0, lb, localities: Localities::default() });
         }
         for (i, level) in levels.levels.iter_mut().enumerate() {
             let start = hosts.partition_point(|h| (h.priority as usize) < i);
             let end = hosts.partition_point(|h| h.priority as usize <= i);
             level.range = start..end;
             level.lb.refresh(&hosts[start..end]);
+            if self.locality_weighted {
+                self.refresh_localities(&mut level.localities, &hosts[start..end]);
+            }
         }
         // Every host is healthy (module doc).
         let counts: Vec<(u64, u64)> = levels.levels.iter().map(|l| l.range.len() as u64).map(|n| (n, n)).collect();
@@ -88,23 +118,63 @@ impl PriorityLoadBalancer {
         levels.sole = loads.iter().position(|l| *l == 100);
     }
 
-    /// The next host: a level by its load, then a host by the level's balancer.
-    /// `hosts` must be the set last given to `refresh`.
-    pub fn choose<'a>(&self, hosts: &'a [Arc<Host>]) -> Option<&'a Arc<Host>> {
-        let levels = self.levels.borrow();
-        let level = match levels.sole {
-            Some(i) => levels.levels.get(i)?,
-            None => choose_level(&levels.levels, random::below(100) as u32)?,
+    /// Groups a level's hosts by locality and builds the schedule over their
+    /// effective weights (module doc), as Envoy's `rebuildLocalityScheduler`.
+    fn refresh_localities(&self, localities: &mut Localities, hosts: &[Arc<Host>]) {
+        let empty = Locality::default();
+        let locality = |h: &Host| h.locality.as_deref().unwrap_or(&empty).clone();
+        let mut keys: Vec<Locality> = hosts.iter().map(|h| locality(h)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        localities.groups.truncate(keys.len());
+        while localities.groups.len() < keys.len() {
+            localities.groups.push((Vec::new(), LoadBalancer::with_seed(self.policy, self.seed)));
+        }
+        let mut weights = Vec::with_capacity(keys.len());
+        for (key, (group, lb)) in keys.iter().zip(localities.groups.iter_mut()) {
+            *group = hosts.iter().filter(|h| locality(h) == *key).cloned().collect();
+            lb.refresh(group);
+            // Envoy keeps the weight of the last endpoint group of the locality.
+            weights.push(group.last().map_or(0, |h| h.locality_weight));
+        }
+        // Every host is healthy: the availability is min(1, factor).
+        let availability = (f64::from(self.overprovisioning_factor) / 100.0).min(1.0);
+        let (effective, indexes): (Vec<f64>, Vec<usize>) = weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (f64::from(*w) * availability, i))
+            .filter(|(w, _)| *w > 0.0)
+            .unzip();
+        localities.schedule = match effective.is_empty() {
+            true => None,
+            // Envoy passes its 64-bit seed as the 32-bit number of picks.
+            false => Some((Edf::with_picks(effective, |_, w| w, self.seed as u32), indexes)),
         };
-        level.lb.choose(hosts.get(level.range.clone())?)
+    }
+
+    /// The next host: a level by its load, then (with locality weighted balancing)
+    /// a locality by its schedule, then a host by the balancer of the level or
+    /// locality. `hosts` must be the set last given to `refresh`.
+    pub fn choose(&self, hosts: &[Arc<Host>]) -> Option<Arc<Host>> {
+        let mut levels = self.levels.borrow_mut();
+        let Levels { levels, sole } = &mut *levels;
+        let level = match *sole {
+            Some(i) => levels.get_mut(i)?,
+            None => choose_level(levels, random::below(100) as u32)?,
+        };
+        if let Some((edf, indexes)) = level.localities.schedule.as_mut() {
+            let (group, lb) = indexes.get(edf.pick(|_, w| w)?).and_then(|i| level.localities.groups.get(*i))?;
+            return lb.choose(group).cloned();
+        }
+        level.lb.choose(hosts.get(level.range.clone())?).cloned()
     }
 }
 
 /// Envoy's `choosePriority`: the first level whose cumulative load reaches `draw + 1`
 /// (`draw` in 0..100).
-fn choose_level(levels: &[Level], draw: u32) -> Option<&Level> {
+fn choose_level(levels: &mut [Level], draw: u32) -> Option<&mut Level> {
     let mut cumulative = 0;
-    levels.iter().find(|l| {
+    levels.iter_mut().find(|l| {
         cumulative += l.load;
         draw < cumulative
     })
@@ -225,7 +295,7 @@ mod tests {
     #[test]
     fn requests_go_to_the_first_level_with_hosts_and_balance_within_it() {
         let set = hosts(&[0, 0, 1]);
-        let lb = PriorityLoadBalancer::with_seed(LbPolicy::RoundRobin, 140, 0);
+        let lb = PriorityLoadBalancer::with_seed(LbPolicy::RoundRobin, 140, false, 0);
         lb.refresh(&set);
         assert_eq!(ports(&lb, &set, 4), [1, 2, 1, 2]);
         // Level 0 gone: level 1 takes over (its round robin from the seed).
@@ -236,15 +306,56 @@ mod tests {
         let set = hosts(&[0, 0, 1]);
         lb.refresh(&set);
         assert_eq!(ports(&lb, &set, 1), [1]);
-        let lb = PriorityLoadBalancer::with_seed(LbPolicy::RoundRobin, 140, 0);
+        let lb = PriorityLoadBalancer::with_seed(LbPolicy::RoundRobin, 140, false, 0);
         lb.refresh(&[]);
         assert!(lb.choose(&[]).is_none());
+    }
+
+    /// Hosts on ports 1..=n at priority 0, each in region `(region, locality weight)`.
+    fn in_localities(localities: &[(&str, u32)]) -> Vec<Arc<Host>> {
+        (1..)
+            .zip(localities)
+            .map(|(port, (region, weight))| {
+                let h = Host::new(format!("127.0.0.1:{port}").parse().expect("addr"), String::new(), 1);
+                let mut h = Arc::into_inner(h).expect("unshared");
+                h.locality = Some(Arc::new(Locality { region: region.to_string(), ..Default::default() }));
+                h.locality_weight = *weight;
+                Arc::new(h)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn locality_weighted_picks_localities_by_weight_then_hosts_within() {
+        // Region "b" (weight 2, two hosts), "a" (weight 1), "z" (no weight: no requests).
+        let set = in_localities(&[("b", 2), ("a", 1), ("b", 2), ("z", 0)]);
+        let lb = PriorityLoadBalancer::with_seed(LbPolicy::RoundRobin, 140, true, 0);
+        lb.refresh(&set);
+        let picks = ports(&lb, &set, 300);
+        let count = |p: u16| picks.iter().filter(|x| **x == p).count();
+        assert_eq!((count(1), count(3), count(2), count(4)), (100, 100, 100, 0));
+        // Each cycle of three picks has region "b" twice and "a" once.
+        for cycle in picks.chunks(3) {
+            assert_eq!(cycle.iter().filter(|p| **p == 2).count(), 1, "{picks:?}");
+        }
+        // Without locality weighting, the weights change nothing.
+        let lb = PriorityLoadBalancer::with_seed(LbPolicy::RoundRobin, 140, false, 0);
+        lb.refresh(&set);
+        assert_eq!(ports(&lb, &set, 4), [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn locality_weighted_without_any_weight_balances_the_whole_level() {
+        let set = in_localities(&[("b", 0), ("a", 0)]);
+        let lb = PriorityLoadBalancer::with_seed(LbPolicy::RoundRobin, 140, true, 0);
+        lb.refresh(&set);
+        assert_eq!(ports(&lb, &set, 4), [1, 2, 1, 2]);
     }
 
     #[test]
     fn a_small_overprovisioning_factor_spreads_requests_over_levels() {
         let set = hosts(&[0, 1]);
-        let lb = PriorityLoadBalancer::with_seed(LbPolicy::RoundRobin, 50, 0);
+        let lb = PriorityLoadBalancer::with_seed(LbPolicy::RoundRobin, 50, false, 0);
         lb.refresh(&set);
         let picks = ports(&lb, &set, 2000);
         let to_p0 = picks.iter().filter(|p| **p == 1).count();

@@ -43,7 +43,7 @@ impl ThreadLocalCluster {
     /// The next host: a priority level by its load, then a host of it by the
     /// cluster's load-balancing policy.
     pub fn choose_host(&self) -> Option<Arc<Host>> {
-        self.lb.choose(&self.hosts.borrow()).cloned()
+        self.lb.choose(&self.hosts.borrow())
     }
 
     pub fn hosts(&self) -> HostSet {
@@ -129,7 +129,8 @@ impl ThreadLocalClusterManager {
             }
             _ => {
                 let name: Rc<str> = info.name.as_str().into();
-                let lb = PriorityLoadBalancer::new(info.lb_policy, info.overprovisioning_factor);
+                let lb =
+                    PriorityLoadBalancer::new(info.lb_policy, info.overprovisioning_factor, info.locality_weighted);
                 lb.refresh(&hosts);
                 clusters.insert(
                     name.clone(),

@@ -152,6 +152,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (CLUSTER, "max_requests_per_connection", &[compat("max_requests_per_connection")]),
     (CLUSTER, "common_http_protocol_options", &[compat("cluster_common_http_protocol_options")]),
     (CLUSTER, "typed_extension_protocol_options", &[compat("max_requests_per_connection")]),
+    (CLUSTER, "common_lb_config", &[compat("locality_weighted")]),
     (CLUSTER, "upstream_connection_options", &[test(CLUSTER_RS, "tcp_keepalive_is_set_on_upstream_connections")]),
     (
         "envoy.config.cluster.v3.UpstreamConnectionOptions",
@@ -173,6 +174,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "keepalive_interval",
         &[test(CLUSTER_RS, "tcp_keepalive_is_set_on_upstream_connections")],
     ),
+    ("envoy.config.cluster.v3.Cluster.CommonLbConfig", "locality_weighted_lb_config", &[compat("locality_weighted")]),
     (
         "envoy.config.cluster.v3.Cluster.RefreshRate",
         "base_interval",
@@ -254,6 +256,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     ),
     ("envoy.config.endpoint.v3.LocalityLbEndpoints", "locality", &[compat("endpoint_locality")]),
     ("envoy.config.endpoint.v3.LocalityLbEndpoints", "lb_endpoints", &[compat("http_get")]),
+    ("envoy.config.endpoint.v3.LocalityLbEndpoints", "load_balancing_weight", &[compat("locality_weighted")]),
     (
         "envoy.config.endpoint.v3.LocalityLbEndpoints",
         "priority",
