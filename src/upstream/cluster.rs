@@ -176,6 +176,9 @@ pub struct ClusterInfo {
     /// `common_lb_config.locality_weighted_lb_config` is set: a locality is picked
     /// by its weight before a host of it.
     pub locality_weighted: bool,
+    /// The bootstrap `node.locality`, when set: Envoy lists a cluster's hosts of
+    /// that locality first among its localities.
+    pub local_locality: Option<Locality>,
     pub stats: ClusterStats,
     /// Circuit breakers, shared by all workers.
     pub resources: Arc<ResourceManager>,
@@ -308,6 +311,7 @@ impl ClusterInfo {
             }),
             endpoints,
             overprovisioning_factor,
+            local_locality: None,
         })
     }
 }

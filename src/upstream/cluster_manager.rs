@@ -13,7 +13,7 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 
 use super::cluster::{ClusterInfo, ConfiguredEndpoint, DiscoveryType, EndpointAddress};
 use super::dns;
-use super::host::{host_set, Host, HostSet};
+use super::host::{host_set, Host, HostSet, Locality};
 use super::thread_local_cluster::ThreadLocalClusterManager;
 use crate::config::{ConfigError, FieldPath};
 use crate::define_stats;
@@ -46,8 +46,9 @@ pub struct ClusterManagerConfig {
 }
 
 impl ClusterManagerConfig {
-    /// Checks and builds every cluster of `static_resources.clusters`.
-    pub fn from_proto(clusters: &[Cluster], store: &Arc<Store>) -> Result<Self, ConfigError> {
+    /// Checks and builds every cluster of `static_resources.clusters`; `local` is
+    /// the bootstrap's `node.locality`.
+    pub fn from_proto(clusters: &[Cluster], local: Option<&Locality>, store: &Arc<Store>) -> Result<Self, ConfigError> {
         let mut out: Vec<Arc<ClusterInfo>> = Vec::with_capacity(clusters.len());
         let mut names: HashSet<&str> = HashSet::with_capacity(clusters.len());
         // A cluster's stats are three groups: `cluster.<name>.` and its two circuit
@@ -58,7 +59,9 @@ impl ClusterManagerConfig {
             if !names.insert(&c.name) {
                 return Err(path.field_error("name", format!("cluster manager: duplicate cluster '{}'", c.name)));
             }
-            out.push(Arc::new(ClusterInfo::from_proto(c, &path, store)?));
+            let mut info = ClusterInfo::from_proto(c, &path, store)?;
+            info.local_locality = local.cloned();
+            out.push(Arc::new(info));
         }
         Ok(ClusterManagerConfig { clusters: out, stats: Arc::new(ClusterManagerStats::new(store, "cluster_manager.")) })
     }

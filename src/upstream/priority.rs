@@ -26,8 +26,7 @@
 //! while every host is healthy and the factor is at least 100), then a host of the
 //! locality with the locality's own balancer. A locality of weight 0 (or none) gets
 //! no request; when every locality has weight 0 the level is balanced as a whole.
-//! Envoy puts the node's own locality first, which only moves where ties fall:
-//! Courier does not.
+//! As in Envoy, the bootstrap node's own locality comes first (it wins ties).
 //!
 //! The load and the schedules are computed when the host set changes; a pick does
 //! not allocate.
@@ -48,6 +47,8 @@ pub struct PriorityLoadBalancer {
     overprovisioning_factor: u32,
     /// `locality_weighted_lb_config`: pick a locality first (module doc).
     locality_weighted: bool,
+    /// The node's locality, ordered first among a level's localities.
+    local_locality: Option<Locality>,
     levels: RefCell<Levels>,
 }
 
@@ -87,7 +88,20 @@ impl PriorityLoadBalancer {
     }
 
     pub fn with_seed(policy: LbPolicy, overprovisioning_factor: u32, locality_weighted: bool, seed: u64) -> Self {
-        PriorityLoadBalancer { policy, seed, overprovisioning_factor, locality_weighted, levels: RefCell::default() }
+        PriorityLoadBalancer {
+            policy,
+            seed,
+            overprovisioning_factor,
+            locality_weighted,
+            local_locality: None,
+            levels: RefCell::default(),
+        }
+    }
+
+    /// Orders `local` first among the localities (the bootstrap's `node.locality`).
+    pub fn with_local_locality(mut self, local: Option<Locality>) -> Self {
+        self.local_locality = local;
+        self
     }
 
     /// Installs a new host set, ordered by priority (a `HostSet`). Levels that
@@ -126,6 +140,9 @@ impl PriorityLoadBalancer {
         let mut keys: Vec<Locality> = hosts.iter().map(|h| locality(h)).collect();
         keys.sort_unstable();
         keys.dedup();
+        if let Some(local) = keys.iter().position(|k| Some(k) == self.local_locality.as_ref()) {
+            keys[..=local].rotate_right(1);
+        }
         localities.groups.truncate(keys.len());
         while localities.groups.len() < keys.len() {
             localities.groups.push((Vec::new(), LoadBalancer::with_seed(self.policy, self.seed)));
@@ -342,6 +359,20 @@ mod tests {
         let lb = PriorityLoadBalancer::with_seed(LbPolicy::RoundRobin, 140, false, 0);
         lb.refresh(&set);
         assert_eq!(ports(&lb, &set, 4), [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn the_nodes_own_locality_comes_first_and_wins_ties() {
+        let set = in_localities(&[("a", 1), ("b", 1)]);
+        let first = |local: Option<&str>| {
+            let local = local.map(|r| Locality { region: r.to_string(), ..Default::default() });
+            let lb = PriorityLoadBalancer::with_seed(LbPolicy::RoundRobin, 140, true, 0).with_local_locality(local);
+            lb.refresh(&set);
+            ports(&lb, &set, 2)
+        };
+        assert_eq!(first(None), [1, 2]);
+        assert_eq!(first(Some("b")), [2, 1]);
+        assert_eq!(first(Some("elsewhere")), [1, 2]);
     }
 
     #[test]

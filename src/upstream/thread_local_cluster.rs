@@ -130,7 +130,8 @@ impl ThreadLocalClusterManager {
             _ => {
                 let name: Rc<str> = info.name.as_str().into();
                 let lb =
-                    PriorityLoadBalancer::new(info.lb_policy, info.overprovisioning_factor, info.locality_weighted);
+                    PriorityLoadBalancer::new(info.lb_policy, info.overprovisioning_factor, info.locality_weighted)
+                        .with_local_locality(info.local_locality.clone());
                 lb.refresh(&hosts);
                 clusters.insert(
                     name.clone(),
