@@ -1,5 +1,6 @@
-//! Load balancers (`Cluster.lb_policy`). Each worker owns one per cluster, so the
-//! state is plain cells, exact only per worker (DESIGN.md §1), and never locked.
+//! Load balancers (`Cluster.lb_policy`) over one set of hosts: a priority level, or
+//! one locality of it (`upstream::priority` picks which). Each worker owns its own,
+//! so the state is plain cells, exact only per worker (DESIGN.md §1), and never locked.
 //! A pick does not allocate: the weighted scheduler is rebuilt only when the host
 //! set changes (`LoadBalancer::refresh`).
 //!
