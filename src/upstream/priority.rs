@@ -162,10 +162,11 @@ impl PriorityLoadBalancer {
             .map(|(i, w)| (f64::from(*w) * availability, i))
             .filter(|(w, _)| *w > 0.0)
             .unzip();
-        localities.schedule = match effective.is_empty() {
-            true => None,
+        localities.schedule = if effective.is_empty() {
+            None
+        } else {
             // Envoy passes its 64-bit seed as the 32-bit number of picks.
-            false => Some((Edf::with_picks(effective, |_, w| w, self.seed as u32), indexes)),
+            Some((Edf::with_picks(effective, |_, w| w, self.seed as u32), indexes))
         };
     }
 
