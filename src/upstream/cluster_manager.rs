@@ -205,13 +205,15 @@ struct Resolved {
 /// their stats); `None` when any name failed to resolve. As in Envoy, a name with
 /// no address is an empty answer for a STRICT_DNS cluster (whose hosts it removes)
 /// and a failure for a LOGICAL_DNS one (which keeps its host); `update_empty` is
-/// Envoy's count of empty EDS updates, never of DNS answers.
+/// Envoy's count of empty EDS updates, never of DNS answers. `update_attempt`,
+/// `update_success` and `update_failure` count each name, as Envoy's resolve
+/// targets do (though here a failed name ends the round: the names after it wait
+/// for the next one).
 ///
 /// `max_host_weight` follows Envoy, whose STRICT_DNS cluster sets it from each
 /// name's hosts as that name resolves (at least 1), so it ends with the last name's;
 /// STATIC and LOGICAL_DNS clusters never set it.
 async fn resolve_cluster(info: &ClusterInfo, current: &HostSet) -> Option<Resolved> {
-    info.stats.update_attempt.inc();
     let mut hosts: Vec<Arc<Host>> = Vec::new();
     let mut targets = 0;
     let mut targets_with_hosts = 0;
@@ -223,6 +225,7 @@ async fn resolve_cluster(info: &ClusterInfo, current: &HostSet) -> Option<Resolv
         // The endpoint's `hostname`, else the name resolved.
         let hostname = if endpoint.hostname.is_empty() { name } else { &endpoint.hostname };
         targets += 1;
+        info.stats.update_attempt.inc();
         match dns::resolve(name, *port, info.dns_lookup_family).await {
             Ok(addrs) if addrs.is_empty() && info.discovery == DiscoveryType::LogicalDns => {
                 tracing::warn!(cluster = %info.name, "DNS resolution of '{name}' found no address");
@@ -235,6 +238,7 @@ async fn resolve_cluster(info: &ClusterInfo, current: &HostSet) -> Option<Resolv
                 } else {
                     info.stats.max_host_weight.set(if addrs.is_empty() { 1 } else { i64::from(weight) });
                 }
+                info.stats.update_success.inc();
                 targets_with_hosts += usize::from(!addrs.is_empty());
                 hosts.extend(addrs.into_iter().map(|a| reuse_or_new(current, a, hostname, endpoint)));
             }
@@ -245,7 +249,6 @@ async fn resolve_cluster(info: &ClusterInfo, current: &HostSet) -> Option<Resolv
             }
         }
     }
-    info.stats.update_success.inc();
     Some(Resolved { hosts: host_set(hosts), targets, targets_with_hosts })
 }
 
@@ -279,13 +282,14 @@ async fn refresh_loop(cm: std::rc::Weak<ClusterManager>, info: Arc<ClusterInfo>,
         };
         let resolved = resolve_cluster(&info, &current).await;
         failed = resolved.is_none();
-        let Some(Resolved { hosts: new, .. }) = resolved else {
+        let Some(Resolved { hosts: new, targets, .. }) = resolved else {
             continue;
         };
         let Some(cm) = cm.upgrade() else { return };
         let same = new.len() == current.len() && new.iter().zip(current.iter()).all(|(a, b)| Arc::ptr_eq(a, b));
         if same {
-            info.stats.update_no_rebuild.inc();
+            // Envoy counts each name whose hosts stayed.
+            info.stats.update_no_rebuild.add(targets as u64);
         } else {
             cm.update_membership(&info, new);
         }
