@@ -58,13 +58,21 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "least_request_lb_config",
             "load_assignment",
             "dns_refresh_rate",
+            "dns_failure_refresh_rate",
             "dns_lookup_family",
             "circuit_breakers",
             "max_requests_per_connection",
             "common_http_protocol_options",
             "typed_extension_protocol_options",
+            "common_lb_config",
+            "upstream_connection_options",
         ],
     ),
+    ("envoy.config.cluster.v3.UpstreamConnectionOptions", &["tcp_keepalive"]),
+    ("envoy.config.core.v3.TcpKeepalive", &["keepalive_probes", "keepalive_time", "keepalive_interval"]),
+    ("envoy.config.cluster.v3.Cluster.CommonLbConfig", &["healthy_panic_threshold", "locality_weighted_lb_config"]),
+    ("envoy.config.cluster.v3.Cluster.CommonLbConfig.LocalityWeightedLbConfig", &[]),
+    ("envoy.config.cluster.v3.Cluster.RefreshRate", &["base_interval", "max_interval"]),
     ("envoy.config.cluster.v3.Cluster.LeastRequestLbConfig", &["choice_count", "active_request_bias"]),
     // Courier has no runtime layer: the default value always applies.
     ("envoy.config.core.v3.RuntimeDouble", &["default_value", "runtime_key"]),
@@ -90,10 +98,17 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "headers_with_underscores_action",
         ],
     ),
-    ("envoy.config.endpoint.v3.ClusterLoadAssignment", &["cluster_name", "endpoints"]),
-    ("envoy.config.endpoint.v3.LocalityLbEndpoints", &["locality", "lb_endpoints"]),
-    ("envoy.config.endpoint.v3.LbEndpoint", &["endpoint", "load_balancing_weight"]),
-    ("envoy.config.endpoint.v3.Endpoint", &["address", "hostname"]),
+    ("envoy.config.endpoint.v3.ClusterLoadAssignment", &["cluster_name", "endpoints", "policy"]),
+    ("envoy.config.endpoint.v3.ClusterLoadAssignment.Policy", &["overprovisioning_factor"]),
+    (
+        "envoy.config.endpoint.v3.LocalityLbEndpoints",
+        &["locality", "lb_endpoints", "load_balancing_weight", "priority"],
+    ),
+    ("envoy.config.endpoint.v3.LbEndpoint", &["endpoint", "load_balancing_weight", "metadata"]),
+    ("envoy.config.core.v3.Metadata", &["filter_metadata"]),
+    ("envoy.config.endpoint.v3.Endpoint", &["address", "hostname", "health_check_config"]),
+    // Read by active health checking only, which Courier refuses: see `NO_EFFECT`.
+    ("envoy.config.endpoint.v3.Endpoint.HealthCheckConfig", &["*"]),
     (
         "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
         &["stat_prefix", "cluster", "idle_timeout", "max_connect_attempts"],
@@ -170,6 +185,28 @@ const UPSTREAM_HTTP_OPTIONS: &[&str] =
 /// other supported field acts; `tests/integration/supported_fields.rs` holds each
 /// one to a test that shows it.
 pub const NO_EFFECT: &[(&str, &str, &str)] = &[
+    (
+        "envoy.config.endpoint.v3.LbEndpoint",
+        "metadata",
+        "Envoy reads an endpoint's metadata for subset load balancing, route metadata_match, \
+         transport_socket_matches, the ring-hash and Maglev hash_key, the %UPSTREAM_METADATA% and \
+         %METADATA(UPSTREAM_HOST:...)% formatters and filters that look it up, all refused by Courier; \
+         the one other use, envoy.lb canary: true (a canary host), is refused at start-up",
+    ),
+    ("envoy.config.core.v3.Metadata", "filter_metadata", "as LbEndpoint.metadata, the only place Courier accepts it"),
+    (
+        "envoy.config.endpoint.v3.Endpoint",
+        "health_check_config",
+        "the port, address and hostname that active health checks use, and whether they run for this \
+         host; Courier refuses health_checks, and Envoy reads it for nothing else",
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.CommonLbConfig",
+        "healthy_panic_threshold",
+        "panic mode starts when the share of healthy hosts in a priority level falls below the threshold; \
+         Courier has no health checking nor outlier detection, so every host is healthy and no level with \
+         hosts is ever in panic (an empty level takes no load either way)",
+    ),
     (
         "envoy.config.core.v3.HttpProtocolOptions",
         "headers_with_underscores_action",

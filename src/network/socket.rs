@@ -2,6 +2,7 @@
 //! the connecting side's socket options (`connect`).
 
 use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -51,14 +52,50 @@ pub fn ipv6_only(ip: std::net::IpAddr, ipv4_compat: bool) -> bool {
     ip.is_ipv6() && !ipv4_compat
 }
 
+/// `upstream_connection_options.tcp_keepalive`: `SO_KEEPALIVE` on, and each value
+/// that is set overrides the system's (`TCP_KEEPCNT`, `TCP_KEEPIDLE`,
+/// `TCP_KEEPINTVL`), as Envoy sets them before connecting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpKeepalive {
+    pub probes: Option<u32>,
+    pub time: Option<Duration>,
+    pub interval: Option<Duration>,
+}
+
+impl TcpKeepalive {
+    fn apply(&self, socket: &Socket) -> std::io::Result<()> {
+        let mut params = socket2::TcpKeepalive::new();
+        if let Some(t) = self.time {
+            params = params.with_time(t);
+        }
+        if let Some(i) = self.interval {
+            params = params.with_interval(i);
+        }
+        if let Some(p) = self.probes {
+            params = params.with_retries(p);
+        }
+        socket.set_tcp_keepalive(&params)
+    }
+}
+
 /// Connects to `addr`. An IPv6 socket gets `IPV6_V6ONLY` set to `ipv6_only` first,
-/// as Envoy's do (without it an IPv4-mapped address is unreachable).
-pub async fn connect(addr: SocketAddr, ipv6_only: bool) -> std::io::Result<tokio::net::TcpStream> {
-    if !addr.is_ipv6() {
+/// as Envoy's do (without it an IPv4-mapped address is unreachable), and any
+/// socket the `keepalive` options.
+pub async fn connect(
+    addr: SocketAddr,
+    ipv6_only: bool,
+    keepalive: Option<&TcpKeepalive>,
+) -> std::io::Result<tokio::net::TcpStream> {
+    if !addr.is_ipv6() && keepalive.is_none() {
         return tokio::net::TcpStream::connect(addr).await;
     }
-    let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_only_v6(ipv6_only)?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(ipv6_only)?;
+    }
+    if let Some(k) = keepalive {
+        k.apply(&socket)?;
+    }
     socket.set_nonblocking(true)?;
     tokio::net::TcpSocket::from_std_stream(socket.into()).connect(addr).await
 }

@@ -24,6 +24,7 @@ use crate::stats::{Gauge, Store};
 use crate::thread_local::{Slot, ThreadLocalRegistry};
 use crate::upstream::cluster::socket_address;
 use crate::upstream::cluster_manager::ClusterManagerConfig;
+use crate::upstream::host::Locality;
 use crate::upstream::{ClusterManager, ThreadLocalClusterManager};
 
 /// The config used when neither `-c` nor `--config-yaml` is given.
@@ -126,7 +127,13 @@ impl ServerConfig {
         let cluster_slot = tls.allocate_slot();
         let b = &bootstrap.bootstrap;
         let statics = b.static_resources.as_ref();
-        let clusters = ClusterManagerConfig::from_proto(statics.map_or(&[], |s| &s.clusters), &store)?;
+        let local_locality = b.node.as_ref().and_then(|n| n.locality.as_ref()).map(|l| Locality {
+            region: l.region.clone(),
+            zone: l.zone.clone(),
+            sub_zone: l.sub_zone.clone(),
+        });
+        let clusters =
+            ClusterManagerConfig::from_proto(statics.map_or(&[], |s| &s.clusters), local_locality.as_ref(), &store)?;
         let health_check_failed = Arc::new(AtomicBool::new(false));
         let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
         let cluster_names: std::collections::HashSet<&str> =

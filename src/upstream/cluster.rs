@@ -4,12 +4,15 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use envoy_types::pb::envoy::config::cluster::v3::cluster::common_lb_config::LocalityConfigSpecifier;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, DiscoveryType as PbDiscoveryType, DnsLookupFamily as PbDnsLookupFamily, LbConfig,
     LbPolicy as PbLbPolicy,
 };
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::{address, socket_address, Address};
+use envoy_types::pb::envoy::config::endpoint::v3::LbEndpoint;
+use envoy_types::pb::google::protobuf::value::Kind;
 
 use std::sync::{Arc, OnceLock};
 
@@ -22,12 +25,15 @@ use super::load_balancer::{LbPolicy, DEFAULT_ACTIVE_REQUEST_BIAS, DEFAULT_CHOICE
 use super::resource_manager::ResourceManager;
 use crate::config::{self, ConfigError, FieldPath};
 use crate::define_stats;
+use crate::network::socket::TcpKeepalive;
 use crate::stats::{Histogram, Store};
 
 /// Envoy's default `connect_timeout`.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Envoy's default `dns_refresh_rate`.
 const DEFAULT_DNS_REFRESH_RATE: Duration = Duration::from_millis(5000);
+/// Envoy's default `overprovisioning_factor` (1.4, in percent).
+pub const DEFAULT_OVERPROVISIONING_FACTOR: u32 = 140;
 /// Envoy's default `per_connection_buffer_limit_bytes`.
 pub const DEFAULT_BUFFER_LIMIT: u32 = 1024 * 1024;
 
@@ -138,6 +144,11 @@ pub struct ConfiguredEndpoint {
     pub ipv4_compat: bool,
     /// Its `LocalityLbEndpoints.locality`, when set.
     pub locality: Option<Arc<Locality>>,
+    /// Its `LocalityLbEndpoints.priority` (0, the highest, when unset).
+    pub priority: u32,
+    /// Its `LocalityLbEndpoints.load_balancing_weight` (0 when unset), read with
+    /// `locality_weighted_lb_config`.
+    pub locality_weight: u32,
 }
 
 /// Everything about a cluster that does not change while it exists.
@@ -150,10 +161,24 @@ pub struct ClusterInfo {
     pub connect_timeout: Duration,
     pub per_connection_buffer_limit_bytes: u32,
     pub dns_refresh_rate: Duration,
+    /// `dns_failure_refresh_rate` as `(base_interval, max_interval)`: after a failed
+    /// resolution the next one waits a jittered, growing back-off instead of
+    /// `dns_refresh_rate`.
+    pub dns_failure_refresh_rate: Option<(Duration, Duration)>,
     pub dns_lookup_family: DnsLookupFamily,
     pub endpoints: Vec<ConfiguredEndpoint>,
+    /// `load_assignment.policy.overprovisioning_factor`, in percent (Envoy's default
+    /// 140): how much a priority level's health is scaled by before the levels below
+    /// it take a share of the load (see `upstream::priority`).
+    pub overprovisioning_factor: u32,
     /// `lb_policy` with `least_request_lb_config`.
     pub lb_policy: LbPolicy,
+    /// `common_lb_config.locality_weighted_lb_config` is set: a locality is picked
+    /// by its weight before a host of it.
+    pub locality_weighted: bool,
+    /// The bootstrap `node.locality`, when set: Envoy lists a cluster's hosts of
+    /// that locality first among its localities.
+    pub local_locality: Option<Locality>,
     pub stats: ClusterStats,
     /// Circuit breakers, shared by all workers.
     pub resources: Arc<ResourceManager>,
@@ -161,6 +186,8 @@ pub struct ClusterInfo {
     pub max_requests_per_connection: Option<u32>,
     /// How long an idle pooled HTTP connection is kept (Envoy's default 1 h).
     pub idle_timeout: Duration,
+    /// `upstream_connection_options.tcp_keepalive`, set on every upstream socket.
+    pub tcp_keepalive: Option<TcpKeepalive>,
     /// `upstream_rq_<class>xx`, `upstream_rq_<code>`, `retry.*` and `upstream_rq_time`,
     /// created on first use.
     code_stats: CodeStats,
@@ -244,10 +271,13 @@ impl ClusterInfo {
             Ok(PbDnsLookupFamily::All) => DnsLookupFamily::All,
         };
         let endpoints = endpoints(c, path, discovery)?;
+        let overprovisioning_factor = overprovisioning_factor(c);
         let http = http_protocol_options(c, path)?;
+        let tcp_keepalive = tcp_keepalive(c, path)?;
         // Deprecated in favour of the DnsCluster extension, still honoured by Envoy.
         #[allow(deprecated)]
         let dns_refresh_rate = config::duration_or(&c.dns_refresh_rate, DEFAULT_DNS_REFRESH_RATE);
+        let dns_failure_refresh_rate = dns_failure_refresh_rate(c, path)?;
         let stat_name = if c.alt_stat_name.is_empty() { c.name.clone() } else { c.alt_stat_name.clone() };
         let prefix = format!("cluster.{stat_name}.");
         let resources = Arc::new(ResourceManager::from_proto(c.circuit_breakers.as_ref(), path, store, &prefix)?);
@@ -257,6 +287,7 @@ impl ClusterInfo {
             resources,
             max_requests_per_connection: http.max_requests_per_connection,
             idle_timeout: http.idle_timeout,
+            tcp_keepalive,
             code_stats: CodeStats {
                 store: store.clone(),
                 prefix: prefix.clone(),
@@ -272,9 +303,15 @@ impl ClusterInfo {
                 .map(|v| v.value)
                 .unwrap_or(DEFAULT_BUFFER_LIMIT),
             dns_refresh_rate,
+            dns_failure_refresh_rate,
             dns_lookup_family,
             lb_policy,
+            locality_weighted: c.common_lb_config.as_ref().is_some_and(|lb| {
+                matches!(lb.locality_config_specifier, Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(_)))
+            }),
             endpoints,
+            overprovisioning_factor,
+            local_locality: None,
         })
     }
 }
@@ -335,6 +372,59 @@ fn http_protocol_options(c: &Cluster, path: &FieldPath) -> Result<HttpOptions, C
     })
 }
 
+/// `dns_failure_refresh_rate`, in whole milliseconds as Envoy reads it: `max_interval`
+/// defaults to 10 times `base_interval` and must not be below it (the schema
+/// requires `base_interval`, above 1 ms).
+#[allow(deprecated)] // In favour of the DnsCluster extension; still honoured by Envoy.
+fn dns_failure_refresh_rate(c: &Cluster, path: &FieldPath) -> Result<Option<(Duration, Duration)>, ConfigError> {
+    let Some(rate) = &c.dns_failure_refresh_rate else {
+        return Ok(None);
+    };
+    let ms = |d: Duration| Duration::from_millis(d.as_millis() as u64);
+    let base = ms(config::duration_or(&rate.base_interval, Duration::ZERO));
+    let max = rate.max_interval.as_ref().map_or(base * 10, |m| ms(config::duration(m)));
+    if max < base {
+        return Err(path.field_error(
+            "dns_failure_refresh_rate",
+            "dns_failure_refresh_rate must have max_interval greater than or equal to the base_interval",
+        ));
+    }
+    Ok(Some((base, max)))
+}
+
+/// `upstream_connection_options.tcp_keepalive`. As in Envoy (checked with 1.40), a
+/// value of 0 turns keepalive off for the cluster altogether. Above Linux's
+/// maximum, the kernel refuses the option and Envoy fails every connection to the
+/// cluster; Courier refuses such a value at start-up instead.
+fn tcp_keepalive(c: &Cluster, path: &FieldPath) -> Result<Option<TcpKeepalive>, ConfigError> {
+    let Some(k) = c.upstream_connection_options.as_ref().and_then(|o| o.tcp_keepalive.as_ref()) else {
+        return Ok(None);
+    };
+    let mut p = path.clone();
+    p.push_field("upstream_connection_options");
+    p.push_field("tcp_keepalive");
+    let value = |field: &str, v: Option<u32>, max: u32| match v {
+        Some(v) if v > max => Err(p.field_error(
+            field,
+            format!("{v} is above what Linux accepts ({max}); Envoy would fail every upstream connection"),
+        )),
+        _ => Ok(v),
+    };
+    let probes = value("keepalive_probes", k.keepalive_probes.map(|v| v.value), MAX_TCP_KEEPCNT)?;
+    let time = value("keepalive_time", k.keepalive_time.map(|v| v.value), MAX_TCP_KEEPIDLE)?;
+    let interval = value("keepalive_interval", k.keepalive_interval.map(|v| v.value), MAX_TCP_KEEPIDLE)?;
+    if [probes, time, interval].contains(&Some(0)) {
+        return Ok(None);
+    }
+    let secs = |s: u32| Duration::from_secs(u64::from(s));
+    Ok(Some(TcpKeepalive { probes, time: time.map(secs), interval: interval.map(secs) }))
+}
+
+/// Linux's largest `TCP_KEEPCNT`.
+const MAX_TCP_KEEPCNT: u32 = 127;
+/// Linux's largest `TCP_KEEPIDLE` and `TCP_KEEPINTVL`, in seconds.
+const MAX_TCP_KEEPIDLE: u32 = 32767;
+
 /// `lb_policy` and its `least_request_lb_config`.
 fn lb_policy(c: &Cluster, path: &FieldPath) -> Result<LbPolicy, ConfigError> {
     let policy = match PbLbPolicy::try_from(c.lb_policy) {
@@ -384,6 +474,15 @@ fn lb_policy(c: &Cluster, path: &FieldPath) -> Result<LbPolicy, ConfigError> {
     }
 }
 
+/// `load_assignment.policy.overprovisioning_factor` (its schema requires it above 0).
+fn overprovisioning_factor(c: &Cluster) -> u32 {
+    c.load_assignment
+        .as_ref()
+        .and_then(|la| la.policy.as_ref())
+        .and_then(|p| p.overprovisioning_factor.as_ref())
+        .map_or(DEFAULT_OVERPROVISIONING_FACTOR, |f| f.value)
+}
+
 /// The configured endpoints, in order.
 fn endpoints(c: &Cluster, path: &FieldPath, discovery: DiscoveryType) -> Result<Vec<ConfiguredEndpoint>, ConfigError> {
     let mut out = Vec::new();
@@ -411,6 +510,7 @@ fn endpoints(c: &Cluster, path: &FieldPath, discovery: DiscoveryType) -> Result<
                     "the sum of the load_balancing_weight of a locality's endpoints must not exceed 4294967295",
                 ));
             }
+            refuse_canary(lb_endpoint, &p)?;
             let endpoint = match &lb_endpoint.host_identifier {
                 Some(envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier::Endpoint(e)) => e,
                 _ => return Err(ConfigError::new(p, "an endpoint is required")),
@@ -439,6 +539,8 @@ fn endpoints(c: &Cluster, path: &FieldPath, discovery: DiscoveryType) -> Result<
                 weight,
                 ipv4_compat: ipv4_compat(addr),
                 locality: named.clone(),
+                priority: locality.priority,
+                locality_weight: locality.load_balancing_weight.map_or(0, |w| w.value),
             });
         }
     }
@@ -446,6 +548,28 @@ fn endpoints(c: &Cluster, path: &FieldPath, discovery: DiscoveryType) -> Result<
         return Err(path.field_error("load_assignment", "LOGICAL_DNS clusters must have exactly one endpoint"));
     }
     Ok(out)
+}
+
+/// Refuses an endpoint whose `metadata` marks it a canary (`envoy.lb` `canary: true`):
+/// Envoy then shows it as one in `/clusters` and counts its responses again in
+/// `cluster.<name>.canary.*`, which Courier does not. Nothing else in `metadata`
+/// acts without features Courier refuses (see `NO_EFFECT`).
+fn refuse_canary(lb_endpoint: &LbEndpoint, path: &str) -> Result<(), ConfigError> {
+    let canary = lb_endpoint
+        .metadata
+        .as_ref()
+        .and_then(|m| m.filter_metadata.get("envoy.lb"))
+        .and_then(|s| s.fields.get("canary"))
+        .and_then(|v| v.kind.as_ref());
+    match canary {
+        Some(Kind::BoolValue(true)) => Err(ConfigError::new(
+            format!("{path}.metadata.filter_metadata[\"envoy.lb\"].canary"),
+            "canary hosts are not supported by Courier (Envoy shows them in /clusters and counts their \
+             responses in canary.* stats)",
+        )),
+        // Envoy reads it as a bool: anything else is not a canary.
+        _ => Ok(()),
+    }
 }
 
 /// The `(address, port)` of an `Address` that must be a TCP socket address.
@@ -479,6 +603,7 @@ pub fn ipv4_compat(addr: &Address) -> bool {
 mod tests {
     use super::*;
     use crate::config::{load_bootstrap, BootstrapSource};
+    use crate::upstream::host::Host;
 
     /// Loads `static_resources.clusters` from YAML through every config check, and
     /// builds the first cluster.
@@ -573,10 +698,130 @@ mod tests {
         );
         let e = error(&cluster("STATIC", "", &[("127.0.0.1:1", Some(u32::MAX)), ("127.0.0.1:2", Some(1))]));
         assert!(e.starts_with("static_resources.clusters[0].load_assignment.endpoints[0]: the sum"), "{e}");
-        // Locality weights need locality weighted load balancing, which Courier does not have.
+        // A locality's weight, read with locality weighted load balancing.
         let yaml = cluster("STATIC", "", &[("127.0.0.1:1", None)])
             .replace("      - lb_endpoints:", "      - load_balancing_weight: 2\n        lb_endpoints:");
-        let e = error(&yaml);
-        assert!(e.contains("endpoints[0].load_balancing_weight: field 'load_balancing_weight'"), "{e}");
+        let info = load(&yaml).expect("a locality weight");
+        assert_eq!((info.endpoints[0].locality_weight, info.locality_weighted), (2, false));
+        let weighted = yaml.replace(
+            "    load_assignment:",
+            "    common_lb_config: { locality_weighted_lb_config: {} }\n    load_assignment:",
+        );
+        assert!(load(&weighted).expect("locality weighted").locality_weighted);
+    }
+
+    #[tokio::test]
+    async fn tcp_keepalive_is_set_on_upstream_connections() {
+        use crate::upstream::upstream_connection::UpstreamConnection;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let eps = [(addr.as_str(), None)];
+        let keepalive = "    upstream_connection_options:\n      tcp_keepalive: { keepalive_probes: 3, keepalive_time: 70, keepalive_interval: 9 }\n";
+        let info = Arc::new(load(&cluster("STATIC", keepalive, &eps)).expect("tcp_keepalive"));
+        let host = Host::new(listener.local_addr().expect("addr"), String::new(), 1);
+        let conn = UpstreamConnection::connect(&info, &host).await.expect("connect");
+        let sock = socket2::SockRef::from(&conn.stream);
+        assert!(sock.keepalive().expect("SO_KEEPALIVE"));
+        assert_eq!(sock.tcp_keepalive_retries().expect("TCP_KEEPCNT"), 3);
+        assert_eq!(sock.tcp_keepalive_time().expect("TCP_KEEPIDLE"), Duration::from_secs(70));
+        assert_eq!(sock.tcp_keepalive_interval().expect("TCP_KEEPINTVL"), Duration::from_secs(9));
+        drop(conn);
+
+        // Only what is set is changed: the interval and probes stay the system's.
+        let only_time = "    upstream_connection_options: { tcp_keepalive: { keepalive_time: 30 } }\n";
+        let info = Arc::new(load(&cluster("STATIC", only_time, &eps)).expect("keepalive_time only"));
+        let conn = UpstreamConnection::connect(&info, &host).await.expect("connect");
+        let plain = std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("plain");
+        let sock = socket2::SockRef::from(&conn.stream);
+        let default = socket2::SockRef::from(&plain);
+        assert!(sock.keepalive().expect("SO_KEEPALIVE"));
+        assert_eq!(sock.tcp_keepalive_time().expect("TCP_KEEPIDLE"), Duration::from_secs(30));
+        assert_eq!(sock.tcp_keepalive_interval().ok(), default.tcp_keepalive_interval().ok());
+        assert_eq!(sock.tcp_keepalive_retries().ok(), default.tcp_keepalive_retries().ok());
+        drop(conn);
+
+        // Without tcp_keepalive, no SO_KEEPALIVE (the system's default).
+        let info = Arc::new(load(&cluster("STATIC", "", &eps)).expect("plain"));
+        let conn = UpstreamConnection::connect(&info, &host).await.expect("connect");
+        assert!(!socket2::SockRef::from(&conn.stream).keepalive().expect("SO_KEEPALIVE"));
+    }
+
+    #[test]
+    fn tcp_keepalive_values_linux_refuses_are_refused_and_0_turns_it_off() {
+        let eps = [("127.0.0.1:1", None)];
+        let keepalive = |k: &str| format!("    upstream_connection_options: {{ tcp_keepalive: {{ {k} }} }}\n");
+        for (field, v) in [("keepalive_probes", 128), ("keepalive_time", 32768), ("keepalive_interval", 32768)] {
+            let e = error(&cluster("STATIC", &keepalive(&format!("{field}: {v}")), &eps));
+            assert!(
+                e.starts_with(&format!(
+                    "static_resources.clusters[0].upstream_connection_options.tcp_keepalive.{field}: {v} is above"
+                )),
+                "{e}"
+            );
+        }
+        for off in ["keepalive_probes: 0", "keepalive_time: 0, keepalive_interval: 5", "keepalive_interval: 0"] {
+            assert_eq!(load(&cluster("STATIC", &keepalive(off), &eps)).expect(off).tcp_keepalive, None, "{off}");
+        }
+        let all_default = load(&cluster("STATIC", &keepalive(""), &eps)).expect("{}").tcp_keepalive;
+        assert_eq!(all_default, Some(TcpKeepalive::default()));
+        let extra = "    upstream_connection_options: { set_local_interface_name_on_upstream_connections: true }\n";
+        assert!(
+            error(&cluster("STATIC", extra, &eps)).contains("field 'set_local_interface_name_on_upstream_connections'")
+        );
+    }
+
+    #[test]
+    fn endpoint_metadata_is_kept_out_of_the_way_but_a_canary_is_refused() {
+        let with = |metadata: &str| {
+            cluster("STATIC", "", &[("127.0.0.1:1", None)])
+                .replace(" } } } }\n", &format!(" }} }} }}, metadata: {{ filter_metadata: {metadata} }} }}\n"))
+        };
+        load(&with("{ envoy.lb: { canary: false, hash_key: h }, acme: { team: a } }")).expect("metadata");
+        load(&with("{ envoy.lb: { canary: \"true\" } }")).expect("a string is not a canary, as in Envoy");
+        let e = error(&with("{ envoy.lb: { canary: true } }"));
+        assert!(
+            e.starts_with(
+                "static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].metadata.filter_metadata[\"envoy.lb\"].canary: canary hosts"
+            ),
+            "{e}"
+        );
+        let e = error(&cluster("STATIC", "", &[("127.0.0.1:1", None)]).replace(
+            " } } } }\n",
+            " } } }, metadata: { typed_filter_metadata: { a: { \"@type\": type.googleapis.com/google.protobuf.Struct, value: {} } } } }\n",
+        ));
+        assert!(e.contains("field 'typed_filter_metadata'"), "{e}");
+    }
+
+    #[test]
+    fn dns_failure_refresh_rate_is_read_in_milliseconds_and_checked() {
+        let eps = [("localhost:1", None)];
+        let rate = |r: &str| format!("    dns_failure_refresh_rate: {r}\n");
+        let info = load(&cluster("STRICT_DNS", &rate("{ base_interval: 1.5s, max_interval: 4.0009s }"), &eps));
+        let ms = Duration::from_millis;
+        assert_eq!(info.expect("rate").dns_failure_refresh_rate, Some((ms(1500), ms(4000))));
+        let info = load(&cluster("STRICT_DNS", &rate("{ base_interval: 0.2s }"), &eps)).expect("default max");
+        assert_eq!(info.dns_failure_refresh_rate, Some((ms(200), ms(2000))));
+        let e = error(&cluster("STRICT_DNS", &rate("{ base_interval: 7s, max_interval: 2s }"), &eps));
+        assert_eq!(
+            e,
+            "static_resources.clusters[0].dns_failure_refresh_rate: dns_failure_refresh_rate must have \
+             max_interval greater than or equal to the base_interval"
+        );
+        let e = error(&cluster("STRICT_DNS", &rate("{ max_interval: 2s }"), &eps));
+        assert!(e.starts_with("static_resources.clusters[0].dns_failure_refresh_rate.base_interval"), "{e}");
+    }
+
+    #[test]
+    fn common_lb_config_takes_the_panic_threshold_and_locality_weighting_only() {
+        let eps = [("127.0.0.1:1", None)];
+        load(&cluster("STATIC", "    common_lb_config: { healthy_panic_threshold: { value: 30 } }\n", &eps))
+            .expect("healthy_panic_threshold");
+        let e = error(&cluster("STATIC", "    common_lb_config: { healthy_panic_threshold: { value: 130 } }\n", &eps));
+        assert!(e.contains("common_lb_config.healthy_panic_threshold.value"), "{e}");
+        for field in ["zone_aware_lb_config: {}", "ignore_new_hosts_until_first_hc: true", "update_merge_window: 1s"] {
+            let e = error(&cluster("STATIC", &format!("    common_lb_config: {{ {field} }}\n"), &eps));
+            let name = field.split(':').next().unwrap_or_default();
+            assert!(e.contains(&format!("common_lb_config.{name}: field '{name}'")), "{e}");
+        }
     }
 }

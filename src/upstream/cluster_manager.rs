@@ -7,12 +7,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 
 use super::cluster::{ClusterInfo, ConfiguredEndpoint, DiscoveryType, EndpointAddress};
 use super::dns;
-use super::host::{Host, HostSet};
+use super::host::{host_set, Host, HostSet, Locality};
 use super::thread_local_cluster::ThreadLocalClusterManager;
 use crate::config::{ConfigError, FieldPath};
 use crate::define_stats;
@@ -45,8 +46,9 @@ pub struct ClusterManagerConfig {
 }
 
 impl ClusterManagerConfig {
-    /// Checks and builds every cluster of `static_resources.clusters`.
-    pub fn from_proto(clusters: &[Cluster], store: &Arc<Store>) -> Result<Self, ConfigError> {
+    /// Checks and builds every cluster of `static_resources.clusters`; `local` is
+    /// the bootstrap's `node.locality`.
+    pub fn from_proto(clusters: &[Cluster], local: Option<&Locality>, store: &Arc<Store>) -> Result<Self, ConfigError> {
         let mut out: Vec<Arc<ClusterInfo>> = Vec::with_capacity(clusters.len());
         let mut names: HashSet<&str> = HashSet::with_capacity(clusters.len());
         // A cluster's stats are three groups: `cluster.<name>.` and its two circuit
@@ -57,7 +59,9 @@ impl ClusterManagerConfig {
             if !names.insert(&c.name) {
                 return Err(path.field_error("name", format!("cluster manager: duplicate cluster '{}'", c.name)));
             }
-            out.push(Arc::new(ClusterInfo::from_proto(c, &path, store)?));
+            let mut info = ClusterInfo::from_proto(c, &path, store)?;
+            info.local_locality = local.cloned();
+            out.push(Arc::new(info));
         }
         Ok(ClusterManagerConfig { clusters: out, stats: Arc::new(ClusterManagerStats::new(store, "cluster_manager.")) })
     }
@@ -87,10 +91,11 @@ impl ClusterManager {
             // Clusters of static_resources are active at once, never warming.
             cm.stats.cluster_added.inc();
             cm.stats.active_clusters.inc();
+            let mut failed = false;
             let hosts = match info.discovery {
                 DiscoveryType::Static => {
                     let hosts = static_hosts(info);
-                    info.stats.membership_change.add(u64::from(!hosts.is_empty()));
+                    info.stats.membership_change.add(levels_with_hosts(&hosts));
                     hosts
                 }
                 DiscoveryType::StrictDns | DiscoveryType::LogicalDns => {
@@ -101,17 +106,27 @@ impl ClusterManager {
                     let with_hosts = resolved.as_ref().map_or(0, |r| r.targets_with_hosts) as u64;
                     info.stats.membership_change.add(with_hosts);
                     cm.stats.cluster_updated.add(with_hosts.saturating_sub(1));
+                    // A name that resolved to no host changed nothing.
+                    if let Some(r) = &resolved {
+                        info.stats.update_no_rebuild.add((r.targets - r.targets_with_hosts) as u64);
+                    }
+                    failed = resolved.is_none();
                     resolved.map(|r| r.hosts).unwrap_or_default()
                 }
             };
             set_membership_stats(info, &hosts);
             cm.membership.borrow_mut().insert(info.name.clone(), hosts.clone());
-            initial.push((info.clone(), hosts));
+            initial.push((info.clone(), hosts, failed));
         }
-        let initial = Arc::new(initial);
+        let loops: Vec<_> = initial
+            .iter()
+            .filter(|(i, ..)| i.discovery != DiscoveryType::Static)
+            .map(|(i, _, failed)| (i.clone(), *failed))
+            .collect();
+        let initial = Arc::new(initial.into_iter().map(|(info, hosts, _)| (info, hosts)).collect::<Vec<_>>());
         cm.slot.set(move || ThreadLocalClusterManager::new(&initial));
-        for info in config.clusters.iter().filter(|c| c.discovery != DiscoveryType::Static) {
-            tokio::task::spawn_local(refresh_loop(Rc::downgrade(&cm), info.clone()));
+        for (info, failed) in loops {
+            tokio::task::spawn_local(refresh_loop(Rc::downgrade(&cm), info, failed));
         }
         cm
     }
@@ -150,9 +165,10 @@ fn set_membership_stats(info: &ClusterInfo, hosts: &HostSet) {
     info.stats.membership_healthy.set(hosts.len() as i64);
 }
 
-/// The hosts of a STATIC cluster: its endpoints, in order, with their weights.
+/// The hosts of a STATIC cluster: its endpoints, by priority then in order, with
+/// their weights.
 fn static_hosts(info: &ClusterInfo) -> HostSet {
-    Arc::new(
+    host_set(
         info.endpoints
             .iter()
             .filter_map(|e| match e.address {
@@ -163,23 +179,43 @@ fn static_hosts(info: &ClusterInfo) -> HostSet {
     )
 }
 
+/// How many priority levels have hosts: Envoy counts a membership change for each
+/// level it fills when a STATIC cluster starts.
+fn levels_with_hosts(hosts: &HostSet) -> u64 {
+    // The set is ordered by priority.
+    let mut levels = 0;
+    let mut last = None;
+    for h in hosts.iter() {
+        levels += u64::from(last != Some(h.priority));
+        last = Some(h.priority);
+    }
+    levels
+}
+
 /// A DNS cluster's hosts after resolving all of its names.
 struct Resolved {
     hosts: HostSet,
-    /// How many names resolved to at least one host.
+    /// How many names were resolved, and how many of them to at least one host.
+    targets: usize,
     targets_with_hosts: usize,
 }
 
 /// Resolves every endpoint of a DNS cluster; each host takes its endpoint's
 /// `load_balancing_weight`. Hosts whose address did not change are kept (with
-/// their stats); `None` when any name failed to resolve.
+/// their stats); `None` when any name failed to resolve. As in Envoy, a name with
+/// no address is an empty answer for a STRICT_DNS cluster (whose hosts it removes)
+/// and a failure for a LOGICAL_DNS one (which keeps its host); `update_empty` is
+/// Envoy's count of empty EDS updates, never of DNS answers. `update_attempt`,
+/// `update_success` and `update_failure` count each name, as Envoy's resolve
+/// targets do (though here a failed name ends the round: the names after it wait
+/// for the next one).
 ///
 /// `max_host_weight` follows Envoy, whose STRICT_DNS cluster sets it from each
 /// name's hosts as that name resolves (at least 1), so it ends with the last name's;
 /// STATIC and LOGICAL_DNS clusters never set it.
 async fn resolve_cluster(info: &ClusterInfo, current: &HostSet) -> Option<Resolved> {
-    info.stats.update_attempt.inc();
     let mut hosts: Vec<Arc<Host>> = Vec::new();
+    let mut targets = 0;
     let mut targets_with_hosts = 0;
     for endpoint in &info.endpoints {
         let EndpointAddress::Dns { name, port } = &endpoint.address else {
@@ -188,13 +224,21 @@ async fn resolve_cluster(info: &ClusterInfo, current: &HostSet) -> Option<Resolv
         let weight = endpoint.weight;
         // The endpoint's `hostname`, else the name resolved.
         let hostname = if endpoint.hostname.is_empty() { name } else { &endpoint.hostname };
+        targets += 1;
+        info.stats.update_attempt.inc();
         match dns::resolve(name, *port, info.dns_lookup_family).await {
+            Ok(addrs) if addrs.is_empty() && info.discovery == DiscoveryType::LogicalDns => {
+                tracing::warn!(cluster = %info.name, "DNS resolution of '{name}' found no address");
+                info.stats.update_failure.inc();
+                return None;
+            }
             Ok(mut addrs) => {
                 if info.discovery == DiscoveryType::LogicalDns {
                     addrs.truncate(1);
                 } else {
                     info.stats.max_host_weight.set(if addrs.is_empty() { 1 } else { i64::from(weight) });
                 }
+                info.stats.update_success.inc();
                 targets_with_hosts += usize::from(!addrs.is_empty());
                 hosts.extend(addrs.into_iter().map(|a| reuse_or_new(current, a, hostname, endpoint)));
             }
@@ -205,37 +249,96 @@ async fn resolve_cluster(info: &ClusterInfo, current: &HostSet) -> Option<Resolv
             }
         }
     }
-    info.stats.update_success.inc();
-    if hosts.is_empty() {
-        info.stats.update_empty.inc();
-    }
-    Some(Resolved { hosts: Arc::new(hosts), targets_with_hosts })
+    Some(Resolved { hosts: host_set(hosts), targets, targets_with_hosts })
 }
 
 fn reuse_or_new(current: &HostSet, address: SocketAddr, name: &str, endpoint: &ConfiguredEndpoint) -> Arc<Host> {
     current
         .iter()
-        .find(|h| h.address == address && h.hostname == name && h.weight == endpoint.weight)
+        .find(|h| {
+            h.address == address && h.hostname == name && h.weight == endpoint.weight && h.priority == endpoint.priority
+        })
         .cloned()
         .unwrap_or_else(|| Host::of_endpoint(address, name.to_string(), endpoint))
 }
 
-/// Re-resolves a DNS cluster every `dns_refresh_rate` until the manager is gone.
-async fn refresh_loop(cm: std::rc::Weak<ClusterManager>, info: Arc<ClusterInfo>) {
+/// Re-resolves a DNS cluster until the manager is gone: `dns_refresh_rate` after a
+/// success, and after a failure (`failed`: the last resolution's) the
+/// `dns_failure_refresh_rate` back-off, or `dns_refresh_rate` without one, as Envoy.
+async fn refresh_loop(cm: std::rc::Weak<ClusterManager>, info: Arc<ClusterInfo>, mut failed: bool) {
+    let mut backoff = info.dns_failure_refresh_rate.map(|(base, max)| FailureBackOff::new(base, max));
     loop {
-        tokio::time::sleep(info.dns_refresh_rate).await;
+        let wait = match backoff.as_mut() {
+            Some(b) if failed => b.next(),
+            Some(b) => {
+                b.reset();
+                info.dns_refresh_rate
+            }
+            None => info.dns_refresh_rate,
+        };
+        tokio::time::sleep(wait).await;
         let Some(current) = cm.upgrade().map(|cm| cm.hosts(&info.name)) else {
             return;
         };
-        let Some(Resolved { hosts: new, .. }) = resolve_cluster(&info, &current).await else {
+        let resolved = resolve_cluster(&info, &current).await;
+        failed = resolved.is_none();
+        let Some(Resolved { hosts: new, targets, .. }) = resolved else {
             continue;
         };
         let Some(cm) = cm.upgrade() else { return };
         let same = new.len() == current.len() && new.iter().zip(current.iter()).all(|(a, b)| Arc::ptr_eq(a, b));
         if same {
-            info.stats.update_no_rebuild.inc();
+            // Envoy counts each name whose hosts stayed.
+            info.stats.update_no_rebuild.add(targets as u64);
         } else {
             cm.update_membership(&info, new);
         }
+    }
+}
+
+/// Envoy's `JitteredExponentialBackOffStrategy`, in milliseconds: each wait is
+/// uniformly random below an interval that starts at `base` and doubles up to
+/// `max`; a success starts it over.
+#[derive(Debug)]
+struct FailureBackOff {
+    base: u64,
+    max: u64,
+    next: u64,
+}
+
+impl FailureBackOff {
+    fn new(base: Duration, max: Duration) -> Self {
+        // The config check keeps 0 < base <= max.
+        let base = (base.as_millis() as u64).max(1);
+        FailureBackOff { base, max: (max.as_millis() as u64).max(base), next: base }
+    }
+
+    fn next(&mut self) -> Duration {
+        let interval = self.next;
+        self.next = if self.next < self.max / 2 { self.next * 2 } else { self.max };
+        Duration::from_millis(crate::common::random::below(interval))
+    }
+
+    fn reset(&mut self) {
+        self.next = self.base;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_back_off_doubles_up_to_max_and_starts_over() {
+        let mut b = FailureBackOff::new(Duration::from_millis(100), Duration::from_millis(500));
+        let mut intervals = Vec::new();
+        for _ in 0..5 {
+            intervals.push(b.next);
+            assert!(b.next() < Duration::from_millis(intervals[intervals.len() - 1]));
+        }
+        // Doubled while below half the max, then the max (Envoy's `doubling_limit_`).
+        assert_eq!(intervals, [100, 200, 400, 500, 500]);
+        b.reset();
+        assert_eq!(b.next, 100);
     }
 }

@@ -22,11 +22,16 @@ pub struct Host {
     /// The `locality` of the endpoint's `LocalityLbEndpoints` (shown by `/clusters`),
     /// shared by its hosts.
     pub locality: Option<Arc<Locality>>,
+    /// The `priority` of the endpoint's `LocalityLbEndpoints`: its level in the
+    /// cluster's priority set (0 is the highest).
+    pub priority: u32,
+    /// The `load_balancing_weight` of that `LocalityLbEndpoints` (0 when unset).
+    pub locality_weight: u32,
     pub stats: HostStats,
 }
 
 /// Where an endpoint runs, as its `LocalityLbEndpoints.locality` says.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Locality {
     pub region: String,
     pub zone: String,
@@ -55,7 +60,16 @@ impl HostStats {
 impl Host {
     pub fn new(address: SocketAddr, hostname: String, weight: u32) -> Arc<Host> {
         let ipv6_only = crate::network::socket::ipv6_only(address.ip(), false);
-        Arc::new(Host { address, hostname, weight, ipv6_only, locality: None, stats: HostStats::default() })
+        Arc::new(Host {
+            address,
+            hostname,
+            weight,
+            ipv6_only,
+            locality: None,
+            priority: 0,
+            locality_weight: 0,
+            stats: HostStats::default(),
+        })
     }
 
     /// A host of configured endpoint `e` at `address` (its own, or one its name
@@ -68,10 +82,19 @@ impl Host {
             weight: e.weight,
             ipv6_only,
             locality: e.locality.clone(),
+            priority: e.priority,
+            locality_weight: e.locality_weight,
             stats: HostStats::default(),
         })
     }
 }
 
-/// A cluster's membership at one moment; replaced whole on change (RCU).
+/// A cluster's membership at one moment, ordered by priority (each level's hosts in
+/// config order, as Envoy's priority set lists them); replaced whole on change (RCU).
 pub type HostSet = Arc<Vec<Arc<Host>>>;
+
+/// `hosts` as a `HostSet`: sorted by priority, keeping the order within a level.
+pub fn host_set(mut hosts: Vec<Arc<Host>>) -> HostSet {
+    hosts.sort_by_key(|h| h.priority);
+    Arc::new(hosts)
+}

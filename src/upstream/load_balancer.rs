@@ -1,5 +1,6 @@
-//! Load balancers (`Cluster.lb_policy`). Each worker owns one per cluster, so the
-//! state is plain cells, exact only per worker (DESIGN.md §1), and never locked.
+//! Load balancers (`Cluster.lb_policy`) over one set of hosts: a priority level, or
+//! one locality of it (`upstream::priority` picks which). Each worker owns its own,
+//! so the state is plain cells, exact only per worker (DESIGN.md §1), and never locked.
 //! A pick does not allocate: the weighted scheduler is rebuilt only when the host
 //! set changes (`LoadBalancer::refresh`).
 //!
@@ -162,7 +163,7 @@ fn least_request_weight(weight: f64, host: &Host, bias: f64) -> f64 {
 /// scheduling order), the clock moves to its deadline, and it is scheduled again.
 /// The floating-point steps are Envoy's, so that the order is Envoy's too.
 #[derive(Debug)]
-struct Edf {
+pub(super) struct Edf {
     /// Each host's `load_balancing_weight`, by index in the host set.
     weights: Vec<f64>,
     queue: BinaryHeap<EdfEntry>,
@@ -182,7 +183,7 @@ impl Edf {
     /// Like Envoy, it adds 1e-13 to every weight here, so that weights that are
     /// multiples of each other do not tie on rounding errors, and breaks ties between
     /// the hosts by index.
-    fn with_picks(weights: Vec<f64>, effective: impl Fn(usize, f64) -> f64, picks: u32) -> Edf {
+    pub(super) fn with_picks(weights: Vec<f64>, effective: impl Fn(usize, f64) -> f64, picks: u32) -> Edf {
         let picks = picks % MAX_INITIAL_PICKS;
         let n = weights.len();
         let augmented: Vec<f64> = (0..n).map(|i| effective(i, weights[i]).max(f64::MIN_POSITIVE) + 1e-13).collect();
@@ -216,7 +217,7 @@ impl Edf {
         self.order += 1;
     }
 
-    fn pick(&mut self, effective: impl Fn(usize, f64) -> f64) -> Option<usize> {
+    pub(super) fn pick(&mut self, effective: impl Fn(usize, f64) -> f64) -> Option<usize> {
         let entry = self.queue.pop()?;
         self.now = entry.deadline;
         let w = effective(entry.index, self.weights[entry.index]);

@@ -8,6 +8,7 @@ pub mod dns;
 pub mod host;
 pub mod http1_conn_pool;
 pub mod load_balancer;
+pub mod priority;
 pub mod resource_manager;
 pub mod thread_local_cluster;
 pub mod upstream_connection;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::cluster::ClusterInfo;
 use super::host::{Host, HostSet};
 use super::http1_conn_pool::Http1ConnPool;
-use super::load_balancer::LoadBalancer;
+use super::priority::PriorityLoadBalancer;
 use crate::common::fnv::FnvHashMap;
 use crate::stats::Counter;
 
@@ -21,8 +21,9 @@ pub struct ThreadLocalCluster {
     /// by a count of this thread, not by copying it or sharing a count with others.
     pub name: Rc<str>,
     hosts: RefCell<HostSet>,
-    /// This worker's load balancer, refreshed with every new host set.
-    lb: LoadBalancer,
+    /// This worker's load balancer (one per priority level), refreshed with every
+    /// new host set.
+    lb: PriorityLoadBalancer,
     /// This worker's HTTP/1.1 pools, one per host address.
     http_pools: RefCell<FnvHashMap<SocketAddr, Rc<Http1ConnPool>>>,
     /// This worker's cache of `upstream_rq_<code>` counters.
@@ -39,9 +40,10 @@ impl std::fmt::Debug for ThreadLocalCluster {
 }
 
 impl ThreadLocalCluster {
-    /// The next host by the cluster's load-balancing policy.
+    /// The next host: a priority level by its load, then a host of it by the
+    /// cluster's load-balancing policy.
     pub fn choose_host(&self) -> Option<Arc<Host>> {
-        self.lb.choose(&self.hosts.borrow()).cloned()
+        self.lb.choose(&self.hosts.borrow())
     }
 
     pub fn hosts(&self) -> HostSet {
@@ -127,7 +129,9 @@ impl ThreadLocalClusterManager {
             }
             _ => {
                 let name: Rc<str> = info.name.as_str().into();
-                let lb = LoadBalancer::new(info.lb_policy);
+                let lb =
+                    PriorityLoadBalancer::new(info.lb_policy, info.overprovisioning_factor, info.locality_weighted)
+                        .with_local_locality(info.local_locality.clone());
                 lb.refresh(&hosts);
                 clusters.insert(
                     name.clone(),

@@ -45,7 +45,11 @@ impl UpstreamConnection {
         let stats = &cluster.stats;
         stats.upstream_cx_total.inc();
         host.stats.cx_total.fetch_add(1, Ordering::Relaxed);
-        let result = tokio::time::timeout(cluster.connect_timeout, socket::connect(host.address, host.ipv6_only)).await;
+        let result = tokio::time::timeout(
+            cluster.connect_timeout,
+            socket::connect(host.address, host.ipv6_only, cluster.tcp_keepalive.as_ref()),
+        )
+        .await;
         let failure = match result {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);

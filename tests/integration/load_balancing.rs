@@ -228,3 +228,38 @@ fn least_request_config_errors_name_the_field() {
     let (ok, out) = validate(&yaml);
     assert!(!ok && out.contains("lb_endpoints[0].load_balancing_weight"), "{out}");
 }
+
+/// A STATIC cluster `app` whose `load_assignment` holds one locality per
+/// `(priority, upstream)` and `policy`, when given.
+fn priority_cluster(policy: &str, levels: &[(u32, &Upstream)]) -> String {
+    let localities: String = levels
+        .iter()
+        .map(|(p, u)| {
+            format!(
+                "      - priority: {p}\n        lb_endpoints:\n        - {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }} }}\n",
+                u.port()
+            )
+        })
+        .collect();
+    format!(
+        "  - name: app\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: app\n{policy}      endpoints:\n{localities}"
+    )
+}
+
+#[test]
+fn overprovisioning_factor_below_100_spreads_load_over_priorities() {
+    let ups = [http_upstream("p0"), http_upstream("p1")];
+    // Default factor 1.4: priority 0, all healthy, covers all the load.
+    let c = proxy(&priority_cluster("", &[(0, &ups[0]), (1, &ups[1])]));
+    assert!(upstreams_of(&c, 20).iter().all(|u| u == "p0"));
+    drop(c);
+    // Factor 0.5: each level's health is 50 %, so each takes half of the requests
+    // (Envoy picks the level at random by its load). Missing one in 60 picks has a
+    // probability of about 1e-18.
+    let policy = "      policy: { overprovisioning_factor: 50 }\n";
+    let c = proxy(&priority_cluster(policy, &[(0, &ups[0]), (1, &ups[1])]));
+    let seen = upstreams_of(&c, 60);
+    for name in ["p0", "p1"] {
+        assert!(seen.iter().any(|u| u == name), "{name} never picked: {seen:?}");
+    }
+}

@@ -68,6 +68,7 @@ const LB_IT: &str = "tests/integration/load_balancing.rs";
 const ROUTING_IT: &str = "tests/integration/routing.rs";
 const TCP_IT: &str = "tests/integration/tcp_proxy.rs";
 const UPSTREAM_IT: &str = "tests/integration/upstream.rs";
+const CLUSTER_RS: &str = "src/upstream/cluster.rs";
 
 /// `(message, field, where tests show it acting)`, in the order of the tables.
 const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
@@ -141,11 +142,49 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (CLUSTER, "least_request_lb_config", &[test(LB_IT, "least_request_prefers_an_idle_host_over_a_busy_one")]),
     (CLUSTER, "load_assignment", &[compat("http_get")]),
     (CLUSTER, "dns_refresh_rate", &[test(UPSTREAM_IT, "dns_refresh_rate_sets_how_often_names_are_resolved")]),
+    (
+        CLUSTER,
+        "dns_failure_refresh_rate",
+        &[test(UPSTREAM_IT, "dns_failure_refresh_rate_backs_off_after_a_failed_resolution")],
+    ),
     (CLUSTER, "dns_lookup_family", &[compat("endpoint_hostname")]),
     (CLUSTER, "circuit_breakers", &[compat("circuit_breakers")]),
     (CLUSTER, "max_requests_per_connection", &[compat("max_requests_per_connection")]),
     (CLUSTER, "common_http_protocol_options", &[compat("cluster_common_http_protocol_options")]),
     (CLUSTER, "typed_extension_protocol_options", &[compat("max_requests_per_connection")]),
+    (CLUSTER, "common_lb_config", &[compat("locality_weighted")]),
+    (CLUSTER, "upstream_connection_options", &[test(CLUSTER_RS, "tcp_keepalive_is_set_on_upstream_connections")]),
+    (
+        "envoy.config.cluster.v3.UpstreamConnectionOptions",
+        "tcp_keepalive",
+        &[test(CLUSTER_RS, "tcp_keepalive_is_set_on_upstream_connections")],
+    ),
+    (
+        "envoy.config.core.v3.TcpKeepalive",
+        "keepalive_probes",
+        &[test(CLUSTER_RS, "tcp_keepalive_is_set_on_upstream_connections")],
+    ),
+    (
+        "envoy.config.core.v3.TcpKeepalive",
+        "keepalive_time",
+        &[test(CLUSTER_RS, "tcp_keepalive_is_set_on_upstream_connections")],
+    ),
+    (
+        "envoy.config.core.v3.TcpKeepalive",
+        "keepalive_interval",
+        &[test(CLUSTER_RS, "tcp_keepalive_is_set_on_upstream_connections")],
+    ),
+    ("envoy.config.cluster.v3.Cluster.CommonLbConfig", "locality_weighted_lb_config", &[compat("locality_weighted")]),
+    (
+        "envoy.config.cluster.v3.Cluster.RefreshRate",
+        "base_interval",
+        &[test(UPSTREAM_IT, "dns_failure_refresh_rate_backs_off_after_a_failed_resolution")],
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.RefreshRate",
+        "max_interval",
+        &[test(UPSTREAM_IT, "dns_failure_refresh_rate_backs_off_after_a_failed_resolution")],
+    ),
     (
         "envoy.config.cluster.v3.Cluster.LeastRequestLbConfig",
         "choice_count",
@@ -205,8 +244,24 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (HTTP_OPTIONS, "headers_with_underscores_action", &[compat("headers_with_underscores")]),
     ("envoy.config.endpoint.v3.ClusterLoadAssignment", "cluster_name", &[compat("http_get")]),
     ("envoy.config.endpoint.v3.ClusterLoadAssignment", "endpoints", &[compat("http_get")]),
+    (
+        "envoy.config.endpoint.v3.ClusterLoadAssignment",
+        "policy",
+        &[test(LB_IT, "overprovisioning_factor_below_100_spreads_load_over_priorities")],
+    ),
+    (
+        "envoy.config.endpoint.v3.ClusterLoadAssignment.Policy",
+        "overprovisioning_factor",
+        &[test(LB_IT, "overprovisioning_factor_below_100_spreads_load_over_priorities")],
+    ),
     ("envoy.config.endpoint.v3.LocalityLbEndpoints", "locality", &[compat("endpoint_locality")]),
     ("envoy.config.endpoint.v3.LocalityLbEndpoints", "lb_endpoints", &[compat("http_get")]),
+    ("envoy.config.endpoint.v3.LocalityLbEndpoints", "load_balancing_weight", &[compat("locality_weighted")]),
+    (
+        "envoy.config.endpoint.v3.LocalityLbEndpoints",
+        "priority",
+        &[compat("endpoint_priority"), compat("endpoint_priority_json")],
+    ),
     ("envoy.config.endpoint.v3.LbEndpoint", "endpoint", &[compat("http_get")]),
     (
         "envoy.config.endpoint.v3.LbEndpoint",

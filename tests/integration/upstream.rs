@@ -45,12 +45,16 @@ fn logical_dns_uses_one_host() {
     assert_eq!(&b, b"x", "the echo upstream behind the LOGICAL_DNS host answers");
 }
 
+/// As Envoy's resolver, a name that does not exist is an empty answer for
+/// STRICT_DNS (tests/compat/cases/dns_no_address.yaml compares the stats) and a
+/// failure for LOGICAL_DNS; the cluster has no host either way.
 #[test]
-fn unresolvable_name_counts_failure_and_closes_connections() {
+fn unresolvable_name_leaves_no_host_and_closes_connections() {
     let bad =
         dns_cluster("nowhere", "STRICT_DNS", 80, "").replace("address: localhost", "address: does-not-exist.invalid");
     let c = Courier::start(&config(&[tcp_listener("l", "nx", "nowhere", "")], &[bad]), 1);
-    c.wait_stat("cluster.nowhere.update_failure", |v| v >= 1);
+    c.wait_stat("cluster.nowhere.update_success", |v| v >= 1);
+    assert_eq!(c.stat("cluster.nowhere.update_failure"), Some(0));
     assert_eq!(c.stat("cluster.nowhere.membership_total"), Some(0));
     let mut s = connect(c.listener("l"));
     assert_closes_silently(&mut s);
@@ -159,4 +163,22 @@ fn connect_timeout_bounds_an_unanswered_connect() {
     c.wait_stat("cluster.blackhole.upstream_cx_connect_timeout", |v| v == 1);
     assert!(started.elapsed() < std::time::Duration::from_secs(3), "took {:?}", started.elapsed());
     assert_eq!(c.stat("cluster.blackhole.upstream_cx_connect_fail"), Some(1));
+}
+
+#[test]
+fn dns_failure_refresh_rate_backs_off_after_a_failed_resolution() {
+    // A LOGICAL_DNS name without an address fails to resolve (as in Envoy). With
+    // dns_refresh_rate at 60s, only dns_failure_refresh_rate (waits below 50 then
+    // 100 ms) can bring the next attempts; the plain cluster stays at its first.
+    let failing = |name: &str, extra: &str| {
+        dns_cluster(name, "LOGICAL_DNS", 80, extra)
+            .replace("address: localhost", "address: does-not-exist.invalid")
+            .replace("dns_refresh_rate: 0.2s", "dns_refresh_rate: 60s")
+    };
+    let backoff = "    dns_failure_refresh_rate: { base_interval: 0.05s, max_interval: 0.1s }\n";
+    let clusters = [failing("backoff", backoff), failing("plain", "")];
+    let c = Courier::start(&config(&[tcp_listener("l", "nx", "backoff", "")], &clusters), 1);
+    c.wait_stat("cluster.backoff.update_failure", |v| v >= 5);
+    assert_eq!(c.stat("cluster.plain.update_failure"), Some(1));
+    assert_eq!(c.stat("cluster.plain.update_attempt"), Some(1));
 }

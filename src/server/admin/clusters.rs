@@ -49,7 +49,8 @@ pub(super) fn render(server: &Server, as_json: bool) -> Reply {
                 host.weight, l.region, l.zone, l.sub_zone
             ));
             out.push_str(&format!(
-                "{h}::canary::false\n{h}::priority::0\n{h}::success_rate::-1\n{h}::local_origin_success_rate::-1\n"
+                "{h}::canary::false\n{h}::priority::{}\n{h}::success_rate::-1\n{h}::local_origin_success_rate::-1\n",
+                host.priority
             ));
         }
     }
@@ -116,6 +117,10 @@ fn json_form(cm: &crate::upstream::ClusterManager) -> String {
                     });
                     if !host.hostname.is_empty() {
                         h["hostname"] = json!(host.hostname);
+                    }
+                    // proto3 JSON leaves out the default, 0.
+                    if host.priority != 0 {
+                        h["priority"] = json!(host.priority);
                     }
                     h
                 })
