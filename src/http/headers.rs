@@ -188,6 +188,15 @@ pub fn xff_client(headers: &HeaderMap, trusted_hops: u32) -> Option<IpAddr> {
     list.get(idx)?.parse().ok()
 }
 
+/// Envoy's `Grpc::Common::hasGrpcContentType`: `application/grpc`, alone or
+/// followed by `+` or `;`.
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers.get(http::header::CONTENT_TYPE) else { return false };
+    let ct = ct.as_bytes();
+    const GRPC: &[u8] = b"application/grpc";
+    ct.starts_with(GRPC) && matches!(ct.get(GRPC.len()), None | Some(b'+' | b';'))
+}
+
 /// `n` as a header value (`x-envoy-upstream-service-time`,
 /// `x-envoy-expected-rq-timeout-ms`, made for every request). Values under 256
 /// come from a table of static values built once, so the common case allocates

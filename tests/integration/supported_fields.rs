@@ -249,6 +249,9 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (HCM, "strip_matching_host_port", &[compat("host_port_stripping")]),
     (HCM, "strip_any_host_port", &[compat("host_port_stripping")]),
     (HCM, "http_protocol_options", &[compat("http10")]),
+    (HCM, "normalize_path", &[compat("path_normalization")]),
+    (HCM, "merge_slashes", &[compat("path_normalization")]),
+    (HCM, "path_with_escaped_slashes_action", &[compat("path_normalization")]),
     ("envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter", "name", &[compat("http_filter_names")]),
     (
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter",

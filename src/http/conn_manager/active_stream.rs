@@ -15,6 +15,7 @@ use http_body_util::BodyExt;
 use hyper::body::Body;
 
 use super::config::{HcmConfig, ServerHeader, UnderscoreAction};
+use super::path_normalization::Outcome;
 use crate::formatter::FormatContext;
 use crate::http::body::{RequestBodyStream, ResponseBody, StreamCompletion};
 use crate::http::filter::{FilterStatus, LocalReply, StreamContext, StreamFilter};
@@ -98,6 +99,11 @@ pub async fn handle(
     if let Err(reply) = stream.sanitize_request(&mut parts) {
         return stream.local_response(*reply, &parts, is_head);
     }
+    if !cfg.path_normalization.is_off() {
+        if let Err(reply) = stream.normalize_path(&mut parts) {
+            return stream.local_response(*reply, &parts, is_head);
+        }
+    }
     stream.mutate_request_headers(&mut parts);
     // CONNECT only matches routes with a connect_matcher, which Courier does not
     // support: like Envoy without one, it is a 404.
@@ -164,6 +170,9 @@ enum PendingBody {
     Buffered(Bytes),
     Unread(RequestBody),
 }
+
+/// Envoy's response code details for a path it refused or redirected.
+const PATH_NORMALIZATION_FAILED: &str = "path_normalization_failed";
 
 /// Marks a response after which the connection must close (a refused request).
 #[derive(Debug, Clone, Copy)]
@@ -323,6 +332,39 @@ impl Stream {
             }
         }
         Ok(())
+    }
+
+    /// The connection manager's path normalisation, before anything reads the
+    /// path (Envoy's `maybeNormalizePath`): the request goes on with the new path,
+    /// or gets a 400, or a 307 to the normalised path. A gRPC client cannot follow
+    /// a redirect, so Envoy refuses its request instead.
+    fn normalize_path(&mut self, parts: &mut http::request::Parts) -> Result<(), Box<LocalReply>> {
+        let Some(pq) = parts.uri.path_and_query() else { return Ok(()) };
+        // `OPTIONS *` and the like have no path to normalise.
+        if !pq.as_str().starts_with('/') {
+            return Ok(());
+        }
+        let stats = &self.cfg.stats;
+        let failed = || {
+            stats.downstream_rq_failed_path_normalization.inc();
+            Box::new(LocalReply::new(StatusCode::BAD_REQUEST, "", PATH_NORMALIZATION_FAILED))
+        };
+        match self.cfg.path_normalization.apply(pq.as_str()) {
+            Outcome::Continue(None) => Ok(()),
+            Outcome::Continue(Some(path)) => {
+                parts.uri = Uri::try_from(path).map_err(|_| failed())?;
+                Ok(())
+            }
+            Outcome::Reject => Err(failed()),
+            Outcome::Redirect(_) if headers::is_grpc(&parts.headers) => Err(failed()),
+            Outcome::Redirect(path) => {
+                stats.downstream_rq_redirected_with_normalized_path.inc();
+                let mut reply = LocalReply::new(StatusCode::TEMPORARY_REDIRECT, "", PATH_NORMALIZATION_FAILED);
+                let location = HeaderValue::from_str(&path).map_err(|_| failed())?;
+                reply.headers.insert(http::header::LOCATION, location);
+                Err(Box::new(reply))
+            }
+        }
     }
 
     /// Envoy's `mutateRequestHeaders`: hop-by-hop removal, x-forwarded-*,
@@ -536,8 +578,11 @@ impl Stream {
         filters: &mut [Box<dyn StreamFilter>],
         is_head: bool,
     ) -> Response<ResponseBody> {
-        let close_after =
-            reply.flag == Some(ResponseFlag::DownstreamProtocolError) || reply.details == "missing_host_header";
+        // Envoy closes an HTTP/1 connection after its 400 for a bad request
+        // (`onLocalReply`), whoever found the fault.
+        let close_after = reply.flag == Some(ResponseFlag::DownstreamProtocolError)
+            || reply.details == "missing_host_header"
+            || (reply.details == PATH_NORMALIZATION_FAILED && reply.status == StatusCode::BAD_REQUEST);
         if let Some(flag) = reply.flag {
             self.info.response_flags.set(flag);
         }

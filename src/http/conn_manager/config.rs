@@ -13,6 +13,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use http::HeaderValue;
 
+use super::path_normalization::{EscapedSlashes, PathNormalization};
 use super::stats::{HcmListenerStats, HcmStats, Http1CodecStats};
 use crate::access_log::{self, AccessLogger};
 use crate::config::{self, ConfigError, FieldPath};
@@ -73,6 +74,8 @@ pub struct HcmConfig {
     pub stream_idle_timeout: Option<Duration>,
     pub strip_matching_host_port: bool,
     pub strip_any_host_port: bool,
+    /// `normalize_path`, `merge_slashes`, `path_with_escaped_slashes_action`.
+    pub path_normalization: PathNormalization,
     /// `http_protocol_options.accept_http_10` (else HTTP/1.0 gets 426).
     pub accept_http_10: bool,
     pub access_logs: Vec<Arc<dyn AccessLogger>>,
@@ -201,6 +204,11 @@ impl HcmConfig {
             stream_idle_timeout: timeout(&p.stream_idle_timeout, Some(DEFAULT_STREAM_IDLE_TIMEOUT)),
             strip_matching_host_port,
             strip_any_host_port,
+            path_normalization: PathNormalization {
+                normalize: p.normalize_path.as_ref().is_some_and(|b| b.value),
+                merge_slashes: p.merge_slashes,
+                escaped_slashes: EscapedSlashes::from_proto(p.path_with_escaped_slashes_action),
+            },
             accept_http_10: p.http_protocol_options.as_ref().is_some_and(|o| o.accept_http_10),
             access_logs,
             clusters: clusters.clone(),

@@ -4,6 +4,7 @@
 
 mod active_stream;
 pub mod config;
+mod path_normalization;
 pub mod stats;
 
 use std::cell::RefCell;
