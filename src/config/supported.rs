@@ -122,6 +122,8 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "normalize_path",
             "merge_slashes",
             "path_with_escaped_slashes_action",
+            "via",
+            "add_user_agent",
         ],
     ),
     ("envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter", &["name", "typed_config"]),

@@ -10,6 +10,9 @@ pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_ENVOY_INTERNAL: HeaderName = HeaderName::from_static("x-envoy-internal");
+pub const X_ENVOY_DOWNSTREAM_SERVICE_CLUSTER: HeaderName =
+    HeaderName::from_static("x-envoy-downstream-service-cluster");
+pub const X_ENVOY_DOWNSTREAM_SERVICE_NODE: HeaderName = HeaderName::from_static("x-envoy-downstream-service-node");
 pub const X_ENVOY_EXTERNAL_ADDRESS: HeaderName = HeaderName::from_static("x-envoy-external-address");
 pub const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: HeaderName = HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
 pub const X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
@@ -186,6 +189,28 @@ pub fn xff_client(headers: &HeaderMap, trusted_hops: u32) -> Option<IpAddr> {
     let list: Vec<&str> = headers.get(&X_FORWARDED_FOR)?.to_str().ok()?.split(',').map(str::trim).collect();
     let idx = list.len().checked_sub(1 + trusted_hops as usize)?;
     list.get(idx)?.parse().ok()
+}
+
+/// Envoy's `Utility::appendVia`: `via` joins the request's or response's own
+/// `via` after `", "`. Envoy holds `via` as one header, so several arriving
+/// lines are first joined with `,` (as its header map does on receipt).
+pub fn append_via(headers: &mut HeaderMap, via: &HeaderValue) {
+    let mut existing = headers.get_all(http::header::VIA).iter();
+    let Some(first) = existing.next() else {
+        headers.insert(http::header::VIA, via.clone());
+        return;
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for v in existing {
+        joined.push(b',');
+        joined.extend_from_slice(v.as_bytes());
+    }
+    joined.extend_from_slice(b", ");
+    joined.extend_from_slice(via.as_bytes());
+    // Joined valid values with a valid separator are a valid value.
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(http::header::VIA, v);
+    }
 }
 
 /// Envoy's `Grpc::Common::hasGrpcContentType`: `application/grpc`, alone or

@@ -252,6 +252,8 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (HCM, "normalize_path", &[compat("path_normalization")]),
     (HCM, "merge_slashes", &[compat("path_normalization")]),
     (HCM, "path_with_escaped_slashes_action", &[compat("path_normalization")]),
+    (HCM, "via", &[compat("via_user_agent")]),
+    (HCM, "add_user_agent", &[compat("via_user_agent")]),
     ("envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter", "name", &[compat("http_filter_names")]),
     (
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter",

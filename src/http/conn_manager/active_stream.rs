@@ -368,7 +368,8 @@ impl Stream {
     }
 
     /// Envoy's `mutateRequestHeaders`: hop-by-hop removal, x-forwarded-*,
-    /// x-request-id, x-envoy-internal / x-envoy-external-address.
+    /// x-envoy-internal / x-envoy-external-address, `add_user_agent`'s headers,
+    /// `via`, x-request-id.
     fn mutate_request_headers(&mut self, parts: &mut http::request::Parts) {
         let h = &mut parts.headers;
         headers::remove_hop_by_hop(h);
@@ -392,6 +393,18 @@ impl Stream {
             h.entry(headers::X_FORWARDED_PROTO).or_insert(HeaderValue::from_static("http"));
         }
         headers::remove_all(h, headers::ROUTER_CONSUMED);
+        if let Some(ua) = &self.cfg.user_agent {
+            h.insert(headers::X_ENVOY_DOWNSTREAM_SERVICE_CLUSTER, ua.cluster.clone());
+            if h.get(http::header::USER_AGENT).is_none_or(|v| v.is_empty()) {
+                h.insert(http::header::USER_AGENT, ua.cluster.clone());
+            }
+            if let Some(node) = &ua.node {
+                h.insert(headers::X_ENVOY_DOWNSTREAM_SERVICE_NODE, node.clone());
+            }
+        }
+        if let Some(via) = &self.cfg.via {
+            headers::append_via(h, via);
+        }
         // An edge request's x-request-id is not trusted: Envoy makes a new one
         // (preserve_external_request_id is false by default).
         if self.cfg.generate_request_id {
@@ -610,7 +623,7 @@ impl Stream {
         response
     }
 
-    /// Route response header edits and the `server` header.
+    /// Route response header edits, `via` and the `server` header.
     fn apply_response_headers(
         &self,
         parts: &mut http::response::Parts,
@@ -621,6 +634,10 @@ impl Stream {
             if !route.response_headers.is_empty() {
                 route.response_headers.apply_to_response(&mut parts.headers, Some(request), &self.info);
             }
+        }
+        // Envoy's `mutateResponseHeaders`, after the route's edits.
+        if let Some(via) = &self.cfg.via {
+            headers::append_via(&mut parts.headers, via);
         }
         match self.cfg.server_header {
             ServerHeader::Overwrite => {
