@@ -51,6 +51,8 @@ pub struct Route {
 pub(crate) struct Enclosing<'a> {
     pub virtual_host_name: &'a str,
     pub vhost_retry_policy: Option<&'a RetryPolicy>,
+    /// The virtual host's `include_request_attempt_count`.
+    pub include_request_attempt_count: bool,
     pub vhost_request_edits: &'a Arc<HeaderEdits>,
     pub vhost_response_edits: &'a Arc<HeaderEdits>,
     pub vhost_per_filter: &'a PerFilterConfigs,
@@ -79,7 +81,12 @@ impl Route {
             Some(Action::Route(ra)) => {
                 let mut p = path.clone();
                 p.push_field("route");
-                RouteAction::Forward(ForwardAction::from_proto(ra, &p, enclosing.vhost_retry_policy)?)
+                RouteAction::Forward(ForwardAction::from_proto(
+                    ra,
+                    &p,
+                    enclosing.vhost_retry_policy,
+                    enclosing.include_request_attempt_count,
+                )?)
             }
             Some(Action::Redirect(ra)) => {
                 let mut p = path.clone();

@@ -43,6 +43,9 @@ pub struct ForwardAction {
     /// The local reply when the chosen cluster does not exist (default 503).
     pub cluster_not_found_response_code: StatusCode,
     pub host_rewrite_literal: Option<String>,
+    /// `host_rewrite_header`: the host comes from this request header's first
+    /// value, when it has a non-empty one.
+    pub host_rewrite_header: Option<HeaderName>,
     /// Rewrite `:authority` to the upstream host's hostname.
     pub auto_host_rewrite: bool,
     /// The route timeout; `None` when disabled (`0s`).
@@ -53,15 +56,20 @@ pub struct ForwardAction {
     /// The route's retry policy, else the virtual host's.
     pub retry_policy: Option<RetryPolicy>,
     pub(crate) path_rewrite: Option<PathRewrite>,
+    /// The virtual host's `include_request_attempt_count`: each try carries
+    /// `x-envoy-attempt-count`.
+    pub include_attempt_count: bool,
 }
 
 impl ForwardAction {
     /// Compiles `ra`; `path` points at the route's `route` field. `vhost_retry` is the
-    /// virtual host's retry policy, used when the route has none.
+    /// virtual host's retry policy, used when the route has none;
+    /// `include_attempt_count` its `include_request_attempt_count`.
     pub fn from_proto(
         ra: &RouteActionProto,
         path: &FieldPath,
         vhost_retry: Option<&RetryPolicy>,
+        include_attempt_count: bool,
     ) -> Result<ForwardAction, ConfigError> {
         let cluster = match &ra.cluster_specifier {
             Some(ClusterSpecifier::Cluster(name)) if !name.is_empty() => ClusterSelector::Name(name.clone()),
@@ -103,15 +111,17 @@ impl ForwardAction {
                     ))
                 }
             };
+        let mut host_rewrite_header = None;
         let (host_rewrite_literal, auto_host_rewrite) = match &ra.host_rewrite_specifier {
             None => (None, false),
             Some(HostRewriteSpecifier::HostRewriteLiteral(h)) if h.is_empty() => (None, false),
             Some(HostRewriteSpecifier::HostRewriteLiteral(h)) => (Some(h.clone()), false),
             Some(HostRewriteSpecifier::AutoHostRewrite(b)) => (None, b.value),
-            Some(HostRewriteSpecifier::HostRewriteHeader(_)) => {
-                return Err(
-                    path.field_error("host_rewrite_header", "field 'host_rewrite_header' is not supported by Courier")
-                )
+            Some(HostRewriteSpecifier::HostRewriteHeader(h)) => {
+                let name = HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes())
+                    .map_err(|_| path.field_error("host_rewrite_header", format!("invalid header name '{h}'")))?;
+                host_rewrite_header = Some(name);
+                (None, false)
             }
             Some(HostRewriteSpecifier::HostRewritePathRegex(_)) => {
                 return Err(path.field_error(
@@ -150,6 +160,7 @@ impl ForwardAction {
             cluster,
             cluster_not_found_response_code,
             host_rewrite_literal,
+            host_rewrite_header,
             auto_host_rewrite,
             timeout: match &ra.timeout {
                 None => Some(DEFAULT_ROUTE_TIMEOUT),
@@ -158,6 +169,7 @@ impl ForwardAction {
             idle_timeout: ra.idle_timeout.as_ref().map(duration),
             retry_policy,
             path_rewrite,
+            include_attempt_count,
         })
     }
 
@@ -353,7 +365,7 @@ mod tests {
             .starts_with("route_config.virtual_hosts[0].routes[0].route.regex_rewrite: "));
         assert!(route("{cluster_header: 'bad header'}")
             .starts_with("route_config.virtual_hosts[0].routes[0].route.cluster_header: "));
-        assert!(route("{cluster: c, host_rewrite_header: x-h}")
+        assert!(route("{cluster: c, host_rewrite_header: 'bad header'}")
             .starts_with("route_config.virtual_hosts[0].routes[0].route.host_rewrite_header: "));
     }
 }

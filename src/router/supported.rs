@@ -46,6 +46,7 @@ pub const ROUTE_SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "response_headers_to_remove",
             "typed_per_filter_config",
             "retry_policy",
+            "include_request_attempt_count",
         ],
     ),
     (
@@ -95,6 +96,7 @@ pub const ROUTE_SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "regex_rewrite",
             "host_rewrite_literal",
             "auto_host_rewrite",
+            "host_rewrite_header",
             "timeout",
             "idle_timeout",
             "retry_policy",

@@ -480,11 +480,15 @@ impl Stream {
                 }
             }
         }
-        if let Some(host) = &action.host_rewrite_literal {
-            if let Ok(v) = HeaderValue::from_str(host) {
-                if let Some(original) = parts.headers.insert(http::header::HOST, v) {
-                    parts.headers.insert(headers::X_ENVOY_ORIGINAL_HOST, original);
-                }
+        let new_host = match (&action.host_rewrite_literal, &action.host_rewrite_header) {
+            (Some(host), _) => HeaderValue::from_str(host).ok(),
+            // Only the first value of this untrusted header, and not an empty one.
+            (None, Some(name)) => parts.headers.get(name).filter(|v| !v.is_empty()).cloned(),
+            (None, None) => None,
+        };
+        if let Some(v) = new_host {
+            if let Some(original) = parts.headers.insert(http::header::HOST, v) {
+                parts.headers.insert(headers::X_ENVOY_ORIGINAL_HOST, original);
             }
         }
         // `x-envoy-expected-rq-timeout-ms` is set per try by the router.
