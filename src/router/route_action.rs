@@ -12,10 +12,13 @@ use std::time::Duration;
 use envoy_types::pb::envoy::config::route::v3::route_action::{
     ClusterNotFoundResponseCode, ClusterSpecifier, HostRewriteSpecifier,
 };
+use envoy_types::pb::envoy::config::route::v3::weighted_cluster::cluster_weight::HostRewriteSpecifier::HostRewriteLiteral;
 use envoy_types::pb::envoy::config::route::v3::weighted_cluster::RandomValueSpecifier;
 use envoy_types::pb::envoy::config::route::v3::{RouteAction as RouteActionProto, WeightedCluster};
-use http::{HeaderMap, HeaderName, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use std::sync::Arc;
 
+use super::header_mutation::{HeaderEdits, HeaderMutation};
 use super::path_rewrite::PathRewrite;
 use super::retry_policy::RetryPolicy;
 use crate::config::{duration, ConfigError, FieldPath};
@@ -34,6 +37,17 @@ pub enum ClusterSelector {
         clusters: Vec<(String, u32)>,
         total: u32,
     },
+}
+
+/// What a weighted cluster entry (`ClusterWeight`) adds to the route when it is
+/// picked. As Envoy's `WeightedClusterEntry`, its header edits come before the
+/// route's (on requests and responses alike), and its host is set plainly,
+/// before the route's own edits and rewrites.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterWeightEdits {
+    pub request: HeaderMutation,
+    pub response: HeaderMutation,
+    pub host_rewrite: Option<HeaderValue>,
 }
 
 /// A compiled `RouteAction`.
@@ -59,6 +73,9 @@ pub struct ForwardAction {
     /// The virtual host's `include_request_attempt_count`: each try carries
     /// `x-envoy-attempt-count`.
     pub include_attempt_count: bool,
+    /// With `weighted_clusters`: each entry's edits, by index in `clusters`
+    /// (`None`: it has none).
+    weighted_edits: Vec<Option<Arc<ClusterWeightEdits>>>,
 }
 
 impl ForwardAction {
@@ -71,6 +88,7 @@ impl ForwardAction {
         vhost_retry: Option<&RetryPolicy>,
         include_attempt_count: bool,
     ) -> Result<ForwardAction, ConfigError> {
+        let mut weighted_edits = Vec::new();
         let cluster = match &ra.cluster_specifier {
             Some(ClusterSpecifier::Cluster(name)) if !name.is_empty() => ClusterSelector::Name(name.clone()),
             Some(ClusterSpecifier::Cluster(_)) => {
@@ -83,6 +101,7 @@ impl ForwardAction {
             Some(ClusterSpecifier::WeightedClusters(wc)) => {
                 let mut p = path.clone();
                 p.push_field("weighted_clusters");
+                weighted_edits = cluster_weight_edits(wc, &p)?;
                 weighted(wc, &p)?
             }
             Some(ClusterSpecifier::ClusterSpecifierPlugin(_)) => {
@@ -170,6 +189,7 @@ impl ForwardAction {
             retry_policy,
             path_rewrite,
             include_attempt_count,
+            weighted_edits,
         })
     }
 
@@ -177,14 +197,25 @@ impl ForwardAction {
     /// header (`None` when absent, empty or not text), or the weighted pick for
     /// `random`.
     pub fn cluster_name<'a>(&'a self, headers: &'a HeaderMap, random: u64) -> Option<&'a str> {
+        self.pick_cluster(headers, random).map(|(name, _)| name)
+    }
+
+    /// As `cluster_name`, with the picked weighted entry's edits, if it has any.
+    pub fn pick_cluster<'a>(
+        &'a self,
+        headers: &'a HeaderMap,
+        random: u64,
+    ) -> Option<(&'a str, Option<&'a Arc<ClusterWeightEdits>>)> {
         match &self.cluster {
-            ClusterSelector::Name(name) => Some(name),
-            ClusterSelector::Header(h) => headers.get(h).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()),
+            ClusterSelector::Name(name) => Some((name, None)),
+            ClusterSelector::Header(h) => {
+                headers.get(h).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()).map(|n| (n, None))
+            }
             ClusterSelector::Weighted { clusters, total } => {
                 let mut point = random % u64::from(*total);
-                for (name, weight) in clusters {
+                for (i, (name, weight)) in clusters.iter().enumerate() {
                     if point < u64::from(*weight) {
-                        return Some(name);
+                        return Some((name, self.weighted_edits.get(i).and_then(Option::as_ref)));
                     }
                     point -= u64::from(*weight);
                 }
@@ -201,6 +232,51 @@ impl ForwardAction {
             ClusterSelector::Weighted { clusters, .. } => clusters.iter().map(|(n, _)| n.as_str()).collect(),
         }
     }
+}
+
+/// Each `ClusterWeight`'s header edits and host; empty when none has any.
+fn cluster_weight_edits(
+    wc: &WeightedCluster,
+    path: &FieldPath,
+) -> Result<Vec<Option<Arc<ClusterWeightEdits>>>, ConfigError> {
+    let mut out = Vec::with_capacity(wc.clusters.len());
+    for (i, cw) in wc.clusters.iter().enumerate() {
+        let mut p = path.clone();
+        p.push_field("clusters");
+        p.push_index(i);
+        let request = HeaderEdits::from_proto(
+            &cw.request_headers_to_add,
+            &cw.request_headers_to_remove,
+            &p,
+            "request_headers_to_add",
+            "request_headers_to_remove",
+        )?;
+        let response = HeaderEdits::from_proto(
+            &cw.response_headers_to_add,
+            &cw.response_headers_to_remove,
+            &p,
+            "response_headers_to_add",
+            "response_headers_to_remove",
+        )?;
+        let host_rewrite = match &cw.host_rewrite_specifier {
+            Some(HostRewriteLiteral(h)) if !h.is_empty() => Some(
+                HeaderValue::from_str(h)
+                    .map_err(|_| p.field_error("host_rewrite_literal", "not a valid header value"))?,
+            ),
+            _ => None,
+        };
+        let edits = ClusterWeightEdits {
+            request: HeaderMutation::from_levels([Arc::new(request)]),
+            response: HeaderMutation::from_levels([Arc::new(response)]),
+            host_rewrite,
+        };
+        let has_any = !edits.request.is_empty() || !edits.response.is_empty() || edits.host_rewrite.is_some();
+        out.push(has_any.then(|| Arc::new(edits)));
+    }
+    if out.iter().all(Option::is_none) {
+        out.clear();
+    }
+    Ok(out)
 }
 
 // `total_weight` is deprecated but still Envoy's API.

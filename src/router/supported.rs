@@ -103,7 +103,18 @@ pub const ROUTE_SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
         ],
     ),
     ("envoy.config.route.v3.WeightedCluster", &["clusters", "total_weight"]),
-    ("envoy.config.route.v3.WeightedCluster.ClusterWeight", &["name", "weight"]),
+    (
+        "envoy.config.route.v3.WeightedCluster.ClusterWeight",
+        &[
+            "name",
+            "weight",
+            "request_headers_to_add",
+            "request_headers_to_remove",
+            "response_headers_to_add",
+            "response_headers_to_remove",
+            "host_rewrite_literal",
+        ],
+    ),
     (
         "envoy.config.route.v3.RetryPolicy",
         &["retry_on", "num_retries", "per_try_timeout", "retriable_status_codes", "retry_back_off"],

@@ -421,6 +421,27 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     ),
     ("envoy.config.route.v3.WeightedCluster.ClusterWeight", "name", &[compat("weighted_clusters")]),
     ("envoy.config.route.v3.WeightedCluster.ClusterWeight", "weight", &[compat("weighted_clusters")]),
+    (
+        "envoy.config.route.v3.WeightedCluster.ClusterWeight",
+        "request_headers_to_add",
+        &[compat("cluster_weight_edits")],
+    ),
+    (
+        "envoy.config.route.v3.WeightedCluster.ClusterWeight",
+        "request_headers_to_remove",
+        &[compat("cluster_weight_edits")],
+    ),
+    (
+        "envoy.config.route.v3.WeightedCluster.ClusterWeight",
+        "response_headers_to_add",
+        &[compat("cluster_weight_edits")],
+    ),
+    (
+        "envoy.config.route.v3.WeightedCluster.ClusterWeight",
+        "response_headers_to_remove",
+        &[compat("cluster_weight_edits")],
+    ),
+    ("envoy.config.route.v3.WeightedCluster.ClusterWeight", "host_rewrite_literal", &[compat("cluster_weight_edits")]),
     (RETRY_POLICY, "retry_on", &[compat("retries")]),
     (RETRY_POLICY, "num_retries", &[compat("retries")]),
     (RETRY_POLICY, "per_try_timeout", &[compat("per_try_timeout")]),

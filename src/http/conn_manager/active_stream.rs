@@ -24,7 +24,7 @@ use crate::http::stream_info::{ResponseFlag, StreamInfo};
 use crate::http::{header_map_pool, headers};
 use crate::network::ConnectionInfo;
 use crate::router::upstream_request::{self, ActiveRequest, ForwardBody, UpstreamResponse};
-use crate::router::{Route, RouteAction};
+use crate::router::{ClusterWeightEdits, Route, RouteAction};
 use crate::upstream::ThreadLocalCluster;
 
 /// The stream's idle timeout: the connection manager's `stream_idle_timeout`
@@ -274,6 +274,8 @@ struct Stream {
     cfg: Arc<HcmConfig>,
     info: StreamInfo,
     route: Option<Arc<Route>>,
+    /// The picked weighted cluster's own edits, when it has any.
+    cluster_weight: Option<Arc<ClusterWeightEdits>>,
     body_bytes: Option<Rc<Cell<u64>>>,
     /// The request arrived chunked.
     downstream_chunked: bool,
@@ -292,6 +294,7 @@ impl Stream {
             cfg: cfg.clone(),
             info: StreamInfo::new(conn.remote, conn.local, protocol),
             route: None,
+            cluster_weight: None,
             body_bytes: None,
             downstream_chunked: false,
         }
@@ -456,7 +459,9 @@ impl Stream {
             RouteAction::Forward(action) => action,
         };
         let random = crate::common::random::next_u64();
-        let cluster = action.cluster_name(&parts.headers, random).and_then(|name| self.cfg.clusters.get()?.get(name));
+        let picked = action.pick_cluster(&parts.headers, random);
+        self.cluster_weight = picked.and_then(|(_, edits)| edits.cloned());
+        let cluster = picked.and_then(|(name, _)| self.cfg.clusters.get()?.get(name));
         let Some(cluster) = cluster else {
             stats.no_cluster.inc();
             let reply = LocalReply::new(action.cluster_not_found_response_code, "", "cluster_not_found")
@@ -465,8 +470,17 @@ impl Stream {
         };
         self.info.upstream_cluster = Some(cluster.name.clone());
 
-        // Request edits of the route, in Envoy's order: header edits (every level,
-        // each seeing the previous ones' result), then path and host rewrites.
+        // Request edits of the route, in Envoy's order: the weighted cluster's
+        // edits and host, header edits (every level, each seeing the previous
+        // ones' result), then path and host rewrites.
+        if let Some(cw) = &self.cluster_weight {
+            if !cw.request.is_empty() {
+                cw.request.apply_to_request(&mut parts, &self.info);
+            }
+            if let Some(host) = &cw.host_rewrite {
+                parts.headers.insert(http::header::HOST, host.clone());
+            }
+        }
         if !route.request_headers.is_empty() {
             route.request_headers.apply_to_request(&mut parts, &self.info);
         }
@@ -634,6 +648,11 @@ impl Stream {
         route: Option<&Arc<Route>>,
         request: &http::request::Parts,
     ) {
+        if let Some(cw) = self.cluster_weight.as_ref().filter(|_| route.is_some()) {
+            if !cw.response.is_empty() {
+                cw.response.apply_to_response(&mut parts.headers, Some(request), &self.info);
+            }
+        }
         if let Some(route) = route {
             if !route.response_headers.is_empty() {
                 route.response_headers.apply_to_response(&mut parts.headers, Some(request), &self.info);
