@@ -25,9 +25,13 @@ use crate::extensions::PerRouteConfig;
 /// What a route does with a request it matched.
 #[derive(Debug, Clone)]
 pub enum RouteAction {
-    Forward(ForwardAction),
+    /// Boxed: far larger than the other actions.
+    Forward(Box<ForwardAction>),
     Redirect(RedirectAction),
-    DirectResponse { status: StatusCode, body: Bytes },
+    DirectResponse {
+        status: StatusCode,
+        body: Bytes,
+    },
 }
 
 /// A route, ready for the router.
@@ -81,12 +85,12 @@ impl Route {
             Some(Action::Route(ra)) => {
                 let mut p = path.clone();
                 p.push_field("route");
-                RouteAction::Forward(ForwardAction::from_proto(
+                RouteAction::Forward(Box::new(ForwardAction::from_proto(
                     ra,
                     &p,
                     enclosing.vhost_retry_policy,
                     enclosing.include_request_attempt_count,
-                )?)
+                )?))
             }
             Some(Action::Redirect(ra)) => {
                 let mut p = path.clone();
@@ -168,7 +172,8 @@ impl Route {
     /// `regex_rewrite`; `None` when the route rewrites nothing (or does not forward).
     pub fn rewrite_path(&self, path_and_query: &str) -> Option<String> {
         match &self.action {
-            RouteAction::Forward(ForwardAction { path_rewrite: Some(rewrite), .. }) => {
+            RouteAction::Forward(f) => {
+                let rewrite = f.path_rewrite.as_ref()?;
                 Some(rewrite.apply(path_and_query, self.matcher.matched_len(path_and_query)))
             }
             _ => None,

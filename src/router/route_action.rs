@@ -67,6 +67,9 @@ pub struct ForwardAction {
     /// `None`: not set (the connection manager's `stream_idle_timeout` applies);
     /// `Some(ZERO)`: explicitly disabled, even the connection manager's.
     pub idle_timeout: Option<Duration>,
+    /// `max_stream_duration.max_stream_duration`: replaces the connection
+    /// manager's `max_stream_duration` for this stream (`Some(ZERO)`: none).
+    pub max_stream_duration: Option<Duration>,
     /// The route's retry policy, else the virtual host's.
     pub retry_policy: Option<RetryPolicy>,
     pub(crate) path_rewrite: Option<PathRewrite>,
@@ -181,10 +184,18 @@ impl ForwardAction {
             host_rewrite_literal,
             host_rewrite_header,
             auto_host_rewrite,
-            timeout: match &ra.timeout {
-                None => Some(DEFAULT_ROUTE_TIMEOUT),
-                Some(d) => Some(duration(d)).filter(|d| !d.is_zero()),
+            // With `max_stream_duration` set (even empty), Envoy's router uses
+            // the "new timeouts": the route `timeout` is not applied at all.
+            timeout: match (&ra.max_stream_duration, &ra.timeout) {
+                (Some(_), _) => None,
+                (None, None) => Some(DEFAULT_ROUTE_TIMEOUT),
+                (None, Some(d)) => Some(duration(d)).filter(|d| !d.is_zero()),
             },
+            max_stream_duration: ra
+                .max_stream_duration
+                .as_ref()
+                .and_then(|m| m.max_stream_duration.as_ref())
+                .map(duration),
             idle_timeout: ra.idle_timeout.as_ref().map(duration),
             retry_policy,
             path_rewrite,
@@ -339,7 +350,7 @@ mod tests {
         ));
         let parts = request("h", "/", &[]);
         match &t.find(&parts).expect("route").action {
-            RouteAction::Forward(f) => f.clone(),
+            RouteAction::Forward(f) => (**f).clone(),
             other => panic!("not forward: {other:?}"),
         }
     }
@@ -441,6 +452,11 @@ mod tests {
             .starts_with("route_config.virtual_hosts[0].routes[0].route.regex_rewrite: "));
         assert!(route("{cluster_header: 'bad header'}")
             .starts_with("route_config.virtual_hosts[0].routes[0].route.cluster_header: "));
+        assert_eq!(
+            route("{cluster: c, max_stream_duration: {grpc_timeout_header_max: 1s}}"),
+            "route_config.virtual_hosts[0].routes[0].route.max_stream_duration.grpc_timeout_header_max: field \
+             'grpc_timeout_header_max' of envoy.config.route.v3.RouteAction.MaxStreamDuration is not supported by Courier"
+        );
         assert!(route("{cluster: c, host_rewrite_header: 'bad header'}")
             .starts_with("route_config.virtual_hosts[0].routes[0].route.host_rewrite_header: "));
     }

@@ -100,8 +100,12 @@ pub const ROUTE_SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "timeout",
             "idle_timeout",
             "retry_policy",
+            "max_stream_duration",
         ],
     ),
+    // `grpc_timeout_header_max` / `_offset` are refused: Courier does not read
+    // `grpc-timeout`.
+    ("envoy.config.route.v3.RouteAction.MaxStreamDuration", &["max_stream_duration"]),
     ("envoy.config.route.v3.WeightedCluster", &["clusters", "total_weight"]),
     (
         "envoy.config.route.v3.WeightedCluster.ClusterWeight",

@@ -413,6 +413,12 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (ROUTE_ACTION, "timeout", &[compat("timeouts"), test(ROUTING_IT, "route_timeout_is_504_upstream_request_timeout")]),
     (ROUTE_ACTION, "idle_timeout", &[compat("route_idle_timeout")]),
     (ROUTE_ACTION, "retry_policy", &[compat("retries")]),
+    (ROUTE_ACTION, "max_stream_duration", &[compat("route_max_stream_duration")]),
+    (
+        "envoy.config.route.v3.RouteAction.MaxStreamDuration",
+        "max_stream_duration",
+        &[compat("route_max_stream_duration")],
+    ),
     ("envoy.config.route.v3.WeightedCluster", "clusters", &[compat("weighted_clusters")]),
     (
         "envoy.config.route.v3.WeightedCluster",

@@ -27,26 +27,34 @@ use crate::router::upstream_request::{self, ActiveRequest, ForwardBody, Upstream
 use crate::router::{ClusterWeightEdits, Route, RouteAction};
 use crate::upstream::ThreadLocalCluster;
 
-/// The stream's idle timeout: the connection manager's `stream_idle_timeout`
-/// until a route is chosen, then the route's `idle_timeout` if it has one (`0s`
-/// disables it), as Envoy re-arms its idle timer once the route is known.
+/// The stream's timers that its route may change, as Envoy re-arms them once
+/// the route is known: the idle timeout (the connection manager's
+/// `stream_idle_timeout`, then the route's `idle_timeout` if it has one) and the
+/// maximum duration (the connection manager's `max_stream_duration`, then the
+/// route's `max_stream_duration.max_stream_duration` if set). `0s` disables either.
 #[derive(Debug)]
-pub struct StreamIdleTimeout {
-    value: Cell<Option<Duration>>,
-    /// Set when the route changed `value`, so the connection re-arms its timer.
+pub struct StreamTimers {
+    idle: Cell<Option<Duration>>,
+    max_duration: Cell<Option<Duration>>,
+    /// Set when the route changed a timer, so the connection re-arms it.
     changed: Cell<bool>,
 }
 
-impl StreamIdleTimeout {
-    pub fn new(connection_manager: Option<Duration>) -> StreamIdleTimeout {
-        StreamIdleTimeout { value: Cell::new(connection_manager), changed: Cell::new(false) }
+impl StreamTimers {
+    pub fn new(idle: Option<Duration>, max_duration: Option<Duration>) -> StreamTimers {
+        StreamTimers { idle: Cell::new(idle), max_duration: Cell::new(max_duration), changed: Cell::new(false) }
     }
 
-    pub fn get(&self) -> Option<Duration> {
-        self.value.get()
+    pub fn idle(&self) -> Option<Duration> {
+        self.idle.get()
     }
 
-    /// True once after the route changed the timeout.
+    /// From the stream's start.
+    pub fn max_duration(&self) -> Option<Duration> {
+        self.max_duration.get()
+    }
+
+    /// True once after the route changed a timer.
     pub fn take_changed(&self) -> bool {
         self.changed.replace(false)
     }
@@ -54,7 +62,11 @@ impl StreamIdleTimeout {
     fn apply_route(&self, route: &Route) {
         if let RouteAction::Forward(f) = &route.action {
             if let Some(t) = f.idle_timeout {
-                self.value.set(Some(t).filter(|t| !t.is_zero()));
+                self.idle.set(Some(t).filter(|t| !t.is_zero()));
+                self.changed.set(true);
+            }
+            if let Some(t) = f.max_stream_duration {
+                self.max_duration.set(Some(t).filter(|t| !t.is_zero()));
                 self.changed.set(true);
             }
         }
@@ -69,7 +81,7 @@ pub async fn handle(
     conn: ConnectionInfo,
     req: Request<RequestBody>,
     body_bytes: Rc<Cell<u64>>,
-    idle_timeout: &StreamIdleTimeout,
+    timers: &StreamTimers,
 ) -> Response<ResponseBody> {
     let protocol = match req.version() {
         Version::HTTP_10 => "HTTP/1.0",
@@ -113,7 +125,7 @@ pub async fn handle(
     }
     if let Some(r) = &stream.route {
         stream.info.route_name = Some(r.name.clone()).filter(|n| !n.is_empty());
-        idle_timeout.apply_route(r);
+        timers.apply_route(r);
     }
 
     // Decoder filters, in order.
