@@ -79,7 +79,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ),
     ("envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig", &["http_protocol_options"]),
     // Downstream; where it sits in a cluster, `PLACES` narrows it.
-    ("envoy.config.core.v3.Http1ProtocolOptions", &["accept_http_10"]),
+    ("envoy.config.core.v3.Http1ProtocolOptions", &["accept_http_10", "default_host_for_http_10"]),
     (
         "envoy.config.core.v3.HttpProtocolOptions",
         &[

@@ -186,6 +186,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         &[compat("max_requests_per_connection")],
     ),
     ("envoy.config.core.v3.Http1ProtocolOptions", "accept_http_10", &[compat("http10")]),
+    ("envoy.config.core.v3.Http1ProtocolOptions", "default_host_for_http_10", &[compat("default_host_for_http_10")]),
     (
         HTTP_OPTIONS,
         "idle_timeout",

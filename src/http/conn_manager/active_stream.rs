@@ -322,6 +322,10 @@ impl Stream {
             let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
             parts.uri = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
         }
+        // Envoy's HTTP/1 codec gives a host-less HTTP/1.0 request this one.
+        if let Some(host) = self.cfg.default_host_for_http_10.as_ref().filter(|_| parts.version == Version::HTTP_10) {
+            parts.headers.entry(http::header::HOST).or_insert_with(|| host.clone());
+        }
         if parts.headers.get(http::header::HOST).is_none() {
             return Err(Box::new(LocalReply::new(StatusCode::BAD_REQUEST, "", "missing_host_header")));
         }

@@ -82,6 +82,9 @@ pub struct HcmConfig {
     pub path_normalization: PathNormalization,
     /// `http_protocol_options.accept_http_10` (else HTTP/1.0 gets 426).
     pub accept_http_10: bool,
+    /// `http_protocol_options.default_host_for_http_10`: the Host of an HTTP/1.0
+    /// request that has none.
+    pub default_host_for_http_10: Option<HeaderValue>,
     pub access_logs: Vec<Arc<dyn AccessLogger>>,
     pub clusters: Slot<ThreadLocalClusterManager>,
     /// True once the server drains: close connections after their current request.
@@ -196,6 +199,15 @@ impl HcmConfig {
         let mut log_path = path.clone();
         log_path.push_field("access_log");
         let access_logs = access_log::build_access_logs(&p.access_log, &log_path, store)?;
+        let default_host_for_http_10 =
+            match p.http_protocol_options.as_ref().map(|o| o.default_host_for_http_10.as_str()) {
+                None | Some("") => None,
+                Some(host) => Some(HeaderValue::from_str(host).map_err(|_| {
+                    let mut p = path.clone();
+                    p.push_field("http_protocol_options");
+                    p.field_error("default_host_for_http_10", "not a valid header value")
+                })?),
+            };
         let via = if p.via.is_empty() {
             None
         } else {
@@ -249,6 +261,7 @@ impl HcmConfig {
                 escaped_slashes: EscapedSlashes::from_proto(p.path_with_escaped_slashes_action),
             },
             accept_http_10: p.http_protocol_options.as_ref().is_some_and(|o| o.accept_http_10),
+            default_host_for_http_10,
             access_logs,
             clusters: clusters.clone(),
             drain: drain.clone(),
