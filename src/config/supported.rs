@@ -124,6 +124,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "path_with_escaped_slashes_action",
             "via",
             "add_user_agent",
+            "proxy_100_continue",
         ],
     ),
     ("envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter", &["name", "typed_config"]),

@@ -255,6 +255,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (HCM, "path_with_escaped_slashes_action", &[compat("path_normalization")]),
     (HCM, "via", &[compat("via_user_agent")]),
     (HCM, "add_user_agent", &[compat("via_user_agent")]),
+    (HCM, "proxy_100_continue", &[compat("proxy_100_continue_false")]),
     ("envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter", "name", &[compat("http_filter_names")]),
     (
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter",

@@ -208,6 +208,15 @@ impl HcmConfig {
                     p.field_error("default_host_for_http_10", "not a valid header value")
                 })?),
             };
+        // Courier answers `Expect: 100-continue` itself, as Envoy does by default;
+        // relaying the upstream's `100 Continue` instead is not implemented.
+        if p.proxy_100_continue {
+            return Err(path.field_error(
+                "proxy_100_continue",
+                "true is not supported by Courier: it answers Expect: 100-continue itself (Envoy's default) \
+                 and does not relay the upstream's 100 Continue",
+            ));
+        }
         let via = if p.via.is_empty() {
             None
         } else {
