@@ -131,7 +131,7 @@ fn proxy_100_continue_true_is_refused() {
     let yaml = |v: &str| {
         config(
             &[http_listener("web", &format!("          proxy_100_continue: {v}\n"), &routes, "")],
-            &[cluster.clone()],
+            std::slice::from_ref(&cluster),
         )
     };
     let (ok, out) = validate(&yaml("false"));
