@@ -111,7 +111,7 @@ pub async fn handle(
     if let Err(reply) = stream.sanitize_request(&mut parts) {
         return stream.local_response(*reply, &parts, is_head);
     }
-    if !cfg.path_normalization.is_off() {
+    if !cfg.path_normalization.is_off() || parts.extensions.get::<PathFragment>().is_some() {
         if let Err(reply) = stream.normalize_path(&mut parts) {
             return stream.local_response(*reply, &parts, is_head);
         }
@@ -185,6 +185,10 @@ enum PendingBody {
 
 /// Envoy's response code details for a path it refused or redirected.
 const PATH_NORMALIZATION_FAILED: &str = "path_normalization_failed";
+
+/// Marks a request whose target had a `#fragment` (see `RequestHead::fragment`).
+#[derive(Debug, Clone, Copy)]
+pub struct PathFragment;
 
 /// Marks a response after which the connection must close (a refused request).
 #[derive(Debug, Clone, Copy)]
@@ -355,19 +359,23 @@ impl Stream {
 
     /// The connection manager's path normalisation, before anything reads the
     /// path (Envoy's `maybeNormalizePath`): the request goes on with the new path,
-    /// or gets a 400, or a 307 to the normalised path. A gRPC client cannot follow
+    /// or gets a 400 (a `#fragment` always does), or a 307 to the normalised path. A gRPC client cannot follow
     /// a redirect, so Envoy refuses its request instead.
     fn normalize_path(&mut self, parts: &mut http::request::Parts) -> Result<(), Box<LocalReply>> {
-        let Some(pq) = parts.uri.path_and_query() else { return Ok(()) };
-        // `OPTIONS *` and the like have no path to normalise.
-        if !pq.as_str().starts_with('/') {
-            return Ok(());
-        }
         let stats = &self.cfg.stats;
         let failed = || {
             stats.downstream_rq_failed_path_normalization.inc();
             Box::new(LocalReply::new(StatusCode::BAD_REQUEST, "", PATH_NORMALIZATION_FAILED))
         };
+        // Envoy refuses a fragment in the target whatever the settings.
+        if parts.extensions.get::<PathFragment>().is_some() {
+            return Err(failed());
+        }
+        let Some(pq) = parts.uri.path_and_query() else { return Ok(()) };
+        // `OPTIONS *` and the like have no path to normalise.
+        if !pq.as_str().starts_with('/') {
+            return Ok(());
+        }
         match self.cfg.path_normalization.apply(pq.as_str()) {
             Outcome::Continue(None) => Ok(()),
             Outcome::Continue(Some(path)) => {

@@ -343,6 +343,9 @@ fn build_request(head: RequestHead, reader: &Rc<RefCell<ConnReader>>) -> http::R
     *request.uri_mut() = head.uri;
     *request.version_mut() = head.version;
     *request.headers_mut() = head.headers;
+    if head.fragment {
+        request.extensions_mut().insert(active_stream::PathFragment);
+    }
     request
 }
 
