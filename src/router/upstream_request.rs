@@ -428,9 +428,10 @@ async fn attempt(
     let pool = cluster.http_pool(host);
     let mut stale_retry = try_request.replayable;
     let parts = try_request.parts;
-    // This try's `x-envoy-expected-rq-timeout-ms`, and with `auto_host_rewrite` the
+    // This try's `x-envoy-expected-rq-timeout-ms`, with `auto_host_rewrite` the
     // host's name (the Host it replaces kept in `x-envoy-original-host`, as Envoy
-    // does), replace the router's headers of those names.
+    // does), and with `include_request_attempt_count` its `x-envoy-attempt-count`,
+    // replace the router's headers of those names.
     let timeout = try_request.expected_timeout_ms.map(|ms| (X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, headers::number_value(ms)));
     let rewrite = (try_request.auto_host_rewrite && !host.hostname.is_empty())
         .then(|| {

@@ -358,9 +358,10 @@ impl Stream {
     }
 
     /// The connection manager's path normalisation, before anything reads the
-    /// path (Envoy's `maybeNormalizePath`): the request goes on with the new path,
-    /// or gets a 400 (a `#fragment` always does), or a 307 to the normalised path. A gRPC client cannot follow
-    /// a redirect, so Envoy refuses its request instead.
+    /// path (Envoy's `maybeNormalizePath`): the request goes on with the new
+    /// path, or gets a 400 (a `#fragment` always does), or a 307 to the
+    /// normalised path. A gRPC client cannot follow a redirect, so Envoy refuses
+    /// its request instead.
     fn normalize_path(&mut self, parts: &mut http::request::Parts) -> Result<(), Box<LocalReply>> {
         let stats = &self.cfg.stats;
         let failed = || {

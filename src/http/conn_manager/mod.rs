@@ -351,8 +351,9 @@ fn build_request(head: RequestHead, reader: &Rc<RefCell<ConnReader>>) -> http::R
 
 /// Runs one stream until its response headers, under the stream's timers:
 /// `request_timeout` (until the request is whole), the stream idle timeout (no
-/// bytes either way) and `max_stream_duration` (the route may change these two). A timer
-/// that fires first gets Envoy's 408 or 504 (see `timeout_reply`).
+/// bytes either way) and `max_stream_duration`, the last two as the route may
+/// have changed them. A timer that fires first gets Envoy's 408 or 504 (see
+/// `timeout_reply`).
 async fn run_stream(
     cfg: &Arc<HcmConfig>,
     info: ConnectionInfo,
