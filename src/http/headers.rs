@@ -281,6 +281,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn via_joins_what_arrived() {
+        let via = HeaderValue::from_static("1.1 proxy");
+        let mut h = HeaderMap::new();
+        append_via(&mut h, &via);
+        assert_eq!(h.get_all(http::header::VIA).iter().collect::<Vec<_>>(), ["1.1 proxy"]);
+        let mut h = HeaderMap::new();
+        h.append(http::header::VIA, HeaderValue::from_static("1.0 a"));
+        h.append(http::header::VIA, HeaderValue::from_static("1.1 b"));
+        append_via(&mut h, &via);
+        assert_eq!(h.get_all(http::header::VIA).iter().collect::<Vec<_>>(), ["1.0 a,1.1 b, 1.1 proxy"]);
+    }
+
+    #[test]
+    fn grpc_content_types() {
+        let with = |ct: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            is_grpc(&h)
+        };
+        assert!(with("application/grpc") && with("application/grpc+proto") && with("application/grpc;x=1"));
+        assert!(!with("application/grpc-web") && !with("application/json"));
+        assert!(!is_grpc(&HeaderMap::new()));
+    }
+
+    #[test]
     fn hop_by_hop_headers_are_removed() {
         let mut h = HeaderMap::new();
         h.insert("connection", HeaderValue::from_static("keep-alive, x-secret"));
