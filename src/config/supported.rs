@@ -87,7 +87,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ),
     ("envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig", &["http_protocol_options"]),
     // Downstream; where it sits in a cluster, `PLACES` narrows it.
-    ("envoy.config.core.v3.Http1ProtocolOptions", &["accept_http_10"]),
+    ("envoy.config.core.v3.Http1ProtocolOptions", &["accept_http_10", "default_host_for_http_10"]),
     (
         "envoy.config.core.v3.HttpProtocolOptions",
         &[
@@ -134,6 +134,12 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "strip_matching_host_port",
             "strip_any_host_port",
             "http_protocol_options",
+            "normalize_path",
+            "merge_slashes",
+            "path_with_escaped_slashes_action",
+            "via",
+            "add_user_agent",
+            "proxy_100_continue",
         ],
     ),
     ("envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter", &["name", "typed_config"]),

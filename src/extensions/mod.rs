@@ -30,6 +30,8 @@ pub struct FactoryContext<'a> {
     pub cluster_exists: &'a dyn Fn(&str) -> bool,
     /// The service cluster (`node.cluster` / `--service-cluster`).
     pub service_cluster: &'a str,
+    /// The node's name (`node.id` / `--service-node`).
+    pub service_node: &'a str,
     /// The listener being built: its stat scope (`listener.<scope>.`).
     pub listener_stat_scope: &'a str,
     /// The listener's `per_connection_buffer_limit_bytes`: what a connection's

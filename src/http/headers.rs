@@ -10,7 +10,11 @@ pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_ENVOY_INTERNAL: HeaderName = HeaderName::from_static("x-envoy-internal");
+pub const X_ENVOY_DOWNSTREAM_SERVICE_CLUSTER: HeaderName =
+    HeaderName::from_static("x-envoy-downstream-service-cluster");
+pub const X_ENVOY_DOWNSTREAM_SERVICE_NODE: HeaderName = HeaderName::from_static("x-envoy-downstream-service-node");
 pub const X_ENVOY_EXTERNAL_ADDRESS: HeaderName = HeaderName::from_static("x-envoy-external-address");
+pub const X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
 pub const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: HeaderName = HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
 pub const X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
 pub const X_ENVOY_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
@@ -195,6 +199,37 @@ pub fn xff_client(headers: &HeaderMap, trusted_hops: u32) -> Option<IpAddr> {
     list.get(idx)?.parse().ok()
 }
 
+/// Envoy's `Utility::appendVia`: `via` joins the request's or response's own
+/// `via` after `", "`. Envoy holds `via` as one header, so several arriving
+/// lines are first joined with `,` (as its header map does on receipt).
+pub fn append_via(headers: &mut HeaderMap, via: &HeaderValue) {
+    let mut existing = headers.get_all(http::header::VIA).iter();
+    let Some(first) = existing.next() else {
+        headers.insert(http::header::VIA, via.clone());
+        return;
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for v in existing {
+        joined.push(b',');
+        joined.extend_from_slice(v.as_bytes());
+    }
+    joined.extend_from_slice(b", ");
+    joined.extend_from_slice(via.as_bytes());
+    // Joined valid values with a valid separator are a valid value.
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(http::header::VIA, v);
+    }
+}
+
+/// Envoy's `Grpc::Common::hasGrpcContentType`: `application/grpc`, alone or
+/// followed by `+` or `;`.
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers.get(http::header::CONTENT_TYPE) else { return false };
+    let ct = ct.as_bytes();
+    const GRPC: &[u8] = b"application/grpc";
+    ct.starts_with(GRPC) && matches!(ct.get(GRPC.len()), None | Some(b'+' | b';'))
+}
+
 /// `n` as a header value (`x-envoy-upstream-service-time`,
 /// `x-envoy-expected-rq-timeout-ms`, made for every request). Values under 256
 /// come from a table of static values built once, so the common case allocates
@@ -251,6 +286,31 @@ pub fn uuid_v4() -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn via_joins_what_arrived() {
+        let via = HeaderValue::from_static("1.1 proxy");
+        let mut h = HeaderMap::new();
+        append_via(&mut h, &via);
+        assert_eq!(h.get_all(http::header::VIA).iter().collect::<Vec<_>>(), ["1.1 proxy"]);
+        let mut h = HeaderMap::new();
+        h.append(http::header::VIA, HeaderValue::from_static("1.0 a"));
+        h.append(http::header::VIA, HeaderValue::from_static("1.1 b"));
+        append_via(&mut h, &via);
+        assert_eq!(h.get_all(http::header::VIA).iter().collect::<Vec<_>>(), ["1.0 a,1.1 b, 1.1 proxy"]);
+    }
+
+    #[test]
+    fn grpc_content_types() {
+        let with = |ct: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            is_grpc(&h)
+        };
+        assert!(with("application/grpc") && with("application/grpc+proto") && with("application/grpc;x=1"));
+        assert!(!with("application/grpc-web") && !with("application/json"));
+        assert!(!is_grpc(&HeaderMap::new()));
+    }
 
     #[test]
     fn hop_by_hop_headers_are_removed() {

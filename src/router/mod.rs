@@ -49,6 +49,6 @@ pub use header_mutation::{AppendAction, HeaderMutation};
 pub use redirect::RedirectAction;
 pub use retry_policy::{RetryOn, RetryPolicy, DEFAULT_BASE_INTERVAL};
 pub use route::{Route, RouteAction};
-pub use route_action::{ClusterSelector, ForwardAction, DEFAULT_ROUTE_TIMEOUT};
+pub use route_action::{ClusterSelector, ClusterWeightEdits, ForwardAction, DEFAULT_ROUTE_TIMEOUT};
 pub use string_matcher::StringMatcher;
 pub use supported::ROUTE_SUPPORTED_FIELDS;

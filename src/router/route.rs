@@ -25,9 +25,13 @@ use crate::extensions::PerRouteConfig;
 /// What a route does with a request it matched.
 #[derive(Debug, Clone)]
 pub enum RouteAction {
-    Forward(ForwardAction),
+    /// Boxed: far larger than the other actions.
+    Forward(Box<ForwardAction>),
     Redirect(RedirectAction),
-    DirectResponse { status: StatusCode, body: Bytes },
+    DirectResponse {
+        status: StatusCode,
+        body: Bytes,
+    },
 }
 
 /// A route, ready for the router.
@@ -51,6 +55,8 @@ pub struct Route {
 pub(crate) struct Enclosing<'a> {
     pub virtual_host_name: &'a str,
     pub vhost_retry_policy: Option<&'a RetryPolicy>,
+    /// The virtual host's `include_request_attempt_count`.
+    pub include_request_attempt_count: bool,
     pub vhost_request_edits: &'a Arc<HeaderEdits>,
     pub vhost_response_edits: &'a Arc<HeaderEdits>,
     pub vhost_per_filter: &'a PerFilterConfigs,
@@ -79,7 +85,12 @@ impl Route {
             Some(Action::Route(ra)) => {
                 let mut p = path.clone();
                 p.push_field("route");
-                RouteAction::Forward(ForwardAction::from_proto(ra, &p, enclosing.vhost_retry_policy)?)
+                RouteAction::Forward(Box::new(ForwardAction::from_proto(
+                    ra,
+                    &p,
+                    enclosing.vhost_retry_policy,
+                    enclosing.include_request_attempt_count,
+                )?))
             }
             Some(Action::Redirect(ra)) => {
                 let mut p = path.clone();
@@ -161,7 +172,8 @@ impl Route {
     /// `regex_rewrite`; `None` when the route rewrites nothing (or does not forward).
     pub fn rewrite_path(&self, path_and_query: &str) -> Option<String> {
         match &self.action {
-            RouteAction::Forward(ForwardAction { path_rewrite: Some(rewrite), .. }) => {
+            RouteAction::Forward(f) => {
+                let rewrite = f.path_rewrite.as_ref()?;
                 Some(rewrite.apply(path_and_query, self.matcher.matched_len(path_and_query)))
             }
             _ => None,

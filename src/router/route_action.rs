@@ -12,10 +12,13 @@ use std::time::Duration;
 use envoy_types::pb::envoy::config::route::v3::route_action::{
     ClusterNotFoundResponseCode, ClusterSpecifier, HostRewriteSpecifier,
 };
+use envoy_types::pb::envoy::config::route::v3::weighted_cluster::cluster_weight::HostRewriteSpecifier::HostRewriteLiteral;
 use envoy_types::pb::envoy::config::route::v3::weighted_cluster::RandomValueSpecifier;
 use envoy_types::pb::envoy::config::route::v3::{RouteAction as RouteActionProto, WeightedCluster};
-use http::{HeaderMap, HeaderName, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use std::sync::Arc;
 
+use super::header_mutation::{HeaderEdits, HeaderMutation};
 use super::path_rewrite::PathRewrite;
 use super::retry_policy::RetryPolicy;
 use crate::config::{duration, ConfigError, FieldPath};
@@ -36,6 +39,17 @@ pub enum ClusterSelector {
     },
 }
 
+/// What a weighted cluster entry (`ClusterWeight`) adds to the route when it is
+/// picked. As Envoy's `WeightedClusterEntry`, its header edits come before the
+/// route's (on requests and responses alike), and its host is set plainly,
+/// before the route's own edits and rewrites.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterWeightEdits {
+    pub request: HeaderMutation,
+    pub response: HeaderMutation,
+    pub host_rewrite: Option<HeaderValue>,
+}
+
 /// A compiled `RouteAction`.
 #[derive(Debug, Clone)]
 pub struct ForwardAction {
@@ -43,6 +57,9 @@ pub struct ForwardAction {
     /// The local reply when the chosen cluster does not exist (default 503).
     pub cluster_not_found_response_code: StatusCode,
     pub host_rewrite_literal: Option<String>,
+    /// `host_rewrite_header`: the host comes from this request header's first
+    /// value, when it has a non-empty one.
+    pub host_rewrite_header: Option<HeaderName>,
     /// Rewrite `:authority` to the upstream host's hostname.
     pub auto_host_rewrite: bool,
     /// The route timeout; `None` when disabled (`0s`).
@@ -50,19 +67,31 @@ pub struct ForwardAction {
     /// `None`: not set (the connection manager's `stream_idle_timeout` applies);
     /// `Some(ZERO)`: explicitly disabled, even the connection manager's.
     pub idle_timeout: Option<Duration>,
+    /// `max_stream_duration.max_stream_duration`: replaces the connection
+    /// manager's `max_stream_duration` for this stream (`Some(ZERO)`: none).
+    pub max_stream_duration: Option<Duration>,
     /// The route's retry policy, else the virtual host's.
     pub retry_policy: Option<RetryPolicy>,
     pub(crate) path_rewrite: Option<PathRewrite>,
+    /// The virtual host's `include_request_attempt_count`: each try carries
+    /// `x-envoy-attempt-count`.
+    pub include_attempt_count: bool,
+    /// With `weighted_clusters`: each entry's edits, by index in `clusters`
+    /// (`None`: it has none).
+    weighted_edits: Vec<Option<Arc<ClusterWeightEdits>>>,
 }
 
 impl ForwardAction {
     /// Compiles `ra`; `path` points at the route's `route` field. `vhost_retry` is the
-    /// virtual host's retry policy, used when the route has none.
+    /// virtual host's retry policy, used when the route has none;
+    /// `include_attempt_count` its `include_request_attempt_count`.
     pub fn from_proto(
         ra: &RouteActionProto,
         path: &FieldPath,
         vhost_retry: Option<&RetryPolicy>,
+        include_attempt_count: bool,
     ) -> Result<ForwardAction, ConfigError> {
+        let mut weighted_edits = Vec::new();
         let cluster = match &ra.cluster_specifier {
             Some(ClusterSpecifier::Cluster(name)) if !name.is_empty() => ClusterSelector::Name(name.clone()),
             Some(ClusterSpecifier::Cluster(_)) => {
@@ -75,6 +104,7 @@ impl ForwardAction {
             Some(ClusterSpecifier::WeightedClusters(wc)) => {
                 let mut p = path.clone();
                 p.push_field("weighted_clusters");
+                weighted_edits = cluster_weight_edits(wc, &p)?;
                 weighted(wc, &p)?
             }
             Some(ClusterSpecifier::ClusterSpecifierPlugin(_)) => {
@@ -103,15 +133,17 @@ impl ForwardAction {
                     ))
                 }
             };
+        let mut host_rewrite_header = None;
         let (host_rewrite_literal, auto_host_rewrite) = match &ra.host_rewrite_specifier {
             None => (None, false),
             Some(HostRewriteSpecifier::HostRewriteLiteral(h)) if h.is_empty() => (None, false),
             Some(HostRewriteSpecifier::HostRewriteLiteral(h)) => (Some(h.clone()), false),
             Some(HostRewriteSpecifier::AutoHostRewrite(b)) => (None, b.value),
-            Some(HostRewriteSpecifier::HostRewriteHeader(_)) => {
-                return Err(
-                    path.field_error("host_rewrite_header", "field 'host_rewrite_header' is not supported by Courier")
-                )
+            Some(HostRewriteSpecifier::HostRewriteHeader(h)) => {
+                let name = HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes())
+                    .map_err(|_| path.field_error("host_rewrite_header", format!("invalid header name '{h}'")))?;
+                host_rewrite_header = Some(name);
+                (None, false)
             }
             Some(HostRewriteSpecifier::HostRewritePathRegex(_)) => {
                 return Err(path.field_error(
@@ -150,14 +182,25 @@ impl ForwardAction {
             cluster,
             cluster_not_found_response_code,
             host_rewrite_literal,
+            host_rewrite_header,
             auto_host_rewrite,
-            timeout: match &ra.timeout {
-                None => Some(DEFAULT_ROUTE_TIMEOUT),
-                Some(d) => Some(duration(d)).filter(|d| !d.is_zero()),
+            // With `max_stream_duration` set (even empty), Envoy's router uses
+            // the "new timeouts": the route `timeout` is not applied at all.
+            timeout: match (&ra.max_stream_duration, &ra.timeout) {
+                (Some(_), _) => None,
+                (None, None) => Some(DEFAULT_ROUTE_TIMEOUT),
+                (None, Some(d)) => Some(duration(d)).filter(|d| !d.is_zero()),
             },
+            max_stream_duration: ra
+                .max_stream_duration
+                .as_ref()
+                .and_then(|m| m.max_stream_duration.as_ref())
+                .map(duration),
             idle_timeout: ra.idle_timeout.as_ref().map(duration),
             retry_policy,
             path_rewrite,
+            include_attempt_count,
+            weighted_edits,
         })
     }
 
@@ -165,14 +208,25 @@ impl ForwardAction {
     /// header (`None` when absent, empty or not text), or the weighted pick for
     /// `random`.
     pub fn cluster_name<'a>(&'a self, headers: &'a HeaderMap, random: u64) -> Option<&'a str> {
+        self.pick_cluster(headers, random).map(|(name, _)| name)
+    }
+
+    /// As `cluster_name`, with the picked weighted entry's edits, if it has any.
+    pub fn pick_cluster<'a>(
+        &'a self,
+        headers: &'a HeaderMap,
+        random: u64,
+    ) -> Option<(&'a str, Option<&'a Arc<ClusterWeightEdits>>)> {
         match &self.cluster {
-            ClusterSelector::Name(name) => Some(name),
-            ClusterSelector::Header(h) => headers.get(h).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()),
+            ClusterSelector::Name(name) => Some((name, None)),
+            ClusterSelector::Header(h) => {
+                headers.get(h).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()).map(|n| (n, None))
+            }
             ClusterSelector::Weighted { clusters, total } => {
                 let mut point = random % u64::from(*total);
-                for (name, weight) in clusters {
+                for (i, (name, weight)) in clusters.iter().enumerate() {
                     if point < u64::from(*weight) {
-                        return Some(name);
+                        return Some((name, self.weighted_edits.get(i).and_then(Option::as_ref)));
                     }
                     point -= u64::from(*weight);
                 }
@@ -189,6 +243,51 @@ impl ForwardAction {
             ClusterSelector::Weighted { clusters, .. } => clusters.iter().map(|(n, _)| n.as_str()).collect(),
         }
     }
+}
+
+/// Each `ClusterWeight`'s header edits and host; empty when none has any.
+fn cluster_weight_edits(
+    wc: &WeightedCluster,
+    path: &FieldPath,
+) -> Result<Vec<Option<Arc<ClusterWeightEdits>>>, ConfigError> {
+    let mut out = Vec::with_capacity(wc.clusters.len());
+    for (i, cw) in wc.clusters.iter().enumerate() {
+        let mut p = path.clone();
+        p.push_field("clusters");
+        p.push_index(i);
+        let request = HeaderEdits::from_proto(
+            &cw.request_headers_to_add,
+            &cw.request_headers_to_remove,
+            &p,
+            "request_headers_to_add",
+            "request_headers_to_remove",
+        )?;
+        let response = HeaderEdits::from_proto(
+            &cw.response_headers_to_add,
+            &cw.response_headers_to_remove,
+            &p,
+            "response_headers_to_add",
+            "response_headers_to_remove",
+        )?;
+        let host_rewrite = match &cw.host_rewrite_specifier {
+            Some(HostRewriteLiteral(h)) if !h.is_empty() => Some(
+                HeaderValue::from_str(h)
+                    .map_err(|_| p.field_error("host_rewrite_literal", "not a valid header value"))?,
+            ),
+            _ => None,
+        };
+        let edits = ClusterWeightEdits {
+            request: HeaderMutation::from_levels([Arc::new(request)]),
+            response: HeaderMutation::from_levels([Arc::new(response)]),
+            host_rewrite,
+        };
+        let has_any = !edits.request.is_empty() || !edits.response.is_empty() || edits.host_rewrite.is_some();
+        out.push(has_any.then(|| Arc::new(edits)));
+    }
+    if out.iter().all(Option::is_none) {
+        out.clear();
+    }
+    Ok(out)
 }
 
 // `total_weight` is deprecated but still Envoy's API.
@@ -251,7 +350,7 @@ mod tests {
         ));
         let parts = request("h", "/", &[]);
         match &t.find(&parts).expect("route").action {
-            RouteAction::Forward(f) => f.clone(),
+            RouteAction::Forward(f) => (**f).clone(),
             other => panic!("not forward: {other:?}"),
         }
     }
@@ -353,7 +452,12 @@ mod tests {
             .starts_with("route_config.virtual_hosts[0].routes[0].route.regex_rewrite: "));
         assert!(route("{cluster_header: 'bad header'}")
             .starts_with("route_config.virtual_hosts[0].routes[0].route.cluster_header: "));
-        assert!(route("{cluster: c, host_rewrite_header: x-h}")
+        assert_eq!(
+            route("{cluster: c, max_stream_duration: {grpc_timeout_header_max: 1s}}"),
+            "route_config.virtual_hosts[0].routes[0].route.max_stream_duration.grpc_timeout_header_max: field \
+             'grpc_timeout_header_max' of envoy.config.route.v3.RouteAction.MaxStreamDuration is not supported by Courier"
+        );
+        assert!(route("{cluster: c, host_rewrite_header: 'bad header'}")
             .starts_with("route_config.virtual_hosts[0].routes[0].route.host_rewrite_header: "));
     }
 }

@@ -46,6 +46,7 @@ pub const ROUTE_SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "response_headers_to_remove",
             "typed_per_filter_config",
             "retry_policy",
+            "include_request_attempt_count",
         ],
     ),
     (
@@ -95,13 +96,29 @@ pub const ROUTE_SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "regex_rewrite",
             "host_rewrite_literal",
             "auto_host_rewrite",
+            "host_rewrite_header",
             "timeout",
             "idle_timeout",
             "retry_policy",
+            "max_stream_duration",
         ],
     ),
+    // `grpc_timeout_header_max` / `_offset` are refused: Courier does not read
+    // `grpc-timeout`.
+    ("envoy.config.route.v3.RouteAction.MaxStreamDuration", &["max_stream_duration"]),
     ("envoy.config.route.v3.WeightedCluster", &["clusters", "total_weight"]),
-    ("envoy.config.route.v3.WeightedCluster.ClusterWeight", &["name", "weight"]),
+    (
+        "envoy.config.route.v3.WeightedCluster.ClusterWeight",
+        &[
+            "name",
+            "weight",
+            "request_headers_to_add",
+            "request_headers_to_remove",
+            "response_headers_to_add",
+            "response_headers_to_remove",
+            "host_rewrite_literal",
+        ],
+    ),
     (
         "envoy.config.route.v3.RetryPolicy",
         &["retry_on", "num_retries", "per_try_timeout", "retriable_status_codes", "retry_back_off"],

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::config::{ForwardAction, RetryOn, RetryPolicy};
 use crate::http::body::RequestBodyStream;
 use crate::http::filter::LocalReply;
-use crate::http::headers::{self, X_ENVOY_EXPECTED_RQ_TIMEOUT_MS};
+use crate::http::headers::{self, X_ENVOY_ATTEMPT_COUNT, X_ENVOY_EXPECTED_RQ_TIMEOUT_MS};
 use crate::http::http1::client_connection::{BodyOut, HeaderOverride, RequestFailure, RequestOut};
 use crate::http::stream_info::{ResponseFlag, StreamInfo};
 use crate::stats::Gauge;
@@ -286,6 +286,7 @@ pub async fn forward(
             expected_timeout_ms: expected_timeout_ms(action.timeout, per_try, elapsed),
             replayable,
             auto_host_rewrite: action.auto_host_rewrite,
+            attempt_count: action.include_attempt_count.then_some(info.attempt_count),
             started,
         };
         let attempt = attempt(cluster, &host, &try_request, &mut body);
@@ -442,6 +443,8 @@ struct Try<'a> {
     expected_timeout_ms: Option<u64>,
     replayable: bool,
     auto_host_rewrite: bool,
+    /// `x-envoy-attempt-count` for this try (`include_request_attempt_count`).
+    attempt_count: Option<u32>,
     started: Instant,
 }
 
@@ -458,9 +461,10 @@ async fn attempt(
     let pool = cluster.http_pool(host);
     let mut stale_retry = try_request.replayable;
     let parts = try_request.parts;
-    // This try's `x-envoy-expected-rq-timeout-ms`, and with `auto_host_rewrite` the
+    // This try's `x-envoy-expected-rq-timeout-ms`, with `auto_host_rewrite` the
     // host's name (the Host it replaces kept in `x-envoy-original-host`, as Envoy
-    // does), replace the router's headers of those names.
+    // does), and with `include_request_attempt_count` its `x-envoy-attempt-count`,
+    // replace the router's headers of those names.
     let timeout = try_request.expected_timeout_ms.map(|ms| (X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, headers::number_value(ms)));
     let rewrite = (try_request.auto_host_rewrite && !host.hostname.is_empty())
         .then(|| {
@@ -469,22 +473,15 @@ async fn attempt(
             Some([(http::header::HOST, new), (headers::X_ENVOY_ORIGINAL_HOST, original)])
         })
         .flatten();
-    let (three, two, one): ([HeaderOverride; 3], [HeaderOverride; 2], [HeaderOverride; 1]);
-    let overrides: &[HeaderOverride] = match (timeout, rewrite) {
-        (Some(t), Some([h, o])) => {
-            three = [t, h, o];
-            &three
-        }
-        (None, Some(r)) => {
-            two = r;
-            &two
-        }
-        (Some(t), None) => {
-            one = [t];
-            &one
-        }
-        (None, None) => &[],
-    };
+    let attempt_count = try_request.attempt_count.map(|n| (X_ENVOY_ATTEMPT_COUNT, headers::number_value(n.into())));
+    // At most four overrides, kept on the stack; unused slots are never sent.
+    let mut slots: [HeaderOverride; 4] = std::array::from_fn(|_| (http::header::HOST, HeaderValue::from_static("")));
+    let mut n = 0;
+    for o in timeout.into_iter().chain(rewrite.into_iter().flatten()).chain(attempt_count) {
+        slots[n] = o;
+        n += 1;
+    }
+    let overrides = &slots[..n];
     let request = RequestOut {
         method: &parts.method,
         target: parts.uri.path_and_query().map_or("/", |p| p.as_str()),

@@ -78,6 +78,7 @@ impl VirtualHost {
         let enclosing = Enclosing {
             virtual_host_name: &vh.name,
             vhost_retry_policy: retry_policy.as_ref(),
+            include_request_attempt_count: vh.include_request_attempt_count,
             vhost_request_edits: &request_edits,
             vhost_response_edits: &response_edits,
             vhost_per_filter: &vhost_per_filter,

@@ -146,6 +146,7 @@ impl ServerConfig {
             health_check_failed: &health_check_failed,
             drain: &drain_rx,
             service_cluster: b.node.as_ref().map_or("", |n| n.cluster.as_str()),
+            service_node: b.node.as_ref().map_or("", |n| n.id.as_str()),
             listener_stat_scope: "",
             listener_buffer_limit: crate::upstream::cluster::DEFAULT_BUFFER_LIMIT,
         };

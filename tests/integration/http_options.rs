@@ -1,6 +1,6 @@
 //! Connection manager and cluster options not covered elsewhere: underscores in
 //! header names, the `server` header, circuit breakers for requests and retries,
-//! and the upstream idle timeout.
+//! the upstream idle timeout, and the refused `proxy_100_continue: true`.
 
 use std::sync::atomic::Ordering;
 
@@ -120,4 +120,26 @@ fn upstream_idle_timeout_closes_pooled_connections() {
     // The next request opens a new connection rather than failing on the closed one.
     let second = client.get("/").seen().connection();
     assert_ne!(first, second);
+}
+
+/// Courier answers `Expect: 100-continue` itself; relaying the upstream's
+/// `100 Continue` (`proxy_100_continue: true`) is refused at start-up, naming the field.
+#[test]
+fn proxy_100_continue_true_is_refused() {
+    let routes = one_vhost(&prefix_route("/", "app", ""));
+    let cluster = static_cluster("app", &[closed_port()]);
+    let yaml = |v: &str| {
+        config(
+            &[http_listener("web", &format!("          proxy_100_continue: {v}\n"), &routes, "")],
+            std::slice::from_ref(&cluster),
+        )
+    };
+    let (ok, out) = validate(&yaml("false"));
+    assert!(ok, "{out}");
+    let (ok, out) = validate(&yaml("true"));
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("static_resources.listeners[0].filter_chains[0].filters[0].typed_config.proxy_100_continue: true is not supported by Courier"),
+        "{out}"
+    );
 }

@@ -15,6 +15,7 @@ use http_body_util::BodyExt;
 use hyper::body::Body;
 
 use super::config::{HcmConfig, ServerHeader, UnderscoreAction};
+use super::path_normalization::Outcome;
 use crate::formatter::FormatContext;
 use crate::http::body::{RequestBodyStream, ResponseBody, StreamCompletion};
 use crate::http::filter::{FilterStatus, LocalReply, StreamContext, StreamFilter};
@@ -23,29 +24,37 @@ use crate::http::stream_info::{ResponseFlag, StreamInfo};
 use crate::http::{header_map_pool, headers};
 use crate::network::ConnectionInfo;
 use crate::router::upstream_request::{self, ActiveRequest, ForwardBody, UpstreamResponse};
-use crate::router::{Route, RouteAction};
+use crate::router::{ClusterWeightEdits, Route, RouteAction};
 use crate::upstream::ThreadLocalCluster;
 
-/// The stream's idle timeout: the connection manager's `stream_idle_timeout`
-/// until a route is chosen, then the route's `idle_timeout` if it has one (`0s`
-/// disables it), as Envoy re-arms its idle timer once the route is known.
+/// The stream's timers that its route may change, as Envoy re-arms them once
+/// the route is known: the idle timeout (the connection manager's
+/// `stream_idle_timeout`, then the route's `idle_timeout` if it has one) and the
+/// maximum duration (the connection manager's `max_stream_duration`, then the
+/// route's `max_stream_duration.max_stream_duration` if set). `0s` disables either.
 #[derive(Debug)]
-pub struct StreamIdleTimeout {
-    value: Cell<Option<Duration>>,
-    /// Set when the route changed `value`, so the connection re-arms its timer.
+pub struct StreamTimers {
+    idle: Cell<Option<Duration>>,
+    max_duration: Cell<Option<Duration>>,
+    /// Set when the route changed a timer, so the connection re-arms it.
     changed: Cell<bool>,
 }
 
-impl StreamIdleTimeout {
-    pub fn new(connection_manager: Option<Duration>) -> StreamIdleTimeout {
-        StreamIdleTimeout { value: Cell::new(connection_manager), changed: Cell::new(false) }
+impl StreamTimers {
+    pub fn new(idle: Option<Duration>, max_duration: Option<Duration>) -> StreamTimers {
+        StreamTimers { idle: Cell::new(idle), max_duration: Cell::new(max_duration), changed: Cell::new(false) }
     }
 
-    pub fn get(&self) -> Option<Duration> {
-        self.value.get()
+    pub fn idle(&self) -> Option<Duration> {
+        self.idle.get()
     }
 
-    /// True once after the route changed the timeout.
+    /// From the stream's start.
+    pub fn max_duration(&self) -> Option<Duration> {
+        self.max_duration.get()
+    }
+
+    /// True once after the route changed a timer.
     pub fn take_changed(&self) -> bool {
         self.changed.replace(false)
     }
@@ -53,7 +62,11 @@ impl StreamIdleTimeout {
     fn apply_route(&self, route: &Route) {
         if let RouteAction::Forward(f) = &route.action {
             if let Some(t) = f.idle_timeout {
-                self.value.set(Some(t).filter(|t| !t.is_zero()));
+                self.idle.set(Some(t).filter(|t| !t.is_zero()));
+                self.changed.set(true);
+            }
+            if let Some(t) = f.max_stream_duration {
+                self.max_duration.set(Some(t).filter(|t| !t.is_zero()));
                 self.changed.set(true);
             }
         }
@@ -68,7 +81,7 @@ pub async fn handle(
     conn: ConnectionInfo,
     req: Request<RequestBody>,
     body_bytes: Rc<Cell<u64>>,
-    idle_timeout: &StreamIdleTimeout,
+    timers: &StreamTimers,
 ) -> Response<ResponseBody> {
     let protocol = match req.version() {
         Version::HTTP_10 => "HTTP/1.0",
@@ -98,6 +111,11 @@ pub async fn handle(
     if let Err(reply) = stream.sanitize_request(&mut parts) {
         return stream.local_response(*reply, &parts, is_head);
     }
+    if !cfg.path_normalization.is_off() || parts.extensions.get::<PathFragment>().is_some() {
+        if let Err(reply) = stream.normalize_path(&mut parts) {
+            return stream.local_response(*reply, &parts, is_head);
+        }
+    }
     stream.mutate_request_headers(&mut parts);
     if let Some(websocket) = upgrade {
         if websocket {
@@ -116,7 +134,7 @@ pub async fn handle(
     }
     if let Some(r) = &stream.route {
         stream.info.route_name = Some(r.name.clone()).filter(|n| !n.is_empty());
-        idle_timeout.apply_route(r);
+        timers.apply_route(r);
     }
 
     // Decoder filters, in order.
@@ -173,6 +191,13 @@ enum PendingBody {
     Buffered(Bytes),
     Unread(RequestBody),
 }
+
+/// Envoy's response code details for a path it refused or redirected.
+const PATH_NORMALIZATION_FAILED: &str = "path_normalization_failed";
+
+/// Marks a request whose target had a `#fragment` (see `RequestHead::fragment`).
+#[derive(Debug, Clone, Copy)]
+pub struct PathFragment;
 
 /// Marks a response after which the connection must close (a refused request).
 #[derive(Debug, Clone, Copy)]
@@ -269,6 +294,8 @@ struct Stream {
     cfg: Arc<HcmConfig>,
     info: StreamInfo,
     route: Option<Arc<Route>>,
+    /// The picked weighted cluster's own edits, when it has any.
+    cluster_weight: Option<Arc<ClusterWeightEdits>>,
     body_bytes: Option<Rc<Cell<u64>>>,
     /// The request arrived chunked.
     downstream_chunked: bool,
@@ -289,6 +316,7 @@ impl Stream {
             cfg: cfg.clone(),
             info: StreamInfo::new(conn.remote, conn.local, protocol),
             route: None,
+            cluster_weight: None,
             body_bytes: None,
             downstream_chunked: false,
             request_parsed: true,
@@ -315,6 +343,10 @@ impl Stream {
                 let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
                 parts.uri = Uri::try_from(pq).unwrap_or_else(|_| Uri::from_static("/"));
             }
+        }
+        // Envoy's HTTP/1 codec gives a host-less HTTP/1.0 request this one.
+        if let Some(host) = self.cfg.default_host_for_http_10.as_ref().filter(|_| parts.version == Version::HTTP_10) {
+            parts.headers.entry(http::header::HOST).or_insert_with(|| host.clone());
         }
         if parts.headers.get(http::header::HOST).is_none() {
             return Err(Box::new(LocalReply::new(StatusCode::BAD_REQUEST, "", "missing_host_header")));
@@ -352,8 +384,47 @@ impl Stream {
         )
     }
 
+    /// The connection manager's path normalisation, before anything reads the
+    /// path (Envoy's `maybeNormalizePath`): the request goes on with the new
+    /// path, or gets a 400 (a `#fragment` always does), or a 307 to the
+    /// normalised path. A gRPC client cannot follow a redirect, so Envoy refuses
+    /// its request instead.
+    fn normalize_path(&mut self, parts: &mut http::request::Parts) -> Result<(), Box<LocalReply>> {
+        let stats = &self.cfg.stats;
+        let failed = || {
+            stats.downstream_rq_failed_path_normalization.inc();
+            Box::new(LocalReply::new(StatusCode::BAD_REQUEST, "", PATH_NORMALIZATION_FAILED))
+        };
+        // Envoy refuses a fragment in the target whatever the settings.
+        if parts.extensions.get::<PathFragment>().is_some() {
+            return Err(failed());
+        }
+        let Some(pq) = parts.uri.path_and_query() else { return Ok(()) };
+        // `OPTIONS *` and the like have no path to normalise.
+        if !pq.as_str().starts_with('/') {
+            return Ok(());
+        }
+        match self.cfg.path_normalization.apply(pq.as_str()) {
+            Outcome::Continue(None) => Ok(()),
+            Outcome::Continue(Some(path)) => {
+                parts.uri = Uri::try_from(path).map_err(|_| failed())?;
+                Ok(())
+            }
+            Outcome::Reject => Err(failed()),
+            Outcome::Redirect(_) if headers::is_grpc(&parts.headers) => Err(failed()),
+            Outcome::Redirect(path) => {
+                stats.downstream_rq_redirected_with_normalized_path.inc();
+                let mut reply = LocalReply::new(StatusCode::TEMPORARY_REDIRECT, "", PATH_NORMALIZATION_FAILED);
+                let location = HeaderValue::from_str(&path).map_err(|_| failed())?;
+                reply.headers.insert(http::header::LOCATION, location);
+                Err(Box::new(reply))
+            }
+        }
+    }
+
     /// Envoy's `mutateRequestHeaders`: hop-by-hop removal, x-forwarded-*,
-    /// x-request-id, x-envoy-internal / x-envoy-external-address.
+    /// x-envoy-internal / x-envoy-external-address, `add_user_agent`'s headers,
+    /// `via`, x-request-id.
     fn mutate_request_headers(&mut self, parts: &mut http::request::Parts) {
         let h = &mut parts.headers;
         headers::remove_hop_by_hop(h);
@@ -379,6 +450,18 @@ impl Stream {
         // No client is internal (Envoy 1.40's default), so the control headers
         // only trusted clients may send go, edge request or not.
         headers::remove_all(h, headers::UNTRUSTED_CONTROL);
+        if let Some(ua) = &self.cfg.user_agent {
+            h.insert(headers::X_ENVOY_DOWNSTREAM_SERVICE_CLUSTER, ua.cluster.clone());
+            if h.get(http::header::USER_AGENT).is_none_or(|v| v.is_empty()) {
+                h.insert(http::header::USER_AGENT, ua.cluster.clone());
+            }
+            if let Some(node) = &ua.node {
+                h.insert(headers::X_ENVOY_DOWNSTREAM_SERVICE_NODE, node.clone());
+            }
+        }
+        if let Some(via) = &self.cfg.via {
+            headers::append_via(h, via);
+        }
         // An edge request's x-request-id is not trusted: Envoy makes a new one
         // (preserve_external_request_id is false by default).
         if self.cfg.generate_request_id {
@@ -430,7 +513,9 @@ impl Stream {
             RouteAction::Forward(action) => action,
         };
         let random = crate::common::random::next_u64();
-        let cluster = action.cluster_name(&parts.headers, random).and_then(|name| self.cfg.clusters.get()?.get(name));
+        let picked = action.pick_cluster(&parts.headers, random);
+        self.cluster_weight = picked.and_then(|(_, edits)| edits.cloned());
+        let cluster = picked.and_then(|(name, _)| self.cfg.clusters.get()?.get(name));
         let Some(cluster) = cluster else {
             stats.no_cluster.inc();
             let reply = LocalReply::new(action.cluster_not_found_response_code, "", "cluster_not_found")
@@ -439,8 +524,17 @@ impl Stream {
         };
         self.info.upstream_cluster = Some(cluster.name.clone());
 
-        // Request edits of the route, in Envoy's order: header edits (every level,
-        // each seeing the previous ones' result), then path and host rewrites.
+        // Request edits of the route, in Envoy's order: the weighted cluster's
+        // edits and host, header edits (every level, each seeing the previous
+        // ones' result), then path and host rewrites.
+        if let Some(cw) = &self.cluster_weight {
+            if !cw.request.is_empty() {
+                cw.request.apply_to_request(&mut parts, &self.info);
+            }
+            if let Some(host) = &cw.host_rewrite {
+                parts.headers.insert(http::header::HOST, host.clone());
+            }
+        }
         if !route.request_headers.is_empty() {
             route.request_headers.apply_to_request(&mut parts, &self.info);
         }
@@ -454,11 +548,15 @@ impl Stream {
                 }
             }
         }
-        if let Some(host) = &action.host_rewrite_literal {
-            if let Ok(v) = HeaderValue::from_str(host) {
-                if let Some(original) = parts.headers.insert(http::header::HOST, v) {
-                    parts.headers.insert(headers::X_ENVOY_ORIGINAL_HOST, original);
-                }
+        let new_host = match (&action.host_rewrite_literal, &action.host_rewrite_header) {
+            (Some(host), _) => HeaderValue::from_str(host).ok(),
+            // Only the first value of this untrusted header, and not an empty one.
+            (None, Some(name)) => parts.headers.get(name).filter(|v| !v.is_empty()).cloned(),
+            (None, None) => None,
+        };
+        if let Some(v) = new_host {
+            if let Some(original) = parts.headers.insert(http::header::HOST, v) {
+                parts.headers.insert(headers::X_ENVOY_ORIGINAL_HOST, original);
             }
         }
         // `x-envoy-expected-rq-timeout-ms` is set per try by the router.
@@ -565,8 +663,11 @@ impl Stream {
         filters: &mut [Box<dyn StreamFilter>],
         is_head: bool,
     ) -> Response<ResponseBody> {
-        let close_after =
-            reply.flag == Some(ResponseFlag::DownstreamProtocolError) || reply.details == "missing_host_header";
+        // Envoy closes an HTTP/1 connection after its 400 for a bad request
+        // (`onLocalReply`), whoever found the fault.
+        let close_after = reply.flag == Some(ResponseFlag::DownstreamProtocolError)
+            || reply.details == "missing_host_header"
+            || (reply.details == PATH_NORMALIZATION_FAILED && reply.status == StatusCode::BAD_REQUEST);
         if let Some(flag) = reply.flag {
             self.info.response_flags.set(flag);
         }
@@ -594,17 +695,26 @@ impl Stream {
         response
     }
 
-    /// Route response header edits and the `server` header.
+    /// Route response header edits, `via` and the `server` header.
     fn apply_response_headers(
         &self,
         parts: &mut http::response::Parts,
         route: Option<&Arc<Route>>,
         request: &http::request::Parts,
     ) {
+        if let Some(cw) = self.cluster_weight.as_ref().filter(|_| route.is_some()) {
+            if !cw.response.is_empty() {
+                cw.response.apply_to_response(&mut parts.headers, Some(request), &self.info);
+            }
+        }
         if let Some(route) = route {
             if !route.response_headers.is_empty() {
                 route.response_headers.apply_to_response(&mut parts.headers, Some(request), &self.info);
             }
+        }
+        // Envoy's `mutateResponseHeaders`, after the route's edits.
+        if let Some(via) = &self.cfg.via {
+            headers::append_via(&mut parts.headers, via);
         }
         match self.cfg.server_header {
             ServerHeader::Overwrite => {

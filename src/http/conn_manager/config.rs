@@ -13,6 +13,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use http::HeaderValue;
 
+use super::path_normalization::{EscapedSlashes, PathNormalization};
 use super::stats::{HcmListenerStats, HcmStats, Http1CodecStats};
 use crate::access_log::{self, AccessLogger};
 use crate::config::{self, ConfigError, FieldPath};
@@ -73,12 +74,44 @@ pub struct HcmConfig {
     pub stream_idle_timeout: Option<Duration>,
     pub strip_matching_host_port: bool,
     pub strip_any_host_port: bool,
+    /// `via`: appended to the `via` header of requests and responses.
+    pub via: Option<HeaderValue>,
+    /// `add_user_agent`: the service cluster and node the requests are marked with.
+    pub user_agent: Option<UserAgent>,
+    /// `normalize_path`, `merge_slashes`, `path_with_escaped_slashes_action`.
+    pub path_normalization: PathNormalization,
     /// `http_protocol_options.accept_http_10` (else HTTP/1.0 gets 426).
     pub accept_http_10: bool,
+    /// `http_protocol_options.default_host_for_http_10`: the Host of an HTTP/1.0
+    /// request that has none.
+    pub default_host_for_http_10: Option<HeaderValue>,
     pub access_logs: Vec<Arc<dyn AccessLogger>>,
     pub clusters: Slot<ThreadLocalClusterManager>,
     /// True once the server drains: close connections after their current request.
     pub drain: tokio::sync::watch::Receiver<bool>,
+}
+
+/// `add_user_agent`: Envoy sets `x-envoy-downstream-service-cluster` to the
+/// service cluster, `user-agent` to it when the request has none (or an empty
+/// one), and `x-envoy-downstream-service-node` to the node's name when it has one.
+#[derive(Debug, Clone)]
+pub struct UserAgent {
+    pub cluster: HeaderValue,
+    pub node: Option<HeaderValue>,
+}
+
+impl UserAgent {
+    fn new(cluster: &str, node: &str, path: &FieldPath) -> Result<UserAgent, ConfigError> {
+        let value = |v: &str, what: &str| {
+            HeaderValue::from_str(v).map_err(|_| {
+                path.field_error("add_user_agent", format!("the {what} '{v}' is not a valid header value"))
+            })
+        };
+        Ok(UserAgent {
+            cluster: value(cluster, "service cluster")?,
+            node: if node.is_empty() { None } else { Some(value(node, "node name")?) },
+        })
+    }
 }
 
 /// Envoy's defaults.
@@ -109,6 +142,7 @@ impl HcmConfig {
             health_check_failed,
             drain,
             service_cluster,
+            service_node,
             listener_stat_scope,
             listener_buffer_limit,
         } = *ctx;
@@ -165,6 +199,33 @@ impl HcmConfig {
         let mut log_path = path.clone();
         log_path.push_field("access_log");
         let access_logs = access_log::build_access_logs(&p.access_log, &log_path, store)?;
+        let default_host_for_http_10 =
+            match p.http_protocol_options.as_ref().map(|o| o.default_host_for_http_10.as_str()) {
+                None | Some("") => None,
+                Some(host) => Some(HeaderValue::from_str(host).map_err(|_| {
+                    let mut p = path.clone();
+                    p.push_field("http_protocol_options");
+                    p.field_error("default_host_for_http_10", "not a valid header value")
+                })?),
+            };
+        // Courier answers `Expect: 100-continue` itself, as Envoy does by default;
+        // relaying the upstream's `100 Continue` instead is not implemented.
+        if p.proxy_100_continue {
+            return Err(path.field_error(
+                "proxy_100_continue",
+                "true is not supported by Courier: it answers Expect: 100-continue itself (Envoy's default) \
+                 and does not relay the upstream's 100 Continue",
+            ));
+        }
+        let via = if p.via.is_empty() {
+            None
+        } else {
+            Some(HeaderValue::from_str(&p.via).map_err(|_| path.field_error("via", "not a valid header value"))?)
+        };
+        let user_agent = match p.add_user_agent.as_ref().is_some_and(|b| b.value) {
+            true => Some(UserAgent::new(service_cluster, service_node, path)?),
+            false => None,
+        };
         let (strip_matching_host_port, strip_any_host_port) = match &p.strip_port_mode {
             Some(StripPortMode::StripAnyHostPort(b)) => (p.strip_matching_host_port, *b),
             None => (p.strip_matching_host_port, false),
@@ -201,7 +262,15 @@ impl HcmConfig {
             stream_idle_timeout: timeout(&p.stream_idle_timeout, Some(DEFAULT_STREAM_IDLE_TIMEOUT)),
             strip_matching_host_port,
             strip_any_host_port,
+            via,
+            user_agent,
+            path_normalization: PathNormalization {
+                normalize: p.normalize_path.as_ref().is_some_and(|b| b.value),
+                merge_slashes: p.merge_slashes,
+                escaped_slashes: EscapedSlashes::from_proto(p.path_with_escaped_slashes_action),
+            },
             accept_http_10: p.http_protocol_options.as_ref().is_some_and(|o| o.accept_http_10),
+            default_host_for_http_10,
             access_logs,
             clusters: clusters.clone(),
             drain: drain.clone(),

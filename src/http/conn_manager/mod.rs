@@ -4,6 +4,7 @@
 
 mod active_stream;
 pub mod config;
+mod path_normalization;
 pub mod stats;
 
 use std::cell::RefCell;
@@ -15,8 +16,8 @@ use envoy_types::pb::google::protobuf::Any;
 use tokio::time::Instant;
 
 use self::active_stream::CloseConnection;
-use self::active_stream::StreamIdleTimeout;
 pub use self::active_stream::StreamTimeout;
+use self::active_stream::StreamTimers;
 use self::config::HcmConfig;
 use crate::config::{bootstrap::decode_any, ConfigError, FieldPath};
 use crate::event::Timer;
@@ -185,8 +186,8 @@ async fn exchange(
     let request = build_request(head, reader);
     stats.downstream_rq_active.inc();
     let started = Instant::now();
-    let idle_timeout = StreamIdleTimeout::new(cfg.stream_idle_timeout);
-    let response = run_stream(cfg, info, request, reader, started, &idle_timeout, timer).await;
+    let timers = StreamTimers::new(cfg.stream_idle_timeout, cfg.max_stream_duration);
+    let response = run_stream(cfg, info, request, reader, started, &timers, timer).await;
     // A client gone mid-body gets no response: the stream is reset, as Envoy does.
     let response = response.and_then(|r| {
         if reader.borrow().client_gone {
@@ -214,7 +215,7 @@ async fn exchange(
     // connection, as in Envoy.
     let unread_body = !reader.borrow().body_done();
     let close = !keep_alive || draining || unread_body || response.extensions().get::<CloseConnection>().is_some();
-    let write_limits = WriteLimits { idle: idle_timeout.get(), deadline: cfg.max_stream_duration.map(|d| started + d) };
+    let write_limits = WriteLimits { idle: timers.idle(), deadline: timers.max_duration().map(|d| started + d) };
     let connection = match (close, http10) {
         (true, _) => ConnectionHeader::Close,
         (false, true) => ConnectionHeader::KeepAlive,
@@ -344,40 +345,44 @@ fn build_request(head: RequestHead, reader: &Rc<RefCell<ConnReader>>) -> http::R
     *request.uri_mut() = head.uri;
     *request.version_mut() = head.version;
     *request.headers_mut() = head.headers;
+    if head.fragment {
+        request.extensions_mut().insert(active_stream::PathFragment);
+    }
     request
 }
 
 /// Runs one stream until its response headers, under the stream's timers:
 /// `request_timeout` (until the request is whole), the stream idle timeout (no
-/// bytes either way; the route may change it) and `max_stream_duration`. A timer
-/// that fires first gets Envoy's 408 or 504 (see `timeout_reply`).
+/// bytes either way) and `max_stream_duration`, the last two as the route may
+/// have changed them. A timer that fires first gets Envoy's 408 or 504 (see
+/// `timeout_reply`).
 async fn run_stream(
     cfg: &Arc<HcmConfig>,
     info: ConnectionInfo,
     request: http::Request<RequestBody>,
     reader: &Rc<RefCell<ConnReader>>,
     started: Instant,
-    idle_timeout: &StreamIdleTimeout,
+    timers: &StreamTimers,
     timer: &mut Timer,
 ) -> Option<http::Response<ResponseBody>> {
     let body_bytes = reader.borrow().body_bytes.clone();
-    let stream = active_stream::handle(cfg.clone(), info, request, body_bytes, idle_timeout);
+    let stream = active_stream::handle(cfg.clone(), info, request, body_bytes, timers);
     tokio::pin!(stream);
-    // Polls the stream; `None` when it is pending and its route changed the idle
-    // timeout, so the timer is re-armed before waiting on.
+    // Polls the stream; `None` when it is pending and its route changed a timer,
+    // so the timer is re-armed before waiting on.
     let mut step = std::future::poll_fn(|cx| match std::future::Future::poll(stream.as_mut(), cx) {
         std::task::Poll::Ready(r) => std::task::Poll::Ready(Some(r)),
-        std::task::Poll::Pending if idle_timeout.take_changed() => std::task::Poll::Ready(None),
+        std::task::Poll::Pending if timers.take_changed() => std::task::Poll::Ready(None),
         std::task::Poll::Pending => std::task::Poll::Pending,
     });
-    let max_at = cfg.max_stream_duration.map(|d| started + d);
     let request_at = cfg.request_timeout.map(|d| started + d);
     loop {
         let body_done = reader.borrow().body_done();
         // Once the request is read whole, the socket is watched for the client
         // hanging up (bytes that arrive are a pipelined request: kept, bounded).
         let watch_client = body_done && reader.borrow().buf.len() < MAX_PIPELINED_BYTES;
-        let idle_at = idle_timeout.get().map(|d| reader.borrow().last_rx.max(started) + d);
+        let idle_at = timers.idle().map(|d| reader.borrow().last_rx.max(started) + d);
+        let max_at = timers.max_duration().map(|d| started + d);
         timer.set([max_at, request_at.filter(|_| !body_done), idle_at].into_iter().flatten().min());
         tokio::select! {
             biased;
@@ -396,7 +401,7 @@ async fn run_stream(
                     Some(StreamTimeout::MaxDuration)
                 } else if request_at.is_some_and(|t| t <= now) && !reader.borrow().body_done() {
                     Some(StreamTimeout::Request)
-                } else if idle_timeout.get().is_some_and(|d| reader.borrow().last_rx.max(started) + d <= now) {
+                } else if timers.idle().is_some_and(|d| reader.borrow().last_rx.max(started) + d <= now) {
                     Some(StreamTimeout::Idle)
                 } else {
                     None

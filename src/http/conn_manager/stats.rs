@@ -37,6 +37,8 @@ define_stats! {
         counter downstream_rq_too_large,
         counter downstream_rq_ws_on_non_ws_route,
         counter downstream_rq_non_relative_path,
+        counter downstream_rq_failed_path_normalization,
+        counter downstream_rq_redirected_with_normalized_path,
         counter downstream_rq_response_before_rq_complete,
         counter no_route,
         counter no_cluster,

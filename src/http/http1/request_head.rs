@@ -38,6 +38,9 @@ pub struct RequestHead {
     pub keep_alive: bool,
     /// `Expect: 100-continue` was asked for (and removed from `headers`).
     pub expect_continue: bool,
+    /// The request target had a `#fragment`, which `uri` no longer shows
+    /// (Envoy refuses such a request before routing).
+    pub fragment: bool,
 }
 
 /// Parses a head from the front of `buf`, removing it from `buf` when complete.
@@ -168,6 +171,7 @@ fn parse_head(head: &Bytes, limits: &HeadLimits) -> Result<RequestHead, CodecErr
     let method = req.method.and_then(|m| Method::from_bytes(m.as_bytes()).ok());
     let method = method.ok_or_else(|| CodecError::bad_request("http1.codec_error"))?;
     let path = req.path.unwrap_or_default();
+    let fragment = path.contains('#');
     let uri = Uri::from_maybe_shared(head.slice_ref(path.as_bytes()))
         .map_err(|_| CodecError::bad_request("http1.invalid_url"))?;
 
@@ -225,6 +229,7 @@ fn parse_head(head: &Bytes, limits: &HeadLimits) -> Result<RequestHead, CodecErr
         keep_alive: !close,
         // Envoy answers 100 Continue whenever it is asked, body or not.
         expect_continue,
+        fragment,
     })
 }
 
@@ -267,7 +272,15 @@ mod tests {
         assert_eq!(head.headers["host"], "x");
         assert_eq!(head.framing, BodyFraming::None);
         assert!(head.keep_alive);
+        assert!(!head.fragment);
         assert_eq!(&buf[..], b"rest");
+    }
+
+    #[test]
+    fn a_fragment_is_noted_though_the_uri_drops_it() {
+        let head = parse_str("GET /a?b=1#frag HTTP/1.1\r\nHost: x\r\n\r\n").unwrap().unwrap();
+        assert_eq!(head.uri, "/a?b=1");
+        assert!(head.fragment);
     }
 
     #[test]
