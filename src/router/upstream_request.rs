@@ -16,7 +16,7 @@ use super::config::{ForwardAction, RetryOn, RetryPolicy};
 use crate::http::body::RequestBodyStream;
 use crate::http::filter::LocalReply;
 use crate::http::headers::{self, X_ENVOY_ATTEMPT_COUNT, X_ENVOY_EXPECTED_RQ_TIMEOUT_MS};
-use crate::http::http1::client_connection::{BodyOut, HeaderOverride, RequestFailure, RequestOut};
+use crate::http::http1::client_connection::{BodyOut, RequestFailure, RequestOut};
 use crate::http::stream_info::{ResponseFlag, StreamInfo};
 use crate::stats::Gauge;
 use crate::upstream::host::Host;
@@ -474,19 +474,17 @@ async fn attempt(
         })
         .flatten();
     let attempt_count = try_request.attempt_count.map(|n| (X_ENVOY_ATTEMPT_COUNT, headers::number_value(n.into())));
-    // At most four overrides, kept on the stack; unused slots are never sent.
-    let mut slots: [HeaderOverride; 4] = std::array::from_fn(|_| (http::header::HOST, HeaderValue::from_static("")));
-    let mut n = 0;
-    for o in timeout.into_iter().chain(rewrite.into_iter().flatten()).chain(attempt_count) {
-        slots[n] = o;
-        n += 1;
-    }
-    let overrides = &slots[..n];
+    let (new_host, original_host) = match rewrite {
+        Some([h, o]) => (Some(h), Some(o)),
+        None => (None, None),
+    };
+    // Built in place on the stack; the `None`s are skipped when the head is written.
+    let overrides = [timeout, new_host, original_host, attempt_count];
     let request = RequestOut {
         method: &parts.method,
         target: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
         headers: &parts.headers,
-        overrides,
+        overrides: &overrides,
     };
     loop {
         let (mut client, breaker) = pool.acquire().await.map_err(AttemptFailure::Pool)?;

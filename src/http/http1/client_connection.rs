@@ -80,7 +80,8 @@ pub struct RequestOut<'a> {
     /// Origin-form target (path and query).
     pub target: &'a str,
     pub headers: &'a HeaderMap,
-    pub overrides: &'a [HeaderOverride],
+    /// `None` slots are skipped (a fixed set of optional overrides needs no list).
+    pub overrides: &'a [Option<HeaderOverride>],
 }
 
 /// What follows the request head.
@@ -220,14 +221,15 @@ fn encode_head(out: &mut BytesMut, request: &RequestOut<'_>, body: &BodyOut) -> 
     out.put_u8(b' ');
     out.put_slice(request.target.as_bytes());
     out.put_slice(b" HTTP/1.1\r\n");
-    let overridden = |name: &HeaderName| request.overrides.iter().any(|(n, _)| n == name);
+    let overrides = || request.overrides.iter().flatten();
+    let any_override = overrides().next().is_some();
     for (name, value) in request.headers {
-        if !request.overrides.is_empty() && overridden(name) {
+        if any_override && overrides().any(|(n, _)| n == name) {
             continue;
         }
         put_header(out, name.as_str().as_bytes(), value.as_bytes());
     }
-    for (name, value) in request.overrides {
+    for (name, value) in overrides() {
         put_header(out, name.as_str().as_bytes(), value.as_bytes());
     }
     let chunked = request.headers.contains_key(TRANSFER_ENCODING);
@@ -541,8 +543,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("host", HeaderValue::from_static("example.com"));
         headers.insert("x-envoy-expected-rq-timeout-ms", HeaderValue::from_static("1"));
-        let overrides =
-            [(HeaderName::from_static("x-envoy-expected-rq-timeout-ms"), HeaderValue::from_static("15000"))];
+        let overrides = [
+            None,
+            Some((HeaderName::from_static("x-envoy-expected-rq-timeout-ms"), HeaderValue::from_static("15000"))),
+        ];
         let req = RequestOut { method: &Method::POST, target: "/a?b", headers: &headers, overrides: &overrides };
         let mut out = BytesMut::new();
         assert!(!encode_head(&mut out, &req, &BodyOut::Whole(Bytes::from_static(b"abc"))));
