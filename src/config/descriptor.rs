@@ -72,6 +72,11 @@ mod tests {
         types.extend(crate::access_log::ACCESS_LOGGERS.iter().map(|(_, t)| *t));
         types.push(crate::http::conn_manager::config::ROUTER_FILTER_TYPE);
         types.push("envoy.extensions.upstreams.http.v3.HttpProtocolOptions");
+        types.extend([
+            crate::upstream::cluster::ROUND_ROBIN_TYPE,
+            crate::upstream::cluster::LEAST_REQUEST_TYPE,
+            crate::upstream::cluster::RANDOM_TYPE,
+        ]);
         for t in types {
             assert!(message(t).is_some(), "{t} is registered but not in build.rs ROOTS");
         }

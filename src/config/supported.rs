@@ -12,6 +12,7 @@ use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 
 use super::{descriptor, validate, ConfigError, FieldPath};
 use crate::extensions;
+use crate::upstream::cluster::{lb_policy_choice, LbPolicyChoice};
 
 /// `(message full name, supported fields)`; `"*"` accepts every field (purely
 /// informational messages such as `Node`, and the well-known types).
@@ -56,6 +57,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "per_connection_buffer_limit_bytes",
             "lb_policy",
             "least_request_lb_config",
+            "load_balancing_policy",
             "load_assignment",
             "dns_refresh_rate",
             "dns_failure_refresh_rate",
@@ -74,6 +76,17 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("envoy.config.cluster.v3.Cluster.CommonLbConfig.LocalityWeightedLbConfig", &[]),
     ("envoy.config.cluster.v3.Cluster.RefreshRate", &["base_interval", "max_interval"]),
     ("envoy.config.cluster.v3.Cluster.LeastRequestLbConfig", &["choice_count", "active_request_bias"]),
+    // Only the policy Envoy uses is checked: see `check_lb_policies`.
+    ("envoy.config.cluster.v3.LoadBalancingPolicy", &["policies"]),
+    ("envoy.config.cluster.v3.LoadBalancingPolicy.Policy", &["typed_extension_config"]),
+    ("envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin", &["locality_lb_config"]),
+    (
+        "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest",
+        &["choice_count", "active_request_bias", "locality_lb_config"],
+    ),
+    ("envoy.extensions.load_balancing_policies.random.v3.Random", &["locality_lb_config"]),
+    ("envoy.extensions.load_balancing_policies.common.v3.LocalityLbConfig", &["locality_weighted_lb_config"]),
+    ("envoy.extensions.load_balancing_policies.common.v3.LocalityLbConfig.LocalityWeightedLbConfig", &[]),
     // Courier has no runtime layer: the default value always applies.
     ("envoy.config.core.v3.RuntimeDouble", &["default_value", "runtime_key"]),
     ("envoy.config.cluster.v3.CircuitBreakers", &["thresholds"]),
@@ -178,6 +191,7 @@ pub const PLACES: &[(&str, &str, &[&str])] = &[
     // `accept_http_10` only has a meaning for a server codec: no effect upstream in
     // Envoy either, so an upstream `http_protocol_options: {}` carries nothing.
     ("envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig", "http_protocol_options", &[]),
+    ("envoy.config.cluster.v3.LoadBalancingPolicy.Policy", "typed_extension_config", &["name", "typed_config"]),
 ];
 
 /// The `HttpProtocolOptions` fields a cluster acts on. `headers_with_underscores_action`
@@ -356,6 +370,9 @@ fn check_fields(
             Anys::Skip => Ok(()),
         };
     }
+    if desc.full_name() == LB_POLICY {
+        return check_lb_policies(msg, path, anys);
+    }
     let fields = place.or_else(|| supported_fields(desc.full_name())).unwrap_or(&[]);
     if fields == ["*"] {
         return Ok(());
@@ -374,6 +391,45 @@ fn check_fields(
         path.pop();
     }
     Ok(())
+}
+
+const LB_POLICY: &str = "envoy.config.cluster.v3.LoadBalancingPolicy";
+
+/// `Cluster.load_balancing_policy`: Envoy uses the first policy whose type it has a
+/// load balancer for, skips those before it and never reads those after it, so
+/// only that one is checked (`ClusterInfo::from_proto` refuses it when it is not
+/// one of Courier's, and the config with none).
+fn check_lb_policies(msg: &DynamicMessage, path: &mut FieldPath, anys: Anys) -> Result<(), ConfigError> {
+    let policies = msg.get_field_by_name("policies");
+    let Some(Value::List(policies)) = policies.as_deref() else {
+        return Ok(());
+    };
+    for (i, policy) in policies.iter().enumerate() {
+        let type_url = policy_type_url(policy);
+        if lb_policy_choice(descriptor::type_name(&type_url)) == LbPolicyChoice::Skip {
+            continue;
+        }
+        path.push_field("policies");
+        path.push_index(i);
+        check_value(policy, path, anys, None)?;
+        path.pop();
+        path.pop();
+        break;
+    }
+    Ok(())
+}
+
+/// `policy.typed_extension_config.typed_config.type_url`, empty when unset.
+fn policy_type_url(policy: &Value) -> String {
+    let field = |v: &Value, name: &str| match v {
+        Value::Message(m) => m.get_field_by_name(name).map(|f| f.into_owned()),
+        _ => None,
+    };
+    field(policy, "typed_extension_config")
+        .and_then(|c| field(&c, "typed_config"))
+        .and_then(|a| field(&a, "type_url"))
+        .and_then(|u| u.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 fn check_value(

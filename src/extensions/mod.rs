@@ -102,8 +102,13 @@ pub fn is_registered(type_name: &str) -> bool {
 pub use filters::http::HTTP_FILTERS;
 
 /// `Any` payloads accepted outside the filter tables.
-const OTHER_TYPES: &[&str] =
-    &[crate::http::conn_manager::config::ROUTER_FILTER_TYPE, "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+const OTHER_TYPES: &[&str] = &[
+    crate::http::conn_manager::config::ROUTER_FILTER_TYPE,
+    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+    crate::upstream::cluster::ROUND_ROBIN_TYPE,
+    crate::upstream::cluster::LEAST_REQUEST_TYPE,
+    crate::upstream::cluster::RANDOM_TYPE,
+];
 
 /// Builds the HTTP filter whose config is `any`; `path` points at `typed_config`.
 pub fn create_http_filter(

@@ -9,10 +9,16 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, DiscoveryType as PbDiscoveryType, DnsLookupFamily as PbDnsLookupFamily, LbConfig,
     LbPolicy as PbLbPolicy,
 };
-use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::{Cluster, LoadBalancingPolicy};
 use envoy_types::pb::envoy::config::core::v3::{address, socket_address, Address};
 use envoy_types::pb::envoy::config::endpoint::v3::LbEndpoint;
+use envoy_types::pb::envoy::extensions::load_balancing_policies::common::v3::locality_lb_config::LocalityConfigSpecifier as LocalitySpecifier;
+use envoy_types::pb::envoy::extensions::load_balancing_policies::common::v3::LocalityLbConfig;
+use envoy_types::pb::envoy::extensions::load_balancing_policies::least_request::v3::LeastRequest;
+use envoy_types::pb::envoy::extensions::load_balancing_policies::random::v3::Random;
+use envoy_types::pb::envoy::extensions::load_balancing_policies::round_robin::v3::RoundRobin;
 use envoy_types::pb::google::protobuf::value::Kind;
+use prost::Message as _;
 
 use std::sync::{Arc, OnceLock};
 
@@ -262,7 +268,10 @@ impl ClusterInfo {
                 return Err(path.field_error("cluster_type", "custom cluster types are not supported by Courier"))
             }
         };
-        let lb_policy = lb_policy(c, path)?;
+        let (lb_policy, locality_weighted) = match &c.load_balancing_policy {
+            Some(policies) => typed_lb_policy(c, policies, path)?,
+            None => (lb_policy(c, path)?, legacy_locality_weighted(c)),
+        };
         let dns_lookup_family = match PbDnsLookupFamily::try_from(c.dns_lookup_family) {
             Ok(PbDnsLookupFamily::Auto) | Err(_) => DnsLookupFamily::Auto,
             Ok(PbDnsLookupFamily::V4Only) => DnsLookupFamily::V4Only,
@@ -306,9 +315,7 @@ impl ClusterInfo {
             dns_failure_refresh_rate,
             dns_lookup_family,
             lb_policy,
-            locality_weighted: c.common_lb_config.as_ref().is_some_and(|lb| {
-                matches!(lb.locality_config_specifier, Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(_)))
-            }),
+            locality_weighted,
             endpoints,
             overprovisioning_factor,
             local_locality: None,
@@ -451,20 +458,9 @@ fn lb_policy(c: &Cluster, path: &FieldPath) -> Result<LbPolicy, ConfigError> {
             let mut p = path.clone();
             p.push_field("least_request_lb_config");
             let choice_count = lr.choice_count.as_ref().map_or(DEFAULT_CHOICE_COUNT, |v| v.value);
-            if choice_count < 2 {
-                return Err(p.field_error("choice_count", "value must be greater than or equal to 2"));
-            }
             let active_request_bias =
                 lr.active_request_bias.as_ref().map_or(DEFAULT_ACTIVE_REQUEST_BIAS, |b| b.default_value);
-            if !(active_request_bias.is_finite() && active_request_bias >= 0.0) {
-                return Err(p.field_error(
-                    "active_request_bias.default_value",
-                    format!("active_request_bias must be a finite number >= 0.0, not {active_request_bias}"),
-                ));
-            }
-            // Courier has no runtime layer: `active_request_bias.runtime_key` never
-            // overrides the default, as in an Envoy without runtime.
-            Ok(LbPolicy::LeastRequest { choice_count, active_request_bias })
+            least_request(choice_count, active_request_bias, &p)
         }
         (Some(LbConfig::LeastRequestLbConfig(_)), _) => Err(path.field_error(
             "least_request_lb_config",
@@ -472,6 +468,131 @@ fn lb_policy(c: &Cluster, path: &FieldPath) -> Result<LbPolicy, ConfigError> {
         )),
         (Some(_), _) => Err(path.error("this load balancer config is not supported by Courier")),
     }
+}
+
+/// `common_lb_config.locality_weighted_lb_config`, read with `lb_policy` only.
+fn legacy_locality_weighted(c: &Cluster) -> bool {
+    c.common_lb_config.as_ref().is_some_and(|lb| {
+        matches!(lb.locality_config_specifier, Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(_)))
+    })
+}
+
+/// The `load_balancing_policy` config types Courier implements.
+pub const ROUND_ROBIN_TYPE: &str = "envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin";
+pub const LEAST_REQUEST_TYPE: &str = "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest";
+pub const RANDOM_TYPE: &str = "envoy.extensions.load_balancing_policies.random.v3.Random";
+
+/// What Envoy does with `load_balancing_policy.policies[i]`, by the type of its
+/// `typed_config` (Envoy looks the factory up by type, never by `name`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbPolicyChoice {
+    /// One of Courier's: Envoy uses it and reads no later policy.
+    Use,
+    /// A load balancer Envoy implements and Courier does not (or a `TypedStruct`,
+    /// whose inner type Envoy resolves): Envoy would use it, so Courier refuses.
+    Refuse,
+    /// A type with no load balancer factory: Envoy skips it.
+    Skip,
+}
+
+pub fn lb_policy_choice(type_name: &str) -> LbPolicyChoice {
+    if [ROUND_ROBIN_TYPE, LEAST_REQUEST_TYPE, RANDOM_TYPE].contains(&type_name) {
+        LbPolicyChoice::Use
+    } else if type_name.starts_with("envoy.extensions.load_balancing_policies.")
+        || type_name == "xds.type.v3.TypedStruct"
+        || type_name == "udpa.type.v1.TypedStruct"
+    {
+        LbPolicyChoice::Refuse
+    } else {
+        LbPolicyChoice::Skip
+    }
+}
+
+/// `load_balancing_policy`: Envoy takes the first policy it has a factory for and
+/// then ignores `lb_policy` and `least_request_lb_config`; the policy's own
+/// `locality_lb_config` replaces `common_lb_config`'s. Returns the policy and
+/// whether it is locality weighted.
+fn typed_lb_policy(c: &Cluster, lbp: &LoadBalancingPolicy, path: &FieldPath) -> Result<(LbPolicy, bool), ConfigError> {
+    let mut p = path.clone();
+    p.push_field("load_balancing_policy");
+    let Some((i, any)) = lbp
+        .policies
+        .iter()
+        .enumerate()
+        .filter_map(|(i, policy)| Some((i, policy.typed_extension_config.as_ref()?.typed_config.as_ref()?)))
+        .find(|(_, any)| lb_policy_choice(config::descriptor::type_name(&any.type_url)) != LbPolicyChoice::Skip)
+    else {
+        return Err(p.field_error("policies", "no load balancing policy Envoy implements is configured"));
+    };
+    p.push_field("policies");
+    p.push_index(i);
+    p.push_field("typed_extension_config");
+    p.push_field("typed_config");
+    if legacy_locality_weighted(c) {
+        return Err(path.field_error(
+            "common_lb_config.locality_weighted_lb_config",
+            "with load_balancing_policy, Envoy reads the locality config from the policy's locality_lb_config, \
+             not common_lb_config: set it there",
+        ));
+    }
+    let decode_error = |e: prost::DecodeError| p.error(format!("cannot decode '{}': {e}", any.type_url));
+    match config::descriptor::type_name(&any.type_url) {
+        ROUND_ROBIN_TYPE => {
+            let rr = RoundRobin::decode(any.value.as_slice()).map_err(decode_error)?;
+            refuse_slow_start(rr.slow_start_config.is_some(), &p)?;
+            Ok((LbPolicy::RoundRobin, locality_weighted(rr.locality_lb_config.as_ref())))
+        }
+        LEAST_REQUEST_TYPE => {
+            let lr = LeastRequest::decode(any.value.as_slice()).map_err(decode_error)?;
+            refuse_slow_start(lr.slow_start_config.is_some(), &p)?;
+            let choice_count = lr.choice_count.as_ref().map_or(DEFAULT_CHOICE_COUNT, |v| v.value);
+            let active_request_bias =
+                lr.active_request_bias.as_ref().map_or(DEFAULT_ACTIVE_REQUEST_BIAS, |b| b.default_value);
+            let policy = least_request(choice_count, active_request_bias, &p)?;
+            Ok((policy, locality_weighted(lr.locality_lb_config.as_ref())))
+        }
+        RANDOM_TYPE => {
+            let r = Random::decode(any.value.as_slice()).map_err(decode_error)?;
+            Ok((LbPolicy::Random, locality_weighted(r.locality_lb_config.as_ref())))
+        }
+        other => Err(p.field_error(
+            "@type",
+            format!(
+                "Envoy would balance with '{other}', which Courier does not implement \
+                 (RoundRobin, LeastRequest and Random are)"
+            ),
+        )),
+    }
+}
+
+/// `slow_start_config` (the config checker refuses it too; this keeps the reason).
+fn refuse_slow_start(set: bool, path: &FieldPath) -> Result<(), ConfigError> {
+    if set {
+        return Err(path.field_error("slow_start_config", "slow start is not supported by Courier"));
+    }
+    Ok(())
+}
+
+/// A typed policy's `locality_lb_config.locality_weighted_lb_config`.
+fn locality_weighted(config: Option<&LocalityLbConfig>) -> bool {
+    config.is_some_and(|l| matches!(l.locality_config_specifier, Some(LocalitySpecifier::LocalityWeightedLbConfig(_))))
+}
+
+/// A least-request policy, its values checked as the legacy
+/// `least_request_lb_config`'s schema checks them; `path` points at the config.
+fn least_request(choice_count: u32, active_request_bias: f64, path: &FieldPath) -> Result<LbPolicy, ConfigError> {
+    if choice_count < 2 {
+        return Err(path.field_error("choice_count", "value must be greater than or equal to 2"));
+    }
+    if !(active_request_bias.is_finite() && active_request_bias >= 0.0) {
+        return Err(path.field_error(
+            "active_request_bias.default_value",
+            format!("active_request_bias must be a finite number >= 0.0, not {active_request_bias}"),
+        ));
+    }
+    // Courier has no runtime layer: `active_request_bias.runtime_key` never
+    // overrides the default, as in an Envoy without runtime.
+    Ok(LbPolicy::LeastRequest { choice_count, active_request_bias })
 }
 
 /// `load_assignment.policy.overprovisioning_factor` (its schema requires it above 0).
