@@ -831,6 +831,64 @@ mod tests {
         assert!(load(&weighted).expect("locality weighted").locality_weighted);
     }
 
+    /// `load_balancing_policy` with these `policies` entries (YAML flow maps of
+    /// `typed_config`), beside `extra` cluster fields.
+    fn typed_policies(extra: &str, configs: &[&str]) -> String {
+        let policies: String = configs
+            .iter()
+            .map(|c| format!("      - typed_extension_config: {{ name: p, typed_config: {c} }}\n"))
+            .collect();
+        let extra = format!("{extra}    load_balancing_policy:\n      policies:\n{policies}");
+        cluster("STATIC", &extra, &[("127.0.0.1:1", None)])
+    }
+
+    const RR: &str =
+        r#"{ "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin }"#;
+    const STRUCT: &str = r#"{ "@type": type.googleapis.com/google.protobuf.Struct, value: {} }"#;
+
+    #[test]
+    fn load_balancing_policy_takes_the_first_policy_envoy_implements() {
+        // A type with no load balancer is skipped; `lb_policy` and
+        // `least_request_lb_config` are then ignored, as in Envoy.
+        let info = load(&typed_policies(
+            "    lb_policy: LEAST_REQUEST\n    least_request_lb_config: { choice_count: 9 }\n",
+            &[STRUCT, RR],
+        ))
+        .expect("skips the Struct");
+        assert_eq!((info.lb_policy, info.locality_weighted), (LbPolicy::RoundRobin, false));
+        let lr = r#"{ "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest, choice_count: 3, active_request_bias: { default_value: 0.5 } }"#;
+        // Policies after the chosen one are never read, whatever they hold.
+        let maglev = r#"{ "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin, slow_start_config: {} }"#;
+        let info = load(&typed_policies("", &[lr, maglev])).expect("least request");
+        assert_eq!(info.lb_policy, LbPolicy::LeastRequest { choice_count: 3, active_request_bias: 0.5 });
+        let random = r#"{ "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.random.v3.Random, locality_lb_config: { locality_weighted_lb_config: {} } }"#;
+        let info = load(&typed_policies("", &[random])).expect("random");
+        assert_eq!((info.lb_policy, info.locality_weighted), (LbPolicy::Random, true));
+    }
+
+    #[test]
+    fn load_balancing_policy_refuses_what_courier_cannot_honour() {
+        let at = "static_resources.clusters[0].load_balancing_policy.policies";
+        let e = error(&typed_policies("", &[STRUCT]));
+        assert!(e.contains("load_balancing_policy.policies: no load balancing policy Envoy implements"), "{e}");
+        let e = error(&typed_policies("", &[]));
+        assert!(e.contains("no load balancing policy Envoy implements"), "{e}");
+        let maglev = r#"{ "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.maglev.v3.Maglev }"#;
+        let e = error(&typed_policies("", &[STRUCT, maglev, RR]));
+        assert!(e.starts_with(&format!("{at}[1].typed_extension_config.typed_config.@type")), "{e}");
+        let slow = RR.replace(" }", ", slow_start_config: { slow_start_window: 1s } }");
+        let e = error(&typed_policies("", &[&slow]));
+        assert!(e.starts_with(&format!("{at}[0].typed_extension_config.typed_config.slow_start_config")), "{e}");
+        let zone = RR.replace(" }", ", locality_lb_config: { zone_aware_lb_config: {} } }");
+        let e = error(&typed_policies("", &[&zone]));
+        assert!(e.contains("locality_lb_config.zone_aware_lb_config"), "{e}");
+        let lr = r#"{ "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest, choice_count: 1 }"#;
+        let e = error(&typed_policies("", &[lr]));
+        assert!(e.starts_with(&format!("{at}[0].typed_extension_config.typed_config.choice_count")), "{e}");
+        let e = error(&typed_policies("    common_lb_config: { locality_weighted_lb_config: {} }\n", &[RR]));
+        assert!(e.starts_with("static_resources.clusters[0].common_lb_config.locality_weighted_lb_config"), "{e}");
+    }
+
     #[tokio::test]
     async fn tcp_keepalive_is_set_on_upstream_connections() {
         use crate::upstream::upstream_connection::UpstreamConnection;
