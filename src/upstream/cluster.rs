@@ -864,6 +864,11 @@ mod tests {
         let random = r#"{ "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.random.v3.Random, locality_lb_config: { locality_weighted_lb_config: {} } }"#;
         let info = load(&typed_policies("", &[random])).expect("random");
         assert_eq!((info.lb_policy, info.locality_weighted), (LbPolicy::Random, true));
+        let locality = "locality_lb_config: { locality_weighted_lb_config: {} } }";
+        let rr = RR.replace(" }", &format!(", {locality}"));
+        assert!(load(&typed_policies("", &[&rr])).expect("round robin").locality_weighted);
+        let lr = lr.replace(" } }", &format!(" }}, {locality}"));
+        assert!(load(&typed_policies("", &[&lr])).expect("least request").locality_weighted);
     }
 
     #[test]

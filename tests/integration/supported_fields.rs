@@ -140,6 +140,11 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         &[test(LB_IT, "least_request_prefers_an_idle_host_over_a_busy_one"), test(LB_IT, "random_reaches_every_host")],
     ),
     (CLUSTER, "least_request_lb_config", &[test(LB_IT, "least_request_prefers_an_idle_host_over_a_busy_one")]),
+    (
+        CLUSTER,
+        "load_balancing_policy",
+        &[test(LB_IT, "typed_least_request_policy_prefers_an_idle_host"), compat("load_balancing_policy")],
+    ),
     (CLUSTER, "load_assignment", &[compat("http_get")]),
     (CLUSTER, "dns_refresh_rate", &[test(UPSTREAM_IT, "dns_refresh_rate_sets_how_often_names_are_resolved")]),
     (
@@ -196,6 +201,51 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         &[
             test("src/upstream/cluster.rs", "upstream_lb_policies_are_parsed"),
             test("src/upstream/load_balancer.rs", "weighted_least_request_divides_weight_by_active_requests"),
+        ],
+    ),
+    ("envoy.config.cluster.v3.LoadBalancingPolicy", "policies", &[compat("load_balancing_policy")]),
+    (
+        "envoy.config.cluster.v3.LoadBalancingPolicy.Policy",
+        "typed_extension_config",
+        &[compat("load_balancing_policy")],
+    ),
+    (
+        "envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin",
+        "locality_lb_config",
+        &[test(CLUSTER_RS, "load_balancing_policy_takes_the_first_policy_envoy_implements")],
+    ),
+    (
+        "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest",
+        "choice_count",
+        &[test(LB_IT, "typed_least_request_policy_prefers_an_idle_host")],
+    ),
+    (
+        "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest",
+        "active_request_bias",
+        &[
+            test(CLUSTER_RS, "load_balancing_policy_takes_the_first_policy_envoy_implements"),
+            test("src/upstream/load_balancer.rs", "weighted_least_request_divides_weight_by_active_requests"),
+        ],
+    ),
+    (
+        "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest",
+        "locality_lb_config",
+        &[test(CLUSTER_RS, "load_balancing_policy_takes_the_first_policy_envoy_implements")],
+    ),
+    (
+        "envoy.extensions.load_balancing_policies.random.v3.Random",
+        "locality_lb_config",
+        &[
+            compat("load_balancing_policy"),
+            test(CLUSTER_RS, "load_balancing_policy_takes_the_first_policy_envoy_implements"),
+        ],
+    ),
+    (
+        "envoy.extensions.load_balancing_policies.common.v3.LocalityLbConfig",
+        "locality_weighted_lb_config",
+        &[
+            compat("load_balancing_policy"),
+            test(CLUSTER_RS, "load_balancing_policy_takes_the_first_policy_envoy_implements"),
         ],
     ),
     (
