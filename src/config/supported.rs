@@ -79,6 +79,9 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     // Only the policy Envoy uses is checked: see `check_lb_policies`.
     ("envoy.config.cluster.v3.LoadBalancingPolicy", &["policies"]),
     ("envoy.config.cluster.v3.LoadBalancingPolicy.Policy", &["typed_extension_config"]),
+    // Only under `LoadBalancingPolicy.Policy`: see the test
+    // `typed_extension_config_is_held_by_load_balancing_policy_only`.
+    ("envoy.config.core.v3.TypedExtensionConfig", &["name", "typed_config"]),
     ("envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin", &["locality_lb_config"]),
     (
         "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest",
@@ -191,7 +194,6 @@ pub const PLACES: &[(&str, &str, &[&str])] = &[
     // `accept_http_10` only has a meaning for a server codec: no effect upstream in
     // Envoy either, so an upstream `http_protocol_options: {}` carries nothing.
     ("envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig", "http_protocol_options", &[]),
-    ("envoy.config.cluster.v3.LoadBalancingPolicy.Policy", "typed_extension_config", &["name", "typed_config"]),
 ];
 
 /// The `HttpProtocolOptions` fields a cluster acts on. `headers_with_underscores_action`
@@ -205,6 +207,12 @@ const UPSTREAM_HTTP_OPTIONS: &[&str] =
 /// other supported field acts; `tests/integration/supported_fields.rs` holds each
 /// one to a test that shows it.
 pub const NO_EFFECT: &[(&str, &str, &str)] = &[
+    (
+        "envoy.config.core.v3.TypedExtensionConfig",
+        "name",
+        "Envoy finds a load_balancing_policy's load balancer by the type of typed_config, never by name \
+         (a RoundRobin named envoy.load_balancing_policies.random is round robin)",
+    ),
     (
         "envoy.config.endpoint.v3.LbEndpoint",
         "metadata",
@@ -491,6 +499,23 @@ mod tests {
             let desc = descriptor::message(message).unwrap_or_else(|| panic!("{message} not in the schema"));
             for f in fields.iter().filter(|f| **f != "*") {
                 assert!(desc.get_field_by_name(f).is_some(), "{message} has no field {f}");
+            }
+        }
+    }
+
+    /// `TypedExtensionConfig` is supported only where `PLACES` puts it (one day a
+    /// field of it elsewhere would otherwise be accepted with the same list).
+    #[test]
+    fn typed_extension_config_is_held_by_load_balancing_policy_only() {
+        for (message, field) in all_supported_fields() {
+            let Some(f) = descriptor::message(message).and_then(|d| d.get_field_by_name(field)) else { continue };
+            if let prost_reflect::Kind::Message(child) = f.kind() {
+                if child.full_name() == "envoy.config.core.v3.TypedExtensionConfig" {
+                    assert_eq!(
+                        (message, field),
+                        ("envoy.config.cluster.v3.LoadBalancingPolicy.Policy", "typed_extension_config")
+                    );
+                }
             }
         }
     }

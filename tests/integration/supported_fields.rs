@@ -209,6 +209,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "typed_extension_config",
         &[compat("load_balancing_policy")],
     ),
+    ("envoy.config.core.v3.TypedExtensionConfig", "typed_config", &[compat("load_balancing_policy")]),
     (
         "envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin",
         "locality_lb_config",
