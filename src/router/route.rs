@@ -20,6 +20,7 @@ use super::redirect::RedirectAction;
 use super::retry_policy::RetryPolicy;
 use super::route_action::ForwardAction;
 use crate::config::{ConfigError, FieldPath};
+use crate::extensions::filters::http::cors::CorsPolicyConfig;
 use crate::extensions::PerRouteConfig;
 
 /// What a route does with a request it matched.
@@ -46,6 +47,9 @@ pub struct Route {
     /// `typed_per_filter_config` by filter name: the route's, else the virtual
     /// host's, else the route configuration's.
     pub per_filter: HashMap<String, PerRouteConfig>,
+    /// The virtual host's deprecated `cors`, which the CORS filter reads when no
+    /// level has a policy in `typed_per_filter_config`.
+    pub vhost_cors: Option<Arc<CorsPolicyConfig>>,
     /// Every level's `typed_per_filter_config` by filter name, most specific first.
     per_filter_levels: HashMap<String, Vec<PerRouteConfig>>,
     pub(super) matcher: RouteMatcher,
@@ -60,6 +64,7 @@ pub(crate) struct Enclosing<'a> {
     pub vhost_request_edits: &'a Arc<HeaderEdits>,
     pub vhost_response_edits: &'a Arc<HeaderEdits>,
     pub vhost_per_filter: &'a PerFilterConfigs,
+    pub vhost_cors: Option<&'a Arc<CorsPolicyConfig>>,
     pub config_request_edits: &'a Arc<HeaderEdits>,
     pub config_response_edits: &'a Arc<HeaderEdits>,
     pub config_per_filter: &'a PerFilterConfigs,
@@ -143,6 +148,7 @@ impl Route {
             request_headers: ordered(request_edits, enclosing.vhost_request_edits, enclosing.config_request_edits),
             response_headers: ordered(response_edits, enclosing.vhost_response_edits, enclosing.config_response_edits),
             per_filter: per_filter::merge(&[enclosing.config_per_filter, enclosing.vhost_per_filter, &own_per_filter]),
+            vhost_cors: enclosing.vhost_cors.cloned(),
             per_filter_levels: per_filter::merge_all(&[
                 enclosing.config_per_filter,
                 enclosing.vhost_per_filter,

@@ -47,6 +47,23 @@ pub const ROUTE_SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "typed_per_filter_config",
             "retry_policy",
             "include_request_attempt_count",
+            "cors",
+        ],
+    ),
+    // Deprecated; the CORS filter reads it (`extensions::filters::http::cors`).
+    (
+        "envoy.config.route.v3.CorsPolicy",
+        &[
+            "allow_origin_string_match",
+            "allow_methods",
+            "allow_headers",
+            "expose_headers",
+            "max_age",
+            "allow_credentials",
+            "filter_enabled",
+            "shadow_enabled",
+            "allow_private_network_access",
+            "forward_not_matching_preflights",
         ],
     ),
     (

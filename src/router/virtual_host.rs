@@ -20,6 +20,7 @@ use super::per_filter;
 use super::retry_policy::RetryPolicy;
 use super::route::{Enclosing, Route};
 use crate::config::{ConfigError, FieldPath};
+use crate::extensions::filters::http::cors::CorsPolicyConfig;
 
 /// A virtual host's routes, in config order.
 #[derive(Debug)]
@@ -75,6 +76,7 @@ impl VirtualHost {
             "response_headers_to_remove",
         )?);
         let vhost_per_filter = per_filter::decode(&vh.typed_per_filter_config, path, ctx)?;
+        let vhost_cors = vhost_cors(vh, path)?;
         let enclosing = Enclosing {
             virtual_host_name: &vh.name,
             vhost_retry_policy: retry_policy.as_ref(),
@@ -82,6 +84,7 @@ impl VirtualHost {
             vhost_request_edits: &request_edits,
             vhost_response_edits: &response_edits,
             vhost_per_filter: &vhost_per_filter,
+            vhost_cors: vhost_cors.as_ref(),
             config_request_edits: config.request_edits,
             config_response_edits: config.response_edits,
             config_per_filter: config.per_filter,
@@ -274,4 +277,13 @@ mod tests {
         let e = try_table(&format!("virtual_hosts: [{}]", vh("a", "['*.x.com', '*.x.com']"))).unwrap_err();
         assert_eq!(e.path, "route_config.virtual_hosts[0].domains[1]");
     }
+}
+
+/// The deprecated `cors`, still honoured by Envoy 1.40 (with a deprecation warning).
+#[allow(deprecated)]
+fn vhost_cors(vh: &VirtualHostProto, path: &FieldPath) -> Result<Option<Arc<CorsPolicyConfig>>, ConfigError> {
+    let Some(cors) = &vh.cors else { return Ok(None) };
+    let mut p = path.clone();
+    p.push_field("cors");
+    Ok(Some(Arc::new(CorsPolicyConfig::from_route_proto(cors, &p)?)))
 }

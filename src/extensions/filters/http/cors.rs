@@ -27,6 +27,9 @@
 //! in Envoy, so no policy applies to them: their responses get no CORS headers and
 //! their origins are not counted.
 //!
+//! The deprecated `VirtualHost.cors` is still read by Envoy 1.40: it is the policy
+//! of a route none of whose levels sets one in `typed_per_filter_config`.
+//!
 //! `filter_enabled` (100% when absent) switches the policy on per request;
 //! `shadow_enabled` (0% when absent) only counts origins when it is off.
 //! Stats: `http.<stat_prefix>.cors.origin_valid` and `.origin_invalid`, counted for
@@ -34,6 +37,8 @@
 
 use std::sync::Arc;
 
+use envoy_types::pb::envoy::config::route::v3::cors_policy::EnabledSpecifier;
+use envoy_types::pb::envoy::config::route::v3::CorsPolicy as RouteCorsPolicy;
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3::{Cors, CorsPolicy};
 use envoy_types::pb::google::protobuf::Any;
 use http::header::{
@@ -126,6 +131,30 @@ impl CorsPolicyConfig {
             allow_private_network_access: p.allow_private_network_access.as_ref().map(|b| b.value),
             forward_not_matching_preflights: p.forward_not_matching_preflights.as_ref().map(|b| b.value),
         })
+    }
+}
+
+impl CorsPolicyConfig {
+    /// Compiles the deprecated `VirtualHost.cors` (`envoy.config.route.v3.CorsPolicy`),
+    /// which has the filter policy's fields under the same names; `path` points at it.
+    pub fn from_route_proto(p: &RouteCorsPolicy, path: &FieldPath) -> Result<CorsPolicyConfig, ConfigError> {
+        let filter_enabled = match &p.enabled_specifier {
+            Some(EnabledSpecifier::FilterEnabled(f)) => Some(f.clone()),
+            None => None,
+        };
+        let policy = CorsPolicy {
+            allow_origin_string_match: p.allow_origin_string_match.clone(),
+            allow_methods: p.allow_methods.clone(),
+            allow_headers: p.allow_headers.clone(),
+            expose_headers: p.expose_headers.clone(),
+            max_age: p.max_age.clone(),
+            allow_credentials: p.allow_credentials,
+            filter_enabled,
+            shadow_enabled: p.shadow_enabled.clone(),
+            allow_private_network_access: p.allow_private_network_access,
+            forward_not_matching_preflights: p.forward_not_matching_preflights,
+        };
+        CorsPolicyConfig::from_proto(&policy, path)
     }
 }
 
@@ -239,7 +268,12 @@ impl StreamFilter for CorsFilter {
         let Some(route) = cx.route.filter(|r| matches!(r.action, RouteAction::Forward(_))) else {
             return FilterStatus::Continue;
         };
-        let policies = Policies(route.per_filter_configs::<CorsPolicyConfig>(&self.name).collect());
+        let mut policies = Policies(route.per_filter_configs::<CorsPolicyConfig>(&self.name).collect());
+        // As Envoy: the deprecated `VirtualHost.cors` applies only when no level has
+        // a `typed_per_filter_config` policy.
+        if policies.0.is_empty() {
+            policies.0.extend(route.vhost_cors.as_deref());
+        }
         let Some(most_specific) = policies.0.first() else { return FilterStatus::Continue };
         let enabled = most_specific.enabled.sample();
         if !enabled && !most_specific.shadow.sample() {
