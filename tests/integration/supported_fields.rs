@@ -52,6 +52,7 @@ const RETRY_POLICY: &str = "envoy.config.route.v3.RetryPolicy";
 const REDIRECT: &str = "envoy.config.route.v3.RedirectAction";
 const STRING_MATCHER: &str = "envoy.type.matcher.v3.StringMatcher";
 const LOCAL_RATELIMIT: &str = "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
+const ROUTE_CORS_POLICY: &str = "envoy.config.route.v3.CorsPolicy";
 const CORS_POLICY: &str = "envoy.extensions.filters.http.cors.v3.CorsPolicy";
 const FAULT: &str = "envoy.extensions.filters.http.fault.v3.HTTPFault";
 const FAULT_ABORT: &str = "envoy.extensions.filters.http.fault.v3.FaultAbort";
@@ -466,6 +467,17 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (VHOST, "typed_per_filter_config", &[compat("filter_cors_preflight")]),
     (VHOST, "retry_policy", &[test("src/router/route_action.rs", "retry_policy_route_overrides_vhost")]),
     (VHOST, "include_request_attempt_count", &[compat("host_rewrite_header_attempt_count")]),
+    (VHOST, "cors", &[compat("vhost_cors")]),
+    (ROUTE_CORS_POLICY, "allow_origin_string_match", &[compat("vhost_cors")]),
+    (ROUTE_CORS_POLICY, "allow_methods", &[compat("vhost_cors")]),
+    (ROUTE_CORS_POLICY, "allow_headers", &[compat("vhost_cors")]),
+    (ROUTE_CORS_POLICY, "expose_headers", &[compat("vhost_cors")]),
+    (ROUTE_CORS_POLICY, "max_age", &[compat("vhost_cors")]),
+    (ROUTE_CORS_POLICY, "allow_credentials", &[compat("vhost_cors")]),
+    (ROUTE_CORS_POLICY, "filter_enabled", &[compat("vhost_cors")]),
+    (ROUTE_CORS_POLICY, "shadow_enabled", &[compat("vhost_cors")]),
+    (ROUTE_CORS_POLICY, "allow_private_network_access", &[compat("vhost_cors")]),
+    (ROUTE_CORS_POLICY, "forward_not_matching_preflights", &[compat("vhost_cors")]),
     (ROUTE, "name", &[test(ACCESS_LOG_IT, "json_format_lines_are_json_objects")]),
     (ROUTE, "match", &[compat("match_path")]),
     (ROUTE, "route", &[compat("http_get")]),

@@ -528,6 +528,37 @@ mod tests {
     }
 
     #[test]
+    fn deprecated_vhost_cors_applies_only_without_typed_policies() {
+        let store = Store::new();
+        let f = CorsFactory::new(&store, "ingress");
+        let t = route_table(
+            r#"
+        virtual_hosts:
+        - name: v
+          domains: ["*"]
+          cors:
+            allow_origin_string_match: [{exact: "https://good.example"}]
+            allow_methods: "GET, PUT"
+          routes:
+          - match: {prefix: /typed}
+            route: {cluster: c}
+            typed_per_filter_config:
+              envoy.filters.http.cors:
+                "@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy
+                allow_methods: "POST"
+          - match: {prefix: /}
+            route: {cluster: c}
+        "#,
+        );
+        let r = preflight(&f, &t, "/x", "https://good.example");
+        assert!(matches!(r.status, FilterStatus::LocalReply(_)), "answered locally");
+        assert_eq!(header(&r, "access-control-allow-methods"), Some("GET, PUT"));
+        // A typed policy at any level replaces the virtual host's whole policy.
+        let r = preflight(&f, &t, "/typed", "https://good.example");
+        assert!(matches!(r.status, FilterStatus::Continue) && r.response.headers.is_empty());
+    }
+
+    #[test]
     fn routes_without_a_route_entry_get_no_cors() {
         let (store, f, t) = setup();
         // The virtual host's policy allows every origin, but direct_response and
