@@ -197,6 +197,15 @@ fn longest_wildcard(groups: &Wildcards, host: &str, kind: Wildcard) -> Option<us
     None
 }
 
+/// The deprecated `cors`, still honoured by Envoy 1.40 (with a deprecation warning).
+#[allow(deprecated)]
+fn vhost_cors(vh: &VirtualHostProto, path: &FieldPath) -> Result<Option<Arc<CorsPolicyConfig>>, ConfigError> {
+    let Some(cors) = &vh.cors else { return Ok(None) };
+    let mut p = path.clone();
+    p.push_field("cors");
+    Ok(Some(Arc::new(CorsPolicyConfig::from_route_proto(cors, &p)?)))
+}
+
 #[cfg(test)]
 mod tests {
     use crate::router::test_util::{request, table, try_table};
@@ -277,13 +286,4 @@ mod tests {
         let e = try_table(&format!("virtual_hosts: [{}]", vh("a", "['*.x.com', '*.x.com']"))).unwrap_err();
         assert_eq!(e.path, "route_config.virtual_hosts[0].domains[1]");
     }
-}
-
-/// The deprecated `cors`, still honoured by Envoy 1.40 (with a deprecation warning).
-#[allow(deprecated)]
-fn vhost_cors(vh: &VirtualHostProto, path: &FieldPath) -> Result<Option<Arc<CorsPolicyConfig>>, ConfigError> {
-    let Some(cors) = &vh.cors else { return Ok(None) };
-    let mut p = path.clone();
-    p.push_field("cors");
-    Ok(Some(Arc::new(CorsPolicyConfig::from_route_proto(cors, &p)?)))
 }

@@ -138,10 +138,7 @@ impl CorsPolicyConfig {
     /// Compiles the deprecated `VirtualHost.cors` (`envoy.config.route.v3.CorsPolicy`),
     /// which has the filter policy's fields under the same names; `path` points at it.
     pub fn from_route_proto(p: &RouteCorsPolicy, path: &FieldPath) -> Result<CorsPolicyConfig, ConfigError> {
-        let filter_enabled = match &p.enabled_specifier {
-            Some(EnabledSpecifier::FilterEnabled(f)) => Some(f.clone()),
-            None => None,
-        };
+        let filter_enabled = p.enabled_specifier.as_ref().map(|EnabledSpecifier::FilterEnabled(f)| f.clone());
         let policy = CorsPolicy {
             allow_origin_string_match: p.allow_origin_string_match.clone(),
             allow_methods: p.allow_methods.clone(),
