@@ -5,6 +5,7 @@
 //! ([`Store::flush_histograms`]), as Envoy's do.
 
 mod buckets;
+mod config;
 mod distribution;
 mod histogram;
 mod number;
@@ -13,6 +14,7 @@ mod store;
 mod table;
 pub mod tag_extractor;
 
+pub use config::StatsConfig;
 pub use distribution::{Distribution, DEFAULT_BUCKETS, SUPPORTED_QUANTILES};
 pub use histogram::{Histogram, HistogramSnapshot};
 pub use store::{Counter, Gauge, Store};

@@ -19,7 +19,7 @@ use super::distribution::{DEFAULT_BUCKETS, SUPPORTED_QUANTILES};
 use super::histogram::HistogramSnapshot;
 use super::number::{general, shortest};
 use super::table::Stats;
-use super::tag_extractor::{extract, prometheus_name};
+use super::tag_extractor::{prometheus_name, TagProducer};
 
 /// [`SUPPORTED_QUANTILES`] as Envoy labels them, in percent (`P99.5`).
 const QUANTILE_LABELS: [&str; SUPPORTED_QUANTILES.len()] =
@@ -154,9 +154,10 @@ pub fn prometheus(stats: &Stats, f: &StatsFilter) -> String {
     let kept = |(name, value): &(String, i128)| f.keeps(name, *value != 0);
     let counters = stats.counters().into_iter().map(|(n, c)| (n, c.value() as i128)).filter(kept);
     let gauges = stats.gauges().into_iter().map(|(n, g)| (n, g.value() as i128)).filter(kept);
-    scalar_families(&mut out, "counter", counters);
-    scalar_families(&mut out, "gauge", gauges);
-    for family in families(histograms(stats, f)) {
+    let tags = stats.config().tags();
+    scalar_families(&mut out, tags, "counter", counters);
+    scalar_families(&mut out, tags, "gauge", gauges);
+    for family in families(tags, histograms(stats, f)) {
         let _ = writeln!(out, "# TYPE {} histogram", family.metric);
         for (labels, h) in &family.series {
             histogram_series(&mut out, &family.metric, labels, h);
@@ -165,8 +166,8 @@ pub fn prometheus(stats: &Stats, f: &StatsFilter) -> String {
     out
 }
 
-fn scalar_families(out: &mut String, kind: &str, stats: impl Iterator<Item = (String, i128)>) {
-    for Family { metric, series } in families(stats) {
+fn scalar_families(out: &mut String, tags: &TagProducer, kind: &str, stats: impl Iterator<Item = (String, i128)>) {
+    for Family { metric, series } in families(tags, stats) {
         let _ = writeln!(out, "# TYPE {metric} {kind}");
         for (labels, value) in series {
             let _ = writeln!(out, "{metric}{{{labels}}} {value}");
@@ -195,10 +196,10 @@ struct Family<T> {
 /// Groups `stats` (given in full-name order) into families, ordered as Envoy orders
 /// them: by tag-extracted dotted name (`cluster.upstream_cx_total` before
 /// `cluster_manager.*`), each family's series staying in full-name order.
-fn families<T>(stats: impl IntoIterator<Item = (String, T)>) -> impl Iterator<Item = Family<T>> {
+fn families<T>(tags: &TagProducer, stats: impl IntoIterator<Item = (String, T)>) -> impl Iterator<Item = Family<T>> {
     let mut groups: BTreeMap<String, Family<T>> = BTreeMap::new();
     for (name, value) in stats {
-        let tagged = extract(&name);
+        let tagged = tags.extract(&name);
         let labels: Vec<String> = tagged.tags.iter().map(|(k, v)| format!("{k}=\"{}\"", escape_label(v))).collect();
         groups
             .entry(tagged.name)

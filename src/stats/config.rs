@@ -1,0 +1,153 @@
+//! The bootstrap's `stats_config`: which stats a store keeps (`stats_matcher`) and
+//! how their names become Prometheus labels (`stats_tags`, `use_all_default_tags`).
+//! Both are decided when a stat is created or listed, never when it is updated.
+
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::metrics::v3::{
+    stats_matcher::StatsMatcher as MatcherKind, tag_specifier::TagValue, StatsConfig as StatsConfigProto, TagSpecifier,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::ListStringMatcher;
+use regex::Regex;
+
+use super::tag_extractor::{label_name, TagProducer};
+use crate::config::{ConfigError, FieldPath};
+use crate::router::StringMatcher;
+
+/// What a store follows; the default is Envoy's (every stat, default tags).
+#[derive(Debug, Clone)]
+pub struct StatsConfig {
+    tags: Arc<TagProducer>,
+    matcher: Option<Arc<NameMatcher>>,
+}
+
+/// `stats_matcher`: which full stat names are kept.
+#[derive(Debug)]
+enum NameMatcher {
+    RejectAll,
+    /// Keeps a name unless one pattern matches it.
+    Exclusion(Vec<StringMatcher>),
+    /// Keeps a name only if one pattern matches it.
+    Inclusion(Vec<StringMatcher>),
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        StatsConfig { tags: TagProducer::envoy_defaults(), matcher: None }
+    }
+}
+
+impl StatsConfig {
+    /// Compiles `stats_config`; `path` points at it.
+    pub fn from_proto(proto: &StatsConfigProto, path: &FieldPath) -> Result<StatsConfig, ConfigError> {
+        let mut path = path.clone();
+        let tags = tag_producer(proto, &mut path)?;
+        path.push_field("stats_matcher");
+        let matcher = match proto.stats_matcher.as_ref().and_then(|m| m.stats_matcher.as_ref()) {
+            None | Some(MatcherKind::RejectAll(false)) => None,
+            Some(MatcherKind::RejectAll(true)) => Some(NameMatcher::RejectAll),
+            Some(MatcherKind::ExclusionList(list)) => {
+                Some(NameMatcher::Exclusion(patterns(list, &path, "exclusion_list")?))
+            }
+            Some(MatcherKind::InclusionList(list)) => {
+                Some(NameMatcher::Inclusion(patterns(list, &path, "inclusion_list")?))
+            }
+        };
+        Ok(StatsConfig { tags: Arc::new(tags), matcher: matcher.map(Arc::new) })
+    }
+
+    /// The tag extractors for the Prometheus format.
+    pub fn tags(&self) -> &TagProducer {
+        &self.tags
+    }
+
+    /// Whether some names may be rejected (else every name is kept).
+    pub fn matches_some(&self) -> bool {
+        self.matcher.is_some()
+    }
+
+    /// Whether a stat named `name` is created in the store (listed by the admin).
+    pub fn keeps(&self, name: &str) -> bool {
+        match self.matcher.as_deref() {
+            None => true,
+            Some(NameMatcher::RejectAll) => false,
+            Some(NameMatcher::Exclusion(list)) => !list.iter().any(|m| m.matches(name)),
+            Some(NameMatcher::Inclusion(list)) => list.iter().any(|m| m.matches(name)),
+        }
+    }
+}
+
+fn patterns(list: &ListStringMatcher, path: &FieldPath, field: &str) -> Result<Vec<StringMatcher>, ConfigError> {
+    let mut path = path.clone();
+    path.push_field(field);
+    path.push_field("patterns");
+    if list.patterns.is_empty() {
+        return Err(path.error("value must contain at least 1 item(s)"));
+    }
+    list.patterns
+        .iter()
+        .enumerate()
+        .map(|(i, sm)| {
+            path.push_index(i);
+            let m = StringMatcher::from_proto(sm, &path);
+            path.pop();
+            m
+        })
+        .collect()
+}
+
+/// Envoy's `TagProducerImpl`: the defaults unless `use_all_default_tags` is false,
+/// then each `stats_tags` entry; a tag name may appear once.
+fn tag_producer(proto: &StatsConfigProto, path: &mut FieldPath) -> Result<TagProducer, ConfigError> {
+    let use_defaults = proto.use_all_default_tags.as_ref().is_none_or(|b| b.value);
+    let mut tags = TagProducer::new(use_defaults);
+    path.push_field("stats_tags");
+    for (i, spec) in proto.stats_tags.iter().enumerate() {
+        path.push_index(i);
+        add_tag(&mut tags, spec, path)?;
+        path.pop();
+    }
+    path.pop();
+    Ok(tags)
+}
+
+fn add_tag(tags: &mut TagProducer, spec: &TagSpecifier, path: &FieldPath) -> Result<(), ConfigError> {
+    if spec.tag_name.is_empty() {
+        return Err(path.field_error("tag_name", "value length must be at least 1 characters"));
+    }
+    let label = label_name(&spec.tag_name);
+    if tags.has(&label) {
+        return Err(path.field_error("tag_name", format!("Tag name '{}' specified twice.", spec.tag_name)));
+    }
+    let re = match &spec.tag_value {
+        Some(TagValue::FixedValue(value)) => {
+            tags.add_fixed(label, value.clone());
+            return Ok(());
+        }
+        Some(TagValue::Regex(re)) => re.as_str(),
+        None => "",
+    };
+    if re.is_empty() {
+        // Envoy falls back to its default extractors of that name.
+        if tags.add_defaults_named(&label) == 0 {
+            let reason =
+                format!("No regex specified for tag specifier and no default regex for name: '{}'", spec.tag_name);
+            return Err(path.field_error("regex", reason));
+        }
+        return Ok(());
+    }
+    tags.add_regex(label, compile(re, path)?);
+    Ok(())
+}
+
+/// A `stats_tags` regex. Envoy runs it with `std::regex` (ECMAScript); Courier's
+/// engine refuses what it cannot run the same way (look-around, back-references),
+/// and a regex without a capture group, which would tag with nothing cut out.
+fn compile(re: &str, path: &FieldPath) -> Result<Regex, ConfigError> {
+    let compiled =
+        Regex::new(re).map_err(|e| path.field_error("regex", format!("Courier cannot run this regex: {e}")))?;
+    if compiled.captures_len() < 2 {
+        return Err(path.field_error("regex", "Courier needs a capture group: group 1 is cut out of the name"));
+    }
+    Ok(compiled)
+}
