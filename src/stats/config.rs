@@ -117,7 +117,13 @@ fn add_tag(tags: &mut TagProducer, spec: &TagSpecifier, path: &FieldPath) -> Res
     }
     let label = label_name(&spec.tag_name);
     if tags.has(&label) {
-        return Err(path.field_error("tag_name", format!("Tag name '{}' specified twice.", spec.tag_name)));
+        // Envoy 1.40 accepts it and runs both, so a series may get one label
+        // twice; Courier does not reproduce that.
+        let reason = format!(
+            "Courier refuses a tag name given twice or equal to a default tag in use ('{}' is label '{label}')",
+            spec.tag_name
+        );
+        return Err(path.field_error("tag_name", reason));
     }
     let re = match &spec.tag_value {
         Some(TagValue::FixedValue(value)) => {
@@ -150,4 +156,61 @@ fn compile(re: &str, path: &FieldPath) -> Result<Regex, ConfigError> {
         return Err(path.field_error("regex", "Courier needs a capture group: group 1 is cut out of the name"));
     }
     Ok(compiled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<StatsConfig, ConfigError> {
+        use crate::config::{bootstrap::parse_yaml, descriptor, proto_json};
+        let json = parse_yaml(yaml).expect("yaml");
+        let desc = descriptor::message("envoy.config.metrics.v3.StatsConfig").expect("schema");
+        let msg = proto_json::decode(&desc, &json, &mut FieldPath::new()).expect("decode");
+        let proto: StatsConfigProto = msg.transcode_to().expect("transcode");
+        StatsConfig::from_proto(&proto, &FieldPath::starting_at("stats_config"))
+    }
+
+    fn refusal(yaml: &str) -> String {
+        parse(yaml).expect_err(yaml).to_string()
+    }
+
+    #[test]
+    fn stats_tags_refused_values_name_their_field() {
+        // Envoy refuses these too.
+        let e = refusal("stats_tags: [{tag_name: foo}]");
+        assert!(
+            e.contains("stats_config.stats_tags[0].regex") && e.contains("no default regex for name: 'foo'"),
+            "{e}"
+        );
+        let e = refusal("stats_matcher: {exclusion_list: {patterns: []}}");
+        assert!(e.contains("stats_config.stats_matcher.exclusion_list.patterns"), "{e}");
+        // Envoy accepts these; Courier cannot act the same.
+        let e = refusal(r#"stats_tags: [{tag_name: envoy.cluster_name, regex: "^cluster\\.((.+?)\\.)"}]"#);
+        assert!(e.contains("stats_config.stats_tags[0].tag_name"), "{e}");
+        let e = refusal(r#"stats_tags: [{tag_name: a, fixed_value: x1}, {tag_name: a, fixed_value: y1}]"#);
+        assert!(e.contains("stats_config.stats_tags[1].tag_name"), "{e}");
+        let e = refusal(r#"stats_tags: [{tag_name: a, regex: "^cluster"}]"#);
+        assert!(e.contains("stats_config.stats_tags[0].regex") && e.contains("capture group"), "{e}");
+        let e = refusal(r#"stats_tags: [{tag_name: a, regex: "^cluster\\.((?=x).)"}]"#);
+        assert!(e.contains("stats_config.stats_tags[0].regex"), "{e}");
+    }
+
+    #[test]
+    fn a_tag_without_regex_brings_back_the_default_of_its_name() {
+        let c = parse("use_all_default_tags: false\nstats_tags: [{tag_name: envoy.cluster_name}]").expect("valid");
+        let tagged = c.tags().extract("cluster.web.upstream_rq_200");
+        assert_eq!(tagged.name, "cluster.upstream_rq_200");
+        assert_eq!(tagged.tags.len(), 1);
+    }
+
+    #[test]
+    fn matchers_decide_by_full_name() {
+        let c = parse("stats_matcher: {inclusion_list: {patterns: [{prefix: cluster.}]}}").expect("valid");
+        assert!(c.keeps("cluster.web.upstream_rq_total") && !c.keeps("server.live"));
+        let c = parse("stats_matcher: {exclusion_list: {patterns: [{suffix: _total}]}}").expect("valid");
+        assert!(!c.keeps("cluster.web.upstream_rq_total") && c.keeps("server.live"));
+        assert!(!parse("stats_matcher: {reject_all: true}").expect("valid").keeps("server.live"));
+        assert!(!parse("stats_matcher: {reject_all: false}").expect("valid").matches_some());
+    }
 }
