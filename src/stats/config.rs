@@ -1,6 +1,7 @@
-//! The bootstrap's `stats_config`: which stats a store keeps (`stats_matcher`) and
-//! how their names become Prometheus labels (`stats_tags`, `use_all_default_tags`).
-//! Both are decided when a stat is created or listed, never when it is updated.
+//! The bootstrap's `stats_config`: which stats a store keeps (`stats_matcher`), how
+//! their names become Prometheus labels (`stats_tags`, `use_all_default_tags`) and
+//! which buckets a histogram shows there (`histogram_bucket_settings`). All are
+//! decided when a stat is created or listed, never when it is updated.
 
 use std::sync::Arc;
 
@@ -10,15 +11,20 @@ use envoy_types::pb::envoy::config::metrics::v3::{
 use envoy_types::pb::envoy::r#type::matcher::v3::ListStringMatcher;
 use regex::Regex;
 
+use super::distribution::DEFAULT_BUCKETS;
 use super::tag_extractor::{label_name, TagProducer};
 use crate::config::{ConfigError, FieldPath};
 use crate::router::StringMatcher;
 
-/// What a store follows; the default is Envoy's (every stat, default tags).
+/// What a store follows; the default is Envoy's (every stat, default tags, default
+/// histogram buckets).
 #[derive(Debug, Clone)]
 pub struct StatsConfig {
     tags: Arc<TagProducer>,
     matcher: Option<Arc<NameMatcher>>,
+    /// `histogram_bucket_settings`: the first whose matcher takes a histogram's
+    /// name gives its bounds, sorted.
+    buckets: Arc<[(StringMatcher, Vec<f64>)]>,
 }
 
 /// `stats_matcher`: which full stat names are kept.
@@ -33,7 +39,7 @@ enum NameMatcher {
 
 impl Default for StatsConfig {
     fn default() -> Self {
-        StatsConfig { tags: TagProducer::envoy_defaults(), matcher: None }
+        StatsConfig { tags: TagProducer::envoy_defaults(), matcher: None, buckets: Arc::new([]) }
     }
 }
 
@@ -53,12 +59,19 @@ impl StatsConfig {
                 Some(NameMatcher::Inclusion(patterns(list, &path, "inclusion_list")?))
             }
         };
-        Ok(StatsConfig { tags: Arc::new(tags), matcher: matcher.map(Arc::new) })
+        path.pop();
+        let buckets = bucket_settings(proto, &mut path)?;
+        Ok(StatsConfig { tags: Arc::new(tags), matcher: matcher.map(Arc::new), buckets: buckets.into() })
     }
 
     /// The tag extractors for the Prometheus format.
     pub fn tags(&self) -> &TagProducer {
         &self.tags
+    }
+
+    /// The bucket bounds of the histogram named `name`, for `/stats/prometheus`.
+    pub fn buckets(&self, name: &str) -> &[f64] {
+        self.buckets.iter().find(|(m, _)| m.matches(name)).map_or(&DEFAULT_BUCKETS, |(_, b)| b.as_slice())
     }
 
     /// Whether some names may be rejected (else every name is kept).
@@ -75,6 +88,37 @@ impl StatsConfig {
             Some(NameMatcher::Inclusion(list)) => list.iter().any(|m| m.matches(name)),
         }
     }
+}
+
+/// `histogram_bucket_settings`: each needs a `match` and at least one bound above
+/// zero (Envoy's validation); Envoy sorts the bounds.
+fn bucket_settings(
+    proto: &StatsConfigProto,
+    path: &mut FieldPath,
+) -> Result<Vec<(StringMatcher, Vec<f64>)>, ConfigError> {
+    path.push_field("histogram_bucket_settings");
+    let mut settings = Vec::with_capacity(proto.histogram_bucket_settings.len());
+    for (i, setting) in proto.histogram_bucket_settings.iter().enumerate() {
+        path.push_index(i);
+        let Some(sm) = setting.r#match.as_ref() else {
+            return Err(path.field_error("match", "value is required"));
+        };
+        path.push_field("match");
+        let matcher = StringMatcher::from_proto(sm, path)?;
+        path.pop();
+        if setting.buckets.is_empty() {
+            return Err(path.field_error("buckets", "value must contain at least 1 item(s)"));
+        }
+        if let Some(j) = setting.buckets.iter().position(|&b| !(b > 0.0)) {
+            return Err(path.field_error(&format!("buckets[{j}]"), "value must be greater than 0"));
+        }
+        let mut bounds = setting.buckets.clone();
+        bounds.sort_by(f64::total_cmp);
+        settings.push((matcher, bounds));
+        path.pop();
+    }
+    path.pop();
+    Ok(settings)
 }
 
 fn patterns(list: &ListStringMatcher, path: &FieldPath, field: &str) -> Result<Vec<StringMatcher>, ConfigError> {
@@ -202,6 +246,23 @@ mod tests {
         let tagged = c.tags().extract("cluster.web.upstream_rq_200");
         assert_eq!(tagged.name, "cluster.upstream_rq_200");
         assert_eq!(tagged.tags.len(), 1);
+    }
+
+    #[test]
+    fn histogram_buckets_first_match_sorted() {
+        let c = parse(
+            "histogram_bucket_settings: [{match: {prefix: a.}, buckets: [10, 1]}, {match: {suffix: _ms}, buckets: [5]}]",
+        )
+        .expect("valid");
+        assert_eq!(c.buckets("a.x_ms"), [1.0, 10.0]);
+        assert_eq!(c.buckets("b.x_ms"), [5.0]);
+        assert_eq!(c.buckets("b.x"), DEFAULT_BUCKETS);
+        let e = refusal("histogram_bucket_settings: [{match: {prefix: a.}, buckets: [1, 0]}]");
+        assert!(e.contains("stats_config.histogram_bucket_settings[0].buckets[1]"), "{e}");
+        let e = refusal("histogram_bucket_settings: [{match: {prefix: a.}}]");
+        assert!(e.contains("stats_config.histogram_bucket_settings[0].buckets"), "{e}");
+        let e = refusal("histogram_bucket_settings: [{buckets: [1]}]");
+        assert!(e.contains("stats_config.histogram_bucket_settings[0].match"), "{e}");
     }
 
     #[test]
