@@ -109,7 +109,8 @@ fn bucket_settings(
         if setting.buckets.is_empty() {
             return Err(path.field_error("buckets", "value must contain at least 1 item(s)"));
         }
-        if let Some(j) = setting.buckets.iter().position(|&b| !(b > 0.0)) {
+        if let Some(j) = setting.buckets.iter().position(|&b| b.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater))
+        {
             return Err(path.field_error(&format!("buckets[{j}]"), "value must be greater than 0"));
         }
         let mut bounds = setting.buckets.clone();
