@@ -191,16 +191,47 @@ fn add_tag(tags: &mut TagProducer, spec: &TagSpecifier, path: &FieldPath) -> Res
     Ok(())
 }
 
-/// A `stats_tags` regex. Envoy runs it with `std::regex` (ECMAScript); Courier's
-/// engine refuses what it cannot run the same way (look-around, back-references),
-/// and a regex without a capture group, which would tag with nothing cut out.
+/// A `stats_tags` regex. Envoy runs it with `std::regex` (ECMAScript), Courier with
+/// the `regex` crate: only the syntax both read alike is accepted (see
+/// `outside_shared_syntax`), and a regex without a capture group is refused, as it
+/// would tag with nothing cut out.
 fn compile(re: &str, path: &FieldPath) -> Result<Regex, ConfigError> {
-    let compiled =
-        Regex::new(re).map_err(|e| path.field_error("regex", format!("Courier cannot run this regex: {e}")))?;
+    if let Some(what) = outside_shared_syntax(re) {
+        return Err(path.field_error("regex", format!("Courier cannot run this regex as Envoy does: {what}")));
+    }
+    let compiled = Regex::new(re).map_err(|e| path.field_error("regex", format!("Invalid regex '{re}': {e}")))?;
     if compiled.captures_len() < 2 {
         return Err(path.field_error("regex", "Courier needs a capture group: group 1 is cut out of the name"));
     }
     Ok(compiled)
+}
+
+/// What in `re` the two engines read differently or only one of them reads: a
+/// `(?` group other than `(?:` (look-around is ECMAScript's only; flags and named
+/// groups the `regex` crate's only), a letter escape outside `\d \D \w \W \s \S
+/// \b \B \n \r \t \f \v` (`\p`, `\A`, `\z`, ...), and the `regex` crate's class
+/// set operators `&&`, `--`, `~~`.
+fn outside_shared_syntax(re: &str) -> Option<&'static str> {
+    let mut chars = re.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(e) if e.is_ascii_alphabetic() && !"dDwWsSbBnrtfv".contains(e) => {
+                    return Some("an escape ECMAScript does not share");
+                }
+                _ => {}
+            },
+            '(' if chars.peek() == Some(&'?') => {
+                chars.next();
+                if chars.peek() != Some(&':') {
+                    return Some("a (? group other than (?: (look-around, flags, named groups)");
+                }
+            }
+            '&' | '-' | '~' if chars.peek() == Some(&c) => return Some("a class set operator (&&, --, ~~)"),
+            _ => {}
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -213,6 +244,13 @@ mod tests {
         let desc = descriptor::message("envoy.config.metrics.v3.StatsConfig").expect("schema");
         let msg = proto_json::decode(&desc, &json, &mut FieldPath::new()).expect("decode");
         let proto: StatsConfigProto = msg.transcode_to().expect("transcode");
+        StatsConfig::from_proto(&proto, &FieldPath::starting_at("stats_config"))
+    }
+
+    /// A config with one `stats_tags` regex, `re`, given as it is (no YAML escaping).
+    fn parse_tag(re: &str) -> Result<StatsConfig, ConfigError> {
+        let spec = TagSpecifier { tag_name: "a".into(), tag_value: Some(TagValue::Regex(re.into())) };
+        let proto = StatsConfigProto { stats_tags: vec![spec], ..Default::default() };
         StatsConfig::from_proto(&proto, &FieldPath::starting_at("stats_config"))
     }
 
@@ -237,8 +275,12 @@ mod tests {
         assert!(e.contains("stats_config.stats_tags[1].tag_name"), "{e}");
         let e = refusal(r#"stats_tags: [{tag_name: a, regex: "^cluster"}]"#);
         assert!(e.contains("stats_config.stats_tags[0].regex") && e.contains("capture group"), "{e}");
-        let e = refusal(r#"stats_tags: [{tag_name: a, regex: "^cluster\\.((?=x).)"}]"#);
-        assert!(e.contains("stats_config.stats_tags[0].regex"), "{e}");
+        // Each refused by Envoy's std::regex, or read differently by it.
+        for re in [r"^c\.((?=x).)", r"(?i)^c\.((x)\.)", r"^c\.(\pL+\.)", r"\Ac\.((x)\.)", r"^c\.([a--b])"] {
+            let e = parse_tag(re).expect_err(re).to_string();
+            assert!(e.contains("stats_config.stats_tags[0].regex") && e.contains("as Envoy does"), "{re}: {e}");
+        }
+        parse_tag(r"^c\.((?:[[:alpha:]]\w*)-\d\.)").expect("shared syntax");
     }
 
     #[test]
