@@ -180,7 +180,8 @@ impl Extractor {
 /// `word` when `re` starts with `^word\.`, as Envoy keys its regex extractors.
 fn regex_first_token(re: &str) -> Option<&str> {
     let word = re.strip_prefix('^')?.split_once(r"\.")?.0;
-    word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_').then_some(word)
+    let plain = !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    plain.then_some(word)
 }
 
 /// Whether `tokens` match `pattern`: `None` if not, else the index of the `$` token
@@ -484,5 +485,7 @@ mod tests {
         assert_eq!(regex_first_token(r"^listener\..*"), Some("listener"));
         assert_eq!(regex_first_token(r"^(?:listener|server)\."), None);
         assert_eq!(regex_first_token(r"_rq_(\d)xx$"), None);
+        // Envoy keys a regex by a non-empty first word only.
+        assert_eq!(regex_first_token(r"^\.(x)"), None);
     }
 }
