@@ -19,8 +19,16 @@ use crate::upstream::cluster::{lb_policy_choice, LbPolicyChoice};
 pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     (
         "envoy.config.bootstrap.v3.Bootstrap",
-        &["node", "static_resources", "admin", "watchdogs", "watchdog", "stats_flush_interval"],
+        &["node", "static_resources", "admin", "watchdogs", "watchdog", "stats_flush_interval", "stats_config"],
     ),
+    (
+        "envoy.config.metrics.v3.StatsConfig",
+        &["stats_tags", "use_all_default_tags", "stats_matcher", "histogram_bucket_settings"],
+    ),
+    ("envoy.config.metrics.v3.HistogramBucketSettings", &["match", "buckets"]),
+    ("envoy.config.metrics.v3.TagSpecifier", &["tag_name", "regex", "fixed_value"]),
+    ("envoy.config.metrics.v3.StatsMatcher", &["reject_all", "exclusion_list", "inclusion_list"]),
+    ("envoy.type.matcher.v3.ListStringMatcher", &["patterns"]),
     ("envoy.config.bootstrap.v3.Bootstrap.StaticResources", &["listeners", "clusters"]),
     ("envoy.config.bootstrap.v3.Admin", &["address"]),
     ("envoy.config.bootstrap.v3.Watchdogs", &["main_thread_watchdog", "worker_watchdog"]),

@@ -20,7 +20,7 @@ use crate::define_stats;
 use crate::event::{Dispatcher, DispatcherHandle};
 use crate::extensions::FactoryContext;
 use crate::network::ListenerManager;
-use crate::stats::{Gauge, Store};
+use crate::stats::{Gauge, StatsConfig, Store};
 use crate::thread_local::{Slot, ThreadLocalRegistry};
 use crate::upstream::cluster::socket_address;
 use crate::upstream::cluster_manager::ClusterManagerConfig;
@@ -122,7 +122,11 @@ impl ServerConfig {
         };
         let mut bootstrap = config::load_bootstrap(&source)?;
         apply_node_overrides(&options, &mut bootstrap);
-        let store = Arc::new(Store::new());
+        let stats_config = match &bootstrap.bootstrap.stats_config {
+            Some(c) => StatsConfig::from_proto(c, &config::FieldPath::starting_at("stats_config"))?,
+            None => StatsConfig::default(),
+        };
+        let store = Arc::new(Store::with_config(stats_config));
         let tls = ThreadLocalRegistry::new();
         let cluster_slot = tls.allocate_slot();
         let b = &bootstrap.bootstrap;

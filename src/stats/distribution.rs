@@ -120,18 +120,18 @@ impl Distribution {
         out
     }
 
-    /// Cumulative counts for each of [`DEFAULT_BUCKETS`] (the `+Inf` bucket is
+    /// Cumulative counts for each bound of `bounds` (sorted; the `+Inf` bucket is
     /// [`sample_count`](Self::sample_count)).
-    pub fn bucket_counts(&self) -> [u64; DEFAULT_BUCKETS.len()] {
-        let mut out = [0u64; DEFAULT_BUCKETS.len()];
-        for (slot, bound) in out.iter_mut().zip(DEFAULT_BUCKETS) {
-            *slot = self
-                .bins
-                .iter()
-                .take_while(|&&(index, _)| buckets::bounds(usize::from(index)).0 <= bound)
-                .fold(0u64, |acc, &(_, n)| acc.saturating_add(n));
-        }
-        out
+    pub fn bucket_counts(&self, bounds: &[f64]) -> Vec<u64> {
+        bounds
+            .iter()
+            .map(|&bound| {
+                self.bins
+                    .iter()
+                    .take_while(|&&(index, _)| buckets::bounds(usize::from(index)).0 <= bound)
+                    .fold(0u64, |acc, &(_, n)| acc.saturating_add(n))
+            })
+            .collect()
     }
 }
 
@@ -204,10 +204,10 @@ mod tests {
         let sum = |v: &[u64]| super::super::number::general(of(v).sample_sum(), 32);
         assert_eq!(sum(&[105; 10]), "1047.6190476190477056661620736122");
         assert_eq!(sum(&[115, 1050, 1050, 1050]), "3257.6397515527951327385380864143");
-        let b = of(&[1, 2, 6]).bucket_counts();
+        let b = of(&[1, 2, 6]).bucket_counts(&DEFAULT_BUCKETS);
         assert_eq!(&b[..4], &[0, 1, 2, 3]);
-        assert_eq!(of(&[0, 0]).bucket_counts(), [2; 19]);
-        assert_eq!(of(&[250, 259, 260]).bucket_counts()[7], 2); // le="250"
+        assert_eq!(of(&[0, 0]).bucket_counts(&DEFAULT_BUCKETS), [2; 19]);
+        assert_eq!(of(&[250, 259, 260]).bucket_counts(&DEFAULT_BUCKETS)[7], 2); // le="250"
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! ([`Store::flush_histograms`]), as Envoy's do.
 
 mod buckets;
+mod config;
 mod distribution;
 mod histogram;
 mod number;
@@ -13,6 +14,7 @@ mod store;
 mod table;
 pub mod tag_extractor;
 
+pub use config::StatsConfig;
 pub use distribution::{Distribution, DEFAULT_BUCKETS, SUPPORTED_QUANTILES};
 pub use histogram::{Histogram, HistogramSnapshot};
 pub use store::{Counter, Gauge, Store};
@@ -84,7 +86,10 @@ macro_rules! define_stats {
 
 #[cfg(test)]
 mod tests {
-    use super::Store;
+    use super::{StatsConfig, Store};
+    use crate::config::FieldPath;
+    use envoy_types::pb::envoy::config::metrics::v3::{stats_matcher, StatsConfig as StatsConfigProto, StatsMatcher};
+    use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, ListStringMatcher, StringMatcher};
 
     crate::define_stats! {
         /// All three kinds.
@@ -121,5 +126,28 @@ mod tests {
         assert_eq!(store.counter_value("cluster.echo.rq_total"), Some(1));
         // Same name, same histogram.
         assert_eq!(store.histogram("cluster.echo.rq_time").sum(), 7);
+    }
+
+    #[test]
+    fn a_rejected_stat_counts_but_is_not_listed() {
+        let suffix = StringMatcher { match_pattern: Some(MatchPattern::Suffix("_total".into())), ..Default::default() };
+        let matcher = stats_matcher::StatsMatcher::ExclusionList(ListStringMatcher { patterns: vec![suffix] });
+        let proto = StatsConfigProto {
+            stats_matcher: Some(StatsMatcher { stats_matcher: Some(matcher) }),
+            ..Default::default()
+        };
+        let config = StatsConfig::from_proto(&proto, &FieldPath::starting_at("stats_config")).expect("valid");
+        let store = Store::with_config(config);
+        // Through a `define_stats!` struct (its words filled at once otherwise) and by name.
+        let mixed = Mixed::new(&store, "cluster.echo.");
+        mixed.rq_total.inc();
+        mixed.rq_active.inc();
+        store.counter("server.rq_total").inc();
+        assert_eq!(mixed.rq_total.value(), 1);
+        assert_eq!(store.counter_value("cluster.echo.rq_total"), None);
+        assert_eq!(store.counter_value("server.rq_total"), None);
+        assert_eq!(store.gauge_value("cluster.echo.rq_active"), Some(1));
+        let names: Vec<String> = store.lock().histograms().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["cluster.echo.rq_time"]);
     }
 }

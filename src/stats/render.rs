@@ -15,21 +15,15 @@ use std::fmt::Write;
 
 use regex::Regex;
 
-use super::distribution::{DEFAULT_BUCKETS, SUPPORTED_QUANTILES};
+use super::distribution::SUPPORTED_QUANTILES;
 use super::histogram::HistogramSnapshot;
 use super::number::{general, shortest};
 use super::table::Stats;
-use super::tag_extractor::{extract, prometheus_name};
+use super::tag_extractor::{prometheus_name, TagProducer};
 
 /// [`SUPPORTED_QUANTILES`] as Envoy labels them, in percent (`P99.5`).
 const QUANTILE_LABELS: [&str; SUPPORTED_QUANTILES.len()] =
     ["0", "25", "50", "75", "90", "95", "99", "99.5", "99.9", "100"];
-
-/// [`DEFAULT_BUCKETS`] as Envoy prints them in `le` labels (never with an exponent).
-const BUCKET_LABELS: [&str; DEFAULT_BUCKETS.len()] = [
-    "0.5", "1", "5", "10", "25", "50", "100", "250", "500", "1000", "2500", "5000", "10000", "30000", "60000",
-    "300000", "600000", "1800000", "3600000",
-];
 
 /// `/stats` query options shared by every format.
 #[derive(Debug, Default)]
@@ -154,19 +148,24 @@ pub fn prometheus(stats: &Stats, f: &StatsFilter) -> String {
     let kept = |(name, value): &(String, i128)| f.keeps(name, *value != 0);
     let counters = stats.counters().into_iter().map(|(n, c)| (n, c.value() as i128)).filter(kept);
     let gauges = stats.gauges().into_iter().map(|(n, g)| (n, g.value() as i128)).filter(kept);
-    scalar_families(&mut out, "counter", counters);
-    scalar_families(&mut out, "gauge", gauges);
-    for family in families(histograms(stats, f)) {
+    let tags = stats.config().tags();
+    scalar_families(&mut out, tags, "counter", counters);
+    scalar_families(&mut out, tags, "gauge", gauges);
+    let named = histograms(stats, f).into_iter().map(|(name, h)| {
+        let bounds = stats.config().buckets(&name);
+        (name, (h, bounds))
+    });
+    for family in families(tags, named) {
         let _ = writeln!(out, "# TYPE {} histogram", family.metric);
-        for (labels, h) in &family.series {
-            histogram_series(&mut out, &family.metric, labels, h);
+        for (labels, (h, bounds)) in &family.series {
+            histogram_series(&mut out, &family.metric, labels, h, bounds);
         }
     }
     out
 }
 
-fn scalar_families(out: &mut String, kind: &str, stats: impl Iterator<Item = (String, i128)>) {
-    for Family { metric, series } in families(stats) {
+fn scalar_families(out: &mut String, tags: &TagProducer, kind: &str, stats: impl Iterator<Item = (String, i128)>) {
+    for Family { metric, series } in families(tags, stats) {
         let _ = writeln!(out, "# TYPE {metric} {kind}");
         for (labels, value) in series {
             let _ = writeln!(out, "{metric}{{{labels}}} {value}");
@@ -174,12 +173,14 @@ fn scalar_families(out: &mut String, kind: &str, stats: impl Iterator<Item = (St
     }
 }
 
-/// One histogram's `_bucket` lines (cumulative, `le` last), `_sum` and `_count`.
-fn histogram_series(out: &mut String, metric: &str, labels: &str, h: &HistogramSnapshot) {
+/// One histogram's `_bucket` lines (cumulative, `le` last), `_sum` and `_count`;
+/// `bounds` are its buckets (`stats_config.histogram_bucket_settings` or Envoy's
+/// defaults), printed as Envoy prints them (`%.32g`).
+fn histogram_series(out: &mut String, metric: &str, labels: &str, h: &HistogramSnapshot, bounds: &[f64]) {
     let sep = if labels.is_empty() { "" } else { "," };
     let total = h.cumulative.sample_count();
-    for (le, count) in BUCKET_LABELS.iter().zip(h.cumulative.bucket_counts()) {
-        let _ = writeln!(out, "{metric}_bucket{{{labels}{sep}le=\"{le}\"}} {count}");
+    for (&bound, count) in bounds.iter().zip(h.cumulative.bucket_counts(bounds)) {
+        let _ = writeln!(out, "{metric}_bucket{{{labels}{sep}le=\"{}\"}} {count}", general(bound, 32));
     }
     let _ = writeln!(out, "{metric}_bucket{{{labels}{sep}le=\"+Inf\"}} {total}");
     let _ = writeln!(out, "{metric}_sum{{{labels}}} {}", general(h.cumulative.sample_sum(), 32));
@@ -195,10 +196,10 @@ struct Family<T> {
 /// Groups `stats` (given in full-name order) into families, ordered as Envoy orders
 /// them: by tag-extracted dotted name (`cluster.upstream_cx_total` before
 /// `cluster_manager.*`), each family's series staying in full-name order.
-fn families<T>(stats: impl IntoIterator<Item = (String, T)>) -> impl Iterator<Item = Family<T>> {
+fn families<T>(tags: &TagProducer, stats: impl IntoIterator<Item = (String, T)>) -> impl Iterator<Item = Family<T>> {
     let mut groups: BTreeMap<String, Family<T>> = BTreeMap::new();
     for (name, value) in stats {
-        let tagged = extract(&name);
+        let tagged = tags.extract(&name);
         let labels: Vec<String> = tagged.tags.iter().map(|(k, v)| format!("{k}=\"{}\"", escape_label(v))).collect();
         groups
             .entry(tagged.name)
@@ -217,6 +218,14 @@ fn escape_label(v: &str) -> String {
 mod tests {
     use super::*;
     use crate::stats::Store;
+    use crate::stats::DEFAULT_BUCKETS;
+
+    /// [`DEFAULT_BUCKETS`] as Envoy 1.40 prints them in `le` labels (never with an
+    /// exponent).
+    const BUCKET_LABELS: [&str; DEFAULT_BUCKETS.len()] = [
+        "0.5", "1", "5", "10", "25", "50", "100", "250", "500", "1000", "2500", "5000", "10000", "30000", "60000",
+        "300000", "600000", "1800000", "3600000",
+    ];
 
     #[test]
     fn formats() {
@@ -424,9 +433,8 @@ mod tests {
 
     #[test]
     fn bucket_labels_are_the_default_buckets() {
-        for (label, bound) in BUCKET_LABELS.iter().zip(DEFAULT_BUCKETS) {
-            assert_eq!(label.parse::<f64>().ok(), Some(bound));
-        }
+        let labels: Vec<String> = DEFAULT_BUCKETS.iter().map(|&b| general(b, 32)).collect();
+        assert_eq!(labels, BUCKET_LABELS);
         for (label, q) in QUANTILE_LABELS.iter().zip(SUPPORTED_QUANTILES) {
             assert_eq!(shortest(q * 100.0), *label);
         }

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::config::StatsConfig;
 use super::histogram::Histogram;
 use super::table::Stats;
 
@@ -76,6 +77,11 @@ pub struct Store {
 impl Store {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store following the bootstrap's `stats_config`.
+    pub fn with_config(config: StatsConfig) -> Self {
+        Store { inner: Mutex::new(Stats::with_config(config)) }
     }
 
     /// The counter named `name`, created at zero on first use.

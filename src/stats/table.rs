@@ -15,6 +15,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
+use super::config::StatsConfig;
 use super::histogram::Histogram;
 use super::store::{Counter, Gauge};
 use crate::common::fnv::FnvBuildHasher;
@@ -24,6 +25,8 @@ use crate::common::fnv::FnvBuildHasher;
 pub struct Stats {
     groups: HashMap<Arc<str>, Group, ByName>,
     words: HashSet<Arc<str>, ByName>,
+    /// The bootstrap's `stats_config`: which names are kept, how they are tagged.
+    config: StatsConfig,
 }
 
 /// Names come from config, not from clients: FNV-1a (see `common::fnv`).
@@ -127,6 +130,16 @@ fn split<'a>(prefix: &'a str, rest: &'a str) -> (std::borrow::Cow<'a, str>, std:
 }
 
 impl Stats {
+    /// An empty table keeping and tagging stats as `config` says.
+    pub fn with_config(config: StatsConfig) -> Stats {
+        Stats { config, ..Stats::default() }
+    }
+
+    /// The `stats_config` this table follows.
+    pub fn config(&self) -> &StatsConfig {
+        &self.config
+    }
+
     /// The counter named `prefix` + `rest`, created at zero on first use.
     pub fn counter(&mut self, prefix: &str, rest: &str) -> Arc<Counter> {
         self.get_or_create(prefix, rest)
@@ -167,7 +180,8 @@ impl Stats {
     /// A new group is filled from the words sorted beforehand, sized to fit;
     /// anything else (a group that exists, names not split plainly) word by word.
     fn all_in<T: Kind>(&mut self, prefix: &str, words: &Words) -> Vec<Arc<T>> {
-        let plain_prefix = prefix.is_empty() || prefix.ends_with('.');
+        // A stats matcher decides name by name.
+        let plain_prefix = (prefix.is_empty() || prefix.ends_with('.')) && !self.config.matches_some();
         if let Some(sorted) = words.sorted().filter(|_| plain_prefix && !words.given.is_empty()) {
             let slots = T::slots_mut(self.group(prefix));
             if slots.is_empty() {
@@ -199,6 +213,11 @@ impl Stats {
     }
 
     fn get_or_create<T: Kind>(&mut self, prefix: &str, rest: &str) -> Arc<T> {
+        // A rejected stat still counts for its owner, but no one can list it, as
+        // Envoy's null stats: decided here, once, never on the data path.
+        if self.config.matches_some() && !self.config.keeps(&format!("{prefix}{rest}")) {
+            return Arc::new(T::create());
+        }
         let (group, word) = split(prefix, rest);
         let word = self.intern(&word);
         let slots = T::slots_mut(self.group(&group));

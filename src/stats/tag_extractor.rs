@@ -1,4 +1,4 @@
-//! Envoy's default tag extraction, for the Prometheus format: the variable parts of
+//! Tag extraction, for the Prometheus format, as Envoy's: the variable parts of
 //! a stat name (cluster name, listener address, response code, worker id, ...) become
 //! labels and are cut out of the name, e.g. `cluster.echo.upstream_rq_200` →
 //! `envoy_cluster_upstream_rq{envoy_response_code="200",envoy_cluster_name="echo"}`.
@@ -9,13 +9,18 @@
 //! code, worker id, ...); within each group they run in table order, regular
 //! expressions before token patterns. That order is the order of the labels.
 //!
+//! The bootstrap's `stats_config.stats_tags` add regex and fixed-value extractors
+//! after the defaults, and `use_all_default_tags: false` drops the defaults
+//! ([`TagProducer`]).
+//!
 //! Skipped from Envoy's default set, because Courier creates none of the stats they
 //! read: the DynamoDB, TLS (ciphers, curves, signature algorithms, versions,
 //! certificates), RBAC, proxy-protocol, SDS, scoped-RDS and active health check name
 //! extractors.
 
+use std::borrow::Cow;
 use std::ops::Range;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use regex::Regex;
 
@@ -23,7 +28,7 @@ use regex::Regex;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tagged {
     pub name: String,
-    pub tags: Vec<(&'static str, String)>,
+    pub tags: Vec<(Cow<'static, str>, String)>,
 }
 
 /// How one extractor finds its tag in a name.
@@ -112,15 +117,23 @@ const DEFAULTS: &[(&str, Pattern)] = &[
     ("envoy_connection_limit_prefix", Pattern::Tokens("connection_limit.$.**")),
 ];
 
+#[derive(Debug)]
 enum Matcher {
-    Regex { re: Regex, needle: &'static str, not: Option<&'static str> },
+    Regex {
+        re: Regex,
+        needle: &'static str,
+        not: Option<&'static str>,
+    },
     Tokens(Vec<&'static str>),
+    /// A `fixed_value` tag: on every name, nothing cut out.
+    Fixed(String),
 }
 
+#[derive(Debug)]
 struct Extractor {
-    label: &'static str,
+    label: Cow<'static, str>,
     /// The fixed first token every name it matches starts with, if any.
-    first: Option<&'static str>,
+    first: Option<Box<str>>,
     matcher: Matcher,
 }
 
@@ -128,21 +141,21 @@ impl Extractor {
     fn new(label: &'static str, pattern: &Pattern) -> Extractor {
         match *pattern {
             Pattern::Regex { re, needle, not } => Extractor {
-                label,
-                first: regex_first_token(re),
+                label: Cow::Borrowed(label),
+                first: regex_first_token(re).map(Box::from),
                 // The table's own constants, checked by the tests.
                 matcher: Matcher::Regex { re: Regex::new(re).expect("default tag regex"), needle, not },
             },
             Pattern::Tokens(pattern) => {
                 let tokens: Vec<&str> = pattern.split('.').collect();
-                let first = tokens.first().copied().filter(|t| !matches!(*t, "*" | "**" | "$"));
-                Extractor { label, first, matcher: Matcher::Tokens(tokens) }
+                let first = tokens.first().copied().filter(|t| !matches!(*t, "*" | "**" | "$")).map(Box::from);
+                Extractor { label: Cow::Borrowed(label), first, matcher: Matcher::Tokens(tokens) }
             }
         }
     }
 
     /// The tag's value and the byte range to cut out of `name` (split into `tokens`).
-    fn find<'n>(&self, name: &'n str, tokens: &[&'n str]) -> Option<(&'n str, Range<usize>)> {
+    fn find<'a>(&'a self, name: &'a str, tokens: &[&'a str]) -> Option<(&'a str, Range<usize>)> {
         match &self.matcher {
             Matcher::Regex { re, needle, not } => {
                 if !name.contains(needle) {
@@ -159,6 +172,7 @@ impl Extractor {
                 let value = tokens[index];
                 Some((value, start..start + value.len() + 1))
             }
+            Matcher::Fixed(value) => Some((value, 0..0)),
         }
     }
 }
@@ -166,7 +180,8 @@ impl Extractor {
 /// `word` when `re` starts with `^word\.`, as Envoy keys its regex extractors.
 fn regex_first_token(re: &str) -> Option<&str> {
     let word = re.strip_prefix('^')?.split_once(r"\.")?.0;
-    word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_').then_some(word)
+    let plain = !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    plain.then_some(word)
 }
 
 /// Whether `tokens` match `pattern`: `None` if not, else the index of the `$` token
@@ -188,31 +203,101 @@ fn match_tokens(pattern: &[&str], tokens: &[&str], at: usize) -> Option<Option<u
     Some(if head == "$" { Some(at) } else { found })
 }
 
-/// The compiled defaults: those without a fixed first token, then the others, each
-/// group in table order (Envoy runs them in this order, so the labels come out so).
-fn extractors() -> &'static [Extractor] {
-    static ALL: OnceLock<Vec<Extractor>> = OnceLock::new();
-    ALL.get_or_init(|| {
-        let mut all: Vec<Extractor> = DEFAULTS.iter().map(|(label, p)| Extractor::new(label, p)).collect();
-        // Stable: keeps the table order within each group.
-        all.sort_by_key(|e| e.first.is_some());
-        all
-    })
+/// The tag extractors of a store: Envoy's defaults (unless the bootstrap's
+/// `use_all_default_tags` is false) followed by the bootstrap's `stats_tags`, and the
+/// `fixed_value` tags, as Envoy's `TagProducerImpl` builds them.
+#[derive(Debug)]
+pub struct TagProducer {
+    /// Those without a fixed first token (a `fixed_value` tag has none), then the
+    /// others, each group in the order given (Envoy runs them in this order, so
+    /// the labels come out so).
+    extractors: Vec<Extractor>,
 }
 
-/// Splits `name` into its tag-extracted name and tags.
-pub fn extract(name: &str) -> Tagged {
-    let tokens: Vec<&str> = name.split('.').collect();
-    let first = tokens.first().copied().unwrap_or("");
-    let mut tags = Vec::new();
-    let mut cuts = Vec::new();
-    for e in extractors().iter().filter(|e| e.first.is_none_or(|f| f == first)) {
-        if let Some((value, cut)) = e.find(name, &tokens) {
-            tags.push((e.label, value.to_string()));
-            cuts.push(cut);
-        }
+impl TagProducer {
+    /// Envoy's defaults, compiled once per process.
+    pub fn envoy_defaults() -> Arc<TagProducer> {
+        static DEFAULT: OnceLock<Arc<TagProducer>> = OnceLock::new();
+        DEFAULT.get_or_init(|| Arc::new(TagProducer::new(true))).clone()
     }
-    Tagged { name: cut_out(name, cuts), tags }
+
+    /// Envoy's defaults when `use_defaults`, else no extractor; see `add_regex` and
+    /// `add_fixed` for the bootstrap's own.
+    pub fn new(use_defaults: bool) -> TagProducer {
+        let extractors = if use_defaults {
+            DEFAULTS.iter().map(|(label, p)| Extractor::new(label, p)).collect()
+        } else {
+            Vec::new()
+        };
+        let mut producer = TagProducer { extractors };
+        producer.order();
+        producer
+    }
+
+    /// Whether a tag is already named `label` (Envoy refuses a name twice).
+    pub fn has(&self, label: &str) -> bool {
+        self.extractors.iter().any(|e| e.label == label)
+    }
+
+    /// Adds Envoy's default extractors named `label` (a `stats_tags` entry without
+    /// a regex); returns how many there are.
+    pub fn add_defaults_named(&mut self, label: &str) -> usize {
+        let found: Vec<Extractor> =
+            DEFAULTS.iter().filter(|(l, _)| *l == label).map(|(l, p)| Extractor::new(l, p)).collect();
+        let n = found.len();
+        self.extractors.extend(found);
+        self.order();
+        n
+    }
+
+    /// Adds a `stats_tags` regex: group 1 is cut out of the name, group 2 (else
+    /// group 1) is the value, as Envoy's regex extractors do.
+    pub fn add_regex(&mut self, label: String, re: Regex) {
+        let first = regex_first_token(re.as_str()).map(Box::from);
+        self.extractors.push(Extractor {
+            label: Cow::Owned(label),
+            first,
+            matcher: Matcher::Regex { re, needle: "", not: None },
+        });
+        self.order();
+    }
+
+    /// Adds a `stats_tags` `fixed_value` tag, which every name gets.
+    pub fn add_fixed(&mut self, label: String, value: String) {
+        self.extractors.push(Extractor { label: Cow::Owned(label), first: None, matcher: Matcher::Fixed(value) });
+        self.order();
+    }
+
+    /// Stable: keeps the given order within each group.
+    fn order(&mut self) {
+        self.extractors.sort_by_key(|e| e.first.is_some());
+    }
+
+    /// Splits `name` into its tag-extracted name and tags.
+    pub fn extract(&self, name: &str) -> Tagged {
+        let tokens: Vec<&str> = name.split('.').collect();
+        let first = tokens.first().copied().unwrap_or("");
+        let mut tags = Vec::new();
+        let mut cuts = Vec::new();
+        for e in self.extractors.iter().filter(|e| e.first.as_deref().is_none_or(|f| f == first)) {
+            if let Some((value, cut)) = e.find(name, &tokens) {
+                tags.push((e.label.clone(), value.to_string()));
+                cuts.push(cut);
+            }
+        }
+        Tagged { name: cut_out(name, cuts), tags }
+    }
+}
+
+/// Splits `name` with Envoy's default extractors.
+pub fn extract(name: &str) -> Tagged {
+    TagProducer::envoy_defaults().extract(name)
+}
+
+/// A tag name as a Prometheus label: every character outside `[a-zA-Z0-9_]` becomes
+/// `_` (`envoy.cluster_name` → `envoy_cluster_name`), as Envoy's formatter does.
+pub fn label_name(tag_name: &str) -> String {
+    tag_name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect()
 }
 
 /// `name` without the bytes in `cuts` (which may overlap).
@@ -370,16 +455,17 @@ mod tests {
             assert_eq!(prometheus_name(&extract(name).name), metric, "{name}");
         }
         let grpc = extract("cluster.grpc_up.grpc.Svc.Method.success").tags;
+        let grpc: Vec<(&str, &str)> = grpc.iter().map(|(k, v)| (k.as_ref(), v.as_str())).collect();
         assert_eq!(
             grpc,
             [
-                ("envoy_grpc_bridge_method", "Method".to_string()),
-                ("envoy_grpc_bridge_service", "Svc".to_string()),
-                ("envoy_cluster_name", "grpc_up".to_string()),
+                ("envoy_grpc_bridge_method", "Method"),
+                ("envoy_grpc_bridge_service", "Svc"),
+                ("envoy_cluster_name", "grpc_up")
             ]
         );
         let mongo = extract("mongo.db.collection.users.callsite.login.query.total").tags;
-        let labels: Vec<&str> = mongo.iter().map(|(k, _)| *k).collect();
+        let labels: Vec<&str> = mongo.iter().map(|(k, _)| k.as_ref()).collect();
         assert_eq!(labels, ["envoy_mongo_callsite", "envoy_mongo_collection", "envoy_mongo_prefix"]);
         assert_eq!(extract("http.ingress.rds.routes.v1.config_reload").tags[0].1, "routes.v1");
     }
@@ -395,9 +481,11 @@ mod tests {
 
     #[test]
     fn every_default_compiles_and_regex_keys() {
-        assert_eq!(extractors().len(), DEFAULTS.len());
+        assert_eq!(TagProducer::envoy_defaults().extractors.len(), DEFAULTS.len());
         assert_eq!(regex_first_token(r"^listener\..*"), Some("listener"));
         assert_eq!(regex_first_token(r"^(?:listener|server)\."), None);
         assert_eq!(regex_first_token(r"_rq_(\d)xx$"), None);
+        // Envoy keys a regex by a non-empty first word only.
+        assert_eq!(regex_first_token(r"^\.(x)"), None);
     }
 }
