@@ -59,6 +59,18 @@ pub fn build_access_logs(
     Ok(out)
 }
 
+/// A file logger in Envoy's default format: the deprecated `admin.access_log_path`.
+/// `path` points at the field, which names the error if the file cannot be opened.
+pub fn build_default_file_log(
+    file: &str,
+    path: &FieldPath,
+    store: &Store,
+) -> Result<Arc<dyn AccessLogger>, ConfigError> {
+    let sink = Sink::from_path(file);
+    let writer = writer::open(&sink, store).map_err(|e| path.error(format!("cannot open access log '{file}': {e}")))?;
+    Ok(Arc::new(StreamAccessLog { format: SubstitutionFormat::envoy_default(), writer }))
+}
+
 /// A logger writing formatted lines to a file or a standard stream.
 #[derive(Debug)]
 struct StreamAccessLog {

@@ -21,7 +21,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
         &["node", "static_resources", "admin", "watchdogs", "watchdog", "stats_flush_interval"],
     ),
     ("envoy.config.bootstrap.v3.Bootstrap.StaticResources", &["listeners", "clusters"]),
-    ("envoy.config.bootstrap.v3.Admin", &["address"]),
+    ("envoy.config.bootstrap.v3.Admin", &["access_log_path", "access_log", "address"]),
     ("envoy.config.bootstrap.v3.Watchdogs", &["main_thread_watchdog", "worker_watchdog"]),
     (
         "envoy.config.bootstrap.v3.Watchdog",

@@ -313,3 +313,59 @@ fn stats_flush_interval_sets_when_histograms_are_published() {
     fast.wait_until(|c| histogram(c).contains("P0("), "the histogram flushed");
     assert_eq!(histogram(&slow).trim(), "http.ingress.downstream_rq_time: No recorded values");
 }
+
+/// `admin.access_log_path` (Envoy's default format) and `admin.access_log` log
+/// every admin request as Envoy 1.40 does: the admin's connection manager uses the
+/// remote address, so a loopback client shows as this host's address in
+/// `x-forwarded-for`; the request line keeps the query.
+#[test]
+fn admin_access_log_path_and_access_log() {
+    let dir = TempDir::new("adminlog");
+    let (legacy, custom) = (dir.0.join("admin.log"), dir.0.join("admin2.log"));
+    let yaml = format!(
+        "admin:\n  access_log_path: {}\n  access_log:\n  - name: envoy.access_loggers.file\n    typed_config:\n      \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n      path: {}\n      log_format: {{ text_format_source: {{ inline_string: \"%REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% %BYTES_SENT% %PROTOCOL%\\n\" }} }}\n  address:\n    socket_address: {{ address: 127.0.0.1, port_value: 0 }}\n",
+        legacy.display(),
+        custom.display()
+    );
+    let c = Courier::start(&yaml, 1);
+    assert_eq!(c.admin_get("/ready?mark=1"), (200, "LIVE\n".to_string()));
+    assert_eq!(c.admin_post("/healthcheck/ok").0, 200);
+    let (missing, body) = c.admin_get("/no_such_page");
+    assert_eq!(missing, 404);
+    let ours = |lines: &[String]| -> Vec<String> {
+        let start = lines.iter().position(|l| l.contains("/ready?mark=1")).unwrap_or(lines.len());
+        lines[start..].to_vec()
+    };
+    let custom_lines = ours(&wait_for_admin_lines(&custom, "/no_such_page"));
+    assert_eq!(
+        custom_lines,
+        [
+            "GET /ready?mark=1 200 5 HTTP/1.1".to_string(),
+            "POST /healthcheck/ok 200 3 HTTP/1.1".to_string(),
+            format!("GET /no_such_page 404 {} HTTP/1.1", body.len()),
+        ]
+    );
+    let legacy_lines = ours(&wait_for_admin_lines(&legacy, "/no_such_page"));
+    let line = regex::Regex::new(
+        r#"^\[\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z\] "GET /ready\?mark=1 HTTP/1.1" 200 - 0 5 \d+ - "([^"]+)" "-" "-" "[^"]+" "-"$"#,
+    )
+    .expect("regex");
+    let caps = line.captures(&legacy_lines[0]).unwrap_or_else(|| panic!("not Envoy's line: {}", legacy_lines[0]));
+    let xff: std::net::IpAddr = caps[1].parse().expect("x-forwarded-for is an address");
+    assert!(!xff.is_loopback() || legacy_lines[0].contains("\"127.0.0.1\""), "{}", legacy_lines[0]);
+    assert!(legacy_lines[1].contains("\"POST /healthcheck/ok HTTP/1.1\" 200 - 0 3 "), "{}", legacy_lines[1]);
+    assert!(legacy_lines[2].contains("\"GET /no_such_page HTTP/1.1\" 404 - 0 "), "{}", legacy_lines[2]);
+}
+
+/// The lines of `path` once one mentions `last` (bounded wait).
+fn wait_for_admin_lines(path: &std::path::Path, last: &str) -> Vec<String> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.lines().any(|l| l.contains(last)) && text.ends_with('\n') {
+            return text.lines().map(str::to_string).collect();
+        }
+        assert!(Instant::now() < deadline, "{} never logged {last}:\n{text}", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

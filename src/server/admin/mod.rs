@@ -9,14 +9,19 @@ mod server_info;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::body::Body;
+use hyper::{Method, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
 use super::instance::{Server, ServerState};
+use crate::access_log::AccessLogger;
+use crate::formatter::FormatContext;
+use crate::http::headers;
+use crate::http::stream_info::StreamInfo;
 use crate::stats::render::{self, StatsFilter};
 
 /// One admin path: its name, whether it changes state (POST only), and help text.
@@ -48,21 +53,35 @@ const ENDPOINTS: &[Endpoint] = &[
 const TEST_BLOCK_WORKER: &str = "/courier_test/block_worker";
 
 /// Binds the admin address and serves it on the current (main) dispatcher.
-pub async fn start(server: Rc<Server>, addr: SocketAddr, ipv6_only: bool) -> std::io::Result<SocketAddr> {
+/// Every request is logged to `access_logs` (`admin.access_log_path`, `admin.access_log`).
+pub async fn start(
+    server: Rc<Server>,
+    addr: SocketAddr,
+    ipv6_only: bool,
+    access_logs: Vec<Arc<dyn AccessLogger>>,
+) -> std::io::Result<SocketAddr> {
     let listener = crate::network::socket::bind_listener(addr, false, ipv6_only)
         .and_then(tokio::net::TcpListener::from_std)
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind admin address {addr}: {e}")))?;
     let bound = listener.local_addr()?;
+    let access_logs: Rc<[Arc<dyn AccessLogger>]> = access_logs.into();
     tokio::task::spawn_local(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let Ok((stream, peer)) = listener.accept().await else {
                 continue;
             };
-            let server = server.clone();
+            let local = stream.local_addr().unwrap_or(bound);
+            let (server, access_logs) = (server.clone(), access_logs.clone());
             tokio::task::spawn_local(async move {
                 let service = hyper::service::service_fn(move |req| {
-                    let server = server.clone();
-                    async move { Ok::<_, Infallible>(handle(&server, req)) }
+                    let (server, access_logs) = (server.clone(), access_logs.clone());
+                    async move {
+                        let mut info = StreamInfo::new(peer, local, protocol_name(req.version()));
+                        let (parts, _body) = req.into_parts();
+                        let resp = handle(&server, &parts);
+                        log_request(&access_logs, parts, &resp, &mut info);
+                        Ok::<_, Infallible>(resp)
+                    }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -92,12 +111,12 @@ impl Reply {
     }
 }
 
-fn handle(server: &Server, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let path = req.uri().path();
-    let query = Query::parse(req.uri().query().unwrap_or(""));
-    let reply = route(server, req.method(), path, &query);
+fn handle(server: &Server, req: &http::request::Parts) -> Response<Full<Bytes>> {
+    let path = req.uri.path();
+    let query = Query::parse(req.uri.query().unwrap_or(""));
+    let reply = route(server, &req.method, path, &query);
     let mut resp =
-        Response::new(Full::new(Bytes::from(if req.method() == Method::HEAD { String::new() } else { reply.body })));
+        Response::new(Full::new(Bytes::from(if req.method == Method::HEAD { String::new() } else { reply.body })));
     *resp.status_mut() = reply.status;
     let h = resp.headers_mut();
     h.insert("content-type", hyper::header::HeaderValue::from_static(reply.content_type));
@@ -106,6 +125,37 @@ fn handle(server: &Server, req: Request<Incoming>) -> Response<Full<Bytes>> {
     // Envoy's admin answers with its server name too.
     h.insert("server", hyper::header::HeaderValue::from_static("envoy"));
     resp
+}
+
+/// Logs one admin request as Envoy's admin connection manager does: it runs with
+/// `use_remote_address`, so `x-forwarded-for` carries the peer (this host's own
+/// address for a loopback peer), and request bodies are not read.
+fn log_request(
+    logs: &[Arc<dyn AccessLogger>],
+    mut parts: http::request::Parts,
+    resp: &Response<Full<Bytes>>,
+    info: &mut StreamInfo,
+) {
+    if logs.is_empty() {
+        return;
+    }
+    let remote = info.downstream_remote.ip();
+    let appended = if remote.is_loopback() { headers::local_address() } else { remote };
+    headers::append_xff(&mut parts.headers, appended);
+    info.response_code = Some(resp.status().as_u16());
+    info.bytes_sent = resp.body().size_hint().exact().unwrap_or(0);
+    info.last_downstream_tx = Some(info.start.elapsed());
+    let cx = FormatContext { response_headers: Some(resp.headers()), ..FormatContext::for_request(&parts, info) };
+    for log in logs {
+        log.log(&cx);
+    }
+}
+
+fn protocol_name(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    }
 }
 
 fn route(server: &Server, method: &Method, path: &str, q: &Query) -> Reply {
