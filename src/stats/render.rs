@@ -17,7 +17,7 @@ use regex::Regex;
 
 use super::distribution::{DEFAULT_BUCKETS, SUPPORTED_QUANTILES};
 use super::histogram::HistogramSnapshot;
-use super::number::{general, shortest};
+use super::number::{general, shortest, to_chars};
 use super::table::Stats;
 use super::tag_extractor::{extract, prometheus_name};
 
@@ -42,6 +42,59 @@ pub struct StatsFilter {
     /// non-zero value for counters and gauges; a histogram is used once a flush saw
     /// a sample in it.
     pub used_only: bool,
+    /// `type=`: which kinds of stat to list.
+    pub types: StatTypes,
+    /// `histogram_buckets=`: how histograms are shown in `/stats` text and JSON.
+    pub buckets: HistogramBuckets,
+}
+
+/// Envoy's `/stats?type=` values (case-sensitive, as Envoy parses them).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum StatTypes {
+    #[default]
+    All,
+    Counters,
+    Gauges,
+    Histograms,
+    /// Courier has no text readouts: the listing is empty.
+    TextReadouts,
+}
+
+impl StatTypes {
+    pub fn parse(s: &str) -> Option<StatTypes> {
+        Some(match s {
+            "All" => StatTypes::All,
+            "Counters" => StatTypes::Counters,
+            "Gauges" => StatTypes::Gauges,
+            "Histograms" => StatTypes::Histograms,
+            "TextReadouts" => StatTypes::TextReadouts,
+            _ => return None,
+        })
+    }
+
+    fn counters(self) -> bool {
+        matches!(self, StatTypes::All | StatTypes::Counters)
+    }
+
+    fn gauges(self) -> bool {
+        matches!(self, StatTypes::All | StatTypes::Gauges)
+    }
+
+    fn histograms(self) -> bool {
+        matches!(self, StatTypes::All | StatTypes::Histograms)
+    }
+}
+
+/// Envoy's `/stats?histogram_buckets=` modes Courier prints: quantiles (the
+/// default), or counts on [`DEFAULT_BUCKETS`], each bucket holding everything up
+/// to its bound (`cumulative`) or only what lies above the previous bound
+/// (`disjoint`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum HistogramBuckets {
+    #[default]
+    Summary,
+    Cumulative,
+    Disjoint,
 }
 
 impl StatsFilter {
@@ -62,13 +115,26 @@ impl StatsFilter {
 
 /// Counter and gauge values merged and sorted by name.
 fn merged(stats: &Stats, f: &StatsFilter) -> BTreeMap<String, i128> {
-    let counters = stats.counters().into_iter().map(|(n, c)| (n, c.value() as i128));
-    let gauges = stats.gauges().into_iter().map(|(n, g)| (n, g.value() as i128));
-    counters.chain(gauges).filter(|(n, v)| f.keeps(n, *v != 0)).collect()
+    counter_values(stats, f).chain(gauge_values(stats, f)).filter(|(n, v)| f.keeps(n, *v != 0)).collect()
+}
+
+/// The counters `f.types` asks for, unfiltered by name, in name order.
+fn counter_values<'a>(stats: &'a Stats, f: &StatsFilter) -> impl Iterator<Item = (String, i128)> + 'a {
+    let listed = if f.types.counters() { stats.counters() } else { Vec::new() };
+    listed.into_iter().map(|(n, c)| (n, c.value() as i128))
+}
+
+/// The gauges `f.types` asks for, unfiltered by name, in name order.
+fn gauge_values<'a>(stats: &'a Stats, f: &StatsFilter) -> impl Iterator<Item = (String, i128)> + 'a {
+    let listed = if f.types.gauges() { stats.gauges() } else { Vec::new() };
+    listed.into_iter().map(|(n, g)| (n, g.value() as i128))
 }
 
 /// The histograms `f` keeps, in name order, as of the last flush.
 fn histograms(stats: &Stats, f: &StatsFilter) -> Vec<(String, HistogramSnapshot)> {
+    if !f.types.histograms() {
+        return Vec::new();
+    }
     stats
         .histograms()
         .into_iter()
@@ -85,9 +151,50 @@ pub fn text(stats: &Stats, f: &StatsFilter) -> String {
         let _ = writeln!(out, "{name}: {value}");
     }
     for (name, h) in histograms(stats, f) {
-        let _ = writeln!(out, "{name}: {}", quantile_summary(&h));
+        let shown = match f.buckets {
+            HistogramBuckets::Summary => quantile_summary(&h),
+            _ if !h.used() => "No recorded values".to_string(),
+            mode => bucket_summary(&h, mode),
+        };
+        let _ = writeln!(out, "{name}: {shown}");
     }
     out
+}
+
+/// `B0.5(interval,cumulative) B1(…) …` on [`DEFAULT_BUCKETS`], bounds printed as
+/// C's `%g` (`B1.8e+06`), as Envoy's text format shows bucket counts.
+fn bucket_summary(h: &HistogramSnapshot, mode: HistogramBuckets) -> String {
+    let parts: Vec<String> = bucket_counts(h, mode)
+        .map(|(bound, interval, cumulative)| format!("B{}({interval},{cumulative})", general(bound, 6)))
+        .collect();
+    parts.join(" ")
+}
+
+/// `(upper bound, interval count, cumulative count)` per default bucket; in
+/// `Disjoint` mode each count leaves out what the buckets below hold.
+fn bucket_counts(h: &HistogramSnapshot, mode: HistogramBuckets) -> impl Iterator<Item = (f64, u64, u64)> {
+    let (interval, cumulative) = (h.interval.bucket_counts(), h.cumulative.bucket_counts());
+    (0..DEFAULT_BUCKETS.len()).map(move |i| {
+        let below = |counts: &[u64; DEFAULT_BUCKETS.len()]| {
+            if mode == HistogramBuckets::Disjoint && i > 0 {
+                counts[i - 1]
+            } else {
+                0
+            }
+        };
+        (DEFAULT_BUCKETS[i], interval[i] - below(&interval), cumulative[i] - below(&cumulative))
+    })
+}
+
+/// One histogram's JSON in a bucket mode: `{"name":..,"buckets":[{"upper_bound":..,
+/// "interval":..,"cumulative":..},..]}`.
+fn json_buckets(name: &str, h: &HistogramSnapshot, mode: HistogramBuckets) -> String {
+    let buckets: Vec<String> = bucket_counts(h, mode)
+        .map(|(bound, interval, cumulative)| {
+            format!("{{\"upper_bound\":{},\"interval\":{interval},\"cumulative\":{cumulative}}}", to_chars(bound))
+        })
+        .collect();
+    format!("{{\"name\":{},\"buckets\":[{}]}}", json_string(name), buckets.join(","))
 }
 
 /// `P0(i,c) P25(i,c) … P100(i,c)`, or `No recorded values` (Envoy's `quantileSummary`).
@@ -112,7 +219,10 @@ pub fn json(stats: &Stats, f: &StatsFilter) -> String {
         .map(|(name, value)| format!("{{\"name\":{},\"value\":{value}}}", json_string(&name)))
         .collect();
     let histograms = histograms(stats, f);
-    if !histograms.is_empty() {
+    if !histograms.is_empty() && f.buckets != HistogramBuckets::Summary {
+        let listed: Vec<String> = histograms.iter().map(|(name, h)| json_buckets(name, h, f.buckets)).collect();
+        entries.push(format!("{{\"histograms\":[{}]}}", listed.join(",")));
+    } else if !histograms.is_empty() {
         let computed: Vec<String> = histograms
             .iter()
             .map(|(name, h)| {
@@ -152,8 +262,8 @@ fn json_number(x: f64) -> String {
 pub fn prometheus(stats: &Stats, f: &StatsFilter) -> String {
     let mut out = String::new();
     let kept = |(name, value): &(String, i128)| f.keeps(name, *value != 0);
-    let counters = stats.counters().into_iter().map(|(n, c)| (n, c.value() as i128)).filter(kept);
-    let gauges = stats.gauges().into_iter().map(|(n, g)| (n, g.value() as i128)).filter(kept);
+    let counters = counter_values(stats, f).filter(kept);
+    let gauges = gauge_values(stats, f).filter(kept);
     scalar_families(&mut out, "counter", counters);
     scalar_families(&mut out, "gauge", gauges);
     for family in families(histograms(stats, f)) {
@@ -420,6 +530,47 @@ mod tests {
              envoy_cluster_upstream_rq_xx{envoy_response_code_class=\"5\",envoy_cluster_name=\"a\"} 1\n\
              envoy_cluster_upstream_rq_xx{envoy_response_code_class=\"2\",envoy_cluster_name=\"b\"} 1\n"
         );
+    }
+
+    /// `?histogram_buckets=` and `?type=` in Envoy 1.40's shapes: `B<bound>(interval,
+    /// cumulative)` with `%g` bounds in text, `to_chars` bounds in JSON, an unused
+    /// histogram still `No recorded values`.
+    #[test]
+    fn bucket_modes_and_types() {
+        let store = Store::new();
+        store.counter("cluster.a.upstream_rq_total").inc();
+        let h = store.histogram("cluster.a.upstream_cx_length_ms");
+        for v in [0, 1, 4, 700_000] {
+            h.record(v);
+        }
+        store.histogram("cluster.a.upstream_rq_time");
+        store.flush_histograms();
+        let cumulative =
+            StatsFilter { types: StatTypes::Histograms, buckets: HistogramBuckets::Cumulative, ..Default::default() };
+        assert_eq!(
+            text(&store.lock(), &cumulative),
+            "cluster.a.upstream_cx_length_ms: B0.5(1,1) B1(2,2) B5(3,3) B10(3,3) B25(3,3) B50(3,3) B100(3,3) \
+             B250(3,3) B500(3,3) B1000(3,3) B2500(3,3) B5000(3,3) B10000(3,3) B30000(3,3) B60000(3,3) \
+             B300000(3,3) B600000(3,3) B1.8e+06(4,4) B3.6e+06(4,4)\n\
+             cluster.a.upstream_rq_time: No recorded values\n"
+        );
+        let disjoint = StatsFilter { buckets: HistogramBuckets::Disjoint, ..filter("cx_length") };
+        let line = text(&store.lock(), &disjoint);
+        assert!(line.starts_with("cluster.a.upstream_cx_length_ms: B0.5(1,1) B1(1,1) B5(1,1) B10(0,0) "), "{line}");
+        assert!(line.ends_with("B600000(0,0) B1.8e+06(1,1) B3.6e+06(0,0)\n"), "{line}");
+        let json = json(&store.lock(), &StatsFilter { buckets: HistogramBuckets::Cumulative, ..filter("cx_length") });
+        assert!(
+            json.starts_with(
+                "{\"stats\":[{\"histograms\":[{\"name\":\"cluster.a.upstream_cx_length_ms\",\"buckets\":[\
+                 {\"upper_bound\":0.5,\"interval\":1,\"cumulative\":1},"
+            ),
+            "{json}"
+        );
+        assert!(json.contains("{\"upper_bound\":3e+05,\"interval\":3,\"cumulative\":3}"), "{json}");
+        let counters = StatsFilter { types: StatTypes::Counters, ..Default::default() };
+        assert_eq!(text(&store.lock(), &counters), "cluster.a.upstream_rq_total: 1\n");
+        let gauges = StatsFilter { types: StatTypes::Gauges, ..Default::default() };
+        assert_eq!(text(&store.lock(), &gauges), "");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::access_log::AccessLogger;
 use crate::formatter::FormatContext;
 use crate::http::headers;
 use crate::http::stream_info::StreamInfo;
-use crate::stats::render::{self, StatsFilter};
+use crate::stats::render::{self, HistogramBuckets, StatTypes, StatsFilter};
 
 /// One admin path: its name, whether it changes state (POST only), and help text.
 struct Endpoint {
@@ -39,9 +39,13 @@ const ENDPOINTS: &[Endpoint] = &[
     Endpoint { path: "/healthcheck/fail", mutates: true, help: "cause the server to fail health checks" },
     Endpoint { path: "/healthcheck/ok", mutates: true, help: "cause the server to pass health checks" },
     Endpoint { path: "/help", mutates: false, help: "print out list of admin commands" },
+    Endpoint { path: "/hot_restart_version", mutates: false, help: "print the hot restart compatibility version" },
     Endpoint { path: "/listeners", mutates: false, help: "print listener info" },
+    Endpoint { path: "/memory", mutates: false, help: "print current allocation/heap usage" },
     Endpoint { path: "/quitquitquit", mutates: true, help: "exit the server" },
     Endpoint { path: "/ready", mutates: false, help: "print server state, return 200 if LIVE, otherwise return 503" },
+    Endpoint { path: "/reset_counters", mutates: true, help: "reset all counters to zero" },
+    Endpoint { path: "/runtime", mutates: false, help: "print runtime values" },
     Endpoint { path: "/server_info", mutates: false, help: "print server version/status information" },
     Endpoint { path: "/stats", mutates: false, help: "print server stats" },
     Endpoint { path: "/stats/prometheus", mutates: false, help: "print server stats in prometheus format" },
@@ -205,6 +209,15 @@ fn route(server: &Server, method: &Method, path: &str, q: &Query) -> Reply {
             server.set_health_check_failed(false);
             Reply::ok(TEXT, "OK\n".into())
         }
+        "/reset_counters" => {
+            server.store.reset_counters();
+            Reply::ok(TEXT, "OK\n".into())
+        }
+        // Envoy's answer without `layered_runtime`: Courier has no runtime layer.
+        "/runtime" => Reply::ok(JSON, "{\n \"layers\": [],\n \"entries\": {}\n}\n".into()),
+        // What Envoy says with `--disable-hot-restart`: Courier has no hot restart.
+        "/hot_restart_version" => Reply::ok(TEXT, "disabled".into()),
+        "/memory" => Reply::ok(JSON, memory()),
         "/drain_listeners" => {
             server.drain_listeners();
             Reply::ok(TEXT, "OK\n".into())
@@ -233,6 +246,24 @@ fn stats(server: &Server, q: &Query) -> Reply {
     }
 }
 
+/// Envoy's `/memory` keys (tcmalloc's figures), from glibc malloc and the RSS:
+/// `pageheap_free` is the free space malloc holds, `pageheap_unmapped` and
+/// `total_thread_cache` have no glibc counterpart and are 0.
+fn memory() -> String {
+    let m = super::memory::usage();
+    let fields = [
+        ("allocated", m.allocated),
+        ("heap_size", m.heap_size),
+        ("pageheap_unmapped", 0),
+        ("pageheap_free", m.heap_free),
+        ("total_thread_cache", 0),
+        ("total_physical_bytes", m.physical),
+    ];
+    // Envoy prints the proto's uint64 fields as JSON strings, in field order.
+    let lines: Vec<String> = fields.iter().map(|(k, v)| format!(" \"{k}\": \"{v}\"")).collect();
+    format!("{{\n{}\n}}\n", lines.join(",\n"))
+}
+
 fn stats_filter(q: &Query) -> Result<StatsFilter, Reply> {
     let filter = match q.get("filter") {
         None | Some("") => None,
@@ -242,7 +273,30 @@ fn stats_filter(q: &Query) -> Result<StatsFilter, Reply> {
             body: format!("Invalid re2 regex: {e}\n"),
         })?),
     };
-    Ok(StatsFilter { filter, invert: q.has("invert_filter"), used_only: q.has("usedonly") })
+    let types = match q.get("type") {
+        None => StatTypes::All,
+        Some(t) => StatTypes::parse(t).ok_or_else(|| bad_request("invalid &type= param".into()))?,
+    };
+    let buckets = match q.get("histogram_buckets") {
+        None | Some("summary") => HistogramBuckets::Summary,
+        Some("cumulative") => HistogramBuckets::Cumulative,
+        Some("disjoint") => HistogramBuckets::Disjoint,
+        // Envoy's other modes print libcircllhist's own buckets, which Courier
+        // does not show yet: refused rather than answered in another shape.
+        Some(mode @ ("detailed" | "prometheusnative")) => {
+            return Err(bad_request(format!("Courier does not support histogram_buckets={mode}\n")))
+        }
+        Some(_) => {
+            return Err(bad_request(
+                "usage: /stats?histogram_buckets=(cumulative|disjoint|detailed|summary|prometheusnative)\n".into(),
+            ))
+        }
+    };
+    Ok(StatsFilter { filter, invert: q.has("invert_filter"), used_only: q.has("usedonly"), types, buckets })
+}
+
+fn bad_request(body: String) -> Reply {
+    Reply { status: StatusCode::BAD_REQUEST, content_type: TEXT, body }
 }
 
 fn block_worker(server: &Server, q: &Query) -> Reply {
