@@ -4,6 +4,7 @@
 mod clusters;
 mod config_dump;
 mod listeners;
+mod logging;
 mod server_info;
 
 use std::convert::Infallible;
@@ -41,6 +42,7 @@ const ENDPOINTS: &[Endpoint] = &[
     Endpoint { path: "/help", mutates: false, help: "print out list of admin commands" },
     Endpoint { path: "/hot_restart_version", mutates: false, help: "print the hot restart compatibility version" },
     Endpoint { path: "/listeners", mutates: false, help: "print listener info" },
+    Endpoint { path: "/logging", mutates: true, help: "query/change logging levels" },
     Endpoint { path: "/memory", mutates: false, help: "print current allocation/heap usage" },
     Endpoint { path: "/quitquitquit", mutates: true, help: "exit the server" },
     Endpoint { path: "/ready", mutates: false, help: "print server state, return 200 if LIVE, otherwise return 503" },
@@ -218,6 +220,7 @@ fn route(server: &Server, method: &Method, path: &str, q: &Query) -> Reply {
         // What Envoy says with `--disable-hot-restart`: Courier has no hot restart.
         "/hot_restart_version" => Reply::ok(TEXT, "disabled".into()),
         "/memory" => Reply::ok(JSON, memory()),
+        "/logging" => logging::handle(q),
         "/drain_listeners" => {
             server.drain_listeners();
             Reply::ok(TEXT, "OK\n".into())
