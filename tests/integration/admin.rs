@@ -369,3 +369,33 @@ fn wait_for_admin_lines(path: &std::path::Path, last: &str) -> Vec<String> {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// `/logging` changes what is logged while running: an upstream connect failure is
+/// logged at debug by the `upstream` logger, so it shows at `-l debug`, not once
+/// `upstream` is set to info, and again once `paths=` sets it back.
+#[test]
+fn logging_levels_change_live() {
+    let c = Courier::start(
+        &config(&[tcp_listener("tcp_in", "t", "dead", "")], &[static_cluster("dead", &[closed_port()])]),
+        1,
+    );
+    let failures = |c: &Courier| c.log().matches("upstream connect failed").count();
+    let connect_and_wait = |c: &Courier, total: u64| {
+        let mut s = connect(c.listener("tcp_in"));
+        let _ = s.read(&mut [0u8; 1]);
+        c.wait_stat("cluster.dead.upstream_cx_connect_fail", |v| v as u64 == total);
+    };
+    connect_and_wait(&c, 1);
+    c.wait_until(|c| failures(c) == 1, "the debug line");
+    let (status, body) = c.admin_post("/logging?upstream=info");
+    assert_eq!(status, 200);
+    assert!(body.contains("\n  upstream: info\n") && body.contains("\n  admin: debug\n"), "{body}");
+    connect_and_wait(&c, 2);
+    assert_eq!(failures(&c), 1, "logged at debug with upstream at info");
+    assert_eq!(c.admin_post("/logging?paths=upstream:debug").0, 200);
+    connect_and_wait(&c, 3);
+    c.wait_until(|c| failures(c) == 2, "the debug line again");
+    let (status, body) = c.admin_post("/logging?upstream=loud");
+    assert_eq!(status, 400);
+    assert!(body.starts_with("error: unknown logger level\n\nusage: /logging?<name>=<level>"), "{body}");
+}
