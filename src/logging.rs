@@ -258,7 +258,7 @@ mod tests {
         for (prefix, logger) in MODULES {
             assert!(logger_index(logger).is_some(), "{prefix} logs as unknown logger {logger}");
         }
-        assert_eq!(ENVOY_LOGGERS.len(), 74);
+        assert_eq!(ENVOY_LOGGERS.len(), 73);
     }
 
     #[test]
