@@ -1,7 +1,8 @@
 //! Access loggers: `envoy.access_loggers.file`, `envoy.access_loggers.stdout` and
-//! `envoy.access_loggers.stderr`. A logger formats the line on the worker that served
-//! the request (`crate::formatter`) and hands it to its destination's writer thread
-//! (`writer`), so no worker ever waits on a disk.
+//! `envoy.access_loggers.stderr`. A logger formats the line (`crate::formatter`) on
+//! the thread that served the request (a worker, or the main thread for admin
+//! requests) and hands it to its destination's writer thread (`writer`), so no
+//! event loop ever waits on a disk.
 //!
 //! - `config` — an `access_log` entry decoded: destination and format
 //! - `writer` — per-destination writer threads, shared by path, and their stats

@@ -8,6 +8,10 @@
 //!   families (cumulative `_bucket`s on Envoy's default bounds, `_sum`, `_count`),
 //!   named and labelled by tag extraction.
 //!
+//! `?type=` keeps one kind of stat in every format; `?histogram_buckets=cumulative`
+//! or `disjoint` shows histograms as counts on the default buckets instead of
+//! quantiles (`B0.5(interval,cumulative) …` in text, `{"buckets":[..]}` in JSON).
+//!
 //! Histograms are printed as of the last flush (see `Store::flush_histograms`).
 
 use std::collections::BTreeMap;

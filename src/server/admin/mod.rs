@@ -1,5 +1,7 @@
 //! The admin endpoint: an HTTP/1.1 server on the main thread (never on a worker),
-//! with Envoy's paths, methods, status codes and output formats.
+//! with Envoy's paths, methods, status codes and output formats. Every request is
+//! access-logged as Envoy's admin logs it (`admin.access_log_path`,
+//! `admin.access_log`).
 
 mod clusters;
 mod config_dump;
