@@ -10,7 +10,8 @@
 //!
 //! `?type=` keeps one kind of stat in every format; `?histogram_buckets=cumulative`
 //! or `disjoint` shows histograms as counts on the default buckets instead of
-//! quantiles (`B0.5(interval,cumulative) …` in text, `{"buckets":[..]}` in JSON).
+//! quantiles (`B0.5(interval,cumulative) …` in text, `{"buckets":[..]}` in JSON),
+//! `detailed` as every internal bucket (`lower,width:count`) and the quantiles.
 //!
 //! Histograms are printed as of the last flush (see `Store::flush_histograms`).
 
@@ -99,6 +100,8 @@ pub enum HistogramBuckets {
     Summary,
     Cumulative,
     Disjoint,
+    /// Every non-empty internal bucket, then the quantiles.
+    Detailed,
 }
 
 impl StatsFilter {
@@ -158,11 +161,58 @@ pub fn text(stats: &Stats, f: &StatsFilter) -> String {
         let shown = match f.buckets {
             HistogramBuckets::Summary => quantile_summary(&h),
             _ if !h.used() => "No recorded values".to_string(),
+            HistogramBuckets::Detailed => detailed_text(&h),
             mode => bucket_summary(&h, mode),
         };
-        let _ = writeln!(out, "{name}: {shown}");
+        // The detailed form starts on the next line: no space after the colon.
+        let sep = if shown.starts_with('\n') { "" } else { " " };
+        let _ = writeln!(out, "{name}:{sep}{shown}");
     }
     out
+}
+
+/// The lines under `name:` of Envoy's detailed text: the cumulative and interval
+/// buckets as `lower,width:count`, then the quantiles.
+fn detailed_text(h: &HistogramSnapshot) -> String {
+    let list = |d: &super::distribution::Distribution| {
+        let parts: Vec<String> =
+            d.buckets().map(|(lower, width, n)| format!("{},{}:{n}", shortest(lower), shortest(width))).collect();
+        parts.join(", ")
+    };
+    format!("\n  totals={}\n  intervals={}\n  summary={}", list(&h.cumulative), list(&h.interval), quantile_summary(h))
+}
+
+/// One histogram's detailed JSON: `{"name":..,"totals":[{"lower_bound":..,"width":..,
+/// "count":..}],"intervals":[..],"percentiles":[{"cumulative":..,"interval":..}]}`.
+fn json_detailed(name: &str, h: &HistogramSnapshot) -> String {
+    let list = |d: &super::distribution::Distribution| {
+        let parts: Vec<String> = d
+            .buckets()
+            .map(|(lower, width, n)| {
+                format!("{{\"lower_bound\":{},\"width\":{},\"count\":{n}}}", to_chars(lower), to_chars(width))
+            })
+            .collect();
+        parts.join(",")
+    };
+    format!(
+        "{{\"name\":{},\"totals\":[{}],\"intervals\":[{}],\"percentiles\":[{}]}}",
+        json_string(name),
+        list(&h.cumulative),
+        list(&h.interval),
+        json_quantiles(h)
+    )
+}
+
+/// `{"cumulative":..,"interval":..}` per supported quantile, `null` for none.
+fn json_quantiles(h: &HistogramSnapshot) -> String {
+    let values: Vec<String> = h
+        .cumulative
+        .quantiles()
+        .into_iter()
+        .zip(h.interval.quantiles())
+        .map(|(c, i)| format!("{{\"cumulative\":{},\"interval\":{}}}", json_number(c), json_number(i)))
+        .collect();
+    values.join(",")
 }
 
 /// `B0.5(interval,cumulative) B1(…) …` on [`DEFAULT_BUCKETS`], bounds printed as
@@ -223,22 +273,20 @@ pub fn json(stats: &Stats, f: &StatsFilter) -> String {
         .map(|(name, value)| format!("{{\"name\":{},\"value\":{value}}}", json_string(&name)))
         .collect();
     let histograms = histograms(stats, f);
-    if !histograms.is_empty() && f.buckets != HistogramBuckets::Summary {
+    if !histograms.is_empty() && f.buckets == HistogramBuckets::Detailed {
+        let listed: Vec<String> = histograms.iter().map(|(name, h)| json_detailed(name, h)).collect();
+        entries.push(format!(
+            "{{\"histograms\":{{\"supported_percentiles\":[{}],\"details\":[{}]}}}}",
+            QUANTILE_LABELS.join(","),
+            listed.join(",")
+        ));
+    } else if !histograms.is_empty() && f.buckets != HistogramBuckets::Summary {
         let listed: Vec<String> = histograms.iter().map(|(name, h)| json_buckets(name, h, f.buckets)).collect();
         entries.push(format!("{{\"histograms\":[{}]}}", listed.join(",")));
     } else if !histograms.is_empty() {
         let computed: Vec<String> = histograms
             .iter()
-            .map(|(name, h)| {
-                let values: Vec<String> = h
-                    .cumulative
-                    .quantiles()
-                    .into_iter()
-                    .zip(h.interval.quantiles())
-                    .map(|(c, i)| format!("{{\"cumulative\":{},\"interval\":{}}}", json_number(c), json_number(i)))
-                    .collect();
-                format!("{{\"name\":{},\"values\":[{}]}}", json_string(name), values.join(","))
-            })
+            .map(|(name, h)| format!("{{\"name\":{},\"values\":[{}]}}", json_string(name), json_quantiles(h)))
             .collect();
         entries.push(format!(
             "{{\"histograms\":{{\"supported_quantiles\":[{}],\"computed_quantiles\":[{}]}}}}",
@@ -571,6 +619,20 @@ mod tests {
             "{json}"
         );
         assert!(json.contains("{\"upper_bound\":3e+05,\"interval\":3,\"cumulative\":3}"), "{json}");
+        let detailed = StatsFilter { buckets: HistogramBuckets::Detailed, ..filter("cx_length") };
+        assert_eq!(
+            text(&store.lock(), &detailed),
+            "cluster.a.upstream_cx_length_ms:\n  totals=0,0:1, 1,0.1:1, 4,0.1:1, 700000,10000:1\n  intervals=0,0:1, 1,0.1:1, \
+             4,0.1:1, 700000,10000:1\n  summary=P0(0,0) P25(0,0) P50(1.05,1.05) P75(4.05,4.05) P90(705000,705000) \
+             P95(705000,705000) P99(705000,705000) P99.5(705000,705000) P99.9(705000,705000) P100(705000,705000)\n"
+        );
+        let detailed_json = super::json(&store.lock(), &detailed);
+        assert!(
+            detailed_json.contains(
+                "\"totals\":[{\"lower_bound\":0,\"width\":0,\"count\":1},{\"lower_bound\":1,\"width\":0.1,\"count\":1},"
+            ),
+            "{detailed_json}"
+        );
         let counters = StatsFilter { types: StatTypes::Counters, ..Default::default() };
         assert_eq!(text(&store.lock(), &counters), "cluster.a.upstream_rq_total: 1\n");
         let gauges = StatsFilter { types: StatTypes::Gauges, ..Default::default() };

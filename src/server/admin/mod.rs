@@ -194,10 +194,7 @@ fn route(server: &Server, method: &Method, path: &str, q: &Query) -> Reply {
         }
         "/server_info" => Reply::ok(JSON, server_info::render(server)),
         "/stats" => stats(server, q),
-        "/stats/prometheus" => match stats_filter(q) {
-            Ok(f) => Reply::ok("text/plain; version=0.0.4", render::prometheus(&server.store.lock(), &f)),
-            Err(r) => r,
-        },
+        "/stats/prometheus" => prometheus(server, q),
         "/clusters" => clusters::render(server, q.get("format") == Some("json")),
         "/listeners" => listeners::render(server, q.get("format") == Some("json")),
         "/config_dump" => Reply::ok(JSON, config_dump::render(server)),
@@ -234,6 +231,9 @@ fn route(server: &Server, method: &Method, path: &str, q: &Query) -> Reply {
 }
 
 fn stats(server: &Server, q: &Query) -> Reply {
+    if q.get("format") == Some("prometheus") {
+        return prometheus(server, q);
+    }
     let f = match stats_filter(q) {
         Ok(f) => f,
         Err(r) => return r,
@@ -242,12 +242,19 @@ fn stats(server: &Server, q: &Query) -> Reply {
     match q.get("format") {
         None | Some("text") => Reply::ok(TEXT, render::text(&stats, &f)),
         Some("json") => Reply::ok(JSON, render::json(&stats, &f)),
-        Some("prometheus") => Reply::ok("text/plain; version=0.0.4", render::prometheus(&stats, &f)),
         Some(other) => Reply {
             status: StatusCode::BAD_REQUEST,
             content_type: TEXT,
             body: format!("usage: /stats?format=(html|active-html|json|text)\n\nInvalid format: {other}\n"),
         },
+    }
+}
+
+/// `/stats/prometheus`, and `/stats?format=prometheus`.
+fn prometheus(server: &Server, q: &Query) -> Reply {
+    match prometheus_filter(q) {
+        Ok(f) => Reply::ok("text/plain; version=0.0.4", render::prometheus(&server.store.lock(), &f)),
+        Err(r) => r,
     }
 }
 
@@ -269,6 +276,21 @@ fn memory() -> String {
     format!("{{\n{}\n}}\n", lines.join(",\n"))
 }
 
+/// The Prometheus output's options. Courier always renders histograms as
+/// Prometheus histograms (Envoy's default, `cumulative`); Envoy's other modes
+/// (`summary`, `prometheusnative`) are refused rather than answered in that shape.
+fn prometheus_filter(q: &Query) -> Result<StatsFilter, Reply> {
+    match q.get("histogram_buckets") {
+        None | Some("cumulative") => {
+            let plain = Query(q.0.iter().filter(|(k, _)| k != "histogram_buckets").cloned().collect());
+            stats_filter(&plain)
+        }
+        Some(mode) => {
+            Err(bad_request(format!("Courier does not support histogram_buckets={mode} in Prometheus output\n")))
+        }
+    }
+}
+
 fn stats_filter(q: &Query) -> Result<StatsFilter, Reply> {
     let filter = match q.get("filter") {
         None | Some("") => None,
@@ -286,10 +308,9 @@ fn stats_filter(q: &Query) -> Result<StatsFilter, Reply> {
         None | Some("summary") => HistogramBuckets::Summary,
         Some("cumulative") => HistogramBuckets::Cumulative,
         Some("disjoint") => HistogramBuckets::Disjoint,
-        // Envoy's other modes print libcircllhist's own buckets, which Courier
-        // does not show yet: refused rather than answered in another shape.
-        Some(mode @ ("detailed" | "prometheusnative")) => {
-            return Err(bad_request(format!("Courier does not support histogram_buckets={mode}\n")))
+        Some("detailed") => HistogramBuckets::Detailed,
+        Some("prometheusnative") => {
+            return Err(bad_request("Invalid histogram_buckets type for non prometheus stats type".into()))
         }
         Some(_) => {
             return Err(bad_request(
