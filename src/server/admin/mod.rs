@@ -15,8 +15,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use http_body_util::Full;
-use hyper::body::Body;
+use hyper::body::{Body, Incoming};
 use hyper::{Method, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
@@ -85,7 +86,9 @@ pub async fn start(
                     let (server, access_logs) = (server.clone(), access_logs.clone());
                     async move {
                         let mut info = StreamInfo::new(peer, local, protocol_name(req.version()));
-                        let (parts, _body) = req.into_parts();
+                        let (parts, body) = req.into_parts();
+                        // As Envoy's admin, answer once the whole request is in.
+                        info.bytes_received = drain(body).await;
                         let resp = handle(&server, &parts);
                         log_request(&access_logs, parts, &resp, &mut info);
                         Ok::<_, Infallible>(resp)
@@ -101,6 +104,16 @@ pub async fn start(
         }
     });
     Ok(bound)
+}
+
+/// Reads a request body to its end, keeping only its length (no admin path
+/// takes a body).
+async fn drain(mut body: Incoming) -> u64 {
+    let mut n = 0;
+    while let Some(Ok(frame)) = body.frame().await {
+        n += frame.data_ref().map_or(0, |d| d.len() as u64);
+    }
+    n
 }
 
 /// A response body with its status and content type.
