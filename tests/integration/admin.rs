@@ -413,3 +413,29 @@ fn post_with_body(addr: std::net::SocketAddr, path: &str, body: &str) -> u16 {
     s.read_to_end(&mut raw).expect("read response");
     String::from_utf8_lossy(&raw).split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
 }
+
+/// `/memory` has Envoy's keys in Envoy's order, each a decimal string, with the
+/// allocator's figures where glibc has them; `/reset_counters` needs POST.
+#[test]
+fn memory_keys_and_reset_counters_method() {
+    let (_up, c) = proxy_with_traffic();
+    let (status, head, body) = http_request_full(c.admin, "GET", "/memory");
+    assert_eq!(status, 200);
+    assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "{head}");
+    let keys: Vec<&str> = body.lines().filter_map(|l| l.trim().strip_prefix('"')?.split('"').next()).collect();
+    assert_eq!(
+        keys,
+        ["allocated", "heap_size", "pageheap_unmapped", "pageheap_free", "total_thread_cache", "total_physical_bytes"]
+    );
+    let value = |key: &str| -> u64 {
+        let line = body.lines().find(|l| l.contains(&format!("\"{key}\""))).expect("key");
+        line.rsplit(": \"").next().and_then(|v| v.trim_end_matches([',', '"']).parse().ok()).expect("number")
+    };
+    assert!(value("allocated") > 0 && value("allocated") <= value("heap_size"), "{body}");
+    assert!(value("total_physical_bytes") > 0, "{body}");
+    assert_eq!(c.admin_get("/reset_counters").0, 405);
+    assert!(c.stat("cluster.echo.upstream_cx_total").unwrap_or(0) > 0);
+    assert_eq!(c.admin_post("/reset_counters"), (200, "OK\n".to_string()));
+    assert_eq!(c.stat("cluster.echo.upstream_cx_total"), Some(0));
+    assert_eq!(c.stat("cluster.echo.membership_total"), Some(1), "gauges keep their values");
+}
