@@ -8,6 +8,7 @@
 //! - `upstream` — cluster manager, per-worker clusters, load balancing, hosts
 //! - `extensions` — the registry and the filters (`tcp_proxy`, ...)
 //! - `stats` — Envoy-named counters and gauges and their admin formats
+//! - `logging` — log levels by Envoy logger name, changed live by `/logging`
 
 pub mod access_log;
 pub mod common;
@@ -16,6 +17,7 @@ pub mod event;
 pub mod extensions;
 pub mod formatter;
 pub mod http;
+pub mod logging;
 pub mod network;
 pub mod router;
 pub mod server;

@@ -1,23 +1,19 @@
 use clap::Parser;
 
+use courier::logging::{self, Level};
 use courier::server::{self, Options};
 
 fn main() {
     let options = Options::parse();
-    let level = match options.level_filter() {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(1);
-        }
+    if let Err(e) = options.level_filter() {
+        eprintln!("{e}");
+        std::process::exit(1);
+    }
+    // `-l` also takes `warn`, which `/logging` does not.
+    let level = match options.log_level.as_str() {
+        "warn" => Level::Warning,
+        other => Level::parse(other).unwrap_or(Level::Info),
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(level)
-        .with_thread_names(true)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .compact()
-        .init();
+    logging::init(level);
     std::process::exit(server::run(options));
 }

@@ -28,7 +28,7 @@ pub enum Sink {
 
 impl Sink {
     /// `/dev/stdout` and `/dev/stderr` files are the process's own streams.
-    fn from_path(path: &str) -> Sink {
+    pub(crate) fn from_path(path: &str) -> Sink {
         match path {
             "/dev/stdout" => Sink::Stdout,
             "/dev/stderr" => Sink::Stderr,

@@ -1,7 +1,8 @@
 //! Access loggers: `envoy.access_loggers.file`, `envoy.access_loggers.stdout` and
-//! `envoy.access_loggers.stderr`. A logger formats the line on the worker that served
-//! the request (`crate::formatter`) and hands it to its destination's writer thread
-//! (`writer`), so no worker ever waits on a disk.
+//! `envoy.access_loggers.stderr`. A logger formats the line (`crate::formatter`) on
+//! the thread that served the request (a worker, or the main thread for admin
+//! requests) and hands it to its destination's writer thread (`writer`), so no
+//! event loop ever waits on a disk.
 //!
 //! - `config` — an `access_log` entry decoded: destination and format
 //! - `writer` — per-destination writer threads, shared by path, and their stats
@@ -57,6 +58,18 @@ pub fn build_access_logs(
         out.push(Arc::new(StreamAccessLog { format: cfg.format, writer }));
     }
     Ok(out)
+}
+
+/// A file logger in Envoy's default format: the deprecated `admin.access_log_path`.
+/// `path` points at the field, which names the error if the file cannot be opened.
+pub fn build_default_file_log(
+    file: &str,
+    path: &FieldPath,
+    store: &Store,
+) -> Result<Arc<dyn AccessLogger>, ConfigError> {
+    let sink = Sink::from_path(file);
+    let writer = writer::open(&sink, store).map_err(|e| path.error(format!("cannot open access log '{file}': {e}")))?;
+    Ok(Arc::new(StreamAccessLog { format: SubstitutionFormat::envoy_default(), writer }))
 }
 
 /// A logger writing formatted lines to a file or a standard stream.

@@ -30,7 +30,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("envoy.config.metrics.v3.StatsMatcher", &["reject_all", "exclusion_list", "inclusion_list"]),
     ("envoy.type.matcher.v3.ListStringMatcher", &["patterns"]),
     ("envoy.config.bootstrap.v3.Bootstrap.StaticResources", &["listeners", "clusters"]),
-    ("envoy.config.bootstrap.v3.Admin", &["address"]),
+    ("envoy.config.bootstrap.v3.Admin", &["access_log_path", "access_log", "address"]),
     ("envoy.config.bootstrap.v3.Watchdogs", &["main_thread_watchdog", "worker_watchdog"]),
     (
         "envoy.config.bootstrap.v3.Watchdog",

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use envoy_types::pb::envoy::config::bootstrap::v3::Admin;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use tokio::sync::Notify;
 
@@ -15,6 +16,7 @@ use super::admin;
 use super::options::Options;
 use super::watchdog::{GuardDog, WatchdogConfig};
 use super::worker::Worker;
+use crate::access_log::AccessLogger;
 use crate::config::{self, BootstrapSource, ConfigError, LoadedBootstrap};
 use crate::define_stats;
 use crate::event::{Dispatcher, DispatcherHandle};
@@ -96,6 +98,8 @@ pub struct ServerConfig {
     pub listeners: ListenerManager,
     /// The admin address, and whether its socket is IPv6-only.
     pub admin_address: Option<(std::net::SocketAddr, bool)>,
+    /// `admin.access_log_path` then `admin.access_log`: every admin request is logged.
+    pub admin_access_logs: Vec<Arc<dyn AccessLogger>>,
     pub main_watchdog: WatchdogConfig,
     pub worker_watchdog: WatchdogConfig,
     /// `stats_flush_interval`: how often histograms and `server.*` gauges refresh.
@@ -167,6 +171,10 @@ impl ServerConfig {
                 Some((std::net::SocketAddr::new(ip, port), ipv6_only))
             }
         };
+        let admin_access_logs = match &b.admin {
+            Some(a) => admin_access_logs(a, &store)?,
+            None => Vec::new(),
+        };
         // `watchdog` is deprecated in favour of `watchdogs` but Envoy still reads it.
         #[allow(deprecated)]
         let legacy_watchdog = &b.watchdog;
@@ -202,12 +210,27 @@ impl ServerConfig {
             clusters,
             listeners,
             admin_address,
+            admin_access_logs,
             main_watchdog,
             worker_watchdog,
             health_check_failed,
             drain: drain_tx,
         })
     }
+}
+
+/// The admin's loggers: the deprecated `access_log_path` first, as Envoy adds it.
+fn admin_access_logs(admin: &Admin, store: &Store) -> Result<Vec<Arc<dyn AccessLogger>>, ConfigError> {
+    #[allow(deprecated)]
+    let legacy = admin.access_log_path.as_str();
+    let mut logs = Vec::new();
+    if !legacy.is_empty() {
+        let path = config::FieldPath::starting_at("admin.access_log_path");
+        logs.push(crate::access_log::build_default_file_log(legacy, &path, store)?);
+    }
+    let path = config::FieldPath::starting_at("admin.access_log");
+    logs.extend(crate::access_log::build_access_logs(&admin.access_log, &path, store)?);
+    Ok(logs)
 }
 
 /// `--service-node` / `--service-cluster` override the bootstrap's node, as in Envoy.
@@ -338,6 +361,7 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
         clusters,
         listeners,
         admin_address,
+        admin_access_logs,
         main_watchdog,
         worker_watchdog,
         stats_flush_interval,
@@ -388,7 +412,7 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
     let result: Rc<RefCell<std::io::Result<()>>> = Rc::new(RefCell::new(Ok(())));
     let (srv, res) = (server.clone(), result.clone());
     main.run(Some(main_dog), async move {
-        if let Err(e) = main_loop(srv, admin_address, cluster_slot, clusters).await {
+        if let Err(e) = main_loop(srv, admin_address, admin_access_logs, cluster_slot, clusters).await {
             *res.borrow_mut() = Err(e);
         }
     });
@@ -408,11 +432,12 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
 async fn main_loop(
     server: Rc<Server>,
     admin_address: Option<(std::net::SocketAddr, bool)>,
+    admin_access_logs: Vec<Arc<dyn AccessLogger>>,
     cluster_slot: Slot<ThreadLocalClusterManager>,
     clusters: ClusterManagerConfig,
 ) -> std::io::Result<()> {
     if let Some((addr, ipv6_only)) = admin_address {
-        let bound = admin::start(server.clone(), addr, ipv6_only).await?;
+        let bound = admin::start(server.clone(), addr, ipv6_only, admin_access_logs).await?;
         tracing::info!("admin address: {bound}");
         if let Some(path) = &server.options.admin_address_path {
             std::fs::write(path, bound.to_string())?;

@@ -1,4 +1,5 @@
-//! Process memory figures for `server.memory_*` (glibc malloc statistics and RSS),
+//! Process memory figures for `server.memory_*` and `/memory` (glibc malloc
+//! statistics and RSS),
 //! and giving memory freed after start-up back to the system.
 
 /// Bytes, as Envoy's `server.memory_allocated`, `memory_heap_size`, `memory_physical_size`.
@@ -7,6 +8,8 @@ pub struct MemoryUsage {
     pub allocated: u64,
     pub heap_size: u64,
     pub physical: u64,
+    /// Free bytes the allocator holds in its heaps (`/memory`'s `pageheap_free`).
+    pub heap_free: u64,
 }
 
 pub fn usage() -> MemoryUsage {
@@ -17,6 +20,7 @@ pub fn usage() -> MemoryUsage {
         let info = unsafe { libc::mallinfo2() };
         m.allocated = (info.uordblks + info.hblkhd) as u64;
         m.heap_size = (info.arena + info.hblkhd) as u64;
+        m.heap_free = info.fordblks as u64;
     }
     m
 }

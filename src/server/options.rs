@@ -71,8 +71,9 @@ impl Options {
             "debug" => LevelFilter::DEBUG,
             "info" => LevelFilter::INFO,
             "warning" | "warn" => LevelFilter::WARN,
-            "error" | "critical" => LevelFilter::ERROR,
-            "off" => LevelFilter::OFF,
+            "error" => LevelFilter::ERROR,
+            // Courier logs nothing at Envoy's critical level (see `crate::logging`).
+            "critical" | "off" => LevelFilter::OFF,
             other => return Err(format!("error: invalid log level '{other}'")),
         })
     }

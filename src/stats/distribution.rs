@@ -120,6 +120,15 @@ impl Distribution {
         out
     }
 
+    /// `(lower bound, width, count)` of each non-empty bucket, in value order
+    /// (Envoy's `histogram_buckets=detailed`).
+    pub fn buckets(&self) -> impl Iterator<Item = (f64, f64, u64)> + '_ {
+        self.bins.iter().map(|&(index, n)| {
+            let (lower, width) = buckets::bounds(usize::from(index));
+            (lower, width, n)
+        })
+    }
+
     /// Cumulative counts for each bound of `bounds` (sorted; the `+Inf` bucket is
     /// [`sample_count`](Self::sample_count)).
     pub fn bucket_counts(&self, bounds: &[f64]) -> Vec<u64> {

@@ -16,6 +16,25 @@ pub(super) fn shortest(x: f64) -> String {
     }
 }
 
+/// C++'s `std::to_chars(x)`: the shortest round-trip digits, in fixed or exponent
+/// notation, whichever is shorter (fixed on a tie): `300000` → `3e+05`,
+/// `1800000` stays. Envoy prints histogram bucket bounds in JSON this way.
+pub(super) fn to_chars(x: f64) -> String {
+    if !x.is_finite() || x == 0.0 {
+        return special(x);
+    }
+    let fixed = format!("{x}");
+    let Some((mantissa, exp)) = split_exponent(&format!("{x:e}")).map(|(m, e)| (m.to_string(), e)) else {
+        return fixed;
+    };
+    let sci = exponent_form(&mantissa, exp);
+    if sci.len() < fixed.len() {
+        sci
+    } else {
+        fixed
+    }
+}
+
 /// C's `%.{precision}g`: `precision` significant digits, trailing zeros removed,
 /// fixed notation unless the exponent is below -4 or at least `precision`.
 pub(super) fn general(x: f64, precision: usize) -> String {
@@ -81,6 +100,16 @@ mod tests {
         assert_eq!(shortest(0.0001), "0.0001");
         assert_eq!(shortest(0.00001), "1e-05");
         assert_eq!(shortest(f64::NAN), "nan");
+    }
+
+    #[test]
+    fn to_chars_picks_the_shorter_form() {
+        assert_eq!(to_chars(0.5), "0.5");
+        assert_eq!(to_chars(10000.0), "10000");
+        assert_eq!(to_chars(300000.0), "3e+05");
+        assert_eq!(to_chars(600000.0), "6e+05");
+        assert_eq!(to_chars(1800000.0), "1800000");
+        assert_eq!(to_chars(3600000.0), "3600000");
     }
 
     #[test]

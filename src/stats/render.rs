@@ -8,6 +8,11 @@
 //!   families (cumulative `_bucket`s on Envoy's default bounds, `_sum`, `_count`),
 //!   named and labelled by tag extraction.
 //!
+//! `?type=` keeps one kind of stat in every format; `?histogram_buckets=cumulative`
+//! or `disjoint` shows histograms as counts on the default buckets instead of
+//! quantiles (`B0.5(interval,cumulative) …` in text, `{"buckets":[..]}` in JSON),
+//! `detailed` as every internal bucket (`lower,width:count`) and the quantiles.
+//!
 //! Histograms are printed as of the last flush (see `Store::flush_histograms`).
 
 use std::collections::BTreeMap;
@@ -17,7 +22,7 @@ use regex::Regex;
 
 use super::distribution::SUPPORTED_QUANTILES;
 use super::histogram::HistogramSnapshot;
-use super::number::{general, shortest};
+use super::number::{general, shortest, to_chars};
 use super::table::Stats;
 use super::tag_extractor::{prometheus_name, TagProducer};
 
@@ -36,6 +41,61 @@ pub struct StatsFilter {
     /// non-zero value for counters and gauges; a histogram is used once a flush saw
     /// a sample in it.
     pub used_only: bool,
+    /// `type=`: which kinds of stat to list.
+    pub types: StatTypes,
+    /// `histogram_buckets=`: how histograms are shown in `/stats` text and JSON.
+    pub buckets: HistogramBuckets,
+}
+
+/// Envoy's `/stats?type=` values (case-sensitive, as Envoy parses them).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum StatTypes {
+    #[default]
+    All,
+    Counters,
+    Gauges,
+    Histograms,
+    /// Courier has no text readouts: the listing is empty.
+    TextReadouts,
+}
+
+impl StatTypes {
+    pub fn parse(s: &str) -> Option<StatTypes> {
+        Some(match s {
+            "All" => StatTypes::All,
+            "Counters" => StatTypes::Counters,
+            "Gauges" => StatTypes::Gauges,
+            "Histograms" => StatTypes::Histograms,
+            "TextReadouts" => StatTypes::TextReadouts,
+            _ => return None,
+        })
+    }
+
+    fn counters(self) -> bool {
+        matches!(self, StatTypes::All | StatTypes::Counters)
+    }
+
+    fn gauges(self) -> bool {
+        matches!(self, StatTypes::All | StatTypes::Gauges)
+    }
+
+    fn histograms(self) -> bool {
+        matches!(self, StatTypes::All | StatTypes::Histograms)
+    }
+}
+
+/// Envoy's `/stats?histogram_buckets=` modes Courier prints: quantiles (the
+/// default), or counts on [`DEFAULT_BUCKETS`], each bucket holding everything up
+/// to its bound (`cumulative`) or only what lies above the previous bound
+/// (`disjoint`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum HistogramBuckets {
+    #[default]
+    Summary,
+    Cumulative,
+    Disjoint,
+    /// Every non-empty internal bucket, then the quantiles.
+    Detailed,
 }
 
 impl StatsFilter {
@@ -56,13 +116,26 @@ impl StatsFilter {
 
 /// Counter and gauge values merged and sorted by name.
 fn merged(stats: &Stats, f: &StatsFilter) -> BTreeMap<String, i128> {
-    let counters = stats.counters().into_iter().map(|(n, c)| (n, c.value() as i128));
-    let gauges = stats.gauges().into_iter().map(|(n, g)| (n, g.value() as i128));
-    counters.chain(gauges).filter(|(n, v)| f.keeps(n, *v != 0)).collect()
+    counter_values(stats, f).chain(gauge_values(stats, f)).filter(|(n, v)| f.keeps(n, *v != 0)).collect()
+}
+
+/// The counters `f.types` asks for, unfiltered by name, in name order.
+fn counter_values<'a>(stats: &'a Stats, f: &StatsFilter) -> impl Iterator<Item = (String, i128)> + 'a {
+    let listed = if f.types.counters() { stats.counters() } else { Vec::new() };
+    listed.into_iter().map(|(n, c)| (n, c.value() as i128))
+}
+
+/// The gauges `f.types` asks for, unfiltered by name, in name order.
+fn gauge_values<'a>(stats: &'a Stats, f: &StatsFilter) -> impl Iterator<Item = (String, i128)> + 'a {
+    let listed = if f.types.gauges() { stats.gauges() } else { Vec::new() };
+    listed.into_iter().map(|(n, g)| (n, g.value() as i128))
 }
 
 /// The histograms `f` keeps, in name order, as of the last flush.
 fn histograms(stats: &Stats, f: &StatsFilter) -> Vec<(String, HistogramSnapshot)> {
+    if !f.types.histograms() {
+        return Vec::new();
+    }
     stats
         .histograms()
         .into_iter()
@@ -79,9 +152,101 @@ pub fn text(stats: &Stats, f: &StatsFilter) -> String {
         let _ = writeln!(out, "{name}: {value}");
     }
     for (name, h) in histograms(stats, f) {
-        let _ = writeln!(out, "{name}: {}", quantile_summary(&h));
+        let shown = match f.buckets {
+            HistogramBuckets::Summary => quantile_summary(&h),
+            _ if !h.used() => "No recorded values".to_string(),
+            HistogramBuckets::Detailed => detailed_text(&h),
+            mode => bucket_summary(&h, mode, stats.config().buckets(&name)),
+        };
+        // The detailed form starts on the next line: no space after the colon.
+        let sep = if shown.starts_with('\n') { "" } else { " " };
+        let _ = writeln!(out, "{name}:{sep}{shown}");
     }
     out
+}
+
+/// The lines under `name:` of Envoy's detailed text: the cumulative and interval
+/// buckets as `lower,width:count`, then the quantiles.
+fn detailed_text(h: &HistogramSnapshot) -> String {
+    let list = |d: &super::distribution::Distribution| {
+        let parts: Vec<String> =
+            d.buckets().map(|(lower, width, n)| format!("{},{}:{n}", shortest(lower), shortest(width))).collect();
+        parts.join(", ")
+    };
+    format!("\n  totals={}\n  intervals={}\n  summary={}", list(&h.cumulative), list(&h.interval), quantile_summary(h))
+}
+
+/// One histogram's detailed JSON: `{"name":..,"totals":[{"lower_bound":..,"width":..,
+/// "count":..}],"intervals":[..],"percentiles":[{"cumulative":..,"interval":..}]}`.
+fn json_detailed(name: &str, h: &HistogramSnapshot) -> String {
+    let list = |d: &super::distribution::Distribution| {
+        let parts: Vec<String> = d
+            .buckets()
+            .map(|(lower, width, n)| {
+                format!("{{\"lower_bound\":{},\"width\":{},\"count\":{n}}}", to_chars(lower), to_chars(width))
+            })
+            .collect();
+        parts.join(",")
+    };
+    format!(
+        "{{\"name\":{},\"totals\":[{}],\"intervals\":[{}],\"percentiles\":[{}]}}",
+        json_string(name),
+        list(&h.cumulative),
+        list(&h.interval),
+        json_quantiles(h)
+    )
+}
+
+/// `{"cumulative":..,"interval":..}` per supported quantile, `null` for none.
+fn json_quantiles(h: &HistogramSnapshot) -> String {
+    let values: Vec<String> = h
+        .cumulative
+        .quantiles()
+        .into_iter()
+        .zip(h.interval.quantiles())
+        .map(|(c, i)| format!("{{\"cumulative\":{},\"interval\":{}}}", json_number(c), json_number(i)))
+        .collect();
+    values.join(",")
+}
+
+/// `B0.5(interval,cumulative) B1(…) …` on the histogram's bucket `bounds`,
+/// printed as C's `%g` (`B1.8e+06`), as Envoy's text format shows bucket counts.
+fn bucket_summary(h: &HistogramSnapshot, mode: HistogramBuckets, bounds: &[f64]) -> String {
+    let parts: Vec<String> = bucket_counts(h, mode, bounds)
+        .map(|(bound, interval, cumulative)| format!("B{}({interval},{cumulative})", general(bound, 6)))
+        .collect();
+    parts.join(" ")
+}
+
+/// `(upper bound, interval count, cumulative count)` per bucket of `bounds`; in
+/// `Disjoint` mode each count leaves out what the buckets below hold.
+fn bucket_counts<'a>(
+    h: &HistogramSnapshot,
+    mode: HistogramBuckets,
+    bounds: &'a [f64],
+) -> impl Iterator<Item = (f64, u64, u64)> + 'a {
+    let (interval, cumulative) = (h.interval.bucket_counts(bounds), h.cumulative.bucket_counts(bounds));
+    (0..bounds.len()).map(move |i| {
+        let below = |counts: &[u64]| {
+            if mode == HistogramBuckets::Disjoint && i > 0 {
+                counts[i - 1]
+            } else {
+                0
+            }
+        };
+        (bounds[i], interval[i] - below(&interval), cumulative[i] - below(&cumulative))
+    })
+}
+
+/// One histogram's JSON in a bucket mode: `{"name":..,"buckets":[{"upper_bound":..,
+/// "interval":..,"cumulative":..},..]}`.
+fn json_buckets(name: &str, h: &HistogramSnapshot, mode: HistogramBuckets, bounds: &[f64]) -> String {
+    let buckets: Vec<String> = bucket_counts(h, mode, bounds)
+        .map(|(bound, interval, cumulative)| {
+            format!("{{\"upper_bound\":{},\"interval\":{interval},\"cumulative\":{cumulative}}}", to_chars(bound))
+        })
+        .collect();
+    format!("{{\"name\":{},\"buckets\":[{}]}}", json_string(name), buckets.join(","))
 }
 
 /// `P0(i,c) P25(i,c) … P100(i,c)`, or `No recorded values` (Envoy's `quantileSummary`).
@@ -106,19 +271,21 @@ pub fn json(stats: &Stats, f: &StatsFilter) -> String {
         .map(|(name, value)| format!("{{\"name\":{},\"value\":{value}}}", json_string(&name)))
         .collect();
     let histograms = histograms(stats, f);
-    if !histograms.is_empty() {
+    if !histograms.is_empty() && f.buckets == HistogramBuckets::Detailed {
+        let listed: Vec<String> = histograms.iter().map(|(name, h)| json_detailed(name, h)).collect();
+        entries.push(format!(
+            "{{\"histograms\":{{\"supported_percentiles\":[{}],\"details\":[{}]}}}}",
+            QUANTILE_LABELS.join(","),
+            listed.join(",")
+        ));
+    } else if !histograms.is_empty() && f.buckets != HistogramBuckets::Summary {
+        let listed: Vec<String> =
+            histograms.iter().map(|(name, h)| json_buckets(name, h, f.buckets, stats.config().buckets(name))).collect();
+        entries.push(format!("{{\"histograms\":[{}]}}", listed.join(",")));
+    } else if !histograms.is_empty() {
         let computed: Vec<String> = histograms
             .iter()
-            .map(|(name, h)| {
-                let values: Vec<String> = h
-                    .cumulative
-                    .quantiles()
-                    .into_iter()
-                    .zip(h.interval.quantiles())
-                    .map(|(c, i)| format!("{{\"cumulative\":{},\"interval\":{}}}", json_number(c), json_number(i)))
-                    .collect();
-                format!("{{\"name\":{},\"values\":[{}]}}", json_string(name), values.join(","))
-            })
+            .map(|(name, h)| format!("{{\"name\":{},\"values\":[{}]}}", json_string(name), json_quantiles(h)))
             .collect();
         entries.push(format!(
             "{{\"histograms\":{{\"supported_quantiles\":[{}],\"computed_quantiles\":[{}]}}}}",
@@ -146,8 +313,8 @@ fn json_number(x: f64) -> String {
 pub fn prometheus(stats: &Stats, f: &StatsFilter) -> String {
     let mut out = String::new();
     let kept = |(name, value): &(String, i128)| f.keeps(name, *value != 0);
-    let counters = stats.counters().into_iter().map(|(n, c)| (n, c.value() as i128)).filter(kept);
-    let gauges = stats.gauges().into_iter().map(|(n, g)| (n, g.value() as i128)).filter(kept);
+    let counters = counter_values(stats, f).filter(kept);
+    let gauges = gauge_values(stats, f).filter(kept);
     let tags = stats.config().tags();
     scalar_families(&mut out, tags, "counter", counters);
     scalar_families(&mut out, tags, "gauge", gauges);
@@ -429,6 +596,61 @@ mod tests {
              envoy_cluster_upstream_rq_xx{envoy_response_code_class=\"5\",envoy_cluster_name=\"a\"} 1\n\
              envoy_cluster_upstream_rq_xx{envoy_response_code_class=\"2\",envoy_cluster_name=\"b\"} 1\n"
         );
+    }
+
+    /// `?histogram_buckets=` and `?type=` in Envoy 1.40's shapes: `B<bound>(interval,
+    /// cumulative)` with `%g` bounds in text, `to_chars` bounds in JSON, an unused
+    /// histogram still `No recorded values`.
+    #[test]
+    fn bucket_modes_and_types() {
+        let store = Store::new();
+        store.counter("cluster.a.upstream_rq_total").inc();
+        let h = store.histogram("cluster.a.upstream_cx_length_ms");
+        for v in [0, 1, 4, 700_000] {
+            h.record(v);
+        }
+        store.histogram("cluster.a.upstream_rq_time");
+        store.flush_histograms();
+        let cumulative =
+            StatsFilter { types: StatTypes::Histograms, buckets: HistogramBuckets::Cumulative, ..Default::default() };
+        assert_eq!(
+            text(&store.lock(), &cumulative),
+            "cluster.a.upstream_cx_length_ms: B0.5(1,1) B1(2,2) B5(3,3) B10(3,3) B25(3,3) B50(3,3) B100(3,3) \
+             B250(3,3) B500(3,3) B1000(3,3) B2500(3,3) B5000(3,3) B10000(3,3) B30000(3,3) B60000(3,3) \
+             B300000(3,3) B600000(3,3) B1.8e+06(4,4) B3.6e+06(4,4)\n\
+             cluster.a.upstream_rq_time: No recorded values\n"
+        );
+        let disjoint = StatsFilter { buckets: HistogramBuckets::Disjoint, ..filter("cx_length") };
+        let line = text(&store.lock(), &disjoint);
+        assert!(line.starts_with("cluster.a.upstream_cx_length_ms: B0.5(1,1) B1(1,1) B5(1,1) B10(0,0) "), "{line}");
+        assert!(line.ends_with("B600000(0,0) B1.8e+06(1,1) B3.6e+06(0,0)\n"), "{line}");
+        let json = json(&store.lock(), &StatsFilter { buckets: HistogramBuckets::Cumulative, ..filter("cx_length") });
+        assert!(
+            json.starts_with(
+                "{\"stats\":[{\"histograms\":[{\"name\":\"cluster.a.upstream_cx_length_ms\",\"buckets\":[\
+                 {\"upper_bound\":0.5,\"interval\":1,\"cumulative\":1},"
+            ),
+            "{json}"
+        );
+        assert!(json.contains("{\"upper_bound\":3e+05,\"interval\":3,\"cumulative\":3}"), "{json}");
+        let detailed = StatsFilter { buckets: HistogramBuckets::Detailed, ..filter("cx_length") };
+        assert_eq!(
+            text(&store.lock(), &detailed),
+            "cluster.a.upstream_cx_length_ms:\n  totals=0,0:1, 1,0.1:1, 4,0.1:1, 700000,10000:1\n  intervals=0,0:1, 1,0.1:1, \
+             4,0.1:1, 700000,10000:1\n  summary=P0(0,0) P25(0,0) P50(1.05,1.05) P75(4.05,4.05) P90(705000,705000) \
+             P95(705000,705000) P99(705000,705000) P99.5(705000,705000) P99.9(705000,705000) P100(705000,705000)\n"
+        );
+        let detailed_json = super::json(&store.lock(), &detailed);
+        assert!(
+            detailed_json.contains(
+                "\"totals\":[{\"lower_bound\":0,\"width\":0,\"count\":1},{\"lower_bound\":1,\"width\":0.1,\"count\":1},"
+            ),
+            "{detailed_json}"
+        );
+        let counters = StatsFilter { types: StatTypes::Counters, ..Default::default() };
+        assert_eq!(text(&store.lock(), &counters), "cluster.a.upstream_rq_total: 1\n");
+        let gauges = StatsFilter { types: StatTypes::Gauges, ..Default::default() };
+        assert_eq!(text(&store.lock(), &gauges), "");
     }
 
     #[test]

@@ -29,6 +29,11 @@ impl Counter {
     pub fn value(&self) -> u64 {
         self.value.load(Ordering::Relaxed)
     }
+
+    /// Back to zero (`/reset_counters`).
+    pub fn reset(&self) {
+        self.value.store(0, Ordering::Relaxed);
+    }
 }
 
 /// A value that goes up and down (`downstream_cx_active`).
@@ -121,6 +126,14 @@ impl Store {
     /// The current value of a counter, if it exists (tests and admin use this).
     pub fn counter_value(&self, name: &str) -> Option<u64> {
         self.lock().find_counter(name).map(|c| c.value())
+    }
+
+    /// Sets every counter to zero, as Envoy's `/reset_counters`; gauges and
+    /// histograms keep their values.
+    pub fn reset_counters(&self) {
+        for (_, c) in self.lock().counters() {
+            c.reset();
+        }
     }
 
     /// The current value of a gauge, if it exists.

@@ -313,3 +313,129 @@ fn stats_flush_interval_sets_when_histograms_are_published() {
     fast.wait_until(|c| histogram(c).contains("P0("), "the histogram flushed");
     assert_eq!(histogram(&slow).trim(), "http.ingress.downstream_rq_time: No recorded values");
 }
+
+/// `admin.access_log_path` (Envoy's default format) and `admin.access_log` log
+/// every admin request as Envoy 1.40 does: the admin's connection manager uses the
+/// remote address, so a loopback client shows as this host's address in
+/// `x-forwarded-for`; the request line keeps the query.
+#[test]
+fn admin_access_log_path_and_access_log() {
+    let dir = TempDir::new("adminlog");
+    let (legacy, custom) = (dir.0.join("admin.log"), dir.0.join("admin2.log"));
+    let yaml = format!(
+        "admin:\n  access_log_path: {}\n  access_log:\n  - name: envoy.access_loggers.file\n    typed_config:\n      \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n      path: {}\n      log_format: {{ text_format_source: {{ inline_string: \"%REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% %BYTES_SENT% %PROTOCOL%\\n\" }} }}\n  address:\n    socket_address: {{ address: 127.0.0.1, port_value: 0 }}\n",
+        legacy.display(),
+        custom.display()
+    );
+    let c = Courier::start(&yaml, 1);
+    assert_eq!(c.admin_get("/ready?mark=1"), (200, "LIVE\n".to_string()));
+    assert_eq!(post_with_body(c.admin, "/healthcheck/ok", "abc"), 200);
+    let (missing, body) = c.admin_get("/no_such_page");
+    assert_eq!(missing, 404);
+    let ours = |lines: &[String]| -> Vec<String> {
+        let start = lines.iter().position(|l| l.contains("/ready?mark=1")).unwrap_or(lines.len());
+        lines[start..].to_vec()
+    };
+    let custom_lines = ours(&wait_for_admin_lines(&custom, "/no_such_page"));
+    assert_eq!(
+        custom_lines,
+        [
+            "GET /ready?mark=1 200 5 HTTP/1.1".to_string(),
+            "POST /healthcheck/ok 200 3 HTTP/1.1".to_string(),
+            format!("GET /no_such_page 404 {} HTTP/1.1", body.len()),
+        ]
+    );
+    let legacy_lines = ours(&wait_for_admin_lines(&legacy, "/no_such_page"));
+    let line = regex::Regex::new(
+        r#"^\[\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z\] "GET /ready\?mark=1 HTTP/1.1" 200 - 0 5 \d+ - "([^"]+)" "-" "-" "[^"]+" "-"$"#,
+    )
+    .expect("regex");
+    let caps = line.captures(&legacy_lines[0]).unwrap_or_else(|| panic!("not Envoy's line: {}", legacy_lines[0]));
+    let xff: std::net::IpAddr = caps[1].parse().expect("x-forwarded-for is an address");
+    assert!(!xff.is_loopback() || legacy_lines[0].contains("\"127.0.0.1\""), "{}", legacy_lines[0]);
+    assert!(legacy_lines[1].contains("\"POST /healthcheck/ok HTTP/1.1\" 200 - 3 3 "), "{}", legacy_lines[1]);
+    assert!(legacy_lines[2].contains("\"GET /no_such_page HTTP/1.1\" 404 - 0 "), "{}", legacy_lines[2]);
+}
+
+/// The lines of `path` once one mentions `last` (bounded wait).
+fn wait_for_admin_lines(path: &std::path::Path, last: &str) -> Vec<String> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.lines().any(|l| l.contains(last)) && text.ends_with('\n') {
+            return text.lines().map(str::to_string).collect();
+        }
+        assert!(Instant::now() < deadline, "{} never logged {last}:\n{text}", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// `/logging` changes what is logged while running: an upstream connect failure is
+/// logged at debug by the `upstream` logger, so it shows at `-l debug`, not once
+/// `upstream` is set to info, and again once `paths=` sets it back.
+#[test]
+fn logging_levels_change_live() {
+    let c = Courier::start(
+        &config(&[tcp_listener("tcp_in", "t", "dead", "")], &[static_cluster("dead", &[closed_port()])]),
+        1,
+    );
+    let failures = |c: &Courier| c.log().matches("upstream connect failed").count();
+    let connect_and_wait = |c: &Courier, total: u64| {
+        let mut s = connect(c.listener("tcp_in"));
+        let _ = s.read(&mut [0u8; 1]);
+        c.wait_stat("cluster.dead.upstream_cx_connect_fail", |v| v as u64 == total);
+    };
+    connect_and_wait(&c, 1);
+    c.wait_until(|c| failures(c) == 1, "the debug line");
+    let (status, body) = c.admin_post("/logging?upstream=info");
+    assert_eq!(status, 200);
+    assert!(body.contains("\n  upstream: info\n") && body.contains("\n  admin: debug\n"), "{body}");
+    connect_and_wait(&c, 2);
+    assert_eq!(failures(&c), 1, "logged at debug with upstream at info");
+    assert_eq!(c.admin_post("/logging?paths=upstream:debug").0, 200);
+    connect_and_wait(&c, 3);
+    c.wait_until(|c| failures(c) == 2, "the debug line again");
+    let (status, body) = c.admin_post("/logging?upstream=loud");
+    assert_eq!(status, 400);
+    assert!(body.starts_with("error: unknown logger level\n\nusage: /logging?<name>=<level>"), "{body}");
+}
+
+/// POSTs `body` on a new connection; the status.
+fn post_with_body(addr: std::net::SocketAddr, path: &str, body: &str) -> u16 {
+    let mut s = connect(addr);
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read response");
+    String::from_utf8_lossy(&raw).split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+/// `/memory` has Envoy's keys in Envoy's order, each a decimal string, with the
+/// allocator's figures where glibc has them; `/reset_counters` needs POST.
+#[test]
+fn memory_keys_and_reset_counters_method() {
+    let (_up, c) = proxy_with_traffic();
+    let (status, head, body) = http_request_full(c.admin, "GET", "/memory");
+    assert_eq!(status, 200);
+    assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "{head}");
+    let keys: Vec<&str> = body.lines().filter_map(|l| l.trim().strip_prefix('"')?.split('"').next()).collect();
+    assert_eq!(
+        keys,
+        ["allocated", "heap_size", "pageheap_unmapped", "pageheap_free", "total_thread_cache", "total_physical_bytes"]
+    );
+    let value = |key: &str| -> u64 {
+        let line = body.lines().find(|l| l.contains(&format!("\"{key}\""))).expect("key");
+        line.rsplit(": \"").next().and_then(|v| v.trim_end_matches([',', '"']).parse().ok()).expect("number")
+    };
+    assert!(value("allocated") > 0 && value("allocated") <= value("heap_size"), "{body}");
+    assert!(value("total_physical_bytes") > 0, "{body}");
+    assert_eq!(c.admin_get("/reset_counters").0, 405);
+    assert!(c.stat("cluster.echo.upstream_cx_total").unwrap_or(0) > 0);
+    assert_eq!(c.admin_post("/reset_counters"), (200, "OK\n".to_string()));
+    assert_eq!(c.stat("cluster.echo.upstream_cx_total"), Some(0));
+    assert_eq!(c.stat("cluster.echo.membership_total"), Some(1), "gauges keep their values");
+}

@@ -104,6 +104,8 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     ),
     ("envoy.config.bootstrap.v3.Bootstrap.StaticResources", "listeners", &[compat("http_get")]),
     ("envoy.config.bootstrap.v3.Bootstrap.StaticResources", "clusters", &[compat("http_get")]),
+    ("envoy.config.bootstrap.v3.Admin", "access_log_path", &[test(ADMIN_IT, "admin_access_log_path_and_access_log")]),
+    ("envoy.config.bootstrap.v3.Admin", "access_log", &[test(ADMIN_IT, "admin_access_log_path_and_access_log")]),
     ("envoy.config.bootstrap.v3.Admin", "address", &[compat("admin_pages")]),
     (
         "envoy.config.bootstrap.v3.Watchdogs",

@@ -1,23 +1,32 @@
 //! The admin endpoint: an HTTP/1.1 server on the main thread (never on a worker),
-//! with Envoy's paths, methods, status codes and output formats.
+//! with Envoy's paths, methods, status codes and output formats. Every request is
+//! access-logged as Envoy's admin logs it (`admin.access_log_path`,
+//! `admin.access_log`).
 
 mod clusters;
 mod config_dump;
 mod listeners;
+mod logging;
 mod server_info;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::body::{Body, Incoming};
+use hyper::{Method, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
 use super::instance::{Server, ServerState};
-use crate::stats::render::{self, StatsFilter};
+use crate::access_log::AccessLogger;
+use crate::formatter::FormatContext;
+use crate::http::headers;
+use crate::http::stream_info::StreamInfo;
+use crate::stats::render::{self, HistogramBuckets, StatTypes, StatsFilter};
 
 /// One admin path: its name, whether it changes state (POST only), and help text.
 struct Endpoint {
@@ -34,9 +43,14 @@ const ENDPOINTS: &[Endpoint] = &[
     Endpoint { path: "/healthcheck/fail", mutates: true, help: "cause the server to fail health checks" },
     Endpoint { path: "/healthcheck/ok", mutates: true, help: "cause the server to pass health checks" },
     Endpoint { path: "/help", mutates: false, help: "print out list of admin commands" },
+    Endpoint { path: "/hot_restart_version", mutates: false, help: "print the hot restart compatibility version" },
     Endpoint { path: "/listeners", mutates: false, help: "print listener info" },
+    Endpoint { path: "/logging", mutates: true, help: "query/change logging levels" },
+    Endpoint { path: "/memory", mutates: false, help: "print current allocation/heap usage" },
     Endpoint { path: "/quitquitquit", mutates: true, help: "exit the server" },
     Endpoint { path: "/ready", mutates: false, help: "print server state, return 200 if LIVE, otherwise return 503" },
+    Endpoint { path: "/reset_counters", mutates: true, help: "reset all counters to zero" },
+    Endpoint { path: "/runtime", mutates: false, help: "print runtime values" },
     Endpoint { path: "/server_info", mutates: false, help: "print server version/status information" },
     Endpoint { path: "/stats", mutates: false, help: "print server stats" },
     Endpoint { path: "/stats/prometheus", mutates: false, help: "print server stats in prometheus format" },
@@ -48,21 +62,37 @@ const ENDPOINTS: &[Endpoint] = &[
 const TEST_BLOCK_WORKER: &str = "/courier_test/block_worker";
 
 /// Binds the admin address and serves it on the current (main) dispatcher.
-pub async fn start(server: Rc<Server>, addr: SocketAddr, ipv6_only: bool) -> std::io::Result<SocketAddr> {
+/// Every request is logged to `access_logs` (`admin.access_log_path`, `admin.access_log`).
+pub async fn start(
+    server: Rc<Server>,
+    addr: SocketAddr,
+    ipv6_only: bool,
+    access_logs: Vec<Arc<dyn AccessLogger>>,
+) -> std::io::Result<SocketAddr> {
     let listener = crate::network::socket::bind_listener(addr, false, ipv6_only)
         .and_then(tokio::net::TcpListener::from_std)
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind admin address {addr}: {e}")))?;
     let bound = listener.local_addr()?;
+    let access_logs: Rc<[Arc<dyn AccessLogger>]> = access_logs.into();
     tokio::task::spawn_local(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let Ok((stream, peer)) = listener.accept().await else {
                 continue;
             };
-            let server = server.clone();
+            let local = stream.local_addr().unwrap_or(bound);
+            let (server, access_logs) = (server.clone(), access_logs.clone());
             tokio::task::spawn_local(async move {
                 let service = hyper::service::service_fn(move |req| {
-                    let server = server.clone();
-                    async move { Ok::<_, Infallible>(handle(&server, req)) }
+                    let (server, access_logs) = (server.clone(), access_logs.clone());
+                    async move {
+                        let mut info = StreamInfo::new(peer, local, protocol_name(req.version()));
+                        let (parts, body) = req.into_parts();
+                        // As Envoy's admin, answer once the whole request is in.
+                        info.bytes_received = drain(body).await;
+                        let resp = handle(&server, &parts);
+                        log_request(&access_logs, parts, &resp, &mut info);
+                        Ok::<_, Infallible>(resp)
+                    }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -74,6 +104,16 @@ pub async fn start(server: Rc<Server>, addr: SocketAddr, ipv6_only: bool) -> std
         }
     });
     Ok(bound)
+}
+
+/// Reads a request body to its end, keeping only its length (no admin path
+/// takes a body).
+async fn drain(mut body: Incoming) -> u64 {
+    let mut n = 0;
+    while let Some(Ok(frame)) = body.frame().await {
+        n += frame.data_ref().map_or(0, |d| d.len() as u64);
+    }
+    n
 }
 
 /// A response body with its status and content type.
@@ -92,12 +132,12 @@ impl Reply {
     }
 }
 
-fn handle(server: &Server, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let path = req.uri().path();
-    let query = Query::parse(req.uri().query().unwrap_or(""));
-    let reply = route(server, req.method(), path, &query);
+fn handle(server: &Server, req: &http::request::Parts) -> Response<Full<Bytes>> {
+    let path = req.uri.path();
+    let query = Query::parse(req.uri.query().unwrap_or(""));
+    let reply = route(server, &req.method, path, &query);
     let mut resp =
-        Response::new(Full::new(Bytes::from(if req.method() == Method::HEAD { String::new() } else { reply.body })));
+        Response::new(Full::new(Bytes::from(if req.method == Method::HEAD { String::new() } else { reply.body })));
     *resp.status_mut() = reply.status;
     let h = resp.headers_mut();
     h.insert("content-type", hyper::header::HeaderValue::from_static(reply.content_type));
@@ -106,6 +146,37 @@ fn handle(server: &Server, req: Request<Incoming>) -> Response<Full<Bytes>> {
     // Envoy's admin answers with its server name too.
     h.insert("server", hyper::header::HeaderValue::from_static("envoy"));
     resp
+}
+
+/// Logs one admin request as Envoy's admin connection manager does: it runs with
+/// `use_remote_address`, so `x-forwarded-for` carries the peer (this host's own
+/// address for a loopback peer), and request bodies are not read.
+fn log_request(
+    logs: &[Arc<dyn AccessLogger>],
+    mut parts: http::request::Parts,
+    resp: &Response<Full<Bytes>>,
+    info: &mut StreamInfo,
+) {
+    if logs.is_empty() {
+        return;
+    }
+    let remote = info.downstream_remote.ip();
+    let appended = if remote.is_loopback() { headers::local_address() } else { remote };
+    headers::append_xff(&mut parts.headers, appended);
+    info.response_code = Some(resp.status().as_u16());
+    info.bytes_sent = resp.body().size_hint().exact().unwrap_or(0);
+    info.last_downstream_tx = Some(info.start.elapsed());
+    let cx = FormatContext { response_headers: Some(resp.headers()), ..FormatContext::for_request(&parts, info) };
+    for log in logs {
+        log.log(&cx);
+    }
+}
+
+fn protocol_name(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    }
 }
 
 fn route(server: &Server, method: &Method, path: &str, q: &Query) -> Reply {
@@ -136,10 +207,7 @@ fn route(server: &Server, method: &Method, path: &str, q: &Query) -> Reply {
         }
         "/server_info" => Reply::ok(JSON, server_info::render(server)),
         "/stats" => stats(server, q),
-        "/stats/prometheus" => match stats_filter(q) {
-            Ok(f) => Reply::ok("text/plain; version=0.0.4", render::prometheus(&server.store.lock(), &f)),
-            Err(r) => r,
-        },
+        "/stats/prometheus" => prometheus(server, q),
         "/clusters" => clusters::render(server, q.get("format") == Some("json")),
         "/listeners" => listeners::render(server, q.get("format") == Some("json")),
         "/config_dump" => Reply::ok(JSON, config_dump::render(server)),
@@ -155,6 +223,16 @@ fn route(server: &Server, method: &Method, path: &str, q: &Query) -> Reply {
             server.set_health_check_failed(false);
             Reply::ok(TEXT, "OK\n".into())
         }
+        "/reset_counters" => {
+            server.store.reset_counters();
+            Reply::ok(TEXT, "OK\n".into())
+        }
+        // Envoy's answer without `layered_runtime`: Courier has no runtime layer.
+        "/runtime" => Reply::ok(JSON, "{\n \"layers\": [],\n \"entries\": {}\n}\n".into()),
+        // What Envoy says with `--disable-hot-restart`: Courier has no hot restart.
+        "/hot_restart_version" => Reply::ok(TEXT, "disabled".into()),
+        "/memory" => Reply::ok(JSON, memory()),
+        "/logging" => logging::handle(q),
         "/drain_listeners" => {
             server.drain_listeners();
             Reply::ok(TEXT, "OK\n".into())
@@ -166,6 +244,9 @@ fn route(server: &Server, method: &Method, path: &str, q: &Query) -> Reply {
 }
 
 fn stats(server: &Server, q: &Query) -> Reply {
+    if q.get("format") == Some("prometheus") {
+        return prometheus(server, q);
+    }
     let f = match stats_filter(q) {
         Ok(f) => f,
         Err(r) => return r,
@@ -174,12 +255,52 @@ fn stats(server: &Server, q: &Query) -> Reply {
     match q.get("format") {
         None | Some("text") => Reply::ok(TEXT, render::text(&stats, &f)),
         Some("json") => Reply::ok(JSON, render::json(&stats, &f)),
-        Some("prometheus") => Reply::ok("text/plain; version=0.0.4", render::prometheus(&stats, &f)),
         Some(other) => Reply {
             status: StatusCode::BAD_REQUEST,
             content_type: TEXT,
             body: format!("usage: /stats?format=(html|active-html|json|text)\n\nInvalid format: {other}\n"),
         },
+    }
+}
+
+/// `/stats/prometheus`, and `/stats?format=prometheus`.
+fn prometheus(server: &Server, q: &Query) -> Reply {
+    match prometheus_filter(q) {
+        Ok(f) => Reply::ok("text/plain; version=0.0.4", render::prometheus(&server.store.lock(), &f)),
+        Err(r) => r,
+    }
+}
+
+/// Envoy's `/memory` keys (tcmalloc's figures), from glibc malloc and the RSS:
+/// `pageheap_free` is the free space malloc holds, `pageheap_unmapped` and
+/// `total_thread_cache` have no glibc counterpart and are 0.
+fn memory() -> String {
+    let m = super::memory::usage();
+    let fields = [
+        ("allocated", m.allocated),
+        ("heap_size", m.heap_size),
+        ("pageheap_unmapped", 0),
+        ("pageheap_free", m.heap_free),
+        ("total_thread_cache", 0),
+        ("total_physical_bytes", m.physical),
+    ];
+    // Envoy prints the proto's uint64 fields as JSON strings, in field order.
+    let lines: Vec<String> = fields.iter().map(|(k, v)| format!(" \"{k}\": \"{v}\"")).collect();
+    format!("{{\n{}\n}}\n", lines.join(",\n"))
+}
+
+/// The Prometheus output's options. Courier always renders histograms as
+/// Prometheus histograms (Envoy's default, `cumulative`); Envoy's other modes
+/// (`summary`, `prometheusnative`) are refused rather than answered in that shape.
+fn prometheus_filter(q: &Query) -> Result<StatsFilter, Reply> {
+    match q.get("histogram_buckets") {
+        None | Some("cumulative") => {
+            let plain = Query(q.0.iter().filter(|(k, _)| k != "histogram_buckets").cloned().collect());
+            stats_filter(&plain)
+        }
+        Some(mode) => {
+            Err(bad_request(format!("Courier does not support histogram_buckets={mode} in Prometheus output\n")))
+        }
     }
 }
 
@@ -192,7 +313,29 @@ fn stats_filter(q: &Query) -> Result<StatsFilter, Reply> {
             body: format!("Invalid re2 regex: {e}\n"),
         })?),
     };
-    Ok(StatsFilter { filter, invert: q.has("invert_filter"), used_only: q.has("usedonly") })
+    let types = match q.get("type") {
+        None => StatTypes::All,
+        Some(t) => StatTypes::parse(t).ok_or_else(|| bad_request("invalid &type= param".into()))?,
+    };
+    let buckets = match q.get("histogram_buckets") {
+        None | Some("summary") => HistogramBuckets::Summary,
+        Some("cumulative") => HistogramBuckets::Cumulative,
+        Some("disjoint") => HistogramBuckets::Disjoint,
+        Some("detailed") => HistogramBuckets::Detailed,
+        Some("prometheusnative") => {
+            return Err(bad_request("Invalid histogram_buckets type for non prometheus stats type".into()))
+        }
+        Some(_) => {
+            return Err(bad_request(
+                "usage: /stats?histogram_buckets=(cumulative|disjoint|detailed|summary|prometheusnative)\n".into(),
+            ))
+        }
+    };
+    Ok(StatsFilter { filter, invert: q.has("invert_filter"), used_only: q.has("usedonly"), types, buckets })
+}
+
+fn bad_request(body: String) -> Reply {
+    Reply { status: StatusCode::BAD_REQUEST, content_type: TEXT, body }
 }
 
 fn block_worker(server: &Server, q: &Query) -> Reply {
