@@ -315,6 +315,19 @@ pub const NO_EFFECT: &[(&str, &str, &str)] = &[
         "only acts in pass-through mode, and pass_through_mode: true is refused at start-up",
     ),
     (
+        "envoy.config.route.v3.Route",
+        "decorator",
+        "it names the request's tracing span and is sent in x-envoy-decorator-operation only while tracing \
+         is on; HCM tracing is refused, and Envoy 1.40 without it adds nothing (compat: route_decorator)",
+    ),
+    ("envoy.config.route.v3.Decorator", "operation", "the tracing span's name (see Route.decorator)"),
+    (
+        "envoy.config.route.v3.Decorator",
+        "propagate",
+        "whether the span name goes upstream in x-envoy-decorator-operation, only while tracing is on \
+         (see Route.decorator)",
+    ),
+    (
         "envoy.config.core.v3.RuntimeDouble",
         "runtime_key",
         "Courier has no runtime layer, so no key can override the default value: an Envoy whose \

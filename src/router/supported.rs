@@ -79,8 +79,11 @@ pub const ROUTE_SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "request_headers_to_remove",
             "response_headers_to_add",
             "response_headers_to_remove",
+            "decorator",
         ],
     ),
+    // Names the route's tracing span; see `config::supported::NO_EFFECT`.
+    ("envoy.config.route.v3.Decorator", &["operation", "propagate"]),
     (
         "envoy.config.route.v3.RouteMatch",
         &["prefix", "path", "safe_regex", "path_separated_prefix", "case_sensitive", "headers", "query_parameters"],
