@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::config::route::v3::{CorsPolicy as RouteCorsPolicy, RouteConfiguration};
 use envoy_types::pb::google::protobuf::Any;
 use http::request::Parts;
 use http::HeaderName;
@@ -35,9 +35,15 @@ pub const DEFAULT_MAX_DIRECT_RESPONSE_BODY_BYTES: u32 = 4096;
 /// ignored, or an error (unknown filter type, bad config).
 pub type PerRouteDecoder<'a> = dyn Fn(&str, &Any, &FieldPath) -> Result<Option<PerRouteConfig>, ConfigError> + 'a;
 
+/// Compiles a virtual host's deprecated `cors` for the CORS filter, which owns the
+/// policy type (the router keeps it type-erased, as it does filter configs).
+pub type VhostCorsDecoder<'a> = dyn Fn(&RouteCorsPolicy, &FieldPath) -> Result<PerRouteConfig, ConfigError> + 'a;
+
 /// What building a route table needs from its connection manager.
 pub struct RouteBuildContext<'a> {
     pub per_route: &'a PerRouteDecoder<'a>,
+    /// `None` where no CORS filter is at hand: a virtual host's `cors` is then an error.
+    pub vhost_cors: Option<&'a VhostCorsDecoder<'a>>,
     /// Whether a cluster of this name exists, for `validate_clusters`; `None`
     /// where no cluster manager is at hand (a table built on its own).
     pub cluster_exists: Option<&'a dyn Fn(&str) -> bool>,
@@ -334,7 +340,7 @@ mod tests {
         let t = RouteTable::from_proto(
             &rc,
             &FieldPath::new(),
-            &RouteBuildContext { per_route: &ignore_u32, cluster_exists: None },
+            &RouteBuildContext { per_route: &ignore_u32, vhost_cors: None, cluster_exists: None },
         )
         .expect("valid");
         assert!(t.find(&request("h", "/", &[])).expect("route").per_filter.is_empty());
@@ -383,7 +389,7 @@ mod tests {
         };
         let exists = |name: &str| name == "known";
         let build = |rc: &RouteConfiguration| {
-            let ctx = RouteBuildContext { per_route: &test_per_route, cluster_exists: Some(&exists) };
+            let ctx = RouteBuildContext { per_route: &test_per_route, vhost_cors: None, cluster_exists: Some(&exists) };
             RouteTable::from_proto(rc, &FieldPath::starting_at("route_config"), &ctx)
         };
         let e = build(&rc("", "known")).unwrap_err();

@@ -20,7 +20,6 @@ use super::redirect::RedirectAction;
 use super::retry_policy::RetryPolicy;
 use super::route_action::ForwardAction;
 use crate::config::{ConfigError, FieldPath};
-use crate::extensions::filters::http::cors::CorsPolicyConfig;
 use crate::extensions::PerRouteConfig;
 
 /// What a route does with a request it matched.
@@ -49,7 +48,7 @@ pub struct Route {
     pub per_filter: HashMap<String, PerRouteConfig>,
     /// The virtual host's deprecated `cors`, which the CORS filter reads when no
     /// level has a policy in `typed_per_filter_config`.
-    pub vhost_cors: Option<Arc<CorsPolicyConfig>>,
+    pub vhost_cors: Option<PerRouteConfig>,
     /// Every level's `typed_per_filter_config` by filter name, most specific first.
     per_filter_levels: HashMap<String, Vec<PerRouteConfig>>,
     pub(super) matcher: RouteMatcher,
@@ -64,7 +63,7 @@ pub(crate) struct Enclosing<'a> {
     pub vhost_request_edits: &'a Arc<HeaderEdits>,
     pub vhost_response_edits: &'a Arc<HeaderEdits>,
     pub vhost_per_filter: &'a PerFilterConfigs,
-    pub vhost_cors: Option<&'a Arc<CorsPolicyConfig>>,
+    pub vhost_cors: Option<&'a PerRouteConfig>,
     pub config_request_edits: &'a Arc<HeaderEdits>,
     pub config_response_edits: &'a Arc<HeaderEdits>,
     pub config_per_filter: &'a PerFilterConfigs,

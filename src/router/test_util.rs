@@ -37,7 +37,7 @@ pub(crate) fn test_per_route(_name: &str, any: &Any, path: &FieldPath) -> Result
 /// Builds a table from YAML, at the path an HCM's inline `route_config` has.
 pub(crate) fn try_table(yaml: &str) -> Result<RouteTable, ConfigError> {
     let rc = try_route_config(yaml)?;
-    let ctx = RouteBuildContext { per_route: &test_per_route, cluster_exists: None };
+    let ctx = RouteBuildContext { per_route: &test_per_route, vhost_cors: None, cluster_exists: None };
     RouteTable::from_proto(&rc, &FieldPath::starting_at("route_config"), &ctx)
 }
 

@@ -20,7 +20,7 @@ use super::per_filter;
 use super::retry_policy::RetryPolicy;
 use super::route::{Enclosing, Route};
 use crate::config::{ConfigError, FieldPath};
-use crate::extensions::filters::http::cors::CorsPolicyConfig;
+use crate::extensions::PerRouteConfig;
 
 /// A virtual host's routes, in config order.
 #[derive(Debug)]
@@ -76,7 +76,7 @@ impl VirtualHost {
             "response_headers_to_remove",
         )?);
         let vhost_per_filter = per_filter::decode(&vh.typed_per_filter_config, path, ctx)?;
-        let vhost_cors = vhost_cors(vh, path)?;
+        let vhost_cors = vhost_cors(vh, path, ctx)?;
         let enclosing = Enclosing {
             virtual_host_name: &vh.name,
             vhost_retry_policy: retry_policy.as_ref(),
@@ -199,11 +199,16 @@ fn longest_wildcard(groups: &Wildcards, host: &str, kind: Wildcard) -> Option<us
 
 /// The deprecated `cors`, still honoured by Envoy 1.40 (with a deprecation warning).
 #[allow(deprecated)]
-fn vhost_cors(vh: &VirtualHostProto, path: &FieldPath) -> Result<Option<Arc<CorsPolicyConfig>>, ConfigError> {
+fn vhost_cors(
+    vh: &VirtualHostProto,
+    path: &FieldPath,
+    ctx: &RouteBuildContext<'_>,
+) -> Result<Option<PerRouteConfig>, ConfigError> {
     let Some(cors) = &vh.cors else { return Ok(None) };
     let mut p = path.clone();
     p.push_field("cors");
-    Ok(Some(Arc::new(CorsPolicyConfig::from_route_proto(cors, &p)?)))
+    let decode = ctx.vhost_cors.ok_or_else(|| p.error("a virtual host's cors needs the CORS filter"))?;
+    decode(cors, &p).map(Some)
 }
 
 #[cfg(test)]

@@ -168,7 +168,11 @@ impl HcmConfig {
         let routes = RouteTable::from_proto(
             rc,
             &route_path,
-            &RouteBuildContext { per_route: &per_route, cluster_exists: Some(cluster_exists) },
+            &RouteBuildContext {
+                per_route: &per_route,
+                vhost_cors: Some(&extensions::filters::http::cors::vhost_policy),
+                cluster_exists: Some(cluster_exists),
+            },
         )?;
 
         let filter_ctx = HttpFilterContext {

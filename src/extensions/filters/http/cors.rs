@@ -155,6 +155,11 @@ impl CorsPolicyConfig {
     }
 }
 
+/// `RouteBuildContext::vhost_cors` for route tables built next to this filter.
+pub fn vhost_policy(p: &RouteCorsPolicy, path: &FieldPath) -> Result<PerRouteConfig, ConfigError> {
+    Ok(Arc::new(CorsPolicyConfig::from_route_proto(p, path)?))
+}
+
 /// The policies of a route's levels, most specific first, read field by field as
 /// Envoy's CORS filter does.
 struct Policies<'a>(Vec<&'a CorsPolicyConfig>);
@@ -269,7 +274,7 @@ impl StreamFilter for CorsFilter {
         // As Envoy: the deprecated `VirtualHost.cors` applies only when no level has
         // a `typed_per_filter_config` policy.
         if policies.0.is_empty() {
-            policies.0.extend(route.vhost_cors.as_deref());
+            policies.0.extend(route.vhost_cors.as_deref().and_then(|c| c.downcast_ref::<CorsPolicyConfig>()));
         }
         let Some(most_specific) = policies.0.first() else { return FilterStatus::Continue };
         let enabled = most_specific.enabled.sample();

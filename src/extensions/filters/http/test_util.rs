@@ -40,7 +40,11 @@ pub(crate) fn route_table(yaml: &str) -> RouteTable {
     RouteTable::from_proto(
         &rc,
         &FieldPath::starting_at("route_config"),
-        &RouteBuildContext { per_route: &per_route, cluster_exists: None },
+        &RouteBuildContext {
+            per_route: &per_route,
+            vhost_cors: Some(&super::cors::vhost_policy),
+            cluster_exists: None,
+        },
     )
     .unwrap_or_else(|e| panic!("{e}"))
 }
