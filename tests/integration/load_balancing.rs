@@ -110,14 +110,32 @@ fn equal_weights_are_plain_round_robin_from_a_random_start() {
 
 #[test]
 fn least_request_prefers_an_idle_host_over_a_busy_one() {
+    // Enough choices that a pick sampling only the busy host (2^-32) does not happen.
+    let total =
+        busy_host_is_avoided("    lb_policy: LEAST_REQUEST\n    least_request_lb_config: { choice_count: 32 }\n");
+    assert_eq!(total, Some(7));
+}
+
+/// The extension form (`load_balancing_policy`) acts as `lb_policy` does, with its
+/// own `choice_count`; the enum beside it is ignored, as in Envoy.
+#[test]
+fn typed_least_request_policy_prefers_an_idle_host() {
+    busy_host_is_avoided(
+        "    lb_policy: RANDOM\n    load_balancing_policy:\n      policies:\n      - typed_extension_config:\n          \
+         name: lr\n          typed_config:\n            \"@type\": \
+         type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest\n            \
+         choice_count: 32\n",
+    );
+}
+
+/// Holds one request at one of two hosts of a cluster with `lb` (a least-request
+/// policy with 32 choices), sends six more, and asserts they all went to the other
+/// host; returns the cluster's `upstream_rq_total`.
+fn busy_host_is_avoided(lb: &str) -> Option<i64> {
     let gate = Gate::new();
     let a = holding_upstream("a", &gate);
     let b = holding_upstream("b", &gate);
-    // Enough choices that a pick sampling only the busy host (2^-32) does not happen.
-    let c = proxy(&weighted_cluster(
-        "    lb_policy: LEAST_REQUEST\n    least_request_lb_config: { choice_count: 32 }\n",
-        &[(&a, None), (&b, None)],
-    ));
+    let c = proxy(&weighted_cluster(lb, &[(&a, None), (&b, None)]));
     let addr = c.listener("web");
     let slow = std::thread::spawn(move || {
         let r = Client::connect(addr).request("GET", "/slow", &[("x-test-hold", "1")], b"");
@@ -132,36 +150,7 @@ fn least_request_prefers_an_idle_host_over_a_busy_one() {
     let busy = slow.join().expect("slow request");
     let idle = if busy == "a" { "b" } else { "a" };
     assert!(fast.iter().all(|u| u == idle), "busy host {busy}, fast requests went to {fast:?}");
-    assert_eq!(c.stat("cluster.app.upstream_rq_total"), Some(7));
-}
-
-/// The extension form (`load_balancing_policy`) acts as `lb_policy` does, with its
-/// own `choice_count`; the enum beside it is ignored, as in Envoy.
-#[test]
-fn typed_least_request_policy_prefers_an_idle_host() {
-    let gate = Gate::new();
-    let a = holding_upstream("a", &gate);
-    let b = holding_upstream("b", &gate);
-    let policy = "    lb_policy: RANDOM\n    load_balancing_policy:\n      policies:\n      - typed_extension_config:\n          \
-                  name: lr\n          typed_config:\n            \"@type\": \
-                  type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest\n            \
-                  choice_count: 32\n";
-    let c = proxy(&weighted_cluster(policy, &[(&a, None), (&b, None)]));
-    let addr = c.listener("web");
-    let slow = std::thread::spawn(move || {
-        let r = Client::connect(addr).request("GET", "/slow", &[("x-test-hold", "1")], b"");
-        r.text()
-    });
-    gate.wait_held(1);
-    c.wait_stat("cluster.app.upstream_rq_active", |v| v == 1);
-    let mut client = Client::connect(c.listener("web"));
-    // With choice_count 2 a pick sampling the busy host twice would be likely;
-    // with 32 it does not happen.
-    let fast: Vec<String> = (0..6).map(|_| client.get("/").text()).collect();
-    gate.open();
-    let busy = slow.join().expect("slow request");
-    let idle = if busy == "a" { "b" } else { "a" };
-    assert!(fast.iter().all(|u| u == idle), "busy host {busy}, fast requests went to {fast:?}");
+    c.stat("cluster.app.upstream_rq_total")
 }
 
 #[test]
