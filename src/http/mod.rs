@@ -7,4 +7,5 @@ pub mod filter;
 pub mod header_map_pool;
 pub mod headers;
 pub mod http1;
+pub mod http2;
 pub mod stream_info;
