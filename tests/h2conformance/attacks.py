@@ -262,7 +262,7 @@ def _(ctx):
 
 
 @attack("attack/slow-reader", "A client that never reads (4 KB receive buffer, huge flow-control windows) and "
-        "keeps sending requests: the server must bound what it buffers for it. Envoy stops sending into the full "
+        "keeps sending requests for 16 KB responses: the server must bound what it buffers for it. Envoy stops sending into the full "
         "socket (its pending send stays small), its streams stay open, and the client's stream 101 closes the "
         "connection (nghttp2: over SETTINGS_MAX_CONCURRENT_STREAMS); http.<prefix>.downstream_cx_protocol_error, "
         "or http2.outbound_flood / http2.tx_reset for a server that stops it another way")
@@ -271,7 +271,8 @@ def _(ctx):
     before = stats(ctx, names)
     c = connect(ctx, [(INITIAL_WINDOW_SIZE, 0x7FFFFFFF)], rcvbuf=SMALL_RCVBUF)
     c.send(window_update_frame(0, 0x7FFFFFFF - 65535))
-    blk = get_block()
+    # 16 KB responses: far more than any socket buffer holds after a few hundred.
+    blk = get_block("/up", [("x-test-body-size", "16384")])
     sid = 1
     deadline = time.monotonic() + 6
     most_pending = 0

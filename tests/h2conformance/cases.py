@@ -426,6 +426,15 @@ def _(ctx):
     return expect_conn_error(c, "FRAME_SIZE_ERROR")
 
 
+@case("6.4/3", "RST_STREAM on an open stream closes just that stream: the connection stays usable")
+def _(ctx):
+    c = connect(ctx)
+    c.send(hdr(1, get_block("/up", method="POST"), end_stream=False), rst_frame(1))
+    alive = expect_alive(c)
+    c.send(hdr(3, get_block()))
+    return "%s; %s" % (alive, expect_response(c, 3, body=BODY))
+
+
 @case("6.5/1", "SETTINGS with ACK and a payload is a connection error FRAME_SIZE_ERROR")
 def _(ctx):
     c = connect(ctx)
@@ -692,9 +701,11 @@ def _(ctx):
     c.send(hdr(1, get_block("/up", [("content-length", "12")], "POST"), end_stream=False),
            data_frame(1, b"hello "), data_frame(1, b"world!", end_stream=True))
     got, _, body, how = c.response(1)
-    if got != "200" or how != "end" or b'"body_len": 12' not in body:
-        raise Fail("want 200 with body_len 12, got %s %r %s" % (got, body[:200], how))
-    return "200, upstream saw 12 body bytes"
+    # The upstream reports the body it read: upstream.py as its length, the Rust
+    # test's upstream as the body itself.
+    if got != "200" or how != "end" or (b'"body_len": 12' not in body and b"hello world!" not in body):
+        raise Fail("want 200 with the upstream seeing the 12-byte body, got %s %r %s" % (got, body[:200], how))
+    return "200, upstream saw the 12-byte body"
 
 
 @case("8/3", "A request with trailers gets a 200")
@@ -896,3 +907,19 @@ def _(ctx):
     c = connect(ctx, [(HEADER_TABLE_SIZE, 4096)])
     c.send(hdr(1, hpack_int(100, 5, 0x20) + get_block()))
     return expect_response(c, 1)
+
+
+@case("hpack/4.2/4", "After SETTINGS_HEADER_TABLE_SIZE 0 the server's header blocks decode with an empty dynamic table")
+def _(ctx):
+    c = connect(ctx, [(HEADER_TABLE_SIZE, 0)])
+    # Our SETTINGS is acknowledged: the server's encoder must now fit a 0-byte table.
+    c.decoder.max_allowed_table_size = 0
+    c.decoder.header_table_size = 0
+    out = []
+    for sid in (1, 3, 5):
+        c.send(hdr(sid, get_block()))
+        try:
+            out.append(expect_response(c, sid, body=BODY))
+        except Exception as e:  # noqa: BLE001 - an hpack decoding error is the failure
+            raise Fail("response on stream %d does not decode with a 0-byte table: %s" % (sid, e))
+    return "; ".join(out)

@@ -1,6 +1,7 @@
 """A tiny HTTP/1.1 upstream for running the suite against Envoy by hand: answers
 every request with 200 and a JSON body naming the method, path and body length
-(it reads bodies by content-length or chunked encoding)."""
+(it reads bodies by content-length or chunked encoding), or with N bytes when the
+request has `x-test-body-size: N` (as the Rust tests' upstream does)."""
 
 import http.server
 import json
@@ -29,7 +30,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _answer(self):
         body = self._body()
-        out = json.dumps({"method": self.command, "path": self.path, "body_len": len(body)}).encode()
+        size = self.headers.get("x-test-body-size")
+        if size is not None:
+            out = b"x" * int(size)
+        else:
+            out = json.dumps({"method": self.command, "path": self.path, "body_len": len(body)}).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(out)))
