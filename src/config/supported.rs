@@ -164,6 +164,17 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "via",
             "add_user_agent",
             "proxy_100_continue",
+            "http2_protocol_options",
+        ],
+    ),
+    (
+        "envoy.config.core.v3.Http2ProtocolOptions",
+        &[
+            "hpack_table_size",
+            "max_concurrent_streams",
+            "initial_stream_window_size",
+            "initial_connection_window_size",
+            "allow_connect",
         ],
     ),
     ("envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter", &["name", "typed_config"]),

@@ -14,7 +14,8 @@ use bytes::Bytes;
 use http::HeaderMap;
 use hyper::body::{Body, Frame, SizeHint};
 
-use crate::http::http1::{CodecError, RequestBody};
+use crate::http::http1::CodecError;
+use crate::http::{http1, http2};
 use crate::upstream::http1_conn_pool::{UpstreamBodyError, UpstreamResponseBody};
 
 /// Runs once when a stream is over; see `ResponseBody`.
@@ -119,6 +120,40 @@ impl Drop for ResponseBody {
             Source::Upstream(body) => body.is_end_stream(),
         };
         self.finish(complete);
+    }
+}
+
+/// A downstream request body, as its codec decodes it: the stream and the
+/// router read it without knowing the protocol. An enum rather than a boxed
+/// trait object: no allocation per request, and the match is one branch.
+pub enum RequestBody {
+    Http1(http1::RequestBody),
+    Http2(http2::RequestBody),
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = CodecError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, CodecError>>> {
+        match self.get_mut() {
+            RequestBody::Http1(b) => Pin::new(b).poll_frame(cx),
+            RequestBody::Http2(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Http1(b) => b.is_end_stream(),
+            RequestBody::Http2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Http1(b) => b.size_hint(),
+            RequestBody::Http2(b) => b.size_hint(),
+        }
     }
 }
 

@@ -2,6 +2,8 @@
 
 mod harness;
 mod http_util;
+#[path = "../shared/h2_client.rs"]
+mod shared_h2;
 #[path = "../shared/net.rs"]
 mod shared_net;
 
@@ -10,6 +12,7 @@ mod admin;
 mod config_errors;
 mod examples;
 mod http2_conformance;
+mod http2_downstream;
 mod http_codec;
 mod http_filters;
 mod http_options;

@@ -42,6 +42,9 @@ const LISTENER: &str = "envoy.config.listener.v3.Listener";
 const CLUSTER: &str = "envoy.config.cluster.v3.Cluster";
 const HTTP_OPTIONS: &str = "envoy.config.core.v3.HttpProtocolOptions";
 const HCM: &str = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+const H2_OPTIONS: &str = "envoy.config.core.v3.Http2ProtocolOptions";
+const H2_IT: &str = "tests/integration/http2_downstream.rs";
+const H2_SETTINGS: &str = "http2_protocol_options_are_the_settings_the_client_sees";
 const ROUTE_CONFIG: &str = "envoy.config.route.v3.RouteConfiguration";
 const VHOST: &str = "envoy.config.route.v3.VirtualHost";
 const ROUTE: &str = "envoy.config.route.v3.Route";
@@ -359,7 +362,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "max_connect_attempts",
         &[compat("tcp_proxy"), test(TCP_IT, "max_connect_attempts_retries_other_hosts")],
     ),
-    // MISSING: HttpConnectionManager.codec_type (see KNOWN_GAPS).
+    (HCM, "codec_type", &[compat("http2_preface")]),
     (HCM, "stat_prefix", &[compat("http_get")]),
     (HCM, "route_config", &[compat("http_get")]),
     (HCM, "http_filters", &[compat("http_filters")]),
@@ -387,6 +390,12 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (HCM, "via", &[compat("via_user_agent")]),
     (HCM, "add_user_agent", &[compat("via_user_agent")]),
     (HCM, "proxy_100_continue", &[compat("proxy_100_continue_false")]),
+    (HCM, "http2_protocol_options", &[test(H2_IT, H2_SETTINGS)]),
+    (H2_OPTIONS, "hpack_table_size", &[test(H2_IT, H2_SETTINGS)]),
+    (H2_OPTIONS, "max_concurrent_streams", &[test(H2_IT, H2_SETTINGS)]),
+    (H2_OPTIONS, "initial_stream_window_size", &[test(H2_IT, H2_SETTINGS)]),
+    (H2_OPTIONS, "initial_connection_window_size", &[test(H2_IT, H2_SETTINGS)]),
+    (H2_OPTIONS, "allow_connect", &[test(H2_IT, H2_SETTINGS)]),
     ("envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter", "name", &[compat("http_filter_names")]),
     (
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter",
@@ -712,13 +721,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
 /// `(message, field, what is wrong)`: supported fields no test shows acting as
 /// Envoy's do. Each is to be resolved (the code fixed, the field refused, or moved
 /// to `NO_EFFECT`); the test fails once one has evidence, so the entry goes.
-const KNOWN_GAPS: &[(&str, &str, &str)] = &[
-    // MISSING: Courier speaks HTTP/1 only, so AUTO behaves as HTTP1 (issue 13 brings
-    // HTTP/2). Sent the HTTP/2 preface, Envoy's AUTO answers in HTTP/2; Courier
-    // answers 400, as both do with HTTP1 (compat: http2_preface, whose difference is
-    // in allow.yaml and the README's known differences).
-    (HCM, "codec_type", "AUTO does not detect HTTP/2 as Envoy's does"),
-];
+const KNOWN_GAPS: &[(&str, &str, &str)] = &[];
 
 /// The body of `fn <name>(` in `source`, without its signature line: from the
 /// line after it to the closing brace at the signature's indentation.
