@@ -47,7 +47,7 @@ def flood(c, chunk, count, batch=200):
     return sent
 
 
-def outcome(c, timeout=3.0):
+def outcome(c, timeout=2.0):
     """How the connection ended up, reading (and discarding) what the server sent:
     'goaway:<CODE>+closed', 'closed', 'goaway:<CODE>+open' or 'open'; and a dict
     counting the RST_STREAM codes and response statuses ('status:431') seen."""
@@ -78,7 +78,7 @@ def check(ctx, names, before, how, seen, want_closed=True, want_reset=None):
     `want_reset`, a stream refused that way), one of the stats `names` went up,
     and a fresh connection is served."""
     # The stat may be counted a moment after the client sees the close: poll it.
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + 1
     while True:
         after = stats(ctx, names)
         if any(after[n] > before[n] for n in names) or time.monotonic() > deadline:
@@ -171,14 +171,14 @@ def _(ctx):
 
 def control_flood(ctx, one):
     """Sends `one` (a control frame the server must answer) in batches of 500,
-    never reading, until the server closes or 6 s pass. Each batch waits (up to
+    never reading, until the server closes or 4 s pass. Each batch waits (up to
     50 ms) for the server's downstream_cx_rx_bytes_total to show it was read, so
     that the server sees fewer than 1000 frames per read: else nghttp2's own queue
     limit (which Envoy does not count in any stat) fires before Envoy's outbound
     control frame limit."""
     rx = "http.h2conf.downstream_cx_rx_bytes_total"
     c = connect(ctx, rcvbuf=SMALL_RCVBUF)
-    deadline = time.monotonic() + 6
+    deadline = time.monotonic() + 4
     sent = 0
     chunk = one * 500
     read_so_far = stat(ctx.admin, rx)

@@ -1,8 +1,9 @@
-"""Runs the conformance suite and the attack tests against the real Envoy:
-starts an upstream (upstream.py) and Envoy (--concurrency 1, admin on 127.0.0.1)
-on the same config the Rust test gives Courier, runs everything, stops both.
+"""Runs the conformance suite and the attack tests against the real Envoy (or,
+with --courier, a Courier binary): starts an upstream (upstream.py) and the
+proxy (--concurrency 1, admin on 127.0.0.1) on config.yaml, the config the Rust
+test uses, runs everything, stops both.
 
-    python3 tests/h2conformance/envoy.py [--envoy PATH] [run.py options]
+    python3 tests/h2conformance/envoy.py [--envoy PATH | --courier PATH] [run.py options]
 """
 
 import argparse
@@ -29,6 +30,7 @@ def config(upstream_port):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--envoy", default=os.environ.get("ENVOY", DEFAULT_ENVOY))
+    ap.add_argument("--courier", help="run this Courier binary instead of Envoy")
     args, rest = ap.parse_known_args()
     up = Upstream()
     with tempfile.TemporaryDirectory(prefix="h2conf-envoy-") as tmp:
@@ -37,10 +39,11 @@ def main():
             f.write("admin:\n  address:\n    socket_address: { address: 127.0.0.1, port_value: 0 }\n")
             f.write(config(up.port))
         admin_path = os.path.join(tmp, "admin")
-        proc = subprocess.Popen(
-            [args.envoy, "-c", cfg, "--concurrency", "1", "-l", "error", "--admin-address-path", admin_path,
-             "--base-id", str(os.getpid() % 60000 + 1000), "--disable-hot-restart"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        cmd = [args.courier or args.envoy, "-c", cfg, "--concurrency", "1", "-l", "error",
+               "--admin-address-path", admin_path]
+        if not args.courier:
+            cmd.append("--disable-hot-restart")
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         try:
             admin = wait_admin(proc, admin_path)
             port = listener_port(admin)
@@ -56,7 +59,7 @@ def wait_admin(proc, path):
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            sys.exit("envoy exited during start-up (%s)" % proc.returncode)
+            sys.exit("the proxy exited during start-up (%s)" % proc.returncode)
         try:
             with open(path) as f:
                 text = f.read().strip()
@@ -65,7 +68,7 @@ def wait_admin(proc, path):
         except FileNotFoundError:
             pass
         time.sleep(0.02)
-    sys.exit("envoy did not write its admin address in time")
+    sys.exit("the proxy did not write its admin address in time")
 
 
 def listener_port(admin):
@@ -80,7 +83,7 @@ def listener_port(admin):
         except OSError:
             pass
         time.sleep(0.02)
-    sys.exit("envoy's listener h2 did not appear in /listeners")
+    sys.exit("the proxy's listener h2 did not appear in /listeners")
 
 
 if __name__ == "__main__":
