@@ -15,7 +15,7 @@ from client import (
     WINDOW_UPDATE, Conn, data_frame, frame, goaway_frame, ping_frame, priority_frame, request_headers, rst_frame,
     settings_frame, window_update_frame,
 )
-from hyperframe.frame import PingFrame, SettingsFrame
+from hyperframe.frame import DataFrame, PingFrame, SettingsFrame
 from verify import (
     Fail, expect_alive, expect_conn_error, expect_error_or_ignored, expect_data, expect_malformed, expect_response, expect_stream_error,
 )
@@ -598,6 +598,82 @@ def _(ctx):
     return expect_stream_error(c, 1, "FLOW_CONTROL_ERROR")
 
 
+def data_until_ping(c, stream_id, want):
+    """Reads DATA on `stream_id` until `want` bytes came (or 2 s), then sends a PING
+    and keeps counting until its ACK: bytes the server sent beyond what it may
+    would be there by then. Returns (bytes, frames, ended)."""
+    got, frames, ended = 0, [], False
+    for ev in c.events():
+        if ev.kind == "closed":
+            raise Fail("connection closed after %d DATA bytes" % got)
+        f = ev.frame
+        if isinstance(f, DataFrame) and f.stream_id == stream_id:
+            got += len(f.data)
+            frames.append(len(f.data))
+            ended = ended or "END_STREAM" in f.flags
+        if got >= want or ended:
+            break
+    c.send(ping_frame(b"fc-check"))
+    for ev in c.events():
+        if ev.kind == "closed":
+            raise Fail("connection closed after %d DATA bytes" % got)
+        f = ev.frame
+        if isinstance(f, DataFrame) and f.stream_id == stream_id:
+            got += len(f.data)
+            frames.append(len(f.data))
+            ended = ended or "END_STREAM" in f.flags
+        if isinstance(f, PingFrame) and "ACK" in f.flags:
+            return got, frames, ended
+    raise Fail("no PING ACK")
+
+
+@case("6.9.1/4", "The server sends no more DATA than the connection window (65535) until a WINDOW_UPDATE")
+def _(ctx):
+    c = connect(ctx, [(INITIAL_WINDOW_SIZE, 0x7FFFFFFF)])
+    c.auto_window = False
+    c.send(hdr(1, get_block("/up", [("x-test-body-size", "100000")])))
+    got, _, ended = data_until_ping(c, 1, 65535)
+    if got > 65535 or ended:
+        raise Fail("%d DATA bytes with a 65535-byte connection window" % got)
+    c.auto_window = True
+    c.send(window_update_frame(0, 100000))
+    _, _, _, how = c.response(1)
+    total = len(c.streams[1].body)
+    if how != "end" or total != 100000:
+        raise Fail("after the WINDOW_UPDATE: %s with %d bytes in all" % (how, total))
+    return "stopped at %d bytes, then the rest after WINDOW_UPDATE" % got
+
+
+@case("6.9.1/5", "The server sends no more DATA on a stream than its window (SETTINGS_INITIAL_WINDOW_SIZE 1000)")
+def _(ctx):
+    c = connect(ctx, [(INITIAL_WINDOW_SIZE, 1000)])
+    c.auto_window = False
+    c.send(window_update_frame(0, 1 << 20), hdr(1, get_block("/up", [("x-test-body-size", "5000")])))
+    got, _, ended = data_until_ping(c, 1, 1000)
+    if got > 1000 or ended:
+        raise Fail("%d DATA bytes with a 1000-byte stream window" % got)
+    c.auto_window = True
+    c.send(window_update_frame(1, 10000))
+    _, _, _, how = c.response(1)
+    total = len(c.streams[1].body)
+    if how != "end" or total != 5000:
+        raise Fail("after the WINDOW_UPDATE: %s with %d bytes in all" % (how, total))
+    return "stopped at %d bytes, then the rest after WINDOW_UPDATE" % got
+
+
+@case("4.2/4", "The server sends no frame larger than the client's SETTINGS_MAX_FRAME_SIZE (16384)")
+def _(ctx):
+    c = connect(ctx)
+    c.send(hdr(1, get_block("/up", [("x-test-body-size", "60000")])))
+    _, _, _, how = c.response(1)
+    sizes = [len(ev.frame.data) for ev in c.seen if isinstance(ev.frame, DataFrame)]
+    if how != "end" or sum(sizes) != 60000:
+        raise Fail("want a 60000-byte response, got %s after %d bytes" % (how, sum(sizes)))
+    if max(sizes) > 16384:
+        raise Fail("a DATA frame of %d bytes" % max(sizes))
+    return "%d DATA frames, the largest %d bytes" % (len(sizes), max(sizes))
+
+
 @case("6.9.2/1", "Changing SETTINGS_INITIAL_WINDOW_SIZE after HEADERS adjusts the open stream's window")
 def _(ctx):
     c = held_stream(ctx)
@@ -754,6 +830,33 @@ def _(ctx):
     c.send(hdr(1, get_block("/up", [("content-length", "3")], "POST"), end_stream=False),
            data_frame(1, b"12345", end_stream=True))
     return expect_malformed(c, 1)
+
+
+@case("8.1.1/3", "HEADERS with END_STREAM and a non-zero content-length is malformed")
+def _(ctx):
+    c = connect(ctx)
+    c.send(hdr(1, get_block("/up", [("content-length", "5")], "POST")))
+    return expect_malformed(c, 1)
+
+
+@case("8/5", "A HEAD request gets its headers and no body")
+def _(ctx):
+    c = connect(ctx)
+    c.send(hdr(1, get_block(method="HEAD")))
+    got, _, body, how = c.response(1)
+    if got != "200" or how != "end" or body:
+        raise Fail("want a 200 without body, got %s, %d body bytes, %s" % (got, len(body), how))
+    return "200, no body"
+
+
+@case("8.2.3/1", "Cookie fields split in crumbs are joined with \"; \" before an HTTP/1.1 upstream")
+def _(ctx):
+    c = connect(ctx)
+    c.send(hdr(1, get_block("/up", [("cookie", "a=1"), ("cookie", "b=2")])))
+    got, _, body, how = c.response(1)
+    if got != "200" or how != "end" or b"a=1; b=2" not in body:
+        raise Fail("want the upstream to see 'cookie: a=1; b=2', got %s %s %r" % (got, how, body[:300]))
+    return "upstream saw cookie: a=1; b=2"
 
 
 @case("8.2/1", "An uppercase field name is malformed: stream error PROTOCOL_ERROR")

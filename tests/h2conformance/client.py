@@ -169,6 +169,7 @@ class Conn:
         self.pending_block = None  # (stream_id, bytes, first frame) of an unfinished header block
         self.seen = []  # every event read so far
         self.streams = {}  # stream id -> Stream, for every stream the server answered on
+        self.auto_window = True  # give back the flow-control window of every DATA read
 
     # -- sending --
 
@@ -301,7 +302,7 @@ class Conn:
             st.status = dict(ev.headers).get(":status")
         elif isinstance(f, DataFrame):
             st.body += bytes(f.data)
-            if f.flow_controlled_length:
+            if f.flow_controlled_length and self.auto_window:
                 self.try_send(window_update_frame(0, f.flow_controlled_length),
                               window_update_frame(f.stream_id, f.flow_controlled_length))
         elif isinstance(f, RstStreamFrame) and st.how is None:

@@ -1,5 +1,5 @@
 """A tiny HTTP/1.1 upstream for running the suite against Envoy by hand: answers
-every request with 200 and a JSON body naming the method, path and body length
+every request with 200 and a JSON body naming the method, path, body length and cookie
 (it reads bodies by content-length or chunked encoding), or with N bytes when the
 request has `x-test-body-size: N` (as the Rust tests' upstream does)."""
 
@@ -34,7 +34,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if size is not None:
             out = b"x" * int(size)
         else:
-            out = json.dumps({"method": self.command, "path": self.path, "body_len": len(body)}).encode()
+            out = json.dumps({"method": self.command, "path": self.path, "body_len": len(body),
+                              "cookie": self.headers.get_all("cookie")}).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(out)))
