@@ -255,3 +255,216 @@ fn rapid_reset_closes_the_connection_by_envoys_premature_reset_rule() {
     let r = h2_request(addr, &H2Request::get("/direct")).expect("a fresh connection is served");
     assert_eq!(r.status, 200);
 }
+
+/// A frame-level HTTP/2 client: what the attack tests send, byte for byte.
+mod raw {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::Duration;
+
+    pub const DATA: u8 = 0;
+    pub const HEADERS: u8 = 1;
+    pub const PRIORITY: u8 = 2;
+    pub const SETTINGS: u8 = 4;
+    pub const GOAWAY: u8 = 7;
+    pub const WINDOW_UPDATE: u8 = 8;
+    pub const END_STREAM: u8 = 0x1;
+    pub const END_HEADERS: u8 = 0x4;
+    pub const ENHANCE_YOUR_CALM: u32 = 0xb;
+
+    pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// An HPACK block for `GET <path>` at `example.com` (static-table names,
+    /// literal values, no Huffman), plus literal extra headers.
+    pub fn request_block(method_post: bool, path: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+        let mut b = vec![if method_post { 0x83 } else { 0x82 }, 0x86];
+        b.push(0x04); // :path, literal without indexing, indexed name 4
+        b.push(path.len() as u8);
+        b.extend_from_slice(path.as_bytes());
+        b.push(0x01); // :authority
+        b.push(11);
+        b.extend_from_slice(b"example.com");
+        for (k, v) in extra {
+            b.push(0x00);
+            b.push(k.len() as u8);
+            b.extend_from_slice(k.as_bytes());
+            b.push(v.len() as u8);
+            b.extend_from_slice(v.as_bytes());
+        }
+        b
+    }
+
+    /// Connects and sends the preface with `settings` (id, value).
+    pub fn connect(addr: SocketAddr, settings: &[(u16, u32)]) -> TcpStream {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut payload = Vec::new();
+        for (id, v) in settings {
+            payload.extend_from_slice(&id.to_be_bytes());
+            payload.extend_from_slice(&v.to_be_bytes());
+        }
+        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        out.extend(frame(SETTINGS, 0, 0, &payload));
+        s.write_all(&out).expect("preface");
+        s
+    }
+
+    /// Sends a PING and reads frames up to its ACK: everything sent before was
+    /// processed. `Err` if a GOAWAY (or the close) comes first.
+    pub fn ping_round_trip(s: &mut TcpStream) -> Result<(), String> {
+        s.write_all(&frame(6, 0, 0, b"pingpong")).map_err(|e| e.to_string())?;
+        loop {
+            let mut head = [0u8; 9];
+            s.read_exact(&mut head).map_err(|e| format!("closed before the PING ACK: {e}"))?;
+            let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+            let mut payload = vec![0u8; len];
+            s.read_exact(&mut payload).map_err(|e| e.to_string())?;
+            match (head[3], head[4]) {
+                (GOAWAY, _) => return Err("GOAWAY before the PING ACK".into()),
+                (6, 1) => return Ok(()),
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads frames until the server closes; the error code of its GOAWAY, if it sent one.
+    pub fn goaway_then_close(s: &mut TcpStream) -> Option<u32> {
+        let mut all = Vec::new();
+        let _ = s.read_to_end(&mut all);
+        let mut goaway = None;
+        let mut at = 0;
+        while at + 9 <= all.len() {
+            let len = u32::from_be_bytes([0, all[at], all[at + 1], all[at + 2]]) as usize;
+            if all[at + 3] == GOAWAY && at + 9 + 8 <= all.len() {
+                let p = &all[at + 9..];
+                goaway = Some(u32::from_be_bytes([p[4], p[5], p[6], p[7]]));
+            }
+            at += 9 + len;
+        }
+        goaway
+    }
+}
+
+/// Sends `frames` after the preface; the server must answer with GOAWAY
+/// ENHANCE_YOUR_CALM and close, count `stat`, and keep serving others.
+fn assert_flood_closes(frames: &[Vec<u8>], stat: &str) {
+    assert_flood_closes_with("", frames, stat);
+}
+
+/// `assert_flood_closes` with HCM fields `extra`.
+fn assert_flood_closes_with(extra: &str, frames: &[Vec<u8>], stat: &str) {
+    use std::io::Write;
+    let up = http_upstream("a");
+    let c = web("HTTP2", extra, &up);
+    let mut s = raw::connect(c.listener("web"), &[]);
+    // Written at once: the flood is in the server's reads, however they split.
+    let bytes: Vec<u8> = frames.concat();
+    let _ = s.write_all(&bytes);
+    assert_eq!(raw::goaway_then_close(&mut s), Some(raw::ENHANCE_YOUR_CALM), "{stat}");
+    c.wait_stat(stat, |v| v == 1);
+    assert_eq!(c.stat("http2.goaway_sent"), Some(1));
+    let r = h2_request(c.listener("web"), &H2Request::get("/direct")).expect("others are served");
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn empty_data_frames_flood_is_closed() {
+    use raw::*;
+    let open = frame(HEADERS, END_HEADERS, 1, &request_block(true, "/direct", &[]));
+    let empty = frame(DATA, 0, 1, b"");
+    assert_flood_closes(&[open, empty.clone(), empty], "http2.inbound_empty_frames_flood");
+}
+
+#[test]
+fn priority_frames_flood_is_closed() {
+    use raw::*;
+    // 100 per opened stream (plus one) are allowed: no stream is open here.
+    let priority = frame(PRIORITY, 0, 1, &[0, 0, 0, 0, 16]);
+    assert_flood_closes(&vec![priority; 101], "http2.inbound_priority_frames_flood");
+}
+
+#[test]
+fn window_update_flood_is_closed() {
+    use raw::*;
+    // Five are allowed before any stream or DATA frame.
+    let update = frame(WINDOW_UPDATE, 0, 0, &[0, 0, 0, 1]);
+    assert_flood_closes(&vec![update; 6], "http2.inbound_window_update_frames_flood");
+}
+
+#[test]
+fn the_flood_limits_are_the_configured_ones() {
+    use raw::*;
+    let options = |field: &str, v: u32| format!("http2_protocol_options:\n  {field}: {v}\n");
+    let open = frame(HEADERS, END_HEADERS, 1, &request_block(true, "/direct", &[]));
+    let empty = frame(DATA, 0, 1, b"");
+    assert_flood_closes_with(
+        &options("max_consecutive_inbound_frames_with_empty_payload", 2),
+        &[open.clone(), empty.clone(), empty.clone(), empty],
+        "http2.inbound_empty_frames_flood",
+    );
+    // One stream opened: 2 x (1 + 1) PRIORITY frames are allowed.
+    let priority = frame(PRIORITY, 0, 3, &[0, 0, 0, 0, 16]);
+    let mut frames = vec![open];
+    frames.extend(vec![priority; 5]);
+    assert_flood_closes_with(
+        &options("max_inbound_priority_frames_per_stream", 2),
+        &frames,
+        "http2.inbound_priority_frames_flood",
+    );
+}
+
+#[test]
+fn window_updates_are_allowed_per_data_frame_sent() {
+    use raw::*;
+    use std::io::Write;
+    // max_inbound_window_update_frames_per_data_frame_sent: after one DATA frame
+    // was sent, 5 + 2 * (1 opened stream + 1 * 1) = 9 WINDOW_UPDATEs are allowed.
+    let up = http_upstream("a");
+    let c = web("HTTP2", "http2_protocol_options:\n  max_inbound_window_update_frames_per_data_frame_sent: 1\n", &up);
+    let mut s = connect(c.listener("web"), &[]);
+    s.write_all(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &request_block(false, "/direct", &[]))).unwrap();
+    c.wait_stat("http.ingress.downstream_rq_2xx", |v| v == 1);
+    let update = frame(WINDOW_UPDATE, 0, 0, &[0, 0, 0, 1]);
+    s.write_all(&vec![update.clone(); 9].concat()).unwrap();
+    ping_round_trip(&mut s).expect("nine WINDOW_UPDATEs are allowed");
+    s.write_all(&update).unwrap();
+    assert_eq!(goaway_then_close(&mut s), Some(ENHANCE_YOUR_CALM));
+    assert_eq!(c.stat("http2.inbound_window_update_frames_flood"), Some(1));
+}
+
+#[test]
+fn a_client_that_does_not_read_holds_at_most_the_buffer_limit() {
+    use raw::*;
+    use std::io::Write;
+    let up = http_upstream("a");
+    let clusters = [static_cluster("app", &[up.port()])];
+    let listener = http_listener("web", &indent("codec_type: HTTP2\n", 10), &direct_and_upstream_routes(), "")
+        .replace("    filter_chains:", "    per_connection_buffer_limit_bytes: 65536\n    filter_chains:");
+    let c = Courier::start(&config(&[listener], &clusters), 1);
+    // A window as large as HTTP/2 allows, and then never a read.
+    let mut s = connect(c.listener("web"), &[(4, 0x7fff_ffff)]);
+    let mut out = frame(WINDOW_UPDATE, 0, 0, &(0x7fff_ffffu32 - 65_535).to_be_bytes());
+    for i in 0..20u32 {
+        let block = request_block(false, "/big", &[("x-test-body-size", "1000000")]);
+        out.extend(frame(HEADERS, END_HEADERS | END_STREAM, 2 * i + 1, &block));
+    }
+    s.write_all(&out).unwrap();
+    c.wait_stat("cluster.app.upstream_rq_total", |v| v == 20);
+    // Once the socket's buffers are full, what waits is bounded by the limit
+    // (plus one chunk a stream had been granted before it).
+    c.wait_stat("http2.pending_send_bytes", |v| v > 0);
+    let mut most = 0;
+    for _ in 0..20 {
+        most = most.max(c.stat("http2.pending_send_bytes").unwrap_or(0));
+    }
+    assert!(most <= 65_536 + 2 * 65_536, "{most} bytes pending for a client that does not read");
+    drop(s);
+    c.wait_stat("http2.pending_send_bytes", |v| v == 0);
+    c.wait_stat("http2.streams_active", |v| v == 0);
+}

@@ -396,6 +396,17 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (H2_OPTIONS, "initial_stream_window_size", &[test(H2_IT, H2_SETTINGS)]),
     (H2_OPTIONS, "initial_connection_window_size", &[test(H2_IT, H2_SETTINGS)]),
     (H2_OPTIONS, "allow_connect", &[test(H2_IT, H2_SETTINGS)]),
+    (
+        H2_OPTIONS,
+        "max_consecutive_inbound_frames_with_empty_payload",
+        &[test(H2_IT, "the_flood_limits_are_the_configured_ones")],
+    ),
+    (H2_OPTIONS, "max_inbound_priority_frames_per_stream", &[test(H2_IT, "the_flood_limits_are_the_configured_ones")]),
+    (
+        H2_OPTIONS,
+        "max_inbound_window_update_frames_per_data_frame_sent",
+        &[test(H2_IT, "window_updates_are_allowed_per_data_frame_sent")],
+    ),
     ("envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter", "name", &[compat("http_filter_names")]),
     (
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter",

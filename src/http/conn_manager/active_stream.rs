@@ -501,8 +501,9 @@ impl Stream {
             RouteAction::DirectResponse { status, body } => {
                 stats.rq_direct_response.inc();
                 let mut reply = LocalReply::new(*status, body.clone(), "direct_response");
-                // A redirect status points back at the request's own URL, as Envoy does.
-                if matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
+                // A 201 or 3xx points back at the request's own URL, as Envoy's
+                // router adds `location` for them (RFC 9110 §10.2.2).
+                if *status == StatusCode::CREATED || status.is_redirection() {
                     if let Ok(location) = HeaderValue::from_str(&request_url(&parts)) {
                         reply.headers.insert(http::header::LOCATION, location);
                     }
@@ -688,7 +689,9 @@ impl Stream {
         if !reply.body.is_empty() {
             parts.headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         }
-        if reply.status != StatusCode::NO_CONTENT && !reply.status.is_informational() {
+        // An empty reply declares no length: the HTTP/1 codec frames it with
+        // `content-length: 0`, HTTP/2 sends none, as Envoy's codecs do.
+        if !reply.body.is_empty() && reply.status != StatusCode::NO_CONTENT && !reply.status.is_informational() {
             parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(reply.body.len()));
         }
         self.apply_response_headers(&mut parts, route, request);

@@ -32,7 +32,8 @@ use super::DownstreamWatch;
 use crate::event::Timer;
 use crate::http::body::RequestBody;
 use crate::http::http1::response_writer::{WriteError, WriteLimits};
-use crate::http::http2::{self, CodecIo, StreamRx};
+use crate::http::http2::response_writer::Outbound;
+use crate::http::http2::{self, CodecIo, FrameGuard, StreamRx};
 use crate::network::ConnectionInfo;
 
 /// Envoy's premature-reset rule (`overload.premature_reset_*` runtime defaults):
@@ -41,6 +42,10 @@ const PREMATURE_RESET_LIFETIME: Duration = Duration::from_secs(1);
 /// ...and past this many closed streams, a connection with at least half of them
 /// premature is closed; before it, half this many premature resets close it.
 const PREMATURE_RESET_STREAM_COUNT: u64 = 500;
+
+/// The least a connection may have pending to write, whatever its buffer limit
+/// (one full DATA frame), so a tiny limit still lets responses through.
+const MIN_SEND_BUDGET: u64 = 16 * 1024;
 
 /// Serves one HTTP/2 connection until it closes; true when Courier closed it.
 pub(super) async fn serve<T>(cfg: &Arc<HcmConfig>, info: ConnectionInfo, io: CodecIo<T>) -> bool
@@ -90,7 +95,7 @@ impl ConnState {
     }
 }
 
-async fn run<T>(cfg: &Arc<HcmConfig>, info: ConnectionInfo, io: CodecIo<T>) -> bool
+async fn run<T>(cfg: &Arc<HcmConfig>, info: ConnectionInfo, mut io: CodecIo<T>) -> bool
 where
     T: AsyncRead + AsyncWrite + Unpin + 'static,
 {
@@ -113,6 +118,8 @@ where
     if o.allow_connect {
         builder.enable_connect_protocol();
     }
+    let guard = Rc::new(FrameGuard::new(o, h2_stats.clone()));
+    io.set_guard(guard.clone());
     let mut timer = Timer::new();
     timer.set(cfg.idle_timeout.map(|d| Instant::now() + d));
     let handshake = builder.handshake::<_, Bytes>(io);
@@ -162,7 +169,7 @@ where
             accepted = std::future::poll_fn(|cx| conn.poll_accept(cx)) => match accepted {
                 Some(Ok((request, respond))) => {
                     state.active.set(state.active.get() + 1);
-                    tokio::task::spawn_local(stream(cfg.clone(), info, request, respond, state.clone()));
+                    tokio::task::spawn_local(stream(cfg.clone(), info, request, respond, state.clone(), guard.clone()));
                     // A failed health check drains connections as their streams come,
                     // as Envoy does on a response: this stream is still served.
                     if !going_away && cfg.health_check_failed.load(Ordering::Relaxed) {
@@ -188,6 +195,15 @@ where
                 None => break,
             },
             () = state.changed.notified() => {}
+            () = guard.flooded.notified(), if !going_away => {
+                // Envoy ends a flooding connection: GOAWAY, then close.
+                tracing::debug!(remote = %info.remote, "HTTP/2 flood: {:?}", guard.flood());
+                stats.downstream_cx_protocol_error.inc();
+                h2_stats.goaway_sent.inc();
+                conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
+                going_away = true;
+                local = true;
+            }
             changed = drain.changed(), if !going_away && !*drain.borrow() => {
                 if changed.is_err() {
                     // The server is gone; stop as if drained.
@@ -223,11 +239,12 @@ async fn stream(
     request: http::Request<h2::RecvStream>,
     mut respond: SendResponse<Bytes>,
     conn: Rc<ConnState>,
+    guard: Rc<FrameGuard>,
 ) {
     let h2_stats = cfg.http2_stats.get();
     h2_stats.streams_active.inc();
     let started = Instant::now();
-    let end = serve_stream(&cfg, info, request, &mut respond, started).await;
+    let end = serve_stream(&cfg, info, request, &mut respond, started, &guard).await;
     h2_stats.streams_active.dec();
     conn.stream_ended(end == StreamEnd::ClientReset && started.elapsed() < PREMATURE_RESET_LIFETIME);
 }
@@ -238,6 +255,7 @@ async fn serve_stream(
     request: http::Request<h2::RecvStream>,
     respond: &mut SendResponse<Bytes>,
     started: Instant,
+    guard: &FrameGuard,
 ) -> StreamEnd {
     let stats = &cfg.stats;
     let h2_stats = cfg.http2_stats.get();
@@ -295,7 +313,8 @@ async fn serve_stream(
         return StreamEnd::ClientReset;
     };
     let limits = WriteLimits { idle: timers.idle(), deadline: timers.max_duration().map(|d| started + d) };
-    let written = http2::response_writer::write(respond, response, head_only, limits, &mut timer).await;
+    let out = Outbound { limits, guard, buffer_limit: u64::from(cfg.buffer_limit).max(MIN_SEND_BUDGET) };
+    let written = http2::response_writer::write(respond, response, head_only, out, &mut timer).await;
     stats.downstream_rq_active.dec();
     match written {
         Ok(_) => StreamEnd::Done,

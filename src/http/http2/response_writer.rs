@@ -16,10 +16,20 @@ use http::{Response, StatusCode};
 use hyper::body::Body;
 use tokio::time::Instant;
 
+use super::frame_guard::FrameGuard;
 use crate::event::Timer;
 use crate::http::headers::{KEEP_ALIVE, PROXY_CONNECTION};
 use crate::http::http1::date;
 use crate::http::http1::response_writer::{WriteError, WriteLimits};
+
+/// A stream's bounds on what it sends: its timers and the connection's budget.
+#[derive(Clone, Copy)]
+pub struct Outbound<'a> {
+    pub limits: WriteLimits,
+    pub guard: &'a FrameGuard,
+    /// The connection's buffer limit: pending send bytes past it wait.
+    pub buffer_limit: u64,
+}
 
 /// Writes `response` on the stream; `head_only` for a HEAD request. Returns the
 /// body bytes written.
@@ -27,7 +37,7 @@ pub async fn write<B>(
     respond: &mut SendResponse<Bytes>,
     response: Response<B>,
     head_only: bool,
-    limits: WriteLimits,
+    out: Outbound<'_>,
     timer: &mut Timer,
 ) -> Result<u64, WriteError>
 where
@@ -53,7 +63,8 @@ where
     let mut body = std::pin::pin!(body);
     let mut written = 0u64;
     loop {
-        let frame = within(limits, timer, &mut send, std::future::poll_fn(|cx| body.as_mut().poll_frame(cx))).await?;
+        let frame =
+            within(out.limits, timer, &mut send, std::future::poll_fn(|cx| body.as_mut().poll_frame(cx))).await?;
         match frame {
             None => {
                 send.send_data(Bytes::new(), true).map_err(h2_error)?;
@@ -64,7 +75,7 @@ where
                 Ok(data) => {
                     written += data.len() as u64;
                     let last = body.is_end_stream();
-                    send_data(&mut send, data, last, limits, timer).await?;
+                    send_data(&mut send, data, last, out, timer).await?;
                     if last {
                         return Ok(written);
                     }
@@ -85,7 +96,7 @@ async fn send_data(
     send: &mut SendStream<Bytes>,
     mut data: Bytes,
     last: bool,
-    limits: WriteLimits,
+    out: Outbound<'_>,
     timer: &mut Timer,
 ) -> Result<(), WriteError> {
     if data.is_empty() {
@@ -95,12 +106,16 @@ async fn send_data(
         return Ok(());
     }
     while !data.is_empty() {
+        if out.guard.pending_send() >= out.buffer_limit {
+            within(out.limits, timer, send, out.guard.wait_below(out.buffer_limit)).await?;
+        }
         send.reserve_capacity(data.len());
-        let capacity = wait_capacity(send, limits, timer).await?;
+        let capacity = wait_capacity(send, out.limits, timer).await?;
         if capacity == 0 {
             continue;
         }
         let chunk = data.split_to(capacity.min(data.len()));
+        out.guard.handed(chunk.len());
         send.send_data(chunk, last && data.is_empty()).map_err(h2_error)?;
     }
     Ok(())
