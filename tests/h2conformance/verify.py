@@ -6,7 +6,7 @@ import time
 
 from hyperframe.frame import DataFrame, GoAwayFrame, PingFrame, RstStreamFrame
 
-from client import CODES, Conn, err_name, ping_frame, request_headers
+from client import CODES, Conn, ping_frame, request_headers
 
 
 class Fail(Exception):
@@ -137,4 +137,4 @@ def fresh_request_served(port, timeout=None):
 
 
 __all__ = ["Fail", "expect_conn_error", "expect_stream_error", "expect_malformed", "expect_alive",
-           "expect_response", "expect_error_or_ignored", "expect_data", "fresh_request_served", "err_name"]
+           "expect_response", "expect_error_or_ignored", "expect_data", "fresh_request_served"]
