@@ -265,6 +265,14 @@ def _(ctx):
     return expect_error_or_ignored(c, 1, "STREAM_CLOSED")
 
 
+@case("5.1/11", "closed: CONTINUATION after the client's RST_STREAM is a connection error PROTOCOL_ERROR")
+def _(ctx):
+    c = connect(ctx)
+    c.send(hdr(1, get_block("/up", method="POST"), end_stream=False), rst_frame(1),
+           frame(CONTINUATION, END_HEADERS, 1, block([("x-t", "1")])))
+    return expect_conn_error(c, "PROTOCOL_ERROR", "STREAM_CLOSED")
+
+
 @case("5.1.1/1", "An even-numbered stream identifier from the client is a connection error PROTOCOL_ERROR")
 def _(ctx):
     c = connect(ctx)
@@ -760,6 +768,22 @@ def _(ctx):
     return "no error"
 
 
+@case("6.9/4", "WINDOW_UPDATE on the connection and on an open stream are accepted")
+def _(ctx):
+    c = connect(ctx)
+    c.send(hdr(1, get_block("/up", [("content-length", "4")], "POST"), end_stream=False),
+           window_update_frame(0, 1000), window_update_frame(1, 1000), data_frame(1, b"body", end_stream=True))
+    return expect_response(c, 1)
+
+
+@case("6.3/4", "PRIORITY on an open stream is accepted")
+def _(ctx):
+    c = connect(ctx)
+    c.send(hdr(1, get_block("/up", [("content-length", "4")], "POST"), end_stream=False),
+           priority_frame(1, depends_on=0, weight=100), data_frame(1, b"body", end_stream=True))
+    return expect_response(c, 1)
+
+
 # ---------------------------------------------------------------------------
 # 8 HTTP semantics
 # ---------------------------------------------------------------------------
@@ -982,6 +1006,30 @@ def _(ctx):
     c.send(hdr(3, b"\x82\x86\x84" + lit(":authority", "localhost") + b"\xbe"))
     b = expect_response(c, 3)
     return "%s; %s" % (a, b)
+
+
+@case("hpack/6.2.1/1", "A literal with incremental indexing and an indexed name is accepted and indexed")
+def _(ctx):
+    c = connect(ctx)
+    # :authority (static index 1) with incremental indexing: dynamic index 62.
+    c.send(hdr(1, b"\x82\x86\x84\x41" + hstr("localhost")))
+    a = expect_response(c, 1)
+    c.send(hdr(3, b"\x82\x86\x84\xbe"))
+    return "%s; %s" % (a, expect_response(c, 3))
+
+
+@case("hpack/6.2.2/1", "A literal without indexing and an indexed name is accepted")
+def _(ctx):
+    c = connect(ctx)
+    c.send(hdr(1, b"\x82\x86\x84\x01" + hstr("localhost")))
+    return expect_response(c, 1)
+
+
+@case("hpack/6.2.3/2", "A never-indexed literal with an indexed name is accepted")
+def _(ctx):
+    c = connect(ctx)
+    c.send(hdr(1, b"\x82\x86\x84\x11" + hstr("localhost")))
+    return expect_response(c, 1)
 
 
 @case("hpack/4.2/3", "A dynamic table size update to 0 at the start of a block is accepted")
