@@ -33,7 +33,7 @@ use crate::event::Timer;
 use crate::http::body::RequestBody;
 use crate::http::http1::response_writer::{WriteError, WriteLimits};
 use crate::http::http2::response_writer::Outbound;
-use crate::http::http2::{self, CodecIo, FrameGuard, StreamRx};
+use crate::http::http2::{self, CodecIo, FrameGuard, Http2CodecStats, StreamRx};
 use crate::network::ConnectionInfo;
 
 /// Envoy's premature-reset rule (`overload.premature_reset_*` runtime defaults):
@@ -147,15 +147,21 @@ where
         changed: Notify::new(),
     });
     let mut drain = cfg.drain.clone();
+    // Set once a GOAWAY went (or the connection must end): no new streams.
     let mut going_away = false;
     let mut local = false;
+    let mut streams: u32 = 0;
+    let mut keepalive = o.keepalive.as_ref().and_then(|k| Some((k, k.interval?, conn.ping_pong()?)));
+    let mut ping_timer = Timer::new();
+    // When the PING in flight was sent (`None`: none is).
+    let mut ping_sent: Option<Instant> = None;
+    if let Some((k, interval, _)) = &keepalive {
+        ping_timer.set(Some(Instant::now() + jittered(*interval, k.jitter_percent)));
+    }
     loop {
         if !going_away && *drain.borrow() {
             stats.downstream_cx_drain_close.inc();
-            h2_stats.goaway_sent.inc();
-            conn.graceful_shutdown();
-            going_away = true;
-            local = true;
+            local |= go_away(&mut conn, h2_stats, &mut going_away);
         }
         if state.too_many_resets.get() {
             stats.downstream_rq_too_many_premature_resets.inc();
@@ -169,15 +175,18 @@ where
             accepted = std::future::poll_fn(|cx| conn.poll_accept(cx)) => match accepted {
                 Some(Ok((request, respond))) => {
                     state.active.set(state.active.get() + 1);
+                    streams = streams.saturating_add(1);
                     tokio::task::spawn_local(stream(cfg.clone(), info, request, respond, state.clone(), guard.clone()));
+                    // The Nth stream is served, and the connection drains after it.
+                    if !going_away && cfg.max_requests_per_connection.is_some_and(|max| streams >= max) {
+                        stats.downstream_cx_max_requests_reached.inc();
+                        local |= go_away(&mut conn, h2_stats, &mut going_away);
+                    }
                     // A failed health check drains connections as their streams come,
                     // as Envoy does on a response: this stream is still served.
                     if !going_away && cfg.health_check_failed.load(Ordering::Relaxed) {
                         stats.downstream_cx_drain_close.inc();
-                        h2_stats.goaway_sent.inc();
-                        conn.graceful_shutdown();
-                        going_away = true;
-                        local = true;
+                        local |= go_away(&mut conn, h2_stats, &mut going_away);
                     }
                 }
                 Some(Err(e)) => {
@@ -207,22 +216,75 @@ where
             changed = drain.changed(), if !going_away && !*drain.borrow() => {
                 if changed.is_err() {
                     // The server is gone; stop as if drained.
-                    conn.graceful_shutdown();
-                    going_away = true;
+                    local |= go_away(&mut conn, h2_stats, &mut going_away);
+                }
+            }
+            pong = std::future::poll_fn(|cx| match &mut keepalive {
+                Some((_, _, pp)) => pp.poll_pong(cx),
+                None => Poll::Pending,
+            }), if ping_sent.is_some() => {
+                if pong.is_err() {
+                    break;
+                }
+                ping_sent = None;
+                if let Some((k, interval, _)) = &keepalive {
+                    ping_timer.set(Some(Instant::now() + jittered(*interval, k.jitter_percent)));
+                }
+            }
+            () = ping_timer.fired(), if keepalive.is_some() => {
+                let Some((k, _, pp)) = &mut keepalive else { continue };
+                match ping_sent {
+                    None => {
+                        if pp.send_ping(h2::Ping::opaque()).is_err() {
+                            break;
+                        }
+                        let now = Instant::now();
+                        ping_sent = Some(now);
+                        ping_timer.set(Some(now + k.timeout));
+                    }
+                    Some(sent) => {
+                        // Any frame from the client since the PING extends its
+                        // timeout (its ACK may be queued behind data), as Envoy's.
+                        let heard = guard.last_rx();
+                        if heard > sent && heard + k.timeout > Instant::now() {
+                            ping_timer.set(Some(heard + k.timeout));
+                        } else {
+                            h2_stats.keepalive_timeout.inc();
+                            return true;
+                        }
+                    }
                 }
             }
             () = timer.fired() => {
                 if state.active.get() == 0 && !going_away {
                     stats.downstream_cx_idle_timeout.inc();
-                    h2_stats.goaway_sent.inc();
-                    conn.graceful_shutdown();
-                    going_away = true;
-                    local = true;
+                    local |= go_away(&mut conn, h2_stats, &mut going_away);
                 }
             }
         }
     }
     local
+}
+
+/// Sends GOAWAY once (streams in flight finish; no new ones start). Returns
+/// true: Courier is the side closing.
+fn go_away<T>(conn: &mut h2::server::Connection<T, Bytes>, h2_stats: &Http2CodecStats, going_away: &mut bool) -> bool
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    if !std::mem::replace(going_away, true) {
+        h2_stats.goaway_sent.inc();
+        conn.graceful_shutdown();
+    }
+    true
+}
+
+/// `interval` plus a random part of up to `jitter_percent` of it, so that
+/// connections opened together do not PING together.
+fn jittered(interval: Duration, jitter_percent: f64) -> Duration {
+    let spread = interval.as_secs_f64() * jitter_percent.clamp(0.0, 100.0) / 100.0;
+    let fraction = (crate::common::random::next_u64() % 1_000_000) as f64 / 1_000_000.0;
+    interval + Duration::from_secs_f64(spread * fraction)
 }
 
 /// How a stream ended, for the premature-reset rule.
@@ -291,7 +353,7 @@ async fn serve_stream(
     let head_only = parts.method == Method::HEAD;
     let length = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let rx = StreamRx::new(recv.is_end_stream());
-    let body = RequestBody::Http2(http2::RequestBody::new(recv, rx.clone(), length));
+    let body = RequestBody::Http2(Box::new(http2::RequestBody::new(recv, rx.clone(), length)));
     let request = http::Request::from_parts(parts, body);
 
     stats.downstream_rq_active.inc();
