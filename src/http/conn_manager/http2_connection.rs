@@ -26,7 +26,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::active_stream::StreamTimers;
+use super::active_stream::{self, StreamTimers};
 use super::config::HcmConfig;
 use super::DownstreamWatch;
 use crate::event::Timer;
@@ -108,7 +108,10 @@ where
         .initial_connection_window_size(o.initial_connection_window_size)
         .max_concurrent_streams(o.max_concurrent_streams)
         .header_table_size(o.hpack_table_size)
-        .max_header_list_size(u32::try_from(cfg.max_request_headers_bytes).unwrap_or(u32::MAX))
+        // The codec's own bound (it answers 431 past it) sits above Courier's
+        // check of max_request_headers_kb and max_headers_count, which resets the
+        // stream as Envoy's codec does; it still bounds what one stream decodes.
+        .max_header_list_size(header_list_bound(cfg))
         // What a stream may queue for a slow reader: the connection's buffer limit.
         .max_send_buffer_size((cfg.buffer_limit as usize).max(16 * 1024))
         // Streams the client makes Courier reset (MadeYouReset, CVE-2025-8671) and
@@ -287,6 +290,13 @@ fn jittered(interval: Duration, jitter_percent: f64) -> Duration {
     interval + Duration::from_secs_f64(spread * fraction)
 }
 
+/// What `h2` may decode of one header block: the byte limit plus RFC 9113's 32
+/// bytes for each field allowed, twice over.
+fn header_list_bound(cfg: &HcmConfig) -> u32 {
+    let bound = 2 * (cfg.max_request_headers_bytes + 32 * (cfg.max_headers_count + 8));
+    u32::try_from(bound).unwrap_or(u32::MAX)
+}
+
 /// How a stream ended, for the premature-reset rule.
 #[derive(PartialEq, Eq)]
 enum StreamEnd {
@@ -322,12 +332,19 @@ async fn serve_stream(
     let stats = &cfg.stats;
     let h2_stats = cfg.http2_stats.get();
     let (mut parts, recv) = request.into_parts();
-    record_header_sizes(h2_stats, &parts.headers);
-    // Every header field counts, each cookie crumb included (HPACK sends them apart).
-    if parts.headers.len() > cfg.max_headers_count {
-        h2_stats.header_overflow.inc();
+    let size = record_header_sizes(h2_stats, &parts);
+    // Every header field counts, each cookie crumb included (HPACK sends them
+    // apart). Past a limit, Envoy's codec resets the stream and logs it.
+    let too_many = parts.headers.len() > cfg.max_headers_count;
+    if too_many || size > cfg.max_request_headers_bytes {
+        if too_many {
+            h2_stats.header_overflow.inc();
+        } else {
+            h2_stats.header_list_size_too_large.inc();
+        }
         h2_stats.tx_reset.inc();
         respond.send_reset(Reason::INTERNAL_ERROR);
+        active_stream::reset_without_request(cfg, info, Version::HTTP_2);
         return StreamEnd::Done;
     }
     // `:authority` is the request's host, as Envoy's codec makes it.
@@ -422,12 +439,22 @@ impl DownstreamWatch for Http2Watch<'_> {
 
 /// Envoy's `http2.header_count`, `header_list_size` (RFC 9113's size: name,
 /// value and 32 bytes per field), and for requests with cookies `cookie_count`
-/// and `cookie_size`.
-fn record_header_sizes(stats: &http2::Http2CodecStats, headers: &http::HeaderMap) {
+/// and `cookie_size`. Returns the bytes of names and values, pseudo-headers
+/// included (what `max_request_headers_kb` bounds).
+fn record_header_sizes(stats: &http2::Http2CodecStats, parts: &http::request::Parts) -> usize {
+    let headers = &parts.headers;
+    let pseudo = ":method".len()
+        + parts.method.as_str().len()
+        + ":path".len()
+        + parts.uri.path_and_query().map_or(0, |p| p.as_str().len())
+        + parts.uri.authority().map_or(0, |a| ":authority".len() + a.as_str().len())
+        + parts.uri.scheme_str().map_or(0, |s| ":scheme".len() + s.len());
+    let mut bytes = pseudo;
     let mut size = 0usize;
     let (mut cookies, mut cookie_bytes) = (0u64, 0usize);
     for (name, value) in headers {
         size += name.as_str().len() + value.len() + 32;
+        bytes += name.as_str().len() + value.len();
         if name == http::header::COOKIE {
             cookies += 1;
             cookie_bytes += value.len();
@@ -439,4 +466,5 @@ fn record_header_sizes(stats: &http2::Http2CodecStats, headers: &http::HeaderMap
         stats.cookie_count.record(cookies);
         stats.cookie_size.record(cookie_bytes as u64);
     }
+    bytes
 }
