@@ -125,10 +125,13 @@ impl Drop for ResponseBody {
 
 /// A downstream request body, as its codec decodes it: the stream and the
 /// router read it without knowing the protocol. An enum rather than a boxed
-/// trait object: no allocation per request, and the match is one branch.
+/// trait object: no allocation per HTTP/1 request, and the match is one branch.
+/// The HTTP/2 body is boxed so the enum stays two words: requests move through
+/// several futures, and a larger body measured +1 % instructions per HTTP/1
+/// request in copies alone.
 pub enum RequestBody {
     Http1(http1::RequestBody),
-    Http2(http2::RequestBody),
+    Http2(Box<http2::RequestBody>),
 }
 
 impl Body for RequestBody {
@@ -138,7 +141,7 @@ impl Body for RequestBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, CodecError>>> {
         match self.get_mut() {
             RequestBody::Http1(b) => Pin::new(b).poll_frame(cx),
-            RequestBody::Http2(b) => Pin::new(b).poll_frame(cx),
+            RequestBody::Http2(b) => Pin::new(&mut **b).poll_frame(cx),
         }
     }
 

@@ -468,3 +468,40 @@ fn a_client_that_does_not_read_holds_at_most_the_buffer_limit() {
     c.wait_stat("http2.pending_send_bytes", |v| v == 0);
     c.wait_stat("http2.streams_active", |v| v == 0);
 }
+
+#[test]
+fn a_client_that_does_not_answer_keepalive_pings_is_closed() {
+    use std::io::Read;
+    let up = http_upstream("a");
+    let c = web(
+        "HTTP2",
+        "http2_protocol_options:\n  connection_keepalive:\n    interval: 0.1s\n    timeout: 0.2s\n    interval_jitter: { value: 10 }\n",
+        &up,
+    );
+    // A client that reads the PINGs but never sends a frame back.
+    let mut s = raw::connect(c.listener("web"), &[]);
+    let started = std::time::Instant::now();
+    let mut sink = Vec::new();
+    let _ = s.read_to_end(&mut sink);
+    assert!(started.elapsed() < Duration::from_secs(4), "closed after the keepalive timeout");
+    assert!(sink.windows(4).any(|w| w[3] == 6), "a PING was sent");
+    assert_eq!(c.stat("http2.keepalive_timeout"), Some(1));
+    // A client that answers (the h2 crate does) keeps its connection across PINGs.
+    let requests: Vec<H2Request> = (0..3).map(|_| H2Request::get("/direct")).collect();
+    for r in h2_exchange(c.listener("web"), &requests).expect("exchange") {
+        assert_eq!(r.expect("served").status, 200);
+    }
+    assert_eq!(c.stat("http2.keepalive_timeout"), Some(1));
+}
+
+#[test]
+fn max_requests_per_connection_drains_with_goaway_after_the_nth_stream() {
+    let up = http_upstream("a");
+    let c = web("HTTP2", "common_http_protocol_options:\n  max_requests_per_connection: 2\n", &up);
+    let requests: Vec<H2Request> = (0..2).map(|_| H2Request::get("/direct")).collect();
+    for r in h2_exchange(c.listener("web"), &requests).expect("exchange") {
+        assert_eq!(r.expect("both streams are served").status, 200);
+    }
+    c.wait_stat("http.ingress.downstream_cx_max_requests_reached", |v| v == 1);
+    assert_eq!(c.stat("http2.goaway_sent"), Some(1));
+}

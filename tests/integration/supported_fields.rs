@@ -45,6 +45,7 @@ const HCM: &str = "envoy.extensions.filters.network.http_connection_manager.v3.H
 const H2_OPTIONS: &str = "envoy.config.core.v3.Http2ProtocolOptions";
 const H2_IT: &str = "tests/integration/http2_downstream.rs";
 const H2_SETTINGS: &str = "http2_protocol_options_are_the_settings_the_client_sees";
+const H2_KEEPALIVE: &str = "a_client_that_does_not_answer_keepalive_pings_is_closed";
 const ROUTE_CONFIG: &str = "envoy.config.route.v3.RouteConfiguration";
 const VHOST: &str = "envoy.config.route.v3.VirtualHost";
 const ROUTE: &str = "envoy.config.route.v3.Route";
@@ -407,6 +408,10 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "max_inbound_window_update_frames_per_data_frame_sent",
         &[test(H2_IT, "window_updates_are_allowed_per_data_frame_sent")],
     ),
+    (H2_OPTIONS, "connection_keepalive", &[test(H2_IT, H2_KEEPALIVE)]),
+    ("envoy.config.core.v3.KeepaliveSettings", "interval", &[test(H2_IT, H2_KEEPALIVE)]),
+    ("envoy.config.core.v3.KeepaliveSettings", "timeout", &[test(H2_IT, H2_KEEPALIVE)]),
+    ("envoy.config.core.v3.KeepaliveSettings", "interval_jitter", &[test(H2_IT, H2_KEEPALIVE)]),
     ("envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter", "name", &[compat("http_filter_names")]),
     (
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter",

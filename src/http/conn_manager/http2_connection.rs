@@ -26,14 +26,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::active_stream::StreamTimers;
+use super::active_stream::{self, StreamTimers};
 use super::config::HcmConfig;
 use super::DownstreamWatch;
 use crate::event::Timer;
 use crate::http::body::RequestBody;
 use crate::http::http1::response_writer::{WriteError, WriteLimits};
 use crate::http::http2::response_writer::Outbound;
-use crate::http::http2::{self, CodecIo, FrameGuard, StreamRx};
+use crate::http::http2::{self, CodecIo, FrameGuard, Http2CodecStats, StreamRx};
 use crate::network::ConnectionInfo;
 
 /// Envoy's premature-reset rule (`overload.premature_reset_*` runtime defaults):
@@ -108,7 +108,10 @@ where
         .initial_connection_window_size(o.initial_connection_window_size)
         .max_concurrent_streams(o.max_concurrent_streams)
         .header_table_size(o.hpack_table_size)
-        .max_header_list_size(u32::try_from(cfg.max_request_headers_bytes).unwrap_or(u32::MAX))
+        // The codec's own bound (it answers 431 past it) sits above Courier's
+        // check of max_request_headers_kb and max_headers_count, which resets the
+        // stream as Envoy's codec does; it still bounds what one stream decodes.
+        .max_header_list_size(header_list_bound(cfg))
         // What a stream may queue for a slow reader: the connection's buffer limit.
         .max_send_buffer_size((cfg.buffer_limit as usize).max(16 * 1024))
         // Streams the client makes Courier reset (MadeYouReset, CVE-2025-8671) and
@@ -147,15 +150,21 @@ where
         changed: Notify::new(),
     });
     let mut drain = cfg.drain.clone();
+    // Set once a GOAWAY went (or the connection must end): no new streams.
     let mut going_away = false;
     let mut local = false;
+    let mut streams: u32 = 0;
+    let mut keepalive = o.keepalive.as_ref().and_then(|k| Some((k, k.interval?, conn.ping_pong()?)));
+    let mut ping_timer = Timer::new();
+    // When the PING in flight was sent (`None`: none is).
+    let mut ping_sent: Option<Instant> = None;
+    if let Some((k, interval, _)) = &keepalive {
+        ping_timer.set(Some(Instant::now() + jittered(*interval, k.jitter_percent)));
+    }
     loop {
         if !going_away && *drain.borrow() {
             stats.downstream_cx_drain_close.inc();
-            h2_stats.goaway_sent.inc();
-            conn.graceful_shutdown();
-            going_away = true;
-            local = true;
+            local |= go_away(&mut conn, h2_stats, &mut going_away);
         }
         if state.too_many_resets.get() {
             stats.downstream_rq_too_many_premature_resets.inc();
@@ -169,15 +178,18 @@ where
             accepted = std::future::poll_fn(|cx| conn.poll_accept(cx)) => match accepted {
                 Some(Ok((request, respond))) => {
                     state.active.set(state.active.get() + 1);
+                    streams = streams.saturating_add(1);
                     tokio::task::spawn_local(stream(cfg.clone(), info, request, respond, state.clone(), guard.clone()));
+                    // The Nth stream is served, and the connection drains after it.
+                    if !going_away && cfg.max_requests_per_connection.is_some_and(|max| streams >= max) {
+                        stats.downstream_cx_max_requests_reached.inc();
+                        local |= go_away(&mut conn, h2_stats, &mut going_away);
+                    }
                     // A failed health check drains connections as their streams come,
                     // as Envoy does on a response: this stream is still served.
                     if !going_away && cfg.health_check_failed.load(Ordering::Relaxed) {
                         stats.downstream_cx_drain_close.inc();
-                        h2_stats.goaway_sent.inc();
-                        conn.graceful_shutdown();
-                        going_away = true;
-                        local = true;
+                        local |= go_away(&mut conn, h2_stats, &mut going_away);
                     }
                 }
                 Some(Err(e)) => {
@@ -207,22 +219,82 @@ where
             changed = drain.changed(), if !going_away && !*drain.borrow() => {
                 if changed.is_err() {
                     // The server is gone; stop as if drained.
-                    conn.graceful_shutdown();
-                    going_away = true;
+                    local |= go_away(&mut conn, h2_stats, &mut going_away);
+                }
+            }
+            pong = std::future::poll_fn(|cx| match &mut keepalive {
+                Some((_, _, pp)) => pp.poll_pong(cx),
+                None => Poll::Pending,
+            }), if ping_sent.is_some() => {
+                if pong.is_err() {
+                    break;
+                }
+                ping_sent = None;
+                if let Some((k, interval, _)) = &keepalive {
+                    ping_timer.set(Some(Instant::now() + jittered(*interval, k.jitter_percent)));
+                }
+            }
+            () = ping_timer.fired(), if keepalive.is_some() => {
+                let Some((k, _, pp)) = &mut keepalive else { continue };
+                match ping_sent {
+                    None => {
+                        if pp.send_ping(h2::Ping::opaque()).is_err() {
+                            break;
+                        }
+                        let now = Instant::now();
+                        ping_sent = Some(now);
+                        ping_timer.set(Some(now + k.timeout));
+                    }
+                    Some(sent) => {
+                        // Any frame from the client since the PING extends its
+                        // timeout (its ACK may be queued behind data), as Envoy's.
+                        let heard = guard.last_rx();
+                        if heard > sent && heard + k.timeout > Instant::now() {
+                            ping_timer.set(Some(heard + k.timeout));
+                        } else {
+                            h2_stats.keepalive_timeout.inc();
+                            return true;
+                        }
+                    }
                 }
             }
             () = timer.fired() => {
                 if state.active.get() == 0 && !going_away {
                     stats.downstream_cx_idle_timeout.inc();
-                    h2_stats.goaway_sent.inc();
-                    conn.graceful_shutdown();
-                    going_away = true;
-                    local = true;
+                    local |= go_away(&mut conn, h2_stats, &mut going_away);
                 }
             }
         }
     }
     local
+}
+
+/// Sends GOAWAY once (streams in flight finish; no new ones start). Returns
+/// true: Courier is the side closing.
+fn go_away<T>(conn: &mut h2::server::Connection<T, Bytes>, h2_stats: &Http2CodecStats, going_away: &mut bool) -> bool
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    if !std::mem::replace(going_away, true) {
+        h2_stats.goaway_sent.inc();
+        conn.graceful_shutdown();
+    }
+    true
+}
+
+/// `interval` plus a random part of up to `jitter_percent` of it, so that
+/// connections opened together do not PING together.
+fn jittered(interval: Duration, jitter_percent: f64) -> Duration {
+    let spread = interval.as_secs_f64() * jitter_percent.clamp(0.0, 100.0) / 100.0;
+    let fraction = (crate::common::random::next_u64() % 1_000_000) as f64 / 1_000_000.0;
+    interval + Duration::from_secs_f64(spread * fraction)
+}
+
+/// What `h2` may decode of one header block: the byte limit plus RFC 9113's 32
+/// bytes for each field allowed, twice over.
+fn header_list_bound(cfg: &HcmConfig) -> u32 {
+    let bound = 2 * (cfg.max_request_headers_bytes + 32 * (cfg.max_headers_count + 8));
+    u32::try_from(bound).unwrap_or(u32::MAX)
 }
 
 /// How a stream ended, for the premature-reset rule.
@@ -260,12 +332,19 @@ async fn serve_stream(
     let stats = &cfg.stats;
     let h2_stats = cfg.http2_stats.get();
     let (mut parts, recv) = request.into_parts();
-    record_header_sizes(h2_stats, &parts.headers);
-    // Every header field counts, each cookie crumb included (HPACK sends them apart).
-    if parts.headers.len() > cfg.max_headers_count {
-        h2_stats.header_overflow.inc();
+    let size = record_header_sizes(h2_stats, &parts);
+    // Every header field counts, each cookie crumb included (HPACK sends them
+    // apart). Past a limit, Envoy's codec resets the stream and logs it.
+    let too_many = parts.headers.len() > cfg.max_headers_count;
+    if too_many || size > cfg.max_request_headers_bytes {
+        if too_many {
+            h2_stats.header_overflow.inc();
+        } else {
+            h2_stats.header_list_size_too_large.inc();
+        }
         h2_stats.tx_reset.inc();
         respond.send_reset(Reason::INTERNAL_ERROR);
+        active_stream::reset_without_request(cfg, info, Version::HTTP_2);
         return StreamEnd::Done;
     }
     // `:authority` is the request's host, as Envoy's codec makes it.
@@ -291,7 +370,7 @@ async fn serve_stream(
     let head_only = parts.method == Method::HEAD;
     let length = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let rx = StreamRx::new(recv.is_end_stream());
-    let body = RequestBody::Http2(http2::RequestBody::new(recv, rx.clone(), length));
+    let body = RequestBody::Http2(Box::new(http2::RequestBody::new(recv, rx.clone(), length)));
     let request = http::Request::from_parts(parts, body);
 
     stats.downstream_rq_active.inc();
@@ -360,12 +439,22 @@ impl DownstreamWatch for Http2Watch<'_> {
 
 /// Envoy's `http2.header_count`, `header_list_size` (RFC 9113's size: name,
 /// value and 32 bytes per field), and for requests with cookies `cookie_count`
-/// and `cookie_size`.
-fn record_header_sizes(stats: &http2::Http2CodecStats, headers: &http::HeaderMap) {
+/// and `cookie_size`. Returns the bytes of names and values, pseudo-headers
+/// included (what `max_request_headers_kb` bounds).
+fn record_header_sizes(stats: &http2::Http2CodecStats, parts: &http::request::Parts) -> usize {
+    let headers = &parts.headers;
+    let pseudo = ":method".len()
+        + parts.method.as_str().len()
+        + ":path".len()
+        + parts.uri.path_and_query().map_or(0, |p| p.as_str().len())
+        + parts.uri.authority().map_or(0, |a| ":authority".len() + a.as_str().len())
+        + parts.uri.scheme_str().map_or(0, |s| ":scheme".len() + s.len());
+    let mut bytes = pseudo;
     let mut size = 0usize;
     let (mut cookies, mut cookie_bytes) = (0u64, 0usize);
     for (name, value) in headers {
         size += name.as_str().len() + value.len() + 32;
+        bytes += name.as_str().len() + value.len();
         if name == http::header::COOKIE {
             cookies += 1;
             cookie_bytes += value.len();
@@ -377,4 +466,5 @@ fn record_header_sizes(stats: &http2::Http2CodecStats, headers: &http::HeaderMap
         stats.cookie_count.record(cookies);
         stats.cookie_size.record(cookie_bytes as u64);
     }
+    bytes
 }

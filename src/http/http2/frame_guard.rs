@@ -15,6 +15,7 @@ use std::cell::Cell;
 use std::sync::Arc;
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use super::options::Http2Options;
 use super::stats::Http2CodecStats;
@@ -52,6 +53,8 @@ pub struct FrameGuard {
     flood: Cell<Option<Flood>>,
     /// Response bytes handed to the codec and not yet written to the socket.
     pending_send: Cell<u64>,
+    /// When bytes last came from the client (the keepalive timeout).
+    last_rx: Cell<Instant>,
     /// Wakes the connection loop when a flood is found.
     pub flooded: Notify,
     /// Wakes streams waiting to send when pending send bytes were written.
@@ -76,9 +79,15 @@ impl FrameGuard {
             data_frames_sent: Cell::new(0),
             flood: Cell::new(None),
             pending_send: Cell::new(0),
+            last_rx: Cell::new(Instant::now()),
             flooded: Notify::new(),
             drained: Notify::new(),
         }
+    }
+
+    /// When bytes last came from the client.
+    pub fn last_rx(&self) -> Instant {
+        self.last_rx.get()
     }
 
     /// The flood found, if any.
@@ -91,6 +100,7 @@ impl FrameGuard {
         if let Some(f) = self.flood.get() {
             return Err(f);
         }
+        self.last_rx.set(Instant::now());
         let mut cursor = self.inbound.get();
         let mut result = Ok(());
         cursor.feed(bytes, |h| {
