@@ -24,7 +24,7 @@ use crate::http_util::http_upstream;
 /// Which server the suite judges by default (`H2CONF_TARGET` overrides it).
 const DEFAULT_TARGET: Target = Target::Courier;
 
-/// Bound on one whole run of the Python suite (~20 s against Envoy, ~40 s against
+/// Bound on one whole run of the Python suite (~20 s against Envoy, ~25 s against
 /// a debug Courier).
 const SUITE_TIMEOUT: Duration = Duration::from_secs(100);
 
