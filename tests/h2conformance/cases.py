@@ -904,6 +904,13 @@ def _(ctx):
     return expect_malformed(c, 1)
 
 
+@case("8.2.1/3", "An empty field name is malformed")
+def _(ctx):
+    c = connect(ctx)
+    c.send(hdr(1, get_block(extra=[("", "a")])))
+    return expect_malformed(c, 1)
+
+
 for _i, (_name, _value) in enumerate([("connection", "keep-alive"), ("keep-alive", "timeout=5"),
                                       ("proxy-connection", "keep-alive"), ("transfer-encoding", "chunked"),
                                       ("upgrade", "websocket")], 1):
