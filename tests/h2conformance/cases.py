@@ -273,6 +273,24 @@ def _(ctx):
     return expect_conn_error(c, "PROTOCOL_ERROR", "STREAM_CLOSED")
 
 
+@case("5.1/12", "closed: HEADERS on a stream that ended normally is ignored or a STREAM_CLOSED/PROTOCOL_ERROR error")
+def _(ctx):
+    c = connect(ctx)
+    c.send(hdr(1, get_block()))
+    expect_response(c, 1)
+    c.send(hdr(1, get_block()))
+    return expect_error_or_ignored(c, 1, "STREAM_CLOSED", "PROTOCOL_ERROR")
+
+
+@case("5.1/13", "closed: CONTINUATION on a stream that ended normally is a connection error PROTOCOL_ERROR")
+def _(ctx):
+    c = connect(ctx)
+    c.send(hdr(1, get_block()))
+    expect_response(c, 1)
+    c.send(frame(CONTINUATION, END_HEADERS, 1, block([("x-t", "1")])))
+    return expect_conn_error(c, "PROTOCOL_ERROR", "STREAM_CLOSED")
+
+
 @case("5.1.1/1", "An even-numbered stream identifier from the client is a connection error PROTOCOL_ERROR")
 def _(ctx):
     c = connect(ctx)
