@@ -207,12 +207,16 @@ where
                 None => break,
             },
             () = state.changed.notified() => {}
-            () = guard.flooded.notified(), if !going_away => {
-                // Envoy ends a flooding connection: GOAWAY, then close.
-                tracing::debug!(remote = %info.remote, "HTTP/2 flood: {:?}", guard.flood());
+            () = guard.violated.notified(), if !going_away => {
+                // A flood or a malformed frame ends the connection: GOAWAY, then close.
+                let Some(violation) = guard.violation() else { continue };
+                tracing::debug!(remote = %info.remote, "HTTP/2 connection error: {violation:?}");
                 stats.downstream_cx_protocol_error.inc();
+                if !violation.is_flood() {
+                    h2_stats.rx_messaging_error.inc();
+                }
                 h2_stats.goaway_sent.inc();
-                conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
+                conn.abrupt_shutdown(violation.reason());
                 going_away = true;
                 local = true;
             }
