@@ -207,12 +207,16 @@ where
                 None => break,
             },
             () = state.changed.notified() => {}
-            () = guard.flooded.notified(), if !going_away => {
-                // Envoy ends a flooding connection: GOAWAY, then close.
-                tracing::debug!(remote = %info.remote, "HTTP/2 flood: {:?}", guard.flood());
+            () = guard.violated.notified(), if !going_away => {
+                // A flood or a malformed frame ends the connection: GOAWAY, then close.
+                let Some(violation) = guard.violation() else { continue };
+                tracing::debug!(remote = %info.remote, "HTTP/2 connection error: {violation:?}");
                 stats.downstream_cx_protocol_error.inc();
+                if !violation.is_flood() {
+                    h2_stats.rx_messaging_error.inc();
+                }
                 h2_stats.goaway_sent.inc();
-                conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
+                conn.abrupt_shutdown(violation.reason());
                 going_away = true;
                 local = true;
             }
@@ -290,6 +294,26 @@ fn jittered(interval: Duration, jitter_percent: f64) -> Duration {
     interval + Duration::from_secs_f64(spread * fraction)
 }
 
+/// HTTP/2 may split `cookie` into crumbs, one field each; they are one header
+/// joined with "; " again before the request goes on (RFC 9113 §8.2.3), as
+/// Envoy's codec does.
+fn join_cookie_crumbs(headers: &mut http::HeaderMap) {
+    let mut crumbs = headers.get_all(http::header::COOKIE).iter();
+    if crumbs.next().is_none() || crumbs.next().is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for crumb in headers.get_all(http::header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(crumb.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(http::header::COOKIE, v);
+    }
+}
+
 /// What `h2` may decode of one header block: the byte limit plus RFC 9113's 32
 /// bytes for each field allowed, twice over.
 fn header_list_bound(cfg: &HcmConfig) -> u32 {
@@ -347,6 +371,7 @@ async fn serve_stream(
         active_stream::reset_without_request(cfg, info, Version::HTTP_2);
         return StreamEnd::Done;
     }
+    join_cookie_crumbs(&mut parts.headers);
     // `:authority` is the request's host, as Envoy's codec makes it.
     if let Some(authority) = parts.uri.authority() {
         if let Ok(host) = HeaderValue::from_str(authority.as_str()) {

@@ -1,5 +1,8 @@
 //! Envoy's HTTP/2 frame limits that `h2` does not have, applied as the
-//! connection's bytes pass between the socket and the codec.
+//! connection's bytes pass between the socket and the codec; and the frame
+//! rules `h2` enforces with a generic PROTOCOL_ERROR where RFC 9113 names the
+//! error (a fixed-length frame of another length is FRAME_SIZE_ERROR; the
+//! client's first frame must be SETTINGS).
 //!
 //! Only frame headers are read (9 bytes each); payloads are skipped. Inbound:
 //! consecutive frames with an empty payload and no END_STREAM
@@ -23,16 +26,44 @@ use super::stats::Http2CodecStats;
 const DATA: u8 = 0;
 const HEADERS: u8 = 1;
 const PRIORITY: u8 = 2;
+const RST_STREAM: u8 = 3;
+const SETTINGS: u8 = 4;
+const PING: u8 = 6;
 const WINDOW_UPDATE: u8 = 8;
 const CONTINUATION: u8 = 9;
 const END_STREAM: u8 = 0x1;
+/// SETTINGS and PING.
+const ACK: u8 = 0x1;
 
-/// The flood a connection was closed for.
+/// Why a connection must end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flood {
+pub enum Violation {
     EmptyFrames,
     PriorityFrames,
     WindowUpdateFrames,
+    /// A PRIORITY, RST_STREAM, SETTINGS, PING or WINDOW_UPDATE frame of a length
+    /// its type does not allow (RFC 9113 §6).
+    FrameSize,
+    /// The client's first frame is not SETTINGS (RFC 9113 §3.4).
+    NoSettingsFirst,
+}
+
+impl Violation {
+    /// The GOAWAY error code.
+    pub fn reason(self) -> h2::Reason {
+        match self {
+            Violation::EmptyFrames | Violation::PriorityFrames | Violation::WindowUpdateFrames => {
+                h2::Reason::ENHANCE_YOUR_CALM
+            }
+            Violation::FrameSize => h2::Reason::FRAME_SIZE_ERROR,
+            Violation::NoSettingsFirst => h2::Reason::PROTOCOL_ERROR,
+        }
+    }
+
+    /// A flood (Envoy's limits), as opposed to a frame the RFC forbids.
+    pub fn is_flood(self) -> bool {
+        matches!(self, Violation::EmptyFrames | Violation::PriorityFrames | Violation::WindowUpdateFrames)
+    }
 }
 
 /// One connection's frame accounting, shared by its transport, its connection
@@ -50,13 +81,15 @@ pub struct FrameGuard {
     opened_streams: Cell<u64>,
     highest_stream: Cell<u32>,
     data_frames_sent: Cell<u64>,
-    flood: Cell<Option<Flood>>,
+    violation: Cell<Option<Violation>>,
+    /// No frame was seen yet (the first must be SETTINGS).
+    first_frame: Cell<bool>,
     /// Response bytes handed to the codec and not yet written to the socket.
     pending_send: Cell<u64>,
     /// When bytes last came from the client (the keepalive timeout).
     last_rx: Cell<Instant>,
-    /// Wakes the connection loop when a flood is found.
-    pub flooded: Notify,
+    /// Wakes the connection loop when a violation is found.
+    pub violated: Notify,
     /// Wakes streams waiting to send when pending send bytes were written.
     pub drained: Notify,
 }
@@ -77,10 +110,11 @@ impl FrameGuard {
             opened_streams: Cell::new(0),
             highest_stream: Cell::new(0),
             data_frames_sent: Cell::new(0),
-            flood: Cell::new(None),
+            violation: Cell::new(None),
+            first_frame: Cell::new(true),
             pending_send: Cell::new(0),
             last_rx: Cell::new(Instant::now()),
-            flooded: Notify::new(),
+            violated: Notify::new(),
             drained: Notify::new(),
         }
     }
@@ -90,15 +124,15 @@ impl FrameGuard {
         self.last_rx.get()
     }
 
-    /// The flood found, if any.
-    pub fn flood(&self) -> Option<Flood> {
-        self.flood.get()
+    /// The violation found, if any.
+    pub fn violation(&self) -> Option<Violation> {
+        self.violation.get()
     }
 
-    /// Bytes read from the client; `Err` once they make a flood (counted once).
-    pub fn inbound(&self, bytes: &[u8]) -> Result<(), Flood> {
-        if let Some(f) = self.flood.get() {
-            return Err(f);
+    /// Bytes read from the client; `Err` once they break a limit or rule (counted once).
+    pub fn inbound(&self, bytes: &[u8]) -> Result<(), Violation> {
+        if let Some(v) = self.violation.get() {
+            return Err(v);
         }
         self.last_rx.set(Instant::now());
         let mut cursor = self.inbound.get();
@@ -110,14 +144,29 @@ impl FrameGuard {
         });
         self.inbound.set(cursor);
         if let Err(f) = result {
-            self.flood.set(Some(f));
-            self.flooded.notify_one();
+            self.violation.set(Some(f));
+            self.violated.notify_one();
         }
         result
     }
 
-    /// Envoy's `ProtocolConstraints::trackInboundFrame` and its limits.
-    fn inbound_frame(&self, h: FrameHeader) -> Result<(), Flood> {
+    /// RFC 9113's frame-length rules, then Envoy's
+    /// `ProtocolConstraints::trackInboundFrame` and its limits.
+    fn inbound_frame(&self, h: FrameHeader) -> Result<(), Violation> {
+        if self.first_frame.replace(false) && (h.kind != SETTINGS || h.flags & ACK != 0) {
+            return Err(Violation::NoSettingsFirst);
+        }
+        let bad_length = match h.kind {
+            PRIORITY => h.length != 5,
+            RST_STREAM | WINDOW_UPDATE => h.length != 4,
+            SETTINGS if h.flags & ACK != 0 => h.length != 0,
+            SETTINGS => h.length % 6 != 0,
+            PING => h.length != 8,
+            _ => false,
+        };
+        if bad_length {
+            return Err(Violation::FrameSize);
+        }
         match h.kind {
             DATA | HEADERS | CONTINUATION => {
                 if h.kind == HEADERS && h.stream > self.highest_stream.get() {
@@ -134,16 +183,16 @@ impl FrameGuard {
         let opened = self.opened_streams.get();
         if self.consecutive_empty.get() > self.max_empty {
             self.stats.inbound_empty_frames_flood.inc();
-            return Err(Flood::EmptyFrames);
+            return Err(Violation::EmptyFrames);
         }
         if self.priority_frames.get() > self.max_priority_per_stream * (1 + opened) {
             self.stats.inbound_priority_frames_flood.inc();
-            return Err(Flood::PriorityFrames);
+            return Err(Violation::PriorityFrames);
         }
         let allowed = 5 + 2 * (opened + self.max_window_updates_per_data_frame * self.data_frames_sent.get());
         if self.window_update_frames.get() > allowed {
             self.stats.inbound_window_update_frames_flood.inc();
-            return Err(Flood::WindowUpdateFrames);
+            return Err(Violation::WindowUpdateFrames);
         }
         Ok(())
     }
@@ -260,6 +309,26 @@ mod tests {
         f
     }
 
+    /// The client preface and its empty SETTINGS.
+    fn preface() -> Vec<u8> {
+        let mut p = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        p.extend(frame(SETTINGS, 0, 0, b""));
+        p
+    }
+
+    #[test]
+    fn fixed_length_frames_of_another_length_and_a_first_frame_not_settings_are_violations() {
+        let g = guard();
+        g.inbound(&preface()).unwrap();
+        assert_eq!(g.inbound(&frame(PING, 0, 0, b"short")), Err(Violation::FrameSize));
+        let g = guard();
+        g.inbound(&preface()).unwrap();
+        assert_eq!(g.inbound(&frame(SETTINGS, ACK, 0, b"x")), Err(Violation::FrameSize));
+        let g = guard();
+        g.inbound(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+        assert_eq!(g.inbound(&frame(PING, 0, 0, b"12345678")), Err(Violation::NoSettingsFirst));
+    }
+
     fn guard() -> FrameGuard {
         let store = crate::stats::Store::new();
         FrameGuard::new(&Http2Options::default(), Arc::new(Http2CodecStats::new(&store, "http2.")))
@@ -268,7 +337,7 @@ mod tests {
     #[test]
     fn frames_split_anywhere_are_seen_whole() {
         let g = guard();
-        let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        let mut bytes = preface();
         bytes.extend(frame(HEADERS, 0x4, 1, b"abc"));
         bytes.extend(frame(HEADERS, 0x4, 3, b"abc"));
         for chunk in bytes.chunks(5) {
@@ -280,16 +349,16 @@ mod tests {
     #[test]
     fn two_empty_data_frames_in_a_row_are_a_flood() {
         let g = guard();
-        g.inbound(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+        g.inbound(&preface()).unwrap();
         g.inbound(&frame(HEADERS, 0x4, 1, b"h")).unwrap();
         g.inbound(&frame(DATA, 0, 1, b"")).unwrap();
         g.inbound(&frame(DATA, 0, 1, b"x")).unwrap();
         g.inbound(&frame(DATA, 0, 1, b"")).unwrap();
-        assert_eq!(g.inbound(&frame(DATA, 0, 1, b"")), Err(Flood::EmptyFrames));
+        assert_eq!(g.inbound(&frame(DATA, 0, 1, b"")), Err(Violation::EmptyFrames));
         assert_eq!(g.stats.inbound_empty_frames_flood.value(), 1);
         // An empty DATA with END_STREAM is not empty-and-open.
         let g = guard();
-        g.inbound(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+        g.inbound(&preface()).unwrap();
         g.inbound(&frame(DATA, END_STREAM, 1, b"")).unwrap();
         g.inbound(&frame(DATA, END_STREAM, 3, b"")).unwrap();
     }
@@ -297,13 +366,13 @@ mod tests {
     #[test]
     fn window_updates_are_allowed_per_data_frame_sent() {
         let g = guard();
-        g.inbound(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+        g.inbound(&preface()).unwrap();
         for _ in 0..5 {
             g.inbound(&frame(WINDOW_UPDATE, 0, 0, &[0, 0, 0, 1])).unwrap();
         }
-        assert_eq!(g.inbound(&frame(WINDOW_UPDATE, 0, 0, &[0, 0, 0, 1])), Err(Flood::WindowUpdateFrames));
+        assert_eq!(g.inbound(&frame(WINDOW_UPDATE, 0, 0, &[0, 0, 0, 1])), Err(Violation::WindowUpdateFrames));
         let g = guard();
-        g.inbound(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+        g.inbound(&preface()).unwrap();
         g.handed(3);
         g.outbound(&frame(DATA, 0, 1, b"abc"));
         assert_eq!(g.pending_send(), 0);
@@ -315,10 +384,10 @@ mod tests {
     #[test]
     fn priority_frames_are_allowed_per_opened_stream() {
         let g = guard();
-        g.inbound(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+        g.inbound(&preface()).unwrap();
         for _ in 0..100 {
             g.inbound(&frame(PRIORITY, 0, 1, &[0, 0, 0, 0, 16])).unwrap();
         }
-        assert_eq!(g.inbound(&frame(PRIORITY, 0, 1, &[0, 0, 0, 0, 16])), Err(Flood::PriorityFrames));
+        assert_eq!(g.inbound(&frame(PRIORITY, 0, 1, &[0, 0, 0, 0, 16])), Err(Violation::PriorityFrames));
     }
 }
