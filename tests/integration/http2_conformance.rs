@@ -140,6 +140,7 @@ fn expected_failures(target: Target) -> BTreeMap<String, String> {
         .filter_map(|l| {
             let mut parts = l.splitn(3, char::is_whitespace);
             let (who, id, reason) = (parts.next()?, parts.next()?, parts.next().unwrap_or("").trim());
+            assert!(["envoy", "courier"].contains(&who), "expected_failures.txt: {who}: want envoy or courier");
             assert!(!reason.is_empty(), "expected_failures.txt: {id} has no reason");
             (who == target.name()).then(|| (id.to_string(), reason.to_string()))
         })
