@@ -33,15 +33,12 @@ use crate::event::Timer;
 use crate::http::body::RequestBody;
 use crate::http::http1::response_writer::{WriteError, WriteLimits};
 use crate::http::http2::response_writer::Outbound;
-use crate::http::http2::{self, CodecIo, FrameGuard, Http2CodecStats, StreamRx};
+use crate::http::http2::{self, CodecIo, FrameGuard, Http2CodecStats, StreamRx, Violation};
 use crate::network::ConnectionInfo;
 
-/// Envoy's premature-reset rule (`overload.premature_reset_*` runtime defaults):
-/// a stream the client resets within this time of its start is premature...
-const PREMATURE_RESET_LIFETIME: Duration = Duration::from_secs(1);
-/// ...and past this many closed streams, a connection with at least half of them
-/// premature is closed; before it, half this many premature resets close it.
-const PREMATURE_RESET_STREAM_COUNT: u64 = 500;
+/// h2's limits on streams reset before they were accepted and on streams it
+/// reset for the client's errors: above the 250 premature resets of Envoy's rule.
+const H2_RESET_STREAM_BOUND: usize = 1000;
 
 /// The least a connection may have pending to write, whatever its buffer limit
 /// (one full DATA frame), so a tiny limit still lets responses through.
@@ -65,32 +62,14 @@ struct ConnState {
     active: Cell<usize>,
     /// When the last stream ended (the connection idle timer runs from it).
     idle_since: Cell<Instant>,
-    closed: Cell<u64>,
-    premature_resets: Cell<u64>,
-    /// Set once the premature-reset rule says the connection must go.
-    too_many_resets: Cell<bool>,
     /// Wakes the loop when a stream ends.
     changed: Notify,
 }
 
 impl ConnState {
-    fn stream_ended(&self, premature_reset: bool) {
+    fn stream_ended(&self) {
         self.active.set(self.active.get().saturating_sub(1));
         self.idle_since.set(Instant::now());
-        let closed = self.closed.get() + 1;
-        self.closed.set(closed);
-        if premature_reset {
-            self.premature_resets.set(self.premature_resets.get() + 1);
-        }
-        let premature = self.premature_resets.get();
-        let over = if closed < PREMATURE_RESET_STREAM_COUNT {
-            premature >= PREMATURE_RESET_STREAM_COUNT / 2
-        } else {
-            premature * 2 >= closed
-        };
-        if over {
-            self.too_many_resets.set(true);
-        }
         self.changed.notify_one();
     }
 }
@@ -116,12 +95,14 @@ where
         .max_send_buffer_size((cfg.buffer_limit as usize).max(16 * 1024))
         // Streams the client makes Courier reset (MadeYouReset, CVE-2025-8671) and
         // streams reset before they were accepted are bounded; past it, GOAWAY.
-        .max_local_error_reset_streams(Some(o.max_outbound_control_frames as usize))
-        .max_pending_accept_reset_streams(o.max_concurrent_streams.min(1024) as usize);
+        // h2's own bounds on reset streams sit above Envoy's premature-reset rule
+        // (FrameGuard), which is to act first; they still bound h2's memory.
+        .max_local_error_reset_streams(Some(H2_RESET_STREAM_BOUND))
+        .max_pending_accept_reset_streams(H2_RESET_STREAM_BOUND);
     if o.allow_connect {
         builder.enable_connect_protocol();
     }
-    let guard = Rc::new(FrameGuard::new(o, h2_stats.clone()));
+    let guard = Rc::new(FrameGuard::new(o, cfg.max_request_headers_bytes, h2_stats.clone()));
     io.set_guard(guard.clone());
     let mut timer = Timer::new();
     timer.set(cfg.idle_timeout.map(|d| Instant::now() + d));
@@ -141,14 +122,8 @@ where
             return true;
         }
     };
-    let state = Rc::new(ConnState {
-        active: Cell::new(0),
-        idle_since: Cell::new(Instant::now()),
-        closed: Cell::new(0),
-        premature_resets: Cell::new(0),
-        too_many_resets: Cell::new(false),
-        changed: Notify::new(),
-    });
+    let state =
+        Rc::new(ConnState { active: Cell::new(0), idle_since: Cell::new(Instant::now()), changed: Notify::new() });
     let mut drain = cfg.drain.clone();
     // Set once a GOAWAY went (or the connection must end): no new streams.
     let mut going_away = false;
@@ -165,11 +140,6 @@ where
         if !going_away && *drain.borrow() {
             stats.downstream_cx_drain_close.inc();
             local |= go_away(&mut conn, h2_stats, &mut going_away);
-        }
-        if state.too_many_resets.get() {
-            stats.downstream_rq_too_many_premature_resets.inc();
-            // Envoy aborts the connection: no GOAWAY, no waiting for streams.
-            return true;
         }
         let idle = state.active.get() == 0 && !going_away;
         timer.set(cfg.idle_timeout.filter(|_| idle).map(|d| state.idle_since.get() + d));
@@ -218,6 +188,11 @@ where
                 // A flood or a malformed frame ends the connection: GOAWAY, then close.
                 let Some(violation) = guard.violation() else { continue };
                 tracing::debug!(remote = %info.remote, "HTTP/2 connection error: {violation:?}");
+                if violation == Violation::PrematureResets {
+                    stats.downstream_rq_too_many_premature_resets.inc();
+                    // Envoy aborts the connection: no GOAWAY, no waiting for streams.
+                    return true;
+                }
                 stats.downstream_cx_protocol_error.inc();
                 if !violation.is_flood() {
                     h2_stats.rx_messaging_error.inc();
@@ -328,13 +303,6 @@ fn header_list_bound(cfg: &HcmConfig) -> u32 {
     u32::try_from(bound).unwrap_or(u32::MAX)
 }
 
-/// How a stream ended, for the premature-reset rule.
-#[derive(PartialEq, Eq)]
-enum StreamEnd {
-    Done,
-    ClientReset,
-}
-
 /// One stream, from its request headers to the end of its response.
 async fn stream(
     cfg: Arc<HcmConfig>,
@@ -346,10 +314,9 @@ async fn stream(
 ) {
     let h2_stats = cfg.http2_stats.get();
     h2_stats.streams_active.inc();
-    let started = Instant::now();
-    let end = serve_stream(&cfg, info, request, &mut respond, started, &guard).await;
+    serve_stream(&cfg, info, request, &mut respond, Instant::now(), &guard).await;
     h2_stats.streams_active.dec();
-    conn.stream_ended(end == StreamEnd::ClientReset && started.elapsed() < PREMATURE_RESET_LIFETIME);
+    conn.stream_ended();
 }
 
 async fn serve_stream(
@@ -359,7 +326,7 @@ async fn serve_stream(
     respond: &mut SendResponse<Bytes>,
     started: Instant,
     guard: &FrameGuard,
-) -> StreamEnd {
+) {
     let stats = &cfg.stats;
     let h2_stats = cfg.http2_stats.get();
     let (mut parts, recv) = request.into_parts();
@@ -373,10 +340,9 @@ async fn serve_stream(
         } else {
             h2_stats.header_list_size_too_large.inc();
         }
-        h2_stats.tx_reset.inc();
         respond.send_reset(Reason::INTERNAL_ERROR);
         active_stream::reset_without_request(cfg, info, Version::HTTP_2);
-        return StreamEnd::Done;
+        return;
     }
     join_cookie_crumbs(&mut parts.headers);
     // `:authority` is the request's host, as Envoy's codec makes it.
@@ -423,21 +389,16 @@ async fn serve_stream(
         // upstream request) is dropped.
         stats.downstream_rq_active.dec();
         stats.downstream_rq_rx_reset.inc();
-        h2_stats.rx_reset.inc();
-        return StreamEnd::ClientReset;
+        return;
     };
     let limits = WriteLimits { idle: timers.idle(), deadline: timers.max_duration().map(|d| started + d) };
     let out = Outbound { limits, guard, buffer_limit: u64::from(cfg.buffer_limit).max(MIN_SEND_BUDGET) };
     let written = http2::response_writer::write(respond, response, head_only, out, &mut timer).await;
     stats.downstream_rq_active.dec();
     match written {
-        Ok(_) => StreamEnd::Done,
-        Err(WriteError::Io(_)) => {
-            // The client reset the stream (or the connection went) mid-response.
-            stats.downstream_rq_rx_reset.inc();
-            h2_stats.rx_reset.inc();
-            StreamEnd::ClientReset
-        }
+        Ok(_) => {}
+        // The client reset the stream (or the connection went) mid-response.
+        Err(WriteError::Io(_)) => stats.downstream_rq_rx_reset.inc(),
         Err(e) => {
             if matches!(e, WriteError::Timeout) {
                 stats.downstream_rq_idle_timeout.inc();
@@ -445,9 +406,7 @@ async fn serve_stream(
                 stats.rq_reset_after_downstream_response_started.inc();
             }
             stats.downstream_rq_tx_reset.inc();
-            h2_stats.tx_reset.inc();
             respond.send_reset(Reason::INTERNAL_ERROR);
-            StreamEnd::Done
         }
     }
 }
