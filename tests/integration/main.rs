@@ -9,6 +9,7 @@ mod access_log;
 mod admin;
 mod config_errors;
 mod examples;
+mod http2_upstream;
 mod http_codec;
 mod http_filters;
 mod http_options;

@@ -66,7 +66,8 @@ impl Default for Http2Options {
             allow_connect: false,
             max_outbound_frames: DEFAULT_MAX_OUTBOUND_FRAMES,
             max_outbound_control_frames: DEFAULT_MAX_OUTBOUND_CONTROL_FRAMES,
-            max_consecutive_inbound_frames_with_empty_payload: DEFAULT_MAX_CONSECUTIVE_INBOUND_FRAMES_WITH_EMPTY_PAYLOAD,
+            max_consecutive_inbound_frames_with_empty_payload:
+                DEFAULT_MAX_CONSECUTIVE_INBOUND_FRAMES_WITH_EMPTY_PAYLOAD,
             max_inbound_priority_frames_per_stream: DEFAULT_MAX_INBOUND_PRIORITY_FRAMES_PER_STREAM,
             max_inbound_window_update_frames_per_data_frame_sent:
                 DEFAULT_MAX_INBOUND_WINDOW_UPDATE_FRAMES_PER_DATA_FRAME_SENT,
@@ -85,10 +86,8 @@ impl Http2Options {
             v.as_ref().map_or(default, |v| v.value)
         };
         if !p.custom_settings_parameters.is_empty() {
-            return Err(path.field_error(
-                "custom_settings_parameters",
-                "custom SETTINGS parameters are not supported by Courier",
-            ));
+            return Err(path
+                .field_error("custom_settings_parameters", "custom SETTINGS parameters are not supported by Courier"));
         }
         if p.allow_metadata {
             return Err(path.field_error("allow_metadata", "METADATA frames are not supported by Courier"));
