@@ -380,6 +380,9 @@ impl Http2ConnPool {
             .initial_window_size(o.initial_stream_window_size)
             .initial_connection_window_size(o.initial_connection_window_size)
             .max_concurrent_streams(o.max_concurrent_streams)
+            // Until the upstream's SETTINGS say otherwise, streams up to the
+            // cluster's limit (h2 holds those past the upstream's until then).
+            .initial_max_send_streams(o.max_concurrent_streams as usize)
             .header_table_size(o.hpack_table_size)
             .max_send_buffer_size(MAX_SEND_BUFFER)
             .handshake::<_, Bytes>(stream)

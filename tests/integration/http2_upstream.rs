@@ -26,6 +26,15 @@ enum Action {
     ReplyWhenSeen(usize),
     /// RST_STREAM with this reason, before any response headers.
     Reset(Reason),
+    /// `Reply` once the test calls `H2Upstream::release`.
+    ReplyWhenReleased,
+}
+
+/// Holds `ReplyWhenReleased` requests until opened.
+#[derive(Default)]
+struct Release {
+    open: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
 }
 
 /// A request as the upstream saw it.
@@ -52,6 +61,7 @@ struct H2Upstream {
     port: u16,
     seen: Arc<Mutex<Vec<SeenH2>>>,
     connections: Arc<AtomicUsize>,
+    release: Arc<Release>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -64,7 +74,8 @@ impl H2Upstream {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        let (s, c) = (seen.clone(), connections.clone());
+        let release = Arc::new(Release::default());
+        let (s, c, r) = (seen.clone(), connections.clone(), release.clone());
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async move {
@@ -74,12 +85,12 @@ impl H2Upstream {
                     loop {
                         let Ok((sock, _)) = listener.accept().await else { return };
                         let index = c.fetch_add(1, Ordering::SeqCst);
-                        let (s, plan, notify) = (s.clone(), plan.clone(), notify.clone());
+                        let (s, plan, notify, r) = (s.clone(), plan.clone(), notify.clone(), r.clone());
                         tokio::spawn(async move {
                             if index < goaway_conns {
                                 goaway_at_first_request(sock).await;
                             } else {
-                                serve(sock, index, max_concurrent_streams, s, plan, notify).await;
+                                serve(sock, index, max_concurrent_streams, s, plan, notify, r).await;
                             }
                         });
                     }
@@ -90,7 +101,22 @@ impl H2Upstream {
                 }
             });
         });
-        H2Upstream { port, seen, connections, stop: Some(stop), thread: Some(thread) }
+        H2Upstream { port, seen, connections, release, stop: Some(stop), thread: Some(thread) }
+    }
+
+    /// Lets the held `ReplyWhenReleased` requests (and later ones) be answered.
+    fn release(&self) {
+        self.release.open.store(true, Ordering::SeqCst);
+        self.release.notify.notify_waiters();
+    }
+
+    /// Waits (bounded) until the upstream has seen `n` requests.
+    fn wait_seen(&self, n: usize) {
+        let deadline = std::time::Instant::now() + IO_TIMEOUT;
+        while self.seen.lock().expect("seen").len() < n {
+            assert!(std::time::Instant::now() < deadline, "the upstream never saw {n} requests");
+            std::thread::yield_now();
+        }
     }
 
     fn seen(&self) -> Vec<SeenH2> {
@@ -120,6 +146,7 @@ async fn serve(
     seen: Arc<Mutex<Vec<SeenH2>>>,
     plan: Plan,
     notify: Arc<tokio::sync::Notify>,
+    release: Arc<Release>,
 ) {
     let Ok(mut connection) =
         h2::server::Builder::new().max_concurrent_streams(max_concurrent_streams).handshake::<_, Bytes>(sock).await
@@ -127,7 +154,7 @@ async fn serve(
         return;
     };
     while let Some(Ok((request, mut respond))) = connection.accept().await {
-        let (seen, plan, notify) = (seen.clone(), plan.clone(), notify.clone());
+        let (seen, plan, notify, release) = (seen.clone(), plan.clone(), notify.clone(), release.clone());
         tokio::spawn(async move {
             let (parts, mut body) = request.into_parts();
             let mut data = Vec::new();
@@ -161,6 +188,15 @@ async fn serve(
                 loop {
                     let wait = notify.notified();
                     if seen.lock().expect("seen").len() >= n {
+                        break;
+                    }
+                    wait.await;
+                }
+            }
+            if let Action::ReplyWhenReleased = action {
+                loop {
+                    let wait = release.notify.notified();
+                    if release.open.load(Ordering::SeqCst) {
                         break;
                     }
                     wait.await;
@@ -345,11 +381,7 @@ fn the_upstreams_max_concurrent_streams_opens_another_connection() {
     let first = std::thread::spawn(move || Client::connect(addr).get("/one").status);
     // The second request only once the first is in flight (and the upstream's
     // SETTINGS are known).
-    let deadline = std::time::Instant::now() + IO_TIMEOUT;
-    while upstream.seen().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the first request never arrived");
-        std::thread::yield_now();
-    }
+    upstream.wait_seen(1);
     let second = Client::connect(addr).get("/two");
     assert_eq!(second.status, 200);
     assert_eq!(first.join().expect("first"), 200);
@@ -379,6 +411,60 @@ fn the_clusters_max_concurrent_streams_and_max_requests_per_connection_limit_a_c
     assert_eq!(conns, [Some("0".into()), Some("0".into()), Some("1".into())]);
     assert_eq!(stat(&courier, "cluster.h2.upstream_cx_max_requests"), 1);
     courier.wait_stat("cluster.h2.upstream_cx_destroy_local", |v| v == 1);
+}
+
+#[test]
+fn http2_requests_are_held_to_the_circuit_breakers() {
+    // max_requests: 1 — a second request while one is in flight overflows.
+    let upstream = H2Upstream::start(100, 0, Arc::new(|_| Action::ReplyWhenReleased));
+    let mut cluster = h2_cluster(upstream.port, "");
+    cluster.push_str("    circuit_breakers: { thresholds: [ { max_requests: 1 } ] }\n");
+    let courier = start(cluster, "");
+    let addr = courier.listener("web");
+    let first = std::thread::spawn(move || Client::connect(addr).get("/one").status);
+    upstream.wait_seen(1);
+    let second = Client::connect(addr).get("/two");
+    assert_eq!(second.status, 503);
+    assert_eq!(second.header("x-envoy-overloaded"), Some("true"));
+    upstream.release();
+    assert_eq!(first.join().expect("first"), 200);
+    assert_eq!(stat(&courier, "cluster.h2.upstream_rq_active_overflow"), 1);
+    drop(courier);
+
+    // max_connections: 1 with one stream per connection — the second request
+    // waits for the first one's slot instead of opening a connection.
+    let upstream = H2Upstream::start(100, 0, Arc::new(|_| Action::ReplyWhenReleased));
+    let mut cluster = h2_cluster(upstream.port, "max_concurrent_streams: 1");
+    cluster.push_str("    circuit_breakers: { thresholds: [ { max_connections: 1 } ] }\n");
+    let courier = start(cluster, "");
+    let addr = courier.listener("web");
+    let first = std::thread::spawn(move || Client::connect(addr).get("/one").status);
+    upstream.wait_seen(1);
+    let second = std::thread::spawn(move || Client::connect(addr).get("/two").status);
+    courier.wait_stat("cluster.h2.upstream_rq_pending_active", |v| v == 1);
+    assert_eq!(stat(&courier, "cluster.h2.upstream_cx_overflow"), 1);
+    upstream.release();
+    assert_eq!((first.join().expect("first"), second.join().expect("second")), (200, 200));
+    assert_eq!(upstream.connections(), 1);
+    assert_eq!(stat(&courier, "cluster.h2.upstream_rq_pending_total"), 2);
+    courier.wait_stat("cluster.h2.upstream_rq_pending_active", |v| v == 0);
+}
+
+#[test]
+fn an_idle_http2_connection_closes_after_the_idle_timeout() {
+    let upstream = H2Upstream::start(100, 0, Arc::new(|_| Action::Reply));
+    let mut cluster = h2_cluster(upstream.port, "");
+    cluster = cluster.replace(
+        "        explicit_http_config:",
+        "        common_http_protocol_options: { idle_timeout: 0.2s }\n        explicit_http_config:",
+    );
+    let courier = start(cluster, "");
+    assert_eq!(Client::connect(courier.listener("web")).get("/").status, 200);
+    courier.wait_stat("cluster.h2.upstream_cx_idle_timeout", |v| v == 1);
+    courier.wait_stat("cluster.h2.upstream_cx_destroy_local", |v| v == 1);
+    assert_eq!(stat(&courier, "cluster.h2.upstream_cx_active"), 0);
+    // The next request opens a new connection.
+    assert_eq!(Client::connect(courier.listener("web")).get("/").header("x-conn"), Some("1"));
 }
 
 #[test]
