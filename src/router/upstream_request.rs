@@ -376,11 +376,10 @@ pub async fn forward(
                         stats.upstream_rq_timeout.inc();
                         host.stats.rq_timeout.fetch_add(1, Ordering::Relaxed);
                     }
-                    AttemptFailure::Reset | AttemptFailure::RemoteReset | AttemptFailure::RefusedStream => {
-                        stats.upstream_rq_rx_reset.inc()
-                    }
+                    // Envoy 1.40 counts no upstream_rq_rx_reset for a refused stream.
+                    AttemptFailure::Reset | AttemptFailure::RemoteReset => stats.upstream_rq_rx_reset.inc(),
                     AttemptFailure::Protocol => stats.upstream_cx_protocol_error.inc(),
-                    AttemptFailure::Pool(_) | AttemptFailure::DownstreamBody => {}
+                    AttemptFailure::Pool(_) | AttemptFailure::DownstreamBody | AttemptFailure::RefusedStream => {}
                 }
                 // A pending overflow never reached a host (Envoy has none to charge).
                 let charges_host = !matches!(

@@ -326,7 +326,10 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig",
         "http2_protocol_options",
-        &[test(H2_UPSTREAM_IT, "get_and_post_reach_an_http2_upstream_with_authority_and_no_hop_by_hop_headers")],
+        &[
+            test(H2_UPSTREAM_IT, "get_and_post_reach_an_http2_upstream_with_authority_and_no_hop_by_hop_headers"),
+            compat("http2_upstream"),
+        ],
     ),
     (
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig",
