@@ -224,7 +224,7 @@ impl Http2ConnPool {
         let pending = PendingRequest::new(slot, &self.cluster, &self.host);
         let (tx, rx) = oneshot::channel();
         self.waiters.borrow_mut().push_back(tx);
-        self.maybe_connect();
+        self.maybe_connect(true);
         let got = rx.await.unwrap_or(Err(PoolFailure::ConnectFailure));
         drop(pending);
         match got {
@@ -295,7 +295,7 @@ impl Http2ConnPool {
             // slot coming back would only be given back again.
             let _ = waiter.send(Ok(stream));
         }
-        self.maybe_connect();
+        self.maybe_connect(false);
     }
 
     /// The streams one new connection is expected to take.
@@ -306,7 +306,10 @@ impl Http2ConnPool {
 
     /// Opens a connection when the waiting requests outnumber what the
     /// connections being made will take, within `max_connections`.
-    fn maybe_connect(&self) {
+    /// `new_request`: a request just started waiting (only then does a full
+    /// breaker count as `upstream_cx_overflow`, once per request, as in the
+    /// HTTP/1 pool).
+    fn maybe_connect(&self, new_request: bool) {
         self.waiters.borrow_mut().retain(|w| !w.is_closed());
         let waiting = self.waiters.borrow().len();
         if waiting == 0 || waiting <= self.connecting.get() * self.streams_per_connection() {
@@ -314,7 +317,9 @@ impl Http2ConnPool {
         }
         let breaker = self.cluster.resources.try_acquire(Resource::Connections);
         if breaker.is_none() {
-            self.cluster.stats.upstream_cx_overflow.inc();
+            if new_request {
+                self.cluster.stats.upstream_cx_overflow.inc();
+            }
             // As Envoy, a pool without any connection makes one even past the breaker.
             if self.live.get() > 0 {
                 return;
@@ -479,7 +484,7 @@ async fn drive(
     if let Some(pool) = pool.upgrade() {
         pool.forget(&conn);
         pool.live.set(pool.live.get().saturating_sub(1));
-        pool.maybe_connect();
+        pool.maybe_connect(false);
     }
 }
 

@@ -468,6 +468,22 @@ fn an_idle_http2_connection_closes_after_the_idle_timeout() {
 }
 
 #[test]
+fn a_refused_http2_connection_is_a_503_uf() {
+    let port = crate::harness::closed_port();
+    let courier = start(h2_cluster(port, ""), "");
+    let r = Client::connect(courier.listener("web")).get("/");
+    assert_eq!(r.status, 503);
+    assert_eq!(
+        r.text(),
+        "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure"
+    );
+    assert_eq!(stat(&courier, "cluster.h2.upstream_cx_connect_fail"), 1);
+    assert_eq!(stat(&courier, "cluster.h2.upstream_rq_pending_failure_eject"), 1);
+    assert_eq!(stat(&courier, "cluster.h2.upstream_cx_http2_total"), 0);
+    courier.wait_stat("cluster.h2.upstream_rq_pending_active", |v| v == 0);
+}
+
+#[test]
 fn response_trailers_end_the_body_and_are_counted() {
     let upstream = H2Upstream::start(100, 0, Arc::new(|_| Action::ReplyWithTrailers));
     let courier = start(h2_cluster(upstream.port, ""), "");
