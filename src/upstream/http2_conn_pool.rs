@@ -472,8 +472,13 @@ async fn drive(
         tracing::debug!(host = %accounting.host.address, "upstream HTTP/2 connection ended: {e}");
     }
     conn.draining.set(true);
-    conn.send.borrow_mut().take();
-    if conn.closing.get() {
+    // After the upstream's GOAWAY, `h2` closes the connection itself once its
+    // streams are done: closed locally, as Envoy counts it.
+    let after_goaway = conn.send.borrow_mut().take().is_some_and(|mut send| {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        matches!(send.poll_ready(&mut cx), Poll::Ready(Err(e)) if e.is_go_away() && e.is_remote())
+    });
+    if conn.closing.get() || after_goaway {
         accounting.mark_closed_locally();
     }
     if conn.active.get() > 0 {

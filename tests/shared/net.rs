@@ -19,7 +19,8 @@
 //! reason, e.g. `INTERNAL_ERROR` or `REFUSED_STREAM`, before any response) and
 //! `x-test-reset-once: REASON` (the same for the first request of its path
 //! only), and reports the pseudo-headers it got (`:authority`, `:scheme`)
-//! among the headers.
+//! among the headers. `h2c_goaway_upstream` answers its first connection's first
+//! request with GOAWAY (last stream id 0), then serves as `h2c_upstream`.
 
 #![allow(dead_code)]
 
@@ -501,10 +502,23 @@ pub fn http_upstream(name: &'static str) -> Upstream {
 /// `h2` server on a current-thread runtime of its own thread; every request's
 /// answer is the JSON of what it received (pseudo-headers included).
 pub fn h2c_upstream(name: &'static str) -> Upstream {
+    h2c_upstream_with(name, false)
+}
+
+/// `h2c_upstream` whose first connection answers the first request with GOAWAY
+/// (last stream id 0: nothing processed) and closes once the proxy does.
+pub fn h2c_goaway_upstream(name: &'static str) -> Upstream {
+    h2c_upstream_with(name, true)
+}
+
+fn h2c_upstream_with(name: &'static str, goaway_first: bool) -> Upstream {
     let connections = Arc::new(AtomicUsize::new(0));
     let reset_paths = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
     Upstream::start(move |stream| {
         let conn_id = connections.fetch_add(1, Ordering::SeqCst) as u64 + 1;
+        if goaway_first && conn_id == 1 {
+            return goaway_at_first_request(stream);
+        }
         let reset_paths = reset_paths.clone();
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
         rt.block_on(async move {
@@ -518,6 +532,36 @@ pub fn h2c_upstream(name: &'static str) -> Upstream {
             }
         });
     })
+}
+
+/// Raw HTTP/2: reads the client preface and frames until the first HEADERS,
+/// then sends GOAWAY (last stream id 0, NO_ERROR) and reads until the client
+/// closes (so nothing unread turns the close into a reset).
+fn goaway_at_first_request(mut s: TcpStream) {
+    let _ = s.set_read_timeout(Some(IO_TIMEOUT));
+    let mut preface = [0u8; 24];
+    if s.read_exact(&mut preface).is_err() || s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).is_err() {
+        return;
+    }
+    loop {
+        let mut head = [0u8; 9];
+        if s.read_exact(&mut head).is_err() {
+            return;
+        }
+        let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+        let mut payload = vec![0u8; len];
+        if s.read_exact(&mut payload).is_err() {
+            return;
+        }
+        if head[3] == 1 {
+            break;
+        }
+    }
+    if s.write_all(&[0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
 }
 
 async fn answer_h2(
