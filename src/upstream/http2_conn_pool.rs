@@ -495,7 +495,8 @@ async fn drive(
 
 /// The request as HTTP/2 headers: `host` becomes `:authority` (the host's
 /// address when the request had none), the scheme is `http`, the
-/// connection-specific headers go (`te` stays only as `trailers`), and the
+/// connection-specific headers go (`te` becomes `trailers` when it lists
+/// trailers, else goes: the only value HTTP/2 allows), and the
 /// try's overrides replace the router's headers of their names.
 pub fn request_headers(request: &RequestOut<'_>, address: SocketAddr) -> http::Request<()> {
     let overridden = |name: &HeaderName| request.overrides.iter().flatten().any(|(n, _)| n == name);
@@ -513,17 +514,26 @@ pub fn request_headers(request: &RequestOut<'_>, address: SocketAddr) -> http::R
         uri = uri.authority(a);
     }
     let mut headers = http::HeaderMap::with_capacity(request.headers.len() + 4);
+    let mut te_trailers = false;
     for (name, value) in request.headers {
+        if name == TE {
+            // HTTP/2 allows `te: trailers` only: kept when the client accepts trailers.
+            te_trailers |=
+                value.as_bytes().split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"));
+            continue;
+        }
         let hop = name == HOST
             || name == CONNECTION
             || name == KEEP_ALIVE
             || name == PROXY_CONNECTION
             || name == TRANSFER_ENCODING
-            || name == UPGRADE
-            || (name == TE && !value.as_bytes().eq_ignore_ascii_case(b"trailers"));
+            || name == UPGRADE;
         if !hop && !overridden(name) {
             headers.append(name, value.clone());
         }
+    }
+    if te_trailers && !overridden(&TE) {
+        headers.insert(TE, http::HeaderValue::from_static("trailers"));
     }
     for (name, value) in request.overrides.iter().flatten() {
         if name != HOST {
@@ -731,5 +741,69 @@ impl Drop for Http2ResponseBody {
                 s.stats().tx_reset.inc();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn translate(headers: &[(&str, &str)], overrides: &[Option<(HeaderName, HeaderValue)>]) -> http::Request<()> {
+        let mut map = http::HeaderMap::new();
+        for (k, v) in headers {
+            map.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        let request = RequestOut { method: &http::Method::POST, target: "/p?q=1", headers: &map, overrides };
+        request_headers(&request, "127.0.0.1:9".parse().unwrap())
+    }
+
+    #[test]
+    fn host_becomes_the_authority_and_connection_headers_go() {
+        let r = translate(
+            &[
+                ("host", "example.com:8080"),
+                ("connection", "keep-alive"),
+                ("keep-alive", "timeout=5"),
+                ("proxy-connection", "keep-alive"),
+                ("transfer-encoding", "chunked"),
+                ("upgrade", "websocket"),
+                ("content-length", "3"),
+                ("x-a", "1"),
+                ("x-a", "2"),
+            ],
+            &[],
+        );
+        assert_eq!(r.uri().to_string(), "http://example.com:8080/p?q=1");
+        assert_eq!(r.method(), http::Method::POST);
+        assert_eq!(r.version(), http::Version::HTTP_2);
+        let names: Vec<_> = r.headers().keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["content-length", "x-a"]);
+        assert_eq!(r.headers().get_all("x-a").iter().count(), 2);
+    }
+
+    #[test]
+    fn te_is_trailers_or_nothing() {
+        for (te, kept) in [("trailers", true), ("Trailers", true), ("gzip, trailers", true), ("gzip", false)] {
+            let r = translate(&[("host", "h"), ("te", te)], &[]);
+            assert_eq!(r.headers().get("te").is_some_and(|v| v == "trailers"), kept, "{te}");
+            assert!(r.headers().get("te").is_none_or(|v| v == "trailers"), "{te}");
+        }
+    }
+
+    #[test]
+    fn overrides_replace_headers_and_a_rewritten_host_is_the_authority() {
+        let overrides = [
+            Some((HOST, HeaderValue::from_static("upstream.internal"))),
+            Some((HeaderName::from_static("x-a"), HeaderValue::from_static("new"))),
+            None,
+        ];
+        let r = translate(&[("host", "example.com"), ("x-a", "old")], &overrides);
+        assert_eq!(r.uri().authority().map(|a| a.as_str()), Some("upstream.internal"));
+        assert_eq!(r.headers().get("x-a").map(|v| v.as_bytes()), Some(&b"new"[..]));
+        assert!(r.headers().get("host").is_none());
+        // Without a Host, the host's address.
+        let r = translate(&[], &[]);
+        assert_eq!(r.uri().authority().map(|a| a.as_str()), Some("127.0.0.1:9"));
     }
 }
