@@ -706,5 +706,31 @@ mod tests {
         assert_eq!(overflow.body, "upstream connect error or disconnect/reset before headers. reset reason: overflow");
         assert_eq!(overflow.headers.get("x-envoy-overloaded").map(|v| v.as_bytes()), Some(&b"true"[..]));
         assert_eq!(failure_reply(AttemptFailure::PerTryTimeout, true).body, "upstream request timeout");
+        // HTTP/2 stream resets, with Envoy's texts and flag (UR).
+        let remote = failure_reply(AttemptFailure::RemoteReset, false);
+        assert_eq!(
+            remote.body,
+            "upstream connect error or disconnect/reset before headers. reset reason: remote reset"
+        );
+        assert_eq!(remote.status, StatusCode::SERVICE_UNAVAILABLE);
+        let refused = failure_reply(AttemptFailure::RefusedStream, false);
+        assert!(refused.body.ends_with(b"reset reason: remote refused stream reset"), "{:?}", refused.body);
+    }
+
+    #[test]
+    fn a_refused_stream_is_retried_by_refused_stream_and_reset_a_remote_reset_not_by_refused_stream() {
+        let policy = |on: &str| RetryPolicy {
+            retry_on: RetryOn::parse(on).expect("retry_on"),
+            num_retries: 1,
+            per_try_timeout: None,
+            retriable_status_codes: vec![],
+            base_interval: Duration::from_millis(25),
+            max_interval: Duration::from_millis(250),
+        };
+        assert!(retries_failure(&policy("refused-stream"), AttemptFailure::RefusedStream));
+        assert!(retries_failure(&policy("reset"), AttemptFailure::RefusedStream));
+        assert!(!retries_failure(&policy("refused-stream"), AttemptFailure::RemoteReset));
+        assert!(retries_failure(&policy("5xx"), AttemptFailure::RemoteReset));
+        assert!(!retries_failure(&policy("connect-failure"), AttemptFailure::RemoteReset));
     }
 }
