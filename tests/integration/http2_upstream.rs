@@ -321,9 +321,12 @@ fn get_and_post_reach_an_http2_upstream_with_authority_and_no_hop_by_hop_headers
 }
 
 #[test]
-fn a_chunked_request_body_streams_to_the_http2_upstream() {
+fn a_chunked_request_body_streams_both_ways_under_http2_flow_control() {
     let upstream = H2Upstream::start(100, 0, Arc::new(|_| Action::Reply));
-    let courier = start(h2_cluster(upstream.port, ""), "");
+    // Windows of 64 KiB: the 200 KB echoed back only arrives if Courier gives
+    // flow-control credit back as the client reads.
+    let windows = "initial_stream_window_size: 65535, initial_connection_window_size: 65535";
+    let courier = start(h2_cluster(upstream.port, windows), "");
     let mut client = Client::connect(courier.listener("web"));
     let big = vec![b'x'; 200_000];
     let mut raw = b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();

@@ -356,12 +356,18 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (
         HTTP2_OPTIONS,
         "initial_stream_window_size",
-        &[test(H2_UPSTREAM_IT, "http2_protocol_options_go_into_the_clients_settings")],
+        &[
+            test(H2_UPSTREAM_IT, "http2_protocol_options_go_into_the_clients_settings"),
+            test(H2_UPSTREAM_IT, "a_chunked_request_body_streams_both_ways_under_http2_flow_control"),
+        ],
     ),
     (
         HTTP2_OPTIONS,
         "initial_connection_window_size",
-        &[test(H2_UPSTREAM_IT, "http2_protocol_options_go_into_the_clients_settings")],
+        &[
+            test(H2_UPSTREAM_IT, "http2_protocol_options_go_into_the_clients_settings"),
+            test(H2_UPSTREAM_IT, "a_chunked_request_body_streams_both_ways_under_http2_flow_control"),
+        ],
     ),
     ("envoy.config.core.v3.Http1ProtocolOptions", "accept_http_10", &[compat("http10")]),
     ("envoy.config.core.v3.Http1ProtocolOptions", "default_host_for_http_10", &[compat("default_host_for_http_10")]),
