@@ -28,6 +28,8 @@ enum Action {
     Reset(Reason),
     /// `Reply` once the test calls `H2Upstream::release`.
     ReplyWhenReleased,
+    /// 200 with this many bytes of body.
+    ReplyBig(usize),
 }
 
 /// Holds `ReplyWhenReleased` requests until opened.
@@ -206,7 +208,11 @@ async fn serve(
                 respond.send_reset(reason);
                 return;
             }
-            let body = if data.is_empty() { Bytes::from_static(b"hello h2") } else { Bytes::from(data) };
+            let body = match action {
+                Action::ReplyBig(n) => Bytes::from(vec![b'z'; n]),
+                _ if data.is_empty() => Bytes::from_static(b"hello h2"),
+                _ => Bytes::from(data),
+            };
             let response =
                 http::Response::builder().status(200).header("x-conn", conn.to_string()).body(()).expect("response");
             let Ok(mut send) = respond.send_response(response, false) else { return };
@@ -484,6 +490,27 @@ fn a_refused_http2_connection_is_a_503_uf() {
     assert_eq!(stat(&courier, "cluster.h2.upstream_rq_pending_failure_eject"), 1);
     assert_eq!(stat(&courier, "cluster.h2.upstream_cx_http2_total"), 0);
     courier.wait_stat("cluster.h2.upstream_rq_pending_active", |v| v == 0);
+}
+
+#[test]
+fn a_client_gone_mid_response_resets_the_stream_and_keeps_the_connection() {
+    let upstream =
+        H2Upstream::start(100, 0, Arc::new(|i| if i == 0 { Action::ReplyBig(4 << 20) } else { Action::Reply }));
+    // Small windows: most of the 4 MiB waits upstream for credit.
+    let courier = start(h2_cluster(upstream.port, "initial_stream_window_size: 65535"), "");
+    let addr = courier.listener("web");
+    let mut client = crate::harness::connect(addr);
+    std::io::Write::write_all(&mut client, b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n").expect("send");
+    let mut first = [0u8; 12];
+    std::io::Read::read_exact(&mut client, &mut first).expect("response starts");
+    assert_eq!(&first, b"HTTP/1.1 200");
+    drop(client);
+    courier.wait_stat("cluster.h2.upstream_rq_active", |v| v == 0);
+    courier.wait_stat("cluster.h2.http2.tx_reset", |v| v == 1);
+    assert_eq!(stat(&courier, "cluster.h2.upstream_cx_active"), 1);
+    assert_eq!(stat(&courier, "cluster.h2.http2.streams_active"), 0);
+    // The connection serves the next request.
+    assert_eq!(Client::connect(addr).get("/next").header("x-conn"), Some("0"));
 }
 
 #[test]
