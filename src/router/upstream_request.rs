@@ -593,7 +593,7 @@ async fn attempt_h2(
             return Err(AttemptFailure::Reset);
         };
         let sent = Instant::now();
-        let mut upload = Some(http2_conn_pool::upload(tx, body.take_for_attempt(), cluster.info.clone()));
+        let mut upload = Some(http2_conn_pool::upload(tx, body.take_for_attempt()));
         let head = std::future::poll_fn(|cx| {
             if let Some(up) = upload.as_mut() {
                 if let Poll::Ready(result) = up.as_mut().poll(cx) {
@@ -619,6 +619,8 @@ async fn attempt_h2(
             Err(Some(e)) => e,
         };
         tracing::debug!(host = %host.address, "upstream HTTP/2 stream failed: {e}");
+        // The upstream (or the connection) ended the stream: no reset of Courier's.
+        stream.mark_ended();
         let remote_reset = e.is_reset() && e.is_remote();
         let refused = remote_reset && e.reason() == Some(h2::Reason::REFUSED_STREAM);
         if remote_reset {

@@ -113,9 +113,13 @@ impl H2Connection {
 pub struct Http2Stream {
     conn: Rc<H2Connection>,
     pool: Weak<Http2ConnPool>,
-    stats: Arc<ClusterInfo>,
+    cluster: Arc<ClusterInfo>,
     /// A stream was opened with it (`http2.streams_active`).
     opened: bool,
+    /// The stream ended, or the upstream ended it; dropped open, Courier
+    /// resets it (`h2` sends RST_STREAM), counted as Envoy's
+    /// `upstream_rq_tx_reset` and `http2.tx_reset`.
+    ended: bool,
 }
 
 impl Http2Stream {
@@ -152,7 +156,13 @@ impl Http2Stream {
 
     /// `cluster.<name>.http2.*`.
     pub fn stats(&self) -> &Http2CodecStats {
-        self.stats.http2_stats()
+        self.cluster.http2_stats()
+    }
+
+    /// The stream is over (both ends closed) or the upstream reset it: no reset
+    /// of Courier's when the slot is given back.
+    pub fn mark_ended(&mut self) {
+        self.ended = true;
     }
 }
 
@@ -160,6 +170,10 @@ impl Drop for Http2Stream {
     fn drop(&mut self) {
         if self.opened {
             self.stats().streams_active.dec();
+            if !self.ended {
+                self.cluster.stats.upstream_rq_tx_reset.inc();
+                self.stats().tx_reset.inc();
+            }
         }
         let conn = &self.conn;
         conn.active.set(conn.active.get().saturating_sub(1));
@@ -259,7 +273,7 @@ impl Http2ConnPool {
             conn.draining.set(true);
             self.forget(&conn);
         }
-        Some(Http2Stream { conn, pool: self.me.clone(), stats: self.cluster.clone(), opened: false })
+        Some(Http2Stream { conn, pool: self.me.clone(), cluster: self.cluster.clone(), opened: false, ended: false })
     }
 
     /// Takes `conn` off the list of connections that take new streams.
@@ -563,7 +577,7 @@ pub type Upload = Pin<Box<dyn Future<Output = Result<(), UploadFailure>>>>;
 
 /// Sends `body` on `tx` as the upstream's flow control allows, then its
 /// trailers if any. A body that ended with the headers sends nothing.
-pub fn upload(mut tx: SendStream<Bytes>, body: BodyOut, stats: Arc<ClusterInfo>) -> Upload {
+pub fn upload(mut tx: SendStream<Bytes>, body: BodyOut) -> Upload {
     Box::pin(async move {
         match body {
             BodyOut::Whole(b) if b.is_empty() => Ok(()),
@@ -577,8 +591,8 @@ pub fn upload(mut tx: SendStream<Bytes>, body: BodyOut, stats: Arc<ClusterInfo>)
                         None => return tx.send_data(Bytes::new(), true).map_err(|_| UploadFailure::Stream),
                         Some(Err(e)) => {
                             tracing::debug!("request body failed on its way to an HTTP/2 upstream: {e}");
+                            // Counted when the stream's slot is given back unended.
                             tx.send_reset(Reason::CANCEL);
-                            stats.http2_stats().tx_reset.inc();
                             return Err(UploadFailure::RequestBody);
                         }
                         Some(Ok(frame)) => match frame.into_data() {
@@ -645,16 +659,21 @@ impl Http2ResponseBody {
         let state = if recv.is_end_stream() { BodyState::Done } else { BodyState::Data };
         let mut body = Http2ResponseBody { recv, state, upload, stream: Some(stream) };
         if state == BodyState::Done {
-            body.finish();
+            body.finish(true);
         }
         body
     }
 
-    /// The stream is over: its slot goes back to the connection.
-    fn finish(&mut self) {
+    /// The stream is over: its slot goes back to the connection. `ended`: by
+    /// its end or the upstream's reset (else Courier resets it).
+    fn finish(&mut self, ended: bool) {
         self.state = BodyState::Done;
         self.upload = None;
-        self.stream = None;
+        if let Some(mut s) = self.stream.take() {
+            if ended {
+                s.mark_ended();
+            }
+        }
     }
 
     fn fail(&mut self, e: &h2::Error) -> UpstreamBodyError {
@@ -667,7 +686,7 @@ impl Http2ResponseBody {
                 s.drain_connection();
             }
         }
-        self.finish();
+        self.finish(true);
         UpstreamBodyError(BodyFailure::Reset)
     }
 }
@@ -682,7 +701,7 @@ impl hyper::body::Body for Http2ResponseBody {
             if let Poll::Ready(result) = up.as_mut().poll(cx) {
                 this.upload = None;
                 if result == Err(UploadFailure::RequestBody) {
-                    this.finish();
+                    this.finish(false);
                     return Poll::Ready(Some(Err(UpstreamBodyError(BodyFailure::Reset))));
                 }
             }
@@ -707,11 +726,11 @@ impl hyper::body::Body for Http2ResponseBody {
                     if let Some(s) = &this.stream {
                         s.stats().trailers.inc();
                     }
-                    this.finish();
+                    this.finish(true);
                     Poll::Ready(Some(Ok(Frame::trailers(trailers))))
                 }
                 Poll::Ready(Ok(None)) => {
-                    this.finish();
+                    this.finish(true);
                     Poll::Ready(None)
                 }
                 Poll::Ready(Err(e)) => Poll::Ready(Some(Err(this.fail(&e)))),
@@ -729,17 +748,6 @@ impl hyper::body::Body for Http2ResponseBody {
             SizeHint::with_exact(0)
         } else {
             SizeHint::default()
-        }
-    }
-}
-
-impl Drop for Http2ResponseBody {
-    fn drop(&mut self) {
-        // Dropped midway (client gone, retry, timeout): `h2` resets the stream.
-        if self.state != BodyState::Done {
-            if let Some(s) = &self.stream {
-                s.stats().tx_reset.inc();
-            }
         }
     }
 }

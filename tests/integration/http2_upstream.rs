@@ -507,6 +507,7 @@ fn a_client_gone_mid_response_resets_the_stream_and_keeps_the_connection() {
     drop(client);
     courier.wait_stat("cluster.h2.upstream_rq_active", |v| v == 0);
     courier.wait_stat("cluster.h2.http2.tx_reset", |v| v == 1);
+    assert_eq!(stat(&courier, "cluster.h2.upstream_rq_tx_reset"), 1);
     assert_eq!(stat(&courier, "cluster.h2.upstream_cx_active"), 1);
     assert_eq!(stat(&courier, "cluster.h2.http2.streams_active"), 0);
     // The connection serves the next request.

@@ -14,7 +14,7 @@
 //!
 //! `h2c_upstream` is the same JSON-reporting upstream speaking HTTP/2 (prior
 //! knowledge, on the `h2` crate's server), for clusters that send HTTP/2
-//! upstream; it obeys `x-test-status`, `x-test-no-content-length: 1` (the JSON
+//! upstream; it obeys `x-test-status`, `x-test-delay-ms`, `x-test-no-content-length: 1` (the JSON
 //! without a content-length), `x-test-reset: REASON` (RST_STREAM with that
 //! reason, e.g. `INTERNAL_ERROR` or `REFUSED_STREAM`, before any response) and
 //! `x-test-reset-once: REASON` (the same for the first request of its path
@@ -601,6 +601,9 @@ async fn answer_h2(
         if first {
             return respond.send_reset(reason(r));
         }
+    }
+    if let Some(ms) = headers.get("x-test-delay-ms").and_then(|v| v.parse().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     let status: u16 = headers.get("x-test-status").and_then(|v| v.parse().ok()).unwrap_or(200);
     let json = serde_json::json!({
