@@ -722,10 +722,9 @@ impl hyper::body::Body for Http2ResponseBody {
         if this.state == BodyState::Trailers {
             return match this.recv.poll_trailers(cx) {
                 Poll::Pending => Poll::Pending,
+                // Not counted in `http2.trailers`: Envoy counts only the
+                // trailers of requests from downstream there.
                 Poll::Ready(Ok(Some(trailers))) => {
-                    if let Some(s) = &this.stream {
-                        s.stats().trailers.inc();
-                    }
                     this.finish(true);
                     Poll::Ready(Some(Ok(Frame::trailers(trailers))))
                 }

@@ -14,7 +14,8 @@
 //!
 //! `h2c_upstream` is the same JSON-reporting upstream speaking HTTP/2 (prior
 //! knowledge, on the `h2` crate's server), for clusters that send HTTP/2
-//! upstream; it obeys `x-test-status`, `x-test-delay-ms`, `x-test-no-content-length: 1` (the JSON
+//! upstream; it obeys `x-test-status`, `x-test-delay-ms`, `x-test-trailers: 1`
+//! (response trailers `x-checksum: abc`), `x-test-no-content-length: 1` (the JSON
 //! without a content-length), `x-test-reset: REASON` (RST_STREAM with that
 //! reason, e.g. `INTERNAL_ERROR` or `REFUSED_STREAM`, before any response) and
 //! `x-test-reset-once: REASON` (the same for the first request of its path
@@ -624,6 +625,12 @@ async fn answer_h2(
     let head_only = parts.method == http::Method::HEAD;
     let Ok(mut send) = respond.send_response(response, head_only) else { return };
     if !head_only {
-        let _ = send.send_data(bytes::Bytes::from(json), true);
+        let trailers = headers.contains_key("x-test-trailers");
+        let _ = send.send_data(bytes::Bytes::from(json), !trailers);
+        if trailers {
+            let mut t = http::HeaderMap::new();
+            t.insert("x-checksum", http::HeaderValue::from_static("abc"));
+            let _ = send.send_trailers(t);
+        }
     }
 }
