@@ -619,8 +619,14 @@ async fn attempt_h2(
             Err(Some(e)) => e,
         };
         tracing::debug!(host = %host.address, "upstream HTTP/2 stream failed: {e}");
-        // The upstream (or the connection) ended the stream: no reset of Courier's.
-        stream.mark_ended();
+        // The upstream (or the connection) ended the stream: no reset of Courier's,
+        // unless `h2` found the upstream's frames malformed (Envoy counts a local
+        // reset then, without an RST_STREAM: the connection is gone).
+        if e.is_library() {
+            stream.mark_codec_error();
+        } else {
+            stream.mark_ended();
+        }
         let remote_reset = e.is_reset() && e.is_remote();
         let refused = remote_reset && e.reason() == Some(h2::Reason::REFUSED_STREAM);
         if remote_reset {

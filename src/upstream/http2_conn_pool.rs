@@ -120,6 +120,9 @@ pub struct Http2Stream {
     /// resets it (`h2` sends RST_STREAM), counted as Envoy's
     /// `upstream_rq_tx_reset` and `http2.tx_reset`.
     ended: bool,
+    /// `h2` closed the connection on a protocol error: Courier ended the
+    /// stream (`upstream_rq_tx_reset`), but no RST_STREAM went out.
+    codec_error: bool,
 }
 
 impl Http2Stream {
@@ -164,6 +167,11 @@ impl Http2Stream {
     pub fn mark_ended(&mut self) {
         self.ended = true;
     }
+
+    /// `h2` found the upstream's frames malformed and closed the connection.
+    pub fn mark_codec_error(&mut self) {
+        self.codec_error = true;
+    }
 }
 
 impl Drop for Http2Stream {
@@ -172,7 +180,9 @@ impl Drop for Http2Stream {
             self.stats().streams_active.dec();
             if !self.ended {
                 self.cluster.stats.upstream_rq_tx_reset.inc();
-                self.stats().tx_reset.inc();
+                if !self.codec_error {
+                    self.stats().tx_reset.inc();
+                }
             }
         }
         let conn = &self.conn;
@@ -273,7 +283,14 @@ impl Http2ConnPool {
             conn.draining.set(true);
             self.forget(&conn);
         }
-        Some(Http2Stream { conn, pool: self.me.clone(), cluster: self.cluster.clone(), opened: false, ended: false })
+        Some(Http2Stream {
+            conn,
+            pool: self.me.clone(),
+            cluster: self.cluster.clone(),
+            opened: false,
+            ended: false,
+            codec_error: false,
+        })
     }
 
     /// Takes `conn` off the list of connections that take new streams.
@@ -482,8 +499,11 @@ async fn drive(
     mut accounting: ConnectionAccounting,
     breaker: Option<ResourceGuard>,
 ) {
+    // A protocol error `h2` found ends the connection on Courier's side (GOAWAY).
+    let mut closed_locally = false;
     if let Err(e) = connection.await {
         tracing::debug!(host = %accounting.host.address, "upstream HTTP/2 connection ended: {e}");
+        closed_locally = e.is_library();
     }
     conn.draining.set(true);
     // After the upstream's GOAWAY, `h2` closes the connection itself once its
@@ -492,7 +512,7 @@ async fn drive(
         let mut cx = Context::from_waker(std::task::Waker::noop());
         matches!(send.poll_ready(&mut cx), Poll::Ready(Err(e)) if e.is_go_away() && e.is_remote())
     });
-    if conn.closing.get() || after_goaway {
+    if conn.closing.get() || after_goaway || closed_locally {
         accounting.mark_closed_locally();
     }
     if conn.active.get() > 0 {
