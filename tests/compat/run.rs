@@ -342,6 +342,11 @@ impl Environment {
             add(&mut env, "H2C_UPSTREAM_PORT", u.port());
             env._upstreams.push(u);
         }
+        if case.uses("{{H2C_UPSTREAM2_PORT}}") {
+            let u = h2c_upstream("h2c_upstream2");
+            add(&mut env, "H2C_UPSTREAM2_PORT", u.port());
+            env._upstreams.push(u);
+        }
         if case.uses("{{H2C_GOAWAY_PORT}}") {
             let u = h2c_goaway_upstream("h2c_goaway");
             add(&mut env, "H2C_GOAWAY_PORT", u.port());
