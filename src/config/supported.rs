@@ -119,8 +119,6 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig",
         &["http_protocol_options", "http2_protocol_options"],
     ),
-    // Upstream (a cluster's HTTP/2 client codec); `PLACES` says so where it sits.
-    ("envoy.config.core.v3.Http2ProtocolOptions", UPSTREAM_HTTP2_OPTIONS),
     // Downstream; where it sits in a cluster, `PLACES` narrows it.
     ("envoy.config.core.v3.Http1ProtocolOptions", &["accept_http_10", "default_host_for_http_10"]),
     (
@@ -175,8 +173,24 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "via",
             "add_user_agent",
             "proxy_100_continue",
+            "http2_protocol_options",
         ],
     ),
+    (
+        "envoy.config.core.v3.Http2ProtocolOptions",
+        &[
+            "hpack_table_size",
+            "max_concurrent_streams",
+            "initial_stream_window_size",
+            "initial_connection_window_size",
+            "allow_connect",
+            "max_consecutive_inbound_frames_with_empty_payload",
+            "max_inbound_priority_frames_per_stream",
+            "max_inbound_window_update_frames_per_data_frame_sent",
+            "connection_keepalive",
+        ],
+    ),
+    ("envoy.config.core.v3.KeepaliveSettings", &["interval", "timeout", "interval_jitter"]),
     ("envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter", &["name", "typed_config"]),
     ("envoy.extensions.filters.http.router.v3.Router", &[]),
     ("envoy.config.accesslog.v3.AccessLog", &["name", "typed_config"]),

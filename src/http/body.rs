@@ -14,7 +14,8 @@ use bytes::Bytes;
 use http::HeaderMap;
 use hyper::body::{Body, Frame, SizeHint};
 
-use crate::http::http1::{CodecError, RequestBody};
+use crate::http::http1::CodecError;
+use crate::http::{http1, http2};
 use crate::upstream::conn_pool::UpstreamResponseBody;
 use crate::upstream::http1_conn_pool::{Http1ResponseBody, UpstreamBodyError};
 use crate::upstream::http2_conn_pool::Http2ResponseBody;
@@ -132,6 +133,43 @@ impl Drop for ResponseBody {
             Source::Upstream2(body) => body.is_end_stream(),
         };
         self.finish(complete);
+    }
+}
+
+/// A downstream request body, as its codec decodes it: the stream and the
+/// router read it without knowing the protocol. An enum rather than a boxed
+/// trait object: no allocation per HTTP/1 request, and the match is one branch.
+/// The HTTP/2 body is boxed so the enum stays two words: requests move through
+/// several futures, and a larger body measured +1 % instructions per HTTP/1
+/// request in copies alone.
+pub enum RequestBody {
+    Http1(http1::RequestBody),
+    Http2(Box<http2::RequestBody>),
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = CodecError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, CodecError>>> {
+        match self.get_mut() {
+            RequestBody::Http1(b) => Pin::new(b).poll_frame(cx),
+            RequestBody::Http2(b) => Pin::new(&mut **b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Http1(b) => b.is_end_stream(),
+            RequestBody::Http2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Http1(b) => b.size_hint(),
+            RequestBody::Http2(b) => b.size_hint(),
+        }
     }
 }
 

@@ -36,6 +36,8 @@
 //!                       # cluster.*.upstream_rq_active > 0, bounded; not a guessed time),
 //!                       # or `bytes_read`: once it has read every byte sent
 //!                       # (http.*.downstream_cx_rx_bytes_total)
+//!   http2: true         # sent by an HTTP/2 client (prior knowledge) on a new
+//!                       # connection; `host` becomes `:authority`; no raw/reuse/hang-up
 //!   reuse: true         # on the previous request's client connection (keep-alive)
 //!                       # instead of a new one; with `repeat`, every repetition reuses it
 //! - tcp: "hello"        # raw TCP: send, half-close, read to EOF
@@ -107,6 +109,9 @@ pub struct Request {
     /// Send on the previous request's client connection.
     #[serde(default)]
     pub reuse: bool,
+    /// Send with an HTTP/2 client (prior knowledge) on a new connection.
+    #[serde(default)]
+    pub http2: bool,
     /// POST this path to the admin endpoint instead of sending a request.
     pub admin_post: Option<String>,
     /// `TERM`: send the proxy this signal instead of a request.
@@ -187,6 +192,9 @@ impl Case {
         let mut case: Case = serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         case.name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("?").to_string();
         for (i, r) in case.requests.iter().enumerate() {
+            if r.http2 && (r.raw.is_some() || r.reuse || r.hangs_up() || r.tcp.is_some()) {
+                return Err(format!("{}: http2 requests cannot be raw, reused, hung up or tcp", path.display()));
+            }
             if r.continue_body.is_some() && r.raw.is_none() {
                 return Err(format!("{}: continue_body needs raw", path.display()));
             }

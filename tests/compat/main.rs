@@ -17,6 +17,8 @@
 //!
 //! Run alone: `scripts/compat`.
 
+#[path = "../shared/h2_client.rs"]
+mod shared_h2;
 #[path = "../shared/net.rs"]
 mod shared_net;
 

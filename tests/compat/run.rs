@@ -544,6 +544,10 @@ impl Session<'_> {
 
     /// An HTTP request on a new connection or the kept one (`reuse`).
     fn http(&mut self, label: &str, r: &crate::case::Request, addr: Option<SocketAddr>) -> Outcome {
+        if r.http2 {
+            let Some(addr) = addr else { return Outcome::Failed(no_listener(r)) };
+            return record(&mut self.obs, label, http2_exchange(addr, r));
+        }
         let (proxy, env) = (self.proxy, self.env);
         if r.hang_up_after.is_some() {
             // The upstream request or bytes to wait for must be this one's.
@@ -983,6 +987,35 @@ fn exchange(
     match result {
         Ok(reply) => (interim, Outcome::Http(reply.resp), Some(reply.status_line)),
         Err(e) => (interim, Outcome::Failed(e), None),
+    }
+}
+
+/// One request by an HTTP/2 client on a new connection: the `host` header is its
+/// `:authority` (default `example.com`), and the status line reads `HTTP/2 <code>`.
+fn http2_exchange(addr: SocketAddr, r: &crate::case::Request) -> Exchanged {
+    let mut request = crate::shared_h2::H2Request {
+        method: r.method.clone().unwrap_or_else(|| "GET".into()),
+        path: r.path.clone().unwrap_or_else(|| "/".into()),
+        body: r.body.clone().unwrap_or_default().into_bytes(),
+        ..Default::default()
+    };
+    for (k, v) in r.header_pairs() {
+        if k.eq_ignore_ascii_case("host") {
+            request.authority = Some(v);
+        } else {
+            request.headers.push((k.to_ascii_lowercase(), v));
+        }
+    }
+    match crate::shared_h2::h2_request(addr, &request) {
+        Ok(resp) => {
+            let line = format!("HTTP/2 {}", resp.status);
+            let mut headers = resp.headers;
+            // Trailers are compared with the headers, marked as such.
+            headers.extend(resp.trailers.into_iter().map(|(k, v)| (format!("trailer:{k}"), v)));
+            let resp = HttpResponse { status: resp.status, headers, body: resp.body };
+            (Vec::new(), Outcome::Http(resp), Some(line))
+        }
+        Err(e) => (Vec::new(), Outcome::Failed(Failure::new(FailKind::Other, e)), None),
     }
 }
 

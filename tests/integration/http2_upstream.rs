@@ -515,6 +515,40 @@ fn a_client_gone_mid_response_resets_the_stream_and_keeps_the_connection() {
 }
 
 #[test]
+fn an_upstream_that_does_not_speak_http2_is_a_502_upe() {
+    // Answers the request's HEADERS with HTTP/1.1 bytes, which no HTTP/2 frame parses.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async move {
+            listener.set_nonblocking(true).expect("nonblocking");
+            let listener = TcpListener::from_std(listener).expect("listener");
+            let Ok(Ok((mut sock, _))) = tokio::time::timeout(IO_TIMEOUT, listener.accept()).await else { return };
+            let mut preface = [0u8; 24];
+            let _ = sock.read_exact(&mut preface).await;
+            while let Ok(Ok((kind, _, _))) = tokio::time::timeout(IO_TIMEOUT, read_frame(&mut sock)).await {
+                if kind == 1 {
+                    break;
+                }
+            }
+            let _ = sock.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n").await;
+            drain_until_closed(&mut sock).await;
+        });
+    });
+    let courier = start(h2_cluster(port, ""), "");
+    let r = Client::connect(courier.listener("web")).get("/");
+    assert_eq!(r.status, 502);
+    assert_eq!(r.text(), "upstream connect error or disconnect/reset before headers. reset reason: protocol error");
+    let _ = server.join();
+    assert_eq!(stat(&courier, "cluster.h2.upstream_cx_protocol_error"), 1);
+    // As Envoy: Courier's codec ended the connection and the stream (no RST_STREAM sent).
+    courier.wait_stat("cluster.h2.upstream_cx_destroy_local", |v| v == 1);
+    assert_eq!(stat(&courier, "cluster.h2.upstream_rq_tx_reset"), 1);
+    assert_eq!(stat(&courier, "cluster.h2.http2.tx_reset"), 0);
+}
+
+#[test]
 fn response_trailers_end_the_body() {
     let upstream = H2Upstream::start(100, 0, Arc::new(|_| Action::ReplyWithTrailers));
     let courier = start(h2_cluster(upstream.port, ""), "");

@@ -2,6 +2,8 @@
 
 mod harness;
 mod http_util;
+#[path = "../shared/h2_client.rs"]
+mod shared_h2;
 #[path = "../shared/net.rs"]
 mod shared_net;
 
@@ -9,6 +11,7 @@ mod access_log;
 mod admin;
 mod config_errors;
 mod examples;
+mod http2_downstream;
 mod http2_upstream;
 mod http_codec;
 mod http_filters;

@@ -42,6 +42,10 @@ const LISTENER: &str = "envoy.config.listener.v3.Listener";
 const CLUSTER: &str = "envoy.config.cluster.v3.Cluster";
 const HTTP_OPTIONS: &str = "envoy.config.core.v3.HttpProtocolOptions";
 const HCM: &str = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+const H2_OPTIONS: &str = "envoy.config.core.v3.Http2ProtocolOptions";
+const H2_IT: &str = "tests/integration/http2_downstream.rs";
+const H2_SETTINGS: &str = "http2_protocol_options_are_the_settings_the_client_sees";
+const H2_KEEPALIVE: &str = "a_client_that_does_not_answer_keepalive_pings_is_closed";
 const ROUTE_CONFIG: &str = "envoy.config.route.v3.RouteConfiguration";
 const VHOST: &str = "envoy.config.route.v3.VirtualHost";
 const ROUTE: &str = "envoy.config.route.v3.Route";
@@ -70,7 +74,6 @@ const ROUTING_IT: &str = "tests/integration/routing.rs";
 const TCP_IT: &str = "tests/integration/tcp_proxy.rs";
 const UPSTREAM_IT: &str = "tests/integration/upstream.rs";
 const H2_UPSTREAM_IT: &str = "tests/integration/http2_upstream.rs";
-const HTTP2_OPTIONS: &str = "envoy.config.core.v3.Http2ProtocolOptions";
 const CLUSTER_RS: &str = "src/upstream/cluster.rs";
 
 /// `(message, field, where tests show it acting)`, in the order of the tables.
@@ -341,34 +344,6 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "http2_protocol_options",
         &[test(CLUSTER_RS, "use_downstream_protocol_config_follows_the_request_version")],
     ),
-    (HTTP2_OPTIONS, "hpack_table_size", &[test(H2_UPSTREAM_IT, "http2_protocol_options_go_into_the_clients_settings")]),
-    (
-        HTTP2_OPTIONS,
-        "max_concurrent_streams",
-        &[
-            test(H2_UPSTREAM_IT, "http2_protocol_options_go_into_the_clients_settings"),
-            test(
-                H2_UPSTREAM_IT,
-                "the_clusters_max_concurrent_streams_and_max_requests_per_connection_limit_a_connection",
-            ),
-        ],
-    ),
-    (
-        HTTP2_OPTIONS,
-        "initial_stream_window_size",
-        &[
-            test(H2_UPSTREAM_IT, "http2_protocol_options_go_into_the_clients_settings"),
-            test(H2_UPSTREAM_IT, "a_chunked_request_body_streams_both_ways_under_http2_flow_control"),
-        ],
-    ),
-    (
-        HTTP2_OPTIONS,
-        "initial_connection_window_size",
-        &[
-            test(H2_UPSTREAM_IT, "http2_protocol_options_go_into_the_clients_settings"),
-            test(H2_UPSTREAM_IT, "a_chunked_request_body_streams_both_ways_under_http2_flow_control"),
-        ],
-    ),
     ("envoy.config.core.v3.Http1ProtocolOptions", "accept_http_10", &[compat("http10")]),
     ("envoy.config.core.v3.Http1ProtocolOptions", "default_host_for_http_10", &[compat("default_host_for_http_10")]),
     (
@@ -428,7 +403,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "max_connect_attempts",
         &[compat("tcp_proxy"), test(TCP_IT, "max_connect_attempts_retries_other_hosts")],
     ),
-    // MISSING: HttpConnectionManager.codec_type (see KNOWN_GAPS).
+    (HCM, "codec_type", &[compat("http2_preface")]),
     (HCM, "stat_prefix", &[compat("http_get")]),
     (HCM, "route_config", &[compat("http_get")]),
     (HCM, "http_filters", &[compat("http_filters")]),
@@ -456,6 +431,59 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (HCM, "via", &[compat("via_user_agent")]),
     (HCM, "add_user_agent", &[compat("via_user_agent")]),
     (HCM, "proxy_100_continue", &[compat("proxy_100_continue_false")]),
+    (HCM, "http2_protocol_options", &[test(H2_IT, H2_SETTINGS)]),
+    // Downstream (the connection manager's codec), then upstream (a cluster's client).
+    (
+        H2_OPTIONS,
+        "hpack_table_size",
+        &[test(H2_IT, H2_SETTINGS), test(H2_UPSTREAM_IT, "http2_protocol_options_go_into_the_clients_settings")],
+    ),
+    (
+        H2_OPTIONS,
+        "max_concurrent_streams",
+        &[
+            test(H2_IT, H2_SETTINGS),
+            test(H2_UPSTREAM_IT, "http2_protocol_options_go_into_the_clients_settings"),
+            test(
+                H2_UPSTREAM_IT,
+                "the_clusters_max_concurrent_streams_and_max_requests_per_connection_limit_a_connection",
+            ),
+        ],
+    ),
+    (
+        H2_OPTIONS,
+        "initial_stream_window_size",
+        &[
+            test(H2_IT, H2_SETTINGS),
+            test(H2_UPSTREAM_IT, "http2_protocol_options_go_into_the_clients_settings"),
+            test(H2_UPSTREAM_IT, "a_chunked_request_body_streams_both_ways_under_http2_flow_control"),
+        ],
+    ),
+    (
+        H2_OPTIONS,
+        "initial_connection_window_size",
+        &[
+            test(H2_IT, H2_SETTINGS),
+            test(H2_UPSTREAM_IT, "http2_protocol_options_go_into_the_clients_settings"),
+            test(H2_UPSTREAM_IT, "a_chunked_request_body_streams_both_ways_under_http2_flow_control"),
+        ],
+    ),
+    (H2_OPTIONS, "allow_connect", &[test(H2_IT, H2_SETTINGS)]),
+    (
+        H2_OPTIONS,
+        "max_consecutive_inbound_frames_with_empty_payload",
+        &[test(H2_IT, "the_flood_limits_are_the_configured_ones")],
+    ),
+    (H2_OPTIONS, "max_inbound_priority_frames_per_stream", &[test(H2_IT, "the_flood_limits_are_the_configured_ones")]),
+    (
+        H2_OPTIONS,
+        "max_inbound_window_update_frames_per_data_frame_sent",
+        &[test(H2_IT, "window_updates_are_allowed_per_data_frame_sent")],
+    ),
+    (H2_OPTIONS, "connection_keepalive", &[test(H2_IT, H2_KEEPALIVE)]),
+    ("envoy.config.core.v3.KeepaliveSettings", "interval", &[test(H2_IT, H2_KEEPALIVE)]),
+    ("envoy.config.core.v3.KeepaliveSettings", "timeout", &[test(H2_IT, H2_KEEPALIVE)]),
+    ("envoy.config.core.v3.KeepaliveSettings", "interval_jitter", &[test(H2_IT, H2_KEEPALIVE)]),
     ("envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter", "name", &[compat("http_filter_names")]),
     (
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter",
@@ -781,13 +809,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
 /// `(message, field, what is wrong)`: supported fields no test shows acting as
 /// Envoy's do. Each is to be resolved (the code fixed, the field refused, or moved
 /// to `NO_EFFECT`); the test fails once one has evidence, so the entry goes.
-const KNOWN_GAPS: &[(&str, &str, &str)] = &[
-    // MISSING: Courier speaks HTTP/1 only, so AUTO behaves as HTTP1 (issue 13 brings
-    // HTTP/2). Sent the HTTP/2 preface, Envoy's AUTO answers in HTTP/2; Courier
-    // answers 400, as both do with HTTP1 (compat: http2_preface, whose difference is
-    // in allow.yaml and the README's known differences).
-    (HCM, "codec_type", "AUTO does not detect HTTP/2 as Envoy's does"),
-];
+const KNOWN_GAPS: &[(&str, &str, &str)] = &[];
 
 /// The body of `fn <name>(` in `source`, without its signature line: from the
 /// line after it to the closing brace at the signature's indentation.

@@ -17,9 +17,8 @@ use hyper::body::Body;
 use super::config::{HcmConfig, ServerHeader, UnderscoreAction};
 use super::path_normalization::Outcome;
 use crate::formatter::FormatContext;
-use crate::http::body::{RequestBodyStream, ResponseBody, StreamCompletion};
+use crate::http::body::{RequestBody, RequestBodyStream, ResponseBody, StreamCompletion};
 use crate::http::filter::{FilterStatus, LocalReply, StreamContext, StreamFilter};
-use crate::http::http1::RequestBody;
 use crate::http::stream_info::{ResponseFlag, StreamInfo};
 use crate::http::{header_map_pool, headers};
 use crate::network::ConnectionInfo;
@@ -83,11 +82,7 @@ pub async fn handle(
     body_bytes: Rc<Cell<u64>>,
     timers: &StreamTimers,
 ) -> Response<ResponseBody> {
-    let protocol = match req.version() {
-        Version::HTTP_10 => "HTTP/1.0",
-        Version::HTTP_2 => "HTTP/2",
-        _ => "HTTP/1.1",
-    };
+    let protocol = protocol_name(req.version());
     let mut stream = Stream::new(&cfg, conn, protocol);
     stream.body_bytes = Some(body_bytes);
     let (mut parts, body) = req.into_parts();
@@ -221,6 +216,7 @@ pub enum StreamTimeout {
 pub fn timeout_reply(
     cfg: &Arc<HcmConfig>,
     conn: ConnectionInfo,
+    version: Version,
     timeout: StreamTimeout,
     decode_complete: bool,
 ) -> Response<ResponseBody> {
@@ -240,7 +236,7 @@ pub fn timeout_reply(
         }
     };
     // The stream was counted when it began; this reply replaces it.
-    let stream = Stream::uncounted(cfg, conn, "HTTP/1.1");
+    let stream = Stream::uncounted(cfg, conn, protocol_name(version));
     let status = if decode_complete { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::REQUEST_TIMEOUT };
     let mut reply = LocalReply::new(status, body, details);
     if timeout == StreamTimeout::Idle {
@@ -253,6 +249,15 @@ pub fn timeout_reply(
 /// counted and logged as one, as Envoy does.
 pub fn codec_error(cfg: &Arc<HcmConfig>, conn: ConnectionInfo, reply: LocalReply) -> Response<ResponseBody> {
     Stream::new(cfg, conn, "HTTP/1.1").reply_without_request(reply)
+}
+
+/// `%PROTOCOL%` of a request.
+fn protocol_name(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2",
+        _ => "HTTP/1.1",
+    }
 }
 
 /// The protocol a request asks to upgrade to (`Connection: upgrade` + `Upgrade`).
@@ -307,7 +312,11 @@ impl Stream {
     /// A new stream, counted in `downstream_rq_total`.
     fn new(cfg: &Arc<HcmConfig>, conn: ConnectionInfo, protocol: &'static str) -> Stream {
         cfg.stats.downstream_rq_total.inc();
-        cfg.stats.downstream_rq_http1_total.inc();
+        if protocol == "HTTP/2" {
+            cfg.stats.downstream_rq_http2_total.inc();
+        } else {
+            cfg.stats.downstream_rq_http1_total.inc();
+        }
         Stream::uncounted(cfg, conn, protocol)
     }
 
@@ -492,8 +501,9 @@ impl Stream {
             RouteAction::DirectResponse { status, body } => {
                 stats.rq_direct_response.inc();
                 let mut reply = LocalReply::new(*status, body.clone(), "direct_response");
-                // A redirect status points back at the request's own URL, as Envoy does.
-                if matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
+                // A 201 or 3xx points back at the request's own URL, as Envoy's
+                // router adds `location` for them (RFC 9110 §10.2.2).
+                if *status == StatusCode::CREATED || status.is_redirection() {
                     if let Ok(location) = HeaderValue::from_str(&request_url(&parts)) {
                         reply.headers.insert(http::header::LOCATION, location);
                     }
@@ -679,7 +689,9 @@ impl Stream {
         if !reply.body.is_empty() {
             parts.headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         }
-        if reply.status != StatusCode::NO_CONTENT && !reply.status.is_informational() {
+        // An empty reply declares no length: the HTTP/1 codec frames it with
+        // `content-length: 0`, HTTP/2 sends none, as Envoy's codecs do.
+        if !reply.body.is_empty() && reply.status != StatusCode::NO_CONTENT && !reply.status.is_informational() {
             parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(reply.body.len()));
         }
         self.apply_response_headers(&mut parts, route, request);

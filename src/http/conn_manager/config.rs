@@ -19,6 +19,7 @@ use crate::access_log::{self, AccessLogger};
 use crate::config::{self, ConfigError, FieldPath};
 use crate::extensions::{self, FactoryContext, HttpFilterContext};
 use crate::http::filter::StreamFilterFactory;
+use crate::http::http2::{Http2Options, LazyHttp2Stats};
 use crate::router::{RouteBuildContext, RouteTable};
 use crate::thread_local::Slot;
 use crate::upstream::ThreadLocalClusterManager;
@@ -41,12 +42,26 @@ pub enum UnderscoreAction {
     DropHeader,
 }
 
+/// `codec_type`: which codec serves a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodecChoice {
+    /// HTTP/2 when the connection starts with its preface, else HTTP/1.
+    Auto,
+    Http1,
+    Http2,
+}
+
 /// Everything a worker needs to serve HTTP on a connection.
 #[derive(Debug)]
 pub struct HcmConfig {
     pub stat_prefix: String,
     pub stats: HcmStats,
     pub codec_stats: Http1CodecStats,
+    pub codec: CodecChoice,
+    /// `http2_protocol_options`, for HTTP/2 connections.
+    pub http2: Http2Options,
+    /// `http2.*`: one set per process, as Envoy's.
+    pub http2_stats: LazyHttp2Stats,
     /// The admin's `/healthcheck/fail` state: connections drain while it is set.
     pub health_check_failed: Arc<std::sync::atomic::AtomicBool>,
     pub listener_stats: HcmListenerStats,
@@ -146,10 +161,20 @@ impl HcmConfig {
             listener_stat_scope,
             listener_buffer_limit,
         } = *ctx;
-        match CodecType::try_from(p.codec_type) {
-            Ok(CodecType::Auto) | Ok(CodecType::Http1) => {}
-            _ => return Err(path.field_error("codec_type", "only AUTO and HTTP1 are supported by Courier so far")),
-        }
+        let codec = match CodecType::try_from(p.codec_type) {
+            Ok(CodecType::Auto) => CodecChoice::Auto,
+            Ok(CodecType::Http1) => CodecChoice::Http1,
+            Ok(CodecType::Http2) => CodecChoice::Http2,
+            _ => return Err(path.field_error("codec_type", "HTTP3 is not supported by Courier")),
+        };
+        let http2 = match &p.http2_protocol_options {
+            Some(o) => {
+                let mut hp = path.clone();
+                hp.push_field("http2_protocol_options");
+                Http2Options::from_proto(o, &hp)?
+            }
+            None => Http2Options::default(),
+        };
         let mut route_path = path.clone();
         let rc = match &p.route_specifier {
             Some(RouteSpecifier::RouteConfig(rc)) => {
@@ -237,6 +262,9 @@ impl HcmConfig {
         Ok(HcmConfig {
             stats: HcmStats::new(store, &format!("http.{}.", p.stat_prefix)),
             codec_stats: Http1CodecStats::new(store, "http1."),
+            codec,
+            http2,
+            http2_stats: LazyHttp2Stats::new(store, "http2."),
             health_check_failed: health_check_failed.clone(),
             listener_stats: HcmListenerStats::new(
                 store,

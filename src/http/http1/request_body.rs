@@ -61,6 +61,12 @@ impl ConnReader {
         }
     }
 
+    /// The socket's read half and what was read from it but not consumed (to hand
+    /// a connection that turned out to be HTTP/2 to that codec).
+    pub fn into_parts(self) -> (OwnedReadHalf, BytesMut) {
+        (self.io, self.buf)
+    }
+
     /// Reads more bytes into `buf` while waiting for a request head. When nothing
     /// is buffered and nothing has arrived, the connection is idle: its buffer
     /// goes back to the worker until the socket is readable again.

@@ -137,6 +137,11 @@ impl ResponseWriter {
         ResponseWriter { io, out: BytesMut::new(), tx_bytes }
     }
 
+    /// The socket's write half (to hand the connection to another codec).
+    pub fn into_inner(self) -> OwnedWriteHalf {
+        self.io
+    }
+
     /// `HTTP/1.1 100 Continue`, for a request that expects it.
     pub async fn write_continue(&mut self) -> io::Result<()> {
         self.take_buffer();

@@ -7,9 +7,20 @@
 //!
 //! - `options` — `Http2ProtocolOptions` with Envoy's defaults, for both sides
 //! - `stats` — Envoy's `http2.*` codec stats
+//! - `io` — the transport as the codec sees it (replayed preface, byte counts)
+//! - `frame_guard` — Envoy's flood limits and the pending-send bound
+//! - `request_body` — a request body as the router reads it, window given back as read
+//! - `response_writer` — a response onto a stream, as the peer's window allows
 
+pub mod frame_guard;
+pub mod io;
 pub mod options;
+pub mod request_body;
+pub mod response_writer;
 pub mod stats;
 
+pub use frame_guard::{Flood, FrameGuard};
+pub use io::CodecIo;
 pub use options::Http2Options;
-pub use stats::Http2CodecStats;
+pub use request_body::{RequestBody, StreamRx};
+pub use stats::{Http2CodecStats, LazyHttp2Stats};

@@ -1,0 +1,387 @@
+//! The HTTP/1 connection loop: requests are read one at a time (pipelined ones
+//! wait in the read buffer), each runs as an active stream, and its response is
+//! written before the next request is parsed. With `codec_type: AUTO`, a
+//! connection whose first bytes are the HTTP/2 preface is handed back to be
+//! served as HTTP/2.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::active_stream::{self, CloseConnection, StreamTimers};
+use super::config::{CodecChoice, HcmConfig};
+use super::DownstreamWatch;
+use crate::event::Timer;
+use crate::http::body::RequestBody;
+use crate::http::filter::LocalReply;
+use crate::http::http1::request_head::{self, HeadLimits, RequestHead};
+use crate::http::http1::response_writer::{ConnectionHeader, ResponseWriter, WriteError, WriteLimits};
+use crate::http::http1::{self, ConnReader};
+use crate::http::http2::CodecIo;
+use crate::network::{ConnectionInfo, DownstreamConnection};
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How the HTTP/1 loop ended.
+pub(super) enum Served {
+    /// The connection is closed; `local` when Courier closed it.
+    Closed { local: bool },
+    /// `codec_type: AUTO` saw the HTTP/2 preface: the connection, with the bytes
+    /// read so far in front, goes to the HTTP/2 codec.
+    Http2(CodecIo<TcpStream>),
+}
+
+/// How much of a pipelined next request is read ahead while a stream waits.
+const MAX_PIPELINED_BYTES: usize = 64 * 1024;
+
+/// Serves one downstream connection as HTTP/1 until it closes (or turns out to
+/// be HTTP/2).
+///
+/// This future lives as long as the connection, so it holds only what waiting
+/// for the next request needs; everything a request needs from its head to its
+/// written response is one allocation made per request (`exchange`), which the
+/// next request, on this connection or another, reuses. An idle keep-alive
+/// connection costs this future, its socket and its write half, nothing more.
+pub(super) async fn serve(cfg: &Arc<HcmConfig>, conn: DownstreamConnection) -> Served {
+    let stats = &cfg.stats;
+    let info = conn.info;
+    let (rd, wr) = conn.stream.into_split();
+    let reader = Rc::new(RefCell::new(ConnReader::new(rd, stats.downstream_cx_rx_bytes_total.clone())));
+    let mut writer = ResponseWriter::new(wr, stats.downstream_cx_tx_bytes_total.clone());
+    let limits = HeadLimits {
+        max_bytes: cfg.max_request_headers_bytes,
+        max_headers: cfg.max_headers_count,
+        accept_http_10: cfg.accept_http_10,
+    };
+    let mut drain = cfg.drain.clone();
+    // The connection's one timer: idle, request head, stream and write timeouts.
+    let mut timer = Timer::new();
+    let mut requests: u32 = 0;
+    // The codec's stats count from the first byte, as Envoy creates its codec then.
+    let mut counted = false;
+    let mut count_http1 = || {
+        if !std::mem::replace(&mut counted, true) {
+            stats.downstream_cx_http1_total.inc();
+            stats.downstream_cx_http1_active.inc();
+        }
+    };
+    // A malformed head is answered after the loop, not in its `match`: an await
+    // there would keep the matched value in this future for good.
+    let (local_close, rejected) = loop {
+        let detect_http2 = requests == 0 && cfg.codec == CodecChoice::Auto;
+        let next = next_head(cfg, &reader, &limits, detect_http2, &mut drain, &mut timer).await;
+        if matches!(next, NextHead::Head(_) | NextHead::ClosedMidHead | NextHead::Rejected(_)) {
+            count_http1();
+        }
+        let head = match next {
+            NextHead::Head(head) => head,
+            NextHead::Http2 => {
+                let Ok(reader) = Rc::try_unwrap(reader) else { break (true, None) };
+                let (rd, buf) = reader.into_inner().into_parts();
+                let Ok(stream) = rd.reunite(writer.into_inner()) else { return Served::Closed { local: true } };
+                let (rx, tx) = (stats.downstream_cx_rx_bytes_total.clone(), stats.downstream_cx_tx_bytes_total.clone());
+                return Served::Http2(CodecIo::new(buf, stream, rx, tx));
+            }
+            NextHead::Closed => break (false, None),
+            NextHead::ClosedMidHead => {
+                // Envoy has begun a stream at the first byte of a head: it is reset.
+                stats.downstream_rq_total.inc();
+                stats.downstream_rq_http1_total.inc();
+                stats.downstream_rq_rx_reset.inc();
+                stats.downstream_cx_destroy_active_rq.inc();
+                stats.downstream_cx_destroy_remote_active_rq.inc();
+                break (false, None);
+            }
+            NextHead::Idle => {
+                stats.downstream_cx_idle_timeout.inc();
+                break (true, None);
+            }
+            NextHead::Drained => {
+                stats.downstream_cx_drain_close.inc();
+                break (true, None);
+            }
+            NextHead::Rejected(reply) => break (true, Some(reply)),
+        };
+        // Allocated before the call, so the future is built in place rather than
+        // on the stack and then copied (it is several KiB).
+        // Envoy counts a request toward `max_requests_per_connection` as its stream
+        // begins; the one that reaches the limit is answered with `connection: close`.
+        requests = requests.saturating_add(1);
+        let last = cfg.max_requests_per_connection.is_some_and(|max| requests >= max);
+        if last {
+            stats.downstream_cx_max_requests_reached.inc();
+        }
+        let mut slot = Box::new_uninit();
+        slot.write(exchange(cfg, info, head, last, &reader, &mut writer, &drain, &mut timer));
+        // SAFETY: written on the line above.
+        let exchange = Box::into_pin(unsafe { slot.assume_init() });
+        match exchange.await {
+            Exchange::Next => {}
+            Exchange::Close { local } => break (local, None),
+        }
+    };
+    if let Some(reply) = rejected {
+        let response = active_stream::codec_error(cfg, info, reply);
+        // Boxed as `exchange` is: writing a response is a large future.
+        let _ =
+            Box::pin(writer.write(response, false, ConnectionHeader::Close, WriteLimits::default(), &mut timer)).await;
+    }
+    // The FIN goes when `reader`, the socket's read half, drops at the end.
+    writer.close();
+    if counted {
+        stats.downstream_cx_http1_active.dec();
+    }
+    Served::Closed { local: local_close }
+}
+
+/// How a request/response exchange left the connection.
+enum Exchange {
+    /// Ready for the next request.
+    Next,
+    /// The connection ends; `local` when Courier closes it (not the client).
+    Close { local: bool },
+}
+
+/// Runs one request whose head was read: its stream, then its response.
+/// `last`: the connection closes after this response.
+#[allow(clippy::too_many_arguments)]
+async fn exchange(
+    cfg: &Arc<HcmConfig>,
+    info: ConnectionInfo,
+    head: RequestHead,
+    last: bool,
+    reader: &Rc<RefCell<ConnReader>>,
+    writer: &mut ResponseWriter,
+    drain: &tokio::sync::watch::Receiver<bool>,
+    timer: &mut Timer,
+) -> Exchange {
+    let stats = &cfg.stats;
+    if head.expect_continue {
+        if writer.write_continue().await.is_err() {
+            return Exchange::Close { local: false };
+        }
+        stats.downstream_rq_1xx.inc();
+    }
+    reader.borrow_mut().start_body(head.framing);
+    let head_only = head.method == http::Method::HEAD;
+    // A CONNECT that is not tunnelled leaves the connection in no defined
+    // state: Envoy closes it after the reply.
+    let keep_alive = head.keep_alive && head.method != http::Method::CONNECT && !last;
+    let http10 = head.version == http::Version::HTTP_10;
+    let request = build_request(head, reader);
+    stats.downstream_rq_active.inc();
+    let started = Instant::now();
+    let timers = StreamTimers::new(cfg.stream_idle_timeout, cfg.max_stream_duration);
+    let body_bytes = reader.borrow().body_bytes.clone();
+    let mut watch = Http1Watch { reader };
+    let response = super::run_stream(cfg, info, request, body_bytes, &mut watch, started, &timers, timer).await;
+    // A client gone mid-body gets no response: the stream is reset, as Envoy does.
+    let response = response.and_then(|r| {
+        if reader.borrow().client_gone {
+            r.into_body().downstream_reset();
+            None
+        } else {
+            Some(r)
+        }
+    });
+    let Some(mut response) = response else {
+        // The client went away before its response: the stream (and its
+        // upstream request) is dropped, as Envoy resets it.
+        stats.downstream_rq_active.dec();
+        stats.downstream_rq_rx_reset.inc();
+        stats.downstream_cx_destroy_active_rq.inc();
+        stats.downstream_cx_destroy_remote_active_rq.inc();
+        return Exchange::Close { local: false };
+    };
+    // A failed server health check drains connections too, as in Envoy.
+    let draining = *drain.borrow() || cfg.health_check_failed.load(std::sync::atomic::Ordering::Relaxed);
+    if draining && keep_alive {
+        stats.downstream_cx_drain_close.inc();
+    }
+    // A request body the stream did not read (a local reply) closes the
+    // connection, as in Envoy.
+    let unread_body = !reader.borrow().body_done();
+    let close = !keep_alive || draining || unread_body || response.extensions().get::<CloseConnection>().is_some();
+    let write_limits = WriteLimits { idle: timers.idle(), deadline: timers.max_duration().map(|d| started + d) };
+    let connection = match (close, http10) {
+        (true, _) => ConnectionHeader::Close,
+        (false, true) => ConnectionHeader::KeepAlive,
+        (false, false) => ConnectionHeader::None,
+    };
+    // The status line's version follows the request's, as in Envoy.
+    *response.version_mut() = if http10 { http::Version::HTTP_10 } else { http::Version::HTTP_11 };
+    let written = writer.write(response, head_only, connection, write_limits, timer).await;
+    stats.downstream_rq_active.dec();
+    match written {
+        Ok(_) if close => return Exchange::Close { local: true },
+        Ok(_) => {}
+        Err(e) => {
+            match e {
+                WriteError::Timeout => stats.downstream_rq_idle_timeout.inc(),
+                WriteError::Body => stats.rq_reset_after_downstream_response_started.inc(),
+                WriteError::Io(_) => stats.downstream_rq_tx_reset.inc(),
+            }
+            tracing::debug!(remote = %info.remote, "response not written whole: {e:?}");
+            return Exchange::Close { local: true };
+        }
+    }
+    // A body the stream did not read must be skipped before the next request.
+    if reader.borrow_mut().discard_buffered_body() {
+        Exchange::Next
+    } else {
+        Exchange::Close { local: true }
+    }
+}
+
+/// What waiting for the next request produced.
+enum NextHead {
+    Head(RequestHead),
+    /// The client closed (or the socket failed) between requests.
+    Closed,
+    /// The client closed in the middle of a request head.
+    ClosedMidHead,
+    /// `idle_timeout` passed with no request.
+    Idle,
+    /// The server is draining.
+    Drained,
+    /// The head is malformed, too large, or too slow: answer and close.
+    Rejected(LocalReply),
+    /// The first bytes are the HTTP/2 preface (only looked for with AUTO).
+    Http2,
+}
+
+/// Reads until a whole request head is buffered. The connection's idle timeout
+/// runs until the first byte; `request_headers_timeout` from the first byte.
+async fn next_head(
+    cfg: &HcmConfig,
+    reader: &Rc<RefCell<ConnReader>>,
+    limits: &HeadLimits,
+    detect_http2: bool,
+    drain: &mut tokio::sync::watch::Receiver<bool>,
+    timer: &mut Timer,
+) -> NextHead {
+    // From the first byte: request_headers_timeout, and request_timeout (Envoy's
+    // stream, and so its request timer, starts with the first byte of the head).
+    let mut header_deadline = None;
+    let mut request_deadline = None;
+    let idle_deadline = cfg.idle_timeout.map(|d| Instant::now() + d);
+    let mut preface;
+    loop {
+        {
+            let mut r = reader.borrow_mut();
+            // A strict prefix of the preface waits for more bytes (it could parse
+            // as an HTTP/1 head, `PRI * HTTP/2.0`, before it is whole).
+            preface = detect_http2 && {
+                let n = r.buf.len().min(HTTP2_PREFACE.len());
+                n > 0 && r.buf[..n] == HTTP2_PREFACE[..n]
+            };
+            if preface && r.buf.len() >= HTTP2_PREFACE.len() {
+                return NextHead::Http2;
+            }
+            if !r.buf.is_empty() && !preface {
+                match request_head::parse(&mut r.buf, limits) {
+                    Ok(Some(head)) => return NextHead::Head(head),
+                    Ok(None) => {}
+                    Err(e) => {
+                        cfg.stats.downstream_cx_protocol_error.inc();
+                        return NextHead::Rejected(LocalReply::from_codec_error(e));
+                    }
+                }
+                if header_deadline.is_none() && request_deadline.is_none() {
+                    header_deadline = cfg.request_headers_timeout.map(|d| Instant::now() + d);
+                    request_deadline = cfg.request_timeout.map(|d| Instant::now() + d);
+                }
+            }
+        }
+        if *drain.borrow() && reader.borrow().buf.is_empty() {
+            return NextHead::Drained;
+        }
+        // Until the codec is known, the connection is idle (as Envoy's, whose
+        // codec does not exist yet).
+        let deadline = if reader.borrow().buf.is_empty() || preface {
+            idle_deadline
+        } else {
+            [header_deadline, request_deadline].into_iter().flatten().min()
+        };
+        timer.set(deadline);
+        let fill = std::future::poll_fn(|cx| reader.borrow_mut().poll_next_request(cx));
+        tokio::select! {
+            biased;
+            read = fill => match read {
+                Ok(0) | Err(_) if reader.borrow().buf.is_empty() => return NextHead::Closed,
+                Ok(0) | Err(_) => return NextHead::ClosedMidHead,
+                Ok(_) => {}
+            },
+            changed = drain.changed(), if !*drain.borrow() => {
+                if changed.is_err() {
+                    // The server is gone; stop waiting on it.
+                    return NextHead::Drained;
+                }
+            }
+            () = timer.fired() => {
+                if reader.borrow().buf.is_empty() || preface {
+                    return NextHead::Idle;
+                }
+                if header_deadline.is_some_and(|t| t <= Instant::now()) {
+                    cfg.stats.downstream_rq_header_timeout.inc();
+                    return NextHead::Rejected(LocalReply::new(
+                        http::StatusCode::REQUEST_TIMEOUT,
+                        "request header timeout",
+                        "request_header_timeout",
+                    ));
+                }
+                cfg.stats.downstream_rq_timeout.inc();
+                return NextHead::Rejected(LocalReply::new(
+                    http::StatusCode::REQUEST_TIMEOUT,
+                    "request timeout",
+                    "request_overall_timeout",
+                ));
+            }
+        }
+    }
+}
+
+fn build_request(head: RequestHead, reader: &Rc<RefCell<ConnReader>>) -> http::Request<RequestBody> {
+    let mut request = http::Request::new(RequestBody::Http1(http1::RequestBody::new(reader.clone())));
+    *request.method_mut() = head.method;
+    *request.uri_mut() = head.uri;
+    *request.version_mut() = head.version;
+    *request.headers_mut() = head.headers;
+    if head.fragment {
+        request.extensions_mut().insert(active_stream::PathFragment);
+    }
+    request
+}
+
+/// What a stream watches of an HTTP/1 connection while it runs.
+struct Http1Watch<'a> {
+    reader: &'a Rc<RefCell<ConnReader>>,
+}
+
+impl DownstreamWatch for Http1Watch<'_> {
+    fn request_done(&self) -> bool {
+        self.reader.borrow().body_done()
+    }
+
+    fn last_rx(&self) -> Instant {
+        self.reader.borrow().last_rx
+    }
+
+    /// Once the request is read whole, the socket is watched for the client
+    /// hanging up (bytes that arrive are a pipelined request: kept, bounded).
+    fn poll_client_gone(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut r = self.reader.borrow_mut();
+        while r.body_done() && r.buf.len() < MAX_PIPELINED_BYTES {
+            match ready!(r.poll_fill(cx)) {
+                Ok(n) if n > 0 => continue,
+                _ => return Poll::Ready(()),
+            }
+        }
+        Poll::Pending
+    }
+}

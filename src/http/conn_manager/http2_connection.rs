@@ -1,0 +1,442 @@
+//! The HTTP/2 connection loop: the codec (`h2`) turns the connection into
+//! streams; each stream runs as an active stream in a task of its own on this
+//! worker, so streams of one connection proceed independently, and the loop
+//! keeps driving the connection (reads, writes, flow control) meanwhile.
+//!
+//! What `h2` does not do and Envoy does is here: the connection idle timeout
+//! (GOAWAY once no stream is open), GOAWAY on drain and on a failed health
+//! check, Envoy's premature-reset rule against rapid reset (CVE-2023-44487:
+//! a connection whose streams the client mostly resets right after opening is
+//! closed), the stream limits after decoding (`max_headers_count`), and the
+//! `http2.*` stats.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::Reason;
+use http::header::{CONTENT_LENGTH, EXPECT, HOST};
+use http::{HeaderValue, Method, Response, StatusCode, Uri, Version};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::active_stream::StreamTimers;
+use super::config::HcmConfig;
+use super::DownstreamWatch;
+use crate::event::Timer;
+use crate::http::body::RequestBody;
+use crate::http::http1::response_writer::{WriteError, WriteLimits};
+use crate::http::http2::response_writer::Outbound;
+use crate::http::http2::{self, CodecIo, FrameGuard, Http2CodecStats, StreamRx};
+use crate::network::ConnectionInfo;
+
+/// Envoy's premature-reset rule (`overload.premature_reset_*` runtime defaults):
+/// a stream the client resets within this time of its start is premature...
+const PREMATURE_RESET_LIFETIME: Duration = Duration::from_secs(1);
+/// ...and past this many closed streams, a connection with at least half of them
+/// premature is closed; before it, half this many premature resets close it.
+const PREMATURE_RESET_STREAM_COUNT: u64 = 500;
+
+/// The least a connection may have pending to write, whatever its buffer limit
+/// (one full DATA frame), so a tiny limit still lets responses through.
+const MIN_SEND_BUDGET: u64 = 16 * 1024;
+
+/// Serves one HTTP/2 connection until it closes; true when Courier closed it.
+pub(super) async fn serve<T>(cfg: &Arc<HcmConfig>, info: ConnectionInfo, io: CodecIo<T>) -> bool
+where
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let stats = &cfg.stats;
+    stats.downstream_cx_http2_total.inc();
+    stats.downstream_cx_http2_active.inc();
+    let local = run(cfg, info, io).await;
+    stats.downstream_cx_http2_active.dec();
+    local
+}
+
+/// What the connection loop and its streams share.
+struct ConnState {
+    active: Cell<usize>,
+    /// When the last stream ended (the connection idle timer runs from it).
+    idle_since: Cell<Instant>,
+    closed: Cell<u64>,
+    premature_resets: Cell<u64>,
+    /// Set once the premature-reset rule says the connection must go.
+    too_many_resets: Cell<bool>,
+    /// Wakes the loop when a stream ends.
+    changed: Notify,
+}
+
+impl ConnState {
+    fn stream_ended(&self, premature_reset: bool) {
+        self.active.set(self.active.get().saturating_sub(1));
+        self.idle_since.set(Instant::now());
+        let closed = self.closed.get() + 1;
+        self.closed.set(closed);
+        if premature_reset {
+            self.premature_resets.set(self.premature_resets.get() + 1);
+        }
+        let premature = self.premature_resets.get();
+        let over = if closed < PREMATURE_RESET_STREAM_COUNT {
+            premature >= PREMATURE_RESET_STREAM_COUNT / 2
+        } else {
+            premature * 2 >= closed
+        };
+        if over {
+            self.too_many_resets.set(true);
+        }
+        self.changed.notify_one();
+    }
+}
+
+async fn run<T>(cfg: &Arc<HcmConfig>, info: ConnectionInfo, mut io: CodecIo<T>) -> bool
+where
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let stats = &cfg.stats;
+    let h2_stats = cfg.http2_stats.get();
+    let o = &cfg.http2;
+    let mut builder = h2::server::Builder::new();
+    builder
+        .initial_window_size(o.initial_stream_window_size)
+        .initial_connection_window_size(o.initial_connection_window_size)
+        .max_concurrent_streams(o.max_concurrent_streams)
+        .header_table_size(o.hpack_table_size)
+        .max_header_list_size(u32::try_from(cfg.max_request_headers_bytes).unwrap_or(u32::MAX))
+        // What a stream may queue for a slow reader: the connection's buffer limit.
+        .max_send_buffer_size((cfg.buffer_limit as usize).max(16 * 1024))
+        // Streams the client makes Courier reset (MadeYouReset, CVE-2025-8671) and
+        // streams reset before they were accepted are bounded; past it, GOAWAY.
+        .max_local_error_reset_streams(Some(o.max_outbound_control_frames as usize))
+        .max_pending_accept_reset_streams(o.max_concurrent_streams.min(1024) as usize);
+    if o.allow_connect {
+        builder.enable_connect_protocol();
+    }
+    let guard = Rc::new(FrameGuard::new(o, h2_stats.clone()));
+    io.set_guard(guard.clone());
+    let mut timer = Timer::new();
+    timer.set(cfg.idle_timeout.map(|d| Instant::now() + d));
+    let handshake = builder.handshake::<_, Bytes>(io);
+    let mut conn = tokio::select! {
+        biased;
+        c = handshake => match c {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(remote = %info.remote, "HTTP/2 handshake failed: {e}");
+                stats.downstream_cx_protocol_error.inc();
+                return !e.is_io();
+            }
+        },
+        () = timer.fired() => {
+            stats.downstream_cx_idle_timeout.inc();
+            return true;
+        }
+    };
+    let state = Rc::new(ConnState {
+        active: Cell::new(0),
+        idle_since: Cell::new(Instant::now()),
+        closed: Cell::new(0),
+        premature_resets: Cell::new(0),
+        too_many_resets: Cell::new(false),
+        changed: Notify::new(),
+    });
+    let mut drain = cfg.drain.clone();
+    // Set once a GOAWAY went (or the connection must end): no new streams.
+    let mut going_away = false;
+    let mut local = false;
+    let mut streams: u32 = 0;
+    let mut keepalive = o.keepalive.as_ref().and_then(|k| Some((k, k.interval?, conn.ping_pong()?)));
+    let mut ping_timer = Timer::new();
+    // When the PING in flight was sent (`None`: none is).
+    let mut ping_sent: Option<Instant> = None;
+    if let Some((k, interval, _)) = &keepalive {
+        ping_timer.set(Some(Instant::now() + jittered(*interval, k.jitter_percent)));
+    }
+    loop {
+        if !going_away && *drain.borrow() {
+            stats.downstream_cx_drain_close.inc();
+            local |= go_away(&mut conn, h2_stats, &mut going_away);
+        }
+        if state.too_many_resets.get() {
+            stats.downstream_rq_too_many_premature_resets.inc();
+            // Envoy aborts the connection: no GOAWAY, no waiting for streams.
+            return true;
+        }
+        let idle = state.active.get() == 0 && !going_away;
+        timer.set(cfg.idle_timeout.filter(|_| idle).map(|d| state.idle_since.get() + d));
+        tokio::select! {
+            biased;
+            accepted = std::future::poll_fn(|cx| conn.poll_accept(cx)) => match accepted {
+                Some(Ok((request, respond))) => {
+                    state.active.set(state.active.get() + 1);
+                    streams = streams.saturating_add(1);
+                    tokio::task::spawn_local(stream(cfg.clone(), info, request, respond, state.clone(), guard.clone()));
+                    // The Nth stream is served, and the connection drains after it.
+                    if !going_away && cfg.max_requests_per_connection.is_some_and(|max| streams >= max) {
+                        stats.downstream_cx_max_requests_reached.inc();
+                        local |= go_away(&mut conn, h2_stats, &mut going_away);
+                    }
+                    // A failed health check drains connections as their streams come,
+                    // as Envoy does on a response: this stream is still served.
+                    if !going_away && cfg.health_check_failed.load(Ordering::Relaxed) {
+                        stats.downstream_cx_drain_close.inc();
+                        local |= go_away(&mut conn, h2_stats, &mut going_away);
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(remote = %info.remote, "HTTP/2 connection failed: {e}");
+                    if e.is_go_away() && e.is_remote() {
+                        // The client said goodbye; not an error of ours.
+                    } else if !e.is_io() {
+                        stats.downstream_cx_protocol_error.inc();
+                        h2_stats.rx_messaging_error.inc();
+                        h2_stats.goaway_sent.inc();
+                        local = true;
+                    }
+                    break;
+                }
+                None => break,
+            },
+            () = state.changed.notified() => {}
+            () = guard.flooded.notified(), if !going_away => {
+                // Envoy ends a flooding connection: GOAWAY, then close.
+                tracing::debug!(remote = %info.remote, "HTTP/2 flood: {:?}", guard.flood());
+                stats.downstream_cx_protocol_error.inc();
+                h2_stats.goaway_sent.inc();
+                conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
+                going_away = true;
+                local = true;
+            }
+            changed = drain.changed(), if !going_away && !*drain.borrow() => {
+                if changed.is_err() {
+                    // The server is gone; stop as if drained.
+                    local |= go_away(&mut conn, h2_stats, &mut going_away);
+                }
+            }
+            pong = std::future::poll_fn(|cx| match &mut keepalive {
+                Some((_, _, pp)) => pp.poll_pong(cx),
+                None => Poll::Pending,
+            }), if ping_sent.is_some() => {
+                if pong.is_err() {
+                    break;
+                }
+                ping_sent = None;
+                if let Some((k, interval, _)) = &keepalive {
+                    ping_timer.set(Some(Instant::now() + jittered(*interval, k.jitter_percent)));
+                }
+            }
+            () = ping_timer.fired(), if keepalive.is_some() => {
+                let Some((k, _, pp)) = &mut keepalive else { continue };
+                match ping_sent {
+                    None => {
+                        if pp.send_ping(h2::Ping::opaque()).is_err() {
+                            break;
+                        }
+                        let now = Instant::now();
+                        ping_sent = Some(now);
+                        ping_timer.set(Some(now + k.timeout));
+                    }
+                    Some(sent) => {
+                        // Any frame from the client since the PING extends its
+                        // timeout (its ACK may be queued behind data), as Envoy's.
+                        let heard = guard.last_rx();
+                        if heard > sent && heard + k.timeout > Instant::now() {
+                            ping_timer.set(Some(heard + k.timeout));
+                        } else {
+                            h2_stats.keepalive_timeout.inc();
+                            return true;
+                        }
+                    }
+                }
+            }
+            () = timer.fired() => {
+                if state.active.get() == 0 && !going_away {
+                    stats.downstream_cx_idle_timeout.inc();
+                    local |= go_away(&mut conn, h2_stats, &mut going_away);
+                }
+            }
+        }
+    }
+    local
+}
+
+/// Sends GOAWAY once (streams in flight finish; no new ones start). Returns
+/// true: Courier is the side closing.
+fn go_away<T>(conn: &mut h2::server::Connection<T, Bytes>, h2_stats: &Http2CodecStats, going_away: &mut bool) -> bool
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    if !std::mem::replace(going_away, true) {
+        h2_stats.goaway_sent.inc();
+        conn.graceful_shutdown();
+    }
+    true
+}
+
+/// `interval` plus a random part of up to `jitter_percent` of it, so that
+/// connections opened together do not PING together.
+fn jittered(interval: Duration, jitter_percent: f64) -> Duration {
+    let spread = interval.as_secs_f64() * jitter_percent.clamp(0.0, 100.0) / 100.0;
+    let fraction = (crate::common::random::next_u64() % 1_000_000) as f64 / 1_000_000.0;
+    interval + Duration::from_secs_f64(spread * fraction)
+}
+
+/// How a stream ended, for the premature-reset rule.
+#[derive(PartialEq, Eq)]
+enum StreamEnd {
+    Done,
+    ClientReset,
+}
+
+/// One stream, from its request headers to the end of its response.
+async fn stream(
+    cfg: Arc<HcmConfig>,
+    info: ConnectionInfo,
+    request: http::Request<h2::RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    conn: Rc<ConnState>,
+    guard: Rc<FrameGuard>,
+) {
+    let h2_stats = cfg.http2_stats.get();
+    h2_stats.streams_active.inc();
+    let started = Instant::now();
+    let end = serve_stream(&cfg, info, request, &mut respond, started, &guard).await;
+    h2_stats.streams_active.dec();
+    conn.stream_ended(end == StreamEnd::ClientReset && started.elapsed() < PREMATURE_RESET_LIFETIME);
+}
+
+async fn serve_stream(
+    cfg: &Arc<HcmConfig>,
+    info: ConnectionInfo,
+    request: http::Request<h2::RecvStream>,
+    respond: &mut SendResponse<Bytes>,
+    started: Instant,
+    guard: &FrameGuard,
+) -> StreamEnd {
+    let stats = &cfg.stats;
+    let h2_stats = cfg.http2_stats.get();
+    let (mut parts, recv) = request.into_parts();
+    record_header_sizes(h2_stats, &parts.headers);
+    // Every header field counts, each cookie crumb included (HPACK sends them apart).
+    if parts.headers.len() > cfg.max_headers_count {
+        h2_stats.header_overflow.inc();
+        h2_stats.tx_reset.inc();
+        respond.send_reset(Reason::INTERNAL_ERROR);
+        return StreamEnd::Done;
+    }
+    // `:authority` is the request's host, as Envoy's codec makes it.
+    if let Some(authority) = parts.uri.authority() {
+        if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+            parts.headers.insert(HOST, host);
+        }
+    }
+    if parts.method != Method::CONNECT {
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        parts.uri = Uri::try_from(path).unwrap_or_else(|_| Uri::from_static("/"));
+    }
+    parts.version = Version::HTTP_2;
+    if parts.headers.get(EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue")) {
+        parts.headers.remove(EXPECT);
+        if respond
+            .send_informational(Response::builder().status(StatusCode::CONTINUE).body(()).unwrap_or_default())
+            .is_ok()
+        {
+            stats.downstream_rq_1xx.inc();
+        }
+    }
+    let head_only = parts.method == Method::HEAD;
+    let length = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let rx = StreamRx::new(recv.is_end_stream());
+    let body = RequestBody::Http2(Box::new(http2::RequestBody::new(recv, rx.clone(), length)));
+    let request = http::Request::from_parts(parts, body);
+
+    stats.downstream_rq_active.inc();
+    let timers = StreamTimers::new(cfg.stream_idle_timeout, cfg.max_stream_duration);
+    let mut timer = Timer::new();
+    let response = {
+        let mut watch = Http2Watch { rx: &rx, respond: &mut *respond };
+        super::run_stream(cfg, info, request, rx.body_bytes.clone(), &mut watch, started, &timers, &mut timer).await
+    };
+    if rx.trailers.get() {
+        h2_stats.trailers.inc();
+    }
+    let Some(response) = response else {
+        // The client reset the stream before its response: the stream (and its
+        // upstream request) is dropped.
+        stats.downstream_rq_active.dec();
+        stats.downstream_rq_rx_reset.inc();
+        h2_stats.rx_reset.inc();
+        return StreamEnd::ClientReset;
+    };
+    let limits = WriteLimits { idle: timers.idle(), deadline: timers.max_duration().map(|d| started + d) };
+    let out = Outbound { limits, guard, buffer_limit: u64::from(cfg.buffer_limit).max(MIN_SEND_BUDGET) };
+    let written = http2::response_writer::write(respond, response, head_only, out, &mut timer).await;
+    stats.downstream_rq_active.dec();
+    match written {
+        Ok(_) => StreamEnd::Done,
+        Err(WriteError::Io(_)) => {
+            // The client reset the stream (or the connection went) mid-response.
+            stats.downstream_rq_rx_reset.inc();
+            h2_stats.rx_reset.inc();
+            StreamEnd::ClientReset
+        }
+        Err(e) => {
+            if matches!(e, WriteError::Timeout) {
+                stats.downstream_rq_idle_timeout.inc();
+            } else {
+                stats.rq_reset_after_downstream_response_started.inc();
+            }
+            stats.downstream_rq_tx_reset.inc();
+            h2_stats.tx_reset.inc();
+            respond.send_reset(Reason::INTERNAL_ERROR);
+            StreamEnd::Done
+        }
+    }
+}
+
+/// What a stream watches of its HTTP/2 stream while it runs.
+struct Http2Watch<'a> {
+    rx: &'a StreamRx,
+    respond: &'a mut SendResponse<Bytes>,
+}
+
+impl DownstreamWatch for Http2Watch<'_> {
+    fn request_done(&self) -> bool {
+        self.rx.done.get()
+    }
+
+    fn last_rx(&self) -> Instant {
+        self.rx.last_rx.get()
+    }
+
+    fn poll_client_gone(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.respond.poll_reset(cx).map(|_| ())
+    }
+}
+
+/// Envoy's `http2.header_count`, `header_list_size` (RFC 9113's size: name,
+/// value and 32 bytes per field), and for requests with cookies `cookie_count`
+/// and `cookie_size`.
+fn record_header_sizes(stats: &http2::Http2CodecStats, headers: &http::HeaderMap) {
+    let mut size = 0usize;
+    let (mut cookies, mut cookie_bytes) = (0u64, 0usize);
+    for (name, value) in headers {
+        size += name.as_str().len() + value.len() + 32;
+        if name == http::header::COOKIE {
+            cookies += 1;
+            cookie_bytes += value.len();
+        }
+    }
+    stats.header_count.record(headers.len() as u64);
+    stats.header_list_size.record(size as u64);
+    if cookies > 0 {
+        stats.cookie_count.record(cookies);
+        stats.cookie_size.record(cookie_bytes as u64);
+    }
+}

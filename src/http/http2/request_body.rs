@@ -1,0 +1,113 @@
+//! A request body received on an HTTP/2 stream, as the router reads it.
+//!
+//! Flow-control window is given back to the client only as the router takes
+//! each chunk, so a client can send no faster than the upstream accepts: the
+//! stream's receive window is the bound on what Courier holds for it.
+
+use std::cell::Cell;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::time::Instant;
+
+use crate::http::http1::CodecError;
+
+/// What the connection loop and the stream's timers see of a request body
+/// while the router owns it.
+#[derive(Debug)]
+pub struct StreamRx {
+    /// When body bytes last arrived (the stream idle timer).
+    pub last_rx: Cell<Instant>,
+    /// The body (and its trailers) was read to its end.
+    pub done: Cell<bool>,
+    /// Body bytes read so far (`%BYTES_RECEIVED%`).
+    pub body_bytes: Rc<Cell<u64>>,
+    /// The request carried trailers (`http2.trailers`).
+    pub trailers: Cell<bool>,
+}
+
+impl StreamRx {
+    pub fn new(done: bool) -> Rc<StreamRx> {
+        Rc::new(StreamRx {
+            last_rx: Cell::new(Instant::now()),
+            done: Cell::new(done),
+            body_bytes: Rc::new(Cell::new(0)),
+            trailers: Cell::new(false),
+        })
+    }
+}
+
+/// The body of one request stream.
+pub struct RequestBody {
+    recv: h2::RecvStream,
+    rx: Rc<StreamRx>,
+    /// `content-length` of the request, when it gave one.
+    length: Option<u64>,
+    data_done: bool,
+}
+
+impl RequestBody {
+    pub fn new(recv: h2::RecvStream, rx: Rc<StreamRx>, length: Option<u64>) -> RequestBody {
+        RequestBody { recv, rx, length, data_done: false }
+    }
+}
+
+/// A stream the client reset or a connection that failed mid-body.
+fn stream_error(e: &h2::Error) -> CodecError {
+    tracing::debug!("HTTP/2 request body failed: {e}");
+    CodecError::bad_request("downstream_remote_disconnect")
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = CodecError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, CodecError>>> {
+        let this = &mut *self;
+        while !this.data_done {
+            match ready!(this.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    // Empty DATA frames carry nothing to relay.
+                    if data.is_empty() {
+                        continue;
+                    }
+                    let _ = this.recv.flow_control().release_capacity(data.len());
+                    let rx = &this.rx;
+                    rx.body_bytes.set(rx.body_bytes.get() + data.len() as u64);
+                    rx.last_rx.set(Instant::now());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(stream_error(&e)))),
+                None => this.data_done = true,
+            }
+        }
+        if this.rx.done.get() {
+            return Poll::Ready(None);
+        }
+        let trailers = ready!(this.recv.poll_trailers(cx));
+        this.rx.done.set(true);
+        this.rx.last_rx.set(Instant::now());
+        match trailers {
+            Ok(Some(t)) => {
+                this.rx.trailers.set(true);
+                Poll::Ready(Some(Ok(Frame::trailers(t))))
+            }
+            Ok(None) => Poll::Ready(None),
+            Err(e) => Poll::Ready(Some(Err(stream_error(&e)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rx.done.get() || self.recv.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.length {
+            Some(n) => SizeHint::with_exact(n.saturating_sub(self.rx.body_bytes.get())),
+            None => SizeHint::default(),
+        }
+    }
+}
