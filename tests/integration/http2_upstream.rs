@@ -651,6 +651,39 @@ fn use_downstream_protocol_config_sends_http11_for_an_http11_request() {
 }
 
 #[test]
+fn use_downstream_protocol_config_sends_http2_for_an_http2_request() {
+    use crate::shared_h2::{h2_exchange, H2Request};
+    let upstream = H2Upstream::start(100, 0, Arc::new(|_| Action::ReplyWithTrailers));
+    let cluster = format!(
+        "{}    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        use_downstream_protocol_config:\n          http2_protocol_options: {{max_concurrent_streams: 10}}\n",
+        static_cluster("h2", &[upstream.port])
+    );
+    let courier = start_web("codec_type: AUTO\n", &one_vhost(&prefix_route("/", "h2", "")), "", &[cluster]);
+    let addr = courier.listener("web");
+    // An HTTP/2 client: HTTP/2 upstream, trailers relayed both ways.
+    let mut post = H2Request { method: "POST".into(), path: "/h2".into(), ..Default::default() };
+    post.body = b"from an h2 client".to_vec();
+    post.trailers = vec![("x-request-trailer".into(), "1".into())];
+    let responses = h2_exchange(addr, &[H2Request::get("/one"), post]).expect("h2 exchange");
+    let responses: Vec<_> = responses.into_iter().map(|r| r.expect("response")).collect();
+    assert_eq!(responses[0].status, 200);
+    assert_eq!(responses[0].text(), "hello h2");
+    assert_eq!(responses[1].text(), "from an h2 client");
+    assert_eq!(responses[1].trailers, [("x-checksum".to_owned(), "abc".to_owned())]);
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 2);
+    let post_seen = seen.iter().find(|r| r.method == "POST").expect("the POST upstream");
+    assert_eq!(post_seen.authority, "example.com");
+    assert_eq!(post_seen.trailers.get("x-request-trailer").map(String::as_str), Some("1"));
+    assert_eq!(stat(&courier, "cluster.h2.upstream_cx_http2_total"), 1);
+    // An HTTP/1.1 client on the same listener: HTTP/1.1 upstream (refused by this
+    // h2-only upstream: the point is the protocol chosen).
+    let r = Client::connect(addr).get("/h1");
+    assert_ne!(r.status, 200);
+    assert_eq!(stat(&courier, "cluster.h2.upstream_cx_http1_total"), 1);
+}
+
+#[test]
 fn deprecated_cluster_http2_protocol_options_speak_http2() {
     let upstream = H2Upstream::start(100, 0, Arc::new(|_| Action::Reply));
     let mut cluster = static_cluster("h2", &[upstream.port]);

@@ -318,6 +318,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "use_downstream_protocol_config",
         &[
             test(H2_UPSTREAM_IT, "use_downstream_protocol_config_sends_http11_for_an_http11_request"),
+            test(H2_UPSTREAM_IT, "use_downstream_protocol_config_sends_http2_for_an_http2_request"),
             test(CLUSTER_RS, "use_downstream_protocol_config_follows_the_request_version"),
         ],
     ),
@@ -342,7 +343,10 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig",
         "http2_protocol_options",
-        &[test(CLUSTER_RS, "use_downstream_protocol_config_follows_the_request_version")],
+        &[
+            test(CLUSTER_RS, "use_downstream_protocol_config_follows_the_request_version"),
+            test(H2_UPSTREAM_IT, "use_downstream_protocol_config_sends_http2_for_an_http2_request"),
+        ],
     ),
     ("envoy.config.core.v3.Http1ProtocolOptions", "accept_http_10", &[compat("http10")]),
     ("envoy.config.core.v3.Http1ProtocolOptions", "default_host_for_http_10", &[compat("default_host_for_http_10")]),
