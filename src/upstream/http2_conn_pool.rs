@@ -20,7 +20,12 @@
 //! the GOAWAY's last stream id) is for the router to send again elsewhere.
 //! Connections idle for the cluster's `idle_timeout` are closed (GOAWAY, then
 //! the socket), as are drained ones once their last stream is done. How a
-//! connection ended is counted by the same `ConnectionAccounting` as HTTP/1.
+//! connection ended is counted by the same `ConnectionAccounting` as HTTP/1,
+//! as Envoy counts it: closed locally when Courier's codec ended it (idle,
+//! drained, after the upstream's GOAWAY, on a protocol error), remotely when
+//! the upstream closed it. A stream Courier abandons (client gone, timeout)
+//! is reset and counted (`upstream_rq_tx_reset`, `http2.tx_reset`) by its
+//! slot, `Http2Stream`, when given back unended.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
