@@ -61,6 +61,9 @@ use crate::http::http2::Http2CodecStats;
 /// a time.
 const MAX_SEND_BUFFER: usize = 64 * 1024;
 
+/// Envoy's default `max_response_headers_kb` (60 KiB), as for HTTP/1 upstreams.
+const MAX_RESPONSE_HEADERS: u32 = 60 * 1024;
+
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -425,6 +428,9 @@ impl Http2ConnPool {
             // cluster's limit (h2 holds those past the upstream's until then).
             .initial_max_send_streams(o.max_concurrent_streams as usize)
             .header_table_size(o.hpack_table_size)
+            // Envoy's `max_response_headers_kb` default, advertised as
+            // SETTINGS_MAX_HEADER_LIST_SIZE (and enforced on what arrives).
+            .max_header_list_size(MAX_RESPONSE_HEADERS)
             .max_send_buffer_size(MAX_SEND_BUFFER)
             .handshake::<_, Bytes>(stream)
             .await;

@@ -15,7 +15,8 @@
 //! `h2c_upstream` is the same JSON-reporting upstream speaking HTTP/2 (prior
 //! knowledge, on the `h2` crate's server), for clusters that send HTTP/2
 //! upstream; it obeys `x-test-status`, `x-test-delay-ms`, `x-test-trailers: 1`
-//! (response trailers `x-checksum: abc`), `x-test-no-content-length: 1` (the JSON
+//! (response trailers `x-checksum: abc`), `x-test-big-header: N` (a response
+//! header `x-big` of N bytes), `x-test-no-content-length: 1` (the JSON
 //! without a content-length), `x-test-reset: REASON` (RST_STREAM with that
 //! reason, e.g. `INTERNAL_ERROR` or `REFUSED_STREAM`, before any response) and
 //! `x-test-reset-once: REASON` (the same for the first request of its path
@@ -620,6 +621,9 @@ async fn answer_h2(
         http::Response::builder().status(status).header("content-type", "application/json").header("x-upstream", name);
     if !headers.contains_key("x-test-no-content-length") {
         response = response.header("content-length", json.len());
+    }
+    if let Some(n) = headers.get("x-test-big-header").and_then(|v| v.parse::<usize>().ok()) {
+        response = response.header("x-big", "b".repeat(n));
     }
     let Ok(response) = response.body(()) else { return };
     let head_only = parts.method == http::Method::HEAD;
