@@ -765,6 +765,8 @@ fn http2_protocol_options_go_into_the_clients_settings() {
     assert_eq!(settings.get(&1), Some(&1000), "{settings:?}");
     assert_eq!(settings.get(&3), Some(&7), "{settings:?}");
     assert_eq!(settings.get(&4), Some(&70000), "{settings:?}");
+    // SETTINGS_MAX_HEADER_LIST_SIZE (6): Envoy's 60 KiB max_response_headers_kb.
+    assert_eq!(settings.get(&6), Some(&61440), "{settings:?}");
     // The connection window grows from 65535 to initial_connection_window_size.
     assert_eq!(window_update, Some(1_000_000 - 65_535));
 }
