@@ -202,7 +202,6 @@ fn run(mut dest: Destination, rx: Receiver<Msg>, stats: &AccessLogFileStats) {
         while let Some(msg) = next {
             match msg {
                 Msg::Line(line) => {
-                    stats.write_total_buffered.sub(line.len() as i64);
                     buf.extend_from_slice(line.as_bytes());
                     if buf.len() >= BATCH_BYTES {
                         write_batch(&mut dest, &mut buf, stats);
@@ -233,5 +232,8 @@ fn write_batch(dest: &mut Destination, buf: &mut Vec<u8>, stats: &AccessLogFileS
         Ok(()) => stats.write_completed.inc(),
         Err(_) => stats.write_failed.inc(),
     }
+    // Buffered until written, as Envoy's gauge: a reader that sees 0 finds every
+    // line logged so far in the file.
+    stats.write_total_buffered.sub(buf.len() as i64);
     buf.clear();
 }

@@ -369,6 +369,7 @@ fn long_name(f: ResponseFlag) -> &'static str {
         ResponseFlag::NoClusterFound => "NoClusterFound",
         ResponseFlag::DurationTimeout => "DurationTimeout",
         ResponseFlag::OverloadManager => "OverloadManagerTerminated",
+        ResponseFlag::DownstreamRemoteReset => "DownstreamRemoteReset",
     }
 }
 

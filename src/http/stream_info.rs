@@ -31,11 +31,12 @@ pub enum ResponseFlag {
     NoClusterFound = 1 << 18,
     DurationTimeout = 1 << 19,
     OverloadManager = 1 << 20,
+    DownstreamRemoteReset = 1 << 21,
 }
 
 impl ResponseFlag {
     /// All flags, in Envoy's declaration order.
-    pub const ALL: [ResponseFlag; 21] = [
+    pub const ALL: [ResponseFlag; 22] = [
         ResponseFlag::FailedLocalHealthCheck,
         ResponseFlag::NoHealthyUpstream,
         ResponseFlag::UpstreamRequestTimeout,
@@ -57,6 +58,7 @@ impl ResponseFlag {
         ResponseFlag::UpstreamProtocolError,
         ResponseFlag::NoClusterFound,
         ResponseFlag::OverloadManager,
+        ResponseFlag::DownstreamRemoteReset,
     ];
 
     /// The short name printed by `%RESPONSE_FLAGS%`.
@@ -83,6 +85,7 @@ impl ResponseFlag {
             ResponseFlag::NoClusterFound => "NC",
             ResponseFlag::DurationTimeout => "DT",
             ResponseFlag::OverloadManager => "OM",
+            ResponseFlag::DownstreamRemoteReset => "DR",
         }
     }
 }
@@ -93,7 +96,7 @@ impl ResponseFlag {
 pub struct ResponseFlags {
     bits: u32,
     /// Per flag (by bit index), when it was first set: 1, 2, ...
-    set_at: [u8; 21],
+    set_at: [u8; 22],
     sets: u8,
 }
 

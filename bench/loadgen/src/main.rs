@@ -3,6 +3,7 @@
 //! ```text
 //! loadgen rate --port P [--path /] [--rate 5000] [--conns 50] [--seconds 10]
 //! loadgen idle --port P [--path /] [--conns 5000]
+//! loadgen idle-h2 --port P [--path /] [--conns 5000]
 //! ```
 //!
 //! `rate`: open loop at a fixed rate. Request i is scheduled at `start + i / rate`;
@@ -18,7 +19,12 @@
 //! each and reads the response, prints `ready`, then holds them open until stdin
 //! closes.
 //!
-//! Responses are parsed just enough for keep-alive: status line, `Content-Length`,
+//! `idle-h2`: the same over HTTP/2 with prior knowledge (h2c): on each connection
+//! the client preface, an empty SETTINGS, one GET on stream 1 read to its end
+//! (SETTINGS and PING acknowledged meanwhile); raw frames, no HPACK beyond what a
+//! `:status` needs.
+//!
+//! HTTP/1.1 responses are parsed just enough for keep-alive: status line, `Content-Length`,
 //! `Transfer-Encoding: chunked`, `Connection: close`.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -42,7 +48,8 @@ fn main() {
     let result = parse_args().and_then(|args| match args.mode.as_str() {
         "rate" => rate(&args),
         "idle" => idle(&args),
-        other => Err(format!("unknown mode {other:?} (rate or idle)")),
+        "idle-h2" => idle_h2(&args),
+        other => Err(format!("unknown mode {other:?} (rate, idle or idle-h2)")),
     });
     if let Err(e) = result {
         eprintln!("loadgen: {e}");
@@ -52,7 +59,7 @@ fn main() {
 
 fn parse_args() -> Result<Args, String> {
     let mut argv = std::env::args().skip(1);
-    let mode = argv.next().ok_or("usage: loadgen rate|idle --port P [options]")?;
+    let mode = argv.next().ok_or("usage: loadgen rate|idle|idle-h2 --port P [options]")?;
     let mut args = Args { port: 0, path: "/".into(), rate: 5000.0, conns: 0, seconds: 10.0, mode };
     while let Some(flag) = argv.next() {
         let value = argv.next().ok_or(format!("{flag} needs a value"))?;
@@ -69,7 +76,7 @@ fn parse_args() -> Result<Args, String> {
         return Err("--port is required".into());
     }
     if args.conns == 0 {
-        args.conns = if args.mode == "idle" { 5000 } else { 50 };
+        args.conns = if args.mode.starts_with("idle") { 5000 } else { 50 };
     }
     if args.rate <= 0.0 || args.seconds <= 0.0 {
         return Err("--rate and --seconds must be positive".into());
@@ -235,6 +242,182 @@ fn idle(args: &Args) -> Result<(), String> {
     io::stdin().read_to_end(&mut Vec::new()).map_err(|e| e.to_string())?;
     drop(held);
     Ok(())
+}
+
+// --- HTTP/2 (h2c, prior knowledge) ---------------------------------------------
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const DATA: u8 = 0x0;
+const HEADERS: u8 = 0x1;
+const RST_STREAM: u8 = 0x3;
+const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
+const GOAWAY: u8 = 0x7;
+const END_STREAM: u8 = 0x1;
+const ACK: u8 = 0x1;
+const PADDED: u8 = 0x8;
+const PRIORITY: u8 = 0x20;
+
+fn idle_h2(args: &Args) -> Result<(), String> {
+    let request = h2_request(args);
+    let mut held = Vec::with_capacity(args.conns);
+    for i in 0..args.conns {
+        let fail = |e: io::Error| format!("connection {i} of {}: {e}", args.conns);
+        let mut c = connect(args.port).map_err(fail)?;
+        match h2_get(&mut c, &request).map_err(fail)? {
+            200 => held.push(c),
+            status => return Err(fail(io::Error::other(format!("status {status}")))),
+        }
+    }
+    println!("ready");
+    io::stdout().flush().map_err(|e| e.to_string())?;
+    io::stdin().read_to_end(&mut Vec::new()).map_err(|e| e.to_string())?;
+    drop(held);
+    Ok(())
+}
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    f.extend([kind, flags]);
+    f.extend(stream.to_be_bytes());
+    f.extend(payload);
+    f
+}
+
+/// Preface, empty SETTINGS, and `GET path` on stream 1 with END_STREAM. HPACK:
+/// `:method GET` (static 2), `:scheme http` (6), `:path` (4, or its name), and
+/// `:authority` (name 1) as literals without indexing, no Huffman.
+fn h2_request(args: &Args) -> Vec<u8> {
+    let mut block = vec![0x82, 0x86];
+    if args.path == "/" {
+        block.push(0x84);
+    } else {
+        block.push(0x04);
+        hpack_string(&mut block, args.path.as_bytes());
+    }
+    block.push(0x01);
+    hpack_string(&mut block, format!("127.0.0.1:{}", args.port).as_bytes());
+    let mut out = PREFACE.to_vec();
+    out.extend(frame(SETTINGS, 0, 0, &[]));
+    out.extend(frame(HEADERS, END_STREAM | 0x4 /* END_HEADERS */, 1, &block));
+    out
+}
+
+fn hpack_string(out: &mut Vec<u8>, s: &[u8]) {
+    hpack_int(out, 0, 7, s.len());
+    out.extend(s);
+}
+
+fn hpack_int(out: &mut Vec<u8>, first: u8, prefix: u32, mut n: usize) {
+    let max = (1usize << prefix) - 1;
+    if n < max {
+        out.push(first | n as u8);
+        return;
+    }
+    out.push(first | max as u8);
+    n -= max;
+    while n >= 128 {
+        out.push((n % 128) as u8 | 0x80);
+        n /= 128;
+    }
+    out.push(n as u8);
+}
+
+/// Sends the request and reads frames until stream 1 ends: its `:status`.
+fn h2_get(conn: &mut BufReader<TcpStream>, request: &[u8]) -> io::Result<u16> {
+    conn.get_mut().write_all(request)?;
+    let mut status = None;
+    loop {
+        let mut head = [0u8; 9];
+        conn.read_exact(&mut head)?;
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let (kind, flags) = (head[3], head[4]);
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        let mut payload = vec![0u8; len];
+        conn.read_exact(&mut payload)?;
+        match kind {
+            SETTINGS if flags & ACK == 0 => conn.get_mut().write_all(&frame(SETTINGS, ACK, 0, &[]))?,
+            PING if flags & ACK == 0 => conn.get_mut().write_all(&frame(PING, ACK, 0, &payload))?,
+            GOAWAY => return Err(io::Error::other("GOAWAY")),
+            RST_STREAM if stream == 1 => return Err(io::Error::other("RST_STREAM on stream 1")),
+            HEADERS if stream == 1 => {
+                if status.is_none() {
+                    let mut block = &payload[..];
+                    if flags & PADDED != 0 {
+                        let pad = *block.first().ok_or_else(|| invalid("HEADERS"))? as usize;
+                        block = block.get(1..block.len().saturating_sub(pad)).ok_or_else(|| invalid("HEADERS"))?;
+                    }
+                    if flags & PRIORITY != 0 {
+                        block = block.get(5..).ok_or_else(|| invalid("HEADERS"))?;
+                    }
+                    status = Some(hpack_status(block).ok_or_else(|| invalid(&format!("header block {block:02x?}")))?);
+                }
+                if flags & END_STREAM != 0 {
+                    break;
+                }
+            }
+            DATA if stream == 1 && flags & END_STREAM != 0 => break,
+            _ => {}
+        }
+    }
+    status.ok_or_else(|| invalid("stream 1 ended without HEADERS"))
+}
+
+/// `:status` from the first field of a response's header block (after any dynamic
+/// table size updates): an indexed static entry (8–14), or a literal with such a
+/// name and a plain or Huffman-coded value.
+fn hpack_status(mut block: &[u8]) -> Option<u16> {
+    const STATIC: [u16; 7] = [200, 204, 206, 304, 400, 404, 500];
+    while block.first()? & 0xe0 == 0x20 {
+        // dynamic table size update: 5-bit prefix integer
+        let mut i = 1;
+        if block[0] & 0x1f == 0x1f {
+            while block.get(i)? & 0x80 != 0 {
+                i += 1;
+            }
+            i += 1;
+        }
+        block = block.get(i..)?;
+    }
+    let b = *block.first()?;
+    if b & 0x80 != 0 {
+        let index = (b & 0x7f) as usize;
+        return STATIC.get(index.checked_sub(8)?).copied();
+    }
+    let index = if b & 0x40 != 0 { b & 0x3f } else { b & 0x0f } as usize;
+    if !(8..=14).contains(&index) {
+        return None;
+    }
+    let len = (block.get(1)? & 0x7f) as usize;
+    let value = block.get(2..2 + len)?;
+    let digits = if block[1] & 0x80 != 0 { huffman_digits(value)? } else { String::from_utf8(value.to_vec()).ok()? };
+    digits.parse().ok()
+}
+
+/// Decodes a Huffman-coded string of digits (RFC 7541 Appendix B: '0'–'2' are 5
+/// bits, 00000–00010; '3'–'9' are 6 bits, 011001–011111; padding is 1s).
+fn huffman_digits(bytes: &[u8]) -> Option<String> {
+    let bits: Vec<u8> = bytes.iter().flat_map(|b| (0..8).rev().map(move |i| (b >> i) & 1)).collect();
+    let (mut out, mut i) = (String::new(), 0);
+    while i < bits.len() {
+        if bits[i..].iter().all(|&b| b == 1) && bits.len() - i < 8 {
+            break; // padding
+        }
+        let code5 = bits.get(i..i + 5)?.iter().fold(0u8, |a, &b| a << 1 | b);
+        if code5 <= 2 {
+            out.push((b'0' + code5) as char);
+            i += 5;
+            continue;
+        }
+        let code6 = bits.get(i..i + 6)?.iter().fold(0u8, |a, &b| a << 1 | b);
+        if (0x19..=0x1f).contains(&code6) {
+            out.push((b'3' + code6 - 0x19) as char);
+            i += 6;
+            continue;
+        }
+        return None;
+    }
+    Some(out)
 }
 
 // --- HTTP/1.1 -----------------------------------------------------------------

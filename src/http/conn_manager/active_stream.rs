@@ -260,6 +260,17 @@ fn protocol_name(version: Version) -> &'static str {
     }
 }
 
+/// A stream the codec reset before its request was whole (HTTP/2 header
+/// limits): counted and access-logged as Envoy does, with no request, no
+/// response (code 0) and `DR`.
+pub fn reset_without_request(cfg: &Arc<HcmConfig>, conn: ConnectionInfo, version: Version) {
+    let mut stream = Stream::new(cfg, conn, protocol_name(version));
+    stream.request_parsed = false;
+    stream.info.response_flags.set(ResponseFlag::DownstreamRemoteReset);
+    let request = Request::new(()).into_parts().0;
+    stream.completion(&request, &HeaderMap::new(), None).downstream_reset();
+}
+
 /// The protocol a request asks to upgrade to (`Connection: upgrade` + `Upgrade`).
 fn requested_upgrade(h: &HeaderMap) -> Option<&str> {
     let asks = headers::connection_tokens(h).any(|t| t.eq_ignore_ascii_case("upgrade"));
@@ -816,7 +827,9 @@ impl StreamCompletion for Completion {
         // never sent, and the reset (DC) is the cause, as in Envoy's log.
         self.info.response_code = None;
         self.info.response_flags.unset(ResponseFlag::DownstreamProtocolError);
-        self.info.response_flags.set(ResponseFlag::DownstreamConnectionTermination);
+        if !self.info.response_flags.has(ResponseFlag::DownstreamRemoteReset) {
+            self.info.response_flags.set(ResponseFlag::DownstreamConnectionTermination);
+        }
         if let Some(received) = &self.body_bytes {
             self.info.bytes_received = received.get();
         }

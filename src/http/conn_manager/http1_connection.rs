@@ -64,19 +64,15 @@ pub(super) async fn serve(cfg: &Arc<HcmConfig>, conn: DownstreamConnection) -> S
     let mut requests: u32 = 0;
     // The codec's stats count from the first byte, as Envoy creates its codec then.
     let mut counted = false;
-    let mut count_http1 = || {
-        if !std::mem::replace(&mut counted, true) {
-            stats.downstream_cx_http1_total.inc();
-            stats.downstream_cx_http1_active.inc();
-        }
-    };
     // A malformed head is answered after the loop, not in its `match`: an await
     // there would keep the matched value in this future for good.
     let (local_close, rejected) = loop {
         let detect_http2 = requests == 0 && cfg.codec == CodecChoice::Auto;
         let next = next_head(cfg, &reader, &limits, detect_http2, &mut drain, &mut timer).await;
-        if matches!(next, NextHead::Head(_) | NextHead::ClosedMidHead | NextHead::Rejected(_)) {
-            count_http1();
+        if !counted && matches!(next, NextHead::Head(_) | NextHead::ClosedMidHead | NextHead::Rejected(_)) {
+            counted = true;
+            stats.downstream_cx_http1_total.inc();
+            stats.downstream_cx_http1_active.inc();
         }
         let head = match next {
             NextHead::Head(head) => head,

@@ -26,22 +26,19 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::active_stream::StreamTimers;
+use super::active_stream::{self, StreamTimers};
 use super::config::HcmConfig;
 use super::DownstreamWatch;
 use crate::event::Timer;
 use crate::http::body::RequestBody;
 use crate::http::http1::response_writer::{WriteError, WriteLimits};
 use crate::http::http2::response_writer::Outbound;
-use crate::http::http2::{self, CodecIo, FrameGuard, Http2CodecStats, StreamRx};
+use crate::http::http2::{self, CodecIo, FrameGuard, Http2CodecStats, StreamRx, Violation};
 use crate::network::ConnectionInfo;
 
-/// Envoy's premature-reset rule (`overload.premature_reset_*` runtime defaults):
-/// a stream the client resets within this time of its start is premature...
-const PREMATURE_RESET_LIFETIME: Duration = Duration::from_secs(1);
-/// ...and past this many closed streams, a connection with at least half of them
-/// premature is closed; before it, half this many premature resets close it.
-const PREMATURE_RESET_STREAM_COUNT: u64 = 500;
+/// h2's limits on streams reset before they were accepted and on streams it
+/// reset for the client's errors: above the 250 premature resets of Envoy's rule.
+const H2_RESET_STREAM_BOUND: usize = 1000;
 
 /// The least a connection may have pending to write, whatever its buffer limit
 /// (one full DATA frame), so a tiny limit still lets responses through.
@@ -65,32 +62,14 @@ struct ConnState {
     active: Cell<usize>,
     /// When the last stream ended (the connection idle timer runs from it).
     idle_since: Cell<Instant>,
-    closed: Cell<u64>,
-    premature_resets: Cell<u64>,
-    /// Set once the premature-reset rule says the connection must go.
-    too_many_resets: Cell<bool>,
     /// Wakes the loop when a stream ends.
     changed: Notify,
 }
 
 impl ConnState {
-    fn stream_ended(&self, premature_reset: bool) {
+    fn stream_ended(&self) {
         self.active.set(self.active.get().saturating_sub(1));
         self.idle_since.set(Instant::now());
-        let closed = self.closed.get() + 1;
-        self.closed.set(closed);
-        if premature_reset {
-            self.premature_resets.set(self.premature_resets.get() + 1);
-        }
-        let premature = self.premature_resets.get();
-        let over = if closed < PREMATURE_RESET_STREAM_COUNT {
-            premature >= PREMATURE_RESET_STREAM_COUNT / 2
-        } else {
-            premature * 2 >= closed
-        };
-        if over {
-            self.too_many_resets.set(true);
-        }
         self.changed.notify_one();
     }
 }
@@ -108,17 +87,22 @@ where
         .initial_connection_window_size(o.initial_connection_window_size)
         .max_concurrent_streams(o.max_concurrent_streams)
         .header_table_size(o.hpack_table_size)
-        .max_header_list_size(u32::try_from(cfg.max_request_headers_bytes).unwrap_or(u32::MAX))
+        // The codec's own bound (it answers 431 past it) sits above Courier's
+        // check of max_request_headers_kb and max_headers_count, which resets the
+        // stream as Envoy's codec does; it still bounds what one stream decodes.
+        .max_header_list_size(header_list_bound(cfg))
         // What a stream may queue for a slow reader: the connection's buffer limit.
         .max_send_buffer_size((cfg.buffer_limit as usize).max(16 * 1024))
         // Streams the client makes Courier reset (MadeYouReset, CVE-2025-8671) and
         // streams reset before they were accepted are bounded; past it, GOAWAY.
-        .max_local_error_reset_streams(Some(o.max_outbound_control_frames as usize))
-        .max_pending_accept_reset_streams(o.max_concurrent_streams.min(1024) as usize);
+        // h2's own bounds on reset streams sit above Envoy's premature-reset rule
+        // (FrameGuard), which is to act first; they still bound h2's memory.
+        .max_local_error_reset_streams(Some(H2_RESET_STREAM_BOUND))
+        .max_pending_accept_reset_streams(H2_RESET_STREAM_BOUND);
     if o.allow_connect {
         builder.enable_connect_protocol();
     }
-    let guard = Rc::new(FrameGuard::new(o, h2_stats.clone()));
+    let guard = Rc::new(FrameGuard::new(o, cfg.max_request_headers_bytes, h2_stats.clone()));
     io.set_guard(guard.clone());
     let mut timer = Timer::new();
     timer.set(cfg.idle_timeout.map(|d| Instant::now() + d));
@@ -138,14 +122,8 @@ where
             return true;
         }
     };
-    let state = Rc::new(ConnState {
-        active: Cell::new(0),
-        idle_since: Cell::new(Instant::now()),
-        closed: Cell::new(0),
-        premature_resets: Cell::new(0),
-        too_many_resets: Cell::new(false),
-        changed: Notify::new(),
-    });
+    let state =
+        Rc::new(ConnState { active: Cell::new(0), idle_since: Cell::new(Instant::now()), changed: Notify::new() });
     let mut drain = cfg.drain.clone();
     // Set once a GOAWAY went (or the connection must end): no new streams.
     let mut going_away = false;
@@ -163,11 +141,6 @@ where
             stats.downstream_cx_drain_close.inc();
             local |= go_away(&mut conn, h2_stats, &mut going_away);
         }
-        if state.too_many_resets.get() {
-            stats.downstream_rq_too_many_premature_resets.inc();
-            // Envoy aborts the connection: no GOAWAY, no waiting for streams.
-            return true;
-        }
         let idle = state.active.get() == 0 && !going_away;
         timer.set(cfg.idle_timeout.filter(|_| idle).map(|d| state.idle_since.get() + d));
         tokio::select! {
@@ -176,7 +149,14 @@ where
                 Some(Ok((request, respond))) => {
                     state.active.set(state.active.get() + 1);
                     streams = streams.saturating_add(1);
-                    tokio::task::spawn_local(stream(cfg.clone(), info, request, respond, state.clone(), guard.clone()));
+                    // The stream's future is several KiB: built in place on the heap,
+                    // the task holds a pointer, and spawning or finishing it copies
+                    // no more (copies were a fifth of the instructions per request).
+                    let mut slot = Box::new_uninit();
+                    slot.write(stream(cfg.clone(), info, request, respond, state.clone(), guard.clone()));
+                    // SAFETY: written on the line above.
+                    let task = Box::into_pin(unsafe { slot.assume_init() });
+                    tokio::task::spawn_local(task);
                     // The Nth stream is served, and the connection drains after it.
                     if !going_away && cfg.max_requests_per_connection.is_some_and(|max| streams >= max) {
                         stats.downstream_cx_max_requests_reached.inc();
@@ -204,12 +184,21 @@ where
                 None => break,
             },
             () = state.changed.notified() => {}
-            () = guard.flooded.notified(), if !going_away => {
-                // Envoy ends a flooding connection: GOAWAY, then close.
-                tracing::debug!(remote = %info.remote, "HTTP/2 flood: {:?}", guard.flood());
+            () = guard.violated.notified(), if !going_away => {
+                // A flood or a malformed frame ends the connection: GOAWAY, then close.
+                let Some(violation) = guard.violation() else { continue };
+                tracing::debug!(remote = %info.remote, "HTTP/2 connection error: {violation:?}");
+                if violation == Violation::PrematureResets {
+                    stats.downstream_rq_too_many_premature_resets.inc();
+                    // Envoy aborts the connection: no GOAWAY, no waiting for streams.
+                    return true;
+                }
                 stats.downstream_cx_protocol_error.inc();
+                if !violation.is_flood() {
+                    h2_stats.rx_messaging_error.inc();
+                }
                 h2_stats.goaway_sent.inc();
-                conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
+                conn.abrupt_shutdown(violation.reason());
                 going_away = true;
                 local = true;
             }
@@ -287,11 +276,31 @@ fn jittered(interval: Duration, jitter_percent: f64) -> Duration {
     interval + Duration::from_secs_f64(spread * fraction)
 }
 
-/// How a stream ended, for the premature-reset rule.
-#[derive(PartialEq, Eq)]
-enum StreamEnd {
-    Done,
-    ClientReset,
+/// HTTP/2 may split `cookie` into crumbs, one field each; they are one header
+/// joined with "; " again before the request goes on (RFC 9113 §8.2.3), as
+/// Envoy's codec does.
+fn join_cookie_crumbs(headers: &mut http::HeaderMap) {
+    let mut crumbs = headers.get_all(http::header::COOKIE).iter();
+    if crumbs.next().is_none() || crumbs.next().is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for crumb in headers.get_all(http::header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(crumb.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(http::header::COOKIE, v);
+    }
+}
+
+/// What `h2` may decode of one header block: the byte limit plus RFC 9113's 32
+/// bytes for each field allowed, twice over.
+fn header_list_bound(cfg: &HcmConfig) -> u32 {
+    let bound = 2 * (cfg.max_request_headers_bytes + 32 * (cfg.max_headers_count + 8));
+    u32::try_from(bound).unwrap_or(u32::MAX)
 }
 
 /// One stream, from its request headers to the end of its response.
@@ -305,10 +314,9 @@ async fn stream(
 ) {
     let h2_stats = cfg.http2_stats.get();
     h2_stats.streams_active.inc();
-    let started = Instant::now();
-    let end = serve_stream(&cfg, info, request, &mut respond, started, &guard).await;
+    serve_stream(&cfg, info, request, &mut respond, Instant::now(), &guard).await;
     h2_stats.streams_active.dec();
-    conn.stream_ended(end == StreamEnd::ClientReset && started.elapsed() < PREMATURE_RESET_LIFETIME);
+    conn.stream_ended();
 }
 
 async fn serve_stream(
@@ -318,18 +326,25 @@ async fn serve_stream(
     respond: &mut SendResponse<Bytes>,
     started: Instant,
     guard: &FrameGuard,
-) -> StreamEnd {
+) {
     let stats = &cfg.stats;
     let h2_stats = cfg.http2_stats.get();
     let (mut parts, recv) = request.into_parts();
-    record_header_sizes(h2_stats, &parts.headers);
-    // Every header field counts, each cookie crumb included (HPACK sends them apart).
-    if parts.headers.len() > cfg.max_headers_count {
-        h2_stats.header_overflow.inc();
-        h2_stats.tx_reset.inc();
+    let size = record_header_sizes(h2_stats, &parts);
+    // Every header field counts, each cookie crumb included (HPACK sends them
+    // apart). Past a limit, Envoy's codec resets the stream and logs it.
+    let too_many = parts.headers.len() > cfg.max_headers_count;
+    if too_many || size > cfg.max_request_headers_bytes {
+        if too_many {
+            h2_stats.header_overflow.inc();
+        } else {
+            h2_stats.header_list_size_too_large.inc();
+        }
         respond.send_reset(Reason::INTERNAL_ERROR);
-        return StreamEnd::Done;
+        active_stream::reset_without_request(cfg, info, Version::HTTP_2);
+        return;
     }
+    join_cookie_crumbs(&mut parts.headers);
     // `:authority` is the request's host, as Envoy's codec makes it.
     if let Some(authority) = parts.uri.authority() {
         if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
@@ -337,8 +352,11 @@ async fn serve_stream(
         }
     }
     if parts.method != Method::CONNECT {
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        parts.uri = Uri::try_from(path).unwrap_or_else(|_| Uri::from_static("/"));
+        // The origin form the rest of the path expects, without parsing again.
+        let mut uri = std::mem::take(&mut parts.uri).into_parts();
+        uri.scheme = None;
+        uri.authority = None;
+        parts.uri = Uri::from_parts(uri).unwrap_or_else(|_| Uri::from_static("/"));
     }
     parts.version = Version::HTTP_2;
     if parts.headers.get(EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue")) {
@@ -371,21 +389,16 @@ async fn serve_stream(
         // upstream request) is dropped.
         stats.downstream_rq_active.dec();
         stats.downstream_rq_rx_reset.inc();
-        h2_stats.rx_reset.inc();
-        return StreamEnd::ClientReset;
+        return;
     };
     let limits = WriteLimits { idle: timers.idle(), deadline: timers.max_duration().map(|d| started + d) };
     let out = Outbound { limits, guard, buffer_limit: u64::from(cfg.buffer_limit).max(MIN_SEND_BUDGET) };
     let written = http2::response_writer::write(respond, response, head_only, out, &mut timer).await;
     stats.downstream_rq_active.dec();
     match written {
-        Ok(_) => StreamEnd::Done,
-        Err(WriteError::Io(_)) => {
-            // The client reset the stream (or the connection went) mid-response.
-            stats.downstream_rq_rx_reset.inc();
-            h2_stats.rx_reset.inc();
-            StreamEnd::ClientReset
-        }
+        Ok(_) => {}
+        // The client reset the stream (or the connection went) mid-response.
+        Err(WriteError::Io(_)) => stats.downstream_rq_rx_reset.inc(),
         Err(e) => {
             if matches!(e, WriteError::Timeout) {
                 stats.downstream_rq_idle_timeout.inc();
@@ -393,9 +406,7 @@ async fn serve_stream(
                 stats.rq_reset_after_downstream_response_started.inc();
             }
             stats.downstream_rq_tx_reset.inc();
-            h2_stats.tx_reset.inc();
             respond.send_reset(Reason::INTERNAL_ERROR);
-            StreamEnd::Done
         }
     }
 }
@@ -422,12 +433,22 @@ impl DownstreamWatch for Http2Watch<'_> {
 
 /// Envoy's `http2.header_count`, `header_list_size` (RFC 9113's size: name,
 /// value and 32 bytes per field), and for requests with cookies `cookie_count`
-/// and `cookie_size`.
-fn record_header_sizes(stats: &http2::Http2CodecStats, headers: &http::HeaderMap) {
+/// and `cookie_size`. Returns the bytes of names and values, pseudo-headers
+/// included (what `max_request_headers_kb` bounds).
+fn record_header_sizes(stats: &http2::Http2CodecStats, parts: &http::request::Parts) -> usize {
+    let headers = &parts.headers;
+    let pseudo = ":method".len()
+        + parts.method.as_str().len()
+        + ":path".len()
+        + parts.uri.path_and_query().map_or(0, |p| p.as_str().len())
+        + parts.uri.authority().map_or(0, |a| ":authority".len() + a.as_str().len())
+        + parts.uri.scheme_str().map_or(0, |s| ":scheme".len() + s.len());
+    let mut bytes = pseudo;
     let mut size = 0usize;
     let (mut cookies, mut cookie_bytes) = (0u64, 0usize);
     for (name, value) in headers {
         size += name.as_str().len() + value.len() + 32;
+        bytes += name.as_str().len() + value.len();
         if name == http::header::COOKIE {
             cookies += 1;
             cookie_bytes += value.len();
@@ -439,4 +460,5 @@ fn record_header_sizes(stats: &http2::Http2CodecStats, headers: &http::HeaderMap
         stats.cookie_count.record(cookies);
         stats.cookie_size.record(cookie_bytes as u64);
     }
+    bytes
 }

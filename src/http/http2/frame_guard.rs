@@ -1,5 +1,8 @@
 //! Envoy's HTTP/2 frame limits that `h2` does not have, applied as the
-//! connection's bytes pass between the socket and the codec.
+//! connection's bytes pass between the socket and the codec; and the frame
+//! rules `h2` enforces with a generic PROTOCOL_ERROR where RFC 9113 names the
+//! error (a fixed-length frame of another length is FRAME_SIZE_ERROR; the
+//! client's first frame must be SETTINGS).
 //!
 //! Only frame headers are read (9 bytes each); payloads are skipped. Inbound:
 //! consecutive frames with an empty payload and no END_STREAM
@@ -10,9 +13,18 @@
 //! the codec but not yet written (`http2.pending_send_bytes`), which streams
 //! wait on past the connection's buffer limit, so a client that does not read
 //! holds at most that much of Courier's memory.
+//!
+//! Streams are followed at the frame level too, so that Envoy's premature-reset
+//! rule sees every stream reset within a second of its start, whoever sent the
+//! RST_STREAM and whether or not the codec handed the stream up: rapid reset
+//! (CVE-2023-44487) resets streams before they are accepted, and MadeYouReset
+//! (CVE-2025-8671) makes the server reset them. `http2.rx_reset` and `tx_reset`
+//! count RST_STREAM frames each way, as Envoy's do.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -23,21 +35,64 @@ use super::stats::Http2CodecStats;
 const DATA: u8 = 0;
 const HEADERS: u8 = 1;
 const PRIORITY: u8 = 2;
+const RST_STREAM: u8 = 3;
+const SETTINGS: u8 = 4;
+const PING: u8 = 6;
 const WINDOW_UPDATE: u8 = 8;
 const CONTINUATION: u8 = 9;
 const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+/// SETTINGS and PING.
+const ACK: u8 = 0x1;
 
-/// The flood a connection was closed for.
+/// Why a connection must end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flood {
+pub enum Violation {
     EmptyFrames,
     PriorityFrames,
     WindowUpdateFrames,
+    /// A PRIORITY, RST_STREAM, SETTINGS, PING or WINDOW_UPDATE frame of a length
+    /// its type does not allow (RFC 9113 §6).
+    FrameSize,
+    /// The client's first frame is not SETTINGS (RFC 9113 §3.4).
+    NoSettingsFirst,
+    /// A header block whose encoded size alone is over `max_request_headers_kb`
+    /// (CONTINUATION flood, CVE-2024-27919).
+    HeaderBlockTooLarge,
+    /// Envoy's premature-reset rule: too many streams reset right after they began.
+    PrematureResets,
 }
+
+impl Violation {
+    /// The GOAWAY error code.
+    pub fn reason(self) -> h2::Reason {
+        match self {
+            Violation::EmptyFrames | Violation::PriorityFrames | Violation::WindowUpdateFrames => {
+                h2::Reason::ENHANCE_YOUR_CALM
+            }
+            Violation::FrameSize => h2::Reason::FRAME_SIZE_ERROR,
+            Violation::NoSettingsFirst => h2::Reason::PROTOCOL_ERROR,
+            Violation::HeaderBlockTooLarge | Violation::PrematureResets => h2::Reason::ENHANCE_YOUR_CALM,
+        }
+    }
+
+    /// A flood (Envoy's limits), as opposed to a frame the RFC forbids.
+    pub fn is_flood(self) -> bool {
+        !matches!(self, Violation::FrameSize | Violation::NoSettingsFirst)
+    }
+}
+
+/// Envoy's premature-reset rule (`overload.premature_reset_*` runtime defaults):
+/// a stream reset within this time of its start is premature...
+const PREMATURE_RESET_LIFETIME: Duration = Duration::from_secs(1);
+/// ...and past this many closed streams, a connection with at least half of them
+/// premature is closed; before it, half this many premature resets close it.
+const PREMATURE_RESET_STREAM_COUNT: u64 = 500;
 
 /// One connection's frame accounting, shared by its transport, its connection
 /// loop and its streams (all on one worker).
 pub struct FrameGuard {
+    max_header_block: usize,
     max_empty: u32,
     max_priority_per_stream: u64,
     max_window_updates_per_data_frame: u64,
@@ -50,20 +105,31 @@ pub struct FrameGuard {
     opened_streams: Cell<u64>,
     highest_stream: Cell<u32>,
     data_frames_sent: Cell<u64>,
-    flood: Cell<Option<Flood>>,
+    violation: Cell<Option<Violation>>,
+    /// No frame was seen yet (the first must be SETTINGS).
+    first_frame: Cell<bool>,
     /// Response bytes handed to the codec and not yet written to the socket.
     pending_send: Cell<u64>,
     /// When bytes last came from the client (the keepalive timeout).
     last_rx: Cell<Instant>,
-    /// Wakes the connection loop when a flood is found.
-    pub flooded: Notify,
+    /// Encoded bytes of the header block being received (HEADERS and its
+    /// CONTINUATIONs).
+    header_block: Cell<usize>,
+    /// Streams the client opened that have not ended, with when they began.
+    open: RefCell<HashMap<u32, Instant>>,
+    closed_streams: Cell<u64>,
+    premature_resets: Cell<u64>,
+    /// Wakes the connection loop when a violation is found.
+    pub violated: Notify,
     /// Wakes streams waiting to send when pending send bytes were written.
     pub drained: Notify,
 }
 
 impl FrameGuard {
-    pub fn new(options: &Http2Options, stats: Arc<Http2CodecStats>) -> FrameGuard {
+    /// `max_header_block`: `max_request_headers_kb` in bytes.
+    pub fn new(options: &Http2Options, max_header_block: usize, stats: Arc<Http2CodecStats>) -> FrameGuard {
         FrameGuard {
+            max_header_block,
             max_empty: options.max_consecutive_inbound_frames_with_empty_payload,
             max_priority_per_stream: u64::from(options.max_inbound_priority_frames_per_stream),
             max_window_updates_per_data_frame: u64::from(options.max_inbound_window_update_frames_per_data_frame_sent),
@@ -77,10 +143,15 @@ impl FrameGuard {
             opened_streams: Cell::new(0),
             highest_stream: Cell::new(0),
             data_frames_sent: Cell::new(0),
-            flood: Cell::new(None),
+            violation: Cell::new(None),
+            first_frame: Cell::new(true),
             pending_send: Cell::new(0),
             last_rx: Cell::new(Instant::now()),
-            flooded: Notify::new(),
+            header_block: Cell::new(0),
+            open: RefCell::new(HashMap::new()),
+            closed_streams: Cell::new(0),
+            premature_resets: Cell::new(0),
+            violated: Notify::new(),
             drained: Notify::new(),
         }
     }
@@ -90,15 +161,15 @@ impl FrameGuard {
         self.last_rx.get()
     }
 
-    /// The flood found, if any.
-    pub fn flood(&self) -> Option<Flood> {
-        self.flood.get()
+    /// The violation found, if any.
+    pub fn violation(&self) -> Option<Violation> {
+        self.violation.get()
     }
 
-    /// Bytes read from the client; `Err` once they make a flood (counted once).
-    pub fn inbound(&self, bytes: &[u8]) -> Result<(), Flood> {
-        if let Some(f) = self.flood.get() {
-            return Err(f);
+    /// Bytes read from the client; `Err` once they break a limit or rule (counted once).
+    pub fn inbound(&self, bytes: &[u8]) -> Result<(), Violation> {
+        if let Some(v) = self.violation.get() {
+            return Err(v);
         }
         self.last_rx.set(Instant::now());
         let mut cursor = self.inbound.get();
@@ -110,19 +181,47 @@ impl FrameGuard {
         });
         self.inbound.set(cursor);
         if let Err(f) = result {
-            self.flood.set(Some(f));
-            self.flooded.notify_one();
+            self.violation.set(Some(f));
+            self.violated.notify_one();
         }
         result
     }
 
-    /// Envoy's `ProtocolConstraints::trackInboundFrame` and its limits.
-    fn inbound_frame(&self, h: FrameHeader) -> Result<(), Flood> {
+    /// RFC 9113's frame-length rules, then Envoy's
+    /// `ProtocolConstraints::trackInboundFrame` and its limits.
+    fn inbound_frame(&self, h: FrameHeader) -> Result<(), Violation> {
+        if self.first_frame.replace(false) && (h.kind != SETTINGS || h.flags & ACK != 0) {
+            return Err(Violation::NoSettingsFirst);
+        }
+        let bad_length = match h.kind {
+            PRIORITY => h.length != 5,
+            RST_STREAM | WINDOW_UPDATE => h.length != 4,
+            SETTINGS if h.flags & ACK != 0 => h.length != 0,
+            SETTINGS => h.length % 6 != 0,
+            PING => h.length != 8,
+            _ => false,
+        };
+        if bad_length {
+            return Err(Violation::FrameSize);
+        }
+        if h.kind == HEADERS || h.kind == CONTINUATION {
+            let block = if h.kind == HEADERS { 0 } else { self.header_block.get() } + h.length as usize;
+            self.header_block.set(if h.flags & END_HEADERS != 0 { 0 } else { block });
+            if block > self.max_header_block {
+                self.stats.header_overflow.inc();
+                return Err(Violation::HeaderBlockTooLarge);
+            }
+        }
+        if h.kind == RST_STREAM {
+            self.stats.rx_reset.inc();
+            self.stream_closed(h.stream, true)?;
+        }
         match h.kind {
             DATA | HEADERS | CONTINUATION => {
                 if h.kind == HEADERS && h.stream > self.highest_stream.get() {
                     self.highest_stream.set(h.stream);
                     self.opened_streams.set(self.opened_streams.get() + 1);
+                    self.open.borrow_mut().insert(h.stream, Instant::now());
                 }
                 let empty = h.length == 0 && (h.kind == CONTINUATION || h.flags & END_STREAM == 0);
                 self.consecutive_empty.set(if empty { self.consecutive_empty.get() + 1 } else { 0 });
@@ -134,16 +233,37 @@ impl FrameGuard {
         let opened = self.opened_streams.get();
         if self.consecutive_empty.get() > self.max_empty {
             self.stats.inbound_empty_frames_flood.inc();
-            return Err(Flood::EmptyFrames);
+            return Err(Violation::EmptyFrames);
         }
         if self.priority_frames.get() > self.max_priority_per_stream * (1 + opened) {
             self.stats.inbound_priority_frames_flood.inc();
-            return Err(Flood::PriorityFrames);
+            return Err(Violation::PriorityFrames);
         }
         let allowed = 5 + 2 * (opened + self.max_window_updates_per_data_frame * self.data_frames_sent.get());
         if self.window_update_frames.get() > allowed {
             self.stats.inbound_window_update_frames_flood.inc();
-            return Err(Flood::WindowUpdateFrames);
+            return Err(Violation::WindowUpdateFrames);
+        }
+        Ok(())
+    }
+
+    /// A stream ended: by an RST_STREAM either way (`reset`), or by Courier's
+    /// END_STREAM. Envoy's premature-reset rule runs on each.
+    fn stream_closed(&self, stream: u32, reset: bool) -> Result<(), Violation> {
+        let Some(began) = self.open.borrow_mut().remove(&stream) else { return Ok(()) };
+        let closed = self.closed_streams.get() + 1;
+        self.closed_streams.set(closed);
+        if reset && began.elapsed() < PREMATURE_RESET_LIFETIME {
+            self.premature_resets.set(self.premature_resets.get() + 1);
+        }
+        let premature = self.premature_resets.get();
+        let over = if closed < PREMATURE_RESET_STREAM_COUNT {
+            premature >= PREMATURE_RESET_STREAM_COUNT / 2
+        } else {
+            premature * 2 >= closed
+        };
+        if over {
+            return Err(Violation::PrematureResets);
         }
         Ok(())
     }
@@ -152,12 +272,32 @@ impl FrameGuard {
     pub fn outbound(&self, bytes: &[u8]) {
         let mut cursor = self.outbound.get();
         let mut data = 0u64;
+        let mut violation = None;
         cursor.feed(bytes, |h| {
             if h.kind == DATA {
                 self.data_frames_sent.set(self.data_frames_sent.get() + 1);
                 data += u64::from(h.length);
             }
+            let ended = match h.kind {
+                RST_STREAM => {
+                    self.stats.tx_reset.inc();
+                    Some(true)
+                }
+                DATA | HEADERS if h.flags & END_STREAM != 0 => Some(false),
+                _ => None,
+            };
+            if let Some(reset) = ended {
+                if let Err(v) = self.stream_closed(h.stream, reset) {
+                    violation.get_or_insert(v);
+                }
+            }
         });
+        if let Some(v) = violation {
+            if self.violation.get().is_none() {
+                self.violation.set(Some(v));
+                self.violated.notify_one();
+            }
+        }
         self.outbound.set(cursor);
         if data > 0 {
             let before = self.pending_send.get();
@@ -260,15 +400,35 @@ mod tests {
         f
     }
 
+    /// The client preface and its empty SETTINGS.
+    fn preface() -> Vec<u8> {
+        let mut p = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        p.extend(frame(SETTINGS, 0, 0, b""));
+        p
+    }
+
+    #[test]
+    fn fixed_length_frames_of_another_length_and_a_first_frame_not_settings_are_violations() {
+        let g = guard();
+        g.inbound(&preface()).unwrap();
+        assert_eq!(g.inbound(&frame(PING, 0, 0, b"short")), Err(Violation::FrameSize));
+        let g = guard();
+        g.inbound(&preface()).unwrap();
+        assert_eq!(g.inbound(&frame(SETTINGS, ACK, 0, b"x")), Err(Violation::FrameSize));
+        let g = guard();
+        g.inbound(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+        assert_eq!(g.inbound(&frame(PING, 0, 0, b"12345678")), Err(Violation::NoSettingsFirst));
+    }
+
     fn guard() -> FrameGuard {
         let store = crate::stats::Store::new();
-        FrameGuard::new(&Http2Options::default(), Arc::new(Http2CodecStats::new(&store, "http2.")))
+        FrameGuard::new(&Http2Options::default(), 60 * 1024, Arc::new(Http2CodecStats::new(&store, "http2.")))
     }
 
     #[test]
     fn frames_split_anywhere_are_seen_whole() {
         let g = guard();
-        let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        let mut bytes = preface();
         bytes.extend(frame(HEADERS, 0x4, 1, b"abc"));
         bytes.extend(frame(HEADERS, 0x4, 3, b"abc"));
         for chunk in bytes.chunks(5) {
@@ -280,16 +440,16 @@ mod tests {
     #[test]
     fn two_empty_data_frames_in_a_row_are_a_flood() {
         let g = guard();
-        g.inbound(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+        g.inbound(&preface()).unwrap();
         g.inbound(&frame(HEADERS, 0x4, 1, b"h")).unwrap();
         g.inbound(&frame(DATA, 0, 1, b"")).unwrap();
         g.inbound(&frame(DATA, 0, 1, b"x")).unwrap();
         g.inbound(&frame(DATA, 0, 1, b"")).unwrap();
-        assert_eq!(g.inbound(&frame(DATA, 0, 1, b"")), Err(Flood::EmptyFrames));
+        assert_eq!(g.inbound(&frame(DATA, 0, 1, b"")), Err(Violation::EmptyFrames));
         assert_eq!(g.stats.inbound_empty_frames_flood.value(), 1);
         // An empty DATA with END_STREAM is not empty-and-open.
         let g = guard();
-        g.inbound(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+        g.inbound(&preface()).unwrap();
         g.inbound(&frame(DATA, END_STREAM, 1, b"")).unwrap();
         g.inbound(&frame(DATA, END_STREAM, 3, b"")).unwrap();
     }
@@ -297,13 +457,13 @@ mod tests {
     #[test]
     fn window_updates_are_allowed_per_data_frame_sent() {
         let g = guard();
-        g.inbound(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+        g.inbound(&preface()).unwrap();
         for _ in 0..5 {
             g.inbound(&frame(WINDOW_UPDATE, 0, 0, &[0, 0, 0, 1])).unwrap();
         }
-        assert_eq!(g.inbound(&frame(WINDOW_UPDATE, 0, 0, &[0, 0, 0, 1])), Err(Flood::WindowUpdateFrames));
+        assert_eq!(g.inbound(&frame(WINDOW_UPDATE, 0, 0, &[0, 0, 0, 1])), Err(Violation::WindowUpdateFrames));
         let g = guard();
-        g.inbound(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+        g.inbound(&preface()).unwrap();
         g.handed(3);
         g.outbound(&frame(DATA, 0, 1, b"abc"));
         assert_eq!(g.pending_send(), 0);
@@ -313,12 +473,45 @@ mod tests {
     }
 
     #[test]
+    fn half_of_the_first_500_streams_reset_early_is_the_premature_reset_rule() {
+        let g = guard();
+        g.inbound(&preface()).unwrap();
+        for i in 0..249u32 {
+            let id = 2 * i + 1;
+            g.inbound(&frame(HEADERS, END_HEADERS, id, b"h")).unwrap();
+            g.inbound(&frame(RST_STREAM, 0, id, &[0, 0, 0, 8])).unwrap();
+        }
+        assert_eq!(g.stats.rx_reset.value(), 249);
+        // A stream Courier ended (END_STREAM sent) is not premature.
+        g.inbound(&frame(HEADERS, END_HEADERS, 1001, b"h")).unwrap();
+        g.outbound(&frame(HEADERS, END_HEADERS | END_STREAM, 1001, b"r"));
+        assert_eq!(g.violation(), None);
+        g.inbound(&frame(HEADERS, END_HEADERS, 1003, b"h")).unwrap();
+        // A reset Courier sends counts too (MadeYouReset).
+        g.outbound(&frame(RST_STREAM, 0, 1003, &[0, 0, 0, 1]));
+        assert_eq!(g.violation(), Some(Violation::PrematureResets));
+        assert_eq!(g.stats.tx_reset.value(), 1);
+    }
+
+    #[test]
+    fn a_header_block_over_the_limit_is_a_continuation_flood() {
+        let g = guard();
+        g.inbound(&preface()).unwrap();
+        g.inbound(&frame(HEADERS, 0, 1, &[0; 16_000])).unwrap();
+        for _ in 0..2 {
+            g.inbound(&frame(CONTINUATION, 0, 1, &[0; 16_000])).unwrap();
+        }
+        assert_eq!(g.inbound(&frame(CONTINUATION, 0, 1, &[0; 16_000])), Err(Violation::HeaderBlockTooLarge));
+        assert_eq!(g.stats.header_overflow.value(), 1);
+    }
+
+    #[test]
     fn priority_frames_are_allowed_per_opened_stream() {
         let g = guard();
-        g.inbound(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+        g.inbound(&preface()).unwrap();
         for _ in 0..100 {
             g.inbound(&frame(PRIORITY, 0, 1, &[0, 0, 0, 0, 16])).unwrap();
         }
-        assert_eq!(g.inbound(&frame(PRIORITY, 0, 1, &[0, 0, 0, 0, 16])), Err(Flood::PriorityFrames));
+        assert_eq!(g.inbound(&frame(PRIORITY, 0, 1, &[0, 0, 0, 0, 16])), Err(Violation::PriorityFrames));
     }
 }

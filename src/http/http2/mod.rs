@@ -19,7 +19,7 @@ pub mod request_body;
 pub mod response_writer;
 pub mod stats;
 
-pub use frame_guard::{Flood, FrameGuard};
+pub use frame_guard::{FrameGuard, Violation};
 pub use io::CodecIo;
 pub use options::Http2Options;
 pub use request_body::{RequestBody, StreamRx};

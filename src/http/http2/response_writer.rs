@@ -45,8 +45,12 @@ where
 {
     let (mut parts, body) = response.into_parts();
     // Connection-specific headers have no meaning in HTTP/2 (RFC 9113 §8.2.2).
-    for name in [CONNECTION, TRANSFER_ENCODING, UPGRADE, TE, KEEP_ALIVE, PROXY_CONNECTION] {
-        parts.headers.remove(name);
+    // Most responses have none: one pass over the names settles it.
+    let specific = [CONNECTION, TRANSFER_ENCODING, UPGRADE, TE, KEEP_ALIVE, PROXY_CONNECTION];
+    if parts.headers.keys().any(|k| specific.contains(k)) {
+        for name in specific {
+            parts.headers.remove(name);
+        }
     }
     if !parts.headers.contains_key(DATE) {
         parts.headers.insert(DATE, date::now());
