@@ -12,6 +12,7 @@ mod admin;
 mod config_errors;
 mod examples;
 mod http2_downstream;
+mod http2_upstream;
 mod http_codec;
 mod http_filters;
 mod http_options;
