@@ -636,12 +636,18 @@ async fn attempt_h2(
         if goaway {
             stream.drain_connection();
         }
-        if (refused || goaway) && resend && try_request.replayable {
+        // REFUSED_STREAM guarantees the upstream did nothing with the request
+        // (RFC 9113 8.7): it goes once more on another connection. A stream the
+        // GOAWAY cut is not resent: h2 reports streams above the last stream id
+        // and streams the upstream then failed to finish alike, and the latter
+        // may have been processed. The route's retry policy decides, as in Envoy.
+        if refused && resend && try_request.replayable {
             resend = false;
             continue;
         }
         return Err(match () {
-            _ if refused => AttemptFailure::RefusedStream,
+            // Envoy counts a stream its GOAWAY cut as refused too.
+            _ if refused || goaway => AttemptFailure::RefusedStream,
             _ if remote_reset => AttemptFailure::RemoteReset,
             _ if e.is_library() => AttemptFailure::Protocol,
             _ => AttemptFailure::Reset,

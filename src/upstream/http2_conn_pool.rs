@@ -16,8 +16,9 @@
 //! to it through `h2`'s handles.
 //!
 //! An upstream GOAWAY, or a stream that cannot be opened, drains the
-//! connection. A stream the upstream never processed (REFUSED_STREAM, or above
-//! the GOAWAY's last stream id) is for the router to send again elsewhere.
+//! connection. A stream the upstream refused (REFUSED_STREAM: never processed)
+//! is for the router to send again elsewhere; one a GOAWAY cut is answered as
+//! refused, as Envoy does, and not resent.
 //! Connections idle for the cluster's `idle_timeout` are closed (GOAWAY, then
 //! the socket), as are drained ones once their last stream is done. How a
 //! connection ended is counted by the same `ConnectionAccounting` as HTTP/1,

@@ -600,20 +600,25 @@ fn a_reset_before_headers_is_retried_with_retry_on_reset() {
 }
 
 #[test]
-fn a_stream_above_the_goaway_last_stream_id_is_sent_again_transparently() {
-    // The first connection says GOAWAY (last stream id 0) to the first request.
+fn a_stream_a_goaway_cut_is_refused_and_not_sent_again() {
+    // The first connection says GOAWAY (last stream id 0) to the first request:
+    // Envoy's 503 UR "remote refused stream reset", never a silent resend (h2
+    // cannot tell it from a stream the upstream may have processed).
     let upstream = H2Upstream::start(100, 1, Arc::new(|_| Action::Reply));
     let courier = start(h2_cluster(upstream.port, ""), "");
     let mut client = Client::connect(courier.listener("web"));
-    // A body-less request can be sent again (a streamed body could not).
-    let r = client.get("/again");
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.header("x-conn"), Some("1"));
-    assert_eq!(upstream.connections(), 2);
-    // No retry policy was involved.
+    let r = client.get("/once");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(
+        r.text(),
+        "upstream connect error or disconnect/reset before headers. reset reason: remote refused stream reset"
+    );
+    assert_eq!(upstream.connections(), 1);
     assert_eq!(stat(&courier, "cluster.h2.upstream_rq_retry"), 0);
+    // The drained connection is closed, and the next request opens another.
+    let r = client.get("/next");
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(stat(&courier, "cluster.h2.upstream_cx_http2_total"), 2);
-    // Courier's codec closed the drained connection, as Envoy counts it.
     courier.wait_stat("cluster.h2.upstream_cx_destroy_local", |v| v == 1);
     assert_eq!(stat(&courier, "cluster.h2.upstream_cx_destroy_remote"), 0);
 }
