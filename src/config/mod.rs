@@ -108,6 +108,13 @@ impl FieldPath {
         ConfigError::new(self.text.clone(), reason)
     }
 
+    /// This path with `field` pushed, leaving `self` as it is.
+    pub fn child(&self, field: &str) -> FieldPath {
+        let mut p = self.clone();
+        p.push_field(field);
+        p
+    }
+
     /// The error for a field of this path, without pushing it.
     pub fn field_error(&self, field: &str, reason: impl Into<String>) -> ConfigError {
         let mut p = self.clone();

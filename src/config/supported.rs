@@ -73,6 +73,8 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "circuit_breakers",
             "max_requests_per_connection",
             "common_http_protocol_options",
+            "http2_protocol_options",
+            "protocol_selection",
             "typed_extension_protocol_options",
             "common_lb_config",
             "upstream_connection_options",
@@ -107,9 +109,16 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-        &["common_http_protocol_options", "explicit_http_config"],
+        &["common_http_protocol_options", "explicit_http_config", "use_downstream_protocol_config"],
     ),
-    ("envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig", &["http_protocol_options"]),
+    (
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig",
+        &["http_protocol_options", "http2_protocol_options"],
+    ),
+    (
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig",
+        &["http_protocol_options", "http2_protocol_options"],
+    ),
     // Downstream; where it sits in a cluster, `PLACES` narrows it.
     ("envoy.config.core.v3.Http1ProtocolOptions", &["accept_http_10", "default_host_for_http_10"]),
     (
@@ -218,7 +227,25 @@ pub const PLACES: &[(&str, &str, &[&str])] = &[
     // `accept_http_10` only has a meaning for a server codec: no effect upstream in
     // Envoy either, so an upstream `http_protocol_options: {}` carries nothing.
     ("envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig", "http_protocol_options", &[]),
+    ("envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig", "http_protocol_options", &[]),
+    (
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig",
+        "http2_protocol_options",
+        UPSTREAM_HTTP2_OPTIONS,
+    ),
+    (
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig",
+        "http2_protocol_options",
+        UPSTREAM_HTTP2_OPTIONS,
+    ),
+    ("envoy.config.cluster.v3.Cluster", "http2_protocol_options", UPSTREAM_HTTP2_OPTIONS),
 ];
+
+/// The `Http2ProtocolOptions` fields a cluster's HTTP/2 client acts on: its
+/// SETTINGS (HPACK table, windows, concurrent streams), the pool's per-connection stream
+/// limit (`max_concurrent_streams`, with the upstream's own SETTINGS).
+const UPSTREAM_HTTP2_OPTIONS: &[&str] =
+    &["hpack_table_size", "max_concurrent_streams", "initial_stream_window_size", "initial_connection_window_size"];
 
 /// The `HttpProtocolOptions` fields a cluster acts on. `headers_with_underscores_action`
 /// has no effect in a cluster in Envoy itself ("does not have any impact if added to

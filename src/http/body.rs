@@ -16,7 +16,9 @@ use hyper::body::{Body, Frame, SizeHint};
 
 use crate::http::http1::CodecError;
 use crate::http::{http1, http2};
-use crate::upstream::http1_conn_pool::{UpstreamBodyError, UpstreamResponseBody};
+use crate::upstream::conn_pool::UpstreamResponseBody;
+use crate::upstream::http1_conn_pool::{Http1ResponseBody, UpstreamBodyError};
+use crate::upstream::http2_conn_pool::Http2ResponseBody;
 
 /// Runs once when a stream is over; see `ResponseBody`.
 pub trait StreamCompletion {
@@ -32,7 +34,10 @@ pub trait StreamCompletion {
 
 enum Source {
     Local(Option<Bytes>),
-    Upstream(UpstreamResponseBody),
+    Upstream(Http1ResponseBody),
+    /// An HTTP/2 upstream stream: flow-control credit goes back as data is
+    /// taken, and it ends with the stream's trailers, if any.
+    Upstream2(Http2ResponseBody),
 }
 
 /// The body of a downstream response.
@@ -53,7 +58,11 @@ impl ResponseBody {
     /// An upstream response body; its connection returns to the pool when the
     /// body ends.
     pub fn upstream(body: UpstreamResponseBody, completion: Box<dyn StreamCompletion>) -> ResponseBody {
-        ResponseBody { source: Source::Upstream(body), sent: 0, trailers: None, completion: Some(completion) }
+        let source = match body {
+            UpstreamResponseBody::Http1(b) => Source::Upstream(b),
+            UpstreamResponseBody::Http2(b) => Source::Upstream2(b),
+        };
+        ResponseBody { source, sent: 0, trailers: None, completion: Some(completion) }
     }
 
     /// Ends the stream as reset by the client: nothing is written.
@@ -79,6 +88,7 @@ impl Body for ResponseBody {
         let polled = match &mut this.source {
             Source::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Source::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Source::Upstream2(body) => Pin::new(body).poll_frame(cx),
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -99,6 +109,7 @@ impl Body for ResponseBody {
         match &self.source {
             Source::Local(b) => b.is_none(),
             Source::Upstream(body) => body.is_end_stream(),
+            Source::Upstream2(body) => body.is_end_stream(),
         }
     }
 
@@ -107,6 +118,7 @@ impl Body for ResponseBody {
             Source::Local(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Source::Local(None) => SizeHint::with_exact(0),
             Source::Upstream(body) => body.size_hint(),
+            Source::Upstream2(body) => body.size_hint(),
         }
     }
 }
@@ -118,6 +130,7 @@ impl Drop for ResponseBody {
         let complete = match &self.source {
             Source::Local(bytes) => bytes.is_none(),
             Source::Upstream(body) => body.is_end_stream(),
+            Source::Upstream2(body) => body.is_end_stream(),
         };
         self.finish(complete);
     }

@@ -2,9 +2,12 @@
 //! host selection, the per-host connection pool, circuit breakers, the route's
 //! timeout and per-try timeout, and retries with Envoy's exponential back-off.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,8 +22,10 @@ use crate::http::headers::{self, X_ENVOY_ATTEMPT_COUNT, X_ENVOY_EXPECTED_RQ_TIME
 use crate::http::http1::client_connection::{BodyOut, RequestFailure, RequestOut};
 use crate::http::stream_info::{ResponseFlag, StreamInfo};
 use crate::stats::Gauge;
+use crate::upstream::conn_pool::{ConnPool, UpstreamResponseBody};
 use crate::upstream::host::Host;
-use crate::upstream::http1_conn_pool::{BoxError, PoolFailure, UpstreamBody, UpstreamResponseBody};
+use crate::upstream::http1_conn_pool::{BoxError, PoolFailure, UpstreamBody};
+use crate::upstream::http2_conn_pool::{self, Http2ConnPool, Http2ResponseBody, UploadFailure};
 use crate::upstream::resource_manager::{Resource, ResourceGuard};
 
 /// Envoy's header on a local reply for a circuit breaker overflow.
@@ -45,6 +50,17 @@ pub enum ForwardBody {
 impl ForwardBody {
     fn replayable(&self) -> bool {
         matches!(self, ForwardBody::Empty | ForwardBody::Buffered(_))
+    }
+
+    /// An HTTP/2 request whose body is known to be empty ends with its headers.
+    fn ends_with_headers(&self) -> bool {
+        use hyper::body::Body as _;
+        match self {
+            ForwardBody::Empty => true,
+            ForwardBody::Buffered(b) => b.is_empty(),
+            ForwardBody::Streaming(b) => b.is_end_stream(),
+            ForwardBody::Once(b) => b.is_end_stream(),
+        }
     }
 
     /// A body for one attempt; a streamed body can be taken once only.
@@ -108,6 +124,11 @@ enum AttemptFailure {
     GlobalTimeout,
     /// The upstream closed or reset the connection before the response headers.
     Reset,
+    /// The upstream reset the HTTP/2 stream before the response headers.
+    RemoteReset,
+    /// The upstream refused the HTTP/2 stream (REFUSED_STREAM), again after the
+    /// one transparent resend.
+    RefusedStream,
     /// The response head was not valid HTTP/1.1.
     Protocol,
     /// The downstream request body was malformed (e.g. a bad chunk size) while it
@@ -159,6 +180,16 @@ fn failure_reply(f: AttemptFailure, retried: bool) -> LocalReply {
             "upstream_reset_before_response_started{connection_termination}",
             ResponseFlag::UpstreamConnectionTermination,
         ),
+        AttemptFailure::RemoteReset => reset(
+            "remote reset",
+            "upstream_reset_before_response_started{remote_reset}",
+            ResponseFlag::UpstreamRemoteReset,
+        ),
+        AttemptFailure::RefusedStream => reset(
+            "remote refused stream reset",
+            "upstream_reset_before_response_started{remote_refused_stream_reset}",
+            ResponseFlag::UpstreamRemoteReset,
+        ),
         // A response Courier cannot read is the upstream's fault: 502, as Envoy.
         AttemptFailure::Protocol => reset_with(
             StatusCode::BAD_GATEWAY,
@@ -172,7 +203,8 @@ fn failure_reply(f: AttemptFailure, retried: bool) -> LocalReply {
 /// Whether `policy` retries after `f`, as Envoy's `wouldRetryFromReset`: every
 /// failure but an overflow is a reset (a per-try timeout is a local reset), retried
 /// by `reset`, `5xx` and `gateway-error`; a connection failure also by
-/// `connect-failure` and, since nothing was sent, `reset-before-request`.
+/// `connect-failure` and, since nothing was sent, `reset-before-request`; an
+/// HTTP/2 REFUSED_STREAM also by `refused-stream`.
 fn retries_failure(policy: &RetryPolicy, f: AttemptFailure) -> bool {
     let on = policy.retry_on;
     let any_reset = RetryOn::RESET | RetryOn::FIVE_XX | RetryOn::GATEWAY_ERROR;
@@ -180,7 +212,11 @@ fn retries_failure(policy: &RetryPolicy, f: AttemptFailure) -> bool {
         AttemptFailure::Pool(p) if p.is_overflow() => false,
         AttemptFailure::GlobalTimeout | AttemptFailure::DownstreamBody => false,
         AttemptFailure::Pool(_) => on.intersects(any_reset | RetryOn::CONNECT_FAILURE | RetryOn::RESET_BEFORE_REQUEST),
-        AttemptFailure::Reset | AttemptFailure::Protocol | AttemptFailure::PerTryTimeout => on.intersects(any_reset),
+        AttemptFailure::RefusedStream => on.intersects(any_reset | RetryOn::REFUSED_STREAM),
+        AttemptFailure::Reset
+        | AttemptFailure::RemoteReset
+        | AttemptFailure::Protocol
+        | AttemptFailure::PerTryTimeout => on.intersects(any_reset),
     }
 }
 
@@ -340,9 +376,10 @@ pub async fn forward(
                         stats.upstream_rq_timeout.inc();
                         host.stats.rq_timeout.fetch_add(1, Ordering::Relaxed);
                     }
-                    AttemptFailure::Reset => stats.upstream_rq_rx_reset.inc(),
+                    // Envoy 1.40 counts no upstream_rq_rx_reset for a refused stream.
+                    AttemptFailure::Reset | AttemptFailure::RemoteReset => stats.upstream_rq_rx_reset.inc(),
                     AttemptFailure::Protocol => stats.upstream_cx_protocol_error.inc(),
-                    AttemptFailure::Pool(_) | AttemptFailure::DownstreamBody => {}
+                    AttemptFailure::Pool(_) | AttemptFailure::DownstreamBody | AttemptFailure::RefusedStream => {}
                 }
                 // A pending overflow never reached a host (Envoy has none to charge).
                 let charges_host = !matches!(
@@ -458,7 +495,8 @@ async fn attempt(
     try_request: &Try<'_>,
     body: &mut ForwardBody,
 ) -> Result<(http::response::Parts, UpstreamResponseBody, Duration, ActiveRequest), AttemptFailure> {
-    let pool = cluster.http_pool(host);
+    let protocol = cluster.info.protocol_for(try_request.parts.version).into();
+    let pool = cluster.http_pool(host, protocol);
     let mut stale_retry = try_request.replayable;
     let parts = try_request.parts;
     // This try's `x-envoy-expected-rq-timeout-ms`, with `auto_host_rewrite` the
@@ -486,6 +524,11 @@ async fn attempt(
         headers: &parts.headers,
         overrides: &overrides,
     };
+    let pool = match pool {
+        ConnPool::Http1(p) => p,
+        // Boxed, so that the HTTP/1 path's future does not grow by it.
+        ConnPool::Http2(p) => return Box::pin(attempt_h2(cluster, host, &p, try_request, &request, body)).await,
+    };
     loop {
         let (mut client, breaker) = pool.acquire().await.map_err(AttemptFailure::Pool)?;
         let active = ActiveRequest::new(
@@ -499,7 +542,7 @@ async fn attempt(
             Ok(head) => {
                 let service_time = sent.elapsed();
                 let body = client.into_response_body(&head);
-                return Ok((head.parts, body, service_time, active));
+                return Ok((head.parts, UpstreamResponseBody::Http1(body), service_time, active));
             }
             Err(failure) => {
                 tracing::debug!(host = %host.address, "upstream request failed: {failure:?}");
@@ -514,6 +557,101 @@ async fn attempt(
                 }
             }
         }
+    }
+}
+
+/// One try on an HTTP/2 pool: a stream slot, the request's headers, then the
+/// body sent alongside waiting for the response headers (the response body
+/// goes on sending it if the response comes first). A stream the upstream
+/// never processed (REFUSED_STREAM, above a GOAWAY's last stream id, or a
+/// connection that takes no new stream) is sent once more on another
+/// connection, if the body allows.
+async fn attempt_h2(
+    cluster: &Rc<ThreadLocalCluster>,
+    host: &Arc<Host>,
+    pool: &Rc<Http2ConnPool>,
+    try_request: &Try<'_>,
+    request: &RequestOut<'_>,
+    body: &mut ForwardBody,
+) -> Result<(http::response::Parts, UpstreamResponseBody, Duration, ActiveRequest), AttemptFailure> {
+    let mut resend = true;
+    loop {
+        let (mut stream, breaker) = pool.acquire().await.map_err(AttemptFailure::Pool)?;
+        let active = ActiveRequest::new(
+            try_request.started,
+            breaker,
+            cluster.info.stats.upstream_rq_active.clone(),
+            host.clone(),
+        );
+        let headers = http2_conn_pool::request_headers(request, host.address);
+        let Some((mut response, tx)) = stream.send_request(headers, body.ends_with_headers()) else {
+            // Nothing was sent: the connection is drained; try another.
+            if resend {
+                resend = false;
+                continue;
+            }
+            return Err(AttemptFailure::Reset);
+        };
+        let sent = Instant::now();
+        let mut upload = Some(http2_conn_pool::upload(tx, body.take_for_attempt()));
+        let head = std::future::poll_fn(|cx| {
+            if let Some(up) = upload.as_mut() {
+                if let Poll::Ready(result) = up.as_mut().poll(cx) {
+                    upload = None;
+                    if result == Err(UploadFailure::RequestBody) {
+                        return Poll::Ready(Err(None));
+                    }
+                }
+            }
+            Pin::new(&mut response).poll(cx).map(|r| r.map_err(Some))
+        })
+        .await;
+        let e = match head {
+            Ok(response) => {
+                let service_time = sent.elapsed();
+                let (mut parts, recv) = response.into_parts();
+                // Framed downstream as HTTP/1.1 (the writer chunks a body of unknown length).
+                parts.version = http::Version::HTTP_11;
+                let body = Http2ResponseBody::new(recv, upload, stream);
+                return Ok((parts, UpstreamResponseBody::Http2(body), service_time, active));
+            }
+            Err(None) => return Err(AttemptFailure::DownstreamBody),
+            Err(Some(e)) => e,
+        };
+        tracing::debug!(host = %host.address, "upstream HTTP/2 stream failed: {e}");
+        // The upstream (or the connection) ended the stream: no reset of Courier's,
+        // unless `h2` found the upstream's frames malformed (Envoy counts a local
+        // reset then, without an RST_STREAM: the connection is gone).
+        if e.is_library() {
+            stream.mark_codec_error();
+        } else {
+            stream.mark_ended();
+        }
+        let remote_reset = e.is_reset() && e.is_remote();
+        let refused = remote_reset && e.reason() == Some(h2::Reason::REFUSED_STREAM);
+        if remote_reset {
+            stream.stats().rx_reset.inc();
+        }
+        let goaway = e.is_go_away() && e.is_remote();
+        if goaway {
+            stream.drain_connection();
+        }
+        // REFUSED_STREAM guarantees the upstream did nothing with the request
+        // (RFC 9113 8.7): it goes once more on another connection. A stream the
+        // GOAWAY cut is not resent: h2 reports streams above the last stream id
+        // and streams the upstream then failed to finish alike, and the latter
+        // may have been processed. The route's retry policy decides, as in Envoy.
+        if refused && resend && try_request.replayable {
+            resend = false;
+            continue;
+        }
+        return Err(match () {
+            // Envoy counts a stream its GOAWAY cut as refused too.
+            _ if refused || goaway => AttemptFailure::RefusedStream,
+            _ if remote_reset => AttemptFailure::RemoteReset,
+            _ if e.is_library() => AttemptFailure::Protocol,
+            _ => AttemptFailure::Reset,
+        });
     }
 }
 
@@ -582,5 +720,31 @@ mod tests {
         assert_eq!(overflow.body, "upstream connect error or disconnect/reset before headers. reset reason: overflow");
         assert_eq!(overflow.headers.get("x-envoy-overloaded").map(|v| v.as_bytes()), Some(&b"true"[..]));
         assert_eq!(failure_reply(AttemptFailure::PerTryTimeout, true).body, "upstream request timeout");
+        // HTTP/2 stream resets, with Envoy's texts and flag (UR).
+        let remote = failure_reply(AttemptFailure::RemoteReset, false);
+        assert_eq!(
+            remote.body,
+            "upstream connect error or disconnect/reset before headers. reset reason: remote reset"
+        );
+        assert_eq!(remote.status, StatusCode::SERVICE_UNAVAILABLE);
+        let refused = failure_reply(AttemptFailure::RefusedStream, false);
+        assert!(refused.body.ends_with(b"reset reason: remote refused stream reset"), "{:?}", refused.body);
+    }
+
+    #[test]
+    fn a_refused_stream_is_retried_by_refused_stream_and_reset_a_remote_reset_not_by_refused_stream() {
+        let policy = |on: &str| RetryPolicy {
+            retry_on: RetryOn::parse(on).expect("retry_on"),
+            num_retries: 1,
+            per_try_timeout: None,
+            retriable_status_codes: vec![],
+            base_interval: Duration::from_millis(25),
+            max_interval: Duration::from_millis(250),
+        };
+        assert!(retries_failure(&policy("refused-stream"), AttemptFailure::RefusedStream));
+        assert!(retries_failure(&policy("reset"), AttemptFailure::RefusedStream));
+        assert!(!retries_failure(&policy("refused-stream"), AttemptFailure::RemoteReset));
+        assert!(retries_failure(&policy("5xx"), AttemptFailure::RemoteReset));
+        assert!(!retries_failure(&policy("connect-failure"), AttemptFailure::RemoteReset));
     }
 }

@@ -31,6 +31,7 @@ use super::load_balancer::{LbPolicy, DEFAULT_ACTIVE_REQUEST_BIAS, DEFAULT_CHOICE
 use super::resource_manager::ResourceManager;
 use crate::config::{self, ConfigError, FieldPath};
 use crate::define_stats;
+use crate::http::http2::{Http2CodecStats, Http2Options};
 use crate::network::socket::TcpKeepalive;
 use crate::stats::{Histogram, Store};
 
@@ -75,6 +76,7 @@ define_stats! {
         counter upstream_rq_cancelled,
         counter upstream_rq_maintenance_mode,
         counter upstream_cx_http1_total,
+        counter upstream_cx_http2_total,
         counter upstream_cx_idle_timeout,
         counter upstream_cx_max_requests,
         counter upstream_cx_overflow,
@@ -194,6 +196,14 @@ pub struct ClusterInfo {
     pub idle_timeout: Duration,
     /// `upstream_connection_options.tcp_keepalive`, set on every upstream socket.
     pub tcp_keepalive: Option<TcpKeepalive>,
+    /// The HTTP version of upstream requests.
+    pub upstream_protocol: UpstreamProtocol,
+    /// The HTTP/2 client codec's settings (Envoy's defaults unless configured);
+    /// read only when `upstream_protocol` may speak HTTP/2.
+    pub http2_options: Http2Options,
+    /// `cluster.<name>.http2.*`, created with the cluster's first HTTP/2
+    /// connection as Envoy creates them with its first HTTP/2 codec.
+    http2_stats: OnceLock<Http2CodecStats>,
     /// `upstream_rq_<class>xx`, `upstream_rq_<code>`, `retry.*` and `upstream_rq_time`,
     /// created on first use.
     code_stats: CodeStats,
@@ -229,6 +239,21 @@ impl ClusterInfo {
         self.code_stats
             .rq_time
             .get_or_init(|| self.code_stats.store.histogram(&format!("{}upstream_rq_time", self.code_stats.prefix)))
+    }
+
+    /// `cluster.<name>.http2.*`, created on first use (the first HTTP/2 connection).
+    pub fn http2_stats(&self) -> &Http2CodecStats {
+        self.http2_stats
+            .get_or_init(|| Http2CodecStats::new(&self.code_stats.store, &format!("{}http2.", self.code_stats.prefix)))
+    }
+
+    /// The protocol of a request upstream, given the downstream request's version.
+    pub fn protocol_for(&self, downstream: http::Version) -> UpstreamProtocol {
+        match self.upstream_protocol {
+            UpstreamProtocol::UseDownstream if downstream == http::Version::HTTP_2 => UpstreamProtocol::Http2,
+            UpstreamProtocol::UseDownstream => UpstreamProtocol::Http1,
+            p => p,
+        }
     }
 
     /// The counter `cluster.<stat_name>.<name>`, created on first use (workers
@@ -297,6 +322,9 @@ impl ClusterInfo {
             max_requests_per_connection: http.max_requests_per_connection,
             idle_timeout: http.idle_timeout,
             tcp_keepalive,
+            upstream_protocol: http.protocol,
+            http2_options: http.http2,
+            http2_stats: OnceLock::new(),
             code_stats: CodeStats {
                 store: store.clone(),
                 prefix: prefix.clone(),
@@ -323,11 +351,25 @@ impl ClusterInfo {
     }
 }
 
+/// The HTTP version a cluster speaks upstream (Envoy's `HttpProtocolOptions`
+/// `upstream_protocol_options`, or the deprecated cluster fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UpstreamProtocol {
+    Http1,
+    /// `explicit_http_config.http2_protocol_options` (prior knowledge, h2c).
+    Http2,
+    /// `use_downstream_protocol_config`: HTTP/2 for an HTTP/2 downstream request,
+    /// else HTTP/1.1. Resolved per request by `ClusterInfo::protocol_for`.
+    UseDownstream,
+}
+
 /// Upstream HTTP connection settings, from the `HttpProtocolOptions` extension or the
 /// deprecated cluster fields Envoy still reads.
 struct HttpOptions {
     max_requests_per_connection: Option<u32>,
     idle_timeout: Duration,
+    protocol: UpstreamProtocol,
+    http2: Http2Options,
 }
 
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
@@ -336,12 +378,35 @@ const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProt
 fn http_protocol_options(c: &Cluster, path: &FieldPath) -> Result<HttpOptions, ConfigError> {
     let mut common = c.common_http_protocol_options;
     let mut max_requests = c.max_requests_per_connection.as_ref().map(|v| v.value);
+    // The deprecated fields, which Envoy reads only when no typed
+    // `HttpProtocolOptions` is given.
+    let use_downstream = c.protocol_selection
+        == envoy_types::pb::envoy::config::cluster::v3::cluster::ClusterProtocolSelection::UseDownstreamProtocol as i32;
+    let mut protocol = match (&c.http2_protocol_options, use_downstream) {
+        (_, true) => UpstreamProtocol::UseDownstream,
+        (Some(_), false) => UpstreamProtocol::Http2,
+        (None, false) => UpstreamProtocol::Http1,
+    };
+    let mut http2 = match &c.http2_protocol_options {
+        Some(h2) => Http2Options::from_proto(h2, &path.child("http2_protocol_options"))?,
+        None => Http2Options::default(),
+    };
     for (key, any) in &c.typed_extension_protocol_options {
         let mut p = path.clone();
         p.push_field("typed_extension_protocol_options");
         p.push_key(key);
         if crate::config::descriptor::type_name(&any.type_url) != HTTP_PROTOCOL_OPTIONS {
             return Err(p.field_error("@type", format!("unsupported protocol options '{}'", any.type_url)));
+        }
+        // Envoy ignores the deprecated fields then: refuse them rather than
+        // accept fields that would do nothing.
+        if c.http2_protocol_options.is_some() || use_downstream {
+            let field = if use_downstream { "protocol_selection" } else { "http2_protocol_options" };
+            return Err(path.field_error(
+                field,
+                "Envoy ignores this deprecated field when typed_extension_protocol_options sets \
+                 HttpProtocolOptions: configure the protocol there",
+            ));
         }
         let opts: HttpProtocolOptions = crate::config::bootstrap::decode_any(any, &p)?;
         if let Some(cp) = opts.common_http_protocol_options {
@@ -351,17 +416,38 @@ fn http_protocol_options(c: &Cluster, path: &FieldPath) -> Result<HttpOptions, C
             None => {}
             Some(UpstreamProtocolOptions::ExplicitHttpConfig(e)) => match e.protocol_config {
                 Some(ProtocolConfig::HttpProtocolOptions(_)) | None => {}
-                Some(_) => {
-                    return Err(p.field_error(
-                        "explicit_http_config",
-                        "only HTTP/1.1 upstreams are supported by Courier so far",
-                    ))
+                Some(ProtocolConfig::Http2ProtocolOptions(h2)) => {
+                    protocol = UpstreamProtocol::Http2;
+                    http2 = Http2Options::from_proto(
+                        &h2,
+                        &p.child("explicit_http_config").child("http2_protocol_options"),
+                    )?;
+                }
+                Some(ProtocolConfig::Http3ProtocolOptions(_)) => {
+                    return Err(p
+                        .child("explicit_http_config")
+                        .field_error("http3_protocol_options", "HTTP/3 upstreams are not supported by Courier"))
                 }
             },
-            Some(_) => {
+            Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(d)) => {
+                if d.http3_protocol_options.is_some() {
+                    return Err(p
+                        .child("use_downstream_protocol_config")
+                        .field_error("http3_protocol_options", "HTTP/3 upstreams are not supported by Courier"));
+                }
+                protocol = UpstreamProtocol::UseDownstream;
+                if let Some(h2) = &d.http2_protocol_options {
+                    http2 = Http2Options::from_proto(
+                        h2,
+                        &p.child("use_downstream_protocol_config").child("http2_protocol_options"),
+                    )?;
+                }
+            }
+            Some(UpstreamProtocolOptions::AutoConfig(_)) => {
                 return Err(p.field_error(
-                    "upstream_protocol_options",
-                    "only explicit_http_config with HTTP/1.1 is supported by Courier so far",
+                    "auto_config",
+                    "auto_config picks HTTP/2 or HTTP/1.1 by TLS ALPN, and Courier has no upstream TLS: \
+                     use explicit_http_config",
                 ))
             }
         }
@@ -376,6 +462,8 @@ fn http_protocol_options(c: &Cluster, path: &FieldPath) -> Result<HttpOptions, C
             .and_then(|cp| cp.idle_timeout.as_ref())
             .map(config::duration)
             .unwrap_or(Duration::from_secs(3600)),
+        protocol,
+        http2,
     })
 }
 
@@ -768,6 +856,29 @@ mod tests {
             load(&cluster("STATIC", lr, &eps)).unwrap().lb_policy,
             LbPolicy::LeastRequest { choice_count: 5, active_request_bias: 0.5 }
         );
+    }
+
+    /// `use_downstream_protocol_config` speaks HTTP/2 upstream for an HTTP/2
+    /// request (with its `http2_protocol_options`), HTTP/1.1 otherwise; an
+    /// `http_protocol_options: {}` beside it changes nothing upstream.
+    #[test]
+    fn use_downstream_protocol_config_follows_the_request_version() {
+        let eps = [("127.0.0.1:1", None)];
+        let options = "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        use_downstream_protocol_config:\n          http_protocol_options: {}\n          http2_protocol_options: { max_concurrent_streams: 10 }\n";
+        let c = load(&cluster("STATIC", options, &eps)).unwrap();
+        assert_eq!(c.upstream_protocol, UpstreamProtocol::UseDownstream);
+        assert_eq!(c.protocol_for(http::Version::HTTP_2), UpstreamProtocol::Http2);
+        assert_eq!(c.protocol_for(http::Version::HTTP_11), UpstreamProtocol::Http1);
+        assert_eq!(c.protocol_for(http::Version::HTTP_10), UpstreamProtocol::Http1);
+        assert_eq!(c.http2_options.max_concurrent_streams, 10);
+        // The deprecated protocol_selection does the same, with the cluster's
+        // http2_protocol_options (Envoy's defaults when absent).
+        let deprecated = "    protocol_selection: USE_DOWNSTREAM_PROTOCOL\n";
+        let c = load(&cluster("STATIC", deprecated, &eps)).unwrap();
+        assert_eq!(c.protocol_for(http::Version::HTTP_2), UpstreamProtocol::Http2);
+        assert_eq!(c.http2_options, Http2Options::default());
+        let plain = load(&cluster("STATIC", "", &eps)).unwrap();
+        assert_eq!(plain.protocol_for(http::Version::HTTP_2), UpstreamProtocol::Http1);
     }
 
     #[test]

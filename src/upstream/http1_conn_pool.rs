@@ -128,14 +128,14 @@ struct IdleClient {
 /// A request waiting for a connection: counted in `upstream_rq_pending_active`
 /// (cluster and host) and holding its `max_pending_requests` slot until dropped,
 /// however the wait ends.
-struct PendingRequest {
+pub(super) struct PendingRequest {
     _slot: ResourceGuard,
     cluster: Arc<ClusterInfo>,
     host: Arc<Host>,
 }
 
 impl PendingRequest {
-    fn new(slot: ResourceGuard, cluster: &Arc<ClusterInfo>, host: &Arc<Host>) -> PendingRequest {
+    pub(super) fn new(slot: ResourceGuard, cluster: &Arc<ClusterInfo>, host: &Arc<Host>) -> PendingRequest {
         cluster.stats.upstream_rq_pending_total.inc();
         cluster.stats.upstream_rq_pending_active.inc();
         host.stats.rq_pending_active.fetch_add(1, Ordering::Relaxed);
@@ -189,8 +189,8 @@ impl PooledClient {
 
     /// The body of the response whose head `send` returned; it owns the
     /// connection from now on.
-    pub fn into_response_body(self, head: &ResponseHead) -> UpstreamResponseBody {
-        UpstreamResponseBody {
+    pub fn into_response_body(self, head: &ResponseHead) -> Http1ResponseBody {
+        Http1ResponseBody {
             decoder: BodyDecoder::new(head.framing),
             reusable: head.reusable,
             until_close: head.framing == BodyFraming::UntilClose,
@@ -223,7 +223,7 @@ impl Drop for PooledClient {
 
 /// An upstream response body, decoded from its connection as the downstream
 /// writer polls it. Read whole, it gives the connection back to the pool.
-pub struct UpstreamResponseBody {
+pub struct Http1ResponseBody {
     client: Option<PooledClient>,
     decoder: BodyDecoder,
     reusable: bool,
@@ -242,7 +242,7 @@ impl std::fmt::Display for UpstreamBodyError {
 
 impl std::error::Error for UpstreamBodyError {}
 
-impl UpstreamResponseBody {
+impl Http1ResponseBody {
     fn finish(&mut self) {
         if let Some(client) = self.client.take() {
             client.finish(self.reusable, self.until_close);
@@ -250,7 +250,7 @@ impl UpstreamResponseBody {
     }
 }
 
-impl hyper::body::Body for UpstreamResponseBody {
+impl hyper::body::Body for Http1ResponseBody {
     type Data = Bytes;
     type Error = UpstreamBodyError;
 
@@ -288,7 +288,7 @@ impl hyper::body::Body for UpstreamResponseBody {
     }
 }
 
-impl Drop for UpstreamResponseBody {
+impl Drop for Http1ResponseBody {
     fn drop(&mut self) {
         // A body with nothing to read (HEAD, 204) needs no polling: its
         // connection is reusable. Otherwise the client closes it, in flight.

@@ -4,9 +4,11 @@
 
 pub mod cluster;
 pub mod cluster_manager;
+pub mod conn_pool;
 pub mod dns;
 pub mod host;
 pub mod http1_conn_pool;
+pub mod http2_conn_pool;
 pub mod load_balancer;
 pub mod priority;
 pub mod resource_manager;

@@ -8,8 +8,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::cluster::ClusterInfo;
+use super::conn_pool::{ConnPool, Protocol};
 use super::host::{Host, HostSet};
 use super::http1_conn_pool::Http1ConnPool;
+use super::http2_conn_pool::Http2ConnPool;
 use super::priority::PriorityLoadBalancer;
 use crate::common::fnv::FnvHashMap;
 use crate::stats::Counter;
@@ -24,8 +26,8 @@ pub struct ThreadLocalCluster {
     /// This worker's load balancer (one per priority level), refreshed with every
     /// new host set.
     lb: PriorityLoadBalancer,
-    /// This worker's HTTP/1.1 pools, one per host address.
-    http_pools: RefCell<FnvHashMap<SocketAddr, Rc<Http1ConnPool>>>,
+    /// This worker's HTTP pools, one per host address and protocol.
+    http_pools: RefCell<FnvHashMap<(SocketAddr, Protocol), ConnPool>>,
     /// This worker's cache of `upstream_rq_<code>` counters.
     /// Per response code: its class counter and its own counter.
     code_counters: RefCell<FnvHashMap<u16, [Arc<Counter>; 2]>>,
@@ -84,14 +86,18 @@ impl ThreadLocalCluster {
         }
     }
 
-    /// The worker's connection pool for `host`, created on first use.
-    pub fn http_pool(&self, host: &Arc<Host>) -> Rc<Http1ConnPool> {
+    /// The worker's connection pool for `host` and `protocol`, created on first use.
+    pub fn http_pool(&self, host: &Arc<Host>, protocol: Protocol) -> ConnPool {
         let mut pools = self.http_pools.borrow_mut();
-        match pools.get(&host.address) {
+        let key = (host.address, protocol);
+        match pools.get(&key) {
             Some(p) if Arc::ptr_eq(p.host(), host) => p.clone(),
             _ => {
-                let p = Http1ConnPool::new(self.info.clone(), host.clone());
-                pools.insert(host.address, p.clone());
+                let p = match protocol {
+                    Protocol::Http1 => ConnPool::Http1(Http1ConnPool::new(self.info.clone(), host.clone())),
+                    Protocol::Http2 => ConnPool::Http2(Http2ConnPool::new(self.info.clone(), host.clone())),
+                };
+                pools.insert(key, p.clone());
                 p
             }
         }
@@ -123,7 +129,7 @@ impl ThreadLocalClusterManager {
         match clusters.get(info.name.as_str()) {
             Some(existing) if Arc::ptr_eq(&existing.info, &info) => {
                 // Pools of hosts that left the cluster close when their last user is done.
-                existing.http_pools.borrow_mut().retain(|addr, _| hosts.iter().any(|h| h.address == *addr));
+                existing.http_pools.borrow_mut().retain(|(addr, _), _| hosts.iter().any(|h| h.address == *addr));
                 existing.lb.refresh(&hosts);
                 *existing.hosts.borrow_mut() = hosts;
             }

@@ -4,7 +4,11 @@
 //! description: what the case shows
 //! bootstrap: |          # an Envoy v3 bootstrap; listeners and admin on port 0
 //!   ...                 # placeholders: {{UPSTREAM_PORT}}, {{UPSTREAM2_PORT}} (JSON-reporting
-//!                       # HTTP upstreams "upstream1"/"upstream2"), {{ECHO_PORT}} (TCP echo),
+//!                       # HTTP upstreams "upstream1"/"upstream2"), {{H2C_UPSTREAM_PORT}} (the
+//!                       # same over HTTP/2, "h2c_upstream", and {{H2C_UPSTREAM2_PORT}},
+//!                       # "h2c_upstream2"; {{H2C_GOAWAY_PORT}}: "h2c_goaway",
+//!                       # whose first connection says GOAWAY to its first request),
+//!                       # {{ECHO_PORT}} (TCP echo),
 //!                       # {{DEAD_PORT}} (nothing listens), {{FREE_PORT1}}/{{FREE_PORT2}} (free
 //!                       # ports for listeners that need a fixed one), {{TMP}} (scratch dir),
 //!                       # {{ACCESS_LOG}} (a file access log's path: each request's lines

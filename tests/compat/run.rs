@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use regex::Regex;
 
 use crate::case::{fill, Case};
-use crate::shared_net::{http_upstream, Client, HttpResponse, Upstream, IO_TIMEOUT};
+use crate::shared_net::{h2c_goaway_upstream, h2c_upstream, http_upstream, Client, HttpResponse, Upstream, IO_TIMEOUT};
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -335,6 +335,21 @@ impl Environment {
         if case.uses("{{UPSTREAM2_PORT}}") {
             let u = http_upstream("upstream2");
             add(&mut env, "UPSTREAM2_PORT", u.port());
+            env._upstreams.push(u);
+        }
+        if case.uses("{{H2C_UPSTREAM_PORT}}") {
+            let u = h2c_upstream("h2c_upstream");
+            add(&mut env, "H2C_UPSTREAM_PORT", u.port());
+            env._upstreams.push(u);
+        }
+        if case.uses("{{H2C_UPSTREAM2_PORT}}") {
+            let u = h2c_upstream("h2c_upstream2");
+            add(&mut env, "H2C_UPSTREAM2_PORT", u.port());
+            env._upstreams.push(u);
+        }
+        if case.uses("{{H2C_GOAWAY_PORT}}") {
+            let u = h2c_goaway_upstream("h2c_goaway");
+            add(&mut env, "H2C_GOAWAY_PORT", u.port());
             env._upstreams.push(u);
         }
         if case.uses("{{ECHO_PORT}}") {

@@ -13,6 +13,7 @@ mod config_errors;
 mod examples;
 mod http2_conformance;
 mod http2_downstream;
+mod http2_upstream;
 mod http_codec;
 mod http_filters;
 mod http_options;

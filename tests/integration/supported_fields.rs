@@ -73,6 +73,7 @@ const LB_IT: &str = "tests/integration/load_balancing.rs";
 const ROUTING_IT: &str = "tests/integration/routing.rs";
 const TCP_IT: &str = "tests/integration/tcp_proxy.rs";
 const UPSTREAM_IT: &str = "tests/integration/upstream.rs";
+const H2_UPSTREAM_IT: &str = "tests/integration/http2_upstream.rs";
 const CLUSTER_RS: &str = "src/upstream/cluster.rs";
 
 /// `(message, field, where tests show it acting)`, in the order of the tables.
@@ -185,6 +186,19 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (CLUSTER, "circuit_breakers", &[compat("circuit_breakers")]),
     (CLUSTER, "max_requests_per_connection", &[compat("max_requests_per_connection")]),
     (CLUSTER, "common_http_protocol_options", &[compat("cluster_common_http_protocol_options")]),
+    (
+        CLUSTER,
+        "http2_protocol_options",
+        &[test(H2_UPSTREAM_IT, "deprecated_cluster_http2_protocol_options_speak_http2")],
+    ),
+    (
+        CLUSTER,
+        "protocol_selection",
+        &[
+            test(H2_UPSTREAM_IT, "deprecated_cluster_http2_protocol_options_speak_http2"),
+            test(CLUSTER_RS, "use_downstream_protocol_config_follows_the_request_version"),
+        ],
+    ),
     (CLUSTER, "typed_extension_protocol_options", &[compat("max_requests_per_connection")]),
     (CLUSTER, "common_lb_config", &[compat("locality_weighted")]),
     (CLUSTER, "upstream_connection_options", &[test(CLUSTER_RS, "tcp_keepalive_is_set_on_upstream_connections")]),
@@ -300,9 +314,39 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         &[compat("max_requests_per_connection")],
     ),
     (
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        "use_downstream_protocol_config",
+        &[
+            test(H2_UPSTREAM_IT, "use_downstream_protocol_config_sends_http11_for_an_http11_request"),
+            test(H2_UPSTREAM_IT, "use_downstream_protocol_config_sends_http2_for_an_http2_request"),
+            test(CLUSTER_RS, "use_downstream_protocol_config_follows_the_request_version"),
+        ],
+    ),
+    (
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig",
         "http_protocol_options",
         &[compat("max_requests_per_connection")],
+    ),
+    (
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig",
+        "http2_protocol_options",
+        &[
+            test(H2_UPSTREAM_IT, "get_and_post_reach_an_http2_upstream_with_authority_and_no_hop_by_hop_headers"),
+            compat("http2_upstream"),
+        ],
+    ),
+    (
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig",
+        "http_protocol_options",
+        &[test(CLUSTER_RS, "use_downstream_protocol_config_follows_the_request_version")],
+    ),
+    (
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig",
+        "http2_protocol_options",
+        &[
+            test(CLUSTER_RS, "use_downstream_protocol_config_follows_the_request_version"),
+            test(H2_UPSTREAM_IT, "use_downstream_protocol_config_sends_http2_for_an_http2_request"),
+        ],
     ),
     ("envoy.config.core.v3.Http1ProtocolOptions", "accept_http_10", &[compat("http10")]),
     ("envoy.config.core.v3.Http1ProtocolOptions", "default_host_for_http_10", &[compat("default_host_for_http_10")]),
@@ -392,10 +436,42 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (HCM, "add_user_agent", &[compat("via_user_agent")]),
     (HCM, "proxy_100_continue", &[compat("proxy_100_continue_false")]),
     (HCM, "http2_protocol_options", &[test(H2_IT, H2_SETTINGS)]),
-    (H2_OPTIONS, "hpack_table_size", &[test(H2_IT, H2_SETTINGS)]),
-    (H2_OPTIONS, "max_concurrent_streams", &[test(H2_IT, H2_SETTINGS)]),
-    (H2_OPTIONS, "initial_stream_window_size", &[test(H2_IT, H2_SETTINGS)]),
-    (H2_OPTIONS, "initial_connection_window_size", &[test(H2_IT, H2_SETTINGS)]),
+    // Downstream (the connection manager's codec), then upstream (a cluster's client).
+    (
+        H2_OPTIONS,
+        "hpack_table_size",
+        &[test(H2_IT, H2_SETTINGS), test(H2_UPSTREAM_IT, "http2_protocol_options_go_into_the_clients_settings")],
+    ),
+    (
+        H2_OPTIONS,
+        "max_concurrent_streams",
+        &[
+            test(H2_IT, H2_SETTINGS),
+            test(H2_UPSTREAM_IT, "http2_protocol_options_go_into_the_clients_settings"),
+            test(
+                H2_UPSTREAM_IT,
+                "the_clusters_max_concurrent_streams_and_max_requests_per_connection_limit_a_connection",
+            ),
+        ],
+    ),
+    (
+        H2_OPTIONS,
+        "initial_stream_window_size",
+        &[
+            test(H2_IT, H2_SETTINGS),
+            test(H2_UPSTREAM_IT, "http2_protocol_options_go_into_the_clients_settings"),
+            test(H2_UPSTREAM_IT, "a_chunked_request_body_streams_both_ways_under_http2_flow_control"),
+        ],
+    ),
+    (
+        H2_OPTIONS,
+        "initial_connection_window_size",
+        &[
+            test(H2_IT, H2_SETTINGS),
+            test(H2_UPSTREAM_IT, "http2_protocol_options_go_into_the_clients_settings"),
+            test(H2_UPSTREAM_IT, "a_chunked_request_body_streams_both_ways_under_http2_flow_control"),
+        ],
+    ),
     (H2_OPTIONS, "allow_connect", &[test(H2_IT, H2_SETTINGS)]),
     (
         H2_OPTIONS,

@@ -11,6 +11,18 @@
 //! instead of the JSON), `x-test-fail-first: N` (the first N requests on this
 //! upstream get a 503), `x-test-response-header: name: value` (add that header
 //! to the response).
+//!
+//! `h2c_upstream` is the same JSON-reporting upstream speaking HTTP/2 (prior
+//! knowledge, on the `h2` crate's server), for clusters that send HTTP/2
+//! upstream; it obeys `x-test-status`, `x-test-delay-ms`, `x-test-trailers: 1`
+//! (response trailers `x-checksum: abc`), `x-test-big-header: N` (a response
+//! header `x-big` of N bytes), `x-test-no-content-length: 1` (the JSON
+//! without a content-length), `x-test-reset: REASON` (RST_STREAM with that
+//! reason, e.g. `INTERNAL_ERROR` or `REFUSED_STREAM`, before any response) and
+//! `x-test-reset-once: REASON` (the same for the first request of its path
+//! only), and reports the pseudo-headers it got (`:authority`, `:scheme`)
+//! among the headers. `h2c_goaway_upstream` answers its first connection's first
+//! request with GOAWAY (last stream id 0), then serves as `h2c_upstream`.
 
 #![allow(dead_code)]
 
@@ -486,4 +498,143 @@ pub fn http_upstream(name: &'static str) -> Upstream {
             }
         }
     })
+}
+
+/// The JSON-reporting upstream over HTTP/2 (h2c): each connection runs the
+/// `h2` server on a current-thread runtime of its own thread; every request's
+/// answer is the JSON of what it received (pseudo-headers included).
+pub fn h2c_upstream(name: &'static str) -> Upstream {
+    h2c_upstream_with(name, false)
+}
+
+/// `h2c_upstream` whose first connection answers the first request with GOAWAY
+/// (last stream id 0: nothing processed) and closes once the proxy does.
+pub fn h2c_goaway_upstream(name: &'static str) -> Upstream {
+    h2c_upstream_with(name, true)
+}
+
+fn h2c_upstream_with(name: &'static str, goaway_first: bool) -> Upstream {
+    let connections = Arc::new(AtomicUsize::new(0));
+    let reset_paths = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    Upstream::start(move |stream| {
+        let conn_id = connections.fetch_add(1, Ordering::SeqCst) as u64 + 1;
+        if goaway_first && conn_id == 1 {
+            return goaway_at_first_request(stream);
+        }
+        let reset_paths = reset_paths.clone();
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async move {
+            if stream.set_nonblocking(true).is_err() {
+                return;
+            }
+            let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { return };
+            let Ok(mut conn) = h2::server::handshake(stream).await else { return };
+            while let Some(Ok((request, respond))) = conn.accept().await {
+                tokio::spawn(answer_h2(name, conn_id, request, respond, reset_paths.clone()));
+            }
+        });
+    })
+}
+
+/// Raw HTTP/2: reads the client preface and frames until the first HEADERS,
+/// then sends GOAWAY (last stream id 0, NO_ERROR) and reads until the client
+/// closes (so nothing unread turns the close into a reset).
+fn goaway_at_first_request(mut s: TcpStream) {
+    let _ = s.set_read_timeout(Some(IO_TIMEOUT));
+    let mut preface = [0u8; 24];
+    if s.read_exact(&mut preface).is_err() || s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).is_err() {
+        return;
+    }
+    loop {
+        let mut head = [0u8; 9];
+        if s.read_exact(&mut head).is_err() {
+            return;
+        }
+        let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+        let mut payload = vec![0u8; len];
+        if s.read_exact(&mut payload).is_err() {
+            return;
+        }
+        if head[3] == 1 {
+            break;
+        }
+    }
+    if s.write_all(&[0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+}
+
+async fn answer_h2(
+    name: &'static str,
+    conn_id: u64,
+    request: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<bytes::Bytes>,
+    reset_paths: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+) {
+    let (parts, mut body) = request.into_parts();
+    let mut data = Vec::new();
+    while let Some(Ok(chunk)) = body.data().await {
+        let _ = body.flow_control().release_capacity(chunk.len());
+        data.extend_from_slice(&chunk);
+    }
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    if let Some(a) = parts.uri.authority() {
+        headers.insert(":authority".into(), a.to_string());
+    }
+    if let Some(s) = parts.uri.scheme_str() {
+        headers.insert(":scheme".into(), s.to_owned());
+    }
+    for (k, v) in &parts.headers {
+        let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        headers.entry(k.as_str().to_owned()).and_modify(|e| *e = format!("{e},{v}")).or_insert(v);
+    }
+    let reason = |name: &str| match name {
+        "REFUSED_STREAM" => h2::Reason::REFUSED_STREAM,
+        "CANCEL" => h2::Reason::CANCEL,
+        _ => h2::Reason::INTERNAL_ERROR,
+    };
+    if let Some(r) = headers.get("x-test-reset") {
+        return respond.send_reset(reason(r));
+    }
+    if let Some(r) = headers.get("x-test-reset-once") {
+        let first = reset_paths.lock().map(|mut p| p.insert(parts.uri.path().to_owned())).unwrap_or(false);
+        if first {
+            return respond.send_reset(reason(r));
+        }
+    }
+    if let Some(ms) = headers.get("x-test-delay-ms").and_then(|v| v.parse().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let status: u16 = headers.get("x-test-status").and_then(|v| v.parse().ok()).unwrap_or(200);
+    let json = serde_json::json!({
+        "upstream": name,
+        "connection": conn_id,
+        "method": parts.method.as_str(),
+        "path": parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        "headers": headers,
+        "body": String::from_utf8_lossy(&data),
+    })
+    .to_string();
+    let mut response =
+        http::Response::builder().status(status).header("content-type", "application/json").header("x-upstream", name);
+    if !headers.contains_key("x-test-no-content-length") {
+        response = response.header("content-length", json.len());
+    }
+    if let Some(n) = headers.get("x-test-big-header").and_then(|v| v.parse::<usize>().ok()) {
+        response = response.header("x-big", "b".repeat(n));
+    }
+    let Ok(response) = response.body(()) else { return };
+    let head_only = parts.method == http::Method::HEAD;
+    let Ok(mut send) = respond.send_response(response, head_only) else { return };
+    if !head_only {
+        let trailers = headers.contains_key("x-test-trailers");
+        let _ = send.send_data(bytes::Bytes::from(json), !trailers);
+        if trailers {
+            let mut t = http::HeaderMap::new();
+            t.insert("x-checksum", http::HeaderValue::from_static("abc"));
+            let _ = send.send_trailers(t);
+        }
+    }
 }

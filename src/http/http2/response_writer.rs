@@ -22,6 +22,9 @@ use crate::http::headers::{KEEP_ALIVE, PROXY_CONNECTION};
 use crate::http::http1::date;
 use crate::http::http1::response_writer::{WriteError, WriteLimits};
 
+/// The largest final body chunk copied out of the buffer it shares (see `write`).
+const LAST_CHUNK_COPY: usize = 4096;
+
 /// A stream's bounds on what it sends: its timers and the connection's budget.
 #[derive(Clone, Copy)]
 pub struct Outbound<'a> {
@@ -76,9 +79,15 @@ where
             }
             Some(Err(_)) => return Err(WriteError::Body),
             Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => {
+                Ok(mut data) => {
                     written += data.len() as u64;
                     let last = body.is_end_stream();
+                    // h2 keeps the connection's last DATA frame until the next one;
+                    // a small end of a body is copied so an idle connection does not
+                    // pin the upstream read buffer it was cut from (8 KiB each).
+                    if last && data.len() <= LAST_CHUNK_COPY {
+                        data = Bytes::copy_from_slice(&data);
+                    }
                     send_data(&mut send, data, last, out, timer).await?;
                     if last {
                         return Ok(written);

@@ -1,0 +1,62 @@
+//! The seam between the router and the per-host connection pools (Envoy's
+//! `ConnectionPool::Instance`): a worker keeps one pool per (host, protocol),
+//! and the router asks for "the pool of this host for this protocol", then
+//! talks to the one it got. An enum rather than a trait object, so the HTTP/1
+//! path stays as it was (one `Rc` clone, no boxing, a match the compiler
+//! sees through).
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::cluster::UpstreamProtocol;
+use super::host::Host;
+use super::http1_conn_pool::{Http1ConnPool, Http1ResponseBody};
+use super::http2_conn_pool::{Http2ConnPool, Http2ResponseBody};
+
+/// The HTTP version of a pool (never `UseDownstream`: that is resolved per
+/// request before a pool is chosen).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Http1,
+    Http2,
+}
+
+impl From<UpstreamProtocol> for Protocol {
+    fn from(p: UpstreamProtocol) -> Protocol {
+        match p {
+            UpstreamProtocol::Http2 => Protocol::Http2,
+            UpstreamProtocol::Http1 | UpstreamProtocol::UseDownstream => Protocol::Http1,
+        }
+    }
+}
+
+/// One host's pool on one worker, of either protocol.
+#[derive(Clone)]
+pub enum ConnPool {
+    Http1(Rc<Http1ConnPool>),
+    Http2(Rc<Http2ConnPool>),
+}
+
+impl ConnPool {
+    pub fn host(&self) -> &Arc<Host> {
+        match self {
+            ConnPool::Http1(p) => p.host(),
+            ConnPool::Http2(p) => p.host(),
+        }
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        match self {
+            ConnPool::Http1(_) => Protocol::Http1,
+            ConnPool::Http2(_) => Protocol::Http2,
+        }
+    }
+}
+
+/// An upstream response body of either protocol: it owns what the response
+/// holds upstream (an HTTP/1 connection, an HTTP/2 stream) until it ends.
+/// `http::body::ResponseBody` keeps each as a source of its own.
+pub enum UpstreamResponseBody {
+    Http1(Http1ResponseBody),
+    Http2(Http2ResponseBody),
+}
