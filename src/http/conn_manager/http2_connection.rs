@@ -3,12 +3,13 @@
 //! worker, so streams of one connection proceed independently, and the loop
 //! keeps driving the connection (reads, writes, flow control) meanwhile.
 //!
-//! What `h2` does not do and Envoy does is here: the connection idle timeout
-//! (GOAWAY once no stream is open), GOAWAY on drain and on a failed health
-//! check, Envoy's premature-reset rule against rapid reset (CVE-2023-44487:
-//! a connection whose streams the client mostly resets right after opening is
-//! closed), the stream limits after decoding (`max_headers_count`), and the
-//! `http2.*` stats.
+//! What `h2` does not do and Envoy does is here or in the connection's
+//! `FrameGuard` (flood limits, the premature-reset rule against rapid reset,
+//! the pending-send bound), whose verdict this loop carries out: the
+//! connection idle timeout (GOAWAY once no stream is open), GOAWAY on drain, a
+//! failed health check and `max_requests_per_connection`, keepalive PINGs, the
+//! header limits after decoding (`max_headers_count`, `max_request_headers_kb`:
+//! the stream is reset and logged), and the `http2.*` stats.
 
 use std::cell::Cell;
 use std::rc::Rc;

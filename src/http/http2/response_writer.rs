@@ -58,6 +58,7 @@ where
     if !parts.headers.contains_key(DATE) {
         parts.headers.insert(DATE, date::now());
     }
+    detach_values(&mut parts.headers);
     parts.version = http::Version::HTTP_2;
     let status = parts.status;
     let no_body = head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
@@ -101,6 +102,29 @@ where
                 }
             },
         }
+    }
+}
+
+/// Moves the header values into one buffer of their own. HPACK's dynamic table
+/// keeps the values it indexes for the connection's life, and values parsed
+/// from an upstream response are slices of that connection's read buffer: kept,
+/// they would pin 8 KiB per idle HTTP/2 connection. One allocation the size of
+/// the values instead.
+fn detach_values(headers: &mut http::HeaderMap) {
+    let total: usize = headers.values().map(|v| v.len()).sum();
+    let mut all = bytes::BytesMut::with_capacity(total);
+    for v in headers.values() {
+        all.extend_from_slice(v.as_bytes());
+    }
+    let all = all.freeze();
+    let mut at = 0;
+    for v in headers.values_mut() {
+        let end = at + v.len();
+        if let Ok(mut own) = http::HeaderValue::from_maybe_shared(all.slice(at..end)) {
+            own.set_sensitive(v.is_sensitive());
+            *v = own;
+        }
+        at = end;
     }
 }
 
