@@ -2,9 +2,11 @@
 //! window allows, then trailers or an empty end of stream.
 //!
 //! Data goes out only as window is granted (`reserve_capacity` /
-//! `poll_capacity`), so what a slow reader makes Courier hold is bounded by the
-//! codec's send buffer, not by the response's size. The stream's idle timeout
-//! and deadline bound each wait, as the HTTP/1 writer's do.
+//! `poll_capacity`), and a connection's streams together hand the codec at most
+//! its buffer limit beyond what was written (`FrameGuard::wait_below`), so what
+//! a slow reader makes Courier hold is bounded by that limit, not by the
+//! responses' sizes. The stream's idle timeout and deadline bound each wait, as
+//! the HTTP/1 writer's do.
 
 use std::future::Future;
 
@@ -191,8 +193,7 @@ async fn within<F: Future>(
     tokio::select! {
         biased;
         out = f.as_mut() => Ok(out),
-        reset = std::future::poll_fn(|cx| send.poll_reset(cx)) => {
-            let _ = reset;
+        _ = std::future::poll_fn(|cx| send.poll_reset(cx)) => {
             Err(WriteError::Io(std::io::ErrorKind::ConnectionReset.into()))
         }
         () = timer.fired() => Err(WriteError::Timeout),
