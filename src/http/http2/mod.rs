@@ -2,13 +2,14 @@
 //!
 //! `h2` does the framing, HPACK, stream states and flow control; what Envoy adds
 //! on top (its settings defaults, the `http2.*` stats, the flood and abuse
-//! limits `h2` lacks, stream-level errors instead of connection-level ones) is
-//! Courier's, here.
+//! limits `h2` lacks) is Courier's, here and in the connection manager's
+//! `http2_connection` loop.
 //!
 //! - `options` — `Http2ProtocolOptions` with Envoy's defaults, for both sides
 //! - `stats` — Envoy's `http2.*` codec stats
 //! - `io` — the transport as the codec sees it (replayed preface, byte counts)
-//! - `frame_guard` — Envoy's flood limits and the pending-send bound
+//! - `frame_guard` — Envoy's flood limits, the premature-reset rule, RFC 9113's
+//!   frame-length rules and the pending-send bound, read off the frame headers
 //! - `request_body` — a request body as the router reads it, window given back as read
 //! - `response_writer` — a response onto a stream, as the peer's window allows
 
