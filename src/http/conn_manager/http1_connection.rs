@@ -9,12 +9,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::active_stream::{self, CloseConnection, StreamTimers};
 use super::config::{CodecChoice, HcmConfig};
-use super::DownstreamWatch;
+use super::{ConnectionLifetime, DownstreamWatch};
 use crate::event::Timer;
 use crate::http::body::RequestBody;
 use crate::http::filter::LocalReply;
@@ -27,15 +26,6 @@ use crate::network::{ConnectionInfo, DownstreamConnection};
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// How the HTTP/1 loop ended.
-pub(super) enum Served {
-    /// The connection is closed; `local` when Courier closed it.
-    Closed { local: bool },
-    /// `codec_type: AUTO` saw the HTTP/2 preface: the connection, with the bytes
-    /// read so far in front, goes to the HTTP/2 codec.
-    Http2(CodecIo<TcpStream>),
-}
-
 /// How much of a pipelined next request is read ahead while a stream waits.
 const MAX_PIPELINED_BYTES: usize = 64 * 1024;
 
@@ -47,7 +37,9 @@ const MAX_PIPELINED_BYTES: usize = 64 * 1024;
 /// written response is one allocation made per request (`exchange`), which the
 /// next request, on this connection or another, reuses. An idle keep-alive
 /// connection costs this future, its socket and its write half, nothing more.
-pub(super) async fn serve(cfg: &Arc<HcmConfig>, conn: DownstreamConnection) -> Served {
+pub(super) async fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) {
+    let cfg = &cfg;
+    let mut lifetime = ConnectionLifetime::new(&cfg.stats);
     let stats = &cfg.stats;
     let info = conn.info;
     let (rd, wr) = conn.stream.into_split();
@@ -77,11 +69,19 @@ pub(super) async fn serve(cfg: &Arc<HcmConfig>, conn: DownstreamConnection) -> S
         let head = match next {
             NextHead::Head(head) => head,
             NextHead::Http2 => {
+                // `codec_type: AUTO` saw the HTTP/2 preface: the connection, with
+                // the bytes read so far in front, goes to the HTTP/2 codec (boxed:
+                // its loop is large, and most connections are HTTP/1).
                 let Ok(reader) = Rc::try_unwrap(reader) else { break (true, None) };
                 let (rd, buf) = reader.into_inner().into_parts();
-                let Ok(stream) = rd.reunite(writer.into_inner()) else { return Served::Closed { local: true } };
+                let Ok(stream) = rd.reunite(writer.into_inner()) else {
+                    lifetime.local_close = true;
+                    return;
+                };
                 let (rx, tx) = (stats.downstream_cx_rx_bytes_total.clone(), stats.downstream_cx_tx_bytes_total.clone());
-                return Served::Http2(CodecIo::new(buf, stream, rx, tx));
+                let io = CodecIo::new(buf, stream, rx, tx);
+                lifetime.local_close = Box::pin(super::http2_connection::serve(cfg, info, io)).await;
+                return;
             }
             NextHead::Closed => break (false, None),
             NextHead::ClosedMidHead => {
@@ -132,7 +132,7 @@ pub(super) async fn serve(cfg: &Arc<HcmConfig>, conn: DownstreamConnection) -> S
     if counted {
         stats.downstream_cx_http1_active.dec();
     }
-    Served::Closed { local: local_close }
+    lifetime.local_close = local_close;
 }
 
 /// How a request/response exchange left the connection.

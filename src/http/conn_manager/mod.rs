@@ -53,46 +53,57 @@ fn create(any: &Any, path: &FieldPath, ctx: &FactoryContext<'_>) -> Result<Arc<d
 }
 
 impl NetworkFilterFactory for HttpConnectionManager {
+    /// The connection's future is the codec's loop itself (no wrapper around
+    /// it): an idle HTTP/1 connection holds that future and nothing more.
     fn on_new_connection(&self, conn: DownstreamConnection) -> LocalBoxFuture {
-        Box::pin(serve(self.config.clone(), conn))
+        match self.config.codec {
+            CodecChoice::Http2 => Box::pin(serve_http2(self.config.clone(), conn)),
+            CodecChoice::Http1 | CodecChoice::Auto => Box::pin(http1_connection::serve(self.config.clone(), conn)),
+        }
     }
 }
 
-/// Serves one downstream connection until it closes, with the codec its
-/// `codec_type` names; AUTO starts as HTTP/1 and hands the connection to HTTP/2
-/// when its first bytes are the HTTP/2 preface. The codec-specific stats
-/// (`downstream_cx_http1_*`, `downstream_cx_http2_*`) are counted by the codec
-/// once it is known, as Envoy creates its codec on the first bytes.
-async fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) {
+/// A listener with `codec_type: HTTP2`: the HTTP/2 loop from the first byte.
+async fn serve_http2(cfg: Arc<HcmConfig>, conn: DownstreamConnection) {
+    let mut lifetime = ConnectionLifetime::new(&cfg.stats);
     let stats = &cfg.stats;
-    stats.downstream_cx_total.inc();
-    stats.downstream_cx_active.inc();
-    let opened = Instant::now();
-    let info = conn.info;
-    let local_close = match cfg.codec {
-        CodecChoice::Http2 => {
-            let io = CodecIo::new(
-                bytes::BytesMut::new(),
-                conn.stream,
-                stats.downstream_cx_rx_bytes_total.clone(),
-                stats.downstream_cx_tx_bytes_total.clone(),
-            );
-            // Boxed: an HTTP/2 connection's loop is large, and most connections are HTTP/1.
-            Box::pin(http2_connection::serve(&cfg, info, io)).await
-        }
-        CodecChoice::Http1 | CodecChoice::Auto => match http1_connection::serve(&cfg, conn).await {
-            http1_connection::Served::Closed { local } => local,
-            http1_connection::Served::Http2(io) => Box::pin(http2_connection::serve(&cfg, info, io)).await,
-        },
-    };
-    if local_close {
-        stats.downstream_cx_destroy_local.inc();
-    } else {
-        stats.downstream_cx_destroy_remote.inc();
+    let (rx, tx) = (stats.downstream_cx_rx_bytes_total.clone(), stats.downstream_cx_tx_bytes_total.clone());
+    let io = CodecIo::new(bytes::BytesMut::new(), conn.stream, rx, tx);
+    lifetime.local_close = http2_connection::serve(&cfg, conn.info, io).await;
+}
+
+/// Counts a downstream connection in `http.<prefix>.downstream_cx_*` from its
+/// start to its end, exactly once, whichever codec served it and however it
+/// ended. The codec-specific stats (`downstream_cx_http1_*`,
+/// `downstream_cx_http2_*`) are the codec's, counted once it is known, as Envoy
+/// creates its codec on the first bytes.
+struct ConnectionLifetime<'a> {
+    stats: &'a stats::HcmStats,
+    opened: Instant,
+    /// Courier closed the connection (not the client).
+    local_close: bool,
+}
+
+impl ConnectionLifetime<'_> {
+    fn new(stats: &stats::HcmStats) -> ConnectionLifetime<'_> {
+        stats.downstream_cx_total.inc();
+        stats.downstream_cx_active.inc();
+        ConnectionLifetime { stats, opened: Instant::now(), local_close: false }
     }
-    stats.downstream_cx_length_ms.record(opened.elapsed().as_millis() as u64);
-    stats.downstream_cx_destroy.inc();
-    stats.downstream_cx_active.dec();
+}
+
+impl Drop for ConnectionLifetime<'_> {
+    fn drop(&mut self) {
+        let stats = self.stats;
+        if self.local_close {
+            stats.downstream_cx_destroy_local.inc();
+        } else {
+            stats.downstream_cx_destroy_remote.inc();
+        }
+        stats.downstream_cx_length_ms.record(self.opened.elapsed().as_millis() as u64);
+        stats.downstream_cx_destroy.inc();
+        stats.downstream_cx_active.dec();
+    }
 }
 
 /// What a stream's timers and the connection manager watch of the downstream
@@ -175,13 +186,13 @@ mod tests {
         std::mem::size_of::<F>()
     }
 
-    /// Every open connection holds its `serve` future, idle or not (the HTTP/1
-    /// loop inline, the HTTP/2 one boxed): what a request needs is allocated per
-    /// request, not in it (see `http1_connection::exchange`).
+    /// Every open HTTP/1 connection holds its loop's future, idle or not (an
+    /// HTTP/2 hand-off is boxed): what a request needs is allocated per request,
+    /// not in it (see `http1_connection::exchange`).
     #[test]
     fn a_connection_future_is_small() {
-        let size = size_of_output(serve);
+        let size = size_of_output(http1_connection::serve);
         println!("serve future: {size} bytes");
-        assert!(size <= 1280, "the per-connection future grew to {size} bytes");
+        assert!(size <= 1088, "the per-connection future grew to {size} bytes");
     }
 }
