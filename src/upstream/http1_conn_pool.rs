@@ -135,11 +135,17 @@ pub(super) struct PendingRequest {
 }
 
 impl PendingRequest {
-    pub(super) fn new(slot: ResourceGuard, cluster: &Arc<ClusterInfo>, host: &Arc<Host>) -> PendingRequest {
+    /// A request that waits for a connection, within the `max_pending_requests`
+    /// breaker (`upstream_rq_pending_overflow` when it is open); both pools'.
+    pub(super) fn try_new(cluster: &Arc<ClusterInfo>, host: &Arc<Host>) -> Result<PendingRequest, PoolFailure> {
+        let Some(slot) = cluster.resources.try_acquire(Resource::PendingRequests) else {
+            cluster.stats.upstream_rq_pending_overflow.inc();
+            return Err(PoolFailure::PendingOverflow);
+        };
         cluster.stats.upstream_rq_pending_total.inc();
         cluster.stats.upstream_rq_pending_active.inc();
         host.stats.rq_pending_active.fetch_add(1, Ordering::Relaxed);
-        PendingRequest { _slot: slot, cluster: cluster.clone(), host: host.clone() }
+        Ok(PendingRequest { _slot: slot, cluster: cluster.clone(), host: host.clone() })
     }
 }
 
@@ -337,11 +343,7 @@ impl Http1ConnPool {
             return self.attach(c);
         }
         let stats = &self.cluster.stats;
-        let Some(slot) = self.cluster.resources.try_acquire(Resource::PendingRequests) else {
-            stats.upstream_rq_pending_overflow.inc();
-            return Err(PoolFailure::PendingOverflow);
-        };
-        let pending = PendingRequest::new(slot, &self.cluster, &self.host);
+        let pending = PendingRequest::try_new(&self.cluster, &self.host)?;
         let breaker = self.cluster.resources.try_acquire(Resource::Connections);
         if breaker.is_none() {
             stats.upstream_cx_overflow.inc();

@@ -249,12 +249,8 @@ impl Http2ConnPool {
         if let Some(s) = self.take_stream() {
             return self.attach(s);
         }
+        let pending = PendingRequest::try_new(&self.cluster, &self.host)?;
         let stats = &self.cluster.stats;
-        let Some(slot) = self.cluster.resources.try_acquire(Resource::PendingRequests) else {
-            stats.upstream_rq_pending_overflow.inc();
-            return Err(PoolFailure::PendingOverflow);
-        };
-        let pending = PendingRequest::new(slot, &self.cluster, &self.host);
         let (tx, rx) = oneshot::channel();
         self.waiters.borrow_mut().push_back(tx);
         self.maybe_connect(true);
