@@ -60,3 +60,33 @@ pub enum UpstreamResponseBody {
     Http1(Http1ResponseBody),
     Http2(Http2ResponseBody),
 }
+
+/// A pool whose idle connections close after the cluster's `idle_timeout`.
+pub(super) trait IdleReaping {
+    /// Closes the connections idle past the timeout; when the next idle one
+    /// expires, or `None` when none is idle.
+    fn close_expired(&self) -> Option<tokio::time::Instant>;
+    /// Whether the pool's reaper task runs (one per pool at most).
+    fn reaper_running(&self) -> &std::cell::Cell<bool>;
+}
+
+/// Starts `pool`'s idle timer unless it runs: one task per pool, alive only
+/// while connections are idle (Envoy closes an upstream connection idle for
+/// `idle_timeout`). Both pools' timer.
+pub(super) fn start_reaper<P: IdleReaping + 'static>(pool: &P, me: &std::rc::Weak<P>) {
+    if !pool.reaper_running().replace(true) {
+        tokio::task::spawn_local(reap_idle(me.clone()));
+    }
+}
+
+async fn reap_idle<P: IdleReaping>(pool: std::rc::Weak<P>) {
+    loop {
+        let Some(p) = pool.upgrade() else { return };
+        let Some(next) = p.close_expired() else {
+            p.reaper_running().set(false);
+            return;
+        };
+        drop(p);
+        tokio::time::sleep_until(next).await;
+    }
+}

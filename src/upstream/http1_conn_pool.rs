@@ -450,34 +450,7 @@ impl Http1ConnPool {
         }
         let Some(conn) = next.conn.take() else { return };
         self.ready.borrow_mut().push(IdleClient { conn, idle_since: Instant::now() });
-        if !self.reaper_running.replace(true) {
-            tokio::task::spawn_local(reap_idle(self.me.clone()));
-        }
-    }
-
-    /// Closes the idle connections that have waited `idle_timeout` (and drops
-    /// those the upstream closed); returns when the next one expires, or `None`
-    /// when none is idle.
-    fn close_expired(&self) -> Option<Instant> {
-        let timeout = self.cluster.idle_timeout;
-        let mut ready = std::mem::take(&mut *self.ready.borrow_mut());
-        ready.retain_mut(|c| {
-            if c.conn.codec.closed_while_idle() {
-                c.conn.closed_by_peer = true;
-                return false;
-            }
-            if c.idle_since.elapsed() < timeout {
-                return true;
-            }
-            self.cluster.stats.upstream_cx_idle_timeout.inc();
-            false // dropped: closed locally
-        });
-        let next = ready.iter().map(|c| c.idle_since + timeout).min();
-        // Connections released meanwhile (none: nothing above yields) stay first.
-        let mut current = self.ready.borrow_mut();
-        ready.append(&mut current);
-        *current = ready;
-        next
+        super::conn_pool::start_reaper(self, &self.me);
     }
 
     /// Opens connections for waiting requests while the connection breaker allows.
@@ -515,16 +488,33 @@ impl Http1ConnPool {
     }
 }
 
-/// The pool's idle timer (Envoy closes an upstream connection idle for
-/// `idle_timeout`): one task per pool, alive only while connections are idle.
-async fn reap_idle(pool: Weak<Http1ConnPool>) {
-    loop {
-        let Some(p) = pool.upgrade() else { return };
-        let Some(next) = p.close_expired() else {
-            p.reaper_running.set(false);
-            return;
-        };
-        drop(p);
-        tokio::time::sleep_until(next).await;
+impl super::conn_pool::IdleReaping for Http1ConnPool {
+    /// Closes the idle connections that have waited `idle_timeout` (and drops
+    /// those the upstream closed); returns when the next one expires, or `None`
+    /// when none is idle.
+    fn close_expired(&self) -> Option<Instant> {
+        let timeout = self.cluster.idle_timeout;
+        let mut ready = std::mem::take(&mut *self.ready.borrow_mut());
+        ready.retain_mut(|c| {
+            if c.conn.codec.closed_while_idle() {
+                c.conn.closed_by_peer = true;
+                return false;
+            }
+            if c.idle_since.elapsed() < timeout {
+                return true;
+            }
+            self.cluster.stats.upstream_cx_idle_timeout.inc();
+            false // dropped: closed locally
+        });
+        let next = ready.iter().map(|c| c.idle_since + timeout).min();
+        // Connections released meanwhile (none: nothing above yields) stay first.
+        let mut current = self.ready.borrow_mut();
+        ready.append(&mut current);
+        *current = ready;
+        next
+    }
+
+    fn reaper_running(&self) -> &Cell<bool> {
+        &self.reaper_running
     }
 }

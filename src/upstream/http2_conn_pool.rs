@@ -444,35 +444,7 @@ impl Http2ConnPool {
     }
 
     fn start_reaper(&self) {
-        if !self.reaper_running.replace(true) {
-            tokio::task::spawn_local(reap_idle(self.me.clone()));
-        }
-    }
-
-    /// Closes the connections idle for `idle_timeout`; returns when the next
-    /// idle one expires, or `None` when none is idle.
-    fn close_expired(&self) -> Option<Instant> {
-        let timeout = self.cluster.idle_timeout;
-        let now = Instant::now();
-        let mut next: Option<Instant> = None;
-        let mut expired = Vec::new();
-        self.conns.borrow_mut().retain(|c| {
-            if c.active.get() > 0 {
-                return true;
-            }
-            let at = c.idle_since.get() + timeout;
-            if at <= now {
-                expired.push(c.clone());
-                return false;
-            }
-            next = Some(next.map_or(at, |n| n.min(at)));
-            true
-        });
-        for c in expired {
-            self.cluster.stats.upstream_cx_idle_timeout.inc();
-            c.shut();
-        }
-        next
+        super::conn_pool::start_reaper(self, &self.me);
     }
 }
 
@@ -483,19 +455,6 @@ impl Drop for Http2ConnPool {
         for c in self.conns.borrow().iter() {
             c.drain();
         }
-    }
-}
-
-/// The pool's idle timer: one task per pool, alive while connections are idle.
-async fn reap_idle(pool: Weak<Http2ConnPool>) {
-    loop {
-        let Some(p) = pool.upgrade() else { return };
-        let Some(next) = p.close_expired() else {
-            p.reaper_running.set(false);
-            return;
-        };
-        drop(p);
-        tokio::time::sleep_until(next).await;
     }
 }
 
@@ -776,6 +735,38 @@ impl hyper::body::Body for Http2ResponseBody {
         } else {
             SizeHint::default()
         }
+    }
+}
+
+impl super::conn_pool::IdleReaping for Http2ConnPool {
+    /// Closes the connections idle for `idle_timeout`; returns when the next
+    /// idle one expires, or `None` when none is idle.
+    fn close_expired(&self) -> Option<Instant> {
+        let timeout = self.cluster.idle_timeout;
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        let mut expired = Vec::new();
+        self.conns.borrow_mut().retain(|c| {
+            if c.active.get() > 0 {
+                return true;
+            }
+            let at = c.idle_since.get() + timeout;
+            if at <= now {
+                expired.push(c.clone());
+                return false;
+            }
+            next = Some(next.map_or(at, |n| n.min(at)));
+            true
+        });
+        for c in expired {
+            self.cluster.stats.upstream_cx_idle_timeout.inc();
+            c.shut();
+        }
+        next
+    }
+
+    fn reaper_running(&self) -> &Cell<bool> {
+        &self.reaper_running
     }
 }
 
