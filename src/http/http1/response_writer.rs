@@ -55,6 +55,15 @@ pub struct WriteLimits {
     pub deadline: Option<Instant>,
 }
 
+impl WriteLimits {
+    /// When a wait starting now must end: the idle timeout from now, or the
+    /// stream's end if that comes first.
+    pub fn wait_deadline(&self) -> Option<Instant> {
+        let idle_at = self.idle.map(|d| Instant::now() + d);
+        [idle_at, self.deadline].into_iter().flatten().min()
+    }
+}
+
 /// The reason phrase Envoy writes for `code` (its `CodeUtility::toString` table):
 /// the upstream's own phrase is not kept, and codes outside the table, 418 among
 /// them, are "Unknown".
@@ -316,11 +325,7 @@ async fn poll_ready<B: Body>(mut body: Pin<&mut B>) -> Option<Option<Result<Fram
 
 /// Runs `f` under the stream's idle timeout and deadline, on the connection's timer.
 async fn within<F: std::future::Future>(limits: WriteLimits, timer: &mut Timer, f: F) -> Result<F::Output, WriteError> {
-    let idle_at = limits.idle.map(|d| Instant::now() + d);
-    timer.set(match (idle_at, limits.deadline) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    });
+    timer.set(limits.wait_deadline());
     tokio::select! {
         biased;
         out = f => Ok(out),

@@ -161,6 +161,14 @@ impl FrameGuard {
         self.last_rx.get()
     }
 
+    /// Records the connection's first violation and wakes its loop.
+    fn violate(&self, v: Violation) {
+        if self.violation.get().is_none() {
+            self.violation.set(Some(v));
+            self.violated.notify_one();
+        }
+    }
+
     /// The violation found, if any.
     pub fn violation(&self) -> Option<Violation> {
         self.violation.get()
@@ -180,9 +188,8 @@ impl FrameGuard {
             }
         });
         self.inbound.set(cursor);
-        if let Err(f) = result {
-            self.violation.set(Some(f));
-            self.violated.notify_one();
+        if let Err(v) = result {
+            self.violate(v);
         }
         result
     }
@@ -293,10 +300,7 @@ impl FrameGuard {
             }
         });
         if let Some(v) = violation {
-            if self.violation.get().is_none() {
-                self.violation.set(Some(v));
-                self.violated.notify_one();
-            }
+            self.violate(v);
         }
         self.outbound.set(cursor);
         if data > 0 {

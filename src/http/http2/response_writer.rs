@@ -16,7 +16,6 @@ use h2::SendStream;
 use http::header::{CONNECTION, DATE, TE, TRANSFER_ENCODING, UPGRADE};
 use http::{Response, StatusCode};
 use hyper::body::Body;
-use tokio::time::Instant;
 
 use super::frame_guard::FrameGuard;
 use crate::event::Timer;
@@ -166,8 +165,7 @@ async fn wait_capacity(
     limits: WriteLimits,
     timer: &mut Timer,
 ) -> Result<usize, WriteError> {
-    let idle_at = limits.idle.map(|d| Instant::now() + d);
-    timer.set([idle_at, limits.deadline].into_iter().flatten().min());
+    timer.set(limits.wait_deadline());
     tokio::select! {
         biased;
         c = std::future::poll_fn(|cx| send.poll_capacity(cx)) => match c {
@@ -187,8 +185,7 @@ async fn within<F: Future>(
     send: &mut SendStream<Bytes>,
     f: F,
 ) -> Result<F::Output, WriteError> {
-    let idle_at = limits.idle.map(|d| Instant::now() + d);
-    timer.set([idle_at, limits.deadline].into_iter().flatten().min());
+    timer.set(limits.wait_deadline());
     let mut f = std::pin::pin!(f);
     tokio::select! {
         biased;
