@@ -29,6 +29,16 @@ enum PathCondition {
     SeparatedPrefix(String),
 }
 
+/// Envoy's test for a gRPC request: `content-type` is `application/grpc`, or it
+/// followed by `+` and a codec (`application/grpc+proto`); parameters (`;...`)
+/// make it not gRPC, as in Envoy.
+fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers.get(http::header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.strip_prefix(b"application/grpc").is_some_and(|rest| matches!(rest.first(), None | Some(b'+')))
+    })
+}
+
 /// A compiled `RouteMatch`.
 #[derive(Debug, Clone)]
 pub(crate) struct RouteMatcher {
@@ -37,6 +47,8 @@ pub(crate) struct RouteMatcher {
     ignore_path_parameters: bool,
     headers: Vec<HeaderMatcher>,
     query_parameters: Vec<QueryParameterMatcher>,
+    /// `grpc`: only gRPC requests (by their content-type) match.
+    grpc: bool,
 }
 
 impl RouteMatcher {
@@ -95,13 +107,15 @@ impl RouteMatcher {
             PathCondition::SeparatedPrefix(p) => PathCondition::SeparatedPrefix(folded(&p)),
             regex @ PathCondition::Regex(_) => regex,
         };
-        Ok(RouteMatcher { path, case_sensitive, ignore_path_parameters, headers, query_parameters })
+        let grpc = m.grpc.is_some();
+        Ok(RouteMatcher { path, case_sensitive, ignore_path_parameters, headers, query_parameters, grpc })
     }
 
     /// True when every condition holds for the request.
     pub(crate) fn matches(&self, parts: &Parts) -> bool {
         let Some(path_and_query) = request::path_and_query(parts) else { return false };
         self.path_matches(path_and_query)
+            && (!self.grpc || is_grpc(&parts.headers))
             && HeaderMatcher::all(&self.headers, parts)
             && (self.query_parameters.is_empty() || {
                 let query = request::query_string(path_and_query);
@@ -237,6 +251,22 @@ mod tests {
         assert!(!with("/x?debug=1", false));
         assert!(!with("/x?debug=2", true));
         assert!(!with("/x", true));
+    }
+
+    #[test]
+    fn grpc_matches_grpc_content_types_only() {
+        let m = matcher("{prefix: /, grpc: {}}");
+        let with = |ct: &str| {
+            let mut r = req("/svc/Method");
+            r.headers.insert(http::header::CONTENT_TYPE, ct.parse().unwrap());
+            m.matches(&r)
+        };
+        assert!(with("application/grpc"));
+        assert!(with("application/grpc+proto"));
+        assert!(!with("application/grpc;charset=utf-8"));
+        assert!(!with("application/grpc-web"));
+        assert!(!with("application/json"));
+        assert!(!m.matches(&req("/svc/Method")));
     }
 
     #[test]

@@ -86,7 +86,16 @@ pub const ROUTE_SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("envoy.config.route.v3.Decorator", &["operation", "propagate"]),
     (
         "envoy.config.route.v3.RouteMatch",
-        &["prefix", "path", "safe_regex", "path_separated_prefix", "case_sensitive", "headers", "query_parameters"],
+        &[
+            "prefix",
+            "path",
+            "safe_regex",
+            "path_separated_prefix",
+            "case_sensitive",
+            "headers",
+            "query_parameters",
+            "grpc",
+        ],
     ),
     (
         "envoy.config.route.v3.HeaderMatcher",

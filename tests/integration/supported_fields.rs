@@ -620,6 +620,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (ROUTE_MATCH, "case_sensitive", &[compat("match_path_separated_case"), test(ROUTING_IT, "path_matchers")]),
     (ROUTE_MATCH, "headers", &[compat("match_headers_more"), test(ROUTING_IT, "header_matchers")]),
     (ROUTE_MATCH, "query_parameters", &[compat("match_query_more"), test(ROUTING_IT, "query_parameter_matchers")]),
+    (ROUTE_MATCH, "grpc", &[compat("match_grpc")]),
     (HEADER_MATCHER, "name", &[compat("match_headers_more")]),
     (HEADER_MATCHER, "exact_match", &[test(ROUTING_IT, "header_matchers"), compat("match_headers_legacy")]),
     (HEADER_MATCHER, "safe_regex_match", &[test(ROUTING_IT, "header_matchers"), compat("match_headers_legacy")]),
