@@ -36,6 +36,8 @@
 //!                       # cluster.*.upstream_rq_active > 0, bounded; not a guessed time),
 //!                       # or `bytes_read`: once it has read every byte sent
 //!                       # (http.*.downstream_cx_rx_bytes_total)
+//!   read_timeout_ms: 1000  # the client's read timeout (default 10 s), for a request
+//!                       # both proxies leave unanswered (outcome "read timed out")
 //!   http2: true         # sent by an HTTP/2 client (prior knowledge) on a new
 //!                       # connection; `host` becomes `:authority`; no raw/reuse/hang-up
 //!   reuse: true         # on the previous request's client connection (keep-alive)
@@ -103,6 +105,10 @@ pub struct Request {
     pub continue_body: Option<String>,
     /// Close the connection this long after sending, without reading a response.
     pub hang_up_ms: Option<u64>,
+    /// The client's read timeout for this request instead of `IO_TIMEOUT`: for a
+    /// request both proxies are expected to leave unanswered, so the case does not
+    /// wait the full timeout twice.
+    pub read_timeout_ms: Option<u64>,
     /// `upstream_request` / `bytes_read`: close the connection, without reading a
     /// response, once the proxy has the request active upstream / has read it.
     pub hang_up_after: Option<String>,

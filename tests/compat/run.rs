@@ -751,6 +751,8 @@ fn busy(stats: &BTreeMap<String, i64>, admin_port: u16, held: usize, upstream_op
     let admin = [format!("_{admin_port}."), "listener.admin.".into(), "http.admin.".into()];
     let mut busy = Vec::new();
     let (mut downstream_cx, mut upstream_cx) = (0, 0);
+    // A stats_matcher may reject the gauges; a missing one is no signal, not "0 open".
+    let mut upstream_gauge = false;
     for (name, &value) in stats {
         if admin.iter().any(|a| name.contains(a.as_str())) {
             continue;
@@ -765,12 +767,13 @@ fn busy(stats: &BTreeMap<String, i64>, admin_port: u16, held: usize, upstream_op
         }
         if name.starts_with("cluster.") && name.ends_with(".upstream_cx_active") {
             upstream_cx += value;
+            upstream_gauge = true;
         }
     }
     if downstream_cx > held as i64 {
         busy.push(format!("{downstream_cx} client connections open, {held} held by the client"));
     }
-    if upstream_cx != upstream_open {
+    if upstream_gauge && upstream_cx != upstream_open {
         busy.push(format!("{upstream_cx} upstream connections open, {upstream_open} at the upstreams"));
     }
     busy
@@ -966,6 +969,11 @@ fn exchange(
         seen.push_str(&conn.peek_now());
         let _ = conn.stream.shutdown(Shutdown::Both);
         return (Vec::new(), Outcome::HungUp(seen), None);
+    }
+    if let Some(ms) = r.read_timeout_ms {
+        if let Err(e) = conn.stream.set_read_timeout(Some(Duration::from_millis(ms))) {
+            return (Vec::new(), Outcome::Failed(Failure::io("setup", &e)), None);
+        }
     }
     let mut interim = Vec::new();
     let mut pending_body = r.continue_body.as_deref();

@@ -444,6 +444,37 @@ pub fn read_request(r: &mut BufReader<TcpStream>) -> Option<Parsed> {
     Some(Parsed { method, path, headers, body })
 }
 
+/// Waits `delay` before an answer, but returns `false` at once when the proxy closes
+/// the connection meanwhile (a timed-out or cancelled request): the upstream then
+/// lets go of the connection as the proxy did, and a test waiting for both sides'
+/// connection counts to agree does not wait out the rest of the delay. Leaves the
+/// socket's read timeout changed.
+fn delay_unless_closed(stream: &TcpStream, delay: Duration) -> bool {
+    let until = Instant::now() + delay;
+    let mut byte = [0u8; 1];
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        if stream.set_read_timeout(Some(left)).is_err() {
+            std::thread::sleep(left);
+            return true;
+        }
+        match stream.peek(&mut byte) {
+            Ok(0) => return false,
+            // A pipelined request: no close can be seen past it; sleep out the delay.
+            Ok(_) => {
+                std::thread::sleep(until.saturating_duration_since(Instant::now()));
+                return true;
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+}
+
 /// The JSON-reporting HTTP upstream; `name` identifies it in reports.
 pub fn http_upstream(name: &'static str) -> Upstream {
     let requests = Arc::new(AtomicUsize::new(0));
@@ -460,7 +491,10 @@ pub fn http_upstream(name: &'static str) -> Upstream {
             let n = requests.fetch_add(1, Ordering::SeqCst) + 1;
             let header = |k: &str| req.headers.get(k).cloned();
             if let Some(ms) = header("x-test-delay-ms").and_then(|v| v.parse().ok()) {
-                std::thread::sleep(Duration::from_millis(ms));
+                let open = delay_unless_closed(reader.get_ref(), Duration::from_millis(ms));
+                if !open || reader.get_ref().set_read_timeout(Some(Duration::from_secs(30))).is_err() {
+                    return;
+                }
             }
             let fail_first: usize = header("x-test-fail-first").and_then(|v| v.parse().ok()).unwrap_or(0);
             let status: u16 =
