@@ -34,6 +34,9 @@ pub trait StreamCompletion {
 
 enum Source {
     Local(Option<Bytes>),
+    /// A body the encoder filters read whole (and may have changed), with the
+    /// trailers that ended it.
+    Buffered(Option<Bytes>, Option<HeaderMap>),
     Upstream(Http1ResponseBody),
     /// An HTTP/2 upstream stream: flow-control credit goes back as data is
     /// taken, and it ends with the stream's trailers, if any.
@@ -52,6 +55,12 @@ impl ResponseBody {
     /// A body Courier made itself.
     pub fn local(bytes: Bytes, completion: Box<dyn StreamCompletion>) -> ResponseBody {
         let source = Source::Local((!bytes.is_empty()).then_some(bytes));
+        ResponseBody { source, sent: 0, trailers: None, completion: Some(completion) }
+    }
+
+    /// A body the encoder filters buffered whole.
+    pub fn buffered(data: Bytes, trailers: Option<HeaderMap>, completion: Box<dyn StreamCompletion>) -> ResponseBody {
+        let source = Source::Buffered((!data.is_empty()).then_some(data), trailers);
         ResponseBody { source, sent: 0, trailers: None, completion: Some(completion) }
     }
 
@@ -87,6 +96,10 @@ impl Body for ResponseBody {
         let this = &mut *self;
         let polled = match &mut this.source {
             Source::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Source::Buffered(data, trailers) => Poll::Ready(match data.take() {
+                Some(b) => Some(Ok(Frame::data(b))),
+                None => trailers.take().map(|t| Ok(Frame::trailers(t))),
+            }),
             Source::Upstream(body) => Pin::new(body).poll_frame(cx),
             Source::Upstream2(body) => Pin::new(body).poll_frame(cx),
         };
@@ -108,6 +121,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.source {
             Source::Local(b) => b.is_none(),
+            Source::Buffered(b, t) => b.is_none() && t.is_none(),
             Source::Upstream(body) => body.is_end_stream(),
             Source::Upstream2(body) => body.is_end_stream(),
         }
@@ -117,6 +131,7 @@ impl Body for ResponseBody {
         match &self.source {
             Source::Local(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Source::Local(None) => SizeHint::with_exact(0),
+            Source::Buffered(b, _) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Source::Upstream(body) => body.size_hint(),
             Source::Upstream2(body) => body.size_hint(),
         }
@@ -129,10 +144,68 @@ impl Drop for ResponseBody {
         // (and the upstream body gives its connection back when dropped).
         let complete = match &self.source {
             Source::Local(bytes) => bytes.is_none(),
+            Source::Buffered(b, t) => b.is_none() && t.is_none(),
             Source::Upstream(body) => body.is_end_stream(),
             Source::Upstream2(body) => body.is_end_stream(),
         };
         self.finish(complete);
+    }
+}
+
+/// Whether an upstream response body is known to be empty.
+pub fn upstream_is_end_stream(body: &UpstreamResponseBody) -> bool {
+    match body {
+        UpstreamResponseBody::Http1(b) => b.is_end_stream(),
+        UpstreamResponseBody::Http2(b) => b.is_end_stream(),
+    }
+}
+
+/// Why an upstream response body could not be read whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadWholeError {
+    /// It is longer than the limit.
+    TooLarge,
+    /// The upstream failed midway.
+    Failed,
+}
+
+/// Reads an upstream response body to its end, for encoder filters that want
+/// it whole, within `limit` bytes: a declared length over it is refused before
+/// anything is read. The connection goes back to the pool once the body ended.
+pub async fn read_upstream_whole(
+    body: &mut UpstreamResponseBody,
+    limit: u64,
+) -> Result<(Bytes, Option<HeaderMap>), ReadWholeError> {
+    let poll = |body: &mut UpstreamResponseBody, cx: &mut Context<'_>| match body {
+        UpstreamResponseBody::Http1(b) => Pin::new(b).poll_frame(cx),
+        UpstreamResponseBody::Http2(b) => Pin::new(b).poll_frame(cx),
+    };
+    let hint = match body {
+        UpstreamResponseBody::Http1(b) => b.size_hint(),
+        UpstreamResponseBody::Http2(b) => b.size_hint(),
+    };
+    if hint.lower() > limit {
+        return Err(ReadWholeError::TooLarge);
+    }
+    let mut data = bytes::BytesMut::new();
+    loop {
+        match std::future::poll_fn(|cx| poll(body, cx)).await {
+            None => return Ok((data.freeze(), None)),
+            Some(Err(_)) => return Err(ReadWholeError::Failed),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(chunk) => {
+                    if (data.len() + chunk.len()) as u64 > limit {
+                        return Err(ReadWholeError::TooLarge);
+                    }
+                    data.extend_from_slice(&chunk);
+                }
+                Err(frame) => {
+                    if let Ok(trailers) = frame.into_trailers() {
+                        return Ok((data.freeze(), Some(trailers)));
+                    }
+                }
+            },
+        }
     }
 }
 

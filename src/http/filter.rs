@@ -1,11 +1,14 @@
 //! HTTP filters (Envoy's `StreamDecoderFilter` / `StreamEncoderFilter`).
 //!
-//! A filter sees the request headers on the way in (`decode_headers`) and the
-//! response headers on the way out (`encode_headers`), and may modify them, answer
-//! locally, pause the stream (e.g. a fault delay), or ask the connection manager to
-//! buffer the whole request body first (the buffer filter). Filters run in config
-//! order on the way in and in reverse order on the way out; the router is the
-//! terminal stage after the last decoder filter and is not a `StreamFilter`.
+//! A filter sees the request on the way in (`decode_headers`, `decode_data`,
+//! `decode_trailers`) and the response on the way out (`encode_headers`,
+//! `encode_data`, `encode_trailers`), and may modify each, answer locally, pause
+//! the stream (e.g. a fault delay), or stop the iteration and have the connection
+//! manager buffer the body until it continues (the buffer filter), within the
+//! stream's buffer limit: over it, Envoy's 413 for a request and 500 for a response.
+//! Filters run in config order on the way in and in reverse order on the way out;
+//! the router is the terminal stage after the last decoder filter and is not a
+//! `StreamFilter`. The connection manager drives them (`conn_manager::filter_manager`).
 //!
 //! Filter instances are created per stream by a `StreamFilterFactory` that was
 //! built from config on the main thread and is shared by every worker.
@@ -54,7 +57,7 @@ impl LocalReply {
     }
 }
 
-/// What a filter wants after seeing headers.
+/// What a decoder filter wants after seeing the request headers.
 pub enum FilterStatus {
     /// Go on to the next filter.
     Continue,
@@ -64,9 +67,31 @@ pub enum FilterStatus {
     ContinueAfter(LocalBoxFuture<()>),
     /// Wait for the future, then act on what it returns.
     Decide(LocalBoxFuture<FilterStatus>),
-    /// Read the whole request body (at most `max_bytes`, else 413) before the next
-    /// filter runs (the buffer filter).
-    BufferRequestBody { max_bytes: u64 },
+    /// Envoy's `StopIteration`: the next filters see the headers only once this
+    /// filter's `decode_data` (or `decode_trailers`) lets the body through; the
+    /// body is buffered meanwhile. With no body it is `Continue`.
+    StopIteration,
+}
+
+/// What an encoder filter wants after seeing the response headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncodeStatus {
+    Continue,
+    /// As `FilterStatus::StopIteration`, for the response: the headers wait (and
+    /// the body is buffered) until this filter's `encode_data` lets it through.
+    StopIteration,
+}
+
+/// What a filter wants after seeing a piece of a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataStatus {
+    /// Pass this data (with any buffered before it) to the next filter.
+    Continue,
+    /// Keep it in the stream's buffer, and don't pass it on until a later call
+    /// returns `Continue` (at the latest with `end_stream`, where buffering more
+    /// is meaningless and the body goes on). The buffer is bounded: see the module
+    /// doc.
+    StopIterationAndBuffer,
 }
 
 impl Debug for FilterStatus {
@@ -76,21 +101,69 @@ impl Debug for FilterStatus {
             FilterStatus::LocalReply(r) => write!(f, "LocalReply({})", r.status),
             FilterStatus::ContinueAfter(_) => f.write_str("ContinueAfter"),
             FilterStatus::Decide(_) => f.write_str("Decide"),
-            FilterStatus::BufferRequestBody { max_bytes } => write!(f, "BufferRequestBody({max_bytes})"),
+            FilterStatus::StopIteration => f.write_str("StopIteration"),
         }
     }
 }
 
-/// What a filter can see and change besides the headers.
+/// What a filter can see and change besides the headers and bodies, and what it
+/// asks of the connection manager (Envoy's filter callbacks).
 pub struct StreamContext<'a> {
     /// The route chosen for the request (`None`: no route matched).
     pub route: Option<&'a Arc<Route>>,
     pub info: &'a mut StreamInfo,
-    /// The request headers, available to encoder filters (e.g. CORS needs `origin`).
+    /// The request headers, available to encoder filters (e.g. CORS needs `origin`)
+    /// and to decoder filters while the body is buffered; `None` while the body
+    /// streams to the upstream (the router has the headers then).
     pub request_headers: Option<&'a HeaderMap>,
+    requests: FilterRequests,
 }
 
-/// One filter instance, for one stream.
+/// What a filter asked for during one call; the connection manager acts on it
+/// when the call returns.
+#[derive(Default)]
+pub(crate) struct FilterRequests {
+    pub clear_route_cache: bool,
+    pub buffer_limit: Option<u64>,
+    pub local_reply: Option<LocalReply>,
+}
+
+impl<'a> StreamContext<'a> {
+    pub fn new(
+        route: Option<&'a Arc<Route>>,
+        info: &'a mut StreamInfo,
+        request_headers: Option<&'a HeaderMap>,
+    ) -> StreamContext<'a> {
+        StreamContext { route, info, request_headers, requests: FilterRequests::default() }
+    }
+
+    /// Envoy's `clearRouteCache`: the filter changed what routing reads (a header,
+    /// the path), so the route is chosen again before the next filter runs.
+    pub fn clear_route_cache(&mut self) {
+        self.requests.clear_route_cache = true;
+    }
+
+    /// Envoy's `setDecoderBufferLimit` / `setEncoderBufferLimit`: the most this
+    /// stream buffers in the direction the filter is called for (the listener's
+    /// `per_connection_buffer_limit_bytes` unless a filter sets it).
+    pub fn set_buffer_limit(&mut self, bytes: u64) {
+        self.requests.buffer_limit = Some(bytes);
+    }
+
+    /// Envoy's `sendLocalReply` from a body or trailers callback: the stream is
+    /// answered with `reply` instead of going on. Once the response has begun
+    /// (a streamed response body), the stream is reset instead.
+    pub fn send_local_reply(&mut self, reply: LocalReply) {
+        self.requests.local_reply = Some(reply);
+    }
+
+    pub(crate) fn into_requests(self) -> FilterRequests {
+        self.requests
+    }
+}
+
+/// One filter instance, for one stream. Every callback has a default that lets
+/// everything through, so a filter implements what it looks at.
 pub trait StreamFilter {
     /// Request headers (plus method and URI in `parts`). `end_stream` is true when
     /// the request has no body.
@@ -104,9 +177,39 @@ pub trait StreamFilter {
         FilterStatus::Continue
     }
 
+    /// A piece of the request body; `end_stream`: it is the last (the request has
+    /// no trailers). May be called with empty data to carry `end_stream`.
+    fn decode_data(&mut self, data: &mut Bytes, end_stream: bool, cx: &mut StreamContext<'_>) -> DataStatus {
+        let _ = (data, end_stream, cx);
+        DataStatus::Continue
+    }
+
+    /// The request trailers, which end the request.
+    fn decode_trailers(&mut self, trailers: &mut HeaderMap, cx: &mut StreamContext<'_>) {
+        let _ = (trailers, cx);
+    }
+
     /// Response headers (and status), including those of local replies.
-    fn encode_headers(&mut self, parts: &mut http::response::Parts, cx: &mut StreamContext<'_>) {
-        let _ = (parts, cx);
+    /// `end_stream`: the response has no body.
+    fn encode_headers(
+        &mut self,
+        parts: &mut http::response::Parts,
+        end_stream: bool,
+        cx: &mut StreamContext<'_>,
+    ) -> EncodeStatus {
+        let _ = (parts, end_stream, cx);
+        EncodeStatus::Continue
+    }
+
+    /// A piece of the response body, as `decode_data`.
+    fn encode_data(&mut self, data: &mut Bytes, end_stream: bool, cx: &mut StreamContext<'_>) -> DataStatus {
+        let _ = (data, end_stream, cx);
+        DataStatus::Continue
+    }
+
+    /// The response trailers, which end the response.
+    fn encode_trailers(&mut self, trailers: &mut HeaderMap, cx: &mut StreamContext<'_>) {
+        let _ = (trailers, cx);
     }
 }
 

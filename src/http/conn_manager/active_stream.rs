@@ -15,15 +15,17 @@ use http_body_util::BodyExt;
 use hyper::body::Body;
 
 use super::config::{HcmConfig, ServerHeader, UnderscoreAction};
+use super::filter_manager::{self, DecodedBody, Encoder, StreamState};
 use super::path_normalization::Outcome;
 use crate::formatter::FormatContext;
-use crate::http::body::{RequestBody, RequestBodyStream, ResponseBody, StreamCompletion};
-use crate::http::filter::{FilterStatus, LocalReply, StreamContext, StreamFilter};
+use crate::http::body::{ReadWholeError, RequestBody, RequestBodyStream, ResponseBody, StreamCompletion};
+use crate::http::filter::{LocalReply, StreamFilter};
 use crate::http::stream_info::{ResponseFlag, StreamInfo};
 use crate::http::{header_map_pool, headers};
 use crate::network::ConnectionInfo;
 use crate::router::upstream_request::{self, ActiveRequest, ForwardBody, UpstreamResponse};
 use crate::router::{ClusterWeightEdits, Route, RouteAction};
+use crate::upstream::conn_pool::UpstreamResponseBody;
 use crate::upstream::ThreadLocalCluster;
 
 /// The stream's timers that its route may change, as Envoy re-arms them once
@@ -132,59 +134,37 @@ pub async fn handle(
         timers.apply_route(r);
     }
 
-    // Decoder filters, in order.
     let mut filters: Vec<Box<dyn StreamFilter>> = cfg.filters.iter().map(|f| f.create()).collect();
-    let mut body = Some(body);
-    let mut buffered: Option<Bytes> = None;
-    for i in 0..filters.len() {
-        let mut status = {
-            let mut cx = StreamContext { route: stream.route.as_ref(), info: &mut stream.info, request_headers: None };
-            filters[i].decode_headers(&mut parts, body.as_ref().is_none_or(|b| b.is_end_stream()), &mut cx)
-        };
-        loop {
-            match status {
-                FilterStatus::Continue => break,
-                FilterStatus::LocalReply(reply) => {
-                    return stream.finish_local(reply, &parts, &mut filters[..=i], is_head);
-                }
-                FilterStatus::ContinueAfter(wait) => {
-                    wait.await;
-                    break;
-                }
-                FilterStatus::Decide(decision) => status = decision.await,
-                FilterStatus::BufferRequestBody { max_bytes } => {
-                    match read_whole_body(body.take(), buffered.take(), max_bytes).await {
-                        Ok(bytes) => buffered = Some(bytes),
-                        Err(reply) => {
-                            if reply.status == StatusCode::PAYLOAD_TOO_LARGE {
-                                cfg.stats.downstream_rq_too_large.inc();
-                            }
-                            return stream.finish_local(reply, &parts, &mut filters[..=i], is_head);
-                        }
-                    }
-                    break;
-                }
-            }
+    let mut decoder_limit = u64::from(cfg.buffer_limit);
+    // After a filter cleared the route cache: the route is chosen again, as
+    // Envoy's `refreshCachedRoute`, with its timers.
+    let mut reroute = |parts: &http::request::Parts, route: &mut Option<Arc<Route>>, info: &mut StreamInfo| {
+        if parts.method == Method::CONNECT {
+            return;
         }
-    }
-
-    // The router: the terminal stage.
-    let request_body = match (buffered, body) {
-        (Some(b), _) if b.is_empty() => PendingBody::Empty,
-        (Some(b), _) => PendingBody::Buffered(b),
-        (None, Some(b)) if b.is_end_stream() => PendingBody::Empty,
-        (None, Some(b)) => PendingBody::Unread(b),
-        (None, None) => PendingBody::Empty,
+        *route = cfg.routes.find(parts).cloned();
+        info.route_name = route.as_ref().map(|r| r.name.clone()).filter(|n| !n.is_empty());
+        if let Some(r) = route {
+            timers.apply_route(r);
+        }
     };
-    stream.route_request(parts, request_body, filters, is_head).await
-}
-
-/// The request body as the decoder filters left it; only a forwarded request
-/// reads an unread one (a local reply leaves it, and the connection closes).
-enum PendingBody {
-    Empty,
-    Buffered(Bytes),
-    Unread(RequestBody),
+    let state = StreamState { route: &mut stream.route, info: &mut stream.info, buffer_limit: &mut decoder_limit };
+    let decoded = if filters.is_empty() {
+        Ok(if body.is_end_stream() { DecodedBody::Empty } else { DecodedBody::Unread(body) })
+    } else {
+        filter_manager::decode(&mut filters, state, &mut parts, body, &mut reroute).await
+    };
+    let decoded = match decoded {
+        Ok(decoded) => decoded,
+        Err(stop) => {
+            if stop.reply.status == StatusCode::PAYLOAD_TOO_LARGE {
+                cfg.stats.downstream_rq_too_large.inc();
+            }
+            return stream.finish_local(*stop.reply, &parts, &mut filters[..stop.filters_run], is_head);
+        }
+    };
+    // The router: the terminal stage.
+    stream.route_request(parts, decoded, filters, is_head).await
 }
 
 /// Envoy's response code details for a path it refused or redirected.
@@ -269,6 +249,13 @@ pub fn reset_without_request(cfg: &Arc<HcmConfig>, conn: ConnectionInfo, version
     stream.info.response_flags.set(ResponseFlag::DownstreamRemoteReset);
     let request = Request::new(()).into_parts().0;
     stream.completion(&request, &HeaderMap::new(), None).downstream_reset();
+}
+
+/// After the filters rewrote a body whose length the response declares.
+fn set_content_length(parts: &mut http::response::Parts, len: usize) {
+    if parts.headers.contains_key(http::header::CONTENT_LENGTH) {
+        parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
 }
 
 /// The protocol a request asks to upgrade to (`Connection: upgrade` + `Upgrade`).
@@ -496,7 +483,7 @@ impl Stream {
     async fn route_request(
         mut self,
         mut parts: http::request::Parts,
-        body: PendingBody,
+        body: DecodedBody,
         mut filters: Vec<Box<dyn StreamFilter>>,
         is_head: bool,
     ) -> Response<ResponseBody> {
@@ -582,9 +569,16 @@ impl Stream {
         }
         // `x-envoy-expected-rq-timeout-ms` is set per try by the router.
         let body = match body {
-            PendingBody::Empty => ForwardBody::Empty,
-            PendingBody::Buffered(b) => ForwardBody::Buffered(b),
-            PendingBody::Unread(b) => match RequestBodyStream::start(b).await {
+            DecodedBody::Empty => ForwardBody::Empty,
+            DecodedBody::Buffered(b, None) if b.is_empty() => ForwardBody::Empty,
+            DecodedBody::Buffered(b, None) => ForwardBody::Buffered(b),
+            // Trailers go as they came, after the body (not replayable for retries).
+            DecodedBody::Buffered(b, Some(trailers)) => ForwardBody::Once(Box::pin(
+                http_body_util::Full::new(b)
+                    .with_trailers(std::future::ready(Some(Ok(trailers))))
+                    .map_err(|never| match never {}),
+            )),
+            DecodedBody::Unread(b) => match RequestBodyStream::start(b).await {
                 Ok(b) => ForwardBody::Streaming(b),
                 Err(_) => {
                     self.cfg.stats.downstream_cx_protocol_error.inc();
@@ -615,31 +609,81 @@ impl Stream {
             Ok(u) => u,
             Err(reply) => return self.finish_route_reply(reply, &route, &parts, &mut filters, is_head),
         };
-        self.finish_upstream(upstream, cluster, &route, parts, filters)
+        let UpstreamResponse { head: mut response, mut body, host: _, service_time, active } = upstream;
+        self.upstream_response_headers(&mut response, service_time, &route, &parts);
+        let mut buffered = None;
+        // Awaited here, not in a further async fn: the upstream response is not
+        // moved into another future (measured: +2 % instructions per request).
+        if !filters.is_empty() {
+            match self.encode_upstream(&mut response, &parts, &mut filters, &mut body).await {
+                Ok(whole) => buffered = whole,
+                Err(reply) => {
+                    drop(body);
+                    return self.build_local(*reply, Some(&route), &parts, &mut [], false);
+                }
+            }
+        }
+        let body = UpstreamBody { body, buffered, active, cluster };
+        self.finish_upstream(response, body, parts)
+    }
+
+    /// What the connection manager does to an upstream response's headers before
+    /// the encoder filters see them.
+    fn upstream_response_headers(
+        &mut self,
+        response: &mut http::response::Parts,
+        service_time: Duration,
+        route: &Arc<Route>,
+        request: &http::request::Parts,
+    ) {
+        self.info.first_upstream_rx = Some(self.info.start.elapsed());
+        self.info.response_code_details = "via_upstream";
+        headers::remove_hop_by_hop(&mut response.headers);
+        response
+            .headers
+            .insert(headers::X_ENVOY_UPSTREAM_SERVICE_TIME, headers::number_value(service_time.as_millis() as u64));
+        self.apply_response_headers(response, Some(route), request);
     }
 
     fn finish_upstream(
         mut self,
-        upstream: UpstreamResponse,
-        cluster: Rc<ThreadLocalCluster>,
-        route: &Arc<Route>,
+        parts: http::response::Parts,
+        upstream: UpstreamBody,
         request: http::request::Parts,
-        mut filters: Vec<Box<dyn StreamFilter>>,
     ) -> Response<ResponseBody> {
-        let UpstreamResponse { head: mut parts, body, host: _, service_time, active } = upstream;
-        self.info.first_upstream_rx = Some(self.info.start.elapsed());
-        self.info.response_code_details = "via_upstream";
-        headers::remove_hop_by_hop(&mut parts.headers);
-        parts
-            .headers
-            .insert(headers::X_ENVOY_UPSTREAM_SERVICE_TIME, headers::number_value(service_time.as_millis() as u64));
-        self.apply_response_headers(&mut parts, Some(route), &request);
-        self.encode(&mut parts, &request, &mut filters);
+        let UpstreamBody { body, buffered, active, cluster } = upstream;
         let status = parts.status.as_u16();
         self.info.response_code = Some(status);
         let completion = self.completion(&request, &parts.headers, Some((cluster, status, active)));
         header_map_pool::give_back(request.headers);
-        Response::from_parts(parts, ResponseBody::upstream(body, completion))
+        let body = match buffered {
+            Some((data, trailers)) => ResponseBody::buffered(data, trailers, completion),
+            None => ResponseBody::upstream(body, completion),
+        };
+        Response::from_parts(parts, body)
+    }
+
+    /// The encoder filters on an upstream response: `Some` body when one of
+    /// them stopped the headers and so it was read whole (and went through
+    /// them); `Err` with the reply that replaces the response.
+    async fn encode_upstream(
+        &mut self,
+        parts: &mut http::response::Parts,
+        request: &http::request::Parts,
+        filters: &mut [Box<dyn StreamFilter>],
+        body: &mut UpstreamResponseBody,
+    ) -> Result<Option<(Bytes, Option<HeaderMap>)>, Box<LocalReply>> {
+        let end_stream = crate::http::body::upstream_is_end_stream(body);
+        let mut encoder = self.encoder(filters, request);
+        let Some(stopped) = encoder.headers(parts, end_stream)? else { return Ok(None) };
+        let whole = match crate::http::body::read_upstream_whole(body, encoder.buffer_limit).await {
+            Ok((data, trailers)) => encoder.body(parts, stopped, data, trailers),
+            Err(ReadWholeError::TooLarge) => Err(Box::new(filter_manager::response_too_large_reply())),
+            Err(ReadWholeError::Failed) => Err(Box::new(filter_manager::failed_response_reply())),
+        };
+        let (data, trailers) = whole.inspect_err(|r| self.count_encode_failure(r))?;
+        set_content_length(parts, data.len());
+        Ok(Some((data, trailers)))
     }
 
     /// A reply from the route itself (direct response, redirect): the route's
@@ -684,6 +728,35 @@ impl Stream {
         filters: &mut [Box<dyn StreamFilter>],
         is_head: bool,
     ) -> Response<ResponseBody> {
+        let (mut parts, body, close_after) = self.local_parts(reply, route, request);
+        let body = if is_head { Bytes::new() } else { body };
+        let (parts, body, close_after) = match self.encode_local(&mut parts, request, filters, body) {
+            Ok(body) => (parts, body, close_after),
+            // The encoder filters replaced the reply (or its body was over the
+            // limit): their reply goes out as it is.
+            Err(reply) => {
+                let (parts, body, close_after) = self.local_parts(*reply, route, request);
+                (parts, if is_head { Bytes::new() } else { body }, close_after)
+            }
+        };
+        self.info.response_code = Some(parts.status.as_u16());
+        let completion = self.completion(request, &parts.headers, None);
+        let mut response = Response::from_parts(parts, ResponseBody::local(body, completion));
+        // After a request the codec or connection manager refused, Envoy closes.
+        if close_after {
+            response.extensions_mut().insert(CloseConnection);
+        }
+        response
+    }
+
+    /// The head and body of a local reply, with the response headers the route
+    /// and the connection manager add, and whether the connection closes after it.
+    fn local_parts(
+        &mut self,
+        reply: LocalReply,
+        route: Option<&Arc<Route>>,
+        request: &http::request::Parts,
+    ) -> (http::response::Parts, Bytes, bool) {
         // Envoy closes an HTTP/1 connection after its 400 for a bad request
         // (`onLocalReply`), whoever found the fault.
         let close_after = reply.flag == Some(ResponseFlag::DownstreamProtocolError)
@@ -706,16 +779,47 @@ impl Stream {
             parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(reply.body.len()));
         }
         self.apply_response_headers(&mut parts, route, request);
-        self.encode(&mut parts, request, filters);
-        self.info.response_code = Some(parts.status.as_u16());
-        let completion = self.completion(request, &parts.headers, None);
-        let body = if is_head { Bytes::new() } else { reply.body };
-        let mut response = Response::from_parts(parts, ResponseBody::local(body, completion));
-        // After a request the codec or connection manager refused, Envoy closes.
-        if close_after {
-            response.extensions_mut().insert(CloseConnection);
+        (parts, reply.body, close_after)
+    }
+
+    /// The encoder filters on a response whose body is at hand (a local reply):
+    /// the body as they left it, or the reply that replaces the response.
+    fn encode_local(
+        &mut self,
+        parts: &mut http::response::Parts,
+        request: &http::request::Parts,
+        filters: &mut [Box<dyn StreamFilter>],
+        body: Bytes,
+    ) -> Result<Bytes, Box<LocalReply>> {
+        if filters.is_empty() {
+            return Ok(body);
         }
-        response
+        let mut encoder = self.encoder(filters, request);
+        let Some(stopped) = encoder.headers(parts, body.is_empty())? else { return Ok(body) };
+        let (body, _) = encoder.body(parts, stopped, body, None).inspect_err(|r| self.count_encode_failure(r))?;
+        set_content_length(parts, body.len());
+        Ok(body)
+    }
+
+    fn encoder<'s>(
+        &'s mut self,
+        filters: &'s mut [Box<dyn StreamFilter>],
+        request: &'s http::request::Parts,
+    ) -> Encoder<'s> {
+        Encoder {
+            filters,
+            route: self.route.as_ref(),
+            info: &mut self.info,
+            request_headers: Some(&request.headers),
+            buffer_limit: u64::from(self.cfg.buffer_limit),
+        }
+    }
+
+    /// `rs_too_large` for the 500 of a response body over the buffer limit.
+    fn count_encode_failure(&self, reply: &LocalReply) {
+        if reply.details == filter_manager::RESPONSE_TOO_LARGE {
+            self.cfg.stats.rs_too_large.inc();
+        }
     }
 
     /// Route response header edits, `via` and the `server` header.
@@ -752,23 +856,6 @@ impl Stream {
         }
     }
 
-    /// Encoder filters, in reverse order.
-    fn encode(
-        &mut self,
-        parts: &mut http::response::Parts,
-        request: &http::request::Parts,
-        filters: &mut [Box<dyn StreamFilter>],
-    ) {
-        for f in filters.iter_mut().rev() {
-            let mut cx = StreamContext {
-                route: self.route.as_ref(),
-                info: &mut self.info,
-                request_headers: Some(&request.headers),
-            };
-            f.encode_headers(parts, &mut cx);
-        }
-    }
-
     fn completion(
         self,
         request: &http::request::Parts,
@@ -784,6 +871,15 @@ impl Stream {
         });
         Box::new(Completion { cfg: self.cfg, info: self.info, log, upstream, body_bytes: self.body_bytes })
     }
+}
+
+/// An upstream response's body and what lives as long as it.
+struct UpstreamBody {
+    body: UpstreamResponseBody,
+    /// The body as the encoder filters left it, when they read it whole.
+    buffered: Option<(Bytes, Option<HeaderMap>)>,
+    active: ActiveRequest,
+    cluster: Rc<ThreadLocalCluster>,
 }
 
 /// What the access log needs after the stream is over.
@@ -867,31 +963,4 @@ impl StreamCompletion for Completion {
         stats.downstream_rq_time.record(self.info.start.elapsed().as_millis() as u64);
         self.write_access_logs(trailers);
     }
-}
-
-/// Reads a whole request body (for the buffer filter); 413 past `max_bytes`.
-async fn read_whole_body(
-    body: Option<RequestBody>,
-    already: Option<Bytes>,
-    max_bytes: u64,
-) -> Result<Bytes, LocalReply> {
-    let mut out = already.map(|b| b.to_vec()).unwrap_or_default();
-    let Some(mut body) = body else { return Ok(Bytes::from(out)) };
-    let too_large = || LocalReply::new(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large", "request_payload_too_large");
-    if body.size_hint().lower() > max_bytes {
-        return Err(too_large());
-    }
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| {
-            LocalReply::new(StatusCode::BAD_REQUEST, "Bad Request", "request_body_error")
-                .with_flag(ResponseFlag::DownstreamProtocolError)
-        })?;
-        if let Some(data) = frame.data_ref() {
-            if out.len() as u64 + data.len() as u64 > max_bytes {
-                return Err(too_large());
-            }
-            out.extend_from_slice(data);
-        }
-    }
-    Ok(Bytes::from(out))
 }

@@ -10,6 +10,7 @@
 
 mod active_stream;
 pub mod config;
+mod filter_manager;
 mod http1_connection;
 mod http2_connection;
 mod path_normalization;

@@ -49,6 +49,7 @@ define_stats! {
         counter rq_redirect,
         counter rq_total,
         counter rq_reset_after_downstream_response_started,
+        counter rs_too_large,
         gauge downstream_cx_active,
         gauge downstream_cx_http1_active,
         gauge downstream_cx_http2_active,

@@ -1,9 +1,10 @@
 //! `envoy.filters.http.buffer`: reads the whole request body before the request
 //! goes on, so the upstream receives it in one piece (or it is refused early).
 //!
-//! The filter asks the connection manager to buffer at most `max_request_bytes`
-//! (`FilterStatus::BufferRequestBody`); a larger body gets Envoy's 413 `Payload Too
-//! Large` from the connection manager. Requests without a body pass at once. A
+//! An ordinary filter, as Envoy's: it sets the stream's request buffer limit to
+//! `max_request_bytes`, stops the headers, and has each piece of the body buffered
+//! until the last; a larger body gets Envoy's 413 `Payload Too Large` from the
+//! connection manager. Requests without a body pass at once. A
 //! route's `BufferPerRoute` either disables the filter (`disabled: true`) or replaces
 //! `max_request_bytes` (`buffer`). The filter has no stats of its own (as in Envoy);
 //! the 413 is counted in `http.<stat_prefix>.downstream_rq_too_large`.
@@ -18,7 +19,9 @@ use envoy_types::pb::google::protobuf::Any;
 use super::common;
 use crate::config::{bootstrap::decode_any, ConfigError, FieldPath};
 use crate::extensions::{HttpFilterContext, HttpFilterExtension, PerRouteConfig};
-use crate::http::filter::{FilterStatus, StreamContext, StreamFilter, StreamFilterFactory};
+use bytes::Bytes;
+
+use crate::http::filter::{DataStatus, FilterStatus, StreamContext, StreamFilter, StreamFilterFactory};
 use crate::stats::Store;
 
 pub const NAME: &str = "envoy.filters.http.buffer";
@@ -83,13 +86,15 @@ pub struct BufferFactory {
 
 impl StreamFilterFactory for BufferFactory {
     fn create(&self) -> Box<dyn StreamFilter> {
-        Box::new(BufferFilter { max_request_bytes: self.max_request_bytes, name: self.name.clone() })
+        Box::new(BufferFilter { max_request_bytes: self.max_request_bytes, name: self.name.clone(), buffering: false })
     }
 }
 
 struct BufferFilter {
     max_request_bytes: u64,
     name: Arc<str>,
+    /// Set when the headers were stopped (not disabled on the route, a body follows).
+    buffering: bool,
 }
 
 impl StreamFilter for BufferFilter {
@@ -107,7 +112,17 @@ impl StreamFilter for BufferFilter {
         if end_stream {
             return FilterStatus::Continue;
         }
-        FilterStatus::BufferRequestBody { max_bytes }
+        cx.set_buffer_limit(max_bytes);
+        self.buffering = true;
+        FilterStatus::StopIteration
+    }
+
+    fn decode_data(&mut self, _data: &mut Bytes, end_stream: bool, _cx: &mut StreamContext<'_>) -> DataStatus {
+        if self.buffering && !end_stream {
+            DataStatus::StopIterationAndBuffer
+        } else {
+            DataStatus::Continue
+        }
     }
 }
 
@@ -163,10 +178,25 @@ mod tests {
             "#,
         );
         let run = |path: &str, end_stream: bool| decode_routed(f.as_ref(), &table, "POST", path, end_stream);
-        assert!(matches!(run("/x", false), FilterStatus::BufferRequestBody { max_bytes: 10 }));
-        assert!(matches!(run("/x", true), FilterStatus::Continue), "no body, nothing to buffer");
-        assert!(matches!(run("/nobuf", false), FilterStatus::Continue));
-        assert!(matches!(run("/big", false), FilterStatus::BufferRequestBody { max_bytes: 1000 }));
+        let (status, limit) = run("/x", false);
+        assert!(matches!(status, FilterStatus::StopIteration) && limit == Some(10));
+        assert!(matches!(run("/x", true), (FilterStatus::Continue, None)), "no body, nothing to buffer");
+        assert!(matches!(run("/nobuf", false), (FilterStatus::Continue, None)));
+        let (status, limit) = run("/big", false);
+        assert!(matches!(status, FilterStatus::StopIteration) && limit == Some(1000));
+    }
+
+    #[test]
+    fn buffers_each_piece_until_the_last() {
+        let f = factory("{max_request_bytes: 10}").expect("valid");
+        let mut filter = f.create();
+        let mut req = crate::extensions::filters::http::test_util::request("POST", "/", &[]);
+        let mut info = crate::extensions::filters::http::test_util::info();
+        let mut cx = StreamContext::new(None, &mut info, None);
+        assert!(matches!(filter.decode_headers(&mut req, false, &mut cx), FilterStatus::StopIteration));
+        let mut data = Bytes::from_static(b"abc");
+        assert_eq!(filter.decode_data(&mut data, false, &mut cx), DataStatus::StopIterationAndBuffer);
+        assert_eq!(filter.decode_data(&mut data, true, &mut cx), DataStatus::Continue);
     }
 
     #[test]

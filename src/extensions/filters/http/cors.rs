@@ -52,7 +52,7 @@ use super::common::{self, Percent};
 use crate::config::{bootstrap::decode_any, ConfigError, FieldPath};
 use crate::define_stats;
 use crate::extensions::{HttpFilterContext, HttpFilterExtension, PerRouteConfig};
-use crate::http::filter::{FilterStatus, LocalReply, StreamContext, StreamFilter, StreamFilterFactory};
+use crate::http::filter::{EncodeStatus, FilterStatus, LocalReply, StreamContext, StreamFilter, StreamFilterFactory};
 use crate::router::{RouteAction, StringMatcher};
 use crate::stats::Store;
 
@@ -339,10 +339,16 @@ impl StreamFilter for CorsFilter {
         FilterStatus::LocalReply(reply)
     }
 
-    fn encode_headers(&mut self, parts: &mut http::response::Parts, _cx: &mut StreamContext<'_>) {
+    fn encode_headers(
+        &mut self,
+        parts: &mut http::response::Parts,
+        _end_stream: bool,
+        _cx: &mut StreamContext<'_>,
+    ) -> EncodeStatus {
         if let Some(r) = &self.response {
             add_response_headers(&mut parts.headers, r);
         }
+        EncodeStatus::Continue
     }
 }
 

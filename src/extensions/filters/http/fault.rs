@@ -564,7 +564,7 @@ mod tests {
                 route: {cluster: other}
             "#,
         );
-        let go = |path: &str| decode_routed(&f, &table, "GET", path, true);
+        let go = |path: &str| decode_routed(&f, &table, "GET", path, true).0;
         let FilterStatus::LocalReply(r) = go("/override") else { panic!("the route's fault applies") };
         assert_eq!((r.status.as_u16(), &r.body[..]), (404, &b"gone"[..]));
         let FilterStatus::LocalReply(r) = go("/backend") else { panic!("the filter's fault applies to its cluster") };

@@ -31,7 +31,7 @@ use super::common;
 use crate::config::{bootstrap::decode_any, ConfigError, FieldPath};
 use crate::define_stats;
 use crate::extensions::{HttpFilterContext, HttpFilterExtension};
-use crate::http::filter::{FilterStatus, LocalReply, StreamContext, StreamFilter, StreamFilterFactory};
+use crate::http::filter::{EncodeStatus, FilterStatus, LocalReply, StreamContext, StreamFilter, StreamFilterFactory};
 use crate::http::stream_info::ResponseFlag;
 use crate::router::HeaderMatcher;
 use crate::stats::Store;
@@ -177,7 +177,12 @@ impl StreamFilter for HealthCheckFilter {
         }
     }
 
-    fn encode_headers(&mut self, parts: &mut http::response::Parts, _cx: &mut StreamContext<'_>) {
+    fn encode_headers(
+        &mut self,
+        parts: &mut http::response::Parts,
+        _end_stream: bool,
+        _cx: &mut StreamContext<'_>,
+    ) -> EncodeStatus {
         // As Envoy: a health check's own response names the cluster; its 503 and,
         // while failing, every other response carry the immediate-fail mark.
         if self.health_check {
@@ -186,6 +191,7 @@ impl StreamFilter for HealthCheckFilter {
         if self.failed || (!self.health_check && self.failing.load(Ordering::Relaxed)) {
             parts.headers.insert(IMMEDIATE_FAIL, HeaderValue::from_static("true"));
         }
+        EncodeStatus::Continue
     }
 }
 

@@ -31,7 +31,7 @@ use crate::config::{self, bootstrap::decode_any, ConfigError, FieldPath};
 use crate::define_stats;
 use crate::extensions::{HttpFilterContext, HttpFilterExtension, PerRouteConfig};
 use crate::formatter::FormatContext;
-use crate::http::filter::{FilterStatus, LocalReply, StreamContext, StreamFilter, StreamFilterFactory};
+use crate::http::filter::{EncodeStatus, FilterStatus, LocalReply, StreamContext, StreamFilter, StreamFilterFactory};
 use crate::http::stream_info::ResponseFlag;
 use crate::router::HeaderMutation;
 use crate::stats::Store;
@@ -293,10 +293,16 @@ impl StreamFilter for LocalRateLimitFilter {
         FilterStatus::LocalReply(reply)
     }
 
-    fn encode_headers(&mut self, parts: &mut http::response::Parts, _cx: &mut StreamContext<'_>) {
+    fn encode_headers(
+        &mut self,
+        parts: &mut http::response::Parts,
+        _end_stream: bool,
+        _cx: &mut StreamContext<'_>,
+    ) -> EncodeStatus {
         if let Some(x) = self.x_headers {
             set_x_ratelimit(&mut parts.headers, x);
         }
+        EncodeStatus::Continue
     }
 }
 
@@ -516,7 +522,7 @@ mod tests {
                 route: {cluster: c}
             "#,
         );
-        let run = |path: &str| decode_routed(&f, &table, "GET", path, true);
+        let run = |path: &str| decode_routed(&f, &table, "GET", path, true).0;
         assert!(matches!(run("/limited"), FilterStatus::Continue));
         assert!(matches!(run("/limited"), FilterStatus::LocalReply(_)), "the route's bucket holds one token");
         assert!(matches!(run("/other"), FilterStatus::Continue));

@@ -91,11 +91,14 @@ pub(crate) fn decode_routed(
     method: &str,
     path: &str,
     end_stream: bool,
-) -> FilterStatus {
+) -> (FilterStatus, Option<u64>) {
     let mut filter = factory.create();
     let mut req = request(method, path, &[("host", "h")]);
     let route = table.find(&req).cloned();
-    decode_headers(filter.as_mut(), &mut req, route.as_ref(), &mut info(), end_stream)
+    let mut info = info();
+    let mut cx = StreamContext::new(route.as_ref(), &mut info, None);
+    let status = filter.decode_headers(&mut req, end_stream, &mut cx);
+    (status, cx.into_requests().buffer_limit)
 }
 
 fn decode_headers(
@@ -105,7 +108,7 @@ fn decode_headers(
     info: &mut StreamInfo,
     end_stream: bool,
 ) -> FilterStatus {
-    let mut cx = StreamContext { route, info, request_headers: None };
+    let mut cx = StreamContext::new(route, info, None);
     filter.decode_headers(req, end_stream, &mut cx)
 }
 
@@ -131,8 +134,8 @@ pub(crate) fn decode_then_encode(
 /// Runs `encode_headers` on `resp` for the request `req`.
 pub(crate) fn encode(filter: &mut dyn StreamFilter, resp: &mut http::response::Parts, req: &http::request::Parts) {
     let mut info = info();
-    let mut cx = StreamContext { route: None, info: &mut info, request_headers: Some(&req.headers) };
-    filter.encode_headers(resp, &mut cx);
+    let mut cx = StreamContext::new(None, &mut info, Some(&req.headers));
+    filter.encode_headers(resp, false, &mut cx);
 }
 
 /// An empty response with `status` and the given headers.
