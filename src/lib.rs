@@ -18,6 +18,7 @@ pub mod extensions;
 pub mod formatter;
 pub mod http;
 pub mod logging;
+pub mod matcher;
 pub mod network;
 pub mod router;
 pub mod server;
