@@ -10,7 +10,7 @@ use envoy_types::pb::google::protobuf::Any;
 
 use crate::config::{descriptor, ConfigError, FieldPath};
 use crate::http::filter::StreamFilterFactory;
-use crate::network::NetworkFilterFactory;
+use crate::network::{ListenerScope, NetworkFilterBuilder, NetworkFilterFactory};
 use crate::stats::Store;
 use crate::thread_local::Slot;
 use crate::upstream::ThreadLocalClusterManager;
@@ -149,4 +149,22 @@ pub fn create_network_filter(
         path.field_error("@type", format!("unsupported extension '{}' (not a network filter)", any.type_url))
     })?;
     (ext.create)(any, path, ctx)
+}
+
+/// Listeners build their filters through the registry, with the listener's own
+/// stat scope and buffer limit in place of the context's.
+impl NetworkFilterBuilder for FactoryContext<'_> {
+    fn build(
+        &self,
+        typed_config: &Any,
+        path: &FieldPath,
+        listener: ListenerScope<'_>,
+    ) -> Result<Arc<dyn NetworkFilterFactory>, ConfigError> {
+        let ctx = FactoryContext {
+            listener_stat_scope: listener.stat_scope,
+            listener_buffer_limit: listener.buffer_limit,
+            ..*self
+        };
+        create_network_filter(typed_config, path, &ctx)
+    }
 }

@@ -158,7 +158,8 @@ impl ServerConfig {
             listener_stat_scope: "",
             listener_buffer_limit: crate::upstream::cluster::DEFAULT_BUFFER_LIMIT,
         };
-        let listeners = ListenerManager::from_proto(statics.map_or(&[], |s| &s.listeners), &ctx, options.workers())?;
+        let listeners =
+            ListenerManager::from_proto(statics.map_or(&[], |s| &s.listeners), &ctx, &store, options.workers())?;
         let admin_address = match b.admin.as_ref().and_then(|a| a.address.as_ref()) {
             None => None,
             Some(addr) => {
