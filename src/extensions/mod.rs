@@ -3,6 +3,7 @@
 //! one touches this table and its own module only.
 
 pub mod filters;
+pub mod supported;
 
 use std::sync::Arc;
 
@@ -88,27 +89,9 @@ pub struct HttpFilterExtension {
 pub const NETWORK_FILTERS: &[NetworkFilterExtension] =
     &[filters::network::tcp_proxy::EXTENSION, crate::http::conn_manager::EXTENSION];
 
-/// True when `type_name` (without the URL host) is the config type of a registered
-/// extension; the config checker accepts no other `Any`.
-pub fn is_registered(type_name: &str) -> bool {
-    NETWORK_FILTERS.iter().any(|e| e.config_type == type_name)
-        || HTTP_FILTERS.iter().any(|e| e.config_type == type_name || e.per_route.is_some_and(|(t, _)| t == type_name))
-        || crate::access_log::ACCESS_LOGGERS.iter().any(|(_, t)| *t == type_name)
-        || OTHER_TYPES.contains(&type_name)
-}
-
 /// The HTTP filters Courier ships, the router excepted (it is built into the
 /// connection manager as its terminal stage).
 pub use filters::http::HTTP_FILTERS;
-
-/// `Any` payloads accepted outside the filter tables.
-const OTHER_TYPES: &[&str] = &[
-    crate::http::conn_manager::config::ROUTER_FILTER_TYPE,
-    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-    crate::upstream::cluster::ROUND_ROBIN_TYPE,
-    crate::upstream::cluster::LEAST_REQUEST_TYPE,
-    crate::upstream::cluster::RANDOM_TYPE,
-];
 
 /// Builds the HTTP filter whose config is `any`; `path` points at `typed_config`.
 pub fn create_http_filter(

@@ -19,7 +19,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use courier::config::supported::{all_supported_fields, NO_EFFECT};
+use courier::config::supported::NO_EFFECT;
+use courier::extensions::supported::all_supported_fields;
 
 /// Where a test shows a field acting.
 #[derive(Debug, Clone, Copy)]
