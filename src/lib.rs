@@ -9,6 +9,15 @@
 //! - `extensions` — the registry and the filters (`tcp_proxy`, ...)
 //! - `stats` — Envoy-named counters and gauges and their admin formats
 //! - `logging` — log levels by Envoy logger name, changed live by `/logging`
+//! - `matcher` — Envoy's common matchers (`StringMatcher`)
+//! - `common` — small utilities (buffer pool, FNV hashing, random numbers)
+//! - `http`, `router`, `formatter`, `access_log` — the HTTP connection manager and
+//!   codecs, routing, access log formats and loggers
+//!
+//! The modules form layers, lowest first: common and logging, config, matcher,
+//! stats, event, thread_local, network, formatter and access_log, the HTTP core
+//! (upstream, http, router), extensions, server. A lower layer does not import an
+//! upper one (docs/architecture.md, "Layers").
 
 pub mod access_log;
 pub mod common;
@@ -18,6 +27,7 @@ pub mod extensions;
 pub mod formatter;
 pub mod http;
 pub mod logging;
+pub mod matcher;
 pub mod network;
 pub mod router;
 pub mod server;

@@ -10,7 +10,8 @@ use prost::Message;
 use prost_reflect::{DynamicMessage, ReflectMessage};
 use serde_json::Value as Json;
 
-use super::{descriptor, encode, proto_json, supported, validate, ConfigError, FieldPath};
+use super::supported::{self, Inventory};
+use super::{descriptor, encode, proto_json, validate, ConfigError, FieldPath};
 
 pub const BOOTSTRAP_TYPE: &str = "envoy.config.bootstrap.v3.Bootstrap";
 
@@ -30,8 +31,9 @@ pub struct LoadedBootstrap {
     pub encoded: Vec<u8>,
 }
 
-/// Loads, merges, validates and checks the bootstrap against what Courier supports.
-pub fn load_bootstrap(source: &BootstrapSource) -> Result<LoadedBootstrap, ConfigError> {
+/// Loads, merges, validates and checks the bootstrap against `inventory`, what
+/// Courier supports (`extensions::supported::INVENTORY`).
+pub fn load_bootstrap(source: &BootstrapSource, inventory: &Inventory) -> Result<LoadedBootstrap, ConfigError> {
     let desc = descriptor::message(BOOTSTRAP_TYPE)
         .ok_or_else(|| ConfigError::new("", format!("{BOOTSTRAP_TYPE} missing from the schema")))?;
     let mut merged: Option<DynamicMessage> = None;
@@ -50,7 +52,7 @@ pub fn load_bootstrap(source: &BootstrapSource) -> Result<LoadedBootstrap, Confi
     let dynamic = merged
         .ok_or_else(|| ConfigError::new("", "at least one of --config-path or --config-yaml should be non-empty"))?;
     validate::validate(&dynamic, &mut FieldPath::new())?;
-    supported::check(&dynamic, &mut FieldPath::new())?;
+    supported::check(inventory, &dynamic, &mut FieldPath::new())?;
     let encoded = encode::encode_to_vec(&dynamic);
     let bootstrap = Bootstrap::decode(encoded.as_slice())
         .map_err(|e| ConfigError::new("", format!("internal: re-decoding the bootstrap failed: {e}")))?;

@@ -3,16 +3,14 @@
 //! A config that sets a field Courier does not act on must fail at start-up rather
 //! than be silently ignored (DESIGN.md §2). This module walks the decoded bootstrap
 //! and rejects any set field that is not listed here (or in the route and HTTP filter
-//! tables it merges), and any `Any` whose `@type` is not a registered extension. The
-//! same walker checks a route configuration or a filter config on its own
-//! (`check_message`). The table is also the list of supported fields that the README
+//! tables that `extensions::supported` merges with these into an [`Inventory`]), and
+//! any `Any` whose `@type` is not a registered extension. The same walker checks a
+//! route configuration or a filter config on its own (`check_message`). The table is also the list of supported fields that the README
 //! points to, so it is kept in the order of the schema.
 
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 
 use super::{descriptor, validate, ConfigError, FieldPath};
-use crate::extensions;
-use crate::upstream::cluster::{lb_policy_choice, LbPolicyChoice};
 
 /// `(message full name, supported fields)`; `"*"` accepts every field (purely
 /// informational messages such as `Node`, and the well-known types).
@@ -384,18 +382,40 @@ pub const NO_EFFECT: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// Every supported `(message, field)` of every table, `"*"` entries included.
-pub fn all_supported_fields() -> impl Iterator<Item = (&'static str, &'static str)> {
-    TABLES.iter().flat_map(|t| t.iter()).flat_map(|(m, fields)| fields.iter().map(move |f| (*m, *f)))
+/// What the walk checks against: the tables of supported fields and the extension
+/// registry. Config holds the bootstrap's own tables (`SUPPORTED_FIELDS`, `PLACES`);
+/// the layer that knows every table and extension assembles the whole inventory
+/// (`extensions::supported::INVENTORY`) and hands it down, so config imports none of
+/// the code it checks for.
+pub struct Inventory {
+    /// Every table: `SUPPORTED_FIELDS` and those kept next to the code that
+    /// implements them (the route schema's, the HTTP filters').
+    pub tables: &'static [&'static [(&'static str, &'static [&'static str])]],
+    /// Where a message's fields are narrowed by the field holding it (`PLACES`).
+    pub places: &'static [(&'static str, &'static str, &'static [&'static str])],
+    /// True when `type_name` (without the URL host) is the config type of a
+    /// registered extension: the walk accepts no other `Any`.
+    pub is_extension: fn(&str) -> bool,
+    /// True when Envoy skips a `load_balancing_policy` entry of this type (it has no
+    /// load balancer for it), so the walk does not check it either.
+    pub skips_lb_policy: fn(&str) -> bool,
 }
 
-/// Every table: this one, the route schema's and the HTTP filters' (each kept
-/// next to the code that implements it).
-const TABLES: &[&[(&str, &[&str])]] =
-    &[SUPPORTED_FIELDS, crate::router::ROUTE_SUPPORTED_FIELDS, crate::extensions::filters::http::SUPPORTED_FIELDS];
+impl Inventory {
+    /// Every supported `(message, field)` of every table, `"*"` entries included.
+    pub fn all_supported_fields(&self) -> impl Iterator<Item = (&'static str, &'static str)> {
+        self.tables.iter().flat_map(|t| t.iter()).flat_map(|(m, fields)| fields.iter().map(move |f| (*m, *f)))
+    }
 
-fn supported_fields(message: &str) -> Option<&'static [&'static str]> {
-    TABLES.iter().flat_map(|t| t.iter()).find(|(m, _)| *m == message).map(|(_, f)| *f)
+    /// The supported fields of `message`, from the first table that lists it.
+    pub fn supported_fields(&self, message: &str) -> Option<&'static [&'static str]> {
+        self.tables.iter().flat_map(|t| t.iter()).find(|(m, _)| *m == message).map(|(_, f)| *f)
+    }
+
+    /// The fields supported in the message held by `parent.field`.
+    fn place_fields(&self, parent: &str, field: &str) -> Option<&'static [&'static str]> {
+        self.places.iter().find(|(m, f, _)| *m == parent && *f == field).map(|(_, _, fields)| *fields)
+    }
 }
 
 /// What the walk does with a `google.protobuf.Any`.
@@ -407,89 +427,142 @@ enum Anys {
     Skip,
 }
 
-/// Rejects the first set field or extension of `msg` (a whole bootstrap) that Courier
-/// does not support.
-pub fn check(msg: &DynamicMessage, path: &mut FieldPath) -> Result<(), ConfigError> {
-    check_fields(msg, path, Anys::Check, None)
+/// Rejects the first set field or extension of `msg` (a whole bootstrap) that is
+/// not in `inventory`.
+pub fn check(inventory: &Inventory, msg: &DynamicMessage, path: &mut FieldPath) -> Result<(), ConfigError> {
+    Walk { inventory, anys: Anys::Check }.fields(msg, path, None)
 }
 
-/// Rejects the first set field of `msg` that Courier does not implement, for a message
+/// Rejects the first set field of `msg` that is not in `inventory`, for a message
 /// checked on its own rather than as part of a bootstrap: a route configuration
 /// (`RouteTable::from_proto`), an HTTP filter's config. Its `Any`s
 /// (`typed_per_filter_config`) are left to the filters that decode them. `path` points
 /// at `msg`.
-pub(crate) fn check_message(msg: &DynamicMessage, path: &FieldPath) -> Result<(), ConfigError> {
-    check_fields(msg, &mut path.clone(), Anys::Skip, None)
+pub fn check_message(inventory: &Inventory, msg: &DynamicMessage, path: &FieldPath) -> Result<(), ConfigError> {
+    Walk { inventory, anys: Anys::Skip }.fields(msg, &mut path.clone(), None)
 }
 
-/// The fields supported in the message held by `parent.field`.
-fn place_fields(parent: &str, field: &str) -> Option<&'static [&'static str]> {
-    PLACES.iter().find(|(m, f, _)| *m == parent && *f == field).map(|(_, _, fields)| *fields)
-}
-
-/// `place`: the supported fields where this message sits, when `PLACES` narrows
-/// them; else the message's own entry applies.
-fn check_fields(
-    msg: &DynamicMessage,
-    path: &mut FieldPath,
+/// One walk over a message: what it checks against, and what it does with `Any`s.
+struct Walk<'a> {
+    inventory: &'a Inventory,
     anys: Anys,
-    place: Option<&'static [&'static str]>,
-) -> Result<(), ConfigError> {
-    let desc = msg.descriptor();
-    if desc.full_name() == "google.protobuf.Any" {
-        return match anys {
-            Anys::Check => check_any(msg, path),
-            Anys::Skip => Ok(()),
-        };
-    }
-    if desc.full_name() == LB_POLICY {
-        return check_lb_policies(msg, path, anys);
-    }
-    let fields = place.or_else(|| supported_fields(desc.full_name())).unwrap_or(&[]);
-    if fields == ["*"] {
-        return Ok(());
-    }
-    for (field, value) in msg.fields() {
-        path.push_field(field.name());
-        if !fields.contains(&field.name()) {
-            let here = if place.is_some() { " here" } else { "" };
-            return Err(path.error(format!(
-                "field '{}' of {} is not supported by Courier{here}",
-                field.name(),
-                desc.full_name()
-            )));
+}
+
+impl Walk<'_> {
+    /// `place`: the supported fields where this message sits, when `PLACES` narrows
+    /// them; else the message's own entry applies.
+    fn fields(
+        &self,
+        msg: &DynamicMessage,
+        path: &mut FieldPath,
+        place: Option<&'static [&'static str]>,
+    ) -> Result<(), ConfigError> {
+        let desc = msg.descriptor();
+        if desc.full_name() == "google.protobuf.Any" {
+            return match self.anys {
+                Anys::Check => self.any(msg, path),
+                Anys::Skip => Ok(()),
+            };
         }
-        check_value(value, path, anys, place_fields(desc.full_name(), field.name()))?;
-        path.pop();
+        if desc.full_name() == LB_POLICY {
+            return self.lb_policies(msg, path);
+        }
+        let fields = place.or_else(|| self.inventory.supported_fields(desc.full_name())).unwrap_or(&[]);
+        if fields == ["*"] {
+            return Ok(());
+        }
+        for (field, value) in msg.fields() {
+            path.push_field(field.name());
+            if !fields.contains(&field.name()) {
+                let here = if place.is_some() { " here" } else { "" };
+                return Err(path.error(format!(
+                    "field '{}' of {} is not supported by Courier{here}",
+                    field.name(),
+                    desc.full_name()
+                )));
+            }
+            self.value(value, path, self.inventory.place_fields(desc.full_name(), field.name()))?;
+            path.pop();
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// `Cluster.load_balancing_policy`: Envoy uses the first policy whose type it has a
+    /// load balancer for, skips those before it and never reads those after it, so
+    /// only that one is checked (`ClusterInfo::from_proto` refuses it when it is not
+    /// one of Courier's, and the config with none).
+    fn lb_policies(&self, msg: &DynamicMessage, path: &mut FieldPath) -> Result<(), ConfigError> {
+        let policies = msg.get_field_by_name("policies");
+        let Some(Value::List(policies)) = policies.as_deref() else {
+            return Ok(());
+        };
+        for (i, policy) in policies.iter().enumerate() {
+            let type_url = policy_type_url(policy);
+            if (self.inventory.skips_lb_policy)(descriptor::type_name(&type_url)) {
+                continue;
+            }
+            path.push_field("policies");
+            path.push_index(i);
+            self.value(policy, path, None)?;
+            path.pop();
+            path.pop();
+            break;
+        }
+        Ok(())
+    }
+
+    fn value(
+        &self,
+        value: &Value,
+        path: &mut FieldPath,
+        place: Option<&'static [&'static str]>,
+    ) -> Result<(), ConfigError> {
+        match value {
+            Value::Message(m) => self.fields(m, path, place),
+            Value::List(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    path.push_index(i);
+                    self.value(item, path, place)?;
+                    path.pop();
+                }
+                Ok(())
+            }
+            Value::Map(entries) => {
+                // Sorted, so that the first error reported does not depend on hash order.
+                let mut entries: Vec<_> = entries.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                for (key, v) in entries {
+                    path.push_key(&validate::key_text(key));
+                    self.value(v, path, place)?;
+                    path.pop();
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn any(&self, any: &DynamicMessage, path: &mut FieldPath) -> Result<(), ConfigError> {
+        let url = match any.get_field_by_name("type_url").as_deref() {
+            Some(Value::String(s)) => s.clone(),
+            _ => String::new(),
+        };
+        if !(self.inventory.is_extension)(descriptor::type_name(&url)) {
+            return Err(path.field_error("@type", format!("unsupported extension '{url}'")));
+        }
+        let desc = descriptor::message(descriptor::type_name(&url))
+            .ok_or_else(|| path.field_error("@type", format!("unknown type '{url}'")))?;
+        let bytes = match any.get_field_by_name("value").as_deref() {
+            Some(Value::Bytes(b)) => b.clone(),
+            _ => Default::default(),
+        };
+        let inner =
+            DynamicMessage::decode(desc, bytes).map_err(|e| path.error(format!("cannot decode '{url}': {e}")))?;
+        self.fields(&inner, path, None)
+    }
 }
 
 const LB_POLICY: &str = "envoy.config.cluster.v3.LoadBalancingPolicy";
-
-/// `Cluster.load_balancing_policy`: Envoy uses the first policy whose type it has a
-/// load balancer for, skips those before it and never reads those after it, so
-/// only that one is checked (`ClusterInfo::from_proto` refuses it when it is not
-/// one of Courier's, and the config with none).
-fn check_lb_policies(msg: &DynamicMessage, path: &mut FieldPath, anys: Anys) -> Result<(), ConfigError> {
-    let policies = msg.get_field_by_name("policies");
-    let Some(Value::List(policies)) = policies.as_deref() else {
-        return Ok(());
-    };
-    for (i, policy) in policies.iter().enumerate() {
-        let type_url = policy_type_url(policy);
-        if lb_policy_choice(descriptor::type_name(&type_url)) == LbPolicyChoice::Skip {
-            continue;
-        }
-        path.push_field("policies");
-        path.push_index(i);
-        check_value(policy, path, anys, None)?;
-        path.pop();
-        path.pop();
-        break;
-    }
-    Ok(())
-}
 
 /// `policy.typed_extension_config.typed_config.type_url`, empty when unset.
 fn policy_type_url(policy: &Value) -> String {
@@ -502,179 +575,4 @@ fn policy_type_url(policy: &Value) -> String {
         .and_then(|a| field(&a, "type_url"))
         .and_then(|u| u.as_str().map(str::to_owned))
         .unwrap_or_default()
-}
-
-fn check_value(
-    value: &Value,
-    path: &mut FieldPath,
-    anys: Anys,
-    place: Option<&'static [&'static str]>,
-) -> Result<(), ConfigError> {
-    match value {
-        Value::Message(m) => check_fields(m, path, anys, place),
-        Value::List(items) => {
-            for (i, item) in items.iter().enumerate() {
-                path.push_index(i);
-                check_value(item, path, anys, place)?;
-                path.pop();
-            }
-            Ok(())
-        }
-        Value::Map(entries) => {
-            // Sorted, so that the first error reported does not depend on hash order.
-            let mut entries: Vec<_> = entries.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            for (key, v) in entries {
-                path.push_key(&validate::key_text(key));
-                check_value(v, path, anys, place)?;
-                path.pop();
-            }
-            Ok(())
-        }
-        _ => Ok(()),
-    }
-}
-
-fn check_any(any: &DynamicMessage, path: &mut FieldPath) -> Result<(), ConfigError> {
-    let url = match any.get_field_by_name("type_url").as_deref() {
-        Some(Value::String(s)) => s.clone(),
-        _ => String::new(),
-    };
-    if !extensions::is_registered(descriptor::type_name(&url)) {
-        return Err(path.field_error("@type", format!("unsupported extension '{url}'")));
-    }
-    let desc = descriptor::message(descriptor::type_name(&url))
-        .ok_or_else(|| path.field_error("@type", format!("unknown type '{url}'")))?;
-    let bytes = match any.get_field_by_name("value").as_deref() {
-        Some(Value::Bytes(b)) => b.clone(),
-        _ => Default::default(),
-    };
-    let inner = DynamicMessage::decode(desc, bytes).map_err(|e| path.error(format!("cannot decode '{url}': {e}")))?;
-    check_fields(&inner, path, Anys::Check, None)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_listed_field_exists_in_the_schema() {
-        for (message, fields) in TABLES.iter().flat_map(|t| t.iter()) {
-            let desc = descriptor::message(message).unwrap_or_else(|| panic!("{message} not in the schema"));
-            for f in fields.iter().filter(|f| **f != "*") {
-                assert!(desc.get_field_by_name(f).is_some(), "{message} has no field {f}");
-            }
-        }
-    }
-
-    /// `TypedExtensionConfig` is supported only where `PLACES` puts it (one day a
-    /// field of it elsewhere would otherwise be accepted with the same list).
-    #[test]
-    fn typed_extension_config_is_held_by_load_balancing_policy_only() {
-        for (message, field) in all_supported_fields() {
-            let Some(f) = descriptor::message(message).and_then(|d| d.get_field_by_name(field)) else { continue };
-            if let prost_reflect::Kind::Message(child) = f.kind() {
-                if child.full_name() == "envoy.config.core.v3.TypedExtensionConfig" {
-                    assert_eq!(
-                        (message, field),
-                        ("envoy.config.cluster.v3.LoadBalancingPolicy.Policy", "typed_extension_config")
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn every_place_names_a_message_field_and_narrows_its_list() {
-        for (parent, field, fields) in PLACES {
-            let desc = descriptor::message(parent).unwrap_or_else(|| panic!("{parent} not in the schema"));
-            let f = desc.get_field_by_name(field).unwrap_or_else(|| panic!("{parent} has no field {field}"));
-            let prost_reflect::Kind::Message(child) = f.kind() else { panic!("{parent}.{field} is not a message") };
-            let all = supported_fields(child.full_name()).unwrap_or(&[]);
-            for name in *fields {
-                assert!(all.contains(name), "{parent}.{field}: {name} is not supported by {}", child.full_name());
-            }
-        }
-    }
-
-    #[test]
-    fn a_message_is_checked_against_the_list_of_its_place() {
-        let hcm = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
-        check_yaml(hcm, "common_http_protocol_options: {max_stream_duration: 1s, max_headers_count: 5}", true)
-            .expect("downstream options");
-        let cluster = "envoy.config.cluster.v3.Cluster";
-        let e =
-            check_yaml(cluster, "name: c\ncommon_http_protocol_options: {max_stream_duration: 1s}", true).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "m.common_http_protocol_options.max_stream_duration: field 'max_stream_duration' of \
-             envoy.config.core.v3.HttpProtocolOptions is not supported by Courier here"
-        );
-        check_yaml(cluster, "name: c\ncommon_http_protocol_options: {idle_timeout: 1s}", true).expect("upstream idle");
-        let opts = r#"
-            name: c
-            typed_extension_protocol_options:
-              envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-                "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-                common_http_protocol_options: {max_headers_count: 10}
-        "#;
-        let e = check_yaml(cluster, opts, true).unwrap_err();
-        assert!(e.to_string().ends_with("common_http_protocol_options.max_headers_count: field 'max_headers_count' of envoy.config.core.v3.HttpProtocolOptions is not supported by Courier here"), "{e}");
-    }
-
-    fn check_yaml(type_name: &str, yaml: &str, anys_checked: bool) -> Result<(), ConfigError> {
-        let json = super::super::bootstrap::parse_yaml(yaml).expect("yaml");
-        let desc = descriptor::message(type_name).expect("schema");
-        let msg = super::super::proto_json::decode(&desc, &json, &mut FieldPath::new()).expect("decode");
-        if anys_checked {
-            check(&msg, &mut FieldPath::starting_at("m"))
-        } else {
-            check_message(&msg, &FieldPath::starting_at("m"))
-        }
-    }
-
-    #[test]
-    fn map_entries_are_named_by_key_and_anys_checked_or_left() {
-        let cluster = r#"
-            name: c
-            typed_extension_protocol_options:
-              envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-                "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-                upstream_http_protocol_options: {auto_sni: true}
-        "#;
-        let e = check_yaml("envoy.config.cluster.v3.Cluster", cluster, true).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "m.typed_extension_protocol_options[\"envoy.extensions.upstreams.http.v3.HttpProtocolOptions\"]\
-             .upstream_http_protocol_options: field 'upstream_http_protocol_options' of \
-             envoy.extensions.upstreams.http.v3.HttpProtocolOptions is not supported by Courier"
-        );
-        // Outside a bootstrap, an `Any` is left to whoever decodes it.
-        let route = r#"
-            virtual_hosts:
-            - name: v
-              domains: ["*"]
-              typed_per_filter_config:
-                f: {"@type": type.googleapis.com/google.protobuf.StringValue, value: x}
-        "#;
-        check_yaml("envoy.config.route.v3.RouteConfiguration", route, false).expect("Any left alone");
-        let e = check_yaml("envoy.config.route.v3.RouteConfiguration", route, true).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "m.virtual_hosts[0].typed_per_filter_config[\"f\"].@type: unsupported extension \
-             'type.googleapis.com/google.protobuf.StringValue'"
-        );
-    }
-
-    #[test]
-    fn a_message_in_several_tables_has_the_same_fields_in_each() {
-        let all: Vec<_> = TABLES.iter().flat_map(|t| t.iter()).collect();
-        for (message, fields) in &all {
-            let mut first: Vec<_> = supported_fields(message).unwrap_or(&[]).to_vec();
-            let mut these = fields.to_vec();
-            first.sort_unstable();
-            these.sort_unstable();
-            assert_eq!(first, these, "{message} is listed twice with different fields");
-        }
-    }
 }

@@ -7,13 +7,20 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, Notify};
 use tokio::task::LocalSet;
 
-use crate::server::watchdog::WatchDog;
-
 type Posted = Box<dyn FnOnce() + Send>;
+
+/// What a loop touches from a timer of its own to show it is alive: the server's
+/// `WatchDog`, which the guard dog reads. A trait here, so the event loop needs
+/// nothing from the server that runs it.
+pub trait LoopWatch: Send + Sync {
+    fn touch(&self);
+    fn touch_interval(&self) -> Duration;
+}
 
 /// The thread-safe side of a dispatcher: post work to it, or ask it to exit.
 #[derive(Clone, Debug)]
@@ -67,7 +74,7 @@ impl Dispatcher {
     /// Runs posted callbacks, spawned tasks and `main` until `exit()` is called or
     /// `main` finishes. When `watchdog` is given, a timer touches it so the guard
     /// dog can tell a live loop from a stuck one.
-    pub fn run<F: Future<Output = ()>>(self, watchdog: Option<Arc<WatchDog>>, main: F) {
+    pub fn run<F: Future<Output = ()>>(self, watchdog: Option<Arc<dyn LoopWatch>>, main: F) {
         let Dispatcher { handle, mut rx, runtime, local } = self;
         local.block_on(&runtime, async move {
             tokio::task::spawn_local(async move {

@@ -4,5 +4,5 @@
 mod dispatcher;
 pub mod timer;
 
-pub use dispatcher::{Dispatcher, DispatcherHandle};
+pub use dispatcher::{Dispatcher, DispatcherHandle, LoopWatch};
 pub use timer::Timer;

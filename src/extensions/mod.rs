@@ -3,6 +3,7 @@
 //! one touches this table and its own module only.
 
 pub mod filters;
+pub mod supported;
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use envoy_types::pb::google::protobuf::Any;
 
 use crate::config::{descriptor, ConfigError, FieldPath};
 use crate::http::filter::StreamFilterFactory;
-use crate::network::NetworkFilterFactory;
+use crate::network::{ListenerScope, NetworkFilterBuilder, NetworkFilterFactory};
 use crate::stats::Store;
 use crate::thread_local::Slot;
 use crate::upstream::ThreadLocalClusterManager;
@@ -88,27 +89,9 @@ pub struct HttpFilterExtension {
 pub const NETWORK_FILTERS: &[NetworkFilterExtension] =
     &[filters::network::tcp_proxy::EXTENSION, crate::http::conn_manager::EXTENSION];
 
-/// True when `type_name` (without the URL host) is the config type of a registered
-/// extension; the config checker accepts no other `Any`.
-pub fn is_registered(type_name: &str) -> bool {
-    NETWORK_FILTERS.iter().any(|e| e.config_type == type_name)
-        || HTTP_FILTERS.iter().any(|e| e.config_type == type_name || e.per_route.is_some_and(|(t, _)| t == type_name))
-        || crate::access_log::ACCESS_LOGGERS.iter().any(|(_, t)| *t == type_name)
-        || OTHER_TYPES.contains(&type_name)
-}
-
 /// The HTTP filters Courier ships, the router excepted (it is built into the
 /// connection manager as its terminal stage).
 pub use filters::http::HTTP_FILTERS;
-
-/// `Any` payloads accepted outside the filter tables.
-const OTHER_TYPES: &[&str] = &[
-    crate::http::conn_manager::config::ROUTER_FILTER_TYPE,
-    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-    crate::upstream::cluster::ROUND_ROBIN_TYPE,
-    crate::upstream::cluster::LEAST_REQUEST_TYPE,
-    crate::upstream::cluster::RANDOM_TYPE,
-];
 
 /// Builds the HTTP filter whose config is `any`; `path` points at `typed_config`.
 pub fn create_http_filter(
@@ -149,4 +132,22 @@ pub fn create_network_filter(
         path.field_error("@type", format!("unsupported extension '{}' (not a network filter)", any.type_url))
     })?;
     (ext.create)(any, path, ctx)
+}
+
+/// Listeners build their filters through the registry, with the listener's own
+/// stat scope and buffer limit in place of the context's.
+impl NetworkFilterBuilder for FactoryContext<'_> {
+    fn build(
+        &self,
+        typed_config: &Any,
+        path: &FieldPath,
+        listener: ListenerScope<'_>,
+    ) -> Result<Arc<dyn NetworkFilterFactory>, ConfigError> {
+        let ctx = FactoryContext {
+            listener_stat_scope: listener.stat_scope,
+            listener_buffer_limit: listener.buffer_limit,
+            ..*self
+        };
+        create_network_filter(typed_config, path, &ctx)
+    }
 }

@@ -8,7 +8,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use envoy_types::pb::google::protobuf::Any;
+
 use super::connection::DownstreamConnection;
+use crate::config::{ConfigError, FieldPath};
 
 /// A future that runs on one worker (it may hold `Rc`s).
 pub type LocalBoxFuture = Pin<Box<dyn Future<Output = ()> + 'static>>;
@@ -24,4 +27,26 @@ pub trait NetworkFilterFactory: Send + Sync + Debug {
 pub struct FilterChain {
     pub name: String,
     pub terminal: Arc<dyn NetworkFilterFactory>,
+}
+
+/// What the listener being built tells the code that builds its network filters.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerScope<'a> {
+    /// The listener's stat scope (`listener.<scope>.`).
+    pub stat_scope: &'a str,
+    /// The listener's `per_connection_buffer_limit_bytes`: what a connection's
+    /// filters may buffer.
+    pub buffer_limit: u32,
+}
+
+/// Builds a network filter from its `typed_config` (`path` points at it) for the
+/// listener described by `listener`. The layer that knows the extensions
+/// implements it, so that building a listener needs none of them.
+pub trait NetworkFilterBuilder {
+    fn build(
+        &self,
+        typed_config: &Any,
+        path: &FieldPath,
+        listener: ListenerScope<'_>,
+    ) -> Result<Arc<dyn NetworkFilterFactory>, ConfigError>;
 }

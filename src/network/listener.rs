@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::listener::v3::{filter, Listener};
 
-use super::filter::FilterChain;
+use super::filter::{FilterChain, ListenerScope, NetworkFilterBuilder};
 use crate::config::{ConfigError, FieldPath};
 use crate::define_stats;
-use crate::extensions::{self, FactoryContext};
+use crate::stats::Store;
 use crate::upstream::cluster::{ipv4_compat, socket_address, DEFAULT_BUFFER_LIMIT};
 
 define_stats! {
@@ -63,7 +63,8 @@ impl ListenerConfig {
     pub fn from_proto(
         l: &Listener,
         path: &FieldPath,
-        ctx: &FactoryContext<'_>,
+        filters: &dyn NetworkFilterBuilder,
+        store: &Store,
         workers: usize,
     ) -> Result<Arc<ListenerConfig>, ConfigError> {
         let addr = l.address.as_ref().ok_or_else(|| path.field_error("address", "an address is required"))?;
@@ -78,8 +79,8 @@ impl ListenerConfig {
         let name = if l.name.is_empty() { address.to_string() } else { l.name.clone() };
         let buffer_limit =
             l.per_connection_buffer_limit_bytes.as_ref().map(|v| v.value).unwrap_or(DEFAULT_BUFFER_LIMIT);
-        let ctx = FactoryContext { listener_stat_scope: &stat_scope, listener_buffer_limit: buffer_limit, ..*ctx };
-        let filter_chain = filter_chain(l, path, &ctx)?;
+        let scope = ListenerScope { stat_scope: &stat_scope, buffer_limit };
+        let filter_chain = filter_chain(l, path, filters, scope)?;
         let prefix = format!("listener.{stat_scope}.");
         Ok(Arc::new(ListenerConfig {
             name,
@@ -88,9 +89,9 @@ impl ListenerConfig {
             reuse_port: l.enable_reuse_port.as_ref().map(|b| b.value).unwrap_or(true),
             buffer_limit,
             filter_chain,
-            stats: ListenerStats::new(ctx.store, &prefix),
+            stats: ListenerStats::new(store, &prefix),
             worker_stats: (0..workers)
-                .map(|w| PerWorkerListenerStats::new(ctx.store, &format!("{prefix}worker_{w}.")))
+                .map(|w| PerWorkerListenerStats::new(store, &format!("{prefix}worker_{w}.")))
                 .collect(),
             stat_scope,
         }))
@@ -99,7 +100,12 @@ impl ListenerConfig {
 
 /// The listener's one filter chain. Envoy rejects two chains with the same
 /// (here: empty) match, and Courier has no `filter_chain_match` yet.
-fn filter_chain(l: &Listener, path: &FieldPath, ctx: &FactoryContext<'_>) -> Result<FilterChain, ConfigError> {
+fn filter_chain(
+    l: &Listener,
+    path: &FieldPath,
+    filters: &dyn NetworkFilterBuilder,
+    scope: ListenerScope<'_>,
+) -> Result<FilterChain, ConfigError> {
     let chain = match l.filter_chains.as_slice() {
         [] => return Err(path.field_error("filter_chains", "a listener needs at least one filter chain")),
         [one] => one,
@@ -128,7 +134,7 @@ fn filter_chain(l: &Listener, path: &FieldPath, ctx: &FactoryContext<'_>) -> Res
         return Err(chain_path.field_error("typed_config", format!("filter '{}' needs a typed_config", f.name)));
     };
     chain_path.push_field("typed_config");
-    let terminal = extensions::create_network_filter(any, &chain_path, ctx)?;
+    let terminal = filters.build(any, &chain_path, scope)?;
     Ok(FilterChain { name: chain.name.clone(), terminal })
 }
 

@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 
+use super::filter::NetworkFilterBuilder;
 use super::listener::ListenerConfig;
 use super::{active_listener, socket};
 use crate::config::{ConfigError, FieldPath};
 use crate::define_stats;
 use crate::event::DispatcherHandle;
-use crate::extensions::FactoryContext;
-use crate::stats::Gauge;
+use crate::stats::{Gauge, Store};
 
 define_stats! {
     /// `listener_manager.*`
@@ -51,12 +51,18 @@ pub struct ListenerManager {
 }
 
 impl ListenerManager {
-    /// Checks and builds every listener of `static_resources.listeners`.
-    pub fn from_proto(listeners: &[Listener], ctx: &FactoryContext<'_>, workers: usize) -> Result<Self, ConfigError> {
+    /// Checks and builds every listener of `static_resources.listeners`, each
+    /// filter through `filters`.
+    pub fn from_proto(
+        listeners: &[Listener],
+        filters: &dyn NetworkFilterBuilder,
+        store: &Store,
+        workers: usize,
+    ) -> Result<Self, ConfigError> {
         let mut configs: Vec<Arc<ListenerConfig>> = Vec::with_capacity(listeners.len());
         for (i, l) in listeners.iter().enumerate() {
             let path = FieldPath::starting_at(&format!("static_resources.listeners[{i}]"));
-            let config = ListenerConfig::from_proto(l, &path, ctx, workers)?;
+            let config = ListenerConfig::from_proto(l, &path, filters, store, workers)?;
             if configs.iter().any(|c| c.name == config.name) {
                 return Err(path.field_error(
                     "name",
@@ -77,7 +83,7 @@ impl ListenerManager {
         Ok(ListenerManager {
             configs,
             active: RefCell::new(Vec::new()),
-            stats: ListenerManagerStats::new(ctx.store, "listener_manager."),
+            stats: ListenerManagerStats::new(store, "listener_manager."),
             stopped: std::cell::Cell::new(false),
         })
     }

@@ -10,6 +10,6 @@ pub mod listener_manager;
 pub mod socket;
 
 pub use connection::{ConnectionInfo, DownstreamConnection};
-pub use filter::{FilterChain, NetworkFilterFactory};
+pub use filter::{FilterChain, ListenerScope, NetworkFilterBuilder, NetworkFilterFactory};
 pub use listener::ListenerConfig;
 pub use listener_manager::ListenerManager;

@@ -24,8 +24,8 @@ use http::request::Parts;
 use http::HeaderName;
 
 use super::request;
-use super::string_matcher::{full_match_regex, StringMatcher};
 use crate::config::{ConfigError, FieldPath};
+use crate::matcher::string_matcher::{full_match_regex, StringMatcher};
 
 /// The request headers Envoy 1.40 keeps inline (O(1)) in its request header map, as
 /// its startup log lists them: a repeated one is one entry whose values are joined

@@ -18,8 +18,8 @@ use regex::Regex;
 
 use super::header_matcher::{HeaderMatcher, QueryParameterMatcher};
 use super::request;
-use super::string_matcher::{full_match_regex, starts_with};
 use crate::config::{ConfigError, FieldPath};
+use crate::matcher::string_matcher::{full_match_regex, starts_with};
 
 #[derive(Debug, Clone)]
 enum PathCondition {

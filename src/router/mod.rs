@@ -12,7 +12,6 @@
 //! - `route` — one route: match, action, inherited settings, path rewrite
 //! - `matcher` — a route's `match`: path, headers, query parameters
 //! - `header_matcher` — `HeaderMatcher` and `QueryParameterMatcher`
-//! - `string_matcher` — `StringMatcher` and regexes
 //! - `route_action` — forwarding: cluster choice, timeouts, host rewrite
 //! - `path_rewrite` — `prefix_rewrite` / `regex_rewrite`
 //! - `redirect` — `RedirectAction` and the `Location` it builds
@@ -35,7 +34,6 @@ mod retry_body;
 mod retry_policy;
 mod route;
 mod route_action;
-mod string_matcher;
 mod supported;
 pub mod upstream_request;
 mod virtual_host;
@@ -50,5 +48,4 @@ pub use redirect::RedirectAction;
 pub use retry_policy::{RetryOn, RetryPolicy, DEFAULT_BASE_INTERVAL};
 pub use route::{Route, RouteAction};
 pub use route_action::{ClusterSelector, ClusterWeightEdits, ForwardAction, DEFAULT_ROUTE_TIMEOUT};
-pub use string_matcher::StringMatcher;
 pub use supported::ROUTE_SUPPORTED_FIELDS;

@@ -13,8 +13,8 @@ use envoy_types::pb::envoy::r#type::matcher::v3::RegexMatchAndSubstitute;
 use regex::{Captures, Regex};
 
 use super::request::strip_query_and_fragment;
-use super::string_matcher::search_regex;
 use crate::config::{ConfigError, FieldPath};
+use crate::matcher::string_matcher::search_regex;
 
 /// A compiled path rewrite.
 #[derive(Debug, Clone)]

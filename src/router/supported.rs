@@ -4,7 +4,7 @@
 //! compiling it, so a field Courier would not act on is a load error naming the field,
 //! never silently ignored, whether the configuration comes inline in a bootstrap or
 //! (later) from RDS. The table uses the layout of `config::supported::SUPPORTED_FIELDS`
-//! and is merged there, where the one walker over all tables lives.
+//! and is merged with the others in `extensions::supported`; `config::supported` walks them.
 //! `typed_per_filter_config` values (`Any`) are left to the HTTP filter that decodes
 //! them.
 
@@ -12,7 +12,8 @@ use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use prost::Message;
 use prost_reflect::DynamicMessage;
 
-use crate::config::{descriptor, supported, ConfigError, FieldPath};
+use crate::config::{descriptor, ConfigError, FieldPath};
+use crate::extensions::supported;
 
 /// `(message full name, supported fields)`, in schema order.
 pub const ROUTE_SUPPORTED_FIELDS: &[(&str, &[&str])] = &[

@@ -20,7 +20,7 @@ use crate::access_log::AccessLogger;
 use crate::config::{self, BootstrapSource, ConfigError, LoadedBootstrap};
 use crate::define_stats;
 use crate::event::{Dispatcher, DispatcherHandle};
-use crate::extensions::FactoryContext;
+use crate::extensions::{self, FactoryContext};
 use crate::network::ListenerManager;
 use crate::stats::{Gauge, StatsConfig, Store};
 use crate::thread_local::{Slot, ThreadLocalRegistry};
@@ -124,7 +124,7 @@ impl ServerConfig {
                 source.config_path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "--config-yaml".into());
             (source, shown)
         };
-        let mut bootstrap = config::load_bootstrap(&source)?;
+        let mut bootstrap = extensions::supported::load_bootstrap(&source)?;
         apply_node_overrides(&options, &mut bootstrap);
         let stats_config = match &bootstrap.bootstrap.stats_config {
             Some(c) => StatsConfig::from_proto(c, &config::FieldPath::starting_at("stats_config"))?,
@@ -158,7 +158,8 @@ impl ServerConfig {
             listener_stat_scope: "",
             listener_buffer_limit: crate::upstream::cluster::DEFAULT_BUFFER_LIMIT,
         };
-        let listeners = ListenerManager::from_proto(statics.map_or(&[], |s| &s.listeners), &ctx, options.workers())?;
+        let listeners =
+            ListenerManager::from_proto(statics.map_or(&[], |s| &s.listeners), &ctx, &store, options.workers())?;
         let admin_address = match b.admin.as_ref().and_then(|a| a.address.as_ref()) {
             None => None,
             Some(addr) => {

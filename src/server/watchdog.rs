@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use envoy_types::pb::envoy::config::bootstrap::v3::Watchdog as WatchdogProto;
 
 use crate::config;
+use crate::event::LoopWatch;
 use crate::stats::{Counter, Store};
 
 /// Timeouts of one guard dog, with Envoy's defaults.
@@ -77,15 +78,17 @@ pub struct WatchDog {
     megamiss_alerted: AtomicBool,
 }
 
-impl WatchDog {
-    pub fn touch(&self) {
+impl LoopWatch for WatchDog {
+    fn touch(&self) {
         self.last_touch_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
-    pub fn touch_interval(&self) -> Duration {
+    fn touch_interval(&self) -> Duration {
         self.touch_interval
     }
+}
 
+impl WatchDog {
     fn since_touch(&self) -> Duration {
         let now = self.epoch.elapsed().as_millis() as u64;
         Duration::from_millis(now.saturating_sub(self.last_touch_ms.load(Ordering::Relaxed)))

@@ -14,7 +14,7 @@ use regex::Regex;
 use super::distribution::DEFAULT_BUCKETS;
 use super::tag_extractor::{label_name, TagProducer};
 use crate::config::{ConfigError, FieldPath};
-use crate::router::StringMatcher;
+use crate::matcher::StringMatcher;
 
 /// What a store follows; the default is Envoy's (every stat, default tags, default
 /// histogram buckets).

@@ -811,7 +811,8 @@ pub fn ipv4_compat(addr: &Address) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{load_bootstrap, BootstrapSource};
+    use crate::config::BootstrapSource;
+    use crate::extensions::supported::load_bootstrap;
     use crate::upstream::host::Host;
 
     /// Loads `static_resources.clusters` from YAML through every config check, and

@@ -18,6 +18,7 @@ mod http_codec;
 mod http_filters;
 mod http_options;
 mod http_proxy;
+mod layering;
 mod lifecycle;
 mod load_balancing;
 mod net_helpers;

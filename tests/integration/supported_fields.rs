@@ -1,6 +1,6 @@
 //! Every config field Courier accepts must act as Envoy's does (DESIGN.md §2).
 //! This file holds that promise to account: `EVIDENCE` names, for each supported
-//! `(message, field)` of `courier::config::supported::all_supported_fields()`, the
+//! `(message, field)` of `courier::extensions::supported::all_supported_fields()`, the
 //! tests that show the field acting — an integration test, a unit test, or a
 //! compat case (`tests/compat/cases/<name>.yaml`, run through the real Envoy and
 //! Courier and compared). A field that changes nothing must instead be on
@@ -19,7 +19,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use courier::config::supported::{all_supported_fields, NO_EFFECT};
+use courier::config::supported::NO_EFFECT;
+use courier::extensions::supported::all_supported_fields;
 
 /// Where a test shows a field acting.
 #[derive(Debug, Clone, Copy)]

@@ -8,10 +8,11 @@ use envoy_types::pb::google::protobuf::Any;
 use prost_reflect::DynamicMessage;
 
 use crate::common::random;
-use crate::config::{descriptor, supported, ConfigError, FieldPath};
+use crate::config::{descriptor, ConfigError, FieldPath};
+use crate::extensions::supported;
 
 /// Rejects the first set field of the config packed in `any` that Courier does not
-/// implement (per `config::supported`, which merges the filters' `SUPPORTED_FIELDS`);
+/// implement (per `extensions::supported`, which merges the filters' `SUPPORTED_FIELDS`);
 /// `path` points at the `Any`.
 pub(crate) fn check_supported(any: &Any, path: &FieldPath) -> Result<(), ConfigError> {
     let name = descriptor::type_name(&any.type_url);

@@ -53,7 +53,8 @@ use crate::config::{bootstrap::decode_any, ConfigError, FieldPath};
 use crate::define_stats;
 use crate::extensions::{HttpFilterContext, HttpFilterExtension, PerRouteConfig};
 use crate::http::filter::{EncodeStatus, FilterStatus, LocalReply, StreamContext, StreamFilter, StreamFilterFactory};
-use crate::router::{RouteAction, StringMatcher};
+use crate::matcher::StringMatcher;
+use crate::router::RouteAction;
 use crate::stats::Store;
 
 pub const NAME: &str = "envoy.filters.http.cors";

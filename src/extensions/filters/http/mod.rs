@@ -33,7 +33,7 @@ pub const HTTP_FILTERS: &[HttpFilterExtension] =
     &[health_check::EXTENSION, cors::EXTENSION, fault::EXTENSION, local_ratelimit::EXTENSION, buffer::EXTENSION];
 
 /// `(message full name, supported fields)` of the filters' configs, in the layout
-/// of `config::supported::SUPPORTED_FIELDS`, which merges this table with the others.
+/// of `config::supported::SUPPORTED_FIELDS`; `extensions::supported` merges it with the others.
 /// The messages filters share with routes (`HeaderMatcher`, `StringMatcher`,
 /// `HeaderValueOption`, ...) are built by the router's code and listed in
 /// `router::ROUTE_SUPPORTED_FIELDS`. Value checks beyond presence (e.g.
