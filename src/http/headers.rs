@@ -222,15 +222,6 @@ pub fn append_via(headers: &mut HeaderMap, via: &HeaderValue) {
     }
 }
 
-/// Envoy's `Grpc::Common::hasGrpcContentType`: `application/grpc`, alone or
-/// followed by `+` or `;`.
-pub fn is_grpc(headers: &HeaderMap) -> bool {
-    let Some(ct) = headers.get(http::header::CONTENT_TYPE) else { return false };
-    let ct = ct.as_bytes();
-    const GRPC: &[u8] = b"application/grpc";
-    ct.starts_with(GRPC) && matches!(ct.get(GRPC.len()), None | Some(b'+' | b';'))
-}
-
 /// `n` as a header value (`x-envoy-upstream-service-time`,
 /// `x-envoy-expected-rq-timeout-ms`, made for every request). Values under 256
 /// come from a table of static values built once, so the common case allocates
@@ -299,18 +290,6 @@ mod tests {
         h.append(http::header::VIA, HeaderValue::from_static("1.1 b"));
         append_via(&mut h, &via);
         assert_eq!(h.get_all(http::header::VIA).iter().collect::<Vec<_>>(), ["1.0 a,1.1 b, 1.1 proxy"]);
-    }
-
-    #[test]
-    fn grpc_content_types() {
-        let with = |ct: &'static str| {
-            let mut h = HeaderMap::new();
-            h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
-            is_grpc(&h)
-        };
-        assert!(with("application/grpc") && with("application/grpc+proto") && with("application/grpc;x=1"));
-        assert!(!with("application/grpc-web") && !with("application/json"));
-        assert!(!is_grpc(&HeaderMap::new()));
     }
 
     #[test]

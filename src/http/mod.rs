@@ -4,6 +4,7 @@
 pub mod body;
 pub mod conn_manager;
 pub mod filter;
+pub mod grpc;
 pub mod header_map_pool;
 pub mod headers;
 pub mod http1;

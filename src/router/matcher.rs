@@ -29,16 +29,6 @@ enum PathCondition {
     SeparatedPrefix(String),
 }
 
-/// Envoy's test for a gRPC request: `content-type` is `application/grpc`, or it
-/// followed by `+` and a codec (`application/grpc+proto`); parameters (`;...`)
-/// make it not gRPC, as in Envoy.
-fn is_grpc(headers: &http::HeaderMap) -> bool {
-    headers.get(http::header::CONTENT_TYPE).is_some_and(|v| {
-        let v = v.as_bytes();
-        v.strip_prefix(b"application/grpc").is_some_and(|rest| matches!(rest.first(), None | Some(b'+')))
-    })
-}
-
 /// A compiled `RouteMatch`.
 #[derive(Debug, Clone)]
 pub(crate) struct RouteMatcher {
@@ -115,7 +105,7 @@ impl RouteMatcher {
     pub(crate) fn matches(&self, parts: &Parts) -> bool {
         let Some(path_and_query) = request::path_and_query(parts) else { return false };
         self.path_matches(path_and_query)
-            && (!self.grpc || is_grpc(&parts.headers))
+            && (!self.grpc || crate::http::grpc::is_grpc(&parts.headers))
             && HeaderMatcher::all(&self.headers, parts)
             && (self.query_parameters.is_empty() || {
                 let query = request::query_string(path_and_query);

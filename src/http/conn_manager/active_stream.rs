@@ -21,7 +21,7 @@ use crate::formatter::FormatContext;
 use crate::http::body::{ReadWholeError, RequestBody, RequestBodyStream, ResponseBody, StreamCompletion};
 use crate::http::filter::{LocalReply, StreamFilter};
 use crate::http::stream_info::{ResponseFlag, StreamInfo};
-use crate::http::{header_map_pool, headers};
+use crate::http::{grpc, header_map_pool, headers};
 use crate::network::ConnectionInfo;
 use crate::router::upstream_request::{self, ActiveRequest, ForwardBody, UpstreamResponse};
 use crate::router::{ClusterWeightEdits, Route, RouteAction};
@@ -418,7 +418,7 @@ impl Stream {
                 Ok(())
             }
             Outcome::Reject => Err(failed()),
-            Outcome::Redirect(_) if headers::is_grpc(&parts.headers) => Err(failed()),
+            Outcome::Redirect(_) if grpc::is_grpc(&parts.headers) => Err(failed()),
             Outcome::Redirect(path) => {
                 stats.downstream_rq_redirected_with_normalized_path.inc();
                 let mut reply = LocalReply::new(StatusCode::TEMPORARY_REDIRECT, "", PATH_NORMALIZATION_FAILED);
@@ -758,18 +758,26 @@ impl Stream {
         request: &http::request::Parts,
     ) -> (http::response::Parts, Bytes, bool) {
         // Envoy closes an HTTP/1 connection after its 400 for a bad request
-        // (`onLocalReply`), whoever found the fault.
+        // (`onLocalReply`), whoever found the fault, and after refusing a body
+        // while it was still arriving (its 413 comes before the request's end).
         let close_after = reply.flag == Some(ResponseFlag::DownstreamProtocolError)
             || reply.details == "missing_host_header"
+            || reply.details == filter_manager::REQUEST_TOO_LARGE
             || (reply.details == PATH_NORMALIZATION_FAILED && reply.status == StatusCode::BAD_REQUEST);
         if let Some(flag) = reply.flag {
             self.info.response_flags.set(flag);
         }
         self.info.response_code_details = reply.details;
-        let mut response = Response::new(());
-        *response.status_mut() = reply.status;
-        let (mut parts, ()) = response.into_parts();
+        let (mut parts, ()) = Response::new(()).into_parts();
         parts.headers = reply.headers;
+        // A gRPC client reads an error from the headers: Envoy answers its
+        // requests 200 with grpc-status and grpc-message, and no body.
+        if grpc::is_grpc(&request.headers) {
+            grpc::error_headers(&mut parts.headers, reply.status, &reply.body);
+            self.apply_response_headers(&mut parts, route, request);
+            return (parts, Bytes::new(), close_after);
+        }
+        parts.status = reply.status;
         if !reply.body.is_empty() {
             parts.headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         }

@@ -127,10 +127,8 @@ async fn buffer_request<B: Body<Data = Bytes> + Unpin>(
     mut body: B,
     limit: u64,
 ) -> Result<(Bytes, Option<HeaderMap>), Stop> {
-    // A body declared larger than the limit cannot fit: refused before it is read.
-    if body.size_hint().lower() > limit {
-        return Err(Stop::TooLarge);
-    }
+    // Read up to the limit before refusing, as Envoy (its 413's access log
+    // counts the bytes received), not refused by a declared length.
     let mut pass = DataIteration::new(Direction::Decode, 0..stopped + 1, limit);
     loop {
         let Some(frame) = body.frame().await else {
@@ -248,6 +246,9 @@ pub(super) fn failed_response_reply() -> LocalReply {
     .with_flag(ResponseFlag::UpstreamConnectionTermination)
 }
 
+/// Envoy's response code details for a request body over the buffer limit.
+pub(super) const REQUEST_TOO_LARGE: &str = "request_payload_too_large";
+
 /// Envoy's response code details for a response body over the buffer limit.
 pub(super) const RESPONSE_TOO_LARGE: &str = "response_payload_too_large";
 
@@ -272,7 +273,7 @@ impl Stop {
         match (self, dir) {
             (Stop::LocalReply(r), _) => *r,
             (Stop::TooLarge, Direction::Decode) => {
-                LocalReply::new(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large", "request_payload_too_large")
+                LocalReply::new(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large", REQUEST_TOO_LARGE)
             }
             (Stop::TooLarge, Direction::Encode) => {
                 LocalReply::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error", RESPONSE_TOO_LARGE)
