@@ -21,7 +21,7 @@ use crate::http::http1::request_head::{self, HeadLimits, RequestHead};
 use crate::http::http1::response_writer::{ConnectionHeader, ResponseWriter, WriteError, WriteLimits};
 use crate::http::http1::{self, ConnReader};
 use crate::http::http2::CodecIo;
-use crate::network::{ConnectionInfo, DownstreamConnection};
+use crate::network::{ConnectionInfo, DownstreamConnection, Transport, TransportStream};
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -74,7 +74,7 @@ pub(super) async fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) {
                 // its loop is large, and most connections are HTTP/1).
                 let Ok(reader) = Rc::try_unwrap(reader) else { break (true, None) };
                 let (rd, buf) = reader.into_inner().into_parts();
-                let Ok(stream) = rd.reunite(writer.into_inner()) else {
+                let Some(stream) = TransportStream::reunite(rd, writer.into_inner()) else {
                     lifetime.local_close = true;
                     return;
                 };
@@ -127,7 +127,7 @@ pub(super) async fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) {
         let _ =
             Box::pin(writer.write(response, false, ConnectionHeader::Close, WriteLimits::default(), &mut timer)).await;
     }
-    // The FIN goes when `reader`, the socket's read half, drops at the end.
+    // The FIN goes when `reader`, the transport's read half, drops at the end.
     writer.close();
     if counted {
         stats.downstream_cx_http1_active.dec();
