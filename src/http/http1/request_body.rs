@@ -1,6 +1,6 @@
 //! The read side of a downstream connection and the request body read from it.
 //!
-//! One `ConnReader` per connection holds the socket's read half, the bytes read
+//! One `ConnReader` per connection holds the transport's read half, the bytes read
 //! but not yet consumed (the rest of a body, the next pipelined request) and the
 //! framing state of the current body. The router streams the body through
 //! `RequestBody`, which decodes `Content-Length` or chunked framing as it is
@@ -8,7 +8,7 @@
 //!
 //! An idle keep-alive connection holds no read buffer: when the connection waits
 //! for its next request with nothing buffered, the buffer goes back to the
-//! worker's `buffer_pool`, and one is taken again once the socket is readable.
+//! worker's `buffer_pool`, and one is taken again once the transport is readable (`ReadReady`).
 
 use std::cell::{Cell, RefCell};
 use std::io;
