@@ -63,8 +63,11 @@ async fn accept_loop(config: Arc<ListenerConfig>, listener: tokio::net::TcpListe
             None => stream.local_addr().unwrap_or(config.address),
         };
         let _ = stream.set_nodelay(true);
-        let conn =
-            DownstreamConnection { stream, info: ConnectionInfo { remote, local }, buffer_limit: config.buffer_limit };
+        let conn = DownstreamConnection {
+            stream: stream.into(),
+            info: ConnectionInfo { remote, local },
+            buffer_limit: config.buffer_limit,
+        };
         let guard = ConnectionAccounting::open(config.clone(), worker, total.clone());
         let run = config.filter_chain.terminal.on_new_connection(conn);
         tokio::task::spawn_local(async move {

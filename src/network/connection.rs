@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use tokio::net::TcpStream;
+use super::transport::TransportStream;
 
 /// Addresses of a connection, for filters, logs and headers.
 #[derive(Debug, Clone, Copy)]
@@ -14,7 +14,8 @@ pub struct ConnectionInfo {
 /// An accepted connection on its worker.
 #[derive(Debug)]
 pub struct DownstreamConnection {
-    pub stream: TcpStream,
+    /// The byte stream, whichever transport (TCP today) carries it.
+    pub stream: TransportStream,
     pub info: ConnectionInfo,
     /// The listener's `per_connection_buffer_limit_bytes`.
     pub buffer_limit: u32,

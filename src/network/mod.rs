@@ -8,8 +8,10 @@ pub mod filter;
 pub mod listener;
 pub mod listener_manager;
 pub mod socket;
+pub mod transport;
 
 pub use connection::{ConnectionInfo, DownstreamConnection};
 pub use filter::{FilterChain, ListenerScope, NetworkFilterBuilder, NetworkFilterFactory};
 pub use listener::ListenerConfig;
 pub use listener_manager::ListenerManager;
+pub use transport::{Transport, TransportStream};

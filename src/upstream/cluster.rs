@@ -1016,7 +1016,7 @@ mod tests {
         let info = Arc::new(load(&cluster("STATIC", keepalive, &eps)).expect("tcp_keepalive"));
         let host = Host::new(listener.local_addr().expect("addr"), String::new(), 1);
         let conn = UpstreamConnection::connect(&info, &host).await.expect("connect");
-        let sock = socket2::SockRef::from(&conn.stream);
+        let sock = socket2::SockRef::from(conn.stream.tcp());
         assert!(sock.keepalive().expect("SO_KEEPALIVE"));
         assert_eq!(sock.tcp_keepalive_retries().expect("TCP_KEEPCNT"), 3);
         assert_eq!(sock.tcp_keepalive_time().expect("TCP_KEEPIDLE"), Duration::from_secs(70));
@@ -1028,7 +1028,7 @@ mod tests {
         let info = Arc::new(load(&cluster("STATIC", only_time, &eps)).expect("keepalive_time only"));
         let conn = UpstreamConnection::connect(&info, &host).await.expect("connect");
         let plain = std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("plain");
-        let sock = socket2::SockRef::from(&conn.stream);
+        let sock = socket2::SockRef::from(conn.stream.tcp());
         let default = socket2::SockRef::from(&plain);
         assert!(sock.keepalive().expect("SO_KEEPALIVE"));
         assert_eq!(sock.tcp_keepalive_time().expect("TCP_KEEPIDLE"), Duration::from_secs(30));
@@ -1039,7 +1039,7 @@ mod tests {
         // Without tcp_keepalive, no SO_KEEPALIVE (the system's default).
         let info = Arc::new(load(&cluster("STATIC", "", &eps)).expect("plain"));
         let conn = UpstreamConnection::connect(&info, &host).await.expect("connect");
-        assert!(!socket2::SockRef::from(&conn.stream).keepalive().expect("SO_KEEPALIVE"));
+        assert!(!socket2::SockRef::from(conn.stream.tcp()).keepalive().expect("SO_KEEPALIVE"));
     }
 
     #[test]

@@ -45,7 +45,6 @@ use http::header::{CONNECTION, HOST, TE, TRANSFER_ENCODING, UPGRADE};
 use http::HeaderName;
 use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -56,6 +55,7 @@ use super::resource_manager::{Resource, ResourceGuard};
 use super::upstream_connection::{ConnectFailure, ConnectionAccounting, UpstreamConnection};
 use crate::http::http1::client_connection::{BodyFailure, BodyOut, RequestOut};
 use crate::http::http2::Http2CodecStats;
+use crate::network::TransportStream;
 
 /// How much request body `h2` may hold per stream beyond what the upstream's
 /// window lets out (its default is 400 KiB): as the HTTP/1 path, one read at
@@ -414,7 +414,8 @@ impl Http2ConnPool {
     async fn handshake(
         &self,
         c: UpstreamConnection,
-    ) -> Result<(SendRequest<Bytes>, h2::client::Connection<TcpStream, Bytes>, ConnectionAccounting), PoolFailure> {
+    ) -> Result<(SendRequest<Bytes>, h2::client::Connection<TransportStream, Bytes>, ConnectionAccounting), PoolFailure>
+    {
         let o = &self.cluster.http2_options;
         let UpstreamConnection { stream, mut accounting } = c;
         let handshake = h2::client::Builder::new()
@@ -462,7 +463,7 @@ impl Drop for Http2ConnPool {
 async fn drive(
     pool: Weak<Http2ConnPool>,
     conn: Rc<H2Connection>,
-    connection: h2::client::Connection<TcpStream, Bytes>,
+    connection: h2::client::Connection<TransportStream, Bytes>,
     mut accounting: ConnectionAccounting,
     breaker: Option<ResourceGuard>,
 ) {

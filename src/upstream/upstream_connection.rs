@@ -8,11 +8,10 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tokio::net::TcpStream;
-
 use super::cluster::ClusterInfo;
 use super::host::Host;
 use crate::network::socket;
+use crate::network::TransportStream;
 
 /// Why an upstream connection could not be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,10 +20,10 @@ pub enum ConnectFailure {
     Timeout,
 }
 
-/// A connected upstream socket plus its accounting guard.
+/// A connected upstream transport plus its accounting guard.
 #[derive(Debug)]
 pub struct UpstreamConnection {
-    pub stream: TcpStream,
+    pub stream: TransportStream,
     pub accounting: ConnectionAccounting,
 }
 
@@ -61,7 +60,7 @@ impl UpstreamConnection {
                     closed_locally: false,
                     active_request: false,
                 };
-                return Ok(UpstreamConnection { stream, accounting });
+                return Ok(UpstreamConnection { stream: stream.into(), accounting });
             }
             Ok(Err(e)) => {
                 tracing::debug!(cluster = %cluster.name, host = %host.address, "upstream connect failed: {e}");

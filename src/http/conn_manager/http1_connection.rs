@@ -5,6 +5,7 @@
 //! served as HTTP/2.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -21,7 +22,8 @@ use crate::http::http1::request_head::{self, HeadLimits, RequestHead};
 use crate::http::http1::response_writer::{ConnectionHeader, ResponseWriter, WriteError, WriteLimits};
 use crate::http::http1::{self, ConnReader};
 use crate::http::http2::CodecIo;
-use crate::network::{ConnectionInfo, DownstreamConnection};
+use crate::network::transport::{TransportReadHalf, TransportWriteHalf};
+use crate::network::{ConnectionInfo, DownstreamConnection, Transport, TransportStream};
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -37,12 +39,19 @@ const MAX_PIPELINED_BYTES: usize = 64 * 1024;
 /// written response is one allocation made per request (`exchange`), which the
 /// next request, on this connection or another, reuses. An idle keep-alive
 /// connection costs this future, its socket and its write half, nothing more.
-pub(super) async fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) {
+///
+/// Not itself `async`: an async fn's future keeps its arguments for its whole
+/// life besides the locals made from them, so the connection is split here and
+/// only its halves go in (the `DownstreamConnection` would cost 104 bytes more).
+pub(super) fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) -> impl Future<Output = ()> {
+    let (rd, wr) = conn.stream.into_split();
+    serve_halves(cfg, conn.info, rd, wr)
+}
+
+async fn serve_halves(cfg: Arc<HcmConfig>, info: ConnectionInfo, rd: TransportReadHalf, wr: TransportWriteHalf) {
     let cfg = &cfg;
     let mut lifetime = ConnectionLifetime::new(&cfg.stats);
     let stats = &cfg.stats;
-    let info = conn.info;
-    let (rd, wr) = conn.stream.into_split();
     let reader = Rc::new(RefCell::new(ConnReader::new(rd, stats.downstream_cx_rx_bytes_total.clone())));
     let mut writer = ResponseWriter::new(wr, stats.downstream_cx_tx_bytes_total.clone());
     let limits = HeadLimits {
@@ -56,25 +65,78 @@ pub(super) async fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) {
     let mut requests: u32 = 0;
     // The codec's stats count from the first byte, as Envoy creates its codec then.
     let mut counted = false;
-    // A malformed head is answered after the loop, not in its `match`: an await
-    // there would keep the matched value in this future for good.
-    let (local_close, rejected) = loop {
+    // The ends that await (a rejected head's reply, the hand-off to HTTP/2) come
+    // after the loop, not in its `match`: an await there would keep the matched
+    // value in this future for good.
+    let ended = loop {
         let detect_http2 = requests == 0 && cfg.codec == CodecChoice::Auto;
-        let next = next_head(cfg, &reader, &limits, detect_http2, &mut drain, &mut timer).await;
-        if !counted && matches!(next, NextHead::Head(_) | NextHead::ClosedMidHead | NextHead::Rejected(_)) {
-            counted = true;
-            stats.downstream_cx_http1_total.inc();
-            stats.downstream_cx_http1_active.inc();
+        let head = match next_head(cfg, &reader, &limits, detect_http2, &mut drain, &mut timer).await {
+            NextHead::Head(head) => {
+                count_http1(&mut counted, stats);
+                head
+            }
+            NextHead::Http2 => break Ended::Http2,
+            NextHead::Closed => break Ended::Closed { local: false },
+            NextHead::ClosedMidHead => {
+                count_http1(&mut counted, stats);
+                // Envoy has begun a stream at the first byte of a head: it is reset.
+                stats.downstream_rq_total.inc();
+                stats.downstream_rq_http1_total.inc();
+                stats.downstream_rq_rx_reset.inc();
+                stats.downstream_cx_destroy_active_rq.inc();
+                stats.downstream_cx_destroy_remote_active_rq.inc();
+                break Ended::Closed { local: false };
+            }
+            NextHead::Idle => {
+                stats.downstream_cx_idle_timeout.inc();
+                break Ended::Closed { local: true };
+            }
+            NextHead::Drained => {
+                stats.downstream_cx_drain_close.inc();
+                break Ended::Closed { local: true };
+            }
+            NextHead::Rejected(reply) => {
+                count_http1(&mut counted, stats);
+                break Ended::Rejected(Box::new(reply));
+            }
+        };
+        // Envoy counts a request toward `max_requests_per_connection` as its stream
+        // begins; the one that reaches the limit is answered with `connection: close`.
+        requests = requests.saturating_add(1);
+        let last = cfg.max_requests_per_connection.is_some_and(|max| requests >= max);
+        if last {
+            stats.downstream_cx_max_requests_reached.inc();
         }
-        let head = match next {
-            NextHead::Head(head) => head,
-            NextHead::Http2 => {
-                // `codec_type: AUTO` saw the HTTP/2 preface: the connection, with
-                // the bytes read so far in front, goes to the HTTP/2 codec (boxed:
-                // its loop is large, and most connections are HTTP/1).
-                let Ok(reader) = Rc::try_unwrap(reader) else { break (true, None) };
+        // Allocated before the call, so the future is built in place rather than
+        // on the stack and then copied (it is several KiB).
+        let mut slot = Box::new_uninit();
+        slot.write(exchange(cfg, info, head, last, &reader, &mut writer, &drain, &mut timer));
+        // SAFETY: written on the line above.
+        let exchange = Box::into_pin(unsafe { slot.assume_init() });
+        match exchange.await {
+            Exchange::Next => {}
+            Exchange::Close { local } => break Ended::Closed { local },
+        }
+    };
+    let local_close = match ended {
+        Ended::Closed { local } => local,
+        Ended::Rejected(reply) => {
+            let response = active_stream::codec_error(cfg, info, *reply);
+            // Boxed as `exchange` is: writing a response is a large future.
+            let _ =
+                Box::pin(writer.write(response, false, ConnectionHeader::Close, WriteLimits::default(), &mut timer))
+                    .await;
+            true
+        }
+        // `codec_type: AUTO` saw the HTTP/2 preface: the connection, with the bytes
+        // read so far in front, goes to the HTTP/2 codec (boxed: its loop is large,
+        // and most connections are HTTP/1). Nothing holds the reader between
+        // requests; were it held, the connection would just close.
+        Ended::Http2 => match Rc::try_unwrap(reader) {
+            Err(_) => true,
+            Ok(reader) => {
                 let (rd, buf) = reader.into_inner().into_parts();
-                let Ok(stream) = rd.reunite(writer.into_inner()) else {
+                let Some(stream) = TransportStream::reunite(rd, writer.into_inner()) else {
                     lifetime.local_close = true;
                     return;
                 };
@@ -83,56 +145,33 @@ pub(super) async fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) {
                 lifetime.local_close = Box::pin(super::http2_connection::serve(cfg, info, io)).await;
                 return;
             }
-            NextHead::Closed => break (false, None),
-            NextHead::ClosedMidHead => {
-                // Envoy has begun a stream at the first byte of a head: it is reset.
-                stats.downstream_rq_total.inc();
-                stats.downstream_rq_http1_total.inc();
-                stats.downstream_rq_rx_reset.inc();
-                stats.downstream_cx_destroy_active_rq.inc();
-                stats.downstream_cx_destroy_remote_active_rq.inc();
-                break (false, None);
-            }
-            NextHead::Idle => {
-                stats.downstream_cx_idle_timeout.inc();
-                break (true, None);
-            }
-            NextHead::Drained => {
-                stats.downstream_cx_drain_close.inc();
-                break (true, None);
-            }
-            NextHead::Rejected(reply) => break (true, Some(reply)),
-        };
-        // Allocated before the call, so the future is built in place rather than
-        // on the stack and then copied (it is several KiB).
-        // Envoy counts a request toward `max_requests_per_connection` as its stream
-        // begins; the one that reaches the limit is answered with `connection: close`.
-        requests = requests.saturating_add(1);
-        let last = cfg.max_requests_per_connection.is_some_and(|max| requests >= max);
-        if last {
-            stats.downstream_cx_max_requests_reached.inc();
-        }
-        let mut slot = Box::new_uninit();
-        slot.write(exchange(cfg, info, head, last, &reader, &mut writer, &drain, &mut timer));
-        // SAFETY: written on the line above.
-        let exchange = Box::into_pin(unsafe { slot.assume_init() });
-        match exchange.await {
-            Exchange::Next => {}
-            Exchange::Close { local } => break (local, None),
-        }
+        },
     };
-    if let Some(reply) = rejected {
-        let response = active_stream::codec_error(cfg, info, reply);
-        // Boxed as `exchange` is: writing a response is a large future.
-        let _ =
-            Box::pin(writer.write(response, false, ConnectionHeader::Close, WriteLimits::default(), &mut timer)).await;
-    }
-    // The FIN goes when `reader`, the socket's read half, drops at the end.
+    // The FIN goes when `reader`, the transport's read half, drops at the end.
     writer.close();
     if counted {
         stats.downstream_cx_http1_active.dec();
     }
     lifetime.local_close = local_close;
+}
+
+/// Counts the connection as HTTP/1 once its first bytes made the codec's choice.
+fn count_http1(counted: &mut bool, stats: &super::stats::HcmStats) {
+    if !std::mem::replace(counted, true) {
+        stats.downstream_cx_http1_total.inc();
+        stats.downstream_cx_http1_active.inc();
+    }
+}
+
+/// How the HTTP/1 loop ended.
+enum Ended {
+    /// The connection closes; `local` when Courier closes it (not the client).
+    Closed { local: bool },
+    /// A malformed, too large or too slow head: answered, then closed. Boxed (on
+    /// this rare path): unboxed, it would stay in the connection's future.
+    Rejected(Box<LocalReply>),
+    /// `codec_type: AUTO` saw the HTTP/2 preface.
+    Http2,
 }
 
 /// How a request/response exchange left the connection.

@@ -194,6 +194,7 @@ mod tests {
     fn a_connection_future_is_small() {
         let size = size_of_output(http1_connection::serve);
         println!("serve future: {size} bytes");
-        assert!(size <= 1088, "the per-connection future grew to {size} bytes");
+        // 672 bytes in debug and release builds.
+        assert!(size <= 736, "the per-connection future grew to {size} bytes");
     }
 }

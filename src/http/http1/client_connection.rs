@@ -22,12 +22,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use http_body_util::BodyExt;
-use tokio::io::{AsyncRead, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 
 use super::body_decoder::{BodyDecoder, BodyFraming, Decoded};
 use super::CodecError;
 use crate::http::headers::connection_tokens;
+use crate::network::transport::{ReadReady, Transport, TransportStream};
 use crate::upstream::http1_conn_pool::UpstreamBody;
 
 /// Longest response head accepted (Envoy's default `max_response_headers_kb`, 60 KiB).
@@ -102,7 +102,7 @@ pub struct ResponseHead {
 
 /// One upstream HTTP/1.1 connection.
 pub struct ClientConnection {
-    io: TcpStream,
+    io: TransportStream,
     /// Bytes read and not yet consumed.
     buf: BytesMut,
     /// The request head (and a small body) being written; kept for reuse.
@@ -110,7 +110,7 @@ pub struct ClientConnection {
 }
 
 impl ClientConnection {
-    pub fn new(io: TcpStream) -> ClientConnection {
+    pub fn new(io: TransportStream) -> ClientConnection {
         ClientConnection { io, buf: BytesMut::new(), out: BytesMut::new() }
     }
 
@@ -123,9 +123,11 @@ impl ClientConnection {
             Poll::Pending => false,
             Poll::Ready(Err(_)) => true,
             // EOF, an error, or bytes nobody asked for: not reusable.
+            // Pending: nothing for a reader after all (the readiness was stale, or
+            // a TLS record carried no data).
             Poll::Ready(Ok(())) => {
                 let mut probe = [0u8; 1];
-                !matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+                std::pin::Pin::new(&mut self.io).poll_read(&mut cx, &mut ReadBuf::new(&mut probe)).is_ready()
             }
         }
     }

@@ -1,6 +1,6 @@
 //! The read side of a downstream connection and the request body read from it.
 //!
-//! One `ConnReader` per connection holds the socket's read half, the bytes read
+//! One `ConnReader` per connection holds the transport's read half, the bytes read
 //! but not yet consumed (the rest of a body, the next pipelined request) and the
 //! framing state of the current body. The router streams the body through
 //! `RequestBody`, which decodes `Content-Length` or chunked framing as it is
@@ -8,7 +8,7 @@
 //!
 //! An idle keep-alive connection holds no read buffer: when the connection waits
 //! for its next request with nothing buffered, the buffer goes back to the
-//! worker's `buffer_pool`, and one is taken again once the socket is readable.
+//! worker's `buffer_pool`, and one is taken again once the transport is readable (`ReadReady`).
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -19,12 +19,12 @@ use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::time::Instant;
 
 use super::body_decoder::{BodyDecoder, Decoded};
 use super::{BodyFraming, CodecError};
 use crate::common::buffer_pool;
+use crate::network::transport::{ReadReady, TransportReadHalf};
 use crate::stats::Counter;
 
 /// How much is read from the socket at a time.
@@ -32,7 +32,7 @@ const READ_CHUNK: usize = buffer_pool::BUFFER_SIZE;
 
 /// The read half of a downstream connection.
 pub struct ConnReader {
-    io: OwnedReadHalf,
+    io: TransportReadHalf,
     /// Bytes read and not yet consumed. Holds no memory while the connection is
     /// idle between requests (see `poll_next_request`).
     pub buf: BytesMut,
@@ -49,7 +49,7 @@ pub struct ConnReader {
 }
 
 impl ConnReader {
-    pub fn new(io: OwnedReadHalf, rx_bytes: Arc<Counter>) -> ConnReader {
+    pub fn new(io: TransportReadHalf, rx_bytes: Arc<Counter>) -> ConnReader {
         ConnReader {
             io,
             buf: BytesMut::new(),
@@ -61,9 +61,9 @@ impl ConnReader {
         }
     }
 
-    /// The socket's read half and what was read from it but not consumed (to hand
-    /// a connection that turned out to be HTTP/2 to that codec).
-    pub fn into_parts(self) -> (OwnedReadHalf, BytesMut) {
+    /// The transport's read half and what was read from it but not consumed (to
+    /// hand a connection that turned out to be HTTP/2 to that codec).
+    pub fn into_parts(self) -> (TransportReadHalf, BytesMut) {
         (self.io, self.buf)
     }
 
@@ -72,7 +72,7 @@ impl ConnReader {
     /// goes back to the worker until the socket is readable again.
     pub fn poll_next_request(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.buf.capacity() == 0 {
-            ready!(self.io.as_ref().poll_read_ready(cx))?;
+            ready!(self.io.poll_read_ready(cx))?;
         }
         let read = self.poll_fill(cx);
         if read.is_pending() && self.buf.is_empty() && self.buf.capacity() > 0 {
@@ -192,7 +192,7 @@ mod tests {
             c.write_all(input).await.unwrap();
         });
         let (s, _) = listener.accept().await.unwrap();
-        let (rd, _wr) = s.into_split();
+        let (rd, _wr) = crate::network::Transport::into_split(crate::network::TransportStream::from(s));
         let mut r = ConnReader::new(rd, Arc::new(Counter::default()));
         r.start_body(framing);
         Rc::new(RefCell::new(r))

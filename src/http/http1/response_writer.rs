@@ -14,12 +14,12 @@ use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::{Response, StatusCode, Version};
 use hyper::body::{Body, Frame};
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::time::Instant;
 
 use crate::common::buffer_pool;
 use crate::event::Timer;
 use crate::http::header_map_pool;
+use crate::network::transport::{TransportWrite, TransportWriteHalf};
 use crate::stats::Counter;
 
 /// Frames smaller than this are copied into the gather buffer.
@@ -134,7 +134,7 @@ pub fn reason_phrase(code: u16) -> &'static str {
 
 /// The write half of a downstream connection.
 pub struct ResponseWriter {
-    io: OwnedWriteHalf,
+    io: TransportWriteHalf,
     /// The response being gathered; a `buffer_pool` buffer taken for each response
     /// and given back once it is written, so an idle connection holds none.
     out: BytesMut,
@@ -142,12 +142,12 @@ pub struct ResponseWriter {
 }
 
 impl ResponseWriter {
-    pub fn new(io: OwnedWriteHalf, tx_bytes: Arc<Counter>) -> ResponseWriter {
+    pub fn new(io: TransportWriteHalf, tx_bytes: Arc<Counter>) -> ResponseWriter {
         ResponseWriter { io, out: BytesMut::new(), tx_bytes }
     }
 
-    /// The socket's write half (to hand the connection to another codec).
-    pub fn into_inner(self) -> OwnedWriteHalf {
+    /// The transport's write half (to hand the connection to another codec).
+    pub fn into_inner(self) -> TransportWriteHalf {
         self.io
     }
 
@@ -310,7 +310,7 @@ impl ResponseWriter {
     /// (dropping the half would call `shutdown` first, one more syscall per
     /// connection for the same FIN).
     pub fn close(self) {
-        self.io.forget();
+        self.io.close();
     }
 }
 
@@ -371,7 +371,7 @@ mod tests {
             s
         });
         let (s, _) = listener.accept().await.unwrap();
-        let (_rd, wr) = s.into_split();
+        let (_rd, wr) = crate::network::Transport::into_split(crate::network::TransportStream::from(s));
         let mut w = ResponseWriter::new(wr, Arc::new(Counter::default()));
         w.write(response, head_only, connection, WriteLimits::default(), &mut Timer::new()).await.unwrap();
         w.close();

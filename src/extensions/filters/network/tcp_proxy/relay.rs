@@ -10,12 +10,12 @@
 use std::cell::Cell;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::TcpProxyStats;
-use crate::network::DownstreamConnection;
+use crate::network::transport::ReadReady;
+use crate::network::{DownstreamConnection, Transport};
 use crate::stats::Counter;
 use crate::upstream::upstream_connection::UpstreamConnection;
 
@@ -112,13 +112,13 @@ enum Side {
 /// Copies `from` → `to` until EOF, then half-closes `to`. The buffer is allocated
 /// only once the source is readable, so idle connections hold no buffers.
 async fn pump(
-    from: &mut ReadHalf<'_>,
-    to: &mut WriteHalf<'_>,
+    from: &mut (impl AsyncRead + ReadReady + Unpin),
+    to: &mut (impl AsyncWrite + Unpin),
     chunk: usize,
     last_activity: &Cell<Instant>,
     counters: [&Counter; 2],
 ) -> Result<(), Side> {
-    from.as_ref().readable().await.map_err(|_| Side::Read)?;
+    std::future::poll_fn(|cx| from.poll_read_ready(cx)).await.map_err(|_| Side::Read)?;
     let mut buf = vec![0u8; chunk];
     loop {
         let n = from.read(&mut buf).await.map_err(|_| Side::Read)?;
