@@ -22,7 +22,7 @@ pub use config::{AccessLogConfig, Sink};
 pub use writer::{flush_all, reopen_all, AccessLogFileStats};
 
 use crate::config::{ConfigError, FieldPath};
-use crate::formatter::{FormatContext, SubstitutionFormat};
+use crate::formatter::{FormatContext, HeadersUsed, SubstitutionFormat};
 use crate::stats::Store;
 
 /// The access loggers Courier ships: (extension name, config message full name).
@@ -35,6 +35,10 @@ pub const ACCESS_LOGGERS: &[(&str, &str)] = &[
 /// Something that records finished requests.
 pub trait AccessLogger: Send + Sync + Debug {
     fn log(&self, cx: &FormatContext<'_>);
+
+    /// Adds the request and response headers `log` reads to `used`: the stream
+    /// keeps only those for it.
+    fn headers_used(&self, used: &mut HeadersUsed);
 }
 
 /// Builds the loggers of an `access_log` list; `path` points at the list. Files are
@@ -82,5 +86,9 @@ struct StreamAccessLog {
 impl AccessLogger for StreamAccessLog {
     fn log(&self, cx: &FormatContext<'_>) {
         self.writer.write(self.format.format(cx));
+    }
+
+    fn headers_used(&self, used: &mut HeadersUsed) {
+        self.format.headers_used(used);
     }
 }

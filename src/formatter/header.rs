@@ -4,10 +4,7 @@
 //! none; `:authority` falls back to `Host` (HTTP/1.1). `RESP(:status)` is the
 //! response code. Names are matched case-insensitively, as Envoy lower-cases them.
 
-use std::fmt::Write;
-
 use http::header::{HeaderName, HOST};
-use http::HeaderMap;
 
 use super::operator::Kind;
 use super::FormatContext;
@@ -58,6 +55,24 @@ impl HeaderOperator {
         Ok(HeaderOperator { source, main, alt, max_len })
     }
 
+    /// Adds the headers this operator may read to `used`.
+    pub(crate) fn headers_used(&self, used: &mut super::HeadersUsed) {
+        for key in std::iter::once(&self.main).chain(self.alt.as_ref()) {
+            let list = match self.source {
+                HeaderSource::Request => &mut used.request,
+                HeaderSource::Response => &mut used.response,
+                // Trailers are handed to the log as they are, not copied.
+                HeaderSource::Trailer => continue,
+            };
+            match key {
+                HeaderKey::Name(n) => super::HeadersUsed::add(list, n),
+                // `:authority` falls back to `Host`.
+                HeaderKey::Authority => super::HeadersUsed::add(list, &HOST),
+                _ => {}
+            }
+        }
+    }
+
     /// Appends the first header found, cut to the maximum length.
     pub(crate) fn write(&self, cx: &FormatContext<'_>, out: &mut String) -> Kind {
         let start = out.len();
@@ -88,7 +103,7 @@ fn header_key(source: HeaderSource, name: &str) -> HeaderKey {
 
 /// Appends the header's value; false when it is not there.
 fn lookup(cx: &FormatContext<'_>, source: HeaderSource, key: &HeaderKey, out: &mut String) -> bool {
-    let map: Option<&HeaderMap> = match source {
+    let map: Option<&dyn super::HeaderLookup> = match source {
         HeaderSource::Request => cx.request_headers,
         HeaderSource::Response => cx.response_headers,
         HeaderSource::Trailer => cx.response_trailers,
@@ -98,19 +113,19 @@ fn lookup(cx: &FormatContext<'_>, source: HeaderSource, key: &HeaderKey, out: &m
         HeaderKey::Method => cx.request_method.map(|m| m.as_str()),
         HeaderKey::Authority => match cx.request_uri.and_then(|u| u.authority()) {
             Some(a) => Some(a.as_str()),
-            None => return push_header(map.and_then(|m| m.get(HOST)), out),
+            None => return push_header(map.and_then(|m| m.get_first(&HOST)), out),
         },
         HeaderKey::Scheme => cx.request_uri.and_then(|u| u.scheme_str()),
         HeaderKey::Status => {
             return match cx.info.response_code {
                 Some(code) => {
-                    let _ = write!(out, "{code}");
+                    super::push_number(out, u64::from(code), 0);
                     true
                 }
                 None => false,
             };
         }
-        HeaderKey::Name(name) => return push_header(map.and_then(|m| m.get(name)), out),
+        HeaderKey::Name(name) => return push_header(map.and_then(|m| m.get_first(name)), out),
         HeaderKey::Never => None,
     };
     match value {

@@ -39,6 +39,19 @@ enum Node {
 }
 
 impl JsonFormat {
+    /// Adds the headers this format reads to `used`.
+    pub fn headers_used(&self, used: &mut super::HeadersUsed) {
+        fn walk(node: &Node, used: &mut super::HeadersUsed) {
+            match node {
+                Node::Map(members) => members.iter().for_each(|m| walk(&m.value, used)),
+                Node::List(items) => items.iter().for_each(|n| walk(n, used)),
+                Node::Format(f) => f.headers_used(used),
+                Node::Number(_) => {}
+            }
+        }
+        self.root.iter().for_each(|m| walk(&m.value, used));
+    }
+
     /// Parses a dictionary, with typed values and `-`/`null` kept (Envoy's
     /// `SubstitutionFormatString.json_format`). The error names the key.
     pub fn parse(map: &Map<String, Value>) -> Result<JsonFormat, String> {

@@ -302,7 +302,7 @@ fn text(v: Option<&str>, out: &mut String) -> Kind {
 }
 
 fn number(n: u64, out: &mut String) -> Kind {
-    let _ = write!(out, "{n}");
+    super::push_number(out, n, 0);
     Kind::Number
 }
 

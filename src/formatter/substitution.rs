@@ -19,6 +19,14 @@ pub enum SubstitutionFormat {
 }
 
 impl SubstitutionFormat {
+    /// Adds the headers this format reads to `used`.
+    pub fn headers_used(&self, used: &mut super::HeadersUsed) {
+        match self {
+            SubstitutionFormat::Text { format, .. } => format.headers_used(used),
+            SubstitutionFormat::Json(json) => json.headers_used(used),
+        }
+    }
+
     /// Envoy's default access log format.
     pub fn envoy_default() -> SubstitutionFormat {
         // A constant covered by the tests.

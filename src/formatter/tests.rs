@@ -380,3 +380,19 @@ fn formats_are_shareable_across_workers() {
     check::<JsonFormat>();
     check::<SubstitutionFormat>();
 }
+
+#[test]
+fn formats_name_the_headers_they_read() {
+    let names = |list: &[http::HeaderName]| list.iter().map(|n| n.as_str().to_string()).collect::<Vec<_>>();
+    let mut used = HeadersUsed::default();
+    SubstitutionFormat::envoy_default().headers_used(&mut used);
+    assert_eq!(
+        names(&used.request),
+        ["x-envoy-original-path", "x-forwarded-for", "user-agent", "x-request-id", "host"]
+    );
+    assert_eq!(names(&used.response), ["x-envoy-upstream-service-time"]);
+    let map = json!({"a": {"b": ["%REQ(X-A?X-B)%"]}, "c": "%RESP(:STATUS)% %TRAILER(GRPC-STATUS)% %REQ(:PATH)%"});
+    let mut used = HeadersUsed::default();
+    JsonFormat::parse(map.as_object().unwrap()).unwrap().headers_used(&mut used);
+    assert_eq!((names(&used.request), names(&used.response)), (vec!["x-a".to_string(), "x-b".to_string()], vec![]));
+}

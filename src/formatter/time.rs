@@ -7,6 +7,8 @@
 use std::fmt::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::push_number;
+
 /// Envoy's default `%START_TIME%` format (`AccessLogDateTimeFormatter`).
 pub const DEFAULT_TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%E3SZ";
 
@@ -273,18 +275,19 @@ impl Civil {
     fn write_token(&self, tok: &Tok, out: &mut String) -> std::fmt::Result {
         match tok {
             Tok::Lit(s) => out.push_str(s),
+            Tok::Year if self.year >= 0 => push_number(out, self.year as u64, 4),
             Tok::Year => write!(out, "{:04}", self.year)?,
-            Tok::Year2 => write!(out, "{:02}", self.year.rem_euclid(100))?,
+            Tok::Year2 => push_number(out, self.year.rem_euclid(100) as u64, 2),
             Tok::Century => write!(out, "{:02}", self.year.div_euclid(100))?,
-            Tok::Month => write!(out, "{:02}", self.month)?,
-            Tok::Day => write!(out, "{:02}", self.day)?,
+            Tok::Month => push_number(out, u64::from(self.month), 2),
+            Tok::Day => push_number(out, u64::from(self.day), 2),
             Tok::DaySpace => write!(out, "{:2}", self.day)?,
-            Tok::Hour => write!(out, "{:02}", self.hour)?,
-            Tok::Hour12 => write!(out, "{:02}", (self.hour + 11) % 12 + 1)?,
-            Tok::Minute => write!(out, "{:02}", self.minute)?,
-            Tok::Second => write!(out, "{:02}", self.second)?,
+            Tok::Hour => push_number(out, u64::from(self.hour), 2),
+            Tok::Hour12 => push_number(out, u64::from((self.hour + 11) % 12 + 1), 2),
+            Tok::Minute => push_number(out, u64::from(self.minute), 2),
+            Tok::Second => push_number(out, u64::from(self.second), 2),
             Tok::SecondFrac(n) => {
-                write!(out, "{:02}", self.second)?;
+                push_number(out, u64::from(self.second), 2);
                 if *n > 0 {
                     out.push('.');
                     write_fraction(self.nanos, *n, out)?;
@@ -305,7 +308,7 @@ impl Civil {
             }
             Tok::Frac(n) => write_fraction(self.nanos, *n, out)?,
             Tok::Epoch => write!(out, "{}", self.epoch)?,
-            Tok::YearDay => write!(out, "{:03}", self.yday)?,
+            Tok::YearDay => push_number(out, u64::from(self.yday), 3),
             Tok::WeekdayShort => out.push_str(&WEEKDAYS[self.weekday as usize][..3]),
             Tok::WeekdayLong => out.push_str(WEEKDAYS[self.weekday as usize]),
             Tok::MonthShort => out.push_str(&MONTHS[self.month as usize - 1][..3]),
@@ -324,7 +327,8 @@ fn write_fraction(nanos: u32, digits: u8, out: &mut String) -> std::fmt::Result 
     let digits = digits as usize;
     if digits <= 9 {
         let v = nanos / 10u32.pow(9 - digits as u32);
-        write!(out, "{v:0digits$}")
+        push_number(out, u64::from(v), digits);
+        Ok(())
     } else {
         write!(out, "{nanos:09}")?;
         out.extend(std::iter::repeat_n('0', digits - 9));

@@ -272,7 +272,7 @@ impl HeaderMutation {
             level.remove_from(response);
             let plan = {
                 let cx = FormatContext {
-                    request_headers: request.map(|r| &r.headers),
+                    request_headers: request.map(|r| &r.headers as &dyn crate::formatter::HeaderLookup),
                     request_method: request.map(|r| &r.method),
                     request_uri: request.map(|r| &r.uri),
                     response_headers: Some(response),

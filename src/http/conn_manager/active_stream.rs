@@ -17,7 +17,7 @@ use hyper::body::Body;
 use super::config::{HcmConfig, ServerHeader, UnderscoreAction};
 use super::filter_manager::{self, DecodedBody, Encoder, StreamState};
 use super::path_normalization::Outcome;
-use crate::formatter::FormatContext;
+use crate::formatter::{FormatContext, HeaderLookup, KeptHeaders};
 use crate::http::body::{ReadWholeError, RequestBody, RequestBodyStream, ResponseBody, StreamCompletion};
 use crate::http::filter::{LocalReply, StreamFilter};
 use crate::http::stream_info::{ResponseFlag, StreamInfo};
@@ -874,8 +874,8 @@ impl Stream {
         let log = (!self.cfg.access_logs.is_empty()).then(|| LogSnapshot {
             method: parsed.then(|| request.method.clone()),
             uri: parsed.then(|| request.uri.clone()),
-            request_headers: request.headers.clone(),
-            response_headers: response_headers.clone(),
+            request_headers: KeptHeaders::from_map(&request.headers, &self.cfg.log_headers.request),
+            response_headers: KeptHeaders::from_map(response_headers, &self.cfg.log_headers.response),
         });
         Box::new(Completion { cfg: self.cfg, info: self.info, log, upstream, body_bytes: self.body_bytes })
     }
@@ -895,8 +895,8 @@ struct LogSnapshot {
     /// None when no request was parsed (see `reply_without_request`).
     method: Option<Method>,
     uri: Option<Uri>,
-    request_headers: HeaderMap,
-    response_headers: HeaderMap,
+    request_headers: KeptHeaders,
+    response_headers: KeptHeaders,
 }
 
 struct Completion {
@@ -915,7 +915,7 @@ impl Completion {
             request_method: log.method.as_ref(),
             request_uri: log.uri.as_ref(),
             response_headers: Some(&log.response_headers),
-            response_trailers: trailers,
+            response_trailers: trailers.map(|t| t as &dyn HeaderLookup),
             info: &self.info,
         };
         for logger in &self.cfg.access_logs {

@@ -18,6 +18,7 @@ use super::stats::{HcmListenerStats, HcmStats, Http1CodecStats};
 use crate::access_log::{self, AccessLogger};
 use crate::config::{self, ConfigError, FieldPath};
 use crate::extensions::{self, FactoryContext, HttpFilterContext};
+use crate::formatter::HeadersUsed;
 use crate::http::filter::StreamFilterFactory;
 use crate::http::http2::{Http2Options, LazyHttp2Stats};
 use crate::router::{RouteBuildContext, RouteTable};
@@ -101,6 +102,8 @@ pub struct HcmConfig {
     /// request that has none.
     pub default_host_for_http_10: Option<HeaderValue>,
     pub access_logs: Vec<Arc<dyn AccessLogger>>,
+    /// The headers the access logs read: what a stream keeps for its log line.
+    pub log_headers: HeadersUsed,
     pub clusters: Slot<ThreadLocalClusterManager>,
     /// True once the server drains: close connections after their current request.
     pub drain: tokio::sync::watch::Receiver<bool>,
@@ -228,6 +231,8 @@ impl HcmConfig {
         let mut log_path = path.clone();
         log_path.push_field("access_log");
         let access_logs = access_log::build_access_logs(&p.access_log, &log_path, store)?;
+        let mut log_headers = HeadersUsed::default();
+        access_logs.iter().for_each(|l| l.headers_used(&mut log_headers));
         let default_host_for_http_10 =
             match p.http_protocol_options.as_ref().map(|o| o.default_host_for_http_10.as_str()) {
                 None | Some("") => None,
@@ -304,6 +309,7 @@ impl HcmConfig {
             accept_http_10: p.http_protocol_options.as_ref().is_some_and(|o| o.accept_http_10),
             default_host_for_http_10,
             access_logs,
+            log_headers,
             clusters: clusters.clone(),
             drain: drain.clone(),
         })
