@@ -10,12 +10,13 @@
 //! - `stats` — Envoy-named counters and gauges and their admin formats
 //! - `logging` — log levels by Envoy logger name, changed live by `/logging`
 //! - `matcher` — Envoy's common matchers (`StringMatcher`)
+//! - `stream_info` — what is known of a request or connection, for logs and headers
 //! - `common` — small utilities (buffer pool, FNV hashing, random numbers)
 //! - `http`, `router`, `formatter`, `access_log` — the HTTP connection manager and
 //!   codecs, routing, access log formats and loggers
 //!
 //! The modules form layers, lowest first: common and logging, config, matcher,
-//! stats, event, thread_local, network, formatter and access_log, the HTTP core
+//! stats, event, thread_local, network, stream_info, formatter and access_log, the HTTP core
 //! (upstream, http, router), extensions, server. A lower layer does not import an
 //! upper one (docs/architecture.md, "Layers").
 
@@ -32,5 +33,6 @@ pub mod network;
 pub mod router;
 pub mod server;
 pub mod stats;
+pub mod stream_info;
 pub mod thread_local;
 pub mod upstream;

@@ -14,7 +14,7 @@ use prost::{Message, Name};
 
 use super::*;
 use crate::formatter::DEFAULT_FORMAT;
-use crate::http::stream_info::StreamInfo;
+use crate::stream_info::StreamInfo;
 
 fn temp_path(name: &str) -> PathBuf {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();

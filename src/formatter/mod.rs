@@ -106,7 +106,7 @@ pub use time::{TimeFormat, DEFAULT_TIME_FORMAT};
 use operator::Kind;
 use parse::Part;
 
-use crate::http::stream_info::StreamInfo;
+use crate::stream_info::StreamInfo;
 
 /// Envoy's default access log format (`SubstitutionFormatUtils::DEFAULT_FORMAT`).
 pub const DEFAULT_FORMAT: &str = "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" \

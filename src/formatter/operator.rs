@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::header::{truncate_at, HeaderOperator, HeaderSource};
 use super::time::{TimeFormat, DEFAULT_TIME_FORMAT};
 use super::FormatContext;
-use crate::http::stream_info::{ResponseFlag, ResponseFlags};
+use crate::stream_info::{ResponseFlag, ResponseFlags};
 
 /// What `Operator::write` produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::*;
 use crate::config::FieldPath;
-use crate::http::stream_info::{ResponseFlag, StreamInfo};
+use crate::stream_info::{ResponseFlag, StreamInfo};
 
 /// The request of Envoy's documented default-format example.
 struct Fixture {

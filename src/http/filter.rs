@@ -21,8 +21,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
-use super::stream_info::{ResponseFlag, StreamInfo};
 use crate::router::Route;
+use crate::stream_info::{ResponseFlag, StreamInfo};
 
 /// A future that runs on one worker.
 pub type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T> + 'static>>;

@@ -9,4 +9,3 @@ pub mod header_map_pool;
 pub mod headers;
 pub mod http1;
 pub mod http2;
-pub mod stream_info;

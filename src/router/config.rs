@@ -271,7 +271,7 @@ mod tests {
                      response_headers_to_remove: [x-secret]}}]}}]"
             )
         };
-        let info = crate::http::stream_info::StreamInfo::new(
+        let info = crate::stream_info::StreamInfo::new(
             "127.0.0.1:1".parse().expect("addr"),
             "127.0.0.1:2".parse().expect("addr"),
             "HTTP/1.1",

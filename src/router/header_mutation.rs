@@ -23,7 +23,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::{ConfigError, FieldPath};
 use crate::formatter::{FormatContext, FormatString};
-use crate::http::stream_info::StreamInfo;
+use crate::stream_info::StreamInfo;
 
 /// Envoy's `HeaderValueOption.HeaderAppendAction`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

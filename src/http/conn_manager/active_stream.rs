@@ -20,11 +20,11 @@ use super::path_normalization::Outcome;
 use crate::formatter::{FormatContext, HeaderLookup, KeptHeaders};
 use crate::http::body::{ReadWholeError, RequestBody, RequestBodyStream, ResponseBody, StreamCompletion};
 use crate::http::filter::{LocalReply, StreamFilter};
-use crate::http::stream_info::{ResponseFlag, StreamInfo};
 use crate::http::{grpc, header_map_pool, headers};
 use crate::network::ConnectionInfo;
 use crate::router::upstream_request::{self, ActiveRequest, ForwardBody, UpstreamResponse};
 use crate::router::{ClusterWeightEdits, Route, RouteAction};
+use crate::stream_info::{ResponseFlag, StreamInfo};
 use crate::upstream::conn_pool::UpstreamResponseBody;
 use crate::upstream::ThreadLocalCluster;
 

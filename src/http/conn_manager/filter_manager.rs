@@ -25,8 +25,8 @@ use hyper::body::Body;
 
 use crate::http::body::RequestBody;
 use crate::http::filter::{DataStatus, EncodeStatus, FilterStatus, LocalReply, StreamContext, StreamFilter};
-use crate::http::stream_info::{ResponseFlag, StreamInfo};
 use crate::router::Route;
+use crate::stream_info::{ResponseFlag, StreamInfo};
 
 /// A stream's filter instances, in config order (or the first few of them: those
 /// that saw the request see the reply to it).

@@ -25,8 +25,8 @@ use super::instance::{Server, ServerState};
 use crate::access_log::AccessLogger;
 use crate::formatter::FormatContext;
 use crate::http::headers;
-use crate::http::stream_info::StreamInfo;
 use crate::stats::render::{self, HistogramBuckets, StatTypes, StatsFilter};
+use crate::stream_info::StreamInfo;
 
 /// One admin path: its name, whether it changes state (POST only), and help text.
 struct Endpoint {

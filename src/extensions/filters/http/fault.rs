@@ -43,9 +43,9 @@ use crate::config::{self, bootstrap::decode_any, ConfigError, FieldPath};
 use crate::define_stats;
 use crate::extensions::{HttpFilterContext, HttpFilterExtension, PerRouteConfig};
 use crate::http::filter::{FilterStatus, LocalReply, StreamContext, StreamFilter, StreamFilterFactory};
-use crate::http::stream_info::ResponseFlag;
 use crate::router::{ClusterSelector, HeaderMatcher, Route, RouteAction};
 use crate::stats::{Gauge, Store};
+use crate::stream_info::ResponseFlag;
 
 pub const NAME: &str = "envoy.filters.http.fault";
 const CONFIG_TYPE: &str = "envoy.extensions.filters.http.fault.v3.HTTPFault";

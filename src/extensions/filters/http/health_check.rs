@@ -32,9 +32,9 @@ use crate::config::{bootstrap::decode_any, ConfigError, FieldPath};
 use crate::define_stats;
 use crate::extensions::{HttpFilterContext, HttpFilterExtension};
 use crate::http::filter::{EncodeStatus, FilterStatus, LocalReply, StreamContext, StreamFilter, StreamFilterFactory};
-use crate::http::stream_info::ResponseFlag;
 use crate::router::HeaderMatcher;
 use crate::stats::Store;
+use crate::stream_info::ResponseFlag;
 
 pub const NAME: &str = "envoy.filters.http.health_check";
 const CONFIG_TYPE: &str = "envoy.extensions.filters.http.health_check.v3.HealthCheck";

@@ -32,9 +32,9 @@ use crate::define_stats;
 use crate::extensions::{HttpFilterContext, HttpFilterExtension, PerRouteConfig};
 use crate::formatter::FormatContext;
 use crate::http::filter::{EncodeStatus, FilterStatus, LocalReply, StreamContext, StreamFilter, StreamFilterFactory};
-use crate::http::stream_info::ResponseFlag;
 use crate::router::HeaderMutation;
 use crate::stats::Store;
+use crate::stream_info::ResponseFlag;
 
 pub const NAME: &str = "envoy.filters.http.local_ratelimit";
 const CONFIG_TYPE: &str = "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";

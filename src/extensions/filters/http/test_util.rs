@@ -10,8 +10,8 @@ use prost::Message;
 
 use crate::config::{bootstrap::parse_yaml, descriptor, proto_json, validate, FieldPath};
 use crate::http::filter::{FilterStatus, StreamContext, StreamFilter, StreamFilterFactory};
-use crate::http::stream_info::StreamInfo;
 use crate::router::{Route, RouteBuildContext, RouteTable};
+use crate::stream_info::StreamInfo;
 
 /// `type_name`'s message written in YAML, validated with Envoy's rules and packed
 /// in an `Any`.
