@@ -36,7 +36,7 @@ enum Source {
     Local(Option<Bytes>),
     /// A body the encoder filters read whole (and may have changed), with the
     /// trailers that ended it.
-    Buffered(Option<Bytes>, Option<HeaderMap>),
+    Buffered(Option<Bytes>, Option<Box<HeaderMap>>),
     Upstream(Http1ResponseBody),
     /// An HTTP/2 upstream stream: flow-control credit goes back as data is
     /// taken, and it ends with the stream's trailers, if any.
@@ -47,7 +47,8 @@ enum Source {
 pub struct ResponseBody {
     source: Source,
     sent: u64,
-    trailers: Option<HeaderMap>,
+    /// Boxed: rare, and the body moves several times per request.
+    trailers: Option<Box<HeaderMap>>,
     completion: Option<Box<dyn StreamCompletion>>,
 }
 
@@ -60,7 +61,7 @@ impl ResponseBody {
 
     /// A body the encoder filters buffered whole.
     pub fn buffered(data: Bytes, trailers: Option<HeaderMap>, completion: Box<dyn StreamCompletion>) -> ResponseBody {
-        let source = Source::Buffered((!data.is_empty()).then_some(data), trailers);
+        let source = Source::Buffered((!data.is_empty()).then_some(data), trailers.map(Box::new));
         ResponseBody { source, sent: 0, trailers: None, completion: Some(completion) }
     }
 
@@ -83,7 +84,7 @@ impl ResponseBody {
 
     fn finish(&mut self, complete: bool) {
         if let Some(c) = self.completion.take() {
-            c.finish(self.sent, self.trailers.as_ref(), complete);
+            c.finish(self.sent, self.trailers.as_deref(), complete);
         }
     }
 }
@@ -98,7 +99,7 @@ impl Body for ResponseBody {
             Source::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Source::Buffered(data, trailers) => Poll::Ready(match data.take() {
                 Some(b) => Some(Ok(Frame::data(b))),
-                None => trailers.take().map(|t| Ok(Frame::trailers(t))),
+                None => trailers.take().map(|t| Ok(Frame::trailers(*t))),
             }),
             Source::Upstream(body) => Pin::new(body).poll_frame(cx),
             Source::Upstream2(body) => Pin::new(body).poll_frame(cx),
@@ -108,7 +109,7 @@ impl Body for ResponseBody {
                 if let Some(data) = frame.data_ref() {
                     this.sent += data.len() as u64;
                 } else if let Some(t) = frame.trailers_ref() {
-                    this.trailers = Some(t.clone());
+                    this.trailers = Some(Box::new(t.clone()));
                 }
             }
             Poll::Ready(None) => this.finish(true),

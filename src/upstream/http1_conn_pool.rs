@@ -81,7 +81,10 @@ impl PoolFailure {
 type Handoff = Result<PooledClient, PoolFailure>;
 
 /// An upstream connection of the pool with its bookkeeping. Dropping it closes
-/// the socket; how it ended is counted by its `ConnectionAccounting`.
+/// the socket; how it ended is counted by its `ConnectionAccounting`. Boxed once
+/// when made (`Box<PoolConnection>` everywhere): it moves between the idle list,
+/// the request and the response body on every request, and a pointer is cheaper
+/// to move than its ~150 bytes (measured: memcpy was an eighth of a request).
 struct PoolConnection {
     codec: ClientConnection,
     /// Requests sent on this connection so far.
@@ -94,10 +97,12 @@ struct PoolConnection {
     pool: Weak<Http1ConnPool>,
 }
 
+// Taking the box is the point: the caller's connection ends here.
+#[allow(clippy::boxed_local)]
 impl PoolConnection {
-    /// Ends the connection now, counted as closed by the upstream or by Courier,
-    /// with or without a request in flight.
-    fn close(mut self, by_peer: bool, active_request: bool) {
+    /// Ends the connection, counted as closed by the upstream or by Courier, with
+    /// or without a request in flight: consumed here, so it closes now.
+    fn close(mut self: Box<Self>, by_peer: bool, active_request: bool) {
         self.closed_by_peer = by_peer;
         if active_request {
             self.accounting.mark_active_request();
@@ -121,7 +126,7 @@ impl Drop for PoolConnection {
 
 /// An idle connection.
 struct IdleClient {
-    conn: PoolConnection,
+    conn: Box<PoolConnection>,
     idle_since: Instant,
 }
 
@@ -161,7 +166,7 @@ impl Drop for PendingRequest {
 /// request in flight, the connection is closed locally with an active request,
 /// as Envoy resets the stream and closes an HTTP/1 connection.
 pub struct PooledClient {
-    conn: Option<PoolConnection>,
+    conn: Option<Box<PoolConnection>>,
     pool: Weak<Http1ConnPool>,
     /// True when this connection served a request before (a failure on it may be
     /// a race with the upstream closing an idle connection).
@@ -170,7 +175,7 @@ pub struct PooledClient {
 }
 
 impl PooledClient {
-    fn new(conn: PoolConnection, reused: bool) -> PooledClient {
+    fn new(conn: Box<PoolConnection>, reused: bool) -> PooledClient {
         let pool = conn.pool.clone();
         PooledClient { conn: Some(conn), pool, reused, in_flight: false }
     }
@@ -417,21 +422,21 @@ impl Http1ConnPool {
             }
         };
         self.cluster.stats.upstream_cx_http1_total.inc();
-        let conn = PoolConnection {
+        let conn = Box::new(PoolConnection {
             codec: ClientConnection::new(stream),
             requests: 0,
             accounting,
             closed_by_peer: false,
             breaker,
             pool: self.me.clone(),
-        };
+        });
         Ok(PooledClient::new(conn, false))
     }
 
     /// Takes back a connection whose response was read whole: to a waiting
     /// request, else to the idle list; closed instead when it served its
     /// `max_requests_per_connection`.
-    fn release(&self, conn: PoolConnection) {
+    fn release(&self, conn: Box<PoolConnection>) {
         if let Some(max) = self.cluster.max_requests_per_connection {
             if conn.requests >= max {
                 self.cluster.stats.upstream_cx_max_requests.inc();
