@@ -187,7 +187,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         &[test(FCM_RS, FCM_TABLE), test(LPATH_IT, "sni_passthrough_routes_each_server_name_to_its_upstream")],
     ),
     (FCM, "transport_protocol", &[test(FCM_RS, FCM_TABLE), test(LPATH_IT, LF_TIMEOUT)]),
-    (FCM, "application_protocols", &[test(FCM_RS, FCM_TABLE)]),
+    (FCM, "application_protocols", &[test(FCM_RS, FCM_TABLE), compat("listener_http_inspector")]),
     ("envoy.config.core.v3.CidrRange", "address_prefix", &[test(FCM_RS, FCM_TABLE), test(LPATH_IT, PP_CHAINS)]),
     ("envoy.config.core.v3.CidrRange", "prefix_len", &[test(FCM_RS, FCM_TABLE), test(LPATH_IT, PP_CHAINS)]),
     ("envoy.config.listener.v3.Filter", "typed_config", &[compat("tcp_proxy"), compat("http_get")]),
