@@ -242,32 +242,47 @@ impl FilterChainMatcher {
         chains: Vec<(Option<&FilterChainMatch>, Arc<FilterChain>)>,
         default: Option<Arc<FilterChain>>,
     ) -> Result<FilterChainMatcher, (usize, String)> {
+        let names: Vec<(Option<&FilterChainMatch>, &str)> = chains.iter().map(|(m, c)| (*m, c.name.as_str())).collect();
+        let matches = Self::check(&names)?;
+        let built: Vec<(ChainMatch, Arc<FilterChain>)> =
+            matches.into_iter().zip(chains.iter().map(|(_, c)| c.clone())).collect();
         let empty = FilterChainMatch::default();
-        let mut built: Vec<(ChainMatch, Arc<FilterChain>)> = Vec::with_capacity(chains.len());
-        for (i, (proto, chain)) in chains.iter().enumerate() {
+        let only = match chains.as_slice() {
+            [(m, chain)] if m.is_none_or(|m| *m == empty) => Some(chain.clone()),
+            _ => None,
+        };
+        Ok(FilterChainMatcher { chains: built, default, only })
+    }
+
+    /// Checks `(filter_chain_match, chain name)` of every chain, before their
+    /// filters are built, as Envoy does; the checked matches on success.
+    fn check(chains: &[(Option<&FilterChainMatch>, &str)]) -> Result<Vec<ChainMatch>, (usize, String)> {
+        let empty = FilterChainMatch::default();
+        let mut built: Vec<ChainMatch> = Vec::with_capacity(chains.len());
+        for (i, (proto, name)) in chains.iter().enumerate() {
             let proto = proto.unwrap_or(&empty);
             let m = ChainMatch::from_proto(proto).map_err(|e| (i, e))?;
-            for (j, (earlier, earlier_chain)) in built.iter().enumerate() {
+            for (j, earlier) in built.iter().enumerate() {
                 if chains[j].0.unwrap_or(&empty) == proto {
+                    let earlier_name = chains[j].1;
                     return Err((
                         i,
-                        format!(
-                            "filter chain '{}' has the same matching rules defined as '{}'",
-                            chain.name, earlier_chain.name
-                        ),
+                        format!("filter chain '{name}' has the same matching rules defined as '{earlier_name}'"),
                     ));
                 }
                 if earlier.overlaps(&m) {
                     return Err((i, "multiple filter chains with overlapping matching rules are defined".to_string()));
                 }
             }
-            built.push((m, chain.clone()));
+            built.push(m);
         }
-        let only = match chains.as_slice() {
-            [(m, chain)] if m.is_none_or(|m| *m == empty) => Some(chain.clone()),
-            _ => None,
-        };
-        Ok(FilterChainMatcher { chains: built, default, only })
+        Ok(built)
+    }
+
+    /// `check` alone, for a listener whose chains are not built yet; the error is
+    /// as `new`'s.
+    pub fn check_matches(chains: &[(Option<&FilterChainMatch>, &str)]) -> Result<(), (usize, String)> {
+        Self::check(chains).map(|_| ())
     }
 
     /// The chain that serves a connection offering `input`, or the default chain,

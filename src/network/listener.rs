@@ -144,6 +144,15 @@ fn filter_chains(
     if l.filter_chains.is_empty() && l.default_filter_chain.is_none() {
         return Err(path.field_error("filter_chains", "a listener needs at least one filter chain"));
     }
+    let match_error = |(i, e): (usize, String)| {
+        path.field_error(
+            &format!("filter_chains[{i}].filter_chain_match"),
+            format!("error adding listener '{address}': {e}"),
+        )
+    };
+    // Envoy checks the matches before it builds any chain's filters.
+    let matches: Vec<_> = l.filter_chains.iter().map(|c| (c.filter_chain_match.as_ref(), c.name.as_str())).collect();
+    FilterChainMatcher::check_matches(&matches).map_err(match_error)?;
     let mut chains = Vec::with_capacity(l.filter_chains.len());
     for (i, chain) in l.filter_chains.iter().enumerate() {
         let mut chain_path = path.clone();
@@ -159,12 +168,7 @@ fn filter_chains(
         }
         None => None,
     };
-    FilterChainMatcher::new(chains, default).map_err(|(i, e)| {
-        path.field_error(
-            &format!("filter_chains[{i}].filter_chain_match"),
-            format!("error adding listener '{address}': {e}"),
-        )
-    })
+    FilterChainMatcher::new(chains, default).map_err(match_error)
 }
 
 /// One chain: its one terminal network filter.
