@@ -104,6 +104,36 @@ fn sni_passthrough_routes_each_server_name_to_its_upstream() {
 }
 
 #[test]
+fn a_client_hello_and_a_proxy_header_in_pieces_are_waited_for() {
+    let up = Upstream::greeter("up:");
+    let chains = [tcp_chain("{server_names: [a.example]}", "up")];
+    let filters = proxy_protocol("") + TLS_INSPECTOR;
+    let c = Courier::start(&config(&[listener(&filters, "", &chains)], &[static_cluster("up", &[up.port()])]), 1);
+    let header = b"PROXY TCP4 192.0.2.1 192.0.2.2 1000 443\r\n".as_slice();
+    let hello = client_hello("a.example", &["h2"]);
+    let all = [header, &hello].concat();
+    let mut s = connect(c.listener("lp"));
+    // A partial header held for a while costs no CPU: the filter waits for new
+    // bytes rather than peeking the same ones again.
+    s.write_all(&all[..10]).expect("write");
+    let before = cpu_ticks(c.pid());
+    std::thread::sleep(Duration::from_millis(500));
+    let spent = cpu_ticks(c.pid()) - before;
+    assert!(spent <= 10, "{spent} ticks of CPU while waiting for bytes");
+    let all = &all[10..];
+    let header = &header[10..];
+    // Byte runs that end inside the header, at its end, and inside the ClientHello.
+    for piece in [&all[..5], &all[5..header.len()], &all[header.len()..header.len() + 7], &all[header.len() + 7..]] {
+        s.write_all(piece).expect("write");
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    let mut got = vec![0u8; 3 + hello.len()];
+    s.read_exact(&mut got).expect("proxied");
+    assert_eq!(got, [b"up:".as_slice(), &hello].concat());
+    assert_eq!(c.stat("tls_inspector.sni_found"), Some(1));
+}
+
+#[test]
 fn a_truncated_client_hello_closes_on_the_client_and_is_counted() {
     let up = Upstream::greeter("up:");
     let c = Courier::start(
@@ -237,4 +267,13 @@ fn duplicate_filter_chain_matches_are_refused_as_envoy_refuses_them() {
     let (ok, out) =
         validate(&config(&[listener(original_dst, "", &[tcp_chain("", "a")])], &[static_cluster("a", &[1])]));
     assert!(!ok && out.contains("unsupported extension"), "{out}");
+}
+
+/// User and system CPU time of process `pid`, in clock ticks (`/proc/<pid>/stat`).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which ends with the last ')': utime and stime
+    // are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    rest.split_whitespace().skip(11).take(2).filter_map(|v| v.parse::<u64>().ok()).sum()
 }
