@@ -166,8 +166,12 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (LISTENER, "default_filter_chain", &[test(LPATH_IT, PP_CHAINS)]),
     (LISTENER, "per_connection_buffer_limit_bytes", &[compat("retry_buffer_limit")]),
     (LISTENER, "listener_filters", &[compat("listener_sni"), compat("listener_chain_match")]),
-    (LISTENER, "listener_filters_timeout", &[test(LPATH_IT, LF_TIMEOUT)]),
-    (LISTENER, "continue_on_listener_filters_timeout", &[test(LPATH_IT, LF_TIMEOUT)]),
+    (LISTENER, "listener_filters_timeout", &[test(LPATH_IT, LF_TIMEOUT), compat("listener_filters_timeout")]),
+    (
+        LISTENER,
+        "continue_on_listener_filters_timeout",
+        &[test(LPATH_IT, LF_TIMEOUT), compat("listener_filters_timeout")],
+    ),
     (LISTENER, "enable_reuse_port", &[test(TCP_IT, "shared_socket_without_reuse_port_also_serves")]),
     (
         "envoy.config.listener.v3.FilterChain",
