@@ -449,6 +449,17 @@ mod tests {
                 CONN,
                 "1",
             ),
+            (
+                &["source_prefix_ranges: [{address_prefix: '2001:db8::', prefix_len: 32}]", "{}"],
+                Conn { local: "[2001:db8::1]:443", remote: "[2001:db8:0:1::5]:1", ..CONN },
+                "0",
+            ),
+            // An IPv4 client on an IPv6 socket matches IPv4 prefixes.
+            (
+                &["source_prefix_ranges: [{address_prefix: 192.168.0.0, prefix_len: 16}]", "{}"],
+                Conn { local: "[::ffff:10.0.0.1]:443", remote: "[::ffff:192.168.1.5]:1", ..CONN },
+                "0",
+            ),
             (&["source_ports: [50000]", "{}"], CONN, "0"),
             (&["source_ports: [1]", "{}"], CONN, "1"),
         ];
