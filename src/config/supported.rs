@@ -46,13 +46,33 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "address",
             "stat_prefix",
             "filter_chains",
+            "default_filter_chain",
             "per_connection_buffer_limit_bytes",
+            "listener_filters",
+            "listener_filters_timeout",
+            "continue_on_listener_filters_timeout",
             "enable_reuse_port",
             "traffic_direction",
         ],
     ),
-    ("envoy.config.listener.v3.FilterChain", &["filters", "name"]),
+    ("envoy.config.listener.v3.FilterChain", &["filter_chain_match", "filters", "name"]),
+    (
+        "envoy.config.listener.v3.FilterChainMatch",
+        &[
+            "destination_port",
+            "prefix_ranges",
+            "direct_source_prefix_ranges",
+            "source_type",
+            "source_prefix_ranges",
+            "source_ports",
+            "server_names",
+            "transport_protocol",
+            "application_protocols",
+        ],
+    ),
+    ("envoy.config.core.v3.CidrRange", &["address_prefix", "prefix_len"]),
     ("envoy.config.listener.v3.Filter", &["name", "typed_config"]),
+    ("envoy.config.listener.v3.ListenerFilter", &["name", "typed_config"]),
     (
         "envoy.config.cluster.v3.Cluster",
         &[
@@ -309,8 +329,13 @@ pub const NO_EFFECT: &[(&str, &str, &str)] = &[
     (
         "envoy.config.listener.v3.FilterChain",
         "name",
-        "a name for /config_dump (where Courier shows it too) and %FILTER_CHAIN_NAME%, which Courier refuses; \
-         with one chain per listener nothing else reads it",
+        "a name for /config_dump (where Courier shows it too), Envoy's duplicate-match error and \
+         %FILTER_CHAIN_NAME%, which Courier refuses",
+    ),
+    (
+        "envoy.config.listener.v3.ListenerFilter",
+        "name",
+        "the extension is chosen by typed_config's type, which Courier requires, as Envoy does when it is set",
     ),
     (
         "envoy.config.listener.v3.Filter",

@@ -11,7 +11,7 @@ use envoy_types::pb::google::protobuf::Any;
 
 use crate::config::{descriptor, ConfigError, FieldPath};
 use crate::http::filter::StreamFilterFactory;
-use crate::network::{ListenerScope, NetworkFilterBuilder, NetworkFilterFactory};
+use crate::network::{ListenerFilterFactory, ListenerScope, NetworkFilterBuilder, NetworkFilterFactory};
 use crate::stats::Store;
 use crate::thread_local::Slot;
 use crate::upstream::ThreadLocalClusterManager;
@@ -89,6 +89,9 @@ pub struct HttpFilterExtension {
 pub const NETWORK_FILTERS: &[NetworkFilterExtension] =
     &[filters::network::tcp_proxy::EXTENSION, crate::http::conn_manager::EXTENSION];
 
+/// The listener filters Courier ships.
+pub use filters::listener::LISTENER_FILTERS;
+
 /// The HTTP filters Courier ships, the router excepted (it is built into the
 /// connection manager as its terminal stage).
 pub use filters::http::HTTP_FILTERS;
@@ -149,5 +152,21 @@ impl NetworkFilterBuilder for FactoryContext<'_> {
             ..*self
         };
         create_network_filter(typed_config, path, &ctx)
+    }
+
+    fn build_listener_filter(
+        &self,
+        typed_config: &Any,
+        path: &FieldPath,
+        _listener: ListenerScope<'_>,
+    ) -> Result<Arc<dyn ListenerFilterFactory>, ConfigError> {
+        let type_name = descriptor::type_name(&typed_config.type_url);
+        let ext = LISTENER_FILTERS.iter().find(|e| e.config_type == type_name).ok_or_else(|| {
+            path.field_error(
+                "@type",
+                format!("unsupported extension '{}' (not a listener filter)", typed_config.type_url),
+            )
+        })?;
+        (ext.create)(typed_config, path, self.store)
     }
 }

@@ -6,7 +6,7 @@
 
 use prost_reflect::DynamicMessage;
 
-use super::{filters, HTTP_FILTERS, NETWORK_FILTERS};
+use super::{filters, HTTP_FILTERS, LISTENER_FILTERS, NETWORK_FILTERS};
 use crate::config::supported::{self, Inventory, PLACES, SUPPORTED_FIELDS};
 use crate::config::{BootstrapSource, ConfigError, FieldPath, LoadedBootstrap};
 use crate::router::ROUTE_SUPPORTED_FIELDS;
@@ -15,7 +15,12 @@ use crate::upstream::cluster::{lb_policy_choice, LbPolicyChoice};
 /// What Courier accepts: every field table, each kept next to the code that
 /// implements it, and every registered extension type.
 pub const INVENTORY: Inventory = Inventory {
-    tables: &[SUPPORTED_FIELDS, ROUTE_SUPPORTED_FIELDS, filters::http::SUPPORTED_FIELDS],
+    tables: &[
+        SUPPORTED_FIELDS,
+        ROUTE_SUPPORTED_FIELDS,
+        filters::http::SUPPORTED_FIELDS,
+        filters::listener::SUPPORTED_FIELDS,
+    ],
     places: PLACES,
     is_extension: is_registered,
     skips_lb_policy: |type_name| lb_policy_choice(type_name) == LbPolicyChoice::Skip,
@@ -25,6 +30,7 @@ pub const INVENTORY: Inventory = Inventory {
 /// extension; the config checker accepts no other `Any`.
 pub fn is_registered(type_name: &str) -> bool {
     NETWORK_FILTERS.iter().any(|e| e.config_type == type_name)
+        || LISTENER_FILTERS.iter().any(|e| e.config_type == type_name)
         || HTTP_FILTERS.iter().any(|e| e.config_type == type_name || e.per_route.is_some_and(|(t, _)| t == type_name))
         || crate::access_log::ACCESS_LOGGERS.iter().any(|(_, t)| *t == type_name)
         || OTHER_TYPES.contains(&type_name)
@@ -66,6 +72,7 @@ mod tests {
     #[test]
     fn every_registered_type_is_in_the_embedded_schema() {
         let mut types: Vec<&str> = NETWORK_FILTERS.iter().map(|e| e.config_type).collect();
+        types.extend(LISTENER_FILTERS.iter().map(|e| e.config_type));
         for e in HTTP_FILTERS {
             types.push(e.config_type);
             types.extend(e.per_route.map(|(t, _)| t));

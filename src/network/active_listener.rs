@@ -10,7 +10,9 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::connection::{ConnectionInfo, DownstreamConnection};
+use super::filter_chain_match::MatchInput;
 use super::listener::ListenerConfig;
+use super::listener_filter::{AcceptedSocket, ListenerFilterError};
 use crate::stats::Gauge;
 
 thread_local! {
@@ -63,18 +65,89 @@ async fn accept_loop(config: Arc<ListenerConfig>, listener: tokio::net::TcpListe
             None => stream.local_addr().unwrap_or(config.address),
         };
         let _ = stream.set_nodelay(true);
-        let conn = DownstreamConnection {
-            stream: stream.into(),
-            info: ConnectionInfo { remote, local },
-            buffer_limit: config.buffer_limit,
+        let socket = AcceptedSocket {
+            stream,
+            remote,
+            local,
+            direct_remote: remote,
+            server_name: String::new(),
+            transport_protocol: "",
+            application_protocols: Vec::new(),
         };
-        let guard = ConnectionAccounting::open(config.clone(), worker, total.clone());
-        let run = config.filter_chain.terminal.on_new_connection(conn);
-        tokio::task::spawn_local(async move {
-            run.await;
-            drop(guard);
-        });
+        if config.listener_filters.is_empty() {
+            // No filter to wait for: the chain is chosen and started at once.
+            serve_connection(&config, socket, worker, &total);
+        } else {
+            let (config, total) = (config.clone(), total.clone());
+            tokio::task::spawn_local(async move {
+                if let Some(socket) = run_listener_filters(&config, socket).await {
+                    serve_connection(&config, socket, worker, &total);
+                }
+            });
+        }
     }
+}
+
+/// Runs the listener filters in order under `listener_filters_timeout`; `None`
+/// when the socket is to be closed (counted in the listener's stats).
+async fn run_listener_filters(config: &ListenerConfig, mut socket: AcceptedSocket) -> Option<AcceptedSocket> {
+    let stats = &config.stats;
+    stats.downstream_pre_cx_active.inc();
+    let filters = async {
+        for filter in &config.listener_filters {
+            filter.on_accept(&mut socket).await?;
+        }
+        Ok(())
+    };
+    let outcome = match config.listener_filters_timeout {
+        Some(limit) => tokio::time::timeout(limit, filters).await,
+        None => Ok(filters.await),
+    };
+    stats.downstream_pre_cx_active.dec();
+    match outcome {
+        Ok(Ok(())) => Some(socket),
+        Ok(Err(ListenerFilterError::RemoteClose)) => {
+            stats.downstream_listener_filter_remote_close.inc();
+            None
+        }
+        // The filter counts it in its own stats; Envoy's listener does not.
+        Ok(Err(ListenerFilterError::Rejected)) => None,
+        Err(_elapsed) => {
+            stats.downstream_pre_cx_timeout.inc();
+            config.continue_on_listener_filters_timeout.then_some(socket)
+        }
+    }
+}
+
+/// Chooses the socket's filter chain and runs the connection through it to its
+/// end, as a task of this worker; a socket no chain matches is closed.
+fn serve_connection(config: &Arc<ListenerConfig>, socket: AcceptedSocket, worker: usize, total: &Arc<Gauge>) {
+    let input = MatchInput {
+        local: socket.local,
+        remote: socket.remote,
+        direct_remote: socket.direct_remote,
+        server_name: &socket.server_name,
+        // Envoy's default when no listener filter detected a transport.
+        transport_protocol: if socket.transport_protocol.is_empty() { "raw_buffer" } else { socket.transport_protocol },
+        application_protocols: &socket.application_protocols,
+    };
+    let Some(chain) = config.filter_chains.find(&input) else {
+        config.stats.no_filter_chain_match.inc();
+        return;
+    };
+    // A chain's transport socket (TLS termination) wraps `socket.stream` here,
+    // once the chain is known, before the terminal filter takes the connection.
+    let conn = DownstreamConnection {
+        stream: socket.stream.into(),
+        info: ConnectionInfo { remote: socket.remote, local: socket.local },
+        buffer_limit: config.buffer_limit,
+    };
+    let guard = ConnectionAccounting::open(config.clone(), worker, total.clone());
+    let run = chain.terminal.on_new_connection(conn);
+    tokio::task::spawn_local(async move {
+        run.await;
+        drop(guard);
+    });
 }
 
 /// Counts a connection in the listener, per-worker and server stats for as long

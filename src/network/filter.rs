@@ -11,6 +11,7 @@ use std::sync::Arc;
 use envoy_types::pb::google::protobuf::Any;
 
 use super::connection::DownstreamConnection;
+use super::listener_filter::ListenerFilterFactory;
 use crate::config::{ConfigError, FieldPath};
 
 /// A future that runs on one worker (it may hold `Rc`s).
@@ -22,7 +23,10 @@ pub trait NetworkFilterFactory: Send + Sync + Debug {
     fn on_new_connection(&self, conn: DownstreamConnection) -> LocalBoxFuture;
 }
 
-/// A listener's network filter chain.
+/// One of a listener's network filter chains, chosen per connection by the
+/// listener's `FilterChainMatcher`. A chain's transport socket (TLS termination)
+/// belongs here too: it wraps the connection once the chain is chosen
+/// (`active_listener::serve_connection`), before the terminal filter takes it.
 #[derive(Debug, Clone)]
 pub struct FilterChain {
     pub name: String,
@@ -49,4 +53,12 @@ pub trait NetworkFilterBuilder {
         path: &FieldPath,
         listener: ListenerScope<'_>,
     ) -> Result<Arc<dyn NetworkFilterFactory>, ConfigError>;
+
+    /// Builds a listener filter (`listener_filters[i].typed_config`) the same way.
+    fn build_listener_filter(
+        &self,
+        typed_config: &Any,
+        path: &FieldPath,
+        listener: ListenerScope<'_>,
+    ) -> Result<Arc<dyn ListenerFilterFactory>, ConfigError>;
 }

@@ -3,9 +3,13 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::config::listener::v3::{filter, Listener};
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::listener::v3::{self as listener_pb, filter, listener_filter, Listener};
 
 use super::filter::{FilterChain, ListenerScope, NetworkFilterBuilder};
+use super::filter_chain_match::FilterChainMatcher;
+use super::listener_filter::ListenerFilterFactory;
 use crate::config::{ConfigError, FieldPath};
 use crate::define_stats;
 use crate::stats::Store;
@@ -51,7 +55,15 @@ pub struct ListenerConfig {
     pub ipv6_only: bool,
     pub reuse_port: bool,
     pub buffer_limit: u32,
-    pub filter_chain: FilterChain,
+    /// `listener_filters`, run in order on each accepted socket.
+    pub listener_filters: Vec<Arc<dyn ListenerFilterFactory>>,
+    /// `listener_filters_timeout` (default 15 s; `None` when 0 disables it).
+    pub listener_filters_timeout: Option<Duration>,
+    /// `continue_on_listener_filters_timeout`: a socket whose filters time out
+    /// goes on to the match with what they found instead of being closed.
+    pub continue_on_listener_filters_timeout: bool,
+    /// The filter chains and the default one, chosen per connection.
+    pub filter_chains: FilterChainMatcher,
     /// `<stat_prefix or address>` in `listener.<...>.`.
     pub stat_scope: String,
     pub stats: ListenerStats,
@@ -80,7 +92,26 @@ impl ListenerConfig {
         let buffer_limit =
             l.per_connection_buffer_limit_bytes.as_ref().map(|v| v.value).unwrap_or(DEFAULT_BUFFER_LIMIT);
         let scope = ListenerScope { stat_scope: &stat_scope, buffer_limit };
-        let filter_chain = filter_chain(l, path, filters, scope)?;
+        let filter_chains = filter_chains(l, path, &address, filters, scope)?;
+        let listener_filters = l
+            .listener_filters
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let mut fpath = path.clone();
+                fpath.push_field("listener_filters");
+                fpath.push_index(i);
+                let Some(listener_filter::ConfigType::TypedConfig(any)) = &f.config_type else {
+                    return Err(fpath.field_error("typed_config", format!("filter '{}' needs a typed_config", f.name)));
+                };
+                fpath.push_field("typed_config");
+                filters.build_listener_filter(any, &fpath, scope)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let listener_filters_timeout = match &l.listener_filters_timeout {
+            None => Some(Duration::from_secs(15)),
+            Some(d) => Some(Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32)).filter(|d| !d.is_zero()),
+        };
         let prefix = format!("listener.{stat_scope}.");
         Ok(Arc::new(ListenerConfig {
             name,
@@ -88,7 +119,10 @@ impl ListenerConfig {
             ipv6_only: super::socket::ipv6_only(ip, ipv4_compat(addr)),
             reuse_port: l.enable_reuse_port.as_ref().map(|b| b.value).unwrap_or(true),
             buffer_limit,
-            filter_chain,
+            listener_filters,
+            listener_filters_timeout,
+            continue_on_listener_filters_timeout: l.continue_on_listener_filters_timeout,
+            filter_chains,
             stats: ListenerStats::new(store, &prefix),
             worker_stats: (0..workers)
                 .map(|w| PerWorkerListenerStats::new(store, &format!("{prefix}worker_{w}.")))
@@ -98,27 +132,52 @@ impl ListenerConfig {
     }
 }
 
-/// The listener's one filter chain. Envoy rejects two chains with the same
-/// (here: empty) match, and Courier has no `filter_chain_match` yet.
-fn filter_chain(
+/// The listener's filter chains and its default one, with Envoy's checks of
+/// their matches.
+fn filter_chains(
     l: &Listener,
     path: &FieldPath,
+    address: &SocketAddr,
+    filters: &dyn NetworkFilterBuilder,
+    scope: ListenerScope<'_>,
+) -> Result<FilterChainMatcher, ConfigError> {
+    if l.filter_chains.is_empty() && l.default_filter_chain.is_none() {
+        return Err(path.field_error("filter_chains", "a listener needs at least one filter chain"));
+    }
+    let match_error = |(i, e): (usize, String)| {
+        path.field_error(
+            &format!("filter_chains[{i}].filter_chain_match"),
+            format!("error adding listener '{address}': {e}"),
+        )
+    };
+    // Envoy checks the matches before it builds any chain's filters.
+    let matches: Vec<_> = l.filter_chains.iter().map(|c| (c.filter_chain_match.as_ref(), c.name.as_str())).collect();
+    FilterChainMatcher::check_matches(&matches).map_err(match_error)?;
+    let mut chains = Vec::with_capacity(l.filter_chains.len());
+    for (i, chain) in l.filter_chains.iter().enumerate() {
+        let mut chain_path = path.clone();
+        chain_path.push_field("filter_chains");
+        chain_path.push_index(i);
+        chains.push((chain.filter_chain_match.as_ref(), Arc::new(filter_chain(chain, &chain_path, filters, scope)?)));
+    }
+    let default = match &l.default_filter_chain {
+        Some(chain) => {
+            let mut chain_path = path.clone();
+            chain_path.push_field("default_filter_chain");
+            Some(Arc::new(filter_chain(chain, &chain_path, filters, scope)?))
+        }
+        None => None,
+    };
+    FilterChainMatcher::new(chains, default).map_err(match_error)
+}
+
+/// One chain: its one terminal network filter.
+fn filter_chain(
+    chain: &listener_pb::FilterChain,
+    chain_path: &FieldPath,
     filters: &dyn NetworkFilterBuilder,
     scope: ListenerScope<'_>,
 ) -> Result<FilterChain, ConfigError> {
-    let chain = match l.filter_chains.as_slice() {
-        [] => return Err(path.field_error("filter_chains", "a listener needs at least one filter chain")),
-        [one] => one,
-        _ => {
-            return Err(path.field_error(
-                "filter_chains[1]",
-                format!("multiple filter chains with the same matching rules are defined in listener '{}'", l.name),
-            ))
-        }
-    };
-    let mut chain_path = path.clone();
-    chain_path.push_field("filter_chains");
-    chain_path.push_index(0);
     let [f] = chain.filters.as_slice() else {
         return Err(chain_path.field_error(
             "filters",
@@ -128,6 +187,7 @@ fn filter_chain(
             },
         ));
     };
+    let mut chain_path = chain_path.clone();
     chain_path.push_field("filters");
     chain_path.push_index(0);
     let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type else {

@@ -5,13 +5,17 @@
 pub mod active_listener;
 pub mod connection;
 pub mod filter;
+pub mod filter_chain_match;
 pub mod listener;
+pub mod listener_filter;
 pub mod listener_manager;
 pub mod socket;
 pub mod transport;
 
 pub use connection::{ConnectionInfo, DownstreamConnection};
 pub use filter::{FilterChain, ListenerScope, NetworkFilterBuilder, NetworkFilterFactory};
+pub use filter_chain_match::{FilterChainMatcher, MatchInput};
 pub use listener::ListenerConfig;
+pub use listener_filter::{AcceptedSocket, ListenerFilterError, ListenerFilterFactory, ListenerFilterFuture};
 pub use listener_manager::ListenerManager;
 pub use transport::{Transport, TransportStream};

@@ -43,6 +43,7 @@
 //!   reuse: true         # on the previous request's client connection (keep-alive)
 //!                       # instead of a new one; with `repeat`, every repetition reuses it
 //! - tcp: "hello"        # raw TCP: send, half-close, read to EOF
+//!   half_close_after_ms: 200  # wait between sending and half-closing
 //! - signal: TERM        # send the proxy SIGTERM at this point of the sequence, then
 //!                       # wait until its first listener refuses connections
 //!   during_next: true   # instead: while the next request is in flight (once the
@@ -101,6 +102,10 @@ pub struct Request {
     pub body: Option<String>,
     pub raw: Option<String>,
     pub tcp: Option<String>,
+    /// With `tcp`: wait this long after sending before half-closing, so that a
+    /// proxy's listener filters see the bytes before the FIN (Envoy closes a
+    /// socket whose FIN comes in the same read as the bytes they inspect).
+    pub half_close_after_ms: Option<u64>,
     /// Sent after an interim (1xx) response to `raw`.
     pub continue_body: Option<String>,
     /// Close the connection this long after sending, without reading a response.

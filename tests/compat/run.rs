@@ -515,7 +515,8 @@ impl Session<'_> {
         } else if let Some(data) = &r.tcp {
             match addr {
                 None => Outcome::Failed(no_listener(r)),
-                Some(addr) => tcp_exchange(addr, data.as_bytes()).map_or_else(Outcome::Failed, Outcome::Tcp),
+                Some(addr) => tcp_exchange(addr, data.as_bytes(), r.half_close_after_ms)
+                    .map_or_else(Outcome::Failed, Outcome::Tcp),
             }
         } else {
             self.http(label, r, addr)
@@ -1027,11 +1028,14 @@ fn http2_exchange(addr: SocketAddr, r: &crate::case::Request) -> Exchanged {
     }
 }
 
-/// Writes `data`, half-closes, reads until EOF.
-fn tcp_exchange(addr: SocketAddr, data: &[u8]) -> Result<Vec<u8>, Failure> {
+/// Writes `data`, half-closes (`half_close_after_ms` later), reads until EOF.
+fn tcp_exchange(addr: SocketAddr, data: &[u8], half_close_after_ms: Option<u64>) -> Result<Vec<u8>, Failure> {
     let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(|e| Failure::io("connect", &e))?;
     s.set_read_timeout(Some(IO_TIMEOUT)).map_err(|e| Failure::io("setup", &e))?;
     s.write_all(data).map_err(|e| Failure::io("write", &e))?;
+    if let Some(ms) = half_close_after_ms {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
     s.shutdown(Shutdown::Write).map_err(|e| Failure::io("shutdown", &e))?;
     let mut out = Vec::new();
     s.read_to_end(&mut out).map_err(|e| Failure::io("read", &e))?;

@@ -145,7 +145,8 @@ fn two_filter_chains_with_the_same_match() {
     rejects(
         "    filter_chains:\n    - filters:\n",
         "    filter_chains:\n    - filters: []\n    - filters:\n",
-        "static_resources.listeners[0].filter_chains[1]: multiple filter chains with the same matching rules",
+        "static_resources.listeners[0].filter_chains[1].filter_chain_match: error adding listener '127.0.0.1:10000': \
+         filter chain '' has the same matching rules defined as ''",
     );
 }
 

@@ -20,6 +20,7 @@ mod http_options;
 mod http_proxy;
 mod layering;
 mod lifecycle;
+mod listener_path;
 mod load_balancing;
 mod net_helpers;
 mod routing;

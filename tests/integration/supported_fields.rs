@@ -76,6 +76,12 @@ const TCP_IT: &str = "tests/integration/tcp_proxy.rs";
 const UPSTREAM_IT: &str = "tests/integration/upstream.rs";
 const H2_UPSTREAM_IT: &str = "tests/integration/http2_upstream.rs";
 const CLUSTER_RS: &str = "src/upstream/cluster.rs";
+const LPATH_IT: &str = "tests/integration/listener_path.rs";
+const PP_CHAINS: &str = "proxy_protocol_addresses_choose_the_chain_by_destination_port_and_source_prefix";
+const LF_TIMEOUT: &str = "listener_filters_timeout_closes_or_continues_as_configured";
+const FCM: &str = "envoy.config.listener.v3.FilterChainMatch";
+const FCM_RS: &str = "src/network/filter_chain_match.rs";
+const FCM_TABLE: &str = "each_criterion_picks_its_most_specific_chain";
 
 /// `(message, field, where tests show it acting)`, in the order of the tables.
 const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
@@ -156,11 +162,40 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (LISTENER, "name", &[compat("admin_pages")]),
     (LISTENER, "address", &[compat("admin_pages")]),
     (LISTENER, "stat_prefix", &[compat("stat_prefixes")]),
-    (LISTENER, "filter_chains", &[compat("http_get")]),
+    (LISTENER, "filter_chains", &[compat("http_get"), compat("listener_chain_match")]),
+    (LISTENER, "default_filter_chain", &[test(LPATH_IT, PP_CHAINS)]),
     (LISTENER, "per_connection_buffer_limit_bytes", &[compat("retry_buffer_limit")]),
+    (LISTENER, "listener_filters", &[compat("listener_sni"), compat("listener_chain_match")]),
+    (LISTENER, "listener_filters_timeout", &[test(LPATH_IT, LF_TIMEOUT), compat("listener_filters_timeout")]),
+    (
+        LISTENER,
+        "continue_on_listener_filters_timeout",
+        &[test(LPATH_IT, LF_TIMEOUT), compat("listener_filters_timeout")],
+    ),
     (LISTENER, "enable_reuse_port", &[test(TCP_IT, "shared_socket_without_reuse_port_also_serves")]),
+    (
+        "envoy.config.listener.v3.FilterChain",
+        "filter_chain_match",
+        &[compat("listener_chain_match"), compat("listener_sni")],
+    ),
     ("envoy.config.listener.v3.FilterChain", "filters", &[compat("http_get")]),
+    (FCM, "destination_port", &[test(FCM_RS, FCM_TABLE), test(LPATH_IT, PP_CHAINS)]),
+    (FCM, "prefix_ranges", &[test(FCM_RS, FCM_TABLE)]),
+    (FCM, "direct_source_prefix_ranges", &[test(FCM_RS, FCM_TABLE)]),
+    (FCM, "source_type", &[test(FCM_RS, FCM_TABLE)]),
+    (FCM, "source_prefix_ranges", &[test(FCM_RS, FCM_TABLE), test(LPATH_IT, PP_CHAINS)]),
+    (FCM, "source_ports", &[test(FCM_RS, FCM_TABLE), test(LPATH_IT, PP_CHAINS)]),
+    (
+        FCM,
+        "server_names",
+        &[test(FCM_RS, FCM_TABLE), test(LPATH_IT, "sni_passthrough_routes_each_server_name_to_its_upstream")],
+    ),
+    (FCM, "transport_protocol", &[test(FCM_RS, FCM_TABLE), test(LPATH_IT, LF_TIMEOUT)]),
+    (FCM, "application_protocols", &[test(FCM_RS, FCM_TABLE), compat("listener_http_inspector")]),
+    ("envoy.config.core.v3.CidrRange", "address_prefix", &[test(FCM_RS, FCM_TABLE), test(LPATH_IT, PP_CHAINS)]),
+    ("envoy.config.core.v3.CidrRange", "prefix_len", &[test(FCM_RS, FCM_TABLE), test(LPATH_IT, PP_CHAINS)]),
     ("envoy.config.listener.v3.Filter", "typed_config", &[compat("tcp_proxy"), compat("http_get")]),
+    ("envoy.config.listener.v3.ListenerFilter", "typed_config", &[compat("listener_sni")]),
     (CLUSTER, "name", &[compat("http_get")]),
     (CLUSTER, "alt_stat_name", &[compat("stat_prefixes")]),
     (CLUSTER, "type", &[compat("endpoint_hostname")]),
@@ -810,6 +845,17 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     ("envoy.extensions.filters.http.buffer.v3.Buffer", "max_request_bytes", &[compat("filter_buffer")]),
     ("envoy.extensions.filters.http.buffer.v3.BufferPerRoute", "disabled", &[compat("filter_buffer")]),
     ("envoy.extensions.filters.http.buffer.v3.BufferPerRoute", "buffer", &[compat("filter_buffer")]),
+    // --- extensions::filters::listener::SUPPORTED_FIELDS
+    (
+        "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol",
+        "allow_requests_without_proxy_protocol",
+        &[compat("listener_proxy_protocol_http")],
+    ),
+    (
+        "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol",
+        "stat_prefix",
+        &[compat("listener_chain_match")],
+    ),
 ];
 
 /// `(message, field, what is wrong)`: supported fields no test shows acting as

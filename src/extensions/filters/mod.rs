@@ -1,4 +1,5 @@
 //! Filters by layer, as in Envoy's `extensions/filters/`.
 
 pub mod http;
+pub mod listener;
 pub mod network;

@@ -1,0 +1,321 @@
+//! `envoy.filters.listener.proxy_protocol`: reads the PROXY protocol header (v1
+//! text or v2 binary, HAProxy's spec) that a load balancer in front sends first,
+//! and replaces the connection's remote and local addresses with the ones it
+//! carries, for everything after: filter-chain matching by source, access logs,
+//! `x-forwarded-for`. The header is consumed (the chain never sees it), and only
+//! the header: it is peeked first so that not one byte of the client's data is
+//! read. A malformed header closes the connection and is counted, as in Envoy.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::extensions::filters::listener::proxy_protocol::v3::ProxyProtocol;
+use envoy_types::pb::google::protobuf::Any;
+use tokio::io::AsyncReadExt;
+
+use super::ListenerFilterExtension;
+use crate::config::{bootstrap::decode_any, ConfigError, FieldPath};
+use crate::define_stats;
+use crate::network::{AcceptedSocket, ListenerFilterError, ListenerFilterFactory, ListenerFilterFuture};
+use crate::stats::{Counter, Store};
+
+pub const EXTENSION: ListenerFilterExtension = ListenerFilterExtension {
+    name: "envoy.filters.listener.proxy_protocol",
+    config_type: "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol",
+    create,
+};
+
+define_stats! {
+    /// `proxy_proto.[<stat_prefix>.]*`
+    #[derive(Debug)]
+    pub struct ProxyProtocolStats {
+        counter not_found_allowed,
+        counter not_found_disallowed,
+    }
+}
+
+define_stats! {
+    /// `proxy_proto.[<stat_prefix>.]versions.<v1|v2>.*`
+    #[derive(Debug)]
+    pub struct ProxyProtocolVersionStats {
+        counter found,
+        counter disallowed,
+        counter error,
+    }
+}
+
+const V1_SIGNATURE: &[u8] = b"PROXY ";
+const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
+/// A v1 header's longest form, CRLF included (the spec's 107 bytes).
+const V1_MAX: usize = 107;
+/// The fixed part of a v2 header: signature, version/command, family, length.
+const V2_FIXED: usize = 16;
+
+#[derive(Debug)]
+struct ProxyProtocolFactory {
+    allow_without: bool,
+    stats: ProxyProtocolStats,
+    v1: ProxyProtocolVersionStats,
+    v2: ProxyProtocolVersionStats,
+    /// Envoy's legacy root counter for any header error.
+    proxy_proto_error: Arc<Counter>,
+}
+
+fn create(any: &Any, path: &FieldPath, store: &Store) -> Result<Arc<dyn ListenerFilterFactory>, ConfigError> {
+    let cfg: ProxyProtocol = decode_any(any, path)?;
+    let prefix = match cfg.stat_prefix.as_str() {
+        "" => "proxy_proto.".to_string(),
+        p => format!("proxy_proto.{p}."),
+    };
+    Ok(Arc::new(ProxyProtocolFactory {
+        allow_without: cfg.allow_requests_without_proxy_protocol,
+        stats: ProxyProtocolStats::new(store, &prefix),
+        v1: ProxyProtocolVersionStats::new(store, &format!("{prefix}versions.v1.")),
+        v2: ProxyProtocolVersionStats::new(store, &format!("{prefix}versions.v2.")),
+        proxy_proto_error: store.counter("downstream_cx_proxy_proto_error"),
+    }))
+}
+
+/// What a header says.
+#[derive(Debug, PartialEq, Eq)]
+enum Header {
+    /// The addresses of the client and of the destination it connected to.
+    Proxied { len: usize, remote: SocketAddr, local: SocketAddr },
+    /// A header that keeps the connection's own addresses (v1 `UNKNOWN`, v2 `LOCAL`
+    /// or an address family other than IPv4/IPv6).
+    Local { len: usize },
+}
+
+/// The outcome of looking at the first bytes.
+#[derive(Debug, PartialEq, Eq)]
+enum Parse {
+    /// At least this many bytes are needed.
+    NeedMore(usize),
+    /// Neither signature.
+    NotFound,
+    Found(Version, Header),
+    Error(Version),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    V1,
+    V2,
+}
+
+impl ProxyProtocolFactory {
+    fn version(&self, v: Version) -> &ProxyProtocolVersionStats {
+        match v {
+            Version::V1 => &self.v1,
+            Version::V2 => &self.v2,
+        }
+    }
+}
+
+impl ListenerFilterFactory for ProxyProtocolFactory {
+    fn on_accept<'a>(&'a self, socket: &'a mut AcceptedSocket) -> ListenerFilterFuture<'a> {
+        Box::pin(async move {
+            let mut buf = vec![0u8; V1_MAX];
+            let mut have = 0;
+            let (version, header) = loop {
+                let n = socket.peek_more(&mut buf, have).await.map_err(|_| ListenerFilterError::RemoteClose)?;
+                if n <= have && n < buf.len() {
+                    return Err(ListenerFilterError::RemoteClose);
+                }
+                have = n;
+                match parse(&buf[..have]) {
+                    Parse::NeedMore(want) => {
+                        if want > buf.len() {
+                            buf.resize(want, 0);
+                        } else if have == buf.len() {
+                            // Full and still no end: only a v1 line can do that.
+                            self.v1.error.inc();
+                            self.proxy_proto_error.inc();
+                            return Err(ListenerFilterError::Rejected);
+                        }
+                    }
+                    Parse::NotFound if self.allow_without => {
+                        self.stats.not_found_allowed.inc();
+                        return Ok(());
+                    }
+                    Parse::NotFound => {
+                        self.stats.not_found_disallowed.inc();
+                        self.proxy_proto_error.inc();
+                        return Err(ListenerFilterError::Rejected);
+                    }
+                    Parse::Error(v) => {
+                        self.version(v).error.inc();
+                        self.proxy_proto_error.inc();
+                        return Err(ListenerFilterError::Rejected);
+                    }
+                    Parse::Found(v, header) => break (v, header),
+                }
+            };
+            let len = match header {
+                Header::Proxied { len, remote, local } => {
+                    socket.remote = remote;
+                    socket.local = local;
+                    len
+                }
+                Header::Local { len } => len,
+            };
+            // Consume exactly the header: it was peeked whole, so this read does not wait.
+            buf.truncate(len);
+            socket.stream.read_exact(&mut buf).await.map_err(|_| ListenerFilterError::RemoteClose)?;
+            self.version(version).found.inc();
+            Ok(())
+        })
+    }
+}
+
+fn parse(data: &[u8]) -> Parse {
+    let starts = |sig: &[u8]| data[..data.len().min(sig.len())] == sig[..data.len().min(sig.len())];
+    if starts(V1_SIGNATURE) {
+        if data.len() < V1_SIGNATURE.len() {
+            return Parse::NeedMore(V1_SIGNATURE.len());
+        }
+        return match data.windows(2).position(|w| w == b"\r\n") {
+            Some(end) => parse_v1(&data[..end]).map_or(Parse::Error(Version::V1), |h| Parse::Found(Version::V1, h)),
+            None if data.len() >= V1_MAX => Parse::Error(Version::V1),
+            None => Parse::NeedMore(data.len() + 1),
+        };
+    }
+    if starts(V2_SIGNATURE) {
+        let Some(fixed) = data.get(..V2_FIXED) else { return Parse::NeedMore(V2_FIXED) };
+        let len = V2_FIXED + usize::from(u16::from_be_bytes([fixed[14], fixed[15]]));
+        return match data.get(V2_FIXED..len) {
+            Some(addresses) => parse_v2(fixed[12], fixed[13], addresses, len)
+                .map_or(Parse::Error(Version::V2), |h| Parse::Found(Version::V2, h)),
+            None => Parse::NeedMore(len),
+        };
+    }
+    Parse::NotFound
+}
+
+/// `PROXY TCP4 <src> <dst> <sport> <dport>` (or `TCP6`, or `UNKNOWN ...`), CRLF cut.
+fn parse_v1(line: &[u8]) -> Option<Header> {
+    let len = line.len() + 2;
+    let line = std::str::from_utf8(line).ok()?;
+    let mut fields = line.split(' ');
+    fields.next().filter(|p| *p == "PROXY")?;
+    let family = fields.next()?;
+    if family == "UNKNOWN" {
+        return Some(Header::Local { len });
+    }
+    let (src, dst) = (fields.next()?.parse::<IpAddr>().ok()?, fields.next()?.parse::<IpAddr>().ok()?);
+    let (sport, dport) = (fields.next()?.parse::<u16>().ok()?, fields.next()?.parse::<u16>().ok()?);
+    if fields.next().is_some() {
+        return None;
+    }
+    let v4 = match family {
+        "TCP4" => true,
+        "TCP6" => false,
+        _ => return None,
+    };
+    if src.is_ipv4() != v4 || dst.is_ipv4() != v4 {
+        return None;
+    }
+    Some(Header::Proxied { len, remote: SocketAddr::new(src, sport), local: SocketAddr::new(dst, dport) })
+}
+
+/// The v2 version/command byte, the family/transport byte and the address block.
+fn parse_v2(ver_cmd: u8, family: u8, addresses: &[u8], len: usize) -> Option<Header> {
+    if ver_cmd >> 4 != 2 {
+        return None;
+    }
+    match ver_cmd & 0x0f {
+        0 => return Some(Header::Local { len }),
+        1 => {}
+        _ => return None,
+    }
+    let port = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
+    match family >> 4 {
+        1 => {
+            let a = addresses.get(..12)?;
+            let ip = |b: &[u8]| IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]));
+            let (src, dst) = (ip(&a[0..4]), ip(&a[4..8]));
+            Some(Header::Proxied {
+                len,
+                remote: SocketAddr::new(src, port(&a[8..10])),
+                local: SocketAddr::new(dst, port(&a[10..12])),
+            })
+        }
+        2 => {
+            let a = addresses.get(..36)?;
+            let ip = |b: &[u8]| {
+                let mut octets = [0u8; 16];
+                octets.copy_from_slice(b);
+                IpAddr::V6(Ipv6Addr::from(octets))
+            };
+            let (src, dst) = (ip(&a[0..16]), ip(&a[16..32]));
+            Some(Header::Proxied {
+                len,
+                remote: SocketAddr::new(src, port(&a[32..34])),
+                local: SocketAddr::new(dst, port(&a[34..36])),
+            })
+        }
+        // AF_UNSPEC and AF_UNIX: the connection's own addresses stay.
+        _ => Some(Header::Local { len }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn reads_v1_headers() {
+        let h = b"PROXY TCP4 192.0.2.1 198.51.100.2 5000 80\r\nGET /";
+        assert_eq!(
+            parse(h),
+            Parse::Found(
+                Version::V1,
+                Header::Proxied { len: 43, remote: addr("192.0.2.1:5000"), local: addr("198.51.100.2:80") }
+            )
+        );
+        assert_eq!(parse(b"PROXY UNKNOWN\r\n"), Parse::Found(Version::V1, Header::Local { len: 15 }));
+        assert_eq!(parse(b"PROXY TCP4 ::1 ::1 1 2\r\n"), Parse::Error(Version::V1));
+        assert_eq!(parse(b"PROXY TCP4 1.2.3.4 1.2.3.4 1 99999\r\n"), Parse::Error(Version::V1));
+        assert_eq!(parse(b"PROXY TCP4 1.2"), Parse::NeedMore(15));
+        assert_eq!(parse(b"PRO"), Parse::NeedMore(6));
+        assert_eq!(parse(b"GET / HTTP/1.1\r\n"), Parse::NotFound);
+        assert_eq!(parse(&[b'x'; 200]), Parse::NotFound);
+    }
+
+    pub(crate) fn v2(cmd: u8, family: u8, addresses: &[u8]) -> Vec<u8> {
+        let mut h = V2_SIGNATURE.to_vec();
+        h.extend([0x20 | cmd, family]);
+        h.extend((addresses.len() as u16).to_be_bytes());
+        h.extend(addresses);
+        h
+    }
+
+    #[test]
+    fn reads_v2_headers() {
+        let mut a = vec![10, 0, 0, 1, 10, 0, 0, 2];
+        a.extend(4000u16.to_be_bytes());
+        a.extend(443u16.to_be_bytes());
+        a.extend([1, 0, 3, b'x']); // a TLV, skipped
+        let h = v2(1, 0x11, &a);
+        assert_eq!(
+            parse(&h),
+            Parse::Found(
+                Version::V2,
+                Header::Proxied { len: h.len(), remote: addr("10.0.0.1:4000"), local: addr("10.0.0.2:443") }
+            )
+        );
+        assert_eq!(parse(&v2(0, 0x00, &[])), Parse::Found(Version::V2, Header::Local { len: 16 }));
+        assert_eq!(parse(&v2(1, 0x11, &[1, 2, 3])), Parse::Error(Version::V2));
+        assert_eq!(parse(&h[..20]), Parse::NeedMore(h.len()));
+        let mut bad = h.clone();
+        bad[12] = 0x31;
+        assert_eq!(parse(&bad), Parse::Error(Version::V2));
+        for cut in 0..h.len() {
+            assert!(matches!(parse(&h[..cut]), Parse::NeedMore(_)), "cut {cut}");
+        }
+    }
+}
