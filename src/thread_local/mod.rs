@@ -114,6 +114,12 @@ impl<T: 'static> Slot<T> {
     fn clone_local(&self) -> LocalSlot<T> {
         LocalSlot { index: self.index, _t: PhantomData }
     }
+
+    /// The slot's index, for a slot readers find through a process-wide value
+    /// (the runtime's, as Envoy's `LoaderSingleton`) rather than a handle.
+    pub fn index(&self) -> usize {
+        self.index
+    }
 }
 
 /// The index of a slot without the registry, cheap to move into posted closures.
@@ -123,6 +129,11 @@ pub struct LocalSlot<T> {
 }
 
 impl<T: 'static> LocalSlot<T> {
+    /// The slot at `index` (see `Slot::index`).
+    pub fn at(index: usize) -> Self {
+        LocalSlot { index, _t: PhantomData }
+    }
+
     pub fn get(&self) -> Option<Rc<T>> {
         Slot::<T>::get_at(self.index)
     }

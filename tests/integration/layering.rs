@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["stats"],
     &["event"],
     &["thread_local"],
+    &["runtime"],
     &["network"],
     &["formatter", "access_log"],
     // The HTTP core: its modules import each other, a cycle being reworked apart.
