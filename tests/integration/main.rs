@@ -23,6 +23,7 @@ mod lifecycle;
 mod load_balancing;
 mod net_helpers;
 mod routing;
+mod runtime;
 mod supported_fields;
 mod tcp_proxy;
 mod upstream;
