@@ -220,6 +220,20 @@ mod tests {
     }
 
     #[test]
+    fn runtime_fraction_reads_its_key_from_the_runtime() {
+        use crate::runtime::{self, Entry, Layer, Snapshot};
+        let values =
+            [("k.off", "0"), ("k.on", "100")].iter().map(|(k, v)| (k.to_string(), Entry::from_text(*v))).collect();
+        runtime::publish_on_this_thread(Snapshot::new(vec![Layer { name: "admin".into(), values }]));
+        let m = |key: &str, n: u32| {
+            format!("{{prefix: /, runtime_fraction: {{default_value: {{numerator: {n}}}, runtime_key: {key}}}}}")
+        };
+        assert!(!matches(&m("k.off", 100), "/"));
+        assert!(matches(&m("k.on", 0), "/"));
+        assert!(matches(&m("k.unset", 100), "/"));
+    }
+
+    #[test]
     fn exact_path() {
         assert!(matches("{path: /a/b}", "/a/b"));
         assert!(matches("{path: /a/b}", "/a/b?q=1"));

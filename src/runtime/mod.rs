@@ -60,6 +60,14 @@ pub fn snapshot() -> Option<Rc<Arc<Snapshot>>> {
     LocalSlot::<Arc<Snapshot>>::at(index).get()
 }
 
+/// Makes `snapshot` this thread's, as a worker holds it: for unit tests of the
+/// code that reads the runtime (each nextest test is a process of its own).
+pub fn publish_on_this_thread(snapshot: Snapshot) {
+    let slot = crate::thread_local::ThreadLocalRegistry::new().allocate_slot::<Arc<Snapshot>>();
+    PUBLISHED_SLOT.store(slot.index() + 1, Ordering::Relaxed);
+    slot.set_here(Arc::new(snapshot));
+}
+
 /// Envoy's `getDouble` on this thread's snapshot.
 pub fn get_double(key: &str, default: f64) -> f64 {
     match snapshot() {

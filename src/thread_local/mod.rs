@@ -89,6 +89,19 @@ impl<T: 'static> Slot<T> {
         }));
     }
 
+    /// Stores `value` as this thread's `T` directly, for a thread no dispatcher
+    /// runs (a unit test standing in for a worker).
+    pub fn set_here(&self, value: T) {
+        let value: Rc<dyn Any> = Rc::new(value);
+        SLOTS.with(|slots| {
+            let mut slots = slots.borrow_mut();
+            if slots.len() <= self.index {
+                slots.resize(self.index + 1, None);
+            }
+            slots[self.index] = Some(value);
+        });
+    }
+
     /// Runs `f` on every thread with that thread's `T` (skipped where unset).
     pub fn run_on_all_threads(&self, f: impl Fn(&T) + Send + Sync + 'static) {
         let slot = self.clone_local();

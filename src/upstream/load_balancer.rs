@@ -289,6 +289,28 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn least_request_reads_its_bias_from_the_runtime_at_refresh() {
+        // `active_request_bias.runtime_key` names a key of the runtime's snapshot.
+        use crate::runtime::{self, Entry, Layer, Snapshot};
+        let values = [("lb.bias", "0"), ("lb.bad", "-2")];
+        let values = values.iter().map(|(k, v)| (k.to_string(), Entry::from_text(*v))).collect();
+        runtime::publish_on_this_thread(Snapshot::new(vec![Layer { name: "static".into(), values }]));
+        let policy =
+            |key| LbPolicy::LeastRequest { choice_count: 2, active_request_bias: 0.5, active_request_bias_key: key };
+        let hosts = weighted(&[1, 3]);
+        let lb = LoadBalancer::with_seed(policy(Some("lb.bias")), 0);
+        assert_eq!(lb.bias.get(), 0.5, "the configured bias until the first refresh");
+        lb.refresh(&hosts);
+        assert_eq!(lb.bias.get(), 0.0);
+        let lb = LoadBalancer::with_seed(policy(Some("lb.bad")), 0);
+        lb.refresh(&hosts);
+        assert_eq!(lb.bias.get(), 1.0, "a negative runtime bias is replaced by 1.0, as Envoy");
+        let lb = LoadBalancer::with_seed(policy(Some("lb.unset")), 0);
+        lb.refresh(&hosts);
+        assert_eq!(lb.bias.get(), 0.5);
+    }
+
     /// Hosts on ports 1..=n, each of `load_balancing_weight` `weights[port - 1]`.
     fn weighted(weights: &[u32]) -> Vec<Arc<Host>> {
         (1..)
