@@ -136,3 +136,24 @@ fn filters_read_their_runtime_keys() {
     c.wait_until(|_| get() == 200, "rl.enforced 0 on the worker");
     assert!(c.stat("rl.http_local_rate_limit.rate_limited").is_some_and(|n| n >= 2));
 }
+
+#[test]
+fn retries_follow_upstream_use_retry() {
+    let (up, requests) = crate::http_util::fixed_upstream("busy", 503, "");
+    let routes = "virtual_hosts:\n- name: vh\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: / }\n    route: { cluster: busy, retry_policy: { retry_on: 5xx, num_retries: 2 } }\n";
+    let listener = http_listener("web", "", &indent(routes, 12), "");
+    let runtime = "layers:\n- name: static\n  static_layer: { upstream: { use_retry: 0, base_retry_backoff_ms: 1 } }\n- name: admin\n  admin_layer: {}\n";
+    let cluster = crate::harness::static_cluster("busy", &[up.port()]);
+    let yaml = format!("{}layered_runtime:\n{}", config(&[listener], &[cluster]), indent(runtime, 2));
+    let c = Courier::start(&yaml, 1);
+    let addr = c.listener("web");
+    let sent = || requests.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(http_request(addr, "GET", "/").0, 503);
+    assert_eq!(sent(), 1, "upstream.use_retry 0: no retry");
+    assert_eq!(c.stat("cluster.busy.upstream_rq_retry"), Some(0));
+    assert_eq!(c.admin_post("/runtime_modify?upstream.use_retry=100").0, 200);
+    c.wait_until(
+        |_| http_request(addr, "GET", "/").0 == 503 && c.stat("cluster.busy.upstream_rq_retry") == Some(2),
+        "retries on",
+    );
+}
