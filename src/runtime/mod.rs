@@ -97,10 +97,9 @@ impl RuntimeFraction {
 
     /// The fraction in effect on this thread now.
     pub fn current(&self) -> Fraction {
-        match (&self.key, snapshot()) {
-            (Some(key), Some(s)) => s.fraction(key, self.default),
-            _ => self.default,
-        }
+        // A fraction without a key never looks at the thread's snapshot.
+        let Some(key) = &self.key else { return self.default };
+        snapshot().map_or(self.default, |s| s.fraction(key, self.default))
     }
 
     /// True for the current fraction of the calls (Envoy's `featureEnabled`).
