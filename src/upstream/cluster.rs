@@ -314,7 +314,8 @@ impl ClusterInfo {
         let dns_failure_refresh_rate = dns_failure_refresh_rate(c, path)?;
         let stat_name = if c.alt_stat_name.is_empty() { c.name.clone() } else { c.alt_stat_name.clone() };
         let prefix = format!("cluster.{stat_name}.");
-        let resources = Arc::new(ResourceManager::from_proto(c.circuit_breakers.as_ref(), path, store, &prefix)?);
+        let resources =
+            Arc::new(ResourceManager::from_proto(c.circuit_breakers.as_ref(), path, store, &c.name, &prefix)?);
         Ok(ClusterInfo {
             name: c.name.clone(),
             stats: ClusterStats::new(store, &prefix),
