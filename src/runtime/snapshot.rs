@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::common::fnv::FnvHashMap;
 use crate::common::random;
 
 /// Envoy's `FractionalPercent` as the runtime samples it: true for
@@ -135,16 +136,18 @@ pub struct Layer {
     pub values: HashMap<String, Entry>,
 }
 
-/// The layers in order and the merged values (a later layer's key wins).
+/// The layers in order and the merged values (a later layer's key wins). The
+/// merged map, which workers look keys up in, hashes with FNV: its keys are the
+/// operator's (config, disk, admin), never a client's.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     layers: Vec<Layer>,
-    values: HashMap<String, Entry>,
+    values: FnvHashMap<String, Entry>,
 }
 
 impl Snapshot {
     pub fn new(layers: Vec<Layer>) -> Snapshot {
-        let mut values = HashMap::new();
+        let mut values = FnvHashMap::default();
         for layer in &layers {
             for (k, v) in &layer.values {
                 values.insert(k.clone(), v.clone());
