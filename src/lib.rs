@@ -3,6 +3,7 @@
 //! - `server` — the main thread, workers, admin endpoint, guard dog, lifecycle
 //! - `event` — one event loop (dispatcher) per thread, with cross-thread `post`
 //! - `thread_local` — slots through which the main thread publishes to workers
+//! - `runtime` — Envoy's layered runtime: keys that override config defaults live
 //! - `config` — Envoy's v3 bootstrap, decoded with Envoy's own schema
 //! - `network` — listeners, accepted connections, network filter chains
 //! - `upstream` — cluster manager, per-worker clusters, load balancing, hosts
@@ -16,7 +17,7 @@
 //!   codecs, routing, access log formats and loggers
 //!
 //! The modules form layers, lowest first: common and logging, config, matcher,
-//! stats, event, thread_local, network, stream_info, formatter and access_log, the HTTP core
+//! stats, event, thread_local, runtime, network, stream_info, formatter and access_log, the HTTP core
 //! (upstream, http, router), extensions, server. A lower layer does not import an
 //! upper one (docs/architecture.md, "Layers").
 
@@ -31,6 +32,7 @@ pub mod logging;
 pub mod matcher;
 pub mod network;
 pub mod router;
+pub mod runtime;
 pub mod server;
 pub mod stats;
 pub mod stream_info;

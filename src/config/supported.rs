@@ -17,8 +17,22 @@ use super::{descriptor, validate, ConfigError, FieldPath};
 pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     (
         "envoy.config.bootstrap.v3.Bootstrap",
-        &["node", "static_resources", "admin", "watchdogs", "watchdog", "stats_flush_interval", "stats_config"],
+        &[
+            "node",
+            "static_resources",
+            "admin",
+            "watchdogs",
+            "watchdog",
+            "stats_flush_interval",
+            "stats_config",
+            "layered_runtime",
+        ],
     ),
+    ("envoy.config.bootstrap.v3.LayeredRuntime", &["layers"]),
+    // `rtds_layer` is xDS, which Courier does not have.
+    ("envoy.config.bootstrap.v3.RuntimeLayer", &["name", "static_layer", "disk_layer", "admin_layer"]),
+    ("envoy.config.bootstrap.v3.RuntimeLayer.DiskLayer", &["symlink_root", "subdirectory", "append_service_cluster"]),
+    ("envoy.config.bootstrap.v3.RuntimeLayer.AdminLayer", &[]),
     (
         "envoy.config.metrics.v3.StatsConfig",
         &["stats_tags", "use_all_default_tags", "stats_matcher", "histogram_bucket_settings"],
@@ -118,7 +132,6 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("envoy.extensions.load_balancing_policies.random.v3.Random", &["locality_lb_config"]),
     ("envoy.extensions.load_balancing_policies.common.v3.LocalityLbConfig", &["locality_weighted_lb_config"]),
     ("envoy.extensions.load_balancing_policies.common.v3.LocalityLbConfig.LocalityWeightedLbConfig", &[]),
-    // Courier has no runtime layer: the default value always applies.
     ("envoy.config.core.v3.RuntimeDouble", &["default_value", "runtime_key"]),
     ("envoy.config.cluster.v3.CircuitBreakers", &["thresholds"]),
     (
@@ -392,18 +405,6 @@ pub const NO_EFFECT: &[(&str, &str, &str)] = &[
         "propagate",
         "whether the span name goes upstream in x-envoy-decorator-operation, only while tracing is on \
          (see Route.decorator)",
-    ),
-    (
-        "envoy.config.core.v3.RuntimeDouble",
-        "runtime_key",
-        "Courier has no runtime layer, so no key can override the default value: an Envoy whose \
-         runtime does not set the key behaves the same",
-    ),
-    (
-        "envoy.config.core.v3.RuntimeFractionalPercent",
-        "runtime_key",
-        "Courier has no runtime layer, so no key can override the default value: an Envoy whose \
-         runtime does not set the key behaves the same",
     ),
 ];
 

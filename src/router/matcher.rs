@@ -20,6 +20,7 @@ use super::header_matcher::{HeaderMatcher, QueryParameterMatcher};
 use super::request;
 use crate::config::{ConfigError, FieldPath};
 use crate::matcher::string_matcher::{full_match_regex, starts_with};
+use crate::runtime::{Fraction, RuntimeFraction};
 
 #[derive(Debug, Clone)]
 enum PathCondition {
@@ -39,6 +40,9 @@ pub(crate) struct RouteMatcher {
     query_parameters: Vec<QueryParameterMatcher>,
     /// `grpc`: only gRPC requests (by their content-type) match.
     grpc: bool,
+    /// `runtime_fraction`: the route matches this fraction of the requests, which
+    /// the runtime may change.
+    runtime_fraction: Option<RuntimeFraction>,
 }
 
 impl RouteMatcher {
@@ -98,7 +102,22 @@ impl RouteMatcher {
             regex @ PathCondition::Regex(_) => regex,
         };
         let grpc = m.grpc.is_some();
-        Ok(RouteMatcher { path, case_sensitive, ignore_path_parameters, headers, query_parameters, grpc })
+        let runtime_fraction = m.runtime_fraction.as_ref().map(|r| {
+            let default = r.default_value.as_ref().map_or(Fraction::ZERO, |d| Fraction {
+                numerator: u64::from(d.numerator),
+                denominator: Fraction::denominator_of(d.denominator),
+            });
+            RuntimeFraction::new(&r.runtime_key, default)
+        });
+        Ok(RouteMatcher {
+            path,
+            case_sensitive,
+            ignore_path_parameters,
+            headers,
+            query_parameters,
+            grpc,
+            runtime_fraction,
+        })
     }
 
     /// True when every condition holds for the request.
@@ -111,6 +130,7 @@ impl RouteMatcher {
                 let query = request::query_string(path_and_query);
                 self.query_parameters.iter().all(|q| q.matches(query))
             })
+            && self.runtime_fraction.as_ref().is_none_or(RuntimeFraction::enabled)
     }
 
     fn path_matches(&self, path_and_query: &str) -> bool {
@@ -179,6 +199,28 @@ mod tests {
         assert!(matches("{prefix: /api, case_sensitive: false}", "/APi/x"));
         assert!(!matches("{prefix: '/a?b'}", "/a?b"), "the query is not part of the matched path");
         assert!(matches("{prefix: ''}", "/anything"));
+    }
+
+    #[test]
+    fn runtime_fraction_defaults_apply_without_a_runtime() {
+        assert!(matches("{prefix: /, runtime_fraction: {default_value: {numerator: 100}, runtime_key: k}}", "/"));
+        assert!(!matches("{prefix: /, runtime_fraction: {default_value: {numerator: 0}, runtime_key: k}}", "/"));
+        let m = matcher("{prefix: /, runtime_fraction: {default_value: {numerator: 5, denominator: MILLION}}}");
+        assert_eq!(m.runtime_fraction.map(|r| r.default), Some(Fraction { numerator: 5, denominator: 1_000_000 }));
+    }
+
+    #[test]
+    fn runtime_fraction_reads_its_key_from_the_runtime() {
+        use crate::runtime::{self, Entry, Layer, Snapshot};
+        let values =
+            [("k.off", "0"), ("k.on", "100")].iter().map(|(k, v)| (k.to_string(), Entry::from_text(*v))).collect();
+        runtime::publish_on_this_thread(Snapshot::new(vec![Layer { name: "admin".into(), values }]));
+        let m = |key: &str, n: u32| {
+            format!("{{prefix: /, runtime_fraction: {{default_value: {{numerator: {n}}}, runtime_key: {key}}}}}")
+        };
+        assert!(!matches(&m("k.off", 100), "/"));
+        assert!(matches(&m("k.on", 0), "/"));
+        assert!(matches(&m("k.unset", 100), "/"));
     }
 
     #[test]

@@ -141,6 +141,9 @@ pub struct RetryPolicy {
     pub base_interval: Duration,
     /// Back-off cap (default 10 × `base_interval`).
     pub max_interval: Duration,
+    /// Whether the route sets `retry_back_off`; without it the runtime's
+    /// `upstream.base_retry_backoff_ms` may change the base (and so the cap).
+    pub back_off_configured: bool,
 }
 
 impl RetryPolicy {
@@ -194,6 +197,7 @@ impl RetryPolicy {
             retriable_status_codes,
             base_interval,
             max_interval,
+            back_off_configured: rp.retry_back_off.is_some(),
         })
     }
 

@@ -96,6 +96,7 @@ pub const ROUTE_SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "headers",
             "query_parameters",
             "grpc",
+            "runtime_fraction",
         ],
     ),
     (

@@ -20,6 +20,7 @@ use crate::http::body::RequestBodyStream;
 use crate::http::filter::LocalReply;
 use crate::http::headers::{self, X_ENVOY_ATTEMPT_COUNT, X_ENVOY_EXPECTED_RQ_TIMEOUT_MS};
 use crate::http::http1::client_connection::{BodyOut, RequestFailure, RequestOut};
+use crate::runtime;
 use crate::stats::Gauge;
 use crate::stream_info::{ResponseFlag, StreamInfo};
 use crate::upstream::conn_pool::{ConnPool, UpstreamResponseBody};
@@ -223,9 +224,16 @@ fn retries_failure(policy: &RetryPolicy, f: AttemptFailure) -> bool {
 /// Envoy's jittered exponential back-off before retry `retry` (1 for the first): a
 /// random wait in [0, (2ⁿ − 1)·base), then clamped to `max_interval`; n stops
 /// growing once that range passes `max_interval`.
+/// A route without `retry_back_off` takes its base from the runtime's
+/// `upstream.base_retry_backoff_ms` (25 by default) and caps at 10× it, as Envoy.
 fn backoff(policy: &RetryPolicy, retry: u32) -> Duration {
-    let base = policy.base_interval.as_millis().max(1) as u64;
-    let max = policy.max_interval.as_millis().max(1) as u64;
+    let (base, max) = if policy.back_off_configured {
+        (policy.base_interval.as_millis().max(1) as u64, policy.max_interval.as_millis().max(1) as u64)
+    } else {
+        let default = policy.base_interval.as_millis() as u64;
+        let base = runtime::snapshot().map_or(default, |s| s.get_integer(BASE_RETRY_BACKOFF_KEY, default)).max(1);
+        (base, base.saturating_mul(10))
+    };
     let range = |n: u32| base.saturating_mul((1u64 << n.min(63)) - 1);
     let mut n = 1;
     for _ in 1..retry {
@@ -236,6 +244,10 @@ fn backoff(policy: &RetryPolicy, retry: u32) -> Duration {
     }
     Duration::from_millis(crate::common::random::below(range(n)).min(max))
 }
+
+/// Envoy's runtime keys for retries.
+const USE_RETRY_KEY: &str = "upstream.use_retry";
+const BASE_RETRY_BACKOFF_KEY: &str = "upstream.base_retry_backoff_ms";
 
 /// Waits `wait` before the next try; false when the route timeout ends first.
 async fn back_off(wait: Duration, deadline: Option<Instant>) -> bool {
@@ -356,7 +368,9 @@ pub async fn forward(
                         }
                         continue;
                     }
-                    info.response_flags.set(next.refusal_flag());
+                    if let Some(flag) = next.refusal_flag() {
+                        info.response_flags.set(flag);
+                    }
                 }
                 if retries_done > 0 && !retriable {
                     stats.upstream_rq_retry_success.inc();
@@ -389,7 +403,7 @@ pub async fn forward(
                 let mut refusal = None;
                 if let Some(p) = policy.filter(|p| retries_failure(p, failure) && replayable) {
                     let next = next_retry(cluster, Some(p), retries_done);
-                    refusal = Some(next.refusal_flag());
+                    refusal = next.refusal_flag();
                     if let NextRetry::Go(guard) = next {
                         host.stats.rq_error.fetch_add(u64::from(charges_host), Ordering::Relaxed);
                         retry_guard = Some(guard);
@@ -439,15 +453,19 @@ enum NextRetry {
     Exhausted,
     /// The `max_retries` circuit breaker is open.
     Overflow,
+    /// The runtime's `upstream.use_retry` said no (Envoy's `RetryStatus::No`:
+    /// the response goes through unmarked).
+    Disabled,
 }
 
 impl NextRetry {
     /// The response flag of a request whose retry was refused: Envoy marks a spent
     /// policy `URX` and a breaker overflow `UO`.
-    fn refusal_flag(&self) -> ResponseFlag {
+    fn refusal_flag(&self) -> Option<ResponseFlag> {
         match self {
-            NextRetry::Overflow => ResponseFlag::UpstreamOverflow,
-            _ => ResponseFlag::UpstreamRetryLimitExceeded,
+            NextRetry::Overflow => Some(ResponseFlag::UpstreamOverflow),
+            NextRetry::Disabled => None,
+            _ => Some(ResponseFlag::UpstreamRetryLimitExceeded),
         }
     }
 }
@@ -461,6 +479,10 @@ fn next_retry(cluster: &ThreadLocalCluster, policy: Option<&RetryPolicy>, done: 
         return NextRetry::Exhausted;
     }
     match cluster.info.resources.try_acquire(Resource::Retries) {
+        // Envoy asks the runtime after the limit and the breaker, as a percentage.
+        Some(_) if !runtime::RuntimeFraction::new(USE_RETRY_KEY, runtime::Fraction::HUNDRED).enabled() => {
+            NextRetry::Disabled
+        }
         Some(g) => {
             stats.upstream_rq_retry.inc();
             stats.upstream_rq_retry_backoff_exponential.inc();
@@ -668,6 +690,7 @@ mod tests {
             retriable_status_codes: vec![],
             base_interval: Duration::from_millis(base_interval),
             max_interval: Duration::from_millis(max_interval),
+            back_off_configured: true,
         };
         let draws = |p: &RetryPolicy, retry: u32| -> Vec<u64> {
             (0..2000).map(|_| backoff(p, retry).as_millis() as u64).collect()
@@ -732,6 +755,28 @@ mod tests {
     }
 
     #[test]
+    fn without_retry_back_off_the_runtime_sets_the_base() {
+        use crate::runtime::{Entry, Layer, Snapshot};
+        let values = [("upstream.base_retry_backoff_ms".to_string(), Entry::from_text("1000"))].into_iter().collect();
+        runtime::publish_on_this_thread(Snapshot::new(vec![Layer { name: "static".into(), values }]));
+        let policy = |configured| RetryPolicy {
+            retry_on: RetryOn::parse("5xx").expect("retry_on"),
+            num_retries: 1,
+            per_try_timeout: None,
+            retriable_status_codes: vec![],
+            base_interval: Duration::from_millis(25),
+            max_interval: Duration::from_millis(250),
+            back_off_configured: configured,
+        };
+        let runtime_base: Vec<u64> = (0..2000).map(|_| backoff(&policy(false), 1).as_millis() as u64).collect();
+        assert!(runtime_base.iter().all(|&w| w < 1000) && runtime_base.iter().any(|&w| w >= 500));
+        assert!(
+            (0..2000).all(|_| backoff(&policy(true), 1) < Duration::from_millis(25)),
+            "a route's own back-off wins"
+        );
+    }
+
+    #[test]
     fn a_refused_stream_is_retried_by_refused_stream_and_reset_a_remote_reset_not_by_refused_stream() {
         let policy = |on: &str| RetryPolicy {
             retry_on: RetryOn::parse(on).expect("retry_on"),
@@ -740,6 +785,7 @@ mod tests {
             retriable_status_codes: vec![],
             base_interval: Duration::from_millis(25),
             max_interval: Duration::from_millis(250),
+            back_off_configured: false,
         };
         assert!(retries_failure(&policy("refused-stream"), AttemptFailure::RefusedStream));
         assert!(retries_failure(&policy("reset"), AttemptFailure::RefusedStream));

@@ -22,6 +22,7 @@ use crate::define_stats;
 use crate::event::{Dispatcher, DispatcherHandle};
 use crate::extensions::{self, FactoryContext};
 use crate::network::ListenerManager;
+use crate::runtime::{self, LayerConfig};
 use crate::stats::{Gauge, StatsConfig, Store};
 use crate::thread_local::{Slot, ThreadLocalRegistry};
 use crate::upstream::cluster::socket_address;
@@ -94,6 +95,9 @@ pub struct ServerConfig {
     pub store: Arc<Store>,
     pub tls: ThreadLocalRegistry,
     pub cluster_slot: Slot<ThreadLocalClusterManager>,
+    /// `layered_runtime`'s layers, and the slot each thread's runtime snapshot lives in.
+    pub runtime_layers: Vec<LayerConfig>,
+    pub runtime_slot: Slot<Arc<runtime::Snapshot>>,
     pub clusters: ClusterManagerConfig,
     pub listeners: ListenerManager,
     /// The admin address, and whether its socket is IPv6-only.
@@ -133,7 +137,16 @@ impl ServerConfig {
         let store = Arc::new(Store::with_config(stats_config));
         let tls = ThreadLocalRegistry::new();
         let cluster_slot = tls.allocate_slot();
+        let runtime_slot = tls.allocate_slot();
         let b = &bootstrap.bootstrap;
+        let runtime_layers = match &b.layered_runtime {
+            Some(rt) => runtime::layers::from_proto(
+                rt,
+                b.node.as_ref().map_or("", |n| n.cluster.as_str()),
+                &config::FieldPath::starting_at("layered_runtime"),
+            )?,
+            None => Vec::new(),
+        };
         let statics = b.static_resources.as_ref();
         let local_locality = b.node.as_ref().and_then(|n| n.locality.as_ref()).map(|l| Locality {
             region: l.region.clone(),
@@ -208,6 +221,8 @@ impl ServerConfig {
             store,
             tls,
             cluster_slot,
+            runtime_layers,
+            runtime_slot,
             clusters,
             listeners,
             admin_address,
@@ -261,6 +276,7 @@ pub struct Server {
     pub started: Instant,
     pub started_wall: SystemTime,
     pub cluster_manager: RefCell<Option<Rc<ClusterManager>>>,
+    pub runtime: Rc<runtime::Loader>,
     pub listener_manager: ListenerManager,
     pub workers: Vec<DispatcherHandle>,
     pub total_connections: Arc<Gauge>,
@@ -359,6 +375,8 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
         store,
         tls,
         cluster_slot,
+        runtime_layers,
+        runtime_slot,
         clusters,
         listeners,
         admin_address,
@@ -383,6 +401,10 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
     }
     let main_dog = main_guard.create_watchdog("main_thread");
     let guard_threads = [main_guard.start()?, worker_guard.start()?];
+    // Every thread is registered: the first snapshot reaches the workers before
+    // their listeners, as Envoy's loader is built before them.
+    let runtime = Rc::new(runtime::Loader::new(runtime_layers, &store, runtime_slot));
+    runtime.load();
     let stats = ServerStats::new(&store, "server.");
     stats.concurrency.set(workers_n as i64);
     stats.version.set(version_number());
@@ -399,6 +421,7 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
         started: Instant::now(),
         started_wall: SystemTime::now(),
         cluster_manager: RefCell::new(None),
+        runtime,
         listener_manager: listeners,
         workers: workers.iter().map(|w| w.dispatcher.clone()).collect(),
         total_connections: store.gauge("server.total_connections"),
@@ -447,6 +470,10 @@ async fn main_loop(
     server.state.set(ServerState::Initializing);
     let cm = ClusterManager::start(clusters, cluster_slot).await;
     *server.cluster_manager.borrow_mut() = Some(cm);
+    // Envoy loads its runtime again once the cluster manager is up (to start RTDS),
+    // so `runtime.load_success` starts at 2 there too.
+    server.runtime.load();
+    server.runtime.watch_disk_layers();
     server.listener_manager.start_workers(&server.workers, &server.total_connections).await?;
     if !server.listener_manager.is_stopped() {
         server.state.set(ServerState::Live);

@@ -89,6 +89,19 @@ impl<T: 'static> Slot<T> {
         }));
     }
 
+    /// Stores `value` as this thread's `T` directly, for a thread no dispatcher
+    /// runs (a unit test standing in for a worker).
+    pub fn set_here(&self, value: T) {
+        let value: Rc<dyn Any> = Rc::new(value);
+        SLOTS.with(|slots| {
+            let mut slots = slots.borrow_mut();
+            if slots.len() <= self.index {
+                slots.resize(self.index + 1, None);
+            }
+            slots[self.index] = Some(value);
+        });
+    }
+
     /// Runs `f` on every thread with that thread's `T` (skipped where unset).
     pub fn run_on_all_threads(&self, f: impl Fn(&T) + Send + Sync + 'static) {
         let slot = self.clone_local();
@@ -114,6 +127,12 @@ impl<T: 'static> Slot<T> {
     fn clone_local(&self) -> LocalSlot<T> {
         LocalSlot { index: self.index, _t: PhantomData }
     }
+
+    /// The slot's index, for a slot readers find through a process-wide value
+    /// (the runtime's, as Envoy's `LoaderSingleton`) rather than a handle.
+    pub fn index(&self) -> usize {
+        self.index
+    }
 }
 
 /// The index of a slot without the registry, cheap to move into posted closures.
@@ -123,6 +142,11 @@ pub struct LocalSlot<T> {
 }
 
 impl<T: 'static> LocalSlot<T> {
+    /// The slot at `index` (see `Slot::index`).
+    pub fn at(index: usize) -> Self {
+        LocalSlot { index, _t: PhantomData }
+    }
+
     pub fn get(&self) -> Option<Rc<T>> {
         Slot::<T>::get_at(self.index)
     }

@@ -10,7 +10,7 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     LbPolicy as PbLbPolicy,
 };
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, LoadBalancingPolicy};
-use envoy_types::pb::envoy::config::core::v3::{address, socket_address, Address};
+use envoy_types::pb::envoy::config::core::v3::{address, socket_address, Address, RuntimeDouble};
 use envoy_types::pb::envoy::config::endpoint::v3::LbEndpoint;
 use envoy_types::pb::envoy::extensions::load_balancing_policies::common::v3::locality_lb_config::LocalityConfigSpecifier as LocalitySpecifier;
 use envoy_types::pb::envoy::extensions::load_balancing_policies::common::v3::LocalityLbConfig;
@@ -314,7 +314,8 @@ impl ClusterInfo {
         let dns_failure_refresh_rate = dns_failure_refresh_rate(c, path)?;
         let stat_name = if c.alt_stat_name.is_empty() { c.name.clone() } else { c.alt_stat_name.clone() };
         let prefix = format!("cluster.{stat_name}.");
-        let resources = Arc::new(ResourceManager::from_proto(c.circuit_breakers.as_ref(), path, store, &prefix)?);
+        let resources =
+            Arc::new(ResourceManager::from_proto(c.circuit_breakers.as_ref(), path, store, &c.name, &prefix)?);
         Ok(ClusterInfo {
             name: c.name.clone(),
             stats: ClusterStats::new(store, &prefix),
@@ -527,6 +528,7 @@ fn lb_policy(c: &Cluster, path: &FieldPath) -> Result<LbPolicy, ConfigError> {
         Ok(PbLbPolicy::LeastRequest) => LbPolicy::LeastRequest {
             choice_count: DEFAULT_CHOICE_COUNT,
             active_request_bias: DEFAULT_ACTIVE_REQUEST_BIAS,
+            active_request_bias_key: None,
         },
         Ok(PbLbPolicy::Random) => LbPolicy::Random,
         Ok(other) => {
@@ -546,9 +548,7 @@ fn lb_policy(c: &Cluster, path: &FieldPath) -> Result<LbPolicy, ConfigError> {
             let mut p = path.clone();
             p.push_field("least_request_lb_config");
             let choice_count = lr.choice_count.as_ref().map_or(DEFAULT_CHOICE_COUNT, |v| v.value);
-            let active_request_bias =
-                lr.active_request_bias.as_ref().map_or(DEFAULT_ACTIVE_REQUEST_BIAS, |b| b.default_value);
-            least_request(choice_count, active_request_bias, &p)
+            least_request(choice_count, lr.active_request_bias.as_ref(), &p)
         }
         (Some(LbConfig::LeastRequestLbConfig(_)), _) => Err(path.field_error(
             "least_request_lb_config",
@@ -634,9 +634,7 @@ fn typed_lb_policy(c: &Cluster, lbp: &LoadBalancingPolicy, path: &FieldPath) -> 
             let lr = LeastRequest::decode(any.value.as_slice()).map_err(decode_error)?;
             refuse_slow_start(lr.slow_start_config.is_some(), &p)?;
             let choice_count = lr.choice_count.as_ref().map_or(DEFAULT_CHOICE_COUNT, |v| v.value);
-            let active_request_bias =
-                lr.active_request_bias.as_ref().map_or(DEFAULT_ACTIVE_REQUEST_BIAS, |b| b.default_value);
-            let policy = least_request(choice_count, active_request_bias, &p)?;
+            let policy = least_request(choice_count, lr.active_request_bias.as_ref(), &p)?;
             Ok((policy, locality_weighted(lr.locality_lb_config.as_ref())))
         }
         RANDOM_TYPE => {
@@ -668,7 +666,8 @@ fn locality_weighted(config: Option<&LocalityLbConfig>) -> bool {
 
 /// A least-request policy, its values checked as the legacy
 /// `least_request_lb_config`'s schema checks them; `path` points at the config.
-fn least_request(choice_count: u32, active_request_bias: f64, path: &FieldPath) -> Result<LbPolicy, ConfigError> {
+fn least_request(choice_count: u32, bias: Option<&RuntimeDouble>, path: &FieldPath) -> Result<LbPolicy, ConfigError> {
+    let active_request_bias = bias.map_or(DEFAULT_ACTIVE_REQUEST_BIAS, |b| b.default_value);
     if choice_count < 2 {
         return Err(path.field_error("choice_count", "value must be greater than or equal to 2"));
     }
@@ -678,9 +677,10 @@ fn least_request(choice_count: u32, active_request_bias: f64, path: &FieldPath) 
             format!("active_request_bias must be a finite number >= 0.0, not {active_request_bias}"),
         ));
     }
-    // Courier has no runtime layer: `active_request_bias.runtime_key` never
-    // overrides the default, as in an Envoy without runtime.
-    Ok(LbPolicy::LeastRequest { choice_count, active_request_bias })
+    // Leaked once per cluster, which is built once: the policy stays `Copy`.
+    let active_request_bias_key =
+        bias.filter(|b| !b.runtime_key.is_empty()).map(|b| &*Box::leak(b.runtime_key.clone().into_boxed_str()));
+    Ok(LbPolicy::LeastRequest { choice_count, active_request_bias, active_request_bias_key })
 }
 
 /// `load_assignment.policy.overprovisioning_factor` (its schema requires it above 0).
@@ -850,12 +850,16 @@ mod tests {
         assert_eq!(load(&cluster("STATIC", "    lb_policy: RANDOM\n", &eps)).unwrap().lb_policy, LbPolicy::Random);
         assert_eq!(
             load(&cluster("STATIC", "    lb_policy: LEAST_REQUEST\n", &eps)).unwrap().lb_policy,
-            LbPolicy::LeastRequest { choice_count: 2, active_request_bias: 1.0 }
+            LbPolicy::LeastRequest { choice_count: 2, active_request_bias: 1.0, active_request_bias_key: None }
         );
         let lr = "    lb_policy: LEAST_REQUEST\n    least_request_lb_config:\n      choice_count: 5\n      active_request_bias: { default_value: 0.5, runtime_key: lb.bias }\n";
         assert_eq!(
             load(&cluster("STATIC", lr, &eps)).unwrap().lb_policy,
-            LbPolicy::LeastRequest { choice_count: 5, active_request_bias: 0.5 }
+            LbPolicy::LeastRequest {
+                choice_count: 5,
+                active_request_bias: 0.5,
+                active_request_bias_key: Some("lb.bias")
+            }
         );
     }
 
@@ -972,7 +976,10 @@ mod tests {
         // Policies after the chosen one are never read, whatever they hold.
         let maglev = r#"{ "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin, slow_start_config: {} }"#;
         let info = load(&typed_policies("", &[lr, maglev])).expect("least request");
-        assert_eq!(info.lb_policy, LbPolicy::LeastRequest { choice_count: 3, active_request_bias: 0.5 });
+        assert_eq!(
+            info.lb_policy,
+            LbPolicy::LeastRequest { choice_count: 3, active_request_bias: 0.5, active_request_bias_key: None }
+        );
         let random = r#"{ "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.random.v3.Random, locality_lb_config: { locality_weighted_lb_config: {} } }"#;
         let info = load(&typed_policies("", &[random])).expect("random");
         assert_eq!((info.lb_policy, info.locality_weighted), (LbPolicy::Random, true));

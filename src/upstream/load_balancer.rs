@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use super::host::{Host, HostStats};
 use crate::common::random;
+use crate::runtime;
 
 /// Envoy's default `least_request_lb_config.choice_count`.
 pub const DEFAULT_CHOICE_COUNT: u32 = 2;
@@ -40,6 +41,10 @@ pub enum LbPolicy {
     LeastRequest {
         choice_count: u32,
         active_request_bias: f64,
+        /// `active_request_bias.runtime_key`: the runtime may override the bias,
+        /// read as Envoy reads it, when the host set changes. (Interned: a
+        /// policy is `Copy`, and clusters are built once.)
+        active_request_bias_key: Option<&'static str>,
     },
     Random,
 }
@@ -57,6 +62,9 @@ pub struct LoadBalancer {
     /// The weighted scheduler, present while the hosts' weights differ
     /// (`ROUND_ROBIN` and `LEAST_REQUEST` only).
     edf: RefCell<Option<Edf>>,
+    /// `LEAST_REQUEST`'s bias as of the last `refresh` (the runtime's, or the
+    /// configured one).
+    bias: Cell<f64>,
 }
 
 impl LoadBalancer {
@@ -67,7 +75,11 @@ impl LoadBalancer {
 
     /// A balancer starting from `seed` (see `LoadBalancer::seed`).
     pub fn with_seed(policy: LbPolicy, seed: u64) -> Self {
-        LoadBalancer { policy, seed, rr_next: Cell::new(seed), edf: RefCell::new(None) }
+        let bias = match policy {
+            LbPolicy::LeastRequest { active_request_bias, .. } => active_request_bias,
+            _ => DEFAULT_ACTIVE_REQUEST_BIAS,
+        };
+        LoadBalancer { policy, seed, rr_next: Cell::new(seed), edf: RefCell::new(None), bias: Cell::new(bias) }
     }
 
     pub fn policy(&self) -> LbPolicy {
@@ -82,12 +94,16 @@ impl LoadBalancer {
         let weights = || hosts.iter().map(|h| f64::from(h.weight)).collect::<Vec<f64>>();
         // Envoy passes its 64-bit seed as the 32-bit number of picks.
         let picks = self.seed as u32;
+        if let LbPolicy::LeastRequest { active_request_bias, active_request_bias_key: Some(key), .. } = self.policy {
+            self.bias.set(runtime_bias(key, active_request_bias));
+        }
+        let bias = self.bias.get();
         *self.edf.borrow_mut() = match self.policy {
             _ if !weighted => None,
             LbPolicy::Random => None,
             LbPolicy::RoundRobin => Some(Edf::with_picks(weights(), |_, w| w, picks)),
-            LbPolicy::LeastRequest { active_request_bias, .. } => {
-                Some(Edf::with_picks(weights(), |i, w| least_request_weight(w, &hosts[i], active_request_bias), picks))
+            LbPolicy::LeastRequest { .. } => {
+                Some(Edf::with_picks(weights(), |i, w| least_request_weight(w, &hosts[i], bias), picks))
             }
         };
     }
@@ -108,8 +124,9 @@ impl LoadBalancer {
                 // `i % len < len`, so the index fits in a usize.
                 hosts.get((i % hosts.len() as u64) as usize)
             }
-            LbPolicy::LeastRequest { choice_count, active_request_bias } => {
-                if let Some(i) = self.pick_weighted(hosts, |h, w| least_request_weight(w, h, active_request_bias)) {
+            LbPolicy::LeastRequest { choice_count, .. } => {
+                let bias = self.bias.get();
+                if let Some(i) = self.pick_weighted(hosts, |h, w| least_request_weight(w, h, bias)) {
                     return hosts.get(i);
                 }
                 least_of_random_choices(hosts, choice_count)
@@ -125,6 +142,17 @@ impl LoadBalancer {
         let edf = edf.as_mut().filter(|e| e.weights.len() == hosts.len())?;
         edf.pick(|i, w| weight(&hosts[i], w))
     }
+}
+
+/// The runtime's bias for `key`, as Envoy's `LeastRequestLoadBalancer::refresh`
+/// reads it: a negative or NaN value is replaced by 1.0.
+fn runtime_bias(key: &str, configured: f64) -> f64 {
+    let bias = runtime::get_double(key, configured);
+    if bias < 0.0 || bias.is_nan() {
+        tracing::warn!("upstream: invalid active request bias supplied (runtime key {key}), using 1.0");
+        return DEFAULT_ACTIVE_REQUEST_BIAS;
+    }
+    bias
 }
 
 fn random_index(len: usize) -> usize {
@@ -261,6 +289,28 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn least_request_reads_its_bias_from_the_runtime_at_refresh() {
+        // `active_request_bias.runtime_key` names a key of the runtime's snapshot.
+        use crate::runtime::{self, Entry, Layer, Snapshot};
+        let values = [("lb.bias", "0"), ("lb.bad", "-2")];
+        let values = values.iter().map(|(k, v)| (k.to_string(), Entry::from_text(*v))).collect();
+        runtime::publish_on_this_thread(Snapshot::new(vec![Layer { name: "static".into(), values }]));
+        let policy =
+            |key| LbPolicy::LeastRequest { choice_count: 2, active_request_bias: 0.5, active_request_bias_key: key };
+        let hosts = weighted(&[1, 3]);
+        let lb = LoadBalancer::with_seed(policy(Some("lb.bias")), 0);
+        assert_eq!(lb.bias.get(), 0.5, "the configured bias until the first refresh");
+        lb.refresh(&hosts);
+        assert_eq!(lb.bias.get(), 0.0);
+        let lb = LoadBalancer::with_seed(policy(Some("lb.bad")), 0);
+        lb.refresh(&hosts);
+        assert_eq!(lb.bias.get(), 1.0, "a negative runtime bias is replaced by 1.0, as Envoy");
+        let lb = LoadBalancer::with_seed(policy(Some("lb.unset")), 0);
+        lb.refresh(&hosts);
+        assert_eq!(lb.bias.get(), 0.5);
+    }
+
     /// Hosts on ports 1..=n, each of `load_balancing_weight` `weights[port - 1]`.
     fn weighted(weights: &[u32]) -> Vec<Arc<Host>> {
         (1..)
@@ -294,8 +344,11 @@ mod tests {
         (0..picks).filter_map(|_| lb.choose(hosts)).map(|h| h.address.port()).collect()
     }
 
-    const LEAST_REQUEST: LbPolicy =
-        LbPolicy::LeastRequest { choice_count: DEFAULT_CHOICE_COUNT, active_request_bias: DEFAULT_ACTIVE_REQUEST_BIAS };
+    const LEAST_REQUEST: LbPolicy = LbPolicy::LeastRequest {
+        choice_count: DEFAULT_CHOICE_COUNT,
+        active_request_bias: DEFAULT_ACTIVE_REQUEST_BIAS,
+        active_request_bias_key: None,
+    };
 
     #[test]
     fn round_robin_cycles_through_equally_weighted_hosts() {
@@ -427,7 +480,10 @@ mod tests {
         let hosts = hosts(2);
         hosts[0].stats.rq_active.store(5, Relaxed);
         // With as many choices as it takes, the idle host always wins.
-        let lr = lb(LbPolicy::LeastRequest { choice_count: 64, active_request_bias: 1.0 }, &hosts);
+        let lr = lb(
+            LbPolicy::LeastRequest { choice_count: 64, active_request_bias: 1.0, active_request_bias_key: None },
+            &hosts,
+        );
         assert_eq!(counts(&lr, &hosts, 200), vec![0, 200]);
         // With one host, it is the one.
         let one = &hosts[..1];
@@ -458,10 +514,16 @@ mod tests {
         let lr = lb(LEAST_REQUEST, &hosts);
         assert_eq!(counts(&lr, &hosts, 300), vec![200, 100]);
         // Bias 2: 2/16 against 1.
-        let lr = lb(LbPolicy::LeastRequest { choice_count: 2, active_request_bias: 2.0 }, &hosts);
+        let lr = lb(
+            LbPolicy::LeastRequest { choice_count: 2, active_request_bias: 2.0, active_request_bias_key: None },
+            &hosts,
+        );
         assert_eq!(counts(&lr, &hosts, 900), vec![800, 100]);
         // Bias 0 ignores active requests: weighted round robin.
-        let lr = lb(LbPolicy::LeastRequest { choice_count: 2, active_request_bias: 0.0 }, &hosts);
+        let lr = lb(
+            LbPolicy::LeastRequest { choice_count: 2, active_request_bias: 0.0, active_request_bias_key: None },
+            &hosts,
+        );
         assert_eq!(counts(&lr, &hosts, 300), vec![100, 200]);
     }
 

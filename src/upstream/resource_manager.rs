@@ -1,7 +1,8 @@
 //! Circuit breakers (Envoy's `ResourceManager`): per-cluster limits on open
 //! connections, pending requests, active requests and active retries, shared by
 //! every worker (atomics, as in Envoy), with the `circuit_breakers.default.*_open`
-//! gauges.
+//! gauges. As Envoy's, each maximum may be overridden by the runtime key
+//! `circuit_breakers.<cluster>.default.<field>`, read at each check.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use envoy_types::pb::envoy::config::core::v3::RoutingPriority;
 
 use crate::config::{ConfigError, FieldPath};
 use crate::define_stats;
+use crate::runtime;
 use crate::stats::{Gauge, Store};
 
 define_stats! {
@@ -38,26 +40,34 @@ pub enum Resource {
 #[derive(Debug)]
 struct Limit {
     count: AtomicU64,
-    max: u64,
+    /// The configured maximum, unless the runtime sets `runtime_key`.
+    configured_max: u64,
+    runtime_key: Box<str>,
     open: Arc<Gauge>,
 }
 
 impl Limit {
-    fn new(max: u64, open: Arc<Gauge>) -> Limit {
-        Limit { count: AtomicU64::new(0), max, open }
+    fn new(configured_max: u64, runtime_key: String, open: Arc<Gauge>) -> Limit {
+        Limit { count: AtomicU64::new(0), configured_max, runtime_key: runtime_key.into(), open }
+    }
+
+    /// The maximum in effect on this thread (Envoy's `ManagedResourceImpl::max`).
+    fn max(&self) -> u64 {
+        runtime::snapshot().map_or(self.configured_max, |s| s.get_integer(&self.runtime_key, self.configured_max))
     }
 
     /// Envoy's `canCreate()` then `inc()`: the `*_open` gauge changes only when
     /// the count does, so a limit of 0 that is never reached leaves it at 0.
     fn try_acquire(&self) -> bool {
+        let max = self.max();
         let mut current = self.count.load(Ordering::Relaxed);
         loop {
-            if current >= self.max {
+            if current >= max {
                 return false;
             }
             match self.count.compare_exchange_weak(current, current + 1, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => {
-                    self.open.set(i64::from(current + 1 >= self.max));
+                    self.open.set(i64::from(current + 1 >= max));
                     return true;
                 }
                 Err(actual) => current = actual,
@@ -67,7 +77,7 @@ impl Limit {
 
     fn release(&self) {
         let before = self.count.fetch_sub(1, Ordering::Relaxed);
-        self.open.set(i64::from(before > self.max));
+        self.open.set(i64::from(before > self.max()));
     }
 }
 
@@ -97,10 +107,12 @@ pub const THRESHOLD_FIELDS: [(Resource, &str); 4] = [
 impl ResourceManager {
     /// Limits from `circuit_breakers`: as Envoy, the first threshold of each
     /// priority applies, and a field it leaves unset keeps Envoy's default.
+    /// `cluster` is the cluster's name (its runtime keys'), `prefix` its stats'.
     pub fn from_proto(
         cb: Option<&CircuitBreakers>,
         path: &FieldPath,
         store: &Store,
+        cluster: &str,
         prefix: &str,
     ) -> Result<ResourceManager, ConfigError> {
         let thresholds = cb.map(|cb| cb.thresholds.as_slice()).unwrap_or_default();
@@ -130,11 +142,12 @@ impl ResourceManager {
         let stats = CircuitBreakerStats::new(store, &format!("{prefix}circuit_breakers.default."));
         // The HIGH priority gauges exist in Envoy's output too.
         CircuitBreakerStats::new(store, &format!("{prefix}circuit_breakers.high."));
+        let key = |field: &str| format!("circuit_breakers.{cluster}.default.{field}");
         Ok(ResourceManager {
-            connections: Limit::new(max[0], stats.cx_open.clone()),
-            pending: Limit::new(max[1], stats.rq_pending_open.clone()),
-            requests: Limit::new(max[2], stats.rq_open.clone()),
-            retries: Limit::new(max[3], stats.rq_retry_open.clone()),
+            connections: Limit::new(max[0], key("max_connections"), stats.cx_open.clone()),
+            pending: Limit::new(max[1], key("max_pending_requests"), stats.rq_pending_open.clone()),
+            requests: Limit::new(max[2], key("max_requests"), stats.rq_open.clone()),
+            retries: Limit::new(max[3], key("max_retries"), stats.rq_retry_open.clone()),
             high: maxima(RoutingPriority::High),
         })
     }
@@ -153,9 +166,10 @@ impl ResourceManager {
         self.limit(r).try_acquire().then(|| ResourceGuard { manager: self.clone(), resource: r })
     }
 
-    /// The configured maximum of `r` (DEFAULT priority).
+    /// The maximum of `r` in effect (DEFAULT priority): the runtime's, else the
+    /// configured one.
     pub fn max(&self, r: Resource) -> u64 {
-        self.limit(r).max
+        self.limit(r).max()
     }
 
     /// The configured maximum of `r` at HIGH priority (shown, not enforced).
@@ -185,7 +199,7 @@ mod tests {
     #[test]
     fn limits_and_releases() {
         let store = Store::new();
-        let rm = Arc::new(ResourceManager::from_proto(None, &FieldPath::new(), &store, "cluster.x.").expect("rm"));
+        let rm = Arc::new(ResourceManager::from_proto(None, &FieldPath::new(), &store, "x", "cluster.x.").expect("rm"));
         let retries: Vec<_> = (0..3).filter_map(|_| rm.try_acquire(Resource::Retries)).collect();
         assert_eq!(retries.len(), 3);
         assert!(rm.try_acquire(Resource::Retries).is_none());
@@ -193,6 +207,22 @@ mod tests {
         drop(retries);
         assert_eq!(store.gauge_value("cluster.x.circuit_breakers.default.rq_retry_open"), Some(0));
         assert!(rm.try_acquire(Resource::Retries).is_some());
+    }
+
+    #[test]
+    fn the_runtime_overrides_a_maximum_by_cluster_name() {
+        use crate::runtime::{Entry, Layer, Snapshot};
+        let values = [("circuit_breakers.x.default.max_retries".to_string(), Entry::from_text("1"))];
+        runtime::publish_on_this_thread(Snapshot::new(vec![Layer { name: "admin".into(), values: values.into() }]));
+        let store = Store::new();
+        let rm =
+            Arc::new(ResourceManager::from_proto(None, &FieldPath::new(), &store, "x", "cluster.alt.").expect("rm"));
+        assert_eq!(rm.max(Resource::Retries), 1);
+        assert_eq!(rm.max(Resource::Requests), 1024);
+        let first = rm.try_acquire(Resource::Retries);
+        assert!(first.is_some());
+        assert!(rm.try_acquire(Resource::Retries).is_none());
+        assert_eq!(store.gauge_value("cluster.alt.circuit_breakers.default.rq_retry_open"), Some(1));
     }
 
     #[test]
@@ -209,7 +239,8 @@ mod tests {
             ..Default::default()
         };
         let store = Store::new();
-        let rm = Arc::new(ResourceManager::from_proto(Some(&cb), &FieldPath::new(), &store, "cluster.x.").expect("rm"));
+        let rm =
+            Arc::new(ResourceManager::from_proto(Some(&cb), &FieldPath::new(), &store, "x", "cluster.x.").expect("rm"));
         let maxima = |f: fn(&ResourceManager, Resource) -> u64| THRESHOLD_FIELDS.map(|(r, _)| f(&rm, r));
         assert_eq!(maxima(ResourceManager::max), [7, 1024, 0, 9]);
         assert_eq!(maxima(ResourceManager::high_priority_max), [1024, 1024, 1024, 11]);

@@ -11,6 +11,7 @@
 //!                       # {{ECHO_PORT}} (TCP echo),
 //!                       # {{DEAD_PORT}} (nothing listens), {{FREE_PORT1}}/{{FREE_PORT2}} (free
 //!                       # ports for listeners that need a fixed one), {{TMP}} (scratch dir),
+//!                       # {{DATA}} (tests/compat/data: files a case reads, e.g. runtime layers),
 //!                       # {{ACCESS_LOG}} (a file access log's path: each request's lines
 //!                       # are compared as `<label>.access_log`)
 //! requests:             # sent in order, each on a new connection (unless `reuse`)

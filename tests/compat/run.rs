@@ -363,6 +363,7 @@ impl Environment {
             }
         }
         env.vars.insert("TMP".into(), dir.display().to_string());
+        env.vars.insert("DATA".into(), concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compat/data").into());
         env.vars.insert("ACCESS_LOG".into(), dir.join("access.log").display().to_string());
         env
     }

@@ -179,10 +179,35 @@ fn yaml_syntax_error() {
 
 #[test]
 fn unsupported_bootstrap_section() {
-    let yaml = format!("{LISTENER}layered_runtime: {{ layers: [ {{ name: static, static_layer: {{}} }} ] }}\n");
+    let yaml = format!("{LISTENER}cluster_manager: {{ local_cluster_name: c }}\n");
     let (ok, out) = validate(&yaml);
     assert!(!ok);
-    assert!(out.contains("layered_runtime: field 'layered_runtime' of envoy.config.bootstrap.v3.Bootstrap is not supported by Courier"), "{out}");
+    assert!(
+        out.contains("cluster_manager: field 'cluster_manager' of envoy.config.bootstrap.v3.Bootstrap is not supported by Courier"),
+        "{out}"
+    );
+}
+
+#[test]
+fn runtime_rtds_layer_is_refused_with_its_path() {
+    let yaml = format!(
+        "{LISTENER}layered_runtime: {{ layers: [ {{ name: s, static_layer: {{ a: 1 }} }}, {{ name: r, rtds_layer: {{ name: x }} }} ] }}\n"
+    );
+    let (ok, out) = validate(&yaml);
+    assert!(!ok);
+    assert!(
+        out.contains("layered_runtime.layers[1].rtds_layer: field 'rtds_layer' of envoy.config.bootstrap.v3.RuntimeLayer is not supported by Courier"),
+        "{out}"
+    );
+}
+
+#[test]
+fn runtime_static_layer_with_a_list_is_refused() {
+    let yaml =
+        format!("{LISTENER}layered_runtime: {{ layers: [ {{ name: s, static_layer: {{ a: {{ b: [1] }} }} }} ] }}\n");
+    let (ok, out) = validate(&yaml);
+    assert!(!ok);
+    assert!(out.contains("layered_runtime.layers[0].static_layer: Invalid runtime entry value for a.b"), "{out}");
 }
 
 #[test]

@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["stats"],
     &["event"],
     &["thread_local"],
+    &["runtime"],
     &["network"],
     &["stream_info"],
     &["formatter", "access_log"],

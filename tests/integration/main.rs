@@ -24,6 +24,7 @@ mod listener_path;
 mod load_balancing;
 mod net_helpers;
 mod routing;
+mod runtime;
 mod supported_fields;
 mod tcp_proxy;
 mod upstream;

@@ -64,6 +64,12 @@ const FAULT_ABORT: &str = "envoy.extensions.filters.http.fault.v3.FaultAbort";
 const FAULT_DELAY: &str = "envoy.extensions.filters.common.fault.v3.FaultDelay";
 const HEALTH_CHECK: &str = "envoy.extensions.filters.http.health_check.v3.HealthCheck";
 
+const RUNTIME_LAYER: &str = "envoy.config.bootstrap.v3.RuntimeLayer";
+const DISK_LAYER: &str = "envoy.config.bootstrap.v3.RuntimeLayer.DiskLayer";
+
+const RUNTIME_IT: &str = "tests/integration/runtime.rs";
+const RUNTIME_MODIFY: &str = "runtime_shows_layers_and_runtime_modify_changes_a_route_live";
+const RUNTIME_DISK: &str = "disk_layer_is_read_and_reread_when_its_symlink_is_replaced";
 const ACCESS_LOG_IT: &str = "tests/integration/access_log.rs";
 const ADMIN_IT: &str = "tests/integration/admin.rs";
 const CODEC_IT: &str = "tests/integration/http_codec.rs";
@@ -93,6 +99,15 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (BOOTSTRAP, "watchdog", &[test(LIFECYCLE_IT, "legacy_watchdog_applies_to_the_workers")]),
     (BOOTSTRAP, "stats_flush_interval", &[test(ADMIN_IT, "stats_flush_interval_sets_when_histograms_are_published")]),
     (BOOTSTRAP, "stats_config", &[compat("stats_tags"), compat("stats_matcher_exclusion")]),
+    (BOOTSTRAP, "layered_runtime", &[compat("runtime_layers"), test(RUNTIME_IT, "filters_read_their_runtime_keys")]),
+    ("envoy.config.bootstrap.v3.LayeredRuntime", "layers", &[compat("runtime_layers")]),
+    (RUNTIME_LAYER, "name", &[compat("runtime_layers"), compat("runtime_without_admin_layer")]),
+    (RUNTIME_LAYER, "static_layer", &[compat("runtime_layers"), test(RUNTIME_IT, RUNTIME_MODIFY)]),
+    (RUNTIME_LAYER, "disk_layer", &[compat("runtime_layers"), test(RUNTIME_IT, RUNTIME_DISK)]),
+    (RUNTIME_LAYER, "admin_layer", &[compat("runtime_layers"), test(RUNTIME_IT, RUNTIME_MODIFY)]),
+    (DISK_LAYER, "symlink_root", &[compat("runtime_layers"), test(RUNTIME_IT, RUNTIME_DISK)]),
+    (DISK_LAYER, "subdirectory", &[compat("runtime_layers"), test(RUNTIME_IT, RUNTIME_DISK)]),
+    (DISK_LAYER, "append_service_cluster", &[compat("runtime_layers")]),
     ("envoy.config.metrics.v3.StatsConfig", "stats_tags", &[compat("stats_tags"), compat("stats_no_default_tags")]),
     ("envoy.config.metrics.v3.StatsConfig", "use_all_default_tags", &[compat("stats_no_default_tags")]),
     (
@@ -332,6 +347,14 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "envoy.config.core.v3.RuntimeDouble",
         "default_value",
         &[test("src/upstream/cluster.rs", "upstream_lb_policies_are_parsed")],
+    ),
+    (
+        "envoy.config.core.v3.RuntimeDouble",
+        "runtime_key",
+        &[
+            test("src/upstream/cluster.rs", "upstream_lb_policies_are_parsed"),
+            test("src/upstream/load_balancer.rs", "least_request_reads_its_bias_from_the_runtime_at_refresh"),
+        ],
     ),
     ("envoy.config.cluster.v3.CircuitBreakers", "thresholds", &[compat("circuit_breakers")]),
     ("envoy.config.cluster.v3.CircuitBreakers.Thresholds", "priority", &[compat("circuit_breakers")]),
@@ -657,6 +680,11 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (ROUTE_MATCH, "headers", &[compat("match_headers_more"), test(ROUTING_IT, "header_matchers")]),
     (ROUTE_MATCH, "query_parameters", &[compat("match_query_more"), test(ROUTING_IT, "query_parameter_matchers")]),
     (ROUTE_MATCH, "grpc", &[compat("match_grpc")]),
+    (
+        ROUTE_MATCH,
+        "runtime_fraction",
+        &[compat("runtime_layers"), test("src/router/matcher.rs", "runtime_fraction_reads_its_key_from_the_runtime")],
+    ),
     (HEADER_MATCHER, "name", &[compat("match_headers_more")]),
     (HEADER_MATCHER, "exact_match", &[test(ROUTING_IT, "header_matchers"), compat("match_headers_legacy")]),
     (HEADER_MATCHER, "safe_regex_match", &[test(ROUTING_IT, "header_matchers"), compat("match_headers_legacy")]),
@@ -811,6 +839,14 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         &[test("src/extensions/filters/http/local_ratelimit.rs", "bucket_exhaustion_and_refill")],
     ),
     ("envoy.config.core.v3.RuntimeFractionalPercent", "default_value", &[compat("filter_local_ratelimit_per_route")]),
+    (
+        "envoy.config.core.v3.RuntimeFractionalPercent",
+        "runtime_key",
+        &[
+            test(RUNTIME_IT, "filters_read_their_runtime_keys"),
+            test("src/router/matcher.rs", "runtime_fraction_reads_its_key_from_the_runtime"),
+        ],
+    ),
     ("envoy.type.v3.FractionalPercent", "numerator", &[compat("filter_fault_abort")]),
     ("envoy.type.v3.FractionalPercent", "denominator", &[compat("filter_fault_abort")]),
     (CORS_POLICY, "allow_origin_string_match", &[compat("filter_cors_preflight")]),

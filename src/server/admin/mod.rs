@@ -7,6 +7,7 @@ mod clusters;
 mod config_dump;
 mod listeners;
 mod logging;
+mod runtime;
 mod server_info;
 
 use std::convert::Infallible;
@@ -51,6 +52,14 @@ const ENDPOINTS: &[Endpoint] = &[
     Endpoint { path: "/ready", mutates: false, help: "print server state, return 200 if LIVE, otherwise return 503" },
     Endpoint { path: "/reset_counters", mutates: true, help: "reset all counters to zero" },
     Endpoint { path: "/runtime", mutates: false, help: "print runtime values" },
+    Endpoint {
+        path: "/runtime_modify",
+        mutates: true,
+        help: "Adds or modifies runtime values as passed in query parameters. To delete a previously added key, \
+               use an empty string as the value. Note that deletion only applies to overrides added via this \
+               endpoint; values loaded from disk can be modified via override but not deleted. E.g. \
+               ?key1=value1&key2=value2...",
+    },
     Endpoint { path: "/server_info", mutates: false, help: "print server version/status information" },
     Endpoint { path: "/stats", mutates: false, help: "print server stats" },
     Endpoint { path: "/stats/prometheus", mutates: false, help: "print server stats in prometheus format" },
@@ -88,8 +97,9 @@ pub async fn start(
                         let mut info = StreamInfo::new(peer, local, protocol_name(req.version()));
                         let (parts, body) = req.into_parts();
                         // As Envoy's admin, answer once the whole request is in.
-                        info.bytes_received = drain(body).await;
-                        let resp = handle(&server, &parts);
+                        let (body, received) = read_body(body).await;
+                        info.bytes_received = received;
+                        let resp = handle(&server, &parts, &body);
                         log_request(&access_logs, parts, &resp, &mut info);
                         Ok::<_, Infallible>(resp)
                     }
@@ -106,14 +116,21 @@ pub async fn start(
     Ok(bound)
 }
 
-/// Reads a request body to its end, keeping only its length (no admin path
-/// takes a body).
-async fn drain(mut body: Incoming) -> u64 {
-    let mut n = 0;
+/// The most of a request body kept (`/runtime_modify` takes form values); the
+/// rest is read and counted, not kept.
+const MAX_KEPT_BODY: usize = 64 * 1024;
+
+/// Reads a request body to its end: its first `MAX_KEPT_BODY` bytes, and its length.
+async fn read_body(mut body: Incoming) -> (Vec<u8>, u64) {
+    let (mut kept, mut total) = (Vec::new(), 0u64);
     while let Some(Ok(frame)) = body.frame().await {
-        n += frame.data_ref().map_or(0, |d| d.len() as u64);
+        if let Some(d) = frame.data_ref() {
+            let room = MAX_KEPT_BODY.saturating_sub(kept.len()).min(d.len());
+            kept.extend_from_slice(&d[..room]);
+            total += d.len() as u64;
+        }
     }
-    n
+    (kept, total)
 }
 
 /// A response body with its status and content type.
@@ -132,10 +149,10 @@ impl Reply {
     }
 }
 
-fn handle(server: &Server, req: &http::request::Parts) -> Response<Full<Bytes>> {
+fn handle(server: &Server, req: &http::request::Parts, body: &[u8]) -> Response<Full<Bytes>> {
     let path = req.uri.path();
     let query = Query::parse(req.uri.query().unwrap_or(""));
-    let reply = route(server, &req.method, path, &query);
+    let reply = route(server, &req.method, path, &query, body);
     let mut resp =
         Response::new(Full::new(Bytes::from(if req.method == Method::HEAD { String::new() } else { reply.body })));
     *resp.status_mut() = reply.status;
@@ -179,7 +196,7 @@ fn protocol_name(v: http::Version) -> &'static str {
     }
 }
 
-fn route(server: &Server, method: &Method, path: &str, q: &Query) -> Reply {
+fn route(server: &Server, method: &Method, path: &str, q: &Query, body: &[u8]) -> Reply {
     if path == TEST_BLOCK_WORKER && std::env::var("COURIER_TEST_HOOKS").as_deref() == Ok("1") {
         return block_worker(server, q);
     }
@@ -227,8 +244,8 @@ fn route(server: &Server, method: &Method, path: &str, q: &Query) -> Reply {
             server.store.reset_counters();
             Reply::ok(TEXT, "OK\n".into())
         }
-        // Envoy's answer without `layered_runtime`: Courier has no runtime layer.
-        "/runtime" => Reply::ok(JSON, "{\n \"layers\": [],\n \"entries\": {}\n}\n".into()),
+        "/runtime" => runtime::render(&server.runtime),
+        "/runtime_modify" => runtime::modify(&server.runtime, q, body),
         // What Envoy says with `--disable-hot-restart`: Courier has no hot restart.
         "/hot_restart_version" => Reply::ok(TEXT, "disabled".into()),
         "/memory" => Reply::ok(JSON, memory()),

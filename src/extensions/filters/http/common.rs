@@ -10,6 +10,7 @@ use prost_reflect::DynamicMessage;
 use crate::common::random;
 use crate::config::{descriptor, ConfigError, FieldPath};
 use crate::extensions::supported;
+use crate::runtime::{Fraction, RuntimeFraction};
 
 /// Rejects the first set field of the config packed in `any` that Courier does not
 /// implement (per `extensions::supported`, which merges the filters' `SUPPORTED_FIELDS`);
@@ -49,13 +50,15 @@ impl Percent {
         Percent { numerator: u64::from(p.numerator), denominator }
     }
 
-    /// A `RuntimeFractionalPercent`'s `default_value` (Courier has no runtime layer,
-    /// so this is what Envoy uses when its runtime does not override the key), or
-    /// `absent` when the field is not set.
-    pub fn from_runtime(p: Option<&RuntimeFractionalPercent>, absent: Percent) -> Percent {
+    /// A `RuntimeFractionalPercent`: its `default_value`, which the runtime may
+    /// override by `runtime_key` for each request; or `absent` when the field is not set.
+    pub fn from_runtime(p: Option<&RuntimeFractionalPercent>, absent: Percent) -> RuntimeFraction {
         match p {
-            Some(r) => r.default_value.as_ref().map_or(Percent::ZERO, Percent::from_proto),
-            None => absent,
+            Some(r) => RuntimeFraction::new(
+                &r.runtime_key,
+                r.default_value.as_ref().map_or(Percent::ZERO, Percent::from_proto).into(),
+            ),
+            None => RuntimeFraction::fixed(absent.into()),
         }
     }
 
@@ -78,6 +81,12 @@ impl Percent {
     }
 }
 
+impl From<Percent> for Fraction {
+    fn from(p: Percent) -> Fraction {
+        Fraction { numerator: p.numerator, denominator: p.denominator }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,8 +102,11 @@ mod tests {
         assert_eq!(Percent::HUNDRED.with_numerator_at_most(7).numerator, 7);
         let hits = (0..10_000).filter(|_| Percent { numerator: 50, denominator: 100 }.sample()).count();
         assert!((4_000..6_000).contains(&hits), "{hits}");
-        assert_eq!(Percent::from_runtime(None, Percent::HUNDRED), Percent::HUNDRED);
-        assert_eq!(Percent::from_runtime(Some(&RuntimeFractionalPercent::default()), Percent::HUNDRED), Percent::ZERO);
+        assert_eq!(Percent::from_runtime(None, Percent::HUNDRED).current(), Fraction::HUNDRED);
+        assert_eq!(
+            Percent::from_runtime(Some(&RuntimeFractionalPercent::default()), Percent::HUNDRED).current(),
+            Fraction::ZERO
+        );
     }
 
     #[test]

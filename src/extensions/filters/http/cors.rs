@@ -55,6 +55,7 @@ use crate::extensions::{HttpFilterContext, HttpFilterExtension, PerRouteConfig};
 use crate::http::filter::{EncodeStatus, FilterStatus, LocalReply, StreamContext, StreamFilter, StreamFilterFactory};
 use crate::matcher::StringMatcher;
 use crate::router::RouteAction;
+use crate::runtime::RuntimeFraction;
 use crate::stats::Store;
 
 pub const NAME: &str = "envoy.filters.http.cors";
@@ -95,8 +96,8 @@ pub struct CorsPolicyConfig {
     expose_headers: Option<HeaderValue>,
     max_age: Option<HeaderValue>,
     allow_credentials: Option<bool>,
-    enabled: Percent,
-    shadow: Percent,
+    enabled: RuntimeFraction,
+    shadow: RuntimeFraction,
     allow_private_network_access: Option<bool>,
     forward_not_matching_preflights: Option<bool>,
 }
@@ -278,8 +279,8 @@ impl StreamFilter for CorsFilter {
             policies.0.extend(route.vhost_cors.as_deref().and_then(|c| c.downcast_ref::<CorsPolicyConfig>()));
         }
         let Some(most_specific) = policies.0.first() else { return FilterStatus::Continue };
-        let enabled = most_specific.enabled.sample();
-        if !enabled && !most_specific.shadow.sample() {
+        let enabled = most_specific.enabled.enabled();
+        if !enabled && !most_specific.shadow.enabled() {
             return FilterStatus::Continue;
         }
         let Some(origin) = parts.headers.get(ORIGIN).filter(|v| !v.is_empty()) else {

@@ -21,6 +21,14 @@
 //! `faults_overflow`. A route's `typed_per_filter_config` HTTPFault replaces the
 //! filter's settings for that route.
 //!
+//! The runtime overrides these as Envoy's default runtime keys do:
+//! `fault.http.abort.abort_percent` and `fault.http.delay.fixed_delay_percent` (an
+//! integer numerator over the configured denominator), `fault.http.abort.http_status`,
+//! `fault.http.delay.fixed_duration_ms` and `fault.http.max_active_faults`; a request
+//! naming its downstream cluster `c` reads `fault.http.c.abort.abort_percent`,
+//! `fault.http.c.abort.http_status`, `fault.http.c.delay.fixed_delay_percent` and
+//! `fault.http.c.delay.fixed_duration_ms` instead, where Envoy does.
+//!
 //! Stats (`http.<stat_prefix>.fault.`): `aborts_injected`, `delays_injected`,
 //! `faults_overflow`, `response_rl_injected` (always 0: no response rate limit) and
 //! the gauge `active_faults`. A request that names its downstream cluster in
@@ -44,6 +52,7 @@ use crate::define_stats;
 use crate::extensions::{HttpFilterContext, HttpFilterExtension, PerRouteConfig};
 use crate::http::filter::{FilterStatus, LocalReply, StreamContext, StreamFilter, StreamFilterFactory};
 use crate::router::{ClusterSelector, HeaderMatcher, Route, RouteAction};
+use crate::runtime::{self, Snapshot};
 use crate::stats::{Gauge, Store};
 use crate::stream_info::ResponseFlag;
 
@@ -63,6 +72,31 @@ const ABORT_HEADER: &str = "x-envoy-fault-abort-request";
 const ABORT_PERCENTAGE_HEADER: &str = "x-envoy-fault-abort-request-percentage";
 const DELAY_HEADER: &str = "x-envoy-fault-delay-request";
 const DELAY_PERCENTAGE_HEADER: &str = "x-envoy-fault-delay-request-percentage";
+
+/// Envoy's default runtime keys (its `*_runtime` fields, which Courier refuses,
+/// would rename them); `fault.http.<cluster>.<suffix>` for a downstream cluster.
+const ABORT_PERCENT_KEY: &str = "abort.abort_percent";
+const ABORT_HTTP_STATUS_KEY: &str = "abort.http_status";
+const DELAY_PERCENT_KEY: &str = "delay.fixed_delay_percent";
+const DELAY_DURATION_KEY: &str = "delay.fixed_duration_ms";
+const MAX_ACTIVE_FAULTS_KEY: &str = "fault.http.max_active_faults";
+
+/// The runtime key for `suffix`: the downstream cluster's when the request names one.
+fn fault_key(suffix: &str, downstream_cluster: Option<&str>) -> String {
+    match downstream_cluster {
+        Some(c) => format!("fault.http.{c}.{suffix}"),
+        None => format!("fault.http.{suffix}"),
+    }
+}
+
+/// Envoy's `featureEnabled(key, percentage)`: the runtime's value for `key`, else
+/// `percentage`, sampled.
+fn runtime_enabled(rt: Option<&Snapshot>, key: impl FnOnce() -> String, percentage: Percent) -> bool {
+    match rt {
+        Some(s) => s.feature_enabled(&key(), percentage.into()),
+        None => percentage.sample(),
+    }
+}
 
 define_stats! {
     /// `http.<stat_prefix>.fault.*`
@@ -134,31 +168,39 @@ impl FaultSettings {
         })
     }
 
-    /// The delay to inject into this request, if any (a zero delay is none).
-    fn delay_for(&self, parts: &Parts) -> Option<Duration> {
+    /// The delay to inject into this request, if any (a zero delay is none);
+    /// `rt` may override the percentage and duration (see the module doc).
+    fn delay_for(&self, parts: &Parts, rt: Option<&Snapshot>, downstream: Option<&str>) -> Option<Duration> {
         let delay = self.delay.as_ref()?;
         let percentage = match delay.duration {
             DelayDuration::Fixed(_) => delay.percentage,
             DelayDuration::Header => header_percentage(parts, DELAY_PERCENTAGE_HEADER, delay.percentage),
         };
-        if !percentage.sample() {
+        if !runtime_enabled(rt, || fault_key(DELAY_PERCENT_KEY, downstream), percentage) {
             return None;
         }
         let duration = match delay.duration {
             DelayDuration::Fixed(d) => d,
             DelayDuration::Header => Duration::from_millis(header_number(parts, DELAY_HEADER)?),
         };
-        Some(duration).filter(|d| !d.is_zero())
+        let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        let ms = rt.map_or(ms, |s| s.get_integer(&fault_key(DELAY_DURATION_KEY, None), ms));
+        let ms = match (rt, downstream) {
+            (Some(s), Some(_)) => s.get_integer(&fault_key(DELAY_DURATION_KEY, downstream), ms),
+            _ => ms,
+        };
+        Some(Duration::from_millis(ms)).filter(|d| !d.is_zero())
     }
 
-    /// The reply to abort this request with, if any.
-    fn abort_for(&self, parts: &Parts) -> Option<LocalReply> {
+    /// The reply to abort this request with, if any; `rt` may override the
+    /// percentage and status (see the module doc).
+    fn abort_for(&self, parts: &Parts, rt: Option<&Snapshot>, downstream: Option<&str>) -> Option<LocalReply> {
         let abort = self.abort.as_ref()?;
         let percentage = match abort.status {
             AbortStatus::Fixed(_) => abort.percentage,
             AbortStatus::Header => header_percentage(parts, ABORT_PERCENTAGE_HEADER, abort.percentage),
         };
-        if !percentage.sample() {
+        if !runtime_enabled(rt, || fault_key(ABORT_PERCENT_KEY, downstream), percentage) {
             return None;
         }
         let status = match abort.status {
@@ -168,6 +210,15 @@ impl FaultSettings {
                 .and_then(|c| u16::try_from(c).ok())
                 .and_then(|c| StatusCode::from_u16(c).ok())?,
         };
+        // As Envoy, a downstream cluster's key falls back to the configured status,
+        // not to the general key; a runtime value outside [200, 600) is ignored.
+        let key = fault_key(ABORT_HTTP_STATUS_KEY, downstream);
+        let status = rt
+            .map(|s| s.get_integer(&key, u64::from(status.as_u16())))
+            .filter(|c| (200..600).contains(c))
+            .and_then(|c| u16::try_from(c).ok())
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .unwrap_or(status);
         Some(LocalReply::new(status, abort.body.clone(), DETAILS).with_flag(ResponseFlag::FaultInjected))
     }
 
@@ -344,15 +395,21 @@ struct FaultFilter {
 
 /// Counts a stream's fault as active (once), unless that would exceed
 /// `max_active_faults` (then `faults_overflow`).
-fn activate(active: &mut Option<ActiveFault>, stats: &FaultStats, max_active_faults: Option<u32>) -> bool {
+/// The runtime's `fault.http.max_active_faults` overrides the configured limit.
+fn activate(
+    active: &mut Option<ActiveFault>,
+    stats: &FaultStats,
+    max_active_faults: Option<u32>,
+    rt: Option<&Snapshot>,
+) -> bool {
     if active.is_some() {
         return true;
     }
-    if let Some(max) = max_active_faults {
-        if stats.active_faults.value() >= i64::from(max) {
-            stats.faults_overflow.inc();
-            return false;
-        }
+    let configured = max_active_faults.map_or(u64::MAX, u64::from);
+    let max = rt.map_or(configured, |s| s.get_integer(MAX_ACTIVE_FAULTS_KEY, configured));
+    if u64::try_from(stats.active_faults.value()).unwrap_or(0) >= max {
+        stats.faults_overflow.inc();
+        return false;
     }
     stats.active_faults.inc();
     *active = Some(ActiveFault(stats.active_faults.clone()));
@@ -366,10 +423,15 @@ impl StreamFilter for FaultFilter {
         if !settings.targets(route, parts) || !HeaderMatcher::all(&settings.headers, parts) {
             return FilterStatus::Continue;
         }
-        let abort = settings.abort_for(parts);
+        let rt = runtime::snapshot();
+        let rt = rt.as_deref().map(|s| &**s);
+        let cluster =
+            parts.headers.get(DOWNSTREAM_CLUSTER_HEADER).and_then(|v| v.to_str().ok()).filter(|c| !c.is_empty());
+        let abort = settings.abort_for(parts, rt, cluster);
+        let delay = settings.delay_for(parts, rt, cluster);
         let downstream = downstream_cluster(&self.downstream, parts);
-        if let Some(delay) = settings.delay_for(parts) {
-            if activate(&mut self.active, &self.stats, settings.max_active_faults) {
+        if let Some(delay) = delay {
+            if activate(&mut self.active, &self.stats, settings.max_active_faults, rt) {
                 self.stats.delays_injected.inc();
                 if let Some((stats, cluster)) = &downstream {
                     stats.inc(cluster, "delays_injected");
@@ -392,7 +454,7 @@ impl StreamFilter for FaultFilter {
             }
         }
         match abort {
-            Some(reply) if activate(&mut self.active, &self.stats, settings.max_active_faults) => {
+            Some(reply) if activate(&mut self.active, &self.stats, settings.max_active_faults, rt) => {
                 self.stats.aborts_injected.inc();
                 if let Some((stats, cluster)) = &downstream {
                     stats.inc(cluster, "aborts_injected");

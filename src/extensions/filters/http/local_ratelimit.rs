@@ -33,6 +33,7 @@ use crate::extensions::{HttpFilterContext, HttpFilterExtension, PerRouteConfig};
 use crate::formatter::FormatContext;
 use crate::http::filter::{EncodeStatus, FilterStatus, LocalReply, StreamContext, StreamFilter, StreamFilterFactory};
 use crate::router::HeaderMutation;
+use crate::runtime::RuntimeFraction;
 use crate::stats::Store;
 use crate::stream_info::ResponseFlag;
 
@@ -69,8 +70,8 @@ define_stats! {
 pub struct RateLimitConfig {
     /// `None`: no `token_bucket` (allowed at filter level): every request passes.
     bucket: Option<TokenBucket>,
-    enabled: Percent,
-    enforced: Percent,
+    enabled: RuntimeFraction,
+    enforced: RuntimeFraction,
     status: StatusCode,
     response_headers: HeaderMutation,
     request_headers_when_not_enforced: HeaderMutation,
@@ -255,7 +256,7 @@ impl StreamFilter for LocalRateLimitFilter {
         let route = cx.route;
         let config = route.and_then(|r| r.per_filter_config::<RateLimitConfig>(&self.name)).unwrap_or(&self.config);
         let stats = config.stats.as_deref().unwrap_or(&self.stats);
-        if !config.enabled.sample() {
+        if !config.enabled.enabled() {
             return FilterStatus::Continue;
         }
         stats.enabled.inc();
@@ -277,7 +278,7 @@ impl StreamFilter for LocalRateLimitFilter {
             return FilterStatus::Continue;
         };
         stats.rate_limited.inc();
-        if !config.enforced.sample() {
+        if !config.enforced.enabled() {
             config.request_headers_when_not_enforced.apply_to_request(parts, cx.info);
             return FilterStatus::Continue;
         }

@@ -1,0 +1,246 @@
+//! Envoy's runtime (`layered_runtime`): values that override config defaults by key,
+//! from layers read in order (a static layer, disk directories, the admin's
+//! `/runtime_modify`), later layers winning.
+//!
+//! As Envoy's `LoaderImpl`, the main thread owns the layers (`Loader`): each load
+//! builds an immutable `Snapshot` and posts it to every thread's slot. A reader on a
+//! worker (a route's `runtime_fraction`, a filter's `filter_enabled`, a load
+//! balancer's `active_request_bias`) takes its own thread's snapshot, with no lock.
+//! Readers find the slot process-wide, as Envoy's code finds `LoaderSingleton`; on a
+//! thread without a snapshot (no server, unit tests) every key has its default.
+//!
+//! A disk layer is read at each load; the main thread checks every
+//! `DISK_CHECK_INTERVAL` whether a layer's `symlink_root` now points elsewhere and
+//! then loads again (Envoy watches for the symlink being moved in; Courier polls,
+//! needing no inotify).
+
+pub mod layers;
+pub mod snapshot;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use layers::{LayerConfig, LayerSource};
+pub use snapshot::{Entry, Fraction, Layer, Snapshot};
+
+use crate::define_stats;
+use crate::stats::Store;
+use crate::thread_local::{LocalSlot, Slot};
+
+/// How often the main thread looks for a replaced disk layer symlink.
+pub const DISK_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+define_stats! {
+    /// `runtime.*`, as Envoy's `RuntimeStats`.
+    #[derive(Debug)]
+    pub struct RuntimeStats {
+        counter deprecated_feature_use,
+        counter load_error,
+        counter load_success,
+        counter override_dir_exists,
+        counter override_dir_not_exists,
+        gauge admin_overrides_active,
+        gauge deprecated_feature_seen_since_process_start,
+        gauge num_keys,
+        gauge num_layers,
+    }
+}
+
+/// The slot readers look in, plus one (0: no runtime published in this process).
+static PUBLISHED_SLOT: AtomicUsize = AtomicUsize::new(0);
+
+/// This thread's current snapshot, if a runtime published one here.
+pub fn snapshot() -> Option<Rc<Arc<Snapshot>>> {
+    let index = PUBLISHED_SLOT.load(Ordering::Relaxed).checked_sub(1)?;
+    LocalSlot::<Arc<Snapshot>>::at(index).get()
+}
+
+/// Makes `snapshot` this thread's, as a worker holds it: for unit tests of the
+/// code that reads the runtime (each nextest test is a process of its own).
+pub fn publish_on_this_thread(snapshot: Snapshot) {
+    let slot = crate::thread_local::ThreadLocalRegistry::new().allocate_slot::<Arc<Snapshot>>();
+    PUBLISHED_SLOT.store(slot.index() + 1, Ordering::Relaxed);
+    slot.set_here(Arc::new(snapshot));
+}
+
+/// Envoy's `getDouble` on this thread's snapshot.
+pub fn get_double(key: &str, default: f64) -> f64 {
+    match snapshot() {
+        Some(s) if !key.is_empty() => s.get_double(key, default),
+        _ => default,
+    }
+}
+
+/// A `RuntimeFractionalPercent` (or an Envoy feature flag with a fixed key): the
+/// runtime key that may override the default fraction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeFraction {
+    /// `None` when the config names no key: only the default applies.
+    key: Option<Box<str>>,
+    pub default: Fraction,
+}
+
+impl RuntimeFraction {
+    pub fn new(key: &str, default: Fraction) -> Self {
+        RuntimeFraction { key: (!key.is_empty()).then(|| key.into()), default }
+    }
+
+    /// A fraction no runtime key overrides.
+    pub fn fixed(default: Fraction) -> Self {
+        RuntimeFraction { key: None, default }
+    }
+
+    /// The fraction in effect on this thread now.
+    pub fn current(&self) -> Fraction {
+        // A fraction without a key never looks at the thread's snapshot.
+        let Some(key) = &self.key else { return self.default };
+        snapshot().map_or(self.default, |s| s.fraction(key, self.default))
+    }
+
+    /// True for the current fraction of the calls (Envoy's `featureEnabled`).
+    pub fn enabled(&self) -> bool {
+        self.current().sample()
+    }
+}
+
+/// The main thread's runtime: the configured layers, the admin layer's values, and
+/// the snapshot last published.
+pub struct Loader {
+    layers: Vec<LayerConfig>,
+    admin_values: RefCell<HashMap<String, Entry>>,
+    stats: RuntimeStats,
+    slot: Slot<Arc<Snapshot>>,
+    current: RefCell<Arc<Snapshot>>,
+    /// Where each disk layer's `symlink_root` pointed at the last load.
+    disk_targets: RefCell<Vec<Option<PathBuf>>>,
+}
+
+impl Loader {
+    /// A loader publishing into `slot`; nothing is loaded until `load`.
+    pub fn new(layers: Vec<LayerConfig>, store: &Store, slot: Slot<Arc<Snapshot>>) -> Loader {
+        PUBLISHED_SLOT.store(slot.index() + 1, Ordering::Relaxed);
+        Loader {
+            layers,
+            admin_values: RefCell::new(HashMap::new()),
+            stats: RuntimeStats::new(store, "runtime."),
+            slot,
+            current: RefCell::new(Arc::new(Snapshot::default())),
+            disk_targets: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Reads every layer into a new snapshot and posts it to all threads, counting
+    /// as Envoy's `loadNewSnapshot` counts.
+    pub fn load(&self) {
+        let mut loaded = Vec::with_capacity(self.layers.len());
+        let (mut disk_layers, mut error_layers) = (0, 0);
+        for layer in &self.layers {
+            let values = match &layer.source {
+                LayerSource::Static(values) => values.clone(),
+                LayerSource::Admin => self.admin_values.borrow().clone(),
+                LayerSource::Disk { directory, .. } => match layers::read_disk_layer(directory) {
+                    Ok(Some(values)) => {
+                        disk_layers += 1;
+                        values
+                    }
+                    // Envoy leaves out a layer whose directory does not exist.
+                    Ok(None) => continue,
+                    Err(e) => {
+                        error_layers += 1;
+                        tracing::debug!("error loading runtime values for layer {} from disk: {e}", layer.name);
+                        continue;
+                    }
+                },
+            };
+            loaded.push(Layer { name: layer.name.clone(), values });
+        }
+        *self.disk_targets.borrow_mut() = self.disk_targets_now();
+        let s = &self.stats;
+        s.num_layers.set(loaded.len() as i64);
+        if error_layers == 0 {
+            s.load_success.inc();
+        } else {
+            s.load_error.inc();
+        }
+        // Envoy's "override directory": a second disk layer that exists.
+        if disk_layers > 1 {
+            s.override_dir_exists.inc();
+        } else {
+            s.override_dir_not_exists.inc();
+        }
+        let snapshot = Arc::new(Snapshot::new(loaded));
+        s.num_keys.set(snapshot.num_keys() as i64);
+        *self.current.borrow_mut() = snapshot.clone();
+        self.slot.set(move || snapshot.clone());
+    }
+
+    /// The snapshot last published.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.borrow().clone()
+    }
+
+    pub fn has_admin_layer(&self) -> bool {
+        self.layers.iter().any(|l| l.source == LayerSource::Admin)
+    }
+
+    /// `/runtime_modify`: sets each key in the admin layer (an empty value removes
+    /// it) and loads. False when there is no admin layer.
+    pub fn modify(&self, values: &[(String, String)]) -> bool {
+        if !self.has_admin_layer() {
+            return false;
+        }
+        {
+            let mut admin = self.admin_values.borrow_mut();
+            for (k, v) in values {
+                if v.is_empty() {
+                    admin.remove(k);
+                } else {
+                    admin.insert(k.clone(), Entry::from_text(v.clone()));
+                }
+            }
+            self.stats.admin_overrides_active.set(i64::from(!admin.is_empty()));
+        }
+        self.load();
+        true
+    }
+
+    /// Loads again when a disk layer's `symlink_root` now resolves elsewhere (the
+    /// symlink was replaced). Returns whether it loaded.
+    pub fn reload_if_disk_changed(&self) -> bool {
+        if *self.disk_targets.borrow() == self.disk_targets_now() {
+            return false;
+        }
+        self.load();
+        true
+    }
+
+    fn disk_targets_now(&self) -> Vec<Option<PathBuf>> {
+        self.layers
+            .iter()
+            .filter_map(|l| match &l.source {
+                LayerSource::Disk { symlink_root, .. } => Some(std::fs::canonicalize(symlink_root).ok()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Runs the disk check on the current (main) thread's loop while `self` lives.
+    pub fn watch_disk_layers(self: &Rc<Self>) {
+        if !self.layers.iter().any(|l| matches!(l.source, LayerSource::Disk { .. })) {
+            return;
+        }
+        let weak = Rc::downgrade(self);
+        tokio::task::spawn_local(async move {
+            loop {
+                tokio::time::sleep(DISK_CHECK_INTERVAL).await;
+                let Some(loader) = weak.upgrade() else { return };
+                loader.reload_if_disk_changed();
+            }
+        });
+    }
+}
