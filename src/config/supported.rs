@@ -51,7 +51,10 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "traffic_direction",
         ],
     ),
-    ("envoy.config.listener.v3.FilterChain", &["filters", "name"]),
+    (
+        "envoy.config.listener.v3.FilterChain",
+        &["filters", "name", "transport_socket", "transport_socket_connect_timeout"],
+    ),
     ("envoy.config.listener.v3.Filter", &["name", "typed_config"]),
     (
         "envoy.config.cluster.v3.Cluster",
@@ -76,6 +79,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "typed_extension_protocol_options",
             "common_lb_config",
             "upstream_connection_options",
+            "transport_socket",
         ],
     ),
     ("envoy.config.cluster.v3.UpstreamConnectionOptions", &["tcp_keepalive"]),
@@ -256,6 +260,11 @@ const UPSTREAM_HTTP_OPTIONS: &[&str] =
 /// other supported field acts; `tests/integration/supported_fields.rs` holds each
 /// one to a test that shows it.
 pub const NO_EFFECT: &[(&str, &str, &str)] = &[
+    (
+        "envoy.config.core.v3.TransportSocket",
+        "name",
+        "Envoy finds a transport socket by the type of its typed_config; the name is not read",
+    ),
     (
         "envoy.config.core.v3.TypedExtensionConfig",
         "name",

@@ -4,6 +4,7 @@
 
 pub mod filters;
 pub mod supported;
+pub mod transport_sockets;
 
 use std::sync::Arc;
 
@@ -149,5 +150,9 @@ impl NetworkFilterBuilder for FactoryContext<'_> {
             ..*self
         };
         create_network_filter(typed_config, path, &ctx)
+    }
+
+    fn transport_sockets(&self) -> Option<&dyn crate::network::tls::TransportSocketBuilder> {
+        Some(self)
     }
 }

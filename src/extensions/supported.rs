@@ -15,7 +15,12 @@ use crate::upstream::cluster::{lb_policy_choice, LbPolicyChoice};
 /// What Courier accepts: every field table, each kept next to the code that
 /// implements it, and every registered extension type.
 pub const INVENTORY: Inventory = Inventory {
-    tables: &[SUPPORTED_FIELDS, ROUTE_SUPPORTED_FIELDS, filters::http::SUPPORTED_FIELDS],
+    tables: &[
+        SUPPORTED_FIELDS,
+        ROUTE_SUPPORTED_FIELDS,
+        filters::http::SUPPORTED_FIELDS,
+        super::transport_sockets::tls::SUPPORTED_FIELDS,
+    ],
     places: PLACES,
     is_extension: is_registered,
     skips_lb_policy: |type_name| lb_policy_choice(type_name) == LbPolicyChoice::Skip,
@@ -37,6 +42,8 @@ const OTHER_TYPES: &[&str] = &[
     crate::upstream::cluster::ROUND_ROBIN_TYPE,
     crate::upstream::cluster::LEAST_REQUEST_TYPE,
     crate::upstream::cluster::RANDOM_TYPE,
+    super::transport_sockets::tls::DOWNSTREAM_TYPE,
+    super::transport_sockets::tls::UPSTREAM_TYPE,
 ];
 
 /// Every supported `(message, field)` of every table, `"*"` entries included.

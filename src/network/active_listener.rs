@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::connection::{ConnectionInfo, DownstreamConnection};
 use super::listener::ListenerConfig;
+use super::tls::HandshakeFailure;
 use crate::stats::Gauge;
 
 thread_local! {
@@ -63,18 +64,40 @@ async fn accept_loop(config: Arc<ListenerConfig>, listener: tokio::net::TcpListe
             None => stream.local_addr().unwrap_or(config.address),
         };
         let _ = stream.set_nodelay(true);
-        let conn = DownstreamConnection {
-            stream: stream.into(),
-            info: ConnectionInfo { remote, local },
-            buffer_limit: config.buffer_limit,
-        };
+        let info = ConnectionInfo { remote, local };
         let guard = ConnectionAccounting::open(config.clone(), worker, total.clone());
+        if config.filter_chain.transport_socket.is_some() {
+            tokio::task::spawn_local(handshake_then_serve(config.clone(), stream, info, guard));
+            continue;
+        }
+        let conn = DownstreamConnection { stream: stream.into(), info, buffer_limit: config.buffer_limit };
         let run = config.filter_chain.terminal.on_new_connection(conn);
         tokio::task::spawn_local(async move {
             run.await;
             drop(guard);
         });
     }
+}
+
+/// A TLS chain's connection: the handshake on this worker, then the network
+/// filters over the session. A failed or timed-out handshake closes the
+/// connection before any filter sees it.
+async fn handshake_then_serve(
+    config: Arc<ListenerConfig>,
+    stream: tokio::net::TcpStream,
+    info: ConnectionInfo,
+    guard: ConnectionAccounting,
+) {
+    let Some(tls) = &config.filter_chain.transport_socket else { return };
+    match tls.accept(stream).await {
+        Ok(stream) => {
+            let conn = DownstreamConnection { stream, info, buffer_limit: config.buffer_limit };
+            config.filter_chain.terminal.on_new_connection(conn).await;
+        }
+        Err(HandshakeFailure::Timeout) => config.stats.downstream_cx_transport_socket_connect_timeout.inc(),
+        Err(HandshakeFailure::Failed) => {}
+    }
+    drop(guard);
 }
 
 /// Counts a connection in the listener, per-worker and server stats for as long

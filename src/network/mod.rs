@@ -8,6 +8,7 @@ pub mod filter;
 pub mod listener;
 pub mod listener_manager;
 pub mod socket;
+pub mod tls;
 pub mod transport;
 
 pub use connection::{ConnectionInfo, DownstreamConnection};

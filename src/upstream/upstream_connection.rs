@@ -1,4 +1,4 @@
-//! Opening an upstream TCP connection with the cluster's connect timeout, and the
+//! Opening an upstream connection (TCP, then TLS when the cluster has it) with the cluster's connect timeout, and the
 //! connection's accounting: the cluster and host stats rise on connect and fall
 //! when the connection is dropped, whichever path drops it. As Envoy, the
 //! destruction counts as local or remote (`upstream_cx_destroy_local` / `_remote`)
@@ -44,14 +44,19 @@ impl UpstreamConnection {
         let stats = &cluster.stats;
         stats.upstream_cx_total.inc();
         host.stats.cx_total.fetch_add(1, Ordering::Relaxed);
-        let result = tokio::time::timeout(
-            cluster.connect_timeout,
-            socket::connect(host.address, host.ipv6_only, cluster.tcp_keepalive.as_ref()),
-        )
+        // As Envoy, the connect timeout covers the TLS handshake: a connection is
+        // made once its transport is.
+        let result = tokio::time::timeout(cluster.connect_timeout, async {
+            let stream = socket::connect(host.address, host.ipv6_only, cluster.tcp_keepalive.as_ref()).await?;
+            let _ = stream.set_nodelay(true);
+            match &cluster.tls {
+                None => Ok(TransportStream::from(stream)),
+                Some(tls) => tls.connect(stream, host.address.ip()).await,
+            }
+        })
         .await;
         let failure = match result {
             Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
                 stats.upstream_cx_active.inc();
                 host.stats.cx_active.fetch_add(1, Ordering::Relaxed);
                 let accounting = ConnectionAccounting {
@@ -60,7 +65,7 @@ impl UpstreamConnection {
                     closed_locally: false,
                     active_request: false,
                 };
-                return Ok(UpstreamConnection { stream: stream.into(), accounting });
+                return Ok(UpstreamConnection { stream, accounting });
             }
             Ok(Err(e)) => {
                 tracing::debug!(cluster = %cluster.name, host = %host.address, "upstream connect failed: {e}");
