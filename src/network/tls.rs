@@ -78,14 +78,20 @@ impl TlsStats {
         }
     }
 
-    /// A failed handshake: `connection_error`, and the verification failure it was.
+    /// A failed handshake: `connection_error` for a TLS error (Envoy counts the
+    /// SSL error queue, so a peer that just closes or resets counts nothing), and
+    /// the verification failure it was.
     fn handshake_failed(&self, e: &io::Error) {
         match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+            None => {}
+            // Envoy counts a missing certificate as this alone (no connection_error).
             Some(rustls::Error::NoCertificatesPresented) => self.ssl.fail_verify_no_cert.inc(),
-            Some(rustls::Error::InvalidCertificate(_)) => self.ssl.fail_verify_error.inc(),
-            _ => {}
+            Some(rustls::Error::InvalidCertificate(_)) => {
+                self.ssl.fail_verify_error.inc();
+                self.ssl.connection_error.inc();
+            }
+            _ => self.ssl.connection_error.inc(),
         }
-        self.ssl.connection_error.inc();
     }
 }
 
@@ -125,6 +131,9 @@ fn curve_name(g: rustls::NamedGroup) -> Option<&'static str> {
     }
 }
 
+/// The content type of a TLS handshake record: a ClientHello's first byte.
+const HANDSHAKE_RECORD: u8 = 0x16;
+
 /// A filter chain's TLS (`DownstreamTlsContext`), built once, used by every worker.
 #[derive(Debug)]
 pub struct DownstreamTls {
@@ -144,21 +153,39 @@ pub enum HandshakeFailure {
 impl DownstreamTls {
     /// Runs the server handshake on an accepted connection.
     pub async fn accept(&self, tcp: TcpStream) -> Result<TransportStream, HandshakeFailure> {
-        let accept = tokio_rustls::TlsAcceptor::from(self.config.clone()).accept(tcp);
+        let handshake = async {
+            // Bytes that are no TLS handshake record (plaintext HTTP, say) are
+            // closed on without an alert, as BoringSSL does in Envoy.
+            let mut first = [0u8; 1];
+            match tcp.peek(&mut first).await {
+                Ok(1) if first[0] == HANDSHAKE_RECORD => {}
+                Ok(0) | Err(_) => return Err(None),
+                Ok(_) => {
+                    // Read what came, so the close is a FIN, not a reset for unread data.
+                    let mut sink = [0u8; 1024];
+                    while matches!(tcp.try_read(&mut sink), Ok(n) if n > 0) {}
+                    let not_tls = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
+                    return Err(Some(io::Error::new(io::ErrorKind::InvalidData, not_tls)));
+                }
+            }
+            tokio_rustls::TlsAcceptor::from(self.config.clone()).accept(tcp).await.map_err(Some)
+        };
         let result = match self.handshake_timeout {
-            Some(d) => tokio::time::timeout(d, accept).await.map_err(|_| HandshakeFailure::Timeout)?,
-            None => accept.await,
+            Some(d) => tokio::time::timeout(d, handshake).await.map_err(|_| HandshakeFailure::Timeout)?,
+            None => handshake.await,
         };
         match result {
             Ok(session) => {
                 self.stats.handshake_done(session.get_ref().1);
                 Ok(TransportStream::Tls(SharedStream::new(TlsSession::new(session.into()))))
             }
-            Err(e) => {
+            Err(Some(e)) => {
                 tracing::debug!("downstream TLS handshake failed: {e}");
                 self.stats.handshake_failed(&e);
                 Err(HandshakeFailure::Failed)
             }
+            // The client left before sending anything.
+            Err(None) => Err(HandshakeFailure::Failed),
         }
     }
 }

@@ -3,6 +3,8 @@
 //! a directory so a config can name them by `filename`; and rustls configs for
 //! the test clients and upstreams that use them.
 
+#![allow(dead_code)] // each test binary uses its own part
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -192,7 +192,7 @@ fn client_config(proto: &UpstreamTlsContext, path: &FieldPath) -> Result<ClientC
     Ok(config)
 }
 
-/// The ring provider, with `tls_params.cipher_suites` (BoringSSL names, `[a|b]`
+/// The ring provider with Envoy's default curves, and `tls_params.cipher_suites` (BoringSSL names, `[a|b]`
 /// groups flattened) as its TLS 1.2 suites when given; TLS 1.3's stay, as
 /// BoringSSL's cannot be configured either.
 fn provider_for(common: &CommonTlsContext, path: &FieldPath) -> Result<Arc<CryptoProvider>, ConfigError> {
@@ -200,6 +200,8 @@ fn provider_for(common: &CommonTlsContext, path: &FieldPath) -> Result<Arc<Crypt
     // aws-lc-rs, which has it, needs cmake to build.
     #[allow(deprecated)]
     let mut provider = rustls::crypto::ring::default_provider();
+    // Envoy's default curves, in its order (ring's own list puts P-384 first).
+    provider.kx_groups = vec![rustls::crypto::ring::kx_group::X25519, rustls::crypto::ring::kx_group::SECP256R1];
     let Some(params) = common.tls_params.as_ref().filter(|p| !p.cipher_suites.is_empty()) else {
         return Ok(Arc::new(provider));
     };
