@@ -833,7 +833,15 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (UPSTREAM_TLS, "common_tls_context", &[test(TLS_IT, TLS_UPSTREAM)]),
     (UPSTREAM_TLS, "sni", &[test(TLS_IT, TLS_UPSTREAM)]),
     (COMMON_TLS, "tls_params", &[test(TLS_IT, TLS_PARAMS)]),
-    (COMMON_TLS, "tls_certificates", &[test(TLS_IT, TLS_PARAMS), compat("tls_termination")]),
+    (
+        COMMON_TLS,
+        "tls_certificates",
+        &[
+            test(TLS_IT, TLS_PARAMS),
+            test(TLS_IT, "several_tls_certificates_are_chosen_by_sni"),
+            compat("tls_termination"),
+        ],
+    ),
     (COMMON_TLS, "validation_context", &[test(TLS_IT, TLS_MTLS)]),
     (COMMON_TLS, "alpn_protocols", &[test(TLS_IT, "alpn_h2_serves_http2_and_http1_stays_http1")]),
     (TLS_PARAMS_MSG, "tls_minimum_protocol_version", &[test(TLS_IT, TLS_PARAMS)]),

@@ -103,7 +103,17 @@ fn certs() -> Certs {
 
 /// One HTTP/1.1 GET over TLS; the status and body, or what failed.
 fn https_get(addr: SocketAddr, config: Arc<rustls::ClientConfig>, path: &str) -> Result<(u16, String), String> {
-    let name = rustls::pki_types::ServerName::try_from(SERVER_NAME).map_err(|e| e.to_string())?;
+    https_get_as(addr, config, SERVER_NAME, path)
+}
+
+/// `https_get` asking for (and verifying) the server name `sni`.
+fn https_get_as(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    sni: &str,
+    path: &str,
+) -> Result<(u16, String), String> {
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).map_err(|e| e.to_string())?;
     let conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
     let mut tls = rustls::StreamOwned::new(conn, connect(addr));
     let request = format!("GET {path} HTTP/1.1\r\nhost: {SERVER_NAME}\r\nconnection: close\r\n\r\n");
@@ -400,7 +410,6 @@ fn tls_config_courier_cannot_honour_is_refused_naming_the_field() {
             format!("common_tls_context:\n  tls_params: {{ cipher_suites: [AES128-SHA] }}\n  tls_certificates:\n{pair}"),
             "common_tls_context.tls_params.cipher_suites[0]",
         ),
-        (format!("common_tls_context:\n  tls_certificates:\n{pair}{pair}"), "common_tls_context.tls_certificates[1]"),
         (format!("require_sni: true\ncommon_tls_context:\n  tls_certificates:\n{pair}"), "require_sni"),
         ("require_client_certificate: true\ncommon_tls_context: {}\n".to_string(), "require_client_certificate"),
         (
@@ -415,4 +424,29 @@ fn tls_config_courier_cannot_honour_is_refused_naming_the_field() {
     }
     let (ok, out) = validate(&listener(&format!("common_tls_context:\n  tls_certificates:\n{pair}")));
     assert!(ok, "{out}");
+}
+
+#[test]
+fn several_tls_certificates_are_chosen_by_sni() {
+    let certs = certs();
+    let up = Upstream::start(|_| {});
+    let other = certs.pki.leaf(&["other.test", "*.wild.test"]).write(&certs.dir.0, "other");
+    let pair = |(c, k): &(std::path::PathBuf, std::path::PathBuf)| {
+        format!(
+            "  - certificate_chain: {{ filename: {} }}\n    private_key: {{ filename: {} }}\n",
+            c.display(),
+            k.display()
+        )
+    };
+    let tls_certificates = format!("common_tls_context:\n  tls_certificates:\n{}{}", pair(&certs.server), pair(&other));
+    let c = start(&[https_listener("name: sni", &tls_certificates)], &[static_cluster("app", &[up.port()])]);
+    let addr = c.listener("web");
+    // The client checks the name it asked for: each answer shows which certificate came.
+    for sni in [SERVER_NAME, "other.test", "a.wild.test"] {
+        let client = client_config(&certs.pki.ca_pem, None, &[]);
+        assert_eq!(https_get_as(addr, client, sni, "/direct").map(|r| r.0), Ok(200), "SNI {sni}");
+    }
+    // An unknown name gets the first certificate (for server.test): the check fails.
+    let client = client_config(&certs.pki.ca_pem, None, &[]);
+    assert!(https_get_as(addr, client, "unknown.test", "/direct").is_err());
 }

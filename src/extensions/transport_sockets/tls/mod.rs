@@ -136,7 +136,8 @@ fn server_config(proto: &DownstreamTlsContext, path: &FieldPath) -> Result<Serve
     let require = proto.require_client_certificate.as_ref().is_some_and(|b| b.value);
     let builder = match trusted_ca(&common, &common_path)? {
         Some(roots) => {
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
             let verifier = if require { verifier } else { verifier.allow_unauthenticated() };
             let verifier =
                 verifier.build().map_err(|e| common_path.field_error("validation_context", e.to_string()))?;
@@ -150,13 +151,27 @@ fn server_config(proto: &DownstreamTlsContext, path: &FieldPath) -> Result<Serve
         }
         None => builder.with_no_client_auth(),
     };
-    let (chain, key) = match certificates(&common, &common_path)? {
-        Some(pair) => pair,
-        None => return Err(common_path.field_error("tls_certificates", "a TLS listener needs a certificate")),
+    let mut pairs = all_certificates(&common, &common_path)?;
+    let mut config = match pairs.len() {
+        0 => return Err(common_path.field_error("tls_certificates", "a TLS listener needs a certificate")),
+        1 => {
+            let (chain, key) = pairs.remove(0);
+            builder.with_single_cert(chain, key).map_err(|e| {
+                common_path.field_error("tls_certificates[0]", format!("invalid certificate or key: {e}"))
+            })?
+        }
+        _ => {
+            let mut keys = Vec::with_capacity(pairs.len());
+            for (i, (chain, key)) in pairs.into_iter().enumerate() {
+                let certified = rustls::sign::CertifiedKey::from_der(chain, key, &provider).map_err(|e| {
+                    common_path
+                        .field_error(&format!("tls_certificates[{i}]"), format!("invalid certificate or key: {e}"))
+                })?;
+                keys.push(Arc::new(certified));
+            }
+            builder.with_cert_resolver(Arc::new(SniResolver { keys }))
+        }
     };
-    let mut config = builder
-        .with_single_cert(chain, key)
-        .map_err(|e| common_path.field_error("tls_certificates[0]", format!("invalid certificate or key: {e}")))?;
     config.alpn_protocols = common.alpn_protocols.iter().map(|p| p.as_bytes().to_vec()).collect();
     Ok(config)
 }
@@ -263,24 +278,31 @@ fn versions(
     Ok(out)
 }
 
-/// The first (and only) `tls_certificates` entry as a chain and key.
-#[allow(clippy::type_complexity)]
-fn certificates(
-    common: &CommonTlsContext,
+/// A certificate chain and its private key.
+type CertAndKey = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// The one `tls_certificates` entry an upstream context may have, as a chain and key.
+fn certificates(common: &CommonTlsContext, path: &FieldPath) -> Result<Option<CertAndKey>, ConfigError> {
+    match common.tls_certificates.as_slice() {
+        [] => Ok(None),
+        [one] => certificate(one, 0, path).map(Some),
+        _ => Err(path.field_error("tls_certificates[1]", "a client shows one certificate")),
+    }
+}
+
+/// Every `tls_certificates` entry of a listener's context.
+fn all_certificates(common: &CommonTlsContext, path: &FieldPath) -> Result<Vec<CertAndKey>, ConfigError> {
+    common.tls_certificates.iter().enumerate().map(|(i, c)| certificate(c, i, path)).collect()
+}
+
+/// `tls_certificates[i]` as a chain and key.
+fn certificate(
+    cert: &envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::TlsCertificate,
+    i: usize,
     path: &FieldPath,
-) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, ConfigError> {
-    let cert = match common.tls_certificates.as_slice() {
-        [] => return Ok(None),
-        [one] => one,
-        _ => {
-            return Err(path.field_error(
-                "tls_certificates[1]",
-                "Courier serves one certificate per context so far (no selection by SNI)",
-            ))
-        }
-    };
+) -> Result<CertAndKey, ConfigError> {
     let mut p = child(path, "tls_certificates");
-    p.push_index(0);
+    p.push_index(i);
     let chain_path = child(&p, "certificate_chain");
     let pem = data(cert.certificate_chain.as_ref(), &chain_path)?;
     let chain = CertificateDer::pem_slice_iter(&pem)
@@ -293,7 +315,28 @@ fn certificates(
     let pem = data(cert.private_key.as_ref(), &key_path)?;
     let key =
         PrivateKeyDer::from_pem_slice(&pem).map_err(|e| key_path.error(format!("invalid PEM private key: {e}")))?;
-    Ok(Some((chain, key)))
+    Ok((chain, key))
+}
+
+/// Several certificates on a listener: Envoy serves the first whose names cover
+/// the SNI the client sent, else the first one.
+#[derive(Debug)]
+struct SniResolver {
+    keys: Vec<Arc<rustls::sign::CertifiedKey>>,
+}
+
+impl rustls::server::ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let name = hello
+            .server_name()
+            .and_then(|n| rustls::pki_types::DnsName::try_from(n).ok())
+            .map(|n| ServerName::DnsName(n.to_owned()));
+        let covers = |key: &rustls::sign::CertifiedKey| {
+            let (Some(name), Some(leaf)) = (&name, key.cert.first()) else { return false };
+            webpki::EndEntityCert::try_from(leaf).is_ok_and(|c| c.verify_is_valid_for_subject_name(name).is_ok())
+        };
+        self.keys.iter().find(|k| covers(k)).or_else(|| self.keys.first()).cloned()
+    }
 }
 
 /// `validation_context.trusted_ca` as roots; `None` without a validation context.
