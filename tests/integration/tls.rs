@@ -450,3 +450,78 @@ fn several_tls_certificates_are_chosen_by_sni() {
     let client = client_config(&certs.pki.ca_pem, None, &[]);
     assert!(https_get_as(addr, client, "unknown.test", "/direct").is_err());
 }
+
+/// An HTTP/2 upstream over TLS (ALPN `h2` only): answers `h2 <sni>`. Stopped on drop.
+struct H2TlsUpstream {
+    port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl H2TlsUpstream {
+    fn start(leaf: &Leaf) -> H2TlsUpstream {
+        let mut config = (*server_config(leaf)).clone();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+                let serve = async {
+                    while let Ok((tcp, _)) = listener.accept().await {
+                        tokio::spawn(serve_h2(acceptor.clone(), tcp));
+                    }
+                };
+                tokio::select! {
+                    _ = serve => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+        H2TlsUpstream { port, stop: Some(stop), thread: Some(thread) }
+    }
+}
+
+async fn serve_h2(acceptor: tokio_rustls::TlsAcceptor, tcp: tokio::net::TcpStream) {
+    let Ok(tls) = acceptor.accept(tcp).await else { return };
+    let sni = tls.get_ref().1.server_name().unwrap_or("none").to_string();
+    let Ok(mut conn) = h2::server::handshake(tls).await else { return };
+    while let Some(Ok((_request, mut respond))) = conn.accept().await {
+        let Ok(response) = http::Response::builder().status(200).body(()) else { return };
+        if let Ok(mut send) = respond.send_response(response, false) {
+            let _ = send.send_data(bytes::Bytes::from(format!("h2 {sni}")), true);
+        }
+    }
+}
+
+impl Drop for H2TlsUpstream {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn an_http2_cluster_speaks_h2_over_tls_by_alpn() {
+    let certs = certs();
+    let up = H2TlsUpstream::start(&certs.pki.leaf(&["up.test"]));
+    let http2 = "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: { http2_protocol_options: {} }\n";
+    let tls = format!("sni: up.test\n{}", common(None, Some(&certs.ca), "alpn_protocols: [h2]"));
+    let cluster =
+        format!("{}{http2}{}", static_cluster("app", &[up.port]), transport_socket("UpstreamTlsContext", &tls, 4));
+    let c = start(&[plain_listener()], &[cluster]);
+    for _ in 0..2 {
+        let (status, body) = http_request(c.listener("plain"), "GET", "/");
+        assert_eq!((status, body.as_str()), (200, "h2 up.test"));
+    }
+    assert_eq!(c.stat("cluster.app.upstream_cx_http2_total"), Some(1), "one multiplexed connection");
+    assert_eq!(c.stat("cluster.app.ssl.handshake"), Some(1));
+}
