@@ -190,10 +190,20 @@ impl DownstreamTls {
     }
 }
 
+/// The protocol an upstream connection is for, which ALPN offers when the
+/// context names none (Envoy's ALPN fallback of its HTTP pools).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlpnFallback {
+    Http11,
+    Http2,
+}
+
 /// A cluster's TLS (`UpstreamTlsContext`), built once, used by every worker.
 #[derive(Debug)]
 pub struct UpstreamTls {
     pub config: Arc<ClientConfig>,
+    /// Without `alpn_protocols`: `config` offering `http/1.1`, then `h2`.
+    pub fallback: Option<[Arc<ClientConfig>; 2]>,
     /// The `sni` (also the name a certificate is checked against); `None`: no
     /// SNI, as Envoy, and the host's address stands in.
     pub server_name: Option<ServerName<'static>>,
@@ -201,10 +211,20 @@ pub struct UpstreamTls {
 }
 
 impl UpstreamTls {
-    /// Runs the client handshake on a connected socket to `host`.
-    pub async fn connect(&self, tcp: TcpStream, host: std::net::IpAddr) -> io::Result<TransportStream> {
+    /// Runs the client handshake on a connected socket to `host`, for `protocol`.
+    pub async fn connect(
+        &self,
+        tcp: TcpStream,
+        host: std::net::IpAddr,
+        protocol: Option<AlpnFallback>,
+    ) -> io::Result<TransportStream> {
         let name = self.server_name.clone().unwrap_or(ServerName::IpAddress(host.into()));
-        match tokio_rustls::TlsConnector::from(self.config.clone()).connect(name, tcp).await {
+        let config = match (&self.fallback, protocol) {
+            (Some([h1, _]), Some(AlpnFallback::Http11)) => h1,
+            (Some([_, h2]), Some(AlpnFallback::Http2)) => h2,
+            _ => &self.config,
+        };
+        match tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp).await {
             Ok(session) => {
                 self.stats.handshake_done(session.get_ref().1);
                 Ok(TransportStream::Tls(SharedStream::new(TlsSession::new(session.into()))))

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use super::cluster::ClusterInfo;
 use super::host::Host;
 use crate::network::socket;
+use crate::network::tls::AlpnFallback;
 use crate::network::TransportStream;
 
 /// Why an upstream connection could not be made.
@@ -41,6 +42,16 @@ pub struct ConnectionAccounting {
 impl UpstreamConnection {
     /// Connects to `host`, counting `upstream_cx_total` and the failure stats.
     pub async fn connect(cluster: &Arc<ClusterInfo>, host: &Arc<Host>) -> Result<UpstreamConnection, ConnectFailure> {
+        Self::connect_for(cluster, host, None).await
+    }
+
+    /// `connect` for an HTTP pool of `protocol`: over TLS without `alpn_protocols`,
+    /// ALPN offers it, as Envoy's pools do.
+    pub async fn connect_for(
+        cluster: &Arc<ClusterInfo>,
+        host: &Arc<Host>,
+        protocol: Option<AlpnFallback>,
+    ) -> Result<UpstreamConnection, ConnectFailure> {
         let stats = &cluster.stats;
         stats.upstream_cx_total.inc();
         host.stats.cx_total.fetch_add(1, Ordering::Relaxed);
@@ -51,7 +62,7 @@ impl UpstreamConnection {
             let _ = stream.set_nodelay(true);
             match &cluster.tls {
                 None => Ok(TransportStream::from(stream)),
-                Some(tls) => tls.connect(stream, host.address.ip()).await,
+                Some(tls) => tls.connect(stream, host.address.ip(), protocol).await,
             }
         })
         .await;

@@ -514,7 +514,8 @@ fn an_http2_cluster_speaks_h2_over_tls_by_alpn() {
     let certs = certs();
     let up = H2TlsUpstream::start(&certs.pki.leaf(&["up.test"]));
     let http2 = "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: { http2_protocol_options: {} }\n";
-    let tls = format!("sni: up.test\n{}", common(None, Some(&certs.ca), "alpn_protocols: [h2]"));
+    // No alpn_protocols: the HTTP/2 pool offers h2, as Envoy's ALPN fallback.
+    let tls = format!("sni: up.test\n{}", common(None, Some(&certs.ca), ""));
     let cluster =
         format!("{}{http2}{}", static_cluster("app", &[up.port]), transport_socket("UpstreamTlsContext", &tls, 4));
     let c = start(&[plain_listener()], &[cluster]);

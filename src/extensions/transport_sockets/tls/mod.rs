@@ -87,8 +87,16 @@ impl TransportSocketBuilder for TlsSocketBuilder<'_> {
                     .map_err(|_| path.field_error("sni", format!("'{sni}' is not a DNS name")))?,
             ),
         };
+        let fallback = config.alpn_protocols.is_empty().then(|| {
+            [b"http/1.1", b"h2".as_slice()].map(|p| {
+                let mut c = config.clone();
+                c.alpn_protocols = vec![p.to_vec()];
+                Arc::new(c)
+            })
+        });
         Ok(Arc::new(UpstreamTls {
             config: Arc::new(config),
+            fallback,
             server_name,
             stats: TlsStats::new(self.store, stat_prefix),
         }))
