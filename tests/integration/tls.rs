@@ -526,3 +526,30 @@ fn an_http2_cluster_speaks_h2_over_tls_by_alpn() {
     assert_eq!(c.stat("cluster.app.upstream_cx_http2_total"), Some(1), "one multiplexed connection");
     assert_eq!(c.stat("cluster.app.ssl.handshake"), Some(1));
 }
+
+#[test]
+fn a_large_body_and_pipelined_requests_cross_a_tls_listener() {
+    let certs = certs();
+    let up = crate::shared_net::http_upstream("a");
+    let tls = common(Some(&certs.server), None, "");
+    let c = start(&[https_listener("name: big", &tls)], &[static_cluster("app", &[up.port()])]);
+    let name = rustls::pki_types::ServerName::try_from(SERVER_NAME).expect("name");
+    let conn = rustls::ClientConnection::new(client_config(&certs.pki.ca_pem, None, &[]), name).expect("client");
+    let mut tls = rustls::StreamOwned::new(conn, connect(c.listener("web")));
+    // Records bigger than the proxy's reads, and two requests in one write: the
+    // session's buffered plaintext must be read without waiting on the socket.
+    let body = "x".repeat(300_000);
+    let mut out = format!("POST /up HTTP/1.1\r\nhost: a\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+    out += "GET /direct HTTP/1.1\r\nhost: a\r\n\r\nGET /direct HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n";
+    tls.write_all(out.as_bytes()).expect("write");
+    let mut got = Vec::new();
+    let _ = tls.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 3, "{}", &text[..text.len().min(400)]);
+    assert!(text.contains("\"body\""), "the upstream's report");
+    let report = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    let seen = crate::shared_net::Seen(
+        serde_json::from_str(report.split("HTTP/1.1").next().unwrap_or("")).unwrap_or_default(),
+    );
+    assert_eq!(seen.body().len(), 300_000, "the whole body reached the upstream");
+}
