@@ -59,10 +59,17 @@ impl TlsStats {
         TlsStats { ssl: SslStats::new(store, &prefix), store: store.clone(), prefix }
     }
 
-    /// Envoy's `logHandshake`: the handshake, its version, cipher and curve, and
-    /// whether the peer showed no certificate.
-    fn handshake_done(&self, state: &CommonState) {
+    /// Envoy's `logHandshake`: the handshake, its version, cipher and curve (on a
+    /// listener: Envoy 1.40 shows none for a cluster), and whether the peer showed
+    /// no certificate.
+    fn handshake_done(&self, state: &CommonState, server: bool) {
         self.ssl.handshake.inc();
+        if state.peer_certificates().is_none_or(|c| c.is_empty()) {
+            self.ssl.no_certificate.inc();
+        }
+        if !server {
+            return;
+        }
         if let Some(v) = state.protocol_version().and_then(version_name) {
             self.store.counter(&format!("{}versions.{v}", self.prefix)).inc();
         }
@@ -73,9 +80,6 @@ impl TlsStats {
         if let Some(group) = state.negotiated_key_exchange_group().and_then(|g| curve_name(g.name())) {
             self.store.counter(&format!("{}curves.{group}", self.prefix)).inc();
         }
-        if state.peer_certificates().is_none_or(|c| c.is_empty()) {
-            self.ssl.no_certificate.inc();
-        }
     }
 
     /// A failed handshake: `connection_error` for a TLS error (Envoy counts the
@@ -84,12 +88,9 @@ impl TlsStats {
     fn handshake_failed(&self, e: &io::Error) {
         match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
             None => {}
-            // Envoy counts a missing certificate as this alone (no connection_error).
+            // Envoy counts a verification failure as that alone (no connection_error).
             Some(rustls::Error::NoCertificatesPresented) => self.ssl.fail_verify_no_cert.inc(),
-            Some(rustls::Error::InvalidCertificate(_)) => {
-                self.ssl.fail_verify_error.inc();
-                self.ssl.connection_error.inc();
-            }
+            Some(rustls::Error::InvalidCertificate(_)) => self.ssl.fail_verify_error.inc(),
             _ => self.ssl.connection_error.inc(),
         }
     }
@@ -176,7 +177,7 @@ impl DownstreamTls {
         };
         match result {
             Ok(session) => {
-                self.stats.handshake_done(session.get_ref().1);
+                self.stats.handshake_done(session.get_ref().1, true);
                 Ok(TransportStream::Tls(SharedStream::new(TlsSession::new(session.into()))))
             }
             Err(Some(e)) => {
@@ -226,7 +227,7 @@ impl UpstreamTls {
         };
         match tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp).await {
             Ok(session) => {
-                self.stats.handshake_done(session.get_ref().1);
+                self.stats.handshake_done(session.get_ref().1, false);
                 Ok(TransportStream::Tls(SharedStream::new(TlsSession::new(session.into()))))
             }
             Err(e) => {

@@ -14,7 +14,9 @@
 //!                       # {{ACCESS_LOG}} (a file access log's path: each request's lines
 //!                       # are compared as `<label>.access_log`), {{TLS_CA}},
 //!                       # {{TLS_SERVER_CERT}}/{{TLS_SERVER_KEY}} (for server.test),
-//!                       # {{TLS_CLIENT_CERT}}/{{TLS_CLIENT_KEY}}: PEM files made per run
+//!                       # {{TLS_CLIENT_CERT}}/{{TLS_CLIENT_KEY}}: PEM files made per run;
+//!                       # {{TLS_UPSTREAM_PORT}}: "tls_upstream", the JSON-reporting
+//!                       # upstream behind TLS with the server.test certificate
 //! requests:             # sent in order, each on a new connection (unless `reuse`)
 //! - name: get           # label of the checks (default r1, r2, ...); the placeholders
 //!                       # above may be used in a request's text fields too

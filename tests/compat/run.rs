@@ -366,7 +366,8 @@ impl Environment {
         }
         if case.uses("{{TLS_") {
             let pki = crate::shared_tls::Pki::new("Compat CA");
-            let (cert, key) = pki.leaf(&["server.test"]).write(dir, "server");
+            let server = pki.leaf(&["server.test"]);
+            let (cert, key) = server.write(dir, "server");
             let client = pki.leaf(&["client.test"]);
             let (client_cert, client_key) = client.write(dir, "client");
             let ca = dir.join("ca.crt");
@@ -379,6 +380,11 @@ impl Environment {
                 ("TLS_CLIENT_KEY", client_key),
             ] {
                 env.vars.insert(k.into(), p.display().to_string());
+            }
+            if case.uses("{{TLS_UPSTREAM_PORT}}") {
+                let u = crate::shared_tls::tls_front(http_upstream("tls_upstream"), &server);
+                add(&mut env, "TLS_UPSTREAM_PORT", u.port());
+                env._upstreams.push(u);
             }
             env.tls = Some((pki.ca_pem.clone(), client));
         }

@@ -219,7 +219,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (CLUSTER, "typed_extension_protocol_options", &[compat("max_requests_per_connection")]),
     (CLUSTER, "common_lb_config", &[compat("locality_weighted")]),
     (CLUSTER, "upstream_connection_options", &[test(CLUSTER_RS, "tcp_keepalive_is_set_on_upstream_connections")]),
-    (CLUSTER, "transport_socket", &[test(TLS_IT, TLS_UPSTREAM), compat("tls_termination")]),
+    (CLUSTER, "transport_socket", &[test(TLS_IT, TLS_UPSTREAM), compat("tls_upstream")]),
     (
         "envoy.config.cluster.v3.UpstreamConnectionOptions",
         "tcp_keepalive",
@@ -831,7 +831,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (DOWNSTREAM_TLS, "common_tls_context", &[test(TLS_IT, TLS_PARAMS)]),
     (DOWNSTREAM_TLS, "require_client_certificate", &[test(TLS_IT, TLS_MTLS), compat("tls_termination")]),
     (UPSTREAM_TLS, "common_tls_context", &[test(TLS_IT, TLS_UPSTREAM)]),
-    (UPSTREAM_TLS, "sni", &[test(TLS_IT, TLS_UPSTREAM)]),
+    (UPSTREAM_TLS, "sni", &[test(TLS_IT, TLS_UPSTREAM), compat("tls_upstream")]),
     (COMMON_TLS, "tls_params", &[test(TLS_IT, TLS_PARAMS)]),
     (
         COMMON_TLS,
@@ -842,14 +842,18 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
             compat("tls_termination"),
         ],
     ),
-    (COMMON_TLS, "validation_context", &[test(TLS_IT, TLS_MTLS)]),
+    (COMMON_TLS, "validation_context", &[test(TLS_IT, TLS_MTLS), compat("tls_upstream")]),
     (COMMON_TLS, "alpn_protocols", &[test(TLS_IT, "alpn_h2_serves_http2_and_http1_stays_http1")]),
     (TLS_PARAMS_MSG, "tls_minimum_protocol_version", &[test(TLS_IT, TLS_PARAMS)]),
     (TLS_PARAMS_MSG, "tls_maximum_protocol_version", &[test(TLS_IT, TLS_PARAMS)]),
     (TLS_PARAMS_MSG, "cipher_suites", &[test(TLS_IT, TLS_PARAMS)]),
     ("envoy.extensions.transport_sockets.tls.v3.TlsCertificate", "certificate_chain", &[test(TLS_IT, TLS_PARAMS)]),
     ("envoy.extensions.transport_sockets.tls.v3.TlsCertificate", "private_key", &[test(TLS_IT, TLS_PARAMS)]),
-    ("envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext", "trusted_ca", &[test(TLS_IT, TLS_MTLS)]),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext",
+        "trusted_ca",
+        &[test(TLS_IT, TLS_MTLS), compat("tls_upstream")],
+    ),
 ];
 
 /// `(message, field, what is wrong)`: supported fields no test shows acting as

@@ -100,3 +100,24 @@ pub fn server_config(leaf: &Leaf) -> Arc<rustls::ServerConfig> {
         .expect("server cert");
     Arc::new(config)
 }
+
+/// `backend` behind TLS: a test upstream that terminates TLS with `leaf` and
+/// relays each connection to `backend` (which reports what it was sent). The
+/// backend lives as long as the front.
+pub fn tls_front(backend: crate::shared_net::Upstream, leaf: &Leaf) -> crate::shared_net::Upstream {
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(leaf));
+    let backend = Arc::new(backend);
+    crate::shared_net::Upstream::start(move |stream| {
+        let (acceptor, to) = (acceptor.clone(), backend.addr);
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async move {
+            if stream.set_nonblocking(true).is_err() {
+                return;
+            }
+            let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { return };
+            let Ok(mut tls) = acceptor.accept(stream).await else { return };
+            let Ok(mut up) = tokio::net::TcpStream::connect(to).await else { return };
+            let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+        });
+    })
+}
