@@ -553,3 +553,32 @@ fn a_large_body_and_pipelined_requests_cross_a_tls_listener() {
     );
     assert_eq!(seen.body().len(), 300_000, "the whole body reached the upstream");
 }
+
+#[test]
+fn tcp_proxy_runs_over_a_tls_listener_and_to_a_tls_cluster() {
+    let certs = certs();
+    let echo = Upstream::echo();
+    // The echo upstream behind TLS, reached by a TLS cluster (no validation context).
+    let tls_echo = crate::shared_tls::tls_front(echo, &certs.pki.leaf(&["up.test"]));
+    let cluster = format!(
+        "{}{}",
+        static_cluster("app", &[tls_echo.port()]),
+        transport_socket("UpstreamTlsContext", "sni: up.test\n", 4)
+    );
+    let listener = tcp_listener("tcp", "tls_tcp", "app", "");
+    let (head, filters) = listener.split_once("    filter_chains:\n    - filters:\n").expect("listener shape");
+    let tls = transport_socket("DownstreamTlsContext", &common(Some(&certs.server), None, ""), 6);
+    let listener = format!("{head}    filter_chains:\n    -\n{tls}      filters:\n{filters}");
+    let c = start(&[listener], &[cluster]);
+    let name = rustls::pki_types::ServerName::try_from(SERVER_NAME).expect("name");
+    let conn = rustls::ClientConnection::new(client_config(&certs.pki.ca_pem, None, &[]), name).expect("client");
+    let mut tls = rustls::StreamOwned::new(conn, connect(c.listener("tcp")));
+    let data = "y".repeat(100_000);
+    tls.write_all(data.as_bytes()).expect("write");
+    let mut back = vec![0u8; data.len()];
+    tls.read_exact(&mut back).expect("the echo, through both TLS hops");
+    assert_eq!(back, data.as_bytes());
+    // The listener's scope is its configured address, as its other stats.
+    assert_eq!(c.stat("listener.127.0.0.1_0.ssl.handshake"), Some(1));
+    assert_eq!(c.stat("cluster.app.ssl.handshake"), Some(1));
+}
