@@ -316,6 +316,17 @@ fn mutual_tls_accepts_the_ca_s_clients_and_refuses_the_rest() {
     // A verification failure counts as fail_verify_* only, as in Envoy.
     assert_eq!(c.stat("listener.tls_web.ssl.connection_error"), Some(0));
     assert_eq!(c.stat("listener.tls_web.ssl.no_certificate"), Some(0));
+    drop(c);
+
+    // Without a validation context Envoy requires a certificate and verifies none.
+    let tls = format!("require_client_certificate: true\n{}", common(Some(&certs.server), None, ""));
+    let c = start(&[https_listener("name: any", &tls)], &[static_cluster("app", &[up.port()])]);
+    let addr = c.listener("web");
+    let no_cert = client_config(&certs.pki.ca_pem, None, &[]);
+    assert!(https_get(addr, no_cert, "/direct").is_err(), "still required");
+    let any = client_config(&certs.pki.ca_pem, Some(&stranger), &[]);
+    assert_eq!(https_get(addr, any, "/direct").map(|r| r.0), Ok(200), "any certificate");
+    assert_eq!(c.stat("listener.tls_web.ssl.fail_verify_no_cert"), Some(1));
 }
 
 #[test]
@@ -411,7 +422,6 @@ fn tls_config_courier_cannot_honour_is_refused_naming_the_field() {
             "common_tls_context.tls_params.cipher_suites[0]",
         ),
         (format!("require_sni: true\ncommon_tls_context:\n  tls_certificates:\n{pair}"), "require_sni"),
-        ("require_client_certificate: true\ncommon_tls_context: {}\n".to_string(), "require_client_certificate"),
         (
             "common_tls_context:\n  tls_certificates:\n  - certificate_chain: { filename: /nonexistent.crt }\n    private_key: { inline_string: x }\n".to_string(),
             "certificate_chain.filename",

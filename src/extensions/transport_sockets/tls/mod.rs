@@ -151,12 +151,8 @@ fn server_config(proto: &DownstreamTlsContext, path: &FieldPath) -> Result<Serve
                 verifier.build().map_err(|e| common_path.field_error("validation_context", e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         }
-        None if require => {
-            return Err(path.field_error(
-                "require_client_certificate",
-                "requiring a client certificate needs common_tls_context.validation_context.trusted_ca",
-            ))
-        }
+        // As Envoy: a certificate is required, and not verified.
+        None if require => builder.with_client_cert_verifier(Arc::new(AnyClientCert { provider: provider.clone() })),
         None => builder.with_no_client_auth(),
     };
     let mut pairs = all_certificates(&common, &common_path)?;
@@ -430,6 +426,50 @@ impl ServerCertVerifier for ChainOnlyVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.webpki.supported_verify_schemes()
+    }
+}
+
+/// `require_client_certificate` without a validation context: Envoy requires a
+/// client certificate and accepts any; the handshake's signatures are still checked.
+#[derive(Debug)]
+struct AnyClientCert {
+    provider: Arc<CryptoProvider>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for AnyClientCert {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
