@@ -361,6 +361,9 @@ fn upstream_tls_sends_sni_and_validates_the_ca() {
     let c = start(&[plain_listener()], &[cluster("app", "common_tls_context: {}\n")]);
     let (status, body) = http_request(c.listener("plain"), "GET", "/");
     assert_eq!((status, body.as_str()), (200, "none"), "no sni: none sent");
+    // Nor with a validation context that names no trusted_ca.
+    let c = start(&[plain_listener()], &[cluster("app", "common_tls_context:\n  validation_context: {}\n")]);
+    assert_eq!(http_request(c.listener("plain"), "GET", "/").0, 200);
 }
 
 #[test]

@@ -343,7 +343,7 @@ impl rustls::server::ResolvesServerCert for SniResolver {
     }
 }
 
-/// `validation_context.trusted_ca` as roots; `None` without a validation context.
+/// `validation_context.trusted_ca` as roots; `None` without one (no verification).
 fn trusted_ca(common: &CommonTlsContext, path: &FieldPath) -> Result<Option<RootCertStore>, ConfigError> {
     let vc = match &common.validation_context_type {
         None => return Ok(None),
@@ -352,8 +352,9 @@ fn trusted_ca(common: &CommonTlsContext, path: &FieldPath) -> Result<Option<Root
     };
     let vc_path = child(path, "validation_context");
     let ca_path = child(&vc_path, "trusted_ca");
+    // Envoy verifies against a CA only when one is given.
     let Some(ca) = vc.trusted_ca.as_ref() else {
-        return Err(vc_path.field_error("trusted_ca", "a validation context needs trusted_ca in Courier"));
+        return Ok(None);
     };
     let pem = data(Some(ca), &ca_path)?;
     let mut roots = RootCertStore::empty();
