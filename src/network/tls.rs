@@ -64,6 +64,9 @@ impl TlsStats {
     /// no certificate.
     fn handshake_done(&self, state: &CommonState, server: bool) {
         self.ssl.handshake.inc();
+        if state.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+            self.ssl.session_reused.inc();
+        }
         if state.peer_certificates().is_none_or(|c| c.is_empty()) {
             self.ssl.no_certificate.inc();
         }

@@ -224,6 +224,13 @@ fn https_terminates_http1_and_counts_the_handshake() {
     assert_eq!(c.stat("listener.tls_web.ssl.no_certificate"), Some(1));
     assert_eq!(c.stat("listener.tls_web.ssl.connection_error"), Some(0));
     assert_eq!(c.stat("http.ingress.downstream_rq_http1_total"), Some(1));
+    // The same client again resumes its session (rustls's session cache, as
+    // Envoy resumes by default).
+    let client = client_config(&certs.pki.ca_pem, None, &[]);
+    assert_eq!(https_get(c.listener("web"), client.clone(), "/direct").map(|r| r.0), Ok(200));
+    assert_eq!(https_get(c.listener("web"), client, "/direct").map(|r| r.0), Ok(200));
+    assert_eq!(c.stat("listener.tls_web.ssl.session_reused"), Some(1));
+    assert_eq!(c.stat("listener.tls_web.ssl.handshake"), Some(3));
 }
 
 #[test]
