@@ -69,7 +69,10 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "traffic_direction",
         ],
     ),
-    ("envoy.config.listener.v3.FilterChain", &["filter_chain_match", "filters", "name"]),
+    (
+        "envoy.config.listener.v3.FilterChain",
+        &["filter_chain_match", "filters", "name", "transport_socket", "transport_socket_connect_timeout"],
+    ),
     (
         "envoy.config.listener.v3.FilterChainMatch",
         &[
@@ -110,6 +113,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "typed_extension_protocol_options",
             "common_lb_config",
             "upstream_connection_options",
+            "transport_socket",
         ],
     ),
     ("envoy.config.cluster.v3.UpstreamConnectionOptions", &["tcp_keepalive"]),
@@ -289,6 +293,11 @@ const UPSTREAM_HTTP_OPTIONS: &[&str] =
 /// other supported field acts; `tests/integration/supported_fields.rs` holds each
 /// one to a test that shows it.
 pub const NO_EFFECT: &[(&str, &str, &str)] = &[
+    (
+        "envoy.config.core.v3.TransportSocket",
+        "name",
+        "Envoy finds a transport socket by the type of its typed_config; the name is not read",
+    ),
     (
         "envoy.config.core.v3.TypedExtensionConfig",
         "name",

@@ -4,6 +4,7 @@
 
 pub mod filters;
 pub mod supported;
+pub mod transport_sockets;
 
 use std::sync::Arc;
 
@@ -168,5 +169,9 @@ impl NetworkFilterBuilder for FactoryContext<'_> {
             )
         })?;
         (ext.create)(typed_config, path, self.store)
+    }
+
+    fn transport_sockets(&self) -> Option<&dyn crate::network::tls::TransportSocketBuilder> {
+        Some(self)
     }
 }

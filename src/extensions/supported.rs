@@ -20,6 +20,7 @@ pub const INVENTORY: Inventory = Inventory {
         ROUTE_SUPPORTED_FIELDS,
         filters::http::SUPPORTED_FIELDS,
         filters::listener::SUPPORTED_FIELDS,
+        super::transport_sockets::tls::SUPPORTED_FIELDS,
     ],
     places: PLACES,
     is_extension: is_registered,
@@ -43,6 +44,8 @@ const OTHER_TYPES: &[&str] = &[
     crate::upstream::cluster::ROUND_ROBIN_TYPE,
     crate::upstream::cluster::LEAST_REQUEST_TYPE,
     crate::upstream::cluster::RANDOM_TYPE,
+    super::transport_sockets::tls::DOWNSTREAM_TYPE,
+    super::transport_sockets::tls::UPSTREAM_TYPE,
 ];
 
 /// Every supported `(message, field)` of every table, `"*"` entries included.

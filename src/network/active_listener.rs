@@ -10,9 +10,11 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::connection::{ConnectionInfo, DownstreamConnection};
+use super::filter::NetworkFilterFactory;
 use super::filter_chain_match::MatchInput;
 use super::listener::ListenerConfig;
 use super::listener_filter::{AcceptedSocket, ListenerFilterError};
+use super::tls::{DownstreamTls, HandshakeFailure};
 use crate::stats::Gauge;
 
 thread_local! {
@@ -135,19 +137,44 @@ fn serve_connection(config: &Arc<ListenerConfig>, socket: AcceptedSocket, worker
         config.stats.no_filter_chain_match.inc();
         return;
     };
-    // A chain's transport socket (TLS termination) wraps `socket.stream` here,
-    // once the chain is known, before the terminal filter takes the connection.
-    let conn = DownstreamConnection {
-        stream: socket.stream.into(),
-        info: ConnectionInfo { remote: socket.remote, local: socket.local },
-        buffer_limit: config.buffer_limit,
-    };
+    let info = ConnectionInfo { remote: socket.remote, local: socket.local, secure: false };
     let guard = ConnectionAccounting::open(config.clone(), worker, total.clone());
+    // A chain's transport socket (TLS termination) wraps the stream once the
+    // chain is known, before the terminal filter takes the connection.
+    if let Some(tls) = &chain.transport_socket {
+        let (tls, terminal) = (tls.clone(), chain.terminal.clone());
+        tokio::task::spawn_local(handshake_then_serve(config.clone(), tls, terminal, socket.stream, info, guard));
+        return;
+    }
+    let conn = DownstreamConnection { stream: socket.stream.into(), info, buffer_limit: config.buffer_limit };
     let run = chain.terminal.on_new_connection(conn);
     tokio::task::spawn_local(async move {
         run.await;
         drop(guard);
     });
+}
+
+/// A TLS chain's connection: the handshake on this worker, then the network
+/// filters over the session. A failed or timed-out handshake closes the
+/// connection before any filter sees it.
+async fn handshake_then_serve(
+    config: Arc<ListenerConfig>,
+    tls: Arc<DownstreamTls>,
+    terminal: Arc<dyn NetworkFilterFactory>,
+    stream: tokio::net::TcpStream,
+    info: ConnectionInfo,
+    guard: ConnectionAccounting,
+) {
+    match tls.accept(stream).await {
+        Ok(stream) => {
+            let info = ConnectionInfo { secure: true, ..info };
+            let conn = DownstreamConnection { stream, info, buffer_limit: config.buffer_limit };
+            terminal.on_new_connection(conn).await;
+        }
+        Err(HandshakeFailure::Timeout) => config.stats.downstream_cx_transport_socket_connect_timeout.inc(),
+        Err(HandshakeFailure::Failed) => {}
+    }
+    drop(guard);
 }
 
 /// Counts a connection in the listener, per-worker and server stats for as long

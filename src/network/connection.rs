@@ -9,6 +9,9 @@ use super::transport::TransportStream;
 pub struct ConnectionInfo {
     pub remote: SocketAddr,
     pub local: SocketAddr,
+    /// The connection is TLS (its filter chain's transport socket terminated it):
+    /// `x-forwarded-proto: https`, as Envoy sets it.
+    pub secure: bool,
 }
 
 /// An accepted connection on its worker.

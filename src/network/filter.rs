@@ -12,6 +12,7 @@ use envoy_types::pb::google::protobuf::Any;
 
 use super::connection::DownstreamConnection;
 use super::listener_filter::ListenerFilterFactory;
+use super::tls::{DownstreamTls, TransportSocketBuilder};
 use crate::config::{ConfigError, FieldPath};
 
 /// A future that runs on one worker (it may hold `Rc`s).
@@ -31,6 +32,8 @@ pub trait NetworkFilterFactory: Send + Sync + Debug {
 pub struct FilterChain {
     pub name: String,
     pub terminal: Arc<dyn NetworkFilterFactory>,
+    /// The chain's `transport_socket` (TLS); `None`: plain TCP.
+    pub transport_socket: Option<Arc<DownstreamTls>>,
 }
 
 /// What the listener being built tells the code that builds its network filters.
@@ -61,4 +64,9 @@ pub trait NetworkFilterBuilder {
         path: &FieldPath,
         listener: ListenerScope<'_>,
     ) -> Result<Arc<dyn ListenerFilterFactory>, ConfigError>;
+
+    /// What builds a chain's `transport_socket`; `None` refuses one.
+    fn transport_sockets(&self) -> Option<&dyn TransportSocketBuilder> {
+        None
+    }
 }

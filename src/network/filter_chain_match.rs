@@ -349,9 +349,16 @@ mod tests {
         let chains = protos
             .iter()
             .enumerate()
-            .map(|(i, m)| (Some(m), Arc::new(FilterChain { name: i.to_string(), terminal: Arc::new(Nothing) })))
+            .map(|(i, m)| {
+                (
+                    Some(m),
+                    Arc::new(FilterChain { name: i.to_string(), terminal: Arc::new(Nothing), transport_socket: None }),
+                )
+            })
             .collect();
-        let default = default.then(|| Arc::new(FilterChain { name: "default".into(), terminal: Arc::new(Nothing) }));
+        let default = default.then(|| {
+            Arc::new(FilterChain { name: "default".into(), terminal: Arc::new(Nothing), transport_socket: None })
+        });
         FilterChainMatcher::new(chains, default)
     }
 

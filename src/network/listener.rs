@@ -195,7 +195,11 @@ fn filter_chain(
     };
     chain_path.push_field("typed_config");
     let terminal = filters.build(any, &chain_path, scope)?;
-    Ok(FilterChain { name: chain.name.clone(), terminal })
+    chain_path.pop();
+    chain_path.pop();
+    chain_path.pop();
+    let transport_socket = super::tls::downstream_of(chain, &chain_path, filters, scope)?;
+    Ok(FilterChain { name: chain.name.clone(), terminal, transport_socket })
 }
 
 /// Envoy's stat name for an address: `127.0.0.1_10000`, `[__1]_80`.

@@ -10,6 +10,7 @@ pub mod listener;
 pub mod listener_filter;
 pub mod listener_manager;
 pub mod socket;
+pub mod tls;
 pub mod transport;
 
 pub use connection::{ConnectionInfo, DownstreamConnection};

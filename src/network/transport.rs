@@ -14,13 +14,14 @@
 //! only for one poll, so no lock is needed.
 //!
 //! The codecs and pools hold `TransportStream`, an enum of the transports Courier
-//! has (`Tcp` today; TLS adds a `Tls(SharedStream<..>)` variant), not a generic
+//! has (`Tcp`, and `Tls(SharedStream<TlsSession>)`), not a generic
 //! parameter or a `Box<dyn>`: the HTTP/1 reader and the upstream connection end
 //! up inside the protocol-free `RequestBody` / `ResponseBody`, which a generic
 //! would turn generic all the way up into the filters and router, and a
 //! `Box<dyn>` costs an allocation per connection and an indirect, un-inlinable
 //! call per read and write. An enum of one variant has the layout of `TcpStream`
-//! and its `match` compiles away, so TCP pays nothing; with TLS each I/O call
+//! and its `match` compiles away; with the `Tls` variant (one pointer, in a
+//! niche of `TcpStream`) the enum keeps `TcpStream`'s size and each I/O call
 //! costs one well-predicted branch.
 
 use std::cell::RefCell;
@@ -32,6 +33,8 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::tcp::{self, OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
+
+pub use super::tls::TlsSession;
 
 /// A stream that can tell when a read may make progress, without reading.
 pub trait ReadReady {
@@ -124,6 +127,7 @@ impl Transport for TcpStream {
 /// A stream the OS cannot split (a TLS session), shared by its halves on one
 /// worker. Each poll borrows the stream for its own length only, so the read and
 /// write sides can be polled in turn by one task (or by two tasks of the worker).
+#[derive(Debug)]
 pub struct SharedStream<S> {
     inner: Rc<RefCell<S>>,
 }
@@ -208,6 +212,7 @@ macro_rules! each_transport {
     ($e:expr, $s:ident => $body:expr) => {
         match $e {
             Self::Tcp($s) => $body,
+            Self::Tls($s) => $body,
         }
     };
 }
@@ -261,30 +266,35 @@ macro_rules! delegate_io {
 #[derive(Debug)]
 pub enum TransportStream {
     Tcp(TcpStream),
+    Tls(SharedStream<TlsSession>),
 }
 
 /// The read half of a `TransportStream`.
 #[derive(Debug)]
 pub enum TransportReadHalf {
     Tcp(OwnedReadHalf),
+    Tls(SharedStream<TlsSession>),
 }
 
 /// The write half of a `TransportStream`.
 #[derive(Debug)]
 pub enum TransportWriteHalf {
     Tcp(OwnedWriteHalf),
+    Tls(SharedStream<TlsSession>),
 }
 
 /// The read side of a borrowed split of a `TransportStream`.
 #[derive(Debug)]
 pub enum TransportReadRef<'a> {
     Tcp(tcp::ReadHalf<'a>),
+    Tls(SharedStream<TlsSession>),
 }
 
 /// The write side of a borrowed split of a `TransportStream`.
 #[derive(Debug)]
 pub enum TransportWriteRef<'a> {
     Tcp(tcp::WriteHalf<'a>),
+    Tls(SharedStream<TlsSession>),
 }
 
 delegate_io!(read TransportStream);
@@ -295,9 +305,22 @@ delegate_io!(read TransportReadRef<'_>);
 delegate_io!(write TransportWriteRef<'_>);
 
 impl TransportStream {
-    /// The TCP socket under the transport (socket options, addresses).
-    pub fn tcp(&self) -> &TcpStream {
-        each_transport!(self, s => s)
+    /// The TCP socket under the transport (socket options, addresses); `None`
+    /// for a TLS session, which its halves share.
+    pub fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            Self::Tcp(s) => Some(s),
+            Self::Tls(_) => None,
+        }
+    }
+
+    /// True when the transport negotiated `protocol` by ALPN (`h2`: the HTTP
+    /// connection manager's AUTO codec serves HTTP/2 from the first byte).
+    pub fn alpn_is(&self, protocol: &[u8]) -> bool {
+        match self {
+            Self::Tcp(_) => false,
+            Self::Tls(s) => s.inner.borrow().alpn() == Some(protocol),
+        }
     }
 }
 
@@ -344,24 +367,38 @@ impl Transport for TransportStream {
 
     #[inline]
     fn into_split(self) -> (TransportReadHalf, TransportWriteHalf) {
-        each_transport!(self, s => {
-            let (r, w) = Transport::into_split(s);
-            (TransportReadHalf::Tcp(r), TransportWriteHalf::Tcp(w))
-        })
+        match self {
+            Self::Tcp(s) => {
+                let (r, w) = Transport::into_split(s);
+                (TransportReadHalf::Tcp(r), TransportWriteHalf::Tcp(w))
+            }
+            Self::Tls(s) => {
+                let (r, w) = Transport::into_split(s);
+                (TransportReadHalf::Tls(r), TransportWriteHalf::Tls(w))
+            }
+        }
     }
 
     fn reunite(read: TransportReadHalf, write: TransportWriteHalf) -> Option<TransportStream> {
         match (read, write) {
             (TransportReadHalf::Tcp(r), TransportWriteHalf::Tcp(w)) => Transport::reunite(r, w).map(Self::Tcp),
+            (TransportReadHalf::Tls(r), TransportWriteHalf::Tls(w)) => Transport::reunite(r, w).map(Self::Tls),
+            _ => None,
         }
     }
 
     #[inline]
     fn split(&mut self) -> (TransportReadRef<'_>, TransportWriteRef<'_>) {
-        each_transport!(self, s => {
-            let (r, w) = Transport::split(s);
-            (TransportReadRef::Tcp(r), TransportWriteRef::Tcp(w))
-        })
+        match self {
+            Self::Tcp(s) => {
+                let (r, w) = Transport::split(s);
+                (TransportReadRef::Tcp(r), TransportWriteRef::Tcp(w))
+            }
+            Self::Tls(s) => {
+                let (r, w) = Transport::split(s);
+                (TransportReadRef::Tls(r), TransportWriteRef::Tls(w))
+            }
+        }
     }
 }
 

@@ -153,8 +153,12 @@ impl ServerConfig {
             zone: l.zone.clone(),
             sub_zone: l.sub_zone.clone(),
         });
-        let clusters =
-            ClusterManagerConfig::from_proto(statics.map_or(&[], |s| &s.clusters), local_locality.as_ref(), &store)?;
+        let clusters = ClusterManagerConfig::from_proto(
+            statics.map_or(&[], |s| &s.clusters),
+            local_locality.as_ref(),
+            &store,
+            &crate::extensions::transport_sockets::tls::TlsSocketBuilder { store: &store },
+        )?;
         let health_check_failed = Arc::new(AtomicBool::new(false));
         let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
         let cluster_names: std::collections::HashSet<&str> =

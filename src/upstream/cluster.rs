@@ -187,6 +187,9 @@ pub struct ClusterInfo {
     /// The bootstrap `node.locality`, when set: Envoy lists a cluster's hosts of
     /// that locality first among its localities.
     pub local_locality: Option<Locality>,
+    /// The cluster's `transport_socket` (TLS), set by the cluster manager's
+    /// builder; `None`: plain TCP.
+    pub tls: Option<Arc<crate::network::tls::UpstreamTls>>,
     pub stats: ClusterStats,
     /// Circuit breakers, shared by all workers.
     pub resources: Arc<ResourceManager>,
@@ -348,6 +351,7 @@ impl ClusterInfo {
             endpoints,
             overprovisioning_factor,
             local_locality: None,
+            tls: None,
         })
     }
 }
@@ -1023,7 +1027,7 @@ mod tests {
         let info = Arc::new(load(&cluster("STATIC", keepalive, &eps)).expect("tcp_keepalive"));
         let host = Host::new(listener.local_addr().expect("addr"), String::new(), 1);
         let conn = UpstreamConnection::connect(&info, &host).await.expect("connect");
-        let sock = socket2::SockRef::from(conn.stream.tcp());
+        let sock = socket2::SockRef::from(conn.stream.tcp().expect("a TCP transport"));
         assert!(sock.keepalive().expect("SO_KEEPALIVE"));
         assert_eq!(sock.tcp_keepalive_retries().expect("TCP_KEEPCNT"), 3);
         assert_eq!(sock.tcp_keepalive_time().expect("TCP_KEEPIDLE"), Duration::from_secs(70));
@@ -1035,7 +1039,7 @@ mod tests {
         let info = Arc::new(load(&cluster("STATIC", only_time, &eps)).expect("keepalive_time only"));
         let conn = UpstreamConnection::connect(&info, &host).await.expect("connect");
         let plain = std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("plain");
-        let sock = socket2::SockRef::from(conn.stream.tcp());
+        let sock = socket2::SockRef::from(conn.stream.tcp().expect("a TCP transport"));
         let default = socket2::SockRef::from(&plain);
         assert!(sock.keepalive().expect("SO_KEEPALIVE"));
         assert_eq!(sock.tcp_keepalive_time().expect("TCP_KEEPIDLE"), Duration::from_secs(30));
@@ -1046,7 +1050,9 @@ mod tests {
         // Without tcp_keepalive, no SO_KEEPALIVE (the system's default).
         let info = Arc::new(load(&cluster("STATIC", "", &eps)).expect("plain"));
         let conn = UpstreamConnection::connect(&info, &host).await.expect("connect");
-        assert!(!socket2::SockRef::from(conn.stream.tcp()).keepalive().expect("SO_KEEPALIVE"));
+        assert!(!socket2::SockRef::from(conn.stream.tcp().expect("a TCP transport"))
+            .keepalive()
+            .expect("SO_KEEPALIVE"));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use super::host::{host_set, Host, HostSet, Locality};
 use super::thread_local_cluster::ThreadLocalClusterManager;
 use crate::config::{ConfigError, FieldPath};
 use crate::define_stats;
+use crate::network::tls::{TransportSocketBuilder, UpstreamTls};
 use crate::stats::Store;
 use crate::thread_local::Slot;
 
@@ -47,8 +48,13 @@ pub struct ClusterManagerConfig {
 
 impl ClusterManagerConfig {
     /// Checks and builds every cluster of `static_resources.clusters`; `local` is
-    /// the bootstrap's `node.locality`.
-    pub fn from_proto(clusters: &[Cluster], local: Option<&Locality>, store: &Arc<Store>) -> Result<Self, ConfigError> {
+    /// the bootstrap's `node.locality`; `sockets` builds a cluster's `transport_socket`.
+    pub fn from_proto(
+        clusters: &[Cluster],
+        local: Option<&Locality>,
+        store: &Arc<Store>,
+        sockets: &dyn TransportSocketBuilder,
+    ) -> Result<Self, ConfigError> {
         let mut out: Vec<Arc<ClusterInfo>> = Vec::with_capacity(clusters.len());
         let mut names: HashSet<&str> = HashSet::with_capacity(clusters.len());
         // A cluster's stats are three groups: `cluster.<name>.` and its two circuit
@@ -61,6 +67,7 @@ impl ClusterManagerConfig {
             }
             let mut info = ClusterInfo::from_proto(c, &path, store)?;
             info.local_locality = local.cloned();
+            info.tls = upstream_tls(c, &path, sockets, &info.stat_name)?;
             out.push(Arc::new(info));
         }
         Ok(ClusterManagerConfig { clusters: out, stats: Arc::new(ClusterManagerStats::new(store, "cluster_manager.")) })
@@ -322,6 +329,26 @@ impl FailureBackOff {
     fn reset(&mut self) {
         self.next = self.base;
     }
+}
+
+/// A cluster's `transport_socket`, built by `sockets`; `None` without one.
+fn upstream_tls(
+    c: &Cluster,
+    path: &FieldPath,
+    sockets: &dyn TransportSocketBuilder,
+    stat_name: &str,
+) -> Result<Option<Arc<UpstreamTls>>, ConfigError> {
+    use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType;
+    let Some(socket) = &c.transport_socket else {
+        return Ok(None);
+    };
+    let mut path = path.clone();
+    path.push_field("transport_socket");
+    let Some(ConfigType::TypedConfig(any)) = &socket.config_type else {
+        return Err(path.field_error("typed_config", "a transport socket needs a typed_config"));
+    };
+    path.push_field("typed_config");
+    sockets.upstream(any, &path, &format!("cluster.{stat_name}.")).map(Some)
 }
 
 #[cfg(test)]

@@ -47,6 +47,7 @@ use crate::http::http1::body_decoder::{BodyDecoder, BodyFraming};
 use crate::http::http1::client_connection::{
     BodyFailure, BodyOut, ClientConnection, RequestFailure, RequestOut, ResponseHead,
 };
+use crate::network::tls::AlpnFallback;
 
 /// Errors of a request body on its way upstream.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -410,7 +411,7 @@ impl Http1ConnPool {
         // Counted from the start, so the connection counts as this pool's while it
         // is being made; a failure gives it back, later the `PoolConnection` does.
         self.live.set(self.live.get() + 1);
-        let connected = UpstreamConnection::connect(&self.cluster, &self.host).await;
+        let connected = UpstreamConnection::connect_for(&self.cluster, &self.host, Some(AlpnFallback::Http11)).await;
         let UpstreamConnection { stream, accounting } = match connected {
             Ok(c) => c,
             Err(f) => {

@@ -55,6 +55,7 @@ use super::resource_manager::{Resource, ResourceGuard};
 use super::upstream_connection::{ConnectFailure, ConnectionAccounting, UpstreamConnection};
 use crate::http::http1::client_connection::{BodyFailure, BodyOut, RequestOut};
 use crate::http::http2::Http2CodecStats;
+use crate::network::tls::AlpnFallback;
 use crate::network::TransportStream;
 
 /// How much request body `h2` may hold per stream beyond what the upstream's
@@ -370,7 +371,7 @@ impl Http2ConnPool {
     /// Makes a connection (TCP, then the HTTP/2 preface and SETTINGS), starts
     /// its driver and gives its slots to the waiting requests.
     async fn connect(&self, breaker: Option<ResourceGuard>) {
-        let made = match UpstreamConnection::connect(&self.cluster, &self.host).await {
+        let made = match UpstreamConnection::connect_for(&self.cluster, &self.host, Some(AlpnFallback::Http2)).await {
             Ok(c) => self.handshake(c).await,
             Err(ConnectFailure::Refused) => Err(PoolFailure::ConnectFailure),
             Err(ConnectFailure::Timeout) => Err(PoolFailure::ConnectTimeout),

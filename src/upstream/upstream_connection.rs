@@ -1,4 +1,4 @@
-//! Opening an upstream TCP connection with the cluster's connect timeout, and the
+//! Opening an upstream connection (TCP, then TLS when the cluster has it) with the cluster's connect timeout, and the
 //! connection's accounting: the cluster and host stats rise on connect and fall
 //! when the connection is dropped, whichever path drops it. As Envoy, the
 //! destruction counts as local or remote (`upstream_cx_destroy_local` / `_remote`)
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use super::cluster::ClusterInfo;
 use super::host::Host;
 use crate::network::socket;
+use crate::network::tls::AlpnFallback;
 use crate::network::TransportStream;
 
 /// Why an upstream connection could not be made.
@@ -41,17 +42,32 @@ pub struct ConnectionAccounting {
 impl UpstreamConnection {
     /// Connects to `host`, counting `upstream_cx_total` and the failure stats.
     pub async fn connect(cluster: &Arc<ClusterInfo>, host: &Arc<Host>) -> Result<UpstreamConnection, ConnectFailure> {
+        Self::connect_for(cluster, host, None).await
+    }
+
+    /// `connect` for an HTTP pool of `protocol`: over TLS without `alpn_protocols`,
+    /// ALPN offers it, as Envoy's pools do.
+    pub async fn connect_for(
+        cluster: &Arc<ClusterInfo>,
+        host: &Arc<Host>,
+        protocol: Option<AlpnFallback>,
+    ) -> Result<UpstreamConnection, ConnectFailure> {
         let stats = &cluster.stats;
         stats.upstream_cx_total.inc();
         host.stats.cx_total.fetch_add(1, Ordering::Relaxed);
-        let result = tokio::time::timeout(
-            cluster.connect_timeout,
-            socket::connect(host.address, host.ipv6_only, cluster.tcp_keepalive.as_ref()),
-        )
+        // As Envoy, the connect timeout covers the TLS handshake: a connection is
+        // made once its transport is.
+        let result = tokio::time::timeout(cluster.connect_timeout, async {
+            let stream = socket::connect(host.address, host.ipv6_only, cluster.tcp_keepalive.as_ref()).await?;
+            let _ = stream.set_nodelay(true);
+            match &cluster.tls {
+                None => Ok(TransportStream::from(stream)),
+                Some(tls) => tls.connect(stream, host.address.ip(), protocol).await,
+            }
+        })
         .await;
         let failure = match result {
             Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
                 stats.upstream_cx_active.inc();
                 host.stats.cx_active.fetch_add(1, Ordering::Relaxed);
                 let accounting = ConnectionAccounting {
@@ -60,7 +76,7 @@ impl UpstreamConnection {
                     closed_locally: false,
                     active_request: false,
                 };
-                return Ok(UpstreamConnection { stream: stream.into(), accounting });
+                return Ok(UpstreamConnection { stream, accounting });
             }
             Ok(Err(e)) => {
                 tracing::debug!(cluster = %cluster.name, host = %host.address, "upstream connect failed: {e}");

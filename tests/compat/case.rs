@@ -13,7 +13,11 @@
 //!                       # ports for listeners that need a fixed one), {{TMP}} (scratch dir),
 //!                       # {{DATA}} (tests/compat/data: files a case reads, e.g. runtime layers),
 //!                       # {{ACCESS_LOG}} (a file access log's path: each request's lines
-//!                       # are compared as `<label>.access_log`)
+//!                       # are compared as `<label>.access_log`), {{TLS_CA}},
+//!                       # {{TLS_SERVER_CERT}}/{{TLS_SERVER_KEY}} (for server.test),
+//!                       # {{TLS_CLIENT_CERT}}/{{TLS_CLIENT_KEY}}: PEM files made per run;
+//!                       # {{TLS_UPSTREAM_PORT}}: "tls_upstream", the JSON-reporting
+//!                       # upstream behind TLS with the server.test certificate
 //! requests:             # sent in order, each on a new connection (unless `reuse`)
 //! - name: get           # label of the checks (default r1, r2, ...); the placeholders
 //!                       # above may be used in a request's text fields too
@@ -39,6 +43,8 @@
 //!                       # (http.*.downstream_cx_rx_bytes_total)
 //!   read_timeout_ms: 1000  # the client's read timeout (default 10 s), for a request
 //!                       # both proxies leave unanswered (outcome "read timed out")
+//!   https: true         # sent over TLS (SNI server.test, CA {{TLS_CA}}); give
+//!                       # `connection: close`; `client_cert: true` shows the client's
 //!   http2: true         # sent by an HTTP/2 client (prior knowledge) on a new
 //!                       # connection; `host` becomes `:authority`; no raw/reuse/hang-up
 //!   reuse: true         # on the previous request's client connection (keep-alive)
@@ -124,6 +130,13 @@ pub struct Request {
     /// Send with an HTTP/2 client (prior knowledge) on a new connection.
     #[serde(default)]
     pub http2: bool,
+    /// Send over TLS on a new connection (SNI `server.test`, trusting `{{TLS_CA}}`),
+    /// reading until the proxy closes: give `connection: close`.
+    #[serde(default)]
+    pub https: bool,
+    /// With `https`: show the client certificate `{{TLS_CLIENT_CERT}}`.
+    #[serde(default)]
+    pub client_cert: bool,
     /// POST this path to the admin endpoint instead of sending a request.
     pub admin_post: Option<String>,
     /// `TERM`: send the proxy this signal instead of a request.

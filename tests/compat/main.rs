@@ -21,6 +21,8 @@
 mod shared_h2;
 #[path = "../shared/net.rs"]
 mod shared_net;
+#[path = "../shared/tls_pki.rs"]
+mod shared_tls;
 
 mod case;
 mod compare;

@@ -315,6 +315,8 @@ impl Drop for Proxy {
 /// Upstreams and ports of one run, and the placeholder each port number stands for.
 struct Environment {
     _upstreams: Vec<Upstream>,
+    /// The run's CA (PEM) and client certificate, when the case uses `{{TLS_*}}`.
+    tls: Option<(String, crate::shared_tls::Leaf)>,
     vars: BTreeMap<String, String>,
     /// port → placeholder, for normalizing stat names and /clusters keys.
     port_names: Vec<(u16, String)>,
@@ -322,7 +324,7 @@ struct Environment {
 
 impl Environment {
     fn new(case: &Case, dir: &Path) -> Environment {
-        let mut env = Environment { _upstreams: Vec::new(), vars: BTreeMap::new(), port_names: Vec::new() };
+        let mut env = Environment { _upstreams: Vec::new(), tls: None, vars: BTreeMap::new(), port_names: Vec::new() };
         let add = |env: &mut Environment, key: &str, port: u16| {
             env.vars.insert(key.to_string(), port.to_string());
             env.port_names.push((port, format!("{{{{{key}}}}}")));
@@ -361,6 +363,30 @@ impl Environment {
             if case.uses(&format!("{{{{{key}}}}}")) {
                 add(&mut env, key, free_port());
             }
+        }
+        if case.uses("{{TLS_") {
+            let pki = crate::shared_tls::Pki::new("Compat CA");
+            let server = pki.leaf(&["server.test"]);
+            let (cert, key) = server.write(dir, "server");
+            let client = pki.leaf(&["client.test"]);
+            let (client_cert, client_key) = client.write(dir, "client");
+            let ca = dir.join("ca.crt");
+            std::fs::write(&ca, &pki.ca_pem).expect("write CA");
+            for (k, p) in [
+                ("TLS_CA", ca),
+                ("TLS_SERVER_CERT", cert),
+                ("TLS_SERVER_KEY", key),
+                ("TLS_CLIENT_CERT", client_cert),
+                ("TLS_CLIENT_KEY", client_key),
+            ] {
+                env.vars.insert(k.into(), p.display().to_string());
+            }
+            if case.uses("{{TLS_UPSTREAM_PORT}}") {
+                let u = crate::shared_tls::tls_front(http_upstream("tls_upstream"), &server);
+                add(&mut env, "TLS_UPSTREAM_PORT", u.port());
+                env._upstreams.push(u);
+            }
+            env.tls = Some((pki.ca_pem.clone(), client));
         }
         env.vars.insert("TMP".into(), dir.display().to_string());
         env.vars.insert("DATA".into(), concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compat/data").into());
@@ -549,6 +575,13 @@ impl Session<'_> {
         if r.http2 {
             let Some(addr) = addr else { return Outcome::Failed(no_listener(r)) };
             return record(&mut self.obs, label, http2_exchange(addr, r));
+        }
+        if r.https {
+            let Some(addr) = addr else { return Outcome::Failed(no_listener(r)) };
+            let Some(tls) = &self.env.tls else {
+                return Outcome::Failed(Failure::new(FailKind::Other, "https without {{TLS_CA}} in the case"));
+            };
+            return record(&mut self.obs, label, https_exchange(addr, r, tls));
         }
         let (proxy, env) = (self.proxy, self.env);
         if r.hang_up_after.is_some() {
@@ -1027,6 +1060,53 @@ fn http2_exchange(addr: SocketAddr, r: &crate::case::Request) -> Exchanged {
         }
         Err(e) => (Vec::new(), Outcome::Failed(Failure::new(FailKind::Other, e)), None),
     }
+}
+
+/// One HTTP/1.1 request over TLS on a new connection (SNI `server.test`), read
+/// until the proxy closes it.
+fn https_exchange(addr: SocketAddr, r: &crate::case::Request, tls: &(String, crate::shared_tls::Leaf)) -> Exchanged {
+    let failed = |f: Failure| (Vec::new(), Outcome::Failed(f), None);
+    let config = crate::shared_tls::client_config(&tls.0, r.client_cert.then_some(&tls.1), &[]);
+    let name = rustls::pki_types::ServerName::try_from("server.test").expect("a DNS name");
+    let conn = match rustls::ClientConnection::new(config, name) {
+        Ok(c) => c,
+        Err(e) => return failed(Failure::new(FailKind::Other, e.to_string())),
+    };
+    let tcp = match TcpStream::connect_timeout(&addr, IO_TIMEOUT) {
+        Ok(s) => s,
+        Err(e) => return failed(Failure::io("connect", &e)),
+    };
+    if let Err(e) = tcp.set_read_timeout(Some(IO_TIMEOUT)) {
+        return failed(Failure::io("setup", &e));
+    }
+    let mut stream = rustls::StreamOwned::new(conn, tcp);
+    let pairs = r.header_pairs();
+    let headers: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let method = r.method.as_deref().unwrap_or("GET");
+    let body = r.body.as_deref().unwrap_or("").as_bytes();
+    let raw = Client::encode_request(method, r.path.as_deref().unwrap_or("/"), &headers, body);
+    if let Err(e) = stream.write_all(&raw) {
+        return failed(Failure::io("write", &e));
+    }
+    let mut out = Vec::new();
+    if let Err(e) = stream.read_to_end(&mut out) {
+        if out.is_empty() {
+            return failed(Failure::io("read", &e));
+        }
+    }
+    let Some(head_end) = out.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return failed(Failure::new(FailKind::Closed, format!("no response head in {} bytes", out.len())));
+    };
+    let head = String::from_utf8_lossy(&out[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default().to_string();
+    let status = status_line.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let resp = HttpResponse { status, headers, body: out[head_end + 4..].to_vec() };
+    (Vec::new(), Outcome::Http(resp), Some(status_line))
 }
 
 /// Writes `data`, half-closes (`half_close_after_ms` later), reads until EOF.

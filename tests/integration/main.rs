@@ -6,6 +6,8 @@ mod http_util;
 mod shared_h2;
 #[path = "../shared/net.rs"]
 mod shared_net;
+#[path = "../shared/tls_pki.rs"]
+mod shared_tls;
 
 mod access_log;
 mod admin;
@@ -27,4 +29,5 @@ mod routing;
 mod runtime;
 mod supported_fields;
 mod tcp_proxy;
+mod tls;
 mod upstream;

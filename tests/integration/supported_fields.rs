@@ -57,6 +57,16 @@ const RETRY_POLICY: &str = "envoy.config.route.v3.RetryPolicy";
 const REDIRECT: &str = "envoy.config.route.v3.RedirectAction";
 const STRING_MATCHER: &str = "envoy.type.matcher.v3.StringMatcher";
 const LOCAL_RATELIMIT: &str = "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
+const TLS_IT: &str = "tests/integration/tls.rs";
+const TLS_HTTP1: &str = "https_terminates_http1_and_counts_the_handshake";
+const TLS_PARAMS: &str = "tls_params_and_inline_certificates_choose_the_version";
+const TLS_MTLS: &str = "mutual_tls_accepts_the_ca_s_clients_and_refuses_the_rest";
+const TLS_UPSTREAM: &str = "upstream_tls_sends_sni_and_validates_the_ca";
+const TLS_ERRORS: &str = "tls_config_courier_cannot_honour_is_refused_naming_the_field";
+const DOWNSTREAM_TLS: &str = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
+const UPSTREAM_TLS: &str = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
+const COMMON_TLS: &str = "envoy.extensions.transport_sockets.tls.v3.CommonTlsContext";
+const TLS_PARAMS_MSG: &str = "envoy.extensions.transport_sockets.tls.v3.TlsParameters";
 const ROUTE_CORS_POLICY: &str = "envoy.config.route.v3.CorsPolicy";
 const CORS_POLICY: &str = "envoy.extensions.filters.http.cors.v3.CorsPolicy";
 const FAULT: &str = "envoy.extensions.filters.http.fault.v3.HTTPFault";
@@ -194,6 +204,12 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         &[compat("listener_chain_match"), compat("listener_sni")],
     ),
     ("envoy.config.listener.v3.FilterChain", "filters", &[compat("http_get")]),
+    ("envoy.config.listener.v3.FilterChain", "transport_socket", &[test(TLS_IT, TLS_HTTP1), compat("tls_termination")]),
+    (
+        "envoy.config.listener.v3.FilterChain",
+        "transport_socket_connect_timeout",
+        &[test(TLS_IT, "a_handshake_that_does_not_finish_in_time_is_closed")],
+    ),
     (FCM, "destination_port", &[test(FCM_RS, FCM_TABLE), test(LPATH_IT, PP_CHAINS)]),
     (FCM, "prefix_ranges", &[test(FCM_RS, FCM_TABLE)]),
     (FCM, "direct_source_prefix_ranges", &[test(FCM_RS, FCM_TABLE)]),
@@ -253,6 +269,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (CLUSTER, "typed_extension_protocol_options", &[compat("max_requests_per_connection")]),
     (CLUSTER, "common_lb_config", &[compat("locality_weighted")]),
     (CLUSTER, "upstream_connection_options", &[test(CLUSTER_RS, "tcp_keepalive_is_set_on_upstream_connections")]),
+    (CLUSTER, "transport_socket", &[test(TLS_IT, TLS_UPSTREAM), compat("tls_upstream")]),
     (
         "envoy.config.cluster.v3.UpstreamConnectionOptions",
         "tcp_keepalive",
@@ -891,6 +908,33 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol",
         "stat_prefix",
         &[compat("listener_chain_match")],
+    ),
+    ("envoy.config.core.v3.TransportSocket", "typed_config", &[test(TLS_IT, TLS_ERRORS)]),
+    (DOWNSTREAM_TLS, "common_tls_context", &[test(TLS_IT, TLS_PARAMS)]),
+    (DOWNSTREAM_TLS, "require_client_certificate", &[test(TLS_IT, TLS_MTLS), compat("tls_termination")]),
+    (UPSTREAM_TLS, "common_tls_context", &[test(TLS_IT, TLS_UPSTREAM)]),
+    (UPSTREAM_TLS, "sni", &[test(TLS_IT, TLS_UPSTREAM), compat("tls_upstream")]),
+    (COMMON_TLS, "tls_params", &[test(TLS_IT, TLS_PARAMS)]),
+    (
+        COMMON_TLS,
+        "tls_certificates",
+        &[
+            test(TLS_IT, TLS_PARAMS),
+            test(TLS_IT, "several_tls_certificates_are_chosen_by_sni"),
+            compat("tls_termination"),
+        ],
+    ),
+    (COMMON_TLS, "validation_context", &[test(TLS_IT, TLS_MTLS), compat("tls_upstream")]),
+    (COMMON_TLS, "alpn_protocols", &[test(TLS_IT, "alpn_h2_serves_http2_and_http1_stays_http1")]),
+    (TLS_PARAMS_MSG, "tls_minimum_protocol_version", &[test(TLS_IT, TLS_PARAMS)]),
+    (TLS_PARAMS_MSG, "tls_maximum_protocol_version", &[test(TLS_IT, TLS_PARAMS)]),
+    (TLS_PARAMS_MSG, "cipher_suites", &[test(TLS_IT, TLS_PARAMS)]),
+    ("envoy.extensions.transport_sockets.tls.v3.TlsCertificate", "certificate_chain", &[test(TLS_IT, TLS_PARAMS)]),
+    ("envoy.extensions.transport_sockets.tls.v3.TlsCertificate", "private_key", &[test(TLS_IT, TLS_PARAMS)]),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext",
+        "trusted_ca",
+        &[test(TLS_IT, TLS_MTLS), compat("tls_upstream")],
     ),
 ];
 

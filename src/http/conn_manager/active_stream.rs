@@ -304,6 +304,8 @@ struct Stream {
     downstream_chunked: bool,
     /// False for a reply to a request that was never parsed whole.
     request_parsed: bool,
+    /// The connection is TLS.
+    secure: bool,
 }
 
 impl Stream {
@@ -322,6 +324,7 @@ impl Stream {
         Stream {
             cfg: cfg.clone(),
             info: StreamInfo::new(conn.remote, conn.local, protocol),
+            secure: conn.secure,
             route: None,
             cluster_weight: None,
             body_bytes: None,
@@ -429,6 +432,11 @@ impl Stream {
         }
     }
 
+    /// The scheme the client used, as Envoy writes it in `x-forwarded-proto`.
+    fn scheme(&self) -> HeaderValue {
+        HeaderValue::from_static(if self.secure { "https" } else { "http" })
+    }
+
     /// Envoy's `mutateRequestHeaders`: hop-by-hop removal, x-forwarded-*,
     /// x-envoy-internal / x-envoy-external-address, `add_user_agent`'s headers,
     /// `via`, x-request-id.
@@ -447,12 +455,12 @@ impl Stream {
             // Envoy appends its own address, not loopback, for a loopback peer.
             let appended = if remote.is_loopback() { headers::local_address() } else { remote };
             headers::append_xff(h, appended);
-            h.insert(headers::X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+            h.insert(headers::X_FORWARDED_PROTO, self.scheme());
             if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
                 h.insert(headers::X_ENVOY_EXTERNAL_ADDRESS, v);
             }
         } else {
-            h.entry(headers::X_FORWARDED_PROTO).or_insert(HeaderValue::from_static("http"));
+            h.entry(headers::X_FORWARDED_PROTO).or_insert_with(|| self.scheme());
         }
         // No client is internal (Envoy 1.40's default), so the control headers
         // only trusted clients may send go, edge request or not.

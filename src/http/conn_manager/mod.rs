@@ -59,6 +59,8 @@ impl NetworkFilterFactory for HttpConnectionManager {
     fn on_new_connection(&self, conn: DownstreamConnection) -> LocalBoxFuture {
         match self.config.codec {
             CodecChoice::Http2 => Box::pin(serve_http2(self.config.clone(), conn)),
+            // TLS negotiated `h2` by ALPN: HTTP/2 from the first byte, as Envoy.
+            CodecChoice::Auto if conn.stream.alpn_is(b"h2") => Box::pin(serve_http2(self.config.clone(), conn)),
             CodecChoice::Http1 | CodecChoice::Auto => Box::pin(http1_connection::serve(self.config.clone(), conn)),
         }
     }

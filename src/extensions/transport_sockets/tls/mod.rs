@@ -1,0 +1,517 @@
+//! `envoy.transport_sockets.tls`: `DownstreamTlsContext` and `UpstreamTlsContext`
+//! read into rustls configs (on the `ring` provider, TLS 1.2 and 1.3), built once
+//! on the main thread. Only what Courier implements is accepted (`SUPPORTED_FIELDS`,
+//! checked by the config walker); a value rustls cannot do (TLS 1.0/1.1, a cipher
+//! it lacks) is refused here with the field's path. Without a validation context
+//! an upstream certificate is not verified, as Envoy; with one, its chain is
+//! verified against `trusted_ca` but not its name (Envoy checks names only with
+//! `match_typed_subject_alt_names`, which Courier refuses).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
+use envoy_types::pb::envoy::config::core::v3::DataSource;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::common_tls_context::ValidationContextType;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::tls_parameters::TlsProtocol;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CommonTlsContext, DownstreamTlsContext, TlsParameters, UpstreamTlsContext,
+};
+use envoy_types::pb::google::protobuf::Any;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+
+use crate::config::bootstrap::decode_any;
+use crate::config::{ConfigError, FieldPath};
+use crate::extensions::FactoryContext;
+use crate::network::tls::{DownstreamTls, TlsStats, TransportSocketBuilder, UpstreamTls, CIPHER_NAMES};
+use crate::stats::Store;
+
+pub const DOWNSTREAM_TYPE: &str = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
+pub const UPSTREAM_TYPE: &str = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
+
+/// The TLS messages' fields Courier acts on.
+pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
+    ("envoy.config.core.v3.TransportSocket", &["name", "typed_config"]),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+        &["common_tls_context", "require_client_certificate"],
+    ),
+    ("envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", &["common_tls_context", "sni"]),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.CommonTlsContext",
+        &["tls_params", "tls_certificates", "validation_context", "alpn_protocols"],
+    ),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.TlsParameters",
+        &["tls_minimum_protocol_version", "tls_maximum_protocol_version", "cipher_suites"],
+    ),
+    ("envoy.extensions.transport_sockets.tls.v3.TlsCertificate", &["certificate_chain", "private_key"]),
+    ("envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext", &["trusted_ca"]),
+];
+
+/// Builds the transport sockets of listeners and clusters from their config.
+pub struct TlsSocketBuilder<'a> {
+    pub store: &'a Arc<Store>,
+}
+
+impl TransportSocketBuilder for TlsSocketBuilder<'_> {
+    fn downstream(
+        &self,
+        any: &Any,
+        path: &FieldPath,
+        stat_prefix: &str,
+        handshake_timeout: Option<Duration>,
+    ) -> Result<Arc<DownstreamTls>, ConfigError> {
+        check_type(any, path, DOWNSTREAM_TYPE)?;
+        let proto: DownstreamTlsContext = decode_any(any, path)?;
+        let config = server_config(&proto, path)?;
+        Ok(Arc::new(DownstreamTls {
+            config: Arc::new(config),
+            handshake_timeout,
+            stats: TlsStats::new(self.store, stat_prefix),
+        }))
+    }
+
+    fn upstream(&self, any: &Any, path: &FieldPath, stat_prefix: &str) -> Result<Arc<UpstreamTls>, ConfigError> {
+        check_type(any, path, UPSTREAM_TYPE)?;
+        let proto: UpstreamTlsContext = decode_any(any, path)?;
+        let config = client_config(&proto, path)?;
+        let server_name = match proto.sni.as_str() {
+            "" => None,
+            sni => Some(
+                ServerName::try_from(sni.to_string())
+                    .map_err(|_| path.field_error("sni", format!("'{sni}' is not a DNS name")))?,
+            ),
+        };
+        let fallback = config.alpn_protocols.is_empty().then(|| {
+            [b"http/1.1", b"h2".as_slice()].map(|p| {
+                let mut c = config.clone();
+                c.alpn_protocols = vec![p.to_vec()];
+                Arc::new(c)
+            })
+        });
+        Ok(Arc::new(UpstreamTls {
+            config: Arc::new(config),
+            fallback,
+            server_name,
+            stats: TlsStats::new(self.store, stat_prefix),
+        }))
+    }
+}
+
+/// Listeners build their chains' TLS with the server's stat store.
+impl TransportSocketBuilder for FactoryContext<'_> {
+    fn downstream(
+        &self,
+        any: &Any,
+        path: &FieldPath,
+        stat_prefix: &str,
+        handshake_timeout: Option<Duration>,
+    ) -> Result<Arc<DownstreamTls>, ConfigError> {
+        TlsSocketBuilder { store: self.store }.downstream(any, path, stat_prefix, handshake_timeout)
+    }
+
+    fn upstream(&self, any: &Any, path: &FieldPath, stat_prefix: &str) -> Result<Arc<UpstreamTls>, ConfigError> {
+        TlsSocketBuilder { store: self.store }.upstream(any, path, stat_prefix)
+    }
+}
+
+fn check_type(any: &Any, path: &FieldPath, want: &str) -> Result<(), ConfigError> {
+    match crate::config::descriptor::type_name(&any.type_url) {
+        t if t == want => Ok(()),
+        _ => Err(path.field_error("@type", format!("unsupported transport socket '{}' here", any.type_url))),
+    }
+}
+
+fn child(path: &FieldPath, name: &str) -> FieldPath {
+    let mut p = path.clone();
+    p.push_field(name);
+    p
+}
+
+fn server_config(proto: &DownstreamTlsContext, path: &FieldPath) -> Result<ServerConfig, ConfigError> {
+    let common_path = child(path, "common_tls_context");
+    let common = proto.common_tls_context.clone().unwrap_or_default();
+    let provider = provider_for(&common, &common_path)?;
+    let versions = versions(common.tls_params.as_ref(), &common_path)?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|e| common_path.field_error("tls_params", e.to_string()))?;
+    let require = proto.require_client_certificate.as_ref().is_some_and(|b| b.value);
+    let builder = match trusted_ca(&common, &common_path)? {
+        Some(roots) => {
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+            let verifier = if require { verifier } else { verifier.allow_unauthenticated() };
+            let verifier =
+                verifier.build().map_err(|e| common_path.field_error("validation_context", e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        // As Envoy: a certificate is required, and not verified.
+        None if require => builder.with_client_cert_verifier(Arc::new(AnyClientCert { provider: provider.clone() })),
+        None => builder.with_no_client_auth(),
+    };
+    let mut pairs = all_certificates(&common, &common_path)?;
+    let mut config = match pairs.len() {
+        0 => return Err(common_path.field_error("tls_certificates", "a TLS listener needs a certificate")),
+        1 => {
+            let (chain, key) = pairs.remove(0);
+            builder.with_single_cert(chain, key).map_err(|e| {
+                common_path.field_error("tls_certificates[0]", format!("invalid certificate or key: {e}"))
+            })?
+        }
+        _ => {
+            let mut keys = Vec::with_capacity(pairs.len());
+            for (i, (chain, key)) in pairs.into_iter().enumerate() {
+                let certified = rustls::sign::CertifiedKey::from_der(chain, key, &provider).map_err(|e| {
+                    common_path
+                        .field_error(&format!("tls_certificates[{i}]"), format!("invalid certificate or key: {e}"))
+                })?;
+                keys.push(Arc::new(certified));
+            }
+            builder.with_cert_resolver(Arc::new(SniResolver { keys }))
+        }
+    };
+    config.alpn_protocols = common.alpn_protocols.iter().map(|p| p.as_bytes().to_vec()).collect();
+    Ok(config)
+}
+
+fn client_config(proto: &UpstreamTlsContext, path: &FieldPath) -> Result<ClientConfig, ConfigError> {
+    let common_path = child(path, "common_tls_context");
+    let common = proto.common_tls_context.clone().unwrap_or_default();
+    let provider = provider_for(&common, &common_path)?;
+    let versions = versions(common.tls_params.as_ref(), &common_path)?;
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|e| common_path.field_error("tls_params", e.to_string()))?;
+    let verifier: Arc<dyn ServerCertVerifier> = match trusted_ca(&common, &common_path)? {
+        Some(roots) => {
+            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| common_path.field_error("validation_context", e.to_string()))?;
+            Arc::new(ChainOnlyVerifier { webpki })
+        }
+        None => Arc::new(NoVerifier { provider }),
+    };
+    let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
+    let mut config = match certificates(&common, &common_path)? {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| common_path.field_error("tls_certificates[0]", format!("invalid certificate or key: {e}")))?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = common.alpn_protocols.iter().map(|p| p.as_bytes().to_vec()).collect();
+    // Envoy sends SNI only when `sni` is set; a `ServerName` from an address
+    // sends none either way.
+    config.enable_sni = !proto.sni.is_empty();
+    Ok(config)
+}
+
+/// The ring provider with Envoy's default curves, and `tls_params.cipher_suites` (BoringSSL names, `[a|b]`
+/// groups flattened) as its TLS 1.2 suites when given; TLS 1.3's stay, as
+/// BoringSSL's cannot be configured either.
+fn provider_for(common: &CommonTlsContext, path: &FieldPath) -> Result<Arc<CryptoProvider>, ConfigError> {
+    // rustls deprecates ring's provider for lacking post-quantum key exchange;
+    // aws-lc-rs, which has it, needs cmake to build.
+    #[allow(deprecated)]
+    let mut provider = rustls::crypto::ring::default_provider();
+    // Envoy's default curves, in its order (ring's own list puts P-384 first).
+    provider.kx_groups = vec![rustls::crypto::ring::kx_group::X25519, rustls::crypto::ring::kx_group::SECP256R1];
+    let Some(params) = common.tls_params.as_ref().filter(|p| !p.cipher_suites.is_empty()) else {
+        return Ok(Arc::new(provider));
+    };
+    let mut suites: Vec<rustls::SupportedCipherSuite> =
+        provider.cipher_suites.iter().filter(|s| s.version() == &rustls::version::TLS13).copied().collect();
+    for (i, entry) in params.cipher_suites.iter().enumerate() {
+        for name in entry.trim_matches(|c| c == '[' || c == ']').split('|') {
+            let suite = CIPHER_NAMES
+                .iter()
+                .find(|(_, n)| *n == name)
+                .and_then(|(s, _)| provider.cipher_suites.iter().find(|c| c.suite() == *s))
+                .ok_or_else(|| {
+                    let mut p = child(path, "tls_params");
+                    p.push_field("cipher_suites");
+                    p.push_index(i);
+                    p.error(format!("cipher '{name}' is not supported by Courier (rustls)"))
+                })?;
+            if !suites.contains(suite) {
+                suites.push(*suite);
+            }
+        }
+    }
+    provider.cipher_suites = suites;
+    Ok(Arc::new(provider))
+}
+
+/// `tls_params` min/max as rustls versions; Envoy's default is TLS 1.2 to 1.3.
+fn versions(
+    params: Option<&TlsParameters>,
+    path: &FieldPath,
+) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, ConfigError> {
+    let Some(params) = params else {
+        return Ok(vec![&rustls::version::TLS12, &rustls::version::TLS13]);
+    };
+    let level = |v: i32, field: &str, default: u8| -> Result<u8, ConfigError> {
+        match TlsProtocol::try_from(v) {
+            Ok(TlsProtocol::TlsAuto) => Ok(default),
+            Ok(TlsProtocol::TlSv12) => Ok(2),
+            Ok(TlsProtocol::TlSv13) => Ok(3),
+            _ => {
+                let mut p = child(path, "tls_params");
+                p.push_field(field);
+                Err(p.error("Courier (rustls) supports TLS 1.2 and 1.3 only"))
+            }
+        }
+    };
+    let min = level(params.tls_minimum_protocol_version, "tls_minimum_protocol_version", 2)?;
+    let max = level(params.tls_maximum_protocol_version, "tls_maximum_protocol_version", 3)?;
+    let out: Vec<_> = [(2, &rustls::version::TLS12), (3, &rustls::version::TLS13)]
+        .into_iter()
+        .filter(|(l, _)| (min..=max).contains(l))
+        .map(|(_, v)| v)
+        .collect();
+    if out.is_empty() {
+        return Err(
+            child(path, "tls_params").error("tls_minimum_protocol_version is above tls_maximum_protocol_version")
+        );
+    }
+    Ok(out)
+}
+
+/// A certificate chain and its private key.
+type CertAndKey = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// The one `tls_certificates` entry an upstream context may have, as a chain and key.
+fn certificates(common: &CommonTlsContext, path: &FieldPath) -> Result<Option<CertAndKey>, ConfigError> {
+    match common.tls_certificates.as_slice() {
+        [] => Ok(None),
+        [one] => certificate(one, 0, path).map(Some),
+        _ => Err(path.field_error("tls_certificates[1]", "a client shows one certificate")),
+    }
+}
+
+/// Every `tls_certificates` entry of a listener's context.
+fn all_certificates(common: &CommonTlsContext, path: &FieldPath) -> Result<Vec<CertAndKey>, ConfigError> {
+    common.tls_certificates.iter().enumerate().map(|(i, c)| certificate(c, i, path)).collect()
+}
+
+/// `tls_certificates[i]` as a chain and key.
+fn certificate(
+    cert: &envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::TlsCertificate,
+    i: usize,
+    path: &FieldPath,
+) -> Result<CertAndKey, ConfigError> {
+    let mut p = child(path, "tls_certificates");
+    p.push_index(i);
+    let chain_path = child(&p, "certificate_chain");
+    let pem = data(cert.certificate_chain.as_ref(), &chain_path)?;
+    let chain = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| chain_path.error(format!("invalid PEM certificate: {e}")))?;
+    if chain.is_empty() {
+        return Err(chain_path.error("no PEM certificate found"));
+    }
+    let key_path = child(&p, "private_key");
+    let pem = data(cert.private_key.as_ref(), &key_path)?;
+    let key =
+        PrivateKeyDer::from_pem_slice(&pem).map_err(|e| key_path.error(format!("invalid PEM private key: {e}")))?;
+    Ok((chain, key))
+}
+
+/// Several certificates on a listener: Envoy serves the first whose names cover
+/// the SNI the client sent, else the first one.
+#[derive(Debug)]
+struct SniResolver {
+    keys: Vec<Arc<rustls::sign::CertifiedKey>>,
+}
+
+impl rustls::server::ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let name = hello
+            .server_name()
+            .and_then(|n| rustls::pki_types::DnsName::try_from(n).ok())
+            .map(|n| ServerName::DnsName(n.to_owned()));
+        let covers = |key: &rustls::sign::CertifiedKey| {
+            let (Some(name), Some(leaf)) = (&name, key.cert.first()) else { return false };
+            webpki::EndEntityCert::try_from(leaf).is_ok_and(|c| c.verify_is_valid_for_subject_name(name).is_ok())
+        };
+        self.keys.iter().find(|k| covers(k)).or_else(|| self.keys.first()).cloned()
+    }
+}
+
+/// `validation_context.trusted_ca` as roots; `None` without one (no verification).
+fn trusted_ca(common: &CommonTlsContext, path: &FieldPath) -> Result<Option<RootCertStore>, ConfigError> {
+    let vc = match &common.validation_context_type {
+        None => return Ok(None),
+        Some(ValidationContextType::ValidationContext(vc)) => vc,
+        Some(_) => return Err(path.error("only validation_context is supported")),
+    };
+    let vc_path = child(path, "validation_context");
+    let ca_path = child(&vc_path, "trusted_ca");
+    // Envoy verifies against a CA only when one is given.
+    let Some(ca) = vc.trusted_ca.as_ref() else {
+        return Ok(None);
+    };
+    let pem = data(Some(ca), &ca_path)?;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| ca_path.error(format!("invalid PEM certificate: {e}")))?;
+        roots.add(cert).map_err(|e| ca_path.error(format!("invalid CA certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(ca_path.error("no CA certificate found"));
+    }
+    Ok(Some(roots))
+}
+
+/// A `DataSource`'s bytes (file or inline).
+fn data(source: Option<&DataSource>, path: &FieldPath) -> Result<Vec<u8>, ConfigError> {
+    match source.and_then(|s| s.specifier.as_ref()) {
+        Some(Specifier::Filename(f)) => {
+            std::fs::read(f).map_err(|e| child(path, "filename").error(format!("cannot read '{f}': {e}")))
+        }
+        Some(Specifier::InlineString(s)) => Ok(s.as_bytes().to_vec()),
+        Some(Specifier::InlineBytes(b)) => Ok(b.clone()),
+        Some(Specifier::EnvironmentVariable(v)) => std::env::var(v)
+            .map(String::into_bytes)
+            .map_err(|_| child(path, "environment_variable").error(format!("Environment variable doesn't exist: {v}"))),
+        None => Err(path.error("a certificate or key source is required")),
+    }
+}
+
+/// Envoy with a validation context but no subject-name matchers verifies the
+/// upstream's chain, not its name: rustls's verifier, its name check forgiven.
+#[derive(Debug)]
+struct ChainOnlyVerifier {
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for ChainOnlyVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName | rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// `require_client_certificate` without a validation context: Envoy requires a
+/// client certificate and accepts any; the handshake's signatures are still checked.
+#[derive(Debug)]
+struct AnyClientCert {
+    provider: Arc<CryptoProvider>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for AnyClientCert {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// No validation context: Envoy accepts any upstream certificate; the
+/// handshake's signatures are still checked.
+#[derive(Debug)]
+struct NoVerifier {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for NoVerifier {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,395 @@
+//! TLS as a transport (`envoy.transport_sockets.tls`): the session type that the
+//! `Tls` variant of `TransportStream` carries, and the handshakes that make one,
+//! downstream (after accept, before the network filters see the connection) and
+//! upstream (after connect, before a pool uses the connection). The rustls
+//! configs come ready-made from the layer that reads `DownstreamTlsContext` /
+//! `UpstreamTlsContext` (`extensions::transport_sockets::tls`), so this layer
+//! knows no config message; it counts Envoy's `<scope>.ssl.*` stats.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, CommonState, ServerConfig};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::transport::{ReadReady, SharedStream, TransportStream};
+use crate::config::{ConfigError, FieldPath};
+use crate::define_stats;
+use crate::stats::Store;
+
+define_stats! {
+    /// `<listener or cluster scope>.ssl.*`, created with the context as Envoy does;
+    /// the per-version and per-cipher counters are created on first use.
+    #[derive(Debug)]
+    pub struct SslStats {
+        counter connection_error,
+        counter handshake,
+        counter session_reused,
+        counter no_certificate,
+        counter fail_verify_no_cert,
+        counter fail_verify_error,
+        counter fail_verify_san,
+        counter fail_verify_cert_hash,
+        counter ocsp_staple_failed,
+        counter ocsp_staple_omitted,
+        counter ocsp_staple_responses,
+        counter ocsp_staple_requests,
+        counter was_key_usage_invalid,
+    }
+}
+
+/// The stats of one TLS context, with what creates its lazy counters.
+#[derive(Debug)]
+pub struct TlsStats {
+    pub ssl: SslStats,
+    store: Arc<Store>,
+    /// `<scope>.ssl.`
+    prefix: String,
+}
+
+impl TlsStats {
+    /// `prefix` is the owner's scope with its dot: `listener.<addr>.` or `cluster.<name>.`.
+    pub fn new(store: &Arc<Store>, prefix: &str) -> TlsStats {
+        let prefix = format!("{prefix}ssl.");
+        TlsStats { ssl: SslStats::new(store, &prefix), store: store.clone(), prefix }
+    }
+
+    /// Envoy's `logHandshake`: the handshake, its version, cipher and curve (on a
+    /// listener: Envoy 1.40 shows none for a cluster), and whether the peer showed
+    /// no certificate.
+    fn handshake_done(&self, state: &CommonState, server: bool) {
+        self.ssl.handshake.inc();
+        if state.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+            self.ssl.session_reused.inc();
+        }
+        if state.peer_certificates().is_none_or(|c| c.is_empty()) {
+            self.ssl.no_certificate.inc();
+        }
+        if !server {
+            return;
+        }
+        if let Some(v) = state.protocol_version().and_then(version_name) {
+            self.store.counter(&format!("{}versions.{v}", self.prefix)).inc();
+        }
+        if let Some(suite) = state.negotiated_cipher_suite() {
+            let name = cipher_name(suite.suite());
+            self.store.counter(&format!("{}ciphers.{name}", self.prefix)).inc();
+        }
+        if let Some(group) = state.negotiated_key_exchange_group().and_then(|g| curve_name(g.name())) {
+            self.store.counter(&format!("{}curves.{group}", self.prefix)).inc();
+        }
+    }
+
+    /// A failed handshake: `connection_error` for a TLS error (Envoy counts the
+    /// SSL error queue, so a peer that just closes or resets counts nothing), and
+    /// the verification failure it was.
+    fn handshake_failed(&self, e: &io::Error) {
+        match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+            None => {}
+            // Envoy counts a verification failure as that alone (no connection_error).
+            Some(rustls::Error::NoCertificatesPresented) => self.ssl.fail_verify_no_cert.inc(),
+            Some(rustls::Error::InvalidCertificate(_)) => self.ssl.fail_verify_error.inc(),
+            _ => self.ssl.connection_error.inc(),
+        }
+    }
+}
+
+/// OpenSSL's version names, as in Envoy's `ssl.versions.*`.
+fn version_name(v: rustls::ProtocolVersion) -> Option<&'static str> {
+    match v {
+        rustls::ProtocolVersion::TLSv1_2 => Some("TLSv1.2"),
+        rustls::ProtocolVersion::TLSv1_3 => Some("TLSv1.3"),
+        _ => None,
+    }
+}
+
+/// `(rustls suite, OpenSSL/BoringSSL name)`: Envoy names ciphers (config and
+/// `ssl.ciphers.*`) as BoringSSL does.
+pub const CIPHER_NAMES: &[(rustls::CipherSuite, &str)] = &[
+    (rustls::CipherSuite::TLS13_AES_128_GCM_SHA256, "TLS_AES_128_GCM_SHA256"),
+    (rustls::CipherSuite::TLS13_AES_256_GCM_SHA384, "TLS_AES_256_GCM_SHA384"),
+    (rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256, "TLS_CHACHA20_POLY1305_SHA256"),
+    (rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "ECDHE-ECDSA-AES128-GCM-SHA256"),
+    (rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, "ECDHE-RSA-AES128-GCM-SHA256"),
+    (rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, "ECDHE-ECDSA-AES256-GCM-SHA384"),
+    (rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, "ECDHE-RSA-AES256-GCM-SHA384"),
+    (rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, "ECDHE-ECDSA-CHACHA20-POLY1305"),
+    (rustls::CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256, "ECDHE-RSA-CHACHA20-POLY1305"),
+];
+
+fn cipher_name(suite: rustls::CipherSuite) -> &'static str {
+    CIPHER_NAMES.iter().find(|(s, _)| *s == suite).map_or("unknown", |(_, n)| n)
+}
+
+fn curve_name(g: rustls::NamedGroup) -> Option<&'static str> {
+    match g {
+        rustls::NamedGroup::X25519 => Some("X25519"),
+        rustls::NamedGroup::secp256r1 => Some("P-256"),
+        rustls::NamedGroup::secp384r1 => Some("P-384"),
+        _ => None,
+    }
+}
+
+/// The content type of a TLS handshake record: a ClientHello's first byte.
+const HANDSHAKE_RECORD: u8 = 0x16;
+
+/// A filter chain's TLS (`DownstreamTlsContext`), built once, used by every worker.
+#[derive(Debug)]
+pub struct DownstreamTls {
+    pub config: Arc<ServerConfig>,
+    /// The chain's `transport_socket_connect_timeout`: how long a handshake may take.
+    pub handshake_timeout: Option<Duration>,
+    pub stats: TlsStats,
+}
+
+/// Why a downstream handshake gave no session.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    Timeout,
+    Failed,
+}
+
+impl DownstreamTls {
+    /// Runs the server handshake on an accepted connection.
+    pub async fn accept(&self, tcp: TcpStream) -> Result<TransportStream, HandshakeFailure> {
+        let handshake = async {
+            // Bytes that are no TLS handshake record (plaintext HTTP, say) are
+            // closed on without an alert, as BoringSSL does in Envoy.
+            let mut first = [0u8; 1];
+            match tcp.peek(&mut first).await {
+                Ok(1) if first[0] == HANDSHAKE_RECORD => {}
+                Ok(0) | Err(_) => return Err(None),
+                Ok(_) => {
+                    // Read what came, so the close is a FIN, not a reset for unread data.
+                    let mut sink = [0u8; 1024];
+                    while matches!(tcp.try_read(&mut sink), Ok(n) if n > 0) {}
+                    let not_tls = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
+                    return Err(Some(io::Error::new(io::ErrorKind::InvalidData, not_tls)));
+                }
+            }
+            tokio_rustls::TlsAcceptor::from(self.config.clone()).accept(tcp).await.map_err(Some)
+        };
+        let result = match self.handshake_timeout {
+            Some(d) => tokio::time::timeout(d, handshake).await.map_err(|_| HandshakeFailure::Timeout)?,
+            None => handshake.await,
+        };
+        match result {
+            Ok(session) => {
+                self.stats.handshake_done(session.get_ref().1, true);
+                Ok(TransportStream::Tls(SharedStream::new(TlsSession::new(session.into()))))
+            }
+            Err(Some(e)) => {
+                tracing::debug!("downstream TLS handshake failed: {e}");
+                self.stats.handshake_failed(&e);
+                Err(HandshakeFailure::Failed)
+            }
+            // The client left before sending anything.
+            Err(None) => Err(HandshakeFailure::Failed),
+        }
+    }
+}
+
+/// The protocol an upstream connection is for, which ALPN offers when the
+/// context names none (Envoy's ALPN fallback of its HTTP pools).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlpnFallback {
+    Http11,
+    Http2,
+}
+
+/// A cluster's TLS (`UpstreamTlsContext`), built once, used by every worker.
+#[derive(Debug)]
+pub struct UpstreamTls {
+    pub config: Arc<ClientConfig>,
+    /// Without `alpn_protocols`: `config` offering `http/1.1`, then `h2`.
+    pub fallback: Option<[Arc<ClientConfig>; 2]>,
+    /// The `sni` (also the name a certificate is checked against); `None`: no
+    /// SNI, as Envoy, and the host's address stands in.
+    pub server_name: Option<ServerName<'static>>,
+    pub stats: TlsStats,
+}
+
+impl UpstreamTls {
+    /// Runs the client handshake on a connected socket to `host`, for `protocol`.
+    pub async fn connect(
+        &self,
+        tcp: TcpStream,
+        host: std::net::IpAddr,
+        protocol: Option<AlpnFallback>,
+    ) -> io::Result<TransportStream> {
+        let name = self.server_name.clone().unwrap_or(ServerName::IpAddress(host.into()));
+        let config = match (&self.fallback, protocol) {
+            (Some([h1, _]), Some(AlpnFallback::Http11)) => h1,
+            (Some([_, h2]), Some(AlpnFallback::Http2)) => h2,
+            _ => &self.config,
+        };
+        match tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp).await {
+            Ok(session) => {
+                self.stats.handshake_done(session.get_ref().1, false);
+                Ok(TransportStream::Tls(SharedStream::new(TlsSession::new(session.into()))))
+            }
+            Err(e) => {
+                self.stats.handshake_failed(&e);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Builds a filter chain's `transport_socket` (its `typed_config`; `path` points at
+/// it). The layer that reads TLS config implements it, as `NetworkFilterBuilder`.
+pub trait TransportSocketBuilder {
+    fn downstream(
+        &self,
+        typed_config: &envoy_types::pb::google::protobuf::Any,
+        path: &FieldPath,
+        stat_prefix: &str,
+        handshake_timeout: Option<Duration>,
+    ) -> Result<Arc<DownstreamTls>, ConfigError>;
+
+    fn upstream(
+        &self,
+        typed_config: &envoy_types::pb::google::protobuf::Any,
+        path: &FieldPath,
+        stat_prefix: &str,
+    ) -> Result<Arc<UpstreamTls>, ConfigError>;
+}
+
+/// A TLS session over TCP, either side. It remembers whether its last read may
+/// have left decrypted bytes in rustls (the read filled the caller's buffer), so
+/// `ReadReady` does not wait on a socket that has nothing new for them.
+pub struct TlsSession {
+    stream: tokio_rustls::TlsStream<TcpStream>,
+    maybe_buffered: bool,
+}
+
+impl std::fmt::Debug for TlsSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSession").field("alpn", &self.alpn()).finish()
+    }
+}
+
+impl TlsSession {
+    /// The handshake may have read the first application bytes along with the
+    /// peer's last handshake message: the first read is tried, not waited for.
+    fn new(stream: tokio_rustls::TlsStream<TcpStream>) -> TlsSession {
+        TlsSession { stream, maybe_buffered: true }
+    }
+
+    /// The protocol ALPN chose, if any.
+    pub fn alpn(&self) -> Option<&[u8]> {
+        self.stream.get_ref().1.alpn_protocol()
+    }
+
+    /// The TCP socket under the session.
+    pub fn tcp(&self) -> &TcpStream {
+        self.stream.get_ref().0
+    }
+}
+
+/// Envoy ends a TLS connection with a close_notify alert: queued when the
+/// session is dropped and written if the socket takes it now (no waiting).
+impl Drop for TlsSession {
+    fn drop(&mut self) {
+        struct TryWrite<'a>(&'a TcpStream);
+        impl io::Write for TryWrite<'_> {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.try_write(buf)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        fn close_notify<D>(tcp: &TcpStream, conn: &mut rustls::ConnectionCommon<D>) {
+            conn.send_close_notify();
+            while conn.wants_write() {
+                if conn.write_tls(&mut TryWrite(tcp)).is_err() {
+                    break;
+                }
+            }
+        }
+        match &mut self.stream {
+            tokio_rustls::TlsStream::Client(s) => {
+                let (tcp, conn) = s.get_mut();
+                close_notify(tcp, conn);
+            }
+            tokio_rustls::TlsStream::Server(s) => {
+                let (tcp, conn) = s.get_mut();
+                close_notify(tcp, conn);
+            }
+        }
+    }
+}
+
+impl AsyncRead for TlsSession {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let room = buf.remaining();
+        let res = Pin::new(&mut this.stream).poll_read(cx, buf);
+        this.maybe_buffered = room > 0 && matches!(res, Poll::Ready(Ok(()))) && buf.remaining() == 0;
+        res
+    }
+}
+
+impl AsyncWrite for TlsSession {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+impl ReadReady for TlsSession {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.maybe_buffered {
+            return Poll::Ready(Ok(()));
+        }
+        self.tcp().poll_read_ready(cx)
+    }
+}
+
+/// The TLS of a listener's filter chain (`chain`, at `path`), built by the
+/// transport socket builder `filters` offers; `None` without a `transport_socket`.
+pub fn downstream_of(
+    chain: &envoy_types::pb::envoy::config::listener::v3::FilterChain,
+    path: &FieldPath,
+    filters: &dyn super::NetworkFilterBuilder,
+    scope: super::ListenerScope<'_>,
+) -> Result<Option<Arc<DownstreamTls>>, ConfigError> {
+    use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType;
+    let Some(socket) = &chain.transport_socket else {
+        return Ok(None);
+    };
+    let mut path = path.clone();
+    path.push_field("transport_socket");
+    let Some(ConfigType::TypedConfig(any)) = &socket.config_type else {
+        return Err(path.field_error("typed_config", "a transport socket needs a typed_config"));
+    };
+    let builder = filters.transport_sockets().ok_or_else(|| path.error("transport sockets are not supported here"))?;
+    let timeout = chain.transport_socket_connect_timeout.as_ref().map(crate::config::duration).filter(|d| !d.is_zero());
+    path.push_field("typed_config");
+    builder.downstream(any, &path, &format!("listener.{}.", scope.stat_scope), timeout).map(Some)
+}

@@ -1,0 +1,604 @@
+//! TLS (`envoy.transport_sockets.tls`): HTTPS termination with HTTP/1.1 and, by
+//! ALPN, HTTP/2; mutual TLS accepted and refused; TLS to upstreams with SNI and
+//! CA validation (a rustls test upstream); the handshake timeout; and bytes that
+//! are no ClientHello. Certificates are made at test time (`shared_tls::Pki`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+use crate::shared_tls::{client_config, server_config, Leaf, Pki};
+
+const SERVER_NAME: &str = "server.test";
+
+/// `transport_socket` YAML (at column 6) for a filter chain or (at column 4) a cluster.
+fn transport_socket(kind: &str, body: &str, indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    let body: String = body.lines().map(|l| format!("{pad}    {l}\n")).collect();
+    format!(
+        "{pad}transport_socket:\n{pad}  name: envoy.transport_sockets.tls\n{pad}  typed_config:\n{pad}    \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.{kind}\n{body}"
+    )
+}
+
+/// `common_tls_context` for a certificate pair (paths), trusted CA and an
+/// `alpn_protocols` line.
+fn common(cert: Option<&(std::path::PathBuf, std::path::PathBuf)>, ca: Option<&std::path::Path>, alpn: &str) -> String {
+    let mut out = String::from("common_tls_context:\n");
+    if let Some((c, k)) = cert {
+        out += &format!(
+            "  tls_certificates:\n  - certificate_chain: {{ filename: {} }}\n    private_key: {{ filename: {} }}\n",
+            c.display(),
+            k.display()
+        );
+    }
+    if let Some(ca) = ca {
+        out += &format!("  validation_context:\n    trusted_ca: {{ filename: {} }}\n", ca.display());
+    }
+    if !alpn.is_empty() {
+        out += &format!("  {alpn}\n");
+    }
+    out
+}
+
+/// An HTTPS listener `web` (stats `listener.tls_web.*`): `/direct` answers
+/// itself, the rest goes to cluster `app`.
+fn https_listener(chain_extra: &str, tls: &str) -> String {
+    format!(
+        r#"  - name: web
+    stat_prefix: tls_web
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+    filter_chains:
+    - {chain_extra}
+{ts}      filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          codec_type: AUTO
+          route_config:
+            virtual_hosts:
+            - name: vh
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/direct" }}
+                direct_response: {{ status: 200, body: {{ inline_string: hi }} }}
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: app }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+"#,
+        ts = transport_socket("DownstreamTlsContext", tls, 6),
+    )
+}
+
+/// A plain HTTP listener `plain` routing everything to cluster `app`.
+fn plain_listener() -> String {
+    crate::http_util::http_listener(
+        "plain",
+        "",
+        &crate::http_util::indent(&crate::http_util::one_vhost(&crate::http_util::prefix_route("/", "app", "")), 0),
+        "",
+    )
+}
+
+/// Certificates for a test: CA, `server.test`, a client, in a scratch dir.
+struct Certs {
+    dir: TempDir,
+    pki: Pki,
+    server: (std::path::PathBuf, std::path::PathBuf),
+    ca: std::path::PathBuf,
+}
+
+fn certs() -> Certs {
+    let dir = TempDir::new("tls");
+    let pki = Pki::new("Courier Test CA");
+    let server = pki.leaf(&[SERVER_NAME]).write(&dir.0, "server");
+    let ca = dir.file("ca.crt", &pki.ca_pem);
+    Certs { dir, pki, server, ca }
+}
+
+/// One HTTP/1.1 GET over TLS; the status and body, or what failed.
+fn https_get(addr: SocketAddr, config: Arc<rustls::ClientConfig>, path: &str) -> Result<(u16, String), String> {
+    https_get_as(addr, config, SERVER_NAME, path)
+}
+
+/// `https_get` asking for (and verifying) the server name `sni`.
+fn https_get_as(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    sni: &str,
+    path: &str,
+) -> Result<(u16, String), String> {
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).map_err(|e| e.to_string())?;
+    let conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+    let mut tls = rustls::StreamOwned::new(conn, connect(addr));
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {SERVER_NAME}\r\nconnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes()).map_err(|e| format!("write: {e}"))?;
+    let mut out = Vec::new();
+    match tls.read_to_end(&mut out) {
+        Ok(_) => {}
+        // A peer that closes without close_notify: what came is the answer.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => {}
+        Err(e) => return Err(format!("read: {e}")),
+    }
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).ok_or_else(|| format!("no status in {text:?}"))?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// An HTTP/1.1 upstream over TLS: answers every request with the SNI it was
+/// asked for as the body. Stopped on drop.
+struct TlsUpstream {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TlsUpstream {
+    fn start(leaf: &Leaf) -> TlsUpstream {
+        let config = server_config(leaf);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let config = config.clone();
+                        std::thread::spawn(move || serve_tls(stream, config));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        TlsUpstream { port, stop, thread: Some(thread) }
+    }
+}
+
+fn serve_tls(stream: TcpStream, config: Arc<rustls::ServerConfig>) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+    let Ok(conn) = rustls::ServerConnection::new(config) else { return };
+    let mut tls = BufReader::new(rustls::StreamOwned::new(conn, stream));
+    loop {
+        let mut line = String::new();
+        let mut content_length = 0usize;
+        let mut first = true;
+        loop {
+            line.clear();
+            if tls.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" && !first {
+                break;
+            }
+            first = false;
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                content_length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0u8; content_length];
+        if tls.read_exact(&mut body).is_err() {
+            return;
+        }
+        let sni = tls.get_ref().conn.server_name().unwrap_or("none").to_string();
+        let response = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{sni}", sni.len());
+        if tls.get_mut().write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+impl Drop for TlsUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn start(listeners: &[String], clusters: &[String]) -> Courier {
+    Courier::start(&config(listeners, clusters), 1)
+}
+
+#[test]
+fn https_terminates_http1_and_counts_the_handshake() {
+    let certs = certs();
+    let up = Upstream::start(|_| {});
+    let transport_socket = common(Some(&certs.server), None, "");
+    let c = start(&[https_listener("name: tls", &transport_socket)], &[static_cluster("app", &[up.port()])]);
+    let client = client_config(&certs.pki.ca_pem, None, &[]);
+    let got = https_get(c.listener("web"), client, "/direct").expect("HTTPS GET");
+    assert_eq!(got, (200, "hi".to_string()));
+    assert_eq!(c.stat("listener.tls_web.ssl.handshake"), Some(1));
+    assert_eq!(c.stat("listener.tls_web.ssl.versions.TLSv1.3"), Some(1));
+    assert_eq!(c.stat("listener.tls_web.ssl.curves.X25519"), Some(1), "Envoy's preferred curve");
+    assert_eq!(c.stat("listener.tls_web.ssl.no_certificate"), Some(1));
+    assert_eq!(c.stat("listener.tls_web.ssl.connection_error"), Some(0));
+    assert_eq!(c.stat("http.ingress.downstream_rq_http1_total"), Some(1));
+    // The same client again resumes its session (rustls's session cache, as
+    // Envoy resumes by default).
+    let client = client_config(&certs.pki.ca_pem, None, &[]);
+    assert_eq!(https_get(c.listener("web"), client.clone(), "/direct").map(|r| r.0), Ok(200));
+    assert_eq!(https_get(c.listener("web"), client, "/direct").map(|r| r.0), Ok(200));
+    assert_eq!(c.stat("listener.tls_web.ssl.session_reused"), Some(1));
+    assert_eq!(c.stat("listener.tls_web.ssl.handshake"), Some(3));
+}
+
+#[test]
+fn tls_params_and_inline_certificates_choose_the_version() {
+    let certs = certs();
+    let up = Upstream::start(|_| {});
+    let leaf = certs.pki.leaf(&[SERVER_NAME]);
+    let inline = format!(
+        "common_tls_context:\n  tls_params:\n    tls_minimum_protocol_version: TLSv1_2\n    tls_maximum_protocol_version: TLSv1_2\n    cipher_suites: [\"[ECDHE-ECDSA-AES128-GCM-SHA256|ECDHE-RSA-AES128-GCM-SHA256]\"]\n  tls_certificates:\n  - certificate_chain: {{ inline_string: {:?} }}\n    private_key: {{ inline_bytes: {:?} }}\n",
+        leaf.cert_pem,
+        base64(leaf.key_pem.as_bytes()),
+    );
+    let c = start(&[https_listener("name: tls12", &inline)], &[static_cluster("app", &[up.port()])]);
+    let client = client_config(&certs.pki.ca_pem, None, &[]);
+    assert_eq!(https_get(c.listener("web"), client, "/direct").expect("GET").0, 200);
+    assert_eq!(c.stat("listener.tls_web.ssl.versions.TLSv1.2"), Some(1));
+    assert_eq!(c.stat("listener.tls_web.ssl.ciphers.ECDHE-ECDSA-AES128-GCM-SHA256"), Some(1));
+}
+
+fn base64(data: &[u8]) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn alpn_h2_serves_http2_and_http1_stays_http1() {
+    let certs = certs();
+    let up = Upstream::start(|_| {});
+    let tls = common(Some(&certs.server), None, "alpn_protocols: [h2, http/1.1]");
+    let c = start(&[https_listener("name: alpn", &tls)], &[static_cluster("app", &[up.port()])]);
+    let addr = c.listener("web");
+    let config = client_config(&certs.pki.ca_pem, None, &["h2"]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let status = rt
+        .block_on(async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+            let name = rustls::pki_types::ServerName::try_from(SERVER_NAME).map_err(|e| e.to_string())?;
+            let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.map_err(|e| e.to_string())?;
+            assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+            let (mut client, conn) = h2::client::handshake(tls).await.map_err(|e| e.to_string())?;
+            tokio::spawn(conn);
+            let req =
+                http::Request::get(format!("https://{SERVER_NAME}/direct")).body(()).map_err(|e| e.to_string())?;
+            let (resp, _) = client.send_request(req, true).map_err(|e| e.to_string())?;
+            let resp = tokio::time::timeout(IO_TIMEOUT, resp).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(resp.map_err(|e| e.to_string())?.status().as_u16())
+        })
+        .expect("HTTP/2 over TLS");
+    assert_eq!(status, 200);
+    assert_eq!(c.stat("http.ingress.downstream_rq_http2_total"), Some(1));
+    let http1 = client_config(&certs.pki.ca_pem, None, &["http/1.1"]);
+    assert_eq!(https_get(addr, http1, "/direct").expect("HTTP/1.1").0, 200);
+    assert_eq!(c.stat("http.ingress.downstream_rq_http1_total"), Some(1));
+}
+
+#[test]
+fn mutual_tls_accepts_the_ca_s_clients_and_refuses_the_rest() {
+    let certs = certs();
+    let up = Upstream::start(|_| {});
+    let validation = format!("  validation_context:\n    trusted_ca: {{ filename: {} }}\n", certs.ca.display());
+    let tls = format!("require_client_certificate: true\n{}{validation}", common(Some(&certs.server), None, ""));
+    let c = start(&[https_listener("name: mtls", &tls)], &[static_cluster("app", &[up.port()])]);
+    let addr = c.listener("web");
+
+    let no_cert = client_config(&certs.pki.ca_pem, None, &[]);
+    assert!(https_get(addr, no_cert, "/direct").is_err(), "no client certificate");
+    c.wait_stat("listener.tls_web.ssl.fail_verify_no_cert", |v| v == 1);
+
+    let stranger = Pki::new("Other CA").leaf(&["client.test"]);
+    let wrong_ca = client_config(&certs.pki.ca_pem, Some(&stranger), &[]);
+    assert!(https_get(addr, wrong_ca, "/direct").is_err(), "a client of another CA");
+    c.wait_stat("listener.tls_web.ssl.fail_verify_error", |v| v == 1);
+
+    let client = certs.pki.leaf(&["client.test"]);
+    let good = client_config(&certs.pki.ca_pem, Some(&client), &[]);
+    assert_eq!(https_get(addr, good, "/direct").expect("mTLS GET"), (200, "hi".to_string()));
+    assert_eq!(c.stat("listener.tls_web.ssl.handshake"), Some(1));
+    // A verification failure counts as fail_verify_* only, as in Envoy.
+    assert_eq!(c.stat("listener.tls_web.ssl.connection_error"), Some(0));
+    assert_eq!(c.stat("listener.tls_web.ssl.no_certificate"), Some(0));
+    drop(c);
+
+    // Without a validation context Envoy requires a certificate and verifies none.
+    let tls = format!("require_client_certificate: true\n{}", common(Some(&certs.server), None, ""));
+    let c = start(&[https_listener("name: any", &tls)], &[static_cluster("app", &[up.port()])]);
+    let addr = c.listener("web");
+    let no_cert = client_config(&certs.pki.ca_pem, None, &[]);
+    assert!(https_get(addr, no_cert, "/direct").is_err(), "still required");
+    let any = client_config(&certs.pki.ca_pem, Some(&stranger), &[]);
+    assert_eq!(https_get(addr, any, "/direct").map(|r| r.0), Ok(200), "any certificate");
+    assert_eq!(c.stat("listener.tls_web.ssl.fail_verify_no_cert"), Some(1));
+}
+
+#[test]
+fn upstream_tls_sends_sni_and_validates_the_ca() {
+    let certs = certs();
+    let up = TlsUpstream::start(&certs.pki.leaf(&["up.test"]));
+    let client = certs.pki.leaf(&["courier.test"]).write(&certs.dir.0, "client");
+    let cluster = |name: &str, tls: &str| {
+        format!("{}{}", static_cluster(name, &[up.port]), transport_socket("UpstreamTlsContext", tls, 4))
+    };
+    let verified = cluster(
+        "app",
+        &format!("sni: up.test\n{}", common(Some(&client), Some(&certs.ca), "alpn_protocols: [http/1.1]")),
+    );
+    let c = start(&[plain_listener()], &[verified]);
+    let (status, body) = http_request(c.listener("plain"), "GET", "/");
+    assert_eq!((status, body.as_str()), (200, "up.test"), "the upstream saw the SNI");
+    assert_eq!(c.stat("cluster.app.ssl.handshake"), Some(1));
+    assert_eq!(c.stat("cluster.app.ssl.versions.TLSv1.3"), None, "Envoy counts versions on listeners only");
+
+    // Another CA: the upstream is not trusted, the request fails as a connect failure.
+    let other_ca = certs.dir.file("other-ca.crt", &Pki::new("Other CA").ca_pem);
+    let c = start(&[plain_listener()], &[cluster("app", &common(None, Some(&other_ca), ""))]);
+    let (status, body) = http_request(c.listener("plain"), "GET", "/");
+    assert_eq!(status, 503);
+    assert!(body.starts_with("upstream connect error or disconnect/reset before headers"), "{body}");
+    assert_eq!(c.stat("cluster.app.ssl.fail_verify_error"), Some(1));
+    assert_eq!(c.stat("cluster.app.ssl.connection_error"), Some(0), "a verification failure only");
+    assert_eq!(c.stat("cluster.app.upstream_cx_connect_fail"), Some(1));
+
+    // No validation context: Envoy does not verify the upstream, nor does Courier.
+    let c = start(&[plain_listener()], &[cluster("app", "common_tls_context: {}\n")]);
+    let (status, body) = http_request(c.listener("plain"), "GET", "/");
+    assert_eq!((status, body.as_str()), (200, "none"), "no sni: none sent");
+    // Nor with a validation context that names no trusted_ca.
+    let c = start(&[plain_listener()], &[cluster("app", "common_tls_context:\n  validation_context: {}\n")]);
+    assert_eq!(http_request(c.listener("plain"), "GET", "/").0, 200);
+}
+
+#[test]
+fn a_handshake_that_does_not_finish_in_time_is_closed() {
+    let certs = certs();
+    let up = Upstream::start(|_| {});
+    let tls = common(Some(&certs.server), None, "");
+    let c = start(
+        &[https_listener("transport_socket_connect_timeout: 0.2s", &tls)],
+        &[static_cluster("app", &[up.port()])],
+    );
+    let mut silent = connect(c.listener("web"));
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = silent.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "closed without a byte");
+    assert!(started.elapsed() < Duration::from_secs(3), "closed by the timeout");
+    c.wait_stat("listener.tls_web.downstream_cx_transport_socket_connect_timeout", |v| v == 1);
+}
+
+#[test]
+fn bytes_that_are_no_client_hello_close_the_connection_and_others_are_served() {
+    let certs = certs();
+    let up = Upstream::start(|_| {});
+    let tls = common(Some(&certs.server), None, "");
+    let c = start(&[https_listener("name: garbage", &tls)], &[static_cluster("app", &[up.port()])]);
+    let addr = c.listener("web");
+    let held = Mutex::new(connect(addr)); // an idle connection that is not disturbed
+    let mut plain = connect(addr);
+    plain.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").expect("write");
+    let mut out = Vec::new();
+    let _ = plain.read_to_end(&mut out);
+    assert!(!String::from_utf8_lossy(&out).contains("HTTP/1.1"), "no HTTP answer in plaintext");
+    c.wait_stat("listener.tls_web.ssl.connection_error", |v| v == 1);
+    let client = client_config(&certs.pki.ca_pem, None, &[]);
+    assert_eq!(https_get(addr, client, "/direct").expect("GET").0, 200);
+    drop(held);
+}
+
+#[test]
+fn tls_config_courier_cannot_honour_is_refused_naming_the_field() {
+    let certs = certs();
+    let (cert, key) = (certs.server.0.display().to_string(), certs.server.1.display().to_string());
+    let listener = |tls: &str| {
+        let tls: String = tls.lines().map(|l| format!("          {l}\n")).collect();
+        format!(
+            "static_resources:\n  listeners:\n  - name: web\n    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}\n    filter_chains:\n    - transport_socket:\n        name: envoy.transport_sockets.tls\n        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext\n{tls}      filters:\n      - name: envoy.filters.network.tcp_proxy\n        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy\n          stat_prefix: t\n          cluster: app\n  clusters:\n{}",
+            static_cluster("app", &[closed_port()])
+        )
+    };
+    let pair = format!("  - certificate_chain: {{ filename: {cert} }}\n    private_key: {{ filename: {key} }}\n");
+    let cases = [
+        (
+            format!("common_tls_context:\n  tls_params: {{ tls_minimum_protocol_version: TLSv1_0 }}\n  tls_certificates:\n{pair}"),
+            "common_tls_context.tls_params.tls_minimum_protocol_version",
+        ),
+        (
+            format!("common_tls_context:\n  tls_params: {{ cipher_suites: [AES128-SHA] }}\n  tls_certificates:\n{pair}"),
+            "common_tls_context.tls_params.cipher_suites[0]",
+        ),
+        (format!("require_sni: true\ncommon_tls_context:\n  tls_certificates:\n{pair}"), "require_sni"),
+        (
+            "common_tls_context:\n  tls_certificates:\n  - certificate_chain: { filename: /nonexistent.crt }\n    private_key: { inline_string: x }\n".to_string(),
+            "certificate_chain.filename",
+        ),
+    ];
+    for (tls, field) in cases {
+        let (ok, out) = validate(&listener(&tls));
+        assert!(!ok, "accepted:\n{tls}");
+        assert!(out.contains(field), "{field} not named in: {out}");
+    }
+    let (ok, out) = validate(&listener(&format!("common_tls_context:\n  tls_certificates:\n{pair}")));
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn several_tls_certificates_are_chosen_by_sni() {
+    let certs = certs();
+    let up = Upstream::start(|_| {});
+    let other = certs.pki.leaf(&["other.test", "*.wild.test"]).write(&certs.dir.0, "other");
+    let pair = |(c, k): &(std::path::PathBuf, std::path::PathBuf)| {
+        format!(
+            "  - certificate_chain: {{ filename: {} }}\n    private_key: {{ filename: {} }}\n",
+            c.display(),
+            k.display()
+        )
+    };
+    let tls_certificates = format!("common_tls_context:\n  tls_certificates:\n{}{}", pair(&certs.server), pair(&other));
+    let c = start(&[https_listener("name: sni", &tls_certificates)], &[static_cluster("app", &[up.port()])]);
+    let addr = c.listener("web");
+    // The client checks the name it asked for: each answer shows which certificate came.
+    for sni in [SERVER_NAME, "other.test", "a.wild.test"] {
+        let client = client_config(&certs.pki.ca_pem, None, &[]);
+        assert_eq!(https_get_as(addr, client, sni, "/direct").map(|r| r.0), Ok(200), "SNI {sni}");
+    }
+    // An unknown name gets the first certificate (for server.test): the check fails.
+    let client = client_config(&certs.pki.ca_pem, None, &[]);
+    assert!(https_get_as(addr, client, "unknown.test", "/direct").is_err());
+}
+
+/// An HTTP/2 upstream over TLS (ALPN `h2` only): answers `h2 <sni>`. Stopped on drop.
+struct H2TlsUpstream {
+    port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl H2TlsUpstream {
+    fn start(leaf: &Leaf) -> H2TlsUpstream {
+        let mut config = (*server_config(leaf)).clone();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+                let serve = async {
+                    while let Ok((tcp, _)) = listener.accept().await {
+                        tokio::spawn(serve_h2(acceptor.clone(), tcp));
+                    }
+                };
+                tokio::select! {
+                    _ = serve => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+        H2TlsUpstream { port, stop: Some(stop), thread: Some(thread) }
+    }
+}
+
+async fn serve_h2(acceptor: tokio_rustls::TlsAcceptor, tcp: tokio::net::TcpStream) {
+    let Ok(tls) = acceptor.accept(tcp).await else { return };
+    let sni = tls.get_ref().1.server_name().unwrap_or("none").to_string();
+    let Ok(mut conn) = h2::server::handshake(tls).await else { return };
+    while let Some(Ok((_request, mut respond))) = conn.accept().await {
+        let Ok(response) = http::Response::builder().status(200).body(()) else { return };
+        if let Ok(mut send) = respond.send_response(response, false) {
+            let _ = send.send_data(bytes::Bytes::from(format!("h2 {sni}")), true);
+        }
+    }
+}
+
+impl Drop for H2TlsUpstream {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn an_http2_cluster_speaks_h2_over_tls_by_alpn() {
+    let certs = certs();
+    let up = H2TlsUpstream::start(&certs.pki.leaf(&["up.test"]));
+    let http2 = "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: { http2_protocol_options: {} }\n";
+    // No alpn_protocols: the HTTP/2 pool offers h2, as Envoy's ALPN fallback.
+    let tls = format!("sni: up.test\n{}", common(None, Some(&certs.ca), ""));
+    let cluster =
+        format!("{}{http2}{}", static_cluster("app", &[up.port]), transport_socket("UpstreamTlsContext", &tls, 4));
+    let c = start(&[plain_listener()], &[cluster]);
+    for _ in 0..2 {
+        let (status, body) = http_request(c.listener("plain"), "GET", "/");
+        assert_eq!((status, body.as_str()), (200, "h2 up.test"));
+    }
+    assert_eq!(c.stat("cluster.app.upstream_cx_http2_total"), Some(1), "one multiplexed connection");
+    assert_eq!(c.stat("cluster.app.ssl.handshake"), Some(1));
+}
+
+#[test]
+fn a_large_body_and_pipelined_requests_cross_a_tls_listener() {
+    let certs = certs();
+    let up = crate::shared_net::http_upstream("a");
+    let tls = common(Some(&certs.server), None, "");
+    let c = start(&[https_listener("name: big", &tls)], &[static_cluster("app", &[up.port()])]);
+    let name = rustls::pki_types::ServerName::try_from(SERVER_NAME).expect("name");
+    let conn = rustls::ClientConnection::new(client_config(&certs.pki.ca_pem, None, &[]), name).expect("client");
+    let mut tls = rustls::StreamOwned::new(conn, connect(c.listener("web")));
+    // Records bigger than the proxy's reads, and two requests in one write: the
+    // session's buffered plaintext must be read without waiting on the socket.
+    let body = "x".repeat(300_000);
+    let mut out = format!("POST /up HTTP/1.1\r\nhost: a\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+    out += "GET /direct HTTP/1.1\r\nhost: a\r\n\r\nGET /direct HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n";
+    tls.write_all(out.as_bytes()).expect("write");
+    let mut got = Vec::new();
+    let _ = tls.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 3, "{}", &text[..text.len().min(400)]);
+    assert!(text.contains("\"body\""), "the upstream's report");
+    let report = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    let seen = crate::shared_net::Seen(
+        serde_json::from_str(report.split("HTTP/1.1").next().unwrap_or("")).unwrap_or_default(),
+    );
+    assert_eq!(seen.body().len(), 300_000, "the whole body reached the upstream");
+}
+
+#[test]
+fn tcp_proxy_runs_over_a_tls_listener_and_to_a_tls_cluster() {
+    let certs = certs();
+    let echo = Upstream::echo();
+    // The echo upstream behind TLS, reached by a TLS cluster (no validation context).
+    let tls_echo = crate::shared_tls::tls_front(echo, &certs.pki.leaf(&["up.test"]));
+    let cluster = format!(
+        "{}{}",
+        static_cluster("app", &[tls_echo.port()]),
+        transport_socket("UpstreamTlsContext", "sni: up.test\n", 4)
+    );
+    let listener = tcp_listener("tcp", "tls_tcp", "app", "");
+    let (head, filters) = listener.split_once("    filter_chains:\n    - filters:\n").expect("listener shape");
+    let tls = transport_socket("DownstreamTlsContext", &common(Some(&certs.server), None, ""), 6);
+    let listener = format!("{head}    filter_chains:\n    -\n{tls}      filters:\n{filters}");
+    let c = start(&[listener], &[cluster]);
+    let name = rustls::pki_types::ServerName::try_from(SERVER_NAME).expect("name");
+    let conn = rustls::ClientConnection::new(client_config(&certs.pki.ca_pem, None, &[]), name).expect("client");
+    let mut tls = rustls::StreamOwned::new(conn, connect(c.listener("tcp")));
+    let data = "y".repeat(100_000);
+    tls.write_all(data.as_bytes()).expect("write");
+    let mut back = vec![0u8; data.len()];
+    tls.read_exact(&mut back).expect("the echo, through both TLS hops");
+    assert_eq!(back, data.as_bytes());
+    // The listener's scope is its configured address, as its other stats.
+    assert_eq!(c.stat("listener.127.0.0.1_0.ssl.handshake"), Some(1));
+    assert_eq!(c.stat("cluster.app.ssl.handshake"), Some(1));
+}

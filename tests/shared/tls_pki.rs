@@ -1,0 +1,123 @@
+//! Test certificates made at test time (nothing secret is committed): a CA,
+//! server certificates for DNS names and a client certificate, as PEM, written to
+//! a directory so a config can name them by `filename`; and rustls configs for
+//! the test clients and upstreams that use them.
+
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+
+/// A CA and what it signed.
+pub struct Pki {
+    ca: CertifiedIssuer<'static, KeyPair>,
+    pub ca_pem: String,
+}
+
+/// A certificate (chain PEM) and its key (PEM).
+#[derive(Clone)]
+pub struct Leaf {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl Pki {
+    pub fn new(name: &str) -> Pki {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("CA key")).expect("CA cert");
+        let ca_pem = ca.pem();
+        Pki { ca, ca_pem }
+    }
+
+    /// A certificate for `names` (server: DNS names; client: any name).
+    pub fn leaf(&self, names: &[&str]) -> Leaf {
+        let key = KeyPair::generate().expect("key");
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("params");
+        params.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or("leaf"));
+        let cert = params.signed_by(&key, &self.ca).expect("sign");
+        Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem() }
+    }
+}
+
+impl Leaf {
+    /// Writes `<stem>.crt` and `<stem>.key` into `dir`; returns their paths.
+    pub fn write(&self, dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
+        let cert = dir.join(format!("{stem}.crt"));
+        let key = dir.join(format!("{stem}.key"));
+        std::fs::write(&cert, &self.cert_pem).expect("write cert");
+        std::fs::write(&key, &self.key_pem).expect("write key");
+        (cert, key)
+    }
+}
+
+// Tests use ring as Courier does; rustls deprecates it for lacking post-quantum
+// key exchange only.
+#[allow(deprecated)]
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn certs(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()).map(|c| c.expect("PEM cert")).collect()
+}
+
+fn key(pem: &str) -> rustls::pki_types::PrivateKeyDer<'static> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::PrivateKeyDer::from_pem_slice(pem.as_bytes()).expect("PEM key")
+}
+
+/// A client trusting `ca_pem`, showing `client` if given, offering `alpn`.
+pub fn client_config(ca_pem: &str, client: Option<&Leaf>, alpn: &[&str]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs(ca_pem) {
+        roots.add(c).expect("CA");
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots);
+    let mut config = match client {
+        Some(l) => builder.with_client_auth_cert(certs(&l.cert_pem), key(&l.key_pem)).expect("client cert"),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    Arc::new(config)
+}
+
+/// A server showing `leaf`, requiring no client certificate.
+pub fn server_config(leaf: &Leaf) -> Arc<rustls::ServerConfig> {
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(certs(&leaf.cert_pem), key(&leaf.key_pem))
+        .expect("server cert");
+    Arc::new(config)
+}
+
+/// `backend` behind TLS: a test upstream that terminates TLS with `leaf` and
+/// relays each connection to `backend` (which reports what it was sent). The
+/// backend lives as long as the front.
+pub fn tls_front(backend: crate::shared_net::Upstream, leaf: &Leaf) -> crate::shared_net::Upstream {
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(leaf));
+    let backend = Arc::new(backend);
+    crate::shared_net::Upstream::start(move |stream| {
+        let (acceptor, to) = (acceptor.clone(), backend.addr);
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async move {
+            if stream.set_nonblocking(true).is_err() {
+                return;
+            }
+            let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { return };
+            let Ok(mut tls) = acceptor.accept(stream).await else { return };
+            let Ok(mut up) = tokio::net::TcpStream::connect(to).await else { return };
+            let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+        });
+    })
+}
