@@ -155,19 +155,13 @@ fn server_config(proto: &DownstreamTlsContext, path: &FieldPath) -> Result<Serve
         None if require => builder.with_client_cert_verifier(Arc::new(AnyClientCert { provider: provider.clone() })),
         None => builder.with_no_client_auth(),
     };
-    let mut pairs = all_certificates(&common, &common_path)?;
+    let pairs = all_certificates(&common, &common_path)?;
     let mut config = match pairs.len() {
         0 => return Err(common_path.field_error("tls_certificates", "a TLS listener needs a certificate")),
-        1 => {
-            let (chain, key) = pairs.remove(0);
-            builder.with_single_cert(chain, key).map_err(|e| {
-                common_path.field_error("tls_certificates[0]", format!("invalid certificate or key: {e}"))
-            })?
-        }
         _ => {
             let mut keys = Vec::with_capacity(pairs.len());
             for (i, (chain, key)) in pairs.into_iter().enumerate() {
-                let certified = rustls::sign::CertifiedKey::from_der(chain, key, &provider).map_err(|e| {
+                let certified = certified_key(chain, key, &provider).map_err(|e| {
                     common_path
                         .field_error(&format!("tls_certificates[{i}]"), format!("invalid certificate or key: {e}"))
                 })?;
@@ -322,8 +316,80 @@ fn certificate(
     Ok((chain, key))
 }
 
-/// Several certificates on a listener: Envoy serves the first whose names cover
-/// the SNI the client sent, else the first one.
+/// A listener's certificate and key, refused when the key is not the
+/// certificate's. A certificate webpki cannot read is served all the same, as
+/// BoringSSL serves it: X.509 v1 certificates, which Envoy's own examples use,
+/// are among them (only the client judges the server's certificate).
+fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<rustls::sign::CertifiedKey, rustls::Error> {
+    let signing = provider.key_provider.load_private_key(key)?;
+    let certified = rustls::sign::CertifiedKey::new(chain, signing);
+    let mismatch = || rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch);
+    match certified.keys_match() {
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(certified),
+        Err(rustls::Error::InvalidCertificate(_)) => {
+            // webpki reads v3 only: compare the key with the certificate's
+            // SubjectPublicKeyInfo read from the DER directly.
+            let cert_spki = certified.cert.first().and_then(|c| subject_public_key_info(c.as_ref()));
+            match (certified.key.public_key(), cert_spki) {
+                (Some(key), Some(cert)) if key.as_ref() != cert => Err(mismatch()),
+                _ => Ok(certified),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The `subjectPublicKeyInfo` of a DER certificate (RFC 5280 §4.1), with its
+/// SEQUENCE header: the seventh element of `tbsCertificate`, or the sixth when
+/// the optional `[0] version` is absent (v1).
+fn subject_public_key_info(cert: &[u8]) -> Option<&[u8]> {
+    /// One DER element: (tag, whole element, rest of the input).
+    fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, after_tag) = input.split_first()?;
+        let (&first, after_len) = after_tag.split_first()?;
+        let (len, header) = if first < 0x80 {
+            (usize::from(first), 2)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || after_len.len() < n {
+                return None;
+            }
+            let len = after_len[..n].iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+            (len, 2 + n)
+        };
+        let end = header.checked_add(len)?;
+        (input.len() >= end).then(|| (tag, &input[..end], &input[end..]))
+    }
+    /// The content of a SEQUENCE element.
+    fn content(whole: &[u8]) -> Option<&[u8]> {
+        let first = *whole.get(1)?;
+        let header = if first < 0x80 { 2 } else { 2 + usize::from(first & 0x7f) };
+        whole.get(header..)
+    }
+    const SEQUENCE: u8 = 0x30;
+    let (SEQUENCE, certificate, _) = element(cert)? else { return None };
+    let (SEQUENCE, tbs, _) = element(content(certificate)?)? else { return None };
+    let mut rest = content(tbs)?;
+    // version (explicit [0]) is there from v2 on.
+    if rest.first() == Some(&0xa0) {
+        rest = element(rest)?.2;
+    }
+    // serialNumber, signature, issuer, validity, subject.
+    for _ in 0..5 {
+        rest = element(rest)?.2;
+    }
+    match element(rest)? {
+        (SEQUENCE, spki, _) => Some(spki),
+        _ => None,
+    }
+}
+
+/// A listener's certificates: Envoy serves the first whose names cover the SNI
+/// the client sent, else the first one.
 #[derive(Debug)]
 struct SniResolver {
     keys: Vec<Arc<rustls::sign::CertifiedKey>>,
@@ -331,6 +397,9 @@ struct SniResolver {
 
 impl rustls::server::ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        if let [only] = self.keys.as_slice() {
+            return Some(only.clone());
+        }
         let name = hello
             .server_name()
             .and_then(|n| rustls::pki_types::DnsName::try_from(n).ok())
@@ -513,5 +582,59 @@ impl ServerCertVerifier for NoVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{CommonTlsContext, TlsCertificate};
+
+    use super::*;
+
+    fn inline(text: &str) -> Option<DataSource> {
+        Some(DataSource { specifier: Some(Specifier::InlineString(text.to_string())), ..Default::default() })
+    }
+
+    fn listener_with(cert: &str, key: &str) -> Result<ServerConfig, ConfigError> {
+        let proto = DownstreamTlsContext {
+            common_tls_context: Some(CommonTlsContext {
+                tls_certificates: vec![TlsCertificate {
+                    certificate_chain: inline(cert),
+                    private_key: inline(key),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        server_config(&proto, &FieldPath::starting_at("transport_socket.typed_config"))
+    }
+
+    /// Made with `openssl x509 -req -signkey` (no extensions, so version 1), as the
+    /// certificates of Envoy's own TLS examples are.
+    const V1_CERT: &str = include_str!("testdata/x509-v1-cert.pem");
+    const V1_KEY: &str = include_str!("testdata/x509-v1-key.pem");
+    const OTHER_KEY: &str = include_str!("testdata/other-key.pem");
+
+    #[test]
+    fn the_public_key_info_is_read_from_a_v1_certificate() {
+        {
+            let pem = V1_CERT;
+            let der = CertificateDer::from_pem_slice(pem.as_bytes()).expect("PEM");
+            let spki = subject_public_key_info(der.as_ref()).expect("an SPKI");
+            assert_eq!(spki[0], 0x30);
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(V1_KEY.as_bytes()).expect("key");
+            let provider = provider_for(&CommonTlsContext::default(), &FieldPath::new()).expect("provider");
+            let signing = provider.key_provider.load_private_key(key).expect("RSA");
+            assert_eq!(signing.public_key().expect("RSA has one").as_ref(), spki);
+        }
+        assert_eq!(subject_public_key_info(&[0x30, 0x82, 0xff]), None, "truncated");
+    }
+
+    #[test]
+    fn an_x509_v1_certificate_is_served_and_a_key_not_its_own_refused() {
+        assert!(listener_with(V1_CERT, V1_KEY).is_ok(), "BoringSSL serves v1 certificates, so Envoy does");
+        let Err(e) = listener_with(V1_CERT, OTHER_KEY) else { panic!("a key that is not the certificate's") };
+        assert_eq!(e.path, "transport_socket.typed_config.common_tls_context.tls_certificates[0]");
     }
 }
