@@ -145,6 +145,8 @@ pub struct DownstreamTls {
     /// The chain's `transport_socket_connect_timeout`: how long a handshake may take.
     pub handshake_timeout: Option<Duration>,
     pub stats: TlsStats,
+    /// What `/certs` lists of this context, read when it was built.
+    pub certificates: ContextCertificates,
 }
 
 /// Why a downstream handshake gave no session.
@@ -212,6 +214,40 @@ pub struct UpstreamTls {
     /// SNI, as Envoy, and the host's address stands in.
     pub server_name: Option<ServerName<'static>>,
     pub stats: TlsStats,
+    /// What `/certs` lists of this context, read when it was built.
+    pub certificates: ContextCertificates,
+}
+
+/// A TLS context's certificates as Envoy's `/certs` lists them: the first
+/// trusted CA and the leaf of each `tls_certificates` entry. Read from the
+/// config's certificates when the context is built, so the admin endpoint
+/// needs no certificate parser and no config message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContextCertificates {
+    pub ca_cert: Vec<CertificateDetails>,
+    pub cert_chain: Vec<CertificateDetails>,
+}
+
+/// One certificate's `/certs` entry; the times are seconds since the Unix
+/// epoch (`days_until_expiration` depends on when it is asked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateDetails {
+    /// The file it was read from, or `<inline>`.
+    pub path: String,
+    /// Lowercase hex of the serial's bytes, leading zero bytes left out, as
+    /// BoringSSL's `BN_bn2hex` prints it (Envoy lowercases it).
+    pub serial_number: String,
+    pub subject_alt_names: Vec<SubjectAltName>,
+    pub valid_from: i64,
+    pub expiration_time: i64,
+}
+
+/// The subject alternative names `/certs` shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubjectAltName {
+    Dns(String),
+    Uri(String),
+    IpAddress(std::net::IpAddr),
 }
 
 impl UpstreamTls {

@@ -3,6 +3,7 @@
 //! access-logged as Envoy's admin logs it (`admin.access_log_path`,
 //! `admin.access_log`).
 
+mod certs;
 mod clusters;
 mod config_dump;
 mod listeners;
@@ -38,6 +39,7 @@ struct Endpoint {
 
 const ENDPOINTS: &[Endpoint] = &[
     Endpoint { path: "/", mutates: false, help: "Admin home page" },
+    Endpoint { path: "/certs", mutates: false, help: "print certs on machine" },
     Endpoint { path: "/clusters", mutates: false, help: "upstream cluster status" },
     Endpoint { path: "/config_dump", mutates: false, help: "dump current Envoy configs" },
     Endpoint { path: "/drain_listeners", mutates: true, help: "drain listeners" },
@@ -225,6 +227,7 @@ fn route(server: &Server, method: &Method, path: &str, q: &Query, body: &[u8]) -
         "/server_info" => Reply::ok(JSON, server_info::render(server)),
         "/stats" => stats(server, q),
         "/stats/prometheus" => prometheus(server, q),
+        "/certs" => certs::render(server),
         "/clusters" => clusters::render(server, q.get("format") == Some("json")),
         "/listeners" => listeners::render(server, q.get("format") == Some("json")),
         "/config_dump" => Reply::ok(JSON, config_dump::render(server)),

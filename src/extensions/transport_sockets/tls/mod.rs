@@ -7,6 +7,8 @@
 //! verified against `trusted_ca` but not its name (Envoy checks names only with
 //! `match_typed_subject_alt_names`, which Courier refuses).
 
+mod der;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,8 +29,11 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, S
 use crate::config::bootstrap::decode_any;
 use crate::config::{ConfigError, FieldPath};
 use crate::extensions::FactoryContext;
-use crate::network::tls::{DownstreamTls, TlsStats, TransportSocketBuilder, UpstreamTls, CIPHER_NAMES};
+use crate::network::tls::{
+    CertificateDetails, ContextCertificates, DownstreamTls, TlsStats, TransportSocketBuilder, UpstreamTls, CIPHER_NAMES,
+};
 use crate::stats::Store;
+use der::subject_public_key_info;
 
 pub const DOWNSTREAM_TYPE: &str = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
 pub const UPSTREAM_TYPE: &str = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
@@ -69,10 +74,12 @@ impl TransportSocketBuilder for TlsSocketBuilder<'_> {
         check_type(any, path, DOWNSTREAM_TYPE)?;
         let proto: DownstreamTlsContext = decode_any(any, path)?;
         let config = server_config(&proto, path)?;
+        let certificates = context_certificates(proto.common_tls_context.as_ref(), path)?;
         Ok(Arc::new(DownstreamTls {
             config: Arc::new(config),
             handshake_timeout,
             stats: TlsStats::new(self.store, stat_prefix),
+            certificates,
         }))
     }
 
@@ -80,6 +87,7 @@ impl TransportSocketBuilder for TlsSocketBuilder<'_> {
         check_type(any, path, UPSTREAM_TYPE)?;
         let proto: UpstreamTlsContext = decode_any(any, path)?;
         let config = client_config(&proto, path)?;
+        let certificates = context_certificates(proto.common_tls_context.as_ref(), path)?;
         let server_name = match proto.sni.as_str() {
             "" => None,
             sni => Some(
@@ -99,6 +107,7 @@ impl TransportSocketBuilder for TlsSocketBuilder<'_> {
             fallback,
             server_name,
             stats: TlsStats::new(self.store, stat_prefix),
+            certificates,
         }))
     }
 }
@@ -276,6 +285,53 @@ fn versions(
     Ok(out)
 }
 
+/// What `/certs` lists of a context, as Envoy: the first certificate of
+/// `trusted_ca`, and the first (leaf) certificate of each `tls_certificates`
+/// chain. Run after the rustls config is built, so the sources are known good.
+fn context_certificates(
+    common: Option<&CommonTlsContext>,
+    path: &FieldPath,
+) -> Result<ContextCertificates, ConfigError> {
+    let Some(common) = common else { return Ok(ContextCertificates::default()) };
+    let common_path = child(path, "common_tls_context");
+    let mut out = ContextCertificates::default();
+    if let Some(ValidationContextType::ValidationContext(vc)) = &common.validation_context_type {
+        if let Some(ca) = &vc.trusted_ca {
+            let mut ca_path = child(&common_path, "validation_context");
+            ca_path.push_field("trusted_ca");
+            out.ca_cert.extend(first_certificate_details(ca, &ca_path)?);
+        }
+    }
+    for (i, cert) in common.tls_certificates.iter().enumerate() {
+        let mut p = child(&common_path, "tls_certificates");
+        p.push_index(i);
+        let chain_path = child(&p, "certificate_chain");
+        if let Some(chain) = &cert.certificate_chain {
+            out.cert_chain.extend(first_certificate_details(chain, &chain_path)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The `/certs` entry of the first PEM certificate of `source`.
+fn first_certificate_details(source: &DataSource, path: &FieldPath) -> Result<Option<CertificateDetails>, ConfigError> {
+    let pem = data(Some(source), path)?;
+    let Some(first) = CertificateDer::pem_slice_iter(&pem).next() else { return Ok(None) };
+    let der = first.map_err(|e| path.error(format!("invalid PEM certificate: {e}")))?;
+    let fields = der::certificate_fields(der.as_ref())
+        .ok_or_else(|| path.error("cannot read the certificate's serial number, validity or names"))?;
+    Ok(Some(CertificateDetails {
+        path: match &source.specifier {
+            Some(Specifier::Filename(f)) => f.clone(),
+            _ => "<inline>".into(),
+        },
+        serial_number: fields.serial_number,
+        subject_alt_names: fields.subject_alt_names,
+        valid_from: fields.not_before,
+        expiration_time: fields.not_after,
+    }))
+}
+
 /// A certificate chain and its private key.
 type CertAndKey = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
 
@@ -340,51 +396,6 @@ fn certified_key(
             }
         }
         Err(e) => Err(e),
-    }
-}
-
-/// The `subjectPublicKeyInfo` of a DER certificate (RFC 5280 §4.1), with its
-/// SEQUENCE header: the seventh element of `tbsCertificate`, or the sixth when
-/// the optional `[0] version` is absent (v1).
-fn subject_public_key_info(cert: &[u8]) -> Option<&[u8]> {
-    /// One DER element: (tag, whole element, rest of the input).
-    fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-        let (&tag, after_tag) = input.split_first()?;
-        let (&first, after_len) = after_tag.split_first()?;
-        let (len, header) = if first < 0x80 {
-            (usize::from(first), 2)
-        } else {
-            let n = usize::from(first & 0x7f);
-            if n == 0 || n > 4 || after_len.len() < n {
-                return None;
-            }
-            let len = after_len[..n].iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-            (len, 2 + n)
-        };
-        let end = header.checked_add(len)?;
-        (input.len() >= end).then(|| (tag, &input[..end], &input[end..]))
-    }
-    /// The content of a SEQUENCE element.
-    fn content(whole: &[u8]) -> Option<&[u8]> {
-        let first = *whole.get(1)?;
-        let header = if first < 0x80 { 2 } else { 2 + usize::from(first & 0x7f) };
-        whole.get(header..)
-    }
-    const SEQUENCE: u8 = 0x30;
-    let (SEQUENCE, certificate, _) = element(cert)? else { return None };
-    let (SEQUENCE, tbs, _) = element(content(certificate)?)? else { return None };
-    let mut rest = content(tbs)?;
-    // version (explicit [0]) is there from v2 on.
-    if rest.first() == Some(&0xa0) {
-        rest = element(rest)?.2;
-    }
-    // serialNumber, signature, issuer, validity, subject.
-    for _ in 0..5 {
-        rest = element(rest)?.2;
-    }
-    match element(rest)? {
-        (SEQUENCE, spki, _) => Some(spki),
-        _ => None,
     }
 }
 
@@ -628,7 +639,6 @@ mod tests {
             let signing = provider.key_provider.load_private_key(key).expect("RSA");
             assert_eq!(signing.public_key().expect("RSA has one").as_ref(), spki);
         }
-        assert_eq!(subject_public_key_info(&[0x30, 0x82, 0xff]), None, "truncated");
     }
 
     #[test]

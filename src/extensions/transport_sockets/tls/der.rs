@@ -1,0 +1,220 @@
+//! A small reader of the X.509 fields (RFC 5280 §4.1) that rustls and webpki do
+//! not hand out: the SubjectPublicKeyInfo (to match a key with an X.509 v1
+//! certificate, which webpki refuses to read), and the serial number, validity
+//! and subject alternative names that `/certs` lists. It walks DER elements by
+//! tag and length only, never trusting a length past the input, and reads v1
+//! certificates (no `[0] version`, no extensions) as well as v3 ones.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::network::tls::SubjectAltName;
+
+const SEQUENCE: u8 = 0x30;
+const INTEGER: u8 = 0x02;
+const OCTET_STRING: u8 = 0x04;
+const OID: u8 = 0x06;
+const UTC_TIME: u8 = 0x17;
+const GENERALIZED_TIME: u8 = 0x18;
+/// `tbsCertificate`'s `[0] EXPLICIT version`, present from v2 on.
+const VERSION: u8 = 0xa0;
+/// `tbsCertificate`'s `[3] EXPLICIT extensions` (v3).
+const EXTENSIONS: u8 = 0xa3;
+/// id-ce-subjectAltName, 2.5.29.17, as DER OID content.
+const SUBJECT_ALT_NAME_OID: &[u8] = &[0x55, 0x1d, 0x11];
+/// GeneralName's `[2] dNSName`, `[6] uniformResourceIdentifier`, `[7] iPAddress` (implicit, primitive).
+const DNS_NAME: u8 = 0x82;
+const URI: u8 = 0x86;
+const IP_ADDRESS: u8 = 0x87;
+
+/// One DER element read off the front of an input: (tag, whole element, its
+/// content, rest of the input).
+type Element<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+
+fn element(input: &[u8]) -> Option<Element<'_>> {
+    let (&tag, after_tag) = input.split_first()?;
+    let (&first, after_len) = after_tag.split_first()?;
+    let (len, header) = if first < 0x80 {
+        (usize::from(first), 2)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || after_len.len() < n {
+            return None;
+        }
+        let len = after_len[..n].iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        (len, 2 + n)
+    };
+    let end = header.checked_add(len)?;
+    (input.len() >= end).then(|| (tag, &input[..end], &input[header..end], &input[end..]))
+}
+
+/// The `tbsCertificate` fields from `serialNumber` on: the `[0] version` skipped.
+fn tbs_fields(cert: &[u8]) -> Option<&[u8]> {
+    let (SEQUENCE, _, certificate, _) = element(cert)? else { return None };
+    let (SEQUENCE, _, tbs, _) = element(certificate)? else { return None };
+    match element(tbs)? {
+        (VERSION, _, _, rest) => Some(rest),
+        _ => Some(tbs),
+    }
+}
+
+/// The `subjectPublicKeyInfo` of a DER certificate, with its SEQUENCE header:
+/// the sixth field after the optional version.
+pub(super) fn subject_public_key_info(cert: &[u8]) -> Option<&[u8]> {
+    let mut rest = tbs_fields(cert)?;
+    // serialNumber, signature, issuer, validity, subject.
+    for _ in 0..5 {
+        rest = element(rest)?.3;
+    }
+    match element(rest)? {
+        (SEQUENCE, spki, _, _) => Some(spki),
+        _ => None,
+    }
+}
+
+/// What `/certs` shows of a certificate, read from its DER.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct CertificateFields {
+    pub serial_number: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    /// DNS names, then URIs, then IP addresses, each in the certificate's
+    /// order: the order Envoy lists them in.
+    pub subject_alt_names: Vec<SubjectAltName>,
+}
+
+pub(super) fn certificate_fields(cert: &[u8]) -> Option<CertificateFields> {
+    let fields = tbs_fields(cert)?;
+    let (INTEGER, _, serial, rest) = element(fields)? else { return None };
+    // signature, issuer.
+    let rest = element(element(rest)?.3)?.3;
+    let (SEQUENCE, _, validity, rest) = element(rest)? else { return None };
+    let (before_tag, _, before, after) = element(validity)?;
+    let (after_tag, _, after, _) = element(after)?;
+    let (not_before, not_after) = (time(before_tag, before)?, time(after_tag, after)?);
+    // subject, then subjectPublicKeyInfo.
+    let (SEQUENCE, _, _, mut rest) = element(element(rest)?.3)? else { return None };
+    let mut names = Vec::new();
+    // issuerUniqueID [1] and subjectUniqueID [2] may come before extensions [3].
+    while let Some((tag, _, content, after)) = element(rest) {
+        if tag == EXTENSIONS {
+            names = subject_alt_names(content)?;
+        }
+        rest = after;
+    }
+    Some(CertificateFields { serial_number: serial_hex(serial), not_before, not_after, subject_alt_names: names })
+}
+
+/// BoringSSL's `BN_bn2hex` of a non-negative serial, lowercased as Envoy does.
+fn serial_hex(serial: &[u8]) -> String {
+    let significant: Vec<u8> = serial.iter().copied().skip_while(|&b| b == 0).collect();
+    if significant.is_empty() {
+        return "0".into();
+    }
+    significant.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The subject alternative names in `[3] extensions`' content; none without
+/// the extension.
+fn subject_alt_names(extensions: &[u8]) -> Option<Vec<SubjectAltName>> {
+    let (SEQUENCE, _, mut list, _) = element(extensions)? else { return None };
+    let mut names = Vec::new();
+    while !list.is_empty() {
+        let (SEQUENCE, _, extension, rest) = element(list)? else { return None };
+        list = rest;
+        let (OID, _, oid, after_oid) = element(extension)? else { return None };
+        if oid != SUBJECT_ALT_NAME_OID {
+            continue;
+        }
+        // `critical BOOLEAN DEFAULT FALSE` may precede the value.
+        let mut value = element(after_oid)?;
+        if value.0 != OCTET_STRING {
+            value = element(value.3)?;
+        }
+        let (SEQUENCE, _, mut general_names, _) = element(value.2)? else { return None };
+        while !general_names.is_empty() {
+            let (tag, _, content, rest) = element(general_names)?;
+            general_names = rest;
+            let name = match tag {
+                DNS_NAME => SubjectAltName::Dns(String::from_utf8_lossy(content).into_owned()),
+                URI => SubjectAltName::Uri(String::from_utf8_lossy(content).into_owned()),
+                IP_ADDRESS => match content.len() {
+                    4 => SubjectAltName::IpAddress(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(content).ok()?))),
+                    16 => SubjectAltName::IpAddress(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(content).ok()?))),
+                    _ => continue,
+                },
+                _ => continue,
+            };
+            names.push(name);
+        }
+    }
+    let rank = |n: &SubjectAltName| match n {
+        SubjectAltName::Dns(_) => 0,
+        SubjectAltName::Uri(_) => 1,
+        SubjectAltName::IpAddress(_) => 2,
+    };
+    // A stable sort keeps the certificate's order within each kind.
+    names.sort_by_key(rank);
+    Some(names)
+}
+
+/// A `Time` (UTCTime `YYMMDDHHMMSSZ`, years 50–99 being 19xx, or
+/// GeneralizedTime `YYYYMMDDHHMMSSZ`) as seconds since the Unix epoch.
+fn time(tag: u8, content: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(content).ok()?.strip_suffix('Z')?;
+    if !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (year, rest) = match (tag, text.len()) {
+        (UTC_TIME, 12) => {
+            let yy: i64 = text[..2].parse().ok()?;
+            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &text[2..])
+        }
+        (GENERALIZED_TIME, 14) => (text[..4].parse().ok()?, &text[4..]),
+        _ => return None,
+    };
+    let field = |i: usize| rest[i..i + 2].parse::<i64>().ok();
+    let (month, day, hour, minute, second) = (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_of_both_kinds() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 2, 29), 11_016);
+        assert_eq!(time(UTC_TIME, b"700101000001Z"), Some(1));
+        assert_eq!(time(UTC_TIME, b"491231235959Z"), Some(2_524_607_999));
+        assert_eq!(time(GENERALIZED_TIME, b"20500101000000Z"), Some(2_524_608_000));
+        assert_eq!(time(UTC_TIME, b"7001010000Z"), None, "no seconds");
+    }
+
+    #[test]
+    fn serials_print_as_boringssl_does() {
+        assert_eq!(serial_hex(&[0x00, 0x9a, 0x01]), "9a01");
+        assert_eq!(serial_hex(&[0x0a, 0x1b]), "0a1b");
+        assert_eq!(serial_hex(&[0x00]), "0");
+    }
+
+    #[test]
+    fn truncated_input_is_refused() {
+        assert_eq!(subject_public_key_info(&[0x30, 0x82, 0xff]), None);
+        assert_eq!(certificate_fields(&[0x30, 0x03, 0x30, 0x01]), None);
+    }
+}
