@@ -602,3 +602,110 @@ fn tcp_proxy_runs_over_a_tls_listener_and_to_a_tls_cluster() {
     assert_eq!(c.stat("listener.127.0.0.1_0.ssl.handshake"), Some(1));
     assert_eq!(c.stat("cluster.app.ssl.handshake"), Some(1));
 }
+
+/// A self-signed certificate with a known serial, validity and names of every
+/// kind `/certs` shows (in an order that is not Envoy's: it groups them).
+fn certificate_with_known_fields() -> Leaf {
+    use rcgen::string::Ia5String;
+    use rcgen::{date_time_ymd, CertificateParams, KeyPair, SanType, SerialNumber};
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.serial_number = Some(SerialNumber::from_slice(&[0x0a, 0x1b, 0x2c]));
+    params.not_before = date_time_ymd(2026, 1, 2);
+    // From 2050 on, a GeneralizedTime rather than a UTCTime.
+    params.not_after = date_time_ymd(2099, 12, 31);
+    params.subject_alt_names = vec![
+        SanType::IpAddress("10.0.0.1".parse().expect("IP")),
+        SanType::URI(Ia5String::try_from("spiffe://courier/test").expect("URI")),
+        SanType::DnsName(Ia5String::try_from(SERVER_NAME).expect("DNS")),
+        SanType::IpAddress("::2".parse().expect("IP")),
+    ];
+    let cert = params.self_signed(&key).expect("self-signed");
+    Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem() }
+}
+
+#[test]
+fn admin_certs_lists_each_context_as_envoy_does() {
+    let dir = TempDir::new("certs");
+    let leaf = certificate_with_known_fields();
+    let (cert, key) = leaf.write(&dir.0, "server");
+    // An X.509 v1 certificate (no extensions), inline: the second entry of the chain.
+    let v1_cert = include_str!("../../src/extensions/transport_sockets/tls/testdata/x509-v1-cert.pem");
+    let v1_key = include_str!("../../src/extensions/transport_sockets/tls/testdata/x509-v1-key.pem");
+    let inline = |pem: &str| format!("{{ inline_string: {:?} }}", pem);
+    let listener_tls = format!(
+        "common_tls_context:\n  tls_certificates:\n  - certificate_chain: {{ filename: {} }}\n    private_key: {{ filename: {} }}\n  - certificate_chain: {}\n    private_key: {}\n",
+        cert.display(),
+        key.display(),
+        inline(v1_cert),
+        inline(v1_key)
+    );
+    let cluster_tls = common(None, Some(&cert), "");
+    let cluster = format!("{}{}", static_cluster("app", &[1]), transport_socket("UpstreamTlsContext", &cluster_tls, 4));
+    let c = start(&[https_listener("name: tls", &listener_tls)], &[cluster]);
+    let (status, body) = c.admin_get("/certs");
+    assert_eq!(status, 200, "{body}");
+
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let days = |expiry: u64| ((expiry - now) / 86_400).to_string();
+    let known = |days_left: &str| {
+        format!(
+            r#"{{
+     "path": "{}",
+     "serial_number": "0a1b2c",
+     "subject_alt_names": [
+      {{
+       "dns": "server.test"
+      }},
+      {{
+       "uri": "spiffe://courier/test"
+      }},
+      {{
+       "ip_address": "10.0.0.1"
+      }},
+      {{
+       "ip_address": "::2"
+      }}
+     ],
+     "days_until_expiration": "{days_left}",
+     "valid_from": "2026-01-02T00:00:00Z",
+     "expiration_time": "2099-12-31T00:00:00Z"
+    }}"#,
+            cert.display()
+        )
+    };
+    // 2099-12-31T00:00:00Z and the v1 certificate's 2126-11-12T17:35:07Z.
+    let (known_days, v1_days) = (days(4_102_358_400), days(4_950_178_507));
+    let want = format!(
+        r#"{{
+ "certificates": [
+  {{
+   "ca_cert": [
+    {known_ca}
+   ],
+   "cert_chain": []
+  }},
+  {{
+   "ca_cert": [],
+   "cert_chain": [
+    {known_leaf},
+    {{
+     "path": "\u003cinline\u003e",
+     "serial_number": "0da94ba9c02d59f9e89bc5ea833b7a92b4ccef58",
+     "subject_alt_names": [],
+     "days_until_expiration": "{v1_days}",
+     "valid_from": "2026-12-06T17:35:07Z",
+     "expiration_time": "2126-11-12T17:35:07Z"
+    }}
+   ]
+  }}
+ ]
+}}
+"#,
+        known_ca = known(&known_days),
+        known_leaf = known(&known_days),
+    );
+    assert_eq!(body, want);
+    let (_, help) = c.admin_get("/help");
+    assert!(help.contains("  /certs: print certs on machine\n"), "{help}");
+}
