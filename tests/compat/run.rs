@@ -654,6 +654,7 @@ fn read_admin(admin: &crate::case::AdminChecks, proxy: &Proxy, env: &Environment
         let page = match proxy.admin_get(path) {
             // JSON is compared as data: compact, keys sorted.
             Ok((status, body)) => match serde_json::from_str::<serde_json::Value>(&body) {
+                Ok(json) if path == "/certs" => format!("{status} {}", env.normalize(&certs_page(json, env))),
                 Ok(json) => format!("{status} {}", env.normalize(&json.to_string())),
                 Err(_) => format!("{status} {}", env.normalize(&body)),
             },
@@ -677,6 +678,21 @@ fn read_admin(admin: &crate::case::AdminChecks, proxy: &Proxy, env: &Environment
         let get = || env.normalize(&proxy.admin_get("/stats/prometheus").map(|r| r.1).unwrap_or_default());
         obs.prometheus = Some(crate::prometheus::scrape(get));
     }
+}
+
+/// `/certs` as comparable data: the run's scratch directory (each proxy has its
+/// own) as `{{TMP}}`, and the contexts sorted, as Envoy lists them from a hash
+/// set in an order that varies from run to run.
+fn certs_page(json: serde_json::Value, env: &Environment) -> String {
+    let tmp = env.vars.get("TMP").cloned().unwrap_or_default();
+    let text = |v: &serde_json::Value| match tmp.as_str() {
+        "" => v.to_string(),
+        dir => v.to_string().replace(dir, "{{TMP}}"),
+    };
+    let Some(contexts) = json.get("certificates").and_then(|c| c.as_array()) else { return text(&json) };
+    let mut contexts: Vec<String> = contexts.iter().map(text).collect();
+    contexts.sort();
+    format!("{{\"certificates\":[{}]}}", contexts.join(","))
 }
 
 /// On a reused connection the proxy may have closed its end (FIN) just before the

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SerialNumber};
 
 /// A CA and what it signed.
 pub struct Pki {
@@ -28,6 +28,7 @@ impl Pki {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
+        params.serial_number = Some(serial_for(name));
         let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("CA key")).expect("CA cert");
         let ca_pem = ca.pem();
         Pki { ca, ca_pem }
@@ -39,9 +40,23 @@ impl Pki {
         let mut params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("params");
         params.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or("leaf"));
+        params.serial_number = Some(serial_for(names.first().copied().unwrap_or("leaf")));
         let cert = params.signed_by(&key, &self.ca).expect("sign");
         Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem() }
     }
+}
+
+/// A serial made from the certificate's name: certificates made for the same
+/// names in two runs (Envoy's and Courier's, in the compat suite) have the same
+/// serial, as they have the same validity (rcgen's fixed default), so `/certs`
+/// pages compare whole. Its top bit is clear, so DER needs no zero byte.
+fn serial_for(name: &str) -> SerialNumber {
+    let mut bytes = [0u8; 8];
+    for (i, b) in name.bytes().enumerate() {
+        bytes[i % 8] = bytes[i % 8].wrapping_mul(31).wrapping_add(b);
+    }
+    bytes[0] = (bytes[0] & 0x7f) | 0x01;
+    SerialNumber::from_slice(&bytes)
 }
 
 impl Leaf {
