@@ -218,8 +218,8 @@ pub struct UpstreamTls {
     pub certificates: ContextCertificates,
 }
 
-/// A TLS context's certificates as Envoy's `/certs` lists them: the first
-/// trusted CA and the leaf of each `tls_certificates` entry. Read from the
+/// A TLS context's certificates as Envoy's `/certs` lists them: each trusted
+/// CA and the leaf of each `tls_certificates` entry. Read from the
 /// config's certificates when the context is built, so the admin endpoint
 /// needs no certificate parser and no config message.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

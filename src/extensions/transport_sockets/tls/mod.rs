@@ -285,7 +285,7 @@ fn versions(
     Ok(out)
 }
 
-/// What `/certs` lists of a context, as Envoy: the first certificate of
+/// What `/certs` lists of a context, as Envoy 1.40: every certificate of
 /// `trusted_ca`, and the first (leaf) certificate of each `tls_certificates`
 /// chain. Run after the rustls config is built, so the sources are known good.
 fn context_certificates(
@@ -299,7 +299,7 @@ fn context_certificates(
         if let Some(ca) = &vc.trusted_ca {
             let mut ca_path = child(&common_path, "validation_context");
             ca_path.push_field("trusted_ca");
-            out.ca_cert.extend(first_certificate_details(ca, &ca_path)?);
+            out.ca_cert.extend(certificate_details(ca, &ca_path, usize::MAX)?);
         }
     }
     for (i, cert) in common.tls_certificates.iter().enumerate() {
@@ -307,29 +307,37 @@ fn context_certificates(
         p.push_index(i);
         let chain_path = child(&p, "certificate_chain");
         if let Some(chain) = &cert.certificate_chain {
-            out.cert_chain.extend(first_certificate_details(chain, &chain_path)?);
+            out.cert_chain.extend(certificate_details(chain, &chain_path, 1)?);
         }
     }
     Ok(out)
 }
 
-/// The `/certs` entry of the first PEM certificate of `source`.
-fn first_certificate_details(source: &DataSource, path: &FieldPath) -> Result<Option<CertificateDetails>, ConfigError> {
+/// The `/certs` entries of the first `most` PEM certificates of `source`.
+fn certificate_details(
+    source: &DataSource,
+    path: &FieldPath,
+    most: usize,
+) -> Result<Vec<CertificateDetails>, ConfigError> {
     let pem = data(Some(source), path)?;
-    let Some(first) = CertificateDer::pem_slice_iter(&pem).next() else { return Ok(None) };
-    let der = first.map_err(|e| path.error(format!("invalid PEM certificate: {e}")))?;
-    let fields = der::certificate_fields(der.as_ref())
-        .ok_or_else(|| path.error("cannot read the certificate's serial number, validity or names"))?;
-    Ok(Some(CertificateDetails {
-        path: match &source.specifier {
-            Some(Specifier::Filename(f)) => f.clone(),
-            _ => "<inline>".into(),
-        },
-        serial_number: fields.serial_number,
-        subject_alt_names: fields.subject_alt_names,
-        valid_from: fields.not_before,
-        expiration_time: fields.not_after,
-    }))
+    let shown = match &source.specifier {
+        Some(Specifier::Filename(f)) => f.clone(),
+        _ => "<inline>".into(),
+    };
+    let mut out = Vec::new();
+    for cert in CertificateDer::pem_slice_iter(&pem).take(most) {
+        let der = cert.map_err(|e| path.error(format!("invalid PEM certificate: {e}")))?;
+        let fields = der::certificate_fields(der.as_ref())
+            .ok_or_else(|| path.error("cannot read the certificate's serial number, validity or names"))?;
+        out.push(CertificateDetails {
+            path: shown.clone(),
+            serial_number: fields.serial_number,
+            subject_alt_names: fields.subject_alt_names,
+            valid_from: fields.not_before,
+            expiration_time: fields.not_after,
+        });
+    }
+    Ok(out)
 }
 
 /// A certificate chain and its private key.
@@ -639,6 +647,32 @@ mod tests {
             let signing = provider.key_provider.load_private_key(key).expect("RSA");
             assert_eq!(signing.public_key().expect("RSA has one").as_ref(), spki);
         }
+    }
+
+    #[test]
+    fn certs_lists_every_trusted_ca_and_the_leaf_of_each_chain() {
+        use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::CertificateValidationContext;
+        let two = format!("{V1_CERT}{V1_CERT}");
+        let common = CommonTlsContext {
+            tls_certificates: vec![TlsCertificate {
+                certificate_chain: inline(&two),
+                private_key: inline(V1_KEY),
+                ..Default::default()
+            }],
+            validation_context_type: Some(ValidationContextType::ValidationContext(CertificateValidationContext {
+                trusted_ca: inline(&two),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let certs = context_certificates(Some(&common), &FieldPath::new()).expect("readable certificates");
+        assert_eq!(certs.ca_cert.len(), 2, "as Envoy 1.40: each CA of the bundle");
+        assert_eq!(certs.cert_chain.len(), 1, "the leaf only");
+        let leaf = &certs.cert_chain[0];
+        assert_eq!(leaf.path, "<inline>");
+        assert_eq!(leaf.serial_number, "0da94ba9c02d59f9e89bc5ea833b7a92b4ccef58");
+        assert!(leaf.subject_alt_names.is_empty(), "a v1 certificate has no extensions");
+        assert_eq!((leaf.valid_from, leaf.expiration_time), (1_796_578_507, 4_950_178_507));
     }
 
     #[test]
