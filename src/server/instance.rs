@@ -23,6 +23,7 @@ use crate::event::{Dispatcher, DispatcherHandle};
 use crate::extensions::{self, FactoryContext};
 use crate::network::ListenerManager;
 use crate::runtime::{self, LayerConfig};
+use crate::stats::sink::StatSinks;
 use crate::stats::{Gauge, StatsConfig, Store};
 use crate::thread_local::{Slot, ThreadLocalRegistry};
 use crate::upstream::cluster::socket_address;
@@ -108,6 +109,8 @@ pub struct ServerConfig {
     pub worker_watchdog: WatchdogConfig,
     /// `stats_flush_interval`: how often histograms and `server.*` gauges refresh.
     pub stats_flush_interval: Duration,
+    /// The bootstrap's `stats_sinks`, sent at every stats flush.
+    pub stat_sinks: StatSinks,
     /// Shared with the filters that answer health checks.
     pub health_check_failed: Arc<AtomicBool>,
     /// Tells connections to finish and close when the server drains.
@@ -215,6 +218,7 @@ impl ServerConfig {
             }
             None => DEFAULT_STATS_FLUSH_INTERVAL,
         };
+        let stat_sinks = StatSinks::from_bootstrap(&b.stats_sinks)?;
         let LoadedBootstrap { bootstrap, encoded } = bootstrap;
         Ok(ServerConfig {
             options,
@@ -222,6 +226,7 @@ impl ServerConfig {
             bootstrap_dump: encoded,
             node: bootstrap.node.unwrap_or_default(),
             stats_flush_interval,
+            stat_sinks,
             store,
             tls,
             cluster_slot,
@@ -388,6 +393,7 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
         main_watchdog,
         worker_watchdog,
         stats_flush_interval,
+        stat_sinks,
         health_check_failed,
         drain,
     } = config;
@@ -440,7 +446,7 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
     let result: Rc<RefCell<std::io::Result<()>>> = Rc::new(RefCell::new(Ok(())));
     let (srv, res) = (server.clone(), result.clone());
     main.run(Some(main_dog), async move {
-        if let Err(e) = main_loop(srv, admin_address, admin_access_logs, cluster_slot, clusters).await {
+        if let Err(e) = main_loop(srv, admin_address, admin_access_logs, cluster_slot, clusters, stat_sinks).await {
             *res.borrow_mut() = Err(e);
         }
     });
@@ -463,6 +469,7 @@ async fn main_loop(
     admin_access_logs: Vec<Arc<dyn AccessLogger>>,
     cluster_slot: Slot<ThreadLocalClusterManager>,
     clusters: ClusterManagerConfig,
+    mut stat_sinks: StatSinks,
 ) -> std::io::Result<()> {
     if let Some((addr, ipv6_only)) = admin_address {
         let bound = admin::start(server.clone(), addr, ipv6_only, admin_access_logs).await?;
@@ -494,6 +501,7 @@ async fn main_loop(
                 tokio::time::sleep(server.stats_flush_interval).await;
                 server.refresh_stats();
                 server.store.flush_histograms();
+                stat_sinks.flush(&server.store);
             }
         }
     });
