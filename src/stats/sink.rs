@@ -68,11 +68,11 @@ impl StatsdSink {
         if !self.tagged {
             return format!("{}.{full_name}:{value}|{kind}", self.prefix);
         }
-        let tagged = store.lock().config().tags().extract(full_name);
+        let tagged = store.lock().config().tags().extract_with_envoy_tag_names(full_name);
         let mut line = format!("{}.{}:{value}|{kind}", self.prefix, tagged.name);
         for (i, (label, tag_value)) in tagged.tags.iter().enumerate() {
             line.push_str(if i == 0 { "|#" } else { "," });
-            line.push_str(&tag_name(label));
+            line.push_str(label);
             line.push(':');
             line.push_str(tag_value);
         }
@@ -104,15 +104,6 @@ impl StatsdSink {
         if let Err(e) = self.socket.send_to(data.as_bytes(), self.target) {
             tracing::debug!("statsd sink {}: {e}", self.target);
         }
-    }
-}
-
-/// A tag's name as Envoy spells it: the default extractors are kept under their
-/// Prometheus label (`envoy_cluster_name`), whose Envoy name is `envoy.cluster_name`.
-fn tag_name(label: &str) -> std::borrow::Cow<'_, str> {
-    match label.strip_prefix("envoy_") {
-        Some(rest) => format!("envoy.{rest}").into(),
-        None => label.into(),
     }
 }
 
@@ -316,6 +307,26 @@ mod tests {
              envoy.http_conn_manager_prefix:ing,envoy.listener_address:127.0.0.1_18080"
         );
         assert_eq!(dog.line("server.live", "1", "g", &store), "envoy.server.live:1|g");
+    }
+
+    /// `stats_config.stats_tags` tags keep their `tag_name` as given (`my.tag`),
+    /// where Prometheus shows `my_tag`. Envoy 1.40 with `{ tag_name: my.tag,
+    /// fixed_value: x }` sent `envoy.http.downstream_cx_destroy:1|c|#my.tag:x,envoy.http_conn_manager_prefix:ing`.
+    #[test]
+    fn dog_statsd_names_custom_tags_as_configured() {
+        use crate::stats::StatsConfig;
+        use envoy_types::pb::envoy::config::metrics::v3::{
+            tag_specifier::TagValue, StatsConfig as StatsConfigProto, TagSpecifier,
+        };
+        let spec = TagSpecifier { tag_name: "my.tag".into(), tag_value: Some(TagValue::FixedValue("x".into())) };
+        let proto = StatsConfigProto { stats_tags: vec![spec], ..Default::default() };
+        let config = StatsConfig::from_proto(&proto, &FieldPath::starting_at("stats_config")).expect("valid");
+        let store = Store::with_config(config);
+        let dog = StatsdSink::new("127.0.0.1:9".parse().expect("addr"), "", true, 0).expect("sink");
+        assert_eq!(
+            dog.line("cluster.app.upstream_rq_total", "1", "c", &store),
+            "envoy.cluster.upstream_rq_total:1|c|#my.tag:x,envoy.cluster_name:app"
+        );
     }
 
     /// Counters are deltas, zeros included once used; unused stats are not sent;
