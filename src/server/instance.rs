@@ -469,7 +469,7 @@ async fn main_loop(
     admin_access_logs: Vec<Arc<dyn AccessLogger>>,
     cluster_slot: Slot<ThreadLocalClusterManager>,
     clusters: ClusterManagerConfig,
-    mut stat_sinks: StatSinks,
+    stat_sinks: StatSinks,
 ) -> std::io::Result<()> {
     if let Some((addr, ipv6_only)) = admin_address {
         let bound = admin::start(server.clone(), addr, ipv6_only, admin_access_logs).await?;
@@ -494,14 +494,16 @@ async fn main_loop(
     server.refresh_stats();
     tracing::info!("all workers started; server is live");
 
+    // Shared with the last flush at exit; never borrowed across an await.
+    let stat_sinks = Rc::new(RefCell::new(stat_sinks));
     let flush = tokio::task::spawn_local({
-        let server = server.clone();
+        let (server, stat_sinks) = (server.clone(), stat_sinks.clone());
         async move {
             loop {
                 tokio::time::sleep(server.stats_flush_interval).await;
                 server.refresh_stats();
                 server.store.flush_histograms();
-                stat_sinks.flush(&server.store);
+                stat_sinks.borrow_mut().flush(&server.store);
             }
         }
     });
@@ -516,6 +518,13 @@ async fn main_loop(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     flush.abort();
+    // Envoy flushes its sinks once more when it stops, so what happened since the
+    // last interval still reaches the collector.
+    if !stat_sinks.borrow().is_empty() {
+        server.refresh_stats();
+        server.store.flush_histograms();
+        stat_sinks.borrow_mut().flush(&server.store);
+    }
     if !crate::access_log::flush_all(Duration::from_secs(2)) {
         tracing::warn!("some access log lines were not written before exit");
     }

@@ -127,3 +127,31 @@ fn a_tcp_statsd_sink_is_refused_naming_the_field() {
     assert!(!ok, "config was accepted");
     assert!(out.contains("stats_sinks[0].typed_config.tcp_cluster_name"), "{out}");
 }
+
+/// Envoy 1.40 flushes its sinks once more when it stops: with
+/// `stats_flush_interval: 60s`, one request and SIGTERM, the collector got
+/// `pre.http.ing.downstream_rq_total:1|c` right after the signal. So does Courier.
+#[test]
+fn the_sinks_are_flushed_once_more_at_exit() {
+    let statsd = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = statsd.local_addr().expect("addr").port();
+    // A direct response: no upstream connection is open when the process exits.
+    let routes =
+        one_vhost("              - match: { prefix: \"/\" }\n                direct_response: { status: 200 }\n");
+    let yaml = format!(
+        "stats_flush_interval: 60s\nstats_sinks:\n- name: envoy.stat_sinks.statsd\n  typed_config:\n    \"@type\": type.googleapis.com/envoy.config.metrics.v3.StatsdSink\n    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}\n    prefix: pre\n{}",
+        config(&[http_listener("web", "", &routes, "")], &[])
+    );
+    let mut c = Courier::start_with(&yaml, 1, &["--drain-time-s", "1"], &[]);
+    let mut client = Client::connect(c.listener("web"));
+    assert_eq!(client.get("/").status, 200);
+    drop(client);
+    c.send_signal(libc::SIGTERM);
+    // The histogram's sample, from the interval closed at exit, comes last.
+    collect_until(&statsd, |l| {
+        l.iter().any(|l| l == "pre.http.ingress.downstream_rq_total:1|c")
+            && l.iter().any(|l| l.starts_with("pre.http.ingress.downstream_rq_time:") && l.ends_with("|ms"))
+    });
+    let status = c.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "exit status {status}: {}", c.log());
+}
