@@ -48,6 +48,8 @@ const ROOTS: &[&str] = &[
     "envoy.extensions.load_balancing_policies.random.v3.Random",
     "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
     "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+    "envoy.config.metrics.v3.StatsdSink",
+    "envoy.config.metrics.v3.DogStatsdSink",
 ];
 
 fn main() {

@@ -25,6 +25,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "watchdog",
             "stats_flush_interval",
             "stats_config",
+            "stats_sinks",
             "layered_runtime",
         ],
     ),
@@ -37,6 +38,10 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
         "envoy.config.metrics.v3.StatsConfig",
         &["stats_tags", "use_all_default_tags", "stats_matcher", "histogram_bucket_settings"],
     ),
+    ("envoy.config.metrics.v3.StatsSink", &["name", "typed_config"]),
+    // `tcp_cluster_name` (statsd over TCP through a cluster) is refused.
+    ("envoy.config.metrics.v3.StatsdSink", &["address", "prefix"]),
+    ("envoy.config.metrics.v3.DogStatsdSink", &["address", "prefix", "max_bytes_per_datagram"]),
     ("envoy.config.metrics.v3.HistogramBucketSettings", &["match", "buckets"]),
     ("envoy.config.metrics.v3.TagSpecifier", &["tag_name", "regex", "fixed_value"]),
     ("envoy.config.metrics.v3.StatsMatcher", &["reject_all", "exclusion_list", "inclusion_list"]),

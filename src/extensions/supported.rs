@@ -34,6 +34,7 @@ pub fn is_registered(type_name: &str) -> bool {
         || LISTENER_FILTERS.iter().any(|e| e.config_type == type_name)
         || HTTP_FILTERS.iter().any(|e| e.config_type == type_name || e.per_route.is_some_and(|(t, _)| t == type_name))
         || crate::access_log::ACCESS_LOGGERS.iter().any(|(_, t)| *t == type_name)
+        || crate::stats::sink::STAT_SINKS.iter().any(|(_, t)| *t == type_name)
         || OTHER_TYPES.contains(&type_name)
 }
 

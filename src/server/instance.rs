@@ -23,6 +23,7 @@ use crate::event::{Dispatcher, DispatcherHandle};
 use crate::extensions::{self, FactoryContext};
 use crate::network::ListenerManager;
 use crate::runtime::{self, LayerConfig};
+use crate::stats::sink::StatSinks;
 use crate::stats::{Gauge, StatsConfig, Store};
 use crate::thread_local::{Slot, ThreadLocalRegistry};
 use crate::upstream::cluster::socket_address;
@@ -108,6 +109,8 @@ pub struct ServerConfig {
     pub worker_watchdog: WatchdogConfig,
     /// `stats_flush_interval`: how often histograms and `server.*` gauges refresh.
     pub stats_flush_interval: Duration,
+    /// The bootstrap's `stats_sinks`, sent at every stats flush.
+    pub stat_sinks: StatSinks,
     /// Shared with the filters that answer health checks.
     pub health_check_failed: Arc<AtomicBool>,
     /// Tells connections to finish and close when the server drains.
@@ -215,6 +218,7 @@ impl ServerConfig {
             }
             None => DEFAULT_STATS_FLUSH_INTERVAL,
         };
+        let stat_sinks = StatSinks::from_bootstrap(&b.stats_sinks)?;
         let LoadedBootstrap { bootstrap, encoded } = bootstrap;
         Ok(ServerConfig {
             options,
@@ -222,6 +226,7 @@ impl ServerConfig {
             bootstrap_dump: encoded,
             node: bootstrap.node.unwrap_or_default(),
             stats_flush_interval,
+            stat_sinks,
             store,
             tls,
             cluster_slot,
@@ -388,6 +393,7 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
         main_watchdog,
         worker_watchdog,
         stats_flush_interval,
+        stat_sinks,
         health_check_failed,
         drain,
     } = config;
@@ -440,7 +446,7 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
     let result: Rc<RefCell<std::io::Result<()>>> = Rc::new(RefCell::new(Ok(())));
     let (srv, res) = (server.clone(), result.clone());
     main.run(Some(main_dog), async move {
-        if let Err(e) = main_loop(srv, admin_address, admin_access_logs, cluster_slot, clusters).await {
+        if let Err(e) = main_loop(srv, admin_address, admin_access_logs, cluster_slot, clusters, stat_sinks).await {
             *res.borrow_mut() = Err(e);
         }
     });
@@ -463,6 +469,7 @@ async fn main_loop(
     admin_access_logs: Vec<Arc<dyn AccessLogger>>,
     cluster_slot: Slot<ThreadLocalClusterManager>,
     clusters: ClusterManagerConfig,
+    stat_sinks: StatSinks,
 ) -> std::io::Result<()> {
     if let Some((addr, ipv6_only)) = admin_address {
         let bound = admin::start(server.clone(), addr, ipv6_only, admin_access_logs).await?;
@@ -487,13 +494,16 @@ async fn main_loop(
     server.refresh_stats();
     tracing::info!("all workers started; server is live");
 
+    // Shared with the last flush at exit; never borrowed across an await.
+    let stat_sinks = Rc::new(RefCell::new(stat_sinks));
     let flush = tokio::task::spawn_local({
-        let server = server.clone();
+        let (server, stat_sinks) = (server.clone(), stat_sinks.clone());
         async move {
             loop {
                 tokio::time::sleep(server.stats_flush_interval).await;
                 server.refresh_stats();
                 server.store.flush_histograms();
+                stat_sinks.borrow_mut().flush(&server.store);
             }
         }
     });
@@ -508,6 +518,13 @@ async fn main_loop(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     flush.abort();
+    // Envoy flushes its sinks once more when it stops, so what happened since the
+    // last interval still reaches the collector.
+    if !stat_sinks.borrow().is_empty() {
+        server.refresh_stats();
+        server.store.flush_histograms();
+        stat_sinks.borrow_mut().flush(&server.store);
+    }
     if !crate::access_log::flush_all(Duration::from_secs(2)) {
         tracing::warn!("some access log lines were not written before exit");
     }

@@ -172,7 +172,7 @@ fn add_tag(tags: &mut TagProducer, spec: &TagSpecifier, path: &FieldPath) -> Res
     }
     let re = match &spec.tag_value {
         Some(TagValue::FixedValue(value)) => {
-            tags.add_fixed(label, value.clone());
+            tags.add_fixed(&spec.tag_name, value.clone());
             return Ok(());
         }
         Some(TagValue::Regex(re)) => re.as_str(),
@@ -187,7 +187,7 @@ fn add_tag(tags: &mut TagProducer, spec: &TagSpecifier, path: &FieldPath) -> Res
         }
         return Ok(());
     }
-    tags.add_regex(label, compile(re, path)?);
+    tags.add_regex(&spec.tag_name, compile(re, path)?);
     Ok(())
 }
 

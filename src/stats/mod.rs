@@ -10,6 +10,7 @@ mod distribution;
 mod histogram;
 mod number;
 pub mod render;
+pub mod sink;
 mod store;
 mod table;
 pub mod tag_extractor;

@@ -132,6 +132,9 @@ enum Matcher {
 #[derive(Debug)]
 struct Extractor {
     label: Cow<'static, str>,
+    /// The tag's name as Envoy spells it (`envoy.cluster_name`, a `stats_tags`
+    /// `tag_name` as given): what dog_statsd sends, where `label` is Prometheus'.
+    tag_name: Cow<'static, str>,
     /// The fixed first token every name it matches starts with, if any.
     first: Option<Box<str>>,
     matcher: Matcher,
@@ -142,6 +145,7 @@ impl Extractor {
         match *pattern {
             Pattern::Regex { re, needle, not } => Extractor {
                 label: Cow::Borrowed(label),
+                tag_name: default_tag_name(label),
                 first: regex_first_token(re).map(Box::from),
                 // The table's own constants, checked by the tests.
                 matcher: Matcher::Regex { re: Regex::new(re).expect("default tag regex"), needle, not },
@@ -149,7 +153,12 @@ impl Extractor {
             Pattern::Tokens(pattern) => {
                 let tokens: Vec<&str> = pattern.split('.').collect();
                 let first = tokens.first().copied().filter(|t| !matches!(*t, "*" | "**" | "$")).map(Box::from);
-                Extractor { label: Cow::Borrowed(label), first, matcher: Matcher::Tokens(tokens) }
+                Extractor {
+                    label: Cow::Borrowed(label),
+                    tag_name: default_tag_name(label),
+                    first,
+                    matcher: Matcher::Tokens(tokens),
+                }
             }
         }
     }
@@ -252,10 +261,11 @@ impl TagProducer {
 
     /// Adds a `stats_tags` regex: group 1 is cut out of the name, group 2 (else
     /// group 1) is the value, as Envoy's regex extractors do.
-    pub fn add_regex(&mut self, label: String, re: Regex) {
+    pub fn add_regex(&mut self, tag_name: &str, re: Regex) {
         let first = regex_first_token(re.as_str()).map(Box::from);
         self.extractors.push(Extractor {
-            label: Cow::Owned(label),
+            label: Cow::Owned(label_name(tag_name)),
+            tag_name: Cow::Owned(tag_name.to_string()),
             first,
             matcher: Matcher::Regex { re, needle: "", not: None },
         });
@@ -263,8 +273,13 @@ impl TagProducer {
     }
 
     /// Adds a `stats_tags` `fixed_value` tag, which every name gets.
-    pub fn add_fixed(&mut self, label: String, value: String) {
-        self.extractors.push(Extractor { label: Cow::Owned(label), first: None, matcher: Matcher::Fixed(value) });
+    pub fn add_fixed(&mut self, tag_name: &str, value: String) {
+        self.extractors.push(Extractor {
+            label: Cow::Owned(label_name(tag_name)),
+            tag_name: Cow::Owned(tag_name.to_string()),
+            first: None,
+            matcher: Matcher::Fixed(value),
+        });
         self.order();
     }
 
@@ -275,17 +290,36 @@ impl TagProducer {
 
     /// Splits `name` into its tag-extracted name and tags.
     pub fn extract(&self, name: &str) -> Tagged {
+        self.extract_naming_tags_by(name, |e| &e.label)
+    }
+
+    /// As [`extract`](Self::extract), the tags named as Envoy names them
+    /// (`envoy.cluster_name`, not `envoy_cluster_name`): what dog_statsd sends.
+    pub fn extract_with_envoy_tag_names(&self, name: &str) -> Tagged {
+        self.extract_naming_tags_by(name, |e| &e.tag_name)
+    }
+
+    fn extract_naming_tags_by(&self, name: &str, tag_name: fn(&Extractor) -> &Cow<'static, str>) -> Tagged {
         let tokens: Vec<&str> = name.split('.').collect();
         let first = tokens.first().copied().unwrap_or("");
         let mut tags = Vec::new();
         let mut cuts = Vec::new();
         for e in self.extractors.iter().filter(|e| e.first.as_deref().is_none_or(|f| f == first)) {
             if let Some((value, cut)) = e.find(name, &tokens) {
-                tags.push((e.label.clone(), value.to_string()));
+                tags.push((tag_name(e).clone(), value.to_string()));
                 cuts.push(cut);
             }
         }
         Tagged { name: cut_out(name, cuts), tags }
+    }
+}
+
+/// Envoy's name of a default tag, kept under its Prometheus label: every default
+/// is `envoy.<rest>` (`envoy_cluster_name` is `envoy.cluster_name`).
+fn default_tag_name(label: &'static str) -> Cow<'static, str> {
+    match label.strip_prefix("envoy_") {
+        Some(rest) => Cow::Owned(format!("envoy.{rest}")),
+        None => Cow::Borrowed(label),
     }
 }
 

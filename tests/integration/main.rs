@@ -27,6 +27,7 @@ mod load_balancing;
 mod net_helpers;
 mod routing;
 mod runtime;
+mod stat_sinks;
 mod supported_fields;
 mod tcp_proxy;
 mod tls;

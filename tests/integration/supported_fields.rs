@@ -74,6 +74,9 @@ const FAULT_ABORT: &str = "envoy.extensions.filters.http.fault.v3.FaultAbort";
 const FAULT_DELAY: &str = "envoy.extensions.filters.common.fault.v3.FaultDelay";
 const HEALTH_CHECK: &str = "envoy.extensions.filters.http.health_check.v3.HealthCheck";
 
+const SINKS_IT: &str = "tests/integration/stat_sinks.rs";
+const SINKS: &str = "statsd_and_dog_statsd_sinks_send_counters_gauges_and_histograms";
+const SINKS_RS: &str = "src/stats/sink.rs";
 const RUNTIME_LAYER: &str = "envoy.config.bootstrap.v3.RuntimeLayer";
 const DISK_LAYER: &str = "envoy.config.bootstrap.v3.RuntimeLayer.DiskLayer";
 
@@ -109,6 +112,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (BOOTSTRAP, "watchdog", &[test(LIFECYCLE_IT, "legacy_watchdog_applies_to_the_workers")]),
     (BOOTSTRAP, "stats_flush_interval", &[test(ADMIN_IT, "stats_flush_interval_sets_when_histograms_are_published")]),
     (BOOTSTRAP, "stats_config", &[compat("stats_tags"), compat("stats_matcher_exclusion")]),
+    (BOOTSTRAP, "stats_sinks", &[test(SINKS_IT, SINKS)]),
     (BOOTSTRAP, "layered_runtime", &[compat("runtime_layers"), test(RUNTIME_IT, "filters_read_their_runtime_keys")]),
     ("envoy.config.bootstrap.v3.LayeredRuntime", "layers", &[compat("runtime_layers")]),
     (RUNTIME_LAYER, "name", &[compat("runtime_layers"), compat("runtime_without_admin_layer")]),
@@ -126,6 +130,17 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         &[compat("stats_matcher_exclusion"), compat("stats_matcher_inclusion"), compat("stats_matcher_reject_all")],
     ),
     ("envoy.config.metrics.v3.StatsConfig", "histogram_bucket_settings", &[compat("stats_histogram_buckets")]),
+    ("envoy.config.metrics.v3.StatsSink", "name", &[test(SINKS_IT, SINKS)]),
+    ("envoy.config.metrics.v3.StatsSink", "typed_config", &[test(SINKS_IT, SINKS)]),
+    ("envoy.config.metrics.v3.StatsdSink", "address", &[test(SINKS_IT, SINKS)]),
+    ("envoy.config.metrics.v3.StatsdSink", "prefix", &[test(SINKS_IT, SINKS)]),
+    ("envoy.config.metrics.v3.DogStatsdSink", "address", &[test(SINKS_IT, SINKS)]),
+    ("envoy.config.metrics.v3.DogStatsdSink", "prefix", &[test(SINKS_RS, "statsd_and_dog_statsd_lines_are_envoy_s")]),
+    (
+        "envoy.config.metrics.v3.DogStatsdSink",
+        "max_bytes_per_datagram",
+        &[test(SINKS_IT, SINKS), test(SINKS_RS, "max_bytes_per_datagram_batches_lines")],
+    ),
     ("envoy.config.metrics.v3.HistogramBucketSettings", "match", &[compat("stats_histogram_buckets")]),
     ("envoy.config.metrics.v3.HistogramBucketSettings", "buckets", &[compat("stats_histogram_buckets")]),
     ("envoy.config.metrics.v3.TagSpecifier", "tag_name", &[compat("stats_tags"), compat("stats_no_default_tags")]),
