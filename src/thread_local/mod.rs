@@ -117,11 +117,17 @@ impl<T: 'static> Slot<T> {
         Self::get_at(self.index)
     }
 
+    /// `None` also while the thread is exiting and its slots are gone: what
+    /// a connection dropped then reads (a breaker's runtime maximum) falls back to
+    /// its default instead of panicking in a destructor, which aborts.
     fn get_at(index: usize) -> Option<Rc<T>> {
-        SLOTS.with(|slots| {
-            let slot = slots.borrow().get(index).cloned().flatten()?;
-            slot.downcast::<T>().ok()
-        })
+        SLOTS
+            .try_with(|slots| {
+                let slot = slots.borrow().get(index).cloned().flatten()?;
+                slot.downcast::<T>().ok()
+            })
+            .ok()
+            .flatten()
     }
 
     fn clone_local(&self) -> LocalSlot<T> {
