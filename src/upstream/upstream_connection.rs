@@ -62,7 +62,10 @@ impl UpstreamConnection {
             let _ = stream.set_nodelay(true);
             match &cluster.tls {
                 None => Ok(TransportStream::from(stream)),
-                Some(tls) => tls.connect(stream, host.address.ip(), protocol).await,
+                // Boxed: the handshake's state (a rustls session, ~1.4 KiB) would
+                // otherwise sit in every request's future, and be copied with it
+                // (measured: +5 % instructions per plain HTTP/1 request).
+                Some(tls) => Box::pin(tls.connect(stream, host.address.ip(), protocol)).await,
             }
         })
         .await;
