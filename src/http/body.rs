@@ -153,14 +153,6 @@ impl Drop for ResponseBody {
     }
 }
 
-/// Whether an upstream response body is known to be empty.
-pub fn upstream_is_end_stream(body: &UpstreamResponseBody) -> bool {
-    match body {
-        UpstreamResponseBody::Http1(b) => b.is_end_stream(),
-        UpstreamResponseBody::Http2(b) => b.is_end_stream(),
-    }
-}
-
 /// Why an upstream response body could not be read whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadWholeError {
@@ -177,20 +169,13 @@ pub async fn read_upstream_whole(
     body: &mut UpstreamResponseBody,
     limit: u64,
 ) -> Result<(Bytes, Option<HeaderMap>), ReadWholeError> {
-    let poll = |body: &mut UpstreamResponseBody, cx: &mut Context<'_>| match body {
-        UpstreamResponseBody::Http1(b) => Pin::new(b).poll_frame(cx),
-        UpstreamResponseBody::Http2(b) => Pin::new(b).poll_frame(cx),
-    };
-    let hint = match body {
-        UpstreamResponseBody::Http1(b) => b.size_hint(),
-        UpstreamResponseBody::Http2(b) => b.size_hint(),
-    };
-    if hint.lower() > limit {
+    use http_body_util::BodyExt;
+    if body.size_hint().lower() > limit {
         return Err(ReadWholeError::TooLarge);
     }
     let mut data = bytes::BytesMut::new();
     loop {
-        match std::future::poll_fn(|cx| poll(body, cx)).await {
+        match body.frame().await {
             None => return Ok((data.freeze(), None)),
             Some(Err(_)) => return Err(ReadWholeError::Failed),
             Some(Ok(frame)) => match frame.into_data() {

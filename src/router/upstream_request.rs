@@ -137,6 +137,13 @@ enum AttemptFailure {
     DownstreamBody,
 }
 
+/// Envoy's reply for an upstream that closed before the response was passed on
+/// (also when the encoder filters were still reading its body whole: nothing was
+/// sent yet).
+pub fn reset_before_response_reply() -> LocalReply {
+    failure_reply(AttemptFailure::Reset, false)
+}
+
 /// Envoy's local reply for an upstream failure. A reset reason's body says
 /// `retried and the latest reset reason` once the request was retried; an
 /// overflow carries `x-envoy-overloaded: true`.

@@ -61,6 +61,37 @@ pub enum UpstreamResponseBody {
     Http2(Http2ResponseBody),
 }
 
+/// For code that reads a response body without caring which protocol carried it
+/// (the encoder filters reading it whole).
+impl hyper::body::Body for UpstreamResponseBody {
+    type Data = bytes::Bytes;
+    type Error = super::http1_conn_pool::UpstreamBodyError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            UpstreamResponseBody::Http1(b) => std::pin::Pin::new(b).poll_frame(cx),
+            UpstreamResponseBody::Http2(b) => std::pin::Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamResponseBody::Http1(b) => b.is_end_stream(),
+            UpstreamResponseBody::Http2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            UpstreamResponseBody::Http1(b) => b.size_hint(),
+            UpstreamResponseBody::Http2(b) => b.size_hint(),
+        }
+    }
+}
+
 /// A pool whose idle connections close after the cluster's `idle_timeout`.
 pub(super) trait IdleReaping {
     /// Closes the connections idle past the timeout; when the next idle one

@@ -681,13 +681,13 @@ impl Stream {
         filters: &mut [Box<dyn StreamFilter>],
         body: &mut UpstreamResponseBody,
     ) -> Result<Option<(Bytes, Option<HeaderMap>)>, Box<LocalReply>> {
-        let end_stream = crate::http::body::upstream_is_end_stream(body);
+        let end_stream = body.is_end_stream();
         let mut encoder = self.encoder(filters, request);
         let Some(stopped) = encoder.headers(parts, end_stream)? else { return Ok(None) };
         let whole = match crate::http::body::read_upstream_whole(body, encoder.buffer_limit).await {
             Ok((data, trailers)) => encoder.body(parts, stopped, data, trailers),
             Err(ReadWholeError::TooLarge) => Err(Box::new(filter_manager::response_too_large_reply())),
-            Err(ReadWholeError::Failed) => Err(Box::new(filter_manager::failed_response_reply())),
+            Err(ReadWholeError::Failed) => Err(Box::new(upstream_request::reset_before_response_reply())),
         };
         let (data, trailers) = whole.inspect_err(|r| self.count_encode_failure(r))?;
         set_content_length(parts, data.len());

@@ -235,17 +235,6 @@ impl Encoder<'_> {
     }
 }
 
-/// The upstream's response failed while the encoder filters buffered it: nothing
-/// was sent yet, so the client gets Envoy's reply for an upstream reset.
-pub(super) fn failed_response_reply() -> LocalReply {
-    LocalReply::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
-        "upstream_reset_before_response_started{connection_termination}",
-    )
-    .with_flag(ResponseFlag::UpstreamConnectionTermination)
-}
-
 /// Envoy's response code details for a request body over the buffer limit.
 pub(super) const REQUEST_TOO_LARGE: &str = "request_payload_too_large";
 
