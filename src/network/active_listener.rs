@@ -15,6 +15,7 @@ use super::filter_chain_match::MatchInput;
 use super::listener::ListenerConfig;
 use super::listener_filter::{AcceptedSocket, ListenerFilterError};
 use super::tls::{DownstreamTls, HandshakeFailure};
+use crate::event::spawn_isolated;
 use crate::stats::Gauge;
 
 thread_local! {
@@ -81,7 +82,7 @@ async fn accept_loop(config: Arc<ListenerConfig>, listener: tokio::net::TcpListe
             serve_connection(&config, socket, worker, &total);
         } else {
             let (config, total) = (config.clone(), total.clone());
-            tokio::task::spawn_local(async move {
+            spawn_isolated(async move {
                 if let Some(socket) = run_listener_filters(&config, socket).await {
                     serve_connection(&config, socket, worker, &total);
                 }
@@ -143,12 +144,12 @@ fn serve_connection(config: &Arc<ListenerConfig>, socket: AcceptedSocket, worker
     // chain is known, before the terminal filter takes the connection.
     if let Some(tls) = &chain.transport_socket {
         let (tls, terminal) = (tls.clone(), chain.terminal.clone());
-        tokio::task::spawn_local(handshake_then_serve(config.clone(), tls, terminal, socket.stream, info, guard));
+        spawn_isolated(handshake_then_serve(config.clone(), tls, terminal, socket.stream, info, guard));
         return;
     }
     let conn = DownstreamConnection { stream: socket.stream.into(), info, buffer_limit: config.buffer_limit };
     let run = chain.terminal.on_new_connection(conn);
-    tokio::task::spawn_local(async move {
+    spawn_isolated(async move {
         run.await;
         drop(guard);
     });

@@ -397,6 +397,8 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
         health_check_failed,
         drain,
     } = config;
+    // Before any thread starts, so that a panic on any of them follows the policy.
+    super::panic_hook::install(store.counter("server.envoy_bug_failures"));
     let workers_n = options.workers();
     tracing::info!("courier {} starting: {workers_n} worker(s), config {config_source}", env!("CARGO_PKG_VERSION"));
     let main_guard = GuardDog::new(main_watchdog, "main_thread", store.clone());

@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use super::active_stream::{self, StreamTimers};
 use super::config::HcmConfig;
 use super::DownstreamWatch;
-use crate::event::Timer;
+use crate::event::{Isolated, Timer};
 use crate::http::body::RequestBody;
 use crate::http::http1::response_writer::{WriteError, WriteLimits};
 use crate::http::http2::response_writer::Outbound;
@@ -154,7 +154,7 @@ where
                     // the task holds a pointer, and spawning or finishing it copies
                     // no more (copies were a fifth of the instructions per request).
                     let mut slot = Box::new_uninit();
-                    slot.write(stream(cfg.clone(), info, request, respond, state.clone(), guard.clone()));
+                    slot.write(Isolated::new(stream(cfg.clone(), info, request, respond, state.clone(), guard.clone())));
                     // SAFETY: written on the line above.
                     let task = Box::into_pin(unsafe { slot.assume_init() });
                     tokio::task::spawn_local(task);

@@ -92,7 +92,7 @@ pub async fn start(
             };
             let local = stream.local_addr().unwrap_or(bound);
             let (server, access_logs) = (server.clone(), access_logs.clone());
-            tokio::task::spawn_local(async move {
+            crate::event::spawn_isolated(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let (server, access_logs) = (server.clone(), access_logs.clone());
                     async move {
