@@ -27,6 +27,8 @@ pub mod config;
 pub mod event;
 pub mod extensions;
 pub mod formatter;
+#[cfg(any(test, fuzzing))]
+pub mod fuzz;
 pub mod http;
 pub mod logging;
 pub mod matcher;

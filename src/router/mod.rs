@@ -38,8 +38,8 @@ mod supported;
 pub mod upstream_request;
 mod virtual_host;
 
-#[cfg(test)]
-mod test_util;
+#[cfg(any(test, fuzzing))]
+pub(crate) mod test_util;
 
 pub use config::{PerRouteDecoder, RouteBuildContext, RouteTable, DEFAULT_MAX_DIRECT_RESPONSE_BODY_BYTES};
 pub(crate) use header_matcher::HeaderMatcher;

@@ -1,5 +1,7 @@
 //! Test helpers: route configurations written as YAML, decoded and validated through
-//! the same schema pipeline as a real bootstrap.
+//! the same schema pipeline as a real bootstrap. The route-match fuzz target
+//! (`crate::fuzz`) builds its tables with them too.
+#![cfg_attr(not(test), allow(dead_code))]
 
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::google::protobuf::Any;

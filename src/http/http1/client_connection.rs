@@ -369,6 +369,38 @@ enum Parsed {
     Interim,
 }
 
+/// Fuzz target (`crate::fuzz`): response heads (interim ones first, if any)
+/// read at once and in two reads give the same heads and errors.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn fuzz(data: &[u8]) {
+    use std::fmt::Write;
+    let head_only = data.first().is_some_and(|b| b & 1 == 1);
+    let read = |cut: usize| {
+        let (first, second) = data.split_at(cut);
+        let mut buf = BytesMut::from(first);
+        let mut rest = Some(second);
+        let mut seen = String::new();
+        loop {
+            match parse_head(&mut buf, head_only) {
+                Ok(Some(Parsed::Interim)) => seen.push_str("interim; "),
+                Ok(Some(Parsed::Final(h))) => {
+                    let p = &h.parts;
+                    let _ = write!(seen, "{} {:?} {:?} {:?} {}", p.status, p.version, p.headers, h.framing, h.reusable);
+                    return seen;
+                }
+                Ok(None) => match rest.take() {
+                    Some(more) => buf.extend_from_slice(more),
+                    None => return seen + "incomplete",
+                },
+                Err(e) => return seen + &format!("{e:?}"),
+            }
+        }
+    };
+    let whole = read(data.len());
+    let cut = data.len() * usize::from(data.last().copied().unwrap_or(0)) / 256;
+    assert_eq!(read(cut), whole, "cut at {cut}");
+}
+
 /// Parses a response head from the front of `buf`, consuming it when whole.
 fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, RequestFailure> {
     // Most heads fit the small slot array (filling slots costs); a larger one is

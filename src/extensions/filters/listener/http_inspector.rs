@@ -113,6 +113,13 @@ impl Found {
     }
 }
 
+/// Fuzz target (`crate::fuzz`): the protocol is told from growing peeks, so each
+/// prefix's answer must hold for the whole.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn fuzz(data: &[u8]) {
+    crate::fuzz::prefix_stable(data, inspect, |found| found.is_none().then_some(usize::MAX));
+}
+
 /// What the first bytes are, or `None` while they could still be either.
 fn inspect(data: &[u8]) -> Option<Found> {
     let common = data.len().min(H2_PREFACE.len());

@@ -168,6 +168,20 @@ impl ListenerFilterFactory for ProxyProtocolFactory {
     }
 }
 
+/// Fuzz target (`crate::fuzz`): the header is read from growing peeks, so each
+/// prefix's answer must hold for the whole, and a header never claims more bytes
+/// than were given.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn fuzz(data: &[u8]) {
+    crate::fuzz::prefix_stable(data, parse, |p| match p {
+        Parse::NeedMore(n) => Some(*n),
+        _ => None,
+    });
+    if let Parse::Found(_, Header::Proxied { len, .. } | Header::Local { len }) = parse(data) {
+        assert!(len <= data.len(), "a header of {len} bytes in {}", data.len());
+    }
+}
+
 fn parse(data: &[u8]) -> Parse {
     let starts = |sig: &[u8]| data[..data.len().min(sig.len())] == sig[..data.len().min(sig.len())];
     if starts(V1_SIGNATURE) {

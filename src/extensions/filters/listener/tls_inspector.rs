@@ -123,6 +123,16 @@ const CLIENT_HELLO: u8 = 1;
 const EXT_SERVER_NAME: u16 = 0;
 const EXT_ALPN: u16 = 16;
 
+/// Fuzz target (`crate::fuzz`): the ClientHello is read from growing peeks, so
+/// each prefix's answer must hold for the whole.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn fuzz(data: &[u8]) {
+    crate::fuzz::prefix_stable(data, parse, |p| match p {
+        Parse::NeedMore(n) => Some(*n),
+        _ => None,
+    });
+}
+
 /// Reassembles the handshake message from the TLS records at the start of
 /// `data` and reads the ClientHello in it.
 fn parse(data: &[u8]) -> Parse {
