@@ -47,6 +47,10 @@ const TOKENS: &[&[u8]] = &[
     b"\\",
     b"PROXY TCP4 ",
     b"\x16\x03\x01",
+    // HTTP/2 frame headers: SETTINGS, HEADERS with END_HEADERS on stream 1, RST_STREAM.
+    b"\0\0\0\x04\0\0\0\0\0",
+    b"\0\0\x01\x01\x04\0\0\0\x01",
+    b"\0\0\x04\x03\0\0\0\0\x01",
 ];
 
 /// A small seeded generator, so that a failure repeats run after run.
@@ -169,6 +173,7 @@ smoke_tests!(
     http1_request_envoy,
     http1_chunked,
     http1_response,
+    http2_frames,
     proxy_protocol,
     tls_client_hello,
     http_inspector,

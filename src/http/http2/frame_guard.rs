@@ -392,6 +392,32 @@ impl FrameCursor {
     }
 }
 
+/// Fuzz target (`crate::fuzz`): a client's bytes (after the preface) through the
+/// guard at once and in reads cut where the input says: the same violation,
+/// or none, either way (a frame header split across reads must count once).
+#[cfg(any(test, fuzzing))]
+pub(crate) fn fuzz(data: &[u8]) {
+    let store = crate::stats::Store::new();
+    let guard =
+        || FrameGuard::new(&Http2Options::default(), 16 * 1024, Arc::new(Http2CodecStats::new(&store, "http2.")));
+    let preface = [0u8; 24];
+    let run = |cuts: &mut dyn Iterator<Item = usize>| {
+        let g = guard();
+        let _ = g.inbound(&preface);
+        let mut at = 0;
+        for cut in cuts.chain(std::iter::once(data.len())) {
+            let cut = cut.clamp(at, data.len());
+            let _ = g.inbound(&data[at..cut]);
+            at = cut;
+        }
+        g.outbound(data);
+        g.violation()
+    };
+    let whole = run(&mut std::iter::empty());
+    let step = usize::from(data.first().copied().unwrap_or(1)).max(1);
+    assert_eq!(run(&mut (step..data.len()).step_by(step)), whole, "read {step} bytes at a time");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
