@@ -2,5 +2,7 @@
 
 pub mod buffer_pool;
 pub mod fnv;
+#[cfg(any(test, fuzzing))]
+pub mod fuzzing;
 pub mod random;
 pub mod spare_list;

@@ -118,7 +118,7 @@ pub fn chunked(data: &[u8]) {
         (body, end)
     };
     let whole = decode(data.len());
-    for cut in super::cut_points(data.len()) {
+    for cut in crate::common::fuzzing::cut_points(data.len()) {
         assert_eq!(decode(cut), whole, "cut at {cut}");
     }
 }

@@ -117,7 +117,7 @@ impl Found {
 /// prefix's answer must hold for the whole.
 #[cfg(any(test, fuzzing))]
 pub(crate) fn fuzz(data: &[u8]) {
-    crate::fuzz::prefix_stable(data, inspect, |found| found.is_none().then_some(usize::MAX));
+    crate::common::fuzzing::prefix_stable(data, inspect, |found| found.is_none().then_some(usize::MAX));
 }
 
 /// What the first bytes are, or `None` while they could still be either.

@@ -173,7 +173,7 @@ impl ListenerFilterFactory for ProxyProtocolFactory {
 /// than were given.
 #[cfg(any(test, fuzzing))]
 pub(crate) fn fuzz(data: &[u8]) {
-    crate::fuzz::prefix_stable(data, parse, |p| match p {
+    crate::common::fuzzing::prefix_stable(data, parse, |p| match p {
         Parse::NeedMore(n) => Some(*n),
         _ => None,
     });

@@ -127,7 +127,7 @@ const EXT_ALPN: u16 = 16;
 /// each prefix's answer must hold for the whole.
 #[cfg(any(test, fuzzing))]
 pub(crate) fn fuzz(data: &[u8]) {
-    crate::fuzz::prefix_stable(data, parse, |p| match p {
+    crate::common::fuzzing::prefix_stable(data, parse, |p| match p {
         Parse::NeedMore(n) => Some(*n),
         _ => None,
     });
