@@ -50,6 +50,9 @@ const ROOTS: &[&str] = &[
     "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
     "envoy.config.metrics.v3.StatsdSink",
     "envoy.config.metrics.v3.DogStatsdSink",
+    "envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig",
+    "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+    "envoy.extensions.resource_monitors.cgroup_memory.v3.CgroupMemoryConfig",
 ];
 
 fn main() {

@@ -4,6 +4,7 @@
 //! - `event` — one event loop (dispatcher) per thread, with cross-thread `post`
 //! - `thread_local` — slots through which the main thread publishes to workers
 //! - `runtime` — Envoy's layered runtime: keys that override config defaults live
+//! - `overload` — the overload actions' state, as each thread reads it
 //! - `config` — Envoy's v3 bootstrap, decoded with Envoy's own schema
 //! - `network` — listeners, accepted connections, network filter chains
 //! - `upstream` — cluster manager, per-worker clusters, load balancing, hosts
@@ -17,7 +18,7 @@
 //!   codecs, routing, access log formats and loggers
 //!
 //! The modules form layers, lowest first: common and logging, config, matcher,
-//! stats, event, thread_local, runtime, network, stream_info, formatter and access_log, the HTTP core
+//! stats, event, thread_local, runtime, overload, network, stream_info, formatter and access_log, the HTTP core
 //! (upstream, http, router), extensions, server. A lower layer does not import an
 //! upper one (docs/architecture.md, "Layers").
 
@@ -33,6 +34,7 @@ pub mod http;
 pub mod logging;
 pub mod matcher;
 pub mod network;
+pub mod overload;
 pub mod router;
 pub mod runtime;
 pub mod server;

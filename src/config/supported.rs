@@ -27,8 +27,24 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "stats_config",
             "stats_sinks",
             "layered_runtime",
+            "overload_manager",
         ],
     ),
+    // `loadshed_points` and `buffer_factory_config` are refused, and so are the
+    // actions Courier lacks (reduce_timeouts' typed_config among them).
+    ("envoy.config.overload.v3.OverloadManager", &["refresh_interval", "resource_monitors", "actions"]),
+    ("envoy.config.overload.v3.ResourceMonitor", &["name", "typed_config"]),
+    ("envoy.config.overload.v3.OverloadAction", &["name", "triggers"]),
+    ("envoy.config.overload.v3.Trigger", &["name", "threshold", "scaled"]),
+    ("envoy.config.overload.v3.ThresholdTrigger", &["value"]),
+    ("envoy.config.overload.v3.ScaledTrigger", &["scaling_threshold", "saturation_threshold"]),
+    // `max_heap_size_bytes_runtime` is refused.
+    ("envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig", &["max_heap_size_bytes"]),
+    (
+        "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+        &["max_active_downstream_connections"],
+    ),
+    ("envoy.extensions.resource_monitors.cgroup_memory.v3.CgroupMemoryConfig", &["max_memory_bytes"]),
     ("envoy.config.bootstrap.v3.LayeredRuntime", &["layers"]),
     // `rtds_layer` is xDS, which Courier does not have.
     ("envoy.config.bootstrap.v3.RuntimeLayer", &["name", "static_layer", "disk_layer", "admin_layer"]),

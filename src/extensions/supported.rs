@@ -47,6 +47,9 @@ const OTHER_TYPES: &[&str] = &[
     crate::upstream::cluster::RANDOM_TYPE,
     super::transport_sockets::tls::DOWNSTREAM_TYPE,
     super::transport_sockets::tls::UPSTREAM_TYPE,
+    crate::overload::FIXED_HEAP_TYPE,
+    crate::overload::DOWNSTREAM_CONNECTIONS_TYPE,
+    crate::overload::CGROUP_MEMORY_TYPE,
 ];
 
 /// Every supported `(message, field)` of every table, `"*"` entries included.

@@ -16,6 +16,7 @@ use super::listener::ListenerConfig;
 use super::listener_filter::{AcceptedSocket, ListenerFilterError};
 use super::tls::{DownstreamTls, HandshakeFailure};
 use crate::event::spawn_isolated;
+use crate::overload::{self, OverloadAction};
 use crate::stats::Gauge;
 
 thread_local! {
@@ -54,6 +55,7 @@ async fn accept_loop(config: Arc<ListenerConfig>, listener: tokio::net::TcpListe
     // bound to a wildcard address: only then is it asked of each socket.
     let bound = listener.local_addr().ok().filter(|a| !a.ip().is_unspecified());
     loop {
+        wait_while_overloaded().await;
         let (stream, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -63,6 +65,20 @@ async fn accept_loop(config: Arc<ListenerConfig>, listener: tokio::net::TcpListe
                 continue;
             }
         };
+        // Envoy's overload checks at accept: reject_incoming_connections resets
+        // the connection, then the global connection limit closes it.
+        if overload::applies(OverloadAction::RejectIncomingConnections) {
+            config.stats.downstream_cx_overload_reject.inc();
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+            continue;
+        }
+        if overload::global_max_connections().is_some_and(|max| total.value() >= max as i64) {
+            config.stats.downstream_global_cx_overflow.inc();
+            continue;
+        }
+        // Accepted as the listener was stopped: the connection waits as it would
+        // have in the backlog.
+        wait_while_overloaded().await;
         let local = match bound {
             Some(bound) => bound,
             None => stream.local_addr().unwrap_or(config.address),
@@ -88,6 +104,18 @@ async fn accept_loop(config: Arc<ListenerConfig>, listener: tokio::net::TcpListe
                 }
             });
         }
+    }
+}
+
+/// How often a listener stopped by the stop_accepting_connections overload
+/// action looks whether it may accept again (a fraction of the overload
+/// manager's usual refresh interval).
+const STOPPED_RECHECK: Duration = Duration::from_millis(50);
+
+/// Returns once the stop_accepting_connections overload action is not saturated.
+async fn wait_while_overloaded() {
+    while overload::is_saturated(OverloadAction::StopAcceptingConnections) {
+        tokio::time::sleep(STOPPED_RECHECK).await;
     }
 }
 

@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 
 use super::admin;
 use super::options::Options;
+use super::overload_manager::OverloadManager;
 use super::watchdog::{GuardDog, WatchdogConfig};
 use super::worker::Worker;
 use crate::access_log::AccessLogger;
@@ -22,6 +23,7 @@ use crate::define_stats;
 use crate::event::{Dispatcher, DispatcherHandle};
 use crate::extensions::{self, FactoryContext};
 use crate::network::ListenerManager;
+use crate::overload::OverloadState;
 use crate::runtime::{self, LayerConfig};
 use crate::stats::sink::StatSinks;
 use crate::stats::{Gauge, StatsConfig, Store};
@@ -115,6 +117,8 @@ pub struct ServerConfig {
     pub health_check_failed: Arc<AtomicBool>,
     /// Tells connections to finish and close when the server drains.
     pub drain: tokio::sync::watch::Sender<bool>,
+    /// `overload_manager`, and the slot each thread reads the actions' state in.
+    pub overload: Option<(OverloadManager, Slot<OverloadState>)>,
 }
 
 impl ServerConfig {
@@ -219,6 +223,13 @@ impl ServerConfig {
             None => DEFAULT_STATS_FLUSH_INTERVAL,
         };
         let stat_sinks = StatSinks::from_bootstrap(&b.stats_sinks)?;
+        let overload = match &b.overload_manager {
+            Some(o) => Some((
+                OverloadManager::from_proto(o, &store, &config::FieldPath::starting_at("overload_manager"))?,
+                tls.allocate_slot(),
+            )),
+            None => None,
+        };
         let LoadedBootstrap { bootstrap, encoded } = bootstrap;
         Ok(ServerConfig {
             options,
@@ -240,6 +251,7 @@ impl ServerConfig {
             worker_watchdog,
             health_check_failed,
             drain: drain_tx,
+            overload,
         })
     }
 }
@@ -396,6 +408,7 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
         stat_sinks,
         health_check_failed,
         drain,
+        overload,
     } = config;
     // Before any thread starts, so that a panic on any of them follows the policy.
     super::panic_hook::install(store.counter("server.envoy_bug_failures"));
@@ -448,6 +461,9 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
     let result: Rc<RefCell<std::io::Result<()>>> = Rc::new(RefCell::new(Ok(())));
     let (srv, res) = (server.clone(), result.clone());
     main.run(Some(main_dog), async move {
+        if let Some((manager, slot)) = overload {
+            manager.start(slot);
+        }
         if let Err(e) = main_loop(srv, admin_address, admin_access_logs, cluster_slot, clusters, stat_sinks).await {
             *res.borrow_mut() = Err(e);
         }

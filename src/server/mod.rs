@@ -4,6 +4,7 @@ pub mod admin;
 pub mod instance;
 pub mod memory;
 pub mod options;
+pub mod overload_manager;
 pub mod panic_hook;
 pub mod watchdog;
 pub mod worker;

@@ -22,6 +22,7 @@ use crate::http::body::{ReadWholeError, RequestBody, RequestBodyStream, Response
 use crate::http::filter::{LocalReply, StreamFilter};
 use crate::http::{grpc, header_map_pool, headers};
 use crate::network::ConnectionInfo;
+use crate::overload::{self, OverloadAction};
 use crate::router::upstream_request::{self, ActiveRequest, ForwardBody, UpstreamResponse};
 use crate::router::{ClusterWeightEdits, Route, RouteAction};
 use crate::stream_info::{ResponseFlag, StreamInfo};
@@ -94,6 +95,13 @@ pub async fn handle(
     // exists: its log line has no request.
     if let Some(reply) = stream.reject_underscores(&parts.headers) {
         return stream.reply_without_request(reply);
+    }
+    // Envoy drops a new request under the stop_accepting_requests overload action
+    // as soon as its headers are decoded, before any filter exists.
+    if overload::applies(OverloadAction::StopAcceptingRequests) {
+        cfg.stats.downstream_rq_overload_close.inc();
+        let reply = LocalReply::new(StatusCode::SERVICE_UNAVAILABLE, "envoy overloaded", "overload");
+        return stream.local_response(reply, &parts, is_head);
     }
     // Upgrades need upgrade_configs, which Courier does not support: Envoy answers
     // such a request 403 on a route that does not allow the upgrade, after its

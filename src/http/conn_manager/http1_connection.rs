@@ -24,6 +24,7 @@ use crate::http::http1::{self, ConnReader};
 use crate::http::http2::CodecIo;
 use crate::network::transport::{TransportReadHalf, TransportWriteHalf};
 use crate::network::{ConnectionInfo, DownstreamConnection, Transport, TransportStream};
+use crate::overload::{self, OverloadAction};
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -122,6 +123,10 @@ async fn serve_halves(cfg: Arc<HcmConfig>, info: ConnectionInfo, rd: TransportRe
         Ended::Closed { local } => local,
         Ended::Rejected(reply) => {
             let response = active_stream::codec_error(cfg, info, *reply);
+            // Envoy counts the overload action on every response it encodes.
+            if overload::applies(OverloadAction::DisableHttpKeepalive) {
+                stats.downstream_cx_overload_disable_keepalive.inc();
+            }
             // Boxed as `exchange` is: writing a response is a large future.
             let _ =
                 Box::pin(writer.write(response, false, ConnectionHeader::Close, WriteLimits::default(), &mut timer))
@@ -238,10 +243,20 @@ async fn exchange(
     if draining && keep_alive {
         stats.downstream_cx_drain_close.inc();
     }
+    // The disable_http_keepalive overload action closes the connection after
+    // this response (counted, as Envoy's, even where it would close anyway).
+    let overloaded = !draining && overload::applies(OverloadAction::DisableHttpKeepalive);
+    if overloaded {
+        stats.downstream_cx_overload_disable_keepalive.inc();
+    }
     // A request body the stream did not read (a local reply) closes the
     // connection, as in Envoy.
     let unread_body = !reader.borrow().body_done();
-    let close = !keep_alive || draining || unread_body || response.extensions().get::<CloseConnection>().is_some();
+    let close = !keep_alive
+        || draining
+        || overloaded
+        || unread_body
+        || response.extensions().get::<CloseConnection>().is_some();
     let write_limits = WriteLimits { idle: timers.idle(), deadline: timers.max_duration().map(|d| started + d) };
     let connection = match (close, http10) {
         (true, _) => ConnectionHeader::Close,

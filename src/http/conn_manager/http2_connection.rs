@@ -36,6 +36,7 @@ use crate::http::http1::response_writer::{WriteError, WriteLimits};
 use crate::http::http2::response_writer::Outbound;
 use crate::http::http2::{self, CodecIo, FrameGuard, Http2CodecStats, StreamRx, Violation};
 use crate::network::ConnectionInfo;
+use crate::overload::{self, OverloadAction};
 
 /// h2's limits on streams reset before they were accepted and on streams it
 /// reset for the client's errors: above the 250 premature resets of Envoy's rule.
@@ -161,6 +162,12 @@ where
                     // The Nth stream is served, and the connection drains after it.
                     if !going_away && cfg.max_requests_per_connection.is_some_and(|max| streams >= max) {
                         stats.downstream_cx_max_requests_reached.inc();
+                        local |= go_away(&mut conn, h2_stats, &mut going_away);
+                    }
+                    // The disable_http_keepalive overload action drains the connection
+                    // with GOAWAY; this stream is still served.
+                    if !going_away && overload::applies(OverloadAction::DisableHttpKeepalive) {
+                        stats.downstream_cx_overload_disable_keepalive.inc();
                         local |= go_away(&mut conn, h2_stats, &mut going_away);
                     }
                     // A failed health check drains connections as their streams come,

@@ -1,0 +1,308 @@
+//! Envoy's overload manager, on the main thread: every `refresh_interval` it
+//! reads its resource monitors (heap in use against `fixed_heap`'s maximum, the
+//! cgroup's memory against its limit), computes each action's state from its
+//! triggers (a threshold saturates the action at a pressure; a scaled trigger
+//! scales it between two pressures), and posts the new state to every thread
+//! when it changed (`crate::overload`). `global_downstream_max_connections` is
+//! not refreshed: as Envoy's proactive resource, each accept checks the open
+//! connection count against it.
+//!
+//! Stats as Envoy's: `overload.<monitor>.pressure` (percent, not clamped),
+//! `.failed_updates`, `.skipped_updates`; `overload.<action>.active` (0/1) and
+//! `.scale_percent`; `overload.refresh_interval_delay` (ms late of a refresh).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::overload::v3::{
+    resource_monitor::ConfigType, trigger::TriggerOneof, OverloadManager as OverloadManagerProto,
+};
+use envoy_types::pb::envoy::extensions::resource_monitors::cgroup_memory::v3::CgroupMemoryConfig;
+use envoy_types::pb::envoy::extensions::resource_monitors::downstream_connections::v3::DownstreamConnectionsConfig;
+use envoy_types::pb::envoy::extensions::resource_monitors::fixed_heap::v3::FixedHeapConfig;
+
+use crate::config::bootstrap::decode_any;
+use crate::config::{duration_or, ConfigError, FieldPath};
+use crate::overload::{self, OverloadAction, OverloadState};
+use crate::stats::{Counter, Gauge, Histogram, Store};
+use crate::thread_local::Slot;
+
+/// Envoy's default `refresh_interval`.
+const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a resource monitor measures.
+#[derive(Debug, Clone, PartialEq)]
+enum Resource {
+    FixedHeap {
+        max_bytes: u64,
+    },
+    CgroupMemory {
+        max_bytes: Option<u64>,
+    },
+    /// Checked at accept, never refreshed.
+    DownstreamConnections,
+}
+
+impl Resource {
+    /// The pressure now (1.0 is the limit), or `None` when it cannot be read.
+    fn pressure(&self) -> Option<f64> {
+        match self {
+            Resource::FixedHeap { max_bytes } => Some(super::memory::usage().allocated as f64 / *max_bytes as f64),
+            Resource::CgroupMemory { max_bytes } => {
+                let (used, limit) = cgroup_memory()?;
+                let limit = match (limit, max_bytes) {
+                    (Some(l), Some(m)) => l.min(*m),
+                    (Some(l), None) => l,
+                    (None, Some(m)) => *m,
+                    (None, None) => return None,
+                };
+                Some(used as f64 / limit as f64)
+            }
+            Resource::DownstreamConnections => None,
+        }
+    }
+}
+
+/// The cgroup's memory in use and its limit (`None`: unlimited), from cgroup v2
+/// or, failing that, v1.
+fn cgroup_memory() -> Option<(u64, Option<u64>)> {
+    let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string());
+    if let Some(used) = read("/sys/fs/cgroup/memory.current") {
+        let limit = read("/sys/fs/cgroup/memory.max").and_then(|l| l.parse().ok());
+        return Some((used.parse().ok()?, limit));
+    }
+    let used = read("/sys/fs/cgroup/memory/memory.usage_in_bytes")?.parse().ok()?;
+    // v1 reports "no limit" as a huge number.
+    let limit =
+        read("/sys/fs/cgroup/memory/memory.limit_in_bytes").and_then(|l| l.parse().ok()).filter(|l| *l < 1 << 60);
+    Some((used, limit))
+}
+
+#[derive(Debug)]
+struct Monitor {
+    resource: Resource,
+    pressure: Arc<Gauge>,
+    failed_updates: Arc<Counter>,
+    /// Envoy counts a refresh skipped while the last was still running; Courier's
+    /// reads are synchronous, so it stays 0.
+    _skipped_updates: Arc<Counter>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum TriggerKind {
+    Threshold(f64),
+    Scaled { scaling: f64, saturation: f64 },
+}
+
+#[derive(Debug)]
+struct Trigger {
+    monitor: usize,
+    kind: TriggerKind,
+}
+
+impl Trigger {
+    /// The action's scale this trigger asks for at `pressure`.
+    fn scale(&self, pressure: f64) -> f32 {
+        match self.kind {
+            TriggerKind::Threshold(value) => f32::from(u8::from(pressure >= value)),
+            TriggerKind::Scaled { saturation, .. } if pressure >= saturation => 1.0,
+            TriggerKind::Scaled { scaling, .. } if pressure <= scaling => 0.0,
+            TriggerKind::Scaled { scaling, saturation } => ((pressure - scaling) / (saturation - scaling)) as f32,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Action {
+    action: OverloadAction,
+    triggers: Vec<Trigger>,
+    active: Arc<Gauge>,
+    scale_percent: Arc<Gauge>,
+}
+
+/// The overload manager built from `overload_manager`.
+#[derive(Debug)]
+pub struct OverloadManager {
+    refresh_interval: Duration,
+    monitors: Vec<Monitor>,
+    actions: Vec<Action>,
+    refresh_interval_delay: Arc<Histogram>,
+    /// The last state posted to the threads.
+    posted: Option<OverloadState>,
+    /// `max_active_downstream_connections`, for every accept to check.
+    global_max_connections: Option<u64>,
+}
+
+impl OverloadManager {
+    /// Builds the manager; `path` points at `overload_manager`.
+    pub fn from_proto(
+        p: &OverloadManagerProto,
+        store: &Store,
+        path: &FieldPath,
+    ) -> Result<OverloadManager, ConfigError> {
+        let mut monitors = Vec::new();
+        let mut names: Vec<&str> = Vec::new();
+        let mut global_max = None;
+        for (i, m) in p.resource_monitors.iter().enumerate() {
+            let at = path.child("resource_monitors").child(&i.to_string());
+            if names.contains(&m.name.as_str()) {
+                return Err(at.field_error("name", format!("duplicate resource monitor '{}'", m.name)));
+            }
+            let Some(ConfigType::TypedConfig(any)) = &m.config_type else {
+                return Err(at.field_error("typed_config", "a resource monitor needs a typed_config"));
+            };
+            let type_name = any.type_url.rsplit('/').next().unwrap_or_default();
+            let typed = at.child("typed_config");
+            let resource = match type_name {
+                overload::FIXED_HEAP_TYPE => {
+                    let c: FixedHeapConfig = decode_any(any, &typed)?;
+                    if c.max_heap_size_bytes == 0 {
+                        return Err(typed.field_error("max_heap_size_bytes", "must be greater than 0"));
+                    }
+                    Resource::FixedHeap { max_bytes: c.max_heap_size_bytes }
+                }
+                overload::CGROUP_MEMORY_TYPE => {
+                    let c: CgroupMemoryConfig = decode_any(any, &typed)?;
+                    Resource::CgroupMemory { max_bytes: Some(c.max_memory_bytes).filter(|m| *m > 0) }
+                }
+                overload::DOWNSTREAM_CONNECTIONS_TYPE => {
+                    let c: DownstreamConnectionsConfig = decode_any(any, &typed)?;
+                    if c.max_active_downstream_connections <= 0 {
+                        return Err(typed.field_error("max_active_downstream_connections", "must be greater than 0"));
+                    }
+                    global_max = Some(c.max_active_downstream_connections as u64);
+                    Resource::DownstreamConnections
+                }
+                other => return Err(at.field_error("typed_config", format!("unsupported resource monitor '{other}'"))),
+            };
+            let prefix = format!("overload.{}.", m.name);
+            monitors.push(Monitor {
+                resource,
+                pressure: store.gauge(&format!("{prefix}pressure")),
+                failed_updates: store.counter(&format!("{prefix}failed_updates")),
+                _skipped_updates: store.counter(&format!("{prefix}skipped_updates")),
+            });
+            names.push(&m.name);
+        }
+        let mut actions = Vec::new();
+        for (i, a) in p.actions.iter().enumerate() {
+            let at = path.child("actions").child(&i.to_string());
+            let action = OverloadAction::from_name(&a.name)
+                .ok_or_else(|| at.field_error("name", format!("unsupported overload action '{}'", a.name)))?;
+            if actions.iter().any(|x: &Action| x.action == action) {
+                return Err(at.field_error("name", format!("duplicate overload action '{}'", a.name)));
+            }
+            let mut triggers = Vec::new();
+            for (j, t) in a.triggers.iter().enumerate() {
+                let tat = at.child("triggers").child(&j.to_string());
+                let monitor = names
+                    .iter()
+                    .position(|n| *n == t.name)
+                    .ok_or_else(|| tat.field_error("name", format!("unknown trigger resource '{}'", t.name)))?;
+                if monitors[monitor].resource == Resource::DownstreamConnections {
+                    return Err(tat.field_error(
+                        "name",
+                        "global_downstream_max_connections is checked at accept and triggers no action",
+                    ));
+                }
+                let kind = match &t.trigger_oneof {
+                    Some(TriggerOneof::Threshold(th)) => TriggerKind::Threshold(th.value),
+                    Some(TriggerOneof::Scaled(s)) => {
+                        if s.scaling_threshold >= s.saturation_threshold {
+                            return Err(
+                                tat.field_error("scaled", "scaling_threshold must be below saturation_threshold")
+                            );
+                        }
+                        TriggerKind::Scaled { scaling: s.scaling_threshold, saturation: s.saturation_threshold }
+                    }
+                    None => return Err(tat.error("a trigger needs threshold or scaled")),
+                };
+                triggers.push(Trigger { monitor, kind });
+            }
+            let prefix = format!("overload.{}.", a.name);
+            actions.push(Action {
+                action,
+                triggers,
+                active: store.gauge(&format!("{prefix}active")),
+                scale_percent: store.gauge(&format!("{prefix}scale_percent")),
+            });
+        }
+        Ok(OverloadManager {
+            global_max_connections: global_max,
+            refresh_interval: duration_or(&p.refresh_interval, DEFAULT_REFRESH_INTERVAL),
+            monitors,
+            actions,
+            refresh_interval_delay: store.histogram("overload.refresh_interval_delay"),
+            posted: None,
+        })
+    }
+
+    /// Reads the monitors and posts the actions' state to every thread of
+    /// `slot`'s registry when it changed.
+    pub fn refresh(&mut self, slot: &Slot<OverloadState>) {
+        let pressures: Vec<Option<f64>> = self
+            .monitors
+            .iter()
+            .map(|m| {
+                if m.resource == Resource::DownstreamConnections {
+                    return None;
+                }
+                let p = m.resource.pressure();
+                match p {
+                    Some(p) => m.pressure.set((p * 100.0) as i64),
+                    None => m.failed_updates.inc(),
+                }
+                p
+            })
+            .collect();
+        let mut state = OverloadState::default();
+        for a in &self.actions {
+            // The most engaged trigger wins; a monitor that failed keeps none engaged.
+            let scale =
+                a.triggers.iter().filter_map(|t| pressures[t.monitor].map(|p| t.scale(p))).fold(0.0f32, f32::max);
+            state.set(a.action, scale);
+            a.active.set(i64::from(state.is_saturated(a.action)));
+            a.scale_percent.set((state.scale(a.action) * 100.0) as i64);
+        }
+        if state.is_saturated(OverloadAction::ShrinkHeap) {
+            super::memory::release_free_memory();
+        }
+        if self.posted != Some(state) {
+            self.posted = Some(state);
+            slot.set(move || state);
+        }
+    }
+
+    /// Starts the manager on this (the main) thread: the connection limit and
+    /// `slot` are published, and a task refreshes every `refresh_interval`, the
+    /// first time one interval after start-up, as Envoy's (until then no action
+    /// is engaged).
+    pub fn start(mut self, slot: Slot<OverloadState>) {
+        overload::set_global_max_connections(self.global_max_connections);
+        overload::publish_slot(&slot);
+        tokio::task::spawn_local(async move {
+            let mut tick = tokio::time::interval(self.refresh_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                let due = tick.tick().await;
+                let late = tokio::time::Instant::now().saturating_duration_since(due);
+                self.refresh_interval_delay.record(late.as_millis() as u64);
+                self.refresh(&slot);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn triggers_scale_as_envoys() {
+        let t = Trigger { monitor: 0, kind: TriggerKind::Threshold(0.9) };
+        assert_eq!((t.scale(0.89), t.scale(0.9), t.scale(5.0)), (0.0, 1.0, 1.0));
+        let s = Trigger { monitor: 0, kind: TriggerKind::Scaled { scaling: 0.5, saturation: 0.9 } };
+        assert_eq!((s.scale(0.5), s.scale(0.7), s.scale(0.9)), (0.0, 0.5, 1.0));
+    }
+}
