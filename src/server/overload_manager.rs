@@ -144,7 +144,8 @@ impl OverloadManager {
         let mut names: Vec<&str> = Vec::new();
         let mut global_max = None;
         for (i, m) in p.resource_monitors.iter().enumerate() {
-            let at = path.child("resource_monitors").child(&i.to_string());
+            let mut at = path.child("resource_monitors");
+            at.push_index(i);
             if names.contains(&m.name.as_str()) {
                 return Err(at.field_error("name", format!("duplicate resource monitor '{}'", m.name)));
             }
@@ -186,7 +187,8 @@ impl OverloadManager {
         }
         let mut actions = Vec::new();
         for (i, a) in p.actions.iter().enumerate() {
-            let at = path.child("actions").child(&i.to_string());
+            let mut at = path.child("actions");
+            at.push_index(i);
             let action = OverloadAction::from_name(&a.name)
                 .ok_or_else(|| at.field_error("name", format!("unsupported overload action '{}'", a.name)))?;
             if actions.iter().any(|x: &Action| x.action == action) {
@@ -194,7 +196,8 @@ impl OverloadManager {
             }
             let mut triggers = Vec::new();
             for (j, t) in a.triggers.iter().enumerate() {
-                let tat = at.child("triggers").child(&j.to_string());
+                let mut tat = at.child("triggers");
+                tat.push_index(j);
                 let monitor = names
                     .iter()
                     .position(|n| *n == t.name)
@@ -297,6 +300,53 @@ impl OverloadManager {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn build(yaml: &str) -> Result<OverloadManager, ConfigError> {
+        let json = crate::config::bootstrap::parse_yaml(yaml).map_err(|e| ConfigError::new("", e))?;
+        let desc = crate::config::descriptor::message("envoy.config.overload.v3.OverloadManager").unwrap();
+        let msg = crate::config::proto_json::decode(&desc, &json, &mut FieldPath::new())?;
+        let proto: OverloadManagerProto =
+            prost::Message::decode(prost::Message::encode_to_vec(&msg).as_slice()).unwrap();
+        OverloadManager::from_proto(&proto, &Store::new(), &FieldPath::starting_at("overload_manager"))
+    }
+
+    const HEAP: &str = r#"
+resource_monitors:
+- name: heap
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig
+    max_heap_size_bytes: 1000
+"#;
+
+    #[test]
+    fn config_errors_name_the_field() {
+        let err = |actions: &str| build(&format!("{HEAP}actions:\n{actions}")).unwrap_err().to_string();
+        let e = err(
+            "- { name: envoy.overload_actions.reduce_timeouts, triggers: [{ name: heap, threshold: { value: 0.9 } }] }",
+        );
+        assert!(e.contains("overload_manager.actions[0].name") && e.contains("unsupported overload action"), "{e}");
+        let e = err(
+            "- { name: envoy.overload_actions.shrink_heap, triggers: [{ name: nope, threshold: { value: 0.9 } }] }",
+        );
+        assert!(e.contains("actions[0].triggers[0].name") && e.contains("unknown trigger resource 'nope'"), "{e}");
+        let e = err("- { name: envoy.overload_actions.shrink_heap, triggers: [{ name: heap, scaled: { scaling_threshold: 0.9, saturation_threshold: 0.5 } }] }");
+        assert!(e.contains("scaling_threshold must be below"), "{e}");
+    }
+
+    #[test]
+    fn an_engaged_action_reaches_the_threads_state() {
+        let mut m = build(&format!(
+            "{HEAP}actions:\n- {{ name: envoy.overload_actions.stop_accepting_requests, triggers: [{{ name: heap, threshold: {{ value: 0.5 }} }}] }}"
+        ))
+        .unwrap();
+        let registry = crate::thread_local::ThreadLocalRegistry::new();
+        let slot = registry.allocate_slot::<OverloadState>();
+        m.refresh(&slot);
+        let posted = m.posted.expect("a state was posted");
+        assert!(posted.is_saturated(OverloadAction::StopAcceptingRequests), "the heap is far over 1,000 bytes");
+        assert_eq!(m.actions[0].active.value(), 1);
+        assert!(m.monitors[0].pressure.value() > 100);
+    }
 
     #[test]
     fn triggers_scale_as_envoys() {
