@@ -46,6 +46,20 @@ impl ConfigError {
     pub fn new(path: impl Into<String>, reason: impl Into<String>) -> Self {
         ConfigError { path: path.into(), reason: reason.into() }
     }
+
+    /// One error for several: the first, then each other on a line of its own,
+    /// so that a user fixes a config in one pass rather than one error a run.
+    pub fn several(mut errors: Vec<ConfigError>) -> Option<ConfigError> {
+        let rest = errors.split_off(1.min(errors.len()));
+        let mut first = errors.pop()?;
+        if !rest.is_empty() {
+            first.reason.push_str(&format!("\n  and {} more:", rest.len()));
+            for e in rest {
+                first.reason.push_str(&format!("\n  {e}"));
+            }
+        }
+        Some(first)
+    }
 }
 
 /// The path of the field being looked at, as the user wrote it.

@@ -129,6 +129,22 @@ fn unknown_field(desc: &MessageDescriptor, key: &str) -> String {
     }
 }
 
+/// "unknown value 'v' for enum E", with "did you mean `X`?" for a likely typo
+/// (`strictdns` for `STRICT_DNS`: names compare without case or underscores).
+fn unknown_enum_value(e: &prost_reflect::EnumDescriptor, value: &str) -> String {
+    let squash = |s: &str| s.chars().filter(|c| *c != '_').collect::<String>().to_ascii_uppercase();
+    let wanted = squash(value);
+    let close = e
+        .values()
+        .map(|v| (edit_distance(&wanted, &squash(v.name())), v))
+        .filter(|(d, _)| *d <= 2 && *d < wanted.len())
+        .min_by_key(|(d, _)| *d);
+    match close {
+        Some((_, v)) => format!("unknown value '{value}' for enum {} (did you mean '{}'?)", e.full_name(), v.name()),
+        None => format!("unknown value '{value}' for enum {}", e.full_name()),
+    }
+}
+
 /// Levenshtein distance, for typo suggestions on short names.
 fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
@@ -249,7 +265,7 @@ fn scalar(kind: &Kind, json: &Json, path: &FieldPath) -> Result<Value, ConfigErr
                 let v = e
                     .get_value_by_name(s)
                     .or_else(|| e.get_value_by_name(&s.to_ascii_uppercase()))
-                    .ok_or_else(|| path.error(format!("unknown value '{s}' for enum {}", e.full_name())))?;
+                    .ok_or_else(|| path.error(unknown_enum_value(e, s)))?;
                 Value::EnumNumber(v.number())
             }
             Json::Number(_) => {
@@ -334,14 +350,18 @@ fn decode_any(desc: &MessageDescriptor, json: &Json, path: &mut FieldPath) -> Re
     path.push_field("@type");
     let url = obj.get("@type").and_then(Json::as_str).ok_or_else(|| path.error("missing '@type'"))?;
     let name = url.rsplit('/').next().unwrap_or(url);
-    let inner_desc = desc.parent_pool().get_message_by_name(name).ok_or_else(|| {
-        // A real Envoy extension whose schema Courier does not carry.
-        if super::descriptor::is_envoy_message(name) {
-            path.error(format!("unsupported extension '{url}'"))
-        } else {
-            path.error(format!("unknown type '{url}'"))
+    let Some(inner_desc) = desc.parent_pool().get_message_by_name(name) else {
+        // A real Envoy extension whose schema Courier does not carry: kept with
+        // no payload, for the supported-fields walk to name beside every other
+        // field Courier lacks, rather than stopping the decode here.
+        if !super::descriptor::is_envoy_message(name) {
+            return Err(path.error(format!("unknown type '{url}'")));
         }
-    })?;
+        path.pop();
+        let mut any = DynamicMessage::new(desc.clone());
+        any.set_field_by_name("type_url", Value::String(url.to_string()));
+        return Ok(any);
+    };
     path.pop();
     let inner = if has_special_json(inner_desc.full_name()) {
         path.push_field("value");
@@ -559,7 +579,7 @@ mod tests {
         let e = cluster("{name: c, type: strictdns}").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "type: unknown value 'strictdns' for enum envoy.config.cluster.v3.Cluster.DiscoveryType"
+            "type: unknown value 'strictdns' for enum envoy.config.cluster.v3.Cluster.DiscoveryType (did you mean 'STRICT_DNS'?)"
         );
         let e = cluster("{name: c, connect_timeout: {seconds: 1, millis: 3}}").unwrap_err();
         assert!(e.to_string().starts_with("connect_timeout.millis: "), "{e}");

@@ -483,28 +483,41 @@ enum Anys {
     Skip,
 }
 
-/// Rejects the first set field or extension of `msg` (a whole bootstrap) that is
-/// not in `inventory`.
+/// Rejects every set field or extension of `msg` (a whole bootstrap) that is not in
+/// `inventory`: the error names the first and lists the others.
 pub fn check(inventory: &Inventory, msg: &DynamicMessage, path: &mut FieldPath) -> Result<(), ConfigError> {
-    Walk { inventory, anys: Anys::Check }.fields(msg, path, None)
+    Walk::new(inventory, Anys::Check).run(msg, path)
 }
 
-/// Rejects the first set field of `msg` that is not in `inventory`, for a message
-/// checked on its own rather than as part of a bootstrap: a route configuration
-/// (`RouteTable::from_proto`), an HTTP filter's config. Its `Any`s
-/// (`typed_per_filter_config`) are left to the filters that decode them. `path` points
-/// at `msg`.
+/// `check` for a message checked on its own rather than as part of a bootstrap: a
+/// route configuration (`RouteTable::from_proto`), an HTTP filter's config. Its
+/// `Any`s (`typed_per_filter_config`) are left to the filters that decode them.
+/// `path` points at `msg`.
 pub fn check_message(inventory: &Inventory, msg: &DynamicMessage, path: &FieldPath) -> Result<(), ConfigError> {
-    Walk { inventory, anys: Anys::Skip }.fields(msg, &mut path.clone(), None)
+    Walk::new(inventory, Anys::Skip).run(msg, &mut path.clone())
 }
 
-/// One walk over a message: what it checks against, and what it does with `Any`s.
+/// One walk over a message: what it checks against, what it does with `Any`s, and
+/// the unsupported fields found so far (the walk goes on past each, not into it).
 struct Walk<'a> {
     inventory: &'a Inventory,
     anys: Anys,
+    unsupported: std::cell::RefCell<Vec<ConfigError>>,
 }
 
-impl Walk<'_> {
+impl<'a> Walk<'a> {
+    fn new(inventory: &'a Inventory, anys: Anys) -> Walk<'a> {
+        Walk { inventory, anys, unsupported: Default::default() }
+    }
+
+    fn run(self, msg: &DynamicMessage, path: &mut FieldPath) -> Result<(), ConfigError> {
+        self.fields(msg, path, None)?;
+        match ConfigError::several(self.unsupported.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     /// `place`: the supported fields where this message sits, when `PLACES` narrows
     /// them; else the message's own entry applies.
     fn fields(
@@ -531,11 +544,13 @@ impl Walk<'_> {
             path.push_field(field.name());
             if !fields.contains(&field.name()) {
                 let here = if place.is_some() { " here" } else { "" };
-                return Err(path.error(format!(
+                self.unsupported.borrow_mut().push(path.error(format!(
                     "field '{}' of {} is not supported by Courier{here}",
                     field.name(),
                     desc.full_name()
                 )));
+                path.pop();
+                continue;
             }
             self.value(value, path, self.inventory.place_fields(desc.full_name(), field.name()))?;
             path.pop();
@@ -604,7 +619,8 @@ impl Walk<'_> {
             _ => String::new(),
         };
         if !(self.inventory.is_extension)(descriptor::type_name(&url)) {
-            return Err(path.field_error("@type", format!("unsupported extension '{url}'")));
+            self.unsupported.borrow_mut().push(path.field_error("@type", format!("unsupported extension '{url}'")));
+            return Ok(());
         }
         let desc = descriptor::message(descriptor::type_name(&url))
             .ok_or_else(|| path.field_error("@type", format!("unknown type '{url}'")))?;

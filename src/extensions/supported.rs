@@ -168,6 +168,25 @@ mod tests {
     }
 
     #[test]
+    fn every_unsupported_field_and_extension_is_named_at_once() {
+        let cluster = r#"
+            name: c
+            upstream_bind_config: {source_address: {address: 127.0.0.1, port_value: 0}}
+            outlier_detection: {}
+            transport_socket:
+              name: t
+              typed_config: {"@type": type.googleapis.com/envoy.extensions.transport_sockets.quic.v3.QuicUpstreamTransport}
+        "#;
+        let e = check_yaml("envoy.config.cluster.v3.Cluster", cluster, true).unwrap_err().to_string();
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 4, "{e}");
+        assert!(lines[0].starts_with("m.outlier_detection: field 'outlier_detection'"), "{e}");
+        assert_eq!(lines[1], "  and 2 more:");
+        assert!(lines[2].starts_with("  m.upstream_bind_config: field 'upstream_bind_config'"), "{e}");
+        assert!(lines[3].starts_with("  m.transport_socket.typed_config.@type: unsupported extension"), "{e}");
+    }
+
+    #[test]
     fn map_entries_are_named_by_key_and_anys_checked_or_left() {
         let cluster = r#"
             name: c
