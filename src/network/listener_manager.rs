@@ -3,14 +3,16 @@
 //! `ListenerManagerImpl::addListenerToWorker`).
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 
+use super::active_listener::{self, StopMode};
 use super::filter::NetworkFilterBuilder;
 use super::listener::ListenerConfig;
-use super::{active_listener, socket};
+use super::socket;
 use crate::config::{ConfigError, FieldPath};
 use crate::define_stats;
 use crate::event::DispatcherHandle;
@@ -109,7 +111,7 @@ impl ListenerManager {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let (config, total) = (config.clone(), total_connections.clone());
                 worker.post(move || {
-                    let _ = tx.send(active_listener::add_listener(config, sock, index, total));
+                    let _ = tx.send(active_listener::add_listener(config, vec![sock], index, total));
                 });
                 acks.push(rx);
             }
@@ -127,13 +129,27 @@ impl ListenerManager {
     }
 
     /// Stops accepting on every worker (Envoy's `stopListeners`); open connections
-    /// are left to drain.
-    pub fn stop_listeners(&self, workers: &[DispatcherHandle]) {
+    /// are left to drain. The sockets of the listeners at `handed_over` addresses
+    /// are another process's now and are let go of; the others close, their
+    /// accept queues served first.
+    pub fn stop_listeners(&self, workers: &[DispatcherHandle], handed_over: &HashSet<SocketAddr>) {
         if self.stopped.replace(true) {
             return;
         }
+        let handed: Arc<HashSet<String>> = Arc::new(
+            self.configs.iter().filter(|c| handed_over.contains(&c.address)).map(|c| c.name.clone()).collect(),
+        );
         for w in workers {
-            w.post(active_listener::stop_listeners);
+            let handed = handed.clone();
+            w.post(move || {
+                active_listener::stop_listeners(|name| {
+                    if handed.contains(name) {
+                        StopMode::HandedOver
+                    } else {
+                        StopMode::Close
+                    }
+                })
+            });
         }
         let n = self.active.borrow().len() as u64;
         self.stats.listener_stopped.add(n);

@@ -46,6 +46,18 @@ pub fn bind_for_workers(
     Ok(sockets)
 }
 
+/// Makes a listen socket refuse new connections while it still has some
+/// queued: a socket filter that drops every packet, so no handshake completes
+/// on it from now on (a client's SYN goes unanswered, and is refused once the
+/// socket is closed). The connections already in its accept queue can then be
+/// accepted and served before it closes; closing a socket with a queue resets
+/// every connection in it.
+pub fn refuse_new_connections(listener: &TcpListener) -> std::io::Result<()> {
+    // BPF_RET | BPF_K with k = 0: keep 0 bytes of every packet, i.e. drop it.
+    const DROP_ALL: [socket2::SockFilter; 1] = [socket2::SockFilter::new(0x06, 0, 0, 0)];
+    socket2::SockRef::from(listener).attach_filter(&DROP_ALL)
+}
+
 /// Envoy's `IPV6_V6ONLY` for a socket bound to `ip` from a `SocketAddress`: set on
 /// an IPv6 address unless `ipv4_compat` asks it to accept IPv4 too.
 pub fn ipv6_only(ip: std::net::IpAddr, ipv4_compat: bool) -> bool {

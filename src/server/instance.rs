@@ -3,6 +3,7 @@
 //! main thread's dispatcher (admin, DNS, signals), and drains on shutdown.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use crate::config::{self, BootstrapSource, ConfigError, LoadedBootstrap};
 use crate::define_stats;
 use crate::event::{Dispatcher, DispatcherHandle};
 use crate::extensions::{self, FactoryContext};
-use crate::network::ListenerManager;
+use crate::network::{DrainPhase, ListenerManager};
 use crate::runtime::{self, LayerConfig};
 use crate::stats::sink::StatSinks;
 use crate::stats::{Gauge, StatsConfig, Store};
@@ -114,7 +115,7 @@ pub struct ServerConfig {
     /// Shared with the filters that answer health checks.
     pub health_check_failed: Arc<AtomicBool>,
     /// Tells connections to finish and close when the server drains.
-    pub drain: tokio::sync::watch::Sender<bool>,
+    pub drain: tokio::sync::watch::Sender<DrainPhase>,
 }
 
 impl ServerConfig {
@@ -163,7 +164,7 @@ impl ServerConfig {
             &crate::extensions::transport_sockets::tls::TlsSocketBuilder { store: &store },
         )?;
         let health_check_failed = Arc::new(AtomicBool::new(false));
-        let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+        let (drain_tx, drain_rx) = tokio::sync::watch::channel(DrainPhase::Serving);
         let cluster_names: std::collections::HashSet<&str> =
             clusters.clusters.iter().map(|c| c.name.as_str()).collect();
         let cluster_exists = |name: &str| cluster_names.contains(name);
@@ -294,7 +295,7 @@ pub struct Server {
     health_check_failed: Arc<AtomicBool>,
     shutdown: Notify,
     shutdown_requested: Cell<bool>,
-    drain: tokio::sync::watch::Sender<bool>,
+    drain: tokio::sync::watch::Sender<DrainPhase>,
 }
 
 impl Server {
@@ -325,7 +326,7 @@ impl Server {
     /// `/drain_listeners`: stop accepting new connections, keep serving open ones.
     /// As in Envoy, the server stays LIVE; only shutdown makes it DRAINING.
     pub fn drain_listeners(&self) {
-        self.listener_manager.stop_listeners(&self.workers);
+        self.listener_manager.stop_listeners(&self.workers, &HashSet::new());
     }
 
     pub fn uptime(&self) -> Duration {
@@ -463,6 +464,10 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
     r
 }
 
+/// How long connections closed at the end of the drain get to finish closing
+/// (their lingering close) before the process exits.
+const CLOSE_IDLE_WAIT: Duration = Duration::from_secs(3);
+
 async fn main_loop(
     server: Rc<Server>,
     admin_address: Option<(std::net::SocketAddr, bool)>,
@@ -509,14 +514,16 @@ async fn main_loop(
     });
     wait_for_shutdown(&server).await;
     tracing::info!("shutting down: draining for up to {}s", server.options.drain_time_s);
+    // Draining first, so that connections still queued on a closing socket
+    // are served as draining ones.
+    server.drain.send_replace(DrainPhase::Draining);
     server.drain_listeners();
-    server.drain.send_replace(true);
     server.state.set(ServerState::Draining);
     server.refresh_stats();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(server.options.drain_time_s);
-    while server.total_connections.value() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let started = tokio::time::Instant::now();
+    wait_for_connections(&server, started + Duration::from_secs(server.options.drain_time_s)).await;
+    server.drain.send_replace(DrainPhase::CloseIdle);
+    wait_for_connections(&server, tokio::time::Instant::now() + CLOSE_IDLE_WAIT).await;
     flush.abort();
     // Envoy flushes its sinks once more when it stops, so what happened since the
     // last interval still reaches the collector.
@@ -529,6 +536,13 @@ async fn main_loop(
         tracing::warn!("some access log lines were not written before exit");
     }
     Ok(())
+}
+
+/// Waits until no connection is open, or `deadline`.
+async fn wait_for_connections(server: &Server, deadline: tokio::time::Instant) {
+    while server.total_connections.value() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Resolves on SIGTERM, SIGINT or a shutdown request from admin.
