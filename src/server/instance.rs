@@ -1,6 +1,8 @@
 //! The server instance (Envoy's `InstanceImpl`): loads the bootstrap, builds the
 //! listener and cluster managers, starts the workers and the guard dogs, runs the
-//! main thread's dispatcher (admin, DNS, signals), and drains on shutdown.
+//! main thread's dispatcher (admin, DNS, signals), takes the sockets of the
+//! process it upgrades (`handoff`), and drains on shutdown or when a newer
+//! process takes over.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
@@ -14,6 +16,7 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use tokio::sync::Notify;
 
 use super::admin;
+use super::handoff::{self, DrainRequest, Handoff};
 use super::options::Options;
 use super::watchdog::{GuardDog, WatchdogConfig};
 use super::worker::Worker;
@@ -349,6 +352,10 @@ impl Server {
 
 /// Runs the server to completion; returns the process exit code.
 pub fn run(options: Options) -> i32 {
+    if options.hot_restart_version {
+        println!("{}", handoff::VERSION);
+        return 0;
+    }
     let config = match ServerConfig::build(options.clone()) {
         Ok(c) => c,
         Err(e) => {
@@ -399,6 +406,9 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
         drain,
     } = config;
     let workers_n = options.workers();
+    // Before any thread starts: a handoff socket in use is a start-up error.
+    let handoff = Handoff::open(&options)?;
+    let handoff_file = handoff.file.clone();
     tracing::info!("courier {} starting: {workers_n} worker(s), config {config_source}", env!("CARGO_PKG_VERSION"));
     let main_guard = GuardDog::new(main_watchdog, "main_thread", store.clone());
     let worker_guard = GuardDog::new(worker_watchdog, "workers", store.clone());
@@ -419,6 +429,7 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
     let stats = ServerStats::new(&store, "server.");
     stats.concurrency.set(workers_n as i64);
     stats.version.set(version_number());
+    stats.hot_restart_epoch.set(i64::from(options.epoch()));
     // Envoy's value when no certificate is configured (u32::MAX days).
     stats.days_until_first_cert_expiring.set(i64::from(u32::MAX));
     stats.state.set(ServerState::PreInitializing as i64);
@@ -447,7 +458,8 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
     let result: Rc<RefCell<std::io::Result<()>>> = Rc::new(RefCell::new(Ok(())));
     let (srv, res) = (server.clone(), result.clone());
     main.run(Some(main_dog), async move {
-        if let Err(e) = main_loop(srv, admin_address, admin_access_logs, cluster_slot, clusters, stat_sinks).await {
+        let admin = (admin_address, admin_access_logs);
+        if let Err(e) = main_loop(srv, admin, cluster_slot, clusters, stat_sinks, handoff).await {
             *res.borrow_mut() = Err(e);
         }
     });
@@ -459,6 +471,9 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
     for t in guard_threads {
         let _ = t.join();
     }
+    if let Some(file) = handoff_file {
+        let _ = std::fs::remove_file(file);
+    }
     let r = std::mem::replace(&mut *result.borrow_mut(), Ok(()));
     tracing::info!("exiting");
     r
@@ -468,16 +483,32 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
 /// (their lingering close) before the process exits.
 const CLOSE_IDLE_WAIT: Duration = Duration::from_secs(3);
 
+/// The admin address (and whether it is IPv6-only) and its access logs.
+type AdminSetup = (Option<(std::net::SocketAddr, bool)>, Vec<Arc<dyn AccessLogger>>);
+
 async fn main_loop(
     server: Rc<Server>,
-    admin_address: Option<(std::net::SocketAddr, bool)>,
-    admin_access_logs: Vec<Arc<dyn AccessLogger>>,
+    (admin_address, admin_access_logs): AdminSetup,
     cluster_slot: Slot<ThreadLocalClusterManager>,
     clusters: ClusterManagerConfig,
     stat_sinks: StatSinks,
+    handoff: Handoff,
 ) -> std::io::Result<()> {
+    let Handoff { listener: handoff_listener, parent, .. } = handoff;
+    // Copies of the listen sockets a newer process may take, by address.
+    let mut handoff_sockets = crate::network::listener_manager::SocketsByAddress::new();
+    let mut admin_task = None;
     if let Some((addr, ipv6_only)) = admin_address {
-        let bound = admin::start(server.clone(), addr, ipv6_only, admin_access_logs).await?;
+        let socket = match handoff::inherit(parent.as_ref(), addr).pop() {
+            Some(s) => Ok(s),
+            None => crate::network::socket::bind_listener(addr, false, ipv6_only),
+        }
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind admin address {addr}: {e}")))?;
+        if handoff_listener.is_some() && addr.port() != 0 {
+            handoff_sockets.insert(addr, vec![socket.try_clone()?]);
+        }
+        let (bound, task) = admin::start(server.clone(), socket, admin_access_logs).await?;
+        admin_task = Some((addr, task));
         tracing::info!("admin address: {bound}");
         if let Some(path) = &server.options.admin_address_path {
             std::fs::write(path, bound.to_string())?;
@@ -490,7 +521,9 @@ async fn main_loop(
     // so `runtime.load_success` starts at 2 there too.
     server.runtime.load();
     server.runtime.watch_disk_layers();
-    server.listener_manager.start_workers(&server.workers, &server.total_connections).await?;
+    let lm = &server.listener_manager;
+    let inherited = lm.inheritable_addresses().into_iter().map(|a| (a, handoff::inherit(parent.as_ref(), a))).collect();
+    lm.start_workers(&server.workers, &server.total_connections, inherited, handoff_listener.is_some()).await?;
     if !server.listener_manager.is_stopped() {
         server.state.set(ServerState::Live);
     }
@@ -498,6 +531,26 @@ async fn main_loop(
     super::memory::release_free_memory();
     server.refresh_stats();
     tracing::info!("all workers started; server is live");
+    // Accepting on every socket: the old process may let go of its copies.
+    if let Some(parent) = parent {
+        let o = &server.options;
+        let times = (Duration::from_secs(o.drain_time_s), Duration::from_secs(o.parent_shutdown_time_s));
+        match parent.drain(times.0, times.1) {
+            Ok(()) => tracing::info!("the previous epoch drains and exits"),
+            Err(e) => tracing::warn!("cannot tell the previous epoch to drain: {e}"),
+        }
+    }
+    let (drain_requests, mut drain_requested) = tokio::sync::mpsc::unbounded_channel();
+    let handoff_sockets = match handoff_listener {
+        None => None,
+        Some(listener) => {
+            handoff_sockets.extend(lm.take_handoff_sockets());
+            let shared = Arc::new(std::sync::Mutex::new(handoff_sockets));
+            // Not joined: it waits in accept until the process exits.
+            handoff::parent::spawn(listener, shared.clone(), drain_requests)?;
+            Some(shared)
+        }
+    };
 
     // Shared with the last flush at exit; never borrowed across an await.
     let stat_sinks = Rc::new(RefCell::new(stat_sinks));
@@ -512,18 +565,41 @@ async fn main_loop(
             }
         }
     });
-    wait_for_shutdown(&server).await;
-    tracing::info!("shutting down: draining for up to {}s", server.options.drain_time_s);
+    let handed_over = wait_for_shutdown(&server, &mut drain_requested).await;
+    if let Some(sockets) = &handoff_sockets {
+        // No newer process takes a socket from now on, and those that close
+        // must not stay open in here.
+        sockets.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+    let (drain_time, shutdown_time, handed) = match handed_over {
+        Some(DrainRequest { drain_time, parent_shutdown_time, handed_over }) => {
+            tracing::info!(
+                "handed over to a newer process: draining for {}s, exiting within {}s",
+                drain_time.as_secs(),
+                parent_shutdown_time.as_secs()
+            );
+            (drain_time, parent_shutdown_time, handed_over)
+        }
+        None => {
+            tracing::info!("shutting down: draining for up to {}s", server.options.drain_time_s);
+            (Duration::from_secs(server.options.drain_time_s), Duration::ZERO, HashSet::new())
+        }
+    };
     // Draining first, so that connections still queued on a closing socket
     // are served as draining ones.
     server.drain.send_replace(DrainPhase::Draining);
-    server.drain_listeners();
+    server.listener_manager.stop_listeners(&server.workers, &handed);
+    if let Some((addr, task)) = admin_task {
+        if handed.contains(&addr) {
+            task.abort();
+        }
+    }
     server.state.set(ServerState::Draining);
     server.refresh_stats();
     let started = tokio::time::Instant::now();
-    wait_for_connections(&server, started + Duration::from_secs(server.options.drain_time_s)).await;
+    wait_for_connections(&server, started + drain_time).await;
     server.drain.send_replace(DrainPhase::CloseIdle);
-    wait_for_connections(&server, tokio::time::Instant::now() + CLOSE_IDLE_WAIT).await;
+    wait_for_connections(&server, (started + shutdown_time).max(tokio::time::Instant::now() + CLOSE_IDLE_WAIT)).await;
     flush.abort();
     // Envoy flushes its sinks once more when it stops, so what happened since the
     // last interval still reaches the collector.
@@ -545,25 +621,34 @@ async fn wait_for_connections(server: &Server, deadline: tokio::time::Instant) {
     }
 }
 
-/// Resolves on SIGTERM, SIGINT or a shutdown request from admin.
-async fn wait_for_shutdown(server: &Server) {
+/// Resolves on SIGTERM, SIGINT or a shutdown request from admin (`None`), or
+/// when a newer process has taken the listen sockets over and asks this one
+/// to drain.
+async fn wait_for_shutdown(
+    server: &Server,
+    handoff: &mut tokio::sync::mpsc::UnboundedReceiver<DrainRequest>,
+) -> Option<DrainRequest> {
     use tokio::signal::unix::{signal, SignalKind};
     let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(t), Ok(i)) => (t, i),
         _ => {
             tracing::warn!("cannot install signal handlers; only /quitquitquit stops the server");
             server.shutdown.notified().await;
-            return;
+            return None;
         }
     };
     if server.shutdown_requested.get() {
-        return;
+        return None;
     }
     tokio::select! {
         _ = term.recv() => tracing::info!("caught SIGTERM"),
         _ = int.recv() => tracing::info!("caught SIGINT"),
         _ = server.shutdown.notified() => {}
+        // Without handoff nothing sends; if the handoff thread ends, its sender
+        // goes, the pattern fails and the branch is off.
+        Some(request) = handoff.recv() => return Some(request),
     }
+    None
 }
 
 /// `server.version` as Envoy reports a number: here major·10⁴ + minor·10² + patch.

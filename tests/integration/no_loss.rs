@@ -1,6 +1,7 @@
-//! Shutdown without loss, measured under load: keep-alive clients looping
-//! requests and clients opening a new connection per request run against
-//! Courier while it is sent SIGTERM.
+//! Shutdown without loss, and zero-downtime binary upgrade by socket handoff,
+//! measured under load: keep-alive clients looping requests and clients opening
+//! a new connection per request run against Courier while it is upgraded three
+//! times in a row (epoch 0 → 1 → 2 → 3) or sent SIGTERM.
 //!
 //! What counts as failed: a request whose bytes were written and that got no
 //! whole `200` response: a reset (on write or read), an EOF before or in the
@@ -203,6 +204,50 @@ fn web_config(port: u16, upstream_port: u16) -> String {
     let listener = http_listener("web", "", &indent(&one_vhost(&prefix_route("/", "up", "")), 12), "")
         .replace("port_value: 0", &format!("port_value: {port}"));
     config(&[listener], &[static_cluster("up", &[upstream_port])])
+}
+
+/// A base id no other test process uses.
+fn unique_base_id() -> String {
+    (std::process::id() % 400_000_000).to_string()
+}
+
+#[test]
+fn three_upgrades_under_load_lose_no_request() {
+    let up = crate::http_util::http_upstream("up");
+    let port = closed_port();
+    let yaml = web_config(port, up.port());
+    let base_id = unique_base_id();
+    let start = |epoch: u32| {
+        let epoch = epoch.to_string();
+        let args =
+            ["--base-id", &base_id, "--restart-epoch", &epoch, "--drain-time-s", "5", "--parent-shutdown-time-s", "10"];
+        Courier::start_with(&yaml, 2, &args, &[])
+    };
+    let mut current = start(0);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let load = Load::start(addr);
+    load.wait_answered(1000);
+    for epoch in 1..=3 {
+        let began = Instant::now();
+        // Ready (LIVE) means accepting on the sockets it took over.
+        let next = start(epoch);
+        assert_eq!(next.stat("server.hot_restart_epoch"), Some(i64::from(epoch)));
+        let status = current.wait_exit(Duration::from_secs(15));
+        assert!(status.success(), "epoch {} exited with {status}; log:\n{}", epoch - 1, current.log());
+        assert!(current.log().contains("handed over to a newer process"), "{}", current.log());
+        eprintln!("upgrade to epoch {epoch}: old process gone after {:?}", began.elapsed());
+        current = next;
+        load.wait_answered(1000);
+    }
+    let (_, info) = current.admin_get("/server_info");
+    assert!(info.contains("\"restart_epoch\": 3"), "{info}");
+    let tally = load.stop();
+    eprintln!("{}", tally.report("three upgrades"));
+    assert_eq!(tally.get(&tally.failed), 0, "{}", tally.report("failed requests"));
+    assert_eq!(tally.get(&tally.resets), 0, "{}", tally.report("resets"));
+    assert_eq!(tally.get(&tally.refused), 0, "{}", tally.report("refused connections"));
+    // Each old process told its keep-alive clients to go with `connection: close`.
+    assert!(tally.get(&tally.close_responses) >= 3, "{}", tally.report("no drain seen"));
 }
 
 #[test]
