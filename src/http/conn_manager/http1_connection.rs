@@ -181,12 +181,7 @@ async fn lingering_close(reader: &Rc<RefCell<ConnReader>>, writer: ResponseWrite
     }
     timer.set(Some(Instant::now() + LINGER));
     loop {
-        let read = std::future::poll_fn(|cx| {
-            let mut r = reader.borrow_mut();
-            let read = r.poll_fill(cx);
-            r.buf.clear();
-            read
-        });
+        let read = std::future::poll_fn(|cx| reader.borrow_mut().poll_discard(cx));
         tokio::select! {
             biased;
             read = read => match read {
