@@ -536,7 +536,12 @@ async fn main_loop(
         let o = &server.options;
         let times = (Duration::from_secs(o.drain_time_s), Duration::from_secs(o.parent_shutdown_time_s));
         match parent.drain(times.0, times.1) {
-            Ok(()) => tracing::info!("the previous epoch drains and exits"),
+            Ok(()) => {
+                tracing::info!("the previous epoch drains and exits");
+                // Not joined: it ends when the previous epoch exits.
+                let interval = server.stats_flush_interval.min(Duration::from_secs(1));
+                parent.follow_connections(server.stats.parent_connections.clone(), interval)?;
+            }
             Err(e) => tracing::warn!("cannot tell the previous epoch to drain: {e}"),
         }
     }
@@ -547,7 +552,7 @@ async fn main_loop(
             handoff_sockets.extend(lm.take_handoff_sockets());
             let shared = Arc::new(std::sync::Mutex::new(handoff_sockets));
             // Not joined: it waits in accept until the process exits.
-            handoff::parent::spawn(listener, shared.clone(), drain_requests)?;
+            handoff::parent::spawn(listener, shared.clone(), drain_requests, server.total_connections.clone())?;
             Some(shared)
         }
     };

@@ -251,6 +251,29 @@ fn three_upgrades_under_load_lose_no_request() {
 }
 
 #[test]
+fn an_idle_connection_keeps_the_old_process_until_it_has_its_answer() {
+    let up = crate::http_util::http_upstream("up");
+    let port = closed_port();
+    let yaml = web_config(port, up.port());
+    let base_id = unique_base_id();
+    let start = |epoch: &str| {
+        let args = ["--base-id", &base_id, "--restart-epoch", epoch, "--drain-time-s", "30"];
+        Courier::start_with(&yaml, 1, &args, &[])
+    };
+    let mut old = start("0");
+    let mut conn = BufReader::new(connect(format!("127.0.0.1:{port}").parse().unwrap()));
+    assert!(!exchange(&mut conn, "/before").expect("first request"), "keep-alive");
+    let new = start("1");
+    // The old process drains with the connection idle: it stays open (and
+    // counted by the new process), and a request on it is still answered.
+    new.wait_stat("server.parent_connections", |v| v == 1);
+    assert!(exchange(&mut conn, "/after").expect("request to the draining process"), "connection: close");
+    drop(conn);
+    assert!(old.wait_exit(Duration::from_secs(15)).success());
+    new.wait_stat("server.parent_connections", |v| v == 0);
+}
+
+#[test]
 fn sigterm_under_load_loses_no_request() {
     let up = crate::http_util::http_upstream("up");
     let yaml = web_config(closed_port(), up.port());

@@ -1,12 +1,15 @@
 //! The new process's side of the handoff: asks the old process for its listen
-//! sockets while starting, and tells it to drain once this one accepts.
+//! sockets while starting, tells it to drain once this one accepts, then
+//! follows its connection count (`server.parent_connections`) until it exits.
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::Socket;
 
 use super::scm;
+use crate::stats::Gauge;
 
 /// A connection to the old process (the previous epoch).
 pub struct ParentLink {
@@ -52,12 +55,38 @@ impl ParentLink {
 
     /// Tells the old process to drain its connections for `drain_time` and exit
     /// within `parent_shutdown_time`; this process accepts on every socket now.
-    pub fn drain(self, drain_time: Duration, parent_shutdown_time: Duration) -> std::io::Result<()> {
+    pub fn drain(&self, drain_time: Duration, parent_shutdown_time: Duration) -> std::io::Result<()> {
         let msg = format!("drain {} {}", drain_time.as_secs(), parent_shutdown_time.as_secs());
         scm::send(&self.sock, msg.as_bytes(), &[])?;
         match scm::recv(&self.sock)? {
             Some((reply, _)) if reply == b"draining" => Ok(()),
             _ => Err(std::io::Error::other("the old process did not confirm its drain")),
         }
+    }
+
+    /// Keeps `parent_connections` at the old process's connection count, asked
+    /// every `interval`, until it exits (then 0). Envoy's child learns it from
+    /// its parent's stats the same way, at each stats flush.
+    pub fn follow_connections(
+        self,
+        parent_connections: Arc<Gauge>,
+        interval: Duration,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new().name("handoff".into()).spawn(move || {
+            while let Ok(n) = self.connections() {
+                parent_connections.set(n);
+                std::thread::sleep(interval);
+            }
+            parent_connections.set(0);
+        })
+    }
+
+    fn connections(&self) -> std::io::Result<i64> {
+        scm::send(&self.sock, b"connections", &[])?;
+        let reply = scm::recv(&self.sock)?.ok_or_else(|| std::io::Error::other("the old process exited"))?.0;
+        String::from_utf8_lossy(&reply)
+            .strip_prefix("connections ")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| std::io::Error::other("unexpected handoff reply"))
     }
 }

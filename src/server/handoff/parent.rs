@@ -1,6 +1,7 @@
 //! The old process's side of the handoff: a thread that answers the new
-//! process's requests with copies of this process's listen sockets, and passes
-//! its drain request to the main thread.
+//! process's requests with copies of this process's listen sockets, passes its
+//! drain request to the main thread, then tells it how many connections this
+//! process still has (its `server.parent_connections`) until it exits.
 //!
 //! A thread rather than a task of the main dispatcher: the exchange is a few
 //! blocking calls once per upgrade, and sending descriptors has no tokio API.
@@ -16,16 +17,20 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::{scm, DrainRequest};
 use crate::network::listener_manager::SocketsByAddress;
+use crate::stats::Gauge;
 
 /// The listen sockets this process may hand over. Emptied when the process
 /// drains on its own (a signal): a closing socket must not stay open in here.
 pub type HandoffSockets = Arc<Mutex<SocketsByAddress>>;
 
-/// Serves new processes on `listener` until one asks this one to drain.
+/// Serves new processes on `listener` until one asks this one to drain, then
+/// answers that one's questions about `connections` (this process's
+/// `server.total_connections`).
 pub fn spawn(
     listener: Socket,
     sockets: HandoffSockets,
     drain: UnboundedSender<DrainRequest>,
+    connections: Arc<Gauge>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("handoff".into()).spawn(move || loop {
         let child = match listener.accept() {
@@ -40,13 +45,26 @@ pub fn spawn(
         match serve_child(&child, &sockets) {
             Ok(Some(request)) => {
                 let _ = drain.send(request);
-                let _ = scm::send(&child, b"draining", &[]);
+                if scm::send(&child, b"draining", &[]).is_ok() {
+                    answer_connections(&child, &connections);
+                }
                 return;
             }
             Ok(None) => tracing::warn!("handoff: the new process left before asking this one to drain"),
             Err(e) => tracing::warn!("handoff with a new process failed: {e}"),
         }
     })
+}
+
+/// Tells the new process how many connections this one has, each time it
+/// asks, until it goes (or this process exits).
+fn answer_connections(child: &Socket, connections: &Gauge) {
+    while let Ok(Some((msg, _))) = scm::recv(child) {
+        let reply = if msg == b"connections" { format!("connections {}", connections.value()) } else { "error".into() };
+        if scm::send(child, reply.as_bytes(), &[]).is_err() {
+            return;
+        }
+    }
 }
 
 /// Answers one new process's requests; its drain request once it sends one.
