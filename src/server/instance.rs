@@ -299,6 +299,8 @@ pub struct Server {
     shutdown: Notify,
     shutdown_requested: Cell<bool>,
     drain: tokio::sync::watch::Sender<DrainPhase>,
+    /// The listen sockets a newer process may take (with handoff on).
+    handoff_sockets: RefCell<Option<handoff::parent::HandoffSockets>>,
 }
 
 impl Server {
@@ -329,7 +331,18 @@ impl Server {
     /// `/drain_listeners`: stop accepting new connections, keep serving open ones.
     /// As in Envoy, the server stays LIVE; only shutdown makes it DRAINING.
     pub fn drain_listeners(&self) {
-        self.listener_manager.stop_listeners(&self.workers, &HashSet::new());
+        self.stop_listeners(&HashSet::new());
+    }
+
+    /// Stops the listeners, letting go of the sockets at `handed_over` (a newer
+    /// process has them) and closing the others. A newer process takes no
+    /// socket from this one from now on: a stopped one is no longer served
+    /// here, and a copy kept for handoff would keep a closing socket open.
+    fn stop_listeners(&self, handed_over: &HashSet<std::net::SocketAddr>) {
+        if let Some(sockets) = &*self.handoff_sockets.borrow() {
+            sockets.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        }
+        self.listener_manager.stop_listeners(&self.workers, handed_over);
     }
 
     pub fn uptime(&self) -> Duration {
@@ -452,6 +465,7 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
         health_check_failed,
         shutdown: Notify::new(),
         shutdown_requested: Cell::new(false),
+        handoff_sockets: RefCell::new(None),
         drain,
     });
 
@@ -546,16 +560,13 @@ async fn main_loop(
         }
     }
     let (drain_requests, mut drain_requested) = tokio::sync::mpsc::unbounded_channel();
-    let handoff_sockets = match handoff_listener {
-        None => None,
-        Some(listener) => {
-            handoff_sockets.extend(lm.take_handoff_sockets());
-            let shared = Arc::new(std::sync::Mutex::new(handoff_sockets));
-            // Not joined: it waits in accept until the process exits.
-            handoff::parent::spawn(listener, shared.clone(), drain_requests, server.total_connections.clone())?;
-            Some(shared)
-        }
-    };
+    if let Some(listener) = handoff_listener {
+        handoff_sockets.extend(lm.take_handoff_sockets());
+        let shared = Arc::new(std::sync::Mutex::new(handoff_sockets));
+        // Not joined: it waits in accept until the process exits.
+        handoff::parent::spawn(listener, shared.clone(), drain_requests, server.total_connections.clone())?;
+        *server.handoff_sockets.borrow_mut() = Some(shared);
+    }
 
     // Shared with the last flush at exit; never borrowed across an await.
     let stat_sinks = Rc::new(RefCell::new(stat_sinks));
@@ -571,11 +582,6 @@ async fn main_loop(
         }
     });
     let handed_over = wait_for_shutdown(&server, &mut drain_requested).await;
-    if let Some(sockets) = &handoff_sockets {
-        // No newer process takes a socket from now on, and those that close
-        // must not stay open in here.
-        sockets.lock().unwrap_or_else(|p| p.into_inner()).clear();
-    }
     let (drain_time, shutdown_time, handed) = match handed_over {
         Some(DrainRequest { drain_time, parent_shutdown_time, handed_over }) => {
             tracing::info!(
@@ -593,7 +599,7 @@ async fn main_loop(
     // Draining first, so that connections still queued on a closing socket
     // are served as draining ones.
     server.drain.send_replace(DrainPhase::Draining);
-    server.listener_manager.stop_listeners(&server.workers, &handed);
+    server.stop_listeners(&handed);
     if let Some((addr, task)) = admin_task {
         if handed.contains(&addr) {
             task.abort();

@@ -274,6 +274,22 @@ fn an_idle_connection_keeps_the_old_process_until_it_has_its_answer() {
 }
 
 #[test]
+fn drain_listeners_closes_the_sockets_kept_for_a_handoff_too() {
+    let up = crate::http_util::http_upstream("up");
+    let c = Courier::start_with(&web_config(closed_port(), up.port()), 2, &["--base-id", &unique_base_id()], &[]);
+    let addr = c.listener("web");
+    assert_eq!(c.admin_post("/drain_listeners"), (200, "OK\n".to_string()));
+    // Refused, not left unanswered: no copy of the socket stays open.
+    c.wait_until(
+        |_| {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(500))
+                .is_err_and(|e| e.kind() == ErrorKind::ConnectionRefused)
+        },
+        "listener refusing connections",
+    );
+}
+
+#[test]
 fn sigterm_under_load_loses_no_request() {
     let up = crate::http_util::http_upstream("up");
     let yaml = web_config(closed_port(), up.port());

@@ -49,6 +49,10 @@ impl ParentLink {
                 )));
             }
             s.set_nonblocking(true)?;
+            // An old process stopping a socket as it handed it over (a signal
+            // at that moment) leaves its drop-all filter on it; this process
+            // accepts on it, so it goes. Most sockets have none to detach.
+            let _ = socket2::SockRef::from(s).detach_filter();
         }
         Ok(sockets)
     }
