@@ -40,6 +40,13 @@ pub fn spawn(
                 return;
             }
         };
+        // An abstract socket has no file permissions: anyone on the host (in
+        // this network namespace) could connect, take the listen sockets or
+        // make this process drain. Only this user's processes are answered.
+        if !scm::peer_is_same_user(&child) {
+            tracing::warn!("handoff: a process of another user connected; ignored");
+            continue;
+        }
         // A new process that goes away mid-handoff leaves this one serving; a
         // later one may try again.
         match serve_child(&child, &sockets) {

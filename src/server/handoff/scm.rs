@@ -86,7 +86,7 @@ pub fn recv(sock: &Socket) -> io::Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
         let mut cmsg = libc::CMSG_FIRSTHDR(&hdr);
         while !cmsg.is_null() {
             if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let count = ((*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / size_of::<RawFd>();
+                let count = ((*cmsg).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize) / size_of::<RawFd>();
                 let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
                 for i in 0..count {
                     fds.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
@@ -105,6 +105,25 @@ pub fn recv(sock: &Socket) -> io::Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
     Ok(Some((buf, fds)))
 }
 
+/// Whether the peer of a connected Unix socket runs as this process's
+/// effective user (`SO_PEERCRED`).
+pub fn peer_is_same_user(sock: &Socket) -> bool {
+    // SAFETY: a zeroed ucred is valid; getsockopt writes at most `len` bytes
+    // into it, and geteuid cannot fail.
+    unsafe {
+        let mut cred: libc::ucred = zeroed();
+        let mut len = size_of::<libc::ucred>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        );
+        rc == 0 && cred.uid == libc::geteuid()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +140,7 @@ mod tests {
         let received = std::net::TcpListener::from(fds.into_iter().next().unwrap());
         assert_eq!(received.local_addr().unwrap(), listener.local_addr().unwrap());
         drop(a);
+        assert!(peer_is_same_user(&b));
         assert!(recv(&b).unwrap().is_none(), "a closed peer reads as None");
     }
 }
