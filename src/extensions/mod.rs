@@ -22,9 +22,8 @@ pub struct FactoryContext<'a> {
     pub store: &'a std::sync::Arc<Store>,
     /// Set by the admin's `/healthcheck/fail` (read by the health_check filter).
     pub health_check_failed: &'a Arc<std::sync::atomic::AtomicBool>,
-    /// Turns true when the server starts draining: connections finish what is in
-    /// flight and close.
-    pub drain: &'a tokio::sync::watch::Receiver<bool>,
+    /// The server's drain: connections finish what is in flight and close.
+    pub drain: &'a crate::network::DrainWatch,
     /// Where each worker finds its clusters at connection time.
     pub clusters: &'a Slot<ThreadLocalClusterManager>,
     /// Whether the cluster manager has a cluster of this name (route tables'

@@ -1,12 +1,20 @@
 //! The worker side of a listener: accepts on this worker's socket and runs each
 //! connection's filter chain as a task of this worker. A connection never leaves
 //! the worker that accepted it.
+//!
+//! Stopping a listener is where connections get lost if done bluntly: closing a
+//! listen socket resets every connection waiting in its accept queue, which the
+//! client already sees as established. So a socket that closes is first made to
+//! refuse new handshakes and its queue is accepted and served; a socket handed
+//! to a new Courier process (which keeps accepting from the same queue) is just
+//! let go of.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::connection::{ConnectionInfo, DownstreamConnection};
@@ -14,95 +22,107 @@ use super::filter::NetworkFilterFactory;
 use super::filter_chain_match::MatchInput;
 use super::listener::ListenerConfig;
 use super::listener_filter::{AcceptedSocket, ListenerFilterError};
+use super::socket;
 use super::tls::{DownstreamTls, HandshakeFailure};
 use crate::event::spawn_isolated;
 use crate::overload::{self, OverloadAction};
 use crate::stats::Gauge;
 
-thread_local! {
-    /// This worker's running listeners, by name.
-    static ACTIVE: RefCell<HashMap<String, JoinHandle<()>>> = RefCell::new(HashMap::new());
+/// How a listener stops on a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// The socket closes: its accept queue is served first (see the module doc).
+    Close,
+    /// A new process accepts from the socket now: this one only lets go of it.
+    HandedOver,
 }
 
-/// Starts accepting on `socket` on the current worker. Must run on a dispatcher.
+/// One accept loop, and how to stop it.
+struct AcceptTask {
+    stop: oneshot::Sender<StopMode>,
+    task: JoinHandle<()>,
+}
+
+thread_local! {
+    /// This worker's running listeners, by name: one accept loop per socket.
+    static ACTIVE: RefCell<HashMap<String, Vec<AcceptTask>>> = RefCell::new(HashMap::new());
+}
+
+/// Starts accepting on `sockets` on the current worker. Must run on a dispatcher.
 pub fn add_listener(
     config: Arc<ListenerConfig>,
-    socket: std::net::TcpListener,
+    sockets: Vec<std::net::TcpListener>,
     worker: usize,
     total_connections: Arc<Gauge>,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::from_std(socket)?;
-    let name = config.name.clone();
-    let task = tokio::task::spawn_local(accept_loop(config, listener, worker, total_connections));
-    if let Some(old) = ACTIVE.with(|a| a.borrow_mut().insert(name, task)) {
-        old.abort();
+    let mut tasks = Vec::with_capacity(sockets.len());
+    for socket in sockets {
+        let listener = tokio::net::TcpListener::from_std(socket)?;
+        let (stop, stopped) = oneshot::channel();
+        let task =
+            tokio::task::spawn_local(accept_loop(config.clone(), listener, worker, total_connections.clone(), stopped));
+        tasks.push(AcceptTask { stop, task });
+    }
+    if let Some(old) = ACTIVE.with(|a| a.borrow_mut().insert(config.name.clone(), tasks)) {
+        for t in old {
+            t.task.abort();
+        }
     }
     Ok(())
 }
 
-/// Stops accepting on every listener of this worker (open connections go on).
-/// Dropping the accept task closes this worker's listen socket.
-pub fn stop_listeners() {
+/// Stops accepting on every listener of this worker (open connections go on);
+/// `mode` says, by listener name, whether its sockets close or were handed over.
+pub fn stop_listeners(mode: impl Fn(&str) -> StopMode) {
     ACTIVE.with(|a| {
-        for (_, task) in a.borrow_mut().drain() {
-            task.abort();
+        for (name, tasks) in a.borrow_mut().drain() {
+            let mode = mode(&name);
+            for t in tasks {
+                // An accept loop that already ended has nothing left to stop.
+                let _ = t.stop.send(mode);
+            }
         }
     });
 }
 
-async fn accept_loop(config: Arc<ListenerConfig>, listener: tokio::net::TcpListener, worker: usize, total: Arc<Gauge>) {
+async fn accept_loop(
+    config: Arc<ListenerConfig>,
+    listener: tokio::net::TcpListener,
+    worker: usize,
+    total: Arc<Gauge>,
+    mut stop: oneshot::Receiver<StopMode>,
+) {
     // A connection's local address is the listener's, unless the listener is
     // bound to a wildcard address: only then is it asked of each socket.
     let bound = listener.local_addr().ok().filter(|a| !a.ip().is_unspecified());
     loop {
-        wait_while_overloaded().await;
-        let (stream, remote) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
+        let accepted = tokio::select! {
+            biased;
+            mode = &mut stop => Err(mode),
+            accepted = async {
+                wait_while_overloaded().await;
+                listener.accept().await
+            } => Ok(accepted),
+        };
+        match accepted {
+            Ok(Ok((stream, remote))) => {
+                // Accepted as the listener was stopped by the overload manager:
+                // the connection waits as it would have in the backlog.
+                wait_while_overloaded().await;
+                accept(&config, stream, remote, bound, worker, &total);
+            }
+            Err(mode) => {
+                // A dropped sender is the listener replaced: its socket just goes.
+                if mode == Ok(StopMode::Close) {
+                    close_serving_queue(&config, listener, bound, worker, &total);
+                }
+                return;
+            }
+            Ok(Err(e)) => {
                 // EMFILE/ENFILE and friends: back off instead of spinning.
                 tracing::warn!(listener = %config.name, "accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
             }
-        };
-        // Envoy's overload checks at accept: reject_incoming_connections resets
-        // the connection, then the global connection limit closes it.
-        if overload::applies(OverloadAction::RejectIncomingConnections) {
-            config.stats.downstream_cx_overload_reject.inc();
-            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-            continue;
-        }
-        if overload::global_max_connections().is_some_and(|max| total.value() >= max as i64) {
-            config.stats.downstream_global_cx_overflow.inc();
-            continue;
-        }
-        // Accepted as the listener was stopped: the connection waits as it would
-        // have in the backlog.
-        wait_while_overloaded().await;
-        let local = match bound {
-            Some(bound) => bound,
-            None => stream.local_addr().unwrap_or(config.address),
-        };
-        let _ = stream.set_nodelay(true);
-        let socket = AcceptedSocket {
-            stream,
-            remote,
-            local,
-            direct_remote: remote,
-            server_name: String::new(),
-            transport_protocol: "",
-            application_protocols: Vec::new(),
-        };
-        if config.listener_filters.is_empty() {
-            // No filter to wait for: the chain is chosen and started at once.
-            serve_connection(&config, socket, worker, &total);
-        } else {
-            let (config, total) = (config.clone(), total.clone());
-            spawn_isolated(async move {
-                if let Some(socket) = run_listener_filters(&config, socket).await {
-                    serve_connection(&config, socket, worker, &total);
-                }
-            });
         }
     }
 }
@@ -116,6 +136,78 @@ const STOPPED_RECHECK: Duration = Duration::from_millis(50);
 async fn wait_while_overloaded() {
     while overload::is_saturated(OverloadAction::StopAcceptingConnections) {
         tokio::time::sleep(STOPPED_RECHECK).await;
+    }
+}
+
+/// Closes a listen socket without resetting the connections in its accept
+/// queue: no new handshake completes on it, the queued ones are accepted and
+/// served (with the server draining, each gets `connection: close` on its
+/// response), then it closes.
+fn close_serving_queue(
+    config: &Arc<ListenerConfig>,
+    listener: tokio::net::TcpListener,
+    bound: Option<std::net::SocketAddr>,
+    worker: usize,
+    total: &Arc<Gauge>,
+) {
+    let Ok(listener) = listener.into_std() else { return };
+    if let Err(e) = socket::refuse_new_connections(&listener) {
+        tracing::warn!(listener = %config.name, "cannot stop new connections before closing: {e}");
+    }
+    // The socket is non-blocking: this ends when the queue is empty.
+    while let Ok((stream, remote)) = listener.accept() {
+        let stream = stream.set_nonblocking(true).and_then(|()| tokio::net::TcpStream::from_std(stream));
+        if let Ok(stream) = stream {
+            accept(config, stream, remote, bound, worker, total);
+        }
+    }
+}
+
+/// Takes an accepted connection through the listener filters (if any) to its
+/// filter chain.
+fn accept(
+    config: &Arc<ListenerConfig>,
+    stream: tokio::net::TcpStream,
+    remote: std::net::SocketAddr,
+    bound: Option<std::net::SocketAddr>,
+    worker: usize,
+    total: &Arc<Gauge>,
+) {
+    // Envoy's overload checks at accept: reject_incoming_connections resets
+    // the connection, then the global connection limit closes it.
+    if overload::applies(OverloadAction::RejectIncomingConnections) {
+        config.stats.downstream_cx_overload_reject.inc();
+        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+        return;
+    }
+    if overload::global_max_connections().is_some_and(|max| total.value() >= max as i64) {
+        config.stats.downstream_global_cx_overflow.inc();
+        return;
+    }
+    let local = match bound {
+        Some(bound) => bound,
+        None => stream.local_addr().unwrap_or(config.address),
+    };
+    let _ = stream.set_nodelay(true);
+    let socket = AcceptedSocket {
+        stream,
+        remote,
+        local,
+        direct_remote: remote,
+        server_name: String::new(),
+        transport_protocol: "",
+        application_protocols: Vec::new(),
+    };
+    if config.listener_filters.is_empty() {
+        // No filter to wait for: the chain is chosen and started at once.
+        serve_connection(config, socket, worker, total);
+    } else {
+        let (config, total) = (config.clone(), total.clone());
+        spawn_isolated(async move {
+            if let Some(socket) = run_listener_filters(&config, socket).await {
+                serve_connection(&config, socket, worker, &total);
+            }
+        });
     }
 }
 

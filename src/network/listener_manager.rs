@@ -1,16 +1,18 @@
 //! The main thread's listener manager: builds listeners from config, creates their
-//! sockets, and adds every listener to every worker by posting to it (Envoy's
-//! `ListenerManagerImpl::addListenerToWorker`).
+//! sockets (or takes those a parent process handed over), and adds every listener
+//! to every worker by posting to it (Envoy's `ListenerManagerImpl::addListenerToWorker`).
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
+use std::collections::{HashMap, HashSet};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 
+use super::active_listener::{self, StopMode};
 use super::filter::NetworkFilterBuilder;
 use super::listener::ListenerConfig;
-use super::{active_listener, socket};
+use super::socket;
 use crate::config::{ConfigError, FieldPath};
 use crate::define_stats;
 use crate::event::DispatcherHandle;
@@ -43,9 +45,15 @@ pub struct ActiveListenerInfo {
     pub bound: SocketAddr,
 }
 
+/// Listen sockets by the configured address of their listener.
+pub type SocketsByAddress = HashMap<SocketAddr, Vec<TcpListener>>;
+
 pub struct ListenerManager {
     configs: Vec<Arc<ListenerConfig>>,
     active: RefCell<Vec<ActiveListenerInfo>>,
+    /// Copies of the listen sockets, kept to hand to a new process (only when
+    /// asked: a kept copy keeps the socket open after the workers close theirs).
+    handoff: RefCell<SocketsByAddress>,
     stats: ListenerManagerStats,
     stopped: std::cell::Cell<bool>,
 }
@@ -83,27 +91,54 @@ impl ListenerManager {
         Ok(ListenerManager {
             configs,
             active: RefCell::new(Vec::new()),
+            handoff: RefCell::new(HashMap::new()),
             stats: ListenerManagerStats::new(store, "listener_manager."),
             stopped: std::cell::Cell::new(false),
         })
     }
 
-    /// Binds every listener and starts it on every worker; returns once each worker
-    /// has registered each socket, so connections are accepted from then on.
+    /// The addresses a parent process may have sockets for: those of listeners
+    /// with a fixed port (a port 0 listener binds a fresh port of its own).
+    pub fn inheritable_addresses(&self) -> Vec<SocketAddr> {
+        self.configs.iter().map(|c| c.address).filter(|a| a.port() != 0).collect()
+    }
+
+    /// Binds every listener (taking the sockets in `inherited` for its address
+    /// when there are some) and starts it on every worker; returns once each
+    /// worker has registered each socket, so connections are accepted from then
+    /// on. With `keep_for_handoff`, copies of the sockets are kept for
+    /// `take_handoff_sockets`.
     pub async fn start_workers(
         &self,
         workers: &[DispatcherHandle],
         total_connections: &Arc<Gauge>,
+        mut inherited: SocketsByAddress,
+        keep_for_handoff: bool,
     ) -> std::io::Result<()> {
         for config in &self.configs {
-            let sockets = socket::bind_for_workers(config.address, config.reuse_port, config.ipv6_only, workers.len())
-                .map_err(|e| {
-                    std::io::Error::new(
-                        e.kind(),
-                        format!("cannot bind listener '{}' to {}: {e}", config.name, config.address),
-                    )
-                })?;
-            let bound = sockets[0].local_addr()?;
+            let from_parent = inherited.remove(&config.address).unwrap_or_default();
+            let sockets = socket::sockets_for_workers(
+                from_parent,
+                config.address,
+                config.reuse_port,
+                config.ipv6_only,
+                workers.len(),
+            )
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot bind listener '{}' to {}: {e}", config.name, config.address),
+                )
+            })?;
+            let bound = sockets[0][0].local_addr()?;
+            if keep_for_handoff && config.address.port() != 0 {
+                // One copy of each distinct socket: without SO_REUSEPORT the
+                // workers share one.
+                let distinct =
+                    if config.reuse_port { sockets.iter().flatten().collect() } else { vec![&sockets[0][0]] };
+                let copies = distinct.into_iter().map(TcpListener::try_clone).collect::<std::io::Result<_>>()?;
+                self.handoff.borrow_mut().insert(config.address, copies);
+            }
             let mut acks = Vec::with_capacity(workers.len());
             for (index, (worker, sock)) in workers.iter().zip(sockets).enumerate() {
                 let (tx, rx) = tokio::sync::oneshot::channel();
@@ -126,14 +161,35 @@ impl ListenerManager {
         Ok(())
     }
 
+    /// The copies kept by `start_workers` for a new process, by configured address.
+    pub fn take_handoff_sockets(&self) -> SocketsByAddress {
+        std::mem::take(&mut *self.handoff.borrow_mut())
+    }
+
     /// Stops accepting on every worker (Envoy's `stopListeners`); open connections
-    /// are left to drain.
-    pub fn stop_listeners(&self, workers: &[DispatcherHandle]) {
+    /// are left to drain. The sockets of the listeners at `handed_over` addresses
+    /// are a new process's now and are let go of; the others close, their
+    /// accept queues served first.
+    pub fn stop_listeners(&self, workers: &[DispatcherHandle], handed_over: &HashSet<SocketAddr>) {
         if self.stopped.replace(true) {
             return;
         }
+        // Copies kept for a new process would keep closed sockets open.
+        self.handoff.borrow_mut().clear();
+        let handed: Arc<HashSet<String>> = Arc::new(
+            self.configs.iter().filter(|c| handed_over.contains(&c.address)).map(|c| c.name.clone()).collect(),
+        );
         for w in workers {
-            w.post(active_listener::stop_listeners);
+            let handed = handed.clone();
+            w.post(move || {
+                active_listener::stop_listeners(|name| {
+                    if handed.contains(name) {
+                        StopMode::HandedOver
+                    } else {
+                        StopMode::Close
+                    }
+                })
+            });
         }
         let n = self.active.borrow().len() as u64;
         self.stats.listener_stopped.add(n);

@@ -4,6 +4,7 @@
 
 pub mod active_listener;
 pub mod connection;
+pub mod drain;
 pub mod filter;
 pub mod filter_chain_match;
 pub mod listener;
@@ -14,6 +15,7 @@ pub mod tls;
 pub mod transport;
 
 pub use connection::{ConnectionInfo, DownstreamConnection};
+pub use drain::{DrainPhase, DrainWatch};
 pub use filter::{FilterChain, ListenerScope, NetworkFilterBuilder, NetworkFilterFactory};
 pub use filter_chain_match::{FilterChainMatcher, MatchInput};
 pub use listener::ListenerConfig;

@@ -46,6 +46,54 @@ pub fn bind_for_workers(
     Ok(sockets)
 }
 
+/// The sockets for one listener when some come from elsewhere (a parent process
+/// handing its listen sockets over): every inherited socket is kept, as closing
+/// one would reset the connections waiting in its accept queue, and with
+/// SO_REUSEPORT fresh ones join them until each worker has one. The result has
+/// one list per worker; a worker accepts from each socket of its list.
+pub fn sockets_for_workers(
+    inherited: Vec<TcpListener>,
+    addr: SocketAddr,
+    reuse_port: bool,
+    ipv6_only: bool,
+    workers: usize,
+) -> std::io::Result<Vec<Vec<TcpListener>>> {
+    let workers = workers.max(1);
+    let mut per_worker: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
+    if inherited.is_empty() {
+        for (w, s) in bind_for_workers(addr, reuse_port, ipv6_only, workers)?.into_iter().enumerate() {
+            per_worker[w].push(s);
+        }
+        return Ok(per_worker);
+    }
+    let bound = inherited[0].local_addr()?;
+    let have = inherited.len();
+    let shared = if reuse_port { None } else { Some(inherited[0].try_clone()?) };
+    for (i, s) in inherited.into_iter().enumerate() {
+        per_worker[i % workers].push(s);
+    }
+    for list in per_worker.iter_mut().skip(have) {
+        let next = match &shared {
+            Some(s) => s.try_clone()?,
+            None => bind_listener(bound, true, ipv6_only)?,
+        };
+        list.push(next);
+    }
+    Ok(per_worker)
+}
+
+/// Makes a listen socket refuse new connections while it still has some
+/// queued: a socket filter that drops every packet, so no handshake completes
+/// on it from now on (a client's SYN goes unanswered, and is refused once the
+/// socket is closed). The connections already in its accept queue can then be
+/// accepted and served before it closes; closing a socket with a queue resets
+/// every connection in it.
+pub fn refuse_new_connections(listener: &TcpListener) -> std::io::Result<()> {
+    // BPF_RET | BPF_K with k = 0: keep 0 bytes of every packet, i.e. drop it.
+    const DROP_ALL: [socket2::SockFilter; 1] = [socket2::SockFilter::new(0x06, 0, 0, 0)];
+    socket2::SockRef::from(listener).attach_filter(&DROP_ALL)
+}
+
 /// Envoy's `IPV6_V6ONLY` for a socket bound to `ip` from a `SocketAddress`: set on
 /// an IPv6 address unless `ipv4_compat` asks it to accept IPv4 too.
 pub fn ipv6_only(ip: std::net::IpAddr, ipv4_compat: bool) -> bool {
@@ -98,4 +146,31 @@ pub async fn connect(
     }
     socket.set_nonblocking(true)?;
     tokio::net::TcpSocket::from_std_stream(socket.into()).connect(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port_of(lists: &[Vec<TcpListener>]) -> Vec<Vec<u16>> {
+        lists.iter().map(|l| l.iter().map(|s| s.local_addr().unwrap().port()).collect()).collect()
+    }
+
+    #[test]
+    fn inherited_sockets_are_all_kept_and_spread_over_fewer_workers() {
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let parent = bind_for_workers(addr, true, false, 3).unwrap();
+        let port = parent[0].local_addr().unwrap().port();
+        let lists = sockets_for_workers(parent, addr, true, false, 2).unwrap();
+        assert_eq!(port_of(&lists), vec![vec![port, port], vec![port]]);
+    }
+
+    #[test]
+    fn more_workers_than_inherited_sockets_bind_more_on_the_same_port() {
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let parent = bind_for_workers(addr, true, false, 1).unwrap();
+        let port = parent[0].local_addr().unwrap().port();
+        let lists = sockets_for_workers(parent, addr, true, false, 3).unwrap();
+        assert_eq!(port_of(&lists), vec![vec![port]; 3]);
+    }
 }

@@ -1,8 +1,11 @@
 //! The server instance (Envoy's `InstanceImpl`): loads the bootstrap, builds the
 //! listener and cluster managers, starts the workers and the guard dogs, runs the
-//! main thread's dispatcher (admin, DNS, signals), and drains on shutdown.
+//! main thread's dispatcher (admin, DNS, signals), takes the sockets of the
+//! process it upgrades (`handoff`), and drains on shutdown or when a newer
+//! process takes over.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,6 +16,7 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use tokio::sync::Notify;
 
 use super::admin;
+use super::handoff::{self, DrainRequest, Handoff};
 use super::options::Options;
 use super::overload_manager::OverloadManager;
 use super::watchdog::{GuardDog, WatchdogConfig};
@@ -22,7 +26,7 @@ use crate::config::{self, BootstrapSource, ConfigError, LoadedBootstrap};
 use crate::define_stats;
 use crate::event::{Dispatcher, DispatcherHandle};
 use crate::extensions::{self, FactoryContext};
-use crate::network::ListenerManager;
+use crate::network::{DrainPhase, ListenerManager};
 use crate::overload::OverloadState;
 use crate::runtime::{self, LayerConfig};
 use crate::stats::sink::StatSinks;
@@ -116,7 +120,7 @@ pub struct ServerConfig {
     /// Shared with the filters that answer health checks.
     pub health_check_failed: Arc<AtomicBool>,
     /// Tells connections to finish and close when the server drains.
-    pub drain: tokio::sync::watch::Sender<bool>,
+    pub drain: tokio::sync::watch::Sender<DrainPhase>,
     /// `overload_manager`, and the slot each thread reads the actions' state in.
     pub overload: Option<(OverloadManager, Slot<OverloadState>)>,
 }
@@ -167,7 +171,7 @@ impl ServerConfig {
             &crate::extensions::transport_sockets::tls::TlsSocketBuilder { store: &store },
         )?;
         let health_check_failed = Arc::new(AtomicBool::new(false));
-        let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+        let (drain_tx, drain_rx) = tokio::sync::watch::channel(DrainPhase::Serving);
         let cluster_names: std::collections::HashSet<&str> =
             clusters.clusters.iter().map(|c| c.name.as_str()).collect();
         let cluster_exists = |name: &str| cluster_names.contains(name);
@@ -306,7 +310,9 @@ pub struct Server {
     health_check_failed: Arc<AtomicBool>,
     shutdown: Notify,
     shutdown_requested: Cell<bool>,
-    drain: tokio::sync::watch::Sender<bool>,
+    drain: tokio::sync::watch::Sender<DrainPhase>,
+    /// The listen sockets a newer process may take (with handoff on).
+    handoff_sockets: RefCell<Option<handoff::parent::HandoffSockets>>,
 }
 
 impl Server {
@@ -337,7 +343,18 @@ impl Server {
     /// `/drain_listeners`: stop accepting new connections, keep serving open ones.
     /// As in Envoy, the server stays LIVE; only shutdown makes it DRAINING.
     pub fn drain_listeners(&self) {
-        self.listener_manager.stop_listeners(&self.workers);
+        self.stop_listeners(&HashSet::new());
+    }
+
+    /// Stops the listeners, letting go of the sockets at `handed_over` (a newer
+    /// process has them) and closing the others. A newer process takes no
+    /// socket from this one from now on: a stopped one is no longer served
+    /// here, and a copy kept for handoff would keep a closing socket open.
+    fn stop_listeners(&self, handed_over: &HashSet<std::net::SocketAddr>) {
+        if let Some(sockets) = &*self.handoff_sockets.borrow() {
+            sockets.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        }
+        self.listener_manager.stop_listeners(&self.workers, handed_over);
     }
 
     pub fn uptime(&self) -> Duration {
@@ -360,6 +377,10 @@ impl Server {
 
 /// Runs the server to completion; returns the process exit code.
 pub fn run(options: Options) -> i32 {
+    if options.hot_restart_version {
+        println!("{}", handoff::VERSION);
+        return 0;
+    }
     let config = match ServerConfig::build(options.clone()) {
         Ok(c) => c,
         Err(e) => {
@@ -413,6 +434,9 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
     // Before any thread starts, so that a panic on any of them follows the policy.
     super::panic_hook::install(store.counter("server.envoy_bug_failures"));
     let workers_n = options.workers();
+    // Before any thread starts: a handoff socket in use is a start-up error.
+    let handoff = Handoff::open(&options)?;
+    let handoff_file = handoff.file.clone();
     tracing::info!("courier {} starting: {workers_n} worker(s), config {config_source}", env!("CARGO_PKG_VERSION"));
     let main_guard = GuardDog::new(main_watchdog, "main_thread", store.clone());
     let worker_guard = GuardDog::new(worker_watchdog, "workers", store.clone());
@@ -433,6 +457,7 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
     let stats = ServerStats::new(&store, "server.");
     stats.concurrency.set(workers_n as i64);
     stats.version.set(version_number());
+    stats.hot_restart_epoch.set(i64::from(options.epoch()));
     // Envoy's value when no certificate is configured (u32::MAX days).
     stats.days_until_first_cert_expiring.set(i64::from(u32::MAX));
     stats.state.set(ServerState::PreInitializing as i64);
@@ -455,6 +480,7 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
         health_check_failed,
         shutdown: Notify::new(),
         shutdown_requested: Cell::new(false),
+        handoff_sockets: RefCell::new(None),
         drain,
     });
 
@@ -464,7 +490,8 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
         if let Some((manager, slot)) = overload {
             manager.start(slot);
         }
-        if let Err(e) = main_loop(srv, admin_address, admin_access_logs, cluster_slot, clusters, stat_sinks).await {
+        let admin = (admin_address, admin_access_logs);
+        if let Err(e) = main_loop(srv, admin, cluster_slot, clusters, stat_sinks, handoff).await {
             *res.borrow_mut() = Err(e);
         }
     });
@@ -476,21 +503,44 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
     for t in guard_threads {
         let _ = t.join();
     }
+    if let Some(file) = handoff_file {
+        let _ = std::fs::remove_file(file);
+    }
     let r = std::mem::replace(&mut *result.borrow_mut(), Ok(()));
     tracing::info!("exiting");
     r
 }
 
+/// How long connections closed at the end of the drain get to finish closing
+/// (their lingering close) before the process exits.
+const CLOSE_IDLE_WAIT: Duration = Duration::from_secs(3);
+
+/// The admin address (and whether it is IPv6-only) and its access logs.
+type AdminSetup = (Option<(std::net::SocketAddr, bool)>, Vec<Arc<dyn AccessLogger>>);
+
 async fn main_loop(
     server: Rc<Server>,
-    admin_address: Option<(std::net::SocketAddr, bool)>,
-    admin_access_logs: Vec<Arc<dyn AccessLogger>>,
+    (admin_address, admin_access_logs): AdminSetup,
     cluster_slot: Slot<ThreadLocalClusterManager>,
     clusters: ClusterManagerConfig,
     stat_sinks: StatSinks,
+    handoff: Handoff,
 ) -> std::io::Result<()> {
+    let Handoff { listener: handoff_listener, parent, .. } = handoff;
+    // Copies of the listen sockets a newer process may take, by address.
+    let mut handoff_sockets = crate::network::listener_manager::SocketsByAddress::new();
+    let mut admin_task = None;
     if let Some((addr, ipv6_only)) = admin_address {
-        let bound = admin::start(server.clone(), addr, ipv6_only, admin_access_logs).await?;
+        let socket = match handoff::inherit(parent.as_ref(), addr).pop() {
+            Some(s) => Ok(s),
+            None => crate::network::socket::bind_listener(addr, false, ipv6_only),
+        }
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind admin address {addr}: {e}")))?;
+        if handoff_listener.is_some() && addr.port() != 0 {
+            handoff_sockets.insert(addr, vec![socket.try_clone()?]);
+        }
+        let (bound, task) = admin::start(server.clone(), socket, admin_access_logs).await?;
+        admin_task = Some((addr, task));
         tracing::info!("admin address: {bound}");
         if let Some(path) = &server.options.admin_address_path {
             std::fs::write(path, bound.to_string())?;
@@ -503,7 +553,9 @@ async fn main_loop(
     // so `runtime.load_success` starts at 2 there too.
     server.runtime.load();
     server.runtime.watch_disk_layers();
-    server.listener_manager.start_workers(&server.workers, &server.total_connections).await?;
+    let lm = &server.listener_manager;
+    let inherited = lm.inheritable_addresses().into_iter().map(|a| (a, handoff::inherit(parent.as_ref(), a))).collect();
+    lm.start_workers(&server.workers, &server.total_connections, inherited, handoff_listener.is_some()).await?;
     if !server.listener_manager.is_stopped() {
         server.state.set(ServerState::Live);
     }
@@ -511,6 +563,28 @@ async fn main_loop(
     super::memory::release_free_memory();
     server.refresh_stats();
     tracing::info!("all workers started; server is live");
+    // Accepting on every socket: the old process may let go of its copies.
+    if let Some(parent) = parent {
+        let o = &server.options;
+        let times = (Duration::from_secs(o.drain_time_s), Duration::from_secs(o.parent_shutdown_time_s));
+        match parent.drain(times.0, times.1) {
+            Ok(()) => {
+                tracing::info!("the previous epoch drains and exits");
+                // Not joined: it ends when the previous epoch exits.
+                let interval = server.stats_flush_interval.min(Duration::from_secs(1));
+                parent.follow_connections(server.stats.parent_connections.clone(), interval)?;
+            }
+            Err(e) => tracing::warn!("cannot tell the previous epoch to drain: {e}"),
+        }
+    }
+    let (drain_requests, mut drain_requested) = tokio::sync::mpsc::unbounded_channel();
+    if let Some(listener) = handoff_listener {
+        handoff_sockets.extend(lm.take_handoff_sockets());
+        let shared = Arc::new(std::sync::Mutex::new(handoff_sockets));
+        // Not joined: it waits in accept until the process exits.
+        handoff::parent::spawn(listener, shared.clone(), drain_requests, server.total_connections.clone())?;
+        *server.handoff_sockets.borrow_mut() = Some(shared);
+    }
 
     // Shared with the last flush at exit; never borrowed across an await.
     let stat_sinks = Rc::new(RefCell::new(stat_sinks));
@@ -525,16 +599,36 @@ async fn main_loop(
             }
         }
     });
-    wait_for_shutdown(&server).await;
-    tracing::info!("shutting down: draining for up to {}s", server.options.drain_time_s);
-    server.drain_listeners();
-    server.drain.send_replace(true);
+    let handed_over = wait_for_shutdown(&server, &mut drain_requested).await;
+    let (drain_time, shutdown_time, handed) = match handed_over {
+        Some(DrainRequest { drain_time, parent_shutdown_time, handed_over }) => {
+            tracing::info!(
+                "handed over to a newer process: draining for {}s, exiting within {}s",
+                drain_time.as_secs(),
+                parent_shutdown_time.as_secs()
+            );
+            (drain_time, parent_shutdown_time, handed_over)
+        }
+        None => {
+            tracing::info!("shutting down: draining for up to {}s", server.options.drain_time_s);
+            (Duration::from_secs(server.options.drain_time_s), Duration::ZERO, HashSet::new())
+        }
+    };
+    // Draining first, so that connections still queued on a closing socket
+    // are served as draining ones.
+    server.drain.send_replace(DrainPhase::Draining);
+    server.stop_listeners(&handed);
+    if let Some((addr, task)) = admin_task {
+        if handed.contains(&addr) {
+            task.abort();
+        }
+    }
     server.state.set(ServerState::Draining);
     server.refresh_stats();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(server.options.drain_time_s);
-    while server.total_connections.value() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let started = tokio::time::Instant::now();
+    wait_for_connections(&server, started + drain_time).await;
+    server.drain.send_replace(DrainPhase::CloseIdle);
+    wait_for_connections(&server, (started + shutdown_time).max(tokio::time::Instant::now() + CLOSE_IDLE_WAIT)).await;
     flush.abort();
     // Envoy flushes its sinks once more when it stops, so what happened since the
     // last interval still reaches the collector.
@@ -549,25 +643,41 @@ async fn main_loop(
     Ok(())
 }
 
-/// Resolves on SIGTERM, SIGINT or a shutdown request from admin.
-async fn wait_for_shutdown(server: &Server) {
+/// Waits until no connection is open, or `deadline`.
+async fn wait_for_connections(server: &Server, deadline: tokio::time::Instant) {
+    while server.total_connections.value() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Resolves on SIGTERM, SIGINT or a shutdown request from admin (`None`), or
+/// when a newer process has taken the listen sockets over and asks this one
+/// to drain.
+async fn wait_for_shutdown(
+    server: &Server,
+    handoff: &mut tokio::sync::mpsc::UnboundedReceiver<DrainRequest>,
+) -> Option<DrainRequest> {
     use tokio::signal::unix::{signal, SignalKind};
     let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(t), Ok(i)) => (t, i),
         _ => {
             tracing::warn!("cannot install signal handlers; only /quitquitquit stops the server");
             server.shutdown.notified().await;
-            return;
+            return None;
         }
     };
     if server.shutdown_requested.get() {
-        return;
+        return None;
     }
     tokio::select! {
         _ = term.recv() => tracing::info!("caught SIGTERM"),
         _ = int.recv() => tracing::info!("caught SIGINT"),
         _ = server.shutdown.notified() => {}
+        // Without handoff nothing sends; if the handoff thread ends, its sender
+        // goes, the pattern fails and the branch is off.
+        Some(request) = handoff.recv() => return Some(request),
     }
+    None
 }
 
 /// `server.version` as Envoy reports a number: here major·10⁴ + minor·10² + patch.

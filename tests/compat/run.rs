@@ -197,7 +197,7 @@ impl Proxy {
             "error",
         ]);
         // Envoy's hot-restart shared memory and domain socket are keyed by the base id;
-        // Courier has no hot restart (and rejects the flag: see cases/cli_base_id.yaml).
+        // Courier without it has no handoff socket, so nothing of it is shared.
         let base_id = (kind == Kind::Envoy).then(unique_base_id);
         if let Some(id) = base_id {
             cmd.args(["--base-id", &id.to_string()]);

@@ -25,6 +25,7 @@ mod lifecycle;
 mod listener_path;
 mod load_balancing;
 mod net_helpers;
+mod no_loss;
 mod routing;
 mod runtime;
 mod stat_sinks;

@@ -105,8 +105,9 @@ pub struct HcmConfig {
     /// The headers the access logs read: what a stream keeps for its log line.
     pub log_headers: HeadersUsed,
     pub clusters: Slot<ThreadLocalClusterManager>,
-    /// True once the server drains: close connections after their current request.
-    pub drain: tokio::sync::watch::Receiver<bool>,
+    /// The server's drain: close connections after their current request, and
+    /// idle ones once the drain time is over.
+    pub drain: crate::network::DrainWatch,
 }
 
 /// `add_user_agent`: Envoy sets `x-envoy-downstream-service-cluster` to the

@@ -23,7 +23,7 @@ use crate::http::http1::response_writer::{ConnectionHeader, ResponseWriter, Writ
 use crate::http::http1::{self, ConnReader};
 use crate::http::http2::CodecIo;
 use crate::network::transport::{TransportReadHalf, TransportWriteHalf};
-use crate::network::{ConnectionInfo, DownstreamConnection, Transport, TransportStream};
+use crate::network::{ConnectionInfo, DownstreamConnection, DrainPhase, DrainWatch, Transport, TransportStream};
 use crate::overload::{self, OverloadAction};
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
@@ -31,6 +31,10 @@ const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// How much of a pipelined next request is read ahead while a stream waits.
 const MAX_PIPELINED_BYTES: usize = 64 * 1024;
+
+/// How long a connection Courier closes keeps reading (and dropping) what the
+/// client still sends, waiting for its FIN (nginx's `lingering_timeout`).
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Serves one downstream connection as HTTP/1 until it closes (or turns out to
 /// be HTTP/2).
@@ -138,7 +142,11 @@ async fn serve_halves(cfg: Arc<HcmConfig>, info: ConnectionInfo, rd: TransportRe
         // and most connections are HTTP/1). Nothing holds the reader between
         // requests; were it held, the connection would just close.
         Ended::Http2 => match Rc::try_unwrap(reader) {
-            Err(_) => true,
+            Err(_) => {
+                writer.close();
+                lifetime.local_close = true;
+                return;
+            }
             Ok(reader) => {
                 let (rd, buf) = reader.into_inner().into_parts();
                 let Some(stream) = TransportStream::reunite(rd, writer.into_inner()) else {
@@ -152,12 +160,42 @@ async fn serve_halves(cfg: Arc<HcmConfig>, info: ConnectionInfo, rd: TransportRe
             }
         },
     };
-    // The FIN goes when `reader`, the transport's read half, drops at the end.
-    writer.close();
+    if local_close {
+        lingering_close(&reader, writer, &mut timer).await;
+    } else {
+        // The FIN goes when `reader`, the transport's read half, drops at the end.
+        writer.close();
+    }
     if counted {
         stats.downstream_cx_http1_active.dec();
     }
     lifetime.local_close = local_close;
+}
+
+/// Closes a connection Courier ends without resetting it. Closing a socket
+/// with unread bytes makes the kernel send a reset, which can destroy the
+/// response the client has not read yet (and a request it sent as the close
+/// began, whose answer would be a clean EOF, turns into an error). So the FIN
+/// goes first and what the client still sends is read and dropped until its own
+/// FIN, or for `LINGER` at most.
+async fn lingering_close(reader: &Rc<RefCell<ConnReader>>, writer: ResponseWriter, timer: &mut Timer) {
+    use tokio::io::AsyncWriteExt;
+    let mut io = writer.into_inner();
+    if io.shutdown().await.is_err() {
+        return;
+    }
+    timer.set(Some(Instant::now() + LINGER));
+    loop {
+        let read = std::future::poll_fn(|cx| reader.borrow_mut().poll_discard(cx));
+        tokio::select! {
+            biased;
+            read = read => match read {
+                Ok(n) if n > 0 => {}
+                _ => return,
+            },
+            () = timer.fired() => return,
+        }
+    }
 }
 
 /// Counts the connection as HTTP/1 once its first bytes made the codec's choice.
@@ -197,7 +235,7 @@ async fn exchange(
     last: bool,
     reader: &Rc<RefCell<ConnReader>>,
     writer: &mut ResponseWriter,
-    drain: &tokio::sync::watch::Receiver<bool>,
+    drain: &DrainWatch,
     timer: &mut Timer,
 ) -> Exchange {
     let stats = &cfg.stats;
@@ -239,7 +277,7 @@ async fn exchange(
         return Exchange::Close { local: false };
     };
     // A failed server health check drains connections too, as in Envoy.
-    let draining = *drain.borrow() || cfg.health_check_failed.load(std::sync::atomic::Ordering::Relaxed);
+    let draining = drain.borrow().is_draining() || cfg.health_check_failed.load(std::sync::atomic::Ordering::Relaxed);
     if draining && keep_alive {
         stats.downstream_cx_drain_close.inc();
     }
@@ -297,7 +335,7 @@ enum NextHead {
     ClosedMidHead,
     /// `idle_timeout` passed with no request.
     Idle,
-    /// The server is draining.
+    /// The server's drain time is over and the connection is idle.
     Drained,
     /// The head is malformed, too large, or too slow: answer and close.
     Rejected(LocalReply),
@@ -312,7 +350,7 @@ async fn next_head(
     reader: &Rc<RefCell<ConnReader>>,
     limits: &HeadLimits,
     detect_http2: bool,
-    drain: &mut tokio::sync::watch::Receiver<bool>,
+    drain: &mut DrainWatch,
     timer: &mut Timer,
 ) -> NextHead {
     // From the first byte: request_headers_timeout, and request_timeout (Envoy's
@@ -348,7 +386,10 @@ async fn next_head(
                 }
             }
         }
-        if *drain.borrow() && reader.borrow().buf.is_empty() {
+        // While the server drains, an idle connection stays open: its client may
+        // be writing a request right now, which is answered with `connection:
+        // close`. Only once the drain time is over is it closed.
+        if *drain.borrow() == DrainPhase::CloseIdle && reader.borrow().buf.is_empty() {
             return NextHead::Drained;
         }
         // Until the codec is known, the connection is idle (as Envoy's, whose
@@ -367,7 +408,7 @@ async fn next_head(
                 Ok(0) | Err(_) => return NextHead::ClosedMidHead,
                 Ok(_) => {}
             },
-            changed = drain.changed(), if !*drain.borrow() => {
+            changed = drain.changed(), if *drain.borrow() != DrainPhase::CloseIdle => {
                 if changed.is_err() {
                     // The server is gone; stop waiting on it.
                     return NextHead::Drained;

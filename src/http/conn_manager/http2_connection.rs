@@ -139,7 +139,7 @@ where
         ping_timer.set(Some(Instant::now() + jittered(*interval, k.jitter_percent)));
     }
     loop {
-        if !going_away && *drain.borrow() {
+        if !going_away && drain.borrow().is_draining() {
             stats.downstream_cx_drain_close.inc();
             local |= go_away(&mut conn, h2_stats, &mut going_away);
         }
@@ -210,7 +210,7 @@ where
                 going_away = true;
                 local = true;
             }
-            changed = drain.changed(), if !going_away && !*drain.borrow() => {
+            changed = drain.changed(), if !going_away && !drain.borrow().is_draining() => {
                 if changed.is_err() {
                     // The server is gone; stop as if drained.
                     local |= go_away(&mut conn, h2_stats, &mut going_away);

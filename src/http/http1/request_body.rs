@@ -97,6 +97,17 @@ impl ConnReader {
         Poll::Ready(Ok(n))
     }
 
+    /// Reads and drops what arrives on a connection that is closing; `Ok(0)` at
+    /// end of stream. Not counted in `rx_bytes`: nothing of it is served (Envoy
+    /// does not count what a closing connection still receives either).
+    pub fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() == 0 {
+            self.buf = buffer_pool::take();
+        }
+        self.buf.clear();
+        super::poll_read_into(&mut self.io, &mut self.buf, cx)
+    }
+
     /// Starts decoding the body of the request just parsed.
     pub fn start_body(&mut self, framing: BodyFraming) {
         self.body_bytes.set(0);

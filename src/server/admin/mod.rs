@@ -72,20 +72,19 @@ const ENDPOINTS: &[Endpoint] = &[
 /// guard dog count a miss.
 const TEST_BLOCK_WORKER: &str = "/courier_test/block_worker";
 
-/// Binds the admin address and serves it on the current (main) dispatcher.
+/// Serves the admin listen socket (bound by the caller, or the old process's
+/// after a handoff) on the current (main) dispatcher; aborting the task
+/// returned stops accepting.
 /// Every request is logged to `access_logs` (`admin.access_log_path`, `admin.access_log`).
 pub async fn start(
     server: Rc<Server>,
-    addr: SocketAddr,
-    ipv6_only: bool,
+    socket: std::net::TcpListener,
     access_logs: Vec<Arc<dyn AccessLogger>>,
-) -> std::io::Result<SocketAddr> {
-    let listener = crate::network::socket::bind_listener(addr, false, ipv6_only)
-        .and_then(tokio::net::TcpListener::from_std)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind admin address {addr}: {e}")))?;
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::from_std(socket)?;
     let bound = listener.local_addr()?;
     let access_logs: Rc<[Arc<dyn AccessLogger>]> = access_logs.into();
-    tokio::task::spawn_local(async move {
+    let task = tokio::task::spawn_local(async move {
         loop {
             let Ok((stream, peer)) = listener.accept().await else {
                 continue;
@@ -115,7 +114,7 @@ pub async fn start(
             });
         }
     });
-    Ok(bound)
+    Ok((bound, task))
 }
 
 /// The most of a request body kept (`/runtime_modify` takes form values); the
@@ -249,8 +248,8 @@ fn route(server: &Server, method: &Method, path: &str, q: &Query, body: &[u8]) -
         }
         "/runtime" => runtime::render(&server.runtime),
         "/runtime_modify" => runtime::modify(&server.runtime, q, body),
-        // What Envoy says with `--disable-hot-restart`: Courier has no hot restart.
-        "/hot_restart_version" => Reply::ok(TEXT, "disabled".into()),
+        // What Envoy says with `--disable-hot-restart`, else the handoff version.
+        "/hot_restart_version" => Reply::ok(TEXT, super::hot_restart_version(&server.options).into()),
         "/memory" => Reply::ok(JSON, memory()),
         "/logging" => logging::handle(q),
         "/drain_listeners" => {

@@ -14,7 +14,7 @@ pub(super) fn render(server: &Server) -> String {
         "state": server.state().envoy_name(),
         "uptime_current_epoch": uptime,
         "uptime_all_epochs": uptime,
-        "hot_restart_version": "disabled",
+        "hot_restart_version": crate::server::hot_restart_version(o),
         "command_line_options": {
             "concurrency": o.workers(),
             "config_path": o.config_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
@@ -25,8 +25,11 @@ pub(super) fn render(server: &Server) -> String {
             "service_node": o.service_node.clone().unwrap_or_default(),
             "drain_time": format!("{}s", o.drain_time_s),
             "mode": match o.mode { crate::server::options::Mode::Serve => "Serve", crate::server::options::Mode::Validate => "Validate" },
-            "disable_hot_restart": true,
-            "restart_epoch": 0,
+            "disable_hot_restart": !o.handoff_enabled(),
+            "restart_epoch": o.epoch(),
+            "base_id": o.base_id.unwrap_or(0),
+            "parent_shutdown_time": format!("{}s", o.parent_shutdown_time_s),
+            "socket_path": o.socket_path,
         },
         "node": {
             "id": node.id,
