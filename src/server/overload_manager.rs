@@ -49,7 +49,7 @@ impl Resource {
         match self {
             Resource::FixedHeap { max_bytes } => Some(super::memory::usage().allocated as f64 / *max_bytes as f64),
             Resource::CgroupMemory { max_bytes } => {
-                let (used, limit) = cgroup_memory()?;
+                let (used, limit) = cgroup_memory(std::path::Path::new(CGROUP_ROOT))?;
                 let limit = match (limit, max_bytes) {
                     (Some(l), Some(m)) => l.min(*m),
                     (Some(l), None) => l,
@@ -63,18 +63,21 @@ impl Resource {
     }
 }
 
+/// Where the process's cgroup is mounted (its own, in a container).
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
 /// The cgroup's memory in use and its limit (`None`: unlimited), from cgroup v2
-/// or, failing that, v1.
-fn cgroup_memory() -> Option<(u64, Option<u64>)> {
-    let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string());
-    if let Some(used) = read("/sys/fs/cgroup/memory.current") {
-        let limit = read("/sys/fs/cgroup/memory.max").and_then(|l| l.parse().ok());
+/// or, failing that, v1, under `root`.
+fn cgroup_memory(root: &std::path::Path) -> Option<(u64, Option<u64>)> {
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).ok().map(|s| s.trim().to_string());
+    if let Some(used) = read("memory.current") {
+        // v2 says "max" for no limit.
+        let limit = read("memory.max").and_then(|l| l.parse().ok());
         return Some((used.parse().ok()?, limit));
     }
-    let used = read("/sys/fs/cgroup/memory/memory.usage_in_bytes")?.parse().ok()?;
+    let used = read("memory/memory.usage_in_bytes")?.parse().ok()?;
     // v1 reports "no limit" as a huge number.
-    let limit =
-        read("/sys/fs/cgroup/memory/memory.limit_in_bytes").and_then(|l| l.parse().ok()).filter(|l| *l < 1 << 60);
+    let limit = read("memory/memory.limit_in_bytes").and_then(|l| l.parse().ok()).filter(|l| *l < 1 << 60);
     Some((used, limit))
 }
 
@@ -346,6 +349,29 @@ resource_monitors:
         assert!(posted.is_saturated(OverloadAction::StopAcceptingRequests), "the heap is far over 1,000 bytes");
         assert_eq!(m.actions[0].active.value(), 1);
         assert!(m.monitors[0].pressure.value() > 100);
+    }
+
+    #[test]
+    fn cgroup_memory_reads_v2_then_v1_and_max_memory_bytes_caps_the_limit() {
+        let root = std::env::temp_dir().join(format!("courier-cgroup-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("memory")).unwrap();
+        std::fs::write(root.join("memory/memory.usage_in_bytes"), "300\n").unwrap();
+        std::fs::write(root.join("memory/memory.limit_in_bytes"), "9223372036854771712\n").unwrap();
+        assert_eq!(cgroup_memory(&root), Some((300, None)), "v1, no limit");
+        std::fs::write(root.join("memory.current"), "400\n").unwrap();
+        std::fs::write(root.join("memory.max"), "max\n").unwrap();
+        assert_eq!(cgroup_memory(&root), Some((400, None)), "v2 first, 'max' is no limit");
+        std::fs::write(root.join("memory.max"), "1000\n").unwrap();
+        assert_eq!(cgroup_memory(&root), Some((400, Some(1000))));
+        let _ = std::fs::remove_dir_all(&root);
+        // The limit is the smaller of the cgroup's and `max_memory_bytes`; with
+        // neither (outside a memory cgroup, as here) the update fails.
+        let c = CgroupMemoryConfig { max_memory_bytes: 1 };
+        let r = Resource::CgroupMemory { max_bytes: Some(c.max_memory_bytes).filter(|m| *m > 0) };
+        if let Some(p) = r.pressure() {
+            assert!(p > 1.0, "every byte in use is over a 1-byte maximum");
+        }
     }
 
     #[test]

@@ -39,6 +39,8 @@ const fn compat(case: &'static str) -> Evidence {
 }
 
 const BOOTSTRAP: &str = "envoy.config.bootstrap.v3.Bootstrap";
+const OVERLOAD: &str = "envoy.config.overload.v3.OverloadManager";
+const OVERLOAD_RS: &str = "src/server/overload_manager.rs";
 const LISTENER: &str = "envoy.config.listener.v3.Listener";
 const CLUSTER: &str = "envoy.config.cluster.v3.Cluster";
 const HTTP_OPTIONS: &str = "envoy.config.core.v3.HttpProtocolOptions";
@@ -114,6 +116,52 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (BOOTSTRAP, "stats_config", &[compat("stats_tags"), compat("stats_matcher_exclusion")]),
     (BOOTSTRAP, "stats_sinks", &[test(SINKS_IT, SINKS)]),
     (BOOTSTRAP, "layered_runtime", &[compat("runtime_layers"), test(RUNTIME_IT, "filters_read_their_runtime_keys")]),
+    (
+        BOOTSTRAP,
+        "overload_manager",
+        &[compat("overload_stop_accepting_requests"), compat("overload_global_downstream_max_connections")],
+    ),
+    (OVERLOAD, "refresh_interval", &[compat("overload_stop_accepting_requests")]),
+    (OVERLOAD, "resource_monitors", &[compat("overload_stop_accepting_requests")]),
+    (OVERLOAD, "actions", &[compat("overload_stop_accepting_requests"), compat("overload_disable_http_keepalive")]),
+    ("envoy.config.overload.v3.ResourceMonitor", "name", &[compat("overload_stop_accepting_requests")]),
+    (
+        "envoy.config.overload.v3.ResourceMonitor",
+        "typed_config",
+        &[compat("overload_global_downstream_max_connections")],
+    ),
+    (
+        "envoy.config.overload.v3.OverloadAction",
+        "name",
+        &[
+            compat("overload_stop_accepting_requests"),
+            compat("overload_disable_http_keepalive"),
+            compat("overload_stop_accepting_connections"),
+            compat("overload_reject_incoming_connections"),
+        ],
+    ),
+    ("envoy.config.overload.v3.OverloadAction", "triggers", &[compat("overload_stop_accepting_requests")]),
+    ("envoy.config.overload.v3.Trigger", "name", &[test(OVERLOAD_RS, "config_errors_name_the_field")]),
+    ("envoy.config.overload.v3.Trigger", "threshold", &[compat("overload_stop_accepting_requests")]),
+    ("envoy.config.overload.v3.Trigger", "scaled", &[compat("overload_stop_accepting_requests")]),
+    ("envoy.config.overload.v3.ThresholdTrigger", "value", &[compat("overload_reject_incoming_connections")]),
+    ("envoy.config.overload.v3.ScaledTrigger", "scaling_threshold", &[compat("overload_stop_accepting_requests")]),
+    ("envoy.config.overload.v3.ScaledTrigger", "saturation_threshold", &[compat("overload_stop_accepting_requests")]),
+    (
+        "envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig",
+        "max_heap_size_bytes",
+        &[compat("overload_stop_accepting_requests")],
+    ),
+    (
+        "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+        "max_active_downstream_connections",
+        &[compat("overload_global_downstream_max_connections")],
+    ),
+    (
+        "envoy.extensions.resource_monitors.cgroup_memory.v3.CgroupMemoryConfig",
+        "max_memory_bytes",
+        &[test(OVERLOAD_RS, "cgroup_memory_reads_v2_then_v1_and_max_memory_bytes_caps_the_limit")],
+    ),
     ("envoy.config.bootstrap.v3.LayeredRuntime", "layers", &[compat("runtime_layers")]),
     (RUNTIME_LAYER, "name", &[compat("runtime_layers"), compat("runtime_without_admin_layer")]),
     (RUNTIME_LAYER, "static_layer", &[compat("runtime_layers"), test(RUNTIME_IT, RUNTIME_MODIFY)]),
