@@ -93,6 +93,11 @@ impl TlsStats {
             None => {}
             // Envoy counts a verification failure as that alone (no connection_error).
             Some(rustls::Error::NoCertificatesPresented) => self.ssl.fail_verify_no_cert.inc(),
+            Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)))
+                if other.0.downcast_ref::<SanMismatch>().is_some() =>
+            {
+                self.ssl.fail_verify_san.inc()
+            }
             Some(rustls::Error::InvalidCertificate(_)) => self.ssl.fail_verify_error.inc(),
             _ => self.ssl.connection_error.inc(),
         }
@@ -241,6 +246,19 @@ pub struct CertificateDetails {
     pub valid_from: i64,
     pub expiration_time: i64,
 }
+
+/// A peer certificate none of whose subject alternative names the validation
+/// context's matchers accept (`ssl.fail_verify_san`).
+#[derive(Debug)]
+pub struct SanMismatch;
+
+impl std::fmt::Display for SanMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no subject alternative name of the certificate matches")
+    }
+}
+
+impl std::error::Error for SanMismatch {}
 
 /// The subject alternative names `/certs` shows.
 #[derive(Debug, Clone, PartialEq, Eq)]

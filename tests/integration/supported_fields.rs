@@ -999,6 +999,18 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "trusted_ca",
         &[test(TLS_IT, TLS_MTLS), compat("tls_upstream")],
     ),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext",
+        "match_typed_subject_alt_names",
+        &[compat("tls_subject_alt_names")],
+    ),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext",
+        "match_subject_alt_names",
+        &[compat("tls_subject_alt_names")],
+    ),
+    ("envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher", "san_type", &[compat("tls_subject_alt_names")]),
+    ("envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher", "matcher", &[compat("tls_subject_alt_names")]),
 ];
 
 /// `(message, field, what is wrong)`: supported fields no test shows acting as

@@ -4,10 +4,11 @@
 //! checked by the config walker); a value rustls cannot do (TLS 1.0/1.1, a cipher
 //! it lacks) is refused here with the field's path. Without a validation context
 //! an upstream certificate is not verified, as Envoy; with one, its chain is
-//! verified against `trusted_ca` but not its name (Envoy checks names only with
-//! `match_typed_subject_alt_names`, which Courier refuses).
+//! verified against `trusted_ca`, and its name only against
+//! `match_typed_subject_alt_names` (`san_matcher`), as Envoy's.
 
 mod der;
+mod san_matcher;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +35,7 @@ use crate::network::tls::{
 };
 use crate::stats::Store;
 use der::subject_public_key_info;
+use san_matcher::SanMatchers;
 
 pub const DOWNSTREAM_TYPE: &str = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
 pub const UPSTREAM_TYPE: &str = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
@@ -55,7 +57,12 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
         &["tls_minimum_protocol_version", "tls_maximum_protocol_version", "cipher_suites"],
     ),
     ("envoy.extensions.transport_sockets.tls.v3.TlsCertificate", &["certificate_chain", "private_key"]),
-    ("envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext", &["trusted_ca"]),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext",
+        &["trusted_ca", "match_typed_subject_alt_names", "match_subject_alt_names"],
+    ),
+    // `oid` (OTHER_NAME) is refused.
+    ("envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher", &["san_type", "matcher"]),
 ];
 
 /// Builds the transport sockets of listeners and clusters from their config.
@@ -151,14 +158,18 @@ fn server_config(proto: &DownstreamTlsContext, path: &FieldPath) -> Result<Serve
         .with_protocol_versions(&versions)
         .map_err(|e| common_path.field_error("tls_params", e.to_string()))?;
     let require = proto.require_client_certificate.as_ref().is_some_and(|b| b.value);
+    let san = san_matchers(&common, &common_path)?;
     let builder = match trusted_ca(&common, &common_path)? {
         Some(roots) => {
             let verifier =
                 rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
             let verifier = if require { verifier } else { verifier.allow_unauthenticated() };
-            let verifier =
-                verifier.build().map_err(|e| common_path.field_error("validation_context", e.to_string()))?;
-            builder.with_client_cert_verifier(verifier)
+            let webpki = verifier.build().map_err(|e| common_path.field_error("validation_context", e.to_string()))?;
+            if san.is_empty() {
+                builder.with_client_cert_verifier(webpki)
+            } else {
+                builder.with_client_cert_verifier(Arc::new(SanCheckedClientVerifier { webpki, san }))
+            }
         }
         // As Envoy: a certificate is required, and not verified.
         None if require => builder.with_client_cert_verifier(Arc::new(AnyClientCert { provider: provider.clone() })),
@@ -191,12 +202,13 @@ fn client_config(proto: &UpstreamTlsContext, path: &FieldPath) -> Result<ClientC
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| common_path.field_error("tls_params", e.to_string()))?;
+    let san = san_matchers(&common, &common_path)?;
     let verifier: Arc<dyn ServerCertVerifier> = match trusted_ca(&common, &common_path)? {
         Some(roots) => {
             let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                 .build()
                 .map_err(|e| common_path.field_error("validation_context", e.to_string()))?;
-            Arc::new(ChainOnlyVerifier { webpki })
+            Arc::new(ChainOnlyVerifier { webpki, san })
         }
         None => Arc::new(NoVerifier { provider }),
     };
@@ -431,6 +443,22 @@ impl rustls::server::ResolvesServerCert for SniResolver {
     }
 }
 
+/// The validation context's subject-name matchers. Envoy refuses them without a
+/// `trusted_ca`: a name proves nothing on a chain nobody verified.
+fn san_matchers(common: &CommonTlsContext, path: &FieldPath) -> Result<SanMatchers, ConfigError> {
+    let Some(ValidationContextType::ValidationContext(vc)) = &common.validation_context_type else {
+        return Ok(SanMatchers::default());
+    };
+    let vc_path = child(path, "validation_context");
+    let san = SanMatchers::from_proto(vc, &vc_path)?;
+    if !san.is_empty() && vc.trusted_ca.is_none() {
+        return Err(
+            vc_path.error("SAN-based verification of peer certificates without trusted CA is insecure and not allowed")
+        );
+    }
+    Ok(san)
+}
+
 /// `validation_context.trusted_ca` as roots; `None` without one (no verification).
 fn trusted_ca(common: &CommonTlsContext, path: &FieldPath) -> Result<Option<RootCertStore>, ConfigError> {
     let vc = match &common.validation_context_type {
@@ -471,11 +499,12 @@ fn data(source: Option<&DataSource>, path: &FieldPath) -> Result<Vec<u8>, Config
     }
 }
 
-/// Envoy with a validation context but no subject-name matchers verifies the
-/// upstream's chain, not its name: rustls's verifier, its name check forgiven.
+/// Envoy verifies the upstream's chain, and its name only by the subject-name
+/// matchers: rustls's verifier, its name check forgiven, then `san`'s.
 #[derive(Debug)]
 struct ChainOnlyVerifier {
     webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    san: SanMatchers,
 }
 
 impl ServerCertVerifier for ChainOnlyVerifier {
@@ -490,8 +519,9 @@ impl ServerCertVerifier for ChainOnlyVerifier {
         match self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::NotValidForName | rustls::CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
+            ))
+            | Ok(_) => self.san.check(end_entity).map(|()| ServerCertVerified::assertion()),
+            Err(e) => Err(e),
         }
     }
 
@@ -559,6 +589,59 @@ impl rustls::server::danger::ClientCertVerifier for AnyClientCert {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A client certificate verified by rustls, then by the subject-name matchers.
+#[derive(Debug)]
+struct SanCheckedClientVerifier {
+    webpki: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    san: SanMatchers,
+}
+
+impl rustls::server::danger::ClientCertVerifier for SanCheckedClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.webpki.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.webpki.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.webpki.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let verified = self.webpki.verify_client_cert(end_entity, intermediates, now)?;
+        self.san.check(end_entity).map(|()| verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
     }
 }
 
