@@ -997,6 +997,8 @@ fn exchange(
     hang_up_ready: &dyn Fn(usize) -> Result<(), String>,
 ) -> Exchanged {
     let (raw, head) = match &r.raw {
+        // Checked at load: every character fits a byte.
+        Some(raw) if r.latin1 => (raw.chars().map(|c| c as u8).collect(), raw.starts_with("HEAD ")),
         Some(raw) => (raw.as_bytes().to_vec(), raw.starts_with("HEAD ")),
         None => {
             let method = r.method.as_deref().unwrap_or("GET");
