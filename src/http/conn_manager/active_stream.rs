@@ -167,6 +167,9 @@ pub async fn handle(
     stream.route_request(parts, decoded, filters, is_head).await
 }
 
+/// Envoy's response code details for a QUERY request without a content-type.
+const QUERY_MISSING_CONTENT_TYPE: &str = "query_missing_content_type";
+
 /// Envoy's response code details for a path it refused or redirected.
 const PATH_NORMALIZATION_FAILED: &str = "path_normalization_failed";
 
@@ -345,7 +348,9 @@ impl Stream {
     fn sanitize_request(&mut self, parts: &mut http::request::Parts) -> Result<(), Box<LocalReply>> {
         // Absolute-form target: the URI's authority is the request's authority.
         if let Some(authority) = parts.uri.authority() {
-            if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+            // Without its userinfo (`user@`), as Envoy takes it.
+            let authority = authority.as_str().rsplit('@').next().unwrap_or_default();
+            if let Ok(v) = HeaderValue::from_str(authority) {
                 parts.headers.insert(http::header::HOST, v);
             }
             // A CONNECT's authority-form target has no path (Envoy logs "-").
@@ -365,7 +370,12 @@ impl Stream {
         // 404 before the request is routed or its headers are touched.
         if parts.method != Method::CONNECT && !parts.uri.path().starts_with('/') {
             self.cfg.stats.downstream_rq_non_relative_path.inc();
-            return Err(Box::new(LocalReply::new(StatusCode::NOT_FOUND, "", "invalid_path")));
+            return Err(Box::new(LocalReply::new(StatusCode::NOT_FOUND, "", "absolute_path_rejected")));
+        }
+        // A QUERY (RFC 9110's safe method with a body) says what its body is:
+        // Envoy refuses one without a content-type.
+        if parts.method.as_str() == "QUERY" && !parts.headers.contains_key(http::header::CONTENT_TYPE) {
+            return Err(Box::new(LocalReply::new(StatusCode::BAD_REQUEST, "", QUERY_MISSING_CONTENT_TYPE)));
         }
         if self.cfg.underscore_action == UnderscoreAction::DropHeader {
             let with_underscore: Vec<HeaderName> =
@@ -588,11 +598,9 @@ impl Stream {
             )),
             DecodedBody::Unread(b) => match RequestBodyStream::start(b).await {
                 Ok(b) => ForwardBody::Streaming(b),
-                Err(_) => {
+                Err(e) => {
                     self.cfg.stats.downstream_cx_protocol_error.inc();
-                    let reply = LocalReply::new(StatusCode::BAD_REQUEST, "Bad Request", "http1.codec_error")
-                        .with_flag(ResponseFlag::DownstreamProtocolError);
-                    return self.finish_local(reply, &parts, &mut filters, is_head);
+                    return self.finish_local(LocalReply::from_codec_error(e), &parts, &mut filters, is_head);
                 }
             },
         };
@@ -615,7 +623,14 @@ impl Stream {
             upstream_request::forward(&cluster, action, &parts, body, self.cfg.buffer_limit, &mut self.info).await;
         let upstream = match forwarded {
             Ok(u) => u,
-            Err(reply) => return self.finish_route_reply(reply, &route, &parts, &mut filters, is_head),
+            Err(reply) => {
+                // The request body failed mid-way (its codec's error): a protocol
+                // error of the connection, as Envoy counts it.
+                if reply.flag == Some(ResponseFlag::DownstreamProtocolError) {
+                    self.cfg.stats.downstream_cx_protocol_error.inc();
+                }
+                return self.finish_route_reply(reply, &route, &parts, &mut filters, is_head);
+            }
         };
         let UpstreamResponse { head: mut response, mut body, host: _, service_time, active } = upstream;
         self.upstream_response_headers(&mut response, service_time, &route, &parts);
@@ -770,6 +785,7 @@ impl Stream {
         // while it was still arriving (its 413 comes before the request's end).
         let close_after = reply.flag == Some(ResponseFlag::DownstreamProtocolError)
             || reply.details == "missing_host_header"
+            || reply.details == QUERY_MISSING_CONTENT_TYPE
             || reply.details == filter_manager::REQUEST_TOO_LARGE
             || (reply.details == PATH_NORMALIZATION_FAILED && reply.status == StatusCode::BAD_REQUEST);
         if let Some(flag) = reply.flag {

@@ -7,7 +7,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::CodecError;
+use super::{field, CodecError};
 
 /// Longest chunk-size line accepted.
 const MAX_CHUNK_LINE: usize = 4096;
@@ -125,13 +125,13 @@ impl BodyDecoder {
                     };
                     return Ok(Decoded::Data(data));
                 }
-                State::ChunkSize => match httparse::parse_chunk_size(buf) {
-                    Ok(httparse::Status::Complete((used, size))) => {
+                State::ChunkSize => match chunk_size_line(buf) {
+                    Ok(Some((used, size))) => {
                         let _ = buf.split_to(used);
                         self.state = if size == 0 { State::Trailers(0) } else { State::ChunkData(size) };
                     }
-                    Ok(httparse::Status::Partial) if buf.len() <= MAX_CHUNK_LINE => return Ok(Decoded::NeedMore),
-                    _ => return Err(self.fail(CodecError::bad_request("http1.codec_error"))),
+                    Ok(None) => return Ok(Decoded::NeedMore),
+                    Err(e) => return Err(self.fail(e)),
                 },
                 State::ChunkDataEnd => {
                     if buf.starts_with(b"\r\n") {
@@ -153,19 +153,59 @@ impl BodyDecoder {
                         return Ok(Decoded::NeedMore);
                     };
                     let line_len = lf + 1;
-                    let blank = lf == 0 || (lf == 1 && buf[0] == b'\r');
-                    let _ = buf.split_to(line_len);
-                    if blank {
+                    let line = buf[..lf].strip_suffix(b"\r").unwrap_or(&buf[..lf]);
+                    if line.is_empty() {
+                        let _ = buf.split_to(line_len);
                         self.state = State::Done;
                         return Ok(Decoded::Done);
                     }
                     if seen + line_len > MAX_TRAILERS {
                         return Err(self.fail(CodecError::headers_too_large()));
                     }
+                    // Trailers are dropped, but checked as headers are: Envoy's
+                    // parser refuses a malformed one whatever `enable_trailers`.
+                    let checked = if field::is_continuation(line) {
+                        field::check_value(line).map(drop)
+                    } else {
+                        field::parse_line(line).map(drop)
+                    };
+                    if let Err(e) = checked {
+                        return Err(self.fail(e));
+                    }
+                    let _ = buf.split_to(line_len);
                     self.state = State::Trailers(seen + line_len);
                 }
             }
         }
+    }
+}
+
+/// A chunk-size line (RFC 9112 §7.1) at the front of `buf`: its length and the
+/// size, `None` until its LF arrives. As strict as Envoy's parser: hex digits
+/// first (any number of leading zeros, no sign, no `0x`, no blank line), then
+/// optional SP/HT and extensions, ended by CRLF; a bare CR or LF, or a size past
+/// 64 bits, is refused.
+fn chunk_size_line(buf: &[u8]) -> Result<Option<(usize, u64)>, CodecError> {
+    let codec_error = CodecError::bad_request("http1.codec_error");
+    let Some(lf) = buf.iter().take(MAX_CHUNK_LINE).position(|&b| b == b'\n') else {
+        return if buf.len() >= MAX_CHUNK_LINE { Err(codec_error) } else { Ok(None) };
+    };
+    let line = buf[..lf].strip_suffix(b"\r").ok_or(codec_error)?;
+    if line.contains(&b'\r') {
+        return Err(codec_error);
+    }
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 {
+        return Err(codec_error);
+    }
+    let size = line[..digits].iter().try_fold(0u64, |n, &d| {
+        let d = (d as char).to_digit(16)?;
+        n.checked_mul(16)?.checked_add(u64::from(d))
+    });
+    let size = size.ok_or(codec_error)?;
+    match field::trim(&line[digits..]).first() {
+        None | Some(b';') => Ok(Some((lf + 1, size))),
+        Some(_) => Err(codec_error),
     }
 }
 
@@ -214,6 +254,39 @@ mod tests {
         for input in [&b"zz\r\nhello\r\n0\r\n\r\n"[..], b"ffffffffffffffffff\r\n", b"5\r\nhelloXX0\r\n\r\n"] {
             assert!(decode_bytewise(BodyFraming::Chunked, input).0.is_err(), "{:?}", String::from_utf8_lossy(input));
         }
+    }
+
+    #[test]
+    fn chunk_sizes_are_parsed_as_strictly_as_envoy() {
+        let ok = |input: &[u8]| decode_bytewise(BodyFraming::Chunked, input).0.map_err(|e| e.details);
+        assert_eq!(ok(b"000000000000000000003\r\nabc\r\n0\r\n\r\n").unwrap(), b"abc");
+        assert_eq!(ok(b"3 \r\nabc\r\n0\r\n\r\n").unwrap(), b"abc");
+        assert_eq!(ok(b"3 ;a=b\r\nabc\r\n0;x\r\n\r\n").unwrap(), b"abc");
+        // A blank line where a size belongs, a sign, `0x`, leading space, a bare
+        // LF or CR, an extension cut by a bare LF, overflow: each refused.
+        for input in [
+            &b"\r\n3\r\nabc\r\n0\r\n\r\n"[..],
+            b"-3\r\nabc\r\n0\r\n\r\n",
+            b"+3\r\nabc\r\n0\r\n\r\n",
+            b"0x3\r\nabc\r\n0\r\n\r\n",
+            b" 3\r\nabc\r\n0\r\n\r\n",
+            b"3\nabc\n0\n\n",
+            b"3\rabc\r\n0\r\n\r\n",
+            b"3;a\nb\r\nabc\r\n0\r\n\r\n",
+            b"1_0\r\nabc\r\n0\r\n\r\n",
+            b"fffffffffffffffff3\r\nabc\r\n0\r\n\r\n",
+        ] {
+            assert_eq!(ok(input).unwrap_err(), "http1.codec_error", "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn trailers_are_checked_as_headers() {
+        let ok = |input: &[u8]| decode_bytewise(BodyFraming::Chunked, input).0.map_err(|e| e.details);
+        assert_eq!(ok(b"3\r\nabc\r\n0\r\nX-T: 1\r\n b\r\nX-U: a\rb\n\r\n").unwrap(), b"abc");
+        assert_eq!(ok(b"3\r\nabc\r\n0\r\nX T: 1\r\n\r\n").unwrap_err(), "http1.codec_error");
+        assert_eq!(ok(b"3\r\nabc\r\n0\r\nXT\r\n\r\n").unwrap_err(), "http1.codec_error");
+        assert_eq!(ok(b"3\r\nabc\r\n0\r\nX-T: a\0b\r\n\r\n").unwrap_err(), "http1.invalid_characters");
     }
 
     #[test]

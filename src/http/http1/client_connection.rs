@@ -57,8 +57,8 @@ pub enum RequestFailure {
     /// The response head is not valid HTTP/1.1.
     Protocol,
     /// The request body from downstream failed on its way up (the downstream's
-    /// fault, e.g. a bad chunk).
-    RequestBody,
+    /// fault, e.g. a bad chunk), with the codec's reason.
+    RequestBody(CodecError),
 }
 
 /// How a response body failed.
@@ -301,7 +301,7 @@ async fn write_body<W: tokio::io::AsyncWrite + Unpin>(
     let closed = |_| RequestFailure::ClosedBeforeResponse;
     write_out(io, out).await.map_err(closed)?;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| RequestFailure::RequestBody)?;
+        let frame = frame.map_err(|e| RequestFailure::RequestBody(CodecError::of_body_error(&*e)))?;
         let Ok(data) = frame.into_data() else { continue };
         if data.is_empty() {
             continue;
