@@ -160,7 +160,16 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
         &["http_protocol_options", "http2_protocol_options"],
     ),
     // Downstream; where it sits in a cluster, `PLACES` narrows it.
-    ("envoy.config.core.v3.Http1ProtocolOptions", &["accept_http_10", "default_host_for_http_10"]),
+    (
+        "envoy.config.core.v3.Http1ProtocolOptions",
+        &[
+            "accept_http_10",
+            "default_host_for_http_10",
+            "allow_custom_methods",
+            "allow_chunked_length",
+            "allow_absolute_url",
+        ],
+    ),
     (
         "envoy.config.core.v3.HttpProtocolOptions",
         &[

@@ -177,6 +177,11 @@ const PATH_NORMALIZATION_FAILED: &str = "path_normalization_failed";
 #[derive(Debug, Clone, Copy)]
 pub struct PathFragment;
 
+/// The request target as the client sent it, when the request's URI cannot
+/// show it (see `RequestHead::target_as_sent`): the access log's `:path`.
+#[derive(Debug, Clone)]
+pub struct TargetAsSent(pub bytes::Bytes);
+
 /// Marks a response after which the connection must close (a refused request).
 #[derive(Debug, Clone, Copy)]
 pub struct CloseConnection;
@@ -898,6 +903,7 @@ impl Stream {
         let log = (!self.cfg.access_logs.is_empty()).then(|| LogSnapshot {
             method: parsed.then(|| request.method.clone()),
             uri: parsed.then(|| request.uri.clone()),
+            target: request.extensions.get::<TargetAsSent>().filter(|_| parsed).map(|t| t.0.clone()),
             request_headers: KeptHeaders::from_map(&request.headers, &self.cfg.log_headers.request),
             response_headers: KeptHeaders::from_map(response_headers, &self.cfg.log_headers.response),
         });
@@ -919,6 +925,8 @@ struct LogSnapshot {
     /// None when no request was parsed (see `reply_without_request`).
     method: Option<Method>,
     uri: Option<Uri>,
+    /// The target as sent, when `uri` cannot show it.
+    target: Option<bytes::Bytes>,
     request_headers: KeptHeaders,
     response_headers: KeptHeaders,
 }
@@ -938,6 +946,7 @@ impl Completion {
             request_headers: Some(&log.request_headers),
             request_method: log.method.as_ref(),
             request_uri: log.uri.as_ref(),
+            request_target: log.target.as_deref().and_then(|t| std::str::from_utf8(t).ok()),
             response_headers: Some(&log.response_headers),
             response_trailers: trailers.map(|t| t as &dyn HeaderLookup),
             info: &self.info,

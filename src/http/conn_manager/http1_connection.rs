@@ -58,6 +58,9 @@ async fn serve_halves(cfg: Arc<HcmConfig>, info: ConnectionInfo, rd: TransportRe
         max_bytes: cfg.max_request_headers_bytes,
         max_headers: cfg.max_headers_count,
         accept_http_10: cfg.accept_http_10,
+        allow_custom_methods: cfg.allow_custom_methods,
+        allow_chunked_length: cfg.allow_chunked_length,
+        allow_absolute_url: cfg.allow_absolute_url,
     };
     let mut drain = cfg.drain.clone();
     // The connection's one timer: idle, request head, stream and write timeouts.
@@ -389,6 +392,9 @@ fn build_request(head: RequestHead, reader: &Rc<RefCell<ConnReader>>) -> http::R
     *request.headers_mut() = head.headers;
     if head.fragment {
         request.extensions_mut().insert(active_stream::PathFragment);
+    }
+    if let Some(target) = head.target_as_sent {
+        request.extensions_mut().insert(active_stream::TargetAsSent(target));
     }
     request
 }

@@ -28,6 +28,11 @@ static TCHAR: [bool; 256] = {
     t
 };
 
+/// Whether `b` is a token (RFC 9110 §5.6.2): one or more `tchar`.
+pub fn is_token(b: &[u8]) -> bool {
+    !b.is_empty() && b.iter().all(|&c| TCHAR[usize::from(c)])
+}
+
 /// A control byte Envoy refuses as `http1.invalid_characters` (HT and CR are
 /// whitespace and line syntax, judged elsewhere).
 pub fn is_forbidden_ctl(b: u8) -> bool {

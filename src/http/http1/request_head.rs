@@ -15,7 +15,7 @@ use http::{HeaderMap, Method, Uri, Version};
 use super::request_line::{self, LineVersion, TargetForm};
 use super::{field, BodyFraming, CodecError};
 
-/// Limits from the connection manager's config.
+/// Limits and parsing options from the connection manager's config.
 #[derive(Debug, Clone, Copy)]
 pub struct HeadLimits {
     /// `max_request_headers_kb` in bytes: request line and headers together.
@@ -24,6 +24,12 @@ pub struct HeadLimits {
     pub max_headers: usize,
     /// `http_protocol_options.accept_http_10`.
     pub accept_http_10: bool,
+    /// `http_protocol_options.allow_custom_methods`.
+    pub allow_custom_methods: bool,
+    /// `http_protocol_options.allow_chunked_length`.
+    pub allow_chunked_length: bool,
+    /// `http_protocol_options.allow_absolute_url`.
+    pub allow_absolute_url: bool,
 }
 
 /// Room for the headers the proxy adds (`x-forwarded-proto`, `x-request-id`,
@@ -46,6 +52,9 @@ pub struct RequestHead {
     /// The request target had a `#fragment`, which `uri` no longer shows
     /// (Envoy refuses such a request before routing).
     pub fragment: bool,
+    /// The target as sent, when `uri` cannot show it (a `#fragment`, an
+    /// absolute target without `allow_absolute_url`): Envoy logs it as `:path`.
+    pub target_as_sent: Option<Bytes>,
 }
 
 /// Parses a head from the front of `buf`, removing it from `buf` when complete.
@@ -101,13 +110,15 @@ fn head_lines(head: &[u8]) -> &[u8] {
 fn parse_head(head: &Bytes, limits: &HeadLimits) -> Result<RequestHead, CodecError> {
     let codec_error = CodecError::bad_request("http1.codec_error");
     let mut lines = field::lines(head_lines(head)).peekable();
-    let line = request_line::parse(lines.next().unwrap_or_default())?;
+    let line = request_line::parse(lines.next().unwrap_or_default(), limits.allow_custom_methods)?;
 
     // One line per header at most: the map is sized once.
     let lines_in_head = head.iter().filter(|&&b| b == b'\n').count();
     let mut headers = crate::http::header_map_pool::take(lines_in_head.min(limits.max_headers) + HEADROOM);
     let mut count = 0;
-    let mut content_length: Option<u64> = None;
+    // Its value is judged once the framing is known: `allow_chunked_length`
+    // drops it unread beside chunked, as Envoy does.
+    let mut content_length: Option<Result<u64, CodecError>> = None;
     let mut te: Option<bool> = None;
     let mut close = line.version == LineVersion::Http10;
     let mut expect_continue = false;
@@ -129,7 +140,7 @@ fn parse_head(head: &Bytes, limits: &HeadLimits) -> Result<RequestHead, CodecErr
             if content_length.is_some() {
                 return Err(codec_error);
             }
-            content_length = Some(parse_content_length(f.value)?);
+            content_length = Some(parse_content_length(f.value));
         } else if name == http::header::TRANSFER_ENCODING {
             // Only `chunked` alone is implemented; whether the header is there at
             // all decides a conflict with Content-Length, whatever its value.
@@ -166,11 +177,17 @@ fn parse_head(head: &Bytes, limits: &HeadLimits) -> Result<RequestHead, CodecErr
         _ => return Err(CodecError::upgrade_required()),
     };
     let framing = match (te, content_length) {
+        // `allow_chunked_length`: chunked wins and Content-Length goes.
+        (Some(true), Some(_)) if limits.allow_chunked_length => {
+            headers.remove(http::header::CONTENT_LENGTH);
+            BodyFraming::Chunked
+        }
         (Some(_), Some(_)) => return Err(CodecError::bad_request("http1.content_length_and_chunked_not_allowed")),
+        (None, Some(Err(e))) => return Err(e),
         (Some(true), None) => BodyFraming::Chunked,
         (Some(false), None) => return Err(CodecError::not_implemented()),
-        (None, Some(0)) | (None, None) => BodyFraming::None,
-        (None, Some(n)) => BodyFraming::Length(n),
+        (None, Some(Ok(0))) | (None, None) => BodyFraming::None,
+        (None, Some(Ok(n))) => BodyFraming::Length(n),
     };
     let connect = line.method == b"CONNECT";
     let invalid_url = CodecError::bad_request("http1.invalid_url");
@@ -181,7 +198,26 @@ fn parse_head(head: &Bytes, limits: &HeadLimits) -> Result<RequestHead, CodecErr
     }
     let method = Method::from_bytes(line.method).map_err(|_| codec_error)?;
     let fragment = line.target.contains(&b'#');
-    let uri = Uri::from_maybe_shared(head.slice_ref(line.target)).map_err(|_| invalid_url)?;
+    let target = head.slice_ref(line.target);
+    // Without `allow_absolute_url`, an absolute target is no path Courier serves:
+    // its URI is `*`, which the connection manager answers 404 as it does
+    // `OPTIONS *` (Envoy's absolute_path_rejected), with the target kept for the log.
+    if line.form == TargetForm::Absolute && !limits.allow_absolute_url {
+        let (uri, target_as_sent) = (Uri::from_static("*"), Some(target));
+        let keep_alive = !close;
+        return Ok(RequestHead {
+            method,
+            uri,
+            version,
+            headers,
+            framing,
+            keep_alive,
+            expect_continue,
+            fragment,
+            target_as_sent,
+        });
+    }
+    let uri = Uri::from_maybe_shared(target.clone()).map_err(|_| invalid_url)?;
     if line.form == TargetForm::Absolute
         && !uri.scheme_str().is_some_and(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"))
     {
@@ -205,6 +241,7 @@ fn parse_head(head: &Bytes, limits: &HeadLimits) -> Result<RequestHead, CodecErr
         // Envoy answers 100 Continue whenever it is asked, body or not.
         expect_continue,
         fragment,
+        target_as_sent: fragment.then_some(target),
     })
 }
 
@@ -276,7 +313,14 @@ fn parse_content_length(v: &[u8]) -> Result<u64, CodecError> {
 mod tests {
     use super::*;
 
-    const LIMITS: HeadLimits = HeadLimits { max_bytes: 60 * 1024, max_headers: 100, accept_http_10: false };
+    const LIMITS: HeadLimits = HeadLimits {
+        max_bytes: 60 * 1024,
+        max_headers: 100,
+        accept_http_10: false,
+        allow_custom_methods: false,
+        allow_chunked_length: false,
+        allow_absolute_url: true,
+    };
 
     fn parse_str(s: &str) -> Result<Option<RequestHead>, CodecError> {
         parse(&mut BytesMut::from(s.as_bytes()), &LIMITS)
@@ -304,6 +348,7 @@ mod tests {
         let head = parse_str("GET /a?b=1#frag HTTP/1.1\r\nHost: x\r\n\r\n").unwrap().unwrap();
         assert_eq!(head.uri, "/a?b=1");
         assert!(head.fragment);
+        assert_eq!(head.target_as_sent.as_deref(), Some(&b"/a?b=1#frag"[..]));
     }
 
     #[test]
@@ -410,6 +455,28 @@ mod tests {
         // A repeated Host is joined, as Envoy's :authority.
         let head = parse_str("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").unwrap().unwrap();
         assert_eq!(head.headers["host"], "a,b");
+    }
+
+    #[test]
+    fn parsing_options() {
+        let opts =
+            HeadLimits { allow_custom_methods: true, allow_chunked_length: true, allow_absolute_url: false, ..LIMITS };
+        let parse_with = |s: &str| parse(&mut BytesMut::from(s.as_bytes()), &opts);
+        let head = parse_with("FOO / HTTP/1.1\r\nHost: h\r\n\r\n").unwrap().unwrap();
+        assert_eq!(head.method.as_str(), "FOO");
+        assert_eq!(parse_with("G@T / HTTP/1.1\r\nHost: h\r\n\r\n").unwrap_err().details, "http1.codec_error");
+        // Chunked wins; Content-Length goes unread, even malformed.
+        let head = parse_with("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.framing, BodyFraming::Chunked);
+        assert!(!head.headers.contains_key("content-length"));
+        let identity = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: identity\r\n\r\n";
+        assert_eq!(parse_with(identity).unwrap_err().details, "http1.content_length_and_chunked_not_allowed");
+        // An absolute target stays a path, for the connection manager's 404.
+        let head = parse_with("GET http://a/b HTTP/1.1\r\nHost: h\r\n\r\n").unwrap().unwrap();
+        assert_eq!(head.uri, "*");
+        assert_eq!(head.target_as_sent.as_deref(), Some(&b"http://a/b"[..]));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! HTTP/0.9 request) is decided later, after the headers, as 426. Runs of SP and
 //! HT separate the parts, as in Envoy's parser.
 
-use super::field::is_forbidden_ctl;
+use super::field::{self, is_forbidden_ctl};
 use super::CodecError;
 
 /// The version a request line names.
@@ -86,8 +86,9 @@ fn is_known_method(m: &[u8]) -> bool {
     )
 }
 
-/// Parses a request line, given without its line ending.
-pub fn parse(line: &[u8]) -> Result<RequestLine<'_>, CodecError> {
+/// Parses a request line, given without its line ending; `custom_methods`:
+/// any token is a method (`allow_custom_methods`).
+pub fn parse(line: &[u8], custom_methods: bool) -> Result<RequestLine<'_>, CodecError> {
     let codec_error = CodecError::bad_request("http1.codec_error");
     if line.iter().any(|&b| is_forbidden_ctl(b)) {
         return Err(CodecError::bad_request("http1.invalid_characters"));
@@ -97,7 +98,7 @@ pub fn parse(line: &[u8]) -> Result<RequestLine<'_>, CodecError> {
     }
     let mut parts = line.split(|&b| b == b' ' || b == b'\t').filter(|p| !p.is_empty());
     let method = parts.next().ok_or(codec_error)?;
-    if !is_known_method(method) {
+    if !(is_known_method(method) || custom_methods && field::is_token(method)) {
         return Err(codec_error);
     }
     let target = parts.next().ok_or(codec_error)?;
@@ -154,7 +155,11 @@ mod tests {
     use super::*;
 
     fn details(line: &[u8]) -> &'static str {
-        parse(line).err().map_or("ok", |e| e.details)
+        parse_known(line).err().map_or("ok", |e| e.details)
+    }
+
+    fn parse_known(line: &[u8]) -> Result<RequestLine<'_>, CodecError> {
+        parse(line, false)
     }
 
     #[test]
@@ -169,10 +174,10 @@ mod tests {
 
     #[test]
     fn versions() {
-        assert_eq!(parse(b"GET / HTTP/1.1").unwrap().version, LineVersion::Http11);
-        assert_eq!(parse(b"GET / HTTP/1.0").unwrap().version, LineVersion::Http10);
+        assert_eq!(parse_known(b"GET / HTTP/1.1").unwrap().version, LineVersion::Http11);
+        assert_eq!(parse_known(b"GET / HTTP/1.0").unwrap().version, LineVersion::Http10);
         for v in ["GET / HTTP/1.2", "GET / HTTP/2.0", "GET / HTTP/0.9", "GET /"] {
-            assert_eq!(parse(v.as_bytes()).unwrap().version, LineVersion::Other, "{v}");
+            assert_eq!(parse_known(v.as_bytes()).unwrap().version, LineVersion::Other, "{v}");
         }
         for v in ["GET / http/1.1", "GET / HTTP/1.10", "GET / HTTP/01.1", "GET / HTTP/1", "GET /a b HTTP/1.1"] {
             assert_eq!(details(v.as_bytes()), "http1.codec_error", "{v}");
@@ -183,12 +188,12 @@ mod tests {
     fn separators_and_targets() {
         // Runs of SP and HT separate the parts, as in Envoy's parser.
         for l in ["GET\t/ HTTP/1.1", "GET  / HTTP/1.1", "GET / HTTP/1.1 "] {
-            assert_eq!(parse(l.as_bytes()).unwrap().target, b"/", "{l}");
+            assert_eq!(parse_known(l.as_bytes()).unwrap().target, b"/", "{l}");
         }
-        assert_eq!(parse(b"GET http://a/b HTTP/1.1").unwrap().form, TargetForm::Absolute);
-        assert_eq!(parse(b"GET ftp://a/b HTTP/1.1").unwrap().form, TargetForm::Absolute);
-        assert_eq!(parse(b"OPTIONS * HTTP/1.1").unwrap().form, TargetForm::Asterisk);
-        assert_eq!(parse(b"CONNECT a:443 HTTP/1.1").unwrap().form, TargetForm::Authority);
+        assert_eq!(parse_known(b"GET http://a/b HTTP/1.1").unwrap().form, TargetForm::Absolute);
+        assert_eq!(parse_known(b"GET ftp://a/b HTTP/1.1").unwrap().form, TargetForm::Absolute);
+        assert_eq!(parse_known(b"OPTIONS * HTTP/1.1").unwrap().form, TargetForm::Asterisk);
+        assert_eq!(parse_known(b"CONNECT a:443 HTTP/1.1").unwrap().form, TargetForm::Authority);
         for l in [&b"GET a/b HTTP/1.1"[..], b"GET ?a HTTP/1.1", b"GET # HTTP/1.1", b"GET /caf\xc3\xa9 HTTP/1.1"] {
             assert_eq!(details(l), "http1.codec_error", "{l:?}");
         }
