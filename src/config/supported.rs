@@ -169,6 +169,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "allow_chunked_length",
             "allow_absolute_url",
             "override_stream_error_on_invalid_http_message",
+            "send_fully_qualified_url",
         ],
     ),
     (
@@ -314,6 +315,12 @@ pub const NO_EFFECT: &[(&str, &str, &str)] = &[
         "Envoy 1.40's HTTP/1 codec cannot resume parsing after it refuses a request, so it answers and \
          closes the connection either way (compared with the real Envoy: a control byte, an invalid \
          authority, Content-Length with Transfer-Encoding, a bad chunk size; cases/hostile_options.yaml)",
+    ),
+    (
+        "envoy.config.core.v3.Http1ProtocolOptions",
+        "send_fully_qualified_url",
+        "only Envoy's client codec writes a request line; on a listener (the one place Courier accepts \
+         Http1ProtocolOptions) the upstream still gets an origin-form target (cases/hostile_options.yaml)",
     ),
     (
         "envoy.config.core.v3.TransportSocket",
