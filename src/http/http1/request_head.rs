@@ -65,6 +65,13 @@ pub fn parse(buf: &mut BytesMut, limits: &HeadLimits) -> Result<Option<RequestHe
     if leading > 0 {
         let _ = buf.split_to(leading);
     }
+    // With `accept_http_10`, a request line without a version is a whole
+    // HTTP/0.9 request: Envoy answers it without waiting for headers.
+    if let Some(lf) = simple_request_end(buf, limits) {
+        let head = buf.split_to(lf + 1).freeze();
+        let line_len = head.len() - if head.ends_with(b"\r\n") { 2 } else { 1 };
+        return parse_head(&head, line_len, limits).map(Some);
+    }
     let Some(end) = head_end(buf) else {
         if buf.len() > limits.max_bytes {
             return Err(CodecError::headers_too_large());
@@ -75,7 +82,20 @@ pub fn parse(buf: &mut BytesMut, limits: &HeadLimits) -> Result<Option<RequestHe
         return Err(CodecError::headers_too_large());
     }
     let head = buf.split_to(end).freeze();
-    parse_head(&head, limits).map(Some)
+    let lines_len = head_lines(&head).len();
+    parse_head(&head, lines_len, limits).map(Some)
+}
+
+/// The LF ending an HTTP/0.9 request line (method and target, no version) at
+/// the front of `buf`, looked for only with `accept_http_10`.
+fn simple_request_end(buf: &[u8], limits: &HeadLimits) -> Option<usize> {
+    if !limits.accept_http_10 {
+        return None;
+    }
+    let lf = memchr_lf(buf)?;
+    let line = buf[..lf].strip_suffix(b"\r").unwrap_or(&buf[..lf]);
+    let parts = line.split(|&b| b == b' ' || b == b'\t').filter(|p| !p.is_empty()).count();
+    (parts == 2).then_some(lf)
 }
 
 /// The length of the head (through the blank line), once it is all in `buf`.
@@ -107,9 +127,11 @@ fn head_lines(head: &[u8]) -> &[u8] {
     &block[..block.len().saturating_sub(1)]
 }
 
-fn parse_head(head: &Bytes, limits: &HeadLimits) -> Result<RequestHead, CodecError> {
+/// Parses `head`, whose first `lines_len` bytes are the request line and the
+/// header lines (without the line ending before the blank line).
+fn parse_head(head: &Bytes, lines_len: usize, limits: &HeadLimits) -> Result<RequestHead, CodecError> {
     let codec_error = CodecError::bad_request("http1.codec_error");
-    let mut lines = field::lines(head_lines(head)).peekable();
+    let mut lines = field::lines(&head[..lines_len]).peekable();
     let line = request_line::parse(lines.next().unwrap_or_default(), limits.allow_custom_methods)?;
 
     // One line per header at most: the map is sized once.
@@ -120,7 +142,7 @@ fn parse_head(head: &Bytes, limits: &HeadLimits) -> Result<RequestHead, CodecErr
     // drops it unread beside chunked, as Envoy does.
     let mut content_length: Option<Result<u64, CodecError>> = None;
     let mut te: Option<bool> = None;
-    let mut close = line.version == LineVersion::Http10;
+    let mut close = line.version != LineVersion::Http11;
     let mut expect_continue = false;
     while let Some(l) = lines.next() {
         // A continuation with no field before it: Envoy refuses it.
@@ -151,7 +173,7 @@ fn parse_head(head: &Bytes, limits: &HeadLimits) -> Result<RequestHead, CodecErr
                 let token = field::trim(token);
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") && line.version == LineVersion::Http10 {
+                } else if token.eq_ignore_ascii_case(b"keep-alive") && line.version != LineVersion::Http11 {
                     close = false;
                 }
             }
@@ -171,9 +193,11 @@ fn parse_head(head: &Bytes, limits: &HeadLimits) -> Result<RequestHead, CodecErr
     }
 
     // Headers complete: the checks Envoy's codec makes on the whole head.
+    // With `accept_http_10`, Envoy serves any version but 1.1 (0.9, 1.2, 2.0)
+    // as HTTP/1.0.
     let version = match line.version {
         LineVersion::Http11 => Version::HTTP_11,
-        LineVersion::Http10 if limits.accept_http_10 => Version::HTTP_10,
+        _ if limits.accept_http_10 => Version::HTTP_10,
         _ => return Err(CodecError::upgrade_required()),
     };
     let framing = match (te, content_length) {
@@ -516,5 +540,13 @@ mod tests {
         let limits = HeadLimits { accept_http_10: true, ..LIMITS };
         let head = parse(&mut BytesMut::from(&b"GET / HTTP/1.0\r\n\r\n"[..]), &limits).unwrap().unwrap();
         assert!(!head.keep_alive);
+        // Any other version is HTTP/1.0 then; none (HTTP/0.9) ends the head at
+        // the request line.
+        let head = parse(&mut BytesMut::from(&b"GET / HTTP/1.2\r\nHost: h\r\n\r\n"[..]), &limits).unwrap().unwrap();
+        assert_eq!(head.version, Version::HTTP_10);
+        let mut buf = BytesMut::from(&b"GET /\r\nHost: h\r\n\r\n"[..]);
+        let head = parse(&mut buf, &limits).unwrap().unwrap();
+        assert_eq!((head.version, head.headers.len()), (Version::HTTP_10, 0));
+        assert_eq!(&buf[..], b"Host: h\r\n\r\n");
     }
 }
