@@ -4,9 +4,11 @@
 //! names that are tokens and values without control bytes (`field`), a request
 //! line Envoy's parser accepts (`request_line`), an authority that is one,
 //! limits on size and count. Envoy's leniencies are kept, and only those: an
-//! obs-fold joins its value with a space, a bare CR in a value is dropped, a bare
-//! LF ends a line. Every refusal carries Envoy's status and details, as observed
-//! against Envoy 1.40 (tests/compat/cases/hostile_*.yaml).
+//! obs-fold continues its value (the line break goes), a bare CR in a value is
+//! dropped, a bare LF ends a line, and with `accept_http_10` a request line
+//! without a version is a whole HTTP/0.9 request. Every refusal carries Envoy's
+//! status and details, as observed against Envoy 1.40
+//! (tests/compat/cases/hostile_*.yaml).
 
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue};
@@ -157,12 +159,12 @@ fn parse_head(head: &Bytes, lines_len: usize, limits: &HeadLimits) -> Result<Req
         let value = field_value(head, f, &mut lines)?;
         let name = HeaderName::from_bytes(f.name).map_err(|_| codec_error)?;
         if name == http::header::CONTENT_LENGTH {
-            // Envoy rejects any repeated Content-Length, equal or not. The raw
-            // value is read: a bare CR in it is no digit.
+            // Envoy rejects any repeated Content-Length, equal or not. A bare CR
+            // in it is no digit (`3\r4` is not 34); a folded one is read whole.
             if content_length.is_some() {
                 return Err(codec_error);
             }
-            content_length = Some(parse_content_length(f.value));
+            content_length = Some(if f.bare_cr { Err(codec_error) } else { parse_content_length(value.as_bytes()) });
         } else if name == http::header::TRANSFER_ENCODING {
             // Only `chunked` alone is implemented; whether the header is there at
             // all decides a conflict with Content-Length, whatever its value.
@@ -443,6 +445,8 @@ mod tests {
         assert_eq!(details(te_cl), "http1.codec_error");
         // A bare CR in a Content-Length value is no digit (not "34").
         assert_eq!(details("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r4\r\n\r\n"), "http1.codec_error");
+        // A folded Content-Length is read whole, not as its first line.
+        assert_eq!(details("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n 4\r\n\r\n"), "http1.codec_error");
         // Control bytes around a framing header's name.
         assert_eq!(
             details("POST / HTTP/1.1\r\nHost: h\r\n\x0bTransfer-Encoding: chunked\r\n\r\n"),
