@@ -94,7 +94,8 @@ fn simple_request_end(buf: &[u8], limits: &HeadLimits) -> Option<usize> {
     if !limits.accept_http_10 {
         return None;
     }
-    let lf = memchr_lf(buf)?;
+    // A line past the limit is left to the usual path, which refuses it.
+    let lf = memchr_lf(buf).filter(|&lf| lf < limits.max_bytes)?;
     let line = buf[..lf].strip_suffix(b"\r").unwrap_or(&buf[..lf]);
     let parts = line.split(|&b| b == b' ' || b == b'\t').filter(|p| !p.is_empty()).count();
     (parts == 2).then_some(lf)
