@@ -9,8 +9,10 @@ use bytes::{Bytes, BytesMut};
 
 use super::{field, CodecError};
 
-/// Longest chunk-size line accepted.
-const MAX_CHUNK_LINE: usize = 4096;
+/// Longest chunk-size line accepted (with its extensions): Envoy's default
+/// header limit, 60 KiB. Envoy's parser reads extensions as they stream and
+/// takes longer ones; Courier holds the line until its end, so it is bounded.
+const MAX_CHUNK_LINE: usize = 60 * 1024;
 /// Longest trailer section accepted (Envoy's default header limit, 60 KiB).
 const MAX_TRAILERS: usize = 60 * 1024;
 
@@ -278,6 +280,16 @@ mod tests {
         ] {
             assert_eq!(ok(input).unwrap_err(), "http1.codec_error", "{:?}", String::from_utf8_lossy(input));
         }
+    }
+
+    #[test]
+    fn a_chunk_size_line_is_bounded() {
+        let decode = |line: Vec<u8>| BodyDecoder::new(BodyFraming::Chunked).decode(&mut BytesMut::from(&line[..]));
+        let long_ext = [&b"3;"[..], &[b'a'; 5000], b"\r\nabc"].concat();
+        assert_eq!(decode(long_ext), Ok(Decoded::Data(Bytes::from_static(b"abc"))));
+        // No LF within the bound: refused without waiting for more.
+        assert!(decode([&b"3;"[..], &[b'a'; MAX_CHUNK_LINE]].concat()).is_err());
+        assert_eq!(decode(b"3;aaaa".to_vec()), Ok(Decoded::NeedMore));
     }
 
     #[test]
