@@ -20,7 +20,7 @@ use super::path_normalization::Outcome;
 use crate::formatter::{FormatContext, HeaderLookup, KeptHeaders};
 use crate::http::body::{ReadWholeError, RequestBody, RequestBodyStream, ResponseBody, StreamCompletion};
 use crate::http::filter::{LocalReply, StreamFilter};
-use crate::http::{grpc, header_map_pool, headers};
+use crate::http::{grpc, header_map_pool, headers, http1};
 use crate::network::ConnectionInfo;
 use crate::router::upstream_request::{self, ActiveRequest, ForwardBody, UpstreamResponse};
 use crate::router::{ClusterWeightEdits, Route, RouteAction};
@@ -604,7 +604,9 @@ impl Stream {
             DecodedBody::Unread(b) => match RequestBodyStream::start(b).await {
                 Ok(b) => ForwardBody::Streaming(b),
                 Err(e) => {
-                    self.cfg.stats.downstream_cx_protocol_error.inc();
+                    if e.is_protocol_error() {
+                        self.cfg.stats.downstream_cx_protocol_error.inc();
+                    }
                     return self.finish_local(LocalReply::from_codec_error(e), &parts, &mut filters, is_head);
                 }
             },
@@ -630,8 +632,9 @@ impl Stream {
             Ok(u) => u,
             Err(reply) => {
                 // The request body failed mid-way (its codec's error): a protocol
-                // error of the connection, as Envoy counts it.
-                if reply.flag == Some(ResponseFlag::DownstreamProtocolError) {
+                // error of the connection, as Envoy counts it, unless the client
+                // just went away.
+                if reply.flag == Some(ResponseFlag::DownstreamProtocolError) && reply.details != http1::CLIENT_GONE {
                     self.cfg.stats.downstream_cx_protocol_error.inc();
                 }
                 return self.finish_route_reply(reply, &route, &parts, &mut filters, is_head);

@@ -58,6 +58,9 @@ fn poll_read_into<R: AsyncRead + Unpin>(
     Poll::Ready(Ok(n))
 }
 
+/// The details of a body cut short by its client (`CodecError::client_gone`).
+pub const CLIENT_GONE: &str = "downstream_remote_disconnect";
+
 /// A request the codec refuses, with the reply Envoy sends for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CodecError {
@@ -81,6 +84,17 @@ impl CodecError {
 
     pub fn upgrade_required() -> CodecError {
         CodecError { status: StatusCode::UPGRADE_REQUIRED, details: "low_version" }
+    }
+
+    /// The client went away mid-body: no fault in what it sent.
+    pub fn client_gone() -> CodecError {
+        CodecError::bad_request(CLIENT_GONE)
+    }
+
+    /// Whether this counts as the connection's protocol error (Envoy's
+    /// `downstream_cx_protocol_error`): every refusal but a client gone.
+    pub fn is_protocol_error(&self) -> bool {
+        self.details != CLIENT_GONE
     }
 
     pub fn not_implemented() -> CodecError {

@@ -137,7 +137,7 @@ impl ConnReader {
                 Ok(0) | Err(_) => {
                     // The client went away mid-body.
                     self.client_gone = true;
-                    let e = self.body.fail(CodecError::bad_request("downstream_remote_disconnect"));
+                    let e = self.body.fail(CodecError::client_gone());
                     return Poll::Ready(Some(Err(e)));
                 }
                 Ok(_) => {}
