@@ -168,6 +168,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "allow_custom_methods",
             "allow_chunked_length",
             "allow_absolute_url",
+            "enable_trailers",
             "override_stream_error_on_invalid_http_message",
             "send_fully_qualified_url",
         ],

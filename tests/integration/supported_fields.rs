@@ -444,6 +444,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     ("envoy.config.core.v3.Http1ProtocolOptions", "allow_custom_methods", &[compat("hostile_options")]),
     ("envoy.config.core.v3.Http1ProtocolOptions", "allow_chunked_length", &[compat("hostile_options")]),
     ("envoy.config.core.v3.Http1ProtocolOptions", "allow_absolute_url", &[compat("hostile_options")]),
+    ("envoy.config.core.v3.Http1ProtocolOptions", "enable_trailers", &[compat("http1_trailers")]),
     (
         HTTP_OPTIONS,
         "idle_timeout",

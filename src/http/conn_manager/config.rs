@@ -106,6 +106,9 @@ pub struct HcmConfig {
     pub allow_chunked_length: bool,
     /// `http_protocol_options.allow_absolute_url` (default true).
     pub allow_absolute_url: bool,
+    /// `http_protocol_options.enable_trailers`: HTTP/1 trailers are read from
+    /// requests and written on chunked responses instead of dropped.
+    pub enable_trailers: bool,
     /// `http_protocol_options.default_host_for_http_10`: the Host of an HTTP/1.0
     /// request that has none.
     pub default_host_for_http_10: Option<HeaderValue>,
@@ -317,6 +320,7 @@ impl HcmConfig {
             accept_http_10: p.http_protocol_options.as_ref().is_some_and(|o| o.accept_http_10),
             allow_custom_methods: p.http_protocol_options.as_ref().is_some_and(|o| o.allow_custom_methods),
             allow_chunked_length: p.http_protocol_options.as_ref().is_some_and(|o| o.allow_chunked_length),
+            enable_trailers: p.http_protocol_options.as_ref().is_some_and(|o| o.enable_trailers),
             allow_absolute_url: p
                 .http_protocol_options
                 .as_ref()

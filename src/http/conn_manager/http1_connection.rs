@@ -52,8 +52,11 @@ async fn serve_halves(cfg: Arc<HcmConfig>, info: ConnectionInfo, rd: TransportRe
     let cfg = &cfg;
     let mut lifetime = ConnectionLifetime::new(&cfg.stats);
     let stats = &cfg.stats;
-    let reader = Rc::new(RefCell::new(ConnReader::new(rd, stats.downstream_cx_rx_bytes_total.clone())));
+    let mut reader = ConnReader::new(rd, stats.downstream_cx_rx_bytes_total.clone());
+    reader.keep_trailers = cfg.enable_trailers;
+    let reader = Rc::new(RefCell::new(reader));
     let mut writer = ResponseWriter::new(wr, stats.downstream_cx_tx_bytes_total.clone());
+    writer.trailers = cfg.enable_trailers;
     let limits = HeadLimits {
         max_bytes: cfg.max_request_headers_bytes,
         max_headers: cfg.max_headers_count,

@@ -6,6 +6,8 @@
 //! so a body is never read faster than it is consumed.
 
 use bytes::{Bytes, BytesMut};
+use http::header::{HeaderName, HeaderValue};
+use http::HeaderMap;
 
 use super::{field, CodecError};
 
@@ -35,8 +37,10 @@ pub enum Decoded {
     /// The next piece of the body.
     Data(Bytes),
     /// The body is whole (trailers, if any, were read and dropped, as Envoy's
-    /// HTTP/1 codec does by default).
+    /// HTTP/1 codec does by default, or kept and given before).
     Done,
+    /// The trailers, when kept (`enable_trailers`); the body is whole.
+    Trailers(HeaderMap),
     /// More bytes must be read first.
     NeedMore,
 }
@@ -55,9 +59,31 @@ enum State {
 }
 
 /// The framing state of one body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BodyDecoder {
     state: State,
+    /// `Some` when trailers are kept (`enable_trailers`): those read so far.
+    kept: Option<Box<KeptTrailers>>,
+}
+
+/// Trailers being read: those complete, and the last one, which an obs-fold
+/// line may still continue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct KeptTrailers {
+    map: HeaderMap,
+    last: Option<(HeaderName, Vec<u8>)>,
+}
+
+impl KeptTrailers {
+    fn finish_last(&mut self) {
+        if let Some((name, mut value)) = self.last.take() {
+            // A bare CR is dropped, as in a header value.
+            value.retain(|&b| b != b'\r');
+            if let Ok(value) = HeaderValue::from_bytes(field::trim(&value)) {
+                self.map.append(name, value);
+            }
+        }
+    }
 }
 
 impl BodyDecoder {
@@ -68,7 +94,14 @@ impl BodyDecoder {
             BodyFraming::Chunked => State::ChunkSize,
             BodyFraming::UntilClose => State::UntilClose,
         };
-        BodyDecoder { state }
+        BodyDecoder { state, kept: None }
+    }
+
+    /// Keeps the trailers of a chunked body (`enable_trailers`) instead of
+    /// dropping them: `decode` gives them as `Decoded::Trailers`.
+    pub fn keeping_trailers(mut self, keep: bool) -> BodyDecoder {
+        self.kept = keep.then(Box::default);
+        self
     }
 
     /// The body was read to its end.
@@ -159,7 +192,16 @@ impl BodyDecoder {
                     if line.is_empty() {
                         let _ = buf.split_to(line_len);
                         self.state = State::Done;
-                        return Ok(Decoded::Done);
+                        return Ok(match self.kept.as_deref_mut() {
+                            Some(kept) => {
+                                kept.finish_last();
+                                match std::mem::take(&mut kept.map) {
+                                    map if map.is_empty() => Decoded::Done,
+                                    map => Decoded::Trailers(map),
+                                }
+                            }
+                            None => Decoded::Done,
+                        });
                     }
                     if seen + line_len > MAX_TRAILERS {
                         return Err(self.fail(CodecError::headers_too_large()));
@@ -167,9 +209,20 @@ impl BodyDecoder {
                     // Trailers are dropped, but checked as headers are: Envoy's
                     // parser refuses a malformed one whatever `enable_trailers`.
                     let checked = if field::is_continuation(line) {
-                        field::check_value(line).map(drop)
+                        field::check_value(line).map(|_| {
+                            if let Some((_, value)) = self.kept.as_deref_mut().and_then(|k| k.last.as_mut()) {
+                                value.extend_from_slice(line);
+                            }
+                        })
                     } else {
-                        field::parse_line(line).map(drop)
+                        field::parse_line(line).and_then(|f| {
+                            let Some(kept) = self.kept.as_deref_mut() else { return Ok(()) };
+                            kept.finish_last();
+                            let name = HeaderName::from_bytes(f.name)
+                                .map_err(|_| CodecError::bad_request("http1.codec_error"))?;
+                            kept.last = Some((name, f.value.to_vec()));
+                            Ok(())
+                        })
                     };
                     if let Err(e) = checked {
                         return Err(self.fail(e));
@@ -224,7 +277,7 @@ mod tests {
         loop {
             match d.decode(&mut buf) {
                 Ok(Decoded::Data(b)) => out.extend_from_slice(&b),
-                Ok(Decoded::Done) => return (Ok(out), buf),
+                Ok(Decoded::Done | Decoded::Trailers(_)) => return (Ok(out), buf),
                 Ok(Decoded::NeedMore) if fed < input.len() => {
                     buf.extend_from_slice(&input[fed..fed + 1]);
                     fed += 1;
@@ -290,6 +343,21 @@ mod tests {
         // No LF within the bound: refused without waiting for more.
         assert!(decode([&b"3;"[..], &[b'a'; MAX_CHUNK_LINE]].concat()).is_err());
         assert_eq!(decode(b"3;aaaa".to_vec()), Ok(Decoded::NeedMore));
+    }
+
+    #[test]
+    fn trailers_are_kept_when_asked() {
+        let mut d = BodyDecoder::new(BodyFraming::Chunked).keeping_trailers(true);
+        let mut buf = BytesMut::from(&b"3\r\nabc\r\n0\r\nX-T: 1\r\nX-U: a\r\n b\rc\r\n\r\nNEXT"[..]);
+        assert_eq!(d.decode(&mut buf), Ok(Decoded::Data(Bytes::from_static(b"abc"))));
+        let Ok(Decoded::Trailers(t)) = d.decode(&mut buf) else { panic!("no trailers") };
+        assert_eq!((t["x-t"].as_bytes(), t["x-u"].as_bytes()), (&b"1"[..], &b"a bc"[..]));
+        assert!(d.is_done());
+        assert_eq!(d.decode(&mut buf), Ok(Decoded::Done));
+        assert_eq!(&buf[..], b"NEXT");
+        // None sent: just the end.
+        let mut d = BodyDecoder::new(BodyFraming::Chunked).keeping_trailers(true);
+        assert_eq!(d.decode(&mut BytesMut::from(&b"0\r\n\r\n"[..])), Ok(Decoded::Done));
     }
 
     #[test]

@@ -190,7 +190,9 @@ impl ClientConnection {
         loop {
             match decoder.decode(&mut self.buf) {
                 Ok(Decoded::Data(data)) => return Poll::Ready(Some(Ok(data))),
-                Ok(Decoded::Done) => {
+                // Trailers are not kept upstream (a cluster's enable_trailers is
+                // not supported), so none come; were they, the body is whole.
+                Ok(Decoded::Done | Decoded::Trailers(_)) => {
                     if self.buf.is_empty() && self.buf.capacity() > READ_CHUNK {
                         self.buf = BytesMut::new();
                     }
