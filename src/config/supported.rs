@@ -176,7 +176,19 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
         &["http_protocol_options", "http2_protocol_options"],
     ),
     // Downstream; where it sits in a cluster, `PLACES` narrows it.
-    ("envoy.config.core.v3.Http1ProtocolOptions", &["accept_http_10", "default_host_for_http_10"]),
+    (
+        "envoy.config.core.v3.Http1ProtocolOptions",
+        &[
+            "accept_http_10",
+            "default_host_for_http_10",
+            "allow_custom_methods",
+            "allow_chunked_length",
+            "allow_absolute_url",
+            "enable_trailers",
+            "override_stream_error_on_invalid_http_message",
+            "send_fully_qualified_url",
+        ],
+    ),
     (
         "envoy.config.core.v3.HttpProtocolOptions",
         &[
@@ -314,6 +326,19 @@ const UPSTREAM_HTTP_OPTIONS: &[&str] =
 /// other supported field acts; `tests/integration/supported_fields.rs` holds each
 /// one to a test that shows it.
 pub const NO_EFFECT: &[(&str, &str, &str)] = &[
+    (
+        "envoy.config.core.v3.Http1ProtocolOptions",
+        "override_stream_error_on_invalid_http_message",
+        "Envoy 1.40's HTTP/1 codec cannot resume parsing after it refuses a request, so it answers and \
+         closes the connection either way (compared with the real Envoy: a control byte, an invalid \
+         authority, Content-Length with Transfer-Encoding, a bad chunk size; cases/hostile_options.yaml)",
+    ),
+    (
+        "envoy.config.core.v3.Http1ProtocolOptions",
+        "send_fully_qualified_url",
+        "only Envoy's client codec writes a request line; on a listener (the one place Courier accepts \
+         Http1ProtocolOptions) the upstream still gets an origin-form target (cases/hostile_options.yaml)",
+    ),
     (
         "envoy.config.core.v3.TransportSocket",
         "name",

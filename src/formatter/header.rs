@@ -109,7 +109,9 @@ fn lookup(cx: &FormatContext<'_>, source: HeaderSource, key: &HeaderKey, out: &m
         HeaderSource::Trailer => cx.response_trailers,
     };
     let value: Option<&str> = match key {
-        HeaderKey::Path => cx.request_uri.and_then(|u| u.path_and_query()).map(|pq| pq.as_str()),
+        HeaderKey::Path => {
+            cx.request_target.or_else(|| cx.request_uri.and_then(|u| u.path_and_query()).map(|pq| pq.as_str()))
+        }
         HeaderKey::Method => cx.request_method.map(|m| m.as_str()),
         HeaderKey::Authority => match cx.request_uri.and_then(|u| u.authority()) {
             Some(a) => Some(a.as_str()),

@@ -124,6 +124,9 @@ pub struct FormatContext<'a> {
     pub request_method: Option<&'a http::Method>,
     /// The request target: `%REQ(:PATH)%`, `:AUTHORITY` (else the `Host` header), `:SCHEME`.
     pub request_uri: Option<&'a http::Uri>,
+    /// The target as sent, when `request_uri` cannot show it (a `#fragment`):
+    /// `%REQ(:PATH)%` then.
+    pub request_target: Option<&'a str>,
     pub response_headers: Option<&'a dyn HeaderLookup>,
     pub response_trailers: Option<&'a dyn HeaderLookup>,
     pub info: &'a StreamInfo,
@@ -136,6 +139,7 @@ impl<'a> FormatContext<'a> {
             request_headers: None,
             request_method: None,
             request_uri: None,
+            request_target: None,
             response_headers: None,
             response_trailers: None,
             info,

@@ -54,6 +54,7 @@ impl Fixture {
             request_headers: Some(&self.req),
             request_method: Some(&self.method),
             request_uri: Some(&self.uri),
+            request_target: None,
             response_headers: Some(&self.resp),
             response_trailers: Some(&self.trailers),
             info: &self.info,

@@ -8,9 +8,30 @@ use super::envoy_model::{self, Verdict};
 use crate::http::http1::body_decoder::{BodyDecoder, Decoded};
 use crate::http::http1::{request_head, BodyFraming, CodecError, HeadLimits};
 
-/// Small limits, so that the fuzzer reaches them.
+/// Small limits, so that the fuzzer reaches them, and the options of
+/// `http_protocol_options` set by the first byte's bits.
 fn limits(data: &[u8]) -> HeadLimits {
-    HeadLimits { max_bytes: 4096, max_headers: 16, accept_http_10: data.first().is_some_and(|b| b & 1 == 1) }
+    let bits = data.first().copied().unwrap_or(0);
+    HeadLimits {
+        max_bytes: 4096,
+        max_headers: 16,
+        accept_http_10: bits & 1 != 0,
+        allow_custom_methods: bits & 2 != 0,
+        allow_chunked_length: bits & 4 != 0,
+        allow_absolute_url: bits & 8 != 0,
+    }
+}
+
+/// Envoy's defaults, which the model of its acceptance rules assumes.
+fn envoy_defaults() -> HeadLimits {
+    HeadLimits {
+        max_bytes: 60 * 1024,
+        max_headers: 100,
+        accept_http_10: false,
+        allow_custom_methods: false,
+        allow_chunked_length: false,
+        allow_absolute_url: true,
+    }
 }
 
 /// What a connection made of its bytes: the request it saw (as text, so that two
@@ -19,7 +40,7 @@ fn limits(data: &[u8]) -> HeadLimits {
 enum Outcome {
     NeedMore,
     Rejected(CodecError),
-    Request { head: String, framing: BodyFraming, body: Vec<u8>, end: BodyEnd },
+    Request { head: String, framing: BodyFraming, body: Vec<u8>, trailers: Option<String>, end: BodyEnd },
 }
 
 #[derive(Debug, PartialEq)]
@@ -47,9 +68,11 @@ fn read(data: &[u8], cut: usize, limits: &HeadLimits) -> Outcome {
     };
     let mut decoder = BodyDecoder::new(head.framing);
     let mut body = Vec::new();
+    let mut trailers = None;
     let end = loop {
         match decoder.decode(&mut buf) {
             Ok(Decoded::Data(piece)) => body.extend_from_slice(&piece),
+            Ok(Decoded::Trailers(map)) => trailers = Some(format!("{map:?}")),
             Ok(Decoded::Done) => break BodyEnd::Done,
             Ok(Decoded::NeedMore) => match rest.take() {
                 Some(more) => buf.extend_from_slice(more),
@@ -66,7 +89,7 @@ fn read(data: &[u8], cut: usize, limits: &HeadLimits) -> Outcome {
         "{} {} {:?} {:?} keep_alive={} expect_continue={} fragment={}",
         head.method, head.uri, head.version, head.headers, head.keep_alive, head.expect_continue, head.fragment
     );
-    Outcome::Request { head: shown, framing: head.framing, body, end }
+    Outcome::Request { head: shown, framing: head.framing, body, trailers, end }
 }
 
 /// A request read at once and cut in two at a place chosen by the input itself
@@ -85,13 +108,23 @@ pub fn request(data: &[u8]) {
 pub fn request_against_envoy(data: &[u8]) {
     let verdict = envoy_model::judge(data);
     let mut buf = BytesMut::from(data);
-    let parsed = request_head::parse(&mut buf, &limits(data));
+    let parsed = request_head::parse(&mut buf, &envoy_defaults());
     match (verdict, parsed) {
         (Verdict::Refused(why), Ok(Some(head))) => {
             panic!("Envoy refuses this head ({why}); Courier accepted {} {} {:?}", head.method, head.uri, head.headers)
         }
-        (Verdict::Accepted(framing), Ok(Some(head))) => assert_eq!(head.framing, framing, "body framing"),
+        (Verdict::Accepted(framing), Ok(Some(head))) => {
+            assert_eq!(no_body_as_none(head.framing), no_body_as_none(framing), "body framing")
+        }
         _ => {}
+    }
+}
+
+/// `Content-Length: 0` and no framing header both mean no body.
+fn no_body_as_none(framing: BodyFraming) -> BodyFraming {
+    match framing {
+        BodyFraming::Length(0) => BodyFraming::None,
+        other => other,
     }
 }
 
@@ -103,9 +136,11 @@ pub fn chunked(data: &[u8]) {
         let mut rest = Some(second);
         let mut decoder = BodyDecoder::new(BodyFraming::Chunked);
         let mut body = Vec::new();
+        let mut trailers = None;
         let end = loop {
             match decoder.decode(&mut buf) {
                 Ok(Decoded::Data(piece)) => body.extend_from_slice(&piece),
+                Ok(Decoded::Trailers(map)) => trailers = Some(format!("{map:?}")),
                 Ok(Decoded::Done) => break Ok(buf.len() + rest.map_or(0, <[u8]>::len)),
                 Ok(Decoded::NeedMore) => match rest.take() {
                     Some(more) => buf.extend_from_slice(more),
@@ -115,7 +150,7 @@ pub fn chunked(data: &[u8]) {
             }
         };
         assert!(body.len() <= data.len());
-        (body, end)
+        (body, trailers, end)
     };
     let whole = decode(data.len());
     for cut in crate::common::fuzzing::cut_points(data.len()) {

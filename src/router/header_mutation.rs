@@ -275,6 +275,7 @@ impl HeaderMutation {
                     request_headers: request.map(|r| &r.headers as &dyn crate::formatter::HeaderLookup),
                     request_method: request.map(|r| &r.method),
                     request_uri: request.map(|r| &r.uri),
+                    request_target: None,
                     response_headers: Some(response),
                     response_trailers: None,
                     info,

@@ -20,6 +20,7 @@ use crate::http::body::RequestBodyStream;
 use crate::http::filter::LocalReply;
 use crate::http::headers::{self, X_ENVOY_ATTEMPT_COUNT, X_ENVOY_EXPECTED_RQ_TIMEOUT_MS};
 use crate::http::http1::client_connection::{BodyOut, RequestFailure, RequestOut};
+use crate::http::http1::CodecError;
 use crate::runtime;
 use crate::stats::Gauge;
 use crate::stream_info::{ResponseFlag, StreamInfo};
@@ -133,8 +134,9 @@ enum AttemptFailure {
     /// The response head was not valid HTTP/1.1.
     Protocol,
     /// The downstream request body was malformed (e.g. a bad chunk size) while it
-    /// was being sent: the downstream's fault, never retried.
-    DownstreamBody,
+    /// was being sent: the downstream's fault, never retried. Envoy's reply is
+    /// the codec's.
+    DownstreamBody(CodecError),
 }
 
 /// Envoy's reply for an upstream that closed before the response was passed on
@@ -181,8 +183,7 @@ fn failure_reply(f: AttemptFailure, retried: bool) -> LocalReply {
             LocalReply::new(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout", "upstream_response_timeout")
                 .with_flag(ResponseFlag::UpstreamRequestTimeout)
         }
-        AttemptFailure::DownstreamBody => LocalReply::new(StatusCode::BAD_REQUEST, "Bad Request", "http1.codec_error")
-            .with_flag(ResponseFlag::DownstreamProtocolError),
+        AttemptFailure::DownstreamBody(e) => LocalReply::from_codec_error(e),
         AttemptFailure::Reset => reset(
             "connection termination",
             "upstream_reset_before_response_started{connection_termination}",
@@ -218,7 +219,7 @@ fn retries_failure(policy: &RetryPolicy, f: AttemptFailure) -> bool {
     let any_reset = RetryOn::RESET | RetryOn::FIVE_XX | RetryOn::GATEWAY_ERROR;
     match f {
         AttemptFailure::Pool(p) if p.is_overflow() => false,
-        AttemptFailure::GlobalTimeout | AttemptFailure::DownstreamBody => false,
+        AttemptFailure::GlobalTimeout | AttemptFailure::DownstreamBody(_) => false,
         AttemptFailure::Pool(_) => on.intersects(any_reset | RetryOn::CONNECT_FAILURE | RetryOn::RESET_BEFORE_REQUEST),
         AttemptFailure::RefusedStream => on.intersects(any_reset | RetryOn::REFUSED_STREAM),
         AttemptFailure::Reset
@@ -400,12 +401,12 @@ pub async fn forward(
                     // Envoy 1.40 counts no upstream_rq_rx_reset for a refused stream.
                     AttemptFailure::Reset | AttemptFailure::RemoteReset => stats.upstream_rq_rx_reset.inc(),
                     AttemptFailure::Protocol => stats.upstream_cx_protocol_error.inc(),
-                    AttemptFailure::Pool(_) | AttemptFailure::DownstreamBody | AttemptFailure::RefusedStream => {}
+                    AttemptFailure::Pool(_) | AttemptFailure::DownstreamBody(_) | AttemptFailure::RefusedStream => {}
                 }
                 // A pending overflow never reached a host (Envoy has none to charge).
                 let charges_host = !matches!(
                     failure,
-                    AttemptFailure::Pool(PoolFailure::PendingOverflow) | AttemptFailure::DownstreamBody
+                    AttemptFailure::Pool(PoolFailure::PendingOverflow) | AttemptFailure::DownstreamBody(_)
                 );
                 let mut refusal = None;
                 if let Some(p) = policy.filter(|p| retries_failure(p, failure) && replayable) {
@@ -437,7 +438,7 @@ pub async fn forward(
                 // Envoy's `chargeUpstreamAbort`: the reply's code counts as the
                 // upstream's (a per-try timeout that ends the request is not a
                 // route timeout: only `upstream_rq_per_try_timeout` counts it).
-                if failure != AttemptFailure::DownstreamBody {
+                if !matches!(failure, AttemptFailure::DownstreamBody(_)) {
                     cluster.count_response_code(reply.status.as_u16());
                 }
                 host.stats.rq_error.fetch_add(u64::from(charges_host), Ordering::Relaxed);
@@ -576,7 +577,7 @@ async fn attempt(
             Err(failure) => {
                 tracing::debug!(host = %host.address, "upstream request failed: {failure:?}");
                 match failure {
-                    RequestFailure::RequestBody => return Err(AttemptFailure::DownstreamBody),
+                    RequestFailure::RequestBody(e) => return Err(AttemptFailure::DownstreamBody(e)),
                     RequestFailure::Protocol => return Err(AttemptFailure::Protocol),
                     RequestFailure::ClosedBeforeResponse if client.reused && stale_retry => {
                         stale_retry = false;
@@ -627,12 +628,12 @@ async fn attempt_h2(
             if let Some(up) = upload.as_mut() {
                 if let Poll::Ready(result) = up.as_mut().poll(cx) {
                     upload = None;
-                    if result == Err(UploadFailure::RequestBody) {
-                        return Poll::Ready(Err(None));
+                    if let Err(UploadFailure::RequestBody(e)) = result {
+                        return Poll::Ready(Err(Ok(e)));
                     }
                 }
             }
-            Pin::new(&mut response).poll(cx).map(|r| r.map_err(Some))
+            Pin::new(&mut response).poll(cx).map(|r| r.map_err(Err))
         })
         .await;
         let e = match head {
@@ -644,8 +645,8 @@ async fn attempt_h2(
                 let body = Http2ResponseBody::new(recv, upload, stream);
                 return Ok((parts, UpstreamResponseBody::Http2(body), service_time, active));
             }
-            Err(None) => return Err(AttemptFailure::DownstreamBody),
-            Err(Some(e)) => e,
+            Err(Ok(e)) => return Err(AttemptFailure::DownstreamBody(e)),
+            Err(Err(e)) => e,
         };
         tracing::debug!(host = %host.address, "upstream HTTP/2 stream failed: {e}");
         // The upstream (or the connection) ended the stream: no reset of Courier's,

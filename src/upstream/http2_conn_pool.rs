@@ -54,6 +54,7 @@ use super::http1_conn_pool::{PendingRequest, PoolFailure, UpstreamBodyError};
 use super::resource_manager::{Resource, ResourceGuard};
 use super::upstream_connection::{ConnectFailure, ConnectionAccounting, UpstreamConnection};
 use crate::http::http1::client_connection::{BodyFailure, BodyOut, RequestOut};
+use crate::http::http1::CodecError;
 use crate::http::http2::Http2CodecStats;
 use crate::network::tls::AlpnFallback;
 use crate::network::TransportStream;
@@ -555,8 +556,8 @@ pub fn request_headers(request: &RequestOut<'_>, address: SocketAddr) -> http::R
 /// Why a request body stopped going up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UploadFailure {
-    /// The downstream body was malformed: the stream was reset.
-    RequestBody,
+    /// The downstream body was malformed (the codec's reason): the stream was reset.
+    RequestBody(CodecError),
     /// The stream was reset or its connection closed: the response says how.
     Stream,
 }
@@ -582,7 +583,7 @@ pub fn upload(mut tx: SendStream<Bytes>, body: BodyOut) -> Upload {
                             tracing::debug!("request body failed on its way to an HTTP/2 upstream: {e}");
                             // Counted when the stream's slot is given back unended.
                             tx.send_reset(Reason::CANCEL);
-                            return Err(UploadFailure::RequestBody);
+                            return Err(UploadFailure::RequestBody(CodecError::of_body_error(&*e)));
                         }
                         Some(Ok(frame)) => match frame.into_data() {
                             Ok(data) => {
@@ -689,7 +690,7 @@ impl hyper::body::Body for Http2ResponseBody {
         if let Some(up) = this.upload.as_mut() {
             if let Poll::Ready(result) = up.as_mut().poll(cx) {
                 this.upload = None;
-                if result == Err(UploadFailure::RequestBody) {
+                if matches!(result, Err(UploadFailure::RequestBody(_))) {
                     this.finish(false);
                     return Poll::Ready(Some(Err(UpstreamBodyError(BodyFailure::Reset))));
                 }

@@ -31,6 +31,8 @@
 //!                       # of the same cycle (Envoy's load balancers start at a random one)
 //! - raw: "GET / HTTP/1.1\r\nhost: x\r\n\r\n"  # exact bytes instead (may be a partial head:
 //!                       # the client then waits for whatever the proxy answers)
+//!   latin1: true        # `raw` is sent one byte per character (U+0000..U+00FF), so
+//!                       # "\xFF" is the byte 0xFF rather than its UTF-8 encoding
 //!   continue_body: text # sent only after an interim (1xx) response to `raw`'s head,
 //!                       # e.g. for `Expect: 100-continue`
 //!   hang_up_ms: 300     # after sending, wait 300 ms and close without reading (a
@@ -108,6 +110,10 @@ pub struct Request {
     pub headers: Vec<String>,
     pub body: Option<String>,
     pub raw: Option<String>,
+    /// `raw` is sent one byte per character (each at most U+00FF): how a case
+    /// sends bytes that are not UTF-8, such as a lone 0xFF in a header.
+    #[serde(default)]
+    pub latin1: bool,
     pub tcp: Option<String>,
     /// With `tcp`: wait this long after sending before half-closing, so that a
     /// proxy's listener filters see the bytes before the FIN (Envoy closes a
@@ -219,6 +225,9 @@ impl Case {
         for (i, r) in case.requests.iter().enumerate() {
             if r.http2 && (r.raw.is_some() || r.reuse || r.hangs_up() || r.tcp.is_some()) {
                 return Err(format!("{}: http2 requests cannot be raw, reused, hung up or tcp", path.display()));
+            }
+            if r.latin1 && r.raw.as_deref().is_none_or(|raw| raw.chars().any(|c| c > '\u{ff}')) {
+                return Err(format!("{}: latin1 needs a raw text of characters up to U+00FF", path.display()));
             }
             if r.continue_body.is_some() && r.raw.is_none() {
                 return Err(format!("{}: continue_body needs raw", path.display()));

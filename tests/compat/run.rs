@@ -876,6 +876,9 @@ fn normalize_access_line(env: &Environment, line: &str) -> String {
     )
 }
 
+/// Header (or trailer) fields as read: name lower-cased, value.
+type Headers = Vec<(String, String)>;
+
 /// A client connection; unlike `Client`, it reports interim (1xx) responses, the
 /// status line, and how an exchange failed.
 struct Conn {
@@ -935,15 +938,23 @@ impl Conn {
         }
     }
 
-    fn read_chunked(&mut self) -> Result<Vec<u8>, Failure> {
+    /// A chunked body, and its trailers (name lower-cased, value).
+    fn read_chunked(&mut self) -> Result<(Vec<u8>, Headers), Failure> {
         let mut body = Vec::new();
         loop {
             let size = self.line()?;
             let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16)
                 .map_err(|_| Failure::new(FailKind::Malformed, format!("bad chunk size {size:?}")))?;
             if n == 0 {
-                while !self.line()?.is_empty() {} // trailers
-                return Ok(body);
+                let mut trailers = Vec::new();
+                loop {
+                    let t = self.line()?;
+                    if t.is_empty() {
+                        return Ok((body, trailers));
+                    }
+                    let (k, v) = t.split_once(':').unwrap_or((&t, ""));
+                    trailers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                }
             }
             body.extend_from_slice(&self.read_exact(n)?);
             self.read_exact(2)?;
@@ -955,7 +966,10 @@ impl Conn {
             return Ok(());
         }
         if resp.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-            resp.body = self.read_chunked()?;
+            let (body, trailers) = self.read_chunked()?;
+            resp.body = body;
+            // Compared with the headers, marked as trailers (as HTTP/2 responses' are).
+            resp.headers.extend(trailers.into_iter().map(|(k, v)| (format!("trailer:{k}"), v)));
         } else if let Some(len) = resp.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
             resp.body = self.read_exact(len)?;
         } else {
@@ -997,6 +1011,8 @@ fn exchange(
     hang_up_ready: &dyn Fn(usize) -> Result<(), String>,
 ) -> Exchanged {
     let (raw, head) = match &r.raw {
+        // Checked at load: every character fits a byte.
+        Some(raw) if r.latin1 => (raw.chars().map(|c| c as u8).collect(), raw.starts_with("HEAD ")),
         Some(raw) => (raw.as_bytes().to_vec(), raw.starts_with("HEAD ")),
         None => {
             let method = r.method.as_deref().unwrap_or("GET");

@@ -70,6 +70,53 @@ fn rejected_requests_get_envoys_reply_and_never_reach_upstream() {
     assert_eq!(Client::connect(c.listener("web")).get("/").status, 200);
 }
 
+/// The smuggling vectors of tests/compat/cases/hostile_*.yaml that Courier used to
+/// forward, with Envoy 1.40's status and details: none reaches the upstream,
+/// whatever framing a lenient reading of it would have chosen.
+#[test]
+fn smuggling_vectors_decide_no_framing_and_reach_no_upstream() {
+    let up = http_upstream("a");
+    let c = proxy(&up, "");
+    let cases: [(&str, &[u8], u16); 12] = [
+        ("bare CR in Content-Length's name", b"POST / HTTP/1.1\r\nHost: a\r\nContent-\rLength: 3\r\n\r\nabc", 400),
+        (
+            "bare CR in Transfer-Encoding's name",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-\rEncoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            400,
+        ),
+        ("bare CR in Content-Length's value", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r4\r\n\r\nabc", 400),
+        ("folded Content-Length", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n 4\r\n\r\nabc", 400),
+        ("vertical tab in a name", b"POST / HTTP/1.1\r\nHost: a\r\n\x0bTransfer-Encoding: chunked\r\n\r\n", 400),
+        (
+            "any coding beside Content-Length",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        ("Host with a space", b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+        ("Host folded onto the next line", b"GET / HTTP/1.1\r\nHost: a\r\n Transfer-Encoding: chunked\r\n\r\n", 400),
+        ("unknown method", b"FOO / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        (
+            "blank line for a chunk size",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            400,
+        ),
+        (
+            "0x chunk size",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0x3\r\nabc\r\n0\r\n\r\n",
+            400,
+        ),
+        ("non-ASCII target", b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    ];
+    for (name, raw, status) in cases {
+        let r = reply_to(&c, raw);
+        assert_eq!(r.status, status, "{name}");
+        assert_eq!(r.header("connection"), Some("close"), "{name}");
+    }
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 0, "a smuggling vector reached the upstream");
+    assert_eq!(c.stat("http.ingress.downstream_cx_protocol_error"), Some(cases.len() as i64));
+    assert_eq!(c.stat("http.ingress.downstream_rq_4xx"), Some(cases.len() as i64));
+}
+
 #[test]
 fn bad_chunk_in_body_is_400_and_the_request_is_not_sent() {
     let up = http_upstream("a");
@@ -85,7 +132,7 @@ fn bad_chunk_in_body_is_400_and_the_request_is_not_sent() {
 fn what_envoy_tolerates_is_forwarded_normalised() {
     let up = http_upstream("a");
     let c = proxy(&up, "");
-    // obs-fold: joined with a space.
+    // obs-fold: the line break goes, the fold line's whitespace stays.
     let r = reply_to(&c, b"GET / HTTP/1.1\r\nHost: a\r\nX-Foo: a\r\n b\r\n\r\n");
     assert_eq!(r.status, 200);
     assert_eq!(r.seen().header("x-foo"), Some("a b"));

@@ -489,6 +489,10 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     ),
     ("envoy.config.core.v3.Http1ProtocolOptions", "accept_http_10", &[compat("http10")]),
     ("envoy.config.core.v3.Http1ProtocolOptions", "default_host_for_http_10", &[compat("default_host_for_http_10")]),
+    ("envoy.config.core.v3.Http1ProtocolOptions", "allow_custom_methods", &[compat("hostile_options")]),
+    ("envoy.config.core.v3.Http1ProtocolOptions", "allow_chunked_length", &[compat("hostile_options")]),
+    ("envoy.config.core.v3.Http1ProtocolOptions", "allow_absolute_url", &[compat("hostile_options")]),
+    ("envoy.config.core.v3.Http1ProtocolOptions", "enable_trailers", &[compat("http1_trailers")]),
     (
         HTTP_OPTIONS,
         "idle_timeout",

@@ -15,7 +15,8 @@
 //! `h2c_upstream` is the same JSON-reporting upstream speaking HTTP/2 (prior
 //! knowledge, on the `h2` crate's server), for clusters that send HTTP/2
 //! upstream; it obeys `x-test-status`, `x-test-delay-ms`, `x-test-trailers: 1`
-//! (response trailers `x-checksum: abc`), `x-test-big-header: N` (a response
+//! (response trailers `x-checksum: abc`; request trailers are reported among the
+//! headers as `trailer:<name>`), `x-test-big-header: N` (a response
 //! header `x-big` of N bytes), `x-test-no-content-length: 1` (the JSON
 //! without a content-length), `x-test-reset: REASON` (RST_STREAM with that
 //! reason, e.g. `INTERNAL_ERROR` or `REFUSED_STREAM`, before any response) and
@@ -613,6 +614,7 @@ async fn answer_h2(
         let _ = body.flow_control().release_capacity(chunk.len());
         data.extend_from_slice(&chunk);
     }
+    let trailers = body.trailers().await.ok().flatten().unwrap_or_default();
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
     if let Some(a) = parts.uri.authority() {
         headers.insert(":authority".into(), a.to_string());
@@ -623,6 +625,10 @@ async fn answer_h2(
     for (k, v) in &parts.headers {
         let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
         headers.entry(k.as_str().to_owned()).and_modify(|e| *e = format!("{e},{v}")).or_insert(v);
+    }
+    // Request trailers are reported with the headers, marked as such.
+    for (k, v) in &trailers {
+        headers.insert(format!("trailer:{k}"), String::from_utf8_lossy(v.as_bytes()).into_owned());
     }
     let reason = |name: &str| match name {
         "REFUSED_STREAM" => h2::Reason::REFUSED_STREAM,

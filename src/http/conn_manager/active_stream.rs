@@ -20,7 +20,7 @@ use super::path_normalization::Outcome;
 use crate::formatter::{FormatContext, HeaderLookup, KeptHeaders};
 use crate::http::body::{ReadWholeError, RequestBody, RequestBodyStream, ResponseBody, StreamCompletion};
 use crate::http::filter::{LocalReply, StreamFilter};
-use crate::http::{grpc, header_map_pool, headers};
+use crate::http::{grpc, header_map_pool, headers, http1};
 use crate::network::ConnectionInfo;
 use crate::overload::{self, OverloadAction};
 use crate::router::upstream_request::{self, ActiveRequest, ForwardBody, UpstreamResponse};
@@ -175,12 +175,20 @@ pub async fn handle(
     stream.route_request(parts, decoded, filters, is_head).await
 }
 
+/// Envoy's response code details for a QUERY request without a content-type.
+const QUERY_MISSING_CONTENT_TYPE: &str = "query_missing_content_type";
+
 /// Envoy's response code details for a path it refused or redirected.
 const PATH_NORMALIZATION_FAILED: &str = "path_normalization_failed";
 
 /// Marks a request whose target had a `#fragment` (see `RequestHead::fragment`).
 #[derive(Debug, Clone, Copy)]
 pub struct PathFragment;
+
+/// The request target as the client sent it, when the request's URI cannot
+/// show it (see `RequestHead::target_as_sent`): the access log's `:path`.
+#[derive(Debug, Clone)]
+pub struct TargetAsSent(pub bytes::Bytes);
 
 /// Marks a response after which the connection must close (a refused request).
 #[derive(Debug, Clone, Copy)]
@@ -353,7 +361,9 @@ impl Stream {
     fn sanitize_request(&mut self, parts: &mut http::request::Parts) -> Result<(), Box<LocalReply>> {
         // Absolute-form target: the URI's authority is the request's authority.
         if let Some(authority) = parts.uri.authority() {
-            if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+            // Without its userinfo (`user@`), as Envoy takes it.
+            let authority = authority.as_str().rsplit('@').next().unwrap_or_default();
+            if let Ok(v) = HeaderValue::from_str(authority) {
                 parts.headers.insert(http::header::HOST, v);
             }
             // A CONNECT's authority-form target has no path (Envoy logs "-").
@@ -373,7 +383,12 @@ impl Stream {
         // 404 before the request is routed or its headers are touched.
         if parts.method != Method::CONNECT && !parts.uri.path().starts_with('/') {
             self.cfg.stats.downstream_rq_non_relative_path.inc();
-            return Err(Box::new(LocalReply::new(StatusCode::NOT_FOUND, "", "invalid_path")));
+            return Err(Box::new(LocalReply::new(StatusCode::NOT_FOUND, "", "absolute_path_rejected")));
+        }
+        // A QUERY (RFC 9110's safe method with a body) says what its body is:
+        // Envoy refuses one without a content-type.
+        if parts.method.as_str() == "QUERY" && !parts.headers.contains_key(http::header::CONTENT_TYPE) {
+            return Err(Box::new(LocalReply::new(StatusCode::BAD_REQUEST, "", QUERY_MISSING_CONTENT_TYPE)));
         }
         if self.cfg.underscore_action == UnderscoreAction::DropHeader {
             let with_underscore: Vec<HeaderName> =
@@ -596,11 +611,11 @@ impl Stream {
             )),
             DecodedBody::Unread(b) => match RequestBodyStream::start(b).await {
                 Ok(b) => ForwardBody::Streaming(b),
-                Err(_) => {
-                    self.cfg.stats.downstream_cx_protocol_error.inc();
-                    let reply = LocalReply::new(StatusCode::BAD_REQUEST, "Bad Request", "http1.codec_error")
-                        .with_flag(ResponseFlag::DownstreamProtocolError);
-                    return self.finish_local(reply, &parts, &mut filters, is_head);
+                Err(e) => {
+                    if e.is_protocol_error() {
+                        self.cfg.stats.downstream_cx_protocol_error.inc();
+                    }
+                    return self.finish_local(LocalReply::from_codec_error(e), &parts, &mut filters, is_head);
                 }
             },
         };
@@ -623,7 +638,15 @@ impl Stream {
             upstream_request::forward(&cluster, action, &parts, body, self.cfg.buffer_limit, &mut self.info).await;
         let upstream = match forwarded {
             Ok(u) => u,
-            Err(reply) => return self.finish_route_reply(reply, &route, &parts, &mut filters, is_head),
+            Err(reply) => {
+                // The request body failed mid-way (its codec's error): a protocol
+                // error of the connection, as Envoy counts it, unless the client
+                // just went away.
+                if reply.flag == Some(ResponseFlag::DownstreamProtocolError) && reply.details != http1::CLIENT_GONE {
+                    self.cfg.stats.downstream_cx_protocol_error.inc();
+                }
+                return self.finish_route_reply(reply, &route, &parts, &mut filters, is_head);
+            }
         };
         let UpstreamResponse { head: mut response, mut body, host: _, service_time, active } = upstream;
         self.upstream_response_headers(&mut response, service_time, &route, &parts);
@@ -778,6 +801,7 @@ impl Stream {
         // while it was still arriving (its 413 comes before the request's end).
         let close_after = reply.flag == Some(ResponseFlag::DownstreamProtocolError)
             || reply.details == "missing_host_header"
+            || reply.details == QUERY_MISSING_CONTENT_TYPE
             || reply.details == filter_manager::REQUEST_TOO_LARGE
             || (reply.details == PATH_NORMALIZATION_FAILED && reply.status == StatusCode::BAD_REQUEST);
         if let Some(flag) = reply.flag {
@@ -890,6 +914,7 @@ impl Stream {
         let log = (!self.cfg.access_logs.is_empty()).then(|| LogSnapshot {
             method: parsed.then(|| request.method.clone()),
             uri: parsed.then(|| request.uri.clone()),
+            target: request.extensions.get::<TargetAsSent>().filter(|_| parsed).map(|t| t.0.clone()),
             request_headers: KeptHeaders::from_map(&request.headers, &self.cfg.log_headers.request),
             response_headers: KeptHeaders::from_map(response_headers, &self.cfg.log_headers.response),
         });
@@ -911,6 +936,8 @@ struct LogSnapshot {
     /// None when no request was parsed (see `reply_without_request`).
     method: Option<Method>,
     uri: Option<Uri>,
+    /// The target as sent, when `uri` cannot show it.
+    target: Option<bytes::Bytes>,
     request_headers: KeptHeaders,
     response_headers: KeptHeaders,
 }
@@ -930,6 +957,7 @@ impl Completion {
             request_headers: Some(&log.request_headers),
             request_method: log.method.as_ref(),
             request_uri: log.uri.as_ref(),
+            request_target: log.target.as_deref().and_then(|t| std::str::from_utf8(t).ok()),
             response_headers: Some(&log.response_headers),
             response_trailers: trailers.map(|t| t as &dyn HeaderLookup),
             info: &self.info,

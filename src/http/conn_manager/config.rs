@@ -98,6 +98,17 @@ pub struct HcmConfig {
     pub path_normalization: PathNormalization,
     /// `http_protocol_options.accept_http_10` (else HTTP/1.0 gets 426).
     pub accept_http_10: bool,
+    /// `http_protocol_options.allow_custom_methods`: any token is a method, not
+    /// only those Envoy's parser lists.
+    pub allow_custom_methods: bool,
+    /// `http_protocol_options.allow_chunked_length`: `Content-Length` beside
+    /// `Transfer-Encoding: chunked` is removed instead of refused.
+    pub allow_chunked_length: bool,
+    /// `http_protocol_options.allow_absolute_url` (default true).
+    pub allow_absolute_url: bool,
+    /// `http_protocol_options.enable_trailers`: HTTP/1 trailers are read from
+    /// requests and written on chunked responses instead of dropped.
+    pub enable_trailers: bool,
     /// `http_protocol_options.default_host_for_http_10`: the Host of an HTTP/1.0
     /// request that has none.
     pub default_host_for_http_10: Option<HeaderValue>,
@@ -308,6 +319,14 @@ impl HcmConfig {
                 escaped_slashes: EscapedSlashes::from_proto(p.path_with_escaped_slashes_action),
             },
             accept_http_10: p.http_protocol_options.as_ref().is_some_and(|o| o.accept_http_10),
+            allow_custom_methods: p.http_protocol_options.as_ref().is_some_and(|o| o.allow_custom_methods),
+            allow_chunked_length: p.http_protocol_options.as_ref().is_some_and(|o| o.allow_chunked_length),
+            enable_trailers: p.http_protocol_options.as_ref().is_some_and(|o| o.enable_trailers),
+            allow_absolute_url: p
+                .http_protocol_options
+                .as_ref()
+                .and_then(|o| o.allow_absolute_url.as_ref())
+                .is_none_or(|b| b.value),
             default_host_for_http_10,
             access_logs,
             log_headers,

@@ -57,12 +57,18 @@ async fn serve_halves(cfg: Arc<HcmConfig>, info: ConnectionInfo, rd: TransportRe
     let cfg = &cfg;
     let mut lifetime = ConnectionLifetime::new(&cfg.stats);
     let stats = &cfg.stats;
-    let reader = Rc::new(RefCell::new(ConnReader::new(rd, stats.downstream_cx_rx_bytes_total.clone())));
+    let mut reader = ConnReader::new(rd, stats.downstream_cx_rx_bytes_total.clone());
+    reader.keep_trailers = cfg.enable_trailers;
+    let reader = Rc::new(RefCell::new(reader));
     let mut writer = ResponseWriter::new(wr, stats.downstream_cx_tx_bytes_total.clone());
+    writer.trailers = cfg.enable_trailers;
     let limits = HeadLimits {
         max_bytes: cfg.max_request_headers_bytes,
         max_headers: cfg.max_headers_count,
         accept_http_10: cfg.accept_http_10,
+        allow_custom_methods: cfg.allow_custom_methods,
+        allow_chunked_length: cfg.allow_chunked_length,
+        allow_absolute_url: cfg.allow_absolute_url,
     };
     let mut drain = cfg.drain.clone();
     // The connection's one timer: idle, request head, stream and write timeouts.
@@ -445,6 +451,9 @@ fn build_request(head: RequestHead, reader: &Rc<RefCell<ConnReader>>) -> http::R
     *request.headers_mut() = head.headers;
     if head.fragment {
         request.extensions_mut().insert(active_stream::PathFragment);
+    }
+    if let Some(target) = head.target_as_sent {
+        request.extensions_mut().insert(active_stream::TargetAsSent(target));
     }
     request
 }

@@ -57,8 +57,8 @@ pub enum RequestFailure {
     /// The response head is not valid HTTP/1.1.
     Protocol,
     /// The request body from downstream failed on its way up (the downstream's
-    /// fault, e.g. a bad chunk).
-    RequestBody,
+    /// fault, e.g. a bad chunk), with the codec's reason.
+    RequestBody(CodecError),
 }
 
 /// How a response body failed.
@@ -190,7 +190,9 @@ impl ClientConnection {
         loop {
             match decoder.decode(&mut self.buf) {
                 Ok(Decoded::Data(data)) => return Poll::Ready(Some(Ok(data))),
-                Ok(Decoded::Done) => {
+                // Trailers are not kept upstream (a cluster's enable_trailers is
+                // not supported), so none come; were they, the body is whole.
+                Ok(Decoded::Done | Decoded::Trailers(_)) => {
                     if self.buf.is_empty() && self.buf.capacity() > READ_CHUNK {
                         self.buf = BytesMut::new();
                     }
@@ -301,7 +303,7 @@ async fn write_body<W: tokio::io::AsyncWrite + Unpin>(
     let closed = |_| RequestFailure::ClosedBeforeResponse;
     write_out(io, out).await.map_err(closed)?;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| RequestFailure::RequestBody)?;
+        let frame = frame.map_err(|e| RequestFailure::RequestBody(CodecError::of_body_error(&*e)))?;
         let Ok(data) = frame.into_data() else { continue };
         if data.is_empty() {
             continue;

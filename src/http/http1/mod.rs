@@ -5,13 +5,16 @@
 //! codec answers hostile input in ways hyper's cannot be configured to: both
 //! `Content-Length` and `Transfer-Encoding`, or a repeated `Content-Length`, are
 //! rejected (hyper drops one silently); an unknown transfer coding gets 501;
-//! HTTP/1.0 gets 426 unless `accept_http_10`; obs-fold and bare CR are
-//! normalised, not rejected; every rejection is a reply with Envoy's status and
+//! HTTP/1.0 gets 426 unless `accept_http_10`; a header name that is not a token
+//! is refused (a bare CR in it decides nothing), while obs-fold and a bare CR in
+//! a value are normalised; every rejection is a reply with Envoy's status and
 //! body, and a slow head gets 408. The upstream side is Courier's own too
 //! (`client_connection`): one task per stream drives its upstream connection
 //! directly, with no connection task or channel in between.
 //!
 //! - `request_head` — request line and headers, framing and limits
+//! - `request_line` — method, target and version, as Envoy's parser takes them
+//! - `field` — header (and trailer) field syntax: token names, clean values
 //! - `request_body` — the request body as the router reads it, streamed
 //! - `body_decoder` — `Content-Length`, chunked and close-delimited bodies, both ways
 //! - `client_connection` — the upstream side: a request out, its response back
@@ -21,8 +24,10 @@
 pub mod body_decoder;
 pub mod client_connection;
 pub mod date;
+pub mod field;
 pub mod request_body;
 pub mod request_head;
+pub mod request_line;
 pub mod response_writer;
 
 use std::io;
@@ -53,6 +58,9 @@ fn poll_read_into<R: AsyncRead + Unpin>(
     Poll::Ready(Ok(n))
 }
 
+/// The details of a body cut short by its client (`CodecError::client_gone`).
+pub const CLIENT_GONE: &str = "downstream_remote_disconnect";
+
 /// A request the codec refuses, with the reply Envoy sends for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CodecError {
@@ -78,8 +86,25 @@ impl CodecError {
         CodecError { status: StatusCode::UPGRADE_REQUIRED, details: "low_version" }
     }
 
+    /// The client went away mid-body: no fault in what it sent.
+    pub fn client_gone() -> CodecError {
+        CodecError::bad_request(CLIENT_GONE)
+    }
+
+    /// Whether this counts as the connection's protocol error (Envoy's
+    /// `downstream_cx_protocol_error`): every refusal but a client gone.
+    pub fn is_protocol_error(&self) -> bool {
+        self.details != CLIENT_GONE
+    }
+
     pub fn not_implemented() -> CodecError {
         CodecError { status: StatusCode::NOT_IMPLEMENTED, details: "http1.invalid_transfer_encoding" }
+    }
+
+    /// The codec's error behind a request body's failure (bodies are boxed on
+    /// their way upstream); any other failure reads as a generic codec error.
+    pub fn of_body_error(e: &(dyn std::error::Error + 'static)) -> CodecError {
+        e.downcast_ref::<CodecError>().copied().unwrap_or(CodecError::bad_request("http1.codec_error"))
     }
 
     /// The reply body: the status's reason phrase, as Envoy sends.

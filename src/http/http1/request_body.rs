@@ -46,6 +46,9 @@ pub struct ConnReader {
     /// Body bytes of the current request decoded so far (`%BYTES_RECEIVED%`);
     /// shared with the stream, reset for each request.
     pub body_bytes: Rc<Cell<u64>>,
+    /// `http_protocol_options.enable_trailers`: a chunked body's trailers are
+    /// passed on (as a trailers frame) instead of dropped.
+    pub keep_trailers: bool,
 }
 
 impl ConnReader {
@@ -58,6 +61,7 @@ impl ConnReader {
             last_rx: Instant::now(),
             body_bytes: Rc::new(Cell::new(0)),
             client_gone: false,
+            keep_trailers: false,
         }
     }
 
@@ -111,7 +115,7 @@ impl ConnReader {
     /// Starts decoding the body of the request just parsed.
     pub fn start_body(&mut self, framing: BodyFraming) {
         self.body_bytes.set(0);
-        self.body = BodyDecoder::new(framing);
+        self.body = BodyDecoder::new(framing).keeping_trailers(self.keep_trailers);
     }
 
     /// The current request body was read to its end.
@@ -126,7 +130,7 @@ impl ConnReader {
         loop {
             match self.body.decode(&mut self.buf) {
                 Ok(Decoded::Data(_)) => continue,
-                Ok(Decoded::Done) => return true,
+                Ok(Decoded::Done | Decoded::Trailers(_)) => return true,
                 Ok(Decoded::NeedMore) | Err(_) => return false,
             }
         }
@@ -141,6 +145,7 @@ impl ConnReader {
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 Ok(Decoded::Done) => return Poll::Ready(None),
+                Ok(Decoded::Trailers(trailers)) => return Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
                 Err(e) => return Poll::Ready(Some(Err(e))),
                 Ok(Decoded::NeedMore) => {}
             }
@@ -148,7 +153,7 @@ impl ConnReader {
                 Ok(0) | Err(_) => {
                     // The client went away mid-body.
                     self.client_gone = true;
-                    let e = self.body.fail(CodecError::bad_request("downstream_remote_disconnect"));
+                    let e = self.body.fail(CodecError::client_gone());
                     return Poll::Ready(Some(Err(e)));
                 }
                 Ok(_) => {}

@@ -139,11 +139,14 @@ pub struct ResponseWriter {
     /// and given back once it is written, so an idle connection holds none.
     out: BytesMut,
     tx_bytes: Arc<Counter>,
+    /// `http_protocol_options.enable_trailers`: a chunked response's trailers
+    /// are written after its last chunk (else dropped, as Envoy's codec does).
+    pub trailers: bool,
 }
 
 impl ResponseWriter {
     pub fn new(io: TransportWriteHalf, tx_bytes: Arc<Counter>) -> ResponseWriter {
-        ResponseWriter { io, out: BytesMut::new(), tx_bytes }
+        ResponseWriter { io, out: BytesMut::new(), tx_bytes, trailers: false }
     }
 
     /// The transport's write half (to hand the connection to another codec).
@@ -229,6 +232,7 @@ impl ResponseWriter {
         }
         let mut body = std::pin::pin!(body);
         let mut written = 0u64;
+        let mut trailers = None;
         loop {
             let frame = match poll_ready(body.as_mut()).await {
                 Some(f) => f,
@@ -240,7 +244,16 @@ impl ResponseWriter {
             };
             let Some(frame) = frame else { break };
             let Ok(frame) = frame else { return Err(WriteError::Body) };
-            let Ok(data) = frame.into_data() else { continue };
+            let data = match frame.into_data() {
+                Ok(data) => data,
+                Err(frame) => {
+                    // Only chunked framing has room for trailers.
+                    if chunked && self.trailers {
+                        trailers = frame.into_trailers().ok();
+                    }
+                    continue;
+                }
+            };
             if data.is_empty() {
                 continue;
             }
@@ -273,7 +286,11 @@ impl ResponseWriter {
             return Err(WriteError::Body);
         }
         if chunked {
-            self.out.put_slice(b"0\r\n\r\n");
+            self.out.put_slice(b"0\r\n");
+            for (name, value) in trailers.iter().flatten() {
+                put_header(&mut self.out, name.as_str().as_bytes(), value.as_bytes());
+            }
+            self.out.put_slice(b"\r\n");
         }
         self.flush_within(limits, timer).await?;
         self.give_back_buffer();

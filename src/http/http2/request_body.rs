@@ -58,7 +58,7 @@ impl RequestBody {
 /// A stream the client reset or a connection that failed mid-body.
 fn stream_error(e: &h2::Error) -> CodecError {
     tracing::debug!("HTTP/2 request body failed: {e}");
-    CodecError::bad_request("downstream_remote_disconnect")
+    CodecError::client_gone()
 }
 
 impl Body for RequestBody {
