@@ -88,6 +88,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "continue_on_listener_filters_timeout",
             "enable_reuse_port",
             "traffic_direction",
+            "bypass_overload_manager",
         ],
     ),
     (

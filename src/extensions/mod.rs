@@ -38,6 +38,8 @@ pub struct FactoryContext<'a> {
     /// The listener's `per_connection_buffer_limit_bytes`: what a connection's
     /// filters may buffer (the router's retry buffer among them).
     pub listener_buffer_limit: u32,
+    /// The listener's `bypass_overload_manager`.
+    pub listener_bypasses_overload: bool,
 }
 
 /// Builds a network filter from its `typed_config`; the path points at it.
@@ -149,6 +151,7 @@ impl NetworkFilterBuilder for FactoryContext<'_> {
         let ctx = FactoryContext {
             listener_stat_scope: listener.stat_scope,
             listener_buffer_limit: listener.buffer_limit,
+            listener_bypasses_overload: listener.bypass_overload_manager,
             ..*self
         };
         create_network_filter(typed_config, path, &ctx)

@@ -100,7 +100,7 @@ async fn accept_loop(
             biased;
             mode = &mut stop => Err(mode),
             accepted = async {
-                wait_while_overloaded().await;
+                wait_while_overloaded(&config).await;
                 listener.accept().await
             } => Ok(accepted),
         };
@@ -108,7 +108,7 @@ async fn accept_loop(
             Ok(Ok((stream, remote))) => {
                 // Accepted as the listener was stopped by the overload manager:
                 // the connection waits as it would have in the backlog.
-                wait_while_overloaded().await;
+                wait_while_overloaded(&config).await;
                 accept(&config, stream, remote, bound, worker, &total);
             }
             Err(mode) => {
@@ -132,9 +132,10 @@ async fn accept_loop(
 /// manager's usual refresh interval).
 const STOPPED_RECHECK: Duration = Duration::from_millis(50);
 
-/// Returns once the stop_accepting_connections overload action is not saturated.
-async fn wait_while_overloaded() {
-    while overload::is_saturated(OverloadAction::StopAcceptingConnections) {
+/// Returns once the stop_accepting_connections overload action is not saturated
+/// (at once on a listener that bypasses the overload manager).
+async fn wait_while_overloaded(config: &ListenerConfig) {
+    while !config.bypass_overload_manager && overload::is_saturated(OverloadAction::StopAcceptingConnections) {
         tokio::time::sleep(STOPPED_RECHECK).await;
     }
 }
@@ -173,11 +174,11 @@ fn accept(
     worker: usize,
     total: &Arc<Gauge>,
 ) {
-    // Envoy's overload checks at accept: reject_incoming_connections resets
-    // the connection, then the global connection limit closes it.
-    if overload::applies(OverloadAction::RejectIncomingConnections) {
+    // Envoy's overload checks at accept: reject_incoming_connections, then the
+    // global connection limit, close the connection at once (a client whose
+    // request had already arrived sees a reset, as from Envoy).
+    if !config.bypass_overload_manager && overload::applies(OverloadAction::RejectIncomingConnections) {
         config.stats.downstream_cx_overload_reject.inc();
-        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
         return;
     }
     if overload::global_max_connections().is_some_and(|max| total.value() >= max as i64) {

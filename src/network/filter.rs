@@ -44,6 +44,8 @@ pub struct ListenerScope<'a> {
     /// The listener's `per_connection_buffer_limit_bytes`: what a connection's
     /// filters may buffer.
     pub buffer_limit: u32,
+    /// `bypass_overload_manager`: no overload action applies to its connections.
+    pub bypass_overload_manager: bool,
 }
 
 /// Builds a network filter from its `typed_config` (`path` points at it) for the

@@ -55,6 +55,8 @@ pub struct ListenerConfig {
     pub ipv6_only: bool,
     pub reuse_port: bool,
     pub buffer_limit: u32,
+    /// `bypass_overload_manager`: the overload actions do not apply here.
+    pub bypass_overload_manager: bool,
     /// `listener_filters`, run in order on each accepted socket.
     pub listener_filters: Vec<Arc<dyn ListenerFilterFactory>>,
     /// `listener_filters_timeout` (default 15 s; `None` when 0 disables it).
@@ -91,7 +93,8 @@ impl ListenerConfig {
         let name = if l.name.is_empty() { address.to_string() } else { l.name.clone() };
         let buffer_limit =
             l.per_connection_buffer_limit_bytes.as_ref().map(|v| v.value).unwrap_or(DEFAULT_BUFFER_LIMIT);
-        let scope = ListenerScope { stat_scope: &stat_scope, buffer_limit };
+        let bypass_overload_manager = l.bypass_overload_manager;
+        let scope = ListenerScope { stat_scope: &stat_scope, buffer_limit, bypass_overload_manager };
         let filter_chains = filter_chains(l, path, &address, filters, scope)?;
         let listener_filters = l
             .listener_filters
@@ -119,6 +122,7 @@ impl ListenerConfig {
             ipv6_only: super::socket::ipv6_only(ip, ipv4_compat(addr)),
             reuse_port: l.enable_reuse_port.as_ref().map(|b| b.value).unwrap_or(true),
             buffer_limit,
+            bypass_overload_manager,
             listener_filters,
             listener_filters_timeout,
             continue_on_listener_filters_timeout: l.continue_on_listener_filters_timeout,

@@ -185,6 +185,7 @@ impl ServerConfig {
             service_node: b.node.as_ref().map_or("", |n| n.id.as_str()),
             listener_stat_scope: "",
             listener_buffer_limit: crate::upstream::cluster::DEFAULT_BUFFER_LIMIT,
+            listener_bypasses_overload: false,
         };
         let listeners =
             ListenerManager::from_proto(statics.map_or(&[], |s| &s.listeners), &ctx, &store, options.workers())?;

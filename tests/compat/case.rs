@@ -133,6 +133,12 @@ pub struct Request {
     /// Send on the previous request's client connection.
     #[serde(default)]
     pub reuse: bool,
+    /// The proxy closes the connection as it accepts it (an overload action):
+    /// whether the client then sees a FIN or a reset depends on whether its
+    /// request had arrived first, a race in Envoy as in Courier, so the two
+    /// failure kinds compare equal here.
+    #[serde(default)]
+    pub closed_at_accept: bool,
     /// Send with an HTTP/2 client (prior knowledge) on a new connection.
     #[serde(default)]
     pub http2: bool,

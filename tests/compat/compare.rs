@@ -204,7 +204,15 @@ pub fn compare(case: &Case, e: &Observed, c: &Observed) -> Vec<Check> {
                 String::from_utf8_lossy(cb).into_owned(),
             ),
             _ => {
-                let agree = outcome_kind(eo) == outcome_kind(co);
+                let kind = |o: &Outcome| match o {
+                    Outcome::Failed(f)
+                        if plan.request.closed_at_accept && matches!(f.kind, FailKind::Closed | FailKind::Reset) =>
+                    {
+                        "no response: closed or reset at accept".to_string()
+                    }
+                    other => outcome_kind(other),
+                };
+                let agree = kind(eo) == kind(co);
                 checks.0.push(Check {
                     name: format!("{label}.outcome"),
                     envoy: describe(eo),

@@ -262,6 +262,11 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     ),
     (LISTENER, "enable_reuse_port", &[test(TCP_IT, "shared_socket_without_reuse_port_also_serves")]),
     (
+        LISTENER,
+        "bypass_overload_manager",
+        &[compat("overload_stop_accepting_requests"), compat("overload_reject_incoming_connections")],
+    ),
+    (
         "envoy.config.listener.v3.FilterChain",
         "filter_chain_match",
         &[compat("listener_chain_match"), compat("listener_sni")],

@@ -98,7 +98,7 @@ pub async fn handle(
     }
     // Envoy drops a new request under the stop_accepting_requests overload action
     // as soon as its headers are decoded, before any filter exists.
-    if overload::applies(OverloadAction::StopAcceptingRequests) {
+    if !cfg.bypass_overload && overload::applies(OverloadAction::StopAcceptingRequests) {
         cfg.stats.downstream_rq_overload_close.inc();
         let reply = LocalReply::new(StatusCode::SERVICE_UNAVAILABLE, "envoy overloaded", "overload");
         return stream.local_response(reply, &parts, is_head);

@@ -56,6 +56,8 @@ pub enum CodecChoice {
 #[derive(Debug)]
 pub struct HcmConfig {
     pub stat_prefix: String,
+    /// The listener's `bypass_overload_manager`: no overload action applies.
+    pub bypass_overload: bool,
     pub stats: HcmStats,
     pub codec_stats: Http1CodecStats,
     pub codec: CodecChoice,
@@ -175,6 +177,7 @@ impl HcmConfig {
             service_node,
             listener_stat_scope,
             listener_buffer_limit,
+            listener_bypasses_overload,
         } = *ctx;
         let codec = match CodecType::try_from(p.codec_type) {
             Ok(CodecType::Auto) => CodecChoice::Auto,
@@ -302,6 +305,7 @@ impl HcmConfig {
                 .map(|v| v.value as usize)
                 .unwrap_or(DEFAULT_MAX_HEADERS_COUNT),
             buffer_limit: listener_buffer_limit,
+            bypass_overload: listener_bypasses_overload,
             max_requests_per_connection: common.max_requests_per_connection.map(|v| v.value).filter(|m| *m > 0),
             max_request_headers_bytes: max_kb as usize * 1024,
             max_stream_duration: timeout(&common.max_stream_duration, None),

@@ -134,7 +134,7 @@ async fn serve_halves(cfg: Arc<HcmConfig>, info: ConnectionInfo, rd: TransportRe
         Ended::Rejected(reply) => {
             let response = active_stream::codec_error(cfg, info, *reply);
             // Envoy counts the overload action on every response it encodes.
-            if overload::applies(OverloadAction::DisableHttpKeepalive) {
+            if !cfg.bypass_overload && overload::applies(OverloadAction::DisableHttpKeepalive) {
                 stats.downstream_cx_overload_disable_keepalive.inc();
             }
             // Boxed as `exchange` is: writing a response is a large future.
@@ -289,7 +289,7 @@ async fn exchange(
     }
     // The disable_http_keepalive overload action closes the connection after
     // this response (counted, as Envoy's, even where it would close anyway).
-    let overloaded = !draining && overload::applies(OverloadAction::DisableHttpKeepalive);
+    let overloaded = !draining && !cfg.bypass_overload && overload::applies(OverloadAction::DisableHttpKeepalive);
     if overloaded {
         stats.downstream_cx_overload_disable_keepalive.inc();
     }

@@ -166,7 +166,7 @@ where
                     }
                     // The disable_http_keepalive overload action drains the connection
                     // with GOAWAY; this stream is still served.
-                    if !going_away && overload::applies(OverloadAction::DisableHttpKeepalive) {
+                    if !going_away && !cfg.bypass_overload && overload::applies(OverloadAction::DisableHttpKeepalive) {
                         stats.downstream_cx_overload_disable_keepalive.inc();
                         local |= go_away(&mut conn, h2_stats, &mut going_away);
                     }
