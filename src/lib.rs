@@ -39,4 +39,5 @@ pub mod server;
 pub mod stats;
 pub mod stream_info;
 pub mod thread_local;
+pub mod tracing;
 pub mod upstream;
