@@ -50,6 +50,7 @@ const ROOTS: &[&str] = &[
     "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
     "envoy.config.metrics.v3.StatsdSink",
     "envoy.config.metrics.v3.DogStatsdSink",
+    "envoy.config.trace.v3.ZipkinConfig",
 ];
 
 fn main() {

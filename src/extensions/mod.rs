@@ -4,6 +4,7 @@
 
 pub mod filters;
 pub mod supported;
+pub mod tracers;
 pub mod transport_sockets;
 
 use std::sync::Arc;
@@ -39,6 +40,10 @@ pub struct FactoryContext<'a> {
     /// The listener's `per_connection_buffer_limit_bytes`: what a connection's
     /// filters may buffer (the router's retry buffer among them).
     pub listener_buffer_limit: u32,
+    /// The listener's `traffic_direction` is OUTBOUND (its tracing is egress).
+    pub listener_outbound: bool,
+    /// `node.locality.zone`, which every tracing span carries.
+    pub node_zone: &'a str,
 }
 
 /// Builds a network filter from its `typed_config`; the path points at it.
@@ -150,6 +155,7 @@ impl NetworkFilterBuilder for FactoryContext<'_> {
         let ctx = FactoryContext {
             listener_stat_scope: listener.stat_scope,
             listener_buffer_limit: listener.buffer_limit,
+            listener_outbound: listener.outbound,
             ..*self
         };
         create_network_filter(typed_config, path, &ctx)

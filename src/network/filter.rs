@@ -44,6 +44,8 @@ pub struct ListenerScope<'a> {
     /// The listener's `per_connection_buffer_limit_bytes`: what a connection's
     /// filters may buffer.
     pub buffer_limit: u32,
+    /// `traffic_direction: OUTBOUND`: the connection manager's tracing is egress.
+    pub outbound: bool,
 }
 
 /// Builds a network filter from its `typed_config` (`path` points at it) for the

@@ -91,7 +91,8 @@ impl ListenerConfig {
         let name = if l.name.is_empty() { address.to_string() } else { l.name.clone() };
         let buffer_limit =
             l.per_connection_buffer_limit_bytes.as_ref().map(|v| v.value).unwrap_or(DEFAULT_BUFFER_LIMIT);
-        let scope = ListenerScope { stat_scope: &stat_scope, buffer_limit };
+        // TrafficDirection OUTBOUND (2).
+        let scope = ListenerScope { stat_scope: &stat_scope, buffer_limit, outbound: l.traffic_direction == 2 };
         let filter_chains = filter_chains(l, path, &address, filters, scope)?;
         let listener_filters = l
             .listener_filters

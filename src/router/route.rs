@@ -52,6 +52,9 @@ pub struct Route {
     /// Every level's `typed_per_filter_config` by filter name, most specific first.
     per_filter_levels: HashMap<String, Vec<PerRouteConfig>>,
     pub(super) matcher: RouteMatcher,
+    /// `decorator`: the tracing span's operation name, and `propagate` (default
+    /// true). Acts only under a connection manager with `tracing`.
+    pub decorator: Option<(String, bool)>,
 }
 
 /// What a route inherits from its virtual host and route configuration.
@@ -154,6 +157,10 @@ impl Route {
                 &own_per_filter,
             ]),
             matcher,
+            decorator: r
+                .decorator
+                .as_ref()
+                .map(|d| (d.operation.clone(), d.propagate.as_ref().is_none_or(|b| b.value))),
         })
     }
 

@@ -83,7 +83,7 @@ pub const ROUTE_SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "decorator",
         ],
     ),
-    // Names the route's tracing span; see `config::supported::NO_EFFECT`.
+    // Names the route's tracing span (`tracing::http_tracer`).
     ("envoy.config.route.v3.Decorator", &["operation", "propagate"]),
     (
         "envoy.config.route.v3.RouteMatch",

@@ -177,6 +177,8 @@ impl ServerConfig {
             service_node: b.node.as_ref().map_or("", |n| n.id.as_str()),
             listener_stat_scope: "",
             listener_buffer_limit: crate::upstream::cluster::DEFAULT_BUFFER_LIMIT,
+            listener_outbound: false,
+            node_zone: local_locality.as_ref().map_or("", |l| l.zone.as_str()),
         };
         let listeners =
             ListenerManager::from_proto(statics.map_or(&[], |s| &s.listeners), &ctx, &store, options.workers())?;

@@ -5,12 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::http_protocol_options::HeadersWithUnderscoresAction;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::{
     CodecType, RouteSpecifier, ServerHeaderTransformation as PbServerHeaderTransformation, StripPortMode,
 };
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_filter, HttpConnectionManager,
 };
+use envoy_types::pb::envoy::r#type::tracing::v3::custom_tag;
 use http::HeaderValue;
 
 use super::path_normalization::{EscapedSlashes, PathNormalization};
@@ -22,7 +24,9 @@ use crate::formatter::HeadersUsed;
 use crate::http::filter::StreamFilterFactory;
 use crate::http::http2::{Http2Options, LazyHttp2Stats};
 use crate::router::{RouteBuildContext, RouteTable};
+use crate::runtime::Fraction;
 use crate::thread_local::Slot;
+use crate::tracing::{CustomTag, HcmTracing, OperationName, TracingStats};
 use crate::upstream::ThreadLocalClusterManager;
 
 pub const ROUTER_FILTER_TYPE: &str = "envoy.extensions.filters.http.router.v3.Router";
@@ -107,6 +111,8 @@ pub struct HcmConfig {
     pub clusters: Slot<ThreadLocalClusterManager>,
     /// True once the server drains: close connections after their current request.
     pub drain: tokio::sync::watch::Receiver<bool>,
+    /// `tracing`: `None` costs a request one check.
+    pub tracing: Option<HcmTracing>,
 }
 
 /// `add_user_agent`: Envoy sets `x-envoy-downstream-service-cluster` to the
@@ -163,6 +169,8 @@ impl HcmConfig {
             service_node,
             listener_stat_scope,
             listener_buffer_limit,
+            listener_outbound: _,
+            node_zone: _,
         } = *ctx;
         let codec = match CodecType::try_from(p.codec_type) {
             Ok(CodecType::Auto) => CodecChoice::Auto,
@@ -264,6 +272,14 @@ impl HcmConfig {
             Some(StripPortMode::StripAnyHostPort(b)) => (p.strip_matching_host_port, *b),
             None => (p.strip_matching_host_port, false),
         };
+        let tracing = match &p.tracing {
+            Some(t) => {
+                let mut tp = path.clone();
+                tp.push_field("tracing");
+                Some(tracing_config(t, &tp, ctx, &p.stat_prefix)?)
+            }
+            None => None,
+        };
         Ok(HcmConfig {
             stats: HcmStats::new(store, &format!("http.{}.", p.stat_prefix)),
             codec_stats: Http1CodecStats::new(store, "http1."),
@@ -312,8 +328,68 @@ impl HcmConfig {
             log_headers,
             clusters: clusters.clone(),
             drain: drain.clone(),
+            tracing,
         })
     }
+}
+
+/// `tracing`: the provider's driver and the connection manager's sampling and
+/// tags. Percentages become parts of 10000, as Envoy samples them.
+fn tracing_config(
+    t: &Tracing,
+    path: &FieldPath,
+    ctx: &FactoryContext<'_>,
+    stat_prefix: &str,
+) -> Result<HcmTracing, ConfigError> {
+    let Some(provider) = &t.provider else {
+        return Err(path.field_error("provider", "a tracing provider is required by Courier"));
+    };
+    let mut pp = path.clone();
+    pp.push_field("provider");
+    let driver = extensions::tracers::create_driver(provider, &pp, ctx)?;
+    let percent = |p: &Option<envoy_types::pb::envoy::r#type::v3::Percent>| Fraction {
+        numerator: p.as_ref().map_or(10_000, |p| (p.value * 100.0).clamp(0.0, 10_000.0) as u64),
+        denominator: 10_000,
+    };
+    let mut custom_tags = Vec::with_capacity(t.custom_tags.len());
+    for (i, tag) in t.custom_tags.iter().enumerate() {
+        let mut cp = path.clone();
+        cp.push_field("custom_tags");
+        cp.push_index(i);
+        let name = tag.tag.clone();
+        custom_tags.push(match &tag.r#type {
+            Some(custom_tag::Type::Literal(l)) => CustomTag::Literal { tag: name, value: l.value.clone() },
+            Some(custom_tag::Type::Environment(e)) => CustomTag::Environment {
+                tag: name,
+                value: std::env::var(&e.name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| e.default_value.clone()),
+            },
+            Some(custom_tag::Type::RequestHeader(h)) => CustomTag::RequestHeader {
+                tag: name,
+                name: http::HeaderName::from_bytes(h.name.as_bytes())
+                    .map_err(|_| cp.field_error("request_header.name", "not a valid header name"))?,
+                default: h.default_value.clone(),
+            },
+            Some(custom_tag::Type::Metadata(_)) => {
+                return Err(cp.field_error("metadata", "metadata custom tags are not supported by Courier"))
+            }
+            Some(custom_tag::Type::Value(_)) => {
+                return Err(cp.field_error("value", "formatted custom tags are not supported by Courier"))
+            }
+            None => return Err(cp.error("a custom tag needs a type")),
+        });
+    }
+    Ok(HcmTracing {
+        operation: if ctx.listener_outbound { OperationName::Egress } else { OperationName::Ingress },
+        driver,
+        client_sampling: percent(&t.client_sampling),
+        random_sampling: percent(&t.random_sampling),
+        overall_sampling: percent(&t.overall_sampling),
+        custom_tags,
+        max_path_tag_length: t.max_path_tag_length.as_ref().map_or(256, |v| v.value as usize),
+        node_id: ctx.service_node.to_owned(),
+        zone: ctx.node_zone.to_owned(),
+        stats: TracingStats::new(ctx.store, &format!("http.{stat_prefix}.tracing.")),
+    })
 }
 
 /// The decoder filters; the router must be last and appear once.
