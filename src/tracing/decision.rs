@@ -8,7 +8,7 @@
 
 use http::{HeaderMap, HeaderValue};
 
-use super::{Decision, HcmTracing, Reason};
+use super::{Decision, Reason, Sampling};
 use crate::http::headers::X_REQUEST_ID;
 use crate::runtime::Fraction;
 
@@ -77,20 +77,19 @@ fn enabled(key: &str, default: Fraction, value: u64) -> bool {
 /// (which only a trusted client keeps), or random sampling; overall sampling
 /// may then veto it. Written into the x-request-id; then, as
 /// `shouldTraceRequest`, the decision read back from it.
-pub fn decide(cfg: &HcmTracing, headers: &mut HeaderMap, health_check: bool) -> Decision {
+pub fn decide(sampling: &Sampling, headers: &mut HeaderMap, health_check: bool) -> Decision {
     if let Some(value) = sampling_value(headers) {
         let value = value % 10_000;
         if status(headers) == Status::NoTrace {
-            if headers.contains_key(X_CLIENT_TRACE_ID) && enabled("tracing.client_enabled", cfg.client_sampling, value)
-            {
+            if headers.contains_key(X_CLIENT_TRACE_ID) && enabled("tracing.client_enabled", sampling.client, value) {
                 set_status(headers, CLIENT);
             } else if headers.contains_key("x-envoy-force-trace") {
                 set_status(headers, FORCED);
-            } else if enabled("tracing.random_sampling", cfg.random_sampling, value) {
+            } else if enabled("tracing.random_sampling", sampling.random, value) {
                 set_status(headers, SAMPLED);
             }
         }
-        if !enabled("tracing.global_enabled", cfg.overall_sampling, value) {
+        if !enabled("tracing.global_enabled", sampling.overall, value) {
             set_status(headers, NO_TRACE);
         }
     }
@@ -122,27 +121,8 @@ mod tests {
         Fraction { numerator, denominator: 10_000 }
     }
 
-    fn cfg(random: u64, overall: u64) -> HcmTracing {
-        HcmTracing {
-            operation: crate::tracing::OperationName::Ingress,
-            driver: std::sync::Arc::new(NoDriver),
-            client_sampling: percent(10_000),
-            random_sampling: percent(random),
-            overall_sampling: percent(overall),
-            custom_tags: vec![],
-            max_path_tag_length: 256,
-            node_id: String::new(),
-            zone: String::new(),
-            stats: crate::tracing::TracingStats::new(&crate::stats::Store::new(), "t."),
-        }
-    }
-
-    #[derive(Debug)]
-    struct NoDriver;
-    impl crate::tracing::Driver for NoDriver {
-        fn start_span(&self, _: &crate::tracing::SpanStart<'_>) -> Option<Box<dyn crate::tracing::Span>> {
-            None
-        }
+    fn cfg(random: u64, overall: u64) -> Sampling {
+        Sampling { client: percent(10_000), random: percent(random), overall: percent(overall) }
     }
 
     const ID: &str = "11111111-2222-4333-8444-555555555555";

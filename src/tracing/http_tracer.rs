@@ -7,7 +7,7 @@
 use http::{HeaderMap, HeaderValue, Method, Uri};
 
 use super::decision::{self, X_CLIENT_TRACE_ID};
-use super::{CustomTag, HcmTracing, OperationName, Span, SpanStart};
+use super::{CustomTag, HcmTracing, OperationName, RouteTracing, Span, SpanStart};
 use crate::http::headers::{
     X_ENVOY_DECORATOR_OPERATION, X_ENVOY_DOWNSTREAM_SERVICE_CLUSTER, X_ENVOY_ORIGINAL_PATH, X_FORWARDED_PROTO,
     X_REQUEST_ID,
@@ -36,8 +36,10 @@ pub fn start(
     uri: &Uri,
     info: &StreamInfo,
     decorator: Option<DecoratorRef<'_>>,
+    route: Option<&RouteTracing>,
 ) -> Started {
-    let decision = decision::decide(cfg, headers, info.health_check);
+    let sampling = route.map_or(&cfg.sampling, |r| &r.sampling);
+    let decision = decision::decide(sampling, headers, info.health_check);
     cfg.stats.charge(decision.reason);
     let host = headers.get(http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
     let start =
@@ -45,6 +47,8 @@ pub fn start(
     let mut span = cfg.driver.start_span(&start);
     if let Some(span) = span.as_deref_mut() {
         request_tags(cfg, span, headers, method, uri, info);
+        // The route's tags after the connection manager's: the same name takes the route's.
+        custom_tags(cfg.custom_tags.iter().chain(route.map_or(&[][..], |r| &r.custom_tags)), span, headers);
     }
     let mut decorated = None;
     if let Some(d) = decorator.filter(|d| !d.operation.is_empty()) {
@@ -105,7 +109,10 @@ fn request_tags(
     if let Some(id) = header(headers, X_CLIENT_TRACE_ID) {
         span.set_tag("guid:x-client-trace-id", id);
     }
-    for tag in &cfg.custom_tags {
+}
+
+fn custom_tags<'t>(tags: impl Iterator<Item = &'t CustomTag>, span: &mut dyn Span, headers: &HeaderMap) {
+    for tag in tags {
         match tag {
             CustomTag::Literal { tag, value } => span.set_tag(tag, value),
             CustomTag::Environment { tag, value } => {

@@ -6,8 +6,11 @@
 //! A connection manager without `tracing` holds no `HcmTracing` and pays one
 //! `Option` check per request.
 
+pub mod custom_tag;
 pub mod decision;
 pub mod http_tracer;
+
+pub use custom_tag::CustomTag;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -72,19 +75,6 @@ pub trait Span {
     fn finish(self: Box<Self>);
 }
 
-/// `custom_tags`: a tag added to every span of the connection manager.
-#[derive(Debug, Clone)]
-pub enum CustomTag {
-    /// `literal`: a fixed value.
-    Literal { tag: String, value: String },
-    /// `environment`: the variable's value at start-up, else the default (Envoy
-    /// reads it once too); no tag when both are empty.
-    Environment { tag: String, value: String },
-    /// `request_header`: the header's value, else the default; no tag when both
-    /// are missing.
-    RequestHeader { tag: String, name: http::HeaderName, default: String },
-}
-
 define_stats! {
     /// `http.<stat_prefix>.tracing.*`: why requests were or were not traced.
     #[derive(Debug)]
@@ -110,6 +100,23 @@ impl TracingStats {
     }
 }
 
+/// The three percentages of the decision: the connection manager's, or a
+/// route's `tracing`, which replaces all three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sampling {
+    pub client: Fraction,
+    pub random: Fraction,
+    pub overall: Fraction,
+}
+
+/// A route's `tracing`: its percentages (each 100 % when unset, as Envoy's
+/// `RouteTracingImpl`) and tags added after the connection manager's.
+#[derive(Debug, Clone)]
+pub struct RouteTracing {
+    pub sampling: Sampling,
+    pub custom_tags: Vec<CustomTag>,
+}
+
 /// A connection manager's `tracing`, built at start-up.
 #[derive(Debug)]
 pub struct HcmTracing {
@@ -117,9 +124,7 @@ pub struct HcmTracing {
     pub driver: Arc<dyn Driver>,
     /// `client_sampling`, `random_sampling`, `overall_sampling`, out of 10000
     /// (Envoy's defaults: all 100 %).
-    pub client_sampling: Fraction,
-    pub random_sampling: Fraction,
-    pub overall_sampling: Fraction,
+    pub sampling: Sampling,
     pub custom_tags: Vec<CustomTag>,
     /// `max_path_tag_length`: how much of the path `http.url` keeps (default 256).
     pub max_path_tag_length: usize,

@@ -34,7 +34,7 @@ fn collector() -> (Upstream, Receiver<Parsed>) {
 }
 
 fn routes() -> String {
-    "virtual_hosts:\n- name: vh\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: \"/fail\" }\n    direct_response: { status: 503 }\n  - match: { prefix: \"/\" }\n    route: { cluster: app }\n    decorator: { operation: checkout }\n".to_string()
+    "virtual_hosts:\n- name: vh\n  domains: [\"*\"]\n  routes:\n  - match: { prefix: \"/fail\" }\n    direct_response: { status: 503 }\n  - match: { prefix: \"/\" }\n    route: { cluster: app }\n    decorator: { operation: checkout }\n    tracing: { custom_tags: [{ tag: route-tag, literal: { value: r } }, { tag: team, literal: { value: route-team } }] }\n".to_string()
 }
 
 fn start(tracing: &str, service: u16, collector: u16) -> Courier {
@@ -139,7 +139,9 @@ fn spans_reach_the_collector_in_envoys_shape_with_the_propagated_ids() {
         ("downstream_cluster", "-"),
         ("peer.address", "127.0.0.1"),
         ("request_size", "0"),
-        ("team", "payments"),
+        // The route's tracing custom_tags come after the connection manager's.
+        ("team", "route-team"),
+        ("route-tag", "r"),
         ("home", "/home/x"),
         ("region", "eu"),
         ("tenant", "acme"),
@@ -158,6 +160,7 @@ fn spans_reach_the_collector_in_envoys_shape_with_the_propagated_ids() {
     assert_eq!(failed["tags"]["error"], "true");
     assert_eq!(failed["name"], "example.com", "no decorator: the host names the span");
     assert_eq!(failed["tags"]["upstream_cluster"], Value::Null);
+    assert_eq!((&failed["tags"]["team"], &failed["tags"]["route-tag"]), (&Value::from("payments"), &Value::Null));
 
     courier.wait_stat("tracing.zipkin.reports_sent", |v| v == 1);
     assert_eq!(courier.stat("tracing.zipkin.spans_sent"), Some(3));

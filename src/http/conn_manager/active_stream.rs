@@ -453,7 +453,16 @@ impl Stream {
     fn start_span(&mut self, tracing: &HcmTracing, parts: &mut http::request::Parts) {
         let decorator = self.route.as_ref().and_then(|r| r.decorator.as_ref());
         let decorator = decorator.map(|(operation, propagate)| DecoratorRef { operation, propagate: *propagate });
-        let started = http_tracer::start(tracing, &mut parts.headers, &parts.method, &parts.uri, &self.info, decorator);
+        let route_tracing = self.route.as_ref().and_then(|r| r.tracing.as_deref());
+        let started = http_tracer::start(
+            tracing,
+            &mut parts.headers,
+            &parts.method,
+            &parts.uri,
+            &self.info,
+            decorator,
+            route_tracing,
+        );
         self.span = started.span;
         if started.decorate_response {
             self.decorated_operation = decorator.and_then(|d| HeaderValue::from_str(d.operation).ok());

@@ -12,7 +12,6 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_filter, HttpConnectionManager,
 };
-use envoy_types::pb::envoy::r#type::tracing::v3::custom_tag;
 use http::HeaderValue;
 
 use super::path_normalization::{EscapedSlashes, PathNormalization};
@@ -26,7 +25,7 @@ use crate::http::http2::{Http2Options, LazyHttp2Stats};
 use crate::router::{RouteBuildContext, RouteTable};
 use crate::runtime::Fraction;
 use crate::thread_local::Slot;
-use crate::tracing::{CustomTag, HcmTracing, OperationName, TracingStats};
+use crate::tracing::{CustomTag, HcmTracing, OperationName, Sampling, TracingStats};
 use crate::upstream::ThreadLocalClusterManager;
 
 pub const ROUTER_FILTER_TYPE: &str = "envoy.extensions.filters.http.router.v3.Router";
@@ -348,42 +347,20 @@ fn tracing_config(
     pp.push_field("provider");
     let driver = extensions::tracers::create_driver(provider, &pp, ctx)?;
     let percent = |p: &Option<envoy_types::pb::envoy::r#type::v3::Percent>| Fraction {
-        numerator: p.as_ref().map_or(10_000, |p| (p.value * 100.0).clamp(0.0, 10_000.0) as u64),
+        numerator: p.as_ref().map_or(10_000, |p| (p.value * 100.0).round().clamp(0.0, 10_000.0) as u64),
         denominator: 10_000,
     };
-    let mut custom_tags = Vec::with_capacity(t.custom_tags.len());
-    for (i, tag) in t.custom_tags.iter().enumerate() {
-        let mut cp = path.clone();
-        cp.push_field("custom_tags");
-        cp.push_index(i);
-        let name = tag.tag.clone();
-        custom_tags.push(match &tag.r#type {
-            Some(custom_tag::Type::Literal(l)) => CustomTag::Literal { tag: name, value: l.value.clone() },
-            Some(custom_tag::Type::Environment(e)) => CustomTag::Environment {
-                tag: name,
-                value: std::env::var(&e.name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| e.default_value.clone()),
-            },
-            Some(custom_tag::Type::RequestHeader(h)) => CustomTag::RequestHeader {
-                tag: name,
-                name: http::HeaderName::from_bytes(h.name.as_bytes())
-                    .map_err(|_| cp.field_error("request_header.name", "not a valid header name"))?,
-                default: h.default_value.clone(),
-            },
-            Some(custom_tag::Type::Metadata(_)) => {
-                return Err(cp.field_error("metadata", "metadata custom tags are not supported by Courier"))
-            }
-            Some(custom_tag::Type::Value(_)) => {
-                return Err(cp.field_error("value", "formatted custom tags are not supported by Courier"))
-            }
-            None => return Err(cp.error("a custom tag needs a type")),
-        });
-    }
+    let mut tags_path = path.clone();
+    tags_path.push_field("custom_tags");
+    let custom_tags = CustomTag::all_from_proto(&t.custom_tags, &tags_path)?;
     Ok(HcmTracing {
         operation: if ctx.listener_outbound { OperationName::Egress } else { OperationName::Ingress },
         driver,
-        client_sampling: percent(&t.client_sampling),
-        random_sampling: percent(&t.random_sampling),
-        overall_sampling: percent(&t.overall_sampling),
+        sampling: Sampling {
+            client: percent(&t.client_sampling),
+            random: percent(&t.random_sampling),
+            overall: percent(&t.overall_sampling),
+        },
         custom_tags,
         max_path_tag_length: t.max_path_tag_length.as_ref().map_or(256, |v| v.value as usize),
         node_id: ctx.service_node.to_owned(),
