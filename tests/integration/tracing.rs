@@ -192,3 +192,25 @@ fn other_tracers_and_unimplemented_options_are_refused_by_name() {
     let (ok, out) = with(otel);
     assert!(!ok && out.contains("OpenTelemetryConfig"), "{out}");
 }
+
+/// A collector cluster configured for HTTP/2 gets the spans over HTTP/2, as
+/// Envoy's async client uses the cluster's protocol; its 200 (not Zipkin's 202)
+/// counts as a dropped report, as in Envoy.
+#[test]
+fn spans_go_to_an_http2_collector_over_http2() {
+    let service = http_upstream("svc");
+    let collector = crate::shared_net::h2c_upstream("collector");
+    let tracing = "tracing:\n  provider:\n    name: envoy.tracers.zipkin\n    typed_config:\n      \"@type\": type.googleapis.com/envoy.config.trace.v3.ZipkinConfig\n      collector_cluster: zipkin\n      collector_endpoint: /api/v2/spans\n      collector_endpoint_version: HTTP_JSON\n";
+    let listener = http_listener("web", &indent(tracing, 10), &indent(&routes(), 12), "");
+    let h2_cluster = format!("{}    http2_protocol_options: {{}}\n", static_cluster("zipkin", &[collector.port()]));
+    let yaml = format!(
+        "layered_runtime:\n  layers:\n  - name: static\n    static_layer: {{ tracing.zipkin.min_flush_spans: 1 }}\n{}",
+        config(&[listener], &[static_cluster("app", &[service.port()]), h2_cluster])
+    );
+    let courier = Courier::start(&yaml, 1);
+    assert_eq!(Client::connect(courier.listener("web")).get("/x").status, 200);
+    courier.wait_stat("tracing.zipkin.reports_dropped", |v| v == 1);
+    assert_eq!(courier.stat("cluster.zipkin.upstream_cx_http2_total"), Some(1));
+    assert_eq!(courier.stat("cluster.zipkin.upstream_rq_200"), Some(1));
+    assert_eq!(courier.stat("tracing.zipkin.spans_sent"), Some(1));
+}

@@ -2,8 +2,8 @@
 //! each worker buffers its own spans (no lock) and posts them as one JSON array
 //! when `tracing.zipkin.min_flush_spans` (runtime, default 5) have gathered, and
 //! every `tracing.zipkin.flush_interval_ms` (default 5000) from the worker's first
-//! span on. The POST goes to a host of `collector_cluster` over the worker's
-//! HTTP/1 pool, with Envoy's 5 s timeout; the collector's 202 counts as sent, any
+//! span on. The POST goes to a host of `collector_cluster` over the worker's pool
+//! of the cluster's protocol (HTTP/1 or HTTP/2), with Envoy's 5 s timeout; the collector's 202 counts as sent, any
 //! other status as dropped, no answer as failed.
 
 use std::cell::RefCell;
@@ -18,7 +18,9 @@ use http_body_util::BodyExt;
 use super::ZipkinDriver;
 use crate::define_stats;
 use crate::http::http1::client_connection::{BodyOut, RequestOut};
+use crate::router::upstream_request::ActiveRequest;
 use crate::upstream::conn_pool::{ConnPool, Protocol};
+use crate::upstream::http2_conn_pool::{self, Http2ResponseBody};
 
 const DEFAULT_MIN_FLUSH_SPANS: u64 = 5;
 const DEFAULT_FLUSH_INTERVAL_MS: u64 = 5000;
@@ -107,26 +109,46 @@ async fn send(driver: Arc<ZipkinDriver>, body: String) {
         stats.reports_failed.inc();
         return;
     };
-    // Zipkin collectors speak HTTP/1.1: the cluster's HTTP/1 pool.
-    let ConnPool::Http1(pool) = cluster.http_pool(&host, Protocol::Http1) else {
-        stats.reports_failed.inc();
-        return;
+    let mut headers = HeaderMap::with_capacity(2);
+    headers.insert(http::header::HOST, collector.host.clone());
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let request = RequestOut { method: &Method::POST, target: &collector.endpoint, headers: &headers, overrides: &[] };
+    let body = BodyOut::Whole(Bytes::from(body));
+    // The cluster's own protocol, as Envoy's async client uses it.
+    let protocol = Protocol::from(cluster.info.protocol_for(http::Version::HTTP_11));
+    // Counted as the cluster's active request while it lasts, as Envoy's async
+    // client's is.
+    let active = |breaker| {
+        let gauge = cluster.info.stats.upstream_rq_active.clone();
+        ActiveRequest::new(tokio::time::Instant::now(), breaker, gauge, host.clone())
     };
     let exchange = async {
-        let (mut client, _breaker) = pool.acquire().await.ok()?;
-        let mut headers = HeaderMap::with_capacity(2);
-        headers.insert(http::header::HOST, collector.host.clone());
-        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let request =
-            RequestOut { method: &Method::POST, target: &collector.endpoint, headers: &headers, overrides: &[] };
-        let head = client.send(&request, BodyOut::Whole(Bytes::from(body))).await.ok()?;
-        let status = head.parts.status.as_u16();
-        // Read to its end, so the connection goes back to the pool.
-        let mut response = client.into_response_body(&head);
-        while let Some(frame) = response.frame().await {
-            frame.ok()?;
+        match cluster.http_pool(&host, protocol) {
+            ConnPool::Http1(pool) => {
+                let (mut client, breaker) = pool.acquire().await.ok()?;
+                let _active = active(breaker);
+                let head = client.send(&request, body).await.ok()?;
+                // Read to its end, so the connection goes back to the pool.
+                let mut response = client.into_response_body(&head);
+                while let Some(frame) = response.frame().await {
+                    frame.ok()?;
+                }
+                Some(head.parts.status.as_u16())
+            }
+            ConnPool::Http2(pool) => {
+                let (mut stream, breaker) = pool.acquire().await.ok()?;
+                let _active = active(breaker);
+                let (response, tx) =
+                    stream.send_request(http2_conn_pool::request_headers(&request, host.address), false)?;
+                http2_conn_pool::upload(tx, body).await.ok()?;
+                let (parts, recv) = response.await.ok()?.into_parts();
+                let mut response = Http2ResponseBody::new(recv, None, stream);
+                while let Some(frame) = response.frame().await {
+                    frame.ok()?;
+                }
+                Some(parts.status.as_u16())
+            }
         }
-        Some(status)
     };
     match tokio::time::timeout(COLLECTOR_TIMEOUT, exchange).await {
         Ok(Some(status)) => {
