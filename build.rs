@@ -51,6 +51,7 @@ const ROOTS: &[&str] = &[
     "envoy.config.metrics.v3.StatsdSink",
     "envoy.config.metrics.v3.DogStatsdSink",
     "envoy.config.trace.v3.ZipkinConfig",
+    "envoy.config.trace.v3.OpenTelemetryConfig",
 ];
 
 fn main() {

@@ -21,7 +21,7 @@
 //! Values that legitimately differ between two runs are compared by presence and
 //! format: `date` (IMF-fixdate), `x-request-id` (UUID, whose version digit, the
 //! trace decision, must agree), B3 ids of a new trace (hex; a `b3` header's sampling
-//! flag must agree), `x-envoy-upstream-service-time`
+//! flag must agree), a `traceparent` (its flags must agree), `x-envoy-upstream-service-time`
 //! (milliseconds), `server` (any token, unless the config sets `server_name`), the
 //! `content-length` of the upstream's JSON report (its size depends on the report's
 //! own fields, compared one by one instead; so is the access log's BYTES_SENT for
@@ -55,6 +55,8 @@ enum Mode {
     B3Id,
     /// A single `b3` header: `trace-span[-flag[-parent]]`, the flag agreeing.
     B3Single,
+    /// A W3C `traceparent` (`00-trace-span-flags`), the flags agreeing.
+    Traceparent,
     HttpDate,
     Number,
     Token,
@@ -63,8 +65,8 @@ enum Mode {
 }
 
 fn format_ok(mode: Mode, v: &str) -> bool {
-    static RES: OnceLock<[Regex; 6]> = OnceLock::new();
-    let [uuid, date, number, token, b3_id, b3] = RES.get_or_init(|| {
+    static RES: OnceLock<[Regex; 7]> = OnceLock::new();
+    let [uuid, date, number, token, b3_id, b3, traceparent] = RES.get_or_init(|| {
         [
             Regex::new(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$").unwrap(),
             Regex::new(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$").unwrap(),
@@ -72,6 +74,7 @@ fn format_ok(mode: Mode, v: &str) -> bool {
             Regex::new(r"^[!#$%&'*+.^_`|~0-9A-Za-z/ -]+$").unwrap(),
             Regex::new(r"^([0-9a-f]{16}){1,2}$").unwrap(),
             Regex::new(r"^([0-9a-f]{16}){1,2}-[0-9a-f]{16}(-[01d](-[0-9a-f]{16})?)?$").unwrap(),
+            Regex::new(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$").unwrap(),
         ]
     });
     match mode {
@@ -79,6 +82,7 @@ fn format_ok(mode: Mode, v: &str) -> bool {
         Mode::Uuid => uuid.is_match(v),
         Mode::B3Id => b3_id.is_match(v),
         Mode::B3Single => b3.is_match(v),
+        Mode::Traceparent => traceparent.is_match(v),
         Mode::HttpDate => date.is_match(v),
         Mode::Number => number.is_match(v),
         Mode::Token => token.is_match(v),
@@ -91,6 +95,7 @@ fn same_decision(mode: Mode, envoy: &str, courier: &str) -> bool {
     match mode {
         Mode::Uuid => envoy.get(14..15) == courier.get(14..15),
         Mode::B3Single => envoy.split('-').nth(2) == courier.split('-').nth(2),
+        Mode::Traceparent => envoy.split('-').nth(3) == courier.split('-').nth(3),
         // 64 or 128 bits (`trace_id_128bit`).
         Mode::B3Id => envoy.len() == courier.len(),
         _ => true,
@@ -414,6 +419,7 @@ fn compare_http(case: &Case, label: &str, er: &HttpResponse, cr: &HttpResponse, 
             "x-request-id" => Mode::Uuid,
             "x-b3-traceid" | "x-b3-spanid" | "x-b3-parentspanid" => Mode::B3Id,
             "b3" => Mode::B3Single,
+            "traceparent" => Mode::Traceparent,
             "x-envoy-expected-rq-timeout-ms" => Mode::Near(100),
             _ => Mode::Exact,
         };

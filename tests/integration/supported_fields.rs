@@ -64,6 +64,7 @@ const ZIPKIN: &str = "envoy.config.trace.v3.ZipkinConfig";
 const TRACING_IT: &str = "tests/integration/tracing.rs";
 const TRACING_UNIT: &str = "src/tracing/decision.rs";
 const TRACING_SPANS: &str = "spans_reach_the_collector_in_envoys_shape_with_the_propagated_ids";
+const OTEL_EXPORT: &str = "opentelemetry_spans_are_exported_over_grpc_with_w3c_context";
 const TRACING_REFUSED: &str = "other_tracers_and_unimplemented_options_are_refused_by_name";
 const TLS_HTTP1: &str = "https_terminates_http1_and_counts_the_handshake";
 const TLS_PARAMS: &str = "tls_params_and_inline_certificates_choose_the_version";
@@ -1003,6 +1004,19 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (ZIPKIN, "shared_span_context", &[compat("tracing_zipkin")]),
     (ZIPKIN, "collector_endpoint_version", &[test(TRACING_IT, TRACING_REFUSED)]),
     (ZIPKIN, "collector_hostname", &[test(TRACING_IT, TRACING_SPANS)]),
+    (
+        "envoy.config.trace.v3.OpenTelemetryConfig",
+        "grpc_service",
+        &[test(TRACING_IT, OTEL_EXPORT), compat("tracing_opentelemetry")],
+    ),
+    ("envoy.config.trace.v3.OpenTelemetryConfig", "service_name", &[test(TRACING_IT, OTEL_EXPORT)]),
+    ("envoy.config.core.v3.GrpcService", "envoy_grpc", &[test(TRACING_IT, OTEL_EXPORT)]),
+    (
+        "envoy.config.core.v3.GrpcService",
+        "timeout",
+        &[test(TRACING_IT, "an_opentelemetry_export_is_abandoned_at_the_grpc_timeout")],
+    ),
+    ("envoy.config.core.v3.GrpcService.EnvoyGrpc", "cluster_name", &[test(TRACING_IT, OTEL_EXPORT)]),
 ];
 
 /// `(message, field, what is wrong)`: supported fields no test shows acting as

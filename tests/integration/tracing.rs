@@ -188,9 +188,13 @@ fn other_tracers_and_unimplemented_options_are_refused_by_name() {
             .replace("collector_cluster: zipkin", "collector_cluster: nope"),
     );
     assert!(!ok && out.contains("unknown cluster 'nope'"), "{out}");
-    let otel = "tracing:\n  provider:\n    name: envoy.tracers.opentelemetry\n    typed_config:\n      \"@type\": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig\n      service_name: s\n";
-    let (ok, out) = with(otel);
-    assert!(!ok && out.contains("OpenTelemetryConfig"), "{out}");
+    let skywalking = "tracing:\n  provider:\n    name: envoy.tracers.skywalking\n    typed_config:\n      \"@type\": type.googleapis.com/envoy.config.trace.v3.SkyWalkingConfig\n      grpc_service: { envoy_grpc: { cluster_name: app } }\n";
+    let (ok, out) = with(skywalking);
+    assert!(!ok && out.contains("SkyWalkingConfig"), "{out}");
+    // OpenTelemetry exports over gRPC only.
+    let otel_http = "tracing:\n  provider:\n    name: envoy.tracers.opentelemetry\n    typed_config:\n      \"@type\": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig\n      http_service: { http_uri: { uri: /v1/traces, cluster: app, timeout: 1s } }\n";
+    let (ok, out) = with(otel_http);
+    assert!(!ok && out.contains("'http_service'"), "{out}");
 }
 
 /// A collector cluster configured for HTTP/2 gets the spans over HTTP/2, as
@@ -213,4 +217,148 @@ fn spans_go_to_an_http2_collector_over_http2() {
     assert_eq!(courier.stat("cluster.zipkin.upstream_cx_http2_total"), Some(1));
     assert_eq!(courier.stat("cluster.zipkin.upstream_rq_200"), Some(1));
     assert_eq!(courier.stat("tracing.zipkin.spans_sent"), Some(1));
+}
+
+/// A gRPC collector: answers every call OK (or, `hang`ing, never) and hands
+/// over its path, content type and message (the 5-byte gRPC prefix removed).
+fn grpc_collector(hang: bool) -> (Upstream, Receiver<Call>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Arc::new(Mutex::new(tx));
+    let upstream = Upstream::start(move |stream| {
+        let tx = tx.clone();
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async move {
+            if stream.set_nonblocking(true).is_err() {
+                return;
+            }
+            let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { return };
+            let Ok(mut conn) = h2::server::handshake(stream).await else { return };
+            // Each call in a task of its own, while this loop drives the connection.
+            while let Some(Ok((request, respond))) = conn.accept().await {
+                tokio::spawn(answer_grpc(request, respond, tx.clone(), hang));
+            }
+        });
+    });
+    (upstream, rx)
+}
+
+type Call = (String, String, Vec<u8>);
+
+async fn answer_grpc(
+    request: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<bytes::Bytes>,
+    tx: std::sync::Arc<Mutex<mpsc::Sender<Call>>>,
+    hang: bool,
+) {
+    let (parts, mut body) = request.into_parts();
+    let mut data = Vec::new();
+    while let Some(Ok(chunk)) = body.data().await {
+        let _ = body.flow_control().release_capacity(chunk.len());
+        data.extend_from_slice(&chunk);
+    }
+    let content_type = parts.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let message = data.get(5..).unwrap_or_default().to_vec();
+    let _ = tx.lock().map(|tx| tx.send((parts.uri.path().to_owned(), content_type.to_owned(), message)));
+    if hang {
+        // The call stays unanswered until Courier gives up on it.
+        let _ = std::future::poll_fn(|cx| respond.poll_reset(cx)).await;
+        return;
+    }
+    let response = http::Response::builder().header("content-type", "application/grpc").body(());
+    let Ok(mut send) = respond.send_response(response.expect("response"), false) else { return };
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    let _ = send.send_trailers(trailers);
+}
+
+/// `envoy.tracers.opentelemetry` as Envoy 1.40 exports (checked by hand against
+/// Envoy with the same config): one OTLP call with the resource's service.name,
+/// scope `envoy`, a SERVER span child of the caller's traceparent (flags: remote
+/// parent, sampled) named by the decorator, the caller's tracestate, and the
+/// same tags as Zipkin's as attributes; an unsampled caller's span is not sent.
+#[test]
+fn opentelemetry_spans_are_exported_over_grpc_with_w3c_context() {
+    use courier::extensions::tracers::opentelemetry::otlp::ExportTraceServiceRequest;
+    use prost::Message;
+
+    let service = http_upstream("svc");
+    let (collector, calls) = grpc_collector(false);
+    let tracing = "tracing:\n  provider:\n    name: envoy.tracers.opentelemetry\n    typed_config:\n      \"@type\": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig\n      grpc_service:\n        envoy_grpc: { cluster_name: otel }\n        timeout: 1s\n      service_name: front\n";
+    let listener = http_listener("web", &indent(tracing, 10), &indent(&routes(), 12), "");
+    let otel = format!("{}    http2_protocol_options: {{}}\n", static_cluster("otel", &[collector.port()]));
+    let yaml = format!(
+        "layered_runtime:\n  layers:\n  - name: static\n    static_layer: {{ tracing.opentelemetry.min_flush_spans: 2 }}\n{}",
+        config(&[listener], &[static_cluster("app", &[service.port()]), otel])
+    );
+    let courier = Courier::start(&yaml, 1);
+    let addr = courier.listener("web");
+    let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let joined = Client::connect(addr).request("GET", "/a", &[("traceparent", parent), ("tracestate", "k=v")], b"");
+    let sent = joined.seen().header("traceparent").expect("traceparent upstream").to_string();
+    assert!(sent.starts_with("00-0af7651916cd43dd8448eb211c80319c-") && sent.ends_with("-01"), "{sent}");
+    assert_ne!(sent, parent, "a span of its own");
+    assert_eq!(joined.seen().header("tracestate"), Some("k=v"));
+    let unsampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+    let quiet = Client::connect(addr).request("GET", "/q", &[("traceparent", unsampled)], b"");
+    assert!(quiet.seen().header("traceparent").is_some_and(|t| t.ends_with("-00")));
+    assert_eq!(quiet.seen().header("tracestate"), Some(""), "Envoy sends an empty tracestate");
+    let new = Client::connect(addr).get("/new");
+    assert!(new.seen().header("traceparent").is_some_and(|t| t.ends_with("-01")));
+
+    let (path, content_type, message) = calls.recv_timeout(Duration::from_secs(10)).expect("an export call");
+    assert_eq!(path, "/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+    assert_eq!(content_type, "application/grpc");
+    let export = ExportTraceServiceRequest::decode(message.as_slice()).expect("an OTLP export request");
+    let rs = &export.resource_spans[0];
+    let attr = |kvs: &[envoy_types::pb::opentelemetry::proto::common::v1::KeyValue], k: &str| {
+        kvs.iter().find(|kv| kv.key == k).and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            envoy_types::pb::opentelemetry::proto::common::v1::any_value::Value::StringValue(s) => Some(s.clone()),
+            _ => None,
+        })
+    };
+    let resource = rs.resource.as_ref().expect("resource");
+    assert_eq!(attr(&resource.attributes, "service.name").as_deref(), Some("front"));
+    let scope = &rs.scope_spans[0];
+    assert_eq!(scope.scope.as_ref().map(|s| s.name.as_str()), Some("envoy"));
+    assert_eq!(scope.spans.len(), 2, "the sampled ones");
+    let span = &scope.spans[0];
+    assert_eq!(hex(&span.trace_id), "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(hex(&span.parent_span_id), "b7ad6b7169203331");
+    assert_eq!(format!("00-{}-{}-01", hex(&span.trace_id), hex(&span.span_id)), sent);
+    assert_eq!((span.name.as_str(), span.kind, span.flags), ("checkout", 2, 0x301));
+    assert_eq!(span.trace_state, "k=v");
+    assert!(span.end_time_unix_nano >= span.start_time_unix_nano);
+    assert_eq!(attr(&span.attributes, "http.status_code").as_deref(), Some("200"));
+    assert_eq!(attr(&span.attributes, "upstream_cluster").as_deref(), Some("app"));
+    let root = &scope.spans[1];
+    assert!(root.parent_span_id.is_empty());
+    assert_eq!(root.flags, 0x101, "no remote parent, sampled");
+    courier.wait_stat("cluster.otel.upstream_rq_200", |v| v == 1);
+    assert_eq!(courier.stat("tracing.opentelemetry.spans_sent"), Some(2));
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `grpc_service.timeout` bounds an export call: a collector that never answers
+/// has the call abandoned (the cluster's active request goes) at the timeout.
+#[test]
+fn an_opentelemetry_export_is_abandoned_at_the_grpc_timeout() {
+    let service = http_upstream("svc");
+    let (collector, calls) = grpc_collector(true);
+    let tracing = "tracing:\n  provider:\n    name: envoy.tracers.opentelemetry\n    typed_config:\n      \"@type\": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig\n      grpc_service:\n        envoy_grpc: { cluster_name: otel }\n        timeout: 0.2s\n";
+    let listener = http_listener("web", &indent(tracing, 10), &indent(&routes(), 12), "");
+    let otel = format!("{}    http2_protocol_options: {{}}\n", static_cluster("otel", &[collector.port()]));
+    let yaml = format!(
+        "layered_runtime:\n  layers:\n  - name: static\n    static_layer: {{ tracing.opentelemetry.min_flush_spans: 1 }}\n{}",
+        config(&[listener], &[static_cluster("app", &[service.port()]), otel])
+    );
+    let courier = Courier::start(&yaml, 1);
+    assert_eq!(Client::connect(courier.listener("web")).get("/x").status, 200);
+    calls.recv_timeout(Duration::from_secs(10)).expect("the export call arrived");
+    let started = std::time::Instant::now();
+    courier.wait_stat("cluster.otel.upstream_rq_active", |v| v == 0);
+    assert!(started.elapsed() < Duration::from_secs(3), "abandoned at the timeout");
+    assert_eq!(courier.stat("cluster.otel.upstream_rq_total"), Some(1));
 }
