@@ -2,6 +2,7 @@
 //! manager's `tracing.provider`: Zipkin and OpenTelemetry; any other provider
 //! is refused at start-up by name.
 
+pub mod batch;
 pub mod opentelemetry;
 pub mod zipkin;
 

@@ -1,15 +1,10 @@
-//! Exporting finished spans, as Envoy's OpenTelemetry tracer: each worker
-//! buffers its own (no lock) and sends one OTLP `ExportTraceServiceRequest`
-//! when `tracing.opentelemetry.min_flush_spans` (runtime, default 5) have
-//! gathered, and every `tracing.opentelemetry.flush_interval_ms` (default 5000)
-//! from the worker's first span on. The request is a unary gRPC call on an
+//! Exporting finished spans, as Envoy's OpenTelemetry tracer: batched per worker
+//! (`tracers::batch`, runtime keys `tracing.opentelemetry.*`), each batch one OTLP
+//! `ExportTraceServiceRequest`. The request is a unary gRPC call on an
 //! HTTP/2 stream of the collector cluster's pool; its answer is read and not
 //! acted on, as Envoy's.
 
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use envoy_types::pb::opentelemetry::proto::common::v1::InstrumentationScope;
@@ -21,13 +16,12 @@ use super::otlp::{self, ExportTraceServiceRequest, Resource, ResourceSpans, Scop
 use super::span::string_attribute;
 use super::OtelDriver;
 use crate::define_stats;
+use crate::extensions::tracers::batch::Batched;
 use crate::http::http1::client_connection::{BodyOut, RequestOut};
 use crate::router::upstream_request::ActiveRequest;
 use crate::upstream::conn_pool::{ConnPool, Protocol};
 use crate::upstream::http2_conn_pool::{self, Http2ResponseBody};
 
-const DEFAULT_MIN_FLUSH_SPANS: u64 = 5;
-const DEFAULT_FLUSH_INTERVAL_MS: u64 = 5000;
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 define_stats! {
@@ -39,59 +33,22 @@ define_stats! {
     }
 }
 
-#[derive(Default)]
-struct Buffer {
-    spans: RefCell<Vec<otlp::Span>>,
-}
+impl Batched for OtelDriver {
+    type Span = otlp::Span;
+    const RUNTIME_PREFIX: &'static str = "tracing.opentelemetry";
 
-thread_local! {
-    /// This worker's buffers, by provider (`OtelDriver::index`).
-    static BUFFERS: RefCell<Vec<Option<Rc<Buffer>>>> = const { RefCell::new(Vec::new()) };
-}
-
-fn runtime_integer(key: &str, default: u64) -> u64 {
-    crate::runtime::snapshot().map_or(default, |s| s.get_integer(key, default))
-}
-
-/// Buffers a finished span and exports the buffer once it is full.
-pub fn report(driver: &Arc<OtelDriver>, span: otlp::Span) {
-    let buffer = BUFFERS.with(|b| {
-        let mut b = b.borrow_mut();
-        if b.len() <= driver.index {
-            b.resize(driver.index + 1, None);
-        }
-        b[driver.index]
-            .get_or_insert_with(|| {
-                let buffer = Rc::new(Buffer::default());
-                tokio::task::spawn_local(flush_timer(driver.clone(), Rc::downgrade(&buffer)));
-                buffer
-            })
-            .clone()
-    });
-    buffer.spans.borrow_mut().push(span);
-    let min = runtime_integer("tracing.opentelemetry.min_flush_spans", DEFAULT_MIN_FLUSH_SPANS);
-    if buffer.spans.borrow().len() as u64 >= min {
-        flush(driver, &buffer);
+    fn index(&self) -> usize {
+        self.index
     }
-}
 
-async fn flush_timer(driver: Arc<OtelDriver>, buffer: std::rc::Weak<Buffer>) {
-    loop {
-        let ms = runtime_integer("tracing.opentelemetry.flush_interval_ms", DEFAULT_FLUSH_INTERVAL_MS);
-        tokio::time::sleep(Duration::from_millis(ms.max(1))).await;
-        let Some(buffer) = buffer.upgrade() else { return };
-        driver.stats.timer_flushed.inc();
-        flush(&driver, &buffer);
+    fn timer_flushed(&self) {
+        self.stats.timer_flushed.inc();
     }
-}
 
-fn flush(driver: &Arc<OtelDriver>, buffer: &Buffer) {
-    let spans = std::mem::take(&mut *buffer.spans.borrow_mut());
-    if spans.is_empty() {
-        return;
+    fn send(self: &Arc<Self>, spans: Vec<otlp::Span>) {
+        self.stats.spans_sent.add(spans.len() as u64);
+        tokio::task::spawn_local(export(self.clone(), request(self, spans)));
     }
-    driver.stats.spans_sent.add(spans.len() as u64);
-    tokio::task::spawn_local(export(driver.clone(), request(driver, spans)));
 }
 
 /// Envoy's resource and scope: the SDK attributes, `service.name`, scope `envoy`.

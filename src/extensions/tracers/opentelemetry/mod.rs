@@ -9,7 +9,6 @@ pub mod otlp;
 pub mod span;
 pub mod traceparent;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,11 +38,9 @@ pub struct OtelDriver {
     pub service_name: String,
     pub stats: OtelStats,
     pub clusters: Slot<ThreadLocalClusterManager>,
-    /// This provider's buffer on each worker (`exporter`).
+    /// This provider's buffer on each worker (`tracers::batch`).
     pub index: usize,
 }
-
-static NEXT_INDEX: AtomicUsize = AtomicUsize::new(0);
 
 impl OtelDriver {
     /// `path` points at the `typed_config`.
@@ -75,7 +72,7 @@ impl OtelDriver {
             },
             stats: OtelStats::new(ctx.store, "tracing.opentelemetry."),
             clusters: ctx.clusters.clone(),
-            index: NEXT_INDEX.fetch_add(1, Ordering::Relaxed),
+            index: crate::extensions::tracers::batch::next_index(),
         }))
     }
 }

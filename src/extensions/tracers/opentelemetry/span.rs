@@ -60,7 +60,7 @@ impl Span for OtelSpan {
             return;
         }
         let span = self.to_proto(self.started.elapsed().as_nanos() as u64);
-        super::exporter::report(&self.driver, span);
+        crate::extensions::tracers::batch::report(&self.driver, span);
     }
 }
 

@@ -7,7 +7,6 @@ pub mod span;
 pub mod span_context;
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -47,11 +46,9 @@ pub struct ZipkinDriver {
     pub local_ip: IpAddr,
     pub stats: ZipkinStats,
     pub clusters: Slot<ThreadLocalClusterManager>,
-    /// This provider's buffer on each worker (`reporter`).
+    /// This provider's buffer on each worker (`tracers::batch`).
     pub index: usize,
 }
-
-static NEXT_INDEX: AtomicUsize = AtomicUsize::new(0);
 
 impl ZipkinDriver {
     /// `path` points at the `typed_config`.
@@ -93,7 +90,7 @@ impl ZipkinDriver {
             local_ip: crate::http::headers::local_address(),
             stats: ZipkinStats::new(ctx.store, "tracing.zipkin."),
             clusters: ctx.clusters.clone(),
-            index: NEXT_INDEX.fetch_add(1, Ordering::Relaxed),
+            index: crate::extensions::tracers::batch::next_index(),
         }))
     }
 }

@@ -1,13 +1,9 @@
 //! Sending finished spans to the collector, as Envoy's Zipkin `ReporterImpl`:
-//! each worker buffers its own spans (no lock) and posts them as one JSON array
-//! when `tracing.zipkin.min_flush_spans` (runtime, default 5) have gathered, and
-//! every `tracing.zipkin.flush_interval_ms` (default 5000) from the worker's first
-//! span on. The POST goes to a host of `collector_cluster` over the worker's pool
+//! batched per worker (`tracers::batch`, runtime keys `tracing.zipkin.*`), each
+//! batch posted as one JSON array. The POST goes to a host of `collector_cluster` over the worker's pool
 //! of the cluster's protocol (HTTP/1 or HTTP/2), with Envoy's 5 s timeout; the collector's 202 counts as sent, any
 //! other status as dropped, no answer as failed.
 
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,13 +13,12 @@ use http_body_util::BodyExt;
 
 use super::ZipkinDriver;
 use crate::define_stats;
+use crate::extensions::tracers::batch::Batched;
 use crate::http::http1::client_connection::{BodyOut, RequestOut};
 use crate::router::upstream_request::ActiveRequest;
 use crate::upstream::conn_pool::{ConnPool, Protocol};
 use crate::upstream::http2_conn_pool::{self, Http2ResponseBody};
 
-const DEFAULT_MIN_FLUSH_SPANS: u64 = 5;
-const DEFAULT_FLUSH_INTERVAL_MS: u64 = 5000;
 const COLLECTOR_TIMEOUT: Duration = Duration::from_secs(5);
 
 define_stats! {
@@ -39,61 +34,24 @@ define_stats! {
     }
 }
 
-/// One provider's spans waiting on this worker.
-#[derive(Default)]
-struct Buffer {
-    spans: RefCell<Vec<String>>,
-}
+impl Batched for ZipkinDriver {
+    type Span = String;
+    const RUNTIME_PREFIX: &'static str = "tracing.zipkin";
 
-thread_local! {
-    /// This worker's buffers, by provider (`ZipkinDriver::index`).
-    static BUFFERS: RefCell<Vec<Option<Rc<Buffer>>>> = const { RefCell::new(Vec::new()) };
-}
-
-fn runtime_integer(key: &str, default: u64) -> u64 {
-    crate::runtime::snapshot().map_or(default, |s| s.get_integer(key, default))
-}
-
-/// Buffers a finished span (its JSON) and sends the buffer once it is full.
-pub fn report(driver: &Arc<ZipkinDriver>, span: String) {
-    let buffer = BUFFERS.with(|b| {
-        let mut b = b.borrow_mut();
-        if b.len() <= driver.index {
-            b.resize(driver.index + 1, None);
-        }
-        b[driver.index]
-            .get_or_insert_with(|| {
-                let buffer = Rc::new(Buffer::default());
-                tokio::task::spawn_local(flush_timer(driver.clone(), Rc::downgrade(&buffer)));
-                buffer
-            })
-            .clone()
-    });
-    buffer.spans.borrow_mut().push(span);
-    let min = runtime_integer("tracing.zipkin.min_flush_spans", DEFAULT_MIN_FLUSH_SPANS);
-    if buffer.spans.borrow().len() as u64 >= min {
-        flush(driver, &buffer);
+    fn index(&self) -> usize {
+        self.index
     }
-}
 
-async fn flush_timer(driver: Arc<ZipkinDriver>, buffer: std::rc::Weak<Buffer>) {
-    loop {
-        let ms = runtime_integer("tracing.zipkin.flush_interval_ms", DEFAULT_FLUSH_INTERVAL_MS);
-        tokio::time::sleep(Duration::from_millis(ms.max(1))).await;
-        let Some(buffer) = buffer.upgrade() else { return };
-        driver.stats.timer_flushed.inc();
-        flush(&driver, &buffer);
+    fn timer_flushed(&self) {
+        self.stats.timer_flushed.inc();
     }
-}
 
-fn flush(driver: &Arc<ZipkinDriver>, buffer: &Buffer) {
-    let spans = std::mem::take(&mut *buffer.spans.borrow_mut());
-    if spans.is_empty() {
-        return;
+    /// The spans' JSON as one array.
+    fn send(self: &Arc<Self>, spans: Vec<String>) {
+        self.stats.spans_sent.add(spans.len() as u64);
+        let body = format!("[{}]", spans.join(","));
+        tokio::task::spawn_local(send(self.clone(), body));
     }
-    driver.stats.spans_sent.add(spans.len() as u64);
-    let body = format!("[{}]", spans.join(","));
-    tokio::task::spawn_local(send(driver.clone(), body));
 }
 
 /// Posts one batch; counts what became of it.

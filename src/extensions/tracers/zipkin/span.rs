@@ -11,9 +11,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use http::HeaderMap;
 use serde_json::{json, Map, Value};
 
-use super::reporter;
 use super::span_context::{hex16, inject, trace_id_hex, SpanContext};
 use super::ZipkinDriver;
+use crate::extensions::tracers::batch;
 use crate::tracing::Span;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +55,7 @@ impl Span for ZipkinSpan {
         }
         let duration = self.started.elapsed().as_micros() as u64;
         let json = self.to_json(duration);
-        reporter::report(&self.driver, json);
+        batch::report(&self.driver, json);
     }
 }
 
