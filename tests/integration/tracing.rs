@@ -287,7 +287,7 @@ fn opentelemetry_spans_are_exported_over_grpc_with_w3c_context() {
     let listener = http_listener("web", &indent(tracing, 10), &indent(&routes(), 12), "");
     let otel = format!("{}    http2_protocol_options: {{}}\n", static_cluster("otel", &[collector.port()]));
     let yaml = format!(
-        "layered_runtime:\n  layers:\n  - name: static\n    static_layer: {{ tracing.opentelemetry.min_flush_spans: 2 }}\n{}",
+        "layered_runtime:\n  layers:\n  - name: static\n    static_layer: {{ tracing.opentelemetry.min_flush_spans: 3 }}\n{}",
         config(&[listener], &[static_cluster("app", &[service.port()]), otel])
     );
     let courier = Courier::start(&yaml, 1);
@@ -304,6 +304,7 @@ fn opentelemetry_spans_are_exported_over_grpc_with_w3c_context() {
     assert_eq!(quiet.seen().header("tracestate"), Some(""), "Envoy sends an empty tracestate");
     let new = Client::connect(addr).get("/new");
     assert!(new.seen().header("traceparent").is_some_and(|t| t.ends_with("-01")));
+    assert_eq!(Client::connect(addr).get("/fail").status, 503);
 
     let (path, content_type, message) = calls.recv_timeout(Duration::from_secs(10)).expect("an export call");
     assert_eq!(path, "/opentelemetry.proto.collector.trace.v1.TraceService/Export");
@@ -320,7 +321,7 @@ fn opentelemetry_spans_are_exported_over_grpc_with_w3c_context() {
     assert_eq!(attr(&resource.attributes, "service.name").as_deref(), Some("front"));
     let scope = &rs.scope_spans[0];
     assert_eq!(scope.scope.as_ref().map(|s| s.name.as_str()), Some("envoy"));
-    assert_eq!(scope.spans.len(), 2, "the sampled ones");
+    assert_eq!(scope.spans.len(), 3, "the sampled ones");
     let span = &scope.spans[0];
     assert_eq!(hex(&span.trace_id), "0af7651916cd43dd8448eb211c80319c");
     assert_eq!(hex(&span.parent_span_id), "b7ad6b7169203331");
@@ -333,8 +334,13 @@ fn opentelemetry_spans_are_exported_over_grpc_with_w3c_context() {
     let root = &scope.spans[1];
     assert!(root.parent_span_id.is_empty());
     assert_eq!(root.flags, 0x101, "no remote parent, sampled");
+    assert_eq!(span.status, None);
+    let failed = &scope.spans[2];
+    assert_eq!(attr(&failed.attributes, "error").as_deref(), Some("true"));
+    assert_eq!(failed.status.as_ref().map(|s| s.code), Some(2), "a 5xx: status ERROR, as Envoy");
+    assert_eq!(failed.name, "ingress", "no decorator: Envoy's name for an ingress span");
     courier.wait_stat("cluster.otel.upstream_rq_200", |v| v == 1);
-    assert_eq!(courier.stat("tracing.opentelemetry.spans_sent"), Some(2));
+    assert_eq!(courier.stat("tracing.opentelemetry.spans_sent"), Some(3));
 }
 
 fn hex(bytes: &[u8]) -> String {

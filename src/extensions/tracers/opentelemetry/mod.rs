@@ -111,6 +111,7 @@ impl Driver for OpenTelemetry {
             start: s.start,
             started: Instant::now(),
             attributes: Vec::new(),
+            error: false,
             driver: self.0.clone(),
         }))
     }

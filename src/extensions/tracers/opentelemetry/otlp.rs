@@ -60,6 +60,19 @@ pub struct Span {
     pub end_time_unix_nano: u64,
     #[prost(message, repeated, tag = "9")]
     pub attributes: Vec<KeyValue>,
+    #[prost(message, optional, tag = "15")]
+    pub status: Option<Status>,
     #[prost(fixed32, tag = "16")]
     pub flags: u32,
+}
+
+/// `Status.StatusCode` ERROR: Envoy's for a span tagged `error: true`.
+pub const STATUS_CODE_ERROR: i32 = 2;
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Status {
+    #[prost(string, tag = "2")]
+    pub message: String,
+    #[prost(int32, tag = "3")]
+    pub code: i32,
 }

@@ -1,7 +1,8 @@
 //! An OpenTelemetry span as Envoy 1.40's tracer makes it: named by the route's
 //! decorator, else `ingress` or `egress <host>`; SERVER on the ingress side,
 //! CLIENT on egress; always a new span id, the caller's as its parent; the tags
-//! as string attributes; flags saying whether the parent is remote. A sampled
+//! as string attributes (`error: true` also makes the status ERROR); flags saying
+//! whether the parent is remote. A sampled
 //! span goes to its worker's exporter when it ends.
 
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub struct OtelSpan {
     pub start: SystemTime,
     pub started: Instant,
     pub attributes: Vec<KeyValue>,
+    /// Tagged `error: true` (a 5xx or no response): the span's status is ERROR.
+    pub error: bool,
     pub driver: Arc<OtelDriver>,
 }
 
@@ -45,6 +48,9 @@ impl Span for OtelSpan {
     }
 
     fn set_tag(&mut self, name: &str, value: &str) {
+        if name == "error" {
+            self.error = value == "true";
+        }
         match self.attributes.iter_mut().find(|kv| kv.key == name) {
             Some(kv) => *kv = string_attribute(name, value),
             None => self.attributes.push(string_attribute(name, value)),
@@ -80,6 +86,7 @@ impl OtelSpan {
             start_time_unix_nano: start,
             end_time_unix_nano: start + duration_ns,
             attributes: self.attributes.clone(),
+            status: self.error.then(|| otlp::Status { message: String::new(), code: otlp::STATUS_CODE_ERROR }),
             flags: otlp::FLAGS_HAS_IS_REMOTE | remote | u32::from(self.sampled),
         }
     }
