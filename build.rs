@@ -53,6 +53,8 @@ const ROOTS: &[&str] = &[
     "envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig",
     "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
     "envoy.extensions.resource_monitors.cgroup_memory.v3.CgroupMemoryConfig",
+    "envoy.config.trace.v3.ZipkinConfig",
+    "envoy.config.trace.v3.OpenTelemetryConfig",
 ];
 
 fn main() {

@@ -16,10 +16,12 @@
 //! - `common` — small utilities (buffer pool, FNV hashing, random numbers)
 //! - `http`, `router`, `formatter`, `access_log` — the HTTP connection manager and
 //!   codecs, routing, access log formats and loggers
+//! - `tracing` — the connection manager's trace decision and span (providers are
+//!   extensions)
 //!
 //! The modules form layers, lowest first: common and logging, config, matcher,
 //! stats, event, thread_local, runtime, overload, network, stream_info, formatter and access_log, the HTTP core
-//! (upstream, http, router), extensions, server. A lower layer does not import an
+//! (upstream, http, router, tracing), extensions, server. A lower layer does not import an
 //! upper one (docs/architecture.md, "Layers").
 
 pub mod access_log;
@@ -41,4 +43,5 @@ pub mod server;
 pub mod stats;
 pub mod stream_info;
 pub mod thread_local;
+pub mod tracing;
 pub mod upstream;

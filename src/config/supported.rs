@@ -243,8 +243,19 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "add_user_agent",
             "proxy_100_continue",
             "http2_protocol_options",
+            "tracing",
         ],
     ),
+    // `tracing` (see `tracing::HcmTracing`).
+    (
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.Tracing",
+        &["client_sampling", "random_sampling", "overall_sampling", "max_path_tag_length", "custom_tags", "provider"],
+    ),
+    ("envoy.config.trace.v3.Tracing.Http", &["name", "typed_config"]),
+    ("envoy.type.tracing.v3.CustomTag", &["tag", "literal", "environment", "request_header"]),
+    ("envoy.type.tracing.v3.CustomTag.Literal", &["value"]),
+    ("envoy.type.tracing.v3.CustomTag.Environment", &["name", "default_value"]),
+    ("envoy.type.tracing.v3.CustomTag.Header", &["name", "default_value"]),
     (
         "envoy.config.core.v3.Http2ProtocolOptions",
         &[
@@ -379,12 +390,6 @@ pub const NO_EFFECT: &[(&str, &str, &str)] = &[
         "in a cluster: Envoy documents it as having no impact there (it acts in the connection manager)",
     ),
     (
-        "envoy.config.listener.v3.Listener",
-        "traffic_direction",
-        "Envoy reads it for tracing (span direction) and, on Windows, the original_dst listener filter; \
-         Courier has neither",
-    ),
-    (
         "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
         "always_consume_default_token_bucket",
         "it only decides whether the default bucket is consumed when a descriptor matched; Courier \
@@ -448,19 +453,6 @@ pub const NO_EFFECT: &[(&str, &str, &str)] = &[
         "envoy.extensions.filters.http.health_check.v3.HealthCheck",
         "cache_time",
         "only acts in pass-through mode, and pass_through_mode: true is refused at start-up",
-    ),
-    (
-        "envoy.config.route.v3.Route",
-        "decorator",
-        "it names the request's tracing span and is sent in x-envoy-decorator-operation only while tracing \
-         is on; HCM tracing is refused, and Envoy 1.40 without it adds nothing (compat: route_decorator)",
-    ),
-    ("envoy.config.route.v3.Decorator", "operation", "the tracing span's name (see Route.decorator)"),
-    (
-        "envoy.config.route.v3.Decorator",
-        "propagate",
-        "whether the span name goes upstream in x-envoy-decorator-operation, only while tracing is on \
-         (see Route.decorator)",
     ),
 ];
 

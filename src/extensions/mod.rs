@@ -4,6 +4,7 @@
 
 pub mod filters;
 pub mod supported;
+pub mod tracers;
 pub mod transport_sockets;
 
 use std::sync::Arc;
@@ -40,6 +41,10 @@ pub struct FactoryContext<'a> {
     pub listener_buffer_limit: u32,
     /// The listener's `bypass_overload_manager`.
     pub listener_bypasses_overload: bool,
+    /// The listener's `traffic_direction` is OUTBOUND (its tracing is egress).
+    pub listener_outbound: bool,
+    /// `node.locality.zone`, which every tracing span carries.
+    pub node_zone: &'a str,
 }
 
 /// Builds a network filter from its `typed_config`; the path points at it.
@@ -152,6 +157,7 @@ impl NetworkFilterBuilder for FactoryContext<'_> {
             listener_stat_scope: listener.stat_scope,
             listener_buffer_limit: listener.buffer_limit,
             listener_bypasses_overload: listener.bypass_overload_manager,
+            listener_outbound: listener.outbound,
             ..*self
         };
         create_network_filter(typed_config, path, &ctx)

@@ -21,6 +21,7 @@ pub const INVENTORY: Inventory = Inventory {
         filters::http::SUPPORTED_FIELDS,
         filters::listener::SUPPORTED_FIELDS,
         super::transport_sockets::tls::SUPPORTED_FIELDS,
+        super::tracers::SUPPORTED_FIELDS,
     ],
     places: PLACES,
     is_extension: is_registered,
@@ -36,6 +37,7 @@ pub fn is_registered(type_name: &str) -> bool {
         || crate::access_log::ACCESS_LOGGERS.iter().any(|(_, t)| *t == type_name)
         || crate::stats::sink::STAT_SINKS.iter().any(|(_, t)| *t == type_name)
         || OTHER_TYPES.contains(&type_name)
+        || super::tracers::CONFIG_TYPES.contains(&type_name)
 }
 
 /// `Any` payloads accepted outside the filter tables.
@@ -86,6 +88,7 @@ mod tests {
         }
         types.extend(crate::access_log::ACCESS_LOGGERS.iter().map(|(_, t)| *t));
         types.extend(OTHER_TYPES);
+        types.extend(crate::extensions::tracers::CONFIG_TYPES);
         for t in types {
             assert!(descriptor::message(t).is_some(), "{t} is registered but not in build.rs ROOTS");
         }

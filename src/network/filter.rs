@@ -46,6 +46,8 @@ pub struct ListenerScope<'a> {
     pub buffer_limit: u32,
     /// `bypass_overload_manager`: no overload action applies to its connections.
     pub bypass_overload_manager: bool,
+    /// `traffic_direction: OUTBOUND`: the connection manager's tracing is egress.
+    pub outbound: bool,
 }
 
 /// Builds a network filter from its `typed_config` (`path` points at it) for the

@@ -94,7 +94,9 @@ impl ListenerConfig {
         let buffer_limit =
             l.per_connection_buffer_limit_bytes.as_ref().map(|v| v.value).unwrap_or(DEFAULT_BUFFER_LIMIT);
         let bypass_overload_manager = l.bypass_overload_manager;
-        let scope = ListenerScope { stat_scope: &stat_scope, buffer_limit, bypass_overload_manager };
+        // TrafficDirection OUTBOUND (2).
+        let outbound = l.traffic_direction == 2;
+        let scope = ListenerScope { stat_scope: &stat_scope, buffer_limit, bypass_overload_manager, outbound };
         let filter_chains = filter_chains(l, path, &address, filters, scope)?;
         let listener_filters = l
             .listener_filters

@@ -21,6 +21,8 @@ use super::retry_policy::RetryPolicy;
 use super::route_action::ForwardAction;
 use crate::config::{ConfigError, FieldPath};
 use crate::extensions::PerRouteConfig;
+use crate::runtime::Fraction;
+use crate::tracing::{CustomTag, RouteTracing, Sampling};
 
 /// What a route does with a request it matched.
 #[derive(Debug, Clone)]
@@ -52,6 +54,12 @@ pub struct Route {
     /// Every level's `typed_per_filter_config` by filter name, most specific first.
     per_filter_levels: HashMap<String, Vec<PerRouteConfig>>,
     pub(super) matcher: RouteMatcher,
+    /// `decorator`: the tracing span's operation name, and `propagate` (default
+    /// true). Acts only under a connection manager with `tracing`.
+    pub decorator: Option<(String, bool)>,
+    /// `tracing`: the route's sampling and tags, under a connection manager with
+    /// `tracing`.
+    pub tracing: Option<Box<RouteTracing>>,
 }
 
 /// What a route inherits from its virtual host and route configuration.
@@ -70,6 +78,29 @@ pub(crate) struct Enclosing<'a> {
     pub most_specific_header_mutations_wins: bool,
     pub ignore_path_parameters: bool,
     pub max_direct_response_body_bytes: u32,
+}
+
+/// A route's `tracing`; `path` points at the route. Its percentages are
+/// `FractionalPercent`s, each 100 % when unset (not the connection manager's).
+fn route_tracing(
+    t: &envoy_types::pb::envoy::config::route::v3::Tracing,
+    path: &FieldPath,
+) -> Result<RouteTracing, ConfigError> {
+    let percent = |p: &Option<envoy_types::pb::envoy::r#type::v3::FractionalPercent>| match p {
+        Some(p) => Fraction { numerator: u64::from(p.numerator), denominator: Fraction::denominator_of(p.denominator) },
+        None => Fraction::HUNDRED,
+    };
+    let mut p = path.clone();
+    p.push_field("tracing");
+    p.push_field("custom_tags");
+    Ok(RouteTracing {
+        sampling: Sampling {
+            client: percent(&t.client_sampling),
+            random: percent(&t.random_sampling),
+            overall: percent(&t.overall_sampling),
+        },
+        custom_tags: CustomTag::all_from_proto(&t.custom_tags, &p)?,
+    })
 }
 
 impl Route {
@@ -154,6 +185,11 @@ impl Route {
                 &own_per_filter,
             ]),
             matcher,
+            tracing: r.tracing.as_ref().map(|t| route_tracing(t, path)).transpose()?.map(Box::new),
+            decorator: r
+                .decorator
+                .as_ref()
+                .map(|d| (d.operation.clone(), d.propagate.as_ref().is_none_or(|b| b.value))),
         })
     }
 

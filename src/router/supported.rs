@@ -81,10 +81,13 @@ pub const ROUTE_SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "response_headers_to_add",
             "response_headers_to_remove",
             "decorator",
+            "tracing",
         ],
     ),
-    // Names the route's tracing span; see `config::supported::NO_EFFECT`.
+    // Names the route's tracing span (`tracing::http_tracer`).
     ("envoy.config.route.v3.Decorator", &["operation", "propagate"]),
+    // The route's sampling and tags, replacing the connection manager's.
+    ("envoy.config.route.v3.Tracing", &["client_sampling", "random_sampling", "overall_sampling", "custom_tags"]),
     (
         "envoy.config.route.v3.RouteMatch",
         &[

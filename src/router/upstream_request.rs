@@ -104,7 +104,7 @@ pub struct ActiveRequest {
 impl ActiveRequest {
     /// `breaker` is the request's `max_requests` slot, taken by the pool when it
     /// attached the request to a connection.
-    fn new(started: Instant, breaker: ResourceGuard, gauge: Arc<Gauge>, host: Arc<Host>) -> ActiveRequest {
+    pub fn new(started: Instant, breaker: ResourceGuard, gauge: Arc<Gauge>, host: Arc<Host>) -> ActiveRequest {
         gauge.inc();
         host.stats.rq_active.fetch_add(1, Ordering::Relaxed);
         ActiveRequest { started, _breaker: breaker, gauge, host }

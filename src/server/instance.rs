@@ -186,6 +186,8 @@ impl ServerConfig {
             listener_stat_scope: "",
             listener_buffer_limit: crate::upstream::cluster::DEFAULT_BUFFER_LIMIT,
             listener_bypasses_overload: false,
+            listener_outbound: false,
+            node_zone: local_locality.as_ref().map_or("", |l| l.zone.as_str()),
         };
         let listeners =
             ListenerManager::from_proto(statics.map_or(&[], |s| &s.listeners), &ctx, &store, options.workers())?;

@@ -19,7 +19,9 @@
 //! `admin.server_info.<field>`, `admin.page.<path>`; `command.exit`.
 //!
 //! Values that legitimately differ between two runs are compared by presence and
-//! format: `date` (IMF-fixdate), `x-request-id` (UUID), `x-envoy-upstream-service-time`
+//! format: `date` (IMF-fixdate), `x-request-id` (UUID, whose version digit, the
+//! trace decision, must agree), B3 ids of a new trace (hex; a `b3` header's sampling
+//! flag must agree), a `traceparent` (its flags must agree), `x-envoy-upstream-service-time`
 //! (milliseconds), `server` (any token, unless the config sets `server_name`), the
 //! `content-length` of the upstream's JSON report (its size depends on the report's
 //! own fields, compared one by one instead; so is the access log's BYTES_SENT for
@@ -47,7 +49,14 @@ pub struct Check {
 #[derive(Debug, Clone, Copy)]
 enum Mode {
     Exact,
+    /// A UUID whose version digit (where Envoy writes the trace decision) agrees.
     Uuid,
+    /// A B3 id: 16 or 32 hex digits (a new trace's ids are random).
+    B3Id,
+    /// A single `b3` header: `trace-span[-flag[-parent]]`, the flag agreeing.
+    B3Single,
+    /// A W3C `traceparent` (`00-trace-span-flags`), the flags agreeing.
+    Traceparent,
     HttpDate,
     Number,
     Token,
@@ -56,21 +65,40 @@ enum Mode {
 }
 
 fn format_ok(mode: Mode, v: &str) -> bool {
-    static RES: OnceLock<[Regex; 4]> = OnceLock::new();
-    let [uuid, date, number, token] = RES.get_or_init(|| {
+    static RES: OnceLock<[Regex; 7]> = OnceLock::new();
+    let [uuid, date, number, token, b3_id, b3, traceparent] = RES.get_or_init(|| {
         [
             Regex::new(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$").unwrap(),
             Regex::new(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT$").unwrap(),
             Regex::new(r"^\d+$").unwrap(),
             Regex::new(r"^[!#$%&'*+.^_`|~0-9A-Za-z/ -]+$").unwrap(),
+            Regex::new(r"^([0-9a-f]{16}){1,2}$").unwrap(),
+            Regex::new(r"^([0-9a-f]{16}){1,2}-[0-9a-f]{16}(-[01d](-[0-9a-f]{16})?)?$").unwrap(),
+            Regex::new(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$").unwrap(),
         ]
     });
     match mode {
         Mode::Exact | Mode::Near(_) => true,
         Mode::Uuid => uuid.is_match(v),
+        Mode::B3Id => b3_id.is_match(v),
+        Mode::B3Single => b3.is_match(v),
+        Mode::Traceparent => traceparent.is_match(v),
         Mode::HttpDate => date.is_match(v),
         Mode::Number => number.is_match(v),
         Mode::Token => token.is_match(v),
+    }
+}
+
+/// Where two random ids must still agree: the trace decision Envoy writes in
+/// x-request-id's version digit, a B3 id's length, and a `b3` header's sampling flag.
+fn same_decision(mode: Mode, envoy: &str, courier: &str) -> bool {
+    match mode {
+        Mode::Uuid => envoy.get(14..15) == courier.get(14..15),
+        Mode::B3Single => envoy.split('-').nth(2) == courier.split('-').nth(2),
+        Mode::Traceparent => envoy.split('-').nth(3) == courier.split('-').nth(3),
+        // 64 or 128 bits (`trace_id_128bit`).
+        Mode::B3Id => envoy.len() == courier.len(),
+        _ => true,
     }
 }
 
@@ -88,7 +116,11 @@ impl Checks {
             }
             _ => {
                 envoy == courier
-                    || (envoy != ABSENT && courier != ABSENT && format_ok(mode, &envoy) && format_ok(mode, &courier))
+                    || (envoy != ABSENT
+                        && courier != ABSENT
+                        && format_ok(mode, &envoy)
+                        && format_ok(mode, &courier)
+                        && same_decision(mode, &envoy, &courier))
             }
         };
         self.0.push(Check { name, envoy, courier, agree });
@@ -393,6 +425,9 @@ fn compare_http(case: &Case, label: &str, er: &HttpResponse, cr: &HttpResponse, 
         let get = |v: &serde_json::Value| opt(v["headers"][&name].as_str().map(str::to_string));
         let mode = match name.as_str() {
             "x-request-id" => Mode::Uuid,
+            "x-b3-traceid" | "x-b3-spanid" | "x-b3-parentspanid" => Mode::B3Id,
+            "b3" => Mode::B3Single,
+            "traceparent" => Mode::Traceparent,
             "x-envoy-expected-rq-timeout-ms" => Mode::Near(100),
             _ => Mode::Exact,
         };

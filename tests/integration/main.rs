@@ -32,4 +32,5 @@ mod stat_sinks;
 mod supported_fields;
 mod tcp_proxy;
 mod tls;
+mod tracing;
 mod upstream;

@@ -60,6 +60,14 @@ const REDIRECT: &str = "envoy.config.route.v3.RedirectAction";
 const STRING_MATCHER: &str = "envoy.type.matcher.v3.StringMatcher";
 const LOCAL_RATELIMIT: &str = "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
 const TLS_IT: &str = "tests/integration/tls.rs";
+const HCM_TRACING: &str = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.Tracing";
+const CUSTOM_TAG: &str = "envoy.type.tracing.v3.CustomTag";
+const ZIPKIN: &str = "envoy.config.trace.v3.ZipkinConfig";
+const TRACING_IT: &str = "tests/integration/tracing.rs";
+const TRACING_UNIT: &str = "src/tracing/decision.rs";
+const TRACING_SPANS: &str = "spans_reach_the_collector_in_envoys_shape_with_the_propagated_ids";
+const OTEL_EXPORT: &str = "opentelemetry_spans_are_exported_over_grpc_with_w3c_context";
+const TRACING_REFUSED: &str = "other_tracers_and_unimplemented_options_are_refused_by_name";
 const TLS_HTTP1: &str = "https_terminates_http1_and_counts_the_handshake";
 const TLS_PARAMS: &str = "tls_params_and_inline_certificates_choose_the_version";
 const TLS_MTLS: &str = "mutual_tls_accepts_the_ca_s_clients_and_refuses_the_rest";
@@ -261,6 +269,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         &[test(LPATH_IT, LF_TIMEOUT), compat("listener_filters_timeout")],
     ),
     (LISTENER, "enable_reuse_port", &[test(TCP_IT, "shared_socket_without_reuse_port_also_serves")]),
+    (LISTENER, "traffic_direction", &[compat("tracing_zipkin")]),
     (
         LISTENER,
         "bypass_overload_manager",
@@ -584,6 +593,36 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (HCM, "add_user_agent", &[compat("via_user_agent")]),
     (HCM, "proxy_100_continue", &[compat("proxy_100_continue_false")]),
     (HCM, "http2_protocol_options", &[test(H2_IT, H2_SETTINGS)]),
+    (HCM, "tracing", &[compat("tracing_zipkin"), test(TRACING_IT, TRACING_SPANS)]),
+    (
+        HCM_TRACING,
+        "client_sampling",
+        &[test(TRACING_IT, TRACING_SPANS), test(TRACING_UNIT, "client_trace_id_and_overall_veto")],
+    ),
+    (
+        HCM_TRACING,
+        "random_sampling",
+        &[compat("tracing_zipkin"), test(TRACING_UNIT, "random_sampling_marks_the_request_id")],
+    ),
+    (
+        HCM_TRACING,
+        "overall_sampling",
+        &[test(TRACING_IT, TRACING_SPANS), test(TRACING_UNIT, "client_trace_id_and_overall_veto")],
+    ),
+    (HCM_TRACING, "max_path_tag_length", &[test(TRACING_IT, TRACING_SPANS)]),
+    (HCM_TRACING, "custom_tags", &[test(TRACING_IT, TRACING_SPANS)]),
+    (HCM_TRACING, "provider", &[compat("tracing_zipkin")]),
+    ("envoy.config.trace.v3.Tracing.Http", "name", &[compat("tracing_zipkin")]),
+    ("envoy.config.trace.v3.Tracing.Http", "typed_config", &[compat("tracing_zipkin")]),
+    (CUSTOM_TAG, "tag", &[test(TRACING_IT, TRACING_SPANS)]),
+    (CUSTOM_TAG, "literal", &[test(TRACING_IT, TRACING_SPANS)]),
+    (CUSTOM_TAG, "environment", &[test(TRACING_IT, TRACING_SPANS)]),
+    (CUSTOM_TAG, "request_header", &[test(TRACING_IT, TRACING_SPANS)]),
+    ("envoy.type.tracing.v3.CustomTag.Literal", "value", &[test(TRACING_IT, TRACING_SPANS)]),
+    ("envoy.type.tracing.v3.CustomTag.Environment", "name", &[test(TRACING_IT, TRACING_SPANS)]),
+    ("envoy.type.tracing.v3.CustomTag.Environment", "default_value", &[test(TRACING_IT, TRACING_SPANS)]),
+    ("envoy.type.tracing.v3.CustomTag.Header", "name", &[test(TRACING_IT, TRACING_SPANS)]),
+    ("envoy.type.tracing.v3.CustomTag.Header", "default_value", &[test(TRACING_IT, TRACING_SPANS)]),
     // Downstream (the connection manager's codec), then upstream (a cluster's client).
     (
         H2_OPTIONS,
@@ -761,6 +800,14 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (ROUTE, "request_headers_to_remove", &[compat("header_edits")]),
     (ROUTE, "response_headers_to_add", &[compat("header_edits")]),
     (ROUTE, "response_headers_to_remove", &[compat("header_edits")]),
+    (ROUTE, "decorator", &[compat("tracing_zipkin"), compat("route_decorator")]),
+    (ROUTE, "tracing", &[compat("tracing_zipkin"), test(TRACING_IT, TRACING_SPANS)]),
+    ("envoy.config.route.v3.Decorator", "operation", &[compat("tracing_zipkin")]),
+    ("envoy.config.route.v3.Decorator", "propagate", &[compat("tracing_zipkin")]),
+    ("envoy.config.route.v3.Tracing", "client_sampling", &[compat("tracing_zipkin")]),
+    ("envoy.config.route.v3.Tracing", "random_sampling", &[compat("tracing_zipkin")]),
+    ("envoy.config.route.v3.Tracing", "overall_sampling", &[compat("tracing_zipkin")]),
+    ("envoy.config.route.v3.Tracing", "custom_tags", &[test(TRACING_IT, TRACING_SPANS)]),
     (ROUTE_MATCH, "prefix", &[compat("match_path")]),
     (ROUTE_MATCH, "path", &[compat("match_path")]),
     (ROUTE_MATCH, "safe_regex", &[compat("match_regex_headers_query"), test(ROUTING_IT, "path_matchers")]),
@@ -1020,6 +1067,25 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     ),
     ("envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher", "san_type", &[compat("tls_subject_alt_names")]),
     ("envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher", "matcher", &[compat("tls_subject_alt_names")]),
+    (ZIPKIN, "collector_cluster", &[compat("tracing_zipkin"), test(TRACING_IT, TRACING_REFUSED)]),
+    (ZIPKIN, "collector_endpoint", &[test(TRACING_IT, TRACING_SPANS)]),
+    (ZIPKIN, "trace_id_128bit", &[compat("tracing_zipkin")]),
+    (ZIPKIN, "shared_span_context", &[compat("tracing_zipkin")]),
+    (ZIPKIN, "collector_endpoint_version", &[test(TRACING_IT, TRACING_REFUSED)]),
+    (ZIPKIN, "collector_hostname", &[test(TRACING_IT, TRACING_SPANS)]),
+    (
+        "envoy.config.trace.v3.OpenTelemetryConfig",
+        "grpc_service",
+        &[test(TRACING_IT, OTEL_EXPORT), compat("tracing_opentelemetry")],
+    ),
+    ("envoy.config.trace.v3.OpenTelemetryConfig", "service_name", &[test(TRACING_IT, OTEL_EXPORT)]),
+    ("envoy.config.core.v3.GrpcService", "envoy_grpc", &[test(TRACING_IT, OTEL_EXPORT)]),
+    (
+        "envoy.config.core.v3.GrpcService",
+        "timeout",
+        &[test(TRACING_IT, "an_opentelemetry_export_is_abandoned_at_the_grpc_timeout")],
+    ),
+    ("envoy.config.core.v3.GrpcService.EnvoyGrpc", "cluster_name", &[test(TRACING_IT, OTEL_EXPORT)]),
 ];
 
 /// `(message, field, what is wrong)`: supported fields no test shows acting as

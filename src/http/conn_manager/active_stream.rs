@@ -26,6 +26,8 @@ use crate::overload::{self, OverloadAction};
 use crate::router::upstream_request::{self, ActiveRequest, ForwardBody, UpstreamResponse};
 use crate::router::{ClusterWeightEdits, Route, RouteAction};
 use crate::stream_info::{ResponseFlag, StreamInfo};
+use crate::tracing::http_tracer::{self, DecoratorRef};
+use crate::tracing::{HcmTracing, Span};
 use crate::upstream::conn_pool::UpstreamResponseBody;
 use crate::upstream::ThreadLocalCluster;
 
@@ -140,6 +142,9 @@ pub async fn handle(
     if let Some(r) = &stream.route {
         stream.info.route_name = Some(r.name.clone()).filter(|n| !n.is_empty());
         timers.apply_route(r);
+    }
+    if let Some(tracing) = &cfg.tracing {
+        stream.start_span(tracing, &mut parts);
     }
 
     let mut filters: Vec<Box<dyn StreamFilter>> = cfg.filters.iter().map(|f| f.create()).collect();
@@ -322,6 +327,10 @@ struct Stream {
     request_parsed: bool,
     /// The connection is TLS.
     secure: bool,
+    /// The request's tracing span, under a connection manager with `tracing`.
+    span: Option<Box<dyn Span>>,
+    /// The route's decorator operation an ingress response carries.
+    decorated_operation: Option<HeaderValue>,
 }
 
 impl Stream {
@@ -346,6 +355,8 @@ impl Stream {
             body_bytes: None,
             downstream_chunked: false,
             request_parsed: true,
+            span: None,
+            decorated_operation: None,
         }
     }
 
@@ -458,6 +469,27 @@ impl Stream {
     /// The scheme the client used, as Envoy writes it in `x-forwarded-proto`.
     fn scheme(&self) -> HeaderValue {
         HeaderValue::from_static(if self.secure { "https" } else { "http" })
+    }
+
+    /// Envoy's `traceRequest`, once the route is known: the decision, the span,
+    /// and the route's decorator.
+    fn start_span(&mut self, tracing: &HcmTracing, parts: &mut http::request::Parts) {
+        let decorator = self.route.as_ref().and_then(|r| r.decorator.as_ref());
+        let decorator = decorator.map(|(operation, propagate)| DecoratorRef { operation, propagate: *propagate });
+        let route_tracing = self.route.as_ref().and_then(|r| r.tracing.as_deref());
+        let started = http_tracer::start(
+            tracing,
+            &mut parts.headers,
+            &parts.method,
+            &parts.uri,
+            &self.info,
+            decorator,
+            route_tracing,
+        );
+        self.span = started.span;
+        if started.decorate_response {
+            self.decorated_operation = decorator.and_then(|d| HeaderValue::from_str(d.operation).ok());
+        }
     }
 
     /// Envoy's `mutateRequestHeaders`: hop-by-hop removal, x-forwarded-*,
@@ -633,6 +665,9 @@ impl Stream {
             && !parts.headers.contains_key(http::header::CONTENT_LENGTH)
         {
             parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        }
+        if let Some(span) = &self.span {
+            span.inject_context(&mut parts.headers);
         }
         let forwarded =
             upstream_request::forward(&cluster, action, &parts, body, self.cfg.buffer_limit, &mut self.info).await;
@@ -902,6 +937,9 @@ impl Stream {
             }
             ServerHeader::PassThrough => {}
         }
+        if let Some(op) = &self.decorated_operation {
+            parts.headers.insert(headers::X_ENVOY_DECORATOR_OPERATION, op.clone());
+        }
     }
 
     fn completion(
@@ -918,7 +956,14 @@ impl Stream {
             request_headers: KeptHeaders::from_map(&request.headers, &self.cfg.log_headers.request),
             response_headers: KeptHeaders::from_map(response_headers, &self.cfg.log_headers.response),
         });
-        Box::new(Completion { cfg: self.cfg, info: self.info, log, upstream, body_bytes: self.body_bytes })
+        Box::new(Completion {
+            cfg: self.cfg,
+            info: self.info,
+            log,
+            upstream,
+            body_bytes: self.body_bytes,
+            span: self.span,
+        })
     }
 }
 
@@ -948,9 +993,16 @@ struct Completion {
     info: StreamInfo,
     log: Option<LogSnapshot>,
     upstream: Option<(Rc<ThreadLocalCluster>, u16, ActiveRequest)>,
+    span: Option<Box<dyn Span>>,
 }
 
 impl Completion {
+    fn finish_span(&mut self) {
+        if let Some(span) = self.span.take() {
+            http_tracer::finish(span, &self.info);
+        }
+    }
+
     fn write_access_logs(&self, trailers: Option<&HeaderMap>) {
         let Some(log) = &self.log else { return };
         let cx = FormatContext {
@@ -983,6 +1035,7 @@ impl StreamCompletion for Completion {
         }
         // An upstream request still held is dropped with the stream.
         self.upstream.take();
+        self.finish_span();
         self.write_access_logs(None);
     }
 
@@ -1013,6 +1066,7 @@ impl StreamCompletion for Completion {
             drop(active);
         }
         stats.downstream_rq_time.record(self.info.start.elapsed().as_millis() as u64);
+        self.finish_span();
         self.write_access_logs(trailers);
     }
 }

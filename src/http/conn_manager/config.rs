@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::http_protocol_options::HeadersWithUnderscoresAction;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::{
     CodecType, RouteSpecifier, ServerHeaderTransformation as PbServerHeaderTransformation, StripPortMode,
 };
@@ -22,7 +23,9 @@ use crate::formatter::HeadersUsed;
 use crate::http::filter::StreamFilterFactory;
 use crate::http::http2::{Http2Options, LazyHttp2Stats};
 use crate::router::{RouteBuildContext, RouteTable};
+use crate::runtime::Fraction;
 use crate::thread_local::Slot;
+use crate::tracing::{CustomTag, HcmTracing, OperationName, Sampling, TracingStats};
 use crate::upstream::ThreadLocalClusterManager;
 
 pub const ROUTER_FILTER_TYPE: &str = "envoy.extensions.filters.http.router.v3.Router";
@@ -121,6 +124,8 @@ pub struct HcmConfig {
     /// The server's drain: close connections after their current request, and
     /// idle ones once the drain time is over.
     pub drain: crate::network::DrainWatch,
+    /// `tracing`: `None` costs a request one check.
+    pub tracing: Option<HcmTracing>,
 }
 
 /// `add_user_agent`: Envoy sets `x-envoy-downstream-service-cluster` to the
@@ -178,6 +183,8 @@ impl HcmConfig {
             listener_stat_scope,
             listener_buffer_limit,
             listener_bypasses_overload,
+            listener_outbound: _,
+            node_zone: _,
         } = *ctx;
         let codec = match CodecType::try_from(p.codec_type) {
             Ok(CodecType::Auto) => CodecChoice::Auto,
@@ -279,6 +286,14 @@ impl HcmConfig {
             Some(StripPortMode::StripAnyHostPort(b)) => (p.strip_matching_host_port, *b),
             None => (p.strip_matching_host_port, false),
         };
+        let tracing = match &p.tracing {
+            Some(t) => {
+                let mut tp = path.clone();
+                tp.push_field("tracing");
+                Some(tracing_config(t, &tp, ctx, &p.stat_prefix)?)
+            }
+            None => None,
+        };
         Ok(HcmConfig {
             stats: HcmStats::new(store, &format!("http.{}.", p.stat_prefix)),
             codec_stats: Http1CodecStats::new(store, "http1."),
@@ -336,8 +351,46 @@ impl HcmConfig {
             log_headers,
             clusters: clusters.clone(),
             drain: drain.clone(),
+            tracing,
         })
     }
+}
+
+/// `tracing`: the provider's driver and the connection manager's sampling and
+/// tags. Percentages become parts of 10000, as Envoy samples them.
+fn tracing_config(
+    t: &Tracing,
+    path: &FieldPath,
+    ctx: &FactoryContext<'_>,
+    stat_prefix: &str,
+) -> Result<HcmTracing, ConfigError> {
+    let Some(provider) = &t.provider else {
+        return Err(path.field_error("provider", "a tracing provider is required by Courier"));
+    };
+    let mut pp = path.clone();
+    pp.push_field("provider");
+    let driver = extensions::tracers::create_driver(provider, &pp, ctx)?;
+    let percent = |p: &Option<envoy_types::pb::envoy::r#type::v3::Percent>| Fraction {
+        numerator: p.as_ref().map_or(10_000, |p| (p.value * 100.0).round().clamp(0.0, 10_000.0) as u64),
+        denominator: 10_000,
+    };
+    let mut tags_path = path.clone();
+    tags_path.push_field("custom_tags");
+    let custom_tags = CustomTag::all_from_proto(&t.custom_tags, &tags_path)?;
+    Ok(HcmTracing {
+        operation: if ctx.listener_outbound { OperationName::Egress } else { OperationName::Ingress },
+        driver,
+        sampling: Sampling {
+            client: percent(&t.client_sampling),
+            random: percent(&t.random_sampling),
+            overall: percent(&t.overall_sampling),
+        },
+        custom_tags,
+        max_path_tag_length: t.max_path_tag_length.as_ref().map_or(256, |v| v.value as usize),
+        node_id: ctx.service_node.to_owned(),
+        zone: ctx.node_zone.to_owned(),
+        stats: TracingStats::new(ctx.store, &format!("http.{stat_prefix}.tracing.")),
+    })
 }
 
 /// The decoder filters; the router must be last and appear once.

@@ -16,7 +16,7 @@
 //! limiter.
 
 pub mod buffer;
-mod common;
+pub(crate) mod common;
 pub mod cors;
 pub mod fault;
 pub mod health_check;
