@@ -4,8 +4,9 @@
 //! races its client: a request written as the FIN leaves is lost, and one that
 //! arrives after the close makes the kernel answer with a reset. So while the
 //! server drains, connections finish what is in flight and answer every request
-//! that arrives with `connection: close` (HTTP/2 sends GOAWAY); only when the
-//! drain time is over are connections that stayed idle closed, and then with a
+//! that arrives with `connection: close` (HTTP/2 sends GOAWAY); only after a
+//! grace (Envoy's connection-manager `drain_timeout` default, 5 s, or the drain
+//! time if shorter) are connections that stayed idle closed, and then with a
 //! lingering close (see `http::conn_manager::http1_connection`).
 
 /// Where the server is in its drain; carried to every connection by a
@@ -17,7 +18,7 @@ pub enum DrainPhase {
     Serving,
     /// Shutting down or handed over: no keep-alive beyond the current request.
     Draining,
-    /// The drain time is over: connections with nothing in flight close now.
+    /// The idle grace is over: connections with nothing in flight close now.
     CloseIdle,
 }
 

@@ -514,6 +514,10 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
     r
 }
 
+/// How long idle connections may stay open once the drain starts: the HTTP
+/// connection manager's `drain_timeout` default in Envoy.
+const IDLE_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long connections closed at the end of the drain get to finish closing
 /// (their lingering close) before the process exits.
 const CLOSE_IDLE_WAIT: Duration = Duration::from_secs(3);
@@ -629,8 +633,14 @@ async fn main_loop(
     server.state.set(ServerState::Draining);
     server.refresh_stats();
     let started = tokio::time::Instant::now();
-    wait_for_connections(&server, started + drain_time).await;
+    // Idle keep-alive connections get the connection manager's drain_timeout
+    // (Envoy's default, 5 s) to send a last request, answered with
+    // `connection: close`; then they close, so that one idle client does not
+    // hold the process for the whole drain time (past an orchestrator's grace).
+    wait_for_connections(&server, started + drain_time.min(IDLE_DRAIN_TIMEOUT)).await;
     server.drain.send_replace(DrainPhase::CloseIdle);
+    // Requests still in flight finish within the drain time.
+    wait_for_connections(&server, started + drain_time).await;
     wait_for_connections(&server, (started + shutdown_time).max(tokio::time::Instant::now() + CLOSE_IDLE_WAIT)).await;
     flush.abort();
     // Envoy flushes its sinks once more when it stops, so what happened since the

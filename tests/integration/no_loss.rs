@@ -338,3 +338,25 @@ fn draining_answers_a_request_on_an_idle_connection_then_closes_idle_ones_cleanl
     assert_eq!((how, rest.len()), (Closed::Eof, 0));
     assert!(c.wait_exit(Duration::from_secs(15)).success());
 }
+
+#[test]
+fn an_idle_client_does_not_hold_a_terminated_process_for_the_drain_time() {
+    let up = crate::http_util::http_upstream("up");
+    let yaml = web_config(0, up.port());
+    let mut c = Courier::start_with(&yaml, 1, &["--drain-time-s", "60"], &[]);
+    let mut idle = BufReader::new(connect(c.listener("web")));
+    assert!(!exchange(&mut idle, "/a").expect("first request"), "keep-alive");
+    let began = Instant::now();
+    c.send_signal(libc::SIGTERM);
+    // The idle connection is closed cleanly after the 5 s grace, not the 60 s
+    // drain time, and the process then exits.
+    let mut rest = Vec::new();
+    let how = match idle.get_mut().read_to_end(&mut rest) {
+        Ok(_) => Closed::Eof,
+        Err(_) => Closed::Reset,
+    };
+    assert_eq!((how, rest.len()), (Closed::Eof, 0));
+    assert!(c.wait_exit(Duration::from_secs(20)).success());
+    let took = began.elapsed();
+    assert!(took >= Duration::from_secs(4) && took < Duration::from_secs(15), "exit after {took:?}");
+}
