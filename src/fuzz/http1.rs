@@ -50,6 +50,36 @@ enum BodyEnd {
     Failed(CodecError),
 }
 
+/// A body as a decoder read it: its bytes, its trailers, how it ended, and
+/// how many bytes were left after it.
+struct ReadBody {
+    body: Vec<u8>,
+    trailers: Option<String>,
+    end: BodyEnd,
+    left_over: usize,
+}
+
+/// Decodes a body framed so from `buf`, adding `rest` when the decoder needs
+/// more (a second read).
+fn read_body(framing: BodyFraming, buf: &mut BytesMut, mut rest: Option<&[u8]>) -> ReadBody {
+    let mut decoder = BodyDecoder::new(framing);
+    let (mut body, mut trailers) = (Vec::new(), None);
+    let end = loop {
+        match decoder.decode(buf) {
+            Ok(Decoded::Data(piece)) => body.extend_from_slice(&piece),
+            Ok(Decoded::Trailers(map)) => trailers = Some(format!("{map:?}")),
+            Ok(Decoded::Done) => break BodyEnd::Done,
+            Ok(Decoded::NeedMore) => match rest.take() {
+                Some(more) => buf.extend_from_slice(more),
+                None => break BodyEnd::NeedMore,
+            },
+            Err(e) => break BodyEnd::Failed(e),
+        }
+    };
+    let left_over = buf.len() + rest.map_or(0, <[u8]>::len);
+    ReadBody { body, trailers, end, left_over }
+}
+
 /// Reads a request head and its body from `data`, given to the parser in two
 /// pieces cut at `cut` (the whole of it when `cut` is its length).
 fn read(data: &[u8], cut: usize, limits: &HeadLimits) -> Outcome {
@@ -66,21 +96,7 @@ fn read(data: &[u8], cut: usize, limits: &HeadLimits) -> Outcome {
             },
         }
     };
-    let mut decoder = BodyDecoder::new(head.framing);
-    let mut body = Vec::new();
-    let mut trailers = None;
-    let end = loop {
-        match decoder.decode(&mut buf) {
-            Ok(Decoded::Data(piece)) => body.extend_from_slice(&piece),
-            Ok(Decoded::Trailers(map)) => trailers = Some(format!("{map:?}")),
-            Ok(Decoded::Done) => break BodyEnd::Done,
-            Ok(Decoded::NeedMore) => match rest.take() {
-                Some(more) => buf.extend_from_slice(more),
-                None => break BodyEnd::NeedMore,
-            },
-            Err(e) => break BodyEnd::Failed(e),
-        }
-    };
+    let ReadBody { body, trailers, end, .. } = read_body(head.framing, &mut buf, rest);
     if let BodyFraming::Length(n) = head.framing {
         assert!(body.len() as u64 <= n, "a body of {} bytes under content-length {n}", body.len());
     }
@@ -132,25 +148,11 @@ fn no_body_as_none(framing: BodyFraming) -> BodyFraming {
 pub fn chunked(data: &[u8]) {
     let decode = |cut: usize| {
         let (first, second) = data.split_at(cut);
-        let mut buf = BytesMut::from(first);
-        let mut rest = Some(second);
-        let mut decoder = BodyDecoder::new(BodyFraming::Chunked);
-        let mut body = Vec::new();
-        let mut trailers = None;
-        let end = loop {
-            match decoder.decode(&mut buf) {
-                Ok(Decoded::Data(piece)) => body.extend_from_slice(&piece),
-                Ok(Decoded::Trailers(map)) => trailers = Some(format!("{map:?}")),
-                Ok(Decoded::Done) => break Ok(buf.len() + rest.map_or(0, <[u8]>::len)),
-                Ok(Decoded::NeedMore) => match rest.take() {
-                    Some(more) => buf.extend_from_slice(more),
-                    None => break Err(None),
-                },
-                Err(e) => break Err(Some(e)),
-            }
-        };
-        assert!(body.len() <= data.len());
-        (body, trailers, end)
+        let read = read_body(BodyFraming::Chunked, &mut BytesMut::from(first), Some(second));
+        assert!(read.body.len() <= data.len());
+        // What is left after the body only means something once it is whole.
+        let left_over = (read.end == BodyEnd::Done).then_some(read.left_over);
+        (read.body, read.trailers, read.end, left_over)
     };
     let whole = decode(data.len());
     for cut in crate::common::fuzzing::cut_points(data.len()) {
