@@ -226,18 +226,7 @@ fn grpc_collector(hang: bool) -> (Upstream, Receiver<Call>) {
     let tx = std::sync::Arc::new(Mutex::new(tx));
     let upstream = Upstream::start(move |stream| {
         let tx = tx.clone();
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-        rt.block_on(async move {
-            if stream.set_nonblocking(true).is_err() {
-                return;
-            }
-            let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { return };
-            let Ok(mut conn) = h2::server::handshake(stream).await else { return };
-            // Each call in a task of its own, while this loop drives the connection.
-            while let Some(Ok((request, respond))) = conn.accept().await {
-                tokio::spawn(answer_grpc(request, respond, tx.clone(), hang));
-            }
-        });
+        crate::shared_net::serve_h2c(stream, move |request, respond| answer_grpc(request, respond, tx.clone(), hang));
     });
     (upstream, rx)
 }

@@ -557,18 +557,29 @@ fn h2c_upstream_with(name: &'static str, goaway_first: bool) -> Upstream {
             return goaway_at_first_request(stream);
         }
         let reset_paths = reset_paths.clone();
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-        rt.block_on(async move {
-            if stream.set_nonblocking(true).is_err() {
-                return;
-            }
-            let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { return };
-            let Ok(mut conn) = h2::server::handshake(stream).await else { return };
-            while let Some(Ok((request, respond))) = conn.accept().await {
-                tokio::spawn(answer_h2(name, conn_id, request, respond, reset_paths.clone()));
-            }
-        });
+        serve_h2c(stream, move |request, respond| answer_h2(name, conn_id, request, respond, reset_paths.clone()));
     })
+}
+
+/// Serves one accepted connection as an HTTP/2 (h2c) server on a current-thread
+/// runtime of its own, each stream answered by `answer` in a task while this
+/// loop drives the connection. Returns when the connection ends.
+pub fn serve_h2c<F, Fut>(stream: TcpStream, answer: F)
+where
+    F: Fn(http::Request<h2::RecvStream>, h2::server::SendResponse<bytes::Bytes>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+    rt.block_on(async move {
+        if stream.set_nonblocking(true).is_err() {
+            return;
+        }
+        let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { return };
+        let Ok(mut conn) = h2::server::handshake(stream).await else { return };
+        while let Some(Ok((request, respond))) = conn.accept().await {
+            tokio::spawn(answer(request, respond));
+        }
+    });
 }
 
 /// Raw HTTP/2: reads the client preface and frames until the first HEADERS,
