@@ -267,15 +267,19 @@ impl OverloadManager {
             let scale =
                 a.triggers.iter().filter_map(|t| pressures[t.monitor].map(|p| t.scale(p))).fold(0.0f32, f32::max);
             state.set(a.action, scale);
-            a.active.set(i64::from(state.is_saturated(a.action)));
-            a.scale_percent.set((state.scale(a.action) * 100.0) as i64);
         }
         if state.is_saturated(OverloadAction::ShrinkHeap) {
             super::memory::release_free_memory();
         }
+        // Posted before the gauges move, so that whoever reads `.active` = 1 on
+        // the admin endpoint finds the workers already told (or about to be).
         if self.posted != Some(state) {
             self.posted = Some(state);
             slot.set(move || state);
+        }
+        for a in &self.actions {
+            a.active.set(i64::from(state.is_saturated(a.action)));
+            a.scale_percent.set((state.scale(a.action) * 100.0) as i64);
         }
     }
 

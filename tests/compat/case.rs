@@ -59,6 +59,9 @@
 //!                       # proxy has it active upstream)
 //! - admin_post: /healthcheck/fail  # POST to the admin endpoint at this point of the
 //!                       # sequence; its response is compared like a request's
+//! - wait_stat: "overload.envoy.overload_actions.stop_accepting_requests.active=1"
+//!                       # wait (bounded) until the admin endpoint shows the stat at
+//!                       # this value: a state change no request can signal
 //! upstream_connections: true  # also compare which upstream connection (1, 2, ... per
 //!                       # upstream, in the upstream's accept order) served each request
 //! admin:                # after the requests
@@ -151,6 +154,11 @@ pub struct Request {
     pub client_cert: bool,
     /// POST this path to the admin endpoint instead of sending a request.
     pub admin_post: Option<String>,
+    /// `stat=value`: instead of sending a request, wait (bounded) until the admin
+    /// endpoint shows this counter or gauge at this value: the readiness signal of
+    /// a state change with no request to show it, such as an overload action
+    /// becoming active after a refresh.
+    pub wait_stat: Option<String>,
     /// `TERM`: send the proxy this signal instead of a request.
     pub signal: Option<String>,
     /// With `signal`: send it while the next request is in flight.

@@ -154,7 +154,7 @@ fn describe(o: &Outcome) -> String {
         Outcome::Tcp(b) => format!("tcp {:?}", String::from_utf8_lossy(b)),
         Outcome::Failed(f) => format!("no response: {} ({})", kind_name(f.kind), f.detail),
         Outcome::HungUp(seen) => format!("hung up; {seen}"),
-        Outcome::Signalled(seen) => seen.clone(),
+        Outcome::Signalled(seen) | Outcome::Waited(seen) => seen.clone(),
     }
 }
 
@@ -178,7 +178,7 @@ fn outcome_kind(o: &Outcome) -> String {
         Outcome::Tcp(_) => "tcp".into(),
         Outcome::Failed(f) => format!("no response: {}", kind_name(f.kind)),
         Outcome::HungUp(seen) => format!("hung up; {seen}"),
-        Outcome::Signalled(seen) => seen.clone(),
+        Outcome::Signalled(seen) | Outcome::Waited(seen) => seen.clone(),
     }
 }
 

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use regex::Regex;
 
 use crate::case::{fill, Case};
-use crate::shared_net::{h2c_goaway_upstream, h2c_upstream, http_upstream, Client, HttpResponse, Upstream, IO_TIMEOUT};
+use crate::shared_net::{
+    dead_socket, h2c_goaway_upstream, h2c_upstream, http_upstream, Client, HttpResponse, Upstream, IO_TIMEOUT,
+};
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -46,6 +48,8 @@ pub enum Outcome {
     Failed(Failure),
     /// A `signal` step: whether the proxy stopped listening afterwards.
     Signalled(String),
+    /// A `wait_stat` step: whether the stat reached its value.
+    Waited(String),
     /// A `hang_up_ms` / `hang_up_after` request: what the client had seen when it
     /// hung up.
     HungUp(String),
@@ -254,6 +258,23 @@ impl Proxy {
         "signalled; stopped listening".into()
     }
 
+    /// Polls `/stats` until `want` (`name=value`) holds, at most `SETTLE_TIMEOUT`.
+    fn wait_stat(&self, want: &str) -> String {
+        let Some((name, value)) = want.split_once('=') else { return format!("bad wait_stat {want:?}") };
+        let Ok(value) = value.trim().parse::<i64>() else { return format!("bad wait_stat value {want:?}") };
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            let seen = self.stats().get(name.trim()).copied();
+            if seen == Some(value) {
+                return format!("{want}: reached");
+            }
+            if Instant::now() > deadline {
+                return format!("{want}: not reached within {SETTLE_TIMEOUT:?} (last {seen:?})");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
@@ -315,6 +336,8 @@ impl Drop for Proxy {
 /// Upstreams and ports of one run, and the placeholder each port number stands for.
 struct Environment {
     _upstreams: Vec<Upstream>,
+    /// `{{DEAD_PORT}}`'s socket, held for the case.
+    _dead: Option<socket2::Socket>,
     /// The run's CA (PEM) and client certificate, when the case uses `{{TLS_*}}`.
     tls: Option<(String, crate::shared_tls::Leaf)>,
     vars: BTreeMap<String, String>,
@@ -324,7 +347,13 @@ struct Environment {
 
 impl Environment {
     fn new(case: &Case, dir: &Path) -> Environment {
-        let mut env = Environment { _upstreams: Vec::new(), tls: None, vars: BTreeMap::new(), port_names: Vec::new() };
+        let mut env = Environment {
+            _upstreams: Vec::new(),
+            _dead: None,
+            tls: None,
+            vars: BTreeMap::new(),
+            port_names: Vec::new(),
+        };
         let add = |env: &mut Environment, key: &str, port: u16| {
             env.vars.insert(key.to_string(), port.to_string());
             env.port_names.push((port, format!("{{{{{key}}}}}")));
@@ -359,7 +388,12 @@ impl Environment {
             add(&mut env, "ECHO_PORT", u.port());
             env._upstreams.push(u);
         }
-        for key in ["DEAD_PORT", "FREE_PORT1", "FREE_PORT2"] {
+        if case.uses("{{DEAD_PORT}}") {
+            let socket = dead_socket();
+            add(&mut env, "DEAD_PORT", socket.local_addr().ok().and_then(|a| a.as_socket()).map_or(0, |a| a.port()));
+            env._dead = Some(socket);
+        }
+        for key in ["FREE_PORT1", "FREE_PORT2"] {
             if case.uses(&format!("{{{{{key}}}}}")) {
                 add(&mut env, key, free_port());
             }
@@ -534,6 +568,8 @@ impl Session<'_> {
         };
         let outcome = if let Some(path) = &r.admin_post {
             self.admin_post(label, path)
+        } else if let Some(want) = &r.wait_stat {
+            Outcome::Waited(self.proxy.wait_stat(want))
         } else if r.signal.is_some() && r.during_next {
             self.signal_during_next = Some(self.obs.responses.len());
             Outcome::Signalled(String::new()) // filled in with the next request

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -253,10 +253,14 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
-/// A port with nothing listening on it (bound, then released).
+/// A port with nothing listening on it: bound and never released, so that no
+/// proxy or upstream started in parallel is given it (nextest runs each test in
+/// its own process, which frees it on exit).
 pub fn closed_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
+    let socket = crate::shared_net::dead_socket();
+    let port = socket.local_addr().ok().and_then(|a| a.as_socket()).map_or(0, |a| a.port());
+    std::mem::forget(socket);
+    port
 }
 
 /// YAML for a STATIC cluster with the given endpoints.

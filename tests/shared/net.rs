@@ -46,6 +46,16 @@ pub enum Closed {
     Reset,
 }
 
+/// A socket bound to a port of 127.0.0.1 but not listening: a connection to it is
+/// refused, and while it is held no other process (another test's proxy or
+/// upstream, run in parallel) can be given that port, as a port freed at once can.
+pub fn dead_socket() -> socket2::Socket {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).expect("bind a dead port");
+    socket
+}
+
 /// Reads from `reader` (over `socket`) until the peer closes the connection, for at
 /// most `within`. `Ok` with the bytes that came before the close and how it closed;
 /// `Err` when the time runs out with the connection still open (a timeout is not a
