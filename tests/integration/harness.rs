@@ -253,6 +253,13 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
+/// A free port for a listener that needs a fixed one (bound, then released: a
+/// process started in parallel could take it first, which is rare).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
 /// A port with nothing listening on it: bound and never released, so that no
 /// proxy or upstream started in parallel is given it (nextest runs each test in
 /// its own process, which frees it on exit).

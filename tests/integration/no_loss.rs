@@ -214,7 +214,7 @@ fn unique_base_id() -> String {
 #[test]
 fn three_upgrades_under_load_lose_no_request() {
     let up = crate::http_util::http_upstream("up");
-    let port = closed_port();
+    let port = free_port();
     let yaml = web_config(port, up.port());
     let base_id = unique_base_id();
     let start = |epoch: u32| {
@@ -253,7 +253,7 @@ fn three_upgrades_under_load_lose_no_request() {
 #[test]
 fn an_idle_connection_keeps_the_old_process_until_it_has_its_answer() {
     let up = crate::http_util::http_upstream("up");
-    let port = closed_port();
+    let port = free_port();
     let yaml = web_config(port, up.port());
     let base_id = unique_base_id();
     let start = |epoch: &str| {
@@ -276,7 +276,7 @@ fn an_idle_connection_keeps_the_old_process_until_it_has_its_answer() {
 #[test]
 fn drain_listeners_closes_the_sockets_kept_for_a_handoff_too() {
     let up = crate::http_util::http_upstream("up");
-    let c = Courier::start_with(&web_config(closed_port(), up.port()), 2, &["--base-id", &unique_base_id()], &[]);
+    let c = Courier::start_with(&web_config(free_port(), up.port()), 2, &["--base-id", &unique_base_id()], &[]);
     let addr = c.listener("web");
     assert_eq!(c.admin_post("/drain_listeners"), (200, "OK\n".to_string()));
     // Refused, not left unanswered: no copy of the socket stays open.
@@ -292,7 +292,7 @@ fn drain_listeners_closes_the_sockets_kept_for_a_handoff_too() {
 #[test]
 fn sigterm_under_load_loses_no_request() {
     let up = crate::http_util::http_upstream("up");
-    let yaml = web_config(closed_port(), up.port());
+    let yaml = web_config(free_port(), up.port());
     let mut c = Courier::start_with(&yaml, 2, &["--drain-time-s", "5"], &[]);
     let addr = c.listener("web");
     let load = Load::start(addr);
