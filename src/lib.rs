@@ -7,22 +7,25 @@
 //! - `overload` — the overload actions' state, as each thread reads it
 //! - `config` — Envoy's v3 bootstrap, decoded with Envoy's own schema
 //! - `network` — listeners, accepted connections, network filter chains
-//! - `upstream` — cluster manager, per-worker clusters, load balancing, hosts
-//! - `extensions` — the registry and the filters (`tcp_proxy`, ...)
+//! - `upstream` — cluster manager, per-worker clusters, load balancing, hosts, pools
+//! - `extensions` — the registry and the filters: network (`tcp_proxy`, the HTTP
+//!   connection manager), HTTP (and their filter API), listener; TLS, tracers
 //! - `stats` — Envoy-named counters and gauges and their admin formats
 //! - `logging` — log levels by Envoy logger name, changed live by `/logging`
 //! - `matcher` — Envoy's common matchers (`StringMatcher`)
 //! - `stream_info` — what is known of a request or connection, for logs and headers
 //! - `common` — small utilities (buffer pool, FNV hashing, random numbers)
-//! - `http`, `router`, `formatter`, `access_log` — the HTTP connection manager and
-//!   codecs, routing, access log formats and loggers
+//! - `http` — HTTP as a protocol: headers, request bodies, the HTTP/1 and HTTP/2
+//!   codecs of both sides, local replies
+//! - `router` — route tables and the router's upstream requests
+//! - `formatter`, `access_log` — access log formats and loggers
 //! - `tracing` — the connection manager's trace decision and span (providers are
 //!   extensions)
 //!
 //! The modules form layers, lowest first: common and logging, config, matcher,
-//! stats, event, thread_local, runtime, overload, network, stream_info, formatter and access_log, the HTTP core
-//! (upstream, http, router, tracing), extensions, server. A lower layer does not import an
-//! upper one (docs/architecture.md, "Layers").
+//! stats, event, thread_local, runtime, overload, network, stream_info, formatter and
+//! access_log, http, tracing, upstream, router, extensions, server. A lower layer does
+//! not import an upper one (docs/architecture.md, "Layers").
 
 pub mod access_log;
 pub mod common;

@@ -12,11 +12,12 @@ use std::sync::Arc;
 use envoy_types::pb::google::protobuf::Any;
 
 use crate::config::{descriptor, ConfigError, FieldPath};
-use crate::http::filter::StreamFilterFactory;
 use crate::network::{ListenerFilterFactory, ListenerScope, NetworkFilterBuilder, NetworkFilterFactory};
+use crate::router::PerRouteConfig;
 use crate::stats::Store;
 use crate::thread_local::Slot;
 use crate::upstream::ThreadLocalClusterManager;
+use filters::http::filter::StreamFilterFactory;
 
 /// What a filter factory may use while it is built from config (main thread).
 pub struct FactoryContext<'a> {
@@ -72,9 +73,6 @@ pub struct HttpFilterContext<'a> {
     pub filter_name: &'a str,
 }
 
-/// Per-route filter config (`typed_per_filter_config`), decoded once at load.
-pub type PerRouteConfig = Arc<dyn std::any::Any + Send + Sync>;
-
 /// Builds an HTTP filter factory from its `typed_config`; the path points at it.
 pub type HttpFilterConstructor =
     fn(&Any, &FieldPath, &HttpFilterContext<'_>) -> Result<Arc<dyn StreamFilterFactory>, ConfigError>;
@@ -94,7 +92,7 @@ pub struct HttpFilterExtension {
 
 /// Every network filter Courier ships.
 pub const NETWORK_FILTERS: &[NetworkFilterExtension] =
-    &[filters::network::tcp_proxy::EXTENSION, crate::http::conn_manager::EXTENSION];
+    &[filters::network::tcp_proxy::EXTENSION, crate::extensions::filters::network::http_connection_manager::EXTENSION];
 
 /// The listener filters Courier ships.
 pub use filters::listener::LISTENER_FILTERS;

@@ -42,8 +42,8 @@ pub fn is_registered(type_name: &str) -> bool {
 
 /// `Any` payloads accepted outside the filter tables.
 const OTHER_TYPES: &[&str] = &[
-    crate::http::conn_manager::config::ROUTER_FILTER_TYPE,
-    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+    crate::extensions::filters::network::http_connection_manager::config::ROUTER_FILTER_TYPE,
+    crate::upstream::cluster::HTTP_PROTOCOL_OPTIONS_TYPE,
     crate::upstream::cluster::ROUND_ROBIN_TYPE,
     crate::upstream::cluster::LEAST_REQUEST_TYPE,
     crate::upstream::cluster::RANDOM_TYPE,

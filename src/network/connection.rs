@@ -4,6 +4,9 @@ use std::net::SocketAddr;
 
 use super::transport::TransportStream;
 
+/// Envoy's default `per_connection_buffer_limit_bytes`, of listeners and clusters.
+pub const DEFAULT_BUFFER_LIMIT: u32 = 1024 * 1024;
+
 /// Addresses of a connection, for filters, logs and headers.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionInfo {

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use envoy_types::pb::envoy::config::listener::v3::{self as listener_pb, filter, listener_filter, Listener};
 
+use super::address::{ipv4_compat, socket_address};
+use super::connection::DEFAULT_BUFFER_LIMIT;
 use super::filter::{FilterChain, ListenerScope, NetworkFilterBuilder};
 use super::filter_chain_match::FilterChainMatcher;
 use super::listener_filter::ListenerFilterFactory;
 use crate::config::{ConfigError, FieldPath};
 use crate::define_stats;
 use crate::stats::Store;
-use crate::upstream::cluster::{ipv4_compat, socket_address, DEFAULT_BUFFER_LIMIT};
 
 define_stats! {
     /// `listener.<address>.*`

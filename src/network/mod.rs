@@ -3,6 +3,7 @@
 //! connection handed to the network filter chain of its listener.
 
 pub mod active_listener;
+pub mod address;
 pub mod connection;
 pub mod drain;
 pub mod filter;

@@ -20,8 +20,9 @@ use super::route::{Route, RouteAction};
 use super::route_action::ClusterSelector;
 use super::supported;
 use super::virtual_host::{ConfigLevel, DomainIndex, VirtualHost};
+use super::PerRouteConfig;
+use crate::config::supported::Inventory;
 use crate::config::{ConfigError, FieldPath};
-use crate::extensions::PerRouteConfig;
 
 // The route's parts the router filter works with, reachable from here too.
 pub use super::retry_policy::{RetryOn, RetryPolicy};
@@ -47,6 +48,9 @@ pub struct RouteBuildContext<'a> {
     /// Whether a cluster of this name exists, for `validate_clusters`; `None`
     /// where no cluster manager is at hand (a table built on its own).
     pub cluster_exists: Option<&'a dyn Fn(&str) -> bool>,
+    /// What the configuration is checked against: Courier's whole inventory
+    /// (`extensions::supported::INVENTORY`), which sees every extension.
+    pub inventory: &'a Inventory,
 }
 
 /// A compiled `RouteConfiguration`.
@@ -67,7 +71,7 @@ impl RouteTable {
         path: &FieldPath,
         ctx: &RouteBuildContext<'_>,
     ) -> Result<RouteTable, ConfigError> {
-        supported::check(rc, path)?;
+        supported::check(rc, path, ctx.inventory)?;
         let request_edits = Arc::new(HeaderEdits::from_proto(
             &rc.request_headers_to_add,
             &rc.request_headers_to_remove,
@@ -207,7 +211,7 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::router::test_util::{request, table, test_per_route, try_route_config, try_table};
+    use crate::router::test_util::{request, table, test_per_route, try_route_config, try_table, TEST_INVENTORY};
     use envoy_types::pb::google::protobuf::Any;
 
     fn assert_send_sync<T: Send + Sync>() {}
@@ -340,7 +344,12 @@ mod tests {
         let t = RouteTable::from_proto(
             &rc,
             &FieldPath::new(),
-            &RouteBuildContext { per_route: &ignore_u32, vhost_cors: None, cluster_exists: None },
+            &RouteBuildContext {
+                per_route: &ignore_u32,
+                vhost_cors: None,
+                cluster_exists: None,
+                inventory: &TEST_INVENTORY,
+            },
         )
         .expect("valid");
         assert!(t.find(&request("h", "/", &[])).expect("route").per_filter.is_empty());
@@ -389,7 +398,12 @@ mod tests {
         };
         let exists = |name: &str| name == "known";
         let build = |rc: &RouteConfiguration| {
-            let ctx = RouteBuildContext { per_route: &test_per_route, vhost_cors: None, cluster_exists: Some(&exists) };
+            let ctx = RouteBuildContext {
+                per_route: &test_per_route,
+                vhost_cors: None,
+                cluster_exists: Some(&exists),
+                inventory: &TEST_INVENTORY,
+            };
             RouteTable::from_proto(rc, &FieldPath::starting_at("route_config"), &ctx)
         };
         let e = build(&rc("", "known")).unwrap_err();

@@ -12,7 +12,10 @@ use envoy_types::pb::google::protobuf::Any;
 
 use super::config::RouteBuildContext;
 use crate::config::{ConfigError, FieldPath};
-use crate::extensions::PerRouteConfig;
+
+/// Per-route filter config (`typed_per_filter_config`), decoded once at load by
+/// the filter it names; the filter downcasts it back.
+pub type PerRouteConfig = std::sync::Arc<dyn std::any::Any + Send + Sync>;
 
 /// Decoded per-filter configs by filter name.
 pub(crate) type PerFilterConfigs = HashMap<String, PerRouteConfig>;

@@ -18,9 +18,9 @@ use hyper::body::{Body, Frame, SizeHint};
 
 use super::upstream_request::ForwardBody;
 use crate::http::body::RequestBodyStream;
+use crate::http::http1::client_connection::BoxError;
 use crate::http::http1::CodecError;
 use crate::stats::Counter;
-use crate::upstream::http1_conn_pool::BoxError;
 
 /// Makes a streamed body replayable when it fits in `limit` bytes; other bodies
 /// are returned as they are. A body over the limit counts in `abandoned`.

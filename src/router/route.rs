@@ -19,8 +19,8 @@ use super::per_filter::{self, PerFilterConfigs};
 use super::redirect::RedirectAction;
 use super::retry_policy::RetryPolicy;
 use super::route_action::ForwardAction;
+use super::PerRouteConfig;
 use crate::config::{ConfigError, FieldPath};
-use crate::extensions::PerRouteConfig;
 use crate::runtime::Fraction;
 use crate::tracing::{CustomTag, RouteTracing, Sampling};
 

@@ -12,8 +12,8 @@ use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use prost::Message;
 use prost_reflect::DynamicMessage;
 
+use crate::config::supported::{self, Inventory};
 use crate::config::{descriptor, ConfigError, FieldPath};
-use crate::extensions::supported;
 
 /// `(message full name, supported fields)`, in schema order.
 pub const ROUTE_SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
@@ -184,11 +184,12 @@ pub const ROUTE_SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
 ];
 
 /// Rejects the first set field of `rc` that Courier does not implement; `path` points
-/// at the `RouteConfiguration`. `typed_per_filter_config` values are left to the filters.
-pub(crate) fn check(rc: &RouteConfiguration, path: &FieldPath) -> Result<(), ConfigError> {
+/// at the `RouteConfiguration`, checked against `inventory` (Courier's whole one, which
+/// the extensions layer assembles). `typed_per_filter_config` values are left to the filters.
+pub(crate) fn check(rc: &RouteConfiguration, path: &FieldPath, inventory: &Inventory) -> Result<(), ConfigError> {
     let desc = descriptor::message("envoy.config.route.v3.RouteConfiguration")
         .ok_or_else(|| path.error("envoy.config.route.v3.RouteConfiguration missing from the schema"))?;
     let msg = DynamicMessage::decode(desc, rc.encode_to_vec().as_slice())
         .map_err(|e| path.error(format!("internal: re-decoding the route configuration failed: {e}")))?;
-    supported::check_message(&msg, path)
+    supported::check_message(inventory, &msg, path)
 }

@@ -7,9 +7,10 @@ use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 
+use super::PerRouteConfig;
 use super::{RouteBuildContext, RouteTable};
+use crate::config::supported::{Inventory, PLACES, SUPPORTED_FIELDS};
 use crate::config::{bootstrap::parse_yaml, descriptor, proto_json, validate, ConfigError, FieldPath};
-use crate::extensions::PerRouteConfig;
 
 /// Decodes and validates a `RouteConfiguration` written in YAML.
 pub(crate) fn route_config(yaml: &str) -> RouteConfiguration {
@@ -25,6 +26,15 @@ pub(crate) fn try_route_config(yaml: &str) -> Result<RouteConfiguration, ConfigE
     RouteConfiguration::decode(dynamic.encode_to_vec().as_slice()).map_err(|e| ConfigError::new("", e.to_string()))
 }
 
+/// The bootstrap's and the route schema's tables, no extension: what a route
+/// table built on its own is checked against.
+pub(crate) const TEST_INVENTORY: Inventory = Inventory {
+    tables: &[SUPPORTED_FIELDS, super::ROUTE_SUPPORTED_FIELDS],
+    places: PLACES,
+    is_extension: |_| false,
+    skips_lb_policy: |_| false,
+};
+
 /// Per-route configs for tests: `google.protobuf.StringValue` payloads become
 /// `String`s, any other type is an unknown filter.
 pub(crate) fn test_per_route(_name: &str, any: &Any, path: &FieldPath) -> Result<Option<PerRouteConfig>, ConfigError> {
@@ -39,7 +49,12 @@ pub(crate) fn test_per_route(_name: &str, any: &Any, path: &FieldPath) -> Result
 /// Builds a table from YAML, at the path an HCM's inline `route_config` has.
 pub(crate) fn try_table(yaml: &str) -> Result<RouteTable, ConfigError> {
     let rc = try_route_config(yaml)?;
-    let ctx = RouteBuildContext { per_route: &test_per_route, vhost_cors: None, cluster_exists: None };
+    let ctx = RouteBuildContext {
+        per_route: &test_per_route,
+        vhost_cors: None,
+        cluster_exists: None,
+        inventory: &TEST_INVENTORY,
+    };
     RouteTable::from_proto(&rc, &FieldPath::starting_at("route_config"), &ctx)
 }
 

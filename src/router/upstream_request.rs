@@ -17,16 +17,16 @@ use tokio::time::Instant;
 
 use super::config::{ForwardAction, RetryOn, RetryPolicy};
 use crate::http::body::RequestBodyStream;
-use crate::http::filter::LocalReply;
 use crate::http::headers::{self, X_ENVOY_ATTEMPT_COUNT, X_ENVOY_EXPECTED_RQ_TIMEOUT_MS};
-use crate::http::http1::client_connection::{BodyOut, RequestFailure, RequestOut};
+use crate::http::http1::client_connection::{BodyOut, BoxError, RequestFailure, RequestOut, UpstreamBody};
 use crate::http::http1::CodecError;
+use crate::http::local_reply::LocalReply;
 use crate::runtime;
 use crate::stats::Gauge;
 use crate::stream_info::{ResponseFlag, StreamInfo};
 use crate::upstream::conn_pool::{ConnPool, UpstreamResponseBody};
 use crate::upstream::host::Host;
-use crate::upstream::http1_conn_pool::{BoxError, PoolFailure, UpstreamBody};
+use crate::upstream::http1_conn_pool::PoolFailure;
 use crate::upstream::http2_conn_pool::{self, Http2ConnPool, Http2ResponseBody, UploadFailure};
 use crate::upstream::resource_manager::{Resource, ResourceGuard};
 

@@ -19,8 +19,8 @@ use super::header_mutation::HeaderEdits;
 use super::per_filter;
 use super::retry_policy::RetryPolicy;
 use super::route::{Enclosing, Route};
+use super::PerRouteConfig;
 use crate::config::{ConfigError, FieldPath};
-use crate::extensions::PerRouteConfig;
 
 /// A virtual host's routes, in config order.
 #[derive(Debug)]

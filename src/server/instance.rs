@@ -26,13 +26,13 @@ use crate::config::{self, BootstrapSource, ConfigError, LoadedBootstrap};
 use crate::define_stats;
 use crate::event::{Dispatcher, DispatcherHandle};
 use crate::extensions::{self, FactoryContext};
+use crate::network::address::socket_address;
 use crate::network::{DrainPhase, ListenerManager};
 use crate::overload::OverloadState;
 use crate::runtime::{self, LayerConfig};
 use crate::stats::sink::StatSinks;
 use crate::stats::{Gauge, StatsConfig, Store};
 use crate::thread_local::{Slot, ThreadLocalRegistry};
-use crate::upstream::cluster::socket_address;
 use crate::upstream::cluster_manager::ClusterManagerConfig;
 use crate::upstream::host::Locality;
 use crate::upstream::{ClusterManager, ThreadLocalClusterManager};
@@ -184,7 +184,7 @@ impl ServerConfig {
             service_cluster: b.node.as_ref().map_or("", |n| n.cluster.as_str()),
             service_node: b.node.as_ref().map_or("", |n| n.id.as_str()),
             listener_stat_scope: "",
-            listener_buffer_limit: crate::upstream::cluster::DEFAULT_BUFFER_LIMIT,
+            listener_buffer_limit: crate::network::connection::DEFAULT_BUFFER_LIMIT,
             listener_bypasses_overload: false,
             listener_outbound: false,
             node_zone: local_locality.as_ref().map_or("", |l| l.zone.as_str()),
@@ -199,7 +199,7 @@ impl ServerConfig {
                 let ip = host.parse().map_err(|_| {
                     path.field_error("socket_address.address", format!("'{host}' is not an IP address"))
                 })?;
-                let ipv6_only = crate::network::socket::ipv6_only(ip, crate::upstream::cluster::ipv4_compat(addr));
+                let ipv6_only = crate::network::socket::ipv6_only(ip, crate::network::address::ipv4_compat(addr));
                 Some((std::net::SocketAddr::new(ip, port), ipv6_only))
             }
         };

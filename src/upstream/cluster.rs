@@ -10,7 +10,7 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     LbPolicy as PbLbPolicy,
 };
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, LoadBalancingPolicy};
-use envoy_types::pb::envoy::config::core::v3::{address, socket_address, Address, RuntimeDouble};
+use envoy_types::pb::envoy::config::core::v3::RuntimeDouble;
 use envoy_types::pb::envoy::config::endpoint::v3::LbEndpoint;
 use envoy_types::pb::envoy::extensions::load_balancing_policies::common::v3::locality_lb_config::LocalityConfigSpecifier as LocalitySpecifier;
 use envoy_types::pb::envoy::extensions::load_balancing_policies::common::v3::LocalityLbConfig;
@@ -32,6 +32,8 @@ use super::resource_manager::ResourceManager;
 use crate::config::{self, ConfigError, FieldPath};
 use crate::define_stats;
 use crate::http::http2::{Http2CodecStats, Http2Options};
+use crate::network::address::{ipv4_compat, socket_address};
+use crate::network::connection::DEFAULT_BUFFER_LIMIT;
 use crate::network::socket::TcpKeepalive;
 use crate::stats::{Histogram, Store};
 
@@ -41,8 +43,6 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_DNS_REFRESH_RATE: Duration = Duration::from_millis(5000);
 /// Envoy's default `overprovisioning_factor` (1.4, in percent).
 pub const DEFAULT_OVERPROVISIONING_FACTOR: u32 = 140;
-/// Envoy's default `per_connection_buffer_limit_bytes`.
-pub const DEFAULT_BUFFER_LIMIT: u32 = 1024 * 1024;
 
 define_stats! {
     /// `cluster.<name>.*`
@@ -377,7 +377,7 @@ struct HttpOptions {
     http2: Http2Options,
 }
 
-const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+pub const HTTP_PROTOCOL_OPTIONS_TYPE: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 #[allow(deprecated)]
 fn http_protocol_options(c: &Cluster, path: &FieldPath) -> Result<HttpOptions, ConfigError> {
@@ -400,7 +400,7 @@ fn http_protocol_options(c: &Cluster, path: &FieldPath) -> Result<HttpOptions, C
         let mut p = path.clone();
         p.push_field("typed_extension_protocol_options");
         p.push_key(key);
-        if crate::config::descriptor::type_name(&any.type_url) != HTTP_PROTOCOL_OPTIONS {
+        if crate::config::descriptor::type_name(&any.type_url) != HTTP_PROTOCOL_OPTIONS_TYPE {
             return Err(p.field_error("@type", format!("unsupported protocol options '{}'", any.type_url)));
         }
         // Envoy ignores the deprecated fields then: refuse them rather than
@@ -785,39 +785,22 @@ fn refuse_canary(lb_endpoint: &LbEndpoint, path: &str) -> Result<(), ConfigError
     }
 }
 
-/// The `(address, port)` of an `Address` that must be a TCP socket address.
-pub fn socket_address(addr: &Address, path: &FieldPath) -> Result<(String, u16), ConfigError> {
-    match &addr.address {
-        Some(address::Address::SocketAddress(sa)) => {
-            if socket_address::Protocol::try_from(sa.protocol) != Ok(socket_address::Protocol::Tcp) {
-                return Err(path.field_error("socket_address.protocol", "only TCP is supported by Courier"));
-            }
-            let port = match &sa.port_specifier {
-                Some(socket_address::PortSpecifier::PortValue(p)) => u16::try_from(*p)
-                    .map_err(|_| path.field_error("socket_address.port_value", format!("port {p} is out of range")))?,
-                Some(socket_address::PortSpecifier::NamedPort(_)) => {
-                    return Err(path.field_error("socket_address.named_port", "named ports are not supported"))
-                }
-                None => 0,
-            };
-            Ok((sa.address.clone(), port))
-        }
-        Some(_) => Err(path.error("only socket_address is supported by Courier")),
-        None => Err(path.error("an address is required")),
-    }
-}
-
-/// `socket_address.ipv4_compat` of an `Address` (false for any other kind).
-pub fn ipv4_compat(addr: &Address) -> bool {
-    matches!(&addr.address, Some(address::Address::SocketAddress(sa)) if sa.ipv4_compat)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::BootstrapSource;
-    use crate::extensions::supported::load_bootstrap;
+    use crate::config::supported::{Inventory, PLACES, SUPPORTED_FIELDS};
+    use crate::config::{load_bootstrap, BootstrapSource};
     use crate::upstream::host::Host;
+
+    /// The bootstrap's tables and the extension types a cluster names itself (its
+    /// protocol options and load-balancing policies): what the cluster tests load
+    /// against, with no listener or filter extension.
+    const CLUSTER_INVENTORY: Inventory = Inventory {
+        tables: &[SUPPORTED_FIELDS],
+        places: PLACES,
+        is_extension: |t| [HTTP_PROTOCOL_OPTIONS_TYPE, ROUND_ROBIN_TYPE, LEAST_REQUEST_TYPE, RANDOM_TYPE].contains(&t),
+        skips_lb_policy: |t| lb_policy_choice(t) == LbPolicyChoice::Skip,
+    };
 
     /// Loads `static_resources.clusters` from YAML through every config check, and
     /// builds the first cluster.
@@ -826,7 +809,7 @@ mod tests {
             config_yaml: Some(format!("static_resources:\n  clusters:\n{clusters_yaml}")),
             ..Default::default()
         };
-        let loaded = load_bootstrap(&source)?;
+        let loaded = load_bootstrap(&source, &CLUSTER_INVENTORY)?;
         let c = &loaded.bootstrap.static_resources.as_ref().expect("static_resources").clusters[0];
         ClusterInfo::from_proto(c, &FieldPath::starting_at("static_resources.clusters[0]"), &Arc::new(Store::new()))
     }

@@ -49,13 +49,6 @@ use crate::http::http1::client_connection::{
 };
 use crate::network::tls::AlpnFallback;
 
-/// Errors of a request body on its way upstream.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// A request body sent upstream. Worker-local (not `Send`): a streamed body
-/// reads from the downstream connection of the same worker.
-pub type UpstreamBody = std::pin::Pin<Box<dyn hyper::body::Body<Data = Bytes, Error = BoxError>>>;
-
 /// Why no client could be had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PoolFailure {

@@ -28,7 +28,13 @@ use super::body_decoder::{BodyDecoder, BodyFraming, Decoded};
 use super::CodecError;
 use crate::http::headers::connection_tokens;
 use crate::network::transport::{ReadReady, Transport, TransportStream};
-use crate::upstream::http1_conn_pool::UpstreamBody;
+
+/// Errors of a request body on its way upstream.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request body sent upstream. Worker-local (not `Send`): a streamed body
+/// reads from the downstream connection of the same worker.
+pub type UpstreamBody = std::pin::Pin<Box<dyn hyper::body::Body<Data = Bytes, Error = BoxError>>>;
 
 /// Longest response head accepted (Envoy's default `max_response_headers_kb`, 60 KiB).
 const MAX_HEAD: usize = 60 * 1024;

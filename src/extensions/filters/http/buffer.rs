@@ -18,10 +18,11 @@ use envoy_types::pb::google::protobuf::Any;
 
 use super::common;
 use crate::config::{bootstrap::decode_any, ConfigError, FieldPath};
-use crate::extensions::{HttpFilterContext, HttpFilterExtension, PerRouteConfig};
+use crate::extensions::{HttpFilterContext, HttpFilterExtension};
+use crate::router::PerRouteConfig;
 use bytes::Bytes;
 
-use crate::http::filter::{DataStatus, FilterStatus, StreamContext, StreamFilter, StreamFilterFactory};
+use super::filter::{DataStatus, FilterStatus, StreamContext, StreamFilter, StreamFilterFactory};
 use crate::stats::Store;
 
 pub const NAME: &str = "envoy.filters.http.buffer";

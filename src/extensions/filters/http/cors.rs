@@ -49,11 +49,13 @@ use http::header::{
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use super::common::{self, Percent};
+use super::filter::{EncodeStatus, FilterStatus, StreamContext, StreamFilter, StreamFilterFactory};
 use crate::config::{bootstrap::decode_any, ConfigError, FieldPath};
 use crate::define_stats;
-use crate::extensions::{HttpFilterContext, HttpFilterExtension, PerRouteConfig};
-use crate::http::filter::{EncodeStatus, FilterStatus, LocalReply, StreamContext, StreamFilter, StreamFilterFactory};
+use crate::extensions::{HttpFilterContext, HttpFilterExtension};
+use crate::http::local_reply::LocalReply;
 use crate::matcher::StringMatcher;
+use crate::router::PerRouteConfig;
 use crate::router::RouteAction;
 use crate::runtime::RuntimeFraction;
 use crate::stats::Store;

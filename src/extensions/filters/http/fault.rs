@@ -47,10 +47,12 @@ use http::request::Parts;
 use http::StatusCode;
 
 use super::common::{self, Percent};
+use super::filter::{FilterStatus, StreamContext, StreamFilter, StreamFilterFactory};
 use crate::config::{self, bootstrap::decode_any, ConfigError, FieldPath};
 use crate::define_stats;
-use crate::extensions::{HttpFilterContext, HttpFilterExtension, PerRouteConfig};
-use crate::http::filter::{FilterStatus, LocalReply, StreamContext, StreamFilter, StreamFilterFactory};
+use crate::extensions::{HttpFilterContext, HttpFilterExtension};
+use crate::http::local_reply::LocalReply;
+use crate::router::PerRouteConfig;
 use crate::router::{ClusterSelector, HeaderMatcher, Route, RouteAction};
 use crate::runtime::{self, Snapshot};
 use crate::stats::{Gauge, Store};

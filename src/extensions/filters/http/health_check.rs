@@ -28,10 +28,11 @@ use envoy_types::pb::google::protobuf::Any;
 use http::{HeaderValue, StatusCode};
 
 use super::common;
+use super::filter::{EncodeStatus, FilterStatus, StreamContext, StreamFilter, StreamFilterFactory};
 use crate::config::{bootstrap::decode_any, ConfigError, FieldPath};
 use crate::define_stats;
 use crate::extensions::{HttpFilterContext, HttpFilterExtension};
-use crate::http::filter::{EncodeStatus, FilterStatus, LocalReply, StreamContext, StreamFilter, StreamFilterFactory};
+use crate::http::local_reply::LocalReply;
 use crate::router::HeaderMatcher;
 use crate::stats::Store;
 use crate::stream_info::ResponseFlag;

@@ -26,13 +26,15 @@ use envoy_types::pb::google::protobuf::Any;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::common::{self, Percent};
+use super::filter::{EncodeStatus, FilterStatus, StreamContext, StreamFilter, StreamFilterFactory};
 use super::token_bucket::{Clock, Consume, MonotonicClock, TokenBucket};
 use crate::config::{self, bootstrap::decode_any, ConfigError, FieldPath};
 use crate::define_stats;
-use crate::extensions::{HttpFilterContext, HttpFilterExtension, PerRouteConfig};
+use crate::extensions::{HttpFilterContext, HttpFilterExtension};
 use crate::formatter::FormatContext;
-use crate::http::filter::{EncodeStatus, FilterStatus, LocalReply, StreamContext, StreamFilter, StreamFilterFactory};
+use crate::http::local_reply::LocalReply;
 use crate::router::HeaderMutation;
+use crate::router::PerRouteConfig;
 use crate::runtime::RuntimeFraction;
 use crate::stats::Store;
 use crate::stream_info::ResponseFlag;

@@ -19,6 +19,7 @@ pub mod buffer;
 pub(crate) mod common;
 pub mod cors;
 pub mod fault;
+pub mod filter;
 pub mod health_check;
 pub mod local_ratelimit;
 pub mod token_bucket;

@@ -8,8 +8,8 @@ use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 
+use super::filter::{FilterStatus, StreamContext, StreamFilter, StreamFilterFactory};
 use crate::config::{bootstrap::parse_yaml, descriptor, proto_json, validate, FieldPath};
-use crate::http::filter::{FilterStatus, StreamContext, StreamFilter, StreamFilterFactory};
 use crate::router::{Route, RouteBuildContext, RouteTable};
 use crate::stream_info::StreamInfo;
 
@@ -44,6 +44,7 @@ pub(crate) fn route_table(yaml: &str) -> RouteTable {
             per_route: &per_route,
             vhost_cors: Some(&super::cors::vhost_policy),
             cluster_exists: None,
+            inventory: &crate::extensions::supported::INVENTORY,
         },
     )
     .unwrap_or_else(|e| panic!("{e}"))

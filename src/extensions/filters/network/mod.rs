@@ -1,3 +1,4 @@
 //! Network (L4) filters.
 
+pub mod http_connection_manager;
 pub mod tcp_proxy;

@@ -18,9 +18,9 @@ use super::path_normalization::{EscapedSlashes, PathNormalization};
 use super::stats::{HcmListenerStats, HcmStats, Http1CodecStats};
 use crate::access_log::{self, AccessLogger};
 use crate::config::{self, ConfigError, FieldPath};
+use crate::extensions::filters::http::filter::StreamFilterFactory;
 use crate::extensions::{self, FactoryContext, HttpFilterContext};
 use crate::formatter::HeadersUsed;
-use crate::http::filter::StreamFilterFactory;
 use crate::http::http2::{Http2Options, LazyHttp2Stats};
 use crate::router::{RouteBuildContext, RouteTable};
 use crate::runtime::Fraction;
@@ -222,6 +222,7 @@ impl HcmConfig {
                 per_route: &per_route,
                 vhost_cors: Some(&extensions::filters::http::cors::vhost_policy),
                 cluster_exists: Some(cluster_exists),
+                inventory: &extensions::supported::INVENTORY,
             },
         )?;
 

@@ -23,8 +23,9 @@ use http::{HeaderMap, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Body;
 
+use crate::extensions::filters::http::filter::{DataStatus, EncodeStatus, FilterStatus, StreamContext, StreamFilter};
 use crate::http::body::RequestBody;
-use crate::http::filter::{DataStatus, EncodeStatus, FilterStatus, LocalReply, StreamContext, StreamFilter};
+use crate::http::local_reply::LocalReply;
 use crate::router::Route;
 use crate::stream_info::{ResponseFlag, StreamInfo};
 

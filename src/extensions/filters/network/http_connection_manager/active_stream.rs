@@ -17,9 +17,11 @@ use hyper::body::Body;
 use super::config::{HcmConfig, ServerHeader, UnderscoreAction};
 use super::filter_manager::{self, DecodedBody, Encoder, StreamState};
 use super::path_normalization::Outcome;
+use super::response_body::{self, ReadWholeError, ResponseBody, StreamCompletion};
+use crate::extensions::filters::http::filter::StreamFilter;
 use crate::formatter::{FormatContext, HeaderLookup, KeptHeaders};
-use crate::http::body::{ReadWholeError, RequestBody, RequestBodyStream, ResponseBody, StreamCompletion};
-use crate::http::filter::{LocalReply, StreamFilter};
+use crate::http::body::{RequestBody, RequestBodyStream};
+use crate::http::local_reply::LocalReply;
 use crate::http::{grpc, header_map_pool, headers, http1};
 use crate::network::ConnectionInfo;
 use crate::overload::{self, OverloadAction};
@@ -750,7 +752,7 @@ impl Stream {
         let end_stream = body.is_end_stream();
         let mut encoder = self.encoder(filters, request);
         let Some(stopped) = encoder.headers(parts, end_stream)? else { return Ok(None) };
-        let whole = match crate::http::body::read_upstream_whole(body, encoder.buffer_limit).await {
+        let whole = match response_body::read_upstream_whole(body, encoder.buffer_limit).await {
             Ok((data, trailers)) => encoder.body(parts, stopped, data, trailers),
             Err(ReadWholeError::TooLarge) => Err(Box::new(filter_manager::response_too_large_reply())),
             Err(ReadWholeError::Failed) => Err(Box::new(upstream_request::reset_before_response_reply())),

@@ -14,6 +14,7 @@ mod filter_manager;
 mod http1_connection;
 mod http2_connection;
 mod path_normalization;
+pub mod response_body;
 pub mod stats;
 
 use std::sync::Arc;
@@ -29,11 +30,12 @@ use self::config::{CodecChoice, HcmConfig};
 use crate::config::{bootstrap::decode_any, ConfigError, FieldPath};
 use crate::event::Timer;
 use crate::extensions::{FactoryContext, NetworkFilterExtension};
-use crate::http::body::{RequestBody, ResponseBody};
+use crate::http::body::RequestBody;
 use crate::http::http2::CodecIo;
 use crate::network::filter::LocalBoxFuture;
 use crate::network::ConnectionInfo;
 use crate::network::{DownstreamConnection, NetworkFilterFactory};
+use response_body::ResponseBody;
 
 pub const EXTENSION: NetworkFilterExtension = NetworkFilterExtension {
     name: "envoy.filters.network.http_connection_manager",
