@@ -42,7 +42,7 @@ pub fn is_registered(type_name: &str) -> bool {
 
 /// `Any` payloads accepted outside the filter tables.
 const OTHER_TYPES: &[&str] = &[
-    crate::extensions::filters::network::http_connection_manager::config::ROUTER_FILTER_TYPE,
+    filters::http::router::CONFIG_TYPE,
     crate::upstream::cluster::HTTP_PROTOCOL_OPTIONS_TYPE,
     crate::upstream::cluster::ROUND_ROBIN_TYPE,
     crate::upstream::cluster::LEAST_REQUEST_TYPE,

@@ -7,8 +7,9 @@
 //! manager buffer the body until it continues (the buffer filter), within the
 //! stream's buffer limit: over it, Envoy's 413 for a request and 500 for a response.
 //! Filters run in config order on the way in and in reverse order on the way out;
-//! the router is the terminal stage after the last decoder filter and is not a
-//! `StreamFilter`. The connection manager drives them
+//! the router (`super::router`) is the terminal decoder filter after them, which
+//! the connection manager awaits directly (see there why it is not a
+//! `StreamFilter`). The connection manager drives them
 //! (`filters::network::http_connection_manager::filter_manager`).
 //!
 //! Filter instances are created per stream by a `StreamFilterFactory` that was
@@ -22,12 +23,24 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::HeaderMap;
 
+use crate::http::body::RequestBody;
 use crate::http::local_reply::LocalReply;
 use crate::router::Route;
 use crate::stream_info::StreamInfo;
 
 /// A future that runs on one worker.
 pub type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T> + 'static>>;
+
+/// What the decoder filters left for the router (`B`: the request body type, a
+/// codec's `RequestBody` but for tests).
+pub enum DecodedBody<B = RequestBody> {
+    /// No body.
+    Empty,
+    /// Read whole through the filters (some filter stopped the headers).
+    Buffered(Bytes, Option<HeaderMap>),
+    /// Not read yet: it streams to the upstream.
+    Unread(B),
+}
 
 /// What a decoder filter wants after seeing the request headers.
 pub enum FilterStatus {

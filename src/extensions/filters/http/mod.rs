@@ -22,6 +22,7 @@ pub mod fault;
 pub mod filter;
 pub mod health_check;
 pub mod local_ratelimit;
+pub mod router;
 pub mod token_bucket;
 
 #[cfg(test)]

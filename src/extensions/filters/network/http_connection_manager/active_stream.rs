@@ -11,21 +11,21 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
-use http_body_util::BodyExt;
 use hyper::body::Body;
 
 use super::config::{HcmConfig, ServerHeader, UnderscoreAction};
-use super::filter_manager::{self, DecodedBody, Encoder, StreamState};
+use super::filter_manager::{self, Encoder, StreamState};
 use super::path_normalization::Outcome;
 use super::response_body::{self, ReadWholeError, ResponseBody, StreamCompletion};
-use crate::extensions::filters::http::filter::StreamFilter;
+use crate::extensions::filters::http::filter::{DecodedBody, StreamFilter};
+use crate::extensions::filters::http::router::{RouterRequest, Routed};
 use crate::formatter::{FormatContext, HeaderLookup, KeptHeaders};
-use crate::http::body::{RequestBody, RequestBodyStream};
+use crate::http::body::RequestBody;
 use crate::http::local_reply::LocalReply;
 use crate::http::{grpc, header_map_pool, headers, http1};
 use crate::network::ConnectionInfo;
 use crate::overload::{self, OverloadAction};
-use crate::router::upstream_request::{self, ActiveRequest, ForwardBody, UpstreamResponse};
+use crate::router::upstream_request::{self, ActiveRequest, UpstreamResponse};
 use crate::router::{ClusterWeightEdits, Route, RouteAction};
 use crate::stream_info::{ResponseFlag, StreamInfo};
 use crate::tracing::http_tracer::{self, DecoratorRef};
@@ -287,14 +287,6 @@ fn requested_upgrade(h: &HeaderMap) -> Option<&str> {
     asks.then(|| h.get(http::header::UPGRADE)?.to_str().ok()).flatten()
 }
 
-/// `scheme://host/path?query` of a request (x-forwarded-proto or http).
-fn request_url(parts: &http::request::Parts) -> String {
-    let scheme = parts.headers.get(headers::X_FORWARDED_PROTO).and_then(|v| v.to_str().ok()).unwrap_or("http");
-    let host = parts.headers.get(http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    format!("{scheme}://{host}{path}")
-}
-
 /// Envoy's `strip_any_host_port` / `strip_matching_host_port`: the port leaves
 /// the Host header itself (so routing and the upstream both see the bare host);
 /// "matching" means the port the request arrived on.
@@ -545,6 +537,8 @@ impl Stream {
         }
     }
 
+    /// The router (`envoy.filters.http.router`), the terminal decoder filter, then
+    /// the response it brings through the encoder filters.
     async fn route_request(
         mut self,
         mut parts: http::request::Parts,
@@ -552,141 +546,28 @@ impl Stream {
         mut filters: Vec<Box<dyn StreamFilter>>,
         is_head: bool,
     ) -> Response<ResponseBody> {
-        let stats = &self.cfg.stats;
-        stats.rq_total.inc();
-        let Some(route) = self.route.clone() else {
-            stats.no_route.inc();
-            let reply =
-                LocalReply::new(StatusCode::NOT_FOUND, "", "route_not_found").with_flag(ResponseFlag::NoRouteFound);
-            return self.finish_local(reply, &parts, &mut filters, is_head);
+        let route = self.route.clone();
+        let request = RouterRequest {
+            route: route.as_ref(),
+            info: &mut self.info,
+            span: self.span.as_deref(),
+            downstream_chunked: self.downstream_chunked,
         };
-        let action = match &route.action {
-            RouteAction::DirectResponse { status, body } => {
-                stats.rq_direct_response.inc();
-                let mut reply = LocalReply::new(*status, body.clone(), "direct_response");
-                // A 201 or 3xx points back at the request's own URL, as Envoy's
-                // router adds `location` for them (RFC 9110 §10.2.2).
-                if *status == StatusCode::CREATED || status.is_redirection() {
-                    if let Ok(location) = HeaderValue::from_str(&request_url(&parts)) {
-                        reply.headers.insert(http::header::LOCATION, location);
-                    }
-                }
-                return self.finish_route_reply(reply, &route, &parts, &mut filters, is_head);
+        let (routed, cluster_weight) = self.cfg.router.decode(&mut parts, body, request).await;
+        self.cluster_weight = cluster_weight;
+        let (upstream, cluster) = match routed {
+            Routed::Upstream(response, cluster) => (response, cluster),
+            Routed::Reply(reply) => {
+                self.count_protocol_error(&reply);
+                return self.finish_local(reply, &parts, &mut filters, is_head);
             }
-            RouteAction::Redirect(redirect) => {
-                // Envoy counts a redirect route as a direct response (rq_redirect
-                // is for internal redirects).
-                stats.rq_direct_response.inc();
-                let mut reply = LocalReply::new(redirect.status(), "", "via_route_redirect");
-                if let Ok(location) = HeaderValue::from_str(&redirect.location(&parts, &route)) {
-                    reply.headers.insert(http::header::LOCATION, location);
-                }
-                return self.finish_route_reply(reply, &route, &parts, &mut filters, is_head);
-            }
-            RouteAction::Forward(action) => action,
-        };
-        let random = crate::common::random::next_u64();
-        let picked = action.pick_cluster(&parts.headers, random);
-        self.cluster_weight = picked.and_then(|(_, edits)| edits.cloned());
-        let cluster = picked.and_then(|(name, _)| self.cfg.clusters.get()?.get(name));
-        let Some(cluster) = cluster else {
-            stats.no_cluster.inc();
-            let reply = LocalReply::new(action.cluster_not_found_response_code, "", "cluster_not_found")
-                .with_flag(ResponseFlag::NoClusterFound);
-            return self.finish_local(reply, &parts, &mut filters, is_head);
-        };
-        self.info.upstream_cluster = Some(cluster.name.clone());
-
-        // Request edits of the route, in Envoy's order: the weighted cluster's
-        // edits and host, header edits (every level, each seeing the previous
-        // ones' result), then path and host rewrites.
-        if let Some(cw) = &self.cluster_weight {
-            if !cw.request.is_empty() {
-                cw.request.apply_to_request(&mut parts, &self.info);
-            }
-            if let Some(host) = &cw.host_rewrite {
-                parts.headers.insert(http::header::HOST, host.clone());
-            }
-        }
-        if !route.request_headers.is_empty() {
-            route.request_headers.apply_to_request(&mut parts, &self.info);
-        }
-        let original_path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        if let Some(new_path) = route.rewrite_path(original_path) {
-            let original = HeaderValue::from_str(original_path);
-            if let Ok(uri) = Uri::try_from(new_path.as_str()) {
-                parts.uri = uri;
-                if let Ok(v) = original {
-                    parts.headers.insert(headers::X_ENVOY_ORIGINAL_PATH, v);
-                }
-            }
-        }
-        let new_host = match (&action.host_rewrite_literal, &action.host_rewrite_header) {
-            (Some(host), _) => HeaderValue::from_str(host).ok(),
-            // Only the first value of this untrusted header, and not an empty one.
-            (None, Some(name)) => parts.headers.get(name).filter(|v| !v.is_empty()).cloned(),
-            (None, None) => None,
-        };
-        if let Some(v) = new_host {
-            if let Some(original) = parts.headers.insert(http::header::HOST, v) {
-                parts.headers.insert(headers::X_ENVOY_ORIGINAL_HOST, original);
-            }
-        }
-        // `x-envoy-expected-rq-timeout-ms` is set per try by the router.
-        let body = match body {
-            DecodedBody::Empty => ForwardBody::Empty,
-            DecodedBody::Buffered(b, None) if b.is_empty() => ForwardBody::Empty,
-            DecodedBody::Buffered(b, None) => ForwardBody::Buffered(b),
-            // Trailers go as they came, after the body (not replayable for retries).
-            DecodedBody::Buffered(b, Some(trailers)) => ForwardBody::Once(Box::pin(
-                http_body_util::Full::new(b)
-                    .with_trailers(std::future::ready(Some(Ok(trailers))))
-                    .map_err(|never| match never {}),
-            )),
-            DecodedBody::Unread(b) => match RequestBodyStream::start(b).await {
-                Ok(b) => ForwardBody::Streaming(b),
-                Err(e) => {
-                    if e.is_protocol_error() {
-                        self.cfg.stats.downstream_cx_protocol_error.inc();
-                    }
-                    return self.finish_local(LocalReply::from_codec_error(e), &parts, &mut filters, is_head);
-                }
-            },
-        };
-        // Envoy's upstream codec sends `content-length: 0` for an empty request
-        // whose method may carry a body.
-        // (A body the buffer filter read whole goes with its length instead.)
-        let body = match body {
-            ForwardBody::Streaming(b) if b.is_end_stream() => ForwardBody::Empty,
-            other => other,
-        };
-        if self.downstream_chunked && !matches!(body, ForwardBody::Buffered(_)) {
-            parts.headers.insert(http::header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
-        } else if matches!(body, ForwardBody::Empty)
-            && !matches!(parts.method, Method::GET | Method::HEAD | Method::DELETE | Method::TRACE | Method::CONNECT)
-            && !parts.headers.contains_key(http::header::CONTENT_LENGTH)
-        {
-            parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-        }
-        if let Some(span) = &self.span {
-            span.inject_context(&mut parts.headers);
-        }
-        let forwarded =
-            upstream_request::forward(&cluster, action, &parts, body, self.cfg.buffer_limit, &mut self.info).await;
-        let upstream = match forwarded {
-            Ok(u) => u,
-            Err(reply) => {
-                // The request body failed mid-way (its codec's error): a protocol
-                // error of the connection, as Envoy counts it, unless the client
-                // just went away.
-                if reply.flag == Some(ResponseFlag::DownstreamProtocolError) && reply.details != http1::CLIENT_GONE {
-                    self.cfg.stats.downstream_cx_protocol_error.inc();
-                }
-                return self.finish_route_reply(reply, &route, &parts, &mut filters, is_head);
+            Routed::RouteReply(reply) => {
+                self.count_protocol_error(&reply);
+                return self.build_local(reply, route.as_ref(), &parts, &mut filters, is_head);
             }
         };
         let UpstreamResponse { head: mut response, mut body, host: _, service_time, active } = upstream;
-        self.upstream_response_headers(&mut response, service_time, &route, &parts);
+        self.upstream_response_headers(&mut response, service_time, route.as_ref(), &parts);
         let mut buffered = None;
         // Awaited here, not in a further async fn: the upstream response is not
         // moved into another future (measured: +2 % instructions per request).
@@ -695,7 +576,7 @@ impl Stream {
                 Ok(whole) => buffered = whole,
                 Err(reply) => {
                     drop(body);
-                    return self.build_local(*reply, Some(&route), &parts, &mut [], false);
+                    return self.build_local(*reply, route.as_ref(), &parts, &mut [], false);
                 }
             }
         }
@@ -709,7 +590,7 @@ impl Stream {
         &mut self,
         response: &mut http::response::Parts,
         service_time: Duration,
-        route: &Arc<Route>,
+        route: Option<&Arc<Route>>,
         request: &http::request::Parts,
     ) {
         self.info.first_upstream_rx = Some(self.info.start.elapsed());
@@ -718,7 +599,7 @@ impl Stream {
         response
             .headers
             .insert(headers::X_ENVOY_UPSTREAM_SERVICE_TIME, headers::number_value(service_time.as_millis() as u64));
-        self.apply_response_headers(response, Some(route), request);
+        self.apply_response_headers(response, route, request);
     }
 
     fn finish_upstream(
@@ -762,18 +643,12 @@ impl Stream {
         Ok(Some((data, trailers)))
     }
 
-    /// A reply from the route itself (direct response, redirect): the route's
-    /// response header edits apply.
-    fn finish_route_reply(
-        self,
-        reply: LocalReply,
-        route: &Arc<Route>,
-        request: &http::request::Parts,
-        filters: &mut [Box<dyn StreamFilter>],
-        is_head: bool,
-    ) -> Response<ResponseBody> {
-        let route = route.clone();
-        self.build_local(reply, Some(&route), request, filters, is_head)
+    /// A failed request body (its codec's error) is a protocol error of the
+    /// connection, as Envoy counts it, unless the client just went away.
+    fn count_protocol_error(&self, reply: &LocalReply) {
+        if reply.flag == Some(ResponseFlag::DownstreamProtocolError) && reply.details != http1::CLIENT_GONE {
+            self.cfg.stats.downstream_cx_protocol_error.inc();
+        }
     }
 
     fn finish_local(

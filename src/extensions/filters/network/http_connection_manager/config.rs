@@ -19,16 +19,13 @@ use super::stats::{HcmListenerStats, HcmStats, Http1CodecStats};
 use crate::access_log::{self, AccessLogger};
 use crate::config::{self, ConfigError, FieldPath};
 use crate::extensions::filters::http::filter::StreamFilterFactory;
+use crate::extensions::filters::http::router::{self, Router};
 use crate::extensions::{self, FactoryContext, HttpFilterContext};
 use crate::formatter::HeadersUsed;
 use crate::http::http2::{Http2Options, LazyHttp2Stats};
 use crate::router::{RouteBuildContext, RouteTable};
 use crate::runtime::Fraction;
-use crate::thread_local::Slot;
 use crate::tracing::{CustomTag, HcmTracing, OperationName, Sampling, TracingStats};
-use crate::upstream::ThreadLocalClusterManager;
-
-pub const ROUTER_FILTER_TYPE: &str = "envoy.extensions.filters.http.router.v3.Router";
 
 /// `server_header_transformation`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +117,8 @@ pub struct HcmConfig {
     pub access_logs: Vec<Arc<dyn AccessLogger>>,
     /// The headers the access logs read: what a stream keeps for its log line.
     pub log_headers: HeadersUsed,
-    pub clusters: Slot<ThreadLocalClusterManager>,
+    /// `envoy.filters.http.router`, the last of `http_filters`.
+    pub router: Router,
     /// The server's drain: close connections after their current request, and
     /// idle ones once the drain time is over.
     pub drain: crate::network::DrainWatch,
@@ -350,7 +348,7 @@ impl HcmConfig {
             default_host_for_http_10,
             access_logs,
             log_headers,
-            clusters: clusters.clone(),
+            router: Router::new(store, &format!("http.{}.", p.stat_prefix), clusters.clone(), listener_buffer_limit),
             drain: drain.clone(),
             tracing,
         })
@@ -413,7 +411,7 @@ fn http_filters(
             return Err(fp.field_error("typed_config", format!("HTTP filter '{}' needs a typed_config", f.name)));
         };
         fp.push_field("typed_config");
-        let is_router = config::descriptor::type_name(&any.type_url) == ROUTER_FILTER_TYPE;
+        let is_router = config::descriptor::type_name(&any.type_url) == router::CONFIG_TYPE;
         match (is_router, i + 1 == n) {
             (true, true) => {}
             (true, false) => {

@@ -23,8 +23,9 @@ use http::{HeaderMap, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Body;
 
-use crate::extensions::filters::http::filter::{DataStatus, EncodeStatus, FilterStatus, StreamContext, StreamFilter};
-use crate::http::body::RequestBody;
+use crate::extensions::filters::http::filter::{
+    DataStatus, DecodedBody, EncodeStatus, FilterStatus, StreamContext, StreamFilter,
+};
 use crate::http::local_reply::LocalReply;
 use crate::router::Route;
 use crate::stream_info::{ResponseFlag, StreamInfo};
@@ -32,17 +33,6 @@ use crate::stream_info::{ResponseFlag, StreamInfo};
 /// A stream's filter instances, in config order (or the first few of them: those
 /// that saw the request see the reply to it).
 pub(super) type Filters = [Box<dyn StreamFilter>];
-
-/// What the decoder filters left for the router (`B`: the request body type, a
-/// codec's `RequestBody` but for tests).
-pub(super) enum DecodedBody<B = RequestBody> {
-    /// No body.
-    Empty,
-    /// Read whole through the filters (some filter stopped the headers).
-    Buffered(Bytes, Option<HeaderMap>),
-    /// Not read yet: it streams to the upstream.
-    Unread(B),
-}
 
 /// Why the decoder filters answered the request themselves.
 pub(super) struct DecodeStop {

@@ -1,10 +1,12 @@
-//! `http.<stat_prefix>.*`: the connection manager's and the router's stats.
+//! `http.<stat_prefix>.*`: the connection manager's stats (the router's are in
+//! `extensions::filters::http::router`, under the same prefix).
 
 use crate::define_stats;
 
 define_stats! {
-    /// Envoy's `ALL_HTTP_CONN_MAN_STATS` subset that Courier maintains, plus the
-    /// router's `http.<prefix>.no_route` family.
+    /// Envoy's `ALL_HTTP_CONN_MAN_STATS` subset that Courier maintains, and the
+    /// router's `rq_reset_after_downstream_response_started`, which the codec
+    /// loops see (the response was already under way when its body failed).
     #[derive(Debug)]
     pub struct HcmStats {
         counter downstream_cx_total,
@@ -45,13 +47,7 @@ define_stats! {
         counter downstream_rq_failed_path_normalization,
         counter downstream_rq_redirected_with_normalized_path,
         counter downstream_rq_response_before_rq_complete,
-        counter no_route,
-        counter no_cluster,
-        counter rq_direct_response,
-        counter rq_redirect,
-        counter rq_total,
         counter rq_reset_after_downstream_response_started,
-        counter rq_overload_local_reply,
         counter rs_too_large,
         gauge downstream_cx_active,
         gauge downstream_cx_http1_active,
