@@ -18,7 +18,7 @@ use super::filter_manager::{self, Encoder, StreamState};
 use super::path_normalization::Outcome;
 use super::response_body::{self, ReadWholeError, ResponseBody, StreamCompletion};
 use crate::extensions::filters::http::filter::{DecodedBody, StreamFilter};
-use crate::extensions::filters::http::router::{RouterRequest, Routed};
+use crate::extensions::filters::http::router::{Routed, RouterRequest};
 use crate::formatter::{FormatContext, HeaderLookup, KeptHeaders};
 use crate::http::body::RequestBody;
 use crate::http::local_reply::LocalReply;
@@ -178,8 +178,44 @@ pub async fn handle(
             return stream.finish_local(*stop.reply, &parts, &mut filters[..stop.filters_run], is_head);
         }
     };
-    // The router: the terminal stage.
-    stream.route_request(parts, decoded, filters, is_head).await
+    // The router, the terminal decoder filter, awaited here rather than in a
+    // further async fn: its future (with the upstream request's) is not moved once
+    // more, nor is the upstream response (measured: one more level cost +1.3 %
+    // instructions per request, mostly memcpy).
+    let route = stream.route.clone();
+    let request = RouterRequest {
+        route: route.as_ref(),
+        info: &mut stream.info,
+        span: stream.span.as_deref(),
+        downstream_chunked: stream.downstream_chunked,
+    };
+    let (routed, cluster_weight) = cfg.router.decode(&mut parts, decoded, request).await;
+    stream.cluster_weight = cluster_weight;
+    let (upstream, cluster) = match routed {
+        Routed::Upstream(response, cluster) => (response, cluster),
+        Routed::Reply(reply) => {
+            stream.count_protocol_error(&reply);
+            return stream.finish_local(reply, &parts, &mut filters, is_head);
+        }
+        Routed::RouteReply(reply) => {
+            stream.count_protocol_error(&reply);
+            return stream.build_local(reply, route.as_ref(), &parts, &mut filters, is_head);
+        }
+    };
+    let UpstreamResponse { head: mut response, mut body, host: _, service_time, active } = upstream;
+    stream.upstream_response_headers(&mut response, service_time, route.as_ref(), &parts);
+    let mut buffered = None;
+    if !filters.is_empty() {
+        match stream.encode_upstream(&mut response, &parts, &mut filters, &mut body).await {
+            Ok(whole) => buffered = whole,
+            Err(reply) => {
+                drop(body);
+                return stream.build_local(*reply, route.as_ref(), &parts, &mut [], false);
+            }
+        }
+    }
+    let body = UpstreamBody { body, buffered, active, cluster };
+    stream.finish_upstream(response, body, parts)
 }
 
 /// Envoy's response code details for a QUERY request without a content-type.
@@ -535,53 +571,6 @@ impl Stream {
                 h.entry(headers::X_REQUEST_ID).or_insert_with(headers::uuid_v4);
             }
         }
-    }
-
-    /// The router (`envoy.filters.http.router`), the terminal decoder filter, then
-    /// the response it brings through the encoder filters.
-    async fn route_request(
-        mut self,
-        mut parts: http::request::Parts,
-        body: DecodedBody,
-        mut filters: Vec<Box<dyn StreamFilter>>,
-        is_head: bool,
-    ) -> Response<ResponseBody> {
-        let route = self.route.clone();
-        let request = RouterRequest {
-            route: route.as_ref(),
-            info: &mut self.info,
-            span: self.span.as_deref(),
-            downstream_chunked: self.downstream_chunked,
-        };
-        let (routed, cluster_weight) = self.cfg.router.decode(&mut parts, body, request).await;
-        self.cluster_weight = cluster_weight;
-        let (upstream, cluster) = match routed {
-            Routed::Upstream(response, cluster) => (response, cluster),
-            Routed::Reply(reply) => {
-                self.count_protocol_error(&reply);
-                return self.finish_local(reply, &parts, &mut filters, is_head);
-            }
-            Routed::RouteReply(reply) => {
-                self.count_protocol_error(&reply);
-                return self.build_local(reply, route.as_ref(), &parts, &mut filters, is_head);
-            }
-        };
-        let UpstreamResponse { head: mut response, mut body, host: _, service_time, active } = upstream;
-        self.upstream_response_headers(&mut response, service_time, route.as_ref(), &parts);
-        let mut buffered = None;
-        // Awaited here, not in a further async fn: the upstream response is not
-        // moved into another future (measured: +2 % instructions per request).
-        if !filters.is_empty() {
-            match self.encode_upstream(&mut response, &parts, &mut filters, &mut body).await {
-                Ok(whole) => buffered = whole,
-                Err(reply) => {
-                    drop(body);
-                    return self.build_local(*reply, route.as_ref(), &parts, &mut [], false);
-                }
-            }
-        }
-        let body = UpstreamBody { body, buffered, active, cluster };
-        self.finish_upstream(response, body, parts)
     }
 
     /// What the connection manager does to an upstream response's headers before
