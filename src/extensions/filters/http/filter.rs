@@ -163,7 +163,10 @@ pub trait StreamFilter {
     }
 
     /// A piece of the request body; `end_stream`: it is the last (the request has
-    /// no trailers). May be called with empty data to carry `end_stream`.
+    /// no trailers). May be called with empty data to carry `end_stream`. Called
+    /// only when some decoder filter stopped the headers for the body (which is
+    /// then read through the filters); otherwise the body streams to the upstream
+    /// unseen.
     fn decode_data(&mut self, data: &mut Bytes, end_stream: bool, cx: &mut StreamContext<'_>) -> DataStatus {
         let _ = (data, end_stream, cx);
         DataStatus::Continue
@@ -186,7 +189,11 @@ pub trait StreamFilter {
         EncodeStatus::Continue
     }
 
-    /// A piece of the response body, as `decode_data`.
+    /// A piece of the response body, as `decode_data`. Called for every piece as
+    /// the body streams (the headers are already written: a `send_local_reply`
+    /// or a hold over the buffer limit resets the stream), or on the whole body
+    /// when an encoder filter stopped the headers for it or the body is a local
+    /// reply's.
     fn encode_data(&mut self, data: &mut Bytes, end_stream: bool, cx: &mut StreamContext<'_>) -> DataStatus {
         let _ = (data, end_stream, cx);
         DataStatus::Continue

@@ -14,9 +14,9 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Body;
 
 use super::config::{HcmConfig, ServerHeader, UnderscoreAction};
-use super::filter_manager::{self, Encoder, StreamState};
+use super::filter_manager::{self, Encoder, StreamState, StreamingEncoder};
 use super::path_normalization::Outcome;
-use super::response_body::{self, ReadWholeError, ResponseBody, StreamCompletion};
+use super::response_body::{self, EncodeAborted, ReadWholeError, ResponseBody, StreamCompletion};
 use crate::extensions::filters::http::filter::{DecodedBody, StreamFilter};
 use crate::extensions::filters::http::router::{Routed, RouterRequest};
 use crate::formatter::{FormatContext, HeaderLookup, KeptHeaders};
@@ -207,6 +207,12 @@ pub async fn handle(
     let mut buffered = None;
     if !filters.is_empty() {
         match stream.encode_upstream(&mut response, &parts, &mut filters, &mut body).await {
+            Ok(None) => {
+                // No filter read the body whole: it streams through them.
+                let limit = u64::from(cfg.buffer_limit);
+                stream.streaming_encoder =
+                    Some(StreamingEncoder::new(std::mem::take(&mut filters), route.clone(), limit));
+            }
             Ok(whole) => buffered = whole,
             Err(reply) => {
                 drop(body);
@@ -361,6 +367,8 @@ struct Stream {
     span: Option<Box<dyn Span>>,
     /// The route's decorator operation an ingress response carries.
     decorated_operation: Option<HeaderValue>,
+    /// The encoder filters an upstream response body streams through.
+    streaming_encoder: Option<StreamingEncoder>,
 }
 
 impl Stream {
@@ -387,6 +395,7 @@ impl Stream {
             request_parsed: true,
             span: None,
             decorated_operation: None,
+            streaming_encoder: None,
         }
     }
 
@@ -744,7 +753,13 @@ impl Stream {
             return Ok(body);
         }
         let mut encoder = self.encoder(filters, request);
-        let Some(stopped) = encoder.headers(parts, body.is_empty())? else { return Ok(body) };
+        let end_stream = body.is_empty();
+        // The whole body is at hand: where no filter stopped the headers for it,
+        // it goes through every filter at once.
+        let stopped = encoder.headers(parts, end_stream)?.unwrap_or(encoder.filters.len() - 1);
+        if end_stream {
+            return Ok(body);
+        }
         let (body, _) = encoder.body(parts, stopped, body, None).inspect_err(|r| self.count_encode_failure(r))?;
         set_content_length(parts, body.len());
         Ok(body)
@@ -829,6 +844,7 @@ impl Stream {
             upstream,
             body_bytes: self.body_bytes,
             span: self.span,
+            streaming_encoder: self.streaming_encoder,
         })
     }
 }
@@ -855,6 +871,8 @@ struct LogSnapshot {
 
 struct Completion {
     body_bytes: Option<Rc<Cell<u64>>>,
+    /// The encoder filters, when the response body streams through them.
+    streaming_encoder: Option<StreamingEncoder>,
     cfg: Arc<HcmConfig>,
     info: StreamInfo,
     log: Option<LogSnapshot>,
@@ -863,6 +881,18 @@ struct Completion {
 }
 
 impl Completion {
+    /// An encoder filter's reply (or a held body over the limit) after the
+    /// response headers went out: Envoy resets the stream; the reply is only
+    /// counted and logged.
+    fn abort_encoding(&mut self, reply: &LocalReply) -> EncodeAborted {
+        if reply.details == filter_manager::RESPONSE_TOO_LARGE {
+            self.cfg.stats.rs_too_large.inc();
+        }
+        self.info.response_code_details = reply.details;
+        self.streaming_encoder = None;
+        EncodeAborted
+    }
+
     fn finish_span(&mut self) {
         if let Some(span) = self.span.take() {
             http_tracer::finish(span, &self.info);
@@ -887,6 +917,20 @@ impl Completion {
 }
 
 impl StreamCompletion for Completion {
+    fn encodes_body(&self) -> bool {
+        self.streaming_encoder.is_some()
+    }
+
+    fn encode_data(&mut self, data: Bytes, end_stream: bool) -> Result<Bytes, EncodeAborted> {
+        let Some(encoder) = &mut self.streaming_encoder else { return Ok(data) };
+        encoder.data(&mut self.info, data, end_stream).map_err(|reply| self.abort_encoding(&reply))
+    }
+
+    fn encode_trailers(&mut self, trailers: &mut HeaderMap) -> Result<Bytes, EncodeAborted> {
+        let Some(encoder) = &mut self.streaming_encoder else { return Ok(Bytes::new()) };
+        encoder.trailers(&mut self.info, trailers).map_err(|reply| self.abort_encoding(&reply))
+    }
+
     fn downstream_reset(mut self: Box<Self>) {
         // No response went out: Envoy logs code 0. A request body cut off by the
         // client's reset made the router reply "protocol error"; that reply was

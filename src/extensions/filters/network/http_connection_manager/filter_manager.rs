@@ -226,6 +226,44 @@ impl Encoder<'_> {
     }
 }
 
+/// The encoder filters on a response body that streams (none of them stopped
+/// the headers): each piece goes through them as it arrives and what they let
+/// through is written at once; a filter that holds data (`StopIterationAndBuffer`)
+/// keeps it, within the buffer limit, until it continues or the body ends. The
+/// headers are gone by then, so a filter's reply or a body over the limit can only
+/// end the stream (`Err`).
+pub(super) struct StreamingEncoder {
+    filters: Vec<Box<dyn StreamFilter>>,
+    route: Option<Arc<Route>>,
+    pass: DataIteration,
+}
+
+impl StreamingEncoder {
+    pub fn new(filters: Vec<Box<dyn StreamFilter>>, route: Option<Arc<Route>>, buffer_limit: u64) -> StreamingEncoder {
+        let pass = DataIteration::new(Direction::Encode, 0..filters.len(), buffer_limit);
+        StreamingEncoder { filters, route, pass }
+    }
+
+    /// `chunk` through the filters (`end`: the body ends with it); what they let
+    /// through now, possibly nothing.
+    pub fn data(&mut self, info: &mut StreamInfo, chunk: Bytes, end: bool) -> Result<Bytes, Box<LocalReply>> {
+        let env = Env { route: self.route.as_ref(), info, request_headers: None };
+        let start = self.pass.range.start;
+        self.pass
+            .data(&mut self.filters, env, start, chunk, end)
+            .map_err(|s| Box::new(s.into_reply(Direction::Encode)))?;
+        Ok(self.pass.out.split().freeze())
+    }
+
+    /// The trailers through the filters, which end the body; the data a filter
+    /// held until then.
+    pub fn trailers(&mut self, info: &mut StreamInfo, trailers: &mut HeaderMap) -> Result<Bytes, Box<LocalReply>> {
+        let env = Env { route: self.route.as_ref(), info, request_headers: None };
+        self.pass.trailers(&mut self.filters, env, trailers).map_err(|s| Box::new(s.into_reply(Direction::Encode)))?;
+        Ok(self.pass.out.split().freeze())
+    }
+}
+
 /// Envoy's response code details for a request body over the buffer limit.
 pub(super) const REQUEST_TOO_LARGE: &str = "request_payload_too_large";
 
@@ -726,5 +764,45 @@ mod tests {
         assert_eq!(enc.headers(&mut parts, false).expect("no reply"), Some(0));
         let reply = enc.body(&mut parts, 0, Bytes::from_static(b"xy"), None).expect_err("over the limit");
         assert_eq!((reply.status, reply.details), (StatusCode::INTERNAL_SERVER_ERROR, RESPONSE_TOO_LARGE));
+    }
+
+    /// A streamed response body goes through the encoder filters piece by piece,
+    /// last filter first; a filter that holds data releases it all at the end.
+    #[test]
+    fn a_streamed_response_body_goes_through_the_filters_piece_by_piece() {
+        let log = Log::default();
+        let filters = vec![
+            Probe::boxed("a", &log, |p| p.uppercase = true),
+            Probe::boxed("b", &log, |p| p.buffer_until_end = true),
+        ];
+        let mut info = info();
+        let mut enc = StreamingEncoder::new(filters, None, 1024);
+        assert_eq!(enc.data(&mut info, Bytes::from_static(b"ab"), false).expect("passes"), "");
+        assert_eq!(enc.data(&mut info, Bytes::from_static(b"cd"), false).expect("passes"), "");
+        assert_eq!(enc.data(&mut info, Bytes::new(), true).expect("passes"), "ABCD");
+        assert_eq!(
+            *log.borrow(),
+            ["b:encode_data(ab,false)", "b:encode_data(cd,false)", "b:encode_data(,true)", "a:encode_data(abcd,true)"]
+        );
+
+        let log = Log::default();
+        let filters = vec![Probe::boxed("a", &log, |p| p.uppercase = true)];
+        let mut enc = StreamingEncoder::new(filters, None, 1024);
+        assert_eq!(enc.data(&mut info, Bytes::from_static(b"ab"), false).expect("passes"), "AB");
+        let mut trailers = HeaderMap::new();
+        assert_eq!(enc.trailers(&mut info, &mut trailers).expect("passes"), "");
+    }
+
+    /// Held data over the buffer limit after the headers went out: the reply says
+    /// why, and the caller resets the stream.
+    #[test]
+    fn a_streamed_response_held_over_the_limit_fails() {
+        let log = Log::default();
+        let filters = vec![Probe::boxed("a", &log, |p| p.buffer_until_end = true)];
+        let mut info = info();
+        let mut enc = StreamingEncoder::new(filters, None, 3);
+        assert_eq!(enc.data(&mut info, Bytes::from_static(b"ab"), false).expect("held"), "");
+        let reply = enc.data(&mut info, Bytes::from_static(b"cd"), false).expect_err("over the limit");
+        assert_eq!(reply.details, RESPONSE_TOO_LARGE);
     }
 }

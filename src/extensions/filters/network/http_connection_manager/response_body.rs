@@ -15,6 +15,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use hyper::body::{Body, Frame, SizeHint};
 
+use crate::http::http1::client_connection::BodyFailure;
 use crate::upstream::conn_pool::UpstreamResponseBody;
 use crate::upstream::http1_conn_pool::{Http1ResponseBody, UpstreamBodyError};
 use crate::upstream::http2_conn_pool::Http2ResponseBody;
@@ -29,7 +30,32 @@ pub trait StreamCompletion {
     /// sent (Envoy's downstream reset, `DC`); the stream is not counted as
     /// completed.
     fn downstream_reset(self: Box<Self>);
+
+    /// Whether the stream's encoder filters see its body as it streams (it has
+    /// some, and none of them read the body whole).
+    fn encodes_body(&self) -> bool {
+        false
+    }
+
+    /// A piece of the body through the encoder filters (`end_stream`: the last):
+    /// what they let through now, possibly nothing.
+    fn encode_data(&mut self, data: Bytes, end_stream: bool) -> Result<Bytes, EncodeAborted> {
+        let _ = end_stream;
+        Ok(data)
+    }
+
+    /// The trailers through the encoder filters, which end the body: the data a
+    /// filter held until then.
+    fn encode_trailers(&mut self, trailers: &mut HeaderMap) -> Result<Bytes, EncodeAborted> {
+        let _ = trailers;
+        Ok(Bytes::new())
+    }
 }
+
+/// An encoder filter ended a streaming response after its headers went out (its
+/// own reply, or a body held over the buffer limit): the stream is reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncodeAborted;
 
 enum Source {
     Local(Option<Bytes>),
@@ -49,19 +75,26 @@ pub struct ResponseBody {
     /// Boxed: rare, and the body moves several times per request.
     trailers: Option<Box<HeaderMap>>,
     completion: Option<Box<dyn StreamCompletion>>,
+    /// The encoder filters see each piece of an upstream body (`encodes_body`).
+    filtered: bool,
+    /// With `filtered`: the filters have seen the body's end.
+    filters_ended: bool,
+    /// With `filtered`: trailers that wait while data a filter released at them
+    /// goes out first.
+    pending_trailers: Option<Box<HeaderMap>>,
 }
 
 impl ResponseBody {
     /// A body Courier made itself.
     pub fn local(bytes: Bytes, completion: Box<dyn StreamCompletion>) -> ResponseBody {
         let source = Source::Local((!bytes.is_empty()).then_some(bytes));
-        ResponseBody { source, sent: 0, trailers: None, completion: Some(completion) }
+        ResponseBody::new(source, completion)
     }
 
     /// A body the encoder filters buffered whole.
     pub fn buffered(data: Bytes, trailers: Option<HeaderMap>, completion: Box<dyn StreamCompletion>) -> ResponseBody {
         let source = Source::Buffered((!data.is_empty()).then_some(data), trailers.map(Box::new));
-        ResponseBody { source, sent: 0, trailers: None, completion: Some(completion) }
+        ResponseBody::new(source, completion)
     }
 
     /// An upstream response body; its connection returns to the pool when the
@@ -71,7 +104,20 @@ impl ResponseBody {
             UpstreamResponseBody::Http1(b) => Source::Upstream(b),
             UpstreamResponseBody::Http2(b) => Source::Upstream2(b),
         };
-        ResponseBody { source, sent: 0, trailers: None, completion: Some(completion) }
+        ResponseBody::new(source, completion)
+    }
+
+    fn new(source: Source, completion: Box<dyn StreamCompletion>) -> ResponseBody {
+        let filtered = matches!(source, Source::Upstream(_) | Source::Upstream2(_)) && completion.encodes_body();
+        ResponseBody {
+            source,
+            sent: 0,
+            trailers: None,
+            completion: Some(completion),
+            filtered,
+            filters_ended: false,
+            pending_trailers: None,
+        }
     }
 
     /// Ends the stream as reset by the client: nothing is written.
@@ -94,15 +140,7 @@ impl Body for ResponseBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        let polled = match &mut this.source {
-            Source::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Source::Buffered(data, trailers) => Poll::Ready(match data.take() {
-                Some(b) => Some(Ok(Frame::data(b))),
-                None => trailers.take().map(|t| Ok(Frame::trailers(*t))),
-            }),
-            Source::Upstream(body) => Pin::new(body).poll_frame(cx),
-            Source::Upstream2(body) => Pin::new(body).poll_frame(cx),
-        };
+        let polled = if this.filtered { this.poll_filtered(cx) } else { this.source.poll(cx) };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
@@ -119,21 +157,110 @@ impl Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.source {
+        let source_ended = match &self.source {
             Source::Local(b) => b.is_none(),
             Source::Buffered(b, t) => b.is_none() && t.is_none(),
             Source::Upstream(body) => body.is_end_stream(),
             Source::Upstream2(body) => body.is_end_stream(),
-        }
+        };
+        // The filters may still have data to release at the end.
+        source_ended && (!self.filtered || (self.filters_ended && self.pending_trailers.is_none()))
     }
 
     fn size_hint(&self) -> SizeHint {
+        if self.filtered {
+            // The filters may change the length (a compressor): it is not known.
+            return SizeHint::default();
+        }
         match &self.source {
             Source::Local(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Source::Local(None) => SizeHint::with_exact(0),
             Source::Buffered(b, _) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Source::Upstream(body) => body.size_hint(),
             Source::Upstream2(body) => body.size_hint(),
+        }
+    }
+}
+
+type Polled = Poll<Option<Result<Frame<Bytes>, UpstreamBodyError>>>;
+
+impl Source {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Polled {
+        match self {
+            Source::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Source::Buffered(data, trailers) => Poll::Ready(match data.take() {
+                Some(b) => Some(Ok(Frame::data(b))),
+                None => trailers.take().map(|t| Ok(Frame::trailers(*t))),
+            }),
+            Source::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Source::Upstream2(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn upstream_ended(&self) -> bool {
+        match self {
+            Source::Upstream(body) => body.is_end_stream(),
+            Source::Upstream2(body) => body.is_end_stream(),
+            Source::Local(_) | Source::Buffered(..) => false,
+        }
+    }
+}
+
+impl ResponseBody {
+    /// The upstream body through the encoder filters, piece by piece: a piece
+    /// they hold is not written (the source is polled again), data they release
+    /// at the end or at the trailers goes out before the end or the trailers.
+    fn poll_filtered(&mut self, cx: &mut Context<'_>) -> Polled {
+        let aborted = || Poll::Ready(Some(Err(UpstreamBodyError(BodyFailure::Reset))));
+        if let Some(t) = self.pending_trailers.take() {
+            return Poll::Ready(Some(Ok(Frame::trailers(*t))));
+        }
+        let ResponseBody { source, completion, filters_ended, pending_trailers, .. } = self;
+        let Some(completion) = completion.as_mut() else { return source.poll(cx) };
+        loop {
+            if *filters_ended {
+                return Poll::Ready(None);
+            }
+            let frame = match std::task::ready!(source.poll(cx)) {
+                Some(Ok(frame)) => frame,
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => {
+                    *filters_ended = true;
+                    match completion.encode_data(Bytes::new(), true) {
+                        Ok(data) if !data.is_empty() => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                        Ok(_) => return Poll::Ready(None),
+                        Err(EncodeAborted) => return aborted(),
+                    }
+                }
+            };
+            let frame = match frame.into_data() {
+                Ok(data) => {
+                    let end = source.upstream_ended();
+                    *filters_ended = end;
+                    match completion.encode_data(data, end) {
+                        // Never an empty data frame: HTTP/1 chunking would read it as the end.
+                        Ok(data) if data.is_empty() && !end => continue,
+                        Ok(data) if data.is_empty() => return Poll::Ready(None),
+                        Ok(data) => Frame::data(data),
+                        Err(EncodeAborted) => return aborted(),
+                    }
+                }
+                Err(frame) => match frame.into_trailers() {
+                    Ok(mut trailers) => {
+                        *filters_ended = true;
+                        match completion.encode_trailers(&mut trailers) {
+                            Ok(held) if held.is_empty() => Frame::trailers(trailers),
+                            Ok(held) => {
+                                *pending_trailers = Some(Box::new(trailers));
+                                Frame::data(held)
+                            }
+                            Err(EncodeAborted) => return aborted(),
+                        }
+                    }
+                    Err(_) => continue,
+                },
+            };
+            return Poll::Ready(Some(Ok(frame)));
         }
     }
 }
