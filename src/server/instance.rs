@@ -514,10 +514,6 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
     r
 }
 
-/// How long idle connections may stay open once the drain starts: the HTTP
-/// connection manager's `drain_timeout` default in Envoy.
-const IDLE_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// How long connections closed at the end of the drain get to finish closing
 /// (their lingering close) before the process exits.
 const CLOSE_IDLE_WAIT: Duration = Duration::from_secs(3);
@@ -562,7 +558,14 @@ async fn main_loop(
     server.runtime.watch_disk_layers();
     let lm = &server.listener_manager;
     let inherited = lm.inheritable_addresses().into_iter().map(|a| (a, handoff::inherit(parent.as_ref(), a))).collect();
-    lm.start_workers(&server.workers, &server.total_connections, inherited, handoff_listener.is_some()).await?;
+    lm.start_workers(
+        &server.workers,
+        &server.total_connections,
+        inherited,
+        handoff_listener.is_some(),
+        Duration::from_secs(server.options.drain_time_s),
+    )
+    .await?;
     if !server.listener_manager.is_stopped() {
         server.state.set(ServerState::Live);
     }
@@ -637,7 +640,7 @@ async fn main_loop(
     // (Envoy's default, 5 s) to send a last request, answered with
     // `connection: close`; then they close, so that one idle client does not
     // hold the process for the whole drain time (past an orchestrator's grace).
-    wait_for_connections(&server, started + drain_time.min(IDLE_DRAIN_TIMEOUT)).await;
+    wait_for_connections(&server, started + drain_time.min(crate::network::drain::IDLE_DRAIN_GRACE)).await;
     server.drain.send_replace(DrainPhase::CloseIdle);
     // Requests still in flight finish within the drain time.
     wait_for_connections(&server, started + drain_time).await;
