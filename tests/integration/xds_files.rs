@@ -305,3 +305,29 @@ fn a_config_source_other_than_a_file_is_refused_naming_the_field() {
     assert!(!ok);
     assert!(out.contains("node 'id' and 'cluster' are required"), "{out}");
 }
+
+/// `examples/xds-files/` as a user runs it (its ports and backend moved to
+/// free ones): it serves, and an edited `lds.yaml` moved into place applies.
+#[test]
+fn the_example_serves_and_applies_an_edited_file() {
+    let up = http_upstream("backend");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/xds-files");
+    let read = |name: &str| std::fs::read_to_string(example.join(name)).expect("example file");
+    let dir = TempDir::new("xds-example");
+    let d = dir.0.display().to_string();
+    let bootstrap =
+        read("bootstrap.yaml").replace("examples/xds-files", &d).replace("port_value: 9901", "port_value: 0");
+    let cds = read("cds.yaml")
+        .replace("address: localhost, port_value: 8080", &format!("address: 127.0.0.1, port_value: {}", up.port()));
+    let lds = read("lds.yaml").replace("address: 0.0.0.0, port_value: 10000", "address: 127.0.0.1, port_value: 0");
+    dir.file("cds.yaml", &cds);
+    dir.file("lds.yaml", &lds);
+    let c = Courier::start(&bootstrap, 1);
+    let addr = c.listener("web");
+    assert_eq!(Client::connect(addr).get("/").seen().upstream(), "backend");
+    let edited = lds.replace("version_info: \"1\"", "version_info: \"2\"").replace("prefix: \"/\"", "prefix: \"/api\"");
+    swap_in(&dir.0, "lds.yaml", &edited);
+    c.wait_stat("listener_manager.lds.update_success", |v| v == 2);
+    assert_eq!(Client::connect(addr).get("/").status, 404);
+    assert_eq!(Client::connect(addr).get("/api").seen().upstream(), "backend");
+}
