@@ -331,3 +331,32 @@ fn the_example_serves_and_applies_an_edited_file() {
     assert_eq!(Client::connect(addr).get("/").status, 404);
     assert_eq!(Client::connect(addr).get("/api").seen().upstream(), "backend");
 }
+
+#[test]
+fn a_replaced_cluster_finishes_its_requests_in_flight_and_new_ones_go_to_the_new_one() {
+    let gate = Gate::new();
+    let (old, new) = (holding_upstream("old", &gate), http_upstream("new"));
+    let dir = TempDir::new("xds-replace-cluster");
+    dir.file("cds.yaml", &discovery(CLUSTER, "1", &[static_cluster("up", &[old.port()])]));
+    dir.file("lds.yaml", &discovery(LISTENER, "1", &[web_listener("web", "", "up")]));
+    let mut c = start(&dir, "", 2);
+    let addr = c.listener("web");
+    let mut held = Client::connect(addr);
+    held.send_raw(&Client::encode_request("GET", "/", &[("x-test-hold", "1")], b""));
+    gate.wait_held(1);
+
+    swap_in(&dir.0, "cds.yaml", &discovery(CLUSTER, "2", &[static_cluster("up", &[new.port()])]));
+    c.wait_stat("cluster_manager.cds.update_success", |v| v == 2);
+    assert_eq!(counter(&c, "cluster_manager.cluster_modified"), 1);
+    assert_eq!(Client::connect(addr).get("/").seen().upstream(), "new");
+    gate.open();
+    let response = held.read_response(false);
+    assert_eq!((response.status, response.text().as_str()), (200, "old"));
+    // The old cluster's pool is gone with it: no connection to `old` stays.
+    c.wait_stat("cluster.up.upstream_cx_active", |v| v == 1);
+
+    // Shutdown stops the LDS listener too (no kept copy holds its socket).
+    drop(held);
+    c.send_signal(libc::SIGTERM);
+    assert!(c.wait_exit(Duration::from_secs(15)).success());
+}
