@@ -183,6 +183,12 @@ fn a_rejected_update_keeps_the_running_config_and_is_counted() {
     assert!(c.log().contains("has duplicate address"), "{}", c.log());
     assert_eq!(counter(&c, "listener_manager.total_listeners_active"), 1);
 
+    // A listener with no name could never be replaced nor removed.
+    let nameless = web_listener("", "", "a");
+    swap_in(&dir.0, "lds.yaml", &discovery(LISTENER, "4", &[web_listener("web", "", "a"), nameless]));
+    c.wait_stat("listener_manager.lds.update_rejected", |v| v == 3);
+    assert!(c.log().contains("resources[1].name: a listener from LDS needs a name"), "{}", c.log());
+
     // A file that does not parse is a failure, not a rejection, as in Envoy.
     swap_in(&dir.0, "cds.yaml", "resources: [");
     c.wait_stat("cluster_manager.cds.update_failure", |v| v == 1);

@@ -87,6 +87,11 @@ impl ResourceApi for LdsApi {
         let mut built = Vec::with_capacity(changed.len());
         for (i, r) in &changed {
             let path = resource_path(*i);
+            // Envoy names such a listener with a random UUID, which a later
+            // update cannot name to replace or remove it: refused here.
+            if r.name.is_empty() {
+                return Err(path.field_error("name", "a listener from LDS needs a name"));
+            }
             let listener = Listener::decode(r.encoded.as_slice())
                 .map_err(|e| path.error(format!("cannot decode the listener: {e}")))?;
             let old =
