@@ -63,15 +63,6 @@ struct DynamicListener {
     sockets: Vec<Vec<TcpListener>>,
 }
 
-/// Whether `add_or_update` added a listener or replaced one, and how: Envoy
-/// updates a listener in place when only its filter chains changed (the
-/// changed chains' connections drain), and otherwise drains the whole old one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListenerChange {
-    Added,
-    Modified { in_place: bool },
-}
-
 /// What running listeners added after start-up need: the workers, the server's
 /// connection gauge and `--drain-time-s`.
 #[derive(Debug, Clone)]
@@ -187,16 +178,16 @@ impl ListenerManager {
     /// Adds an LDS listener, or replaces the running dynamic one of its name:
     /// the new one accepts on every worker before the old one stops, from the
     /// old one's sockets when the address is the same, and the old one's
-    /// connections drain. `drain` is the new
-    /// listener's drain watch (its filters hold the receivers).
-    /// `draining_chains`: the update is in place, and that many of the old
-    /// filter chains changed (see `ListenerChange`).
+    /// connections drain. `drain` is the new listener's drain watch (its
+    /// filters hold the receivers). `draining_chains`: the update is Envoy's
+    /// in-place update (only filter chains changed), and that many of the old
+    /// chains are gone; Envoy counts those as draining rather than the listener.
     pub async fn add_or_update(
         &self,
         config: Arc<ListenerConfig>,
         drain: Rc<tokio::sync::watch::Sender<DrainPhase>>,
         draining_chains: Option<usize>,
-    ) -> std::io::Result<ListenerChange> {
+    ) -> std::io::Result<()> {
         let Some(rt) = self.runtime.borrow().clone() else {
             return Err(std::io::Error::other("listeners are added once the workers run"));
         };
@@ -239,14 +230,14 @@ impl ListenerManager {
                 if let Some(d) = old.dynamic {
                     self.drain_old(d.drain, draining_chains.map(|n| n as i64), rt.drain_time);
                 }
-                Ok(ListenerChange::Modified { in_place: draining_chains.is_some() })
+                Ok(())
             }
             None => {
                 active.push(info);
                 self.stats.listener_added.inc();
                 self.stats.total_listeners_active.inc();
                 tracing::info!("listener '{}' listening on {bound}", config.name);
-                Ok(ListenerChange::Added)
+                Ok(())
             }
         }
     }

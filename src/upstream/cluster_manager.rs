@@ -95,13 +95,6 @@ pub fn build_cluster(
     Ok(Arc::new(info))
 }
 
-/// Whether `add_or_update` added a cluster or replaced one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClusterChange {
-    Added,
-    Modified,
-}
-
 /// Main-thread owner of the clusters. Not `Send`: it lives on the main dispatcher.
 pub struct ClusterManager {
     clusters: RefCell<BTreeMap<String, Arc<ClusterInfo>>>,
@@ -183,25 +176,20 @@ impl ClusterManager {
     /// gets it. Workers drop the old one's pools, whose idle connections close;
     /// requests in flight finish on the snapshot they hold. The caller keeps
     /// static clusters out (`is_static`).
-    pub async fn add_or_update(self: &Rc<Self>, info: Arc<ClusterInfo>) -> ClusterChange {
+    pub async fn add_or_update(self: &Rc<Self>, info: Arc<ClusterInfo>) {
         let (hosts, failed) = self.initial_hosts(&info).await;
-        let change = match self.clusters.borrow_mut().insert(info.name.clone(), info.clone()) {
-            Some(_) => ClusterChange::Modified,
-            None => ClusterChange::Added,
-        };
-        match change {
-            ClusterChange::Added => {
-                self.stats.cluster_added.inc();
-                self.stats.active_clusters.inc();
-            }
-            ClusterChange::Modified => self.stats.cluster_modified.inc(),
+        let replaced = self.clusters.borrow_mut().insert(info.name.clone(), info.clone()).is_some();
+        if replaced {
+            self.stats.cluster_modified.inc();
+        } else {
+            self.stats.cluster_added.inc();
+            self.stats.active_clusters.inc();
         }
         if info.discovery != DiscoveryType::Static {
             // The old cluster's loop sees it was replaced and ends.
             tokio::task::spawn_local(refresh_loop(Rc::downgrade(self), info.clone(), failed));
         }
         self.slot.run_on_all_threads(move |tlcm| tlcm.add_or_update(info.clone(), hosts.clone()));
-        change
     }
 
     /// Removes a cluster added by CDS from main and every worker; its pools close
