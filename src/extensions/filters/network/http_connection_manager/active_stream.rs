@@ -18,7 +18,7 @@ use super::filter_manager::{self, Encoder, StreamState};
 use super::path_normalization::Outcome;
 use super::response_body::{self, ReadWholeError, ResponseBody, StreamCompletion};
 use crate::extensions::filters::http::filter::{DecodedBody, StreamFilter};
-use crate::extensions::filters::http::router::{RouterRequest, Routed};
+use crate::extensions::filters::http::router::{Routed, RouterRequest};
 use crate::formatter::{FormatContext, HeaderLookup, KeptHeaders};
 use crate::http::body::RequestBody;
 use crate::http::local_reply::LocalReply;
