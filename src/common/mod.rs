@@ -6,3 +6,4 @@ pub mod fnv;
 pub mod fuzzing;
 pub mod random;
 pub mod spare_list;
+pub mod xxhash;

@@ -8,6 +8,7 @@
 pub mod bootstrap;
 pub mod descriptor;
 pub mod encode;
+pub mod path_source;
 pub mod proto_json;
 pub mod supported;
 pub mod validate;

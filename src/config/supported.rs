@@ -20,6 +20,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
         &[
             "node",
             "static_resources",
+            "dynamic_resources",
             "admin",
             "watchdogs",
             "watchdog",
@@ -63,6 +64,15 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("envoy.config.metrics.v3.StatsMatcher", &["reject_all", "exclusion_list", "inclusion_list"]),
     ("envoy.type.matcher.v3.ListStringMatcher", &["patterns"]),
     ("envoy.config.bootstrap.v3.Bootstrap.StaticResources", &["listeners", "clusters"]),
+    // File-based xDS only (`config::path_source`): `ads_config` and every
+    // management-server specifier of `ConfigSource` are refused.
+    ("envoy.config.bootstrap.v3.Bootstrap.DynamicResources", &["lds_config", "cds_config"]),
+    (
+        "envoy.config.core.v3.ConfigSource",
+        &["path", "path_config_source", "resource_api_version", "initial_fetch_timeout"],
+    ),
+    ("envoy.config.core.v3.PathConfigSource", &["path", "watched_directory"]),
+    ("envoy.config.core.v3.WatchedDirectory", &["path"]),
     ("envoy.config.bootstrap.v3.Admin", &["access_log_path", "access_log", "address"]),
     ("envoy.config.bootstrap.v3.Watchdogs", &["main_thread_watchdog", "worker_watchdog"]),
     (
@@ -338,6 +348,13 @@ const UPSTREAM_HTTP_OPTIONS: &[&str] =
 /// other supported field acts; `tests/integration/supported_fields.rs` holds each
 /// one to a test that shows it.
 pub const NO_EFFECT: &[(&str, &str, &str)] = &[
+    (
+        "envoy.config.core.v3.ConfigSource",
+        "initial_fetch_timeout",
+        "a path source is read at once when the subscription starts, so there is no first fetch to \
+         wait for: Envoy's filesystem subscription never arms the timer (`<cds|lds>.init_fetch_timeout` \
+         stays 0, checked against Envoy 1.40)",
+    ),
     (
         "envoy.config.core.v3.Http1ProtocolOptions",
         "override_stream_error_on_invalid_http_message",

@@ -2,6 +2,7 @@
 //! connections arm on it, and the isolated tasks connections run as.
 
 mod dispatcher;
+pub mod file_watcher;
 pub mod isolated;
 pub mod timer;
 

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use super::connection::{ConnectionInfo, DownstreamConnection};
 use super::filter::NetworkFilterFactory;
@@ -40,7 +39,6 @@ pub enum StopMode {
 /// One accept loop, and how to stop it.
 struct AcceptTask {
     stop: oneshot::Sender<StopMode>,
-    task: JoinHandle<()>,
 }
 
 thread_local! {
@@ -48,27 +46,43 @@ thread_local! {
     static ACTIVE: RefCell<HashMap<String, Vec<AcceptTask>>> = RefCell::new(HashMap::new());
 }
 
-/// Starts accepting on `sockets` on the current worker. Must run on a dispatcher.
+/// Starts accepting on `sockets` on the current worker; a listener of the
+/// same name this worker runs (an LDS update) stops as `replaced` says. Must
+/// run on a dispatcher.
 pub fn add_listener(
     config: Arc<ListenerConfig>,
     sockets: Vec<std::net::TcpListener>,
     worker: usize,
     total_connections: Arc<Gauge>,
+    replaced: StopMode,
 ) -> std::io::Result<()> {
     let mut tasks = Vec::with_capacity(sockets.len());
     for socket in sockets {
         let listener = tokio::net::TcpListener::from_std(socket)?;
         let (stop, stopped) = oneshot::channel();
-        let task =
-            tokio::task::spawn_local(accept_loop(config.clone(), listener, worker, total_connections.clone(), stopped));
-        tasks.push(AcceptTask { stop, task });
+        tokio::task::spawn_local(accept_loop(config.clone(), listener, worker, total_connections.clone(), stopped));
+        tasks.push(AcceptTask { stop });
     }
+    // The new loops accept before the old ones stop, which they do at their
+    // next turn: on the same socket (`HandedOver`) they let go of their
+    // descriptor while the new loops accept from the same queue. (Aborting one
+    // could drop a connection it had just accepted.)
     if let Some(old) = ACTIVE.with(|a| a.borrow_mut().insert(config.name.clone(), tasks)) {
         for t in old {
-            t.task.abort();
+            let _ = t.stop.send(replaced);
         }
     }
     Ok(())
+}
+
+/// Stops accepting on one listener of this worker (an LDS removal); its
+/// connections go on.
+pub fn stop_listener(name: &str, mode: StopMode) {
+    if let Some(tasks) = ACTIVE.with(|a| a.borrow_mut().remove(name)) {
+        for t in tasks {
+            let _ = t.stop.send(mode);
+        }
+    }
 }
 
 /// Stops accepting on every listener of this worker (open connections go on);
@@ -112,7 +126,7 @@ async fn accept_loop(
                 accept(&config, stream, remote, bound, worker, &total);
             }
             Err(mode) => {
-                // A dropped sender is the listener replaced: its socket just goes.
+                // A dropped sender (the worker exiting) lets the socket go too.
                 if mode == Ok(StopMode::Close) {
                     close_serving_queue(&config, listener, bound, worker, &total);
                 }

@@ -1,8 +1,8 @@
 //! The server instance (Envoy's `InstanceImpl`): loads the bootstrap, builds the
 //! listener and cluster managers, starts the workers and the guard dogs, runs the
-//! main thread's dispatcher (admin, DNS, signals), takes the sockets of the
-//! process it upgrades (`handoff`), and drains on shutdown or when a newer
-//! process takes over.
+//! main thread's dispatcher (admin, DNS, signals, the CDS and LDS file
+//! subscriptions of `xds`), takes the sockets of the process it upgrades
+//! (`handoff`), and drains on shutdown or when a newer process takes over.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
@@ -21,6 +21,7 @@ use super::options::Options;
 use super::overload_manager::OverloadManager;
 use super::watchdog::{GuardDog, WatchdogConfig};
 use super::worker::Worker;
+use super::xds::{cds::CdsApi, lds::LdsApi, AppliedState, DynamicResourcesConfig, PathSubscription};
 use crate::access_log::AccessLogger;
 use crate::config::{self, BootstrapSource, ConfigError, LoadedBootstrap};
 use crate::define_stats;
@@ -123,6 +124,8 @@ pub struct ServerConfig {
     pub drain: tokio::sync::watch::Sender<DrainPhase>,
     /// `overload_manager`, and the slot each thread reads the actions' state in.
     pub overload: Option<(OverloadManager, Slot<OverloadState>)>,
+    /// `dynamic_resources`: the files CDS and LDS read.
+    pub dynamic: DynamicResourcesConfig,
 }
 
 impl ServerConfig {
@@ -237,6 +240,20 @@ impl ServerConfig {
             )),
             None => None,
         };
+        let dynamic = match &b.dynamic_resources {
+            Some(d) => DynamicResourcesConfig::from_proto(d)?,
+            None => DynamicResourcesConfig::default(),
+        };
+        // Envoy's check for a CDS subscription (not for LDS): a management
+        // server tells nodes apart by them.
+        let node = b.node.as_ref();
+        if dynamic.cds.is_some() && node.is_none_or(|n| n.id.is_empty() || n.cluster.is_empty()) {
+            return Err(ConfigError::new(
+                "node",
+                "type.googleapis.com/envoy.config.cluster.v3.Cluster: node 'id' and 'cluster' are required. Set it \
+                 either in 'node' config or via --service-node and --service-cluster options.",
+            ));
+        }
         let LoadedBootstrap { bootstrap, encoded } = bootstrap;
         Ok(ServerConfig {
             options,
@@ -259,6 +276,7 @@ impl ServerConfig {
             health_check_failed,
             drain: drain_tx,
             overload,
+            dynamic,
         })
     }
 }
@@ -310,10 +328,14 @@ pub struct Server {
     pub total_connections: Arc<Gauge>,
     stats_flush_interval: Duration,
     state: Cell<ServerState>,
-    health_check_failed: Arc<AtomicBool>,
+    pub(super) health_check_failed: Arc<AtomicBool>,
     shutdown: Notify,
     shutdown_requested: Cell<bool>,
-    drain: tokio::sync::watch::Sender<DrainPhase>,
+    pub(super) drain: tokio::sync::watch::Sender<DrainPhase>,
+    /// `dynamic_resources`, and what CDS and LDS have applied (`/config_dump`).
+    pub dynamic: DynamicResourcesConfig,
+    pub cds_state: Rc<RefCell<AppliedState>>,
+    pub lds_state: Rc<RefCell<AppliedState>>,
     /// The listen sockets a newer process may take (with handoff on).
     handoff_sockets: RefCell<Option<handoff::parent::HandoffSockets>>,
 }
@@ -433,6 +455,7 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
         health_check_failed,
         drain,
         overload,
+        dynamic,
     } = config;
     // Before any thread starts, so that a panic on any of them follows the policy.
     super::panic_hook::install(store.counter("server.envoy_bug_failures"));
@@ -485,6 +508,9 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
         shutdown_requested: Cell::new(false),
         handoff_sockets: RefCell::new(None),
         drain,
+        dynamic,
+        cds_state: Rc::default(),
+        lds_state: Rc::default(),
     });
 
     let result: Rc<RefCell<std::io::Result<()>>> = Rc::new(RefCell::new(Ok(())));
@@ -513,10 +539,6 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
     tracing::info!("exiting");
     r
 }
-
-/// How long idle connections may stay open once the drain starts: the HTTP
-/// connection manager's `drain_timeout` default in Envoy.
-const IDLE_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long connections closed at the end of the drain get to finish closing
 /// (their lingering close) before the process exits.
@@ -555,14 +577,36 @@ async fn main_loop(
     }
     server.state.set(ServerState::Initializing);
     let cm = ClusterManager::start(clusters, cluster_slot).await;
-    *server.cluster_manager.borrow_mut() = Some(cm);
+    *server.cluster_manager.borrow_mut() = Some(cm.clone());
+    // CDS is read once before any listener starts (Envoy initializes CDS
+    // clusters first), so listeners may name its clusters.
+    let mut subscriptions = Vec::new();
+    if let Some(source) = server.dynamic.cds.clone() {
+        let sub = PathSubscription::new(source, &server.store, "cluster_manager.cds.");
+        let api = CdsApi::new(cm.clone(), server.store.clone(), server.cds_state.clone());
+        let watcher = sub.start(&api).await?;
+        subscriptions.push(tokio::task::spawn_local(async move { sub.follow(&api, watcher).await }));
+    }
     // Envoy loads its runtime again once the cluster manager is up (to start RTDS),
     // so `runtime.load_success` starts at 2 there too.
     server.runtime.load();
     server.runtime.watch_disk_layers();
     let lm = &server.listener_manager;
     let inherited = lm.inheritable_addresses().into_iter().map(|a| (a, handoff::inherit(parent.as_ref(), a))).collect();
-    lm.start_workers(&server.workers, &server.total_connections, inherited, handoff_listener.is_some()).await?;
+    lm.start_workers(
+        &server.workers,
+        &server.total_connections,
+        inherited,
+        handoff_listener.is_some(),
+        Duration::from_secs(server.options.drain_time_s),
+    )
+    .await?;
+    if let Some(source) = server.dynamic.lds.clone() {
+        let sub = PathSubscription::new(source, &server.store, "listener_manager.lds.");
+        let api = LdsApi::new(server.clone(), cm.clone());
+        let watcher = sub.start(&api).await?;
+        subscriptions.push(tokio::task::spawn_local(async move { sub.follow(&api, watcher).await }));
+    }
     if !server.listener_manager.is_stopped() {
         server.state.set(ServerState::Live);
     }
@@ -607,6 +651,10 @@ async fn main_loop(
         }
     });
     let handed_over = wait_for_shutdown(&server, &mut drain_requested).await;
+    // No listener or cluster comes or goes while the server drains.
+    for sub in subscriptions {
+        sub.abort();
+    }
     let (drain_time, shutdown_time, handed) = match handed_over {
         Some(DrainRequest { drain_time, parent_shutdown_time, handed_over }) => {
             tracing::info!(
@@ -637,7 +685,7 @@ async fn main_loop(
     // (Envoy's default, 5 s) to send a last request, answered with
     // `connection: close`; then they close, so that one idle client does not
     // hold the process for the whole drain time (past an orchestrator's grace).
-    wait_for_connections(&server, started + drain_time.min(IDLE_DRAIN_TIMEOUT)).await;
+    wait_for_connections(&server, started + drain_time.min(crate::network::drain::IDLE_DRAIN_GRACE)).await;
     server.drain.send_replace(DrainPhase::CloseIdle);
     // Requests still in flight finish within the drain time.
     wait_for_connections(&server, started + drain_time).await;

@@ -9,6 +9,7 @@ pub mod overload_manager;
 pub mod panic_hook;
 pub mod watchdog;
 pub mod worker;
+pub mod xds;
 
 pub use instance::{run, Server, ServerState};
 pub use options::Options;

@@ -125,10 +125,12 @@ fn counter_values<'a>(stats: &'a Stats, f: &StatsFilter) -> impl Iterator<Item =
     listed.into_iter().map(|(n, c)| (n, c.value() as i128))
 }
 
-/// The gauges `f.types` asks for, unfiltered by name, in name order.
+/// The gauges `f.types` asks for, unfiltered by name, in name order. Envoy's
+/// gauges are unsigned 64-bit: an xDS `version` (a hash) above `i64::MAX` is
+/// kept in the signed gauge bit for bit and shown as Envoy shows it.
 fn gauge_values<'a>(stats: &'a Stats, f: &StatsFilter) -> impl Iterator<Item = (String, i128)> + 'a {
     let listed = if f.types.gauges() { stats.gauges() } else { Vec::new() };
-    listed.into_iter().map(|(n, g)| (n, g.value() as i128))
+    listed.into_iter().map(|(n, g)| (n, i128::from(g.value() as u64)))
 }
 
 /// The histograms `f` keeps, in name order, as of the last flush.

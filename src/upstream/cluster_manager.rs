@@ -1,6 +1,9 @@
 //! The cluster manager: the main thread's owner of cluster definitions and
 //! membership. It resolves DNS clusters on their refresh timers and publishes each
-//! new host set to every worker through a thread-local slot.
+//! new host set to every worker through a thread-local slot. Clusters of
+//! `static_resources` stay for the process's life; CDS adds, replaces and removes
+//! the others (`add_or_update`, `remove`), which workers learn through the same
+//! slot: a replaced cluster's requests in flight finish on the snapshot they hold.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
@@ -22,9 +25,10 @@ use crate::stats::Store;
 use crate::thread_local::Slot;
 
 define_stats! {
-    /// `cluster_manager.*`, those of Envoy's that a static config can move. Clusters
-    /// are never warming, modified nor removed (there is no CDS), and updates are
-    /// never merged (only host-set changes happen, which Envoy applies at once).
+    /// `cluster_manager.*`, those of Envoy's that Courier can move. Clusters are
+    /// never warming (a CDS cluster is resolved before it is published), and
+    /// updates are never merged (only host-set changes happen, which Envoy
+    /// applies at once).
     #[derive(Debug)]
     pub struct ClusterManagerStats {
         counter cluster_added,
@@ -44,6 +48,8 @@ define_stats! {
 pub struct ClusterManagerConfig {
     pub clusters: Vec<Arc<ClusterInfo>>,
     pub stats: Arc<ClusterManagerStats>,
+    /// `node.locality`, which every cluster (CDS ones too) is built with.
+    pub local_locality: Option<Locality>,
 }
 
 impl ClusterManagerConfig {
@@ -65,21 +71,39 @@ impl ClusterManagerConfig {
             if !names.insert(&c.name) {
                 return Err(path.field_error("name", format!("cluster manager: duplicate cluster '{}'", c.name)));
             }
-            let mut info = ClusterInfo::from_proto(c, &path, store)?;
-            info.local_locality = local.cloned();
-            info.tls = upstream_tls(c, &path, sockets, &info.stat_name)?;
-            out.push(Arc::new(info));
+            out.push(build_cluster(c, &path, local, store, sockets)?);
         }
-        Ok(ClusterManagerConfig { clusters: out, stats: Arc::new(ClusterManagerStats::new(store, "cluster_manager.")) })
+        Ok(ClusterManagerConfig {
+            clusters: out,
+            stats: Arc::new(ClusterManagerStats::new(store, "cluster_manager.")),
+            local_locality: local.cloned(),
+        })
     }
+}
+
+/// Checks and builds one cluster (of `static_resources` or of a CDS update, at `path`).
+pub fn build_cluster(
+    c: &Cluster,
+    path: &FieldPath,
+    local: Option<&Locality>,
+    store: &Arc<Store>,
+    sockets: &dyn TransportSocketBuilder,
+) -> Result<Arc<ClusterInfo>, ConfigError> {
+    let mut info = ClusterInfo::from_proto(c, path, store)?;
+    info.local_locality = local.cloned();
+    info.tls = upstream_tls(c, path, sockets, &info.stat_name)?;
+    Ok(Arc::new(info))
 }
 
 /// Main-thread owner of the clusters. Not `Send`: it lives on the main dispatcher.
 pub struct ClusterManager {
-    clusters: BTreeMap<String, Arc<ClusterInfo>>,
+    clusters: RefCell<BTreeMap<String, Arc<ClusterInfo>>>,
+    /// The names of `static_resources.clusters`: CDS neither replaces nor removes them.
+    static_names: HashSet<String>,
     membership: RefCell<BTreeMap<String, HostSet>>,
     slot: Slot<ThreadLocalClusterManager>,
     stats: Arc<ClusterManagerStats>,
+    local_locality: Option<Locality>,
 }
 
 impl ClusterManager {
@@ -88,41 +112,19 @@ impl ClusterManager {
     /// threads, and starts the DNS refresh loops on the current (main) dispatcher.
     pub async fn start(config: ClusterManagerConfig, slot: Slot<ThreadLocalClusterManager>) -> Rc<ClusterManager> {
         let cm = Rc::new(ClusterManager {
-            clusters: config.clusters.iter().map(|c| (c.name.clone(), c.clone())).collect(),
+            clusters: RefCell::new(config.clusters.iter().map(|c| (c.name.clone(), c.clone())).collect()),
+            static_names: config.clusters.iter().map(|c| c.name.clone()).collect(),
             membership: RefCell::new(BTreeMap::new()),
             slot,
             stats: config.stats.clone(),
+            local_locality: config.local_locality.clone(),
         });
         let mut initial = Vec::with_capacity(config.clusters.len());
         for info in &config.clusters {
             // Clusters of static_resources are active at once, never warming.
             cm.stats.cluster_added.inc();
             cm.stats.active_clusters.inc();
-            let mut failed = false;
-            let hosts = match info.discovery {
-                DiscoveryType::Static => {
-                    let hosts = static_hosts(info);
-                    info.stats.membership_change.add(levels_with_hosts(&hosts));
-                    hosts
-                }
-                DiscoveryType::StrictDns | DiscoveryType::LogicalDns => {
-                    let resolved = resolve_cluster(info, &Arc::new(Vec::new())).await;
-                    // Envoy adds each name's hosts as that name resolves: a membership
-                    // change each. Its STRICT_DNS cluster is initialized by the first
-                    // name's resolution, so each further name's hosts are an update.
-                    let with_hosts = resolved.as_ref().map_or(0, |r| r.targets_with_hosts) as u64;
-                    info.stats.membership_change.add(with_hosts);
-                    cm.stats.cluster_updated.add(with_hosts.saturating_sub(1));
-                    // A name that resolved to no host changed nothing.
-                    if let Some(r) = &resolved {
-                        info.stats.update_no_rebuild.add((r.targets - r.targets_with_hosts) as u64);
-                    }
-                    failed = resolved.is_none();
-                    resolved.map(|r| r.hosts).unwrap_or_default()
-                }
-            };
-            set_membership_stats(info, &hosts);
-            cm.membership.borrow_mut().insert(info.name.clone(), hosts.clone());
+            let (hosts, failed) = cm.initial_hosts(info).await;
             initial.push((info.clone(), hosts, failed));
         }
         let loops: Vec<_> = initial
@@ -138,17 +140,94 @@ impl ClusterManager {
         cm
     }
 
+    /// A cluster's first hosts (its endpoints, or its names resolved once), with
+    /// their stats; `true` when a name failed to resolve.
+    async fn initial_hosts(&self, info: &Arc<ClusterInfo>) -> (HostSet, bool) {
+        let mut failed = false;
+        let hosts = match info.discovery {
+            DiscoveryType::Static => {
+                let hosts = static_hosts(info);
+                info.stats.membership_change.add(levels_with_hosts(&hosts));
+                hosts
+            }
+            DiscoveryType::StrictDns | DiscoveryType::LogicalDns => {
+                let resolved = resolve_cluster(info, &Arc::new(Vec::new())).await;
+                // Envoy adds each name's hosts as that name resolves: a membership
+                // change each. Its STRICT_DNS cluster is initialized by the first
+                // name's resolution, so each further name's hosts are an update.
+                let with_hosts = resolved.as_ref().map_or(0, |r| r.targets_with_hosts) as u64;
+                info.stats.membership_change.add(with_hosts);
+                self.stats.cluster_updated.add(with_hosts.saturating_sub(1));
+                // A name that resolved to no host changed nothing.
+                if let Some(r) = &resolved {
+                    info.stats.update_no_rebuild.add((r.targets - r.targets_with_hosts) as u64);
+                }
+                failed = resolved.is_none();
+                resolved.map(|r| r.hosts).unwrap_or_default()
+            }
+        };
+        set_membership_stats(info, &hosts);
+        self.membership.borrow_mut().insert(info.name.clone(), hosts.clone());
+        (hosts, failed)
+    }
+
+    /// Adds a cluster, or replaces the one of the same name (Envoy's
+    /// `addOrUpdateCluster`): a DNS cluster is resolved first, then every thread
+    /// gets it. Workers drop the old one's pools, whose idle connections close;
+    /// requests in flight finish on the snapshot they hold. The caller keeps
+    /// static clusters out (`is_static`).
+    pub async fn add_or_update(self: &Rc<Self>, info: Arc<ClusterInfo>) {
+        let (hosts, failed) = self.initial_hosts(&info).await;
+        let replaced = self.clusters.borrow_mut().insert(info.name.clone(), info.clone()).is_some();
+        if replaced {
+            self.stats.cluster_modified.inc();
+        } else {
+            self.stats.cluster_added.inc();
+            self.stats.active_clusters.inc();
+        }
+        if info.discovery != DiscoveryType::Static {
+            // The old cluster's loop sees it was replaced and ends.
+            tokio::task::spawn_local(refresh_loop(Rc::downgrade(self), info.clone(), failed));
+        }
+        self.slot.run_on_all_threads(move |tlcm| tlcm.add_or_update(info.clone(), hosts.clone()));
+    }
+
+    /// Removes a cluster added by CDS from main and every worker; its pools close
+    /// once their requests in flight are done. `false` for an unknown or static one.
+    pub fn remove(&self, name: &str) -> bool {
+        if self.is_static(name) || self.clusters.borrow_mut().remove(name).is_none() {
+            return false;
+        }
+        self.membership.borrow_mut().remove(name);
+        self.stats.cluster_removed.inc();
+        self.stats.active_clusters.dec();
+        let name: Arc<str> = name.into();
+        self.slot.run_on_all_threads(move |tlcm| tlcm.remove(&name));
+        true
+    }
+
+    /// Whether `name` is a cluster of `static_resources`.
+    pub fn is_static(&self, name: &str) -> bool {
+        self.static_names.contains(name)
+    }
+
+    /// `node.locality`, which CDS clusters are built with.
+    pub fn local_locality(&self) -> Option<&Locality> {
+        self.local_locality.as_ref()
+    }
+
     /// The slot holding each worker's `ThreadLocalClusterManager`.
     pub fn thread_local_slot(&self) -> &Slot<ThreadLocalClusterManager> {
         &self.slot
     }
 
-    pub fn clusters(&self) -> impl Iterator<Item = &Arc<ClusterInfo>> {
-        self.clusters.values()
+    /// Every cluster, by name.
+    pub fn clusters(&self) -> Vec<Arc<ClusterInfo>> {
+        self.clusters.borrow().values().cloned().collect()
     }
 
-    pub fn get(&self, name: &str) -> Option<&Arc<ClusterInfo>> {
-        self.clusters.get(name)
+    pub fn get(&self, name: &str) -> Option<Arc<ClusterInfo>> {
+        self.clusters.borrow().get(name).cloned()
     }
 
     /// The current members of `name` as the main thread knows them.
@@ -284,7 +363,12 @@ async fn refresh_loop(cm: std::rc::Weak<ClusterManager>, info: Arc<ClusterInfo>,
             None => info.dns_refresh_rate,
         };
         tokio::time::sleep(wait).await;
-        let Some(current) = cm.upgrade().map(|cm| cm.hosts(&info.name)) else {
+        // Ends with the manager, or once CDS removed or replaced the cluster.
+        let Some(current) = cm
+            .upgrade()
+            .filter(|cm| cm.get(&info.name).is_some_and(|c| Arc::ptr_eq(&c, &info)))
+            .map(|cm| cm.hosts(&info.name))
+        else {
             return;
         };
         let resolved = resolve_cluster(&info, &current).await;
@@ -292,7 +376,9 @@ async fn refresh_loop(cm: std::rc::Weak<ClusterManager>, info: Arc<ClusterInfo>,
         let Some(Resolved { hosts: new, targets, .. }) = resolved else {
             continue;
         };
-        let Some(cm) = cm.upgrade() else { return };
+        let Some(cm) = cm.upgrade().filter(|cm| cm.get(&info.name).is_some_and(|c| Arc::ptr_eq(&c, &info))) else {
+            return;
+        };
         let same = new.len() == current.len() && new.iter().zip(current.iter()).all(|(a, b)| Arc::ptr_eq(a, b));
         if same {
             // Envoy counts each name whose hosts stayed.

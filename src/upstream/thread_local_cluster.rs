@@ -123,6 +123,12 @@ impl ThreadLocalClusterManager {
         self.clusters.borrow().get(name).cloned()
     }
 
+    /// Drops a cluster CDS removed: requests in flight keep its snapshot (and
+    /// pools) until they finish; idle pooled connections close with the pools.
+    pub fn remove(&self, name: &str) {
+        self.clusters.borrow_mut().remove(name);
+    }
+
     /// Installs a new membership snapshot for `info.name` (or the cluster itself).
     pub fn add_or_update(&self, info: Arc<ClusterInfo>, hosts: HostSet) {
         let mut clusters = self.clusters.borrow_mut();

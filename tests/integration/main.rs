@@ -34,3 +34,4 @@ mod tcp_proxy;
 mod tls;
 mod tracing;
 mod upstream;
+mod xds_files;

@@ -39,6 +39,9 @@ const fn compat(case: &'static str) -> Evidence {
 }
 
 const BOOTSTRAP: &str = "envoy.config.bootstrap.v3.Bootstrap";
+const XDS_IT: &str = "tests/integration/xds_files.rs";
+const XDS_REMOVE: &str = "a_removed_listener_stops_accepting_while_its_request_in_flight_completes";
+const XDS_WATCHED: &str = "a_watched_directory_reloads_on_any_move_into_it";
 const OVERLOAD: &str = "envoy.config.overload.v3.OverloadManager";
 const OVERLOAD_RS: &str = "src/server/overload_manager.rs";
 const LISTENER: &str = "envoy.config.listener.v3.Listener";
@@ -117,6 +120,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     // --- config::supported::SUPPORTED_FIELDS
     (BOOTSTRAP, "node", &[compat("admin_pages")]),
     (BOOTSTRAP, "static_resources", &[compat("http_get")]),
+    (BOOTSTRAP, "dynamic_resources", &[compat("xds_files"), test(XDS_IT, XDS_REMOVE), test(XDS_IT, XDS_WATCHED)]),
     (BOOTSTRAP, "admin", &[compat("admin_pages")]),
     (BOOTSTRAP, "watchdogs", &[test(LIFECYCLE_IT, "watchdog_counts_a_blocked_worker")]),
     (BOOTSTRAP, "watchdog", &[test(LIFECYCLE_IT, "legacy_watchdog_applies_to_the_workers")]),
@@ -212,6 +216,35 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     ),
     ("envoy.config.bootstrap.v3.Bootstrap.StaticResources", "listeners", &[compat("http_get")]),
     ("envoy.config.bootstrap.v3.Bootstrap.StaticResources", "clusters", &[compat("http_get")]),
+    (
+        "envoy.config.bootstrap.v3.Bootstrap.DynamicResources",
+        "lds_config",
+        &[compat("xds_files"), test(XDS_IT, XDS_REMOVE)],
+    ),
+    (
+        "envoy.config.bootstrap.v3.Bootstrap.DynamicResources",
+        "cds_config",
+        &[compat("xds_files"), test(XDS_IT, XDS_REMOVE), test(XDS_IT, XDS_WATCHED)],
+    ),
+    // The deprecated plain `path`: the removal test's LDS.
+    ("envoy.config.core.v3.ConfigSource", "path", &[test(XDS_IT, XDS_REMOVE)]),
+    (
+        "envoy.config.core.v3.ConfigSource",
+        "path_config_source",
+        &[compat("xds_files"), test(XDS_IT, XDS_REMOVE), test(XDS_IT, XDS_WATCHED)],
+    ),
+    (
+        "envoy.config.core.v3.ConfigSource",
+        "resource_api_version",
+        &[
+            compat("xds_files"),
+            test(XDS_IT, XDS_REMOVE),
+            test(XDS_IT, "a_config_source_other_than_a_file_is_refused_naming_the_field"),
+        ],
+    ),
+    ("envoy.config.core.v3.PathConfigSource", "path", &[compat("xds_files"), test(XDS_IT, XDS_WATCHED)]),
+    ("envoy.config.core.v3.PathConfigSource", "watched_directory", &[compat("xds_files"), test(XDS_IT, XDS_WATCHED)]),
+    ("envoy.config.core.v3.WatchedDirectory", "path", &[compat("xds_files"), test(XDS_IT, XDS_WATCHED)]),
     ("envoy.config.bootstrap.v3.Admin", "access_log_path", &[test(ADMIN_IT, "admin_access_log_path_and_access_log")]),
     ("envoy.config.bootstrap.v3.Admin", "access_log", &[test(ADMIN_IT, "admin_access_log_path_and_access_log")]),
     ("envoy.config.bootstrap.v3.Admin", "address", &[compat("admin_pages")]),

@@ -14,7 +14,7 @@ pub(super) fn render(server: &Server) -> Reply {
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     let mut contexts: Vec<String> = Vec::new();
     if let Some(cm) = server.cluster_manager.borrow().as_ref() {
-        contexts.extend(cm.clusters().filter_map(|c| c.tls.as_ref()).map(|t| context(&t.certificates, now)));
+        contexts.extend(cm.clusters().iter().filter_map(|c| c.tls.as_ref()).map(|t| context(&t.certificates, now)));
     }
     for listener in server.listener_manager.active().iter() {
         let chains = listener.config.filter_chains.chains();

@@ -35,7 +35,7 @@ pub(super) fn render(server: &Server, as_json: bool) -> Reply {
                 out.push_str(&format!("{name}::{priority}::{field}::{value}\n"));
             }
         }
-        out.push_str(&format!("{name}::added_via_api::false\n"));
+        out.push_str(&format!("{name}::added_via_api::{}\n", !cm.is_static(name)));
         for host in cm.hosts(name).iter() {
             let h = format!("{name}::{}", host.address);
             let s = &host.stats;
@@ -88,6 +88,7 @@ fn locality_json(l: Option<&crate::upstream::host::Locality>) -> serde_json::Val
 fn json_form(cm: &crate::upstream::ClusterManager) -> String {
     let statuses: Vec<_> = cm
         .clusters()
+        .into_iter()
         .map(|info| {
             let hosts: Vec<_> = cm
                 .hosts(&info.name)
@@ -138,12 +139,17 @@ fn json_form(cm: &crate::upstream::ClusterManager) -> String {
                     t
                 })
                 .collect();
-            json!({
+            let mut status = json!({
                 "name": info.name,
                 "host_statuses": hosts,
                 "circuit_breakers": { "thresholds": thresholds },
                 "observability_name": info.stat_name,
-            })
+            });
+            // proto3 JSON leaves out the default, false.
+            if !cm.is_static(&info.name) {
+                status["added_via_api"] = json!(true);
+            }
+            status
         })
         .collect();
     super::config_dump::pretty(&json!({ "cluster_statuses": statuses }))

@@ -1,6 +1,6 @@
-//! `/config_dump`: the effective static config as Envoy's `ConfigDump` — the
-//! bootstrap, then the static clusters and listeners — printed with proto field
-//! names and Envoy's one-space indentation.
+//! `/config_dump`: the effective config as Envoy's `ConfigDump` — the
+//! bootstrap, then the static and (from CDS and LDS) dynamic clusters and
+//! listeners — printed with proto field names and Envoy's one-space indentation.
 //!
 //! The server keeps the bootstrap protobuf-encoded, not the schema it needs to be
 //! printed: each dump decodes the schema, renders, and frees it again.
@@ -9,7 +9,9 @@ use prost_reflect::{DynamicMessage, ReflectMessage, SerializeOptions, Value};
 use serde::Serialize;
 use serde_json::{json, Value as Json};
 
+use crate::config::path_source::{CLUSTER_TYPE, LISTENER_TYPE};
 use crate::config::{self, bootstrap::BOOTSTRAP_TYPE, descriptor};
+use crate::server::xds::AppliedState;
 use crate::server::Server;
 
 pub(super) fn render(server: &Server) -> String {
@@ -35,6 +37,30 @@ fn dump(server: &Server) -> String {
             .map(|m| json!({ key: to_json(&m), "last_updated": updated }))
             .collect()
     };
+    let mut clusters = json!({
+        "@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
+        "static_clusters": statics("clusters", "cluster"),
+    });
+    add_dynamic(
+        &mut clusters,
+        &server.cds_state.borrow(),
+        CLUSTER_TYPE,
+        "dynamic_active_clusters",
+        "cluster",
+        |_, c| c,
+    );
+    let mut listeners = json!({
+        "@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
+        "static_listeners": statics("listeners", "listener"),
+    });
+    add_dynamic(
+        &mut listeners,
+        &server.lds_state.borrow(),
+        LISTENER_TYPE,
+        "dynamic_listeners",
+        "listener",
+        |name, l| json!({ "name": name, "active_state": l }),
+    );
     let dump = json!({
         "configs": [
             {
@@ -42,17 +68,51 @@ fn dump(server: &Server) -> String {
                 "bootstrap": bootstrap,
                 "last_updated": updated,
             },
-            {
-                "@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
-                "static_clusters": statics("clusters", "cluster"),
-            },
-            {
-                "@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
-                "static_listeners": statics("listeners", "listener"),
-            },
+            clusters,
+            listeners,
         ]
     });
     pretty(&dump)
+}
+
+/// What CDS or LDS applied, in Envoy's shape: the subscription's last
+/// `version_info` (when it has one) and, per resource, its own version, the
+/// resource as an `Any` and when it was applied. `entry` places the three
+/// under the resource's name (a listener's `active_state`) or not (a cluster).
+fn add_dynamic(
+    dump: &mut Json,
+    state: &AppliedState,
+    type_name: &str,
+    list: &str,
+    key: &str,
+    entry: impl Fn(&str, Json) -> Json,
+) {
+    if !state.version_info.is_empty() {
+        dump["version_info"] = json!(state.version_info);
+    }
+    let Some(desc) = descriptor::message(type_name) else { return };
+    let resources: Vec<Json> = state
+        .resources
+        .iter()
+        .map(|(name, r)| {
+            let mut resource = match DynamicMessage::decode(desc.clone(), r.encoded.as_slice()) {
+                Ok(m) => to_json(&m),
+                Err(e) => json!({ "error": format!("cannot decode {name}: {e}") }),
+            };
+            if let Json::Object(fields) = &mut resource {
+                fields.insert("@type".into(), json!(format!("type.googleapis.com/{type_name}")));
+            }
+            let applied = json!({
+                "version_info": r.version_info,
+                key: resource,
+                "last_updated": protobuf_timestamp(r.last_updated),
+            });
+            entry(name, applied)
+        })
+        .collect();
+    if !resources.is_empty() {
+        dump[list] = json!(resources);
+    }
 }
 
 /// `static_resources.<field>` of the bootstrap as messages.
@@ -97,6 +157,16 @@ fn humantime_rfc3339(t: std::time::SystemTime) -> String {
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, day) = civil_from_days(days);
     format!("{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, d.subsec_millis())
+}
+
+/// A `google.protobuf.Timestamp` as proto3 JSON prints it at millisecond
+/// precision: no fraction when it is zero (Envoy's `last_updated` of xDS resources).
+fn protobuf_timestamp(t: std::time::SystemTime) -> String {
+    let full = humantime_rfc3339(t);
+    match full.strip_suffix(".000Z") {
+        Some(whole) => format!("{whole}Z"),
+        None => full,
+    }
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.

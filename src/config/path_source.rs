@@ -1,0 +1,210 @@
+//! File-based xDS (Envoy's filesystem subscription): a `ConfigSource` that names
+//! a file, and the `DiscoveryResponse` read from it.
+//!
+//! The file is the whole state of one resource type (state of the world): what it
+//! lists is what should run. It is read, and each resource checked, as the
+//! bootstrap is (`proto_json` → `validate` → `supported`), so a resource Courier
+//! cannot act on fails the same way whether it arrives at start-up or later. The
+//! outcome is all or nothing: one bad resource rejects the whole file, and the
+//! caller keeps what runs. Envoy tells apart a file it cannot read or parse
+//! (`update_failure`) from one whose content it refuses (`update_rejected`), and
+//! so does [`UpdateError`].
+
+use std::path::{Path, PathBuf};
+
+use envoy_types::pb::envoy::config::core::v3::{config_source::ConfigSourceSpecifier, ApiVersion, ConfigSource};
+use serde_json::Value as Json;
+
+use super::supported::{self, Inventory};
+use super::{descriptor, encode, proto_json, validate, ConfigError, FieldPath};
+
+pub const CLUSTER_TYPE: &str = "envoy.config.cluster.v3.Cluster";
+pub const LISTENER_TYPE: &str = "envoy.config.listener.v3.Listener";
+
+/// Where a subscription's file is, and what a move into which directory reloads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathSource {
+    pub path: PathBuf,
+    /// `path_config_source.watched_directory`: any file moved into it reloads
+    /// `path` (an atomic swap of a symlinked directory, as Kubernetes does);
+    /// without it, only a move onto `path` itself does.
+    pub watched_directory: Option<PathBuf>,
+}
+
+impl PathSource {
+    /// Reads `dynamic_resources.<field>`: a `path_config_source`, or the
+    /// deprecated `path`. The supported-fields check has refused every other
+    /// specifier; `resource_api_version` must be V3, as in Envoy 1.40.
+    pub fn from_proto(source: &ConfigSource, path: &FieldPath) -> Result<PathSource, ConfigError> {
+        if source.resource_api_version != ApiVersion::V3 as i32 {
+            return Err(path.field_error(
+                "resource_api_version",
+                "V2 (and AUTO) xDS are no longer supported by Envoy; set resource_api_version: V3",
+            ));
+        }
+        #[allow(deprecated)]
+        match &source.config_source_specifier {
+            Some(ConfigSourceSpecifier::Path(p)) => {
+                Ok(PathSource { path: non_empty(p, path, "path")?, watched_directory: None })
+            }
+            Some(ConfigSourceSpecifier::PathConfigSource(p)) => {
+                let mut field = path.clone();
+                field.push_field("path_config_source");
+                let watched_directory = match &p.watched_directory {
+                    Some(w) => Some(non_empty(&w.path, &field, "watched_directory.path")?),
+                    None => None,
+                };
+                Ok(PathSource { path: non_empty(&p.path, &field, "path")?, watched_directory })
+            }
+            _ => Err(path.error("Courier reads xDS from files only: set path_config_source")),
+        }
+    }
+
+    /// The directory to watch for moves, and the file name a move must have
+    /// (`None`: any).
+    pub fn watch(&self) -> (PathBuf, Option<std::ffi::OsString>) {
+        match &self.watched_directory {
+            Some(dir) => (dir.clone(), None),
+            None => {
+                let dir = match self.path.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                    _ => PathBuf::from("."),
+                };
+                (dir, self.path.file_name().map(|n| n.to_os_string()))
+            }
+        }
+    }
+}
+
+fn non_empty(p: &str, path: &FieldPath, field: &str) -> Result<PathBuf, ConfigError> {
+    if p.is_empty() {
+        return Err(path.field_error(field, "value length must be at least 1 characters"));
+    }
+    Ok(PathBuf::from(p))
+}
+
+/// One checked resource of a discovery file: its name and its encoding (what
+/// the caller decodes into the typed message, compares with the running one to
+/// tell a change, and keeps for `/config_dump`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    pub name: String,
+    pub encoded: Vec<u8>,
+}
+
+/// A discovery file whose every resource passed the checks.
+#[derive(Debug, Clone)]
+pub struct DiscoveryFile {
+    pub version_info: String,
+    pub resources: Vec<Resource>,
+}
+
+/// Why a discovery file was not applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpdateError {
+    /// The file could not be read or parsed (Envoy's `update_failure`).
+    Failure(String),
+    /// Its content was refused (Envoy's `update_rejected`).
+    Rejected(ConfigError),
+}
+
+impl std::fmt::Display for UpdateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpdateError::Failure(e) => f.write_str(e),
+            UpdateError::Rejected(e) => e.fmt(f),
+        }
+    }
+}
+
+/// The top-level fields of a `DiscoveryResponse` that a file may hold. Those
+/// only a management server sends (`nonce`, `control_plane`) mean nothing here.
+const RESPONSE_FIELDS: &[&str] = &["version_info", "resources", "type_url", "nonce", "canary", "control_plane"];
+
+/// Reads `path` as a `DiscoveryResponse` (JSON by the `.json` extension, else
+/// YAML, as Envoy) whose resources are all of `type_name`, checking each
+/// against `inventory`.
+pub fn read(path: &Path, type_name: &str, inventory: &Inventory) -> Result<DiscoveryFile, UpdateError> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| UpdateError::Failure(format!("cannot read {shown}: {e}")))?;
+    let json = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    } else {
+        super::bootstrap::parse_yaml(&text)
+    }
+    .map_err(|e| UpdateError::Failure(format!("in {shown}: {e}")))?;
+    let Json::Object(top) = json else {
+        return Err(UpdateError::Failure(format!("in {shown}: a DiscoveryResponse must be a mapping")));
+    };
+    if let Some(unknown) = top.keys().find(|k| !RESPONSE_FIELDS.contains(&k.as_str())) {
+        return Err(UpdateError::Failure(format!("in {shown}: DiscoveryResponse has no field '{unknown}'")));
+    }
+    let version_info = match top.get("version_info") {
+        None | Some(Json::Null) => String::new(),
+        Some(Json::String(s)) => s.clone(),
+        // YAML reads `version_info: 2` as a number; proto3-JSON accepts it as text.
+        Some(Json::Number(n)) => n.to_string(),
+        Some(_) => return Err(UpdateError::Failure(format!("in {shown}: version_info must be a string"))),
+    };
+    let items = match top.get("resources") {
+        None | Some(Json::Null) => Vec::new(),
+        Some(Json::Array(items)) => items.clone(),
+        Some(_) => return Err(UpdateError::Failure(format!("in {shown}: resources must be a list"))),
+    };
+    let desc = descriptor::message(type_name)
+        .ok_or_else(|| UpdateError::Failure(format!("{type_name} missing from the schema")))?;
+    let mut resources: Vec<Resource> = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let mut path = FieldPath::starting_at(&format!("resources[{i}]"));
+        let resource = decode_resource(&desc, type_name, item, &mut path, inventory).map_err(UpdateError::Rejected)?;
+        if resources.iter().any(|r| r.name == resource.name) {
+            return Err(UpdateError::Rejected(
+                path.field_error("name", format!("duplicate {type_name} name '{}'", resource.name)),
+            ));
+        }
+        resources.push(resource);
+    }
+    Ok(DiscoveryFile { version_info, resources })
+}
+
+fn decode_resource(
+    desc: &prost_reflect::MessageDescriptor,
+    type_name: &str,
+    item: Json,
+    path: &mut FieldPath,
+    inventory: &Inventory,
+) -> Result<Resource, ConfigError> {
+    let Json::Object(mut fields) = item else {
+        return Err(path.error("a resource must be a mapping with an @type"));
+    };
+    let type_url = match fields.remove("@type") {
+        Some(Json::String(t)) => t,
+        _ => return Err(path.field_error("@type", "a resource needs an @type")),
+    };
+    if descriptor::type_name(&type_url) != type_name {
+        return Err(path.field_error("@type", format!("'{type_url}' is not the subscription's type {type_name}")));
+    }
+    let msg = proto_json::decode(desc, &Json::Object(fields), path)?;
+    validate::validate(&msg, path)?;
+    supported::check(inventory, &msg, path)?;
+    let name = match msg.get_field_by_name("name").as_deref() {
+        Some(prost_reflect::Value::String(n)) => n.clone(),
+        _ => String::new(),
+    };
+    Ok(Resource { name, encoded: encode::encode_to_vec(&msg) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_is_the_file_directory_and_name_or_the_watched_directory() {
+        let s = PathSource { path: "/etc/courier/cds.yaml".into(), watched_directory: None };
+        assert_eq!(s.watch(), ("/etc/courier".into(), Some("cds.yaml".into())));
+        let s = PathSource { path: "cds.yaml".into(), watched_directory: None };
+        assert_eq!(s.watch().0, PathBuf::from("."));
+        let s = PathSource { path: "/a/cds.yaml".into(), watched_directory: Some("/b".into()) };
+        assert_eq!(s.watch(), ("/b".into(), None));
+    }
+}

@@ -1,0 +1,86 @@
+//! CDS (Envoy's `CdsApiImpl`): a file's clusters against the cluster manager's.
+//!
+//! A cluster the file lists and no running one matches byte for byte is built
+//! (the same checks as a static one), and once every one has built, each is
+//! added or replaces its namesake; a dynamic cluster the file no longer lists
+//! is removed. As in Envoy, a cluster of `static_resources` is neither replaced
+//! nor removed: a file that names one has it skipped, not refused.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use prost::Message;
+
+use super::{diff, epoch_ms, record, resource_path, AppliedState, ResourceApi};
+use crate::config::path_source::{DiscoveryFile, CLUSTER_TYPE};
+use crate::config::ConfigError;
+use crate::define_stats;
+use crate::stats::Store;
+use crate::upstream::cluster_manager::build_cluster;
+use crate::upstream::ClusterManager;
+
+define_stats! {
+    /// `cluster_manager.cds.config_reload*`: Envoy's count of CDS updates that
+    /// changed a cluster (added, replaced or removed one), and when the last did.
+    #[derive(Debug)]
+    pub struct CdsStats {
+        counter config_reload,
+        gauge config_reload_time_ms,
+    }
+}
+
+pub struct CdsApi {
+    cm: Rc<ClusterManager>,
+    store: Arc<Store>,
+    stats: CdsStats,
+    state: Rc<RefCell<AppliedState>>,
+}
+
+impl CdsApi {
+    pub fn new(cm: Rc<ClusterManager>, store: Arc<Store>, state: Rc<RefCell<AppliedState>>) -> Self {
+        let stats = CdsStats::new(&store, "cluster_manager.cds.");
+        CdsApi { cm, store, stats, state }
+    }
+}
+
+impl ResourceApi for CdsApi {
+    const TYPE: &'static str = CLUSTER_TYPE;
+    const NAME: &'static str = "cds";
+
+    async fn apply(&self, file: &DiscoveryFile) -> Result<(), ConfigError> {
+        let (changed, removed) = diff(file, &self.state.borrow(), |name| self.cm.is_static(name));
+        let sockets = crate::extensions::transport_sockets::tls::TlsSocketBuilder { store: &self.store };
+        let mut built = Vec::with_capacity(changed.len());
+        for (i, r) in &changed {
+            let path = resource_path(*i);
+            let cluster = Cluster::decode(r.encoded.as_slice())
+                .map_err(|e| path.error(format!("cannot decode the cluster: {e}")))?;
+            built.push(build_cluster(&cluster, &path, self.cm.local_locality(), &self.store, &sockets)?);
+        }
+        tracing::info!(
+            "cds: {} added/updated cluster(s), {} removed, {} unchanged or static",
+            built.len(),
+            removed.len(),
+            file.resources.len() - built.len()
+        );
+        for info in built {
+            self.cm.add_or_update(info).await;
+        }
+        for name in &removed {
+            self.cm.remove(name);
+        }
+        if !changed.is_empty() || !removed.is_empty() {
+            self.stats.config_reload.inc();
+            self.stats.config_reload_time_ms.set(epoch_ms(SystemTime::now()));
+        }
+        record(&self.state, file, &changed, &removed);
+        Ok(())
+    }
+
+    fn state(&self) -> &RefCell<AppliedState> {
+        &self.state
+    }
+}

@@ -1,0 +1,210 @@
+//! `dynamic_resources` from files (Envoy's filesystem subscriptions for CDS and
+//! LDS): each subscription reads its file once as the server starts, then again
+//! whenever a file is moved into place (`event::file_watcher`), and hands the
+//! checked resources to its API (`cds`, `lds`), which works out what changed
+//! and applies it through the cluster or listener manager.
+//!
+//! Everything runs on the main thread, one update at a time. An update is all
+//! or nothing: its resources are all built before any is applied, so one that
+//! fails leaves what runs untouched (`update_rejected`, the error logged with
+//! its field path). The stats are Envoy's `<prefix>.{cds,lds}.*`, checked
+//! against Envoy 1.40 on the same files.
+
+pub mod cds;
+pub mod lds;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use crate::common::xxhash::xxhash64;
+use crate::config::path_source::{self, DiscoveryFile, PathSource, UpdateError};
+use crate::config::{ConfigError, FieldPath};
+use crate::define_stats;
+use crate::event::file_watcher::MoveWatcher;
+use crate::stats::Store;
+
+define_stats! {
+    /// `cluster_manager.cds.*` / `listener_manager.lds.*` (Envoy's
+    /// `SubscriptionStats`). `init_fetch_timeout` stays 0 (a file has no
+    /// first fetch to wait for) and `update_duration` empty (Envoy records it
+    /// for gRPC subscriptions only), as in Envoy; Envoy's `version_text` text
+    /// readout is not there (Courier's store has no text readouts).
+    #[derive(Debug)]
+    pub struct SubscriptionStats {
+        counter update_attempt,
+        counter update_success,
+        counter update_failure,
+        counter update_rejected,
+        counter init_fetch_timeout,
+        gauge update_time,
+        gauge version,
+        histogram update_duration,
+    }
+}
+
+/// `dynamic_resources`: the file each subscription reads.
+#[derive(Debug, Clone, Default)]
+pub struct DynamicResourcesConfig {
+    pub cds: Option<PathSource>,
+    pub lds: Option<PathSource>,
+}
+
+impl DynamicResourcesConfig {
+    pub fn from_proto(
+        d: &envoy_types::pb::envoy::config::bootstrap::v3::bootstrap::DynamicResources,
+    ) -> Result<Self, ConfigError> {
+        let source = |s: &Option<_>, field: &str| {
+            s.as_ref()
+                .map(|s| PathSource::from_proto(s, &FieldPath::starting_at(&format!("dynamic_resources.{field}"))))
+        };
+        Ok(DynamicResourcesConfig {
+            cds: source(&d.cds_config, "cds_config").transpose()?,
+            lds: source(&d.lds_config, "lds_config").transpose()?,
+        })
+    }
+}
+
+/// A resource as applied, for `/config_dump`.
+#[derive(Debug, Clone)]
+pub struct AppliedResource {
+    pub encoded: Vec<u8>,
+    pub version_info: String,
+    pub last_updated: SystemTime,
+}
+
+/// What one subscription has applied: the last accepted `version_info` and
+/// the running resources by name.
+#[derive(Debug, Default)]
+pub struct AppliedState {
+    pub version_info: String,
+    pub resources: BTreeMap<String, AppliedResource>,
+}
+
+/// The resources of a subscription: what each API applies. (Its futures run
+/// on the main thread's local task set and are never sent: no `Send` bound.)
+#[allow(async_fn_in_trait)]
+pub trait ResourceApi {
+    /// The resource's message type, `envoy.config.cluster.v3.Cluster`.
+    const TYPE: &'static str;
+    /// `cds` or `lds`, in log lines.
+    const NAME: &'static str;
+
+    /// Builds every changed resource of `file` and applies them all, or none.
+    async fn apply(&self, file: &DiscoveryFile) -> Result<(), ConfigError>;
+
+    /// What has been applied.
+    fn state(&self) -> &RefCell<AppliedState>;
+}
+
+/// One subscription: its file and its stats.
+pub struct PathSubscription {
+    source: PathSource,
+    stats: SubscriptionStats,
+}
+
+impl PathSubscription {
+    /// `prefix`: `cluster_manager.cds.` or `listener_manager.lds.`.
+    pub fn new(source: PathSource, store: &Store, prefix: &str) -> Self {
+        PathSubscription { source, stats: SubscriptionStats::new(store, prefix) }
+    }
+
+    /// Watches the file's directory (from now on: a move made while the file
+    /// is first read is not missed), reads the file once, and returns the
+    /// watcher for `follow`.
+    pub async fn start<R: ResourceApi>(&self, api: &R) -> std::io::Result<MoveWatcher> {
+        let (dir, name) = self.source.watch();
+        let watcher = MoveWatcher::new(&dir, name.as_deref())?;
+        self.update(api).await;
+        Ok(watcher)
+    }
+
+    /// Reads the file again after each move into place, until the watcher fails.
+    pub async fn follow<R: ResourceApi>(&self, api: &R, mut watcher: MoveWatcher) {
+        loop {
+            if let Err(e) = watcher.moved().await {
+                tracing::error!("{}: watching {} failed, no more updates: {e}", R::NAME, self.source.path.display());
+                return;
+            }
+            self.update(api).await;
+        }
+    }
+
+    /// One update, counted as Envoy counts it.
+    async fn update<R: ResourceApi>(&self, api: &R) {
+        let s = &self.stats;
+        s.update_attempt.inc();
+        let outcome = match path_source::read(&self.source.path, R::TYPE, &crate::extensions::supported::INVENTORY) {
+            Ok(file) => api.apply(&file).await.map(|()| file).map_err(UpdateError::Rejected),
+            Err(e) => Err(e),
+        };
+        // Reading decoded the schema; only updates need it, and they are rare.
+        crate::config::release_schema();
+        match outcome {
+            Ok(file) => {
+                s.update_success.inc();
+                s.update_time.set(epoch_ms(SystemTime::now()));
+                s.version.set(xxhash64(file.version_info.as_bytes()) as i64);
+                api.state().borrow_mut().version_info = file.version_info;
+            }
+            Err(UpdateError::Failure(e)) => {
+                s.update_failure.inc();
+                tracing::warn!("Filesystem config update failure: {e}");
+            }
+            Err(UpdateError::Rejected(e)) => {
+                s.update_rejected.inc();
+                tracing::warn!("Filesystem config update rejected: {} {}: {e}", R::NAME, self.source.path.display());
+            }
+        }
+    }
+}
+
+/// Milliseconds since the epoch, as Envoy's `update_time` gauge.
+pub fn epoch_ms(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The resources of `file` that differ from what `state` runs, each with its
+/// index in the file, and the names `state` runs that `file` no longer lists.
+/// `skip` leaves a resource out (one of `static_resources`, which xDS cannot touch).
+pub fn diff<'f>(
+    file: &'f DiscoveryFile,
+    state: &AppliedState,
+    skip: impl Fn(&str) -> bool,
+) -> (Vec<(usize, &'f path_source::Resource)>, Vec<String>) {
+    let changed = file
+        .resources
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !skip(&r.name))
+        .filter(|(_, r)| state.resources.get(&r.name).is_none_or(|a| a.encoded != r.encoded))
+        .collect();
+    let removed =
+        state.resources.keys().filter(|name| !file.resources.iter().any(|r| &r.name == *name)).cloned().collect();
+    (changed, removed)
+}
+
+/// Records the applied resources of an update in `state`.
+pub fn record(
+    state: &RefCell<AppliedState>,
+    file: &DiscoveryFile,
+    changed: &[(usize, &path_source::Resource)],
+    removed: &[String],
+) {
+    let now = SystemTime::now();
+    let mut state = state.borrow_mut();
+    for (_, r) in changed {
+        state.resources.insert(
+            r.name.clone(),
+            AppliedResource { encoded: r.encoded.clone(), version_info: file.version_info.clone(), last_updated: now },
+        );
+    }
+    for name in removed {
+        state.resources.remove(name);
+    }
+}
+
+/// The field path of the `i`th resource of a file.
+pub fn resource_path(i: usize) -> FieldPath {
+    FieldPath::starting_at(&format!("resources[{i}]"))
+}
