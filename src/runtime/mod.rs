@@ -14,6 +14,7 @@
 //! then loads again (Envoy watches for the symlink being moved in; Courier polls,
 //! needing no inotify).
 
+pub mod feature_flag;
 pub mod layers;
 pub mod snapshot;
 
@@ -25,6 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use feature_flag::FeatureFlag;
 pub use layers::{LayerConfig, LayerSource};
 pub use snapshot::{Entry, Fraction, Layer, Snapshot};
 

@@ -183,6 +183,11 @@ impl Snapshot {
         }
     }
 
+    /// Envoy's `getBoolean`: the key's boolean, or `default`.
+    pub fn get_boolean(&self, key: &str, default: bool) -> bool {
+        self.values.get(key).and_then(|e| e.bool_value).unwrap_or(default)
+    }
+
     /// Envoy's `getDouble`: the key's number, or `default`.
     pub fn get_double(&self, key: &str, default: f64) -> f64 {
         self.values.get(key).and_then(|e| e.double_value).unwrap_or(default)
