@@ -111,6 +111,7 @@ pub(crate) struct FilterRequests {
     pub clear_route_cache: bool,
     pub buffer_limit: Option<u64>,
     pub local_reply: Option<LocalReply>,
+    pub added_data: Option<Bytes>,
 }
 
 impl<'a> StreamContext<'a> {
@@ -140,6 +141,22 @@ impl<'a> StreamContext<'a> {
     /// (a streamed response body), the stream is reset instead.
     pub fn send_local_reply(&mut self, reply: LocalReply) {
         self.requests.local_reply = Some(reply);
+    }
+
+    /// Envoy's `addEncodedData` / `addDecodedData` from a trailers callback: `data`
+    /// goes on through the later filters before the trailers (a compressor's
+    /// tail, say).
+    pub fn add_data(&mut self, data: Bytes) {
+        if !data.is_empty() {
+            match &mut self.requests.added_data {
+                Some(existing) => {
+                    let mut joined = bytes::BytesMut::from(&existing[..]);
+                    joined.extend_from_slice(&data);
+                    *existing = joined.freeze();
+                }
+                None => self.requests.added_data = Some(data),
+            }
+        }
     }
 
     pub(crate) fn into_requests(self) -> FilterRequests {

@@ -441,6 +441,9 @@ impl DataIteration {
                 let held = self.held.split().freeze();
                 self.data(filters, env.reborrow(), pos + 1, held, false)?;
             }
+            if let Some(added) = requests.added_data {
+                self.data(filters, env.reborrow(), pos + 1, added, false)?;
+            }
         }
         Ok(())
     }
