@@ -157,8 +157,8 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     // Only the policy Envoy uses is checked: see `check_lb_policies`.
     ("envoy.config.cluster.v3.LoadBalancingPolicy", &["policies"]),
     ("envoy.config.cluster.v3.LoadBalancingPolicy.Policy", &["typed_extension_config"]),
-    // Only under `LoadBalancingPolicy.Policy`: see the test
-    // `typed_extension_config_is_held_by_load_balancing_policy_only`.
+    // Only under `LoadBalancingPolicy.Policy` and a compressor's library: see the
+    // test `typed_extension_config_is_held_by_known_places_only`.
     ("envoy.config.core.v3.TypedExtensionConfig", &["name", "typed_config"]),
     ("envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin", &["locality_lb_config"]),
     (

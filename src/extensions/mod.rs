@@ -2,6 +2,7 @@
 //! logger, ...) is found here by its `typed_config` type, as in Envoy, so adding
 //! one touches this table and its own module only.
 
+pub mod compression;
 pub mod filters;
 pub mod supported;
 pub mod tracers;

@@ -19,6 +19,7 @@ pub const INVENTORY: Inventory = Inventory {
         SUPPORTED_FIELDS,
         ROUTE_SUPPORTED_FIELDS,
         filters::http::SUPPORTED_FIELDS,
+        filters::http::compressor::SUPPORTED_FIELDS,
         filters::listener::SUPPORTED_FIELDS,
         super::transport_sockets::tls::SUPPORTED_FIELDS,
         super::tracers::SUPPORTED_FIELDS,
@@ -38,6 +39,7 @@ pub fn is_registered(type_name: &str) -> bool {
         || crate::stats::sink::STAT_SINKS.iter().any(|(_, t)| *t == type_name)
         || OTHER_TYPES.contains(&type_name)
         || super::tracers::CONFIG_TYPES.contains(&type_name)
+        || super::compression::CONFIG_TYPES.contains(&type_name)
 }
 
 /// `Any` payloads accepted outside the filter tables.
@@ -89,6 +91,7 @@ mod tests {
         types.extend(crate::access_log::ACCESS_LOGGERS.iter().map(|(_, t)| *t));
         types.extend(OTHER_TYPES);
         types.extend(crate::extensions::tracers::CONFIG_TYPES);
+        types.extend(crate::extensions::compression::CONFIG_TYPES);
         for t in types {
             assert!(descriptor::message(t).is_some(), "{t} is registered but not in build.rs ROOTS");
         }
@@ -104,17 +107,22 @@ mod tests {
         }
     }
 
-    /// `TypedExtensionConfig` is supported only where `PLACES` puts it (one day a
-    /// field of it elsewhere would otherwise be accepted with the same list).
+    /// `TypedExtensionConfig` is supported only where its two fields mean what
+    /// they say (one day a field of it elsewhere would otherwise be accepted with
+    /// the same list): a load-balancing policy, a compressor library.
     #[test]
-    fn typed_extension_config_is_held_by_load_balancing_policy_only() {
+    fn typed_extension_config_is_held_by_known_places_only() {
         for (message, field) in all_supported_fields() {
             let Some(f) = descriptor::message(message).and_then(|d| d.get_field_by_name(field)) else { continue };
             if let prost_reflect::Kind::Message(child) = f.kind() {
                 if child.full_name() == "envoy.config.core.v3.TypedExtensionConfig" {
-                    assert_eq!(
-                        (message, field),
-                        ("envoy.config.cluster.v3.LoadBalancingPolicy.Policy", "typed_extension_config")
+                    assert!(
+                        [
+                            ("envoy.config.cluster.v3.LoadBalancingPolicy.Policy", "typed_extension_config"),
+                            ("envoy.extensions.filters.http.compressor.v3.Compressor", "compressor_library"),
+                        ]
+                        .contains(&(message, field)),
+                        "{message}.{field}"
                     );
                 }
             }

@@ -6,6 +6,7 @@
 //! - `fault` — injected delays and aborts
 //! - `local_ratelimit` — a process-wide token bucket, per filter or per route
 //! - `buffer` — buffers the whole request body before it goes upstream
+//! - `compressor` — compresses response bodies the client accepts compressed (gzip)
 //!
 //! Each filter is one module exposing its `EXTENSION` (name, config type,
 //! constructors) for the registry. Configs are checked against `SUPPORTED_FIELDS`
@@ -17,6 +18,7 @@
 
 pub mod buffer;
 pub(crate) mod common;
+pub mod compressor;
 pub mod cors;
 pub mod fault;
 pub mod filter;
@@ -26,13 +28,19 @@ pub mod router;
 pub mod token_bucket;
 
 #[cfg(test)]
-mod test_util;
+pub(crate) mod test_util;
 
 use crate::extensions::HttpFilterExtension;
 
 /// The HTTP filters Courier ships (the router excepted).
-pub const HTTP_FILTERS: &[HttpFilterExtension] =
-    &[health_check::EXTENSION, cors::EXTENSION, fault::EXTENSION, local_ratelimit::EXTENSION, buffer::EXTENSION];
+pub const HTTP_FILTERS: &[HttpFilterExtension] = &[
+    health_check::EXTENSION,
+    cors::EXTENSION,
+    fault::EXTENSION,
+    local_ratelimit::EXTENSION,
+    buffer::EXTENSION,
+    compressor::EXTENSION,
+];
 
 /// `(message full name, supported fields)` of the filters' configs, in the layout
 /// of `config::supported::SUPPORTED_FIELDS`; `extensions::supported` merges it with the others.

@@ -679,6 +679,7 @@ impl Stream {
     ) -> Response<ResponseBody> {
         let (mut parts, body, close_after) = self.local_parts(reply, route, request);
         let body = if is_head { Bytes::new() } else { body };
+        let had_length = parts.headers.contains_key(http::header::CONTENT_LENGTH);
         let (parts, body, close_after) = match self.encode_local(&mut parts, request, filters, body) {
             Ok(body) => (parts, body, close_after),
             // The encoder filters replaced the reply (or its body was over the
@@ -690,7 +691,15 @@ impl Stream {
         };
         self.info.response_code = Some(parts.status.as_u16());
         let completion = self.completion(request, &parts.headers, None);
-        let mut response = Response::from_parts(parts, ResponseBody::local(body, completion));
+        // A filter that removed the length (a compressor) has the body framed as
+        // it streams, chunked on HTTP/1, as Envoy sends it.
+        let unsized_body = had_length && !parts.headers.contains_key(http::header::CONTENT_LENGTH);
+        let body = if unsized_body {
+            ResponseBody::local_unsized(body, completion)
+        } else {
+            ResponseBody::local(body, completion)
+        };
+        let mut response = Response::from_parts(parts, body);
         // After a request the codec or connection manager refused, Envoy closes.
         if close_after {
             response.extensions_mut().insert(CloseConnection);

@@ -82,6 +82,8 @@ pub struct ResponseBody {
     /// With `filtered`: trailers that wait while data a filter released at them
     /// goes out first.
     pending_trailers: Option<Box<HeaderMap>>,
+    /// A local body whose length is not told (`local_unsized`).
+    unsized_local: bool,
 }
 
 impl ResponseBody {
@@ -89,6 +91,14 @@ impl ResponseBody {
     pub fn local(bytes: Bytes, completion: Box<dyn StreamCompletion>) -> ResponseBody {
         let source = Source::Local((!bytes.is_empty()).then_some(bytes));
         ResponseBody::new(source, completion)
+    }
+
+    /// A body Courier made whose length is not declared: the codec frames it as
+    /// it streams (chunked on HTTP/1).
+    pub fn local_unsized(bytes: Bytes, completion: Box<dyn StreamCompletion>) -> ResponseBody {
+        let mut body = ResponseBody::local(bytes, completion);
+        body.unsized_local = true;
+        body
     }
 
     /// A body the encoder filters buffered whole.
@@ -117,6 +127,7 @@ impl ResponseBody {
             filtered,
             filters_ended: false,
             pending_trailers: None,
+            unsized_local: false,
         }
     }
 
@@ -168,7 +179,7 @@ impl Body for ResponseBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.filtered {
+        if self.filtered || self.unsized_local {
             // The filters may change the length (a compressor): it is not known.
             return SizeHint::default();
         }
