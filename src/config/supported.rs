@@ -254,7 +254,14 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "proxy_100_continue",
             "http2_protocol_options",
             "tracing",
+            "forward_client_cert_details",
+            "set_current_client_cert_details",
         ],
+    ),
+    // x-forwarded-client-cert's elements (`cert` and `chain`, the PEM, are not).
+    (
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.SetCurrentClientCertDetails",
+        &["subject", "uri", "dns"],
     ),
     // `tracing` (see `tracing::HcmTracing`).
     (

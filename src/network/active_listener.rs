@@ -273,7 +273,7 @@ fn serve_connection(config: &Arc<ListenerConfig>, socket: AcceptedSocket, worker
         config.stats.no_filter_chain_match.inc();
         return;
     };
-    let info = ConnectionInfo { remote: socket.remote, local: socket.local, secure: false };
+    let info = ConnectionInfo { remote: socket.remote, local: socket.local, tls: None };
     let guard = ConnectionAccounting::open(config.clone(), worker, total.clone());
     // A chain's transport socket (TLS termination) wraps the stream once the
     // chain is known, before the terminal filter takes the connection.
@@ -302,8 +302,8 @@ async fn handshake_then_serve(
     guard: ConnectionAccounting,
 ) {
     match tls.accept(stream).await {
-        Ok(stream) => {
-            let info = ConnectionInfo { secure: true, ..info };
+        Ok((stream, session)) => {
+            let info = ConnectionInfo { tls: Some(std::rc::Rc::new(session)), ..info };
             let conn = DownstreamConnection { stream, info, buffer_limit: config.buffer_limit };
             terminal.on_new_connection(conn).await;
         }

@@ -1,20 +1,29 @@
 //! A downstream connection as the network filters receive it.
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 
+use super::tls::DownstreamTlsInfo;
 use super::transport::TransportStream;
 
 /// Envoy's default `per_connection_buffer_limit_bytes`, of listeners and clusters.
 pub const DEFAULT_BUFFER_LIMIT: u32 = 1024 * 1024;
 
 /// Addresses of a connection, for filters, logs and headers.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnectionInfo {
     pub remote: SocketAddr,
     pub local: SocketAddr,
-    /// The connection is TLS (its filter chain's transport socket terminated it):
-    /// `x-forwarded-proto: https`, as Envoy sets it.
-    pub secure: bool,
+    /// The session, when the filter chain's transport socket terminated TLS
+    /// (worker-local: a connection never leaves its worker).
+    pub tls: Option<Rc<DownstreamTlsInfo>>,
+}
+
+impl ConnectionInfo {
+    /// The connection is TLS: `x-forwarded-proto: https`, as Envoy sets it.
+    pub fn secure(&self) -> bool {
+        self.tls.is_some()
+    }
 }
 
 /// An accepted connection on its worker.

@@ -154,6 +154,60 @@ pub struct DownstreamTls {
     pub certificates: ContextCertificates,
 }
 
+/// What a downstream TLS session says of its peer, read once after the handshake
+/// (Envoy's `Ssl::ConnectionInfo`): for `x-forwarded-client-cert` and the access
+/// log's `%DOWNSTREAM_PEER_*%`.
+#[derive(Debug, Default)]
+pub struct DownstreamTlsInfo {
+    /// The client's certificate chain, its own first; empty without mTLS.
+    pub peer_certificates: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// The server name the client asked for (SNI).
+    pub server_name: Option<String>,
+    /// The URI SANs of the certificate this side presented (`By=` in XFCC).
+    pub local_uri_sans: Vec<String>,
+}
+
+impl DownstreamTlsInfo {
+    fn of(session: &rustls::ServerConnection, certificates: &ContextCertificates) -> DownstreamTlsInfo {
+        let server_name = session.server_name().map(str::to_string);
+        let local_uri_sans = presented(certificates, server_name.as_deref())
+            .map(|c| {
+                let uris = c.subject_alt_names.iter().filter_map(|n| match n {
+                    SubjectAltName::Uri(u) => Some(u.clone()),
+                    _ => None,
+                });
+                uris.collect()
+            })
+            .unwrap_or_default();
+        DownstreamTlsInfo {
+            peer_certificates: session.peer_certificates().map(|c| c.to_vec()).unwrap_or_default(),
+            server_name,
+            local_uri_sans,
+        }
+    }
+}
+
+/// The leaf the server presented for `sni`, as the certificate resolver chose
+/// it: the only one, else the first whose DNS names cover the name (exactly, or
+/// by a `*.` wildcard for one label), else the first.
+fn presented<'c>(certificates: &'c ContextCertificates, sni: Option<&str>) -> Option<&'c CertificateDetails> {
+    let chains = &certificates.cert_chain;
+    if chains.len() <= 1 {
+        return chains.first();
+    }
+    let covers = |c: &&CertificateDetails| {
+        let Some(sni) = sni else { return false };
+        c.subject_alt_names.iter().any(|n| match n {
+            SubjectAltName::Dns(d) => match d.strip_prefix("*.") {
+                Some(parent) => sni.split_once('.').is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(parent)),
+                None => d.eq_ignore_ascii_case(sni),
+            },
+            _ => false,
+        })
+    };
+    chains.iter().find(covers).or_else(|| chains.first())
+}
+
 /// Why a downstream handshake gave no session.
 #[derive(Debug, PartialEq, Eq)]
 pub enum HandshakeFailure {
@@ -163,7 +217,7 @@ pub enum HandshakeFailure {
 
 impl DownstreamTls {
     /// Runs the server handshake on an accepted connection.
-    pub async fn accept(&self, tcp: TcpStream) -> Result<TransportStream, HandshakeFailure> {
+    pub async fn accept(&self, tcp: TcpStream) -> Result<(TransportStream, DownstreamTlsInfo), HandshakeFailure> {
         let handshake = async {
             // Bytes that are no TLS handshake record (plaintext HTTP, say) are
             // closed on without an alert, as BoringSSL does in Envoy.
@@ -188,7 +242,8 @@ impl DownstreamTls {
         match result {
             Ok(session) => {
                 self.stats.handshake_done(session.get_ref().1, true);
-                Ok(TransportStream::Tls(SharedStream::new(TlsSession::new(session.into()))))
+                let info = DownstreamTlsInfo::of(session.get_ref().1, &self.certificates);
+                Ok((TransportStream::Tls(SharedStream::new(TlsSession::new(session.into()))), info))
             }
             Err(Some(e)) => {
                 tracing::debug!("downstream TLS handshake failed: {e}");

@@ -23,7 +23,8 @@
 //! trace decision, must agree), B3 ids of a new trace (hex; a `b3` header's sampling
 //! flag must agree), a `traceparent` (its flags must agree), `x-envoy-upstream-service-time`
 //! (milliseconds), `server` (any token, unless the config sets `server_name`), the
-//! `content-length` of the upstream's JSON report (its size depends on the report's
+//! hash of the run's client certificate in `x-forwarded-client-cert` (each run
+//! makes its own), the `content-length` of the upstream's JSON report (its size depends on the report's
 //! own fields, compared one by one instead; so is the access log's BYTES_SENT for
 //! it). `x-envoy-expected-rq-timeout-ms` agrees within 100 ms: on a retry it is the
 //! time left, which depends on timing. Access-log lines come normalized (times,
@@ -105,6 +106,13 @@ fn same_decision(mode: Mode, envoy: &str, courier: &str) -> bool {
 }
 
 const ABSENT: &str = "<absent>";
+
+/// An `x-forwarded-client-cert` value with each certificate hash (64 hex digits)
+/// replaced by a placeholder: each proxy's run gets a client certificate of its own.
+fn without_cert_hash(v: &str) -> String {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"Hash=[0-9a-f]{64}").unwrap()).replace_all(v, "Hash=<sha256>").into_owned()
+}
 
 struct Checks(Vec<Check>);
 
@@ -439,6 +447,11 @@ fn compare_http(case: &Case, label: &str, er: &HttpResponse, cr: &HttpResponse, 
     let names: BTreeSet<String> = header_names(&erep).union(&header_names(&crep)).cloned().collect();
     for name in names {
         let get = |v: &serde_json::Value| opt(v["headers"][&name].as_str().map(str::to_string));
+        if name == "x-forwarded-client-cert" {
+            let (e, c) = (without_cert_hash(&get(&erep)), without_cert_hash(&get(&crep)));
+            checks.exact(format!("{label}.upstream.header.{name}"), e, c);
+            continue;
+        }
         let mode = match name.as_str() {
             "x-request-id" => Mode::Uuid,
             "x-b3-traceid" | "x-b3-spanid" | "x-b3-parentspanid" => Mode::B3Id,

@@ -52,6 +52,8 @@ const LISTENER: &str = "envoy.config.listener.v3.Listener";
 const CLUSTER: &str = "envoy.config.cluster.v3.Cluster";
 const HTTP_OPTIONS: &str = "envoy.config.core.v3.HttpProtocolOptions";
 const HCM: &str = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+const XFCC_DETAILS: &str =
+    "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.SetCurrentClientCertDetails";
 const H2_OPTIONS: &str = "envoy.config.core.v3.Http2ProtocolOptions";
 const H2_IT: &str = "tests/integration/http2_downstream.rs";
 const H2_SETTINGS: &str = "http2_protocol_options_are_the_settings_the_client_sees";
@@ -631,6 +633,11 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (HCM, "proxy_100_continue", &[compat("proxy_100_continue_false")]),
     (HCM, "http2_protocol_options", &[test(H2_IT, H2_SETTINGS)]),
     (HCM, "tracing", &[compat("tracing_zipkin"), test(TRACING_IT, TRACING_SPANS)]),
+    (HCM, "forward_client_cert_details", &[compat("tls_forward_client_cert")]),
+    (HCM, "set_current_client_cert_details", &[compat("tls_forward_client_cert")]),
+    (XFCC_DETAILS, "subject", &[compat("tls_forward_client_cert")]),
+    (XFCC_DETAILS, "uri", &[compat("tls_forward_client_cert")]),
+    (XFCC_DETAILS, "dns", &[compat("tls_forward_client_cert")]),
     (
         HCM_TRACING,
         "client_sampling",

@@ -71,10 +71,13 @@ pub(super) fn subject_public_key_info(cert: &[u8]) -> Option<&[u8]> {
     }
 }
 
-/// What `/certs` shows of a certificate, read from its DER.
+/// What `/certs` and `x-forwarded-client-cert` show of a certificate, read from
+/// its DER.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct CertificateFields {
     pub serial_number: String,
+    /// The subject as RFC 2253 prints it (BoringSSL's `XN_FLAG_RFC2253`, as Envoy).
+    pub subject: String,
     pub not_before: i64,
     pub not_after: i64,
     /// DNS names, then URIs, then IP addresses, each in the certificate's
@@ -92,7 +95,9 @@ pub(super) fn certificate_fields(cert: &[u8]) -> Option<CertificateFields> {
     let (after_tag, _, after, _) = element(after)?;
     let (not_before, not_after) = (time(before_tag, before)?, time(after_tag, after)?);
     // subject, then subjectPublicKeyInfo.
-    let (SEQUENCE, _, _, mut rest) = element(element(rest)?.3)? else { return None };
+    let (SEQUENCE, _, subject, rest) = element(rest)? else { return None };
+    let subject = rfc2253(subject)?;
+    let (SEQUENCE, _, _, mut rest) = element(rest)? else { return None };
     let mut names = Vec::new();
     // issuerUniqueID [1] and subjectUniqueID [2] may come before extensions [3].
     while let Some((tag, _, content, after)) = element(rest) {
@@ -101,7 +106,108 @@ pub(super) fn certificate_fields(cert: &[u8]) -> Option<CertificateFields> {
         }
         rest = after;
     }
-    Some(CertificateFields { serial_number: serial_hex(serial), not_before, not_after, subject_alt_names: names })
+    Some(CertificateFields {
+        serial_number: serial_hex(serial),
+        subject,
+        not_before,
+        not_after,
+        subject_alt_names: names,
+    })
+}
+
+/// A `Name`'s content (RDNSequence) as RFC 2253 prints it: the last RDN first,
+/// RDNs joined by `,`, an RDN's attributes by `+`, known attribute types by their
+/// short names, other ones as dotted OIDs, string values escaped as RFC 2253 says,
+/// other values as `#` and their DER in hex.
+fn rfc2253(mut rdns: &[u8]) -> Option<String> {
+    let mut printed = Vec::new();
+    while !rdns.is_empty() {
+        let (SET, _, mut attributes, rest) = element(rdns)? else { return None };
+        rdns = rest;
+        let mut rdn = Vec::new();
+        while !attributes.is_empty() {
+            let (SEQUENCE, _, attribute, rest) = element(attributes)? else { return None };
+            attributes = rest;
+            let (OID, _, oid, value) = element(attribute)? else { return None };
+            let (tag, whole, content, _) = element(value)?;
+            let name = attribute_name(oid);
+            let value = match tag {
+                UTF8_STRING | PRINTABLE_STRING | T61_STRING | IA5_STRING => escape_rfc2253(content),
+                _ => format!("#{}", whole.iter().map(|b| format!("{b:02X}")).collect::<String>()),
+            };
+            rdn.push(format!("{name}={value}"));
+        }
+        printed.push(rdn.join("+"));
+    }
+    printed.reverse();
+    Some(printed.join(","))
+}
+
+const SET: u8 = 0x31;
+const UTF8_STRING: u8 = 0x0c;
+const PRINTABLE_STRING: u8 = 0x13;
+const T61_STRING: u8 = 0x14;
+const IA5_STRING: u8 = 0x16;
+
+/// The short name BoringSSL prints for an attribute type, else its dotted OID.
+fn attribute_name(oid: &[u8]) -> String {
+    match oid {
+        [0x55, 0x04, 0x03] => "CN".into(),
+        [0x55, 0x04, 0x04] => "SN".into(),
+        [0x55, 0x04, 0x05] => "serialNumber".into(),
+        [0x55, 0x04, 0x06] => "C".into(),
+        [0x55, 0x04, 0x07] => "L".into(),
+        [0x55, 0x04, 0x08] => "ST".into(),
+        [0x55, 0x04, 0x09] => "street".into(),
+        [0x55, 0x04, 0x0a] => "O".into(),
+        [0x55, 0x04, 0x0b] => "OU".into(),
+        [0x55, 0x04, 0x0c] => "title".into(),
+        [0x55, 0x04, 0x2a] => "GN".into(),
+        [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01] => "emailAddress".into(),
+        [0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x19] => "DC".into(),
+        [0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x01] => "UID".into(),
+        other => dotted_oid(other),
+    }
+}
+
+fn dotted_oid(oid: &[u8]) -> String {
+    let mut arcs: Vec<u64> = Vec::new();
+    let mut value = 0u64;
+    for &b in oid {
+        value = (value << 7) | u64::from(b & 0x7f);
+        if b & 0x80 == 0 {
+            arcs.push(value);
+            value = 0;
+        }
+    }
+    let Some(&first) = arcs.first() else { return String::new() };
+    let (a, b) = if first < 80 { (first / 40, first % 40) } else { (2, first - 80) };
+    std::iter::once(a)
+        .chain(std::iter::once(b))
+        .chain(arcs[1..].iter().copied())
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// RFC 2253 §2.4: `,+"\<>;` escaped with a backslash, as are a leading `#` or
+/// space and a trailing space; control bytes and bytes over 0x7f as `\XX`.
+fn escape_rfc2253(value: &[u8]) -> String {
+    let mut out = String::new();
+    for (i, &b) in value.iter().enumerate() {
+        let edge_space = b == b' ' && (i == 0 || i + 1 == value.len());
+        match b {
+            b',' | b'+' | b'"' | b'\\' | b'<' | b'>' | b';' => {
+                out.push('\\');
+                out.push(char::from(b));
+            }
+            b'#' if i == 0 => out.push_str("\\#"),
+            _ if edge_space => out.push_str("\\ "),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => out.push_str(&format!("\\{b:02X}")),
+        }
+    }
+    out
 }
 
 /// BoringSSL's `BN_bn2hex` of a non-negative serial, lowercased as Envoy does.

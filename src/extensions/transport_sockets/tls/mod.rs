@@ -687,6 +687,34 @@ impl ServerCertVerifier for NoVerifier {
     }
 }
 
+/// What `x-forwarded-client-cert` says of a client certificate (Envoy's
+/// `Ssl::ConnectionInfo` accessors).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCertificate {
+    /// RFC 2253, as BoringSSL prints it.
+    pub subject: String,
+    pub uri_sans: Vec<String>,
+    pub dns_sans: Vec<String>,
+    /// SHA-256 of the DER, lower-case hex.
+    pub sha256: String,
+}
+
+/// Reads `der`, a client's certificate; `None` when it cannot be parsed.
+pub fn peer_certificate(der: &[u8]) -> Option<PeerCertificate> {
+    let fields = der::certificate_fields(der)?;
+    let (mut uri_sans, mut dns_sans) = (Vec::new(), Vec::new());
+    for name in fields.subject_alt_names {
+        match name {
+            crate::network::tls::SubjectAltName::Uri(u) => uri_sans.push(u),
+            crate::network::tls::SubjectAltName::Dns(d) => dns_sans.push(d),
+            crate::network::tls::SubjectAltName::IpAddress(_) => {}
+        }
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    let sha256 = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    Some(PeerCertificate { subject: fields.subject, uri_sans, dns_sans, sha256 })
+}
+
 #[cfg(test)]
 mod tests {
     use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{CommonTlsContext, TlsCertificate};

@@ -90,6 +90,7 @@ pub async fn handle(
     timers: &StreamTimers,
 ) -> Response<ResponseBody> {
     let protocol = protocol_name(req.version());
+    let local_port = conn.local.port();
     let mut stream = Stream::new(&cfg, conn, protocol);
     stream.body_bytes = Some(body_bytes);
     let (mut parts, body) = req.into_parts();
@@ -138,7 +139,7 @@ pub async fn handle(
     // CONNECT only matches routes with a connect_matcher, which Courier does not
     // support: like Envoy without one, it is a 404.
     if parts.method != Method::CONNECT {
-        strip_host_port(&mut parts, &cfg, conn.local.port());
+        strip_host_port(&mut parts, &cfg, local_port);
         stream.route = cfg.routes.find(&parts).cloned();
     }
     if let Some(r) = &stream.route {
@@ -361,8 +362,8 @@ struct Stream {
     downstream_chunked: bool,
     /// False for a reply to a request that was never parsed whole.
     request_parsed: bool,
-    /// The connection is TLS.
-    secure: bool,
+    /// The connection's TLS session, if it is TLS.
+    tls: Option<std::rc::Rc<crate::network::tls::DownstreamTlsInfo>>,
     /// The request's tracing span, under a connection manager with `tracing`.
     span: Option<Box<dyn Span>>,
     /// The route's decorator operation an ingress response carries.
@@ -387,7 +388,7 @@ impl Stream {
         Stream {
             cfg: cfg.clone(),
             info: StreamInfo::new(conn.remote, conn.local, protocol),
-            secure: conn.secure,
+            tls: conn.tls,
             route: None,
             cluster_weight: None,
             body_bytes: None,
@@ -507,7 +508,7 @@ impl Stream {
 
     /// The scheme the client used, as Envoy writes it in `x-forwarded-proto`.
     fn scheme(&self) -> HeaderValue {
-        HeaderValue::from_static(if self.secure { "https" } else { "http" })
+        HeaderValue::from_static(if self.tls.is_some() { "https" } else { "http" })
     }
 
     /// Envoy's `traceRequest`, once the route is known: the decision, the span,
@@ -556,6 +557,7 @@ impl Stream {
         } else {
             h.entry(headers::X_FORWARDED_PROTO).or_insert_with(|| self.scheme());
         }
+        self.cfg.client_cert.mutate(h, self.tls.as_deref());
         // No client is internal (Envoy 1.40's default), so the control headers
         // only trusted clients may send go, edge request or not.
         headers::remove_all(h, headers::UNTRUSTED_CONTROL);

@@ -14,6 +14,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use http::HeaderValue;
 
+use super::client_cert::ClientCertConfig;
 use super::path_normalization::{EscapedSlashes, PathNormalization};
 use super::stats::{HcmListenerStats, HcmStats, Http1CodecStats};
 use crate::access_log::{self, AccessLogger};
@@ -117,6 +118,8 @@ pub struct HcmConfig {
     pub access_logs: Vec<Arc<dyn AccessLogger>>,
     /// The headers the access logs read: what a stream keeps for its log line.
     pub log_headers: HeadersUsed,
+    /// `forward_client_cert_details` / `set_current_client_cert_details`.
+    pub client_cert: ClientCertConfig,
     /// `envoy.filters.http.router`, the last of `http_filters`.
     pub router: Router,
     /// The server's drain: close connections after their current request, and
@@ -348,6 +351,11 @@ impl HcmConfig {
             default_host_for_http_10,
             access_logs,
             log_headers,
+            client_cert: ClientCertConfig::from_proto(
+                p.forward_client_cert_details,
+                p.set_current_client_cert_details.as_ref(),
+                path,
+            )?,
             router: Router::new(store, &format!("http.{}.", p.stat_prefix), clusters.clone(), listener_buffer_limit),
             drain: drain.clone(),
             tracing,

@@ -121,7 +121,7 @@ async fn serve_halves(cfg: Arc<HcmConfig>, info: ConnectionInfo, rd: TransportRe
         // Allocated before the call, so the future is built in place rather than
         // on the stack and then copied (it is several KiB).
         let mut slot = Box::new_uninit();
-        slot.write(exchange(cfg, info, head, last, &reader, &mut writer, &drain, &mut timer));
+        slot.write(exchange(cfg, info.clone(), head, last, &reader, &mut writer, &drain, &mut timer));
         // SAFETY: written on the line above.
         let exchange = Box::into_pin(unsafe { slot.assume_init() });
         match exchange.await {
@@ -263,6 +263,7 @@ async fn exchange(
     let timers = StreamTimers::new(cfg.stream_idle_timeout, cfg.max_stream_duration);
     let body_bytes = reader.borrow().body_bytes.clone();
     let mut watch = Http1Watch { reader };
+    let remote = info.remote;
     let response = super::run_stream(cfg, info, request, body_bytes, &mut watch, started, &timers, timer).await;
     // A client gone mid-body gets no response: the stream is reset, as Envoy does.
     let response = response.and_then(|r| {
@@ -320,7 +321,7 @@ async fn exchange(
                 WriteError::Body => stats.rq_reset_after_downstream_response_started.inc(),
                 WriteError::Io(_) => stats.downstream_rq_tx_reset.inc(),
             }
-            tracing::debug!(remote = %info.remote, "response not written whole: {e:?}");
+            tracing::debug!(remote = %remote, "response not written whole: {e:?}");
             return Exchange::Close { local: true };
         }
     }

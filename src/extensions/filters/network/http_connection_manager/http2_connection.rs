@@ -155,7 +155,7 @@ where
                     // the task holds a pointer, and spawning or finishing it copies
                     // no more (copies were a fifth of the instructions per request).
                     let mut slot = Box::new_uninit();
-                    slot.write(Isolated::new(stream(cfg.clone(), info, request, respond, state.clone(), guard.clone())));
+                    slot.write(Isolated::new(stream(cfg.clone(), info.clone(), request, respond, state.clone(), guard.clone())));
                     // SAFETY: written on the line above.
                     let task = Box::into_pin(unsafe { slot.assume_init() });
                     tokio::task::spawn_local(task);

@@ -9,6 +9,7 @@
 //! - `active_stream` — one request: header rules, route, filters, router
 
 mod active_stream;
+pub mod client_cert;
 pub mod config;
 mod filter_manager;
 mod http1_connection;
@@ -140,7 +141,7 @@ async fn run_stream<W: DownstreamWatch>(
     timer: &mut Timer,
 ) -> Option<http::Response<ResponseBody>> {
     let version = request.version();
-    let stream = active_stream::handle(cfg.clone(), info, request, body_bytes, timers);
+    let stream = active_stream::handle(cfg.clone(), info.clone(), request, body_bytes, timers);
     tokio::pin!(stream);
     // Polls the stream; `None` when it is pending and its route changed a timer,
     // so the timer is re-armed before waiting on.

@@ -1,0 +1,172 @@
+//! `x-forwarded-client-cert` (XFCC): what the connection manager tells the
+//! upstream of the client's certificate, as Envoy's `mutateXfccRequestHeader`.
+//!
+//! `forward_client_cert_details` says what happens to the header a request came
+//! with: removed (SANITIZE, the default, and for any connection without a client
+//! certificate unless ALWAYS_FORWARD_ONLY), passed on (FORWARD_ONLY,
+//! ALWAYS_FORWARD_ONLY), extended with this hop's element (APPEND_FORWARD) or
+//! replaced by it (SANITIZE_SET). The element is `By=<each URI SAN of the
+//! certificate Courier presented>`, `Hash=<SHA-256 of the client's>` and what `set_current_client_cert_details` asks for, in Envoy's
+//! order: `Subject="<RFC 2253>"`, `URI=<each URI SAN>` (`URI=` when none),
+//! `DNS=<each DNS SAN>`, joined by `;`.
+
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::{
+    ForwardClientCertDetails, SetCurrentClientCertDetails,
+};
+use http::header::{HeaderName, HeaderValue};
+use http::HeaderMap;
+
+use crate::config::{ConfigError, FieldPath};
+use crate::extensions::transport_sockets::tls::peer_certificate;
+use crate::network::tls::DownstreamTlsInfo;
+
+const XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
+
+/// `forward_client_cert_details`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardClientCert {
+    Sanitize,
+    ForwardOnly,
+    AppendForward,
+    SanitizeSet,
+    AlwaysForwardOnly,
+}
+
+/// `forward_client_cert_details` and `set_current_client_cert_details`, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertConfig {
+    pub forward: ForwardClientCert,
+    pub subject: bool,
+    pub uri: bool,
+    pub dns: bool,
+}
+
+impl ClientCertConfig {
+    /// `path` points at the connection manager.
+    pub fn from_proto(
+        forward: i32,
+        details: Option<&SetCurrentClientCertDetails>,
+        path: &FieldPath,
+    ) -> Result<ClientCertConfig, ConfigError> {
+        let forward = match ForwardClientCertDetails::try_from(forward) {
+            Ok(ForwardClientCertDetails::Sanitize) => ForwardClientCert::Sanitize,
+            Ok(ForwardClientCertDetails::ForwardOnly) => ForwardClientCert::ForwardOnly,
+            Ok(ForwardClientCertDetails::AppendForward) => ForwardClientCert::AppendForward,
+            Ok(ForwardClientCertDetails::SanitizeSet) => ForwardClientCert::SanitizeSet,
+            Ok(ForwardClientCertDetails::AlwaysForwardOnly) => ForwardClientCert::AlwaysForwardOnly,
+            Err(_) => return Err(path.field_error("forward_client_cert_details", "not a known value")),
+        };
+        // `cert` and `chain` are refused by the supported-fields check.
+        let d = details.cloned().unwrap_or_default();
+        Ok(ClientCertConfig { forward, subject: d.subject.is_some_and(|b| b.value), uri: d.uri, dns: d.dns })
+    }
+
+    /// Applies the policy to a request that arrived over `tls` (`None`: plaintext).
+    pub fn mutate(&self, h: &mut HeaderMap, tls: Option<&DownstreamTlsInfo>) {
+        if self.forward == ForwardClientCert::AlwaysForwardOnly {
+            return;
+        }
+        let peer = tls.and_then(|t| t.peer_certificates.first());
+        let Some(peer) = peer.filter(|_| self.forward != ForwardClientCert::Sanitize) else {
+            h.remove(XFCC);
+            return;
+        };
+        if self.forward == ForwardClientCert::ForwardOnly {
+            return;
+        }
+        let local_uri_sans = tls.map_or(&[][..], |t| &t.local_uri_sans[..]);
+        let element = self.element(peer.as_ref(), local_uri_sans);
+        let value = match (self.forward, h.get(XFCC).and_then(|v| v.to_str().ok())) {
+            (ForwardClientCert::AppendForward, Some(existing)) if !existing.is_empty() => {
+                format!("{existing},{element}")
+            }
+            _ => element,
+        };
+        match HeaderValue::from_str(&value) {
+            Ok(v) => {
+                h.insert(XFCC, v);
+            }
+            Err(_) => {
+                h.remove(XFCC);
+            }
+        }
+    }
+
+    /// This hop's element for the client's certificate `der`.
+    fn element(&self, der: &[u8], local_uri_sans: &[String]) -> String {
+        let Some(cert) = peer_certificate(der) else { return String::new() };
+        let mut parts: Vec<String> = local_uri_sans.iter().map(|u| format!("By={u}")).collect();
+        parts.push(format!("Hash={}", cert.sha256));
+        if self.subject {
+            parts.push(format!("Subject=\"{}\"", cert.subject));
+        }
+        if self.uri {
+            if cert.uri_sans.is_empty() {
+                parts.push("URI=".into());
+            }
+            parts.extend(cert.uri_sans.iter().map(|u| format!("URI={u}")));
+        }
+        if self.dns {
+            parts.extend(cert.dns_sans.iter().map(|d| format!("DNS={d}")));
+        }
+        parts.join(";")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/C=US/O=Example, Inc./CN=client.test`, DNS client.test and alt.test, URI
+    /// spiffe://example.org/client; subject and hash as `openssl x509 -nameopt
+    /// RFC2253` and `sha256sum` of its DER print them.
+    const CERT: &str = include_str!("../../../transport_sockets/tls/testdata/xfcc-client-cert.pem");
+    const HASH: &str = "681e4d2ceb4df0fe4cd0237cca544007b94801d01190ee48ae1766a5fb1cd520";
+
+    fn session() -> DownstreamTlsInfo {
+        let der = rustls_pki_types::pem::PemObject::from_pem_slice(CERT.as_bytes()).expect("test certificate");
+        DownstreamTlsInfo {
+            peer_certificates: vec![der],
+            server_name: None,
+            local_uri_sans: vec!["spiffe://example.org/proxy".into()],
+        }
+    }
+
+    fn config(forward: ForwardClientCert, subject: bool, uri: bool, dns: bool) -> ClientCertConfig {
+        ClientCertConfig { forward, subject, uri, dns }
+    }
+
+    fn xfcc(cfg: &ClientCertConfig, incoming: Option<&str>, tls: Option<&DownstreamTlsInfo>) -> Option<String> {
+        let mut h = HeaderMap::new();
+        if let Some(v) = incoming {
+            h.insert(XFCC, HeaderValue::from_str(v).expect("value"));
+        }
+        cfg.mutate(&mut h, tls);
+        h.get(XFCC).map(|v| v.to_str().expect("ascii").to_string())
+    }
+
+    #[test]
+    fn each_mode_as_envoy() {
+        let tls = session();
+        let all = config(ForwardClientCert::SanitizeSet, true, true, true);
+        assert_eq!(
+            xfcc(&all, Some("By=x;Hash=y"), Some(&tls)).as_deref(),
+            Some(&*format!(
+                "By=spiffe://example.org/proxy;Hash={HASH};Subject=\"CN=client.test,O=Example\\, Inc.,C=US\";URI=spiffe://example.org/client;\
+                 DNS=client.test;DNS=alt.test"
+            ))
+        );
+        let append = config(ForwardClientCert::AppendForward, false, false, true);
+        assert_eq!(
+            xfcc(&append, Some("By=x;Hash=y"), Some(&tls)).as_deref(),
+            Some(&*format!("By=x;Hash=y,By=spiffe://example.org/proxy;Hash={HASH};DNS=client.test;DNS=alt.test"))
+        );
+        assert_eq!(xfcc(&append, Some("By=x"), None), None, "no client certificate: sanitized");
+        let keep = config(ForwardClientCert::ForwardOnly, false, false, false);
+        assert_eq!(xfcc(&keep, Some("By=x"), Some(&tls)).as_deref(), Some("By=x"));
+        let sanitize = config(ForwardClientCert::Sanitize, true, true, true);
+        assert_eq!(xfcc(&sanitize, Some("By=x"), Some(&tls)), None);
+        let always = config(ForwardClientCert::AlwaysForwardOnly, false, false, false);
+        assert_eq!(xfcc(&always, Some("By=x"), None).as_deref(), Some("By=x"));
+    }
+}
