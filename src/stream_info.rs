@@ -180,6 +180,8 @@ pub struct StreamInfo {
     /// it is left out of the `downstream_rq_<class>` and `downstream_rq_completed`
     /// counts.
     pub health_check: bool,
+    /// The downstream connection's TLS session (`%DOWNSTREAM_PEER_*%`, XFCC).
+    pub downstream_tls: Option<Rc<crate::network::tls::DownstreamTlsInfo>>,
 }
 
 impl StreamInfo {
@@ -204,6 +206,7 @@ impl StreamInfo {
             last_downstream_tx: None,
             upstream_transport_failure_reason: None,
             attempt_count: 0,
+            downstream_tls: None,
             health_check: false,
         }
     }

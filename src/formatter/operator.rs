@@ -49,6 +49,24 @@ pub(crate) enum Operator {
     UpstreamRequestAttemptCount,
     /// A value fixed at parse time (`%HOSTNAME%`, `%ENVIRONMENT(X)%`); `None` prints `-`.
     Constant(Option<Box<str>>),
+    /// What the downstream TLS session says (`-` on a plaintext connection).
+    Tls(TlsField),
+}
+
+/// `%DOWNSTREAM_PEER_*%`, `%DOWNSTREAM_TLS_*%`, `%DOWNSTREAM_LOCAL_URI_SAN%`,
+/// `%REQUESTED_SERVER_NAME%`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TlsField {
+    PeerSubject,
+    PeerIssuer,
+    PeerUriSan,
+    PeerDnsSan,
+    PeerFingerprint256,
+    PeerSerial,
+    LocalUriSan,
+    Version,
+    Cipher,
+    RequestedServerName,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +119,6 @@ const KNOWN_UNSUPPORTED: &[&str] = &[
     "UPSTREAM_METADATA",
     "FILTER_STATE",
     "UPSTREAM_FILTER_STATE",
-    "REQUESTED_SERVER_NAME",
     "LOCAL_REPLY_BODY",
     "FILTER_CHAIN_NAME",
     "START_TIME_LOCAL",
@@ -190,6 +207,16 @@ impl Operator {
             "ROUTE_NAME" => Operator::RouteName,
             "UPSTREAM_REQUEST_ATTEMPT_COUNT" => Operator::UpstreamRequestAttemptCount,
             "HOSTNAME" => Operator::Constant(hostname().map(String::into_boxed_str)),
+            "DOWNSTREAM_PEER_SUBJECT" => Operator::Tls(TlsField::PeerSubject),
+            "DOWNSTREAM_PEER_ISSUER" => Operator::Tls(TlsField::PeerIssuer),
+            "DOWNSTREAM_PEER_URI_SAN" => Operator::Tls(TlsField::PeerUriSan),
+            "DOWNSTREAM_PEER_DNS_SAN" => Operator::Tls(TlsField::PeerDnsSan),
+            "DOWNSTREAM_PEER_FINGERPRINT_256" => Operator::Tls(TlsField::PeerFingerprint256),
+            "DOWNSTREAM_PEER_SERIAL" => Operator::Tls(TlsField::PeerSerial),
+            "DOWNSTREAM_LOCAL_URI_SAN" => Operator::Tls(TlsField::LocalUriSan),
+            "DOWNSTREAM_TLS_VERSION" => Operator::Tls(TlsField::Version),
+            "DOWNSTREAM_TLS_CIPHER" => Operator::Tls(TlsField::Cipher),
+            "REQUESTED_SERVER_NAME" => Operator::Tls(TlsField::RequestedServerName),
             _ if KNOWN_UNSUPPORTED.contains(&name) => {
                 return Err(format!("command operator %{name}% is not supported by Courier yet"));
             }
@@ -274,6 +301,24 @@ impl Operator {
             Operator::RouteName => text(info.route_name.as_deref().filter(|s| !s.is_empty()), out),
             Operator::UpstreamRequestAttemptCount => number(u64::from(info.attempt_count), out),
             Operator::Constant(v) => text(v.as_deref(), out),
+            Operator::Tls(field) => {
+                let Some(tls) = info.downstream_tls.as_deref() else { return Kind::Missing };
+                let peer = tls.peer.as_ref();
+                let joined = |v: Option<&Vec<String>>| Some(v?.join(",")).filter(|s| !s.is_empty());
+                let value = match field {
+                    TlsField::PeerSubject => peer.map(|p| p.subject.clone()),
+                    TlsField::PeerIssuer => peer.map(|p| p.issuer.clone()),
+                    TlsField::PeerUriSan => joined(peer.map(|p| &p.uri_sans)),
+                    TlsField::PeerDnsSan => joined(peer.map(|p| &p.dns_sans)),
+                    TlsField::PeerFingerprint256 => peer.map(|p| p.sha256.clone()),
+                    TlsField::PeerSerial => peer.map(|p| p.serial_number.clone()),
+                    TlsField::LocalUriSan => joined(Some(&tls.local_uri_sans)),
+                    TlsField::Version => tls.version.map(str::to_string),
+                    TlsField::Cipher => tls.cipher.map(str::to_string),
+                    TlsField::RequestedServerName => tls.requested_server_name.clone(),
+                };
+                text(value.as_deref().filter(|v| !v.is_empty()), out)
+            }
         }
     }
 }

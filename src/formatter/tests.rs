@@ -397,3 +397,35 @@ fn formats_name_the_headers_they_read() {
     JsonFormat::parse(map.as_object().unwrap()).unwrap().headers_used(&mut used);
     assert_eq!((names(&used.request), names(&used.response)), (vec!["x-a".to_string(), "x-b".to_string()], vec![]));
 }
+
+/// The downstream TLS operators print the session's values, `-` on a plaintext
+/// connection; several SANs are joined by `,`.
+#[test]
+fn downstream_tls_operators() {
+    use crate::network::tls::{DownstreamTlsInfo, PeerCertificate};
+    let format = "%DOWNSTREAM_PEER_SUBJECT% %DOWNSTREAM_PEER_ISSUER% %DOWNSTREAM_PEER_URI_SAN% \
+                  %DOWNSTREAM_PEER_DNS_SAN% %DOWNSTREAM_PEER_FINGERPRINT_256% %DOWNSTREAM_PEER_SERIAL% \
+                  %DOWNSTREAM_LOCAL_URI_SAN% %DOWNSTREAM_TLS_VERSION% %DOWNSTREAM_TLS_CIPHER% %REQUESTED_SERVER_NAME%";
+    let mut f = Fixture::new();
+    assert_eq!(f.fmt(format), "- - - - - - - - - -");
+    f.info.downstream_tls = Some(std::rc::Rc::new(DownstreamTlsInfo {
+        peer: Some(PeerCertificate {
+            subject: "CN=client.test,O=Example\\, Inc.".into(),
+            issuer: "CN=Test CA".into(),
+            uri_sans: vec!["spiffe://a/b".into()],
+            dns_sans: vec!["client.test".into(), "alt.test".into()],
+            sha256: "ab12".into(),
+            serial_number: "1f".into(),
+        }),
+        local_uri_sans: vec!["spiffe://a/proxy".into()],
+        version: Some("TLSv1.2"),
+        cipher: Some("ECDHE-RSA-AES128-GCM-SHA256"),
+        requested_server_name: Some("server.test".into()),
+        ..Default::default()
+    }));
+    assert_eq!(
+        f.fmt(format),
+        "CN=client.test,O=Example\\, Inc. CN=Test CA spiffe://a/b client.test,alt.test ab12 1f spiffe://a/proxy \
+         TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256 server.test"
+    );
+}

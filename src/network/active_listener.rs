@@ -279,7 +279,10 @@ fn serve_connection(config: &Arc<ListenerConfig>, socket: AcceptedSocket, worker
     // chain is known, before the terminal filter takes the connection.
     if let Some(tls) = &chain.transport_socket {
         let (tls, terminal) = (tls.clone(), chain.terminal.clone());
-        spawn_isolated(handshake_then_serve(config.clone(), tls, terminal, socket.stream, info, guard));
+        let requested_server_name = Some(socket.server_name).filter(|n| !n.is_empty());
+        let serve =
+            handshake_then_serve(config.clone(), tls, terminal, socket.stream, info, requested_server_name, guard);
+        spawn_isolated(serve);
         return;
     }
     let conn = DownstreamConnection { stream: socket.stream.into(), info, buffer_limit: config.buffer_limit };
@@ -299,10 +302,12 @@ async fn handshake_then_serve(
     terminal: Arc<dyn NetworkFilterFactory>,
     stream: tokio::net::TcpStream,
     info: ConnectionInfo,
+    requested_server_name: Option<String>,
     guard: ConnectionAccounting,
 ) {
     match tls.accept(stream).await {
-        Ok((stream, session)) => {
+        Ok((stream, mut session)) => {
+            session.requested_server_name = requested_server_name;
             let info = ConnectionInfo { tls: Some(std::rc::Rc::new(session)), ..info };
             let conn = DownstreamConnection { stream, info, buffer_limit: config.buffer_limit };
             terminal.on_new_connection(conn).await;

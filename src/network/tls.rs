@@ -152,7 +152,27 @@ pub struct DownstreamTls {
     pub stats: TlsStats,
     /// What `/certs` lists of this context, read when it was built.
     pub certificates: ContextCertificates,
+    /// Reads a client certificate's DER (the TLS extension's reader).
+    pub read_peer: PeerCertificateReader,
 }
+
+/// What `x-forwarded-client-cert` and `%DOWNSTREAM_PEER_*%` show of a client
+/// certificate (Envoy's `Ssl::ConnectionInfo` accessors), read once per connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerCertificate {
+    /// RFC 2253, as BoringSSL prints it.
+    pub subject: String,
+    pub issuer: String,
+    pub uri_sans: Vec<String>,
+    pub dns_sans: Vec<String>,
+    /// SHA-256 of the DER, lower-case hex.
+    pub sha256: String,
+    /// Lower-case hex, as Envoy prints it.
+    pub serial_number: String,
+}
+
+/// Reads a DER certificate into a `PeerCertificate`; `None` when it cannot be parsed.
+pub type PeerCertificateReader = fn(&[u8]) -> Option<PeerCertificate>;
 
 /// What a downstream TLS session says of its peer, read once after the handshake
 /// (Envoy's `Ssl::ConnectionInfo`): for `x-forwarded-client-cert` and the access
@@ -163,12 +183,22 @@ pub struct DownstreamTlsInfo {
     pub peer_certificates: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// The server name the client asked for (SNI).
     pub server_name: Option<String>,
+    /// The server name the `tls_inspector` listener filter read, if one ran
+    /// (Envoy's `%REQUESTED_SERVER_NAME%` is the socket's, not the session's).
+    pub requested_server_name: Option<String>,
     /// The URI SANs of the certificate this side presented (`By=` in XFCC).
     pub local_uri_sans: Vec<String>,
+    /// The client's own certificate, read.
+    pub peer: Option<PeerCertificate>,
+    /// `TLSv1.2` / `TLSv1.3`.
+    pub version: Option<&'static str>,
+    /// The cipher suite by its OpenSSL name, as Envoy's stats and logs name it.
+    pub cipher: Option<&'static str>,
 }
 
 impl DownstreamTlsInfo {
-    fn of(session: &rustls::ServerConnection, certificates: &ContextCertificates) -> DownstreamTlsInfo {
+    fn of(session: &rustls::ServerConnection, tls: &DownstreamTls) -> DownstreamTlsInfo {
+        let certificates = &tls.certificates;
         let server_name = session.server_name().map(str::to_string);
         let local_uri_sans = presented(certificates, server_name.as_deref())
             .map(|c| {
@@ -179,10 +209,15 @@ impl DownstreamTlsInfo {
                 uris.collect()
             })
             .unwrap_or_default();
+        let peer_certificates: Vec<_> = session.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
         DownstreamTlsInfo {
-            peer_certificates: session.peer_certificates().map(|c| c.to_vec()).unwrap_or_default(),
+            peer: peer_certificates.first().and_then(|c| (tls.read_peer)(c.as_ref())),
+            peer_certificates,
             server_name,
+            requested_server_name: None,
             local_uri_sans,
+            version: session.protocol_version().and_then(version_name),
+            cipher: session.negotiated_cipher_suite().map(|s| cipher_name(s.suite())),
         }
     }
 }
@@ -242,7 +277,7 @@ impl DownstreamTls {
         match result {
             Ok(session) => {
                 self.stats.handshake_done(session.get_ref().1, true);
-                let info = DownstreamTlsInfo::of(session.get_ref().1, &self.certificates);
+                let info = DownstreamTlsInfo::of(session.get_ref().1, self);
                 Ok((TransportStream::Tls(SharedStream::new(TlsSession::new(session.into()))), info))
             }
             Err(Some(e)) => {

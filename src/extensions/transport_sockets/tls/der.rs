@@ -76,8 +76,10 @@ pub(super) fn subject_public_key_info(cert: &[u8]) -> Option<&[u8]> {
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct CertificateFields {
     pub serial_number: String,
-    /// The subject as RFC 2253 prints it (BoringSSL's `XN_FLAG_RFC2253`, as Envoy).
+    /// The subject and issuer as RFC 2253 prints them (BoringSSL's
+    /// `XN_FLAG_RFC2253`, as Envoy).
     pub subject: String,
+    pub issuer: String,
     pub not_before: i64,
     pub not_after: i64,
     /// DNS names, then URIs, then IP addresses, each in the certificate's
@@ -89,7 +91,8 @@ pub(super) fn certificate_fields(cert: &[u8]) -> Option<CertificateFields> {
     let fields = tbs_fields(cert)?;
     let (INTEGER, _, serial, rest) = element(fields)? else { return None };
     // signature, issuer.
-    let rest = element(element(rest)?.3)?.3;
+    let (SEQUENCE, _, issuer, rest) = element(element(rest)?.3)? else { return None };
+    let issuer = rfc2253(issuer)?;
     let (SEQUENCE, _, validity, rest) = element(rest)? else { return None };
     let (before_tag, _, before, after) = element(validity)?;
     let (after_tag, _, after, _) = element(after)?;
@@ -109,6 +112,7 @@ pub(super) fn certificate_fields(cert: &[u8]) -> Option<CertificateFields> {
     Some(CertificateFields {
         serial_number: serial_hex(serial),
         subject,
+        issuer,
         not_before,
         not_after,
         subject_alt_names: names,

@@ -31,7 +31,8 @@ use crate::config::bootstrap::decode_any;
 use crate::config::{ConfigError, FieldPath};
 use crate::extensions::FactoryContext;
 use crate::network::tls::{
-    CertificateDetails, ContextCertificates, DownstreamTls, TlsStats, TransportSocketBuilder, UpstreamTls, CIPHER_NAMES,
+    CertificateDetails, ContextCertificates, DownstreamTls, PeerCertificate, TlsStats, TransportSocketBuilder,
+    UpstreamTls, CIPHER_NAMES,
 };
 use crate::stats::Store;
 use der::subject_public_key_info;
@@ -87,6 +88,7 @@ impl TransportSocketBuilder for TlsSocketBuilder<'_> {
             handshake_timeout,
             stats: TlsStats::new(self.store, stat_prefix),
             certificates,
+            read_peer: peer_certificate,
         }))
     }
 
@@ -687,19 +689,7 @@ impl ServerCertVerifier for NoVerifier {
     }
 }
 
-/// What `x-forwarded-client-cert` says of a client certificate (Envoy's
-/// `Ssl::ConnectionInfo` accessors).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerCertificate {
-    /// RFC 2253, as BoringSSL prints it.
-    pub subject: String,
-    pub uri_sans: Vec<String>,
-    pub dns_sans: Vec<String>,
-    /// SHA-256 of the DER, lower-case hex.
-    pub sha256: String,
-}
-
-/// Reads `der`, a client's certificate; `None` when it cannot be parsed.
+/// Reads a client certificate (`network::tls::PeerCertificateReader`).
 pub fn peer_certificate(der: &[u8]) -> Option<PeerCertificate> {
     let fields = der::certificate_fields(der)?;
     let (mut uri_sans, mut dns_sans) = (Vec::new(), Vec::new());
@@ -712,7 +702,14 @@ pub fn peer_certificate(der: &[u8]) -> Option<PeerCertificate> {
     }
     let digest = ring::digest::digest(&ring::digest::SHA256, der);
     let sha256 = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    Some(PeerCertificate { subject: fields.subject, uri_sans, dns_sans, sha256 })
+    Some(PeerCertificate {
+        subject: fields.subject,
+        issuer: fields.issuer,
+        uri_sans,
+        dns_sans,
+        sha256,
+        serial_number: fields.serial_number,
+    })
 }
 
 #[cfg(test)]

@@ -362,8 +362,6 @@ struct Stream {
     downstream_chunked: bool,
     /// False for a reply to a request that was never parsed whole.
     request_parsed: bool,
-    /// The connection's TLS session, if it is TLS.
-    tls: Option<std::rc::Rc<crate::network::tls::DownstreamTlsInfo>>,
     /// The request's tracing span, under a connection manager with `tracing`.
     span: Option<Box<dyn Span>>,
     /// The route's decorator operation an ingress response carries.
@@ -387,8 +385,7 @@ impl Stream {
     fn uncounted(cfg: &Arc<HcmConfig>, conn: ConnectionInfo, protocol: &'static str) -> Stream {
         Stream {
             cfg: cfg.clone(),
-            info: StreamInfo::new(conn.remote, conn.local, protocol),
-            tls: conn.tls,
+            info: StreamInfo { downstream_tls: conn.tls, ..StreamInfo::new(conn.remote, conn.local, protocol) },
             route: None,
             cluster_weight: None,
             body_bytes: None,
@@ -508,7 +505,7 @@ impl Stream {
 
     /// The scheme the client used, as Envoy writes it in `x-forwarded-proto`.
     fn scheme(&self) -> HeaderValue {
-        HeaderValue::from_static(if self.tls.is_some() { "https" } else { "http" })
+        HeaderValue::from_static(if self.info.downstream_tls.is_some() { "https" } else { "http" })
     }
 
     /// Envoy's `traceRequest`, once the route is known: the decision, the span,
@@ -557,7 +554,7 @@ impl Stream {
         } else {
             h.entry(headers::X_FORWARDED_PROTO).or_insert_with(|| self.scheme());
         }
-        self.cfg.client_cert.mutate(h, self.tls.as_deref());
+        self.cfg.client_cert.mutate(h, self.info.downstream_tls.as_deref());
         // No client is internal (Envoy 1.40's default), so the control headers
         // only trusted clients may send go, edge request or not.
         headers::remove_all(h, headers::UNTRUSTED_CONTROL);

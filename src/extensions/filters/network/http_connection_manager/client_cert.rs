@@ -17,8 +17,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
 
 use crate::config::{ConfigError, FieldPath};
-use crate::extensions::transport_sockets::tls::peer_certificate;
-use crate::network::tls::DownstreamTlsInfo;
+use crate::network::tls::{DownstreamTlsInfo, PeerCertificate};
 
 const XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 
@@ -66,7 +65,9 @@ impl ClientCertConfig {
         if self.forward == ForwardClientCert::AlwaysForwardOnly {
             return;
         }
-        let peer = tls.and_then(|t| t.peer_certificates.first());
+        // A certificate that cannot be read counts as none (it passed verification,
+        // so this is a reader's limit, not a client's trick).
+        let peer = tls.and_then(|t| t.peer.as_ref());
         let Some(peer) = peer.filter(|_| self.forward != ForwardClientCert::Sanitize) else {
             h.remove(XFCC);
             return;
@@ -75,7 +76,7 @@ impl ClientCertConfig {
             return;
         }
         let local_uri_sans = tls.map_or(&[][..], |t| &t.local_uri_sans[..]);
-        let element = self.element(peer.as_ref(), local_uri_sans);
+        let element = self.element(peer, local_uri_sans);
         let value = match (self.forward, h.get(XFCC).and_then(|v| v.to_str().ok())) {
             (ForwardClientCert::AppendForward, Some(existing)) if !existing.is_empty() => {
                 format!("{existing},{element}")
@@ -92,9 +93,8 @@ impl ClientCertConfig {
         }
     }
 
-    /// This hop's element for the client's certificate `der`.
-    fn element(&self, der: &[u8], local_uri_sans: &[String]) -> String {
-        let Some(cert) = peer_certificate(der) else { return String::new() };
+    /// This hop's element for the client's certificate.
+    fn element(&self, cert: &PeerCertificate, local_uri_sans: &[String]) -> String {
         let mut parts: Vec<String> = local_uri_sans.iter().map(|u| format!("By={u}")).collect();
         parts.push(format!("Hash={}", cert.sha256));
         if self.subject {
@@ -124,11 +124,13 @@ mod tests {
     const HASH: &str = "681e4d2ceb4df0fe4cd0237cca544007b94801d01190ee48ae1766a5fb1cd520";
 
     fn session() -> DownstreamTlsInfo {
-        let der = rustls_pki_types::pem::PemObject::from_pem_slice(CERT.as_bytes()).expect("test certificate");
+        let der: rustls_pki_types::CertificateDer<'static> =
+            rustls_pki_types::pem::PemObject::from_pem_slice(CERT.as_bytes()).expect("test certificate");
         DownstreamTlsInfo {
+            peer: crate::extensions::transport_sockets::tls::peer_certificate(der.as_ref()),
             peer_certificates: vec![der],
-            server_name: None,
             local_uri_sans: vec!["spiffe://example.org/proxy".into()],
+            ..Default::default()
         }
     }
 
