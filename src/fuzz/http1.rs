@@ -22,18 +22,6 @@ fn limits(data: &[u8]) -> HeadLimits {
     }
 }
 
-/// Envoy's defaults, which the model of its acceptance rules assumes.
-fn envoy_defaults() -> HeadLimits {
-    HeadLimits {
-        max_bytes: 60 * 1024,
-        max_headers: 100,
-        accept_http_10: false,
-        allow_custom_methods: false,
-        allow_chunked_length: false,
-        allow_absolute_url: true,
-    }
-}
-
 /// What a connection made of its bytes: the request it saw (as text, so that two
 /// readings compare), its body, and how the body ended.
 #[derive(Debug, PartialEq)]
@@ -124,7 +112,7 @@ pub fn request(data: &[u8]) {
 pub fn request_against_envoy(data: &[u8]) {
     let verdict = envoy_model::judge(data);
     let mut buf = BytesMut::from(data);
-    let parsed = request_head::parse(&mut buf, &envoy_defaults());
+    let parsed = request_head::parse(&mut buf, &HeadLimits::ENVOY_DEFAULTS);
     match (verdict, parsed) {
         (Verdict::Refused(why), Ok(Some(head))) => {
             panic!("Envoy refuses this head ({why}); Courier accepted {} {} {:?}", head.method, head.uri, head.headers)

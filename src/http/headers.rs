@@ -23,14 +23,15 @@ pub const X_ENVOY_DECORATOR_OPERATION: HeaderName = HeaderName::from_static("x-e
 pub const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 pub const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// The comma-separated tokens of every `name` header, trimmed (a list-valued
+/// field, RFC 9110 §5.6.1); values that are not text are skipped.
+pub fn tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
+    headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim)
+}
+
 /// The comma-separated tokens of every `Connection` header, trimmed.
 pub fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
+    tokens(headers, http::header::CONNECTION)
 }
 
 /// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1),

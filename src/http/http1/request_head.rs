@@ -34,6 +34,18 @@ pub struct HeadLimits {
     pub allow_absolute_url: bool,
 }
 
+impl HeadLimits {
+    /// Envoy's defaults for a connection manager that sets none of these.
+    pub const ENVOY_DEFAULTS: HeadLimits = HeadLimits {
+        max_bytes: 60 * 1024,
+        max_headers: 100,
+        accept_http_10: false,
+        allow_custom_methods: false,
+        allow_chunked_length: false,
+        allow_absolute_url: true,
+    };
+}
+
 /// Room for the headers the proxy adds (`x-forwarded-proto`, `x-request-id`,
 /// `x-envoy-expected-rq-timeout-ms`, ...), so the map is not regrown per request.
 const HEADROOM: usize = 4;
@@ -340,14 +352,7 @@ fn parse_content_length(v: &[u8]) -> Result<u64, CodecError> {
 mod tests {
     use super::*;
 
-    const LIMITS: HeadLimits = HeadLimits {
-        max_bytes: 60 * 1024,
-        max_headers: 100,
-        accept_http_10: false,
-        allow_custom_methods: false,
-        allow_chunked_length: false,
-        allow_absolute_url: true,
-    };
+    const LIMITS: HeadLimits = HeadLimits::ENVOY_DEFAULTS;
 
     fn parse_str(s: &str) -> Result<Option<RequestHead>, CodecError> {
         parse(&mut BytesMut::from(s.as_bytes()), &LIMITS)

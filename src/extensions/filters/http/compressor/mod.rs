@@ -215,28 +215,19 @@ impl CompressorConfig {
 
 /// `cache-control` has the `no-transform` directive.
 fn no_transform(h: &HeaderMap) -> bool {
-    h.get_all(CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|d| d.trim().eq_ignore_ascii_case("no-transform"))
+    headers::tokens(h, CACHE_CONTROL).any(|d| d.eq_ignore_ascii_case("no-transform"))
 }
 
 /// A `transfer-encoding` that already compresses.
 fn compressed_in_transfer(h: &HeaderMap) -> bool {
-    h.get_all(http::header::TRANSFER_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|c| !c.trim().eq_ignore_ascii_case("chunked") && !c.trim().is_empty())
+    headers::tokens(h, http::header::TRANSFER_ENCODING).any(|c| !c.eq_ignore_ascii_case("chunked") && !c.is_empty())
 }
 
 /// Adds `Accept-Encoding` to `vary` unless it is there (spelt so: Envoy compares
 /// case-sensitively): to the existing value, as Envoy writes it, or as the header.
 fn add_vary(h: &mut HeaderMap) {
     const ACCEPT_ENCODING: &str = "Accept-Encoding";
-    let mut tokens = h.get_all(VARY).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
-    if tokens.any(|t| t.trim() == ACCEPT_ENCODING) {
+    if headers::tokens(h, VARY).any(|t| t == ACCEPT_ENCODING) {
         return;
     }
     let value = match h.get(VARY).and_then(|v| v.to_str().ok()) {
@@ -255,20 +246,13 @@ impl StreamFilter for CompressorFilter {
         _end_stream: bool,
         _cx: &mut StreamContext<'_>,
     ) -> FilterStatus {
-        let values = parts.headers.get_all(http::header::ACCEPT_ENCODING);
-        let mut joined: Option<String> = None;
-        for v in values.iter().filter_map(|v| v.to_str().ok()) {
-            match &mut joined {
-                Some(j) => {
-                    j.push(',');
-                    j.push_str(v);
-                }
-                None => joined = Some(v.to_string()),
-            }
-        }
-        self.accept_encoding = joined;
+        let accept = http::header::ACCEPT_ENCODING;
+        self.accept_encoding = parts
+            .headers
+            .contains_key(&accept)
+            .then(|| headers::tokens(&parts.headers, accept.clone()).collect::<Vec<_>>().join(","));
         if self.config.remove_accept_encoding_header {
-            parts.headers.remove(http::header::ACCEPT_ENCODING);
+            parts.headers.remove(accept);
         }
         self.config.request_stats.not_compressed.inc();
         FilterStatus::Continue

@@ -168,14 +168,8 @@ impl Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        let source_ended = match &self.source {
-            Source::Local(b) => b.is_none(),
-            Source::Buffered(b, t) => b.is_none() && t.is_none(),
-            Source::Upstream(body) => body.is_end_stream(),
-            Source::Upstream2(body) => body.is_end_stream(),
-        };
         // The filters may still have data to release at the end.
-        source_ended && (!self.filtered || (self.filters_ended && self.pending_trailers.is_none()))
+        self.source.ended() && (!self.filtered || (self.filters_ended && self.pending_trailers.is_none()))
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -208,11 +202,13 @@ impl Source {
         }
     }
 
-    fn upstream_ended(&self) -> bool {
+    /// Nothing more to poll.
+    fn ended(&self) -> bool {
         match self {
+            Source::Local(b) => b.is_none(),
+            Source::Buffered(b, t) => b.is_none() && t.is_none(),
             Source::Upstream(body) => body.is_end_stream(),
             Source::Upstream2(body) => body.is_end_stream(),
-            Source::Local(_) | Source::Buffered(..) => false,
         }
     }
 }
@@ -246,7 +242,7 @@ impl ResponseBody {
             };
             let frame = match frame.into_data() {
                 Ok(data) => {
-                    let end = source.upstream_ended();
+                    let end = source.ended();
                     *filters_ended = end;
                     match completion.encode_data(data, end) {
                         // Never an empty data frame: HTTP/1 chunking would read it as the end.
@@ -280,12 +276,7 @@ impl Drop for ResponseBody {
     fn drop(&mut self) {
         // An empty body needs no polling (HEAD responses, 204s): that is complete
         // (and the upstream body gives its connection back when dropped).
-        let complete = match &self.source {
-            Source::Local(bytes) => bytes.is_none(),
-            Source::Buffered(b, t) => b.is_none() && t.is_none(),
-            Source::Upstream(body) => body.is_end_stream(),
-            Source::Upstream2(body) => body.is_end_stream(),
-        };
+        let complete = self.source.ended();
         self.finish(complete);
     }
 }
