@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use envoy_types::pb::envoy::config::core::v3::{config_source::ConfigSourceSpecifier, ApiVersion, ConfigSource};
+use envoy_types::pb::envoy::config::core::v3::{config_source::ConfigSourceSpecifier, ConfigSource};
 use serde_json::Value as Json;
 
 use super::supported::{self, Inventory};
@@ -34,14 +34,10 @@ pub struct PathSource {
 impl PathSource {
     /// Reads `dynamic_resources.<field>`: a `path_config_source`, or the
     /// deprecated `path`. The supported-fields check has refused every other
-    /// specifier; `resource_api_version` must be V3, as in Envoy 1.40.
+    /// specifier. `resource_api_version` is not read: as in Envoy 1.40, a file's
+    /// resources say their version by their `@type` (envoyproxy/examples'
+    /// `dynamic-config-fs` sets none, and Envoy takes V2 as well).
     pub fn from_proto(source: &ConfigSource, path: &FieldPath) -> Result<PathSource, ConfigError> {
-        if source.resource_api_version != ApiVersion::V3 as i32 {
-            return Err(path.field_error(
-                "resource_api_version",
-                "V2 (and AUTO) xDS are no longer supported by Envoy; set resource_api_version: V3",
-            ));
-        }
         #[allow(deprecated)]
         match &source.config_source_specifier {
             Some(ConfigSourceSpecifier::Path(p)) => {

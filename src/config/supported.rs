@@ -357,6 +357,12 @@ const UPSTREAM_HTTP_OPTIONS: &[&str] =
 pub const NO_EFFECT: &[(&str, &str, &str)] = &[
     (
         "envoy.config.core.v3.ConfigSource",
+        "resource_api_version",
+        "for a path source Envoy reads each resource by its @type: it accepts AUTO (unset, as in \
+         envoyproxy/examples' dynamic-config-fs) and V2 alike (checked against Envoy 1.40)",
+    ),
+    (
+        "envoy.config.core.v3.ConfigSource",
         "initial_fetch_timeout",
         "a path source is read at once when the subscription starts, so there is no first fetch to \
          wait for: Envoy's filesystem subscription never arms the timer (`<cds|lds>.init_fetch_timeout` \

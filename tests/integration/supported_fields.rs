@@ -239,15 +239,6 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "path_config_source",
         &[compat("xds_files"), test(XDS_IT, XDS_REMOVE), test(XDS_IT, XDS_WATCHED)],
     ),
-    (
-        "envoy.config.core.v3.ConfigSource",
-        "resource_api_version",
-        &[
-            compat("xds_files"),
-            test(XDS_IT, XDS_REMOVE),
-            test(XDS_IT, "a_config_source_other_than_a_file_is_refused_naming_the_field"),
-        ],
-    ),
     ("envoy.config.core.v3.PathConfigSource", "path", &[compat("xds_files"), test(XDS_IT, XDS_WATCHED)]),
     ("envoy.config.core.v3.PathConfigSource", "watched_directory", &[compat("xds_files"), test(XDS_IT, XDS_WATCHED)]),
     ("envoy.config.core.v3.WatchedDirectory", "path", &[compat("xds_files"), test(XDS_IT, XDS_WATCHED)]),
