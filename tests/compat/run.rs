@@ -275,6 +275,16 @@ impl Proxy {
         }
     }
 
+    /// The process has exited (a zombie not yet reaped, or gone).
+    fn exited(&self) -> bool {
+        let Some(child) = &self.child else { return true };
+        match std::fs::read_to_string(format!("/proc/{}/stat", child.id())) {
+            // `pid (comm) state ...`: the state follows the last ')'.
+            Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+            Err(_) => true,
+        }
+    }
+
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
@@ -774,7 +784,16 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 fn settle(proxy: &Proxy, env: &Environment, held: usize) -> Result<(), String> {
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     loop {
-        let busy = busy(&proxy.stats(), proxy.admin.port(), held, env.upstream_open());
+        let stats = proxy.stats();
+        // No admin endpoint: the proxy is going away (a signal step). Its last
+        // access-log lines are written as it exits, so that is what to wait for.
+        if stats.is_empty() && proxy.admin_get("/ready").is_err() {
+            while !proxy.exited() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            return Ok(());
+        }
+        let busy = busy(&stats, proxy.admin.port(), held, env.upstream_open());
         if busy.is_empty() {
             return Ok(());
         }
