@@ -23,7 +23,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::HeaderMap;
 
-use crate::http::body::RequestBody;
+use crate::http::body::{BodyTransform, RequestBody};
 use crate::http::local_reply::LocalReply;
 use crate::router::Route;
 use crate::stream_info::StreamInfo;
@@ -112,6 +112,7 @@ pub(crate) struct FilterRequests {
     pub buffer_limit: Option<u64>,
     pub local_reply: Option<LocalReply>,
     pub added_data: Option<Bytes>,
+    pub body_transform: Option<Box<dyn BodyTransform>>,
 }
 
 impl<'a> StreamContext<'a> {
@@ -159,6 +160,13 @@ impl<'a> StreamContext<'a> {
         }
     }
 
+    /// From `decode_headers`: the request body goes on through `transform` piece
+    /// by piece as it streams, without being held back (a decompressor). The
+    /// later filters and the upstream see what the transform makes of it.
+    pub fn transform_request_body(&mut self, transform: Box<dyn BodyTransform>) {
+        self.requests.body_transform = Some(transform);
+    }
+
     pub(crate) fn into_requests(self) -> FilterRequests {
         self.requests
     }
@@ -183,7 +191,7 @@ pub trait StreamFilter {
     /// no trailers). May be called with empty data to carry `end_stream`. Called
     /// only when some decoder filter stopped the headers for the body (which is
     /// then read through the filters); otherwise the body streams to the upstream
-    /// unseen.
+    /// unseen, or through what a filter gave `StreamContext::transform_request_body`.
     fn decode_data(&mut self, data: &mut Bytes, end_stream: bool, cx: &mut StreamContext<'_>) -> DataStatus {
         let _ = (data, end_stream, cx);
         DataStatus::Continue

@@ -195,9 +195,10 @@ impl Router {
         };
         // Envoy's upstream codec sends `content-length: 0` for an empty request
         // whose method may carry a body.
-        // (A body the buffer filter read whole goes with its length instead.)
+        // (A body the buffer filter read whole goes with its length instead; one
+        // a filter transforms had data, so it streams even if nothing came of it.)
         let body = match body {
-            ForwardBody::Streaming(b) if b.is_end_stream() => ForwardBody::Empty,
+            ForwardBody::Streaming(b) if b.is_end_stream() && !b.is_transformed() => ForwardBody::Empty,
             other => other,
         };
         if downstream_chunked && !matches!(body, ForwardBody::Buffered(_)) {

@@ -14,7 +14,10 @@
 //! Pieces of a body are shown to the filters only while it is buffered this way:
 //! a body that no filter stopped for streams to the upstream (or the client)
 //! without passing through the filters, which is how it stays unbuffered. A filter
-//! that needs to see a body returns `StopIteration` from its headers callback.
+//! that needs to see a body returns `StopIteration` from its headers callback; one
+//! that only changes a request body as it streams hands the body a transform
+//! (`StreamContext::transform_request_body`), which the later filters and the
+//! upstream read through.
 
 use std::sync::Arc;
 
@@ -26,6 +29,7 @@ use hyper::body::Body;
 use crate::extensions::filters::http::filter::{
     DataStatus, DecodedBody, EncodeStatus, FilterStatus, StreamContext, StreamFilter,
 };
+use crate::http::body::TransformableBody;
 use crate::http::local_reply::LocalReply;
 use crate::router::Route;
 use crate::stream_info::{ResponseFlag, StreamInfo};
@@ -55,7 +59,7 @@ pub(super) type Reroute<'a> = dyn FnMut(&http::request::Parts, &mut Option<Arc<R
 /// Runs the request headers (and, when a filter stops them, the body) through
 /// the decoder filters. `reroute` chooses the route again after a filter cleared
 /// the route cache.
-pub(super) async fn decode<B: Body<Data = Bytes> + Unpin>(
+pub(super) async fn decode<B: Body<Data = Bytes> + Unpin + TransformableBody>(
     filters: &mut Filters,
     state: StreamState<'_>,
     parts: &mut http::request::Parts,
@@ -77,6 +81,14 @@ pub(super) async fn decode<B: Body<Data = Bytes> + Unpin>(
         }
         if requests.clear_route_cache {
             reroute(parts, route, info);
+        }
+        if let Some(mut transform) = requests.body_transform {
+            decoded = match decoded {
+                DecodedBody::Unread(body) => DecodedBody::Unread(body.transformed(transform)),
+                // Read whole for an earlier filter: transformed at once.
+                DecodedBody::Buffered(data, trailers) => DecodedBody::Buffered(transform.data(data, true), trailers),
+                DecodedBody::Empty => DecodedBody::Empty,
+            };
         }
         let stopped = loop {
             match status {
@@ -475,6 +487,20 @@ mod tests {
         reply_on_data: bool,
         clear_route: bool,
         limit: Option<u64>,
+        /// Hands the body a transform that numbers each piece it sees.
+        transform: bool,
+    }
+
+    /// Marks each piece `[n:piece]`, and the end `[end]`.
+    #[derive(Default)]
+    struct Numbering(usize);
+
+    impl crate::http::body::BodyTransform for Numbering {
+        fn data(&mut self, data: Bytes, end: bool) -> Bytes {
+            self.0 += 1;
+            let end = if end { "[end]" } else { "" };
+            Bytes::from(format!("[{}:{}]{end}", self.0, String::from_utf8_lossy(&data)))
+        }
     }
 
     impl Probe {
@@ -512,6 +538,9 @@ mod tests {
             cx: &mut StreamContext<'_>,
         ) -> FilterStatus {
             self.note(format!("decode_headers({end})"));
+            if self.transform {
+                cx.transform_request_body(Box::<Numbering>::default());
+            }
             if let Some(limit) = self.limit {
                 cx.set_buffer_limit(limit);
             }
@@ -569,6 +598,21 @@ mod tests {
 
         fn is_end_stream(&self) -> bool {
             self.0.is_empty()
+        }
+    }
+
+    /// Transformed at once: the test bodies are at hand.
+    impl TransformableBody for Frames {
+        fn transformed(self, mut transform: Box<dyn crate::http::body::BodyTransform>) -> Frames {
+            let last_data = self.0.iter().rposition(|f| f.is_data());
+            let mut out = VecDeque::new();
+            for (i, frame) in self.0.into_iter().enumerate() {
+                match frame.into_data() {
+                    Ok(data) => out.push_back(Frame::data(transform.data(data, Some(i) == last_data))),
+                    Err(other) => out.push_back(other),
+                }
+            }
+            Frames(out)
         }
     }
 
@@ -636,6 +680,43 @@ mod tests {
                 "b:decode_data(abcd,true)"
             ]
         );
+    }
+
+    #[test]
+    fn a_transform_changes_a_streaming_body_without_holding_it() {
+        let log = Log::default();
+        let mut filters = vec![Probe::boxed("a", &log, |p| p.transform = true), Probe::boxed("b", &log, |_| {})];
+        let Ok(DecodedBody::Unread(Frames(frames))) = run_decode(&mut filters, body(&["ab", "cd"], false), 100, &mut 0)
+        else {
+            panic!("unread")
+        };
+        let data: Vec<_> = frames.iter().filter_map(|f| f.data_ref().cloned()).collect();
+        assert_eq!(data, ["[1:ab]", "[2:cd][end]"]);
+        // Nobody stopped for the body: no filter saw its pieces.
+        assert_eq!(log_of(&log), ["a:decode_headers(false)", "b:decode_headers(false)"]);
+    }
+
+    #[test]
+    fn a_later_stopping_filter_sees_the_transformed_body_and_an_earlier_one_the_original() {
+        let log = Log::default();
+        let mut filters = vec![
+            Probe::boxed("a", &log, |p| {
+                p.stop_headers = true;
+                p.buffer_until_end = true;
+            }),
+            Probe::boxed("b", &log, |p| p.transform = true),
+            Probe::boxed("c", &log, |p| {
+                p.stop_headers = true;
+                p.buffer_until_end = true;
+            }),
+        ];
+        let Ok(DecodedBody::Buffered(data, None)) = run_decode(&mut filters, body(&["ab", "cd"], false), 100, &mut 0)
+        else {
+            panic!("buffered")
+        };
+        // `a` read the body whole before `b` saw the headers: `b`'s transform gets it in one piece.
+        assert_eq!(&data[..], b"[1:abcd][end]");
+        assert!(log_of(&log).contains(&"c:decode_data([1:abcd][end],true)".to_string()));
     }
 
     #[test]
