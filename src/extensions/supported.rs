@@ -20,6 +20,7 @@ pub const INVENTORY: Inventory = Inventory {
         ROUTE_SUPPORTED_FIELDS,
         filters::http::SUPPORTED_FIELDS,
         filters::http::compressor::SUPPORTED_FIELDS,
+        filters::http::decompressor::SUPPORTED_FIELDS,
         filters::listener::SUPPORTED_FIELDS,
         super::transport_sockets::tls::SUPPORTED_FIELDS,
         super::tracers::SUPPORTED_FIELDS,
@@ -120,6 +121,7 @@ mod tests {
                         [
                             ("envoy.config.cluster.v3.LoadBalancingPolicy.Policy", "typed_extension_config"),
                             ("envoy.extensions.filters.http.compressor.v3.Compressor", "compressor_library"),
+                            ("envoy.extensions.filters.http.decompressor.v3.Decompressor", "decompressor_library"),
                         ]
                         .contains(&(message, field)),
                         "{message}.{field}"

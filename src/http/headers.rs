@@ -29,6 +29,12 @@ pub fn tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &st
     headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim)
 }
 
+/// `cache-control` has the `no-transform` directive (RFC 9111 §5.2): a proxy
+/// must not change the content's coding.
+pub fn no_transform(headers: &HeaderMap) -> bool {
+    tokens(headers, http::header::CACHE_CONTROL).any(|d| d.eq_ignore_ascii_case("no-transform"))
+}
+
 /// The comma-separated tokens of every `Connection` header, trimmed.
 pub fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     tokens(headers, http::header::CONNECTION)

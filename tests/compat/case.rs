@@ -112,6 +112,9 @@ pub struct Request {
     #[serde(default)]
     pub headers: Vec<String>,
     pub body: Option<String>,
+    /// `body` is sent gzip-compressed (give the `content-encoding` header too).
+    #[serde(default)]
+    pub gzip_body: bool,
     pub raw: Option<String>,
     /// `raw` is sent one byte per character (each at most U+00FF): how a case
     /// sends bytes that are not UTF-8, such as a lone 0xFF in a header.
@@ -207,6 +210,17 @@ impl Request {
             admin_post: f(&self.admin_post)?,
             ..self.clone()
         })
+    }
+
+    /// The body as sent: `body`, gzip-compressed where `gzip_body` says so.
+    pub fn body_bytes(&self) -> Vec<u8> {
+        let body = self.body.as_deref().unwrap_or("").as_bytes();
+        if !self.gzip_body {
+            return body.to_vec();
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, body).expect("gzip into a Vec");
+        gz.finish().expect("gzip into a Vec")
     }
 
     /// `headers` as (name, value) pairs.

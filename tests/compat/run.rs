@@ -1073,8 +1073,8 @@ fn exchange(
             let method = r.method.as_deref().unwrap_or("GET");
             let pairs = r.header_pairs();
             let headers: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            let body = r.body.as_deref().unwrap_or("").as_bytes();
-            (Client::encode_request(method, r.path.as_deref().unwrap_or("/"), &headers, body), method == "HEAD")
+            let body = r.body_bytes();
+            (Client::encode_request(method, r.path.as_deref().unwrap_or("/"), &headers, &body), method == "HEAD")
         }
     };
     if r.hangs_up() {
@@ -1126,7 +1126,7 @@ fn http2_exchange(addr: SocketAddr, r: &crate::case::Request) -> Exchanged {
     let mut request = crate::shared_h2::H2Request {
         method: r.method.clone().unwrap_or_else(|| "GET".into()),
         path: r.path.clone().unwrap_or_else(|| "/".into()),
-        body: r.body.clone().unwrap_or_default().into_bytes(),
+        body: r.body_bytes(),
         ..Default::default()
     };
     for (k, v) in r.header_pairs() {
@@ -1170,8 +1170,8 @@ fn https_exchange(addr: SocketAddr, r: &crate::case::Request, tls: &(String, cra
     let pairs = r.header_pairs();
     let headers: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let method = r.method.as_deref().unwrap_or("GET");
-    let body = r.body.as_deref().unwrap_or("").as_bytes();
-    let raw = Client::encode_request(method, r.path.as_deref().unwrap_or("/"), &headers, body);
+    let body = r.body_bytes();
+    let raw = Client::encode_request(method, r.path.as_deref().unwrap_or("/"), &headers, &body);
     if let Err(e) = stream.write_all(&raw) {
         return failed(Failure::io("write", &e));
     }

@@ -1,5 +1,5 @@
 //! Courier's HTTP filters end to end, against Envoy's documented behaviour:
-//! local_ratelimit, cors, fault, health_check and buffer.
+//! local_ratelimit, cors, fault, health_check, buffer and decompressor.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -385,4 +385,73 @@ fn buffer_limits_and_completes_request_bodies() {
     assert_eq!(seen.body(), "hello world");
     assert_eq!(seen.header("content-length"), Some("11"));
     assert_eq!(seen.header("transfer-encoding"), None);
+}
+
+/// The decompressor inflates a request body as it streams: the upstream has the
+/// first piece, decompressed, before the client sends the rest (the body is not
+/// read whole first), chunked in place of the compressed body's length.
+#[test]
+fn decompressor_inflates_a_request_body_as_it_streams() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::mpsc;
+
+    let decompressor = filter(
+        "envoy.filters.http.decompressor",
+        "envoy.extensions.filters.http.decompressor.v3.Decompressor",
+        "decompressor_library:\n  name: up\n  typed_config:\n    \"@type\": type.googleapis.com/envoy.extensions.compression.gzip.decompressor.v3.Gzip\n",
+    );
+    // An upstream that reports each chunk of the request body as it arrives.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (chunks_tx, chunks) = mpsc::channel::<String>();
+    let upstream = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let mut head = String::new();
+        while reader.read_line(&mut head).expect("head") > 2 {}
+        let _ = chunks_tx.send(head.to_ascii_lowercase());
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).expect("chunk size");
+            let n = usize::from_str_radix(size.trim(), 16).expect("hex size");
+            let mut data = vec![0; n + 2];
+            reader.read_exact(&mut data).expect("chunk");
+            if n == 0 {
+                break;
+            }
+            let _ = chunks_tx.send(String::from_utf8_lossy(&data[..n]).into_owned());
+        }
+        let mut w = stream;
+        let _ = w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+    });
+    let c = start_web("", &routes_to_app("", ""), &decompressor, &[static_cluster("app", &[port])]);
+
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"first part, ").expect("gzip");
+    gz.flush().expect("sync flush");
+    let first = std::mem::take(gz.get_mut());
+    gz.write_all(b"second part").expect("gzip");
+    let rest = gz.finish().expect("gzip");
+    let mut client = Client::connect(c.listener("web"));
+    let head = format!(
+        "POST /up HTTP/1.1\r\nhost: a\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\n\r\n",
+        first.len() + rest.len()
+    );
+    client.send_raw(&[head.as_bytes(), &first].concat());
+    let wait = |what: &str| chunks.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("no {what}"));
+    let head = wait("request head");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert!(!head.contains("content-encoding") && !head.contains("content-length"), "{head}");
+    assert_eq!(wait("first piece"), "first part, ");
+    client.send_raw(&rest);
+    let mut body = String::new();
+    while let Ok(piece) = chunks.recv_timeout(Duration::from_secs(10)) {
+        body.push_str(&piece);
+    }
+    assert_eq!(body, "second part");
+    assert_eq!(client.read_response(false).status, 200);
+    upstream.join().expect("upstream");
+    c.wait_stat("http.ingress.decompressor.up.gzip.request.decompressed", |v| v == 1);
+    assert_eq!(c.stat("http.ingress.decompressor.up.gzip.request.total_uncompressed_bytes"), Some(23));
 }

@@ -42,7 +42,15 @@ const BOOTSTRAP: &str = "envoy.config.bootstrap.v3.Bootstrap";
 const COMPRESSOR_RESPONSE: &str = "envoy.extensions.filters.http.compressor.v3.Compressor.ResponseDirectionConfig";
 const COMPRESSOR_COMMON: &str = "envoy.extensions.filters.http.compressor.v3.Compressor.CommonDirectionConfig";
 const GZIP: &str = "envoy.extensions.compression.gzip.compressor.v3.Gzip";
-const GZIP_RS: &str = "src/extensions/compression/gzip.rs";
+const DECOMPRESSOR: &str = "envoy.extensions.filters.http.decompressor.v3.Decompressor";
+const DECOMPRESSOR_REQUEST: &str = "envoy.extensions.filters.http.decompressor.v3.Decompressor.RequestDirectionConfig";
+const DECOMPRESSOR_RESPONSE: &str =
+    "envoy.extensions.filters.http.decompressor.v3.Decompressor.ResponseDirectionConfig";
+const DECOMPRESSOR_COMMON: &str = "envoy.extensions.filters.http.decompressor.v3.Decompressor.CommonDirectionConfig";
+const DECOMPRESSOR_IT: &str = "decompressor_inflates_a_request_body_as_it_streams";
+const GZIP_INFLATE: &str = "envoy.extensions.compression.gzip.decompressor.v3.Gzip";
+const GZIP_INFLATE_RS: &str = "src/extensions/compression/gzip/decompressor.rs";
+const GZIP_RS: &str = "src/extensions/compression/gzip/compressor.rs";
 const XDS_IT: &str = "tests/integration/xds_files.rs";
 const XDS_REMOVE: &str = "a_removed_listener_stops_accepting_while_its_request_in_flight_completes";
 const XDS_WATCHED: &str = "a_watched_directory_reloads_on_any_move_into_it";
@@ -1079,6 +1087,25 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (GZIP, "compression_strategy", &[test(GZIP_RS, "every_setting_is_read_and_checked")]),
     (GZIP, "window_bits", &[test(GZIP_RS, "every_setting_is_read_and_checked"), compat("filter_compressor")]),
     (GZIP, "chunk_size", &[test(GZIP_RS, "every_setting_is_read_and_checked")]),
+    (DECOMPRESSOR, "decompressor_library", &[compat("filter_decompressor"), test(FILTERS_IT, DECOMPRESSOR_IT)]),
+    (DECOMPRESSOR, "request_direction_config", &[compat("filter_decompressor")]),
+    (DECOMPRESSOR, "response_direction_config", &[compat("filter_decompressor")]),
+    (DECOMPRESSOR_REQUEST, "common_config", &[compat("filter_decompressor")]),
+    (DECOMPRESSOR_REQUEST, "advertise_accept_encoding", &[compat("filter_decompressor")]),
+    (DECOMPRESSOR_RESPONSE, "common_config", &[compat("filter_decompressor")]),
+    (DECOMPRESSOR_COMMON, "enabled", &[compat("filter_decompressor")]),
+    (DECOMPRESSOR_COMMON, "ignore_no_transform_header", &[compat("filter_decompressor")]),
+    (
+        GZIP_INFLATE,
+        "window_bits",
+        &[compat("filter_decompressor"), test(GZIP_INFLATE_RS, "window_bits_smaller_than_the_stream_s_refuse_it")],
+    ),
+    (
+        GZIP_INFLATE,
+        "chunk_size",
+        &[compat("filter_decompressor"), test(GZIP_INFLATE_RS, "a_stream_inflates_across_pieces_of_any_size")],
+    ),
+    (GZIP_INFLATE, "max_inflate_ratio", &[test(GZIP_INFLATE_RS, "max_inflate_ratio_stops_a_bomb")]),
     // --- extensions::filters::listener::SUPPORTED_FIELDS
     (
         "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol",

@@ -10,7 +10,8 @@
 //! without saying so), `x-test-body-size: N` (answer with N bytes
 //! instead of the JSON), `x-test-fail-first: N` (the first N requests on this
 //! upstream get a 503), `x-test-response-header: name: value` (add that header
-//! to the response).
+//! to the response), `x-test-gzip-response: 1` (the body gzip-compressed, with
+//! `content-encoding: gzip`).
 //!
 //! `h2c_upstream` is the same JSON-reporting upstream speaking HTTP/2 (prior
 //! knowledge, on the `h2` crate's server), for clusters that send HTTP/2
@@ -528,6 +529,15 @@ pub fn http_upstream(name: &'static str) -> Upstream {
             if let Some(extra) = header("x-test-response-header") {
                 head.push_str(&format!("{extra}\r\n"));
             }
+            let body = match header("x-test-gzip-response") {
+                Some(_) => {
+                    head.push_str("content-encoding: gzip\r\n");
+                    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                    let _ = gz.write_all(&body);
+                    gz.finish().unwrap_or_default()
+                }
+                None => body,
+            };
             head.push_str(&format!("content-length: {}\r\n", body.len()));
             if close {
                 head.push_str("connection: close\r\n");

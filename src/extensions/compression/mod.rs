@@ -1,9 +1,11 @@
 //! Compression libraries (Envoy's `extensions/compression/`): what a
-//! `compressor_library` names. The compressor filter asks one for a fresh
-//! `Compressor` per response it compresses; each library says which
-//! `content-encoding` it produces and the stats prefix Envoy gives it.
+//! `compressor_library` or `decompressor_library` names. The compressor filter
+//! asks one for a fresh `Compressor` per response it compresses, the
+//! decompressor filter for a `Decompressor` per body it inflates; each library
+//! says which `content-encoding` it handles and the stats prefix Envoy gives it.
 //!
-//! - `gzip` — `envoy.compression.gzip.compressor` (zlib-rs through flate2)
+//! - `gzip` — `envoy.compression.gzip.compressor` and `.decompressor` (zlib-rs
+//!   through flate2)
 
 pub mod gzip;
 
@@ -14,6 +16,7 @@ use bytes::Bytes;
 use envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig;
 
 use crate::config::{descriptor, ConfigError, FieldPath};
+use crate::stats::Store;
 
 /// One response's compression state.
 pub trait Compressor {
@@ -32,8 +35,25 @@ pub trait CompressorFactory: Send + Sync + Debug {
     fn stats_prefix(&self) -> &'static str;
 }
 
+/// One body's decompression state.
+pub trait Decompressor {
+    /// Inflates a piece of the body; returns what it makes of it, possibly
+    /// nothing yet. A stream the library refuses yields nothing more (counted in
+    /// the library's stats): the body goes on without it, as Envoy's does.
+    fn decompress(&mut self, data: &[u8]) -> Bytes;
+}
+
+/// A decompression library's config, shared by every worker.
+pub trait DecompressorFactory: Send + Sync + Debug {
+    fn create(&self) -> Box<dyn Decompressor>;
+    /// The `content-encoding` it inflates.
+    fn content_encoding(&self) -> &'static str;
+    /// The last part of the filter's stats prefix (`...decompressor.<name>.gzip.`).
+    fn stats_prefix(&self) -> &'static str;
+}
+
 /// The config types of the libraries Courier ships.
-pub const CONFIG_TYPES: &[&str] = &[gzip::CONFIG_TYPE];
+pub const CONFIG_TYPES: &[&str] = &[gzip::compressor::CONFIG_TYPE, gzip::decompressor::CONFIG_TYPE];
 
 /// Builds the library `library` names; `path` points at it.
 pub fn create_compressor_factory(
@@ -44,7 +64,26 @@ pub fn create_compressor_factory(
     let mut p = path.clone();
     p.push_field("typed_config");
     match descriptor::type_name(&any.type_url) {
-        gzip::CONFIG_TYPE => Ok(Arc::new(gzip::GzipFactory::from_any(any, &p)?)),
+        gzip::compressor::CONFIG_TYPE => Ok(Arc::new(gzip::compressor::GzipFactory::from_any(any, &p)?)),
         other => Err(p.field_error("@type", format!("unsupported compressor library '{other}'"))),
+    }
+}
+
+/// Builds the decompression library `library` names; `path` points at it. Its
+/// stats go under `stats_prefix` (the filter's `http.<prefix>.decompressor.<name>.`).
+pub fn create_decompressor_factory(
+    library: &TypedExtensionConfig,
+    path: &FieldPath,
+    store: &Store,
+    stats_prefix: &str,
+) -> Result<Arc<dyn DecompressorFactory>, ConfigError> {
+    let Some(any) = &library.typed_config else { return Err(path.field_error("typed_config", "value is required")) };
+    let mut p = path.clone();
+    p.push_field("typed_config");
+    match descriptor::type_name(&any.type_url) {
+        gzip::decompressor::CONFIG_TYPE => {
+            Ok(Arc::new(gzip::decompressor::GzipDecompressorFactory::from_any(any, &p, store, stats_prefix)?))
+        }
+        other => Err(p.field_error("@type", format!("unsupported decompressor library '{other}'"))),
     }
 }

@@ -7,6 +7,7 @@
 //! - `local_ratelimit` — a process-wide token bucket, per filter or per route
 //! - `buffer` — buffers the whole request body before it goes upstream
 //! - `compressor` — compresses response bodies the client accepts compressed (gzip)
+//! - `decompressor` — inflates gzip request and response bodies as they stream
 //!
 //! Each filter is one module exposing its `EXTENSION` (name, config type,
 //! constructors) for the registry. Configs are checked against `SUPPORTED_FIELDS`
@@ -20,6 +21,7 @@ pub mod buffer;
 pub(crate) mod common;
 pub mod compressor;
 pub mod cors;
+pub mod decompressor;
 pub mod fault;
 pub mod filter;
 pub mod health_check;
@@ -40,6 +42,7 @@ pub const HTTP_FILTERS: &[HttpFilterExtension] = &[
     local_ratelimit::EXTENSION,
     buffer::EXTENSION,
     compressor::EXTENSION,
+    decompressor::EXTENSION,
 ];
 
 /// `(message full name, supported fields)` of the filters' configs, in the layout

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use envoy_types::pb::envoy::extensions::filters::http::compressor::v3::Compressor as CompressorProto;
 use envoy_types::pb::google::protobuf::Any;
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG, VARY};
+use http::header::{HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG, VARY};
 use http::HeaderMap;
 
 use self::accept_encoding::Choice;
@@ -213,11 +213,6 @@ impl CompressorConfig {
     }
 }
 
-/// `cache-control` has the `no-transform` directive.
-fn no_transform(h: &HeaderMap) -> bool {
-    headers::tokens(h, CACHE_CONTROL).any(|d| d.eq_ignore_ascii_case("no-transform"))
-}
-
 /// A `transfer-encoding` that already compresses.
 fn compressed_in_transfer(h: &HeaderMap) -> bool {
     headers::tokens(h, http::header::TRANSFER_ENCODING).any(|c| !c.eq_ignore_ascii_case("chunked") && !c.is_empty())
@@ -273,7 +268,7 @@ impl StreamFilter for CompressorFilter {
         let compressible = big_enough
             && !headers::connection_tokens(h).any(|t| t.eq_ignore_ascii_case("upgrade"))
             && type_allowed
-            && !no_transform(h)
+            && !headers::no_transform(h)
             && cfg.etag_allowed(h)
             && !h.contains_key(CONTENT_ENCODING);
         if accepted && compressible && !compressed_in_transfer(h) {
@@ -328,7 +323,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ),
     ("envoy.config.core.v3.RuntimeFeatureFlag", &["default_value", "runtime_key"]),
     (
-        compression::gzip::CONFIG_TYPE,
+        compression::gzip::compressor::CONFIG_TYPE,
         &["memory_level", "compression_level", "compression_strategy", "window_bits", "chunk_size"],
     ),
 ];

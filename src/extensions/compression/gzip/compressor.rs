@@ -16,8 +16,8 @@ use envoy_types::pb::envoy::extensions::compression::gzip::compressor::v3::Gzip;
 use envoy_types::pb::google::protobuf::Any;
 use flate2::{Compress, Compression, FlushCompress, Status};
 
-use super::{Compressor, CompressorFactory};
 use crate::config::{bootstrap::decode_any, ConfigError, FieldPath};
+use crate::extensions::compression::{Compressor, CompressorFactory};
 
 pub const CONFIG_TYPE: &str = "envoy.extensions.compression.gzip.compressor.v3.Gzip";
 
