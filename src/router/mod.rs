@@ -16,7 +16,7 @@
 //! - `path_rewrite` — `prefix_rewrite` / `regex_rewrite`
 //! - `redirect` — `RedirectAction` and the `Location` it builds
 //! - `retry_policy` — `RetryPolicy` and `retry_on`
-//! - `retry_body` — keeping a streamed request body so retries can resend it
+//! - `retry_body` — recording a streamed request body as it is sent, so retries can resend it
 //! - `header_mutation` — `*_headers_to_add` / `*_headers_to_remove`
 //! - `per_filter` — `typed_per_filter_config`
 //! - `supported` — the fields of the route schema Courier implements

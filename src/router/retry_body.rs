@@ -2,96 +2,218 @@
 //! body as it forwards it (up to its buffer limit) so that a retry can send it
 //! again; a body over the limit is sent once and the request is not retried.
 //!
-//! Courier reads the body before the first attempt, up to the listener's
-//! `per_connection_buffer_limit_bytes`: a body that ends within it becomes
-//! replayable (`ForwardBody::Buffered`); a larger one (counted in
-//! `retry_or_shadow_abandoned`, or one with trailers or a framing error) is sent
-//! once, what was read first and then the rest (`ForwardBody::Once`).
+//! Courier does the same without waiting for the body: the first try streams it
+//! as it arrives, and each piece it takes is recorded on the way (`Recording`),
+//! up to the listener's `per_connection_buffer_limit_bytes`. A retry sends what
+//! was recorded, then goes on with the rest of the body where the last try left
+//! it. Once the body is over the limit (counted in `retry_or_shadow_abandoned`),
+//! or ends in a framing error, the recording is dropped and the request can no
+//! longer be tried again; the try that holds the body still sends all of it.
 
-use std::collections::VecDeque;
+use std::cell::RefCell;
 use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
-use http_body_util::BodyExt;
+use bytes::Bytes;
+use http::HeaderMap;
 use hyper::body::{Body, Frame, SizeHint};
 
-use super::upstream_request::ForwardBody;
 use crate::http::body::RequestBodyStream;
-use crate::http::http1::client_connection::BoxError;
 use crate::http::http1::CodecError;
 use crate::stats::Counter;
 
-/// Makes a streamed body replayable when it fits in `limit` bytes; other bodies
-/// are returned as they are. A body over the limit counts in `abandoned`.
-pub(crate) async fn buffer_for_retries(body: ForwardBody, limit: usize, abandoned: &Counter) -> ForwardBody {
-    let ForwardBody::Streaming(mut stream) = body else { return body };
-    let mut read: VecDeque<Result<Frame<Bytes>, CodecError>> = VecDeque::new();
-    let mut len = 0usize;
-    loop {
-        match stream.frame().await {
-            None => break,
-            Some(Ok(frame)) if frame.is_data() => {
-                len += frame.data_ref().map_or(0, |d| d.len());
-                read.push_back(Ok(frame));
-                if len > limit {
-                    abandoned.inc();
-                    return once(read, stream);
-                }
-            }
-            // Trailers or a framing error: send what came, as it came.
-            Some(other) => {
-                read.push_back(other);
-                return once(read, stream);
-            }
-        }
-    }
-    let mut whole = BytesMut::with_capacity(len);
-    for frame in read.into_iter().flatten() {
-        if let Ok(data) = frame.into_data() {
-            whole.extend_from_slice(&data);
-        }
-    }
-    if whole.is_empty() {
-        ForwardBody::Empty
-    } else {
-        ForwardBody::Buffered(whole.freeze())
+/// A request body recorded as tries send it; cloning shares the recording. `B`:
+/// the downstream body (a test's elsewhere).
+pub struct Recording<B = RequestBodyStream>(Rc<RefCell<Recorded<B>>>);
+
+impl<B> Clone for Recording<B> {
+    fn clone(&self) -> Self {
+        Recording(self.0.clone())
     }
 }
 
-fn once(read: VecDeque<Result<Frame<Bytes>, CodecError>>, rest: RequestBodyStream) -> ForwardBody {
-    ForwardBody::Once(Box::pin(ReadFirst { read, rest }.map_err(|e| Box::new(e) as BoxError)))
+struct Recorded<B> {
+    source: B,
+    /// Every piece taken from `source` so far, while `kept`.
+    pieces: Vec<Piece>,
+    len: usize,
+    limit: usize,
+    /// All that was taken from `source` is in `pieces` (a retry can send it).
+    kept: bool,
+    /// `source` has ended.
+    ended: bool,
+    abandoned: Arc<Counter>,
 }
 
-/// The frames already read, then the rest of the stream.
-struct ReadFirst {
-    read: VecDeque<Result<Frame<Bytes>, CodecError>>,
-    rest: RequestBodyStream,
+#[derive(Clone)]
+enum Piece {
+    Data(Bytes),
+    Trailers(HeaderMap),
 }
 
-impl Body for ReadFirst {
+impl<B> Recording<B> {
+    pub fn new(source: B, limit: usize, abandoned: Arc<Counter>) -> Recording<B> {
+        Recording(Rc::new(RefCell::new(Recorded {
+            source,
+            pieces: Vec::new(),
+            len: 0,
+            limit,
+            kept: true,
+            ended: false,
+            abandoned,
+        })))
+    }
+
+    /// Whether a new try can send the body whole (what was taken is all kept).
+    pub fn replayable(&self) -> bool {
+        self.0.borrow().kept
+    }
+
+    /// The body has no piece at all (it ended before any was taken).
+    pub fn is_empty(&self) -> bool {
+        let r = self.0.borrow();
+        r.ended && r.kept && r.pieces.is_empty()
+    }
+
+    /// The body for one try: the recorded pieces, then the rest as it comes.
+    pub fn reader(&self) -> RecordingReader<B> {
+        RecordingReader { recording: self.0.clone(), next: 0 }
+    }
+
+    /// The try that was sent last is the final one: nothing more is kept.
+    pub fn stop(&self) {
+        let mut r = self.0.borrow_mut();
+        r.kept = false;
+        r.pieces = Vec::new();
+    }
+}
+
+/// One try's view of a `Recording`.
+pub struct RecordingReader<B = RequestBodyStream> {
+    recording: Rc<RefCell<Recorded<B>>>,
+    /// The next recorded piece to send.
+    next: usize,
+}
+
+impl<B: Body<Data = Bytes, Error = CodecError> + Unpin> Body for RecordingReader<B> {
     type Data = Bytes;
     type Error = CodecError;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, CodecError>>> {
-        match self.read.pop_front() {
-            Some(frame) => Poll::Ready(Some(frame)),
-            None => Pin::new(&mut self.rest).poll_frame(cx),
+        let next = self.next;
+        let mut r = self.recording.borrow_mut();
+        if let Some(piece) = r.pieces.get(next).cloned() {
+            drop(r);
+            self.next += 1;
+            return Poll::Ready(Some(Ok(match piece {
+                Piece::Data(d) => Frame::data(d),
+                Piece::Trailers(t) => Frame::trailers(t),
+            })));
         }
+        let polled = std::task::ready!(Pin::new(&mut r.source).poll_frame(cx));
+        let Some(result) = polled else {
+            r.ended = true;
+            return Poll::Ready(None);
+        };
+        let frame = match result {
+            Ok(frame) => frame,
+            Err(e) => {
+                r.kept = false;
+                r.pieces = Vec::new();
+                return Poll::Ready(Some(Err(e)));
+            }
+        };
+        if r.kept {
+            let piece = match frame.data_ref() {
+                Some(d) => {
+                    r.len += d.len();
+                    Piece::Data(d.clone())
+                }
+                None => Piece::Trailers(frame.trailers_ref().cloned().unwrap_or_default()),
+            };
+            if r.len > r.limit {
+                r.abandoned.inc();
+                r.kept = false;
+                r.pieces = Vec::new();
+            } else {
+                r.pieces.push(piece);
+                drop(r);
+                self.next += 1;
+            }
+        }
+        Poll::Ready(Some(Ok(frame)))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.read.is_empty() && self.rest.is_end_stream()
+        let r = self.recording.borrow();
+        self.next >= r.pieces.len() && r.source.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        let read: u64 = self.read.iter().flatten().filter_map(|f| f.data_ref()).map(|d| d.len() as u64).sum();
-        let rest = self.rest.size_hint();
-        let mut hint = SizeHint::new();
-        hint.set_lower(rest.lower() + read);
-        if let Some(upper) = rest.upper() {
-            hint.set_upper(upper + read);
+        SizeHint::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+    use crate::stats::Store;
+
+    async fn collect(body: RecordingReader<Pieces>) -> (Vec<u8>, bool) {
+        let collected = body.collect().await.expect("no error");
+        let trailers = collected.trailers().is_some();
+        (collected.to_bytes().to_vec(), trailers)
+    }
+
+    /// A downstream body of these pieces, all arrived.
+    struct Pieces(std::collections::VecDeque<&'static str>);
+
+    impl Body for Pieces {
+        type Data = Bytes;
+        type Error = CodecError;
+
+        fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, CodecError>>> {
+            Poll::Ready(self.0.pop_front().map(|p| Ok(Frame::data(Bytes::from_static(p.as_bytes())))))
         }
-        hint
+
+        fn is_end_stream(&self) -> bool {
+            self.0.is_empty()
+        }
+    }
+
+    fn source(pieces: &[&'static str]) -> Pieces {
+        Pieces(pieces.iter().copied().collect())
+    }
+
+    #[tokio::test]
+    async fn a_retry_sends_what_was_recorded_then_the_rest() {
+        let store = Store::new();
+        let abandoned = store.counter("abandoned");
+        let recording = Recording::new(source(&["ab", "cd", "ef"]), 100, abandoned.clone());
+        // The first try takes two pieces and fails.
+        let mut first = recording.reader();
+        let a = first.frame().await.expect("a piece").expect("data");
+        let b = first.frame().await.expect("a piece").expect("data");
+        assert_eq!((a.data_ref().cloned(), b.data_ref().cloned()), (Some("ab".into()), Some("cd".into())));
+        drop(first);
+        assert!(recording.replayable());
+        assert_eq!(collect(recording.reader()).await, (b"abcdef".to_vec(), false));
+        // A third try still gets all of it.
+        assert_eq!(collect(recording.reader()).await, (b"abcdef".to_vec(), false));
+        assert_eq!(abandoned.value(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_sent_once_and_counted() {
+        let store = Store::new();
+        let abandoned = store.counter("abandoned");
+        let recording = Recording::new(source(&["abc", "def", "ghi"]), 5, abandoned.clone());
+        assert_eq!(collect(recording.reader()).await, (b"abcdefghi".to_vec(), false));
+        assert!(!recording.replayable());
+        assert_eq!(abandoned.value(), 1);
     }
 }

@@ -16,6 +16,7 @@ use http_body_util::BodyExt;
 use tokio::time::Instant;
 
 use super::config::{ForwardAction, RetryOn, RetryPolicy};
+use super::retry_body::Recording;
 use crate::http::body::RequestBodyStream;
 use crate::http::headers::{self, X_ENVOY_ATTEMPT_COUNT, X_ENVOY_EXPECTED_RQ_TIMEOUT_MS};
 use crate::http::http1::client_connection::{BodyOut, BoxError, RequestFailure, RequestOut, UpstreamBody};
@@ -45,35 +46,54 @@ pub enum ForwardBody {
     Empty,
     Buffered(Bytes),
     Streaming(RequestBodyStream),
-    /// A body already partly read (see `retry_body`), sent once.
+    /// Streamed and recorded for retries as it goes (see `retry_body`).
+    Recorded(Recording),
+    /// A body with trailers that a filter read whole, sent once.
     Once(UpstreamBody),
+    /// A `Streaming` or `Once` body an earlier try took: none is left to send.
+    Taken,
 }
 
 impl ForwardBody {
+    /// Whether another try can send the body whole.
     fn replayable(&self) -> bool {
-        matches!(self, ForwardBody::Empty | ForwardBody::Buffered(_))
+        match self {
+            ForwardBody::Empty | ForwardBody::Buffered(_) => true,
+            ForwardBody::Recorded(r) => r.replayable(),
+            ForwardBody::Streaming(_) | ForwardBody::Once(_) | ForwardBody::Taken => false,
+        }
     }
 
     /// An HTTP/2 request whose body is known to be empty ends with its headers.
     fn ends_with_headers(&self) -> bool {
         use hyper::body::Body as _;
         match self {
-            ForwardBody::Empty => true,
+            ForwardBody::Empty | ForwardBody::Taken => true,
             ForwardBody::Buffered(b) => b.is_empty(),
             ForwardBody::Streaming(b) => b.is_end_stream(),
+            ForwardBody::Recorded(r) => r.is_empty(),
             ForwardBody::Once(b) => b.is_end_stream(),
         }
     }
 
     /// A body for one attempt; a streamed body can be taken once only.
     fn take_for_attempt(&mut self) -> BodyOut {
-        match std::mem::replace(self, ForwardBody::Empty) {
-            ForwardBody::Empty => BodyOut::Whole(Bytes::new()),
+        match std::mem::replace(self, ForwardBody::Taken) {
+            ForwardBody::Empty => {
+                *self = ForwardBody::Empty;
+                BodyOut::Whole(Bytes::new())
+            }
+            ForwardBody::Taken => BodyOut::Whole(Bytes::new()),
             ForwardBody::Buffered(b) => {
                 *self = ForwardBody::Buffered(b.clone());
                 BodyOut::Whole(b)
             }
             ForwardBody::Streaming(body) => BodyOut::Streaming(Box::pin(body.map_err(|e| Box::new(e) as BoxError))),
+            ForwardBody::Recorded(recording) => {
+                let reader = recording.reader();
+                *self = ForwardBody::Recorded(recording);
+                BodyOut::Streaming(Box::pin(reader.map_err(|e| Box::new(e) as BoxError)))
+            }
             ForwardBody::Once(body) => BodyOut::Streaming(body),
         }
     }
@@ -304,12 +324,14 @@ pub async fn forward(
 ) -> Result<UpstreamResponse, LocalReply> {
     let stats = &cluster.info.stats;
     let policy = action.retry_policy.as_ref();
-    // With retries possible, keep the body so a retry can send it again, up to
-    // the connection's buffer limit as Envoy does (a larger body is sent once:
-    // `retry_or_shadow_abandoned`). The route timeout starts after it.
+    // With retries possible, record the body as it is sent so a retry can send
+    // it again, up to the connection's buffer limit as Envoy does (a larger body
+    // is sent once: `retry_or_shadow_abandoned`).
     if policy.is_some_and(|p| p.num_retries > 0 && !p.retry_on.is_empty()) {
-        let abandoned = &stats.retry_or_shadow_abandoned;
-        body = super::retry_body::buffer_for_retries(body, buffer_limit as usize, abandoned).await;
+        if let ForwardBody::Streaming(stream) = body {
+            let abandoned = stats.retry_or_shadow_abandoned.clone();
+            body = ForwardBody::Recorded(Recording::new(stream, buffer_limit as usize, abandoned));
+        }
     }
     let timer_started = Instant::now();
     let deadline = action.timeout.map(|t| timer_started + t);
@@ -317,8 +339,6 @@ pub async fn forward(
     let per_try = policy.and_then(|p| p.per_try_timeout).filter(|p| action.timeout.is_none_or(|t| *p < t));
     let mut retries_done = 0u32;
     let mut retry_guard: Option<ResourceGuard> = None;
-    // Only a body that is empty or was read whole can be sent again.
-    let replayable = body.replayable();
     loop {
         info.attempt_count += 1;
         let Some(host) = cluster.choose_host() else {
@@ -340,7 +360,6 @@ pub async fn forward(
         let try_request = Try {
             parts,
             expected_timeout_ms: expected_timeout_ms(action.timeout, per_try, elapsed),
-            replayable,
             auto_host_rewrite: action.auto_host_rewrite,
             attempt_count: action.include_attempt_count.then_some(info.attempt_count),
             started,
@@ -355,10 +374,10 @@ pub async fn forward(
             None => attempt.await,
         };
         match outcome {
-            Ok((head, body, service_time, active)) => {
+            Ok((head, response_body, service_time, active)) => {
                 let status = head.status.as_u16();
                 let retriable = policy.is_some_and(|p| p.retriable_response(status, &head.headers));
-                if retriable && replayable {
+                if retriable && body.replayable() {
                     let next = next_retry(cluster, policy, retries_done);
                     if let NextRetry::Go(guard) = next {
                         // As Envoy: a retried response counts under `retry.*` (only
@@ -367,7 +386,7 @@ pub async fn forward(
                         // is not reused).
                         cluster.count_retried_response_code(status);
                         host.stats.rq_error.fetch_add(1, Ordering::Relaxed);
-                        drop((body, active));
+                        drop((response_body, active));
                         retry_guard = Some(guard);
                         retries_done += 1;
                         let wait = backoff(policy.expect("retriable implies a policy"), retries_done);
@@ -386,7 +405,11 @@ pub async fn forward(
                 drop(retry_guard);
                 host.stats.rq_success.fetch_add(u64::from(status < 500), Ordering::Relaxed);
                 host.stats.rq_error.fetch_add(u64::from(status >= 500), Ordering::Relaxed);
-                return Ok(UpstreamResponse { head, body, host, service_time, active });
+                // This try is the last: the rest of the body need not be kept.
+                if let ForwardBody::Recorded(r) = &body {
+                    r.stop();
+                }
+                return Ok(UpstreamResponse { head, body: response_body, host, service_time, active });
             }
             Err(failure) => {
                 match failure {
@@ -409,7 +432,7 @@ pub async fn forward(
                     AttemptFailure::Pool(PoolFailure::PendingOverflow) | AttemptFailure::DownstreamBody(_)
                 );
                 let mut refusal = None;
-                if let Some(p) = policy.filter(|p| retries_failure(p, failure) && replayable) {
+                if let Some(p) = policy.filter(|p| retries_failure(p, failure) && body.replayable()) {
                     let next = next_retry(cluster, Some(p), retries_done);
                     refusal = next.refusal_flag();
                     if let NextRetry::Go(guard) = next {
@@ -508,7 +531,6 @@ struct Try<'a> {
     parts: &'a http::request::Parts,
     /// `x-envoy-expected-rq-timeout-ms` for this try, if any.
     expected_timeout_ms: Option<u64>,
-    replayable: bool,
     auto_host_rewrite: bool,
     /// `x-envoy-attempt-count` for this try (`include_request_attempt_count`).
     attempt_count: Option<u32>,
@@ -527,7 +549,7 @@ async fn attempt(
 ) -> Result<(http::response::Parts, UpstreamResponseBody, Duration, ActiveRequest), AttemptFailure> {
     let protocol = cluster.info.protocol_for(try_request.parts.version).into();
     let pool = cluster.http_pool(host, protocol);
-    let mut stale_retry = try_request.replayable;
+    let mut stale_retry = true;
     let parts = try_request.parts;
     // This try's `x-envoy-expected-rq-timeout-ms`, with `auto_host_rewrite` the
     // host's name (the Host it replaces kept in `x-envoy-original-host`, as Envoy
@@ -579,7 +601,7 @@ async fn attempt(
                 match failure {
                     RequestFailure::RequestBody(e) => return Err(AttemptFailure::DownstreamBody(e)),
                     RequestFailure::Protocol => return Err(AttemptFailure::Protocol),
-                    RequestFailure::ClosedBeforeResponse if client.reused && stale_retry => {
+                    RequestFailure::ClosedBeforeResponse if client.reused && stale_retry && body.replayable() => {
                         stale_retry = false;
                         continue;
                     }
@@ -671,7 +693,7 @@ async fn attempt_h2(
         // GOAWAY cut is not resent: h2 reports streams above the last stream id
         // and streams the upstream then failed to finish alike, and the latter
         // may have been processed. The route's retry policy decides, as in Envoy.
-        if refused && resend && try_request.replayable {
+        if refused && resend && body.replayable() {
             resend = false;
             continue;
         }

@@ -295,6 +295,57 @@ fn retries_give_up_after_num_retries() {
     assert_eq!(c.stat("cluster.app.upstream_rq_retry"), Some(1));
 }
 
+/// A body on a retrying route streams to the first try as it arrives (it is not
+/// read whole first), and the retry after that try failed sends what it took,
+/// then the rest.
+#[test]
+fn a_retry_resends_the_body_that_streamed_to_the_failed_try() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::mpsc;
+
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (seen_tx, seen) = mpsc::channel::<String>();
+    let first = "first part, ";
+    let rest = "and the rest";
+    let upstream = std::thread::spawn(move || {
+        // Reads a request head and `n` body bytes.
+        let read = |stream: &std::net::TcpStream, n: usize| -> String {
+            stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            while reader.read_line(&mut line).expect("head") > 2 {
+                line.clear();
+            }
+            let mut body = vec![0; n];
+            reader.read_exact(&mut body).expect("body");
+            String::from_utf8_lossy(&body).into_owned()
+        };
+        // The first try: its first piece, then the connection closes.
+        let (one, _) = listener.accept().expect("accept");
+        let _ = seen_tx.send(read(&one, first.len()));
+        drop(one);
+        // The retry: the whole body.
+        let (mut two, _) = listener.accept().expect("accept");
+        let body = read(&two, first.len() + rest.len());
+        let _ = two.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len()).as_bytes());
+    });
+    let retry = ", retry_policy: { retry_on: reset, num_retries: 1, retry_back_off: { base_interval: 0.01s } }";
+    let listener_yaml = http_listener("web", "", &one_vhost(&prefix_route("/", "app", retry)), "");
+    let c = Courier::start(&config(&[listener_yaml], &[static_cluster("app", &[port])]), 1);
+    let mut client = Client::connect(c.listener("web"));
+    let head = format!("POST /up HTTP/1.1\r\nhost: a\r\ncontent-length: {}\r\n\r\n", first.len() + rest.len());
+    client.send_raw(format!("{head}{first}").as_bytes());
+    let got = seen.recv_timeout(std::time::Duration::from_secs(10)).expect("the first piece reached the first try");
+    assert_eq!(got, first);
+    client.send_raw(rest.as_bytes());
+    let r = client.read_response(false);
+    assert_eq!((r.status, r.text()), (200, format!("{first}{rest}")));
+    upstream.join().expect("upstream");
+    assert_eq!(c.stat("cluster.app.upstream_rq_retry"), Some(1));
+    assert_eq!(c.stat("cluster.app.retry_or_shadow_abandoned"), Some(0));
+}
+
 #[test]
 fn pending_overflow_is_503_uo() {
     let gate = Gate::new();
