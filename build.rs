@@ -55,6 +55,7 @@ const ROOTS: &[&str] = &[
     "envoy.config.metrics.v3.StatsdSink",
     "envoy.config.metrics.v3.DogStatsdSink",
     "envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig",
+    "envoy.config.overload.v3.ScaleTimersOverloadActionConfig",
     "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
     "envoy.extensions.resource_monitors.cgroup_memory.v3.CgroupMemoryConfig",
     "envoy.config.trace.v3.ZipkinConfig",

@@ -32,10 +32,12 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
         ],
     ),
     // `loadshed_points` and `buffer_factory_config` are refused, and so are the
-    // actions Courier lacks (reduce_timeouts' typed_config among them).
+    // actions Courier lacks; only reduce_timeouts takes a typed_config.
     ("envoy.config.overload.v3.OverloadManager", &["refresh_interval", "resource_monitors", "actions"]),
     ("envoy.config.overload.v3.ResourceMonitor", &["name", "typed_config"]),
-    ("envoy.config.overload.v3.OverloadAction", &["name", "triggers"]),
+    ("envoy.config.overload.v3.OverloadAction", &["name", "triggers", "typed_config"]),
+    ("envoy.config.overload.v3.ScaleTimersOverloadActionConfig", &["timer_scale_factors"]),
+    ("envoy.config.overload.v3.ScaleTimersOverloadActionConfig.ScaleTimer", &["timer", "min_timeout", "min_scale"]),
     ("envoy.config.overload.v3.Trigger", &["name", "threshold", "scaled"]),
     ("envoy.config.overload.v3.ThresholdTrigger", &["value"]),
     ("envoy.config.overload.v3.ScaledTrigger", &["scaling_threshold", "saturation_threshold"]),

@@ -53,6 +53,7 @@ const OTHER_TYPES: &[&str] = &[
     super::transport_sockets::tls::DOWNSTREAM_TYPE,
     super::transport_sockets::tls::UPSTREAM_TYPE,
     crate::overload::FIXED_HEAP_TYPE,
+    crate::overload::SCALE_TIMERS_TYPE,
     crate::overload::DOWNSTREAM_CONNECTIONS_TYPE,
     crate::overload::CGROUP_MEMORY_TYPE,
 ];

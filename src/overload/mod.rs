@@ -9,9 +9,23 @@
 //!
 //! The names of the actions and monitors are here, below every user of them, so
 //! that the config inventory (`extensions::supported`) can list them too.
+//!
+//! `reduce_timeouts` scales timers rather than gating events: a timer Envoy
+//! makes scalable runs `min + (max - min) * (1 - scale)` from its start, where
+//! `max` is its configured timeout and `min` what the action's
+//! `ScaleTimersOverloadActionConfig` gives its type (`scaled_deadline`). When the
+//! scale changes, the manager wakes every worker's waiting timers
+//! (`timers_rescaled`) so that they recompute their deadlines, as Envoy's
+//! `ScaledRangeTimerManager` re-arms its queues: an idle connection armed for an
+//! hour closes within its minimum once memory runs short.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::common::random;
 use crate::thread_local::{LocalSlot, Slot};
@@ -22,6 +36,8 @@ pub const FIXED_HEAP_TYPE: &str = "envoy.extensions.resource_monitors.fixed_heap
 /// listeners, checked as each connection is accepted.
 pub const DOWNSTREAM_CONNECTIONS_TYPE: &str =
     "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig";
+/// `reduce_timeouts`' `typed_config`: the minimums of the timers it scales.
+pub const SCALE_TIMERS_TYPE: &str = "envoy.config.overload.v3.ScaleTimersOverloadActionConfig";
 /// `CgroupMemoryConfig`: the cgroup's memory use over its limit.
 pub const CGROUP_MEMORY_TYPE: &str = "envoy.extensions.resource_monitors.cgroup_memory.v3.CgroupMemoryConfig";
 
@@ -39,15 +55,18 @@ pub enum OverloadAction {
     RejectIncomingConnections,
     /// Free memory goes back to the system (the main thread acts on it).
     ShrinkHeap,
+    /// Scalable timers shrink toward their minimums (`scaled_deadline`).
+    ReduceTimeouts,
 }
 
 impl OverloadAction {
-    pub const ALL: [OverloadAction; 5] = [
+    pub const ALL: [OverloadAction; 6] = [
         OverloadAction::StopAcceptingRequests,
         OverloadAction::DisableHttpKeepalive,
         OverloadAction::StopAcceptingConnections,
         OverloadAction::RejectIncomingConnections,
         OverloadAction::ShrinkHeap,
+        OverloadAction::ReduceTimeouts,
     ];
 
     pub fn envoy_name(self) -> &'static str {
@@ -57,6 +76,7 @@ impl OverloadAction {
             OverloadAction::StopAcceptingConnections => "envoy.overload_actions.stop_accepting_connections",
             OverloadAction::RejectIncomingConnections => "envoy.overload_actions.reject_incoming_connections",
             OverloadAction::ShrinkHeap => "envoy.overload_actions.shrink_heap",
+            OverloadAction::ReduceTimeouts => "envoy.overload_actions.reduce_timeouts",
         }
     }
 
@@ -65,13 +85,57 @@ impl OverloadAction {
     }
 }
 
-/// Each action's scale, 0 to 1.
+/// The timers `reduce_timeouts` can scale (Envoy's `TimerType`s Courier has).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScaledTimer {
+    /// `HTTP_DOWNSTREAM_CONNECTION_IDLE`: the connection manager's `idle_timeout`.
+    ConnectionIdle,
+}
+
+impl ScaledTimer {
+    pub const ALL: [ScaledTimer; 1] = [ScaledTimer::ConnectionIdle];
+}
+
+/// How far a scaled timer may shrink: to a fixed time (`min_timeout`) or a
+/// share of its configured timeout (`min_scale`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ScaledMinimum {
+    Absolute(Duration),
+    /// 0 to 1.
+    Fraction(f32),
+}
+
+impl ScaledMinimum {
+    /// The minimum for a timer whose configured timeout is `max` (never above it).
+    fn of(self, max: Duration) -> Duration {
+        match self {
+            ScaledMinimum::Absolute(d) => d.min(max),
+            ScaledMinimum::Fraction(f) => max.mul_f32(f.clamp(0.0, 1.0)),
+        }
+    }
+}
+
+/// Each action's scale, 0 to 1, and the minimums of the timers
+/// `reduce_timeouts` scales (a timer without one is not scaled).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct OverloadState {
     scale: [f32; OverloadAction::ALL.len()],
+    minimums: [Option<ScaledMinimum>; ScaledTimer::ALL.len()],
 }
 
 impl OverloadState {
+    pub fn set_minimum(&mut self, timer: ScaledTimer, minimum: ScaledMinimum) {
+        self.minimums[timer as usize] = Some(minimum);
+    }
+
+    /// When a `timer` of configured timeout `max`, started at `start`, fires now.
+    pub fn deadline(&self, timer: ScaledTimer, start: Instant, max: Duration) -> Instant {
+        let scale = self.scale(OverloadAction::ReduceTimeouts);
+        let Some(minimum) = self.minimums[timer as usize].filter(|_| scale > 0.0) else { return start + max };
+        let min = minimum.of(max);
+        start + min + (max - min).mul_f32(1.0 - scale)
+    }
+
     pub fn scale(&self, action: OverloadAction) -> f32 {
         self.scale[action as usize]
     }
@@ -125,6 +189,45 @@ pub fn is_saturated(action: OverloadAction) -> bool {
     state().is_some_and(|s| s.is_saturated(action))
 }
 
+/// When a `timer` of configured timeout `max`, started at `start`, fires under
+/// this thread's `reduce_timeouts` (at `start + max` without it).
+pub fn scaled_deadline(timer: ScaledTimer, start: Instant, max: Duration) -> Instant {
+    match state() {
+        Some(state) => state.deadline(timer, start, max),
+        None => start + max,
+    }
+}
+
+thread_local! {
+    /// Woken when `reduce_timeouts`' scale changed on this thread.
+    static RESCALED: RefCell<Rc<Notify>> = RefCell::new(Rc::new(Notify::new()));
+}
+
+/// Set when an overload manager with `reduce_timeouts` runs.
+static SCALES_TIMERS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Says that `reduce_timeouts` is configured (the manager, at start).
+pub fn set_scales_timers(on: bool) {
+    SCALES_TIMERS.store(on, Ordering::Relaxed);
+}
+
+/// Completes when `reduce_timeouts`' scale next changes on this thread: a timer
+/// waiting on a scaled deadline then computes it again. Without the action it
+/// never completes, and costs nothing until polled (it is made on every wait).
+pub async fn timers_rescaled() {
+    if !SCALES_TIMERS.load(Ordering::Relaxed) {
+        return std::future::pending().await;
+    }
+    let notify = RESCALED.with(|n| n.borrow().clone());
+    notify.notified().await
+}
+
+/// Wakes this thread's timers waiting in `timers_rescaled` (the manager posts it
+/// after a new state with another `reduce_timeouts` scale).
+pub fn notify_timers_rescaled() {
+    RESCALED.with(|n| n.borrow().notify_waiters());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,7 +237,43 @@ mod tests {
         for a in OverloadAction::ALL {
             assert_eq!(OverloadAction::from_name(a.envoy_name()), Some(a));
         }
-        assert_eq!(OverloadAction::from_name("envoy.overload_actions.reduce_timeouts"), None);
+        assert_eq!(OverloadAction::from_name("envoy.overload_actions.reduce_heap"), None);
+    }
+
+    #[test]
+    fn a_scaled_timer_runs_from_its_minimum_to_its_timeout_with_the_scale() {
+        let start = Instant::now();
+        let max = Duration::from_secs(60);
+        let mut state = OverloadState::default();
+        assert_eq!(state.deadline(ScaledTimer::ConnectionIdle, start, max), start + max);
+        state.set_minimum(ScaledTimer::ConnectionIdle, ScaledMinimum::Absolute(Duration::from_secs(10)));
+        assert_eq!(state.deadline(ScaledTimer::ConnectionIdle, start, max), start + max, "inactive");
+        state.set(OverloadAction::ReduceTimeouts, 1.0);
+        assert_eq!(state.deadline(ScaledTimer::ConnectionIdle, start, max), start + Duration::from_secs(10));
+        state.set(OverloadAction::ReduceTimeouts, 0.5);
+        assert_eq!(state.deadline(ScaledTimer::ConnectionIdle, start, max), start + Duration::from_secs(35));
+        // A minimum above the timeout is the timeout.
+        let short = Duration::from_secs(5);
+        assert_eq!(state.deadline(ScaledTimer::ConnectionIdle, start, short), start + short);
+        // A share of the timeout.
+        state.set_minimum(ScaledTimer::ConnectionIdle, ScaledMinimum::Fraction(0.25));
+        assert_eq!(
+            state.deadline(ScaledTimer::ConnectionIdle, start, max),
+            start + Duration::from_secs(15 + 22) + Duration::from_millis(500)
+        );
+    }
+
+    #[tokio::test]
+    async fn waiting_timers_are_woken_when_the_scale_changes() {
+        use std::future::Future;
+        set_scales_timers(true);
+        let rescaled = timers_rescaled();
+        let mut rescaled = std::pin::pin!(rescaled);
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        assert!(rescaled.as_mut().poll(&mut cx).is_pending());
+        notify_timers_rescaled();
+        assert!(rescaled.as_mut().poll(&mut cx).is_ready());
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! not refreshed: as Envoy's proactive resource, each accept checks the open
 //! connection count against it.
 //!
+//! `reduce_timeouts` carries the minimums of the timers it scales
+//! (`ScaleTimersOverloadActionConfig`) in the posted state; when its scale
+//! changes, every worker's waiting timers are woken to compute their deadlines
+//! again.
+//!
 //! Stats as Envoy's: `overload.<monitor>.pressure` (percent, not clamped),
 //! `.failed_updates`, `.skipped_updates`; `overload.<action>.active` (0/1) and
 //! `.scale_percent`; `overload.refresh_interval_delay` (ms late of a refresh).
@@ -14,16 +19,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use envoy_types::pb::envoy::config::overload::v3::scale_timers_overload_action_config::{
+    scale_timer::OverloadAdjust, TimerType,
+};
 use envoy_types::pb::envoy::config::overload::v3::{
     resource_monitor::ConfigType, trigger::TriggerOneof, OverloadManager as OverloadManagerProto,
+    ScaleTimersOverloadActionConfig,
 };
 use envoy_types::pb::envoy::extensions::resource_monitors::cgroup_memory::v3::CgroupMemoryConfig;
 use envoy_types::pb::envoy::extensions::resource_monitors::downstream_connections::v3::DownstreamConnectionsConfig;
 use envoy_types::pb::envoy::extensions::resource_monitors::fixed_heap::v3::FixedHeapConfig;
+use envoy_types::pb::google::protobuf::Any;
 
 use crate::config::bootstrap::decode_any;
 use crate::config::{duration_or, ConfigError, FieldPath};
-use crate::overload::{self, OverloadAction, OverloadState};
+use crate::overload::{self, OverloadAction, OverloadState, ScaledMinimum, ScaledTimer};
 use crate::stats::{Counter, Gauge, Histogram, Store};
 use crate::thread_local::Slot;
 
@@ -119,8 +129,42 @@ impl Trigger {
 struct Action {
     action: OverloadAction,
     triggers: Vec<Trigger>,
+    /// `reduce_timeouts`' timer minimums.
+    minimums: Vec<(ScaledTimer, ScaledMinimum)>,
     active: Arc<Gauge>,
     scale_percent: Arc<Gauge>,
+}
+
+/// `ScaleTimersOverloadActionConfig`: each timer's minimum. Envoy's validation
+/// rules (at least one, no UNSPECIFIED, a minimum given) were checked when the
+/// config was read; a repeated timer is refused as Envoy does.
+fn timer_minimums(any: &Any, path: &FieldPath) -> Result<Vec<(ScaledTimer, ScaledMinimum)>, ConfigError> {
+    let c: ScaleTimersOverloadActionConfig = decode_any(any, path)?;
+    let mut minimums: Vec<(ScaledTimer, ScaledMinimum)> = Vec::new();
+    for (i, t) in c.timer_scale_factors.iter().enumerate() {
+        let mut at = path.child("timer_scale_factors");
+        at.push_index(i);
+        let kind = TimerType::try_from(t.timer).unwrap_or(TimerType::Unspecified);
+        let timer = match kind {
+            TimerType::HttpDownstreamConnectionIdle => ScaledTimer::ConnectionIdle,
+            other => {
+                return Err(at.field_error(
+                    "timer",
+                    format!("Courier scales HTTP_DOWNSTREAM_CONNECTION_IDLE only, not {}", other.as_str_name()),
+                ))
+            }
+        };
+        if minimums.iter().any(|(t, _)| *t == timer) {
+            return Err(at.error(format!("Found duplicate entry for timer type {}", kind.as_str_name())));
+        }
+        let minimum = match t.overload_adjust {
+            Some(OverloadAdjust::MinTimeout(d)) => ScaledMinimum::Absolute(crate::config::duration(&d)),
+            Some(OverloadAdjust::MinScale(p)) => ScaledMinimum::Fraction((p.value / 100.0) as f32),
+            None => return Err(at.error("a timer needs min_timeout or min_scale")),
+        };
+        minimums.push((timer, minimum));
+    }
+    Ok(minimums)
 }
 
 /// The overload manager built from `overload_manager`.
@@ -225,10 +269,19 @@ impl OverloadManager {
                 };
                 triggers.push(Trigger { monitor, kind });
             }
+            let minimums = match (action, &a.typed_config) {
+                (OverloadAction::ReduceTimeouts, Some(any)) => timer_minimums(any, &at.child("typed_config"))?,
+                (OverloadAction::ReduceTimeouts, None) => {
+                    return Err(at.error(format!("Overload action \"{}\" requires typed_config", a.name)))
+                }
+                (_, Some(_)) => return Err(at.field_error("typed_config", "only reduce_timeouts takes a typed_config")),
+                (_, None) => Vec::new(),
+            };
             let prefix = format!("overload.{}.", a.name);
             actions.push(Action {
                 action,
                 triggers,
+                minimums,
                 active: store.gauge(&format!("{prefix}active")),
                 scale_percent: store.gauge(&format!("{prefix}scale_percent")),
             });
@@ -267,6 +320,9 @@ impl OverloadManager {
             let scale =
                 a.triggers.iter().filter_map(|t| pressures[t.monitor].map(|p| t.scale(p))).fold(0.0f32, f32::max);
             state.set(a.action, scale);
+            for (timer, minimum) in &a.minimums {
+                state.set_minimum(*timer, *minimum);
+            }
         }
         if state.is_saturated(OverloadAction::ShrinkHeap) {
             super::memory::release_free_memory();
@@ -274,8 +330,14 @@ impl OverloadManager {
         // Posted before the gauges move, so that whoever reads `.active` = 1 on
         // the admin endpoint finds the workers already told (or about to be).
         if self.posted != Some(state) {
+            let timeouts = OverloadAction::ReduceTimeouts;
+            let rescaled = self.posted.is_none_or(|p| p.scale(timeouts) != state.scale(timeouts));
             self.posted = Some(state);
             slot.set(move || state);
+            // After the new state, on each thread: waiting timers read it.
+            if rescaled {
+                slot.run_on_all_threads(|_| overload::notify_timers_rescaled());
+            }
         }
         for a in &self.actions {
             a.active.set(i64::from(state.is_saturated(a.action)));
@@ -289,6 +351,7 @@ impl OverloadManager {
     /// is engaged).
     pub fn start(mut self, slot: Slot<OverloadState>) {
         overload::set_global_max_connections(self.global_max_connections);
+        overload::set_scales_timers(self.actions.iter().any(|a| a.action == OverloadAction::ReduceTimeouts));
         overload::publish_slot(&slot);
         tokio::task::spawn_local(async move {
             let mut tick = tokio::time::interval(self.refresh_interval);
@@ -329,9 +392,26 @@ resource_monitors:
     fn config_errors_name_the_field() {
         let err = |actions: &str| build(&format!("{HEAP}actions:\n{actions}")).unwrap_err().to_string();
         let e = err(
-            "- { name: envoy.overload_actions.reduce_timeouts, triggers: [{ name: heap, threshold: { value: 0.9 } }] }",
+            "- { name: envoy.overload_actions.reset_high_memory_stream, triggers: [{ name: heap, threshold: { value: 0.9 } }] }",
         );
         assert!(e.contains("overload_manager.actions[0].name") && e.contains("unsupported overload action"), "{e}");
+        let reduce =
+            "- { name: envoy.overload_actions.reduce_timeouts, triggers: [{ name: heap, threshold: { value: 0.9 } }]";
+        let e = err(&format!("{reduce} }}"));
+        assert!(
+            e.contains("actions[0]: Overload action \"envoy.overload_actions.reduce_timeouts\" requires typed_config"),
+            "{e}"
+        );
+        let scale = "\"@type\": type.googleapis.com/envoy.config.overload.v3.ScaleTimersOverloadActionConfig";
+        let e = err(&format!("{reduce}, typed_config: {{ {scale}, timer_scale_factors: [{{ timer: HTTP_DOWNSTREAM_CONNECTION_IDLE, min_timeout: 1s }}, {{ timer: HTTP_DOWNSTREAM_CONNECTION_IDLE, min_scale: {{ value: 10 }} }}] }} }}"));
+        assert!(
+            e.contains("timer_scale_factors[1]: Found duplicate entry for timer type HTTP_DOWNSTREAM_CONNECTION_IDLE"),
+            "{e}"
+        );
+        let e = err(&format!("{reduce}, typed_config: {{ {scale}, timer_scale_factors: [{{ timer: TRANSPORT_SOCKET_CONNECT, min_timeout: 1s }}] }} }}"));
+        assert!(e.contains("timer_scale_factors[0].timer") && e.contains("not TRANSPORT_SOCKET_CONNECT"), "{e}");
+        let e = err(&format!("- {{ name: envoy.overload_actions.shrink_heap, triggers: [{{ name: heap, threshold: {{ value: 0.9 }} }}], typed_config: {{ {scale}, timer_scale_factors: [{{ timer: HTTP_DOWNSTREAM_CONNECTION_IDLE, min_timeout: 1s }}] }} }}"));
+        assert!(e.contains("actions[0].typed_config") && e.contains("only reduce_timeouts"), "{e}");
         let e = err(
             "- { name: envoy.overload_actions.shrink_heap, triggers: [{ name: nope, threshold: { value: 0.9 } }] }",
         );

@@ -210,3 +210,36 @@ fn connection_idle_timeout_closes_a_quiet_connection() {
     assert!(client.is_closed());
     c.wait_stat("http.ingress.downstream_cx_idle_timeout", |v| v == 1);
 }
+
+/// The reduce_timeouts overload action shrinks the idle timeout of a connection
+/// that was already waiting when the action engaged: its deadline is computed
+/// again, as Envoy's scaled timers are, so it closes at once rather than after
+/// the hour it was armed for.
+#[test]
+fn reduce_timeouts_shortens_an_idle_connection_armed_before_it_engaged() {
+    let up = http_upstream("a");
+    let overload = r#"overload_manager:
+  refresh_interval: 3s
+  resource_monitors:
+  - name: heap
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig
+      max_heap_size_bytes: 1000
+  actions:
+  - name: envoy.overload_actions.reduce_timeouts
+    triggers: [{ name: heap, threshold: { value: 0.9 } }]
+    typed_config:
+      "@type": type.googleapis.com/envoy.config.overload.v3.ScaleTimersOverloadActionConfig
+      timer_scale_factors: [{ timer: HTTP_DOWNSTREAM_CONNECTION_IDLE, min_scale: { value: 0 } }]
+"#;
+    let idle = "          common_http_protocol_options: { idle_timeout: 3600s }\n";
+    let listener = http_listener("web", idle, &one_vhost(&prefix_route("/", "app", "")), "");
+    let c = Courier::start(&format!("{overload}{}", config(&[listener], &[static_cluster("app", &[up.port()])])), 1);
+    let mut client = Client::connect(c.listener("web"));
+    assert_eq!(client.get("/").status, 200);
+    // The first refresh comes 3 s after start-up: the idle timer was armed before.
+    assert_eq!(c.stat("overload.envoy.overload_actions.reduce_timeouts.active"), Some(0));
+    assert!(client.wait_closed(Duration::from_secs(10)).is_ok(), "closed once the action engaged");
+    assert_eq!(c.stat("overload.envoy.overload_actions.reduce_timeouts.active"), Some(1));
+    c.wait_stat("http.ingress.downstream_cx_idle_timeout", |v| v == 1);
+}

@@ -55,6 +55,9 @@ const XDS_IT: &str = "tests/integration/xds_files.rs";
 const XDS_REMOVE: &str = "a_removed_listener_stops_accepting_while_its_request_in_flight_completes";
 const XDS_WATCHED: &str = "a_watched_directory_reloads_on_any_move_into_it";
 const OVERLOAD: &str = "envoy.config.overload.v3.OverloadManager";
+const SCALE_TIMERS: &str = "envoy.config.overload.v3.ScaleTimersOverloadActionConfig";
+const SCALE_TIMER: &str = "envoy.config.overload.v3.ScaleTimersOverloadActionConfig.ScaleTimer";
+const REDUCE_TIMEOUTS_IT: &str = "reduce_timeouts_shortens_an_idle_connection_armed_before_it_engaged";
 const OVERLOAD_RS: &str = "src/server/overload_manager.rs";
 const LISTENER: &str = "envoy.config.listener.v3.Listener";
 const CLUSTER: &str = "envoy.config.cluster.v3.Cluster";
@@ -167,6 +170,15 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         ],
     ),
     ("envoy.config.overload.v3.OverloadAction", "triggers", &[compat("overload_stop_accepting_requests")]),
+    (
+        "envoy.config.overload.v3.OverloadAction",
+        "typed_config",
+        &[compat("overload_reduce_timeouts"), test(OVERLOAD_RS, "config_errors_name_the_field")],
+    ),
+    (SCALE_TIMERS, "timer_scale_factors", &[compat("overload_reduce_timeouts")]),
+    (SCALE_TIMER, "timer", &[compat("overload_reduce_timeouts"), test(OVERLOAD_RS, "config_errors_name_the_field")]),
+    (SCALE_TIMER, "min_timeout", &[compat("overload_reduce_timeouts")]),
+    (SCALE_TIMER, "min_scale", &[test(CODEC_IT, REDUCE_TIMEOUTS_IT)]),
     ("envoy.config.overload.v3.Trigger", "name", &[test(OVERLOAD_RS, "config_errors_name_the_field")]),
     ("envoy.config.overload.v3.Trigger", "threshold", &[compat("overload_stop_accepting_requests")]),
     ("envoy.config.overload.v3.Trigger", "scaled", &[compat("overload_stop_accepting_requests")]),

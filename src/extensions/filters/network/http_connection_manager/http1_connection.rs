@@ -24,7 +24,7 @@ use crate::http::http2::CodecIo;
 use crate::http::local_reply::LocalReply;
 use crate::network::transport::{TransportReadHalf, TransportWriteHalf};
 use crate::network::{ConnectionInfo, DownstreamConnection, DrainPhase, DrainWatch, Transport, TransportStream};
-use crate::overload::{self, OverloadAction};
+use crate::overload::{self, OverloadAction, ScaledTimer};
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -364,7 +364,10 @@ async fn next_head(
     // stream, and so its request timer, starts with the first byte of the head).
     let mut header_deadline = None;
     let mut request_deadline = None;
-    let idle_deadline = cfg.idle_timeout.map(|d| Instant::now() + d);
+    // Scaled by the reduce_timeouts overload action (recomputed when it changes).
+    let idle_start = Instant::now();
+    let idle_deadline =
+        || cfg.idle_timeout.map(|d| overload::scaled_deadline(ScaledTimer::ConnectionIdle, idle_start, d));
     let mut preface;
     loop {
         {
@@ -402,7 +405,7 @@ async fn next_head(
         // Until the codec is known, the connection is idle (as Envoy's, whose
         // codec does not exist yet).
         let deadline = if reader.borrow().buf.is_empty() || preface {
-            idle_deadline
+            idle_deadline()
         } else {
             [header_deadline, request_deadline].into_iter().flatten().min()
         };
@@ -421,6 +424,7 @@ async fn next_head(
                     return NextHead::Drained;
                 }
             }
+            () = overload::timers_rescaled(), if cfg.idle_timeout.is_some() => {}
             () = timer.fired() => {
                 if reader.borrow().buf.is_empty() || preface {
                     return NextHead::Idle;

@@ -36,7 +36,7 @@ use crate::http::http1::response_writer::{WriteError, WriteLimits};
 use crate::http::http2::response_writer::Outbound;
 use crate::http::http2::{self, CodecIo, FrameGuard, Http2CodecStats, StreamRx, Violation};
 use crate::network::ConnectionInfo;
-use crate::overload::{self, OverloadAction};
+use crate::overload::{self, OverloadAction, ScaledTimer};
 
 /// h2's limits on streams reset before they were accepted and on streams it
 /// reset for the client's errors: above the 250 premature resets of Envoy's rule.
@@ -107,7 +107,8 @@ where
     let guard = Rc::new(FrameGuard::new(o, cfg.max_request_headers_bytes, h2_stats.clone()));
     io.set_guard(guard.clone());
     let mut timer = Timer::new();
-    timer.set(cfg.idle_timeout.map(|d| Instant::now() + d));
+    let started = Instant::now();
+    timer.set(cfg.idle_timeout.map(|d| overload::scaled_deadline(ScaledTimer::ConnectionIdle, started, d)));
     let handshake = builder.handshake::<_, Bytes>(io);
     let mut conn = tokio::select! {
         biased;
@@ -144,7 +145,9 @@ where
             local |= go_away(&mut conn, h2_stats, &mut going_away);
         }
         let idle = state.active.get() == 0 && !going_away;
-        timer.set(cfg.idle_timeout.filter(|_| idle).map(|d| state.idle_since.get() + d));
+        // Scaled by the reduce_timeouts overload action (recomputed when it changes).
+        let idle_deadline = |d| overload::scaled_deadline(ScaledTimer::ConnectionIdle, state.idle_since.get(), d);
+        timer.set(cfg.idle_timeout.filter(|_| idle).map(idle_deadline));
         tokio::select! {
             biased;
             accepted = std::future::poll_fn(|cx| conn.poll_accept(cx)) => match accepted {
@@ -192,6 +195,7 @@ where
                 None => break,
             },
             () = state.changed.notified() => {}
+            () = overload::timers_rescaled(), if idle && cfg.idle_timeout.is_some() => {}
             () = guard.violated.notified(), if !going_away => {
                 // A flood or a malformed frame ends the connection: GOAWAY, then close.
                 let Some(violation) = guard.violation() else { continue };
