@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use envoy_types::pb::envoy::config::core::v3::{config_source::ConfigSourceSpecifier, ConfigSource};
 use serde_json::Value as Json;
 
-use super::supported::{self, Inventory};
-use super::{descriptor, encode, proto_json, validate, ConfigError, FieldPath};
+use super::supported::Inventory;
+use super::{bootstrap, descriptor, encode, proto_json, ConfigError, FieldPath};
 
 pub const CLUSTER_TYPE: &str = "envoy.config.cluster.v3.Cluster";
 pub const LISTENER_TYPE: &str = "envoy.config.listener.v3.Listener";
@@ -119,7 +119,7 @@ const RESPONSE_FIELDS: &[&str] = &["version_info", "resources", "type_url", "non
 
 /// Reads `path` as a `DiscoveryResponse` (JSON by the `.json` extension, else
 /// YAML, as Envoy) whose resources are all of `type_name`, checking each
-/// against `inventory`.
+/// against `inventory`; a refused resource's error lists all its problems.
 pub fn read(path: &Path, type_name: &str, inventory: &Inventory) -> Result<DiscoveryFile, UpdateError> {
     let shown = path.display();
     let text = std::fs::read_to_string(path).map_err(|e| UpdateError::Failure(format!("cannot read {shown}: {e}")))?;
@@ -180,9 +180,8 @@ fn decode_resource(
     if descriptor::type_name(&type_url) != type_name {
         return Err(path.field_error("@type", format!("'{type_url}' is not the subscription's type {type_name}")));
     }
-    let msg = proto_json::decode(desc, &Json::Object(fields), path)?;
-    validate::validate(&msg, path)?;
-    supported::check(inventory, &msg, path)?;
+    let (msg, errors) = proto_json::decode_partial(desc, &Json::Object(fields), path);
+    bootstrap::check_decoded(&msg, errors, path, inventory)?;
     let name = match msg.get_field_by_name("name").as_deref() {
         Some(prost_reflect::Value::String(n)) => n.clone(),
         _ => String::new(),
