@@ -11,7 +11,7 @@ use prost_reflect::{DynamicMessage, ReflectMessage};
 use serde_json::Value as Json;
 
 use super::supported::{self, Inventory};
-use super::{descriptor, encode, proto_json, validate, ConfigError, FieldPath};
+use super::{descriptor, encode, proto_json, source_lines, validate, ConfigError, FieldPath};
 
 pub const BOOTSTRAP_TYPE: &str = "envoy.config.bootstrap.v3.Bootstrap";
 
@@ -61,6 +61,16 @@ pub fn load_bootstrap(source: &BootstrapSource, inventory: &Inventory) -> Result
     let bootstrap = Bootstrap::decode(encoded.as_slice())
         .map_err(|e| ConfigError::new("", format!("internal: re-decoding the bootstrap failed: {e}")))?;
     Ok(LoadedBootstrap { bootstrap, encoded })
+}
+
+/// `err` with the line of each of its errors, in the order of the texts: the
+/// file's and `--config-yaml`'s are read again now (a load that succeeds never
+/// reads them twice).
+pub fn locate_lines(err: ConfigError, source: &BootstrapSource) -> ConfigError {
+    let file = source.config_path.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
+    let texts = [(None, file.as_deref()), (Some("--config-yaml"), source.config_yaml.as_deref())];
+    let texts: Vec<_> = texts.into_iter().filter_map(|(label, text)| Some((label, text?))).collect();
+    source_lines::locate(err, &texts)
 }
 
 /// Validates and checks against `inventory` a message that decoded with
@@ -186,6 +196,20 @@ mod tests {
         assert!(is_at_or_under("a.b[0].c", "a.b"));
         assert!(is_at_or_under("a.b", "a.b") && is_at_or_under("a", ""));
         assert!(!is_at_or_under("a.bc", "a.b"));
+    }
+
+    #[test]
+    fn errors_are_given_lines_in_the_order_of_the_text() {
+        let yaml = "admin: {}\nstatic_resources:\n  clusters:\n  - name: c\n    conect_timeout: 1s\nnode: {idd: x}\n";
+        let source = BootstrapSource { config_yaml: Some(yaml.to_string()), ..Default::default() };
+        let e = load_bootstrap(&source, &INVENTORY).map(|_| ()).expect_err("config was accepted");
+        let e = locate_lines(e, &source);
+        assert_eq!(
+            e.to_string(),
+            "static_resources.clusters[0].conect_timeout: unknown field in envoy.config.cluster.v3.Cluster \
+             (did you mean 'connect_timeout'?) (--config-yaml line 5)\n  and 1 more:\n  \
+             node.idd: unknown field in envoy.config.core.v3.Node (did you mean 'id'?) (--config-yaml line 6)"
+        );
     }
 
     /// 10,000 clusters are some 250,000 YAML nodes: more than the parser's default budget.

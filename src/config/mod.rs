@@ -4,13 +4,15 @@
 //! Envoy's own schema (`proto_json`) → Envoy's validation rules (`validate`) →
 //! Courier's inventory of what it implements (`supported`) → typed prost structs
 //! (`envoy_types`) that the rest of Courier reads. Every error names a field path,
-//! and each stage reports all of its errors, not the first.
+//! and each stage reports all of its errors, not the first; an error being printed
+//! is given its line in the text (`source_lines`).
 
 pub mod bootstrap;
 pub mod descriptor;
 pub mod encode;
 pub mod path_source;
 pub mod proto_json;
+pub mod source_lines;
 pub mod supported;
 pub mod validate;
 
@@ -32,8 +34,20 @@ pub fn release_schema() {
 pub struct ConfigError {
     pub path: String,
     pub reason: String,
-    /// The other errors found in the same pass (`several`), each with its own path.
+    /// The line of the config text the path names, found only as the error is
+    /// printed (`source_lines::locate`): the success path never looks.
+    pub line: Option<SourceLine>,
+    /// The other errors found in the same pass (`several`), each with its own path
+    /// and line.
     pub more: Vec<ConfigError>,
+}
+
+/// Where in the config text a path is: `(line 19)`, or `(--config-yaml line 3)`
+/// when `source` names the text it is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceLine {
+    pub source: Option<&'static str>,
+    pub number: usize,
 }
 
 impl fmt::Display for ConfigError {
@@ -52,7 +66,7 @@ impl fmt::Display for ConfigError {
 
 impl ConfigError {
     pub fn new(path: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigError { path: path.into(), reason: reason.into(), more: Vec::new() }
+        ConfigError { path: path.into(), reason: reason.into(), line: None, more: Vec::new() }
     }
 
     /// One error for several: the first, then each other on a line of its own,
@@ -88,12 +102,17 @@ impl ConfigError {
         list
     }
 
-    /// `path: reason`, without the others.
+    /// `path: reason (line N)`, without the others.
     fn fmt_one(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.path.is_empty() {
-            f.write_str(&self.reason)
+            f.write_str(&self.reason)?;
         } else {
-            write!(f, "{}: {}", self.path, self.reason)
+            write!(f, "{}: {}", self.path, self.reason)?;
+        }
+        match self.line {
+            Some(SourceLine { source: Some(source), number }) => write!(f, " ({source} line {number})"),
+            Some(SourceLine { source: None, number }) => write!(f, " (line {number})"),
+            None => Ok(()),
         }
     }
 }
@@ -195,13 +214,17 @@ pub fn duration_or(d: &Option<envoy_types::pb::google::protobuf::Duration>, defa
 
 #[cfg(test)]
 mod tests {
-    use super::{ConfigError, FieldPath};
+    use super::{ConfigError, FieldPath, SourceLine};
 
     #[test]
-    fn several_errors_show_one_a_line() {
-        let inner = ConfigError::several(vec![ConfigError::new("b", "worse"), ConfigError::new("", "no path")]);
-        let all = ConfigError::several(vec![ConfigError::new("a", "bad"), inner.expect("two")]).expect("three");
-        assert_eq!(all.to_string(), "a: bad\n  and 2 more:\n  b: worse\n  no path");
+    fn several_errors_show_one_a_line_with_their_lines() {
+        let mut a = ConfigError::new("a", "bad");
+        a.line = Some(SourceLine { source: None, number: 3 });
+        let mut b = ConfigError::new("b", "worse");
+        b.line = Some(SourceLine { source: Some("--config-yaml"), number: 1 });
+        let inner = ConfigError::several(vec![b, ConfigError::new("", "no path")]).expect("two");
+        let all = ConfigError::several(vec![a, inner]).expect("three");
+        assert_eq!(all.to_string(), "a: bad (line 3)\n  and 2 more:\n  b: worse (--config-yaml line 1)\n  no path");
         assert_eq!(all.into_list().len(), 3);
         assert_eq!(ConfigError::all(vec![]), Ok(()));
     }

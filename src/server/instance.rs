@@ -409,6 +409,9 @@ pub fn run(options: Options) -> i32 {
     let config = match ServerConfig::build(options.clone()) {
         Ok(c) => c,
         Err(e) => {
+            let source =
+                BootstrapSource { config_path: options.config_path.clone(), config_yaml: options.config_yaml.clone() };
+            let e = config::bootstrap::locate_lines(e, &source);
             eprintln!("error initializing configuration '{}': {e}", config_name(&options));
             return 1;
         }
