@@ -11,7 +11,7 @@ use prost_reflect::{DynamicMessage, ReflectMessage};
 use serde_json::Value as Json;
 
 use super::supported::{self, Inventory};
-use super::{descriptor, encode, proto_json, validate, ConfigError, FieldPath};
+use super::{descriptor, encode, proto_json, source_lines, validate, ConfigError, FieldPath};
 
 pub const BOOTSTRAP_TYPE: &str = "envoy.config.bootstrap.v3.Bootstrap";
 
@@ -32,18 +32,23 @@ pub struct LoadedBootstrap {
 }
 
 /// Loads, merges, validates and checks the bootstrap against `inventory`, what
-/// Courier supports (`extensions::supported::INVENTORY`).
+/// Courier supports (`extensions::supported::INVENTORY`). The error lists every
+/// problem of every stage, not only the first.
 pub fn load_bootstrap(source: &BootstrapSource, inventory: &Inventory) -> Result<LoadedBootstrap, ConfigError> {
     let desc = descriptor::message(BOOTSTRAP_TYPE)
         .ok_or_else(|| ConfigError::new("", format!("{BOOTSTRAP_TYPE} missing from the schema")))?;
+    let mut errors = Vec::new();
     let mut merged: Option<DynamicMessage> = None;
     if let Some(path) = &source.config_path {
         let json = read_file(path)?;
-        merged = Some(proto_json::decode(&desc, &json, &mut FieldPath::new())?);
+        let (msg, decode_errors) = proto_json::decode_partial(&desc, &json, &mut FieldPath::new());
+        errors.extend(decode_errors);
+        merged = Some(msg);
     }
     if let Some(yaml) = &source.config_yaml {
         let json = parse_yaml(yaml).map_err(|e| ConfigError::new("", format!("--config-yaml: {e}")))?;
-        let overlay = proto_json::decode(&desc, &json, &mut FieldPath::new())?;
+        let (overlay, decode_errors) = proto_json::decode_partial(&desc, &json, &mut FieldPath::new());
+        errors.extend(decode_errors);
         merged = Some(match merged {
             Some(base) => merge(&base, &overlay)?,
             None => overlay,
@@ -51,12 +56,54 @@ pub fn load_bootstrap(source: &BootstrapSource, inventory: &Inventory) -> Result
     }
     let dynamic = merged
         .ok_or_else(|| ConfigError::new("", "at least one of --config-path or --config-yaml should be non-empty"))?;
-    validate::validate(&dynamic, &mut FieldPath::new())?;
-    supported::check(inventory, &dynamic, &mut FieldPath::new())?;
+    check_decoded(&dynamic, errors, &mut FieldPath::new(), inventory)?;
     let encoded = encode::encode_to_vec(&dynamic);
     let bootstrap = Bootstrap::decode(encoded.as_slice())
         .map_err(|e| ConfigError::new("", format!("internal: re-decoding the bootstrap failed: {e}")))?;
     Ok(LoadedBootstrap { bootstrap, encoded })
+}
+
+/// `err` with the line of each of its errors, in the order of the texts: the
+/// file's and `--config-yaml`'s are read again now (a load that succeeds never
+/// reads them twice).
+pub fn locate_lines(err: ConfigError, source: &BootstrapSource) -> ConfigError {
+    let file = source.config_path.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
+    let texts = [(None, file.as_deref()), (Some("--config-yaml"), source.config_yaml.as_deref())];
+    let texts: Vec<_> = texts.into_iter().filter_map(|(label, text)| Some((label, text?))).collect();
+    source_lines::locate(err, &texts)
+}
+
+/// Validates and checks against `inventory` a message that decoded with
+/// `decode_errors` (the fields they name left out), so that one run lists every
+/// problem of every stage; what the later stages say of a field decoding refused,
+/// of a message holding one, or of the field a typo meant, would only repeat it.
+pub fn check_decoded(
+    msg: &DynamicMessage,
+    mut decode_errors: Vec<ConfigError>,
+    path: &mut FieldPath,
+    inventory: &Inventory,
+) -> Result<(), ConfigError> {
+    let decoded = decode_errors.len();
+    let meant: Vec<String> = decode_errors.iter().filter_map(proto_json::suggested_field).collect();
+    let later = validate::validate(msg, path)
+        .err()
+        .into_iter()
+        .chain(supported::check(inventory, msg, path).err())
+        .flat_map(ConfigError::into_list);
+    for e in later {
+        if !decode_errors[..decoded].iter().any(|d| is_at_or_under(&d.path, &e.path)) && !meant.contains(&e.path) {
+            decode_errors.push(e);
+        }
+    }
+    ConfigError::all(decode_errors)
+}
+
+/// True when the field path `path` is `ancestor` or lies under it.
+fn is_at_or_under(path: &str, ancestor: &str) -> bool {
+    match path.strip_prefix(ancestor) {
+        Some(rest) => ancestor.is_empty() || rest.is_empty() || rest.starts_with(['.', '[']),
+        None => false,
+    }
 }
 
 /// Decodes an `Any`'s payload as the typed message `T` (after `supported::check`
@@ -113,6 +160,57 @@ pub fn parse_yaml(text: &str) -> Result<Json, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const INVENTORY: Inventory = Inventory {
+        tables: &[supported::SUPPORTED_FIELDS],
+        places: supported::PLACES,
+        is_extension: |_| false,
+        skips_lb_policy: |_| false,
+    };
+
+    fn load_error(yaml: &str) -> ConfigError {
+        let source = BootstrapSource { config_yaml: Some(yaml.to_string()), ..Default::default() };
+        load_bootstrap(&source, &INVENTORY).map(|_| ()).expect_err("config was accepted")
+    }
+
+    /// Decoding, validation and the supported check each report theirs in one run,
+    /// without repeating a problem another already named.
+    #[test]
+    fn every_stage_reports_its_problems_once() {
+        let e = load_error(
+            "static_resources:\n  clusters:\n  - {nme: c, type: STATIK, connect_timeout: 0s}\n\
+             cluster_manager: {}\nadmin: {address: {socket_address: {address: x, port_value: 70000}}}\n",
+        );
+        let paths: Vec<String> = e.into_list().into_iter().map(|e| e.path).collect();
+        // Not repeated: `name` (the typo meant it) and `type` (refused by decoding).
+        assert_eq!(
+            paths,
+            [
+                "static_resources.clusters[0].nme",
+                "static_resources.clusters[0].type",
+                "static_resources.clusters[0].connect_timeout",
+                "admin.address.socket_address.port_value",
+                "cluster_manager",
+            ]
+        );
+        assert!(is_at_or_under("a.b[0].c", "a.b"));
+        assert!(is_at_or_under("a.b", "a.b") && is_at_or_under("a", ""));
+        assert!(!is_at_or_under("a.bc", "a.b"));
+    }
+
+    #[test]
+    fn errors_are_given_lines_in_the_order_of_the_text() {
+        let yaml = "admin: {}\nstatic_resources:\n  clusters:\n  - name: c\n    conect_timeout: 1s\nnode: {idd: x}\n";
+        let source = BootstrapSource { config_yaml: Some(yaml.to_string()), ..Default::default() };
+        let e = load_bootstrap(&source, &INVENTORY).map(|_| ()).expect_err("config was accepted");
+        let e = locate_lines(e, &source);
+        assert_eq!(
+            e.to_string(),
+            "static_resources.clusters[0].conect_timeout: unknown field in envoy.config.cluster.v3.Cluster \
+             (did you mean 'connect_timeout'?) (--config-yaml line 5)\n  and 1 more:\n  \
+             node.idd: unknown field in envoy.config.core.v3.Node (did you mean 'id'?) (--config-yaml line 6)"
+        );
+    }
 
     /// 10,000 clusters are some 250,000 YAML nodes: more than the parser's default budget.
     #[test]

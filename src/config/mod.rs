@@ -3,13 +3,16 @@
 //! The pipeline is: YAML/JSON text → `serde_json::Value` → `DynamicMessage` of
 //! Envoy's own schema (`proto_json`) → Envoy's validation rules (`validate`) →
 //! Courier's inventory of what it implements (`supported`) → typed prost structs
-//! (`envoy_types`) that the rest of Courier reads. Every error names a field path.
+//! (`envoy_types`) that the rest of Courier reads. Every error names a field path,
+//! and each stage reports all of its errors, not the first; an error being printed
+//! is given its line in the text (`source_lines`).
 
 pub mod bootstrap;
 pub mod descriptor;
 pub mod encode;
 pub mod path_source;
 pub mod proto_json;
+pub mod source_lines;
 pub mod supported;
 pub mod validate;
 
@@ -31,35 +34,86 @@ pub fn release_schema() {
 pub struct ConfigError {
     pub path: String,
     pub reason: String,
+    /// The line of the config text the path names, found only as the error is
+    /// printed (`source_lines::locate`): the success path never looks.
+    pub line: Option<SourceLine>,
+    /// The other errors found in the same pass (`several`), each with its own path
+    /// and line.
+    pub more: Vec<ConfigError>,
+}
+
+/// Where in the config text a path is: `(line 19)`, or `(--config-yaml line 3)`
+/// when `source` names the text it is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceLine {
+    pub source: Option<&'static str>,
+    pub number: usize,
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.reason)
-        } else {
-            write!(f, "{}: {}", self.path, self.reason)
+        self.fmt_one(f)?;
+        if !self.more.is_empty() {
+            write!(f, "\n  and {} more:", self.more.len())?;
+            for e in &self.more {
+                f.write_str("\n  ")?;
+                e.fmt_one(f)?;
+            }
         }
+        Ok(())
     }
 }
 
 impl ConfigError {
     pub fn new(path: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigError { path: path.into(), reason: reason.into() }
+        ConfigError { path: path.into(), reason: reason.into(), line: None, more: Vec::new() }
     }
 
     /// One error for several: the first, then each other on a line of its own,
     /// so that a user fixes a config in one pass rather than one error a run.
-    pub fn several(mut errors: Vec<ConfigError>) -> Option<ConfigError> {
-        let rest = errors.split_off(1.min(errors.len()));
-        let mut first = errors.pop()?;
-        if !rest.is_empty() {
-            first.reason.push_str(&format!("\n  and {} more:", rest.len()));
-            for e in rest {
-                first.reason.push_str(&format!("\n  {e}"));
-            }
+    /// Errors that already hold several are flattened into the one list.
+    pub fn several(errors: Vec<ConfigError>) -> Option<ConfigError> {
+        let mut all = Vec::with_capacity(errors.len());
+        for mut e in errors {
+            let more = std::mem::take(&mut e.more);
+            all.push(e);
+            all.extend(more);
         }
+        let mut all = all.into_iter();
+        let mut first = all.next()?;
+        first.more = all.collect();
         Some(first)
+    }
+
+    /// `Ok` when `errors` is empty, else `several` of them.
+    pub fn all(errors: Vec<ConfigError>) -> Result<(), ConfigError> {
+        match ConfigError::several(errors) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// This error and the others it holds, as a list (`several`'s inverse).
+    pub fn into_list(mut self) -> Vec<ConfigError> {
+        let more = std::mem::take(&mut self.more);
+        let mut list = Vec::with_capacity(1 + more.len());
+        list.push(self);
+        list.extend(more);
+        list
+    }
+
+    /// `path: reason (line N)`, without the others.
+    fn fmt_one(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.reason)?;
+        } else {
+            write!(f, "{}: {}", self.path, self.reason)?;
+        }
+        match self.line {
+            Some(SourceLine { source: Some(source), number }) => write!(f, " ({source} line {number})"),
+            Some(SourceLine { source: None, number }) => write!(f, " (line {number})"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -160,7 +214,20 @@ pub fn duration_or(d: &Option<envoy_types::pb::google::protobuf::Duration>, defa
 
 #[cfg(test)]
 mod tests {
-    use super::FieldPath;
+    use super::{ConfigError, FieldPath, SourceLine};
+
+    #[test]
+    fn several_errors_show_one_a_line_with_their_lines() {
+        let mut a = ConfigError::new("a", "bad");
+        a.line = Some(SourceLine { source: None, number: 3 });
+        let mut b = ConfigError::new("b", "worse");
+        b.line = Some(SourceLine { source: Some("--config-yaml"), number: 1 });
+        let inner = ConfigError::several(vec![b, ConfigError::new("", "no path")]).expect("two");
+        let all = ConfigError::several(vec![a, inner]).expect("three");
+        assert_eq!(all.to_string(), "a: bad (line 3)\n  and 2 more:\n  b: worse (--config-yaml line 1)\n  no path");
+        assert_eq!(all.into_list().len(), 3);
+        assert_eq!(ConfigError::all(vec![]), Ok(()));
+    }
 
     #[test]
     fn field_paths_display_as_written_and_pop_back() {

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use envoy_types::pb::envoy::config::core::v3::{config_source::ConfigSourceSpecifier, ConfigSource};
 use serde_json::Value as Json;
 
-use super::supported::{self, Inventory};
-use super::{descriptor, encode, proto_json, validate, ConfigError, FieldPath};
+use super::supported::Inventory;
+use super::{bootstrap, descriptor, encode, proto_json, source_lines, ConfigError, FieldPath};
 
 pub const CLUSTER_TYPE: &str = "envoy.config.cluster.v3.Cluster";
 pub const LISTENER_TYPE: &str = "envoy.config.listener.v3.Listener";
@@ -119,7 +119,8 @@ const RESPONSE_FIELDS: &[&str] = &["version_info", "resources", "type_url", "non
 
 /// Reads `path` as a `DiscoveryResponse` (JSON by the `.json` extension, else
 /// YAML, as Envoy) whose resources are all of `type_name`, checking each
-/// against `inventory`.
+/// against `inventory`; a refused resource's errors list all its problems, each
+/// with its line in the file.
 pub fn read(path: &Path, type_name: &str, inventory: &Inventory) -> Result<DiscoveryFile, UpdateError> {
     let shown = path.display();
     let text = std::fs::read_to_string(path).map_err(|e| UpdateError::Failure(format!("cannot read {shown}: {e}")))?;
@@ -152,11 +153,11 @@ pub fn read(path: &Path, type_name: &str, inventory: &Inventory) -> Result<Disco
     let mut resources: Vec<Resource> = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
         let mut path = FieldPath::starting_at(&format!("resources[{i}]"));
-        let resource = decode_resource(&desc, type_name, item, &mut path, inventory).map_err(UpdateError::Rejected)?;
+        // The text is still at hand: a refused resource's errors say their lines.
+        let rejected = |e| UpdateError::Rejected(source_lines::locate(e, &[(None, &text)]));
+        let resource = decode_resource(&desc, type_name, item, &mut path, inventory).map_err(rejected)?;
         if resources.iter().any(|r| r.name == resource.name) {
-            return Err(UpdateError::Rejected(
-                path.field_error("name", format!("duplicate {type_name} name '{}'", resource.name)),
-            ));
+            return Err(rejected(path.field_error("name", format!("duplicate {type_name} name '{}'", resource.name))));
         }
         resources.push(resource);
     }
@@ -180,9 +181,8 @@ fn decode_resource(
     if descriptor::type_name(&type_url) != type_name {
         return Err(path.field_error("@type", format!("'{type_url}' is not the subscription's type {type_name}")));
     }
-    let msg = proto_json::decode(desc, &Json::Object(fields), path)?;
-    validate::validate(&msg, path)?;
-    supported::check(inventory, &msg, path)?;
+    let (msg, errors) = proto_json::decode_partial(desc, &Json::Object(fields), path);
+    bootstrap::check_decoded(&msg, errors, path, inventory)?;
     let name = match msg.get_field_by_name("name").as_deref() {
         Some(prost_reflect::Value::String(n)) => n.clone(),
         _ => String::new(),
@@ -193,6 +193,37 @@ fn decode_resource(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::config::supported;
+
+    #[test]
+    fn a_refused_resource_lists_its_problems_with_their_lines() {
+        const INVENTORY: Inventory = Inventory {
+            tables: &[supported::SUPPORTED_FIELDS],
+            places: supported::PLACES,
+            is_extension: |_| false,
+            skips_lb_policy: |_| false,
+        };
+        let path = std::env::temp_dir().join(format!("courier-cds-lines-{}.yaml", std::process::id()));
+        let text = "\
+resources:
+- \"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster
+  name: a
+- \"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster
+  name: b
+  conect_timeout: 1s
+  outlier_detection: {}
+";
+        std::fs::write(&path, text).expect("write");
+        let e = read(&path, CLUSTER_TYPE, &INVENTORY).map(|_| ()).expect_err("refused");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(
+            e.to_string(),
+            "resources[1].conect_timeout: unknown field in envoy.config.cluster.v3.Cluster \
+             (did you mean 'connect_timeout'?) (line 6)\n  and 1 more:\n  resources[1].outlier_detection: \
+             field 'outlier_detection' of envoy.config.cluster.v3.Cluster is not supported by Courier (line 7)"
+        );
+    }
 
     #[test]
     fn watch_is_the_file_directory_and_name_or_the_watched_directory() {

@@ -1,5 +1,7 @@
 //! Decodes proto3-JSON (as parsed from YAML or JSON) into a `DynamicMessage` of
-//! Envoy's schema, reporting the first error with the field path that caused it.
+//! Envoy's schema, reporting every error with the field path that caused it: a
+//! field that fails is left out and the decode goes on with its siblings, so that a
+//! config with two typos says so in one run.
 //!
 //! prost-reflect has a serde deserializer, but its errors carry no path and it
 //! cannot say "field x of listener 3". This walker follows the proto3-JSON mapping:
@@ -21,21 +23,52 @@ use serde_json::Value as Json;
 
 use super::{ConfigError, FieldPath};
 
-/// Decodes `json` as a message of type `desc`.
+/// Decodes `json` as a message of type `desc`; the error lists every problem found.
 pub fn decode(desc: &MessageDescriptor, json: &Json, path: &mut FieldPath) -> Result<DynamicMessage, ConfigError> {
+    let (msg, errors) = decode_partial(desc, json, path);
+    ConfigError::all(errors).map(|()| msg)
+}
+
+/// Decodes what can be decoded: the message with each field that failed left out,
+/// and every error. The bootstrap goes on to validate such a message, so that one
+/// run reports the problems of every stage.
+pub fn decode_partial(
+    desc: &MessageDescriptor,
+    json: &Json,
+    path: &mut FieldPath,
+) -> (DynamicMessage, Vec<ConfigError>) {
+    let mut errors = Vec::new();
+    let msg = match message(desc, json, path, &mut errors) {
+        Ok(msg) => msg,
+        Err(e) => {
+            errors.push(e);
+            DynamicMessage::new(desc.clone())
+        }
+    };
+    (msg, errors)
+}
+
+/// One message-typed value. `Err` when the value as a whole cannot be one; the
+/// errors of its fields go to `errors`, and the message is returned without them.
+fn message(
+    desc: &MessageDescriptor,
+    json: &Json,
+    path: &mut FieldPath,
+    errors: &mut Vec<ConfigError>,
+) -> Result<DynamicMessage, ConfigError> {
     // A well-known type written as the message it is (`{seconds: 5}`), which Envoy
     // accepts beside the special form; for Struct, Value and Any an object is the
     // special form itself.
     if json.is_object() && plain_form_accepted(desc.full_name()) {
-        return decode_object(desc, json, path, None);
+        return decode_object(desc, json, path, None, errors);
     }
     match desc.full_name() {
-        "google.protobuf.Any" => decode_any(desc, json, path),
+        "google.protobuf.Any" => decode_any(desc, json, path, errors),
         "google.protobuf.Duration" => duration(json, path).map(|(s, n)| seconds_nanos(desc, s, n)),
         "google.protobuf.Timestamp" => Err(path.error("Timestamp values are not supported")),
-        "google.protobuf.Struct" => decode_struct(desc, json, path),
-        "google.protobuf.Value" => decode_value(desc, json, path),
-        "google.protobuf.ListValue" => decode_list_value(desc, json, path),
+        "google.protobuf.Struct" => decode_struct(desc, json, path, errors),
+        "google.protobuf.Value" => decode_value(desc, json, path, errors),
+        "google.protobuf.ListValue" => decode_list_value(desc, json, path, errors),
         "google.protobuf.FieldMask" => {
             let s = json.as_str().ok_or_else(|| path.error("expected a comma-separated field mask string"))?;
             let mut msg = DynamicMessage::new(desc.clone());
@@ -52,7 +85,7 @@ pub fn decode(desc: &MessageDescriptor, json: &Json, path: &mut FieldPath) -> Re
             }
             Ok(msg)
         }
-        _ => decode_object(desc, json, path, None),
+        _ => decode_object(desc, json, path, None, errors),
     }
 }
 
@@ -72,12 +105,13 @@ fn is_wrapper(name: &str) -> bool {
 }
 
 /// A plain message: every key must name a field of `desc` (`skip` is a key that
-/// the caller consumed, such as `@type`).
+/// the caller consumed, such as `@type`). A key that fails is reported and left out.
 fn decode_object(
     desc: &MessageDescriptor,
     json: &Json,
     path: &mut FieldPath,
     skip: Option<&str>,
+    errors: &mut Vec<ConfigError>,
 ) -> Result<DynamicMessage, ConfigError> {
     let obj = json
         .as_object()
@@ -89,30 +123,45 @@ fn decode_object(
             continue;
         }
         path.push_field(key);
-        let field = desc
-            .get_field_by_name(key)
-            .or_else(|| desc.get_field_by_json_name(key))
-            .ok_or_else(|| path.error(unknown_field(desc, key)))?;
-        if value.is_null() {
-            path.pop();
-            continue;
+        if let Err(e) = decode_entry(desc, &mut msg, &mut oneofs_seen, key, value, path, errors) {
+            errors.push(e);
         }
-        if let Some(oneof) = field.containing_oneof() {
-            // proto3 `optional` fields live in a synthetic one-field oneof.
-            if oneof.fields().len() > 1 {
-                if let Some(other) = oneofs_seen.insert(&oneof, key) {
-                    return Err(path.error(format!(
-                        "'{other}' and '{key}' are both set, but only one of oneof '{}' may be",
-                        oneof.name()
-                    )));
-                }
-            }
-        }
-        let decoded = decode_field(&field, value, path)?;
-        msg.set_field(&field, decoded);
         path.pop();
     }
     Ok(msg)
+}
+
+/// One `key: value` of an object into `msg` (`path` points at the key).
+fn decode_entry<'a>(
+    desc: &MessageDescriptor,
+    msg: &mut DynamicMessage,
+    oneofs_seen: &mut OneofsSeen<'a>,
+    key: &'a str,
+    value: &Json,
+    path: &mut FieldPath,
+    errors: &mut Vec<ConfigError>,
+) -> Result<(), ConfigError> {
+    let field = desc
+        .get_field_by_name(key)
+        .or_else(|| desc.get_field_by_json_name(key))
+        .ok_or_else(|| path.error(unknown_field(desc, key)))?;
+    if value.is_null() {
+        return Ok(());
+    }
+    if let Some(oneof) = field.containing_oneof() {
+        // proto3 `optional` fields live in a synthetic one-field oneof.
+        if oneof.fields().len() > 1 {
+            if let Some(other) = oneofs_seen.insert(&oneof, key) {
+                return Err(path.error(format!(
+                    "'{other}' and '{key}' are both set, but only one of oneof '{}' may be",
+                    oneof.name()
+                )));
+            }
+        }
+    }
+    let decoded = decode_field(&field, value, path, errors)?;
+    msg.set_field(&field, decoded);
+    Ok(())
 }
 
 /// "unknown field in M", with "did you mean `x`?" when a field of `desc` is a
@@ -127,6 +176,18 @@ fn unknown_field(desc: &MessageDescriptor, key: &str) -> String {
         Some((_, f)) => format!("unknown field in {} (did you mean '{}'?)", desc.full_name(), f.name()),
         None => format!("unknown field in {}", desc.full_name()),
     }
+}
+
+/// The field an "unknown field" error suggests (`clusters[0].connect_timeout` for
+/// `clusters[0].conect_timeout`): the field the user meant, which the later checks
+/// find missing, only repeating the error.
+pub fn suggested_field(e: &ConfigError) -> Option<String> {
+    let (_, suggestion) = e.reason.strip_prefix("unknown field in ")?.split_once(" (did you mean '")?;
+    let name = suggestion.strip_suffix("'?)")?;
+    Some(match e.path.rsplit_once('.') {
+        Some((parent, _)) => format!("{parent}.{name}"),
+        None => name.to_string(),
+    })
 }
 
 /// "unknown value 'v' for enum E", with "did you mean `X`?" for a likely typo
@@ -180,7 +241,12 @@ impl<'a> OneofsSeen<'a> {
     }
 }
 
-fn decode_field(field: &FieldDescriptor, json: &Json, path: &mut FieldPath) -> Result<Value, ConfigError> {
+fn decode_field(
+    field: &FieldDescriptor,
+    json: &Json,
+    path: &mut FieldPath,
+    errors: &mut Vec<ConfigError>,
+) -> Result<Value, ConfigError> {
     if field.is_map() {
         let entry = match field.kind() {
             Kind::Message(m) => m,
@@ -193,9 +259,12 @@ fn decode_field(field: &FieldDescriptor, json: &Json, path: &mut FieldPath) -> R
         let mut map = HashMap::with_capacity(obj.len());
         for (k, v) in obj {
             path.push_key(k);
-            let key = map_key(&key_kind, k, path)?;
-            let value = single(&value_field.kind(), v, path)?;
-            map.insert(key, value);
+            match map_key(&key_kind, k, path).and_then(|key| Ok((key, single(&value_field.kind(), v, path, errors)?))) {
+                Ok((key, value)) => {
+                    map.insert(key, value);
+                }
+                Err(e) => errors.push(e),
+            }
             path.pop();
         }
         Ok(Value::Map(map))
@@ -208,18 +277,21 @@ fn decode_field(field: &FieldDescriptor, json: &Json, path: &mut FieldPath) -> R
         let mut list = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             path.push_index(i);
-            list.push(single(&field.kind(), item, path)?);
+            match single(&field.kind(), item, path, errors) {
+                Ok(v) => list.push(v),
+                Err(e) => errors.push(e),
+            }
             path.pop();
         }
         Ok(Value::List(list))
     } else {
-        single(&field.kind(), json, path)
+        single(&field.kind(), json, path, errors)
     }
 }
 
-fn single(kind: &Kind, json: &Json, path: &mut FieldPath) -> Result<Value, ConfigError> {
+fn single(kind: &Kind, json: &Json, path: &mut FieldPath, errors: &mut Vec<ConfigError>) -> Result<Value, ConfigError> {
     match kind {
-        Kind::Message(m) => decode(m, json, path).map(Value::Message),
+        Kind::Message(m) => message(m, json, path, errors).map(Value::Message),
         _ => scalar(kind, json, path),
     }
 }
@@ -343,7 +415,12 @@ fn map_key(kind: &Kind, key: &str, path: &FieldPath) -> Result<MapKey, ConfigErr
 
 /// `Any`: `{"@type": URL, ...fields of that type}`; for well-known types with a
 /// special JSON form the payload is under `"value"`.
-fn decode_any(desc: &MessageDescriptor, json: &Json, path: &mut FieldPath) -> Result<DynamicMessage, ConfigError> {
+fn decode_any(
+    desc: &MessageDescriptor,
+    json: &Json,
+    path: &mut FieldPath,
+    errors: &mut Vec<ConfigError>,
+) -> Result<DynamicMessage, ConfigError> {
     let obj = json
         .as_object()
         .ok_or_else(|| path.error(format!("expected an object with '@type', got {}", kind_of(json))))?;
@@ -366,11 +443,11 @@ fn decode_any(desc: &MessageDescriptor, json: &Json, path: &mut FieldPath) -> Re
     let inner = if has_special_json(inner_desc.full_name()) {
         path.push_field("value");
         let v = obj.get("value").unwrap_or(&Json::Null);
-        let m = decode(&inner_desc, v, path)?;
+        let m = message(&inner_desc, v, path, errors);
         path.pop();
-        m
+        m?
     } else {
-        decode_object(&inner_desc, json, path, Some("@type"))?
+        decode_object(&inner_desc, json, path, Some("@type"), errors)?
     };
     let mut any = DynamicMessage::new(desc.clone());
     any.set_field_by_name("type_url", Value::String(url.to_string()));
@@ -438,13 +515,23 @@ fn seconds_nanos(desc: &MessageDescriptor, seconds: i64, nanos: i32) -> DynamicM
     msg
 }
 
-fn decode_struct(desc: &MessageDescriptor, json: &Json, path: &mut FieldPath) -> Result<DynamicMessage, ConfigError> {
+fn decode_struct(
+    desc: &MessageDescriptor,
+    json: &Json,
+    path: &mut FieldPath,
+    errors: &mut Vec<ConfigError>,
+) -> Result<DynamicMessage, ConfigError> {
     let obj = json.as_object().ok_or_else(|| path.error(format!("expected an object, got {}", kind_of(json))))?;
     let value_desc = value_descriptor(desc, path)?;
     let mut fields = HashMap::with_capacity(obj.len());
     for (k, v) in obj {
         path.push_key(k);
-        fields.insert(MapKey::String(k.clone()), Value::Message(decode_value(&value_desc, v, path)?));
+        match decode_value(&value_desc, v, path, errors) {
+            Ok(m) => {
+                fields.insert(MapKey::String(k.clone()), Value::Message(m));
+            }
+            Err(e) => errors.push(e),
+        }
         path.pop();
     }
     let mut msg = DynamicMessage::new(desc.clone());
@@ -456,13 +543,17 @@ fn decode_list_value(
     desc: &MessageDescriptor,
     json: &Json,
     path: &mut FieldPath,
+    errors: &mut Vec<ConfigError>,
 ) -> Result<DynamicMessage, ConfigError> {
     let items = json.as_array().ok_or_else(|| path.error(format!("expected a list, got {}", kind_of(json))))?;
     let value_desc = value_descriptor(desc, path)?;
     let mut values = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         path.push_index(i);
-        values.push(Value::Message(decode_value(&value_desc, item, path)?));
+        match decode_value(&value_desc, item, path, errors) {
+            Ok(m) => values.push(Value::Message(m)),
+            Err(e) => errors.push(e),
+        }
         path.pop();
     }
     let mut msg = DynamicMessage::new(desc.clone());
@@ -476,7 +567,12 @@ fn value_descriptor(desc: &MessageDescriptor, path: &FieldPath) -> Result<Messag
         .ok_or_else(|| path.error("google.protobuf.Value missing from the schema"))
 }
 
-fn decode_value(desc: &MessageDescriptor, json: &Json, path: &mut FieldPath) -> Result<DynamicMessage, ConfigError> {
+fn decode_value(
+    desc: &MessageDescriptor,
+    json: &Json,
+    path: &mut FieldPath,
+    errors: &mut Vec<ConfigError>,
+) -> Result<DynamicMessage, ConfigError> {
     let pool = desc.parent_pool();
     let mut msg = DynamicMessage::new(desc.clone());
     match json {
@@ -488,13 +584,13 @@ fn decode_value(desc: &MessageDescriptor, json: &Json, path: &mut FieldPath) -> 
             let d = pool
                 .get_message_by_name("google.protobuf.ListValue")
                 .ok_or_else(|| path.error("google.protobuf.ListValue missing from the schema"))?;
-            msg.set_field_by_name("list_value", Value::Message(decode_list_value(&d, json, path)?));
+            msg.set_field_by_name("list_value", Value::Message(decode_list_value(&d, json, path, errors)?));
         }
         Json::Object(_) => {
             let d = pool
                 .get_message_by_name("google.protobuf.Struct")
                 .ok_or_else(|| path.error("google.protobuf.Struct missing from the schema"))?;
-            msg.set_field_by_name("struct_value", Value::Message(decode_struct(&d, json, path)?));
+            msg.set_field_by_name("struct_value", Value::Message(decode_struct(&d, json, path, errors)?));
         }
     }
     Ok(msg)
@@ -585,6 +681,40 @@ mod tests {
         assert!(e.to_string().starts_with("connect_timeout.millis: "), "{e}");
     }
 
+    fn cluster_desc() -> MessageDescriptor {
+        super::super::descriptor::message("envoy.config.cluster.v3.Cluster").expect("schema")
+    }
+
+    #[test]
+    fn every_bad_field_is_reported_and_the_rest_decoded() {
+        let json = super::super::bootstrap::parse_yaml(
+            "{name: c, conect_timeout: 1s, type: FANCY, lb_policy: RANDOM, \
+              load_assignment: {cluster_name: 5, endpoints: [{lb_endpoints: [{bogus: 1}, {}]}]}, \
+              metadata: {filter_metadata: {a: {x: 1}}}, dns_lookup_family: V4_ONLY, dns_refresh_rate: 1s, \
+              cluster_type: {name: x}}",
+        )
+        .expect("yaml");
+        let (msg, errors) = decode_partial(&cluster_desc(), &json, &mut FieldPath::new());
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "conect_timeout",
+                "load_assignment.cluster_name",
+                "load_assignment.endpoints[0].lb_endpoints[0].bogus",
+                "type"
+            ]
+        );
+        assert!(errors[1].reason.starts_with("expected a string"), "{}", errors[1]);
+        assert!(errors[3].reason.contains("both set"), "{}", errors[3]);
+        // What decoded is kept: the later checks look at it.
+        assert_eq!(msg.get_field_by_name("name").as_deref(), Some(&Value::String("c".into())));
+        assert!(msg.has_field_by_name("lb_policy") && msg.has_field_by_name("metadata"));
+        assert!(msg.has_field_by_name("cluster_type") && !msg.has_field_by_name("type"));
+        let e = decode(&cluster_desc(), &json, &mut FieldPath::new()).unwrap_err();
+        assert_eq!(e.more.len(), 3);
+    }
+
     #[test]
     fn an_unknown_field_suggests_a_close_name() {
         let cluster = |yaml: &str| {
@@ -603,6 +733,14 @@ mod tests {
         assert_eq!(
             cluster("{name: c, bogus_field: 1}"),
             "bogus_field: unknown field in envoy.config.cluster.v3.Cluster"
+        );
+        let typo = ConfigError::new("a[0].conect_timeout", unknown_field(&cluster_desc(), "conect_timeout"));
+        assert_eq!(suggested_field(&typo).as_deref(), Some("a[0].connect_timeout"));
+        let top = ConfigError::new("nme", unknown_field(&cluster_desc(), "nme"));
+        assert_eq!(suggested_field(&top).as_deref(), Some("name"));
+        assert_eq!(
+            suggested_field(&ConfigError::new("x.bogus_field", unknown_field(&cluster_desc(), "bogus_field"))),
+            None
         );
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "ab"), 2);

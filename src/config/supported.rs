@@ -562,10 +562,7 @@ impl<'a> Walk<'a> {
 
     fn run(self, msg: &DynamicMessage, path: &mut FieldPath) -> Result<(), ConfigError> {
         self.fields(msg, path, None)?;
-        match ConfigError::several(self.unsupported.into_inner()) {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        ConfigError::all(self.unsupported.into_inner())
     }
 
     /// `place`: the supported fields where this message sits, when `PLACES` narrows

@@ -28,7 +28,7 @@ use super::{descriptor, ConfigError, FieldPath};
 use crate::common::fnv::FnvHashMap;
 
 /// Checks `msg` and everything under it against Envoy's validation rules, returning
-/// the first violation. `path` is where `msg` sits in the config.
+/// every violation (`ConfigError::several`). `path` is where `msg` sits in the config.
 pub fn validate(msg: &DynamicMessage, path: &mut FieldPath) -> Result<(), ConfigError> {
     let desc = msg.descriptor();
     if desc.full_name() == "google.protobuf.Any" {
@@ -38,6 +38,8 @@ pub fn validate(msg: &DynamicMessage, path: &mut FieldPath) -> Result<(), Config
     if plan.skip {
         return Ok(());
     }
+    // Each field's violations are kept and the walk goes on to its siblings.
+    let mut errors = Vec::new();
     for f in &plan.fields {
         let present = msg.has_field(&f.field);
         // proto3 `optional` fields are only checked when set; an unset field without
@@ -46,24 +48,24 @@ pub fn validate(msg: &DynamicMessage, path: &mut FieldPath) -> Result<(), Config
             continue;
         }
         path.push_field(f.field.name());
-        check_field(msg, f, present, path)?;
+        errors.extend(check_field(msg, f, present, path).err());
         path.pop();
     }
     for oneof in &plan.oneofs {
         match oneof.fields.iter().find(|f| msg.has_field(&f.field)) {
             Some(f) => {
                 path.push_field(f.field.name());
-                check_field(msg, f, true, path)?;
+                errors.extend(check_field(msg, f, true, path).err());
                 path.pop();
             }
             None if oneof.required => {
                 let names: Vec<String> = oneof.fields.iter().map(|f| format!("'{}'", f.field.name())).collect();
-                return Err(path.error(format!("exactly one of {} must be set", names.join(", "))));
+                errors.push(path.error(format!("exactly one of {} must be set", names.join(", "))));
             }
             None => {}
         }
     }
-    Ok(())
+    ConfigError::all(errors)
 }
 
 /// Validates the message packed in an `Any`, at the `Any`'s own path (so errors read
@@ -352,15 +354,17 @@ fn check_list(
     }
     let unique = rules.is_some_and(|r| r.unique());
     let item_rules = rules.and_then(|r| r.items.as_deref());
+    let mut errors = Vec::new();
     for (i, item) in items.iter().enumerate() {
         path.push_index(i);
         if unique && items[..i].contains(item) {
-            return Err(path.error("repeated value must contain unique items"));
+            errors.push(path.error("repeated value must contain unique items"));
+        } else {
+            errors.extend(check_value(kind, item, true, item_rules, path).err());
         }
-        check_value(kind, item, true, item_rules, path)?;
         path.pop();
     }
-    Ok(())
+    ConfigError::all(errors)
 }
 
 fn check_map(
@@ -391,15 +395,17 @@ fn check_map(
     // Sorted, so that the first error reported does not depend on hash order.
     let mut entries: Vec<_> = map.iter().collect();
     entries.sort_by(|a, b| a.0.cmp(b.0));
+    let mut errors = Vec::new();
     for (key, value) in entries {
         path.push_key(&key_text(key));
-        if let Some(t) = key_rules {
-            check_scalar(key_kind, &Value::from(key.clone()), t, path)?;
-        }
-        check_value(value_kind, value, true, value_rules, path)?;
+        let key_checked = match key_rules {
+            Some(t) => check_scalar(key_kind, &Value::from(key.clone()), t, path),
+            None => Ok(()),
+        };
+        errors.extend(key_checked.and_then(|()| check_value(value_kind, value, true, value_rules, path)).err());
         path.pop();
     }
-    Ok(())
+    ConfigError::all(errors)
 }
 
 /// A map key as a field path shows it.
@@ -940,6 +946,23 @@ mod tests {
                  .socket_address.port_value: value must be less than or equal to 65535"
                 .into())
         );
+    }
+
+    #[test]
+    fn every_violation_is_reported() {
+        let bootstrap = json!({"static_resources": {"clusters": [
+            {"name": "", "connect_timeout": "0s"},
+            {"name": "b", "load_assignment": {"cluster_name": "b", "endpoints": [
+                {"lb_endpoints": [{"endpoint": {"address": socket_address(70000)}}]},
+            ]}},
+        ]}});
+        let e = check("envoy.config.bootstrap.v3.Bootstrap", bootstrap).unwrap_err();
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 4, "{e}");
+        assert_eq!(lines[0], "static_resources.clusters[0].name: value length must be at least 1 runes");
+        assert_eq!(lines[1], "  and 2 more:");
+        assert_eq!(lines[2], "  static_resources.clusters[0].connect_timeout: value must be greater than 0s");
+        assert!(lines[3].starts_with("  static_resources.clusters[1].load_assignment.endpoints[0]"), "{e}");
     }
 
     #[test]

@@ -14,7 +14,9 @@ pub fn bootstrap(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let source = BootstrapSource { config_path: None, config_yaml: Some(text.to_string()) };
     if let Err(e) = crate::extensions::supported::load_bootstrap(&source) {
-        // Rendering the error walks its field path.
+        // Locating the error's lines parses the text again and walks each field
+        // path down it, as a failed start-up does.
+        let e = crate::config::bootstrap::locate_lines(e, &source);
         let _ = e.to_string();
     }
 }

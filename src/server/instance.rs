@@ -130,8 +130,7 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     pub fn build(options: Options) -> Result<ServerConfig, ConfigError> {
-        let source =
-            BootstrapSource { config_path: options.config_path.clone(), config_yaml: options.config_yaml.clone() };
+        let source = bootstrap_source(&options);
         let (source, config_source) = if source.config_path.is_none() && source.config_yaml.is_none() {
             (
                 BootstrapSource { config_path: None, config_yaml: Some(DEFAULT_CONFIG_YAML.to_string()) },
@@ -409,6 +408,7 @@ pub fn run(options: Options) -> i32 {
     let config = match ServerConfig::build(options.clone()) {
         Ok(c) => c,
         Err(e) => {
+            let e = config::bootstrap::locate_lines(e, &bootstrap_source(&options));
             eprintln!("error initializing configuration '{}': {e}", config_name(&options));
             return 1;
         }
@@ -427,6 +427,11 @@ pub fn run(options: Options) -> i32 {
             1
         }
     }
+}
+
+/// The bootstrap's texts as the command line names them (`-c`, `--config-yaml`).
+fn bootstrap_source(options: &Options) -> BootstrapSource {
+    BootstrapSource { config_path: options.config_path.clone(), config_yaml: options.config_yaml.clone() }
 }
 
 fn config_name(options: &Options) -> String {

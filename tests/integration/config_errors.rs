@@ -234,6 +234,79 @@ fn json_config_files_are_read_as_json() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// `--mode validate` lists every problem of a config at once, in the order of the
+/// file, each with its field path and line: two typos, a bad enum value and a field
+/// Courier does not support.
+#[test]
+fn every_problem_is_listed_with_its_line() {
+    let yaml = LISTENER
+        .replacen("stat_prefix: s", "stat_prefx: s", 1)
+        .replacen("type: STATIC", "type: STATIK", 1)
+        .replacen("connect_timeout: 1s", "conect_timeout: 1s", 1)
+        .replacen(
+            "    load_assignment:",
+            "    health_checks: [ { timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {} } ]\n    load_assignment:",
+            1,
+        );
+    let line = |needle: &str| yaml.lines().position(|l| l.contains(needle)).expect("in the config") + 1;
+    let expected = [
+        format!(
+            "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.stat_prefx: unknown field in \
+             envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy (did you mean 'stat_prefix'?) (line {})",
+            line("stat_prefx")
+        ),
+        format!(
+            "static_resources.clusters[0].type: unknown value 'STATIK' for enum \
+             envoy.config.cluster.v3.Cluster.DiscoveryType (did you mean 'STATIC'?) (line {})",
+            line("STATIK")
+        ),
+        format!(
+            "static_resources.clusters[0].conect_timeout: unknown field in envoy.config.cluster.v3.Cluster \
+             (did you mean 'connect_timeout'?) (line {})",
+            line("conect_timeout")
+        ),
+        format!(
+            "static_resources.clusters[0].health_checks: field 'health_checks' of envoy.config.cluster.v3.Cluster \
+             is not supported by Courier (line {})",
+            line("health_checks")
+        ),
+    ];
+    let (ok, out) = validate(&yaml);
+    assert!(!ok, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    assert!(lines[0].starts_with("error initializing configuration '"), "{out}");
+    assert!(lines[0].ends_with(&format!("': {}", expected[0])), "{out}");
+    assert_eq!(lines[1], "  and 3 more:", "{out}");
+    for (shown, expected) in lines[2..].iter().zip(&expected[1..]) {
+        assert_eq!(*shown, format!("  {expected}"), "{out}");
+    }
+}
+
+/// A JSON file's errors have lines too, and `--config-yaml`'s say whose line it is.
+#[test]
+fn json_files_and_config_yaml_have_lines() {
+    let dir = TempDir::new("json-lines");
+    let json = "{\n  \"admin\": {},\n  \"staticResources\": {\n    \"clusters\": [{\"name\": \"c\", \"connectTimeot\": \"1s\"}]\n  }\n}\n";
+    let path = dir.file("bootstrap.json", json);
+    let out = std::process::Command::new(courier_bin())
+        .args(["--mode", "validate", "-c"])
+        .arg(&path)
+        .args(["--config-yaml", "node: {id: n}\nstatsFlushInterval: 5s\nwatchdog: {bogus: 1}"])
+        .output()
+        .expect("run courier");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("staticResources.clusters[0].connectTimeot: unknown field in envoy.config.cluster.v3.Cluster (did you mean 'connect_timeout'?) (line 4)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("watchdog.bogus: unknown field in envoy.config.bootstrap.v3.Watchdog (--config-yaml line 3)"),
+        "{err}"
+    );
+}
+
 /// Without `ipv4_compat` an IPv6 listen socket is `IPV6_V6ONLY` whatever the
 /// system default, as in Envoy, so an IPv4-mapped address cannot be bound and
 /// start-up fails naming it (tests/compat's `listener_ipv4_compat` shows the
