@@ -41,6 +41,7 @@ const ROOTS: &[&str] = &[
     "envoy.extensions.filters.http.compressor.v3.Compressor",
     "envoy.extensions.compression.gzip.compressor.v3.Gzip",
     "envoy.extensions.filters.http.decompressor.v3.Decompressor",
+    "envoy.extensions.filters.http.csrf.v3.CsrfPolicy",
     "envoy.extensions.compression.gzip.decompressor.v3.Gzip",
     "envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
     "envoy.extensions.access_loggers.file.v3.FileAccessLog",

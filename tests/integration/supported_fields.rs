@@ -42,6 +42,7 @@ const BOOTSTRAP: &str = "envoy.config.bootstrap.v3.Bootstrap";
 const COMPRESSOR_RESPONSE: &str = "envoy.extensions.filters.http.compressor.v3.Compressor.ResponseDirectionConfig";
 const COMPRESSOR_COMMON: &str = "envoy.extensions.filters.http.compressor.v3.Compressor.CommonDirectionConfig";
 const GZIP: &str = "envoy.extensions.compression.gzip.compressor.v3.Gzip";
+const CSRF: &str = "envoy.extensions.filters.http.csrf.v3.CsrfPolicy";
 const DECOMPRESSOR: &str = "envoy.extensions.filters.http.decompressor.v3.Decompressor";
 const DECOMPRESSOR_REQUEST: &str = "envoy.extensions.filters.http.decompressor.v3.Decompressor.RequestDirectionConfig";
 const DECOMPRESSOR_RESPONSE: &str =
@@ -1118,6 +1119,9 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         &[compat("filter_decompressor"), test(GZIP_INFLATE_RS, "a_stream_inflates_across_pieces_of_any_size")],
     ),
     (GZIP_INFLATE, "max_inflate_ratio", &[test(GZIP_INFLATE_RS, "max_inflate_ratio_stops_a_bomb")]),
+    (CSRF, "filter_enabled", &[compat("filter_csrf")]),
+    (CSRF, "shadow_enabled", &[compat("filter_csrf")]),
+    (CSRF, "additional_origins", &[compat("filter_csrf")]),
     // --- extensions::filters::listener::SUPPORTED_FIELDS
     (
         "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol",

@@ -3,6 +3,7 @@
 //!
 //! - `health_check` — answers health checks locally (200, or 503 while failing)
 //! - `cors` — CORS preflights and response headers from per-route `CorsPolicy`
+//! - `csrf` — refuses state-changing requests from another origin
 //! - `fault` — injected delays and aborts
 //! - `local_ratelimit` — a process-wide token bucket, per filter or per route
 //! - `buffer` — buffers the whole request body before it goes upstream
@@ -21,6 +22,7 @@ pub mod buffer;
 pub(crate) mod common;
 pub mod compressor;
 pub mod cors;
+pub mod csrf;
 pub mod decompressor;
 pub mod fault;
 pub mod filter;
@@ -38,6 +40,7 @@ use crate::extensions::HttpFilterExtension;
 pub const HTTP_FILTERS: &[HttpFilterExtension] = &[
     health_check::EXTENSION,
     cors::EXTENSION,
+    csrf::EXTENSION,
     fault::EXTENSION,
     local_ratelimit::EXTENSION,
     buffer::EXTENSION,
