@@ -17,11 +17,13 @@
 //! - `redirect` — `RedirectAction` and the `Location` it builds
 //! - `retry_policy` — `RetryPolicy` and `retry_on`
 //! - `retry_body` — recording a streamed request body as it is sent, so retries can resend it
+//! - `async_client` — requests the proxy makes on its own behalf (span exports, ext_authz)
 //! - `header_mutation` — `*_headers_to_add` / `*_headers_to_remove`
 //! - `per_filter` — `typed_per_filter_config`
 //! - `supported` — the fields of the route schema Courier implements
 //! - `request` — what routing reads from a request
 
+pub mod async_client;
 mod config;
 mod header_matcher;
 mod header_mutation;

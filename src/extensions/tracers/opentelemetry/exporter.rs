@@ -6,10 +6,9 @@
 
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use envoy_types::pb::opentelemetry::proto::common::v1::InstrumentationScope;
 use http::{HeaderMap, HeaderValue, Method};
-use http_body_util::BodyExt;
 use prost::Message;
 
 use super::otlp::{self, ExportTraceServiceRequest, Resource, ResourceSpans, ScopeSpans};
@@ -17,12 +16,13 @@ use super::span::string_attribute;
 use super::OtelDriver;
 use crate::define_stats;
 use crate::extensions::tracers::batch::Batched;
-use crate::http::http1::client_connection::{BodyOut, RequestOut};
-use crate::router::upstream_request::ActiveRequest;
-use crate::upstream::conn_pool::{ConnPool, Protocol};
-use crate::upstream::http2_conn_pool::{self, Http2ResponseBody};
+use crate::http::http1::client_connection::RequestOut;
+use crate::router::async_client;
+use crate::upstream::conn_pool::Protocol;
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+/// The most of a collector's answer read (it is not looked at).
+const MAX_ANSWER: usize = 64 * 1024;
 
 define_stats! {
     /// `tracing.opentelemetry.*`, shared by every OpenTelemetry provider.
@@ -79,7 +79,6 @@ fn request(driver: &OtelDriver, spans: Vec<otlp::Span>) -> ExportTraceServiceReq
 /// One unary gRPC call: the message with its 5-byte gRPC prefix.
 async fn export(driver: Arc<OtelDriver>, message: ExportTraceServiceRequest) {
     let Some(cluster) = driver.clusters.get().and_then(|cm| cm.get(&driver.cluster)) else { return };
-    let Some(host) = cluster.choose_host() else { return };
     let mut body = BytesMut::with_capacity(5 + message.encoded_len());
     body.put_u8(0);
     body.put_u32(message.encoded_len() as u32);
@@ -96,25 +95,5 @@ async fn export(driver: Arc<OtelDriver>, message: ExportTraceServiceRequest) {
     );
     let request = RequestOut { method: &Method::POST, target: EXPORT_PATH, headers: &headers, overrides: &[] };
     // gRPC needs HTTP/2: the cluster's HTTP/2 pool, whatever its configured protocol.
-    let ConnPool::Http2(pool) = cluster.http_pool(&host, Protocol::Http2) else { return };
-    let exchange = async {
-        let (mut stream, breaker) = pool.acquire().await.ok()?;
-        let gauge = cluster.info.stats.upstream_rq_active.clone();
-        let _active = ActiveRequest::new(tokio::time::Instant::now(), breaker, gauge, host.clone());
-        let (response, tx) = stream.send_request(http2_conn_pool::request_headers(&request, host.address), false)?;
-        http2_conn_pool::upload(tx, BodyOut::Whole(Bytes::from(body))).await.ok()?;
-        let (parts, recv) = response.await.ok()?.into_parts();
-        let mut response = Http2ResponseBody::new(recv, None, stream);
-        while let Some(frame) = response.frame().await {
-            frame.ok()?;
-        }
-        Some(parts.status.as_u16())
-    };
-    let status = match driver.timeout {
-        Some(t) => tokio::time::timeout(t, exchange).await.ok().flatten(),
-        None => exchange.await,
-    };
-    if let Some(status) = status {
-        cluster.count_response_code(status);
-    }
+    let _ = async_client::send(&cluster, &request, body.freeze(), Protocol::Http2, driver.timeout, MAX_ANSWER).await;
 }

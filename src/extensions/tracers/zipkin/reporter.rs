@@ -9,17 +9,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
-use http_body_util::BodyExt;
 
 use super::ZipkinDriver;
 use crate::define_stats;
 use crate::extensions::tracers::batch::Batched;
-use crate::http::http1::client_connection::{BodyOut, RequestOut};
-use crate::router::upstream_request::ActiveRequest;
-use crate::upstream::conn_pool::{ConnPool, Protocol};
-use crate::upstream::http2_conn_pool::{self, Http2ResponseBody};
+use crate::http::http1::client_connection::RequestOut;
+use crate::router::async_client;
+use crate::upstream::conn_pool::Protocol;
 
 const COLLECTOR_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most of a collector's answer read (it is not looked at).
+const MAX_ANSWER: usize = 64 * 1024;
 
 define_stats! {
     /// `tracing.zipkin.*`, shared by every Zipkin provider of the process.
@@ -63,60 +63,17 @@ async fn send(driver: Arc<ZipkinDriver>, body: String) {
         stats.reports_skipped_no_cluster.inc();
         return;
     };
-    let Some(host) = cluster.choose_host() else {
-        stats.reports_failed.inc();
-        return;
-    };
     let mut headers = HeaderMap::with_capacity(2);
     headers.insert(http::header::HOST, collector.host.clone());
     headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     let request = RequestOut { method: &Method::POST, target: &collector.endpoint, headers: &headers, overrides: &[] };
-    let body = BodyOut::Whole(Bytes::from(body));
     // The cluster's own protocol, as Envoy's async client uses it.
     let protocol = Protocol::from(cluster.info.protocol_for(http::Version::HTTP_11));
-    // Counted as the cluster's active request while it lasts, as Envoy's async
-    // client's is.
-    let active = |breaker| {
-        let gauge = cluster.info.stats.upstream_rq_active.clone();
-        ActiveRequest::new(tokio::time::Instant::now(), breaker, gauge, host.clone())
-    };
-    let exchange = async {
-        match cluster.http_pool(&host, protocol) {
-            ConnPool::Http1(pool) => {
-                let (mut client, breaker) = pool.acquire().await.ok()?;
-                let _active = active(breaker);
-                let head = client.send(&request, body).await.ok()?;
-                // Read to its end, so the connection goes back to the pool.
-                let mut response = client.into_response_body(&head);
-                while let Some(frame) = response.frame().await {
-                    frame.ok()?;
-                }
-                Some(head.parts.status.as_u16())
-            }
-            ConnPool::Http2(pool) => {
-                let (mut stream, breaker) = pool.acquire().await.ok()?;
-                let _active = active(breaker);
-                let (response, tx) =
-                    stream.send_request(http2_conn_pool::request_headers(&request, host.address), false)?;
-                http2_conn_pool::upload(tx, body).await.ok()?;
-                let (parts, recv) = response.await.ok()?.into_parts();
-                let mut response = Http2ResponseBody::new(recv, None, stream);
-                while let Some(frame) = response.frame().await {
-                    frame.ok()?;
-                }
-                Some(parts.status.as_u16())
-            }
-        }
-    };
-    match tokio::time::timeout(COLLECTOR_TIMEOUT, exchange).await {
-        Ok(Some(status)) => {
-            cluster.count_response_code(status);
-            if status == 202 {
-                stats.reports_sent.inc();
-            } else {
-                stats.reports_dropped.inc();
-            }
-        }
-        _ => stats.reports_failed.inc(),
+    let response =
+        async_client::send(&cluster, &request, Bytes::from(body), protocol, Some(COLLECTOR_TIMEOUT), MAX_ANSWER).await;
+    match response {
+        Ok(r) if r.parts.status == http::StatusCode::ACCEPTED => stats.reports_sent.inc(),
+        Ok(_) => stats.reports_dropped.inc(),
+        Err(_) => stats.reports_failed.inc(),
     }
 }

@@ -1,0 +1,112 @@
+//! Requests the proxy makes on its own behalf (Envoy's `Http::AsyncClient`):
+//! tracers exporting spans, `ext_authz` asking its authorization service. One
+//! request to a host the cluster's load balancer picks, on the worker's pool of
+//! the protocol asked for, counted as the cluster's active request while it
+//! lasts; its response read whole, up to a bound. No retries, no filters, no
+//! access log: what to make of the answer is the caller's.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
+use http_body_util::BodyExt;
+
+use super::upstream_request::ActiveRequest;
+use crate::http::http1::client_connection::{BodyOut, RequestOut};
+use crate::upstream::conn_pool::{ConnPool, Protocol};
+use crate::upstream::http2_conn_pool::{self, Http2ResponseBody};
+use crate::upstream::ThreadLocalCluster;
+
+/// A whole response.
+#[derive(Debug)]
+pub struct AsyncResponse {
+    pub parts: http::response::Parts,
+    pub body: Bytes,
+    /// The response's trailers (a gRPC status), if it had any.
+    pub trailers: Option<HeaderMap>,
+}
+
+/// Why no response came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsyncFailure {
+    /// The cluster has no host to send to.
+    NoHealthyHost,
+    /// No connection, a reset, or a malformed response.
+    Upstream,
+    /// The response body was over the bound.
+    TooLarge,
+    /// No whole response within the timeout.
+    Timeout,
+}
+
+/// Sends `request` with `body` to `cluster` over `protocol` and reads the
+/// response whole (at most `max_body` bytes of body), within `timeout`. The
+/// response's status is counted on the cluster, as Envoy counts its async
+/// client's requests.
+pub async fn send(
+    cluster: &Rc<ThreadLocalCluster>,
+    request: &RequestOut<'_>,
+    body: Bytes,
+    protocol: Protocol,
+    timeout: Option<Duration>,
+    max_body: usize,
+) -> Result<AsyncResponse, AsyncFailure> {
+    let Some(host) = cluster.choose_host() else { return Err(AsyncFailure::NoHealthyHost) };
+    let active = |breaker| {
+        let gauge = cluster.info.stats.upstream_rq_active.clone();
+        ActiveRequest::new(tokio::time::Instant::now(), breaker, gauge, host.clone())
+    };
+    let exchange = async {
+        let body = BodyOut::Whole(body);
+        match cluster.http_pool(&host, protocol) {
+            ConnPool::Http1(pool) => {
+                let (mut client, breaker) = pool.acquire().await.map_err(|_| AsyncFailure::Upstream)?;
+                let _active = active(breaker);
+                let head = client.send(request, body).await.map_err(|_| AsyncFailure::Upstream)?;
+                // Read to its end, so the connection goes back to the pool.
+                let response = client.into_response_body(&head);
+                let (body, trailers) = read_whole(response, max_body).await?;
+                Ok(AsyncResponse { parts: head.parts, body, trailers })
+            }
+            ConnPool::Http2(pool) => {
+                let (mut stream, breaker) = pool.acquire().await.map_err(|_| AsyncFailure::Upstream)?;
+                let _active = active(breaker);
+                let headers = http2_conn_pool::request_headers(request, host.address);
+                let (response, tx) = stream.send_request(headers, false).ok_or(AsyncFailure::Upstream)?;
+                http2_conn_pool::upload(tx, body).await.map_err(|_| AsyncFailure::Upstream)?;
+                let (parts, recv) = response.await.map_err(|_| AsyncFailure::Upstream)?.into_parts();
+                let (body, trailers) = read_whole(Http2ResponseBody::new(recv, None, stream), max_body).await?;
+                Ok(AsyncResponse { parts, body, trailers })
+            }
+        }
+    };
+    let result = match timeout {
+        Some(t) => tokio::time::timeout(t, exchange).await.unwrap_or(Err(AsyncFailure::Timeout)),
+        None => exchange.await,
+    };
+    if let Ok(r) = &result {
+        cluster.count_response_code(r.parts.status.as_u16());
+    }
+    result
+}
+
+async fn read_whole<B>(mut body: B, max: usize) -> Result<(Bytes, Option<HeaderMap>), AsyncFailure>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    let mut data = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| AsyncFailure::Upstream)?;
+        match frame.into_data() {
+            Ok(d) => {
+                if data.len() + d.len() > max {
+                    return Err(AsyncFailure::TooLarge);
+                }
+                data.extend_from_slice(&d);
+            }
+            Err(frame) => return Ok((data.freeze(), frame.into_trailers().ok())),
+        }
+    }
+    Ok((data.freeze(), None))
+}
