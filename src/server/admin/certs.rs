@@ -1,7 +1,8 @@
 //! `/certs`: every TLS context's trusted CA and certificates, in Envoy's JSON
 //! layout (`envoy.admin.v3.Certificates`). The details were read from the
 //! certificates when the contexts were built (`network::tls::ContextCertificates`);
-//! only `days_until_expiration` depends on the time of the request. Clusters'
+//! only `days_until_expiration` depends on the time of the request. A context
+//! an SDS secret replaced shows its current certificates. Clusters'
 //! contexts come first, then listeners' filter chains', each in config order.
 
 use std::time::SystemTime;
@@ -14,11 +15,13 @@ pub(super) fn render(server: &Server) -> Reply {
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     let mut contexts: Vec<String> = Vec::new();
     if let Some(cm) = server.cluster_manager.borrow().as_ref() {
-        contexts.extend(cm.clusters().iter().filter_map(|c| c.tls.as_ref()).map(|t| context(&t.certificates, now)));
+        let tls = cm.clusters().iter().filter_map(|c| c.tls.as_ref()).map(|t| t.context.current()).collect::<Vec<_>>();
+        contexts.extend(tls.iter().map(|t| context(t.as_ref().map(|t| &t.certificates), now)));
     }
     for listener in server.listener_manager.active().iter() {
         let chains = listener.config.filter_chains.chains();
-        contexts.extend(chains.filter_map(|c| c.transport_socket.as_ref()).map(|t| context(&t.certificates, now)));
+        let tls = chains.filter_map(|c| c.transport_socket.as_ref()).map(|t| t.context.current());
+        contexts.extend(tls.map(|t| context(t.as_ref().map(|t| &t.certificates), now)));
     }
     let body = format!("{{\n \"certificates\": {}\n}}\n", array(&contexts, 1));
     Reply::ok(JSON, escape_angle_brackets(&body))
@@ -48,8 +51,10 @@ fn string(s: &str) -> String {
     serde_json::Value::from(s).to_string()
 }
 
-/// One context, at depth 2 (inside `certificates`).
-fn context(certs: &ContextCertificates, now: i64) -> String {
+/// One context, at depth 2 (inside `certificates`); `None`: its secrets are not loaded yet.
+fn context(certs: Option<&ContextCertificates>, now: i64) -> String {
+    let none = ContextCertificates::default();
+    let certs = certs.unwrap_or(&none);
     let list = |v: &[CertificateDetails]| array(&v.iter().map(|c| certificate(c, now)).collect::<Vec<_>>(), 3);
     object(&[("ca_cert", list(&certs.ca_cert)), ("cert_chain", list(&certs.cert_chain))], 2)
 }
