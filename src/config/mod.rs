@@ -10,6 +10,7 @@ pub mod descriptor;
 pub mod encode;
 pub mod path_source;
 pub mod proto_json;
+pub mod redact;
 pub mod supported;
 pub mod validate;
 
