@@ -261,6 +261,11 @@ fn an_sds_file_serves_and_a_moved_in_secret_rotates_new_handshakes_only() {
     let certificate = &active["secret"]["tls_certificate"];
     assert_eq!(certificate["private_key"]["inline_bytes"], "W3JlZGFjdGVkXQ==", "base64 of [redacted]");
     assert!(certificate["certificate_chain"]["inline_bytes"].is_string(), "the chain, read in: {certificate}");
+
+    // The same secret under a new version: counted, and no context is rebuilt (as Envoy).
+    swap_in(&dir.0, "sds.yaml", &sds_file("v3", &certificate_secret("web_cert", &files2)));
+    c.wait_stat("sds.web_cert.update_success", |v| v == 3);
+    assert_eq!(c.stat("listener.tls_web.server_ssl_socket_factory.ssl_context_update_by_sds"), Some(2));
 }
 
 #[test]

@@ -258,7 +258,8 @@ impl SdsSecret {
 
     /// Checks `secret` (read from `resources[0]` of a file at `version_info`),
     /// reads its files in, and builds every context that reads it again: all of
-    /// them take it, or none does and the old value stays.
+    /// them take it, or none does and the old value stays. Its files are
+    /// compared too, so a file changed under an unchanged SDS file applies.
     pub fn update(
         &self,
         secrets: &SecretManager,
@@ -279,6 +280,14 @@ impl SdsSecret {
         }
         read_files_in(&mut secret, path)?;
         check(&secret, path)?;
+        // As Envoy: the same secret again (a new version of the same content)
+        // rebuilds nothing.
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(same) = current.as_mut().filter(|c| c.secret == secret) {
+            Arc::make_mut(same).version_info = version_info.to_string();
+            return Ok(());
+        }
+        drop(current);
         let loaded = LoadedSecret { secret, version_info: version_info.to_string(), last_updated: SystemTime::now() };
         let old = self.current.lock().unwrap_or_else(|e| e.into_inner()).replace(Arc::new(loaded));
         if let Err(e) = self.rebuild_all(secrets) {
