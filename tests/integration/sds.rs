@@ -389,3 +389,19 @@ fn a_context_waits_for_all_its_sds_secrets_and_a_missing_file_is_refused() {
         "{out}"
     );
 }
+
+#[test]
+fn a_file_the_secret_names_moved_into_place_reloads_it() {
+    let SdsListener { dir: _dir, one, two, files1, files2, c, client } = SdsListener::start("sds-files");
+    let addr = c.listener("web");
+    // The new certificate first, its key not yet: as Envoy, a failed reload per
+    // file watched (the chain's and the key's, here in one directory).
+    std::fs::rename(&files2.0, &files1.0).expect("move the certificate in");
+    c.wait_stat("sds.web_cert.key_rotation_failed", |v| v == 2);
+    assert_eq!(Session::open(addr, client.clone()).expect("handshake").peer(), der(&one), "the old pair serves");
+    std::fs::rename(&files2.1, &files1.1).expect("move the key in");
+    c.wait_stat("listener.tls_web.server_ssl_socket_factory.ssl_context_update_by_sds", |v| v == 2);
+    assert_eq!(Session::open(addr, client).expect("handshake").peer(), der(&two), "the new pair serves");
+    assert_eq!(c.stat("sds.web_cert.update_success"), Some(1), "the SDS file itself did not change");
+    assert_eq!(c.stat("sds.web_cert.key_rotation_failed"), Some(2));
+}

@@ -5,7 +5,10 @@
 //! The subscription is `PathSubscription`'s, so the file is read, checked,
 //! counted (`sds.<secret>.*`, Envoy's names) and followed as CDS and LDS files
 //! are; the secret itself is checked and put into every context that reads it
-//! by the TLS extension (`SdsSecret::update`), all or none. A context names its
+//! by the TLS extension (`SdsSecret::update`), all or none. As Envoy, the
+//! directory of each file the secret names is watched too: a file moved into
+//! one reads the secret's files again (`key_rotation_failed` counts a failure,
+//! once per file watched, as Envoy's one watch per file). A context names its
 //! secrets as it is built, so the secrets of the bootstrap's contexts are read
 //! before clusters and listeners start (`start_pending`), and those of a CDS or
 //! LDS resource before it is applied.
@@ -20,13 +23,13 @@ use super::{resource_path, AppliedState, PathSubscription, ResourceApi};
 use crate::config::path_source::DiscoveryFile;
 use crate::config::{ConfigError, FieldPath};
 use crate::define_stats;
+use crate::event::file_watcher::MoveWatcher;
 use crate::extensions::transport_sockets::tls::{SdsSecret, SecretManager, SECRET_TYPE};
 use crate::stats::Store;
 
 define_stats! {
-    /// `sds.<secret>.key_rotation_failed`: Envoy counts there a failed reload of
-    /// the files a secret names when they change in place; Courier reads them
-    /// with each update of the SDS file only, so it stays 0.
+    /// `sds.<secret>.key_rotation_failed`: a reload of the files the secret
+    /// names, after one was moved into place, that failed.
     #[derive(Debug)]
     pub struct SdsStats {
         counter key_rotation_failed,
@@ -40,7 +43,47 @@ pub struct SdsApi {
     /// What `PathSubscription` records (its version); the secret itself is
     /// kept by `SdsSecret`, its files read in, for `/config_dump`.
     state: RefCell<AppliedState>,
-    _stats: SdsStats,
+    stats: SdsStats,
+    /// A task per file the secret names, watching its directory.
+    file_watches: RefCell<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl SdsApi {
+    /// Watches the directory of each file the secret now names, in place of
+    /// the previous watches.
+    fn watch_files(&self) {
+        let mut watches = self.file_watches.borrow_mut();
+        watches.drain(..).for_each(|w| w.abort());
+        for file in self.secret.named_files() {
+            let dir = match file.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => std::path::PathBuf::from("."),
+            };
+            let mut watcher = match MoveWatcher::new(&dir, None) {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::warn!("sds: secret {}: cannot watch {}: {e}", self.secret.name, dir.display());
+                    continue;
+                }
+            };
+            let (secret, secrets) = (self.secret.clone(), self.secrets.clone());
+            let failed = self.stats.key_rotation_failed.clone();
+            watches.push(tokio::task::spawn_local(async move {
+                while watcher.moved().await.is_ok() {
+                    if let Err(e) = secret.reload_files(&secrets) {
+                        failed.inc();
+                        tracing::warn!("Failed to reload certificates: secret {}: {e}", secret.name);
+                    }
+                }
+            }));
+        }
+    }
+}
+
+impl Drop for SdsApi {
+    fn drop(&mut self) {
+        self.file_watches.get_mut().drain(..).for_each(|w| w.abort());
+    }
 }
 
 impl ResourceApi for SdsApi {
@@ -71,6 +114,7 @@ impl ResourceApi for SdsApi {
         let secret = Secret::decode(resource.encoded.as_slice())
             .map_err(|e| path.error(format!("cannot decode the secret: {e}")))?;
         self.secret.update(&self.secrets, secret, &file.version_info, &path)?;
+        self.watch_files();
         tracing::info!("sds: secret {name} updated to version '{}'", file.version_info);
         Ok(())
     }
@@ -94,7 +138,8 @@ pub async fn start_pending(
             secret,
             secrets: secrets.clone(),
             state: RefCell::default(),
-            _stats: SdsStats::new(store, &prefix),
+            stats: SdsStats::new(store, &prefix),
+            file_watches: RefCell::default(),
         };
         let watcher = sub.start(&api).await?;
         tasks.push(tokio::task::spawn_local(async move { sub.follow(&api, watcher).await }));

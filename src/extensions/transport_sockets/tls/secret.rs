@@ -247,6 +247,9 @@ pub struct SdsSecret {
 #[derive(Debug, Clone)]
 pub struct LoadedSecret {
     pub secret: Secret,
+    /// As the SDS file has it: the files it names, read again when one is
+    /// moved into place (`reload_files`).
+    pub configured: Secret,
     pub version_info: String,
     pub last_updated: SystemTime,
 }
@@ -278,17 +281,25 @@ impl SdsSecret {
                 return Err(path.error(format!("secret {} must hold a {want}", self.name)));
             }
         }
+        let configured = secret.clone();
         read_files_in(&mut secret, path)?;
         check(&secret, path)?;
         // As Envoy: the same secret again (a new version of the same content)
         // rebuilds nothing.
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(same) = current.as_mut().filter(|c| c.secret == secret) {
-            Arc::make_mut(same).version_info = version_info.to_string();
+            let same = Arc::make_mut(same);
+            same.version_info = version_info.to_string();
+            same.configured = configured;
             return Ok(());
         }
         drop(current);
-        let loaded = LoadedSecret { secret, version_info: version_info.to_string(), last_updated: SystemTime::now() };
+        let loaded = LoadedSecret {
+            secret,
+            configured,
+            version_info: version_info.to_string(),
+            last_updated: SystemTime::now(),
+        };
         let old = self.current.lock().unwrap_or_else(|e| e.into_inner()).replace(Arc::new(loaded));
         if let Err(e) = self.rebuild_all(secrets) {
             *self.current.lock().unwrap_or_else(|e| e.into_inner()) = old;
@@ -299,6 +310,28 @@ impl SdsSecret {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// The files the current value names (Envoy watches their directories).
+    pub fn named_files(&self) -> Vec<std::path::PathBuf> {
+        let Some(current) = self.current() else { return Vec::new() };
+        let sources = match &current.configured.r#type {
+            Some(SecretType::TlsCertificate(c)) => vec![&c.certificate_chain, &c.private_key],
+            Some(SecretType::ValidationContext(vc)) => vec![&vc.trusted_ca],
+            _ => Vec::new(),
+        };
+        let named = sources.into_iter().flatten().filter_map(|s| match &s.specifier {
+            Some(Specifier::Filename(f)) => Some(std::path::PathBuf::from(f)),
+            _ => None,
+        });
+        named.collect()
+    }
+
+    /// Reads the files of the current value again (one was moved into place)
+    /// and applies them as an update of the same version would.
+    pub fn reload_files(&self, secrets: &SecretManager) -> Result<(), ConfigError> {
+        let Some(current) = self.current() else { return Ok(()) };
+        self.update(secrets, current.configured.clone(), &current.version_info, &FieldPath::new())
     }
 
     fn rebuild_all(&self, secrets: &SecretManager) -> Result<(), ConfigError> {
