@@ -111,7 +111,13 @@ impl TransportSocketBuilder for TlsSocketBuilder<'_> {
             read_peer: peer_certificate,
         });
         let common = proto.common_tls_context.clone().unwrap_or_default();
-        let rebuild = Rebuild { tls: Arc::downgrade(&tls), proto, path: path.clone() };
+        let rebuild = Rebuild {
+            tls: Arc::downgrade(&tls),
+            proto,
+            path: path.clone(),
+            build: downstream_context,
+            parts: |t: &DownstreamTls| (&t.context, &t.stats),
+        };
         self.secrets.subscribe(&common, Arc::new(rebuild));
         Ok(tls)
     }
@@ -133,7 +139,13 @@ impl TransportSocketBuilder for TlsSocketBuilder<'_> {
             stats: TlsStats::new(self.store, stat_prefix, false),
         });
         let common = proto.common_tls_context.clone().unwrap_or_default();
-        let rebuild = Rebuild { tls: Arc::downgrade(&tls), proto, path: path.clone() };
+        let rebuild = Rebuild {
+            tls: Arc::downgrade(&tls),
+            proto,
+            path: path.clone(),
+            build: upstream_context,
+            parts: |t: &UpstreamTls| (&t.context, &t.stats),
+        };
         self.secrets.subscribe(&common, Arc::new(rebuild));
         Ok(tls)
     }
@@ -175,34 +187,25 @@ fn upstream_context(
     Ok(Some(TlsContext { config: Arc::new(config), fallback, certificates }))
 }
 
-/// Builds a context again when an SDS secret it names changes.
-struct Rebuild<T, P> {
+/// Builds a context again when an SDS secret it names changes: `build` from
+/// the config `proto` (at `path`) into the cell `parts` finds in the context.
+struct Rebuild<T, P, C> {
     tls: std::sync::Weak<T>,
     proto: P,
     path: FieldPath,
+    build: ContextBuilder<P, C>,
+    parts: fn(&T) -> (&ContextCell<C>, &TlsStats),
 }
 
-impl secret::Dependent for Rebuild<DownstreamTls, DownstreamTlsContext> {
+type ContextBuilder<P, C> = fn(&P, &FieldPath, &SecretManager) -> Result<Option<TlsContext<C>>, ConfigError>;
+
+impl<T: Send + Sync, P: Send + Sync, C: Send + Sync> secret::Dependent for Rebuild<T, P, C> {
     fn rebuild(&self, secrets: &SecretManager) -> Result<(), ConfigError> {
         let Some(tls) = self.tls.upgrade() else { return Ok(()) };
-        if let Some(context) = downstream_context(&self.proto, &self.path, secrets)? {
-            tls.context.replace(context);
-            tls.stats.factory.ssl_context_update_by_sds.inc();
-        }
-        Ok(())
-    }
-
-    fn alive(&self) -> bool {
-        self.tls.strong_count() > 0
-    }
-}
-
-impl secret::Dependent for Rebuild<UpstreamTls, UpstreamTlsContext> {
-    fn rebuild(&self, secrets: &SecretManager) -> Result<(), ConfigError> {
-        let Some(tls) = self.tls.upgrade() else { return Ok(()) };
-        if let Some(context) = upstream_context(&self.proto, &self.path, secrets)? {
-            tls.context.replace(context);
-            tls.stats.factory.ssl_context_update_by_sds.inc();
+        if let Some(context) = (self.build)(&self.proto, &self.path, secrets)? {
+            let (cell, stats) = (self.parts)(&tls);
+            cell.replace(context);
+            stats.factory.ssl_context_update_by_sds.inc();
         }
         Ok(())
     }
