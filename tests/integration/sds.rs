@@ -200,6 +200,21 @@ fn a_static_secret_serves_https_and_an_unknown_name_is_refused() {
         out.contains("common_tls_context.tls_certificate_sds_secret_configs[0].name: Unknown static secret: nope"),
         "{out}"
     );
+    // As Envoy 1.40, a listener's inline and SDS certificates do not mix.
+    let mixed = format!(
+        "tls_certificates:\n- certificate_chain: {{ filename: {} }}\n  private_key: {{ filename: {} }}\ntls_certificate_sds_secret_configs: [{{ name: server_cert }}]",
+        files.0.display(),
+        files.1.display()
+    );
+    let yaml =
+        format!("{}  secrets:\n{}", config(&[https_listener(&mixed)], &[]), certificate_secret("server_cert", &files));
+    let (ok, out) = validate(&yaml);
+    assert!(
+        !ok && out.contains(
+            "tls_certificate_sds_secret_configs: SDS and non-SDS TLS certificates may not be mixed in server contexts"
+        ),
+        "{out}"
+    );
     // A secret whose key is not its certificate's is refused where it is.
     let other = pki.leaf(&["other.test"]).write(&dir.0, "other");
     let mixed = (files.0.clone(), other.1);
@@ -316,7 +331,7 @@ fn an_upstream_validation_context_from_sds_verifies_the_upstream() {
         &crate::http_util::one_vhost(&crate::http_util::prefix_route("/", "app", "")),
         "",
     );
-    let c = start(&[listener], &[cluster], "");
+    let c = start(&[listener], std::slice::from_ref(&cluster), "");
     let addr = c.listener("plain");
     assert_eq!(http_request(addr, "GET", "/").0, 503, "a CA that did not sign the upstream");
     assert_eq!(c.stat("cluster.app.ssl.fail_verify_error"), Some(1));
@@ -325,6 +340,19 @@ fn an_upstream_validation_context_from_sds_verifies_the_upstream() {
     c.wait_stat("sds.up_ca.update_success", |v| v == 2);
     assert_eq!(http_request(addr, "GET", "/").0, 200, "the upstream's CA, from the new secret");
     assert_eq!(c.stat("cluster.app.client_ssl_socket_factory.ssl_context_update_by_sds"), Some(2));
+
+    // As Envoy 1.40, a cluster shows one certificate, from wherever it comes.
+    let two = cluster.replace(
+        "validation_context_sds_secret_config:",
+        "tls_certificate_sds_secret_configs: [{ name: a }, { name: b }]\n          validation_context_sds_secret_config:",
+    );
+    let (ok, out) = validate(&config(&[], &[two]));
+    assert!(
+        !ok && out.contains(
+            "tls_certificate_sds_secret_configs: Multiple TLS certificates are not supported for client contexts"
+        ),
+        "{out}"
+    );
 }
 
 #[test]

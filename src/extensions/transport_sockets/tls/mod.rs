@@ -159,7 +159,14 @@ fn downstream_context(
     secrets: &SecretManager,
 ) -> Result<Option<TlsContext<ServerConfig>>, ConfigError> {
     let common = proto.common_tls_context.clone().unwrap_or_default();
-    let Some(common) = secrets.resolve(&common, &child(path, "common_tls_context"))? else { return Ok(None) };
+    let common_path = child(path, "common_tls_context");
+    if !common.tls_certificates.is_empty() && !common.tls_certificate_sds_secret_configs.is_empty() {
+        return Err(common_path.field_error(
+            "tls_certificate_sds_secret_configs",
+            "SDS and non-SDS TLS certificates may not be mixed in server contexts",
+        ));
+    }
+    let Some(common) = secrets.resolve(&common, &common_path)? else { return Ok(None) };
     let proto = DownstreamTlsContext { common_tls_context: Some(common), ..proto.clone() };
     let config = server_config(&proto, path)?;
     let certificates = context_certificates(proto.common_tls_context.as_ref(), path)?;
@@ -173,7 +180,15 @@ fn upstream_context(
     secrets: &SecretManager,
 ) -> Result<Option<TlsContext<ClientConfig>>, ConfigError> {
     let common = proto.common_tls_context.clone().unwrap_or_default();
-    let Some(common) = secrets.resolve(&common, &child(path, "common_tls_context"))? else { return Ok(None) };
+    let common_path = child(path, "common_tls_context");
+    let sds = common.tls_certificate_sds_secret_configs.len();
+    if sds > 0 && common.tls_certificates.len() + sds > 1 {
+        return Err(common_path.field_error(
+            "tls_certificate_sds_secret_configs",
+            "Multiple TLS certificates are not supported for client contexts",
+        ));
+    }
+    let Some(common) = secrets.resolve(&common, &common_path)? else { return Ok(None) };
     let proto = UpstreamTlsContext { common_tls_context: Some(common), ..proto.clone() };
     let config = client_config(&proto, path)?;
     let certificates = context_certificates(proto.common_tls_context.as_ref(), path)?;
