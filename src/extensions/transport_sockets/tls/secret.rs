@@ -428,3 +428,53 @@ fn merged(mut base: CertificateValidationContext, over: CertificateValidationCon
     base.match_subject_alt_names.extend(over.match_subject_alt_names);
     base
 }
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::SubjectAltNameMatcher;
+
+    use super::*;
+
+    fn inline(text: &str) -> Option<DataSource> {
+        Some(DataSource { specifier: Some(Specifier::InlineString(text.to_string())), ..Default::default() })
+    }
+
+    #[test]
+    fn a_combined_context_takes_the_secret_s_ca_and_both_lists_of_names() {
+        // Told apart by `oid` alone: the merge does not read them.
+        let san = |n: &str| SubjectAltNameMatcher { san_type: 1, oid: n.to_string(), ..Default::default() };
+        let base = CertificateValidationContext {
+            trusted_ca: inline("default CA"),
+            match_typed_subject_alt_names: vec![san("a")],
+            ..Default::default()
+        };
+        let over = CertificateValidationContext {
+            trusted_ca: inline("secret CA"),
+            match_typed_subject_alt_names: vec![san("b")],
+            ..Default::default()
+        };
+        let out = merged(base.clone(), over);
+        assert_eq!(out.trusted_ca, inline("secret CA"));
+        assert_eq!(out.match_typed_subject_alt_names, vec![san("a"), san("b")]);
+        let kept = merged(base.clone(), CertificateValidationContext::default());
+        assert_eq!(kept.trusted_ca, base.trusted_ca, "an unset field leaves the default's");
+    }
+
+    #[test]
+    fn a_static_secret_is_found_by_its_type_as_well_as_its_name() {
+        let ca = Secret {
+            name: "ca".into(),
+            r#type: Some(SecretType::ValidationContext(CertificateValidationContext::default())),
+        };
+        let manager = SecretManager { statics: vec![ca], ..Default::default() };
+        let common = CommonTlsContext {
+            tls_certificate_sds_secret_configs: vec![SdsSecretConfig { name: "ca".into(), sds_config: None }],
+            ..Default::default()
+        };
+        let Err(e) = manager.resolve(&common, &FieldPath::starting_at("common_tls_context")) else {
+            panic!("a validation context is no certificate")
+        };
+        assert_eq!(e.path, "common_tls_context.tls_certificate_sds_secret_configs[0].name");
+        assert_eq!(e.reason, "Unknown static secret: ca");
+    }
+}
