@@ -79,6 +79,12 @@ impl TlsStats {
         TlsStats { ssl: SslStats::new(store, &prefix), factory, store: store.clone(), prefix }
     }
 
+    /// `<scope>.ssl.certificate.<name>.expiration_unix_time_seconds`: when a
+    /// certificate the context serves expires (set as the context is built).
+    pub fn certificate_expiration(&self, name: &str, unix_time: i64) {
+        self.store.gauge(&format!("{}certificate.{name}.expiration_unix_time_seconds", self.prefix)).set(unix_time);
+    }
+
     /// Envoy's `logHandshake`: the handshake, its version, cipher and curve (on a
     /// listener: Envoy 1.40 shows none for a cluster), and whether the peer showed
     /// no certificate.

@@ -104,10 +104,14 @@ impl TransportSocketBuilder for TlsSocketBuilder<'_> {
         check_type(any, path, DOWNSTREAM_TYPE)?;
         let proto: DownstreamTlsContext = decode_any(any, path)?;
         let context = downstream_context(&proto, path, self.secrets)?;
+        let stats = TlsStats::new(self.store, stat_prefix, true);
+        if let Some(c) = &context {
+            expirations(&stats, proto.common_tls_context.as_ref(), &c.certificates);
+        }
         let tls = Arc::new(DownstreamTls {
             context: ContextCell::new(context),
             handshake_timeout,
-            stats: TlsStats::new(self.store, stat_prefix, true),
+            stats,
             read_peer: peer_certificate,
         });
         let common = proto.common_tls_context.clone().unwrap_or_default();
@@ -117,6 +121,7 @@ impl TransportSocketBuilder for TlsSocketBuilder<'_> {
             path: path.clone(),
             build: downstream_context,
             parts: |t: &DownstreamTls| (&t.context, &t.stats),
+            common: |p: &DownstreamTlsContext| p.common_tls_context.as_ref(),
         };
         self.secrets.subscribe(&common, Arc::new(rebuild));
         Ok(tls)
@@ -126,6 +131,10 @@ impl TransportSocketBuilder for TlsSocketBuilder<'_> {
         check_type(any, path, UPSTREAM_TYPE)?;
         let proto: UpstreamTlsContext = decode_any(any, path)?;
         let context = upstream_context(&proto, path, self.secrets)?;
+        let stats = TlsStats::new(self.store, stat_prefix, false);
+        if let Some(c) = &context {
+            expirations(&stats, proto.common_tls_context.as_ref(), &c.certificates);
+        }
         let server_name = match proto.sni.as_str() {
             "" => None,
             sni => Some(
@@ -133,11 +142,7 @@ impl TransportSocketBuilder for TlsSocketBuilder<'_> {
                     .map_err(|_| path.field_error("sni", format!("'{sni}' is not a DNS name")))?,
             ),
         };
-        let tls = Arc::new(UpstreamTls {
-            context: ContextCell::new(context),
-            server_name,
-            stats: TlsStats::new(self.store, stat_prefix, false),
-        });
+        let tls = Arc::new(UpstreamTls { context: ContextCell::new(context), server_name, stats });
         let common = proto.common_tls_context.clone().unwrap_or_default();
         let rebuild = Rebuild {
             tls: Arc::downgrade(&tls),
@@ -145,6 +150,7 @@ impl TransportSocketBuilder for TlsSocketBuilder<'_> {
             path: path.clone(),
             build: upstream_context,
             parts: |t: &UpstreamTls| (&t.context, &t.stats),
+            common: |p: &UpstreamTlsContext| p.common_tls_context.as_ref(),
         };
         self.secrets.subscribe(&common, Arc::new(rebuild));
         Ok(tls)
@@ -202,14 +208,30 @@ fn upstream_context(
     Ok(Some(TlsContext { config: Arc::new(config), fallback, certificates }))
 }
 
+/// Envoy's `ssl.certificate.<name>.expiration_unix_time_seconds` of each
+/// certificate of a context: named by its secret, an inline one
+/// `unnamed_cert_e3b0c442` (Envoy's name for a certificate without one: all
+/// inline ones share it, the last set wins, as in Envoy 1.40).
+fn expirations(stats: &TlsStats, common: Option<&CommonTlsContext>, certificates: &ContextCertificates) {
+    let Some(common) = common else { return };
+    let inline = common.tls_certificates.iter().map(|_| "unnamed_cert_e3b0c442");
+    let names = inline.chain(common.tls_certificate_sds_secret_configs.iter().map(|c| c.name.as_str()));
+    // One leaf per certificate, in the same order (`context_certificates`).
+    for (name, leaf) in names.zip(&certificates.cert_chain) {
+        stats.certificate_expiration(name, leaf.expiration_time);
+    }
+}
+
 /// Builds a context again when an SDS secret it names changes: `build` from
-/// the config `proto` (at `path`) into the cell `parts` finds in the context.
+/// the config `proto` (at `path`) into the cell `parts` finds in the context,
+/// whose `common_tls_context` `common` reads.
 struct Rebuild<T, P, C> {
     tls: std::sync::Weak<T>,
     proto: P,
     path: FieldPath,
     build: ContextBuilder<P, C>,
     parts: fn(&T) -> (&ContextCell<C>, &TlsStats),
+    common: fn(&P) -> Option<&CommonTlsContext>,
 }
 
 type ContextBuilder<P, C> = fn(&P, &FieldPath, &SecretManager) -> Result<Option<TlsContext<C>>, ConfigError>;
@@ -219,6 +241,7 @@ impl<T: Send + Sync, P: Send + Sync, C: Send + Sync> secret::Dependent for Rebui
         let Some(tls) = self.tls.upgrade() else { return Ok(()) };
         if let Some(context) = (self.build)(&self.proto, &self.path, secrets)? {
             let (cell, stats) = (self.parts)(&tls);
+            expirations(stats, (self.common)(&self.proto), &context.certificates);
             cell.replace(context);
             stats.factory.ssl_context_update_by_sds.inc();
         }
