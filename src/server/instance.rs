@@ -406,6 +406,9 @@ impl Server {
         s.memory_heap_size.set(m.heap_size as i64);
         s.memory_physical_size.set(m.physical as i64);
         s.total_connections.set(self.total_connections.value());
+        // Envoy's value when no certificate is configured: u32::MAX days.
+        let days = super::admin::certs::days_until_first_expiring(self).unwrap_or(i64::from(u32::MAX));
+        s.days_until_first_cert_expiring.set(days);
     }
 }
 
@@ -494,7 +497,8 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
     stats.concurrency.set(workers_n as i64);
     stats.version.set(version_number());
     stats.hot_restart_epoch.set(i64::from(options.epoch()));
-    // Envoy's value when no certificate is configured (u32::MAX days).
+    // Envoy's value when no certificate is configured (u32::MAX days), until
+    // the first refresh reads the contexts.
     stats.days_until_first_cert_expiring.set(i64::from(u32::MAX));
     stats.state.set(ServerState::PreInitializing as i64);
     let server = Rc::new(Server {
