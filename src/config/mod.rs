@@ -12,6 +12,7 @@ pub mod descriptor;
 pub mod encode;
 pub mod path_source;
 pub mod proto_json;
+pub mod redact;
 pub mod source_lines;
 pub mod supported;
 pub mod validate;

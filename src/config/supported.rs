@@ -65,7 +65,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("envoy.config.metrics.v3.TagSpecifier", &["tag_name", "regex", "fixed_value"]),
     ("envoy.config.metrics.v3.StatsMatcher", &["reject_all", "exclusion_list", "inclusion_list"]),
     ("envoy.type.matcher.v3.ListStringMatcher", &["patterns"]),
-    ("envoy.config.bootstrap.v3.Bootstrap.StaticResources", &["listeners", "clusters"]),
+    ("envoy.config.bootstrap.v3.Bootstrap.StaticResources", &["listeners", "clusters", "secrets"]),
     // File-based xDS only (`config::path_source`): `ads_config` and every
     // management-server specifier of `ConfigSource` are refused.
     ("envoy.config.bootstrap.v3.Bootstrap.DynamicResources", &["lds_config", "cds_config"]),

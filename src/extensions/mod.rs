@@ -47,6 +47,8 @@ pub struct FactoryContext<'a> {
     pub listener_outbound: bool,
     /// `node.locality.zone`, which every tracing span carries.
     pub node_zone: &'a str,
+    /// The secrets a TLS context may name.
+    pub secrets: &'a transport_sockets::tls::SecretManager,
 }
 
 /// Builds a network filter from its `typed_config`; the path points at it.

@@ -5,10 +5,14 @@
 //! configs come ready-made from the layer that reads `DownstreamTlsContext` /
 //! `UpstreamTlsContext` (`extensions::transport_sockets::tls`), so this layer
 //! knows no config message; it counts Envoy's `<scope>.ssl.*` stats.
+//!
+//! A context's rustls config sits in a `ContextCell` that each handshake reads:
+//! an SDS secret that changes puts a new one there (built on the main thread),
+//! which the next handshakes use while open sessions keep theirs.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -43,20 +47,42 @@ define_stats! {
     }
 }
 
+define_stats! {
+    /// `<scope>.{server,client}_ssl_socket_factory.*`, Envoy's stats of a TLS
+    /// socket factory (created for every TLS context, SDS or not).
+    #[derive(Debug)]
+    pub struct SocketFactoryStats {
+        counter ssl_context_update_by_sds,
+        counter downstream_context_secrets_not_ready,
+        counter upstream_context_secrets_not_ready,
+    }
+}
+
 /// The stats of one TLS context, with what creates its lazy counters.
 #[derive(Debug)]
 pub struct TlsStats {
     pub ssl: SslStats,
+    pub factory: SocketFactoryStats,
     store: Arc<Store>,
     /// `<scope>.ssl.`
     prefix: String,
 }
 
 impl TlsStats {
-    /// `prefix` is the owner's scope with its dot: `listener.<addr>.` or `cluster.<name>.`.
-    pub fn new(store: &Arc<Store>, prefix: &str) -> TlsStats {
+    /// `prefix` is the owner's scope with its dot: `listener.<addr>.` or
+    /// `cluster.<name>.`; `server`: a listener's context (Envoy's factory stats
+    /// are `server_ssl_socket_factory` there, `client_ssl_socket_factory` on a cluster).
+    pub fn new(store: &Arc<Store>, prefix: &str, server: bool) -> TlsStats {
+        let side = if server { "server" } else { "client" };
+        let factory = SocketFactoryStats::new(store, &format!("{prefix}{side}_ssl_socket_factory."));
         let prefix = format!("{prefix}ssl.");
-        TlsStats { ssl: SslStats::new(store, &prefix), store: store.clone(), prefix }
+        TlsStats { ssl: SslStats::new(store, &prefix), factory, store: store.clone(), prefix }
+    }
+
+    /// `<scope>.ssl.certificate.<name>.expiration_unix_time_seconds`: when a
+    /// certificate the context serves expires (set as the context is built).
+    pub fn certificate_expiration(&self, name: &str, unix_time: i64) {
+        self.store.gauge(&format!("{}certificate.{name}.expiration_unix_time_seconds", self.prefix)).set(unix_time);
     }
 
     /// Envoy's `logHandshake`: the handshake, its version, cipher and curve (on a
@@ -143,15 +169,46 @@ fn curve_name(g: rustls::NamedGroup) -> Option<&'static str> {
 /// The content type of a TLS handshake record: a ClientHello's first byte.
 const HANDSHAKE_RECORD: u8 = 0x16;
 
-/// A filter chain's TLS (`DownstreamTlsContext`), built once, used by every worker.
+/// The context one handshake uses: replaced whole when a secret it reads changes.
+#[derive(Debug)]
+pub struct TlsContext<C> {
+    pub config: Arc<C>,
+    /// Upstream, without `alpn_protocols`: `config` offering `http/1.1`, then `h2`.
+    pub fallback: Option<[Arc<C>; 2]>,
+    /// What `/certs` lists of this context, read when it was built.
+    pub certificates: ContextCertificates,
+}
+
+/// A TLS context that SDS may replace. Each handshake reads it once (an
+/// uncontended read lock and an `Arc` clone; handshakes are rare next to
+/// requests); it is empty while a secret it needs has not been loaded yet.
+#[derive(Debug)]
+pub struct ContextCell<C>(RwLock<Option<Arc<TlsContext<C>>>>);
+
+impl<C> ContextCell<C> {
+    pub fn new(context: Option<TlsContext<C>>) -> Self {
+        ContextCell(RwLock::new(context.map(Arc::new)))
+    }
+
+    /// The context the next handshake uses.
+    pub fn current(&self) -> Option<Arc<TlsContext<C>>> {
+        // A poisoned lock still holds a whole `Arc`: the writer only swaps it.
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Puts a new context in for the handshakes from now on.
+    pub fn replace(&self, context: TlsContext<C>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(context));
+    }
+}
+
+/// A filter chain's TLS (`DownstreamTlsContext`), built on the main thread, used by every worker.
 #[derive(Debug)]
 pub struct DownstreamTls {
-    pub config: Arc<ServerConfig>,
+    pub context: ContextCell<ServerConfig>,
     /// The chain's `transport_socket_connect_timeout`: how long a handshake may take.
     pub handshake_timeout: Option<Duration>,
     pub stats: TlsStats,
-    /// What `/certs` lists of this context, read when it was built.
-    pub certificates: ContextCertificates,
     /// Reads a client certificate's DER (the TLS extension's reader).
     pub read_peer: PeerCertificateReader,
 }
@@ -197,8 +254,7 @@ pub struct DownstreamTlsInfo {
 }
 
 impl DownstreamTlsInfo {
-    fn of(session: &rustls::ServerConnection, tls: &DownstreamTls) -> DownstreamTlsInfo {
-        let certificates = &tls.certificates;
+    fn of(session: &rustls::ServerConnection, tls: &DownstreamTls, certificates: &ContextCertificates) -> Self {
         let server_name = session.server_name().map(str::to_string);
         let local_uri_sans = presented(certificates, server_name.as_deref())
             .map(|c| {
@@ -253,6 +309,11 @@ pub enum HandshakeFailure {
 impl DownstreamTls {
     /// Runs the server handshake on an accepted connection.
     pub async fn accept(&self, tcp: TcpStream) -> Result<(TransportStream, DownstreamTlsInfo), HandshakeFailure> {
+        let Some(context) = self.context.current() else {
+            // Envoy closes at once while an SDS secret has not arrived.
+            self.stats.factory.downstream_context_secrets_not_ready.inc();
+            return Err(HandshakeFailure::Failed);
+        };
         let handshake = async {
             // Bytes that are no TLS handshake record (plaintext HTTP, say) are
             // closed on without an alert, as BoringSSL does in Envoy.
@@ -268,7 +329,7 @@ impl DownstreamTls {
                     return Err(Some(io::Error::new(io::ErrorKind::InvalidData, not_tls)));
                 }
             }
-            tokio_rustls::TlsAcceptor::from(self.config.clone()).accept(tcp).await.map_err(Some)
+            tokio_rustls::TlsAcceptor::from(context.config.clone()).accept(tcp).await.map_err(Some)
         };
         let result = match self.handshake_timeout {
             Some(d) => tokio::time::timeout(d, handshake).await.map_err(|_| HandshakeFailure::Timeout)?,
@@ -277,7 +338,7 @@ impl DownstreamTls {
         match result {
             Ok(session) => {
                 self.stats.handshake_done(session.get_ref().1, true);
-                let info = DownstreamTlsInfo::of(session.get_ref().1, self);
+                let info = DownstreamTlsInfo::of(session.get_ref().1, self, &context.certificates);
                 Ok((TransportStream::Tls(SharedStream::new(TlsSession::new(session.into()))), info))
             }
             Err(Some(e)) => {
@@ -299,18 +360,14 @@ pub enum AlpnFallback {
     Http2,
 }
 
-/// A cluster's TLS (`UpstreamTlsContext`), built once, used by every worker.
+/// A cluster's TLS (`UpstreamTlsContext`), built on the main thread, used by every worker.
 #[derive(Debug)]
 pub struct UpstreamTls {
-    pub config: Arc<ClientConfig>,
-    /// Without `alpn_protocols`: `config` offering `http/1.1`, then `h2`.
-    pub fallback: Option<[Arc<ClientConfig>; 2]>,
+    pub context: ContextCell<ClientConfig>,
     /// The `sni` (also the name a certificate is checked against); `None`: no
     /// SNI, as Envoy, and the host's address stands in.
     pub server_name: Option<ServerName<'static>>,
     pub stats: TlsStats,
-    /// What `/certs` lists of this context, read when it was built.
-    pub certificates: ContextCertificates,
 }
 
 /// A TLS context's certificates as Envoy's `/certs` lists them: each trusted
@@ -367,10 +424,14 @@ impl UpstreamTls {
         protocol: Option<AlpnFallback>,
     ) -> io::Result<TransportStream> {
         let name = self.server_name.clone().unwrap_or(ServerName::IpAddress(host.into()));
-        let config = match (&self.fallback, protocol) {
+        let Some(context) = self.context.current() else {
+            self.stats.factory.upstream_context_secrets_not_ready.inc();
+            return Err(io::Error::new(io::ErrorKind::NotConnected, "the TLS context's secrets are not ready"));
+        };
+        let config = match (&context.fallback, protocol) {
             (Some([h1, _]), Some(AlpnFallback::Http11)) => h1,
             (Some([_, h2]), Some(AlpnFallback::Http2)) => h2,
-            _ => &self.config,
+            _ => &context.config,
         };
         match tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp).await {
             Ok(session) => {

@@ -21,11 +21,12 @@ use super::options::Options;
 use super::overload_manager::OverloadManager;
 use super::watchdog::{GuardDog, WatchdogConfig};
 use super::worker::Worker;
-use super::xds::{cds::CdsApi, lds::LdsApi, AppliedState, DynamicResourcesConfig, PathSubscription};
+use super::xds::{cds::CdsApi, lds::LdsApi, sds, AppliedState, DynamicResourcesConfig, PathSubscription};
 use crate::access_log::AccessLogger;
 use crate::config::{self, BootstrapSource, ConfigError, LoadedBootstrap};
 use crate::define_stats;
 use crate::event::{Dispatcher, DispatcherHandle};
+use crate::extensions::transport_sockets::tls::SecretManager;
 use crate::extensions::{self, FactoryContext};
 use crate::network::address::socket_address;
 use crate::network::{DrainPhase, ListenerManager};
@@ -126,6 +127,8 @@ pub struct ServerConfig {
     pub overload: Option<(OverloadManager, Slot<OverloadState>)>,
     /// `dynamic_resources`: the files CDS and LDS read.
     pub dynamic: DynamicResourcesConfig,
+    /// `static_resources.secrets`, and the SDS secrets the contexts named.
+    pub secrets: Arc<SecretManager>,
 }
 
 impl ServerConfig {
@@ -161,6 +164,8 @@ impl ServerConfig {
             None => Vec::new(),
         };
         let statics = b.static_resources.as_ref();
+        let node_complete = b.node.as_ref().is_some_and(|n| !n.id.is_empty() && !n.cluster.is_empty());
+        let secrets = Arc::new(SecretManager::from_proto(statics.map_or(&[], |s| &s.secrets), node_complete)?);
         let local_locality = b.node.as_ref().and_then(|n| n.locality.as_ref()).map(|l| Locality {
             region: l.region.clone(),
             zone: l.zone.clone(),
@@ -170,7 +175,7 @@ impl ServerConfig {
             statics.map_or(&[], |s| &s.clusters),
             local_locality.as_ref(),
             &store,
-            &crate::extensions::transport_sockets::tls::TlsSocketBuilder { store: &store },
+            &crate::extensions::transport_sockets::tls::TlsSocketBuilder { store: &store, secrets: &secrets },
         )?;
         let health_check_failed = Arc::new(AtomicBool::new(false));
         let (drain_tx, drain_rx) = tokio::sync::watch::channel(DrainPhase::Serving);
@@ -190,6 +195,7 @@ impl ServerConfig {
             listener_bypasses_overload: false,
             listener_outbound: false,
             node_zone: local_locality.as_ref().map_or("", |l| l.zone.as_str()),
+            secrets: &secrets,
         };
         let listeners =
             ListenerManager::from_proto(statics.map_or(&[], |s| &s.listeners), &ctx, &store, options.workers())?;
@@ -276,6 +282,7 @@ impl ServerConfig {
             drain: drain_tx,
             overload,
             dynamic,
+            secrets,
         })
     }
 }
@@ -335,6 +342,8 @@ pub struct Server {
     pub dynamic: DynamicResourcesConfig,
     pub cds_state: Rc<RefCell<AppliedState>>,
     pub lds_state: Rc<RefCell<AppliedState>>,
+    /// `static_resources.secrets` and the SDS secrets (`/config_dump`, SDS).
+    pub secrets: Arc<SecretManager>,
     /// The listen sockets a newer process may take (with handoff on).
     handoff_sockets: RefCell<Option<handoff::parent::HandoffSockets>>,
 }
@@ -396,6 +405,9 @@ impl Server {
         s.memory_heap_size.set(m.heap_size as i64);
         s.memory_physical_size.set(m.physical as i64);
         s.total_connections.set(self.total_connections.value());
+        // Envoy's value when no certificate is configured: u32::MAX days.
+        let days = super::admin::certs::days_until_first_expiring(self).unwrap_or(i64::from(u32::MAX));
+        s.days_until_first_cert_expiring.set(days);
     }
 }
 
@@ -461,6 +473,7 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
         drain,
         overload,
         dynamic,
+        secrets,
     } = config;
     // Before any thread starts, so that a panic on any of them follows the policy.
     super::panic_hook::install(store.counter("server.envoy_bug_failures"));
@@ -489,7 +502,8 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
     stats.concurrency.set(workers_n as i64);
     stats.version.set(version_number());
     stats.hot_restart_epoch.set(i64::from(options.epoch()));
-    // Envoy's value when no certificate is configured (u32::MAX days).
+    // Envoy's value when no certificate is configured (u32::MAX days), until
+    // the first refresh reads the contexts.
     stats.days_until_first_cert_expiring.set(i64::from(u32::MAX));
     stats.state.set(ServerState::PreInitializing as i64);
     let server = Rc::new(Server {
@@ -516,6 +530,7 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
         dynamic,
         cds_state: Rc::default(),
         lds_state: Rc::default(),
+        secrets,
     });
 
     let result: Rc<RefCell<std::io::Result<()>>> = Rc::new(RefCell::new(Ok(())));
@@ -581,14 +596,16 @@ async fn main_loop(
         }
     }
     server.state.set(ServerState::Initializing);
+    // Each SDS secret's file is read before clusters connect or listeners
+    // accept, as Envoy's init manager waits for secrets.
+    let mut subscriptions = sds::start_pending(&server.secrets, &server.store).await?;
     let cm = ClusterManager::start(clusters, cluster_slot).await;
     *server.cluster_manager.borrow_mut() = Some(cm.clone());
     // CDS is read once before any listener starts (Envoy initializes CDS
     // clusters first), so listeners may name its clusters.
-    let mut subscriptions = Vec::new();
     if let Some(source) = server.dynamic.cds.clone() {
         let sub = PathSubscription::new(source, &server.store, "cluster_manager.cds.");
-        let api = CdsApi::new(cm.clone(), server.store.clone(), server.cds_state.clone());
+        let api = CdsApi::new(cm.clone(), server.store.clone(), server.secrets.clone(), server.cds_state.clone());
         let watcher = sub.start(&api).await?;
         subscriptions.push(tokio::task::spawn_local(async move { sub.follow(&api, watcher).await }));
     }

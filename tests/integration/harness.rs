@@ -6,7 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -290,6 +290,14 @@ pub fn tcp_listener(name: &str, stat_prefix: &str, cluster: &str, extra_tcp_prox
     format!(
         "  - name: {name}\n    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}\n    filter_chains:\n    - filters:\n      - name: envoy.filters.network.tcp_proxy\n        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy\n          stat_prefix: {stat_prefix}\n          cluster: {cluster}\n{extra_tcp_proxy}"
     )
+}
+
+/// Replaces `dir/name` as a config system does: a new file beside it, renamed
+/// over it (what Envoy's file watches react to).
+pub fn swap_in(dir: &Path, name: &str, contents: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, contents).expect("write new file");
+    std::fs::rename(&tmp, dir.join(name)).expect("rename over");
 }
 
 /// A whole static config from listener and cluster YAML fragments.

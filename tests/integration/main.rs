@@ -28,6 +28,7 @@ mod net_helpers;
 mod no_loss;
 mod routing;
 mod runtime;
+mod sds;
 mod stat_sinks;
 mod supported_fields;
 mod tcp_proxy;

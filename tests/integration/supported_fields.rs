@@ -53,6 +53,15 @@ const GZIP_INFLATE: &str = "envoy.extensions.compression.gzip.decompressor.v3.Gz
 const GZIP_INFLATE_RS: &str = "src/extensions/compression/gzip/decompressor.rs";
 const GZIP_RS: &str = "src/extensions/compression/gzip/compressor.rs";
 const XDS_IT: &str = "tests/integration/xds_files.rs";
+const SDS_IT: &str = "tests/integration/sds.rs";
+const SDS_STATIC: &str = "a_static_secret_serves_https_and_an_unknown_name_is_refused";
+const SDS_STATIC_CA: &str = "a_static_validation_secret_checks_client_certificates";
+const SDS_UPSTREAM: &str = "an_upstream_validation_context_from_sds_verifies_the_upstream";
+const SDS_COMBINED: &str = "a_combined_validation_context_merges_the_default_with_the_secret";
+const SDS_CONFIG: &str = "envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig";
+const SECRET_MSG: &str = "envoy.extensions.transport_sockets.tls.v3.Secret";
+const COMBINED_VC: &str =
+    "envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.CombinedCertificateValidationContext";
 const XDS_REMOVE: &str = "a_removed_listener_stops_accepting_while_its_request_in_flight_completes";
 const XDS_WATCHED: &str = "a_watched_directory_reloads_on_any_move_into_it";
 const OVERLOAD: &str = "envoy.config.overload.v3.OverloadManager";
@@ -243,6 +252,11 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     ),
     ("envoy.config.bootstrap.v3.Bootstrap.StaticResources", "listeners", &[compat("http_get")]),
     ("envoy.config.bootstrap.v3.Bootstrap.StaticResources", "clusters", &[compat("http_get")]),
+    (
+        "envoy.config.bootstrap.v3.Bootstrap.StaticResources",
+        "secrets",
+        &[test(SDS_IT, SDS_STATIC), compat("tls_secrets")],
+    ),
     (
         "envoy.config.bootstrap.v3.Bootstrap.DynamicResources",
         "lds_config",
@@ -1150,6 +1164,16 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     ),
     (COMMON_TLS, "validation_context", &[test(TLS_IT, TLS_MTLS), compat("tls_upstream")]),
     (COMMON_TLS, "alpn_protocols", &[test(TLS_IT, "alpn_h2_serves_http2_and_http1_stays_http1")]),
+    (COMMON_TLS, "tls_certificate_sds_secret_configs", &[test(SDS_IT, SDS_STATIC), compat("tls_secrets")]),
+    (COMMON_TLS, "validation_context_sds_secret_config", &[test(SDS_IT, SDS_STATIC_CA), test(SDS_IT, SDS_UPSTREAM)]),
+    (COMMON_TLS, "combined_validation_context", &[test(SDS_IT, SDS_COMBINED)]),
+    (COMBINED_VC, "default_validation_context", &[test(SDS_IT, SDS_COMBINED)]),
+    (COMBINED_VC, "validation_context_sds_secret_config", &[test(SDS_IT, SDS_COMBINED)]),
+    (SDS_CONFIG, "name", &[test(SDS_IT, SDS_STATIC), compat("tls_secrets")]),
+    (SDS_CONFIG, "sds_config", &[test(SDS_IT, SDS_UPSTREAM)]),
+    (SECRET_MSG, "name", &[test(SDS_IT, SDS_STATIC), compat("tls_secrets")]),
+    (SECRET_MSG, "tls_certificate", &[test(SDS_IT, SDS_STATIC), compat("tls_secrets")]),
+    (SECRET_MSG, "validation_context", &[test(SDS_IT, SDS_STATIC_CA), test(SDS_IT, SDS_UPSTREAM)]),
     (TLS_PARAMS_MSG, "tls_minimum_protocol_version", &[test(TLS_IT, TLS_PARAMS)]),
     (TLS_PARAMS_MSG, "tls_maximum_protocol_version", &[test(TLS_IT, TLS_PARAMS)]),
     (TLS_PARAMS_MSG, "cipher_suites", &[test(TLS_IT, TLS_PARAMS)]),

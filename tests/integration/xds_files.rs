@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::harness::{config, static_cluster, Courier, TempDir, IO_TIMEOUT};
+use crate::harness::{config, static_cluster, swap_in, Courier, TempDir, IO_TIMEOUT};
 use crate::http_util::{holding_upstream, http_listener, one_vhost, prefix_route, Client, Gate};
 use crate::shared_net::http_upstream;
 
@@ -23,13 +23,6 @@ fn discovery(type_name: &str, version: &str, fragments: &[String]) -> String {
         .map(|f| f.replacen("  - ", &format!("  - \"@type\": type.googleapis.com/{type_name}\n    "), 1))
         .collect();
     format!("version_info: \"{version}\"\nresources:\n{items}")
-}
-
-/// Replaces `dir/name` as a config system does: a new file beside it, renamed over it.
-fn swap_in(dir: &Path, name: &str, contents: &str) {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, contents).expect("write new file");
-    std::fs::rename(&tmp, dir.join(name)).expect("rename over");
 }
 
 /// An HTTP listener `name` routing `/` to `cluster` (and, with `extra_routes`, more).

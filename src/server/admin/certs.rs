@@ -1,7 +1,8 @@
 //! `/certs`: every TLS context's trusted CA and certificates, in Envoy's JSON
 //! layout (`envoy.admin.v3.Certificates`). The details were read from the
 //! certificates when the contexts were built (`network::tls::ContextCertificates`);
-//! only `days_until_expiration` depends on the time of the request. Clusters'
+//! only `days_until_expiration` depends on the time of the request. A context
+//! an SDS secret replaced shows its current certificates. Clusters'
 //! contexts come first, then listeners' filter chains', each in config order.
 
 use std::time::SystemTime;
@@ -11,17 +12,45 @@ use crate::network::tls::{CertificateDetails, ContextCertificates, SubjectAltNam
 use crate::server::Server;
 
 pub(super) fn render(server: &Server) -> Reply {
-    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    let mut contexts: Vec<String> = Vec::new();
+    let now = unix_now();
+    let contexts: Vec<String> = every_context(server).iter().map(|c| context(c.as_ref(), now)).collect();
+    let body = format!("{{\n \"certificates\": {}\n}}\n", array(&contexts, 1));
+    Reply::ok(JSON, escape_angle_brackets(&body))
+}
+
+/// The certificates of every TLS context, clusters' first; `None` for one
+/// whose secrets have not loaded.
+fn every_context(server: &Server) -> Vec<Option<ContextCertificates>> {
+    let mut out = Vec::new();
     if let Some(cm) = server.cluster_manager.borrow().as_ref() {
-        contexts.extend(cm.clusters().iter().filter_map(|c| c.tls.as_ref()).map(|t| context(&t.certificates, now)));
+        let clusters = cm.clusters();
+        let tls = clusters.iter().filter_map(|c| c.tls.as_ref()).map(|t| t.context.current());
+        out.extend(tls.map(|t| t.map(|t| t.certificates.clone())));
     }
     for listener in server.listener_manager.active().iter() {
         let chains = listener.config.filter_chains.chains();
-        contexts.extend(chains.filter_map(|c| c.transport_socket.as_ref()).map(|t| context(&t.certificates, now)));
+        let tls = chains.filter_map(|c| c.transport_socket.as_ref()).map(|t| t.context.current());
+        out.extend(tls.map(|t| t.map(|t| t.certificates.clone())));
     }
-    let body = format!("{{\n \"certificates\": {}\n}}\n", array(&contexts, 1));
-    Reply::ok(JSON, escape_angle_brackets(&body))
+    out
+}
+
+/// `server.days_until_first_cert_expiring`: the fewest days any context's
+/// certificate or trusted CA has left, as Envoy's; `None` without one.
+pub(crate) fn days_until_first_expiring(server: &Server) -> Option<i64> {
+    let now = unix_now();
+    let contexts = every_context(server);
+    let certs = contexts.iter().flatten().flat_map(|c| c.ca_cert.iter().chain(&c.cert_chain));
+    certs.map(|c| days_left(c, now)).min()
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Whole days left, as BoringSSL's ASN1_TIME_diff counts them; none once expired.
+fn days_left(c: &CertificateDetails, now: i64) -> i64 {
+    (c.expiration_time - now).max(0) / 86_400
 }
 
 // serde_json's maps sort their keys; Envoy prints the proto's field order, so
@@ -48,8 +77,10 @@ fn string(s: &str) -> String {
     serde_json::Value::from(s).to_string()
 }
 
-/// One context, at depth 2 (inside `certificates`).
-fn context(certs: &ContextCertificates, now: i64) -> String {
+/// One context, at depth 2 (inside `certificates`); `None`: its secrets are not loaded yet.
+fn context(certs: Option<&ContextCertificates>, now: i64) -> String {
+    let none = ContextCertificates::default();
+    let certs = certs.unwrap_or(&none);
     let list = |v: &[CertificateDetails]| array(&v.iter().map(|c| certificate(c, now)).collect::<Vec<_>>(), 3);
     object(&[("ca_cert", list(&certs.ca_cert)), ("cert_chain", list(&certs.cert_chain))], 2)
 }
@@ -65,8 +96,7 @@ fn certificate(c: &CertificateDetails, now: i64) -> String {
             SubjectAltName::IpAddress(ip) => object(&[("ip_address", string(&ip.to_string()))], 6),
         })
         .collect();
-    // Whole days left, as BoringSSL's ASN1_TIME_diff counts them; none once expired.
-    let days = (c.expiration_time - now).max(0) / 86_400;
+    let days = days_left(c, now);
     object(
         &[
             ("path", string(&c.path)),

@@ -1,16 +1,20 @@
 //! `/config_dump`: the effective config as Envoy's `ConfigDump` — the
 //! bootstrap, then the static and (from CDS and LDS) dynamic clusters and
-//! listeners — printed with proto field names and Envoy's one-space indentation.
+//! listeners, then the static and SDS secrets — printed with proto field names
+//! and Envoy's one-space indentation, sensitive fields (private keys) redacted
+//! as Envoy redacts them (`config::redact`).
 //!
 //! The server keeps the bootstrap protobuf-encoded, not the schema it needs to be
 //! printed: each dump decodes the schema, renders, and frees it again.
 
+use prost::Message;
 use prost_reflect::{DynamicMessage, ReflectMessage, SerializeOptions, Value};
 use serde::Serialize;
 use serde_json::{json, Value as Json};
 
 use crate::config::path_source::{CLUSTER_TYPE, LISTENER_TYPE};
 use crate::config::{self, bootstrap::BOOTSTRAP_TYPE, descriptor};
+use crate::extensions::transport_sockets::tls::SECRET_TYPE;
 use crate::server::xds::AppliedState;
 use crate::server::Server;
 
@@ -25,10 +29,11 @@ fn dump(server: &Server) -> String {
     let decoded = descriptor::message(BOOTSTRAP_TYPE)
         .ok_or_else(|| format!("{BOOTSTRAP_TYPE} missing from the schema"))
         .and_then(|desc| DynamicMessage::decode(desc, server.bootstrap_dump.as_slice()).map_err(|e| e.to_string()));
-    let bootstrap_dump = match decoded {
+    let mut bootstrap_dump = match decoded {
         Ok(b) => b,
         Err(e) => return pretty(&json!({ "error": format!("cannot decode the bootstrap: {e}") })),
     };
+    config::redact::redact(&mut bootstrap_dump);
     let bootstrap = to_json(&bootstrap_dump);
     let updated = humantime_rfc3339(server.started_wall);
     let statics = |field: &str, key: &str| -> Vec<Json> {
@@ -70,9 +75,58 @@ fn dump(server: &Server) -> String {
             },
             clusters,
             listeners,
+            secrets(server, &bootstrap_dump),
         ]
     });
     pretty(&dump)
+}
+
+/// Envoy's `SecretsConfigDump`: `static_resources.secrets` as configured, and
+/// each SDS secret loaded, with its files read in (as Envoy keeps them).
+fn secrets(server: &Server, bootstrap: &DynamicMessage) -> Json {
+    let typed = |mut m: Json| {
+        if let Json::Object(fields) = &mut m {
+            fields.insert("@type".into(), json!(format!("type.googleapis.com/{SECRET_TYPE}")));
+        }
+        m
+    };
+    let mut dump = json!({ "@type": "type.googleapis.com/envoy.admin.v3.SecretsConfigDump" });
+    let statics: Vec<Json> = static_resources(bootstrap, "secrets")
+        .into_iter()
+        .map(|m| {
+            let name = m.get_field_by_name("name").and_then(|n| n.as_str().map(str::to_string)).unwrap_or_default();
+            json!({ "name": name, "secret": typed(to_json(&m)) })
+        })
+        .collect();
+    if !statics.is_empty() {
+        dump["static_secrets"] = json!(statics);
+    }
+    let Some(desc) = descriptor::message(SECRET_TYPE) else { return dump };
+    let dynamic: Vec<Json> = server
+        .secrets
+        .dynamic()
+        .iter()
+        .filter_map(|s| s.current().map(|loaded| (s.name.clone(), loaded)))
+        .map(|(name, loaded)| {
+            let secret = match DynamicMessage::decode(desc.clone(), loaded.secret.encode_to_vec().as_slice()) {
+                Ok(mut m) => {
+                    config::redact::redact(&mut m);
+                    typed(to_json(&m))
+                }
+                Err(e) => json!({ "error": format!("cannot decode {name}: {e}") }),
+            };
+            json!({
+                "name": name,
+                "version_info": loaded.version_info,
+                "last_updated": protobuf_timestamp(loaded.last_updated),
+                "secret": secret,
+            })
+        })
+        .collect();
+    if !dynamic.is_empty() {
+        dump["dynamic_active_secrets"] = json!(dynamic);
+    }
+    dump
 }
 
 /// What CDS or LDS applied, in Envoy's shape: the subscription's last
@@ -96,7 +150,10 @@ fn add_dynamic(
         .iter()
         .map(|(name, r)| {
             let mut resource = match DynamicMessage::decode(desc.clone(), r.encoded.as_slice()) {
-                Ok(m) => to_json(&m),
+                Ok(mut m) => {
+                    config::redact::redact(&mut m);
+                    to_json(&m)
+                }
                 Err(e) => json!({ "error": format!("cannot decode {name}: {e}") }),
             };
             if let Json::Object(fields) = &mut resource {

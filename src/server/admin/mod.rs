@@ -3,7 +3,7 @@
 //! access-logged as Envoy's admin logs it (`admin.access_log_path`,
 //! `admin.access_log`).
 
-mod certs;
+pub(crate) mod certs;
 mod clusters;
 mod config_dump;
 mod listeners;

@@ -18,6 +18,7 @@ use super::{diff, epoch_ms, record, resource_path, AppliedState, ResourceApi};
 use crate::config::path_source::{DiscoveryFile, CLUSTER_TYPE};
 use crate::config::ConfigError;
 use crate::define_stats;
+use crate::extensions::transport_sockets::tls::{SecretManager, TlsSocketBuilder};
 use crate::stats::Store;
 use crate::upstream::cluster_manager::build_cluster;
 use crate::upstream::ClusterManager;
@@ -35,14 +36,20 @@ define_stats! {
 pub struct CdsApi {
     cm: Rc<ClusterManager>,
     store: Arc<Store>,
+    secrets: Arc<SecretManager>,
     stats: CdsStats,
     state: Rc<RefCell<AppliedState>>,
 }
 
 impl CdsApi {
-    pub fn new(cm: Rc<ClusterManager>, store: Arc<Store>, state: Rc<RefCell<AppliedState>>) -> Self {
+    pub fn new(
+        cm: Rc<ClusterManager>,
+        store: Arc<Store>,
+        secrets: Arc<SecretManager>,
+        state: Rc<RefCell<AppliedState>>,
+    ) -> Self {
         let stats = CdsStats::new(&store, "cluster_manager.cds.");
-        CdsApi { cm, store, stats, state }
+        CdsApi { cm, store, secrets, stats, state }
     }
 }
 
@@ -52,7 +59,7 @@ impl ResourceApi for CdsApi {
 
     async fn apply(&self, file: &DiscoveryFile) -> Result<(), ConfigError> {
         let (changed, removed) = diff(file, &self.state.borrow(), |name| self.cm.is_static(name));
-        let sockets = crate::extensions::transport_sockets::tls::TlsSocketBuilder { store: &self.store };
+        let sockets = TlsSocketBuilder { store: &self.store, secrets: &self.secrets };
         let mut built = Vec::with_capacity(changed.len());
         for (i, r) in &changed {
             let path = resource_path(*i);
@@ -60,6 +67,11 @@ impl ResourceApi for CdsApi {
                 .map_err(|e| path.error(format!("cannot decode the cluster: {e}")))?;
             built.push(build_cluster(&cluster, &path, self.cm.local_locality(), &self.store, &sockets)?);
         }
+        // The SDS secrets the new clusters named are read before they run
+        // (their files are then followed until the process exits).
+        super::sds::start_pending(&self.secrets, &self.store)
+            .await
+            .map_err(|e| ConfigError::new("sds_config", format!("cannot watch an SDS file: {e}")))?;
         tracing::info!(
             "cds: {} added/updated cluster(s), {} removed, {} unchanged or static",
             built.len(),

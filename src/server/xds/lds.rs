@@ -59,6 +59,7 @@ impl LdsApi {
             listener_bypasses_overload: false,
             listener_outbound: false,
             node_zone: node.locality.as_ref().map_or("", |l| l.zone.as_str()),
+            secrets: &s.secrets,
         };
         let config = ListenerConfig::from_proto(l, path, &ctx, &s.store, s.workers.len())?;
         Ok((config, drain_tx))
@@ -100,6 +101,11 @@ impl ResourceApi for LdsApi {
             let (config, drain) = self.build(&listener, &path)?;
             built.push((*i, config, drain, chains));
         }
+        // The SDS secrets the new listeners named are read before they accept
+        // (their files are then followed until the process exits).
+        super::sds::start_pending(&self.server.secrets, &self.server.store)
+            .await
+            .map_err(|e| ConfigError::new("sds_config", format!("cannot watch an SDS file: {e}")))?;
         // With SO_REUSEPORT a second socket on a listener's address would bind
         // and take half its connections: Envoy refuses the duplicate.
         for (k, (i, config, ..)) in built.iter().enumerate() {

@@ -1,7 +1,7 @@
 //! `dynamic_resources` from files (Envoy's filesystem subscriptions for CDS and
-//! LDS): each subscription reads its file once as the server starts, then again
+//! LDS, and SDS for the secrets TLS contexts name): each subscription reads its file once as the server starts, then again
 //! whenever a file is moved into place (`event::file_watcher`), and hands the
-//! checked resources to its API (`cds`, `lds`), which works out what changed
+//! checked resources to its API (`cds`, `lds`, `sds`), which works out what changed
 //! and applies it through the cluster or listener manager.
 //!
 //! Everything runs on the main thread, one update at a time. An update is all
@@ -12,6 +12,7 @@
 
 pub mod cds;
 pub mod lds;
+pub mod sds;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;

@@ -5,10 +5,15 @@
 //! it lacks) is refused here with the field's path. Without a validation context
 //! an upstream certificate is not verified, as Envoy; with one, its chain is
 //! verified against `trusted_ca`, and its name only against
-//! `match_typed_subject_alt_names` (`san_matcher`), as Envoy's.
+//! `match_typed_subject_alt_names` (`san_matcher`), as Envoy's. Certificates and
+//! validation contexts may also come from secrets (`secret`): a context is built
+//! with them put inline, and built again when an SDS secret changes.
 
 mod der;
 mod san_matcher;
+mod secret;
+
+pub use secret::{LoadedSecret, SdsSecret, SecretManager, SECRET_TYPE};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,8 +36,8 @@ use crate::config::bootstrap::decode_any;
 use crate::config::{ConfigError, FieldPath};
 use crate::extensions::FactoryContext;
 use crate::network::tls::{
-    CertificateDetails, ContextCertificates, DownstreamTls, PeerCertificate, TlsStats, TransportSocketBuilder,
-    UpstreamTls, CIPHER_NAMES,
+    CertificateDetails, ContextCell, ContextCertificates, DownstreamTls, PeerCertificate, TlsContext, TlsStats,
+    TransportSocketBuilder, UpstreamTls, CIPHER_NAMES,
 };
 use crate::stats::Store;
 use der::subject_public_key_info;
@@ -51,8 +56,23 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", &["common_tls_context", "sni"]),
     (
         "envoy.extensions.transport_sockets.tls.v3.CommonTlsContext",
-        &["tls_params", "tls_certificates", "validation_context", "alpn_protocols"],
+        &[
+            "tls_params",
+            "tls_certificates",
+            "validation_context",
+            "alpn_protocols",
+            "tls_certificate_sds_secret_configs",
+            "validation_context_sds_secret_config",
+            "combined_validation_context",
+        ],
     ),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.CombinedCertificateValidationContext",
+        &["default_validation_context", "validation_context_sds_secret_config"],
+    ),
+    ("envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig", &["name", "sds_config"]),
+    // `session_ticket_keys` and `generic_secret` are refused.
+    ("envoy.extensions.transport_sockets.tls.v3.Secret", &["name", "tls_certificate", "validation_context"]),
     (
         "envoy.extensions.transport_sockets.tls.v3.TlsParameters",
         &["tls_minimum_protocol_version", "tls_maximum_protocol_version", "cipher_suites"],
@@ -69,6 +89,8 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
 /// Builds the transport sockets of listeners and clusters from their config.
 pub struct TlsSocketBuilder<'a> {
     pub store: &'a Arc<Store>,
+    /// The secrets contexts may name.
+    pub secrets: &'a SecretManager,
 }
 
 impl TransportSocketBuilder for TlsSocketBuilder<'_> {
@@ -81,22 +103,38 @@ impl TransportSocketBuilder for TlsSocketBuilder<'_> {
     ) -> Result<Arc<DownstreamTls>, ConfigError> {
         check_type(any, path, DOWNSTREAM_TYPE)?;
         let proto: DownstreamTlsContext = decode_any(any, path)?;
-        let config = server_config(&proto, path)?;
-        let certificates = context_certificates(proto.common_tls_context.as_ref(), path)?;
-        Ok(Arc::new(DownstreamTls {
-            config: Arc::new(config),
+        let context = downstream_context(&proto, path, self.secrets)?;
+        let stats = TlsStats::new(self.store, stat_prefix, true);
+        if let Some(c) = &context {
+            expirations(&stats, proto.common_tls_context.as_ref(), &c.certificates);
+        }
+        let tls = Arc::new(DownstreamTls {
+            context: ContextCell::new(context),
             handshake_timeout,
-            stats: TlsStats::new(self.store, stat_prefix),
-            certificates,
+            stats,
             read_peer: peer_certificate,
-        }))
+        });
+        let common = proto.common_tls_context.clone().unwrap_or_default();
+        let rebuild = Rebuild {
+            tls: Arc::downgrade(&tls),
+            proto,
+            path: path.clone(),
+            build: downstream_context,
+            parts: |t: &DownstreamTls| (&t.context, &t.stats),
+            common: |p: &DownstreamTlsContext| p.common_tls_context.as_ref(),
+        };
+        self.secrets.subscribe(&common, Arc::new(rebuild));
+        Ok(tls)
     }
 
     fn upstream(&self, any: &Any, path: &FieldPath, stat_prefix: &str) -> Result<Arc<UpstreamTls>, ConfigError> {
         check_type(any, path, UPSTREAM_TYPE)?;
         let proto: UpstreamTlsContext = decode_any(any, path)?;
-        let config = client_config(&proto, path)?;
-        let certificates = context_certificates(proto.common_tls_context.as_ref(), path)?;
+        let context = upstream_context(&proto, path, self.secrets)?;
+        let stats = TlsStats::new(self.store, stat_prefix, false);
+        if let Some(c) = &context {
+            expirations(&stats, proto.common_tls_context.as_ref(), &c.certificates);
+        }
         let server_name = match proto.sni.as_str() {
             "" => None,
             sni => Some(
@@ -104,20 +142,114 @@ impl TransportSocketBuilder for TlsSocketBuilder<'_> {
                     .map_err(|_| path.field_error("sni", format!("'{sni}' is not a DNS name")))?,
             ),
         };
-        let fallback = config.alpn_protocols.is_empty().then(|| {
-            [b"http/1.1", b"h2".as_slice()].map(|p| {
-                let mut c = config.clone();
-                c.alpn_protocols = vec![p.to_vec()];
-                Arc::new(c)
-            })
-        });
-        Ok(Arc::new(UpstreamTls {
-            config: Arc::new(config),
-            fallback,
-            server_name,
-            stats: TlsStats::new(self.store, stat_prefix),
-            certificates,
-        }))
+        let tls = Arc::new(UpstreamTls { context: ContextCell::new(context), server_name, stats });
+        let common = proto.common_tls_context.clone().unwrap_or_default();
+        let rebuild = Rebuild {
+            tls: Arc::downgrade(&tls),
+            proto,
+            path: path.clone(),
+            build: upstream_context,
+            parts: |t: &UpstreamTls| (&t.context, &t.stats),
+            common: |p: &UpstreamTlsContext| p.common_tls_context.as_ref(),
+        };
+        self.secrets.subscribe(&common, Arc::new(rebuild));
+        Ok(tls)
+    }
+}
+
+/// A listener's context from its config and the secrets it names; `None`
+/// while an SDS secret has not loaded.
+fn downstream_context(
+    proto: &DownstreamTlsContext,
+    path: &FieldPath,
+    secrets: &SecretManager,
+) -> Result<Option<TlsContext<ServerConfig>>, ConfigError> {
+    let common = proto.common_tls_context.clone().unwrap_or_default();
+    let common_path = child(path, "common_tls_context");
+    if !common.tls_certificates.is_empty() && !common.tls_certificate_sds_secret_configs.is_empty() {
+        return Err(common_path.field_error(
+            "tls_certificate_sds_secret_configs",
+            "SDS and non-SDS TLS certificates may not be mixed in server contexts",
+        ));
+    }
+    let Some(common) = secrets.resolve(&common, &common_path)? else { return Ok(None) };
+    let proto = DownstreamTlsContext { common_tls_context: Some(common), ..proto.clone() };
+    let config = server_config(&proto, path)?;
+    let certificates = context_certificates(proto.common_tls_context.as_ref(), path)?;
+    Ok(Some(TlsContext { config: Arc::new(config), fallback: None, certificates }))
+}
+
+/// A cluster's context, as `downstream_context`, with its ALPN fallbacks.
+fn upstream_context(
+    proto: &UpstreamTlsContext,
+    path: &FieldPath,
+    secrets: &SecretManager,
+) -> Result<Option<TlsContext<ClientConfig>>, ConfigError> {
+    let common = proto.common_tls_context.clone().unwrap_or_default();
+    let common_path = child(path, "common_tls_context");
+    let sds = common.tls_certificate_sds_secret_configs.len();
+    if sds > 0 && common.tls_certificates.len() + sds > 1 {
+        return Err(common_path.field_error(
+            "tls_certificate_sds_secret_configs",
+            "Multiple TLS certificates are not supported for client contexts",
+        ));
+    }
+    let Some(common) = secrets.resolve(&common, &common_path)? else { return Ok(None) };
+    let proto = UpstreamTlsContext { common_tls_context: Some(common), ..proto.clone() };
+    let config = client_config(&proto, path)?;
+    let certificates = context_certificates(proto.common_tls_context.as_ref(), path)?;
+    let fallback = config.alpn_protocols.is_empty().then(|| {
+        [b"http/1.1", b"h2".as_slice()].map(|p| {
+            let mut c = config.clone();
+            c.alpn_protocols = vec![p.to_vec()];
+            Arc::new(c)
+        })
+    });
+    Ok(Some(TlsContext { config: Arc::new(config), fallback, certificates }))
+}
+
+/// Envoy's `ssl.certificate.<name>.expiration_unix_time_seconds` of each
+/// certificate of a context: named by its secret, an inline one
+/// `unnamed_cert_e3b0c442` (Envoy's name for a certificate without one: all
+/// inline ones share it, the last set wins, as in Envoy 1.40).
+fn expirations(stats: &TlsStats, common: Option<&CommonTlsContext>, certificates: &ContextCertificates) {
+    let Some(common) = common else { return };
+    let inline = common.tls_certificates.iter().map(|_| "unnamed_cert_e3b0c442");
+    let names = inline.chain(common.tls_certificate_sds_secret_configs.iter().map(|c| c.name.as_str()));
+    // One leaf per certificate, in the same order (`context_certificates`).
+    for (name, leaf) in names.zip(&certificates.cert_chain) {
+        stats.certificate_expiration(name, leaf.expiration_time);
+    }
+}
+
+/// Builds a context again when an SDS secret it names changes: `build` from
+/// the config `proto` (at `path`) into the cell `parts` finds in the context,
+/// whose `common_tls_context` `common` reads.
+struct Rebuild<T, P, C> {
+    tls: std::sync::Weak<T>,
+    proto: P,
+    path: FieldPath,
+    build: ContextBuilder<P, C>,
+    parts: fn(&T) -> (&ContextCell<C>, &TlsStats),
+    common: fn(&P) -> Option<&CommonTlsContext>,
+}
+
+type ContextBuilder<P, C> = fn(&P, &FieldPath, &SecretManager) -> Result<Option<TlsContext<C>>, ConfigError>;
+
+impl<T: Send + Sync, P: Send + Sync, C: Send + Sync> secret::Dependent for Rebuild<T, P, C> {
+    fn rebuild(&self, secrets: &SecretManager) -> Result<(), ConfigError> {
+        let Some(tls) = self.tls.upgrade() else { return Ok(()) };
+        if let Some(context) = (self.build)(&self.proto, &self.path, secrets)? {
+            let (cell, stats) = (self.parts)(&tls);
+            expirations(stats, (self.common)(&self.proto), &context.certificates);
+            cell.replace(context);
+            stats.factory.ssl_context_update_by_sds.inc();
+        }
+        Ok(())
+    }
+
+    fn alive(&self) -> bool {
+        self.tls.strong_count() > 0
     }
 }
 
@@ -130,11 +262,16 @@ impl TransportSocketBuilder for FactoryContext<'_> {
         stat_prefix: &str,
         handshake_timeout: Option<Duration>,
     ) -> Result<Arc<DownstreamTls>, ConfigError> {
-        TlsSocketBuilder { store: self.store }.downstream(any, path, stat_prefix, handshake_timeout)
+        TlsSocketBuilder { store: self.store, secrets: self.secrets }.downstream(
+            any,
+            path,
+            stat_prefix,
+            handshake_timeout,
+        )
     }
 
     fn upstream(&self, any: &Any, path: &FieldPath, stat_prefix: &str) -> Result<Arc<UpstreamTls>, ConfigError> {
-        TlsSocketBuilder { store: self.store }.upstream(any, path, stat_prefix)
+        TlsSocketBuilder { store: self.store, secrets: self.secrets }.upstream(any, path, stat_prefix)
     }
 }
 
@@ -361,25 +498,34 @@ type CertAndKey = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
 fn certificates(common: &CommonTlsContext, path: &FieldPath) -> Result<Option<CertAndKey>, ConfigError> {
     match common.tls_certificates.as_slice() {
         [] => Ok(None),
-        [one] => certificate(one, 0, path).map(Some),
+        [one] => certificate(one, &indexed(path, "tls_certificates", 0)).map(Some),
         _ => Err(path.field_error("tls_certificates[1]", "a client shows one certificate")),
     }
 }
 
 /// Every `tls_certificates` entry of a listener's context.
 fn all_certificates(common: &CommonTlsContext, path: &FieldPath) -> Result<Vec<CertAndKey>, ConfigError> {
-    common.tls_certificates.iter().enumerate().map(|(i, c)| certificate(c, i, path)).collect()
+    common
+        .tls_certificates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| certificate(c, &indexed(path, "tls_certificates", i)))
+        .collect()
 }
 
-/// `tls_certificates[i]` as a chain and key.
+/// `path.field[i]`.
+fn indexed(path: &FieldPath, field: &str, i: usize) -> FieldPath {
+    let mut p = child(path, field);
+    p.push_index(i);
+    p
+}
+
+/// A `TlsCertificate` (at `p`) as a chain and key.
 fn certificate(
     cert: &envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::TlsCertificate,
-    i: usize,
-    path: &FieldPath,
+    p: &FieldPath,
 ) -> Result<CertAndKey, ConfigError> {
-    let mut p = child(path, "tls_certificates");
-    p.push_index(i);
-    let chain_path = child(&p, "certificate_chain");
+    let chain_path = child(p, "certificate_chain");
     let pem = data(cert.certificate_chain.as_ref(), &chain_path)?;
     let chain = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
@@ -387,7 +533,7 @@ fn certificate(
     if chain.is_empty() {
         return Err(chain_path.error("no PEM certificate found"));
     }
-    let key_path = child(&p, "private_key");
+    let key_path = child(p, "private_key");
     let pem = data(cert.private_key.as_ref(), &key_path)?;
     let key =
         PrivateKeyDer::from_pem_slice(&pem).map_err(|e| key_path.error(format!("invalid PEM private key: {e}")))?;

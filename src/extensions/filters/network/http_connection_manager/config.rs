@@ -186,6 +186,7 @@ impl HcmConfig {
             listener_bypasses_overload,
             listener_outbound: _,
             node_zone: _,
+            secrets: _,
         } = *ctx;
         let codec = match CodecType::try_from(p.codec_type) {
             Ok(CodecType::Auto) => CodecChoice::Auto,
