@@ -213,13 +213,28 @@ pub fn set_scales_timers(on: bool) {
 
 /// Completes when `reduce_timeouts`' scale next changes on this thread: a timer
 /// waiting on a scaled deadline then computes it again. Without the action it
-/// never completes, and costs nothing until polled (it is made on every wait).
-pub async fn timers_rescaled() {
+/// never completes and is one word: idle connections hold it in their futures
+/// (the wait itself is boxed, and made only when the action is configured).
+pub fn timers_rescaled() -> TimersRescaled {
     if !SCALES_TIMERS.load(Ordering::Relaxed) {
-        return std::future::pending().await;
+        return TimersRescaled(None);
     }
     let notify = RESCALED.with(|n| n.borrow().clone());
-    notify.notified().await
+    TimersRescaled(Some(Box::pin(async move { notify.notified().await })))
+}
+
+/// See `timers_rescaled`.
+pub struct TimersRescaled(Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>>);
+
+impl std::future::Future for TimersRescaled {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        match &mut self.0 {
+            Some(wait) => wait.as_mut().poll(cx),
+            None => std::task::Poll::Pending,
+        }
+    }
 }
 
 /// Wakes this thread's timers waiting in `timers_rescaled` (the manager posts it

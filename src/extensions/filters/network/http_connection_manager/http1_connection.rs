@@ -364,10 +364,7 @@ async fn next_head(
     // stream, and so its request timer, starts with the first byte of the head).
     let mut header_deadline = None;
     let mut request_deadline = None;
-    // Scaled by the reduce_timeouts overload action (recomputed when it changes).
     let idle_start = Instant::now();
-    let idle_deadline =
-        || cfg.idle_timeout.map(|d| overload::scaled_deadline(ScaledTimer::ConnectionIdle, idle_start, d));
     let mut preface;
     loop {
         {
@@ -405,7 +402,8 @@ async fn next_head(
         // Until the codec is known, the connection is idle (as Envoy's, whose
         // codec does not exist yet).
         let deadline = if reader.borrow().buf.is_empty() || preface {
-            idle_deadline()
+            // Scaled by the reduce_timeouts overload action (recomputed when it changes).
+            cfg.idle_timeout.map(|d| overload::scaled_deadline(ScaledTimer::ConnectionIdle, idle_start, d))
         } else {
             [header_deadline, request_deadline].into_iter().flatten().min()
         };
