@@ -32,11 +32,12 @@ pub enum ResponseFlag {
     DurationTimeout = 1 << 19,
     OverloadManager = 1 << 20,
     DownstreamRemoteReset = 1 << 21,
+    UnauthorizedExternalService = 1 << 22,
 }
 
 impl ResponseFlag {
     /// All flags, in Envoy's declaration order.
-    pub const ALL: [ResponseFlag; 22] = [
+    pub const ALL: [ResponseFlag; 23] = [
         ResponseFlag::FailedLocalHealthCheck,
         ResponseFlag::NoHealthyUpstream,
         ResponseFlag::UpstreamRequestTimeout,
@@ -49,6 +50,7 @@ impl ResponseFlag {
         ResponseFlag::DelayInjected,
         ResponseFlag::FaultInjected,
         ResponseFlag::RateLimited,
+        ResponseFlag::UnauthorizedExternalService,
         ResponseFlag::DownstreamConnectionTermination,
         ResponseFlag::UpstreamRetryLimitExceeded,
         ResponseFlag::StreamIdleTimeout,
@@ -76,6 +78,7 @@ impl ResponseFlag {
             ResponseFlag::DelayInjected => "DI",
             ResponseFlag::FaultInjected => "FI",
             ResponseFlag::RateLimited => "RL",
+            ResponseFlag::UnauthorizedExternalService => "UAEX",
             ResponseFlag::DownstreamConnectionTermination => "DC",
             ResponseFlag::UpstreamRetryLimitExceeded => "URX",
             ResponseFlag::StreamIdleTimeout => "SI",
@@ -96,7 +99,7 @@ impl ResponseFlag {
 pub struct ResponseFlags {
     bits: u32,
     /// Per flag (by bit index), when it was first set: 1, 2, ...
-    set_at: [u8; 22],
+    set_at: [u8; ResponseFlag::ALL.len()],
     sets: u8,
 }
 

@@ -358,6 +358,19 @@ const UPSTREAM_HTTP_OPTIONS: &[&str] =
 /// one to a test that shows it.
 pub const NO_EFFECT: &[(&str, &str, &str)] = &[
     (
+        "envoy.config.core.v3.HttpUri",
+        "uri",
+        "ext_authz's HTTP service sends its check to server_uri.cluster with the original host and \
+         path_prefix + path; the uri is only read for being set (tests/compat filter_ext_authz names a \
+         uri that resolves nowhere)",
+    ),
+    (
+        "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+        "transport_api_version",
+        "the version of the gRPC service's API; an HTTP service has none, and V3 is the only value \
+         Envoy 1.40 accepts",
+    ),
+    (
         "envoy.config.core.v3.ConfigSource",
         "resource_api_version",
         "for a path source Envoy reads each resource by its @type: it accepts AUTO (unset, as in \

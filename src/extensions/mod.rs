@@ -74,6 +74,8 @@ pub struct HttpFilterContext<'a> {
     /// The filter's `name` in `http_filters`: routes' `typed_per_filter_config`
     /// entries for it are found under this name, as in Envoy.
     pub filter_name: &'a str,
+    /// Where each worker finds its clusters (a filter that calls a service).
+    pub clusters: &'a Slot<ThreadLocalClusterManager>,
 }
 
 /// Builds an HTTP filter factory from its `typed_config`; the path points at it.

@@ -405,6 +405,7 @@ fn long_name(f: ResponseFlag) -> &'static str {
         ResponseFlag::DelayInjected => "DelayInjected",
         ResponseFlag::FaultInjected => "FaultInjected",
         ResponseFlag::RateLimited => "RateLimited",
+        ResponseFlag::UnauthorizedExternalService => "UnauthorizedExternalService",
         ResponseFlag::DownstreamConnectionTermination => "DownstreamConnectionTermination",
         ResponseFlag::UpstreamRetryLimitExceeded => "UpstreamRetryLimitExceeded",
         ResponseFlag::StreamIdleTimeout => "StreamIdleTimeout",

@@ -42,6 +42,8 @@ const BOOTSTRAP: &str = "envoy.config.bootstrap.v3.Bootstrap";
 const COMPRESSOR_RESPONSE: &str = "envoy.extensions.filters.http.compressor.v3.Compressor.ResponseDirectionConfig";
 const COMPRESSOR_COMMON: &str = "envoy.extensions.filters.http.compressor.v3.Compressor.CommonDirectionConfig";
 const GZIP: &str = "envoy.extensions.compression.gzip.compressor.v3.Gzip";
+const EXT_AUTHZ: &str = "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz";
+const EXT_AUTHZ_RESPONSE: &str = "envoy.extensions.filters.http.ext_authz.v3.AuthorizationResponse";
 const CSRF: &str = "envoy.extensions.filters.http.csrf.v3.CsrfPolicy";
 const DECOMPRESSOR: &str = "envoy.extensions.filters.http.decompressor.v3.Decompressor";
 const DECOMPRESSOR_REQUEST: &str = "envoy.extensions.filters.http.decompressor.v3.Decompressor.RequestDirectionConfig";
@@ -1136,6 +1138,30 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (CSRF, "filter_enabled", &[compat("filter_csrf")]),
     (CSRF, "shadow_enabled", &[compat("filter_csrf")]),
     (CSRF, "additional_origins", &[compat("filter_csrf")]),
+    (EXT_AUTHZ, "http_service", &[compat("filter_ext_authz")]),
+    (EXT_AUTHZ, "failure_mode_allow", &[compat("filter_ext_authz")]),
+    (EXT_AUTHZ, "failure_mode_allow_header_add", &[compat("filter_ext_authz")]),
+    (EXT_AUTHZ, "status_on_error", &[compat("filter_ext_authz")]),
+    ("envoy.extensions.filters.http.ext_authz.v3.HttpService", "server_uri", &[compat("filter_ext_authz")]),
+    ("envoy.extensions.filters.http.ext_authz.v3.HttpService", "path_prefix", &[compat("filter_ext_authz")]),
+    ("envoy.extensions.filters.http.ext_authz.v3.HttpService", "authorization_request", &[compat("filter_ext_authz")]),
+    ("envoy.extensions.filters.http.ext_authz.v3.HttpService", "authorization_response", &[compat("filter_ext_authz")]),
+    ("envoy.config.core.v3.HttpUri", "cluster", &[compat("filter_ext_authz")]),
+    ("envoy.config.core.v3.HttpUri", "timeout", &[compat("filter_ext_authz")]),
+    (
+        "envoy.extensions.filters.http.ext_authz.v3.AuthorizationRequest",
+        "allowed_headers",
+        &[compat("filter_ext_authz")],
+    ),
+    (
+        "envoy.extensions.filters.http.ext_authz.v3.AuthorizationRequest",
+        "headers_to_add",
+        &[compat("filter_ext_authz")],
+    ),
+    (EXT_AUTHZ_RESPONSE, "allowed_upstream_headers", &[compat("filter_ext_authz")]),
+    (EXT_AUTHZ_RESPONSE, "allowed_upstream_headers_to_append", &[compat("filter_ext_authz")]),
+    (EXT_AUTHZ_RESPONSE, "allowed_client_headers", &[compat("filter_ext_authz")]),
+    ("envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute", "disabled", &[compat("filter_ext_authz")]),
     // --- extensions::filters::listener::SUPPORTED_FIELDS
     (
         "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol",

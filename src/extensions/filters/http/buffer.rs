@@ -145,6 +145,7 @@ mod tests {
             health_check_failed: &failing,
             service_cluster: "",
             filter_name: NAME,
+            clusters: &crate::thread_local::ThreadLocalRegistry::new().allocate_slot(),
         };
         create(any, &FieldPath::starting_at("http_filters[2].typed_config"), &ctx)
     }

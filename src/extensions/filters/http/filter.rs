@@ -52,6 +52,9 @@ pub enum FilterStatus {
     ContinueAfter(LocalBoxFuture<()>),
     /// Wait for the future, then act on what it returns.
     Decide(LocalBoxFuture<FilterStatus>),
+    /// Change the request headers, then go on (what a `Decide` future found
+    /// that the request needs: an authorization service's headers, say).
+    ContinueWith(Box<dyn FnOnce(&mut http::request::Parts)>),
     /// Envoy's `StopIteration`: the next filters see the headers only once this
     /// filter's `decode_data` (or `decode_trailers`) lets the body through; the
     /// body is buffered meanwhile. With no body it is `Continue`.
@@ -86,6 +89,7 @@ impl Debug for FilterStatus {
             FilterStatus::LocalReply(r) => write!(f, "LocalReply({})", r.status),
             FilterStatus::ContinueAfter(_) => f.write_str("ContinueAfter"),
             FilterStatus::Decide(_) => f.write_str("Decide"),
+            FilterStatus::ContinueWith(_) => f.write_str("ContinueWith"),
             FilterStatus::StopIteration => f.write_str("StopIteration"),
         }
     }

@@ -4,6 +4,7 @@
 //! - `health_check` — answers health checks locally (200, or 503 while failing)
 //! - `cors` — CORS preflights and response headers from per-route `CorsPolicy`
 //! - `csrf` — refuses state-changing requests from another origin
+//! - `ext_authz` — asks an external HTTP authorization service about each request
 //! - `fault` — injected delays and aborts
 //! - `local_ratelimit` — a process-wide token bucket, per filter or per route
 //! - `buffer` — buffers the whole request body before it goes upstream
@@ -24,6 +25,7 @@ pub mod compressor;
 pub mod cors;
 pub mod csrf;
 pub mod decompressor;
+pub mod ext_authz;
 pub mod fault;
 pub mod filter;
 pub mod health_check;
@@ -41,6 +43,7 @@ pub const HTTP_FILTERS: &[HttpFilterExtension] = &[
     health_check::EXTENSION,
     cors::EXTENSION,
     csrf::EXTENSION,
+    ext_authz::EXTENSION,
     fault::EXTENSION,
     local_ratelimit::EXTENSION,
     buffer::EXTENSION,

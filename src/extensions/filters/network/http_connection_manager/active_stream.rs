@@ -736,7 +736,9 @@ impl Stream {
             return (parts, Bytes::new(), close_after);
         }
         parts.status = reply.status;
-        if !reply.body.is_empty() {
+        // A reply that names its type keeps it (Envoy lets the sender's headers
+        // replace its text/plain: an authorization service's denial, say).
+        if !reply.body.is_empty() && !parts.headers.contains_key(http::header::CONTENT_TYPE) {
             parts.headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         }
         // An empty reply declares no length: the HTTP/1 codec frames it with

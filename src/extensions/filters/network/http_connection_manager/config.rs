@@ -234,6 +234,7 @@ impl HcmConfig {
             health_check_failed,
             service_cluster,
             filter_name: "",
+            clusters,
         };
         let filters = http_filters(p, path, &filter_ctx)?;
 

@@ -99,7 +99,18 @@ pub(super) async fn decode<B: Body<Data = Bytes> + Unpin + TransformableBody>(
                     wait.await;
                     break false;
                 }
-                FilterStatus::Decide(decision) => status = decision.await,
+                FilterStatus::Decide(decision) => {
+                    status = decision.await;
+                    // While the filter waited, Envoy's filter manager buffered the
+                    // body that arrived: a reply now finds the request complete.
+                    if let (FilterStatus::LocalReply(_), DecodedBody::Unread(body)) = (&status, &mut decoded) {
+                        skip_arrived_body(body, *buffer_limit).await;
+                    }
+                }
+                FilterStatus::ContinueWith(edit) => {
+                    edit(parts);
+                    break false;
+                }
             }
         };
         let env = Env { route: route.as_ref(), info: &mut *info, request_headers: Some(&parts.headers) };
@@ -120,6 +131,21 @@ pub(super) async fn decode<B: Body<Data = Bytes> + Unpin + TransformableBody>(
         };
     }
     Ok(decoded)
+}
+
+/// Reads and drops what has already arrived of `body`, up to `limit` bytes,
+/// without waiting for more.
+async fn skip_arrived_body<B: Body<Data = Bytes> + Unpin>(body: &mut B, limit: u64) {
+    let mut skipped = 0u64;
+    while skipped <= limit && !body.is_end_stream() {
+        let polled = std::future::poll_fn(|cx| std::task::Poll::Ready(std::pin::Pin::new(&mut *body).poll_frame(cx)));
+        match polled.await {
+            std::task::Poll::Ready(Some(Ok(frame))) => {
+                skipped += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            _ => break,
+        }
+    }
 }
 
 /// Reads the request body whole through the decoder filters `0..=stopped`.
