@@ -33,6 +33,11 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ),
     // `loadshed_points` and `buffer_factory_config` are refused, and so are the
     // actions Courier lacks; only reduce_timeouts takes a typed_config.
+    // The gRPC services Courier calls (an OpenTelemetry collector, an ext_authz
+    // service): an envoy_grpc target, its cluster's name as the authority, and a
+    // timeout only.
+    ("envoy.config.core.v3.GrpcService", &["envoy_grpc", "timeout"]),
+    ("envoy.config.core.v3.GrpcService.EnvoyGrpc", &["cluster_name"]),
     ("envoy.config.overload.v3.OverloadManager", &["refresh_interval", "resource_monitors", "actions"]),
     ("envoy.config.overload.v3.ResourceMonitor", &["name", "typed_config"]),
     ("envoy.config.overload.v3.OverloadAction", &["name", "triggers", "typed_config"]),

@@ -8,7 +8,8 @@
 //!                       # same over HTTP/2, "h2c_upstream", and {{H2C_UPSTREAM2_PORT}},
 //!                       # "h2c_upstream2"; {{H2C_GOAWAY_PORT}}: "h2c_goaway",
 //!                       # whose first connection says GOAWAY to its first request),
-//!                       # {{ECHO_PORT}} (TCP echo),
+//!                       # {{ECHO_PORT}} (TCP echo), {{GRPC_AUTHZ_PORT}} (a gRPC
+//!                       # ext_authz service: tests/shared/grpc_authz.rs),
 //!                       # {{DEAD_PORT}} (nothing listens), {{FREE_PORT1}}/{{FREE_PORT2}} (free
 //!                       # ports for listeners that need a fixed one), {{TMP}} (scratch dir),
 //!                       # {{DATA}} (tests/compat/data: files a case reads, e.g. runtime layers),

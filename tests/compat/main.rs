@@ -13,10 +13,12 @@
 //! line `compat: A/B checks agree`. Without Envoy it prints a loud SKIPPED line and
 //! passes. `COMPAT_CASES=a,b` runs only the cases whose name contains `a` or `b`;
 //! `COMPAT_THREADS=N` (default 2) runs N cases at a time; `COMPAT_VERBOSE=1` prints
-//! every check with both values.
+//! every check with both values (cut at 300 characters, unless `COMPAT_FULL=1`).
 //!
 //! Run alone: `scripts/compat`.
 
+#[path = "../shared/grpc_authz.rs"]
+mod shared_grpc_authz;
 #[path = "../shared/h2_client.rs"]
 mod shared_h2;
 #[path = "../shared/net.rs"]
@@ -204,7 +206,7 @@ fn run_case(case: &Case, envoy: &Path) -> CaseResult {
 
 fn short(v: &str) -> String {
     let one_line = v.replace('\n', "\\n");
-    if one_line.chars().count() > 300 {
+    if one_line.chars().count() > 300 && std::env::var_os("COMPAT_FULL").is_none() {
         format!("{}…", one_line.chars().take(300).collect::<String>())
     } else {
         one_line

@@ -393,6 +393,11 @@ impl Environment {
             add(&mut env, "H2C_GOAWAY_PORT", u.port());
             env._upstreams.push(u);
         }
+        if case.uses("{{GRPC_AUTHZ_PORT}}") {
+            let u = crate::shared_grpc_authz::grpc_authz_upstream();
+            add(&mut env, "GRPC_AUTHZ_PORT", u.port());
+            env._upstreams.push(u);
+        }
         if case.uses("{{ECHO_PORT}}") {
             let u = Upstream::echo();
             add(&mut env, "ECHO_PORT", u.port());

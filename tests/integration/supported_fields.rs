@@ -162,6 +162,21 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "overload_manager",
         &[compat("overload_stop_accepting_requests"), compat("overload_global_downstream_max_connections")],
     ),
+    (
+        "envoy.config.core.v3.GrpcService",
+        "envoy_grpc",
+        &[test(TRACING_IT, OTEL_EXPORT), compat("filter_ext_authz_grpc")],
+    ),
+    (
+        "envoy.config.core.v3.GrpcService",
+        "timeout",
+        &[test(TRACING_IT, "an_opentelemetry_export_is_abandoned_at_the_grpc_timeout")],
+    ),
+    (
+        "envoy.config.core.v3.GrpcService.EnvoyGrpc",
+        "cluster_name",
+        &[test(TRACING_IT, OTEL_EXPORT), compat("filter_ext_authz_grpc")],
+    ),
     (OVERLOAD, "refresh_interval", &[compat("overload_stop_accepting_requests")]),
     (OVERLOAD, "resource_monitors", &[compat("overload_stop_accepting_requests")]),
     (OVERLOAD, "actions", &[compat("overload_stop_accepting_requests"), compat("overload_disable_http_keepalive")]),
@@ -1139,6 +1154,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (CSRF, "shadow_enabled", &[compat("filter_csrf")]),
     (CSRF, "additional_origins", &[compat("filter_csrf")]),
     (EXT_AUTHZ, "http_service", &[compat("filter_ext_authz")]),
+    (EXT_AUTHZ, "grpc_service", &[compat("filter_ext_authz_grpc")]),
     (EXT_AUTHZ, "failure_mode_allow", &[compat("filter_ext_authz")]),
     (EXT_AUTHZ, "failure_mode_allow_header_add", &[compat("filter_ext_authz")]),
     (EXT_AUTHZ, "status_on_error", &[compat("filter_ext_authz")]),
@@ -1234,13 +1250,6 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         &[test(TRACING_IT, OTEL_EXPORT), compat("tracing_opentelemetry")],
     ),
     ("envoy.config.trace.v3.OpenTelemetryConfig", "service_name", &[test(TRACING_IT, OTEL_EXPORT)]),
-    ("envoy.config.core.v3.GrpcService", "envoy_grpc", &[test(TRACING_IT, OTEL_EXPORT)]),
-    (
-        "envoy.config.core.v3.GrpcService",
-        "timeout",
-        &[test(TRACING_IT, "an_opentelemetry_export_is_abandoned_at_the_grpc_timeout")],
-    ),
-    ("envoy.config.core.v3.GrpcService.EnvoyGrpc", "cluster_name", &[test(TRACING_IT, OTEL_EXPORT)]),
 ];
 
 /// `(message, field, what is wrong)`: supported fields no test shows acting as

@@ -33,10 +33,8 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "collector_hostname",
         ],
     ),
+    // The collector: `GrpcService`, whose fields are in `config::supported`.
     (opentelemetry::CONFIG_TYPE, &["grpc_service", "service_name"]),
-    // The collector: an envoy_grpc target and a timeout only.
-    ("envoy.config.core.v3.GrpcService", &["envoy_grpc", "timeout"]),
-    ("envoy.config.core.v3.GrpcService.EnvoyGrpc", &["cluster_name"]),
 ];
 
 /// The driver of `provider`; `path` points at it.
