@@ -40,14 +40,14 @@ pub enum AsyncFailure {
     Timeout,
 }
 
-/// Sends `request` with `body` to `cluster` over `protocol` and reads the
+/// Sends `request` with `body` (whole, or streamed: a shadow's) to `cluster` over `protocol` and reads the
 /// response whole (at most `max_body` bytes of body), within `timeout`. The
 /// response's status is counted on the cluster, as Envoy counts its async
 /// client's requests.
 pub async fn send(
     cluster: &Rc<ThreadLocalCluster>,
     request: &RequestOut<'_>,
-    body: Bytes,
+    body: BodyOut,
     protocol: Protocol,
     timeout: Option<Duration>,
     max_body: usize,
@@ -58,7 +58,6 @@ pub async fn send(
         ActiveRequest::new(tokio::time::Instant::now(), breaker, gauge, host.clone())
     };
     let exchange = async {
-        let body = BodyOut::Whole(body);
         match cluster.http_pool(&host, protocol) {
             ConnPool::Http1(pool) => {
                 let (mut client, breaker) = pool.acquire().await.map_err(|_| AsyncFailure::Upstream)?;
@@ -73,7 +72,8 @@ pub async fn send(
                 let (mut stream, breaker) = pool.acquire().await.map_err(|_| AsyncFailure::Upstream)?;
                 let _active = active(breaker);
                 let headers = http2_conn_pool::request_headers(request, host.address);
-                let (response, tx) = stream.send_request(headers, false).ok_or(AsyncFailure::Upstream)?;
+                let empty = matches!(&body, BodyOut::Whole(b) if b.is_empty());
+                let (response, tx) = stream.send_request(headers, empty).ok_or(AsyncFailure::Upstream)?;
                 http2_conn_pool::upload(tx, body).await.map_err(|_| AsyncFailure::Upstream)?;
                 let (parts, recv) = response.await.map_err(|_| AsyncFailure::Upstream)?.into_parts();
                 let (body, trailers) = read_whole(Http2ResponseBody::new(recv, None, stream), max_body).await?;

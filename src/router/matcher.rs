@@ -20,7 +20,7 @@ use super::header_matcher::{HeaderMatcher, QueryParameterMatcher};
 use super::request;
 use crate::config::{ConfigError, FieldPath};
 use crate::matcher::string_matcher::{full_match_regex, starts_with};
-use crate::runtime::{Fraction, RuntimeFraction};
+use crate::runtime::RuntimeFraction;
 
 #[derive(Debug, Clone)]
 enum PathCondition {
@@ -102,13 +102,7 @@ impl RouteMatcher {
             regex @ PathCondition::Regex(_) => regex,
         };
         let grpc = m.grpc.is_some();
-        let runtime_fraction = m.runtime_fraction.as_ref().map(|r| {
-            let default = r.default_value.as_ref().map_or(Fraction::ZERO, |d| Fraction {
-                numerator: u64::from(d.numerator),
-                denominator: Fraction::denominator_of(d.denominator),
-            });
-            RuntimeFraction::new(&r.runtime_key, default)
-        });
+        let runtime_fraction = m.runtime_fraction.as_ref().map(RuntimeFraction::from_proto);
         Ok(RouteMatcher {
             path,
             case_sensitive,
@@ -206,7 +200,10 @@ mod tests {
         assert!(matches("{prefix: /, runtime_fraction: {default_value: {numerator: 100}, runtime_key: k}}", "/"));
         assert!(!matches("{prefix: /, runtime_fraction: {default_value: {numerator: 0}, runtime_key: k}}", "/"));
         let m = matcher("{prefix: /, runtime_fraction: {default_value: {numerator: 5, denominator: MILLION}}}");
-        assert_eq!(m.runtime_fraction.map(|r| r.default), Some(Fraction { numerator: 5, denominator: 1_000_000 }));
+        assert_eq!(
+            m.runtime_fraction.map(|r| r.default),
+            Some(crate::runtime::Fraction { numerator: 5, denominator: 1_000_000 })
+        );
     }
 
     #[test]

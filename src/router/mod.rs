@@ -18,6 +18,7 @@
 //! - `retry_policy` — `RetryPolicy` and `retry_on`
 //! - `retry_body` — recording a streamed request body as it is sent, so retries can resend it
 //! - `async_client` — requests the proxy makes on its own behalf (span exports, ext_authz)
+//! - `shadow` — `request_mirror_policies`: copies of requests sent to another cluster
 //! - `header_mutation` — `*_headers_to_add` / `*_headers_to_remove`
 //! - `per_filter` — `typed_per_filter_config`
 //! - `supported` — the fields of the route schema Courier implements
@@ -36,6 +37,7 @@ mod retry_body;
 mod retry_policy;
 mod route;
 mod route_action;
+pub mod shadow;
 mod supported;
 pub mod upstream_request;
 mod virtual_host;

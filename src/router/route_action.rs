@@ -21,6 +21,7 @@ use std::sync::Arc;
 use super::header_mutation::{HeaderEdits, HeaderMutation};
 use super::path_rewrite::PathRewrite;
 use super::retry_policy::RetryPolicy;
+use super::shadow::MirrorPolicy;
 use crate::config::{duration, ConfigError, FieldPath};
 
 /// Envoy's default route timeout.
@@ -79,6 +80,8 @@ pub struct ForwardAction {
     /// With `weighted_clusters`: each entry's edits, by index in `clusters`
     /// (`None`: it has none).
     weighted_edits: Vec<Option<Arc<ClusterWeightEdits>>>,
+    /// `request_mirror_policies`: where copies of the request go.
+    pub mirror_policies: Vec<MirrorPolicy>,
 }
 
 impl ForwardAction {
@@ -178,6 +181,12 @@ impl ForwardAction {
             }
             None => vhost_retry.cloned(),
         };
+        let mut mirror_policies = Vec::new();
+        for (i, m) in ra.request_mirror_policies.iter().enumerate() {
+            let mut p = path.child("request_mirror_policies");
+            p.push_index(i);
+            mirror_policies.push(MirrorPolicy::from_proto(m, &p)?);
+        }
         Ok(ForwardAction {
             cluster,
             cluster_not_found_response_code,
@@ -201,6 +210,7 @@ impl ForwardAction {
             path_rewrite,
             include_attempt_count,
             weighted_edits,
+            mirror_policies,
         })
     }
 

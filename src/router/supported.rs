@@ -135,7 +135,14 @@ pub const ROUTE_SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "idle_timeout",
             "retry_policy",
             "max_stream_duration",
+            "request_mirror_policies",
         ],
+    ),
+    // `trace_sampled`, `request_headers_mutations` and `host_rewrite_literal`
+    // are refused.
+    (
+        "envoy.config.route.v3.RouteAction.RequestMirrorPolicy",
+        &["cluster", "cluster_header", "runtime_fraction", "disable_shadow_host_suffix_append"],
     ),
     // `grpc_timeout_header_max` / `_offset` are refused: Courier does not read
     // `grpc-timeout`.

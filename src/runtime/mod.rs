@@ -92,6 +92,16 @@ impl RuntimeFraction {
         RuntimeFraction { key: (!key.is_empty()).then(|| key.into()), default }
     }
 
+    /// A `RuntimeFractionalPercent`: its `default_value` (0 when unset), which
+    /// the runtime may override by `runtime_key`.
+    pub fn from_proto(r: &envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent) -> Self {
+        let default = r.default_value.as_ref().map_or(Fraction::ZERO, |d| Fraction {
+            numerator: u64::from(d.numerator),
+            denominator: Fraction::denominator_of(d.denominator),
+        });
+        RuntimeFraction::new(&r.runtime_key, default)
+    }
+
     /// A fraction no runtime key overrides.
     pub fn fixed(default: Fraction) -> Self {
         RuntimeFraction { key: None, default }

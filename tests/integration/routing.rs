@@ -802,3 +802,55 @@ fn unsupported_route_features_are_config_errors() {
     assert!(!ok, "{out}");
     assert!(out.contains("hash_policy"), "{out}");
 }
+
+/// A mirrored request's copy is the request as the router sends it, its host
+/// suffixed `-shadow`, marked internal, and with the body the client streamed
+/// (teed piece by piece); the client's answer is the main cluster's.
+#[test]
+fn a_mirror_gets_a_copy_of_a_streamed_request() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::mpsc;
+
+    let up = http_upstream("app");
+    let mirror = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mirror_port = mirror.local_addr().expect("addr").port();
+    let (seen_tx, seen) = mpsc::channel::<(String, String)>();
+    let shadow = std::thread::spawn(move || {
+        let (stream, _) = mirror.accept().expect("accept");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let mut head = String::new();
+        while reader.read_line(&mut head).expect("head") > 2 {}
+        let mut body = String::new();
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).expect("chunk size");
+            let n = usize::from_str_radix(size.trim(), 16).expect("hex");
+            let mut data = vec![0; n + 2];
+            reader.read_exact(&mut data).expect("chunk");
+            if n == 0 {
+                break;
+            }
+            body.push_str(&String::from_utf8_lossy(&data[..n]));
+        }
+        let _ = seen_tx.send((head.to_ascii_lowercase(), body));
+        let mut w = stream;
+        let _ = w.write_all(b"HTTP/1.1 500 Mirror\r\ncontent-length: 0\r\n\r\n");
+    });
+    let route = fwd("{ prefix: / }", "{ cluster: app, request_mirror_policies: [{ cluster: mirror }] }");
+    let clusters = [static_cluster("app", &[up.port()]), static_cluster("mirror", &[mirror_port])];
+    let c = start_web("", &vhost(&route), "", &clusters);
+    let mut client = Client::connect(c.listener("web"));
+    client.send_raw(b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
+    client.send_raw(b"6\r\n world\r\n0\r\n\r\n");
+    let r = client.read_response(false);
+    assert_eq!(r.status, 200, "the main cluster answers");
+    assert_eq!(r.seen().body(), "hello world");
+    let (head, body) = seen.recv_timeout(Duration::from_secs(10)).expect("the mirror got a copy");
+    assert!(head.starts_with("post /up http/1.1\r\n"), "{head}");
+    assert!(head.contains("\r\nhost: a-shadow\r\n") && head.contains("\r\nx-envoy-internal: true\r\n"), "{head}");
+    assert_eq!(body, "hello world");
+    shadow.join().expect("mirror");
+    c.wait_stat("cluster.mirror.upstream_rq_500", |v| v == 1);
+    assert_eq!(c.stat("cluster.app.upstream_rq_200"), Some(1));
+}

@@ -86,6 +86,8 @@ const VHOST: &str = "envoy.config.route.v3.VirtualHost";
 const ROUTE: &str = "envoy.config.route.v3.Route";
 const ROUTE_MATCH: &str = "envoy.config.route.v3.RouteMatch";
 const HEADER_MATCHER: &str = "envoy.config.route.v3.HeaderMatcher";
+const MIRROR_POLICY: &str = "envoy.config.route.v3.RouteAction.RequestMirrorPolicy";
+const MIRROR_IT: &str = "a_mirror_gets_a_copy_of_a_streamed_request";
 const ROUTE_ACTION: &str = "envoy.config.route.v3.RouteAction";
 const RETRY_POLICY: &str = "envoy.config.route.v3.RetryPolicy";
 const REDIRECT: &str = "envoy.config.route.v3.RedirectAction";
@@ -947,6 +949,11 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (ROUTE_ACTION, "idle_timeout", &[compat("route_idle_timeout")]),
     (ROUTE_ACTION, "retry_policy", &[compat("retries")]),
     (ROUTE_ACTION, "max_stream_duration", &[compat("route_max_stream_duration")]),
+    (ROUTE_ACTION, "request_mirror_policies", &[compat("route_mirror"), test(ROUTING_IT, MIRROR_IT)]),
+    (MIRROR_POLICY, "cluster", &[compat("route_mirror"), test(ROUTING_IT, MIRROR_IT)]),
+    (MIRROR_POLICY, "cluster_header", &[compat("route_mirror")]),
+    (MIRROR_POLICY, "runtime_fraction", &[compat("route_mirror")]),
+    (MIRROR_POLICY, "disable_shadow_host_suffix_append", &[compat("route_mirror")]),
     (
         "envoy.config.route.v3.RouteAction.MaxStreamDuration",
         "max_stream_duration",

@@ -22,9 +22,11 @@ use hyper::body::Body;
 
 use super::filter::DecodedBody;
 use crate::define_stats;
-use crate::http::body::RequestBodyStream;
+use crate::http::body::{RequestBodyStream, TransformableBody};
 use crate::http::headers;
+use crate::http::http1::client_connection::BodyOut;
 use crate::http::local_reply::LocalReply;
+use crate::router::shadow;
 use crate::router::upstream_request::{self, ForwardBody, UpstreamResponse};
 use crate::router::{ClusterWeightEdits, Route, RouteAction};
 use crate::stats::Store;
@@ -177,6 +179,15 @@ impl Router {
                 parts.headers.insert(headers::X_ENVOY_ORIGINAL_HOST, original);
             }
         }
+        // Copies to the route's mirror clusters, of the request as it goes now,
+        // the body teed when it streams.
+        let body = if action.mirror_policies.is_empty() {
+            body
+        } else {
+            let clusters = self.clusters.get();
+            let shadows = shadow::shadows(&action.mirror_policies, clusters.as_deref(), parts, action.timeout);
+            self.send_shadows(shadows, body, &cluster, action.timeout)
+        };
         // `x-envoy-expected-rq-timeout-ms` is set per try by the router.
         let body = match body {
             DecodedBody::Empty => ForwardBody::Empty,
@@ -216,6 +227,37 @@ impl Router {
             Ok(response) => (Routed::Upstream(response, cluster), cluster_weight),
             Err(reply) => (Routed::RouteReply(reply), cluster_weight),
         }
+    }
+}
+
+impl Router {
+    /// Sends each shadow with its copy of `body`; returns the body to forward
+    /// (carrying a tee per shadow when it streams).
+    fn send_shadows(
+        &self,
+        shadows: Vec<shadow::Shadow>,
+        body: DecodedBody,
+        cluster: &ThreadLocalCluster,
+        timeout: Option<std::time::Duration>,
+    ) -> DecodedBody {
+        let mut body = body;
+        for s in shadows {
+            let (next, copy) = match body {
+                DecodedBody::Empty => (DecodedBody::Empty, BodyOut::Whole(bytes::Bytes::new())),
+                DecodedBody::Buffered(data, trailers) => {
+                    let copy = BodyOut::Whole(data.clone());
+                    (DecodedBody::Buffered(data, trailers), copy)
+                }
+                DecodedBody::Unread(stream) => {
+                    let abandoned = cluster.info.stats.retry_or_shadow_abandoned.clone();
+                    let (tee, copy) = shadow::tee(self.buffer_limit as usize, abandoned);
+                    (DecodedBody::Unread(stream.transformed(Box::new(tee))), copy)
+                }
+            };
+            body = next;
+            s.send(copy, timeout);
+        }
+        body
     }
 }
 

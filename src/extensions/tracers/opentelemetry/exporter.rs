@@ -16,7 +16,7 @@ use super::span::string_attribute;
 use super::OtelDriver;
 use crate::define_stats;
 use crate::extensions::tracers::batch::Batched;
-use crate::http::http1::client_connection::RequestOut;
+use crate::http::http1::client_connection::{BodyOut, RequestOut};
 use crate::router::async_client;
 use crate::upstream::conn_pool::Protocol;
 
@@ -95,5 +95,13 @@ async fn export(driver: Arc<OtelDriver>, message: ExportTraceServiceRequest) {
     );
     let request = RequestOut { method: &Method::POST, target: EXPORT_PATH, headers: &headers, overrides: &[] };
     // gRPC needs HTTP/2: the cluster's HTTP/2 pool, whatever its configured protocol.
-    let _ = async_client::send(&cluster, &request, body.freeze(), Protocol::Http2, driver.timeout, MAX_ANSWER).await;
+    let _ = async_client::send(
+        &cluster,
+        &request,
+        BodyOut::Whole(body.freeze()),
+        Protocol::Http2,
+        driver.timeout,
+        MAX_ANSWER,
+    )
+    .await;
 }

@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, Method};
 use super::ZipkinDriver;
 use crate::define_stats;
 use crate::extensions::tracers::batch::Batched;
-use crate::http::http1::client_connection::RequestOut;
+use crate::http::http1::client_connection::{BodyOut, RequestOut};
 use crate::router::async_client;
 use crate::upstream::conn_pool::Protocol;
 
@@ -69,8 +69,15 @@ async fn send(driver: Arc<ZipkinDriver>, body: String) {
     let request = RequestOut { method: &Method::POST, target: &collector.endpoint, headers: &headers, overrides: &[] };
     // The cluster's own protocol, as Envoy's async client uses it.
     let protocol = Protocol::from(cluster.info.protocol_for(http::Version::HTTP_11));
-    let response =
-        async_client::send(&cluster, &request, Bytes::from(body), protocol, Some(COLLECTOR_TIMEOUT), MAX_ANSWER).await;
+    let response = async_client::send(
+        &cluster,
+        &request,
+        BodyOut::Whole(Bytes::from(body)),
+        protocol,
+        Some(COLLECTOR_TIMEOUT),
+        MAX_ANSWER,
+    )
+    .await;
     match response {
         Ok(r) if r.parts.status == http::StatusCode::ACCEPTED => stats.reports_sent.inc(),
         Ok(_) => stats.reports_dropped.inc(),

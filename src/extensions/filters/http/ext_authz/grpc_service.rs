@@ -30,7 +30,7 @@ use prost::Message;
 use super::{Allowed, CheckedRequest, Decision};
 use crate::config::{duration, ConfigError, FieldPath};
 use crate::http::headers;
-use crate::http::http1::client_connection::RequestOut;
+use crate::http::http1::client_connection::{BodyOut, RequestOut};
 use crate::http::local_reply::LocalReply;
 use crate::router::async_client;
 use crate::stream_info::ResponseFlag;
@@ -100,7 +100,14 @@ impl GrpcService {
         headers.insert(headers::X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, headers::number_value(millis));
         let out = RequestOut { method: &Method::POST, target: CHECK_PATH, headers: &headers, overrides: &[] };
         // gRPC needs HTTP/2: the cluster's HTTP/2 pool, whatever its configured protocol.
-        let sent = async_client::send(&cluster, &out, body.freeze(), Protocol::Http2, Some(self.timeout), MAX_RESPONSE);
+        let sent = async_client::send(
+            &cluster,
+            &out,
+            BodyOut::Whole(body.freeze()),
+            Protocol::Http2,
+            Some(self.timeout),
+            MAX_RESPONSE,
+        );
         let Ok(response) = sent.await else { return Decision::Error };
         // The status is in the trailers, or in the headers of a trailers-only answer.
         let grpc_status =

@@ -21,7 +21,7 @@ use http::{HeaderMap, StatusCode};
 use super::{Allowed, CheckedRequest, Decision};
 use crate::config::{duration, ConfigError, FieldPath};
 use crate::http::headers;
-use crate::http::http1::client_connection::RequestOut;
+use crate::http::http1::client_connection::{BodyOut, RequestOut};
 use crate::http::local_reply::LocalReply;
 use crate::matcher::string_matcher::StringMatcher;
 use crate::router::async_client::{self, AsyncResponse};
@@ -145,7 +145,14 @@ impl HttpService {
         let out = RequestOut { method: &request.method, target: &target, headers: &check_headers, overrides: &[] };
         let protocol = Protocol::from(cluster.info.protocol_for(http::Version::HTTP_11));
         let started = Instant::now();
-        let sent = async_client::send(&cluster, &out, Bytes::new(), protocol, Some(self.timeout), MAX_RESPONSE_BODY);
+        let sent = async_client::send(
+            &cluster,
+            &out,
+            BodyOut::Whole(Bytes::new()),
+            protocol,
+            Some(self.timeout),
+            MAX_RESPONSE_BODY,
+        );
         match sent.await {
             Ok(r) if r.parts.status == StatusCode::OK => Decision::Allowed(self.allowed(&r.parts.headers)),
             Ok(r) => Decision::Denied(self.denial(r, started.elapsed())),
