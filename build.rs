@@ -39,6 +39,7 @@ const ROOTS: &[&str] = &[
     "envoy.extensions.filters.http.health_check.v3.HealthCheck",
     "envoy.extensions.filters.http.buffer.v3.Buffer",
     "envoy.extensions.filters.http.compressor.v3.Compressor",
+    "envoy.extensions.filters.http.compressor.v3.CompressorPerRoute",
     "envoy.extensions.compression.gzip.compressor.v3.Gzip",
     "envoy.extensions.filters.http.decompressor.v3.Decompressor",
     "envoy.extensions.filters.http.csrf.v3.CsrfPolicy",

@@ -41,6 +41,7 @@ const fn compat(case: &'static str) -> Evidence {
 const BOOTSTRAP: &str = "envoy.config.bootstrap.v3.Bootstrap";
 const COMPRESSOR_RESPONSE: &str = "envoy.extensions.filters.http.compressor.v3.Compressor.ResponseDirectionConfig";
 const COMPRESSOR_COMMON: &str = "envoy.extensions.filters.http.compressor.v3.Compressor.CommonDirectionConfig";
+const COMPRESSOR_PER_ROUTE: &str = "envoy.extensions.filters.http.compressor.v3.CompressorPerRoute";
 const GZIP: &str = "envoy.extensions.compression.gzip.compressor.v3.Gzip";
 const EXT_AUTHZ: &str = "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz";
 const EXT_AUTHZ_RESPONSE: &str = "envoy.extensions.filters.http.ext_authz.v3.AuthorizationResponse";
@@ -1133,6 +1134,18 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "envoy.config.core.v3.RuntimeFeatureFlag",
         "runtime_key",
         &[test("src/runtime/feature_flag.rs", "the_runtime_key_overrides_the_default")],
+    ),
+    (COMPRESSOR_PER_ROUTE, "disabled", &[compat("filter_compressor_per_route")]),
+    (COMPRESSOR_PER_ROUTE, "overrides", &[compat("filter_compressor_per_route")]),
+    (
+        "envoy.extensions.filters.http.compressor.v3.CompressorOverrides",
+        "response_direction_config",
+        &[compat("filter_compressor_per_route")],
+    ),
+    (
+        "envoy.extensions.filters.http.compressor.v3.ResponseDirectionOverrides",
+        "remove_accept_encoding_header",
+        &[compat("filter_compressor_per_route")],
     ),
     (GZIP, "compression_level", &[test(GZIP_RS, "every_setting_is_read_and_checked")]),
     (GZIP, "compression_strategy", &[test(GZIP_RS, "every_setting_is_read_and_checked")]),

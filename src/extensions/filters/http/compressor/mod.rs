@@ -11,7 +11,9 @@
 //! coding (`accept_encoding`): `content-length` goes, `content-encoding` comes,
 //! a strong `etag` goes (a weak one stays), and the body streams through the
 //! compressor piece by piece. Every compressible response gets
-//! `vary: Accept-Encoding`, compressed or not. Requests are never compressed
+//! `vary: Accept-Encoding`, compressed or not. A route's `CompressorPerRoute`
+//! turns the filter off (`disabled`) or replaces `remove_accept_encoding_header`.
+//! Requests are never compressed
 //! (`request_direction_config` is not supported), and each is counted
 //! `request.not_compressed`, as Envoy counts them without one.
 
@@ -20,7 +22,10 @@ mod accept_encoding;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use envoy_types::pb::envoy::extensions::filters::http::compressor::v3::Compressor as CompressorProto;
+use envoy_types::pb::envoy::extensions::filters::http::compressor::v3::compressor_per_route::Override;
+use envoy_types::pb::envoy::extensions::filters::http::compressor::v3::{
+    Compressor as CompressorProto, CompressorPerRoute,
+};
 use envoy_types::pb::google::protobuf::Any;
 use http::header::{HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG, VARY};
 use http::HeaderMap;
@@ -33,13 +38,21 @@ use crate::define_stats;
 use crate::extensions::compression::{self, Compressor, CompressorFactory as LibraryFactory};
 use crate::extensions::{HttpFilterContext, HttpFilterExtension};
 use crate::http::headers;
+use crate::router::PerRouteConfig;
 use crate::runtime::FeatureFlag;
+use crate::stats::Store;
 
 pub const NAME: &str = "envoy.filters.http.compressor";
 const CONFIG_TYPE: &str = "envoy.extensions.filters.http.compressor.v3.Compressor";
 
-pub const EXTENSION: HttpFilterExtension =
-    HttpFilterExtension { name: NAME, config_type: CONFIG_TYPE, create, per_route: None };
+const PER_ROUTE_TYPE: &str = "envoy.extensions.filters.http.compressor.v3.CompressorPerRoute";
+
+pub const EXTENSION: HttpFilterExtension = HttpFilterExtension {
+    name: NAME,
+    config_type: CONFIG_TYPE,
+    create,
+    per_route: Some((PER_ROUTE_TYPE, create_per_route)),
+};
 
 /// Envoy's `min_content_length` default.
 const DEFAULT_MIN_CONTENT_LENGTH: u64 = 30;
@@ -129,6 +142,7 @@ fn create(
     let prefix = format!("http.{}.compressor.{}.{}.", ctx.hcm_stat_prefix, library.name, factory.stats_prefix());
     Ok(Arc::new(CompressorFilterFactory {
         config: Arc::new(CompressorConfig {
+            name: ctx.filter_name.into(),
             enabled: FeatureFlag::from_proto(common.enabled.as_ref()),
             min_content_length: common.min_content_length.map_or(DEFAULT_MIN_CONTENT_LENGTH, |v| u64::from(v.value)),
             content_types,
@@ -144,12 +158,45 @@ fn create(
 
 impl StreamFilterFactory for CompressorFilterFactory {
     fn create(&self) -> Box<dyn StreamFilter> {
-        Box::new(CompressorFilter { config: self.config.clone(), accept_encoding: None, compressor: None })
+        Box::new(CompressorFilter {
+            config: self.config.clone(),
+            accept_encoding: None,
+            compressor: None,
+            disabled: false,
+        })
     }
+}
+
+/// A route's `CompressorPerRoute`: the filter off, or its
+/// `remove_accept_encoding_header` replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CompressorRouteConfig {
+    disabled: bool,
+    remove_accept_encoding_header: Option<bool>,
+}
+
+fn create_per_route(any: &Any, path: &FieldPath, _store: &Store) -> Result<PerRouteConfig, ConfigError> {
+    common::check_supported(any, path)?;
+    let p: CompressorPerRoute = decode_any(any, path)?;
+    let config = match p.r#override {
+        Some(Override::Disabled(disabled)) => CompressorRouteConfig { disabled, remove_accept_encoding_header: None },
+        // `compressor_library` was refused by the supported-fields check.
+        Some(Override::Overrides(o)) => CompressorRouteConfig {
+            disabled: false,
+            remove_accept_encoding_header: o
+                .response_direction_config
+                .and_then(|r| r.remove_accept_encoding_header)
+                .map(|b| b.value),
+        },
+        None => return Err(path.error("one of disabled or overrides must be set")),
+    };
+    Ok(Arc::new(config))
 }
 
 #[derive(Debug)]
 struct CompressorConfig {
+    /// The filter's configured name: its routes' configs are found under it.
+    name: Arc<str>,
     library: Arc<dyn LibraryFactory>,
     enabled: FeatureFlag,
     min_content_length: u64,
@@ -168,6 +215,8 @@ struct CompressorFilter {
     accept_encoding: Option<String>,
     /// Set once the response is being compressed.
     compressor: Option<Box<dyn Compressor>>,
+    /// The route's `CompressorPerRoute` turned the filter off.
+    disabled: bool,
 }
 
 impl CompressorConfig {
@@ -239,14 +288,23 @@ impl StreamFilter for CompressorFilter {
         &mut self,
         parts: &mut http::request::Parts,
         _end_stream: bool,
-        _cx: &mut StreamContext<'_>,
+        cx: &mut StreamContext<'_>,
     ) -> FilterStatus {
+        let route = cx.route.and_then(|r| r.per_filter_config::<CompressorRouteConfig>(&self.config.name));
+        // Off on the route: nothing is read or changed, but Envoy still counts
+        // the request and the response as not compressed.
+        if route.is_some_and(|r| r.disabled) {
+            self.disabled = true;
+            self.config.request_stats.not_compressed.inc();
+            return FilterStatus::Continue;
+        }
         let accept = http::header::ACCEPT_ENCODING;
         self.accept_encoding = parts
             .headers
             .contains_key(&accept)
             .then(|| headers::tokens(&parts.headers, accept.clone()).collect::<Vec<_>>().join(","));
-        if self.config.remove_accept_encoding_header {
+        let remove = route.and_then(|r| r.remove_accept_encoding_header);
+        if remove.unwrap_or(self.config.remove_accept_encoding_header) {
             parts.headers.remove(accept);
         }
         self.config.request_stats.not_compressed.inc();
@@ -259,6 +317,10 @@ impl StreamFilter for CompressorFilter {
         end_stream: bool,
         _cx: &mut StreamContext<'_>,
     ) -> EncodeStatus {
+        if self.disabled {
+            self.config.response_stats.not_compressed.inc();
+            return EncodeStatus::Continue;
+        }
         let cfg = &*self.config;
         let h = &mut parts.headers;
         let big_enough = cfg.enabled.enabled() && cfg.long_enough(h);
@@ -322,6 +384,10 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
         &["enabled", "min_content_length", "content_type"],
     ),
     ("envoy.config.core.v3.RuntimeFeatureFlag", &["default_value", "runtime_key"]),
+    (PER_ROUTE_TYPE, &["disabled", "overrides"]),
+    // A route's own compressor_library is refused.
+    ("envoy.extensions.filters.http.compressor.v3.CompressorOverrides", &["response_direction_config"]),
+    ("envoy.extensions.filters.http.compressor.v3.ResponseDirectionOverrides", &["remove_accept_encoding_header"]),
     (
         compression::gzip::compressor::CONFIG_TYPE,
         &["memory_level", "compression_level", "compression_strategy", "window_bits", "chunk_size"],
