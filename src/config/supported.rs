@@ -265,10 +265,10 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "set_current_client_cert_details",
         ],
     ),
-    // x-forwarded-client-cert's elements (`cert` and `chain`, the PEM, are not).
+    // x-forwarded-client-cert's elements.
     (
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.SetCurrentClientCertDetails",
-        &["subject", "uri", "dns"],
+        &["subject", "uri", "cert", "chain", "dns"],
     ),
     // `tracing` (see `tracing::HcmTracing`).
     (

@@ -62,6 +62,9 @@ pub(crate) enum TlsField {
     PeerUriSan,
     PeerDnsSan,
     PeerFingerprint256,
+    PeerFingerprint1,
+    /// The client's certificate, URL-encoded PEM.
+    PeerCert,
     PeerSerial,
     LocalUriSan,
     Version,
@@ -212,6 +215,8 @@ impl Operator {
             "DOWNSTREAM_PEER_URI_SAN" => Operator::Tls(TlsField::PeerUriSan),
             "DOWNSTREAM_PEER_DNS_SAN" => Operator::Tls(TlsField::PeerDnsSan),
             "DOWNSTREAM_PEER_FINGERPRINT_256" => Operator::Tls(TlsField::PeerFingerprint256),
+            "DOWNSTREAM_PEER_FINGERPRINT_1" => Operator::Tls(TlsField::PeerFingerprint1),
+            "DOWNSTREAM_PEER_CERT" => Operator::Tls(TlsField::PeerCert),
             "DOWNSTREAM_PEER_SERIAL" => Operator::Tls(TlsField::PeerSerial),
             "DOWNSTREAM_LOCAL_URI_SAN" => Operator::Tls(TlsField::LocalUriSan),
             "DOWNSTREAM_TLS_VERSION" => Operator::Tls(TlsField::Version),
@@ -311,6 +316,10 @@ impl Operator {
                     TlsField::PeerUriSan => joined(peer.map(|p| &p.uri_sans)),
                     TlsField::PeerDnsSan => joined(peer.map(|p| &p.dns_sans)),
                     TlsField::PeerFingerprint256 => peer.map(|p| p.sha256.clone()),
+                    TlsField::PeerFingerprint1 => peer.map(|p| p.sha1.clone()),
+                    TlsField::PeerCert => {
+                        tls.peer_certificates.first().map(|c| crate::network::tls::url_encoded_pem([c.as_ref()]))
+                    }
                     TlsField::PeerSerial => peer.map(|p| p.serial_number.clone()),
                     TlsField::LocalUriSan => joined(Some(&tls.local_uri_sans)),
                     TlsField::Version => tls.version.map(str::to_string),

@@ -405,9 +405,10 @@ fn downstream_tls_operators() {
     use crate::network::tls::{DownstreamTlsInfo, PeerCertificate};
     let format = "%DOWNSTREAM_PEER_SUBJECT% %DOWNSTREAM_PEER_ISSUER% %DOWNSTREAM_PEER_URI_SAN% \
                   %DOWNSTREAM_PEER_DNS_SAN% %DOWNSTREAM_PEER_FINGERPRINT_256% %DOWNSTREAM_PEER_SERIAL% \
-                  %DOWNSTREAM_LOCAL_URI_SAN% %DOWNSTREAM_TLS_VERSION% %DOWNSTREAM_TLS_CIPHER% %REQUESTED_SERVER_NAME%";
+                  %DOWNSTREAM_LOCAL_URI_SAN% %DOWNSTREAM_TLS_VERSION% %DOWNSTREAM_TLS_CIPHER% %REQUESTED_SERVER_NAME% \
+                  %DOWNSTREAM_PEER_FINGERPRINT_1% %DOWNSTREAM_PEER_CERT%";
     let mut f = Fixture::new();
-    assert_eq!(f.fmt(format), "- - - - - - - - - -");
+    assert_eq!(f.fmt(format), "- - - - - - - - - - - -");
     f.info.downstream_tls = Some(std::rc::Rc::new(DownstreamTlsInfo {
         peer: Some(PeerCertificate {
             subject: "CN=client.test,O=Example\\, Inc.".into(),
@@ -415,8 +416,10 @@ fn downstream_tls_operators() {
             uri_sans: vec!["spiffe://a/b".into()],
             dns_sans: vec!["client.test".into(), "alt.test".into()],
             sha256: "ab12".into(),
+            sha1: "cd34".into(),
             serial_number: "1f".into(),
         }),
+        peer_certificates: vec![rustls::pki_types::CertificateDer::from(vec![0xfb, 0xff])],
         local_uri_sans: vec!["spiffe://a/proxy".into()],
         version: Some("TLSv1.2"),
         cipher: Some("ECDHE-RSA-AES128-GCM-SHA256"),
@@ -426,6 +429,7 @@ fn downstream_tls_operators() {
     assert_eq!(
         f.fmt(format),
         "CN=client.test,O=Example\\, Inc. CN=Test CA spiffe://a/b client.test,alt.test ab12 1f spiffe://a/proxy \
-         TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256 server.test"
+         TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256 server.test cd34 \
+         -----BEGIN%20CERTIFICATE-----%0A%2B%2F8%3D%0A-----END%20CERTIFICATE-----%0A"
     );
 }

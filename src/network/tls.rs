@@ -224,8 +224,40 @@ pub struct PeerCertificate {
     pub dns_sans: Vec<String>,
     /// SHA-256 of the DER, lower-case hex.
     pub sha256: String,
+    /// SHA-1 of the DER, lower-case hex (`%DOWNSTREAM_PEER_FINGERPRINT_1%`).
+    pub sha1: String,
     /// Lower-case hex, as Envoy prints it.
     pub serial_number: String,
+}
+
+/// Certificates as URL-encoded PEM, as Envoy's `urlEncodedPemEncodedPeerCertificate`
+/// prints them for `x-forwarded-client-cert` and `%DOWNSTREAM_PEER_CERT%`: each
+/// one's PEM (64-character lines, as OpenSSL writes it), concatenated, with
+/// newline, space, `+`, `/` and `=` percent-encoded.
+pub fn url_encoded_pem<'a>(certificates: impl IntoIterator<Item = &'a [u8]>) -> String {
+    use base64::Engine;
+    let mut pem = String::new();
+    for der in certificates {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        pem.push_str("-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE-----\n");
+    }
+    let mut out = String::with_capacity(pem.len() + pem.len() / 8);
+    for c in pem.chars() {
+        match c {
+            '\n' => out.push_str("%0A"),
+            ' ' => out.push_str("%20"),
+            '+' => out.push_str("%2B"),
+            '/' => out.push_str("%2F"),
+            '=' => out.push_str("%3D"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Reads a DER certificate into a `PeerCertificate`; `None` when it cannot be parsed.

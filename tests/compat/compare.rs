@@ -107,11 +107,19 @@ fn same_decision(mode: Mode, envoy: &str, courier: &str) -> bool {
 
 const ABSENT: &str = "<absent>";
 
-/// An `x-forwarded-client-cert` value with each certificate hash (64 hex digits)
-/// replaced by a placeholder: each proxy's run gets a client certificate of its own.
+/// A value with what is particular to a client certificate replaced by
+/// placeholders: each proxy's run gets a client certificate of its own. Its
+/// SHA-256 in `x-forwarded-client-cert` (`Hash=`), its URL-encoded PEM (`Cert=`,
+/// `Chain=`, `%DOWNSTREAM_PEER_CERT%`), and its SHA-1 (40 hex digits,
+/// `%DOWNSTREAM_PEER_FINGERPRINT_1%`).
 fn without_cert_hash(v: &str) -> String {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"Hash=[0-9a-f]{64}").unwrap()).replace_all(v, "Hash=<sha256>").into_owned()
+    static HASH: OnceLock<Regex> = OnceLock::new();
+    static PEM: OnceLock<Regex> = OnceLock::new();
+    static SHA1: OnceLock<Regex> = OnceLock::new();
+    let v = HASH.get_or_init(|| Regex::new(r"Hash=[0-9a-f]{64}").unwrap()).replace_all(v, "Hash=<sha256>");
+    let pem = r"-----BEGIN%20CERTIFICATE-----%0A[A-Za-z0-9%]*?-----END%20CERTIFICATE-----%0A";
+    let v = PEM.get_or_init(|| Regex::new(pem).unwrap()).replace_all(&v, "<pem>");
+    SHA1.get_or_init(|| Regex::new(r"\b[0-9a-f]{40}\b").unwrap()).replace_all(&v, "<sha1>").into_owned()
 }
 
 struct Checks(Vec<Check>);
@@ -275,6 +283,7 @@ pub fn compare(case: &Case, e: &Observed, c: &Observed) -> Vec<Check> {
                     .iter()
                     .map(|l| if report_sizes { mask_bytes_sent(l) } else { l.clone() })
                     .map(|l| if cyclic { mask_upstream_host(&l) } else { l })
+                    .map(|l| without_cert_hash(&l))
                     .collect();
                 if lines.is_empty() {
                     "<no line>".to_string()

@@ -76,6 +76,8 @@ const LISTENER: &str = "envoy.config.listener.v3.Listener";
 const CLUSTER: &str = "envoy.config.cluster.v3.Cluster";
 const HTTP_OPTIONS: &str = "envoy.config.core.v3.HttpProtocolOptions";
 const HCM: &str = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+const XFCC_RS: &str = "src/extensions/filters/network/http_connection_manager/client_cert.rs";
+const XFCC_PEM: &str = "cert_and_chain_are_the_pem_url_encoded_as_envoy_prints_them";
 const XFCC_DETAILS: &str =
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.SetCurrentClientCertDetails";
 const H2_OPTIONS: &str = "envoy.config.core.v3.Http2ProtocolOptions";
@@ -683,6 +685,8 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (HCM, "set_current_client_cert_details", &[compat("tls_forward_client_cert")]),
     (XFCC_DETAILS, "subject", &[compat("tls_forward_client_cert")]),
     (XFCC_DETAILS, "uri", &[compat("tls_forward_client_cert")]),
+    (XFCC_DETAILS, "cert", &[compat("tls_forward_client_cert"), test(XFCC_RS, XFCC_PEM)]),
+    (XFCC_DETAILS, "chain", &[compat("tls_forward_client_cert"), test(XFCC_RS, XFCC_PEM)]),
     (XFCC_DETAILS, "dns", &[compat("tls_forward_client_cert")]),
     (
         HCM_TRACING,

@@ -846,14 +846,14 @@ pub fn peer_certificate(der: &[u8]) -> Option<PeerCertificate> {
             crate::network::tls::SubjectAltName::IpAddress(_) => {}
         }
     }
-    let digest = ring::digest::digest(&ring::digest::SHA256, der);
-    let sha256 = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let hex = |algorithm| ring::digest::digest(algorithm, der).as_ref().iter().map(|b| format!("{b:02x}")).collect();
     Some(PeerCertificate {
         subject: fields.subject,
         issuer: fields.issuer,
         uri_sans,
         dns_sans,
-        sha256,
+        sha256: hex(&ring::digest::SHA256),
+        sha1: hex(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY),
         serial_number: fields.serial_number,
     })
 }

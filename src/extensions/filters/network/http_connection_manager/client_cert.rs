@@ -6,9 +6,11 @@
 //! certificate unless ALWAYS_FORWARD_ONLY), passed on (FORWARD_ONLY,
 //! ALWAYS_FORWARD_ONLY), extended with this hop's element (APPEND_FORWARD) or
 //! replaced by it (SANITIZE_SET). The element is `By=<each URI SAN of the
-//! certificate Courier presented>`, `Hash=<SHA-256 of the client's>` and what `set_current_client_cert_details` asks for, in Envoy's
-//! order: `Subject="<RFC 2253>"`, `URI=<each URI SAN>` (`URI=` when none),
-//! `DNS=<each DNS SAN>`, joined by `;`.
+//! certificate Courier presented>`, `Hash=<SHA-256 of the client's>` and what
+//! `set_current_client_cert_details` asks for, in Envoy's order:
+//! `Cert="<its URL-encoded PEM>"`, `Chain="<the chain's>"`,
+//! `Subject="<RFC 2253>"`, `URI=<each URI SAN>` (`URI=` when none), `DNS=<each
+//! DNS SAN>`, joined by `;`.
 
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::{
     ForwardClientCertDetails, SetCurrentClientCertDetails,
@@ -17,7 +19,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
 
 use crate::config::{ConfigError, FieldPath};
-use crate::network::tls::{DownstreamTlsInfo, PeerCertificate};
+use crate::network::tls::{url_encoded_pem, DownstreamTlsInfo, PeerCertificate};
 
 const XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 
@@ -37,6 +39,8 @@ pub struct ClientCertConfig {
     pub forward: ForwardClientCert,
     pub subject: bool,
     pub uri: bool,
+    pub cert: bool,
+    pub chain: bool,
     pub dns: bool,
 }
 
@@ -55,9 +59,15 @@ impl ClientCertConfig {
             Ok(ForwardClientCertDetails::AlwaysForwardOnly) => ForwardClientCert::AlwaysForwardOnly,
             Err(_) => return Err(path.field_error("forward_client_cert_details", "not a known value")),
         };
-        // `cert` and `chain` are refused by the supported-fields check.
         let d = details.cloned().unwrap_or_default();
-        Ok(ClientCertConfig { forward, subject: d.subject.is_some_and(|b| b.value), uri: d.uri, dns: d.dns })
+        Ok(ClientCertConfig {
+            forward,
+            subject: d.subject.is_some_and(|b| b.value),
+            uri: d.uri,
+            cert: d.cert,
+            chain: d.chain,
+            dns: d.dns,
+        })
     }
 
     /// Applies the policy to a request that arrived over `tls` (`None`: plaintext).
@@ -75,8 +85,8 @@ impl ClientCertConfig {
         if self.forward == ForwardClientCert::ForwardOnly {
             return;
         }
-        let local_uri_sans = tls.map_or(&[][..], |t| &t.local_uri_sans[..]);
-        let element = self.element(peer, local_uri_sans);
+        let Some(tls) = tls else { return };
+        let element = self.element(peer, tls);
         let value = match (self.forward, h.get(XFCC).and_then(|v| v.to_str().ok())) {
             (ForwardClientCert::AppendForward, Some(existing)) if !existing.is_empty() => {
                 format!("{existing},{element}")
@@ -94,9 +104,18 @@ impl ClientCertConfig {
     }
 
     /// This hop's element for the client's certificate.
-    fn element(&self, cert: &PeerCertificate, local_uri_sans: &[String]) -> String {
-        let mut parts: Vec<String> = local_uri_sans.iter().map(|u| format!("By={u}")).collect();
+    fn element(&self, cert: &PeerCertificate, tls: &DownstreamTlsInfo) -> String {
+        let mut parts: Vec<String> = tls.local_uri_sans.iter().map(|u| format!("By={u}")).collect();
         parts.push(format!("Hash={}", cert.sha256));
+        let chain = &tls.peer_certificates;
+        if self.cert {
+            if let Some(own) = chain.first() {
+                parts.push(format!("Cert=\"{}\"", url_encoded_pem([own.as_ref()])));
+            }
+        }
+        if self.chain && !chain.is_empty() {
+            parts.push(format!("Chain=\"{}\"", url_encoded_pem(chain.iter().map(|c| c.as_ref()))));
+        }
         if self.subject {
             parts.push(format!("Subject=\"{}\"", cert.subject));
         }
@@ -135,7 +154,7 @@ mod tests {
     }
 
     fn config(forward: ForwardClientCert, subject: bool, uri: bool, dns: bool) -> ClientCertConfig {
-        ClientCertConfig { forward, subject, uri, dns }
+        ClientCertConfig { forward, subject, uri, cert: false, chain: false, dns }
     }
 
     fn xfcc(cfg: &ClientCertConfig, incoming: Option<&str>, tls: Option<&DownstreamTlsInfo>) -> Option<String> {
@@ -170,5 +189,24 @@ mod tests {
         assert_eq!(xfcc(&sanitize, Some("By=x"), Some(&tls)), None);
         let always = config(ForwardClientCert::AlwaysForwardOnly, false, false, false);
         assert_eq!(xfcc(&always, Some("By=x"), None).as_deref(), Some("By=x"));
+    }
+
+    #[test]
+    fn cert_and_chain_are_the_pem_url_encoded_as_envoy_prints_them() {
+        let cfg =
+            ClientCertConfig { cert: true, chain: true, ..config(ForwardClientCert::SanitizeSet, false, false, false) };
+        let pem: String = CERT
+            .chars()
+            .map(|c| match c {
+                '\n' => "%0A".to_string(),
+                ' ' => "%20".into(),
+                '+' => "%2B".into(),
+                '/' => "%2F".into(),
+                '=' => "%3D".into(),
+                c => c.to_string(),
+            })
+            .collect();
+        let expected = format!("By=spiffe://example.org/proxy;Hash={HASH};Cert=\"{pem}\";Chain=\"{pem}\"");
+        assert_eq!(xfcc(&cfg, None, Some(&session())).as_deref(), Some(expected.as_str()));
     }
 }
