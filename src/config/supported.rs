@@ -244,6 +244,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "server_header_transformation",
             "max_request_headers_kb",
             "stream_idle_timeout",
+            "upgrade_configs",
             "request_timeout",
             "request_headers_timeout",
             "access_log",
@@ -264,6 +265,11 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "forward_client_cert_details",
             "set_current_client_cert_details",
         ],
+    ),
+    // An upgrade type tunnelled on HTTP/1 (`filters`, its own filter chain, is refused).
+    (
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig",
+        &["upgrade_type", "enabled"],
     ),
     // x-forwarded-client-cert's elements.
     (

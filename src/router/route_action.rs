@@ -82,6 +82,9 @@ pub struct ForwardAction {
     weighted_edits: Vec<Option<Arc<ClusterWeightEdits>>>,
     /// `request_mirror_policies`: where copies of the request go.
     pub mirror_policies: Vec<MirrorPolicy>,
+    /// `upgrade_configs`: upgrade types (lower case) this route turns on or off,
+    /// over the connection manager's.
+    pub upgrades: Vec<(String, bool)>,
 }
 
 impl ForwardAction {
@@ -211,6 +214,11 @@ impl ForwardAction {
             include_attempt_count,
             weighted_edits,
             mirror_policies,
+            upgrades: ra
+                .upgrade_configs
+                .iter()
+                .map(|u| (u.upgrade_type.to_ascii_lowercase(), u.enabled.is_none_or(|e| e.value)))
+                .collect(),
         })
     }
 

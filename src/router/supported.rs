@@ -136,8 +136,11 @@ pub const ROUTE_SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "retry_policy",
             "max_stream_duration",
             "request_mirror_policies",
+            "upgrade_configs",
         ],
     ),
+    // `connect_config` (CONNECT termination) is refused.
+    ("envoy.config.route.v3.RouteAction.UpgradeConfig", &["upgrade_type", "enabled"]),
     // `trace_sampled`, `request_headers_mutations` and `host_rewrite_literal`
     // are refused.
     (

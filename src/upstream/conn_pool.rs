@@ -61,6 +61,17 @@ pub enum UpstreamResponseBody {
     Http2(Http2ResponseBody),
 }
 
+impl UpstreamResponseBody {
+    /// After a 101 on HTTP/1: the connection, for a tunnel (HTTP/2 upgrades,
+    /// extended CONNECT, are not supported).
+    pub fn take_upgraded(&mut self) -> Option<super::http1_conn_pool::UpgradedUpstream> {
+        match self {
+            UpstreamResponseBody::Http1(b) => b.take_upgraded(),
+            UpstreamResponseBody::Http2(_) => None,
+        }
+    }
+}
+
 /// For code that reads a response body without caring which protocol carried it
 /// (the encoder filters reading it whole).
 impl hyper::body::Body for UpstreamResponseBody {

@@ -34,7 +34,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hyper::body::{Frame, SizeHint};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -48,6 +48,7 @@ use crate::http::http1::client_connection::{
     BodyFailure, BodyOut, ClientConnection, RequestFailure, RequestOut, ResponseHead,
 };
 use crate::network::tls::AlpnFallback;
+use crate::network::TransportStream;
 
 /// Why no client could be had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,6 +291,29 @@ impl hyper::body::Body for Http1ResponseBody {
             Some(n) => SizeHint::with_exact(n),
             None => SizeHint::default(),
         }
+    }
+}
+
+/// A connection the upstream switched to another protocol (a 101 to an
+/// upgrade request): it leaves the pool for good, and Courier relays its bytes
+/// both ways. Counted as the cluster's connection until dropped.
+pub struct UpgradedUpstream {
+    conn: Box<PoolConnection>,
+}
+
+impl UpgradedUpstream {
+    /// The transport, and the bytes the upstream sent past its 101.
+    pub fn parts(&mut self) -> (&mut TransportStream, BytesMut) {
+        self.conn.codec.upgraded()
+    }
+}
+
+impl Http1ResponseBody {
+    /// After a 101: the connection, taken out of the pool for a tunnel.
+    pub fn take_upgraded(&mut self) -> Option<UpgradedUpstream> {
+        let client = self.client.as_mut()?;
+        client.in_flight = false;
+        client.conn.take().map(|conn| UpgradedUpstream { conn })
     }
 }
 

@@ -476,3 +476,89 @@ fn xff_num_trusted_hops_picks_the_client_from_x_forwarded_for() {
     assert_eq!(seen.header("x-envoy-retry-on"), None);
     assert_eq!(seen.header("x-envoy-internal"), None);
 }
+
+/// `upgrade_configs`: an allowed websocket upgrade is forwarded with its
+/// `connection`/`upgrade` headers, the upstream's 101 goes back, and then the
+/// connection is a tunnel (bytes sent past either head go first, a half-close
+/// passes through); a route can turn an upgrade the connection manager has off
+/// back on, and where none does, the upgrade gets Envoy's 403.
+#[test]
+fn websocket_upgrades_become_tunnels() {
+    use std::io::{Read, Write};
+    use std::sync::mpsc;
+
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (head_tx, heads) = mpsc::channel::<String>();
+    let upstream = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+        let mut data = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !data.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).expect("head");
+            assert!(n > 0, "closed before the head");
+            data.extend_from_slice(&buf[..n]);
+        }
+        let end = data.windows(4).position(|w| w == b"\r\n\r\n").expect("head end") + 4;
+        let _ = head_tx.send(String::from_utf8_lossy(&data[..end]).to_ascii_lowercase());
+        s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nWELCOME")
+            .expect("101");
+        let mut pending = data[end..].to_vec();
+        loop {
+            if !pending.is_empty() {
+                s.write_all(&[b"echo:", &pending[..]].concat()).expect("echo");
+            }
+            let n = s.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            pending = buf[..n].to_vec();
+        }
+    });
+    // Off on the connection manager, on again on the `/` route.
+    let routes = format!(
+        "{}{}",
+        prefix_route("/off", "app", ""),
+        prefix_route("/", "app", ", upgrade_configs: [{ upgrade_type: WebSocket, enabled: true }]")
+    );
+    let hcm = "          upgrade_configs: [{ upgrade_type: websocket, enabled: false }]\n";
+    let listener_yaml = http_listener("web", hcm, &one_vhost(&routes), "");
+    let c = Courier::start(&config(&[listener_yaml], &[static_cluster("app", &[port])]), 1);
+
+    // A route that turns the upgrade off gets Envoy's 403.
+    let mut refused = Client::connect(c.listener("web"));
+    refused.send_raw(b"GET /off HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    assert_eq!(refused.read_response(false).status, 403);
+
+    let mut s = std::net::TcpStream::connect(c.listener("web")).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+    s.write_all(b"GET /chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\nhello")
+        .expect("request");
+    let head = heads.recv_timeout(std::time::Duration::from_secs(10)).expect("the upstream got the request");
+    assert!(head.contains("\r\nconnection: upgrade\r\n") && head.contains("\r\nupgrade: websocket\r\n"), "{head}");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"echo:hello") {
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 101 switching protocols\r\n"), "{text}");
+    assert!(text.contains("\r\nupgrade: websocket\r\n") && text.contains("\r\nconnection: upgrade\r\n"), "{text}");
+    assert!(!text.contains("content-length") && !text.contains("x-envoy-upstream-service-time"), "{text}");
+    assert!(text.ends_with("\r\n\r\nwelcomeecho:hello"), "{text}");
+    s.write_all(b"more").expect("more");
+    let mut echo = [0u8; 9];
+    s.read_exact(&mut echo).expect("echo");
+    assert_eq!(&echo, b"echo:more");
+    c.wait_stat("http.ingress.downstream_cx_upgrades_active", |v| v == 1);
+    // The client's half-close reaches the upstream, which closes; so does the tunnel.
+    s.shutdown(std::net::Shutdown::Write).expect("half-close");
+    assert_eq!(s.read(&mut buf).expect("eof"), 0);
+    upstream.join().expect("upstream");
+    c.wait_stat("http.ingress.downstream_cx_upgrades_active", |v| v == 0);
+    assert_eq!(c.stat("http.ingress.downstream_cx_upgrades_total"), Some(1));
+    assert_eq!(c.stat("http.ingress.downstream_rq_ws_on_non_ws_route"), Some(1));
+}

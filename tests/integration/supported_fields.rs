@@ -89,6 +89,10 @@ const VHOST: &str = "envoy.config.route.v3.VirtualHost";
 const ROUTE: &str = "envoy.config.route.v3.Route";
 const ROUTE_MATCH: &str = "envoy.config.route.v3.RouteMatch";
 const HEADER_MATCHER: &str = "envoy.config.route.v3.HeaderMatcher";
+const HCM_UPGRADE: &str =
+    "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig";
+const PROXY_IT: &str = "tests/integration/http_proxy.rs";
+const WEBSOCKET_IT: &str = "websocket_upgrades_become_tunnels";
 const MIRROR_POLICY: &str = "envoy.config.route.v3.RouteAction.RequestMirrorPolicy";
 const MIRROR_IT: &str = "a_mirror_gets_a_copy_of_a_streamed_request";
 const ROUTE_ACTION: &str = "envoy.config.route.v3.RouteAction";
@@ -660,6 +664,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (HCM, "server_header_transformation", &[compat("server_header")]),
     (HCM, "max_request_headers_kb", &[compat("max_request_headers_kb")]),
     (HCM, "stream_idle_timeout", &[compat("route_idle_timeout"), test(CODEC_IT, "stream_timers_answer_408_or_504")]),
+    (HCM, "upgrade_configs", &[test(PROXY_IT, WEBSOCKET_IT)]),
     (HCM, "request_timeout", &[test(CODEC_IT, "stream_timers_answer_408_or_504")]),
     (
         HCM,
@@ -683,6 +688,8 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (HCM, "tracing", &[compat("tracing_zipkin"), test(TRACING_IT, TRACING_SPANS)]),
     (HCM, "forward_client_cert_details", &[compat("tls_forward_client_cert")]),
     (HCM, "set_current_client_cert_details", &[compat("tls_forward_client_cert")]),
+    (HCM_UPGRADE, "upgrade_type", &[test(PROXY_IT, WEBSOCKET_IT)]),
+    (HCM_UPGRADE, "enabled", &[test(PROXY_IT, WEBSOCKET_IT)]),
     (XFCC_DETAILS, "subject", &[compat("tls_forward_client_cert")]),
     (XFCC_DETAILS, "uri", &[compat("tls_forward_client_cert")]),
     (XFCC_DETAILS, "cert", &[compat("tls_forward_client_cert"), test(XFCC_RS, XFCC_PEM)]),
@@ -955,6 +962,9 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (ROUTE_ACTION, "retry_policy", &[compat("retries")]),
     (ROUTE_ACTION, "max_stream_duration", &[compat("route_max_stream_duration")]),
     (ROUTE_ACTION, "request_mirror_policies", &[compat("route_mirror"), test(ROUTING_IT, MIRROR_IT)]),
+    (ROUTE_ACTION, "upgrade_configs", &[test(PROXY_IT, WEBSOCKET_IT)]),
+    ("envoy.config.route.v3.RouteAction.UpgradeConfig", "upgrade_type", &[test(PROXY_IT, WEBSOCKET_IT)]),
+    ("envoy.config.route.v3.RouteAction.UpgradeConfig", "enabled", &[test(PROXY_IT, WEBSOCKET_IT)]),
     (MIRROR_POLICY, "cluster", &[compat("route_mirror"), test(ROUTING_IT, MIRROR_IT)]),
     (MIRROR_POLICY, "cluster_header", &[compat("route_mirror")]),
     (MIRROR_POLICY, "runtime_fraction", &[compat("route_mirror")]),

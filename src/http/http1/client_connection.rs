@@ -116,6 +116,12 @@ pub struct ClientConnection {
 }
 
 impl ClientConnection {
+    /// After a 101: the transport, and what the upstream sent past the response
+    /// head (the new protocol's first bytes).
+    pub fn upgraded(&mut self) -> (&mut TransportStream, BytesMut) {
+        (&mut self.io, self.buf.split())
+    }
+
     pub fn new(io: TransportStream) -> ClientConnection {
         ClientConnection { io, buf: BytesMut::new(), out: BytesMut::new() }
     }

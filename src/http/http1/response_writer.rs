@@ -44,6 +44,8 @@ pub enum ConnectionHeader {
     Close,
     /// `connection: keep-alive`: an HTTP/1.0 client asked to keep it open.
     KeepAlive,
+    /// `connection: Upgrade`: a 101 switching the connection to another protocol.
+    Upgrade,
 }
 
 /// Timers that bound writing a response body.
@@ -220,6 +222,7 @@ impl ResponseWriter {
             ConnectionHeader::None => {}
             ConnectionHeader::Close => put_header(out, b"connection", b"close"),
             ConnectionHeader::KeepAlive => put_header(out, b"connection", b"keep-alive"),
+            ConnectionHeader::Upgrade => put_header(out, b"connection", b"Upgrade"),
         }
         out.put_slice(b"\r\n");
         header_map_pool::give_back(parts.headers);

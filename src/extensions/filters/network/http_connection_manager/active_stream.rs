@@ -108,14 +108,16 @@ pub async fn handle(
         let reply = LocalReply::new(StatusCode::SERVICE_UNAVAILABLE, "envoy overloaded", "overload");
         return stream.local_response(reply, &parts, is_head);
     }
-    // Upgrades need upgrade_configs, which Courier does not support: Envoy answers
-    // such a request 403 on a route that does not allow the upgrade, after its
-    // headers were mutated (so it has an x-request-id). Noted before hop-by-hop
-    // removal drops the header. (h2c is not an upgrade Envoy honours on HTTP/1: the
-    // header is dropped and the request proxied.)
-    let upgrade = requested_upgrade(&parts.headers)
-        .filter(|u| !u.eq_ignore_ascii_case("h2c"))
-        .map(|u| u.eq_ignore_ascii_case("websocket"));
+    // An upgrade (`connection: upgrade` + `upgrade`), noted before hop-by-hop
+    // removal drops its headers: tunnelled when `upgrade_configs` (and the route)
+    // allow its type, else Envoy's 403 once the headers were mutated (so it has an
+    // x-request-id). h2c is not an upgrade Envoy honours on HTTP/1: the header is
+    // dropped and the request proxied.
+    let upgrade = requested_upgrade(&parts.headers).filter(|u| !u.eq_ignore_ascii_case("h2c")).map(|u| {
+        let connection = parts.headers.get(http::header::CONNECTION).cloned();
+        let value = parts.headers.get(http::header::UPGRADE).cloned();
+        (u.to_ascii_lowercase(), connection, value)
+    });
     // Chunked framing is kept upstream (hop-by-hop removal drops the header).
     stream.downstream_chunked = parts.headers.contains_key(http::header::TRANSFER_ENCODING);
     if let Err(reply) = stream.sanitize_request(&mut parts) {
@@ -127,14 +129,14 @@ pub async fn handle(
         }
     }
     stream.mutate_request_headers(&mut parts);
-    if let Some(websocket) = upgrade {
-        if websocket {
-            cfg.stats.downstream_rq_ws_on_non_ws_route.inc();
-        }
-        let reply = LocalReply::new(StatusCode::FORBIDDEN, "", "upgrade_failed");
-        let mut response = stream.local_response(reply, &parts, is_head);
-        response.extensions_mut().insert(CloseConnection);
-        return response;
+    // The connection manager's entry for the type, if it has one (only HTTP/1
+    // tunnels: an HTTP/2 upgrade is extended CONNECT, not supported).
+    let upgrade_entry = upgrade.as_ref().and_then(|(kind, ..)| {
+        let http1 = parts.version <= Version::HTTP_11;
+        cfg.upgrades.iter().find(|(t, _)| t == kind && http1).map(|(_, enabled)| *enabled)
+    });
+    if let (Some((kind, ..)), None) = (&upgrade, upgrade_entry) {
+        return stream.upgrade_refused(kind, &parts, is_head);
     }
     // CONNECT only matches routes with a connect_matcher, which Courier does not
     // support: like Envoy without one, it is a 404.
@@ -145,6 +147,23 @@ pub async fn handle(
     if let Some(r) = &stream.route {
         stream.info.route_name = Some(r.name.clone()).filter(|n| !n.is_empty());
         timers.apply_route(r);
+    }
+    // A route may turn the connection manager's upgrade on or off.
+    if let (Some((kind, connection, value)), Some(hcm_enabled)) = (upgrade, upgrade_entry) {
+        let route_says = stream.route.as_ref().and_then(|r| match &r.action {
+            RouteAction::Forward(f) => f.upgrades.iter().find(|(t, _)| *t == kind).map(|(_, on)| *on),
+            _ => None,
+        });
+        if !route_says.unwrap_or(hcm_enabled) {
+            return stream.upgrade_refused(&kind, &parts, is_head);
+        }
+        for (name, v) in [(http::header::CONNECTION, connection), (http::header::UPGRADE, value)] {
+            if let Some(v) = v {
+                parts.headers.insert(name, v);
+            }
+        }
+        cfg.stats.downstream_cx_upgrades_total.inc();
+        stream.upgrade = true;
     }
     if let Some(tracing) = &cfg.tracing {
         stream.start_span(tracing, &mut parts);
@@ -360,6 +379,8 @@ struct Stream {
     body_bytes: Option<Rc<Cell<u64>>>,
     /// The request arrived chunked.
     downstream_chunked: bool,
+    /// The request is an upgrade the configuration allows: its 101 opens a tunnel.
+    upgrade: bool,
     /// False for a reply to a request that was never parsed whole.
     request_parsed: bool,
     /// The request's tracing span, under a connection manager with `tracing`.
@@ -390,6 +411,7 @@ impl Stream {
             cluster_weight: None,
             body_bytes: None,
             downstream_chunked: false,
+            upgrade: false,
             request_parsed: true,
             span: None,
             decorated_operation: None,
@@ -451,6 +473,18 @@ impl Stream {
 
     /// `headers_with_underscores_action: REJECT_REQUEST`: the codec's 400 for a
     /// header name with an underscore.
+    /// Envoy's 403 to an upgrade the configuration does not allow; the
+    /// connection closes after it.
+    fn upgrade_refused(self, kind: &str, parts: &http::request::Parts, is_head: bool) -> Response<ResponseBody> {
+        if kind == "websocket" {
+            self.cfg.stats.downstream_rq_ws_on_non_ws_route.inc();
+        }
+        let reply = LocalReply::new(StatusCode::FORBIDDEN, "", "upgrade_failed");
+        let mut response = self.local_response(reply, parts, is_head);
+        response.extensions_mut().insert(CloseConnection);
+        response
+    }
+
     fn reject_underscores(&self, headers: &HeaderMap) -> Option<LocalReply> {
         if self.cfg.underscore_action != UnderscoreAction::RejectRequest
             || !headers.keys().any(|k| k.as_str().contains('_'))
@@ -592,10 +626,18 @@ impl Stream {
     ) {
         self.info.first_upstream_rx = Some(self.info.start.elapsed());
         self.info.response_code_details = "via_upstream";
+        // The upstream's 101 to an upgrade keeps its `upgrade` (the codec writes
+        // `connection: Upgrade`) and, as Envoy's, no service time.
+        let switching = self.upgrade && response.status == StatusCode::SWITCHING_PROTOCOLS;
+        let upgrade = switching.then(|| response.headers.remove(http::header::UPGRADE)).flatten();
         headers::remove_hop_by_hop(&mut response.headers);
-        response
-            .headers
-            .insert(headers::X_ENVOY_UPSTREAM_SERVICE_TIME, headers::number_value(service_time.as_millis() as u64));
+        if let Some(v) = upgrade {
+            response.headers.insert(http::header::UPGRADE, v);
+        } else {
+            response
+                .headers
+                .insert(headers::X_ENVOY_UPSTREAM_SERVICE_TIME, headers::number_value(service_time.as_millis() as u64));
+        }
         self.apply_response_headers(response, route, request);
     }
 

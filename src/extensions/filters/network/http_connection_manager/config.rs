@@ -57,6 +57,9 @@ pub enum CodecChoice {
 #[derive(Debug)]
 pub struct HcmConfig {
     pub stat_prefix: String,
+    /// `upgrade_configs`: the upgrade types (lower case) this connection manager
+    /// tunnels, and whether each is on unless a route says otherwise.
+    pub upgrades: Vec<(String, bool)>,
     /// The listener's `bypass_overload_manager`: no overload action applies.
     pub bypass_overload: bool,
     pub stats: HcmStats,
@@ -310,6 +313,11 @@ impl HcmConfig {
                 &format!("listener.{listener_stat_scope}.http.{}.", p.stat_prefix),
             ),
             stat_prefix: p.stat_prefix.clone(),
+            upgrades: p
+                .upgrade_configs
+                .iter()
+                .map(|u| (u.upgrade_type.to_ascii_lowercase(), u.enabled.is_none_or(|e| e.value)))
+                .collect(),
             routes,
             filters,
             use_remote_address: p.use_remote_address.as_ref().is_some_and(|b| b.value),

@@ -25,6 +25,7 @@ use crate::http::local_reply::LocalReply;
 use crate::network::transport::{TransportReadHalf, TransportWriteHalf};
 use crate::network::{ConnectionInfo, DownstreamConnection, DrainPhase, DrainWatch, Transport, TransportStream};
 use crate::overload::{self, OverloadAction, ScaledTimer};
+use crate::upstream::http1_conn_pool::UpgradedUpstream;
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -127,6 +128,7 @@ async fn serve_halves(cfg: Arc<HcmConfig>, info: ConnectionInfo, rd: TransportRe
         match exchange.await {
             Exchange::Next => {}
             Exchange::Close { local } => break Ended::Closed { local },
+            Exchange::Upgrade(up) => break Ended::Upgraded(up),
         }
     };
     let local_close = match ended {
@@ -142,6 +144,19 @@ async fn serve_halves(cfg: Arc<HcmConfig>, info: ConnectionInfo, rd: TransportRe
                 Box::pin(writer.write(response, false, ConnectionHeader::Close, WriteLimits::default(), &mut timer))
                     .await;
             true
+        }
+        // The reader is the connection's alone again (the upgrade request had no
+        // body); with its buffered bytes and the writer it is the tunnel's end.
+        Ended::Upgraded(up) => {
+            lifetime.local_close = true;
+            let Ok(reader) = Rc::try_unwrap(reader) else { return };
+            let (rd, buf) = reader.into_inner().into_parts();
+            let Some(stream) = TransportStream::reunite(rd, writer.into_inner()) else { return };
+            Box::pin(super::upgrade::tunnel(stream, buf, *up, stats)).await;
+            if counted {
+                stats.downstream_cx_http1_active.dec();
+            }
+            return;
         }
         // `codec_type: AUTO` saw the HTTP/2 preface: the connection, with the bytes
         // read so far in front, goes to the HTTP/2 codec (boxed: its loop is large,
@@ -221,6 +236,8 @@ enum Ended {
     Rejected(Box<LocalReply>),
     /// `codec_type: AUTO` saw the HTTP/2 preface.
     Http2,
+    /// An upgrade's 101 was written: the connection is relayed to the upstream.
+    Upgraded(Box<UpgradedUpstream>),
 }
 
 /// How a request/response exchange left the connection.
@@ -229,6 +246,8 @@ enum Exchange {
     Next,
     /// The connection ends; `local` when Courier closes it (not the client).
     Close { local: bool },
+    /// The upstream switched protocols: the connection becomes a tunnel to it.
+    Upgrade(Box<UpgradedUpstream>),
 }
 
 /// Runs one request whose head was read: its stream, then its response.
@@ -283,6 +302,19 @@ async fn exchange(
         stats.downstream_cx_destroy_remote_active_rq.inc();
         return Exchange::Close { local: false };
     };
+    // The upstream's 101 to an allowed upgrade: the head goes out, then the
+    // connection is the upstream's tunnel.
+    if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(up) = response.body_mut().take_upgraded() {
+            let limits = WriteLimits::default();
+            let written = writer.write(response, false, ConnectionHeader::Upgrade, limits, timer).await;
+            stats.downstream_rq_active.dec();
+            return match written {
+                Ok(_) => Exchange::Upgrade(Box::new(up)),
+                Err(_) => Exchange::Close { local: true },
+            };
+        }
+    }
     // A failed server health check drains connections too, as in Envoy.
     let draining = drain.borrow().is_draining() || cfg.health_check_failed.load(std::sync::atomic::Ordering::Relaxed);
     if draining && keep_alive {

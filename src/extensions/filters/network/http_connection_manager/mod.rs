@@ -17,6 +17,7 @@ mod http2_connection;
 mod path_normalization;
 pub mod response_body;
 pub mod stats;
+mod upgrade;
 
 use std::sync::Arc;
 use std::task::{Context, Poll};

@@ -131,6 +131,14 @@ impl ResponseBody {
         }
     }
 
+    /// After an upstream's 101 to an upgrade: its connection, for a tunnel.
+    pub fn take_upgraded(&mut self) -> Option<crate::upstream::http1_conn_pool::UpgradedUpstream> {
+        match &mut self.source {
+            Source::Upstream(b) => b.take_upgraded(),
+            _ => None,
+        }
+    }
+
     /// Ends the stream as reset by the client: nothing is written.
     pub fn downstream_reset(mut self) {
         if let Some(c) = self.completion.take() {

@@ -43,6 +43,7 @@ define_stats! {
         counter downstream_rq_too_large,
         counter downstream_rq_overload_close,
         counter downstream_rq_ws_on_non_ws_route,
+        counter downstream_cx_upgrades_total,
         counter downstream_rq_non_relative_path,
         counter downstream_rq_failed_path_normalization,
         counter downstream_rq_redirected_with_normalized_path,
@@ -53,6 +54,7 @@ define_stats! {
         gauge downstream_cx_http1_active,
         gauge downstream_cx_http2_active,
         gauge downstream_rq_active,
+        gauge downstream_cx_upgrades_active,
         histogram downstream_rq_time,
         histogram downstream_cx_length_ms,
     }
