@@ -522,8 +522,13 @@ fn websocket_upgrades_become_tunnels() {
         prefix_route("/off", "app", ""),
         prefix_route("/", "app", ", upgrade_configs: [{ upgrade_type: WebSocket, enabled: true }]")
     );
-    let hcm = "          upgrade_configs: [{ upgrade_type: websocket, enabled: false }]\n";
-    let listener_yaml = http_listener("web", hcm, &one_vhost(&routes), "");
+    let dir = TempDir::new("ws");
+    let log = dir.0.join("access.log");
+    let hcm = format!(
+        "          upgrade_configs: [{{ upgrade_type: websocket, enabled: false }}]\n          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: {}\n              log_format: {{ text_format_source: {{ inline_string: \"%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT%\\n\" }} }}\n",
+        log.display()
+    );
+    let listener_yaml = http_listener("web", &hcm, &one_vhost(&routes), "");
     let c = Courier::start(&config(&[listener_yaml], &[static_cluster("app", &[port])]), 1);
 
     // A route that turns the upgrade off gets Envoy's 403.
@@ -561,4 +566,12 @@ fn websocket_upgrades_become_tunnels() {
     c.wait_stat("http.ingress.downstream_cx_upgrades_active", |v| v == 0);
     assert_eq!(c.stat("http.ingress.downstream_cx_upgrades_total"), Some(1));
     assert_eq!(c.stat("http.ingress.downstream_rq_ws_on_non_ws_route"), Some(1));
+    // As Envoy logs the upgraded stream: when the tunnel closed, with its bytes
+    // (hello + more in; WELCOME, echo:hello, echo:more out) and DC, the client
+    // having ended it.
+    let lines = wait_for_lines(&log, 2);
+    assert_eq!(lines[1], "/chat 101 DC 9 26", "{lines:?}");
+    assert_eq!(c.stat("http.ingress.downstream_rq_rx_reset"), Some(1));
+    assert_eq!(c.stat("http.ingress.downstream_rq_active"), Some(0));
+    assert_eq!(c.stat("http.ingress.downstream_cx_destroy_remote_active_rq"), Some(1));
 }

@@ -983,6 +983,14 @@ impl StreamCompletion for Completion {
         encoder.trailers(&mut self.info, trailers).map_err(|reply| self.abort_encoding(&reply))
     }
 
+    fn finish_tunnel(mut self: Box<Self>, sent: u64, client_first: bool) {
+        if client_first {
+            self.info.response_flags.set(ResponseFlag::DownstreamConnectionTermination);
+            self.cfg.stats.downstream_rq_rx_reset.inc();
+        }
+        self.finish(sent, None, true);
+    }
+
     fn downstream_reset(mut self: Box<Self>) {
         // No response went out: Envoy logs code 0. A request body cut off by the
         // client's reset made the router reply "protocol error"; that reply was

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::active_stream::{self, CloseConnection, StreamTimers};
 use super::config::{CodecChoice, HcmConfig};
+use super::upgrade::Upgraded;
 use super::{ConnectionLifetime, DownstreamWatch};
 use crate::event::Timer;
 use crate::http::body::RequestBody;
@@ -25,7 +26,6 @@ use crate::http::local_reply::LocalReply;
 use crate::network::transport::{TransportReadHalf, TransportWriteHalf};
 use crate::network::{ConnectionInfo, DownstreamConnection, DrainPhase, DrainWatch, Transport, TransportStream};
 use crate::overload::{self, OverloadAction, ScaledTimer};
-use crate::upstream::http1_conn_pool::UpgradedUpstream;
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -149,10 +149,23 @@ async fn serve_halves(cfg: Arc<HcmConfig>, info: ConnectionInfo, rd: TransportRe
         // body); with its buffered bytes and the writer it is the tunnel's end.
         Ended::Upgraded(up) => {
             lifetime.local_close = true;
-            let Ok(reader) = Rc::try_unwrap(reader) else { return };
+            // Something still holds the reader (it cannot, the request had no
+            // body): the stream ends unrelayed.
+            let unrelayed = |up: Upgraded| {
+                stats.downstream_rq_active.dec();
+                up.completion.finish(0, None, false);
+            };
+            let Ok(reader) = Rc::try_unwrap(reader) else { return unrelayed(*up) };
             let (rd, buf) = reader.into_inner().into_parts();
-            let Some(stream) = TransportStream::reunite(rd, writer.into_inner()) else { return };
-            Box::pin(super::upgrade::tunnel(stream, buf, *up, stats)).await;
+            let Some(stream) = TransportStream::reunite(rd, writer.into_inner()) else { return unrelayed(*up) };
+            let up = *up;
+            let client_first = Box::pin(super::upgrade::tunnel(stream, buf, up, stats)).await;
+            // As Envoy's: a client that ends the tunnel closes with its stream active.
+            lifetime.local_close = !client_first;
+            if client_first {
+                stats.downstream_cx_destroy_active_rq.inc();
+                stats.downstream_cx_destroy_remote_active_rq.inc();
+            }
             if counted {
                 stats.downstream_cx_http1_active.dec();
             }
@@ -237,7 +250,7 @@ enum Ended {
     /// `codec_type: AUTO` saw the HTTP/2 preface.
     Http2,
     /// An upgrade's 101 was written: the connection is relayed to the upstream.
-    Upgraded(Box<UpgradedUpstream>),
+    Upgraded(Box<Upgraded>),
 }
 
 /// How a request/response exchange left the connection.
@@ -247,7 +260,7 @@ enum Exchange {
     /// The connection ends; `local` when Courier closes it (not the client).
     Close { local: bool },
     /// The upstream switched protocols: the connection becomes a tunnel to it.
-    Upgrade(Box<UpgradedUpstream>),
+    Upgrade(Box<Upgraded>),
 }
 
 /// Runs one request whose head was read: its stream, then its response.
@@ -305,13 +318,19 @@ async fn exchange(
     // The upstream's 101 to an allowed upgrade: the head goes out, then the
     // connection is the upstream's tunnel.
     if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(up) = response.body_mut().take_upgraded() {
+        if let Some((upstream, completion)) = response.body_mut().take_upgraded() {
             let limits = WriteLimits::default();
             let written = writer.write(response, false, ConnectionHeader::Upgrade, limits, timer).await;
-            stats.downstream_rq_active.dec();
+            let body_bytes = reader.borrow().body_bytes.clone();
+            let upgraded = Upgraded { upstream, completion, body_bytes };
+            // The stream stays active for the tunnel's life (`upgrade::tunnel`).
             return match written {
-                Ok(_) => Exchange::Upgrade(Box::new(up)),
-                Err(_) => Exchange::Close { local: true },
+                Ok(_) => Exchange::Upgrade(Box::new(upgraded)),
+                Err(_) => {
+                    stats.downstream_rq_active.dec();
+                    upgraded.completion.finish(0, None, false);
+                    Exchange::Close { local: true }
+                }
             };
         }
     }

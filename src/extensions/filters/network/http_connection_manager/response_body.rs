@@ -31,6 +31,14 @@ pub trait StreamCompletion {
     /// completed.
     fn downstream_reset(self: Box<Self>);
 
+    /// An upgraded stream's tunnel ended (`sent`: its bytes to the client);
+    /// `client_first`: the client ended it, Envoy's `DC` and
+    /// `downstream_rq_rx_reset`.
+    fn finish_tunnel(self: Box<Self>, sent: u64, client_first: bool) {
+        let _ = client_first;
+        self.finish(sent, None, true);
+    }
+
     /// Whether the stream's encoder filters see its body as it streams (it has
     /// some, and none of them read the body whole).
     fn encodes_body(&self) -> bool {
@@ -131,12 +139,15 @@ impl ResponseBody {
         }
     }
 
-    /// After an upstream's 101 to an upgrade: its connection, for a tunnel.
-    pub fn take_upgraded(&mut self) -> Option<crate::upstream::http1_conn_pool::UpgradedUpstream> {
-        match &mut self.source {
-            Source::Upstream(b) => b.take_upgraded(),
-            _ => None,
-        }
+    /// After an upstream's 101 to an upgrade: its connection, for a tunnel, and
+    /// the stream's completion, which the tunnel's end calls (as Envoy logs an
+    /// upgraded stream when it closes).
+    pub fn take_upgraded(
+        &mut self,
+    ) -> Option<(crate::upstream::http1_conn_pool::UpgradedUpstream, Box<dyn StreamCompletion>)> {
+        let Source::Upstream(b) = &mut self.source else { return None };
+        let upgraded = b.take_upgraded()?;
+        Some((upgraded, self.completion.take()?))
     }
 
     /// Ends the stream as reset by the client: nothing is written.
