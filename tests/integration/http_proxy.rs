@@ -575,3 +575,54 @@ fn websocket_upgrades_become_tunnels() {
     assert_eq!(c.stat("http.ingress.downstream_rq_active"), Some(0));
     assert_eq!(c.stat("http.ingress.downstream_cx_destroy_remote_active_rq"), Some(1));
 }
+
+/// A tunnel with no traffic for `stream_idle_timeout` is closed, as Envoy's:
+/// logged `SI` with what it moved, counted as an idle timeout.
+#[test]
+fn an_idle_websocket_tunnel_times_out() {
+    use std::io::{Read, Write};
+
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let upstream = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+        let mut buf = [0u8; 4096];
+        let mut head = Vec::new();
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).expect("head");
+            assert!(n > 0);
+            head.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nhi")
+            .expect("101");
+        // Silent until the proxy closes the tunnel.
+        while s.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
+    });
+    let dir = TempDir::new("ws-idle");
+    let log = dir.0.join("access.log");
+    let hcm = format!(
+        "          stream_idle_timeout: 0.3s\n          upgrade_configs: [{{ upgrade_type: websocket }}]\n          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: {}\n              log_format: {{ text_format_source: {{ inline_string: \"%RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT%\\n\" }} }}\n",
+        log.display()
+    );
+    let listener_yaml = http_listener("web", &hcm, &one_vhost(&prefix_route("/", "app", "")), "");
+    let c = Courier::start(&config(&[listener_yaml], &[static_cluster("app", &[port])]), 1);
+    let mut s = std::net::TcpStream::connect(c.listener("web")).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+    s.write_all(b"GET /chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .expect("request");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).ends_with("\r\n\r\nhi"), "{:?}", String::from_utf8_lossy(&got));
+    upstream.join().expect("upstream");
+    assert_eq!(wait_for_lines(&log, 1)[0], "101 SI 0 2");
+    c.wait_stat("http.ingress.downstream_rq_idle_timeout", |v| v == 1);
+    assert_eq!(c.stat("http.ingress.downstream_cx_upgrades_active"), Some(0));
+}

@@ -16,7 +16,7 @@ use hyper::body::Body;
 use super::config::{HcmConfig, ServerHeader, UnderscoreAction};
 use super::filter_manager::{self, Encoder, StreamState, StreamingEncoder};
 use super::path_normalization::Outcome;
-use super::response_body::{self, EncodeAborted, ReadWholeError, ResponseBody, StreamCompletion};
+use super::response_body::{self, EncodeAborted, ReadWholeError, ResponseBody, StreamCompletion, TunnelEnd};
 use crate::extensions::filters::http::filter::{DecodedBody, StreamFilter};
 use crate::extensions::filters::http::router::{Routed, RouterRequest};
 use crate::formatter::{FormatContext, HeaderLookup, KeptHeaders};
@@ -983,10 +983,22 @@ impl StreamCompletion for Completion {
         encoder.trailers(&mut self.info, trailers).map_err(|reply| self.abort_encoding(&reply))
     }
 
-    fn finish_tunnel(mut self: Box<Self>, sent: u64, client_first: bool) {
-        if client_first {
-            self.info.response_flags.set(ResponseFlag::DownstreamConnectionTermination);
-            self.cfg.stats.downstream_rq_rx_reset.inc();
+    /// As Envoy's counts of a tunnel's end (checked against Envoy 1.40): a client
+    /// that ended it is a downstream reset (`DC`); one idled out is reset both ways (`SI`).
+    fn finish_tunnel(mut self: Box<Self>, sent: u64, end: TunnelEnd) {
+        let stats = &self.cfg.stats;
+        match end {
+            TunnelEnd::Client => {
+                self.info.response_flags.set(ResponseFlag::DownstreamConnectionTermination);
+                stats.downstream_rq_rx_reset.inc();
+            }
+            TunnelEnd::Idle => {
+                self.info.response_flags.set(ResponseFlag::StreamIdleTimeout);
+                stats.downstream_rq_idle_timeout.inc();
+                stats.downstream_rq_rx_reset.inc();
+                stats.downstream_rq_tx_reset.inc();
+            }
+            TunnelEnd::Upstream => {}
         }
         self.finish(sent, None, true);
     }

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::active_stream::{self, CloseConnection, StreamTimers};
 use super::config::{CodecChoice, HcmConfig};
+use super::response_body::TunnelEnd;
 use super::upgrade::Upgraded;
 use super::{ConnectionLifetime, DownstreamWatch};
 use crate::event::Timer;
@@ -159,8 +160,10 @@ async fn serve_halves(cfg: Arc<HcmConfig>, info: ConnectionInfo, rd: TransportRe
             let (rd, buf) = reader.into_inner().into_parts();
             let Some(stream) = TransportStream::reunite(rd, writer.into_inner()) else { return unrelayed(*up) };
             let up = *up;
-            let client_first = Box::pin(super::upgrade::tunnel(stream, buf, up, stats)).await;
+            let idle = cfg.stream_idle_timeout;
+            let end = Box::pin(super::upgrade::tunnel(stream, buf, up, idle, stats)).await;
             // As Envoy's: a client that ends the tunnel closes with its stream active.
+            let client_first = end == TunnelEnd::Client;
             lifetime.local_close = !client_first;
             if client_first {
                 stats.downstream_cx_destroy_active_rq.inc();

@@ -21,6 +21,17 @@ use crate::upstream::http1_conn_pool::{Http1ResponseBody, UpstreamBodyError};
 use crate::upstream::http2_conn_pool::Http2ResponseBody;
 
 /// Runs once when a stream is over; see `ResponseBody`.
+/// Which side ended an upgraded stream's tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelEnd {
+    /// The client (Envoy's `DC`).
+    Client,
+    /// The upstream.
+    Upstream,
+    /// Nothing moved for `stream_idle_timeout` (Envoy's `SI`).
+    Idle,
+}
+
 pub trait StreamCompletion {
     /// `bytes_sent`: response body bytes written; `complete`: the body ended
     /// normally (false: the downstream went away or the upstream failed midway).
@@ -31,11 +42,10 @@ pub trait StreamCompletion {
     /// completed.
     fn downstream_reset(self: Box<Self>);
 
-    /// An upgraded stream's tunnel ended (`sent`: its bytes to the client);
-    /// `client_first`: the client ended it, Envoy's `DC` and
-    /// `downstream_rq_rx_reset`.
-    fn finish_tunnel(self: Box<Self>, sent: u64, client_first: bool) {
-        let _ = client_first;
+    /// An upgraded stream's tunnel ended (`sent`: its bytes to the client), as
+    /// `end` says.
+    fn finish_tunnel(self: Box<Self>, sent: u64, end: TunnelEnd) {
+        let _ = end;
         self.finish(sent, None, true);
     }
 
