@@ -6,7 +6,8 @@
 //! input, so the pattern is anchored at compile time.
 
 use envoy_types::pb::envoy::r#type::matcher::v3::{
-    regex_matcher::EngineType, string_matcher::MatchPattern, RegexMatcher, StringMatcher as StringMatcherProto,
+    regex_matcher::EngineType, string_matcher::MatchPattern, ListStringMatcher, RegexMatcher,
+    StringMatcher as StringMatcherProto,
 };
 use regex::Regex;
 
@@ -99,6 +100,25 @@ impl StringMatcher {
             }
             None => return Err(path.error("one of exact, prefix, suffix, safe_regex or contains must be set")),
         })
+    }
+
+    /// Compiles a `ListStringMatcher`'s `patterns` (at least one, as Envoy's
+    /// rules say); `path` points at the list.
+    pub fn list_from_proto(list: &ListStringMatcher, path: &FieldPath) -> Result<Vec<StringMatcher>, ConfigError> {
+        let mut path = path.child("patterns");
+        if list.patterns.is_empty() {
+            return Err(path.error("value must contain at least 1 item(s)"));
+        }
+        list.patterns
+            .iter()
+            .enumerate()
+            .map(|(i, sm)| {
+                path.push_index(i);
+                let m = StringMatcher::from_proto(sm, &path);
+                path.pop();
+                m
+            })
+            .collect()
     }
 
     pub fn matches(&self, input: &str) -> bool {

@@ -123,22 +123,7 @@ fn bucket_settings(
 }
 
 fn patterns(list: &ListStringMatcher, path: &FieldPath, field: &str) -> Result<Vec<StringMatcher>, ConfigError> {
-    let mut path = path.clone();
-    path.push_field(field);
-    path.push_field("patterns");
-    if list.patterns.is_empty() {
-        return Err(path.error("value must contain at least 1 item(s)"));
-    }
-    list.patterns
-        .iter()
-        .enumerate()
-        .map(|(i, sm)| {
-            path.push_index(i);
-            let m = StringMatcher::from_proto(sm, &path);
-            path.pop();
-            m
-        })
-        .collect()
+    StringMatcher::list_from_proto(list, &path.child(field))
 }
 
 /// Envoy's `TagProducerImpl`: the defaults unless `use_all_default_tags` is false,

@@ -52,18 +52,7 @@ pub(super) struct HttpService {
 }
 
 fn matchers(list: Option<&ListStringMatcher>, path: &FieldPath) -> Result<Vec<StringMatcher>, ConfigError> {
-    let Some(list) = list else { return Ok(Vec::new()) };
-    let mut at = path.child("patterns");
-    list.patterns
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            at.push_index(i);
-            let compiled = StringMatcher::from_proto(m, &at);
-            at.pop();
-            compiled
-        })
-        .collect()
+    list.map_or(Ok(Vec::new()), |l| StringMatcher::list_from_proto(l, path))
 }
 
 impl HttpService {
