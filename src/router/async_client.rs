@@ -18,6 +18,18 @@ use crate::upstream::conn_pool::{ConnPool, Protocol};
 use crate::upstream::http2_conn_pool::{self, Http2ResponseBody};
 use crate::upstream::ThreadLocalCluster;
 
+/// The most of a collector's answer a tracer reads (it is not looked at).
+pub const MAX_COLLECTOR_ANSWER: usize = 64 * 1024;
+
+/// Marks `headers` as Envoy's async client marks a gRPC call or a shadow: an
+/// internal request, from this host (`x-forwarded-for`).
+pub fn mark_internal(headers: &mut HeaderMap) {
+    headers.insert(crate::http::headers::X_ENVOY_INTERNAL, http::HeaderValue::from_static("true"));
+    if let Ok(v) = http::HeaderValue::from_str(&crate::http::headers::local_address().to_string()) {
+        headers.insert(crate::http::headers::X_FORWARDED_FOR, v);
+    }
+}
+
 /// A whole response.
 #[derive(Debug)]
 pub struct AsyncResponse {

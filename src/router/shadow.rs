@@ -35,8 +35,6 @@ use crate::stats::Counter;
 use crate::upstream::conn_pool::Protocol;
 use crate::upstream::{ThreadLocalCluster, ThreadLocalClusterManager};
 
-const X_ENVOY_INTERNAL: HeaderName = HeaderName::from_static("x-envoy-internal");
-
 /// The most of a shadow's response read (it is dropped).
 const MAX_SHADOW_RESPONSE: usize = 1 << 20;
 
@@ -113,10 +111,7 @@ pub fn shadows(
                 copy.headers
                     .insert(headers::X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, headers::number_value(t.as_millis() as u64));
             }
-            copy.headers.insert(X_ENVOY_INTERNAL, HeaderValue::from_static("true"));
-            if let Ok(v) = HeaderValue::from_str(&headers::local_address().to_string()) {
-                copy.headers.insert(headers::X_FORWARDED_FOR, v);
-            }
+            async_client::mark_internal(&mut copy.headers);
             Some(Shadow { cluster, parts: copy })
         })
         .collect()

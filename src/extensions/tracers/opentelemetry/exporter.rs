@@ -21,8 +21,6 @@ use crate::router::async_client;
 use crate::upstream::conn_pool::Protocol;
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
-/// The most of a collector's answer read (it is not looked at).
-const MAX_ANSWER: usize = 64 * 1024;
 
 define_stats! {
     /// `tracing.opentelemetry.*`, shared by every OpenTelemetry provider.
@@ -101,7 +99,7 @@ async fn export(driver: Arc<OtelDriver>, message: ExportTraceServiceRequest) {
         BodyOut::Whole(body.freeze()),
         Protocol::Http2,
         driver.timeout,
-        MAX_ANSWER,
+        async_client::MAX_COLLECTOR_ANSWER,
     )
     .await;
 }

@@ -18,8 +18,6 @@ use crate::router::async_client;
 use crate::upstream::conn_pool::Protocol;
 
 const COLLECTOR_TIMEOUT: Duration = Duration::from_secs(5);
-/// The most of a collector's answer read (it is not looked at).
-const MAX_ANSWER: usize = 64 * 1024;
 
 define_stats! {
     /// `tracing.zipkin.*`, shared by every Zipkin provider of the process.
@@ -75,7 +73,7 @@ async fn send(driver: Arc<ZipkinDriver>, body: String) {
         BodyOut::Whole(Bytes::from(body)),
         protocol,
         Some(COLLECTOR_TIMEOUT),
-        MAX_ANSWER,
+        async_client::MAX_COLLECTOR_ANSWER,
     )
     .await;
     match response {

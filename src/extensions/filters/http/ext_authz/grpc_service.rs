@@ -45,7 +45,6 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(200);
 const MAX_RESPONSE: usize = 1 << 20;
 
 const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
-const X_ENVOY_INTERNAL: HeaderName = HeaderName::from_static("x-envoy-internal");
 
 /// A compiled `GrpcService` (`envoy_grpc`).
 #[derive(Debug)]
@@ -92,11 +91,7 @@ impl GrpcService {
         if let Ok(v) = HeaderValue::from_str(&format!("{millis}m")) {
             headers.insert(GRPC_TIMEOUT, v);
         }
-        // Envoy's gRPC async client marks its calls internal, from this host.
-        headers.insert(X_ENVOY_INTERNAL, HeaderValue::from_static("true"));
-        if let Ok(v) = HeaderValue::from_str(&headers::local_address().to_string()) {
-            headers.insert(headers::X_FORWARDED_FOR, v);
-        }
+        async_client::mark_internal(&mut headers);
         headers.insert(headers::X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, headers::number_value(millis));
         let out = RequestOut { method: &Method::POST, target: CHECK_PATH, headers: &headers, overrides: &[] };
         // gRPC needs HTTP/2: the cluster's HTTP/2 pool, whatever its configured protocol.

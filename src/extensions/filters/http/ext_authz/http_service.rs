@@ -35,8 +35,6 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(200);
 /// The most of a denial's body kept for the client.
 const MAX_RESPONSE_BODY: usize = 1 << 20;
 
-const X_ENVOY_INTERNAL: HeaderName = HeaderName::from_static("x-envoy-internal");
-
 /// A compiled `HttpService`.
 #[derive(Debug)]
 pub(super) struct HttpService {
@@ -122,7 +120,7 @@ impl HttpService {
             out.insert(name.clone(), value.clone());
         }
         out.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-        out.insert(X_ENVOY_INTERNAL, HeaderValue::from_static("true"));
+        out.insert(headers::X_ENVOY_INTERNAL, HeaderValue::from_static("true"));
         out.insert(headers::X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, headers::number_value(self.timeout.as_millis() as u64));
         out
     }
