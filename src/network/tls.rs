@@ -24,6 +24,7 @@ use tokio::net::TcpStream;
 use super::transport::{ReadReady, SharedStream, TransportStream};
 use crate::config::{ConfigError, FieldPath};
 use crate::define_stats;
+use crate::overload::ScaledTimer;
 use crate::stats::Store;
 
 define_stats! {
@@ -364,7 +365,9 @@ impl DownstreamTls {
             tokio_rustls::TlsAcceptor::from(context.config.clone()).accept(tcp).await.map_err(Some)
         };
         let result = match self.handshake_timeout {
-            Some(d) => tokio::time::timeout(d, handshake).await.map_err(|_| HandshakeFailure::Timeout)?,
+            Some(d) => crate::overload::scaled_timeout(ScaledTimer::TransportSocketConnect, d, handshake)
+                .await
+                .ok_or(HandshakeFailure::Timeout)?,
             None => handshake.await,
         };
         match result {

@@ -90,10 +90,17 @@ impl OverloadAction {
 pub enum ScaledTimer {
     /// `HTTP_DOWNSTREAM_CONNECTION_IDLE`: the connection manager's `idle_timeout`.
     ConnectionIdle,
+    /// `HTTP_DOWNSTREAM_STREAM_IDLE`: `stream_idle_timeout`, or the route's
+    /// `idle_timeout` that replaces it.
+    StreamIdle,
+    /// `TRANSPORT_SOCKET_CONNECT`: a filter chain's
+    /// `transport_socket_connect_timeout` (the TLS handshake).
+    TransportSocketConnect,
 }
 
 impl ScaledTimer {
-    pub const ALL: [ScaledTimer; 1] = [ScaledTimer::ConnectionIdle];
+    pub const ALL: [ScaledTimer; 3] =
+        [ScaledTimer::ConnectionIdle, ScaledTimer::StreamIdle, ScaledTimer::TransportSocketConnect];
 }
 
 /// How far a scaled timer may shrink: to a fixed time (`min_timeout`) or a
@@ -221,6 +228,21 @@ pub fn timers_rescaled() -> TimersRescaled {
     }
     let notify = RESCALED.with(|n| n.borrow().clone());
     TimersRescaled(Some(Box::pin(async move { notify.notified().await })))
+}
+
+/// Runs `work` for at most a `timer` of configured timeout `max` from now, as
+/// `reduce_timeouts` scales it while `work` runs; `None` when the time ran out.
+pub async fn scaled_timeout<F: std::future::Future>(timer: ScaledTimer, max: Duration, work: F) -> Option<F::Output> {
+    let start = Instant::now();
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut work => return Some(out),
+            () = tokio::time::sleep_until(scaled_deadline(timer, start, max)) => return None,
+            () = timers_rescaled() => {}
+        }
+    }
 }
 
 /// See `timers_rescaled`.

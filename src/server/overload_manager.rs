@@ -147,10 +147,16 @@ fn timer_minimums(any: &Any, path: &FieldPath) -> Result<Vec<(ScaledTimer, Scale
         let kind = TimerType::try_from(t.timer).unwrap_or(TimerType::Unspecified);
         let timer = match kind {
             TimerType::HttpDownstreamConnectionIdle => ScaledTimer::ConnectionIdle,
+            TimerType::HttpDownstreamStreamIdle => ScaledTimer::StreamIdle,
+            TimerType::TransportSocketConnect => ScaledTimer::TransportSocketConnect,
             other => {
                 return Err(at.field_error(
                     "timer",
-                    format!("Courier scales HTTP_DOWNSTREAM_CONNECTION_IDLE only, not {}", other.as_str_name()),
+                    format!(
+                        "Courier scales HTTP_DOWNSTREAM_CONNECTION_IDLE, HTTP_DOWNSTREAM_STREAM_IDLE and \
+                         TRANSPORT_SOCKET_CONNECT, not {}",
+                        other.as_str_name()
+                    ),
                 ))
             }
         };
@@ -408,8 +414,8 @@ resource_monitors:
             e.contains("timer_scale_factors[1]: Found duplicate entry for timer type HTTP_DOWNSTREAM_CONNECTION_IDLE"),
             "{e}"
         );
-        let e = err(&format!("{reduce}, typed_config: {{ {scale}, timer_scale_factors: [{{ timer: TRANSPORT_SOCKET_CONNECT, min_timeout: 1s }}] }} }}"));
-        assert!(e.contains("timer_scale_factors[0].timer") && e.contains("not TRANSPORT_SOCKET_CONNECT"), "{e}");
+        let e = err(&format!("{reduce}, typed_config: {{ {scale}, timer_scale_factors: [{{ timer: HTTP_DOWNSTREAM_STREAM_FLUSH, min_timeout: 1s }}] }} }}"));
+        assert!(e.contains("timer_scale_factors[0].timer") && e.contains("not HTTP_DOWNSTREAM_STREAM_FLUSH"), "{e}");
         let e = err(&format!("- {{ name: envoy.overload_actions.shrink_heap, triggers: [{{ name: heap, threshold: {{ value: 0.9 }} }}], typed_config: {{ {scale}, timer_scale_factors: [{{ timer: HTTP_DOWNSTREAM_CONNECTION_IDLE, min_timeout: 1s }}] }} }}"));
         assert!(e.contains("actions[0].typed_config") && e.contains("only reduce_timeouts"), "{e}");
         let e = err(

@@ -20,6 +20,7 @@ use crate::common::buffer_pool;
 use crate::event::Timer;
 use crate::http::header_map_pool;
 use crate::network::transport::{TransportWrite, TransportWriteHalf};
+use crate::overload::{self, ScaledTimer};
 use crate::stats::Counter;
 
 /// Frames smaller than this are copied into the gather buffer.
@@ -58,10 +59,11 @@ pub struct WriteLimits {
 }
 
 impl WriteLimits {
-    /// When a wait starting now must end: the idle timeout from now, or the
-    /// stream's end if that comes first.
+    /// When a wait starting now must end: the idle timeout from now (as the
+    /// reduce_timeouts overload action scales it), or the stream's end if that
+    /// comes first.
     pub fn wait_deadline(&self) -> Option<Instant> {
-        let idle_at = self.idle.map(|d| Instant::now() + d);
+        let idle_at = self.idle.map(|d| overload::scaled_deadline(ScaledTimer::StreamIdle, Instant::now(), d));
         [idle_at, self.deadline].into_iter().flatten().min()
     }
 }

@@ -37,6 +37,7 @@ use crate::http::http2::CodecIo;
 use crate::network::filter::LocalBoxFuture;
 use crate::network::ConnectionInfo;
 use crate::network::{DownstreamConnection, NetworkFilterFactory};
+use crate::overload::{self, ScaledTimer};
 use response_body::ResponseBody;
 
 pub const EXTENSION: NetworkFilterExtension = NetworkFilterExtension {
@@ -152,9 +153,13 @@ async fn run_stream<W: DownstreamWatch>(
         Poll::Pending => Poll::Pending,
     });
     let request_at = cfg.request_timeout.map(|d| started + d);
+    // Scaled by the reduce_timeouts overload action (recomputed when it changes).
+    let idle_deadline = |watch: &W| {
+        timers.idle().map(|d| overload::scaled_deadline(ScaledTimer::StreamIdle, watch.last_rx().max(started), d))
+    };
     loop {
         let done = watch.request_done();
-        let idle_at = timers.idle().map(|d| watch.last_rx().max(started) + d);
+        let idle_at = idle_deadline(watch);
         let max_at = timers.max_duration().map(|d| started + d);
         timer.set([max_at, request_at.filter(|_| !done), idle_at].into_iter().flatten().min());
         tokio::select! {
@@ -164,6 +169,7 @@ async fn run_stream<W: DownstreamWatch>(
                 None => continue,
             },
             () = std::future::poll_fn(|cx| watch.poll_client_gone(cx)) => return None,
+            () = overload::timers_rescaled(), if idle_at.is_some() => {}
             () = timer.fired() => {
                 let now = Instant::now();
                 let done = watch.request_done();
@@ -171,7 +177,7 @@ async fn run_stream<W: DownstreamWatch>(
                     Some(StreamTimeout::MaxDuration)
                 } else if request_at.is_some_and(|t| t <= now) && !done {
                     Some(StreamTimeout::Request)
-                } else if timers.idle().is_some_and(|d| watch.last_rx().max(started) + d <= now) {
+                } else if idle_deadline(watch).is_some_and(|t| t <= now) {
                     Some(StreamTimeout::Idle)
                 } else {
                     None
