@@ -244,6 +244,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "server_header_transformation",
             "max_request_headers_kb",
             "stream_idle_timeout",
+            "drain_timeout",
             "upgrade_configs",
             "request_timeout",
             "request_headers_timeout",

@@ -5,9 +5,9 @@
 //! arrives after the close makes the kernel answer with a reset. So while the
 //! server drains, connections finish what is in flight and answer every request
 //! that arrives with `connection: close` (HTTP/2 sends GOAWAY); only after a
-//! grace (Envoy's connection-manager `drain_timeout` default, 5 s, or the drain
-//! time if shorter) are connections that stayed idle closed, and then with a
-//! lingering close (see `http::conn_manager::http1_connection`).
+//! grace (the connection manager's `drain_timeout`, 5 s by default, or the
+//! drain time if shorter) are connections that stayed idle closed, and then
+//! with a lingering close (see the connection manager's `http1_connection`).
 
 /// How long idle connections may stay open once a drain starts (bounded by the
 /// drain time): the HTTP connection manager's `drain_timeout` default in Envoy.
@@ -22,7 +22,7 @@ pub enum DrainPhase {
     Serving,
     /// Shutting down or handed over: no keep-alive beyond the current request.
     Draining,
-    /// The idle grace is over: connections with nothing in flight close now.
+    /// The drain time is over: connections with nothing in flight close now.
     CloseIdle,
 }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 
 use super::active_listener::{self, StopMode};
-use super::drain::{DrainPhase, IDLE_DRAIN_GRACE};
+use super::drain::DrainPhase;
 use super::filter::NetworkFilterBuilder;
 use super::listener::ListenerConfig;
 use super::socket;
@@ -282,11 +282,10 @@ impl ListenerManager {
             }
         };
         super::drain::raise(&drain, DrainPhase::Draining);
+        // Idle connections close after their own drain_timeout; the drain time bounds it.
         tokio::task::spawn_local(async move {
-            let grace = drain_time.min(IDLE_DRAIN_GRACE);
-            tokio::time::sleep(grace).await;
+            tokio::time::sleep(drain_time).await;
             super::drain::raise(&drain, DrainPhase::CloseIdle);
-            tokio::time::sleep(drain_time - grace).await;
             gauge.0.sub(gauge.1);
         });
     }

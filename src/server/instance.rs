@@ -703,14 +703,14 @@ async fn main_loop(
     server.state.set(ServerState::Draining);
     server.refresh_stats();
     let started = tokio::time::Instant::now();
-    // Idle keep-alive connections get the connection manager's drain_timeout
+    // Idle keep-alive connections get their connection manager's drain_timeout
     // (Envoy's default, 5 s) to send a last request, answered with
-    // `connection: close`; then they close, so that one idle client does not
-    // hold the process for the whole drain time (past an orchestrator's grace).
-    wait_for_connections(&server, started + drain_time.min(crate::network::drain::IDLE_DRAIN_GRACE)).await;
-    server.drain.send_replace(DrainPhase::CloseIdle);
-    // Requests still in flight finish within the drain time.
+    // `connection: close`; then they close themselves, so that one idle client
+    // does not hold the process for the whole drain time (past an
+    // orchestrator's grace). Requests in flight finish within the drain time,
+    // which also bounds every drain_timeout.
     wait_for_connections(&server, started + drain_time).await;
+    server.drain.send_replace(DrainPhase::CloseIdle);
     wait_for_connections(&server, (started + shutdown_time).max(tokio::time::Instant::now() + CLOSE_IDLE_WAIT)).await;
     flush.abort();
     // Envoy flushes its sinks once more when it stops, so what happened since the

@@ -201,14 +201,28 @@ fn stream_timers_answer_408_or_504() {
     assert_eq!(c.stat("http.ingress.downstream_rq_idle_timeout"), Some(2));
 }
 
+/// As Envoy's drain sequence: a connection quiet for `idle_timeout` is counted
+/// and drains for `drain_timeout` before it closes; a request that comes
+/// meanwhile is answered with `connection: close`, not lost to a closing socket.
 #[test]
-fn connection_idle_timeout_closes_a_quiet_connection() {
+fn an_idle_connection_drains_before_it_closes() {
     let up = http_upstream("a");
-    let c = proxy(&up, "          common_http_protocol_options: { idle_timeout: 0.3s }\n");
+    let c =
+        proxy(&up, "          common_http_protocol_options: { idle_timeout: 0.3s }\n          drain_timeout: 0.6s\n");
+    let mut client = Client::connect(c.listener("web"));
+    let started = Instant::now();
+    assert_eq!(client.get("/").status, 200);
+    assert!(client.wait_closed(Duration::from_secs(5)).is_ok());
+    assert!(started.elapsed() >= Duration::from_millis(900), "closed after {:?}", started.elapsed());
+    c.wait_stat("http.ingress.downstream_cx_idle_timeout", |v| v == 1);
+
     let mut client = Client::connect(c.listener("web"));
     assert_eq!(client.get("/").status, 200);
+    c.wait_stat("http.ingress.downstream_cx_idle_timeout", |v| v == 2);
+    let r = client.get("/");
+    assert_eq!((r.status, r.header("connection")), (200, Some("close")));
     assert!(client.is_closed());
-    c.wait_stat("http.ingress.downstream_cx_idle_timeout", |v| v == 1);
+    assert_eq!(c.stat("http.ingress.downstream_cx_drain_close"), Some(0));
 }
 
 /// The reduce_timeouts overload action shrinks the idle timeout of a connection
@@ -232,7 +246,7 @@ fn reduce_timeouts_shortens_an_idle_connection_armed_before_it_engaged() {
       "@type": type.googleapis.com/envoy.config.overload.v3.ScaleTimersOverloadActionConfig
       timer_scale_factors: [{ timer: HTTP_DOWNSTREAM_CONNECTION_IDLE, min_scale: { value: 0 } }]
 "#;
-    let idle = "          common_http_protocol_options: { idle_timeout: 3600s }\n";
+    let idle = "          common_http_protocol_options: { idle_timeout: 3600s }\n          drain_timeout: 0.1s\n";
     let listener = http_listener("web", idle, &one_vhost(&prefix_route("/", "app", "")), "");
     let c = Courier::start(&format!("{overload}{}", config(&[listener], &[static_cluster("app", &[up.port()])])), 1);
     let mut client = Client::connect(c.listener("web"));

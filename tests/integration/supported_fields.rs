@@ -602,7 +602,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         HTTP_OPTIONS,
         "idle_timeout",
         &[
-            test(CODEC_IT, "connection_idle_timeout_closes_a_quiet_connection"),
+            test(CODEC_IT, "an_idle_connection_drains_before_it_closes"),
             test(OPTIONS_IT, "upstream_idle_timeout_closes_pooled_connections"),
         ],
     ),
@@ -664,6 +664,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (HCM, "server_header_transformation", &[compat("server_header")]),
     (HCM, "max_request_headers_kb", &[compat("max_request_headers_kb")]),
     (HCM, "stream_idle_timeout", &[compat("route_idle_timeout"), test(CODEC_IT, "stream_timers_answer_408_or_504")]),
+    (HCM, "drain_timeout", &[compat("idle_drain"), test(CODEC_IT, "an_idle_connection_drains_before_it_closes")]),
     (HCM, "upgrade_configs", &[test(PROXY_IT, WEBSOCKET_IT)]),
     (HCM, "request_timeout", &[test(CODEC_IT, "stream_timers_answer_408_or_504")]),
     (

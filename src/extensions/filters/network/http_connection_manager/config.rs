@@ -24,6 +24,7 @@ use crate::extensions::filters::http::router::{self, Router};
 use crate::extensions::{self, FactoryContext, HttpFilterContext};
 use crate::formatter::HeadersUsed;
 use crate::http::http2::{Http2Options, LazyHttp2Stats};
+use crate::network::drain::IDLE_DRAIN_GRACE;
 use crate::router::{RouteBuildContext, RouteTable};
 use crate::runtime::Fraction;
 use crate::tracing::{CustomTag, HcmTracing, OperationName, Sampling, TracingStats};
@@ -81,6 +82,10 @@ pub struct HcmConfig {
     pub server_header: ServerHeader,
     pub generate_request_id: bool,
     pub idle_timeout: Option<Duration>,
+    /// `drain_timeout`: how long an idle HTTP/1 connection stays open once it
+    /// drains (after `idle_timeout`, or as its listener or the server drains),
+    /// for a last request answered with `connection: close`.
+    pub drain_timeout: Duration,
     pub max_headers_count: usize,
     /// The listener's `per_connection_buffer_limit_bytes`: the most of a request
     /// body the router keeps for retries.
@@ -326,6 +331,7 @@ impl HcmConfig {
             server_header,
             generate_request_id: p.generate_request_id.as_ref().map(|b| b.value).unwrap_or(true),
             idle_timeout: timeout(&common.idle_timeout, Some(DEFAULT_IDLE_TIMEOUT)),
+            drain_timeout: p.drain_timeout.as_ref().map_or(IDLE_DRAIN_GRACE, crate::config::duration),
             max_headers_count: common
                 .max_headers_count
                 .as_ref()

@@ -73,6 +73,8 @@ async fn serve_halves(cfg: Arc<HcmConfig>, info: ConnectionInfo, rd: TransportRe
         allow_absolute_url: cfg.allow_absolute_url,
     };
     let mut drain = cfg.drain.clone();
+    // When an idle connection that began to drain closes (`next_head`).
+    let mut drain_at = None;
     // The connection's one timer: idle, request head, stream and write timeouts.
     let mut timer = Timer::new();
     let mut requests: u32 = 0;
@@ -83,7 +85,7 @@ async fn serve_halves(cfg: Arc<HcmConfig>, info: ConnectionInfo, rd: TransportRe
     // value in this future for good.
     let ended = loop {
         let detect_http2 = requests == 0 && cfg.codec == CodecChoice::Auto;
-        let head = match next_head(cfg, &reader, &limits, detect_http2, &mut drain, &mut timer).await {
+        let head = match next_head(cfg, &reader, &limits, detect_http2, &mut drain, &mut drain_at, &mut timer).await {
             NextHead::Head(head) => {
                 count_http1(&mut counted, stats);
                 head
@@ -104,6 +106,7 @@ async fn serve_halves(cfg: Arc<HcmConfig>, info: ConnectionInfo, rd: TransportRe
                 stats.downstream_cx_idle_timeout.inc();
                 break Ended::Closed { local: true };
             }
+            NextHead::IdleDrained => break Ended::Closed { local: true },
             NextHead::Drained => {
                 stats.downstream_cx_drain_close.inc();
                 break Ended::Closed { local: true };
@@ -120,6 +123,9 @@ async fn serve_halves(cfg: Arc<HcmConfig>, info: ConnectionInfo, rd: TransportRe
         if last {
             stats.downstream_cx_max_requests_reached.inc();
         }
+        // A request that came while the connection drained after its idle
+        // timeout is its last (not counted as a drain close, as in Envoy).
+        let last = last || (drain_at.is_some() && !drain.borrow().is_draining());
         // Allocated before the call, so the future is built in place rather than
         // on the stack and then copied (it is several KiB).
         let mut slot = Box::new_uninit();
@@ -394,9 +400,11 @@ enum NextHead {
     Closed,
     /// The client closed in the middle of a request head.
     ClosedMidHead,
-    /// `idle_timeout` passed with no request.
+    /// `idle_timeout` passed with no request, before the codec knew its protocol.
     Idle,
-    /// The server's drain time is over and the connection is idle.
+    /// The connection drained after `idle_timeout` and stayed idle.
+    IdleDrained,
+    /// The connection drained as its listener or the server does, and stayed idle.
     Drained,
     /// The head is malformed, too large, or too slow: answer and close.
     Rejected(LocalReply),
@@ -406,12 +414,18 @@ enum NextHead {
 
 /// Reads until a whole request head is buffered. The connection's idle timeout
 /// runs until the first byte; `request_headers_timeout` from the first byte.
+///
+/// An idle connection does not close the moment it times out or its listener
+/// drains: as in Envoy's drain sequence it stays open for `drain_timeout`
+/// (`drain_at`, kept by the connection), since its client may be writing a
+/// request right now; that request is answered with `connection: close`.
 async fn next_head(
     cfg: &HcmConfig,
     reader: &Rc<RefCell<ConnReader>>,
     limits: &HeadLimits,
     detect_http2: bool,
     drain: &mut DrainWatch,
+    drain_at: &mut Option<Instant>,
     timer: &mut Timer,
 ) -> NextHead {
     // From the first byte: request_headers_timeout, and request_timeout (Envoy's
@@ -447,17 +461,20 @@ async fn next_head(
                 }
             }
         }
-        // While the server drains, an idle connection stays open: its client may
-        // be writing a request right now, which is answered with `connection:
-        // close`. Only once the drain time is over is it closed.
+        // The drain time bounds drain_timeout.
         if *drain.borrow() == DrainPhase::CloseIdle && reader.borrow().buf.is_empty() {
             return NextHead::Drained;
+        }
+        if drain_at.is_none() && drain.borrow().is_draining() {
+            *drain_at = Some(Instant::now() + cfg.drain_timeout);
         }
         // Until the codec is known, the connection is idle (as Envoy's, whose
         // codec does not exist yet).
         let deadline = if reader.borrow().buf.is_empty() || preface {
             // Scaled by the reduce_timeouts overload action (recomputed when it changes).
-            cfg.idle_timeout.map(|d| overload::scaled_deadline(ScaledTimer::ConnectionIdle, idle_start, d))
+            let idle =
+                || cfg.idle_timeout.map(|d| overload::scaled_deadline(ScaledTimer::ConnectionIdle, idle_start, d));
+            drain_at.or_else(idle)
         } else {
             [header_deadline, request_deadline].into_iter().flatten().min()
         };
@@ -478,8 +495,20 @@ async fn next_head(
             }
             () = overload::timers_rescaled(), if cfg.idle_timeout.is_some() => {}
             () = timer.fired() => {
-                if reader.borrow().buf.is_empty() || preface {
+                if preface {
                     return NextHead::Idle;
+                }
+                if reader.borrow().buf.is_empty() {
+                    match *drain_at {
+                        None => {
+                            cfg.stats.downstream_cx_idle_timeout.inc();
+                            *drain_at = Some(Instant::now() + cfg.drain_timeout);
+                        }
+                        Some(at) if at <= Instant::now() && drain.borrow().is_draining() => return NextHead::Drained,
+                        Some(at) if at <= Instant::now() => return NextHead::IdleDrained,
+                        Some(_) => {}
+                    }
+                    continue;
                 }
                 if header_deadline.is_some_and(|t| t <= Instant::now()) {
                     cfg.stats.downstream_rq_header_timeout.inc();

@@ -206,8 +206,9 @@ mod tests {
     fn a_connection_future_is_small() {
         let size = size_of_output(http1_connection::serve);
         println!("serve future: {size} bytes");
-        // 736 bytes in debug builds: 688 before the idle timer's start was kept for
-        // reduce_timeouts to rescale it (32) and its wake-up was waited on (16).
-        assert!(size <= 736, "the per-connection future grew to {size} bytes");
+        // 768 bytes in debug builds: 688 before the idle timer's start was kept for
+        // reduce_timeouts to rescale it (32) and its wake-up was waited on (16),
+        // and before an idle connection drained for drain_timeout (32).
+        assert!(size <= 768, "the per-connection future grew to {size} bytes");
     }
 }
