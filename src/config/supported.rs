@@ -370,6 +370,12 @@ const UPSTREAM_HTTP_OPTIONS: &[&str] =
 /// one to a test that shows it.
 pub const NO_EFFECT: &[(&str, &str, &str)] = &[
     (
+        "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+        "require_sni",
+        "Envoy 1.40 completes a handshake whose ClientHello has no SNI with require_sni: true all the \
+         same (checked with openssl s_client -noservername), so Courier does too",
+    ),
+    (
         "envoy.config.core.v3.HttpUri",
         "uri",
         "ext_authz's HTTP service sends its check to server_uri.cluster with the original host and \

@@ -125,6 +125,11 @@ impl TlsStats {
             {
                 self.ssl.fail_verify_san.inc()
             }
+            Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)))
+                if other.0.downcast_ref::<CertHashMismatch>().is_some() =>
+            {
+                self.ssl.fail_verify_cert_hash.inc()
+            }
             Some(rustls::Error::InvalidCertificate(_)) => self.ssl.fail_verify_error.inc(),
             _ => self.ssl.connection_error.inc(),
         }
@@ -441,6 +446,20 @@ impl std::fmt::Display for SanMismatch {
 }
 
 impl std::error::Error for SanMismatch {}
+
+/// The verification error of a peer certificate that none of the context's
+/// `verify_certificate_hash`/`verify_certificate_spki` pins match
+/// (`ssl.fail_verify_cert_hash`).
+#[derive(Debug)]
+pub struct CertHashMismatch;
+
+impl std::fmt::Display for CertHashMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the certificate matches no pinned hash")
+    }
+}
+
+impl std::error::Error for CertHashMismatch {}
 
 /// The subject alternative names `/certs` shows.
 #[derive(Debug, Clone, PartialEq, Eq)]

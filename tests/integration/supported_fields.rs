@@ -112,6 +112,8 @@ const TRACING_REFUSED: &str = "other_tracers_and_unimplemented_options_are_refus
 const TLS_HTTP1: &str = "https_terminates_http1_and_counts_the_handshake";
 const TLS_PARAMS: &str = "tls_params_and_inline_certificates_choose_the_version";
 const TLS_MTLS: &str = "mutual_tls_accepts_the_ca_s_clients_and_refuses_the_rest";
+const TLS_RESUMPTION: &str = "session_resumption_follows_the_stateless_and_stateful_switches";
+const TLS_PINS: &str = "pinned_certificates_are_accepted_by_hash_or_spki_and_others_refused";
 const TLS_UPSTREAM: &str = "upstream_tls_sends_sni_and_validates_the_ca";
 const TLS_ERRORS: &str = "tls_config_courier_cannot_honour_is_refused_naming_the_field";
 const DOWNSTREAM_TLS: &str = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
@@ -1227,6 +1229,8 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     ("envoy.config.core.v3.TransportSocket", "typed_config", &[test(TLS_IT, TLS_ERRORS)]),
     (DOWNSTREAM_TLS, "common_tls_context", &[test(TLS_IT, TLS_PARAMS)]),
     (DOWNSTREAM_TLS, "require_client_certificate", &[test(TLS_IT, TLS_MTLS), compat("tls_termination")]),
+    (DOWNSTREAM_TLS, "disable_stateless_session_resumption", &[test(TLS_IT, TLS_RESUMPTION)]),
+    (DOWNSTREAM_TLS, "disable_stateful_session_resumption", &[test(TLS_IT, TLS_RESUMPTION)]),
     (UPSTREAM_TLS, "common_tls_context", &[test(TLS_IT, TLS_UPSTREAM)]),
     (UPSTREAM_TLS, "sni", &[test(TLS_IT, TLS_UPSTREAM), compat("tls_upstream")]),
     (COMMON_TLS, "tls_params", &[test(TLS_IT, TLS_PARAMS)]),
@@ -1254,6 +1258,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (TLS_PARAMS_MSG, "tls_minimum_protocol_version", &[test(TLS_IT, TLS_PARAMS)]),
     (TLS_PARAMS_MSG, "tls_maximum_protocol_version", &[test(TLS_IT, TLS_PARAMS)]),
     (TLS_PARAMS_MSG, "cipher_suites", &[test(TLS_IT, TLS_PARAMS)]),
+    (TLS_PARAMS_MSG, "ecdh_curves", &[test(TLS_IT, "ecdh_curves_choose_the_key_exchange")]),
     ("envoy.extensions.transport_sockets.tls.v3.TlsCertificate", "certificate_chain", &[test(TLS_IT, TLS_PARAMS)]),
     ("envoy.extensions.transport_sockets.tls.v3.TlsCertificate", "private_key", &[test(TLS_IT, TLS_PARAMS)]),
     (
@@ -1270,6 +1275,16 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext",
         "match_subject_alt_names",
         &[compat("tls_subject_alt_names")],
+    ),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext",
+        "verify_certificate_hash",
+        &[test(TLS_IT, TLS_PINS)],
+    ),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext",
+        "verify_certificate_spki",
+        &[test(TLS_IT, TLS_PINS)],
     ),
     ("envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher", "san_type", &[compat("tls_subject_alt_names")]),
     ("envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher", "matcher", &[compat("tls_subject_alt_names")]),

@@ -431,7 +431,10 @@ fn tls_config_courier_cannot_honour_is_refused_naming_the_field() {
             format!("common_tls_context:\n  tls_params: {{ cipher_suites: [AES128-SHA] }}\n  tls_certificates:\n{pair}"),
             "common_tls_context.tls_params.cipher_suites[0]",
         ),
-        (format!("require_sni: true\ncommon_tls_context:\n  tls_certificates:\n{pair}"), "require_sni"),
+        (
+            format!("session_ticket_keys: {{ keys: [{{ inline_string: x }}] }}\ncommon_tls_context:\n  tls_certificates:\n{pair}"),
+            "session_ticket_keys",
+        ),
         (
             "common_tls_context:\n  tls_certificates:\n  - certificate_chain: { filename: /nonexistent.crt }\n    private_key: { inline_string: x }\n".to_string(),
             "certificate_chain.filename",
@@ -708,4 +711,152 @@ fn admin_certs_lists_each_context_as_envoy_does() {
     assert_eq!(body, want);
     let (_, help) = c.admin_get("/help");
     assert!(help.contains("  /certs: print certs on machine\n"), "{help}");
+}
+
+/// SHA-256 of `bytes`, in lower-case hex.
+fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `verify_certificate_spki` of a leaf: the SHA-256 of its public key info, in base64.
+fn spki_pin(leaf: &Leaf) -> String {
+    use rcgen::PublicKeyData;
+    let key = rcgen::KeyPair::from_pem(&leaf.key_pem).expect("key");
+    base64(ring::digest::digest(&ring::digest::SHA256, &key.subject_public_key_info()).as_ref())
+}
+
+/// The DER of the first certificate of `pem`.
+fn leaf_der(pem: &str) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).expect("PEM").to_vec()
+}
+
+/// As Envoy 1.40: a pin (`verify_certificate_hash` in hex with or without
+/// colons, `verify_certificate_spki` in base64) accepts a peer on its own
+/// without a `trusted_ca`, and on top of the chain with one; a peer that matches
+/// no pin fails with `ssl.fail_verify_cert_hash`. Both ways.
+#[test]
+fn pinned_certificates_are_accepted_by_hash_or_spki_and_others_refused() {
+    let certs = certs();
+    let up = Upstream::start(|_| {});
+    let pinned = certs.pki.leaf(&["client.test"]);
+    let other = certs.pki.leaf(&["other.test"]);
+    let colons = sha256_hex(&leaf_der(&pinned.cert_pem))
+        .as_bytes()
+        .chunks(2)
+        .map(|c| String::from_utf8_lossy(c).to_uppercase())
+        .collect::<Vec<_>>()
+        .join(":");
+    let validation = format!("  validation_context:\n    verify_certificate_hash: [\"{colons}\"]\n");
+    let tls = format!("require_client_certificate: true\n{}{validation}", common(Some(&certs.server), None, ""));
+    let c = start(&[https_listener("name: pinned", &tls)], &[static_cluster("app", &[up.port()])]);
+    let addr = c.listener("web");
+    let ok = client_config(&certs.pki.ca_pem, Some(&pinned), &[]);
+    assert_eq!(https_get(addr, ok, "/direct").map(|r| r.0), Ok(200), "the pinned client, no CA needed");
+    let refused = client_config(&certs.pki.ca_pem, Some(&other), &[]);
+    assert!(https_get(addr, refused, "/direct").is_err(), "a client of the same CA, not pinned");
+    c.wait_stat("listener.tls_web.ssl.fail_verify_cert_hash", |v| v == 1);
+    assert_eq!(c.stat("listener.tls_web.ssl.fail_verify_error"), Some(0));
+    drop(c);
+
+    // With a CA, the chain and the SPKI pin must both hold.
+    let validation = format!(
+        "  validation_context:\n    trusted_ca: {{ filename: {} }}\n    verify_certificate_spki: [\"{}\"]\n",
+        certs.ca.display(),
+        spki_pin(&pinned)
+    );
+    let tls = format!("require_client_certificate: true\n{}{validation}", common(Some(&certs.server), None, ""));
+    let c = start(&[https_listener("name: spki", &tls)], &[static_cluster("app", &[up.port()])]);
+    let addr = c.listener("web");
+    let ok = client_config(&certs.pki.ca_pem, Some(&pinned), &[]);
+    assert_eq!(https_get(addr, ok, "/direct").map(|r| r.0), Ok(200));
+    let refused = client_config(&certs.pki.ca_pem, Some(&other), &[]);
+    assert!(https_get(addr, refused, "/direct").is_err());
+    c.wait_stat("listener.tls_web.ssl.fail_verify_cert_hash", |v| v == 1);
+    drop(c);
+
+    // Upstream: the cluster pins its server's key.
+    let up_leaf = certs.pki.leaf(&["up.test"]);
+    let tls_up = TlsUpstream::start(&up_leaf);
+    let cluster = |pin: &str| {
+        let tls = format!("common_tls_context:\n  validation_context:\n    verify_certificate_spki: [\"{pin}\"]\n");
+        format!("{}{}", static_cluster("app", &[tls_up.port]), transport_socket("UpstreamTlsContext", &tls, 4))
+    };
+    let c = start(&[plain_listener()], &[cluster(&spki_pin(&up_leaf))]);
+    assert_eq!(http_request(c.listener("plain"), "GET", "/").0, 200, "the pinned upstream");
+    let c = start(&[plain_listener()], &[cluster(&spki_pin(&other))]);
+    assert_eq!(http_request(c.listener("plain"), "GET", "/").0, 503, "an upstream not pinned");
+    assert_eq!(c.stat("cluster.app.ssl.fail_verify_cert_hash"), Some(1));
+
+    // A pin that is no SHA-256 is refused at start-up, naming it.
+    let not_hex = "Z".repeat(64);
+    let validation = format!("  validation_context:\n    verify_certificate_hash: [\"{not_hex}\"]\n");
+    let tls = format!("{}{validation}", common(Some(&certs.server), None, ""));
+    let (ok, e) = validate(&config(&[https_listener("name: bad", &tls)], &[static_cluster("app", &[up.port()])]));
+    let want = format!("validation_context.verify_certificate_hash[0]: Invalid hex-encoded SHA-256 {not_hex}");
+    assert!(!ok && e.contains(&want), "{e}");
+}
+
+/// `tls_params.ecdh_curves` limits and orders the key exchange groups; a curve
+/// rustls on ring lacks is refused by name.
+#[test]
+fn ecdh_curves_choose_the_key_exchange() {
+    let certs = certs();
+    let up = Upstream::start(|_| {});
+    let tls = format!("{}  tls_params: {{ ecdh_curves: [P-384, P-256] }}\n", common(Some(&certs.server), None, ""));
+    let c = start(&[https_listener("name: curves", &tls)], &[static_cluster("app", &[up.port()])]);
+    let client = client_config(&certs.pki.ca_pem, None, &[]);
+    assert_eq!(https_get(c.listener("web"), client, "/direct").map(|r| r.0), Ok(200));
+    assert_eq!(c.stat("listener.tls_web.ssl.curves.P-384"), Some(1), "the listener's first choice the client has");
+    // A client with X25519 only shares no group with the listener.
+    let mut x25519_only = Arc::unwrap_or_clone(crate::shared_tls::provider());
+    x25519_only.kx_groups = vec![rustls::crypto::ring::kx_group::X25519];
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::CertificateDer::from(leaf_der(&certs.pki.ca_pem))).expect("CA");
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(x25519_only))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    assert!(https_get(c.listener("web"), Arc::new(client), "/direct").is_err());
+    c.wait_stat("listener.tls_web.ssl.connection_error", |v| v == 1);
+
+    let tls = format!("{}  tls_params: {{ ecdh_curves: [X25519, P-521] }}\n", common(Some(&certs.server), None, ""));
+    let (ok, e) = validate(&config(&[https_listener("name: bad", &tls)], &[static_cluster("app", &[up.port()])]));
+    assert!(!ok && e.contains("tls_params.ecdh_curves[1]: curve 'P-521' is not supported by Courier"), "{e}");
+}
+
+/// Resumption as Envoy's: by stateless ticket by default; with
+/// `disable_stateless_session_resumption` no TLS 1.3 session resumes (BoringSSL
+/// resumes TLS 1.3 by ticket only) while TLS 1.2 resumes by session ID from the
+/// cache, which `disable_stateful_session_resumption` turns off too.
+#[test]
+fn session_resumption_follows_the_stateless_and_stateful_switches() {
+    let certs = certs();
+    let up = Upstream::start(|_| {});
+    let resumed = |extra: &str, tls12: bool| {
+        let tls = format!("{extra}{}", common(Some(&certs.server), None, ""));
+        let c = start(&[https_listener("name: resume", &tls)], &[static_cluster("app", &[up.port()])]);
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(rustls::pki_types::CertificateDer::from(leaf_der(&certs.pki.ca_pem))).expect("CA");
+        let versions: &[&rustls::SupportedProtocolVersion] =
+            if tls12 { &[&rustls::version::TLS12] } else { &[&rustls::version::TLS13] };
+        let client = rustls::ClientConfig::builder_with_provider(crate::shared_tls::provider())
+            .with_protocol_versions(versions)
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let client = Arc::new(client);
+        for _ in 0..2 {
+            assert_eq!(https_get(c.listener("web"), client.clone(), "/direct").map(|r| r.0), Ok(200));
+        }
+        c.stat("listener.tls_web.ssl.session_reused")
+    };
+    assert_eq!(resumed("", false), Some(1), "TLS 1.3 by ticket");
+    assert_eq!(resumed("", true), Some(1), "TLS 1.2 by ticket");
+    let stateless_off = "disable_stateless_session_resumption: true\n";
+    assert_eq!(resumed(stateless_off, false), Some(0), "no TLS 1.3 resumption without tickets");
+    assert_eq!(resumed(stateless_off, true), Some(1), "TLS 1.2 by session ID");
+    let both_off = format!("{stateless_off}disable_stateful_session_resumption: true\n");
+    assert_eq!(resumed(&both_off, true), Some(0));
 }

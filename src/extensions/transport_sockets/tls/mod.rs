@@ -10,8 +10,10 @@
 //! with them put inline, and built again when an SDS secret changes.
 
 mod der;
+mod pins;
 mod san_matcher;
 mod secret;
+mod verifiers;
 
 pub use secret::{LoadedSecret, SdsSecret, SecretManager, SECRET_TYPE};
 
@@ -26,11 +28,11 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CommonTlsContext, DownstreamTlsContext, TlsParameters, UpstreamTlsContext,
 };
 use envoy_types::pb::google::protobuf::Any;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::ServerCertVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 use crate::config::bootstrap::decode_any;
 use crate::config::{ConfigError, FieldPath};
@@ -41,7 +43,9 @@ use crate::network::tls::{
 };
 use crate::stats::Store;
 use der::subject_public_key_info;
+use pins::{CertificatePins, PeerChecks};
 use san_matcher::SanMatchers;
+use verifiers::{ChainOnlyVerifier, CheckedClientVerifier, UnverifiedClientCert, UnverifiedServerCert};
 
 pub const DOWNSTREAM_TYPE: &str = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
 pub const UPSTREAM_TYPE: &str = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
@@ -51,7 +55,13 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("envoy.config.core.v3.TransportSocket", &["name", "typed_config"]),
     (
         "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-        &["common_tls_context", "require_client_certificate"],
+        &[
+            "common_tls_context",
+            "require_client_certificate",
+            "require_sni",
+            "disable_stateless_session_resumption",
+            "disable_stateful_session_resumption",
+        ],
     ),
     ("envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", &["common_tls_context", "sni"]),
     (
@@ -75,12 +85,18 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("envoy.extensions.transport_sockets.tls.v3.Secret", &["name", "tls_certificate", "validation_context"]),
     (
         "envoy.extensions.transport_sockets.tls.v3.TlsParameters",
-        &["tls_minimum_protocol_version", "tls_maximum_protocol_version", "cipher_suites"],
+        &["tls_minimum_protocol_version", "tls_maximum_protocol_version", "cipher_suites", "ecdh_curves"],
     ),
     ("envoy.extensions.transport_sockets.tls.v3.TlsCertificate", &["certificate_chain", "private_key"]),
     (
         "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext",
-        &["trusted_ca", "match_typed_subject_alt_names", "match_subject_alt_names"],
+        &[
+            "trusted_ca",
+            "match_typed_subject_alt_names",
+            "match_subject_alt_names",
+            "verify_certificate_hash",
+            "verify_certificate_spki",
+        ],
     ),
     // `oid` (OTHER_NAME) is refused.
     ("envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher", &["san_type", "matcher"]),
@@ -297,21 +313,26 @@ fn server_config(proto: &DownstreamTlsContext, path: &FieldPath) -> Result<Serve
         .with_protocol_versions(&versions)
         .map_err(|e| common_path.field_error("tls_params", e.to_string()))?;
     let require = proto.require_client_certificate.as_ref().is_some_and(|b| b.value);
-    let san = san_matchers(&common, &common_path)?;
+    let checks = peer_checks(&common, &common_path)?;
     let builder = match trusted_ca(&common, &common_path)? {
         Some(roots) => {
             let verifier =
                 rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
             let verifier = if require { verifier } else { verifier.allow_unauthenticated() };
             let webpki = verifier.build().map_err(|e| common_path.field_error("validation_context", e.to_string()))?;
-            if san.is_empty() {
+            if checks.san.is_empty() && checks.pins.is_empty() {
                 builder.with_client_cert_verifier(webpki)
             } else {
-                builder.with_client_cert_verifier(Arc::new(SanCheckedClientVerifier { webpki, san }))
+                builder.with_client_cert_verifier(Arc::new(CheckedClientVerifier { webpki, checks }))
             }
         }
-        // As Envoy: a certificate is required, and not verified.
-        None if require => builder.with_client_cert_verifier(Arc::new(AnyClientCert { provider: provider.clone() })),
+        // As Envoy: a certificate is required (or asked for, to check pins), and
+        // not verified but by its pins.
+        None if require || !checks.pins.is_empty() => {
+            let pins = checks.pins;
+            let verifier = UnverifiedClientCert { provider: provider.clone(), mandatory: require, pins };
+            builder.with_client_cert_verifier(Arc::new(verifier))
+        }
         None => builder.with_no_client_auth(),
     };
     let pairs = all_certificates(&common, &common_path)?;
@@ -330,7 +351,30 @@ fn server_config(proto: &DownstreamTlsContext, path: &FieldPath) -> Result<Serve
         }
     };
     config.alpn_protocols = common.alpn_protocols.iter().map(|p| p.as_bytes().to_vec()).collect();
+    resumption(&mut config, proto, path)?;
     Ok(config)
+}
+
+/// Session resumption as Envoy's BoringSSL does it: stateless tickets (under a
+/// key of the context's own) and a stateful session cache, each of which can be
+/// turned off. BoringSSL resumes TLS 1.3 by ticket only, so without stateless
+/// tickets no TLS 1.3 ticket is sent at all; the cache then serves TLS 1.2
+/// session IDs.
+fn resumption(config: &mut ServerConfig, proto: &DownstreamTlsContext, path: &FieldPath) -> Result<(), ConfigError> {
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::downstream_tls_context::SessionTicketKeysType;
+    // Explicit `session_ticket_keys` are refused by the config's field check.
+    let stateless =
+        !matches!(proto.session_ticket_keys_type, Some(SessionTicketKeysType::DisableStatelessSessionResumption(true)));
+    if stateless {
+        config.ticketer =
+            rustls::crypto::ring::Ticketer::new().map_err(|e| path.error(format!("cannot make ticket keys: {e}")))?;
+    } else {
+        config.send_tls13_tickets = 0;
+    }
+    if proto.disable_stateful_session_resumption {
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    }
+    Ok(())
 }
 
 fn client_config(proto: &UpstreamTlsContext, path: &FieldPath) -> Result<ClientConfig, ConfigError> {
@@ -341,15 +385,15 @@ fn client_config(proto: &UpstreamTlsContext, path: &FieldPath) -> Result<ClientC
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| common_path.field_error("tls_params", e.to_string()))?;
-    let san = san_matchers(&common, &common_path)?;
+    let checks = peer_checks(&common, &common_path)?;
     let verifier: Arc<dyn ServerCertVerifier> = match trusted_ca(&common, &common_path)? {
         Some(roots) => {
             let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                 .build()
                 .map_err(|e| common_path.field_error("validation_context", e.to_string()))?;
-            Arc::new(ChainOnlyVerifier { webpki, san })
+            Arc::new(ChainOnlyVerifier { webpki, checks })
         }
-        None => Arc::new(NoVerifier { provider }),
+        None => Arc::new(UnverifiedServerCert { provider, pins: checks.pins }),
     };
     let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
     let mut config = match certificates(&common, &common_path)? {
@@ -375,6 +419,9 @@ fn provider_for(common: &CommonTlsContext, path: &FieldPath) -> Result<Arc<Crypt
     let mut provider = rustls::crypto::ring::default_provider();
     // Envoy's default curves, in its order (ring's own list puts P-384 first).
     provider.kx_groups = vec![rustls::crypto::ring::kx_group::X25519, rustls::crypto::ring::kx_group::SECP256R1];
+    if let Some(params) = common.tls_params.as_ref().filter(|p| !p.ecdh_curves.is_empty()) {
+        provider.kx_groups = curves(&params.ecdh_curves, path)?;
+    }
     let Some(params) = common.tls_params.as_ref().filter(|p| !p.cipher_suites.is_empty()) else {
         return Ok(Arc::new(provider));
     };
@@ -399,6 +446,34 @@ fn provider_for(common: &CommonTlsContext, path: &FieldPath) -> Result<Arc<Crypt
     }
     provider.cipher_suites = suites;
     Ok(Arc::new(provider))
+}
+
+/// `tls_params.ecdh_curves` (BoringSSL's names, in preference order) as ring's
+/// key exchange groups; a curve ring lacks (P-521, the post-quantum hybrids) is
+/// refused by name.
+fn curves(
+    names: &[String],
+    path: &FieldPath,
+) -> Result<Vec<&'static dyn rustls::crypto::SupportedKxGroup>, ConfigError> {
+    use rustls::crypto::ring::kx_group;
+    let mut groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup> = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let group: &'static dyn rustls::crypto::SupportedKxGroup = match name.as_str() {
+            "X25519" | "x25519" => kx_group::X25519,
+            "P-256" | "prime256v1" => kx_group::SECP256R1,
+            "P-384" | "secp384r1" => kx_group::SECP384R1,
+            _ => {
+                let mut p = child(path, "tls_params");
+                p.push_field("ecdh_curves");
+                p.push_index(i);
+                return Err(p.error(format!("curve '{name}' is not supported by Courier (rustls on ring)")));
+            }
+        };
+        if !groups.iter().any(|g| g.name() == group.name()) {
+            groups.push(group);
+        }
+    }
+    Ok(groups)
 }
 
 /// `tls_params` min/max as rustls versions; Envoy's default is TLS 1.2 to 1.3.
@@ -591,11 +666,12 @@ impl rustls::server::ResolvesServerCert for SniResolver {
     }
 }
 
-/// The validation context's subject-name matchers. Envoy refuses them without a
-/// `trusted_ca`: a name proves nothing on a chain nobody verified.
-fn san_matchers(common: &CommonTlsContext, path: &FieldPath) -> Result<SanMatchers, ConfigError> {
+/// The validation context's checks of a peer's leaf: subject-name matchers and
+/// pins. Envoy refuses the matchers without a `trusted_ca`: a name proves
+/// nothing on a chain nobody verified (a pin does).
+fn peer_checks(common: &CommonTlsContext, path: &FieldPath) -> Result<PeerChecks, ConfigError> {
     let Some(ValidationContextType::ValidationContext(vc)) = &common.validation_context_type else {
-        return Ok(SanMatchers::default());
+        return Ok(PeerChecks::default());
     };
     let vc_path = child(path, "validation_context");
     let san = SanMatchers::from_proto(vc, &vc_path)?;
@@ -604,7 +680,7 @@ fn san_matchers(common: &CommonTlsContext, path: &FieldPath) -> Result<SanMatche
             vc_path.error("SAN-based verification of peer certificates without trusted CA is insecure and not allowed")
         );
     }
-    Ok(san)
+    Ok(PeerChecks { san, pins: CertificatePins::from_proto(vc, &vc_path)? })
 }
 
 /// `validation_context.trusted_ca` as roots; `None` without one (no verification).
@@ -644,194 +720,6 @@ fn data(source: Option<&DataSource>, path: &FieldPath) -> Result<Vec<u8>, Config
             .map(String::into_bytes)
             .map_err(|_| child(path, "environment_variable").error(format!("Environment variable doesn't exist: {v}"))),
         None => Err(path.error("a certificate or key source is required")),
-    }
-}
-
-/// Envoy verifies the upstream's chain, and its name only by the subject-name
-/// matchers: rustls's verifier, its name check forgiven, then `san`'s.
-#[derive(Debug)]
-struct ChainOnlyVerifier {
-    webpki: Arc<rustls::client::WebPkiServerVerifier>,
-    san: SanMatchers,
-}
-
-impl ServerCertVerifier for ChainOnlyVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::NotValidForName | rustls::CertificateError::NotValidForNameContext { .. },
-            ))
-            | Ok(_) => self.san.check(end_entity).map(|()| ServerCertVerified::assertion()),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
-    }
-}
-
-/// `require_client_certificate` without a validation context: Envoy requires a
-/// client certificate and accepts any; the handshake's signatures are still checked.
-#[derive(Debug)]
-struct AnyClientCert {
-    provider: Arc<CryptoProvider>,
-}
-
-impl rustls::server::danger::ClientCertVerifier for AnyClientCert {
-    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
-    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
-        Ok(rustls::server::danger::ClientCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// A client certificate verified by rustls, then by the subject-name matchers.
-#[derive(Debug)]
-struct SanCheckedClientVerifier {
-    webpki: Arc<dyn rustls::server::danger::ClientCertVerifier>,
-    san: SanMatchers,
-}
-
-impl rustls::server::danger::ClientCertVerifier for SanCheckedClientVerifier {
-    fn offer_client_auth(&self) -> bool {
-        self.webpki.offer_client_auth()
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        self.webpki.client_auth_mandatory()
-    }
-
-    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
-        self.webpki.root_hint_subjects()
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
-        let verified = self.webpki.verify_client_cert(end_entity, intermediates, now)?;
-        self.san.check(end_entity).map(|()| verified)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
-    }
-}
-
-/// No validation context: Envoy accepts any upstream certificate; the
-/// handshake's signatures are still checked.
-#[derive(Debug)]
-struct NoVerifier {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for NoVerifier {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -26,7 +26,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CertificateValidationContext, CommonTlsContext, SdsSecretConfig, Secret, TlsCertificate,
 };
 
-use super::{certificate, certified_key, child, data, provider_for, san_matchers, trusted_ca};
+use super::{certificate, certified_key, child, data, peer_checks, provider_for, trusted_ca};
 use crate::config::path_source::PathSource;
 use crate::config::{ConfigError, FieldPath};
 
@@ -388,7 +388,7 @@ fn check(secret: &Secret, path: &FieldPath) -> Result<(), ConfigError> {
                 validation_context_type: Some(ValidationContextType::ValidationContext(vc.clone())),
                 ..Default::default()
             };
-            san_matchers(&common, path)?;
+            peer_checks(&common, path)?;
             trusted_ca(&common, path).map(drop)
         }
         _ => Err(path.error(format!("secret {} needs a tls_certificate or a validation_context", secret.name))),
