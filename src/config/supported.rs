@@ -607,6 +607,12 @@ impl<'a> Walk<'a> {
         if desc.full_name() == LB_POLICY {
             return self.lb_policies(msg, path);
         }
+        // Only a binary message (an xDS resource) can carry a field the schema
+        // lacks: Courier cannot tell what it asks for, so it refuses it.
+        if let Some(u) = msg.unknown_fields().next() {
+            let name = desc.full_name();
+            self.unsupported.borrow_mut().push(path.error(format!("unknown field number {} in {name}", u.number())));
+        }
         let fields = place.or_else(|| self.inventory.supported_fields(desc.full_name())).unwrap_or(&[]);
         if fields == ["*"] {
             return Ok(());
