@@ -102,7 +102,7 @@ impl GrpcStream {
     /// in its text).
     pub async fn recv<M: Message + Default>(&mut self) -> Result<M, StreamError> {
         loop {
-            if let Some(payload) = self.take_message()? {
+            if let Some(payload) = take_message(&mut self.buf)? {
                 return M::decode(payload).map_err(|e| failed("decoding a response", e));
             }
             match &mut self.incoming {
@@ -131,25 +131,26 @@ impl GrpcStream {
             }
         }
     }
+}
 
-    /// A whole message from the buffer, if one is there.
-    fn take_message(&mut self) -> Result<Option<Bytes>, StreamError> {
-        if self.buf.len() < 5 {
-            return Ok(None);
-        }
-        if self.buf[0] != 0 {
-            return Err(StreamError("a compressed message, which Courier did not ask for".into()));
-        }
-        let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
-        if len > MAX_MESSAGE {
-            return Err(StreamError(format!("a message of {len} bytes, above the limit of {MAX_MESSAGE}")));
-        }
-        if self.buf.len() < 5 + len {
-            return Ok(None);
-        }
-        self.buf.advance(5);
-        Ok(Some(self.buf.split_to(len).freeze()))
+/// A whole message from `buf`, if one is there; an error for one announced
+/// above `MAX_MESSAGE` (before it is buffered) or compressed.
+fn take_message(buf: &mut BytesMut) -> Result<Option<Bytes>, StreamError> {
+    if buf.len() < 5 {
+        return Ok(None);
     }
+    if buf[0] != 0 {
+        return Err(StreamError("a compressed message, which Courier did not ask for".into()));
+    }
+    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+    if len > MAX_MESSAGE {
+        return Err(StreamError(format!("a message of {len} bytes, above the limit of {MAX_MESSAGE}")));
+    }
+    if buf.len() < 5 + len {
+        return Ok(None);
+    }
+    buf.advance(5);
+    Ok(Some(buf.split_to(len).freeze()))
 }
 
 /// The server's `grpc-status` and `grpc-message`, as the reason a stream ended.
@@ -158,4 +159,22 @@ fn ended(headers: &http::HeaderMap) -> StreamError {
     let status = text(GRPC_STATUS).unwrap_or_default();
     let message = text(GRPC_MESSAGE).unwrap_or_default();
     StreamError(format!("the server ended the stream: gRPC status {status} {message}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_taken_whole_and_an_oversized_one_is_refused_at_its_prefix() {
+        let mut buf = BytesMut::from(&[0u8, 0, 0, 0, 2, b'h'][..]);
+        assert_eq!(take_message(&mut buf), Ok(None));
+        buf.extend_from_slice(b"i\0\0");
+        assert_eq!(take_message(&mut buf), Ok(Some(Bytes::from_static(b"hi"))));
+        assert_eq!(buf.as_ref(), b"\0\0", "the next message's start stays");
+        let mut huge = BytesMut::from(&[0u8][..]);
+        huge.extend_from_slice(&((MAX_MESSAGE + 1) as u32).to_be_bytes());
+        assert!(take_message(&mut huge).is_err());
+        assert!(take_message(&mut BytesMut::from(&[1u8, 0, 0, 0, 0][..])).is_err());
+    }
 }
