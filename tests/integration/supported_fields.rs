@@ -301,7 +301,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (
         "envoy.config.bootstrap.v3.Bootstrap.DynamicResources",
         "ads_config",
-        &[test(ADS_IT, ADS_APPLY), test(ADS_IT, ADS_CLUSTER), test(ADS_IT, ADS_ENVOY)],
+        &[compat("xds_ads"), test(ADS_IT, ADS_APPLY), test(ADS_IT, ADS_CLUSTER), test(ADS_IT, ADS_ENVOY)],
     ),
     // The deprecated plain `path`: the removal test's LDS.
     ("envoy.config.core.v3.ConfigSource", "path", &[test(XDS_IT, XDS_REMOVE)]),
@@ -311,7 +311,11 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         &[compat("xds_files"), test(XDS_IT, XDS_REMOVE), test(XDS_IT, XDS_WATCHED)],
     ),
     ("envoy.config.core.v3.ConfigSource", "api_config_source", &[test(ADS_IT, ADS_OWN_STREAMS)]),
-    ("envoy.config.core.v3.ConfigSource", "ads", &[test(ADS_IT, ADS_APPLY), test(ADS_IT, ADS_ENVOY)]),
+    (
+        "envoy.config.core.v3.ConfigSource",
+        "ads",
+        &[compat("xds_ads"), test(ADS_IT, ADS_APPLY), test(ADS_IT, ADS_ENVOY)],
+    ),
     (
         "envoy.config.core.v3.ConfigSource",
         "initial_fetch_timeout",

@@ -7,6 +7,9 @@
 //! Every request received is kept, in order, for the test to wait for and
 //! look at (`wait_request`): ACKs, NACKs with their `error_detail`, the node.
 //!
+//! The compat suite's `{{XDS_PORT}}` is one, serving the files of
+//! `tests/compat/data/xds` (`push_file`).
+//!
 //! `stop` closes the listening socket and every connection (the management
 //! server went away); `restart` listens on the same port again, keeping the
 //! snapshot and the requests seen.
@@ -113,6 +116,18 @@ impl XdsServer {
         let mut state = self.state.0.lock().expect("state");
         state.snapshots.insert(type_url.to_string(), (version.to_string(), resources));
         state.pushes.retain(|p| p.send(()).is_ok());
+    }
+
+    /// Pushes the resources of a `DiscoveryResponse` file (as the file-based
+    /// subscriptions read it: `"@type"` on each), under its `version_info`.
+    #[allow(dead_code)] // the compat suite's
+    pub fn push_file(&self, type_url: &str, path: &std::path::Path) {
+        let type_name = type_url.trim_start_matches("type.googleapis.com/");
+        let file = courier::config::path_source::read(path, type_name, &courier::extensions::supported::INVENTORY)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let resources =
+            file.resources.into_iter().map(|r| Any { type_url: type_url.to_string(), value: r.encoded }).collect();
+        self.push(type_url, &file.version_info, resources);
     }
 
     /// Every request so far, with the method of its stream.
