@@ -156,12 +156,49 @@ pub fn read(path: &Path, type_name: &str, inventory: &Inventory) -> Result<Disco
         // The text is still at hand: a refused resource's errors say their lines.
         let rejected = |e| UpdateError::Rejected(source_lines::locate(e, &[(None, &text)]));
         let resource = decode_resource(&desc, type_name, item, &mut path, inventory).map_err(rejected)?;
-        if resources.iter().any(|r| r.name == resource.name) {
-            return Err(rejected(path.field_error("name", format!("duplicate {type_name} name '{}'", resource.name))));
-        }
-        resources.push(resource);
+        push_unique(&mut resources, resource, type_name, &path).map_err(rejected)?;
     }
     Ok(DiscoveryFile { version_info, resources })
+}
+
+/// The resources of a `DiscoveryResponse` from a management server, each an
+/// `Any` `(type_url, value)` checked exactly as a file's resource is (so a
+/// field Courier cannot act on, or one the schema lacks, is refused by its
+/// path, `resources[i].field`).
+pub fn decode_pushed(
+    version_info: &str,
+    pushed: &[(&str, &[u8])],
+    type_name: &str,
+    inventory: &Inventory,
+) -> Result<DiscoveryFile, ConfigError> {
+    let desc = descriptor::message(type_name)
+        .ok_or_else(|| ConfigError::new("", format!("{type_name} missing from the schema")))?;
+    let mut resources: Vec<Resource> = Vec::with_capacity(pushed.len());
+    for (i, (type_url, value)) in pushed.iter().enumerate() {
+        let mut path = FieldPath::starting_at(&format!("resources[{i}]"));
+        if descriptor::type_name(type_url) != type_name {
+            return Err(path.field_error("@type", format!("'{type_url}' is not the subscription's type {type_name}")));
+        }
+        let msg = prost_reflect::DynamicMessage::decode(desc.clone(), *value)
+            .map_err(|e| path.error(format!("cannot decode {type_name}: {e}")))?;
+        let resource = checked_resource(msg, Vec::new(), &mut path, inventory)?;
+        push_unique(&mut resources, resource, type_name, &path)?;
+    }
+    Ok(DiscoveryFile { version_info: version_info.to_string(), resources })
+}
+
+/// Adds `resource` unless one of its name is there already (refused).
+fn push_unique(
+    resources: &mut Vec<Resource>,
+    resource: Resource,
+    type_name: &str,
+    path: &FieldPath,
+) -> Result<(), ConfigError> {
+    if resources.iter().any(|r| r.name == resource.name) {
+        return Err(path.field_error("name", format!("duplicate {type_name} name '{}'", resource.name)));
+    }
+    resources.push(resource);
+    Ok(())
 }
 
 fn decode_resource(
@@ -182,6 +219,17 @@ fn decode_resource(
         return Err(path.field_error("@type", format!("'{type_url}' is not the subscription's type {type_name}")));
     }
     let (msg, errors) = proto_json::decode_partial(desc, &Json::Object(fields), path);
+    checked_resource(msg, errors, path, inventory)
+}
+
+/// A decoded resource once validated and checked against `inventory` (as the
+/// bootstrap is), with its name and encoding.
+fn checked_resource(
+    msg: prost_reflect::DynamicMessage,
+    errors: Vec<ConfigError>,
+    path: &mut FieldPath,
+    inventory: &Inventory,
+) -> Result<Resource, ConfigError> {
     bootstrap::check_decoded(&msg, errors, path, inventory)?;
     let name = match msg.get_field_by_name("name").as_deref() {
         Some(prost_reflect::Value::String(n)) => n.clone(),

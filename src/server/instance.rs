@@ -21,7 +21,9 @@ use super::options::Options;
 use super::overload_manager::OverloadManager;
 use super::watchdog::{GuardDog, WatchdogConfig};
 use super::worker::Worker;
-use super::xds::{cds::CdsApi, lds::LdsApi, sds, AppliedState, DynamicResourcesConfig, PathSubscription};
+use super::xds::grpc_mux::{CDS_METHOD, LDS_METHOD};
+use super::xds::start::Started;
+use super::xds::{cds::CdsApi, lds::LdsApi, sds, AppliedState, DynamicResourcesConfig};
 use crate::access_log::AccessLogger;
 use crate::config::{self, BootstrapSource, ConfigError, LoadedBootstrap};
 use crate::define_stats;
@@ -249,6 +251,7 @@ impl ServerConfig {
             Some(d) => DynamicResourcesConfig::from_proto(d)?,
             None => DynamicResourcesConfig::default(),
         };
+        dynamic.check_management_clusters(&clusters.clusters, b.node.as_ref())?;
         // Envoy's check for a CDS subscription (not for LDS): a management
         // server tells nodes apart by them.
         let node = b.node.as_ref();
@@ -598,17 +601,23 @@ async fn main_loop(
     server.state.set(ServerState::Initializing);
     // Each SDS secret's file is read before clusters connect or listeners
     // accept, as Envoy's init manager waits for secrets.
-    let mut subscriptions = sds::start_pending(&server.secrets, &server.store).await?;
+    let subscriptions = sds::start_pending(&server.secrets, &server.store).await?;
     let cm = ClusterManager::start(clusters, cluster_slot).await;
     *server.cluster_manager.borrow_mut() = Some(cm.clone());
     // CDS is read once before any listener starts (Envoy initializes CDS
     // clusters first), so listeners may name its clusters.
+    let mut subscriptions = Started::new(subscriptions);
     if let Some(source) = server.dynamic.cds.clone() {
-        let sub = PathSubscription::new(source, &server.store, "cluster_manager.cds.");
         let api = CdsApi::new(cm.clone(), server.store.clone(), server.secrets.clone(), server.cds_state.clone());
-        let watcher = sub.start(&api).await?;
-        subscriptions.push(tokio::task::spawn_local(async move { sub.follow(&api, watcher).await }));
+        let cds = subscriptions.subscribe(&server, &cm, source, api, "cluster_manager.cds.", CDS_METHOD);
+        subscriptions.ready(cds).await?;
     }
+    // Listeners are asked for once the clusters are in, and applied once the
+    // workers run.
+    let lds = server.dynamic.lds.clone().map(|source| {
+        let api = LdsApi::new(server.clone(), cm.clone());
+        subscriptions.subscribe(&server, &cm, source, api, "listener_manager.lds.", LDS_METHOD)
+    });
     // Envoy loads its runtime again once the cluster manager is up (to start RTDS),
     // so `runtime.load_success` starts at 2 there too.
     server.runtime.load();
@@ -623,11 +632,8 @@ async fn main_loop(
         Duration::from_secs(server.options.drain_time_s),
     )
     .await?;
-    if let Some(source) = server.dynamic.lds.clone() {
-        let sub = PathSubscription::new(source, &server.store, "listener_manager.lds.");
-        let api = LdsApi::new(server.clone(), cm.clone());
-        let watcher = sub.start(&api).await?;
-        subscriptions.push(tokio::task::spawn_local(async move { sub.follow(&api, watcher).await }));
+    if let Some(lds) = lds {
+        subscriptions.ready(lds).await?;
     }
     if !server.listener_manager.is_stopped() {
         server.state.set(ServerState::Live);
@@ -674,7 +680,7 @@ async fn main_loop(
     });
     let handed_over = wait_for_shutdown(&server, &mut drain_requested).await;
     // No listener or cluster comes or goes while the server drains.
-    for sub in subscriptions {
+    for sub in subscriptions.tasks {
         sub.abort();
     }
     let (drain_time, shutdown_time, handed) = match handed_over {

@@ -10,6 +10,9 @@
 //!                       # whose first connection says GOAWAY to its first request),
 //!                       # {{ECHO_PORT}} (TCP echo), {{GRPC_AUTHZ_PORT}} (a gRPC
 //!                       # ext_authz service: tests/shared/grpc_authz.rs),
+//!                       # {{XDS_PORT}} (an ADS management server serving the files of
+//!                       # tests/compat/data/xds: tests/shared/xds_server.rs; name its
+//!                       # cluster `xds`, whose open stream settling leaves out),
 //!                       # {{DEAD_PORT}} (nothing listens), {{FREE_PORT1}}/{{FREE_PORT2}} (free
 //!                       # ports for listeners that need a fixed one), {{TMP}} (scratch dir),
 //!                       # {{DATA}} (tests/compat/data: files a case reads, e.g. runtime layers),

@@ -25,6 +25,9 @@ mod shared_h2;
 mod shared_net;
 #[path = "../shared/tls_pki.rs"]
 mod shared_tls;
+#[path = "../shared/xds_server.rs"]
+#[allow(dead_code)] // the scripting half serves the integration tests
+mod shared_xds;
 
 mod case;
 mod compare;

@@ -182,18 +182,19 @@ fn judge(target: Target, results: &[CaseResult]) {
 }
 
 /// The real Envoy on the suite's config, stopped (by pid) when dropped.
-struct Envoy {
+/// (Also the xDS tests' Envoy.)
+pub(crate) struct Envoy {
     child: Child,
-    admin: SocketAddr,
+    pub(crate) admin: SocketAddr,
     _dir: TempDir,
 }
 
 impl Envoy {
-    fn bin() -> PathBuf {
+    pub(crate) fn bin() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/envoy/envoy/_bin/envoy")
     }
 
-    fn start(yaml: &str) -> Envoy {
+    pub(crate) fn start(yaml: &str) -> Envoy {
         let dir = TempDir::new("h2conf-envoy");
         let config = dir.file(
             "envoy.yaml",
@@ -232,7 +233,7 @@ impl Envoy {
         envoy
     }
 
-    fn listener(&self, name: &str) -> SocketAddr {
+    pub(crate) fn listener(&self, name: &str) -> SocketAddr {
         let (_, body) = http_request(self.admin, "GET", "/listeners");
         body.lines()
             .find_map(|l| l.strip_prefix(&format!("{name}::")))

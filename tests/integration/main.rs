@@ -8,6 +8,8 @@ mod shared_h2;
 mod shared_net;
 #[path = "../shared/tls_pki.rs"]
 mod shared_tls;
+#[path = "../shared/xds_server.rs"]
+mod shared_xds;
 
 mod access_log;
 mod admin;
@@ -36,3 +38,4 @@ mod tls;
 mod tracing;
 mod upstream;
 mod xds_files;
+mod xds_grpc;

@@ -56,6 +56,11 @@ const GZIP_INFLATE: &str = "envoy.extensions.compression.gzip.decompressor.v3.Gz
 const GZIP_INFLATE_RS: &str = "src/extensions/compression/gzip/decompressor.rs";
 const GZIP_RS: &str = "src/extensions/compression/gzip/compressor.rs";
 const XDS_IT: &str = "tests/integration/xds_files.rs";
+const ADS_IT: &str = "tests/integration/xds_grpc.rs";
+const ADS_APPLY: &str = "ads_clusters_and_listeners_serve_and_updates_apply";
+const ADS_CLUSTER: &str = "a_management_server_needs_a_static_http2_cluster";
+const ADS_ENVOY: &str = "ads_requests_and_stats_match_envoys";
+const ADS_OWN_STREAMS: &str = "cds_and_lds_on_streams_of_their_own";
 const SDS_IT: &str = "tests/integration/sds.rs";
 const SDS_STATIC: &str = "a_static_secret_serves_https_and_an_unknown_name_is_refused";
 const SDS_STATIC_CA: &str = "a_static_validation_secret_checks_client_certificates";
@@ -295,12 +300,39 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "cds_config",
         &[compat("xds_files"), test(XDS_IT, XDS_REMOVE), test(XDS_IT, XDS_WATCHED)],
     ),
+    (
+        "envoy.config.bootstrap.v3.Bootstrap.DynamicResources",
+        "ads_config",
+        &[compat("xds_ads"), test(ADS_IT, ADS_APPLY), test(ADS_IT, ADS_CLUSTER), test(ADS_IT, ADS_ENVOY)],
+    ),
     // The deprecated plain `path`: the removal test's LDS.
     ("envoy.config.core.v3.ConfigSource", "path", &[test(XDS_IT, XDS_REMOVE)]),
     (
         "envoy.config.core.v3.ConfigSource",
         "path_config_source",
         &[compat("xds_files"), test(XDS_IT, XDS_REMOVE), test(XDS_IT, XDS_WATCHED)],
+    ),
+    ("envoy.config.core.v3.ConfigSource", "api_config_source", &[test(ADS_IT, ADS_OWN_STREAMS)]),
+    (
+        "envoy.config.core.v3.ConfigSource",
+        "ads",
+        &[compat("xds_ads"), test(ADS_IT, ADS_APPLY), test(ADS_IT, ADS_ENVOY)],
+    ),
+    (
+        "envoy.config.core.v3.ConfigSource",
+        "initial_fetch_timeout",
+        &[test(ADS_IT, "initial_fetch_timeout_lets_start_up_go_on_without_an_answer")],
+    ),
+    ("envoy.config.core.v3.ApiConfigSource", "api_type", &[test(ADS_IT, ADS_OWN_STREAMS), test(ADS_IT, ADS_CLUSTER)]),
+    ("envoy.config.core.v3.ApiConfigSource", "transport_api_version", &[test(ADS_IT, ADS_OWN_STREAMS)]),
+    ("envoy.config.core.v3.ApiConfigSource", "grpc_services", &[test(ADS_IT, ADS_OWN_STREAMS)]),
+    (
+        "envoy.config.core.v3.ApiConfigSource",
+        "set_node_on_first_message_only",
+        &[
+            test(ADS_IT, "a_lost_management_server_is_reconnected_and_resubscribed_keeping_the_config"),
+            test(ADS_IT, ADS_ENVOY),
+        ],
     ),
     ("envoy.config.core.v3.PathConfigSource", "path", &[compat("xds_files"), test(XDS_IT, XDS_WATCHED)]),
     ("envoy.config.core.v3.PathConfigSource", "watched_directory", &[compat("xds_files"), test(XDS_IT, XDS_WATCHED)]),

@@ -293,7 +293,12 @@ fn a_config_source_other_than_a_file_is_refused_naming_the_field() {
     let yaml = "node: { id: test, cluster: test }\ndynamic_resources:\n  cds_config:\n    resource_api_version: V3\n    ads: {}\n";
     let (ok, out) = crate::harness::validate(yaml);
     assert!(!ok);
-    assert!(out.contains("dynamic_resources.cds_config.ads"), "{out}");
+    // ADS without `ads_config` (which Envoy skips with a warning).
+    assert!(out.contains("dynamic_resources.cds_config.ads: ADS must be configured"), "{out}");
+    let yaml = "node: { id: test, cluster: test }\ndynamic_resources:\n  cds_config:\n    resource_api_version: V3\n    api_config_source: { api_type: REST, cluster_names: [x] }\n";
+    let (ok, out) = crate::harness::validate(yaml);
+    assert!(!ok);
+    assert!(out.contains("dynamic_resources.cds_config.api_config_source.cluster_names"), "{out}");
     // Not a refusal: a file source without resource_api_version (AUTO), as
     // envoyproxy/examples' dynamic-config-fs writes it, is read as Envoy reads it.
     let yaml = "dynamic_resources:\n  lds_config:\n    path: /x/lds.yaml\n";

@@ -1,0 +1,217 @@
+//! A state-of-the-world gRPC stream to a management server (Envoy's
+//! `GrpcMuxImpl`): the ADS stream, which carries every resource type, or a
+//! stream of one type's own service. It runs as a local task of the main
+//! thread, opened to the first host of the management server's static cluster.
+//!
+//! Each subscribed type (a `Watch`, by type URL, in the order subscribed) gets
+//! a request on every new stream, carrying its last accepted `version_info`
+//! and no nonce; each response is handed to its type's watch and answered: an
+//! ACK (the response's version and nonce) or a NACK (the last accepted version,
+//! the response's nonce and `error_detail`, gRPC status 13 with the refused
+//! field's path, as Envoy's). `node` goes on every request, or only on a
+//! stream's first with `set_node_on_first_message_only`. A stream that ends or
+//! cannot open is tried again after a jittered back-off (`backoff`), and the
+//! watches keep what they applied meanwhile. `control_plane.*` are Envoy's
+//! stats; Courier does no rate limiting, so `rate_limit_enforced` and
+//! `pending_requests` stay 0 (as Envoy's without `rate_limit_settings`).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::google::rpc::Status;
+
+use super::backoff::BackOff;
+use super::grpc_stream::{GrpcStream, StreamError};
+use super::grpc_subscription::Watch;
+use super::source::GrpcSource;
+use crate::define_stats;
+use crate::stats::Store;
+use crate::upstream::ClusterManager;
+
+pub const ADS_METHOD: &str = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+pub const CDS_METHOD: &str = "/envoy.service.cluster.v3.ClusterDiscoveryService/StreamClusters";
+pub const LDS_METHOD: &str = "/envoy.service.listener.v3.ListenerDiscoveryService/StreamListeners";
+
+/// gRPC's INTERNAL, the status of Envoy's NACK.
+const NACK_STATUS: i32 = 13;
+/// Envoy cuts a NACK's message to this many bytes (`truncateGrpcStatusMessage`).
+const NACK_MESSAGE_LIMIT: usize = 4096;
+
+/// `message` cut as Envoy cuts a NACK's (at a character boundary here).
+fn truncated(mut message: String) -> String {
+    if message.len() > NACK_MESSAGE_LIMIT {
+        let mut end = NACK_MESSAGE_LIMIT;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str("...(truncated)");
+    }
+    message
+}
+
+define_stats! {
+    /// `control_plane.*` (Envoy's `ControlPlaneStats`).
+    #[derive(Debug)]
+    pub struct ControlPlaneStats {
+        counter rate_limit_enforced,
+        gauge connected_state,
+        gauge pending_requests,
+    }
+}
+
+pub struct GrpcMux {
+    source: GrpcSource,
+    method: &'static str,
+    cm: Rc<ClusterManager>,
+    node: Node,
+    stats: ControlPlaneStats,
+    watches: RefCell<Vec<Rc<dyn Watch>>>,
+    /// Wakes the stream when a watch is added, to send its request.
+    added: tokio::sync::Notify,
+}
+
+impl GrpcMux {
+    pub fn new(source: GrpcSource, method: &'static str, cm: Rc<ClusterManager>, node: Node, store: &Store) -> Self {
+        let stats = ControlPlaneStats::new(store, "control_plane.");
+        GrpcMux { source, method, cm, node, stats, watches: RefCell::default(), added: tokio::sync::Notify::new() }
+    }
+
+    /// Adds a resource type: its request goes on the stream now if one is up,
+    /// else on the next.
+    pub fn subscribe(&self, watch: Rc<dyn Watch>) {
+        self.watches.borrow_mut().push(watch);
+        self.added.notify_one();
+    }
+
+    /// Opens streams one after the other for as long as the task runs.
+    pub async fn run(self: Rc<Self>) {
+        let mut backoff = BackOff::default();
+        loop {
+            match self.open().await {
+                Ok(stream) => {
+                    self.stats.connected_state.set(1);
+                    let (error, answered) = self.serve(stream).await;
+                    self.stats.connected_state.set(0);
+                    tracing::warn!("{}: the stream to '{}' closed: {error}", self.method, self.source.cluster);
+                    // Envoy starts over from the base once the server answered.
+                    if answered {
+                        backoff.reset();
+                    }
+                }
+                Err(e) => tracing::warn!("{}: cannot open a stream to '{}': {e}", self.method, self.source.cluster),
+            }
+            let watches = self.watches.borrow().clone();
+            for w in &watches {
+                w.on_stream_failure();
+            }
+            tokio::time::sleep(backoff.next_wait()).await;
+        }
+    }
+
+    /// A stream to the first host of the management server's cluster, as the
+    /// main thread sees it now.
+    async fn open(&self) -> Result<GrpcStream, StreamError> {
+        let name = &self.source.cluster;
+        let cluster = self.cm.get(name).ok_or_else(|| StreamError(format!("no cluster '{name}'")))?;
+        let hosts = self.cm.hosts(name);
+        let host = hosts.first().ok_or_else(|| StreamError(format!("cluster '{name}' has no host")))?;
+        GrpcStream::open(host.address, name, self.method, cluster.connect_timeout).await
+    }
+
+    /// Serves one stream until it fails: the error, and whether any response came.
+    async fn serve(&self, mut stream: GrpcStream) -> (StreamError, bool) {
+        let mut requested = 0;
+        let mut first = true;
+        let mut answered = false;
+        loop {
+            if let Err(e) = self.request_added(&mut stream, &mut requested, &mut first) {
+                return (e, answered);
+            }
+            let watches = self.watches.borrow().clone();
+            let response = tokio::select! {
+                () = self.added.notified() => continue,
+                r = stream.recv::<DiscoveryResponse>() => r,
+            };
+            let response = match response {
+                Ok(r) => r,
+                Err(e) => return (e, answered),
+            };
+            answered = true;
+            let Some(watch) = watches.iter().find(|w| w.type_url() == response.type_url) else {
+                tracing::warn!(
+                    "Ignoring the message for type URL {} as it has no current subscribers.",
+                    response.type_url
+                );
+                continue;
+            };
+            let answer = match watch.on_response(&response).await {
+                Ok(()) => self.request(watch.as_ref(), response.version_info, response.nonce, None, &mut first),
+                Err(e) => {
+                    let status = Status { code: NACK_STATUS, message: truncated(e.to_string()), details: Vec::new() };
+                    self.request(watch.as_ref(), watch.version_info(), response.nonce, Some(status), &mut first)
+                }
+            };
+            // What an update started (LDS once CDS's first one is in) is
+            // asked for before the update is answered, as Envoy orders them.
+            tokio::task::yield_now().await;
+            if let Err(e) = self.request_added(&mut stream, &mut requested, &mut first) {
+                return (e, answered);
+            }
+            if let Err(e) = stream.send(&answer) {
+                return (e, answered);
+            }
+        }
+    }
+
+    /// Sends the first request of every watch added since the last call (all
+    /// of them on a new stream).
+    fn request_added(
+        &self,
+        stream: &mut GrpcStream,
+        requested: &mut usize,
+        first: &mut bool,
+    ) -> Result<(), StreamError> {
+        let watches = self.watches.borrow().clone();
+        for w in &watches[*requested..] {
+            stream.send(&self.request(w.as_ref(), w.version_info(), String::new(), None, first))?;
+        }
+        *requested = watches.len();
+        Ok(())
+    }
+
+    fn request(
+        &self,
+        watch: &dyn Watch,
+        version_info: String,
+        response_nonce: String,
+        error_detail: Option<Status>,
+        first: &mut bool,
+    ) -> DiscoveryRequest {
+        let node = (*first || !self.source.set_node_on_first_message_only).then(|| self.node.clone());
+        *first = false;
+        DiscoveryRequest {
+            version_info,
+            node,
+            resource_names: watch.resource_names(),
+            type_url: watch.type_url().to_string(),
+            response_nonce,
+            error_detail,
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_nack_message_is_cut_as_envoys() {
+        assert_eq!(truncated("short".into()), "short");
+        let cut = truncated("é".repeat(3000));
+        assert!(cut.ends_with("...(truncated)") && cut.len() <= NACK_MESSAGE_LIMIT + 14);
+    }
+}

@@ -1,0 +1,154 @@
+//! One resource type on a management server's stream (Envoy's
+//! `GrpcSubscriptionImpl`): the `Watch` a `GrpcMux` holds by type URL. It
+//! checks each response's resources exactly as a file's
+//! (`path_source::decode_pushed`) and hands them to the same `ResourceApi`, so
+//! CDS and LDS apply a pushed update as they apply a file; the mux then ACKs
+//! or NACKs it with what `apply` returned.
+//!
+//! The stats are counted as Envoy counts them for gRPC (checked against Envoy
+//! 1.40): one `update_attempt` as the subscription starts and one per
+//! response, stream failure or initial fetch timeout; `update_failure` per
+//! stream that failed; `update_duration` for an accepted update.
+
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
+
+use super::{ResourceApi, SubscriptionStats};
+use crate::config::path_source::decode_pushed;
+use crate::config::ConfigError;
+use crate::stats::Store;
+
+/// A boxed future of the main thread (never sent).
+pub type LocalBoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 'a>>;
+
+/// What a `GrpcMux` needs of a subscription, whatever its resource type.
+pub trait Watch {
+    /// `type.googleapis.com/envoy.config.cluster.v3.Cluster`.
+    fn type_url(&self) -> &str;
+    /// The names subscribed to: empty for a wildcard subscription (CDS, LDS).
+    fn resource_names(&self) -> Vec<String>;
+    /// The last accepted `version_info`, sent on each request.
+    fn version_info(&self) -> String;
+    /// Checks and applies a response of this type, counting it.
+    fn on_response<'a>(&'a self, response: &'a DiscoveryResponse) -> LocalBoxFuture<'a, Result<(), ConfigError>>;
+    /// The stream failed (or could not be opened).
+    fn on_stream_failure(&self);
+}
+
+/// A `ResourceApi` subscribed over gRPC.
+pub struct GrpcSubscription<R> {
+    api: R,
+    type_url: String,
+    stats: SubscriptionStats,
+    /// Set by the first response, accepted or not, or the initial fetch timeout.
+    initialized: Cell<bool>,
+    first_response: tokio::sync::Notify,
+    /// Responses wait until the server is ready for them (`open`).
+    open: Cell<bool>,
+    opened: tokio::sync::Notify,
+}
+
+impl<R: ResourceApi> GrpcSubscription<R> {
+    /// `prefix`: `cluster_manager.cds.` or `listener_manager.lds.`. Counts the
+    /// start as an attempt, as Envoy.
+    pub fn new(api: R, store: &Store, prefix: &str) -> Self {
+        let stats = SubscriptionStats::new(store, prefix);
+        stats.update_attempt.inc();
+        GrpcSubscription {
+            api,
+            type_url: format!("type.googleapis.com/{}", R::TYPE),
+            stats,
+            initialized: Cell::new(false),
+            first_response: tokio::sync::Notify::new(),
+            open: Cell::new(false),
+            opened: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Lets responses apply. Envoy asks for listeners as soon as the clusters
+    /// are in, before its CDS ACK, but applies them once it is ready: the
+    /// request goes out early and its answer waits for this.
+    pub fn open(&self) {
+        self.open.set(true);
+        self.opened.notify_waiters();
+    }
+
+    /// Waits for the first response, or for `timeout` (Envoy's
+    /// `initial_fetch_timeout`: start-up goes on without it).
+    pub async fn initialized(&self, timeout: Option<Duration>) {
+        if self.initialized.get() {
+            return;
+        }
+        let first = self.first_response.notified();
+        let Some(timeout) = timeout else { return first.await };
+        if tokio::time::timeout(timeout, first).await.is_err() && !self.initialized.get() {
+            self.initialized.set(true);
+            self.stats.init_fetch_timeout.inc();
+            self.stats.update_attempt.inc();
+            tracing::warn!("gRPC config: initial fetch timed out for {}", self.type_url);
+        }
+    }
+
+    fn done_initializing(&self) {
+        if !self.initialized.replace(true) {
+            self.first_response.notify_waiters();
+        }
+    }
+}
+
+impl<R: ResourceApi> Watch for GrpcSubscription<R> {
+    fn type_url(&self) -> &str {
+        &self.type_url
+    }
+
+    fn resource_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn version_info(&self) -> String {
+        self.api.state().borrow().version_info.clone()
+    }
+
+    fn on_response<'a>(&'a self, response: &'a DiscoveryResponse) -> LocalBoxFuture<'a, Result<(), ConfigError>> {
+        Box::pin(async move {
+            if !self.open.get() {
+                self.opened.notified().await;
+            }
+            let s = &self.stats;
+            s.update_attempt.inc();
+            let started = Instant::now();
+            let pushed: Vec<(&str, &[u8])> =
+                response.resources.iter().map(|a| (a.type_url.as_str(), a.value.as_slice())).collect();
+            let outcome =
+                match decode_pushed(&response.version_info, &pushed, R::TYPE, &crate::extensions::supported::INVENTORY)
+                {
+                    Ok(file) => self.api.apply(&file).await.map(|()| file),
+                    Err(e) => Err(e),
+                };
+            // Decoding loaded the schema; only updates need it, and they are rare.
+            crate::config::release_schema();
+            let outcome = match outcome {
+                Ok(file) => {
+                    s.accepted(&file.version_info);
+                    s.update_duration.record(started.elapsed().as_millis() as u64);
+                    self.api.state().borrow_mut().version_info = file.version_info;
+                    Ok(())
+                }
+                Err(e) => {
+                    s.update_rejected.inc();
+                    tracing::warn!("gRPC config for {} rejected: {e}", self.type_url);
+                    Err(e)
+                }
+            };
+            self.done_initializing();
+            outcome
+        })
+    }
+
+    fn on_stream_failure(&self) {
+        self.stats.update_attempt.inc();
+        self.stats.update_failure.inc();
+    }
+}

@@ -1,0 +1,264 @@
+//! A state-of-the-world xDS management server for tests, over h2c on the `h2`
+//! crate: the ADS method and CDS's and LDS's own (`StreamClusters`,
+//! `StreamListeners`) all serve the same snapshot. A test `push`es a type's
+//! whole state (`version`, resources as `Any`s); every stream that asked for
+//! that type gets it at once, and a stream's first request for a type gets
+//! the latest one. Each response has a nonce of its own (`n1`, `n2`, ...).
+//! Every request received is kept, in order, for the test to wait for and
+//! look at (`wait_request`): ACKs, NACKs with their `error_detail`, the node.
+//!
+//! The compat suite's `{{XDS_PORT}}` is one, serving the files of
+//! `tests/compat/data/xds` (`push_file`).
+//!
+//! `stop` closes the listening socket and every connection (the management
+//! server went away); `restart` listens on the same port again, keeping the
+//! snapshot and the requests seen.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::google::protobuf::Any;
+use prost::Message;
+
+pub const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+
+const METHODS: &[&str] = &[
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
+    "/envoy.service.cluster.v3.ClusterDiscoveryService/StreamClusters",
+    "/envoy.service.listener.v3.ListenerDiscoveryService/StreamListeners",
+];
+
+/// How long `wait_request` waits.
+const WAIT: Duration = Duration::from_secs(20);
+
+#[derive(Default)]
+struct State {
+    /// The latest push of each type: its version and resources.
+    snapshots: BTreeMap<String, (String, Vec<Any>)>,
+    nonces: u64,
+    /// Every request received, with the path of its stream.
+    requests: Vec<(String, DiscoveryRequest)>,
+    /// How many streams have been opened so far.
+    streams: usize,
+    /// Each open stream's wake-up for a new push.
+    pushes: Vec<tokio::sync::mpsc::UnboundedSender<()>>,
+}
+
+pub struct XdsServer {
+    pub addr: SocketAddr,
+    state: Arc<(Mutex<State>, Condvar)>,
+    running: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+impl XdsServer {
+    pub fn start() -> XdsServer {
+        let mut s = XdsServer {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            state: Arc::new((Mutex::new(State::default()), Condvar::new())),
+            running: None,
+        };
+        s.listen();
+        s
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    fn listen(&mut self) {
+        let listener = std::net::TcpListener::bind(self.addr).expect("bind the xDS server");
+        listener.set_nonblocking(true).expect("nonblocking");
+        self.addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let state = self.state.clone();
+        let thread = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+                let accept = async {
+                    while let Ok((tcp, _)) = listener.accept().await {
+                        tokio::spawn(connection(tcp, state.clone()));
+                    }
+                };
+                tokio::select! {
+                    () = accept => {}
+                    _ = stopped => {}
+                }
+            });
+            // Dropping the runtime drops every connection's task: their sockets close.
+        });
+        self.running = Some((stop, thread));
+    }
+
+    /// Closes the listening socket and every connection.
+    pub fn stop(&mut self) {
+        if let Some((stop, thread)) = self.running.take() {
+            let _ = stop.send(());
+            let _ = thread.join();
+        }
+        self.state.0.lock().expect("state").pushes.clear();
+    }
+
+    /// Listens again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.listen();
+    }
+
+    /// Sets the state of `type_url` and sends it on every stream that asked for it.
+    pub fn push(&self, type_url: &str, version: &str, resources: Vec<Any>) {
+        let mut state = self.state.0.lock().expect("state");
+        state.snapshots.insert(type_url.to_string(), (version.to_string(), resources));
+        state.pushes.retain(|p| p.send(()).is_ok());
+    }
+
+    /// Pushes the resources of a `DiscoveryResponse` file (as the file-based
+    /// subscriptions read it: `"@type"` on each), under its `version_info`.
+    #[allow(dead_code)] // the compat suite's
+    pub fn push_file(&self, type_url: &str, path: &std::path::Path) {
+        let type_name = type_url.trim_start_matches("type.googleapis.com/");
+        let file = courier::config::path_source::read(path, type_name, &courier::extensions::supported::INVENTORY)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let resources =
+            file.resources.into_iter().map(|r| Any { type_url: type_url.to_string(), value: r.encoded }).collect();
+        self.push(type_url, &file.version_info, resources);
+    }
+
+    /// Every request so far, with the method of its stream.
+    pub fn requests(&self) -> Vec<(String, DiscoveryRequest)> {
+        self.state.0.lock().expect("state").requests.clone()
+    }
+
+    /// How many streams were opened.
+    pub fn streams(&self) -> usize {
+        self.state.0.lock().expect("state").streams
+    }
+
+    /// Waits until a request after the first `after` ones matches `pred`, and
+    /// returns its index and it.
+    pub fn wait_request(&self, after: usize, pred: impl Fn(&DiscoveryRequest) -> bool) -> (usize, DiscoveryRequest) {
+        let deadline = Instant::now() + WAIT;
+        let (lock, cond) = &*self.state;
+        let mut state = lock.lock().expect("state");
+        loop {
+            if let Some((i, (_, r))) = state.requests.iter().enumerate().skip(after).find(|(_, (_, r))| pred(r)) {
+                return (i, r.clone());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no such xDS request came; got: {:#?}", state.requests);
+            state = cond.wait_timeout(state, left).expect("state").0;
+        }
+    }
+}
+
+impl Drop for XdsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn connection(tcp: tokio::net::TcpStream, state: Arc<(Mutex<State>, Condvar)>) {
+    let Ok(mut conn) = h2::server::handshake(tcp).await else { return };
+    while let Some(Ok((request, respond))) = conn.accept().await {
+        tokio::spawn(stream(request, respond, state.clone()));
+    }
+}
+
+async fn stream(
+    request: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+    state: Arc<(Mutex<State>, Condvar)>,
+) {
+    let method = request.uri().path().to_string();
+    let head = http::Response::builder().status(200).header("content-type", "application/grpc");
+    if !METHODS.contains(&method.as_str()) {
+        if let Ok(r) = head.header("grpc-status", "12").body(()) {
+            let _ = respond.send_response(r, true);
+        }
+        return;
+    }
+    let Ok(response) = head.body(()) else { return };
+    let Ok(mut send) = respond.send_response(response, false) else { return };
+    let (wake, mut pushed) = tokio::sync::mpsc::unbounded_channel();
+    {
+        let mut s = state.0.lock().expect("state");
+        s.streams += 1;
+        s.pushes.push(wake);
+    }
+    let mut body = request.into_body();
+    let mut buf = BytesMut::new();
+    // The types this stream asked for, and the version each was last sent.
+    let mut subscribed: HashSet<String> = HashSet::new();
+    let mut sent: BTreeMap<String, String> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            chunk = body.data() => {
+                let Some(Ok(chunk)) = chunk else { return };
+                let _ = body.flow_control().release_capacity(chunk.len());
+                buf.extend_from_slice(&chunk);
+                while let Some(request) = take_message(&mut buf) {
+                    let first = subscribed.insert(request.type_url.clone());
+                    let (lock, cond) = &*state;
+                    lock.lock().expect("state").requests.push((method.clone(), request));
+                    cond.notify_all();
+                    if first && !send_latest(&state, &mut send, &subscribed, &mut sent) {
+                        return;
+                    }
+                }
+            }
+            woken = pushed.recv() => {
+                if woken.is_none() || !send_latest(&state, &mut send, &subscribed, &mut sent) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Sends each subscribed type's snapshot this stream has not had yet.
+fn send_latest(
+    state: &Arc<(Mutex<State>, Condvar)>,
+    send: &mut h2::SendStream<Bytes>,
+    subscribed: &HashSet<String>,
+    sent: &mut BTreeMap<String, String>,
+) -> bool {
+    let mut s = state.0.lock().expect("state");
+    let due: Vec<(String, String, Vec<Any>)> = s
+        .snapshots
+        .iter()
+        .filter(|(t, (v, _))| subscribed.contains(*t) && sent.get(*t) != Some(v))
+        .map(|(t, (v, r))| (t.clone(), v.clone(), r.clone()))
+        .collect();
+    for (type_url, version_info, resources) in due {
+        s.nonces += 1;
+        let nonce = format!("n{}", s.nonces);
+        sent.insert(type_url.clone(), version_info.clone());
+        let response = DiscoveryResponse { version_info, resources, type_url, nonce, ..Default::default() };
+        let mut framed = BytesMut::new();
+        framed.put_u8(0);
+        framed.put_u32(response.encoded_len() as u32);
+        if response.encode(&mut framed).is_err() || send.send_data(framed.freeze(), false).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+fn take_message(buf: &mut BytesMut) -> Option<DiscoveryRequest> {
+    if buf.len() < 5 {
+        return None;
+    }
+    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+    if buf.len() < 5 + len {
+        return None;
+    }
+    buf.advance(5);
+    let message = buf.split_to(len);
+    Some(DiscoveryRequest::decode(message.freeze()).unwrap_or_default())
+}
