@@ -31,7 +31,7 @@
 //! The load and the schedules are computed when the host set changes; a pick does
 //! not allocate.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -44,7 +44,8 @@ use crate::common::random;
 pub struct PriorityLoadBalancer {
     policy: LbPolicy,
     seed: u64,
-    overprovisioning_factor: u32,
+    /// The assignment's: an EDS update may change it (`refresh_assigned`).
+    overprovisioning_factor: Cell<u32>,
     /// `locality_weighted_lb_config`: pick a locality first (module doc).
     locality_weighted: bool,
     /// The node's locality, ordered first among a level's localities.
@@ -91,7 +92,7 @@ impl PriorityLoadBalancer {
         PriorityLoadBalancer {
             policy,
             seed,
-            overprovisioning_factor,
+            overprovisioning_factor: Cell::new(overprovisioning_factor),
             locality_weighted,
             local_locality: None,
             levels: RefCell::default(),
@@ -102,6 +103,12 @@ impl PriorityLoadBalancer {
     pub fn with_local_locality(mut self, local: Option<Locality>) -> Self {
         self.local_locality = local;
         self
+    }
+
+    /// Installs an EDS assignment: its hosts and its overprovisioning factor.
+    pub fn refresh_assigned(&self, hosts: &[Arc<Host>], overprovisioning_factor: u32) {
+        self.overprovisioning_factor.set(overprovisioning_factor);
+        self.refresh(hosts);
     }
 
     /// Installs a new host set, ordered by priority (a `HostSet`). Levels that
@@ -125,7 +132,7 @@ impl PriorityLoadBalancer {
         }
         // Every host is healthy (module doc).
         let counts: Vec<(u64, u64)> = levels.levels.iter().map(|l| l.range.len() as u64).map(|n| (n, n)).collect();
-        let loads = priority_loads(&counts, self.overprovisioning_factor);
+        let loads = priority_loads(&counts, self.overprovisioning_factor.get());
         for (level, load) in levels.levels.iter_mut().zip(&loads) {
             level.load = *load;
         }
@@ -155,7 +162,7 @@ impl PriorityLoadBalancer {
             weights.push(group.last().map_or(0, |h| h.locality_weight));
         }
         // Every host is healthy: the availability is min(1, factor).
-        let availability = (f64::from(self.overprovisioning_factor) / 100.0).min(1.0);
+        let availability = (f64::from(self.overprovisioning_factor.get()) / 100.0).min(1.0);
         let (effective, indexes): (Vec<f64>, Vec<usize>) = weights
             .iter()
             .enumerate()
