@@ -20,6 +20,7 @@ use super::{bootstrap, descriptor, encode, proto_json, source_lines, ConfigError
 
 pub const CLUSTER_TYPE: &str = "envoy.config.cluster.v3.Cluster";
 pub const LISTENER_TYPE: &str = "envoy.config.listener.v3.Listener";
+pub const ENDPOINT_TYPE: &str = "envoy.config.endpoint.v3.ClusterLoadAssignment";
 
 /// Where a subscription's file is, and what a move into which directory reloads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +80,8 @@ fn non_empty(p: &str, path: &FieldPath, field: &str) -> Result<PathBuf, ConfigEr
     Ok(PathBuf::from(p))
 }
 
-/// One checked resource of a discovery file: its name and its encoding (what
+/// One checked resource of a discovery file: its name (an assignment's
+/// `cluster_name`) and its encoding (what
 /// the caller decodes into the typed message, compares with the running one to
 /// tell a change, and keeps for `/config_dump`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,7 +185,9 @@ fn decode_resource(
     }
     let (msg, errors) = proto_json::decode_partial(desc, &Json::Object(fields), path);
     bootstrap::check_decoded(&msg, errors, path, inventory)?;
-    let name = match msg.get_field_by_name("name").as_deref() {
+    // An assignment is named by the cluster it is for.
+    let name_field = if type_name == ENDPOINT_TYPE { "cluster_name" } else { "name" };
+    let name = match msg.get_field_by_name(name_field).as_deref() {
         Some(prost_reflect::Value::String(n)) => n.clone(),
         _ => String::new(),
     };

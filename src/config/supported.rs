@@ -141,6 +141,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "least_request_lb_config",
             "load_balancing_policy",
             "load_assignment",
+            "eds_cluster_config",
             "dns_refresh_rate",
             "dns_failure_refresh_rate",
             "dns_lookup_family",
@@ -155,6 +156,8 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "transport_socket",
         ],
     ),
+    // Its `eds_config` is a file, as `dynamic_resources`' sources are.
+    ("envoy.config.cluster.v3.Cluster.EdsClusterConfig", &["eds_config", "service_name"]),
     ("envoy.config.cluster.v3.UpstreamConnectionOptions", &["tcp_keepalive"]),
     ("envoy.config.core.v3.TcpKeepalive", &["keepalive_probes", "keepalive_time", "keepalive_interval"]),
     ("envoy.config.cluster.v3.Cluster.CommonLbConfig", &["healthy_panic_threshold", "locality_weighted_lb_config"]),
@@ -392,7 +395,8 @@ pub const NO_EFFECT: &[(&str, &str, &str)] = &[
         "initial_fetch_timeout",
         "a path source is read at once when the subscription starts, so there is no first fetch to \
          wait for: Envoy's filesystem subscription never arms the timer (`<cds|lds>.init_fetch_timeout` \
-         stays 0, checked against Envoy 1.40)",
+         and an EDS cluster's `cluster.<name>.init_fetch_timeout` stay 0, and an EDS cluster is \
+         initialized by its file's first read, whatever its outcome; checked against Envoy 1.40)",
     ),
     (
         "envoy.config.core.v3.Http1ProtocolOptions",

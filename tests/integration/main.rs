@@ -12,6 +12,7 @@ mod shared_tls;
 mod access_log;
 mod admin;
 mod config_errors;
+mod eds;
 mod examples;
 mod http2_conformance;
 mod http2_downstream;
