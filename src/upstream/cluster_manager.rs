@@ -339,6 +339,12 @@ impl ClusterManager {
         self.membership.borrow().get(name).cloned().unwrap_or_default()
     }
 
+    /// The overprovisioning factor a cluster balances with: its last
+    /// assignment's (EDS), else its `load_assignment`'s.
+    pub fn overprovisioning_factor(&self, info: &ClusterInfo) -> u32 {
+        self.assigned_factors.borrow().get(&info.name).copied().unwrap_or(info.overprovisioning_factor)
+    }
+
     /// Installs a new membership for a cluster on main and on every worker.
     fn update_membership(&self, info: &Arc<ClusterInfo>, hosts: HostSet) {
         info.stats.membership_change.inc();

@@ -142,21 +142,14 @@ impl PriorityLoadBalancer {
     /// Groups a level's hosts by locality and builds the schedule over their
     /// effective weights (module doc), as Envoy's `rebuildLocalityScheduler`.
     fn refresh_localities(&self, localities: &mut Localities, hosts: &[Arc<Host>]) {
-        let empty = Locality::default();
-        let locality = |h: &Host| h.locality.as_deref().unwrap_or(&empty).clone();
-        let mut keys: Vec<Locality> = hosts.iter().map(|h| locality(h)).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        if let Some(local) = keys.iter().position(|k| Some(k) == self.local_locality.as_ref()) {
-            keys[..=local].rotate_right(1);
-        }
-        localities.groups.truncate(keys.len());
-        while localities.groups.len() < keys.len() {
+        let grouped = locality_groups(hosts, self.local_locality.as_ref());
+        localities.groups.truncate(grouped.len());
+        while localities.groups.len() < grouped.len() {
             localities.groups.push((Vec::new(), LoadBalancer::with_seed(self.policy, self.seed)));
         }
-        let mut weights = Vec::with_capacity(keys.len());
-        for (key, (group, lb)) in keys.iter().zip(localities.groups.iter_mut()) {
-            *group = hosts.iter().filter(|h| locality(h) == *key).cloned().collect();
+        let mut weights = Vec::with_capacity(grouped.len());
+        for ((_, hosts), (group, lb)) in grouped.into_iter().zip(localities.groups.iter_mut()) {
+            *group = hosts;
             lb.refresh(group);
             // Envoy keeps the weight of the last endpoint group of the locality.
             weights.push(group.last().map_or(0, |h| h.locality_weight));
@@ -203,6 +196,25 @@ fn choose_level(levels: &mut [Level], draw: u32) -> Option<&mut Level> {
         cumulative += l.load;
         draw < cumulative
     })
+}
+
+/// A level's hosts grouped by locality, in Envoy's order (`hostsPerLocality`):
+/// by locality, the node's own first; hosts with none form the empty locality.
+pub fn locality_groups(hosts: &[Arc<Host>], local: Option<&Locality>) -> Vec<(Locality, Vec<Arc<Host>>)> {
+    let empty = Locality::default();
+    let locality = |h: &Host| h.locality.as_deref().unwrap_or(&empty).clone();
+    let mut keys: Vec<Locality> = hosts.iter().map(|h| locality(h)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    if let Some(at) = keys.iter().position(|k| Some(k) == local) {
+        keys[..=at].rotate_right(1);
+    }
+    keys.into_iter()
+        .map(|key| {
+            let group = hosts.iter().filter(|h| locality(h) == key).cloned().collect();
+            (key, group)
+        })
+        .collect()
 }
 
 /// Envoy's per-priority load (`recalculatePerPriorityState`), in percent, from each

@@ -35,6 +35,18 @@ fn eds_cluster(name: &str, dir: &TempDir, service: &str) -> String {
     )
 }
 
+/// The `EndpointsConfigDump` of `/config_dump?include_eds`; a plain
+/// `/config_dump` has none.
+fn endpoints_dump(c: &Courier) -> serde_json::Value {
+    let parse =
+        |path| -> serde_json::Value { serde_json::from_str(&c.admin_get(path).1).expect("config_dump is JSON") };
+    assert_eq!(parse("/config_dump")["configs"].as_array().map(Vec::len), Some(4));
+    let mut dump = parse("/config_dump?include_eds");
+    let endpoints = dump["configs"][2].take();
+    assert_eq!(endpoints["@type"], "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump");
+    endpoints
+}
+
 fn counter(c: &Courier, name: &str) -> i64 {
     c.stat(name).unwrap_or_else(|| panic!("no stat {name}"))
 }
@@ -67,6 +79,14 @@ fn an_eds_cluster_serves_its_file_and_follows_each_new_assignment() {
     }
     let (_, clusters) = c.admin_get("/clusters");
     assert!(clusters.contains(&format!("e::127.0.0.1:{}::weight::1", a.port())), "{clusters}");
+    // `/config_dump?include_eds` shows the membership as Envoy's
+    // EndpointsConfigDump does, after the clusters, named by the service.
+    let endpoints = endpoints_dump(&c);
+    let config = &endpoints["static_endpoint_configs"][0]["endpoint_config"];
+    assert_eq!(config["cluster_name"], "svc");
+    let address = &config["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"];
+    assert_eq!(address["port_value"], a.port());
+    assert_eq!(config["policy"]["overprovisioning_factor"], 140);
 
     // A new assignment moves the traffic.
     swap_in(&dir.0, "eds.yaml", &eds_file("2", "svc", &[(0, &[b.port()])], ""));
@@ -138,13 +158,24 @@ fn a_cds_eds_cluster_warms_on_its_first_assignment_and_honours_priorities() {
     assert_eq!(counter(&c, "cluster_manager.active_clusters"), 1);
     assert_eq!(counter(&c, "cluster.d.update_success"), 1);
 
-    // The priorities swap: every request goes to `b`.
-    swap_in(&dir.0, "eds.yaml", &eds_file("2", "d", &[(1, &[a.port()]), (0, &[b.port()])], ""));
+    // The priorities swap, with another overprovisioning factor: every
+    // request goes to `b`.
+    let factor = "  policy: { overprovisioning_factor: 150 }\n";
+    swap_in(&dir.0, "eds.yaml", &eds_file("2", "d", &[(1, &[a.port()]), (0, &[b.port()])], factor));
     c.wait_stat("cluster.d.update_success", |v| v == 2);
     for _ in 0..4 {
         assert_eq!(Client::connect(addr).get("/").seen().upstream(), "b");
     }
     assert_eq!(counter(&c, "cluster.d.membership_change"), 4);
+    // A CDS cluster's endpoints are dynamic ones.
+    let config = &endpoints_dump(&c)["dynamic_endpoint_configs"][0]["endpoint_config"];
+    assert_eq!(config["cluster_name"], "d");
+    assert_eq!(
+        config["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["port_value"],
+        b.port()
+    );
+    assert_eq!(config["endpoints"][1]["priority"], 1);
+    assert_eq!(config["policy"]["overprovisioning_factor"], 150);
 
     // CDS replaces the cluster: the new one reads its assignment before it
     // takes over, and the old subscription ends with the old cluster.
