@@ -57,6 +57,18 @@ impl PathSource {
         }
     }
 
+    /// Envoy 1.40's check as a subscription to the file is made (at start-up
+    /// even in validate mode, or as a CDS cluster is built): the file is there.
+    pub fn check_exists(&self, path: &FieldPath) -> Result<(), ConfigError> {
+        if self.path.exists() {
+            return Ok(());
+        }
+        Err(path.error(format!(
+            "paths must refer to an existing path in the system: '{}' does not exist",
+            self.path.display()
+        )))
+    }
+
     /// The directory to watch for moves, and the file name a move must have
     /// (`None`: any).
     pub fn watch(&self) -> (PathBuf, Option<std::ffi::OsString>) {

@@ -748,7 +748,9 @@ fn eds_cluster_config(
     }
     let field = path.child("eds_cluster_config");
     let source = eds.eds_config.as_ref().ok_or_else(|| field.field_error("eds_config", NO_EDS_CONFIG))?;
-    let source = PathSource::from_proto(source, &field.child("eds_config"))?;
+    let source_path = field.child("eds_config");
+    let source = PathSource::from_proto(source, &source_path)?;
+    source.check_exists(&source_path)?;
     let service_name = if eds.service_name.is_empty() { c.name.clone() } else { eds.service_name.clone() };
     Ok(Some(EdsClusterConfig { source, service_name }))
 }
@@ -1185,14 +1187,17 @@ mod tests {
 
     #[test]
     fn an_eds_cluster_needs_its_eds_config_and_nothing_else_reads_one() {
-        let eds = "    eds_cluster_config: { eds_config: { path: /tmp/eds.yaml } }\n";
+        let file = std::env::temp_dir().join(format!("courier-eds-config-{}.yaml", std::process::id()));
+        std::fs::write(&file, "resources: []\n").expect("write");
+        let eds = format!("    eds_cluster_config: {{ eds_config: {{ path: {} }} }}\n", file.display());
+        let eds = eds.as_str();
         let cluster =
             |kind: &str, extra: &str| format!("  - name: c\n    type: {kind}\n    connect_timeout: 1s\n{extra}");
         let info = load(&cluster("EDS", eds)).expect("an EDS cluster");
         assert_eq!(info.discovery, DiscoveryType::Eds);
         let config = info.eds.expect("eds");
         // Without a service_name, the assignment is the cluster's own name's.
-        assert_eq!((config.source.path.to_str(), config.service_name.as_str()), (Some("/tmp/eds.yaml"), "c"));
+        assert_eq!((&config.source.path, config.service_name.as_str()), (&file, "c"));
         let errors = [
             (cluster("EDS", ""), "eds_cluster_config: cannot create an EDS cluster without an EDS config"),
             (
@@ -1204,10 +1209,17 @@ mod tests {
                 "load_assignment: an EDS cluster takes its endpoints from eds_cluster_config",
             ),
             (cluster("STATIC", eds), "eds_cluster_config: only an EDS cluster reads eds_cluster_config"),
+            // As Envoy 1.40: the file must be there.
+            (
+                cluster("EDS", "    eds_cluster_config: { eds_config: { path: /nonexistent/eds.yaml } }\n"),
+                "eds_cluster_config.eds_config: paths must refer to an existing path in the system: \
+                 '/nonexistent/eds.yaml' does not exist",
+            ),
         ];
         for (yaml, want) in errors {
             let e = load(&yaml).map(|_| ()).expect_err(want).to_string();
             assert!(e.starts_with(&format!("static_resources.clusters[0].{want}")), "{e}");
         }
+        let _ = std::fs::remove_file(&file);
     }
 }

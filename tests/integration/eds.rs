@@ -190,4 +190,34 @@ fn a_cds_eds_cluster_warms_on_its_first_assignment_and_honours_priorities() {
     swap_in(&dir.0, "eds.yaml", &eds_file("3", "d", &[(0, &[a.port()])], ""));
     c.wait_stat("cluster.d.update_success", |v| v == 4);
     assert_eq!(Client::connect(addr).get("/").seen().upstream(), "a");
+
+    // A cluster whose EDS file is not there is refused, as Envoy 1.40 refuses
+    // it, and the running one serves on.
+    swap_in(&dir.0, "cds.yaml", &cluster("3s").replace("eds.yaml", "absent.yaml"));
+    c.wait_stat("cluster_manager.cds.update_rejected", |v| v == 1);
+    assert!(c.log().contains("paths must refer to an existing path in the system"), "{}", c.log());
+    assert_eq!(Client::connect(addr).get("/").seen().upstream(), "a");
+}
+
+#[test]
+fn a_host_an_assignment_keeps_keeps_its_pooled_connection() {
+    let (a, b) = (http_upstream("a"), http_upstream("b"));
+    let dir = TempDir::new("eds-keep");
+    dir.file("eds.yaml", &eds_file("1", "e", &[(0, &[a.port()])], ""));
+    let listener = http_listener("web", "", &one_vhost(&prefix_route("/", "e", "")), "");
+    let yaml = format!("node: {{ id: test, cluster: test }}\n{}", config(&[listener], &[eds_cluster("e", &dir, "e")]));
+    let c = Courier::start(&yaml, 1);
+    let addr = c.listener("web");
+    assert_eq!(Client::connect(addr).get("/").seen().upstream(), "a");
+    assert_eq!(counter(&c, "cluster.e.upstream_cx_total"), 1);
+
+    // `a` stays at priority 0; `b` joins at priority 1: one level changed, and
+    // the next request reuses the connection the pool of `a` kept.
+    swap_in(&dir.0, "eds.yaml", &eds_file("2", "e", &[(0, &[a.port()]), (1, &[b.port()])], ""));
+    c.wait_stat("cluster.e.update_success", |v| v == 2);
+    assert_eq!(counter(&c, "cluster.e.membership_change"), 2);
+    assert_eq!(counter(&c, "cluster.e.membership_total"), 2);
+    assert_eq!(Client::connect(addr).get("/").seen().upstream(), "a");
+    assert_eq!(counter(&c, "cluster.e.upstream_cx_total"), 1);
+    assert_eq!(counter(&c, "cluster.e.upstream_cx_active"), 1);
 }
