@@ -18,7 +18,7 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 
 use super::cluster::{ClusterInfo, ConfiguredEndpoint, DiscoveryType, EndpointAddress};
 use super::dns;
-use super::eds::{levels_changed, same_hosts, Assignment};
+use super::eds::{levels_changed, max_host_weight, same_hosts, Assignment};
 use super::host::{host_set, Host, HostSet, Locality};
 use super::thread_local_cluster::ThreadLocalClusterManager;
 use crate::config::{ConfigError, FieldPath};
@@ -254,30 +254,38 @@ impl ClusterManager {
     }
 
     /// Sets an EDS cluster's membership from an assignment. A warming cluster
-    /// starts serving with it. Counted as Envoy counts it: `update_no_rebuild`
-    /// when nothing changed, `membership_change` when the hosts did, and
+    /// starts serving with it. Counted as Envoy 1.40 counts it:
+    /// `update_no_rebuild` when nothing changed, `membership_change` per level
+    /// whose hosts did (a new weight is not one: the host keeps it),
+    /// `max_host_weight` from the last level with hosts, and
     /// `cluster_manager.cluster_updated` for a running cluster's change after
     /// its `initial` assignment. `false` when `info` is no longer current.
     pub fn assign(&self, info: &Arc<ClusterInfo>, assignment: &Assignment, initial: bool) -> bool {
         let factor = assignment.overprovisioning_factor;
-        if self.take_warming(info) {
-            let hosts = assignment.hosts(&HostSet::default());
-            info.stats.membership_change.add(levels_changed(&HostSet::default(), &hosts));
-            self.activate(info, hosts, factor);
-            return true;
-        }
-        if !self.clusters.borrow().get(&info.name).is_some_and(|c| Arc::ptr_eq(c, info)) {
+        let warming = self.take_warming(info);
+        if !warming && !self.clusters.borrow().get(&info.name).is_some_and(|c| Arc::ptr_eq(c, info)) {
             return false;
         }
-        let current = self.hosts(&info.name);
-        let hosts = assignment.hosts(&current);
-        let same = same_hosts(&hosts, &current);
+        let current = if warming { HostSet::default() } else { self.hosts(&info.name) };
+        let (hosts, reweighted) = assignment.hosts(&current);
+        let unchanged = same_hosts(&hosts, &current) && reweighted.is_empty();
+        // Kept hosts take their new weight in place, as Envoy's.
+        for (host, weight) in reweighted {
+            host.set_weight(weight);
+        }
+        if let Some(weight) = max_host_weight(&hosts) {
+            info.stats.max_host_weight.set(i64::from(weight));
+        }
         let last_factor = self.assigned_factors.borrow().get(&info.name).copied();
-        if same && last_factor.unwrap_or(info.overprovisioning_factor) == factor {
+        if !warming && unchanged && last_factor.unwrap_or(info.overprovisioning_factor) == factor {
             info.stats.update_no_rebuild.inc();
             return true;
         }
         info.stats.membership_change.add(levels_changed(&current, &hosts));
+        if warming {
+            self.activate(info, hosts, factor);
+            return true;
+        }
         if !initial {
             self.stats.cluster_updated.inc();
         }
@@ -439,7 +447,10 @@ fn reuse_or_new(current: &HostSet, address: SocketAddr, name: &str, endpoint: &C
     current
         .iter()
         .find(|h| {
-            h.address == address && h.hostname == name && h.weight == endpoint.weight && h.priority == endpoint.priority
+            h.address == address
+                && h.hostname == name
+                && h.weight() == endpoint.weight
+                && h.priority == endpoint.priority
         })
         .cloned()
         .unwrap_or_else(|| Host::of_endpoint(address, name.to_string(), endpoint))

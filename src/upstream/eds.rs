@@ -34,20 +34,29 @@ impl Assignment {
     }
 
     /// The assignment's hosts, each taken from `current` when one there is the
-    /// same endpoint (address, name, weight, priority and locality).
-    pub fn hosts(&self, current: &HostSet) -> HostSet {
-        host_set(
-            self.endpoints
-                .iter()
-                .filter_map(|e| match e.address {
-                    EndpointAddress::Ip(a) => {
-                        Some(same_host(current, a, e).unwrap_or_else(|| Host::of_endpoint(a, e.hostname.clone(), e)))
+    /// same endpoint (address, name, priority and locality), as Envoy keeps a
+    /// host; with the hosts kept whose weight the assignment changes, and that
+    /// weight (`set_weight`, once the update is applied).
+    pub fn hosts(&self, current: &HostSet) -> (HostSet, Vec<(Arc<Host>, u32)>) {
+        let mut reweighted = Vec::new();
+        let hosts = self
+            .endpoints
+            .iter()
+            .filter_map(|e| match e.address {
+                EndpointAddress::Ip(a) => Some(match same_host(current, a, e) {
+                    Some(h) => {
+                        if h.weight() != e.weight {
+                            reweighted.push((h.clone(), e.weight));
+                        }
+                        h
                     }
-                    // `assignment_endpoints` refuses names for EDS.
-                    EndpointAddress::Dns { .. } => None,
-                })
-                .collect(),
-        )
+                    None => Host::of_endpoint(a, e.hostname.clone(), e),
+                }),
+                // `assignment_endpoints` refuses names for EDS.
+                EndpointAddress::Dns { .. } => None,
+            })
+            .collect();
+        (host_set(hosts), reweighted)
     }
 }
 
@@ -57,7 +66,6 @@ fn same_host(current: &HostSet, address: std::net::SocketAddr, e: &ConfiguredEnd
         .find(|h| {
             h.address == address
                 && h.hostname == e.hostname
-                && h.weight == e.weight
                 && h.priority == e.priority
                 && h.locality == e.locality
                 && h.locality_weight == e.locality_weight
@@ -80,4 +88,12 @@ pub fn levels_changed(old: &HostSet, new: &HostSet) -> u64 {
     };
     let top = old.iter().chain(new.iter()).map(|h| h.priority).max();
     top.map_or(0, |top| (0..=top).filter(|p| level(old, *p) != level(new, *p)).count() as u64)
+}
+
+/// `max_host_weight` after an EDS update, as Envoy 1.40 sets it: the largest
+/// weight (at least 1) of each level with hosts in turn, so the last such
+/// level's wins; `None` when no level has hosts (the gauge is left).
+pub fn max_host_weight(hosts: &HostSet) -> Option<u32> {
+    let last = hosts.last()?.priority;
+    hosts.iter().filter(|h| h.priority == last).map(|h| h.weight().max(1)).max()
 }

@@ -220,4 +220,20 @@ fn a_host_an_assignment_keeps_keeps_its_pooled_connection() {
     assert_eq!(Client::connect(addr).get("/").seen().upstream(), "a");
     assert_eq!(counter(&c, "cluster.e.upstream_cx_total"), 1);
     assert_eq!(counter(&c, "cluster.e.upstream_cx_active"), 1);
+
+    // A new weight for `a` is set on the host itself, as Envoy 1.40 does: a
+    // rebuild (`cluster_updated`) that changes no membership.
+    let weighted = eds_file("3", "e", &[(0, &[a.port()]), (1, &[b.port()])], "").replacen(
+        "} } }\n",
+        "} } }\n      load_balancing_weight: 7\n",
+        1,
+    );
+    swap_in(&dir.0, "eds.yaml", &weighted);
+    c.wait_stat("cluster.e.update_success", |v| v == 3);
+    assert_eq!(counter(&c, "cluster.e.membership_change"), 2);
+    assert_eq!(counter(&c, "cluster_manager.cluster_updated"), 2);
+    let (_, clusters) = c.admin_get("/clusters");
+    assert!(clusters.contains(&format!("e::127.0.0.1:{}::weight::7", a.port())), "{clusters}");
+    assert_eq!(Client::connect(addr).get("/").seen().upstream(), "a");
+    assert_eq!(counter(&c, "cluster.e.upstream_cx_total"), 1);
 }

@@ -68,7 +68,7 @@ fn assignment(info: &ClusterInfo, hosts: &HostSet, cm: &ClusterManager) -> Json 
                     if info.discovery.is_dns() {
                         lb_endpoint["metadata"] = json!({});
                     }
-                    lb_endpoint["load_balancing_weight"] = json!(h.weight);
+                    lb_endpoint["load_balancing_weight"] = json!(h.weight());
                     lb_endpoint
                 })
                 .collect();
