@@ -20,6 +20,7 @@ use super::{bootstrap, descriptor, encode, proto_json, source_lines, ConfigError
 
 pub const CLUSTER_TYPE: &str = "envoy.config.cluster.v3.Cluster";
 pub const LISTENER_TYPE: &str = "envoy.config.listener.v3.Listener";
+pub const ENDPOINT_TYPE: &str = "envoy.config.endpoint.v3.ClusterLoadAssignment";
 
 /// Where a subscription's file is, and what a move into which directory reloads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +57,18 @@ impl PathSource {
         }
     }
 
+    /// Envoy 1.40's check as a subscription to the file is made (at start-up
+    /// even in validate mode, or as a CDS cluster is built): the file is there.
+    pub fn check_exists(&self, path: &FieldPath) -> Result<(), ConfigError> {
+        if self.path.exists() {
+            return Ok(());
+        }
+        Err(path.error(format!(
+            "paths must refer to an existing path in the system: '{}' does not exist",
+            self.path.display()
+        )))
+    }
+
     /// The directory to watch for moves, and the file name a move must have
     /// (`None`: any).
     pub fn watch(&self) -> (PathBuf, Option<std::ffi::OsString>) {
@@ -79,7 +92,8 @@ fn non_empty(p: &str, path: &FieldPath, field: &str) -> Result<PathBuf, ConfigEr
     Ok(PathBuf::from(p))
 }
 
-/// One checked resource of a discovery file: its name and its encoding (what
+/// One checked resource of a discovery file: its name (an assignment's
+/// `cluster_name`) and its encoding (what
 /// the caller decodes into the typed message, compares with the running one to
 /// tell a change, and keeps for `/config_dump`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,7 +195,7 @@ pub fn decode_pushed(
         }
         let msg = prost_reflect::DynamicMessage::decode(desc.clone(), *value)
             .map_err(|e| path.error(format!("cannot decode {type_name}: {e}")))?;
-        let resource = checked_resource(msg, Vec::new(), &mut path, inventory)?;
+        let resource = checked_resource(msg, type_name, Vec::new(), &mut path, inventory)?;
         push_unique(&mut resources, resource, type_name, &path)?;
     }
     Ok(DiscoveryFile { version_info: version_info.to_string(), resources })
@@ -219,19 +233,22 @@ fn decode_resource(
         return Err(path.field_error("@type", format!("'{type_url}' is not the subscription's type {type_name}")));
     }
     let (msg, errors) = proto_json::decode_partial(desc, &Json::Object(fields), path);
-    checked_resource(msg, errors, path, inventory)
+    checked_resource(msg, type_name, errors, path, inventory)
 }
 
 /// A decoded resource once validated and checked against `inventory` (as the
 /// bootstrap is), with its name and encoding.
 fn checked_resource(
     msg: prost_reflect::DynamicMessage,
+    type_name: &str,
     errors: Vec<ConfigError>,
     path: &mut FieldPath,
     inventory: &Inventory,
 ) -> Result<Resource, ConfigError> {
     bootstrap::check_decoded(&msg, errors, path, inventory)?;
-    let name = match msg.get_field_by_name("name").as_deref() {
+    // An assignment is named by the cluster it is for.
+    let name_field = if type_name == ENDPOINT_TYPE { "cluster_name" } else { "name" };
+    let name = match msg.get_field_by_name(name_field).as_deref() {
         Some(prost_reflect::Value::String(n)) => n.clone(),
         _ => String::new(),
     };

@@ -147,6 +147,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "least_request_lb_config",
             "load_balancing_policy",
             "load_assignment",
+            "eds_cluster_config",
             "dns_refresh_rate",
             "dns_failure_refresh_rate",
             "dns_lookup_family",
@@ -161,6 +162,8 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "transport_socket",
         ],
     ),
+    // Its `eds_config` is a file, as `dynamic_resources`' sources are.
+    ("envoy.config.cluster.v3.Cluster.EdsClusterConfig", &["eds_config", "service_name"]),
     ("envoy.config.cluster.v3.UpstreamConnectionOptions", &["tcp_keepalive"]),
     ("envoy.config.core.v3.TcpKeepalive", &["keepalive_probes", "keepalive_time", "keepalive_interval"]),
     ("envoy.config.cluster.v3.Cluster.CommonLbConfig", &["healthy_panic_threshold", "locality_weighted_lb_config"]),

@@ -23,9 +23,9 @@ use super::watchdog::{GuardDog, WatchdogConfig};
 use super::worker::Worker;
 use super::xds::grpc_mux::{CDS_METHOD, LDS_METHOD};
 use super::xds::start::Started;
-use super::xds::{cds::CdsApi, lds::LdsApi, sds, AppliedState, DynamicResourcesConfig};
+use super::xds::{self, cds::CdsApi, lds::LdsApi, sds, AppliedState, DynamicResourcesConfig};
 use crate::access_log::AccessLogger;
-use crate::config::{self, BootstrapSource, ConfigError, LoadedBootstrap};
+use crate::config::{self, path_source, BootstrapSource, ConfigError, LoadedBootstrap};
 use crate::define_stats;
 use crate::event::{Dispatcher, DispatcherHandle};
 use crate::extensions::transport_sockets::tls::SecretManager;
@@ -252,15 +252,22 @@ impl ServerConfig {
             None => DynamicResourcesConfig::default(),
         };
         dynamic.check_management_clusters(&clusters.clusters, b.node.as_ref())?;
-        // Envoy's check for a CDS subscription (not for LDS): a management
-        // server tells nodes apart by them.
+        // Envoy's check for an EDS (first, as static clusters are built first)
+        // or CDS subscription (not for LDS): a management server tells nodes
+        // apart by them.
         let node = b.node.as_ref();
-        if dynamic.cds.is_some() && node.is_none_or(|n| n.id.is_empty() || n.cluster.is_empty()) {
-            return Err(ConfigError::new(
-                "node",
-                "type.googleapis.com/envoy.config.cluster.v3.Cluster: node 'id' and 'cluster' are required. Set it \
-                 either in 'node' config or via --service-node and --service-cluster options.",
-            ));
+        let eds = clusters.clusters.iter().any(|c| c.discovery == crate::upstream::DiscoveryType::Eds);
+        let needs_node = [(eds, path_source::ENDPOINT_TYPE), (dynamic.cds.is_some(), path_source::CLUSTER_TYPE)];
+        if let Some((_, type_name)) = needs_node.iter().find(|(subscribed, _)| *subscribed) {
+            if node.is_none_or(|n| n.id.is_empty() || n.cluster.is_empty()) {
+                return Err(ConfigError::new(
+                    "node",
+                    format!(
+                        "type.googleapis.com/{type_name}: node 'id' and 'cluster' are required. Set it either in \
+                         'node' config or via --service-node and --service-cluster options."
+                    ),
+                ));
+            }
         }
         let LoadedBootstrap { bootstrap, encoded } = bootstrap;
         Ok(ServerConfig {
@@ -601,9 +608,11 @@ async fn main_loop(
     server.state.set(ServerState::Initializing);
     // Each SDS secret's file is read before clusters connect or listeners
     // accept, as Envoy's init manager waits for secrets.
-    let subscriptions = sds::start_pending(&server.secrets, &server.store).await?;
+    let mut subscriptions = sds::start_pending(&server.secrets, &server.store).await?;
     let cm = ClusterManager::start(clusters, cluster_slot).await;
     *server.cluster_manager.borrow_mut() = Some(cm.clone());
+    // Static EDS clusters are initialized by their first assignment.
+    subscriptions.extend(xds::eds::start_static(&cm, &server.store).await?);
     // CDS is read once before any listener starts (Envoy initializes CDS
     // clusters first), so listeners may name its clusters.
     let mut subscriptions = Started::new(subscriptions);

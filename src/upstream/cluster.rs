@@ -1,5 +1,7 @@
 //! A cluster's static description (`ClusterInfo`), built once from config and shared
-//! read-only by every thread, and the endpoints it starts from.
+//! read-only by every thread, and the endpoints it starts from. A `load_assignment`
+//! is read here whether the bootstrap holds it or EDS delivers it
+//! (`assignment_endpoints`), so both are checked alike.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -11,7 +13,7 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{
 };
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, LoadBalancingPolicy};
 use envoy_types::pb::envoy::config::core::v3::RuntimeDouble;
-use envoy_types::pb::envoy::config::endpoint::v3::LbEndpoint;
+use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LbEndpoint};
 use envoy_types::pb::envoy::extensions::load_balancing_policies::common::v3::locality_lb_config::LocalityConfigSpecifier as LocalitySpecifier;
 use envoy_types::pb::envoy::extensions::load_balancing_policies::common::v3::LocalityLbConfig;
 use envoy_types::pb::envoy::extensions::load_balancing_policies::least_request::v3::LeastRequest;
@@ -29,6 +31,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions
 use super::host::Locality;
 use super::load_balancer::{LbPolicy, DEFAULT_ACTIVE_REQUEST_BIAS, DEFAULT_CHOICE_COUNT};
 use super::resource_manager::ResourceManager;
+use crate::config::path_source::PathSource;
 use crate::config::{self, ConfigError, FieldPath};
 use crate::define_stats;
 use crate::http::http2::{Http2CodecStats, Http2Options};
@@ -109,6 +112,8 @@ pub enum DiscoveryType {
     Static,
     StrictDns,
     LogicalDns,
+    /// Its membership comes from EDS (`eds_cluster_config`).
+    Eds,
 }
 
 impl DiscoveryType {
@@ -117,8 +122,24 @@ impl DiscoveryType {
             DiscoveryType::Static => "STATIC",
             DiscoveryType::StrictDns => "STRICT_DNS",
             DiscoveryType::LogicalDns => "LOGICAL_DNS",
+            DiscoveryType::Eds => "EDS",
         }
     }
+
+    /// Whether its hosts are found by resolving names (a refresh loop runs).
+    pub fn is_dns(self) -> bool {
+        matches!(self, DiscoveryType::StrictDns | DiscoveryType::LogicalDns)
+    }
+}
+
+/// `eds_cluster_config` of an EDS cluster: where its assignment comes from and
+/// the name it has there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdsClusterConfig {
+    pub source: PathSource,
+    /// `service_name`, else the cluster's name: the `cluster_name` of the
+    /// `ClusterLoadAssignment` the cluster takes.
+    pub service_name: String,
 }
 
 /// Which address families DNS answers are used from (`dns_lookup_family`).
@@ -175,6 +196,8 @@ pub struct ClusterInfo {
     pub dns_failure_refresh_rate: Option<(Duration, Duration)>,
     pub dns_lookup_family: DnsLookupFamily,
     pub endpoints: Vec<ConfiguredEndpoint>,
+    /// An EDS cluster's source (`None` for every other type).
+    pub eds: Option<EdsClusterConfig>,
     /// `load_assignment.policy.overprovisioning_factor`, in percent (Envoy's default
     /// 140): how much a priority level's health is scaled by before the levels below
     /// it take a share of the load (see `upstream::priority`).
@@ -281,11 +304,12 @@ impl ClusterInfo {
                 Ok(PbDiscoveryType::Static) => DiscoveryType::Static,
                 Ok(PbDiscoveryType::StrictDns) => DiscoveryType::StrictDns,
                 Ok(PbDiscoveryType::LogicalDns) => DiscoveryType::LogicalDns,
+                Ok(PbDiscoveryType::Eds) => DiscoveryType::Eds,
                 Ok(other) => {
                     return Err(path.field_error(
                         "type",
                         format!(
-                            "cluster type {} is not supported by Courier (STATIC, STRICT_DNS, LOGICAL_DNS are)",
+                            "cluster type {} is not supported by Courier (STATIC, STRICT_DNS, LOGICAL_DNS, EDS are)",
                             other.as_str_name()
                         ),
                     ))
@@ -307,8 +331,16 @@ impl ClusterInfo {
             Ok(PbDnsLookupFamily::V4Preferred) => DnsLookupFamily::V4Preferred,
             Ok(PbDnsLookupFamily::All) => DnsLookupFamily::All,
         };
-        let endpoints = endpoints(c, path, discovery)?;
-        let overprovisioning_factor = overprovisioning_factor(c);
+        let eds = eds_cluster_config(c, path, discovery)?;
+        let endpoints = match &c.load_assignment {
+            Some(la) => assignment_endpoints(la, &path.child("load_assignment"), discovery)?,
+            None => Vec::new(),
+        };
+        if discovery == DiscoveryType::LogicalDns && endpoints.len() != 1 {
+            return Err(path.field_error("load_assignment", "LOGICAL_DNS clusters must have exactly one endpoint"));
+        }
+        let overprovisioning_factor =
+            c.load_assignment.as_ref().map_or(DEFAULT_OVERPROVISIONING_FACTOR, overprovisioning_factor);
         let http = http_protocol_options(c, path)?;
         let tcp_keepalive = tcp_keepalive(c, path)?;
         // Deprecated in favour of the DnsCluster extension, still honoured by Envoy.
@@ -349,6 +381,7 @@ impl ClusterInfo {
             lb_policy,
             locality_weighted,
             endpoints,
+            eds,
             overprovisioning_factor,
             local_locality: None,
             tls: None,
@@ -687,28 +720,65 @@ fn least_request(choice_count: u32, bias: Option<&RuntimeDouble>, path: &FieldPa
     Ok(LbPolicy::LeastRequest { choice_count, active_request_bias, active_request_bias_key })
 }
 
-/// `load_assignment.policy.overprovisioning_factor` (its schema requires it above 0).
-fn overprovisioning_factor(c: &Cluster) -> u32 {
-    c.load_assignment
+/// Envoy's message.
+const NO_EDS_CONFIG: &str = "cannot create an EDS cluster without an EDS config";
+
+/// An EDS cluster's `eds_cluster_config`, which only it may set, and which it
+/// needs; its `load_assignment` would be replaced by the first EDS update (Envoy
+/// never reads it), so it is refused rather than ignored.
+fn eds_cluster_config(
+    c: &Cluster,
+    path: &FieldPath,
+    discovery: DiscoveryType,
+) -> Result<Option<EdsClusterConfig>, ConfigError> {
+    let Some(eds) = &c.eds_cluster_config else {
+        return match discovery {
+            DiscoveryType::Eds => Err(path.field_error("eds_cluster_config", NO_EDS_CONFIG)),
+            _ => Ok(None),
+        };
+    };
+    if discovery != DiscoveryType::Eds {
+        return Err(path.field_error("eds_cluster_config", "only an EDS cluster reads eds_cluster_config"));
+    }
+    if c.load_assignment.is_some() {
+        return Err(path.field_error(
+            "load_assignment",
+            "an EDS cluster takes its endpoints from eds_cluster_config, not load_assignment",
+        ));
+    }
+    let field = path.child("eds_cluster_config");
+    let source = eds.eds_config.as_ref().ok_or_else(|| field.field_error("eds_config", NO_EDS_CONFIG))?;
+    let source_path = field.child("eds_config");
+    let source = PathSource::from_proto(source, &source_path)?;
+    source.check_exists(&source_path)?;
+    let service_name = if eds.service_name.is_empty() { c.name.clone() } else { eds.service_name.clone() };
+    Ok(Some(EdsClusterConfig { source, service_name }))
+}
+
+/// `policy.overprovisioning_factor` of an assignment (its schema requires it above 0).
+pub fn overprovisioning_factor(la: &ClusterLoadAssignment) -> u32 {
+    la.policy
         .as_ref()
-        .and_then(|la| la.policy.as_ref())
         .and_then(|p| p.overprovisioning_factor.as_ref())
         .map_or(DEFAULT_OVERPROVISIONING_FACTOR, |f| f.value)
 }
 
-/// The configured endpoints, in order.
-fn endpoints(c: &Cluster, path: &FieldPath, discovery: DiscoveryType) -> Result<Vec<ConfiguredEndpoint>, ConfigError> {
+/// The endpoints of an assignment (a cluster's `load_assignment`, or an EDS
+/// resource), in order; `path` points at the assignment. A STATIC or EDS
+/// cluster's endpoints are IP addresses, a DNS cluster's names to resolve.
+pub fn assignment_endpoints(
+    la: &ClusterLoadAssignment,
+    path: &FieldPath,
+    discovery: DiscoveryType,
+) -> Result<Vec<ConfiguredEndpoint>, ConfigError> {
     let mut out = Vec::new();
-    let Some(la) = &c.load_assignment else {
-        return Ok(out);
-    };
     for (i, locality) in la.endpoints.iter().enumerate() {
         let mut locality_weight: u64 = 0;
         let named = locality.locality.as_ref().map(|l| {
             Arc::new(Locality { region: l.region.clone(), zone: l.zone.clone(), sub_zone: l.sub_zone.clone() })
         });
         for (j, lb_endpoint) in locality.lb_endpoints.iter().enumerate() {
-            let p = format!("{path}.load_assignment.endpoints[{i}].lb_endpoints[{j}]");
+            let p = format!("{path}.endpoints[{i}].lb_endpoints[{j}]");
             let weight = lb_endpoint.load_balancing_weight.as_ref().map_or(1, |w| w.value);
             if weight == 0 {
                 return Err(ConfigError::new(
@@ -719,7 +789,7 @@ fn endpoints(c: &Cluster, path: &FieldPath, discovery: DiscoveryType) -> Result<
             locality_weight += u64::from(weight);
             if locality_weight > u64::from(u32::MAX) {
                 return Err(ConfigError::new(
-                    format!("{path}.load_assignment.endpoints[{i}]"),
+                    format!("{path}.endpoints[{i}]"),
                     "the sum of the load_balancing_weight of a locality's endpoints must not exceed 4294967295",
                 ));
             }
@@ -735,13 +805,14 @@ fn endpoints(c: &Cluster, path: &FieldPath, discovery: DiscoveryType) -> Result<
             let (host, port) = socket_address(addr, &FieldPath::starting_at(&format!("{p}.endpoint.address")))?;
             let parsed = host.parse::<IpAddr>();
             let address = match (discovery, parsed) {
-                (DiscoveryType::Static, Ok(ip)) => EndpointAddress::Ip(SocketAddr::new(ip, port)),
-                (DiscoveryType::Static, Err(_)) => {
+                (DiscoveryType::Static | DiscoveryType::Eds, Ok(ip)) => EndpointAddress::Ip(SocketAddr::new(ip, port)),
+                (DiscoveryType::Static | DiscoveryType::Eds, Err(_)) => {
                     return Err(ConfigError::new(
                         format!("{p}.endpoint.address.socket_address.address"),
                         format!(
-                        "'{host}' is not an IP address; a STATIC cluster needs IP addresses (use STRICT_DNS for names)"
-                    ),
+                            "'{host}' is not an IP address; a {} cluster needs IP addresses (use STRICT_DNS for names)",
+                            discovery.envoy_name()
+                        ),
                     ))
                 }
                 (_, _) => EndpointAddress::Dns { name: host, port },
@@ -756,9 +827,6 @@ fn endpoints(c: &Cluster, path: &FieldPath, discovery: DiscoveryType) -> Result<
                 locality_weight: locality.load_balancing_weight.map_or(0, |w| w.value),
             });
         }
-    }
-    if discovery == DiscoveryType::LogicalDns && out.len() != 1 {
-        return Err(path.field_error("load_assignment", "LOGICAL_DNS clusters must have exactly one endpoint"));
     }
     Ok(out)
 }
@@ -1115,5 +1183,43 @@ mod tests {
             let name = field.split(':').next().unwrap_or_default();
             assert!(e.contains(&format!("common_lb_config.{name}: field '{name}'")), "{e}");
         }
+    }
+
+    #[test]
+    fn an_eds_cluster_needs_its_eds_config_and_nothing_else_reads_one() {
+        let file = std::env::temp_dir().join(format!("courier-eds-config-{}.yaml", std::process::id()));
+        std::fs::write(&file, "resources: []\n").expect("write");
+        let eds = format!("    eds_cluster_config: {{ eds_config: {{ path: {} }} }}\n", file.display());
+        let eds = eds.as_str();
+        let cluster =
+            |kind: &str, extra: &str| format!("  - name: c\n    type: {kind}\n    connect_timeout: 1s\n{extra}");
+        let info = load(&cluster("EDS", eds)).expect("an EDS cluster");
+        assert_eq!(info.discovery, DiscoveryType::Eds);
+        let config = info.eds.expect("eds");
+        // Without a service_name, the assignment is the cluster's own name's.
+        assert_eq!((&config.source.path, config.service_name.as_str()), (&file, "c"));
+        let errors = [
+            (cluster("EDS", ""), "eds_cluster_config: cannot create an EDS cluster without an EDS config"),
+            (
+                cluster("EDS", "    eds_cluster_config: { service_name: s }\n"),
+                "eds_cluster_config.eds_config: cannot create an EDS cluster without an EDS config",
+            ),
+            (
+                cluster("EDS", &format!("{eds}    load_assignment: {{ cluster_name: c }}\n")),
+                "load_assignment: an EDS cluster takes its endpoints from eds_cluster_config",
+            ),
+            (cluster("STATIC", eds), "eds_cluster_config: only an EDS cluster reads eds_cluster_config"),
+            // As Envoy 1.40: the file must be there.
+            (
+                cluster("EDS", "    eds_cluster_config: { eds_config: { path: /nonexistent/eds.yaml } }\n"),
+                "eds_cluster_config.eds_config: paths must refer to an existing path in the system: \
+                 '/nonexistent/eds.yaml' does not exist",
+            ),
+        ];
+        for (yaml, want) in errors {
+            let e = load(&yaml).map(|_| ()).expect_err(want).to_string();
+            assert!(e.starts_with(&format!("static_resources.clusters[0].{want}")), "{e}");
+        }
+        let _ = std::fs::remove_file(&file);
     }
 }

@@ -4,6 +4,8 @@
 //! `static_resources` stay for the process's life; CDS adds, replaces and removes
 //! the others (`add_or_update`, `remove`), which workers learn through the same
 //! slot: a replaced cluster's requests in flight finish on the snapshot they hold.
+//! An EDS cluster's hosts are set by its assignments (`assign`); one CDS adds
+//! warms (`warm`) until its first, while the cluster it replaces serves on.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
@@ -16,6 +18,7 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 
 use super::cluster::{ClusterInfo, ConfiguredEndpoint, DiscoveryType, EndpointAddress};
 use super::dns;
+use super::eds::{levels_changed, max_host_weight, same_hosts, Assignment};
 use super::host::{host_set, Host, HostSet, Locality};
 use super::thread_local_cluster::ThreadLocalClusterManager;
 use crate::config::{ConfigError, FieldPath};
@@ -25,10 +28,10 @@ use crate::stats::Store;
 use crate::thread_local::Slot;
 
 define_stats! {
-    /// `cluster_manager.*`, those of Envoy's that Courier can move. Clusters are
-    /// never warming (a CDS cluster is resolved before it is published), and
-    /// updates are never merged (only host-set changes happen, which Envoy
-    /// applies at once).
+    /// `cluster_manager.*`, those of Envoy's that Courier can move. Only an EDS
+    /// cluster from CDS is ever warming (a DNS one is resolved before it is
+    /// published), and updates are never merged (only host-set changes happen,
+    /// which Envoy applies at once).
     #[derive(Debug)]
     pub struct ClusterManagerStats {
         counter cluster_added,
@@ -101,6 +104,10 @@ pub struct ClusterManager {
     /// The names of `static_resources.clusters`: CDS neither replaces nor removes them.
     static_names: HashSet<String>,
     membership: RefCell<BTreeMap<String, HostSet>>,
+    /// CDS's EDS clusters waiting for their first assignment, by name.
+    warming: RefCell<BTreeMap<String, Arc<ClusterInfo>>>,
+    /// The overprovisioning factor of each EDS cluster's last assignment.
+    assigned_factors: RefCell<BTreeMap<String, u32>>,
     slot: Slot<ThreadLocalClusterManager>,
     stats: Arc<ClusterManagerStats>,
     local_locality: Option<Locality>,
@@ -115,6 +122,8 @@ impl ClusterManager {
             clusters: RefCell::new(config.clusters.iter().map(|c| (c.name.clone(), c.clone())).collect()),
             static_names: config.clusters.iter().map(|c| c.name.clone()).collect(),
             membership: RefCell::new(BTreeMap::new()),
+            warming: RefCell::default(),
+            assigned_factors: RefCell::default(),
             slot,
             stats: config.stats.clone(),
             local_locality: config.local_locality.clone(),
@@ -127,11 +136,8 @@ impl ClusterManager {
             let (hosts, failed) = cm.initial_hosts(info).await;
             initial.push((info.clone(), hosts, failed));
         }
-        let loops: Vec<_> = initial
-            .iter()
-            .filter(|(i, ..)| i.discovery != DiscoveryType::Static)
-            .map(|(i, _, failed)| (i.clone(), *failed))
-            .collect();
+        let loops: Vec<_> =
+            initial.iter().filter(|(i, ..)| i.discovery.is_dns()).map(|(i, _, failed)| (i.clone(), *failed)).collect();
         let initial = Arc::new(initial.into_iter().map(|(info, hosts, _)| (info, hosts)).collect::<Vec<_>>());
         cm.slot.set(move || ThreadLocalClusterManager::new(&initial));
         for (info, failed) in loops {
@@ -147,7 +153,7 @@ impl ClusterManager {
         let hosts = match info.discovery {
             DiscoveryType::Static => {
                 let hosts = static_hosts(info);
-                info.stats.membership_change.add(levels_with_hosts(&hosts));
+                info.stats.membership_change.add(levels_changed(&HostSet::default(), &hosts));
                 hosts
             }
             DiscoveryType::StrictDns | DiscoveryType::LogicalDns => {
@@ -165,6 +171,8 @@ impl ClusterManager {
                 failed = resolved.is_none();
                 resolved.map(|r| r.hosts).unwrap_or_default()
             }
+            // None until its first assignment (`assign`).
+            DiscoveryType::Eds => HostSet::default(),
         };
         set_membership_stats(info, &hosts);
         self.membership.borrow_mut().insert(info.name.clone(), hosts.clone());
@@ -178,6 +186,18 @@ impl ClusterManager {
     /// static clusters out (`is_static`).
     pub async fn add_or_update(self: &Rc<Self>, info: Arc<ClusterInfo>) {
         let (hosts, failed) = self.initial_hosts(&info).await;
+        self.drop_warming(&info.name);
+        self.install(&info);
+        if info.discovery.is_dns() {
+            // The old cluster's loop sees it was replaced and ends.
+            tokio::task::spawn_local(refresh_loop(Rc::downgrade(self), info.clone(), failed));
+        }
+        self.slot.run_on_all_threads(move |tlcm| tlcm.add_or_update(info.clone(), hosts.clone()));
+    }
+
+    /// Makes `info` the cluster of its name, counting it added or modified.
+    fn install(&self, info: &Arc<ClusterInfo>) {
+        self.assigned_factors.borrow_mut().remove(&info.name);
         let replaced = self.clusters.borrow_mut().insert(info.name.clone(), info.clone()).is_some();
         if replaced {
             self.stats.cluster_modified.inc();
@@ -185,19 +205,111 @@ impl ClusterManager {
             self.stats.cluster_added.inc();
             self.stats.active_clusters.inc();
         }
-        if info.discovery != DiscoveryType::Static {
-            // The old cluster's loop sees it was replaced and ends.
-            tokio::task::spawn_local(refresh_loop(Rc::downgrade(self), info.clone(), failed));
+    }
+
+    /// Holds an EDS cluster from CDS back until its first assignment (`assign`)
+    /// or its first update's failure (`end_warming`), as Envoy's warming: the
+    /// cluster of its name, if any, serves meanwhile.
+    pub fn warm(&self, info: &Arc<ClusterInfo>) {
+        if self.warming.borrow_mut().insert(info.name.clone(), info.clone()).is_none() {
+            self.stats.warming_clusters.inc();
         }
-        self.slot.run_on_all_threads(move |tlcm| tlcm.add_or_update(info.clone(), hosts.clone()));
+    }
+
+    /// Ends `info`'s warming with no hosts, if no assignment ended it.
+    pub fn end_warming(&self, info: &Arc<ClusterInfo>) {
+        if self.take_warming(info) {
+            self.activate(info, HostSet::default(), info.overprovisioning_factor);
+        }
+    }
+
+    fn take_warming(&self, info: &Arc<ClusterInfo>) -> bool {
+        let mut warming = self.warming.borrow_mut();
+        if !warming.get(&info.name).is_some_and(|w| Arc::ptr_eq(w, info)) {
+            return false;
+        }
+        warming.remove(&info.name);
+        self.stats.warming_clusters.dec();
+        true
+    }
+
+    /// Forgets a warming cluster CDS replaced or removed before it was warm.
+    fn drop_warming(&self, name: &str) {
+        if self.warming.borrow_mut().remove(name).is_some() {
+            self.stats.warming_clusters.dec();
+        }
+    }
+
+    /// A warm EDS cluster starts serving, in place of its namesake.
+    fn activate(&self, info: &Arc<ClusterInfo>, hosts: HostSet, factor: u32) {
+        self.install(info);
+        self.publish(info, hosts, factor);
+    }
+
+    /// Whether `info` is the manager's cluster of its name, running or warming:
+    /// the subscription of one that CDS replaced or removed ends.
+    pub fn is_current(&self, info: &Arc<ClusterInfo>) -> bool {
+        let same = |c: Option<&Arc<ClusterInfo>>| c.is_some_and(|c| Arc::ptr_eq(c, info));
+        same(self.clusters.borrow().get(&info.name)) || same(self.warming.borrow().get(&info.name))
+    }
+
+    /// Sets an EDS cluster's membership from an assignment. A warming cluster
+    /// starts serving with it. Counted as Envoy 1.40 counts it:
+    /// `update_no_rebuild` when nothing changed, `membership_change` per level
+    /// whose hosts did (a new weight is not one: the host keeps it),
+    /// `max_host_weight` from the last level with hosts, and
+    /// `cluster_manager.cluster_updated` for a running cluster's change after
+    /// its `initial` assignment. `false` when `info` is no longer current.
+    pub fn assign(&self, info: &Arc<ClusterInfo>, assignment: &Assignment, initial: bool) -> bool {
+        let factor = assignment.overprovisioning_factor;
+        let warming = self.take_warming(info);
+        if !warming && !self.clusters.borrow().get(&info.name).is_some_and(|c| Arc::ptr_eq(c, info)) {
+            return false;
+        }
+        let current = if warming { HostSet::default() } else { self.hosts(&info.name) };
+        let (hosts, reweighted) = assignment.hosts(&current);
+        let unchanged = same_hosts(&hosts, &current) && reweighted.is_empty();
+        // Kept hosts take their new weight in place, as Envoy's.
+        for (host, weight) in reweighted {
+            host.set_weight(weight);
+        }
+        if let Some(weight) = max_host_weight(&hosts) {
+            info.stats.max_host_weight.set(i64::from(weight));
+        }
+        let last_factor = self.assigned_factors.borrow().get(&info.name).copied();
+        if !warming && unchanged && last_factor.unwrap_or(info.overprovisioning_factor) == factor {
+            info.stats.update_no_rebuild.inc();
+            return true;
+        }
+        info.stats.membership_change.add(levels_changed(&current, &hosts));
+        if warming {
+            self.activate(info, hosts, factor);
+            return true;
+        }
+        if !initial {
+            self.stats.cluster_updated.inc();
+        }
+        self.publish(info, hosts, factor);
+        true
+    }
+
+    /// Installs an EDS cluster's hosts and factor on main and every worker.
+    fn publish(&self, info: &Arc<ClusterInfo>, hosts: HostSet, factor: u32) {
+        set_membership_stats(info, &hosts);
+        self.membership.borrow_mut().insert(info.name.clone(), hosts.clone());
+        self.assigned_factors.borrow_mut().insert(info.name.clone(), factor);
+        let info = info.clone();
+        self.slot.run_on_all_threads(move |tlcm| tlcm.add_or_update_assigned(info.clone(), hosts.clone(), factor));
     }
 
     /// Removes a cluster added by CDS from main and every worker; its pools close
     /// once their requests in flight are done. `false` for an unknown or static one.
     pub fn remove(&self, name: &str) -> bool {
+        self.drop_warming(name);
         if self.is_static(name) || self.clusters.borrow_mut().remove(name).is_none() {
             return false;
         }
+        self.assigned_factors.borrow_mut().remove(name);
         self.membership.borrow_mut().remove(name);
         self.stats.cluster_removed.inc();
         self.stats.active_clusters.dec();
@@ -235,6 +347,12 @@ impl ClusterManager {
         self.membership.borrow().get(name).cloned().unwrap_or_default()
     }
 
+    /// The overprovisioning factor a cluster balances with: its last
+    /// assignment's (EDS), else its `load_assignment`'s.
+    pub fn overprovisioning_factor(&self, info: &ClusterInfo) -> u32 {
+        self.assigned_factors.borrow().get(&info.name).copied().unwrap_or(info.overprovisioning_factor)
+    }
+
     /// Installs a new membership for a cluster on main and on every worker.
     fn update_membership(&self, info: &Arc<ClusterInfo>, hosts: HostSet) {
         info.stats.membership_change.inc();
@@ -263,19 +381,6 @@ fn static_hosts(info: &ClusterInfo) -> HostSet {
             })
             .collect(),
     )
-}
-
-/// How many priority levels have hosts: Envoy counts a membership change for each
-/// level it fills when a STATIC cluster starts.
-fn levels_with_hosts(hosts: &HostSet) -> u64 {
-    // The set is ordered by priority.
-    let mut levels = 0;
-    let mut last = None;
-    for h in hosts.iter() {
-        levels += u64::from(last != Some(h.priority));
-        last = Some(h.priority);
-    }
-    levels
 }
 
 /// A DNS cluster's hosts after resolving all of its names.
@@ -342,7 +447,10 @@ fn reuse_or_new(current: &HostSet, address: SocketAddr, name: &str, endpoint: &C
     current
         .iter()
         .find(|h| {
-            h.address == address && h.hostname == name && h.weight == endpoint.weight && h.priority == endpoint.priority
+            h.address == address
+                && h.hostname == name
+                && h.weight() == endpoint.weight
+                && h.priority == endpoint.priority
         })
         .cloned()
         .unwrap_or_else(|| Host::of_endpoint(address, name.to_string(), endpoint))
@@ -379,8 +487,7 @@ async fn refresh_loop(cm: std::rc::Weak<ClusterManager>, info: Arc<ClusterInfo>,
         let Some(cm) = cm.upgrade().filter(|cm| cm.get(&info.name).is_some_and(|c| Arc::ptr_eq(&c, &info))) else {
             return;
         };
-        let same = new.len() == current.len() && new.iter().zip(current.iter()).all(|(a, b)| Arc::ptr_eq(a, b));
-        if same {
+        if same_hosts(&new, &current) {
             // Envoy counts each name whose hosts stayed.
             info.stats.update_no_rebuild.add(targets as u64);
         } else {

@@ -1,7 +1,7 @@
 //! An upstream host and the immutable host sets that workers share.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::cluster::ConfiguredEndpoint;
@@ -14,8 +14,9 @@ pub struct Host {
     /// The name it was resolved from (DNS clusters) or the endpoint's `hostname`.
     pub hostname: String,
     /// The `load_balancing_weight` of the endpoint it came from (1 when unset), as
-    /// Envoy's `Host::weight()`: the load balancers and `/clusters` read it.
-    pub weight: u32,
+    /// Envoy's `Host::weight()`: the load balancers and `/clusters` read it. An EDS
+    /// assignment that keeps the host changes it in place, as Envoy's does.
+    weight: AtomicU32,
     /// `IPV6_V6ONLY` on connections to an IPv6 address: Envoy's default, cleared by
     /// the endpoint's `ipv4_compat` (an IPv4-mapped address needs it to connect).
     pub ipv6_only: bool,
@@ -63,13 +64,23 @@ impl Host {
         Arc::new(Host {
             address,
             hostname,
-            weight,
+            weight: AtomicU32::new(weight),
             ipv6_only,
             locality: None,
             priority: 0,
             locality_weight: 0,
             stats: HostStats::default(),
         })
+    }
+
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    /// A new weight from an EDS assignment (main thread); workers read it as
+    /// they rebuild their balancers with the host set posted after it.
+    pub fn set_weight(&self, weight: u32) {
+        self.weight.store(weight, Ordering::Relaxed);
     }
 
     /// A host of configured endpoint `e` at `address` (its own, or one its name
@@ -79,7 +90,7 @@ impl Host {
         Arc::new(Host {
             address,
             hostname,
-            weight: e.weight,
+            weight: AtomicU32::new(e.weight),
             ipv6_only,
             locality: e.locality.clone(),
             priority: e.priority,

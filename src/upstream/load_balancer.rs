@@ -90,8 +90,8 @@ impl LoadBalancer {
     /// scheduler is built only when the hosts' weights differ (so for two hosts or
     /// more), each time from the balancer's seed (`EdfScheduler::createWithPicks`).
     pub fn refresh(&self, hosts: &[Arc<Host>]) {
-        let weighted = hosts.windows(2).any(|w| w[0].weight != w[1].weight);
-        let weights = || hosts.iter().map(|h| f64::from(h.weight)).collect::<Vec<f64>>();
+        let weighted = hosts.windows(2).any(|w| w[0].weight() != w[1].weight());
+        let weights = || hosts.iter().map(|h| f64::from(h.weight())).collect::<Vec<f64>>();
         // Envoy passes its 64-bit seed as the 32-bit number of picks.
         let picks = self.seed as u32;
         if let LbPolicy::LeastRequest { active_request_bias, active_request_bias_key: Some(key), .. } = self.policy {

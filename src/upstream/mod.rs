@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod cluster_manager;
 pub mod conn_pool;
 pub mod dns;
+pub mod eds;
 pub mod host;
 pub mod http1_conn_pool;
 pub mod http2_conn_pool;

@@ -31,7 +31,7 @@
 //! The load and the schedules are computed when the host set changes; a pick does
 //! not allocate.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -44,7 +44,8 @@ use crate::common::random;
 pub struct PriorityLoadBalancer {
     policy: LbPolicy,
     seed: u64,
-    overprovisioning_factor: u32,
+    /// The assignment's: an EDS update may change it (`refresh_assigned`).
+    overprovisioning_factor: Cell<u32>,
     /// `locality_weighted_lb_config`: pick a locality first (module doc).
     locality_weighted: bool,
     /// The node's locality, ordered first among a level's localities.
@@ -91,7 +92,7 @@ impl PriorityLoadBalancer {
         PriorityLoadBalancer {
             policy,
             seed,
-            overprovisioning_factor,
+            overprovisioning_factor: Cell::new(overprovisioning_factor),
             locality_weighted,
             local_locality: None,
             levels: RefCell::default(),
@@ -102,6 +103,12 @@ impl PriorityLoadBalancer {
     pub fn with_local_locality(mut self, local: Option<Locality>) -> Self {
         self.local_locality = local;
         self
+    }
+
+    /// Installs an EDS assignment: its hosts and its overprovisioning factor.
+    pub fn refresh_assigned(&self, hosts: &[Arc<Host>], overprovisioning_factor: u32) {
+        self.overprovisioning_factor.set(overprovisioning_factor);
+        self.refresh(hosts);
     }
 
     /// Installs a new host set, ordered by priority (a `HostSet`). Levels that
@@ -125,7 +132,7 @@ impl PriorityLoadBalancer {
         }
         // Every host is healthy (module doc).
         let counts: Vec<(u64, u64)> = levels.levels.iter().map(|l| l.range.len() as u64).map(|n| (n, n)).collect();
-        let loads = priority_loads(&counts, self.overprovisioning_factor);
+        let loads = priority_loads(&counts, self.overprovisioning_factor.get());
         for (level, load) in levels.levels.iter_mut().zip(&loads) {
             level.load = *load;
         }
@@ -135,27 +142,20 @@ impl PriorityLoadBalancer {
     /// Groups a level's hosts by locality and builds the schedule over their
     /// effective weights (module doc), as Envoy's `rebuildLocalityScheduler`.
     fn refresh_localities(&self, localities: &mut Localities, hosts: &[Arc<Host>]) {
-        let empty = Locality::default();
-        let locality = |h: &Host| h.locality.as_deref().unwrap_or(&empty).clone();
-        let mut keys: Vec<Locality> = hosts.iter().map(|h| locality(h)).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        if let Some(local) = keys.iter().position(|k| Some(k) == self.local_locality.as_ref()) {
-            keys[..=local].rotate_right(1);
-        }
-        localities.groups.truncate(keys.len());
-        while localities.groups.len() < keys.len() {
+        let grouped = locality_groups(hosts, self.local_locality.as_ref());
+        localities.groups.truncate(grouped.len());
+        while localities.groups.len() < grouped.len() {
             localities.groups.push((Vec::new(), LoadBalancer::with_seed(self.policy, self.seed)));
         }
-        let mut weights = Vec::with_capacity(keys.len());
-        for (key, (group, lb)) in keys.iter().zip(localities.groups.iter_mut()) {
-            *group = hosts.iter().filter(|h| locality(h) == *key).cloned().collect();
+        let mut weights = Vec::with_capacity(grouped.len());
+        for ((_, hosts), (group, lb)) in grouped.into_iter().zip(localities.groups.iter_mut()) {
+            *group = hosts;
             lb.refresh(group);
             // Envoy keeps the weight of the last endpoint group of the locality.
             weights.push(group.last().map_or(0, |h| h.locality_weight));
         }
         // Every host is healthy: the availability is min(1, factor).
-        let availability = (f64::from(self.overprovisioning_factor) / 100.0).min(1.0);
+        let availability = (f64::from(self.overprovisioning_factor.get()) / 100.0).min(1.0);
         let (effective, indexes): (Vec<f64>, Vec<usize>) = weights
             .iter()
             .enumerate()
@@ -196,6 +196,25 @@ fn choose_level(levels: &mut [Level], draw: u32) -> Option<&mut Level> {
         cumulative += l.load;
         draw < cumulative
     })
+}
+
+/// A level's hosts grouped by locality, in Envoy's order (`hostsPerLocality`):
+/// by locality, the node's own first; hosts with none form the empty locality.
+pub fn locality_groups(hosts: &[Arc<Host>], local: Option<&Locality>) -> Vec<(Locality, Vec<Arc<Host>>)> {
+    let empty = Locality::default();
+    let locality = |h: &Host| h.locality.as_deref().unwrap_or(&empty).clone();
+    let mut keys: Vec<Locality> = hosts.iter().map(|h| locality(h)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    if let Some(at) = keys.iter().position(|k| Some(k) == local) {
+        keys[..=at].rotate_right(1);
+    }
+    keys.into_iter()
+        .map(|key| {
+            let group = hosts.iter().filter(|h| locality(h) == key).cloned().collect();
+            (key, group)
+        })
+        .collect()
 }
 
 /// Envoy's per-priority load (`recalculatePerPriorityState`), in percent, from each

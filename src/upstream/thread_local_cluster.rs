@@ -131,19 +131,32 @@ impl ThreadLocalClusterManager {
 
     /// Installs a new membership snapshot for `info.name` (or the cluster itself).
     pub fn add_or_update(&self, info: Arc<ClusterInfo>, hosts: HostSet) {
+        self.install(info, hosts, None);
+    }
+
+    /// Installs an EDS cluster's assignment: its hosts and the overprovisioning
+    /// factor that came with them.
+    pub fn add_or_update_assigned(&self, info: Arc<ClusterInfo>, hosts: HostSet, overprovisioning_factor: u32) {
+        self.install(info, hosts, Some(overprovisioning_factor));
+    }
+
+    fn install(&self, info: Arc<ClusterInfo>, hosts: HostSet, overprovisioning_factor: Option<u32>) {
         let mut clusters = self.clusters.borrow_mut();
         match clusters.get(info.name.as_str()) {
             Some(existing) if Arc::ptr_eq(&existing.info, &info) => {
                 // Pools of hosts that left the cluster close when their last user is done.
                 existing.http_pools.borrow_mut().retain(|(addr, _), _| hosts.iter().any(|h| h.address == *addr));
-                existing.lb.refresh(&hosts);
+                match overprovisioning_factor {
+                    Some(factor) => existing.lb.refresh_assigned(&hosts, factor),
+                    None => existing.lb.refresh(&hosts),
+                }
                 *existing.hosts.borrow_mut() = hosts;
             }
             _ => {
                 let name: Rc<str> = info.name.as_str().into();
-                let lb =
-                    PriorityLoadBalancer::new(info.lb_policy, info.overprovisioning_factor, info.locality_weighted)
-                        .with_local_locality(info.local_locality.clone());
+                let factor = overprovisioning_factor.unwrap_or(info.overprovisioning_factor);
+                let lb = PriorityLoadBalancer::new(info.lb_policy, factor, info.locality_weighted)
+                    .with_local_locality(info.local_locality.clone());
                 lb.refresh(&hosts);
                 clusters.insert(
                     name.clone(),

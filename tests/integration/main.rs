@@ -14,6 +14,7 @@ mod shared_xds;
 mod access_log;
 mod admin;
 mod config_errors;
+mod eds;
 mod examples;
 mod http2_conformance;
 mod http2_downstream;

@@ -61,6 +61,8 @@ const ADS_APPLY: &str = "ads_clusters_and_listeners_serve_and_updates_apply";
 const ADS_CLUSTER: &str = "a_management_server_needs_a_static_http2_cluster";
 const ADS_ENVOY: &str = "ads_requests_and_stats_match_envoys";
 const ADS_OWN_STREAMS: &str = "cds_and_lds_on_streams_of_their_own";
+const EDS_IT: &str = "tests/integration/eds.rs";
+const EDS_FOLLOW: &str = "an_eds_cluster_serves_its_file_and_follows_each_new_assignment";
 const SDS_IT: &str = "tests/integration/sds.rs";
 const SDS_STATIC: &str = "a_static_secret_serves_https_and_an_unknown_name_is_refused";
 const SDS_STATIC_CA: &str = "a_static_validation_secret_checks_client_certificates";
@@ -445,6 +447,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         &[test(LB_IT, "typed_least_request_policy_prefers_an_idle_host"), compat("load_balancing_policy")],
     ),
     (CLUSTER, "load_assignment", &[compat("http_get")]),
+    (CLUSTER, "eds_cluster_config", &[compat("eds_files"), test(EDS_IT, EDS_FOLLOW)]),
     (CLUSTER, "dns_refresh_rate", &[test(UPSTREAM_IT, "dns_refresh_rate_sets_how_often_names_are_resolved")]),
     (
         CLUSTER,
@@ -472,6 +475,16 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (CLUSTER, "common_lb_config", &[compat("locality_weighted")]),
     (CLUSTER, "upstream_connection_options", &[test(CLUSTER_RS, "tcp_keepalive_is_set_on_upstream_connections")]),
     (CLUSTER, "transport_socket", &[test(TLS_IT, TLS_UPSTREAM), compat("tls_upstream")]),
+    (
+        "envoy.config.cluster.v3.Cluster.EdsClusterConfig",
+        "eds_config",
+        &[compat("eds_files"), test(EDS_IT, EDS_FOLLOW)],
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.EdsClusterConfig",
+        "service_name",
+        &[compat("eds_files"), test(EDS_IT, EDS_FOLLOW)],
+    ),
     (
         "envoy.config.cluster.v3.UpstreamConnectionOptions",
         "tcp_keepalive",

@@ -17,7 +17,7 @@ const LISTENER: &str = "envoy.config.listener.v3.Listener";
 
 /// A `DiscoveryResponse` file of `type_name` resources, from static-style YAML
 /// fragments (`  - name: ...`).
-fn discovery(type_name: &str, version: &str, fragments: &[String]) -> String {
+pub fn discovery(type_name: &str, version: &str, fragments: &[String]) -> String {
     let items: String = fragments
         .iter()
         .map(|f| f.replacen("  - ", &format!("  - \"@type\": type.googleapis.com/{type_name}\n    "), 1))

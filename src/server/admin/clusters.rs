@@ -46,7 +46,10 @@ pub(super) fn render(server: &Server, as_json: bool) -> Reply {
             let l = host.locality.as_deref().cloned().unwrap_or_default();
             out.push_str(&format!(
                 "{h}::health_flags::healthy\n{h}::weight::{}\n{h}::region::{}\n{h}::zone::{}\n{h}::sub_zone::{}\n",
-                host.weight, l.region, l.zone, l.sub_zone
+                host.weight(),
+                l.region,
+                l.zone,
+                l.sub_zone
             ));
             out.push_str(&format!(
                 "{h}::canary::false\n{h}::priority::{}\n{h}::success_rate::-1\n{h}::local_origin_success_rate::-1\n",
@@ -113,7 +116,7 @@ fn json_form(cm: &crate::upstream::ClusterManager) -> String {
                         "address": { "socket_address": { "address": host.address.ip().to_string(), "port_value": host.address.port() } },
                         "stats": stats,
                         "health_status": { "eds_health_status": "HEALTHY" },
-                        "weight": host.weight,
+                        "weight": host.weight(),
                         "locality": locality_json(host.locality.as_deref()),
                     });
                     if !host.hostname.is_empty() {

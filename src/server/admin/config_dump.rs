@@ -1,5 +1,6 @@
 //! `/config_dump`: the effective config as Envoy's `ConfigDump` — the
-//! bootstrap, then the static and (from CDS and LDS) dynamic clusters and
+//! bootstrap, then the static and (from CDS and LDS) dynamic clusters,
+//! with `include_eds` every cluster's endpoints (`endpoints_dump`), the
 //! listeners, then the static and SDS secrets — printed with proto field names
 //! and Envoy's one-space indentation, sensitive fields (private keys) redacted
 //! as Envoy redacts them (`config::redact`).
@@ -18,14 +19,14 @@ use crate::extensions::transport_sockets::tls::SECRET_TYPE;
 use crate::server::xds::AppliedState;
 use crate::server::Server;
 
-pub(super) fn render(server: &Server) -> String {
-    let dump = dump(server);
+pub(super) fn render(server: &Server, include_eds: bool) -> String {
+    let dump = dump(server, include_eds);
     config::release_schema();
     crate::server::memory::release_free_memory();
     dump
 }
 
-fn dump(server: &Server) -> String {
+fn dump(server: &Server, include_eds: bool) -> String {
     let decoded = descriptor::message(BOOTSTRAP_TYPE)
         .ok_or_else(|| format!("{BOOTSTRAP_TYPE} missing from the schema"))
         .and_then(|desc| DynamicMessage::decode(desc, server.bootstrap_dump.as_slice()).map_err(|e| e.to_string()));
@@ -66,18 +67,20 @@ fn dump(server: &Server) -> String {
         "listener",
         |name, l| json!({ "name": name, "active_state": l }),
     );
-    let dump = json!({
-        "configs": [
-            {
-                "@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
-                "bootstrap": bootstrap,
-                "last_updated": updated,
-            },
-            clusters,
-            listeners,
-            secrets(server, &bootstrap_dump),
-        ]
-    });
+    let mut configs = vec![
+        json!({
+            "@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
+            "bootstrap": bootstrap,
+            "last_updated": updated,
+        }),
+        clusters,
+    ];
+    // Envoy's order: the endpoints after the clusters.
+    if let Some(cm) = server.cluster_manager.borrow().as_ref().filter(|_| include_eds) {
+        configs.push(super::endpoints_dump::render(cm));
+    }
+    configs.extend([listeners, secrets(server, &bootstrap_dump)]);
+    let dump = json!({ "configs": configs });
     pretty(&dump)
 }
 

@@ -6,6 +6,7 @@
 pub(crate) mod certs;
 mod clusters;
 mod config_dump;
+mod endpoints_dump;
 mod listeners;
 mod logging;
 mod runtime;
@@ -229,7 +230,7 @@ fn route(server: &Server, method: &Method, path: &str, q: &Query, body: &[u8]) -
         "/certs" => certs::render(server),
         "/clusters" => clusters::render(server, q.get("format") == Some("json")),
         "/listeners" => listeners::render(server, q.get("format") == Some("json")),
-        "/config_dump" => Reply::ok(JSON, config_dump::render(server)),
+        "/config_dump" => Reply::ok(JSON, config_dump::render(server, q.has("include_eds"))),
         "/quitquitquit" => {
             server.request_shutdown();
             Reply::ok(TEXT, "OK\n".into())

@@ -4,7 +4,8 @@
 //! (the same checks as a static one), and once every one has built, each is
 //! added or replaces its namesake; a dynamic cluster the file no longer lists
 //! is removed. As in Envoy, a cluster of `static_resources` is neither replaced
-//! nor removed: a file that names one has it skipped, not refused.
+//! nor removed: a file that names one has it skipped, not refused. An EDS
+//! cluster warms until its first assignment was read (`eds::start`).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -21,7 +22,7 @@ use crate::define_stats;
 use crate::extensions::transport_sockets::tls::{SecretManager, TlsSocketBuilder};
 use crate::stats::Store;
 use crate::upstream::cluster_manager::build_cluster;
-use crate::upstream::ClusterManager;
+use crate::upstream::{ClusterManager, DiscoveryType};
 
 define_stats! {
     /// `cluster_manager.cds.config_reload*`: Envoy's count of CDS updates that
@@ -79,7 +80,16 @@ impl ResourceApi for CdsApi {
             file.resources.len() - built.len()
         );
         for info in built {
-            self.cm.add_or_update(info).await;
+            if info.discovery == DiscoveryType::Eds {
+                self.cm.warm(&info);
+                // Its first read is done (and it is warm) either way; unwatched, it
+                // keeps that assignment.
+                if let Err(e) = super::eds::start(&self.cm, &info, &self.store).await {
+                    tracing::warn!("cds: cluster {}: cannot watch its EDS file: {e}", info.name);
+                }
+            } else {
+                self.cm.add_or_update(info).await;
+            }
         }
         for name in &removed {
             self.cm.remove(name);

@@ -1,5 +1,5 @@
 //! `dynamic_resources` from files (Envoy's filesystem subscriptions for CDS and
-//! LDS, and SDS for the secrets TLS contexts name): each subscription reads its file once as the server starts, then again
+//! LDS, SDS for the secrets TLS contexts name, and EDS for EDS clusters): each subscription reads its file once as the server starts, then again
 //! whenever a file is moved into place (`event::file_watcher`), and hands the
 //! checked resources to its API (`cds`, `lds`, `sds`), which works out what changed
 //! and applies it through the cluster or listener manager. CDS and LDS may
@@ -15,6 +15,7 @@
 
 pub mod backoff;
 pub mod cds;
+pub mod eds;
 pub mod grpc_mux;
 pub mod grpc_stream;
 pub mod grpc_subscription;
@@ -128,6 +129,11 @@ pub trait ResourceApi {
 
     /// What has been applied.
     fn state(&self) -> &RefCell<AppliedState>;
+
+    /// Whether the subscription is over (its EDS cluster was replaced or removed).
+    fn done(&self) -> bool {
+        false
+    }
 }
 
 /// One subscription: its file and its stats.
@@ -137,7 +143,7 @@ pub struct PathSubscription {
 }
 
 impl PathSubscription {
-    /// `prefix`: `cluster_manager.cds.` or `listener_manager.lds.`.
+    /// `prefix`: `cluster_manager.cds.`, `listener_manager.lds.`, `cluster.<name>.`, ….
     pub fn new(source: PathSource, store: &Store, prefix: &str) -> Self {
         PathSubscription { source, stats: SubscriptionStats::new(store, prefix) }
     }
@@ -152,11 +158,15 @@ impl PathSubscription {
         Ok(watcher)
     }
 
-    /// Reads the file again after each move into place, until the watcher fails.
+    /// Reads the file again after each move into place, until the watcher fails
+    /// or the API is done.
     pub async fn follow<R: ResourceApi>(&self, api: &R, mut watcher: MoveWatcher) {
         loop {
             if let Err(e) = watcher.moved().await {
                 tracing::error!("{}: watching {} failed, no more updates: {e}", R::NAME, self.source.path.display());
+                return;
+            }
+            if api.done() {
                 return;
             }
             self.update(api).await;

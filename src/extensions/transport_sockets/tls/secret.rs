@@ -195,12 +195,7 @@ impl SecretManager {
         let source_path = child(path, "sds_config");
         let source = PathSource::from_proto(source, &source_path)?;
         // Envoy 1.40 refuses to start on an SDS file that is not there.
-        if !source.path.exists() {
-            return Err(source_path.error(format!(
-                "paths must refer to an existing path in the system: '{}' does not exist",
-                source.path.display()
-            )));
-        }
+        source.check_exists(&source_path)?;
         let mut dynamic = self.dynamic.lock().unwrap_or_else(|e| e.into_inner());
         let existing = dynamic.iter().find(|s| s.name == config.name && s.kind == kind && s.source == source);
         let secret = match existing {

@@ -1,0 +1,120 @@
+//! EDS (Envoy's `EdsClusterImpl` subscription): an EDS cluster's assignment,
+//! from its `eds_cluster_config.eds_config` file.
+//!
+//! Each EDS cluster has its own subscription, counted in the cluster's stats
+//! (`cluster.<name>.update_*`, `version`), as Envoy's. Unlike CDS and LDS, EDS
+//! names its resource (the cluster's `service_name`): `EdsApi::apply` takes the
+//! `(version_info, resources)` of one update for that name, which a file holds
+//! whole and another transport can hand over once it picked the names an
+//! `EdsApi` asks for (`resource_name`). As in Envoy 1.40, an update with no
+//! assignment changes nothing (`update_empty`), and one with several, or one
+//! for another name, is rejected. The cluster is initialized (a static one
+//! before listeners start; one from CDS leaves warming) by its first update,
+//! whatever its outcome: a file is read at once, so `initial_fetch_timeout`
+//! never fires, as in Envoy's filesystem subscription.
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use prost::Message;
+
+use super::{resource_path, AppliedState, PathSubscription, ResourceApi};
+use crate::config::path_source::{DiscoveryFile, ENDPOINT_TYPE};
+use crate::config::{ConfigError, FieldPath};
+use crate::stats::Store;
+use crate::upstream::eds::Assignment;
+use crate::upstream::{ClusterInfo, ClusterManager, DiscoveryType};
+
+/// One EDS cluster's subscription.
+pub struct EdsApi {
+    cm: Weak<ClusterManager>,
+    info: Arc<ClusterInfo>,
+    /// Set once the first update was handled: later changes count as updates.
+    initialized: Cell<bool>,
+    state: RefCell<AppliedState>,
+}
+
+impl EdsApi {
+    pub fn new(cm: &Rc<ClusterManager>, info: Arc<ClusterInfo>) -> Self {
+        EdsApi { cm: Rc::downgrade(cm), info, initialized: Cell::new(false), state: RefCell::default() }
+    }
+
+    /// The `cluster_name` of the assignment this cluster takes.
+    pub fn resource_name(&self) -> &str {
+        self.info.eds.as_ref().map_or(self.info.name.as_str(), |e| e.service_name.as_str())
+    }
+}
+
+impl ResourceApi for EdsApi {
+    const TYPE: &'static str = ENDPOINT_TYPE;
+    const NAME: &'static str = "eds";
+
+    async fn apply(&self, file: &DiscoveryFile) -> Result<(), ConfigError> {
+        let name = self.resource_name();
+        // Envoy's checks and messages (`EdsClusterImpl::onConfigUpdate`).
+        let resource = match file.resources.as_slice() {
+            [] => {
+                tracing::debug!("eds: missing ClusterLoadAssignment for {name}");
+                self.info.stats.update_empty.inc();
+                return Ok(());
+            }
+            [one] => one,
+            more => {
+                return Err(FieldPath::starting_at("resources")
+                    .error(format!("Unexpected EDS resource length: {}", more.len())))
+            }
+        };
+        let path = resource_path(0);
+        if resource.name != name {
+            return Err(path
+                .field_error("cluster_name", format!("Unexpected EDS cluster (expecting {name}): {}", resource.name)));
+        }
+        let la = ClusterLoadAssignment::decode(resource.encoded.as_slice())
+            .map_err(|e| path.error(format!("cannot decode the assignment: {e}")))?;
+        let assignment = Assignment::from_proto(&la, &path)?;
+        if let Some(cm) = self.cm.upgrade() {
+            cm.assign(&self.info, &assignment, !self.initialized.get());
+        }
+        super::record(&self.state, file, &[(0, resource)], &[]);
+        Ok(())
+    }
+
+    fn state(&self) -> &RefCell<AppliedState> {
+        &self.state
+    }
+
+    fn done(&self) -> bool {
+        self.cm.upgrade().is_none_or(|cm| !cm.is_current(&self.info))
+    }
+}
+
+/// Starts the subscription of an EDS cluster the manager runs or warms: its
+/// file is read once now (ending its warming, whatever the outcome), then
+/// followed by a local task until the cluster is replaced or removed.
+pub async fn start(
+    cm: &Rc<ClusterManager>,
+    info: &Arc<ClusterInfo>,
+    store: &Store,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let Some(eds) = &info.eds else {
+        return Err(std::io::Error::other(format!("cluster {} has no eds_cluster_config", info.name)));
+    };
+    let sub = PathSubscription::new(eds.source.clone(), store, &format!("cluster.{}.", info.stat_name));
+    let api = EdsApi::new(cm, info.clone());
+    let watcher = sub.start(&api).await;
+    api.initialized.set(true);
+    cm.end_warming(info);
+    let watcher = watcher?;
+    Ok(tokio::task::spawn_local(async move { sub.follow(&api, watcher).await }))
+}
+
+/// Starts the subscription of each EDS cluster of `static_resources`.
+pub async fn start_static(cm: &Rc<ClusterManager>, store: &Store) -> std::io::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut tasks = Vec::new();
+    for info in cm.clusters().iter().filter(|c| c.discovery == DiscoveryType::Eds && cm.is_static(&c.name)) {
+        tasks.push(start(cm, info, store).await?);
+    }
+    Ok(tasks)
+}
