@@ -8,6 +8,7 @@
 //! is given its line in the text (`source_lines`).
 
 pub mod bootstrap;
+pub mod config_source;
 pub mod descriptor;
 pub mod encode;
 pub mod path_source;

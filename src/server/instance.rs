@@ -608,24 +608,26 @@ async fn main_loop(
     server.state.set(ServerState::Initializing);
     // Each SDS secret's file is read before clusters connect or listeners
     // accept, as Envoy's init manager waits for secrets.
-    let mut subscriptions = sds::start_pending(&server.secrets, &server.store).await?;
+    let subscriptions = sds::start_pending(&server.secrets, &server.store).await?;
     let cm = ClusterManager::start(clusters, cluster_slot).await;
     *server.cluster_manager.borrow_mut() = Some(cm.clone());
-    // Static EDS clusters are initialized by their first assignment.
-    subscriptions.extend(xds::eds::start_static(&cm, &server.store).await?);
+    let subscriptions = Rc::new(Started::new(subscriptions, &server, &cm));
+    // Static EDS clusters are initialized by their first assignment (or the
+    // lack of one within initial_fetch_timeout).
+    xds::eds::start_static(&cm, &subscriptions).await?;
     // CDS is read once before any listener starts (Envoy initializes CDS
     // clusters first), so listeners may name its clusters.
-    let mut subscriptions = Started::new(subscriptions);
     if let Some(source) = server.dynamic.cds.clone() {
-        let api = CdsApi::new(cm.clone(), server.store.clone(), server.secrets.clone(), server.cds_state.clone());
-        let cds = subscriptions.subscribe(&server, &cm, source, api, "cluster_manager.cds.", CDS_METHOD);
+        let state = server.cds_state.clone();
+        let api = CdsApi::new(cm.clone(), server.store.clone(), server.secrets.clone(), state, &subscriptions);
+        let cds = subscriptions.subscribe(source, api, "cluster_manager.cds.", CDS_METHOD);
         subscriptions.ready(cds).await?;
     }
     // Listeners are asked for once the clusters are in, and applied once the
     // workers run.
     let lds = server.dynamic.lds.clone().map(|source| {
         let api = LdsApi::new(server.clone(), cm.clone());
-        subscriptions.subscribe(&server, &cm, source, api, "listener_manager.lds.", LDS_METHOD)
+        subscriptions.subscribe(source, api, "listener_manager.lds.", LDS_METHOD)
     });
     // Envoy loads its runtime again once the cluster manager is up (to start RTDS),
     // so `runtime.load_success` starts at 2 there too.
@@ -689,7 +691,7 @@ async fn main_loop(
     });
     let handed_over = wait_for_shutdown(&server, &mut drain_requested).await;
     // No listener or cluster comes or goes while the server drains.
-    for sub in subscriptions.tasks {
+    for sub in subscriptions.take_tasks() {
         sub.abort();
     }
     let (drain_time, shutdown_time, handed) = match handed_over {

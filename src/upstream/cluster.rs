@@ -31,7 +31,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions
 use super::host::Locality;
 use super::load_balancer::{LbPolicy, DEFAULT_ACTIVE_REQUEST_BIAS, DEFAULT_CHOICE_COUNT};
 use super::resource_manager::ResourceManager;
-use crate::config::path_source::PathSource;
+use crate::config::config_source::{Source, SubscriptionSource};
 use crate::config::{self, ConfigError, FieldPath};
 use crate::define_stats;
 use crate::http::http2::{Http2CodecStats, Http2Options};
@@ -136,7 +136,7 @@ impl DiscoveryType {
 /// the name it has there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EdsClusterConfig {
-    pub source: PathSource,
+    pub source: SubscriptionSource,
     /// `service_name`, else the cluster's name: the `cluster_name` of the
     /// `ClusterLoadAssignment` the cluster takes.
     pub service_name: String,
@@ -749,8 +749,10 @@ fn eds_cluster_config(
     let field = path.child("eds_cluster_config");
     let source = eds.eds_config.as_ref().ok_or_else(|| field.field_error("eds_config", NO_EDS_CONFIG))?;
     let source_path = field.child("eds_config");
-    let source = PathSource::from_proto(source, &source_path)?;
-    source.check_exists(&source_path)?;
+    let source = SubscriptionSource::from_proto(source, &source_path)?;
+    if let Source::Path(path) = &source.source {
+        path.check_exists(&source_path)?;
+    }
     let service_name = if eds.service_name.is_empty() { c.name.clone() } else { eds.service_name.clone() };
     Ok(Some(EdsClusterConfig { source, service_name }))
 }
@@ -1197,7 +1199,8 @@ mod tests {
         assert_eq!(info.discovery, DiscoveryType::Eds);
         let config = info.eds.expect("eds");
         // Without a service_name, the assignment is the cluster's own name's.
-        assert_eq!((&config.source.path, config.service_name.as_str()), (&file, "c"));
+        let Source::Path(source) = &config.source.source else { panic!("a file source") };
+        assert_eq!((&source.path, config.service_name.as_str()), (&file, "c"));
         let errors = [
             (cluster("EDS", ""), "eds_cluster_config: cannot create an EDS cluster without an EDS config"),
             (

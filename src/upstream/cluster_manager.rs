@@ -106,6 +106,11 @@ pub struct ClusterManager {
     membership: RefCell<BTreeMap<String, HostSet>>,
     /// CDS's EDS clusters waiting for their first assignment, by name.
     warming: RefCell<BTreeMap<String, Arc<ClusterInfo>>>,
+    /// Woken each time the last warming cluster is warm.
+    all_warm: tokio::sync::Notify,
+    /// Set once the clusters of start-up are initialized (Envoy's
+    /// `AllClustersInitialized`): from then on, warming holds CDS's ACK back.
+    initialized: std::cell::Cell<bool>,
     /// The overprovisioning factor of each EDS cluster's last assignment.
     assigned_factors: RefCell<BTreeMap<String, u32>>,
     slot: Slot<ThreadLocalClusterManager>,
@@ -123,6 +128,8 @@ impl ClusterManager {
             static_names: config.clusters.iter().map(|c| c.name.clone()).collect(),
             membership: RefCell::new(BTreeMap::new()),
             warming: RefCell::default(),
+            all_warm: tokio::sync::Notify::new(),
+            initialized: std::cell::Cell::new(false),
             assigned_factors: RefCell::default(),
             slot,
             stats: config.stats.clone(),
@@ -230,13 +237,20 @@ impl ClusterManager {
         }
         warming.remove(&info.name);
         self.stats.warming_clusters.dec();
+        if warming.is_empty() {
+            self.all_warm.notify_waiters();
+        }
         true
     }
 
     /// Forgets a warming cluster CDS replaced or removed before it was warm.
     fn drop_warming(&self, name: &str) {
-        if self.warming.borrow_mut().remove(name).is_some() {
+        let mut warming = self.warming.borrow_mut();
+        if warming.remove(name).is_some() {
             self.stats.warming_clusters.dec();
+            if warming.is_empty() {
+                self.all_warm.notify_waiters();
+            }
         }
     }
 
@@ -244,6 +258,34 @@ impl ClusterManager {
     fn activate(&self, info: &Arc<ClusterInfo>, hosts: HostSet, factor: u32) {
         self.install(info);
         self.publish(info, hosts, factor);
+    }
+
+    /// The clusters of start-up are initialized.
+    pub fn set_initialized(&self) {
+        self.initialized.set(true);
+    }
+
+    /// Whether an ADS stream holds CDS's ACK back now: once start-up's
+    /// clusters are initialized, for as long as a cluster warms. Envoy does so
+    /// to tell a management server when the clusters it sent are ready for
+    /// the routes that name them.
+    pub fn holds_cds_ack(&self) -> bool {
+        self.initialized.get() && !self.warming.borrow().is_empty()
+    }
+
+    /// Waits until no cluster warms.
+    pub async fn all_warm(&self) {
+        let notified = self.all_warm.notified();
+        if self.warming.borrow().is_empty() {
+            return;
+        }
+        notified.await;
+    }
+
+    /// Whether a cluster of this name runs or warms: what a route may name
+    /// (Envoy's `ClusterInfoMaps::hasCluster`, for `validate_clusters`).
+    pub fn has_cluster(&self, name: &str) -> bool {
+        self.clusters.borrow().contains_key(name) || self.warming.borrow().contains_key(name)
     }
 
     /// Whether `info` is the manager's cluster of its name, running or warming:

@@ -11,7 +11,7 @@ use envoy_types::pb::google::protobuf::Any;
 use crate::harness::{static_cluster, Courier};
 use crate::http_util::{http_listener, one_vhost, prefix_route, Client};
 use crate::shared_net::http_upstream;
-use crate::shared_xds::{XdsServer, CLUSTER_TYPE, LISTENER_TYPE};
+use crate::shared_xds::{XdsServer, CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE};
 
 /// A resource from a static-style YAML fragment (`  - name: ...`), encoded
 /// as a management server sends it. The fragment is decoded as far as the
@@ -388,4 +388,198 @@ fn ads_requests_and_stats_match_envoys() {
     });
     assert_eq!(courier.0, envoy.0, "the requests differ");
     assert_eq!(courier.1, envoy.1, "the stats differ");
+}
+
+/// A `ClusterLoadAssignment` for `service` with one endpoint per port.
+fn assignment(service: &str, ports: &[u16]) -> Any {
+    let endpoints: String = ports
+        .iter()
+        .map(|p| {
+            format!("    - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {p} }} }} }}\n")
+        })
+        .collect();
+    resource(ENDPOINT_TYPE, &format!("- cluster_name: {service}\n  endpoints:\n  - lb_endpoints:\n{endpoints}"))
+}
+
+/// An EDS cluster `name` whose assignment `service` comes over ADS.
+fn ads_eds_cluster(name: &str, service: &str) -> String {
+    format!(
+        "  - name: {name}\n    type: EDS\n    connect_timeout: 1s\n    eds_cluster_config: {{ service_name: {service}, eds_config: {{ ads: {{}}, resource_api_version: V3 }} }}\n"
+    )
+}
+
+/// EDS over ADS, as Envoy's: the EDS clusters of the first CDS update are
+/// assigned before listeners are asked for; one CDS adds later warms until its
+/// assignment comes, and the CDS ACK waits for it (the management server's
+/// signal that routes may name it); the EDS request names each `service_name`
+/// (again as clusters come and go); each new assignment moves traffic, and one
+/// Courier refuses is NACKed while the last one serves.
+#[test]
+fn eds_over_ads_assigns_endpoints_as_they_are_pushed() {
+    let (a, b) = (http_upstream("a"), http_upstream("b"));
+    let xds = XdsServer::start();
+    xds.push(CLUSTER_TYPE, "c1", clusters(&[ads_eds_cluster("app", "app-svc")]));
+    xds.push(LISTENER_TYPE, "l1", vec![web_listener("web", "", "app")]);
+    xds.push(ENDPOINT_TYPE, "e1", vec![assignment("app-svc", &[a.port()]), assignment("other", &[b.port()])]);
+    let c = Courier::start(&ads_bootstrap(&xds, "", ""), 1);
+    let addr = c.listener("web");
+    assert_eq!(Client::connect(addr).get("/").seen().upstream(), "a", "assigned before listeners");
+    let (eds, _) = xds.wait_request(0, |r| r.type_url == ENDPOINT_TYPE);
+    let (lds, _) = xds.wait_request(0, |r| r.type_url == LISTENER_TYPE);
+    assert!(eds < lds, "{:#?}", xds.requests());
+    assert_eq!(xds.requests()[eds].1.resource_names, vec!["app-svc".to_string()]);
+
+    // A cluster added later warms until its assignment comes; so does CDS's ACK.
+    let seen = xds.requests().len();
+    xds.push(CLUSTER_TYPE, "c2", clusters(&[ads_eds_cluster("app", "app-svc"), ads_eds_cluster("two", "two-svc")]));
+    let (asked, eds) = xds.wait_request(seen, |r| r.type_url == ENDPOINT_TYPE && r.resource_names.len() == 2);
+    assert_eq!(eds.resource_names, vec!["app-svc".to_string(), "two-svc".to_string()]);
+    assert_eq!(counter(&c, "cluster_manager.warming_clusters"), 1);
+    assert!(!xds.requests().iter().any(|(_, r)| is_ack(r, CLUSTER_TYPE, "c2")), "no ACK while it warms");
+    xds.push(ENDPOINT_TYPE, "e2", vec![assignment("app-svc", &[b.port()]), assignment("two-svc", &[a.port()])]);
+    let (acked, _) = xds.wait_request(seen, |r| is_ack(r, CLUSTER_TYPE, "c2"));
+    let (eds_acked, _) = xds.wait_request(seen, |r| is_ack(r, ENDPOINT_TYPE, "e2"));
+    assert!(asked < acked && acked < eds_acked, "{:#?}", xds.requests());
+    assert_eq!(counter(&c, "cluster_manager.warming_clusters"), 0);
+    xds.push(LISTENER_TYPE, "l2", vec![web_listener("web", &prefix_route("/two", "two", ""), "app")]);
+    xds.wait_request(seen, |r| is_ack(r, LISTENER_TYPE, "l2"));
+    assert_eq!(Client::connect(addr).get("/two").seen().upstream(), "a");
+    assert_eq!(Client::connect(addr).get("/").seen().upstream(), "b");
+    assert_eq!(counter(&c, "cluster.app.update_success"), 2);
+    assert_eq!(counter(&c, "cluster.app.membership_total"), 1);
+
+    // An endpoint field Courier does not act on: NACKed by its path, b serves on.
+    let seen = xds.requests().len();
+    let bad = "- cluster_name: app-svc\n  endpoints:\n  - proximity: 1\n    lb_endpoints:\n    - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 1 } } }\n";
+    xds.push(ENDPOINT_TYPE, "e3", vec![resource(ENDPOINT_TYPE, bad)]);
+    let (_, nack) = xds.wait_request(seen, |r| r.type_url == ENDPOINT_TYPE && r.error_detail.is_some());
+    assert_eq!(nack.version_info, "e2");
+    let message = nack.error_detail.map(|s| s.message).unwrap_or_default();
+    assert!(message.contains("resources[0].endpoints[0].proximity"), "{message}");
+    assert_eq!(Client::connect(addr).get("/").seen().upstream(), "b");
+
+    // CDS removes the clusters: EDS is asked again, for nothing.
+    let seen = xds.requests().len();
+    xds.push(CLUSTER_TYPE, "c3", clusters(&[]));
+    xds.wait_request(seen, |r| is_ack(r, CLUSTER_TYPE, "c3"));
+    let (_, eds) = xds.wait_request(seen, |r| r.type_url == ENDPOINT_TYPE && r.resource_names.is_empty());
+    assert_eq!(eds.version_info, "e2");
+}
+
+/// A static EDS cluster on ADS holds start-up until its first assignment (or,
+/// as here for `late`, until `initial_fetch_timeout`: then it has no hosts and
+/// counts `init_fetch_timeout`), as Envoy's init manager does.
+#[test]
+fn a_static_eds_cluster_on_ads_starts_with_its_first_assignment() {
+    let a = http_upstream("a");
+    let xds = XdsServer::start();
+    xds.push(ENDPOINT_TYPE, "e1", vec![assignment("app", &[a.port()])]);
+    xds.push(LISTENER_TYPE, "l1", vec![web_listener("web", &prefix_route("/late", "late", ""), "app")]);
+    let late = "  - name: late\n    type: EDS\n    connect_timeout: 1s\n    eds_cluster_config: { eds_config: { ads: {}, initial_fetch_timeout: 0.3s } }\n";
+    let yaml = ads_bootstrap(&xds, "", "").replace("  cds_config: { ads: {}, resource_api_version: V3 }\n", "")
+        + &ads_eds_cluster("app", "app")
+        + late;
+    let c = Courier::start(&yaml, 1);
+    let addr = c.listener("web");
+    assert_eq!(Client::connect(addr).get("/").seen().upstream(), "a", "assigned before listeners started");
+    assert_eq!(counter(&c, "cluster.app.update_success"), 1);
+    assert_eq!(counter(&c, "cluster.late.init_fetch_timeout"), 1);
+    assert_eq!(Client::connect(addr).get("/late").status, 503);
+    let (_, eds) = xds.wait_request(0, |r| r.type_url == ENDPOINT_TYPE);
+    assert_eq!(eds.resource_names, vec!["app".to_string(), "late".to_string()]);
+}
+
+/// The EDS-over-ADS session of `eds_over_ads_assigns_endpoints_as_they_are_pushed`
+/// against a proxy started by `start`: the requests (with the names each EDS
+/// request lists), what served each step, and the EDS stats.
+fn eds_session<G>(start: impl FnOnce(&str) -> (std::net::SocketAddr, G)) -> Vec<String> {
+    let (a, b) = (http_upstream("a"), http_upstream("b"));
+    let xds = XdsServer::start();
+    xds.push(CLUSTER_TYPE, "c1", clusters(&[ads_eds_cluster("app", "app-svc")]));
+    xds.push(LISTENER_TYPE, "l1", vec![web_listener("web", "", "app")]);
+    xds.push(ENDPOINT_TYPE, "e1", vec![assignment("app-svc", &[a.port()]), assignment("other", &[b.port()])]);
+    let (admin, guard) = start(&ads_bootstrap(&xds, "", ""));
+    let mut out = Vec::new();
+    let stat = |name: &str| -> i64 {
+        let (_, body) = crate::harness::http_request(admin, "GET", &format!("/stats?filter=^{name}$"));
+        body.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))?.trim().parse().ok()).unwrap_or(-1)
+    };
+    xds.wait_request(0, |r| is_ack(r, LISTENER_TYPE, "l1"));
+    let listener = || {
+        let (_, body) = crate::harness::http_request(admin, "GET", "/listeners");
+        let addr: std::net::SocketAddr =
+            body.lines().find_map(|l| l.strip_prefix("web::")?.parse().ok()).expect("listener");
+        addr
+    };
+    let served = |step: &str, out: &mut Vec<String>| {
+        for path in ["/", "/two"] {
+            let r = Client::connect(listener()).get(path);
+            let who = if r.status == 200 { r.seen().upstream().to_string() } else { r.status.to_string() };
+            out.push(format!(
+                "{step} {path}: {who}, warming {} attempts {} {}",
+                stat("cluster_manager.warming_clusters"),
+                stat("cluster.app.update_attempt"),
+                stat("cluster.two.update_attempt")
+            ));
+        }
+    };
+    served("e1", &mut out);
+    xds.push(CLUSTER_TYPE, "c2", clusters(&[ads_eds_cluster("app", "app-svc"), ads_eds_cluster("two", "two-svc")]));
+    xds.wait_request(0, |r| r.type_url == ENDPOINT_TYPE && r.resource_names.len() == 2);
+    served("c2", &mut out);
+    xds.push(ENDPOINT_TYPE, "e2", vec![assignment("app-svc", &[b.port()]), assignment("two-svc", &[a.port()])]);
+    xds.wait_request(0, |r| is_ack(r, ENDPOINT_TYPE, "e2"));
+    xds.wait_request(0, |r| is_ack(r, CLUSTER_TYPE, "c2"));
+    served("e2", &mut out);
+    xds.push(LISTENER_TYPE, "l2", vec![web_listener("web", &prefix_route("/two", "two", ""), "app")]);
+    xds.wait_request(0, |r| is_ack(r, LISTENER_TYPE, "l2"));
+    served("l2", &mut out);
+    // Refused by both: an endpoint's address must be an IP address.
+    let seen = xds.requests().len();
+    let bad = format!(
+        "- cluster_name: app-svc\n  endpoints:\n  - lb_endpoints:\n    - endpoint: {{ address: {{ socket_address: {{ address: localhost, port_value: {} }} }} }}\n",
+        a.port()
+    );
+    xds.push(ENDPOINT_TYPE, "e3", vec![resource(ENDPOINT_TYPE, &bad)]);
+    xds.wait_request(seen, |r| r.type_url == ENDPOINT_TYPE && r.error_detail.is_some());
+    served("e3", &mut out);
+    let names = ["update_attempt", "update_success", "update_rejected", "update_empty", "init_fetch_timeout"];
+    for name in names.into_iter().chain(["membership_total", "version"]) {
+        for cluster in ["app", "two"] {
+            out.push(format!("cluster.{cluster}.{name}: {}", stat(&format!("cluster.{cluster}.{name}"))));
+        }
+    }
+    // The clusters go: EDS is asked again without them.
+    let seen = xds.requests().len();
+    xds.push(CLUSTER_TYPE, "c3", clusters(&[]));
+    xds.wait_request(seen, |r| is_ack(r, CLUSTER_TYPE, "c3"));
+    xds.wait_request(seen, |r| r.type_url == ENDPOINT_TYPE && r.resource_names.is_empty());
+    drop(guard);
+    let requests = xds.requests();
+    // The order of a request's names means nothing (Envoy's is a hash set's).
+    out.extend(requests.iter().map(|(_, r)| {
+        let mut names = r.resource_names.clone();
+        names.sort();
+        format!("{} {names:?}", summary(r))
+    }));
+    out
+}
+
+/// The EDS-over-ADS session against the real Envoy 1.40 and Courier.
+#[test]
+fn eds_over_ads_matches_envoy() {
+    use crate::http2_conformance::Envoy;
+    if !Envoy::bin().exists() {
+        eprintln!("SKIPPED: {} is not installed (scripts/install-envoy)", Envoy::bin().display());
+        return;
+    }
+    let envoy = eds_session(|yaml| {
+        let e = Envoy::start(yaml);
+        (e.admin, e)
+    });
+    let courier = eds_session(|yaml| {
+        let c = Courier::start(yaml, 1);
+        (c.admin, c)
+    });
+    assert_eq!(courier, envoy);
 }

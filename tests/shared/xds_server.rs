@@ -1,6 +1,6 @@
 //! A state-of-the-world xDS management server for tests, over h2c on the `h2`
-//! crate: the ADS method and CDS's and LDS's own (`StreamClusters`,
-//! `StreamListeners`) all serve the same snapshot. A test `push`es a type's
+//! crate: the ADS method and CDS's, LDS's and EDS's own (`StreamClusters`,
+//! `StreamListeners`, `StreamEndpoints`) all serve the same snapshot. A test `push`es a type's
 //! whole state (`version`, resources as `Any`s); every stream that asked for
 //! that type gets it at once, and a stream's first request for a type gets
 //! the latest one. Each response has a nonce of its own (`n1`, `n2`, ...).
@@ -27,11 +27,13 @@ use prost::Message;
 
 pub const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+pub const ENDPOINT_TYPE: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 
 const METHODS: &[&str] = &[
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
     "/envoy.service.cluster.v3.ClusterDiscoveryService/StreamClusters",
     "/envoy.service.listener.v3.ListenerDiscoveryService/StreamListeners",
+    "/envoy.service.endpoint.v3.EndpointDiscoveryService/StreamEndpoints",
 ];
 
 /// How long `wait_request` waits.

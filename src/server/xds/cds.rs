@@ -8,13 +8,15 @@
 //! cluster warms until its first assignment was read (`eds::start`).
 
 use std::cell::RefCell;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use prost::Message;
 
+use super::eds_watch::Entry;
+use super::start::Started;
 use super::{diff, epoch_ms, record, resource_path, AppliedState, ResourceApi};
 use crate::config::path_source::{DiscoveryFile, CLUSTER_TYPE};
 use crate::config::ConfigError;
@@ -40,6 +42,11 @@ pub struct CdsApi {
     secrets: Arc<SecretManager>,
     stats: CdsStats,
     state: Rc<RefCell<AppliedState>>,
+    /// Where the EDS clusters it adds subscribe (weak: the streams hold this API).
+    streams: Weak<Started>,
+    /// Until the server's start-up is over (`started_initialized`), the EDS
+    /// clusters added whose first assignment is awaited.
+    initializing: RefCell<Option<Vec<Rc<Entry>>>>,
 }
 
 impl CdsApi {
@@ -48,9 +55,18 @@ impl CdsApi {
         store: Arc<Store>,
         secrets: Arc<SecretManager>,
         state: Rc<RefCell<AppliedState>>,
+        streams: &Rc<Started>,
     ) -> Self {
         let stats = CdsStats::new(&store, "cluster_manager.cds.");
-        CdsApi { cm, store, secrets, stats, state }
+        CdsApi {
+            cm,
+            store,
+            secrets,
+            stats,
+            state,
+            streams: Rc::downgrade(streams),
+            initializing: RefCell::new(Some(Vec::new())),
+        }
     }
 }
 
@@ -84,8 +100,14 @@ impl ResourceApi for CdsApi {
                 self.cm.warm(&info);
                 // Its first read is done (and it is warm) either way; unwatched, it
                 // keeps that assignment.
-                if let Err(e) = super::eds::start(&self.cm, &info, &self.store).await {
-                    tracing::warn!("cds: cluster {}: cannot watch its EDS file: {e}", info.name);
+                let started = match self.streams.upgrade() {
+                    Some(streams) => super::eds::start(&self.cm, &info, &streams).await,
+                    None => Err(std::io::Error::other("the server is stopping")),
+                };
+                match started {
+                    Ok(Some(entry)) => self.initializing.borrow_mut().iter_mut().for_each(|p| p.push(entry.clone())),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!("cds: cluster {}: cannot subscribe to its endpoints: {e}", info.name),
                 }
             } else {
                 self.cm.add_or_update(info).await;
@@ -93,6 +115,10 @@ impl ResourceApi for CdsApi {
         }
         for name in &removed {
             self.cm.remove(name);
+        }
+        // The EDS clusters replaced or removed are asked for no longer.
+        if let Some(streams) = self.streams.upgrade() {
+            streams.prune_eds();
         }
         if !changed.is_empty() || !removed.is_empty() {
             self.stats.config_reload.inc();
@@ -104,5 +130,16 @@ impl ResourceApi for CdsApi {
 
     fn state(&self) -> &RefCell<AppliedState> {
         &self.state
+    }
+
+    /// Envoy's cluster manager initializes the EDS clusters of the first CDS
+    /// update (their first assignment, or `initial_fetch_timeout`) before CDS
+    /// counts as initialized and listeners are asked for.
+    async fn started_initialized(&self) {
+        let pending = self.initializing.borrow_mut().take().unwrap_or_default();
+        for entry in pending {
+            entry.initialized().await;
+        }
+        self.cm.set_initialized();
     }
 }

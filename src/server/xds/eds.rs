@@ -1,5 +1,6 @@
 //! EDS (Envoy's `EdsClusterImpl` subscription): an EDS cluster's assignment,
-//! from its `eds_cluster_config.eds_config` file.
+//! from its `eds_cluster_config.eds_config` file or from a management server
+//! (`eds_watch`).
 //!
 //! Each EDS cluster has its own subscription, counted in the cluster's stats
 //! (`cluster.<name>.update_*`, `version`), as Envoy's. Unlike CDS and LDS, EDS
@@ -20,10 +21,12 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use prost::Message;
 
+use super::eds_watch::Entry;
+use super::source::Source;
+use super::start::Started;
 use super::{resource_path, AppliedState, PathSubscription, ResourceApi};
 use crate::config::path_source::{DiscoveryFile, ENDPOINT_TYPE};
 use crate::config::{ConfigError, FieldPath};
-use crate::stats::Store;
 use crate::upstream::eds::Assignment;
 use crate::upstream::{ClusterInfo, ClusterManager, DiscoveryType};
 
@@ -44,6 +47,25 @@ impl EdsApi {
     /// The `cluster_name` of the assignment this cluster takes.
     pub fn resource_name(&self) -> &str {
         self.info.eds.as_ref().map_or(self.info.name.as_str(), |e| e.service_name.as_str())
+    }
+
+    pub fn info(&self) -> &Arc<ClusterInfo> {
+        &self.info
+    }
+
+    /// Whether the first update (or its absence) initialized the cluster.
+    pub fn is_initialized(&self) -> bool {
+        self.initialized.get()
+    }
+
+    /// The first update was handled, whatever its outcome (or none came in
+    /// time): a warming cluster starts serving, with no hosts if none was assigned.
+    pub fn initialize(&self) {
+        if !self.initialized.replace(true) {
+            if let Some(cm) = self.cm.upgrade() {
+                cm.end_warming(&self.info);
+            }
+        }
     }
 }
 
@@ -90,31 +112,47 @@ impl ResourceApi for EdsApi {
     }
 }
 
-/// Starts the subscription of an EDS cluster the manager runs or warms: its
+/// Starts the subscription of an EDS cluster the manager runs or warms. A
 /// file is read once now (ending its warming, whatever the outcome), then
-/// followed by a local task until the cluster is replaced or removed.
+/// followed by a local task until the cluster is replaced or removed. A
+/// management server is asked for the assignment, which ends the warming when
+/// it comes (or `initial_fetch_timeout` does); the returned entry tells when.
 pub async fn start(
     cm: &Rc<ClusterManager>,
     info: &Arc<ClusterInfo>,
-    store: &Store,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    streams: &Started,
+) -> std::io::Result<Option<Rc<Entry>>> {
     let Some(eds) = &info.eds else {
         return Err(std::io::Error::other(format!("cluster {} has no eds_cluster_config", info.name)));
     };
-    let sub = PathSubscription::new(eds.source.clone(), store, &format!("cluster.{}.", info.stat_name));
     let api = EdsApi::new(cm, info.clone());
+    let path = match &eds.source.source {
+        Source::Path(path) => path.clone(),
+        other => {
+            let Some(watch) = streams.eds_watch(other) else {
+                api.initialize();
+                return Err(std::io::Error::other(format!("cluster {}: no ADS stream for its eds_config", info.name)));
+            };
+            return Ok(Some(watch.add(api, streams.store(), eds.source.initial_fetch_timeout)));
+        }
+    };
+    let sub = PathSubscription::new(path, streams.store(), &format!("cluster.{}.", info.stat_name));
     let watcher = sub.start(&api).await;
-    api.initialized.set(true);
-    cm.end_warming(info);
+    api.initialize();
     let watcher = watcher?;
-    Ok(tokio::task::spawn_local(async move { sub.follow(&api, watcher).await }))
+    streams.push_task(tokio::task::spawn_local(async move { sub.follow(&api, watcher).await }));
+    Ok(None)
 }
 
-/// Starts the subscription of each EDS cluster of `static_resources`.
-pub async fn start_static(cm: &Rc<ClusterManager>, store: &Store) -> std::io::Result<Vec<tokio::task::JoinHandle<()>>> {
-    let mut tasks = Vec::new();
+/// Starts the subscription of each EDS cluster of `static_resources`, and
+/// waits until each is initialized (Envoy's init manager, before listeners).
+pub async fn start_static(cm: &Rc<ClusterManager>, streams: &Started) -> std::io::Result<()> {
+    let mut pending = Vec::new();
     for info in cm.clusters().iter().filter(|c| c.discovery == DiscoveryType::Eds && cm.is_static(&c.name)) {
-        tasks.push(start(cm, info, store).await?);
+        pending.extend(start(cm, info, streams).await?);
     }
-    Ok(tasks)
+    for entry in pending {
+        entry.initialized().await;
+    }
+    Ok(())
 }

@@ -11,7 +11,12 @@
 //! field's path, as Envoy's). `node` goes on every request, or only on a
 //! stream's first with `set_node_on_first_message_only`. A stream that ends or
 //! cannot open is tried again after a jittered back-off (`backoff`), and the
-//! watches keep what they applied meanwhile. `control_plane.*` are Envoy's
+//! watches keep what they applied meanwhile. A watch whose resource names
+//! change (EDS, as clusters come and go) asks again on the open stream with
+//! its last version and nonce (`interest_changed`). On the ADS stream, once
+//! start-up's clusters are in, CDS's ACK waits while a cluster warms, as
+//! Envoy's (its signal that the clusters are ready for routes naming them).
+//! `control_plane.*` are Envoy's
 //! stats; Courier does no rate limiting, so `rate_limit_enforced` and
 //! `pending_requests` stay 0 (as Envoy's without `rate_limit_settings`).
 
@@ -33,6 +38,7 @@ use crate::upstream::ClusterManager;
 pub const ADS_METHOD: &str = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
 pub const CDS_METHOD: &str = "/envoy.service.cluster.v3.ClusterDiscoveryService/StreamClusters";
 pub const LDS_METHOD: &str = "/envoy.service.listener.v3.ListenerDiscoveryService/StreamListeners";
+pub const EDS_METHOD: &str = "/envoy.service.endpoint.v3.EndpointDiscoveryService/StreamEndpoints";
 
 /// gRPC's INTERNAL, the status of Envoy's NACK.
 const NACK_STATUS: i32 = 13;
@@ -69,14 +75,52 @@ pub struct GrpcMux {
     node: Node,
     stats: ControlPlaneStats,
     watches: RefCell<Vec<Rc<dyn Watch>>>,
-    /// Wakes the stream when a watch is added, to send its request.
+    /// The type URLs whose watches changed their resource names since the
+    /// stream last asked for them.
+    reasked: RefCell<Vec<String>>,
+    /// The nonce of the last response of each type on the current stream.
+    nonces: RefCell<Vec<(String, String)>>,
+    /// Wakes the stream when a watch is added or changed, to send its request.
     added: tokio::sync::Notify,
 }
 
 impl GrpcMux {
     pub fn new(source: GrpcSource, method: &'static str, cm: Rc<ClusterManager>, node: Node, store: &Store) -> Self {
         let stats = ControlPlaneStats::new(store, "control_plane.");
-        GrpcMux { source, method, cm, node, stats, watches: RefCell::default(), added: tokio::sync::Notify::new() }
+        GrpcMux {
+            source,
+            method,
+            cm,
+            node,
+            stats,
+            watches: RefCell::default(),
+            reasked: RefCell::default(),
+            nonces: RefCell::default(),
+            added: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// A watch's resource names changed: it asks again on the open stream (a
+    /// new stream asks with the current names anyway).
+    pub fn interest_changed(&self, type_url: &str) {
+        let mut reasked = self.reasked.borrow_mut();
+        if !reasked.iter().any(|t| t == type_url) {
+            reasked.push(type_url.to_string());
+        }
+        drop(reasked);
+        self.added.notify_one();
+    }
+
+    fn nonce(&self, type_url: &str) -> String {
+        self.nonces.borrow().iter().find(|(t, _)| t == type_url).map(|(_, n)| n.clone()).unwrap_or_default()
+    }
+
+    fn set_nonce(&self, type_url: &str, nonce: &str) {
+        let mut nonces = self.nonces.borrow_mut();
+        match nonces.iter_mut().find(|(t, _)| t == type_url) {
+            Some((_, n)) => nonce.clone_into(n),
+            None => nonces.push((type_url.to_string(), nonce.to_string())),
+        }
     }
 
     /// Adds a resource type: its request goes on the stream now if one is up,
@@ -126,6 +170,10 @@ impl GrpcMux {
         let mut requested = 0;
         let mut first = true;
         let mut answered = false;
+        // CDS's ACK, held while clusters warm (`holds_cds_ack`).
+        let mut held: Option<DiscoveryRequest> = None;
+        self.nonces.borrow_mut().clear();
+        self.reasked.borrow_mut().clear();
         loop {
             if let Err(e) = self.request_added(&mut stream, &mut requested, &mut first) {
                 return (e, answered);
@@ -133,6 +181,14 @@ impl GrpcMux {
             let watches = self.watches.borrow().clone();
             let response = tokio::select! {
                 () = self.added.notified() => continue,
+                () = self.cm.all_warm(), if held.is_some() => {
+                    if let Some(ack) = held.take() {
+                        if let Err(e) = stream.send(&ack) {
+                            return (e, answered);
+                        }
+                    }
+                    continue;
+                }
                 r = stream.recv::<DiscoveryResponse>() => r,
             };
             let response = match response {
@@ -140,6 +196,7 @@ impl GrpcMux {
                 Err(e) => return (e, answered),
             };
             answered = true;
+            self.set_nonce(&response.type_url, &response.nonce);
             let Some(watch) = watches.iter().find(|w| w.type_url() == response.type_url) else {
                 tracing::warn!(
                     "Ignoring the message for type URL {} as it has no current subscribers.",
@@ -160,6 +217,22 @@ impl GrpcMux {
             if let Err(e) = self.request_added(&mut stream, &mut requested, &mut first) {
                 return (e, answered);
             }
+            // An update that warmed the last cluster resumes CDS first.
+            if held.is_some() && !self.cm.holds_cds_ack() {
+                if let Some(ack) = held.take() {
+                    if let Err(e) = stream.send(&ack) {
+                        return (e, answered);
+                    }
+                }
+            }
+            // On the ADS stream Envoy sends no CDS ACK while a cluster warms,
+            // telling the management server when its clusters are ready for
+            // the routes that name them.
+            let is_cds = answer.type_url.ends_with(crate::config::path_source::CLUSTER_TYPE);
+            if self.method == ADS_METHOD && is_cds && answer.error_detail.is_none() && self.cm.holds_cds_ack() {
+                held = Some(answer);
+                continue;
+            }
             if let Err(e) = stream.send(&answer) {
                 return (e, answered);
             }
@@ -167,7 +240,8 @@ impl GrpcMux {
     }
 
     /// Sends the first request of every watch added since the last call (all
-    /// of them on a new stream).
+    /// of them on a new stream), then asks again for the watches whose names
+    /// changed.
     fn request_added(
         &self,
         stream: &mut GrpcStream,
@@ -178,7 +252,13 @@ impl GrpcMux {
         for w in &watches[*requested..] {
             stream.send(&self.request(w.as_ref(), w.version_info(), String::new(), None, first))?;
         }
+        let asked = &watches[..*requested];
         *requested = watches.len();
+        let reasked = std::mem::take(&mut *self.reasked.borrow_mut());
+        for w in asked.iter().filter(|w| reasked.iter().any(|t| t == w.type_url())) {
+            let nonce = self.nonce(w.type_url());
+            stream.send(&self.request(w.as_ref(), w.version_info(), nonce, None, first))?;
+        }
         Ok(())
     }
 

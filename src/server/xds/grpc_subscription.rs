@@ -67,6 +67,10 @@ impl<R: ResourceApi> GrpcSubscription<R> {
         }
     }
 
+    pub fn api(&self) -> &R {
+        &self.api
+    }
+
     /// Lets responses apply. Envoy asks for listeners as soon as the clusters
     /// are in, before its CDS ACK, but applies them once it is ready: the
     /// request goes out early and its answer waits for this.

@@ -44,7 +44,7 @@ impl LdsApi {
     ) -> Result<(Arc<ListenerConfig>, Rc<tokio::sync::watch::Sender<crate::network::DrainPhase>>), ConfigError> {
         let s = &self.server;
         let (drain_tx, drain_rx) = drain::listener_drain(&s.drain.subscribe());
-        let cluster_exists = |name: &str| self.cm.get(name).is_some();
+        let cluster_exists = |name: &str| self.cm.has_cluster(name);
         let node = &s.node;
         let ctx = FactoryContext {
             store: &s.store,

@@ -16,6 +16,7 @@
 pub mod backoff;
 pub mod cds;
 pub mod eds;
+pub mod eds_watch;
 pub mod grpc_mux;
 pub mod grpc_stream;
 pub mod grpc_subscription;
@@ -134,6 +135,11 @@ pub trait ResourceApi {
     fn done(&self) -> bool {
         false
     }
+
+    /// Waits for what the first update started to initialize (CDS: the EDS
+    /// clusters it added), as Envoy's init manager does before the next
+    /// subscription starts.
+    async fn started_initialized(&self) {}
 }
 
 /// One subscription: its file and its stats.

@@ -1,20 +1,27 @@
-//! Starts a CDS or LDS subscription on its source, and waits for its first
-//! update as Envoy's init manager does: a file is read once; a management
-//! server's first response (accepted or not) is awaited up to
-//! `initial_fetch_timeout`. Subscribing and being ready are two steps, as the
-//! server asks for listeners (Envoy does so before its CDS ACK) before its
-//! workers run, and applies them after. The ADS stream is opened by the first subscription
-//! that names it and shared by the next; a subscription with an
-//! `api_config_source` gets a stream of its own. What keeps running (file
-//! watches, streams) is handed back as tasks, aborted as the server drains.
+//! Starts xDS subscriptions on their sources, and waits for their first update
+//! as Envoy's init manager does: a file is read once; a management server's
+//! first response (accepted or not) is awaited up to `initial_fetch_timeout`.
+//! Subscribing and being ready are two steps, as the server asks for listeners
+//! (Envoy does so before its CDS ACK) before its workers run, and applies them
+//! after. The ADS stream is opened by the first subscription that names it and
+//! shared by the next; a CDS or LDS subscription with an `api_config_source`
+//! gets a stream of its own, and EDS clusters share one per source (each
+//! stream's `EdsWatch`). What keeps running (file watches, streams) is handed
+//! back as tasks, aborted as the server drains.
 
+use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 
-use super::grpc_mux::{GrpcMux, ADS_METHOD};
+use envoy_types::pb::envoy::config::core::v3::Node;
+
+use super::eds_watch::EdsWatch;
+use super::grpc_mux::{GrpcMux, ADS_METHOD, EDS_METHOD};
 use super::grpc_subscription::GrpcSubscription;
-use super::source::{Source, SubscriptionSource};
+use super::source::{GrpcSource, Source, SubscriptionSource};
 use super::{PathSubscription, ResourceApi};
 use crate::server::Server;
+use crate::stats::Store;
 use crate::upstream::ClusterManager;
 
 /// A subscription not yet `ready`.
@@ -24,45 +31,67 @@ pub enum Subscribed<R> {
     None,
 }
 
-/// The streams and watches started so far.
-#[derive(Default)]
+/// The streams and watches started so far, shared by whatever subscribes (the
+/// server at start-up, CDS for the EDS clusters it adds).
 pub struct Started {
-    pub tasks: Vec<tokio::task::JoinHandle<()>>,
-    ads: Option<Rc<GrpcMux>>,
+    node: Node,
+    store: Arc<Store>,
+    cm: Rc<ClusterManager>,
+    /// `dynamic_resources.ads_config`.
+    ads_source: Option<GrpcSource>,
+    tasks: RefCell<Vec<tokio::task::JoinHandle<()>>>,
+    ads: RefCell<Option<Rc<GrpcMux>>>,
+    /// The endpoint watch of each stream EDS clusters use, by the stream's
+    /// source (`None`: the ADS stream).
+    eds: RefCell<Vec<(Option<GrpcSource>, Rc<EdsWatch>)>>,
 }
 
 impl Started {
-    pub fn new(tasks: Vec<tokio::task::JoinHandle<()>>) -> Self {
-        Started { tasks, ads: None }
+    pub fn new(tasks: Vec<tokio::task::JoinHandle<()>>, server: &Server, cm: &Rc<ClusterManager>) -> Self {
+        Started {
+            node: server.node.clone(),
+            store: server.store.clone(),
+            cm: cm.clone(),
+            ads_source: server.dynamic.ads.clone(),
+            tasks: RefCell::new(tasks),
+            ads: RefCell::default(),
+            eds: RefCell::default(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Everything that keeps running, for the server to stop as it drains.
+    pub fn take_tasks(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        std::mem::take(&mut self.tasks.borrow_mut())
+    }
+
+    pub fn push_task(&self, task: tokio::task::JoinHandle<()>) {
+        self.tasks.borrow_mut().push(task);
     }
 
     /// Subscribes `api` to `source`: a management server is asked for its
     /// resources now; `ready` then lets them apply. `prefix` names its stats
     /// (`cluster_manager.cds.`), `method` its own stream's service method.
     pub fn subscribe<R: ResourceApi + 'static>(
-        &mut self,
-        server: &Server,
-        cm: &Rc<ClusterManager>,
+        &self,
         source: SubscriptionSource,
         api: R,
         prefix: &str,
         method: &'static str,
     ) -> Subscribed<R> {
         let mux = match source.source {
-            Source::Path(path) => return Subscribed::Path(PathSubscription::new(path, &server.store, prefix), api),
-            Source::Ads => match (&self.ads, &server.dynamic.ads) {
-                (Some(mux), _) => mux.clone(),
-                (None, Some(grpc)) => {
-                    let mux = self.start_mux(server, cm, grpc.clone(), ADS_METHOD);
-                    self.ads = Some(mux.clone());
-                    mux
-                }
+            Source::Path(path) => return Subscribed::Path(PathSubscription::new(path, &self.store, prefix), api),
+            Source::Ads => match self.ads_mux() {
+                Some(mux) => mux,
                 // `DynamicResourcesConfig::from_proto` refused an `ads` source without one.
-                (None, None) => return Subscribed::None,
+                None => return Subscribed::None,
             },
-            Source::Grpc(grpc) => self.start_mux(server, cm, grpc, method),
+            Source::Grpc(grpc) => self.start_mux(grpc, method),
         };
-        let sub = Rc::new(GrpcSubscription::new(api, &server.store, prefix));
+        let sub = Rc::new(GrpcSubscription::new(api, &self.store, prefix));
         mux.subscribe(sub.clone());
         Subscribed::Grpc(sub, source.initial_fetch_timeout)
     }
@@ -70,30 +99,64 @@ impl Started {
     /// Lets a subscription apply what it gets, and waits for its first update:
     /// a file's first read, or a management server's first response (up to
     /// `initial_fetch_timeout`).
-    pub async fn ready<R: ResourceApi + 'static>(&mut self, subscribed: Subscribed<R>) -> std::io::Result<()> {
+    pub async fn ready<R: ResourceApi + 'static>(&self, subscribed: Subscribed<R>) -> std::io::Result<()> {
         match subscribed {
             Subscribed::Path(sub, api) => {
                 let watcher = sub.start(&api).await?;
-                self.tasks.push(tokio::task::spawn_local(async move { sub.follow(&api, watcher).await }));
+                api.started_initialized().await;
+                self.push_task(tokio::task::spawn_local(async move { sub.follow(&api, watcher).await }));
             }
             Subscribed::Grpc(sub, timeout) => {
                 sub.open();
                 sub.initialized(timeout).await;
+                sub.api().started_initialized().await;
             }
             Subscribed::None => {}
         }
         Ok(())
     }
 
-    fn start_mux(
-        &mut self,
-        server: &Server,
-        cm: &Rc<ClusterManager>,
-        grpc: super::source::GrpcSource,
-        method: &'static str,
-    ) -> Rc<GrpcMux> {
-        let mux = Rc::new(GrpcMux::new(grpc, method, cm.clone(), server.node.clone(), &server.store));
-        self.tasks.push(tokio::task::spawn_local(mux.clone().run()));
+    /// The endpoint watch of the stream an EDS cluster's `source` names (the
+    /// ADS stream, or one per `api_config_source`), subscribed on first use.
+    pub fn eds_watch(&self, source: &Source) -> Option<Rc<EdsWatch>> {
+        let key = match source {
+            Source::Path(_) => return None,
+            Source::Ads => None,
+            Source::Grpc(grpc) => Some(grpc.clone()),
+        };
+        if let Some((_, watch)) = self.eds.borrow().iter().find(|(k, _)| *k == key) {
+            return Some(watch.clone());
+        }
+        let mux = match &key {
+            None => self.ads_mux()?,
+            Some(grpc) => self.start_mux(grpc.clone(), EDS_METHOD),
+        };
+        let watch = Rc::new(EdsWatch::new(&mux));
+        mux.subscribe(watch.clone());
+        self.eds.borrow_mut().push((key, watch.clone()));
+        Some(watch)
+    }
+
+    /// Forgets the EDS clusters CDS replaced or removed.
+    pub fn prune_eds(&self) {
+        for (_, watch) in self.eds.borrow().iter() {
+            watch.prune();
+        }
+    }
+
+    /// The ADS stream, opened on first use.
+    fn ads_mux(&self) -> Option<Rc<GrpcMux>> {
+        if let Some(mux) = self.ads.borrow().as_ref() {
+            return Some(mux.clone());
+        }
+        let mux = self.start_mux(self.ads_source.clone()?, ADS_METHOD);
+        *self.ads.borrow_mut() = Some(mux.clone());
+        Some(mux)
+    }
+
+    fn start_mux(&self, grpc: GrpcSource, method: &'static str) -> Rc<GrpcMux> {
+        let mux = Rc::new(GrpcMux::new(grpc, method, self.cm.clone(), self.node.clone(), &self.store));
+        self.push_task(tokio::task::spawn_local(mux.clone().run()));
         mux
     }
 }
