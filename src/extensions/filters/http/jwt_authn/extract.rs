@@ -37,8 +37,10 @@ impl Issuers {
 pub struct Token {
     pub value: String,
     pub issuers: Arc<Issuers>,
-    /// The header it came in: removed once verified, unless the provider forwards it.
+    /// The header or query parameter it came in: removed once verified, unless
+    /// the provider forwards it.
     pub header: Option<HeaderName>,
+    pub param: Option<String>,
 }
 
 /// The places to look, for one provider or several.
@@ -89,7 +91,7 @@ impl Extractor {
                 let Some(at) = value.find(prefix.as_str()) else { continue };
                 after_prefix(&value, at + prefix.len()).to_string()
             };
-            tokens.push(Token { value, issuers: issuers.clone(), header: Some(name.clone()) });
+            tokens.push(Token { value, issuers: issuers.clone(), header: Some(name.clone()), param: None });
         }
         if !self.params.is_empty() {
             let query = uri.query().unwrap_or("");
@@ -99,19 +101,36 @@ impl Extractor {
                     (key == param).then_some(value)
                 });
                 if let Some(value) = found {
-                    tokens.push(Token { value: value.to_string(), issuers: issuers.clone(), header: None });
+                    tokens.push(Token {
+                        value: value.to_string(),
+                        issuers: issuers.clone(),
+                        header: None,
+                        param: Some(param.clone()),
+                    });
                 }
             }
         }
         if !self.cookies.is_empty() {
             for (cookie, issuers) in &self.cookies {
                 if let Some(value) = cookie_value(headers, cookie) {
-                    tokens.push(Token { value, issuers: issuers.clone(), header: None });
+                    tokens.push(Token { value, issuers: issuers.clone(), header: None, param: None });
                 }
             }
         }
         tokens
     }
+}
+
+/// `uri` without the query parameter `name` (the `?` goes when nothing is left).
+pub fn without_param(uri: &http::Uri, name: &str) -> Option<http::Uri> {
+    let query = uri.query()?;
+    let kept: Vec<&str> =
+        query.split('&').filter(|item| item.split_once('=').map_or(*item, |(k, _)| k) != name).collect();
+    let path_and_query =
+        if kept.is_empty() { uri.path().to_string() } else { format!("{}?{}", uri.path(), kept.join("&")) };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(path_and_query.parse().ok()?);
+    http::Uri::from_parts(parts).ok()
 }
 
 /// A header's values joined with `,`, as Envoy reads a repeated header.
@@ -154,6 +173,14 @@ mod tests {
         assert_eq!(after_prefix("Bearer   a.b-c_d, more", 7), "a.b-c_d");
         assert_eq!(after_prefix("Bearer ", 7), "Bearer ");
         assert_eq!(after_prefix("x", 7), "x");
+    }
+
+    #[test]
+    fn a_verified_param_leaves_the_query() {
+        let strip = |uri: &str| without_param(&uri.parse().expect("uri"), "access_token").map(|u| u.to_string());
+        assert_eq!(strip("/x?a=1&access_token=t&b").as_deref(), Some("/x?a=1&b"));
+        assert_eq!(strip("/x?access_token=t").as_deref(), Some("/x"));
+        assert_eq!(strip("/x").as_deref(), None);
     }
 
     #[test]

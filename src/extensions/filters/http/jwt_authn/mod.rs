@@ -26,9 +26,9 @@ mod requirement;
 mod status;
 mod verifier;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use envoy_types::pb::envoy::extensions::filters::http::jwt_authn::v3::per_route_config::RequirementSpecifier;
@@ -103,6 +103,15 @@ pub struct JwtAuthnConfig {
 }
 
 impl JwtAuthnConfig {
+    /// Envoy's 403 for a route naming a requirement `requirement_map` lacks.
+    fn unknown_requirement(&self, name: &str) -> LocalReply {
+        let mut names: Vec<&str> = self.requirement_map.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        let error = format!("Wrong requirement_name: {name}. It should be one of [{}]", names.join(","));
+        let details = static_details(&format!("jwt_authn_access_denied{{{}}}", error.replace(' ', "_")));
+        LocalReply::new(StatusCode::FORBIDDEN, format!("Failed JWT authentication: {error}"), details)
+    }
+
     /// The provider for a token found where several look: the first with its
     /// issuer, else the first with none.
     fn provider_for(&self, iss: &str) -> Option<usize> {
@@ -183,6 +192,20 @@ fn create_per_route(any: &Any, path: &FieldPath, _store: &Store) -> Result<PerRo
     }
 }
 
+/// `details` as the `&'static str` a local reply carries: each distinct text is
+/// leaked once per process, and the texts come from config (route and
+/// requirement names), never from requests, so they are bounded.
+fn static_details(details: &str) -> &'static str {
+    static SEEN: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = seen.get(details) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(details.to_string().into_boxed_str());
+    seen.insert(leaked);
+    leaked
+}
+
 /// The filter's config, shared by every worker.
 #[derive(Debug)]
 pub struct JwtAuthnFilterFactory {
@@ -241,23 +264,21 @@ impl StreamFilter for JwtAuthnFilter {
         for name in &config.output_headers {
             parts.headers.remove(name);
         }
+        // A bypassed preflight, a disabled route and a request no rule covers all
+        // count as allowed, as Envoy's.
         if config.bypass_cors_preflight && is_cors_preflight(parts) {
             config.stats.cors_preflight_bypassed.inc();
+            config.stats.allowed.inc();
             return FilterStatus::Continue;
         }
         let per_route = cx.route.and_then(|r| r.per_filter_config::<JwtAuthnRouteConfig>(&config.name));
         let requirement = match per_route {
-            Some(JwtAuthnRouteConfig::Disabled) => return FilterStatus::Continue,
+            Some(JwtAuthnRouteConfig::Disabled) => None,
             Some(JwtAuthnRouteConfig::RequirementName(name)) => match config.requirement_map.get(name) {
                 Some(r) => Some(r.clone()),
                 None => {
                     config.stats.denied.inc();
-                    let reply = LocalReply::new(
-                        StatusCode::FORBIDDEN,
-                        "Failed JWT authentication",
-                        "jwt_authn_access_denied{Failed_JWT_authentication}",
-                    );
-                    return FilterStatus::LocalReply(reply);
+                    return FilterStatus::LocalReply(config.unknown_requirement(name));
                 }
             },
             None => config.rules.iter().find(|r| r.matcher.matches(parts)).and_then(|r| r.requirement.clone()),
@@ -267,16 +288,18 @@ impl StreamFilter for JwtAuthnFilter {
             return FilterStatus::Continue;
         };
         let realm = realm(parts);
-        let headers = parts.headers.clone();
-        let uri = parts.uri.clone();
+        let (headers, uri) = (parts.headers.clone(), parts.uri.clone());
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         FilterStatus::Decide(Box::pin(async move {
             let mut check = verifier::Check { config: &config, headers, uri, now };
             let status = check.requirement(&requirement).await;
             if status == Status::Ok {
                 config.stats.allowed.inc();
-                let headers = check.headers;
-                FilterStatus::ContinueWith(Box::new(move |request| request.headers = headers))
+                let (headers, uri) = (check.headers, check.uri);
+                FilterStatus::ContinueWith(Box::new(move |request| {
+                    request.headers = headers;
+                    request.uri = uri;
+                }))
             } else {
                 config.stats.denied.inc();
                 FilterStatus::LocalReply(refusal(status, &realm))

@@ -6,7 +6,8 @@
 //! parsed, its issuer checked against the place's, its time (`nbf`, `exp`, with
 //! the provider's clock skew) and audiences checked, then its signature against
 //! the provider's keys (fetched first if remote). A good token leaves its payload
-//! and claims in headers and is removed from its header unless `forward`.
+//! and claims in headers and is removed from its header or query parameter
+//! unless `forward`.
 //! `allow_missing` and `allow_missing_or_failed` look in every provider's
 //! places and pick the provider by the token's issuer. `requires_any` reports, when
 //! all fail, the last failure other than a missing token, as Envoy 1.40 does.
@@ -19,7 +20,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
 use serde_json::Value;
 
-use super::extract::Token;
+use super::extract::{without_param, Token};
 use super::jwt::Jwt;
 use super::provider::{audiences_allowed, KeySource, Provider};
 use super::requirement::Requirement;
@@ -153,6 +154,9 @@ impl Check<'_> {
         if !p.forward {
             if let Some(header) = &token.header {
                 self.headers.remove::<&HeaderName>(header);
+            }
+            if let Some(uri) = token.param.as_deref().and_then(|name| without_param(&self.uri, name)) {
+                self.uri = uri;
             }
         }
     }
