@@ -105,9 +105,7 @@ pub struct JwtAuthnConfig {
 impl JwtAuthnConfig {
     /// Envoy's 403 for a route naming a requirement `requirement_map` lacks.
     fn unknown_requirement(&self, name: &str) -> LocalReply {
-        let mut names: Vec<&str> = self.requirement_map.keys().map(String::as_str).collect();
-        names.sort_unstable();
-        let error = format!("Wrong requirement_name: {name}. It should be one of [{}]", names.join(","));
+        let error = requirement::unknown_requirement(name, &self.requirement_map);
         let details = static_details(&format!("jwt_authn_access_denied{{{}}}", error.replace(' ', "_")));
         LocalReply::new(StatusCode::FORBIDDEN, format!("Failed JWT authentication: {error}"), details)
     }

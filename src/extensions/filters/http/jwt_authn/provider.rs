@@ -2,9 +2,8 @@
 //! they are carried, where the keys come from, and what a verified token
 //! leaves on the request.
 //!
-//! Local keys (`local_jwks`) are read at load; a set that cannot be read is
-//! kept as its failure, which each token checked against it gets, as Envoy
-//! keeps serving with a warning. Remote keys (`remote_jwks`) are fetched by
+//! Local keys (`local_jwks`) are read at load, and a set that cannot be read is
+//! a config error with Envoy's reason. Remote keys (`remote_jwks`) are fetched by
 //! `remote` on first use.
 
 use std::time::Duration;
@@ -16,7 +15,6 @@ use envoy_types::pb::envoy::extensions::filters::http::jwt_authn::v3::JwtProvide
 use http::header::HeaderName;
 
 use super::jwks::{Jwks, MAX_JWKS};
-use super::status::Status;
 use crate::config::{duration, ConfigError, FieldPath};
 
 /// Envoy's default `clock_skew_seconds`.
@@ -39,7 +37,7 @@ pub struct RemoteSpec {
 
 #[derive(Debug, Clone)]
 pub enum KeySource {
-    Local(Result<Jwks, Status>),
+    Local(Jwks),
     Remote(RemoteSpec),
 }
 
@@ -77,10 +75,12 @@ fn header_name(name: &str, path: &FieldPath, field: &str) -> Result<HeaderName, 
         .map_err(|_| path.field_error(field, format!("'{name}' is not a header name")))
 }
 
+/// Reads `local_jwks` (`path` points at it) of the provider `name`.
 fn local_jwks(
+    name: &str,
     source: &envoy_types::pb::envoy::config::core::v3::DataSource,
     path: &FieldPath,
-) -> Result<Result<Jwks, Status>, ConfigError> {
+) -> Result<Jwks, ConfigError> {
     let bytes = match &source.specifier {
         Some(Specifier::InlineString(s)) => s.as_bytes().to_vec(),
         Some(Specifier::InlineBytes(b)) => b.clone(),
@@ -99,7 +99,9 @@ fn local_jwks(
             return Err(path.error("one of inline_string, inline_bytes, filename or environment_variable must be set"))
         }
     };
-    Ok(Jwks::parse(&bytes))
+    Jwks::parse(&bytes).map_err(|status| {
+        path.error(format!("Provider '{name}' in jwt_authn config has invalid local jwks: {}", status.message()))
+    })
 }
 
 impl Provider {
@@ -107,7 +109,7 @@ impl Provider {
     pub fn from_proto(name: &str, p: &JwtProvider, path: &FieldPath) -> Result<Provider, ConfigError> {
         let keys = match &p.jwks_source_specifier {
             Some(JwksSourceSpecifier::LocalJwks(source)) => {
-                KeySource::Local(local_jwks(source, &path.child("local_jwks"))?)
+                KeySource::Local(local_jwks(name, source, &path.child("local_jwks"))?)
             }
             Some(JwksSourceSpecifier::RemoteJwks(remote)) => {
                 let rp = path.child("remote_jwks");

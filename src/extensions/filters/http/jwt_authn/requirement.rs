@@ -84,6 +84,14 @@ impl Requirement {
     }
 }
 
+/// Envoy's words for a `requirement_name` that `requirement_map` lacks (at load
+/// for a rule, per request for a route's `PerRouteConfig`).
+pub fn unknown_requirement(name: &str, named: &HashMap<String, Requirement>) -> String {
+    let mut names: Vec<&str> = named.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    format!("Wrong requirement_name: {name}. It should be one of [{}]", names.join(","))
+}
+
 /// A compiled `RequirementRule`.
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -105,12 +113,10 @@ impl Rule {
             Some(RequirementType::Requires(req)) => {
                 Some(Requirement::from_proto(req, providers, &path.child("requires"))?)
             }
-            Some(RequirementType::RequirementName(name)) => Some(named.get(name).cloned().ok_or_else(|| {
-                path.field_error(
-                    "requirement_name",
-                    format!("Wrong requirement_name: {name}. It should be one of [requirement_map]"),
-                )
-            })?),
+            Some(RequirementType::RequirementName(name)) => match named.get(name) {
+                Some(r) => Some(r.clone()),
+                None => return Err(path.field_error("requirement_name", unknown_requirement(name, named))),
+            },
         };
         Ok(Rule { matcher, requirement })
     }

@@ -118,8 +118,7 @@ impl Check<'_> {
             return Status::JwtAudienceNotAllowed;
         }
         let status = match &p.keys {
-            KeySource::Local(Ok(jwks)) => jwks.verify(&jwt),
-            KeySource::Local(Err(_)) => Status::JwksNoValidKeys,
+            KeySource::Local(jwks) => jwks.verify(&jwt),
             KeySource::Remote(spec) => {
                 match remote::keys(config.id, &p.name, spec, &config.clusters, &config.stats).await {
                     Ok(jwks) => jwks.verify(&jwt),
