@@ -1,5 +1,5 @@
 //! A JWT read from its compact form (`header.payload.signature`, each
-//! base64url), checked as Envoy's JWT library checks it before any key is
+//! base64url; empty parts skipped, as Envoy splits), checked as Envoy's JWT library checks it before any key is
 //! looked at: three parts, JSON objects, a supported `alg`, and the registered
 //! claims of the right types. Nothing here trusts the bytes: every failure is a
 //! `Status`, and tokens over `MAX_TOKEN` are refused before decoding.
@@ -106,7 +106,8 @@ fn time_claim(payload: &Map<String, Value>, name: &str, bad: Status) -> Result<O
 
 impl Jwt {
     pub fn parse(token: &str) -> Result<Jwt, Status> {
-        let parts: Vec<&str> = token.split('.').collect();
+        // Empty parts are skipped, as Envoy splits: `h..p.s` is read as `h.p.s`.
+        let parts: Vec<&str> = token.split('.').filter(|p| !p.is_empty()).collect();
         if parts.len() != 3 || token.len() > MAX_TOKEN {
             return Err(Status::JwtBadFormat);
         }
@@ -181,6 +182,11 @@ mod tests {
     fn malformed_tokens_are_refused_with_envoys_reason() {
         assert_eq!(Jwt::parse("a.b").err(), Some(Status::JwtBadFormat));
         assert_eq!(Jwt::parse("a.b.c.d").err(), Some(Status::JwtBadFormat));
+        assert_eq!(parse(r#"{"alg":"none"}"#, "{}").map(|_| ()).err(), Some(Status::JwtHeaderNotImplementedAlg));
+        let unsigned = format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64("{}"));
+        assert_eq!(Jwt::parse(&unsigned).err(), Some(Status::JwtBadFormat));
+        let dotted = format!(".{}..{}.c2ln", b64(r#"{"alg":"RS256"}"#), b64("{}"));
+        assert_eq!(Jwt::parse(&dotted).map(|j| j.signed.matches('.').count()), Ok(1));
         assert_eq!(Jwt::parse("not.a.jwt").err(), Some(Status::JwtHeaderBadJson));
         assert_eq!(Jwt::parse("%%.a.b").err(), Some(Status::JwtHeaderBadBase64));
         assert_eq!(parse("[1]", "{}").err(), Some(Status::JwtHeaderBadJson));
