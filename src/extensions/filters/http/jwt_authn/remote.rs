@@ -3,7 +3,8 @@
 //! `cache_duration`, as each Envoy worker keeps its own copy.
 //!
 //! Each worker's copies live in a thread-local map keyed by the filter config's
-//! id and the provider, so workers never share or lock them. A failed fetch (no
+//! id and the provider, so workers never share or lock them; stale copies are
+//! dropped at each fetch. A failed fetch (no
 //! answer, a status other than 200, a body that is no key set) is counted in
 //! `jwks_fetch_failed` and is `JwksFetchFail` for the token; nothing is kept, so
 //! the next request fetches again.
@@ -52,8 +53,13 @@ pub async fn keys(
         Some(jwks) => {
             stats.jwks_fetch_success.inc();
             let jwks = Rc::new(jwks);
-            let until = Instant::now() + spec.cache_duration;
-            CACHE.with(|c| c.borrow_mut().insert(key, (jwks.clone(), until)));
+            let now = Instant::now();
+            CACHE.with(|c| {
+                let mut cache = c.borrow_mut();
+                // Stale entries go here, so a replaced config's keys do not stay.
+                cache.retain(|_, (_, until)| *until > now);
+                cache.insert(key, (jwks.clone(), now + spec.cache_duration));
+            });
             Ok(jwks)
         }
         None => {
