@@ -229,12 +229,18 @@ fn is_cors_preflight(parts: &http::request::Parts) -> bool {
         && present(http::header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
-/// The request's URL for the `realm`: scheme (as `x-forwarded-proto` says), host and path.
+/// Envoy's bound on the path in a `realm`.
+const MAX_REALM_PATH: usize = 256;
+
+/// The request's URL for the `realm`: scheme (as `x-forwarded-proto` says), host and
+/// path (its first `MAX_REALM_PATH` bytes).
 fn realm(parts: &http::request::Parts) -> String {
     let header = |name| parts.headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
     let scheme = header(crate::http::headers::X_FORWARDED_PROTO).unwrap_or("http");
     let host = header(http::header::HOST).or(parts.uri.authority().map(|a| a.as_str())).unwrap_or_default();
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    // A path is ASCII (the codecs refuse others), so any byte is a char boundary.
+    let path = path.get(..MAX_REALM_PATH).unwrap_or(path);
     format!("{scheme}://{host}{path}")
 }
 
