@@ -45,6 +45,8 @@ const ROOTS: &[&str] = &[
     "envoy.extensions.filters.http.csrf.v3.CsrfPolicy",
     "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
     "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
+    "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+    "envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig",
     "envoy.extensions.compression.gzip.decompressor.v3.Gzip",
     "envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
     "envoy.extensions.access_loggers.file.v3.FileAccessLog",

@@ -23,6 +23,7 @@ pub const INVENTORY: Inventory = Inventory {
         filters::http::decompressor::SUPPORTED_FIELDS,
         filters::http::csrf::SUPPORTED_FIELDS,
         filters::http::ext_authz::SUPPORTED_FIELDS,
+        filters::http::jwt_authn::SUPPORTED_FIELDS,
         filters::listener::SUPPORTED_FIELDS,
         super::transport_sockets::tls::SUPPORTED_FIELDS,
         super::tracers::SUPPORTED_FIELDS,

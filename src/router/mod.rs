@@ -48,6 +48,7 @@ pub(crate) mod test_util;
 pub use config::{PerRouteDecoder, RouteBuildContext, RouteTable, DEFAULT_MAX_DIRECT_RESPONSE_BODY_BYTES};
 pub(crate) use header_matcher::HeaderMatcher;
 pub use header_mutation::{AppendAction, HeaderMutation};
+pub(crate) use matcher::RouteMatcher;
 pub use per_filter::PerRouteConfig;
 pub use redirect::RedirectAction;
 pub use retry_policy::{RetryOn, RetryPolicy, DEFAULT_BASE_INTERVAL};

@@ -340,3 +340,68 @@ fn ipv4_mapped_listener_address_needs_ipv4_compat() {
     assert!(!status.success(), "{err}");
     assert!(err.contains("[::ffff:127.0.0.1]:0"), "{err}");
 }
+
+/// An HTTP listener whose `jwt_authn` filter has `provider` (one provider, `p`) and `rules`.
+fn jwt_authn_config(provider: &str, rules: &str) -> String {
+    format!(
+        r#"
+static_resources:
+  listeners:
+  - name: l
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 10000 }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: h
+          route_config: {{ virtual_hosts: [{{ name: v, domains: ["*"], routes: [{{ match: {{ prefix: / }}, direct_response: {{ status: 200 }} }}] }}] }}
+          http_filters:
+          - name: envoy.filters.http.jwt_authn
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+              providers:
+                p:
+{provider}
+              rules:
+{rules}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"#
+    )
+}
+
+/// What Envoy 1.40 says (`--mode validate`) of a bad `jwt_authn` config, with the field
+/// path; and a provider field Courier does not act on is refused by name.
+#[test]
+fn jwt_authn_config_errors_are_envoys() {
+    const AT: &str =
+        "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config";
+    let keys = r#"                  local_jwks: { inline_string: '{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}' }"#;
+    let rule = "              - { match: { prefix: / }, requires: { provider_name: p } }";
+    let cases = [
+        (
+            jwt_authn_config(keys, "              - { match: { prefix: / }, requires: { provider_name: nobody } }"),
+            format!("{AT}.rules[0].requires.provider_name: Required provider ['nobody'] is not configured."),
+        ),
+        (
+            jwt_authn_config("                  local_jwks: { inline_string: 'not json' }", rule),
+            format!("{AT}.providers[\"p\"].local_jwks: Provider 'p' in jwt_authn config has invalid local jwks: Jwks is an invalid JSON"),
+        ),
+        (
+            jwt_authn_config(keys, "              - { match: { prefix: / }, requirement_name: nothing }"),
+            format!("{AT}.rules[0].requirement_name: Wrong requirement_name: nothing. It should be one of []"),
+        ),
+        (
+            jwt_authn_config(&format!("{keys}\n                  payload_in_metadata: jwt"), rule),
+            format!("{AT}.providers[\"p\"].payload_in_metadata: field 'payload_in_metadata' of envoy.extensions.filters.http.jwt_authn.v3.JwtProvider is not supported by Courier"),
+        ),
+    ];
+    for (yaml, expected) in cases {
+        let (ok, out) = validate(&yaml);
+        assert!(!ok && out.contains(&expected), "expected `{expected}` in:\n{out}");
+    }
+    let (ok, out) = validate(&jwt_authn_config(keys, rule));
+    assert!(ok, "{out}");
+}

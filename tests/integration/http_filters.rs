@@ -1,5 +1,6 @@
 //! Courier's HTTP filters end to end, against Envoy's documented behaviour:
-//! local_ratelimit, cors, fault, health_check, buffer and decompressor.
+//! local_ratelimit, cors, fault, health_check, buffer, decompressor and jwt_authn's
+//! remote keys.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -454,4 +455,68 @@ fn decompressor_inflates_a_request_body_as_it_streams() {
     upstream.join().expect("upstream");
     c.wait_stat("http.ingress.decompressor.up.gzip.request.decompressed", |v| v == 1);
     assert_eq!(c.stat("http.ingress.decompressor.up.gzip.request.total_uncompressed_bytes"), Some(23));
+}
+
+const JWT_TYPE: &str = "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication";
+/// An RS256 key set and a token it signed (made once with openssl; `exp` in 2100),
+/// as in tests/compat/cases/filter_jwt_authn.yaml.
+const JWKS: &str = r#"{"keys":[{"kty":"RSA","kid":"rsa1","alg":"RS256","n":"7efvthMLrkaL7xRDtx8XovoueWqIiOXrIzgyZDuBEgnAF8PeewYANzgoJEzb9Uue54Wqp0Gq4EWQezEZyETa3RyGza3qgukLrFS4NBOkcmwsx1MM6BwdJYDYL-OD588fw-3dHgLbpJt8ueIUnU-k3RvKJesABhdxkoWq68AreVbSVEs4iAEeLLNtnbqeyU5Hodtg3v6R4UiBqL-PrLFbz1CNzI7IsXMVjG31fMccxen0krvfaDYg6SZ8gq9k-vm66l5XsZyKerhaeljR5zWj3t1IrYq-njdXVMXbeecqDLDT6Jvp5D9QvKhUJevcWrs6UxrkPYl9RSsFslpzh3Qbuw","e":"AQAB"}]}"#;
+const JWT: &str = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCIsImtpZCI6InJzYTEifQ.eyJpc3MiOiJodHRwczovL2lzc3Vlci50ZXN0IiwiYXVkIjpbImNvdXJpZXIiLCJvdGhlciJdLCJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMCwiZW1haWwiOiJhbGljZUBleGFtcGxlLmNvbSIsInRlbmFudCI6eyJpZCI6N30sImFkbWluIjp0cnVlfQ.cuhguZepMWiBMF7HxJSkT80ZsvgT3EqMoZ6dO6hE2o2Z93DgrYTHca11rZX8PdJwSXd_910XdYvFsJkJoY-zKToZ_QiXRlIGSXAo4x33MtgmXLMbbfUrFUPdQc_saq2-w4kbs_C_cqymBPLGKdQNlyXfNhJBp-i4ZunphSx1hn788OaOz5gjRYYbt89_SXqzp4hfM66I1OkZiStwRHhWDsrf06zKam6iXjS_UR2UZl4uMEpINRcdev_h50eibLS28EcQR4AdG1HIQ3GC8REZwMjVE5ntOvHBaNuJmKBvVRz1g2pGLEFQLZZrIaXo3SfKz12ywjfZo4tFnIjjWf3A_w";
+
+#[test]
+fn jwt_authn_fetches_remote_jwks_once_and_answers_a_failed_fetch() {
+    let app = http_upstream("app");
+    let (jwks, fetches) = fixed_upstream(JWKS, 200, "");
+    let jwt = filter(
+        "envoy.filters.http.jwt_authn",
+        JWT_TYPE,
+        r#"providers:
+  remote:
+    issuer: https://issuer.test
+    remote_jwks:
+      http_uri: { uri: "http://jwks.test/keys", cluster: jwks, timeout: 1s }
+      cache_duration: 300s
+  unreachable:
+    remote_jwks:
+      http_uri: { uri: "http://dead.test/keys", cluster: dead, timeout: 1s }
+rules:
+- match: { prefix: /dead }
+  requires: { provider_name: unreachable }
+- match: { prefix: / }
+  requires: { provider_name: remote }
+"#,
+    );
+    let clusters = [
+        static_cluster("app", &[app.port()]),
+        static_cluster("jwks", &[jwks.port()]),
+        static_cluster("dead", &[closed_port()]),
+    ];
+    let c = start_web("", &routes_to_app("", ""), &jwt, &clusters);
+    let addr = c.listener("web");
+    let bearer = format!("Bearer {JWT}");
+    // Fetched on first use, then kept: one fetch for several requests.
+    for _ in 0..3 {
+        let r = get(addr, "/a", &[("authorization", &bearer)]);
+        assert_eq!(r.status, 200);
+        // The verified token does not go upstream (no `forward`).
+        assert!(r.text().contains(r#""upstream":"app""#) && !r.text().contains("authorization"), "{}", r.text());
+    }
+    // The token's last character is `w`: now the signature is wrong.
+    let tampered = format!("{}A", &bearer[..bearer.len() - 1]);
+    let r = get(addr, "/a", &[("authorization", &tampered)]);
+    assert_eq!((r.status, r.text().as_str()), (401, "Jwt verification fails"));
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    assert_eq!(c.stat("http.ingress.jwt_authn.jwks_fetch_success"), Some(1));
+    assert_eq!(c.stat("cluster.jwks.upstream_rq_200"), Some(1));
+
+    // A fetch that fails answers as Envoy 1.40 does, and is not kept.
+    for n in 1..=2 {
+        let r = get(addr, "/dead", &[("authorization", &bearer), ("host", "h.test")]);
+        assert_eq!((r.status, r.text().as_str()), (401, "Jwks remote fetch is failed"));
+        let challenge = r.header("www-authenticate");
+        assert_eq!(challenge, Some(r#"Bearer realm="http://h.test/dead", error="invalid_token""#));
+        assert_eq!(c.stat("http.ingress.jwt_authn.jwks_fetch_failed"), Some(n));
+    }
+    assert_eq!(c.stat("http.ingress.jwt_authn.allowed"), Some(3));
+    assert_eq!(c.stat("http.ingress.jwt_authn.denied"), Some(3));
 }

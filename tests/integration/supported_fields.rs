@@ -46,6 +46,10 @@ const GZIP: &str = "envoy.extensions.compression.gzip.compressor.v3.Gzip";
 const EXT_AUTHZ: &str = "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz";
 const EXT_AUTHZ_RESPONSE: &str = "envoy.extensions.filters.http.ext_authz.v3.AuthorizationResponse";
 const CSRF: &str = "envoy.extensions.filters.http.csrf.v3.CsrfPolicy";
+const JWT_AUTHN: &str = "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication";
+const JWT_PROVIDER: &str = "envoy.extensions.filters.http.jwt_authn.v3.JwtProvider";
+const JWT_REQUIREMENT: &str = "envoy.extensions.filters.http.jwt_authn.v3.JwtRequirement";
+const JWT_REMOTE: &str = "jwt_authn_fetches_remote_jwks_once_and_answers_a_failed_fetch";
 const DECOMPRESSOR: &str = "envoy.extensions.filters.http.decompressor.v3.Decompressor";
 const DECOMPRESSOR_REQUEST: &str = "envoy.extensions.filters.http.decompressor.v3.Decompressor.RequestDirectionConfig";
 const DECOMPRESSOR_RESPONSE: &str =
@@ -1260,6 +1264,48 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (EXT_AUTHZ_RESPONSE, "allowed_upstream_headers_to_append", &[compat("filter_ext_authz")]),
     (EXT_AUTHZ_RESPONSE, "allowed_client_headers", &[compat("filter_ext_authz")]),
     ("envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute", "disabled", &[compat("filter_ext_authz")]),
+    // --- extensions::filters::http::jwt_authn::SUPPORTED_FIELDS
+    (JWT_AUTHN, "providers", &[compat("filter_jwt_authn")]),
+    (JWT_AUTHN, "rules", &[compat("filter_jwt_authn")]),
+    (JWT_AUTHN, "requirement_map", &[compat("filter_jwt_authn")]),
+    (JWT_AUTHN, "bypass_cors_preflight", &[compat("filter_jwt_authn")]),
+    (JWT_PROVIDER, "issuer", &[compat("filter_jwt_authn")]),
+    (JWT_PROVIDER, "audiences", &[compat("filter_jwt_authn")]),
+    (JWT_PROVIDER, "local_jwks", &[compat("filter_jwt_authn")]),
+    (JWT_PROVIDER, "remote_jwks", &[test(FILTERS_IT, JWT_REMOTE)]),
+    (JWT_PROVIDER, "forward", &[compat("filter_jwt_authn")]),
+    (JWT_PROVIDER, "from_headers", &[compat("filter_jwt_authn")]),
+    (JWT_PROVIDER, "from_params", &[compat("filter_jwt_authn")]),
+    (JWT_PROVIDER, "from_cookies", &[compat("filter_jwt_authn")]),
+    (JWT_PROVIDER, "forward_payload_header", &[compat("filter_jwt_authn")]),
+    (JWT_PROVIDER, "pad_forward_payload_header", &[compat("filter_jwt_authn")]),
+    (JWT_PROVIDER, "clock_skew_seconds", &[compat("filter_jwt_authn")]),
+    (JWT_PROVIDER, "claim_to_headers", &[compat("filter_jwt_authn")]),
+    ("envoy.extensions.filters.http.jwt_authn.v3.RemoteJwks", "http_uri", &[test(FILTERS_IT, JWT_REMOTE)]),
+    ("envoy.extensions.filters.http.jwt_authn.v3.RemoteJwks", "cache_duration", &[test(FILTERS_IT, JWT_REMOTE)]),
+    ("envoy.extensions.filters.http.jwt_authn.v3.JwtHeader", "name", &[compat("filter_jwt_authn")]),
+    ("envoy.extensions.filters.http.jwt_authn.v3.JwtHeader", "value_prefix", &[compat("filter_jwt_authn")]),
+    ("envoy.extensions.filters.http.jwt_authn.v3.JwtClaimToHeader", "header_name", &[compat("filter_jwt_authn")]),
+    ("envoy.extensions.filters.http.jwt_authn.v3.JwtClaimToHeader", "claim_name", &[compat("filter_jwt_authn")]),
+    ("envoy.extensions.filters.http.jwt_authn.v3.RequirementRule", "match", &[compat("filter_jwt_authn")]),
+    ("envoy.extensions.filters.http.jwt_authn.v3.RequirementRule", "requires", &[compat("filter_jwt_authn")]),
+    ("envoy.extensions.filters.http.jwt_authn.v3.RequirementRule", "requirement_name", &[compat("filter_jwt_authn")]),
+    (JWT_REQUIREMENT, "provider_name", &[compat("filter_jwt_authn")]),
+    (JWT_REQUIREMENT, "provider_and_audiences", &[compat("filter_jwt_authn")]),
+    (JWT_REQUIREMENT, "requires_any", &[compat("filter_jwt_authn")]),
+    (JWT_REQUIREMENT, "requires_all", &[compat("filter_jwt_authn")]),
+    (JWT_REQUIREMENT, "allow_missing_or_failed", &[compat("filter_jwt_authn")]),
+    (JWT_REQUIREMENT, "allow_missing", &[compat("filter_jwt_authn")]),
+    (
+        "envoy.extensions.filters.http.jwt_authn.v3.ProviderWithAudiences",
+        "provider_name",
+        &[compat("filter_jwt_authn")],
+    ),
+    ("envoy.extensions.filters.http.jwt_authn.v3.ProviderWithAudiences", "audiences", &[compat("filter_jwt_authn")]),
+    ("envoy.extensions.filters.http.jwt_authn.v3.JwtRequirementOrList", "requirements", &[compat("filter_jwt_authn")]),
+    ("envoy.extensions.filters.http.jwt_authn.v3.JwtRequirementAndList", "requirements", &[compat("filter_jwt_authn")]),
+    ("envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig", "disabled", &[compat("filter_jwt_authn")]),
+    ("envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig", "requirement_name", &[compat("filter_jwt_authn")]),
     // --- extensions::filters::listener::SUPPORTED_FIELDS
     (
         "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol",

@@ -5,6 +5,7 @@
 //! - `cors` — CORS preflights and response headers from per-route `CorsPolicy`
 //! - `csrf` — refuses state-changing requests from another origin
 //! - `ext_authz` — asks an external HTTP authorization service about each request
+//! - `jwt_authn` — requires JSON Web Tokens verified against the providers' keys
 //! - `fault` — injected delays and aborts
 //! - `local_ratelimit` — a process-wide token bucket, per filter or per route
 //! - `buffer` — buffers the whole request body before it goes upstream
@@ -29,6 +30,7 @@ pub mod ext_authz;
 pub mod fault;
 pub mod filter;
 pub mod health_check;
+pub mod jwt_authn;
 pub mod local_ratelimit;
 pub mod router;
 pub mod token_bucket;
@@ -44,6 +46,7 @@ pub const HTTP_FILTERS: &[HttpFilterExtension] = &[
     cors::EXTENSION,
     csrf::EXTENSION,
     ext_authz::EXTENSION,
+    jwt_authn::EXTENSION,
     fault::EXTENSION,
     local_ratelimit::EXTENSION,
     buffer::EXTENSION,
