@@ -136,26 +136,8 @@ fn read_file(path: &Path) -> Result<Json, ConfigError> {
     parsed.map_err(|e| ConfigError::new("", format!("{shown}: {e}")))
 }
 
-/// YAML (a superset of JSON) into a JSON value tree.
-///
-/// The parser's default budget stops at 250,000 nodes, about 10,000 clusters;
-/// Envoy's YAML reader has no such limit, so node and event counts are bounded
-/// only by the text itself (every node takes at least one byte of it). The limits
-/// on anchors and aliases, which could expand a small text, stay as they are.
-pub fn parse_yaml(text: &str) -> Result<Json, String> {
-    if text.trim().is_empty() {
-        return Ok(Json::Object(Default::default()));
-    }
-    let options = serde_saphyr::options! {
-        budget: serde_saphyr::budget! {
-            max_nodes: usize::MAX,
-            max_events: usize::MAX,
-            max_total_scalar_bytes: usize::MAX,
-        },
-        emit_comments: false,
-    };
-    serde_saphyr::from_str_with_options::<Json>(text, options).map_err(|e| e.to_string())
-}
+/// Reads a config's YAML as Envoy does (`config::yaml`).
+pub use super::yaml::parse as parse_yaml;
 
 #[cfg(test)]
 mod tests {

@@ -17,6 +17,7 @@ pub mod redact;
 pub mod source_lines;
 pub mod supported;
 pub mod validate;
+pub mod yaml;
 
 use std::fmt;
 use std::time::Duration;
