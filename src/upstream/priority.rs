@@ -17,7 +17,8 @@
 //! schedule, as Envoy keeps one per level and host source), all seeded alike.
 //!
 //! A level whose healthy and degraded share is below
-//! `common_lb_config.healthy_panic_threshold` (50 % by default) is in panic: a
+//! `common_lb_config.healthy_panic_threshold` (50 % by default; the runtime key
+//! `upstream.healthy_panic_threshold` overrides it) is in panic: a
 //! request that draws it goes to any of its hosts, whatever their health, and
 //! counts `lb_healthy_panic`. With no availability anywhere every level is in
 //! panic and the load follows the levels' host counts; with the threshold at 0 it
@@ -43,6 +44,10 @@ use std::sync::Arc;
 use super::host::{EdsHealth, Host, Locality};
 use super::load_balancer::{Edf, LbPolicy, LoadBalancer};
 use crate::common::random;
+use crate::runtime;
+
+/// The runtime key that overrides every cluster's `healthy_panic_threshold`.
+const PANIC_THRESHOLD_KEY: &str = "upstream.healthy_panic_threshold";
 
 /// One worker's load balancer for one cluster: balancers per priority level.
 #[derive(Debug)]
@@ -204,7 +209,12 @@ impl PriorityLoadBalancer {
                 total: all.len() as u64,
             });
         }
-        let loads = priority_loads(&counts, factor, self.panic_threshold);
+        // Envoy reads the runtime's threshold (capped at 100) each time it
+        // recomputes the loads.
+        let configured = u64::from(self.panic_threshold);
+        let threshold = runtime::snapshot().map_or(configured, |s| s.get_integer(PANIC_THRESHOLD_KEY, configured));
+        // At most 100, so the cast is exact.
+        let loads = priority_loads(&counts, factor, threshold.min(100) as u32);
         for (level, load) in levels.levels.iter_mut().zip(&loads) {
             (level.healthy_load, level.degraded_load, level.panic) = (load.healthy, load.degraded, load.panic);
         }
