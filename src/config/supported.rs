@@ -232,7 +232,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
         "envoy.config.endpoint.v3.LocalityLbEndpoints",
         &["locality", "lb_endpoints", "load_balancing_weight", "priority"],
     ),
-    ("envoy.config.endpoint.v3.LbEndpoint", &["endpoint", "load_balancing_weight", "metadata"]),
+    ("envoy.config.endpoint.v3.LbEndpoint", &["endpoint", "health_status", "metadata", "load_balancing_weight"]),
     ("envoy.config.core.v3.Metadata", &["filter_metadata"]),
     ("envoy.config.endpoint.v3.Endpoint", &["address", "hostname", "health_check_config"]),
     // Read by active health checking only, which Courier refuses: see `NO_EFFECT`.
@@ -442,13 +442,6 @@ pub const NO_EFFECT: &[(&str, &str, &str)] = &[
         "health_check_config",
         "the port, address and hostname that active health checks use, and whether they run for this \
          host; Courier refuses health_checks, and Envoy reads it for nothing else",
-    ),
-    (
-        "envoy.config.cluster.v3.Cluster.CommonLbConfig",
-        "healthy_panic_threshold",
-        "panic mode starts when the share of healthy hosts in a priority level falls below the threshold; \
-         Courier has no health checking nor outlier detection, so every host is healthy and no level with \
-         hosts is ever in panic (an empty level takes no load either way)",
     ),
     (
         "envoy.config.core.v3.HttpProtocolOptions",

@@ -28,7 +28,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_optio
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::UpstreamProtocolOptions;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 
-use super::host::Locality;
+use super::host::{EdsHealth, Locality};
 use super::load_balancer::{LbPolicy, DEFAULT_ACTIVE_REQUEST_BIAS, DEFAULT_CHOICE_COUNT};
 use super::resource_manager::ResourceManager;
 use crate::config::config_source::{Source, SubscriptionSource};
@@ -44,6 +44,8 @@ use crate::stats::{Histogram, Store};
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Envoy's default `dns_refresh_rate`.
 const DEFAULT_DNS_REFRESH_RATE: Duration = Duration::from_millis(5000);
+/// Envoy's default `healthy_panic_threshold`, in percent.
+pub const DEFAULT_HEALTHY_PANIC_THRESHOLD: u32 = 50;
 /// Envoy's default `overprovisioning_factor` (1.4, in percent).
 pub const DEFAULT_OVERPROVISIONING_FACTOR: u32 = 140;
 
@@ -90,6 +92,7 @@ define_stats! {
         counter retry_or_shadow_abandoned,
         counter upstream_internal_redirect_failed_total,
         counter membership_change,
+        counter lb_healthy_panic,
         counter update_attempt,
         counter update_success,
         counter update_failure,
@@ -169,6 +172,8 @@ pub struct ConfiguredEndpoint {
     pub hostname: String,
     /// `load_balancing_weight` (1 when unset).
     pub weight: u32,
+    /// `health_status`, as Envoy files it.
+    pub health: EdsHealth,
     /// `address.socket_address.ipv4_compat`.
     pub ipv4_compat: bool,
     /// Its `LocalityLbEndpoints.locality`, when set.
@@ -202,6 +207,10 @@ pub struct ClusterInfo {
     /// 140): how much a priority level's health is scaled by before the levels below
     /// it take a share of the load (see `upstream::priority`).
     pub overprovisioning_factor: u32,
+    /// `common_lb_config.healthy_panic_threshold`, in whole percent (Envoy rounds
+    /// it; 50 when unset): a level whose healthy and degraded share is below it
+    /// balances over all its hosts (see `upstream::priority`).
+    pub healthy_panic_threshold: u32,
     /// `lb_policy` with `least_request_lb_config`.
     pub lb_policy: LbPolicy,
     /// `common_lb_config.locality_weighted_lb_config` is set: a locality is picked
@@ -383,6 +392,7 @@ impl ClusterInfo {
             endpoints,
             eds,
             overprovisioning_factor,
+            healthy_panic_threshold: healthy_panic_threshold(c),
             local_locality: None,
             tls: None,
         })
@@ -757,6 +767,13 @@ fn eds_cluster_config(
     Ok(Some(EdsClusterConfig { source, service_name }))
 }
 
+/// `common_lb_config.healthy_panic_threshold` rounded, as Envoy's
+/// `PROTOBUF_PERCENT_TO_ROUNDED_INTEGER_OR_DEFAULT` (validation keeps it in 0..=100).
+fn healthy_panic_threshold(c: &Cluster) -> u32 {
+    let threshold = c.common_lb_config.as_ref().and_then(|lb| lb.healthy_panic_threshold.as_ref());
+    threshold.map_or(DEFAULT_HEALTHY_PANIC_THRESHOLD, |p| p.value.clamp(0.0, 100.0).round() as u32)
+}
+
 /// `policy.overprovisioning_factor` of an assignment (its schema requires it above 0).
 pub fn overprovisioning_factor(la: &ClusterLoadAssignment) -> u32 {
     la.policy
@@ -823,6 +840,7 @@ pub fn assignment_endpoints(
                 address,
                 hostname: endpoint.hostname.clone(),
                 weight,
+                health: EdsHealth::from_proto(lb_endpoint.health_status),
                 ipv4_compat: ipv4_compat(addr),
                 locality: named.clone(),
                 priority: locality.priority,

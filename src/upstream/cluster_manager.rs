@@ -19,7 +19,7 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use super::cluster::{ClusterInfo, ConfiguredEndpoint, DiscoveryType, EndpointAddress};
 use super::dns;
 use super::eds::{levels_changed, max_host_weight, same_hosts, Assignment};
-use super::host::{host_set, Host, HostSet, Locality};
+use super::host::{host_set, EdsHealth, Host, HostSet, Locality};
 use super::thread_local_cluster::ThreadLocalClusterManager;
 use crate::config::{ConfigError, FieldPath};
 use crate::define_stats;
@@ -298,7 +298,7 @@ impl ClusterManager {
     /// Sets an EDS cluster's membership from an assignment. A warming cluster
     /// starts serving with it. Counted as Envoy 1.40 counts it:
     /// `update_no_rebuild` when nothing changed, `membership_change` per level
-    /// whose hosts did (a new weight is not one: the host keeps it),
+    /// whose hosts did (a new weight or health is not one: the host keeps it),
     /// `max_host_weight` from the last level with hosts, and
     /// `cluster_manager.cluster_updated` for a running cluster's change after
     /// its `initial` assignment. `false` when `info` is no longer current.
@@ -309,11 +309,11 @@ impl ClusterManager {
             return false;
         }
         let current = if warming { HostSet::default() } else { self.hosts(&info.name) };
-        let (hosts, reweighted) = assignment.hosts(&current);
-        let unchanged = same_hosts(&hosts, &current) && reweighted.is_empty();
-        // Kept hosts take their new weight in place, as Envoy's.
-        for (host, weight) in reweighted {
-            host.set_weight(weight);
+        let (hosts, changed) = assignment.hosts(&current);
+        let unchanged = same_hosts(&hosts, &current) && changed.is_empty();
+        // Kept hosts take their new weight and health in place, as Envoy's.
+        for kept in &changed {
+            kept.apply();
         }
         if let Some(weight) = max_host_weight(&hosts) {
             info.stats.max_host_weight.set(i64::from(weight));
@@ -406,9 +406,14 @@ impl ClusterManager {
     }
 }
 
+/// `membership_*` by the hosts' EDS health, as Envoy counts them: a draining
+/// host is excluded, an unhealthy one is only in the total.
 fn set_membership_stats(info: &ClusterInfo, hosts: &HostSet) {
+    let count = |health: EdsHealth| hosts.iter().filter(|h| h.eds_health() == health).count() as i64;
     info.stats.membership_total.set(hosts.len() as i64);
-    info.stats.membership_healthy.set(hosts.len() as i64);
+    info.stats.membership_healthy.set(count(EdsHealth::Healthy));
+    info.stats.membership_degraded.set(count(EdsHealth::Degraded));
+    info.stats.membership_excluded.set(count(EdsHealth::Draining));
 }
 
 /// The hosts of a STATIC cluster: its endpoints, by priority then in order, with

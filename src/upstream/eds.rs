@@ -35,18 +35,18 @@ impl Assignment {
 
     /// The assignment's hosts, each taken from `current` when one there is the
     /// same endpoint (address, name, priority and locality), as Envoy keeps a
-    /// host; with the hosts kept whose weight the assignment changes, and that
-    /// weight (`set_weight`, once the update is applied).
-    pub fn hosts(&self, current: &HostSet) -> (HostSet, Vec<(Arc<Host>, u32)>) {
-        let mut reweighted = Vec::new();
+    /// host; with the hosts kept whose weight or health the assignment changes,
+    /// and their endpoint (`Kept::apply`, once the update is applied).
+    pub fn hosts(&self, current: &HostSet) -> (HostSet, Vec<Kept<'_>>) {
+        let mut changed = Vec::new();
         let hosts = self
             .endpoints
             .iter()
             .filter_map(|e| match e.address {
                 EndpointAddress::Ip(a) => Some(match same_host(current, a, e) {
                     Some(h) => {
-                        if h.weight() != e.weight {
-                            reweighted.push((h.clone(), e.weight));
+                        if h.weight() != e.weight || h.eds_health() != e.health {
+                            changed.push(Kept { host: h.clone(), endpoint: e });
                         }
                         h
                     }
@@ -56,7 +56,22 @@ impl Assignment {
                 EndpointAddress::Dns { .. } => None,
             })
             .collect();
-        (host_set(hosts), reweighted)
+        (host_set(hosts), changed)
+    }
+}
+
+/// A host an assignment keeps but changes: Envoy updates its weight and its EDS
+/// health in place, so it keeps its pools and counts.
+#[derive(Debug)]
+pub struct Kept<'a> {
+    pub host: Arc<Host>,
+    pub endpoint: &'a ConfiguredEndpoint,
+}
+
+impl Kept<'_> {
+    pub fn apply(&self) {
+        self.host.set_weight(self.endpoint.weight);
+        self.host.set_eds_health(self.endpoint.health);
     }
 }
 

@@ -1,7 +1,7 @@
 //! An upstream host and the immutable host sets that workers share.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use super::cluster::ConfiguredEndpoint;
@@ -17,6 +17,9 @@ pub struct Host {
     /// Envoy's `Host::weight()`: the load balancers and `/clusters` read it. An EDS
     /// assignment that keeps the host changes it in place, as Envoy's does.
     weight: AtomicU32,
+    /// Its `EdsHealth` (as a `u8`): an EDS assignment that keeps the host changes
+    /// it in place, as the weight.
+    eds_health: AtomicU8,
     /// `IPV6_V6ONLY` on connections to an IPv6 address: Envoy's default, cleared by
     /// the endpoint's `ipv4_compat` (an IPv4-mapped address needs it to connect).
     pub ipv6_only: bool,
@@ -29,6 +32,70 @@ pub struct Host {
     /// The `load_balancing_weight` of that `LocalityLbEndpoints` (0 when unset).
     pub locality_weight: u32,
     pub stats: HostStats,
+}
+
+/// An endpoint's `health_status`, as Envoy 1.40 files it: UNKNOWN and HEALTHY are
+/// healthy; UNHEALTHY and TIMEOUT fail the host (`FAILED_EDS_HEALTH`); DRAINING
+/// excludes it (`EDS_STATUS_DRAINING`: counted in `membership_excluded`, taken out
+/// of the level's host count); DEGRADED makes it degraded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EdsHealth {
+    #[default]
+    Healthy = 0,
+    Unhealthy = 1,
+    Draining = 2,
+    Degraded = 3,
+}
+
+impl EdsHealth {
+    /// From `LbEndpoint.health_status` (a `core.v3.HealthStatus`); a number the
+    /// enum lacks is not a status Envoy acts on, so the host stays healthy.
+    pub fn from_proto(status: i32) -> EdsHealth {
+        match status {
+            2 | 4 => EdsHealth::Unhealthy,
+            3 => EdsHealth::Draining,
+            5 => EdsHealth::Degraded,
+            _ => EdsHealth::Healthy,
+        }
+    }
+
+    fn from_u8(v: u8) -> EdsHealth {
+        match v {
+            1 => EdsHealth::Unhealthy,
+            2 => EdsHealth::Draining,
+            3 => EdsHealth::Degraded,
+            _ => EdsHealth::Healthy,
+        }
+    }
+
+    /// `/clusters`' `health_flags`, as Envoy prints them.
+    pub fn flags(self) -> &'static str {
+        match self {
+            EdsHealth::Healthy => "healthy",
+            EdsHealth::Unhealthy => "/failed_eds_health",
+            EdsHealth::Draining => "/eds_status_draining",
+            EdsHealth::Degraded => "/degraded_eds_health",
+        }
+    }
+
+    /// `/clusters?format=json`'s `eds_health_status`.
+    pub fn eds_status_name(self) -> &'static str {
+        match self {
+            EdsHealth::Healthy => "HEALTHY",
+            EdsHealth::Unhealthy => "UNHEALTHY",
+            EdsHealth::Draining => "DRAINING",
+            EdsHealth::Degraded => "DEGRADED",
+        }
+    }
+
+    /// `/config_dump`'s `health_status`: Envoy rebuilds it from the host's
+    /// health, where draining is unhealthy.
+    pub fn dump_name(self) -> &'static str {
+        match self {
+            EdsHealth::Draining => "UNHEALTHY",
+            other => other.eds_status_name(),
+        }
+    }
 }
 
 /// Where an endpoint runs, as its `LocalityLbEndpoints.locality` says.
@@ -65,6 +132,7 @@ impl Host {
             address,
             hostname,
             weight: AtomicU32::new(weight),
+            eds_health: AtomicU8::new(EdsHealth::Healthy as u8),
             ipv6_only,
             locality: None,
             priority: 0,
@@ -83,6 +151,15 @@ impl Host {
         self.weight.store(weight, Ordering::Relaxed);
     }
 
+    pub fn eds_health(&self) -> EdsHealth {
+        EdsHealth::from_u8(self.eds_health.load(Ordering::Relaxed))
+    }
+
+    /// A new health from an EDS assignment (main thread), read as `set_weight`'s.
+    pub fn set_eds_health(&self, health: EdsHealth) {
+        self.eds_health.store(health as u8, Ordering::Relaxed);
+    }
+
     /// A host of configured endpoint `e` at `address` (its own, or one its name
     /// resolved to), named `hostname`.
     pub fn of_endpoint(address: SocketAddr, hostname: String, e: &ConfiguredEndpoint) -> Arc<Host> {
@@ -91,6 +168,7 @@ impl Host {
             address,
             hostname,
             weight: AtomicU32::new(e.weight),
+            eds_health: AtomicU8::new(e.health as u8),
             ipv6_only,
             locality: e.locality.clone(),
             priority: e.priority,

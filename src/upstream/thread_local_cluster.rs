@@ -43,9 +43,14 @@ impl std::fmt::Debug for ThreadLocalCluster {
 
 impl ThreadLocalCluster {
     /// The next host: a priority level by its load, then a host of it by the
-    /// cluster's load-balancing policy.
+    /// cluster's load-balancing policy; counts `lb_healthy_panic` when the level
+    /// drawn is in panic.
     pub fn choose_host(&self) -> Option<Arc<Host>> {
-        self.lb.choose(&self.hosts.borrow())
+        let pick = self.lb.choose();
+        if pick.panic {
+            self.info.stats.lb_healthy_panic.inc();
+        }
+        pick.host
     }
 
     pub fn hosts(&self) -> HostSet {
@@ -156,7 +161,8 @@ impl ThreadLocalClusterManager {
                 let name: Rc<str> = info.name.as_str().into();
                 let factor = overprovisioning_factor.unwrap_or(info.overprovisioning_factor);
                 let lb = PriorityLoadBalancer::new(info.lb_policy, factor, info.locality_weighted)
-                    .with_local_locality(info.local_locality.clone());
+                    .with_local_locality(info.local_locality.clone())
+                    .with_panic_threshold(info.healthy_panic_threshold);
                 lb.refresh(&hosts);
                 clusters.insert(
                     name.clone(),

@@ -237,3 +237,73 @@ fn a_host_an_assignment_keeps_keeps_its_pooled_connection() {
     assert_eq!(Client::connect(addr).get("/").seen().upstream(), "a");
     assert_eq!(counter(&c, "cluster.e.upstream_cx_total"), 1);
 }
+
+/// `file` with each `(port, status)` endpoint's `health_status` set.
+fn with_health(file: &str, statuses: &[(u16, &str)]) -> String {
+    statuses.iter().fold(file.to_string(), |f, (port, status)| {
+        let line = format!("port_value: {port} }} }} }}\n");
+        f.replacen(&line, &format!("{line}      health_status: {status}\n"), 1)
+    })
+}
+
+/// Which upstreams served `n` requests, in order.
+fn served(addr: std::net::SocketAddr, n: usize) -> Vec<String> {
+    (0..n).map(|_| Client::connect(addr).get("/").seen().upstream().to_string()).collect()
+}
+
+#[test]
+fn eds_health_status_steers_traffic_and_changes_the_kept_host() {
+    let (a, b) = (http_upstream("a"), http_upstream("b"));
+    let dir = TempDir::new("eds-health");
+    let file = |version: &str, statuses: &[(u16, &str)]| {
+        with_health(&eds_file(version, "e", &[(0, &[a.port(), b.port()])], ""), statuses)
+    };
+    dir.file("eds.yaml", &file("1", &[(b.port(), "UNHEALTHY")]));
+    let listener = http_listener("web", "", &one_vhost(&prefix_route("/", "e", "")), "");
+    let yaml = format!("node: {{ id: test, cluster: test }}\n{}", config(&[listener], &[eds_cluster("e", &dir, "e")]));
+    let c = Courier::start(&yaml, 1);
+    let addr = c.listener("web");
+    // The unhealthy host gets no traffic (one healthy of two is 70 %: no panic).
+    assert_eq!(served(addr, 3), ["a", "a", "a"]);
+    assert_eq!(counter(&c, "cluster.e.membership_healthy"), 1);
+    assert_eq!(counter(&c, "cluster.e.membership_total"), 2);
+    let (_, clusters) = c.admin_get("/clusters");
+    assert!(clusters.contains(&format!("e::127.0.0.1:{}::health_flags::/failed_eds_health", b.port())), "{clusters}");
+    let lb_endpoints =
+        &endpoints_dump(&c)["static_endpoint_configs"][0]["endpoint_config"]["endpoints"][0]["lb_endpoints"];
+    assert_eq!(
+        (lb_endpoints[0]["health_status"].as_str(), lb_endpoints[1]["health_status"].as_str()),
+        (Some("HEALTHY"), Some("UNHEALTHY"))
+    );
+
+    // The health flips: the kept hosts change in place, as in Envoy 1.40 (a
+    // rebuild, no membership change; `a` keeps its counts).
+    swap_in(&dir.0, "eds.yaml", &file("2", &[(a.port(), "UNHEALTHY")]));
+    c.wait_stat("cluster.e.update_success", |v| v == 2);
+    assert_eq!(served(addr, 2), ["b", "b"]);
+    assert_eq!(counter(&c, "cluster.e.membership_change"), 1);
+    assert_eq!(counter(&c, "cluster_manager.cluster_updated"), 1);
+    let (_, clusters) = c.admin_get("/clusters");
+    assert!(clusters.contains(&format!("e::127.0.0.1:{}::rq_total::3", a.port())), "{clusters}");
+    assert!(clusters.contains(&format!("e::127.0.0.1:{}::health_flags::healthy", b.port())), "{clusters}");
+
+    // No host available: panic, every host serves, each pick counted.
+    swap_in(&dir.0, "eds.yaml", &file("3", &[(a.port(), "UNHEALTHY"), (b.port(), "TIMEOUT")]));
+    c.wait_stat("cluster.e.update_success", |v| v == 3);
+    let mut picks = served(addr, 4);
+    picks.sort();
+    assert_eq!(picks, ["a", "a", "b", "b"]);
+    assert_eq!(counter(&c, "cluster.e.lb_healthy_panic"), 4);
+    assert_eq!(counter(&c, "cluster.e.membership_healthy"), 0);
+
+    // A degraded host takes the load no healthy host covers; a draining one is
+    // excluded.
+    swap_in(&dir.0, "eds.yaml", &file("4", &[(a.port(), "DEGRADED"), (b.port(), "DRAINING")]));
+    c.wait_stat("cluster.e.update_success", |v| v == 4);
+    assert_eq!(served(addr, 2), ["a", "a"]);
+    assert_eq!(counter(&c, "cluster.e.lb_healthy_panic"), 4);
+    assert_eq!(counter(&c, "cluster.e.membership_degraded"), 1);
+    assert_eq!(counter(&c, "cluster.e.membership_excluded"), 1);
+    let (_, clusters) = c.admin_get("/clusters");
+    assert!(clusters.contains(&format!("e::127.0.0.1:{}::health_flags::/eds_status_draining", b.port())), "{clusters}");
+}

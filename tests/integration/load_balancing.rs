@@ -281,3 +281,65 @@ fn overprovisioning_factor_below_100_spreads_load_over_priorities() {
         assert!(seen.iter().any(|u| u == name), "{name} never picked: {seen:?}");
     }
 }
+
+/// A STATIC cluster `app` of one level, each endpoint `(upstream, health_status)`,
+/// with the assignment's `overprovisioning_factor`.
+fn health_cluster(factor: u32, endpoints: &[(&Upstream, &str)]) -> String {
+    let endpoints: String = endpoints
+        .iter()
+        .map(|(u, health)| {
+            format!(
+                "        - {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}, health_status: {health} }}\n",
+                u.port()
+            )
+        })
+        .collect();
+    format!(
+        "  - name: app\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: app\n      policy: {{ overprovisioning_factor: {factor} }}\n      endpoints:\n      - lb_endpoints:\n{endpoints}"
+    )
+}
+
+#[test]
+fn degraded_hosts_serve_only_what_healthy_ones_cannot_cover() {
+    let (a, b, u) = (http_upstream("a"), http_upstream("b"), http_upstream("u"));
+    let hosts = [(&a, "HEALTHY"), (&b, "DEGRADED"), (&u, "UNHEALTHY")];
+    // Factor 300: one healthy host of three is 100 % healthy; the degraded one idles.
+    let c = proxy(&health_cluster(300, &hosts));
+    assert!(upstreams_of(&c, 20).iter().all(|s| s == "a"));
+    drop(c);
+    // Factor 140: health 46 %, degraded 46 %, normalized to half each (as
+    // Envoy's degraded-endpoints table); the unhealthy host never serves and
+    // 66 % available is no panic.
+    let c = proxy(&health_cluster(140, &hosts));
+    let seen = upstreams_of(&c, 200);
+    let count = |name: &str| seen.iter().filter(|s| *s == name).count();
+    assert_eq!(count("u"), 0, "{seen:?}");
+    assert!((60..140).contains(&count("b")), "{} of 200 to the degraded host", count("b"));
+    assert_eq!(c.stat("cluster.app.lb_healthy_panic"), Some(0));
+    assert_eq!(
+        (c.stat("cluster.app.membership_healthy"), c.stat("cluster.app.membership_degraded")),
+        (Some(1), Some(1))
+    );
+}
+
+#[test]
+fn an_unhealthy_level_spills_to_the_next_and_a_cluster_without_health_panics() {
+    let (a, b) = (http_upstream("a"), http_upstream("b"));
+    let levels = |p0: &str, p1: &str| {
+        format!(
+            "  - name: app\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: app\n      endpoints:\n      - lb_endpoints:\n        - {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}, health_status: {p0} }}\n      - priority: 1\n        lb_endpoints:\n        - {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}, health_status: {p1} }}\n",
+            a.port(),
+            b.port()
+        )
+    };
+    let c = proxy(&levels("UNHEALTHY", "HEALTHY"));
+    assert!(upstreams_of(&c, 6).iter().all(|s| s == "b"));
+    assert_eq!(c.stat("cluster.app.lb_healthy_panic"), Some(0));
+    drop(c);
+    // Neither level has health: total panic, the load by host count (half
+    // each), any host of the level drawn, each request counted.
+    let c = proxy(&levels("UNHEALTHY", "DRAINING"));
+    let seen = upstreams_of(&c, 100);
+    assert!(seen.iter().any(|s| s == "a") && seen.iter().any(|s| s == "b"), "{seen:?}");
+    assert_eq!(c.stat("cluster.app.lb_healthy_panic"), Some(100));
+}

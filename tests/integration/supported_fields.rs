@@ -509,6 +509,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "keepalive_interval",
         &[test(CLUSTER_RS, "tcp_keepalive_is_set_on_upstream_connections")],
     ),
+    ("envoy.config.cluster.v3.Cluster.CommonLbConfig", "healthy_panic_threshold", &[compat("endpoint_health")]),
     ("envoy.config.cluster.v3.Cluster.CommonLbConfig", "locality_weighted_lb_config", &[compat("locality_weighted")]),
     (
         "envoy.config.cluster.v3.Cluster.RefreshRate",
@@ -687,6 +688,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         &[compat("endpoint_priority"), compat("endpoint_priority_json")],
     ),
     ("envoy.config.endpoint.v3.LbEndpoint", "endpoint", &[compat("http_get")]),
+    ("envoy.config.endpoint.v3.LbEndpoint", "health_status", &[compat("endpoint_health")]),
     (
         "envoy.config.endpoint.v3.LbEndpoint",
         "load_balancing_weight",

@@ -45,7 +45,8 @@ pub(super) fn render(server: &Server, as_json: bool) -> Reply {
             out.push_str(&format!("{h}::hostname::{}\n", host.hostname));
             let l = host.locality.as_deref().cloned().unwrap_or_default();
             out.push_str(&format!(
-                "{h}::health_flags::healthy\n{h}::weight::{}\n{h}::region::{}\n{h}::zone::{}\n{h}::sub_zone::{}\n",
+                "{h}::health_flags::{}\n{h}::weight::{}\n{h}::region::{}\n{h}::zone::{}\n{h}::sub_zone::{}\n",
+                host.eds_health().flags(),
                 host.weight(),
                 l.region,
                 l.zone,
@@ -115,7 +116,7 @@ fn json_form(cm: &crate::upstream::ClusterManager) -> String {
                     let mut h = json!({
                         "address": { "socket_address": { "address": host.address.ip().to_string(), "port_value": host.address.port() } },
                         "stats": stats,
-                        "health_status": { "eds_health_status": "HEALTHY" },
+                        "health_status": { "eds_health_status": host.eds_health().eds_status_name() },
                         "weight": host.weight(),
                         "locality": locality_json(host.locality.as_deref()),
                     });

@@ -63,7 +63,7 @@ fn assignment(info: &ClusterInfo, hosts: &HostSet, cm: &ClusterManager) -> Json 
                     if !h.hostname.is_empty() {
                         endpoint["hostname"] = json!(h.hostname);
                     }
-                    let mut lb_endpoint = json!({ "endpoint": endpoint, "health_status": "HEALTHY" });
+                    let mut lb_endpoint = json!({ "endpoint": endpoint, "health_status": h.eds_health().dump_name() });
                     // Envoy's DNS hosts carry an empty metadata message.
                     if info.discovery.is_dns() {
                         lb_endpoint["metadata"] = json!({});
