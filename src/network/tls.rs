@@ -283,6 +283,10 @@ pub struct DownstreamTlsInfo {
     pub requested_server_name: Option<String>,
     /// The URI SANs of the certificate this side presented (`By=` in XFCC).
     pub local_uri_sans: Vec<String>,
+    /// The certificate this side presented as Envoy names a peer (ext_authz's
+    /// destination principal): its first URI SAN, else its first DNS SAN, else
+    /// its subject.
+    pub local_principal: Option<String>,
     /// The client's own certificate, read.
     pub peer: Option<PeerCertificate>,
     /// `TLSv1.2` / `TLSv1.3`.
@@ -294,7 +298,8 @@ pub struct DownstreamTlsInfo {
 impl DownstreamTlsInfo {
     fn of(session: &rustls::ServerConnection, tls: &DownstreamTls, certificates: &ContextCertificates) -> Self {
         let server_name = session.server_name().map(str::to_string);
-        let local_uri_sans = presented(certificates, server_name.as_deref())
+        let local = presented(certificates, server_name.as_deref());
+        let local_uri_sans: Vec<String> = local
             .map(|c| {
                 let uris = c.subject_alt_names.iter().filter_map(|n| match n {
                     SubjectAltName::Uri(u) => Some(u.clone()),
@@ -303,6 +308,13 @@ impl DownstreamTlsInfo {
                 uris.collect()
             })
             .unwrap_or_default();
+        let local_principal = local.map(|c| {
+            let dns = c.subject_alt_names.iter().find_map(|n| match n {
+                SubjectAltName::Dns(d) => Some(d.clone()),
+                _ => None,
+            });
+            local_uri_sans.first().cloned().or(dns).unwrap_or_else(|| c.subject.clone())
+        });
         let peer_certificates: Vec<_> = session.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
         DownstreamTlsInfo {
             peer: peer_certificates.first().and_then(|c| (tls.read_peer)(c.as_ref())),
@@ -310,6 +322,7 @@ impl DownstreamTlsInfo {
             server_name,
             requested_server_name: None,
             local_uri_sans,
+            local_principal,
             version: session.protocol_version().and_then(version_name),
             cipher: session.negotiated_cipher_suite().map(|s| cipher_name(s.suite())),
         }
@@ -429,6 +442,8 @@ pub struct CertificateDetails {
     /// Lowercase hex of the serial's bytes, leading zero bytes left out, as
     /// BoringSSL's `BN_bn2hex` prints it (Envoy lowercases it).
     pub serial_number: String,
+    /// RFC 2253, as BoringSSL prints it.
+    pub subject: String,
     pub subject_alt_names: Vec<SubjectAltName>,
     pub valid_from: i64,
     pub expiration_time: i64,

@@ -1246,6 +1246,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (EXT_AUTHZ, "failure_mode_allow", &[compat("filter_ext_authz")]),
     (EXT_AUTHZ, "failure_mode_allow_header_add", &[compat("filter_ext_authz")]),
     (EXT_AUTHZ, "status_on_error", &[compat("filter_ext_authz")]),
+    (EXT_AUTHZ, "include_peer_certificate", &[compat("filter_ext_authz_tls")]),
     ("envoy.extensions.filters.http.ext_authz.v3.HttpService", "server_uri", &[compat("filter_ext_authz")]),
     ("envoy.extensions.filters.http.ext_authz.v3.HttpService", "path_prefix", &[compat("filter_ext_authz")]),
     ("envoy.extensions.filters.http.ext_authz.v3.HttpService", "authorization_request", &[compat("filter_ext_authz")]),

@@ -8,8 +8,8 @@
 //! - otherwise allowed, with `x-current-user: <x-user or anonymous>` set on the
 //!   request, `x-remove-me` removed, and `x-authz: ok` on the response.
 //!
-//! The report shows what the proxy asked: the gRPC request's headers and the
-//! `CheckRequest`'s HTTP attributes (headers sorted, the request id and the
+//! The report shows what the proxy asked: the gRPC request's headers, the
+//! peers' TLS principals and certificate, and the `CheckRequest`'s HTTP attributes (headers sorted, the request id and the
 //! peers' ports left out, as they differ per run).
 
 use std::collections::BTreeMap;
@@ -34,6 +34,17 @@ fn header(key: &str, value: &str) -> HeaderValueOption {
     HeaderValueOption {
         header: Some(HeaderValueProto { key: key.into(), value: value.into(), ..Default::default() }),
         ..Default::default()
+    }
+}
+
+/// How a certificate in a check reads: `url-encoded PEM`, `none`, or what else it is.
+fn url_encoded_pem_form(certificate: &str) -> &'static str {
+    match certificate {
+        "" => "none",
+        c if c.starts_with("-----BEGIN%20CERTIFICATE-----%0A") && c.ends_with("-----END%20CERTIFICATE-----%0A") => {
+            "url-encoded PEM"
+        }
+        _ => "other",
     }
 }
 
@@ -72,6 +83,10 @@ async fn answer(request: http::Request<h2::RecvStream>, mut respond: h2::server:
         "has_id": !http.id.is_empty(),
         "has_time": attributes.request.as_ref().is_some_and(|r| r.time.is_some()),
         "source_ip": attributes.source.as_ref().and_then(|p| p.address.as_ref()).map(|a| format!("{a:?}").contains("127.0.0.1")),
+        "source_principal": attributes.source.as_ref().map(|p| p.principal.clone()),
+        // Its bytes differ per run (a new key): its form is compared.
+        "source_certificate": attributes.source.as_ref().map(|p| url_encoded_pem_form(&p.certificate)),
+        "destination_principal": attributes.destination.as_ref().map(|p| p.principal.clone()),
         "destination_ip": attributes.destination.as_ref().and_then(|p| p.address.as_ref()).map(|a| format!("{a:?}").contains("127.0.0.1")),
         "context_extensions": attributes.context_extensions.iter().collect::<BTreeMap<_, _>>(),
     })

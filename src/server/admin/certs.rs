@@ -136,6 +136,7 @@ mod tests {
         let cert = CertificateDetails {
             path: "<inline>".into(),
             serial_number: "0a".into(),
+            subject: "CN=x".into(),
             subject_alt_names: vec![],
             valid_from: 0,
             expiration_time: 86_400 * 365,

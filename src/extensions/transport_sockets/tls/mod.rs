@@ -558,6 +558,7 @@ fn certificate_details(
         out.push(CertificateDetails {
             path: shown.clone(),
             serial_number: fields.serial_number,
+            subject: fields.subject,
             subject_alt_names: fields.subject_alt_names,
             valid_from: fields.not_before,
             expiration_time: fields.not_after,

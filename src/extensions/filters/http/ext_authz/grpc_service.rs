@@ -154,8 +154,17 @@ fn check_request(r: &CheckedRequest) -> CheckRequest {
     let time = Timestamp { seconds: since_epoch.as_secs() as i64, nanos: since_epoch.subsec_nanos() as i32 };
     CheckRequest {
         attributes: Some(AttributeContext {
-            source: Some(Peer { address: Some(address(r.remote)), ..Default::default() }),
-            destination: Some(Peer { address: Some(address(r.local)), ..Default::default() }),
+            source: Some(Peer {
+                address: Some(address(r.remote)),
+                principal: r.source_principal.clone(),
+                certificate: r.source_certificate.clone(),
+                ..Default::default()
+            }),
+            destination: Some(Peer {
+                address: Some(address(r.local)),
+                principal: r.destination_principal.clone(),
+                ..Default::default()
+            }),
             request: Some(Request {
                 time: Some(time),
                 http: Some(HttpRequest {

@@ -37,6 +37,7 @@ use crate::config::{bootstrap::decode_any, ConfigError, FieldPath};
 use crate::define_stats;
 use crate::extensions::{HttpFilterContext, HttpFilterExtension};
 use crate::http::local_reply::LocalReply;
+use crate::network::tls::{url_encoded_pem, DownstreamTlsInfo};
 use crate::router::{ClusterSelector, PerRouteConfig, RouteAction};
 use crate::stats::{Counter, Store};
 use crate::stream_info::ResponseFlag;
@@ -80,7 +81,31 @@ struct CheckedRequest {
     protocol: &'static str,
     remote: SocketAddr,
     local: SocketAddr,
+    /// Over TLS, the peers' principals as Envoy names them: a certificate's
+    /// first URI SAN, else its first DNS SAN, else its subject (the client's;
+    /// this side's).
+    source_principal: String,
+    destination_principal: String,
+    /// The client's certificate, URL-encoded PEM, with `include_peer_certificate`.
+    source_certificate: String,
     start_time: SystemTime,
+}
+
+impl CheckedRequest {
+    /// The peers' TLS identities of a request (`tls`: its connection's).
+    fn principals(&mut self, tls: Option<&DownstreamTlsInfo>, include_certificate: bool) {
+        let Some(tls) = tls else { return };
+        if let Some(peer) = &tls.peer {
+            let san = peer.uri_sans.first().or(peer.dns_sans.first());
+            self.source_principal = san.cloned().unwrap_or_else(|| peer.subject.clone());
+        }
+        self.destination_principal = tls.local_principal.clone().unwrap_or_default();
+        if include_certificate {
+            if let Some(own) = tls.peer_certificates.first() {
+                self.source_certificate = url_encoded_pem([own.as_ref()]);
+            }
+        }
+    }
 }
 
 /// What the service asked of an allowed request and its response.
@@ -126,6 +151,9 @@ struct ExtAuthzConfig {
     service: Service,
     failure_mode_allow: bool,
     failure_mode_allow_header_add: bool,
+    /// The gRPC check carries the client's certificate (an HTTP check has no
+    /// place for it, in Envoy too).
+    include_peer_certificate: bool,
     status_on_error: StatusCode,
     stats: ExtAuthzStats,
     store: Arc<Store>,
@@ -162,6 +190,7 @@ fn create(
             service,
             failure_mode_allow: c.failure_mode_allow,
             failure_mode_allow_header_add: c.failure_mode_allow_header_add,
+            include_peer_certificate: c.include_peer_certificate,
             status_on_error,
             stats: ExtAuthzStats::new(ctx.store, &format!("http.{}.ext_authz.", ctx.hcm_stat_prefix)),
             store: ctx.store.clone(),
@@ -266,7 +295,7 @@ impl StreamFilter for ExtAuthzFilter {
             _ => None,
         });
         let host = parts.headers.get(http::header::HOST).and_then(|v| v.to_str().ok());
-        let request = CheckedRequest {
+        let mut request = CheckedRequest {
             method: parts.method.clone(),
             path: parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
             headers: parts.headers.clone(),
@@ -275,8 +304,12 @@ impl StreamFilter for ExtAuthzFilter {
             protocol: cx.info.protocol,
             remote: cx.info.downstream_remote,
             local: cx.info.downstream_local,
+            source_principal: String::new(),
+            destination_principal: String::new(),
+            source_certificate: String::new(),
             start_time: cx.info.start_time,
         };
+        request.principals(cx.info.downstream_tls.as_deref(), config.include_peer_certificate);
         let response_headers = self.response_headers.clone();
         FilterStatus::Decide(Box::pin(async move {
             let rc = route_cluster.as_deref();
@@ -319,6 +352,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "failure_mode_allow",
             "failure_mode_allow_header_add",
             "status_on_error",
+            "include_peer_certificate",
         ],
     ),
     (
