@@ -27,6 +27,7 @@ use prost_types::{DescriptorProto, FileDescriptorProto, FileDescriptorSet};
 const ROOTS: &[&str] = &[
     "envoy.config.bootstrap.v3.Bootstrap",
     "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+    "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
     "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
     "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector",

@@ -51,7 +51,7 @@ pub use header_mutation::{AppendAction, HeaderMutation};
 pub(crate) use matcher::RouteMatcher;
 pub use per_filter::PerRouteConfig;
 pub use redirect::RedirectAction;
-pub use retry_policy::{RetryOn, RetryPolicy, DEFAULT_BASE_INTERVAL};
+pub use retry_policy::{RetryOn, RetryPolicy, DEFAULT_BASE_INTERVAL, PREVIOUS_HOSTS_TYPE};
 pub use route::{Route, RouteAction};
 pub use route_action::{ClusterSelector, ClusterWeightEdits, ForwardAction, DEFAULT_ROUTE_TIMEOUT};
 pub use supported::ROUTE_SUPPORTED_FIELDS;

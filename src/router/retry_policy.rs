@@ -11,6 +11,7 @@ use std::fmt;
 use std::ops::{BitOr, BitOrAssign};
 use std::time::Duration;
 
+use envoy_types::pb::envoy::config::route::v3::retry_policy::retry_host_predicate;
 use envoy_types::pb::envoy::config::route::v3::RetryPolicy as RetryPolicyProto;
 
 use crate::config::{duration, ConfigError, FieldPath};
@@ -144,7 +145,14 @@ pub struct RetryPolicy {
     /// Whether the route sets `retry_back_off`; without it the runtime's
     /// `upstream.base_retry_backoff_ms` may change the base (and so the cap).
     pub back_off_configured: bool,
+    /// `envoy.retry_host_predicates.previous_hosts`: a retry avoids the hosts
+    /// already tried, picking again up to `host_selection_retry_max_attempts`
+    /// times (default 1) before it takes the last pick anyway.
+    pub host_reselections: Option<u32>,
 }
+
+/// `retry_host_predicate`'s `previous_hosts`: its config type, which has no field.
+pub const PREVIOUS_HOSTS_TYPE: &str = "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate";
 
 impl RetryPolicy {
     /// Compiles `rp`; `path` points at the `retry_policy` field.
@@ -198,7 +206,33 @@ impl RetryPolicy {
             base_interval,
             max_interval,
             back_off_configured: rp.retry_back_off.is_some(),
+            host_reselections: Self::host_reselections(rp, path)?,
         })
+    }
+
+    /// Whether `host`, picked for a try, should be picked again: one of the
+    /// hosts `tried` before, under `previous_hosts`.
+    pub fn reselect(&self, tried: &[std::net::SocketAddr], host: std::net::SocketAddr) -> bool {
+        self.host_reselections.is_some() && tried.contains(&host)
+    }
+
+    /// `retry_host_predicate` (only `previous_hosts`: the config checker refuses
+    /// other predicates' types) and `host_selection_retry_max_attempts`.
+    fn host_reselections(rp: &RetryPolicyProto, path: &FieldPath) -> Result<Option<u32>, ConfigError> {
+        for (i, predicate) in rp.retry_host_predicate.iter().enumerate() {
+            let typed = predicate.config_type.as_ref().map(|retry_host_predicate::ConfigType::TypedConfig(any)| any);
+            if typed.is_none_or(|any| crate::config::descriptor::type_name(&any.type_url) != PREVIOUS_HOSTS_TYPE) {
+                let mut p = path.clone();
+                p.push_field("retry_host_predicate");
+                p.push_index(i);
+                return Err(p.field_error("typed_config", "Courier has the previous_hosts predicate only"));
+            }
+        }
+        if rp.retry_host_predicate.is_empty() {
+            return Ok(None);
+        }
+        let attempts = rp.host_selection_retry_max_attempts.clamp(1, i64::from(u32::MAX));
+        Ok(Some(u32::try_from(attempts).unwrap_or(1)))
     }
 
     /// Whether a response with `status` may be retried under this policy:

@@ -165,8 +165,18 @@ pub const ROUTE_SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.config.route.v3.RetryPolicy",
-        &["retry_on", "num_retries", "per_try_timeout", "retriable_status_codes", "retry_back_off"],
+        &[
+            "retry_on",
+            "num_retries",
+            "per_try_timeout",
+            "retriable_status_codes",
+            "retry_back_off",
+            "retry_host_predicate",
+            "host_selection_retry_max_attempts",
+        ],
     ),
+    ("envoy.config.route.v3.RetryPolicy.RetryHostPredicate", &["name", "typed_config"]),
+    (super::retry_policy::PREVIOUS_HOSTS_TYPE, &[]),
     ("envoy.config.route.v3.RetryPolicy.RetryBackOff", &["base_interval", "max_interval"]),
     (
         "envoy.config.route.v3.RedirectAction",

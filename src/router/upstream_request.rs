@@ -339,15 +339,20 @@ pub async fn forward(
     let per_try = policy.and_then(|p| p.per_try_timeout).filter(|p| action.timeout.is_none_or(|t| *p < t));
     let mut retries_done = 0u32;
     let mut retry_guard: Option<ResourceGuard> = None;
+    // The hosts tried so far, kept only for `previous_hosts`.
+    let mut tried: Vec<std::net::SocketAddr> = Vec::new();
     loop {
         info.attempt_count += 1;
-        let Some(host) = cluster.choose_host() else {
+        let Some(host) = choose_host(cluster, policy, &tried) else {
             stats.upstream_cx_none_healthy.inc();
             cluster.count_response_code(503);
             return Err(LocalReply::new(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream", "no_healthy_upstream")
                 .with_flag(ResponseFlag::NoHealthyUpstream));
         };
         info.upstream_host = Some(host.address);
+        if policy.is_some_and(|p| p.host_reselections.is_some()) {
+            tried.push(host.address);
+        }
         let started = Instant::now();
         let try_deadline = match (deadline, per_try) {
             (Some(d), Some(p)) => Some(d.min(started + p)),
@@ -537,6 +542,25 @@ struct Try<'a> {
     started: Instant,
 }
 
+/// A host for the next try: under `previous_hosts`, one not tried yet if the
+/// cluster's balancer gives one within `host_selection_retry_max_attempts`
+/// more picks, else the last pick (Envoy's `RetryHostPredicate` loop).
+fn choose_host(
+    cluster: &ThreadLocalCluster,
+    policy: Option<&RetryPolicy>,
+    tried: &[std::net::SocketAddr],
+) -> Option<Arc<Host>> {
+    let mut host = cluster.choose_host()?;
+    let Some(policy) = policy else { return Some(host) };
+    for _ in 0..policy.host_reselections.unwrap_or(0) {
+        if !policy.reselect(tried, host.address) {
+            break;
+        }
+        host = cluster.choose_host()?;
+    }
+    Some(host)
+}
+
 /// One try: a pooled client (the pool attaches the request, counting it active),
 /// then the request. A request that fails on a reused keep-alive connection before
 /// any response is sent again on another connection once (the upstream closed it
@@ -721,6 +745,7 @@ mod tests {
             base_interval: Duration::from_millis(base_interval),
             max_interval: Duration::from_millis(max_interval),
             back_off_configured: true,
+            host_reselections: None,
         };
         let draws = |p: &RetryPolicy, retry: u32| -> Vec<u64> {
             (0..2000).map(|_| backoff(p, retry).as_millis() as u64).collect()
@@ -797,6 +822,7 @@ mod tests {
             base_interval: Duration::from_millis(25),
             max_interval: Duration::from_millis(250),
             back_off_configured: configured,
+            host_reselections: None,
         };
         let runtime_base: Vec<u64> = (0..2000).map(|_| backoff(&policy(false), 1).as_millis() as u64).collect();
         assert!(runtime_base.iter().all(|&w| w < 1000) && runtime_base.iter().any(|&w| w >= 500));
@@ -816,6 +842,7 @@ mod tests {
             base_interval: Duration::from_millis(25),
             max_interval: Duration::from_millis(250),
             back_off_configured: false,
+            host_reselections: None,
         };
         assert!(retries_failure(&policy("refused-stream"), AttemptFailure::RefusedStream));
         assert!(retries_failure(&policy("reset"), AttemptFailure::RefusedStream));

@@ -280,6 +280,35 @@ fn retries_on_5xx_until_success() {
     assert_eq!(c.stat("cluster.app.upstream_rq_completed"), Some(1));
 }
 
+/// `retry_host_predicate: previous_hosts`: a retry picks again (up to
+/// `host_selection_retry_max_attempts` times) rather than go back to a host
+/// already tried. With a random balancer over a dead host and a live one, every
+/// request whose first try met the dead host is retried on the live one; without
+/// the predicate, about half such retries go back to the dead one.
+#[test]
+fn previous_hosts_keeps_a_retry_off_the_host_that_failed() {
+    let live = http_upstream("live");
+    let dead = closed_port();
+    let run = |predicate: &str| {
+        let retry = format!(", retry_policy: {{ retry_on: connect-failure, num_retries: 1{predicate} }}");
+        let cluster = static_cluster("app", &[dead, live.port()]).replacen(
+            "    type: STATIC\n",
+            "    type: STATIC\n    lb_policy: RANDOM\n",
+            1,
+        );
+        let listener = http_listener("web", "", &one_vhost(&prefix_route("/", "app", &retry)), "");
+        let c = Courier::start(&config(&[listener], &[cluster]), 1);
+        let served = (0..30).filter(|_| Client::connect(c.listener("web")).get("/").status == 200).count();
+        (served, c.stat("cluster.app.upstream_rq_retry").unwrap_or(0))
+    };
+    let predicate = ", retry_host_predicate: [{ name: envoy.retry_host_predicates.previous_hosts, typed_config: { \"@type\": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate } }], host_selection_retry_max_attempts: 20";
+    let (served, retries) = run(predicate);
+    assert_eq!(served, 30, "every retry avoided the dead host");
+    assert!(retries > 0, "some first tries met the dead host");
+    let (served, _) = run("");
+    assert!(served < 30, "without the predicate some retries went back to the dead host");
+}
+
 #[test]
 fn retries_give_up_after_num_retries() {
     let up = http_upstream("a");

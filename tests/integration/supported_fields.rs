@@ -150,6 +150,7 @@ const RUNTIME_DISK: &str = "disk_layer_is_read_and_reread_when_its_symlink_is_re
 const ACCESS_LOG_IT: &str = "tests/integration/access_log.rs";
 const ADMIN_IT: &str = "tests/integration/admin.rs";
 const CODEC_IT: &str = "tests/integration/http_codec.rs";
+const PREVIOUS_HOSTS: &str = "previous_hosts_keeps_a_retry_off_the_host_that_failed";
 const FILTERS_IT: &str = "tests/integration/http_filters.rs";
 const OPTIONS_IT: &str = "tests/integration/http_options.rs";
 const LIFECYCLE_IT: &str = "tests/integration/lifecycle.rs";
@@ -1062,6 +1063,10 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (RETRY_POLICY, "per_try_timeout", &[compat("per_try_timeout")]),
     (RETRY_POLICY, "retriable_status_codes", &[compat("retry_status_codes")]),
     (RETRY_POLICY, "retry_back_off", &[compat("retry_back_off")]),
+    (RETRY_POLICY, "retry_host_predicate", &[test(PROXY_IT, PREVIOUS_HOSTS)]),
+    (RETRY_POLICY, "host_selection_retry_max_attempts", &[test(PROXY_IT, PREVIOUS_HOSTS)]),
+    ("envoy.config.route.v3.RetryPolicy.RetryHostPredicate", "name", &[test(PROXY_IT, PREVIOUS_HOSTS)]),
+    ("envoy.config.route.v3.RetryPolicy.RetryHostPredicate", "typed_config", &[test(PROXY_IT, PREVIOUS_HOSTS)]),
     (
         "envoy.config.route.v3.RetryPolicy.RetryBackOff",
         "base_interval",
