@@ -60,6 +60,7 @@ impl LdsApi {
             listener_outbound: false,
             node_zone: node.locality.as_ref().map_or("", |l| l.zone.as_str()),
             secrets: &s.secrets,
+            route_configs: &s.route_configs,
         };
         let config = ListenerConfig::from_proto(l, path, &ctx, &s.store, s.workers.len())?;
         Ok((config, drain_tx))
@@ -106,6 +107,10 @@ impl ResourceApi for LdsApi {
         super::sds::start_pending(&self.server.secrets, &self.server.store)
             .await
             .map_err(|e| ConfigError::new("sds_config", format!("cannot watch an SDS file: {e}")))?;
+        // So are the route configs they fetch by RDS, for the first time.
+        super::rds::start_pending(&self.server, &self.cm)
+            .await
+            .map_err(|e| ConfigError::new("rds", format!("cannot watch an RDS file: {e}")))?;
         // With SO_REUSEPORT a second socket on a listener's address would bind
         // and take half its connections: Envoy refuses the duplicate.
         for (k, (i, config, ..)) in built.iter().enumerate() {

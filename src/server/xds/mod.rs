@@ -21,6 +21,7 @@ pub mod grpc_mux;
 pub mod grpc_stream;
 pub mod grpc_subscription;
 pub mod lds;
+pub mod rds;
 pub mod sds;
 pub mod source;
 pub mod start;
