@@ -69,6 +69,16 @@ fn routes_from_an_rds_file_serve_and_a_moved_in_file_changes_them() {
         assert_eq!(get(&c, "two", "/b"), (200, "b".into()));
     }
     assert_eq!(counter(&c, "config_reload"), 2);
+    let (_, dump) = c.admin_get("/config_dump");
+    let dump: serde_json::Value = serde_json::from_str(&dump).expect("config_dump is JSON");
+    let routes_dump = &dump["configs"][3];
+    assert_eq!(routes_dump["@type"], "type.googleapis.com/envoy.admin.v3.RoutesConfigDump");
+    let dynamic = &routes_dump["dynamic_route_configs"][0];
+    assert_eq!(dynamic["version_info"], "v2");
+    assert_eq!(dynamic["route_config"]["@type"], format!("type.googleapis.com/{ROUTE}"));
+    assert_eq!(dynamic["route_config"]["name"], "routes");
+    assert_eq!(dynamic["route_config"]["virtual_hosts"][0]["routes"][0]["match"]["prefix"], "/b");
+    assert!(dynamic["last_updated"].as_str().is_some_and(|t| t.ends_with('Z')), "{dynamic}");
 
     // Refused: a bad regex (by its field path), a name other than the
     // `route_config_name`, two configs. The running routes keep serving.
@@ -98,6 +108,8 @@ fn routes_from_an_rds_file_serve_and_a_moved_in_file_changes_them() {
     c.wait_stat(&format!("{STATS}update_success"), |v| v == 3);
     assert_eq!(counter(&c, "update_empty"), 1);
     assert_eq!(get(&c, "one", "/b"), (200, "b".into()));
+    let (_, dump) = c.admin_get("/config_dump");
+    assert!(dump.contains("\"version_info\": \"v2\""), "the table of v2 runs: {dump}");
     swap_in(&dir.0, "rds.yaml", &discovery(ROUTE, "v7", &[route_config("routes", &routes)]));
     c.wait_stat(&format!("{STATS}update_success"), |v| v == 4);
     assert_eq!(counter(&c, "config_reload"), 2);
