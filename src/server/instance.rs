@@ -257,6 +257,16 @@ impl ServerConfig {
             None => DynamicResourcesConfig::default(),
         };
         dynamic.check_management_clusters(&clusters.clusters, b.node.as_ref())?;
+        // A connection manager's RDS on the ADS stream needs one, as CDS's and LDS's.
+        if dynamic.ads.is_none() {
+            if let Some(c) = route_configs.all().iter().find(|c| c.source.source == config::config_source::Source::Ads)
+            {
+                return Err(ConfigError::new(
+                    &c.stat_prefix,
+                    "ads: ADS must be configured to support an ADS config source",
+                ));
+            }
+        }
         // Envoy's check for an EDS (first, as static clusters are built first)
         // or CDS subscription (not for LDS): a management server tells nodes
         // apart by them.
@@ -637,13 +647,13 @@ async fn main_loop(
     }
     // The route configs static listeners fetch by RDS, before they accept (every
     // thread is registered: their tables reach the workers first).
-    for task in xds::rds::start_pending(&server, &cm).await? {
+    for task in xds::rds::start_pending(&server, &cm, &subscriptions, true).await? {
         subscriptions.push_task(task);
     }
     // Listeners are asked for once the clusters are in, and applied once the
     // workers run.
     let lds = server.dynamic.lds.clone().map(|source| {
-        let api = LdsApi::new(server.clone(), cm.clone());
+        let api = LdsApi::new(server.clone(), cm.clone(), &subscriptions);
         subscriptions.subscribe(source, api, "listener_manager.lds.", LDS_METHOD)
     });
     // Envoy loads its runtime again once the cluster manager is up (to start RTDS),

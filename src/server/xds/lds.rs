@@ -10,12 +10,13 @@
 //! (counted as such; here too the whole old listener's connections drain).
 
 use std::cell::RefCell;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use prost::Message;
 
+use super::start::Started;
 use super::{diff, record, resource_path, AppliedState, ResourceApi};
 use crate::config::path_source::{DiscoveryFile, LISTENER_TYPE};
 use crate::config::ConfigError;
@@ -28,12 +29,15 @@ pub struct LdsApi {
     server: Rc<Server>,
     cm: Rc<ClusterManager>,
     state: Rc<RefCell<AppliedState>>,
+    /// Where the route configs of its listeners subscribe (weak: the streams
+    /// hold this API).
+    streams: Weak<Started>,
 }
 
 impl LdsApi {
-    pub fn new(server: Rc<Server>, cm: Rc<ClusterManager>) -> Self {
+    pub fn new(server: Rc<Server>, cm: Rc<ClusterManager>, streams: &Rc<Started>) -> Self {
         let state = server.lds_state.clone();
-        LdsApi { server, cm, state }
+        LdsApi { server, cm, state, streams: Rc::downgrade(streams) }
     }
 
     /// Builds one listener, with its own drain watch, as a static one is built.
@@ -107,10 +111,15 @@ impl ResourceApi for LdsApi {
         super::sds::start_pending(&self.server.secrets, &self.server.store)
             .await
             .map_err(|e| ConfigError::new("sds_config", format!("cannot watch an SDS file: {e}")))?;
-        // So are the route configs they fetch by RDS, for the first time.
-        super::rds::start_pending(&self.server, &self.cm)
-            .await
-            .map_err(|e| ConfigError::new("rds", format!("cannot watch an RDS file: {e}")))?;
+        // So are the route config files they name for the first time. One on
+        // the ADS stream is asked for and not awaited: this runs while the
+        // stream hands over the LDS response, so its answer cannot come yet
+        // (Envoy warms the listener meanwhile; here it answers 404 until then).
+        if let Some(streams) = self.streams.upgrade() {
+            super::rds::start_pending(&self.server, &self.cm, &streams, false)
+                .await
+                .map_err(|e| ConfigError::new("rds", format!("cannot start RDS: {e}")))?;
+        }
         // With SO_REUSEPORT a second socket on a listener's address would bind
         // and take half its connections: Envoy refuses the duplicate.
         for (k, (i, config, ..)) in built.iter().enumerate() {

@@ -23,6 +23,7 @@ pub mod grpc_stream;
 pub mod grpc_subscription;
 pub mod lds;
 pub mod rds;
+pub mod rds_watch;
 pub mod sds;
 pub mod source;
 pub mod start;

@@ -17,7 +17,9 @@ use std::time::SystemTime;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use prost::Message;
 
+use super::start::Started;
 use super::{epoch_ms, resource_path, AppliedResource, AppliedState, PathSubscription, ResourceApi};
+use crate::config::config_source::Source;
 use crate::config::path_source::DiscoveryFile;
 use crate::config::{ConfigError, FieldPath};
 use crate::define_stats;
@@ -43,6 +45,18 @@ pub struct RdsApi {
     /// Shared with the server, for `/config_dump`.
     state: Rc<RefCell<AppliedState>>,
     stats: RdsStats,
+}
+
+impl RdsApi {
+    /// The `route_config_name` subscribed to.
+    pub fn name(&self) -> &str {
+        &self.config.route_config_name
+    }
+
+    /// `http.<stat_prefix>.rds.<name>.`.
+    pub fn stat_prefix(&self) -> &str {
+        &self.config.stat_prefix
+    }
 }
 
 impl ResourceApi for RdsApi {
@@ -97,22 +111,48 @@ impl ResourceApi for RdsApi {
     }
 }
 
-/// Starts a subscription for each route config no one follows yet: its file
-/// is read once now, then followed by a local task, whose handle is returned.
+/// Starts a subscription for each route config no one follows yet: a file is
+/// read once now, then followed by a local task (its handle returned); the
+/// ADS stream is asked for the config, and its first answer awaited (up to
+/// `initial_fetch_timeout`) when `wait` (a listener that must not serve
+/// before its routes come).
 pub async fn start_pending(
     server: &Server,
     cm: &Rc<ClusterManager>,
+    streams: &Started,
+    wait: bool,
 ) -> std::io::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut tasks = Vec::new();
+    let mut fetching = Vec::new();
     let store = &server.store;
     for config in server.route_configs.take_unstarted() {
         let prefix = config.stat_prefix.clone();
-        let sub = PathSubscription::new(config.source.clone(), store, &prefix);
         let state = Rc::new(RefCell::new(AppliedState::default()));
         server.rds_states.borrow_mut().push(state.clone());
+        let source = config.source.clone();
         let api = RdsApi { config, cm: cm.clone(), state, stats: RdsStats::new(store, &prefix) };
-        let watcher = sub.start(&api).await?;
-        tasks.push(tokio::task::spawn_local(async move { sub.follow(&api, watcher).await }));
+        match source.source {
+            Source::Path(path) => {
+                let sub = PathSubscription::new(path, store, &prefix);
+                let watcher = sub.start(&api).await?;
+                tasks.push(tokio::task::spawn_local(async move { sub.follow(&api, watcher).await }));
+            }
+            Source::Ads => match streams.rds_watch() {
+                Some(watch) => fetching.push((watch.add(api, store), source.initial_fetch_timeout)),
+                None => {
+                    return Err(std::io::Error::other(format!(
+                        "{prefix}: ADS must be configured to support an ADS config source"
+                    )))
+                }
+            },
+            // Refused as the connection manager was built.
+            Source::Grpc(_) => {}
+        }
+    }
+    if wait {
+        for (entry, timeout) in fetching {
+            entry.initialized(timeout).await;
+        }
     }
     Ok(tasks)
 }

@@ -18,6 +18,7 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use super::eds_watch::EdsWatch;
 use super::grpc_mux::{GrpcMux, ADS_METHOD, EDS_METHOD};
 use super::grpc_subscription::GrpcSubscription;
+use super::rds_watch::RdsWatch;
 use super::source::{GrpcSource, Source, SubscriptionSource};
 use super::{PathSubscription, ResourceApi};
 use crate::server::Server;
@@ -44,6 +45,8 @@ pub struct Started {
     /// The endpoint watch of each stream EDS clusters use, by the stream's
     /// source (`None`: the ADS stream).
     eds: RefCell<Vec<(Option<GrpcSource>, Rc<EdsWatch>)>>,
+    /// The route watch of the ADS stream.
+    rds: RefCell<Option<Rc<RdsWatch>>>,
 }
 
 impl Started {
@@ -56,6 +59,7 @@ impl Started {
             tasks: RefCell::new(tasks),
             ads: RefCell::default(),
             eds: RefCell::default(),
+            rds: RefCell::default(),
         }
     }
 
@@ -134,6 +138,18 @@ impl Started {
         let watch = Rc::new(EdsWatch::new(&mux));
         mux.subscribe(watch.clone());
         self.eds.borrow_mut().push((key, watch.clone()));
+        Some(watch)
+    }
+
+    /// The route watch of the ADS stream, subscribed on first use.
+    pub fn rds_watch(&self) -> Option<Rc<RdsWatch>> {
+        if let Some(watch) = self.rds.borrow().as_ref() {
+            return Some(watch.clone());
+        }
+        let mux = self.ads_mux()?;
+        let watch = Rc::new(RdsWatch::new(&mux));
+        mux.subscribe(watch.clone());
+        *self.rds.borrow_mut() = Some(watch.clone());
         Some(watch)
     }
 

@@ -19,7 +19,7 @@ use super::path_normalization::{EscapedSlashes, PathNormalization};
 use super::rds::{build_table, RouteConfigProviderManager, Routes};
 use super::stats::{HcmListenerStats, HcmStats, Http1CodecStats};
 use crate::access_log::{self, AccessLogger};
-use crate::config::path_source::PathSource;
+use crate::config::config_source::{Source, SubscriptionSource};
 use crate::config::{self, ConfigError, FieldPath};
 use crate::extensions::filters::http::filter::StreamFilterFactory;
 use crate::extensions::filters::http::router::{self, Router};
@@ -456,8 +456,8 @@ fn http_filters(
     Ok(out)
 }
 
-/// `rds`: the shared config of its source and name. A file source only, for
-/// now; the file must exist as the subscription is made (Envoy's check).
+/// `rds`: the shared config of its source and name, a file (which must exist
+/// as the subscription is made, Envoy's check) or the ADS stream.
 fn rds_config(
     rds: &envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::Rds,
     path: &FieldPath,
@@ -469,15 +469,14 @@ fn rds_config(
     let Some(source) = &rds.config_source else {
         return Err(path.field_error("config_source", "value is required"));
     };
-    let source = match &source.config_source_specifier {
-        Some(ConfigSourceSpecifier::Ads(_)) => {
-            return Err(source_path.field_error("ads", "RDS over ADS is not supported by Courier yet"))
-        }
-        Some(ConfigSourceSpecifier::ApiConfigSource(_)) => {
-            return Err(source_path.field_error("api_config_source", "RDS over gRPC is not supported by Courier yet"))
-        }
-        _ => PathSource::from_proto(source, &source_path)?,
-    };
-    source.check_exists(&source_path)?;
+    if let Some(ConfigSourceSpecifier::ApiConfigSource(_)) = &source.config_source_specifier {
+        return Err(
+            source_path.field_error("api_config_source", "RDS over gRPC is not supported by Courier yet: use ads")
+        );
+    }
+    let source = SubscriptionSource::from_proto(source, &source_path)?;
+    if let Source::Path(file) = &source.source {
+        file.check_exists(&source_path)?;
+    }
     Ok(manager.get_or_add(source, &rds.route_config_name, stat_prefix, store))
 }

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::google::protobuf::Any;
 
-use crate::config::path_source::PathSource;
+use crate::config::config_source::SubscriptionSource;
 use crate::config::{ConfigError, FieldPath};
 use crate::extensions;
 use crate::router::{Route, RouteBuildContext, RouteTable};
@@ -33,7 +33,9 @@ pub const ROUTE_TYPE: &str = "envoy.config.route.v3.RouteConfiguration";
 #[derive(Debug)]
 pub struct RdsRouteConfig {
     pub route_config_name: String,
-    pub source: PathSource,
+    /// A file or the ADS stream (an `api_config_source` is refused as the
+    /// connection manager is built).
+    pub source: SubscriptionSource,
     /// `http.<stat_prefix>.rds.<route_config_name>.`, from the first connection
     /// manager that named it (Envoy's subscription scope).
     pub stat_prefix: String,
@@ -104,13 +106,15 @@ impl RouteConfigProviderManager {
     /// named it before.
     pub fn get_or_add(
         &self,
-        source: PathSource,
+        source: SubscriptionSource,
         route_config_name: &str,
         stat_prefix: &str,
         store: &Arc<Store>,
     ) -> Arc<RdsRouteConfig> {
         let mut configs = self.configs.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = configs.iter().find(|c| c.source == source && c.route_config_name == route_config_name) {
+        if let Some(c) =
+            configs.iter().find(|c| c.source.source == source.source && c.route_config_name == route_config_name)
+        {
             return c.clone();
         }
         let config = Arc::new(RdsRouteConfig {
