@@ -8,7 +8,7 @@ use envoy_types::pb::google::protobuf::Any;
 use crate::harness::{static_cluster, swap_in, validate, Courier, TempDir};
 use crate::http_util::{http_listener, prefix_route, Client};
 use crate::shared_net::http_upstream;
-use crate::shared_xds::{XdsServer, CLUSTER_TYPE, ROUTE_TYPE};
+use crate::shared_xds::{XdsServer, CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE};
 use crate::xds_files::discovery;
 use crate::xds_grpc::{clusters, is_ack, resource, summary, xds_cluster};
 
@@ -282,6 +282,102 @@ fn rds_over_ads_matches_envoy() {
         (e.admin, e)
     });
     let courier = ads_session(|yaml| {
+        let c = Courier::start(yaml, 1);
+        (c.admin, c)
+    });
+    assert_eq!(courier, envoy);
+}
+
+/// An LDS listener `web` whose routes are `route_config_name` over ADS.
+fn ads_rds_listener(route_config_name: &str) -> Any {
+    let rds = format!(
+        "          rds:\n            route_config_name: {route_config_name}\n            config_source: {{ ads: {{}}, resource_api_version: V3 }}\n"
+    );
+    resource(LISTENER_TYPE, &http_listener("web", "", "", "").replacen("          route_config:\n", &rds, 1))
+}
+
+/// The LDS-with-RDS session against a proxy started by `start`: a listener
+/// replaced by one naming routes not pushed yet warms (the old one serving)
+/// until they come.
+fn warming_session<G>(start: impl FnOnce(&str) -> (std::net::SocketAddr, G)) -> Vec<String> {
+    let (a, b) = (http_upstream("a"), http_upstream("b"));
+    let xds = XdsServer::start();
+    xds.push(CLUSTER_TYPE, "c1", clusters(&[static_cluster("a", &[a.port()]), static_cluster("b", &[b.port()])]));
+    xds.push(LISTENER_TYPE, "l1", vec![ads_rds_listener("first")]);
+    xds.push(ROUTE_TYPE, "r1", vec![pushed_routes("first", &prefix_route("/", "a", ""))]);
+    let (admin, guard) = start(&crate::xds_grpc::ads_bootstrap(&xds, "", ""));
+    let mut out = Vec::new();
+    let stat = |name: &str| -> i64 {
+        let (_, body) = crate::harness::http_request(admin, "GET", &format!("/stats?filter=^{name}$"));
+        body.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))?.trim().parse().ok()).unwrap_or(-1)
+    };
+    let listener = || {
+        let (_, body) = crate::harness::http_request(admin, "GET", "/listeners");
+        let addr: std::net::SocketAddr =
+            body.lines().find_map(|l| l.strip_prefix("web::")?.parse().ok()).expect("listener");
+        addr
+    };
+    let served = |step: &str, out: &mut Vec<String>| {
+        let r = Client::connect(listener()).get("/");
+        let who = if r.status == 200 { r.seen().upstream().to_string() } else { r.status.to_string() };
+        out.push(format!("{step}: {who}, warming {}", stat("listener_manager.total_listeners_warming")));
+    };
+    // Start-up waited for the first listener's routes.
+    served("l1", &mut out);
+    // The replacement names routes nobody pushed yet: it warms, the old one serves.
+    let seen = xds.requests().len();
+    xds.push(LISTENER_TYPE, "l2", vec![ads_rds_listener("second")]);
+    xds.wait_request(seen, |r| is_ack(r, LISTENER_TYPE, "l2"));
+    xds.wait_request(seen, |r| r.type_url == ROUTE_TYPE && r.resource_names.contains(&"second".to_string()));
+    served("l2", &mut out);
+    let routes =
+        vec![pushed_routes("first", &prefix_route("/", "a", "")), pushed_routes("second", &prefix_route("/", "b", ""))];
+    xds.push(ROUTE_TYPE, "r2", routes);
+    xds.wait_request(seen, |r| is_ack(r, ROUTE_TYPE, "r2"));
+    // Warmed: the new listener takes over (as the worker takes the update).
+    let deadline = std::time::Instant::now() + crate::harness::IO_TIMEOUT;
+    while stat("listener_manager.total_listeners_warming") != 0
+        || Client::connect(listener()).get("/").status != 200
+        || Client::connect(listener()).get("/").seen().upstream() != "b"
+    {
+        assert!(std::time::Instant::now() < deadline, "the warmed listener never served");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    served("r2", &mut out);
+    for name in ["listener_added", "listener_modified", "listener_create_success", "total_listeners_active"] {
+        out.push(format!("{name}: {}", stat(&format!("listener_manager.{name}"))));
+    }
+    drop(guard);
+    out.extend(xds.requests().iter().map(|(_, r)| {
+        let mut names = r.resource_names.clone();
+        names.sort();
+        format!("{} {names:?}", summary(r))
+    }));
+    out
+}
+
+#[test]
+fn an_lds_listener_with_rds_warms_until_its_routes_come() {
+    let courier = warming_session(|yaml| {
+        let c = Courier::start(yaml, 2);
+        (c.admin, c)
+    });
+    assert_eq!(courier[..3], ["l1: a, warming 0", "l2: a, warming 1", "r2: b, warming 0"], "{courier:#?}");
+}
+
+/// The warming session against the real Envoy 1.40 and Courier.
+#[test]
+fn lds_rds_warming_matches_envoy() {
+    use crate::http2_conformance::Envoy;
+    if !Envoy::bin().exists() {
+        eprintln!("SKIPPED: {} is not installed (scripts/install-envoy)", Envoy::bin().display());
+        return;
+    }
+    let envoy = warming_session(|yaml| {
+        let e = Envoy::start(yaml);
+        (e.admin, e)
+    });
+    let courier = warming_session(|yaml| {
         let c = Courier::start(yaml, 1);
         (c.admin, c)
     });

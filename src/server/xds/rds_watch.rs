@@ -51,6 +51,10 @@ impl Entry {
         }
     }
 
+    pub fn is_initialized(&self) -> bool {
+        self.initialized.get()
+    }
+
     fn initialize(&self) {
         if !self.initialized.replace(true) {
             self.notify.notify_waiters();
@@ -88,6 +92,11 @@ impl RdsWatch {
             mux.interest_changed(&self.type_url);
         }
         entry
+    }
+
+    /// The subscription of `name`.
+    pub fn entry(&self, name: &str) -> Option<Rc<Entry>> {
+        self.entries.borrow().iter().find(|e| e.api.name() == name).cloned()
     }
 
     /// Hands each route config of `file` to the subscription of its name.

@@ -153,6 +153,11 @@ impl Started {
         Some(watch)
     }
 
+    /// The subscription of route config `name` on the ADS stream, if any.
+    pub fn rds_entry(&self, name: &str) -> Option<Rc<super::rds_watch::Entry>> {
+        self.rds.borrow().as_ref()?.entry(name)
+    }
+
     /// Forgets the EDS clusters CDS replaced or removed.
     pub fn prune_eds(&self) {
         for (_, watch) in self.eds.borrow().iter() {

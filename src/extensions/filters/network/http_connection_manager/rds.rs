@@ -93,13 +93,21 @@ pub fn build_table(
 pub struct RouteConfigProviderManager {
     registry: ThreadLocalRegistry,
     configs: Mutex<Vec<Arc<RdsRouteConfig>>>,
+    /// The configs named since `take_named`, new or shared: what a listener
+    /// being built depends on (it warms until they load).
+    named: Mutex<Vec<Arc<RdsRouteConfig>>>,
     /// How many of `configs` the server has subscribed to.
     started: Mutex<usize>,
 }
 
 impl RouteConfigProviderManager {
     pub fn new(registry: ThreadLocalRegistry) -> Self {
-        RouteConfigProviderManager { registry, configs: Mutex::default(), started: Mutex::new(0) }
+        RouteConfigProviderManager {
+            registry,
+            configs: Mutex::default(),
+            named: Mutex::default(),
+            started: Mutex::new(0),
+        }
     }
 
     /// The config of `(source, name)`, shared with any connection manager that
@@ -112,9 +120,11 @@ impl RouteConfigProviderManager {
         store: &Arc<Store>,
     ) -> Arc<RdsRouteConfig> {
         let mut configs = self.configs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut named = self.named.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) =
             configs.iter().find(|c| c.source.source == source.source && c.route_config_name == route_config_name)
         {
+            named.push(c.clone());
             return c.clone();
         }
         let config = Arc::new(RdsRouteConfig {
@@ -125,7 +135,13 @@ impl RouteConfigProviderManager {
             slot: self.registry.allocate_slot(),
         });
         configs.push(config.clone());
+        named.push(config.clone());
         config
+    }
+
+    /// The configs named since the last call.
+    pub fn take_named(&self) -> Vec<Arc<RdsRouteConfig>> {
+        std::mem::take(&mut self.named.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The configs added since the last call, for the server to subscribe to.
