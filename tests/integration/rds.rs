@@ -383,3 +383,58 @@ fn lds_rds_warming_matches_envoy() {
     });
     assert_eq!(courier, envoy);
 }
+
+/// A static listener whose routes never came within `initial_fetch_timeout`:
+/// the proxy starts with no route (404), then serves them once pushed.
+fn fetch_timeout_session<G>(start: impl FnOnce(&str) -> (std::net::SocketAddr, G)) -> Vec<String> {
+    let a = http_upstream("a");
+    let xds = XdsServer::start();
+    xds.push(CLUSTER_TYPE, "c1", clusters(&[static_cluster("a", &[a.port()])]));
+    let (admin, guard) = start(&ads_rds_bootstrap(&xds, ", initial_fetch_timeout: 0.3s"));
+    let stat = |name: &str| -> i64 {
+        let (_, body) = crate::harness::http_request(admin, "GET", &format!("/stats?filter=^{name}$"));
+        body.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))?.trim().parse().ok()).unwrap_or(-1)
+    };
+    let listener = || {
+        let (_, body) = crate::harness::http_request(admin, "GET", "/listeners");
+        let addr: std::net::SocketAddr =
+            body.lines().find_map(|l| l.strip_prefix("web::")?.parse().ok()).expect("listener");
+        addr
+    };
+    let mut out = vec![format!("no routes: {}", Client::connect(listener()).get("/").status)];
+    xds.push(ROUTE_TYPE, "r1", vec![pushed_routes("routes", &prefix_route("/", "a", ""))]);
+    xds.wait_request(0, |r| is_ack(r, ROUTE_TYPE, "r1"));
+    out.push(format!("r1: {}", Client::connect(listener()).get("/").seen().upstream()));
+    for name in ["init_fetch_timeout", "update_attempt", "update_success", "config_reload"] {
+        out.push(format!("{name}: {}", stat(&format!("{STATS}{name}"))));
+    }
+    drop(guard);
+    out
+}
+
+#[test]
+fn a_static_listener_starts_without_routes_after_the_initial_fetch_timeout() {
+    let courier = fetch_timeout_session(|yaml| {
+        let c = Courier::start(yaml, 1);
+        (c.admin, c)
+    });
+    let expected = [
+        "no routes: 404",
+        "r1: a",
+        "init_fetch_timeout: 1",
+        "update_attempt: 3",
+        "update_success: 1",
+        "config_reload: 1",
+    ];
+    assert_eq!(courier, expected);
+    use crate::http2_conformance::Envoy;
+    if !Envoy::bin().exists() {
+        eprintln!("SKIPPED: {} is not installed (scripts/install-envoy)", Envoy::bin().display());
+        return;
+    }
+    let envoy = fetch_timeout_session(|yaml| {
+        let e = Envoy::start(yaml);
+        (e.admin, e)
+    });
+    assert_eq!(courier, envoy, "against Envoy 1.40");
+}
