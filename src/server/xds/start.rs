@@ -6,7 +6,7 @@
 //! after. The ADS stream is opened by the first subscription that names it and
 //! shared by the next; a CDS or LDS subscription with an `api_config_source`
 //! gets a stream of its own, and EDS clusters share one per source (each
-//! stream's `EdsWatch`). What keeps running (file watches, streams) is handed
+//! stream's `EdsWatch`); route configs on ADS share its `RdsWatch`. What keeps running (file watches, streams) is handed
 //! back as tasks, aborted as the server drains.
 
 use std::cell::RefCell;
