@@ -22,6 +22,7 @@ pub mod grpc_mux;
 pub mod grpc_stream;
 pub mod grpc_subscription;
 pub mod lds;
+pub mod named_watch;
 pub mod rds;
 pub mod rds_watch;
 pub mod sds;

@@ -138,7 +138,7 @@ pub async fn start_pending(
                 tasks.push(tokio::task::spawn_local(async move { sub.follow(&api, watcher).await }));
             }
             Source::Ads => match streams.rds_watch() {
-                Some(watch) => fetching.push((watch.add(api, store), source.initial_fetch_timeout)),
+                Some(watch) => fetching.push((super::rds_watch::add(&watch, api, store), source.initial_fetch_timeout)),
                 None => {
                     return Err(std::io::Error::other(format!(
                         "{prefix}: ADS must be configured to support an ADS config source"

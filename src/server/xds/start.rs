@@ -135,7 +135,7 @@ impl Started {
             None => self.ads_mux()?,
             Some(grpc) => self.start_mux(grpc.clone(), EDS_METHOD),
         };
-        let watch = Rc::new(EdsWatch::new(&mux));
+        let watch = Rc::new(super::eds_watch::new_watch(&mux));
         mux.subscribe(watch.clone());
         self.eds.borrow_mut().push((key, watch.clone()));
         Some(watch)
@@ -147,7 +147,7 @@ impl Started {
             return Some(watch.clone());
         }
         let mux = self.ads_mux()?;
-        let watch = Rc::new(RdsWatch::new(&mux));
+        let watch = Rc::new(super::rds_watch::new_watch(&mux));
         mux.subscribe(watch.clone());
         *self.rds.borrow_mut() = Some(watch.clone());
         Some(watch)
@@ -155,7 +155,7 @@ impl Started {
 
     /// The subscription of route config `name` on the ADS stream, if any.
     pub fn rds_entry(&self, name: &str) -> Option<Rc<super::rds_watch::Entry>> {
-        self.rds.borrow().as_ref()?.entry(name)
+        super::rds_watch::entry(self.rds.borrow().as_ref()?, name)
     }
 
     /// Forgets the EDS clusters CDS replaced or removed.
