@@ -277,7 +277,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "set_current_client_cert_details",
         ],
     ),
-    // RDS from a file (`http_connection_manager::rds`); ADS and gRPC sources are refused by name.
+    // RDS from a file, the ADS stream or a stream of its own (`http_connection_manager::rds`).
     ("envoy.extensions.filters.network.http_connection_manager.v3.Rds", &["config_source", "route_config_name"]),
     // An upgrade type tunnelled on HTTP/1 (`filters`, its own filter chain, is refused).
     (

@@ -257,14 +257,19 @@ impl ServerConfig {
             None => DynamicResourcesConfig::default(),
         };
         dynamic.check_management_clusters(&clusters.clusters, b.node.as_ref())?;
-        // A connection manager's RDS on the ADS stream needs one, as CDS's and LDS's.
-        if dynamic.ads.is_none() {
-            if let Some(c) = route_configs.all().iter().find(|c| c.source.source == config::config_source::Source::Ads)
-            {
-                return Err(ConfigError::new(
-                    &c.stat_prefix,
-                    "ads: ADS must be configured to support an ADS config source",
-                ));
+        // The management servers of the connection managers' RDS, checked as CDS's and LDS's.
+        for c in route_configs.all() {
+            let path = config::FieldPath::starting_at(&format!("{}config_source", c.stat_prefix));
+            match &c.source.source {
+                config::config_source::Source::Ads if dynamic.ads.is_none() => {
+                    return Err(path.field_error("ads", "ADS must be configured to support an ADS config source"))
+                }
+                config::config_source::Source::Grpc(grpc) => xds::source::check_cluster(
+                    grpc,
+                    clusters.clusters.iter().find(|k| k.name == grpc.cluster).map(|k| k.as_ref()),
+                    &path.child("api_config_source.grpc_services[0].envoy_grpc.cluster_name"),
+                )?,
+                _ => {}
             }
         }
         // Envoy's check for an EDS (first, as static clusters are built first)

@@ -150,14 +150,17 @@ fn rds_config_errors_name_the_field() {
     // The file must be there.
     let e = refused(&format!("node: {{ id: t, cluster: t }}\n{}", statics(rds_listener("web", &dir))));
     assert!(e.contains("rds.config_source: paths must refer to an existing path"), "{e}");
-    // ADS needs `ads_config`; a stream of its own is not there yet.
+    // ADS needs `ads_config`; a stream of its own, a static HTTP/2 cluster.
     let file = format!("path_config_source: {{ path: {}/rds.yaml }}", dir.0.display());
     let ads = rds_listener("web", &dir).replace(&file, "ads: {}");
     let e = refused(&format!("node: {{ id: t, cluster: t }}\n{}", statics(ads)));
-    assert!(e.contains("ADS must be configured to support an ADS config source"), "{e}");
-    let grpc = rds_listener("web", &dir).replace(&file, "api_config_source: { api_type: GRPC }");
+    assert!(e.contains("http.ingress.rds.routes.config_source.ads: ADS must be configured"), "{e}");
+    let grpc = rds_listener("web", &dir).replace(
+        &file,
+        "api_config_source: { api_type: GRPC, grpc_services: [{ envoy_grpc: { cluster_name: nowhere } }] }",
+    );
     let e = refused(&format!("node: {{ id: t, cluster: t }}\n{}", statics(grpc)));
-    assert!(e.contains("rds.config_source.api_config_source: RDS over gRPC is not supported by Courier yet"), "{e}");
+    assert!(e.contains("Unknown gRPC client cluster 'nowhere'"), "{e}");
 }
 
 /// The output of `--mode validate` on a config it refuses.
@@ -170,9 +173,12 @@ fn refused(yaml: &str) -> String {
 /// A bootstrap with CDS over ADS to `xds` and a static listener `web` whose
 /// routes (`routes`) come over ADS too.
 fn ads_rds_bootstrap(xds: &XdsServer, rds_extra: &str) -> String {
-    let rds = format!(
-        "          rds:\n            route_config_name: routes\n            config_source: {{ ads: {{}}, resource_api_version: V3{rds_extra} }}\n"
-    );
+    rds_bootstrap(xds, &format!("{{ ads: {{}}, resource_api_version: V3{rds_extra} }}"))
+}
+
+/// `ads_rds_bootstrap` with `source` as the route config's `config_source`.
+fn rds_bootstrap(xds: &XdsServer, source: &str) -> String {
+    let rds = format!("          rds:\n            route_config_name: routes\n            config_source: {source}\n");
     format!(
         "node: {{ id: test-node, cluster: test-cluster }}
 dynamic_resources:
@@ -433,6 +439,46 @@ fn a_static_listener_starts_without_routes_after_the_initial_fetch_timeout() {
         return;
     }
     let envoy = fetch_timeout_session(|yaml| {
+        let e = Envoy::start(yaml);
+        (e.admin, e)
+    });
+    assert_eq!(courier, envoy, "against Envoy 1.40");
+}
+
+/// Routes on a stream of their own (`StreamRoutes`), against Envoy 1.40 too.
+fn own_stream_session<G>(start: impl FnOnce(&str) -> (std::net::SocketAddr, G)) -> Vec<String> {
+    let a = http_upstream("a");
+    let xds = XdsServer::start();
+    xds.push(CLUSTER_TYPE, "c1", clusters(&[static_cluster("a", &[a.port()])]));
+    xds.push(ROUTE_TYPE, "r1", vec![pushed_routes("routes", &prefix_route("/", "a", ""))]);
+    let source = "{ api_config_source: { api_type: GRPC, transport_api_version: V3, grpc_services: [{ envoy_grpc: { cluster_name: xds } }] }, resource_api_version: V3 }";
+    let (admin, guard) = start(&rds_bootstrap(&xds, source));
+    xds.wait_request(0, |r| is_ack(r, ROUTE_TYPE, "r1"));
+    let (_, body) = crate::harness::http_request(admin, "GET", "/listeners");
+    let addr: std::net::SocketAddr =
+        body.lines().find_map(|l| l.strip_prefix("web::")?.parse().ok()).expect("listener");
+    let mut out = vec![format!("r1: {}", Client::connect(addr).get("/").seen().upstream())];
+    drop(guard);
+    out.extend(xds.requests().iter().map(|(method, r)| {
+        format!("{} {} {:?}", method.rsplit('/').next().unwrap_or_default(), summary(r), r.resource_names)
+    }));
+    out
+}
+
+#[test]
+fn routes_on_a_stream_of_their_own() {
+    let courier = own_stream_session(|yaml| {
+        let c = Courier::start(yaml, 1);
+        (c.admin, c)
+    });
+    assert_eq!(courier[0], "r1: a");
+    assert!(courier.iter().any(|l| l.starts_with("StreamRoutes RouteConfiguration version 'r1'")), "{courier:#?}");
+    use crate::http2_conformance::Envoy;
+    if !Envoy::bin().exists() {
+        eprintln!("SKIPPED: {} is not installed (scripts/install-envoy)", Envoy::bin().display());
+        return;
+    }
+    let envoy = own_stream_session(|yaml| {
         let e = Envoy::start(yaml);
         (e.admin, e)
     });

@@ -209,7 +209,10 @@ impl ResourceApi for LdsApi {
             let waits: Vec<_> = routes
                 .iter()
                 .filter_map(|r| {
-                    Some((streams.as_ref()?.rds_entry(&r.route_config_name)?, r.source.initial_fetch_timeout))
+                    Some((
+                        streams.as_ref()?.rds_entry(&r.source.source, &r.route_config_name)?,
+                        r.source.initial_fetch_timeout,
+                    ))
                 })
                 .filter(|(entry, _)| !entry.is_initialized())
                 .collect();

@@ -112,8 +112,9 @@ impl ResourceApi for RdsApi {
 }
 
 /// Starts a subscription for each route config no one follows yet: a file is
-/// read once now, then followed by a local task (its handle returned); the
-/// ADS stream is asked for the config, and its first answer awaited (up to
+/// read once now, then followed by a local task (its handle returned); a
+/// management server (the ADS stream, or one of the source's own) is asked
+/// for the config, and its first answer awaited (up to
 /// `initial_fetch_timeout`) when `wait` (a listener that must not serve
 /// before its routes come).
 pub async fn start_pending(
@@ -137,7 +138,7 @@ pub async fn start_pending(
                 let watcher = sub.start(&api).await?;
                 tasks.push(tokio::task::spawn_local(async move { sub.follow(&api, watcher).await }));
             }
-            Source::Ads => match streams.rds_watch() {
+            Source::Ads | Source::Grpc(_) => match streams.rds_watch(&source.source) {
                 Some(watch) => fetching.push((super::rds_watch::add(&watch, api, store), source.initial_fetch_timeout)),
                 None => {
                     return Err(std::io::Error::other(format!(
@@ -145,8 +146,6 @@ pub async fn start_pending(
                     )))
                 }
             },
-            // Refused as the connection manager was built.
-            Source::Grpc(_) => {}
         }
     }
     if wait {

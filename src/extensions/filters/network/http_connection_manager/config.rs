@@ -29,7 +29,6 @@ use crate::http::http2::{Http2Options, LazyHttp2Stats};
 use crate::network::drain::IDLE_DRAIN_GRACE;
 use crate::runtime::Fraction;
 use crate::tracing::{CustomTag, HcmTracing, OperationName, Sampling, TracingStats};
-use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
 
 /// `server_header_transformation`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -457,7 +456,8 @@ fn http_filters(
 }
 
 /// `rds`: the shared config of its source and name, a file (which must exist
-/// as the subscription is made, Envoy's check) or the ADS stream.
+/// as the subscription is made, Envoy's check), the ADS stream or a stream of
+/// its own.
 fn rds_config(
     rds: &envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::Rds,
     path: &FieldPath,
@@ -469,11 +469,6 @@ fn rds_config(
     let Some(source) = &rds.config_source else {
         return Err(path.field_error("config_source", "value is required"));
     };
-    if let Some(ConfigSourceSpecifier::ApiConfigSource(_)) = &source.config_source_specifier {
-        return Err(
-            source_path.field_error("api_config_source", "RDS over gRPC is not supported by Courier yet: use ads")
-        );
-    }
     let source = SubscriptionSource::from_proto(source, &source_path)?;
     if let Source::Path(file) = &source.source {
         file.check_exists(&source_path)?;
