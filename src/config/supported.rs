@@ -247,6 +247,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "codec_type",
             "stat_prefix",
             "route_config",
+            "rds",
             "http_filters",
             "common_http_protocol_options",
             "server_name",
@@ -276,6 +277,8 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "set_current_client_cert_details",
         ],
     ),
+    // RDS from a file, the ADS stream or a stream of its own (`http_connection_manager::rds`).
+    ("envoy.extensions.filters.network.http_connection_manager.v3.Rds", &["config_source", "route_config_name"]),
     // An upgrade type tunnelled on HTTP/1 (`filters`, its own filter chain, is refused).
     (
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig",

@@ -49,6 +49,8 @@ pub struct FactoryContext<'a> {
     pub node_zone: &'a str,
     /// The secrets a TLS context may name.
     pub secrets: &'a transport_sockets::tls::SecretManager,
+    /// The route configs connection managers fetch by RDS, shared by name.
+    pub route_configs: &'a filters::network::http_connection_manager::rds::RouteConfigProviderManager,
 }
 
 /// Builds a network filter from its `typed_config`; the path points at it.

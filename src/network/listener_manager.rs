@@ -87,6 +87,12 @@ pub struct ListenerManager {
 }
 
 impl ListenerManager {
+    /// `total_listeners_warming`: an LDS listener waiting for what it fetches
+    /// (its routes) before it is added, counted by whoever waits.
+    pub fn warming(&self) -> &crate::stats::Gauge {
+        &self.stats.total_listeners_warming
+    }
+
     /// Checks and builds every listener of `static_resources.listeners`, each
     /// filter through `filters`.
     pub fn from_proto(

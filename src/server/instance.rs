@@ -28,6 +28,7 @@ use crate::access_log::AccessLogger;
 use crate::config::{self, path_source, BootstrapSource, ConfigError, LoadedBootstrap};
 use crate::define_stats;
 use crate::event::{Dispatcher, DispatcherHandle};
+use crate::extensions::filters::network::http_connection_manager::rds::RouteConfigProviderManager;
 use crate::extensions::transport_sockets::tls::SecretManager;
 use crate::extensions::{self, FactoryContext};
 use crate::network::address::socket_address;
@@ -131,6 +132,8 @@ pub struct ServerConfig {
     pub dynamic: DynamicResourcesConfig,
     /// `static_resources.secrets`, and the SDS secrets the contexts named.
     pub secrets: Arc<SecretManager>,
+    /// The route configs connection managers named by RDS.
+    pub route_configs: Arc<RouteConfigProviderManager>,
 }
 
 impl ServerConfig {
@@ -180,6 +183,7 @@ impl ServerConfig {
             &crate::extensions::transport_sockets::tls::TlsSocketBuilder { store: &store, secrets: &secrets },
         )?;
         let health_check_failed = Arc::new(AtomicBool::new(false));
+        let route_configs = Arc::new(RouteConfigProviderManager::new(tls.clone()));
         let (drain_tx, drain_rx) = tokio::sync::watch::channel(DrainPhase::Serving);
         let cluster_names: std::collections::HashSet<&str> =
             clusters.clusters.iter().map(|c| c.name.as_str()).collect();
@@ -198,6 +202,7 @@ impl ServerConfig {
             listener_outbound: false,
             node_zone: local_locality.as_ref().map_or("", |l| l.zone.as_str()),
             secrets: &secrets,
+            route_configs: &route_configs,
         };
         let listeners =
             ListenerManager::from_proto(statics.map_or(&[], |s| &s.listeners), &ctx, &store, options.workers())?;
@@ -252,6 +257,21 @@ impl ServerConfig {
             None => DynamicResourcesConfig::default(),
         };
         dynamic.check_management_clusters(&clusters.clusters, b.node.as_ref())?;
+        // The management servers of the connection managers' RDS, checked as CDS's and LDS's.
+        for c in route_configs.all() {
+            let path = config::FieldPath::starting_at(&format!("{}config_source", c.stat_prefix));
+            match &c.source.source {
+                config::config_source::Source::Ads if dynamic.ads.is_none() => {
+                    return Err(path.field_error("ads", "ADS must be configured to support an ADS config source"))
+                }
+                config::config_source::Source::Grpc(grpc) => xds::source::check_cluster(
+                    grpc,
+                    clusters.clusters.iter().find(|k| k.name == grpc.cluster).map(|k| k.as_ref()),
+                    &path.child("api_config_source.grpc_services[0].envoy_grpc.cluster_name"),
+                )?,
+                _ => {}
+            }
+        }
         // Envoy's check for an EDS (first, as static clusters are built first)
         // or CDS subscription (not for LDS): a management server tells nodes
         // apart by them.
@@ -293,6 +313,7 @@ impl ServerConfig {
             overload,
             dynamic,
             secrets,
+            route_configs,
         })
     }
 }
@@ -354,6 +375,9 @@ pub struct Server {
     pub lds_state: Rc<RefCell<AppliedState>>,
     /// `static_resources.secrets` and the SDS secrets (`/config_dump`, SDS).
     pub secrets: Arc<SecretManager>,
+    /// The route configs of RDS, and what each has applied (`/config_dump`).
+    pub route_configs: Arc<RouteConfigProviderManager>,
+    pub rds_states: RefCell<Vec<Rc<RefCell<AppliedState>>>>,
     /// The listen sockets a newer process may take (with handoff on).
     handoff_sockets: RefCell<Option<handoff::parent::HandoffSockets>>,
 }
@@ -484,6 +508,7 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
         overload,
         dynamic,
         secrets,
+        route_configs,
     } = config;
     // Before any thread starts, so that a panic on any of them follows the policy.
     super::panic_hook::install(store.counter("server.envoy_bug_failures"));
@@ -541,6 +566,8 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
         cds_state: Rc::default(),
         lds_state: Rc::default(),
         secrets,
+        route_configs,
+        rds_states: RefCell::default(),
     });
 
     let result: Rc<RefCell<std::io::Result<()>>> = Rc::new(RefCell::new(Ok(())));
@@ -623,10 +650,15 @@ async fn main_loop(
         let cds = subscriptions.subscribe(source, api, "cluster_manager.cds.", CDS_METHOD);
         subscriptions.ready(cds).await?;
     }
+    // The route configs static listeners fetch by RDS, before they accept (every
+    // thread is registered: their tables reach the workers first).
+    for task in xds::rds::start_pending(&server, &cm, &subscriptions, true).await? {
+        subscriptions.push_task(task);
+    }
     // Listeners are asked for once the clusters are in, and applied once the
     // workers run.
     let lds = server.dynamic.lds.clone().map(|source| {
-        let api = LdsApi::new(server.clone(), cm.clone());
+        let api = LdsApi::new(server.clone(), cm.clone(), &subscriptions);
         subscriptions.subscribe(source, api, "listener_manager.lds.", LDS_METHOD)
     });
     // Envoy loads its runtime again once the cluster manager is up (to start RTDS),

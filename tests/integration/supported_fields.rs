@@ -68,6 +68,8 @@ const ADS_OWN_STREAMS: &str = "cds_and_lds_on_streams_of_their_own";
 const EDS_IT: &str = "tests/integration/eds.rs";
 const EDS_FOLLOW: &str = "an_eds_cluster_serves_its_file_and_follows_each_new_assignment";
 const SDS_IT: &str = "tests/integration/sds.rs";
+const RDS_IT: &str = "tests/integration/rds.rs";
+const RDS_FILE: &str = "routes_from_an_rds_file_serve_and_a_moved_in_file_changes_them";
 const SDS_STATIC: &str = "a_static_secret_serves_https_and_an_unknown_name_is_refused";
 const SDS_STATIC_CA: &str = "a_static_validation_secret_checks_client_certificates";
 const SDS_UPSTREAM: &str = "an_upstream_validation_context_from_sds_verifies_the_upstream";
@@ -100,6 +102,7 @@ const VHOST: &str = "envoy.config.route.v3.VirtualHost";
 const ROUTE: &str = "envoy.config.route.v3.Route";
 const ROUTE_MATCH: &str = "envoy.config.route.v3.RouteMatch";
 const HEADER_MATCHER: &str = "envoy.config.route.v3.HeaderMatcher";
+const HCM_RDS: &str = "envoy.extensions.filters.network.http_connection_manager.v3.Rds";
 const HCM_UPGRADE: &str =
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig";
 const PROXY_IT: &str = "tests/integration/http_proxy.rs";
@@ -712,6 +715,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (HCM, "codec_type", &[compat("http2_preface")]),
     (HCM, "stat_prefix", &[compat("http_get")]),
     (HCM, "route_config", &[compat("http_get")]),
+    (HCM, "rds", &[compat("rds_files"), test(RDS_IT, RDS_FILE)]),
     (HCM, "http_filters", &[compat("http_filters")]),
     (HCM, "common_http_protocol_options", &[compat("max_headers_count"), compat("headers_with_underscores")]),
     (HCM, "server_name", &[compat("server_header")]),
@@ -743,6 +747,8 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (HCM, "tracing", &[compat("tracing_zipkin"), test(TRACING_IT, TRACING_SPANS)]),
     (HCM, "forward_client_cert_details", &[compat("tls_forward_client_cert")]),
     (HCM, "set_current_client_cert_details", &[compat("tls_forward_client_cert")]),
+    (HCM_RDS, "config_source", &[test(RDS_IT, RDS_FILE), test(RDS_IT, "rds_config_errors_name_the_field")]),
+    (HCM_RDS, "route_config_name", &[compat("rds_files"), test(RDS_IT, RDS_FILE)]),
     (HCM_UPGRADE, "upgrade_type", &[test(PROXY_IT, WEBSOCKET_IT)]),
     (HCM_UPGRADE, "enabled", &[test(PROXY_IT, WEBSOCKET_IT)]),
     (XFCC_DETAILS, "subject", &[compat("tls_forward_client_cert")]),

@@ -68,7 +68,7 @@ fn counter(c: &Courier, name: &str) -> i64 {
     c.stat(name).unwrap_or_else(|| panic!("no stat {name}"))
 }
 
-fn is_ack(r: &DiscoveryRequest, type_url: &str, version: &str) -> bool {
+pub fn is_ack(r: &DiscoveryRequest, type_url: &str, version: &str) -> bool {
     r.type_url == type_url && r.version_info == version && !r.response_nonce.is_empty() && r.error_detail.is_none()
 }
 
@@ -293,7 +293,7 @@ fn a_management_server_needs_a_static_http2_cluster() {
 }
 
 /// What a request says, for comparing two proxies' (the node only as present or not).
-fn summary(r: &DiscoveryRequest) -> String {
+pub fn summary(r: &DiscoveryRequest) -> String {
     let error = r.error_detail.as_ref().map_or(String::new(), |s| format!(" NACK code {}", s.code));
     let node = if r.node.is_some() { " +node" } else { "" };
     let names = if r.resource_names.is_empty() { "" } else { " names" };

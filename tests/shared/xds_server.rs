@@ -28,12 +28,15 @@ use prost::Message;
 pub const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 pub const ENDPOINT_TYPE: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+#[allow(dead_code)] // the compat suite's
+pub const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 
 const METHODS: &[&str] = &[
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
     "/envoy.service.cluster.v3.ClusterDiscoveryService/StreamClusters",
     "/envoy.service.listener.v3.ListenerDiscoveryService/StreamListeners",
     "/envoy.service.endpoint.v3.EndpointDiscoveryService/StreamEndpoints",
+    "/envoy.service.route.v3.RouteDiscoveryService/StreamRoutes",
 ];
 
 /// How long `wait_request` waits.

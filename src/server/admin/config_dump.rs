@@ -1,7 +1,7 @@
 //! `/config_dump`: the effective config as Envoy's `ConfigDump` — the
 //! bootstrap, then the static and (from CDS and LDS) dynamic clusters,
 //! with `include_eds` every cluster's endpoints (`endpoints_dump`), the
-//! listeners, then the static and SDS secrets — printed with proto field names
+//! listeners, the route configs from RDS, then the static and SDS secrets — printed with proto field names
 //! and Envoy's one-space indentation, sensitive fields (private keys) redacted
 //! as Envoy redacts them (`config::redact`).
 //!
@@ -15,6 +15,7 @@ use serde_json::{json, Value as Json};
 
 use crate::config::path_source::{CLUSTER_TYPE, LISTENER_TYPE};
 use crate::config::{self, bootstrap::BOOTSTRAP_TYPE, descriptor};
+use crate::extensions::filters::network::http_connection_manager::rds::ROUTE_TYPE;
 use crate::extensions::transport_sockets::tls::SECRET_TYPE;
 use crate::server::xds::AppliedState;
 use crate::server::Server;
@@ -79,9 +80,27 @@ fn dump(server: &Server, include_eds: bool) -> String {
     if let Some(cm) = server.cluster_manager.borrow().as_ref().filter(|_| include_eds) {
         configs.push(super::endpoints_dump::render(cm));
     }
-    configs.extend([listeners, secrets(server, &bootstrap_dump)]);
+    configs.push(listeners);
+    configs.extend(routes(server));
+    configs.push(secrets(server, &bootstrap_dump));
     let dump = json!({ "configs": configs });
     pretty(&dump)
+}
+
+/// Envoy's `RoutesConfigDump` (after the listeners) when RDS has loaded a
+/// route config: each with the version that brought it and when. (Inline
+/// route configs, Envoy's `static_route_configs`, are not listed yet.)
+fn routes(server: &Server) -> Option<Json> {
+    let mut all = AppliedState::default();
+    for state in server.rds_states.borrow().iter() {
+        all.resources.extend(state.borrow().resources.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    if all.resources.is_empty() {
+        return None;
+    }
+    let mut dump = json!({ "@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump" });
+    add_dynamic(&mut dump, &all, ROUTE_TYPE, "dynamic_route_configs", "route_config", |_, r| r);
+    Some(dump)
 }
 
 /// Envoy's `SecretsConfigDump`: `static_resources.secrets` as configured, and

@@ -133,7 +133,7 @@ pub async fn start(
                 api.initialize();
                 return Err(std::io::Error::other(format!("cluster {}: no ADS stream for its eds_config", info.name)));
             };
-            return Ok(Some(watch.add(api, streams.store(), eds.source.initial_fetch_timeout)));
+            return Ok(Some(super::eds_watch::add(&watch, api, streams.store(), eds.source.initial_fetch_timeout)));
         }
     };
     let sub = PathSubscription::new(path, streams.store(), &format!("cluster.{}.", info.stat_name));

@@ -39,6 +39,7 @@ pub const ADS_METHOD: &str = "/envoy.service.discovery.v3.AggregatedDiscoverySer
 pub const CDS_METHOD: &str = "/envoy.service.cluster.v3.ClusterDiscoveryService/StreamClusters";
 pub const LDS_METHOD: &str = "/envoy.service.listener.v3.ListenerDiscoveryService/StreamListeners";
 pub const EDS_METHOD: &str = "/envoy.service.endpoint.v3.EndpointDiscoveryService/StreamEndpoints";
+pub const RDS_METHOD: &str = "/envoy.service.route.v3.RouteDiscoveryService/StreamRoutes";
 
 /// gRPC's INTERNAL, the status of Envoy's NACK.
 const NACK_STATUS: i32 = 13;

@@ -8,41 +8,108 @@
 //! nor removed: a file that names one has it skipped, not refused. A
 //! replacement that changes only filter chains is Envoy's in-place update
 //! (counted as such; here too the whole old listener's connections drain).
+//! A listener whose routes come over ADS and have not come yet warms, as
+//! Envoy's: it is added (replacing its namesake, which serves meanwhile) once
+//! they do or their initial fetch times out, counted in
+//! `total_listeners_warming`; start-up waits for the first ones.
 
-use std::cell::RefCell;
-use std::rc::Rc;
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use prost::Message;
 
+use super::rds_watch::Entry;
+use super::start::Started;
 use super::{diff, record, resource_path, AppliedState, ResourceApi};
 use crate::config::path_source::{DiscoveryFile, LISTENER_TYPE};
 use crate::config::ConfigError;
+use crate::extensions::filters::network::http_connection_manager::rds::RdsRouteConfig;
 use crate::extensions::FactoryContext;
 use crate::network::{drain, ListenerConfig};
 use crate::server::Server;
 use crate::upstream::ClusterManager;
 
+/// A built listener, its drain, and the route configs it fetches by RDS.
+type Built =
+    (Arc<ListenerConfig>, Rc<tokio::sync::watch::Sender<crate::network::DrainPhase>>, Vec<Arc<RdsRouteConfig>>);
+
 pub struct LdsApi {
     server: Rc<Server>,
     cm: Rc<ClusterManager>,
     state: Rc<RefCell<AppliedState>>,
+    /// Where the route configs of its listeners subscribe (weak: the streams
+    /// hold this API).
+    streams: Weak<Started>,
+    /// How many listeners are warming, and a wake-up as one is done.
+    warming: Rc<Cell<usize>>,
+    /// Each listener name's count of updates (and removals): a warming
+    /// listener is added only if no later one came for its name.
+    generations: Rc<RefCell<std::collections::HashMap<String, u64>>>,
+    warmed: Rc<tokio::sync::Notify>,
 }
 
 impl LdsApi {
-    pub fn new(server: Rc<Server>, cm: Rc<ClusterManager>) -> Self {
+    /// A new update (or removal) of listener `name`: a warming one of an
+    /// older update is not to be added.
+    fn next_generation(&self, name: &str) -> u64 {
+        let mut generations = self.generations.borrow_mut();
+        let g = generations.entry(name.to_string()).or_default();
+        *g += 1;
+        *g
+    }
+
+    /// Adds `config` once every route config of `waits` is initialized,
+    /// unless a later update replaced or removed it meanwhile.
+    fn warm(
+        &self,
+        config: Arc<ListenerConfig>,
+        drain: Rc<tokio::sync::watch::Sender<crate::network::DrainPhase>>,
+        chains: Option<usize>,
+        waits: Vec<(Rc<Entry>, Option<std::time::Duration>)>,
+    ) {
+        tracing::info!("lds: listener '{}' warming until its routes come", config.name);
+        let generation = self.next_generation(&config.name);
+        let (server, generations) = (self.server.clone(), self.generations.clone());
+        let (warming, warmed) = (self.warming.clone(), self.warmed.clone());
+        warming.set(warming.get() + 1);
+        server.listener_manager.warming().inc();
+        tokio::task::spawn_local(async move {
+            for (entry, timeout) in waits {
+                entry.initialized(timeout).await;
+            }
+            let lm = &server.listener_manager;
+            lm.warming().dec();
+            if generations.borrow().get(&config.name) == Some(&generation) {
+                tracing::info!("lds: add/update listener '{}' (warmed)", config.name);
+                if let Err(e) = lm.add_or_update(config.clone(), drain, chains).await {
+                    tracing::warn!("lds: listener '{}' cannot be added: {e}", config.name);
+                }
+            }
+            warming.set(warming.get() - 1);
+            warmed.notify_waiters();
+        });
+    }
+
+    pub fn new(server: Rc<Server>, cm: Rc<ClusterManager>, streams: &Rc<Started>) -> Self {
         let state = server.lds_state.clone();
-        LdsApi { server, cm, state }
+        LdsApi {
+            server,
+            cm,
+            state,
+            streams: Rc::downgrade(streams),
+            warming: Rc::default(),
+            warmed: Rc::default(),
+            generations: Rc::default(),
+        }
     }
 
     /// Builds one listener, with its own drain watch, as a static one is built.
-    fn build(
-        &self,
-        l: &Listener,
-        path: &crate::config::FieldPath,
-    ) -> Result<(Arc<ListenerConfig>, Rc<tokio::sync::watch::Sender<crate::network::DrainPhase>>), ConfigError> {
+    fn build(&self, l: &Listener, path: &crate::config::FieldPath) -> Result<Built, ConfigError> {
         let s = &self.server;
+        // What was named before is not this listener's.
+        s.route_configs.take_named();
         let (drain_tx, drain_rx) = drain::listener_drain(&s.drain.subscribe());
         let cluster_exists = |name: &str| self.cm.has_cluster(name);
         let node = &s.node;
@@ -60,9 +127,10 @@ impl LdsApi {
             listener_outbound: false,
             node_zone: node.locality.as_ref().map_or("", |l| l.zone.as_str()),
             secrets: &s.secrets,
+            route_configs: &s.route_configs,
         };
         let config = ListenerConfig::from_proto(l, path, &ctx, &s.store, s.workers.len())?;
-        Ok((config, drain_tx))
+        Ok((config, drain_tx, s.route_configs.take_named()))
     }
 }
 
@@ -98,14 +166,23 @@ impl ResourceApi for LdsApi {
             let old =
                 self.state.borrow().resources.get(&r.name).and_then(|a| Listener::decode(a.encoded.as_slice()).ok());
             let chains = old.and_then(|old| in_place_update(&old, &listener));
-            let (config, drain) = self.build(&listener, &path)?;
-            built.push((*i, config, drain, chains));
+            let (config, drain, routes) = self.build(&listener, &path)?;
+            built.push((*i, config, drain, chains, routes));
         }
         // The SDS secrets the new listeners named are read before they accept
         // (their files are then followed until the process exits).
         super::sds::start_pending(&self.server.secrets, &self.server.store)
             .await
             .map_err(|e| ConfigError::new("sds_config", format!("cannot watch an SDS file: {e}")))?;
+        // So are the route config files they name for the first time. One on
+        // the ADS stream is asked for and not awaited here (this runs while the
+        // stream hands over the LDS response, so its answer cannot come yet):
+        // the listener warms instead (`warm`).
+        if let Some(streams) = self.streams.upgrade() {
+            super::rds::start_pending(&self.server, &self.cm, &streams, false)
+                .await
+                .map_err(|e| ConfigError::new("rds", format!("cannot start RDS: {e}")))?;
+        }
         // With SO_REUSEPORT a second socket on a listener's address would bind
         // and take half its connections: Envoy refuses the duplicate.
         for (k, (i, config, ..)) in built.iter().enumerate() {
@@ -125,7 +202,25 @@ impl ResourceApi for LdsApi {
         }
         // Binding is the one step that can fail once applying has begun: a
         // listener whose address is taken is refused, the ones before it stay.
-        for (done, (i, config, drain, chains)) in built.into_iter().enumerate() {
+        let streams = self.streams.upgrade();
+        for (done, (i, config, drain, chains, routes)) in built.into_iter().enumerate() {
+            // Envoy's listener warming: one whose routes have not come stays out
+            // (its namesake serving) until they do, or their initial fetch times out.
+            let waits: Vec<_> = routes
+                .iter()
+                .filter_map(|r| {
+                    Some((
+                        streams.as_ref()?.rds_entry(&r.source.source, &r.route_config_name)?,
+                        r.source.initial_fetch_timeout,
+                    ))
+                })
+                .filter(|(entry, _)| !entry.is_initialized())
+                .collect();
+            if !waits.is_empty() {
+                self.warm(config, drain, chains, waits);
+                continue;
+            }
+            self.next_generation(&config.name);
             tracing::info!("lds: add/update listener '{}'", config.name);
             if let Err(e) = lm.add_or_update(config, drain, chains).await {
                 record(&self.state, file, &changed[..done], &[]);
@@ -133,6 +228,7 @@ impl ResourceApi for LdsApi {
             }
         }
         for name in &removed {
+            self.next_generation(name);
             tracing::info!("lds: remove listener '{name}'");
             lm.remove(name);
         }
@@ -142,6 +238,13 @@ impl ResourceApi for LdsApi {
 
     fn state(&self) -> &RefCell<AppliedState> {
         &self.state
+    }
+
+    /// At start-up, the server is not ready before its first listeners warmed.
+    async fn started_initialized(&self) {
+        while self.warming.get() > 0 {
+            self.warmed.notified().await;
+        }
     }
 }
 

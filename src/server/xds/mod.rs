@@ -1,9 +1,10 @@
 //! `dynamic_resources` from files (Envoy's filesystem subscriptions for CDS and
-//! LDS, SDS for the secrets TLS contexts name, and EDS for EDS clusters): each subscription reads its file once as the server starts, then again
+//! LDS, SDS for the secrets TLS contexts name, EDS for EDS clusters, and RDS
+//! for the route configs connection managers name): each subscription reads its file once as the server starts, then again
 //! whenever a file is moved into place (`event::file_watcher`), and hands the
-//! checked resources to its API (`cds`, `lds`, `sds`), which works out what changed
-//! and applies it through the cluster or listener manager. CDS and LDS may
-//! instead come from a management server (`source`): a `GrpcMux` stream
+//! checked resources to its API (`cds`, `lds`, `sds`, `eds`, `rds`), which works out what changed
+//! and applies it through the cluster or listener manager. CDS, LDS, EDS and
+//! RDS may instead come from a management server (`source`): a `GrpcMux` stream
 //! (`grpc_mux`, the ADS one or one per type) hands each response to a
 //! `GrpcSubscription`, which feeds the same API (`start` picks the source).
 //!
@@ -21,6 +22,9 @@ pub mod grpc_mux;
 pub mod grpc_stream;
 pub mod grpc_subscription;
 pub mod lds;
+pub mod named_watch;
+pub mod rds;
+pub mod rds_watch;
 pub mod sds;
 pub mod source;
 pub mod start;

@@ -6,7 +6,7 @@
 //! after. The ADS stream is opened by the first subscription that names it and
 //! shared by the next; a CDS or LDS subscription with an `api_config_source`
 //! gets a stream of its own, and EDS clusters share one per source (each
-//! stream's `EdsWatch`). What keeps running (file watches, streams) is handed
+//! stream's `EdsWatch`), and so do route configs (its `RdsWatch`). What keeps running (file watches, streams) is handed
 //! back as tasks, aborted as the server drains.
 
 use std::cell::RefCell;
@@ -16,8 +16,9 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::config::core::v3::Node;
 
 use super::eds_watch::EdsWatch;
-use super::grpc_mux::{GrpcMux, ADS_METHOD, EDS_METHOD};
+use super::grpc_mux::{GrpcMux, ADS_METHOD, EDS_METHOD, RDS_METHOD};
 use super::grpc_subscription::GrpcSubscription;
+use super::rds_watch::RdsWatch;
 use super::source::{GrpcSource, Source, SubscriptionSource};
 use super::{PathSubscription, ResourceApi};
 use crate::server::Server;
@@ -44,6 +45,9 @@ pub struct Started {
     /// The endpoint watch of each stream EDS clusters use, by the stream's
     /// source (`None`: the ADS stream).
     eds: RefCell<Vec<(Option<GrpcSource>, Rc<EdsWatch>)>>,
+    /// The route watch of each stream route configs use, by the stream's
+    /// source (`None`: the ADS stream).
+    rds: RefCell<Vec<(Option<GrpcSource>, Rc<RdsWatch>)>>,
 }
 
 impl Started {
@@ -56,6 +60,7 @@ impl Started {
             tasks: RefCell::new(tasks),
             ads: RefCell::default(),
             eds: RefCell::default(),
+            rds: RefCell::default(),
         }
     }
 
@@ -119,11 +124,7 @@ impl Started {
     /// The endpoint watch of the stream an EDS cluster's `source` names (the
     /// ADS stream, or one per `api_config_source`), subscribed on first use.
     pub fn eds_watch(&self, source: &Source) -> Option<Rc<EdsWatch>> {
-        let key = match source {
-            Source::Path(_) => return None,
-            Source::Ads => None,
-            Source::Grpc(grpc) => Some(grpc.clone()),
-        };
+        let key = stream_key(source)?;
         if let Some((_, watch)) = self.eds.borrow().iter().find(|(k, _)| *k == key) {
             return Some(watch.clone());
         }
@@ -131,10 +132,35 @@ impl Started {
             None => self.ads_mux()?,
             Some(grpc) => self.start_mux(grpc.clone(), EDS_METHOD),
         };
-        let watch = Rc::new(EdsWatch::new(&mux));
+        let watch = Rc::new(super::eds_watch::new_watch(&mux));
         mux.subscribe(watch.clone());
         self.eds.borrow_mut().push((key, watch.clone()));
         Some(watch)
+    }
+
+    /// The route watch of the stream `source` names (the ADS stream, or one
+    /// per `api_config_source`), subscribed on first use.
+    pub fn rds_watch(&self, source: &Source) -> Option<Rc<RdsWatch>> {
+        let key = stream_key(source)?;
+        if let Some((_, watch)) = self.rds.borrow().iter().find(|(k, _)| *k == key) {
+            return Some(watch.clone());
+        }
+        let mux = match &key {
+            None => self.ads_mux()?,
+            Some(grpc) => self.start_mux(grpc.clone(), RDS_METHOD),
+        };
+        let watch = Rc::new(super::rds_watch::new_watch(&mux));
+        mux.subscribe(watch.clone());
+        self.rds.borrow_mut().push((key, watch.clone()));
+        Some(watch)
+    }
+
+    /// The subscription of route config `name` on the stream `source` names, if any.
+    pub fn rds_entry(&self, source: &Source, name: &str) -> Option<Rc<super::rds_watch::Entry>> {
+        let key = stream_key(source)?;
+        let rds = self.rds.borrow();
+        let (_, watch) = rds.iter().find(|(k, _)| *k == key)?;
+        super::rds_watch::entry(watch, name)
     }
 
     /// Forgets the EDS clusters CDS replaced or removed.
@@ -158,5 +184,15 @@ impl Started {
         let mux = Rc::new(GrpcMux::new(grpc, method, self.cm.clone(), self.node.clone(), &self.store));
         self.push_task(tokio::task::spawn_local(mux.clone().run()));
         mux
+    }
+}
+
+/// The stream a management server source names: `Some(None)` for the ADS
+/// stream, `Some(source)` for one of its own, `None` for a file.
+fn stream_key(source: &Source) -> Option<Option<GrpcSource>> {
+    match source {
+        Source::Path(_) => None,
+        Source::Ads => Some(None),
+        Source::Grpc(grpc) => Some(Some(grpc.clone())),
     }
 }

@@ -138,11 +138,14 @@ pub async fn handle(
     if let (Some((kind, ..)), None) = (&upgrade, upgrade_entry) {
         return stream.upgrade_refused(kind, &parts, is_head);
     }
+    // Taken once: a rerouting filter sees the same table, and an RDS update
+    // that lands meanwhile applies to the next request.
+    let routes = cfg.routes.snapshot();
     // CONNECT only matches routes with a connect_matcher, which Courier does not
     // support: like Envoy without one, it is a 404.
     if parts.method != Method::CONNECT {
         strip_host_port(&mut parts, &cfg, local_port);
-        stream.route = cfg.routes.find(&parts).cloned();
+        stream.route = routes.find(&parts).cloned();
     }
     if let Some(r) = &stream.route {
         stream.info.route_name = Some(r.name.clone()).filter(|n| !n.is_empty());
@@ -177,7 +180,7 @@ pub async fn handle(
         if parts.method == Method::CONNECT {
             return;
         }
-        *route = cfg.routes.find(parts).cloned();
+        *route = routes.find(parts).cloned();
         info.route_name = route.as_ref().map(|r| r.name.clone()).filter(|n| !n.is_empty());
         if let Some(r) = route {
             timers.apply_route(r);

@@ -16,8 +16,10 @@ use http::HeaderValue;
 
 use super::client_cert::ClientCertConfig;
 use super::path_normalization::{EscapedSlashes, PathNormalization};
+use super::rds::{build_table, RouteConfigProviderManager, Routes};
 use super::stats::{HcmListenerStats, HcmStats, Http1CodecStats};
 use crate::access_log::{self, AccessLogger};
+use crate::config::config_source::{Source, SubscriptionSource};
 use crate::config::{self, ConfigError, FieldPath};
 use crate::extensions::filters::http::filter::StreamFilterFactory;
 use crate::extensions::filters::http::router::{self, Router};
@@ -25,7 +27,6 @@ use crate::extensions::{self, FactoryContext, HttpFilterContext};
 use crate::formatter::HeadersUsed;
 use crate::http::http2::{Http2Options, LazyHttp2Stats};
 use crate::network::drain::IDLE_DRAIN_GRACE;
-use crate::router::{RouteBuildContext, RouteTable};
 use crate::runtime::Fraction;
 use crate::tracing::{CustomTag, HcmTracing, OperationName, Sampling, TracingStats};
 
@@ -73,7 +74,7 @@ pub struct HcmConfig {
     /// The admin's `/healthcheck/fail` state: connections drain while it is set.
     pub health_check_failed: Arc<std::sync::atomic::AtomicBool>,
     pub listener_stats: HcmListenerStats,
-    pub routes: RouteTable,
+    pub routes: Routes,
     /// Decoder filters in config order, the router excluded (it is the terminal stage).
     pub filters: Vec<Arc<dyn StreamFilterFactory>>,
     pub use_remote_address: bool,
@@ -195,6 +196,7 @@ impl HcmConfig {
             listener_outbound: _,
             node_zone: _,
             secrets: _,
+            route_configs,
         } = *ctx;
         let codec = match CodecType::try_from(p.codec_type) {
             Ok(CodecType::Auto) => CodecChoice::Auto,
@@ -210,31 +212,29 @@ impl HcmConfig {
             }
             None => Http2Options::default(),
         };
-        let mut route_path = path.clone();
-        let rc = match &p.route_specifier {
+        let routes = match &p.route_specifier {
             Some(RouteSpecifier::RouteConfig(rc)) => {
-                route_path.push_field("route_config");
-                rc
+                Routes::Inline(build_table(rc, &path.child("route_config"), store, Some(cluster_exists))?)
             }
-            Some(RouteSpecifier::Rds(_)) => return Err(path.field_error("rds", "RDS is not supported by Courier yet")),
+            Some(RouteSpecifier::Rds(rds)) => {
+                // Envoy's check as it subscribes: a server tells nodes apart by them.
+                if service_node.is_empty() || service_cluster.is_empty() {
+                    return Err(ConfigError::new(
+                        "node",
+                        format!(
+                            "type.googleapis.com/{}: node 'id' and 'cluster' are required. Set it either in 'node' \
+                             config or via --service-node and --service-cluster options.",
+                            super::rds::ROUTE_TYPE
+                        ),
+                    ));
+                }
+                Routes::Rds(rds_config(rds, &path.child("rds"), &p.stat_prefix, store, route_configs)?)
+            }
             Some(RouteSpecifier::ScopedRoutes(_)) => {
                 return Err(path.field_error("scoped_routes", "scoped routes are not supported by Courier"))
             }
             None => return Err(path.error("one of route_config or rds is required")),
         };
-        let per_route = |name: &str, any: &envoy_types::pb::google::protobuf::Any, p: &FieldPath| {
-            extensions::create_per_route_config(name, any, p, store)
-        };
-        let routes = RouteTable::from_proto(
-            rc,
-            &route_path,
-            &RouteBuildContext {
-                per_route: &per_route,
-                vhost_cors: Some(&extensions::filters::http::cors::vhost_policy),
-                cluster_exists: Some(cluster_exists),
-                inventory: &extensions::supported::INVENTORY,
-            },
-        )?;
 
         let filter_ctx = HttpFilterContext {
             store,
@@ -453,4 +453,25 @@ fn http_filters(
         }
     }
     Ok(out)
+}
+
+/// `rds`: the shared config of its source and name, a file (which must exist
+/// as the subscription is made, Envoy's check), the ADS stream or a stream of
+/// its own.
+fn rds_config(
+    rds: &envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::Rds,
+    path: &FieldPath,
+    stat_prefix: &str,
+    store: &Arc<crate::stats::Store>,
+    manager: &RouteConfigProviderManager,
+) -> Result<Arc<super::rds::RdsRouteConfig>, ConfigError> {
+    let source_path = path.child("config_source");
+    let Some(source) = &rds.config_source else {
+        return Err(path.field_error("config_source", "value is required"));
+    };
+    let source = SubscriptionSource::from_proto(source, &source_path)?;
+    if let Source::Path(file) = &source.source {
+        file.check_exists(&source_path)?;
+    }
+    Ok(manager.get_or_add(source, &rds.route_config_name, stat_prefix, store))
 }

@@ -15,6 +15,7 @@ mod filter_manager;
 mod http1_connection;
 mod http2_connection;
 mod path_normalization;
+pub mod rds;
 pub mod response_body;
 pub mod stats;
 mod upgrade;

@@ -1,0 +1,165 @@
+//! A watch of a resource type whose subscriptions name their resources (EDS's
+//! clusters, RDS's route configs) on a `GrpcMux` stream: one watch per type and
+//! stream, an entry per subscription (`eds_watch`, `rds_watch`).
+//!
+//! Each request lists the names of the entries, and is sent again as they
+//! change (`GrpcMux::interest_changed`). A response's resources go to the
+//! entries of their names; one nobody asked for is ignored, and an entry a
+//! response leaves out keeps what it has (Envoy calls only the watches a
+//! response names). Each entry counts its updates in its own stats: one
+//! attempt per response naming it, and a rejected response against every
+//! entry, once (Envoy's `onConfigUpdateFailed` to each watch).
+
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
+
+use super::grpc_mux::GrpcMux;
+use super::grpc_subscription::{LocalBoxFuture, Watch};
+use super::SubscriptionStats;
+use crate::config::path_source::{decode_pushed, DiscoveryFile};
+use crate::config::ConfigError;
+
+/// One subscription of a `NamedWatch`.
+pub trait NamedEntry {
+    /// The resource it asks for.
+    fn resource_name(&self) -> &str;
+    /// Over: its resource is no longer asked for.
+    fn done(&self) -> bool {
+        false
+    }
+    fn stats(&self) -> &SubscriptionStats;
+    /// Applies an update holding its one resource (and ends its
+    /// initialization, whatever the outcome); counts an accepted one.
+    fn apply_one<'a>(&'a self, one: &'a DiscoveryFile) -> LocalBoxFuture<'a, Result<(), ConfigError>>;
+}
+
+/// The entries of one resource type on one stream.
+pub struct NamedWatch<E> {
+    mux: Weak<GrpcMux>,
+    type_name: &'static str,
+    type_url: String,
+    entries: RefCell<Vec<Rc<E>>>,
+    /// The last accepted response's `version_info`.
+    version_info: RefCell<String>,
+}
+
+impl<E: NamedEntry> NamedWatch<E> {
+    pub fn new(mux: &Rc<GrpcMux>, type_name: &'static str) -> Self {
+        NamedWatch {
+            mux: Rc::downgrade(mux),
+            type_name,
+            type_url: format!("type.googleapis.com/{type_name}"),
+            entries: RefCell::default(),
+            version_info: RefCell::default(),
+        }
+    }
+
+    /// Adds an entry, counting its start as an attempt (as Envoy's gRPC
+    /// subscription): the stream asks again with its name.
+    pub fn push(&self, entry: Rc<E>) {
+        entry.stats().update_attempt.inc();
+        self.entries.borrow_mut().push(entry);
+        self.interest_changed();
+    }
+
+    /// The entries, in the order they came.
+    pub fn entries(&self) -> Vec<Rc<E>> {
+        self.entries.borrow().clone()
+    }
+
+    /// Drops the entries that are done; the stream asks again without them.
+    pub fn prune(&self) {
+        let before = self.entries.borrow().len();
+        self.entries.borrow_mut().retain(|e| !e.done());
+        if self.entries.borrow().len() != before {
+            self.interest_changed();
+        }
+    }
+
+    fn interest_changed(&self) {
+        if let Some(mux) = self.mux.upgrade() {
+            mux.interest_changed(&self.type_url);
+        }
+    }
+
+    /// Hands each resource of `file` to the entries of its name.
+    async fn apply(&self, file: &DiscoveryFile) -> Result<(), ConfigError> {
+        let entries = self.entries();
+        let mut counted: Vec<*const E> = Vec::new();
+        for resource in &file.resources {
+            for entry in entries.iter().filter(|e| e.resource_name() == resource.name && !e.done()) {
+                entry.stats().update_attempt.inc();
+                counted.push(Rc::as_ptr(entry));
+                let one = DiscoveryFile { version_info: file.version_info.clone(), resources: vec![resource.clone()] };
+                if let Err(e) = entry.apply_one(&one).await {
+                    for entry in &entries {
+                        if !counted.contains(&Rc::as_ptr(entry)) {
+                            entry.stats().update_attempt.inc();
+                        }
+                        entry.stats().update_rejected.inc();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<E: NamedEntry> Watch for NamedWatch<E> {
+    fn type_url(&self) -> &str {
+        &self.type_url
+    }
+
+    fn resource_names(&self) -> Vec<String> {
+        self.entries.borrow_mut().retain(|e| !e.done());
+        let mut names: Vec<String> = self.entries.borrow().iter().map(|e| e.resource_name().to_string()).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    fn version_info(&self) -> String {
+        self.version_info.borrow().clone()
+    }
+
+    fn on_response<'a>(&'a self, response: &'a DiscoveryResponse) -> LocalBoxFuture<'a, Result<(), ConfigError>> {
+        Box::pin(async move {
+            let pushed: Vec<(&str, &[u8])> =
+                response.resources.iter().map(|a| (a.type_url.as_str(), a.value.as_slice())).collect();
+            let decoded = decode_pushed(
+                &response.version_info,
+                &pushed,
+                self.type_name,
+                &crate::extensions::supported::INVENTORY,
+            );
+            crate::config::release_schema();
+            let outcome = match decoded {
+                Ok(file) => self.apply(&file).await,
+                Err(e) => {
+                    // A response that does not decode reaches no entry: each counts it.
+                    for entry in self.entries.borrow().iter() {
+                        entry.stats().update_attempt.inc();
+                        entry.stats().update_rejected.inc();
+                    }
+                    Err(e)
+                }
+            };
+            if outcome.is_ok() {
+                response.version_info.clone_into(&mut self.version_info.borrow_mut());
+            } else {
+                tracing::warn!("gRPC config for {} rejected: {outcome:?}", self.type_url);
+            }
+            outcome
+        })
+    }
+
+    fn on_stream_failure(&self) {
+        for entry in self.entries.borrow().iter() {
+            entry.stats().update_attempt.inc();
+            entry.stats().update_failure.inc();
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! RDS over the ADS stream (Envoy's RDS watches on a `GrpcMux`): one watch of
+//! the route type on the stream (a `NamedWatch`), an `Entry` for every route
+//! config fetched there.
+//!
+//! As EDS, RDS names its resources: each request lists the route config names
+//! subscribed, and is sent again as one is added. A route config goes to the
+//! subscription of its name through `RdsApi::apply`, the code a file's goes
+//! through. Each counts its updates in its own
+//! `http.<prefix>.rds.<name>.update_*` and is initialized by its first
+//! response or by `initial_fetch_timeout`.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::grpc_mux::GrpcMux;
+use super::grpc_subscription::LocalBoxFuture;
+use super::named_watch::{NamedEntry, NamedWatch};
+use super::rds::RdsApi;
+use super::{ResourceApi, SubscriptionStats};
+use crate::config::path_source::DiscoveryFile;
+use crate::config::ConfigError;
+use crate::extensions::filters::network::http_connection_manager::rds::ROUTE_TYPE;
+use crate::stats::Store;
+
+/// One route config on the stream.
+pub struct Entry {
+    api: RdsApi,
+    stats: SubscriptionStats,
+    initialized: Cell<bool>,
+    notify: tokio::sync::Notify,
+}
+
+impl Entry {
+    /// Waits for the first response naming it, or for `timeout` (then with
+    /// no table: every request is a 404, counting `init_fetch_timeout`).
+    pub async fn initialized(&self, timeout: Option<Duration>) {
+        let notified = self.notify.notified();
+        if self.initialized.get() {
+            return;
+        }
+        let Some(timeout) = timeout else { return notified.await };
+        if tokio::time::timeout(timeout, notified).await.is_err() && !self.initialized.get() {
+            self.stats.init_fetch_timeout.inc();
+            self.stats.update_attempt.inc();
+            tracing::warn!("rds: initial fetch timed out for route config {}", self.api.name());
+            self.initialize();
+        }
+    }
+
+    pub fn is_initialized(&self) -> bool {
+        self.initialized.get()
+    }
+
+    fn initialize(&self) {
+        if !self.initialized.replace(true) {
+            self.notify.notify_waiters();
+        }
+    }
+}
+
+impl NamedEntry for Entry {
+    fn resource_name(&self) -> &str {
+        self.api.name()
+    }
+
+    fn stats(&self) -> &SubscriptionStats {
+        &self.stats
+    }
+
+    fn apply_one<'a>(&'a self, one: &'a DiscoveryFile) -> LocalBoxFuture<'a, Result<(), ConfigError>> {
+        Box::pin(async move {
+            let applied = self.api.apply(one).await;
+            self.initialize();
+            if applied.is_ok() {
+                self.stats.accepted(&one.version_info);
+                self.api.state().borrow_mut().version_info.clone_from(&one.version_info);
+            }
+            applied
+        })
+    }
+}
+
+/// The route configs of one stream.
+pub type RdsWatch = NamedWatch<Entry>;
+
+/// A new stream's route watch.
+pub fn new_watch(mux: &Rc<GrpcMux>) -> RdsWatch {
+    NamedWatch::new(mux, ROUTE_TYPE)
+}
+
+/// Subscribes a route config on `watch`: the stream asks for it.
+pub fn add(watch: &RdsWatch, api: RdsApi, store: &Store) -> Rc<Entry> {
+    let stats = SubscriptionStats::new(store, api.stat_prefix());
+    let entry = Rc::new(Entry { api, stats, initialized: Cell::new(false), notify: tokio::sync::Notify::new() });
+    watch.push(entry.clone());
+    entry
+}
+
+/// The subscription of route config `name` on `watch`.
+pub fn entry(watch: &RdsWatch, name: &str) -> Option<Rc<Entry>> {
+    watch.entries().into_iter().find(|e| e.api.name() == name)
+}
