@@ -10,6 +10,7 @@ use envoy_types::pb::envoy::extensions::access_loggers::stream::v3::{
     stderr_access_log, stdout_access_log, StderrAccessLog, StdoutAccessLog,
 };
 
+use super::filter::LogFilter;
 use crate::config::bootstrap::decode_any;
 use crate::config::{descriptor, ConfigError, FieldPath};
 use crate::formatter::SubstitutionFormat;
@@ -53,14 +54,17 @@ pub struct AccessLogConfig {
     pub name: String,
     pub sink: Sink,
     pub format: SubstitutionFormat,
+    /// Which requests are logged (`None`: all).
+    pub filter: Option<LogFilter>,
 }
 
 impl AccessLogConfig {
     /// Decodes one `access_log` entry; `path` points at it (`...access_log[0]`).
     pub fn from_proto(log: &AccessLog, path: &FieldPath) -> Result<AccessLogConfig, ConfigError> {
-        if log.filter.is_some() {
-            return Err(path.field_error("filter", "access log filters are not supported by Courier"));
-        }
+        let filter = match &log.filter {
+            Some(f) => Some(LogFilter::from_proto(f, &path.child("filter"))?),
+            None => None,
+        };
         let mut typed = path.clone();
         typed.push_field("typed_config");
         let Some(ConfigType::TypedConfig(any)) = &log.config_type else {
@@ -71,14 +75,14 @@ impl AccessLogConfig {
             STDOUT_TYPE => {
                 let c = decode_any::<StdoutAccessLog>(any, &typed)?;
                 let Some(stdout_access_log::AccessLogFormat::LogFormat(f)) = &c.access_log_format else {
-                    return Ok(AccessLogConfig::new(log, Sink::Stdout, SubstitutionFormat::envoy_default()));
+                    return Ok(AccessLogConfig::new(log, Sink::Stdout, SubstitutionFormat::envoy_default(), filter));
                 };
                 (Sink::Stdout, log_format(f, &typed)?)
             }
             STDERR_TYPE => {
                 let c = decode_any::<StderrAccessLog>(any, &typed)?;
                 let Some(stderr_access_log::AccessLogFormat::LogFormat(f)) = &c.access_log_format else {
-                    return Ok(AccessLogConfig::new(log, Sink::Stderr, SubstitutionFormat::envoy_default()));
+                    return Ok(AccessLogConfig::new(log, Sink::Stderr, SubstitutionFormat::envoy_default(), filter));
                 };
                 (Sink::Stderr, log_format(f, &typed)?)
             }
@@ -87,11 +91,11 @@ impl AccessLogConfig {
                 return Err(typed.field_error("@type", reason));
             }
         };
-        Ok(AccessLogConfig::new(log, sink, format))
+        Ok(AccessLogConfig::new(log, sink, format, filter))
     }
 
-    fn new(log: &AccessLog, sink: Sink, format: SubstitutionFormat) -> AccessLogConfig {
-        AccessLogConfig { name: log.name.clone(), sink, format }
+    fn new(log: &AccessLog, sink: Sink, format: SubstitutionFormat, filter: Option<LogFilter>) -> AccessLogConfig {
+        AccessLogConfig { name: log.name.clone(), sink, format, filter }
     }
 }
 

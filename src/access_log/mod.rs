@@ -4,10 +4,12 @@
 //! requests) and hands it to its destination's writer thread (`writer`), so no
 //! event loop ever waits on a disk.
 //!
-//! - `config` — an `access_log` entry decoded: destination and format
+//! - `config` — an `access_log` entry decoded: destination, format and filter
+//! - `filter` — which finished requests a logger logs
 //! - `writer` — per-destination writer threads, shared by path, and their stats
 
 mod config;
+mod filter;
 mod writer;
 
 #[cfg(test)]
@@ -59,7 +61,7 @@ pub fn build_access_logs(
             typed.push_field("typed_config");
             typed.field_error("path", format!("cannot open access log '{}': {e}", cfg.sink.destination()))
         })?;
-        out.push(Arc::new(StreamAccessLog { format: cfg.format, writer }));
+        out.push(Arc::new(StreamAccessLog { format: cfg.format, filter: cfg.filter, writer }));
     }
     Ok(out)
 }
@@ -73,19 +75,22 @@ pub fn build_default_file_log(
 ) -> Result<Arc<dyn AccessLogger>, ConfigError> {
     let sink = Sink::from_path(file);
     let writer = writer::open(&sink, store).map_err(|e| path.error(format!("cannot open access log '{file}': {e}")))?;
-    Ok(Arc::new(StreamAccessLog { format: SubstitutionFormat::envoy_default(), writer }))
+    Ok(Arc::new(StreamAccessLog { format: SubstitutionFormat::envoy_default(), filter: None, writer }))
 }
 
 /// A logger writing formatted lines to a file or a standard stream.
 #[derive(Debug)]
 struct StreamAccessLog {
     format: SubstitutionFormat,
+    filter: Option<filter::LogFilter>,
     writer: Arc<writer::LogWriter>,
 }
 
 impl AccessLogger for StreamAccessLog {
     fn log(&self, cx: &FormatContext<'_>) {
-        self.writer.write(self.format.format(cx));
+        if self.filter.as_ref().is_none_or(|f| f.evaluate(cx)) {
+            self.writer.write(self.format.format(cx));
+        }
     }
 
     fn headers_used(&self, used: &mut HeadersUsed) {
