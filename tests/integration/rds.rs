@@ -10,7 +10,7 @@ use crate::http_util::{http_listener, prefix_route, Client};
 use crate::shared_net::http_upstream;
 use crate::shared_xds::{XdsServer, CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE};
 use crate::xds_files::discovery;
-use crate::xds_grpc::{clusters, is_ack, resource, summary, xds_cluster};
+use crate::xds_grpc::{clusters, is_ack, resource, same_as_envoy, summary, xds_cluster};
 
 const ROUTE: &str = "envoy.config.route.v3.RouteConfiguration";
 const STATS: &str = "http.ingress.rds.routes.";
@@ -278,20 +278,7 @@ fn routes_over_ads_are_asked_for_by_name_pushed_updated_and_nacked() {
 /// The RDS-over-ADS session against the real Envoy 1.40 and Courier.
 #[test]
 fn rds_over_ads_matches_envoy() {
-    use crate::http2_conformance::Envoy;
-    if !Envoy::bin().exists() {
-        eprintln!("SKIPPED: {} is not installed (scripts/install-envoy)", Envoy::bin().display());
-        return;
-    }
-    let envoy = ads_session(|yaml| {
-        let e = Envoy::start(yaml);
-        (e.admin, e)
-    });
-    let courier = ads_session(|yaml| {
-        let c = Courier::start(yaml, 1);
-        (c.admin, c)
-    });
-    assert_eq!(courier, envoy);
+    same_as_envoy(ads_session);
 }
 
 /// An LDS listener `web` whose routes are `route_config_name` over ADS.
@@ -374,20 +361,7 @@ fn an_lds_listener_with_rds_warms_until_its_routes_come() {
 /// The warming session against the real Envoy 1.40 and Courier.
 #[test]
 fn lds_rds_warming_matches_envoy() {
-    use crate::http2_conformance::Envoy;
-    if !Envoy::bin().exists() {
-        eprintln!("SKIPPED: {} is not installed (scripts/install-envoy)", Envoy::bin().display());
-        return;
-    }
-    let envoy = warming_session(|yaml| {
-        let e = Envoy::start(yaml);
-        (e.admin, e)
-    });
-    let courier = warming_session(|yaml| {
-        let c = Courier::start(yaml, 1);
-        (c.admin, c)
-    });
-    assert_eq!(courier, envoy);
+    same_as_envoy(warming_session);
 }
 
 /// A static listener whose routes never came within `initial_fetch_timeout`:
@@ -420,10 +394,7 @@ fn fetch_timeout_session<G>(start: impl FnOnce(&str) -> (std::net::SocketAddr, G
 
 #[test]
 fn a_static_listener_starts_without_routes_after_the_initial_fetch_timeout() {
-    let courier = fetch_timeout_session(|yaml| {
-        let c = Courier::start(yaml, 1);
-        (c.admin, c)
-    });
+    let courier = same_as_envoy(fetch_timeout_session);
     let expected = [
         "no routes: 404",
         "r1: a",
@@ -433,16 +404,6 @@ fn a_static_listener_starts_without_routes_after_the_initial_fetch_timeout() {
         "config_reload: 1",
     ];
     assert_eq!(courier, expected);
-    use crate::http2_conformance::Envoy;
-    if !Envoy::bin().exists() {
-        eprintln!("SKIPPED: {} is not installed (scripts/install-envoy)", Envoy::bin().display());
-        return;
-    }
-    let envoy = fetch_timeout_session(|yaml| {
-        let e = Envoy::start(yaml);
-        (e.admin, e)
-    });
-    assert_eq!(courier, envoy, "against Envoy 1.40");
 }
 
 /// Routes on a stream of their own (`StreamRoutes`), against Envoy 1.40 too.
@@ -467,20 +428,7 @@ fn own_stream_session<G>(start: impl FnOnce(&str) -> (std::net::SocketAddr, G)) 
 
 #[test]
 fn routes_on_a_stream_of_their_own() {
-    let courier = own_stream_session(|yaml| {
-        let c = Courier::start(yaml, 1);
-        (c.admin, c)
-    });
+    let courier = same_as_envoy(own_stream_session);
     assert_eq!(courier[0], "r1: a");
     assert!(courier.iter().any(|l| l.starts_with("StreamRoutes RouteConfiguration version 'r1'")), "{courier:#?}");
-    use crate::http2_conformance::Envoy;
-    if !Envoy::bin().exists() {
-        eprintln!("SKIPPED: {} is not installed (scripts/install-envoy)", Envoy::bin().display());
-        return;
-    }
-    let envoy = own_stream_session(|yaml| {
-        let e = Envoy::start(yaml);
-        (e.admin, e)
-    });
-    assert_eq!(courier, envoy, "against Envoy 1.40");
 }

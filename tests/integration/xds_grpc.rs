@@ -368,26 +368,40 @@ fn session<G>(start: impl FnOnce(&str) -> (std::net::SocketAddr, G)) -> (Vec<Str
     (requests, stats)
 }
 
+/// A proxy a session started: its admin address, and what stops it when dropped.
+pub type Started = (std::net::SocketAddr, Box<dyn std::any::Any>);
+
+fn start_courier(yaml: &str) -> Started {
+    let c = Courier::start(yaml, 1);
+    (c.admin, Box::new(c))
+}
+
+fn start_envoy(yaml: &str) -> Started {
+    let e = crate::http2_conformance::Envoy::start(yaml);
+    (e.admin, Box::new(e))
+}
+
+/// Runs an xDS `session` (given how to start the proxy) against Courier, then
+/// against the real Envoy 1.40 on its own control plane, and asserts that both
+/// ended the same (requests, what served, stats). Courier's outcome, for a test
+/// to check on its own too; Envoy's run is skipped when it is not installed.
+pub fn same_as_envoy<T: PartialEq + std::fmt::Debug>(session: impl Fn(fn(&str) -> Started) -> T) -> T {
+    let courier = session(start_courier);
+    if !crate::http2_conformance::Envoy::bin().exists() {
+        eprintln!("SKIPPED: Envoy is not installed (scripts/install-envoy)");
+        return courier;
+    }
+    let envoy = session(start_envoy);
+    assert_eq!(courier, envoy, "Courier (left) and Envoy 1.40 (right) differ");
+    courier
+}
+
 /// The same session against the real Envoy 1.40 and Courier: the same requests
-/// (versions, nonces, where the node goes, NACKs) and the same stats.
+/// (versions, nonces, where the node goes, NACKs) and the same stats
+/// (`ads_config` with `set_node_on_first_message_only`, CDS and LDS on `ads: {}`).
 #[test]
 fn ads_requests_and_stats_match_envoys() {
-    use crate::http2_conformance::Envoy;
-    if !Envoy::bin().exists() {
-        eprintln!("SKIPPED: {} is not installed (scripts/install-envoy)", Envoy::bin().display());
-        return;
-    }
-    // `ads_config` with `set_node_on_first_message_only`, CDS and LDS on `ads: {}`.
-    let envoy = session(|yaml| {
-        let e = Envoy::start(yaml);
-        (e.admin, e)
-    });
-    let courier = session(|yaml| {
-        let c = Courier::start(yaml, 1);
-        (c.admin, c)
-    });
-    assert_eq!(courier.0, envoy.0, "the requests differ");
-    assert_eq!(courier.1, envoy.1, "the stats differ");
+    same_as_envoy(session);
 }
 
 /// A `ClusterLoadAssignment` for `service` with one endpoint per port.
@@ -568,18 +582,5 @@ fn eds_session<G>(start: impl FnOnce(&str) -> (std::net::SocketAddr, G)) -> Vec<
 /// The EDS-over-ADS session against the real Envoy 1.40 and Courier.
 #[test]
 fn eds_over_ads_matches_envoy() {
-    use crate::http2_conformance::Envoy;
-    if !Envoy::bin().exists() {
-        eprintln!("SKIPPED: {} is not installed (scripts/install-envoy)", Envoy::bin().display());
-        return;
-    }
-    let envoy = eds_session(|yaml| {
-        let e = Envoy::start(yaml);
-        (e.admin, e)
-    });
-    let courier = eds_session(|yaml| {
-        let c = Courier::start(yaml, 1);
-        (c.admin, c)
-    });
-    assert_eq!(courier, envoy);
+    same_as_envoy(eds_session);
 }
