@@ -21,6 +21,7 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
 
 pub use config::{AccessLogConfig, Sink};
+pub use filter::LogFilter;
 pub use writer::{flush_all, reopen_all, AccessLogFileStats};
 
 use crate::config::{ConfigError, FieldPath};

@@ -255,6 +255,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "max_request_headers_kb",
             "stream_idle_timeout",
             "drain_timeout",
+            "local_reply_config",
             "upgrade_configs",
             "request_timeout",
             "request_headers_timeout",
@@ -344,7 +345,12 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("envoy.extensions.access_loggers.stream.v3.StderrAccessLog", &["log_format"]),
     (
         "envoy.config.core.v3.SubstitutionFormatString",
-        &["text_format", "text_format_source", "json_format", "omit_empty_values"],
+        &["text_format", "text_format_source", "json_format", "omit_empty_values", "content_type"],
+    ),
+    ("envoy.extensions.filters.network.http_connection_manager.v3.LocalReplyConfig", &["mappers", "body_format"]),
+    (
+        "envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper",
+        &["filter", "status_code", "body", "body_format_override", "headers_to_add"],
     ),
     ("envoy.config.core.v3.DataSource", &["inline_string", "inline_bytes", "filename", "environment_variable"]),
     ("google.protobuf.Duration", &["*"]),

@@ -100,7 +100,7 @@ pub(crate) fn push_number(out: &mut String, n: u64, width: usize) {
 mod tests;
 
 pub use json::JsonFormat;
-pub use substitution::SubstitutionFormat;
+pub use substitution::{data_source_string, SubstitutionFormat};
 pub use time::{TimeFormat, DEFAULT_TIME_FORMAT};
 
 use operator::Kind;
@@ -129,6 +129,8 @@ pub struct FormatContext<'a> {
     pub request_target: Option<&'a str>,
     pub response_headers: Option<&'a dyn HeaderLookup>,
     pub response_trailers: Option<&'a dyn HeaderLookup>,
+    /// A local reply's body (`%LOCAL_REPLY_BODY%`), when one is formatted.
+    pub local_reply_body: Option<&'a str>,
     pub info: &'a StreamInfo,
 }
 
@@ -142,6 +144,7 @@ impl<'a> FormatContext<'a> {
             request_target: None,
             response_headers: None,
             response_trailers: None,
+            local_reply_body: None,
             info,
         }
     }

@@ -27,6 +27,8 @@ pub(crate) enum Kind {
 #[derive(Debug, Clone)]
 pub(crate) enum Operator {
     StartTime(TimeFormat),
+    /// `%LOCAL_REPLY_BODY%`: a local reply's body, for its `body_format`.
+    LocalReplyBody,
     Header(HeaderOperator),
     Protocol,
     ResponseCode,
@@ -122,7 +124,6 @@ const KNOWN_UNSUPPORTED: &[&str] = &[
     "UPSTREAM_METADATA",
     "FILTER_STATE",
     "UPSTREAM_FILTER_STATE",
-    "LOCAL_REPLY_BODY",
     "FILTER_CHAIN_NAME",
     "START_TIME_LOCAL",
     "UPSTREAM_HOST_NAME",
@@ -181,6 +182,7 @@ impl Operator {
         use AddressSource::*;
         Ok(match name {
             "PROTOCOL" => Operator::Protocol,
+            "LOCAL_REPLY_BODY" => Operator::LocalReplyBody,
             "RESPONSE_CODE" => Operator::ResponseCode,
             "RESPONSE_FLAGS" => Operator::ResponseFlags { long: false },
             "RESPONSE_FLAGS_LONG" => Operator::ResponseFlags { long: true },
@@ -255,6 +257,7 @@ impl Operator {
                 Kind::Text
             }
             Operator::Header(h) => h.write(cx, out),
+            Operator::LocalReplyBody => text(cx.local_reply_body, out),
             Operator::Protocol => text(Some(info.protocol).filter(|p| !p.is_empty()), out),
             Operator::ResponseCode => number(u64::from(info.response_code.unwrap_or(0)), out),
             Operator::ResponseCodeDetails { allow_whitespace } => {

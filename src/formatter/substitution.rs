@@ -90,7 +90,7 @@ fn child(path: &FieldPath, field: &str) -> FieldPath {
 }
 
 /// The text of a `DataSource`, read at load, and the path of the field it came from.
-fn data_source_string(ds: &DataSource, path: &FieldPath) -> Result<(String, FieldPath), ConfigError> {
+pub fn data_source_string(ds: &DataSource, path: &FieldPath) -> Result<(String, FieldPath), ConfigError> {
     if ds.watched_directory.is_some() {
         return Err(path.field_error("watched_directory", "field 'watched_directory' is not supported by Courier"));
     }

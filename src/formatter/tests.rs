@@ -57,6 +57,7 @@ impl Fixture {
             request_target: None,
             response_headers: Some(&self.resp),
             response_trailers: Some(&self.trailers),
+            local_reply_body: None,
             info: &self.info,
         }
     }

@@ -278,6 +278,7 @@ impl HeaderMutation {
                     request_target: None,
                     response_headers: Some(response),
                     response_trailers: None,
+                    local_reply_body: None,
                     info,
                 };
                 level.plan(response, &cx)

@@ -723,6 +723,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (HCM, "max_request_headers_kb", &[compat("max_request_headers_kb")]),
     (HCM, "stream_idle_timeout", &[compat("route_idle_timeout"), test(CODEC_IT, "stream_timers_answer_408_or_504")]),
     (HCM, "drain_timeout", &[compat("idle_drain"), test(CODEC_IT, "an_idle_connection_drains_before_it_closes")]),
+    (HCM, "local_reply_config", &[compat("local_reply_config")]),
     (HCM, "upgrade_configs", &[test(PROXY_IT, WEBSOCKET_IT)]),
     (HCM, "request_timeout", &[test(CODEC_IT, "stream_timers_answer_408_or_504")]),
     (
@@ -914,6 +915,42 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "envoy.config.core.v3.SubstitutionFormatString",
         "omit_empty_values",
         &[test("src/formatter/tests.rs", "substitution_format_from_proto")],
+    ),
+    ("envoy.config.core.v3.SubstitutionFormatString", "content_type", &[compat("local_reply_config")]),
+    (
+        "envoy.extensions.filters.network.http_connection_manager.v3.LocalReplyConfig",
+        "mappers",
+        &[compat("local_reply_config")],
+    ),
+    (
+        "envoy.extensions.filters.network.http_connection_manager.v3.LocalReplyConfig",
+        "body_format",
+        &[compat("local_reply_config")],
+    ),
+    (
+        "envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper",
+        "filter",
+        &[compat("local_reply_config")],
+    ),
+    (
+        "envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper",
+        "status_code",
+        &[compat("local_reply_config")],
+    ),
+    (
+        "envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper",
+        "body",
+        &[compat("local_reply_config")],
+    ),
+    (
+        "envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper",
+        "body_format_override",
+        &[compat("local_reply_config")],
+    ),
+    (
+        "envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper",
+        "headers_to_add",
+        &[compat("local_reply_config")],
     ),
     ("envoy.config.core.v3.DataSource", "inline_string", &[compat("direct_response")]),
     ("envoy.config.core.v3.DataSource", "inline_bytes", &[test("src/router/route.rs", "direct_responses")]),

@@ -755,7 +755,7 @@ impl Stream {
     /// and the connection manager add, and whether the connection closes after it.
     fn local_parts(
         &mut self,
-        reply: LocalReply,
+        mut reply: LocalReply,
         route: Option<&Arc<Route>>,
         request: &http::request::Parts,
     ) -> (http::response::Parts, Bytes, bool) {
@@ -771,6 +771,9 @@ impl Stream {
             self.info.response_flags.set(flag);
         }
         self.info.response_code_details = reply.details;
+        if let Some(local_reply) = &self.cfg.local_reply {
+            local_reply.rewrite(&mut reply, request, &mut self.info);
+        }
         let (mut parts, ()) = Response::new(()).into_parts();
         parts.headers = reply.headers;
         // A gRPC client reads an error from the headers: Envoy answers its
@@ -963,6 +966,7 @@ impl Completion {
             request_target: log.target.as_deref().and_then(|t| std::str::from_utf8(t).ok()),
             response_headers: Some(&log.response_headers),
             response_trailers: trailers.map(|t| t as &dyn HeaderLookup),
+            local_reply_body: None,
             info: &self.info,
         };
         for logger in &self.cfg.access_logs {

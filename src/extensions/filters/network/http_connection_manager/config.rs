@@ -87,6 +87,8 @@ pub struct HcmConfig {
     /// drains (after `idle_timeout`, or as its listener or the server drains),
     /// for a last request answered with `connection: close`.
     pub drain_timeout: Duration,
+    /// `local_reply_config`: how the proxy's own replies are rewritten.
+    pub local_reply: Option<super::local_reply_config::LocalReplyConfig>,
     pub max_headers_count: usize,
     /// The listener's `per_connection_buffer_limit_bytes`: the most of a request
     /// body the router keeps for retries.
@@ -332,6 +334,12 @@ impl HcmConfig {
             generate_request_id: p.generate_request_id.as_ref().map(|b| b.value).unwrap_or(true),
             idle_timeout: timeout(&common.idle_timeout, Some(DEFAULT_IDLE_TIMEOUT)),
             drain_timeout: p.drain_timeout.as_ref().map_or(IDLE_DRAIN_GRACE, crate::config::duration),
+            local_reply: match &p.local_reply_config {
+                Some(c) => {
+                    Some(super::local_reply_config::LocalReplyConfig::from_proto(c, &path.child("local_reply_config"))?)
+                }
+                None => None,
+            },
             max_headers_count: common
                 .max_headers_count
                 .as_ref()

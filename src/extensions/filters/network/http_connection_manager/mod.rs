@@ -14,6 +14,7 @@ pub mod config;
 mod filter_manager;
 mod http1_connection;
 mod http2_connection;
+pub mod local_reply_config;
 mod path_normalization;
 pub mod rds;
 pub mod response_body;
