@@ -391,9 +391,15 @@ pub const PLACES: &[(&str, &str, &[&str])] = &[
 
 /// The `Http2ProtocolOptions` fields a cluster's HTTP/2 client acts on: its
 /// SETTINGS (HPACK table, windows, concurrent streams), the pool's per-connection stream
-/// limit (`max_concurrent_streams`, with the upstream's own SETTINGS).
-const UPSTREAM_HTTP2_OPTIONS: &[&str] =
-    &["hpack_table_size", "max_concurrent_streams", "initial_stream_window_size", "initial_connection_window_size"];
+/// limit (`max_concurrent_streams`, with the upstream's own SETTINGS), and the
+/// connections' keepalive PINGs.
+const UPSTREAM_HTTP2_OPTIONS: &[&str] = &[
+    "hpack_table_size",
+    "max_concurrent_streams",
+    "initial_stream_window_size",
+    "initial_connection_window_size",
+    "connection_keepalive",
+];
 
 /// The `HttpProtocolOptions` fields a cluster acts on. `headers_with_underscores_action`
 /// has no effect in a cluster in Envoy itself ("does not have any impact if added to

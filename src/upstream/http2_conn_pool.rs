@@ -53,9 +53,10 @@ use super::host::Host;
 use super::http1_conn_pool::{PendingRequest, PoolFailure, UpstreamBodyError};
 use super::resource_manager::{Resource, ResourceGuard};
 use super::upstream_connection::{ConnectFailure, ConnectionAccounting, UpstreamConnection};
+use crate::event::Timer;
 use crate::http::http1::client_connection::{BodyFailure, BodyOut, RequestOut};
 use crate::http::http1::CodecError;
-use crate::http::http2::Http2CodecStats;
+use crate::http::http2::{Http2CodecStats, Keepalive};
 use crate::network::tls::AlpnFallback;
 use crate::network::TransportStream;
 
@@ -391,7 +392,9 @@ impl Http2ConnPool {
                     local_max: self.cluster.http2_options.max_concurrent_streams,
                 });
                 self.conns.borrow_mut().push(conn.clone());
-                tokio::task::spawn_local(drive(self.me.clone(), conn.clone(), connection, accounting, breaker));
+                let keepalive = self.cluster.http2_options.keepalive.clone();
+                let driven = (connection, keepalive);
+                tokio::task::spawn_local(drive(self.me.clone(), conn.clone(), driven, accounting, breaker));
                 self.serve_waiters();
                 if conn.active.get() == 0 {
                     self.start_reaper();
@@ -462,16 +465,55 @@ impl Drop for Http2ConnPool {
 }
 
 /// Runs one connection's frames until it ends, then counts how it ended.
+/// With the cluster's `connection_keepalive`, a PING goes every (jittered)
+/// interval, and one not answered within its timeout closes the connection
+/// (`http2.keepalive_timeout`), as Envoy's.
 async fn drive(
     pool: Weak<Http2ConnPool>,
     conn: Rc<H2Connection>,
-    connection: h2::client::Connection<TransportStream, Bytes>,
+    (mut connection, keepalive): (h2::client::Connection<TransportStream, Bytes>, Option<Keepalive>),
     mut accounting: ConnectionAccounting,
     breaker: Option<ResourceGuard>,
 ) {
     // A protocol error `h2` found ends the connection on Courier's side (GOAWAY).
     let mut closed_locally = false;
-    if let Err(e) = connection.await {
+    let mut pinger = keepalive.and_then(|k| Some((connection.ping_pong()?, k)));
+    let mut ping_timer = Timer::new();
+    ping_timer.set(pinger.as_ref().and_then(|(_, k)| k.next_ping()).map(|d| Instant::now() + d));
+    let mut ping_sent = false;
+    let ended = loop {
+        tokio::select! {
+            ended = &mut connection => break ended,
+            pong = std::future::poll_fn(|cx| match &mut pinger {
+                Some((pp, _)) => pp.poll_pong(cx).map(|r| r.map(drop)),
+                None => Poll::Pending,
+            }), if ping_sent => {
+                ping_sent = false;
+                if pong.is_err() {
+                    continue;
+                }
+                ping_timer.set(pinger.as_ref().and_then(|(_, k)| k.next_ping()).map(|d| Instant::now() + d));
+            }
+            () = ping_timer.fired(), if pinger.is_some() => {
+                let Some((pp, k)) = &mut pinger else { continue };
+                if ping_sent {
+                    if let Some(pool) = pool.upgrade() {
+                        pool.cluster.http2_stats().keepalive_timeout.inc();
+                    }
+                    tracing::debug!(host = %accounting.host.address, "upstream HTTP/2 PING timed out");
+                    closed_locally = true;
+                    break Ok(());
+                }
+                if pp.send_ping(h2::Ping::opaque()).is_err() {
+                    continue;
+                }
+                ping_sent = true;
+                ping_timer.set(Some(Instant::now() + k.timeout));
+            }
+        }
+    };
+    drop(connection);
+    if let Err(e) = ended {
         tracing::debug!(host = %accounting.host.address, "upstream HTTP/2 connection ended: {e}");
         closed_locally = e.is_library();
     }

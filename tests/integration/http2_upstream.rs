@@ -818,3 +818,31 @@ fn unsupported_http2_upstream_config_fails_with_its_field_path() {
         assert!(out.contains(expected), "{expected}\nnot in:\n{out}");
     }
 }
+
+/// `connection_keepalive` on a cluster: a PING every interval, and one the
+/// upstream leaves unanswered closes the connection after its timeout
+/// (`http2.keepalive_timeout`), as Envoy's; the request it carried fails. The
+/// upstream here completes the HTTP/2 handshake, then answers nothing.
+#[test]
+fn an_unanswered_keepalive_ping_closes_the_upstream_connection() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let silent = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let Ok((mut stream, _)) = listener.accept() else { return };
+        // SETTINGS (empty), then the ACK of the client's.
+        let _ = stream.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0]);
+        let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+        let mut sink = [0u8; 4096];
+        while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+    });
+    let courier = start(h2_cluster(port, " connection_keepalive: { interval: 0.2s, timeout: 0.2s } "), "");
+    let started = std::time::Instant::now();
+    let r = Client::connect(courier.listener("web")).get("/");
+    assert_eq!(r.status, 503, "the connection went with the request on it");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(400), "after a PING interval and timeout");
+    courier.wait_stat("cluster.h2.http2.keepalive_timeout", |v| v == 1);
+    courier.wait_stat("cluster.h2.upstream_cx_destroy_local", |v| v == 1);
+    drop(courier);
+    let _ = silent.join();
+}

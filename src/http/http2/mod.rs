@@ -22,6 +22,6 @@ pub mod stats;
 
 pub use frame_guard::{FrameGuard, Violation};
 pub use io::CodecIo;
-pub use options::Http2Options;
+pub use options::{Http2Options, Keepalive};
 pub use request_body::{RequestBody, StreamRx};
 pub use stats::{Http2CodecStats, LazyHttp2Stats};

@@ -56,6 +56,17 @@ pub struct Keepalive {
     pub connection_idle_interval: Option<Duration>,
 }
 
+impl Keepalive {
+    /// When the next PING goes: the interval and a random part of its jitter
+    /// (`None`: no periodic PING).
+    pub fn next_ping(&self) -> Option<Duration> {
+        let interval = self.interval?;
+        let spread = interval.as_secs_f64() * self.jitter_percent.clamp(0.0, 100.0) / 100.0;
+        let fraction = (crate::common::random::next_u64() % 1_000_000) as f64 / 1_000_000.0;
+        Some(interval + Duration::from_secs_f64(spread * fraction))
+    }
+}
+
 impl Default for Http2Options {
     fn default() -> Http2Options {
         Http2Options {

@@ -16,7 +16,6 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use h2::server::SendResponse;
@@ -136,8 +135,8 @@ where
     let mut ping_timer = Timer::new();
     // When the PING in flight was sent (`None`: none is).
     let mut ping_sent: Option<Instant> = None;
-    if let Some((k, interval, _)) = &keepalive {
-        ping_timer.set(Some(Instant::now() + jittered(*interval, k.jitter_percent)));
+    if let Some((k, _, _)) = &keepalive {
+        ping_timer.set(k.next_ping().map(|d| Instant::now() + d));
     }
     loop {
         if !going_away && drain.borrow().is_draining() {
@@ -228,8 +227,8 @@ where
                     break;
                 }
                 ping_sent = None;
-                if let Some((k, interval, _)) = &keepalive {
-                    ping_timer.set(Some(Instant::now() + jittered(*interval, k.jitter_percent)));
+                if let Some((k, _, _)) = &keepalive {
+                    ping_timer.set(k.next_ping().map(|d| Instant::now() + d));
                 }
             }
             () = ping_timer.fired(), if keepalive.is_some() => {
@@ -278,14 +277,6 @@ where
         conn.graceful_shutdown();
     }
     true
-}
-
-/// `interval` plus a random part of up to `jitter_percent` of it, so that
-/// connections opened together do not PING together.
-fn jittered(interval: Duration, jitter_percent: f64) -> Duration {
-    let spread = interval.as_secs_f64() * jitter_percent.clamp(0.0, 100.0) / 100.0;
-    let fraction = (crate::common::random::next_u64() % 1_000_000) as f64 / 1_000_000.0;
-    interval + Duration::from_secs_f64(spread * fraction)
 }
 
 /// HTTP/2 may split `cookie` into crumbs, one field each; they are one header
