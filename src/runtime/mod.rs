@@ -72,10 +72,11 @@ pub fn publish_on_this_thread(snapshot: Snapshot) {
 
 /// Envoy's `getDouble` on this thread's snapshot.
 pub fn get_double(key: &str, default: f64) -> f64 {
-    match snapshot() {
-        Some(s) if !key.is_empty() => s.get_double(key, default),
-        _ => default,
+    // No key, no lookup: most callers pass a config's unset key.
+    if key.is_empty() {
+        return default;
     }
+    snapshot().map_or(default, |s| s.get_double(key, default))
 }
 
 /// A `RuntimeFractionalPercent` (or an Envoy feature flag with a fixed key): the
