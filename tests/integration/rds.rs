@@ -10,7 +10,7 @@ use crate::http_util::{http_listener, prefix_route, Client};
 use crate::shared_net::http_upstream;
 use crate::shared_xds::{XdsServer, CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE};
 use crate::xds_files::discovery;
-use crate::xds_grpc::{clusters, is_ack, resource, same_as_envoy, summary, xds_cluster};
+use crate::xds_grpc::{admin_listener, admin_stat, clusters, is_ack, resource, same_as_envoy, summary, xds_cluster};
 
 const ROUTE: &str = "envoy.config.route.v3.RouteConfiguration";
 const STATS: &str = "http.ingress.rds.routes.";
@@ -213,16 +213,8 @@ fn ads_session<G>(start: impl FnOnce(&str) -> (std::net::SocketAddr, G)) -> Vec<
     xds.push(ROUTE_TYPE, "r1", r1);
     let (admin, guard) = start(&ads_rds_bootstrap(&xds, ""));
     let mut out = Vec::new();
-    let stat = |name: &str| -> i64 {
-        let (_, body) = crate::harness::http_request(admin, "GET", &format!("/stats?filter=^{name}$"));
-        body.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))?.trim().parse().ok()).unwrap_or(-1)
-    };
-    let listener = || {
-        let (_, body) = crate::harness::http_request(admin, "GET", "/listeners");
-        let addr: std::net::SocketAddr =
-            body.lines().find_map(|l| l.strip_prefix("web::")?.parse().ok()).expect("listener");
-        addr
-    };
+    let stat = |name: &str| admin_stat(admin, name);
+    let listener = || admin_listener(admin, "web");
     let served = |step: &str, out: &mut Vec<String>| {
         for path in ["/", "/b"] {
             let r = Client::connect(listener()).get(path);
@@ -300,16 +292,8 @@ fn warming_session<G>(start: impl FnOnce(&str) -> (std::net::SocketAddr, G)) -> 
     xds.push(ROUTE_TYPE, "r1", vec![pushed_routes("first", &prefix_route("/", "a", ""))]);
     let (admin, guard) = start(&crate::xds_grpc::ads_bootstrap(&xds, "", ""));
     let mut out = Vec::new();
-    let stat = |name: &str| -> i64 {
-        let (_, body) = crate::harness::http_request(admin, "GET", &format!("/stats?filter=^{name}$"));
-        body.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))?.trim().parse().ok()).unwrap_or(-1)
-    };
-    let listener = || {
-        let (_, body) = crate::harness::http_request(admin, "GET", "/listeners");
-        let addr: std::net::SocketAddr =
-            body.lines().find_map(|l| l.strip_prefix("web::")?.parse().ok()).expect("listener");
-        addr
-    };
+    let stat = |name: &str| admin_stat(admin, name);
+    let listener = || admin_listener(admin, "web");
     let served = |step: &str, out: &mut Vec<String>| {
         let r = Client::connect(listener()).get("/");
         let who = if r.status == 200 { r.seen().upstream().to_string() } else { r.status.to_string() };
@@ -371,16 +355,8 @@ fn fetch_timeout_session<G>(start: impl FnOnce(&str) -> (std::net::SocketAddr, G
     let xds = XdsServer::start();
     xds.push(CLUSTER_TYPE, "c1", clusters(&[static_cluster("a", &[a.port()])]));
     let (admin, guard) = start(&ads_rds_bootstrap(&xds, ", initial_fetch_timeout: 0.3s"));
-    let stat = |name: &str| -> i64 {
-        let (_, body) = crate::harness::http_request(admin, "GET", &format!("/stats?filter=^{name}$"));
-        body.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))?.trim().parse().ok()).unwrap_or(-1)
-    };
-    let listener = || {
-        let (_, body) = crate::harness::http_request(admin, "GET", "/listeners");
-        let addr: std::net::SocketAddr =
-            body.lines().find_map(|l| l.strip_prefix("web::")?.parse().ok()).expect("listener");
-        addr
-    };
+    let stat = |name: &str| admin_stat(admin, name);
+    let listener = || admin_listener(admin, "web");
     let mut out = vec![format!("no routes: {}", Client::connect(listener()).get("/").status)];
     xds.push(ROUTE_TYPE, "r1", vec![pushed_routes("routes", &prefix_route("/", "a", ""))]);
     xds.wait_request(0, |r| is_ack(r, ROUTE_TYPE, "r1"));
@@ -415,9 +391,7 @@ fn own_stream_session<G>(start: impl FnOnce(&str) -> (std::net::SocketAddr, G)) 
     let source = "{ api_config_source: { api_type: GRPC, transport_api_version: V3, grpc_services: [{ envoy_grpc: { cluster_name: xds } }] }, resource_api_version: V3 }";
     let (admin, guard) = start(&rds_bootstrap(&xds, source));
     xds.wait_request(0, |r| is_ack(r, ROUTE_TYPE, "r1"));
-    let (_, body) = crate::harness::http_request(admin, "GET", "/listeners");
-    let addr: std::net::SocketAddr =
-        body.lines().find_map(|l| l.strip_prefix("web::")?.parse().ok()).expect("listener");
+    let addr = admin_listener(admin, "web");
     let mut out = vec![format!("r1: {}", Client::connect(addr).get("/").seen().upstream())];
     drop(guard);
     out.extend(xds.requests().iter().map(|(method, r)| {

@@ -311,11 +311,7 @@ fn session<G>(start: impl FnOnce(&str) -> (std::net::SocketAddr, G)) -> (Vec<Str
     xds.push(LISTENER_TYPE, "l1", vec![web_listener("web", "", "a")]);
     let (admin, guard) = start(&ads_bootstrap(&xds, "    set_node_on_first_message_only: true\n", ""));
     xds.wait_request(0, |r| is_ack(r, LISTENER_TYPE, "l1"));
-    let listener = |name: &str| {
-        let (_, body) = crate::harness::http_request(admin, "GET", "/listeners");
-        body.lines().find_map(|l| l.strip_prefix(&format!("{name}::"))?.parse().ok()).expect("listener")
-    };
-    assert_eq!(Client::connect(listener("web")).get("/").seen().upstream(), "a");
+    assert_eq!(Client::connect(admin_listener(admin, "web")).get("/").seen().upstream(), "a");
     // Refused by both: a STATIC cluster's endpoint must be an IP address.
     let seen = xds.requests().len();
     let bad = static_cluster("b", &[a.port()]).replace("127.0.0.1", "localhost");
@@ -324,10 +320,7 @@ fn session<G>(start: impl FnOnce(&str) -> (std::net::SocketAddr, G)) -> (Vec<Str
     let seen = xds.requests().len();
     xds.push(LISTENER_TYPE, "l2", vec![web_listener("web", &prefix_route("/y", "a", ""), "a")]);
     xds.wait_request(seen, |r| is_ack(r, LISTENER_TYPE, "l2"));
-    let stat = |name: &str| -> i64 {
-        let (_, body) = crate::harness::http_request(admin, "GET", &format!("/stats?filter=^{name}$"));
-        body.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))?.trim().parse().ok()).unwrap_or(-1)
-    };
+    let stat = |name: &str| admin_stat(admin, name);
     let wait_stat = |name: &str, want: i64| {
         let deadline = std::time::Instant::now() + crate::harness::IO_TIMEOUT;
         while stat(name) != want {
@@ -366,6 +359,18 @@ fn session<G>(start: impl FnOnce(&str) -> (std::net::SocketAddr, G)) -> (Vec<Str
     }
     drop(guard);
     (requests, stats)
+}
+
+/// A stat of the proxy behind `admin` (Courier's or Envoy's), -1 when it has none.
+pub fn admin_stat(admin: std::net::SocketAddr, name: &str) -> i64 {
+    let (_, body) = crate::harness::http_request(admin, "GET", &format!("/stats?filter=^{name}$"));
+    body.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))?.trim().parse().ok()).unwrap_or(-1)
+}
+
+/// The address the listener `name` of the proxy behind `admin` is bound to.
+pub fn admin_listener(admin: std::net::SocketAddr, name: &str) -> std::net::SocketAddr {
+    let (_, body) = crate::harness::http_request(admin, "GET", "/listeners");
+    body.lines().find_map(|l| l.strip_prefix(&format!("{name}::"))?.parse().ok()).expect("listener")
 }
 
 /// A proxy a session started: its admin address, and what stops it when dropped.
@@ -514,17 +519,9 @@ fn eds_session<G>(start: impl FnOnce(&str) -> (std::net::SocketAddr, G)) -> Vec<
     xds.push(ENDPOINT_TYPE, "e1", vec![assignment("app-svc", &[a.port()]), assignment("other", &[b.port()])]);
     let (admin, guard) = start(&ads_bootstrap(&xds, "", ""));
     let mut out = Vec::new();
-    let stat = |name: &str| -> i64 {
-        let (_, body) = crate::harness::http_request(admin, "GET", &format!("/stats?filter=^{name}$"));
-        body.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))?.trim().parse().ok()).unwrap_or(-1)
-    };
+    let stat = |name: &str| admin_stat(admin, name);
     xds.wait_request(0, |r| is_ack(r, LISTENER_TYPE, "l1"));
-    let listener = || {
-        let (_, body) = crate::harness::http_request(admin, "GET", "/listeners");
-        let addr: std::net::SocketAddr =
-            body.lines().find_map(|l| l.strip_prefix("web::")?.parse().ok()).expect("listener");
-        addr
-    };
+    let listener = || admin_listener(admin, "web");
     let served = |step: &str, out: &mut Vec<String>| {
         for path in ["/", "/two"] {
             let r = Client::connect(listener()).get(path);
