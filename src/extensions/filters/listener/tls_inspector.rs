@@ -36,6 +36,7 @@ define_stats! {
         counter alpn_not_found,
         counter sni_found,
         counter sni_not_found,
+        histogram bytes_processed,
     }
 }
 
@@ -76,10 +77,13 @@ impl ListenerFilterFactory for TlsInspectorFactory {
                         }
                     }
                     Parse::NotTls => {
+                        // Envoy's TLS library reads a record header before it refuses.
+                        self.stats.bytes_processed.record(have.min(RECORD_HEADER) as u64);
                         self.stats.tls_not_found.inc();
                         return Ok(());
                     }
                     Parse::ClientHello(hello) => {
+                        self.stats.bytes_processed.record(hello.bytes as u64);
                         self.stats.tls_found.inc();
                         socket.transport_protocol = "tls";
                         match hello.server_name {
@@ -116,8 +120,11 @@ enum Parse {
 struct ClientHello {
     server_name: Option<String>,
     alpn: Vec<String>,
+    /// The bytes of the records that carried it, headers included.
+    bytes: usize,
 }
 
+const RECORD_HEADER: usize = 5;
 const HANDSHAKE_RECORD: u8 = 22;
 const CLIENT_HELLO: u8 = 1;
 const EXT_SERVER_NAME: u16 = 0;
@@ -139,28 +146,31 @@ fn parse(data: &[u8]) -> Parse {
     let mut handshake = Vec::new();
     let mut at = 0;
     loop {
-        let Some(header) = data.get(at..at + 5) else {
+        let Some(header) = data.get(at..at + RECORD_HEADER) else {
             // A first byte or version that is not TLS says so at once.
             let head = &data[at.min(data.len())..];
             if head.first().is_some_and(|b| *b != HANDSHAKE_RECORD) || head.get(1).is_some_and(|v| *v != 3) {
                 return Parse::NotTls;
             }
-            return Parse::NeedMore(at + 5);
+            return Parse::NeedMore(at + RECORD_HEADER);
         };
         let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
         if header[0] != HANDSHAKE_RECORD || header[1] != 3 || len == 0 {
             return Parse::NotTls;
         }
-        let Some(fragment) = data.get(at + 5..at + 5 + len) else { return Parse::NeedMore(at + 5 + len) };
+        let Some(fragment) = data.get(at + RECORD_HEADER..at + RECORD_HEADER + len) else {
+            return Parse::NeedMore(at + RECORD_HEADER + len);
+        };
         handshake.extend_from_slice(fragment);
-        at += 5 + len;
+        at += RECORD_HEADER + len;
         if handshake[0] != CLIENT_HELLO {
             return Parse::NotTls;
         }
         if handshake.len() >= 4 {
             let body_len = usize::from(handshake[1]) << 16 | usize::from(handshake[2]) << 8 | usize::from(handshake[3]);
             if let Some(body) = handshake.get(4..4 + body_len) {
-                return client_hello(body).map_or(Parse::NotTls, Parse::ClientHello);
+                return client_hello(body)
+                    .map_or(Parse::NotTls, |hello| Parse::ClientHello(ClientHello { bytes: at, ..hello }));
             }
             if 4 + body_len > MAX_CLIENT_HELLO {
                 return Parse::NeedMore(4 + body_len);
@@ -283,10 +293,12 @@ pub(crate) mod tests {
             parse(&bytes),
             Parse::ClientHello(ClientHello {
                 server_name: Some("Www.Example.com".into()),
-                alpn: vec!["h2".into(), "http/1.1".into()]
+                alpn: vec!["h2".into(), "http/1.1".into()],
+                bytes: bytes.len(),
             })
         );
-        assert_eq!(parse(&client_hello_bytes(None, &[])), Parse::ClientHello(ClientHello::default()));
+        let bare = client_hello_bytes(None, &[]);
+        assert_eq!(parse(&bare), Parse::ClientHello(ClientHello { bytes: bare.len(), ..ClientHello::default() }));
     }
 
     #[test]
@@ -307,7 +319,9 @@ pub(crate) mod tests {
             two.extend((part.len() as u16).to_be_bytes());
             two.extend(part);
         }
-        assert!(matches!(parse(&two), Parse::ClientHello(h) if h.server_name.as_deref() == Some("split.example")));
+        assert!(
+            matches!(parse(&two), Parse::ClientHello(h) if h.server_name.as_deref() == Some("split.example") && h.bytes == two.len())
+        );
     }
 
     #[test]
