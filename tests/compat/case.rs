@@ -120,11 +120,14 @@ pub struct Request {
     #[serde(default)]
     pub gzip_body: bool,
     pub raw: Option<String>,
-    /// `raw` is sent one byte per character (each at most U+00FF): how a case
-    /// sends bytes that are not UTF-8, such as a lone 0xFF in a header.
+    /// `raw` or `tcp` is sent one byte per character (each at most U+00FF): how a
+    /// case sends bytes that are not UTF-8, such as a lone 0xFF in a header.
     #[serde(default)]
     pub latin1: bool,
     pub tcp: Option<String>,
+    /// With `tcp`: this many `A` bytes follow it (an oversized TLS record, say).
+    #[serde(default)]
+    pub tcp_pad: usize,
     /// With `tcp`: wait this long after sending before half-closing, so that a
     /// proxy's listener filters see the bytes before the FIN (Envoy closes a
     /// socket whose FIN comes in the same read as the bytes they inspect).

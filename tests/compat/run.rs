@@ -605,8 +605,12 @@ impl Session<'_> {
         } else if let Some(data) = &r.tcp {
             match addr {
                 None => Outcome::Failed(no_listener(r)),
-                Some(addr) => tcp_exchange(addr, data.as_bytes(), r.half_close_after_ms)
-                    .map_or_else(Outcome::Failed, Outcome::Tcp),
+                Some(addr) => {
+                    let mut bytes: Vec<u8> =
+                        if r.latin1 { data.chars().map(|c| c as u8).collect() } else { data.as_bytes().to_vec() };
+                    bytes.resize(bytes.len() + r.tcp_pad, b'A');
+                    tcp_exchange(addr, &bytes, r.half_close_after_ms).map_or_else(Outcome::Failed, Outcome::Tcp)
+                }
             }
         } else {
             self.http(label, r, addr)

@@ -1,7 +1,7 @@
 //! TLS (`envoy.transport_sockets.tls`): HTTPS termination with HTTP/1.1 and, by
 //! ALPN, HTTP/2; mutual TLS accepted and refused; TLS to upstreams with SNI and
-//! CA validation (a rustls test upstream); the handshake timeout; and bytes that
-//! are no ClientHello. Certificates are made at test time (`shared_tls::Pki`).
+//! CA validation (a rustls test upstream); the handshake timeout; bytes that are
+//! no ClientHello, and clients that stall or garble theirs while others are served. Certificates are made at test time (`shared_tls::Pki`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -408,6 +408,45 @@ fn bytes_that_are_no_client_hello_close_the_connection_and_others_are_served() {
     let client = client_config(&certs.pki.ca_pem, None, &[]);
     assert_eq!(https_get(addr, client, "/direct").expect("GET").0, 200);
     drop(held);
+}
+
+#[test]
+fn clients_stalled_or_garbling_their_hellos_do_not_hold_up_others() {
+    let certs = certs();
+    let up = Upstream::start(|_| {});
+    let tls = common(Some(&certs.server), None, "");
+    let c = start(&[https_listener("name: hostile", &tls)], &[static_cluster("app", &[up.port()])]);
+    let addr = c.listener("web");
+    let hello_start = [0x16, 0x03, 0x01, 0x00, 0x41, 0x01, 0x00, 0x00, 0x3d, 0x03, 0x03];
+    // 100 clients stop mid-ClientHello and stay; 20 more send bytes that a
+    // pseudo-random walk corrupted after a handshake record header, then close.
+    let stalled: Vec<TcpStream> = (0..100)
+        .map(|_| {
+            let mut s = connect(addr);
+            s.write_all(&hello_start).expect("write");
+            s
+        })
+        .collect();
+    let mut seed = 0x9e37_79b9_u32;
+    for _ in 0..20 {
+        let mut s = connect(addr);
+        let mut bytes = hello_start.to_vec();
+        for _ in 0..200 {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            bytes.push((seed >> 24) as u8);
+        }
+        let _ = s.write_all(&bytes);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    }
+    c.wait_stat("listener.tls_web.downstream_cx_active", |v| v == 100);
+    // A well-formed client is served while the stalled ones are still open.
+    let client = client_config(&certs.pki.ca_pem, None, &[]);
+    assert_eq!(https_get(addr, client, "/direct").expect("GET").0, 200);
+    drop(stalled);
+    c.wait_stat("listener.tls_web.downstream_cx_active", |v| v == 0);
+    assert_eq!(c.stat("listener.tls_web.ssl.handshake"), Some(1));
 }
 
 #[test]
