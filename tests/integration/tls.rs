@@ -1,7 +1,8 @@
 //! TLS (`envoy.transport_sockets.tls`): HTTPS termination with HTTP/1.1 and, by
 //! ALPN, HTTP/2; mutual TLS accepted and refused; TLS to upstreams with SNI and
 //! CA validation (a rustls test upstream); the handshake timeout; bytes that are
-//! no ClientHello, and clients that stall or garble theirs while others are served. Certificates are made at test time (`shared_tls::Pki`).
+//! no ClientHello, and clients that stall or garble theirs while others are
+//! served. Certificates are made at test time (`shared_tls::Pki`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
