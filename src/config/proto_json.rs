@@ -476,9 +476,11 @@ fn has_special_json(name: &str) -> bool {
 }
 
 /// Duration as proto3-JSON writes it: `"1.5s"`; a bare number of seconds is also
-/// accepted, as YAML authors often write one.
+/// accepted, as YAML authors often write one (`0.5`, which YAML reading leaves
+/// as text).
 fn duration(json: &Json, path: &FieldPath) -> Result<(i64, i32), ConfigError> {
     let text = match json {
+        Json::String(s) if s.trim().parse::<f64>().is_ok() => format!("{}s", s.trim()),
         Json::String(s) => s.trim().to_string(),
         Json::Number(n) => format!("{n}s"),
         _ => return Err(path.error(format!("expected a duration like \"1.5s\", got {}", kind_of(json)))),

@@ -1,11 +1,15 @@
 //! YAML as Envoy reads it (yaml-cpp, then its own `yamlToJson`), into
 //! `serde_json` values: a config written for Envoy reads the same here.
 //!
-//! Three of Envoy's leniencies, each checked against Envoy 1.40:
+//! Envoy's ways, each checked against Envoy 1.40:
 //! - only the first document of a multi-document text is read (`YAML::Load`);
 //! - a key given twice takes its last value;
 //! - a mapping entry whose key is tagged `!ignore` is dropped: configs use it
-//!   to hold YAML anchors outside the schema (`!ignore defs: &x {...}`).
+//!   to hold YAML anchors outside the schema (`!ignore defs: &x {...}`);
+//! - a number is a JSON number only when it is an integer that fits 32 bits;
+//!   any other (`2.5`, `12345678901`) becomes a string, which proto3-JSON
+//!   reads into a number field alike but which a `Struct` keeps as a string
+//!   (`set_metadata` values, `json_format` logs print `"2.5"`).
 //!
 //! The event parser serde-saphyr reads with (`granit-parser`) finds the
 //! `!ignore` keys, since the values serde sees carry no tags; only a text that
@@ -44,7 +48,22 @@ pub fn parse(text: &str) -> Result<Json, String> {
             remove(&mut first, &path);
         }
     }
+    wide_numbers_to_strings(&mut first);
     Ok(first)
+}
+
+/// Envoy's `yamlToJson` keeps a scalar a number only when it reads as an
+/// `int32`; other numbers are kept as their text. (The text is serde's, so an
+/// unusual spelling such as `1e3` reads back as `1000.0`.)
+fn wide_numbers_to_strings(value: &mut Json) {
+    match value {
+        Json::Number(n) if n.as_i64().and_then(|i| i32::try_from(i).ok()).is_none() => {
+            *value = Json::String(n.to_string());
+        }
+        Json::Array(items) => items.iter_mut().for_each(wide_numbers_to_strings),
+        Json::Object(map) => map.values_mut().for_each(wide_numbers_to_strings),
+        _ => {}
+    }
 }
 
 /// A step down a document: a mapping's key or a sequence's index.
