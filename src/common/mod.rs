@@ -4,6 +4,7 @@ pub mod buffer_pool;
 pub mod fnv;
 #[cfg(any(test, fuzzing))]
 pub mod fuzzing;
+pub mod json;
 pub mod random;
 pub mod spare_list;
 pub mod xxhash;

@@ -9,6 +9,8 @@
 
 use serde_json::{Map, Value};
 
+pub(crate) use crate::common::json::escape_into;
+
 use super::operator::Kind;
 use super::{FormatContext, FormatString, UNSPECIFIED};
 
@@ -148,8 +150,8 @@ impl JsonFormat {
             Kind::Missing if self.omit_empty_values => return false,
             Kind::Missing if self.preserve_types => out.push_str("null"),
             Kind::Missing => escape_into(UNSPECIFIED, out),
-            Kind::Number if self.preserve_types => out.push_str(scratch),
-            Kind::Number | Kind::Text => escape_into(scratch, out),
+            Kind::Number | Kind::Json if self.preserve_types => out.push_str(scratch),
+            Kind::Number | Kind::Json | Kind::Text => escape_into(scratch, out),
         }
         true
     }
@@ -181,36 +183,4 @@ fn node(v: &Value, name: &str) -> Result<Node, String> {
         Value::Number(n) => Node::Number(n.clone()),
         Value::Bool(_) | Value::Null => return Err(format!("{name}: {UNSUPPORTED_VALUE}")),
     })
-}
-
-/// Appends `s` as a JSON string literal.
-pub(crate) fn escape_into(s: &str, out: &mut String) {
-    out.push('"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &str = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0..=0x1f => "",
-            _ => continue,
-        };
-        // Every byte matched above is ASCII, so `i` is a char boundary.
-        out.push_str(&s[start..i]);
-        if esc.is_empty() {
-            out.push_str("\\u00");
-            out.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
-            out.push(char::from_digit(u32::from(b & 0xf), 16).unwrap_or('0'));
-        } else {
-            out.push_str(esc);
-        }
-        start = i + 1;
-    }
-    out.push_str(&s[start..]);
-    out.push('"');
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::header::{truncate_at, HeaderOperator, HeaderSource};
 use super::time::{TimeFormat, DEFAULT_TIME_FORMAT};
 use super::FormatContext;
+use crate::stream_info::dynamic_metadata::{self, Lookup};
 use crate::stream_info::{ResponseFlag, ResponseFlags};
 
 /// What `Operator::write` produced.
@@ -21,6 +22,9 @@ pub(crate) enum Kind {
     Text,
     /// Decimal digits were written (a number in typed JSON).
     Number,
+    /// A JSON value was written (an object, list, `true`...): typed JSON embeds it
+    /// as it is, text shows it as it is.
+    Json,
 }
 
 /// One parsed command operator.
@@ -53,6 +57,12 @@ pub(crate) enum Operator {
     Constant(Option<Box<str>>),
     /// What the downstream TLS session says (`-` on a plaintext connection).
     Tls(TlsField),
+    /// `%DYNAMIC_METADATA(NAMESPACE:KEY:...):Z%`.
+    DynamicMetadata {
+        namespace: Box<str>,
+        keys: Box<[String]>,
+        len: Option<usize>,
+    },
 }
 
 /// `%DOWNSTREAM_PEER_*%`, `%DOWNSTREAM_TLS_*%`, `%DOWNSTREAM_LOCAL_URI_SAN%`,
@@ -119,7 +129,6 @@ const KNOWN_UNSUPPORTED: &[&str] = &[
     "CONNECTION_ID",
     "GRPC_STATUS",
     "GRPC_STATUS_NUMBER",
-    "DYNAMIC_METADATA",
     "CLUSTER_METADATA",
     "UPSTREAM_METADATA",
     "FILTER_STATE",
@@ -144,9 +153,8 @@ impl Operator {
     pub(crate) fn parse(name: &str, args: &str, len: Option<usize>) -> Result<Operator, String> {
         let syntax = match name {
             "START_TIME" | "RESPONSE_CODE_DETAILS" => Syntax::ParamsOptional,
-            "REQ" | "REQUEST_HEADER" | "RESP" | "RESPONSE_HEADER" | "TRAILER" | "RESPONSE_TRAILER" | "ENVIRONMENT" => {
-                Syntax::ParamsRequired { length: true }
-            }
+            "REQ" | "REQUEST_HEADER" | "RESP" | "RESPONSE_HEADER" | "TRAILER" | "RESPONSE_TRAILER" | "ENVIRONMENT"
+            | "DYNAMIC_METADATA" => Syntax::ParamsRequired { length: true },
             _ => {
                 let op = Self::simple(name)?;
                 check_syntax(name, Syntax::CommandOnly, args, len)?;
@@ -160,6 +168,11 @@ impl Operator {
                 Operator::StartTime(TimeFormat::parse(pattern)?)
             }
             "RESPONSE_CODE_DETAILS" => Operator::ResponseCodeDetails { allow_whitespace: args == "ALLOW_WHITESPACES" },
+            "DYNAMIC_METADATA" => {
+                let mut parts = args.split(':');
+                let namespace = parts.next().unwrap_or_default().into();
+                Operator::DynamicMetadata { namespace, keys: parts.map(str::to_string).collect(), len }
+            }
             "REQ" | "REQUEST_HEADER" => Operator::Header(HeaderOperator::parse(HeaderSource::Request, args, len)?),
             "RESP" | "RESPONSE_HEADER" => Operator::Header(HeaderOperator::parse(HeaderSource::Response, args, len)?),
             "TRAILER" | "RESPONSE_TRAILER" => {
@@ -331,7 +344,41 @@ impl Operator {
                 };
                 text(value.as_deref().filter(|v| !v.is_empty()), out)
             }
+            Operator::DynamicMetadata { namespace, keys, len } => {
+                let start = out.len();
+                let kind = write_metadata(info.dynamic_metadata.lookup(namespace, keys), out);
+                match len {
+                    Some(max) if out.len() - start > *max => {
+                        truncate_at(out, start, *max);
+                        Kind::Text
+                    }
+                    _ => kind,
+                }
+            }
         }
+    }
+}
+
+/// A metadata value as Envoy prints it: a string as it is, anything else as JSON.
+fn write_metadata(found: Option<Lookup<'_>>, out: &mut String) -> Kind {
+    use envoy_types::pb::google::protobuf::value::Kind as V;
+    match found {
+        None => Kind::Missing,
+        Some(Lookup::Struct(s)) => {
+            dynamic_metadata::write_struct_json(s, out);
+            Kind::Json
+        }
+        Some(Lookup::Value(v)) => match &v.kind {
+            Some(V::StringValue(s)) => text(Some(s), out),
+            Some(V::NumberValue(n)) => {
+                dynamic_metadata::write_number(*n, out);
+                Kind::Number
+            }
+            _ => {
+                dynamic_metadata::write_value_json(v, out);
+                Kind::Json
+            }
+        },
     }
 }
 

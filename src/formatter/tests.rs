@@ -244,7 +244,7 @@ fn literal_formats() {
 fn parse_errors_name_the_operator() {
     let cases = [
         ("%NOT_AN_OPERATOR%", "Not supported field in StreamInfo: NOT_AN_OPERATOR"),
-        ("%DYNAMIC_METADATA(a:b)%", "command operator %DYNAMIC_METADATA% is not supported by Courier yet"),
+        ("%CLUSTER_METADATA(a:b)%", "command operator %CLUSTER_METADATA% is not supported by Courier yet"),
         ("%PROTOCOL(x)%", "PROTOCOL does not take any parameters or length"),
         ("%PROTOCOL:10%", "PROTOCOL does not take any parameters or length"),
         ("%REQ()%", "REQ requires parameters"),

@@ -1,6 +1,11 @@
 //! Per-request facts gathered while a stream is served (Envoy's `StreamInfo`):
 //! timing, the upstream chosen, bytes, the response code and the response flags.
-//! The access log and the header formatter read it.
+//! The access log and the header formatter read it. Filters attach structured
+//! values to it (`dynamic_metadata`).
+
+pub mod dynamic_metadata;
+
+pub use dynamic_metadata::DynamicMetadata;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -185,6 +190,8 @@ pub struct StreamInfo {
     pub health_check: bool,
     /// The downstream connection's TLS session (`%DOWNSTREAM_PEER_*%`, XFCC).
     pub downstream_tls: Option<Rc<crate::network::tls::DownstreamTlsInfo>>,
+    /// What filters attached (`%DYNAMIC_METADATA(...)%`).
+    pub dynamic_metadata: DynamicMetadata,
 }
 
 impl StreamInfo {
@@ -211,6 +218,7 @@ impl StreamInfo {
             attempt_count: 0,
             downstream_tls: None,
             health_check: false,
+            dynamic_metadata: DynamicMetadata::default(),
         }
     }
 
