@@ -23,6 +23,17 @@ pub const X_ENVOY_DECORATOR_OPERATION: HeaderName = HeaderName::from_static("x-e
 pub const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 pub const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// The first cookie called `name` in the request's `cookie` headers, quotes
+/// around its value dropped (Envoy's `Utility::parseCookieValue`).
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get_all(http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|line| {
+        line.split(';').find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then(|| v.trim_matches('"').to_string())
+        })
+    })
+}
+
 /// The comma-separated tokens of every `name` header, trimmed (a list-valued
 /// field, RFC 9110 §5.6.1); values that are not text are skipped.
 pub fn tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {

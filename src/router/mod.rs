@@ -49,6 +49,7 @@ pub use config::{PerRouteDecoder, RouteBuildContext, RouteTable, DEFAULT_MAX_DIR
 pub(crate) use header_matcher::HeaderMatcher;
 pub use header_mutation::{AppendAction, HeaderMutation};
 pub(crate) use matcher::RouteMatcher;
+pub use path_rewrite::RegexSubstitution;
 pub use per_filter::PerRouteConfig;
 pub use redirect::RedirectAction;
 pub use retry_policy::{RetryOn, RetryPolicy, DEFAULT_BASE_INTERVAL, PREVIOUS_HOSTS_TYPE};

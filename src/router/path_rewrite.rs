@@ -20,7 +20,33 @@ use crate::matcher::string_matcher::search_regex;
 #[derive(Debug, Clone)]
 pub(crate) enum PathRewrite {
     Prefix(String),
-    Regex { regex: Regex, substitution: Vec<Piece> },
+    Regex(RegexSubstitution),
+}
+
+/// A compiled `RegexMatchAndSubstitute`: every match of the pattern is replaced
+/// (paths here, header values in `header_to_metadata`).
+#[derive(Debug, Clone)]
+pub struct RegexSubstitution {
+    regex: Regex,
+    substitution: Vec<Piece>,
+}
+
+impl RegexSubstitution {
+    /// Compiles `rms`; `path` points at it.
+    pub fn new(rms: &RegexMatchAndSubstitute, path: &FieldPath) -> Result<RegexSubstitution, ConfigError> {
+        let mut p = path.clone();
+        p.push_field("pattern");
+        let pattern = rms.pattern.as_ref().ok_or_else(|| p.error("value is required"))?;
+        let regex = search_regex(pattern, &p)?;
+        let substitution = parse_substitution(&rms.substitution, regex.captures_len())
+            .map_err(|reason| path.field_error("substitution", reason))?;
+        Ok(RegexSubstitution { regex, substitution })
+    }
+
+    /// `s` with every match replaced.
+    pub fn replace_all<'s>(&self, s: &'s str) -> std::borrow::Cow<'s, str> {
+        self.regex.replace_all(s, |caps: &Captures<'_>| expand(&self.substitution, caps))
+    }
 }
 
 /// A piece of an RE2 substitution string.
@@ -33,13 +59,7 @@ pub(crate) enum Piece {
 impl PathRewrite {
     /// Compiles a `RegexMatchAndSubstitute`; `path` points at it.
     pub(crate) fn regex(rms: &RegexMatchAndSubstitute, path: &FieldPath) -> Result<PathRewrite, ConfigError> {
-        let mut p = path.clone();
-        p.push_field("pattern");
-        let pattern = rms.pattern.as_ref().ok_or_else(|| p.error("value is required"))?;
-        let regex = search_regex(pattern, &p)?;
-        let substitution = parse_substitution(&rms.substitution, regex.captures_len())
-            .map_err(|reason| path.field_error("substitution", reason))?;
-        Ok(PathRewrite::Regex { regex, substitution })
+        RegexSubstitution::new(rms, path).map(PathRewrite::Regex)
     }
 
     /// Rewrites `path_and_query`, of which the first `matched_len` bytes are what the
@@ -50,11 +70,10 @@ impl PathRewrite {
                 let rest = path_and_query.get(matched_len..).unwrap_or("");
                 format!("{prefix}{rest}")
             }
-            PathRewrite::Regex { regex, substitution } => {
+            PathRewrite::Regex(rewrite) => {
                 let path = strip_query_and_fragment(path_and_query);
                 let rest = &path_and_query[path.len()..];
-                let replaced = regex.replace_all(path, |caps: &Captures<'_>| expand(substitution, caps));
-                format!("{replaced}{rest}")
+                format!("{}{rest}", rewrite.replace_all(path))
             }
         }
     }

@@ -112,7 +112,7 @@ impl Extractor {
         }
         if !self.cookies.is_empty() {
             for (cookie, issuers) in &self.cookies {
-                if let Some(value) = cookie_value(headers, cookie) {
+                if let Some(value) = crate::http::headers::cookie_value(headers, cookie) {
                     tokens.push(Token { value, issuers: issuers.clone(), header: None, param: None });
                 }
             }
@@ -153,16 +153,6 @@ fn after_prefix(value: &str, from: usize) -> &str {
     token.find(|c| !jwt_char(c)).map_or(token, |end| &token[..end])
 }
 
-/// The first cookie called `name` in the request's `cookie` headers.
-fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get_all(http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|line| {
-        line.split(';').find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k == name).then(|| v.trim_matches('"').to_string())
-        })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,8 +178,8 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(http::header::COOKIE, "a=1; jwt=\"t.o.k\"".parse().expect("value"));
         h.append(http::header::COOKIE, "jwt=later".parse().expect("value"));
-        assert_eq!(cookie_value(&h, "jwt").as_deref(), Some("t.o.k"));
-        assert_eq!(cookie_value(&h, "b"), None);
+        assert_eq!(crate::http::headers::cookie_value(&h, "jwt").as_deref(), Some("t.o.k"));
+        assert_eq!(crate::http::headers::cookie_value(&h, "b"), None);
         h.append("x-t", "a".parse().expect("value"));
         h.append("x-t", "b".parse().expect("value"));
         assert_eq!(joined(&h, &HeaderName::from_static("x-t")).as_deref(), Some("a,b"));
