@@ -44,6 +44,8 @@ const ROOTS: &[&str] = &[
     "envoy.extensions.compression.gzip.compressor.v3.Gzip",
     "envoy.extensions.filters.http.decompressor.v3.Decompressor",
     "envoy.extensions.filters.http.csrf.v3.CsrfPolicy",
+    "envoy.extensions.filters.http.set_metadata.v3.Config",
+    "envoy.extensions.filters.http.header_to_metadata.v3.Config",
     "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
     "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
     "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",

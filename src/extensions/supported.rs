@@ -22,6 +22,8 @@ pub const INVENTORY: Inventory = Inventory {
         filters::http::compressor::SUPPORTED_FIELDS,
         filters::http::decompressor::SUPPORTED_FIELDS,
         filters::http::csrf::SUPPORTED_FIELDS,
+        filters::http::set_metadata::SUPPORTED_FIELDS,
+        filters::http::header_to_metadata::SUPPORTED_FIELDS,
         filters::http::ext_authz::SUPPORTED_FIELDS,
         filters::http::jwt_authn::SUPPORTED_FIELDS,
         filters::listener::SUPPORTED_FIELDS,

@@ -125,9 +125,10 @@ pub struct Request {
     #[serde(default)]
     pub latin1: bool,
     pub tcp: Option<String>,
-    /// With `tcp`: this many `A` bytes follow it (an oversized TLS record, say).
+    /// Padding of this many bytes: with `tcp`, `A`s after the data (an
+    /// oversized TLS record, say); otherwise an `x-pad` header of `a`s.
     #[serde(default)]
-    pub tcp_pad: usize,
+    pub pad: usize,
     /// With `tcp`: wait this long after sending before half-closing, so that a
     /// proxy's listener filters see the bytes before the FIN (Envoy closes a
     /// socket whose FIN comes in the same read as the bytes they inspect).
@@ -232,13 +233,18 @@ impl Request {
 
     /// `headers` as (name, value) pairs.
     pub fn header_pairs(&self) -> Vec<(String, String)> {
-        self.headers
+        let mut pairs: Vec<(String, String)> = self
+            .headers
             .iter()
             .map(|h| match h.split_once(':') {
                 Some((k, v)) => (k.trim().to_string(), v.trim().to_string()),
                 None => (h.trim().to_string(), String::new()),
             })
-            .collect()
+            .collect();
+        if self.pad > 0 && self.tcp.is_none() {
+            pairs.push(("x-pad".into(), "a".repeat(self.pad)));
+        }
+        pairs
     }
 }
 

@@ -608,7 +608,7 @@ impl Session<'_> {
                 Some(addr) => {
                     let mut bytes: Vec<u8> =
                         if r.latin1 { data.chars().map(|c| c as u8).collect() } else { data.as_bytes().to_vec() };
-                    bytes.resize(bytes.len() + r.tcp_pad, b'A');
+                    bytes.resize(bytes.len() + r.pad, b'A');
                     tcp_exchange(addr, &bytes, r.half_close_after_ms).map_or_else(Outcome::Failed, Outcome::Tcp)
                 }
             }

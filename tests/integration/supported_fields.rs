@@ -46,6 +46,11 @@ const GZIP: &str = "envoy.extensions.compression.gzip.compressor.v3.Gzip";
 const EXT_AUTHZ: &str = "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz";
 const EXT_AUTHZ_RESPONSE: &str = "envoy.extensions.filters.http.ext_authz.v3.AuthorizationResponse";
 const CSRF: &str = "envoy.extensions.filters.http.csrf.v3.CsrfPolicy";
+const SET_METADATA: &str = "envoy.extensions.filters.http.set_metadata.v3.Config";
+const SET_METADATA_ENTRY: &str = "envoy.extensions.filters.http.set_metadata.v3.Metadata";
+const H2M: &str = "envoy.extensions.filters.http.header_to_metadata.v3.Config";
+const H2M_RULE: &str = "envoy.extensions.filters.http.header_to_metadata.v3.Config.Rule";
+const H2M_PAIR: &str = "envoy.extensions.filters.http.header_to_metadata.v3.Config.KeyValuePair";
 const JWT_AUTHN: &str = "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication";
 const JWT_PROVIDER: &str = "envoy.extensions.filters.http.jwt_authn.v3.JwtProvider";
 const JWT_REQUIREMENT: &str = "envoy.extensions.filters.http.jwt_authn.v3.JwtRequirement";
@@ -1305,6 +1310,26 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (CSRF, "filter_enabled", &[compat("filter_csrf")]),
     (CSRF, "shadow_enabled", &[compat("filter_csrf")]),
     (CSRF, "additional_origins", &[compat("filter_csrf")]),
+    (SET_METADATA, "metadata_namespace", &[compat("filter_set_metadata")]),
+    (SET_METADATA, "value", &[compat("filter_set_metadata")]),
+    (SET_METADATA, "metadata", &[compat("filter_set_metadata")]),
+    (SET_METADATA_ENTRY, "metadata_namespace", &[compat("filter_set_metadata")]),
+    (SET_METADATA_ENTRY, "allow_overwrite", &[compat("filter_set_metadata")]),
+    (SET_METADATA_ENTRY, "value", &[compat("filter_set_metadata")]),
+    (H2M, "request_rules", &[compat("filter_header_to_metadata")]),
+    (H2M, "response_rules", &[compat("filter_header_to_metadata")]),
+    (H2M, "stat_prefix", &[compat("filter_header_to_metadata")]),
+    (H2M_RULE, "header", &[compat("filter_header_to_metadata")]),
+    (H2M_RULE, "cookie", &[compat("filter_header_to_metadata")]),
+    (H2M_RULE, "on_header_present", &[compat("filter_header_to_metadata")]),
+    (H2M_RULE, "on_header_missing", &[compat("filter_header_to_metadata")]),
+    (H2M_RULE, "remove", &[compat("filter_header_to_metadata")]),
+    (H2M_PAIR, "metadata_namespace", &[compat("filter_header_to_metadata")]),
+    (H2M_PAIR, "key", &[compat("filter_header_to_metadata")]),
+    (H2M_PAIR, "value", &[compat("filter_header_to_metadata")]),
+    (H2M_PAIR, "regex_value_rewrite", &[compat("filter_header_to_metadata")]),
+    (H2M_PAIR, "type", &[compat("filter_header_to_metadata")]),
+    (H2M_PAIR, "encode", &[compat("filter_header_to_metadata")]),
     (EXT_AUTHZ, "http_service", &[compat("filter_ext_authz")]),
     (EXT_AUTHZ, "grpc_service", &[compat("filter_ext_authz_grpc")]),
     (EXT_AUTHZ, "failure_mode_allow", &[compat("filter_ext_authz")]),

@@ -11,6 +11,8 @@
 //! - `buffer` — buffers the whole request body before it goes upstream
 //! - `compressor` — compresses response bodies the client accepts compressed (gzip)
 //! - `decompressor` — inflates gzip request and response bodies as they stream
+//! - `set_metadata` — attaches fixed values to each request's dynamic metadata
+//! - `header_to_metadata` — turns header and cookie values into dynamic metadata
 //!
 //! Each filter is one module exposing its `EXTENSION` (name, config type,
 //! constructors) for the registry. Configs are checked against `SUPPORTED_FIELDS`
@@ -29,10 +31,12 @@ pub mod decompressor;
 pub mod ext_authz;
 pub mod fault;
 pub mod filter;
+pub mod header_to_metadata;
 pub mod health_check;
 pub mod jwt_authn;
 pub mod local_ratelimit;
 pub mod router;
+pub mod set_metadata;
 pub mod token_bucket;
 
 #[cfg(test)]
@@ -52,6 +56,8 @@ pub const HTTP_FILTERS: &[HttpFilterExtension] = &[
     buffer::EXTENSION,
     compressor::EXTENSION,
     decompressor::EXTENSION,
+    set_metadata::EXTENSION,
+    header_to_metadata::EXTENSION,
 ];
 
 /// `(message full name, supported fields)` of the filters' configs, in the layout
