@@ -192,7 +192,16 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-        &["common_http_protocol_options", "explicit_http_config", "use_downstream_protocol_config"],
+        &[
+            "common_http_protocol_options",
+            "upstream_http_protocol_options",
+            "explicit_http_config",
+            "use_downstream_protocol_config",
+        ],
+    ),
+    (
+        "envoy.config.core.v3.UpstreamHttpProtocolOptions",
+        &["auto_sni", "auto_san_validation", "override_auto_sni_header"],
     ),
     (
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig",

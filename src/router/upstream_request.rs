@@ -571,8 +571,8 @@ async fn attempt(
     try_request: &Try<'_>,
     body: &mut ForwardBody,
 ) -> Result<(http::response::Parts, UpstreamResponseBody, Duration, ActiveRequest), AttemptFailure> {
-    let protocol = cluster.info.protocol_for(try_request.parts.version).into();
-    let pool = cluster.http_pool(host, protocol);
+    let options = super::auto_sni::transport_options(&cluster.info.auto_names, &try_request.parts.headers);
+    let pool = cluster.http_pool(host, cluster.info.protocol_for(try_request.parts.version).into(), options);
     let mut stale_retry = true;
     let parts = try_request.parts;
     // This try's `x-envoy-expected-rq-timeout-ms`, with `auto_host_rewrite` the

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::cluster::ClusterInfo;
 use super::host::Host;
 use crate::network::socket;
-use crate::network::tls::AlpnFallback;
+use crate::network::tls::{AlpnFallback, TransportOptions};
 use crate::network::TransportStream;
 
 /// Why an upstream connection could not be made.
@@ -42,15 +42,18 @@ pub struct ConnectionAccounting {
 impl UpstreamConnection {
     /// Connects to `host`, counting `upstream_cx_total` and the failure stats.
     pub async fn connect(cluster: &Arc<ClusterInfo>, host: &Arc<Host>) -> Result<UpstreamConnection, ConnectFailure> {
-        Self::connect_for(cluster, host, None).await
+        const NONE: TransportOptions = TransportOptions { server_name: None, verify_name: None };
+        Self::connect_for(cluster, host, None, &NONE).await
     }
 
     /// `connect` for an HTTP pool of `protocol`: over TLS without `alpn_protocols`,
-    /// ALPN offers it, as Envoy's pools do.
+    /// ALPN offers it, as Envoy's pools do; `options` are the pool's requests'
+    /// (`auto_sni`).
     pub async fn connect_for(
         cluster: &Arc<ClusterInfo>,
         host: &Arc<Host>,
         protocol: Option<AlpnFallback>,
+        options: &TransportOptions,
     ) -> Result<UpstreamConnection, ConnectFailure> {
         let stats = &cluster.stats;
         stats.upstream_cx_total.inc();
@@ -65,7 +68,7 @@ impl UpstreamConnection {
                 // Boxed: the handshake's state (a rustls session, ~1.4 KiB) would
                 // otherwise sit in every request's future, and be copied with it
                 // (measured: +5 % instructions per plain HTTP/1 request).
-                Some(tls) => Box::pin(tls.connect(stream, host.address.ip(), protocol)).await,
+                Some(tls) => Box::pin(tls.connect(stream, host.address.ip(), protocol, options)).await,
             }
         })
         .await;

@@ -860,3 +860,84 @@ fn session_resumption_follows_the_stateless_and_stateful_switches() {
     let both_off = format!("{stateless_off}disable_stateful_session_resumption: true\n");
     assert_eq!(resumed(&both_off, true), Some(0));
 }
+
+/// A GET with `host` as its Host header; (status, body).
+fn get_host(addr: SocketAddr, host: &str, path: &str) -> (u16, String) {
+    let mut s = connect(addr);
+    write!(s, "GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n").expect("write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+/// `typed_extension_protocol_options` (at column 4) with `HttpProtocolOptions` fields `body`.
+fn protocol_options(body: &str) -> String {
+    format!(
+        "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        {body}\n"
+    )
+}
+
+#[test]
+fn auto_sni_and_auto_san_validation_name_each_connection_after_the_host() {
+    let certs = certs();
+    let up = TlsUpstream::start(&certs.pki.leaf(&["a.test", "b.test"]));
+    let names = "upstream_http_protocol_options: { auto_sni: true, auto_san_validation: true }\n        explicit_http_config: { http_protocol_options: {} }";
+    let cluster = |name: &str, tls: &str| {
+        format!(
+            "{}{}{}",
+            static_cluster(name, &[up.port]),
+            protocol_options(names),
+            transport_socket("UpstreamTlsContext", tls, 4)
+        )
+    };
+    let routes = [
+        crate::http_util::prefix_route("/rewrite", "app", ", host_rewrite_literal: \"b.test:99\""),
+        crate::http_util::prefix_route("/no_ca", "no_ca", ""),
+        crate::http_util::prefix_route("/", "app", ""),
+    ]
+    .concat();
+    let listener = crate::http_util::http_listener("plain", "", &crate::http_util::one_vhost(&routes), "");
+    let verified = cluster("app", &common(None, Some(&certs.ca), ""));
+    let c = start(&[listener], &[verified, cluster("no_ca", "sni: configured.test\ncommon_tls_context: {}\n")]);
+    let addr = c.listener("plain");
+    // As Envoy 1.40 on the same config: the host without its port is the SNI.
+    assert_eq!(get_host(addr, "a.test", "/"), (200, "a.test".into()));
+    assert_eq!(get_host(addr, "a.test:8080", "/"), (200, "a.test".into()), "one connection per name");
+    assert_eq!(get_host(addr, "a.test", "/rewrite"), (200, "b.test".into()), "the host as rewritten");
+    assert_eq!(c.stat("cluster.app.upstream_cx_total"), Some(2), "a.test and b.test");
+    assert_eq!(c.stat("cluster.app.upstream_cx_active"), Some(2), "never shared");
+    // A name the certificate lacks, and an address (checked, not sent): refused.
+    for host in ["c.test", "127.0.0.1:80"] {
+        let (status, body) = get_host(addr, host, "/");
+        assert_eq!(status, 503, "{host}");
+        assert!(body.ends_with("reset reason: remote connection failure"), "{body}");
+    }
+    assert_eq!(c.stat("cluster.app.ssl.fail_verify_san"), Some(2));
+    assert_eq!(c.stat("cluster.app.upstream_cx_connect_fail"), Some(2));
+    // No trusted CA to vouch for a name: Envoy fails every connection, counting no ssl stat.
+    assert_eq!(get_host(addr, "a.test", "/no_ca").0, 503);
+    assert_eq!(c.stat("cluster.no_ca.upstream_cx_connect_fail"), Some(1));
+    assert_eq!(c.stat("cluster.no_ca.ssl.handshake"), Some(0));
+    assert_eq!(c.stat("cluster.no_ca.ssl.fail_verify_san"), Some(0));
+}
+
+#[test]
+fn auto_sni_alone_sends_the_host_and_falls_back_to_sni_for_an_address() {
+    let certs = certs();
+    let up = TlsUpstream::start(&certs.pki.leaf(&["a.test"]));
+    let options = protocol_options(
+        "upstream_http_protocol_options: { auto_sni: true, override_auto_sni_header: x-sni }\n        explicit_http_config: { http_protocol_options: {} }",
+    );
+    let tls = transport_socket("UpstreamTlsContext", "sni: configured.test\ncommon_tls_context: {}\n", 4);
+    let c = start(&[plain_listener()], &[format!("{}{options}{tls}", static_cluster("app", &[up.port]))]);
+    let addr = c.listener("plain");
+    assert_eq!(get_host(addr, "c.test", "/"), (200, "c.test".into()), "not verified: any name");
+    assert_eq!(get_host(addr, "127.0.0.1", "/"), (200, "configured.test".into()), "an address is no SNI");
+    let mut s = connect(addr);
+    write!(s, "GET / HTTP/1.1\r\nhost: c.test\r\nx-sni: d.test\r\nconnection: close\r\n\r\n").expect("write");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read");
+    assert!(raw.ends_with("\r\n\r\nd.test"), "override_auto_sni_header: {raw}");
+}
