@@ -197,6 +197,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "upstream_http_protocol_options",
             "explicit_http_config",
             "use_downstream_protocol_config",
+            "auto_config",
         ],
     ),
     (
@@ -209,6 +210,10 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig",
+        &["http_protocol_options", "http2_protocol_options"],
+    ),
+    (
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.AutoHttpConfig",
         &["http_protocol_options", "http2_protocol_options"],
     ),
     // Downstream; where it sits in a cluster, `PLACES` narrows it.
@@ -385,6 +390,7 @@ pub const PLACES: &[(&str, &str, &[&str])] = &[
     // Envoy either, so an upstream `http_protocol_options: {}` carries nothing.
     ("envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig", "http_protocol_options", &[]),
     ("envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig", "http_protocol_options", &[]),
+    ("envoy.extensions.upstreams.http.v3.HttpProtocolOptions.AutoHttpConfig", "http_protocol_options", &[]),
     (
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig",
         "http2_protocol_options",
@@ -392,6 +398,11 @@ pub const PLACES: &[(&str, &str, &[&str])] = &[
     ),
     (
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig",
+        "http2_protocol_options",
+        UPSTREAM_HTTP2_OPTIONS,
+    ),
+    (
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.AutoHttpConfig",
         "http2_protocol_options",
         UPSTREAM_HTTP2_OPTIONS,
     ),

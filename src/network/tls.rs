@@ -180,8 +180,9 @@ const HANDSHAKE_RECORD: u8 = 0x16;
 #[derive(Debug)]
 pub struct TlsContext<C> {
     pub config: Arc<C>,
-    /// Upstream, without `alpn_protocols`: `config` offering `http/1.1`, then `h2`.
-    pub fallback: Option<[Arc<C>; 2]>,
+    /// Upstream, without `alpn_protocols`: `config` offering `http/1.1`, `h2`,
+    /// then both (`AlpnFallback` order).
+    pub fallback: Option<[Arc<C>; 3]>,
     /// Upstream: a verifier that also requires the certificate to name a host
     /// (`auto_san_validation`), made by the layer that builds verifiers.
     pub name_verifier: Option<Arc<dyn NameVerifier>>,
@@ -421,6 +422,8 @@ impl DownstreamTls {
 pub enum AlpnFallback {
     Http11,
     Http2,
+    /// `auto_config`: `h2,http/1.1`, the upstream picks (Envoy's mixed pool).
+    Auto,
 }
 
 /// What a request asks of the TLS of the connection it goes on (Envoy's
@@ -521,8 +524,9 @@ impl UpstreamTls {
             return Err(io::Error::new(io::ErrorKind::NotConnected, "the TLS context's secrets are not ready"));
         };
         let mut config = match (&context.fallback, protocol) {
-            (Some([h1, _]), Some(AlpnFallback::Http11)) => h1,
-            (Some([_, h2]), Some(AlpnFallback::Http2)) => h2,
+            (Some([h1, _, _]), Some(AlpnFallback::Http11)) => h1,
+            (Some([_, h2, _]), Some(AlpnFallback::Http2)) => h2,
+            (Some([_, _, both]), Some(AlpnFallback::Auto)) => both,
             _ => &context.config,
         }
         .clone();

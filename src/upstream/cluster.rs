@@ -412,6 +412,9 @@ pub enum UpstreamProtocol {
     /// `use_downstream_protocol_config`: HTTP/2 for an HTTP/2 downstream request,
     /// else HTTP/1.1. Resolved per request by `ClusterInfo::protocol_for`.
     UseDownstream,
+    /// `auto_config`: ALPN offers `h2,http/1.1` and the upstream picks, per
+    /// connection (TLS only, as Envoy).
+    Auto,
 }
 
 /// `upstream_http_protocol_options`: the TLS of a request's connection named
@@ -520,12 +523,16 @@ fn http_protocol_options(c: &Cluster, path: &FieldPath) -> Result<HttpOptions, C
                     )?;
                 }
             }
-            Some(UpstreamProtocolOptions::AutoConfig(_)) => {
-                return Err(p.field_error(
-                    "auto_config",
-                    "auto_config picks HTTP/2 or HTTP/1.1 by TLS ALPN, and Courier has no upstream TLS: \
-                     use explicit_http_config",
-                ))
+            Some(UpstreamProtocolOptions::AutoConfig(a)) => {
+                let auto_path = p.child("auto_config");
+                if a.http3_protocol_options.is_some() {
+                    return Err(auto_path
+                        .field_error("http3_protocol_options", "HTTP/3 upstreams are not supported by Courier"));
+                }
+                protocol = UpstreamProtocol::Auto;
+                if let Some(h2) = &a.http2_protocol_options {
+                    http2 = Http2Options::from_proto(h2, &auto_path.child("http2_protocol_options"))?;
+                }
             }
         }
     }

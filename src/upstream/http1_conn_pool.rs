@@ -356,6 +356,15 @@ impl Http1ConnPool {
         })
     }
 
+    /// Takes an `auto_config` connection that negotiated HTTP/1.1 or nothing
+    /// (made by `mixed_conn_pool`), as if it had served a request: to a
+    /// waiting request, else idle.
+    pub fn adopt(&self, connection: UpstreamConnection, breaker: Option<ResourceGuard>) {
+        self.live.set(self.live.get() + 1);
+        let conn = self.established(connection, breaker);
+        self.release(conn);
+    }
+
     pub fn host(&self) -> &Arc<Host> {
         &self.host
     }

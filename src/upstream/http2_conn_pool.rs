@@ -239,6 +239,16 @@ impl Http2ConnPool {
         })
     }
 
+    /// Takes an `auto_config` connection that negotiated `h2` (made by
+    /// `mixed_conn_pool`): its preface and SETTINGS run in a task of their
+    /// own, as a connection this pool makes, and its slots go to the waiters.
+    pub fn adopt(&self, connection: UpstreamConnection, breaker: Option<ResourceGuard>) {
+        let Some(pool) = self.me.upgrade() else { return };
+        self.live.set(self.live.get() + 1);
+        self.connecting.set(self.connecting.get() + 1);
+        tokio::task::spawn_local(async move { pool.start(Ok(connection), breaker).await });
+    }
+
     pub fn host(&self) -> &Arc<Host> {
         &self.host
     }

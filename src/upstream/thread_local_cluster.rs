@@ -33,6 +33,8 @@ pub struct ThreadLocalCluster {
     /// This worker's HTTP pools, one per host address, protocol and TLS
     /// options (Envoy keys its pools by the transport socket options too).
     http_pools: RefCell<FnvHashMap<PoolKey, ConnPool>>,
+    /// `auto_config`: the protocol each (host, options) negotiated last.
+    negotiated: RefCell<FnvHashMap<(SocketAddr, TransportOptions), Protocol>>,
     /// This worker's cache of `upstream_rq_<code>` counters.
     /// Per response code: its class counter and its own counter.
     code_counters: RefCell<FnvHashMap<u16, [Arc<Counter>; 2]>>,
@@ -114,6 +116,20 @@ impl ThreadLocalCluster {
             }
         }
     }
+
+    /// The protocol `auto_config` connections to `host` with `options` negotiated.
+    pub(super) fn negotiated(&self, host: &Arc<Host>, options: &TransportOptions) -> Option<Protocol> {
+        self.negotiated.borrow().get(&(host.address, options.clone())).copied()
+    }
+
+    /// Records (`Some`) or forgets what `auto_config` connections negotiated.
+    pub fn set_negotiated(&self, host: &Arc<Host>, options: &TransportOptions, protocol: Option<Protocol>) {
+        let key = (host.address, options.clone());
+        match protocol {
+            Some(p) => self.negotiated.borrow_mut().insert(key, p),
+            None => self.negotiated.borrow_mut().remove(&key),
+        };
+    }
 }
 
 /// Every cluster on one worker, by name.
@@ -158,6 +174,7 @@ impl ThreadLocalClusterManager {
             Some(existing) if Arc::ptr_eq(&existing.info, &info) => {
                 // Pools of hosts that left the cluster close when their last user is done.
                 existing.http_pools.borrow_mut().retain(|(addr, _, _), _| hosts.iter().any(|h| h.address == *addr));
+                existing.negotiated.borrow_mut().retain(|(addr, _), _| hosts.iter().any(|h| h.address == *addr));
                 match overprovisioning_factor {
                     Some(factor) => existing.lb.refresh_assigned(&hosts, factor),
                     None => existing.lb.refresh(&hosts),
@@ -179,6 +196,7 @@ impl ThreadLocalClusterManager {
                         hosts: RefCell::new(hosts),
                         lb,
                         http_pools: RefCell::new(FnvHashMap::default()),
+                        negotiated: RefCell::new(FnvHashMap::default()),
                         code_counters: RefCell::new(FnvHashMap::default()),
                         retry_counters: RefCell::new(FnvHashMap::default()),
                     }),

@@ -130,6 +130,7 @@ const TLS_RESUMPTION: &str = "session_resumption_follows_the_stateless_and_state
 const TLS_PINS: &str = "pinned_certificates_are_accepted_by_hash_or_spki_and_others_refused";
 const TLS_UPSTREAM: &str = "upstream_tls_sends_sni_and_validates_the_ca";
 const TLS_AUTO_SNI: &str = "auto_sni_and_auto_san_validation_name_each_connection_after_the_host";
+const TLS_AUTO_CONFIG: &str = "auto_config_speaks_the_protocol_alpn_picked";
 const TLS_ERRORS: &str = "tls_config_courier_cannot_honour_is_refused_naming_the_field";
 const DOWNSTREAM_TLS: &str = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
 const UPSTREAM_TLS: &str = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
@@ -629,6 +630,11 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         ],
     ),
     (
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        "auto_config",
+        &[test(TLS_IT, TLS_AUTO_CONFIG), compat("tls_upstream_auto")],
+    ),
+    (
         "envoy.config.core.v3.UpstreamHttpProtocolOptions",
         "auto_sni",
         &[test(TLS_IT, TLS_AUTO_SNI), compat("tls_upstream_auto")],
@@ -668,6 +674,16 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
             test(CLUSTER_RS, "use_downstream_protocol_config_follows_the_request_version"),
             test(H2_UPSTREAM_IT, "use_downstream_protocol_config_sends_http2_for_an_http2_request"),
         ],
+    ),
+    (
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.AutoHttpConfig",
+        "http_protocol_options",
+        &[test(TLS_IT, TLS_AUTO_CONFIG), compat("tls_upstream_auto")],
+    ),
+    (
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.AutoHttpConfig",
+        "http2_protocol_options",
+        &[test(TLS_IT, TLS_AUTO_CONFIG), compat("tls_upstream_auto")],
     ),
     ("envoy.config.core.v3.Http1ProtocolOptions", "accept_http_10", &[compat("http10")]),
     ("envoy.config.core.v3.Http1ProtocolOptions", "default_host_for_http_10", &[compat("default_host_for_http_10")]),

@@ -141,7 +141,14 @@ struct TlsUpstream {
 
 impl TlsUpstream {
     fn start(leaf: &Leaf) -> TlsUpstream {
-        let config = server_config(leaf);
+        Self::start_alpn(leaf, &[])
+    }
+
+    /// `start`, choosing from `alpn` what the client offers.
+    fn start_alpn(leaf: &Leaf, alpn: &[&str]) -> TlsUpstream {
+        let mut config = (*server_config(leaf)).clone();
+        config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        let config = Arc::new(config);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("addr").port();
@@ -188,7 +195,11 @@ fn serve_tls(stream: TcpStream, config: Arc<rustls::ServerConfig>) {
         if tls.read_exact(&mut body).is_err() {
             return;
         }
-        let sni = tls.get_ref().conn.server_name().unwrap_or("none").to_string();
+        let conn = &tls.get_ref().conn;
+        let mut sni = conn.server_name().unwrap_or("none").to_string();
+        if let Some(alpn) = conn.alpn_protocol() {
+            sni = format!("{sni} {}", String::from_utf8_lossy(alpn));
+        }
         let response = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{sni}", sni.len());
         if tls.get_mut().write_all(response.as_bytes()).is_err() {
             return;
@@ -940,4 +951,43 @@ fn auto_sni_alone_sends_the_host_and_falls_back_to_sni_for_an_address() {
     let mut raw = String::new();
     s.read_to_string(&mut raw).expect("read");
     assert!(raw.ends_with("\r\n\r\nd.test"), "override_auto_sni_header: {raw}");
+}
+
+#[test]
+fn auto_config_speaks_the_protocol_alpn_picked() {
+    let certs = certs();
+    let h2 = H2TlsUpstream::start(&certs.pki.leaf(&["up.test"]));
+    let h1 = TlsUpstream::start_alpn(&certs.pki.leaf(&["up.test"]), &["http/1.1"]);
+    let plain = TlsUpstream::start(&certs.pki.leaf(&["up.test"]));
+    let auto = protocol_options("auto_config: { http_protocol_options: {}, http2_protocol_options: {} }");
+    let tls = transport_socket("UpstreamTlsContext", "common_tls_context: {}\n", 4);
+    let cluster = |name: &str, port: u16| format!("{}{auto}{tls}", static_cluster(name, &[port]));
+    let routes = [
+        crate::http_util::prefix_route("/h2", "h2", ""),
+        crate::http_util::prefix_route("/h1", "h1", ""),
+        crate::http_util::prefix_route("/none", "none", ""),
+    ]
+    .concat();
+    let listener = crate::http_util::http_listener("plain", "", &crate::http_util::one_vhost(&routes), "");
+    let c = start(&[listener], &[cluster("h2", h2.port), cluster("h1", h1.port), cluster("none", plain.port)]);
+    let addr = c.listener("plain");
+    for _ in 0..2 {
+        assert_eq!(http_request(addr, "GET", "/h2"), (200, "h2 none".into()));
+        assert_eq!(http_request(addr, "GET", "/h1"), (200, "none http/1.1".into()));
+        // No protocol chosen: HTTP/1.1, as Envoy.
+        assert_eq!(http_request(addr, "GET", "/none"), (200, "none".into()));
+    }
+    assert_eq!(c.stat("cluster.h2.upstream_cx_http2_total"), Some(1), "one connection, reused");
+    assert_eq!(c.stat("cluster.h2.upstream_cx_http1_total"), Some(0));
+    assert_eq!(c.stat("cluster.h1.upstream_cx_http1_total"), Some(1));
+    assert_eq!(c.stat("cluster.h1.upstream_cx_http2_total"), Some(0));
+    assert_eq!(c.stat("cluster.none.upstream_cx_http1_total"), Some(1));
+    assert_eq!(c.stat("cluster.h2.upstream_rq_total"), Some(2));
+    assert_eq!(c.stat("cluster.h1.upstream_cx_total"), Some(2), "Envoy 1.40's mixed pool counts it twice");
+
+    // Only TLS negotiates: Envoy refuses auto_config on a plaintext cluster.
+    let yaml = config(&[plain_listener()], &[format!("{}{auto}", static_cluster("app", &[h1.port]))]);
+    let (ok, out) = validate(&yaml);
+    assert!(!ok);
+    assert!(out.contains("ALPN configured for cluster app which has a non-ALPN transport socket"), "{out}");
 }

@@ -218,9 +218,9 @@ fn upstream_context(
     let (config, name_verifier) = client_config(&proto, path)?;
     let certificates = context_certificates(proto.common_tls_context.as_ref(), path)?;
     let fallback = config.alpn_protocols.is_empty().then(|| {
-        [b"http/1.1", b"h2".as_slice()].map(|p| {
+        [&[b"http/1.1".as_slice()][..], &[b"h2"], &[b"h2", b"http/1.1"]].map(|protocols| {
             let mut c = config.clone();
-            c.alpn_protocols = vec![p.to_vec()];
+            c.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
             Arc::new(c)
         })
     });
