@@ -433,6 +433,13 @@ const UPSTREAM_HTTP_OPTIONS: &[&str] =
 /// one to a test that shows it.
 pub const NO_EFFECT: &[(&str, &str, &str)] = &[
     (
+        "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext",
+        "system_root_certs",
+        "Envoy 1.40 on Linux accepts system_root_certs: {} and verifies nothing by it: an upstream whose \
+         CA is in no system store is accepted, with or without trusted_ca beside it (compat case \
+         tls_upstream)",
+    ),
+    (
         "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
         "require_sni",
         "Envoy 1.40 completes a handshake whose ClientHello has no SNI with require_sni: true all the \

@@ -99,8 +99,10 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "match_subject_alt_names",
             "verify_certificate_hash",
             "verify_certificate_spki",
+            "system_root_certs",
         ],
     ),
+    ("envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext.SystemRootCerts", &[]),
     // `oid` (OTHER_NAME) is refused.
     ("envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher", &["san_type", "matcher"]),
 ];
