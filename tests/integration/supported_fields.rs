@@ -129,6 +129,7 @@ const TLS_MTLS: &str = "mutual_tls_accepts_the_ca_s_clients_and_refuses_the_rest
 const TLS_RESUMPTION: &str = "session_resumption_follows_the_stateless_and_stateful_switches";
 const TLS_PINS: &str = "pinned_certificates_are_accepted_by_hash_or_spki_and_others_refused";
 const TLS_UPSTREAM: &str = "upstream_tls_sends_sni_and_validates_the_ca";
+const TLS_UPSTREAM_RESUMPTION: &str = "upstream_sessions_resume_unless_max_session_keys_is_0";
 const TLS_AUTO_SNI: &str = "auto_sni_and_auto_san_validation_name_each_connection_after_the_host";
 const TLS_AUTO_CONFIG: &str = "auto_config_speaks_the_protocol_alpn_picked";
 const TLS_ERRORS: &str = "tls_config_courier_cannot_honour_is_refused_naming_the_field";
@@ -1428,6 +1429,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (DOWNSTREAM_TLS, "disable_stateful_session_resumption", &[test(TLS_IT, TLS_RESUMPTION)]),
     (UPSTREAM_TLS, "common_tls_context", &[test(TLS_IT, TLS_UPSTREAM)]),
     (UPSTREAM_TLS, "sni", &[test(TLS_IT, TLS_UPSTREAM), compat("tls_upstream")]),
+    (UPSTREAM_TLS, "max_session_keys", &[test(TLS_IT, TLS_UPSTREAM_RESUMPTION), compat("tls_upstream_resumption")]),
     (COMMON_TLS, "tls_params", &[test(TLS_IT, TLS_PARAMS)]),
     (
         COMMON_TLS,

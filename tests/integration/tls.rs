@@ -991,3 +991,30 @@ fn auto_config_speaks_the_protocol_alpn_picked() {
     assert!(!ok);
     assert!(out.contains("ALPN configured for cluster app which has a non-ALPN transport socket"), "{out}");
 }
+
+#[test]
+fn upstream_sessions_resume_unless_max_session_keys_is_0() {
+    let certs = certs();
+    let up = TlsUpstream::start(&certs.pki.leaf(&["up.test"]));
+    // One request per connection, so each request makes a handshake.
+    let once = protocol_options(
+        "common_http_protocol_options: { max_requests_per_connection: 1 }\n        explicit_http_config: { http_protocol_options: {} }",
+    );
+    let cluster = |name: &str, extra: &str| {
+        let tls = format!("sni: up.test\n{extra}{}", common(None, Some(&certs.ca), ""));
+        format!("{}{once}{}", static_cluster(name, &[up.port]), transport_socket("UpstreamTlsContext", &tls, 4))
+    };
+    let routes =
+        [crate::http_util::prefix_route("/none", "none", ""), crate::http_util::prefix_route("/", "app", "")].concat();
+    let listener = crate::http_util::http_listener("plain", "", &crate::http_util::one_vhost(&routes), "");
+    let c = start(&[listener], &[cluster("app", ""), cluster("none", "max_session_keys: 0\n")]);
+    let addr = c.listener("plain");
+    for path in ["/a", "/b", "/none/a", "/none/b"] {
+        assert_eq!(http_request(addr, "GET", path).0, 200, "{path}");
+    }
+    // As Envoy 1.40 on the same upstream (compat case tls_upstream_resumption).
+    assert_eq!(c.stat("cluster.app.ssl.handshake"), Some(2));
+    assert_eq!(c.stat("cluster.app.ssl.session_reused"), Some(1), "the default keeps one session");
+    assert_eq!(c.stat("cluster.none.ssl.handshake"), Some(2));
+    assert_eq!(c.stat("cluster.none.ssl.session_reused"), Some(0));
+}

@@ -66,7 +66,10 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "disable_stateful_session_resumption",
         ],
     ),
-    ("envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", &["common_tls_context", "sni"]),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        &["common_tls_context", "sni", "max_session_keys"],
+    ),
     (
         "envoy.extensions.transport_sockets.tls.v3.CommonTlsContext",
         &[
@@ -419,6 +422,12 @@ fn client_config(
     // Envoy sends SNI only when `sni` (or `auto_sni`) names a host: without
     // one the handshake's `ServerName` is the address, for which rustls sends none.
     config.enable_sni = true;
+    // `max_session_keys` (Envoy's default 1, 0: no resumption): the sessions
+    // kept to resume; rustls keeps them per server name.
+    config.resumption = match proto.max_session_keys.as_ref().map_or(1, |v| v.value) {
+        0 => rustls::client::Resumption::disabled(),
+        n => rustls::client::Resumption::in_memory_sessions(n as usize),
+    };
     Ok((config, name_verifier))
 }
 
