@@ -906,12 +906,19 @@ fn auto_sni_and_auto_san_validation_name_each_connection_after_the_host() {
     let routes = [
         crate::http_util::prefix_route("/rewrite", "app", ", host_rewrite_literal: \"b.test:99\""),
         crate::http_util::prefix_route("/no_ca", "no_ca", ""),
+        crate::http_util::prefix_route("/matchers", "matchers", ""),
         crate::http_util::prefix_route("/", "app", ""),
     ]
     .concat();
     let listener = crate::http_util::http_listener("plain", "", &crate::http_util::one_vhost(&routes), "");
     let verified = cluster("app", &common(None, Some(&certs.ca), ""));
-    let c = start(&[listener], &[verified, cluster("no_ca", "sni: configured.test\ncommon_tls_context: {}\n")]);
+    let matchers = format!(
+        "{}    match_typed_subject_alt_names: [{{ san_type: DNS, matcher: {{ exact: nothing.test }} }}]\n",
+        common(None, Some(&certs.ca), "")
+    );
+    let clusters =
+        [verified, cluster("no_ca", "sni: configured.test\ncommon_tls_context: {}\n"), cluster("matchers", &matchers)];
+    let c = start(&[listener], &clusters);
     let addr = c.listener("plain");
     // As Envoy 1.40 on the same config: the host without its port is the SNI.
     assert_eq!(get_host(addr, "a.test", "/"), (200, "a.test".into()));
@@ -932,6 +939,9 @@ fn auto_sni_and_auto_san_validation_name_each_connection_after_the_host() {
     assert_eq!(c.stat("cluster.no_ca.upstream_cx_connect_fail"), Some(1));
     assert_eq!(c.stat("cluster.no_ca.ssl.handshake"), Some(0));
     assert_eq!(c.stat("cluster.no_ca.ssl.fail_verify_san"), Some(0));
+    // The host is checked besides the configured matchers, not instead (as Envoy 1.40).
+    assert_eq!(get_host(addr, "a.test", "/matchers").0, 503);
+    assert_eq!(c.stat("cluster.matchers.ssl.fail_verify_san"), Some(1));
 }
 
 #[test]
