@@ -192,7 +192,17 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-        &["common_http_protocol_options", "explicit_http_config", "use_downstream_protocol_config"],
+        &[
+            "common_http_protocol_options",
+            "upstream_http_protocol_options",
+            "explicit_http_config",
+            "use_downstream_protocol_config",
+            "auto_config",
+        ],
+    ),
+    (
+        "envoy.config.core.v3.UpstreamHttpProtocolOptions",
+        &["auto_sni", "auto_san_validation", "override_auto_sni_header"],
     ),
     (
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig",
@@ -200,6 +210,10 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig",
+        &["http_protocol_options", "http2_protocol_options"],
+    ),
+    (
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.AutoHttpConfig",
         &["http_protocol_options", "http2_protocol_options"],
     ),
     // Downstream; where it sits in a cluster, `PLACES` narrows it.
@@ -376,6 +390,7 @@ pub const PLACES: &[(&str, &str, &[&str])] = &[
     // Envoy either, so an upstream `http_protocol_options: {}` carries nothing.
     ("envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig", "http_protocol_options", &[]),
     ("envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig", "http_protocol_options", &[]),
+    ("envoy.extensions.upstreams.http.v3.HttpProtocolOptions.AutoHttpConfig", "http_protocol_options", &[]),
     (
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig",
         "http2_protocol_options",
@@ -383,6 +398,11 @@ pub const PLACES: &[(&str, &str, &[&str])] = &[
     ),
     (
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig",
+        "http2_protocol_options",
+        UPSTREAM_HTTP2_OPTIONS,
+    ),
+    (
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.AutoHttpConfig",
         "http2_protocol_options",
         UPSTREAM_HTTP2_OPTIONS,
     ),
@@ -412,6 +432,13 @@ const UPSTREAM_HTTP_OPTIONS: &[&str] =
 /// other supported field acts; `tests/integration/supported_fields.rs` holds each
 /// one to a test that shows it.
 pub const NO_EFFECT: &[(&str, &str, &str)] = &[
+    (
+        "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext",
+        "system_root_certs",
+        "Envoy 1.40 on Linux accepts system_root_certs: {} and verifies nothing by it: an upstream whose \
+         CA is in no system store is accepted, with or without trusted_ca beside it (compat case \
+         tls_upstream)",
+    ),
     (
         "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
         "require_sni",

@@ -213,13 +213,13 @@ mod tests {
             typed_extension_protocol_options:
               envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
                 "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-                upstream_http_protocol_options: {auto_sni: true}
+                http_filters: [{name: f}]
         "#;
         let e = check_yaml("envoy.config.cluster.v3.Cluster", cluster, true).unwrap_err();
         assert_eq!(
             e.to_string(),
             "m.typed_extension_protocol_options[\"envoy.extensions.upstreams.http.v3.HttpProtocolOptions\"]\
-             .upstream_http_protocol_options: field 'upstream_http_protocol_options' of \
+             .http_filters: field 'http_filters' of \
              envoy.extensions.upstreams.http.v3.HttpProtocolOptions is not supported by Courier"
         );
         // Outside a bootstrap, an `Any` is left to whoever decodes it.

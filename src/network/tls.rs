@@ -16,6 +16,7 @@ use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, CommonState, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -179,10 +180,20 @@ const HANDSHAKE_RECORD: u8 = 0x16;
 #[derive(Debug)]
 pub struct TlsContext<C> {
     pub config: Arc<C>,
-    /// Upstream, without `alpn_protocols`: `config` offering `http/1.1`, then `h2`.
-    pub fallback: Option<[Arc<C>; 2]>,
+    /// Upstream, without `alpn_protocols`: `config` offering `http/1.1`, `h2`,
+    /// then both (`AlpnFallback` order).
+    pub fallback: Option<[Arc<C>; 3]>,
+    /// Upstream: a verifier that also requires the certificate to name a host
+    /// (`auto_san_validation`), made by the layer that builds verifiers.
+    pub name_verifier: Option<Arc<dyn NameVerifier>>,
     /// What `/certs` lists of this context, read when it was built.
     pub certificates: ContextCertificates,
+}
+
+/// Makes the verifier of a context that also checks that the peer's
+/// certificate names `name` (a DNS name or an IP address).
+pub trait NameVerifier: std::fmt::Debug + Send + Sync {
+    fn verifier(&self, name: ServerName<'static>) -> Arc<dyn ServerCertVerifier>;
 }
 
 /// A TLS context that SDS may replace. Each handshake reads it once (an
@@ -411,6 +422,20 @@ impl DownstreamTls {
 pub enum AlpnFallback {
     Http11,
     Http2,
+    /// `auto_config`: `h2,http/1.1`, the upstream picks (Envoy's mixed pool).
+    Auto,
+}
+
+/// What a request asks of the TLS of the connection it goes on (Envoy's
+/// transport socket options, set by the router from the request's host for
+/// `auto_sni` / `auto_san_validation`). Part of a pool's key, so two hosts
+/// never share a connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct TransportOptions {
+    /// The SNI to send instead of the context's `sni`.
+    pub server_name: Option<Arc<str>>,
+    /// The name the upstream's certificate must carry.
+    pub verify_name: Option<Arc<str>>,
 }
 
 /// A cluster's TLS (`UpstreamTlsContext`), built on the main thread, used by every worker.
@@ -485,24 +510,49 @@ pub enum SubjectAltName {
 }
 
 impl UpstreamTls {
-    /// Runs the client handshake on a connected socket to `host`, for `protocol`.
+    /// Runs the client handshake on a connected socket to `host`, for
+    /// `protocol`, with the request's `options`.
     pub async fn connect(
         &self,
         tcp: TcpStream,
         host: std::net::IpAddr,
         protocol: Option<AlpnFallback>,
+        options: &TransportOptions,
     ) -> io::Result<TransportStream> {
-        let name = self.server_name.clone().unwrap_or(ServerName::IpAddress(host.into()));
         let Some(context) = self.context.current() else {
             self.stats.factory.upstream_context_secrets_not_ready.inc();
             return Err(io::Error::new(io::ErrorKind::NotConnected, "the TLS context's secrets are not ready"));
         };
-        let config = match (&context.fallback, protocol) {
-            (Some([h1, _]), Some(AlpnFallback::Http11)) => h1,
-            (Some([_, h2]), Some(AlpnFallback::Http2)) => h2,
+        let mut config = match (&context.fallback, protocol) {
+            (Some([h1, _, _]), Some(AlpnFallback::Http11)) => h1,
+            (Some([_, h2, _]), Some(AlpnFallback::Http2)) => h2,
+            (Some([_, _, both]), Some(AlpnFallback::Auto)) => both,
             _ => &context.config,
+        }
+        .clone();
+        // An address sends no SNI (rustls sends none for an IP `ServerName`).
+        let name = match options.server_name.as_deref().map(server_name) {
+            Some(name) => name?,
+            None => self.server_name.clone().unwrap_or(ServerName::IpAddress(host.into())),
         };
-        match tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp).await {
+        if let Some(verify) = options.verify_name.as_deref() {
+            // Without a trusted CA nothing vouches for a name: Envoy fails the
+            // connection, counting no `ssl.*` stat.
+            let Some(make) = &context.name_verifier else {
+                return Err(io::Error::other("auto_san_validation without a trusted CA"));
+            };
+            let Ok(verify) = server_name(verify) else {
+                // Neither a DNS name nor an address: no certificate names it.
+                self.stats.ssl.fail_verify_san.inc();
+                return Err(io::Error::other(SanMismatch));
+            };
+            // Per connection: the name differs by request, and connections are
+            // rarer than requests (a clone of Arcs; the session cache is shared).
+            let mut c = (*config).clone();
+            c.dangerous().set_certificate_verifier(make.verifier(verify));
+            config = Arc::new(c);
+        }
+        match tokio_rustls::TlsConnector::from(config).connect(name, tcp).await {
             Ok(session) => {
                 self.stats.handshake_done(session.get_ref().1, false);
                 Ok(TransportStream::Tls(SharedStream::new(TlsSession::new(session.into()))))
@@ -513,6 +563,11 @@ impl UpstreamTls {
             }
         }
     }
+}
+
+/// A host name or address as rustls's `ServerName`.
+fn server_name(name: &str) -> io::Result<ServerName<'static>> {
+    ServerName::try_from(name.to_string()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
 }
 
 /// Builds a filter chain's `transport_socket` (its `typed_config`; `path` points at

@@ -70,7 +70,7 @@ pub async fn send(
         ActiveRequest::new(tokio::time::Instant::now(), breaker, gauge, host.clone())
     };
     let exchange = async {
-        match cluster.http_pool(&host, protocol) {
+        match cluster.http_pool(&host, protocol, Default::default()) {
             ConnPool::Http1(pool) => {
                 let (mut client, breaker) = pool.acquire().await.map_err(|_| AsyncFailure::Upstream)?;
                 let _active = active(breaker);

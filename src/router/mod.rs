@@ -17,6 +17,7 @@
 //! - `redirect` — `RedirectAction` and the `Location` it builds
 //! - `retry_policy` — `RetryPolicy` and `retry_on`
 //! - `retry_body` — recording a streamed request body as it is sent, so retries can resend it
+//! - `auto_sni` — a request's upstream TLS named after its host (`auto_sni`, `auto_san_validation`)
 //! - `async_client` — requests the proxy makes on its own behalf (span exports, ext_authz)
 //! - `shadow` — `request_mirror_policies`: copies of requests sent to another cluster
 //! - `header_mutation` — `*_headers_to_add` / `*_headers_to_remove`
@@ -25,6 +26,7 @@
 //! - `request` — what routing reads from a request
 
 pub mod async_client;
+mod auto_sni;
 mod config;
 mod header_matcher;
 mod header_mutation;

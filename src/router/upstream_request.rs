@@ -25,10 +25,12 @@ use crate::http::local_reply::LocalReply;
 use crate::runtime;
 use crate::stats::Gauge;
 use crate::stream_info::{ResponseFlag, StreamInfo};
+use crate::upstream::cluster::UpstreamProtocol;
 use crate::upstream::conn_pool::{ConnPool, UpstreamResponseBody};
 use crate::upstream::host::Host;
 use crate::upstream::http1_conn_pool::PoolFailure;
 use crate::upstream::http2_conn_pool::{self, Http2ConnPool, Http2ResponseBody, UploadFailure};
+use crate::upstream::mixed_conn_pool;
 use crate::upstream::resource_manager::{Resource, ResourceGuard};
 
 /// Envoy's header on a local reply for a circuit breaker overflow.
@@ -571,8 +573,15 @@ async fn attempt(
     try_request: &Try<'_>,
     body: &mut ForwardBody,
 ) -> Result<(http::response::Parts, UpstreamResponseBody, Duration, ActiveRequest), AttemptFailure> {
-    let protocol = cluster.info.protocol_for(try_request.parts.version).into();
-    let pool = cluster.http_pool(host, protocol);
+    let options = super::auto_sni::transport_options(&cluster.info.auto_names, &try_request.parts.headers);
+    let pool = match cluster.info.protocol_for(try_request.parts.version) {
+        // Boxed, as `attempt_h2` below.
+        UpstreamProtocol::Auto => Box::pin(mixed_conn_pool::pool(cluster, host, options)).await.map_err(|f| {
+            forget_negotiated(cluster, host, try_request.parts, f);
+            AttemptFailure::Pool(f)
+        })?,
+        protocol => cluster.http_pool(host, protocol.into(), options),
+    };
     let mut stale_retry = true;
     let parts = try_request.parts;
     // This try's `x-envoy-expected-rq-timeout-ms`, with `auto_host_rewrite` the
@@ -606,7 +615,10 @@ async fn attempt(
         ConnPool::Http2(p) => return Box::pin(attempt_h2(cluster, host, &p, try_request, &request, body)).await,
     };
     loop {
-        let (mut client, breaker) = pool.acquire().await.map_err(AttemptFailure::Pool)?;
+        let (mut client, breaker) = pool.acquire().await.map_err(|f| {
+            forget_negotiated(cluster, host, parts, f);
+            AttemptFailure::Pool(f)
+        })?;
         let active = ActiveRequest::new(
             try_request.started,
             breaker,
@@ -636,6 +648,17 @@ async fn attempt(
     }
 }
 
+/// A failed connection of an `auto_config` cluster forgets what the host
+/// negotiated, so the next request offers both protocols again.
+fn forget_negotiated(cluster: &ThreadLocalCluster, host: &Arc<Host>, parts: &http::request::Parts, f: PoolFailure) {
+    if cluster.info.upstream_protocol == UpstreamProtocol::Auto
+        && matches!(f, PoolFailure::ConnectFailure | PoolFailure::ConnectTimeout)
+    {
+        let options = super::auto_sni::transport_options(&cluster.info.auto_names, &parts.headers);
+        cluster.set_negotiated(host, &options, None);
+    }
+}
+
 /// One try on an HTTP/2 pool: a stream slot, the request's headers, then the
 /// body sent alongside waiting for the response headers (the response body
 /// goes on sending it if the response comes first). A stream the upstream
@@ -652,7 +675,10 @@ async fn attempt_h2(
 ) -> Result<(http::response::Parts, UpstreamResponseBody, Duration, ActiveRequest), AttemptFailure> {
     let mut resend = true;
     loop {
-        let (mut stream, breaker) = pool.acquire().await.map_err(AttemptFailure::Pool)?;
+        let (mut stream, breaker) = pool.acquire().await.map_err(|f| {
+            forget_negotiated(cluster, host, try_request.parts, f);
+            AttemptFailure::Pool(f)
+        })?;
         let active = ActiveRequest::new(
             try_request.started,
             breaker,

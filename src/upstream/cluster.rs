@@ -233,6 +233,8 @@ pub struct ClusterInfo {
     pub tcp_keepalive: Option<TcpKeepalive>,
     /// The HTTP version of upstream requests.
     pub upstream_protocol: UpstreamProtocol,
+    /// `auto_sni` / `auto_san_validation` (off unless configured).
+    pub auto_names: AutoNames,
     /// The HTTP/2 client codec's settings (Envoy's defaults unless configured);
     /// read only when `upstream_protocol` may speak HTTP/2.
     pub http2_options: Http2Options,
@@ -368,6 +370,7 @@ impl ClusterInfo {
             idle_timeout: http.idle_timeout,
             tcp_keepalive,
             upstream_protocol: http.protocol,
+            auto_names: http.auto_names,
             http2_options: http.http2,
             http2_stats: OnceLock::new(),
             code_stats: CodeStats {
@@ -409,6 +412,22 @@ pub enum UpstreamProtocol {
     /// `use_downstream_protocol_config`: HTTP/2 for an HTTP/2 downstream request,
     /// else HTTP/1.1. Resolved per request by `ClusterInfo::protocol_for`.
     UseDownstream,
+    /// `auto_config`: ALPN offers `h2,http/1.1` and the upstream picks, per
+    /// connection (TLS only, as Envoy).
+    Auto,
+}
+
+/// `upstream_http_protocol_options`: the TLS of a request's connection named
+/// after the request's host (Envoy's router sets them in the filter state).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AutoNames {
+    /// `auto_sni`: the host is the SNI (unless it is an address).
+    pub sni: bool,
+    /// `auto_san_validation`: the upstream's certificate must name the host.
+    pub san_validation: bool,
+    /// `override_auto_sni_header`: the header read instead of the host, when
+    /// the request has it (non-empty).
+    pub override_header: Option<http::HeaderName>,
 }
 
 /// Upstream HTTP connection settings, from the `HttpProtocolOptions` extension or the
@@ -418,6 +437,7 @@ struct HttpOptions {
     idle_timeout: Duration,
     protocol: UpstreamProtocol,
     http2: Http2Options,
+    auto_names: AutoNames,
 }
 
 pub const HTTP_PROTOCOL_OPTIONS_TYPE: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
@@ -439,6 +459,7 @@ fn http_protocol_options(c: &Cluster, path: &FieldPath) -> Result<HttpOptions, C
         Some(h2) => Http2Options::from_proto(h2, &path.child("http2_protocol_options"))?,
         None => Http2Options::default(),
     };
+    let mut auto_names = AutoNames::default();
     for (key, any) in &c.typed_extension_protocol_options {
         let mut p = path.clone();
         p.push_field("typed_extension_protocol_options");
@@ -459,6 +480,17 @@ fn http_protocol_options(c: &Cluster, path: &FieldPath) -> Result<HttpOptions, C
         let opts: HttpProtocolOptions = crate::config::bootstrap::decode_any(any, &p)?;
         if let Some(cp) = opts.common_http_protocol_options {
             common = Some(cp);
+        }
+        if let Some(names) = &opts.upstream_http_protocol_options {
+            let header = match names.override_auto_sni_header.as_str() {
+                "" => None,
+                h => Some(http::HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).map_err(|_| {
+                    p.child("upstream_http_protocol_options")
+                        .field_error("override_auto_sni_header", "not a header name")
+                })?),
+            };
+            auto_names =
+                AutoNames { sni: names.auto_sni, san_validation: names.auto_san_validation, override_header: header };
         }
         match opts.upstream_protocol_options {
             None => {}
@@ -491,12 +523,16 @@ fn http_protocol_options(c: &Cluster, path: &FieldPath) -> Result<HttpOptions, C
                     )?;
                 }
             }
-            Some(UpstreamProtocolOptions::AutoConfig(_)) => {
-                return Err(p.field_error(
-                    "auto_config",
-                    "auto_config picks HTTP/2 or HTTP/1.1 by TLS ALPN, and Courier has no upstream TLS: \
-                     use explicit_http_config",
-                ))
+            Some(UpstreamProtocolOptions::AutoConfig(a)) => {
+                let auto_path = p.child("auto_config");
+                if a.http3_protocol_options.is_some() {
+                    return Err(auto_path
+                        .field_error("http3_protocol_options", "HTTP/3 upstreams are not supported by Courier"));
+                }
+                protocol = UpstreamProtocol::Auto;
+                if let Some(h2) = &a.http2_protocol_options {
+                    http2 = Http2Options::from_proto(h2, &auto_path.child("http2_protocol_options"))?;
+                }
             }
         }
     }
@@ -512,6 +548,7 @@ fn http_protocol_options(c: &Cluster, path: &FieldPath) -> Result<HttpOptions, C
             .unwrap_or(Duration::from_secs(3600)),
         protocol,
         http2,
+        auto_names,
     })
 }
 

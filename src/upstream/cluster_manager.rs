@@ -95,6 +95,12 @@ pub fn build_cluster(
     let mut info = ClusterInfo::from_proto(c, path, store)?;
     info.local_locality = local.cloned();
     info.tls = upstream_tls(c, path, sockets, &info.stat_name)?;
+    if info.upstream_protocol == super::cluster::UpstreamProtocol::Auto && info.tls.is_none() {
+        // Envoy's words: only TLS negotiates a protocol.
+        return Err(
+            path.error(format!("ALPN configured for cluster {} which has a non-ALPN transport socket", info.name))
+        );
+    }
     Ok(Arc::new(info))
 }
 

@@ -25,7 +25,8 @@ impl From<UpstreamProtocol> for Protocol {
     fn from(p: UpstreamProtocol) -> Protocol {
         match p {
             UpstreamProtocol::Http2 => Protocol::Http2,
-            UpstreamProtocol::Http1 | UpstreamProtocol::UseDownstream => Protocol::Http1,
+            // `Auto` picks its pool by ALPN (`mixed_conn_pool`), never by this.
+            UpstreamProtocol::Http1 | UpstreamProtocol::UseDownstream | UpstreamProtocol::Auto => Protocol::Http1,
         }
     }
 }

@@ -47,7 +47,7 @@ use crate::http::http1::body_decoder::{BodyDecoder, BodyFraming};
 use crate::http::http1::client_connection::{
     BodyFailure, BodyOut, ClientConnection, RequestFailure, RequestOut, ResponseHead,
 };
-use crate::network::tls::AlpnFallback;
+use crate::network::tls::{AlpnFallback, TransportOptions};
 use crate::network::TransportStream;
 
 /// Why no client could be had.
@@ -337,11 +337,13 @@ pub struct Http1ConnPool {
     live: Cell<usize>,
     /// A task closes idle connections past the idle timeout while any are idle.
     reaper_running: Cell<bool>,
+    /// The TLS options of this pool's requests (`auto_sni`): part of its key.
+    options: TransportOptions,
     me: Weak<Http1ConnPool>,
 }
 
 impl Http1ConnPool {
-    pub fn new(cluster: Arc<ClusterInfo>, host: Arc<Host>) -> Rc<Http1ConnPool> {
+    pub fn new(cluster: Arc<ClusterInfo>, host: Arc<Host>, options: TransportOptions) -> Rc<Http1ConnPool> {
         Rc::new_cyclic(|me| Http1ConnPool {
             host,
             cluster,
@@ -349,8 +351,18 @@ impl Http1ConnPool {
             pending: RefCell::new(VecDeque::new()),
             live: Cell::new(0),
             reaper_running: Cell::new(false),
+            options,
             me: me.clone(),
         })
+    }
+
+    /// Takes an `auto_config` connection that negotiated HTTP/1.1 or nothing
+    /// (made by `mixed_conn_pool`), as if it had served a request: to a
+    /// waiting request, else idle.
+    pub fn adopt(&self, connection: UpstreamConnection, breaker: Option<ResourceGuard>) {
+        self.live.set(self.live.get() + 1);
+        let conn = self.established(connection, breaker);
+        self.release(conn);
     }
 
     pub fn host(&self) -> &Arc<Host> {
@@ -428,27 +440,32 @@ impl Http1ConnPool {
         // Counted from the start, so the connection counts as this pool's while it
         // is being made; a failure gives it back, later the `PoolConnection` does.
         self.live.set(self.live.get() + 1);
-        let connected = UpstreamConnection::connect_for(&self.cluster, &self.host, Some(AlpnFallback::Http11)).await;
-        let UpstreamConnection { stream, accounting } = match connected {
-            Ok(c) => c,
+        let connected =
+            UpstreamConnection::connect_for(&self.cluster, &self.host, Some(AlpnFallback::Http11), &self.options).await;
+        match connected {
+            Ok(c) => Ok(PooledClient::new(self.established(c, breaker), false)),
             Err(f) => {
                 self.live.set(self.live.get().saturating_sub(1));
-                return Err(match f {
+                Err(match f {
                     ConnectFailure::Refused => PoolFailure::ConnectFailure,
                     ConnectFailure::Timeout => PoolFailure::ConnectTimeout,
-                });
+                })
             }
-        };
+        }
+    }
+
+    /// A connection made for this pool, counted as HTTP/1.
+    fn established(&self, connection: UpstreamConnection, breaker: Option<ResourceGuard>) -> Box<PoolConnection> {
+        let UpstreamConnection { stream, accounting } = connection;
         self.cluster.stats.upstream_cx_http1_total.inc();
-        let conn = Box::new(PoolConnection {
+        Box::new(PoolConnection {
             codec: ClientConnection::new(stream),
             requests: 0,
             accounting,
             closed_by_peer: false,
             breaker,
             pool: self.me.clone(),
-        });
-        Ok(PooledClient::new(conn, false))
+        })
     }
 
     /// Takes back a connection whose response was read whole: to a waiting

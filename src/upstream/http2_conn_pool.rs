@@ -57,7 +57,7 @@ use crate::event::Timer;
 use crate::http::http1::client_connection::{BodyFailure, BodyOut, RequestOut};
 use crate::http::http1::CodecError;
 use crate::http::http2::{Http2CodecStats, Keepalive};
-use crate::network::tls::AlpnFallback;
+use crate::network::tls::{AlpnFallback, TransportOptions};
 use crate::network::TransportStream;
 
 /// How much request body `h2` may hold per stream beyond what the upstream's
@@ -219,11 +219,13 @@ pub struct Http2ConnPool {
     /// Connections of this pool: connecting, open or draining.
     live: Cell<usize>,
     reaper_running: Cell<bool>,
+    /// The TLS options of this pool's requests (`auto_sni`): part of its key.
+    options: TransportOptions,
     me: Weak<Http2ConnPool>,
 }
 
 impl Http2ConnPool {
-    pub fn new(cluster: Arc<ClusterInfo>, host: Arc<Host>) -> Rc<Http2ConnPool> {
+    pub fn new(cluster: Arc<ClusterInfo>, host: Arc<Host>, options: TransportOptions) -> Rc<Http2ConnPool> {
         Rc::new_cyclic(|me| Http2ConnPool {
             host,
             cluster,
@@ -232,8 +234,19 @@ impl Http2ConnPool {
             connecting: Cell::new(0),
             live: Cell::new(0),
             reaper_running: Cell::new(false),
+            options,
             me: me.clone(),
         })
+    }
+
+    /// Takes an `auto_config` connection that negotiated `h2` (made by
+    /// `mixed_conn_pool`): its preface and SETTINGS run in a task of their
+    /// own, as a connection this pool makes, and its slots go to the waiters.
+    pub fn adopt(&self, connection: UpstreamConnection, breaker: Option<ResourceGuard>) {
+        let Some(pool) = self.me.upgrade() else { return };
+        self.live.set(self.live.get() + 1);
+        self.connecting.set(self.connecting.get() + 1);
+        tokio::task::spawn_local(async move { pool.start(Ok(connection), breaker).await });
     }
 
     pub fn host(&self) -> &Arc<Host> {
@@ -373,7 +386,14 @@ impl Http2ConnPool {
     /// Makes a connection (TCP, then the HTTP/2 preface and SETTINGS), starts
     /// its driver and gives its slots to the waiting requests.
     async fn connect(&self, breaker: Option<ResourceGuard>) {
-        let made = match UpstreamConnection::connect_for(&self.cluster, &self.host, Some(AlpnFallback::Http2)).await {
+        let connected =
+            UpstreamConnection::connect_for(&self.cluster, &self.host, Some(AlpnFallback::Http2), &self.options).await;
+        self.start(connected, breaker).await
+    }
+
+    /// The HTTP/2 handshake on a connection made (or its failure), then as `connect`.
+    async fn start(&self, connected: Result<UpstreamConnection, ConnectFailure>, breaker: Option<ResourceGuard>) {
+        let made = match connected {
             Ok(c) => self.handshake(c).await,
             Err(ConnectFailure::Refused) => Err(PoolFailure::ConnectFailure),
             Err(ConnectFailure::Timeout) => Err(PoolFailure::ConnectTimeout),

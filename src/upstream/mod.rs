@@ -11,6 +11,7 @@ pub mod host;
 pub mod http1_conn_pool;
 pub mod http2_conn_pool;
 pub mod load_balancer;
+pub mod mixed_conn_pool;
 pub mod priority;
 pub mod resource_manager;
 pub mod thread_local_cluster;

@@ -14,7 +14,11 @@ use super::http1_conn_pool::Http1ConnPool;
 use super::http2_conn_pool::Http2ConnPool;
 use super::priority::PriorityLoadBalancer;
 use crate::common::fnv::FnvHashMap;
+use crate::network::tls::TransportOptions;
 use crate::stats::Counter;
+
+/// A pool's key: the host's address, the protocol, the requests' TLS options.
+type PoolKey = (SocketAddr, Protocol, TransportOptions);
 
 /// One cluster on one worker.
 pub struct ThreadLocalCluster {
@@ -26,8 +30,11 @@ pub struct ThreadLocalCluster {
     /// This worker's load balancer (one per priority level), refreshed with every
     /// new host set.
     lb: PriorityLoadBalancer,
-    /// This worker's HTTP pools, one per host address and protocol.
-    http_pools: RefCell<FnvHashMap<(SocketAddr, Protocol), ConnPool>>,
+    /// This worker's HTTP pools, one per host address, protocol and TLS
+    /// options (Envoy keys its pools by the transport socket options too).
+    http_pools: RefCell<FnvHashMap<PoolKey, ConnPool>>,
+    /// `auto_config`: the protocol each (host, options) negotiated last.
+    negotiated: RefCell<FnvHashMap<(SocketAddr, TransportOptions), Protocol>>,
     /// This worker's cache of `upstream_rq_<code>` counters.
     /// Per response code: its class counter and its own counter.
     code_counters: RefCell<FnvHashMap<u16, [Arc<Counter>; 2]>>,
@@ -91,21 +98,37 @@ impl ThreadLocalCluster {
         }
     }
 
-    /// The worker's connection pool for `host` and `protocol`, created on first use.
-    pub fn http_pool(&self, host: &Arc<Host>, protocol: Protocol) -> ConnPool {
+    /// The worker's connection pool for `host`, `protocol` and the request's
+    /// TLS `options`, created on first use.
+    pub fn http_pool(&self, host: &Arc<Host>, protocol: Protocol, options: TransportOptions) -> ConnPool {
         let mut pools = self.http_pools.borrow_mut();
-        let key = (host.address, protocol);
+        let key = (host.address, protocol, options);
         match pools.get(&key) {
             Some(p) if Arc::ptr_eq(p.host(), host) => p.clone(),
             _ => {
+                let (info, host, options) = (self.info.clone(), host.clone(), key.2.clone());
                 let p = match protocol {
-                    Protocol::Http1 => ConnPool::Http1(Http1ConnPool::new(self.info.clone(), host.clone())),
-                    Protocol::Http2 => ConnPool::Http2(Http2ConnPool::new(self.info.clone(), host.clone())),
+                    Protocol::Http1 => ConnPool::Http1(Http1ConnPool::new(info, host, options)),
+                    Protocol::Http2 => ConnPool::Http2(Http2ConnPool::new(info, host, options)),
                 };
                 pools.insert(key, p.clone());
                 p
             }
         }
+    }
+
+    /// The protocol `auto_config` connections to `host` with `options` negotiated.
+    pub(super) fn negotiated(&self, host: &Arc<Host>, options: &TransportOptions) -> Option<Protocol> {
+        self.negotiated.borrow().get(&(host.address, options.clone())).copied()
+    }
+
+    /// Records (`Some`) or forgets what `auto_config` connections negotiated.
+    pub fn set_negotiated(&self, host: &Arc<Host>, options: &TransportOptions, protocol: Option<Protocol>) {
+        let key = (host.address, options.clone());
+        match protocol {
+            Some(p) => self.negotiated.borrow_mut().insert(key, p),
+            None => self.negotiated.borrow_mut().remove(&key),
+        };
     }
 }
 
@@ -150,7 +173,8 @@ impl ThreadLocalClusterManager {
         match clusters.get(info.name.as_str()) {
             Some(existing) if Arc::ptr_eq(&existing.info, &info) => {
                 // Pools of hosts that left the cluster close when their last user is done.
-                existing.http_pools.borrow_mut().retain(|(addr, _), _| hosts.iter().any(|h| h.address == *addr));
+                existing.http_pools.borrow_mut().retain(|(addr, _, _), _| hosts.iter().any(|h| h.address == *addr));
+                existing.negotiated.borrow_mut().retain(|(addr, _), _| hosts.iter().any(|h| h.address == *addr));
                 match overprovisioning_factor {
                     Some(factor) => existing.lb.refresh_assigned(&hosts, factor),
                     None => existing.lb.refresh(&hosts),
@@ -172,6 +196,7 @@ impl ThreadLocalClusterManager {
                         hosts: RefCell::new(hosts),
                         lb,
                         http_pools: RefCell::new(FnvHashMap::default()),
+                        negotiated: RefCell::new(FnvHashMap::default()),
                         code_counters: RefCell::new(FnvHashMap::default()),
                         retry_counters: RefCell::new(FnvHashMap::default()),
                     }),

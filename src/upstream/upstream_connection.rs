@@ -8,10 +8,10 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::cluster::ClusterInfo;
+use super::cluster::{ClusterInfo, UpstreamProtocol};
 use super::host::Host;
 use crate::network::socket;
-use crate::network::tls::AlpnFallback;
+use crate::network::tls::{AlpnFallback, TransportOptions};
 use crate::network::TransportStream;
 
 /// Why an upstream connection could not be made.
@@ -42,15 +42,19 @@ pub struct ConnectionAccounting {
 impl UpstreamConnection {
     /// Connects to `host`, counting `upstream_cx_total` and the failure stats.
     pub async fn connect(cluster: &Arc<ClusterInfo>, host: &Arc<Host>) -> Result<UpstreamConnection, ConnectFailure> {
-        Self::connect_for(cluster, host, None).await
+        const NONE: TransportOptions = TransportOptions { server_name: None, verify_name: None };
+        Self::connect_for(cluster, host, None, &NONE).await
     }
 
     /// `connect` for an HTTP pool of `protocol`: over TLS without `alpn_protocols`,
-    /// ALPN offers it, as Envoy's pools do.
+    /// ALPN offers it, as Envoy's pools do; `options` are the pool's requests'
+    /// (`auto_sni`). With `auto_config` and `alpn_protocols` set, a connection
+    /// whose upstream picked the other protocol fails (the pool cannot speak it).
     pub async fn connect_for(
         cluster: &Arc<ClusterInfo>,
         host: &Arc<Host>,
         protocol: Option<AlpnFallback>,
+        options: &TransportOptions,
     ) -> Result<UpstreamConnection, ConnectFailure> {
         let stats = &cluster.stats;
         stats.upstream_cx_total.inc();
@@ -65,12 +69,27 @@ impl UpstreamConnection {
                 // Boxed: the handshake's state (a rustls session, ~1.4 KiB) would
                 // otherwise sit in every request's future, and be copied with it
                 // (measured: +5 % instructions per plain HTTP/1 request).
-                Some(tls) => Box::pin(tls.connect(stream, host.address.ip(), protocol)).await,
+                Some(tls) => {
+                    let stream = Box::pin(tls.connect(stream, host.address.ip(), protocol, options)).await?;
+                    let h2 = stream.alpn_is(b"h2");
+                    match protocol.filter(|_| cluster.upstream_protocol == UpstreamProtocol::Auto) {
+                        Some(AlpnFallback::Http11) if h2 => Err(std::io::Error::other("the upstream chose h2")),
+                        Some(AlpnFallback::Http2) if !h2 && stream.alpn_is(b"http/1.1") => {
+                            Err(std::io::Error::other("the upstream chose http/1.1"))
+                        }
+                        _ => Ok(stream),
+                    }
+                }
             }
         })
         .await;
         let failure = match result {
             Ok(Ok(stream)) => {
+                // Envoy 1.40's mixed pool (`auto_config`) counts a connection
+                // again as it makes its codec, once the protocol is known.
+                if cluster.upstream_protocol == UpstreamProtocol::Auto {
+                    stats.upstream_cx_total.inc();
+                }
                 stats.upstream_cx_active.inc();
                 host.stats.cx_active.fetch_add(1, Ordering::Relaxed);
                 let accounting = ConnectionAccounting {

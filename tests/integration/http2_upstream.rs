@@ -786,8 +786,8 @@ fn unsupported_http2_upstream_config_fails_with_its_field_path() {
     };
     let cases = [
         (
-            with("        auto_config: {}\n"),
-            "static_resources.clusters[0].typed_extension_protocol_options[\"envoy.extensions.upstreams.http.v3.HttpProtocolOptions\"].auto_config",
+            with("        auto_config: { http3_protocol_options: {} }\n"),
+            "static_resources.clusters[0].typed_extension_protocol_options[\"envoy.extensions.upstreams.http.v3.HttpProtocolOptions\"].auto_config.http3_protocol_options",
         ),
         (
             with("        explicit_http_config:\n          http2_protocol_options: {allow_connect: true}\n"),

@@ -134,6 +134,9 @@ const TLS_MTLS: &str = "mutual_tls_accepts_the_ca_s_clients_and_refuses_the_rest
 const TLS_RESUMPTION: &str = "session_resumption_follows_the_stateless_and_stateful_switches";
 const TLS_PINS: &str = "pinned_certificates_are_accepted_by_hash_or_spki_and_others_refused";
 const TLS_UPSTREAM: &str = "upstream_tls_sends_sni_and_validates_the_ca";
+const TLS_UPSTREAM_RESUMPTION: &str = "upstream_sessions_resume_unless_max_session_keys_is_0";
+const TLS_AUTO_SNI: &str = "auto_sni_and_auto_san_validation_name_each_connection_after_the_host";
+const TLS_AUTO_CONFIG: &str = "auto_config_speaks_the_protocol_alpn_picked";
 const TLS_ERRORS: &str = "tls_config_courier_cannot_honour_is_refused_naming_the_field";
 const DOWNSTREAM_TLS: &str = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
 const UPSTREAM_TLS: &str = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
@@ -615,6 +618,11 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     ),
     (
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        "upstream_http_protocol_options",
+        &[test(TLS_IT, TLS_AUTO_SNI), compat("tls_upstream_auto")],
+    ),
+    (
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
         "explicit_http_config",
         &[compat("max_requests_per_connection")],
     ),
@@ -626,6 +634,26 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
             test(H2_UPSTREAM_IT, "use_downstream_protocol_config_sends_http2_for_an_http2_request"),
             test(CLUSTER_RS, "use_downstream_protocol_config_follows_the_request_version"),
         ],
+    ),
+    (
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        "auto_config",
+        &[test(TLS_IT, TLS_AUTO_CONFIG), compat("tls_upstream_auto")],
+    ),
+    (
+        "envoy.config.core.v3.UpstreamHttpProtocolOptions",
+        "auto_sni",
+        &[test(TLS_IT, TLS_AUTO_SNI), compat("tls_upstream_auto")],
+    ),
+    (
+        "envoy.config.core.v3.UpstreamHttpProtocolOptions",
+        "auto_san_validation",
+        &[test(TLS_IT, TLS_AUTO_SNI), compat("tls_upstream_auto")],
+    ),
+    (
+        "envoy.config.core.v3.UpstreamHttpProtocolOptions",
+        "override_auto_sni_header",
+        &[test(TLS_IT, "auto_sni_alone_sends_the_host_and_falls_back_to_sni_for_an_address")],
     ),
     (
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig",
@@ -652,6 +680,16 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
             test(CLUSTER_RS, "use_downstream_protocol_config_follows_the_request_version"),
             test(H2_UPSTREAM_IT, "use_downstream_protocol_config_sends_http2_for_an_http2_request"),
         ],
+    ),
+    (
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.AutoHttpConfig",
+        "http_protocol_options",
+        &[test(TLS_IT, TLS_AUTO_CONFIG), compat("tls_upstream_auto")],
+    ),
+    (
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.AutoHttpConfig",
+        "http2_protocol_options",
+        &[test(TLS_IT, TLS_AUTO_CONFIG), compat("tls_upstream_auto")],
     ),
     ("envoy.config.core.v3.Http1ProtocolOptions", "accept_http_10", &[compat("http10")]),
     ("envoy.config.core.v3.Http1ProtocolOptions", "default_host_for_http_10", &[compat("default_host_for_http_10")]),
@@ -1416,6 +1454,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (DOWNSTREAM_TLS, "disable_stateful_session_resumption", &[test(TLS_IT, TLS_RESUMPTION)]),
     (UPSTREAM_TLS, "common_tls_context", &[test(TLS_IT, TLS_UPSTREAM)]),
     (UPSTREAM_TLS, "sni", &[test(TLS_IT, TLS_UPSTREAM), compat("tls_upstream")]),
+    (UPSTREAM_TLS, "max_session_keys", &[test(TLS_IT, TLS_UPSTREAM_RESUMPTION), compat("tls_upstream_resumption")]),
     (COMMON_TLS, "tls_params", &[test(TLS_IT, TLS_PARAMS)]),
     (
         COMMON_TLS,

@@ -142,7 +142,14 @@ struct TlsUpstream {
 
 impl TlsUpstream {
     fn start(leaf: &Leaf) -> TlsUpstream {
-        let config = server_config(leaf);
+        Self::start_alpn(leaf, &[])
+    }
+
+    /// `start`, choosing from `alpn` what the client offers.
+    fn start_alpn(leaf: &Leaf, alpn: &[&str]) -> TlsUpstream {
+        let mut config = (*server_config(leaf)).clone();
+        config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        let config = Arc::new(config);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("addr").port();
@@ -189,7 +196,11 @@ fn serve_tls(stream: TcpStream, config: Arc<rustls::ServerConfig>) {
         if tls.read_exact(&mut body).is_err() {
             return;
         }
-        let sni = tls.get_ref().conn.server_name().unwrap_or("none").to_string();
+        let conn = &tls.get_ref().conn;
+        let mut sni = conn.server_name().unwrap_or("none").to_string();
+        if let Some(alpn) = conn.alpn_protocol() {
+            sni = format!("{sni} {}", String::from_utf8_lossy(alpn));
+        }
         let response = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{sni}", sni.len());
         if tls.get_mut().write_all(response.as_bytes()).is_err() {
             return;
@@ -899,4 +910,161 @@ fn session_resumption_follows_the_stateless_and_stateful_switches() {
     assert_eq!(resumed(stateless_off, true), Some(1), "TLS 1.2 by session ID");
     let both_off = format!("{stateless_off}disable_stateful_session_resumption: true\n");
     assert_eq!(resumed(&both_off, true), Some(0));
+}
+
+/// A GET with `host` as its Host header; (status, body).
+fn get_host(addr: SocketAddr, host: &str, path: &str) -> (u16, String) {
+    let mut s = connect(addr);
+    write!(s, "GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n").expect("write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+/// `typed_extension_protocol_options` (at column 4) with `HttpProtocolOptions` fields `body`.
+fn protocol_options(body: &str) -> String {
+    format!(
+        "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        {body}\n"
+    )
+}
+
+#[test]
+fn auto_sni_and_auto_san_validation_name_each_connection_after_the_host() {
+    let certs = certs();
+    let up = TlsUpstream::start(&certs.pki.leaf(&["a.test", "b.test"]));
+    let names = "upstream_http_protocol_options: { auto_sni: true, auto_san_validation: true }\n        explicit_http_config: { http_protocol_options: {} }";
+    let cluster = |name: &str, tls: &str| {
+        format!(
+            "{}{}{}",
+            static_cluster(name, &[up.port]),
+            protocol_options(names),
+            transport_socket("UpstreamTlsContext", tls, 4)
+        )
+    };
+    let routes = [
+        crate::http_util::prefix_route("/rewrite", "app", ", host_rewrite_literal: \"b.test:99\""),
+        crate::http_util::prefix_route("/no_ca", "no_ca", ""),
+        crate::http_util::prefix_route("/matchers", "matchers", ""),
+        crate::http_util::prefix_route("/", "app", ""),
+    ]
+    .concat();
+    let listener = crate::http_util::http_listener("plain", "", &crate::http_util::one_vhost(&routes), "");
+    let verified = cluster("app", &common(None, Some(&certs.ca), ""));
+    let matchers = format!(
+        "{}    match_typed_subject_alt_names: [{{ san_type: DNS, matcher: {{ exact: nothing.test }} }}]\n",
+        common(None, Some(&certs.ca), "")
+    );
+    let clusters =
+        [verified, cluster("no_ca", "sni: configured.test\ncommon_tls_context: {}\n"), cluster("matchers", &matchers)];
+    let c = start(&[listener], &clusters);
+    let addr = c.listener("plain");
+    // As Envoy 1.40 on the same config: the host without its port is the SNI.
+    assert_eq!(get_host(addr, "a.test", "/"), (200, "a.test".into()));
+    assert_eq!(get_host(addr, "a.test:8080", "/"), (200, "a.test".into()), "one connection per name");
+    assert_eq!(get_host(addr, "a.test", "/rewrite"), (200, "b.test".into()), "the host as rewritten");
+    assert_eq!(c.stat("cluster.app.upstream_cx_total"), Some(2), "a.test and b.test");
+    assert_eq!(c.stat("cluster.app.upstream_cx_active"), Some(2), "never shared");
+    // A name the certificate lacks, and an address (checked, not sent): refused.
+    for host in ["c.test", "127.0.0.1:80"] {
+        let (status, body) = get_host(addr, host, "/");
+        assert_eq!(status, 503, "{host}");
+        assert!(body.ends_with("reset reason: remote connection failure"), "{body}");
+    }
+    assert_eq!(c.stat("cluster.app.ssl.fail_verify_san"), Some(2));
+    assert_eq!(c.stat("cluster.app.upstream_cx_connect_fail"), Some(2));
+    // No trusted CA to vouch for a name: Envoy fails every connection, counting no ssl stat.
+    assert_eq!(get_host(addr, "a.test", "/no_ca").0, 503);
+    assert_eq!(c.stat("cluster.no_ca.upstream_cx_connect_fail"), Some(1));
+    assert_eq!(c.stat("cluster.no_ca.ssl.handshake"), Some(0));
+    assert_eq!(c.stat("cluster.no_ca.ssl.fail_verify_san"), Some(0));
+    // The host is checked besides the configured matchers, not instead (as Envoy 1.40).
+    assert_eq!(get_host(addr, "a.test", "/matchers").0, 503);
+    assert_eq!(c.stat("cluster.matchers.ssl.fail_verify_san"), Some(1));
+}
+
+#[test]
+fn auto_sni_alone_sends_the_host_and_falls_back_to_sni_for_an_address() {
+    let certs = certs();
+    let up = TlsUpstream::start(&certs.pki.leaf(&["a.test"]));
+    let options = protocol_options(
+        "upstream_http_protocol_options: { auto_sni: true, override_auto_sni_header: x-sni }\n        explicit_http_config: { http_protocol_options: {} }",
+    );
+    let tls = transport_socket("UpstreamTlsContext", "sni: configured.test\ncommon_tls_context: {}\n", 4);
+    let c = start(&[plain_listener()], &[format!("{}{options}{tls}", static_cluster("app", &[up.port]))]);
+    let addr = c.listener("plain");
+    assert_eq!(get_host(addr, "c.test", "/"), (200, "c.test".into()), "not verified: any name");
+    assert_eq!(get_host(addr, "127.0.0.1", "/"), (200, "configured.test".into()), "an address is no SNI");
+    let mut s = connect(addr);
+    write!(s, "GET / HTTP/1.1\r\nhost: c.test\r\nx-sni: d.test\r\nconnection: close\r\n\r\n").expect("write");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read");
+    assert!(raw.ends_with("\r\n\r\nd.test"), "override_auto_sni_header: {raw}");
+}
+
+#[test]
+fn auto_config_speaks_the_protocol_alpn_picked() {
+    let certs = certs();
+    let h2 = H2TlsUpstream::start(&certs.pki.leaf(&["up.test"]));
+    let h1 = TlsUpstream::start_alpn(&certs.pki.leaf(&["up.test"]), &["http/1.1"]);
+    let plain = TlsUpstream::start(&certs.pki.leaf(&["up.test"]));
+    let auto = protocol_options("auto_config: { http_protocol_options: {}, http2_protocol_options: {} }");
+    let tls = transport_socket("UpstreamTlsContext", "common_tls_context: {}\n", 4);
+    let cluster = |name: &str, port: u16| format!("{}{auto}{tls}", static_cluster(name, &[port]));
+    let routes = [
+        crate::http_util::prefix_route("/h2", "h2", ""),
+        crate::http_util::prefix_route("/h1", "h1", ""),
+        crate::http_util::prefix_route("/none", "none", ""),
+    ]
+    .concat();
+    let listener = crate::http_util::http_listener("plain", "", &crate::http_util::one_vhost(&routes), "");
+    let c = start(&[listener], &[cluster("h2", h2.port), cluster("h1", h1.port), cluster("none", plain.port)]);
+    let addr = c.listener("plain");
+    for _ in 0..2 {
+        assert_eq!(http_request(addr, "GET", "/h2"), (200, "h2 none".into()));
+        assert_eq!(http_request(addr, "GET", "/h1"), (200, "none http/1.1".into()));
+        // No protocol chosen: HTTP/1.1, as Envoy.
+        assert_eq!(http_request(addr, "GET", "/none"), (200, "none".into()));
+    }
+    assert_eq!(c.stat("cluster.h2.upstream_cx_http2_total"), Some(1), "one connection, reused");
+    assert_eq!(c.stat("cluster.h2.upstream_cx_http1_total"), Some(0));
+    assert_eq!(c.stat("cluster.h1.upstream_cx_http1_total"), Some(1));
+    assert_eq!(c.stat("cluster.h1.upstream_cx_http2_total"), Some(0));
+    assert_eq!(c.stat("cluster.none.upstream_cx_http1_total"), Some(1));
+    assert_eq!(c.stat("cluster.h2.upstream_rq_total"), Some(2));
+    assert_eq!(c.stat("cluster.h1.upstream_cx_total"), Some(2), "Envoy 1.40's mixed pool counts it twice");
+
+    // Only TLS negotiates: Envoy refuses auto_config on a plaintext cluster.
+    let yaml = config(&[plain_listener()], &[format!("{}{auto}", static_cluster("app", &[h1.port]))]);
+    let (ok, out) = validate(&yaml);
+    assert!(!ok);
+    assert!(out.contains("ALPN configured for cluster app which has a non-ALPN transport socket"), "{out}");
+}
+
+#[test]
+fn upstream_sessions_resume_unless_max_session_keys_is_0() {
+    let certs = certs();
+    let up = TlsUpstream::start(&certs.pki.leaf(&["up.test"]));
+    // One request per connection, so each request makes a handshake.
+    let once = protocol_options(
+        "common_http_protocol_options: { max_requests_per_connection: 1 }\n        explicit_http_config: { http_protocol_options: {} }",
+    );
+    let cluster = |name: &str, extra: &str| {
+        let tls = format!("sni: up.test\n{extra}{}", common(None, Some(&certs.ca), ""));
+        format!("{}{once}{}", static_cluster(name, &[up.port]), transport_socket("UpstreamTlsContext", &tls, 4))
+    };
+    let routes =
+        [crate::http_util::prefix_route("/none", "none", ""), crate::http_util::prefix_route("/", "app", "")].concat();
+    let listener = crate::http_util::http_listener("plain", "", &crate::http_util::one_vhost(&routes), "");
+    let c = start(&[listener], &[cluster("app", ""), cluster("none", "max_session_keys: 0\n")]);
+    let addr = c.listener("plain");
+    for path in ["/a", "/b", "/none/a", "/none/b"] {
+        assert_eq!(http_request(addr, "GET", path).0, 200, "{path}");
+    }
+    // As Envoy 1.40 on the same upstream (compat case tls_upstream_resumption).
+    assert_eq!(c.stat("cluster.app.ssl.handshake"), Some(2));
+    assert_eq!(c.stat("cluster.app.ssl.session_reused"), Some(1), "the default keeps one session");
+    assert_eq!(c.stat("cluster.none.ssl.handshake"), Some(2));
+    assert_eq!(c.stat("cluster.none.ssl.session_reused"), Some(0));
 }

@@ -5,7 +5,8 @@
 //! it lacks) is refused here with the field's path. Without a validation context
 //! an upstream certificate is not verified, as Envoy; with one, its chain is
 //! verified against `trusted_ca`, and its name only against
-//! `match_typed_subject_alt_names` (`san_matcher`), as Envoy's. Certificates and
+//! `match_typed_subject_alt_names` (`san_matcher`), as Envoy's, or against the
+//! request's host with `auto_san_validation` (`NameVerifier`). Certificates and
 //! validation contexts may also come from secrets (`secret`): a context is built
 //! with them put inline, and built again when an SDS secret changes.
 
@@ -38,14 +39,16 @@ use crate::config::bootstrap::decode_any;
 use crate::config::{ConfigError, FieldPath};
 use crate::extensions::FactoryContext;
 use crate::network::tls::{
-    CertificateDetails, ContextCell, ContextCertificates, DownstreamTls, PeerCertificate, TlsContext, TlsStats,
-    TransportSocketBuilder, UpstreamTls, CIPHER_NAMES,
+    CertificateDetails, ContextCell, ContextCertificates, DownstreamTls, NameVerifier, PeerCertificate, TlsContext,
+    TlsStats, TransportSocketBuilder, UpstreamTls, CIPHER_NAMES,
 };
 use crate::stats::Store;
 use der::subject_public_key_info;
 use pins::{CertificatePins, PeerChecks};
 use san_matcher::SanMatchers;
-use verifiers::{ChainOnlyVerifier, CheckedClientVerifier, UnverifiedClientCert, UnverifiedServerCert};
+use verifiers::{
+    ChainOnlyVerifier, CheckedClientVerifier, HostNameVerifier, UnverifiedClientCert, UnverifiedServerCert,
+};
 
 pub const DOWNSTREAM_TYPE: &str = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
 pub const UPSTREAM_TYPE: &str = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
@@ -63,7 +66,10 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "disable_stateful_session_resumption",
         ],
     ),
-    ("envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", &["common_tls_context", "sni"]),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        &["common_tls_context", "sni", "max_session_keys"],
+    ),
     (
         "envoy.extensions.transport_sockets.tls.v3.CommonTlsContext",
         &[
@@ -96,8 +102,10 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "match_subject_alt_names",
             "verify_certificate_hash",
             "verify_certificate_spki",
+            "system_root_certs",
         ],
     ),
+    ("envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext.SystemRootCerts", &[]),
     // `oid` (OTHER_NAME) is refused.
     ("envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher", &["san_type", "matcher"]),
 ];
@@ -192,7 +200,7 @@ fn downstream_context(
     let proto = DownstreamTlsContext { common_tls_context: Some(common), ..proto.clone() };
     let config = server_config(&proto, path)?;
     let certificates = context_certificates(proto.common_tls_context.as_ref(), path)?;
-    Ok(Some(TlsContext { config: Arc::new(config), fallback: None, certificates }))
+    Ok(Some(TlsContext { config: Arc::new(config), fallback: None, name_verifier: None, certificates }))
 }
 
 /// A cluster's context, as `downstream_context`, with its ALPN fallbacks.
@@ -212,16 +220,16 @@ fn upstream_context(
     }
     let Some(common) = secrets.resolve(&common, &common_path)? else { return Ok(None) };
     let proto = UpstreamTlsContext { common_tls_context: Some(common), ..proto.clone() };
-    let config = client_config(&proto, path)?;
+    let (config, name_verifier) = client_config(&proto, path)?;
     let certificates = context_certificates(proto.common_tls_context.as_ref(), path)?;
     let fallback = config.alpn_protocols.is_empty().then(|| {
-        [b"http/1.1", b"h2".as_slice()].map(|p| {
+        [&[b"http/1.1".as_slice()][..], &[b"h2"], &[b"h2", b"http/1.1"]].map(|protocols| {
             let mut c = config.clone();
-            c.alpn_protocols = vec![p.to_vec()];
+            c.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
             Arc::new(c)
         })
     });
-    Ok(Some(TlsContext { config: Arc::new(config), fallback, certificates }))
+    Ok(Some(TlsContext { config: Arc::new(config), fallback, name_verifier, certificates }))
 }
 
 /// Envoy's `ssl.certificate.<name>.expiration_unix_time_seconds` of each
@@ -377,7 +385,12 @@ fn resumption(config: &mut ServerConfig, proto: &DownstreamTlsContext, path: &Fi
     Ok(())
 }
 
-fn client_config(proto: &UpstreamTlsContext, path: &FieldPath) -> Result<ClientConfig, ConfigError> {
+/// A cluster's rustls config, and what makes its verifier for a request's host
+/// (`None` without a trusted CA).
+fn client_config(
+    proto: &UpstreamTlsContext,
+    path: &FieldPath,
+) -> Result<(ClientConfig, Option<Arc<dyn NameVerifier>>), ConfigError> {
     let common_path = child(path, "common_tls_context");
     let common = proto.common_tls_context.clone().unwrap_or_default();
     let provider = provider_for(&common, &common_path)?;
@@ -386,15 +399,18 @@ fn client_config(proto: &UpstreamTlsContext, path: &FieldPath) -> Result<ClientC
         .with_protocol_versions(&versions)
         .map_err(|e| common_path.field_error("tls_params", e.to_string()))?;
     let checks = peer_checks(&common, &common_path)?;
-    let verifier: Arc<dyn ServerCertVerifier> = match trusted_ca(&common, &common_path)? {
-        Some(roots) => {
-            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .map_err(|e| common_path.field_error("validation_context", e.to_string()))?;
-            Arc::new(ChainOnlyVerifier { webpki, checks })
-        }
-        None => Arc::new(UnverifiedServerCert { provider, pins: checks.pins }),
-    };
+    let (verifier, name_verifier): (Arc<dyn ServerCertVerifier>, Option<Arc<dyn NameVerifier>>) =
+        match trusted_ca(&common, &common_path)? {
+            Some(roots) => {
+                let webpki =
+                    rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                        .build()
+                        .map_err(|e| common_path.field_error("validation_context", e.to_string()))?;
+                let by_name = HostNameVerifier { webpki: webpki.clone(), checks: checks.clone() };
+                (Arc::new(ChainOnlyVerifier { webpki, checks, name: None }), Some(Arc::new(by_name)))
+            }
+            None => (Arc::new(UnverifiedServerCert { provider, pins: checks.pins }), None),
+        };
     let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
     let mut config = match certificates(&common, &common_path)? {
         Some((chain, key)) => builder
@@ -403,10 +419,16 @@ fn client_config(proto: &UpstreamTlsContext, path: &FieldPath) -> Result<ClientC
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = common.alpn_protocols.iter().map(|p| p.as_bytes().to_vec()).collect();
-    // Envoy sends SNI only when `sni` is set; a `ServerName` from an address
-    // sends none either way.
-    config.enable_sni = !proto.sni.is_empty();
-    Ok(config)
+    // Envoy sends SNI only when `sni` (or `auto_sni`) names a host: without
+    // one the handshake's `ServerName` is the address, for which rustls sends none.
+    config.enable_sni = true;
+    // `max_session_keys` (Envoy's default 1, 0: no resumption): the sessions
+    // kept to resume; rustls keeps them per server name.
+    config.resumption = match proto.max_session_keys.as_ref().map_or(1, |v| v.value) {
+        0 => rustls::client::Resumption::disabled(),
+        n => rustls::client::Resumption::in_memory_sessions(n as usize),
+    };
+    Ok((config, name_verifier))
 }
 
 /// The ring provider with Envoy's default curves, and `tls_params.cipher_suites` (BoringSSL names, `[a|b]`

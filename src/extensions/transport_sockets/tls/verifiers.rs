@@ -1,7 +1,8 @@
 //! The certificate verifiers of Courier's TLS contexts, on rustls's: each
 //! verifies what Envoy's validation context verifies of a peer and no more. The
 //! chain against `trusted_ca` (rustls's WebPKI verifiers; an upstream's name is
-//! not checked against the SNI, as Envoy does not), then the leaf's names and
+//! not checked against the SNI, as Envoy does not, but with
+//! `auto_san_validation` against the request's host), then the leaf's names and
 //! pins (`PeerChecks`); without a `trusted_ca`, only the pins.
 
 use std::sync::Arc;
@@ -15,11 +16,26 @@ use super::pins::{CertificatePins, PeerChecks};
 
 /// Envoy verifies the upstream's chain, and its name only by the subject-name
 /// matchers: rustls's verifier, its name check forgiven, then the context's
-/// checks of the leaf (names, pins).
+/// checks of the leaf (names, pins). With `auto_san_validation` the name the
+/// request asked for is checked too (`name`, handed to webpki).
 #[derive(Debug)]
 pub(super) struct ChainOnlyVerifier {
     pub webpki: Arc<rustls::client::WebPkiServerVerifier>,
     pub checks: PeerChecks,
+    pub name: Option<ServerName<'static>>,
+}
+
+/// Makes a context's verifier for one request's host (`auto_san_validation`).
+#[derive(Debug)]
+pub(super) struct HostNameVerifier {
+    pub webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    pub checks: PeerChecks,
+}
+
+impl crate::network::tls::NameVerifier for HostNameVerifier {
+    fn verifier(&self, name: ServerName<'static>) -> Arc<dyn ServerCertVerifier> {
+        Arc::new(ChainOnlyVerifier { webpki: self.webpki.clone(), checks: self.checks.clone(), name: Some(name) })
+    }
 }
 
 impl ServerCertVerifier for ChainOnlyVerifier {
@@ -31,7 +47,14 @@ impl ServerCertVerifier for ChainOnlyVerifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+        let checked_name = self.name.as_ref();
+        match self.webpki.verify_server_cert(end_entity, intermediates, checked_name.unwrap_or(server_name), ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName | rustls::CertificateError::NotValidForNameContext { .. },
+            )) if checked_name.is_some() => Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
+                rustls::OtherError(Arc::new(crate::network::tls::SanMismatch)),
+            ))),
             Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::NotValidForName | rustls::CertificateError::NotValidForNameContext { .. },
             ))
