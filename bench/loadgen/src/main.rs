@@ -4,6 +4,8 @@
 //! loadgen rate --port P [--path /] [--rate 5000] [--conns 50] [--seconds 10]
 //! loadgen idle --port P [--path /] [--conns 5000]
 //! loadgen idle-h2 --port P [--path /] [--conns 5000]
+//! loadgen idle-tls --port P [--path /] [--conns 5000]
+//! loadgen tls-new|tls-resume --port P [--path /] [--conns 50] [--seconds 10]
 //! ```
 //!
 //! `rate`: open loop at a fixed rate. Request i is scheduled at `start + i / rate`;
@@ -24,6 +26,9 @@
 //! (SETTINGS and PING acknowledged meanwhile); raw frames, no HPACK beyond what a
 //! `:status` needs.
 //!
+//! `idle-tls`: as `idle`, over TLS 1.3 (a full handshake each). `tls-new` and
+//! `tls-resume`: a new TLS 1.3 connection per request, closed loop (see `tls`).
+//!
 //! HTTP/1.1 responses are parsed just enough for keep-alive: status line, `Content-Length`,
 //! `Transfer-Encoding: chunked`, `Connection: close`.
 
@@ -31,6 +36,8 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
+
+mod tls;
 
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 const BUFFER: usize = 8 * 1024;
@@ -49,7 +56,10 @@ fn main() {
         "rate" => rate(&args),
         "idle" => idle(&args),
         "idle-h2" => idle_h2(&args),
-        other => Err(format!("unknown mode {other:?} (rate, idle or idle-h2)")),
+        "idle-tls" => idle(&args),
+        "tls-new" => tls::per_request(&args, false),
+        "tls-resume" => tls::per_request(&args, true),
+        other => Err(format!("unknown mode {other:?} (rate, idle, idle-h2, idle-tls, tls-new or tls-resume)")),
     });
     if let Err(e) = result {
         eprintln!("loadgen: {e}");
@@ -59,7 +69,7 @@ fn main() {
 
 fn parse_args() -> Result<Args, String> {
     let mut argv = std::env::args().skip(1);
-    let mode = argv.next().ok_or("usage: loadgen rate|idle|idle-h2 --port P [options]")?;
+    let mode = argv.next().ok_or("usage: loadgen rate|idle|idle-h2|idle-tls|tls-new|tls-resume --port P [options]")?;
     let mut args = Args { port: 0, path: "/".into(), rate: 5000.0, conns: 0, seconds: 10.0, mode };
     while let Some(flag) = argv.next() {
         let value = argv.next().ok_or(format!("{flag} needs a value"))?;
@@ -225,6 +235,16 @@ fn precise_sleep() {
 // --- idle ---------------------------------------------------------------------
 
 fn idle(args: &Args) -> Result<(), String> {
+    if args.mode == "idle-tls" {
+        let config = tls::config(false); // a full handshake each, as from distinct clients
+        hold(args, |port| tls::connect(port, &config))
+    } else {
+        hold(args, connect)
+    }
+}
+
+/// Opens the connections, one `GET` each, then holds them until stdin closes.
+fn hold<S: Read + Write>(args: &Args, connect: impl Fn(u16) -> io::Result<BufReader<S>>) -> Result<(), String> {
     let request = request(args);
     let mut held = Vec::with_capacity(args.conns);
     for i in 0..args.conns {
@@ -428,14 +448,18 @@ fn request(args: &Args) -> Vec<u8> {
 }
 
 fn connect(port: u16) -> io::Result<BufReader<TcpStream>> {
+    Ok(BufReader::with_capacity(BUFFER, connect_tcp(port)?))
+}
+
+fn connect_tcp(port: u16) -> io::Result<TcpStream> {
     let s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_nodelay(true)?;
     s.set_read_timeout(Some(READ_TIMEOUT))?;
-    Ok(BufReader::with_capacity(BUFFER, s))
+    Ok(s)
 }
 
 /// Sends one request and reads the whole response: (status, connection reusable).
-fn get(conn: &mut BufReader<TcpStream>, request: &[u8]) -> io::Result<(u16, bool)> {
+fn get<S: Read + Write>(conn: &mut BufReader<S>, request: &[u8]) -> io::Result<(u16, bool)> {
     conn.get_mut().write_all(request)?;
     let status_line = read_line(conn)?;
     let status: u16 =
@@ -466,7 +490,7 @@ fn get(conn: &mut BufReader<TcpStream>, request: &[u8]) -> io::Result<(u16, bool
     Ok((status, !close))
 }
 
-fn read_chunked(conn: &mut BufReader<TcpStream>) -> io::Result<()> {
+fn read_chunked<S: Read>(conn: &mut BufReader<S>) -> io::Result<()> {
     loop {
         let line = read_line(conn)?;
         let size = line
@@ -486,7 +510,7 @@ fn read_chunked(conn: &mut BufReader<TcpStream>) -> io::Result<()> {
 }
 
 /// One line without its CRLF; an error at the end of the stream.
-fn read_line(conn: &mut BufReader<TcpStream>) -> io::Result<String> {
+fn read_line<S: Read>(conn: &mut BufReader<S>) -> io::Result<String> {
     let mut line = String::new();
     if conn.read_line(&mut line)? == 0 {
         return Err(io::ErrorKind::UnexpectedEof.into());
@@ -494,7 +518,7 @@ fn read_line(conn: &mut BufReader<TcpStream>) -> io::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
-fn discard(conn: &mut BufReader<TcpStream>, n: u64) -> io::Result<()> {
+fn discard<S: Read>(conn: &mut BufReader<S>, n: u64) -> io::Result<()> {
     if io::copy(&mut conn.by_ref().take(n), &mut io::sink())? != n {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
