@@ -45,6 +45,8 @@ const ROOTS: &[&str] = &[
     "envoy.extensions.filters.http.decompressor.v3.Decompressor",
     "envoy.extensions.filters.http.csrf.v3.CsrfPolicy",
     "envoy.extensions.filters.http.set_metadata.v3.Config",
+    "envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport",
+    "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer",
     "envoy.extensions.filters.http.header_to_metadata.v3.Config",
     "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
     "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",

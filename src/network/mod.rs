@@ -11,6 +11,7 @@ pub mod filter_chain_match;
 pub mod listener;
 pub mod listener_filter;
 pub mod listener_manager;
+pub mod proxy_protocol;
 pub mod socket;
 pub mod tls;
 pub mod transport;

@@ -436,7 +436,27 @@ pub struct TransportOptions {
     pub server_name: Option<Arc<str>>,
     /// The name the upstream's certificate must carry.
     pub verify_name: Option<Arc<str>>,
+    /// The downstream connection's `(remote, local)` addresses, for a cluster
+    /// that writes the PROXY protocol: each downstream connection then has
+    /// upstream connections of its own, as in Envoy.
+    pub downstream: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
 }
+
+impl TransportOptions {
+    /// No option: the cluster's own TLS settings, no PROXY protocol addresses.
+    pub const NONE: TransportOptions = TransportOptions { server_name: None, verify_name: None, downstream: None };
+}
+
+/// A cluster's `transport_socket`: TLS, the PROXY protocol written before
+/// it (or before plain TCP), both, or neither (`raw_buffer`).
+#[derive(Debug, Default)]
+pub struct UpstreamTransport {
+    pub tls: Option<Arc<UpstreamTls>>,
+    pub proxy_protocol: Option<Arc<crate::network::proxy_protocol::UpstreamProxyProtocol>>,
+}
+
+/// `envoy.transport_sockets.raw_buffer`: plain bytes, as without a transport socket.
+pub const RAW_BUFFER_TYPE: &str = "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer";
 
 /// A cluster's TLS (`UpstreamTlsContext`), built on the main thread, used by every worker.
 #[derive(Debug)]
@@ -587,6 +607,15 @@ pub trait TransportSocketBuilder {
         path: &FieldPath,
         stat_prefix: &str,
     ) -> Result<Arc<UpstreamTls>, ConfigError>;
+
+    /// A cluster's `transport_socket` of any kind the builder knows (TLS, the
+    /// upstream PROXY protocol, `raw_buffer`).
+    fn upstream_transport(
+        &self,
+        typed_config: &envoy_types::pb::google::protobuf::Any,
+        path: &FieldPath,
+        stat_prefix: &str,
+    ) -> Result<UpstreamTransport, ConfigError>;
 }
 
 /// A TLS session over TCP, either side. It remembers whether its last read may
@@ -717,6 +746,9 @@ pub fn downstream_of(
     let Some(ConfigType::TypedConfig(any)) = &socket.config_type else {
         return Err(path.field_error("typed_config", "a transport socket needs a typed_config"));
     };
+    if crate::config::descriptor::type_name(&any.type_url) == RAW_BUFFER_TYPE {
+        return Ok(None);
+    }
     let builder = filters.transport_sockets().ok_or_else(|| path.error("transport sockets are not supported here"))?;
     let timeout = chain.transport_socket_connect_timeout.as_ref().map(crate::config::duration).filter(|d| !d.is_zero());
     path.push_field("typed_config");

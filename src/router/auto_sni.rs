@@ -5,17 +5,31 @@
 //! host). Envoy strips the port, sends no SNI for an address, but still checks
 //! an address against the certificate; `override_auto_sni_header` names a
 //! header to read first. The result keys the pool, so two hosts never share a
-//! connection.
+//! connection. A cluster that writes the PROXY protocol also keys its pools by
+//! the downstream connection's addresses, which the header names.
 
 use std::sync::Arc;
 
 use http::HeaderMap;
 
-use crate::network::tls::TransportOptions;
-use crate::upstream::cluster::AutoNames;
+use std::net::SocketAddr;
 
-/// The TLS options of a request with `headers` to a cluster with `names`.
-pub fn transport_options(names: &AutoNames, headers: &HeaderMap) -> TransportOptions {
+use crate::network::tls::TransportOptions;
+use crate::upstream::cluster::{AutoNames, ClusterInfo};
+
+/// The transport options of a request with `headers`, from a downstream
+/// connection with `(remote, local)` addresses, to `cluster`.
+pub fn transport_options(
+    cluster: &ClusterInfo,
+    headers: &HeaderMap,
+    downstream: (SocketAddr, SocketAddr),
+) -> TransportOptions {
+    let downstream = cluster.proxy_protocol.is_some().then_some(downstream);
+    TransportOptions { downstream, ..tls_names(&cluster.auto_names, headers) }
+}
+
+/// The TLS names of a request with `headers` to a cluster with `names`.
+fn tls_names(names: &AutoNames, headers: &HeaderMap) -> TransportOptions {
     if !names.sni && !names.san_validation {
         return TransportOptions::default();
     }
@@ -27,6 +41,7 @@ pub fn transport_options(names: &AutoNames, headers: &HeaderMap) -> TransportOpt
     TransportOptions {
         server_name: (names.sni && !is_ip).then(|| host.clone()),
         verify_name: names.san_validation.then_some(host),
+        downstream: None,
     }
 }
 
@@ -76,11 +91,11 @@ mod tests {
         };
         let mut headers = HeaderMap::new();
         headers.insert(http::header::HOST, http::HeaderValue::from_static("127.0.0.1:80"));
-        let o = transport_options(&names, &headers);
+        let o = tls_names(&names, &headers);
         assert_eq!((o.server_name, o.verify_name.as_deref()), (None, Some("127.0.0.1")));
         headers.insert("x-sni", http::HeaderValue::from_static("b.test"));
-        assert_eq!(transport_options(&names, &headers).server_name.as_deref(), Some("b.test"));
+        assert_eq!(tls_names(&names, &headers).server_name.as_deref(), Some("b.test"));
         headers.insert("x-sni", http::HeaderValue::from_static(""));
-        assert_eq!(transport_options(&names, &headers).server_name, None, "empty: the host");
+        assert_eq!(tls_names(&names, &headers).server_name, None, "empty: the host");
     }
 }

@@ -370,6 +370,7 @@ pub async fn forward(
             auto_host_rewrite: action.auto_host_rewrite,
             attempt_count: action.include_attempt_count.then_some(info.attempt_count),
             started,
+            downstream: (info.downstream_remote, info.downstream_local),
         };
         let attempt = attempt(cluster, &host, &try_request, &mut body);
         let outcome = match try_deadline {
@@ -542,6 +543,8 @@ struct Try<'a> {
     /// `x-envoy-attempt-count` for this try (`include_request_attempt_count`).
     attempt_count: Option<u32>,
     started: Instant,
+    /// The downstream connection's `(remote, local)` addresses.
+    downstream: (std::net::SocketAddr, std::net::SocketAddr),
 }
 
 /// A host for the next try: under `previous_hosts`, one not tried yet if the
@@ -573,11 +576,11 @@ async fn attempt(
     try_request: &Try<'_>,
     body: &mut ForwardBody,
 ) -> Result<(http::response::Parts, UpstreamResponseBody, Duration, ActiveRequest), AttemptFailure> {
-    let options = super::auto_sni::transport_options(&cluster.info.auto_names, &try_request.parts.headers);
+    let options = super::auto_sni::transport_options(&cluster.info, &try_request.parts.headers, try_request.downstream);
     let pool = match cluster.info.protocol_for(try_request.parts.version) {
         // Boxed, as `attempt_h2` below.
         UpstreamProtocol::Auto => Box::pin(mixed_conn_pool::pool(cluster, host, options)).await.map_err(|f| {
-            forget_negotiated(cluster, host, try_request.parts, f);
+            forget_negotiated(cluster, host, try_request, f);
             AttemptFailure::Pool(f)
         })?,
         protocol => cluster.http_pool(host, protocol.into(), options),
@@ -616,7 +619,7 @@ async fn attempt(
     };
     loop {
         let (mut client, breaker) = pool.acquire().await.map_err(|f| {
-            forget_negotiated(cluster, host, parts, f);
+            forget_negotiated(cluster, host, try_request, f);
             AttemptFailure::Pool(f)
         })?;
         let active = ActiveRequest::new(
@@ -650,11 +653,12 @@ async fn attempt(
 
 /// A failed connection of an `auto_config` cluster forgets what the host
 /// negotiated, so the next request offers both protocols again.
-fn forget_negotiated(cluster: &ThreadLocalCluster, host: &Arc<Host>, parts: &http::request::Parts, f: PoolFailure) {
+fn forget_negotiated(cluster: &ThreadLocalCluster, host: &Arc<Host>, try_request: &Try<'_>, f: PoolFailure) {
     if cluster.info.upstream_protocol == UpstreamProtocol::Auto
         && matches!(f, PoolFailure::ConnectFailure | PoolFailure::ConnectTimeout)
     {
-        let options = super::auto_sni::transport_options(&cluster.info.auto_names, &parts.headers);
+        let options =
+            super::auto_sni::transport_options(&cluster.info, &try_request.parts.headers, try_request.downstream);
         cluster.set_negotiated(host, &options, None);
     }
 }
@@ -676,7 +680,7 @@ async fn attempt_h2(
     let mut resend = true;
     loop {
         let (mut stream, breaker) = pool.acquire().await.map_err(|f| {
-            forget_negotiated(cluster, host, try_request.parts, f);
+            forget_negotiated(cluster, host, try_request, f);
             AttemptFailure::Pool(f)
         })?;
         let active = ActiveRequest::new(

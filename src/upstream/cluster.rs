@@ -222,6 +222,9 @@ pub struct ClusterInfo {
     /// The cluster's `transport_socket` (TLS), set by the cluster manager's
     /// builder; `None`: plain TCP.
     pub tls: Option<Arc<crate::network::tls::UpstreamTls>>,
+    /// The PROXY protocol header its connections start with
+    /// (`envoy.transport_sockets.upstream_proxy_protocol`).
+    pub proxy_protocol: Option<Arc<crate::network::proxy_protocol::UpstreamProxyProtocol>>,
     pub stats: ClusterStats,
     /// Circuit breakers, shared by all workers.
     pub resources: Arc<ResourceManager>,
@@ -398,6 +401,7 @@ impl ClusterInfo {
             healthy_panic_threshold: healthy_panic_threshold(c),
             local_locality: None,
             tls: None,
+            proxy_protocol: None,
         })
     }
 }

@@ -23,7 +23,7 @@ use super::host::{host_set, EdsHealth, Host, HostSet, Locality};
 use super::thread_local_cluster::ThreadLocalClusterManager;
 use crate::config::{ConfigError, FieldPath};
 use crate::define_stats;
-use crate::network::tls::{TransportSocketBuilder, UpstreamTls};
+use crate::network::tls::{TransportSocketBuilder, UpstreamTransport};
 use crate::stats::Store;
 use crate::thread_local::Slot;
 
@@ -94,7 +94,9 @@ pub fn build_cluster(
 ) -> Result<Arc<ClusterInfo>, ConfigError> {
     let mut info = ClusterInfo::from_proto(c, path, store)?;
     info.local_locality = local.cloned();
-    info.tls = upstream_tls(c, path, sockets, &info.stat_name)?;
+    let transport = upstream_transport(c, path, sockets, &info.stat_name)?;
+    info.tls = transport.tls;
+    info.proxy_protocol = transport.proxy_protocol;
     if info.upstream_protocol == super::cluster::UpstreamProtocol::Auto && info.tls.is_none() {
         // Envoy's words: only TLS negotiates a protocol.
         return Err(
@@ -577,16 +579,16 @@ impl FailureBackOff {
     }
 }
 
-/// A cluster's `transport_socket`, built by `sockets`; `None` without one.
-fn upstream_tls(
+/// A cluster's `transport_socket`, built by `sockets`; nothing without one.
+fn upstream_transport(
     c: &Cluster,
     path: &FieldPath,
     sockets: &dyn TransportSocketBuilder,
     stat_name: &str,
-) -> Result<Option<Arc<UpstreamTls>>, ConfigError> {
+) -> Result<UpstreamTransport, ConfigError> {
     use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType;
     let Some(socket) = &c.transport_socket else {
-        return Ok(None);
+        return Ok(UpstreamTransport::default());
     };
     let mut path = path.clone();
     path.push_field("transport_socket");
@@ -594,7 +596,7 @@ fn upstream_tls(
         return Err(path.field_error("typed_config", "a transport socket needs a typed_config"));
     };
     path.push_field("typed_config");
-    sockets.upstream(any, &path, &format!("cluster.{stat_name}.")).map(Some)
+    sockets.upstream_transport(any, &path, &format!("cluster.{stat_name}."))
 }
 
 #[cfg(test)]

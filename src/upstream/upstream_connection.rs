@@ -1,4 +1,5 @@
-//! Opening an upstream connection (TCP, then TLS when the cluster has it) with the cluster's connect timeout, and the
+//! Opening an upstream connection (TCP, the PROXY protocol header and TLS when the
+//! cluster has them) with the cluster's connect timeout, and the
 //! connection's accounting: the cluster and host stats rise on connect and fall
 //! when the connection is dropped, whichever path drops it. As Envoy, the
 //! destruction counts as local or remote (`upstream_cx_destroy_local` / `_remote`)
@@ -42,8 +43,7 @@ pub struct ConnectionAccounting {
 impl UpstreamConnection {
     /// Connects to `host`, counting `upstream_cx_total` and the failure stats.
     pub async fn connect(cluster: &Arc<ClusterInfo>, host: &Arc<Host>) -> Result<UpstreamConnection, ConnectFailure> {
-        const NONE: TransportOptions = TransportOptions { server_name: None, verify_name: None };
-        Self::connect_for(cluster, host, None, &NONE).await
+        Self::connect_for(cluster, host, None, &TransportOptions::NONE).await
     }
 
     /// `connect` for an HTTP pool of `protocol`: over TLS without `alpn_protocols`,
@@ -62,8 +62,13 @@ impl UpstreamConnection {
         // As Envoy, the connect timeout covers the TLS handshake: a connection is
         // made once its transport is.
         let result = tokio::time::timeout(cluster.connect_timeout, async {
-            let stream = socket::connect(host.address, host.ipv6_only, cluster.tcp_keepalive.as_ref()).await?;
+            let mut stream = socket::connect(host.address, host.ipv6_only, cluster.tcp_keepalive.as_ref()).await?;
             let _ = stream.set_nodelay(true);
+            if let Some(pp) = &cluster.proxy_protocol {
+                // The header goes first, before any TLS: a few dozen bytes a fresh
+                // socket's buffer takes at once.
+                tokio::io::AsyncWriteExt::write_all(&mut stream, &pp.header(options.downstream)).await?;
+            }
             match &cluster.tls {
                 None => Ok(TransportStream::from(stream)),
                 // Boxed: the handshake's state (a rustls session, ~1.4 KiB) would

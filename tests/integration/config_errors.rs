@@ -405,3 +405,19 @@ fn jwt_authn_config_errors_are_envoys() {
     let (ok, out) = validate(&jwt_authn_config(keys, rule));
     assert!(ok, "{out}");
 }
+
+#[test]
+fn an_upstream_proxy_protocol_tlv_needs_a_value() {
+    let socket = "    connect_timeout: 1s\n    transport_socket:\n      name: envoy.transport_sockets.upstream_proxy_protocol\n      typed_config:\n        \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport\n        config: { version: V2, added_tlvs: [ { type: 224 } ] }\n        transport_socket: { name: raw, typed_config: { \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer } }\n";
+    rejects(
+        "    connect_timeout: 1s\n",
+        socket,
+        "static_resources.clusters[0].transport_socket.typed_config.config.added_tlvs[0]: Invalid TLV configuration: one of 'value' or 'format_string' must be set.",
+    );
+    // A TLV type is one byte on the wire (the schema's own rule).
+    rejects(
+        "    connect_timeout: 1s\n",
+        &socket.replace("type: 224", "type: 256, value: eA=="),
+        "value must be less than 256",
+    );
+}

@@ -120,6 +120,8 @@ const REDIRECT: &str = "envoy.config.route.v3.RedirectAction";
 const STRING_MATCHER: &str = "envoy.type.matcher.v3.StringMatcher";
 const LOCAL_RATELIMIT: &str = "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
 const TLS_IT: &str = "tests/integration/tls.rs";
+const UPSTREAM_PP: &str = "envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport";
+const UPSTREAM_PP_IT: &str = "upstream_proxy_protocol_gives_each_downstream_connection_its_own_upstream";
 const HCM_TRACING: &str = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.Tracing";
 const CUSTOM_TAG: &str = "envoy.type.tracing.v3.CustomTag";
 const ZIPKIN: &str = "envoy.config.trace.v3.ZipkinConfig";
@@ -1510,6 +1512,12 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     ),
     ("envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher", "san_type", &[compat("tls_subject_alt_names")]),
     ("envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher", "matcher", &[compat("tls_subject_alt_names")]),
+    (UPSTREAM_PP, "config", &[compat("upstream_proxy_protocol"), test(UPSTREAM_IT, UPSTREAM_PP_IT)]),
+    (UPSTREAM_PP, "transport_socket", &[compat("upstream_proxy_protocol"), test(UPSTREAM_IT, UPSTREAM_PP_IT)]),
+    ("envoy.config.core.v3.ProxyProtocolConfig", "version", &[compat("upstream_proxy_protocol")]),
+    ("envoy.config.core.v3.ProxyProtocolConfig", "added_tlvs", &[compat("upstream_proxy_protocol")]),
+    ("envoy.config.core.v3.TlvEntry", "type", &[compat("upstream_proxy_protocol")]),
+    ("envoy.config.core.v3.TlvEntry", "value", &[compat("upstream_proxy_protocol")]),
     (ZIPKIN, "collector_cluster", &[compat("tracing_zipkin"), test(TRACING_IT, TRACING_REFUSED)]),
     (ZIPKIN, "collector_endpoint", &[test(TRACING_IT, TRACING_SPANS)]),
     (ZIPKIN, "trace_id_128bit", &[compat("tracing_zipkin")]),

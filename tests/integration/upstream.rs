@@ -1,4 +1,5 @@
-//! Cluster discovery: STRICT_DNS and LOGICAL_DNS membership reaching the workers.
+//! Cluster discovery: STRICT_DNS and LOGICAL_DNS membership reaching the workers;
+//! and what a cluster's transport writes first (the upstream PROXY protocol).
 
 use std::io::{Read, Write};
 
@@ -181,4 +182,99 @@ fn dns_failure_refresh_rate_backs_off_after_a_failed_resolution() {
     c.wait_stat("cluster.backoff.update_failure", |v| v >= 5);
     assert_eq!(c.stat("cluster.plain.update_failure"), Some(1));
     assert_eq!(c.stat("cluster.plain.update_attempt"), Some(1));
+}
+
+/// An upstream that reads a PROXY v1 line first, then answers each keep-alive
+/// request with that line: what the proxy told it about the client.
+fn proxy_protocol_upstream() -> (std::net::TcpListener, std::net::SocketAddr) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    (l, addr)
+}
+
+fn serve_proxy_protocol(listener: std::net::TcpListener, accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader};
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut writer = stream;
+                let mut proxy_line = String::new();
+                if reader.read_line(&mut proxy_line).unwrap_or(0) == 0 {
+                    return;
+                }
+                let proxy_line = proxy_line.trim_end().to_string();
+                loop {
+                    let mut line = String::new();
+                    let mut head_done = false;
+                    while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                        if line.ends_with("\r\n\r\n") || line == "\r\n" {
+                            head_done = true;
+                            break;
+                        }
+                        if line.ends_with("\r\n") {
+                            line.clear();
+                        }
+                    }
+                    if !head_done {
+                        return;
+                    }
+                    let reply = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{proxy_line}", proxy_line.len());
+                    if writer.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// An HTTP cluster with `upstream_proxy_protocol`: each downstream connection
+/// has upstream connections of its own, whose PROXY header names it, and its
+/// keep-alive requests share them (Envoy keys its pools by the header's data).
+#[test]
+fn upstream_proxy_protocol_gives_each_downstream_connection_its_own_upstream() {
+    use std::io::{BufRead, BufReader};
+    let (listener, up) = proxy_protocol_upstream();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    serve_proxy_protocol(listener, accepted.clone());
+    let cluster = format!(
+        "{}    transport_socket:\n      name: envoy.transport_sockets.upstream_proxy_protocol\n      typed_config:\n        \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport\n        config: {{ version: V1 }}\n        transport_socket:\n          name: envoy.transport_sockets.raw_buffer\n          typed_config:\n            \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer\n",
+        static_cluster("pp", &[up.port()])
+    );
+    let routes = "              - match: { prefix: \"/\" }\n                route: { cluster: pp }\n";
+    let listener = crate::http_util::http_listener("web", "", &crate::http_util::one_vhost(routes), "");
+    let c = Courier::start(&config(&[listener], &[cluster]), 1);
+    let addr = c.listener("web");
+    let get = |s: &mut std::net::TcpStream| -> String {
+        s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").expect("write");
+        let mut reader = BufReader::new(s.try_clone().expect("clone"));
+        let mut len = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("read");
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().expect("length");
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).expect("body");
+        String::from_utf8(body).expect("utf-8")
+    };
+    let mut a = connect(addr);
+    let mut b = connect(addr);
+    let named = |s: &std::net::TcpStream| {
+        let local = s.local_addr().expect("addr");
+        format!("PROXY TCP4 127.0.0.1 127.0.0.1 {} {}", local.port(), addr.port())
+    };
+    assert_eq!(get(&mut a), named(&a));
+    assert_eq!(get(&mut b), named(&b));
+    assert_eq!(get(&mut a), named(&a), "the second request of a reuses its upstream connection");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(c.stat("cluster.pp.upstream_cx_total"), Some(2));
 }

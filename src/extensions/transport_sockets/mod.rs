@@ -3,4 +3,5 @@
 //! hands the network layer a ready-to-use transport (`network::tls`), as the
 //! network filters are handed down through `NetworkFilterBuilder`.
 
+pub mod proxy_protocol;
 pub mod tls;

@@ -40,7 +40,7 @@ use crate::config::{ConfigError, FieldPath};
 use crate::extensions::FactoryContext;
 use crate::network::tls::{
     CertificateDetails, ContextCell, ContextCertificates, DownstreamTls, NameVerifier, PeerCertificate, TlsContext,
-    TlsStats, TransportSocketBuilder, UpstreamTls, CIPHER_NAMES,
+    TlsStats, TransportSocketBuilder, UpstreamTls, UpstreamTransport, CIPHER_NAMES,
 };
 use crate::stats::Store;
 use der::subject_public_key_info;
@@ -179,6 +179,15 @@ impl TransportSocketBuilder for TlsSocketBuilder<'_> {
         self.secrets.subscribe(&common, Arc::new(rebuild));
         Ok(tls)
     }
+
+    fn upstream_transport(
+        &self,
+        any: &Any,
+        path: &FieldPath,
+        stat_prefix: &str,
+    ) -> Result<UpstreamTransport, ConfigError> {
+        super::proxy_protocol::upstream_transport(self, self.store, any, path, stat_prefix)
+    }
 }
 
 /// A listener's context from its config and the secrets it names; `None`
@@ -296,6 +305,15 @@ impl TransportSocketBuilder for FactoryContext<'_> {
 
     fn upstream(&self, any: &Any, path: &FieldPath, stat_prefix: &str) -> Result<Arc<UpstreamTls>, ConfigError> {
         TlsSocketBuilder { store: self.store, secrets: self.secrets }.upstream(any, path, stat_prefix)
+    }
+
+    fn upstream_transport(
+        &self,
+        any: &Any,
+        path: &FieldPath,
+        stat_prefix: &str,
+    ) -> Result<UpstreamTransport, ConfigError> {
+        super::proxy_protocol::upstream_transport(self, self.store, any, path, stat_prefix)
     }
 }
 

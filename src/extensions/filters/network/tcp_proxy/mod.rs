@@ -14,6 +14,7 @@ use crate::config::{self, bootstrap::decode_any, ConfigError, FieldPath};
 use crate::define_stats;
 use crate::extensions::{FactoryContext, NetworkFilterExtension};
 use crate::network::filter::LocalBoxFuture;
+use crate::network::tls::TransportOptions;
 use crate::network::{DownstreamConnection, NetworkFilterFactory};
 use crate::thread_local::Slot;
 use crate::upstream::upstream_connection::UpstreamConnection;
@@ -101,6 +102,9 @@ impl NetworkFilterFactory for TcpProxyFilter {
         let stats = self.stats.clone();
         Box::pin(async move {
             let mut upstream = None;
+            // The PROXY protocol header of an `upstream_proxy_protocol` cluster names this connection.
+            let options =
+                TransportOptions { downstream: Some((conn.info.remote, conn.info.local)), ..TransportOptions::NONE };
             for _ in 0..attempts {
                 let Some(host) = cluster.choose_host() else {
                     cluster.info.stats.upstream_cx_none_healthy.inc();
@@ -108,7 +112,7 @@ impl NetworkFilterFactory for TcpProxyFilter {
                 };
                 // Envoy's TCP pool counts each connection attempt as a request.
                 cluster.info.stats.upstream_rq_pending_total.inc();
-                match UpstreamConnection::connect(&cluster.info, &host).await {
+                match UpstreamConnection::connect_for(&cluster.info, &host, None, &options).await {
                     Ok(u) => {
                         cluster.info.stats.upstream_rq_total.inc();
                         host.stats.rq_total.fetch_add(1, Ordering::Relaxed);
