@@ -129,6 +129,9 @@ const TLS_MTLS: &str = "mutual_tls_accepts_the_ca_s_clients_and_refuses_the_rest
 const TLS_RESUMPTION: &str = "session_resumption_follows_the_stateless_and_stateful_switches";
 const TLS_PINS: &str = "pinned_certificates_are_accepted_by_hash_or_spki_and_others_refused";
 const TLS_UPSTREAM: &str = "upstream_tls_sends_sni_and_validates_the_ca";
+const TLS_TICKET_KEYS: &str = "session_ticket_keys_resume_a_session_on_another_process_with_the_same_keys";
+const TICKETS_RS: &str = "src/extensions/transport_sockets/tls/tickets.rs";
+const TICKETS_EXPIRE: &str = "the_first_key_seals_and_every_key_opens_until_the_session_timeout";
 const TLS_ERRORS: &str = "tls_config_courier_cannot_honour_is_refused_naming_the_field";
 const DOWNSTREAM_TLS: &str = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
 const UPSTREAM_TLS: &str = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
@@ -1389,6 +1392,8 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (DOWNSTREAM_TLS, "require_client_certificate", &[test(TLS_IT, TLS_MTLS), compat("tls_termination")]),
     (DOWNSTREAM_TLS, "disable_stateless_session_resumption", &[test(TLS_IT, TLS_RESUMPTION)]),
     (DOWNSTREAM_TLS, "disable_stateful_session_resumption", &[test(TLS_IT, TLS_RESUMPTION)]),
+    (DOWNSTREAM_TLS, "session_ticket_keys", &[test(TLS_IT, TLS_TICKET_KEYS)]),
+    (DOWNSTREAM_TLS, "session_timeout", &[test(TLS_IT, TLS_TICKET_KEYS), test(TICKETS_RS, TICKETS_EXPIRE)]),
     (UPSTREAM_TLS, "common_tls_context", &[test(TLS_IT, TLS_UPSTREAM)]),
     (UPSTREAM_TLS, "sni", &[test(TLS_IT, TLS_UPSTREAM), compat("tls_upstream")]),
     (COMMON_TLS, "tls_params", &[test(TLS_IT, TLS_PARAMS)]),
@@ -1410,6 +1415,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (COMBINED_VC, "validation_context_sds_secret_config", &[test(SDS_IT, SDS_COMBINED)]),
     (SDS_CONFIG, "name", &[test(SDS_IT, SDS_STATIC), compat("tls_secrets")]),
     (SDS_CONFIG, "sds_config", &[test(SDS_IT, SDS_UPSTREAM)]),
+    ("envoy.extensions.transport_sockets.tls.v3.TlsSessionTicketKeys", "keys", &[test(TLS_IT, TLS_TICKET_KEYS)]),
     (SECRET_MSG, "name", &[test(SDS_IT, SDS_STATIC), compat("tls_secrets")]),
     (SECRET_MSG, "tls_certificate", &[test(SDS_IT, SDS_STATIC), compat("tls_secrets")]),
     (SECRET_MSG, "validation_context", &[test(SDS_IT, SDS_STATIC_CA), test(SDS_IT, SDS_UPSTREAM)]),

@@ -433,7 +433,7 @@ fn tls_config_courier_cannot_honour_is_refused_naming_the_field() {
         ),
         (
             format!("session_ticket_keys: {{ keys: [{{ inline_string: x }}] }}\ncommon_tls_context:\n  tls_certificates:\n{pair}"),
-            "session_ticket_keys",
+            "session_ticket_keys.keys[0]: Incorrect TLS session ticket key length. Length 1, expected length 80.",
         ),
         (
             "common_tls_context:\n  tls_certificates:\n  - certificate_chain: { filename: /nonexistent.crt }\n    private_key: { inline_string: x }\n".to_string(),
@@ -859,4 +859,49 @@ fn session_resumption_follows_the_stateless_and_stateful_switches() {
     assert_eq!(resumed(stateless_off, true), Some(1), "TLS 1.2 by session ID");
     let both_off = format!("{stateless_off}disable_stateful_session_resumption: true\n");
     assert_eq!(resumed(&both_off, true), Some(0));
+}
+
+/// `session_ticket_keys`: a ticket one Courier process issued resumes on a
+/// second process whose keys include the one that sealed it (second in its
+/// list, as after a rotation), and not on a process with other keys; by TLS 1.3
+/// and TLS 1.2, as Envoy's processes do with `openssl s_client -sess_out/-sess_in`.
+/// `session_timeout` is the tickets' lifetime (its expiry: the unit tests of
+/// `tls::tickets`).
+#[test]
+fn session_ticket_keys_resume_a_session_on_another_process_with_the_same_keys() {
+    let certs = certs();
+    let up = Upstream::start(|_| {});
+    let key = |fill: u8| base64(&[fill; 80]);
+    let (k1, k2) = (key(1), key(2));
+    let courier = |keys: &[&str]| {
+        let list: String = keys.iter().map(|k| format!("  - inline_bytes: {k}\n")).collect();
+        let tls = format!(
+            "session_timeout: 300s\nsession_ticket_keys:\n  keys:\n{list}{}",
+            common(Some(&certs.server), None, "")
+        );
+        start(&[https_listener("name: keys", &tls)], &[static_cluster("app", &[up.port()])])
+    };
+    let (first, rotated, other) = (courier(&[&k1]), courier(&[&k2, &k1]), courier(&[&k2]));
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let client = || {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(rustls::pki_types::CertificateDer::from(leaf_der(&certs.pki.ca_pem))).expect("CA");
+            let config = rustls::ClientConfig::builder_with_provider(crate::shared_tls::provider())
+                .with_protocol_versions(&[version])
+                .expect("versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Arc::new(config)
+        };
+        // Each client holds only the first process's ticket when it moves on.
+        for (to, resumes) in [(&rotated, true), (&other, false)] {
+            let client = client();
+            let before = to.stat("listener.tls_web.ssl.session_reused");
+            assert_eq!(https_get(first.listener("web"), client.clone(), "/direct").map(|r| r.0), Ok(200));
+            assert_eq!(https_get(to.listener("web"), client, "/direct").map(|r| r.0), Ok(200), "{version:?}");
+            let after = to.stat("listener.tls_web.ssl.session_reused");
+            assert_eq!(after.zip(before).map(|(a, b)| a - b), Some(i64::from(resumes)), "{version:?}");
+        }
+    }
+    assert_eq!(first.stat("listener.tls_web.ssl.session_reused"), Some(0));
 }

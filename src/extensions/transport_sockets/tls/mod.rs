@@ -13,6 +13,7 @@ mod der;
 mod pins;
 mod san_matcher;
 mod secret;
+mod tickets;
 mod verifiers;
 
 pub use secret::{LoadedSecret, SdsSecret, SecretManager, SECRET_TYPE};
@@ -61,6 +62,8 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "require_sni",
             "disable_stateless_session_resumption",
             "disable_stateful_session_resumption",
+            "session_ticket_keys",
+            "session_timeout",
         ],
     ),
     ("envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", &["common_tls_context", "sni"]),
@@ -81,6 +84,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
         &["default_validation_context", "validation_context_sds_secret_config"],
     ),
     ("envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig", &["name", "sds_config"]),
+    ("envoy.extensions.transport_sockets.tls.v3.TlsSessionTicketKeys", &["keys"]),
     // `session_ticket_keys` and `generic_secret` are refused.
     ("envoy.extensions.transport_sockets.tls.v3.Secret", &["name", "tls_certificate", "validation_context"]),
     (
@@ -355,21 +359,25 @@ fn server_config(proto: &DownstreamTlsContext, path: &FieldPath) -> Result<Serve
     Ok(config)
 }
 
-/// Session resumption as Envoy's BoringSSL does it: stateless tickets (under a
-/// key of the context's own) and a stateful session cache, each of which can be
-/// turned off. BoringSSL resumes TLS 1.3 by ticket only, so without stateless
-/// tickets no TLS 1.3 ticket is sent at all; the cache then serves TLS 1.2
-/// session IDs.
+/// Session resumption as Envoy's BoringSSL does it: stateless tickets (under
+/// `session_ticket_keys`, else a key of the context's own) and a stateful
+/// session cache, each of which can be turned off. BoringSSL resumes TLS 1.3 by
+/// ticket only, so without stateless tickets no TLS 1.3 ticket is sent at all;
+/// the cache then serves TLS 1.2 session IDs.
 fn resumption(config: &mut ServerConfig, proto: &DownstreamTlsContext, path: &FieldPath) -> Result<(), ConfigError> {
     use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::downstream_tls_context::SessionTicketKeysType;
-    // Explicit `session_ticket_keys` are refused by the config's field check.
-    let stateless =
-        !matches!(proto.session_ticket_keys_type, Some(SessionTicketKeysType::DisableStatelessSessionResumption(true)));
-    if stateless {
-        config.ticketer =
-            rustls::crypto::ring::Ticketer::new().map_err(|e| path.error(format!("cannot make ticket keys: {e}")))?;
-    } else {
-        config.send_tls13_tickets = 0;
+    // Only whole seconds count, as Envoy's; the schema keeps it below 2^32.
+    let lifetime = proto
+        .session_timeout
+        .as_ref()
+        .map_or(tickets::DEFAULT_LIFETIME, |d| u32::try_from(crate::config::duration(d).as_secs()).unwrap_or(u32::MAX));
+    match &proto.session_ticket_keys_type {
+        Some(SessionTicketKeysType::DisableStatelessSessionResumption(true)) => config.send_tls13_tickets = 0,
+        Some(SessionTicketKeysType::SessionTicketKeys(keys)) => {
+            let keys = tickets::TicketKeys::from_sources(&keys.keys, lifetime, &child(path, "session_ticket_keys"))?;
+            config.ticketer = Arc::new(keys);
+        }
+        _ => config.ticketer = Arc::new(tickets::TicketKeys::random(lifetime, path)?),
     }
     if proto.disable_stateful_session_resumption {
         config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
