@@ -132,6 +132,7 @@ const TLS_UPSTREAM: &str = "upstream_tls_sends_sni_and_validates_the_ca";
 const TLS_TICKET_KEYS: &str = "session_ticket_keys_resume_a_session_on_another_process_with_the_same_keys";
 const TICKETS_RS: &str = "src/extensions/transport_sockets/tls/tickets.rs";
 const TICKETS_EXPIRE: &str = "the_first_key_seals_and_every_key_opens_until_the_session_timeout";
+const TLS_CRL: &str = "crls_refuse_revoked_peers_and_peers_whose_issuer_has_no_crl";
 const TLS_ERRORS: &str = "tls_config_courier_cannot_honour_is_refused_naming_the_field";
 const DOWNSTREAM_TLS: &str = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
 const UPSTREAM_TLS: &str = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
@@ -1449,6 +1450,12 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext",
         "verify_certificate_spki",
         &[test(TLS_IT, TLS_PINS)],
+    ),
+    ("envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext", "crl", &[test(TLS_IT, TLS_CRL)]),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext",
+        "only_verify_leaf_cert_crl",
+        &[test(TLS_IT, TLS_CRL)],
     ),
     ("envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher", "san_type", &[compat("tls_subject_alt_names")]),
     ("envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher", "matcher", &[compat("tls_subject_alt_names")]),

@@ -439,6 +439,14 @@ fn tls_config_courier_cannot_honour_is_refused_naming_the_field() {
             "common_tls_context:\n  tls_certificates:\n  - certificate_chain: { filename: /nonexistent.crt }\n    private_key: { inline_string: x }\n".to_string(),
             "certificate_chain.filename",
         ),
+        (
+            format!("common_tls_context:\n  validation_context: {{ crl: {{ inline_string: x }} }}\n  tls_certificates:\n{pair}"),
+            "validation_context.crl: Failed to load CRL from <inline> without trusted CA",
+        ),
+        (
+            format!("common_tls_context:\n  validation_context:\n    trusted_ca: {{ filename: {cert} }}\n    crl: {{ inline_string: \"-----BEGIN X509 CRL-----\\nAAAA\\n-----END X509 CRL-----\\n\" }}\n  tls_certificates:\n{pair}"),
+            "validation_context.crl: Failed to load CRL from <inline>",
+        ),
     ];
     for (tls, field) in cases {
         let (ok, out) = validate(&listener(&tls));
@@ -904,4 +912,74 @@ fn session_ticket_keys_resume_a_session_on_another_process_with_the_same_keys() 
         }
     }
     assert_eq!(first.stat("listener.tls_web.ssl.session_reused"), Some(0));
+}
+
+/// `crl` and `only_verify_leaf_cert_crl`, as Envoy 1.40 (checked with the same
+/// chains through the real binary): once a `crl` is given, each certificate of
+/// the client's chain needs a CRL from its issuer (only the leaf with
+/// `only_verify_leaf_cert_crl`); a revoked client, one whose issuer has no CRL
+/// or whose CRL has expired is refused (`ssl.fail_verify_error`, alerts
+/// certificate_revoked or unknown_ca); a `crl` that holds no CRL at all loads
+/// and then refuses everyone. Upstream validation reads the same CRLs.
+#[test]
+fn crls_refuse_revoked_peers_and_peers_whose_issuer_has_no_crl() {
+    let certs = certs();
+    let up = Upstream::start(|_| {});
+    let int = certs.pki.intermediate("Courier Test Intermediate");
+    let good = certs.pki.leaf(&["good.test"]);
+    let revoked = certs.pki.leaf(&["revoked.test"]);
+    let mut deep = int.leaf(&["deep.test"]);
+    deep.cert_pem += &int.ca_pem;
+    let root_crl = certs.pki.crl(&["revoked.test"], false);
+    let int_crl = int.crl(&[], false);
+    let file = |name: &str, text: &str| certs.dir.file(name, text).display().to_string();
+    let (root_only, int_only) = (file("root.crl", &root_crl), file("int.crl", &int_crl));
+    let both = file("both.crl", &format!("{root_crl}{int_crl}"));
+    let expired = file("expired.crl", &certs.pki.crl(&[], true));
+    let no_crl = file("none.crl", "no CRL in here\n");
+    // (crl, leaf only, whether good, revoked, deep are served)
+    let cases = [
+        (&root_only, false, [true, false, false]),
+        (&int_only, false, [false, false, false]),
+        (&int_only, true, [false, false, true]),
+        (&both, false, [true, false, true]),
+        (&expired, false, [false, false, false]),
+        (&no_crl, false, [false, false, false]),
+    ];
+    for (crl, leaf_only, served) in cases {
+        let validation = format!(
+            "  validation_context:\n    trusted_ca: {{ filename: {} }}\n    crl: {{ filename: {crl} }}\n    only_verify_leaf_cert_crl: {leaf_only}\n",
+            certs.ca.display()
+        );
+        let tls = format!("require_client_certificate: true\n{}{validation}", common(Some(&certs.server), None, ""));
+        let c = start(&[https_listener("name: crl", &tls)], &[static_cluster("app", &[up.port()])]);
+        for (client, ok) in [&good, &revoked, &deep].into_iter().zip(served) {
+            let got = https_get(c.listener("web"), client_config(&certs.pki.ca_pem, Some(client), &[]), "/direct");
+            assert_eq!(got.is_ok(), ok, "{crl} leaf only {leaf_only}: {got:?}");
+            if client.cert_pem == revoked.cert_pem && crl == &root_only {
+                assert!(got.is_err_and(|e| e.contains("CertificateRevoked")), "the client is told why");
+            }
+        }
+        let refused = served.iter().filter(|ok| !**ok).count() as i64;
+        c.wait_stat("listener.tls_web.ssl.fail_verify_error", |v| v == refused);
+        assert_eq!(c.stat("listener.tls_web.ssl.connection_error"), Some(0));
+    }
+
+    // A cluster's validation context: the upstream's revoked certificate fails the connect.
+    let tls_up = TlsUpstream::start(&certs.pki.leaf(&["revoked.test"]));
+    let cluster = format!(
+        "{}{}",
+        static_cluster("app", &[tls_up.port]),
+        transport_socket(
+            "UpstreamTlsContext",
+            &format!(
+                "common_tls_context:\n  validation_context:\n    trusted_ca: {{ filename: {} }}\n    crl: {{ filename: {root_only} }}\n",
+                certs.ca.display()
+            ),
+            4
+        )
+    );
+    let c = start(&[plain_listener()], &[cluster]);
+    assert_eq!(http_request(c.listener("plain"), "GET", "/").0, 503);
+    assert_eq!(c.stat("cluster.app.ssl.fail_verify_error"), Some(1));
 }

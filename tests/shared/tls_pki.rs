@@ -34,6 +34,41 @@ impl Pki {
         Pki { ca, ca_pem }
     }
 
+    /// A CA named `name` that this one signed; its `ca_pem` is its own
+    /// certificate (a peer shows it after its leaf).
+    pub fn intermediate(&self, name: &str) -> Pki {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.serial_number = Some(serial_for(name));
+        let ca = CertifiedIssuer::signed_by(params, KeyPair::generate().expect("CA key"), &self.ca).expect("CA cert");
+        let ca_pem = ca.pem();
+        Pki { ca, ca_pem }
+    }
+
+    /// This CA's CRL (PEM), revoking the certificates it made for each of
+    /// `revoked` (their first name); `expired`: its next update has passed.
+    pub fn crl(&self, revoked: &[&str], expired: bool) -> String {
+        let revoked_certs = revoked
+            .iter()
+            .map(|name| rcgen::RevokedCertParams {
+                serial_number: serial_for(name),
+                revocation_time: rcgen::date_time_ymd(2024, 1, 1),
+                reason_code: None,
+                invalidity_date: None,
+            })
+            .collect();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2024, 1, 1),
+            next_update: if expired { rcgen::date_time_ymd(2024, 1, 2) } else { rcgen::date_time_ymd(4000, 1, 1) },
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        params.signed_by(&self.ca).expect("CRL").pem().expect("CRL PEM")
+    }
+
     /// A certificate for `names` (server: DNS names; client: any name).
     pub fn leaf(&self, names: &[&str]) -> Leaf {
         let key = KeyPair::generate().expect("key");

@@ -4,11 +4,12 @@
 //! checked by the config walker); a value rustls cannot do (TLS 1.0/1.1, a cipher
 //! it lacks) is refused here with the field's path. Without a validation context
 //! an upstream certificate is not verified, as Envoy; with one, its chain is
-//! verified against `trusted_ca`, and its name only against
-//! `match_typed_subject_alt_names` (`san_matcher`), as Envoy's. Certificates and
+//! verified against `trusted_ca` (and its `crl`s: `crl`), and its name only
+//! against `match_typed_subject_alt_names` (`san_matcher`), as Envoy's. Certificates and
 //! validation contexts may also come from secrets (`secret`): a context is built
 //! with them put inline, and built again when an SDS secret changes.
 
+mod crl;
 mod der;
 mod pins;
 mod san_matcher;
@@ -100,6 +101,8 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "match_subject_alt_names",
             "verify_certificate_hash",
             "verify_certificate_spki",
+            "crl",
+            "only_verify_leaf_cert_crl",
         ],
     ),
     // `oid` (OTHER_NAME) is refused.
@@ -317,14 +320,18 @@ fn server_config(proto: &DownstreamTlsContext, path: &FieldPath) -> Result<Serve
         .with_protocol_versions(&versions)
         .map_err(|e| common_path.field_error("tls_params", e.to_string()))?;
     let require = proto.require_client_certificate.as_ref().is_some_and(|b| b.value);
-    let checks = peer_checks(&common, &common_path)?;
+    let (checks, revocation) = peer_checks_and_crls(&common, &common_path)?;
     let builder = match trusted_ca(&common, &common_path)? {
         Some(roots) => {
             let verifier =
                 rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
             let verifier = if require { verifier } else { verifier.allow_unauthenticated() };
+            let verifier = match revocation {
+                Some(r) => r.client(verifier),
+                None => verifier,
+            };
             let webpki = verifier.build().map_err(|e| common_path.field_error("validation_context", e.to_string()))?;
-            if checks.san.is_empty() && checks.pins.is_empty() {
+            if checks.is_empty() {
                 builder.with_client_cert_verifier(webpki)
             } else {
                 builder.with_client_cert_verifier(Arc::new(CheckedClientVerifier { webpki, checks }))
@@ -393,12 +400,15 @@ fn client_config(proto: &UpstreamTlsContext, path: &FieldPath) -> Result<ClientC
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| common_path.field_error("tls_params", e.to_string()))?;
-    let checks = peer_checks(&common, &common_path)?;
+    let (checks, revocation) = peer_checks_and_crls(&common, &common_path)?;
     let verifier: Arc<dyn ServerCertVerifier> = match trusted_ca(&common, &common_path)? {
         Some(roots) => {
-            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .map_err(|e| common_path.field_error("validation_context", e.to_string()))?;
+            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+            let webpki = match revocation {
+                Some(r) => r.server(webpki),
+                None => webpki,
+            };
+            let webpki = webpki.build().map_err(|e| common_path.field_error("validation_context", e.to_string()))?;
             Arc::new(ChainOnlyVerifier { webpki, checks })
         }
         None => Arc::new(UnverifiedServerCert { provider, pins: checks.pins }),
@@ -554,10 +564,7 @@ fn certificate_details(
     most: usize,
 ) -> Result<Vec<CertificateDetails>, ConfigError> {
     let pem = data(Some(source), path)?;
-    let shown = match &source.specifier {
-        Some(Specifier::Filename(f)) => f.clone(),
-        _ => "<inline>".into(),
-    };
+    let shown = source_name(source);
     let mut out = Vec::new();
     for cert in CertificateDer::pem_slice_iter(&pem).take(most) {
         let der = cert.map_err(|e| path.error(format!("invalid PEM certificate: {e}")))?;
@@ -689,7 +696,22 @@ fn peer_checks(common: &CommonTlsContext, path: &FieldPath) -> Result<PeerChecks
             vc_path.error("SAN-based verification of peer certificates without trusted CA is insecure and not allowed")
         );
     }
-    Ok(PeerChecks { san, pins: CertificatePins::from_proto(vc, &vc_path)? })
+    Ok(PeerChecks { san, pins: CertificatePins::from_proto(vc, &vc_path)?, no_crl_loaded: false })
+}
+
+/// The validation context's checks of a peer's leaf and its CRLs (`None`
+/// without a `crl`); a `crl` that holds no CRL fails every peer, as Envoy's.
+fn peer_checks_and_crls(
+    common: &CommonTlsContext,
+    path: &FieldPath,
+) -> Result<(PeerChecks, Option<crl::Revocation>), ConfigError> {
+    let mut checks = peer_checks(common, path)?;
+    let Some(ValidationContextType::ValidationContext(vc)) = &common.validation_context_type else {
+        return Ok((checks, None));
+    };
+    let revocation = crl::Revocation::from_proto(vc, &child(path, "validation_context"))?;
+    checks.no_crl_loaded = revocation.as_ref().is_some_and(crl::Revocation::none_loaded);
+    Ok((checks, revocation))
 }
 
 /// `validation_context.trusted_ca` as roots; `None` without one (no verification).
@@ -715,6 +737,14 @@ fn trusted_ca(common: &CommonTlsContext, path: &FieldPath) -> Result<Option<Root
         return Err(ca_path.error("no CA certificate found"));
     }
     Ok(Some(roots))
+}
+
+/// How Envoy names a `DataSource` in `/certs` and errors: its file, or `<inline>`.
+fn source_name(source: &DataSource) -> String {
+    match &source.specifier {
+        Some(Specifier::Filename(f)) => f.clone(),
+        _ => "<inline>".into(),
+    }
 }
 
 /// A `DataSource`'s bytes (file or inline).

@@ -26,7 +26,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CertificateValidationContext, CommonTlsContext, SdsSecretConfig, Secret, TlsCertificate,
 };
 
-use super::{certificate, certified_key, child, data, peer_checks, provider_for, trusted_ca};
+use super::{certificate, certified_key, child, data, peer_checks_and_crls, provider_for, trusted_ca};
 use crate::config::path_source::PathSource;
 use crate::config::{ConfigError, FieldPath};
 
@@ -312,7 +312,7 @@ impl SdsSecret {
         let Some(current) = self.current() else { return Vec::new() };
         let sources = match &current.configured.r#type {
             Some(SecretType::TlsCertificate(c)) => vec![&c.certificate_chain, &c.private_key],
-            Some(SecretType::ValidationContext(vc)) => vec![&vc.trusted_ca],
+            Some(SecretType::ValidationContext(vc)) => vec![&vc.trusted_ca, &vc.crl],
             _ => Vec::new(),
         };
         let named = sources.into_iter().flatten().filter_map(|s| match &s.specifier {
@@ -383,7 +383,7 @@ fn check(secret: &Secret, path: &FieldPath) -> Result<(), ConfigError> {
                 validation_context_type: Some(ValidationContextType::ValidationContext(vc.clone())),
                 ..Default::default()
             };
-            peer_checks(&common, path)?;
+            peer_checks_and_crls(&common, path)?;
             trusted_ca(&common, path).map(drop)
         }
         _ => Err(path.error(format!("secret {} needs a tls_certificate or a validation_context", secret.name))),
@@ -405,7 +405,9 @@ fn read_files_in(secret: &mut Secret, path: &FieldPath) -> Result<(), ConfigErro
             inline(&mut cert.private_key, child(&p, "private_key"))
         }
         Some(SecretType::ValidationContext(vc)) => {
-            inline(&mut vc.trusted_ca, child(&child(path, "validation_context"), "trusted_ca"))
+            let p = child(path, "validation_context");
+            inline(&mut vc.trusted_ca, child(&p, "trusted_ca"))?;
+            inline(&mut vc.crl, child(&p, "crl"))
         }
         _ => Ok(()),
     }
@@ -418,6 +420,10 @@ fn merged(mut base: CertificateValidationContext, over: CertificateValidationCon
     if over.trusted_ca.is_some() {
         base.trusted_ca = over.trusted_ca;
     }
+    if over.crl.is_some() {
+        base.crl = over.crl;
+    }
+    base.only_verify_leaf_cert_crl |= over.only_verify_leaf_cert_crl;
     base.match_typed_subject_alt_names.extend(over.match_typed_subject_alt_names);
     #[allow(deprecated)]
     base.match_subject_alt_names.extend(over.match_subject_alt_names);
