@@ -132,6 +132,7 @@ const TLS_UPSTREAM: &str = "upstream_tls_sends_sni_and_validates_the_ca";
 const TLS_TICKET_KEYS: &str = "session_ticket_keys_resume_a_session_on_another_process_with_the_same_keys";
 const TICKETS_RS: &str = "src/extensions/transport_sockets/tls/tickets.rs";
 const TICKETS_EXPIRE: &str = "the_first_key_seals_and_every_key_opens_until_the_session_timeout";
+const TLS_OCSP: &str = "ocsp_staples_go_to_clients_that_ask_and_the_policy_rules_an_expired_one";
 const TLS_CRL: &str = "crls_refuse_revoked_peers_and_peers_whose_issuer_has_no_crl";
 const TLS_ERRORS: &str = "tls_config_courier_cannot_honour_is_refused_naming_the_field";
 const DOWNSTREAM_TLS: &str = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
@@ -1395,6 +1396,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (DOWNSTREAM_TLS, "disable_stateful_session_resumption", &[test(TLS_IT, TLS_RESUMPTION)]),
     (DOWNSTREAM_TLS, "session_ticket_keys", &[test(TLS_IT, TLS_TICKET_KEYS)]),
     (DOWNSTREAM_TLS, "session_timeout", &[test(TLS_IT, TLS_TICKET_KEYS), test(TICKETS_RS, TICKETS_EXPIRE)]),
+    (DOWNSTREAM_TLS, "ocsp_staple_policy", &[test(TLS_IT, TLS_OCSP)]),
     (UPSTREAM_TLS, "common_tls_context", &[test(TLS_IT, TLS_UPSTREAM)]),
     (UPSTREAM_TLS, "sni", &[test(TLS_IT, TLS_UPSTREAM), compat("tls_upstream")]),
     (COMMON_TLS, "tls_params", &[test(TLS_IT, TLS_PARAMS)]),
@@ -1426,6 +1428,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (TLS_PARAMS_MSG, "ecdh_curves", &[test(TLS_IT, "ecdh_curves_choose_the_key_exchange")]),
     ("envoy.extensions.transport_sockets.tls.v3.TlsCertificate", "certificate_chain", &[test(TLS_IT, TLS_PARAMS)]),
     ("envoy.extensions.transport_sockets.tls.v3.TlsCertificate", "private_key", &[test(TLS_IT, TLS_PARAMS)]),
+    ("envoy.extensions.transport_sockets.tls.v3.TlsCertificate", "ocsp_staple", &[test(TLS_IT, TLS_OCSP)]),
     (
         "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext",
         "trusted_ca",

@@ -983,3 +983,125 @@ fn crls_refuse_revoked_peers_and_peers_whose_issuer_has_no_crl() {
     assert_eq!(http_request(c.listener("plain"), "GET", "/").0, 503);
     assert_eq!(c.stat("cluster.app.ssl.fail_verify_error"), Some(1));
 }
+
+/// A client's verifier that keeps the OCSP response the server stapled (rustls
+/// hands it to the verifier only); rustls asks for one in every ClientHello.
+#[derive(Debug)]
+struct StapleCatcher {
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    stapled: Mutex<Option<Vec<u8>>>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for StapleCatcher {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        *self.stapled.lock().expect("lock") = (!ocsp.is_empty()).then(|| ocsp.to_vec());
+        self.webpki.verify_server_cert(end_entity, intermediates, server_name, &[], now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// `ocsp_staple` and `ocsp_staple_policy`, as Envoy 1.40 (checked with
+/// `openssl s_client -status` through the real binary on the same responses):
+/// a client that asks gets a valid staple (TLS 1.3 and 1.2); an expired one is
+/// omitted under LENIENT_STAPLING and fails the handshake under
+/// STRICT_STAPLING (alert handshake_failure, `connection_error`), with Envoy's
+/// `ssl.ocsp_staple_*` counts. A response for another certificate and a
+/// MUST_STAPLE certificate without one are start-up errors naming the field.
+#[test]
+fn ocsp_staples_go_to_clients_that_ask_and_the_policy_rules_an_expired_one() {
+    let certs = certs();
+    let up = Upstream::start(|_| {});
+    let staple = |name: &str, der: Vec<u8>| {
+        let path = certs.dir.0.join(name);
+        std::fs::write(&path, der).expect("write staple");
+        path.display().to_string()
+    };
+    let good_der = certs.pki.ocsp_response(SERVER_NAME, Some("40000101000000Z"));
+    let good = staple("good.ocsp", good_der.clone());
+    let expired = staple("expired.ocsp", certs.pki.ocsp_response(SERVER_NAME, Some("20240102000000Z")));
+    let other = staple("other.ocsp", certs.pki.ocsp_response("other.test", Some("40000101000000Z")));
+    let tls = |policy: &str, staple: Option<&str>| {
+        let (c, k) = (certs.server.0.display(), certs.server.1.display());
+        let staple = staple.map(|s| format!("    ocsp_staple: {{ filename: {s} }}\n")).unwrap_or_default();
+        format!("{policy}common_tls_context:\n  tls_certificates:\n  - certificate_chain: {{ filename: {c} }}\n    private_key: {{ filename: {k} }}\n{staple}")
+    };
+    let client = |version: &'static rustls::SupportedProtocolVersion| {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(rustls::pki_types::CertificateDer::from(leaf_der(&certs.pki.ca_pem))).expect("CA");
+        let webpki =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), crate::shared_tls::provider())
+                .build()
+                .expect("verifier");
+        let catcher = Arc::new(StapleCatcher { webpki, stapled: Mutex::new(None) });
+        let config = rustls::ClientConfig::builder_with_provider(crate::shared_tls::provider())
+            .with_protocol_versions(&[version])
+            .expect("versions")
+            .dangerous()
+            .with_custom_certificate_verifier(catcher.clone())
+            .with_no_client_auth();
+        (Arc::new(config), catcher)
+    };
+    let strict = "ocsp_staple_policy: STRICT_STAPLING\n";
+    // (policy, staple, served, stapled, [responses, omitted, failed])
+    let cases = [
+        ("", &good, true, true, [2, 0, 0]),
+        ("ocsp_staple_policy: MUST_STAPLE\n", &good, true, true, [2, 0, 0]),
+        ("", &expired, true, false, [0, 2, 0]),
+        (strict, &expired, false, false, [0, 0, 2]),
+    ];
+    for (policy, staple, served, stapled, counts) in cases {
+        let c =
+            start(&[https_listener("name: ocsp", &tls(policy, Some(staple)))], &[static_cluster("app", &[up.port()])]);
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let (config, catcher) = client(version);
+            let got = https_get(c.listener("web"), config, "/direct");
+            assert_eq!(got.is_ok(), served, "{policy}{staple} {version:?}: {got:?}");
+            if !served {
+                assert!(got.is_err_and(|e| e.contains("HandshakeFailure")), "Envoy's alert");
+            }
+            let want = stapled.then(|| good_der.clone());
+            assert_eq!(*catcher.stapled.lock().expect("lock"), want, "{policy}{staple} {version:?}");
+        }
+        let stat = |name: &str| c.stat(&format!("listener.tls_web.ssl.ocsp_staple_{name}"));
+        assert_eq!(stat("requests"), Some(2));
+        assert_eq!([stat("responses"), stat("omitted"), stat("failed")], counts.map(Some), "{policy}{staple}");
+        assert_eq!(c.stat("listener.tls_web.ssl.connection_error"), Some(counts[2]));
+    }
+
+    let listener = |tls: &str| config(&[https_listener("name: ocsp", tls)], &[static_cluster("app", &[up.port()])]);
+    let (ok, out) = validate(&listener(&tls("", Some(&other))));
+    assert!(
+        !ok && out.contains("tls_certificates[0].ocsp_staple: OCSP response does not match its TLS certificate"),
+        "{out}"
+    );
+    let (ok, out) = validate(&listener(&tls("ocsp_staple_policy: MUST_STAPLE\n", None)));
+    assert!(!ok && out.contains("ocsp_staple: Required OCSP response is missing from TLS context"), "{out}");
+}

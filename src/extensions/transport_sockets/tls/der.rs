@@ -9,12 +9,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::network::tls::SubjectAltName;
 
-const SEQUENCE: u8 = 0x30;
-const INTEGER: u8 = 0x02;
-const OCTET_STRING: u8 = 0x04;
+pub(super) const SEQUENCE: u8 = 0x30;
+pub(super) const INTEGER: u8 = 0x02;
+pub(super) const OCTET_STRING: u8 = 0x04;
 const OID: u8 = 0x06;
 const UTC_TIME: u8 = 0x17;
-const GENERALIZED_TIME: u8 = 0x18;
+pub(super) const GENERALIZED_TIME: u8 = 0x18;
 /// `tbsCertificate`'s `[0] EXPLICIT version`, present from v2 on.
 const VERSION: u8 = 0xa0;
 /// `tbsCertificate`'s `[3] EXPLICIT extensions` (v3).
@@ -28,9 +28,9 @@ const IP_ADDRESS: u8 = 0x87;
 
 /// One DER element read off the front of an input: (tag, whole element, its
 /// content, rest of the input).
-type Element<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+pub(super) type Element<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
 
-fn element(input: &[u8]) -> Option<Element<'_>> {
+pub(super) fn element(input: &[u8]) -> Option<Element<'_>> {
     let (&tag, after_tag) = input.split_first()?;
     let (&first, after_len) = after_tag.split_first()?;
     let (len, header) = if first < 0x80 {
@@ -215,7 +215,7 @@ fn escape_rfc2253(value: &[u8]) -> String {
 }
 
 /// BoringSSL's `BN_bn2hex` of a non-negative serial, lowercased as Envoy does.
-fn serial_hex(serial: &[u8]) -> String {
+pub(super) fn serial_hex(serial: &[u8]) -> String {
     let significant: Vec<u8> = serial.iter().copied().skip_while(|&b| b == 0).collect();
     if significant.is_empty() {
         return "0".into();
@@ -269,7 +269,7 @@ fn subject_alt_names(extensions: &[u8]) -> Option<Vec<SubjectAltName>> {
 
 /// A `Time` (UTCTime `YYMMDDHHMMSSZ`, years 50–99 being 19xx, or
 /// GeneralizedTime `YYYYMMDDHHMMSSZ`) as seconds since the Unix epoch.
-fn time(tag: u8, content: &[u8]) -> Option<i64> {
+pub(super) fn time(tag: u8, content: &[u8]) -> Option<i64> {
     let text = std::str::from_utf8(content).ok()?.strip_suffix('Z')?;
     if !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;

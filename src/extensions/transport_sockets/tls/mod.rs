@@ -11,6 +11,7 @@
 
 mod crl;
 mod der;
+mod ocsp;
 mod pins;
 mod san_matcher;
 mod secret;
@@ -40,8 +41,8 @@ use crate::config::bootstrap::decode_any;
 use crate::config::{ConfigError, FieldPath};
 use crate::extensions::FactoryContext;
 use crate::network::tls::{
-    CertificateDetails, ContextCell, ContextCertificates, DownstreamTls, PeerCertificate, TlsContext, TlsStats,
-    TransportSocketBuilder, UpstreamTls, CIPHER_NAMES,
+    CertificateDetails, ContextCell, ContextCertificates, DownstreamTls, OcspStaplePolicy, OcspStapling,
+    PeerCertificate, TlsContext, TlsStats, TransportSocketBuilder, UpstreamTls, CIPHER_NAMES,
 };
 use crate::stats::Store;
 use der::subject_public_key_info;
@@ -65,6 +66,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "disable_stateful_session_resumption",
             "session_ticket_keys",
             "session_timeout",
+            "ocsp_staple_policy",
         ],
     ),
     ("envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", &["common_tls_context", "sni"]),
@@ -92,7 +94,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
         "envoy.extensions.transport_sockets.tls.v3.TlsParameters",
         &["tls_minimum_protocol_version", "tls_maximum_protocol_version", "cipher_suites", "ecdh_curves"],
     ),
-    ("envoy.extensions.transport_sockets.tls.v3.TlsCertificate", &["certificate_chain", "private_key"]),
+    ("envoy.extensions.transport_sockets.tls.v3.TlsCertificate", &["certificate_chain", "private_key", "ocsp_staple"]),
     (
         "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext",
         &[
@@ -197,9 +199,9 @@ fn downstream_context(
     }
     let Some(common) = secrets.resolve(&common, &common_path)? else { return Ok(None) };
     let proto = DownstreamTlsContext { common_tls_context: Some(common), ..proto.clone() };
-    let config = server_config(&proto, path)?;
+    let (config, ocsp) = server_config(&proto, path)?;
     let certificates = context_certificates(proto.common_tls_context.as_ref(), path)?;
-    Ok(Some(TlsContext { config: Arc::new(config), fallback: None, certificates }))
+    Ok(Some(TlsContext { config: Arc::new(config), fallback: None, certificates, ocsp }))
 }
 
 /// A cluster's context, as `downstream_context`, with its ALPN fallbacks.
@@ -228,7 +230,7 @@ fn upstream_context(
             Arc::new(c)
         })
     });
-    Ok(Some(TlsContext { config: Arc::new(config), fallback, certificates }))
+    Ok(Some(TlsContext { config: Arc::new(config), fallback, certificates, ocsp: OcspStapling::default() }))
 }
 
 /// Envoy's `ssl.certificate.<name>.expiration_unix_time_seconds` of each
@@ -311,7 +313,8 @@ fn child(path: &FieldPath, name: &str) -> FieldPath {
     p
 }
 
-fn server_config(proto: &DownstreamTlsContext, path: &FieldPath) -> Result<ServerConfig, ConfigError> {
+/// A listener's rustls config, and its OCSP staples for the handshakes to decide by.
+fn server_config(proto: &DownstreamTlsContext, path: &FieldPath) -> Result<(ServerConfig, OcspStapling), ConfigError> {
     let common_path = child(path, "common_tls_context");
     let common = proto.common_tls_context.clone().unwrap_or_default();
     let provider = provider_for(&common, &common_path)?;
@@ -347,23 +350,72 @@ fn server_config(proto: &DownstreamTlsContext, path: &FieldPath) -> Result<Serve
         None => builder.with_no_client_auth(),
     };
     let pairs = all_certificates(&common, &common_path)?;
+    let policy = ocsp_policy(proto, path)?;
+    let mut ocsp = OcspStapling { policy, valid_until: Vec::with_capacity(pairs.len()) };
     let mut config = match pairs.len() {
         0 => return Err(common_path.field_error("tls_certificates", "a TLS listener needs a certificate")),
         _ => {
             let mut keys = Vec::with_capacity(pairs.len());
-            for (i, (chain, key)) in pairs.into_iter().enumerate() {
+            for (i, ((chain, key), cert)) in pairs.into_iter().zip(&common.tls_certificates).enumerate() {
+                let cert_path = indexed(&common_path, "tls_certificates", i);
+                let staple = ocsp_staple(cert, &chain, &cert_path)?;
+                if staple.is_none() && policy == OcspStaplePolicy::MustStaple {
+                    return Err(
+                        cert_path.field_error("ocsp_staple", "Required OCSP response is missing from TLS context")
+                    );
+                }
                 let certified = certified_key(chain, key, &provider).map_err(|e| {
                     common_path
                         .field_error(&format!("tls_certificates[{i}]"), format!("invalid certificate or key: {e}"))
                 })?;
-                keys.push(Arc::new(certified));
+                ocsp.valid_until.push(staple.as_ref().map(|(_, until)| *until));
+                let stapled = staple.map(|(der, until)| {
+                    let mut with = certified.clone();
+                    with.ocsp = Some(der);
+                    (Arc::new(with), until)
+                });
+                keys.push(ServedKey { key: Arc::new(certified), stapled });
             }
             builder.with_cert_resolver(Arc::new(SniResolver { keys }))
         }
     };
     config.alpn_protocols = common.alpn_protocols.iter().map(|p| p.as_bytes().to_vec()).collect();
     resumption(&mut config, proto, path)?;
-    Ok(config)
+    Ok((config, ocsp))
+}
+
+/// `ocsp_staple_policy` (LENIENT_STAPLING by default).
+fn ocsp_policy(proto: &DownstreamTlsContext, path: &FieldPath) -> Result<OcspStaplePolicy, ConfigError> {
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::downstream_tls_context::OcspStaplePolicy as P;
+    match P::try_from(proto.ocsp_staple_policy) {
+        Ok(P::LenientStapling) => Ok(OcspStaplePolicy::Lenient),
+        Ok(P::StrictStapling) => Ok(OcspStaplePolicy::Strict),
+        Ok(P::MustStaple) => Ok(OcspStaplePolicy::MustStaple),
+        Err(_) => Err(path.field_error("ocsp_staple_policy", "unknown policy")),
+    }
+}
+
+/// A certificate's `ocsp_staple` (DER) and until when it is valid, checked
+/// against the certificate as Envoy checks it; `None` without one (an empty
+/// source is none, as in Envoy).
+fn ocsp_staple(
+    cert: &envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::TlsCertificate,
+    chain: &[CertificateDer<'static>],
+    path: &FieldPath,
+) -> Result<Option<(Vec<u8>, i64)>, ConfigError> {
+    let Some(source) = &cert.ocsp_staple else { return Ok(None) };
+    let staple_path = child(path, "ocsp_staple");
+    let der = data(Some(source), &staple_path)?;
+    if der.is_empty() {
+        return Ok(None);
+    }
+    let serial = chain
+        .first()
+        .and_then(|leaf| der::certificate_fields(leaf.as_ref()))
+        .ok_or_else(|| path.field_error("certificate_chain", "cannot read the certificate's serial number"))?
+        .serial_number;
+    let until = ocsp::valid_until(&der, &serial).map_err(|e| staple_path.error(e))?;
+    Ok(Some((der, until)))
 }
 
 /// Session resumption as Envoy's BoringSSL does it: stateless tickets (under
@@ -662,23 +714,45 @@ fn certified_key(
 /// the client sent, else the first one.
 #[derive(Debug)]
 struct SniResolver {
-    keys: Vec<Arc<rustls::sign::CertifiedKey>>,
+    keys: Vec<ServedKey>,
+}
+
+/// A listener certificate, and the same with its OCSP staple and until when
+/// the staple is valid (rustls sends it only to a client that asked).
+#[derive(Debug)]
+struct ServedKey {
+    key: Arc<rustls::sign::CertifiedKey>,
+    stapled: Option<(Arc<rustls::sign::CertifiedKey>, i64)>,
+}
+
+impl ServedKey {
+    /// An expired staple is not sent: the handshake already counted (or failed) it.
+    fn now(&self) -> Arc<rustls::sign::CertifiedKey> {
+        let now = || {
+            let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            since.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        };
+        match &self.stapled {
+            Some((stapled, until)) if now() < *until => stapled.clone(),
+            _ => self.key.clone(),
+        }
+    }
 }
 
 impl rustls::server::ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
         if let [only] = self.keys.as_slice() {
-            return Some(only.clone());
+            return Some(only.now());
         }
         let name = hello
             .server_name()
             .and_then(|n| rustls::pki_types::DnsName::try_from(n).ok())
             .map(|n| ServerName::DnsName(n.to_owned()));
-        let covers = |key: &rustls::sign::CertifiedKey| {
-            let (Some(name), Some(leaf)) = (&name, key.cert.first()) else { return false };
+        let covers = |served: &&ServedKey| {
+            let (Some(name), Some(leaf)) = (&name, served.key.cert.first()) else { return false };
             webpki::EndEntityCert::try_from(leaf).is_ok_and(|c| c.verify_is_valid_for_subject_name(name).is_ok())
         };
-        self.keys.iter().find(|k| covers(k)).or_else(|| self.keys.first()).cloned()
+        self.keys.iter().find(covers).or_else(|| self.keys.first()).map(ServedKey::now)
     }
 }
 
@@ -807,7 +881,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        server_config(&proto, &FieldPath::starting_at("transport_socket.typed_config"))
+        server_config(&proto, &FieldPath::starting_at("transport_socket.typed_config")).map(|(c, _)| c)
     }
 
     /// Made with `openssl x509 -req -signkey` (no extensions, so version 1), as the

@@ -311,7 +311,7 @@ impl SdsSecret {
     pub fn named_files(&self) -> Vec<std::path::PathBuf> {
         let Some(current) = self.current() else { return Vec::new() };
         let sources = match &current.configured.r#type {
-            Some(SecretType::TlsCertificate(c)) => vec![&c.certificate_chain, &c.private_key],
+            Some(SecretType::TlsCertificate(c)) => vec![&c.certificate_chain, &c.private_key, &c.ocsp_staple],
             Some(SecretType::ValidationContext(vc)) => vec![&vc.trusted_ca, &vc.crl],
             _ => Vec::new(),
         };
@@ -402,7 +402,8 @@ fn read_files_in(secret: &mut Secret, path: &FieldPath) -> Result<(), ConfigErro
         Some(SecretType::TlsCertificate(cert)) => {
             let p = child(path, "tls_certificate");
             inline(&mut cert.certificate_chain, child(&p, "certificate_chain"))?;
-            inline(&mut cert.private_key, child(&p, "private_key"))
+            inline(&mut cert.private_key, child(&p, "private_key"))?;
+            inline(&mut cert.ocsp_staple, child(&p, "ocsp_staple"))
         }
         Some(SecretType::ValidationContext(vc)) => {
             let p = child(path, "validation_context");
