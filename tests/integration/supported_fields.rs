@@ -1454,11 +1454,15 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "verify_certificate_spki",
         &[test(TLS_IT, TLS_PINS)],
     ),
-    ("envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext", "crl", &[test(TLS_IT, TLS_CRL)]),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext",
+        "crl",
+        &[test(TLS_IT, TLS_CRL), compat("tls_crl")],
+    ),
     (
         "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext",
         "only_verify_leaf_cert_crl",
-        &[test(TLS_IT, TLS_CRL)],
+        &[test(TLS_IT, TLS_CRL), compat("tls_crl")],
     ),
     ("envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher", "san_type", &[compat("tls_subject_alt_names")]),
     ("envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher", "matcher", &[compat("tls_subject_alt_names")]),
