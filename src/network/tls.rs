@@ -418,6 +418,22 @@ fn presented_index(certificates: &ContextCertificates, sni: Option<&str>) -> Opt
 /// (malformed, too large, cut short) reads as one asking for nothing: rustls
 /// judges it.
 async fn peek_client_hello(tcp: &TcpStream) -> Option<Option<ClientHello>> {
+    // A handshake that times out while the hello is incomplete closes the
+    // socket: what was peeked is read out first, so the close is a FIN.
+    struct DrainOnDrop<'a>(&'a TcpStream);
+    impl Drop for DrainOnDrop<'_> {
+        fn drop(&mut self) {
+            drain(self.0);
+        }
+    }
+    let guard = DrainOnDrop(tcp);
+    let hello = peek_whole_hello(tcp).await;
+    std::mem::forget(guard);
+    hello
+}
+
+/// `peek_client_hello`'s peeking.
+async fn peek_whole_hello(tcp: &TcpStream) -> Option<Option<ClientHello>> {
     let mut buf = vec![0u8; 1024];
     let mut have = 0;
     loop {
@@ -441,10 +457,19 @@ async fn peek_client_hello(tcp: &TcpStream) -> Option<Option<ClientHello>> {
     }
 }
 
-/// Reads what came, so a close is a FIN, not a reset for unread data.
+/// Reads what came, so a close is a FIN, not a reset for unread data. A
+/// plain `recv`: after `peek_more` tokio may hold the socket not readable,
+/// and its `try_read` would not look.
 fn drain(tcp: &TcpStream) {
+    use std::os::fd::AsRawFd;
     let mut sink = [0u8; 1024];
-    while matches!(tcp.try_read(&mut sink), Ok(n) if n > 0) {}
+    loop {
+        // SAFETY: `sink` is valid for its length and the fd is open while `tcp` is borrowed.
+        let n = unsafe { libc::recv(tcp.as_raw_fd(), sink.as_mut_ptr().cast(), sink.len(), libc::MSG_DONTWAIT) };
+        if n <= 0 {
+            break;
+        }
+    }
 }
 
 /// Why a downstream handshake gave no session.
