@@ -132,6 +132,7 @@ const TLS_UPSTREAM: &str = "upstream_tls_sends_sni_and_validates_the_ca";
 const TLS_TICKET_KEYS: &str = "session_ticket_keys_resume_a_session_on_another_process_with_the_same_keys";
 const TICKETS_RS: &str = "src/extensions/transport_sockets/tls/tickets.rs";
 const TICKETS_EXPIRE: &str = "the_first_key_seals_and_every_key_opens_until_the_session_timeout";
+const TLS_TICKET_SECRETS: &str = "ticket_keys_from_a_static_or_sds_secret_open_another_process_s_tickets";
 const TLS_OCSP: &str = "ocsp_staples_go_to_clients_that_ask_and_the_policy_rules_an_expired_one";
 const TLS_CRL: &str = "crls_refuse_revoked_peers_and_peers_whose_issuer_has_no_crl";
 const TLS_ERRORS: &str = "tls_config_courier_cannot_honour_is_refused_naming_the_field";
@@ -1397,6 +1398,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (DOWNSTREAM_TLS, "session_ticket_keys", &[test(TLS_IT, TLS_TICKET_KEYS)]),
     (DOWNSTREAM_TLS, "session_timeout", &[test(TLS_IT, TLS_TICKET_KEYS), test(TICKETS_RS, TICKETS_EXPIRE)]),
     (DOWNSTREAM_TLS, "ocsp_staple_policy", &[test(TLS_IT, TLS_OCSP)]),
+    (DOWNSTREAM_TLS, "session_ticket_keys_sds_secret_config", &[test(TLS_IT, TLS_TICKET_SECRETS)]),
     (UPSTREAM_TLS, "common_tls_context", &[test(TLS_IT, TLS_UPSTREAM)]),
     (UPSTREAM_TLS, "sni", &[test(TLS_IT, TLS_UPSTREAM), compat("tls_upstream")]),
     (COMMON_TLS, "tls_params", &[test(TLS_IT, TLS_PARAMS)]),
@@ -1422,6 +1424,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (SECRET_MSG, "name", &[test(SDS_IT, SDS_STATIC), compat("tls_secrets")]),
     (SECRET_MSG, "tls_certificate", &[test(SDS_IT, SDS_STATIC), compat("tls_secrets")]),
     (SECRET_MSG, "validation_context", &[test(SDS_IT, SDS_STATIC_CA), test(SDS_IT, SDS_UPSTREAM)]),
+    (SECRET_MSG, "session_ticket_keys", &[test(TLS_IT, TLS_TICKET_SECRETS)]),
     (TLS_PARAMS_MSG, "tls_minimum_protocol_version", &[test(TLS_IT, TLS_PARAMS)]),
     (TLS_PARAMS_MSG, "tls_maximum_protocol_version", &[test(TLS_IT, TLS_PARAMS)]),
     (TLS_PARAMS_MSG, "cipher_suites", &[test(TLS_IT, TLS_PARAMS)]),

@@ -1105,3 +1105,55 @@ fn ocsp_staples_go_to_clients_that_ask_and_the_policy_rules_an_expired_one() {
     let (ok, out) = validate(&listener(&tls("ocsp_staple_policy: MUST_STAPLE\n", None)));
     assert!(!ok && out.contains("ocsp_staple: Required OCSP response is missing from TLS context"), "{out}");
 }
+
+/// Ticket keys from a secret (`session_ticket_keys_sds_secret_config`): a
+/// static one (`static_resources.secrets`) or an SDS file, whose key file is
+/// read in. A ticket sealed by a process with the same key inline opens on
+/// either, as Envoy's; an unknown static name is refused in Envoy's words.
+#[test]
+fn ticket_keys_from_a_static_or_sds_secret_open_another_process_s_tickets() {
+    let certs = certs();
+    let up = Upstream::start(|_| {});
+    let key = [7u8; 80];
+    let key_file = certs.dir.0.join("ticket.key");
+    std::fs::write(&key_file, key).expect("write key");
+    let keys_body = format!("session_ticket_keys:\n      keys:\n      - filename: {}\n", key_file.display());
+    let sds = certs.dir.file(
+        "sds.yaml",
+        &format!(
+            "version_info: \"1\"\nresources:\n- \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n  name: keys\n  {}",
+            keys_body.replace("\n      ", "\n    ")
+        ),
+    );
+    let with_secret = |keys: &str, secrets: &str| {
+        let tls = format!("session_ticket_keys_sds_secret_config: {keys}\n{}", common(Some(&certs.server), None, ""));
+        let listeners = [https_listener("name: keys", &tls)];
+        let secrets = if secrets.is_empty() { String::new() } else { format!("  secrets:\n{secrets}") };
+        format!(
+            "node: {{ id: test, cluster: test }}\n{}{secrets}",
+            config(&listeners, &[static_cluster("app", &[up.port()])])
+        )
+    };
+    let inline = format!("session_ticket_keys: {{ keys: [{{ inline_bytes: {} }}] }}\n", base64(&key));
+    let first = start(
+        &[https_listener("name: keys", &format!("{inline}{}", common(Some(&certs.server), None, "")))],
+        &[static_cluster("app", &[up.port()])],
+    );
+    let static_secret = format!("  - name: keys\n    {keys_body}");
+    let by_static = Courier::start(&with_secret("{ name: keys }", &static_secret), 1);
+    let sds_config = format!("{{ name: keys, sds_config: {{ path_config_source: {{ path: {} }} }} }}", sds.display());
+    let by_sds = Courier::start(&with_secret(&sds_config, ""), 1);
+    by_sds.wait_stat("sds.keys.update_success", |v| v == 1);
+    for to in [&by_static, &by_sds] {
+        let client = client_config(&certs.pki.ca_pem, None, &[]);
+        assert_eq!(https_get(first.listener("web"), client.clone(), "/direct").map(|r| r.0), Ok(200));
+        assert_eq!(https_get(to.listener("web"), client, "/direct").map(|r| r.0), Ok(200));
+        assert_eq!(to.stat("listener.tls_web.ssl.session_reused"), Some(1));
+    }
+
+    let (ok, out) = validate(&with_secret("{ name: nope }", &static_secret));
+    assert!(
+        !ok && out.contains("session_ticket_keys_sds_secret_config.name: Unknown tls session ticket keys: nope"),
+        "{out}"
+    );
+}

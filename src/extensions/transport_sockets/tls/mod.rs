@@ -67,6 +67,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "session_ticket_keys",
             "session_timeout",
             "ocsp_staple_policy",
+            "session_ticket_keys_sds_secret_config",
         ],
     ),
     ("envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", &["common_tls_context", "sni"]),
@@ -88,8 +89,11 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ),
     ("envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig", &["name", "sds_config"]),
     ("envoy.extensions.transport_sockets.tls.v3.TlsSessionTicketKeys", &["keys"]),
-    // `session_ticket_keys` and `generic_secret` are refused.
-    ("envoy.extensions.transport_sockets.tls.v3.Secret", &["name", "tls_certificate", "validation_context"]),
+    // `generic_secret` is refused.
+    (
+        "envoy.extensions.transport_sockets.tls.v3.Secret",
+        &["name", "tls_certificate", "validation_context", "session_ticket_keys"],
+    ),
     (
         "envoy.extensions.transport_sockets.tls.v3.TlsParameters",
         &["tls_minimum_protocol_version", "tls_maximum_protocol_version", "cipher_suites", "ecdh_curves"],
@@ -148,7 +152,8 @@ impl TransportSocketBuilder for TlsSocketBuilder<'_> {
             parts: |t: &DownstreamTls| (&t.context, &t.stats),
             common: |p: &DownstreamTlsContext| p.common_tls_context.as_ref(),
         };
-        self.secrets.subscribe(&common, Arc::new(rebuild));
+        let keys = ticket_keys_secret(&rebuild.proto).cloned();
+        self.secrets.subscribe(&common, keys.as_ref(), Arc::new(rebuild));
         Ok(tls)
     }
 
@@ -177,8 +182,19 @@ impl TransportSocketBuilder for TlsSocketBuilder<'_> {
             parts: |t: &UpstreamTls| (&t.context, &t.stats),
             common: |p: &UpstreamTlsContext| p.common_tls_context.as_ref(),
         };
-        self.secrets.subscribe(&common, Arc::new(rebuild));
+        self.secrets.subscribe(&common, None, Arc::new(rebuild));
         Ok(tls)
+    }
+}
+
+/// The SDS secret a listener's ticket keys come from, if they do.
+fn ticket_keys_secret(
+    proto: &DownstreamTlsContext,
+) -> Option<&envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::SdsSecretConfig> {
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::downstream_tls_context::SessionTicketKeysType;
+    match &proto.session_ticket_keys_type {
+        Some(SessionTicketKeysType::SessionTicketKeysSdsSecretConfig(c)) => Some(c),
+        _ => None,
     }
 }
 
@@ -197,8 +213,11 @@ fn downstream_context(
             "SDS and non-SDS TLS certificates may not be mixed in server contexts",
         ));
     }
+    // Both are looked up before either may wait, so each SDS secret is registered.
+    let with_keys = secrets.resolve_ticket_keys(proto, path)?;
     let Some(common) = secrets.resolve(&common, &common_path)? else { return Ok(None) };
-    let proto = DownstreamTlsContext { common_tls_context: Some(common), ..proto.clone() };
+    let Some(proto) = with_keys else { return Ok(None) };
+    let proto = DownstreamTlsContext { common_tls_context: Some(common), ..proto };
     let (config, ocsp) = server_config(&proto, path)?;
     let certificates = context_certificates(proto.common_tls_context.as_ref(), path)?;
     Ok(Some(TlsContext { config: Arc::new(config), fallback: None, certificates, ocsp }))
