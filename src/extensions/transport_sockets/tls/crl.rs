@@ -3,7 +3,8 @@
 //! given, every certificate of the peer's chain (only the leaf with
 //! `only_verify_leaf_cert_crl`) needs a CRL from its issuer, and fails without
 //! one (alert unknown_ca), when revoked (certificate_revoked) or when that CRL
-//! has expired; all count `ssl.fail_verify_error`. rustls's WebPKI verifiers do
+//! has expired (certificate_expired: `verifiers` maps rustls's error to
+//! BoringSSL's alert); all count `ssl.fail_verify_error`. rustls's WebPKI verifiers do
 //! the same with their default policy (unknown status denied) and expiration
 //! enforced. The PEM may hold several CRLs; other blocks are skipped, and a
 //! text with no CRL at all loads, as in Envoy, and then fails every peer.

@@ -343,6 +343,8 @@ fn server_config(proto: &DownstreamTlsContext, path: &FieldPath) -> Result<(Serv
         .map_err(|e| common_path.field_error("tls_params", e.to_string()))?;
     let require = proto.require_client_certificate.as_ref().is_some_and(|b| b.value);
     let (checks, revocation) = peer_checks_and_crls(&common, &common_path)?;
+    // With CRLs, the verifier's errors are mapped to BoringSSL's alerts.
+    let has_crls = revocation.is_some();
     let builder = match trusted_ca(&common, &common_path)? {
         Some(roots) => {
             let verifier =
@@ -353,7 +355,7 @@ fn server_config(proto: &DownstreamTlsContext, path: &FieldPath) -> Result<(Serv
                 None => verifier,
             };
             let webpki = verifier.build().map_err(|e| common_path.field_error("validation_context", e.to_string()))?;
-            if checks.is_empty() {
+            if checks.is_empty() && !has_crls {
                 builder.with_client_cert_verifier(webpki)
             } else {
                 builder.with_client_cert_verifier(Arc::new(CheckedClientVerifier { webpki, checks }))
