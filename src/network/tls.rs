@@ -209,6 +209,9 @@ pub enum OcspStaplePolicy {
 pub struct OcspStapling {
     pub policy: OcspStaplePolicy,
     pub valid_until: Vec<Option<i64>>,
+    /// Per certificate: it carries the must-staple TLS feature, which makes
+    /// its policy MUST_STAPLE whatever the context's, as Envoy.
+    pub must_staple: Vec<bool>,
 }
 
 /// What a handshake does about OCSP, as Envoy's `ocspStapleAction`.
@@ -227,7 +230,9 @@ impl OcspStapling {
             return OcspAction::NotAsked;
         }
         let response = certificate.and_then(|i| self.valid_until.get(i).copied().flatten());
-        match (response, self.policy) {
+        let must_staple = certificate.and_then(|i| self.must_staple.get(i).copied()).unwrap_or(false);
+        let policy = if must_staple { OcspStaplePolicy::MustStaple } else { self.policy };
+        match (response, policy) {
             (Some(until), _) if now < until => OcspAction::Staple,
             (None, OcspStaplePolicy::Lenient | OcspStaplePolicy::Strict) | (Some(_), OcspStaplePolicy::Lenient) => {
                 OcspAction::Omit
@@ -828,8 +833,12 @@ mod tests {
             (OcspStaplePolicy::MustStaple, Some(1000), false, NotAsked),
             (OcspStaplePolicy::Strict, Some(1000), false, NotAsked),
         ] {
-            let stapling = OcspStapling { policy, valid_until: vec![staple] };
+            let stapling = OcspStapling { policy, valid_until: vec![staple], must_staple: vec![false] };
             assert_eq!(stapling.action(asked, Some(0), now), want, "{policy:?} {staple:?} {asked}");
         }
+        // A must-staple certificate fails on an expired staple under any policy.
+        let must =
+            OcspStapling { policy: OcspStaplePolicy::Lenient, valid_until: vec![Some(1000)], must_staple: vec![true] };
+        assert_eq!(must.action(true, Some(0), now), Fail);
     }
 }

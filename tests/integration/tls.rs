@@ -1037,8 +1037,9 @@ impl rustls::client::danger::ServerCertVerifier for StapleCatcher {
 /// a client that asks gets a valid staple (TLS 1.3 and 1.2); an expired one is
 /// omitted under LENIENT_STAPLING and fails the handshake under
 /// STRICT_STAPLING (alert handshake_failure, `connection_error`), with Envoy's
-/// `ssl.ocsp_staple_*` counts. A response for another certificate and a
-/// MUST_STAPLE certificate without one are start-up errors naming the field.
+/// `ssl.ocsp_staple_*` counts; a certificate with the must-staple TLS feature
+/// is MUST_STAPLE whatever the policy. A response for another certificate and
+/// a MUST_STAPLE certificate without one are start-up errors naming the field.
 #[test]
 fn ocsp_staples_go_to_clients_that_ask_and_the_policy_rules_an_expired_one() {
     let certs = certs();
@@ -1100,6 +1101,17 @@ fn ocsp_staples_go_to_clients_that_ask_and_the_policy_rules_an_expired_one() {
         assert_eq!(c.stat("listener.tls_web.ssl.connection_error"), Some(counts[2]));
     }
 
+    // A certificate with the must-staple TLS feature is MUST_STAPLE whatever the policy.
+    let must = certs.pki.must_staple_leaf(&[SERVER_NAME]).write(&certs.dir.0, "must");
+    let must_tls = |staple: &str| {
+        let (c, k) = (must.0.display(), must.1.display());
+        format!("common_tls_context:\n  tls_certificates:\n  - certificate_chain: {{ filename: {c} }}\n    private_key: {{ filename: {k} }}\n    ocsp_staple: {{ filename: {staple} }}\n")
+    };
+    let c = start(&[https_listener("name: must", &must_tls(&expired))], &[static_cluster("app", &[up.port()])]);
+    let (asking, _) = client(&rustls::version::TLS13);
+    assert!(https_get(c.listener("web"), asking, "/direct").is_err_and(|e| e.contains("HandshakeFailure")));
+    assert_eq!(c.stat("listener.tls_web.ssl.ocsp_staple_failed"), Some(1));
+
     let listener = |tls: &str| config(&[https_listener("name: ocsp", tls)], &[static_cluster("app", &[up.port()])]);
     let (ok, out) = validate(&listener(&tls("", Some(&other))));
     assert!(
@@ -1108,6 +1120,9 @@ fn ocsp_staples_go_to_clients_that_ask_and_the_policy_rules_an_expired_one() {
     );
     let (ok, out) = validate(&listener(&tls("ocsp_staple_policy: MUST_STAPLE\n", None)));
     assert!(!ok && out.contains("ocsp_staple: Required OCSP response is missing from TLS context"), "{out}");
+    let no_staple = must_tls("x").replace("    ocsp_staple: { filename: x }\n", "");
+    let (ok, out) = validate(&listener(&no_staple));
+    assert!(!ok && out.contains("ocsp_staple: OCSP response is required for must-staple certificate"), "{out}");
 }
 
 /// Ticket keys from a secret (`session_ticket_keys_sds_secret_config`): a

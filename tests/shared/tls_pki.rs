@@ -101,9 +101,23 @@ impl Pki {
 
     /// A certificate for `names` (server: DNS names; client: any name).
     pub fn leaf(&self, names: &[&str]) -> Leaf {
+        self.leaf_with(names, Vec::new())
+    }
+
+    /// `leaf` with the TLS feature extension `status_request` (RFC 7633's
+    /// "must staple").
+    pub fn must_staple_leaf(&self, names: &[&str]) -> Leaf {
+        let tls_feature = [1, 3, 6, 1, 5, 5, 7, 1, 24];
+        // SEQUENCE { INTEGER 5 }: status_request.
+        let status_request = vec![0x30, 0x03, 0x02, 0x01, 0x05];
+        self.leaf_with(names, vec![rcgen::CustomExtension::from_oid_content(&tls_feature, status_request)])
+    }
+
+    fn leaf_with(&self, names: &[&str], extensions: Vec<rcgen::CustomExtension>) -> Leaf {
         let key = KeyPair::generate().expect("key");
         let mut params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("params");
+        params.custom_extensions = extensions;
         params.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or("leaf"));
         params.serial_number = Some(serial_for(names.first().copied().unwrap_or("leaf")));
         let cert = params.signed_by(&key, &self.ca).expect("sign");

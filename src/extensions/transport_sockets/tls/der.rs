@@ -1,7 +1,8 @@
 //! A small reader of the X.509 fields (RFC 5280 §4.1) that rustls and webpki do
 //! not hand out: the SubjectPublicKeyInfo (to match a key with an X.509 v1
 //! certificate, which webpki refuses to read), and the serial number, validity
-//! and subject alternative names that `/certs` lists. It walks DER elements by
+//! and subject alternative names that `/certs` lists, and whether a listener
+//! must staple OCSP for it (RFC 7633's TLS feature). It walks DER elements by
 //! tag and length only, never trusting a length past the input, and reads v1
 //! certificates (no `[0] version`, no extensions) as well as v3 ones.
 
@@ -21,6 +22,10 @@ const VERSION: u8 = 0xa0;
 const EXTENSIONS: u8 = 0xa3;
 /// id-ce-subjectAltName, 2.5.29.17, as DER OID content.
 const SUBJECT_ALT_NAME_OID: &[u8] = &[0x55, 0x1d, 0x11];
+/// id-pe-tlsfeature, 1.3.6.1.5.5.7.1.24 (RFC 7633), as DER OID content.
+const TLS_FEATURE_OID: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x18];
+/// The TLS feature `status_request` (extension 5): "must staple".
+const STATUS_REQUEST: &[u8] = &[5];
 /// GeneralName's `[2] dNSName`, `[6] uniformResourceIdentifier`, `[7] iPAddress` (implicit, primitive).
 const DNS_NAME: u8 = 0x82;
 const URI: u8 = 0x86;
@@ -85,6 +90,8 @@ pub(super) struct CertificateFields {
     /// DNS names, then URIs, then IP addresses, each in the certificate's
     /// order: the order Envoy lists them in.
     pub subject_alt_names: Vec<SubjectAltName>,
+    /// The TLS feature extension asks for `status_request` (OCSP must-staple).
+    pub must_staple: bool,
 }
 
 pub(super) fn certificate_fields(cert: &[u8]) -> Option<CertificateFields> {
@@ -101,11 +108,12 @@ pub(super) fn certificate_fields(cert: &[u8]) -> Option<CertificateFields> {
     let (SEQUENCE, _, subject, rest) = element(rest)? else { return None };
     let subject = rfc2253(subject)?;
     let (SEQUENCE, _, _, mut rest) = element(rest)? else { return None };
-    let mut names = Vec::new();
+    let (mut names, mut must_staple) = (Vec::new(), false);
     // issuerUniqueID [1] and subjectUniqueID [2] may come before extensions [3].
     while let Some((tag, _, content, after)) = element(rest) {
         if tag == EXTENSIONS {
             names = subject_alt_names(content)?;
+            must_staple = requires_status_request(content);
         }
         rest = after;
     }
@@ -116,6 +124,7 @@ pub(super) fn certificate_fields(cert: &[u8]) -> Option<CertificateFields> {
         not_before,
         not_after,
         subject_alt_names: names,
+        must_staple,
     })
 }
 
@@ -226,36 +235,23 @@ pub(super) fn serial_hex(serial: &[u8]) -> String {
 /// The subject alternative names in `[3] extensions`' content; none without
 /// the extension.
 fn subject_alt_names(extensions: &[u8]) -> Option<Vec<SubjectAltName>> {
-    let (SEQUENCE, _, mut list, _) = element(extensions)? else { return None };
     let mut names = Vec::new();
-    while !list.is_empty() {
-        let (SEQUENCE, _, extension, rest) = element(list)? else { return None };
-        list = rest;
-        let (OID, _, oid, after_oid) = element(extension)? else { return None };
-        if oid != SUBJECT_ALT_NAME_OID {
-            continue;
-        }
-        // `critical BOOLEAN DEFAULT FALSE` may precede the value.
-        let mut value = element(after_oid)?;
-        if value.0 != OCTET_STRING {
-            value = element(value.3)?;
-        }
-        let (SEQUENCE, _, mut general_names, _) = element(value.2)? else { return None };
-        while !general_names.is_empty() {
-            let (tag, _, content, rest) = element(general_names)?;
-            general_names = rest;
-            let name = match tag {
-                DNS_NAME => SubjectAltName::Dns(String::from_utf8_lossy(content).into_owned()),
-                URI => SubjectAltName::Uri(String::from_utf8_lossy(content).into_owned()),
-                IP_ADDRESS => match content.len() {
-                    4 => SubjectAltName::IpAddress(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(content).ok()?))),
-                    16 => SubjectAltName::IpAddress(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(content).ok()?))),
-                    _ => continue,
-                },
+    let Some(value) = extension_value(extensions, SUBJECT_ALT_NAME_OID)? else { return Some(names) };
+    let (SEQUENCE, _, mut general_names, _) = element(value)? else { return None };
+    while !general_names.is_empty() {
+        let (tag, _, content, rest) = element(general_names)?;
+        general_names = rest;
+        let name = match tag {
+            DNS_NAME => SubjectAltName::Dns(String::from_utf8_lossy(content).into_owned()),
+            URI => SubjectAltName::Uri(String::from_utf8_lossy(content).into_owned()),
+            IP_ADDRESS => match content.len() {
+                4 => SubjectAltName::IpAddress(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(content).ok()?))),
+                16 => SubjectAltName::IpAddress(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(content).ok()?))),
                 _ => continue,
-            };
-            names.push(name);
-        }
+            },
+            _ => continue,
+        };
+        names.push(name);
     }
     let rank = |n: &SubjectAltName| match n {
         SubjectAltName::Dns(_) => 0,
@@ -265,6 +261,40 @@ fn subject_alt_names(extensions: &[u8]) -> Option<Vec<SubjectAltName>> {
     // A stable sort keeps the certificate's order within each kind.
     names.sort_by_key(rank);
     Some(names)
+}
+
+/// The value (the OCTET STRING's content) of the extension `oid` in
+/// `[3] extensions`' content: `Some(None)` without it, `None` if malformed.
+fn extension_value<'a>(extensions: &'a [u8], oid: &[u8]) -> Option<Option<&'a [u8]>> {
+    let (SEQUENCE, _, mut list, _) = element(extensions)? else { return None };
+    while !list.is_empty() {
+        let (SEQUENCE, _, extension, rest) = element(list)? else { return None };
+        list = rest;
+        let (OID, _, id, after_oid) = element(extension)? else { return None };
+        if id != oid {
+            continue;
+        }
+        // `critical BOOLEAN DEFAULT FALSE` may precede the value.
+        let mut value = element(after_oid)?;
+        if value.0 != OCTET_STRING {
+            value = element(value.3)?;
+        }
+        return Some(Some(value.2));
+    }
+    Some(None)
+}
+
+/// Whether the TLS feature extension (a SEQUENCE OF INTEGER) lists `status_request`.
+fn requires_status_request(extensions: &[u8]) -> bool {
+    let Some(Some(value)) = extension_value(extensions, TLS_FEATURE_OID) else { return false };
+    let Some((SEQUENCE, _, mut features, _)) = element(value) else { return false };
+    while let Some((tag, _, feature, rest)) = element(features) {
+        if tag == INTEGER && feature == STATUS_REQUEST {
+            return true;
+        }
+        features = rest;
+    }
+    false
 }
 
 /// A `Time` (UTCTime `YYMMDDHHMMSSZ`, years 50–99 being 19xx, or

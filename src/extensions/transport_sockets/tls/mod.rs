@@ -372,19 +372,27 @@ fn server_config(proto: &DownstreamTlsContext, path: &FieldPath) -> Result<(Serv
     };
     let pairs = all_certificates(&common, &common_path)?;
     let policy = ocsp_policy(proto, path)?;
-    let mut ocsp = OcspStapling { policy, valid_until: Vec::with_capacity(pairs.len()) };
+    let mut ocsp = OcspStapling { policy, ..OcspStapling::default() };
     let mut config = match pairs.len() {
         0 => return Err(common_path.field_error("tls_certificates", "a TLS listener needs a certificate")),
         _ => {
             let mut keys = Vec::with_capacity(pairs.len());
             for (i, ((chain, key), cert)) in pairs.into_iter().zip(&common.tls_certificates).enumerate() {
                 let cert_path = indexed(&common_path, "tls_certificates", i);
-                let staple = ocsp_staple(cert, &chain, &cert_path)?;
+                let leaf = chain.first().and_then(|leaf| der::certificate_fields(leaf.as_ref()));
+                let must_staple = leaf.as_ref().is_some_and(|f| f.must_staple);
+                let staple = ocsp_staple(cert, leaf.map(|f| f.serial_number), &cert_path)?;
                 if staple.is_none() && policy == OcspStaplePolicy::MustStaple {
                     return Err(
                         cert_path.field_error("ocsp_staple", "Required OCSP response is missing from TLS context")
                     );
                 }
+                if staple.is_none() && must_staple {
+                    return Err(
+                        cert_path.field_error("ocsp_staple", "OCSP response is required for must-staple certificate")
+                    );
+                }
+                ocsp.must_staple.push(must_staple);
                 let certified = certified_key(chain, key, &provider).map_err(|e| {
                     common_path
                         .field_error(&format!("tls_certificates[{i}]"), format!("invalid certificate or key: {e}"))
@@ -421,7 +429,7 @@ fn ocsp_policy(proto: &DownstreamTlsContext, path: &FieldPath) -> Result<OcspSta
 /// source is none, as in Envoy).
 fn ocsp_staple(
     cert: &envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::TlsCertificate,
-    chain: &[CertificateDer<'static>],
+    serial: Option<String>,
     path: &FieldPath,
 ) -> Result<Option<(Vec<u8>, i64)>, ConfigError> {
     let Some(source) = &cert.ocsp_staple else { return Ok(None) };
@@ -430,11 +438,8 @@ fn ocsp_staple(
     if der.is_empty() {
         return Ok(None);
     }
-    let serial = chain
-        .first()
-        .and_then(|leaf| der::certificate_fields(leaf.as_ref()))
-        .ok_or_else(|| path.field_error("certificate_chain", "cannot read the certificate's serial number"))?
-        .serial_number;
+    let serial =
+        serial.ok_or_else(|| path.field_error("certificate_chain", "cannot read the certificate's serial number"))?;
     let until = ocsp::valid_until(&der, &serial).map_err(|e| staple_path.error(e))?;
     Ok(Some((der, until)))
 }
