@@ -63,22 +63,28 @@ impl AcceptedSocket {
     /// is full, or the client has closed its side. Returns how many were copied;
     /// no more than `have` means the client closed without sending more.
     pub async fn peek_more(&self, buf: &mut [u8], have: usize) -> io::Result<usize> {
-        loop {
-            let ready = self.stream.ready(Interest::READABLE).await?;
-            let peeked = self.stream.try_io(Interest::READABLE, || {
-                let n = peek(&self.stream, buf)?;
-                // Same bytes as before: wait for the next readiness edge rather
-                // than spin (tokio keeps a socket readable until a read blocks).
-                if n <= have && n < buf.len() && !ready.is_read_closed() {
-                    return Err(io::ErrorKind::WouldBlock.into());
-                }
-                Ok(n)
-            });
-            match peeked {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
+        peek_more(&self.stream, buf, have).await
+    }
+}
+
+/// `AcceptedSocket::peek_more` on a bare socket (the TLS transport reads the
+/// ClientHello with it too).
+pub async fn peek_more(stream: &TcpStream, buf: &mut [u8], have: usize) -> io::Result<usize> {
+    loop {
+        let ready = stream.ready(Interest::READABLE).await?;
+        let peeked = stream.try_io(Interest::READABLE, || {
+            let n = peek(stream, buf)?;
+            // Same bytes as before: wait for the next readiness edge rather
+            // than spin (tokio keeps a socket readable until a read blocks).
+            if n <= have && n < buf.len() && !ready.is_read_closed() {
+                return Err(io::ErrorKind::WouldBlock.into());
             }
+            Ok(n)
+        });
+        match peeked {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod active_listener;
 pub mod address;
+pub mod client_hello;
 pub mod connection;
 pub mod drain;
 pub mod filter;

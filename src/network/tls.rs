@@ -6,6 +6,10 @@
 //! `UpstreamTlsContext` (`extensions::transport_sockets::tls`), so this layer
 //! knows no config message; it counts Envoy's `<scope>.ssl.*` stats.
 //!
+//! Before a downstream handshake the ClientHello is peeked (`client_hello`):
+//! rustls does not say whether the client asked for an OCSP staple, and Envoy
+//! counts and fails handshakes by it (`OcspStapling`).
+//!
 //! A context's rustls config sits in a `ContextCell` that each handshake reads:
 //! an SDS secret that changes puts a new one there (built on the main thread),
 //! which the next handshakes use while open sessions keep theirs.
@@ -22,6 +26,7 @@ use rustls::{ClientConfig, CommonState, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::client_hello::{self, ClientHello};
 use super::transport::{ReadReady, SharedStream, TransportStream};
 use crate::config::{ConfigError, FieldPath};
 use crate::define_stats;
@@ -173,9 +178,6 @@ fn curve_name(g: rustls::NamedGroup) -> Option<&'static str> {
     }
 }
 
-/// The content type of a TLS handshake record: a ClientHello's first byte.
-const HANDSHAKE_RECORD: u8 = 0x16;
-
 /// The context one handshake uses: replaced whole when a secret it reads changes.
 #[derive(Debug)]
 pub struct TlsContext<C> {
@@ -188,6 +190,66 @@ pub struct TlsContext<C> {
     pub name_verifier: Option<Arc<dyn NameVerifier>>,
     /// What `/certs` lists of this context, read when it was built.
     pub certificates: ContextCertificates,
+    /// A listener's OCSP stapling (the default upstream).
+    pub ocsp: OcspStapling,
+}
+
+/// Envoy's `ocsp_staple_policy`: what a handshake whose client asks for a
+/// staple does when the certificate has no valid one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OcspStaplePolicy {
+    /// Go on without (`ssl.ocsp_staple_omitted`).
+    #[default]
+    Lenient,
+    /// Fail if the response has expired, go on without if there is none.
+    Strict,
+    /// Fail without a valid response.
+    MustStaple,
+}
+
+/// A listener's OCSP staples and policy: until when each certificate's
+/// response (in `ContextCertificates::cert_chain` order) is valid, `None`
+/// without one. The rustls certificate resolver staples a valid one itself.
+#[derive(Debug, Clone, Default)]
+pub struct OcspStapling {
+    pub policy: OcspStaplePolicy,
+    pub valid_until: Vec<Option<i64>>,
+    /// Per certificate: it carries the must-staple TLS feature, which makes
+    /// its policy MUST_STAPLE whatever the context's, as Envoy.
+    pub must_staple: Vec<bool>,
+}
+
+/// What a handshake does about OCSP, as Envoy's `ocspStapleAction`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OcspAction {
+    /// The client did not ask: nothing counted.
+    NotAsked,
+    Staple,
+    Omit,
+    Fail,
+}
+
+impl OcspStapling {
+    fn action(&self, asked: bool, certificate: Option<usize>, now: i64) -> OcspAction {
+        if !asked {
+            return OcspAction::NotAsked;
+        }
+        let response = certificate.and_then(|i| self.valid_until.get(i).copied().flatten());
+        let must_staple = certificate.and_then(|i| self.must_staple.get(i).copied()).unwrap_or(false);
+        let policy = if must_staple { OcspStaplePolicy::MustStaple } else { self.policy };
+        match (response, policy) {
+            (Some(until), _) if now < until => OcspAction::Staple,
+            (None, OcspStaplePolicy::Lenient | OcspStaplePolicy::Strict) | (Some(_), OcspStaplePolicy::Lenient) => {
+                OcspAction::Omit
+            }
+            _ => OcspAction::Fail,
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Makes the verifier of a context that also checks that the peer's
@@ -344,9 +406,14 @@ impl DownstreamTlsInfo {
 /// it: the only one, else the first whose DNS names cover the name (exactly, or
 /// by a `*.` wildcard for one label), else the first.
 fn presented<'c>(certificates: &'c ContextCertificates, sni: Option<&str>) -> Option<&'c CertificateDetails> {
+    presented_index(certificates, sni).and_then(|i| certificates.cert_chain.get(i))
+}
+
+/// `presented`, as an index into `cert_chain`.
+fn presented_index(certificates: &ContextCertificates, sni: Option<&str>) -> Option<usize> {
     let chains = &certificates.cert_chain;
     if chains.len() <= 1 {
-        return chains.first();
+        return (!chains.is_empty()).then_some(0);
     }
     let covers = |c: &&CertificateDetails| {
         let Some(sni) = sni else { return false };
@@ -358,7 +425,67 @@ fn presented<'c>(certificates: &'c ContextCertificates, sni: Option<&str>) -> Op
             _ => false,
         })
     };
-    chains.iter().find(covers).or_else(|| chains.first())
+    chains.iter().position(|c| covers(&c)).or(Some(0))
+}
+
+/// The ClientHello waiting on `tcp`, peeked (rustls reads it again):
+/// `None` when the client closed before sending a byte, `Some(None)` when the
+/// first byte is no handshake record. A hello that cannot be read to its end
+/// (malformed, too large, cut short) reads as one asking for nothing: rustls
+/// judges it.
+async fn peek_client_hello(tcp: &TcpStream) -> Option<Option<ClientHello>> {
+    // A handshake that times out while the hello is incomplete closes the
+    // socket: what was peeked is read out first, so the close is a FIN.
+    struct DrainOnDrop<'a>(&'a TcpStream);
+    impl Drop for DrainOnDrop<'_> {
+        fn drop(&mut self) {
+            drain(self.0);
+        }
+    }
+    let guard = DrainOnDrop(tcp);
+    let hello = peek_whole_hello(tcp).await;
+    std::mem::forget(guard);
+    hello
+}
+
+/// `peek_client_hello`'s peeking.
+async fn peek_whole_hello(tcp: &TcpStream) -> Option<Option<ClientHello>> {
+    let mut buf = vec![0u8; 1024];
+    let mut have = 0;
+    loop {
+        let n = super::listener_filter::peek_more(tcp, &mut buf, have).await.unwrap_or(have);
+        if n <= have && n < buf.len() {
+            return (have > 0).then(ClientHello::default).map(Some);
+        }
+        have = n;
+        if buf[0] != client_hello::HANDSHAKE_RECORD {
+            return Some(None);
+        }
+        match client_hello::parse(&buf[..have]) {
+            client_hello::Parse::ClientHello(hello) => return Some(Some(hello)),
+            client_hello::Parse::NeedMore(want) if want <= client_hello::MAX_CLIENT_HELLO => {
+                if want > buf.len() {
+                    buf.resize(want.max(buf.len() * 2).min(client_hello::MAX_CLIENT_HELLO), 0);
+                }
+            }
+            _ => return Some(Some(ClientHello::default())),
+        }
+    }
+}
+
+/// Reads what came, so a close is a FIN, not a reset for unread data. A
+/// plain `recv`: after `peek_more` tokio may hold the socket not readable,
+/// and its `try_read` would not look.
+fn drain(tcp: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let mut sink = [0u8; 1024];
+    loop {
+        // SAFETY: `sink` is valid for its length and the fd is open while `tcp` is borrowed.
+        let n = unsafe { libc::recv(tcp.as_raw_fd(), sink.as_mut_ptr().cast(), sink.len(), libc::MSG_DONTWAIT) };
+        if n <= 0 {
+            break;
+        }
+    }
 }
 
 /// Why a downstream handshake gave no session.
@@ -369,6 +496,24 @@ pub enum HandshakeFailure {
 }
 
 impl DownstreamTls {
+    /// Envoy's OCSP decision for a client's hello, counted; the staple itself
+    /// is the certificate resolver's.
+    fn ocsp(&self, context: &TlsContext<ServerConfig>, hello: &ClientHello) -> OcspAction {
+        let certificate = presented_index(&context.certificates, hello.server_name.as_deref());
+        let action = context.ocsp.action(hello.status_request, certificate, unix_now());
+        let ssl = &self.stats.ssl;
+        match action {
+            OcspAction::NotAsked => {}
+            OcspAction::Staple => ssl.ocsp_staple_responses.inc(),
+            OcspAction::Omit => ssl.ocsp_staple_omitted.inc(),
+            OcspAction::Fail => ssl.ocsp_staple_failed.inc(),
+        }
+        if action != OcspAction::NotAsked {
+            ssl.ocsp_staple_requests.inc();
+        }
+        action
+    }
+
     /// Runs the server handshake on an accepted connection.
     pub async fn accept(&self, tcp: TcpStream) -> Result<(TransportStream, DownstreamTlsInfo), HandshakeFailure> {
         let Some(context) = self.context.current() else {
@@ -379,17 +524,18 @@ impl DownstreamTls {
         let handshake = async {
             // Bytes that are no TLS handshake record (plaintext HTTP, say) are
             // closed on without an alert, as BoringSSL does in Envoy.
-            let mut first = [0u8; 1];
-            match tcp.peek(&mut first).await {
-                Ok(1) if first[0] == HANDSHAKE_RECORD => {}
-                Ok(0) | Err(_) => return Err(None),
-                Ok(_) => {
-                    // Read what came, so the close is a FIN, not a reset for unread data.
-                    let mut sink = [0u8; 1024];
-                    while matches!(tcp.try_read(&mut sink), Ok(n) if n > 0) {}
-                    let not_tls = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
-                    return Err(Some(io::Error::new(io::ErrorKind::InvalidData, not_tls)));
-                }
+            let Some(hello) = peek_client_hello(&tcp).await else { return Err(None) };
+            let Some(hello) = hello else {
+                drain(&tcp);
+                let not_tls = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
+                return Err(Some(io::Error::new(io::ErrorKind::InvalidData, not_tls)));
+            };
+            if self.ocsp(&context, &hello) == OcspAction::Fail {
+                // Envoy fails the certificate selection: a handshake_failure alert.
+                drain(&tcp);
+                let _ = tcp.try_write(&[21, 3, 3, 0, 2, 2, 40]);
+                self.stats.ssl.connection_error.inc();
+                return Err(None);
             }
             tokio_rustls::TlsAcceptor::from(context.config.clone()).accept(tcp).await.map_err(Some)
         };
@@ -753,4 +899,33 @@ pub fn downstream_of(
     let timeout = chain.transport_socket_connect_timeout.as_ref().map(crate::config::duration).filter(|d| !d.is_zero());
     path.push_field("typed_config");
     builder.downstream(any, &path, &format!("listener.{}.", scope.stat_scope), timeout).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Envoy's `ocspStapleAction`, as Envoy 1.40 behaves with `openssl s_client`.
+    #[test]
+    fn the_ocsp_policy_decides_only_for_clients_that_ask() {
+        use OcspAction::*;
+        let now = 1000;
+        for (policy, staple, asked, want) in [
+            (OcspStaplePolicy::Lenient, Some(2000), true, Staple),
+            (OcspStaplePolicy::Lenient, Some(1000), true, Omit),
+            (OcspStaplePolicy::Lenient, None, true, Omit),
+            (OcspStaplePolicy::Strict, Some(1000), true, Fail),
+            (OcspStaplePolicy::Strict, None, true, Omit),
+            (OcspStaplePolicy::MustStaple, Some(i64::MIN), true, Fail),
+            (OcspStaplePolicy::MustStaple, Some(1000), false, NotAsked),
+            (OcspStaplePolicy::Strict, Some(1000), false, NotAsked),
+        ] {
+            let stapling = OcspStapling { policy, valid_until: vec![staple], must_staple: vec![false] };
+            assert_eq!(stapling.action(asked, Some(0), now), want, "{policy:?} {staple:?} {asked}");
+        }
+        // A must-staple certificate fails on an expired staple under any policy.
+        let must =
+            OcspStapling { policy: OcspStaplePolicy::Lenient, valid_until: vec![Some(1000)], must_staple: vec![true] };
+        assert_eq!(must.action(true, Some(0), now), Fail);
+    }
 }

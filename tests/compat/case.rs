@@ -20,6 +20,8 @@
 //!                       # are compared as `<label>.access_log`), {{TLS_CA}},
 //!                       # {{TLS_SERVER_CERT}}/{{TLS_SERVER_KEY}} (for server.test),
 //!                       # {{TLS_CLIENT_CERT}}/{{TLS_CLIENT_KEY}}: PEM files made per run;
+//!                       # {{TLS_CRL}}: the CA's CRL revoking nothing, {{TLS_CRL_CLIENT_REVOKED}}:
+//!                       # one revoking the client certificate;
 //!                       # {{TLS_UPSTREAM_PORT}}: "tls_upstream", the JSON-reporting
 //!                       # upstream behind TLS with the server.test certificate
 //! requests:             # sent in order, each on a new connection (unless `reuse`)

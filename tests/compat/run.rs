@@ -447,6 +447,15 @@ impl Environment {
                 add(&mut env, "TLS_UPSTREAM_PORT", u.port());
                 env._upstreams.push(u);
             }
+            if case.uses("{{TLS_CRL") {
+                for (key, file, revoked) in
+                    [("TLS_CRL", "ca.crl", &[][..]), ("TLS_CRL_CLIENT_REVOKED", "revoked.crl", &["client.test"][..])]
+                {
+                    let path = dir.join(file);
+                    std::fs::write(&path, pki.crl(revoked, false)).expect("write CRL");
+                    env.vars.insert(key.into(), path.display().to_string());
+                }
+            }
             env.tls = Some((pki.ca_pem.clone(), client));
         }
         env.vars.insert("TMP".into(), dir.display().to_string());

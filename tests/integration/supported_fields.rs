@@ -139,6 +139,12 @@ const TLS_UPSTREAM: &str = "upstream_tls_sends_sni_and_validates_the_ca";
 const TLS_UPSTREAM_RESUMPTION: &str = "upstream_sessions_resume_unless_max_session_keys_is_0";
 const TLS_AUTO_SNI: &str = "auto_sni_and_auto_san_validation_name_each_connection_after_the_host";
 const TLS_AUTO_CONFIG: &str = "auto_config_speaks_the_protocol_alpn_picked";
+const TLS_TICKET_KEYS: &str = "session_ticket_keys_resume_a_session_on_another_process_with_the_same_keys";
+const TICKETS_RS: &str = "src/extensions/transport_sockets/tls/tickets.rs";
+const TICKETS_EXPIRE: &str = "the_first_key_seals_and_every_key_opens_until_the_session_timeout";
+const TLS_TICKET_SECRETS: &str = "ticket_keys_from_a_static_or_sds_secret_open_another_process_s_tickets";
+const TLS_OCSP: &str = "ocsp_staples_go_to_clients_that_ask_and_the_policy_rules_an_expired_one";
+const TLS_CRL: &str = "crls_refuse_revoked_peers_and_peers_whose_issuer_has_no_crl";
 const TLS_ERRORS: &str = "tls_config_courier_cannot_honour_is_refused_naming_the_field";
 const DOWNSTREAM_TLS: &str = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
 const UPSTREAM_TLS: &str = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
@@ -1454,6 +1460,10 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (DOWNSTREAM_TLS, "require_client_certificate", &[test(TLS_IT, TLS_MTLS), compat("tls_termination")]),
     (DOWNSTREAM_TLS, "disable_stateless_session_resumption", &[test(TLS_IT, TLS_RESUMPTION)]),
     (DOWNSTREAM_TLS, "disable_stateful_session_resumption", &[test(TLS_IT, TLS_RESUMPTION)]),
+    (DOWNSTREAM_TLS, "session_ticket_keys", &[test(TLS_IT, TLS_TICKET_KEYS)]),
+    (DOWNSTREAM_TLS, "session_timeout", &[test(TLS_IT, TLS_TICKET_KEYS), test(TICKETS_RS, TICKETS_EXPIRE)]),
+    (DOWNSTREAM_TLS, "ocsp_staple_policy", &[test(TLS_IT, TLS_OCSP)]),
+    (DOWNSTREAM_TLS, "session_ticket_keys_sds_secret_config", &[test(TLS_IT, TLS_TICKET_SECRETS)]),
     (UPSTREAM_TLS, "common_tls_context", &[test(TLS_IT, TLS_UPSTREAM)]),
     (UPSTREAM_TLS, "sni", &[test(TLS_IT, TLS_UPSTREAM), compat("tls_upstream")]),
     (UPSTREAM_TLS, "max_session_keys", &[test(TLS_IT, TLS_UPSTREAM_RESUMPTION), compat("tls_upstream_resumption")]),
@@ -1476,15 +1486,18 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (COMBINED_VC, "validation_context_sds_secret_config", &[test(SDS_IT, SDS_COMBINED)]),
     (SDS_CONFIG, "name", &[test(SDS_IT, SDS_STATIC), compat("tls_secrets")]),
     (SDS_CONFIG, "sds_config", &[test(SDS_IT, SDS_UPSTREAM)]),
+    ("envoy.extensions.transport_sockets.tls.v3.TlsSessionTicketKeys", "keys", &[test(TLS_IT, TLS_TICKET_KEYS)]),
     (SECRET_MSG, "name", &[test(SDS_IT, SDS_STATIC), compat("tls_secrets")]),
     (SECRET_MSG, "tls_certificate", &[test(SDS_IT, SDS_STATIC), compat("tls_secrets")]),
     (SECRET_MSG, "validation_context", &[test(SDS_IT, SDS_STATIC_CA), test(SDS_IT, SDS_UPSTREAM)]),
+    (SECRET_MSG, "session_ticket_keys", &[test(TLS_IT, TLS_TICKET_SECRETS)]),
     (TLS_PARAMS_MSG, "tls_minimum_protocol_version", &[test(TLS_IT, TLS_PARAMS)]),
     (TLS_PARAMS_MSG, "tls_maximum_protocol_version", &[test(TLS_IT, TLS_PARAMS)]),
     (TLS_PARAMS_MSG, "cipher_suites", &[test(TLS_IT, TLS_PARAMS)]),
     (TLS_PARAMS_MSG, "ecdh_curves", &[test(TLS_IT, "ecdh_curves_choose_the_key_exchange")]),
     ("envoy.extensions.transport_sockets.tls.v3.TlsCertificate", "certificate_chain", &[test(TLS_IT, TLS_PARAMS)]),
     ("envoy.extensions.transport_sockets.tls.v3.TlsCertificate", "private_key", &[test(TLS_IT, TLS_PARAMS)]),
+    ("envoy.extensions.transport_sockets.tls.v3.TlsCertificate", "ocsp_staple", &[test(TLS_IT, TLS_OCSP)]),
     (
         "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext",
         "trusted_ca",
@@ -1509,6 +1522,16 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext",
         "verify_certificate_spki",
         &[test(TLS_IT, TLS_PINS)],
+    ),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext",
+        "crl",
+        &[test(TLS_IT, TLS_CRL), compat("tls_crl")],
+    ),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext",
+        "only_verify_leaf_cert_crl",
+        &[test(TLS_IT, TLS_CRL), compat("tls_crl")],
     ),
     ("envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher", "san_type", &[compat("tls_subject_alt_names")]),
     ("envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher", "matcher", &[compat("tls_subject_alt_names")]),

@@ -484,11 +484,19 @@ fn tls_config_courier_cannot_honour_is_refused_naming_the_field() {
         ),
         (
             format!("session_ticket_keys: {{ keys: [{{ inline_string: x }}] }}\ncommon_tls_context:\n  tls_certificates:\n{pair}"),
-            "session_ticket_keys",
+            "session_ticket_keys.keys[0]: Incorrect TLS session ticket key length. Length 1, expected length 80.",
         ),
         (
             "common_tls_context:\n  tls_certificates:\n  - certificate_chain: { filename: /nonexistent.crt }\n    private_key: { inline_string: x }\n".to_string(),
             "certificate_chain.filename",
+        ),
+        (
+            format!("common_tls_context:\n  validation_context: {{ crl: {{ inline_string: x }} }}\n  tls_certificates:\n{pair}"),
+            "validation_context.crl: Failed to load CRL from <inline> without trusted CA",
+        ),
+        (
+            format!("common_tls_context:\n  validation_context:\n    trusted_ca: {{ filename: {cert} }}\n    crl: {{ inline_string: \"-----BEGIN X509 CRL-----\\nAAAA\\n-----END X509 CRL-----\\n\" }}\n  tls_certificates:\n{pair}"),
+            "validation_context.crl: Failed to load CRL from <inline>",
         ),
     ];
     for (tls, field) in cases {
@@ -1067,4 +1075,312 @@ fn upstream_sessions_resume_unless_max_session_keys_is_0() {
     assert_eq!(c.stat("cluster.app.ssl.session_reused"), Some(1), "the default keeps one session");
     assert_eq!(c.stat("cluster.none.ssl.handshake"), Some(2));
     assert_eq!(c.stat("cluster.none.ssl.session_reused"), Some(0));
+}
+
+/// `session_ticket_keys`: a ticket one Courier process issued resumes on a
+/// second process whose keys include the one that sealed it (second in its
+/// list, as after a rotation), and not on a process with other keys; by TLS 1.3
+/// and TLS 1.2, as Envoy's processes do with `openssl s_client -sess_out/-sess_in`.
+/// `session_timeout` is the tickets' lifetime (its expiry: the unit tests of
+/// `tls::tickets`).
+#[test]
+fn session_ticket_keys_resume_a_session_on_another_process_with_the_same_keys() {
+    let certs = certs();
+    let up = Upstream::start(|_| {});
+    let key = |fill: u8| base64(&[fill; 80]);
+    let (k1, k2) = (key(1), key(2));
+    let courier = |keys: &[&str]| {
+        let list: String = keys.iter().map(|k| format!("  - inline_bytes: {k}\n")).collect();
+        let tls = format!(
+            "session_timeout: 300s\nsession_ticket_keys:\n  keys:\n{list}{}",
+            common(Some(&certs.server), None, "")
+        );
+        start(&[https_listener("name: keys", &tls)], &[static_cluster("app", &[up.port()])])
+    };
+    let (first, rotated, other) = (courier(&[&k1]), courier(&[&k2, &k1]), courier(&[&k2]));
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let client = || {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(rustls::pki_types::CertificateDer::from(leaf_der(&certs.pki.ca_pem))).expect("CA");
+            let config = rustls::ClientConfig::builder_with_provider(crate::shared_tls::provider())
+                .with_protocol_versions(&[version])
+                .expect("versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Arc::new(config)
+        };
+        // Each client holds only the first process's ticket when it moves on.
+        for (to, resumes) in [(&rotated, true), (&other, false)] {
+            let client = client();
+            let before = to.stat("listener.tls_web.ssl.session_reused");
+            assert_eq!(https_get(first.listener("web"), client.clone(), "/direct").map(|r| r.0), Ok(200));
+            assert_eq!(https_get(to.listener("web"), client, "/direct").map(|r| r.0), Ok(200), "{version:?}");
+            let after = to.stat("listener.tls_web.ssl.session_reused");
+            assert_eq!(after.zip(before).map(|(a, b)| a - b), Some(i64::from(resumes)), "{version:?}");
+        }
+    }
+    assert_eq!(first.stat("listener.tls_web.ssl.session_reused"), Some(0));
+}
+
+/// `crl` and `only_verify_leaf_cert_crl`, as Envoy 1.40 (checked with the same
+/// chains through the real binary): once a `crl` is given, each certificate of
+/// the client's chain needs a CRL from its issuer (only the leaf with
+/// `only_verify_leaf_cert_crl`); a revoked client, one whose issuer has no CRL
+/// or whose CRL has expired is refused (`ssl.fail_verify_error`, alerts
+/// certificate_revoked or unknown_ca); a `crl` that holds no CRL at all loads
+/// and then refuses everyone. Upstream validation reads the same CRLs.
+#[test]
+fn crls_refuse_revoked_peers_and_peers_whose_issuer_has_no_crl() {
+    let certs = certs();
+    let up = Upstream::start(|_| {});
+    let int = certs.pki.intermediate("Courier Test Intermediate");
+    let good = certs.pki.leaf(&["good.test"]);
+    let revoked = certs.pki.leaf(&["revoked.test"]);
+    let mut deep = int.leaf(&["deep.test"]);
+    deep.cert_pem += &int.ca_pem;
+    let root_crl = certs.pki.crl(&["revoked.test"], false);
+    let int_crl = int.crl(&[], false);
+    let file = |name: &str, text: &str| certs.dir.file(name, text).display().to_string();
+    let (root_only, int_only) = (file("root.crl", &root_crl), file("int.crl", &int_crl));
+    let both = file("both.crl", &format!("{root_crl}{int_crl}"));
+    let expired = file("expired.crl", &certs.pki.crl(&[], true));
+    let no_crl = file("none.crl", "no CRL in here\n");
+    // (crl, leaf only, whether good, revoked, deep are served)
+    let cases = [
+        (&root_only, false, [true, false, false]),
+        (&int_only, false, [false, false, false]),
+        (&int_only, true, [false, false, true]),
+        (&both, false, [true, false, true]),
+        (&expired, false, [false, false, false]),
+        (&no_crl, false, [false, false, false]),
+    ];
+    for (crl, leaf_only, served) in cases {
+        let validation = format!(
+            "  validation_context:\n    trusted_ca: {{ filename: {} }}\n    crl: {{ filename: {crl} }}\n    only_verify_leaf_cert_crl: {leaf_only}\n",
+            certs.ca.display()
+        );
+        let tls = format!("require_client_certificate: true\n{}{validation}", common(Some(&certs.server), None, ""));
+        let c = start(&[https_listener("name: crl", &tls)], &[static_cluster("app", &[up.port()])]);
+        for (client, ok) in [&good, &revoked, &deep].into_iter().zip(served) {
+            let got = https_get(c.listener("web"), client_config(&certs.pki.ca_pem, Some(client), &[]), "/direct");
+            assert_eq!(got.is_ok(), ok, "{crl} leaf only {leaf_only}: {got:?}");
+            if client.cert_pem == revoked.cert_pem && crl == &root_only {
+                assert!(got.is_err_and(|e| e.contains("CertificateRevoked")), "the client is told why");
+            } else if crl == &expired && client.cert_pem != deep.cert_pem {
+                // (For `deep`, whose issuer has no CRL either, BoringSSL says
+                // unknown_ca, checking from the leaf up; webpki finds the expired one first.)
+                assert!(got.is_err_and(|e| e.contains("CertificateExpired")), "BoringSSL's alert");
+            }
+        }
+        let refused = served.iter().filter(|ok| !**ok).count() as i64;
+        c.wait_stat("listener.tls_web.ssl.fail_verify_error", |v| v == refused);
+        assert_eq!(c.stat("listener.tls_web.ssl.connection_error"), Some(0));
+    }
+
+    // A cluster's validation context: the upstream's revoked certificate fails the connect.
+    let tls_up = TlsUpstream::start(&certs.pki.leaf(&["revoked.test"]));
+    let cluster = format!(
+        "{}{}",
+        static_cluster("app", &[tls_up.port]),
+        transport_socket(
+            "UpstreamTlsContext",
+            &format!(
+                "common_tls_context:\n  validation_context:\n    trusted_ca: {{ filename: {} }}\n    crl: {{ filename: {root_only} }}\n",
+                certs.ca.display()
+            ),
+            4
+        )
+    );
+    let c = start(&[plain_listener()], &[cluster]);
+    assert_eq!(http_request(c.listener("plain"), "GET", "/").0, 503);
+    assert_eq!(c.stat("cluster.app.ssl.fail_verify_error"), Some(1));
+}
+
+/// A client's verifier that keeps the OCSP response the server stapled (rustls
+/// hands it to the verifier only); rustls asks for one in every ClientHello.
+#[derive(Debug)]
+struct StapleCatcher {
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    stapled: Mutex<Option<Vec<u8>>>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for StapleCatcher {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        *self.stapled.lock().expect("lock") = (!ocsp.is_empty()).then(|| ocsp.to_vec());
+        self.webpki.verify_server_cert(end_entity, intermediates, server_name, &[], now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// `ocsp_staple` and `ocsp_staple_policy`, as Envoy 1.40 (checked with
+/// `openssl s_client -status` through the real binary on the same responses):
+/// a client that asks gets a valid staple (TLS 1.3 and 1.2); an expired one is
+/// omitted under LENIENT_STAPLING and fails the handshake under
+/// STRICT_STAPLING (alert handshake_failure, `connection_error`), with Envoy's
+/// `ssl.ocsp_staple_*` counts; a certificate with the must-staple TLS feature
+/// is MUST_STAPLE whatever the policy. A response for another certificate and
+/// a MUST_STAPLE certificate without one are start-up errors naming the field.
+#[test]
+fn ocsp_staples_go_to_clients_that_ask_and_the_policy_rules_an_expired_one() {
+    let certs = certs();
+    let up = Upstream::start(|_| {});
+    let staple = |name: &str, der: Vec<u8>| {
+        let path = certs.dir.0.join(name);
+        std::fs::write(&path, der).expect("write staple");
+        path.display().to_string()
+    };
+    let good_der = certs.pki.ocsp_response(SERVER_NAME, Some("40000101000000Z"));
+    let good = staple("good.ocsp", good_der.clone());
+    let expired = staple("expired.ocsp", certs.pki.ocsp_response(SERVER_NAME, Some("20240102000000Z")));
+    let other = staple("other.ocsp", certs.pki.ocsp_response("other.test", Some("40000101000000Z")));
+    let tls = |policy: &str, staple: Option<&str>| {
+        let (c, k) = (certs.server.0.display(), certs.server.1.display());
+        let staple = staple.map(|s| format!("    ocsp_staple: {{ filename: {s} }}\n")).unwrap_or_default();
+        format!("{policy}common_tls_context:\n  tls_certificates:\n  - certificate_chain: {{ filename: {c} }}\n    private_key: {{ filename: {k} }}\n{staple}")
+    };
+    let client = |version: &'static rustls::SupportedProtocolVersion| {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(rustls::pki_types::CertificateDer::from(leaf_der(&certs.pki.ca_pem))).expect("CA");
+        let webpki =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), crate::shared_tls::provider())
+                .build()
+                .expect("verifier");
+        let catcher = Arc::new(StapleCatcher { webpki, stapled: Mutex::new(None) });
+        let config = rustls::ClientConfig::builder_with_provider(crate::shared_tls::provider())
+            .with_protocol_versions(&[version])
+            .expect("versions")
+            .dangerous()
+            .with_custom_certificate_verifier(catcher.clone())
+            .with_no_client_auth();
+        (Arc::new(config), catcher)
+    };
+    let strict = "ocsp_staple_policy: STRICT_STAPLING\n";
+    // (policy, staple, served, stapled, [responses, omitted, failed])
+    let cases = [
+        ("", &good, true, true, [2, 0, 0]),
+        ("ocsp_staple_policy: MUST_STAPLE\n", &good, true, true, [2, 0, 0]),
+        ("", &expired, true, false, [0, 2, 0]),
+        (strict, &expired, false, false, [0, 0, 2]),
+    ];
+    for (policy, staple, served, stapled, counts) in cases {
+        let c =
+            start(&[https_listener("name: ocsp", &tls(policy, Some(staple)))], &[static_cluster("app", &[up.port()])]);
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let (config, catcher) = client(version);
+            let got = https_get(c.listener("web"), config, "/direct");
+            assert_eq!(got.is_ok(), served, "{policy}{staple} {version:?}: {got:?}");
+            if !served {
+                assert!(got.is_err_and(|e| e.contains("HandshakeFailure")), "Envoy's alert");
+            }
+            let want = stapled.then(|| good_der.clone());
+            assert_eq!(*catcher.stapled.lock().expect("lock"), want, "{policy}{staple} {version:?}");
+        }
+        let stat = |name: &str| c.stat(&format!("listener.tls_web.ssl.ocsp_staple_{name}"));
+        assert_eq!(stat("requests"), Some(2));
+        assert_eq!([stat("responses"), stat("omitted"), stat("failed")], counts.map(Some), "{policy}{staple}");
+        assert_eq!(c.stat("listener.tls_web.ssl.connection_error"), Some(counts[2]));
+    }
+
+    // A certificate with the must-staple TLS feature is MUST_STAPLE whatever the policy.
+    let must = certs.pki.must_staple_leaf(&[SERVER_NAME]).write(&certs.dir.0, "must");
+    let must_tls = |staple: &str| {
+        let (c, k) = (must.0.display(), must.1.display());
+        format!("common_tls_context:\n  tls_certificates:\n  - certificate_chain: {{ filename: {c} }}\n    private_key: {{ filename: {k} }}\n    ocsp_staple: {{ filename: {staple} }}\n")
+    };
+    let c = start(&[https_listener("name: must", &must_tls(&expired))], &[static_cluster("app", &[up.port()])]);
+    let (asking, _) = client(&rustls::version::TLS13);
+    assert!(https_get(c.listener("web"), asking, "/direct").is_err_and(|e| e.contains("HandshakeFailure")));
+    assert_eq!(c.stat("listener.tls_web.ssl.ocsp_staple_failed"), Some(1));
+
+    let listener = |tls: &str| config(&[https_listener("name: ocsp", tls)], &[static_cluster("app", &[up.port()])]);
+    let (ok, out) = validate(&listener(&tls("", Some(&other))));
+    assert!(
+        !ok && out.contains("tls_certificates[0].ocsp_staple: OCSP response does not match its TLS certificate"),
+        "{out}"
+    );
+    let (ok, out) = validate(&listener(&tls("ocsp_staple_policy: MUST_STAPLE\n", None)));
+    assert!(!ok && out.contains("ocsp_staple: Required OCSP response is missing from TLS context"), "{out}");
+    let no_staple = must_tls("x").replace("    ocsp_staple: { filename: x }\n", "");
+    let (ok, out) = validate(&listener(&no_staple));
+    assert!(!ok && out.contains("ocsp_staple: OCSP response is required for must-staple certificate"), "{out}");
+}
+
+/// Ticket keys from a secret (`session_ticket_keys_sds_secret_config`): a
+/// static one (`static_resources.secrets`) or an SDS file, whose key file is
+/// read in. A ticket sealed by a process with the same key inline opens on
+/// either, as Envoy's; an unknown static name is refused in Envoy's words.
+#[test]
+fn ticket_keys_from_a_static_or_sds_secret_open_another_process_s_tickets() {
+    let certs = certs();
+    let up = Upstream::start(|_| {});
+    let key = [7u8; 80];
+    let key_file = certs.dir.0.join("ticket.key");
+    std::fs::write(&key_file, key).expect("write key");
+    let keys_body = format!("session_ticket_keys:\n      keys:\n      - filename: {}\n", key_file.display());
+    let sds = certs.dir.file(
+        "sds.yaml",
+        &format!(
+            "version_info: \"1\"\nresources:\n- \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n  name: keys\n  {}",
+            keys_body.replace("\n      ", "\n    ")
+        ),
+    );
+    let with_secret = |keys: &str, secrets: &str| {
+        let tls = format!("session_ticket_keys_sds_secret_config: {keys}\n{}", common(Some(&certs.server), None, ""));
+        let listeners = [https_listener("name: keys", &tls)];
+        let secrets = if secrets.is_empty() { String::new() } else { format!("  secrets:\n{secrets}") };
+        format!(
+            "node: {{ id: test, cluster: test }}\n{}{secrets}",
+            config(&listeners, &[static_cluster("app", &[up.port()])])
+        )
+    };
+    let inline = format!("session_ticket_keys: {{ keys: [{{ inline_bytes: {} }}] }}\n", base64(&key));
+    let first = start(
+        &[https_listener("name: keys", &format!("{inline}{}", common(Some(&certs.server), None, "")))],
+        &[static_cluster("app", &[up.port()])],
+    );
+    let static_secret = format!("  - name: keys\n    {keys_body}");
+    let by_static = Courier::start(&with_secret("{ name: keys }", &static_secret), 1);
+    let sds_config = format!("{{ name: keys, sds_config: {{ path_config_source: {{ path: {} }} }} }}", sds.display());
+    let by_sds = Courier::start(&with_secret(&sds_config, ""), 1);
+    by_sds.wait_stat("sds.keys.update_success", |v| v == 1);
+    for to in [&by_static, &by_sds] {
+        let client = client_config(&certs.pki.ca_pem, None, &[]);
+        assert_eq!(https_get(first.listener("web"), client.clone(), "/direct").map(|r| r.0), Ok(200));
+        assert_eq!(https_get(to.listener("web"), client, "/direct").map(|r| r.0), Ok(200));
+        assert_eq!(to.stat("listener.tls_web.ssl.session_reused"), Some(1));
+    }
+
+    let (ok, out) = validate(&with_secret("{ name: nope }", &static_secret));
+    assert!(
+        !ok && out.contains("session_ticket_keys_sds_secret_config.name: Unknown tls session ticket keys: nope"),
+        "{out}"
+    );
 }

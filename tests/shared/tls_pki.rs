@@ -34,11 +34,90 @@ impl Pki {
         Pki { ca, ca_pem }
     }
 
+    /// A CA named `name` that this one signed; its `ca_pem` is its own
+    /// certificate (a peer shows it after its leaf).
+    pub fn intermediate(&self, name: &str) -> Pki {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.serial_number = Some(serial_for(name));
+        let ca = CertifiedIssuer::signed_by(params, KeyPair::generate().expect("CA key"), &self.ca).expect("CA cert");
+        let ca_pem = ca.pem();
+        Pki { ca, ca_pem }
+    }
+
+    /// This CA's CRL (PEM), revoking the certificates it made for each of
+    /// `revoked` (their first name); `expired`: its next update has passed.
+    pub fn crl(&self, revoked: &[&str], expired: bool) -> String {
+        let revoked_certs = revoked
+            .iter()
+            .map(|name| rcgen::RevokedCertParams {
+                serial_number: serial_for(name),
+                revocation_time: rcgen::date_time_ymd(2024, 1, 1),
+                reason_code: None,
+                invalidity_date: None,
+            })
+            .collect();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2024, 1, 1),
+            next_update: if expired { rcgen::date_time_ymd(2024, 1, 2) } else { rcgen::date_time_ymd(4000, 1, 1) },
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        params.signed_by(&self.ca).expect("CRL").pem().expect("CRL PEM")
+    }
+
+    /// A successful OCSP response (DER) saying "good" for the certificate this
+    /// CA made for `name`, valid until `next_update` (GeneralizedTime text, e.g.
+    /// `40000101000000Z`; `None`: no nextUpdate). Its signature is junk: neither
+    /// Envoy nor Courier checks it (a client would).
+    pub fn ocsp_response(&self, name: &str, next_update: Option<&str>) -> Vec<u8> {
+        fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+            let mut out = vec![tag];
+            match content.len() {
+                n if n < 0x80 => out.push(n as u8),
+                n => out.extend([0x82, (n >> 8) as u8, n as u8]),
+            }
+            out.extend(content);
+            out
+        }
+        let (seq, octets, time) = (0x30, 0x04, 0x18);
+        let sha1 = tlv(seq, &tlv(0x06, &[0x2b, 0x0e, 0x03, 0x02, 0x1a]));
+        let serial = tlv(0x02, &serial_for(name).to_bytes());
+        let cert_id = tlv(seq, &[sha1, tlv(octets, &[1; 20]), tlv(octets, &[2; 20]), serial].concat());
+        let mut single = [cert_id, vec![0x80, 0x00], tlv(time, b"20240101000000Z")].concat();
+        if let Some(next) = next_update {
+            single.extend(tlv(0xa0, &tlv(time, next.as_bytes())));
+        }
+        let responder = tlv(0xa2, &tlv(octets, &[3; 20]));
+        let tbs = tlv(seq, &[responder, tlv(time, b"20240101000000Z"), tlv(seq, &tlv(seq, &single))].concat());
+        let basic = tlv(seq, &[tbs, tlv(seq, &tlv(0x06, &[0x2a])), tlv(0x03, &[0, 0])].concat());
+        let basic_oid = [0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x01];
+        let bytes = tlv(seq, &[tlv(0x06, &basic_oid), tlv(octets, &basic)].concat());
+        tlv(seq, &[tlv(0x0a, &[0]), tlv(0xa0, &bytes)].concat())
+    }
+
     /// A certificate for `names` (server: DNS names; client: any name).
     pub fn leaf(&self, names: &[&str]) -> Leaf {
+        self.leaf_with(names, Vec::new())
+    }
+
+    /// `leaf` with the TLS feature extension `status_request` (RFC 7633's
+    /// "must staple").
+    pub fn must_staple_leaf(&self, names: &[&str]) -> Leaf {
+        let tls_feature = [1, 3, 6, 1, 5, 5, 7, 1, 24];
+        // SEQUENCE { INTEGER 5 }: status_request.
+        let status_request = vec![0x30, 0x03, 0x02, 0x01, 0x05];
+        self.leaf_with(names, vec![rcgen::CustomExtension::from_oid_content(&tls_feature, status_request)])
+    }
+
+    fn leaf_with(&self, names: &[&str], extensions: Vec<rcgen::CustomExtension>) -> Leaf {
         let key = KeyPair::generate().expect("key");
         let mut params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("params");
+        params.custom_extensions = extensions;
         params.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or("leaf"));
         params.serial_number = Some(serial_for(names.first().copied().unwrap_or("leaf")));
         let cert = params.signed_by(&key, &self.ca).expect("sign");

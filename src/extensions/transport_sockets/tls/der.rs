@@ -1,7 +1,8 @@
 //! A small reader of the X.509 fields (RFC 5280 §4.1) that rustls and webpki do
 //! not hand out: the SubjectPublicKeyInfo (to match a key with an X.509 v1
 //! certificate, which webpki refuses to read), and the serial number, validity
-//! and subject alternative names that `/certs` lists. It walks DER elements by
+//! and subject alternative names that `/certs` lists, and whether a listener
+//! must staple OCSP for it (RFC 7633's TLS feature). It walks DER elements by
 //! tag and length only, never trusting a length past the input, and reads v1
 //! certificates (no `[0] version`, no extensions) as well as v3 ones.
 
@@ -9,18 +10,22 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::network::tls::SubjectAltName;
 
-const SEQUENCE: u8 = 0x30;
-const INTEGER: u8 = 0x02;
-const OCTET_STRING: u8 = 0x04;
+pub(super) const SEQUENCE: u8 = 0x30;
+pub(super) const INTEGER: u8 = 0x02;
+pub(super) const OCTET_STRING: u8 = 0x04;
 const OID: u8 = 0x06;
 const UTC_TIME: u8 = 0x17;
-const GENERALIZED_TIME: u8 = 0x18;
+pub(super) const GENERALIZED_TIME: u8 = 0x18;
 /// `tbsCertificate`'s `[0] EXPLICIT version`, present from v2 on.
 const VERSION: u8 = 0xa0;
 /// `tbsCertificate`'s `[3] EXPLICIT extensions` (v3).
 const EXTENSIONS: u8 = 0xa3;
 /// id-ce-subjectAltName, 2.5.29.17, as DER OID content.
 const SUBJECT_ALT_NAME_OID: &[u8] = &[0x55, 0x1d, 0x11];
+/// id-pe-tlsfeature, 1.3.6.1.5.5.7.1.24 (RFC 7633), as DER OID content.
+const TLS_FEATURE_OID: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x18];
+/// The TLS feature `status_request` (extension 5): "must staple".
+const STATUS_REQUEST: &[u8] = &[5];
 /// GeneralName's `[2] dNSName`, `[6] uniformResourceIdentifier`, `[7] iPAddress` (implicit, primitive).
 const DNS_NAME: u8 = 0x82;
 const URI: u8 = 0x86;
@@ -28,9 +33,9 @@ const IP_ADDRESS: u8 = 0x87;
 
 /// One DER element read off the front of an input: (tag, whole element, its
 /// content, rest of the input).
-type Element<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+pub(super) type Element<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
 
-fn element(input: &[u8]) -> Option<Element<'_>> {
+pub(super) fn element(input: &[u8]) -> Option<Element<'_>> {
     let (&tag, after_tag) = input.split_first()?;
     let (&first, after_len) = after_tag.split_first()?;
     let (len, header) = if first < 0x80 {
@@ -85,6 +90,8 @@ pub(super) struct CertificateFields {
     /// DNS names, then URIs, then IP addresses, each in the certificate's
     /// order: the order Envoy lists them in.
     pub subject_alt_names: Vec<SubjectAltName>,
+    /// The TLS feature extension asks for `status_request` (OCSP must-staple).
+    pub must_staple: bool,
 }
 
 pub(super) fn certificate_fields(cert: &[u8]) -> Option<CertificateFields> {
@@ -101,11 +108,12 @@ pub(super) fn certificate_fields(cert: &[u8]) -> Option<CertificateFields> {
     let (SEQUENCE, _, subject, rest) = element(rest)? else { return None };
     let subject = rfc2253(subject)?;
     let (SEQUENCE, _, _, mut rest) = element(rest)? else { return None };
-    let mut names = Vec::new();
+    let (mut names, mut must_staple) = (Vec::new(), false);
     // issuerUniqueID [1] and subjectUniqueID [2] may come before extensions [3].
     while let Some((tag, _, content, after)) = element(rest) {
         if tag == EXTENSIONS {
             names = subject_alt_names(content)?;
+            must_staple = requires_status_request(content);
         }
         rest = after;
     }
@@ -116,6 +124,7 @@ pub(super) fn certificate_fields(cert: &[u8]) -> Option<CertificateFields> {
         not_before,
         not_after,
         subject_alt_names: names,
+        must_staple,
     })
 }
 
@@ -215,7 +224,7 @@ fn escape_rfc2253(value: &[u8]) -> String {
 }
 
 /// BoringSSL's `BN_bn2hex` of a non-negative serial, lowercased as Envoy does.
-fn serial_hex(serial: &[u8]) -> String {
+pub(super) fn serial_hex(serial: &[u8]) -> String {
     let significant: Vec<u8> = serial.iter().copied().skip_while(|&b| b == 0).collect();
     if significant.is_empty() {
         return "0".into();
@@ -226,36 +235,23 @@ fn serial_hex(serial: &[u8]) -> String {
 /// The subject alternative names in `[3] extensions`' content; none without
 /// the extension.
 fn subject_alt_names(extensions: &[u8]) -> Option<Vec<SubjectAltName>> {
-    let (SEQUENCE, _, mut list, _) = element(extensions)? else { return None };
     let mut names = Vec::new();
-    while !list.is_empty() {
-        let (SEQUENCE, _, extension, rest) = element(list)? else { return None };
-        list = rest;
-        let (OID, _, oid, after_oid) = element(extension)? else { return None };
-        if oid != SUBJECT_ALT_NAME_OID {
-            continue;
-        }
-        // `critical BOOLEAN DEFAULT FALSE` may precede the value.
-        let mut value = element(after_oid)?;
-        if value.0 != OCTET_STRING {
-            value = element(value.3)?;
-        }
-        let (SEQUENCE, _, mut general_names, _) = element(value.2)? else { return None };
-        while !general_names.is_empty() {
-            let (tag, _, content, rest) = element(general_names)?;
-            general_names = rest;
-            let name = match tag {
-                DNS_NAME => SubjectAltName::Dns(String::from_utf8_lossy(content).into_owned()),
-                URI => SubjectAltName::Uri(String::from_utf8_lossy(content).into_owned()),
-                IP_ADDRESS => match content.len() {
-                    4 => SubjectAltName::IpAddress(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(content).ok()?))),
-                    16 => SubjectAltName::IpAddress(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(content).ok()?))),
-                    _ => continue,
-                },
+    let Some(value) = extension_value(extensions, SUBJECT_ALT_NAME_OID)? else { return Some(names) };
+    let (SEQUENCE, _, mut general_names, _) = element(value)? else { return None };
+    while !general_names.is_empty() {
+        let (tag, _, content, rest) = element(general_names)?;
+        general_names = rest;
+        let name = match tag {
+            DNS_NAME => SubjectAltName::Dns(String::from_utf8_lossy(content).into_owned()),
+            URI => SubjectAltName::Uri(String::from_utf8_lossy(content).into_owned()),
+            IP_ADDRESS => match content.len() {
+                4 => SubjectAltName::IpAddress(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(content).ok()?))),
+                16 => SubjectAltName::IpAddress(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(content).ok()?))),
                 _ => continue,
-            };
-            names.push(name);
-        }
+            },
+            _ => continue,
+        };
+        names.push(name);
     }
     let rank = |n: &SubjectAltName| match n {
         SubjectAltName::Dns(_) => 0,
@@ -267,9 +263,43 @@ fn subject_alt_names(extensions: &[u8]) -> Option<Vec<SubjectAltName>> {
     Some(names)
 }
 
+/// The value (the OCTET STRING's content) of the extension `oid` in
+/// `[3] extensions`' content: `Some(None)` without it, `None` if malformed.
+fn extension_value<'a>(extensions: &'a [u8], oid: &[u8]) -> Option<Option<&'a [u8]>> {
+    let (SEQUENCE, _, mut list, _) = element(extensions)? else { return None };
+    while !list.is_empty() {
+        let (SEQUENCE, _, extension, rest) = element(list)? else { return None };
+        list = rest;
+        let (OID, _, id, after_oid) = element(extension)? else { return None };
+        if id != oid {
+            continue;
+        }
+        // `critical BOOLEAN DEFAULT FALSE` may precede the value.
+        let mut value = element(after_oid)?;
+        if value.0 != OCTET_STRING {
+            value = element(value.3)?;
+        }
+        return Some(Some(value.2));
+    }
+    Some(None)
+}
+
+/// Whether the TLS feature extension (a SEQUENCE OF INTEGER) lists `status_request`.
+fn requires_status_request(extensions: &[u8]) -> bool {
+    let Some(Some(value)) = extension_value(extensions, TLS_FEATURE_OID) else { return false };
+    let Some((SEQUENCE, _, mut features, _)) = element(value) else { return false };
+    while let Some((tag, _, feature, rest)) = element(features) {
+        if tag == INTEGER && feature == STATUS_REQUEST {
+            return true;
+        }
+        features = rest;
+    }
+    false
+}
+
 /// A `Time` (UTCTime `YYMMDDHHMMSSZ`, years 50–99 being 19xx, or
 /// GeneralizedTime `YYYYMMDDHHMMSSZ`) as seconds since the Unix epoch.
-fn time(tag: u8, content: &[u8]) -> Option<i64> {
+pub(super) fn time(tag: u8, content: &[u8]) -> Option<i64> {
     let text = std::str::from_utf8(content).ok()?.strip_suffix('Z')?;
     if !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;

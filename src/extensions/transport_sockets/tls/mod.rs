@@ -4,16 +4,19 @@
 //! checked by the config walker); a value rustls cannot do (TLS 1.0/1.1, a cipher
 //! it lacks) is refused here with the field's path. Without a validation context
 //! an upstream certificate is not verified, as Envoy; with one, its chain is
-//! verified against `trusted_ca`, and its name only against
-//! `match_typed_subject_alt_names` (`san_matcher`), as Envoy's, or against the
-//! request's host with `auto_san_validation` (`NameVerifier`). Certificates and
+//! verified against `trusted_ca` (and its `crl`s: `crl`), and its name only
+//! against `match_typed_subject_alt_names` (`san_matcher`), as Envoy's, or against
+//! the request's host with `auto_san_validation` (`NameVerifier`). Certificates and
 //! validation contexts may also come from secrets (`secret`): a context is built
 //! with them put inline, and built again when an SDS secret changes.
 
+mod crl;
 mod der;
+mod ocsp;
 mod pins;
 mod san_matcher;
 mod secret;
+mod tickets;
 mod verifiers;
 
 pub use secret::{LoadedSecret, SdsSecret, SecretManager, SECRET_TYPE};
@@ -39,8 +42,8 @@ use crate::config::bootstrap::decode_any;
 use crate::config::{ConfigError, FieldPath};
 use crate::extensions::FactoryContext;
 use crate::network::tls::{
-    CertificateDetails, ContextCell, ContextCertificates, DownstreamTls, NameVerifier, PeerCertificate, TlsContext,
-    TlsStats, TransportSocketBuilder, UpstreamTls, UpstreamTransport, CIPHER_NAMES,
+    CertificateDetails, ContextCell, ContextCertificates, DownstreamTls, NameVerifier, OcspStaplePolicy, OcspStapling,
+    PeerCertificate, TlsContext, TlsStats, TransportSocketBuilder, UpstreamTls, UpstreamTransport, CIPHER_NAMES,
 };
 use crate::stats::Store;
 use der::subject_public_key_info;
@@ -64,6 +67,10 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "require_sni",
             "disable_stateless_session_resumption",
             "disable_stateful_session_resumption",
+            "session_ticket_keys",
+            "session_timeout",
+            "ocsp_staple_policy",
+            "session_ticket_keys_sds_secret_config",
         ],
     ),
     (
@@ -87,13 +94,17 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
         &["default_validation_context", "validation_context_sds_secret_config"],
     ),
     ("envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig", &["name", "sds_config"]),
-    // `session_ticket_keys` and `generic_secret` are refused.
-    ("envoy.extensions.transport_sockets.tls.v3.Secret", &["name", "tls_certificate", "validation_context"]),
+    ("envoy.extensions.transport_sockets.tls.v3.TlsSessionTicketKeys", &["keys"]),
+    // `generic_secret` is refused.
+    (
+        "envoy.extensions.transport_sockets.tls.v3.Secret",
+        &["name", "tls_certificate", "validation_context", "session_ticket_keys"],
+    ),
     (
         "envoy.extensions.transport_sockets.tls.v3.TlsParameters",
         &["tls_minimum_protocol_version", "tls_maximum_protocol_version", "cipher_suites", "ecdh_curves"],
     ),
-    ("envoy.extensions.transport_sockets.tls.v3.TlsCertificate", &["certificate_chain", "private_key"]),
+    ("envoy.extensions.transport_sockets.tls.v3.TlsCertificate", &["certificate_chain", "private_key", "ocsp_staple"]),
     (
         "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext",
         &[
@@ -103,6 +114,8 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "verify_certificate_hash",
             "verify_certificate_spki",
             "system_root_certs",
+            "crl",
+            "only_verify_leaf_cert_crl",
         ],
     ),
     ("envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext.SystemRootCerts", &[]),
@@ -147,7 +160,8 @@ impl TransportSocketBuilder for TlsSocketBuilder<'_> {
             parts: |t: &DownstreamTls| (&t.context, &t.stats),
             common: |p: &DownstreamTlsContext| p.common_tls_context.as_ref(),
         };
-        self.secrets.subscribe(&common, Arc::new(rebuild));
+        let keys = ticket_keys_secret(&rebuild.proto).cloned();
+        self.secrets.subscribe(&common, keys.as_ref(), Arc::new(rebuild));
         Ok(tls)
     }
 
@@ -176,7 +190,7 @@ impl TransportSocketBuilder for TlsSocketBuilder<'_> {
             parts: |t: &UpstreamTls| (&t.context, &t.stats),
             common: |p: &UpstreamTlsContext| p.common_tls_context.as_ref(),
         };
-        self.secrets.subscribe(&common, Arc::new(rebuild));
+        self.secrets.subscribe(&common, None, Arc::new(rebuild));
         Ok(tls)
     }
 
@@ -187,6 +201,17 @@ impl TransportSocketBuilder for TlsSocketBuilder<'_> {
         stat_prefix: &str,
     ) -> Result<UpstreamTransport, ConfigError> {
         super::proxy_protocol::upstream_transport(self, self.store, any, path, stat_prefix)
+    }
+}
+
+/// The SDS secret a listener's ticket keys come from, if they do.
+fn ticket_keys_secret(
+    proto: &DownstreamTlsContext,
+) -> Option<&envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::SdsSecretConfig> {
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::downstream_tls_context::SessionTicketKeysType;
+    match &proto.session_ticket_keys_type {
+        Some(SessionTicketKeysType::SessionTicketKeysSdsSecretConfig(c)) => Some(c),
+        _ => None,
     }
 }
 
@@ -205,11 +230,14 @@ fn downstream_context(
             "SDS and non-SDS TLS certificates may not be mixed in server contexts",
         ));
     }
+    // Both are looked up before either may wait, so each SDS secret is registered.
+    let with_keys = secrets.resolve_ticket_keys(proto, path)?;
     let Some(common) = secrets.resolve(&common, &common_path)? else { return Ok(None) };
-    let proto = DownstreamTlsContext { common_tls_context: Some(common), ..proto.clone() };
-    let config = server_config(&proto, path)?;
+    let Some(proto) = with_keys else { return Ok(None) };
+    let proto = DownstreamTlsContext { common_tls_context: Some(common), ..proto };
+    let (config, ocsp) = server_config(&proto, path)?;
     let certificates = context_certificates(proto.common_tls_context.as_ref(), path)?;
-    Ok(Some(TlsContext { config: Arc::new(config), fallback: None, name_verifier: None, certificates }))
+    Ok(Some(TlsContext { config: Arc::new(config), fallback: None, name_verifier: None, certificates, ocsp }))
 }
 
 /// A cluster's context, as `downstream_context`, with its ALPN fallbacks.
@@ -238,7 +266,13 @@ fn upstream_context(
             Arc::new(c)
         })
     });
-    Ok(Some(TlsContext { config: Arc::new(config), fallback, name_verifier, certificates }))
+    Ok(Some(TlsContext {
+        config: Arc::new(config),
+        fallback,
+        name_verifier,
+        certificates,
+        ocsp: OcspStapling::default(),
+    }))
 }
 
 /// Envoy's `ssl.certificate.<name>.expiration_unix_time_seconds` of each
@@ -330,7 +364,8 @@ fn child(path: &FieldPath, name: &str) -> FieldPath {
     p
 }
 
-fn server_config(proto: &DownstreamTlsContext, path: &FieldPath) -> Result<ServerConfig, ConfigError> {
+/// A listener's rustls config, and its OCSP staples for the handshakes to decide by.
+fn server_config(proto: &DownstreamTlsContext, path: &FieldPath) -> Result<(ServerConfig, OcspStapling), ConfigError> {
     let common_path = child(path, "common_tls_context");
     let common = proto.common_tls_context.clone().unwrap_or_default();
     let provider = provider_for(&common, &common_path)?;
@@ -339,14 +374,20 @@ fn server_config(proto: &DownstreamTlsContext, path: &FieldPath) -> Result<Serve
         .with_protocol_versions(&versions)
         .map_err(|e| common_path.field_error("tls_params", e.to_string()))?;
     let require = proto.require_client_certificate.as_ref().is_some_and(|b| b.value);
-    let checks = peer_checks(&common, &common_path)?;
+    let (checks, revocation) = peer_checks_and_crls(&common, &common_path)?;
+    // With CRLs, the verifier's errors are mapped to BoringSSL's alerts.
+    let has_crls = revocation.is_some();
     let builder = match trusted_ca(&common, &common_path)? {
         Some(roots) => {
             let verifier =
                 rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
             let verifier = if require { verifier } else { verifier.allow_unauthenticated() };
+            let verifier = match revocation {
+                Some(r) => r.client(verifier),
+                None => verifier,
+            };
             let webpki = verifier.build().map_err(|e| common_path.field_error("validation_context", e.to_string()))?;
-            if checks.san.is_empty() && checks.pins.is_empty() {
+            if checks.is_empty() && !has_crls {
                 builder.with_client_cert_verifier(webpki)
             } else {
                 builder.with_client_cert_verifier(Arc::new(CheckedClientVerifier { webpki, checks }))
@@ -362,40 +403,98 @@ fn server_config(proto: &DownstreamTlsContext, path: &FieldPath) -> Result<Serve
         None => builder.with_no_client_auth(),
     };
     let pairs = all_certificates(&common, &common_path)?;
+    let policy = ocsp_policy(proto, path)?;
+    let mut ocsp = OcspStapling { policy, ..OcspStapling::default() };
     let mut config = match pairs.len() {
         0 => return Err(common_path.field_error("tls_certificates", "a TLS listener needs a certificate")),
         _ => {
             let mut keys = Vec::with_capacity(pairs.len());
-            for (i, (chain, key)) in pairs.into_iter().enumerate() {
+            for (i, ((chain, key), cert)) in pairs.into_iter().zip(&common.tls_certificates).enumerate() {
+                let cert_path = indexed(&common_path, "tls_certificates", i);
+                let leaf = chain.first().and_then(|leaf| der::certificate_fields(leaf.as_ref()));
+                let must_staple = leaf.as_ref().is_some_and(|f| f.must_staple);
+                let staple = ocsp_staple(cert, leaf.map(|f| f.serial_number), &cert_path)?;
+                if staple.is_none() && policy == OcspStaplePolicy::MustStaple {
+                    return Err(
+                        cert_path.field_error("ocsp_staple", "Required OCSP response is missing from TLS context")
+                    );
+                }
+                if staple.is_none() && must_staple {
+                    return Err(
+                        cert_path.field_error("ocsp_staple", "OCSP response is required for must-staple certificate")
+                    );
+                }
+                ocsp.must_staple.push(must_staple);
                 let certified = certified_key(chain, key, &provider).map_err(|e| {
                     common_path
                         .field_error(&format!("tls_certificates[{i}]"), format!("invalid certificate or key: {e}"))
                 })?;
-                keys.push(Arc::new(certified));
+                ocsp.valid_until.push(staple.as_ref().map(|(_, until)| *until));
+                let stapled = staple.map(|(der, until)| {
+                    let mut with = certified.clone();
+                    with.ocsp = Some(der);
+                    (Arc::new(with), until)
+                });
+                keys.push(ServedKey { key: Arc::new(certified), stapled });
             }
             builder.with_cert_resolver(Arc::new(SniResolver { keys }))
         }
     };
     config.alpn_protocols = common.alpn_protocols.iter().map(|p| p.as_bytes().to_vec()).collect();
     resumption(&mut config, proto, path)?;
-    Ok(config)
+    Ok((config, ocsp))
 }
 
-/// Session resumption as Envoy's BoringSSL does it: stateless tickets (under a
-/// key of the context's own) and a stateful session cache, each of which can be
-/// turned off. BoringSSL resumes TLS 1.3 by ticket only, so without stateless
-/// tickets no TLS 1.3 ticket is sent at all; the cache then serves TLS 1.2
-/// session IDs.
+/// `ocsp_staple_policy` (LENIENT_STAPLING by default).
+fn ocsp_policy(proto: &DownstreamTlsContext, path: &FieldPath) -> Result<OcspStaplePolicy, ConfigError> {
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::downstream_tls_context::OcspStaplePolicy as P;
+    match P::try_from(proto.ocsp_staple_policy) {
+        Ok(P::LenientStapling) => Ok(OcspStaplePolicy::Lenient),
+        Ok(P::StrictStapling) => Ok(OcspStaplePolicy::Strict),
+        Ok(P::MustStaple) => Ok(OcspStaplePolicy::MustStaple),
+        Err(_) => Err(path.field_error("ocsp_staple_policy", "unknown policy")),
+    }
+}
+
+/// A certificate's `ocsp_staple` (DER) and until when it is valid, checked
+/// against the certificate as Envoy checks it; `None` without one (an empty
+/// source is none, as in Envoy).
+fn ocsp_staple(
+    cert: &envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::TlsCertificate,
+    serial: Option<String>,
+    path: &FieldPath,
+) -> Result<Option<(Vec<u8>, i64)>, ConfigError> {
+    let Some(source) = &cert.ocsp_staple else { return Ok(None) };
+    let staple_path = child(path, "ocsp_staple");
+    let der = data(Some(source), &staple_path)?;
+    if der.is_empty() {
+        return Ok(None);
+    }
+    let serial =
+        serial.ok_or_else(|| path.field_error("certificate_chain", "cannot read the certificate's serial number"))?;
+    let until = ocsp::valid_until(&der, &serial).map_err(|e| staple_path.error(e))?;
+    Ok(Some((der, until)))
+}
+
+/// Session resumption as Envoy's BoringSSL does it: stateless tickets (under
+/// `session_ticket_keys`, else a key of the context's own) and a stateful
+/// session cache, each of which can be turned off. BoringSSL resumes TLS 1.3 by
+/// ticket only, so without stateless tickets no TLS 1.3 ticket is sent at all;
+/// the cache then serves TLS 1.2 session IDs.
 fn resumption(config: &mut ServerConfig, proto: &DownstreamTlsContext, path: &FieldPath) -> Result<(), ConfigError> {
     use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::downstream_tls_context::SessionTicketKeysType;
-    // Explicit `session_ticket_keys` are refused by the config's field check.
-    let stateless =
-        !matches!(proto.session_ticket_keys_type, Some(SessionTicketKeysType::DisableStatelessSessionResumption(true)));
-    if stateless {
-        config.ticketer =
-            rustls::crypto::ring::Ticketer::new().map_err(|e| path.error(format!("cannot make ticket keys: {e}")))?;
-    } else {
-        config.send_tls13_tickets = 0;
+    // Only whole seconds count, as Envoy's; the schema keeps it below 2^32.
+    let lifetime = proto
+        .session_timeout
+        .as_ref()
+        .map_or(tickets::DEFAULT_LIFETIME, |d| u32::try_from(crate::config::duration(d).as_secs()).unwrap_or(u32::MAX));
+    match &proto.session_ticket_keys_type {
+        Some(SessionTicketKeysType::DisableStatelessSessionResumption(true)) => config.send_tls13_tickets = 0,
+        Some(SessionTicketKeysType::SessionTicketKeys(keys)) => {
+            let keys = tickets::TicketKeys::from_sources(&keys.keys, lifetime, &child(path, "session_ticket_keys"))?;
+            config.ticketer = Arc::new(keys);
+        }
+        _ => config.ticketer = Arc::new(tickets::TicketKeys::random(lifetime, path)?),
     }
     if proto.disable_stateful_session_resumption {
         config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
@@ -416,14 +515,18 @@ fn client_config(
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| common_path.field_error("tls_params", e.to_string()))?;
-    let checks = peer_checks(&common, &common_path)?;
+    let (checks, revocation) = peer_checks_and_crls(&common, &common_path)?;
     let (verifier, name_verifier): (Arc<dyn ServerCertVerifier>, Option<Arc<dyn NameVerifier>>) =
         match trusted_ca(&common, &common_path)? {
             Some(roots) => {
                 let webpki =
-                    rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                        .build()
-                        .map_err(|e| common_path.field_error("validation_context", e.to_string()))?;
+                    rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+                let webpki = match revocation {
+                    Some(r) => r.server(webpki),
+                    None => webpki,
+                };
+                let webpki =
+                    webpki.build().map_err(|e| common_path.field_error("validation_context", e.to_string()))?;
                 let by_name = HostNameVerifier { webpki: webpki.clone(), checks: checks.clone() };
                 (Arc::new(ChainOnlyVerifier { webpki, checks, name: None }), Some(Arc::new(by_name)))
             }
@@ -586,10 +689,7 @@ fn certificate_details(
     most: usize,
 ) -> Result<Vec<CertificateDetails>, ConfigError> {
     let pem = data(Some(source), path)?;
-    let shown = match &source.specifier {
-        Some(Specifier::Filename(f)) => f.clone(),
-        _ => "<inline>".into(),
-    };
+    let shown = source_name(source);
     let mut out = Vec::new();
     for cert in CertificateDer::pem_slice_iter(&pem).take(most) {
         let der = cert.map_err(|e| path.error(format!("invalid PEM certificate: {e}")))?;
@@ -687,23 +787,45 @@ fn certified_key(
 /// the client sent, else the first one.
 #[derive(Debug)]
 struct SniResolver {
-    keys: Vec<Arc<rustls::sign::CertifiedKey>>,
+    keys: Vec<ServedKey>,
+}
+
+/// A listener certificate, and the same with its OCSP staple and until when
+/// the staple is valid (rustls sends it only to a client that asked).
+#[derive(Debug)]
+struct ServedKey {
+    key: Arc<rustls::sign::CertifiedKey>,
+    stapled: Option<(Arc<rustls::sign::CertifiedKey>, i64)>,
+}
+
+impl ServedKey {
+    /// An expired staple is not sent: the handshake already counted (or failed) it.
+    fn now(&self) -> Arc<rustls::sign::CertifiedKey> {
+        let now = || {
+            let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            since.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        };
+        match &self.stapled {
+            Some((stapled, until)) if now() < *until => stapled.clone(),
+            _ => self.key.clone(),
+        }
+    }
 }
 
 impl rustls::server::ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
         if let [only] = self.keys.as_slice() {
-            return Some(only.clone());
+            return Some(only.now());
         }
         let name = hello
             .server_name()
             .and_then(|n| rustls::pki_types::DnsName::try_from(n).ok())
             .map(|n| ServerName::DnsName(n.to_owned()));
-        let covers = |key: &rustls::sign::CertifiedKey| {
-            let (Some(name), Some(leaf)) = (&name, key.cert.first()) else { return false };
+        let covers = |served: &&ServedKey| {
+            let (Some(name), Some(leaf)) = (&name, served.key.cert.first()) else { return false };
             webpki::EndEntityCert::try_from(leaf).is_ok_and(|c| c.verify_is_valid_for_subject_name(name).is_ok())
         };
-        self.keys.iter().find(|k| covers(k)).or_else(|| self.keys.first()).cloned()
+        self.keys.iter().find(covers).or_else(|| self.keys.first()).map(ServedKey::now)
     }
 }
 
@@ -721,7 +843,22 @@ fn peer_checks(common: &CommonTlsContext, path: &FieldPath) -> Result<PeerChecks
             vc_path.error("SAN-based verification of peer certificates without trusted CA is insecure and not allowed")
         );
     }
-    Ok(PeerChecks { san, pins: CertificatePins::from_proto(vc, &vc_path)? })
+    Ok(PeerChecks { san, pins: CertificatePins::from_proto(vc, &vc_path)?, no_crl_loaded: false })
+}
+
+/// The validation context's checks of a peer's leaf and its CRLs (`None`
+/// without a `crl`); a `crl` that holds no CRL fails every peer, as Envoy's.
+fn peer_checks_and_crls(
+    common: &CommonTlsContext,
+    path: &FieldPath,
+) -> Result<(PeerChecks, Option<crl::Revocation>), ConfigError> {
+    let mut checks = peer_checks(common, path)?;
+    let Some(ValidationContextType::ValidationContext(vc)) = &common.validation_context_type else {
+        return Ok((checks, None));
+    };
+    let revocation = crl::Revocation::from_proto(vc, &child(path, "validation_context"))?;
+    checks.no_crl_loaded = revocation.as_ref().is_some_and(crl::Revocation::none_loaded);
+    Ok((checks, revocation))
 }
 
 /// `validation_context.trusted_ca` as roots; `None` without one (no verification).
@@ -747,6 +884,14 @@ fn trusted_ca(common: &CommonTlsContext, path: &FieldPath) -> Result<Option<Root
         return Err(ca_path.error("no CA certificate found"));
     }
     Ok(Some(roots))
+}
+
+/// How Envoy names a `DataSource` in `/certs` and errors: its file, or `<inline>`.
+fn source_name(source: &DataSource) -> String {
+    match &source.specifier {
+        Some(Specifier::Filename(f)) => f.clone(),
+        _ => "<inline>".into(),
+    }
 }
 
 /// A `DataSource`'s bytes (file or inline).
@@ -809,7 +954,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        server_config(&proto, &FieldPath::starting_at("transport_socket.typed_config"))
+        server_config(&proto, &FieldPath::starting_at("transport_socket.typed_config")).map(|(c, _)| c)
     }
 
     /// Made with `openssl x509 -req -signkey` (no extensions, so version 1), as the

@@ -2,7 +2,8 @@
 //! static ones of `static_resources.secrets`, and those an `SdsSecretConfig`
 //! with an `sds_config` reads from a file (SDS). A context names them by
 //! `tls_certificate_sds_secret_configs` and `validation_context_sds_secret_config`
-//! (alone, or as the dynamic half of `combined_validation_context`); it is built
+//! (alone, or as the dynamic half of `combined_validation_context`), a listener
+//! its ticket keys by `session_ticket_keys_sds_secret_config`; it is built
 //! from its config with each secret put inline (`SecretManager::resolve`), so the
 //! code that reads inline certificates reads secrets too.
 //!
@@ -21,12 +22,14 @@ use std::time::SystemTime;
 use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
 use envoy_types::pb::envoy::config::core::v3::DataSource;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::common_tls_context::ValidationContextType;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::downstream_tls_context::SessionTicketKeysType;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::secret::Type as SecretType;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    CertificateValidationContext, CommonTlsContext, SdsSecretConfig, Secret, TlsCertificate,
+    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig, Secret, TlsCertificate,
 };
 
-use super::{certificate, certified_key, child, data, peer_checks, provider_for, trusted_ca};
+use super::tickets::{TicketKeys, DEFAULT_LIFETIME};
+use super::{certificate, certified_key, child, data, peer_checks_and_crls, provider_for, trusted_ca};
 use crate::config::path_source::PathSource;
 use crate::config::{ConfigError, FieldPath};
 
@@ -38,6 +41,7 @@ pub const SECRET_TYPE: &str = "envoy.extensions.transport_sockets.tls.v3.Secret"
 pub enum SecretKind {
     Certificate,
     Validation,
+    TicketKeys,
 }
 
 impl SecretKind {
@@ -46,6 +50,7 @@ impl SecretKind {
         match self {
             SecretKind::Certificate => "TlsCertificateSdsApi",
             SecretKind::Validation => "CertificateValidationContextSdsApi",
+            SecretKind::TicketKeys => "TlsSessionTicketKeysSdsApi",
         }
     }
 }
@@ -76,6 +81,7 @@ impl SecretManager {
                 let ty = match kind {
                     SecretKind::Certificate => "TlsCertificate",
                     SecretKind::Validation => "CertificateValidationContext",
+                    SecretKind::TicketKeys => "TlsSessionTicketKeys",
                 };
                 return Err(path.field_error("name", format!("Duplicate static {ty} secret name {}", secret.name)));
             }
@@ -141,10 +147,35 @@ impl SecretManager {
         Ok(Some(out))
     }
 
-    /// The SDS secrets `common` names, for the context to be rebuilt when one changes.
-    pub(super) fn subscribe(&self, common: &CommonTlsContext, dependent: Arc<dyn Dependent>) {
+    /// A listener's `session_ticket_keys_sds_secret_config` put inline as
+    /// `session_ticket_keys`; `None` while its SDS secret has not loaded.
+    pub(super) fn resolve_ticket_keys(
+        &self,
+        proto: &DownstreamTlsContext,
+        path: &FieldPath,
+    ) -> Result<Option<DownstreamTlsContext>, ConfigError> {
+        let Some(SessionTicketKeysType::SessionTicketKeysSdsSecretConfig(config)) = &proto.session_ticket_keys_type
+        else {
+            return Ok(Some(proto.clone()));
+        };
+        let p = child(path, "session_ticket_keys_sds_secret_config");
+        let Some(secret) = self.lookup(config, SecretKind::TicketKeys, &p)? else { return Ok(None) };
+        let Some(SecretType::SessionTicketKeys(keys)) = secret.r#type else { return Ok(None) };
+        let session_ticket_keys_type = Some(SessionTicketKeysType::SessionTicketKeys(keys));
+        Ok(Some(DownstreamTlsContext { session_ticket_keys_type, ..proto.clone() }))
+    }
+
+    /// The SDS secrets `common` (and a listener's `ticket_keys`) names, for the
+    /// context to be rebuilt when one changes.
+    pub(super) fn subscribe(
+        &self,
+        common: &CommonTlsContext,
+        ticket_keys: Option<&SdsSecretConfig>,
+        dependent: Arc<dyn Dependent>,
+    ) {
         let mut named: Vec<(&SdsSecretConfig, SecretKind)> =
             common.tls_certificate_sds_secret_configs.iter().map(|c| (c, SecretKind::Certificate)).collect();
+        named.extend(ticket_keys.map(|c| (c, SecretKind::TicketKeys)));
         match &common.validation_context_type {
             Some(ValidationContextType::ValidationContextSdsSecretConfig(c)) => named.push((c, SecretKind::Validation)),
             Some(ValidationContextType::CombinedValidationContext(c)) => {
@@ -179,6 +210,10 @@ impl SecretManager {
             let found = self.statics.iter().find(|s| s.name == config.name && kind_of(s, path).ok() == Some(kind));
             return match found {
                 Some(s) => Ok(Some(s.clone())),
+                // Envoy's ticket-key provider says so in its own words.
+                None if kind == SecretKind::TicketKeys => {
+                    Err(path.field_error("name", format!("Unknown tls session ticket keys: {}", config.name)))
+                }
                 None => Err(path.field_error("name", format!("Unknown static secret: {}", config.name))),
             };
         };
@@ -267,11 +302,13 @@ impl SdsSecret {
     ) -> Result<(), ConfigError> {
         match (self.kind, &secret.r#type) {
             (SecretKind::Certificate, Some(SecretType::TlsCertificate(_)))
-            | (SecretKind::Validation, Some(SecretType::ValidationContext(_))) => {}
+            | (SecretKind::Validation, Some(SecretType::ValidationContext(_)))
+            | (SecretKind::TicketKeys, Some(SecretType::SessionTicketKeys(_))) => {}
             _ => {
                 let want = match self.kind {
                     SecretKind::Certificate => "tls_certificate",
                     SecretKind::Validation => "validation_context",
+                    SecretKind::TicketKeys => "session_ticket_keys",
                 };
                 return Err(path.error(format!("secret {} must hold a {want}", self.name)));
             }
@@ -310,12 +347,15 @@ impl SdsSecret {
     /// The files the current value names (Envoy watches their directories).
     pub fn named_files(&self) -> Vec<std::path::PathBuf> {
         let Some(current) = self.current() else { return Vec::new() };
-        let sources = match &current.configured.r#type {
-            Some(SecretType::TlsCertificate(c)) => vec![&c.certificate_chain, &c.private_key],
-            Some(SecretType::ValidationContext(vc)) => vec![&vc.trusted_ca],
+        let sources: Vec<&DataSource> = match &current.configured.r#type {
+            Some(SecretType::TlsCertificate(c)) => {
+                [&c.certificate_chain, &c.private_key, &c.ocsp_staple].into_iter().flatten().collect()
+            }
+            Some(SecretType::ValidationContext(vc)) => [&vc.trusted_ca, &vc.crl].into_iter().flatten().collect(),
+            Some(SecretType::SessionTicketKeys(k)) => k.keys.iter().collect(),
             _ => Vec::new(),
         };
-        let named = sources.into_iter().flatten().filter_map(|s| match &s.specifier {
+        let named = sources.into_iter().filter_map(|s| match &s.specifier {
             Some(Specifier::Filename(f)) => Some(std::path::PathBuf::from(f)),
             _ => None,
         });
@@ -361,6 +401,7 @@ fn kind_of(secret: &Secret, path: &FieldPath) -> Result<SecretKind, ConfigError>
     match &secret.r#type {
         Some(SecretType::TlsCertificate(_)) => Ok(SecretKind::Certificate),
         Some(SecretType::ValidationContext(_)) => Ok(SecretKind::Validation),
+        Some(SecretType::SessionTicketKeys(_)) => Ok(SecretKind::TicketKeys),
         _ => Err(path.error(format!("secret {} needs a tls_certificate or a validation_context", secret.name))),
     }
 }
@@ -383,8 +424,12 @@ fn check(secret: &Secret, path: &FieldPath) -> Result<(), ConfigError> {
                 validation_context_type: Some(ValidationContextType::ValidationContext(vc.clone())),
                 ..Default::default()
             };
-            peer_checks(&common, path)?;
+            peer_checks_and_crls(&common, path)?;
             trusted_ca(&common, path).map(drop)
+        }
+        Some(SecretType::SessionTicketKeys(keys)) => {
+            let p = child(path, "session_ticket_keys");
+            TicketKeys::from_sources(&keys.keys, DEFAULT_LIFETIME, &p).map(drop)
         }
         _ => Err(path.error(format!("secret {} needs a tls_certificate or a validation_context", secret.name))),
     }
@@ -402,10 +447,24 @@ fn read_files_in(secret: &mut Secret, path: &FieldPath) -> Result<(), ConfigErro
         Some(SecretType::TlsCertificate(cert)) => {
             let p = child(path, "tls_certificate");
             inline(&mut cert.certificate_chain, child(&p, "certificate_chain"))?;
-            inline(&mut cert.private_key, child(&p, "private_key"))
+            inline(&mut cert.private_key, child(&p, "private_key"))?;
+            inline(&mut cert.ocsp_staple, child(&p, "ocsp_staple"))
         }
         Some(SecretType::ValidationContext(vc)) => {
-            inline(&mut vc.trusted_ca, child(&child(path, "validation_context"), "trusted_ca"))
+            let p = child(path, "validation_context");
+            inline(&mut vc.trusted_ca, child(&p, "trusted_ca"))?;
+            inline(&mut vc.crl, child(&p, "crl"))
+        }
+        Some(SecretType::SessionTicketKeys(keys)) => {
+            let p = child(path, "session_ticket_keys");
+            for (i, key) in keys.keys.iter_mut().enumerate() {
+                let mut source = Some(std::mem::take(key));
+                let mut kp = child(&p, "keys");
+                kp.push_index(i);
+                inline(&mut source, kp)?;
+                *key = source.unwrap_or_default();
+            }
+            Ok(())
         }
         _ => Ok(()),
     }
@@ -418,6 +477,10 @@ fn merged(mut base: CertificateValidationContext, over: CertificateValidationCon
     if over.trusted_ca.is_some() {
         base.trusted_ca = over.trusted_ca;
     }
+    if over.crl.is_some() {
+        base.crl = over.crl;
+    }
+    base.only_verify_leaf_cert_crl |= over.only_verify_leaf_cert_crl;
     base.match_typed_subject_alt_names.extend(over.match_typed_subject_alt_names);
     #[allow(deprecated)]
     base.match_subject_alt_names.extend(over.match_subject_alt_names);

@@ -14,6 +14,18 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use super::pins::{CertificatePins, PeerChecks};
 
+/// BoringSSL answers an expired CRL with the certificate_expired alert
+/// (`X509_V_ERR_CRL_HAS_EXPIRED`), where rustls would send unknown_ca.
+fn expired_crl_as_expired(e: rustls::Error) -> rustls::Error {
+    match e {
+        rustls::Error::InvalidCertificate(
+            rustls::CertificateError::ExpiredRevocationList
+            | rustls::CertificateError::ExpiredRevocationListContext { .. },
+        ) => rustls::Error::InvalidCertificate(rustls::CertificateError::Expired),
+        e => e,
+    }
+}
+
 /// Envoy verifies the upstream's chain, and its name only by the subject-name
 /// matchers: rustls's verifier, its name check forgiven, then the context's
 /// checks of the leaf (names, pins). With `auto_san_validation` the name the
@@ -59,7 +71,7 @@ impl ServerCertVerifier for ChainOnlyVerifier {
                 rustls::CertificateError::NotValidForName | rustls::CertificateError::NotValidForNameContext { .. },
             ))
             | Ok(_) => self.checks.check(end_entity).map(|()| ServerCertVerified::assertion()),
-            Err(e) => Err(e),
+            Err(e) => Err(expired_crl_as_expired(e)),
         }
     }
 
@@ -165,7 +177,8 @@ impl rustls::server::danger::ClientCertVerifier for CheckedClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
-        let verified = self.webpki.verify_client_cert(end_entity, intermediates, now)?;
+        let verified =
+            self.webpki.verify_client_cert(end_entity, intermediates, now).map_err(expired_crl_as_expired)?;
         self.checks.check(end_entity).map(|()| verified)
     }
 
