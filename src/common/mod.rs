@@ -1,6 +1,7 @@
 //! Small utilities shared across the proxy.
 
 pub mod buffer_pool;
+pub mod dynamic_metadata;
 pub mod fnv;
 #[cfg(any(test, fuzzing))]
 pub mod fuzzing;

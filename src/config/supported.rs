@@ -253,7 +253,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("envoy.config.endpoint.v3.Endpoint.HealthCheckConfig", &["*"]),
     (
         "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
-        &["stat_prefix", "cluster", "idle_timeout", "max_connect_attempts"],
+        &["stat_prefix", "cluster", "idle_timeout", "max_connect_attempts", "access_log"],
     ),
     (
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",

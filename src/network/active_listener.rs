@@ -212,6 +212,7 @@ fn accept(
         server_name: String::new(),
         transport_protocol: "",
         application_protocols: Vec::new(),
+        dynamic_metadata: Default::default(),
     };
     if config.listener_filters.is_empty() {
         // No filter to wait for: the chain is chosen and started at once.
@@ -259,7 +260,7 @@ async fn run_listener_filters(config: &ListenerConfig, mut socket: AcceptedSocke
 
 /// Chooses the socket's filter chain and runs the connection through it to its
 /// end, as a task of this worker; a socket no chain matches is closed.
-fn serve_connection(config: &Arc<ListenerConfig>, socket: AcceptedSocket, worker: usize, total: &Arc<Gauge>) {
+fn serve_connection(config: &Arc<ListenerConfig>, mut socket: AcceptedSocket, worker: usize, total: &Arc<Gauge>) {
     let input = MatchInput {
         local: socket.local,
         remote: socket.remote,
@@ -274,18 +275,31 @@ fn serve_connection(config: &Arc<ListenerConfig>, socket: AcceptedSocket, worker
         return;
     };
     let info = ConnectionInfo { remote: socket.remote, local: socket.local, tls: None };
+    let metadata = std::mem::take(&mut socket.dynamic_metadata);
     let guard = ConnectionAccounting::open(config.clone(), worker, total.clone());
     // A chain's transport socket (TLS termination) wraps the stream once the
     // chain is known, before the terminal filter takes the connection.
     if let Some(tls) = &chain.transport_socket {
         let (tls, terminal) = (tls.clone(), chain.terminal.clone());
         let requested_server_name = Some(socket.server_name).filter(|n| !n.is_empty());
-        let serve =
-            handshake_then_serve(config.clone(), tls, terminal, socket.stream, info, requested_server_name, guard);
+        let serve = handshake_then_serve(
+            config.clone(),
+            tls,
+            terminal,
+            socket.stream,
+            (info, metadata),
+            requested_server_name,
+            guard,
+        );
         spawn_isolated(serve);
         return;
     }
-    let conn = DownstreamConnection { stream: socket.stream.into(), info, buffer_limit: config.buffer_limit };
+    let conn = DownstreamConnection {
+        stream: socket.stream.into(),
+        info,
+        buffer_limit: config.buffer_limit,
+        dynamic_metadata: metadata,
+    };
     let run = chain.terminal.on_new_connection(conn);
     spawn_isolated(async move {
         run.await;
@@ -301,7 +315,7 @@ async fn handshake_then_serve(
     tls: Arc<DownstreamTls>,
     terminal: Arc<dyn NetworkFilterFactory>,
     stream: tokio::net::TcpStream,
-    info: ConnectionInfo,
+    (info, dynamic_metadata): (ConnectionInfo, crate::common::dynamic_metadata::DynamicMetadata),
     requested_server_name: Option<String>,
     guard: ConnectionAccounting,
 ) {
@@ -309,7 +323,7 @@ async fn handshake_then_serve(
         Ok((stream, mut session)) => {
             session.requested_server_name = requested_server_name;
             let info = ConnectionInfo { tls: Some(std::rc::Rc::new(session)), ..info };
-            let conn = DownstreamConnection { stream, info, buffer_limit: config.buffer_limit };
+            let conn = DownstreamConnection { stream, info, buffer_limit: config.buffer_limit, dynamic_metadata };
             terminal.on_new_connection(conn).await;
         }
         Err(HandshakeFailure::Timeout) => config.stats.downstream_cx_transport_socket_connect_timeout.inc(),

@@ -34,4 +34,8 @@ pub struct DownstreamConnection {
     pub info: ConnectionInfo,
     /// The listener's `per_connection_buffer_limit_bytes`.
     pub buffer_limit: u32,
+    /// What listener filters attached to the connection (`%DYNAMIC_METADATA%` of
+    /// a TCP access log; HTTP streams have their own, as in Envoy, so it is kept
+    /// here rather than in the `ConnectionInfo` every stream copies).
+    pub dynamic_metadata: crate::common::dynamic_metadata::DynamicMetadata,
 }

@@ -15,6 +15,8 @@ use std::os::fd::AsRawFd;
 use std::pin::Pin;
 
 use tokio::io::Interest;
+
+use crate::common::dynamic_metadata::DynamicMetadata;
 use tokio::net::TcpStream;
 
 /// An accepted socket while its listener filters run (Envoy's `ConnectionSocket`
@@ -35,6 +37,9 @@ pub struct AcceptedSocket {
     pub transport_protocol: &'static str,
     /// ALPN or the HTTP inspector's finding, in the client's order.
     pub application_protocols: Vec<String>,
+    /// What listener filters attached to the connection (the PROXY protocol
+    /// filter's `rules`), for its filters and TCP access logs.
+    pub dynamic_metadata: DynamicMetadata,
 }
 
 /// Why a listener filter gave up on a socket; the socket is closed.

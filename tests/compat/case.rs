@@ -269,8 +269,8 @@ impl Case {
             if r.http2 && (r.raw.is_some() || r.reuse || r.hangs_up() || r.tcp.is_some()) {
                 return Err(format!("{}: http2 requests cannot be raw, reused, hung up or tcp", path.display()));
             }
-            if r.latin1 && r.raw.as_deref().is_none_or(|raw| raw.chars().any(|c| c > '\u{ff}')) {
-                return Err(format!("{}: latin1 needs a raw text of characters up to U+00FF", path.display()));
+            if r.latin1 && r.raw.as_deref().or(r.tcp.as_deref()).is_none_or(|raw| raw.chars().any(|c| c > '\u{ff}')) {
+                return Err(format!("{}: latin1 needs a raw or tcp text of characters up to U+00FF", path.display()));
             }
             if r.continue_body.is_some() && r.raw.is_none() {
                 return Err(format!("{}: continue_body needs raw", path.display()));

@@ -629,7 +629,7 @@ impl Session<'_> {
         }
         self.obs.responses.push((label.to_string(), outcome));
         if self.access_log.is_some() {
-            self.read_access_log(label);
+            self.read_access_log(label, r.tcp.is_some());
         }
     }
 
@@ -699,10 +699,17 @@ impl Session<'_> {
 
     /// The access-log lines written for the request just sent: those there once
     /// the proxy is done with it.
-    fn read_access_log(&mut self, label: &str) {
+    fn read_access_log(&mut self, label: &str, tcp: bool) {
         let settled = settle(self.proxy, self.env, usize::from(self.last.is_some()));
         let Some(log) = &mut self.access_log else { return };
         let mut lines = log.new_lines(self.env);
+        // Envoy's tcp_proxy writes its line as the connection is deleted, after
+        // the stats say it closed: a TCP exchange waits a little for its line.
+        let deadline = Instant::now() + Duration::from_millis(1000);
+        while tcp && lines.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            lines = log.new_lines(self.env);
+        }
         if let Err(busy) = settled {
             lines.push(format!("(read while the proxy was still busy: {busy})"));
         }

@@ -120,6 +120,8 @@ const REDIRECT: &str = "envoy.config.route.v3.RedirectAction";
 const STRING_MATCHER: &str = "envoy.type.matcher.v3.StringMatcher";
 const LOCAL_RATELIMIT: &str = "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
 const TLS_IT: &str = "tests/integration/tls.rs";
+const PP_RULE: &str = "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol.Rule";
+const PP_PAIR: &str = "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol.KeyValuePair";
 const UPSTREAM_PP: &str = "envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport";
 const UPSTREAM_PP_IT: &str = "upstream_proxy_protocol_gives_each_downstream_connection_its_own_upstream";
 const HCM_TRACING: &str = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.Tracing";
@@ -763,6 +765,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "max_connect_attempts",
         &[compat("tcp_proxy"), test(TCP_IT, "max_connect_attempts_retries_other_hosts")],
     ),
+    ("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy", "access_log", &[compat("tcp_proxy_access_log")]),
     (HCM, "codec_type", &[compat("http2_preface")]),
     (HCM, "stat_prefix", &[compat("http_get")]),
     (HCM, "route_config", &[compat("http_get")]),
@@ -1455,6 +1458,11 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "stat_prefix",
         &[compat("listener_chain_match")],
     ),
+    ("envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol", "rules", &[compat("tcp_proxy_access_log")]),
+    (PP_RULE, "tlv_type", &[compat("tcp_proxy_access_log")]),
+    (PP_RULE, "on_tlv_present", &[compat("tcp_proxy_access_log")]),
+    (PP_PAIR, "metadata_namespace", &[compat("tcp_proxy_access_log")]),
+    (PP_PAIR, "key", &[compat("tcp_proxy_access_log")]),
     ("envoy.config.core.v3.TransportSocket", "typed_config", &[test(TLS_IT, TLS_ERRORS)]),
     (DOWNSTREAM_TLS, "common_tls_context", &[test(TLS_IT, TLS_PARAMS)]),
     (DOWNSTREAM_TLS, "require_client_certificate", &[test(TLS_IT, TLS_MTLS), compat("tls_termination")]),

@@ -37,6 +37,8 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("envoy.extensions.filters.listener.http_inspector.v3.HttpInspector", &[]),
     (
         "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol",
-        &["allow_requests_without_proxy_protocol", "stat_prefix"],
+        &["allow_requests_without_proxy_protocol", "stat_prefix", "rules"],
     ),
+    ("envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol.Rule", &["tlv_type", "on_tlv_present"]),
+    ("envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol.KeyValuePair", &["metadata_namespace", "key"]),
 ];

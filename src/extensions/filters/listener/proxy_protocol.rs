@@ -5,15 +5,20 @@
 //! `x-forwarded-for`. The header is consumed (the chain never sees it), and only
 //! the header: it is peeked first so that not one byte of the client's data is
 //! read. A malformed header closes the connection and is counted, as in Envoy.
+//! With `rules`, the v2 header's TLVs of the listed types go into the
+//! connection's dynamic metadata (the filter's namespace unless the rule names
+//! one), their bytes as a string with each invalid UTF-8 byte as `!`, as Envoy's;
+//! a TLV list that does not parse is a v2 error then.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::extensions::filters::listener::proxy_protocol::v3::ProxyProtocol;
-use envoy_types::pb::google::protobuf::Any;
+use envoy_types::pb::google::protobuf::{Any, Struct};
 use tokio::io::AsyncReadExt;
 
 use super::ListenerFilterExtension;
+use crate::common::dynamic_metadata::string_value;
 use crate::config::{bootstrap::decode_any, ConfigError, FieldPath};
 use crate::define_stats;
 use crate::network::{AcceptedSocket, ListenerFilterError, ListenerFilterFactory, ListenerFilterFuture};
@@ -51,9 +56,21 @@ const V1_MAX: usize = 107;
 /// The fixed part of a v2 header: signature, version/command, family, length.
 const V2_FIXED: usize = 16;
 
+/// The namespace of `rules` that name none.
+const NAMESPACE: &str = "envoy.filters.listener.proxy_protocol";
+
+/// A `rules` entry: a TLV type and where its value goes.
+#[derive(Debug)]
+struct TlvRule {
+    kind: u8,
+    namespace: String,
+    key: String,
+}
+
 #[derive(Debug)]
 struct ProxyProtocolFactory {
     allow_without: bool,
+    rules: Vec<TlvRule>,
     stats: ProxyProtocolStats,
     v1: ProxyProtocolVersionStats,
     v2: ProxyProtocolVersionStats,
@@ -67,8 +84,21 @@ fn create(any: &Any, path: &FieldPath, store: &Store) -> Result<Arc<dyn Listener
         "" => "proxy_proto.".to_string(),
         p => format!("proxy_proto.{p}."),
     };
+    let mut rules = Vec::with_capacity(cfg.rules.len());
+    for (i, rule) in cfg.rules.iter().enumerate() {
+        let mut at = path.child("rules");
+        at.push_index(i);
+        // The schema bounds the type below 256 and requires the pair.
+        let kind =
+            u8::try_from(rule.tlv_type).map_err(|_| at.field_error("tlv_type", "value must be less than 256"))?;
+        let pair = rule.on_tlv_present.clone().unwrap_or_default();
+        let namespace =
+            if pair.metadata_namespace.is_empty() { NAMESPACE.to_string() } else { pair.metadata_namespace };
+        rules.push(TlvRule { kind, namespace, key: pair.key });
+    }
     Ok(Arc::new(ProxyProtocolFactory {
         allow_without: cfg.allow_requests_without_proxy_protocol,
+        rules,
         stats: ProxyProtocolStats::new(store, &prefix),
         v1: ProxyProtocolVersionStats::new(store, &format!("{prefix}versions.v1.")),
         v2: ProxyProtocolVersionStats::new(store, &format!("{prefix}versions.v2.")),
@@ -79,8 +109,9 @@ fn create(any: &Any, path: &FieldPath, store: &Store) -> Result<Arc<dyn Listener
 /// What a header says.
 #[derive(Debug, PartialEq, Eq)]
 enum Header {
-    /// The addresses of the client and of the destination it connected to.
-    Proxied { len: usize, remote: SocketAddr, local: SocketAddr },
+    /// The addresses of the client and of the destination it connected to;
+    /// v2's TLVs, if any, start at `tlvs_at` (`len` for v1).
+    Proxied { len: usize, remote: SocketAddr, local: SocketAddr, tlvs_at: usize },
     /// A header that keeps the connection's own addresses (v1 `UNKNOWN`, v2 `LOCAL`
     /// or an address family other than IPv4/IPv6).
     Local { len: usize },
@@ -108,6 +139,51 @@ impl ProxyProtocolFactory {
         match v {
             Version::V1 => &self.v1,
             Version::V2 => &self.v2,
+        }
+    }
+}
+
+impl ProxyProtocolFactory {
+    /// Each rule's TLV, when present, into the connection's metadata.
+    fn apply_rules(&self, tlvs: &[(u8, &[u8])], socket: &mut AcceptedSocket) {
+        for rule in &self.rules {
+            if let Some((_, value)) = tlvs.iter().find(|(kind, _)| *kind == rule.kind) {
+                let fields = [(rule.key.clone(), string_value(sanitize_utf8(value)))].into_iter().collect();
+                socket.dynamic_metadata.set_fields(&rule.namespace, Struct { fields });
+            }
+        }
+    }
+}
+
+/// The TLVs after a v2 header's addresses: type, 16-bit length, value; `None`
+/// when one runs past the end.
+fn parse_tlvs(mut data: &[u8]) -> Option<Vec<(u8, &[u8])>> {
+    let mut tlvs = Vec::new();
+    while !data.is_empty() {
+        let len = usize::from(u16::from_be_bytes([*data.get(1)?, *data.get(2)?]));
+        tlvs.push((data[0], data.get(3..3 + len)?));
+        data = &data[3 + len..];
+    }
+    Some(tlvs)
+}
+
+/// `bytes` as text, each byte of an invalid UTF-8 sequence replaced by `!`
+/// (Envoy's `MessageUtil::sanitizeUtf8String`).
+fn sanitize_utf8(mut bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    loop {
+        match std::str::from_utf8(bytes) {
+            Ok(valid) => {
+                out.push_str(valid);
+                return out;
+            }
+            Err(e) => {
+                let (valid, rest) = bytes.split_at(e.valid_up_to());
+                out.push_str(std::str::from_utf8(valid).unwrap_or_default());
+                let bad = e.error_len().unwrap_or(rest.len());
+                out.extend(std::iter::repeat_n('!', bad));
+                bytes = &rest[bad..];
+            }
         }
     }
 }
@@ -152,7 +228,15 @@ impl ListenerFilterFactory for ProxyProtocolFactory {
                 }
             };
             let len = match header {
-                Header::Proxied { len, remote, local } => {
+                Header::Proxied { len, remote, local, tlvs_at } => {
+                    if !self.rules.is_empty() {
+                        let Some(tlvs) = buf.get(tlvs_at..len).and_then(parse_tlvs) else {
+                            self.v2.error.inc();
+                            self.proxy_proto_error.inc();
+                            return Err(ListenerFilterError::Rejected);
+                        };
+                        self.apply_rules(&tlvs, socket);
+                    }
                     socket.remote = remote;
                     socket.local = local;
                     len
@@ -232,7 +316,7 @@ fn parse_v1(line: &[u8]) -> Option<Header> {
     if src.is_ipv4() != v4 || dst.is_ipv4() != v4 {
         return None;
     }
-    Some(Header::Proxied { len, remote: SocketAddr::new(src, sport), local: SocketAddr::new(dst, dport) })
+    Some(Header::Proxied { len, remote: SocketAddr::new(src, sport), local: SocketAddr::new(dst, dport), tlvs_at: len })
 }
 
 /// The v2 version/command byte, the family/transport byte and the address block.
@@ -255,6 +339,7 @@ fn parse_v2(ver_cmd: u8, family: u8, addresses: &[u8], len: usize) -> Option<Hea
                 len,
                 remote: SocketAddr::new(src, port(&a[8..10])),
                 local: SocketAddr::new(dst, port(&a[10..12])),
+                tlvs_at: V2_FIXED + 12,
             })
         }
         2 => {
@@ -269,6 +354,7 @@ fn parse_v2(ver_cmd: u8, family: u8, addresses: &[u8], len: usize) -> Option<Hea
                 len,
                 remote: SocketAddr::new(src, port(&a[32..34])),
                 local: SocketAddr::new(dst, port(&a[34..36])),
+                tlvs_at: V2_FIXED + 36,
             })
         }
         // AF_UNSPEC and AF_UNIX: the connection's own addresses stay.
@@ -291,7 +377,12 @@ mod tests {
             parse(h),
             Parse::Found(
                 Version::V1,
-                Header::Proxied { len: 43, remote: addr("192.0.2.1:5000"), local: addr("198.51.100.2:80") }
+                Header::Proxied {
+                    len: 43,
+                    remote: addr("192.0.2.1:5000"),
+                    local: addr("198.51.100.2:80"),
+                    tlvs_at: 43
+                }
             )
         );
         assert_eq!(parse(b"PROXY UNKNOWN\r\n"), Parse::Found(Version::V1, Header::Local { len: 15 }));
@@ -316,6 +407,17 @@ mod tests {
     }
 
     #[test]
+    fn tlvs_are_split_and_invalid_utf8_becomes_bangs() {
+        assert_eq!(parse_tlvs(&[0xe0, 0, 2, b'a', b'b', 5, 0, 0]), Some(vec![(0xe0, &b"ab"[..]), (5, &b""[..])]));
+        assert_eq!(parse_tlvs(&[0xe0, 0, 3, b'a']), None, "runs past the end");
+        assert_eq!(parse_tlvs(&[0xe0, 0]), None);
+        // As Envoy logged `val\xffue`.
+        assert_eq!(sanitize_utf8(b"val\xffue"), "val!ue");
+        assert_eq!(sanitize_utf8("é\u{1F600}".as_bytes()), "é\u{1F600}");
+        assert_eq!(sanitize_utf8(&[b'a', 0xe2, 0x82]), "a!!");
+    }
+
+    #[test]
     fn reads_v2_headers() {
         let mut a = vec![10, 0, 0, 1, 10, 0, 0, 2];
         a.extend(4000u16.to_be_bytes());
@@ -326,7 +428,12 @@ mod tests {
             parse(&h),
             Parse::Found(
                 Version::V2,
-                Header::Proxied { len: h.len(), remote: addr("10.0.0.1:4000"), local: addr("10.0.0.2:443") }
+                Header::Proxied {
+                    len: h.len(),
+                    remote: addr("10.0.0.1:4000"),
+                    local: addr("10.0.0.2:443"),
+                    tlvs_at: 28
+                }
             )
         );
         assert_eq!(parse(&v2(0, 0x00, &[])), Parse::Found(Version::V2, Header::Local { len: 16 }));

@@ -1,5 +1,7 @@
 //! `envoy.filters.network.tcp_proxy`: L4 forwarding of a downstream connection to
-//! a host of a cluster, with Envoy's stats, connect attempts and idle timeout.
+//! a host of a cluster, with Envoy's stats, connect attempts and idle timeout, and
+//! its `access_log`: one line per connection when it ends (its bytes, duration,
+//! upstream host, `UH`/`UF`/`NC` flags, the connection's dynamic metadata).
 
 mod relay;
 
@@ -10,12 +12,15 @@ use std::time::Duration;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{tcp_proxy::ClusterSpecifier, TcpProxy};
 use envoy_types::pb::google::protobuf::Any;
 
+use crate::access_log::{self, AccessLogger};
 use crate::config::{self, bootstrap::decode_any, ConfigError, FieldPath};
 use crate::define_stats;
 use crate::extensions::{FactoryContext, NetworkFilterExtension};
+use crate::formatter::FormatContext;
 use crate::network::filter::LocalBoxFuture;
 use crate::network::tls::TransportOptions;
 use crate::network::{DownstreamConnection, NetworkFilterFactory};
+use crate::stream_info::{ResponseFlag, StreamInfo};
 use crate::thread_local::Slot;
 use crate::upstream::upstream_connection::UpstreamConnection;
 use crate::upstream::ThreadLocalClusterManager;
@@ -56,6 +61,7 @@ define_stats! {
 #[derive(Debug)]
 pub struct TcpProxyFilter {
     cluster: String,
+    access_logs: Arc<[Arc<dyn AccessLogger>]>,
     /// `None` when `idle_timeout: 0s` disables it.
     idle_timeout: Option<Duration>,
     max_connect_attempts: u32,
@@ -78,8 +84,10 @@ fn create(any: &Any, path: &FieldPath, ctx: &FactoryContext<'_>) -> Result<Arc<d
         Some(d) if config::duration(d).is_zero() => None,
         other => Some(config::duration_or(other, DEFAULT_IDLE_TIMEOUT)),
     };
+    let access_logs = access_log::build_access_logs(&cfg.access_log, &path.child("access_log"), ctx.store)?;
     Ok(Arc::new(TcpProxyFilter {
         cluster,
+        access_logs: access_logs.into(),
         idle_timeout,
         max_connect_attempts: cfg.max_connect_attempts.map(|v| v.value).unwrap_or(1).max(1),
         stats: Arc::new(TcpProxyStats::new(ctx.store, &format!("tcp.{}.", cfg.stat_prefix))),
@@ -90,26 +98,40 @@ fn create(any: &Any, path: &FieldPath, ctx: &FactoryContext<'_>) -> Result<Arc<d
 impl NetworkFilterFactory for TcpProxyFilter {
     fn on_new_connection(&self, conn: DownstreamConnection) -> LocalBoxFuture {
         self.stats.downstream_cx_total.inc();
+        let mut info = (!self.access_logs.is_empty()).then(|| connection_info(&conn));
         let cluster = self.clusters.get().and_then(|cm| cm.get(&self.cluster));
         let Some(cluster) = cluster else {
             // Unknown cluster: Envoy closes the connection and counts it.
             tracing::debug!("tcp_proxy: no cluster '{}'", self.cluster);
             self.stats.downstream_cx_no_route.inc();
+            if let Some(info) = &mut info {
+                info.response_flags.set(ResponseFlag::NoClusterFound);
+                log(&self.access_logs, info);
+            }
             return Box::pin(async move { drop(conn) });
         };
         let attempts = self.max_connect_attempts;
         let idle_timeout = self.idle_timeout;
         let stats = self.stats.clone();
+        let access_logs = self.access_logs.clone();
         Box::pin(async move {
             let mut upstream = None;
+            if let Some(info) = &mut info {
+                info.upstream_cluster = Some(cluster.name.clone());
+            }
             // The PROXY protocol header of an `upstream_proxy_protocol` cluster names this connection.
             let options =
                 TransportOptions { downstream: Some((conn.info.remote, conn.info.local)), ..TransportOptions::NONE };
+            let mut flag = None;
             for _ in 0..attempts {
                 let Some(host) = cluster.choose_host() else {
                     cluster.info.stats.upstream_cx_none_healthy.inc();
+                    flag = Some(ResponseFlag::NoHealthyUpstream);
                     break;
                 };
+                if let Some(info) = &mut info {
+                    info.upstream_host = Some(host.address);
+                }
                 // Envoy's TCP pool counts each connection attempt as a request.
                 cluster.info.stats.upstream_rq_pending_total.inc();
                 match UpstreamConnection::connect_for(&cluster.info, &host, None, &options).await {
@@ -119,14 +141,47 @@ impl NetworkFilterFactory for TcpProxyFilter {
                         upstream = Some(u);
                         break;
                     }
-                    Err(_) => cluster.info.stats.upstream_rq_pending_failure_eject.inc(),
+                    Err(_) => {
+                        cluster.info.stats.upstream_rq_pending_failure_eject.inc();
+                        flag = Some(ResponseFlag::UpstreamConnectionFailure);
+                    }
                 }
             }
             let Some(upstream) = upstream else {
                 cluster.info.stats.upstream_cx_connect_attempts_exceeded.inc();
+                if let Some(info) = &mut info {
+                    if let Some(flag) = flag {
+                        info.response_flags.set(flag);
+                    }
+                    // Envoy 1.40 marks connect attempts run out as a retry limit too.
+                    if flag == Some(ResponseFlag::UpstreamConnectionFailure) {
+                        info.response_flags.set(ResponseFlag::UpstreamRetryLimitExceeded);
+                    }
+                    drop(conn); // closed before the line is written, as Envoy logs on close
+                    log(&access_logs, info);
+                }
                 return; // dropping `conn` closes the downstream, as Envoy does
             };
-            relay::relay(conn, upstream, idle_timeout, &stats).await;
+            let bytes = relay::relay(conn, upstream, idle_timeout, &stats).await;
+            if let Some(info) = &mut info {
+                (info.bytes_received, info.bytes_sent) = bytes;
+                log(&access_logs, info);
+            }
         })
     }
+}
+
+/// A connection's log facts as far as they are known when it arrives.
+fn connection_info(conn: &DownstreamConnection) -> StreamInfo {
+    let mut info = StreamInfo::new(conn.info.remote, conn.info.local, "");
+    info.downstream_tls = conn.info.tls.clone();
+    info.dynamic_metadata = conn.dynamic_metadata.clone();
+    info
+}
+
+/// Writes the connection's line to each access log, its duration ending now.
+fn log(access_logs: &[Arc<dyn AccessLogger>], info: &mut StreamInfo) {
+    info.last_downstream_tx = Some(info.start.elapsed());
+    let cx = FormatContext::new(info);
+    access_logs.iter().for_each(|l| l.log(&cx));
 }

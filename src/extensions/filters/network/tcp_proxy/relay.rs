@@ -35,13 +35,14 @@ enum End {
 }
 
 /// Relays until both directions are closed, one fails, or the connection is idle
-/// for `idle_timeout`.
+/// for `idle_timeout`; the bytes received from downstream and sent to it.
 pub async fn relay(
     down: DownstreamConnection,
     mut up: UpstreamConnection,
     idle_timeout: Option<Duration>,
     stats: &TcpProxyStats,
-) {
+) -> (u64, u64) {
+    let (received, sent) = (Cell::new(0u64), Cell::new(0u64));
     let down_chunk = down.buffer_limit.clamp(MIN_CHUNK, MAX_CHUNK) as usize;
     let up_chunk = up.accounting.cluster.per_connection_buffer_limit_bytes.clamp(MIN_CHUNK, MAX_CHUNK) as usize;
     let cluster = up.accounting.cluster.clone();
@@ -55,6 +56,7 @@ pub async fn relay(
             &mut uw,
             down_chunk,
             &last_activity,
+            &received,
             [&stats.downstream_cx_rx_bytes_total, &cluster.stats.upstream_cx_tx_bytes_total],
         );
         let to_downstream = pump(
@@ -62,6 +64,7 @@ pub async fn relay(
             &mut dw,
             up_chunk,
             &last_activity,
+            &sent,
             [&cluster.stats.upstream_cx_rx_bytes_total, &stats.downstream_cx_tx_bytes_total],
         );
         let idle = idle_watch(idle_timeout, &last_activity);
@@ -100,6 +103,7 @@ pub async fn relay(
         End::UpstreamError | End::Done { upstream_first: true } => {}
     }
     tracing::trace!(?end, "tcp_proxy connection closed");
+    (received.get(), sent.get())
 }
 
 /// Which side of a pump failed.
@@ -116,6 +120,7 @@ async fn pump(
     to: &mut (impl AsyncWrite + Unpin),
     chunk: usize,
     last_activity: &Cell<Instant>,
+    total: &Cell<u64>,
     counters: [&Counter; 2],
 ) -> Result<(), Side> {
     std::future::poll_fn(|cx| from.poll_read_ready(cx)).await.map_err(|_| Side::Read)?;
@@ -128,6 +133,7 @@ async fn pump(
             return Ok(());
         }
         last_activity.set(Instant::now());
+        total.set(total.get() + n as u64);
         for c in counters {
             c.add(n as u64);
         }

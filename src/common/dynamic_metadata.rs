@@ -1,6 +1,7 @@
 //! Dynamic metadata (Envoy's `StreamInfo::dynamicMetadata`): structured values
-//! that filters attach to a stream under a namespace (`set_metadata`,
-//! `header_to_metadata`, ...) for later filters and `%DYNAMIC_METADATA(...)%`.
+//! that filters attach to a stream (`set_metadata`, `header_to_metadata`, ...) or
+//! to a connection (the PROXY protocol filter's `rules`) under a namespace, for
+//! later filters and `%DYNAMIC_METADATA(...)%`.
 //!
 //! Most streams carry none: an empty map allocates nothing. Values are
 //! `google.protobuf.Struct`s, the type configs give them in, merged as Envoy's

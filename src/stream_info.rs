@@ -1,11 +1,10 @@
 //! Per-request facts gathered while a stream is served (Envoy's `StreamInfo`):
 //! timing, the upstream chosen, bytes, the response code and the response flags.
 //! The access log and the header formatter read it. Filters attach structured
-//! values to it (`dynamic_metadata`).
+//! values to it (`dynamic_metadata`, kept in `common` since a connection's
+//! listener filters write it too).
 
-pub mod dynamic_metadata;
-
-pub use dynamic_metadata::DynamicMetadata;
+pub use crate::common::dynamic_metadata::{self, DynamicMetadata};
 
 use std::net::SocketAddr;
 use std::rc::Rc;
