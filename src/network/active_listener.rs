@@ -208,6 +208,7 @@ fn accept(
         stream,
         remote,
         local,
+        local_restored: false,
         direct_remote: remote,
         server_name: String::new(),
         transport_protocol: "",
@@ -273,7 +274,8 @@ fn serve_connection(config: &Arc<ListenerConfig>, socket: AcceptedSocket, worker
         config.stats.no_filter_chain_match.inc();
         return;
     };
-    let info = ConnectionInfo { remote: socket.remote, local: socket.local, tls: None };
+    let info =
+        ConnectionInfo { remote: socket.remote, local: socket.local, local_restored: socket.local_restored, tls: None };
     let guard = ConnectionAccounting::open(config.clone(), worker, total.clone());
     // A chain's transport socket (TLS termination) wraps the stream once the
     // chain is known, before the terminal filter takes the connection.

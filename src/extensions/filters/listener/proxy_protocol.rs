@@ -154,7 +154,10 @@ impl ListenerFilterFactory for ProxyProtocolFactory {
             let len = match header {
                 Header::Proxied { len, remote, local } => {
                     socket.remote = remote;
+                    // Restored, as Envoy's `restoreLocalAddress`: an ORIGINAL_DST
+                    // cluster connects to the destination the header names.
                     socket.local = local;
+                    socket.local_restored = true;
                     len
                 }
                 Header::Local { len } => len,
