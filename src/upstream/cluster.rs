@@ -30,6 +30,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions
 
 use super::host::{EdsHealth, Locality};
 use super::load_balancer::{LbPolicy, DEFAULT_ACTIVE_REQUEST_BIAS, DEFAULT_CHOICE_COUNT};
+use super::original_dst::OriginalDst;
 use super::resource_manager::ResourceManager;
 use crate::config::config_source::{Source, SubscriptionSource};
 use crate::config::{self, ConfigError, FieldPath};
@@ -91,6 +92,7 @@ define_stats! {
         counter upstream_cx_destroy_remote_with_active_rq,
         counter retry_or_shadow_abandoned,
         counter upstream_internal_redirect_failed_total,
+        counter original_dst_host_invalid,
         counter membership_change,
         counter lb_healthy_panic,
         counter update_attempt,
@@ -117,6 +119,8 @@ pub enum DiscoveryType {
     LogicalDns,
     /// Its membership comes from EDS (`eds_cluster_config`).
     Eds,
+    /// Its hosts are the addresses requests ask for (`upstream::original_dst`).
+    OriginalDst,
 }
 
 impl DiscoveryType {
@@ -126,6 +130,7 @@ impl DiscoveryType {
             DiscoveryType::StrictDns => "STRICT_DNS",
             DiscoveryType::LogicalDns => "LOGICAL_DNS",
             DiscoveryType::Eds => "EDS",
+            DiscoveryType::OriginalDst => "ORIGINAL_DST",
         }
     }
 
@@ -203,6 +208,8 @@ pub struct ClusterInfo {
     pub endpoints: Vec<ConfiguredEndpoint>,
     /// An EDS cluster's source (`None` for every other type).
     pub eds: Option<EdsClusterConfig>,
+    /// An ORIGINAL_DST cluster's settings (`None` for every other type).
+    pub original_dst: Option<super::original_dst::OriginalDst>,
     /// `load_assignment.policy.overprovisioning_factor`, in percent (Envoy's default
     /// 140): how much a priority level's health is scaled by before the levels below
     /// it take a share of the load (see `upstream::priority`).
@@ -316,22 +323,20 @@ impl ClusterInfo {
                 Ok(PbDiscoveryType::StrictDns) => DiscoveryType::StrictDns,
                 Ok(PbDiscoveryType::LogicalDns) => DiscoveryType::LogicalDns,
                 Ok(PbDiscoveryType::Eds) => DiscoveryType::Eds,
-                Ok(other) => {
-                    return Err(path.field_error(
-                        "type",
-                        format!(
-                            "cluster type {} is not supported by Courier (STATIC, STRICT_DNS, LOGICAL_DNS, EDS are)",
-                            other.as_str_name()
-                        ),
-                    ))
-                }
+                Ok(PbDiscoveryType::OriginalDst) => DiscoveryType::OriginalDst,
                 Err(_) => return Err(path.field_error("type", format!("unknown cluster type {t}"))),
             },
             Some(ClusterDiscoveryType::ClusterType(_)) => {
                 return Err(path.field_error("cluster_type", "custom cluster types are not supported by Courier"))
             }
         };
+        let original_dst = match discovery {
+            DiscoveryType::OriginalDst => Some(OriginalDst::from_proto(c, path)?),
+            _ => None,
+        };
         let (lb_policy, locality_weighted) = match &c.load_balancing_policy {
+            // The cluster provides its load balancer; no other is built.
+            _ if original_dst.is_some() => (LbPolicy::RoundRobin, false),
             Some(policies) => typed_lb_policy(c, policies, path)?,
             None => (lb_policy(c, path)?, legacy_locality_weighted(c)),
         };
@@ -394,6 +399,7 @@ impl ClusterInfo {
             locality_weighted,
             endpoints,
             eds,
+            original_dst,
             overprovisioning_factor,
             healthy_panic_threshold: healthy_panic_threshold(c),
             local_locality: None,
@@ -615,6 +621,12 @@ fn lb_policy(c: &Cluster, path: &FieldPath) -> Result<LbPolicy, ConfigError> {
             active_request_bias_key: None,
         },
         Ok(PbLbPolicy::Random) => LbPolicy::Random,
+        Ok(PbLbPolicy::ClusterProvided) => {
+            return Err(path.field_error(
+                "lb_policy",
+                format!("cluster manager: cluster provided LB specified but cluster '{}' did not provide one. Check cluster documentation.", c.name),
+            ))
+        }
         Ok(other) => {
             return Err(path.field_error(
                 "lb_policy",

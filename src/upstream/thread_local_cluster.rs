@@ -12,6 +12,7 @@ use super::conn_pool::{ConnPool, Protocol};
 use super::host::{Host, HostSet};
 use super::http1_conn_pool::Http1ConnPool;
 use super::http2_conn_pool::Http2ConnPool;
+use super::original_dst::{LbContext, OriginalDstLb};
 use super::priority::PriorityLoadBalancer;
 use crate::common::fnv::FnvHashMap;
 use crate::network::tls::TransportOptions;
@@ -30,6 +31,8 @@ pub struct ThreadLocalCluster {
     /// This worker's load balancer (one per priority level), refreshed with every
     /// new host set.
     lb: PriorityLoadBalancer,
+    /// An ORIGINAL_DST cluster's balancer, in place of `lb`.
+    original_dst: Option<OriginalDstLb>,
     /// This worker's HTTP pools, one per host address, protocol and TLS
     /// options (Envoy keys its pools by the transport socket options too).
     http_pools: RefCell<FnvHashMap<PoolKey, ConnPool>>,
@@ -51,8 +54,11 @@ impl std::fmt::Debug for ThreadLocalCluster {
 impl ThreadLocalCluster {
     /// The next host: a priority level by its load, then a host of it by the
     /// cluster's load-balancing policy; counts `lb_healthy_panic` when the level
-    /// drawn is in panic.
-    pub fn choose_host(&self) -> Option<Arc<Host>> {
+    /// drawn is in panic. Only an ORIGINAL_DST cluster reads `ctx`.
+    pub fn choose_host(&self, ctx: &LbContext<'_>) -> Option<Arc<Host>> {
+        if let (Some(lb), Some(od)) = (&self.original_dst, &self.info.original_dst) {
+            return lb.choose(&self.info, od, ctx);
+        }
         let pick = self.lb.choose();
         if pick.panic {
             self.info.stats.lb_healthy_panic.inc();
@@ -175,9 +181,10 @@ impl ThreadLocalClusterManager {
                 // Pools of hosts that left the cluster close when their last user is done.
                 existing.http_pools.borrow_mut().retain(|(addr, _, _), _| hosts.iter().any(|h| h.address == *addr));
                 existing.negotiated.borrow_mut().retain(|(addr, _), _| hosts.iter().any(|h| h.address == *addr));
-                match overprovisioning_factor {
-                    Some(factor) => existing.lb.refresh_assigned(&hosts, factor),
-                    None => existing.lb.refresh(&hosts),
+                match (&existing.original_dst, overprovisioning_factor) {
+                    (Some(od), _) => od.refresh(&hosts),
+                    (None, Some(factor)) => existing.lb.refresh_assigned(&hosts, factor),
+                    (None, None) => existing.lb.refresh(&hosts),
                 }
                 *existing.hosts.borrow_mut() = hosts;
             }
@@ -188,6 +195,10 @@ impl ThreadLocalClusterManager {
                     .with_local_locality(info.local_locality.clone())
                     .with_panic_threshold(info.healthy_panic_threshold);
                 lb.refresh(&hosts);
+                let original_dst = info.original_dst.as_ref().map(|_| OriginalDstLb::default());
+                if let Some(od) = &original_dst {
+                    od.refresh(&hosts);
+                }
                 clusters.insert(
                     name.clone(),
                     Rc::new(ThreadLocalCluster {
@@ -195,6 +206,7 @@ impl ThreadLocalClusterManager {
                         name,
                         hosts: RefCell::new(hosts),
                         lb,
+                        original_dst,
                         http_pools: RefCell::new(FnvHashMap::default()),
                         negotiated: RefCell::new(FnvHashMap::default()),
                         code_counters: RefCell::new(FnvHashMap::default()),

@@ -16,6 +16,7 @@ use crate::extensions::{FactoryContext, NetworkFilterExtension};
 use crate::network::filter::LocalBoxFuture;
 use crate::network::{DownstreamConnection, NetworkFilterFactory};
 use crate::thread_local::Slot;
+use crate::upstream::original_dst::LbContext;
 use crate::upstream::upstream_connection::UpstreamConnection;
 use crate::upstream::ThreadLocalClusterManager;
 
@@ -99,10 +100,11 @@ impl NetworkFilterFactory for TcpProxyFilter {
         let attempts = self.max_connect_attempts;
         let idle_timeout = self.idle_timeout;
         let stats = self.stats.clone();
+        let ctx = LbContext { restored_local: conn.info.local_restored.then_some(conn.info.local), headers: None };
         Box::pin(async move {
             let mut upstream = None;
             for _ in 0..attempts {
-                let Some(host) = cluster.choose_host() else {
+                let Some(host) = cluster.choose_host(&ctx) else {
                     cluster.info.stats.upstream_cx_none_healthy.inc();
                     break;
                 };
