@@ -1292,4 +1292,36 @@ mod tests {
         }
         let _ = std::fs::remove_file(&file);
     }
+
+    #[test]
+    fn original_dst_destination_is_the_header_else_the_restored_address_with_the_port_overridden() {
+        use super::super::original_dst::LbContext;
+        let yaml = "  - name: od\n    type: ORIGINAL_DST\n    lb_policy: CLUSTER_PROVIDED\n    original_dst_lb_config: { use_http_header: true, http_header_name: X-Dst }\n";
+        let info = load(yaml).unwrap();
+        let od = info.original_dst.as_ref().unwrap();
+        let restored: SocketAddr = "10.0.0.1:80".parse().unwrap();
+        let mut headers = http::HeaderMap::new();
+        fn ctx(headers: &http::HeaderMap) -> LbContext<'_> {
+            LbContext { restored_local: Some(SocketAddr::from(([10, 0, 0, 1], 80))), headers: Some(headers) }
+        }
+        assert_eq!(od.destination(&info, &ctx(&headers)), Some(restored));
+        // The first value only; IPv6 in brackets.
+        headers.append("x-dst", http::HeaderValue::from_static("[::1]:8443"));
+        headers.append("x-dst", http::HeaderValue::from_static("10.9.9.9:1"));
+        assert_eq!(od.destination(&info, &ctx(&headers)), Some("[::1]:8443".parse().unwrap()));
+        // No port, or a name: counted, and the restored address is used.
+        for bad in ["10.0.0.2", "host.example:80"] {
+            headers.insert("x-dst", http::HeaderValue::from_static(bad));
+            assert_eq!(od.destination(&info, &ctx(&headers)), Some(restored));
+        }
+        assert_eq!(info.stats.original_dst_host_invalid.value(), 2);
+        assert_eq!(od.destination(&info, &LbContext::default()), None);
+
+        let yaml = "  - name: od\n    type: ORIGINAL_DST\n    lb_policy: CLUSTER_PROVIDED\n    cleanup_interval: 2s\n    original_dst_lb_config: { upstream_port_override: 9000 }\n";
+        let info = load(yaml).unwrap();
+        let od = info.original_dst.as_ref().unwrap();
+        assert_eq!(od.cleanup_interval, Duration::from_secs(2));
+        let ctx = LbContext { restored_local: Some(restored), headers: None };
+        assert_eq!(od.destination(&info, &ctx), Some("10.0.0.1:9000".parse().unwrap()));
+    }
 }

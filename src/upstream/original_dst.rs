@@ -110,7 +110,7 @@ impl OriginalDst {
     /// The address a request asks for: its header's (with `use_http_header`),
     /// else the restored local address, with the port overridden. A header that
     /// is no `ip:port` counts `original_dst_host_invalid` and is passed over.
-    fn destination(&self, info: &ClusterInfo, ctx: &LbContext<'_>) -> Option<SocketAddr> {
+    pub(super) fn destination(&self, info: &ClusterInfo, ctx: &LbContext<'_>) -> Option<SocketAddr> {
         let from_header = match (&self.header, ctx.headers) {
             // Only the first value: the header is untrusted (Envoy's reading).
             (Some(name), Some(headers)) => headers.get(name).and_then(|v| {
