@@ -130,18 +130,25 @@ impl OriginalDst {
     }
 }
 
-/// A worker's ORIGINAL_DST load balancer: the cluster's hosts by address.
+/// A worker's ORIGINAL_DST load balancer: the cluster's hosts by address, and
+/// those this worker made that no membership it was given has yet.
 #[derive(Debug, Default)]
 pub(super) struct OriginalDstLb {
     by_address: RefCell<FnvHashMap<SocketAddr, Arc<Host>>>,
+    made: RefCell<Vec<Arc<Host>>>,
 }
 
 impl OriginalDstLb {
-    /// Takes the membership the main thread published.
+    /// Takes the membership the main thread published. A host this worker made
+    /// stays until a membership has its address: one published before the main
+    /// thread added it must not make the worker make another.
     pub(super) fn refresh(&self, hosts: &HostSet) {
         let mut map = self.by_address.borrow_mut();
         map.clear();
         map.extend(hosts.iter().map(|h| (h.address, h.clone())));
+        let mut made = self.made.borrow_mut();
+        made.retain(|h| !map.contains_key(&h.address));
+        map.extend(made.iter().map(|h| (h.address, h.clone())));
     }
 
     /// The host of the address the request asks for, made if the cluster has
@@ -158,6 +165,7 @@ impl OriginalDstLb {
         let host = Host::new(address, format!("{}{address}", info.name), 1);
         host.used.store(true, Ordering::Relaxed);
         map.insert(address, host.clone());
+        self.made.borrow_mut().push(host.clone());
         od.made.lock().unwrap_or_else(|e| e.into_inner()).push(host.clone());
         od.made_signal.notify_one();
         Some(host)
@@ -219,8 +227,37 @@ fn without_unused(current: &HostSet) -> Option<(HostSet, u64)> {
 mod tests {
     use super::*;
 
+    /// An ORIGINAL_DST cluster with no `original_dst_lb_config`.
+    fn info() -> ClusterInfo {
+        use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
+        let c = Cluster {
+            name: "od".into(),
+            cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::OriginalDst as i32)),
+            lb_policy: PbLbPolicy::ClusterProvided as i32,
+            ..Default::default()
+        };
+        let store = Arc::new(crate::stats::Store::new());
+        ClusterInfo::from_proto(&c, &FieldPath::starting_at("od"), &store).unwrap()
+    }
+
     fn host(port: u16) -> Arc<Host> {
         Host::new(SocketAddr::from(([127, 0, 0, 1], port)), String::new(), 1)
+    }
+
+    #[test]
+    fn a_workers_own_host_outlives_a_membership_that_lacks_it() {
+        let (lb, info) = (OriginalDstLb::default(), info());
+        let od = info.original_dst.as_ref().unwrap();
+        let ctx = LbContext { restored_local: Some(SocketAddr::from(([127, 0, 0, 1], 7))), headers: None };
+        let made = lb.choose(&info, od, &ctx).unwrap();
+        // Another worker's host was published first: this one's is kept.
+        lb.refresh(&Arc::new(vec![host(8)]));
+        assert!(Arc::ptr_eq(&lb.choose(&info, od, &ctx).unwrap(), &made));
+        // Once a membership has the address, its host is the one used.
+        let published = host(7);
+        lb.refresh(&Arc::new(vec![published.clone()]));
+        assert!(Arc::ptr_eq(&lb.choose(&info, od, &ctx).unwrap(), &published));
+        assert!(lb.made.borrow().is_empty());
     }
 
     #[test]
