@@ -10,6 +10,7 @@
 //! borrowed values: the other policies never read it and it allocates nothing.
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::rc::Weak;
 use std::sync::atomic::Ordering;
@@ -22,7 +23,7 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use super::cluster::ClusterInfo;
 use super::cluster_manager::ClusterManager;
 use super::host::{Host, HostSet, HostStats};
-use crate::common::fnv::FnvHashMap;
+use crate::common::fnv::{FnvBuildHasher, FnvHashMap};
 use crate::config::{self, ConfigError, FieldPath};
 
 /// Envoy's default `cleanup_interval`.
@@ -149,6 +150,11 @@ impl OriginalDstLb {
         let mut made = self.made.borrow_mut();
         made.retain(|h| !map.contains_key(&h.address));
         map.extend(made.iter().map(|h| (h.address, h.clone())));
+    }
+
+    /// The addresses of its hosts, the cluster's and its own.
+    pub(super) fn addresses(&self) -> HashSet<SocketAddr, FnvBuildHasher> {
+        self.by_address.borrow().keys().copied().collect()
     }
 
     /// The host of the address the request asks for, made if the cluster has

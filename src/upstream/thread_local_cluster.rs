@@ -3,6 +3,7 @@
 //! slot, so it is `Rc`/`RefCell` and never locked.
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use super::http1_conn_pool::Http1ConnPool;
 use super::http2_conn_pool::Http2ConnPool;
 use super::original_dst::{LbContext, OriginalDstLb};
 use super::priority::PriorityLoadBalancer;
-use crate::common::fnv::FnvHashMap;
+use crate::common::fnv::{FnvBuildHasher, FnvHashMap};
 use crate::network::tls::TransportOptions;
 use crate::stats::Counter;
 
@@ -178,14 +179,20 @@ impl ThreadLocalClusterManager {
         let mut clusters = self.clusters.borrow_mut();
         match clusters.get(info.name.as_str()) {
             Some(existing) if Arc::ptr_eq(&existing.info, &info) => {
-                // Pools of hosts that left the cluster close when their last user is done.
-                existing.http_pools.borrow_mut().retain(|(addr, _, _), _| hosts.iter().any(|h| h.address == *addr));
-                existing.negotiated.borrow_mut().retain(|(addr, _), _| hosts.iter().any(|h| h.address == *addr));
                 match (&existing.original_dst, overprovisioning_factor) {
                     (Some(od), _) => od.refresh(&hosts),
                     (None, Some(factor)) => existing.lb.refresh_assigned(&hosts, factor),
                     (None, None) => existing.lb.refresh(&hosts),
                 }
+                // Pools of hosts that left the cluster close when their last user is
+                // done (an ORIGINAL_DST worker's own new hosts stay). A set: such a
+                // cluster may have many hosts, and as many pools.
+                let kept: HashSet<SocketAddr, FnvBuildHasher> = match &existing.original_dst {
+                    Some(od) => od.addresses(),
+                    None => hosts.iter().map(|h| h.address).collect(),
+                };
+                existing.http_pools.borrow_mut().retain(|(addr, _, _), _| kept.contains(addr));
+                existing.negotiated.borrow_mut().retain(|(addr, _), _| kept.contains(addr));
                 *existing.hosts.borrow_mut() = hosts;
             }
             _ => {
