@@ -32,6 +32,7 @@ const ROOTS: &[&str] = &[
     "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
     "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector",
     "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol",
+    "envoy.extensions.filters.listener.original_dst.v3.OriginalDst",
     "envoy.extensions.filters.http.router.v3.Router",
     "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
     "envoy.extensions.filters.http.cors.v3.Cors",

@@ -160,6 +160,9 @@ pub struct StreamInfo {
     pub protocol: &'static str,
     pub downstream_remote: SocketAddr,
     pub downstream_local: SocketAddr,
+    /// `downstream_local` was restored by a listener filter (`original_dst`,
+    /// `proxy_protocol`): an ORIGINAL_DST cluster connects to it.
+    pub downstream_local_restored: bool,
     pub response_code: Option<u16>,
     /// Envoy's `%RESPONSE_CODE_DETAILS%` (`via_upstream`, `route_not_found`, ...).
     pub response_code_details: &'static str,
@@ -201,6 +204,7 @@ impl StreamInfo {
             protocol,
             downstream_remote,
             downstream_local,
+            downstream_local_restored: false,
             response_code: None,
             response_code_details: "",
             response_flags: ResponseFlags::default(),

@@ -145,6 +145,8 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "per_connection_buffer_limit_bytes",
             "lb_policy",
             "least_request_lb_config",
+            "original_dst_lb_config",
+            "cleanup_interval",
             "load_balancing_policy",
             "load_assignment",
             "eds_cluster_config",
@@ -170,6 +172,10 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("envoy.config.cluster.v3.Cluster.CommonLbConfig.LocalityWeightedLbConfig", &[]),
     ("envoy.config.cluster.v3.Cluster.RefreshRate", &["base_interval", "max_interval"]),
     ("envoy.config.cluster.v3.Cluster.LeastRequestLbConfig", &["choice_count", "active_request_bias"]),
+    (
+        "envoy.config.cluster.v3.Cluster.OriginalDstLbConfig",
+        &["use_http_header", "http_header_name", "upstream_port_override"],
+    ),
     // Only the policy Envoy uses is checked: see `check_lb_policies`.
     ("envoy.config.cluster.v3.LoadBalancingPolicy", &["policies"]),
     ("envoy.config.cluster.v3.LoadBalancingPolicy.Policy", &["typed_extension_config"]),

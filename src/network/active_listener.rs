@@ -208,6 +208,7 @@ fn accept(
         stream,
         remote,
         local,
+        local_restored: false,
         direct_remote: remote,
         server_name: String::new(),
         transport_protocol: "",
@@ -274,7 +275,8 @@ fn serve_connection(config: &Arc<ListenerConfig>, mut socket: AcceptedSocket, wo
         config.stats.no_filter_chain_match.inc();
         return;
     };
-    let info = ConnectionInfo { remote: socket.remote, local: socket.local, tls: None };
+    let info =
+        ConnectionInfo { remote: socket.remote, local: socket.local, local_restored: socket.local_restored, tls: None };
     let metadata = std::mem::take(&mut socket.dynamic_metadata);
     let guard = ConnectionAccounting::open(config.clone(), worker, total.clone());
     // A chain's transport socket (TLS termination) wraps the stream once the

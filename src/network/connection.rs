@@ -14,6 +14,9 @@ pub const DEFAULT_BUFFER_LIMIT: u32 = 1024 * 1024;
 pub struct ConnectionInfo {
     pub remote: SocketAddr,
     pub local: SocketAddr,
+    /// `local` was restored by the `original_dst` listener filter: the
+    /// destination the client asked for before a redirect.
+    pub local_restored: bool,
     /// The session, when the filter chain's transport socket terminated TLS
     /// (worker-local: a connection never leaves its worker).
     pub tls: Option<Rc<DownstreamTlsInfo>>,

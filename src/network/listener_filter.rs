@@ -27,8 +27,11 @@ pub struct AcceptedSocket {
     pub stream: TcpStream,
     /// The client, as the PROXY protocol may restore it.
     pub remote: SocketAddr,
-    /// The destination, as the PROXY protocol may restore it.
+    /// The destination, as the PROXY protocol or `original_dst` may restore it.
     pub local: SocketAddr,
+    /// `local` is the destination before a redirect (`original_dst` found it):
+    /// only then does an ORIGINAL_DST cluster connect to it, as Envoy's.
+    pub local_restored: bool,
     /// The TCP peer itself.
     pub direct_remote: SocketAddr,
     /// SNI, lower case (TLS inspector).

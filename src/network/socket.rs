@@ -94,6 +94,55 @@ pub fn refuse_new_connections(listener: &TcpListener) -> std::io::Result<()> {
     socket2::SockRef::from(listener).attach_filter(&DROP_ALL)
 }
 
+/// The destination a connection had before a NAT redirect sent it here
+/// (`SO_ORIGINAL_DST`, `IP6T_SO_ORIGINAL_DST` for IPv6), or the local address of
+/// a transparent (`IP_TRANSPARENT`) socket, as Envoy's `getOriginalDst`. `None`
+/// when the kernel knows of no redirect (no conntrack entry: plain loopback).
+pub fn original_dst(stream: &tokio::net::TcpStream) -> Option<SocketAddr> {
+    use std::os::fd::AsRawFd;
+    const SO_ORIGINAL_DST: libc::c_int = 80;
+    const IP6T_SO_ORIGINAL_DST: libc::c_int = 80;
+    let local = stream.local_addr().ok()?;
+    let (level, name, transparent) = match local {
+        SocketAddr::V4(_) => (libc::SOL_IP, SO_ORIGINAL_DST, libc::IP_TRANSPARENT),
+        SocketAddr::V6(_) => (libc::SOL_IPV6, IP6T_SO_ORIGINAL_DST, libc::IPV6_TRANSPARENT),
+    };
+    let fd = stream.as_raw_fd();
+    // SAFETY: an all-zero `sockaddr_storage` is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `storage` is writable for `len` bytes and `fd` is open while `stream` is borrowed.
+    let status = unsafe { libc::getsockopt(fd, level, name, (&raw mut storage).cast(), &mut len) };
+    if status == 0 {
+        return socket_addr_of(&storage);
+    }
+    let mut on: libc::c_int = 0;
+    let mut on_len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `on` is writable for `on_len` bytes.
+    let status = unsafe { libc::getsockopt(fd, level, transparent, (&raw mut on).cast(), &mut on_len) };
+    (status == 0 && on != 0).then_some(local)
+}
+
+/// A `sockaddr_storage` the kernel filled, as a `SocketAddr` (`None` for a family
+/// other than IPv4 and IPv6).
+fn socket_addr_of(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match libc::c_int::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a `sockaddr_in`, which it is large and aligned enough for.
+            let a = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddr::from((ip, u16::from_be(a.sin_port))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for a `sockaddr_in6`.
+            let a = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(std::net::SocketAddrV6::new(ip, u16::from_be(a.sin6_port), 0, a.sin6_scope_id)))
+        }
+        _ => None,
+    }
+}
+
 /// Envoy's `IPV6_V6ONLY` for a socket bound to `ip` from a `SocketAddress`: set on
 /// an IPv6 address unless `ipv4_compat` asks it to accept IPv4 too.
 pub fn ipv6_only(ip: std::net::IpAddr, ipv4_compat: bool) -> bool {
@@ -172,5 +221,28 @@ mod tests {
         let port = parent[0].local_addr().unwrap().port();
         let lists = sockets_for_workers(parent, addr, true, false, 3).unwrap();
         assert_eq!(port_of(&lists), vec![vec![port]; 3]);
+    }
+
+    #[tokio::test]
+    async fn original_dst_is_none_without_a_redirect_and_the_local_address_when_transparent() {
+        let plain = bind_listener("127.0.0.1:0".parse().unwrap(), false, false).unwrap();
+        let listener = tokio::net::TcpListener::from_std(plain).unwrap();
+        let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        // No NAT redirect on loopback: the kernel has no original destination.
+        assert_eq!(original_dst(&accepted), None);
+
+        let transparent = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        // IP_TRANSPARENT needs CAP_NET_ADMIN; without it there is nothing to check.
+        if transparent.set_ip_transparent_v4(true).is_err() {
+            return;
+        }
+        transparent.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
+        transparent.listen(8).unwrap();
+        transparent.set_nonblocking(true).unwrap();
+        let listener = tokio::net::TcpListener::from_std(transparent.into()).unwrap();
+        let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert_eq!(original_dst(&accepted), Some(accepted.local_addr().unwrap()));
     }
 }

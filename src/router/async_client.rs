@@ -16,6 +16,7 @@ use super::upstream_request::ActiveRequest;
 use crate::http::http1::client_connection::{BodyOut, RequestOut};
 use crate::upstream::conn_pool::{ConnPool, Protocol};
 use crate::upstream::http2_conn_pool::{self, Http2ResponseBody};
+use crate::upstream::original_dst::LbContext;
 use crate::upstream::ThreadLocalCluster;
 
 /// The most of a collector's answer a tracer reads (it is not looked at).
@@ -64,7 +65,7 @@ pub async fn send(
     timeout: Option<Duration>,
     max_body: usize,
 ) -> Result<AsyncResponse, AsyncFailure> {
-    let Some(host) = cluster.choose_host() else { return Err(AsyncFailure::NoHealthyHost) };
+    let Some(host) = cluster.choose_host(&LbContext::default()) else { return Err(AsyncFailure::NoHealthyHost) };
     let active = |breaker| {
         let gauge = cluster.info.stats.upstream_rq_active.clone();
         ActiveRequest::new(tokio::time::Instant::now(), breaker, gauge, host.clone())

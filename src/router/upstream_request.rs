@@ -31,6 +31,7 @@ use crate::upstream::host::Host;
 use crate::upstream::http1_conn_pool::PoolFailure;
 use crate::upstream::http2_conn_pool::{self, Http2ConnPool, Http2ResponseBody, UploadFailure};
 use crate::upstream::mixed_conn_pool;
+use crate::upstream::original_dst::LbContext;
 use crate::upstream::resource_manager::{Resource, ResourceGuard};
 
 /// Envoy's header on a local reply for a circuit breaker overflow.
@@ -345,7 +346,11 @@ pub async fn forward(
     let mut tried: Vec<std::net::SocketAddr> = Vec::new();
     loop {
         info.attempt_count += 1;
-        let Some(host) = choose_host(cluster, policy, &tried) else {
+        let ctx = LbContext {
+            restored_local: info.downstream_local_restored.then_some(info.downstream_local),
+            headers: Some(&parts.headers),
+        };
+        let Some(host) = choose_host(cluster, policy, &tried, &ctx) else {
             stats.upstream_cx_none_healthy.inc();
             cluster.count_response_code(503);
             return Err(LocalReply::new(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream", "no_healthy_upstream")
@@ -554,14 +559,15 @@ fn choose_host(
     cluster: &ThreadLocalCluster,
     policy: Option<&RetryPolicy>,
     tried: &[std::net::SocketAddr],
+    ctx: &LbContext<'_>,
 ) -> Option<Arc<Host>> {
-    let mut host = cluster.choose_host()?;
+    let mut host = cluster.choose_host(ctx)?;
     let Some(policy) = policy else { return Some(host) };
     for _ in 0..policy.host_reselections.unwrap_or(0) {
         if !policy.reselect(tried, host.address) {
             break;
         }
-        host = cluster.choose_host()?;
+        host = cluster.choose_host(ctx)?;
     }
     Some(host)
 }

@@ -30,6 +30,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions
 
 use super::host::{EdsHealth, Locality};
 use super::load_balancer::{LbPolicy, DEFAULT_ACTIVE_REQUEST_BIAS, DEFAULT_CHOICE_COUNT};
+use super::original_dst::OriginalDst;
 use super::resource_manager::ResourceManager;
 use crate::config::config_source::{Source, SubscriptionSource};
 use crate::config::{self, ConfigError, FieldPath};
@@ -91,6 +92,7 @@ define_stats! {
         counter upstream_cx_destroy_remote_with_active_rq,
         counter retry_or_shadow_abandoned,
         counter upstream_internal_redirect_failed_total,
+        counter original_dst_host_invalid,
         counter membership_change,
         counter lb_healthy_panic,
         counter update_attempt,
@@ -117,6 +119,8 @@ pub enum DiscoveryType {
     LogicalDns,
     /// Its membership comes from EDS (`eds_cluster_config`).
     Eds,
+    /// Its hosts are the addresses requests ask for (`upstream::original_dst`).
+    OriginalDst,
 }
 
 impl DiscoveryType {
@@ -126,6 +130,7 @@ impl DiscoveryType {
             DiscoveryType::StrictDns => "STRICT_DNS",
             DiscoveryType::LogicalDns => "LOGICAL_DNS",
             DiscoveryType::Eds => "EDS",
+            DiscoveryType::OriginalDst => "ORIGINAL_DST",
         }
     }
 
@@ -203,6 +208,8 @@ pub struct ClusterInfo {
     pub endpoints: Vec<ConfiguredEndpoint>,
     /// An EDS cluster's source (`None` for every other type).
     pub eds: Option<EdsClusterConfig>,
+    /// An ORIGINAL_DST cluster's settings (`None` for every other type).
+    pub original_dst: Option<super::original_dst::OriginalDst>,
     /// `load_assignment.policy.overprovisioning_factor`, in percent (Envoy's default
     /// 140): how much a priority level's health is scaled by before the levels below
     /// it take a share of the load (see `upstream::priority`).
@@ -319,22 +326,20 @@ impl ClusterInfo {
                 Ok(PbDiscoveryType::StrictDns) => DiscoveryType::StrictDns,
                 Ok(PbDiscoveryType::LogicalDns) => DiscoveryType::LogicalDns,
                 Ok(PbDiscoveryType::Eds) => DiscoveryType::Eds,
-                Ok(other) => {
-                    return Err(path.field_error(
-                        "type",
-                        format!(
-                            "cluster type {} is not supported by Courier (STATIC, STRICT_DNS, LOGICAL_DNS, EDS are)",
-                            other.as_str_name()
-                        ),
-                    ))
-                }
+                Ok(PbDiscoveryType::OriginalDst) => DiscoveryType::OriginalDst,
                 Err(_) => return Err(path.field_error("type", format!("unknown cluster type {t}"))),
             },
             Some(ClusterDiscoveryType::ClusterType(_)) => {
                 return Err(path.field_error("cluster_type", "custom cluster types are not supported by Courier"))
             }
         };
+        let original_dst = match discovery {
+            DiscoveryType::OriginalDst => Some(OriginalDst::from_proto(c, path)?),
+            _ => None,
+        };
         let (lb_policy, locality_weighted) = match &c.load_balancing_policy {
+            // The cluster provides its load balancer; no other is built.
+            _ if original_dst.is_some() => (LbPolicy::RoundRobin, false),
             Some(policies) => typed_lb_policy(c, policies, path)?,
             None => (lb_policy(c, path)?, legacy_locality_weighted(c)),
         };
@@ -397,6 +402,7 @@ impl ClusterInfo {
             locality_weighted,
             endpoints,
             eds,
+            original_dst,
             overprovisioning_factor,
             healthy_panic_threshold: healthy_panic_threshold(c),
             local_locality: None,
@@ -619,6 +625,12 @@ fn lb_policy(c: &Cluster, path: &FieldPath) -> Result<LbPolicy, ConfigError> {
             active_request_bias_key: None,
         },
         Ok(PbLbPolicy::Random) => LbPolicy::Random,
+        Ok(PbLbPolicy::ClusterProvided) => {
+            return Err(path.field_error(
+                "lb_policy",
+                format!("cluster manager: cluster provided LB specified but cluster '{}' did not provide one. Check cluster documentation.", c.name),
+            ))
+        }
         Ok(other) => {
             return Err(path.field_error(
                 "lb_policy",
@@ -1283,5 +1295,37 @@ mod tests {
             assert!(e.starts_with(&format!("static_resources.clusters[0].{want}")), "{e}");
         }
         let _ = std::fs::remove_file(&file);
+    }
+
+    #[test]
+    fn original_dst_destination_is_the_header_else_the_restored_address_with_the_port_overridden() {
+        use super::super::original_dst::LbContext;
+        let yaml = "  - name: od\n    type: ORIGINAL_DST\n    lb_policy: CLUSTER_PROVIDED\n    original_dst_lb_config: { use_http_header: true, http_header_name: X-Dst }\n";
+        let info = load(yaml).unwrap();
+        let od = info.original_dst.as_ref().unwrap();
+        let restored: SocketAddr = "10.0.0.1:80".parse().unwrap();
+        let mut headers = http::HeaderMap::new();
+        fn ctx(headers: &http::HeaderMap) -> LbContext<'_> {
+            LbContext { restored_local: Some(SocketAddr::from(([10, 0, 0, 1], 80))), headers: Some(headers) }
+        }
+        assert_eq!(od.destination(&info, &ctx(&headers)), Some(restored));
+        // The first value only; IPv6 in brackets.
+        headers.append("x-dst", http::HeaderValue::from_static("[::1]:8443"));
+        headers.append("x-dst", http::HeaderValue::from_static("10.9.9.9:1"));
+        assert_eq!(od.destination(&info, &ctx(&headers)), Some("[::1]:8443".parse().unwrap()));
+        // No port, or a name: counted, and the restored address is used.
+        for bad in ["10.0.0.2", "host.example:80"] {
+            headers.insert("x-dst", http::HeaderValue::from_static(bad));
+            assert_eq!(od.destination(&info, &ctx(&headers)), Some(restored));
+        }
+        assert_eq!(info.stats.original_dst_host_invalid.value(), 2);
+        assert_eq!(od.destination(&info, &LbContext::default()), None);
+
+        let yaml = "  - name: od\n    type: ORIGINAL_DST\n    lb_policy: CLUSTER_PROVIDED\n    cleanup_interval: 2s\n    original_dst_lb_config: { upstream_port_override: 9000 }\n";
+        let info = load(yaml).unwrap();
+        let od = info.original_dst.as_ref().unwrap();
+        assert_eq!(od.cleanup_interval, Duration::from_secs(2));
+        let ctx = LbContext { restored_local: Some(restored), headers: None };
+        assert_eq!(od.destination(&info, &ctx), Some("10.0.0.1:9000".parse().unwrap()));
     }
 }

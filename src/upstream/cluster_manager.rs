@@ -20,6 +20,7 @@ use super::cluster::{ClusterInfo, ConfiguredEndpoint, DiscoveryType, EndpointAdd
 use super::dns;
 use super::eds::{levels_changed, max_host_weight, same_hosts, Assignment};
 use super::host::{host_set, EdsHealth, Host, HostSet, Locality};
+use super::original_dst;
 use super::thread_local_cluster::ThreadLocalClusterManager;
 use crate::config::{ConfigError, FieldPath};
 use crate::define_stats;
@@ -158,6 +159,9 @@ impl ClusterManager {
         for (info, failed) in loops {
             tokio::task::spawn_local(refresh_loop(Rc::downgrade(&cm), info, failed));
         }
+        for info in config.clusters.iter().filter(|c| c.original_dst.is_some()) {
+            tokio::task::spawn_local(original_dst::maintain(Rc::downgrade(&cm), info.clone()));
+        }
         cm
     }
 
@@ -186,8 +190,8 @@ impl ClusterManager {
                 failed = resolved.is_none();
                 resolved.map(|r| r.hosts).unwrap_or_default()
             }
-            // None until its first assignment (`assign`).
-            DiscoveryType::Eds => HostSet::default(),
+            // None until its first assignment (`assign`), or its first request.
+            DiscoveryType::Eds | DiscoveryType::OriginalDst => HostSet::default(),
         };
         set_membership_stats(info, &hosts);
         self.membership.borrow_mut().insert(info.name.clone(), hosts.clone());
@@ -206,6 +210,9 @@ impl ClusterManager {
         if info.discovery.is_dns() {
             // The old cluster's loop sees it was replaced and ends.
             tokio::task::spawn_local(refresh_loop(Rc::downgrade(self), info.clone(), failed));
+        }
+        if info.original_dst.is_some() {
+            tokio::task::spawn_local(original_dst::maintain(Rc::downgrade(self), info.clone()));
         }
         self.slot.run_on_all_threads(move |tlcm| tlcm.add_or_update(info.clone(), hosts.clone()));
     }
@@ -403,14 +410,21 @@ impl ClusterManager {
         self.assigned_factors.borrow().get(&info.name).copied().unwrap_or(info.overprovisioning_factor)
     }
 
-    /// Installs a new membership for a cluster on main and on every worker.
-    fn update_membership(&self, info: &Arc<ClusterInfo>, hosts: HostSet) {
-        info.stats.membership_change.inc();
-        self.stats.cluster_updated.inc();
+    /// Installs a new membership on main and on every worker, counting
+    /// `changes` updates (an ORIGINAL_DST cluster's batch of hosts its requests
+    /// made is one per host, as Envoy counts them).
+    pub(super) fn set_provided_hosts(&self, info: &Arc<ClusterInfo>, hosts: HostSet, changes: u64) {
+        info.stats.membership_change.add(changes);
+        self.stats.cluster_updated.add(changes);
         set_membership_stats(info, &hosts);
         self.membership.borrow_mut().insert(info.name.clone(), hosts.clone());
         let info = info.clone();
         self.slot.run_on_all_threads(move |tlcm| tlcm.add_or_update(info.clone(), hosts.clone()));
+    }
+
+    /// Installs a new membership for a cluster on main and on every worker.
+    fn update_membership(&self, info: &Arc<ClusterInfo>, hosts: HostSet) {
+        self.set_provided_hosts(info, hosts, 1);
     }
 }
 

@@ -1,7 +1,7 @@
 //! An upstream host and the immutable host sets that workers share.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use super::cluster::ConfiguredEndpoint;
@@ -32,6 +32,9 @@ pub struct Host {
     /// The `load_balancing_weight` of that `LocalityLbEndpoints` (0 when unset).
     pub locality_weight: u32,
     pub stats: HostStats,
+    /// Picked since the ORIGINAL_DST cluster's last cleanup round (unused by
+    /// other clusters).
+    pub used: AtomicBool,
 }
 
 /// An endpoint's `health_status`, as Envoy 1.40 files it: UNKNOWN and HEALTHY are
@@ -138,6 +141,7 @@ impl Host {
             priority: 0,
             locality_weight: 0,
             stats: HostStats::default(),
+            used: AtomicBool::new(false),
         })
     }
 
@@ -174,6 +178,7 @@ impl Host {
             priority: e.priority,
             locality_weight: e.locality_weight,
             stats: HostStats::default(),
+            used: AtomicBool::new(false),
         })
     }
 }

@@ -12,6 +12,7 @@ pub mod http1_conn_pool;
 pub mod http2_conn_pool;
 pub mod load_balancer;
 pub mod mixed_conn_pool;
+pub mod original_dst;
 pub mod priority;
 pub mod resource_manager;
 pub mod thread_local_cluster;

@@ -3,6 +3,7 @@
 //! slot, so it is `Rc`/`RefCell` and never locked.
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -12,8 +13,9 @@ use super::conn_pool::{ConnPool, Protocol};
 use super::host::{Host, HostSet};
 use super::http1_conn_pool::Http1ConnPool;
 use super::http2_conn_pool::Http2ConnPool;
+use super::original_dst::{LbContext, OriginalDstLb};
 use super::priority::PriorityLoadBalancer;
-use crate::common::fnv::FnvHashMap;
+use crate::common::fnv::{FnvBuildHasher, FnvHashMap};
 use crate::network::tls::TransportOptions;
 use crate::stats::Counter;
 
@@ -30,6 +32,8 @@ pub struct ThreadLocalCluster {
     /// This worker's load balancer (one per priority level), refreshed with every
     /// new host set.
     lb: PriorityLoadBalancer,
+    /// An ORIGINAL_DST cluster's balancer, in place of `lb`.
+    original_dst: Option<OriginalDstLb>,
     /// This worker's HTTP pools, one per host address, protocol and TLS
     /// options (Envoy keys its pools by the transport socket options too).
     http_pools: RefCell<FnvHashMap<PoolKey, ConnPool>>,
@@ -51,8 +55,11 @@ impl std::fmt::Debug for ThreadLocalCluster {
 impl ThreadLocalCluster {
     /// The next host: a priority level by its load, then a host of it by the
     /// cluster's load-balancing policy; counts `lb_healthy_panic` when the level
-    /// drawn is in panic.
-    pub fn choose_host(&self) -> Option<Arc<Host>> {
+    /// drawn is in panic. Only an ORIGINAL_DST cluster reads `ctx`.
+    pub fn choose_host(&self, ctx: &LbContext<'_>) -> Option<Arc<Host>> {
+        if let (Some(lb), Some(od)) = (&self.original_dst, &self.info.original_dst) {
+            return lb.choose(&self.info, od, ctx);
+        }
         let pick = self.lb.choose();
         if pick.panic {
             self.info.stats.lb_healthy_panic.inc();
@@ -172,13 +179,20 @@ impl ThreadLocalClusterManager {
         let mut clusters = self.clusters.borrow_mut();
         match clusters.get(info.name.as_str()) {
             Some(existing) if Arc::ptr_eq(&existing.info, &info) => {
-                // Pools of hosts that left the cluster close when their last user is done.
-                existing.http_pools.borrow_mut().retain(|(addr, _, _), _| hosts.iter().any(|h| h.address == *addr));
-                existing.negotiated.borrow_mut().retain(|(addr, _), _| hosts.iter().any(|h| h.address == *addr));
-                match overprovisioning_factor {
-                    Some(factor) => existing.lb.refresh_assigned(&hosts, factor),
-                    None => existing.lb.refresh(&hosts),
+                match (&existing.original_dst, overprovisioning_factor) {
+                    (Some(od), _) => od.refresh(&hosts),
+                    (None, Some(factor)) => existing.lb.refresh_assigned(&hosts, factor),
+                    (None, None) => existing.lb.refresh(&hosts),
                 }
+                // Pools of hosts that left the cluster close when their last user is
+                // done (an ORIGINAL_DST worker's own new hosts stay). A set: such a
+                // cluster may have many hosts, and as many pools.
+                let kept: HashSet<SocketAddr, FnvBuildHasher> = match &existing.original_dst {
+                    Some(od) => od.addresses(),
+                    None => hosts.iter().map(|h| h.address).collect(),
+                };
+                existing.http_pools.borrow_mut().retain(|(addr, _, _), _| kept.contains(addr));
+                existing.negotiated.borrow_mut().retain(|(addr, _), _| kept.contains(addr));
                 *existing.hosts.borrow_mut() = hosts;
             }
             _ => {
@@ -188,6 +202,10 @@ impl ThreadLocalClusterManager {
                     .with_local_locality(info.local_locality.clone())
                     .with_panic_threshold(info.healthy_panic_threshold);
                 lb.refresh(&hosts);
+                let original_dst = info.original_dst.as_ref().map(|_| OriginalDstLb::default());
+                if let Some(od) = &original_dst {
+                    od.refresh(&hosts);
+                }
                 clusters.insert(
                     name.clone(),
                     Rc::new(ThreadLocalCluster {
@@ -195,6 +213,7 @@ impl ThreadLocalClusterManager {
                         name,
                         hosts: RefCell::new(hosts),
                         lb,
+                        original_dst,
                         http_pools: RefCell::new(FnvHashMap::default()),
                         negotiated: RefCell::new(FnvHashMap::default()),
                         code_counters: RefCell::new(FnvHashMap::default()),

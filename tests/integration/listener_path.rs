@@ -10,6 +10,8 @@ use crate::http_util::*;
 
 const TLS_INSPECTOR: &str = "    - name: envoy.filters.listener.tls_inspector\n      typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector}\n";
 
+const ORIGINAL_DST: &str = "    - name: envoy.filters.listener.original_dst\n      typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst}\n";
+
 fn proxy_protocol(extra: &str) -> String {
     format!("    - name: envoy.filters.listener.proxy_protocol\n      typed_config: {{\"@type\": type.googleapis.com/envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol{extra}}}\n")
 }
@@ -263,10 +265,27 @@ fn duplicate_filter_chain_matches_are_refused_as_envoy_refuses_them() {
         ),
         "{out}"
     );
-    let original_dst = "    - name: envoy.filters.listener.original_dst\n      typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst}\n";
-    let (ok, out) =
-        validate(&config(&[listener(original_dst, "", &[tcp_chain("", "a")])], &[static_cluster("a", &[1])]));
-    assert!(!ok && out.contains("unsupported extension"), "{out}");
+}
+
+#[test]
+fn original_dst_without_a_redirect_leaves_the_listeners_address() {
+    // On loopback the kernel knows no original destination (no iptables rule):
+    // the connection keeps the listener's address, which the chain matches on.
+    let up = Upstream::greeter("up:");
+    let chains = [
+        tcp_chain("{destination_port: 1}", "none"),
+        tcp_chain("{prefix_ranges: [{address_prefix: 127.0.0.1, prefix_len: 32}]}", "up"),
+    ];
+    let c = Courier::start(
+        &config(
+            &[listener(ORIGINAL_DST, "", &chains)],
+            &[static_cluster("up", &[up.port()]), static_cluster("none", &[1])],
+        ),
+        1,
+    );
+    assert_eq!(exchange(c.listener("lp"), b"hello"), b"up:hello");
+    assert_eq!(c.stat("listener.127.0.0.1_0.no_filter_chain_match"), Some(0));
+    assert_eq!(c.stat("cluster.up.upstream_cx_total"), Some(1));
 }
 
 /// User and system CPU time of process `pid`, in clock ticks (`/proc/<pid>/stat`).

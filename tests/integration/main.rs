@@ -29,6 +29,7 @@ mod listener_path;
 mod load_balancing;
 mod net_helpers;
 mod no_loss;
+mod original_dst;
 mod rds;
 mod routing;
 mod runtime;

@@ -176,6 +176,11 @@ const FILTERS_IT: &str = "tests/integration/http_filters.rs";
 const OPTIONS_IT: &str = "tests/integration/http_options.rs";
 const LIFECYCLE_IT: &str = "tests/integration/lifecycle.rs";
 const LB_IT: &str = "tests/integration/load_balancing.rs";
+const OD_IT: &str = "tests/integration/original_dst.rs";
+const OD_HEADER: &str = "use_http_header_names_each_upstream_and_a_bad_header_is_a_503";
+const OD_RESTORED: &str = "a_restored_destination_is_the_host_with_its_port_overridden_and_unused_hosts_leave";
+const OD_UNIT: &str = "original_dst_destination_is_the_header_else_the_restored_address_with_the_port_overridden";
+const OD_LB: &str = "envoy.config.cluster.v3.Cluster.OriginalDstLbConfig";
 const ROUTING_IT: &str = "tests/integration/routing.rs";
 const TCP_IT: &str = "tests/integration/tcp_proxy.rs";
 const UPSTREAM_IT: &str = "tests/integration/upstream.rs";
@@ -467,6 +472,8 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         &[test(LB_IT, "least_request_prefers_an_idle_host_over_a_busy_one"), test(LB_IT, "random_reaches_every_host")],
     ),
     (CLUSTER, "least_request_lb_config", &[test(LB_IT, "least_request_prefers_an_idle_host_over_a_busy_one")]),
+    (CLUSTER, "original_dst_lb_config", &[test(OD_IT, OD_HEADER), compat("cluster_original_dst")]),
+    (CLUSTER, "cleanup_interval", &[test(OD_IT, OD_RESTORED)]),
     (
         CLUSTER,
         "load_balancing_policy",
@@ -556,6 +563,9 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
             test("src/upstream/load_balancer.rs", "weighted_least_request_divides_weight_by_active_requests"),
         ],
     ),
+    (OD_LB, "use_http_header", &[test(OD_IT, OD_HEADER), compat("cluster_original_dst")]),
+    (OD_LB, "http_header_name", &[test(CLUSTER_RS, OD_UNIT), compat("cluster_original_dst")]),
+    (OD_LB, "upstream_port_override", &[test(OD_IT, OD_RESTORED), compat("cluster_original_dst")]),
     ("envoy.config.cluster.v3.LoadBalancingPolicy", "policies", &[compat("load_balancing_policy")]),
     (
         "envoy.config.cluster.v3.LoadBalancingPolicy.Policy",

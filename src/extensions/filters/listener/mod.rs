@@ -4,6 +4,7 @@
 //! network and HTTP filters are.
 
 pub mod http_inspector;
+pub mod original_dst;
 pub mod proxy_protocol;
 pub mod tls_inspector;
 
@@ -26,15 +27,15 @@ pub struct ListenerFilterExtension {
     pub create: ListenerFilterConstructor,
 }
 
-/// Every listener filter Courier ships (`original_dst` is not among them: it is
-/// refused at start-up as an unsupported extension).
+/// Every listener filter Courier ships.
 pub const LISTENER_FILTERS: &[ListenerFilterExtension] =
-    &[tls_inspector::EXTENSION, http_inspector::EXTENSION, proxy_protocol::EXTENSION];
+    &[tls_inspector::EXTENSION, http_inspector::EXTENSION, proxy_protocol::EXTENSION, original_dst::EXTENSION];
 
 /// The fields of the listener filters' configs that Courier implements.
 pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector", &[]),
     ("envoy.extensions.filters.listener.http_inspector.v3.HttpInspector", &[]),
+    ("envoy.extensions.filters.listener.original_dst.v3.OriginalDst", &[]),
     (
         "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol",
         &["allow_requests_without_proxy_protocol", "stat_prefix", "rules"],

@@ -238,7 +238,10 @@ impl ListenerFilterFactory for ProxyProtocolFactory {
                         self.apply_rules(&tlvs, socket);
                     }
                     socket.remote = remote;
+                    // Restored, as Envoy's `restoreLocalAddress`: an ORIGINAL_DST
+                    // cluster connects to the destination the header names.
                     socket.local = local;
+                    socket.local_restored = true;
                     len
                 }
                 Header::Local { len } => len,

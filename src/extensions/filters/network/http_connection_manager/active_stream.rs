@@ -409,7 +409,11 @@ impl Stream {
     fn uncounted(cfg: &Arc<HcmConfig>, conn: ConnectionInfo, protocol: &'static str) -> Stream {
         Stream {
             cfg: cfg.clone(),
-            info: StreamInfo { downstream_tls: conn.tls, ..StreamInfo::new(conn.remote, conn.local, protocol) },
+            info: StreamInfo {
+                downstream_tls: conn.tls,
+                downstream_local_restored: conn.local_restored,
+                ..StreamInfo::new(conn.remote, conn.local, protocol)
+            },
             route: None,
             cluster_weight: None,
             body_bytes: None,

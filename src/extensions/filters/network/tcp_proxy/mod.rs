@@ -22,6 +22,7 @@ use crate::network::tls::TransportOptions;
 use crate::network::{DownstreamConnection, NetworkFilterFactory};
 use crate::stream_info::{ResponseFlag, StreamInfo};
 use crate::thread_local::Slot;
+use crate::upstream::original_dst::LbContext;
 use crate::upstream::upstream_connection::UpstreamConnection;
 use crate::upstream::ThreadLocalClusterManager;
 
@@ -114,6 +115,7 @@ impl NetworkFilterFactory for TcpProxyFilter {
         let idle_timeout = self.idle_timeout;
         let stats = self.stats.clone();
         let access_logs = self.access_logs.clone();
+        let ctx = LbContext { restored_local: conn.info.local_restored.then_some(conn.info.local), headers: None };
         Box::pin(async move {
             let mut upstream = None;
             if let Some(info) = &mut info {
@@ -124,7 +126,7 @@ impl NetworkFilterFactory for TcpProxyFilter {
                 TransportOptions { downstream: Some((conn.info.remote, conn.info.local)), ..TransportOptions::NONE };
             let mut flag = None;
             for _ in 0..attempts {
-                let Some(host) = cluster.choose_host() else {
+                let Some(host) = cluster.choose_host(&ctx) else {
                     cluster.info.stats.upstream_cx_none_healthy.inc();
                     flag = Some(ResponseFlag::NoHealthyUpstream);
                     break;
