@@ -378,6 +378,13 @@ struct HeaderToMetadataFilter {
     name: Arc<str>,
 }
 
+impl HeaderToMetadataFilter {
+    /// The route's config, else the filter's.
+    fn config<'a>(&'a self, route: Option<&'a Arc<crate::router::Route>>) -> &'a HeaderToMetadataConfig {
+        route.and_then(|r| r.per_filter_config::<HeaderToMetadataConfig>(&self.name)).unwrap_or(&self.config)
+    }
+}
+
 impl StreamFilter for HeaderToMetadataFilter {
     fn decode_headers(
         &mut self,
@@ -385,10 +392,8 @@ impl StreamFilter for HeaderToMetadataFilter {
         _end_stream: bool,
         cx: &mut StreamContext<'_>,
     ) -> FilterStatus {
-        let route_config = cx.route.and_then(|r| r.per_filter_config::<HeaderToMetadataConfig>(&self.name));
-        let config = route_config.unwrap_or(&self.config);
         let head = Head::Request(&parts.method, &parts.uri);
-        config.apply(Side::Request, &mut parts.headers, head, &mut cx.info.dynamic_metadata);
+        self.config(cx.route).apply(Side::Request, &mut parts.headers, head, &mut cx.info.dynamic_metadata);
         FilterStatus::Continue
     }
 
@@ -398,9 +403,12 @@ impl StreamFilter for HeaderToMetadataFilter {
         _end_stream: bool,
         cx: &mut StreamContext<'_>,
     ) -> EncodeStatus {
-        let route_config = cx.route.and_then(|r| r.per_filter_config::<HeaderToMetadataConfig>(&self.name));
-        let config = route_config.unwrap_or(&self.config);
-        config.apply(Side::Response, &mut parts.headers, Head::Response(parts.status), &mut cx.info.dynamic_metadata);
+        self.config(cx.route).apply(
+            Side::Response,
+            &mut parts.headers,
+            Head::Response(parts.status),
+            &mut cx.info.dynamic_metadata,
+        );
         EncodeStatus::Continue
     }
 }

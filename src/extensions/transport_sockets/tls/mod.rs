@@ -347,7 +347,7 @@ impl TransportSocketBuilder for FactoryContext<'_> {
         path: &FieldPath,
         stat_prefix: &str,
     ) -> Result<UpstreamTransport, ConfigError> {
-        super::proxy_protocol::upstream_transport(self, self.store, any, path, stat_prefix)
+        TlsSocketBuilder { store: self.store, secrets: self.secrets }.upstream_transport(any, path, stat_prefix)
     }
 }
 
