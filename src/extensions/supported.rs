@@ -24,6 +24,7 @@ pub const INVENTORY: Inventory = Inventory {
         filters::http::csrf::SUPPORTED_FIELDS,
         filters::http::set_metadata::SUPPORTED_FIELDS,
         filters::http::header_to_metadata::SUPPORTED_FIELDS,
+        filters::http::rbac::SUPPORTED_FIELDS,
         filters::http::ext_authz::SUPPORTED_FIELDS,
         filters::http::jwt_authn::SUPPORTED_FIELDS,
         filters::listener::SUPPORTED_FIELDS,

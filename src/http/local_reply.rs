@@ -19,6 +19,21 @@ pub struct LocalReply {
     pub flag: Option<ResponseFlag>,
 }
 
+/// `details` as the `&'static str` a local reply carries: each distinct text is
+/// leaked once per process. Callers pass texts from config (route, policy and
+/// requirement names), never from requests, so they are bounded.
+pub fn static_details(details: &str) -> &'static str {
+    static SEEN: std::sync::Mutex<std::collections::BTreeSet<&'static str>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = seen.get(details) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(details.to_string().into_boxed_str());
+    seen.insert(leaked);
+    leaked
+}
+
 impl LocalReply {
     pub fn new(status: StatusCode, body: impl Into<Bytes>, details: &'static str) -> LocalReply {
         LocalReply { status, body: body.into(), headers: HeaderMap::new(), details, flag: None }

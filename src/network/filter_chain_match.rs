@@ -37,15 +37,17 @@ pub struct MatchInput<'a> {
     pub application_protocols: &'a [String],
 }
 
-/// An IP prefix, the address masked to its length.
+/// An IP prefix (`CidrRange`), the address masked to its length; also what
+/// RBAC's IP rules match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Cidr {
+pub struct Cidr {
     addr: IpAddr,
     len: u8,
 }
 
 impl Cidr {
-    fn parse(range: &CidrRange) -> Result<Cidr, String> {
+    /// The error is Envoy's words, without the field path.
+    pub fn parse(range: &CidrRange) -> Result<Cidr, String> {
         let addr: IpAddr =
             range.address_prefix.parse().map_err(|_| format!("malformed IP address: {}", range.address_prefix))?;
         let len = range.prefix_len.as_ref().map_or(0, |l| l.value);
@@ -56,7 +58,7 @@ impl Cidr {
         Ok(Cidr { addr: mask(addr, len as u8), len: len as u8 })
     }
 
-    fn contains(&self, ip: IpAddr) -> bool {
+    pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
         ip.is_ipv4() == self.addr.is_ipv4() && mask(ip, self.len) == self.addr
     }

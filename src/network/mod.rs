@@ -20,7 +20,7 @@ pub mod transport;
 pub use connection::{ConnectionInfo, DownstreamConnection};
 pub use drain::{DrainPhase, DrainWatch};
 pub use filter::{FilterChain, ListenerScope, NetworkFilterBuilder, NetworkFilterFactory};
-pub use filter_chain_match::{FilterChainMatcher, MatchInput};
+pub use filter_chain_match::{Cidr, FilterChainMatcher, MatchInput};
 pub use listener::ListenerConfig;
 pub use listener_filter::{AcceptedSocket, ListenerFilterError, ListenerFilterFactory, ListenerFilterFuture};
 pub use listener_manager::ListenerManager;

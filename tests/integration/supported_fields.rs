@@ -120,6 +120,9 @@ const REDIRECT: &str = "envoy.config.route.v3.RedirectAction";
 const STRING_MATCHER: &str = "envoy.type.matcher.v3.StringMatcher";
 const LOCAL_RATELIMIT: &str = "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
 const TLS_IT: &str = "tests/integration/tls.rs";
+const RBAC_PERMISSION: &str = "envoy.config.rbac.v3.Permission";
+const RBAC_PRINCIPAL: &str = "envoy.config.rbac.v3.Principal";
+const RBAC_TLS: &str = "rbac_authenticated_principals_are_the_client_certificate_names";
 const PP_RULE: &str = "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol.Rule";
 const PP_PAIR: &str = "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol.KeyValuePair";
 const UPSTREAM_PP: &str = "envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport";
@@ -1389,6 +1392,41 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (H2M_PAIR, "regex_value_rewrite", &[compat("filter_header_to_metadata")]),
     (H2M_PAIR, "type", &[compat("filter_header_to_metadata")]),
     (H2M_PAIR, "encode", &[compat("filter_header_to_metadata")]),
+    ("envoy.extensions.filters.http.rbac.v3.RBAC", "rules", &[compat("filter_rbac")]),
+    ("envoy.extensions.filters.http.rbac.v3.RBAC", "rules_stat_prefix", &[compat("filter_rbac")]),
+    ("envoy.extensions.filters.http.rbac.v3.RBAC", "shadow_rules", &[compat("filter_rbac")]),
+    ("envoy.extensions.filters.http.rbac.v3.RBAC", "shadow_rules_stat_prefix", &[compat("filter_rbac")]),
+    ("envoy.extensions.filters.http.rbac.v3.RBACPerRoute", "rbac", &[compat("filter_rbac")]),
+    ("envoy.config.rbac.v3.RBAC", "action", &[compat("filter_rbac")]),
+    ("envoy.config.rbac.v3.RBAC", "policies", &[compat("filter_rbac")]),
+    ("envoy.config.rbac.v3.Policy", "permissions", &[compat("filter_rbac")]),
+    ("envoy.config.rbac.v3.Policy", "principals", &[compat("filter_rbac")]),
+    (RBAC_PERMISSION, "and_rules", &[compat("filter_rbac")]),
+    (RBAC_PERMISSION, "or_rules", &[compat("filter_rbac")]),
+    (RBAC_PERMISSION, "any", &[compat("filter_rbac")]),
+    (RBAC_PERMISSION, "header", &[compat("filter_rbac")]),
+    (RBAC_PERMISSION, "url_path", &[compat("filter_rbac")]),
+    (RBAC_PERMISSION, "destination_ip", &[compat("filter_rbac")]),
+    (RBAC_PERMISSION, "destination_port", &[compat("filter_rbac")]),
+    (RBAC_PERMISSION, "destination_port_range", &[compat("filter_rbac")]),
+    (RBAC_PERMISSION, "not_rule", &[compat("filter_rbac")]),
+    (RBAC_PERMISSION, "requested_server_name", &[compat("filter_rbac"), test(TLS_IT, RBAC_TLS)]),
+    ("envoy.config.rbac.v3.Permission.Set", "rules", &[compat("filter_rbac")]),
+    (RBAC_PRINCIPAL, "and_ids", &[compat("filter_rbac")]),
+    (RBAC_PRINCIPAL, "or_ids", &[compat("filter_rbac")]),
+    (RBAC_PRINCIPAL, "any", &[compat("filter_rbac")]),
+    (RBAC_PRINCIPAL, "authenticated", &[compat("filter_rbac"), test(TLS_IT, RBAC_TLS)]),
+    (RBAC_PRINCIPAL, "source_ip", &[compat("filter_rbac")]),
+    (RBAC_PRINCIPAL, "direct_remote_ip", &[compat("filter_rbac")]),
+    (RBAC_PRINCIPAL, "remote_ip", &[compat("filter_rbac")]),
+    (RBAC_PRINCIPAL, "header", &[compat("filter_rbac")]),
+    (RBAC_PRINCIPAL, "url_path", &[compat("filter_rbac")]),
+    (RBAC_PRINCIPAL, "not_id", &[compat("filter_rbac")]),
+    ("envoy.config.rbac.v3.Principal.Set", "ids", &[compat("filter_rbac")]),
+    ("envoy.config.rbac.v3.Principal.Authenticated", "principal_name", &[test(TLS_IT, RBAC_TLS)]),
+    ("envoy.type.matcher.v3.PathMatcher", "path", &[compat("filter_rbac")]),
+    ("envoy.type.v3.Int32Range", "start", &[compat("filter_rbac")]),
+    ("envoy.type.v3.Int32Range", "end", &[compat("filter_rbac")]),
     (EXT_AUTHZ, "http_service", &[compat("filter_ext_authz")]),
     (EXT_AUTHZ, "grpc_service", &[compat("filter_ext_authz_grpc")]),
     (EXT_AUTHZ, "failure_mode_allow", &[compat("filter_ext_authz")]),

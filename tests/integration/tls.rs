@@ -1384,3 +1384,43 @@ fn ticket_keys_from_a_static_or_sds_secret_open_another_process_s_tickets() {
         "{out}"
     );
 }
+
+/// RBAC over mutual TLS: `authenticated.principal_name` matches the client
+/// certificate's SAN (a mesh's identity), `requested_server_name` the SNI.
+#[test]
+fn rbac_authenticated_principals_are_the_client_certificate_names() {
+    let certs = certs();
+    let up = crate::http_util::http_upstream("app");
+    let validation = format!("  validation_context:\n    trusted_ca: {{ filename: {} }}\n", certs.ca.display());
+    let tls = format!("require_client_certificate: true\n{}{validation}", common(Some(&certs.server), None, ""));
+    let rbac = r#"          http_filters:
+          - name: envoy.filters.http.rbac
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
+              rules:
+                action: ALLOW
+                policies:
+                  mesh:
+                    permissions: [ { any: true } ]
+                    principals: [ { authenticated: { principal_name: { exact: client.test } } } ]
+                  sni:
+                    permissions:
+                    - and_rules:
+                        rules:
+                        - requested_server_name: { exact: server.test }
+                        - url_path: { path: { prefix: /sni } }
+                    principals: [ { any: true } ]
+"#;
+    let listener = https_listener("name: rbac", &tls).replace("          http_filters:\n", rbac);
+    let c = start(&[listener], &[static_cluster("app", &[up.port()])]);
+    let addr = c.listener("web");
+    let client = certs.pki.leaf(&["client.test"]);
+    let member = client_config(&certs.pki.ca_pem, Some(&client), &[]);
+    assert_eq!(https_get(addr, member, "/direct").expect("GET"), (200, "hi".to_string()));
+    let other = certs.pki.leaf(&["other.test"]);
+    let stranger = client_config(&certs.pki.ca_pem, Some(&other), &[]);
+    assert_eq!(https_get(addr, stranger.clone(), "/direct").expect("GET"), (403, "RBAC: access denied".to_string()));
+    assert_eq!(https_get(addr, stranger, "/sni/x").expect("GET").0, 200, "the SNI's policy");
+    assert_eq!(c.stat("http.ingress.rbac.allowed"), Some(2));
+    assert_eq!(c.stat("http.ingress.rbac.denied"), Some(1));
+}

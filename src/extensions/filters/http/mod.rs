@@ -13,6 +13,7 @@
 //! - `decompressor` — inflates gzip request and response bodies as they stream
 //! - `set_metadata` — attaches fixed values to each request's dynamic metadata
 //! - `header_to_metadata` — turns header and cookie values into dynamic metadata
+//! - `rbac` — allows or refuses requests by role-based access control policies
 //!
 //! Each filter is one module exposing its `EXTENSION` (name, config type,
 //! constructors) for the registry. Configs are checked against `SUPPORTED_FIELDS`
@@ -35,6 +36,7 @@ pub mod header_to_metadata;
 pub mod health_check;
 pub mod jwt_authn;
 pub mod local_ratelimit;
+pub mod rbac;
 pub mod router;
 pub mod set_metadata;
 pub mod token_bucket;
@@ -58,6 +60,7 @@ pub const HTTP_FILTERS: &[HttpFilterExtension] = &[
     decompressor::EXTENSION,
     set_metadata::EXTENSION,
     header_to_metadata::EXTENSION,
+    rbac::EXTENSION,
 ];
 
 /// `(message full name, supported fields)` of the filters' configs, in the layout

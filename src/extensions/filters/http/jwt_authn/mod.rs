@@ -26,9 +26,9 @@ mod requirement;
 mod status;
 mod verifier;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use envoy_types::pb::envoy::extensions::filters::http::jwt_authn::v3::per_route_config::RequirementSpecifier;
@@ -106,7 +106,10 @@ impl JwtAuthnConfig {
     /// Envoy's 403 for a route naming a requirement `requirement_map` lacks.
     fn unknown_requirement(&self, name: &str) -> LocalReply {
         let error = requirement::unknown_requirement(name, &self.requirement_map);
-        let details = static_details(&format!("jwt_authn_access_denied{{{}}}", error.replace(' ', "_")));
+        let details = crate::http::local_reply::static_details(&format!(
+            "jwt_authn_access_denied{{{}}}",
+            error.replace(' ', "_")
+        ));
         LocalReply::new(StatusCode::FORBIDDEN, format!("Failed JWT authentication: {error}"), details)
     }
 
@@ -188,20 +191,6 @@ fn create_per_route(any: &Any, path: &FieldPath, _store: &Store) -> Result<PerRo
         }
         _ => Err(path.error("one of disabled: true or requirement_name must be set")),
     }
-}
-
-/// `details` as the `&'static str` a local reply carries: each distinct text is
-/// leaked once per process, and the texts come from config (route and
-/// requirement names), never from requests, so they are bounded.
-fn static_details(details: &str) -> &'static str {
-    static SEEN: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
-    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(known) = seen.get(details) {
-        return known;
-    }
-    let leaked: &'static str = Box::leak(details.to_string().into_boxed_str());
-    seen.insert(leaked);
-    leaked
 }
 
 /// The filter's config, shared by every worker.
