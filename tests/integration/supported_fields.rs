@@ -1507,6 +1507,11 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         &[compat("listener_chain_match")],
     ),
     ("envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol", "rules", &[compat("tcp_proxy_access_log")]),
+    (
+        "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol",
+        "disallowed_versions",
+        &[compat("listener_proxy_protocol_versions")],
+    ),
     (PP_RULE, "tlv_type", &[compat("tcp_proxy_access_log")]),
     (PP_RULE, "on_tlv_present", &[compat("tcp_proxy_access_log")]),
     (PP_PAIR, "metadata_namespace", &[compat("tcp_proxy_access_log")]),

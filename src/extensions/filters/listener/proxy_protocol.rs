@@ -8,11 +8,14 @@
 //! With `rules`, the v2 header's TLVs of the listed types go into the
 //! connection's dynamic metadata (the filter's namespace unless the rule names
 //! one), their bytes as a string with each invalid UTF-8 byte as `!`, as Envoy's;
-//! a TLV list that does not parse is a v2 error then.
+//! a TLV list that does not parse is a v2 error then. A header of a version in
+//! `disallowed_versions` is refused (`versions.<v>.found` and `.disallowed`), or,
+//! with requests without a header allowed, left in place as the client's data.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
+use envoy_types::pb::envoy::config::core::v3::proxy_protocol_config::Version as PbVersion;
 use envoy_types::pb::envoy::extensions::filters::listener::proxy_protocol::v3::ProxyProtocol;
 use envoy_types::pb::google::protobuf::{Any, Struct};
 use tokio::io::AsyncReadExt;
@@ -70,6 +73,8 @@ struct TlvRule {
 #[derive(Debug)]
 struct ProxyProtocolFactory {
     allow_without: bool,
+    /// `disallowed_versions`: v1, v2.
+    disallowed: [bool; 2],
     rules: Vec<TlvRule>,
     stats: ProxyProtocolStats,
     v1: ProxyProtocolVersionStats,
@@ -96,8 +101,10 @@ fn create(any: &Any, path: &FieldPath, store: &Store) -> Result<Arc<dyn Listener
             if pair.metadata_namespace.is_empty() { NAMESPACE.to_string() } else { pair.metadata_namespace };
         rules.push(TlvRule { kind, namespace, key: pair.key });
     }
+    let disallowed = |v: PbVersion| cfg.disallowed_versions.contains(&(v as i32));
     Ok(Arc::new(ProxyProtocolFactory {
         allow_without: cfg.allow_requests_without_proxy_protocol,
+        disallowed: [disallowed(PbVersion::V1), disallowed(PbVersion::V2)],
         rules,
         stats: ProxyProtocolStats::new(store, &prefix),
         v1: ProxyProtocolVersionStats::new(store, &format!("{prefix}versions.v1.")),
@@ -135,6 +142,13 @@ enum Version {
 }
 
 impl ProxyProtocolFactory {
+    fn is_disallowed(&self, v: Version) -> bool {
+        self.disallowed[match v {
+            Version::V1 => 0,
+            Version::V2 => 1,
+        }]
+    }
+
     fn version(&self, v: Version) -> &ProxyProtocolVersionStats {
         match v {
             Version::V1 => &self.v1,
@@ -222,6 +236,18 @@ impl ListenerFilterFactory for ProxyProtocolFactory {
                     Parse::Error(v) => {
                         self.version(v).error.inc();
                         self.proxy_proto_error.inc();
+                        return Err(ListenerFilterError::Rejected);
+                    }
+                    // With requests without a header allowed, a disallowed
+                    // version's signature is not looked for: its bytes are data.
+                    Parse::Found(v, _) if self.is_disallowed(v) && self.allow_without => {
+                        self.stats.not_found_allowed.inc();
+                        return Ok(());
+                    }
+                    // Envoy 1.40 counts the header found, then refused; not as an error.
+                    Parse::Found(v, _) if self.is_disallowed(v) => {
+                        self.version(v).found.inc();
+                        self.version(v).disallowed.inc();
                         return Err(ListenerFilterError::Rejected);
                     }
                     Parse::Found(v, header) => break (v, header),
