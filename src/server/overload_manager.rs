@@ -333,22 +333,31 @@ impl OverloadManager {
         if state.is_saturated(OverloadAction::ShrinkHeap) {
             super::memory::release_free_memory();
         }
-        // Posted before the gauges move, so that whoever reads `.active` = 1 on
-        // the admin endpoint finds the workers already told (or about to be).
-        if self.posted != Some(state) {
-            let timeouts = OverloadAction::ReduceTimeouts;
-            let rescaled = self.posted.is_none_or(|p| p.scale(timeouts) != state.scale(timeouts));
-            self.posted = Some(state);
-            slot.set(move || state);
-            // After the new state, on each thread: waiting timers read it.
-            if rescaled {
-                slot.run_on_all_threads(|_| overload::notify_timers_rescaled());
-            }
+        if self.posted == Some(state) {
+            return;
         }
-        for a in &self.actions {
-            a.active.set(i64::from(state.is_saturated(a.action)));
-            a.scale_percent.set((state.scale(a.action) * 100.0) as i64);
-        }
+        let timeouts = OverloadAction::ReduceTimeouts;
+        let rescaled = self.posted.is_none_or(|p| p.scale(timeouts) != state.scale(timeouts));
+        self.posted = Some(state);
+        slot.set(move || state);
+        // After the new state, on each thread: waiting timers read it. The gauges
+        // move once every thread has it, so that whoever reads `.active` = 1 on the
+        // admin endpoint finds every worker already acting on it.
+        let gauges: Vec<_> =
+            self.actions.iter().map(|a| (a.action, a.active.clone(), a.scale_percent.clone())).collect();
+        slot.run_on_all_threads_then(
+            move |_| {
+                if rescaled {
+                    overload::notify_timers_rescaled();
+                }
+            },
+            move || {
+                for (action, active, scale_percent) in gauges {
+                    active.set(i64::from(state.is_saturated(action)));
+                    scale_percent.set((state.scale(action) * 100.0) as i64);
+                }
+            },
+        );
     }
 
     /// Starts the manager on this (the main) thread: the connection limit and

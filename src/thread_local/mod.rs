@@ -52,6 +52,30 @@ impl ThreadLocalRegistry {
             d.post(move || f());
         }
     }
+
+    /// `post_all`, then `done` once every thread has run `f` (on the last of
+    /// them), as Envoy's `runOnAllThreads(cb, all_threads_complete_cb)`.
+    fn post_all_then(&self, f: Arc<dyn Fn() + Send + Sync>, done: Box<dyn FnOnce() + Send>) {
+        let threads = self.lock();
+        if threads.is_empty() {
+            drop(threads);
+            done();
+            return;
+        }
+        let remaining = Arc::new(AtomicUsize::new(threads.len()));
+        let done = Arc::new(Mutex::new(Some(done)));
+        for d in threads.iter() {
+            let (f, remaining, done) = (f.clone(), remaining.clone(), done.clone());
+            d.post(move || {
+                f();
+                if remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    if let Some(done) = done.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                        done();
+                    }
+                }
+            });
+        }
+    }
 }
 
 /// A typed slot. `T` lives on each thread and never crosses threads.
@@ -112,6 +136,24 @@ impl<T: 'static> Slot<T> {
         }));
     }
 
+    /// `run_on_all_threads`, then `done` once every thread has run `f`: what
+    /// waits for all workers to have a new value (a gauge that says so).
+    pub fn run_on_all_threads_then(
+        &self,
+        f: impl Fn(&T) + Send + Sync + 'static,
+        done: impl FnOnce() + Send + 'static,
+    ) {
+        let slot = self.clone_local();
+        self.registry.post_all_then(
+            Arc::new(move || {
+                if let Some(v) = slot.get() {
+                    f(&v);
+                }
+            }),
+            Box::new(done),
+        );
+    }
+
     /// This thread's `T`, if the slot was set here.
     pub fn get(&self) -> Option<Rc<T>> {
         Self::get_at(self.index)
@@ -155,5 +197,55 @@ impl<T: 'static> LocalSlot<T> {
 
     pub fn get(&self) -> Option<Rc<T>> {
         Slot::<T>::get_at(self.index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Dispatcher;
+
+    /// `done` runs once, after every thread ran `f` with its value.
+    #[test]
+    fn run_on_all_threads_then_completes_after_every_thread() {
+        let registry = ThreadLocalRegistry::new();
+        let mut joins = Vec::new();
+        let mut handles = Vec::new();
+        for i in 0..2 {
+            let (htx, hrx) = std::sync::mpsc::channel();
+            joins.push(std::thread::spawn(move || {
+                let d = Dispatcher::new(&format!("t{i}")).expect("dispatcher");
+                let _ = htx.send(d.handle());
+                d.run(None, std::future::pending::<()>());
+            }));
+            let h = hrx.recv().expect("handle");
+            registry.register_thread(h.clone());
+            handles.push(h);
+        }
+        let slot = registry.allocate_slot::<u32>();
+        slot.set(|| 1);
+        let ran = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let seen = ran.clone();
+        slot.run_on_all_threads_then(
+            move |v| {
+                seen.fetch_add(*v as usize, Ordering::SeqCst);
+            },
+            {
+                let ran = ran.clone();
+                move || {
+                    let _ = tx.send(ran.load(Ordering::SeqCst));
+                }
+            },
+        );
+        let at_done = rx.recv_timeout(std::time::Duration::from_secs(5)).expect("done ran");
+        assert_eq!(at_done, 2, "both threads had run f");
+        assert!(rx.recv_timeout(std::time::Duration::from_millis(50)).is_err(), "done ran once");
+        for h in &handles {
+            h.exit();
+        }
+        for j in joins {
+            j.join().expect("thread");
+        }
     }
 }
