@@ -80,11 +80,12 @@ enum Principal {
 }
 
 /// What the engine decided.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision<'a> {
     pub allowed: bool,
-    /// The first policy (by name) that matched.
-    pub policy: Option<String>,
+    /// The first policy (by name) that matched: its index in name order, and
+    /// its name.
+    pub policy: Option<(usize, &'a str)>,
 }
 
 impl RbacEngine {
@@ -114,12 +115,18 @@ impl RbacEngine {
         Ok(RbacEngine { allow, policies })
     }
 
-    pub fn decide(&self, input: &RbacInput<'_>) -> Decision {
-        let matched = self.policies.iter().find(|(_, p)| {
-            p.permissions.iter().any(|r| r.matches(input)) && p.principals.iter().any(|id| id.matches(input))
+    pub fn decide(&self, input: &RbacInput<'_>) -> Decision<'_> {
+        let policy = self.policies.iter().enumerate().find_map(|(i, (name, p))| {
+            let matched =
+                p.permissions.iter().any(|r| r.matches(input)) && p.principals.iter().any(|id| id.matches(input));
+            matched.then_some((i, name.as_str()))
         });
-        let policy = matched.map(|(name, _)| name.clone());
-        Decision { allowed: matched.is_some() == self.allow, policy }
+        Decision { allowed: policy.is_some() == self.allow, policy }
+    }
+
+    /// The policies' names, in the order `Decision::policy` indexes them.
+    pub fn policy_names(&self) -> impl Iterator<Item = &str> {
+        self.policies.iter().map(|(name, _)| name.as_str())
     }
 }
 

@@ -76,22 +76,26 @@ pub struct RbacConfig {
 #[derive(Debug)]
 struct Engine {
     engine: RbacEngine,
-    /// `rbac_access_denied_matched_policy[...]`, by policy name (`none` first).
-    details: Vec<(Option<String>, &'static str)>,
+    /// `rbac_access_denied_matched_policy[<name>]` of each policy, in the
+    /// engine's order.
+    details: Vec<&'static str>,
 }
 
 impl Engine {
     fn new(rbac: &envoy_types::pb::envoy::config::rbac::v3::Rbac, path: &FieldPath) -> Result<Engine, ConfigError> {
         let engine = RbacEngine::new(rbac, path)?;
-        let mut details = vec![(None, "rbac_access_denied_matched_policy[none]")];
-        for name in rbac.policies.keys() {
-            details.push((Some(name.clone()), static_details(&format!("rbac_access_denied_matched_policy[{name}]"))));
-        }
+        let details = engine
+            .policy_names()
+            .map(|name| static_details(&format!("rbac_access_denied_matched_policy[{name}]")))
+            .collect();
         Ok(Engine { engine, details })
     }
 
-    fn details(&self, policy: &Option<String>) -> &'static str {
-        self.details.iter().find(|(name, _)| name == policy).map_or(self.details[0].1, |(_, d)| d)
+    fn details(&self, decision: &Decision<'_>) -> &'static str {
+        decision
+            .policy
+            .and_then(|(i, _)| self.details.get(i).copied())
+            .unwrap_or("rbac_access_denied_matched_policy[none]")
     }
 }
 
@@ -170,11 +174,11 @@ struct RbacFilter {
 }
 
 /// `result` and, when a policy matched, its name, under `prefix` keys.
-fn record(fields: &mut Struct, prefix: &str, kind: &str, decision: &Decision) {
+fn record(fields: &mut Struct, prefix: &str, kind: &str, decision: &Decision<'_>) {
     let result = if decision.allowed { "allowed" } else { "denied" };
     fields.fields.insert(format!("{prefix}{kind}_engine_result"), string_value(result));
-    if let Some(policy) = &decision.policy {
-        fields.fields.insert(format!("{prefix}{kind}_effective_policy_id"), string_value(policy.clone()));
+    if let Some((_, policy)) = decision.policy {
+        fields.fields.insert(format!("{prefix}{kind}_effective_policy_id"), string_value(policy));
     }
 }
 
@@ -213,7 +217,7 @@ impl StreamFilter for RbacFilter {
                 None
             } else {
                 self.stats.denied.inc();
-                Some(enforced.details(&decision.policy))
+                Some(enforced.details(&decision))
             }
         });
         cx.info.dynamic_metadata.set_fields(NAME, metadata);
