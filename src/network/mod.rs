@@ -15,6 +15,7 @@ pub mod listener_manager;
 pub mod proxy_protocol;
 pub mod socket;
 pub mod tls;
+pub mod tls_session;
 pub mod transport;
 
 pub use connection::{ConnectionInfo, DownstreamConnection};

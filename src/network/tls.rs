@@ -15,19 +15,17 @@
 //! which the next handshakes use while open sessions keep theirs.
 
 use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, CommonState, ServerConfig};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::client_hello::{self, ClientHello};
-use super::transport::{ReadReady, SharedStream, TransportStream};
+use super::tls_session::TlsSession;
+use super::transport::{SharedStream, TransportStream};
 use crate::config::{ConfigError, FieldPath};
 use crate::define_stats;
 use crate::overload::ScaledTimer;
@@ -369,8 +367,12 @@ pub struct DownstreamTlsInfo {
 }
 
 impl DownstreamTlsInfo {
-    fn of(session: &rustls::ServerConnection, tls: &DownstreamTls, certificates: &ContextCertificates) -> Self {
-        let server_name = session.server_name().map(str::to_string);
+    fn of(
+        session: &CommonState,
+        server_name: Option<String>,
+        tls: &DownstreamTls,
+        certificates: &ContextCertificates,
+    ) -> Self {
         let local = presented(certificates, server_name.as_deref());
         let local_uri_sans: Vec<String> = local
             .map(|c| {
@@ -399,6 +401,15 @@ impl DownstreamTlsInfo {
             version: session.protocol_version().and_then(version_name),
             cipher: session.negotiated_cipher_suite().map(|s| cipher_name(s.suite())),
         }
+    }
+}
+
+/// The server name a session was asked for, as rustls keeps it: a DNS name
+/// (not an address), lower-cased.
+fn session_server_name(sni: Option<&str>) -> Option<String> {
+    match ServerName::try_from(sni?) {
+        Ok(ServerName::DnsName(name)) => Some(name.as_ref().to_ascii_lowercase()),
+        _ => None,
     }
 }
 
@@ -537,7 +548,10 @@ impl DownstreamTls {
                 self.stats.ssl.connection_error.inc();
                 return Err(None);
             }
-            tokio_rustls::TlsAcceptor::from(context.config.clone()).accept(tcp).await.map_err(Some)
+            let conn = rustls::server::UnbufferedServerConnection::new(context.config.clone())
+                .map_err(|e| Some(io::Error::new(io::ErrorKind::InvalidData, e)))?;
+            let session = TlsSession::accept(tcp, conn).await.map_err(Some)?;
+            Ok((session, session_server_name(hello.server_name.as_deref())))
         };
         let result = match self.handshake_timeout {
             Some(d) => crate::overload::scaled_timeout(ScaledTimer::TransportSocketConnect, d, handshake)
@@ -546,10 +560,10 @@ impl DownstreamTls {
             None => handshake.await,
         };
         match result {
-            Ok(session) => {
-                self.stats.handshake_done(session.get_ref().1, true);
-                let info = DownstreamTlsInfo::of(session.get_ref().1, self, &context.certificates);
-                Ok((TransportStream::Tls(SharedStream::new(TlsSession::new(session.into()))), info))
+            Ok((session, server_name)) => {
+                self.stats.handshake_done(session.state(), true);
+                let info = DownstreamTlsInfo::of(session.state(), server_name, self, &context.certificates);
+                Ok((TransportStream::Tls(SharedStream::new(session)), info))
             }
             Err(Some(e)) => {
                 tracing::debug!("downstream TLS handshake failed: {e}");
@@ -718,10 +732,12 @@ impl UpstreamTls {
             c.dangerous().set_certificate_verifier(make.verifier(verify));
             config = Arc::new(c);
         }
-        match tokio_rustls::TlsConnector::from(config).connect(name, tcp).await {
+        let conn = rustls::client::UnbufferedClientConnection::new(config, name)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        match TlsSession::connect(tcp, conn).await {
             Ok(session) => {
-                self.stats.handshake_done(session.get_ref().1, false);
-                Ok(TransportStream::Tls(SharedStream::new(TlsSession::new(session.into()))))
+                self.stats.handshake_done(session.state(), false);
+                Ok(TransportStream::Tls(SharedStream::new(session)))
             }
             Err(e) => {
                 self.stats.handshake_failed(&e);
@@ -762,117 +778,6 @@ pub trait TransportSocketBuilder {
         path: &FieldPath,
         stat_prefix: &str,
     ) -> Result<UpstreamTransport, ConfigError>;
-}
-
-/// A TLS session over TCP, either side. It remembers whether its last read may
-/// have left decrypted bytes in rustls (the read filled the caller's buffer), so
-/// `ReadReady` does not wait on a socket that has nothing new for them.
-pub struct TlsSession {
-    stream: tokio_rustls::TlsStream<TcpStream>,
-    maybe_buffered: bool,
-}
-
-impl std::fmt::Debug for TlsSession {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsSession").field("alpn", &self.alpn()).finish()
-    }
-}
-
-impl TlsSession {
-    /// The handshake may have read the first application bytes along with the
-    /// peer's last handshake message: the first read is tried, not waited for.
-    fn new(stream: tokio_rustls::TlsStream<TcpStream>) -> TlsSession {
-        TlsSession { stream, maybe_buffered: true }
-    }
-
-    /// The protocol ALPN chose, if any.
-    pub fn alpn(&self) -> Option<&[u8]> {
-        self.stream.get_ref().1.alpn_protocol()
-    }
-
-    /// The TCP socket under the session.
-    pub fn tcp(&self) -> &TcpStream {
-        self.stream.get_ref().0
-    }
-}
-
-/// Envoy ends a TLS connection with a close_notify alert: queued when the
-/// session is dropped and written if the socket takes it now (no waiting).
-impl Drop for TlsSession {
-    fn drop(&mut self) {
-        struct TryWrite<'a>(&'a TcpStream);
-        impl io::Write for TryWrite<'_> {
-            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-                self.0.try_write(buf)
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        fn close_notify<D>(tcp: &TcpStream, conn: &mut rustls::ConnectionCommon<D>) {
-            conn.send_close_notify();
-            while conn.wants_write() {
-                if conn.write_tls(&mut TryWrite(tcp)).is_err() {
-                    break;
-                }
-            }
-        }
-        match &mut self.stream {
-            tokio_rustls::TlsStream::Client(s) => {
-                let (tcp, conn) = s.get_mut();
-                close_notify(tcp, conn);
-            }
-            tokio_rustls::TlsStream::Server(s) => {
-                let (tcp, conn) = s.get_mut();
-                close_notify(tcp, conn);
-            }
-        }
-    }
-}
-
-impl AsyncRead for TlsSession {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let room = buf.remaining();
-        let res = Pin::new(&mut this.stream).poll_read(cx, buf);
-        this.maybe_buffered = room > 0 && matches!(res, Poll::Ready(Ok(()))) && buf.remaining() == 0;
-        res
-    }
-}
-
-impl AsyncWrite for TlsSession {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
-    }
-}
-
-impl ReadReady for TlsSession {
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.maybe_buffered {
-            return Poll::Ready(Ok(()));
-        }
-        self.tcp().poll_read_ready(cx)
-    }
 }
 
 /// The TLS of a listener's filter chain (`chain`, at `path`), built by the

@@ -34,7 +34,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::tcp::{self, OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
-pub use super::tls::TlsSession;
+pub use super::tls_session::TlsSession;
 
 /// A stream that can tell when a read may make progress, without reading.
 pub trait ReadReady {

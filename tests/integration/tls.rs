@@ -637,6 +637,44 @@ fn a_large_body_and_pipelined_requests_cross_a_tls_listener() {
 }
 
 #[test]
+fn records_cut_into_single_bytes_and_a_key_update_cross_a_tls_listener() {
+    let certs = certs();
+    let up = Upstream::start(|_| {});
+    let tls = common(Some(&certs.server), None, "");
+    let c = start(&[https_listener("name: dribble", &tls)], &[static_cluster("app", &[up.port()])]);
+    let name = rustls::pki_types::ServerName::try_from(SERVER_NAME).expect("name");
+    let mut conn = rustls::ClientConnection::new(client_config(&certs.pki.ca_pem, None, &[]), name).expect("client");
+    let mut tcp = connect(c.listener("web"));
+    tcp.set_nodelay(true).expect("nodelay");
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).expect("handshake");
+    }
+    // The client asks for new keys (the proxy must answer with its own
+    // KeyUpdate before its reply can be read), then writes its request's
+    // records one byte per write: the proxy holds each cut record until the
+    // rest comes.
+    conn.refresh_traffic_keys().expect("key update");
+    for request in
+        ["GET /direct HTTP/1.1\r\nhost: a\r\n\r\n", "GET /direct HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n"]
+    {
+        conn.writer().write_all(request.as_bytes()).expect("plaintext");
+        let mut records = Vec::new();
+        while conn.wants_write() {
+            conn.write_tls(&mut records).expect("records");
+        }
+        for byte in records {
+            tcp.write_all(&[byte]).expect("one byte");
+        }
+    }
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let mut got = Vec::new();
+    let _ = tls.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
+    assert_eq!(c.stat("listener.tls_web.ssl.connection_error"), Some(0));
+}
+
+#[test]
 fn tcp_proxy_runs_over_a_tls_listener_and_to_a_tls_cluster() {
     let certs = certs();
     let echo = Upstream::echo();

@@ -1,0 +1,681 @@
+//! A TLS session over TCP, driven through rustls's unbuffered API: the session
+//! owns no TLS buffer while it is idle.
+//!
+//! rustls's buffered connection keeps a 4 KiB read buffer per connection for
+//! its whole life, which was 40 % of an idle TLS connection's memory. Here TLS
+//! bytes are read into, and encrypted into, a per-worker scratch buffer (one
+//! poll uses it at a time, so a thread-local is enough); a connection keeps
+//! bytes of its own only for what a poll could not finish: a record cut short
+//! by a read, decrypted bytes the reader had no room for, or ciphertext the
+//! socket did not take. The handshake, which waits in the middle, works in the
+//! session's own buffers and frees them when it ends.
+//!
+//! A write's slices are encrypted as one record where they fit (an HTTP/1
+//! response's head and body go out as one record, not two), and `poll_write`
+//! takes a whole slice once the previous ciphertext is on the socket, so a
+//! session holds at most one write's worth of unsent ciphertext.
+
+use std::cell::Cell;
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll, Waker};
+
+use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+use rustls::CommonState;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::transport::ReadReady;
+
+/// The most TLS bytes one read takes, and the most plaintext one record-run of
+/// a write encrypts (four full records).
+const SCRATCH: usize = 64 * 1024;
+/// Plaintext slices of a vectored write are joined into one record up to this.
+const RECORD: usize = 16 * 1024;
+/// TLS bytes a handshake may hold unprocessed: rustls's 64 KiB handshake
+/// message limit plus its records' headers.
+const MAX_HANDSHAKE_BUFFER: usize = 0xffff + 2 * 1024;
+
+thread_local! {
+    /// Ciphertext read or written by the poll running on this worker.
+    static TLS_SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    /// A vectored write's slices, joined.
+    static PLAINTEXT_SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// Runs `f` with this worker's scratch buffer of at least `len` bytes (taken
+/// out of the thread-local for the call, so a nested use would get its own).
+fn with_scratch<R>(
+    cell: &'static std::thread::LocalKey<Cell<Vec<u8>>>,
+    len: usize,
+    f: impl FnOnce(&mut Vec<u8>) -> R,
+) -> R {
+    let mut buf = cell.take();
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+    let r = f(&mut buf);
+    cell.set(buf);
+    r
+}
+
+/// A rustls connection either side, as the unbuffered API drives it.
+pub enum Connection {
+    Server(UnbufferedServerConnection),
+    Client(UnbufferedClientConnection),
+}
+
+impl Connection {
+    pub fn state(&self) -> &CommonState {
+        match self {
+            Connection::Server(c) => c,
+            Connection::Client(c) => c,
+        }
+    }
+
+    /// One step of rustls's state machine over `incoming` (see `step`).
+    fn step(&mut self, incoming: &mut [u8], io: &mut StepIo<'_, '_>) -> Result<(usize, Step), rustls::Error> {
+        match self {
+            Connection::Server(c) => step::<ServerConnectionData>(c.process_tls_records(incoming), io),
+            Connection::Client(c) => step::<ClientConnectionData>(c.process_tls_records(incoming), io),
+        }
+    }
+}
+
+/// Where a step puts what it produces.
+struct StepIo<'a, 'b> {
+    /// Ciphertext to send, filled from `out_len`.
+    out: &'a mut Vec<u8>,
+    out_len: usize,
+    /// Decrypted application data goes to the reader's buffer while it has
+    /// room, then to `plaintext` (appended).
+    direct: Option<&'a mut ReadBuf<'b>>,
+    plaintext: &'a mut Vec<u8>,
+    /// Application data to encrypt if the session may send it now.
+    encrypt: Option<&'a [u8]>,
+    /// Queue a close_notify if the session may send it now.
+    close_notify: bool,
+}
+
+impl StepIo<'_, '_> {
+    /// Room for `n` more bytes after `out_len`.
+    fn reserve(&mut self, n: usize) {
+        if self.out.len() < self.out_len + n {
+            self.out.resize(self.out_len + n, 0);
+        }
+    }
+}
+
+/// What a step of the state machine came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Something was done (a record decrypted, a message encoded): step again.
+    Again,
+    /// The encoded handshake messages are to be sent now.
+    Transmit,
+    /// The handshake needs bytes from the peer.
+    NeedInput,
+    /// The session is established and may send; `encrypt` / `close_notify`
+    /// were done if asked.
+    Established,
+    /// The peer sent close_notify (once).
+    PeerClosed,
+    /// Both sides sent close_notify.
+    Closed,
+}
+
+/// Handles one status of `process_tls_records`: `(bytes to discard, step)`.
+fn step<D>(status: UnbufferedStatus<'_, '_, D>, io: &mut StepIo<'_, '_>) -> Result<(usize, Step), rustls::Error> {
+    let discard = status.discard;
+    let step = match status.state? {
+        ConnectionState::ReadTraffic(mut traffic) => {
+            while let Some(record) = traffic.next_record() {
+                let mut payload = record?.payload;
+                if let Some(direct) = io.direct.as_mut().filter(|_| io.plaintext.is_empty()) {
+                    let n = payload.len().min(direct.remaining());
+                    direct.put_slice(&payload[..n]);
+                    payload = &payload[n..];
+                }
+                io.plaintext.extend_from_slice(payload);
+            }
+            Step::Again
+        }
+        ConnectionState::EncodeTlsData(mut data) => {
+            loop {
+                match data.encode(&mut io.out[io.out_len..]) {
+                    Ok(n) => {
+                        io.out_len += n;
+                        break;
+                    }
+                    Err(EncodeError::InsufficientSize(e)) => io.reserve(e.required_size),
+                    Err(EncodeError::AlreadyEncoded) => break,
+                }
+            }
+            Step::Again
+        }
+        ConnectionState::TransmitTlsData(transmit) => {
+            // The caller sends `out` before reading again.
+            transmit.done();
+            Step::Transmit
+        }
+        ConnectionState::BlockedHandshake => Step::NeedInput,
+        ConnectionState::WriteTraffic(mut traffic) => {
+            if let Some(data) = io.encrypt.take() {
+                // Each record adds a header, a tag and a content type.
+                io.reserve(data.len() + (data.len() / RECORD + 1) * 64);
+                loop {
+                    match traffic.encrypt(data, &mut io.out[io.out_len..]) {
+                        Ok(n) => {
+                            io.out_len += n;
+                            break;
+                        }
+                        Err(EncryptError::InsufficientSize(e)) => io.reserve(e.required_size),
+                        Err(EncryptError::EncryptExhausted) => return Err(rustls::Error::EncryptError),
+                    }
+                }
+            }
+            if std::mem::take(&mut io.close_notify) {
+                io.reserve(64);
+                match traffic.queue_close_notify(&mut io.out[io.out_len..]) {
+                    Ok(n) => io.out_len += n,
+                    Err(_) => return Err(rustls::Error::EncryptError),
+                }
+            }
+            Step::Established
+        }
+        ConnectionState::PeerClosed => Step::PeerClosed,
+        ConnectionState::Closed => Step::Closed,
+        // Courier accepts no early data (max_early_data_size is 0).
+        _ => return Err(rustls::Error::General("unexpected TLS state".into())),
+    };
+    Ok((discard, step))
+}
+
+/// A TLS session over TCP, either side, established.
+pub struct TlsSession {
+    tcp: TcpStream,
+    conn: Connection,
+    /// TLS bytes received and not yet processed (a record cut short): empty,
+    /// without an allocation, between records.
+    incoming: Vec<u8>,
+    /// Decrypted bytes the reader has not taken, from `taken`.
+    plaintext: Vec<u8>,
+    taken: usize,
+    /// Ciphertext the socket has not taken, from `sent`.
+    outgoing: Vec<u8>,
+    sent: usize,
+    /// The reader's waker while it waits, for a write that decrypts bytes.
+    read_waker: Option<Waker>,
+    /// The peer closed: reads return the end of the stream (`Ok`), or this
+    /// error (a TCP close without close_notify, a bad record).
+    read_end: Option<Result<(), io::ErrorKind>>,
+    close_notify_sent: bool,
+}
+
+impl std::fmt::Debug for TlsSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSession").field("alpn", &self.alpn()).finish()
+    }
+}
+
+/// `rustls::Error` as the `io::Error` the handshake and the stats read.
+fn tls_error(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl TlsSession {
+    /// Runs the server side of a handshake on `tcp`.
+    pub async fn accept(tcp: TcpStream, conn: UnbufferedServerConnection) -> io::Result<TlsSession> {
+        TlsSession::new(tcp, Connection::Server(conn)).handshake().await
+    }
+
+    /// Runs the client side of a handshake on `tcp`.
+    pub async fn connect(tcp: TcpStream, conn: UnbufferedClientConnection) -> io::Result<TlsSession> {
+        TlsSession::new(tcp, Connection::Client(conn)).handshake().await
+    }
+
+    fn new(tcp: TcpStream, conn: Connection) -> TlsSession {
+        TlsSession {
+            tcp,
+            conn,
+            incoming: Vec::new(),
+            plaintext: Vec::new(),
+            taken: 0,
+            outgoing: Vec::new(),
+            sent: 0,
+            read_waker: None,
+            read_end: None,
+            close_notify_sent: false,
+        }
+    }
+
+    /// What the handshake settled (version, cipher, peer certificates, ALPN).
+    pub fn state(&self) -> &CommonState {
+        self.conn.state()
+    }
+
+    /// The protocol ALPN chose, if any.
+    pub fn alpn(&self) -> Option<&[u8]> {
+        self.conn.state().alpn_protocol()
+    }
+
+    /// The TCP socket under the session.
+    pub fn tcp(&self) -> &TcpStream {
+        &self.tcp
+    }
+
+    /// Drives the handshake to its end in the session's own buffers (it waits
+    /// on the peer in between), then frees them. On failure the alert rustls
+    /// queued is written if the socket takes it now.
+    async fn handshake(mut self) -> io::Result<TlsSession> {
+        let (mut received, mut filled) = (0, 0);
+        loop {
+            let mut out = std::mem::take(&mut self.outgoing);
+            let mut io = StepIo {
+                out: &mut out,
+                out_len: filled,
+                direct: None,
+                plaintext: &mut self.plaintext,
+                encrypt: None,
+                close_notify: false,
+            };
+            let result = self.conn.step(&mut self.incoming[..received], &mut io);
+            filled = io.out_len;
+            self.outgoing = out;
+            let (discard, step) = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    self.incoming.truncate(received);
+                    let pending = self.outgoing[..filled].to_vec();
+                    self.send_alert(&pending);
+                    return Err(tls_error(e));
+                }
+            };
+            if discard > 0 {
+                self.incoming.copy_within(discard..received, 0);
+                received -= discard;
+            }
+            match step {
+                Step::Again => {}
+                Step::Transmit => {
+                    write_all(&self.tcp, &self.outgoing[..filled]).await?;
+                    filled = 0;
+                }
+                Step::Established if !self.conn.state().is_handshaking() => break,
+                Step::NeedInput | Step::Established => {
+                    if received >= MAX_HANDSHAKE_BUFFER {
+                        // As rustls's buffered connection: no TLS error, so no stat.
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, "message buffer full"));
+                    }
+                    if received == self.incoming.len() {
+                        self.incoming.resize((received + 4096).min(MAX_HANDSHAKE_BUFFER), 0);
+                    }
+                    let n = std::future::poll_fn(|cx| poll_read_into(&self.tcp, cx, &mut self.incoming[received..]))
+                        .await?;
+                    if n == 0 {
+                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "tls handshake eof"));
+                    }
+                    received += n;
+                }
+                Step::PeerClosed | Step::Closed => {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "tls handshake eof"));
+                }
+            }
+        }
+        write_all(&self.tcp, &self.outgoing[..filled]).await?;
+        // Bytes after the peer's last handshake message (a record cut short)
+        // stay; the buffers are otherwise given back.
+        self.incoming.truncate(received);
+        self.incoming.shrink_to_fit();
+        self.outgoing = Vec::new();
+        Ok(self)
+    }
+
+    /// After a failed step: `pending` (ciphertext not yet sent) and the alert
+    /// rustls queued, written if the socket takes them now (the connection
+    /// closes next).
+    fn send_alert(&mut self, pending: &[u8]) {
+        let mut out = pending.to_vec();
+        let mut plaintext = Vec::new();
+        let out_len = out.len();
+        let mut io = StepIo {
+            out: &mut out,
+            out_len,
+            direct: None,
+            plaintext: &mut plaintext,
+            encrypt: None,
+            close_notify: false,
+        };
+        // Each queued chunk (the alert) comes out as an encode step; stepping
+        // with none queued would process the bad bytes again.
+        while self.conn.state().wants_write() {
+            if !matches!(self.conn.step(&mut self.incoming, &mut io), Ok((_, Step::Again))) {
+                break;
+            }
+        }
+        let len = io.out_len;
+        let _ = self.tcp.try_write(&out[..len]);
+        self.outgoing = Vec::new();
+        self.sent = 0;
+    }
+
+    /// Sends what `outgoing` holds from `sent` on; `Pending` until the socket
+    /// took it all, then the buffer is freed.
+    fn poll_flush_outgoing(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.sent < self.outgoing.len() {
+            let n = ready!(poll_write_from(&self.tcp, cx, &self.outgoing[self.sent..]))?;
+            self.sent += n;
+        }
+        self.outgoing = Vec::new();
+        self.sent = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Runs the state machine over `tls` (ciphertext from the socket, or
+    /// nothing), encrypting `encrypt` / a close_notify if asked. Decrypted bytes
+    /// go to `direct` while it has room, then to `plaintext`; ciphertext to
+    /// `out` (its length returned). What
+    /// was not processed (a record cut short) is kept in `incoming`.
+    fn run(
+        &mut self,
+        tls: Option<&mut [u8]>,
+        direct: Option<&mut ReadBuf<'_>>,
+        out: &mut Vec<u8>,
+        encrypt: Option<&[u8]>,
+        close_notify: bool,
+    ) -> Result<(usize, Step), rustls::Error> {
+        let mut own = std::mem::take(&mut self.incoming);
+        let owned = tls.is_none();
+        let tls: &mut [u8] = match tls {
+            Some(t) => t,
+            None => &mut own,
+        };
+        let mut plaintext = std::mem::take(&mut self.plaintext);
+        if self.taken == plaintext.len() {
+            plaintext.clear();
+            self.taken = 0;
+        }
+        let mut io = StepIo { out, out_len: 0, direct, plaintext: &mut plaintext, encrypt, close_notify };
+        let mut start = 0;
+        let result = loop {
+            match self.conn.step(&mut tls[start..], &mut io) {
+                Ok((discard, step)) => {
+                    start += discard;
+                    match step {
+                        Step::Again => {}
+                        // Sent by the caller with the rest, after the run.
+                        Step::Transmit => {}
+                        // Edge-triggered: the session may still send.
+                        Step::PeerClosed => {
+                            self.read_end.get_or_insert(Ok(()));
+                        }
+                        s => break Ok(s),
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        let out_len = io.out_len;
+        self.plaintext = plaintext;
+        // Keep what was not processed, in the session's own buffer.
+        if owned {
+            own.drain(..start);
+            if own.is_empty() {
+                own = Vec::new();
+            }
+            self.incoming = own;
+        } else {
+            self.incoming = tls[start..].to_vec();
+        }
+        if self.taken < self.plaintext.len() {
+            if let Some(w) = self.read_waker.take() {
+                w.wake();
+            }
+        }
+        result.map(|s| (out_len, s))
+    }
+
+    /// Queues `out[..len]` behind what `outgoing` holds, after writing as much
+    /// of it as the socket takes now.
+    fn send_or_keep(&mut self, out: &[u8]) -> io::Result<()> {
+        let mut from = 0;
+        if self.sent == self.outgoing.len() {
+            while from < out.len() {
+                match self.tcp.try_write(&out[from..]) {
+                    Ok(n) => from += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if from < out.len() {
+            self.outgoing.extend_from_slice(&out[from..]);
+        }
+        Ok(())
+    }
+
+    /// Encrypts `data` (all of it) and sends it, or keeps what the socket does
+    /// not take now.
+    fn encrypt_and_send(&mut self, data: &[u8], close_notify: bool) -> io::Result<()> {
+        with_scratch(&TLS_SCRATCH, 0, |out| {
+            let (len, step) = self.run(None, None, out, Some(data), close_notify).map_err(tls_error)?;
+            self.send_or_keep(&out[..len])?;
+            match step {
+                Step::Established => Ok(()),
+                Step::Closed => Err(io::ErrorKind::BrokenPipe.into()),
+                _ => Err(io::Error::new(io::ErrorKind::NotConnected, "the TLS session cannot send")),
+            }
+        })
+    }
+
+    /// Copies decrypted bytes the reader has not taken into `buf`.
+    fn take_plaintext(&mut self, buf: &mut ReadBuf<'_>) -> bool {
+        let n = buf.remaining().min(self.plaintext.len() - self.taken);
+        if n == 0 {
+            return false;
+        }
+        buf.put_slice(&self.plaintext[self.taken..self.taken + n]);
+        self.taken += n;
+        if self.taken == self.plaintext.len() {
+            self.plaintext = Vec::new();
+            self.taken = 0;
+        }
+        true
+    }
+}
+
+/// One read from `tcp` into `buf`, waiting for readiness.
+fn poll_read_into(tcp: &TcpStream, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    loop {
+        ready!(tcp.poll_read_ready(cx))?;
+        match tcp.try_read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            r => return Poll::Ready(r),
+        }
+    }
+}
+
+/// Writes all of `buf` to `tcp`.
+async fn write_all(tcp: &TcpStream, buf: &[u8]) -> io::Result<()> {
+    let mut from = 0;
+    while from < buf.len() {
+        from += std::future::poll_fn(|cx| poll_write_from(tcp, cx, &buf[from..])).await?;
+    }
+    Ok(())
+}
+
+/// One write of `buf` to `tcp`, waiting for room.
+fn poll_write_from(tcp: &TcpStream, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    loop {
+        ready!(tcp.poll_write_ready(cx))?;
+        match tcp.try_write(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            r => return Poll::Ready(r),
+        }
+    }
+}
+
+impl AsyncRead for TlsSession {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let room = buf.remaining();
+        if room == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if this.take_plaintext(buf) {
+                return Poll::Ready(Ok(()));
+            }
+            if let Some(end) = this.read_end {
+                return Poll::Ready(end.map_err(io::Error::from));
+            }
+            // A record cut short waits in `incoming`: the next bytes go after
+            // it. Otherwise they go to the worker's scratch buffer.
+            let read = if this.incoming.is_empty() {
+                with_scratch(&TLS_SCRATCH, SCRATCH, |scratch| {
+                    let n = match poll_read_into(&this.tcp, cx, &mut scratch[..SCRATCH]) {
+                        Poll::Ready(Ok(n)) => n,
+                        other => return other,
+                    };
+                    if n > 0 {
+                        let mut out = Vec::new();
+                        let r = this.run(Some(&mut scratch[..n]), Some(&mut *buf), &mut out, None, false);
+                        this.after_read(r, &out);
+                    }
+                    Poll::Ready(Ok(n))
+                })
+            } else {
+                let have = this.incoming.len();
+                this.incoming.resize(have.max(4096) * 2, 0);
+                let r = poll_read_into(&this.tcp, cx, &mut this.incoming[have..]);
+                let n = match &r {
+                    Poll::Ready(Ok(n)) => *n,
+                    _ => 0,
+                };
+                this.incoming.truncate(have + n);
+                if n > 0 {
+                    let mut out = Vec::new();
+                    let r = this.run(None, Some(&mut *buf), &mut out, None, false);
+                    this.after_read(r, &out);
+                }
+                r
+            };
+            if buf.remaining() < room {
+                return Poll::Ready(Ok(()));
+            }
+            match read {
+                Poll::Pending => {
+                    this.read_waker = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                // The TCP stream ended without a close_notify.
+                Poll::Ready(Ok(0)) => {
+                    this.read_end.get_or_insert(Err(io::ErrorKind::UnexpectedEof));
+                }
+                Poll::Ready(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+impl TlsSession {
+    /// After a read was processed: send what the session produced (a
+    /// KeyUpdate, an alert), note the peer's close or an error.
+    fn after_read(&mut self, result: Result<(usize, Step), rustls::Error>, out: &[u8]) {
+        match result {
+            Ok((len, step)) => {
+                let _ = self.send_or_keep(&out[..len]);
+                if step == Step::Closed {
+                    self.read_end.get_or_insert(Ok(()));
+                }
+            }
+            Err(e) => {
+                tracing::debug!("TLS record error: {e}");
+                self.send_alert(&[]);
+                self.read_end = Some(Err(io::ErrorKind::InvalidData));
+            }
+        }
+    }
+}
+
+impl AsyncWrite for TlsSession {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_flush_outgoing(cx))?;
+        let data = &buf[..buf.len().min(SCRATCH)];
+        this.encrypt_and_send(data, false)?;
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_flush_outgoing(cx))?;
+        let Some(first) = bufs.iter().find(|b| !b.is_empty()) else { return Poll::Ready(Ok(0)) };
+        if first.len() >= RECORD {
+            let data = &first[..first.len().min(SCRATCH)];
+            this.encrypt_and_send(data, false)?;
+            return Poll::Ready(Ok(data.len()));
+        }
+        // Small slices are joined into one record.
+        let n = with_scratch(&PLAINTEXT_SCRATCH, 0, |joined| {
+            joined.clear();
+            for b in bufs {
+                let room = RECORD - joined.len();
+                joined.extend_from_slice(&b[..b.len().min(room)]);
+                if joined.len() == RECORD {
+                    break;
+                }
+            }
+            this.encrypt_and_send(joined, false).map(|()| joined.len())
+        })?;
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().poll_flush_outgoing(cx)
+    }
+
+    /// A close_notify, then the TCP write side's FIN, as Envoy ends a TLS connection.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.close_notify_sent {
+            ready!(this.poll_flush_outgoing(cx))?;
+            this.close_notify_sent = true;
+            this.encrypt_and_send(&[], true)?;
+        }
+        ready!(this.poll_flush_outgoing(cx))?;
+        Pin::new(&mut this.tcp).poll_shutdown(cx)
+    }
+}
+
+/// Envoy ends a TLS connection with a close_notify alert: written when the
+/// session is dropped if the socket takes it now (no waiting).
+impl Drop for TlsSession {
+    fn drop(&mut self) {
+        let established = !self.conn.state().is_handshaking();
+        if established && !self.close_notify_sent && self.sent == self.outgoing.len() {
+            self.close_notify_sent = true;
+            let _ = self.encrypt_and_send(&[], true);
+        }
+    }
+}
+
+impl ReadReady for TlsSession {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.taken < self.plaintext.len() || self.read_end.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        self.tcp.poll_read_ready(cx)
+    }
+}
