@@ -125,11 +125,16 @@ impl ListenerFilterFactory for TlsInspectorFactory {
 }
 
 /// Fuzz target (`crate::fuzz`): the ClientHello is read from growing peeks, so
-/// each prefix's answer must hold for the whole.
+/// each prefix's answer must hold for the whole; the fingerprints of whatever
+/// parsed must not panic either.
 #[cfg(any(test, fuzzing))]
 pub(crate) fn fuzz(data: &[u8]) {
     crate::common::fuzzing::prefix_stable(data, parse, |p| match p {
         Parse::NeedMore(n) => Some(*n),
         _ => None,
     });
+    if let Parse::ClientHello(hello) = parse(data) {
+        let fingerprints = (hello.ja3_hash(), hello.ja4());
+        assert_eq!((fingerprints.0.len(), fingerprints.1.len()), (32, 36), "{fingerprints:?}");
+    }
 }
