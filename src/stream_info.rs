@@ -192,6 +192,8 @@ pub struct StreamInfo {
     pub health_check: bool,
     /// The downstream connection's TLS session (`%DOWNSTREAM_PEER_*%`, XFCC).
     pub downstream_tls: Option<Rc<crate::network::tls::DownstreamTlsInfo>>,
+    /// The downstream ClientHello's JA3/JA4 (`%TLS_JA3_FINGERPRINT%`, ...).
+    pub downstream_tls_fingerprints: Option<Rc<crate::network::client_hello::Fingerprints>>,
     /// What filters attached (`%DYNAMIC_METADATA(...)%`).
     pub dynamic_metadata: DynamicMetadata,
 }
@@ -220,6 +222,7 @@ impl StreamInfo {
             upstream_transport_failure_reason: None,
             attempt_count: 0,
             downstream_tls: None,
+            downstream_tls_fingerprints: None,
             health_check: false,
             dynamic_metadata: DynamicMetadata::default(),
         }

@@ -57,6 +57,11 @@ pub(crate) enum Operator {
     Constant(Option<Box<str>>),
     /// What the downstream TLS session says (`-` on a plaintext connection).
     Tls(TlsField),
+    /// `%TLS_JA3_FINGERPRINT%`: what the TLS inspector computed of the client's
+    /// ClientHello, TLS terminated or not (`-` when it computed none).
+    TlsJa3Fingerprint,
+    /// `%TLS_JA4_FINGERPRINT%`, likewise.
+    TlsJa4Fingerprint,
     /// `%DYNAMIC_METADATA(NAMESPACE:KEY:...):Z%`.
     DynamicMetadata {
         namespace: Box<str>,
@@ -237,6 +242,8 @@ impl Operator {
             "DOWNSTREAM_TLS_VERSION" => Operator::Tls(TlsField::Version),
             "DOWNSTREAM_TLS_CIPHER" => Operator::Tls(TlsField::Cipher),
             "REQUESTED_SERVER_NAME" => Operator::Tls(TlsField::RequestedServerName),
+            "TLS_JA3_FINGERPRINT" => Operator::TlsJa3Fingerprint,
+            "TLS_JA4_FINGERPRINT" => Operator::TlsJa4Fingerprint,
             _ if KNOWN_UNSUPPORTED.contains(&name) => {
                 return Err(format!("command operator %{name}% is not supported by Courier yet"));
             }
@@ -343,6 +350,12 @@ impl Operator {
                     TlsField::RequestedServerName => tls.requested_server_name.clone(),
                 };
                 text(value.as_deref().filter(|v| !v.is_empty()), out)
+            }
+            Operator::TlsJa3Fingerprint => {
+                text(info.downstream_tls_fingerprints.as_ref().and_then(|f| f.ja3.as_deref()), out)
+            }
+            Operator::TlsJa4Fingerprint => {
+                text(info.downstream_tls_fingerprints.as_ref().and_then(|f| f.ja4.as_deref()), out)
             }
             Operator::DynamicMetadata { namespace, keys, len } => {
                 let start = out.len();

@@ -434,3 +434,20 @@ fn downstream_tls_operators() {
          -----BEGIN%20CERTIFICATE-----%0A%2B%2F8%3D%0A-----END%20CERTIFICATE-----%0A"
     );
 }
+
+/// The TLS inspector's fingerprints print whether or not TLS was terminated,
+/// `-` when it computed none (or only the other one).
+#[test]
+fn tls_fingerprint_operators() {
+    use crate::network::client_hello::Fingerprints;
+    let format = "%TLS_JA3_FINGERPRINT% %TLS_JA4_FINGERPRINT%";
+    let mut f = Fixture::new();
+    assert_eq!(f.fmt(format), "- -");
+    let ja3 = "324bd326a97a94ecedaaabaca4d8797c";
+    f.info.downstream_tls_fingerprints = Some(std::rc::Rc::new(Fingerprints { ja3: Some(ja3.into()), ja4: None }));
+    assert_eq!(f.fmt(format), format!("{ja3} -"));
+    let ja4 = "t13d1514h2_8daaf6152771_bc9a4605e104";
+    f.info.downstream_tls_fingerprints = Some(std::rc::Rc::new(Fingerprints { ja3: None, ja4: Some(ja4.into()) }));
+    assert_eq!(f.fmt(format), format!("- {ja4}"));
+    assert!(FormatString::parse("%TLS_JA4_FINGERPRINT(x)%").is_err());
+}

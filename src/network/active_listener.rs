@@ -215,6 +215,7 @@ fn accept(
         server_name: String::new(),
         transport_protocol: "",
         application_protocols: Vec::new(),
+        tls_fingerprints: None,
         dynamic_metadata: Default::default(),
     };
     if config.listener_filters.is_empty() {
@@ -277,8 +278,13 @@ fn serve_connection(config: &Arc<ListenerConfig>, mut socket: AcceptedSocket, wo
         config.stats.no_filter_chain_match.inc();
         return;
     };
-    let info =
-        ConnectionInfo { remote: socket.remote, local: socket.local, local_restored: socket.local_restored, tls: None };
+    let info = ConnectionInfo {
+        remote: socket.remote,
+        local: socket.local,
+        local_restored: socket.local_restored,
+        tls: None,
+        tls_fingerprints: socket.tls_fingerprints.take(),
+    };
     let metadata = std::mem::take(&mut socket.dynamic_metadata);
     let guard = ConnectionAccounting::open(config.clone(), worker, total.clone());
     // A chain's transport socket (TLS termination) wraps the stream once the

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 
+use super::client_hello::Fingerprints;
 use super::tls::DownstreamTlsInfo;
 use super::transport::TransportStream;
 
@@ -20,6 +21,9 @@ pub struct ConnectionInfo {
     /// The session, when the filter chain's transport socket terminated TLS
     /// (worker-local: a connection never leaves its worker).
     pub tls: Option<Rc<DownstreamTlsInfo>>,
+    /// The ClientHello's fingerprints from the TLS inspector: a fact of the
+    /// socket, TLS terminated here or passed through.
+    pub tls_fingerprints: Option<Rc<Fingerprints>>,
 }
 
 impl ConnectionInfo {

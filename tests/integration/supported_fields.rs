@@ -1497,6 +1497,16 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     ("envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig", "requirement_name", &[compat("filter_jwt_authn")]),
     // --- extensions::filters::listener::SUPPORTED_FIELDS
     (
+        "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+        "enable_ja3_fingerprinting",
+        &[compat("tls_inspector_fingerprints")],
+    ),
+    (
+        "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+        "enable_ja4_fingerprinting",
+        &[compat("tls_inspector_fingerprints")],
+    ),
+    (
         "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol",
         "allow_requests_without_proxy_protocol",
         &[compat("listener_proxy_protocol_http")],

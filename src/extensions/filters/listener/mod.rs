@@ -33,7 +33,10 @@ pub const LISTENER_FILTERS: &[ListenerFilterExtension] =
 
 /// The fields of the listener filters' configs that Courier implements.
 pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
-    ("envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector", &[]),
+    (
+        "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+        &["enable_ja3_fingerprinting", "enable_ja4_fingerprinting"],
+    ),
     ("envoy.extensions.filters.listener.http_inspector.v3.HttpInspector", &[]),
     ("envoy.extensions.filters.listener.original_dst.v3.OriginalDst", &[]),
     (

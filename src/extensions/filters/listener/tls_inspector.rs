@@ -4,8 +4,12 @@
 //! chosen by server name (SNI passthrough to a `tcp_proxy`) or TLS terminated by
 //! the chain. Anything else, garbage included, leaves the transport `raw_buffer`.
 //! The ClientHello is read by `network::client_hello`, which the TLS transport
-//! shares.
+//! shares. With `enable_ja3_fingerprinting` / `enable_ja4_fingerprinting` the
+//! hello's JA3 and JA4 fingerprints are computed too and stay with the
+//! connection, for `%TLS_JA3_FINGERPRINT%` and `%TLS_JA4_FINGERPRINT%` in TCP and
+//! HTTP access logs, as Envoy's.
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
@@ -14,7 +18,7 @@ use envoy_types::pb::google::protobuf::Any;
 use super::ListenerFilterExtension;
 use crate::config::{bootstrap::decode_any, ConfigError, FieldPath};
 use crate::define_stats;
-use crate::network::client_hello::{parse, Parse, MAX_CLIENT_HELLO, RECORD_HEADER};
+use crate::network::client_hello::{parse, ClientHello, Fingerprints, Parse, MAX_CLIENT_HELLO, RECORD_HEADER};
 use crate::network::{AcceptedSocket, ListenerFilterError, ListenerFilterFactory, ListenerFilterFuture};
 use crate::stats::Store;
 
@@ -45,11 +49,26 @@ const FIRST_PEEK: usize = 1024;
 #[derive(Debug)]
 struct TlsInspectorFactory {
     stats: TlsInspectorStats,
+    ja3: bool,
+    ja4: bool,
 }
 
 fn create(any: &Any, path: &FieldPath, store: &Store) -> Result<Arc<dyn ListenerFilterFactory>, ConfigError> {
-    let _cfg: TlsInspector = decode_any(any, path)?;
-    Ok(Arc::new(TlsInspectorFactory { stats: TlsInspectorStats::new(store, "tls_inspector.") }))
+    let cfg: TlsInspector = decode_any(any, path)?;
+    Ok(Arc::new(TlsInspectorFactory {
+        stats: TlsInspectorStats::new(store, "tls_inspector."),
+        ja3: cfg.enable_ja3_fingerprinting.is_some_and(|b| b.value),
+        ja4: cfg.enable_ja4_fingerprinting.is_some_and(|b| b.value),
+    }))
+}
+
+impl TlsInspectorFactory {
+    /// The fingerprints the config asks for; none are computed otherwise.
+    fn fingerprints(&self, hello: &ClientHello) -> Option<Rc<Fingerprints>> {
+        (self.ja3 || self.ja4).then(|| {
+            Rc::new(Fingerprints { ja3: self.ja3.then(|| hello.ja3_hash()), ja4: self.ja4.then(|| hello.ja4()) })
+        })
+    }
 }
 
 impl ListenerFilterFactory for TlsInspectorFactory {
@@ -83,6 +102,7 @@ impl ListenerFilterFactory for TlsInspectorFactory {
                         self.stats.bytes_processed.record(hello.bytes as u64);
                         self.stats.tls_found.inc();
                         socket.transport_protocol = "tls";
+                        socket.tls_fingerprints = self.fingerprints(&hello);
                         match hello.server_name {
                             Some(name) => {
                                 self.stats.sni_found.inc();
@@ -105,11 +125,16 @@ impl ListenerFilterFactory for TlsInspectorFactory {
 }
 
 /// Fuzz target (`crate::fuzz`): the ClientHello is read from growing peeks, so
-/// each prefix's answer must hold for the whole.
+/// each prefix's answer must hold for the whole; the fingerprints of whatever
+/// parsed must not panic either.
 #[cfg(any(test, fuzzing))]
 pub(crate) fn fuzz(data: &[u8]) {
     crate::common::fuzzing::prefix_stable(data, parse, |p| match p {
         Parse::NeedMore(n) => Some(*n),
         _ => None,
     });
+    if let Parse::ClientHello(hello) = parse(data) {
+        let fingerprints = (hello.ja3_hash(), hello.ja4());
+        assert_eq!((fingerprints.0.len(), fingerprints.1.len()), (32, 36), "{fingerprints:?}");
+    }
 }

@@ -6,6 +6,8 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::common::hex::lower_hex;
+
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
@@ -58,14 +60,10 @@ pub fn extract(h: &HeaderMap) -> Extracted {
     Extracted::Parent(Parent { trace_id, span_id, sampled: f[0] & 1 == 1, trace_state })
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Writes a span's context into an upstream request.
 pub fn inject(h: &mut HeaderMap, trace_id: &[u8; 16], span_id: &[u8; 8], sampled: bool, trace_state: &str) {
     let flags = if sampled { "01" } else { "00" };
-    let tp = format!("00-{}-{}-{flags}", hex(trace_id), hex(span_id));
+    let tp = format!("00-{}-{}-{flags}", lower_hex(trace_id), lower_hex(span_id));
     if let Ok(v) = HeaderValue::from_str(&tp) {
         h.insert(TRACEPARENT, v);
     }
@@ -88,7 +86,7 @@ mod tests {
             panic!()
         };
         assert!(p.sampled);
-        assert_eq!(hex(&p.trace_id), "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(lower_hex(&p.trace_id), "0af7651916cd43dd8448eb211c80319c");
         let mut out = HeaderMap::new();
         inject(&mut out, &p.trace_id, &p.span_id, false, "");
         assert_eq!(out["traceparent"], "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00");

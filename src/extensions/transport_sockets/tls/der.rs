@@ -225,11 +225,11 @@ fn escape_rfc2253(value: &[u8]) -> String {
 
 /// BoringSSL's `BN_bn2hex` of a non-negative serial, lowercased as Envoy does.
 pub(super) fn serial_hex(serial: &[u8]) -> String {
-    let significant: Vec<u8> = serial.iter().copied().skip_while(|&b| b == 0).collect();
-    if significant.is_empty() {
+    let leading_zeros = serial.iter().take_while(|&&b| b == 0).count();
+    if leading_zeros == serial.len() {
         return "0".into();
     }
-    significant.iter().map(|b| format!("{b:02x}")).collect()
+    crate::common::hex::lower_hex(&serial[leading_zeros..])
 }
 
 /// The subject alternative names in `[3] extensions`' content; none without

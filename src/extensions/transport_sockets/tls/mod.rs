@@ -920,7 +920,7 @@ pub fn peer_certificate(der: &[u8]) -> Option<PeerCertificate> {
             crate::network::tls::SubjectAltName::IpAddress(_) => {}
         }
     }
-    let hex = |algorithm| ring::digest::digest(algorithm, der).as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let hex = |algorithm| crate::common::hex::lower_hex(ring::digest::digest(algorithm, der).as_ref());
     Some(PeerCertificate {
         subject: fields.subject,
         issuer: fields.issuer,

@@ -141,7 +141,7 @@ mod tests {
         let der = CertificateDer::from(vec![0x30, 0x00]);
         assert!(CertificatePins::default().check(&der).is_ok());
         let digest = ring::digest::digest(&ring::digest::SHA256, der.as_ref());
-        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::common::hex::lower_hex(digest.as_ref());
         assert!(pins(&[&hex], &[]).expect("pin").check(&der).is_ok());
         let other = CertificateDer::from(vec![0x30, 0x01, 0x00]);
         assert!(pins(&[&hex], &[]).expect("pin").check(&other).is_err());

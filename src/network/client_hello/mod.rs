@@ -5,6 +5,17 @@
 //! not say whether the client asked). A small parser of its own (the records,
 //! the handshake header and the extensions needed), every length checked against
 //! the bytes there: hostile input ends in "not TLS", never a panic.
+//!
+//! The reassembled message is kept with the hello, with where its cipher suites
+//! and extensions are, so that the TLS inspector's JA3 and JA4 fingerprints
+//! (`ja3`, `ja4`) read them only when they are asked for.
+
+use std::ops::Range;
+
+#[cfg(test)]
+mod fingerprint_tests;
+mod ja3;
+mod ja4;
 
 /// Envoy's default `max_client_hello_size`.
 pub const MAX_CLIENT_HELLO: usize = 16 * 1024;
@@ -26,14 +37,36 @@ pub struct ClientHello {
     pub status_request: bool,
     /// The bytes of the records that carried it, headers included.
     pub bytes: usize,
+    /// The handshake message, header included (it was reassembled anyway).
+    message: Vec<u8>,
+    /// `legacy_version`: 0x0303 from a TLS 1.3 client too.
+    legacy_version: u16,
+    /// Where in `message` the cipher suites' and the extensions' lists are
+    /// (without their length prefixes); they have been checked to parse.
+    cipher_suites: Range<usize>,
+    extensions: Range<usize>,
+}
+
+/// The fingerprints the TLS inspector computed of a connection's ClientHello
+/// (Envoy's `ja3Hash()` / `ja4Hash()` of the connection), for
+/// `%TLS_JA3_FINGERPRINT%` and `%TLS_JA4_FINGERPRINT%`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Fingerprints {
+    pub ja3: Option<String>,
+    pub ja4: Option<String>,
 }
 
 pub const RECORD_HEADER: usize = 5;
 pub const HANDSHAKE_RECORD: u8 = 22;
+const HANDSHAKE_HEADER: usize = 4;
 const CLIENT_HELLO: u8 = 1;
 const EXT_SERVER_NAME: u16 = 0;
-const EXT_ALPN: u16 = 16;
 const EXT_STATUS_REQUEST: u16 = 5;
+const EXT_SUPPORTED_GROUPS: u16 = 10;
+const EXT_EC_POINT_FORMATS: u16 = 11;
+const EXT_SIGNATURE_ALGORITHMS: u16 = 13;
+const EXT_ALPN: u16 = 16;
+const EXT_SUPPORTED_VERSIONS: u16 = 43;
 
 /// Reassembles the handshake message from the TLS records at the start of
 /// `data` and reads the ClientHello in it.
@@ -61,14 +94,15 @@ pub fn parse(data: &[u8]) -> Parse {
         if handshake[0] != CLIENT_HELLO {
             return Parse::NotTls;
         }
-        if handshake.len() >= 4 {
+        if handshake.len() >= HANDSHAKE_HEADER {
             let body_len = usize::from(handshake[1]) << 16 | usize::from(handshake[2]) << 8 | usize::from(handshake[3]);
-            if let Some(body) = handshake.get(4..4 + body_len) {
-                return client_hello(body)
+            if handshake.len() >= HANDSHAKE_HEADER + body_len {
+                handshake.truncate(HANDSHAKE_HEADER + body_len);
+                return client_hello(handshake)
                     .map_or(Parse::NotTls, |hello| Parse::ClientHello(ClientHello { bytes: at, ..hello }));
             }
-            if 4 + body_len > MAX_CLIENT_HELLO {
-                return Parse::NeedMore(4 + body_len);
+            if HANDSHAKE_HEADER + body_len > MAX_CLIENT_HELLO {
+                return Parse::NeedMore(HANDSHAKE_HEADER + body_len);
             }
         }
     }
@@ -99,22 +133,53 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The ClientHello body: version, random, session id, cipher suites, compression
-/// methods, then the extensions, of which SNI, ALPN and status_request are read.
-fn client_hello(body: &[u8]) -> Option<ClientHello> {
-    let mut r = Reader(body);
-    r.take(2 + 32)?;
+/// An extensions list, one `(type, data)` at a time; `None` at its end or where
+/// it does not parse, which `complete` tells apart.
+struct Extensions<'a>(Reader<'a>);
+
+impl<'a> Iterator for Extensions<'a> {
+    type Item = (u16, &'a [u8]);
+
+    fn next(&mut self) -> Option<(u16, &'a [u8])> {
+        let kind = self.0.u16()?;
+        Some((kind, self.0.vec16()?))
+    }
+}
+
+impl Extensions<'_> {
+    /// Every extension was read: the list parsed to its end.
+    fn complete(&self) -> bool {
+        self.0 .0.is_empty()
+    }
+}
+
+/// Where `part`, a slice of `whole`, is in it.
+fn range_in(whole: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - whole.as_ptr() as usize;
+    start..start + part.len()
+}
+
+/// The ClientHello message: version, random, session id, cipher suites,
+/// compression methods, then the extensions, of which SNI, ALPN and
+/// status_request are read now and the rest kept for the fingerprints.
+fn client_hello(message: Vec<u8>) -> Option<ClientHello> {
+    let mut r = Reader(message.get(HANDSHAKE_HEADER..)?);
+    let legacy_version = r.u16()?;
+    r.take(32)?;
     r.vec8()?;
-    r.vec16()?;
+    let cipher_suites = r.vec16()?;
     r.vec8()?;
-    let mut hello = ClientHello::default();
+    let mut hello =
+        ClientHello { legacy_version, cipher_suites: range_in(&message, cipher_suites), ..Default::default() };
     if r.0.is_empty() {
+        hello.extensions = message.len()..message.len();
+        hello.message = message;
         return Some(hello);
     }
-    let mut exts = Reader(r.vec16()?);
-    while !exts.0.is_empty() {
-        let kind = exts.u16()?;
-        let mut data = Reader(exts.vec16()?);
+    let block = r.vec16()?;
+    let mut exts = Extensions(Reader(block));
+    for (kind, data) in &mut exts {
+        let mut data = Reader(data);
         match kind {
             EXT_SERVER_NAME => {
                 let mut names = Reader(data.vec16()?);
@@ -136,7 +201,40 @@ fn client_hello(body: &[u8]) -> Option<ClientHello> {
             _ => {}
         }
     }
+    if !exts.complete() {
+        return None;
+    }
+    hello.extensions = range_in(&message, block);
+    hello.message = message;
     Some(hello)
+}
+
+impl ClientHello {
+    /// The cipher suites in the client's order, GREASE included.
+    fn cipher_suites(&self) -> impl Iterator<Item = u16> + '_ {
+        u16s(self.message.get(self.cipher_suites.clone()).unwrap_or_default())
+    }
+
+    /// The extensions in the client's order, GREASE included.
+    fn extensions(&self) -> Extensions<'_> {
+        Extensions(Reader(self.message.get(self.extensions.clone()).unwrap_or_default()))
+    }
+
+    /// The data of the first extension of this type.
+    fn extension(&self, kind: u16) -> Option<&[u8]> {
+        self.extensions().find_map(|(k, data)| (k == kind).then_some(data))
+    }
+}
+
+/// A GREASE value (RFC 8701: 0x0A0A, 0x1A1A, ... 0xFAFA), which a client sends
+/// to keep servers tolerant and which fingerprints leave out.
+fn is_grease(value: u16) -> bool {
+    value & 0x0f0f == 0x0a0a && value >> 8 == value & 0xff
+}
+
+/// A list's u16s in order (an odd last byte, which no valid list has, is left out).
+fn u16s(list: &[u8]) -> impl Iterator<Item = u16> + '_ {
+    list.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]]))
 }
 
 #[cfg(test)]
@@ -185,17 +283,16 @@ mod tests {
     #[test]
     fn reads_sni_and_alpn() {
         let bytes = client_hello_bytes(Some("Www.Example.com"), &["h2", "http/1.1"]);
-        assert_eq!(
-            parse(&bytes),
-            Parse::ClientHello(ClientHello {
-                server_name: Some("Www.Example.com".into()),
-                alpn: vec!["h2".into(), "http/1.1".into()],
-                status_request: false,
-                bytes: bytes.len(),
-            })
-        );
+        let Parse::ClientHello(hello) = parse(&bytes) else { panic!("not a ClientHello") };
+        assert_eq!(hello.server_name.as_deref(), Some("Www.Example.com"));
+        assert_eq!(hello.alpn, ["h2", "http/1.1"]);
+        assert!(!hello.status_request);
+        assert_eq!(hello.bytes, bytes.len());
+        // The message is kept whole, the record header left out.
+        assert_eq!(hello.message, bytes[RECORD_HEADER..]);
         let bare = client_hello_bytes(None, &[]);
-        assert_eq!(parse(&bare), Parse::ClientHello(ClientHello { bytes: bare.len(), ..ClientHello::default() }));
+        let Parse::ClientHello(hello) = parse(&bare) else { panic!("not a ClientHello") };
+        assert_eq!((hello.server_name, hello.alpn.len(), hello.bytes), (None, 0, bare.len()));
     }
 
     #[test]
@@ -251,13 +348,16 @@ mod tests {
         let last = bad.len() - 4;
         bad[last] = 0xff;
         assert_eq!(parse(&bad), Parse::NotTls);
-        // Every single-byte corruption ends in some answer, never a panic.
+        // Every single-byte corruption ends in some answer, never a panic, and
+        // so do the fingerprints of whatever still parses.
         let good = client_hello_bytes(Some("x.example"), &["h2"]);
         for i in 0..good.len() {
             for v in [0u8, 1, 0x7f, 0xff] {
                 let mut b = good.clone();
                 b[i] = v;
-                let _ = parse(&b);
+                if let Parse::ClientHello(hello) = parse(&b) {
+                    let _ = (hello.ja3_hash(), hello.ja4());
+                }
             }
         }
     }
