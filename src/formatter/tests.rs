@@ -411,7 +411,7 @@ fn downstream_tls_operators() {
     let mut f = Fixture::new();
     assert_eq!(f.fmt(format), "- - - - - - - - - - - -");
     f.info.downstream_tls = Some(std::rc::Rc::new(DownstreamTlsInfo {
-        peer: Some(PeerCertificate {
+        peer: Some(Box::new(PeerCertificate {
             subject: "CN=client.test,O=Example\\, Inc.".into(),
             issuer: "CN=Test CA".into(),
             uri_sans: vec!["spiffe://a/b".into()],
@@ -419,7 +419,7 @@ fn downstream_tls_operators() {
             sha256: "ab12".into(),
             sha1: "cd34".into(),
             serial_number: "1f".into(),
-        }),
+        })),
         peer_certificates: vec![rustls::pki_types::CertificateDer::from(vec![0xfb, 0xff])],
         local_uri_sans: vec!["spiffe://a/proxy".into()],
         version: Some("TLSv1.2"),

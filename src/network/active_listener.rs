@@ -339,7 +339,7 @@ async fn handshake_then_serve(
     // details (moved into the connection) take no room in the task either.
     let run = {
         let result = Box::pin(tls.accept(stream)).await;
-        (*after).start_filters(result)
+        after.start_filters(result)
     };
     if let Some(run) = run {
         run.await;
@@ -349,12 +349,14 @@ async fn handshake_then_serve(
 
 impl AfterHandshake {
     /// The connection's network filters over the session, or `None` (counted)
-    /// when the handshake failed.
+    /// when the handshake failed. Takes the box, so it is freed here, not when
+    /// the connection ends (the task still holds `after`, moved from).
+    #[allow(clippy::boxed_local)]
     fn start_filters(
-        self,
+        self: Box<Self>,
         result: Result<(TransportStream, DownstreamTlsInfo), HandshakeFailure>,
     ) -> Option<LocalBoxFuture> {
-        let AfterHandshake { config, terminal, info, dynamic_metadata, requested_server_name } = self;
+        let AfterHandshake { config, terminal, info, dynamic_metadata, requested_server_name } = *self;
         match result {
             Ok((stream, mut session)) => {
                 session.requested_server_name = requested_server_name;
@@ -417,8 +419,8 @@ mod tests {
     /// into the connection (another 0.6 KiB).
     #[test]
     fn a_tls_connection_task_does_not_keep_the_handshake() {
+        // Its arguments, and a pointer at each await (144 bytes when written).
         let size = output_size(handshake_then_serve);
-        let info = std::mem::size_of::<crate::network::tls::DownstreamTlsInfo>();
-        assert!(size < info / 2, "handshake_then_serve's future is {size} bytes, a session's details {info}");
+        assert!(size <= 192, "handshake_then_serve's future is {size} bytes");
     }
 }

@@ -358,8 +358,8 @@ pub struct DownstreamTlsInfo {
     /// destination principal): its first URI SAN, else its first DNS SAN, else
     /// its subject.
     pub local_principal: Option<String>,
-    /// The client's own certificate, read.
-    pub peer: Option<PeerCertificate>,
+    /// The client's own certificate, read (boxed: most connections have none).
+    pub peer: Option<Box<PeerCertificate>>,
     /// `TLSv1.2` / `TLSv1.3`.
     pub version: Option<&'static str>,
     /// The cipher suite by its OpenSSL name, as Envoy's stats and logs name it.
@@ -392,7 +392,7 @@ impl DownstreamTlsInfo {
         });
         let peer_certificates: Vec<_> = session.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
         DownstreamTlsInfo {
-            peer: peer_certificates.first().and_then(|c| (tls.read_peer)(c.as_ref())),
+            peer: peer_certificates.first().and_then(|c| (tls.read_peer)(c.as_ref())).map(Box::new),
             peer_certificates,
             server_name,
             requested_server_name: None,

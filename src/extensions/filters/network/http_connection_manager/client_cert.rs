@@ -146,7 +146,7 @@ mod tests {
         let der: rustls_pki_types::CertificateDer<'static> =
             rustls_pki_types::pem::PemObject::from_pem_slice(CERT.as_bytes()).expect("test certificate");
         DownstreamTlsInfo {
-            peer: crate::extensions::transport_sockets::tls::peer_certificate(der.as_ref()),
+            peer: crate::extensions::transport_sockets::tls::peer_certificate(der.as_ref()).map(Box::new),
             peer_certificates: vec![der],
             local_uri_sans: vec!["spiffe://example.org/proxy".into()],
             ..Default::default()
