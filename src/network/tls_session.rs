@@ -312,8 +312,9 @@ impl TlsSession {
                     if received == self.incoming.len() {
                         self.incoming.resize((received + 4096).min(MAX_HANDSHAKE_BUFFER), 0);
                     }
-                    let n = std::future::poll_fn(|cx| poll_read_into(&self.tcp, cx, &mut self.incoming[received..]))
-                        .await?;
+                    let n =
+                        std::future::poll_fn(|cx| poll_read_into(&mut self.tcp, cx, &mut self.incoming[received..]))
+                            .await?;
                     if n == 0 {
                         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "tls handshake eof"));
                     }
@@ -486,15 +487,13 @@ impl TlsSession {
     }
 }
 
-/// One read from `tcp` into `buf`, waiting for readiness.
-fn poll_read_into(tcp: &TcpStream, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-    loop {
-        ready!(tcp.poll_read_ready(cx))?;
-        match tcp.try_read(buf) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            r => return Poll::Ready(r),
-        }
-    }
+/// One read from `tcp` into `buf`, waiting for readiness. Through tokio's
+/// `AsyncRead`: a read that does not fill `buf` marks the socket drained, so the
+/// next wait needs no read that returns `EAGAIN` (`try_read` would make one).
+fn poll_read_into(tcp: &mut TcpStream, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    let mut read = ReadBuf::new(buf);
+    ready!(Pin::new(tcp).poll_read(cx, &mut read))?;
+    Poll::Ready(Ok(read.filled().len()))
 }
 
 /// Writes all of `buf` to `tcp`.
@@ -535,7 +534,7 @@ impl AsyncRead for TlsSession {
             // it. Otherwise they go to the worker's scratch buffer.
             let read = if this.incoming.is_empty() {
                 with_scratch(&TLS_SCRATCH, SCRATCH, |scratch| {
-                    let n = match poll_read_into(&this.tcp, cx, &mut scratch[..SCRATCH]) {
+                    let n = match poll_read_into(&mut this.tcp, cx, &mut scratch[..SCRATCH]) {
                         Poll::Ready(Ok(n)) => n,
                         other => return other,
                     };
@@ -549,7 +548,7 @@ impl AsyncRead for TlsSession {
             } else {
                 let have = this.incoming.len();
                 this.incoming.resize(have.max(4096) * 2, 0);
-                let r = poll_read_into(&this.tcp, cx, &mut this.incoming[have..]);
+                let r = poll_read_into(&mut this.tcp, cx, &mut this.incoming[have..]);
                 let n = match &r {
                     Poll::Ready(Ok(n)) => *n,
                     _ => 0,
