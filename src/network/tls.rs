@@ -550,7 +550,7 @@ impl DownstreamTls {
             }
             let conn = rustls::server::UnbufferedServerConnection::new(context.config.clone())
                 .map_err(|e| Some(io::Error::new(io::ErrorKind::InvalidData, e)))?;
-            let session = TlsSession::accept(tcp, conn).await.map_err(Some)?;
+            let session = TlsSession::accept(tcp, conn, self.stats.ssl.connection_error.clone()).await.map_err(Some)?;
             Ok((session, session_server_name(hello.server_name.as_deref())))
         };
         let result = match self.handshake_timeout {
@@ -734,7 +734,7 @@ impl UpstreamTls {
         }
         let conn = rustls::client::UnbufferedClientConnection::new(config, name)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        match TlsSession::connect(tcp, conn).await {
+        match TlsSession::connect(tcp, conn, self.stats.ssl.connection_error.clone()).await {
             Ok(session) => {
                 self.stats.handshake_done(session.state(), false);
                 Ok(TransportStream::Tls(SharedStream::new(session)))

@@ -18,6 +18,7 @@
 use std::cell::Cell;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll, Waker};
 
 use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
@@ -28,6 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::transport::ReadReady;
+use crate::stats::Counter;
 
 /// The most TLS bytes one read takes, and the most plaintext one record-run of
 /// a write encrypts (four full records).
@@ -212,6 +214,8 @@ pub struct TlsSession {
     /// error (a TCP close without close_notify, a bad record).
     read_end: Option<Result<(), io::ErrorKind>>,
     close_notify_sent: bool,
+    /// `<scope>.ssl.connection_error`, for a bad record after the handshake.
+    connection_error: Arc<Counter>,
 }
 
 impl std::fmt::Debug for TlsSession {
@@ -226,17 +230,26 @@ fn tls_error(e: rustls::Error) -> io::Error {
 }
 
 impl TlsSession {
-    /// Runs the server side of a handshake on `tcp`.
-    pub async fn accept(tcp: TcpStream, conn: UnbufferedServerConnection) -> io::Result<TlsSession> {
-        TlsSession::new(tcp, Connection::Server(conn)).handshake().await
+    /// Runs the server side of a handshake on `tcp`; `connection_error`
+    /// counts a bad record once the session is established.
+    pub async fn accept(
+        tcp: TcpStream,
+        conn: UnbufferedServerConnection,
+        connection_error: Arc<Counter>,
+    ) -> io::Result<TlsSession> {
+        TlsSession::new(tcp, Connection::Server(conn), connection_error).handshake().await
     }
 
-    /// Runs the client side of a handshake on `tcp`.
-    pub async fn connect(tcp: TcpStream, conn: UnbufferedClientConnection) -> io::Result<TlsSession> {
-        TlsSession::new(tcp, Connection::Client(conn)).handshake().await
+    /// Runs the client side of a handshake on `tcp` (`connection_error` as `accept`).
+    pub async fn connect(
+        tcp: TcpStream,
+        conn: UnbufferedClientConnection,
+        connection_error: Arc<Counter>,
+    ) -> io::Result<TlsSession> {
+        TlsSession::new(tcp, Connection::Client(conn), connection_error).handshake().await
     }
 
-    fn new(tcp: TcpStream, conn: Connection) -> TlsSession {
+    fn new(tcp: TcpStream, conn: Connection, connection_error: Arc<Counter>) -> TlsSession {
         TlsSession {
             tcp,
             conn,
@@ -248,6 +261,7 @@ impl TlsSession {
             read_waker: None,
             read_end: None,
             close_notify_sent: false,
+            connection_error,
         }
     }
 
@@ -593,6 +607,10 @@ impl TlsSession {
             }
             Err(e) => {
                 tracing::debug!("TLS record error: {e}");
+                // Envoy counts the failed read, then the close_notify it
+                // cannot write on the broken session (Envoy 1.40: 2 each).
+                self.connection_error.inc();
+                self.connection_error.inc();
                 self.send_alert(&[]);
                 self.read_end = Some(Err(io::ErrorKind::InvalidData));
             }

@@ -675,6 +675,29 @@ fn records_cut_into_single_bytes_and_a_key_update_cross_a_tls_listener() {
 }
 
 #[test]
+fn a_forged_record_after_the_handshake_closes_the_connection_and_counts_as_envoy() {
+    let certs = certs();
+    let up = Upstream::start(|_| {});
+    let tls = common(Some(&certs.server), None, "");
+    let c = start(&[https_listener("name: forged", &tls)], &[static_cluster("app", &[up.port()])]);
+    let name = rustls::pki_types::ServerName::try_from(SERVER_NAME).expect("name");
+    let mut conn = rustls::ClientConnection::new(client_config(&certs.pki.ca_pem, None, &[]), name).expect("client");
+    let mut tcp = connect(c.listener("web"));
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).expect("handshake");
+    }
+    // An application-data record no key sealed: the proxy cannot open it.
+    let mut forged = vec![0x17, 0x03, 0x03, 0x00, 0x20];
+    forged.extend_from_slice(&[b'A'; 32]);
+    tcp.write_all(&forged).expect("forged record");
+    let mut rest = Vec::new();
+    let _ = tcp.read_to_end(&mut rest);
+    // Envoy 1.40 counts the failed read and the close_notify it cannot write.
+    assert_eq!(c.stat("listener.tls_web.ssl.connection_error"), Some(2));
+    assert_eq!(c.stat("listener.tls_web.ssl.handshake"), Some(1));
+}
+
+#[test]
 fn tcp_proxy_runs_over_a_tls_listener_and_to_a_tls_cluster() {
     let certs = certs();
     let echo = Upstream::echo();
