@@ -580,7 +580,9 @@ impl AsyncRead for TlsSession {
             }
             match read {
                 Poll::Pending => {
-                    this.read_waker = Some(cx.waker().clone());
+                    if !this.read_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        this.read_waker = Some(cx.waker().clone());
+                    }
                     return Poll::Pending;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
