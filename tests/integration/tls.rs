@@ -726,6 +726,58 @@ fn tcp_proxy_runs_over_a_tls_listener_and_to_a_tls_cluster() {
     assert_eq!(c.stat("cluster.app.ssl.handshake"), Some(1));
 }
 
+#[test]
+fn megabytes_both_ways_cross_tls_on_both_hops_intact() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let certs = certs();
+    let echo = Upstream::echo();
+    let tls_echo = crate::shared_tls::tls_front(echo, &certs.pki.leaf(&["up.test"]));
+    let cluster = format!(
+        "{}{}",
+        static_cluster("app", &[tls_echo.port()]),
+        transport_socket("UpstreamTlsContext", "sni: up.test\n", 4)
+    );
+    let listener = tcp_listener("tcp", "tls_tcp", "app", "");
+    let (head, filters) = listener.split_once("    filter_chains:\n    - filters:\n").expect("listener shape");
+    let tls = transport_socket("DownstreamTlsContext", &common(Some(&certs.server), None, ""), 6);
+    let listener = format!("{head}    filter_chains:\n    -\n{tls}      filters:\n{filters}");
+    let c = start(&[listener], &[cluster]);
+    let addr = c.listener("tcp");
+    let config = client_config(&certs.pki.ca_pem, None, &[]);
+    // 4 MiB in writes of uneven sizes while the echo comes back: both
+    // sessions fill their sockets, keep ciphertext the socket did not take,
+    // and cut records across reads. Every byte comes back in order.
+    const TOTAL: usize = 4 << 20;
+    let pattern = |i: usize| (i % 251) as u8;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let back = rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let name = rustls::pki_types::ServerName::try_from(SERVER_NAME).expect("name");
+        let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.expect("handshake");
+        let (mut rd, mut wr) = tokio::io::split(tls);
+        let writer = tokio::spawn(async move {
+            let (mut at, mut size) = (0, 1);
+            while at < TOTAL {
+                let n = size.min(TOTAL - at);
+                let chunk: Vec<u8> = (at..at + n).map(pattern).collect();
+                wr.write_all(&chunk).await.expect("write");
+                at += n;
+                size = size * 7 % 70_001 + 1;
+            }
+            wr.flush().await.expect("flush");
+            wr
+        });
+        let mut back = vec![0u8; TOTAL];
+        let read = tokio::time::timeout(IO_TIMEOUT, rd.read_exact(&mut back)).await;
+        let _wr = writer.await.expect("writer");
+        read.expect("in time").expect("read");
+        back
+    });
+    let wrong = back.iter().enumerate().position(|(i, b)| *b != pattern(i));
+    assert_eq!(wrong, None, "the first byte that came back wrong");
+    assert_eq!(c.stat("cluster.app.ssl.connection_error"), Some(0));
+}
+
 /// A self-signed certificate with a known serial, validity and names of every
 /// kind `/certs` shows (in an order that is not Envoy's: it groups them).
 fn certificate_with_known_fields() -> Leaf {
