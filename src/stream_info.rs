@@ -194,6 +194,8 @@ pub struct StreamInfo {
     pub downstream_tls: Option<Rc<crate::network::tls::DownstreamTlsInfo>>,
     /// The downstream ClientHello's JA3/JA4 (`%TLS_JA3_FINGERPRINT%`, ...).
     pub downstream_tls_fingerprints: Option<Rc<crate::network::client_hello::Fingerprints>>,
+    /// The connection's SNI as the TLS inspector read it (`%REQUESTED_SERVER_NAME%`).
+    pub downstream_requested_server_name: Option<Rc<str>>,
     /// What filters attached (`%DYNAMIC_METADATA(...)%`).
     pub dynamic_metadata: DynamicMetadata,
 }
@@ -223,6 +225,7 @@ impl StreamInfo {
             attempt_count: 0,
             downstream_tls: None,
             downstream_tls_fingerprints: None,
+            downstream_requested_server_name: None,
             health_check: false,
             dynamic_metadata: DynamicMetadata::default(),
         }

@@ -24,6 +24,11 @@ pub struct ConnectionInfo {
     /// The ClientHello's fingerprints from the TLS inspector: a fact of the
     /// socket, TLS terminated here or passed through.
     pub tls_fingerprints: Option<Rc<Fingerprints>>,
+    /// The SNI the TLS inspector read, lower case (Envoy's
+    /// `requestedServerName()`): a fact of the socket, so a passthrough chain
+    /// has it too, and a chain that terminates TLS without an inspector has
+    /// none (Envoy's session does not set it).
+    pub requested_server_name: Option<Rc<str>>,
 }
 
 impl ConnectionInfo {

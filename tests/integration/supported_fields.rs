@@ -1410,7 +1410,11 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (RBAC_PERMISSION, "destination_port", &[compat("filter_rbac")]),
     (RBAC_PERMISSION, "destination_port_range", &[compat("filter_rbac")]),
     (RBAC_PERMISSION, "not_rule", &[compat("filter_rbac")]),
-    (RBAC_PERMISSION, "requested_server_name", &[compat("filter_rbac"), test(TLS_IT, RBAC_TLS)]),
+    (
+        RBAC_PERMISSION,
+        "requested_server_name",
+        &[compat("filter_rbac"), compat("tls_requested_server_name"), test(TLS_IT, RBAC_TLS)],
+    ),
     ("envoy.config.rbac.v3.Permission.Set", "rules", &[compat("filter_rbac")]),
     (RBAC_PRINCIPAL, "and_ids", &[compat("filter_rbac")]),
     (RBAC_PRINCIPAL, "or_ids", &[compat("filter_rbac")]),
