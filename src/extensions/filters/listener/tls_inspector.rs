@@ -18,7 +18,7 @@ use envoy_types::pb::google::protobuf::Any;
 use super::ListenerFilterExtension;
 use crate::config::{bootstrap::decode_any, ConfigError, FieldPath};
 use crate::define_stats;
-use crate::network::client_hello::{parse, ClientHello, Fingerprints, Parse, MAX_CLIENT_HELLO, RECORD_HEADER};
+use crate::network::client_hello::{parse, ClientHello, Fingerprints, Parse, MAX_CLIENT_HELLO};
 use crate::network::{AcceptedSocket, ListenerFilterError, ListenerFilterFactory, ListenerFilterFuture};
 use crate::stats::Store;
 
@@ -85,6 +85,8 @@ impl ListenerFilterFactory for TlsInspectorFactory {
                 match parse(&buf[..have]) {
                     Parse::NeedMore(want) => {
                         if want > MAX_CLIENT_HELLO {
+                            // Envoy reads up to the limit before it gives up.
+                            self.stats.bytes_processed.record(MAX_CLIENT_HELLO as u64);
                             self.stats.client_hello_too_large.inc();
                             return Err(ListenerFilterError::Rejected);
                         }
@@ -92,9 +94,8 @@ impl ListenerFilterFactory for TlsInspectorFactory {
                             buf.resize(want.max(buf.len() * 2).min(MAX_CLIENT_HELLO), 0);
                         }
                     }
-                    Parse::NotTls => {
-                        // Envoy's TLS library reads a record header before it refuses.
-                        self.stats.bytes_processed.record(have.min(RECORD_HEADER) as u64);
+                    Parse::NotTls { read } => {
+                        self.stats.bytes_processed.record(read.min(have) as u64);
                         self.stats.tls_not_found.inc();
                         return Ok(());
                     }
