@@ -352,12 +352,14 @@ impl Operator {
                 };
                 text(value.as_deref().filter(|v| !v.is_empty()), out)
             }
-            Operator::RequestedServerName => text(info.downstream_requested_server_name.as_deref(), out),
+            Operator::RequestedServerName => {
+                text(info.downstream_hello.as_ref().and_then(|h| h.server_name.as_deref()), out)
+            }
             Operator::TlsJa3Fingerprint => {
-                text(info.downstream_tls_fingerprints.as_ref().and_then(|f| f.ja3.as_deref()), out)
+                text(info.downstream_hello.as_ref().and_then(|h| h.fingerprints.ja3.as_deref()), out)
             }
             Operator::TlsJa4Fingerprint => {
-                text(info.downstream_tls_fingerprints.as_ref().and_then(|f| f.ja4.as_deref()), out)
+                text(info.downstream_hello.as_ref().and_then(|h| h.fingerprints.ja4.as_deref()), out)
             }
             Operator::DynamicMetadata { namespace, keys, len } => {
                 let start = out.len();

@@ -438,12 +438,13 @@ fn downstream_tls_operators() {
 /// terminated or not: `-` without one, even over a terminated session.
 #[test]
 fn requested_server_name_is_the_inspectors() {
+    use crate::network::client_hello::InspectedHello;
     use crate::network::tls::DownstreamTlsInfo;
     let mut f = Fixture::new();
     f.info.downstream_tls = Some(std::rc::Rc::new(DownstreamTlsInfo::default()));
     assert_eq!(f.fmt("%REQUESTED_SERVER_NAME%"), "-");
     f.info.downstream_tls = None;
-    f.info.downstream_requested_server_name = Some("a.example".into());
+    f.info.downstream_hello = InspectedHello::of("a.example", None);
     assert_eq!(f.fmt("%REQUESTED_SERVER_NAME%"), "a.example");
 }
 
@@ -451,15 +452,15 @@ fn requested_server_name_is_the_inspectors() {
 /// `-` when it computed none (or only the other one).
 #[test]
 fn tls_fingerprint_operators() {
-    use crate::network::client_hello::Fingerprints;
+    use crate::network::client_hello::{Fingerprints, InspectedHello};
     let format = "%TLS_JA3_FINGERPRINT% %TLS_JA4_FINGERPRINT%";
     let mut f = Fixture::new();
     assert_eq!(f.fmt(format), "- -");
     let ja3 = "324bd326a97a94ecedaaabaca4d8797c";
-    f.info.downstream_tls_fingerprints = Some(std::rc::Rc::new(Fingerprints { ja3: Some(ja3.into()), ja4: None }));
+    f.info.downstream_hello = InspectedHello::of("", Some(Fingerprints { ja3: Some(ja3.into()), ja4: None }));
     assert_eq!(f.fmt(format), format!("{ja3} -"));
     let ja4 = "t13d1514h2_8daaf6152771_bc9a4605e104";
-    f.info.downstream_tls_fingerprints = Some(std::rc::Rc::new(Fingerprints { ja3: None, ja4: Some(ja4.into()) }));
+    f.info.downstream_hello = InspectedHello::of("", Some(Fingerprints { ja3: None, ja4: Some(ja4.into()) }));
     assert_eq!(f.fmt(format), format!("- {ja4}"));
     assert!(FormatString::parse("%TLS_JA4_FINGERPRINT(x)%").is_err());
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use super::client_hello::InspectedHello;
 use super::connection::{ConnectionInfo, DownstreamConnection};
 use super::filter::LocalBoxFuture;
 use super::filter::NetworkFilterFactory;
@@ -284,8 +285,7 @@ fn serve_connection(config: &Arc<ListenerConfig>, mut socket: AcceptedSocket, wo
         local: socket.local,
         local_restored: socket.local_restored,
         tls: None,
-        tls_fingerprints: socket.tls_fingerprints.take(),
-        requested_server_name: Some(socket.server_name.as_str()).filter(|n| !n.is_empty()).map(Rc::from),
+        inspected_hello: InspectedHello::of(&socket.server_name, socket.tls_fingerprints.take()),
     };
     let metadata = std::mem::take(&mut socket.dynamic_metadata);
     let guard = ConnectionAccounting::open(config.clone(), worker, total.clone());

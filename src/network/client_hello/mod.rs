@@ -62,6 +62,29 @@ pub struct Fingerprints {
     pub ja4: Option<String>,
 }
 
+/// What the TLS inspector read of a connection's ClientHello and keeps with
+/// the connection, TLS terminated or passed through, as Envoy keeps it on the
+/// socket: one allocation, only when there is something to keep.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct InspectedHello {
+    /// The SNI, lower case (Envoy's `requestedServerName()`:
+    /// `%REQUESTED_SERVER_NAME%`, RBAC's `requested_server_name`).
+    pub server_name: Option<String>,
+    /// The fingerprints the config asked for.
+    pub fingerprints: Fingerprints,
+}
+
+impl InspectedHello {
+    /// `None` when the inspector found neither a server name nor fingerprints.
+    pub fn of(server_name: &str, fingerprints: Option<Fingerprints>) -> Option<std::rc::Rc<InspectedHello>> {
+        if server_name.is_empty() && fingerprints.is_none() {
+            return None;
+        }
+        let server_name = Some(server_name.to_string()).filter(|n| !n.is_empty());
+        Some(std::rc::Rc::new(InspectedHello { server_name, fingerprints: fingerprints.unwrap_or_default() }))
+    }
+}
+
 const RECORD_HEADER: usize = 5;
 pub const HANDSHAKE_RECORD: u8 = 22;
 const HANDSHAKE_HEADER: usize = 4;

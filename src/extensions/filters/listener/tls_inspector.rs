@@ -17,7 +17,6 @@
 //! `raw_buffer`. `initial_read_buffer_size` is the first peek's size, doubled up
 //! to the maximum as needed.
 
-use std::rc::Rc;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
@@ -85,10 +84,9 @@ fn create(any: &Any, path: &FieldPath, store: &Store) -> Result<Arc<dyn Listener
 
 impl TlsInspectorFactory {
     /// The fingerprints the config asks for; none are computed otherwise.
-    fn fingerprints(&self, hello: &ClientHello) -> Option<Rc<Fingerprints>> {
-        (self.ja3 || self.ja4).then(|| {
-            Rc::new(Fingerprints { ja3: self.ja3.then(|| hello.ja3_hash()), ja4: self.ja4.then(|| hello.ja4()) })
-        })
+    fn fingerprints(&self, hello: &ClientHello) -> Option<Fingerprints> {
+        (self.ja3 || self.ja4)
+            .then(|| Fingerprints { ja3: self.ja3.then(|| hello.ja3_hash()), ja4: self.ja4.then(|| hello.ja4()) })
     }
 }
 

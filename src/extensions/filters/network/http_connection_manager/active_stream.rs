@@ -411,8 +411,7 @@ impl Stream {
             cfg: cfg.clone(),
             info: StreamInfo {
                 downstream_tls: conn.tls,
-                downstream_tls_fingerprints: conn.tls_fingerprints,
-                downstream_requested_server_name: conn.requested_server_name,
+                downstream_hello: conn.inspected_hello,
                 downstream_local_restored: conn.local_restored,
                 ..StreamInfo::new(conn.remote, conn.local, protocol)
             },
