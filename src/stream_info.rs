@@ -193,7 +193,7 @@ pub struct StreamInfo {
     /// The downstream connection's TLS session (`%DOWNSTREAM_PEER_*%`, XFCC).
     pub downstream_tls: Option<Rc<crate::network::tls::DownstreamTlsInfo>>,
     /// The downstream ClientHello's JA3/JA4 (`%TLS_JA3_FINGERPRINT%`, ...).
-    pub downstream_tls_fingerprints: Option<Rc<crate::network::client_hello::Fingerprints>>,
+    pub downstream_hello: Option<Rc<crate::network::client_hello::InspectedHello>>,
     /// What filters attached (`%DYNAMIC_METADATA(...)%`).
     pub dynamic_metadata: DynamicMetadata,
 }
@@ -222,7 +222,7 @@ impl StreamInfo {
             upstream_transport_failure_reason: None,
             attempt_count: 0,
             downstream_tls: None,
-            downstream_tls_fingerprints: None,
+            downstream_hello: None,
             health_check: false,
             dynamic_metadata: DynamicMetadata::default(),
         }

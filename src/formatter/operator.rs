@@ -57,6 +57,9 @@ pub(crate) enum Operator {
     Constant(Option<Box<str>>),
     /// What the downstream TLS session says (`-` on a plaintext connection).
     Tls(TlsField),
+    /// `%REQUESTED_SERVER_NAME%`: the SNI the TLS inspector read, TLS
+    /// terminated or not (`-` without one).
+    RequestedServerName,
     /// `%TLS_JA3_FINGERPRINT%`: what the TLS inspector computed of the client's
     /// ClientHello, TLS terminated or not (`-` when it computed none).
     TlsJa3Fingerprint,
@@ -86,7 +89,6 @@ pub(crate) enum TlsField {
     LocalUriSan,
     Version,
     Cipher,
-    RequestedServerName,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,7 +243,7 @@ impl Operator {
             "DOWNSTREAM_LOCAL_URI_SAN" => Operator::Tls(TlsField::LocalUriSan),
             "DOWNSTREAM_TLS_VERSION" => Operator::Tls(TlsField::Version),
             "DOWNSTREAM_TLS_CIPHER" => Operator::Tls(TlsField::Cipher),
-            "REQUESTED_SERVER_NAME" => Operator::Tls(TlsField::RequestedServerName),
+            "REQUESTED_SERVER_NAME" => Operator::RequestedServerName,
             "TLS_JA3_FINGERPRINT" => Operator::TlsJa3Fingerprint,
             "TLS_JA4_FINGERPRINT" => Operator::TlsJa4Fingerprint,
             _ if KNOWN_UNSUPPORTED.contains(&name) => {
@@ -347,15 +349,17 @@ impl Operator {
                     TlsField::LocalUriSan => joined(Some(&tls.local_uri_sans)),
                     TlsField::Version => tls.version.map(str::to_string),
                     TlsField::Cipher => tls.cipher.map(str::to_string),
-                    TlsField::RequestedServerName => tls.requested_server_name.clone(),
                 };
                 text(value.as_deref().filter(|v| !v.is_empty()), out)
             }
+            Operator::RequestedServerName => {
+                text(info.downstream_hello.as_ref().and_then(|h| h.server_name.as_deref()), out)
+            }
             Operator::TlsJa3Fingerprint => {
-                text(info.downstream_tls_fingerprints.as_ref().and_then(|f| f.ja3.as_deref()), out)
+                text(info.downstream_hello.as_ref().and_then(|h| h.fingerprints.ja3.as_deref()), out)
             }
             Operator::TlsJa4Fingerprint => {
-                text(info.downstream_tls_fingerprints.as_ref().and_then(|f| f.ja4.as_deref()), out)
+                text(info.downstream_hello.as_ref().and_then(|h| h.fingerprints.ja4.as_deref()), out)
             }
             Operator::DynamicMetadata { namespace, keys, len } => {
                 let start = out.len();

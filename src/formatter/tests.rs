@@ -406,10 +406,10 @@ fn downstream_tls_operators() {
     use crate::network::tls::{DownstreamTlsInfo, PeerCertificate};
     let format = "%DOWNSTREAM_PEER_SUBJECT% %DOWNSTREAM_PEER_ISSUER% %DOWNSTREAM_PEER_URI_SAN% \
                   %DOWNSTREAM_PEER_DNS_SAN% %DOWNSTREAM_PEER_FINGERPRINT_256% %DOWNSTREAM_PEER_SERIAL% \
-                  %DOWNSTREAM_LOCAL_URI_SAN% %DOWNSTREAM_TLS_VERSION% %DOWNSTREAM_TLS_CIPHER% %REQUESTED_SERVER_NAME% \
+                  %DOWNSTREAM_LOCAL_URI_SAN% %DOWNSTREAM_TLS_VERSION% %DOWNSTREAM_TLS_CIPHER% \
                   %DOWNSTREAM_PEER_FINGERPRINT_1% %DOWNSTREAM_PEER_CERT%";
     let mut f = Fixture::new();
-    assert_eq!(f.fmt(format), "- - - - - - - - - - - -");
+    assert_eq!(f.fmt(format), "- - - - - - - - - - -");
     f.info.downstream_tls = Some(std::rc::Rc::new(DownstreamTlsInfo {
         peer: Some(Box::new(PeerCertificate {
             subject: "CN=client.test,O=Example\\, Inc.".into(),
@@ -424,30 +424,43 @@ fn downstream_tls_operators() {
         local_uri_sans: vec!["spiffe://a/proxy".into()],
         version: Some("TLSv1.2"),
         cipher: Some("ECDHE-RSA-AES128-GCM-SHA256"),
-        requested_server_name: Some("server.test".into()),
         ..Default::default()
     }));
     assert_eq!(
         f.fmt(format),
         "CN=client.test,O=Example\\, Inc. CN=Test CA spiffe://a/b client.test,alt.test ab12 1f spiffe://a/proxy \
-         TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256 server.test cd34 \
+         TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256 cd34 \
          -----BEGIN%20CERTIFICATE-----%0A%2B%2F8%3D%0A-----END%20CERTIFICATE-----%0A"
     );
+}
+
+/// `%REQUESTED_SERVER_NAME%` is the SNI the TLS inspector read, TLS
+/// terminated or not: `-` without one, even over a terminated session.
+#[test]
+fn requested_server_name_is_the_inspectors() {
+    use crate::network::client_hello::InspectedHello;
+    use crate::network::tls::DownstreamTlsInfo;
+    let mut f = Fixture::new();
+    f.info.downstream_tls = Some(std::rc::Rc::new(DownstreamTlsInfo::default()));
+    assert_eq!(f.fmt("%REQUESTED_SERVER_NAME%"), "-");
+    f.info.downstream_tls = None;
+    f.info.downstream_hello = InspectedHello::of("a.example", None);
+    assert_eq!(f.fmt("%REQUESTED_SERVER_NAME%"), "a.example");
 }
 
 /// The TLS inspector's fingerprints print whether or not TLS was terminated,
 /// `-` when it computed none (or only the other one).
 #[test]
 fn tls_fingerprint_operators() {
-    use crate::network::client_hello::Fingerprints;
+    use crate::network::client_hello::{Fingerprints, InspectedHello};
     let format = "%TLS_JA3_FINGERPRINT% %TLS_JA4_FINGERPRINT%";
     let mut f = Fixture::new();
     assert_eq!(f.fmt(format), "- -");
     let ja3 = "324bd326a97a94ecedaaabaca4d8797c";
-    f.info.downstream_tls_fingerprints = Some(std::rc::Rc::new(Fingerprints { ja3: Some(ja3.into()), ja4: None }));
+    f.info.downstream_hello = InspectedHello::of("", Some(Fingerprints { ja3: Some(ja3.into()), ja4: None }));
     assert_eq!(f.fmt(format), format!("{ja3} -"));
     let ja4 = "t13d1514h2_8daaf6152771_bc9a4605e104";
-    f.info.downstream_tls_fingerprints = Some(std::rc::Rc::new(Fingerprints { ja3: None, ja4: Some(ja4.into()) }));
+    f.info.downstream_hello = InspectedHello::of("", Some(Fingerprints { ja3: None, ja4: Some(ja4.into()) }));
     assert_eq!(f.fmt(format), format!("- {ja4}"));
     assert!(FormatString::parse("%TLS_JA4_FINGERPRINT(x)%").is_err());
 }

@@ -11,11 +11,13 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use super::client_hello::InspectedHello;
 use super::connection::{ConnectionInfo, DownstreamConnection};
 use super::filter::LocalBoxFuture;
 use super::filter::NetworkFilterFactory;
@@ -283,7 +285,7 @@ fn serve_connection(config: &Arc<ListenerConfig>, mut socket: AcceptedSocket, wo
         local: socket.local,
         local_restored: socket.local_restored,
         tls: None,
-        tls_fingerprints: socket.tls_fingerprints.take(),
+        inspected_hello: InspectedHello::of(&socket.server_name, socket.tls_fingerprints.take()),
     };
     let metadata = std::mem::take(&mut socket.dynamic_metadata);
     let guard = ConnectionAccounting::open(config.clone(), worker, total.clone());
@@ -295,7 +297,6 @@ fn serve_connection(config: &Arc<ListenerConfig>, mut socket: AcceptedSocket, wo
             terminal: chain.terminal.clone(),
             info,
             dynamic_metadata: metadata,
-            requested_server_name: Some(socket.server_name).filter(|n| !n.is_empty()),
         });
         spawn_isolated(handshake_then_serve(tls.clone(), socket.stream, after, guard));
         return;
@@ -321,7 +322,6 @@ struct AfterHandshake {
     terminal: Arc<dyn NetworkFilterFactory>,
     info: ConnectionInfo,
     dynamic_metadata: crate::common::dynamic_metadata::DynamicMetadata,
-    requested_server_name: Option<String>,
 }
 
 /// A TLS chain's connection: the handshake on this worker, then the network
@@ -356,11 +356,10 @@ impl AfterHandshake {
         self: Box<Self>,
         result: Result<(TransportStream, DownstreamTlsInfo), HandshakeFailure>,
     ) -> Option<LocalBoxFuture> {
-        let AfterHandshake { config, terminal, info, dynamic_metadata, requested_server_name } = *self;
+        let AfterHandshake { config, terminal, info, dynamic_metadata } = *self;
         match result {
-            Ok((stream, mut session)) => {
-                session.requested_server_name = requested_server_name;
-                let info = ConnectionInfo { tls: Some(std::rc::Rc::new(session)), ..info };
+            Ok((stream, session)) => {
+                let info = ConnectionInfo { tls: Some(Rc::new(session)), ..info };
                 let conn = DownstreamConnection { stream, info, buffer_limit: config.buffer_limit, dynamic_metadata };
                 Some(terminal.on_new_connection(conn))
             }

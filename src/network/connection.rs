@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use super::client_hello::Fingerprints;
+use super::client_hello::InspectedHello;
 use super::tls::DownstreamTlsInfo;
 use super::transport::TransportStream;
 
@@ -21,9 +21,11 @@ pub struct ConnectionInfo {
     /// The session, when the filter chain's transport socket terminated TLS
     /// (worker-local: a connection never leaves its worker).
     pub tls: Option<Rc<DownstreamTlsInfo>>,
-    /// The ClientHello's fingerprints from the TLS inspector: a fact of the
-    /// socket, TLS terminated here or passed through.
-    pub tls_fingerprints: Option<Rc<Fingerprints>>,
+    /// The ClientHello's SNI and fingerprints from the TLS inspector: facts of
+    /// the socket, so a passthrough chain has them too, and a chain that
+    /// terminates TLS without an inspector has none (Envoy's session does not
+    /// set the requested server name).
+    pub inspected_hello: Option<Rc<InspectedHello>>,
 }
 
 impl ConnectionInfo {

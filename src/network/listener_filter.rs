@@ -13,7 +13,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
-use std::rc::Rc;
 
 use tokio::io::Interest;
 
@@ -43,7 +42,7 @@ pub struct AcceptedSocket {
     /// ALPN or the HTTP inspector's finding, in the client's order.
     pub application_protocols: Vec<String>,
     /// The ClientHello's JA3/JA4, when the TLS inspector was asked for them.
-    pub tls_fingerprints: Option<Rc<Fingerprints>>,
+    pub tls_fingerprints: Option<Fingerprints>,
     /// What listener filters attached to the connection (the PROXY protocol
     /// filter's `rules`), for its filters and TCP access logs.
     pub dynamic_metadata: DynamicMetadata,

@@ -347,11 +347,6 @@ pub type PeerCertificateReader = fn(&[u8]) -> Option<PeerCertificate>;
 pub struct DownstreamTlsInfo {
     /// The client's certificate chain, its own first; empty without mTLS.
     pub peer_certificates: Vec<rustls::pki_types::CertificateDer<'static>>,
-    /// The server name the client asked for (SNI).
-    pub server_name: Option<String>,
-    /// The server name the `tls_inspector` listener filter read, if one ran
-    /// (Envoy's `%REQUESTED_SERVER_NAME%` is the socket's, not the session's).
-    pub requested_server_name: Option<String>,
     /// The URI SANs of the certificate this side presented (`By=` in XFCC).
     pub local_uri_sans: Vec<String>,
     /// The certificate this side presented as Envoy names a peer (ext_authz's
@@ -394,8 +389,6 @@ impl DownstreamTlsInfo {
         DownstreamTlsInfo {
             peer: peer_certificates.first().and_then(|c| (tls.read_peer)(c.as_ref())).map(Box::new),
             peer_certificates,
-            server_name,
-            requested_server_name: None,
             local_uri_sans,
             local_principal,
             version: session.protocol_version().and_then(version_name),

@@ -421,3 +421,28 @@ fn an_upstream_proxy_protocol_tlv_needs_a_value() {
         "value must be less than 256",
     );
 }
+
+/// The TLS inspector's sizes are bounded as Envoy's schema bounds them: at most
+/// 16 KiB of ClientHello, a first read below 64 KiB, both above 255 bytes.
+#[test]
+fn tls_inspector_sizes_out_of_range() {
+    let filters = "    filter_chains:\n";
+    let inspector = |field: &str| {
+        format!(
+            "    listener_filters:\n    - name: envoy.filters.listener.tls_inspector\n      typed_config:\n        \
+             \"@type\": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector\n        \
+             {field}\n{filters}"
+        )
+    };
+    let at = "static_resources.listeners[0].listener_filters[0].typed_config";
+    rejects(
+        filters,
+        &inspector("max_client_hello_size: 16385"),
+        &format!("{at}.max_client_hello_size: value must be inside range (255, 16384]"),
+    );
+    rejects(
+        filters,
+        &inspector("initial_read_buffer_size: 255"),
+        &format!("{at}.initial_read_buffer_size: value must be inside range (255, 65537)"),
+    );
+}

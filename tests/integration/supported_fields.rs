@@ -190,6 +190,7 @@ const UPSTREAM_IT: &str = "tests/integration/upstream.rs";
 const H2_UPSTREAM_IT: &str = "tests/integration/http2_upstream.rs";
 const CLUSTER_RS: &str = "src/upstream/cluster.rs";
 const LPATH_IT: &str = "tests/integration/listener_path.rs";
+const CONFIG_ERRORS_IT: &str = "tests/integration/config_errors.rs";
 const PP_CHAINS: &str = "proxy_protocol_addresses_choose_the_chain_by_destination_port_and_source_prefix";
 const LF_TIMEOUT: &str = "listener_filters_timeout_closes_or_continues_as_configured";
 const FCM: &str = "envoy.config.listener.v3.FilterChainMatch";
@@ -1410,7 +1411,11 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (RBAC_PERMISSION, "destination_port", &[compat("filter_rbac")]),
     (RBAC_PERMISSION, "destination_port_range", &[compat("filter_rbac")]),
     (RBAC_PERMISSION, "not_rule", &[compat("filter_rbac")]),
-    (RBAC_PERMISSION, "requested_server_name", &[compat("filter_rbac"), test(TLS_IT, RBAC_TLS)]),
+    (
+        RBAC_PERMISSION,
+        "requested_server_name",
+        &[compat("filter_rbac"), compat("tls_requested_server_name"), test(TLS_IT, RBAC_TLS)],
+    ),
     ("envoy.config.rbac.v3.Permission.Set", "rules", &[compat("filter_rbac")]),
     (RBAC_PRINCIPAL, "and_ids", &[compat("filter_rbac")]),
     (RBAC_PRINCIPAL, "or_ids", &[compat("filter_rbac")]),
@@ -1505,6 +1510,21 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
         "enable_ja4_fingerprinting",
         &[compat("tls_inspector_fingerprints")],
+    ),
+    (
+        "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+        "initial_read_buffer_size",
+        &[compat("tls_inspector_limits"), test(CONFIG_ERRORS_IT, "tls_inspector_sizes_out_of_range")],
+    ),
+    (
+        "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+        "close_connection_on_client_hello_parsing_errors",
+        &[compat("tls_inspector_limits")],
+    ),
+    (
+        "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+        "max_client_hello_size",
+        &[compat("tls_inspector_limits"), test(CONFIG_ERRORS_IT, "tls_inspector_sizes_out_of_range")],
     ),
     (
         "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol",

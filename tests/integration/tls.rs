@@ -1499,7 +1499,8 @@ fn ticket_keys_from_a_static_or_sds_secret_open_another_process_s_tickets() {
 }
 
 /// RBAC over mutual TLS: `authenticated.principal_name` matches the client
-/// certificate's SAN (a mesh's identity), `requested_server_name` the SNI.
+/// certificate's SAN (a mesh's identity), `requested_server_name` the SNI the
+/// TLS inspector read (without one the connection has none, as in Envoy).
 #[test]
 fn rbac_authenticated_principals_are_the_client_certificate_names() {
     let certs = certs();
@@ -1524,7 +1525,11 @@ fn rbac_authenticated_principals_are_the_client_certificate_names() {
                         - url_path: { path: { prefix: /sni } }
                     principals: [ { any: true } ]
 "#;
-    let listener = https_listener("name: rbac", &tls).replace("          http_filters:\n", rbac);
+    let inspector = "    listener_filters:\n    - name: envoy.filters.listener.tls_inspector\n      typed_config: \
+                     { \"@type\": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector }\n";
+    let listener = https_listener("name: rbac", &tls)
+        .replace("          http_filters:\n", rbac)
+        .replace("    filter_chains:\n", &format!("{inspector}    filter_chains:\n"));
     let c = start(&[listener], &[static_cluster("app", &[up.port()])]);
     let addr = c.listener("web");
     let client = certs.pki.leaf(&["client.test"]);

@@ -25,7 +25,13 @@ pub const MAX_CLIENT_HELLO: usize = 16 * 1024;
 pub enum Parse {
     /// Could be a ClientHello; at least this many bytes are needed to tell.
     NeedMore(usize),
-    NotTls,
+    /// Not a ClientHello, found after `read` bytes as a TLS library reads them:
+    /// the records before the one that fails, then its header alone when that
+    /// is what is wrong, else the whole record (the TLS inspector's
+    /// `bytes_processed`; may exceed the bytes there, which are at most it).
+    NotTls {
+        read: usize,
+    },
     ClientHello(ClientHello),
 }
 
@@ -56,7 +62,30 @@ pub struct Fingerprints {
     pub ja4: Option<String>,
 }
 
-pub const RECORD_HEADER: usize = 5;
+/// What the TLS inspector read of a connection's ClientHello and keeps with
+/// the connection, TLS terminated or passed through, as Envoy keeps it on the
+/// socket: one allocation, only when there is something to keep.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct InspectedHello {
+    /// The SNI, lower case (Envoy's `requestedServerName()`:
+    /// `%REQUESTED_SERVER_NAME%`, RBAC's `requested_server_name`).
+    pub server_name: Option<String>,
+    /// The fingerprints the config asked for.
+    pub fingerprints: Fingerprints,
+}
+
+impl InspectedHello {
+    /// `None` when the inspector found neither a server name nor fingerprints.
+    pub fn of(server_name: &str, fingerprints: Option<Fingerprints>) -> Option<std::rc::Rc<InspectedHello>> {
+        if server_name.is_empty() && fingerprints.is_none() {
+            return None;
+        }
+        let server_name = Some(server_name.to_string()).filter(|n| !n.is_empty());
+        Some(std::rc::Rc::new(InspectedHello { server_name, fingerprints: fingerprints.unwrap_or_default() }))
+    }
+}
+
+const RECORD_HEADER: usize = 5;
 pub const HANDSHAKE_RECORD: u8 = 22;
 const HANDSHAKE_HEADER: usize = 4;
 const CLIENT_HELLO: u8 = 1;
@@ -78,13 +107,13 @@ pub fn parse(data: &[u8]) -> Parse {
             // A first byte or version that is not TLS says so at once.
             let head = &data[at.min(data.len())..];
             if head.first().is_some_and(|b| *b != HANDSHAKE_RECORD) || head.get(1).is_some_and(|v| *v != 3) {
-                return Parse::NotTls;
+                return Parse::NotTls { read: at + RECORD_HEADER };
             }
             return Parse::NeedMore(at + RECORD_HEADER);
         };
         let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
         if header[0] != HANDSHAKE_RECORD || header[1] != 3 || len == 0 {
-            return Parse::NotTls;
+            return Parse::NotTls { read: at + RECORD_HEADER };
         }
         let Some(fragment) = data.get(at + RECORD_HEADER..at + RECORD_HEADER + len) else {
             return Parse::NeedMore(at + RECORD_HEADER + len);
@@ -92,14 +121,15 @@ pub fn parse(data: &[u8]) -> Parse {
         handshake.extend_from_slice(fragment);
         at += RECORD_HEADER + len;
         if handshake[0] != CLIENT_HELLO {
-            return Parse::NotTls;
+            return Parse::NotTls { read: at };
         }
         if handshake.len() >= HANDSHAKE_HEADER {
             let body_len = usize::from(handshake[1]) << 16 | usize::from(handshake[2]) << 8 | usize::from(handshake[3]);
             if handshake.len() >= HANDSHAKE_HEADER + body_len {
                 handshake.truncate(HANDSHAKE_HEADER + body_len);
-                return client_hello(handshake)
-                    .map_or(Parse::NotTls, |hello| Parse::ClientHello(ClientHello { bytes: at, ..hello }));
+                return client_hello(handshake).map_or(Parse::NotTls { read: at }, |hello| {
+                    Parse::ClientHello(ClientHello { bytes: at, ..hello })
+                });
             }
             if HANDSHAKE_HEADER + body_len > MAX_CLIENT_HELLO {
                 return Parse::NeedMore(HANDSHAKE_HEADER + body_len);
@@ -341,13 +371,16 @@ mod tests {
 
     #[test]
     fn garbage_and_plain_text_are_not_tls() {
-        assert_eq!(parse(b"GET / HTTP/1.1\r\n"), Parse::NotTls);
-        assert_eq!(parse(&[22, 9]), Parse::NotTls);
-        // A handshake record whose inner lengths lie.
+        // A record header is read before it is refused.
+        assert_eq!(parse(b"GET / HTTP/1.1\r\n"), Parse::NotTls { read: 5 });
+        assert_eq!(parse(&[22, 9]), Parse::NotTls { read: 5 });
+        // A handshake record whose inner lengths lie: the whole record is read.
         let mut bad = client_hello_bytes(Some("x"), &["h2"]);
         let last = bad.len() - 4;
         bad[last] = 0xff;
-        assert_eq!(parse(&bad), Parse::NotTls);
+        assert_eq!(parse(&bad), Parse::NotTls { read: bad.len() });
+        // A handshake that is no ClientHello, likewise.
+        assert_eq!(parse(b"\x16\x03\x01\x00\x08\x02\x00\x00\x04\x03\x03\x00\x00"), Parse::NotTls { read: 13 });
         // Every single-byte corruption ends in some answer, never a panic, and
         // so do the fingerprints of whatever still parses.
         let good = client_hello_bytes(Some("x.example"), &["h2"]);

@@ -35,7 +35,13 @@ pub const LISTENER_FILTERS: &[ListenerFilterExtension] =
 pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     (
         "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
-        &["enable_ja3_fingerprinting", "enable_ja4_fingerprinting"],
+        &[
+            "enable_ja3_fingerprinting",
+            "enable_ja4_fingerprinting",
+            "initial_read_buffer_size",
+            "close_connection_on_client_hello_parsing_errors",
+            "max_client_hello_size",
+        ],
     ),
     ("envoy.extensions.filters.listener.http_inspector.v3.HttpInspector", &[]),
     ("envoy.extensions.filters.listener.original_dst.v3.OriginalDst", &[]),

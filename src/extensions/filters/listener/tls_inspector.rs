@@ -8,8 +8,15 @@
 //! hello's JA3 and JA4 fingerprints are computed too and stay with the
 //! connection, for `%TLS_JA3_FINGERPRINT%` and `%TLS_JA4_FINGERPRINT%` in TCP and
 //! HTTP access logs, as Envoy's.
+//!
+//! A ClientHello longer than `max_client_hello_size` (record headers included;
+//! 16 KiB by default) is not read: the connection is closed and counted in
+//! `client_hello_too_large`, whatever `close_connection_on_client_hello_parsing_errors`
+//! says. That flag closes what does not parse as a ClientHello, plaintext
+//! included (Envoy cannot tell the two apart), instead of passing it on as
+//! `raw_buffer`. `initial_read_buffer_size` is the first peek's size, doubled up
+//! to the maximum as needed.
 
-use std::rc::Rc;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
@@ -18,7 +25,7 @@ use envoy_types::pb::google::protobuf::Any;
 use super::ListenerFilterExtension;
 use crate::config::{bootstrap::decode_any, ConfigError, FieldPath};
 use crate::define_stats;
-use crate::network::client_hello::{parse, ClientHello, Fingerprints, Parse, MAX_CLIENT_HELLO, RECORD_HEADER};
+use crate::network::client_hello::{parse, ClientHello, Fingerprints, Parse, MAX_CLIENT_HELLO};
 use crate::network::{AcceptedSocket, ListenerFilterError, ListenerFilterFactory, ListenerFilterFuture};
 use crate::stats::Store;
 
@@ -43,7 +50,8 @@ define_stats! {
     }
 }
 
-/// What is peeked first; most ClientHellos fit.
+/// What is peeked first without `initial_read_buffer_size`; most ClientHellos
+/// fit. (Envoy's default is the maximum; the answer is the same either way.)
 const FIRST_PEEK: usize = 1024;
 
 #[derive(Debug)]
@@ -51,30 +59,41 @@ struct TlsInspectorFactory {
     stats: TlsInspectorStats,
     ja3: bool,
     ja4: bool,
+    /// `max_client_hello_size`: the most bytes read; a longer hello is refused.
+    max_read: usize,
+    /// `initial_read_buffer_size`, at most `max_read`.
+    first_read: usize,
+    /// `close_connection_on_client_hello_parsing_errors`.
+    close_when_not_tls: bool,
 }
 
 fn create(any: &Any, path: &FieldPath, store: &Store) -> Result<Arc<dyn ListenerFilterFactory>, ConfigError> {
     let cfg: TlsInspector = decode_any(any, path)?;
+    // Envoy's schema bounds both sizes (checked with the rest of the config).
+    let max_read = cfg.max_client_hello_size.map_or(MAX_CLIENT_HELLO, |v| v.value as usize);
+    let first_read = cfg.initial_read_buffer_size.map_or(FIRST_PEEK, |v| v.value as usize);
     Ok(Arc::new(TlsInspectorFactory {
         stats: TlsInspectorStats::new(store, "tls_inspector."),
         ja3: cfg.enable_ja3_fingerprinting.is_some_and(|b| b.value),
         ja4: cfg.enable_ja4_fingerprinting.is_some_and(|b| b.value),
+        max_read: max_read.min(MAX_CLIENT_HELLO),
+        first_read: first_read.min(max_read),
+        close_when_not_tls: cfg.close_connection_on_client_hello_parsing_errors,
     }))
 }
 
 impl TlsInspectorFactory {
     /// The fingerprints the config asks for; none are computed otherwise.
-    fn fingerprints(&self, hello: &ClientHello) -> Option<Rc<Fingerprints>> {
-        (self.ja3 || self.ja4).then(|| {
-            Rc::new(Fingerprints { ja3: self.ja3.then(|| hello.ja3_hash()), ja4: self.ja4.then(|| hello.ja4()) })
-        })
+    fn fingerprints(&self, hello: &ClientHello) -> Option<Fingerprints> {
+        (self.ja3 || self.ja4)
+            .then(|| Fingerprints { ja3: self.ja3.then(|| hello.ja3_hash()), ja4: self.ja4.then(|| hello.ja4()) })
     }
 }
 
 impl ListenerFilterFactory for TlsInspectorFactory {
     fn on_accept<'a>(&'a self, socket: &'a mut AcceptedSocket) -> ListenerFilterFuture<'a> {
         Box::pin(async move {
-            let mut buf = vec![0u8; FIRST_PEEK];
+            let mut buf = vec![0u8; self.first_read];
             let mut have = 0;
             loop {
                 let n = socket.peek_more(&mut buf, have).await.map_err(|_| ListenerFilterError::RemoteClose)?;
@@ -84,18 +103,22 @@ impl ListenerFilterFactory for TlsInspectorFactory {
                 have = n;
                 match parse(&buf[..have]) {
                     Parse::NeedMore(want) => {
-                        if want > MAX_CLIENT_HELLO {
+                        if want > self.max_read {
+                            // Envoy reads up to the limit before it gives up.
+                            self.stats.bytes_processed.record(self.max_read as u64);
                             self.stats.client_hello_too_large.inc();
                             return Err(ListenerFilterError::Rejected);
                         }
                         if want > buf.len() {
-                            buf.resize(want.max(buf.len() * 2).min(MAX_CLIENT_HELLO), 0);
+                            buf.resize(want.max(buf.len() * 2).min(self.max_read), 0);
                         }
                     }
-                    Parse::NotTls => {
-                        // Envoy's TLS library reads a record header before it refuses.
-                        self.stats.bytes_processed.record(have.min(RECORD_HEADER) as u64);
+                    Parse::NotTls { read } => {
+                        self.stats.bytes_processed.record(read.min(have) as u64);
                         self.stats.tls_not_found.inc();
+                        if self.close_when_not_tls {
+                            return Err(ListenerFilterError::Rejected);
+                        }
                         return Ok(());
                     }
                     Parse::ClientHello(hello) => {

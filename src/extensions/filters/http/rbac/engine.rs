@@ -35,6 +35,8 @@ pub struct RbacInput<'a> {
     /// Where the client connected (`destination_ip`, `destination_port`).
     pub local: SocketAddr,
     pub tls: Option<&'a DownstreamTlsInfo>,
+    /// The connection's SNI as the TLS inspector read it; empty without one.
+    pub requested_server_name: &'a str,
 }
 
 /// A compiled `RBAC`: its action and its policies in name order.
@@ -232,9 +234,7 @@ impl Permission {
             Permission::DestinationPort(port) => u32::from(input.local.port()) == *port,
             Permission::DestinationPortRange(start, end) => (*start..*end).contains(&i64::from(input.local.port())),
             Permission::Not(inner) => !inner.matches(input),
-            Permission::RequestedServerName(m) => {
-                m.matches(input.tls.and_then(|t| t.server_name.as_deref()).unwrap_or(""))
-            }
+            Permission::RequestedServerName(m) => m.matches(input.requested_server_name),
         }
     }
 }

@@ -200,6 +200,7 @@ impl StreamFilter for RbacFilter {
             direct_remote: info.downstream_remote,
             local: info.downstream_local,
             tls: info.downstream_tls.as_deref(),
+            requested_server_name: info.downstream_hello.as_ref().and_then(|h| h.server_name.as_deref()).unwrap_or(""),
         };
         let mut metadata = Struct::default();
         if let Some(shadow) = &config.shadow {

@@ -411,7 +411,7 @@ impl Stream {
             cfg: cfg.clone(),
             info: StreamInfo {
                 downstream_tls: conn.tls,
-                downstream_tls_fingerprints: conn.tls_fingerprints,
+                downstream_hello: conn.inspected_hello,
                 downstream_local_restored: conn.local_restored,
                 ..StreamInfo::new(conn.remote, conn.local, protocol)
             },

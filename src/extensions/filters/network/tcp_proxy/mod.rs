@@ -177,7 +177,7 @@ impl NetworkFilterFactory for TcpProxyFilter {
 fn connection_info(conn: &DownstreamConnection) -> StreamInfo {
     let mut info = StreamInfo::new(conn.info.remote, conn.info.local, "");
     info.downstream_tls = conn.info.tls.clone();
-    info.downstream_tls_fingerprints = conn.info.tls_fingerprints.clone();
+    info.downstream_hello = conn.info.inspected_hello.clone();
     info.dynamic_metadata = conn.dynamic_metadata.clone();
     info
 }
