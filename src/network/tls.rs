@@ -288,6 +288,8 @@ pub struct DownstreamTls {
     pub stats: TlsStats,
     /// Reads a client certificate's DER (the TLS extension's reader).
     pub read_peer: PeerCertificateReader,
+    /// Reads the rest of a client certificate, on demand (the TLS extension's reader).
+    pub read_details: CertificateDetailsReader,
 }
 
 /// What `x-forwarded-client-cert` and `%DOWNSTREAM_PEER_*%` show of a client
@@ -340,6 +342,46 @@ pub fn url_encoded_pem<'a>(certificates: impl IntoIterator<Item = &'a [u8]>) -> 
 /// Reads a DER certificate into a `PeerCertificate`; `None` when it cannot be parsed.
 pub type PeerCertificateReader = fn(&[u8]) -> Option<PeerCertificate>;
 
+/// Reads a DER certificate's serial, validity and every SAN (its `path` left
+/// empty); `None` when it cannot be parsed. What the access log's rarer
+/// `%DOWNSTREAM_PEER_*%` operators show is read with it when a line asks.
+pub type CertificateDetailsReader = fn(&[u8]) -> Option<CertificateDetails>;
+
+/// The digests Envoy prints of a certificate's DER.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fingerprint {
+    Sha256,
+    Sha1,
+}
+
+/// A certificate's fingerprint: the digest of its DER in lower-case hex.
+pub fn fingerprint(der: &[u8], kind: Fingerprint) -> String {
+    let algorithm = match kind {
+        Fingerprint::Sha256 => &ring::digest::SHA256,
+        Fingerprint::Sha1 => &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+    };
+    crate::common::hex::lower_hex(ring::digest::digest(algorithm, der).as_ref())
+}
+
+/// The certificate this side presented on a downstream session: an index into
+/// its context's certificates, so a session holds an `Arc`, not a copy.
+#[derive(Debug, Clone)]
+pub struct LocalCertificate {
+    context: Arc<TlsContext<ServerConfig>>,
+    index: usize,
+}
+
+impl LocalCertificate {
+    /// The `index`th certificate of `context`'s `cert_chain`.
+    pub fn new(context: Arc<TlsContext<ServerConfig>>, index: usize) -> Self {
+        LocalCertificate { context, index }
+    }
+
+    pub fn details(&self) -> Option<&CertificateDetails> {
+        self.context.certificates.cert_chain.get(self.index)
+    }
+}
+
 /// What a downstream TLS session says of its peer, read once after the handshake
 /// (Envoy's `Ssl::ConnectionInfo`): for `x-forwarded-client-cert` and the access
 /// log's `%DOWNSTREAM_PEER_*%`.
@@ -359,6 +401,10 @@ pub struct DownstreamTlsInfo {
     pub version: Option<&'static str>,
     /// The cipher suite by its OpenSSL name, as Envoy's stats and logs name it.
     pub cipher: Option<&'static str>,
+    /// The certificate this side presented (`%DOWNSTREAM_LOCAL_*%`).
+    pub local_certificate: Option<LocalCertificate>,
+    /// Reads what `peer` leaves out of `peer_certificates` when a log line asks.
+    pub read_details: Option<CertificateDetailsReader>,
 }
 
 impl DownstreamTlsInfo {
@@ -366,9 +412,11 @@ impl DownstreamTlsInfo {
         session: &CommonState,
         server_name: Option<String>,
         tls: &DownstreamTls,
-        certificates: &ContextCertificates,
+        context: &Arc<TlsContext<ServerConfig>>,
     ) -> Self {
-        let local = presented(certificates, server_name.as_deref());
+        let certificates = &context.certificates;
+        let local_index = presented_index(certificates, server_name.as_deref());
+        let local = local_index.and_then(|i| certificates.cert_chain.get(i));
         let local_uri_sans: Vec<String> = local
             .map(|c| {
                 let uris = c.subject_alt_names.iter().filter_map(|n| match n {
@@ -393,6 +441,8 @@ impl DownstreamTlsInfo {
             local_principal,
             version: session.protocol_version().and_then(version_name),
             cipher: session.negotiated_cipher_suite().map(|s| cipher_name(s.suite())),
+            local_certificate: local_index.map(|index| LocalCertificate::new(context.clone(), index)),
+            read_details: Some(tls.read_details),
         }
     }
 }
@@ -406,14 +456,9 @@ fn session_server_name(sni: Option<&str>) -> Option<String> {
     }
 }
 
-/// The leaf the server presented for `sni`, as the certificate resolver chose
-/// it: the only one, else the first whose DNS names cover the name (exactly, or
-/// by a `*.` wildcard for one label), else the first.
-fn presented<'c>(certificates: &'c ContextCertificates, sni: Option<&str>) -> Option<&'c CertificateDetails> {
-    presented_index(certificates, sni).and_then(|i| certificates.cert_chain.get(i))
-}
-
-/// `presented`, as an index into `cert_chain`.
+/// The leaf the server presented for `sni` (its index in `cert_chain`), as
+/// the certificate resolver chose it: the only one, else the first whose DNS
+/// names cover the name (exactly, or by a `*.` wildcard for one label), else the first.
 fn presented_index(certificates: &ContextCertificates, sni: Option<&str>) -> Option<usize> {
     let chains = &certificates.cert_chain;
     if chains.len() <= 1 {
@@ -555,7 +600,7 @@ impl DownstreamTls {
         match result {
             Ok((session, server_name)) => {
                 self.stats.handshake_done(session.state(), true);
-                let info = DownstreamTlsInfo::of(session.state(), server_name, self, &context.certificates);
+                let info = DownstreamTlsInfo::of(session.state(), server_name, self, &context);
                 Ok((TransportStream::Tls(SharedStream::new(session)), info))
             }
             Err(Some(e)) => {
@@ -680,6 +725,8 @@ pub enum SubjectAltName {
     Dns(String),
     Uri(String),
     IpAddress(std::net::IpAddr),
+    /// An `rfc822Name`.
+    Email(String),
 }
 
 impl UpstreamTls {

@@ -90,10 +90,12 @@ fn certificate(c: &CertificateDetails, now: i64) -> String {
     let names: Vec<String> = c
         .subject_alt_names
         .iter()
-        .map(|n| match n {
-            SubjectAltName::Dns(d) => object(&[("dns", string(d))], 6),
-            SubjectAltName::Uri(u) => object(&[("uri", string(u))], 6),
-            SubjectAltName::IpAddress(ip) => object(&[("ip_address", string(&ip.to_string()))], 6),
+        .filter_map(|n| match n {
+            SubjectAltName::Dns(d) => Some(object(&[("dns", string(d))], 6)),
+            SubjectAltName::Uri(u) => Some(object(&[("uri", string(u))], 6)),
+            SubjectAltName::IpAddress(ip) => Some(object(&[("ip_address", string(&ip.to_string()))], 6)),
+            // Envoy's `/certs` lists DNS, URI and IP names only.
+            SubjectAltName::Email(_) => None,
         })
         .collect();
     let days = days_left(c, now);

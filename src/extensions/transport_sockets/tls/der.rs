@@ -26,7 +26,9 @@ const SUBJECT_ALT_NAME_OID: &[u8] = &[0x55, 0x1d, 0x11];
 const TLS_FEATURE_OID: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x18];
 /// The TLS feature `status_request` (extension 5): "must staple".
 const STATUS_REQUEST: &[u8] = &[5];
-/// GeneralName's `[2] dNSName`, `[6] uniformResourceIdentifier`, `[7] iPAddress` (implicit, primitive).
+/// GeneralName's `[1] rfc822Name`, `[2] dNSName`, `[6] uniformResourceIdentifier`,
+/// `[7] iPAddress` (implicit, primitive).
+const RFC822_NAME: u8 = 0x81;
 const DNS_NAME: u8 = 0x82;
 const URI: u8 = 0x86;
 const IP_ADDRESS: u8 = 0x87;
@@ -87,8 +89,8 @@ pub(super) struct CertificateFields {
     pub issuer: String,
     pub not_before: i64,
     pub not_after: i64,
-    /// DNS names, then URIs, then IP addresses, each in the certificate's
-    /// order: the order Envoy lists them in.
+    /// DNS names, then URIs, then IP addresses, then e-mail addresses, each in
+    /// the certificate's order: the order Envoy lists them in.
     pub subject_alt_names: Vec<SubjectAltName>,
     /// The TLS feature extension asks for `status_request` (OCSP must-staple).
     pub must_staple: bool,
@@ -242,6 +244,7 @@ fn subject_alt_names(extensions: &[u8]) -> Option<Vec<SubjectAltName>> {
         let (tag, _, content, rest) = element(general_names)?;
         general_names = rest;
         let name = match tag {
+            RFC822_NAME => SubjectAltName::Email(String::from_utf8_lossy(content).into_owned()),
             DNS_NAME => SubjectAltName::Dns(String::from_utf8_lossy(content).into_owned()),
             URI => SubjectAltName::Uri(String::from_utf8_lossy(content).into_owned()),
             IP_ADDRESS => match content.len() {
@@ -257,6 +260,7 @@ fn subject_alt_names(extensions: &[u8]) -> Option<Vec<SubjectAltName>> {
         SubjectAltName::Dns(_) => 0,
         SubjectAltName::Uri(_) => 1,
         SubjectAltName::IpAddress(_) => 2,
+        SubjectAltName::Email(_) => 3,
     };
     // A stable sort keeps the certificate's order within each kind.
     names.sort_by_key(rank);

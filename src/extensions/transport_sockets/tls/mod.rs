@@ -42,8 +42,9 @@ use crate::config::bootstrap::decode_any;
 use crate::config::{ConfigError, FieldPath};
 use crate::extensions::FactoryContext;
 use crate::network::tls::{
-    CertificateDetails, ContextCell, ContextCertificates, DownstreamTls, NameVerifier, OcspStaplePolicy, OcspStapling,
-    PeerCertificate, TlsContext, TlsStats, TransportSocketBuilder, UpstreamTls, UpstreamTransport, CIPHER_NAMES,
+    CertificateDetails, ContextCell, ContextCertificates, DownstreamTls, Fingerprint, NameVerifier, OcspStaplePolicy,
+    OcspStapling, PeerCertificate, TlsContext, TlsStats, TransportSocketBuilder, UpstreamTls, UpstreamTransport,
+    CIPHER_NAMES,
 };
 use crate::stats::Store;
 use der::subject_public_key_info;
@@ -150,6 +151,7 @@ impl TransportSocketBuilder for TlsSocketBuilder<'_> {
             handshake_timeout,
             stats,
             read_peer: peer_certificate,
+            read_details: certificate_details_of,
         });
         let common = proto.common_tls_context.clone().unwrap_or_default();
         let rebuild = Rebuild {
@@ -693,18 +695,26 @@ fn certificate_details(
     let mut out = Vec::new();
     for cert in CertificateDer::pem_slice_iter(&pem).take(most) {
         let der = cert.map_err(|e| path.error(format!("invalid PEM certificate: {e}")))?;
-        let fields = der::certificate_fields(der.as_ref())
+        let mut details = certificate_details_of(der.as_ref())
             .ok_or_else(|| path.error("cannot read the certificate's serial number, validity or names"))?;
-        out.push(CertificateDetails {
-            path: shown.clone(),
-            serial_number: fields.serial_number,
-            subject: fields.subject,
-            subject_alt_names: fields.subject_alt_names,
-            valid_from: fields.not_before,
-            expiration_time: fields.not_after,
-        });
+        details.path = shown.clone();
+        out.push(details);
     }
     Ok(out)
+}
+
+/// Reads a DER certificate's `/certs` entry, its `path` left empty
+/// (`network::tls::CertificateDetailsReader`: a client's chain, read on demand).
+pub fn certificate_details_of(der: &[u8]) -> Option<CertificateDetails> {
+    let fields = der::certificate_fields(der)?;
+    Some(CertificateDetails {
+        path: String::new(),
+        serial_number: fields.serial_number,
+        subject: fields.subject,
+        subject_alt_names: fields.subject_alt_names,
+        valid_from: fields.not_before,
+        expiration_time: fields.not_after,
+    })
 }
 
 /// A certificate chain and its private key.
@@ -917,17 +927,16 @@ pub fn peer_certificate(der: &[u8]) -> Option<PeerCertificate> {
         match name {
             crate::network::tls::SubjectAltName::Uri(u) => uri_sans.push(u),
             crate::network::tls::SubjectAltName::Dns(d) => dns_sans.push(d),
-            crate::network::tls::SubjectAltName::IpAddress(_) => {}
+            crate::network::tls::SubjectAltName::IpAddress(_) | crate::network::tls::SubjectAltName::Email(_) => {}
         }
     }
-    let hex = |algorithm| crate::common::hex::lower_hex(ring::digest::digest(algorithm, der).as_ref());
     Some(PeerCertificate {
         subject: fields.subject,
         issuer: fields.issuer,
         uri_sans,
         dns_sans,
-        sha256: hex(&ring::digest::SHA256),
-        sha1: hex(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY),
+        sha256: crate::network::tls::fingerprint(der, Fingerprint::Sha256),
+        sha1: crate::network::tls::fingerprint(der, Fingerprint::Sha1),
         serial_number: fields.serial_number,
     })
 }
