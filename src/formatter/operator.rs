@@ -5,11 +5,12 @@
 
 use std::fmt::Write;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::header::{truncate_at, HeaderOperator, HeaderSource};
 use super::time::{TimeFormat, DEFAULT_TIME_FORMAT};
 use super::FormatContext;
+use crate::network::tls::{fingerprint, CertificateDetails, DownstreamTlsInfo, Fingerprint, SubjectAltName};
 use crate::stream_info::dynamic_metadata::{self, Lookup};
 use crate::stream_info::{ResponseFlag, ResponseFlags};
 
@@ -60,6 +61,12 @@ pub(crate) enum Operator {
     /// `%REQUESTED_SERVER_NAME%`: the SNI the TLS inspector read, TLS
     /// terminated or not (`-` without one).
     RequestedServerName,
+    /// `%DOWNSTREAM_PEER_CERT_V_START(FORMAT)%` / `..._V_END(...)`: when the
+    /// client's certificate becomes valid / expires.
+    PeerCertValidity {
+        end: bool,
+        format: TimeFormat,
+    },
     /// `%TLS_JA3_FINGERPRINT%`: what the TLS inspector computed of the client's
     /// ClientHello, TLS terminated or not (`-` when it computed none).
     TlsJa3Fingerprint,
@@ -73,7 +80,7 @@ pub(crate) enum Operator {
     },
 }
 
-/// `%DOWNSTREAM_PEER_*%`, `%DOWNSTREAM_TLS_*%`, `%DOWNSTREAM_LOCAL_URI_SAN%`,
+/// `%DOWNSTREAM_PEER_*%`, `%DOWNSTREAM_TLS_*%`, `%DOWNSTREAM_LOCAL_*%`,
 /// `%REQUESTED_SERVER_NAME%`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TlsField {
@@ -81,12 +88,23 @@ pub(crate) enum TlsField {
     PeerIssuer,
     PeerUriSan,
     PeerDnsSan,
+    /// Read from the certificate's DER when a line asks, as the chain ones.
+    PeerIpSan,
+    PeerEmailSan,
+    /// Each certificate of the client's chain, its own first, joined by `,`.
+    PeerChainFingerprints256,
+    PeerChainFingerprints1,
+    PeerChainSerials,
     PeerFingerprint256,
     PeerFingerprint1,
     /// The client's certificate, URL-encoded PEM.
     PeerCert,
     PeerSerial,
     LocalUriSan,
+    LocalSubject,
+    LocalDnsSan,
+    LocalIpSan,
+    LocalEmailSan,
     Version,
     Cipher,
 }
@@ -153,13 +171,39 @@ const KNOWN_UNSUPPORTED: &[&str] = &[
     "CEL",
     "PATH",
     "REQ_WITHOUT_QUERY",
+    "DOWNSTREAM_PEER_OTHERNAME_SAN",
+    "DOWNSTREAM_LOCAL_OTHERNAME_SAN",
+    "UPSTREAM_TLS_VERSION",
+    "UPSTREAM_TLS_CIPHER",
+    "UPSTREAM_TLS_SESSION_ID",
+    "UPSTREAM_PEER_SUBJECT",
+    "UPSTREAM_PEER_ISSUER",
+    "UPSTREAM_PEER_CERT",
+    "UPSTREAM_PEER_URI_SAN",
+    "UPSTREAM_PEER_DNS_SAN",
+    "UPSTREAM_PEER_IP_SAN",
+    "UPSTREAM_PEER_EMAIL_SAN",
+    "UPSTREAM_PEER_OTHERNAME_SAN",
+    "UPSTREAM_PEER_FINGERPRINT_256",
+    "UPSTREAM_PEER_FINGERPRINT_1",
+    "UPSTREAM_PEER_SERIAL",
+    "UPSTREAM_PEER_CERT_V_START",
+    "UPSTREAM_PEER_CERT_V_END",
+    "UPSTREAM_LOCAL_SUBJECT",
+    "UPSTREAM_LOCAL_URI_SAN",
+    "UPSTREAM_LOCAL_DNS_SAN",
+    "UPSTREAM_LOCAL_IP_SAN",
+    "UPSTREAM_LOCAL_EMAIL_SAN",
+    "UPSTREAM_LOCAL_OTHERNAME_SAN",
 ];
 
 impl Operator {
     /// Resolves `%NAME(args):len%`; the error names the operator as Envoy does.
     pub(crate) fn parse(name: &str, args: &str, len: Option<usize>) -> Result<Operator, String> {
         let syntax = match name {
-            "START_TIME" | "RESPONSE_CODE_DETAILS" => Syntax::ParamsOptional,
+            "START_TIME" | "RESPONSE_CODE_DETAILS" | "DOWNSTREAM_PEER_CERT_V_START" | "DOWNSTREAM_PEER_CERT_V_END" => {
+                Syntax::ParamsOptional
+            }
             "REQ" | "REQUEST_HEADER" | "RESP" | "RESPONSE_HEADER" | "TRAILER" | "RESPONSE_TRAILER" | "ENVIRONMENT"
             | "DYNAMIC_METADATA" => Syntax::ParamsRequired { length: true },
             _ => {
@@ -170,9 +214,9 @@ impl Operator {
         };
         check_syntax(name, syntax, args, len)?;
         Ok(match name {
-            "START_TIME" => {
-                let pattern = if args.is_empty() { DEFAULT_TIME_FORMAT } else { args };
-                Operator::StartTime(TimeFormat::parse(pattern)?)
+            "START_TIME" => Operator::StartTime(time_format(args)?),
+            "DOWNSTREAM_PEER_CERT_V_START" | "DOWNSTREAM_PEER_CERT_V_END" => {
+                Operator::PeerCertValidity { end: name.ends_with("END"), format: time_format(args)? }
             }
             "RESPONSE_CODE_DETAILS" => Operator::ResponseCodeDetails { allow_whitespace: args == "ALLOW_WHITESPACES" },
             "DYNAMIC_METADATA" => {
@@ -240,7 +284,23 @@ impl Operator {
             "DOWNSTREAM_PEER_FINGERPRINT_1" => Operator::Tls(TlsField::PeerFingerprint1),
             "DOWNSTREAM_PEER_CERT" => Operator::Tls(TlsField::PeerCert),
             "DOWNSTREAM_PEER_SERIAL" => Operator::Tls(TlsField::PeerSerial),
+            "DOWNSTREAM_PEER_IP_SAN" => Operator::Tls(TlsField::PeerIpSan),
+            "DOWNSTREAM_PEER_EMAIL_SAN" => Operator::Tls(TlsField::PeerEmailSan),
+            "DOWNSTREAM_PEER_CHAIN_FINGERPRINTS_256" => Operator::Tls(TlsField::PeerChainFingerprints256),
+            "DOWNSTREAM_PEER_CHAIN_FINGERPRINTS_1" => Operator::Tls(TlsField::PeerChainFingerprints1),
+            "DOWNSTREAM_PEER_CHAIN_SERIALS" => Operator::Tls(TlsField::PeerChainSerials),
             "DOWNSTREAM_LOCAL_URI_SAN" => Operator::Tls(TlsField::LocalUriSan),
+            "DOWNSTREAM_LOCAL_SUBJECT" => Operator::Tls(TlsField::LocalSubject),
+            "DOWNSTREAM_LOCAL_DNS_SAN" => Operator::Tls(TlsField::LocalDnsSan),
+            "DOWNSTREAM_LOCAL_IP_SAN" => Operator::Tls(TlsField::LocalIpSan),
+            "DOWNSTREAM_LOCAL_EMAIL_SAN" => Operator::Tls(TlsField::LocalEmailSan),
+            "DOWNSTREAM_TLS_SESSION_ID" => {
+                // rustls keeps a session's ID (TLS 1.2) and never makes one for TLS 1.3,
+                // where BoringSSL makes one up: Courier has no value Envoy would print.
+                return Err(format!(
+                    "command operator %{name}% is not supported by Courier: rustls does not expose the TLS session ID"
+                ));
+            }
             "DOWNSTREAM_TLS_VERSION" => Operator::Tls(TlsField::Version),
             "DOWNSTREAM_TLS_CIPHER" => Operator::Tls(TlsField::Cipher),
             "REQUESTED_SERVER_NAME" => Operator::RequestedServerName,
@@ -331,10 +391,24 @@ impl Operator {
             Operator::RouteName => text(info.route_name.as_deref().filter(|s| !s.is_empty()), out),
             Operator::UpstreamRequestAttemptCount => number(u64::from(info.attempt_count), out),
             Operator::Constant(v) => text(v.as_deref(), out),
+            Operator::PeerCertValidity { end, format } => {
+                let Some(tls) = info.downstream_tls.as_deref() else { return Kind::Missing };
+                let Some(details) = peer_details(tls) else { return Kind::Missing };
+                let secs = if *end { details.expiration_time } else { details.valid_from };
+                let Some(time) = unix_time(secs) else { return Kind::Missing };
+                format.write(time, out);
+                Kind::Text
+            }
             Operator::Tls(field) => {
                 let Some(tls) = info.downstream_tls.as_deref() else { return Kind::Missing };
                 let peer = tls.peer.as_ref();
                 let joined = |v: Option<&Vec<String>>| Some(v?.join(",")).filter(|s| !s.is_empty());
+                let local = || tls.local_certificate.as_ref().and_then(|l| l.details());
+                let chain = |each: &dyn Fn(&[u8]) -> Option<String>| {
+                    let all: Option<Vec<String>> = tls.peer_certificates.iter().map(|c| each(c.as_ref())).collect();
+                    all.map(|v| v.join(","))
+                };
+                let read = |der: &[u8]| tls.read_details.and_then(|read| read(der));
                 let value = match field {
                     TlsField::PeerSubject => peer.map(|p| p.subject.clone()),
                     TlsField::PeerIssuer => peer.map(|p| p.issuer.clone()),
@@ -346,7 +420,16 @@ impl Operator {
                         tls.peer_certificates.first().map(|c| crate::network::tls::url_encoded_pem([c.as_ref()]))
                     }
                     TlsField::PeerSerial => peer.map(|p| p.serial_number.clone()),
+                    TlsField::PeerIpSan => sans(peer_details(tls).as_ref(), SanKind::Ip),
+                    TlsField::PeerEmailSan => sans(peer_details(tls).as_ref(), SanKind::Email),
+                    TlsField::PeerChainFingerprints256 => chain(&|der| Some(fingerprint(der, Fingerprint::Sha256))),
+                    TlsField::PeerChainFingerprints1 => chain(&|der| Some(fingerprint(der, Fingerprint::Sha1))),
+                    TlsField::PeerChainSerials => chain(&|der| read(der).map(|d| d.serial_number)),
                     TlsField::LocalUriSan => joined(Some(&tls.local_uri_sans)),
+                    TlsField::LocalSubject => local().map(|c| c.subject.clone()),
+                    TlsField::LocalDnsSan => sans(local(), SanKind::Dns),
+                    TlsField::LocalIpSan => sans(local(), SanKind::Ip),
+                    TlsField::LocalEmailSan => sans(local(), SanKind::Email),
                     TlsField::Version => tls.version.map(str::to_string),
                     TlsField::Cipher => tls.cipher.map(str::to_string),
                 };
@@ -374,6 +457,40 @@ impl Operator {
             }
         }
     }
+}
+
+fn time_format(args: &str) -> Result<TimeFormat, String> {
+    TimeFormat::parse(if args.is_empty() { DEFAULT_TIME_FORMAT } else { args })
+}
+
+/// The client certificate's serial, validity and SANs, read from its DER
+/// (only lines that print them pay for it).
+fn peer_details(tls: &DownstreamTlsInfo) -> Option<CertificateDetails> {
+    (tls.read_details?)(tls.peer_certificates.first()?.as_ref())
+}
+
+fn unix_time(secs: i64) -> Option<SystemTime> {
+    match u64::try_from(secs) {
+        Ok(after) => UNIX_EPOCH.checked_add(Duration::from_secs(after)),
+        Err(_) => UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs())),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum SanKind {
+    Dns,
+    Ip,
+    Email,
+}
+
+/// A certificate's SANs of one kind, joined by `,` as Envoy prints them.
+fn sans(details: Option<&CertificateDetails>, kind: SanKind) -> Option<String> {
+    let names = details?.subject_alt_names.iter().filter_map(|n| match (n, kind) {
+        (SubjectAltName::Dns(d), SanKind::Dns) | (SubjectAltName::Email(d), SanKind::Email) => Some(d.clone()),
+        (SubjectAltName::IpAddress(ip), SanKind::Ip) => Some(ip.to_string()),
+        _ => None,
+    });
+    Some(names.collect::<Vec<_>>().join(","))
 }
 
 /// A metadata value as Envoy prints it: a string as it is, anything else as JSON.

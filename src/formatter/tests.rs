@@ -464,3 +464,104 @@ fn tls_fingerprint_operators() {
     assert_eq!(f.fmt(format), format!("- {ja4}"));
     assert!(FormatString::parse("%TLS_JA4_FINGERPRINT(x)%").is_err());
 }
+
+/// A certificate with the given SANs (addresses and `a@b` e-mail addresses
+/// as such), signed by `issuer`, as DER.
+fn test_certificate(names: &[&str], issuer: &rcgen::Issuer<'_, rcgen::KeyPair>) -> Vec<u8> {
+    let mut params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    for san in &mut params.subject_alt_names {
+        if let rcgen::SanType::DnsName(name) = san {
+            if name.as_str().contains('@') {
+                *san = rcgen::SanType::Rfc822Name(name.as_str().try_into().unwrap());
+            }
+        }
+    }
+    params.distinguished_name.push(rcgen::DnType::CommonName, names[0]);
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x0a, 0x1b]));
+    params.signed_by(&rcgen::KeyPair::generate().unwrap(), issuer).unwrap().der().to_vec()
+}
+
+/// The TLS operators read from the certificates themselves, as Envoy 1.40
+/// prints them (tests/compat/cases/tls_access_log_operators.yaml): SANs of
+/// one kind joined by `,`, the chain leaf first, validity in the given format.
+#[test]
+fn downstream_certificate_operators() {
+    use std::sync::Arc;
+
+    use crate::extensions::transport_sockets::tls::certificate_details_of;
+    use crate::network::tls::{
+        fingerprint, ContextCertificates, DownstreamTlsInfo, Fingerprint, LocalCertificate, TlsContext,
+    };
+    let format = "%DOWNSTREAM_LOCAL_SUBJECT% %DOWNSTREAM_LOCAL_DNS_SAN% %DOWNSTREAM_LOCAL_IP_SAN% \
+                  %DOWNSTREAM_LOCAL_EMAIL_SAN% %DOWNSTREAM_PEER_IP_SAN% %DOWNSTREAM_PEER_EMAIL_SAN% \
+                  %DOWNSTREAM_PEER_CHAIN_SERIALS% %DOWNSTREAM_PEER_CERT_V_START% %DOWNSTREAM_PEER_CERT_V_END(%s)% \
+                  %DOWNSTREAM_PEER_CHAIN_FINGERPRINTS_256% %DOWNSTREAM_PEER_CHAIN_FINGERPRINTS_1%";
+    let mut f = Fixture::new();
+    assert_eq!(f.fmt(format), "- - - - - - - - - - -");
+
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x01]));
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca_key_der = ca_key.serialize_der();
+    let ca_der = ca_params.self_signed(&ca_key).unwrap().der().to_vec();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let server = test_certificate(&["server.test", "alt.test", "127.0.0.1", "::1", "proxy@server.test"], &issuer);
+    let client = test_certificate(&["client.test", "10.0.0.1", "me@client.test"], &issuer);
+
+    // The config is never used: the CA's own certificate and key make one.
+    let ca_key = rustls::pki_types::PrivateKeyDer::try_from(ca_key_der).unwrap();
+    #[allow(deprecated)] // Courier's provider is ring's (`provider_for`).
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![rustls::pki_types::CertificateDer::from(ca_der.clone())], ca_key)
+        .unwrap();
+    let context = Arc::new(TlsContext {
+        config: Arc::new(config),
+        fallback: None,
+        name_verifier: None,
+        certificates: ContextCertificates {
+            ca_cert: vec![],
+            cert_chain: vec![certificate_details_of(&server).unwrap()],
+        },
+        ocsp: Default::default(),
+    });
+    let der = |d: &[u8]| rustls::pki_types::CertificateDer::from(d.to_vec());
+    f.info.downstream_tls = Some(std::rc::Rc::new(DownstreamTlsInfo {
+        peer_certificates: vec![der(&client), der(&ca_der)],
+        local_certificate: Some(LocalCertificate::new(context, 0)),
+        read_details: Some(certificate_details_of),
+        ..Default::default()
+    }));
+    let sha256 = |d: &[u8]| fingerprint(d, Fingerprint::Sha256);
+    let sha1 = |d: &[u8]| fingerprint(d, Fingerprint::Sha1);
+    assert_eq!(
+        f.fmt(format),
+        format!(
+            "CN=server.test server.test,alt.test 127.0.0.1,::1 proxy@server.test 10.0.0.1 me@client.test 0a1b,01 \
+             1975-01-01T00:00:00.000Z 67090118400 {},{} {},{}",
+            sha256(&client),
+            sha256(&ca_der),
+            sha1(&client),
+            sha1(&ca_der)
+        )
+    );
+
+    // Without a client certificate only the local ones print.
+    f.info.downstream_tls =
+        Some(std::rc::Rc::new(DownstreamTlsInfo { read_details: Some(certificate_details_of), ..Default::default() }));
+    assert_eq!(f.fmt(format), "- - - - - - - - - - -");
+}
+
+/// Envoy's TLS session ID has no rustls counterpart: a config naming it fails
+/// with the operator's name.
+#[test]
+fn tls_session_id_is_refused_by_name() {
+    let e = FormatString::parse("%DOWNSTREAM_TLS_SESSION_ID%").unwrap_err();
+    assert!(e.contains("%DOWNSTREAM_TLS_SESSION_ID%") && e.contains("session ID"), "{e}");
+    assert!(FormatString::parse("%DOWNSTREAM_PEER_CERT_V_START(%s)%").is_ok());
+    assert!(FormatString::parse("%DOWNSTREAM_PEER_CERT_V_END:3%").is_err(), "no length");
+}
