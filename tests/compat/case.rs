@@ -19,6 +19,9 @@
 //!                       # {{ACCESS_LOG}} (a file access log's path: each request's lines
 //!                       # are compared as `<label>.access_log`), {{TLS_CA}},
 //!                       # {{TLS_SERVER_CERT}}/{{TLS_SERVER_KEY}} (for server.test),
+//!                       # {{TLS_RICH_SERVER_CERT}}/{{TLS_RICH_SERVER_KEY}} (server.test,
+//!                       # 127.0.0.1, ::1 and proxy@server.test; a case naming them gets a
+//!                       # client certificate with IP and e-mail SANs too),
 //!                       # {{TLS_CLIENT_CERT}}/{{TLS_CLIENT_KEY}}: PEM files made per run;
 //!                       # {{TLS_CRL}}: the CA's CRL revoking nothing, {{TLS_CRL_CLIENT_REVOKED}}:
 //!                       # one revoking the client certificate;

@@ -110,16 +110,19 @@ const ABSENT: &str = "<absent>";
 /// A value with what is particular to a client certificate replaced by
 /// placeholders: each proxy's run gets a client certificate of its own. Its
 /// SHA-256 in `x-forwarded-client-cert` (`Hash=`), its URL-encoded PEM (`Cert=`,
-/// `Chain=`, `%DOWNSTREAM_PEER_CERT%`), and its SHA-1 (40 hex digits,
-/// `%DOWNSTREAM_PEER_FINGERPRINT_1%`).
+/// `Chain=`, `%DOWNSTREAM_PEER_CERT%`), its SHA-1 (40 hex digits,
+/// `%DOWNSTREAM_PEER_FINGERPRINT_1%`) and SHA-256 (64 hex digits, the
+/// `%DOWNSTREAM_PEER_CHAIN_FINGERPRINTS_*%`).
 fn without_cert_hash(v: &str) -> String {
     static HASH: OnceLock<Regex> = OnceLock::new();
     static PEM: OnceLock<Regex> = OnceLock::new();
     static SHA1: OnceLock<Regex> = OnceLock::new();
+    static SHA256: OnceLock<Regex> = OnceLock::new();
     let v = HASH.get_or_init(|| Regex::new(r"Hash=[0-9a-f]{64}").unwrap()).replace_all(v, "Hash=<sha256>");
     let pem = r"-----BEGIN%20CERTIFICATE-----%0A[A-Za-z0-9%]*?-----END%20CERTIFICATE-----%0A";
     let v = PEM.get_or_init(|| Regex::new(pem).unwrap()).replace_all(&v, "<pem>");
-    SHA1.get_or_init(|| Regex::new(r"\b[0-9a-f]{40}\b").unwrap()).replace_all(&v, "<sha1>").into_owned()
+    let v = SHA1.get_or_init(|| Regex::new(r"\b[0-9a-f]{40}\b").unwrap()).replace_all(&v, "<sha1>");
+    SHA256.get_or_init(|| Regex::new(r"\b[0-9a-f]{64}\b").unwrap()).replace_all(&v, "<sha256>").into_owned()
 }
 
 struct Checks(Vec<Check>);

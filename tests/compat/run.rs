@@ -429,7 +429,13 @@ impl Environment {
             let pki = crate::shared_tls::Pki::new("Compat CA");
             let server = pki.leaf(&["server.test"]);
             let (cert, key) = server.write(dir, "server");
-            let client = pki.leaf(&["client.test"]);
+            // A case that names the rich certificates gets IP and e-mail SANs in
+            // the client's certificate too.
+            let rich = case.uses("{{TLS_RICH_");
+            let client = match rich {
+                true => pki.leaf(&["client.test", "127.0.0.2", "fe80::1", "client@client.test", "ops@client.test"]),
+                false => pki.leaf(&["client.test"]),
+            };
             let (client_cert, client_key) = client.write(dir, "client");
             let ca = dir.join("ca.crt");
             std::fs::write(&ca, &pki.ca_pem).expect("write CA");
@@ -441,6 +447,13 @@ impl Environment {
                 ("TLS_CLIENT_KEY", client_key),
             ] {
                 env.vars.insert(k.into(), p.display().to_string());
+            }
+            if rich {
+                // server.test's certificate with IP and e-mail SANs besides.
+                let rich = pki.leaf(&["server.test", "127.0.0.1", "::1", "proxy@server.test"]);
+                let (cert, key) = rich.write(dir, "rich_server");
+                env.vars.insert("TLS_RICH_SERVER_CERT".into(), cert.display().to_string());
+                env.vars.insert("TLS_RICH_SERVER_KEY".into(), key.display().to_string());
             }
             if case.uses("{{TLS_UPSTREAM_PORT}}") {
                 let u = crate::shared_tls::tls_front(http_upstream("tls_upstream"), &server);

@@ -99,7 +99,8 @@ impl Pki {
         tlv(seq, &[tlv(0x0a, &[0]), tlv(0xa0, &bytes)].concat())
     }
 
-    /// A certificate for `names` (server: DNS names; client: any name).
+    /// A certificate for `names` (DNS names, addresses, `a@b` e-mail addresses);
+    /// the first is its CN.
     pub fn leaf(&self, names: &[&str]) -> Leaf {
         self.leaf_with(names, Vec::new())
     }
@@ -117,6 +118,15 @@ impl Pki {
         let key = KeyPair::generate().expect("key");
         let mut params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("params");
+        // rcgen reads addresses as IP SANs, the rest as DNS names: a name with
+        // an `@` is an e-mail address (rfc822Name).
+        for san in &mut params.subject_alt_names {
+            if let rcgen::SanType::DnsName(name) = san {
+                if name.as_str().contains('@') {
+                    *san = rcgen::SanType::Rfc822Name(name.as_str().try_into().expect("e-mail SAN"));
+                }
+            }
+        }
         params.custom_extensions = extensions;
         params.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or("leaf"));
         params.serial_number = Some(serial_for(names.first().copied().unwrap_or("leaf")));
