@@ -465,22 +465,6 @@ fn tls_fingerprint_operators() {
     assert!(FormatString::parse("%TLS_JA4_FINGERPRINT(x)%").is_err());
 }
 
-/// A certificate with the given SANs (addresses and `a@b` e-mail addresses
-/// as such), signed by `issuer`, as DER.
-fn test_certificate(names: &[&str], issuer: &rcgen::Issuer<'_, rcgen::KeyPair>) -> Vec<u8> {
-    let mut params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-    for san in &mut params.subject_alt_names {
-        if let rcgen::SanType::DnsName(name) = san {
-            if name.as_str().contains('@') {
-                *san = rcgen::SanType::Rfc822Name(name.as_str().try_into().unwrap());
-            }
-        }
-    }
-    params.distinguished_name.push(rcgen::DnType::CommonName, names[0]);
-    params.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x0a, 0x1b]));
-    params.signed_by(&rcgen::KeyPair::generate().unwrap(), issuer).unwrap().der().to_vec()
-}
-
 /// The TLS operators read from the certificates themselves, as Envoy 1.40
 /// prints them (tests/compat/cases/tls_access_log_operators.yaml): SANs of
 /// one kind joined by `,`, the chain leaf first, validity in the given format.
@@ -488,10 +472,39 @@ fn test_certificate(names: &[&str], issuer: &rcgen::Issuer<'_, rcgen::KeyPair>) 
 fn downstream_certificate_operators() {
     use std::sync::Arc;
 
-    use crate::extensions::transport_sockets::tls::certificate_details_of;
     use crate::network::tls::{
-        fingerprint, ContextCertificates, DownstreamTlsInfo, Fingerprint, LocalCertificate, TlsContext,
+        fingerprint, CertificateDetails, ContextCertificates, DownstreamTlsInfo, Fingerprint, LocalCertificate,
+        SubjectAltName, TlsContext,
     };
+    // What the TLS extension's DER reader makes of each certificate (its own
+    // tests read real ones; the formatter sits below it and cannot name it).
+    fn details(subject: &str, serial: &str, sans: Vec<SubjectAltName>) -> CertificateDetails {
+        CertificateDetails {
+            path: "<inline>".into(),
+            serial_number: serial.into(),
+            subject: subject.into(),
+            subject_alt_names: sans,
+            valid_from: 157_766_400,
+            expiration_time: 67_090_118_400,
+        }
+    }
+    fn read_details(der: &[u8]) -> Option<CertificateDetails> {
+        let ip = |a: &str| SubjectAltName::IpAddress(a.parse().unwrap());
+        match der {
+            b"client" => Some(details(
+                "CN=client.test",
+                "0a1b",
+                vec![
+                    SubjectAltName::Dns("client.test".into()),
+                    ip("10.0.0.1"),
+                    SubjectAltName::Email("me@client.test".into()),
+                ],
+            )),
+            b"ca" => Some(details("CN=ca", "01", vec![])),
+            _ => None,
+        }
+    }
+    let certificate_details_of = read_details;
     let format = "%DOWNSTREAM_LOCAL_SUBJECT% %DOWNSTREAM_LOCAL_DNS_SAN% %DOWNSTREAM_LOCAL_IP_SAN% \
                   %DOWNSTREAM_LOCAL_EMAIL_SAN% %DOWNSTREAM_PEER_IP_SAN% %DOWNSTREAM_PEER_EMAIL_SAN% \
                   %DOWNSTREAM_PEER_CHAIN_SERIALS% %DOWNSTREAM_PEER_CERT_V_START% %DOWNSTREAM_PEER_CERT_V_END(%s)% \
@@ -505,9 +518,19 @@ fn downstream_certificate_operators() {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let ca_key_der = ca_key.serialize_der();
     let ca_der = ca_params.self_signed(&ca_key).unwrap().der().to_vec();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let server = test_certificate(&["server.test", "alt.test", "127.0.0.1", "::1", "proxy@server.test"], &issuer);
-    let client = test_certificate(&["client.test", "10.0.0.1", "me@client.test"], &issuer);
+    let server = details(
+        "CN=server.test",
+        "0a1b",
+        vec![
+            SubjectAltName::Dns("server.test".into()),
+            SubjectAltName::Dns("alt.test".into()),
+            SubjectAltName::IpAddress("127.0.0.1".parse().unwrap()),
+            SubjectAltName::IpAddress("::1".parse().unwrap()),
+            SubjectAltName::Email("proxy@server.test".into()),
+        ],
+    );
+    let client = b"client".to_vec();
+    let ca_der_peer = b"ca".to_vec();
 
     // The config is never used: the CA's own certificate and key make one.
     let ca_key = rustls::pki_types::PrivateKeyDer::try_from(ca_key_der).unwrap();
@@ -523,15 +546,12 @@ fn downstream_certificate_operators() {
         config: Arc::new(config),
         fallback: None,
         name_verifier: None,
-        certificates: ContextCertificates {
-            ca_cert: vec![],
-            cert_chain: vec![certificate_details_of(&server).unwrap()],
-        },
+        certificates: ContextCertificates { ca_cert: vec![], cert_chain: vec![server] },
         ocsp: Default::default(),
     });
     let der = |d: &[u8]| rustls::pki_types::CertificateDer::from(d.to_vec());
     f.info.downstream_tls = Some(std::rc::Rc::new(DownstreamTlsInfo {
-        peer_certificates: vec![der(&client), der(&ca_der)],
+        peer_certificates: vec![der(&client), der(&ca_der_peer)],
         local_certificate: Some(LocalCertificate::new(context, 0)),
         read_details: Some(certificate_details_of),
         ..Default::default()
@@ -544,9 +564,9 @@ fn downstream_certificate_operators() {
             "CN=server.test server.test,alt.test 127.0.0.1,::1 proxy@server.test 10.0.0.1 me@client.test 0a1b,01 \
              1975-01-01T00:00:00.000Z 67090118400 {},{} {},{}",
             sha256(&client),
-            sha256(&ca_der),
+            sha256(&ca_der_peer),
             sha1(&client),
-            sha1(&ca_der)
+            sha1(&ca_der_peer)
         )
     );
 

@@ -339,6 +339,29 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 mod tests {
     use super::*;
 
+    /// A certificate's SANs of every kind the access log prints, and its
+    /// serial, as `certificate_details_of` reads them.
+    #[test]
+    fn sans_of_every_kind_and_the_serial() {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["client.test".to_string(), "10.0.0.1".to_string()]).unwrap();
+        params.subject_alt_names.push(rcgen::SanType::Rfc822Name("me@client.test".try_into().unwrap()));
+        params.distinguished_name.push(rcgen::DnType::CommonName, "client.test");
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x0a, 0x1b]));
+        let der = params.self_signed(&rcgen::KeyPair::generate().unwrap()).unwrap().der().to_vec();
+        let details = super::super::certificate_details_of(&der).expect("details");
+        assert_eq!(details.serial_number, "0a1b");
+        assert_eq!(details.subject, "CN=client.test");
+        assert_eq!(
+            details.subject_alt_names,
+            vec![
+                SubjectAltName::Dns("client.test".into()),
+                SubjectAltName::IpAddress("10.0.0.1".parse().unwrap()),
+                SubjectAltName::Email("me@client.test".into()),
+            ]
+        );
+    }
+
     #[test]
     fn times_of_both_kinds() {
         assert_eq!(days_from_civil(1970, 1, 1), 0);
