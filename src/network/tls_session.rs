@@ -302,8 +302,9 @@ impl TlsSession {
                 Ok(r) => r,
                 Err(e) => {
                     self.incoming.truncate(received);
-                    let pending = self.outgoing[..filled].to_vec();
-                    self.send_alert(&pending);
+                    let mut pending = std::mem::take(&mut self.outgoing);
+                    pending.truncate(filled);
+                    self.send_alert(pending);
                     return Err(tls_error(e));
                 }
             };
@@ -348,11 +349,10 @@ impl TlsSession {
         Ok(self)
     }
 
-    /// After a failed step: `pending` (ciphertext not yet sent) and the alert
-    /// rustls queued, written if the socket takes them now (the connection
-    /// closes next).
-    fn send_alert(&mut self, pending: &[u8]) {
-        let mut out = pending.to_vec();
+    /// After a failed step: `out` (ciphertext not yet sent) and the alert
+    /// rustls queued behind it, written if the socket takes them now (the
+    /// connection closes next).
+    fn send_alert(&mut self, mut out: Vec<u8>) {
         let mut plaintext = Vec::new();
         let out_len = out.len();
         let mut io = StepIo {
@@ -391,8 +391,8 @@ impl TlsSession {
     /// Runs the state machine over `tls` (ciphertext from the socket, or
     /// nothing), encrypting `encrypt` / a close_notify if asked. Decrypted bytes
     /// go to `direct` while it has room, then to `plaintext`; ciphertext to
-    /// `out` (its length returned). What
-    /// was not processed (a record cut short) is kept in `incoming`.
+    /// `out` (its length returned). What was not processed (a record cut
+    /// short) is kept in `incoming`.
     fn run(
         &mut self,
         tls: Option<&mut [u8]>,
@@ -419,9 +419,8 @@ impl TlsSession {
                 Ok((discard, step)) => {
                     start += discard;
                     match step {
-                        Step::Again => {}
-                        // Sent by the caller with the rest, after the run.
-                        Step::Transmit => {}
+                        // A transmit is sent by the caller with the rest, after the run.
+                        Step::Again | Step::Transmit => {}
                         // Edge-triggered: the session may still send.
                         Step::PeerClosed => {
                             self.read_end.get_or_insert(Ok(()));
@@ -452,8 +451,8 @@ impl TlsSession {
         result.map(|s| (out_len, s))
     }
 
-    /// Queues `out[..len]` behind what `outgoing` holds, after writing as much
-    /// of it as the socket takes now.
+    /// Writes as much of `out` as the socket takes now (nothing while
+    /// `outgoing` still holds bytes) and queues the rest behind them.
     fn send_or_keep(&mut self, out: &[u8]) -> io::Result<()> {
         let mut from = 0;
         if self.sent == self.outgoing.len() {
@@ -613,7 +612,7 @@ impl TlsSession {
                 // cannot write on the broken session (Envoy 1.40: 2 each).
                 self.connection_error.inc();
                 self.connection_error.inc();
-                self.send_alert(&[]);
+                self.send_alert(Vec::new());
                 self.read_end = Some(Err(io::ErrorKind::InvalidData));
             }
         }

@@ -697,12 +697,11 @@ fn a_forged_record_after_the_handshake_closes_the_connection_and_counts_as_envoy
     assert_eq!(c.stat("listener.tls_web.ssl.handshake"), Some(1));
 }
 
-#[test]
-fn tcp_proxy_runs_over_a_tls_listener_and_to_a_tls_cluster() {
-    let certs = certs();
-    let echo = Upstream::echo();
-    // The echo upstream behind TLS, reached by a TLS cluster (no validation context).
-    let tls_echo = crate::shared_tls::tls_front(echo, &certs.pki.leaf(&["up.test"]));
+/// A tcp_proxy listener `tcp` that terminates TLS and forwards over TLS
+/// (cluster `app`, SNI `up.test`, no validation context) to an echo upstream;
+/// the echo's TLS front lives as long as the returned `Upstream`.
+fn tls_tcp_proxy_to_tls_echo(certs: &Certs) -> (Courier, Upstream) {
+    let tls_echo = crate::shared_tls::tls_front(Upstream::echo(), &certs.pki.leaf(&["up.test"]));
     let cluster = format!(
         "{}{}",
         static_cluster("app", &[tls_echo.port()]),
@@ -712,7 +711,13 @@ fn tcp_proxy_runs_over_a_tls_listener_and_to_a_tls_cluster() {
     let (head, filters) = listener.split_once("    filter_chains:\n    - filters:\n").expect("listener shape");
     let tls = transport_socket("DownstreamTlsContext", &common(Some(&certs.server), None, ""), 6);
     let listener = format!("{head}    filter_chains:\n    -\n{tls}      filters:\n{filters}");
-    let c = start(&[listener], &[cluster]);
+    (start(&[listener], &[cluster]), tls_echo)
+}
+
+#[test]
+fn tcp_proxy_runs_over_a_tls_listener_and_to_a_tls_cluster() {
+    let certs = certs();
+    let (c, _tls_echo) = tls_tcp_proxy_to_tls_echo(&certs);
     let name = rustls::pki_types::ServerName::try_from(SERVER_NAME).expect("name");
     let conn = rustls::ClientConnection::new(client_config(&certs.pki.ca_pem, None, &[]), name).expect("client");
     let mut tls = rustls::StreamOwned::new(conn, connect(c.listener("tcp")));
@@ -730,18 +735,7 @@ fn tcp_proxy_runs_over_a_tls_listener_and_to_a_tls_cluster() {
 fn megabytes_both_ways_cross_tls_on_both_hops_intact() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let certs = certs();
-    let echo = Upstream::echo();
-    let tls_echo = crate::shared_tls::tls_front(echo, &certs.pki.leaf(&["up.test"]));
-    let cluster = format!(
-        "{}{}",
-        static_cluster("app", &[tls_echo.port()]),
-        transport_socket("UpstreamTlsContext", "sni: up.test\n", 4)
-    );
-    let listener = tcp_listener("tcp", "tls_tcp", "app", "");
-    let (head, filters) = listener.split_once("    filter_chains:\n    - filters:\n").expect("listener shape");
-    let tls = transport_socket("DownstreamTlsContext", &common(Some(&certs.server), None, ""), 6);
-    let listener = format!("{head}    filter_chains:\n    -\n{tls}      filters:\n{filters}");
-    let c = start(&[listener], &[cluster]);
+    let (c, _tls_echo) = tls_tcp_proxy_to_tls_echo(&certs);
     let addr = c.listener("tcp");
     let config = client_config(&certs.pki.ca_pem, None, &[]);
     // 4 MiB in writes of uneven sizes while the echo comes back: both
