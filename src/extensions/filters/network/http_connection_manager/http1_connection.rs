@@ -429,6 +429,7 @@ enum NextHead {
 ///
 /// Not itself `async`, for the reason `serve` gives: its future is part of every
 /// idle connection's.
+#[allow(clippy::manual_async_fn)]
 fn next_head<'a>(
     cfg: &'a HcmConfig,
     reader: &'a Rc<RefCell<ConnReader>>,
