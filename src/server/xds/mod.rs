@@ -16,6 +16,7 @@
 
 pub mod backoff;
 pub mod cds;
+pub mod delta;
 pub mod eds;
 pub mod eds_watch;
 pub mod grpc_mux;

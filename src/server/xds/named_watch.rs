@@ -43,6 +43,8 @@ pub struct NamedWatch<E> {
     entries: RefCell<Vec<Rc<E>>>,
     /// The last accepted response's `version_info`.
     version_info: RefCell<String>,
+    /// The entries the last rejected response reached.
+    rejected: RefCell<Vec<Rc<E>>>,
 }
 
 impl<E: NamedEntry> NamedWatch<E> {
@@ -53,6 +55,7 @@ impl<E: NamedEntry> NamedWatch<E> {
             type_url: format!("type.googleapis.com/{type_name}"),
             entries: RefCell::default(),
             version_info: RefCell::default(),
+            rejected: RefCell::default(),
         }
     }
 
@@ -87,19 +90,20 @@ impl<E: NamedEntry> NamedWatch<E> {
     /// Hands each resource of `file` to the entries of its name.
     async fn apply(&self, file: &DiscoveryFile) -> Result<(), ConfigError> {
         let entries = self.entries();
-        let mut counted: Vec<*const E> = Vec::new();
+        let mut counted: Vec<Rc<E>> = Vec::new();
         for resource in &file.resources {
             for entry in entries.iter().filter(|e| e.resource_name() == resource.name && !e.done()) {
                 entry.stats().update_attempt.inc();
-                counted.push(Rc::as_ptr(entry));
+                counted.push(entry.clone());
                 let one = DiscoveryFile { version_info: file.version_info.clone(), resources: vec![resource.clone()] };
                 if let Err(e) = entry.apply_one(&one).await {
                     for entry in &entries {
-                        if !counted.contains(&Rc::as_ptr(entry)) {
+                        if !counted.iter().any(|c| Rc::ptr_eq(c, entry)) {
                             entry.stats().update_attempt.inc();
                         }
                         entry.stats().update_rejected.inc();
                     }
+                    *self.rejected.borrow_mut() = counted;
                     return Err(e);
                 }
             }
@@ -127,6 +131,7 @@ impl<E: NamedEntry> Watch for NamedWatch<E> {
 
     fn on_response<'a>(&'a self, response: &'a DiscoveryResponse) -> LocalBoxFuture<'a, Result<(), ConfigError>> {
         Box::pin(async move {
+            self.rejected.borrow_mut().clear();
             let pushed: Vec<(&str, &[u8])> =
                 response.resources.iter().map(|a| (a.type_url.as_str(), a.value.as_slice())).collect();
             let decoded = decode_pushed(
@@ -154,6 +159,12 @@ impl<E: NamedEntry> Watch for NamedWatch<E> {
             }
             outcome
         })
+    }
+
+    fn on_delta_rejected(&self) {
+        for entry in std::mem::take(&mut *self.rejected.borrow_mut()) {
+            entry.stats().update_attempt.inc();
+        }
     }
 
     fn on_stream_failure(&self) {
