@@ -286,7 +286,7 @@ fn a_management_server_needs_a_static_http2_cluster() {
     assert!(e.contains("needs explicit_http_config.http2_protocol_options"), "{e}");
     let yaml = ads_bootstrap(&xds, "", "").replace("api_type: GRPC", "api_type: REST");
     let e = refused(&yaml);
-    assert!(e.contains("must not have a gRPC service specified"), "{e}");
+    assert!(e.contains("dynamic_resources.ads_config") && e.contains("must not have a gRPC service specified"), "{e}");
     let yaml = ads_bootstrap(&xds, "", "").replace("node: { id: test-node, cluster: test-cluster }\n", "");
     let e = refused(&yaml);
     assert!(e.contains("ads: node 'id' and 'cluster' are required"), "{e}");
