@@ -42,9 +42,12 @@ static_resources:
 
 /// An HTTP listener `name` whose routes are the route config `routes` over ADS.
 fn rds_listener(name: &str, routes: &str) -> Any {
-    let rds = format!(
-        "          rds:\n            route_config_name: {routes}\n            config_source: {{ ads: {{}}, resource_api_version: V3 }}\n"
-    );
+    rds_listener_on(name, routes, "{ ads: {}, resource_api_version: V3 }")
+}
+
+/// An HTTP listener `name` whose routes are the route config `routes` from `source`.
+fn rds_listener_on(name: &str, routes: &str, source: &str) -> Any {
+    let rds = format!("          rds:\n            route_config_name: {routes}\n            config_source: {source}\n");
     resource(LISTENER_TYPE, &http_listener(name, "", "", "").replacen("          route_config:\n", &rds, 1))
 }
 
@@ -168,6 +171,8 @@ fn session<G>(start: impl FnOnce(&str) -> (std::net::SocketAddr, G)) -> Vec<Stri
     let seen = xds.delta_requests().len();
     xds.restart();
     xds.wait_delta_request(seen, |r| is_type(r, ROUTE_TYPE));
+    // The refused assignment is not what the proxy says it has: sent again, refused again.
+    xds.wait_delta_request(seen, |r| is_nack(r, ENDPOINT_TYPE));
     wait_for("not connected again", || stat("control_plane.connected_state") == 1);
     xds.push(ENDPOINT_TYPE, "e3", vec![assignment("app", &[a.port()])]);
     xds.wait_delta_request(seen, |r| is_ack(r, ENDPOINT_TYPE));
@@ -321,8 +326,9 @@ fn a_listener_removed_by_delta_drains() {
 }
 
 /// Per-type delta streams (`api_config_source { api_type: DELTA_GRPC }`):
-/// `DeltaClusters`, `DeltaListeners`, and an EDS cluster's `DeltaEndpoints`,
-/// which unsubscribes the cluster's name once CDS removes it.
+/// `DeltaClusters`, `DeltaListeners`, a listener's `DeltaRoutes`, and an EDS
+/// cluster's `DeltaEndpoints`, which unsubscribes the cluster's name once CDS
+/// removes it.
 #[test]
 fn per_type_delta_streams_subscribe_and_unsubscribe() {
     let (a, b) = (http_upstream("a"), http_upstream("b"));
@@ -335,7 +341,12 @@ fn per_type_delta_streams_subscribe_and_unsubscribe() {
     };
     xds.push(CLUSTER_TYPE, "c1", clusters(&[eds("one"), eds("two")]));
     xds.push(ENDPOINT_TYPE, "e1", vec![assignment("one", &[a.port()]), assignment("two", &[b.port()])]);
-    xds.push(LISTENER_TYPE, "l1", vec![web_listener("web", &prefix_route("/two", "two", ""), "one")]);
+    xds.push(LISTENER_TYPE, "l1", vec![rds_listener_on("web", "routes", source)]);
+    xds.push(
+        ROUTE_TYPE,
+        "r1",
+        vec![routes("routes", &(prefix_route("/two", "two", "") + &prefix_route("/", "one", "")))],
+    );
     let yaml = format!(
         "node: {{ id: node-1, cluster: cluster-1 }}\ndynamic_resources:\n  cds_config: {source}\n  lds_config: {source}\nstatic_resources:\n  clusters:\n{}",
         xds_cluster(xds.port())
@@ -345,7 +356,7 @@ fn per_type_delta_streams_subscribe_and_unsubscribe() {
     assert_eq!(Client::connect(addr).get("/").seen().upstream(), "a");
     assert_eq!(Client::connect(addr).get("/two").seen().upstream(), "b");
     let methods: Vec<String> = xds.delta_requests().into_iter().map(|(m, _)| m).collect();
-    for service in ["DeltaClusters", "DeltaListeners", "DeltaEndpoints"] {
+    for service in ["DeltaClusters", "DeltaListeners", "DeltaEndpoints", "DeltaRoutes"] {
         assert!(methods.iter().any(|m| m.ends_with(service)), "{methods:?}");
     }
     let (_, eds_first) = xds.wait_delta_request(0, |r| is_type(r, ENDPOINT_TYPE));
