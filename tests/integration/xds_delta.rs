@@ -373,3 +373,52 @@ fn per_type_delta_streams_subscribe_and_unsubscribe() {
     assert_eq!(Client::connect(addr).get("/two").status, 503);
     assert_eq!(Client::connect(addr).get("/").seen().upstream(), "a");
 }
+
+/// An assignment and a route config in `removed_resources` against a proxy
+/// started by `start`: what serves and their stats after (Envoy's EDS takes it
+/// as an empty update, its RDS ignores it: both keep what they had).
+fn eds_removal_session<G>(start: impl FnOnce(&str) -> (std::net::SocketAddr, G)) -> Vec<String> {
+    let (a, b) = (http_upstream("a"), http_upstream("b"));
+    let xds = XdsServer::start();
+    xds.push(CLUSTER_TYPE, "c1", clusters(&[ads_eds_cluster("app", "app"), static_cluster("b", &[b.port()])]));
+    xds.push(ENDPOINT_TYPE, "e1", vec![assignment("app", &[a.port()])]);
+    xds.push(LISTENER_TYPE, "l1", vec![rds_listener("web", "routes")]);
+    xds.push(ROUTE_TYPE, "r1", vec![routes("routes", &(prefix_route("/b", "b", "") + &prefix_route("/", "app", "")))]);
+    let (admin, guard) = start(&delta_bootstrap(&xds, ""));
+    xds.wait_delta_request(0, |r| is_ack(r, ROUTE_TYPE));
+    let mut out = Vec::new();
+    let stat = |name: &str| admin_stat(admin, name);
+    let served = |step: &str, out: &mut Vec<String>| {
+        for path in ["/", "/b"] {
+            let r = Client::connect(admin_listener(admin, "web")).get(path);
+            let who = if r.status == 200 { r.seen().upstream().to_string() } else { r.status.to_string() };
+            out.push(format!("{step} {path}: {who}"));
+        }
+        for prefix in ["cluster.app.", "http.ingress.rds.routes."] {
+            for name in ["update_attempt", "update_success", "update_empty", "update_rejected", "version"] {
+                out.push(format!("{step} {prefix}{name}: {}", stat(&format!("{prefix}{name}"))));
+            }
+        }
+        out.push(format!("{step} cluster.app.membership_total: {}", stat("cluster.app.membership_total")));
+    };
+    served("e1", &mut out);
+    let seen = xds.delta_requests().len();
+    xds.remove(ENDPOINT_TYPE, "e2", &["app"]);
+    xds.wait_delta_request(seen, |r| is_ack(r, ENDPOINT_TYPE));
+    let seen = xds.delta_requests().len();
+    xds.remove(ROUTE_TYPE, "r2", &["routes"]);
+    xds.wait_delta_request(seen, |r| is_ack(r, ROUTE_TYPE));
+    // What the removals did is seen once the next update is in.
+    let seen = xds.delta_requests().len();
+    xds.push(CLUSTER_TYPE, "c2", clusters(&[ads_eds_cluster("app", "app")]));
+    xds.wait_delta_request(seen, |r| is_ack(r, CLUSTER_TYPE));
+    served("removed", &mut out);
+    drop(guard);
+    out.extend(xds.delta_requests().iter().map(|(_, r)| delta_summary(r)));
+    out
+}
+
+#[test]
+fn an_assignment_and_routes_removed_by_delta_match_envoy() {
+    same_as_envoy(eds_removal_session);
+}

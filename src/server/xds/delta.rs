@@ -10,7 +10,9 @@
 //! `resources[i]` is its place in the response), so a removed cluster or
 //! listener goes as when a state of the world leaves it out; a watch that
 //! names its resources (EDS, RDS) is handed the response's resources only,
-//! as Envoy calls only the watches a response names. Only an accepted
+//! as Envoy calls only the watches a response names, and then the names it
+//! removed (`Watch::on_removed`: EDS takes an empty update, RDS ignores it,
+//! as Envoy's). Only an accepted
 //! response changes what is kept. Requests subscribe and unsubscribe names
 //! against what the stream was last told; a new stream's first request of a
 //! type lists what is kept in `initial_resource_versions`, so the server
@@ -35,6 +37,8 @@ pub struct Prepared {
     next: Resources,
     /// The response's resources: name and version.
     pub versions: Vec<(String, String)>,
+    /// The names the response removed (or sent without a body).
+    pub removed: Vec<String>,
 }
 
 #[derive(Default)]
@@ -97,17 +101,19 @@ impl DeltaState {
         let mut next = self.accepted.get(&delta.type_url).cloned().unwrap_or_default();
         let mut resources = Vec::with_capacity(delta.resources.len());
         let mut versions = Vec::with_capacity(delta.resources.len());
+        let mut removed = delta.removed_resources;
         for r in delta.resources {
             // A resource without a body is one the server says does not exist.
             let Some(any) = r.resource else {
                 next.remove(&r.name);
+                removed.push(r.name);
                 continue;
             };
             resources.push(any.clone());
             versions.push((r.name.clone(), r.version.clone()));
             next.insert(r.name, (r.version, any));
         }
-        for name in &delta.removed_resources {
+        for name in &removed {
             next.remove(name);
         }
         if wildcard {
@@ -121,7 +127,7 @@ impl DeltaState {
             nonce: delta.nonce,
             ..Default::default()
         };
-        Prepared { response, type_url: delta.type_url, next, versions }
+        Prepared { response, type_url: delta.type_url, next, versions, removed }
     }
 
     /// Keeps what an accepted response left.

@@ -336,6 +336,7 @@ impl GrpcMux {
                 let prepared = self.delta.borrow().prepare(response, watch.wildcard());
                 let error_detail = match watch.on_response(&prepared.response).await {
                     Ok(()) => {
+                        watch.on_removed(&prepared.removed, &prepared.response.version_info).await;
                         watch.set_resource_versions(&prepared.versions);
                         self.delta.borrow_mut().commit(prepared);
                         None

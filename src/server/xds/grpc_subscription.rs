@@ -47,6 +47,11 @@ pub trait Watch {
     /// counts an attempt as a delta update reaches a subscription and
     /// another as it is rejected (checked against Envoy 1.40).
     fn on_delta_rejected(&self) {}
+    /// On a delta stream, after an accepted response: the named resources it
+    /// removed (a wildcard watch had them removed from the state it was handed).
+    fn on_removed<'a>(&'a self, _names: &'a [String], _version_info: &'a str) -> LocalBoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// A `ResourceApi` subscribed over gRPC.

@@ -33,6 +33,15 @@ pub trait NamedEntry {
     /// Applies an update holding its one resource (and ends its
     /// initialization, whatever the outcome); counts an accepted one.
     fn apply_one<'a>(&'a self, one: &'a DiscoveryFile) -> LocalBoxFuture<'a, Result<(), ConfigError>>;
+    /// Its resource was removed by a delta response of `version_info` (its
+    /// attempt counted): by default an update holding nothing, as Envoy's
+    /// EDS takes it (`update_empty`, the hosts stay).
+    fn removed<'a>(&'a self, version_info: &'a str) -> LocalBoxFuture<'a, ()> {
+        Box::pin(async move {
+            let empty = DiscoveryFile { version_info: version_info.to_string(), resources: Vec::new() };
+            let _ = self.apply_one(&empty).await;
+        })
+    }
 }
 
 /// The entries of one resource type on one stream.
@@ -158,6 +167,15 @@ impl<E: NamedEntry> Watch for NamedWatch<E> {
                 tracing::warn!("gRPC config for {} rejected: {outcome:?}", self.type_url);
             }
             outcome
+        })
+    }
+
+    fn on_removed<'a>(&'a self, names: &'a [String], version_info: &'a str) -> LocalBoxFuture<'a, ()> {
+        Box::pin(async move {
+            for entry in self.entries().iter().filter(|e| names.iter().any(|n| n == e.resource_name()) && !e.done()) {
+                entry.stats().update_attempt.inc();
+                entry.removed(version_info).await;
+            }
         })
     }
 
