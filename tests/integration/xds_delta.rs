@@ -265,7 +265,11 @@ fn delta_ads_serves_nacks_with_the_field_path_and_resumes_with_initial_versions(
     assert!(method.ends_with("AggregatedDiscoveryService/DeltaAggregatedResources"), "{method}");
     assert_eq!(first.type_url, CLUSTER_TYPE);
     assert!(first.resource_names_subscribe.is_empty(), "a wildcard subscription names nothing: {first:?}");
-    assert!(first.node.is_some());
+    // The node names Courier where Envoy's names itself ("envoy", 1.40.0).
+    let node = first.node.as_ref().expect("the first request carries the node");
+    assert_eq!((node.id.as_str(), node.user_agent_name.as_str()), ("test-node", "courier"));
+    assert!(node.user_agent_version_type.is_some(), "{node:?}");
+    assert!(node.client_features.is_empty(), "{node:?}");
     xds.wait_delta_request(0, |r| is_ack(r, LISTENER_TYPE));
     assert_eq!(c.stat("cluster_manager.cds.update_success"), Some(1));
 

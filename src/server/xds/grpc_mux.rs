@@ -20,6 +20,9 @@
 //! incremental xDS (`delta`): the same watches, each response turned into
 //! the state of the world they take, and requests that subscribe and
 //! unsubscribe names, ACK and NACK by nonce.
+//! The `node` sent is the bootstrap's with Courier's name and version in
+//! `user_agent_name` and `user_agent_build_version` (`xds_node`), where Envoy
+//! puts "envoy" and its own; `client_features` stays empty, as Envoy 1.40's.
 //! `control_plane.*` are Envoy's
 //! stats; Courier does no rate limiting, so `rate_limit_enforced` and
 //! `pending_requests` stay 0 (as Envoy's without `rate_limit_settings`).
@@ -111,6 +114,28 @@ impl Received {
     }
 }
 
+/// The node requests carry: the bootstrap's, naming the client as Envoy's
+/// does itself (Envoy overrides these fields whatever the bootstrap says).
+pub fn xds_node(node: &Node) -> Node {
+    use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
+    use envoy_types::pb::envoy::config::core::v3::BuildVersion;
+    use envoy_types::pb::envoy::r#type::v3::SemanticVersion;
+    let number = |s: &str| s.parse().unwrap_or(0);
+    let version = SemanticVersion {
+        major_number: number(env!("CARGO_PKG_VERSION_MAJOR")),
+        minor_number: number(env!("CARGO_PKG_VERSION_MINOR")),
+        patch: number(env!("CARGO_PKG_VERSION_PATCH")),
+    };
+    Node {
+        user_agent_name: "courier".into(),
+        user_agent_version_type: Some(UserAgentVersionType::UserAgentBuildVersion(BuildVersion {
+            version: Some(version),
+            metadata: None,
+        })),
+        ..node.clone()
+    }
+}
+
 /// gRPC's INTERNAL, the status of Envoy's NACK.
 const NACK_STATUS: i32 = 13;
 /// Envoy cuts a NACK's message to this many bytes (`truncateGrpcStatusMessage`).
@@ -165,7 +190,7 @@ impl GrpcMux {
             source,
             method,
             cm,
-            node,
+            node: xds_node(&node),
             stats,
             watches: RefCell::default(),
             reasked: RefCell::default(),
