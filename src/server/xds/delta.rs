@@ -57,21 +57,31 @@ impl DeltaState {
 
     /// The first request of a type on a stream: its names (none for a
     /// wildcard, as Envoy's legacy wildcard subscription) and the versions
-    /// of what is kept of them.
-    pub fn first_request(&mut self, type_url: &str, names: Vec<String>, wildcard: bool) -> DeltaDiscoveryRequest {
+    /// of what is kept of them. None for a type that names nothing now (an
+    /// empty list would be a wildcard): its names go out when it has some.
+    pub fn first_request(
+        &mut self,
+        type_url: &str,
+        names: Vec<String>,
+        wildcard: bool,
+    ) -> Option<DeltaDiscoveryRequest> {
         let accepted = self.accepted.entry(type_url.to_string()).or_default();
         if !wildcard {
             accepted.retain(|name, _| names.contains(name));
         }
+        if !wildcard && names.is_empty() {
+            self.subscribed.insert(type_url.to_string(), Vec::new());
+            return None;
+        }
         let initial_resource_versions =
             accepted.iter().map(|(name, (version, _))| (name.clone(), version.clone())).collect();
         self.subscribed.insert(type_url.to_string(), names.clone());
-        DeltaDiscoveryRequest {
+        Some(DeltaDiscoveryRequest {
             type_url: type_url.to_string(),
             resource_names_subscribe: names,
             initial_resource_versions,
             ..Default::default()
-        }
+        })
     }
 
     /// The names of a type changed: the request subscribing the new ones and
@@ -171,14 +181,15 @@ mod tests {
         // A named watch gets the response's resources only.
         assert_eq!(state.prepare(second, false).response.resources.len(), 1);
         // Not committed: a new stream still offers a and b.
-        let request = state.first_request("t", Vec::new(), true);
+        let request = state.first_request("t", Vec::new(), true).expect("a wildcard asks");
         assert_eq!(request.initial_resource_versions.len(), 2);
     }
 
     #[test]
     fn names_are_subscribed_and_unsubscribed_against_the_streams() {
         let mut state = DeltaState::default();
-        let first = state.first_request("e", vec!["x".into()], false);
+        assert!(state.first_request("e", Vec::new(), false).is_none(), "no names: nothing to ask");
+        let first = state.first_request("e", vec!["x".into()], false).expect("a request");
         assert_eq!(first.resource_names_subscribe, ["x"]);
         assert!(state.names_changed("e", vec!["x".into()]).is_none());
         let changed = state.names_changed("e", vec!["y".into()]).expect("a request");

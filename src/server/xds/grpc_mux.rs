@@ -380,13 +380,14 @@ impl GrpcMux {
         }
     }
 
-    /// A watch's first request on a stream.
-    fn first_request(&self, watch: &dyn Watch, first: &mut bool) -> Outgoing {
+    /// A watch's first request on a stream (none for a delta watch naming nothing).
+    fn first_request(&self, watch: &dyn Watch, first: &mut bool) -> Option<Outgoing> {
         if !self.source.delta {
-            return Outgoing::Sotw(self.request(watch, watch.version_info(), String::new(), None, first));
+            return Some(Outgoing::Sotw(self.request(watch, watch.version_info(), String::new(), None, first)));
         }
-        let request = self.delta.borrow_mut().first_request(watch.type_url(), watch.resource_names(), watch.wildcard());
-        Outgoing::Delta(self.with_node(request, first))
+        let request =
+            self.delta.borrow_mut().first_request(watch.type_url(), watch.resource_names(), watch.wildcard())?;
+        Some(Outgoing::Delta(self.with_node(request, first)))
     }
 
     /// A watch's request after its names changed, if the stream is to be told.
@@ -417,7 +418,9 @@ impl GrpcMux {
     ) -> Result<(), StreamError> {
         let watches = self.watches.borrow().clone();
         for w in &watches[*requested..] {
-            self.first_request(w.as_ref(), first).send(stream)?;
+            if let Some(request) = self.first_request(w.as_ref(), first) {
+                request.send(stream)?;
+            }
         }
         let asked = &watches[..*requested];
         *requested = watches.len();
