@@ -227,7 +227,8 @@ fn session<G>(start: impl FnOnce(&str) -> (std::net::SocketAddr, G)) -> Vec<Stri
 
 /// The delta ADS session against the real Envoy 1.40 and Courier: the same
 /// requests (subscriptions, ACKs, NACKs, where the node goes, what a new
-/// stream says it has), what served each step, the stats and versions.
+/// stream says it has), what served each step, the stats and versions
+/// (`/config_dump` shows each resource's own version, as Envoy's).
 #[test]
 fn delta_ads_requests_traffic_and_stats_match_envoys() {
     let courier = same_as_envoy(session);
@@ -293,9 +294,9 @@ fn delta_ads_serves_nacks_with_the_field_path_and_resumes_with_initial_versions(
     xds.restart();
     let (_, cds) = xds.wait_delta_request(seen, |r| is_type(r, CLUSTER_TYPE) && r.response_nonce.is_empty());
     let versions: Vec<(String, String)> = cds.initial_resource_versions.into_iter().collect();
-    assert_eq!(versions, [("a".to_string(), "c1".to_string())]);
+    assert_eq!(versions, [("a".to_string(), "res-c1".to_string())]);
     let (_, lds) = xds.wait_delta_request(seen, |r| is_type(r, LISTENER_TYPE) && r.response_nonce.is_empty());
-    assert_eq!(lds.initial_resource_versions.get("web").map(String::as_str), Some("l1"));
+    assert_eq!(lds.initial_resource_versions.get("web").map(String::as_str), Some("res-l1"));
     // The server resends the refused cluster (Courier does not have it): NACKed again.
     xds.wait_delta_request(seen, |r| is_nack(r, CLUSTER_TYPE));
     xds.push(CLUSTER_TYPE, "c3", clusters(&[static_cluster("a", &[a.port()]), static_cluster("b", &[a.port()])]));

@@ -11,8 +11,9 @@
 //! `tests/compat/data/xds` (`push_file`).
 //!
 //! The delta methods (`DeltaAggregatedResources`, `DeltaClusters`, ...) serve
-//! the same snapshot incrementally: each resource has the version of the push
-//! that last changed it, and a stream gets the resources it subscribed to
+//! the same snapshot incrementally: each resource has a version of its own,
+//! `res-<version of the push that last changed it>` (not the response's
+//! `system_version_info`, so a test sees which one a proxy shows), and a stream gets the resources it subscribed to
 //! (all of a type for a wildcard subscription: an empty first list, or `*`)
 //! that it does not have at that version (`initial_resource_versions` tell
 //! what a reconnecting client has), and `removed_resources` for the ones it
@@ -149,7 +150,7 @@ impl XdsServer {
             .map(|r| {
                 let name = resource_name(&r.value);
                 let kept = old.get(&name).filter(|(_, o)| o.value == r.value).map(|(v, _)| v.clone());
-                (name, (kept.unwrap_or_else(|| version.to_string()), r.clone()))
+                (name, (kept.unwrap_or_else(|| format!("res-{version}")), r.clone()))
             })
             .collect();
         state.versions.insert(type_url.to_string(), versions);
