@@ -41,10 +41,21 @@ const RECORD: usize = 16 * 1024;
 const MAX_HANDSHAKE_BUFFER: usize = 0xffff + 2 * 1024;
 
 thread_local! {
+    /// The signature scheme a verifier checked in the handshake step running on
+    /// this worker (`note_peer_signature`), taken by the session after the step.
+    static PEER_SIGNATURE: Cell<Option<rustls::SignatureScheme>> = const { Cell::new(None) };
     /// Ciphertext read or written by the poll running on this worker.
     static TLS_SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
     /// A vectored write's slices, joined.
     static PLAINTEXT_SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// Called by a certificate verifier as it checks the peer's handshake
+/// signature: the session whose handshake step is running on this thread
+/// records the scheme (Envoy's `ssl.sigalgs.*`). rustls calls verifiers
+/// within the step, so the note cannot be another session's.
+pub fn note_peer_signature(scheme: rustls::SignatureScheme) {
+    PEER_SIGNATURE.with(|s| s.set(Some(scheme)));
 }
 
 /// Runs `f` with this worker's scratch buffer of at least `len` bytes (taken
@@ -214,6 +225,9 @@ pub struct TlsSession {
     /// error (a TCP close without close_notify, a bad record).
     read_end: Option<Result<(), io::ErrorKind>>,
     close_notify_sent: bool,
+    /// The signature scheme the peer's handshake signature used, as the
+    /// verifier saw it (none on a resumed session, or a client without a certificate).
+    peer_signature: Option<rustls::SignatureScheme>,
     /// `<scope>.ssl.connection_error`, for a bad record after the handshake.
     connection_error: Arc<Counter>,
 }
@@ -261,6 +275,7 @@ impl TlsSession {
             read_waker: None,
             read_end: None,
             close_notify_sent: false,
+            peer_signature: None,
             connection_error,
         }
     }
@@ -268,6 +283,11 @@ impl TlsSession {
     /// What the handshake settled (version, cipher, peer certificates, ALPN).
     pub fn state(&self) -> &CommonState {
         self.conn.state()
+    }
+
+    /// The scheme of the peer's handshake signature (see `note_peer_signature`).
+    pub fn peer_signature(&self) -> Option<rustls::SignatureScheme> {
+        self.peer_signature
     }
 
     /// The protocol ALPN chose, if any.
@@ -295,7 +315,11 @@ impl TlsSession {
                 encrypt: None,
                 close_notify: false,
             };
+            PEER_SIGNATURE.with(|s| s.set(None));
             let result = self.conn.step(&mut self.incoming[..received], &mut io);
+            if let Some(scheme) = PEER_SIGNATURE.with(Cell::take) {
+                self.peer_signature = Some(scheme);
+            }
             filled = io.out_len;
             self.outgoing = out;
             let (discard, step) = match result {
