@@ -117,6 +117,8 @@ pub(crate) enum TlsField {
     LocalEmailSan,
     Version,
     Cipher,
+    /// A TLS 1.2 session's ID (none for TLS 1.3, as Envoy 1.40 prints).
+    SessionId,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,14 +297,8 @@ impl Operator {
             "DOWNSTREAM_LOCAL_DNS_SAN" => Operator::Tls(Downstream, TlsField::LocalDnsSan),
             "DOWNSTREAM_LOCAL_IP_SAN" => Operator::Tls(Downstream, TlsField::LocalIpSan),
             "DOWNSTREAM_LOCAL_EMAIL_SAN" => Operator::Tls(Downstream, TlsField::LocalEmailSan),
-            "DOWNSTREAM_TLS_SESSION_ID" | "UPSTREAM_TLS_SESSION_ID" => {
-                // rustls keeps a session's ID (TLS 1.2) to itself and never makes
-                // one for TLS 1.3, where BoringSSL makes one up (Envoy 1.40 prints
-                // 64 hex digits either way): Courier has no value Envoy would print.
-                return Err(format!(
-                    "command operator %{name}% is not supported by Courier: rustls does not expose the TLS session ID"
-                ));
-            }
+            "DOWNSTREAM_TLS_SESSION_ID" => Operator::Tls(Downstream, TlsField::SessionId),
+            "UPSTREAM_TLS_SESSION_ID" => Operator::Tls(Upstream, TlsField::SessionId),
             "UPSTREAM_TLS_VERSION" => Operator::Tls(Upstream, TlsField::Version),
             "UPSTREAM_TLS_CIPHER" => Operator::Tls(Upstream, TlsField::Cipher),
             "UPSTREAM_PEER_SUBJECT" => Operator::Tls(Upstream, TlsField::PeerSubject),
@@ -445,6 +441,7 @@ impl Operator {
                     TlsField::LocalEmailSan => sans(local(), SanKind::Email),
                     TlsField::Version => tls.version.map(str::to_string),
                     TlsField::Cipher => tls.cipher.map(str::to_string),
+                    TlsField::SessionId => tls.session_id.clone(),
                 };
                 text(value.as_deref().filter(|v| !v.is_empty()), out)
             }

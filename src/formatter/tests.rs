@@ -624,15 +624,20 @@ fn upstream_tls_operators_read_the_upstream_session() {
     assert!(f.fmt("%UPSTREAM_PEER_CERT%").starts_with("-----BEGIN%20CERTIFICATE-----%0A"));
 }
 
-/// Envoy's TLS session ID has no rustls counterpart: a config naming it fails
-/// with the operator's name. The `UPSTREAM_` TLS operators Envoy 1.40 lacks
-/// (fingerprints, serial, local subject, e-mail SANs) fail as unknown there.
+/// The TLS session ID prints as the session says (none for TLS 1.3). The
+/// `UPSTREAM_` TLS operators Envoy 1.40 lacks (fingerprints, serial, local
+/// subject, e-mail SANs) fail as unknown there.
 #[test]
-fn tls_session_id_is_refused_by_name() {
-    for name in ["DOWNSTREAM_TLS_SESSION_ID", "UPSTREAM_TLS_SESSION_ID"] {
-        let e = FormatString::parse(&format!("%{name}%")).unwrap_err();
-        assert!(e.contains(&format!("%{name}%")) && e.contains("session ID"), "{e}");
-    }
+fn tls_session_ids_and_unknown_upstream_operators() {
+    use crate::network::tls::TlsSessionInfo;
+    let mut f = Fixture::new();
+    assert_eq!(f.fmt("%DOWNSTREAM_TLS_SESSION_ID% %UPSTREAM_TLS_SESSION_ID%"), "- -");
+    let session = |id: Option<&str>| {
+        Some(std::rc::Rc::new(TlsSessionInfo { session_id: id.map(str::to_string), ..Default::default() }))
+    };
+    f.info.downstream_tls = session(Some("0a0b"));
+    f.info.upstream_tls = session(None);
+    assert_eq!(f.fmt("%DOWNSTREAM_TLS_SESSION_ID% %UPSTREAM_TLS_SESSION_ID%"), "0a0b -");
     for name in ["UPSTREAM_PEER_FINGERPRINT_256", "UPSTREAM_PEER_SERIAL", "UPSTREAM_LOCAL_SUBJECT"] {
         let e = FormatString::parse(&format!("%{name}%")).unwrap_err();
         assert_eq!(e, format!("Not supported field in StreamInfo: {name}"));

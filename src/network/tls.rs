@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, CommonState, ServerConfig};
+use rustls::{ClientConfig, ServerConfig};
 use tokio::net::TcpStream;
 
 use super::client_hello::{self, ClientHello};
@@ -454,6 +454,9 @@ pub struct TlsSessionInfo {
     pub peer: Option<Box<PeerCertificate>>,
     /// `TLSv1.2` / `TLSv1.3`.
     pub version: Option<&'static str>,
+    /// A TLS 1.2 session's ID, lower-case hex (`%DOWNSTREAM_TLS_SESSION_ID%`);
+    /// none for TLS 1.3, as Envoy 1.40 prints none there.
+    pub session_id: Option<String>,
     /// The cipher suite by its OpenSSL name, as Envoy's stats and logs name it.
     pub cipher: Option<&'static str>,
     /// The certificate this side presented (`%DOWNSTREAM_LOCAL_*%`).
@@ -469,7 +472,7 @@ pub type UpstreamTlsInfo = TlsSessionInfo;
 
 impl TlsSessionInfo {
     fn of(
-        session: &CommonState,
+        session: &TlsSession,
         server_name: Option<String>,
         tls: &DownstreamTls,
         context: &Arc<TlsContext<ServerConfig>>,
@@ -481,7 +484,7 @@ impl TlsSessionInfo {
 
     /// An upstream session's: this side's certificate is the cluster's
     /// client certificate, the only one a client context has.
-    fn of_upstream(session: &CommonState, tls: &UpstreamTls, context: &Arc<TlsContext<ClientConfig>>) -> Self {
+    fn of_upstream(session: &TlsSession, tls: &UpstreamTls, context: &Arc<TlsContext<ClientConfig>>) -> Self {
         let local = (!context.certificates.cert_chain.is_empty())
             .then(|| LocalCertificate { context: LocalContext::Client(context.clone()), index: 0 });
         Self::read(session, local, tls.read_peer, tls.read_details)
@@ -489,7 +492,7 @@ impl TlsSessionInfo {
 
     /// What either side reads of a session once its handshake is done.
     fn read(
-        session: &CommonState,
+        session: &TlsSession,
         local_certificate: Option<LocalCertificate>,
         read_peer: PeerCertificateReader,
         read_details: CertificateDetailsReader,
@@ -511,8 +514,11 @@ impl TlsSessionInfo {
             });
             local_uri_sans.first().cloned().or(dns).unwrap_or_else(|| c.subject.clone())
         });
+        let session_id = session.session_id().map(crate::common::hex::lower_hex);
+        let session = session.state();
         let peer_certificates: Vec<_> = session.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
         TlsSessionInfo {
+            session_id,
             peer: peer_certificates.first().and_then(|c| read_peer(c.as_ref())).map(Box::new),
             peer_certificates,
             local_uri_sans,
@@ -678,7 +684,7 @@ impl DownstreamTls {
         match result {
             Ok((session, server_name)) => {
                 self.stats.handshake_done(&session);
-                let info = DownstreamTlsInfo::of(session.state(), server_name, self, &context);
+                let info = DownstreamTlsInfo::of(&session, server_name, self, &context);
                 Ok((TransportStream::Tls(SharedStream::new(session)), info))
             }
             Err(Some(e)) => {
@@ -861,7 +867,7 @@ impl UpstreamTls {
         match TlsSession::connect(tcp, conn, self.stats.ssl.connection_error.clone()).await {
             Ok(session) => {
                 self.stats.handshake_done(&session);
-                let info = TlsSessionInfo::of_upstream(session.state(), self, &context);
+                let info = TlsSessionInfo::of_upstream(&session, self, &context);
                 Ok((TransportStream::Tls(SharedStream::new(session)), info))
             }
             Err(e) => {

@@ -28,6 +28,7 @@ use rustls::CommonState;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::tls_session_id::SessionIdReader;
 use super::transport::ReadReady;
 use crate::stats::Counter;
 
@@ -228,6 +229,8 @@ pub struct TlsSession {
     /// The signature scheme the peer's handshake signature used, as the
     /// verifier saw it (none on a resumed session, or a client without a certificate).
     peer_signature: Option<rustls::SignatureScheme>,
+    /// What the handshake's cleartext records say of the session's ID.
+    session_id: SessionIdReader,
     /// `<scope>.ssl.connection_error`, for a bad record after the handshake.
     connection_error: Arc<Counter>,
 }
@@ -276,6 +279,7 @@ impl TlsSession {
             read_end: None,
             close_notify_sent: false,
             peer_signature: None,
+            session_id: SessionIdReader::default(),
             connection_error,
         }
     }
@@ -288,6 +292,15 @@ impl TlsSession {
     /// The scheme of the peer's handshake signature (see `note_peer_signature`).
     pub fn peer_signature(&self) -> Option<rustls::SignatureScheme> {
         self.peer_signature
+    }
+
+    /// A TLS 1.2 session's ID as BoringSSL keeps it (`tls_session_id`);
+    /// `None` for TLS 1.3, and for a session BoringSSL gives none.
+    pub fn session_id(&self) -> Option<&[u8]> {
+        if self.conn.state().protocol_version() != Some(rustls::ProtocolVersion::TLSv1_2) {
+            return None;
+        }
+        self.session_id.session_id(matches!(self.conn, Connection::Server(_)))
     }
 
     /// The protocol ALPN chose, if any.
@@ -315,6 +328,11 @@ impl TlsSession {
                 encrypt: None,
                 close_notify: false,
             };
+            if matches!(self.conn, Connection::Client(_)) {
+                // The server's records, kept by rustls until each is whole
+                // and processed: read before they go.
+                self.session_id.read(&self.incoming[..received]);
+            }
             PEER_SIGNATURE.with(|s| s.set(None));
             let result = self.conn.step(&mut self.incoming[..received], &mut io);
             if let Some(scheme) = PEER_SIGNATURE.with(Cell::take) {
@@ -339,6 +357,9 @@ impl TlsSession {
             match step {
                 Step::Again => {}
                 Step::Transmit => {
+                    if matches!(self.conn, Connection::Server(_)) {
+                        self.session_id.read(&self.outgoing[..filled]);
+                    }
                     write_all(&self.tcp, &self.outgoing[..filled]).await?;
                     filled = 0;
                 }
