@@ -487,7 +487,17 @@ impl TlsSessionInfo {
     fn of_upstream(session: &TlsSession, tls: &UpstreamTls, context: &Arc<TlsContext<ClientConfig>>) -> Self {
         let local = (!context.certificates.cert_chain.is_empty())
             .then(|| LocalCertificate { context: LocalContext::Client(context.clone()), index: 0 });
-        Self::read(session, local, tls.read_peer, tls.read_details)
+        let mut info = Self::read(session, local, tls.read_peer, tls.read_details);
+        if info.session_id.is_some() {
+            let resumed = session.state().handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+            let mut last = tls.last_session_id.lock().unwrap_or_else(|e| e.into_inner());
+            if resumed && !session.ticket_received() {
+                info.session_id.clone_from(&last);
+            } else {
+                last.clone_from(&info.session_id);
+            }
+        }
+        info
     }
 
     /// What either side reads of a session once its handshake is done.
@@ -753,6 +763,11 @@ pub struct UpstreamTls {
     pub read_peer: PeerCertificateReader,
     /// Reads the rest of a certificate, on demand (the TLS extension's reader).
     pub read_details: CertificateDetailsReader,
+    /// The TLS 1.2 session ID of the last session made whole: a session
+    /// resumed without a new ticket keeps it in BoringSSL, which the records
+    /// do not show (the context's last stands in for the resumed one, as
+    /// `TlsStats` does for the signature).
+    pub last_session_id: std::sync::Mutex<Option<String>>,
 }
 
 /// A TLS context's certificates as Envoy's `/certs` lists them: each trusted

@@ -303,6 +303,11 @@ impl TlsSession {
         self.session_id.session_id(matches!(self.conn, Connection::Server(_)))
     }
 
+    /// The server sent a session ticket in this (TLS 1.2) handshake.
+    pub fn ticket_received(&self) -> bool {
+        self.session_id.ticket_received()
+    }
+
     /// The protocol ALPN chose, if any.
     pub fn alpn(&self) -> Option<&[u8]> {
         self.conn.state().alpn_protocol()

@@ -90,6 +90,11 @@ impl SessionIdReader {
         self.ticket_hash = Some(hash);
     }
 
+    /// A client was given a ticket in this handshake.
+    pub(super) fn ticket_received(&self) -> bool {
+        self.ticket_hash.is_some()
+    }
+
     /// The session's ID for the `server` or client side, by BoringSSL's rules
     /// (the caller knows the session is TLS 1.2).
     pub(super) fn session_id(&self, server: bool) -> Option<&[u8]> {

@@ -188,6 +188,7 @@ impl TransportSocketBuilder for TlsSocketBuilder<'_> {
             stats,
             read_peer: peer_certificate,
             read_details: certificate_details_of,
+            last_session_id: Default::default(),
         });
         let common = proto.common_tls_context.clone().unwrap_or_default();
         let rebuild = Rebuild {
