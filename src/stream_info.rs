@@ -149,6 +149,17 @@ impl ResponseFlags {
     }
 }
 
+/// What the access log reads of an upstream connection
+/// (`%UPSTREAM_LOCAL_ADDRESS%`, `%UPSTREAM_TLS_*%`, `%UPSTREAM_PEER_*%`): read
+/// once when the connection is made, kept with it by its pool, and copied
+/// into the `StreamInfo` of each request it carries (an address and an `Rc`:
+/// no allocation per request).
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamConnectionInfo {
+    pub local: Option<SocketAddr>,
+    pub tls: Option<Rc<crate::network::tls::UpstreamTlsInfo>>,
+}
+
 /// What is known about one request/response exchange.
 #[derive(Debug, Clone)]
 pub struct StreamInfo {
@@ -174,7 +185,10 @@ pub struct StreamInfo {
     pub upstream_host: Option<SocketAddr>,
     /// The worker's copy of the cluster's name (no allocation per request).
     pub upstream_cluster: Option<Rc<str>>,
+    /// The local address of the upstream connection the request went on.
     pub upstream_local: Option<SocketAddr>,
+    /// That connection's TLS session (`%UPSTREAM_TLS_*%`, `%UPSTREAM_PEER_*%`).
+    pub upstream_tls: Option<Rc<crate::network::tls::UpstreamTlsInfo>>,
     pub route_name: Option<String>,
     /// When the last request byte was received, from `start`.
     pub last_downstream_rx: Option<Duration>,
@@ -215,6 +229,7 @@ impl StreamInfo {
             upstream_host: None,
             upstream_cluster: None,
             upstream_local: None,
+            upstream_tls: None,
             route_name: None,
             last_downstream_rx: None,
             first_upstream_rx: None,
@@ -226,6 +241,12 @@ impl StreamInfo {
             health_check: false,
             dynamic_metadata: DynamicMetadata::default(),
         }
+    }
+
+    /// The request went on `connection` (each try's, the last one's stays).
+    pub fn set_upstream_connection(&mut self, connection: &UpstreamConnectionInfo) {
+        self.upstream_local = connection.local;
+        self.upstream_tls.clone_from(&connection.tls);
     }
 
     /// Total duration so far, or until the last byte was sent.

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::header::{truncate_at, HeaderOperator, HeaderSource};
 use super::time::{TimeFormat, DEFAULT_TIME_FORMAT};
 use super::FormatContext;
-use crate::network::tls::{fingerprint, CertificateDetails, DownstreamTlsInfo, Fingerprint, SubjectAltName};
+use crate::network::tls::{fingerprint, CertificateDetails, Fingerprint, SubjectAltName, TlsSessionInfo};
 use crate::stream_info::dynamic_metadata::{self, Lookup};
 use crate::stream_info::{ResponseFlag, ResponseFlags};
 
@@ -56,14 +56,16 @@ pub(crate) enum Operator {
     UpstreamRequestAttemptCount,
     /// A value fixed at parse time (`%HOSTNAME%`, `%ENVIRONMENT(X)%`); `None` prints `-`.
     Constant(Option<Box<str>>),
-    /// What the downstream TLS session says (`-` on a plaintext connection).
-    Tls(TlsField),
+    /// What the downstream or upstream TLS session says (`-` on a plaintext
+    /// connection, or before an upstream connection was had).
+    Tls(TlsSide, TlsField),
     /// `%REQUESTED_SERVER_NAME%`: the SNI the TLS inspector read, TLS
     /// terminated or not (`-` without one).
     RequestedServerName,
-    /// `%DOWNSTREAM_PEER_CERT_V_START(FORMAT)%` / `..._V_END(...)`: when the
-    /// client's certificate becomes valid / expires.
+    /// `%DOWNSTREAM_PEER_CERT_V_START(FORMAT)%` / `..._V_END(...)`, and the
+    /// `UPSTREAM_` ones: when the peer's certificate becomes valid / expires.
     PeerCertValidity {
+        side: TlsSide,
         end: bool,
         format: TimeFormat,
     },
@@ -80,8 +82,16 @@ pub(crate) enum Operator {
     },
 }
 
-/// `%DOWNSTREAM_PEER_*%`, `%DOWNSTREAM_TLS_*%`, `%DOWNSTREAM_LOCAL_*%`,
-/// `%REQUESTED_SERVER_NAME%`.
+/// Which connection's TLS session a TLS operator reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TlsSide {
+    Downstream,
+    /// The upstream connection the request went on.
+    Upstream,
+}
+
+/// `%DOWNSTREAM_PEER_*%`, `%DOWNSTREAM_TLS_*%`, `%DOWNSTREAM_LOCAL_*%`, and
+/// the `UPSTREAM_` ones Envoy has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TlsField {
     PeerSubject,
@@ -107,6 +117,8 @@ pub(crate) enum TlsField {
     LocalEmailSan,
     Version,
     Cipher,
+    /// A TLS 1.2 session's ID (none for TLS 1.3, as Envoy 1.40 prints).
+    SessionId,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,27 +185,7 @@ const KNOWN_UNSUPPORTED: &[&str] = &[
     "REQ_WITHOUT_QUERY",
     "DOWNSTREAM_PEER_OTHERNAME_SAN",
     "DOWNSTREAM_LOCAL_OTHERNAME_SAN",
-    "UPSTREAM_TLS_VERSION",
-    "UPSTREAM_TLS_CIPHER",
-    "UPSTREAM_TLS_SESSION_ID",
-    "UPSTREAM_PEER_SUBJECT",
-    "UPSTREAM_PEER_ISSUER",
-    "UPSTREAM_PEER_CERT",
-    "UPSTREAM_PEER_URI_SAN",
-    "UPSTREAM_PEER_DNS_SAN",
-    "UPSTREAM_PEER_IP_SAN",
-    "UPSTREAM_PEER_EMAIL_SAN",
     "UPSTREAM_PEER_OTHERNAME_SAN",
-    "UPSTREAM_PEER_FINGERPRINT_256",
-    "UPSTREAM_PEER_FINGERPRINT_1",
-    "UPSTREAM_PEER_SERIAL",
-    "UPSTREAM_PEER_CERT_V_START",
-    "UPSTREAM_PEER_CERT_V_END",
-    "UPSTREAM_LOCAL_SUBJECT",
-    "UPSTREAM_LOCAL_URI_SAN",
-    "UPSTREAM_LOCAL_DNS_SAN",
-    "UPSTREAM_LOCAL_IP_SAN",
-    "UPSTREAM_LOCAL_EMAIL_SAN",
     "UPSTREAM_LOCAL_OTHERNAME_SAN",
 ];
 
@@ -201,9 +193,12 @@ impl Operator {
     /// Resolves `%NAME(args):len%`; the error names the operator as Envoy does.
     pub(crate) fn parse(name: &str, args: &str, len: Option<usize>) -> Result<Operator, String> {
         let syntax = match name {
-            "START_TIME" | "RESPONSE_CODE_DETAILS" | "DOWNSTREAM_PEER_CERT_V_START" | "DOWNSTREAM_PEER_CERT_V_END" => {
-                Syntax::ParamsOptional
-            }
+            "START_TIME"
+            | "RESPONSE_CODE_DETAILS"
+            | "DOWNSTREAM_PEER_CERT_V_START"
+            | "DOWNSTREAM_PEER_CERT_V_END"
+            | "UPSTREAM_PEER_CERT_V_START"
+            | "UPSTREAM_PEER_CERT_V_END" => Syntax::ParamsOptional,
             "REQ" | "REQUEST_HEADER" | "RESP" | "RESPONSE_HEADER" | "TRAILER" | "RESPONSE_TRAILER" | "ENVIRONMENT"
             | "DYNAMIC_METADATA" => Syntax::ParamsRequired { length: true },
             _ => {
@@ -215,9 +210,16 @@ impl Operator {
         check_syntax(name, syntax, args, len)?;
         Ok(match name {
             "START_TIME" => Operator::StartTime(time_format(args)?),
-            "DOWNSTREAM_PEER_CERT_V_START" | "DOWNSTREAM_PEER_CERT_V_END" => {
-                Operator::PeerCertValidity { end: name.ends_with("END"), format: time_format(args)? }
-            }
+            "DOWNSTREAM_PEER_CERT_V_START" | "DOWNSTREAM_PEER_CERT_V_END" => Operator::PeerCertValidity {
+                side: TlsSide::Downstream,
+                end: name.ends_with("END"),
+                format: time_format(args)?,
+            },
+            "UPSTREAM_PEER_CERT_V_START" | "UPSTREAM_PEER_CERT_V_END" => Operator::PeerCertValidity {
+                side: TlsSide::Upstream,
+                end: name.ends_with("END"),
+                format: time_format(args)?,
+            },
             "RESPONSE_CODE_DETAILS" => Operator::ResponseCodeDetails { allow_whitespace: args == "ALLOW_WHITESPACES" },
             "DYNAMIC_METADATA" => {
                 let mut parts = args.split(':');
@@ -244,6 +246,7 @@ impl Operator {
     fn simple(name: &str) -> Result<Operator, String> {
         use AddressPart::*;
         use AddressSource::*;
+        use TlsSide::*;
         Ok(match name {
             "PROTOCOL" => Operator::Protocol,
             "LOCAL_REPLY_BODY" => Operator::LocalReplyBody,
@@ -276,33 +279,39 @@ impl Operator {
             "ROUTE_NAME" => Operator::RouteName,
             "UPSTREAM_REQUEST_ATTEMPT_COUNT" => Operator::UpstreamRequestAttemptCount,
             "HOSTNAME" => Operator::Constant(hostname().map(String::into_boxed_str)),
-            "DOWNSTREAM_PEER_SUBJECT" => Operator::Tls(TlsField::PeerSubject),
-            "DOWNSTREAM_PEER_ISSUER" => Operator::Tls(TlsField::PeerIssuer),
-            "DOWNSTREAM_PEER_URI_SAN" => Operator::Tls(TlsField::PeerUriSan),
-            "DOWNSTREAM_PEER_DNS_SAN" => Operator::Tls(TlsField::PeerDnsSan),
-            "DOWNSTREAM_PEER_FINGERPRINT_256" => Operator::Tls(TlsField::PeerFingerprint256),
-            "DOWNSTREAM_PEER_FINGERPRINT_1" => Operator::Tls(TlsField::PeerFingerprint1),
-            "DOWNSTREAM_PEER_CERT" => Operator::Tls(TlsField::PeerCert),
-            "DOWNSTREAM_PEER_SERIAL" => Operator::Tls(TlsField::PeerSerial),
-            "DOWNSTREAM_PEER_IP_SAN" => Operator::Tls(TlsField::PeerIpSan),
-            "DOWNSTREAM_PEER_EMAIL_SAN" => Operator::Tls(TlsField::PeerEmailSan),
-            "DOWNSTREAM_PEER_CHAIN_FINGERPRINTS_256" => Operator::Tls(TlsField::PeerChainFingerprints256),
-            "DOWNSTREAM_PEER_CHAIN_FINGERPRINTS_1" => Operator::Tls(TlsField::PeerChainFingerprints1),
-            "DOWNSTREAM_PEER_CHAIN_SERIALS" => Operator::Tls(TlsField::PeerChainSerials),
-            "DOWNSTREAM_LOCAL_URI_SAN" => Operator::Tls(TlsField::LocalUriSan),
-            "DOWNSTREAM_LOCAL_SUBJECT" => Operator::Tls(TlsField::LocalSubject),
-            "DOWNSTREAM_LOCAL_DNS_SAN" => Operator::Tls(TlsField::LocalDnsSan),
-            "DOWNSTREAM_LOCAL_IP_SAN" => Operator::Tls(TlsField::LocalIpSan),
-            "DOWNSTREAM_LOCAL_EMAIL_SAN" => Operator::Tls(TlsField::LocalEmailSan),
-            "DOWNSTREAM_TLS_SESSION_ID" => {
-                // rustls keeps a session's ID (TLS 1.2) and never makes one for TLS 1.3,
-                // where BoringSSL makes one up: Courier has no value Envoy would print.
-                return Err(format!(
-                    "command operator %{name}% is not supported by Courier: rustls does not expose the TLS session ID"
-                ));
-            }
-            "DOWNSTREAM_TLS_VERSION" => Operator::Tls(TlsField::Version),
-            "DOWNSTREAM_TLS_CIPHER" => Operator::Tls(TlsField::Cipher),
+            "DOWNSTREAM_PEER_SUBJECT" => Operator::Tls(Downstream, TlsField::PeerSubject),
+            "DOWNSTREAM_PEER_ISSUER" => Operator::Tls(Downstream, TlsField::PeerIssuer),
+            "DOWNSTREAM_PEER_URI_SAN" => Operator::Tls(Downstream, TlsField::PeerUriSan),
+            "DOWNSTREAM_PEER_DNS_SAN" => Operator::Tls(Downstream, TlsField::PeerDnsSan),
+            "DOWNSTREAM_PEER_FINGERPRINT_256" => Operator::Tls(Downstream, TlsField::PeerFingerprint256),
+            "DOWNSTREAM_PEER_FINGERPRINT_1" => Operator::Tls(Downstream, TlsField::PeerFingerprint1),
+            "DOWNSTREAM_PEER_CERT" => Operator::Tls(Downstream, TlsField::PeerCert),
+            "DOWNSTREAM_PEER_SERIAL" => Operator::Tls(Downstream, TlsField::PeerSerial),
+            "DOWNSTREAM_PEER_IP_SAN" => Operator::Tls(Downstream, TlsField::PeerIpSan),
+            "DOWNSTREAM_PEER_EMAIL_SAN" => Operator::Tls(Downstream, TlsField::PeerEmailSan),
+            "DOWNSTREAM_PEER_CHAIN_FINGERPRINTS_256" => Operator::Tls(Downstream, TlsField::PeerChainFingerprints256),
+            "DOWNSTREAM_PEER_CHAIN_FINGERPRINTS_1" => Operator::Tls(Downstream, TlsField::PeerChainFingerprints1),
+            "DOWNSTREAM_PEER_CHAIN_SERIALS" => Operator::Tls(Downstream, TlsField::PeerChainSerials),
+            "DOWNSTREAM_LOCAL_URI_SAN" => Operator::Tls(Downstream, TlsField::LocalUriSan),
+            "DOWNSTREAM_LOCAL_SUBJECT" => Operator::Tls(Downstream, TlsField::LocalSubject),
+            "DOWNSTREAM_LOCAL_DNS_SAN" => Operator::Tls(Downstream, TlsField::LocalDnsSan),
+            "DOWNSTREAM_LOCAL_IP_SAN" => Operator::Tls(Downstream, TlsField::LocalIpSan),
+            "DOWNSTREAM_LOCAL_EMAIL_SAN" => Operator::Tls(Downstream, TlsField::LocalEmailSan),
+            "DOWNSTREAM_TLS_SESSION_ID" => Operator::Tls(Downstream, TlsField::SessionId),
+            "UPSTREAM_TLS_SESSION_ID" => Operator::Tls(Upstream, TlsField::SessionId),
+            "UPSTREAM_TLS_VERSION" => Operator::Tls(Upstream, TlsField::Version),
+            "UPSTREAM_TLS_CIPHER" => Operator::Tls(Upstream, TlsField::Cipher),
+            "UPSTREAM_PEER_SUBJECT" => Operator::Tls(Upstream, TlsField::PeerSubject),
+            "UPSTREAM_PEER_ISSUER" => Operator::Tls(Upstream, TlsField::PeerIssuer),
+            "UPSTREAM_PEER_CERT" => Operator::Tls(Upstream, TlsField::PeerCert),
+            "UPSTREAM_PEER_URI_SAN" => Operator::Tls(Upstream, TlsField::PeerUriSan),
+            "UPSTREAM_PEER_DNS_SAN" => Operator::Tls(Upstream, TlsField::PeerDnsSan),
+            "UPSTREAM_PEER_IP_SAN" => Operator::Tls(Upstream, TlsField::PeerIpSan),
+            "UPSTREAM_LOCAL_URI_SAN" => Operator::Tls(Upstream, TlsField::LocalUriSan),
+            "UPSTREAM_LOCAL_DNS_SAN" => Operator::Tls(Upstream, TlsField::LocalDnsSan),
+            "UPSTREAM_LOCAL_IP_SAN" => Operator::Tls(Upstream, TlsField::LocalIpSan),
+            "DOWNSTREAM_TLS_VERSION" => Operator::Tls(Downstream, TlsField::Version),
+            "DOWNSTREAM_TLS_CIPHER" => Operator::Tls(Downstream, TlsField::Cipher),
             "REQUESTED_SERVER_NAME" => Operator::RequestedServerName,
             "TLS_JA3_FINGERPRINT" => Operator::TlsJa3Fingerprint,
             "TLS_JA4_FINGERPRINT" => Operator::TlsJa4Fingerprint,
@@ -391,16 +400,16 @@ impl Operator {
             Operator::RouteName => text(info.route_name.as_deref().filter(|s| !s.is_empty()), out),
             Operator::UpstreamRequestAttemptCount => number(u64::from(info.attempt_count), out),
             Operator::Constant(v) => text(v.as_deref(), out),
-            Operator::PeerCertValidity { end, format } => {
-                let Some(tls) = info.downstream_tls.as_deref() else { return Kind::Missing };
+            Operator::PeerCertValidity { side, end, format } => {
+                let Some(tls) = session(info, *side) else { return Kind::Missing };
                 let Some(details) = peer_details(tls) else { return Kind::Missing };
                 let secs = if *end { details.expiration_time } else { details.valid_from };
                 let Some(time) = unix_time(secs) else { return Kind::Missing };
                 format.write(time, out);
                 Kind::Text
             }
-            Operator::Tls(field) => {
-                let Some(tls) = info.downstream_tls.as_deref() else { return Kind::Missing };
+            Operator::Tls(side, field) => {
+                let Some(tls) = session(info, *side) else { return Kind::Missing };
                 let peer = tls.peer.as_ref();
                 let joined = |v: Option<&Vec<String>>| Some(v?.join(",")).filter(|s| !s.is_empty());
                 let local = || tls.local_certificate.as_ref().and_then(|l| l.details());
@@ -432,6 +441,7 @@ impl Operator {
                     TlsField::LocalEmailSan => sans(local(), SanKind::Email),
                     TlsField::Version => tls.version.map(str::to_string),
                     TlsField::Cipher => tls.cipher.map(str::to_string),
+                    TlsField::SessionId => tls.session_id.clone(),
                 };
                 text(value.as_deref().filter(|v| !v.is_empty()), out)
             }
@@ -459,13 +469,21 @@ impl Operator {
     }
 }
 
+/// The TLS session of the downstream or the upstream connection, if it has one.
+fn session(info: &crate::stream_info::StreamInfo, side: TlsSide) -> Option<&TlsSessionInfo> {
+    match side {
+        TlsSide::Downstream => info.downstream_tls.as_deref(),
+        TlsSide::Upstream => info.upstream_tls.as_deref(),
+    }
+}
+
 fn time_format(args: &str) -> Result<TimeFormat, String> {
     TimeFormat::parse(if args.is_empty() { DEFAULT_TIME_FORMAT } else { args })
 }
 
 /// The client certificate's serial, validity and SANs, read from its DER
 /// (only lines that print them pay for it).
-fn peer_details(tls: &DownstreamTlsInfo) -> Option<CertificateDetails> {
+fn peer_details(tls: &TlsSessionInfo) -> Option<CertificateDetails> {
     (tls.read_details?)(tls.peer_certificates.first()?.as_ref())
 }
 

@@ -576,12 +576,73 @@ fn downstream_certificate_operators() {
     assert_eq!(f.fmt(format), "- - - - - - - - - - -");
 }
 
-/// Envoy's TLS session ID has no rustls counterpart: a config naming it fails
-/// with the operator's name.
+/// The `UPSTREAM_` TLS operators read the upstream connection's session, the
+/// same reading as the downstream ones; the downstream session does not leak
+/// into them, nor theirs into the downstream ones.
 #[test]
-fn tls_session_id_is_refused_by_name() {
-    let e = FormatString::parse("%DOWNSTREAM_TLS_SESSION_ID%").unwrap_err();
-    assert!(e.contains("%DOWNSTREAM_TLS_SESSION_ID%") && e.contains("session ID"), "{e}");
+fn upstream_tls_operators_read_the_upstream_session() {
+    use crate::network::tls::{CertificateDetails, PeerCertificate, SubjectAltName, TlsSessionInfo};
+    fn read_details(der: &[u8]) -> Option<CertificateDetails> {
+        (der == b"upstream").then(|| CertificateDetails {
+            path: String::new(),
+            serial_number: "0c".into(),
+            subject: "CN=upstream.test".into(),
+            subject_alt_names: vec![
+                SubjectAltName::Dns("upstream.test".into()),
+                SubjectAltName::IpAddress("127.0.0.1".parse().unwrap()),
+            ],
+            valid_from: 157_766_400,
+            expiration_time: 67_090_118_400,
+        })
+    }
+    let format = "%UPSTREAM_TLS_VERSION% %UPSTREAM_TLS_CIPHER% %UPSTREAM_PEER_SUBJECT% %UPSTREAM_PEER_ISSUER% \
+                  %UPSTREAM_PEER_URI_SAN% %UPSTREAM_PEER_DNS_SAN% %UPSTREAM_PEER_IP_SAN% %UPSTREAM_LOCAL_URI_SAN% \
+                  %UPSTREAM_LOCAL_DNS_SAN% %UPSTREAM_PEER_CERT_V_START% %UPSTREAM_PEER_CERT_V_END(%s)% \
+                  %DOWNSTREAM_TLS_VERSION%";
+    let mut f = Fixture::new();
+    assert_eq!(f.fmt(format), "- - - - - - - - - - - -");
+    let peer = PeerCertificate {
+        subject: "CN=upstream.test".into(),
+        issuer: "CN=ca".into(),
+        uri_sans: vec!["spiffe://up".into()],
+        dns_sans: vec!["upstream.test".into()],
+        ..Default::default()
+    };
+    f.info.upstream_tls = Some(std::rc::Rc::new(TlsSessionInfo {
+        peer_certificates: vec![rustls::pki_types::CertificateDer::from(b"upstream".to_vec())],
+        peer: Some(Box::new(peer)),
+        version: Some("TLSv1.2"),
+        cipher: Some("ECDHE-ECDSA-AES128-GCM-SHA256"),
+        read_details: Some(read_details),
+        ..Default::default()
+    }));
+    assert_eq!(
+        f.fmt(format),
+        "TLSv1.2 ECDHE-ECDSA-AES128-GCM-SHA256 CN=upstream.test CN=ca spiffe://up upstream.test 127.0.0.1 - - \
+         1975-01-01T00:00:00.000Z 67090118400 -"
+    );
+    assert!(f.fmt("%UPSTREAM_PEER_CERT%").starts_with("-----BEGIN%20CERTIFICATE-----%0A"));
+}
+
+/// The TLS session ID prints as the session says (none for TLS 1.3). The
+/// `UPSTREAM_` TLS operators Envoy 1.40 lacks (fingerprints, serial, local
+/// subject, e-mail SANs) fail as unknown there.
+#[test]
+fn tls_session_ids_and_unknown_upstream_operators() {
+    use crate::network::tls::TlsSessionInfo;
+    let mut f = Fixture::new();
+    assert_eq!(f.fmt("%DOWNSTREAM_TLS_SESSION_ID% %UPSTREAM_TLS_SESSION_ID%"), "- -");
+    let session = |id: Option<&str>| {
+        Some(std::rc::Rc::new(TlsSessionInfo { session_id: id.map(str::to_string), ..Default::default() }))
+    };
+    f.info.downstream_tls = session(Some("0a0b"));
+    f.info.upstream_tls = session(None);
+    assert_eq!(f.fmt("%DOWNSTREAM_TLS_SESSION_ID% %UPSTREAM_TLS_SESSION_ID%"), "0a0b -");
+    for name in ["UPSTREAM_PEER_FINGERPRINT_256", "UPSTREAM_PEER_SERIAL", "UPSTREAM_LOCAL_SUBJECT"] {
+        let e = FormatString::parse(&format!("%{name}%")).unwrap_err();
+        assert_eq!(e, format!("Not supported field in StreamInfo: {name}"));
+    }
+    assert!(FormatString::parse("%UPSTREAM_PEER_CERT_V_END(%s)%").is_ok());
     assert!(FormatString::parse("%DOWNSTREAM_PEER_CERT_V_START(%s)%").is_ok());
     assert!(FormatString::parse("%DOWNSTREAM_PEER_CERT_V_END:3%").is_err(), "no length");
 }

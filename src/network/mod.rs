@@ -16,6 +16,7 @@ pub mod proxy_protocol;
 pub mod socket;
 pub mod tls;
 pub mod tls_session;
+mod tls_session_id;
 pub mod transport;
 
 pub use connection::{ConnectionInfo, DownstreamConnection};

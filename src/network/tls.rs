@@ -20,11 +20,11 @@ use std::time::Duration;
 
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, CommonState, ServerConfig};
+use rustls::{ClientConfig, ServerConfig};
 use tokio::net::TcpStream;
 
 use super::client_hello::{self, ClientHello};
-use super::tls_session::TlsSession;
+use super::tls_session::{HandshakeFacts, TlsSession};
 use super::transport::{SharedStream, TransportStream};
 use crate::config::{ConfigError, FieldPath};
 use crate::define_stats;
@@ -71,6 +71,9 @@ pub struct TlsStats {
     store: Arc<Store>,
     /// `<scope>.ssl.`
     prefix: String,
+    /// The peer signature scheme of the last full handshake (0: none yet),
+    /// counted again for a resumed session.
+    last_signature: std::sync::atomic::AtomicU16,
 }
 
 impl TlsStats {
@@ -81,7 +84,8 @@ impl TlsStats {
         let side = if server { "server" } else { "client" };
         let factory = SocketFactoryStats::new(store, &format!("{prefix}{side}_ssl_socket_factory."));
         let prefix = format!("{prefix}ssl.");
-        TlsStats { ssl: SslStats::new(store, &prefix), factory, store: store.clone(), prefix }
+        let ssl = SslStats::new(store, &prefix);
+        TlsStats { ssl, factory, store: store.clone(), prefix, last_signature: Default::default() }
     }
 
     /// `<scope>.ssl.certificate.<name>.expiration_unix_time_seconds`: when a
@@ -90,19 +94,23 @@ impl TlsStats {
         self.store.gauge(&format!("{}certificate.{name}.expiration_unix_time_seconds", self.prefix)).set(unix_time);
     }
 
-    /// Envoy's `logHandshake`: the handshake, its version, cipher and curve (on a
-    /// listener: Envoy 1.40 shows none for a cluster), and whether the peer showed
-    /// no certificate.
-    fn handshake_done(&self, state: &CommonState, server: bool) {
+    /// Envoy's `logHandshake`, on listeners and clusters alike: the handshake,
+    /// its version, cipher, curve and the peer's signature algorithm, and
+    /// whether the peer showed no certificate.
+    ///
+    /// A resumed session has no signature of its own: BoringSSL keeps the
+    /// one of the handshake that made the session, and Envoy counts it again.
+    /// rustls does not keep it, so the context's last full handshake's stands
+    /// in (the same as long as the peer keeps one kind of key).
+    fn handshake_done(&self, session: &TlsSession, facts: &HandshakeFacts) {
+        let state = session.state();
         self.ssl.handshake.inc();
-        if state.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+        let resumed = state.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        if resumed {
             self.ssl.session_reused.inc();
         }
         if state.peer_certificates().is_none_or(|c| c.is_empty()) {
             self.ssl.no_certificate.inc();
-        }
-        if !server {
-            return;
         }
         if let Some(v) = state.protocol_version().and_then(version_name) {
             self.store.counter(&format!("{}versions.{v}", self.prefix)).inc();
@@ -113,6 +121,20 @@ impl TlsStats {
         }
         if let Some(group) = state.negotiated_key_exchange_group().and_then(|g| curve_name(g.name())) {
             self.store.counter(&format!("{}curves.{group}", self.prefix)).inc();
+        }
+        let signature = match facts.peer_signature() {
+            Some(scheme) => {
+                self.last_signature.store(u16::from(scheme), std::sync::atomic::Ordering::Relaxed);
+                Some(scheme)
+            }
+            None if resumed => match self.last_signature.load(std::sync::atomic::Ordering::Relaxed) {
+                0 => None,
+                code => Some(rustls::SignatureScheme::from(code)),
+            },
+            None => None,
+        };
+        if let Some(name) = signature.and_then(signature_name) {
+            self.store.counter(&format!("{}sigalgs.{name}", self.prefix)).inc();
         }
     }
 
@@ -165,6 +187,27 @@ pub const CIPHER_NAMES: &[(rustls::CipherSuite, &str)] = &[
 
 fn cipher_name(suite: rustls::CipherSuite) -> &'static str {
     CIPHER_NAMES.iter().find(|(s, _)| *s == suite).map_or("unknown", |(_, n)| n)
+}
+
+/// BoringSSL's `SSL_get_signature_algorithm_name` (with the curve), as in
+/// Envoy's `ssl.sigalgs.*`.
+fn signature_name(scheme: rustls::SignatureScheme) -> Option<&'static str> {
+    use rustls::SignatureScheme as S;
+    Some(match scheme {
+        S::RSA_PKCS1_SHA1 => "rsa_pkcs1_sha1",
+        S::RSA_PKCS1_SHA256 => "rsa_pkcs1_sha256",
+        S::RSA_PKCS1_SHA384 => "rsa_pkcs1_sha384",
+        S::RSA_PKCS1_SHA512 => "rsa_pkcs1_sha512",
+        S::ECDSA_SHA1_Legacy => "ecdsa_sha1",
+        S::ECDSA_NISTP256_SHA256 => "ecdsa_secp256r1_sha256",
+        S::ECDSA_NISTP384_SHA384 => "ecdsa_secp384r1_sha384",
+        S::ECDSA_NISTP521_SHA512 => "ecdsa_secp521r1_sha512",
+        S::RSA_PSS_SHA256 => "rsa_pss_rsae_sha256",
+        S::RSA_PSS_SHA384 => "rsa_pss_rsae_sha384",
+        S::RSA_PSS_SHA512 => "rsa_pss_rsae_sha512",
+        S::ED25519 => "ed25519",
+        _ => return None,
+    })
 }
 
 fn curve_name(g: rustls::NamedGroup) -> Option<&'static str> {
@@ -363,31 +406,43 @@ pub fn fingerprint(der: &[u8], kind: Fingerprint) -> String {
     crate::common::hex::lower_hex(ring::digest::digest(algorithm, der).as_ref())
 }
 
-/// The certificate this side presented on a downstream session: an index into
-/// its context's certificates, so a session holds an `Arc`, not a copy.
+/// The certificate this side presented on a session: an index into its
+/// context's certificates, so a session holds an `Arc`, not a copy.
 #[derive(Debug, Clone)]
 pub struct LocalCertificate {
-    context: Arc<TlsContext<ServerConfig>>,
+    context: LocalContext,
     index: usize,
 }
 
+/// The context a session's certificate comes from: a listener's or a cluster's.
+#[derive(Debug, Clone)]
+enum LocalContext {
+    Server(Arc<TlsContext<ServerConfig>>),
+    Client(Arc<TlsContext<ClientConfig>>),
+}
+
 impl LocalCertificate {
-    /// The `index`th certificate of `context`'s `cert_chain`.
+    /// The `index`th certificate of a listener `context`'s `cert_chain`.
     pub fn new(context: Arc<TlsContext<ServerConfig>>, index: usize) -> Self {
-        LocalCertificate { context, index }
+        LocalCertificate { context: LocalContext::Server(context), index }
     }
 
     pub fn details(&self) -> Option<&CertificateDetails> {
-        self.context.certificates.cert_chain.get(self.index)
+        let certificates = match &self.context {
+            LocalContext::Server(c) => &c.certificates,
+            LocalContext::Client(c) => &c.certificates,
+        };
+        certificates.cert_chain.get(self.index)
     }
 }
 
-/// What a downstream TLS session says of its peer, read once after the handshake
-/// (Envoy's `Ssl::ConnectionInfo`): for `x-forwarded-client-cert` and the access
-/// log's `%DOWNSTREAM_PEER_*%`.
+/// What a TLS session says of itself and its peer, read once after the
+/// handshake (Envoy's `Ssl::ConnectionInfo`): for `x-forwarded-client-cert`
+/// and the access log's `%DOWNSTREAM_*%` / `%UPSTREAM_*%` TLS operators. An
+/// upstream connection's is shared by the requests on it (an `Rc`).
 #[derive(Debug, Default)]
-pub struct DownstreamTlsInfo {
-    /// The client's certificate chain, its own first; empty without mTLS.
+pub struct TlsSessionInfo {
+    /// The peer's certificate chain, its own first; empty when it showed none.
     pub peer_certificates: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// The URI SANs of the certificate this side presented (`By=` in XFCC).
     pub local_uri_sans: Vec<String>,
@@ -395,10 +450,13 @@ pub struct DownstreamTlsInfo {
     /// destination principal): its first URI SAN, else its first DNS SAN, else
     /// its subject.
     pub local_principal: Option<String>,
-    /// The client's own certificate, read (boxed: most connections have none).
+    /// The peer's own certificate, read (boxed: most downstream connections have none).
     pub peer: Option<Box<PeerCertificate>>,
     /// `TLSv1.2` / `TLSv1.3`.
     pub version: Option<&'static str>,
+    /// A TLS 1.2 session's ID, lower-case hex (`%DOWNSTREAM_TLS_SESSION_ID%`);
+    /// none for TLS 1.3, as Envoy 1.40 prints none there.
+    pub session_id: Option<String>,
     /// The cipher suite by its OpenSSL name, as Envoy's stats and logs name it.
     pub cipher: Option<&'static str>,
     /// The certificate this side presented (`%DOWNSTREAM_LOCAL_*%`).
@@ -407,16 +465,56 @@ pub struct DownstreamTlsInfo {
     pub read_details: Option<CertificateDetailsReader>,
 }
 
-impl DownstreamTlsInfo {
+/// A downstream session's (a listener's side).
+pub type DownstreamTlsInfo = TlsSessionInfo;
+/// An upstream connection's (a cluster's side).
+pub type UpstreamTlsInfo = TlsSessionInfo;
+
+impl TlsSessionInfo {
     fn of(
-        session: &CommonState,
+        session: &TlsSession,
+        facts: &HandshakeFacts,
         server_name: Option<String>,
         tls: &DownstreamTls,
         context: &Arc<TlsContext<ServerConfig>>,
     ) -> Self {
-        let certificates = &context.certificates;
-        let local_index = presented_index(certificates, server_name.as_deref());
-        let local = local_index.and_then(|i| certificates.cert_chain.get(i));
+        let local_index = presented_index(&context.certificates, server_name.as_deref());
+        let local = local_index.map(|index| LocalCertificate::new(context.clone(), index));
+        Self::read(session, facts, local, tls.read_peer, tls.read_details)
+    }
+
+    /// An upstream session's: this side's certificate is the cluster's
+    /// client certificate, the only one a client context has.
+    fn of_upstream(
+        session: &TlsSession,
+        facts: &HandshakeFacts,
+        tls: &UpstreamTls,
+        context: &Arc<TlsContext<ClientConfig>>,
+    ) -> Self {
+        let local = (!context.certificates.cert_chain.is_empty())
+            .then(|| LocalCertificate { context: LocalContext::Client(context.clone()), index: 0 });
+        let mut info = Self::read(session, facts, local, tls.read_peer, tls.read_details);
+        if info.session_id.is_some() {
+            let resumed = session.state().handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+            let mut last = tls.last_session_id.lock().unwrap_or_else(|e| e.into_inner());
+            if resumed && !facts.ticket_received() {
+                info.session_id.clone_from(&last);
+            } else {
+                last.clone_from(&info.session_id);
+            }
+        }
+        info
+    }
+
+    /// What either side reads of a session once its handshake is done.
+    fn read(
+        session: &TlsSession,
+        facts: &HandshakeFacts,
+        local_certificate: Option<LocalCertificate>,
+        read_peer: PeerCertificateReader,
+        read_details: CertificateDetailsReader,
+    ) -> Self {
+        let local = local_certificate.as_ref().and_then(|c| c.details());
         let local_uri_sans: Vec<String> = local
             .map(|c| {
                 let uris = c.subject_alt_names.iter().filter_map(|n| match n {
@@ -433,16 +531,19 @@ impl DownstreamTlsInfo {
             });
             local_uri_sans.first().cloned().or(dns).unwrap_or_else(|| c.subject.clone())
         });
+        let session_id = facts.session_id().map(crate::common::hex::lower_hex);
+        let session = session.state();
         let peer_certificates: Vec<_> = session.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
-        DownstreamTlsInfo {
-            peer: peer_certificates.first().and_then(|c| (tls.read_peer)(c.as_ref())).map(Box::new),
+        TlsSessionInfo {
+            session_id,
+            peer: peer_certificates.first().and_then(|c| read_peer(c.as_ref())).map(Box::new),
             peer_certificates,
             local_uri_sans,
             local_principal,
             version: session.protocol_version().and_then(version_name),
             cipher: session.negotiated_cipher_suite().map(|s| cipher_name(s.suite())),
-            local_certificate: local_index.map(|index| LocalCertificate::new(context.clone(), index)),
-            read_details: Some(tls.read_details),
+            local_certificate,
+            read_details: Some(read_details),
         }
     }
 }
@@ -598,9 +699,9 @@ impl DownstreamTls {
             None => handshake.await,
         };
         match result {
-            Ok((session, server_name)) => {
-                self.stats.handshake_done(session.state(), true);
-                let info = DownstreamTlsInfo::of(session.state(), server_name, self, &context);
+            Ok(((session, facts), server_name)) => {
+                self.stats.handshake_done(&session, &facts);
+                let info = DownstreamTlsInfo::of(&session, &facts, server_name, self, &context);
                 Ok((TransportStream::Tls(SharedStream::new(session)), info))
             }
             Err(Some(e)) => {
@@ -664,6 +765,16 @@ pub struct UpstreamTls {
     /// SNI, as Envoy, and the host's address stands in.
     pub server_name: Option<ServerName<'static>>,
     pub stats: TlsStats,
+    /// Reads the upstream's certificate (the TLS extension's reader), for
+    /// the access log's `%UPSTREAM_PEER_*%`.
+    pub read_peer: PeerCertificateReader,
+    /// Reads the rest of a certificate, on demand (the TLS extension's reader).
+    pub read_details: CertificateDetailsReader,
+    /// The TLS 1.2 session ID of the last session made whole: a session
+    /// resumed without a new ticket keeps it in BoringSSL, which the records
+    /// do not show (the context's last stands in for the resumed one, as
+    /// `TlsStats` does for the signature).
+    pub last_session_id: std::sync::Mutex<Option<String>>,
 }
 
 /// A TLS context's certificates as Envoy's `/certs` lists them: each trusted
@@ -731,14 +842,15 @@ pub enum SubjectAltName {
 
 impl UpstreamTls {
     /// Runs the client handshake on a connected socket to `host`, for
-    /// `protocol`, with the request's `options`.
+    /// `protocol`, with the request's `options`; the session and what it says
+    /// (read once, for the requests the connection carries).
     pub async fn connect(
         &self,
         tcp: TcpStream,
         host: std::net::IpAddr,
         protocol: Option<AlpnFallback>,
         options: &TransportOptions,
-    ) -> io::Result<TransportStream> {
+    ) -> io::Result<(TransportStream, UpstreamTlsInfo)> {
         let Some(context) = self.context.current() else {
             self.stats.factory.upstream_context_secrets_not_ready.inc();
             return Err(io::Error::new(io::ErrorKind::NotConnected, "the TLS context's secrets are not ready"));
@@ -775,9 +887,10 @@ impl UpstreamTls {
         let conn = rustls::client::UnbufferedClientConnection::new(config, name)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         match TlsSession::connect(tcp, conn, self.stats.ssl.connection_error.clone()).await {
-            Ok(session) => {
-                self.stats.handshake_done(session.state(), false);
-                Ok(TransportStream::Tls(SharedStream::new(session)))
+            Ok((session, facts)) => {
+                self.stats.handshake_done(&session, &facts);
+                let info = TlsSessionInfo::of_upstream(&session, &facts, self, &context);
+                Ok((TransportStream::Tls(SharedStream::new(session)), info))
             }
             Err(e) => {
                 self.stats.handshake_failed(&e);

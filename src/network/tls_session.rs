@@ -28,6 +28,7 @@ use rustls::CommonState;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::tls_session_id::SessionIdReader;
 use super::transport::ReadReady;
 use crate::stats::Counter;
 
@@ -41,10 +42,21 @@ const RECORD: usize = 16 * 1024;
 const MAX_HANDSHAKE_BUFFER: usize = 0xffff + 2 * 1024;
 
 thread_local! {
+    /// The signature scheme a verifier checked in the handshake step running on
+    /// this worker (`note_peer_signature`), taken by the session after the step.
+    static PEER_SIGNATURE: Cell<Option<rustls::SignatureScheme>> = const { Cell::new(None) };
     /// Ciphertext read or written by the poll running on this worker.
     static TLS_SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
     /// A vectored write's slices, joined.
     static PLAINTEXT_SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// Called by a certificate verifier as it checks the peer's handshake
+/// signature: the session whose handshake step is running on this thread
+/// records the scheme (Envoy's `ssl.sigalgs.*`). rustls calls verifiers
+/// within the step, so the note cannot be another session's.
+pub fn note_peer_signature(scheme: rustls::SignatureScheme) {
+    PEER_SIGNATURE.with(|s| s.set(Some(scheme)));
 }
 
 /// Runs `f` with this worker's scratch buffer of at least `len` bytes (taken
@@ -212,6 +224,41 @@ pub struct TlsSession {
     connection_error: Arc<Counter>,
 }
 
+/// What a handshake showed that rustls does not keep, read while it ran: for
+/// the ssl stats and the session's info, then dropped (a session does not
+/// carry it for its life).
+#[derive(Debug, Default)]
+pub struct HandshakeFacts {
+    /// The signature scheme the peer's handshake signature used, as the
+    /// verifier saw it (none on a resumed session, or a client without a certificate).
+    peer_signature: Option<rustls::SignatureScheme>,
+    /// What the handshake's cleartext records say of the session's ID.
+    session_id: SessionIdReader,
+    server: bool,
+    tls12: bool,
+}
+
+impl HandshakeFacts {
+    /// The scheme of the peer's handshake signature (see `note_peer_signature`).
+    pub fn peer_signature(&self) -> Option<rustls::SignatureScheme> {
+        self.peer_signature
+    }
+
+    /// A TLS 1.2 session's ID as BoringSSL keeps it (`tls_session_id`);
+    /// `None` for TLS 1.3, and for a session BoringSSL gives none.
+    pub fn session_id(&self) -> Option<&[u8]> {
+        if !self.tls12 {
+            return None;
+        }
+        self.session_id.session_id(self.server)
+    }
+
+    /// The server sent a session ticket in this (TLS 1.2) handshake.
+    pub fn ticket_received(&self) -> bool {
+        self.session_id.ticket_received()
+    }
+}
+
 /// The bytes a session keeps between polls (see the module docs).
 #[derive(Default)]
 struct Spill {
@@ -249,7 +296,7 @@ impl TlsSession {
         tcp: TcpStream,
         conn: UnbufferedServerConnection,
         connection_error: Arc<Counter>,
-    ) -> io::Result<TlsSession> {
+    ) -> io::Result<(TlsSession, HandshakeFacts)> {
         TlsSession::new(tcp, Connection::Server(conn), connection_error).handshake().await
     }
 
@@ -258,7 +305,7 @@ impl TlsSession {
         tcp: TcpStream,
         conn: UnbufferedClientConnection,
         connection_error: Arc<Counter>,
-    ) -> io::Result<TlsSession> {
+    ) -> io::Result<(TlsSession, HandshakeFacts)> {
         TlsSession::new(tcp, Connection::Client(conn), connection_error).handshake().await
     }
 
@@ -292,9 +339,11 @@ impl TlsSession {
     /// Drives the handshake to its end in the session's own buffers (it waits
     /// on the peer in between), then frees them. On failure the alert rustls
     /// queued is written if the socket takes it now.
-    async fn handshake(mut self) -> io::Result<TlsSession> {
+    async fn handshake(mut self) -> io::Result<(TlsSession, HandshakeFacts)> {
         let (mut received, mut filled) = (0, 0);
         let mut sp = Spill::default();
+        let server = matches!(self.conn, Connection::Server(_));
+        let mut handshake = HandshakeFacts { server, ..HandshakeFacts::default() };
         loop {
             let mut out = std::mem::take(&mut sp.outgoing);
             let mut io = StepIo {
@@ -305,7 +354,16 @@ impl TlsSession {
                 encrypt: None,
                 close_notify: false,
             };
+            if !handshake.server {
+                // The server's records, kept by rustls until each is whole
+                // and processed: read before they go.
+                handshake.session_id.read(&sp.incoming[..received]);
+            }
+            PEER_SIGNATURE.with(|s| s.set(None));
             let result = self.conn.step(&mut sp.incoming[..received], &mut io);
+            if let Some(scheme) = PEER_SIGNATURE.with(Cell::take) {
+                handshake.peer_signature = Some(scheme);
+            }
             filled = io.out_len;
             sp.outgoing = out;
             let (discard, step) = match result {
@@ -325,6 +383,9 @@ impl TlsSession {
             match step {
                 Step::Again => {}
                 Step::Transmit => {
+                    if handshake.server {
+                        handshake.session_id.read(&sp.outgoing[..filled]);
+                    }
                     write_all(&self.tcp, &sp.outgoing[..filled]).await?;
                     filled = 0;
                 }
@@ -357,7 +418,8 @@ impl TlsSession {
         sp.outgoing = Vec::new();
         sp.plaintext.shrink_to_fit();
         self.spill = (!sp.is_done()).then(|| Box::new(sp));
-        Ok(self)
+        handshake.tls12 = self.conn.state().protocol_version() == Some(rustls::ProtocolVersion::TLSv1_2);
+        Ok((self, handshake))
     }
 
     /// After a failed step over `incoming`: `out` (ciphertext not yet sent)

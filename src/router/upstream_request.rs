@@ -377,7 +377,7 @@ pub async fn forward(
             started,
             downstream: (info.downstream_remote, info.downstream_local),
         };
-        let attempt = attempt(cluster, &host, &try_request, &mut body);
+        let attempt = attempt(cluster, &host, &try_request, &mut body, info);
         let outcome = match try_deadline {
             Some(at) => match tokio::time::timeout_at(at, attempt).await {
                 Ok(r) => r,
@@ -575,12 +575,13 @@ fn choose_host(
 /// One try: a pooled client (the pool attaches the request, counting it active),
 /// then the request. A request that fails on a reused keep-alive connection before
 /// any response is sent again on another connection once (the upstream closed it
-/// while idle), if the body allows.
+/// while idle), if the body allows. The connection it goes on is recorded in `info`.
 async fn attempt(
     cluster: &Rc<ThreadLocalCluster>,
     host: &Arc<Host>,
     try_request: &Try<'_>,
     body: &mut ForwardBody,
+    info: &mut StreamInfo,
 ) -> Result<(http::response::Parts, UpstreamResponseBody, Duration, ActiveRequest), AttemptFailure> {
     let options = super::auto_sni::transport_options(&cluster.info, &try_request.parts.headers, try_request.downstream);
     let pool = match cluster.info.protocol_for(try_request.parts.version) {
@@ -621,13 +622,18 @@ async fn attempt(
     let pool = match pool {
         ConnPool::Http1(p) => p,
         // Boxed, so that the HTTP/1 path's future does not grow by it.
-        ConnPool::Http2(p) => return Box::pin(attempt_h2(cluster, host, &p, try_request, &request, body)).await,
+        ConnPool::Http2(p) => {
+            return Box::pin(attempt_h2(cluster, host, &p, try_request, &request, body, info)).await;
+        }
     };
     loop {
         let (mut client, breaker) = pool.acquire().await.map_err(|f| {
             forget_negotiated(cluster, host, try_request, f);
             AttemptFailure::Pool(f)
         })?;
+        if let Some(connection) = client.connection_info() {
+            info.set_upstream_connection(connection);
+        }
         let active = ActiveRequest::new(
             try_request.started,
             breaker,
@@ -682,6 +688,7 @@ async fn attempt_h2(
     try_request: &Try<'_>,
     request: &RequestOut<'_>,
     body: &mut ForwardBody,
+    info: &mut StreamInfo,
 ) -> Result<(http::response::Parts, UpstreamResponseBody, Duration, ActiveRequest), AttemptFailure> {
     let mut resend = true;
     loop {
@@ -689,6 +696,7 @@ async fn attempt_h2(
             forget_negotiated(cluster, host, try_request, f);
             AttemptFailure::Pool(f)
         })?;
+        info.set_upstream_connection(stream.connection_info());
         let active = ActiveRequest::new(
             try_request.started,
             breaker,

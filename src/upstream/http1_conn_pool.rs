@@ -49,6 +49,7 @@ use crate::http::http1::client_connection::{
 };
 use crate::network::tls::{AlpnFallback, TransportOptions};
 use crate::network::TransportStream;
+use crate::stream_info::UpstreamConnectionInfo;
 
 /// Why no client could be had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +91,8 @@ struct PoolConnection {
     /// The cluster's `max_connections` slot, freed when the connection is gone.
     breaker: Option<ResourceGuard>,
     pool: Weak<Http1ConnPool>,
+    /// Its local address and TLS session, for its requests' log lines.
+    info: UpstreamConnectionInfo,
 }
 
 // Taking the box is the point: the caller's connection ends here.
@@ -173,6 +176,11 @@ impl PooledClient {
     fn new(conn: Box<PoolConnection>, reused: bool) -> PooledClient {
         let pool = conn.pool.clone();
         PooledClient { conn: Some(conn), pool, reused, in_flight: false }
+    }
+
+    /// The connection lent, as the access log shows it.
+    pub fn connection_info(&self) -> Option<&UpstreamConnectionInfo> {
+        self.conn.as_ref().map(|c| &c.info)
     }
 
     /// Sends the request and reads the response head. On failure the connection
@@ -456,7 +464,7 @@ impl Http1ConnPool {
 
     /// A connection made for this pool, counted as HTTP/1.
     fn established(&self, connection: UpstreamConnection, breaker: Option<ResourceGuard>) -> Box<PoolConnection> {
-        let UpstreamConnection { stream, accounting } = connection;
+        let UpstreamConnection { stream, accounting, info } = connection;
         self.cluster.stats.upstream_cx_http1_total.inc();
         Box::new(PoolConnection {
             codec: ClientConnection::new(stream),
@@ -465,6 +473,7 @@ impl Http1ConnPool {
             closed_by_peer: false,
             breaker,
             pool: self.me.clone(),
+            info,
         })
     }
 

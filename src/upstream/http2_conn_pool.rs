@@ -59,6 +59,7 @@ use crate::http::http1::CodecError;
 use crate::http::http2::{Http2CodecStats, Keepalive};
 use crate::network::tls::{AlpnFallback, TransportOptions};
 use crate::network::TransportStream;
+use crate::stream_info::UpstreamConnectionInfo;
 
 /// How much request body `h2` may hold per stream beyond what the upstream's
 /// window lets out (its default is 400 KiB): as the HTTP/1 path, one read at
@@ -73,6 +74,11 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 
 /// What a waiting request is handed: a stream slot, or why none could be had.
 type Handoff = Result<Http2Stream, PoolFailure>;
+
+/// A connection through its HTTP/2 handshake: the stream handle, the
+/// connection to drive, its accounting and what the log shows of it.
+type Handshaken =
+    (SendRequest<Bytes>, h2::client::Connection<TransportStream, Bytes>, ConnectionAccounting, UpstreamConnectionInfo);
 
 /// One upstream HTTP/2 connection, shared by its streams, its pool and its
 /// driver task.
@@ -92,6 +98,8 @@ struct H2Connection {
     idle_since: Cell<Instant>,
     /// The cluster's `max_concurrent_streams`.
     local_max: u32,
+    /// Its local address and TLS session, for its requests' log lines.
+    info: UpstreamConnectionInfo,
 }
 
 impl H2Connection {
@@ -167,6 +175,11 @@ impl Http2Stream {
         if let Some(pool) = self.pool.upgrade() {
             pool.forget(&self.conn);
         }
+    }
+
+    /// The connection the stream is on, as the access log shows it.
+    pub fn connection_info(&self) -> &UpstreamConnectionInfo {
+        &self.conn.info
     }
 
     /// `cluster.<name>.http2.*`.
@@ -400,7 +413,7 @@ impl Http2ConnPool {
         };
         self.connecting.set(self.connecting.get().saturating_sub(1));
         match made {
-            Ok((send, connection, accounting)) => {
+            Ok((send, connection, accounting, info)) => {
                 self.cluster.stats.upstream_cx_http2_total.inc();
                 let conn = Rc::new(H2Connection {
                     send: RefCell::new(Some(send)),
@@ -410,6 +423,7 @@ impl Http2ConnPool {
                     closing: Cell::new(false),
                     idle_since: Cell::new(Instant::now()),
                     local_max: self.cluster.http2_options.max_concurrent_streams,
+                    info,
                 });
                 self.conns.borrow_mut().push(conn.clone());
                 let keepalive = self.cluster.http2_options.keepalive.clone();
@@ -436,13 +450,9 @@ impl Http2ConnPool {
     }
 
     /// The client preface and SETTINGS, with the cluster's `Http2ProtocolOptions`.
-    async fn handshake(
-        &self,
-        c: UpstreamConnection,
-    ) -> Result<(SendRequest<Bytes>, h2::client::Connection<TransportStream, Bytes>, ConnectionAccounting), PoolFailure>
-    {
+    async fn handshake(&self, c: UpstreamConnection) -> Result<Handshaken, PoolFailure> {
         let o = &self.cluster.http2_options;
-        let UpstreamConnection { stream, mut accounting } = c;
+        let UpstreamConnection { stream, mut accounting, info } = c;
         let handshake = h2::client::Builder::new()
             .initial_window_size(o.initial_stream_window_size)
             .initial_connection_window_size(o.initial_connection_window_size)
@@ -458,7 +468,7 @@ impl Http2ConnPool {
             .handshake::<_, Bytes>(stream)
             .await;
         match handshake {
-            Ok((send, connection)) => Ok((send, connection, accounting)),
+            Ok((send, connection)) => Ok((send, connection, accounting, info)),
             Err(e) => {
                 tracing::debug!(host = %self.host.address, "upstream HTTP/2 handshake failed: {e}");
                 if !e.is_io() {

@@ -14,6 +14,7 @@ use super::host::Host;
 use crate::network::socket;
 use crate::network::tls::{AlpnFallback, TransportOptions};
 use crate::network::TransportStream;
+use crate::stream_info::UpstreamConnectionInfo;
 
 /// Why an upstream connection could not be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,8 @@ pub enum ConnectFailure {
 pub struct UpstreamConnection {
     pub stream: TransportStream,
     pub accounting: ConnectionAccounting,
+    /// Its local address and TLS session, for the requests' access log lines.
+    pub info: UpstreamConnectionInfo,
 }
 
 /// Keeps an upstream connection counted in `upstream_cx_active` (cluster and host)
@@ -64,32 +67,34 @@ impl UpstreamConnection {
         let result = tokio::time::timeout(cluster.connect_timeout, async {
             let mut stream = socket::connect(host.address, host.ipv6_only, cluster.tcp_keepalive.as_ref()).await?;
             let _ = stream.set_nodelay(true);
+            let local = stream.local_addr().ok();
             if let Some(pp) = &cluster.proxy_protocol {
                 // The header goes first, before any TLS: a few dozen bytes a fresh
                 // socket's buffer takes at once.
                 tokio::io::AsyncWriteExt::write_all(&mut stream, &pp.header(options.downstream)).await?;
             }
             match &cluster.tls {
-                None => Ok(TransportStream::from(stream)),
+                None => Ok((TransportStream::from(stream), UpstreamConnectionInfo { local, tls: None })),
                 // Boxed: the handshake's state (a rustls session, ~1.4 KiB) would
                 // otherwise sit in every request's future, and be copied with it
                 // (measured: +5 % instructions per plain HTTP/1 request).
                 Some(tls) => {
-                    let stream = Box::pin(tls.connect(stream, host.address.ip(), protocol, options)).await?;
+                    let (stream, session) = Box::pin(tls.connect(stream, host.address.ip(), protocol, options)).await?;
+                    let info = UpstreamConnectionInfo { local, tls: Some(std::rc::Rc::new(session)) };
                     let h2 = stream.alpn_is(b"h2");
                     match protocol.filter(|_| cluster.upstream_protocol == UpstreamProtocol::Auto) {
                         Some(AlpnFallback::Http11) if h2 => Err(std::io::Error::other("the upstream chose h2")),
                         Some(AlpnFallback::Http2) if !h2 && stream.alpn_is(b"http/1.1") => {
                             Err(std::io::Error::other("the upstream chose http/1.1"))
                         }
-                        _ => Ok(stream),
+                        _ => Ok((stream, info)),
                     }
                 }
             }
         })
         .await;
         let failure = match result {
-            Ok(Ok(stream)) => {
+            Ok(Ok((stream, info))) => {
                 // Envoy 1.40's mixed pool (`auto_config`) counts a connection
                 // again as it makes its codec, once the protocol is known.
                 if cluster.upstream_protocol == UpstreamProtocol::Auto {
@@ -103,7 +108,7 @@ impl UpstreamConnection {
                     closed_locally: false,
                     active_request: false,
                 };
-                return Ok(UpstreamConnection { stream, accounting });
+                return Ok(UpstreamConnection { stream, accounting, info });
             }
             Ok(Err(e)) => {
                 tracing::debug!(cluster = %cluster.name, host = %host.address, "upstream connect failed: {e}");

@@ -271,3 +271,85 @@ fn stdout_access_log() {
     assert_eq!(r.status, 200);
     assert_eq!(wait_for_lines(&out, 1), ["SLOG via-stdout 200"]);
 }
+
+/// `backend` behind a relay that records the address each connection comes
+/// from: the proxy's end of its upstream connection.
+fn recording_front(backend: Upstream) -> (Upstream, std::sync::Arc<std::sync::Mutex<Vec<std::net::SocketAddr>>>) {
+    use std::io::Write;
+    let peers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = peers.clone();
+    let backend = std::sync::Arc::new(backend);
+    let front = Upstream::start(move |client| {
+        if let Ok(peer) = client.peer_addr() {
+            seen.lock().unwrap_or_else(|e| e.into_inner()).push(peer);
+        }
+        let Ok(server) = std::net::TcpStream::connect(backend.addr) else { return };
+        let (Ok(mut client_in), Ok(mut server_out)) = (client.try_clone(), server.try_clone()) else { return };
+        let up = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut client_in, &mut server_out);
+            let _ = server_out.shutdown(std::net::Shutdown::Write);
+        });
+        let (mut server_in, mut client_out) = (server, client);
+        let _ = std::io::copy(&mut server_in, &mut client_out);
+        let _ = client_out.flush();
+        let _ = client_out.shutdown(std::net::Shutdown::Write);
+        let _ = up.join();
+    });
+    (front, peers)
+}
+
+/// `%UPSTREAM_LOCAL_ADDRESS%` (`_WITHOUT_PORT`, `%UPSTREAM_LOCAL_PORT%`) is
+/// the local address of the upstream connection the request went on, as the
+/// upstream sees its peer: over HTTP/1 (two requests on one pooled
+/// connection show the same), HTTP/2, and tcp_proxy.
+#[test]
+fn upstream_local_address_is_the_connections() {
+    let (h1, h1_peers) = recording_front(http_upstream("h1"));
+    let (h2, h2_peers) = recording_front(crate::shared_net::h2c_upstream("h2"));
+    let (echo, tcp_peers) = recording_front(Upstream::echo());
+    let dir = TempDir::new("alog");
+    let log = dir.0.join("access.log");
+    let format = text_format(
+        "%REQ(X-TAG)% %UPSTREAM_LOCAL_ADDRESS% %UPSTREAM_LOCAL_ADDRESS_WITHOUT_PORT% %UPSTREAM_LOCAL_PORT%",
+    );
+    let access_log = file_log(&log, &format);
+    let rc = routes(&[fwd("/h1", "{ cluster: h1 }"), fwd("/h2", "{ cluster: h2 }")].concat());
+    let h2_cluster = format!(
+        "{}    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: {{ http2_protocol_options: {{}} }}\n",
+        static_cluster("h2", &[h2.port()])
+    );
+    let listeners = [
+        http_listener("web", &indent(&access_log, 10), &indent(&rc, 12), ""),
+        tcp_listener("tcp", "tcp", "echo", &indent(&access_log, 10)),
+    ];
+    let clusters = [static_cluster("h1", &[h1.port()]), h2_cluster, static_cluster("echo", &[echo.port()])];
+    let c = Courier::start(&config(&listeners, &clusters), 1);
+    let web = c.listener("web");
+    let fields = |line: &str| line.split(' ').map(str::to_string).collect::<Vec<_>>();
+    let expect = |line: &str, tag: &str, local: std::net::SocketAddr| {
+        let port = local.port().to_string();
+        assert_eq!(fields(line), [tag, &local.to_string(), "127.0.0.1", &port], "{line}");
+    };
+
+    for tag in ["h1-first", "h1-again"] {
+        assert_eq!(Client::connect(web).request("GET", "/h1", &[("x-tag", tag)], b"").status, 200);
+    }
+    let lines = wait_for_lines(&log, 2);
+    let h1_local = h1_peers.lock().unwrap()[..].to_vec();
+    assert_eq!(h1_local.len(), 1, "both requests went on one pooled connection");
+    expect(&lines[0], "h1-first", h1_local[0]);
+    expect(&lines[1], "h1-again", h1_local[0]);
+
+    assert_eq!(Client::connect(web).request("GET", "/h2", &[("x-tag", "h2")], b"").status, 200);
+    let lines = wait_for_lines(&log, 3);
+    expect(&lines[2], "h2", h2_peers.lock().unwrap()[0]);
+
+    let mut s = connect(c.listener("tcp"));
+    std::io::Write::write_all(&mut s, b"ping").expect("send");
+    s.shutdown(std::net::Shutdown::Write).expect("half-close");
+    let mut echoed = Vec::new();
+    std::io::Read::read_to_end(&mut s, &mut echoed).expect("echo");
+    assert_eq!(echoed, b"ping");
+    let lines = wait_for_lines(&log, 4);
+    expect(&lines[3], "-", tcp_peers.lock().unwrap()[0]);
+}

@@ -1133,7 +1133,20 @@ fn auto_config_speaks_the_protocol_alpn_picked() {
         crate::http_util::prefix_route("/none", "none", ""),
     ]
     .concat();
-    let listener = crate::http_util::http_listener("plain", "", &crate::http_util::one_vhost(&routes), "");
+    // The mixed pool hands its first connection to the protocol's pool: the
+    // requests on it log that connection (its local port, its TLS session).
+    let dir = TempDir::new("auto-log");
+    let log = dir.0.join("access.log");
+    let access_log = format!(
+        "access_log:\n- name: envoy.access_loggers.file\n  typed_config:\n    \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n    path: {}\n    log_format: {{ text_format_source: {{ inline_string: \"%REQ(:PATH)% %UPSTREAM_LOCAL_PORT% %UPSTREAM_TLS_VERSION%\\n\" }} }}\n",
+        log.display()
+    );
+    let listener = crate::http_util::http_listener(
+        "plain",
+        &crate::http_util::indent(&access_log, 10),
+        &crate::http_util::one_vhost(&routes),
+        "",
+    );
     let c = start(&[listener], &[cluster("h2", h2.port), cluster("h1", h1.port), cluster("none", plain.port)]);
     let addr = c.listener("plain");
     for _ in 0..2 {
@@ -1149,6 +1162,14 @@ fn auto_config_speaks_the_protocol_alpn_picked() {
     assert_eq!(c.stat("cluster.none.upstream_cx_http1_total"), Some(1));
     assert_eq!(c.stat("cluster.h2.upstream_rq_total"), Some(2));
     assert_eq!(c.stat("cluster.h1.upstream_cx_total"), Some(2), "Envoy 1.40's mixed pool counts it twice");
+    let lines = crate::http_util::wait_for_lines(&log, 6);
+    for path in ["/h2", "/h1", "/none"] {
+        let of_path: Vec<&str> = lines.iter().filter(|l| l.starts_with(&format!("{path} "))).map(|l| &l[..]).collect();
+        assert_eq!(of_path.len(), 2, "{lines:?}");
+        assert_eq!(of_path[0], of_path[1], "one connection: {lines:?}");
+        let port: u16 = of_path[0].split(' ').nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+        assert!(port > 0 && of_path[0].ends_with(" TLSv1.2"), "{lines:?}");
+    }
 
     // Only TLS negotiates: Envoy refuses auto_config on a plaintext cluster.
     let yaml = config(&[plain_listener()], &[format!("{}{auto}", static_cluster("app", &[h1.port]))]);

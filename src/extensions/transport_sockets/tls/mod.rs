@@ -182,7 +182,14 @@ impl TransportSocketBuilder for TlsSocketBuilder<'_> {
                     .map_err(|_| path.field_error("sni", format!("'{sni}' is not a DNS name")))?,
             ),
         };
-        let tls = Arc::new(UpstreamTls { context: ContextCell::new(context), server_name, stats });
+        let tls = Arc::new(UpstreamTls {
+            context: ContextCell::new(context),
+            server_name,
+            stats,
+            read_peer: peer_certificate,
+            read_details: certificate_details_of,
+            last_session_id: Default::default(),
+        });
         let common = proto.common_tls_context.clone().unwrap_or_default();
         let rebuild = Rebuild {
             tls: Arc::downgrade(&tls),
@@ -371,14 +378,12 @@ fn server_config(proto: &DownstreamTlsContext, path: &FieldPath) -> Result<(Serv
     let common_path = child(path, "common_tls_context");
     let common = proto.common_tls_context.clone().unwrap_or_default();
     let provider = provider_for(&common, &common_path)?;
-    let versions = versions(common.tls_params.as_ref(), &common_path)?;
+    let versions = versions(common.tls_params.as_ref(), &common_path, Side::Server)?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| common_path.field_error("tls_params", e.to_string()))?;
     let require = proto.require_client_certificate.as_ref().is_some_and(|b| b.value);
     let (checks, revocation) = peer_checks_and_crls(&common, &common_path)?;
-    // With CRLs, the verifier's errors are mapped to BoringSSL's alerts.
-    let has_crls = revocation.is_some();
     let builder = match trusted_ca(&common, &common_path)? {
         Some(roots) => {
             let verifier =
@@ -389,11 +394,9 @@ fn server_config(proto: &DownstreamTlsContext, path: &FieldPath) -> Result<(Serv
                 None => verifier,
             };
             let webpki = verifier.build().map_err(|e| common_path.field_error("validation_context", e.to_string()))?;
-            if checks.is_empty() && !has_crls {
-                builder.with_client_cert_verifier(webpki)
-            } else {
-                builder.with_client_cert_verifier(Arc::new(CheckedClientVerifier { webpki, checks }))
-            }
+            // Always wrapped, also without checks: the wrapper notes the
+            // client's signature scheme (`ssl.sigalgs.*`).
+            builder.with_client_cert_verifier(Arc::new(CheckedClientVerifier { webpki, checks }))
         }
         // As Envoy: a certificate is required (or asked for, to check pins), and
         // not verified but by its pins.
@@ -513,7 +516,7 @@ fn client_config(
     let common_path = child(path, "common_tls_context");
     let common = proto.common_tls_context.clone().unwrap_or_default();
     let provider = provider_for(&common, &common_path)?;
-    let versions = versions(common.tls_params.as_ref(), &common_path)?;
+    let versions = versions(common.tls_params.as_ref(), &common_path, Side::Client)?;
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| common_path.field_error("tls_params", e.to_string()))?;
@@ -554,8 +557,17 @@ fn client_config(
     Ok((config, name_verifier))
 }
 
+/// Envoy's default TLS 1.2 cipher suites, in its order (ring's own list puts
+/// AES-256 first: a client would offer, and get, another cipher than Envoy's).
+const ENVOY_DEFAULT_CIPHERS: [&str; 4] = [
+    "[ECDHE-ECDSA-AES128-GCM-SHA256|ECDHE-ECDSA-CHACHA20-POLY1305]",
+    "[ECDHE-RSA-AES128-GCM-SHA256|ECDHE-RSA-CHACHA20-POLY1305]",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+];
+
 /// The ring provider with Envoy's default curves, and `tls_params.cipher_suites` (BoringSSL names, `[a|b]`
-/// groups flattened) as its TLS 1.2 suites when given; TLS 1.3's stay, as
+/// groups flattened; Envoy's defaults without) as its TLS 1.2 suites; TLS 1.3's stay, as
 /// BoringSSL's cannot be configured either.
 fn provider_for(common: &CommonTlsContext, path: &FieldPath) -> Result<Arc<CryptoProvider>, ConfigError> {
     // rustls deprecates ring's provider for lacking post-quantum key exchange;
@@ -567,12 +579,21 @@ fn provider_for(common: &CommonTlsContext, path: &FieldPath) -> Result<Arc<Crypt
     if let Some(params) = common.tls_params.as_ref().filter(|p| !p.ecdh_curves.is_empty()) {
         provider.kx_groups = curves(&params.ecdh_curves, path)?;
     }
-    let Some(params) = common.tls_params.as_ref().filter(|p| !p.cipher_suites.is_empty()) else {
-        return Ok(Arc::new(provider));
+    let names: &[String] = match common.tls_params.as_ref().filter(|p| !p.cipher_suites.is_empty()) {
+        Some(params) => &params.cipher_suites,
+        None => &ENVOY_DEFAULT_CIPHERS.map(String::from),
     };
-    let mut suites: Vec<rustls::SupportedCipherSuite> =
-        provider.cipher_suites.iter().filter(|s| s.version() == &rustls::version::TLS13).copied().collect();
-    for (i, entry) in params.cipher_suites.iter().enumerate() {
+    // TLS 1.3's in BoringSSL's order (ring's puts AES-256 first): a client
+    // offers them as Envoy's does, and an upstream that follows the client's
+    // order picks what it would pick for Envoy.
+    let mut suites: Vec<rustls::SupportedCipherSuite> = Vec::new();
+    for name in ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"] {
+        let known = CIPHER_NAMES.iter().find(|(_, n)| *n == name);
+        if let Some(suite) = known.and_then(|(s, _)| provider.cipher_suites.iter().find(|c| c.suite() == *s)) {
+            suites.push(*suite);
+        }
+    }
+    for (i, entry) in names.iter().enumerate() {
         for name in entry.trim_matches(|c| c == '[' || c == ']').split('|') {
             let suite = CIPHER_NAMES
                 .iter()
@@ -621,13 +642,27 @@ fn curves(
     Ok(groups)
 }
 
-/// `tls_params` min/max as rustls versions; Envoy's default is TLS 1.2 to 1.3.
+/// Which end of a session a context is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Server,
+    Client,
+}
+
+/// `tls_params` min/max as rustls versions. Envoy's default is TLS 1.2 to 1.3
+/// on a listener, and TLS 1.2 only on a cluster (its client maximum is 1.2:
+/// Envoy 1.40 negotiates TLS 1.2 with an upstream that offers 1.3).
 fn versions(
     params: Option<&TlsParameters>,
     path: &FieldPath,
+    side: Side,
 ) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, ConfigError> {
+    let default_max = if side == Side::Client { 2 } else { 3 };
     let Some(params) = params else {
-        return Ok(vec![&rustls::version::TLS12, &rustls::version::TLS13]);
+        return Ok(match side {
+            Side::Server => vec![&rustls::version::TLS12, &rustls::version::TLS13],
+            Side::Client => vec![&rustls::version::TLS12],
+        });
     };
     let level = |v: i32, field: &str, default: u8| -> Result<u8, ConfigError> {
         match TlsProtocol::try_from(v) {
@@ -642,7 +677,7 @@ fn versions(
         }
     };
     let min = level(params.tls_minimum_protocol_version, "tls_minimum_protocol_version", 2)?;
-    let max = level(params.tls_maximum_protocol_version, "tls_maximum_protocol_version", 3)?;
+    let max = level(params.tls_maximum_protocol_version, "tls_maximum_protocol_version", default_max)?;
     let out: Vec<_> = [(2, &rustls::version::TLS12), (3, &rustls::version::TLS13)]
         .into_iter()
         .filter(|(l, _)| (min..=max).contains(l))

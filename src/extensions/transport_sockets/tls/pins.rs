@@ -96,10 +96,6 @@ pub struct PeerChecks {
 }
 
 impl PeerChecks {
-    pub fn is_empty(&self) -> bool {
-        self.san.is_empty() && self.pins.is_empty() && !self.no_crl_loaded
-    }
-
     pub fn check(&self, leaf: &CertificateDer<'_>) -> Result<(), rustls::Error> {
         if self.no_crl_loaded {
             return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownRevocationStatus));

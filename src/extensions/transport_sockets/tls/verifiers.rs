@@ -81,6 +81,7 @@ impl ServerCertVerifier for ChainOnlyVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        crate::network::tls_session::note_peer_signature(dss.scheme);
         self.webpki.verify_tls12_signature(message, cert, dss)
     }
 
@@ -90,6 +91,7 @@ impl ServerCertVerifier for ChainOnlyVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        crate::network::tls_session::note_peer_signature(dss.scheme);
         self.webpki.verify_tls13_signature(message, cert, dss)
     }
 
@@ -133,6 +135,7 @@ impl rustls::server::danger::ClientCertVerifier for UnverifiedClientCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        crate::network::tls_session::note_peer_signature(dss.scheme);
         rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
@@ -142,6 +145,7 @@ impl rustls::server::danger::ClientCertVerifier for UnverifiedClientCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        crate::network::tls_session::note_peer_signature(dss.scheme);
         rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
@@ -188,6 +192,7 @@ impl rustls::server::danger::ClientCertVerifier for CheckedClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        crate::network::tls_session::note_peer_signature(dss.scheme);
         self.webpki.verify_tls12_signature(message, cert, dss)
     }
 
@@ -197,6 +202,7 @@ impl rustls::server::danger::ClientCertVerifier for CheckedClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        crate::network::tls_session::note_peer_signature(dss.scheme);
         self.webpki.verify_tls13_signature(message, cert, dss)
     }
 
@@ -231,6 +237,7 @@ impl ServerCertVerifier for UnverifiedServerCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        crate::network::tls_session::note_peer_signature(dss.scheme);
         rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
@@ -240,6 +247,7 @@ impl ServerCertVerifier for UnverifiedServerCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        crate::network::tls_session::note_peer_signature(dss.scheme);
         rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 

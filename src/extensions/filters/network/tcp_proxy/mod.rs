@@ -138,6 +138,9 @@ impl NetworkFilterFactory for TcpProxyFilter {
                 cluster.info.stats.upstream_rq_pending_total.inc();
                 match UpstreamConnection::connect_for(&cluster.info, &host, None, &options).await {
                     Ok(u) => {
+                        if let Some(info) = &mut info {
+                            info.set_upstream_connection(&u.info);
+                        }
                         cluster.info.stats.upstream_rq_total.inc();
                         host.stats.rq_total.fetch_add(1, Ordering::Relaxed);
                         upstream = Some(u);
