@@ -25,6 +25,8 @@ pub const INVENTORY: Inventory = Inventory {
         filters::http::set_metadata::SUPPORTED_FIELDS,
         filters::http::header_to_metadata::SUPPORTED_FIELDS,
         filters::http::rbac::SUPPORTED_FIELDS,
+        filters::common::rbac::SUPPORTED_FIELDS,
+        filters::network::rbac::SUPPORTED_FIELDS,
         filters::http::ext_authz::SUPPORTED_FIELDS,
         filters::http::jwt_authn::SUPPORTED_FIELDS,
         filters::listener::SUPPORTED_FIELDS,

@@ -38,7 +38,7 @@ use crate::http::body::RequestBody;
 use crate::http::http2::CodecIo;
 use crate::network::filter::LocalBoxFuture;
 use crate::network::ConnectionInfo;
-use crate::network::{DownstreamConnection, NetworkFilterFactory};
+use crate::network::{DownstreamConnection, NetworkFilter, NetworkFilterFactory};
 use crate::overload::{self, ScaledTimer};
 use response_body::ResponseBody;
 
@@ -54,10 +54,10 @@ pub struct HttpConnectionManager {
     config: Arc<HcmConfig>,
 }
 
-fn create(any: &Any, path: &FieldPath, ctx: &FactoryContext<'_>) -> Result<Arc<dyn NetworkFilterFactory>, ConfigError> {
+fn create(any: &Any, path: &FieldPath, ctx: &FactoryContext<'_>) -> Result<NetworkFilter, ConfigError> {
     let proto: HcmProto = decode_any(any, path)?;
     let config = HcmConfig::from_proto(&proto, path, ctx)?;
-    Ok(Arc::new(HttpConnectionManager { config: Arc::new(config) }))
+    Ok(NetworkFilter::Terminal(Arc::new(HttpConnectionManager { config: Arc::new(config) })))
 }
 
 impl NetworkFilterFactory for HttpConnectionManager {
