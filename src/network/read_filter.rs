@@ -129,6 +129,11 @@ impl ClosedByFilter {
         io::Error::new(io::ErrorKind::ConnectionAborted, ClosedByFilter { unread })
     }
 
+    /// Whether `e` is a read filter's close.
+    pub fn is(e: &io::Error) -> bool {
+        e.get_ref().is_some_and(|e| e.is::<ClosedByFilter>())
+    }
+
     /// The bytes a read that failed with `e` had taken off the connection.
     pub fn unread_of(e: &io::Error) -> usize {
         e.get_ref().and_then(|e| e.downcast_ref::<ClosedByFilter>()).map_or(0, |c| c.unread)

@@ -121,6 +121,7 @@ const STRING_MATCHER: &str = "envoy.type.matcher.v3.StringMatcher";
 const LOCAL_RATELIMIT: &str = "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
 const TLS_IT: &str = "tests/integration/tls.rs";
 const RBAC_PERMISSION: &str = "envoy.config.rbac.v3.Permission";
+const NETWORK_RBAC: &str = "envoy.extensions.filters.network.rbac.v3.RBAC";
 const RBAC_PRINCIPAL: &str = "envoy.config.rbac.v3.Principal";
 const RBAC_TLS: &str = "rbac_authenticated_principals_are_the_client_certificate_names";
 const PP_RULE: &str = "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol.Rule";
@@ -1432,6 +1433,12 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     ("envoy.type.matcher.v3.PathMatcher", "path", &[compat("filter_rbac")]),
     ("envoy.type.v3.Int32Range", "start", &[compat("filter_rbac")]),
     ("envoy.type.v3.Int32Range", "end", &[compat("filter_rbac")]),
+    (NETWORK_RBAC, "rules", &[compat("network_rbac_tcp"), compat("network_rbac_http")]),
+    (NETWORK_RBAC, "shadow_rules", &[compat("network_rbac_tcp"), compat("network_rbac_http")]),
+    (NETWORK_RBAC, "shadow_rules_stat_prefix", &[compat("network_rbac_tcp")]),
+    (NETWORK_RBAC, "stat_prefix", &[compat("network_rbac_tcp")]),
+    (NETWORK_RBAC, "enforcement_type", &[compat("network_rbac_tcp")]),
+    (NETWORK_RBAC, "delay_deny", &[compat("network_rbac_tcp")]),
     (EXT_AUTHZ, "http_service", &[compat("filter_ext_authz")]),
     (EXT_AUTHZ, "grpc_service", &[compat("filter_ext_authz_grpc")]),
     (EXT_AUTHZ, "failure_mode_allow", &[compat("filter_ext_authz")]),

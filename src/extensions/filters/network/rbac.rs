@@ -2,7 +2,8 @@
 //! policies (`filters::common::rbac`), on the connection's facts alone:
 //! addresses and ports, the SNI the TLS inspector read, the client
 //! certificate of a terminated TLS session. There is no request at this level:
-//! a header rule sees every header missing and `url_path` never matches.
+//! a header rule is refused at start-up, as Envoy does, and `url_path` never
+//! matches.
 //!
 //! As Envoy 1.40 (tests/compat `network_rbac*`): the decision is taken on the
 //! connection's first read (`ONE_TIME_ON_FIRST_BYTE`, once; `CONTINUOUS`: on
@@ -21,7 +22,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use envoy_types::pb::envoy::config::rbac::v3::Rbac as RbacRules;
+use envoy_types::pb::envoy::config::rbac::v3::permission::Rule as PermissionRule;
+use envoy_types::pb::envoy::config::rbac::v3::principal::Identifier;
+use envoy_types::pb::envoy::config::rbac::v3::{Permission, Principal, Rbac as RbacRules};
 use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::{rbac::EnforcementType, Rbac as RbacProto};
 use envoy_types::pb::google::protobuf::{Any, Struct};
 
@@ -82,7 +85,10 @@ fn build(proto: &RbacProto, path: &FieldPath, store: &Store) -> Result<RbacConfi
         return Err(path.field_error("stat_prefix", "value length must be at least 1 characters"));
     }
     let engine = |rules: &Option<RbacRules>, field: &str| {
-        rules.as_ref().map(|r| RbacEngine::new(r, &path.child(field))).transpose()
+        let Some(rules) = rules else { return Ok(None) };
+        let at = path.child(field);
+        refuse_headers(rules, &at)?;
+        RbacEngine::new(rules, &at).map(Some)
     };
     let continuous = match EnforcementType::try_from(proto.enforcement_type) {
         Ok(EnforcementType::OneTimeOnFirstByte) => false,
@@ -103,6 +109,62 @@ fn build(proto: &RbacProto, path: &FieldPath, store: &Store) -> Result<RbacConfi
             &common_rbac::rules_scope(&base, &proto.shadow_rules_stat_prefix),
         ),
     })
+}
+
+/// Envoy refuses a header rule anywhere in a network filter's policies.
+fn refuse_headers(rules: &RbacRules, path: &FieldPath) -> Result<(), ConfigError> {
+    let mut names: Vec<&String> = rules.policies.keys().collect();
+    names.sort();
+    for name in names {
+        let policy = &rules.policies[name];
+        let mut base = path.child("policies");
+        base.push_key(name);
+        for (i, p) in policy.permissions.iter().enumerate() {
+            permission_headers(p, &indexed(&base, "permissions", i))?;
+        }
+        for (i, p) in policy.principals.iter().enumerate() {
+            principal_headers(p, &indexed(&base, "principals", i))?;
+        }
+    }
+    Ok(())
+}
+
+fn indexed(path: &FieldPath, field: &str, i: usize) -> FieldPath {
+    let mut at = path.child(field);
+    at.push_index(i);
+    at
+}
+
+fn header_refused(path: &FieldPath) -> ConfigError {
+    path.field_error("header", "a header rule is not supported by the RBAC network filter")
+}
+
+fn permission_headers(p: &Permission, path: &FieldPath) -> Result<(), ConfigError> {
+    let set = |rules: &[Permission], field: &str| {
+        let at = path.child(field);
+        rules.iter().enumerate().try_for_each(|(i, r)| permission_headers(r, &indexed(&at, "rules", i)))
+    };
+    match &p.rule {
+        Some(PermissionRule::Header(_)) => Err(header_refused(path)),
+        Some(PermissionRule::AndRules(s)) => set(&s.rules, "and_rules"),
+        Some(PermissionRule::OrRules(s)) => set(&s.rules, "or_rules"),
+        Some(PermissionRule::NotRule(inner)) => permission_headers(inner, &path.child("not_rule")),
+        _ => Ok(()),
+    }
+}
+
+fn principal_headers(p: &Principal, path: &FieldPath) -> Result<(), ConfigError> {
+    let set = |ids: &[Principal], field: &str| {
+        let at = path.child(field);
+        ids.iter().enumerate().try_for_each(|(i, id)| principal_headers(id, &indexed(&at, "ids", i)))
+    };
+    match &p.identifier {
+        Some(Identifier::Header(_)) => Err(header_refused(path)),
+        Some(Identifier::AndIds(s)) => set(&s.ids, "and_ids"),
+        Some(Identifier::OrIds(s)) => set(&s.ids, "or_ids"),
+        Some(Identifier::NotId(inner)) => principal_headers(inner, &path.child("not_id")),
+        _ => Ok(()),
+    }
 }
 
 impl ReadFilterFactory for RbacFilterFactory {
