@@ -48,6 +48,8 @@ const ROOTS: &[&str] = &[
     "envoy.extensions.filters.http.set_metadata.v3.Config",
     "envoy.extensions.filters.http.rbac.v3.RBAC",
     "envoy.extensions.filters.network.rbac.v3.RBAC",
+    "envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit",
+    "envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit",
     "envoy.extensions.filters.http.rbac.v3.RBACPerRoute",
     "envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport",
     "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer",

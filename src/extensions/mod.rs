@@ -101,6 +101,8 @@ pub const NETWORK_FILTERS: &[NetworkFilterExtension] = &[
     filters::network::tcp_proxy::EXTENSION,
     filters::network::http_connection_manager::EXTENSION,
     filters::network::rbac::EXTENSION,
+    filters::network::connection_limit::EXTENSION,
+    filters::network::local_ratelimit::EXTENSION,
 ];
 
 /// The listener filters Courier ships.

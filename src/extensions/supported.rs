@@ -27,6 +27,8 @@ pub const INVENTORY: Inventory = Inventory {
         filters::http::rbac::SUPPORTED_FIELDS,
         filters::common::rbac::SUPPORTED_FIELDS,
         filters::network::rbac::SUPPORTED_FIELDS,
+        filters::network::connection_limit::SUPPORTED_FIELDS,
+        filters::network::local_ratelimit::SUPPORTED_FIELDS,
         filters::http::ext_authz::SUPPORTED_FIELDS,
         filters::http::jwt_authn::SUPPORTED_FIELDS,
         filters::listener::SUPPORTED_FIELDS,

@@ -26,6 +26,11 @@ pub type LocalBoxFuture = Pin<Box<dyn Future<Output = ()> + 'static>>;
 pub trait NetworkFilterFactory: Send + Sync + Debug {
     /// Takes over `conn` and returns the task that serves it to completion.
     fn on_new_connection(&self, conn: DownstreamConnection) -> LocalBoxFuture;
+
+    /// A read filter before this one closed the connection as it started, so
+    /// this one never ran: Envoy had created it all the same, and counts the
+    /// connection in its stats.
+    fn on_refused_connection(&self) {}
 }
 
 /// What a read filter decides on an event of its connection.

@@ -49,6 +49,9 @@ pub fn start_chain(chain: &FilterChain, mut conn: DownstreamConnection) -> Local
         .map(|f| f.on_new_connection(&mut cx))
         .find(|s| *s != ReadFilterStatus::Continue)
         .unwrap_or(ReadFilterStatus::Continue);
+    if status != ReadFilterStatus::Continue {
+        chain.terminal.on_refused_connection();
+    }
     match status {
         ReadFilterStatus::Continue => {}
         // The terminal filter never starts; dropping the filters and the

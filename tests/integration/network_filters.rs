@@ -131,3 +131,40 @@ fn network_rbac_in_front_of_the_connection_manager() {
     c.wait_stat("nobody.rbac.denied", |v| v == 1);
     assert_eq!(c.stat("http.ingress.downstream_rq_total"), Some(3));
 }
+
+/// `connection_limit` with one connection allowed: a second one while the
+/// first is open is refused as it starts (after `delay`), without an upstream
+/// connection; once the first closed, a new one goes through.
+#[test]
+fn connection_limit_refuses_a_connection_over_the_limit() {
+    let up = Upstream::echo();
+    let listener = tcp_listener("limited", "limited", "echo", "").replace(
+        "    - filters:\n",
+        "    - filters:\n      - name: envoy.filters.network.connection_limit\n        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit\n          stat_prefix: one\n          max_connections: 1\n          delay: 0.2s\n",
+    );
+    let c = Courier::start(&config(&[listener], &[static_cluster("echo", &[up.port()])]), 2);
+    let echo = |s: &mut std::net::TcpStream, what: &[u8]| {
+        s.write_all(what).unwrap();
+        let mut got = vec![0u8; what.len()];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(got, what);
+    };
+    let mut first = connect(c.listener("limited"));
+    echo(&mut first, b"first");
+    c.wait_stat("connection_limit.one.active_connections", |v| v == 1);
+    let mut second = connect(c.listener("limited"));
+    let start = Instant::now();
+    second.write_all(b"second").unwrap();
+    assert_closes_silently(&mut second);
+    assert!(start.elapsed() >= Duration::from_millis(150), "closed after {:?}", start.elapsed());
+    assert_eq!(c.stat("connection_limit.one.limited_connections"), Some(1));
+    drop(first);
+    c.wait_stat("connection_limit.one.active_connections", |v| v == 0);
+    let mut third = connect(c.listener("limited"));
+    echo(&mut third, b"third");
+    drop(third);
+    c.wait_stat("connection_limit.one.active_connections", |v| v == 0);
+    // The refused connection never went upstream; tcp_proxy counted it all the same.
+    assert_eq!(c.stat("cluster.echo.upstream_cx_total"), Some(2));
+    assert_eq!(c.stat("tcp.limited.downstream_cx_total"), Some(3));
+}

@@ -61,6 +61,13 @@ fn create(any: &Any, path: &FieldPath, ctx: &FactoryContext<'_>) -> Result<Netwo
 }
 
 impl NetworkFilterFactory for HttpConnectionManager {
+    /// Counted as a connection that opened and closed, remotely by Envoy 1.40's
+    /// account (compat `network_local_ratelimit`): the manager's own close
+    /// handling never ran.
+    fn on_refused_connection(&self) {
+        drop(ConnectionLifetime::new(&self.config.stats));
+    }
+
     /// The connection's future is the codec's loop itself (no wrapper around
     /// it): an idle HTTP/1 connection holds that future and nothing more.
     fn on_new_connection(&self, conn: DownstreamConnection) -> LocalBoxFuture {

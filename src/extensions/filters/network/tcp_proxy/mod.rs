@@ -98,6 +98,10 @@ fn create(any: &Any, path: &FieldPath, ctx: &FactoryContext<'_>) -> Result<Netwo
 }
 
 impl NetworkFilterFactory for TcpProxyFilter {
+    fn on_refused_connection(&self) {
+        self.stats.downstream_cx_total.inc();
+    }
+
     fn on_new_connection(&self, conn: DownstreamConnection) -> LocalBoxFuture {
         self.stats.downstream_cx_total.inc();
         let mut info = (!self.access_logs.is_empty()).then(|| connection_info(&conn));
