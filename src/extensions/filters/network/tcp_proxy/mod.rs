@@ -192,11 +192,13 @@ fn connection_info(conn: &DownstreamConnection) -> StreamInfo {
     info
 }
 
-/// Adds what the read filters set in the connection's dynamic metadata after
-/// the connection started.
+/// Adds what the read filters recorded after the connection started: dynamic
+/// metadata, why one of them closed it.
 fn add_read_filters_metadata(info: &mut StreamInfo, read_filters: Option<&ReadFiltersHandle>) {
     if let Some(filters) = read_filters {
-        info.dynamic_metadata.extend(filters.get().dynamic_metadata());
+        let filters = filters.get();
+        info.dynamic_metadata.extend(filters.dynamic_metadata());
+        info.connection_termination_details = filters.termination_details().map(str::to_string);
     }
 }
 
