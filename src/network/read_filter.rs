@@ -179,6 +179,10 @@ impl ReadFiltered {
 impl AsyncRead for ReadFiltered {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if buf.remaining() == 0 {
+            // Nothing can be read: not an end of stream for the filters to see.
+            return Poll::Ready(Ok(()));
+        }
         loop {
             match &mut this.phase {
                 Phase::Open => {}
