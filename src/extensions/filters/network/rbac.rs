@@ -169,29 +169,35 @@ fn principal_headers(p: &Principal, path: &FieldPath) -> Result<(), ConfigError>
 
 impl ReadFilterFactory for RbacFilterFactory {
     fn create(&self) -> Box<dyn ReadFilter> {
-        Box::new(RbacFilter { config: self.0.clone(), enforced: None, shadow_done: false, denied: false })
+        Box::new(RbacFilter { config: self.0.clone(), decided: Decided::No })
     }
+}
+
+/// Where one connection's decision stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decided {
+    No,
+    /// Allowed once and for all (`ONE_TIME_ON_FIRST_BYTE`): later reads pass
+    /// untouched.
+    Allowed,
+    Denied,
 }
 
 /// One connection's filter.
 struct RbacFilter {
     config: Arc<RbacConfig>,
-    /// The enforced decision once taken (`ONE_TIME_ON_FIRST_BYTE`).
-    enforced: Option<bool>,
-    shadow_done: bool,
-    /// Refused with `delay_deny`: nothing more is looked at.
-    denied: bool,
+    decided: Decided,
 }
 
-impl RbacFilter {
+impl RbacConfig {
     /// The shadow rules' decision, counted and recorded.
     fn check_shadow(&self, engine: &RbacEngine, input: &RbacInput<'_>, cx: &mut ReadFilterContext<'_>) {
         let decision = engine.decide(input);
-        let stats = &self.config.shadow_stats;
+        let stats = &self.shadow_stats;
         let counter = if decision.allowed { &stats.shadow_allowed } else { &stats.shadow_denied };
         counter.inc();
         let mut fields = Struct::default();
-        common_rbac::record(&mut fields, &self.config.shadow_prefix, "shadow", &decision);
+        common_rbac::record(&mut fields, &self.shadow_prefix, "shadow", &decision);
         cx.dynamic_metadata.set_fields(NAME, fields);
     }
 
@@ -199,9 +205,9 @@ impl RbacFilter {
     fn check_enforced(&self, engine: &RbacEngine, input: &RbacInput<'_>, cx: &mut ReadFilterContext<'_>) -> bool {
         let decision = engine.decide(input);
         if decision.allowed {
-            self.config.stats.allowed.inc();
+            self.stats.allowed.inc();
         } else {
-            self.config.stats.denied.inc();
+            self.stats.denied.inc();
             *cx.termination_details = Some(common_rbac::denied_details(decision.policy.map(|(_, name)| name)));
         }
         decision.allowed
@@ -210,10 +216,12 @@ impl RbacFilter {
 
 impl ReadFilter for RbacFilter {
     fn on_data(&mut self, _data: &[u8], _end_stream: bool, cx: &mut ReadFilterContext<'_>) -> ReadFilterStatus {
-        if self.denied {
-            return ReadFilterStatus::Close;
+        match self.decided {
+            Decided::Allowed => return ReadFilterStatus::Continue,
+            Decided::Denied => return ReadFilterStatus::Close,
+            Decided::No => {}
         }
-        let config = self.config.clone();
+        let config = &*self.config;
         let info = cx.info;
         let input = RbacInput {
             parts: None,
@@ -224,24 +232,18 @@ impl ReadFilter for RbacFilter {
             requested_server_name: info.inspected_hello.as_ref().and_then(|h| h.server_name.as_deref()).unwrap_or(""),
         };
         if let Some(shadow) = &config.shadow {
-            if config.continuous || !self.shadow_done {
-                self.check_shadow(shadow, &input, cx);
-                self.shadow_done = true;
-            }
+            config.check_shadow(shadow, &input, cx);
         }
-        let allowed = match (&config.enforced, self.enforced) {
-            (None, _) => true,
-            (Some(_), Some(decided)) if !config.continuous => decided,
-            (Some(engine), _) => {
-                let allowed = self.check_enforced(engine, &input, cx);
-                self.enforced = Some(allowed);
-                allowed
-            }
-        };
+        // No enforced rules: allowed, as Envoy's "no engine".
+        let allowed = config.enforced.as_ref().is_none_or(|engine| config.check_enforced(engine, &input, cx));
         if allowed {
+            // CONTINUOUS decides again on the next read.
+            if !config.continuous {
+                self.decided = Decided::Allowed;
+            }
             return ReadFilterStatus::Continue;
         }
-        self.denied = true;
+        self.decided = Decided::Denied;
         match config.delay_deny {
             Some(delay) => ReadFilterStatus::CloseAfter(delay),
             None => ReadFilterStatus::Close,
