@@ -210,6 +210,9 @@ pub struct StreamInfo {
     pub downstream_hello: Option<Rc<crate::network::client_hello::InspectedHello>>,
     /// What filters attached (`%DYNAMIC_METADATA(...)%`).
     pub dynamic_metadata: DynamicMetadata,
+    /// Why a network filter closed the connection
+    /// (`%CONNECTION_TERMINATION_DETAILS%`: RBAC's refusal).
+    pub connection_termination_details: Option<String>,
 }
 
 impl StreamInfo {
@@ -240,6 +243,7 @@ impl StreamInfo {
             downstream_hello: None,
             health_check: false,
             dynamic_metadata: DynamicMetadata::default(),
+            connection_termination_details: None,
         }
     }
 

@@ -46,6 +46,13 @@ impl DynamicMetadata {
         self.namespace_mut(namespace).fields.extend(fields.fields);
     }
 
+    /// Sets every namespace's fields of `other` here (`set_fields` of each).
+    pub fn extend(&mut self, other: &DynamicMetadata) {
+        for (namespace, fields) in &other.0 {
+            self.set_fields(namespace, fields.clone());
+        }
+    }
+
     /// The value at `keys` inside the namespace: each key but the last must name
     /// a struct. With no keys, the namespace itself.
     pub fn lookup(&self, namespace: &str, keys: &[String]) -> Option<Lookup<'_>> {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use envoy_types::pb::google::protobuf::Any;
 
 use crate::config::{descriptor, ConfigError, FieldPath};
-use crate::network::{ListenerFilterFactory, ListenerScope, NetworkFilterBuilder, NetworkFilterFactory};
+use crate::network::{ListenerFilterFactory, ListenerScope, NetworkFilter, NetworkFilterBuilder};
 use crate::router::PerRouteConfig;
 use crate::stats::Store;
 use crate::thread_local::Slot;
@@ -54,8 +54,7 @@ pub struct FactoryContext<'a> {
 }
 
 /// Builds a network filter from its `typed_config`; the path points at it.
-pub type NetworkFilterConstructor =
-    fn(&Any, &FieldPath, &FactoryContext<'_>) -> Result<Arc<dyn NetworkFilterFactory>, ConfigError>;
+pub type NetworkFilterConstructor = fn(&Any, &FieldPath, &FactoryContext<'_>) -> Result<NetworkFilter, ConfigError>;
 
 /// A network filter: its canonical name, config type, and factory constructor.
 pub struct NetworkFilterExtension {
@@ -97,9 +96,14 @@ pub struct HttpFilterExtension {
     pub per_route: Option<(&'static str, PerRouteConstructor)>,
 }
 
-/// Every network filter Courier ships.
-pub const NETWORK_FILTERS: &[NetworkFilterExtension] =
-    &[filters::network::tcp_proxy::EXTENSION, crate::extensions::filters::network::http_connection_manager::EXTENSION];
+/// Every network filter Courier ships: the terminal ones, then read filters.
+pub const NETWORK_FILTERS: &[NetworkFilterExtension] = &[
+    filters::network::tcp_proxy::EXTENSION,
+    filters::network::http_connection_manager::EXTENSION,
+    filters::network::rbac::EXTENSION,
+    filters::network::connection_limit::EXTENSION,
+    filters::network::local_ratelimit::EXTENSION,
+];
 
 /// The listener filters Courier ships.
 pub use filters::listener::LISTENER_FILTERS;
@@ -141,7 +145,7 @@ pub fn create_network_filter(
     any: &Any,
     path: &FieldPath,
     ctx: &FactoryContext<'_>,
-) -> Result<Arc<dyn NetworkFilterFactory>, ConfigError> {
+) -> Result<NetworkFilter, ConfigError> {
     let type_name = descriptor::type_name(&any.type_url);
     let ext = NETWORK_FILTERS.iter().find(|e| e.config_type == type_name).ok_or_else(|| {
         path.field_error("@type", format!("unsupported extension '{}' (not a network filter)", any.type_url))
@@ -157,7 +161,7 @@ impl NetworkFilterBuilder for FactoryContext<'_> {
         typed_config: &Any,
         path: &FieldPath,
         listener: ListenerScope<'_>,
-    ) -> Result<Arc<dyn NetworkFilterFactory>, ConfigError> {
+    ) -> Result<NetworkFilter, ConfigError> {
         let ctx = FactoryContext {
             listener_stat_scope: listener.stat_scope,
             listener_buffer_limit: listener.buffer_limit,

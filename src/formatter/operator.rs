@@ -40,6 +40,7 @@ pub(crate) enum Operator {
     ResponseCodeDetails {
         allow_whitespace: bool,
     },
+    ConnectionTerminationDetails,
     ResponseFlags {
         long: bool,
     },
@@ -152,7 +153,6 @@ const KNOWN_UNSUPPORTED: &[&str] = &[
     "RESPONSE_HEADERS_BYTES",
     "RESPONSE_TRAILERS_BYTES",
     "UPSTREAM_PROTOCOL",
-    "CONNECTION_TERMINATION_DETAILS",
     "UPSTREAM_WIRE_BYTES_SENT",
     "UPSTREAM_WIRE_BYTES_RECEIVED",
     "UPSTREAM_HEADER_BYTES_SENT",
@@ -251,6 +251,7 @@ impl Operator {
             "PROTOCOL" => Operator::Protocol,
             "LOCAL_REPLY_BODY" => Operator::LocalReplyBody,
             "RESPONSE_CODE" => Operator::ResponseCode,
+            "CONNECTION_TERMINATION_DETAILS" => Operator::ConnectionTerminationDetails,
             "RESPONSE_FLAGS" => Operator::ResponseFlags { long: false },
             "RESPONSE_FLAGS_LONG" => Operator::ResponseFlags { long: true },
             "BYTES_RECEIVED" => Operator::BytesReceived,
@@ -351,6 +352,7 @@ impl Operator {
             Operator::LocalReplyBody => text(cx.local_reply_body, out),
             Operator::Protocol => text(Some(info.protocol).filter(|p| !p.is_empty()), out),
             Operator::ResponseCode => number(u64::from(info.response_code.unwrap_or(0)), out),
+            Operator::ConnectionTerminationDetails => text(info.connection_termination_details.as_deref(), out),
             Operator::ResponseCodeDetails { allow_whitespace } => {
                 let d = info.response_code_details;
                 if d.is_empty() {

@@ -148,6 +148,7 @@ fn missing_values_print_a_dash() {
         ("%PROTOCOL%", "-"),
         ("%RESPONSE_CODE%", "0"),
         ("%RESPONSE_CODE_DETAILS%", "-"),
+        ("%CONNECTION_TERMINATION_DETAILS%", "-"),
         ("%REQUEST_DURATION%", "-"),
         ("%RESPONSE_DURATION%", "-"),
         ("%RESPONSE_TX_DURATION%", "-"),
@@ -182,6 +183,8 @@ fn response_flags_and_details() {
     assert_eq!(f.fmt("%RESPONSE_CODE_DETAILS(ALLOW_WHITESPACES)%"), "upstream reset\tbefore");
     f.info.upstream_transport_failure_reason = Some("TLS error".to_string());
     assert_eq!(f.fmt("%UPSTREAM_TRANSPORT_FAILURE_REASON%"), "TLS error");
+    f.info.connection_termination_details = Some("rbac_access_denied_matched_policy[none]".to_string());
+    assert_eq!(f.fmt("%CONNECTION_TERMINATION_DETAILS%"), "rbac_access_denied_matched_policy[none]");
 }
 
 #[test]

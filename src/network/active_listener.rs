@@ -19,11 +19,11 @@ use tokio::sync::oneshot;
 
 use super::client_hello::InspectedHello;
 use super::connection::{ConnectionInfo, DownstreamConnection};
-use super::filter::LocalBoxFuture;
-use super::filter::NetworkFilterFactory;
+use super::filter::{FilterChain, LocalBoxFuture};
 use super::filter_chain_match::MatchInput;
 use super::listener::ListenerConfig;
 use super::listener_filter::{AcceptedSocket, ListenerFilterError};
+use super::read_filter;
 use super::socket;
 use super::tls::{DownstreamTls, DownstreamTlsInfo, HandshakeFailure};
 use super::transport::TransportStream;
@@ -290,14 +290,10 @@ fn serve_connection(config: &Arc<ListenerConfig>, mut socket: AcceptedSocket, wo
     let metadata = std::mem::take(&mut socket.dynamic_metadata);
     let guard = ConnectionAccounting::open(config.clone(), worker, total.clone());
     // A chain's transport socket (TLS termination) wraps the stream once the
-    // chain is known, before the terminal filter takes the connection.
+    // chain is known, before its network filters see the connection.
     if let Some(tls) = &chain.transport_socket {
-        let after = Box::new(AfterHandshake {
-            config: config.clone(),
-            terminal: chain.terminal.clone(),
-            info,
-            dynamic_metadata: metadata,
-        });
+        let after =
+            Box::new(AfterHandshake { config: config.clone(), chain: chain.clone(), info, dynamic_metadata: metadata });
         spawn_isolated(handshake_then_serve(tls.clone(), socket.stream, after, guard));
         return;
     }
@@ -307,7 +303,7 @@ fn serve_connection(config: &Arc<ListenerConfig>, mut socket: AcceptedSocket, wo
         buffer_limit: config.buffer_limit,
         dynamic_metadata: metadata,
     };
-    let run = chain.terminal.on_new_connection(conn);
+    let run = read_filter::start_chain(chain, conn);
     spawn_isolated(async move {
         run.await;
         drop(guard);
@@ -319,7 +315,7 @@ fn serve_connection(config: &Arc<ListenerConfig>, mut socket: AcceptedSocket, wo
 /// whole life) holds a pointer to it, not its fields.
 struct AfterHandshake {
     config: Arc<ListenerConfig>,
-    terminal: Arc<dyn NetworkFilterFactory>,
+    chain: Arc<FilterChain>,
     info: ConnectionInfo,
     dynamic_metadata: crate::common::dynamic_metadata::DynamicMetadata,
 }
@@ -356,12 +352,12 @@ impl AfterHandshake {
         self: Box<Self>,
         result: Result<(TransportStream, DownstreamTlsInfo), HandshakeFailure>,
     ) -> Option<LocalBoxFuture> {
-        let AfterHandshake { config, terminal, info, dynamic_metadata } = *self;
+        let AfterHandshake { config, chain, info, dynamic_metadata } = *self;
         match result {
             Ok((stream, session)) => {
                 let info = ConnectionInfo { tls: Some(Rc::new(session)), ..info };
                 let conn = DownstreamConnection { stream, info, buffer_limit: config.buffer_limit, dynamic_metadata };
-                Some(terminal.on_new_connection(conn))
+                Some(read_filter::start_chain(&chain, conn))
             }
             Err(HandshakeFailure::Timeout) => {
                 config.stats.downstream_cx_transport_socket_connect_timeout.inc();

@@ -1,16 +1,20 @@
-//! Network filters. Courier's network filters so far are terminal (`tcp_proxy`, and
-//! the HTTP connection manager to come): the filter takes the connection and runs
-//! it to its end on the worker. Filters that only inspect or veto a connection
-//! will get their own trait when the first one arrives.
+//! Network filters. A chain ends with one terminal filter (`tcp_proxy`, the HTTP
+//! connection manager), which takes the connection and runs it to its end on the
+//! worker. Before it, as in Envoy, come read filters (`ReadFilter`: RBAC, ...),
+//! which see the connection start and each read before the terminal filter
+//! does, and may let it go on or close it. They sit in the connection's stream
+//! (`read_filter::ReadFiltered`), so the terminal filter reads through them
+//! without knowing; a chain of the terminal filter alone has no such layer.
 
 use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use envoy_types::pb::google::protobuf::Any;
 
-use super::connection::DownstreamConnection;
+use super::connection::{ConnectionInfo, DownstreamConnection};
 use super::listener_filter::ListenerFilterFactory;
 use super::tls::{DownstreamTls, TransportSocketBuilder};
 use crate::config::{ConfigError, FieldPath};
@@ -22,6 +26,59 @@ pub type LocalBoxFuture = Pin<Box<dyn Future<Output = ()> + 'static>>;
 pub trait NetworkFilterFactory: Send + Sync + Debug {
     /// Takes over `conn` and returns the task that serves it to completion.
     fn on_new_connection(&self, conn: DownstreamConnection) -> LocalBoxFuture;
+
+    /// A read filter before this one closed the connection as it started, so
+    /// this one never ran: Envoy had created it all the same, and counts the
+    /// connection in its stats.
+    fn on_refused_connection(&self) {}
+}
+
+/// What a read filter decides on an event of its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFilterStatus {
+    /// The next filter (at last the terminal one) sees the event.
+    Continue,
+    /// The connection closes now; no later filter sees the event (Envoy's
+    /// `NoFlush` close and `StopIteration`).
+    Close,
+    /// Nothing more is read and the connection closes after this long (RBAC's
+    /// `delay_deny`, `connection_limit`'s `delay`).
+    CloseAfter(Duration),
+}
+
+/// What a read filter may read and write of its connection.
+pub struct ReadFilterContext<'a> {
+    pub info: &'a ConnectionInfo,
+    /// The connection's dynamic metadata (Envoy's connection stream info).
+    pub dynamic_metadata: &'a mut crate::common::dynamic_metadata::DynamicMetadata,
+    /// Why the connection was closed, for `%CONNECTION_TERMINATION_DETAILS%`.
+    pub termination_details: &'a mut Option<String>,
+}
+
+/// A non-terminal network filter of one connection (worker-local).
+pub trait ReadFilter {
+    /// The connection was accepted (after its TLS handshake, if any), before
+    /// the terminal filter starts.
+    fn on_new_connection(&mut self, _cx: &mut ReadFilterContext<'_>) -> ReadFilterStatus {
+        ReadFilterStatus::Continue
+    }
+
+    /// Bytes were read (`data` empty with `end_stream`: the peer closed its side).
+    fn on_data(&mut self, _data: &[u8], _end_stream: bool, _cx: &mut ReadFilterContext<'_>) -> ReadFilterStatus {
+        ReadFilterStatus::Continue
+    }
+}
+
+/// Built once from config on the main thread; makes each connection's filter.
+pub trait ReadFilterFactory: Send + Sync + Debug {
+    fn create(&self) -> Box<dyn ReadFilter>;
+}
+
+/// A built network filter: the chain's last (terminal) one, or one before it.
+#[derive(Debug, Clone)]
+pub enum NetworkFilter {
+    Terminal(Arc<dyn NetworkFilterFactory>),
+    Read(Arc<dyn ReadFilterFactory>),
 }
 
 /// One of a listener's network filter chains, chosen per connection by the
@@ -31,6 +88,8 @@ pub trait NetworkFilterFactory: Send + Sync + Debug {
 #[derive(Debug, Clone)]
 pub struct FilterChain {
     pub name: String,
+    /// The filters before the terminal one, in order (usually none).
+    pub read_filters: Box<[Arc<dyn ReadFilterFactory>]>,
     pub terminal: Arc<dyn NetworkFilterFactory>,
     /// The chain's `transport_socket` (TLS); `None`: plain TCP.
     pub transport_socket: Option<Arc<DownstreamTls>>,
@@ -59,7 +118,7 @@ pub trait NetworkFilterBuilder {
         typed_config: &Any,
         path: &FieldPath,
         listener: ListenerScope<'_>,
-    ) -> Result<Arc<dyn NetworkFilterFactory>, ConfigError>;
+    ) -> Result<NetworkFilter, ConfigError>;
 
     /// Builds a listener filter (`listener_filters[i].typed_config`) the same way.
     fn build_listener_filter(

@@ -354,12 +354,22 @@ mod tests {
             .map(|(i, m)| {
                 (
                     Some(m),
-                    Arc::new(FilterChain { name: i.to_string(), terminal: Arc::new(Nothing), transport_socket: None }),
+                    Arc::new(FilterChain {
+                        name: i.to_string(),
+                        read_filters: [].into(),
+                        terminal: Arc::new(Nothing),
+                        transport_socket: None,
+                    }),
                 )
             })
             .collect();
         let default = default.then(|| {
-            Arc::new(FilterChain { name: "default".into(), terminal: Arc::new(Nothing), transport_socket: None })
+            Arc::new(FilterChain {
+                name: "default".into(),
+                read_filters: [].into(),
+                terminal: Arc::new(Nothing),
+                transport_socket: None,
+            })
         });
         FilterChainMatcher::new(chains, default)
     }

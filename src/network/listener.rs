@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use envoy_types::pb::envoy::config::listener::v3::{self as listener_pb, filter, listener_filter, Listener};
+use envoy_types::pb::envoy::config::listener::v3::{
+    self as listener_pb, filter, listener_filter, Filter as FilterPb, Listener,
+};
 
 use super::address::{ipv4_compat, socket_address};
 use super::connection::DEFAULT_BUFFER_LIMIT;
-use super::filter::{FilterChain, ListenerScope, NetworkFilterBuilder};
+use super::filter::{FilterChain, ListenerScope, NetworkFilter, NetworkFilterBuilder};
 use super::filter_chain_match::FilterChainMatcher;
 use super::listener_filter::ListenerFilterFactory;
 use crate::config::{ConfigError, FieldPath};
@@ -178,35 +180,51 @@ fn filter_chains(
     FilterChainMatcher::new(chains, default).map_err(match_error)
 }
 
-/// One chain: its one terminal network filter.
+/// One chain: its read filters, then its terminal filter, the last one.
 fn filter_chain(
     chain: &listener_pb::FilterChain,
     chain_path: &FieldPath,
     filters: &dyn NetworkFilterBuilder,
     scope: ListenerScope<'_>,
 ) -> Result<FilterChain, ConfigError> {
-    let [f] = chain.filters.as_slice() else {
-        return Err(chain_path.field_error(
-            "filters",
-            match chain.filters.len() {
-                0 => "a filter chain needs a terminal filter (e.g. envoy.filters.network.tcp_proxy)".to_string(),
-                _ => "only one (terminal) network filter per chain is supported by Courier so far".to_string(),
-            },
-        ));
+    let Some((last, before)) = chain.filters.split_last() else {
+        return Err(chain_path
+            .field_error("filters", "a filter chain needs a terminal filter (e.g. envoy.filters.network.tcp_proxy)"));
     };
-    let mut chain_path = chain_path.clone();
-    chain_path.push_field("filters");
-    chain_path.push_index(0);
-    let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type else {
-        return Err(chain_path.field_error("typed_config", format!("filter '{}' needs a typed_config", f.name)));
+    let build = |i: usize, f: &FilterPb| {
+        let mut path = chain_path.clone();
+        path.push_field("filters");
+        path.push_index(i);
+        let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type else {
+            return Err(path.field_error("typed_config", format!("filter '{}' needs a typed_config", f.name)));
+        };
+        path.push_field("typed_config");
+        Ok((filters.build(any, &path, scope)?, path))
     };
-    chain_path.push_field("typed_config");
-    let terminal = filters.build(any, &chain_path, scope)?;
-    chain_path.pop();
-    chain_path.pop();
-    chain_path.pop();
-    let transport_socket = super::tls::downstream_of(chain, &chain_path, filters, scope)?;
-    Ok(FilterChain { name: chain.name.clone(), terminal, transport_socket })
+    // Envoy's checks of the order, in its words.
+    let mut read_filters = Vec::with_capacity(before.len());
+    for (i, f) in before.iter().enumerate() {
+        match build(i, f)? {
+            (NetworkFilter::Read(read), _) => read_filters.push(read),
+            (NetworkFilter::Terminal(_), path) => {
+                return Err(path.error(format!(
+                    "terminal filter named {} must be the last filter in a network filter chain",
+                    f.name
+                )))
+            }
+        }
+    }
+    let terminal = match build(before.len(), last)? {
+        (NetworkFilter::Terminal(t), _) => t,
+        (NetworkFilter::Read(_), path) => {
+            return Err(path.error(format!(
+                "non-terminal filter named {} is the last filter in a network filter chain",
+                last.name
+            )))
+        }
+    };
+    let transport_socket = super::tls::downstream_of(chain, chain_path, filters, scope)?;
+    Ok(FilterChain { name: chain.name.clone(), read_filters: read_filters.into(), terminal, transport_socket })
 }
 
 /// Envoy's stat name for an address: `127.0.0.1_10000`, `[__1]_80`.

@@ -13,6 +13,7 @@ pub mod listener;
 pub mod listener_filter;
 pub mod listener_manager;
 pub mod proxy_protocol;
+pub mod read_filter;
 pub mod socket;
 pub mod tls;
 pub mod tls_session;
@@ -21,7 +22,10 @@ pub mod transport;
 
 pub use connection::{ConnectionInfo, DownstreamConnection};
 pub use drain::{DrainPhase, DrainWatch};
-pub use filter::{FilterChain, ListenerScope, NetworkFilterBuilder, NetworkFilterFactory};
+pub use filter::{
+    FilterChain, ListenerScope, NetworkFilter, NetworkFilterBuilder, NetworkFilterFactory, ReadFilter,
+    ReadFilterContext, ReadFilterFactory, ReadFilterStatus,
+};
 pub use filter_chain_match::{Cidr, FilterChainMatcher, MatchInput};
 pub use listener::ListenerConfig;
 pub use listener_filter::{AcceptedSocket, ListenerFilterError, ListenerFilterFactory, ListenerFilterFuture};

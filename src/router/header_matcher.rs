@@ -199,23 +199,26 @@ impl HeaderMatcher {
             // Presence is decided below, whatever the values.
             Condition::Present(_) => true,
         };
-        let result = match (self.any_value(parts, condition), self.treat_missing_as_empty) {
-            (Some(any), _) => match self.condition {
-                Condition::Present(want) => want,
-                _ => any,
-            },
-            (None, true) => match self.condition {
-                Condition::Present(want) => want,
-                _ => condition(""),
-            },
-            (None, false) => {
-                // Only a presence matcher can succeed on a missing header: one that
-                // wants absence, or an inverted one that wants presence.
-                return match self.condition {
-                    Condition::Present(want) => want == self.invert,
-                    _ => false,
-                };
-            }
+        let Some(any) = self.any_value(parts, condition) else { return self.matches_missing() };
+        let result = match self.condition {
+            Condition::Present(want) => want,
+            _ => any,
+        };
+        result != self.invert
+    }
+
+    /// Whether the matcher accepts a request without the header (or with no
+    /// headers at all: RBAC at network level). Treated as empty, the header is
+    /// present with an empty value; otherwise only a presence matcher can succeed
+    /// on it: one that wants absence, or an inverted one that wants presence.
+    pub(crate) fn matches_missing(&self) -> bool {
+        if !self.treat_missing_as_empty {
+            return matches!(self.condition, Condition::Present(want) if want == self.invert);
+        }
+        let result = match &self.condition {
+            Condition::Present(want) => *want,
+            Condition::String(m) => m.matches(""),
+            Condition::Range { .. } => false,
         };
         result != self.invert
     }

@@ -28,6 +28,7 @@ mod lifecycle;
 mod listener_path;
 mod load_balancing;
 mod net_helpers;
+mod network_filters;
 mod no_loss;
 mod original_dst;
 mod rds;

@@ -123,6 +123,11 @@ const STRING_MATCHER: &str = "envoy.type.matcher.v3.StringMatcher";
 const LOCAL_RATELIMIT: &str = "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
 const TLS_IT: &str = "tests/integration/tls.rs";
 const RBAC_PERMISSION: &str = "envoy.config.rbac.v3.Permission";
+const NETWORK_RBAC: &str = "envoy.extensions.filters.network.rbac.v3.RBAC";
+const CONNECTION_LIMIT: &str = "envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit";
+const NETWORK_RATE_LIMIT: &str = "envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit";
+const NETWORK_FILTERS_IT: &str = "tests/integration/network_filters.rs";
+const CONNECTION_LIMIT_TEST: &str = "connection_limit_refuses_a_connection_over_the_limit";
 const RBAC_PRINCIPAL: &str = "envoy.config.rbac.v3.Principal";
 const RBAC_TLS: &str = "rbac_authenticated_principals_are_the_client_certificate_names";
 const PP_RULE: &str = "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol.Rule";
@@ -1449,6 +1454,17 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     ("envoy.type.matcher.v3.PathMatcher", "path", &[compat("filter_rbac")]),
     ("envoy.type.v3.Int32Range", "start", &[compat("filter_rbac")]),
     ("envoy.type.v3.Int32Range", "end", &[compat("filter_rbac")]),
+    (NETWORK_RBAC, "rules", &[compat("network_rbac_tcp"), compat("network_rbac_http")]),
+    (NETWORK_RBAC, "shadow_rules", &[compat("network_rbac_tcp"), compat("network_rbac_http")]),
+    (NETWORK_RBAC, "shadow_rules_stat_prefix", &[compat("network_rbac_tcp")]),
+    (NETWORK_RBAC, "stat_prefix", &[compat("network_rbac_tcp")]),
+    (NETWORK_RBAC, "enforcement_type", &[compat("network_rbac_tcp")]),
+    (NETWORK_RBAC, "delay_deny", &[compat("network_rbac_tcp")]),
+    (CONNECTION_LIMIT, "stat_prefix", &[compat("network_local_ratelimit")]),
+    (CONNECTION_LIMIT, "max_connections", &[test(NETWORK_FILTERS_IT, CONNECTION_LIMIT_TEST)]),
+    (CONNECTION_LIMIT, "delay", &[test(NETWORK_FILTERS_IT, CONNECTION_LIMIT_TEST)]),
+    (NETWORK_RATE_LIMIT, "stat_prefix", &[compat("network_local_ratelimit")]),
+    (NETWORK_RATE_LIMIT, "token_bucket", &[compat("network_local_ratelimit")]),
     (EXT_AUTHZ, "http_service", &[compat("filter_ext_authz")]),
     (EXT_AUTHZ, "grpc_service", &[compat("filter_ext_authz_grpc")]),
     (EXT_AUTHZ, "failure_mode_allow", &[compat("filter_ext_authz")]),

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use super::body_decoder::{BodyDecoder, Decoded};
 use super::{BodyFraming, CodecError};
 use crate::common::buffer_pool;
+use crate::network::read_filter::ClosedByFilter;
 use crate::network::transport::{ReadReady, TransportReadHalf};
 use crate::stats::Counter;
 
@@ -93,7 +94,14 @@ impl ConnReader {
         if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
             self.buf.reserve(READ_CHUNK);
         }
-        let n = ready!(super::poll_read_into(&mut self.io, &mut self.buf, cx))?;
+        let n = match ready!(super::poll_read_into(&mut self.io, &mut self.buf, cx)) {
+            Ok(n) => n,
+            Err(e) => {
+                // What a read filter refused was read off the connection all the same.
+                self.rx_bytes.add(ClosedByFilter::unread_of(&e) as u64);
+                return Poll::Ready(Err(e));
+            }
+        };
         if n > 0 {
             self.rx_bytes.add(n as u64);
             self.last_rx = Instant::now();

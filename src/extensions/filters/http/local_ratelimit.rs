@@ -52,6 +52,31 @@ pub const EXTENSION: HttpFilterExtension = HttpFilterExtension {
 /// Envoy refuses faster refills.
 const MIN_FILL_INTERVAL: Duration = Duration::from_millis(50);
 
+/// A `TokenBucket` config checked as Envoy checks it (`path` points at it);
+/// the network rate limit filter's too.
+pub(crate) fn token_bucket(
+    tb: &envoy_types::pb::envoy::r#type::v3::TokenBucket,
+    path: &FieldPath,
+    clock: Arc<dyn Clock>,
+) -> Result<TokenBucket, ConfigError> {
+    let interval = tb
+        .fill_interval
+        .as_ref()
+        .map(config::duration)
+        .ok_or_else(|| path.field_error("fill_interval", "value is required"))?;
+    if interval < MIN_FILL_INTERVAL {
+        return Err(path.field_error("fill_interval", "local rate limit token bucket fill timer must be >= 50ms"));
+    }
+    if tb.max_tokens == 0 {
+        return Err(path.field_error("max_tokens", "value must be greater than 0"));
+    }
+    let per_fill = tb.tokens_per_fill.as_ref().map_or(1, |v| v.value);
+    if per_fill == 0 {
+        return Err(path.field_error("tokens_per_fill", "value must be greater than 0"));
+    }
+    Ok(TokenBucket::new(tb.max_tokens, per_fill, interval, clock))
+}
+
 /// The body of a rate limited reply (also its `%RESPONSE_CODE_DETAILS%`).
 const BODY: &str = "local_rate_limited";
 
@@ -102,28 +127,7 @@ impl RateLimitConfig {
             ));
         }
         let bucket = match &cfg.token_bucket {
-            Some(tb) => {
-                let mut p = path.clone();
-                p.push_field("token_bucket");
-                let interval = tb
-                    .fill_interval
-                    .as_ref()
-                    .map(config::duration)
-                    .ok_or_else(|| p.field_error("fill_interval", "value is required"))?;
-                if interval < MIN_FILL_INTERVAL {
-                    return Err(
-                        p.field_error("fill_interval", "local rate limit token bucket fill timer must be >= 50ms")
-                    );
-                }
-                if tb.max_tokens == 0 {
-                    return Err(p.field_error("max_tokens", "value must be greater than 0"));
-                }
-                let per_fill = tb.tokens_per_fill.as_ref().map_or(1, |v| v.value);
-                if per_fill == 0 {
-                    return Err(p.field_error("tokens_per_fill", "value must be greater than 0"));
-                }
-                Some(TokenBucket::new(tb.max_tokens, per_fill, interval, clock))
-            }
+            Some(tb) => Some(token_bucket(tb, &path.child("token_bucket"), clock)?),
             None if per_route => {
                 return Err(path.field_error("token_bucket", "value is required in a per-route config"))
             }

@@ -13,8 +13,6 @@
 //! prefix). A route's `RBACPerRoute` replaces the filter's
 //! config; one with no `rbac` turns the filter off for the route.
 
-mod engine;
-
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::{Rbac as RbacProto, RbacPerRoute};
@@ -25,12 +23,11 @@ use super::common;
 use super::filter::{FilterStatus, StreamContext, StreamFilter, StreamFilterFactory};
 use crate::config::{bootstrap::decode_any, ConfigError, FieldPath};
 use crate::define_stats;
+use crate::extensions::filters::common::rbac::{self as common_rbac, record, Decision, RbacEngine, RbacInput};
 use crate::extensions::{HttpFilterContext, HttpFilterExtension};
 use crate::http::local_reply::{static_details, LocalReply};
 use crate::router::PerRouteConfig;
 use crate::stats::Store;
-use crate::stream_info::dynamic_metadata::string_value;
-use engine::{Decision, RbacEngine, RbacInput};
 
 pub const NAME: &str = "envoy.filters.http.rbac";
 const CONFIG_TYPE: &str = "envoy.extensions.filters.http.rbac.v3.RBAC";
@@ -84,10 +81,8 @@ struct Engine {
 impl Engine {
     fn new(rbac: &envoy_types::pb::envoy::config::rbac::v3::Rbac, path: &FieldPath) -> Result<Engine, ConfigError> {
         let engine = RbacEngine::new(rbac, path)?;
-        let details = engine
-            .policy_names()
-            .map(|name| static_details(&format!("rbac_access_denied_matched_policy[{name}]")))
-            .collect();
+        let details =
+            engine.policy_names().map(|name| static_details(&common_rbac::denied_details(Some(name)))).collect();
         Ok(Engine { engine, details })
     }
 
@@ -122,11 +117,8 @@ fn create(
     let proto: RbacProto = decode_any(any, path)?;
     let config = RbacConfig::from_proto(&proto, path)?;
     // Envoy joins each prefix to the names with a dot unless it ends with one.
-    let scope = |prefix: &str| match prefix {
-        "" => format!("http.{}.rbac.", ctx.hcm_stat_prefix),
-        p if p.ends_with('.') => format!("http.{}.rbac.{p}", ctx.hcm_stat_prefix),
-        p => format!("http.{}.rbac.{p}.", ctx.hcm_stat_prefix),
-    };
+    let base = format!("http.{}.rbac.", ctx.hcm_stat_prefix);
+    let scope = |prefix: &str| common_rbac::rules_scope(&base, prefix);
     Ok(Arc::new(RbacFilterFactory {
         stats: Arc::new(RbacStats::new(ctx.store, &scope(&proto.rules_stat_prefix))),
         shadow_stats: Arc::new(RbacShadowStats::new(ctx.store, &scope(&proto.shadow_rules_stat_prefix))),
@@ -173,15 +165,6 @@ struct RbacFilter {
     name: Arc<str>,
 }
 
-/// `result` and, when a policy matched, its name, under `prefix` keys.
-fn record(fields: &mut Struct, prefix: &str, kind: &str, decision: &Decision<'_>) {
-    let result = if decision.allowed { "allowed" } else { "denied" };
-    fields.fields.insert(format!("{prefix}{kind}_engine_result"), string_value(result));
-    if let Some((_, policy)) = decision.policy {
-        fields.fields.insert(format!("{prefix}{kind}_effective_policy_id"), string_value(policy));
-    }
-}
-
 impl StreamFilter for RbacFilter {
     fn decode_headers(
         &mut self,
@@ -195,7 +178,7 @@ impl StreamFilter for RbacFilter {
         }
         let info = &*cx.info;
         let input = RbacInput {
-            parts,
+            parts: Some(parts),
             remote: info.downstream_remote,
             direct_remote: info.downstream_remote,
             local: info.downstream_local,
@@ -234,41 +217,4 @@ impl StreamFilter for RbacFilter {
 pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     (CONFIG_TYPE, &["rules", "rules_stat_prefix", "shadow_rules", "shadow_rules_stat_prefix"]),
     (PER_ROUTE_TYPE, &["rbac"]),
-    ("envoy.config.rbac.v3.RBAC", &["action", "policies"]),
-    ("envoy.config.rbac.v3.Policy", &["permissions", "principals"]),
-    (
-        "envoy.config.rbac.v3.Permission",
-        &[
-            "and_rules",
-            "or_rules",
-            "any",
-            "header",
-            "url_path",
-            "destination_ip",
-            "destination_port",
-            "destination_port_range",
-            "not_rule",
-            "requested_server_name",
-        ],
-    ),
-    ("envoy.config.rbac.v3.Permission.Set", &["rules"]),
-    (
-        "envoy.config.rbac.v3.Principal",
-        &[
-            "and_ids",
-            "or_ids",
-            "any",
-            "authenticated",
-            "source_ip",
-            "direct_remote_ip",
-            "remote_ip",
-            "header",
-            "url_path",
-            "not_id",
-        ],
-    ),
-    ("envoy.config.rbac.v3.Principal.Set", &["ids"]),
-    ("envoy.config.rbac.v3.Principal.Authenticated", &["principal_name"]),
-    ("envoy.type.matcher.v3.PathMatcher", &["path"]),
-    ("envoy.type.v3.Int32Range", &["start", "end"]),
 ];

@@ -24,6 +24,7 @@ use crate::http::http1::response_writer::{ConnectionHeader, ResponseWriter, Writ
 use crate::http::http1::{self, ConnReader};
 use crate::http::http2::CodecIo;
 use crate::http::local_reply::LocalReply;
+use crate::network::read_filter::ClosedByFilter;
 use crate::network::{ConnectionInfo, DownstreamConnection, DrainPhase, DrainWatch, Transport, TransportStream};
 use crate::overload::{self, OverloadAction, ScaledTimer};
 
@@ -92,6 +93,7 @@ pub(super) fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) -> impl Fut
                 }
                 NextHead::Http2 => break Ended::Http2,
                 NextHead::Closed => break Ended::Closed { local: false },
+                NextHead::ClosedByFilter => break Ended::Closed { local: true },
                 NextHead::ClosedMidHead => {
                     count_http1(&mut counted, stats);
                     // Envoy has begun a stream at the first byte of a head: it is reset.
@@ -405,6 +407,8 @@ enum NextHead {
     Head(RequestHead),
     /// The client closed (or the socket failed) between requests.
     Closed,
+    /// A read filter before the connection manager closed the connection.
+    ClosedByFilter,
     /// The client closed in the middle of a request head.
     ClosedMidHead,
     /// `idle_timeout` passed with no request, before the codec knew its protocol.
@@ -495,6 +499,7 @@ fn next_head<'a>(
             tokio::select! {
                 biased;
                 read = fill => match read {
+                    Err(e) if ClosedByFilter::is(&e) => return NextHead::ClosedByFilter,
                     Ok(0) | Err(_) if reader.borrow().buf.is_empty() => return NextHead::Closed,
                     Ok(0) | Err(_) => return NextHead::ClosedMidHead,
                     Ok(_) => {}

@@ -38,7 +38,7 @@ use crate::http::body::RequestBody;
 use crate::http::http2::CodecIo;
 use crate::network::filter::LocalBoxFuture;
 use crate::network::ConnectionInfo;
-use crate::network::{DownstreamConnection, NetworkFilterFactory};
+use crate::network::{DownstreamConnection, NetworkFilter, NetworkFilterFactory};
 use crate::overload::{self, ScaledTimer};
 use response_body::ResponseBody;
 
@@ -54,13 +54,20 @@ pub struct HttpConnectionManager {
     config: Arc<HcmConfig>,
 }
 
-fn create(any: &Any, path: &FieldPath, ctx: &FactoryContext<'_>) -> Result<Arc<dyn NetworkFilterFactory>, ConfigError> {
+fn create(any: &Any, path: &FieldPath, ctx: &FactoryContext<'_>) -> Result<NetworkFilter, ConfigError> {
     let proto: HcmProto = decode_any(any, path)?;
     let config = HcmConfig::from_proto(&proto, path, ctx)?;
-    Ok(Arc::new(HttpConnectionManager { config: Arc::new(config) }))
+    Ok(NetworkFilter::Terminal(Arc::new(HttpConnectionManager { config: Arc::new(config) })))
 }
 
 impl NetworkFilterFactory for HttpConnectionManager {
+    /// Counted as a connection that opened and closed, remotely by Envoy 1.40's
+    /// account (compat `network_local_ratelimit`): the manager's own close
+    /// handling never ran.
+    fn on_refused_connection(&self) {
+        drop(ConnectionLifetime::new(&self.config.stats));
+    }
+
     /// The connection's future is the codec's loop itself (no wrapper around
     /// it): an idle HTTP/1 connection holds that future and nothing more.
     fn on_new_connection(&self, conn: DownstreamConnection) -> LocalBoxFuture {

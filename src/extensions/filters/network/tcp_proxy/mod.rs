@@ -19,7 +19,8 @@ use crate::extensions::{FactoryContext, NetworkFilterExtension};
 use crate::formatter::FormatContext;
 use crate::network::filter::LocalBoxFuture;
 use crate::network::tls::TransportOptions;
-use crate::network::{DownstreamConnection, NetworkFilterFactory};
+use crate::network::transport::ReadFiltersHandle;
+use crate::network::{DownstreamConnection, NetworkFilter, NetworkFilterFactory};
 use crate::stream_info::{ResponseFlag, StreamInfo};
 use crate::thread_local::Slot;
 use crate::upstream::original_dst::LbContext;
@@ -70,7 +71,7 @@ pub struct TcpProxyFilter {
     clusters: Slot<ThreadLocalClusterManager>,
 }
 
-fn create(any: &Any, path: &FieldPath, ctx: &FactoryContext<'_>) -> Result<Arc<dyn NetworkFilterFactory>, ConfigError> {
+fn create(any: &Any, path: &FieldPath, ctx: &FactoryContext<'_>) -> Result<NetworkFilter, ConfigError> {
     let cfg: TcpProxy = decode_any(any, path)?;
     let cluster = match cfg.cluster_specifier {
         Some(ClusterSpecifier::Cluster(c)) => c,
@@ -86,20 +87,27 @@ fn create(any: &Any, path: &FieldPath, ctx: &FactoryContext<'_>) -> Result<Arc<d
         other => Some(config::duration_or(other, DEFAULT_IDLE_TIMEOUT)),
     };
     let access_logs = access_log::build_access_logs(&cfg.access_log, &path.child("access_log"), ctx.store)?;
-    Ok(Arc::new(TcpProxyFilter {
+    Ok(NetworkFilter::Terminal(Arc::new(TcpProxyFilter {
         cluster,
         access_logs: access_logs.into(),
         idle_timeout,
         max_connect_attempts: cfg.max_connect_attempts.map(|v| v.value).unwrap_or(1).max(1),
         stats: Arc::new(TcpProxyStats::new(ctx.store, &format!("tcp.{}.", cfg.stat_prefix))),
         clusters: ctx.clusters.clone(),
-    }))
+    })))
 }
 
 impl NetworkFilterFactory for TcpProxyFilter {
+    fn on_refused_connection(&self) {
+        self.stats.downstream_cx_total.inc();
+    }
+
     fn on_new_connection(&self, conn: DownstreamConnection) -> LocalBoxFuture {
         self.stats.downstream_cx_total.inc();
         let mut info = (!self.access_logs.is_empty()).then(|| connection_info(&conn));
+        // What read filters before this one record later (RBAC's shadow
+        // result) is in the line too.
+        let read_filters = info.as_ref().and_then(|_| conn.stream.read_filters());
         let cluster = self.clusters.get().and_then(|cm| cm.get(&self.cluster));
         let Some(cluster) = cluster else {
             // Unknown cluster: Envoy closes the connection and counts it.
@@ -163,6 +171,7 @@ impl NetworkFilterFactory for TcpProxyFilter {
                         info.response_flags.set(ResponseFlag::UpstreamRetryLimitExceeded);
                     }
                     drop(conn); // closed before the line is written, as Envoy logs on close
+                    add_read_filters_metadata(info, read_filters.as_ref());
                     log(&access_logs, info);
                 }
                 return; // dropping `conn` closes the downstream, as Envoy does
@@ -170,6 +179,7 @@ impl NetworkFilterFactory for TcpProxyFilter {
             let bytes = relay::relay(conn, upstream, idle_timeout, &stats).await;
             if let Some(info) = &mut info {
                 (info.bytes_received, info.bytes_sent) = bytes;
+                add_read_filters_metadata(info, read_filters.as_ref());
                 log(&access_logs, info);
             }
         })
@@ -183,6 +193,16 @@ fn connection_info(conn: &DownstreamConnection) -> StreamInfo {
     info.downstream_hello = conn.info.inspected_hello.clone();
     info.dynamic_metadata = conn.dynamic_metadata.clone();
     info
+}
+
+/// Adds what the read filters recorded after the connection started: dynamic
+/// metadata, why one of them closed it.
+fn add_read_filters_metadata(info: &mut StreamInfo, read_filters: Option<&ReadFiltersHandle>) {
+    if let Some(filters) = read_filters {
+        let filters = filters.get();
+        info.dynamic_metadata.extend(filters.dynamic_metadata());
+        info.connection_termination_details = filters.termination_details().map(str::to_string);
+    }
 }
 
 /// Writes the connection's line to each access log, its duration ending now.

@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::TcpProxyStats;
+use crate::network::read_filter::ClosedByFilter;
 use crate::network::transport::ReadReady;
 use crate::network::{DownstreamConnection, Transport};
 use crate::stats::Counter;
@@ -126,7 +127,17 @@ async fn pump(
     std::future::poll_fn(|cx| from.poll_read_ready(cx)).await.map_err(|_| Side::Read)?;
     let mut buf = vec![0u8; chunk];
     loop {
-        let n = from.read(&mut buf).await.map_err(|_| Side::Read)?;
+        let n = match from.read(&mut buf).await {
+            Ok(n) => n,
+            Err(e) => {
+                // A read filter that closed the connection refused bytes the
+                // connection had read: Envoy counts them as received.
+                let refused = ClosedByFilter::unread_of(&e) as u64;
+                total.set(total.get() + refused);
+                counters[0].add(refused);
+                return Err(Side::Read);
+            }
+        };
         if n == 0 {
             // Half-close: pass the FIN on, keep the other direction open.
             to.shutdown().await.map_err(|_| Side::Write)?;

@@ -7,7 +7,11 @@
 //!
 //! Rules read the request head and the connection's facts (`RbacInput`); the
 //! kinds Courier does not read (metadata, filter state, CEL conditions, URI
-//! templates) are refused by the supported-fields check before this.
+//! templates) are refused by the supported-fields check before this. The HTTP
+//! filter and the network filter share it: at network level there is no request
+//! (`parts: None`), and, as in Envoy (which hands the engine an empty header
+//! map there), a header rule sees every header missing and `url_path` never
+//! matches.
 
 use std::net::SocketAddr;
 
@@ -27,7 +31,8 @@ use crate::router::HeaderMatcher;
 
 /// What the rules read of one request.
 pub struct RbacInput<'a> {
-    pub parts: &'a http::request::Parts,
+    /// The request head; `None` for the network filter.
+    pub parts: Option<&'a http::request::Parts>,
     /// The client as the connection manager sees it (`remote_ip`).
     pub remote: SocketAddr,
     /// The connection's peer (`direct_remote_ip`, `source_ip`).
@@ -217,9 +222,19 @@ fn principal(p: &PbPrincipal, path: &FieldPath) -> Result<Principal, ConfigError
     })
 }
 
-/// The request's path without its query, as `url_path` matches it.
-fn request_path<'a>(input: &'a RbacInput<'_>) -> &'a str {
-    input.parts.uri.path()
+/// Whether `m` matches the request's path without its query; never without a
+/// request (Envoy's path matcher refuses a header map with no `:path`).
+fn path_matches(m: &StringMatcher, input: &RbacInput<'_>) -> bool {
+    input.parts.is_some_and(|parts| m.matches(parts.uri.path()))
+}
+
+/// Whether `h` matches the request's headers, or, without a request, headers
+/// where it is missing.
+fn header_matches(h: &HeaderMatcher, input: &RbacInput<'_>) -> bool {
+    match input.parts {
+        Some(parts) => h.matches(parts),
+        None => h.matches_missing(),
+    }
 }
 
 impl Permission {
@@ -228,8 +243,8 @@ impl Permission {
             Permission::And(rules) => rules.iter().all(|r| r.matches(input)),
             Permission::Or(rules) => rules.iter().any(|r| r.matches(input)),
             Permission::Any => true,
-            Permission::Header(h) => h.matches(input.parts),
-            Permission::UrlPath(m) => m.matches(request_path(input)),
+            Permission::Header(h) => header_matches(h, input),
+            Permission::UrlPath(m) => path_matches(m, input),
             Permission::DestinationIp(c) => c.contains(input.local.ip()),
             Permission::DestinationPort(port) => u32::from(input.local.port()) == *port,
             Permission::DestinationPortRange(start, end) => (*start..*end).contains(&i64::from(input.local.port())),
@@ -259,8 +274,8 @@ impl Principal {
             }
             Principal::DirectRemoteIp(c) => c.contains(input.direct_remote.ip()),
             Principal::RemoteIp(c) => c.contains(input.remote.ip()),
-            Principal::Header(h) => h.matches(input.parts),
-            Principal::UrlPath(m) => m.matches(request_path(input)),
+            Principal::Header(h) => header_matches(h, input),
+            Principal::UrlPath(m) => path_matches(m, input),
             Principal::Not(inner) => !inner.matches(input),
         }
     }

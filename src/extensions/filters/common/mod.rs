@@ -1,0 +1,3 @@
+//! What filters of several layers share, as in Envoy's `extensions/filters/common/`.
+
+pub mod rbac;
