@@ -179,6 +179,7 @@ impl ServerConfig {
         let clusters = ClusterManagerConfig::from_proto(
             statics.map_or(&[], |s| &s.clusters),
             local_locality.as_ref(),
+            b.cluster_manager.as_ref().map(|c| c.local_cluster_name.as_str()).filter(|n| !n.is_empty()),
             &store,
             &crate::extensions::transport_sockets::tls::TlsSocketBuilder { store: &store, secrets: &secrets },
         )?;
