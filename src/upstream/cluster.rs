@@ -23,6 +23,7 @@ use envoy_types::pb::envoy::r#type::v3::Percent;
 use envoy_types::pb::google::protobuf::value::Kind;
 use prost::Message as _;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::explicit_http_config::ProtocolConfig;
@@ -119,6 +120,54 @@ define_stats! {
         gauge max_host_weight,
     }
 }
+
+/// The stats of `ClusterStats` that are Envoy's `ClusterTrafficStats`: with
+/// `enable_deferred_creation_stats`, Envoy creates them when the cluster is
+/// first used, so they are not listed before (`stats::table`).
+const TRAFFIC_STATS: &[&str] = &[
+    "upstream_cx_total",
+    "upstream_cx_connect_fail",
+    "upstream_cx_connect_timeout",
+    "upstream_cx_connect_attempts_exceeded",
+    "upstream_cx_destroy",
+    "upstream_cx_destroy_local",
+    "upstream_cx_destroy_remote",
+    "upstream_cx_rx_bytes_total",
+    "upstream_cx_tx_bytes_total",
+    "upstream_cx_none_healthy",
+    "upstream_rq_total",
+    "upstream_rq_pending_total",
+    "upstream_rq_pending_failure_eject",
+    "upstream_rq_pending_overflow",
+    "upstream_rq_active_overflow",
+    "upstream_rq_completed",
+    "upstream_rq_timeout",
+    "upstream_rq_per_try_timeout",
+    "upstream_rq_retry",
+    "upstream_rq_retry_success",
+    "upstream_rq_retry_overflow",
+    "upstream_rq_retry_limit_exceeded",
+    "upstream_rq_retry_backoff_exponential",
+    "upstream_rq_rx_reset",
+    "upstream_rq_tx_reset",
+    "upstream_rq_cancelled",
+    "upstream_rq_maintenance_mode",
+    "upstream_cx_http1_total",
+    "upstream_cx_http2_total",
+    "upstream_cx_idle_timeout",
+    "upstream_cx_max_requests",
+    "upstream_cx_overflow",
+    "upstream_cx_protocol_error",
+    "upstream_cx_destroy_with_active_rq",
+    "upstream_cx_destroy_local_with_active_rq",
+    "upstream_cx_destroy_remote_with_active_rq",
+    "retry_or_shadow_abandoned",
+    "upstream_internal_redirect_failed_total",
+    "original_dst_host_invalid",
+    "upstream_cx_active",
+    "upstream_rq_active",
+    "upstream_rq_pending_active",
+];
 
 /// How a cluster finds its hosts (`Cluster.type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,6 +297,9 @@ pub struct ClusterInfo {
     /// (`envoy.transport_sockets.upstream_proxy_protocol`).
     pub proxy_protocol: Option<Arc<crate::network::proxy_protocol::UpstreamProxyProtocol>>,
     pub stats: ClusterStats,
+    /// With `enable_deferred_creation_stats`: set when the cluster is first used,
+    /// which lists its traffic stats (`TRAFFIC_STATS`).
+    traffic_stats_used: Option<Arc<AtomicBool>>,
     /// Circuit breakers, shared by all workers.
     pub resources: Arc<ResourceManager>,
     /// Requests per upstream connection before it is closed (None: unlimited).
@@ -285,6 +337,15 @@ struct CodeStats {
 }
 
 impl ClusterInfo {
+    /// Marks the cluster used (a request or connection picks a host): with
+    /// deferred stat creation, its traffic stats are listed from now on, as
+    /// Envoy's are once created. A relaxed load otherwise.
+    pub fn use_traffic_stats(&self) {
+        if let Some(used) = self.traffic_stats_used.as_ref().filter(|u| !u.load(Ordering::Relaxed)) {
+            used.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// The `upstream_rq_<code>` counter. Workers cache the result (see
     /// `ThreadLocalCluster::count_response_code`), so the lock is rare.
     pub fn code_counter(&self, code: u16) -> Arc<crate::stats::Counter> {
@@ -385,9 +446,14 @@ impl ClusterInfo {
         let prefix = format!("cluster.{stat_name}.");
         let resources =
             Arc::new(ResourceManager::from_proto(c.circuit_breakers.as_ref(), path, store, &c.name, &prefix)?);
+        let traffic_stats_used = {
+            let mut stats = store.lock();
+            stats.deferred_creation().then(|| stats.defer_until_used(&prefix, TRAFFIC_STATS))
+        };
         Ok(ClusterInfo {
             name: c.name.clone(),
             stats: ClusterStats::new(store, &prefix),
+            traffic_stats_used,
             resources,
             max_requests_per_connection: http.max_requests_per_connection,
             idle_timeout: http.idle_timeout,

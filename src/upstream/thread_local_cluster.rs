@@ -57,6 +57,7 @@ impl ThreadLocalCluster {
     /// cluster's load-balancing policy; counts `lb_healthy_panic` when the level
     /// drawn is in panic. Only an ORIGINAL_DST cluster reads `ctx`.
     pub fn choose_host(&self, ctx: &LbContext<'_>) -> Option<Arc<Host>> {
+        self.info.use_traffic_stats();
         if let (Some(lb), Some(od)) = (&self.original_dst, &self.info.original_dst) {
             return lb.choose(&self.info, od, ctx);
         }
