@@ -288,8 +288,11 @@ pub struct ClusterInfo {
     /// `locality_lb_config`): Envoy's defaults when unset.
     pub zone_aware: ZoneAwareConfig,
     /// The bootstrap's `cluster_manager.local_cluster_name`, set for every cluster
-    /// but that one: zone routing compares this cluster with it.
+    /// but that one and ORIGINAL_DST ones: zone routing compares this cluster with it.
     pub local_cluster: Option<String>,
+    /// Whether this is the bootstrap's local cluster (whose changes the others'
+    /// zone routing follows).
+    pub is_local_cluster: bool,
     /// The cluster's `transport_socket` (TLS), set by the cluster manager's
     /// builder; `None`: plain TCP.
     pub tls: Option<Arc<crate::network::tls::UpstreamTls>>,
@@ -489,6 +492,7 @@ impl ClusterInfo {
             local_locality: None,
             zone_aware,
             local_cluster: None,
+            is_local_cluster: false,
             tls: None,
             proxy_protocol: None,
         })

@@ -108,7 +108,11 @@ pub fn build_cluster(
 ) -> Result<Arc<ClusterInfo>, ConfigError> {
     let mut info = ClusterInfo::from_proto(c, path, store)?;
     info.local_locality = local.cloned();
-    info.local_cluster = local_cluster.filter(|l| *l != info.name).map(str::to_owned);
+    info.is_local_cluster = local_cluster == Some(info.name.as_str());
+    // An ORIGINAL_DST cluster balances by the requests' addresses only.
+    if !info.is_local_cluster && info.original_dst.is_none() {
+        info.local_cluster = local_cluster.map(str::to_owned);
+    }
     let transport = upstream_transport(c, path, sockets, &info.stat_name)?;
     info.tls = transport.tls;
     info.proxy_protocol = transport.proxy_protocol;

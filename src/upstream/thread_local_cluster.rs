@@ -190,9 +190,7 @@ impl ThreadLocalClusterManager {
 
     fn install(&self, info: Arc<ClusterInfo>, hosts: HostSet, overprovisioning_factor: Option<u32>) {
         self.install_cluster(info.clone(), hosts, overprovisioning_factor);
-        // Only the local cluster itself (or any cluster when there is none) has
-        // no local cluster.
-        if info.local_cluster.is_none() {
+        if info.is_local_cluster {
             self.recalculate_zones_against(&info.name);
         }
     }
