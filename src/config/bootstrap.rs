@@ -161,7 +161,7 @@ mod tests {
     fn every_stage_reports_its_problems_once() {
         let e = load_error(
             "static_resources:\n  clusters:\n  - {nme: c, type: STATIK, connect_timeout: 0s}\n\
-             cluster_manager: {}\nadmin: {address: {socket_address: {address: x, port_value: 70000}}}\n",
+             hds_config: {}\nadmin: {address: {socket_address: {address: x, port_value: 70000}}}\n",
         );
         let paths: Vec<String> = e.into_list().into_iter().map(|e| e.path).collect();
         // Not repeated: `name` (the typo meant it) and `type` (refused by decoding).
@@ -172,7 +172,7 @@ mod tests {
                 "static_resources.clusters[0].type",
                 "static_resources.clusters[0].connect_timeout",
                 "admin.address.socket_address.port_value",
-                "cluster_manager",
+                "hds_config",
             ]
         );
         assert!(is_at_or_under("a.b[0].c", "a.b"));

@@ -29,8 +29,13 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "stats_sinks",
             "layered_runtime",
             "overload_manager",
+            "cluster_manager",
+            "deferred_stat_options",
         ],
     ),
+    // The local cluster zone-aware routing compares the upstream clusters with.
+    ("envoy.config.bootstrap.v3.ClusterManager", &["local_cluster_name"]),
+    ("envoy.config.bootstrap.v3.Bootstrap.DeferredStatOptions", &["enable_deferred_creation_stats"]),
     // `loadshed_points` and `buffer_factory_config` are refused, and so are the
     // actions Courier lacks; only reduce_timeouts takes a typed_config.
     // The gRPC services Courier calls (an OpenTelemetry collector, an ext_authz
@@ -168,7 +173,14 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("envoy.config.cluster.v3.Cluster.EdsClusterConfig", &["eds_config", "service_name"]),
     ("envoy.config.cluster.v3.UpstreamConnectionOptions", &["tcp_keepalive"]),
     ("envoy.config.core.v3.TcpKeepalive", &["keepalive_probes", "keepalive_time", "keepalive_interval"]),
-    ("envoy.config.cluster.v3.Cluster.CommonLbConfig", &["healthy_panic_threshold", "locality_weighted_lb_config"]),
+    (
+        "envoy.config.cluster.v3.Cluster.CommonLbConfig",
+        &["healthy_panic_threshold", "zone_aware_lb_config", "locality_weighted_lb_config"],
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.CommonLbConfig.ZoneAwareLbConfig",
+        &["routing_enabled", "min_cluster_size", "fail_traffic_on_panic"],
+    ),
     ("envoy.config.cluster.v3.Cluster.CommonLbConfig.LocalityWeightedLbConfig", &[]),
     ("envoy.config.cluster.v3.Cluster.RefreshRate", &["base_interval", "max_interval"]),
     ("envoy.config.cluster.v3.Cluster.LeastRequestLbConfig", &["choice_count", "active_request_bias"]),
@@ -188,7 +200,25 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
         &["choice_count", "active_request_bias", "locality_lb_config"],
     ),
     ("envoy.extensions.load_balancing_policies.random.v3.Random", &["locality_lb_config"]),
-    ("envoy.extensions.load_balancing_policies.common.v3.LocalityLbConfig", &["locality_weighted_lb_config"]),
+    (
+        "envoy.extensions.load_balancing_policies.common.v3.LocalityLbConfig",
+        &["zone_aware_lb_config", "locality_weighted_lb_config"],
+    ),
+    // `locality_basis` HEALTHY_HOSTS_WEIGHT is refused: only host counts are compared.
+    (
+        "envoy.extensions.load_balancing_policies.common.v3.LocalityLbConfig.ZoneAwareLbConfig",
+        &[
+            "routing_enabled",
+            "min_cluster_size",
+            "fail_traffic_on_panic",
+            "force_locality_direct_routing",
+            "force_local_zone",
+        ],
+    ),
+    (
+        "envoy.extensions.load_balancing_policies.common.v3.LocalityLbConfig.ZoneAwareLbConfig.ForceLocalZone",
+        &["min_size"],
+    ),
     ("envoy.extensions.load_balancing_policies.common.v3.LocalityLbConfig.LocalityWeightedLbConfig", &[]),
     ("envoy.config.core.v3.RuntimeDouble", &["default_value", "runtime_key"]),
     ("envoy.config.cluster.v3.CircuitBreakers", &["thresholds"]),

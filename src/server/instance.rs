@@ -156,6 +156,10 @@ impl ServerConfig {
             None => StatsConfig::default(),
         };
         let store = Arc::new(Store::with_config(stats_config));
+        // Read by the components whose stats Envoy creates on first use.
+        let deferred =
+            bootstrap.bootstrap.deferred_stat_options.as_ref().is_some_and(|d| d.enable_deferred_creation_stats);
+        store.lock().set_deferred_creation(deferred);
         let tls = ThreadLocalRegistry::new();
         let cluster_slot = tls.allocate_slot();
         let runtime_slot = tls.allocate_slot();
@@ -179,6 +183,7 @@ impl ServerConfig {
         let clusters = ClusterManagerConfig::from_proto(
             statics.map_or(&[], |s| &s.clusters),
             local_locality.as_ref(),
+            b.cluster_manager.as_ref().map(|c| c.local_cluster_name.as_str()).filter(|n| !n.is_empty()),
             &store,
             &crate::extensions::transport_sockets::tls::TlsSocketBuilder { store: &store, secrets: &secrets },
         )?;

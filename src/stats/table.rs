@@ -11,8 +11,14 @@
 //! lookup and a binary search over a few dozen words. A stat costs its 24-byte slot.
 //!
 //! Listing (admin only) joins and sorts the names, as Envoy's `/stats` orders them.
+//!
+//! With `deferred_stat_options.enable_deferred_creation_stats`, some of a group's
+//! stats (a cluster's traffic stats) exist from the start, so that their owner
+//! holds them as usual, but are not listed until their owner first uses them
+//! (`defer_until_used`): what Envoy shows, which creates them at that moment.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::config::StatsConfig;
@@ -27,6 +33,8 @@ pub struct Stats {
     words: HashSet<Arc<str>, ByName>,
     /// The bootstrap's `stats_config`: which names are kept, how they are tagged.
     config: StatsConfig,
+    /// `deferred_stat_options.enable_deferred_creation_stats`.
+    deferred_creation: bool,
 }
 
 /// Names come from config, not from clients: FNV-1a (see `common::fnv`).
@@ -38,6 +46,15 @@ struct Group {
     counters: Vec<(Arc<str>, Arc<Counter>)>,
     gauges: Vec<(Arc<str>, Arc<Gauge>)>,
     histograms: Vec<(Arc<str>, Arc<Histogram>)>,
+    /// Words not listed until the flag is set (`defer_until_used`).
+    deferred: Option<(Arc<AtomicBool>, &'static [&'static str])>,
+}
+
+impl Group {
+    /// Whether `word` is listed (not deferred, or used).
+    fn lists(&self, word: &str) -> bool {
+        self.deferred.as_ref().is_none_or(|(used, words)| used.load(Ordering::Relaxed) || !words.contains(&word))
+    }
 }
 
 /// The words of one kind of a `define_stats!` struct, sorted once per process
@@ -138,6 +155,22 @@ impl Stats {
     /// The `stats_config` this table follows.
     pub fn config(&self) -> &StatsConfig {
         &self.config
+    }
+
+    /// Sets `enable_deferred_creation_stats` (read by the components that defer).
+    pub fn set_deferred_creation(&mut self, deferred: bool) {
+        self.deferred_creation = deferred;
+    }
+
+    pub fn deferred_creation(&self) -> bool {
+        self.deferred_creation
+    }
+
+    /// Leaves `prefix` + each of `words` unlisted until the returned flag is set
+    /// (the same flag for the same prefix, so a replaced owner shares it).
+    pub fn defer_until_used(&mut self, prefix: &str, words: &'static [&'static str]) -> Arc<AtomicBool> {
+        let group = self.group(prefix);
+        group.deferred.get_or_insert_with(|| (Arc::new(AtomicBool::new(false)), words)).0.clone()
     }
 
     /// The counter named `prefix` + `rest`, created at zero on first use.
@@ -248,7 +281,8 @@ impl Stats {
 
     fn find<T: Kind>(&self, name: &str) -> Option<&Arc<T>> {
         let (group, word) = split("", name);
-        let slots = T::slots(self.groups.get(group.as_ref())?);
+        let found = self.groups.get(group.as_ref()).filter(|g| g.lists(&word))?;
+        let slots = T::slots(found);
         let i = slots.binary_search_by(|(w, _)| w.as_ref().cmp(&word)).ok()?;
         Some(&slots[i].1)
     }
@@ -272,7 +306,12 @@ impl Stats {
         let mut all: Vec<(String, &Arc<T>)> = self
             .groups
             .iter()
-            .flat_map(|(group, g)| T::slots(g).iter().map(move |(word, stat)| (format!("{group}{word}"), stat)))
+            .flat_map(|(group, g)| {
+                T::slots(g)
+                    .iter()
+                    .filter(|(word, _)| g.lists(word))
+                    .map(move |(word, stat)| (format!("{group}{word}"), stat))
+            })
             .collect();
         all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         all
@@ -329,6 +368,22 @@ mod tests {
         let odd = s.counters_in("p.", &ODD);
         assert!(Arc::ptr_eq(&odd[1], &odd[2]));
         assert!(s.find_counter("p.a.b").is_some() && s.find_counter("p.c").is_some());
+    }
+
+    #[test]
+    fn deferred_words_are_listed_once_used() {
+        let mut s = Stats::default();
+        let total = s.counter("cluster.x.", "upstream_rq_total");
+        s.counter("cluster.x.", "membership_change");
+        let used = s.defer_until_used("cluster.x.", &["upstream_rq_total"]);
+        let names = |s: &Stats| s.counters().into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        assert_eq!(names(&s), ["cluster.x.membership_change"]);
+        assert!(s.find_counter("cluster.x.upstream_rq_total").is_none());
+        assert!(Arc::ptr_eq(&used, &s.defer_until_used("cluster.x.", &["upstream_rq_total"])));
+        total.inc();
+        used.store(true, Ordering::Relaxed);
+        assert_eq!(names(&s), ["cluster.x.membership_change", "cluster.x.upstream_rq_total"]);
+        assert_eq!(s.find_counter("cluster.x.upstream_rq_total").map(|c| c.value()), Some(1));
     }
 
     #[test]

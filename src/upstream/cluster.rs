@@ -19,9 +19,11 @@ use envoy_types::pb::envoy::extensions::load_balancing_policies::common::v3::Loc
 use envoy_types::pb::envoy::extensions::load_balancing_policies::least_request::v3::LeastRequest;
 use envoy_types::pb::envoy::extensions::load_balancing_policies::random::v3::Random;
 use envoy_types::pb::envoy::extensions::load_balancing_policies::round_robin::v3::RoundRobin;
+use envoy_types::pb::envoy::r#type::v3::Percent;
 use envoy_types::pb::google::protobuf::value::Kind;
 use prost::Message as _;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::explicit_http_config::ProtocolConfig;
@@ -32,6 +34,7 @@ use super::host::{EdsHealth, Locality};
 use super::load_balancer::{LbPolicy, DEFAULT_ACTIVE_REQUEST_BIAS, DEFAULT_CHOICE_COUNT};
 use super::original_dst::OriginalDst;
 use super::resource_manager::ResourceManager;
+use super::zone_aware::ZoneAwareConfig;
 use crate::config::config_source::{Source, SubscriptionSource};
 use crate::config::{self, ConfigError, FieldPath};
 use crate::define_stats;
@@ -95,6 +98,13 @@ define_stats! {
         counter original_dst_host_invalid,
         counter membership_change,
         counter lb_healthy_panic,
+        counter lb_local_cluster_not_ok,
+        counter lb_recalculate_zone_structures,
+        counter lb_zone_cluster_too_small,
+        counter lb_zone_no_capacity_left,
+        counter lb_zone_routing_all_directly,
+        counter lb_zone_routing_cross_zone,
+        counter lb_zone_routing_sampled,
         counter update_attempt,
         counter update_success,
         counter update_failure,
@@ -110,6 +120,54 @@ define_stats! {
         gauge max_host_weight,
     }
 }
+
+/// The stats of `ClusterStats` that are Envoy's `ClusterTrafficStats`: with
+/// `enable_deferred_creation_stats`, Envoy creates them when the cluster is
+/// first used, so they are not listed before (`stats::table`).
+const TRAFFIC_STATS: &[&str] = &[
+    "upstream_cx_total",
+    "upstream_cx_connect_fail",
+    "upstream_cx_connect_timeout",
+    "upstream_cx_connect_attempts_exceeded",
+    "upstream_cx_destroy",
+    "upstream_cx_destroy_local",
+    "upstream_cx_destroy_remote",
+    "upstream_cx_rx_bytes_total",
+    "upstream_cx_tx_bytes_total",
+    "upstream_cx_none_healthy",
+    "upstream_rq_total",
+    "upstream_rq_pending_total",
+    "upstream_rq_pending_failure_eject",
+    "upstream_rq_pending_overflow",
+    "upstream_rq_active_overflow",
+    "upstream_rq_completed",
+    "upstream_rq_timeout",
+    "upstream_rq_per_try_timeout",
+    "upstream_rq_retry",
+    "upstream_rq_retry_success",
+    "upstream_rq_retry_overflow",
+    "upstream_rq_retry_limit_exceeded",
+    "upstream_rq_retry_backoff_exponential",
+    "upstream_rq_rx_reset",
+    "upstream_rq_tx_reset",
+    "upstream_rq_cancelled",
+    "upstream_rq_maintenance_mode",
+    "upstream_cx_http1_total",
+    "upstream_cx_http2_total",
+    "upstream_cx_idle_timeout",
+    "upstream_cx_max_requests",
+    "upstream_cx_overflow",
+    "upstream_cx_protocol_error",
+    "upstream_cx_destroy_with_active_rq",
+    "upstream_cx_destroy_local_with_active_rq",
+    "upstream_cx_destroy_remote_with_active_rq",
+    "retry_or_shadow_abandoned",
+    "upstream_internal_redirect_failed_total",
+    "original_dst_host_invalid",
+    "upstream_cx_active",
+    "upstream_rq_active",
+    "upstream_rq_pending_active",
+];
 
 /// How a cluster finds its hosts (`Cluster.type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +284,15 @@ pub struct ClusterInfo {
     /// The bootstrap `node.locality`, when set: Envoy lists a cluster's hosts of
     /// that locality first among its localities.
     pub local_locality: Option<Locality>,
+    /// `zone_aware_lb_config` (of `common_lb_config`, or of the policy's
+    /// `locality_lb_config`): Envoy's defaults when unset.
+    pub zone_aware: ZoneAwareConfig,
+    /// The bootstrap's `cluster_manager.local_cluster_name`, set for every cluster
+    /// but that one and ORIGINAL_DST ones: zone routing compares this cluster with it.
+    pub local_cluster: Option<String>,
+    /// Whether this is the bootstrap's local cluster (whose changes the others'
+    /// zone routing follows).
+    pub is_local_cluster: bool,
     /// The cluster's `transport_socket` (TLS), set by the cluster manager's
     /// builder; `None`: plain TCP.
     pub tls: Option<Arc<crate::network::tls::UpstreamTls>>,
@@ -233,6 +300,9 @@ pub struct ClusterInfo {
     /// (`envoy.transport_sockets.upstream_proxy_protocol`).
     pub proxy_protocol: Option<Arc<crate::network::proxy_protocol::UpstreamProxyProtocol>>,
     pub stats: ClusterStats,
+    /// With `enable_deferred_creation_stats`: set when the cluster is first used,
+    /// which lists its traffic stats (`TRAFFIC_STATS`).
+    traffic_stats_used: Option<Arc<AtomicBool>>,
     /// Circuit breakers, shared by all workers.
     pub resources: Arc<ResourceManager>,
     /// Requests per upstream connection before it is closed (None: unlimited).
@@ -270,6 +340,15 @@ struct CodeStats {
 }
 
 impl ClusterInfo {
+    /// Marks the cluster used (a request or connection picks a host): with
+    /// deferred stat creation, its traffic stats are listed from now on, as
+    /// Envoy's are once created. A relaxed load otherwise.
+    pub fn use_traffic_stats(&self) {
+        if let Some(used) = self.traffic_stats_used.as_ref().filter(|u| !u.load(Ordering::Relaxed)) {
+            used.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// The `upstream_rq_<code>` counter. Workers cache the result (see
     /// `ThreadLocalCluster::count_response_code`), so the lock is rare.
     pub fn code_counter(&self, code: u16) -> Arc<crate::stats::Counter> {
@@ -337,11 +416,11 @@ impl ClusterInfo {
             DiscoveryType::OriginalDst => Some(OriginalDst::from_proto(c, path)?),
             _ => None,
         };
-        let (lb_policy, locality_weighted) = match &c.load_balancing_policy {
+        let (lb_policy, locality_weighted, zone_aware) = match &c.load_balancing_policy {
             // The cluster provides its load balancer; no other is built.
-            _ if original_dst.is_some() => (LbPolicy::RoundRobin, false),
+            _ if original_dst.is_some() => (LbPolicy::RoundRobin, false, ZoneAwareConfig::default()),
             Some(policies) => typed_lb_policy(c, policies, path)?,
-            None => (lb_policy(c, path)?, legacy_locality_weighted(c)),
+            None => (lb_policy(c, path)?, legacy_locality_weighted(c), legacy_zone_aware(c, path)?),
         };
         let dns_lookup_family = match PbDnsLookupFamily::try_from(c.dns_lookup_family) {
             Ok(PbDnsLookupFamily::Auto) | Err(_) => DnsLookupFamily::Auto,
@@ -370,9 +449,14 @@ impl ClusterInfo {
         let prefix = format!("cluster.{stat_name}.");
         let resources =
             Arc::new(ResourceManager::from_proto(c.circuit_breakers.as_ref(), path, store, &c.name, &prefix)?);
+        let traffic_stats_used = {
+            let mut stats = store.lock();
+            stats.deferred_creation().then(|| stats.defer_until_used(&prefix, TRAFFIC_STATS))
+        };
         Ok(ClusterInfo {
             name: c.name.clone(),
             stats: ClusterStats::new(store, &prefix),
+            traffic_stats_used,
             resources,
             max_requests_per_connection: http.max_requests_per_connection,
             idle_timeout: http.idle_timeout,
@@ -406,6 +490,9 @@ impl ClusterInfo {
             overprovisioning_factor,
             healthy_panic_threshold: healthy_panic_threshold(c),
             local_locality: None,
+            zone_aware,
+            local_cluster: None,
+            is_local_cluster: false,
             tls: None,
             proxy_protocol: None,
         })
@@ -665,6 +752,66 @@ fn legacy_locality_weighted(c: &Cluster) -> bool {
     })
 }
 
+/// `common_lb_config.zone_aware_lb_config`, read with `lb_policy` only.
+fn legacy_zone_aware(c: &Cluster, path: &FieldPath) -> Result<ZoneAwareConfig, ConfigError> {
+    let Some(LocalityConfigSpecifier::ZoneAwareLbConfig(z)) =
+        c.common_lb_config.as_ref().and_then(|lb| lb.locality_config_specifier.as_ref())
+    else {
+        return Ok(ZoneAwareConfig::default());
+    };
+    let mut p = path.clone();
+    p.push_field("common_lb_config");
+    p.push_field("zone_aware_lb_config");
+    Ok(ZoneAwareConfig {
+        routing_enabled: routing_enabled(z.routing_enabled.as_ref(), &p)?,
+        min_cluster_size: z.min_cluster_size.as_ref().map_or(6, |v| v.value),
+        fail_traffic_on_panic: z.fail_traffic_on_panic,
+        force_local_zone_min_size: None,
+    })
+}
+
+/// A typed policy's `locality_lb_config.zone_aware_lb_config` (`path` is the
+/// policy's config).
+fn typed_zone_aware(config: Option<&LocalityLbConfig>, path: &FieldPath) -> Result<ZoneAwareConfig, ConfigError> {
+    let Some(LocalitySpecifier::ZoneAwareLbConfig(z)) = config.and_then(|l| l.locality_config_specifier.as_ref())
+    else {
+        return Ok(ZoneAwareConfig::default());
+    };
+    let mut p = path.clone();
+    p.push_field("locality_lb_config");
+    p.push_field("zone_aware_lb_config");
+    if z.locality_basis != 0 {
+        return Err(p.field_error(
+            "locality_basis",
+            "only HEALTHY_HOSTS_NUM is supported by Courier (zone shares by healthy host counts)",
+        ));
+    }
+    // `force_local_zone` supersedes the deprecated `force_locality_direct_routing`.
+    #[allow(deprecated)]
+    let force_local_zone_min_size = match (&z.force_local_zone, z.force_locality_direct_routing) {
+        (Some(f), _) => Some(f.min_size.as_ref().map_or(1, |v| v.value)),
+        (None, true) => Some(1),
+        (None, false) => None,
+    };
+    Ok(ZoneAwareConfig {
+        routing_enabled: routing_enabled(z.routing_enabled.as_ref(), &p)?,
+        min_cluster_size: z.min_cluster_size.as_ref().map_or(6, |v| v.value),
+        fail_traffic_on_panic: z.fail_traffic_on_panic,
+        force_local_zone_min_size,
+    })
+}
+
+/// `routing_enabled` in whole percent, rounded as Envoy's
+/// `PROTOBUF_PERCENT_TO_ROUNDED_INTEGER_OR_DEFAULT` (100 when unset).
+fn routing_enabled(percent: Option<&Percent>, path: &FieldPath) -> Result<u32, ConfigError> {
+    let Some(p) = percent else { return Ok(100) };
+    if !(0.0..=100.0).contains(&p.value) {
+        return Err(path.field_error("routing_enabled.value", "value must be inside range [0, 100]"));
+    }
+    // Within 0..=100, so the cast is exact.
+    Ok(p.value.round() as u32)
+}
+
 /// The `load_balancing_policy` config types Courier implements.
 pub const ROUND_ROBIN_TYPE: &str = "envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin";
 pub const LEAST_REQUEST_TYPE: &str = "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest";
@@ -700,7 +847,11 @@ pub fn lb_policy_choice(type_name: &str) -> LbPolicyChoice {
 /// then ignores `lb_policy` and `least_request_lb_config`; the policy's own
 /// `locality_lb_config` replaces `common_lb_config`'s. Returns the policy and
 /// whether it is locality weighted.
-fn typed_lb_policy(c: &Cluster, lbp: &LoadBalancingPolicy, path: &FieldPath) -> Result<(LbPolicy, bool), ConfigError> {
+fn typed_lb_policy(
+    c: &Cluster,
+    lbp: &LoadBalancingPolicy,
+    path: &FieldPath,
+) -> Result<(LbPolicy, bool, ZoneAwareConfig), ConfigError> {
     let mut p = path.clone();
     p.push_field("load_balancing_policy");
     let Some((i, any)) = lbp
@@ -728,18 +879,21 @@ fn typed_lb_policy(c: &Cluster, lbp: &LoadBalancingPolicy, path: &FieldPath) -> 
         ROUND_ROBIN_TYPE => {
             let rr = RoundRobin::decode(any.value.as_slice()).map_err(decode_error)?;
             refuse_slow_start(rr.slow_start_config.is_some(), &p)?;
-            Ok((LbPolicy::RoundRobin, locality_weighted(rr.locality_lb_config.as_ref())))
+            let locality = rr.locality_lb_config.as_ref();
+            Ok((LbPolicy::RoundRobin, locality_weighted(locality), typed_zone_aware(locality, &p)?))
         }
         LEAST_REQUEST_TYPE => {
             let lr = LeastRequest::decode(any.value.as_slice()).map_err(decode_error)?;
             refuse_slow_start(lr.slow_start_config.is_some(), &p)?;
             let choice_count = lr.choice_count.as_ref().map_or(DEFAULT_CHOICE_COUNT, |v| v.value);
             let policy = least_request(choice_count, lr.active_request_bias.as_ref(), &p)?;
-            Ok((policy, locality_weighted(lr.locality_lb_config.as_ref())))
+            let locality = lr.locality_lb_config.as_ref();
+            Ok((policy, locality_weighted(locality), typed_zone_aware(locality, &p)?))
         }
         RANDOM_TYPE => {
             let r = Random::decode(any.value.as_slice()).map_err(decode_error)?;
-            Ok((LbPolicy::Random, locality_weighted(r.locality_lb_config.as_ref())))
+            let locality = r.locality_lb_config.as_ref();
+            Ok((LbPolicy::Random, locality_weighted(locality), typed_zone_aware(locality, &p)?))
         }
         other => Err(p.field_error(
             "@type",
@@ -1131,9 +1285,22 @@ mod tests {
         let slow = RR.replace(" }", ", slow_start_config: { slow_start_window: 1s } }");
         let e = error(&typed_policies("", &[&slow]));
         assert!(e.starts_with(&format!("{at}[0].typed_extension_config.typed_config.slow_start_config")), "{e}");
-        let zone = RR.replace(" }", ", locality_lb_config: { zone_aware_lb_config: {} } }");
-        let e = error(&typed_policies("", &[&zone]));
-        assert!(e.contains("locality_lb_config.zone_aware_lb_config"), "{e}");
+        // Zone awareness is read; weighing localities by host weights is not.
+        let zone = RR.replace(" }", ", locality_lb_config: { zone_aware_lb_config: { min_cluster_size: 1, force_local_zone: { min_size: 2 } } } }");
+        let config = load(&typed_policies("", &[&zone])).expect("zone aware").zone_aware;
+        assert_eq!((config.min_cluster_size, config.force_local_zone_min_size), (1, Some(2)));
+        let forced = RR
+            .replace(" }", ", locality_lb_config: { zone_aware_lb_config: { force_locality_direct_routing: true } } }");
+        assert_eq!(
+            load(&typed_policies("", &[&forced])).expect("forced").zone_aware.force_local_zone_min_size,
+            Some(1)
+        );
+        let by_weight = RR.replace(
+            " }",
+            ", locality_lb_config: { zone_aware_lb_config: { locality_basis: HEALTHY_HOSTS_WEIGHT } } }",
+        );
+        let e = error(&typed_policies("", &[&by_weight]));
+        assert!(e.contains("locality_lb_config.zone_aware_lb_config.locality_basis"), "{e}");
         let lr = r#"{ "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest, choice_count: 1 }"#;
         let e = error(&typed_policies("", &[lr]));
         assert!(e.starts_with(&format!("{at}[0].typed_extension_config.typed_config.choice_count")), "{e}");
@@ -1245,13 +1412,24 @@ mod tests {
     }
 
     #[test]
-    fn common_lb_config_takes_the_panic_threshold_and_locality_weighting_only() {
+    fn common_lb_config_takes_the_panic_threshold_locality_weighting_and_zone_awareness_only() {
         let eps = [("127.0.0.1:1", None)];
         load(&cluster("STATIC", "    common_lb_config: { healthy_panic_threshold: { value: 30 } }\n", &eps))
             .expect("healthy_panic_threshold");
         let e = error(&cluster("STATIC", "    common_lb_config: { healthy_panic_threshold: { value: 130 } }\n", &eps));
         assert!(e.contains("common_lb_config.healthy_panic_threshold.value"), "{e}");
-        for field in ["zone_aware_lb_config: {}", "ignore_new_hosts_until_first_hc: true", "update_merge_window: 1s"] {
+        let zone = "    common_lb_config: { zone_aware_lb_config: { routing_enabled: { value: 49.5 }, min_cluster_size: 2, fail_traffic_on_panic: true } }\n";
+        let expected = ZoneAwareConfig {
+            routing_enabled: 50,
+            min_cluster_size: 2,
+            fail_traffic_on_panic: true,
+            force_local_zone_min_size: None,
+        };
+        assert_eq!(load(&cluster("STATIC", zone, &eps)).expect("zone aware").zone_aware, expected);
+        assert_eq!(load(&cluster("STATIC", "", &eps)).expect("plain").zone_aware, ZoneAwareConfig::default());
+        let e = error(&cluster("STATIC", &zone.replace("49.5", "101"), &eps));
+        assert!(e.contains("common_lb_config.zone_aware_lb_config.routing_enabled.value"), "{e}");
+        for field in ["ignore_new_hosts_until_first_hc: true", "update_merge_window: 1s"] {
             let e = error(&cluster("STATIC", &format!("    common_lb_config: {{ {field} }}\n"), &eps));
             let name = field.split(':').next().unwrap_or_default();
             assert!(e.contains(&format!("common_lb_config.{name}: field '{name}'")), "{e}");

@@ -54,14 +54,19 @@ pub struct ClusterManagerConfig {
     pub stats: Arc<ClusterManagerStats>,
     /// `node.locality`, which every cluster (CDS ones too) is built with.
     pub local_locality: Option<Locality>,
+    /// `cluster_manager.local_cluster_name`: zone routing's local cluster.
+    pub local_cluster: Option<String>,
 }
 
 impl ClusterManagerConfig {
     /// Checks and builds every cluster of `static_resources.clusters`; `local` is
-    /// the bootstrap's `node.locality`; `sockets` builds a cluster's `transport_socket`.
+    /// the bootstrap's `node.locality`, `local_cluster` its
+    /// `cluster_manager.local_cluster_name` (which must name one of them);
+    /// `sockets` builds a cluster's `transport_socket`.
     pub fn from_proto(
         clusters: &[Cluster],
         local: Option<&Locality>,
+        local_cluster: Option<&str>,
         store: &Arc<Store>,
         sockets: &dyn TransportSocketBuilder,
     ) -> Result<Self, ConfigError> {
@@ -75,26 +80,39 @@ impl ClusterManagerConfig {
             if !names.insert(&c.name) {
                 return Err(path.field_error("name", format!("cluster manager: duplicate cluster '{}'", c.name)));
             }
-            out.push(build_cluster(c, &path, local, store, sockets)?);
+            out.push(build_cluster(c, &path, local, local_cluster, store, sockets)?);
+        }
+        if let Some(name) = local_cluster.filter(|n| !names.contains(n)) {
+            // Envoy's words.
+            return Err(FieldPath::starting_at("cluster_manager")
+                .field_error("local_cluster_name", format!("local cluster '{name}' must be defined")));
         }
         Ok(ClusterManagerConfig {
             clusters: out,
             stats: Arc::new(ClusterManagerStats::new(store, "cluster_manager.")),
             local_locality: local.cloned(),
+            local_cluster: local_cluster.map(str::to_owned),
         })
     }
 }
 
-/// Checks and builds one cluster (of `static_resources` or of a CDS update, at `path`).
+/// Checks and builds one cluster (of `static_resources` or of a CDS update, at
+/// `path`); every cluster but the local one (`local_cluster`) is zone aware.
 pub fn build_cluster(
     c: &Cluster,
     path: &FieldPath,
     local: Option<&Locality>,
+    local_cluster: Option<&str>,
     store: &Arc<Store>,
     sockets: &dyn TransportSocketBuilder,
 ) -> Result<Arc<ClusterInfo>, ConfigError> {
     let mut info = ClusterInfo::from_proto(c, path, store)?;
     info.local_locality = local.cloned();
+    info.is_local_cluster = local_cluster == Some(info.name.as_str());
+    // An ORIGINAL_DST cluster balances by the requests' addresses only.
+    if !info.is_local_cluster && info.original_dst.is_none() {
+        info.local_cluster = local_cluster.map(str::to_owned);
+    }
     let transport = upstream_transport(c, path, sockets, &info.stat_name)?;
     info.tls = transport.tls;
     info.proxy_protocol = transport.proxy_protocol;
@@ -125,6 +143,7 @@ pub struct ClusterManager {
     slot: Slot<ThreadLocalClusterManager>,
     stats: Arc<ClusterManagerStats>,
     local_locality: Option<Locality>,
+    local_cluster: Option<String>,
 }
 
 impl ClusterManager {
@@ -143,6 +162,7 @@ impl ClusterManager {
             slot,
             stats: config.stats.clone(),
             local_locality: config.local_locality.clone(),
+            local_cluster: config.local_cluster.clone(),
         });
         let mut initial = Vec::with_capacity(config.clusters.len());
         for info in &config.clusters {
@@ -383,6 +403,11 @@ impl ClusterManager {
     /// `node.locality`, which CDS clusters are built with.
     pub fn local_locality(&self) -> Option<&Locality> {
         self.local_locality.as_ref()
+    }
+
+    /// `cluster_manager.local_cluster_name`.
+    pub fn local_cluster(&self) -> Option<&str> {
+        self.local_cluster.as_deref()
     }
 
     /// The slot holding each worker's `ThreadLocalClusterManager`.

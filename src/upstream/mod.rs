@@ -17,6 +17,7 @@ pub mod priority;
 pub mod resource_manager;
 pub mod thread_local_cluster;
 pub mod upstream_connection;
+pub mod zone_aware;
 
 pub use cluster::{ClusterInfo, DiscoveryType};
 pub use cluster_manager::ClusterManager;

@@ -35,14 +35,21 @@
 //! so is a level in panic. As in Envoy, the bootstrap node's own locality comes
 //! first (it wins ties).
 //!
+//! With a local cluster (`upstream::zone_aware`), level 0's requests may be
+//! routed to a locality of its healthy (or degraded) hosts first: after the
+//! panic and locality-weighted checks, as Envoy's `hostSourceToUse`. With
+//! `fail_traffic_on_panic`, a level in panic yields no host.
+//!
 //! The load and the schedules are computed when the host set changes (an EDS
 //! health change publishes a new one); a pick does not allocate.
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
+use super::cluster::ClusterInfo;
 use super::host::{EdsHealth, Host, Locality};
 use super::load_balancer::{Edf, LbPolicy, LoadBalancer};
+use super::zone_aware::{ZonePick, ZoneState};
 use crate::common::random;
 use crate::runtime;
 
@@ -63,6 +70,18 @@ pub struct PriorityLoadBalancer {
     /// The node's locality, ordered first among a level's localities.
     local_locality: Option<Locality>,
     levels: RefCell<Levels>,
+    /// `zone_aware_lb_config.fail_traffic_on_panic`: a level in panic yields no host.
+    fail_on_panic: bool,
+    /// Zone-aware routing, for a cluster with a local cluster to compare with
+    /// (`None` otherwise: no cost on a pick).
+    zone: Option<Zone>,
+}
+
+/// A cluster's zone routing state, and the cluster whose stats a pick counts.
+#[derive(Debug)]
+struct Zone {
+    info: Arc<ClusterInfo>,
+    state: RefCell<ZoneState>,
 }
 
 #[derive(Debug, Default)]
@@ -152,7 +171,47 @@ impl PriorityLoadBalancer {
             locality_weighted,
             local_locality: None,
             levels: RefCell::default(),
+            zone: None,
+            fail_on_panic: false,
         }
+    }
+
+    /// Sets `fail_traffic_on_panic`.
+    pub fn with_fail_traffic_on_panic(mut self, fail: bool) -> Self {
+        self.fail_on_panic = fail;
+        self
+    }
+
+    /// Routes level 0 by zone (`upstream::zone_aware`) with `info`'s
+    /// `zone_aware_lb_config`, counting its stats; off until `recalculate_zones`.
+    pub fn with_zone_aware(mut self, info: Arc<ClusterInfo>) -> Self {
+        let state = RefCell::new(ZoneState { config: info.zone_aware, ..ZoneState::default() });
+        self.zone = Some(Zone { info, state });
+        self
+    }
+
+    /// Whether zone routing is configured (`with_zone_aware`).
+    pub fn is_zone_aware(&self) -> bool {
+        self.zone.is_some()
+    }
+
+    /// Recomputes the zone routing from level 0 and the local cluster's `local`
+    /// hosts (after a change of either), as Envoy's
+    /// `regenerateLocalityRoutingStructures`.
+    pub fn recalculate_zones(&self, local: &[Arc<Host>]) {
+        let Some(zone) = &self.zone else { return };
+        let levels = self.levels.borrow();
+        let level0 = levels.levels.first().map_or(&[][..], |l| &l.all.hosts[..]);
+        let threshold = self.effective_panic_threshold();
+        zone.state.borrow_mut().recalculate(level0, local, self.local_locality.as_ref(), threshold, &zone.info.stats);
+    }
+
+    /// The panic threshold, the runtime's when it sets one (capped at 100).
+    fn effective_panic_threshold(&self) -> u32 {
+        let configured = u64::from(self.panic_threshold);
+        let threshold = runtime::snapshot().map_or(configured, |s| s.get_integer(PANIC_THRESHOLD_KEY, configured));
+        // At most 100, so the cast is exact.
+        threshold.min(100) as u32
     }
 
     /// Orders `local` first among the localities (the bootstrap's `node.locality`).
@@ -197,10 +256,13 @@ impl PriorityLoadBalancer {
             for source in [&mut level.all, &mut level.healthy, &mut level.degraded] {
                 source.lb.refresh(&source.hosts);
             }
-            if self.locality_weighted {
+            // Zone routing picks among level 0's localities (without a schedule).
+            let zoned = i == 0 && self.zone.is_some();
+            if self.locality_weighted || zoned {
                 let groups = locality_groups(all, self.local_locality.as_ref());
-                refresh_localities(&mut level.healthy, &groups, EdsHealth::Healthy, factor, self.policy, self.seed);
-                refresh_localities(&mut level.degraded, &groups, EdsHealth::Degraded, factor, self.policy, self.seed);
+                let (policy, seed, weighted) = (self.policy, self.seed, self.locality_weighted);
+                refresh_localities(&mut level.healthy, &groups, EdsHealth::Healthy, factor, policy, seed, weighted);
+                refresh_localities(&mut level.degraded, &groups, EdsHealth::Degraded, factor, policy, seed, weighted);
             }
             counts.push(LevelCounts {
                 healthy: level.healthy.hosts.len() as u64,
@@ -209,12 +271,8 @@ impl PriorityLoadBalancer {
                 total: all.len() as u64,
             });
         }
-        // Envoy reads the runtime's threshold (capped at 100) each time it
-        // recomputes the loads.
-        let configured = u64::from(self.panic_threshold);
-        let threshold = runtime::snapshot().map_or(configured, |s| s.get_integer(PANIC_THRESHOLD_KEY, configured));
-        // At most 100, so the cast is exact.
-        let loads = priority_loads(&counts, factor, threshold.min(100) as u32);
+        // Envoy reads the runtime's threshold each time it recomputes the loads.
+        let loads = priority_loads(&counts, factor, self.effective_panic_threshold());
         for (level, load) in levels.levels.iter_mut().zip(&loads) {
             (level.healthy_load, level.degraded_load, level.panic) = (load.healthy, load.degraded, load.panic);
         }
@@ -238,16 +296,31 @@ impl PriorityLoadBalancer {
             return Pick { host: None, panic: false };
         };
         let source = match level {
+            (l, _) if l.panic && self.fail_on_panic => return Pick { host: None, panic: true },
             (l, _) if l.panic => return Pick { host: l.all.lb.choose(&l.all.hosts).cloned(), panic: true },
             (l, Availability::Healthy) => &l.healthy,
             (l, Availability::Degraded) => &l.degraded,
         };
+        // Locality weighted balancing comes first; zone routing is for level 0.
+        if let Some(zone) = &self.zone {
+            let is_level0 = std::ptr::eq(level.0, &levels.levels[0]);
+            if is_level0 && !self.locality_weighted {
+                let host = match zone.state.borrow().pick(&zone.info.stats) {
+                    ZonePick::Whole => source.lb.choose(&source.hosts).cloned(),
+                    ZonePick::Fail => None,
+                    ZonePick::Locality { index } => {
+                        source.localities.groups.get(index).and_then(|(group, lb)| lb.choose(group).cloned())
+                    }
+                };
+                return Pick { host, panic: false };
+            }
+        }
         Pick { host: source.choose(), panic: false }
     }
 }
 /// Builds a source's localities from the level's (`groups`): each locality's
-/// hosts of `health`, and the schedule over their effective weights (module
-/// doc), as Envoy's `rebuildLocalityScheduler`.
+/// hosts of `health`, and (when `weighted`) the schedule over their effective
+/// weights (module doc), as Envoy's `rebuildLocalityScheduler`.
 fn refresh_localities(
     source: &mut Source,
     groups: &[(Locality, Vec<Arc<Host>>)],
@@ -255,6 +328,7 @@ fn refresh_localities(
     factor: u32,
     policy: LbPolicy,
     seed: u64,
+    weighted: bool,
 ) {
     let localities = &mut source.localities;
     localities.groups.truncate(groups.len());
@@ -276,7 +350,7 @@ fn refresh_localities(
     }
     let (effective, indexes): (Vec<f64>, Vec<usize>) =
         weights.into_iter().enumerate().map(|(i, w)| (w, i)).filter(|(w, _)| *w > 0.0).unzip();
-    *localities.schedule.get_mut() = if effective.is_empty() {
+    *localities.schedule.get_mut() = if effective.is_empty() || !weighted {
         None
     } else {
         // Envoy passes its 64-bit seed as the 32-bit number of picks.
@@ -398,6 +472,18 @@ fn distribute(
         remaining -= share;
     }
     (availability.iter().position(|a| *a > 0), remaining)
+}
+
+/// `is_in_panic` of a set of hosts (the local cluster's level 0, for zone routing).
+pub fn is_host_set_in_panic(hosts: &[Arc<Host>], panic_threshold: u32) -> bool {
+    let count = |health| hosts.iter().filter(|h| h.eds_health() == health).count() as u64;
+    let counts = LevelCounts {
+        healthy: count(EdsHealth::Healthy),
+        degraded: count(EdsHealth::Degraded),
+        excluded: count(EdsHealth::Draining),
+        total: hosts.len() as u64,
+    };
+    is_in_panic(&counts, panic_threshold)
 }
 
 /// Envoy's `isHostSetInPanic`: the level's healthy and degraded share of its

@@ -57,6 +57,7 @@ impl ThreadLocalCluster {
     /// cluster's load-balancing policy; counts `lb_healthy_panic` when the level
     /// drawn is in panic. Only an ORIGINAL_DST cluster reads `ctx`.
     pub fn choose_host(&self, ctx: &LbContext<'_>) -> Option<Arc<Host>> {
+        self.info.use_traffic_stats();
         if let (Some(lb), Some(od)) = (&self.original_dst, &self.info.original_dst) {
             return lb.choose(&self.info, od, ctx);
         }
@@ -139,6 +140,13 @@ impl ThreadLocalCluster {
     }
 }
 
+/// Whether `new` differs from `old` in levels other than 0 only.
+fn only_lower_levels_changed(old: &HostSet, new: &HostSet) -> bool {
+    let level0 =
+        |set: &HostSet| -> Vec<*const Host> { set.iter().filter(|h| h.priority == 0).map(Arc::as_ptr).collect() };
+    level0(old) == level0(new) && !super::eds::same_hosts(old, new)
+}
+
 /// Every cluster on one worker, by name.
 #[derive(Debug, Default)]
 pub struct ThreadLocalClusterManager {
@@ -146,9 +154,14 @@ pub struct ThreadLocalClusterManager {
 }
 
 impl ThreadLocalClusterManager {
+    /// Installs `clusters` in name order, as Envoy's threads receive them (a
+    /// zone-aware cluster installed before its local cluster recalculates its
+    /// zones again when that one arrives, as in Envoy).
     pub fn new(clusters: &[(Arc<ClusterInfo>, HostSet)]) -> Self {
         let tlcm = ThreadLocalClusterManager::default();
-        for (info, hosts) in clusters {
+        let mut sorted: Vec<&(Arc<ClusterInfo>, HostSet)> = clusters.iter().collect();
+        sorted.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        for (info, hosts) in sorted {
             tlcm.add_or_update(info.clone(), hosts.clone());
         }
         tlcm
@@ -176,6 +189,30 @@ impl ThreadLocalClusterManager {
     }
 
     fn install(&self, info: Arc<ClusterInfo>, hosts: HostSet, overprovisioning_factor: Option<u32>) {
+        self.install_cluster(info.clone(), hosts, overprovisioning_factor);
+        if info.is_local_cluster {
+            self.recalculate_zones_against(&info.name);
+        }
+    }
+
+    /// Zone-aware clusters whose local cluster is `local` recalculate their zones
+    /// with its new hosts (Envoy's local priority set callback).
+    fn recalculate_zones_against(&self, local: &str) {
+        let clusters = self.clusters.borrow();
+        let Some(local_hosts) = clusters.get(local).map(|c| c.hosts()) else { return };
+        for cluster in clusters.values() {
+            if cluster.info.local_cluster.as_deref() == Some(local) {
+                cluster.lb.recalculate_zones(&local_hosts);
+            }
+        }
+    }
+
+    /// The local cluster's hosts for `info` (none until it is installed).
+    fn local_hosts(clusters: &FnvHashMap<Rc<str>, Rc<ThreadLocalCluster>>, info: &ClusterInfo) -> HostSet {
+        info.local_cluster.as_deref().and_then(|l| clusters.get(l)).map(|c| c.hosts()).unwrap_or_default()
+    }
+
+    fn install_cluster(&self, info: Arc<ClusterInfo>, hosts: HostSet, overprovisioning_factor: Option<u32>) {
         let mut clusters = self.clusters.borrow_mut();
         match clusters.get(info.name.as_str()) {
             Some(existing) if Arc::ptr_eq(&existing.info, &info) => {
@@ -183,6 +220,11 @@ impl ThreadLocalClusterManager {
                     (Some(od), _) => od.refresh(&hosts),
                     (None, Some(factor)) => existing.lb.refresh_assigned(&hosts, factor),
                     (None, None) => existing.lb.refresh(&hosts),
+                }
+                // Envoy recalculates the zones when level 0 changes (an update of
+                // other levels only leaves them).
+                if existing.lb.is_zone_aware() && !only_lower_levels_changed(&existing.hosts(), &hosts) {
+                    existing.lb.recalculate_zones(&Self::local_hosts(&clusters, &info));
                 }
                 // Pools of hosts that left the cluster close when their last user is
                 // done (an ORIGINAL_DST worker's own new hosts stay). A set: such a
@@ -198,10 +240,15 @@ impl ThreadLocalClusterManager {
             _ => {
                 let name: Rc<str> = info.name.as_str().into();
                 let factor = overprovisioning_factor.unwrap_or(info.overprovisioning_factor);
-                let lb = PriorityLoadBalancer::new(info.lb_policy, factor, info.locality_weighted)
+                let mut lb = PriorityLoadBalancer::new(info.lb_policy, factor, info.locality_weighted)
                     .with_local_locality(info.local_locality.clone())
-                    .with_panic_threshold(info.healthy_panic_threshold);
+                    .with_panic_threshold(info.healthy_panic_threshold)
+                    .with_fail_traffic_on_panic(info.zone_aware.fail_traffic_on_panic);
+                if info.local_cluster.is_some() {
+                    lb = lb.with_zone_aware(info.clone());
+                }
                 lb.refresh(&hosts);
+                lb.recalculate_zones(&Self::local_hosts(&clusters, &info));
                 let original_dst = info.original_dst.as_ref().map(|_| OriginalDstLb::default());
                 if let Some(od) = &original_dst {
                     od.refresh(&hosts);

@@ -179,11 +179,13 @@ fn yaml_syntax_error() {
 
 #[test]
 fn unsupported_bootstrap_section() {
-    let yaml = format!("{LISTENER}cluster_manager: {{ local_cluster_name: c }}\n");
+    let yaml = format!("{LISTENER}hds_config: {{ api_type: GRPC }}\n");
     let (ok, out) = validate(&yaml);
     assert!(!ok);
     assert!(
-        out.contains("cluster_manager: field 'cluster_manager' of envoy.config.bootstrap.v3.Bootstrap is not supported by Courier"),
+        out.contains(
+            "hds_config: field 'hds_config' of envoy.config.bootstrap.v3.Bootstrap is not supported by Courier"
+        ),
         "{out}"
     );
 }

@@ -343,3 +343,61 @@ fn an_unhealthy_level_spills_to_the_next_and_a_cluster_without_health_panics() {
     assert!(seen.iter().any(|s| s == "a") && seen.iter().any(|s| s == "b"), "{seen:?}");
     assert_eq!(c.stat("cluster.app.lb_healthy_panic"), Some(100));
 }
+
+/// A STATIC cluster `name` with one locality per `(zone, port)`, and `extra`.
+fn zoned_cluster(name: &str, extra: &str, zones: &[(&str, u16)]) -> String {
+    let localities: String = zones
+        .iter()
+        .map(|(zone, port)| {
+            format!(
+                "      - locality: {{ zone: {zone} }}\n        lb_endpoints:\n        - {{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }}\n"
+            )
+        })
+        .collect();
+    format!(
+        "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n{extra}    load_assignment:\n      cluster_name: {name}\n      endpoints:\n{localities}"
+    )
+}
+
+#[test]
+fn zone_aware_routing_samples_the_local_zone_by_its_capacity() {
+    // The node is in zone a; the local cluster has one host in a and one in b
+    // (50 % each, never contacted). The upstream has one host in each of a, b, c
+    // (33.33 % each): zone a can take 3333/5000 of the requests (Envoy's
+    // local_percent_to_route 6666 in 10000); the rest go across by residual
+    // capacity, which only c has (b's share is below the local one).
+    let ups = [http_upstream("a"), http_upstream("b"), http_upstream("c")];
+    let dead = free_port();
+    let local = zoned_cluster("local", "", &[("a", dead), ("b", dead)]);
+    let zone_aware = "    common_lb_config: { zone_aware_lb_config: { min_cluster_size: 1 } }\n";
+    let app = zoned_cluster("app", zone_aware, &[("a", ups[0].port()), ("b", ups[1].port()), ("c", ups[2].port())]);
+    let yaml = format!(
+        "node: {{ id: node1, cluster: web, locality: {{ zone: a }} }}\ncluster_manager: {{ local_cluster_name: local }}\n{}",
+        config(&[http_listener("web", "", &one_vhost(&prefix_route("/", "app", "")), "")], &[local, app])
+    );
+    let c = Courier::start(&yaml, 1);
+    let n = 600;
+    let seen = upstreams_of(&c, n);
+    let count = |name: &str| seen.iter().filter(|u| *u == name).count();
+    // Binomial(600, 2/3): mean 400, standard deviation 11.5; 60 off is over 5
+    // standard deviations (about 1e-7).
+    assert!(count("a").abs_diff(400) < 60, "zone a took {} of {n}", count("a"));
+    assert_eq!(count("b"), 0, "zone b has no residual capacity");
+    assert_eq!(count("a") + count("c"), n);
+    assert_eq!(c.stat("cluster.app.lb_zone_routing_sampled"), Some(count("a") as i64));
+    assert_eq!(c.stat("cluster.app.lb_zone_routing_cross_zone"), Some(count("c") as i64));
+    // Recalculated on each thread (main and worker) when the cluster arrived; `app`
+    // comes before `local` by name, so again when the local cluster did.
+    assert_eq!(c.stat("cluster.app.lb_recalculate_zone_structures"), Some(4));
+    assert_eq!(c.stat("cluster.local.lb_recalculate_zone_structures"), Some(0));
+}
+
+#[test]
+fn local_cluster_name_must_name_a_cluster() {
+    let yaml = format!(
+        "cluster_manager: {{ local_cluster_name: nowhere }}\n{}",
+        config(&[], &[zoned_cluster("app", "", &[("a", 1)])])
+    );
+    let (ok, out) = validate(&yaml);
+    assert!(!ok && out.contains("local cluster 'nowhere' must be defined"), "{out}");
+}

@@ -196,6 +196,12 @@ const TCP_IT: &str = "tests/integration/tcp_proxy.rs";
 const UPSTREAM_IT: &str = "tests/integration/upstream.rs";
 const H2_UPSTREAM_IT: &str = "tests/integration/http2_upstream.rs";
 const CLUSTER_RS: &str = "src/upstream/cluster.rs";
+const ZONE_RS: &str = "src/upstream/zone_aware.rs";
+const ZONE_SAMPLED: &str = "zone_aware_routing_samples_the_local_zone_by_its_capacity";
+const COMMON_LB: &str = "common_lb_config_takes_the_panic_threshold_locality_weighting_and_zone_awareness_only";
+const LB_REFUSES: &str = "load_balancing_policy_refuses_what_courier_cannot_honour";
+const LEGACY_ZONE: &str = "envoy.config.cluster.v3.Cluster.CommonLbConfig.ZoneAwareLbConfig";
+const ZONE: &str = "envoy.extensions.load_balancing_policies.common.v3.LocalityLbConfig.ZoneAwareLbConfig";
 const LPATH_IT: &str = "tests/integration/listener_path.rs";
 const CONFIG_ERRORS_IT: &str = "tests/integration/config_errors.rs";
 const PP_CHAINS: &str = "proxy_protocol_addresses_choose_the_chain_by_destination_port_and_source_prefix";
@@ -221,6 +227,22 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         BOOTSTRAP,
         "overload_manager",
         &[compat("overload_stop_accepting_requests"), compat("overload_global_downstream_max_connections")],
+    ),
+    (BOOTSTRAP, "cluster_manager", &[compat("zone_aware_routing"), test(LB_IT, ZONE_SAMPLED)]),
+    (BOOTSTRAP, "deferred_stat_options", &[compat("deferred_stats")]),
+    (
+        "envoy.config.bootstrap.v3.ClusterManager",
+        "local_cluster_name",
+        &[
+            compat("zone_aware_routing"),
+            test(LB_IT, ZONE_SAMPLED),
+            test(LB_IT, "local_cluster_name_must_name_a_cluster"),
+        ],
+    ),
+    (
+        "envoy.config.bootstrap.v3.Bootstrap.DeferredStatOptions",
+        "enable_deferred_creation_stats",
+        &[compat("deferred_stats")],
     ),
     (
         "envoy.config.core.v3.GrpcService",
@@ -565,7 +587,15 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         &[test(CLUSTER_RS, "tcp_keepalive_is_set_on_upstream_connections")],
     ),
     ("envoy.config.cluster.v3.Cluster.CommonLbConfig", "healthy_panic_threshold", &[compat("endpoint_health")]),
+    (
+        "envoy.config.cluster.v3.Cluster.CommonLbConfig",
+        "zone_aware_lb_config",
+        &[compat("zone_aware_routing"), test(LB_IT, ZONE_SAMPLED)],
+    ),
     ("envoy.config.cluster.v3.Cluster.CommonLbConfig", "locality_weighted_lb_config", &[compat("locality_weighted")]),
+    (LEGACY_ZONE, "routing_enabled", &[test(CLUSTER_RS, COMMON_LB)]),
+    (LEGACY_ZONE, "min_cluster_size", &[compat("zone_aware_routing"), test(LB_IT, ZONE_SAMPLED)]),
+    (LEGACY_ZONE, "fail_traffic_on_panic", &[test(CLUSTER_RS, COMMON_LB), test(ZONE_RS, "picks_count_envoys_stats")]),
     (
         "envoy.config.cluster.v3.Cluster.RefreshRate",
         "base_interval",
@@ -632,10 +662,28 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     ),
     (
         "envoy.extensions.load_balancing_policies.common.v3.LocalityLbConfig",
+        "zone_aware_lb_config",
+        &[compat("zone_aware_routing")],
+    ),
+    (
+        "envoy.extensions.load_balancing_policies.common.v3.LocalityLbConfig",
         "locality_weighted_lb_config",
         &[
             compat("load_balancing_policy"),
             test(CLUSTER_RS, "load_balancing_policy_takes_the_first_policy_envoy_implements"),
+        ],
+    ),
+    (ZONE, "routing_enabled", &[compat("zone_aware_routing"), test(ZONE_RS, "picks_count_envoys_stats")]),
+    (ZONE, "min_cluster_size", &[compat("zone_aware_routing"), test(CLUSTER_RS, LB_REFUSES)]),
+    (ZONE, "fail_traffic_on_panic", &[test(ZONE_RS, "picks_count_envoys_stats")]),
+    (ZONE, "force_locality_direct_routing", &[test(CLUSTER_RS, LB_REFUSES)]),
+    (ZONE, "force_local_zone", &[compat("zone_aware_routing"), test(CLUSTER_RS, LB_REFUSES)]),
+    (
+        "envoy.extensions.load_balancing_policies.common.v3.LocalityLbConfig.ZoneAwareLbConfig.ForceLocalZone",
+        "min_size",
+        &[
+            test(CLUSTER_RS, LB_REFUSES),
+            test(ZONE_RS, "routing_is_off_for_small_clusters_and_a_local_cluster_without_the_node"),
         ],
     ),
     (

@@ -82,7 +82,14 @@ impl ResourceApi for CdsApi {
             let path = resource_path(*i);
             let cluster = Cluster::decode(r.encoded.as_slice())
                 .map_err(|e| path.error(format!("cannot decode the cluster: {e}")))?;
-            built.push(build_cluster(&cluster, &path, self.cm.local_locality(), &self.store, &sockets)?);
+            built.push(build_cluster(
+                &cluster,
+                &path,
+                self.cm.local_locality(),
+                self.cm.local_cluster(),
+                &self.store,
+                &sockets,
+            )?);
         }
         // The SDS secrets the new clusters named are read before they run
         // (their files are then followed until the process exits).
