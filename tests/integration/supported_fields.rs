@@ -118,6 +118,7 @@ const ROUTE_ACTION: &str = "envoy.config.route.v3.RouteAction";
 const RETRY_POLICY: &str = "envoy.config.route.v3.RetryPolicy";
 const REDIRECT: &str = "envoy.config.route.v3.RedirectAction";
 const STRING_MATCHER: &str = "envoy.type.matcher.v3.StringMatcher";
+const MATCH_TREE: &str = "src/matcher/match_tree.rs";
 const LOCAL_RATELIMIT: &str = "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
 const TLS_IT: &str = "tests/integration/tls.rs";
 const RBAC_PERMISSION: &str = "envoy.config.rbac.v3.Permission";
@@ -1063,6 +1064,8 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (VHOST, "retry_policy", &[test("src/router/route_action.rs", "retry_policy_route_overrides_vhost")]),
     (VHOST, "include_request_attempt_count", &[compat("host_rewrite_header_attempt_count")]),
     (VHOST, "cors", &[compat("vhost_cors")]),
+    (VHOST, "matcher", &[compat("route_vhost_matcher")]),
+    ("envoy.config.route.v3.RouteList", "routes", &[compat("route_vhost_matcher")]),
     (ROUTE_CORS_POLICY, "allow_origin_string_match", &[compat("vhost_cors")]),
     (ROUTE_CORS_POLICY, "allow_methods", &[compat("vhost_cors")]),
     (ROUTE_CORS_POLICY, "allow_headers", &[compat("vhost_cors")]),
@@ -1232,6 +1235,156 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     ("envoy.type.matcher.v3.RegexMatchAndSubstitute", "substitution", &[compat("regex_rewrite")]),
     ("envoy.type.v3.Int64Range", "start", &[compat("match_headers_more"), test(ROUTING_IT, "header_matchers")]),
     ("envoy.type.v3.Int64Range", "end", &[compat("match_headers_more"), test(ROUTING_IT, "header_matchers")]),
+    // --- matcher::supported::MATCHER_SUPPORTED_FIELDS
+    ("xds.core.v3.TypedExtensionConfig", "name", &[compat("route_vhost_matcher")]),
+    ("xds.core.v3.TypedExtensionConfig", "typed_config", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher", "matcher_list", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher", "matcher_tree", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher", "on_no_match", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.OnMatch", "matcher", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.OnMatch", "action", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.MatcherList", "matchers", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.MatcherList.FieldMatcher", "predicate", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.MatcherList.FieldMatcher", "on_match", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.MatcherList.Predicate", "single_predicate", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.MatcherList.Predicate", "or_matcher", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.MatcherList.Predicate", "and_matcher", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.MatcherList.Predicate", "not_matcher", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.MatcherList.Predicate.SinglePredicate", "input", &[compat("route_vhost_matcher")]),
+    (
+        "xds.type.matcher.v3.Matcher.MatcherList.Predicate.SinglePredicate",
+        "value_match",
+        &[compat("route_vhost_matcher")],
+    ),
+    ("xds.type.matcher.v3.Matcher.MatcherList.Predicate.PredicateList", "predicate", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.MatcherTree", "input", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.MatcherTree", "exact_match_map", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.MatcherTree", "prefix_match_map", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.MatcherTree.MatchMap", "map", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.StringMatcher", "exact", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.StringMatcher", "prefix", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.StringMatcher", "suffix", &[test(MATCH_TREE, "string_matchers_and_predicates")]),
+    ("xds.type.matcher.v3.StringMatcher", "safe_regex", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.StringMatcher", "contains", &[test(MATCH_TREE, "string_matchers_and_predicates")]),
+    ("xds.type.matcher.v3.StringMatcher", "ignore_case", &[test(MATCH_TREE, "string_matchers_and_predicates")]),
+    ("xds.type.matcher.v3.RegexMatcher", "google_re2", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.RegexMatcher", "regex", &[compat("route_vhost_matcher")]),
+    (
+        "envoy.config.common.matcher.v3.Matcher",
+        "matcher_list",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher",
+        "matcher_tree",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher",
+        "on_no_match",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.OnMatch",
+        "matcher",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.OnMatch",
+        "action",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherList",
+        "matchers",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherList.FieldMatcher",
+        "predicate",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherList.FieldMatcher",
+        "on_match",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherList.Predicate",
+        "single_predicate",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherList.Predicate",
+        "or_matcher",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherList.Predicate",
+        "and_matcher",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherList.Predicate",
+        "not_matcher",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherList.Predicate.SinglePredicate",
+        "input",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherList.Predicate.SinglePredicate",
+        "value_match",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherList.Predicate.PredicateList",
+        "predicate",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherTree",
+        "input",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherTree",
+        "exact_match_map",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherTree",
+        "prefix_match_map",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherTree.MatchMap",
+        "map",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    ("envoy.type.matcher.v3.HttpRequestHeaderMatchInput", "header_name", &[compat("route_vhost_matcher")]),
+    (
+        "envoy.type.matcher.v3.HttpRequestTrailerMatchInput",
+        "header_name",
+        &[test(MATCH_TREE, "data_not_available_yet_leaves_the_match_undecided")],
+    ),
+    (
+        "envoy.type.matcher.v3.HttpResponseHeaderMatchInput",
+        "header_name",
+        &[test(MATCH_TREE, "data_not_available_yet_leaves_the_match_undecided")],
+    ),
+    (
+        "envoy.type.matcher.v3.HttpResponseTrailerMatchInput",
+        "header_name",
+        &[test(MATCH_TREE, "data_not_available_yet_leaves_the_match_undecided")],
+    ),
+    (
+        "envoy.type.matcher.v3.HttpRequestQueryParamMatchInput",
+        "query_param",
+        &[test(MATCH_TREE, "errors_name_the_field")],
+    ),
     // --- extensions::filters::http::SUPPORTED_FIELDS
     (LOCAL_RATELIMIT, "stat_prefix", &[compat("filter_local_ratelimit_per_route")]),
     (LOCAL_RATELIMIT, "status", &[compat("filter_local_ratelimit_per_route")]),
