@@ -56,6 +56,7 @@ pub fn is_registered(type_name: &str) -> bool {
 /// `Any` payloads accepted outside the filter tables.
 const OTHER_TYPES: &[&str] = &[
     filters::http::router::CONFIG_TYPE,
+    filters::http::rbac::ACTION_TYPE,
     crate::router::PREVIOUS_HOSTS_TYPE,
     crate::upstream::cluster::HTTP_PROTOCOL_OPTIONS_TYPE,
     crate::upstream::cluster::ROUND_ROBIN_TYPE,

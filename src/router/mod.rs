@@ -52,6 +52,7 @@ pub use config::{PerRouteDecoder, RouteBuildContext, RouteTable, DEFAULT_MAX_DIR
 pub(crate) use header_matcher::HeaderMatcher;
 pub use header_mutation::{AppendAction, HeaderMutation};
 pub(crate) use matcher::RouteMatcher;
+pub use matching_data::HttpMatchingData;
 pub use path_rewrite::RegexSubstitution;
 pub use per_filter::PerRouteConfig;
 pub use redirect::RedirectAction;
