@@ -26,6 +26,7 @@ pub const INVENTORY: Inventory = Inventory {
         filters::http::set_metadata::SUPPORTED_FIELDS,
         filters::http::header_to_metadata::SUPPORTED_FIELDS,
         filters::http::rbac::SUPPORTED_FIELDS,
+        filters::http::match_delegate::SUPPORTED_FIELDS,
         filters::http::ext_authz::SUPPORTED_FIELDS,
         filters::http::jwt_authn::SUPPORTED_FIELDS,
         filters::listener::SUPPORTED_FIELDS,
@@ -57,6 +58,7 @@ pub fn is_registered(type_name: &str) -> bool {
 const OTHER_TYPES: &[&str] = &[
     filters::http::router::CONFIG_TYPE,
     filters::http::rbac::ACTION_TYPE,
+    filters::http::match_delegate::SKIP_FILTER_TYPE,
     crate::router::PREVIOUS_HOSTS_TYPE,
     crate::upstream::cluster::HTTP_PROTOCOL_OPTIONS_TYPE,
     crate::upstream::cluster::ROUND_ROBIN_TYPE,
@@ -140,6 +142,7 @@ mod tests {
                             ("envoy.config.cluster.v3.LoadBalancingPolicy.Policy", "typed_extension_config"),
                             ("envoy.extensions.filters.http.compressor.v3.Compressor", "compressor_library"),
                             ("envoy.extensions.filters.http.decompressor.v3.Decompressor", "decompressor_library"),
+                            ("envoy.extensions.common.matching.v3.ExtensionWithMatcher", "extension_config"),
                             // The deprecated generic matcher: its inputs and actions.
                             ("envoy.config.common.matcher.v3.Matcher.OnMatch", "action"),
                             ("envoy.config.common.matcher.v3.Matcher.MatcherList.Predicate.SinglePredicate", "input"),

@@ -101,7 +101,7 @@ pub trait MatchingData {
     fn request_trailer(&self, name: &str) -> InputValue<'_>;
     fn response_header(&self, name: &str) -> InputValue<'_>;
     fn response_trailer(&self, name: &str) -> InputValue<'_>;
-    /// The first value of the query parameter, percent-decoded.
+    /// The first value of the query parameter, `%XX`-decoded (`+` stays).
     fn query_param(&self, name: &str) -> InputValue<'_>;
 }
 

@@ -13,7 +13,7 @@ use http::request::Parts;
 use http::HeaderMap;
 
 use super::request;
-use crate::common::percent::decode_query_value;
+use crate::common::percent::decode_percent;
 use crate::matcher::{ConnectionFacts, InputValue, MatchingData};
 
 /// What the matcher may read of one stream; `None` fields are not known yet.
@@ -88,7 +88,7 @@ impl MatchingData for HttpMatchingData<'_> {
         let query = request::path_and_query(self.request).and_then(request::query_string);
         let found = query.into_iter().flat_map(|q| q.split('&')).find_map(|item| {
             let (k, v) = item.split_once('=').unwrap_or((item, ""));
-            (decode_query_value(k) == name).then(|| decode_query_value(v))
+            (decode_percent(k) == name).then(|| decode_percent(v))
         });
         InputValue::from_option(found)
     }
