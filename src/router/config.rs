@@ -141,18 +141,18 @@ impl RouteTable {
 
     /// Envoy's `validate_clusters`: every cluster a route names (`cluster`, and each
     /// of `weighted_clusters`; a `cluster_header` names none) must exist, among a
-    /// virtual host's `routes` and its `matcher`'s.
+    /// virtual host's `routes`. As in Envoy, a `matcher`'s routes are not checked
+    /// (one naming an unknown cluster answers 503 `NC`).
     fn check_clusters(&self, exists: &dyn Fn(&str) -> bool, path: &FieldPath) -> Result<(), ConfigError> {
         let routes = self.virtual_hosts.iter().enumerate().flat_map(|(i, vh)| {
-            let listed = vh.routes.iter().enumerate().map(move |(j, route)| {
+            vh.routes.iter().enumerate().map(move |(j, route)| {
                 let mut p = path.clone();
                 p.push_field("virtual_hosts");
                 p.push_index(i);
                 p.push_field("routes");
                 p.push_index(j);
                 (p, route)
-            });
-            listed.chain(vh.matcher_routes.iter().map(|(p, route)| (p.clone(), route)))
+            })
         });
         for (route_path, route) in routes {
             let RouteAction::Forward(f) = &route.action else { continue };

@@ -43,9 +43,6 @@ pub(crate) struct VirtualHost {
     pub(crate) name: String,
     pub(crate) routes: Vec<Arc<Route>>,
     matcher: Option<Matcher<RouteMatchAction>>,
-    /// The matcher's routes and where each is in the config, for
-    /// `validate_clusters`.
-    pub(crate) matcher_routes: Vec<(FieldPath, Arc<Route>)>,
 }
 
 /// A `matcher`'s action: a `Route`, or a `RouteList` tried in order. The route
@@ -126,17 +123,15 @@ impl VirtualHost {
             p.push_index(i);
             routes.push(Arc::new(Route::from_proto(r, &p, &enclosing, ctx)?));
         }
-        let mut matcher_routes = Vec::new();
         let matcher = match &vh.matcher {
             Some(m) => {
-                let mut build = |action: &TypedExtensionConfig, at: &FieldPath| {
-                    route_action(action, at, &enclosing, ctx, &mut matcher_routes)
-                };
+                let mut build =
+                    |action: &TypedExtensionConfig, at: &FieldPath| route_action(action, at, &enclosing, ctx);
                 Some(Matcher::from_proto(m, &path.child("matcher"), InputKinds::RequestHeaders, &mut build)?)
             }
             None => None,
         };
-        Ok(VirtualHost { name: vh.name.clone(), routes, matcher, matcher_routes })
+        Ok(VirtualHost { name: vh.name.clone(), routes, matcher })
     }
 
     /// The route for a request to this virtual host: the first of `routes` that
@@ -161,7 +156,6 @@ fn route_action(
     path: &FieldPath,
     enclosing: &Enclosing<'_>,
     ctx: &RouteBuildContext<'_>,
-    built: &mut Vec<(FieldPath, Arc<Route>)>,
 ) -> Result<RouteMatchAction, ConfigError> {
     let any = action.typed_config.as_ref().ok_or_else(|| path.field_error("typed_config", "value is required"))?;
     let at = path.child("typed_config");
@@ -176,11 +170,7 @@ fn route_action(
     let msg = DynamicMessage::decode(desc, any.value.as_slice())
         .map_err(|e| at.error(format!("cannot decode '{}': {e}", any.type_url)))?;
     supported::check_message(ctx.inventory, &msg, &at)?;
-    let mut route = |r: &RouteProto, p: &FieldPath| -> Result<Arc<Route>, ConfigError> {
-        let route = Arc::new(Route::from_proto(r, p, enclosing, ctx)?);
-        built.push((p.clone(), route.clone()));
-        Ok(route)
-    };
+    let route = |r: &RouteProto, p: &FieldPath| Route::from_proto(r, p, enclosing, ctx).map(Arc::new);
     if type_name == ROUTE_TYPE {
         return Ok(RouteMatchAction::Route(route(&decode_any::<RouteProto>(any, &at)?, &at)?));
     }
