@@ -77,6 +77,23 @@ const ROOTS: &[&str] = &[
     "envoy.extensions.resource_monitors.cgroup_memory.v3.CgroupMemoryConfig",
     "envoy.config.trace.v3.ZipkinConfig",
     "envoy.config.trace.v3.OpenTelemetryConfig",
+    "envoy.config.route.v3.Route",
+    "envoy.config.route.v3.RouteList",
+    "envoy.config.rbac.v3.Action",
+    "envoy.extensions.common.matching.v3.ExtensionWithMatcher",
+    "envoy.extensions.filters.common.matcher.action.v3.SkipFilter",
+    "envoy.type.matcher.v3.HttpRequestHeaderMatchInput",
+    "envoy.type.matcher.v3.HttpRequestTrailerMatchInput",
+    "envoy.type.matcher.v3.HttpResponseHeaderMatchInput",
+    "envoy.type.matcher.v3.HttpResponseTrailerMatchInput",
+    "envoy.type.matcher.v3.HttpRequestQueryParamMatchInput",
+    "envoy.extensions.matching.common_inputs.network.v3.DestinationIPInput",
+    "envoy.extensions.matching.common_inputs.network.v3.DestinationPortInput",
+    "envoy.extensions.matching.common_inputs.network.v3.SourceIPInput",
+    "envoy.extensions.matching.common_inputs.network.v3.SourcePortInput",
+    "envoy.extensions.matching.common_inputs.network.v3.DirectSourceIPInput",
+    "envoy.extensions.matching.common_inputs.network.v3.ServerNameInput",
+    "envoy.extensions.matching.common_inputs.network.v3.SourceTypeInput",
 ];
 
 fn main() {

@@ -8,6 +8,7 @@ pub mod fuzzing;
 pub mod hex;
 pub mod json;
 pub mod md5;
+pub mod percent;
 pub mod random;
 pub mod spare_list;
 pub mod xxhash;

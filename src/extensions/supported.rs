@@ -18,6 +18,7 @@ pub const INVENTORY: Inventory = Inventory {
     tables: &[
         SUPPORTED_FIELDS,
         ROUTE_SUPPORTED_FIELDS,
+        crate::matcher::supported::MATCHER_SUPPORTED_FIELDS,
         filters::http::SUPPORTED_FIELDS,
         filters::http::compressor::SUPPORTED_FIELDS,
         filters::http::decompressor::SUPPORTED_FIELDS,
@@ -29,6 +30,7 @@ pub const INVENTORY: Inventory = Inventory {
         filters::network::rbac::SUPPORTED_FIELDS,
         filters::network::connection_limit::SUPPORTED_FIELDS,
         filters::network::local_ratelimit::SUPPORTED_FIELDS,
+        filters::http::match_delegate::SUPPORTED_FIELDS,
         filters::http::ext_authz::SUPPORTED_FIELDS,
         filters::http::jwt_authn::SUPPORTED_FIELDS,
         filters::listener::SUPPORTED_FIELDS,
@@ -50,6 +52,8 @@ pub fn is_registered(type_name: &str) -> bool {
         || crate::access_log::ACCESS_LOGGERS.iter().any(|(_, t)| *t == type_name)
         || crate::stats::sink::STAT_SINKS.iter().any(|(_, t)| *t == type_name)
         || OTHER_TYPES.contains(&type_name)
+        || crate::matcher::supported::INPUT_TYPES.contains(&type_name)
+        || crate::router::MATCHER_ACTION_TYPES.contains(&type_name)
         || super::tracers::CONFIG_TYPES.contains(&type_name)
         || super::compression::CONFIG_TYPES.contains(&type_name)
 }
@@ -57,6 +61,8 @@ pub fn is_registered(type_name: &str) -> bool {
 /// `Any` payloads accepted outside the filter tables.
 const OTHER_TYPES: &[&str] = &[
     filters::http::router::CONFIG_TYPE,
+    filters::http::rbac::ACTION_TYPE,
+    filters::http::match_delegate::SKIP_FILTER_TYPE,
     crate::router::PREVIOUS_HOSTS_TYPE,
     crate::upstream::cluster::HTTP_PROTOCOL_OPTIONS_TYPE,
     crate::upstream::cluster::ROUND_ROBIN_TYPE,
@@ -106,6 +112,8 @@ mod tests {
         }
         types.extend(crate::access_log::ACCESS_LOGGERS.iter().map(|(_, t)| *t));
         types.extend(OTHER_TYPES);
+        types.extend(crate::matcher::supported::INPUT_TYPES);
+        types.extend(crate::router::MATCHER_ACTION_TYPES);
         types.extend(crate::extensions::tracers::CONFIG_TYPES);
         types.extend(crate::extensions::compression::CONFIG_TYPES);
         for t in types {
@@ -125,7 +133,8 @@ mod tests {
 
     /// `TypedExtensionConfig` is supported only where its two fields mean what
     /// they say (one day a field of it elsewhere would otherwise be accepted with
-    /// the same list): a load-balancing policy, a compressor library.
+    /// the same list): a load-balancing policy, a compressor library, a generic
+    /// matcher's input or action, the filter an `ExtensionWithMatcher` wraps.
     #[test]
     fn typed_extension_config_is_held_by_known_places_only() {
         for (message, field) in all_supported_fields() {
@@ -137,6 +146,11 @@ mod tests {
                             ("envoy.config.cluster.v3.LoadBalancingPolicy.Policy", "typed_extension_config"),
                             ("envoy.extensions.filters.http.compressor.v3.Compressor", "compressor_library"),
                             ("envoy.extensions.filters.http.decompressor.v3.Decompressor", "decompressor_library"),
+                            ("envoy.extensions.common.matching.v3.ExtensionWithMatcher", "extension_config"),
+                            // The deprecated generic matcher: its inputs and actions.
+                            ("envoy.config.common.matcher.v3.Matcher.OnMatch", "action"),
+                            ("envoy.config.common.matcher.v3.Matcher.MatcherList.Predicate.SinglePredicate", "input"),
+                            ("envoy.config.common.matcher.v3.Matcher.MatcherTree", "input"),
                         ]
                         .contains(&(message, field)),
                         "{message}.{field}"

@@ -19,6 +19,7 @@ use envoy_types::pb::envoy::config::listener::v3::filter_chain_match::Connection
 use envoy_types::pb::envoy::config::listener::v3::FilterChainMatch;
 
 use super::filter::FilterChain;
+pub use crate::matcher::cidr::Cidr;
 
 /// What a connection offers to the match, once the listener filters have run.
 #[derive(Debug, Clone, Copy)]
@@ -35,46 +36,6 @@ pub struct MatchInput<'a> {
     pub transport_protocol: &'a str,
     /// ALPN (TLS inspector) or the HTTP inspector's protocol, in the client's order.
     pub application_protocols: &'a [String],
-}
-
-/// An IP prefix (`CidrRange`), the address masked to its length; also what
-/// RBAC's IP rules match.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    addr: IpAddr,
-    len: u8,
-}
-
-impl Cidr {
-    /// The error is Envoy's words, without the field path.
-    pub fn parse(range: &CidrRange) -> Result<Cidr, String> {
-        let addr: IpAddr =
-            range.address_prefix.parse().map_err(|_| format!("malformed IP address: {}", range.address_prefix))?;
-        let len = range.prefix_len.as_ref().map_or(0, |l| l.value);
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        if len > max {
-            return Err(format!("invalid prefix length {len} for {addr}"));
-        }
-        Ok(Cidr { addr: mask(addr, len as u8), len: len as u8 })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        ip.is_ipv4() == self.addr.is_ipv4() && mask(ip, self.len) == self.addr
-    }
-}
-
-fn mask(ip: IpAddr, len: u8) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => {
-            let bits = u32::from(v4) & u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-            IpAddr::V4(bits.into())
-        }
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6) & u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-            IpAddr::V6(bits.into())
-        }
-    }
 }
 
 /// `source_type`.
@@ -190,7 +151,7 @@ fn longest_prefix(cidrs: &[Cidr], ip: IpAddr) -> Option<u32> {
     if cidrs.is_empty() {
         return Some(0);
     }
-    cidrs.iter().filter(|c| c.contains(ip)).map(|c| u32::from(c.len)).max()
+    cidrs.iter().filter(|c| c.contains(ip)).map(|c| u32::from(c.prefix_len())).max()
 }
 
 /// Exact name first, then the longest `*.` suffix, then a chain without names.

@@ -140,36 +140,42 @@ impl RouteTable {
     }
 
     /// Envoy's `validate_clusters`: every cluster a route names (`cluster`, and each
-    /// of `weighted_clusters`; a `cluster_header` names none) must exist.
+    /// of `weighted_clusters`; a `cluster_header` names none) must exist, among a
+    /// virtual host's `routes`. As in Envoy, a `matcher`'s routes are not checked
+    /// (one naming an unknown cluster answers 503 `NC`).
     fn check_clusters(&self, exists: &dyn Fn(&str) -> bool, path: &FieldPath) -> Result<(), ConfigError> {
-        for (i, vh) in self.virtual_hosts.iter().enumerate() {
-            for (j, route) in vh.routes.iter().enumerate() {
-                let RouteAction::Forward(f) = &route.action else { continue };
-                let at = |field: &str| {
-                    let mut p = path.clone();
-                    p.push_field("virtual_hosts");
-                    p.push_index(i);
-                    p.push_field("routes");
-                    p.push_index(j);
-                    p.push_field("route");
-                    p.push_field(field);
-                    p
-                };
-                match &f.cluster {
-                    ClusterSelector::Name(name) if !exists(name) => {
-                        return Err(at("cluster").error(format!("route: unknown cluster '{name}'")));
-                    }
-                    ClusterSelector::Weighted { clusters, .. } => {
-                        if let Some(k) = clusters.iter().position(|(name, _)| !exists(name)) {
-                            let mut p = at("weighted_clusters");
-                            p.push_field("clusters");
-                            p.push_index(k);
-                            p.push_field("name");
-                            return Err(p.error(format!("route: unknown weighted cluster '{}'", clusters[k].0)));
-                        }
-                    }
-                    _ => {}
+        let routes = self.virtual_hosts.iter().enumerate().flat_map(|(i, vh)| {
+            vh.routes.iter().enumerate().map(move |(j, route)| {
+                let mut p = path.clone();
+                p.push_field("virtual_hosts");
+                p.push_index(i);
+                p.push_field("routes");
+                p.push_index(j);
+                (p, route)
+            })
+        });
+        for (route_path, route) in routes {
+            let RouteAction::Forward(f) = &route.action else { continue };
+            let at = |field: &str| {
+                let mut p = route_path.clone();
+                p.push_field("route");
+                p.push_field(field);
+                p
+            };
+            match &f.cluster {
+                ClusterSelector::Name(name) if !exists(name) => {
+                    return Err(at("cluster").error(format!("route: unknown cluster '{name}'")));
                 }
+                ClusterSelector::Weighted { clusters, .. } => {
+                    if let Some(k) = clusters.iter().position(|(name, _)| !exists(name)) {
+                        let mut p = at("weighted_clusters");
+                        p.push_field("clusters");
+                        p.push_index(k);
+                        p.push_field("name");
+                        return Err(p.error(format!("route: unknown weighted cluster '{}'", clusters[k].0)));
+                    }
+                }
+                _ => {}
             }
         }
         Ok(())
@@ -179,7 +185,7 @@ impl RouteTable {
     /// `:authority` (the URI's authority, else `Host`), or the `vhost_header`.
     pub fn find(&self, parts: &Parts) -> Option<&Arc<Route>> {
         let vhost = self.virtual_host(parts)?;
-        self.virtual_hosts.get(vhost)?.routes.iter().find(|r| r.matches(parts))
+        self.virtual_hosts.get(vhost)?.find(parts)
     }
 
     fn virtual_host(&self, parts: &Parts) -> Option<usize> {

@@ -31,6 +31,7 @@ mod config;
 mod header_matcher;
 mod header_mutation;
 mod matcher;
+mod matching_data;
 mod path_rewrite;
 mod per_filter;
 mod redirect;
@@ -51,6 +52,7 @@ pub use config::{PerRouteDecoder, RouteBuildContext, RouteTable, DEFAULT_MAX_DIR
 pub(crate) use header_matcher::HeaderMatcher;
 pub use header_mutation::{AppendAction, HeaderMutation};
 pub(crate) use matcher::RouteMatcher;
+pub use matching_data::HttpMatchingData;
 pub use path_rewrite::RegexSubstitution;
 pub use per_filter::PerRouteConfig;
 pub use redirect::RedirectAction;
@@ -58,3 +60,4 @@ pub use retry_policy::{RetryOn, RetryPolicy, DEFAULT_BASE_INTERVAL, PREVIOUS_HOS
 pub use route::{Route, RouteAction};
 pub use route_action::{ClusterSelector, ClusterWeightEdits, ForwardAction, DEFAULT_ROUTE_TIMEOUT};
 pub use supported::ROUTE_SUPPORTED_FIELDS;
+pub use virtual_host::MATCHER_ACTION_TYPES;

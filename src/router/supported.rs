@@ -49,8 +49,11 @@ pub const ROUTE_SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "retry_policy",
             "include_request_attempt_count",
             "cors",
+            "matcher",
         ],
     ),
+    // A virtual host `matcher`'s action (`virtual_host`).
+    ("envoy.config.route.v3.RouteList", &["routes"]),
     // Deprecated; the CORS filter reads it (`extensions::filters::http::cors`).
     (
         "envoy.config.route.v3.CorsPolicy",

@@ -29,7 +29,7 @@ pub(crate) fn try_route_config(yaml: &str) -> Result<RouteConfiguration, ConfigE
 /// The bootstrap's and the route schema's tables, no extension: what a route
 /// table built on its own is checked against.
 pub(crate) const TEST_INVENTORY: Inventory = Inventory {
-    tables: &[SUPPORTED_FIELDS, super::ROUTE_SUPPORTED_FIELDS],
+    tables: &[SUPPORTED_FIELDS, super::ROUTE_SUPPORTED_FIELDS, crate::matcher::supported::MATCHER_SUPPORTED_FIELDS],
     places: PLACES,
     is_extension: |_| false,
     skips_lb_policy: |_| false,

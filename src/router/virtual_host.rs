@@ -12,21 +12,45 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::config::route::v3::{virtual_host::TlsRequirementType, VirtualHost as VirtualHostProto};
+use envoy_types::pb::envoy::config::route::v3::{
+    virtual_host::TlsRequirementType, Route as RouteProto, RouteList, VirtualHost as VirtualHostProto,
+};
+use envoy_types::pb::xds::core::v3::TypedExtensionConfig;
+use http::request::Parts;
+use prost_reflect::DynamicMessage;
 
 use super::config::RouteBuildContext;
 use super::header_mutation::HeaderEdits;
+use super::matching_data::HttpMatchingData;
 use super::per_filter;
 use super::retry_policy::RetryPolicy;
 use super::route::{Enclosing, Route};
 use super::PerRouteConfig;
-use crate::config::{ConfigError, FieldPath};
+use crate::config::bootstrap::decode_any;
+use crate::config::{descriptor, supported, ConfigError, FieldPath};
+use crate::matcher::{InputKinds, MatchResult, Matcher};
 
-/// A virtual host's routes, in config order.
+const ROUTE_TYPE: &str = "envoy.config.route.v3.Route";
+const ROUTE_LIST_TYPE: &str = "envoy.config.route.v3.RouteList";
+
+/// The `Any`s a virtual host's `matcher` may hold as actions.
+pub const MATCHER_ACTION_TYPES: &[&str] = &[ROUTE_TYPE, ROUTE_LIST_TYPE];
+
+/// A virtual host's routes, in config order, or its `matcher` (Envoy's generic
+/// matching API over request headers, whose actions are routes).
 #[derive(Debug)]
 pub(crate) struct VirtualHost {
     pub(crate) name: String,
     pub(crate) routes: Vec<Arc<Route>>,
+    matcher: Option<Matcher<RouteMatchAction>>,
+}
+
+/// A `matcher`'s action: a `Route`, or a `RouteList` tried in order. The route
+/// found must also match on its own `match`, as in Envoy.
+#[derive(Debug)]
+enum RouteMatchAction {
+    Route(Arc<Route>),
+    List(Vec<Arc<Route>>),
 }
 
 /// What every virtual host inherits from the route configuration.
@@ -47,8 +71,8 @@ impl VirtualHost {
         config: &ConfigLevel<'_>,
         ctx: &RouteBuildContext<'_>,
     ) -> Result<VirtualHost, ConfigError> {
-        if vh.matcher.is_some() {
-            return Err(path.field_error("matcher", "field 'matcher' is not supported by Courier"));
+        if vh.matcher.is_some() && !vh.routes.is_empty() {
+            return Err(path.error("cannot set both matcher and routes on virtual host"));
         }
         if vh.require_tls != TlsRequirementType::None as i32 {
             return Err(path.field_error("require_tls", "field 'require_tls' is not supported by Courier"));
@@ -99,8 +123,66 @@ impl VirtualHost {
             p.push_index(i);
             routes.push(Arc::new(Route::from_proto(r, &p, &enclosing, ctx)?));
         }
-        Ok(VirtualHost { name: vh.name.clone(), routes })
+        let matcher = match &vh.matcher {
+            Some(m) => {
+                let mut build =
+                    |action: &TypedExtensionConfig, at: &FieldPath| route_action(action, at, &enclosing, ctx);
+                Some(Matcher::from_proto(m, &path.child("matcher"), InputKinds::RequestHeaders, &mut build)?)
+            }
+            None => None,
+        };
+        Ok(VirtualHost { name: vh.name.clone(), routes, matcher })
     }
+
+    /// The route for a request to this virtual host: the first of `routes` that
+    /// matches, or the one its `matcher` finds if that route's own `match` holds.
+    pub(crate) fn find(&self, parts: &Parts) -> Option<&Arc<Route>> {
+        let Some(matcher) = &self.matcher else {
+            return self.routes.iter().find(|r| r.matches(parts));
+        };
+        match matcher.find(&HttpMatchingData::request(parts)) {
+            MatchResult::Matched(RouteMatchAction::Route(r)) => Some(r).filter(|r| r.matches(parts)),
+            MatchResult::Matched(RouteMatchAction::List(routes)) => routes.iter().find(|r| r.matches(parts)),
+            MatchResult::NoMatch | MatchResult::InsufficientData => None,
+        }
+    }
+}
+
+/// Compiles one of `matcher`'s actions (a `Route` or a `RouteList`), checked
+/// against Courier's inventory as the routes of `routes` are; `path` points at the
+/// `TypedExtensionConfig`.
+fn route_action(
+    action: &TypedExtensionConfig,
+    path: &FieldPath,
+    enclosing: &Enclosing<'_>,
+    ctx: &RouteBuildContext<'_>,
+) -> Result<RouteMatchAction, ConfigError> {
+    let any = action.typed_config.as_ref().ok_or_else(|| path.field_error("typed_config", "value is required"))?;
+    let at = path.child("typed_config");
+    let type_name = descriptor::type_name(&any.type_url);
+    if !MATCHER_ACTION_TYPES.contains(&type_name) {
+        return Err(at.field_error(
+            "@type",
+            format!("action '{}' is not supported here (a route or a route list)", any.type_url),
+        ));
+    }
+    let desc = descriptor::message(type_name).ok_or_else(|| at.error(format!("unknown type '{type_name}'")))?;
+    let msg = DynamicMessage::decode(desc, any.value.as_slice())
+        .map_err(|e| at.error(format!("cannot decode '{}': {e}", any.type_url)))?;
+    supported::check_message(ctx.inventory, &msg, &at)?;
+    let route = |r: &RouteProto, p: &FieldPath| Route::from_proto(r, p, enclosing, ctx).map(Arc::new);
+    if type_name == ROUTE_TYPE {
+        return Ok(RouteMatchAction::Route(route(&decode_any::<RouteProto>(any, &at)?, &at)?));
+    }
+    let list: RouteList = decode_any(any, &at)?;
+    let mut p = at.child("routes");
+    let mut routes = Vec::with_capacity(list.routes.len());
+    for (i, r) in list.routes.iter().enumerate() {
+        p.push_index(i);
+        routes.push(route(r, &p)?);
+        p.pop();
+    }
+    Ok(RouteMatchAction::List(routes))
 }
 
 /// Wildcards of one kind grouped by length, longest first.

@@ -120,6 +120,7 @@ const ROUTE_ACTION: &str = "envoy.config.route.v3.RouteAction";
 const RETRY_POLICY: &str = "envoy.config.route.v3.RetryPolicy";
 const REDIRECT: &str = "envoy.config.route.v3.RedirectAction";
 const STRING_MATCHER: &str = "envoy.type.matcher.v3.StringMatcher";
+const MATCH_TREE: &str = "src/matcher/match_tree.rs";
 const LOCAL_RATELIMIT: &str = "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
 const TLS_IT: &str = "tests/integration/tls.rs";
 const RBAC_PERMISSION: &str = "envoy.config.rbac.v3.Permission";
@@ -1133,6 +1134,8 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (VHOST, "retry_policy", &[test("src/router/route_action.rs", "retry_policy_route_overrides_vhost")]),
     (VHOST, "include_request_attempt_count", &[compat("host_rewrite_header_attempt_count")]),
     (VHOST, "cors", &[compat("vhost_cors")]),
+    (VHOST, "matcher", &[compat("route_vhost_matcher")]),
+    ("envoy.config.route.v3.RouteList", "routes", &[compat("route_vhost_matcher")]),
     (ROUTE_CORS_POLICY, "allow_origin_string_match", &[compat("vhost_cors")]),
     (ROUTE_CORS_POLICY, "allow_methods", &[compat("vhost_cors")]),
     (ROUTE_CORS_POLICY, "allow_headers", &[compat("vhost_cors")]),
@@ -1302,6 +1305,143 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     ("envoy.type.matcher.v3.RegexMatchAndSubstitute", "substitution", &[compat("regex_rewrite")]),
     ("envoy.type.v3.Int64Range", "start", &[compat("match_headers_more"), test(ROUTING_IT, "header_matchers")]),
     ("envoy.type.v3.Int64Range", "end", &[compat("match_headers_more"), test(ROUTING_IT, "header_matchers")]),
+    // --- matcher::supported::MATCHER_SUPPORTED_FIELDS
+    ("xds.core.v3.TypedExtensionConfig", "name", &[compat("route_vhost_matcher")]),
+    ("xds.core.v3.TypedExtensionConfig", "typed_config", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher", "matcher_list", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher", "matcher_tree", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher", "on_no_match", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.OnMatch", "matcher", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.OnMatch", "action", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.MatcherList", "matchers", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.MatcherList.FieldMatcher", "predicate", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.MatcherList.FieldMatcher", "on_match", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.MatcherList.Predicate", "single_predicate", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.MatcherList.Predicate", "or_matcher", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.MatcherList.Predicate", "and_matcher", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.MatcherList.Predicate", "not_matcher", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.MatcherList.Predicate.SinglePredicate", "input", &[compat("route_vhost_matcher")]),
+    (
+        "xds.type.matcher.v3.Matcher.MatcherList.Predicate.SinglePredicate",
+        "value_match",
+        &[compat("route_vhost_matcher")],
+    ),
+    ("xds.type.matcher.v3.Matcher.MatcherList.Predicate.PredicateList", "predicate", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.MatcherTree", "input", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.MatcherTree", "exact_match_map", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.MatcherTree", "prefix_match_map", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.Matcher.MatcherTree.MatchMap", "map", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.StringMatcher", "exact", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.StringMatcher", "prefix", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.StringMatcher", "suffix", &[test(MATCH_TREE, "string_matchers_and_predicates")]),
+    ("xds.type.matcher.v3.StringMatcher", "safe_regex", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.StringMatcher", "contains", &[test(MATCH_TREE, "string_matchers_and_predicates")]),
+    ("xds.type.matcher.v3.StringMatcher", "ignore_case", &[test(MATCH_TREE, "string_matchers_and_predicates")]),
+    ("xds.type.matcher.v3.RegexMatcher", "google_re2", &[compat("route_vhost_matcher")]),
+    ("xds.type.matcher.v3.RegexMatcher", "regex", &[compat("route_vhost_matcher")]),
+    (
+        "envoy.config.common.matcher.v3.Matcher",
+        "matcher_list",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher",
+        "matcher_tree",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher",
+        "on_no_match",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.OnMatch",
+        "matcher",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.OnMatch",
+        "action",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherList",
+        "matchers",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherList.FieldMatcher",
+        "predicate",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherList.FieldMatcher",
+        "on_match",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherList.Predicate",
+        "single_predicate",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherList.Predicate",
+        "or_matcher",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherList.Predicate",
+        "and_matcher",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherList.Predicate",
+        "not_matcher",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherList.Predicate.SinglePredicate",
+        "input",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherList.Predicate.SinglePredicate",
+        "value_match",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherList.Predicate.PredicateList",
+        "predicate",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherTree",
+        "input",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherTree",
+        "exact_match_map",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherTree",
+        "prefix_match_map",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    (
+        "envoy.config.common.matcher.v3.Matcher.MatcherTree.MatchMap",
+        "map",
+        &[test(MATCH_TREE, "the_deprecated_matcher_reads_as_the_xds_one")],
+    ),
+    ("envoy.type.matcher.v3.HttpRequestHeaderMatchInput", "header_name", &[compat("route_vhost_matcher")]),
+    ("envoy.type.matcher.v3.HttpRequestTrailerMatchInput", "header_name", &[compat("filter_skip_matcher")]),
+    ("envoy.type.matcher.v3.HttpResponseHeaderMatchInput", "header_name", &[compat("filter_skip_matcher")]),
+    (
+        "envoy.type.matcher.v3.HttpRequestQueryParamMatchInput",
+        "query_param",
+        &[compat("filter_skip_matcher"), test(MATCH_TREE, "errors_name_the_field")],
+    ),
     // --- extensions::filters::http::SUPPORTED_FIELDS
     (LOCAL_RATELIMIT, "stat_prefix", &[compat("filter_local_ratelimit_per_route")]),
     (LOCAL_RATELIMIT, "status", &[compat("filter_local_ratelimit_per_route")]),
@@ -1464,12 +1604,16 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (H2M_PAIR, "type", &[compat("filter_header_to_metadata")]),
     (H2M_PAIR, "encode", &[compat("filter_header_to_metadata")]),
     ("envoy.extensions.filters.http.rbac.v3.RBAC", "rules", &[compat("filter_rbac")]),
+    ("envoy.extensions.filters.http.rbac.v3.RBAC", "matcher", &[compat("filter_rbac_matcher")]),
     ("envoy.extensions.filters.http.rbac.v3.RBAC", "rules_stat_prefix", &[compat("filter_rbac")]),
     ("envoy.extensions.filters.http.rbac.v3.RBAC", "shadow_rules", &[compat("filter_rbac")]),
+    ("envoy.extensions.filters.http.rbac.v3.RBAC", "shadow_matcher", &[compat("filter_rbac_matcher")]),
     ("envoy.extensions.filters.http.rbac.v3.RBAC", "shadow_rules_stat_prefix", &[compat("filter_rbac")]),
     ("envoy.extensions.filters.http.rbac.v3.RBACPerRoute", "rbac", &[compat("filter_rbac")]),
     ("envoy.config.rbac.v3.RBAC", "action", &[compat("filter_rbac")]),
     ("envoy.config.rbac.v3.RBAC", "policies", &[compat("filter_rbac")]),
+    ("envoy.config.rbac.v3.Action", "name", &[compat("filter_rbac_matcher")]),
+    ("envoy.config.rbac.v3.Action", "action", &[compat("filter_rbac_matcher")]),
     ("envoy.config.rbac.v3.Policy", "permissions", &[compat("filter_rbac")]),
     ("envoy.config.rbac.v3.Policy", "principals", &[compat("filter_rbac")]),
     (RBAC_PERMISSION, "and_rules", &[compat("filter_rbac")]),
@@ -1513,6 +1657,9 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (CONNECTION_LIMIT, "delay", &[test(NETWORK_FILTERS_IT, CONNECTION_LIMIT_TEST)]),
     (NETWORK_RATE_LIMIT, "stat_prefix", &[compat("network_local_ratelimit")]),
     (NETWORK_RATE_LIMIT, "token_bucket", &[compat("network_local_ratelimit")]),
+    ("envoy.extensions.common.matching.v3.ExtensionWithMatcher", "matcher", &[compat("filter_skip_matcher")]),
+    ("envoy.extensions.common.matching.v3.ExtensionWithMatcher", "xds_matcher", &[compat("filter_skip_matcher")]),
+    ("envoy.extensions.common.matching.v3.ExtensionWithMatcher", "extension_config", &[compat("filter_skip_matcher")]),
     (EXT_AUTHZ, "http_service", &[compat("filter_ext_authz")]),
     (EXT_AUTHZ, "grpc_service", &[compat("filter_ext_authz_grpc")]),
     (EXT_AUTHZ, "failure_mode_allow", &[compat("filter_ext_authz")]),
@@ -1730,13 +1877,21 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
 /// `(message, field, what is wrong)`: supported fields no test shows acting as
 /// Envoy's do. Each is to be resolved (the code fixed, the field refused, or moved
 /// to `NO_EFFECT`); the test fails once one has evidence, so the entry goes.
-const KNOWN_GAPS: &[(&str, &str, &str)] = &[(
-    GZIP,
-    "memory_level",
-    "read and range-checked, but flate2 does not expose zlib's memLevel: Courier compresses at zlib's \
-     default (8), so the ratio and the compressor's memory differ from Envoy's (default 5); what the \
-     client decompresses does not",
-)];
+const KNOWN_GAPS: &[(&str, &str, &str)] = &[
+    (
+        GZIP,
+        "memory_level",
+        "read and range-checked, but flate2 does not expose zlib's memLevel: Courier compresses at zlib's \
+         default (8), so the ratio and the compressor's memory differ from Envoy's (default 5); what the \
+         client decompresses does not",
+    ),
+    (
+        "envoy.type.matcher.v3.HttpResponseTrailerMatchInput",
+        "header_name",
+        "read from the response trailers as ExtensionWithMatcher's encode_trailers sees them \
+         (router::matching_data), but no test yet sends a response with trailers through a matcher",
+    ),
+];
 
 /// The body of `fn <name>(` in `source`, without its signature line: from the
 /// line after it to the closing brace at the signature's indentation.

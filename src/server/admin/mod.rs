@@ -26,6 +26,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 
 use super::instance::{Server, ServerState};
 use crate::access_log::AccessLogger;
+use crate::common::percent::decode_query_value;
 use crate::formatter::FormatContext;
 use crate::http::headers;
 use crate::stats::render::{self, HistogramBuckets, StatTypes, StatsFilter};
@@ -393,7 +394,7 @@ impl Query {
                 .filter(|p| !p.is_empty())
                 .map(|p| {
                     let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                    (percent_decode(k), percent_decode(v))
+                    (decode_query_value(k), decode_query_value(v))
                 })
                 .collect(),
         )
@@ -408,29 +409,6 @@ impl Query {
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,7 +419,7 @@ mod tests {
         assert_eq!(q.get("filter"), Some("cluster\\.a"));
         assert!(q.has("usedonly"));
         assert_eq!(q.get("format"), Some("json"));
-        assert_eq!(percent_decode("a%2"), "a%2");
-        assert_eq!(percent_decode("%41+b"), "A b");
+        assert_eq!(decode_query_value("a%2"), "a%2");
+        assert_eq!(decode_query_value("%41+b"), "A b");
     }
 }

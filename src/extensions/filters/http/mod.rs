@@ -14,6 +14,8 @@
 //! - `set_metadata` — attaches fixed values to each request's dynamic metadata
 //! - `header_to_metadata` — turns header and cookie values into dynamic metadata
 //! - `rbac` — allows or refuses requests by role-based access control policies
+//! - `match_delegate` — `ExtensionWithMatcher`: skips a wrapped filter for the
+//!   requests a generic matcher selects
 //!
 //! Each filter is one module exposing its `EXTENSION` (name, config type,
 //! constructors) for the registry. Configs are checked against `SUPPORTED_FIELDS`
@@ -36,6 +38,7 @@ pub mod header_to_metadata;
 pub mod health_check;
 pub mod jwt_authn;
 pub mod local_ratelimit;
+pub mod match_delegate;
 pub mod rbac;
 pub mod router;
 pub mod set_metadata;
@@ -61,6 +64,7 @@ pub const HTTP_FILTERS: &[HttpFilterExtension] = &[
     set_metadata::EXTENSION,
     header_to_metadata::EXTENSION,
     rbac::EXTENSION,
+    match_delegate::EXTENSION,
 ];
 
 /// `(message full name, supported fields)` of the filters' configs, in the layout

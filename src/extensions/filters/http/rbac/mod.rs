@@ -12,6 +12,12 @@
 //! `shadow_engine_result`, `shadow_effective_policy_id`, each key after its
 //! prefix). A route's `RBACPerRoute` replaces the filter's
 //! config; one with no `rbac` turns the filter off for the route.
+//!
+//! The rules are policies (`rules`, the shared engine) or Envoy's generic
+//! matcher (`matcher`, `matcher_engine`), whose action names the effective
+//! policy; as in Envoy, a matcher wins over rules set beside it (with a warning).
+
+mod matcher_engine;
 
 use std::sync::Arc;
 
@@ -28,6 +34,8 @@ use crate::extensions::{HttpFilterContext, HttpFilterExtension};
 use crate::http::local_reply::{static_details, LocalReply};
 use crate::router::PerRouteConfig;
 use crate::stats::Store;
+use matcher_engine::RbacMatcher;
+pub use matcher_engine::ACTION_TYPE;
 
 pub const NAME: &str = "envoy.filters.http.rbac";
 const CONFIG_TYPE: &str = "envoy.extensions.filters.http.rbac.v3.RBAC";
@@ -72,18 +80,34 @@ pub struct RbacConfig {
 /// An engine and the details of each way it can refuse.
 #[derive(Debug)]
 struct Engine {
-    engine: RbacEngine,
+    rules: Rules,
     /// `rbac_access_denied_matched_policy[<name>]` of each policy, in the
     /// engine's order.
     details: Vec<&'static str>,
 }
 
+/// Policies or a matcher.
+#[derive(Debug)]
+enum Rules {
+    Policies(RbacEngine),
+    Matcher(RbacMatcher),
+}
+
 impl Engine {
-    fn new(rbac: &envoy_types::pb::envoy::config::rbac::v3::Rbac, path: &FieldPath) -> Result<Engine, ConfigError> {
-        let engine = RbacEngine::new(rbac, path)?;
-        let details =
-            engine.policy_names().map(|name| static_details(&common_rbac::denied_details(Some(name)))).collect();
-        Ok(Engine { engine, details })
+    fn new(rules: Rules) -> Engine {
+        let names: Vec<&str> = match &rules {
+            Rules::Policies(e) => e.policy_names().collect(),
+            Rules::Matcher(m) => m.policy_names().collect(),
+        };
+        let details = names.iter().map(|name| static_details(&common_rbac::denied_details(Some(name)))).collect();
+        Engine { rules, details }
+    }
+
+    fn decide<'a>(&'a self, input: &RbacInput<'_>) -> Decision<'a> {
+        match &self.rules {
+            Rules::Policies(e) => e.decide(input),
+            Rules::Matcher(m) => m.decide(input),
+        }
     }
 
     fn details(&self, decision: &Decision<'_>) -> &'static str {
@@ -96,12 +120,24 @@ impl Engine {
 
 impl RbacConfig {
     fn from_proto(proto: &RbacProto, path: &FieldPath) -> Result<RbacConfig, ConfigError> {
-        let engine = |rules: &Option<envoy_types::pb::envoy::config::rbac::v3::Rbac>, field: &str| {
-            rules.as_ref().map(|r| Engine::new(r, &path.child(field))).transpose()
+        type RulesProto = envoy_types::pb::envoy::config::rbac::v3::Rbac;
+        type MatcherProto = envoy_types::pb::xds::r#type::matcher::v3::Matcher;
+        let engine = |rules: &Option<RulesProto>, rules_field: &str, matcher: &Option<MatcherProto>, matcher_field| {
+            let rules = match (rules, matcher) {
+                (_, Some(m)) => {
+                    if rules.is_some() {
+                        tracing::warn!("RBAC rules are ignored when matcher is configured");
+                    }
+                    Rules::Matcher(RbacMatcher::new(m, &path.child(matcher_field))?)
+                }
+                (Some(r), None) => Rules::Policies(RbacEngine::new(r, &path.child(rules_field))?),
+                (None, None) => return Ok(None),
+            };
+            Ok::<_, ConfigError>(Some(Engine::new(rules)))
         };
         Ok(RbacConfig {
-            enforced: engine(&proto.rules, "rules")?,
-            shadow: engine(&proto.shadow_rules, "shadow_rules")?,
+            enforced: engine(&proto.rules, "rules", &proto.matcher, "matcher")?,
+            shadow: engine(&proto.shadow_rules, "shadow_rules", &proto.shadow_matcher, "shadow_matcher")?,
             rules_prefix: proto.rules_stat_prefix.clone(),
             shadow_prefix: proto.shadow_rules_stat_prefix.clone(),
         })
@@ -187,14 +223,14 @@ impl StreamFilter for RbacFilter {
         };
         let mut metadata = Struct::default();
         if let Some(shadow) = &config.shadow {
-            let decision = shadow.engine.decide(&input);
+            let decision = shadow.decide(&input);
             let counter =
                 if decision.allowed { &self.shadow_stats.shadow_allowed } else { &self.shadow_stats.shadow_denied };
             counter.inc();
             record(&mut metadata, &config.shadow_prefix, "shadow", &decision);
         }
         let refusal = config.enforced.as_ref().and_then(|enforced| {
-            let decision = enforced.engine.decide(&input);
+            let decision = enforced.decide(&input);
             record(&mut metadata, &config.rules_prefix, "enforced", &decision);
             if decision.allowed {
                 self.stats.allowed.inc();
@@ -215,6 +251,11 @@ impl StreamFilter for RbacFilter {
 }
 
 pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
-    (CONFIG_TYPE, &["rules", "rules_stat_prefix", "shadow_rules", "shadow_rules_stat_prefix"]),
+    (
+        CONFIG_TYPE,
+        &["rules", "matcher", "rules_stat_prefix", "shadow_rules", "shadow_matcher", "shadow_rules_stat_prefix"],
+    ),
     (PER_ROUTE_TYPE, &["rbac"]),
+    // A `matcher`'s action (`matcher_engine`).
+    (ACTION_TYPE, &["name", "action"]),
 ];
