@@ -27,6 +27,9 @@ pub struct GrpcSource {
     pub cluster: String,
     /// Only the stream's first request carries `node`.
     pub set_node_on_first_message_only: bool,
+    /// Incremental xDS (`DELTA_GRPC`, `AGGREGATED_DELTA_GRPC`): the stream is
+    /// the `Delta*` method of its service.
+    pub delta: bool,
 }
 
 /// How a subscription gets its resources.
@@ -66,20 +69,19 @@ impl SubscriptionSource {
 }
 
 impl GrpcSource {
-    /// An `ApiConfigSource` of `api_type: GRPC` with one `envoy_grpc` service.
+    /// An `ApiConfigSource` of a gRPC `api_type` (state of the world or
+    /// delta) with one `envoy_grpc` service.
     pub fn from_proto(a: &ApiConfigSource, path: &FieldPath) -> Result<GrpcSource, ConfigError> {
-        match ApiType::try_from(a.api_type) {
-            Ok(ApiType::Grpc | ApiType::AggregatedGrpc) => {}
-            Ok(ApiType::DeltaGrpc | ApiType::AggregatedDeltaGrpc) => {
-                return Err(path.field_error("api_type", "Courier speaks state-of-the-world gRPC only: set GRPC"));
-            }
+        let delta = match ApiType::try_from(a.api_type) {
+            Ok(ApiType::Grpc | ApiType::AggregatedGrpc) => false,
+            Ok(ApiType::DeltaGrpc | ApiType::AggregatedDeltaGrpc) => true,
             _ if !a.grpc_services.is_empty() => {
                 return Err(path.error(
                     "envoy.config.core.v3.ApiConfigSource, if not a gRPC type, must not have a gRPC service specified",
                 ));
             }
-            _ => return Err(path.field_error("api_type", "Courier reads xDS over gRPC only: set GRPC")),
-        }
+            _ => return Err(path.field_error("api_type", "Courier reads xDS over gRPC only: set GRPC or DELTA_GRPC")),
+        };
         #[allow(deprecated)]
         let v2 = ApiVersion::V2 as i32;
         if a.transport_api_version == v2 {
@@ -110,6 +112,7 @@ impl GrpcSource {
         Ok(GrpcSource {
             cluster: target.cluster_name.clone(),
             set_node_on_first_message_only: a.set_node_on_first_message_only,
+            delta,
         })
     }
 }

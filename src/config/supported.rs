@@ -72,8 +72,8 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("envoy.type.matcher.v3.ListStringMatcher", &["patterns"]),
     ("envoy.config.bootstrap.v3.Bootstrap.StaticResources", &["listeners", "clusters", "secrets"]),
     // CDS and LDS from files (`config::path_source`) or a management server
-    // over state-of-the-world gRPC (`server::xds::grpc_mux`); `self` and REST
-    // are refused, and so are DELTA_GRPC and rate limiting.
+    // over state-of-the-world or delta gRPC (`server::xds::grpc_mux`,
+    // `server::xds::delta`); `self` and REST are refused, and so is rate limiting.
     ("envoy.config.bootstrap.v3.Bootstrap.DynamicResources", &["lds_config", "cds_config", "ads_config"]),
     (
         "envoy.config.core.v3.ConfigSource",

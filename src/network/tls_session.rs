@@ -199,15 +199,9 @@ fn step<D>(status: UnbufferedStatus<'_, '_, D>, io: &mut StepIo<'_, '_>) -> Resu
 pub struct TlsSession {
     tcp: TcpStream,
     conn: Connection,
-    /// TLS bytes received and not yet processed (a record cut short): empty,
-    /// without an allocation, between records.
-    incoming: Vec<u8>,
-    /// Decrypted bytes the reader has not taken, from `taken`.
-    plaintext: Vec<u8>,
-    taken: usize,
-    /// Ciphertext the socket has not taken, from `sent`.
-    outgoing: Vec<u8>,
-    sent: usize,
+    /// What a poll could not finish; `None` (no allocation) while it is all done,
+    /// as it is on an idle connection.
+    spill: Option<Box<Spill>>,
     /// The reader's waker while it waits, for a write that decrypts bytes.
     read_waker: Option<Waker>,
     /// The peer closed: reads return the end of the stream (`Ok`), or this
@@ -216,6 +210,25 @@ pub struct TlsSession {
     close_notify_sent: bool,
     /// `<scope>.ssl.connection_error`, for a bad record after the handshake.
     connection_error: Arc<Counter>,
+}
+
+/// The bytes a session keeps between polls (see the module docs).
+#[derive(Default)]
+struct Spill {
+    /// TLS bytes received and not yet processed (a record cut short).
+    incoming: Vec<u8>,
+    /// Decrypted bytes the reader has not taken, from `taken`.
+    plaintext: Vec<u8>,
+    taken: usize,
+    /// Ciphertext the socket has not taken, from `sent`.
+    outgoing: Vec<u8>,
+    sent: usize,
+}
+
+impl Spill {
+    fn is_done(&self) -> bool {
+        self.incoming.is_empty() && self.taken == self.plaintext.len() && self.sent == self.outgoing.len()
+    }
 }
 
 impl std::fmt::Debug for TlsSession {
@@ -253,11 +266,7 @@ impl TlsSession {
         TlsSession {
             tcp,
             conn,
-            incoming: Vec::new(),
-            plaintext: Vec::new(),
-            taken: 0,
-            outgoing: Vec::new(),
-            sent: 0,
+            spill: None,
             read_waker: None,
             read_end: None,
             close_notify_sent: false,
@@ -285,37 +294,38 @@ impl TlsSession {
     /// queued is written if the socket takes it now.
     async fn handshake(mut self) -> io::Result<TlsSession> {
         let (mut received, mut filled) = (0, 0);
+        let mut sp = Spill::default();
         loop {
-            let mut out = std::mem::take(&mut self.outgoing);
+            let mut out = std::mem::take(&mut sp.outgoing);
             let mut io = StepIo {
                 out: &mut out,
                 out_len: filled,
                 direct: None,
-                plaintext: &mut self.plaintext,
+                plaintext: &mut sp.plaintext,
                 encrypt: None,
                 close_notify: false,
             };
-            let result = self.conn.step(&mut self.incoming[..received], &mut io);
+            let result = self.conn.step(&mut sp.incoming[..received], &mut io);
             filled = io.out_len;
-            self.outgoing = out;
+            sp.outgoing = out;
             let (discard, step) = match result {
                 Ok(r) => r,
                 Err(e) => {
-                    self.incoming.truncate(received);
-                    let mut pending = std::mem::take(&mut self.outgoing);
+                    sp.incoming.truncate(received);
+                    let mut pending = std::mem::take(&mut sp.outgoing);
                     pending.truncate(filled);
-                    self.send_alert(pending);
+                    self.send_alert(&mut sp.incoming, pending);
                     return Err(tls_error(e));
                 }
             };
             if discard > 0 {
-                self.incoming.copy_within(discard..received, 0);
+                sp.incoming.copy_within(discard..received, 0);
                 received -= discard;
             }
             match step {
                 Step::Again => {}
                 Step::Transmit => {
-                    write_all(&self.tcp, &self.outgoing[..filled]).await?;
+                    write_all(&self.tcp, &sp.outgoing[..filled]).await?;
                     filled = 0;
                 }
                 Step::Established if !self.conn.state().is_handshaking() => break,
@@ -324,12 +334,11 @@ impl TlsSession {
                         // As rustls's buffered connection: no TLS error, so no stat.
                         return Err(io::Error::new(io::ErrorKind::InvalidData, "message buffer full"));
                     }
-                    if received == self.incoming.len() {
-                        self.incoming.resize((received + 4096).min(MAX_HANDSHAKE_BUFFER), 0);
+                    if received == sp.incoming.len() {
+                        sp.incoming.resize((received + 4096).min(MAX_HANDSHAKE_BUFFER), 0);
                     }
-                    let n =
-                        std::future::poll_fn(|cx| poll_read_into(&mut self.tcp, cx, &mut self.incoming[received..]))
-                            .await?;
+                    let n = std::future::poll_fn(|cx| poll_read_into(&mut self.tcp, cx, &mut sp.incoming[received..]))
+                        .await?;
                     if n == 0 {
                         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "tls handshake eof"));
                     }
@@ -340,19 +349,21 @@ impl TlsSession {
                 }
             }
         }
-        write_all(&self.tcp, &self.outgoing[..filled]).await?;
+        write_all(&self.tcp, &sp.outgoing[..filled]).await?;
         // Bytes after the peer's last handshake message (a record cut short)
         // stay; the buffers are otherwise given back.
-        self.incoming.truncate(received);
-        self.incoming.shrink_to_fit();
-        self.outgoing = Vec::new();
+        sp.incoming.truncate(received);
+        sp.incoming.shrink_to_fit();
+        sp.outgoing = Vec::new();
+        sp.plaintext.shrink_to_fit();
+        self.spill = (!sp.is_done()).then(|| Box::new(sp));
         Ok(self)
     }
 
-    /// After a failed step: `out` (ciphertext not yet sent) and the alert
-    /// rustls queued behind it, written if the socket takes them now (the
-    /// connection closes next).
-    fn send_alert(&mut self, mut out: Vec<u8>) {
+    /// After a failed step over `incoming`: `out` (ciphertext not yet sent)
+    /// and the alert rustls queued behind it, written if the socket takes them
+    /// now (the connection closes next, so unsent ciphertext is dropped).
+    fn send_alert(&mut self, incoming: &mut [u8], mut out: Vec<u8>) {
         let mut plaintext = Vec::new();
         let out_len = out.len();
         let mut io = StepIo {
@@ -366,25 +377,40 @@ impl TlsSession {
         // Each queued chunk (the alert) comes out as an encode step; stepping
         // with none queued would process the bad bytes again.
         while self.conn.state().wants_write() {
-            if !matches!(self.conn.step(&mut self.incoming, &mut io), Ok((_, Step::Again))) {
+            if !matches!(self.conn.step(incoming, &mut io), Ok((_, Step::Again))) {
                 break;
             }
         }
         let len = io.out_len;
         let _ = self.tcp.try_write(&out[..len]);
-        self.outgoing = Vec::new();
-        self.sent = 0;
+        if let Some(sp) = self.spill.as_mut() {
+            sp.outgoing = Vec::new();
+            sp.sent = 0;
+        }
+    }
+
+    /// Frees the spill once it holds nothing.
+    fn settle(&mut self) {
+        if self.spill.as_ref().is_some_and(|sp| sp.is_done()) {
+            self.spill = None;
+        }
+    }
+
+    fn spill_mut(&mut self) -> &mut Spill {
+        self.spill.get_or_insert_with(Default::default)
     }
 
     /// Sends what `outgoing` holds from `sent` on; `Pending` until the socket
     /// took it all, then the buffer is freed.
     fn poll_flush_outgoing(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.sent < self.outgoing.len() {
-            let n = ready!(poll_write_from(&self.tcp, cx, &self.outgoing[self.sent..]))?;
-            self.sent += n;
+        let Some(sp) = self.spill.as_mut() else { return Poll::Ready(Ok(())) };
+        while sp.sent < sp.outgoing.len() {
+            let n = ready!(poll_write_from(&self.tcp, cx, &sp.outgoing[sp.sent..]))?;
+            sp.sent += n;
         }
-        self.outgoing = Vec::new();
-        self.sent = 0;
+        sp.outgoing = Vec::new();
+        sp.sent = 0;
+        self.settle();
         Poll::Ready(Ok(()))
     }
 
@@ -401,16 +427,18 @@ impl TlsSession {
         encrypt: Option<&[u8]>,
         close_notify: bool,
     ) -> Result<(usize, Step), rustls::Error> {
-        let mut own = std::mem::take(&mut self.incoming);
+        let mut sp = self.spill.take();
+        let mut own = sp.as_mut().map(|sp| std::mem::take(&mut sp.incoming)).unwrap_or_default();
         let owned = tls.is_none();
         let tls: &mut [u8] = match tls {
             Some(t) => t,
             None => &mut own,
         };
-        let mut plaintext = std::mem::take(&mut self.plaintext);
-        if self.taken == plaintext.len() {
+        let mut taken = sp.as_ref().map_or(0, |sp| sp.taken);
+        let mut plaintext = sp.as_mut().map(|sp| std::mem::take(&mut sp.plaintext)).unwrap_or_default();
+        if taken == plaintext.len() {
             plaintext.clear();
-            self.taken = 0;
+            taken = 0;
         }
         let mut io = StepIo { out, out_len: 0, direct, plaintext: &mut plaintext, encrypt, close_notify };
         let mut start = 0;
@@ -432,18 +460,23 @@ impl TlsSession {
             }
         };
         let out_len = io.out_len;
-        self.plaintext = plaintext;
         // Keep what was not processed, in the session's own buffer.
-        if owned {
+        let incoming = if owned {
             own.drain(..start);
-            if own.is_empty() {
-                own = Vec::new();
-            }
-            self.incoming = own;
+            own
         } else {
-            self.incoming = tls[start..].to_vec();
+            tls[start..].to_vec()
+        };
+        let unread = taken < plaintext.len();
+        if unread || !incoming.is_empty() || sp.is_some() {
+            let sp = sp.get_or_insert_with(Default::default);
+            sp.incoming = if incoming.is_empty() { Vec::new() } else { incoming };
+            sp.plaintext = if unread { plaintext } else { Vec::new() };
+            sp.taken = taken;
         }
-        if self.taken < self.plaintext.len() {
+        self.spill = sp;
+        self.settle();
+        if unread {
             if let Some(w) = self.read_waker.take() {
                 w.wake();
             }
@@ -455,7 +488,7 @@ impl TlsSession {
     /// `outgoing` still holds bytes) and queues the rest behind them.
     fn send_or_keep(&mut self, out: &[u8]) -> io::Result<()> {
         let mut from = 0;
-        if self.sent == self.outgoing.len() {
+        if self.spill.as_ref().is_none_or(|sp| sp.sent == sp.outgoing.len()) {
             while from < out.len() {
                 match self.tcp.try_write(&out[from..]) {
                     Ok(n) => from += n,
@@ -465,7 +498,7 @@ impl TlsSession {
             }
         }
         if from < out.len() {
-            self.outgoing.extend_from_slice(&out[from..]);
+            self.spill_mut().outgoing.extend_from_slice(&out[from..]);
         }
         Ok(())
     }
@@ -486,15 +519,17 @@ impl TlsSession {
 
     /// Copies decrypted bytes the reader has not taken into `buf`.
     fn take_plaintext(&mut self, buf: &mut ReadBuf<'_>) -> bool {
-        let n = buf.remaining().min(self.plaintext.len() - self.taken);
+        let Some(sp) = self.spill.as_mut() else { return false };
+        let n = buf.remaining().min(sp.plaintext.len() - sp.taken);
         if n == 0 {
             return false;
         }
-        buf.put_slice(&self.plaintext[self.taken..self.taken + n]);
-        self.taken += n;
-        if self.taken == self.plaintext.len() {
-            self.plaintext = Vec::new();
-            self.taken = 0;
+        buf.put_slice(&sp.plaintext[sp.taken..sp.taken + n]);
+        sp.taken += n;
+        if sp.taken == sp.plaintext.len() {
+            sp.plaintext = Vec::new();
+            sp.taken = 0;
+            self.settle();
         }
         true
     }
@@ -545,7 +580,8 @@ impl AsyncRead for TlsSession {
             }
             // A record cut short waits in `incoming`: the next bytes go after
             // it. Otherwise they go to the worker's scratch buffer.
-            let read = if this.incoming.is_empty() {
+            let partial = this.spill.as_ref().is_some_and(|sp| !sp.incoming.is_empty());
+            let read = if !partial {
                 with_scratch(&TLS_SCRATCH, SCRATCH, |scratch| {
                     let n = match poll_read_into(&mut this.tcp, cx, &mut scratch[..SCRATCH]) {
                         Poll::Ready(Ok(n)) => n,
@@ -559,14 +595,15 @@ impl AsyncRead for TlsSession {
                     Poll::Ready(Ok(n))
                 })
             } else {
-                let have = this.incoming.len();
-                this.incoming.resize(have.max(4096) * 2, 0);
-                let r = poll_read_into(&mut this.tcp, cx, &mut this.incoming[have..]);
+                let sp = this.spill.get_or_insert_with(Default::default);
+                let have = sp.incoming.len();
+                sp.incoming.resize(have.max(4096) * 2, 0);
+                let r = poll_read_into(&mut this.tcp, cx, &mut sp.incoming[have..]);
                 let n = match &r {
                     Poll::Ready(Ok(n)) => *n,
                     _ => 0,
                 };
-                this.incoming.truncate(have + n);
+                sp.incoming.truncate(have + n);
                 if n > 0 {
                     let mut out = Vec::new();
                     let r = this.run(None, Some(&mut *buf), &mut out, None, false);
@@ -612,7 +649,8 @@ impl TlsSession {
                 // cannot write on the broken session (Envoy 1.40: 2 each).
                 self.connection_error.inc();
                 self.connection_error.inc();
-                self.send_alert(Vec::new());
+                let mut incoming = self.spill.as_mut().map(|sp| std::mem::take(&mut sp.incoming)).unwrap_or_default();
+                self.send_alert(&mut incoming, Vec::new());
                 self.read_end = Some(Err(io::ErrorKind::InvalidData));
             }
         }
@@ -682,7 +720,8 @@ impl AsyncWrite for TlsSession {
 impl Drop for TlsSession {
     fn drop(&mut self) {
         let established = !self.conn.state().is_handshaking();
-        if established && !self.close_notify_sent && self.sent == self.outgoing.len() {
+        let unsent = self.spill.as_ref().is_some_and(|sp| sp.sent < sp.outgoing.len());
+        if established && !self.close_notify_sent && !unsent {
             self.close_notify_sent = true;
             let _ = self.encrypt_and_send(&[], true);
         }
@@ -691,7 +730,8 @@ impl Drop for TlsSession {
 
 impl ReadReady for TlsSession {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.taken < self.plaintext.len() || self.read_end.is_some() {
+        let unread = self.spill.as_ref().is_some_and(|sp| sp.taken < sp.plaintext.len());
+        if unread || self.read_end.is_some() {
             return Poll::Ready(Ok(()));
         }
         self.tcp.poll_read_ready(cx)

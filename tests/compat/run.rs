@@ -402,11 +402,14 @@ impl Environment {
             env._upstreams.push(u);
         }
         if case.uses("{{XDS_PORT}}") {
-            use crate::shared_xds::{XdsServer, CLUSTER_TYPE, LISTENER_TYPE};
+            use crate::shared_xds::{XdsServer, CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE};
             let xds = XdsServer::start();
             let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat/data/xds");
             xds.push_file(CLUSTER_TYPE, &data.join("cds.yaml"));
             xds.push_file(LISTENER_TYPE, &data.join("lds.yaml"));
+            // For the cases whose static resources subscribe by name.
+            xds.push_file(ENDPOINT_TYPE, &data.join("eds.yaml"));
+            xds.push_file(ROUTE_TYPE, &data.join("rds.yaml"));
             add(&mut env, "XDS_PORT", xds.port());
             env._xds = Some(xds);
         }

@@ -40,5 +40,6 @@ mod tcp_proxy;
 mod tls;
 mod tracing;
 mod upstream;
+mod xds_delta;
 mod xds_files;
 mod xds_grpc;

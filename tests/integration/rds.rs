@@ -27,7 +27,7 @@ fn rds_listener(name: &str, dir: &TempDir) -> String {
 
 /// A route config `name` (one virtual host) with `routes` (`prefix_route`'s,
 /// which are indented for an inline `route_config`: moved 8 columns left).
-fn route_config(name: &str, routes: &str) -> String {
+pub fn route_config(name: &str, routes: &str) -> String {
     let routes: String = routes.lines().map(|l| format!("{}\n", l.strip_prefix("        ").unwrap_or(l))).collect();
     format!("  - name: {name}\n    virtual_hosts:\n    - name: vh\n      domains: [\"*\"]\n      routes:\n{routes}")
 }

@@ -70,6 +70,8 @@ const ADS_APPLY: &str = "ads_clusters_and_listeners_serve_and_updates_apply";
 const ADS_CLUSTER: &str = "a_management_server_needs_a_static_http2_cluster";
 const ADS_ENVOY: &str = "ads_requests_and_stats_match_envoys";
 const ADS_OWN_STREAMS: &str = "cds_and_lds_on_streams_of_their_own";
+const DELTA_IT: &str = "tests/integration/xds_delta.rs";
+const DELTA_OWN_STREAMS: &str = "per_type_delta_streams_subscribe_and_unsubscribe";
 const EDS_IT: &str = "tests/integration/eds.rs";
 const EDS_FOLLOW: &str = "an_eds_cluster_serves_its_file_and_follows_each_new_assignment";
 const SDS_IT: &str = "tests/integration/sds.rs";
@@ -340,7 +342,13 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (
         "envoy.config.bootstrap.v3.Bootstrap.DynamicResources",
         "ads_config",
-        &[compat("xds_ads"), test(ADS_IT, ADS_APPLY), test(ADS_IT, ADS_CLUSTER), test(ADS_IT, ADS_ENVOY)],
+        &[
+            compat("xds_ads"),
+            compat("xds_delta_ads"),
+            test(ADS_IT, ADS_APPLY),
+            test(ADS_IT, ADS_CLUSTER),
+            test(ADS_IT, ADS_ENVOY),
+        ],
     ),
     // The deprecated plain `path`: the removal test's LDS.
     ("envoy.config.core.v3.ConfigSource", "path", &[test(XDS_IT, XDS_REMOVE)]),
@@ -360,7 +368,16 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "initial_fetch_timeout",
         &[test(ADS_IT, "initial_fetch_timeout_lets_start_up_go_on_without_an_answer")],
     ),
-    ("envoy.config.core.v3.ApiConfigSource", "api_type", &[test(ADS_IT, ADS_OWN_STREAMS), test(ADS_IT, ADS_CLUSTER)]),
+    (
+        "envoy.config.core.v3.ApiConfigSource",
+        "api_type",
+        &[
+            test(ADS_IT, ADS_OWN_STREAMS),
+            test(ADS_IT, ADS_CLUSTER),
+            test(DELTA_IT, DELTA_OWN_STREAMS),
+            compat("xds_delta_ads"),
+        ],
+    ),
     ("envoy.config.core.v3.ApiConfigSource", "transport_api_version", &[test(ADS_IT, ADS_OWN_STREAMS)]),
     ("envoy.config.core.v3.ApiConfigSource", "grpc_services", &[test(ADS_IT, ADS_OWN_STREAMS)]),
     (

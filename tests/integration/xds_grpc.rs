@@ -284,9 +284,9 @@ fn a_management_server_needs_a_static_http2_cluster() {
     );
     let e = refused(&yaml);
     assert!(e.contains("needs explicit_http_config.http2_protocol_options"), "{e}");
-    let yaml = ads_bootstrap(&xds, "", "").replace("api_type: GRPC", "api_type: DELTA_GRPC");
+    let yaml = ads_bootstrap(&xds, "", "").replace("api_type: GRPC", "api_type: REST");
     let e = refused(&yaml);
-    assert!(e.contains("dynamic_resources.ads_config.api_type: Courier speaks state-of-the-world gRPC only"), "{e}");
+    assert!(e.contains("dynamic_resources.ads_config") && e.contains("must not have a gRPC service specified"), "{e}");
     let yaml = ads_bootstrap(&xds, "", "").replace("node: { id: test-node, cluster: test-cluster }\n", "");
     let e = refused(&yaml);
     assert!(e.contains("ads: node 'id' and 'cluster' are required"), "{e}");
@@ -410,7 +410,7 @@ fn ads_requests_and_stats_match_envoys() {
 }
 
 /// A `ClusterLoadAssignment` for `service` with one endpoint per port.
-fn assignment(service: &str, ports: &[u16]) -> Any {
+pub fn assignment(service: &str, ports: &[u16]) -> Any {
     let endpoints: String = ports
         .iter()
         .map(|p| {
@@ -421,7 +421,7 @@ fn assignment(service: &str, ports: &[u16]) -> Any {
 }
 
 /// An EDS cluster `name` whose assignment `service` comes over ADS.
-fn ads_eds_cluster(name: &str, service: &str) -> String {
+pub fn ads_eds_cluster(name: &str, service: &str) -> String {
     format!(
         "  - name: {name}\n    type: EDS\n    connect_timeout: 1s\n    eds_cluster_config: {{ service_name: {service}, eds_config: {{ ads: {{}}, resource_api_version: V3 }} }}\n"
     )

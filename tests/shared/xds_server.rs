@@ -10,6 +10,16 @@
 //! The compat suite's `{{XDS_PORT}}` is one, serving the files of
 //! `tests/compat/data/xds` (`push_file`).
 //!
+//! The delta methods (`DeltaAggregatedResources`, `DeltaClusters`, ...) serve
+//! the same snapshot incrementally: each resource has a version of its own,
+//! `res-<version of the push that last changed it>` (not the response's
+//! `system_version_info`, so a test sees which one a proxy shows), and a stream gets the resources it subscribed to
+//! (all of a type for a wildcard subscription: an empty first list, or `*`)
+//! that it does not have at that version (`initial_resource_versions` tell
+//! what a reconnecting client has), and `removed_resources` for the ones it
+//! has that the snapshot dropped (`push` without them, or `remove`). Its
+//! requests are kept apart (`delta_requests`, `wait_delta_request`).
+//!
 //! `stop` closes the listening socket and every connection (the management
 //! server went away); `restart` listens on the same port again, keeping the
 //! snapshot and the requests seen.
@@ -21,7 +31,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Resource,
+};
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 
@@ -39,6 +51,14 @@ const METHODS: &[&str] = &[
     "/envoy.service.route.v3.RouteDiscoveryService/StreamRoutes",
 ];
 
+const DELTA_METHODS: &[&str] = &[
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources",
+    "/envoy.service.cluster.v3.ClusterDiscoveryService/DeltaClusters",
+    "/envoy.service.listener.v3.ListenerDiscoveryService/DeltaListeners",
+    "/envoy.service.endpoint.v3.EndpointDiscoveryService/DeltaEndpoints",
+    "/envoy.service.route.v3.RouteDiscoveryService/DeltaRoutes",
+];
+
 /// How long `wait_request` waits.
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -46,9 +66,14 @@ const WAIT: Duration = Duration::from_secs(20);
 struct State {
     /// The latest push of each type: its version and resources.
     snapshots: BTreeMap<String, (String, Vec<Any>)>,
+    /// Each type's resources by name: the version of the push that last
+    /// changed each, and it (what a delta stream is sent).
+    versions: BTreeMap<String, BTreeMap<String, (String, Any)>>,
     nonces: u64,
     /// Every request received, with the path of its stream.
     requests: Vec<(String, DiscoveryRequest)>,
+    /// Every request of a delta stream, with the path of its stream.
+    delta_requests: Vec<(String, DeltaDiscoveryRequest)>,
     /// How many streams have been opened so far.
     streams: usize,
     /// Each open stream's wake-up for a new push.
@@ -119,8 +144,30 @@ impl XdsServer {
     /// Sets the state of `type_url` and sends it on every stream that asked for it.
     pub fn push(&self, type_url: &str, version: &str, resources: Vec<Any>) {
         let mut state = self.state.0.lock().expect("state");
+        let old = state.versions.remove(type_url).unwrap_or_default();
+        let versions = resources
+            .iter()
+            .map(|r| {
+                let name = resource_name(&r.value);
+                let kept = old.get(&name).filter(|(_, o)| o.value == r.value).map(|(v, _)| v.clone());
+                (name, (kept.unwrap_or_else(|| format!("res-{version}")), r.clone()))
+            })
+            .collect();
+        state.versions.insert(type_url.to_string(), versions);
         state.snapshots.insert(type_url.to_string(), (version.to_string(), resources));
         state.pushes.retain(|p| p.send(()).is_ok());
+    }
+
+    /// Drops the resources `names` of `type_url`'s state, as version `version`:
+    /// a delta stream that had them gets them in `removed_resources`.
+    #[allow(dead_code)] // the integration tests'
+    pub fn remove(&self, type_url: &str, version: &str, names: &[&str]) {
+        let kept = {
+            let state = self.state.0.lock().expect("state");
+            let (_, resources) = state.snapshots.get(type_url).cloned().unwrap_or_default();
+            resources.into_iter().filter(|r| !names.contains(&resource_name(&r.value).as_str())).collect()
+        };
+        self.push(type_url, version, kept);
     }
 
     /// Pushes the resources of a `DiscoveryResponse` file (as the file-based
@@ -138,6 +185,33 @@ impl XdsServer {
     /// Every request so far, with the method of its stream.
     pub fn requests(&self) -> Vec<(String, DiscoveryRequest)> {
         self.state.0.lock().expect("state").requests.clone()
+    }
+
+    /// Every request of a delta stream so far, with the method of its stream.
+    #[allow(dead_code)] // the integration tests'
+    pub fn delta_requests(&self) -> Vec<(String, DeltaDiscoveryRequest)> {
+        self.state.0.lock().expect("state").delta_requests.clone()
+    }
+
+    /// Waits until a delta request after the first `after` ones matches
+    /// `pred`, and returns its index and it.
+    #[allow(dead_code)] // the integration tests'
+    pub fn wait_delta_request(
+        &self,
+        after: usize,
+        pred: impl Fn(&DeltaDiscoveryRequest) -> bool,
+    ) -> (usize, DeltaDiscoveryRequest) {
+        let deadline = Instant::now() + WAIT;
+        let (lock, cond) = &*self.state;
+        let mut state = lock.lock().expect("state");
+        loop {
+            if let Some((i, (_, r))) = state.delta_requests.iter().enumerate().skip(after).find(|(_, (_, r))| pred(r)) {
+                return (i, r.clone());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no such delta xDS request came; got: {:#?}", state.delta_requests);
+            state = cond.wait_timeout(state, left).expect("state").0;
+        }
     }
 
     /// How many streams were opened.
@@ -182,7 +256,8 @@ async fn stream(
 ) {
     let method = request.uri().path().to_string();
     let head = http::Response::builder().status(200).header("content-type", "application/grpc");
-    if !METHODS.contains(&method.as_str()) {
+    let delta = DELTA_METHODS.contains(&method.as_str());
+    if !METHODS.contains(&method.as_str()) && !delta {
         if let Ok(r) = head.header("grpc-status", "12").body(()) {
             let _ = respond.send_response(r, true);
         }
@@ -197,6 +272,9 @@ async fn stream(
         s.pushes.push(wake);
     }
     let mut body = request.into_body();
+    if delta {
+        return delta_stream(method, body, send, pushed, state).await;
+    }
     let mut buf = BytesMut::new();
     // The types this stream asked for, and the version each was last sent.
     let mut subscribed: HashSet<String> = HashSet::new();
@@ -207,7 +285,7 @@ async fn stream(
                 let Some(Ok(chunk)) = chunk else { return };
                 let _ = body.flow_control().release_capacity(chunk.len());
                 buf.extend_from_slice(&chunk);
-                while let Some(request) = take_message(&mut buf) {
+                while let Some(request) = take_message::<DiscoveryRequest>(&mut buf) {
                     let first = subscribed.insert(request.type_url.clone());
                     let (lock, cond) = &*state;
                     lock.lock().expect("state").requests.push((method.clone(), request));
@@ -255,7 +333,7 @@ fn send_latest(
     true
 }
 
-fn take_message(buf: &mut BytesMut) -> Option<DiscoveryRequest> {
+fn take_message<M: Message + Default>(buf: &mut BytesMut) -> Option<M> {
     if buf.len() < 5 {
         return None;
     }
@@ -265,5 +343,164 @@ fn take_message(buf: &mut BytesMut) -> Option<DiscoveryRequest> {
     }
     buf.advance(5);
     let message = buf.split_to(len);
-    Some(DiscoveryRequest::decode(message.freeze()).unwrap_or_default())
+    Some(M::decode(message.freeze()).unwrap_or_default())
+}
+
+fn send_message<M: Message>(send: &mut h2::SendStream<Bytes>, message: &M) -> bool {
+    let mut framed = BytesMut::new();
+    framed.put_u8(0);
+    framed.put_u32(message.encoded_len() as u32);
+    message.encode(&mut framed).is_ok() && send.send_data(framed.freeze(), false).is_ok()
+}
+
+/// The name of a resource: field 1 of every xDS type served here (`name`,
+/// or an assignment's `cluster_name`), read off its encoding.
+fn resource_name(mut value: &[u8]) -> String {
+    let varint = |b: &mut &[u8]| -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = b.split_first()?;
+            *b = rest;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    };
+    while let Some(key) = varint(&mut value) {
+        let skip = match key & 7 {
+            0 => varint(&mut value).map(|_| 0),
+            1 => Some(8),
+            2 => varint(&mut value),
+            5 => Some(4),
+            _ => None,
+        };
+        let Some(len) = skip.and_then(|l| usize::try_from(l).ok()).filter(|l| *l <= value.len()) else { break };
+        if key == (1 << 3 | 2) {
+            return String::from_utf8_lossy(&value[..len]).into_owned();
+        }
+        value = &value[len..];
+    }
+    String::new()
+}
+
+/// What a delta stream's client subscribed to for one type, and what it has.
+#[derive(Default)]
+struct DeltaSubscription {
+    wildcard: bool,
+    names: HashSet<String>,
+    /// The resources the client has, by name, at their version.
+    known: BTreeMap<String, String>,
+    /// Nothing was sent yet for this type on the stream.
+    unanswered: bool,
+}
+
+/// A delta stream: each request updates its type's subscription (and is
+/// kept), then every type gets what changed for it.
+async fn delta_stream(
+    method: String,
+    mut body: h2::RecvStream,
+    mut send: h2::SendStream<Bytes>,
+    mut pushed: tokio::sync::mpsc::UnboundedReceiver<()>,
+    state: Arc<(Mutex<State>, Condvar)>,
+) {
+    let mut buf = BytesMut::new();
+    let mut subscriptions: BTreeMap<String, DeltaSubscription> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            chunk = body.data() => {
+                let Some(Ok(chunk)) = chunk else { return };
+                let _ = body.flow_control().release_capacity(chunk.len());
+                buf.extend_from_slice(&chunk);
+                while let Some(request) = take_message::<DeltaDiscoveryRequest>(&mut buf) {
+                    let sub = subscriptions.entry(request.type_url.clone()).or_insert_with(|| DeltaSubscription {
+                        // Envoy's legacy wildcard: a first request naming nothing.
+                        wildcard: request.resource_names_subscribe.is_empty(),
+                        known: request.initial_resource_versions.clone().into_iter().collect(),
+                        unanswered: true,
+                        ..Default::default()
+                    });
+                    for name in &request.resource_names_subscribe {
+                        if name == "*" {
+                            sub.wildcard = true;
+                        } else {
+                            sub.names.insert(name.clone());
+                        }
+                    }
+                    for name in &request.resource_names_unsubscribe {
+                        if name == "*" {
+                            sub.wildcard = false;
+                        } else {
+                            sub.names.remove(name);
+                            sub.known.remove(name);
+                        }
+                    }
+                    let (lock, cond) = &*state;
+                    lock.lock().expect("state").delta_requests.push((method.clone(), request));
+                    cond.notify_all();
+                }
+                if !send_delta(&state, &mut send, &mut subscriptions) {
+                    return;
+                }
+            }
+            woken = pushed.recv() => {
+                if woken.is_none() || !send_delta(&state, &mut send, &mut subscriptions) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Sends each subscribed type the resources the client lacks at their
+/// version and the names it has that are gone (and a first answer, even an
+/// empty one, to a type never answered that had no versions to offer).
+fn send_delta(
+    state: &Arc<(Mutex<State>, Condvar)>,
+    send: &mut h2::SendStream<Bytes>,
+    subscriptions: &mut BTreeMap<String, DeltaSubscription>,
+) -> bool {
+    let mut s = state.0.lock().expect("state");
+    for (type_url, sub) in subscriptions.iter_mut() {
+        let Some((system_version_info, _)) = s.snapshots.get(type_url).cloned() else { continue };
+        let all = s.versions.get(type_url).cloned().unwrap_or_default();
+        let wanted: BTreeMap<&String, &(String, Any)> =
+            all.iter().filter(|(name, _)| sub.wildcard || sub.names.contains(*name)).collect();
+        let resources: Vec<Resource> = wanted
+            .iter()
+            .filter(|(name, (version, _))| sub.known.get(**name) != Some(version))
+            .map(|(name, (version, any))| Resource {
+                name: (*name).clone(),
+                version: version.clone(),
+                resource: Some(any.clone()),
+                ..Default::default()
+            })
+            .collect();
+        let removed_resources: Vec<String> =
+            sub.known.keys().filter(|name| !wanted.contains_key(name)).cloned().collect();
+        let first = std::mem::take(&mut sub.unanswered) && sub.known.is_empty();
+        if resources.is_empty() && removed_resources.is_empty() && !first {
+            continue;
+        }
+        for r in &resources {
+            sub.known.insert(r.name.clone(), r.version.clone());
+        }
+        for name in &removed_resources {
+            sub.known.remove(name);
+        }
+        s.nonces += 1;
+        let response = DeltaDiscoveryResponse {
+            system_version_info,
+            resources,
+            type_url: type_url.clone(),
+            removed_resources,
+            nonce: format!("n{}", s.nonces),
+            ..Default::default()
+        };
+        if !send_message(send, &response) {
+            return false;
+        }
+    }
+    true
 }

@@ -16,6 +16,13 @@
 //! its last version and nonce (`interest_changed`). On the ADS stream, once
 //! start-up's clusters are in, CDS's ACK waits while a cluster warms, as
 //! Envoy's (its signal that the clusters are ready for routes naming them).
+//! With `DELTA_GRPC` the stream is the service's `Delta*` method and speaks
+//! incremental xDS (`delta`): the same watches, each response turned into
+//! the state of the world they take, and requests that subscribe and
+//! unsubscribe names, ACK and NACK by nonce.
+//! The `node` sent is the bootstrap's with Courier's name and version in
+//! `user_agent_name` and `user_agent_build_version` (`xds_node`), where Envoy
+//! puts "envoy" and its own; `client_features` stays empty, as Envoy 1.40's.
 //! `control_plane.*` are Envoy's
 //! stats; Courier does no rate limiting, so `rate_limit_enforced` and
 //! `pending_requests` stay 0 (as Envoy's without `rate_limit_settings`).
@@ -24,10 +31,13 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
 use envoy_types::pb::google::rpc::Status;
 
 use super::backoff::BackOff;
+use super::delta::DeltaState;
 use super::grpc_stream::{GrpcStream, StreamError};
 use super::grpc_subscription::Watch;
 use super::source::GrpcSource;
@@ -40,6 +50,91 @@ pub const CDS_METHOD: &str = "/envoy.service.cluster.v3.ClusterDiscoveryService/
 pub const LDS_METHOD: &str = "/envoy.service.listener.v3.ListenerDiscoveryService/StreamListeners";
 pub const EDS_METHOD: &str = "/envoy.service.endpoint.v3.EndpointDiscoveryService/StreamEndpoints";
 pub const RDS_METHOD: &str = "/envoy.service.route.v3.RouteDiscoveryService/StreamRoutes";
+
+/// The incremental method of a state-of-the-world one's service.
+fn delta_method(method: &'static str) -> &'static str {
+    match method {
+        ADS_METHOD => "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources",
+        CDS_METHOD => "/envoy.service.cluster.v3.ClusterDiscoveryService/DeltaClusters",
+        LDS_METHOD => "/envoy.service.listener.v3.ListenerDiscoveryService/DeltaListeners",
+        EDS_METHOD => "/envoy.service.endpoint.v3.EndpointDiscoveryService/DeltaEndpoints",
+        RDS_METHOD => "/envoy.service.route.v3.RouteDiscoveryService/DeltaRoutes",
+        other => other,
+    }
+}
+
+/// A request, of the stream's protocol.
+enum Outgoing {
+    Sotw(DiscoveryRequest),
+    Delta(DeltaDiscoveryRequest),
+}
+
+impl Outgoing {
+    fn type_url(&self) -> &str {
+        match self {
+            Outgoing::Sotw(r) => &r.type_url,
+            Outgoing::Delta(r) => &r.type_url,
+        }
+    }
+
+    fn is_nack(&self) -> bool {
+        match self {
+            Outgoing::Sotw(r) => r.error_detail.is_some(),
+            Outgoing::Delta(r) => r.error_detail.is_some(),
+        }
+    }
+
+    fn send(&self, stream: &mut GrpcStream) -> Result<(), StreamError> {
+        match self {
+            Outgoing::Sotw(r) => stream.send(r),
+            Outgoing::Delta(r) => stream.send(r),
+        }
+    }
+}
+
+/// A response, of the stream's protocol.
+enum Received {
+    Sotw(DiscoveryResponse),
+    Delta(DeltaDiscoveryResponse),
+}
+
+impl Received {
+    fn type_url(&self) -> &str {
+        match self {
+            Received::Sotw(r) => &r.type_url,
+            Received::Delta(r) => &r.type_url,
+        }
+    }
+
+    fn nonce(&self) -> &str {
+        match self {
+            Received::Sotw(r) => &r.nonce,
+            Received::Delta(r) => &r.nonce,
+        }
+    }
+}
+
+/// The node requests carry: the bootstrap's, naming the client as Envoy's
+/// does itself (Envoy overrides these fields whatever the bootstrap says).
+pub fn xds_node(node: &Node) -> Node {
+    use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
+    use envoy_types::pb::envoy::config::core::v3::BuildVersion;
+    use envoy_types::pb::envoy::r#type::v3::SemanticVersion;
+    let number = |s: &str| s.parse().unwrap_or(0);
+    let version = SemanticVersion {
+        major_number: number(env!("CARGO_PKG_VERSION_MAJOR")),
+        minor_number: number(env!("CARGO_PKG_VERSION_MINOR")),
+        patch: number(env!("CARGO_PKG_VERSION_PATCH")),
+    };
+    Node {
+        user_agent_name: "courier".into(),
+        user_agent_version_type: Some(UserAgentVersionType::UserAgentBuildVersion(BuildVersion {
+            version: Some(version),
+            metadata: None,
+        })),
+        ..node.clone()
+    }
+}
 
 /// gRPC's INTERNAL, the status of Envoy's NACK.
 const NACK_STATUS: i32 = 13;
@@ -83,21 +178,25 @@ pub struct GrpcMux {
     nonces: RefCell<Vec<(String, String)>>,
     /// Wakes the stream when a watch is added or changed, to send its request.
     added: tokio::sync::Notify,
+    /// On a delta stream (`source.delta`), what each type has and subscribed.
+    delta: RefCell<DeltaState>,
 }
 
 impl GrpcMux {
     pub fn new(source: GrpcSource, method: &'static str, cm: Rc<ClusterManager>, node: Node, store: &Store) -> Self {
         let stats = ControlPlaneStats::new(store, "control_plane.");
+        let method = if source.delta { delta_method(method) } else { method };
         GrpcMux {
             source,
             method,
             cm,
-            node,
+            node: xds_node(&node),
             stats,
             watches: RefCell::default(),
             reasked: RefCell::default(),
             nonces: RefCell::default(),
             added: tokio::sync::Notify::new(),
+            delta: RefCell::default(),
         }
     }
 
@@ -172,9 +271,10 @@ impl GrpcMux {
         let mut first = true;
         let mut answered = false;
         // CDS's ACK, held while clusters warm (`holds_cds_ack`).
-        let mut held: Option<DiscoveryRequest> = None;
+        let mut held: Option<Outgoing> = None;
         self.nonces.borrow_mut().clear();
         self.reasked.borrow_mut().clear();
+        self.delta.borrow_mut().new_stream();
         loop {
             if let Err(e) = self.request_added(&mut stream, &mut requested, &mut first) {
                 return (e, answered);
@@ -184,34 +284,28 @@ impl GrpcMux {
                 () = self.added.notified() => continue,
                 () = self.cm.all_warm(), if held.is_some() => {
                     if let Some(ack) = held.take() {
-                        if let Err(e) = stream.send(&ack) {
+                        if let Err(e) = ack.send(&mut stream) {
                             return (e, answered);
                         }
                     }
                     continue;
                 }
-                r = stream.recv::<DiscoveryResponse>() => r,
+                r = self.recv(&mut stream) => r,
             };
             let response = match response {
                 Ok(r) => r,
                 Err(e) => return (e, answered),
             };
             answered = true;
-            self.set_nonce(&response.type_url, &response.nonce);
-            let Some(watch) = watches.iter().find(|w| w.type_url() == response.type_url) else {
+            self.set_nonce(response.type_url(), response.nonce());
+            let Some(watch) = watches.iter().find(|w| w.type_url() == response.type_url()) else {
                 tracing::warn!(
                     "Ignoring the message for type URL {} as it has no current subscribers.",
-                    response.type_url
+                    response.type_url()
                 );
                 continue;
             };
-            let answer = match watch.on_response(&response).await {
-                Ok(()) => self.request(watch.as_ref(), response.version_info, response.nonce, None, &mut first),
-                Err(e) => {
-                    let status = Status { code: NACK_STATUS, message: truncated(e.to_string()), details: Vec::new() };
-                    self.request(watch.as_ref(), watch.version_info(), response.nonce, Some(status), &mut first)
-                }
-            };
+            let answer = self.answer(watch.as_ref(), response, &mut first).await;
             // What an update started (LDS once CDS's first one is in) is
             // asked for before the update is answered, as Envoy orders them.
             tokio::task::yield_now().await;
@@ -221,7 +315,7 @@ impl GrpcMux {
             // An update that warmed the last cluster resumes CDS first.
             if held.is_some() && !self.cm.holds_cds_ack() {
                 if let Some(ack) = held.take() {
-                    if let Err(e) = stream.send(&ack) {
+                    if let Err(e) = ack.send(&mut stream) {
                         return (e, answered);
                     }
                 }
@@ -229,15 +323,88 @@ impl GrpcMux {
             // On the ADS stream Envoy sends no CDS ACK while a cluster warms,
             // telling the management server when its clusters are ready for
             // the routes that name them.
-            let is_cds = answer.type_url.ends_with(crate::config::path_source::CLUSTER_TYPE);
-            if self.method == ADS_METHOD && is_cds && answer.error_detail.is_none() && self.cm.holds_cds_ack() {
+            let is_cds = answer.type_url().ends_with(crate::config::path_source::CLUSTER_TYPE);
+            let is_ads = self.method == ADS_METHOD || self.method == delta_method(ADS_METHOD);
+            if is_ads && is_cds && !answer.is_nack() && self.cm.holds_cds_ack() {
                 held = Some(answer);
                 continue;
             }
-            if let Err(e) = stream.send(&answer) {
+            if let Err(e) = answer.send(&mut stream) {
                 return (e, answered);
             }
         }
+    }
+
+    /// The next response, of the stream's protocol.
+    async fn recv(&self, stream: &mut GrpcStream) -> Result<Received, StreamError> {
+        if self.source.delta {
+            stream.recv::<DeltaDiscoveryResponse>().await.map(Received::Delta)
+        } else {
+            stream.recv::<DiscoveryResponse>().await.map(Received::Sotw)
+        }
+    }
+
+    /// Hands a response to its watch: the ACK or NACK to send.
+    async fn answer(&self, watch: &dyn Watch, response: Received, first: &mut bool) -> Outgoing {
+        let nack = |e: crate::config::ConfigError| Status {
+            code: NACK_STATUS,
+            message: truncated(e.to_string()),
+            details: Vec::new(),
+        };
+        match response {
+            Received::Sotw(response) => Outgoing::Sotw(match watch.on_response(&response).await {
+                Ok(()) => self.request(watch, response.version_info, response.nonce, None, first),
+                Err(e) => self.request(watch, watch.version_info(), response.nonce, Some(nack(e)), first),
+            }),
+            Received::Delta(response) => {
+                let response_nonce = response.nonce.clone();
+                let prepared = self.delta.borrow().prepare(response, watch.wildcard());
+                let error_detail = match watch.on_response(&prepared.response).await {
+                    Ok(()) => {
+                        watch.on_removed(&prepared.removed, &prepared.response.version_info).await;
+                        watch.set_resource_versions(&prepared.versions);
+                        self.delta.borrow_mut().commit(prepared);
+                        None
+                    }
+                    Err(e) => {
+                        watch.on_delta_rejected();
+                        Some(nack(e))
+                    }
+                };
+                let type_url = watch.type_url().to_string();
+                Outgoing::Delta(self.with_node(
+                    DeltaDiscoveryRequest { type_url, response_nonce, error_detail, ..Default::default() },
+                    first,
+                ))
+            }
+        }
+    }
+
+    /// A watch's first request on a stream (none for a delta watch naming nothing).
+    fn first_request(&self, watch: &dyn Watch, first: &mut bool) -> Option<Outgoing> {
+        if !self.source.delta {
+            return Some(Outgoing::Sotw(self.request(watch, watch.version_info(), String::new(), None, first)));
+        }
+        let request =
+            self.delta.borrow_mut().first_request(watch.type_url(), watch.resource_names(), watch.wildcard())?;
+        Some(Outgoing::Delta(self.with_node(request, first)))
+    }
+
+    /// A watch's request after its names changed, if the stream is to be told.
+    fn names_changed(&self, watch: &dyn Watch, first: &mut bool) -> Option<Outgoing> {
+        if !self.source.delta {
+            let nonce = self.nonce(watch.type_url());
+            return Some(Outgoing::Sotw(self.request(watch, watch.version_info(), nonce, None, first)));
+        }
+        let request = self.delta.borrow_mut().names_changed(watch.type_url(), watch.resource_names())?;
+        Some(Outgoing::Delta(self.with_node(request, first)))
+    }
+
+    /// `request` with `node` if it is the stream's first or every request carries it.
+    fn with_node(&self, mut request: DeltaDiscoveryRequest, first: &mut bool) -> DeltaDiscoveryRequest {
+        request.node = (*first || !self.source.set_node_on_first_message_only).then(|| self.node.clone());
+        *first = false;
+        request
     }
 
     /// Sends the first request of every watch added since the last call (all
@@ -251,14 +418,17 @@ impl GrpcMux {
     ) -> Result<(), StreamError> {
         let watches = self.watches.borrow().clone();
         for w in &watches[*requested..] {
-            stream.send(&self.request(w.as_ref(), w.version_info(), String::new(), None, first))?;
+            if let Some(request) = self.first_request(w.as_ref(), first) {
+                request.send(stream)?;
+            }
         }
         let asked = &watches[..*requested];
         *requested = watches.len();
         let reasked = std::mem::take(&mut *self.reasked.borrow_mut());
         for w in asked.iter().filter(|w| reasked.iter().any(|t| t == w.type_url())) {
-            let nonce = self.nonce(w.type_url());
-            stream.send(&self.request(w.as_ref(), w.version_info(), nonce, None, first))?;
+            if let Some(request) = self.names_changed(w.as_ref(), first) {
+                request.send(stream)?;
+            }
         }
         Ok(())
     }

@@ -35,6 +35,23 @@ pub trait Watch {
     fn on_response<'a>(&'a self, response: &'a DiscoveryResponse) -> LocalBoxFuture<'a, Result<(), ConfigError>>;
     /// The stream failed (or could not be opened).
     fn on_stream_failure(&self);
+    /// Whether it takes every resource of its type (CDS, LDS) rather than
+    /// naming them: on a delta stream it is handed the whole state.
+    fn wildcard(&self) -> bool {
+        false
+    }
+    /// On a delta stream, the versions of the resources an accepted response
+    /// carried: each has its own (for `/config_dump`), not the response's.
+    fn set_resource_versions(&self, _versions: &[(String, String)]) {}
+    /// On a delta stream, the response just handed over was rejected: Envoy
+    /// counts an attempt as a delta update reaches a subscription and
+    /// another as it is rejected (checked against Envoy 1.40).
+    fn on_delta_rejected(&self) {}
+    /// On a delta stream, after an accepted response: the named resources it
+    /// removed (a wildcard watch had them removed from the state it was handed).
+    fn on_removed<'a>(&'a self, _names: &'a [String], _version_info: &'a str) -> LocalBoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// A `ResourceApi` subscribed over gRPC.
@@ -154,5 +171,22 @@ impl<R: ResourceApi> Watch for GrpcSubscription<R> {
     fn on_stream_failure(&self) {
         self.stats.update_attempt.inc();
         self.stats.update_failure.inc();
+    }
+
+    fn wildcard(&self) -> bool {
+        true
+    }
+
+    fn on_delta_rejected(&self) {
+        self.stats.update_attempt.inc();
+    }
+
+    fn set_resource_versions(&self, versions: &[(String, String)]) {
+        let mut state = self.api.state().borrow_mut();
+        for (name, version) in versions {
+            if let Some(applied) = state.resources.get_mut(name) {
+                version.clone_into(&mut applied.version_info);
+            }
+        }
     }
 }

@@ -5,7 +5,8 @@
 //! checked resources to its API (`cds`, `lds`, `sds`, `eds`, `rds`), which works out what changed
 //! and applies it through the cluster or listener manager. CDS, LDS, EDS and
 //! RDS may instead come from a management server (`source`): a `GrpcMux` stream
-//! (`grpc_mux`, the ADS one or one per type) hands each response to a
+//! (`grpc_mux`, the ADS one or one per type; state of the world, or incremental
+//! through `delta`) hands each response to a
 //! `GrpcSubscription`, which feeds the same API (`start` picks the source).
 //!
 //! Everything runs on the main thread, one update at a time. An update is all
@@ -16,6 +17,7 @@
 
 pub mod backoff;
 pub mod cds;
+pub mod delta;
 pub mod eds;
 pub mod eds_watch;
 pub mod grpc_mux;

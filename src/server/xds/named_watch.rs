@@ -33,6 +33,15 @@ pub trait NamedEntry {
     /// Applies an update holding its one resource (and ends its
     /// initialization, whatever the outcome); counts an accepted one.
     fn apply_one<'a>(&'a self, one: &'a DiscoveryFile) -> LocalBoxFuture<'a, Result<(), ConfigError>>;
+    /// Its resource was removed by a delta response of `version_info` (its
+    /// attempt counted): by default an update holding nothing, as Envoy's
+    /// EDS takes it (`update_empty`, the hosts stay).
+    fn removed<'a>(&'a self, version_info: &'a str) -> LocalBoxFuture<'a, ()> {
+        Box::pin(async move {
+            let empty = DiscoveryFile { version_info: version_info.to_string(), resources: Vec::new() };
+            let _ = self.apply_one(&empty).await;
+        })
+    }
 }
 
 /// The entries of one resource type on one stream.
@@ -43,6 +52,8 @@ pub struct NamedWatch<E> {
     entries: RefCell<Vec<Rc<E>>>,
     /// The last accepted response's `version_info`.
     version_info: RefCell<String>,
+    /// The entries the last rejected response reached.
+    rejected: RefCell<Vec<Rc<E>>>,
 }
 
 impl<E: NamedEntry> NamedWatch<E> {
@@ -53,6 +64,7 @@ impl<E: NamedEntry> NamedWatch<E> {
             type_url: format!("type.googleapis.com/{type_name}"),
             entries: RefCell::default(),
             version_info: RefCell::default(),
+            rejected: RefCell::default(),
         }
     }
 
@@ -87,19 +99,20 @@ impl<E: NamedEntry> NamedWatch<E> {
     /// Hands each resource of `file` to the entries of its name.
     async fn apply(&self, file: &DiscoveryFile) -> Result<(), ConfigError> {
         let entries = self.entries();
-        let mut counted: Vec<*const E> = Vec::new();
+        let mut counted: Vec<Rc<E>> = Vec::new();
         for resource in &file.resources {
             for entry in entries.iter().filter(|e| e.resource_name() == resource.name && !e.done()) {
                 entry.stats().update_attempt.inc();
-                counted.push(Rc::as_ptr(entry));
+                counted.push(entry.clone());
                 let one = DiscoveryFile { version_info: file.version_info.clone(), resources: vec![resource.clone()] };
                 if let Err(e) = entry.apply_one(&one).await {
                     for entry in &entries {
-                        if !counted.contains(&Rc::as_ptr(entry)) {
+                        if !counted.iter().any(|c| Rc::ptr_eq(c, entry)) {
                             entry.stats().update_attempt.inc();
                         }
                         entry.stats().update_rejected.inc();
                     }
+                    *self.rejected.borrow_mut() = counted;
                     return Err(e);
                 }
             }
@@ -127,6 +140,7 @@ impl<E: NamedEntry> Watch for NamedWatch<E> {
 
     fn on_response<'a>(&'a self, response: &'a DiscoveryResponse) -> LocalBoxFuture<'a, Result<(), ConfigError>> {
         Box::pin(async move {
+            self.rejected.borrow_mut().clear();
             let pushed: Vec<(&str, &[u8])> =
                 response.resources.iter().map(|a| (a.type_url.as_str(), a.value.as_slice())).collect();
             let decoded = decode_pushed(
@@ -154,6 +168,21 @@ impl<E: NamedEntry> Watch for NamedWatch<E> {
             }
             outcome
         })
+    }
+
+    fn on_removed<'a>(&'a self, names: &'a [String], version_info: &'a str) -> LocalBoxFuture<'a, ()> {
+        Box::pin(async move {
+            for entry in self.entries().iter().filter(|e| names.iter().any(|n| n == e.resource_name()) && !e.done()) {
+                entry.stats().update_attempt.inc();
+                entry.removed(version_info).await;
+            }
+        })
+    }
+
+    fn on_delta_rejected(&self) {
+        for entry in std::mem::take(&mut *self.rejected.borrow_mut()) {
+            entry.stats().update_attempt.inc();
+        }
     }
 
     fn on_stream_failure(&self) {

@@ -79,6 +79,18 @@ impl NamedEntry for Entry {
             applied
         })
     }
+
+    /// Envoy's RDS ignores a delta removal of its route config (logged), the
+    /// table staying; the update still counts as accepted.
+    fn removed<'a>(&'a self, version_info: &'a str) -> LocalBoxFuture<'a, ()> {
+        Box::pin(async move {
+            tracing::error!(
+                "Server sent a delta RDS update attempting to remove a resource (name: {}). Ignoring.",
+                self.api.name()
+            );
+            self.stats.accepted(version_info);
+        })
+    }
 }
 
 /// The route configs of one stream.

@@ -24,7 +24,6 @@ use crate::http::http1::response_writer::{ConnectionHeader, ResponseWriter, Writ
 use crate::http::http1::{self, ConnReader};
 use crate::http::http2::CodecIo;
 use crate::http::local_reply::LocalReply;
-use crate::network::transport::{TransportReadHalf, TransportWriteHalf};
 use crate::network::{ConnectionInfo, DownstreamConnection, DrainPhase, DrainWatch, Transport, TransportStream};
 use crate::overload::{self, OverloadAction, ScaledTimer};
 
@@ -48,21 +47,17 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 /// connection costs this future, its socket and its write half, nothing more.
 ///
 /// Not itself `async`: an async fn's future keeps its arguments for its whole
-/// life besides the locals made from them, so the connection is split here and
-/// only its halves go in (the `DownstreamConnection` would cost 104 bytes more).
+/// life besides the locals it moves them into (the `DownstreamConnection` would
+/// cost 104 bytes more, the halves and the connection's details another 128).
+/// So the connection's state is built here and the `async` block captures it:
+/// a captured value lives once in the future and is used in place.
 pub(super) fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) -> impl Future<Output = ()> {
     let (rd, wr) = conn.stream.into_split();
-    serve_halves(cfg, conn.info, rd, wr)
-}
-
-async fn serve_halves(cfg: Arc<HcmConfig>, info: ConnectionInfo, rd: TransportReadHalf, wr: TransportWriteHalf) {
-    let cfg = &cfg;
-    let mut lifetime = ConnectionLifetime::new(&cfg.stats);
-    let stats = &cfg.stats;
-    let mut reader = ConnReader::new(rd, stats.downstream_cx_rx_bytes_total.clone());
+    let info = conn.info;
+    let mut reader = ConnReader::new(rd, cfg.stats.downstream_cx_rx_bytes_total.clone());
     reader.keep_trailers = cfg.enable_trailers;
     let reader = Rc::new(RefCell::new(reader));
-    let mut writer = ResponseWriter::new(wr, stats.downstream_cx_tx_bytes_total.clone());
+    let mut writer = ResponseWriter::new(wr, cfg.stats.downstream_cx_tx_bytes_total.clone());
     writer.trailers = cfg.enable_trailers;
     let limits = HeadLimits {
         max_bytes: cfg.max_request_headers_bytes,
@@ -73,146 +68,158 @@ async fn serve_halves(cfg: Arc<HcmConfig>, info: ConnectionInfo, rd: TransportRe
         allow_absolute_url: cfg.allow_absolute_url,
     };
     let mut drain = cfg.drain.clone();
-    // When an idle connection that began to drain closes (`next_head`).
-    let mut drain_at = None;
     // The connection's one timer: idle, request head, stream and write timeouts.
     let mut timer = Timer::new();
-    let mut requests: u32 = 0;
-    // The codec's stats count from the first byte, as Envoy creates its codec then.
-    let mut counted = false;
-    // The ends that await (a rejected head's reply, the hand-off to HTTP/2) come
-    // after the loop, not in its `match`: an await there would keep the matched
-    // value in this future for good.
-    let ended = loop {
-        let detect_http2 = requests == 0 && cfg.codec == CodecChoice::Auto;
-        let head = match next_head(cfg, &reader, &limits, detect_http2, &mut drain, &mut drain_at, &mut timer).await {
-            NextHead::Head(head) => {
-                count_http1(&mut counted, stats);
-                head
+    async move {
+        let cfg = &cfg;
+        let mut lifetime = ConnectionLifetime::new(&cfg.stats);
+        let stats = &cfg.stats;
+        // When an idle connection that began to drain closes (`next_head`).
+        let mut drain_at = None;
+        let mut requests: u32 = 0;
+        // The codec's stats count from the first byte, as Envoy creates its codec then.
+        let mut counted = false;
+        // The ends that await (a rejected head's reply, the hand-off to HTTP/2) come
+        // after the loop, not in its `match`: an await there would keep the matched
+        // value in this future for good.
+        let ended = loop {
+            let detect_http2 = requests == 0 && cfg.codec == CodecChoice::Auto;
+            let head = match next_head(cfg, &reader, &limits, detect_http2, &mut drain, &mut drain_at, &mut timer).await
+            {
+                NextHead::Head(head) => {
+                    count_http1(&mut counted, stats);
+                    head
+                }
+                NextHead::Http2 => break Ended::Http2,
+                NextHead::Closed => break Ended::Closed { local: false },
+                NextHead::ClosedMidHead => {
+                    count_http1(&mut counted, stats);
+                    // Envoy has begun a stream at the first byte of a head: it is reset.
+                    stats.downstream_rq_total.inc();
+                    stats.downstream_rq_http1_total.inc();
+                    stats.downstream_rq_rx_reset.inc();
+                    stats.downstream_cx_destroy_active_rq.inc();
+                    stats.downstream_cx_destroy_remote_active_rq.inc();
+                    break Ended::Closed { local: false };
+                }
+                NextHead::Idle => {
+                    stats.downstream_cx_idle_timeout.inc();
+                    break Ended::Closed { local: true };
+                }
+                NextHead::IdleDrained => break Ended::Closed { local: true },
+                NextHead::Drained => {
+                    stats.downstream_cx_drain_close.inc();
+                    break Ended::Closed { local: true };
+                }
+                NextHead::Rejected(reply) => {
+                    count_http1(&mut counted, stats);
+                    break Ended::Rejected(Box::new(reply));
+                }
+            };
+            // Envoy counts a request toward `max_requests_per_connection` as its stream
+            // begins; the one that reaches the limit is answered with `connection: close`.
+            requests = requests.saturating_add(1);
+            let last = cfg.max_requests_per_connection.is_some_and(|max| requests >= max);
+            if last {
+                stats.downstream_cx_max_requests_reached.inc();
             }
-            NextHead::Http2 => break Ended::Http2,
-            NextHead::Closed => break Ended::Closed { local: false },
-            NextHead::ClosedMidHead => {
-                count_http1(&mut counted, stats);
-                // Envoy has begun a stream at the first byte of a head: it is reset.
-                stats.downstream_rq_total.inc();
-                stats.downstream_rq_http1_total.inc();
-                stats.downstream_rq_rx_reset.inc();
-                stats.downstream_cx_destroy_active_rq.inc();
-                stats.downstream_cx_destroy_remote_active_rq.inc();
-                break Ended::Closed { local: false };
-            }
-            NextHead::Idle => {
-                stats.downstream_cx_idle_timeout.inc();
-                break Ended::Closed { local: true };
-            }
-            NextHead::IdleDrained => break Ended::Closed { local: true },
-            NextHead::Drained => {
-                stats.downstream_cx_drain_close.inc();
-                break Ended::Closed { local: true };
-            }
-            NextHead::Rejected(reply) => {
-                count_http1(&mut counted, stats);
-                break Ended::Rejected(Box::new(reply));
+            // A request that came while the connection drained after its idle
+            // timeout is its last (not counted as a drain close, as in Envoy).
+            let last = last || (drain_at.is_some() && !drain.borrow().is_draining());
+            // Allocated before the call, so the future is built in place rather than
+            // on the stack and then copied (it is several KiB).
+            let mut slot = Box::new_uninit();
+            slot.write(exchange(cfg, info.clone(), head, last, &reader, &mut writer, &drain, &mut timer));
+            // SAFETY: written on the line above.
+            let exchange = Box::into_pin(unsafe { slot.assume_init() });
+            match exchange.await {
+                Exchange::Next => {}
+                Exchange::Close { local } => break Ended::Closed { local },
+                Exchange::Upgrade(up) => break Ended::Upgraded(up),
             }
         };
-        // Envoy counts a request toward `max_requests_per_connection` as its stream
-        // begins; the one that reaches the limit is answered with `connection: close`.
-        requests = requests.saturating_add(1);
-        let last = cfg.max_requests_per_connection.is_some_and(|max| requests >= max);
-        if last {
-            stats.downstream_cx_max_requests_reached.inc();
-        }
-        // A request that came while the connection drained after its idle
-        // timeout is its last (not counted as a drain close, as in Envoy).
-        let last = last || (drain_at.is_some() && !drain.borrow().is_draining());
-        // Allocated before the call, so the future is built in place rather than
-        // on the stack and then copied (it is several KiB).
-        let mut slot = Box::new_uninit();
-        slot.write(exchange(cfg, info.clone(), head, last, &reader, &mut writer, &drain, &mut timer));
-        // SAFETY: written on the line above.
-        let exchange = Box::into_pin(unsafe { slot.assume_init() });
-        match exchange.await {
-            Exchange::Next => {}
-            Exchange::Close { local } => break Ended::Closed { local },
-            Exchange::Upgrade(up) => break Ended::Upgraded(up),
-        }
-    };
-    let local_close = match ended {
-        Ended::Closed { local } => local,
-        Ended::Rejected(reply) => {
-            let response = active_stream::codec_error(cfg, info, *reply);
-            // Envoy counts the overload action on every response it encodes.
-            if !cfg.bypass_overload && overload::applies(OverloadAction::DisableHttpKeepalive) {
-                stats.downstream_cx_overload_disable_keepalive.inc();
+        let local_close = match ended {
+            Ended::Closed { local } => local,
+            Ended::Rejected(reply) => {
+                let response = active_stream::codec_error(cfg, info, *reply);
+                // Envoy counts the overload action on every response it encodes.
+                if !cfg.bypass_overload && overload::applies(OverloadAction::DisableHttpKeepalive) {
+                    stats.downstream_cx_overload_disable_keepalive.inc();
+                }
+                // Boxed as `exchange` is: writing a response is a large future.
+                let _ = Box::pin(writer.write(
+                    response,
+                    false,
+                    ConnectionHeader::Close,
+                    WriteLimits::default(),
+                    &mut timer,
+                ))
+                .await;
+                true
             }
-            // Boxed as `exchange` is: writing a response is a large future.
-            let _ =
-                Box::pin(writer.write(response, false, ConnectionHeader::Close, WriteLimits::default(), &mut timer))
-                    .await;
-            true
-        }
-        // The reader is the connection's alone again (the upgrade request had no
-        // body); with its buffered bytes and the writer it is the tunnel's end.
-        Ended::Upgraded(up) => {
-            lifetime.local_close = true;
-            // Something still holds the reader (it cannot, the request had no
-            // body): the stream ends unrelayed.
-            let unrelayed = |up: Upgraded| {
-                stats.downstream_rq_active.dec();
-                up.completion.finish(0, None, false);
-            };
-            let Ok(reader) = Rc::try_unwrap(reader) else { return unrelayed(*up) };
-            let (rd, buf) = reader.into_inner().into_parts();
-            let Some(stream) = TransportStream::reunite(rd, writer.into_inner()) else { return unrelayed(*up) };
-            let up = *up;
-            let idle = cfg.stream_idle_timeout;
-            let end = Box::pin(super::upgrade::tunnel(stream, buf, up, idle, stats)).await;
-            // As Envoy's: a client that ends the tunnel closes with its stream active.
-            let client_first = end == TunnelEnd::Client;
-            lifetime.local_close = !client_first;
-            if client_first {
-                stats.downstream_cx_destroy_active_rq.inc();
-                stats.downstream_cx_destroy_remote_active_rq.inc();
-            }
-            if counted {
-                stats.downstream_cx_http1_active.dec();
-            }
-            return;
-        }
-        // `codec_type: AUTO` saw the HTTP/2 preface: the connection, with the bytes
-        // read so far in front, goes to the HTTP/2 codec (boxed: its loop is large,
-        // and most connections are HTTP/1). Nothing holds the reader between
-        // requests; were it held, the connection would just close.
-        Ended::Http2 => match Rc::try_unwrap(reader) {
-            Err(_) => {
-                writer.close();
+            // The reader is the connection's alone again (the upgrade request had no
+            // body); with its buffered bytes and the writer it is the tunnel's end.
+            Ended::Upgraded(up) => {
                 lifetime.local_close = true;
+                // Something still holds the reader (it cannot, the request had no
+                // body): the stream ends unrelayed.
+                let unrelayed = |up: Upgraded| {
+                    stats.downstream_rq_active.dec();
+                    up.completion.finish(0, None, false);
+                };
+                let Ok(reader) = Rc::try_unwrap(reader) else { return unrelayed(*up) };
+                let (rd, buf) = reader.into_inner().into_parts();
+                let Some(stream) = TransportStream::reunite(rd, writer.into_inner()) else { return unrelayed(*up) };
+                let up = *up;
+                let idle = cfg.stream_idle_timeout;
+                let end = Box::pin(super::upgrade::tunnel(stream, buf, up, idle, stats)).await;
+                // As Envoy's: a client that ends the tunnel closes with its stream active.
+                let client_first = end == TunnelEnd::Client;
+                lifetime.local_close = !client_first;
+                if client_first {
+                    stats.downstream_cx_destroy_active_rq.inc();
+                    stats.downstream_cx_destroy_remote_active_rq.inc();
+                }
+                if counted {
+                    stats.downstream_cx_http1_active.dec();
+                }
                 return;
             }
-            Ok(reader) => {
-                let (rd, buf) = reader.into_inner().into_parts();
-                let Some(stream) = TransportStream::reunite(rd, writer.into_inner()) else {
+            // `codec_type: AUTO` saw the HTTP/2 preface: the connection, with the bytes
+            // read so far in front, goes to the HTTP/2 codec (boxed: its loop is large,
+            // and most connections are HTTP/1). Nothing holds the reader between
+            // requests; were it held, the connection would just close.
+            Ended::Http2 => match Rc::try_unwrap(reader) {
+                Err(_) => {
+                    writer.close();
                     lifetime.local_close = true;
                     return;
-                };
-                let (rx, tx) = (stats.downstream_cx_rx_bytes_total.clone(), stats.downstream_cx_tx_bytes_total.clone());
-                let io = CodecIo::new(buf, stream, rx, tx);
-                lifetime.local_close = Box::pin(super::http2_connection::serve(cfg, info, io)).await;
-                return;
-            }
-        },
-    };
-    if local_close {
-        lingering_close(&reader, writer, &mut timer).await;
-    } else {
-        // The FIN goes when `reader`, the transport's read half, drops at the end.
-        writer.close();
+                }
+                Ok(reader) => {
+                    let (rd, buf) = reader.into_inner().into_parts();
+                    let Some(stream) = TransportStream::reunite(rd, writer.into_inner()) else {
+                        lifetime.local_close = true;
+                        return;
+                    };
+                    let (rx, tx) =
+                        (stats.downstream_cx_rx_bytes_total.clone(), stats.downstream_cx_tx_bytes_total.clone());
+                    let io = CodecIo::new(buf, stream, rx, tx);
+                    lifetime.local_close = Box::pin(super::http2_connection::serve(cfg, info, io)).await;
+                    return;
+                }
+            },
+        };
+        if local_close {
+            lingering_close(&reader, writer, &mut timer).await;
+        } else {
+            // The FIN goes when `reader`, the transport's read half, drops at the end.
+            writer.close();
+        }
+        if counted {
+            stats.downstream_cx_http1_active.dec();
+        }
+        lifetime.local_close = local_close;
     }
-    if counted {
-        stats.downstream_cx_http1_active.dec();
-    }
-    lifetime.local_close = local_close;
 }
 
 /// Closes a connection Courier ends without resetting it. Closing a socket
@@ -419,111 +426,117 @@ enum NextHead {
 /// drains: as in Envoy's drain sequence it stays open for `drain_timeout`
 /// (`drain_at`, kept by the connection), since its client may be writing a
 /// request right now; that request is answered with `connection: close`.
-async fn next_head(
-    cfg: &HcmConfig,
-    reader: &Rc<RefCell<ConnReader>>,
-    limits: &HeadLimits,
+///
+/// Not itself `async`, for the reason `serve` gives: its future is part of every
+/// idle connection's.
+#[allow(clippy::manual_async_fn)]
+fn next_head<'a>(
+    cfg: &'a HcmConfig,
+    reader: &'a Rc<RefCell<ConnReader>>,
+    limits: &'a HeadLimits,
     detect_http2: bool,
-    drain: &mut DrainWatch,
-    drain_at: &mut Option<Instant>,
-    timer: &mut Timer,
-) -> NextHead {
-    // From the first byte: request_headers_timeout, and request_timeout (Envoy's
-    // stream, and so its request timer, starts with the first byte of the head).
-    let mut header_deadline = None;
-    let mut request_deadline = None;
-    let idle_start = Instant::now();
-    let mut preface;
-    loop {
-        {
-            let mut r = reader.borrow_mut();
-            // A strict prefix of the preface waits for more bytes (it could parse
-            // as an HTTP/1 head, `PRI * HTTP/2.0`, before it is whole).
-            preface = detect_http2 && {
-                let n = r.buf.len().min(HTTP2_PREFACE.len());
-                n > 0 && r.buf[..n] == HTTP2_PREFACE[..n]
-            };
-            if preface && r.buf.len() >= HTTP2_PREFACE.len() {
-                return NextHead::Http2;
-            }
-            if !r.buf.is_empty() && !preface {
-                match request_head::parse(&mut r.buf, limits) {
-                    Ok(Some(head)) => return NextHead::Head(head),
-                    Ok(None) => {}
-                    Err(e) => {
-                        cfg.stats.downstream_cx_protocol_error.inc();
-                        return NextHead::Rejected(LocalReply::from_codec_error(e));
-                    }
+    drain: &'a mut DrainWatch,
+    drain_at: &'a mut Option<Instant>,
+    timer: &'a mut Timer,
+) -> impl Future<Output = NextHead> + 'a {
+    async move {
+        // From the first byte: request_headers_timeout, and request_timeout (Envoy's
+        // stream, and so its request timer, starts with the first byte of the head).
+        let mut header_deadline = None;
+        let mut request_deadline = None;
+        let idle_start = Instant::now();
+        let mut preface;
+        loop {
+            {
+                let mut r = reader.borrow_mut();
+                // A strict prefix of the preface waits for more bytes (it could parse
+                // as an HTTP/1 head, `PRI * HTTP/2.0`, before it is whole).
+                preface = detect_http2 && {
+                    let n = r.buf.len().min(HTTP2_PREFACE.len());
+                    n > 0 && r.buf[..n] == HTTP2_PREFACE[..n]
+                };
+                if preface && r.buf.len() >= HTTP2_PREFACE.len() {
+                    return NextHead::Http2;
                 }
-                if header_deadline.is_none() && request_deadline.is_none() {
-                    header_deadline = cfg.request_headers_timeout.map(|d| Instant::now() + d);
-                    request_deadline = cfg.request_timeout.map(|d| Instant::now() + d);
-                }
-            }
-        }
-        // The drain time bounds drain_timeout.
-        if *drain.borrow() == DrainPhase::CloseIdle && reader.borrow().buf.is_empty() {
-            return NextHead::Drained;
-        }
-        if drain_at.is_none() && drain.borrow().is_draining() {
-            *drain_at = Some(Instant::now() + cfg.drain_timeout);
-        }
-        // Until the codec is known, the connection is idle (as Envoy's, whose
-        // codec does not exist yet).
-        let deadline = if reader.borrow().buf.is_empty() || preface {
-            // Scaled by the reduce_timeouts overload action (recomputed when it changes).
-            let idle =
-                || cfg.idle_timeout.map(|d| overload::scaled_deadline(ScaledTimer::ConnectionIdle, idle_start, d));
-            drain_at.or_else(idle)
-        } else {
-            [header_deadline, request_deadline].into_iter().flatten().min()
-        };
-        timer.set(deadline);
-        let fill = std::future::poll_fn(|cx| reader.borrow_mut().poll_next_request(cx));
-        tokio::select! {
-            biased;
-            read = fill => match read {
-                Ok(0) | Err(_) if reader.borrow().buf.is_empty() => return NextHead::Closed,
-                Ok(0) | Err(_) => return NextHead::ClosedMidHead,
-                Ok(_) => {}
-            },
-            changed = drain.changed(), if *drain.borrow() != DrainPhase::CloseIdle => {
-                if changed.is_err() {
-                    // The server is gone; stop waiting on it.
-                    return NextHead::Drained;
-                }
-            }
-            () = overload::timers_rescaled(), if cfg.idle_timeout.is_some() => {}
-            () = timer.fired() => {
-                if preface {
-                    return NextHead::Idle;
-                }
-                if reader.borrow().buf.is_empty() {
-                    match *drain_at {
-                        None => {
-                            cfg.stats.downstream_cx_idle_timeout.inc();
-                            *drain_at = Some(Instant::now() + cfg.drain_timeout);
+                if !r.buf.is_empty() && !preface {
+                    match request_head::parse(&mut r.buf, limits) {
+                        Ok(Some(head)) => return NextHead::Head(head),
+                        Ok(None) => {}
+                        Err(e) => {
+                            cfg.stats.downstream_cx_protocol_error.inc();
+                            return NextHead::Rejected(LocalReply::from_codec_error(e));
                         }
-                        Some(at) if at <= Instant::now() && drain.borrow().is_draining() => return NextHead::Drained,
-                        Some(at) if at <= Instant::now() => return NextHead::IdleDrained,
-                        Some(_) => {}
                     }
-                    continue;
+                    if header_deadline.is_none() && request_deadline.is_none() {
+                        header_deadline = cfg.request_headers_timeout.map(|d| Instant::now() + d);
+                        request_deadline = cfg.request_timeout.map(|d| Instant::now() + d);
+                    }
                 }
-                if header_deadline.is_some_and(|t| t <= Instant::now()) {
-                    cfg.stats.downstream_rq_header_timeout.inc();
+            }
+            // The drain time bounds drain_timeout.
+            if *drain.borrow() == DrainPhase::CloseIdle && reader.borrow().buf.is_empty() {
+                return NextHead::Drained;
+            }
+            if drain_at.is_none() && drain.borrow().is_draining() {
+                *drain_at = Some(Instant::now() + cfg.drain_timeout);
+            }
+            // Until the codec is known, the connection is idle (as Envoy's, whose
+            // codec does not exist yet).
+            let deadline = if reader.borrow().buf.is_empty() || preface {
+                // Scaled by the reduce_timeouts overload action (recomputed when it changes).
+                let idle =
+                    || cfg.idle_timeout.map(|d| overload::scaled_deadline(ScaledTimer::ConnectionIdle, idle_start, d));
+                drain_at.or_else(idle)
+            } else {
+                [header_deadline, request_deadline].into_iter().flatten().min()
+            };
+            timer.set(deadline);
+            let fill = std::future::poll_fn(|cx| reader.borrow_mut().poll_next_request(cx));
+            tokio::select! {
+                biased;
+                read = fill => match read {
+                    Ok(0) | Err(_) if reader.borrow().buf.is_empty() => return NextHead::Closed,
+                    Ok(0) | Err(_) => return NextHead::ClosedMidHead,
+                    Ok(_) => {}
+                },
+                changed = drain.changed(), if *drain.borrow() != DrainPhase::CloseIdle => {
+                    if changed.is_err() {
+                        // The server is gone; stop waiting on it.
+                        return NextHead::Drained;
+                    }
+                }
+                () = overload::timers_rescaled(), if cfg.idle_timeout.is_some() => {}
+                () = timer.fired() => {
+                    if preface {
+                        return NextHead::Idle;
+                    }
+                    if reader.borrow().buf.is_empty() {
+                        match *drain_at {
+                            None => {
+                                cfg.stats.downstream_cx_idle_timeout.inc();
+                                *drain_at = Some(Instant::now() + cfg.drain_timeout);
+                            }
+                            Some(at) if at <= Instant::now() && drain.borrow().is_draining() => return NextHead::Drained,
+                            Some(at) if at <= Instant::now() => return NextHead::IdleDrained,
+                            Some(_) => {}
+                        }
+                        continue;
+                    }
+                    if header_deadline.is_some_and(|t| t <= Instant::now()) {
+                        cfg.stats.downstream_rq_header_timeout.inc();
+                        return NextHead::Rejected(LocalReply::new(
+                            http::StatusCode::REQUEST_TIMEOUT,
+                            "request header timeout",
+                            "request_header_timeout",
+                        ));
+                    }
+                    cfg.stats.downstream_rq_timeout.inc();
                     return NextHead::Rejected(LocalReply::new(
                         http::StatusCode::REQUEST_TIMEOUT,
-                        "request header timeout",
-                        "request_header_timeout",
+                        "request timeout",
+                        "request_overall_timeout",
                     ));
                 }
-                cfg.stats.downstream_rq_timeout.inc();
-                return NextHead::Rejected(LocalReply::new(
-                    http::StatusCode::REQUEST_TIMEOUT,
-                    "request timeout",
-                    "request_overall_timeout",
-                ));
             }
         }
     }

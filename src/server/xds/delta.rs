@@ -1,0 +1,201 @@
+//! Incremental xDS (Envoy's `NewGrpcMuxImpl` and `DeltaSubscriptionState`):
+//! the protocol layer a `GrpcMux` speaks on a `Delta*` stream, in front of the
+//! same watches as state of the world.
+//!
+//! Per type, what the accepted responses left is kept by name, with each
+//! resource's own version: a delta response (resources added or changed,
+//! `removed_resources`) is turned into the state-of-the-world response a watch
+//! takes. A wildcard watch (CDS, LDS) is handed every resource the type now
+//! has (the response's first, in its order, so a refused one's
+//! `resources[i]` is its place in the response), so a removed cluster or
+//! listener goes as when a state of the world leaves it out; a watch that
+//! names its resources (EDS, RDS) is handed the response's resources only,
+//! as Envoy calls only the watches a response names, and then the names it
+//! removed (`Watch::on_removed`: EDS takes an empty update, RDS ignores it,
+//! as Envoy's). Only an accepted
+//! response changes what is kept. Requests subscribe and unsubscribe names
+//! against what the stream was last told; a new stream's first request of a
+//! type lists what is kept in `initial_resource_versions`, so the server
+//! sends only what changed. ACKs and NACKs carry the response's nonce (and a
+//! NACK its `error_detail`), not a version.
+
+use std::collections::{BTreeMap, HashMap};
+
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryResponse,
+};
+use envoy_types::pb::google::protobuf::Any;
+
+/// One type's resources as accepted: each name's version and resource.
+type Resources = BTreeMap<String, (String, Any)>;
+
+/// A delta response turned into a state of the world, and what it leaves
+/// once accepted (`DeltaState::commit`).
+pub struct Prepared {
+    pub response: DiscoveryResponse,
+    type_url: String,
+    next: Resources,
+    /// The response's resources: name and version.
+    pub versions: Vec<(String, String)>,
+    /// The names the response removed (or sent without a body).
+    pub removed: Vec<String>,
+}
+
+#[derive(Default)]
+pub struct DeltaState {
+    /// What each type's accepted responses left, kept across streams.
+    accepted: HashMap<String, Resources>,
+    /// The names each type subscribed on the current stream.
+    subscribed: HashMap<String, Vec<String>>,
+}
+
+impl DeltaState {
+    /// A new stream: nothing is subscribed on it yet.
+    pub fn new_stream(&mut self) {
+        self.subscribed.clear();
+    }
+
+    /// The first request of a type on a stream: its names (none for a
+    /// wildcard, as Envoy's legacy wildcard subscription) and the versions
+    /// of what is kept of them. None for a type that names nothing now (an
+    /// empty list would be a wildcard): its names go out when it has some.
+    pub fn first_request(
+        &mut self,
+        type_url: &str,
+        names: Vec<String>,
+        wildcard: bool,
+    ) -> Option<DeltaDiscoveryRequest> {
+        let accepted = self.accepted.entry(type_url.to_string()).or_default();
+        if !wildcard {
+            accepted.retain(|name, _| names.contains(name));
+        }
+        if !wildcard && names.is_empty() {
+            self.subscribed.insert(type_url.to_string(), Vec::new());
+            return None;
+        }
+        let initial_resource_versions =
+            accepted.iter().map(|(name, (version, _))| (name.clone(), version.clone())).collect();
+        self.subscribed.insert(type_url.to_string(), names.clone());
+        Some(DeltaDiscoveryRequest {
+            type_url: type_url.to_string(),
+            resource_names_subscribe: names,
+            initial_resource_versions,
+            ..Default::default()
+        })
+    }
+
+    /// The names of a type changed: the request subscribing the new ones and
+    /// unsubscribing the gone ones (whose kept resources are forgotten), if
+    /// any changed since the stream was last told.
+    pub fn names_changed(&mut self, type_url: &str, names: Vec<String>) -> Option<DeltaDiscoveryRequest> {
+        let before = self.subscribed.insert(type_url.to_string(), names.clone()).unwrap_or_default();
+        let subscribe: Vec<String> = names.iter().filter(|n| !before.contains(n)).cloned().collect();
+        let unsubscribe: Vec<String> = before.iter().filter(|n| !names.contains(n)).cloned().collect();
+        if subscribe.is_empty() && unsubscribe.is_empty() {
+            return None;
+        }
+        if let Some(accepted) = self.accepted.get_mut(type_url) {
+            accepted.retain(|name, _| !unsubscribe.contains(name));
+        }
+        Some(DeltaDiscoveryRequest {
+            type_url: type_url.to_string(),
+            resource_names_subscribe: subscribe,
+            resource_names_unsubscribe: unsubscribe,
+            ..Default::default()
+        })
+    }
+
+    /// The state-of-the-world response a watch takes for `delta` (`wildcard`:
+    /// every resource the type would have; else the response's own).
+    pub fn prepare(&self, delta: DeltaDiscoveryResponse, wildcard: bool) -> Prepared {
+        let mut next = self.accepted.get(&delta.type_url).cloned().unwrap_or_default();
+        let mut resources = Vec::with_capacity(delta.resources.len());
+        let mut versions = Vec::with_capacity(delta.resources.len());
+        let mut removed = delta.removed_resources;
+        for r in delta.resources {
+            // A resource without a body is one the server says does not exist.
+            let Some(any) = r.resource else {
+                next.remove(&r.name);
+                removed.push(r.name);
+                continue;
+            };
+            resources.push(any.clone());
+            versions.push((r.name.clone(), r.version.clone()));
+            next.insert(r.name, (r.version, any));
+        }
+        for name in &removed {
+            next.remove(name);
+        }
+        if wildcard {
+            let unchanged = next.iter().filter(|(name, _)| !versions.iter().any(|(n, _)| n == *name));
+            resources.extend(unchanged.map(|(_, (_, any))| any.clone()).collect::<Vec<_>>());
+        }
+        let response = DiscoveryResponse {
+            version_info: delta.system_version_info,
+            resources,
+            type_url: delta.type_url.clone(),
+            nonce: delta.nonce,
+            ..Default::default()
+        };
+        Prepared { response, type_url: delta.type_url, next, versions, removed }
+    }
+
+    /// Keeps what an accepted response left.
+    pub fn commit(&mut self, prepared: Prepared) {
+        self.accepted.insert(prepared.type_url, prepared.next);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::service::discovery::v3::Resource;
+
+    fn resource(name: &str, version: &str) -> Resource {
+        let any = Any { type_url: "t".into(), value: name.as_bytes().to_vec() };
+        Resource { name: name.into(), version: version.into(), resource: Some(any), ..Default::default() }
+    }
+
+    #[test]
+    fn a_wildcard_watch_gets_the_whole_state_the_response_first() {
+        let mut state = DeltaState::default();
+        let first = DeltaDiscoveryResponse {
+            type_url: "t".into(),
+            resources: vec![resource("a", "1"), resource("b", "1")],
+            ..Default::default()
+        };
+        let prepared = state.prepare(first, true);
+        assert_eq!(prepared.response.resources.len(), 2);
+        state.commit(prepared);
+        let second = DeltaDiscoveryResponse {
+            type_url: "t".into(),
+            system_version_info: "2".into(),
+            resources: vec![resource("c", "2")],
+            removed_resources: vec!["a".into()],
+            ..Default::default()
+        };
+        let prepared = state.prepare(second.clone(), true);
+        let names: Vec<&[u8]> = prepared.response.resources.iter().map(|a| a.value.as_slice()).collect();
+        assert_eq!(names, [&b"c"[..], b"b"]);
+        assert_eq!(prepared.response.version_info, "2");
+        // A named watch gets the response's resources only.
+        assert_eq!(state.prepare(second, false).response.resources.len(), 1);
+        // Not committed: a new stream still offers a and b.
+        let request = state.first_request("t", Vec::new(), true).expect("a wildcard asks");
+        assert_eq!(request.initial_resource_versions.len(), 2);
+    }
+
+    #[test]
+    fn names_are_subscribed_and_unsubscribed_against_the_streams() {
+        let mut state = DeltaState::default();
+        assert!(state.first_request("e", Vec::new(), false).is_none(), "no names: nothing to ask");
+        let first = state.first_request("e", vec!["x".into()], false).expect("a request");
+        assert_eq!(first.resource_names_subscribe, ["x"]);
+        assert!(state.names_changed("e", vec!["x".into()]).is_none());
+        let changed = state.names_changed("e", vec!["y".into()]).expect("a request");
+        assert_eq!(
+            (changed.resource_names_subscribe, changed.resource_names_unsubscribe),
+            (vec!["y".into()], vec!["x".into()])
+        );
+    }
+}
