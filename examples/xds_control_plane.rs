@@ -1,5 +1,6 @@
 //! The control plane of bench/run's `xds` section: the tests' management
-//! server (tests/shared/xds_server.rs, state-of-the-world ADS over h2c) in a
+//! server (tests/shared/xds_server.rs, ADS over h2c, state of the world or
+//! delta: it serves the stream the proxy opens) in a
 //! process of its own, so that Envoy and Courier get the very same xDS stream
 //! from the same code, driven by bench/run over stdin and stdout, one command
 //! a line, one answer a line (bench/README.md says what each figure does with
@@ -17,7 +18,9 @@
 //!   connection manager with stat prefix `bench_vVERSION` and RDS `bench` on
 //!   ADS: `pushed T`.
 //! - `wait-ack cds|eds|lds|rds VERSION`: waits for the proxy's ACK of that
-//!   type's VERSION: `acked T`, `nacked DETAIL`, or `timeout` (20 s).
+//!   type's VERSION: `acked T`, `nacked DETAIL`, or `timeout` (20 s). With
+//!   `--delta` (the proxies on DELTA_GRPC), whose ACKs carry no version: the
+//!   first ACK or NACK of that type after its last push.
 //!
 //! T is CLOCK_MONOTONIC in seconds (Python's `time.monotonic()`): for a push,
 //! the moment the server has the new state and has woken its streams (they
@@ -40,8 +43,9 @@ fn main() {
     // wait_request panics after 20 s with every request in its message; the
     // answer is `timeout`, without that.
     std::panic::set_hook(Box::new(|_| {}));
-    let mut plane =
-        Plane { xds: XdsServer::start(), assignments: Vec::new(), routes: HashMap::new(), pushed_at: HashMap::new() };
+    let delta = std::env::args().any(|a| a == "--delta");
+    let xds = XdsServer::start();
+    let mut plane = Plane { xds, delta, assignments: Vec::new(), routes: HashMap::new(), pushed_at: HashMap::new() };
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "port {}", plane.xds.port());
     let _ = out.flush();
@@ -56,7 +60,10 @@ fn main() {
 
 struct Plane {
     xds: XdsServer,
-    /// Every cluster's assignment, in order (`c0` first): EDS is state of the world.
+    /// The proxies speak delta xDS: their requests are `delta_requests`.
+    delta: bool,
+    /// Every cluster's assignment, in order (`c0` first): each push is the whole
+    /// state (a delta stream is sent what changed in it).
     assignments: Vec<Any>,
     /// Route configs built ahead, by version.
     routes: HashMap<String, Vec<Any>>,
@@ -107,17 +114,23 @@ impl Plane {
                 };
                 let after = self.pushed_at.get(type_url).copied().unwrap_or(0);
                 let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.xds.wait_request(after, |r| {
-                        r.type_url == type_url
-                            && !r.response_nonce.is_empty()
-                            && (r.version_info == *version || r.error_detail.is_some())
-                    })
+                    if self.delta {
+                        let (_, r) = self
+                            .xds
+                            .wait_delta_request(after, |r| r.type_url == type_url && !r.response_nonce.is_empty());
+                        r.error_detail
+                    } else {
+                        let (_, r) = self.xds.wait_request(after, |r| {
+                            r.type_url == type_url
+                                && !r.response_nonce.is_empty()
+                                && (r.version_info == *version || r.error_detail.is_some())
+                        });
+                        r.error_detail
+                    }
                 }));
                 Ok(match answer {
-                    Ok((_, r)) => match r.error_detail {
-                        Some(e) => format!("nacked {}", e.message.replace('\n', " ")),
-                        None => format!("acked {}", now()),
-                    },
+                    Ok(Some(e)) => format!("nacked {}", e.message.replace('\n', " ")),
+                    Ok(None) => format!("acked {}", now()),
                     Err(_) => "timeout".into(),
                 })
             }
@@ -126,7 +139,8 @@ impl Plane {
     }
 
     fn push(&mut self, type_url: &'static str, version: &str, resources: Vec<Any>) {
-        self.pushed_at.insert(type_url, self.xds.requests().len());
+        let seen = if self.delta { self.xds.delta_requests().len() } else { self.xds.requests().len() };
+        self.pushed_at.insert(type_url, seen);
         self.xds.push(type_url, version, resources);
     }
 }
