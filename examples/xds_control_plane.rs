@@ -10,9 +10,11 @@
 //!   assignments (one endpoint, 127.0.0.1:PORT), version `1` of both: `ok`.
 //! - `eds NAME PORT VERSION`: NAME's assignment moves to PORT, the others stay:
 //!   `pushed T`.
-//! - `build-routes N VERSION`: makes route config `bench` with N routes
-//!   `/vVERSION/rI` (all to `upstream`), `/c0` to cluster `c0` (prefix
-//!   rewritten to `/`) and `/` to `upstream`, ahead of its push: `ok`.
+//! - `build-routes N VERSION`: makes route config `bench`, ahead of its push:
+//!   prefix `/c0` to cluster `c0` (rewritten to `/`), path `/` to `upstream`
+//!   (what the load asks for, matched at once: the figure is the push's cost,
+//!   not the matching's), then N routes, prefix `/vVERSION/rI` to `upstream`:
+//!   `ok`.
 //! - `push-routes VERSION`: pushes what `build-routes` made: `pushed T`.
 //! - `listener PORT VERSION`: listener `bench` on 127.0.0.1:PORT, an HTTP
 //!   connection manager with stat prefix `bench_vVERSION` and RDS `bench` on
@@ -198,16 +200,14 @@ fn assignment(name: &str, port: u16) -> Result<Any, String> {
 }
 
 fn route_config(n: usize, version: &str) -> Result<Any, String> {
-    let route = |prefix: &str, cluster: &str, rewrite: &str| {
-        format!(
-            "    - {{ match: {{ prefix: \"{prefix}\" }}, route: {{ cluster: {cluster}, timeout: 10s{rewrite} }} }}\n"
-        )
+    let route = |matcher: &str, cluster: &str, rewrite: &str| {
+        format!("    - {{ match: {{ {matcher} }}, route: {{ cluster: {cluster}, timeout: 10s{rewrite} }} }}\n")
     };
-    let mut routes = route("/c0", "c0", ", prefix_rewrite: \"/\"");
+    let mut routes = route("prefix: \"/c0\"", "c0", ", prefix_rewrite: \"/\"");
+    routes += &route("path: \"/\"", "upstream", "");
     for i in 0..n {
-        routes += &route(&format!("/v{version}/r{i}"), "upstream", "");
+        routes += &route(&format!("prefix: \"/v{version}/r{i}\""), "upstream", "");
     }
-    routes += &route("/", "upstream", "");
     resource(
         ROUTE_TYPE,
         &format!("- name: bench\n  virtual_hosts:\n  - name: bench\n    domains: [\"*\"]\n    routes:\n{routes}"),
