@@ -109,6 +109,9 @@ struct Tally {
     wake_lags_us: Vec<u32>,
     errors: u64,
     non2xx: u64,
+    /// Responses that ended their connection (`Connection: close`, as a draining
+    /// proxy says it): the next request reconnects.
+    closed: u64,
     last_done: Option<Instant>,
 }
 
@@ -138,6 +141,7 @@ fn rate(args: &Args) -> Result<(), String> {
         all.wake_lags_us.extend(t.wake_lags_us);
         all.errors += t.errors;
         all.non2xx += t.non2xx;
+        all.closed += t.closed;
         all.last_done = all.last_done.max(t.last_done);
     }
     println!("{}", report(args, all, start));
@@ -175,6 +179,7 @@ fn run_schedule(
                     tally.non2xx += 1;
                 }
                 if !keep_alive {
+                    tally.closed += 1;
                     conn = None;
                 }
             }
@@ -195,11 +200,12 @@ fn report(args: &Args, mut all: Tally, start: Instant) -> String {
     let achieved = if elapsed > 0.0 { n as f64 / elapsed } else { 0.0 };
     let ms = |q| percentile_ms(&all.latencies_us, q);
     format!(
-        "{{\"target_rate\": {}, \"rate\": {achieved:.1}, \"count\": {n}, \"errors\": {}, \"non2xx\": {}, \"elapsed_s\": {elapsed:.3}, \
+        "{{\"target_rate\": {}, \"rate\": {achieved:.1}, \"count\": {n}, \"errors\": {}, \"non2xx\": {}, \"closed\": {}, \"elapsed_s\": {elapsed:.3}, \
          \"p50_ms\": {}, \"p90_ms\": {}, \"p99_ms\": {}, \"p999_ms\": {}, \"max_ms\": {}, \"wake_lag_p99_ms\": {}}}",
         args.rate,
         all.errors,
         all.non2xx,
+        all.closed,
         ms(0.50),
         ms(0.90),
         ms(0.99),
