@@ -436,13 +436,13 @@ impl Operator {
                     TlsField::PeerChainFingerprints256 => chain(&|der| Some(fingerprint(der, Fingerprint::Sha256))),
                     TlsField::PeerChainFingerprints1 => chain(&|der| Some(fingerprint(der, Fingerprint::Sha1))),
                     TlsField::PeerChainSerials => chain(&|der| read(der).map(|d| d.serial_number)),
-                    TlsField::LocalUriSan => joined(Some(&tls.local_uri_sans)),
+                    TlsField::LocalUriSan => sans(local(), SanKind::Uri),
                     TlsField::LocalSubject => local().map(|c| c.subject.clone()),
                     TlsField::LocalDnsSan => sans(local(), SanKind::Dns),
                     TlsField::LocalIpSan => sans(local(), SanKind::Ip),
                     TlsField::LocalEmailSan => sans(local(), SanKind::Email),
-                    TlsField::Version => tls.version.map(str::to_string),
-                    TlsField::Cipher => tls.cipher.map(str::to_string),
+                    TlsField::Version => tls.version_name().map(str::to_string),
+                    TlsField::Cipher => tls.cipher_name().map(str::to_string),
                     TlsField::SessionId => tls.session_id.clone(),
                 };
                 text(value.as_deref().filter(|v| !v.is_empty()), out)
@@ -498,6 +498,7 @@ fn unix_time(secs: i64) -> Option<SystemTime> {
 
 #[derive(Clone, Copy)]
 enum SanKind {
+    Uri,
     Dns,
     Ip,
     Email,
@@ -506,7 +507,9 @@ enum SanKind {
 /// A certificate's SANs of one kind, joined by `,` as Envoy prints them.
 fn sans(details: Option<&CertificateDetails>, kind: SanKind) -> Option<String> {
     let names = details?.subject_alt_names.iter().filter_map(|n| match (n, kind) {
-        (SubjectAltName::Dns(d), SanKind::Dns) | (SubjectAltName::Email(d), SanKind::Email) => Some(d.clone()),
+        (SubjectAltName::Uri(d), SanKind::Uri)
+        | (SubjectAltName::Dns(d), SanKind::Dns)
+        | (SubjectAltName::Email(d), SanKind::Email) => Some(d.clone()),
         (SubjectAltName::IpAddress(ip), SanKind::Ip) => Some(ip.to_string()),
         _ => None,
     });

@@ -424,9 +424,18 @@ fn downstream_tls_operators() {
             serial_number: "1f".into(),
         })),
         peer_certificates: vec![rustls::pki_types::CertificateDer::from(vec![0xfb, 0xff])],
-        local_uri_sans: vec!["spiffe://a/proxy".into()],
-        version: Some("TLSv1.2"),
-        cipher: Some("ECDHE-RSA-AES128-GCM-SHA256"),
+        local_certificate: Some(crate::network::tls::LocalCertificate::of_details(
+            crate::network::tls::CertificateDetails {
+                path: "<inline>".into(),
+                serial_number: "01".into(),
+                subject: "CN=proxy".into(),
+                subject_alt_names: vec![crate::network::tls::SubjectAltName::Uri("spiffe://a/proxy".into())],
+                valid_from: 0,
+                expiration_time: 0,
+            },
+        )),
+        version: Some(rustls::ProtocolVersion::TLSv1_2),
+        cipher: Some(rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
         ..Default::default()
     }));
     assert_eq!(
@@ -614,8 +623,8 @@ fn upstream_tls_operators_read_the_upstream_session() {
     f.info.upstream_tls = Some(std::rc::Rc::new(TlsSessionInfo {
         peer_certificates: vec![rustls::pki_types::CertificateDer::from(b"upstream".to_vec())],
         peer: Some(Box::new(peer)),
-        version: Some("TLSv1.2"),
-        cipher: Some("ECDHE-ECDSA-AES128-GCM-SHA256"),
+        version: Some(rustls::ProtocolVersion::TLSv1_2),
+        cipher: Some(rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256),
         read_details: Some(read_details),
         ..Default::default()
     }));

@@ -419,6 +419,9 @@ pub struct LocalCertificate {
 enum LocalContext {
     Server(Arc<TlsContext<ServerConfig>>),
     Client(Arc<TlsContext<ClientConfig>>),
+    /// A certificate's details alone, for the tests of what reads them.
+    #[cfg(test)]
+    Details(Arc<CertificateDetails>),
 }
 
 impl LocalCertificate {
@@ -427,10 +430,18 @@ impl LocalCertificate {
         LocalCertificate { context: LocalContext::Server(context), index }
     }
 
+    /// A certificate known by its details alone (tests).
+    #[cfg(test)]
+    pub fn of_details(details: CertificateDetails) -> Self {
+        LocalCertificate { context: LocalContext::Details(Arc::new(details)), index: 0 }
+    }
+
     pub fn details(&self) -> Option<&CertificateDetails> {
         let certificates = match &self.context {
             LocalContext::Server(c) => &c.certificates,
             LocalContext::Client(c) => &c.certificates,
+            #[cfg(test)]
+            LocalContext::Details(d) => return Some(d),
         };
         certificates.cert_chain.get(self.index)
     }
@@ -444,22 +455,17 @@ impl LocalCertificate {
 pub struct TlsSessionInfo {
     /// The peer's certificate chain, its own first; empty when it showed none.
     pub peer_certificates: Vec<rustls::pki_types::CertificateDer<'static>>,
-    /// The URI SANs of the certificate this side presented (`By=` in XFCC).
-    pub local_uri_sans: Vec<String>,
-    /// The certificate this side presented as Envoy names a peer (ext_authz's
-    /// destination principal): its first URI SAN, else its first DNS SAN, else
-    /// its subject.
-    pub local_principal: Option<String>,
     /// The peer's own certificate, read (boxed: most downstream connections have none).
     pub peer: Option<Box<PeerCertificate>>,
-    /// `TLSv1.2` / `TLSv1.3`.
-    pub version: Option<&'static str>,
+    /// The version negotiated (`version_name` prints it).
+    pub version: Option<rustls::ProtocolVersion>,
     /// A TLS 1.2 session's ID, lower-case hex (`%DOWNSTREAM_TLS_SESSION_ID%`);
     /// none for TLS 1.3, as Envoy 1.40 prints none there.
     pub session_id: Option<String>,
-    /// The cipher suite by its OpenSSL name, as Envoy's stats and logs name it.
-    pub cipher: Option<&'static str>,
-    /// The certificate this side presented (`%DOWNSTREAM_LOCAL_*%`).
+    /// The cipher suite negotiated (`cipher_name` prints it).
+    pub cipher: Option<rustls::CipherSuite>,
+    /// The certificate this side presented (`%DOWNSTREAM_LOCAL_*%`); what is
+    /// said of it is read from the context's copy, not kept per connection.
     pub local_certificate: Option<LocalCertificate>,
     /// Reads what `peer` leaves out of `peer_certificates` when a log line asks.
     pub read_details: Option<CertificateDetailsReader>,
@@ -471,6 +477,39 @@ pub type DownstreamTlsInfo = TlsSessionInfo;
 pub type UpstreamTlsInfo = TlsSessionInfo;
 
 impl TlsSessionInfo {
+    /// `TLSv1.2` / `TLSv1.3`.
+    pub fn version_name(&self) -> Option<&'static str> {
+        self.version.and_then(version_name)
+    }
+
+    /// The cipher suite by its OpenSSL name, as Envoy's stats and logs name it.
+    pub fn cipher_name(&self) -> Option<&'static str> {
+        self.cipher.map(cipher_name)
+    }
+
+    /// The URI SANs of the certificate this side presented (`By=` in XFCC).
+    pub fn local_uri_sans(&self) -> impl Iterator<Item = &str> {
+        let sans = self.local_certificate.as_ref().and_then(|c| c.details()).map(|d| d.subject_alt_names.iter());
+        sans.into_iter().flatten().filter_map(|n| match n {
+            SubjectAltName::Uri(u) => Some(u.as_str()),
+            _ => None,
+        })
+    }
+
+    /// The certificate this side presented as Envoy names a peer (ext_authz's
+    /// destination principal): its first URI SAN, else its first DNS SAN, else
+    /// its subject.
+    pub fn local_principal(&self) -> Option<&str> {
+        let local = self.local_certificate.as_ref()?.details()?;
+        let dns = || {
+            local.subject_alt_names.iter().find_map(|n| match n {
+                SubjectAltName::Dns(d) => Some(d.as_str()),
+                _ => None,
+            })
+        };
+        Some(self.local_uri_sans().next().or_else(dns).unwrap_or(&local.subject))
+    }
+
     fn of(
         session: &TlsSession,
         facts: &HandshakeFacts,
@@ -514,23 +553,6 @@ impl TlsSessionInfo {
         read_peer: PeerCertificateReader,
         read_details: CertificateDetailsReader,
     ) -> Self {
-        let local = local_certificate.as_ref().and_then(|c| c.details());
-        let local_uri_sans: Vec<String> = local
-            .map(|c| {
-                let uris = c.subject_alt_names.iter().filter_map(|n| match n {
-                    SubjectAltName::Uri(u) => Some(u.clone()),
-                    _ => None,
-                });
-                uris.collect()
-            })
-            .unwrap_or_default();
-        let local_principal = local.map(|c| {
-            let dns = c.subject_alt_names.iter().find_map(|n| match n {
-                SubjectAltName::Dns(d) => Some(d.clone()),
-                _ => None,
-            });
-            local_uri_sans.first().cloned().or(dns).unwrap_or_else(|| c.subject.clone())
-        });
         let session_id = facts.session_id().map(crate::common::hex::lower_hex);
         let session = session.state();
         let peer_certificates: Vec<_> = session.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
@@ -538,10 +560,8 @@ impl TlsSessionInfo {
             session_id,
             peer: peer_certificates.first().and_then(|c| read_peer(c.as_ref())).map(Box::new),
             peer_certificates,
-            local_uri_sans,
-            local_principal,
-            version: session.protocol_version().and_then(version_name),
-            cipher: session.negotiated_cipher_suite().map(|s| cipher_name(s.suite())),
+            version: session.protocol_version(),
+            cipher: session.negotiated_cipher_suite().map(|s| s.suite()),
             local_certificate,
             read_details: Some(read_details),
         }

@@ -99,7 +99,7 @@ impl CheckedRequest {
             let san = peer.uri_sans.first().or(peer.dns_sans.first());
             self.source_principal = san.cloned().unwrap_or_else(|| peer.subject.clone());
         }
-        self.destination_principal = tls.local_principal.clone().unwrap_or_default();
+        self.destination_principal = tls.local_principal().unwrap_or_default().to_string();
         if include_certificate {
             if let Some(own) = tls.peer_certificates.first() {
                 self.source_certificate = url_encoded_pem([own.as_ref()]);

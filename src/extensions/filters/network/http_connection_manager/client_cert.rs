@@ -105,7 +105,7 @@ impl ClientCertConfig {
 
     /// This hop's element for the client's certificate.
     fn element(&self, cert: &PeerCertificate, tls: &DownstreamTlsInfo) -> String {
-        let mut parts: Vec<String> = tls.local_uri_sans.iter().map(|u| format!("By={u}")).collect();
+        let mut parts: Vec<String> = tls.local_uri_sans().map(|u| format!("By={u}")).collect();
         parts.push(format!("Hash={}", cert.sha256));
         let chain = &tls.peer_certificates;
         if self.cert {
@@ -148,7 +148,18 @@ mod tests {
         DownstreamTlsInfo {
             peer: crate::extensions::transport_sockets::tls::peer_certificate(der.as_ref()).map(Box::new),
             peer_certificates: vec![der],
-            local_uri_sans: vec!["spiffe://example.org/proxy".into()],
+            local_certificate: Some(crate::network::tls::LocalCertificate::of_details(
+                crate::network::tls::CertificateDetails {
+                    path: "<inline>".into(),
+                    serial_number: "01".into(),
+                    subject: "CN=proxy".into(),
+                    subject_alt_names: vec![crate::network::tls::SubjectAltName::Uri(
+                        "spiffe://example.org/proxy".into(),
+                    )],
+                    valid_from: 0,
+                    expiration_time: 0,
+                },
+            )),
             ..Default::default()
         }
     }
