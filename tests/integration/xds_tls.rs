@@ -102,7 +102,7 @@ fn is_ack(r: &DeltaDiscoveryRequest, type_url: &str) -> bool {
     r.type_url == type_url && !r.response_nonce.is_empty() && r.error_detail.is_none()
 }
 
-/// Who answered `path` on the listener `name` of the proxy behind `admin`.
+/// Who answered `/` on the listener `name` of the proxy behind `admin`.
 fn served(admin: std::net::SocketAddr, name: &str) -> String {
     let r = Client::connect(admin_listener(admin, name)).get("/");
     if r.status == 200 {
@@ -113,7 +113,7 @@ fn served(admin: std::net::SocketAddr, name: &str) -> String {
 }
 
 /// The `cluster.xds.ssl.*` stats a session compares (`handshake` and the
-/// failures, as counted or not).
+/// failures), each as counted or not: retries make the counts timing's.
 fn ssl_stats(admin: std::net::SocketAddr) -> Vec<String> {
     ["handshake", "fail_verify_error", "connection_error", "no_certificate"]
         .iter()
@@ -150,6 +150,7 @@ fn mtls_session(start: fn(&str) -> Started) -> Vec<String> {
     // connection; the next one, after the management server restarts, shows it.
     swap_in(&dir.0, "xds-certificate.yaml", &certificate_file(&dir, "two", &two));
     wait_for("the rotated secret", || admin_stat(admin, "sds.xds_certificate.update_success") == 2);
+    out.push(format!("connections before the restart {}", xds.client_certificates().len()));
     let seen = xds.delta_requests().len();
     xds.restart();
     xds.wait_delta_request(seen, |r| r.type_url == CLUSTER_TYPE);
@@ -171,6 +172,7 @@ fn ads_over_mtls_serves_and_counts_the_handshake_as_envoy() {
             "connection_error 0",
             "no_certificate 0",
             "first client certificate 0",
+            "connections before the restart 1",
             "client certificate after the reconnect 1",
         ]
     );
