@@ -44,3 +44,4 @@ mod upstream;
 mod xds_delta;
 mod xds_files;
 mod xds_grpc;
+mod xds_tls;

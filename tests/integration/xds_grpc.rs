@@ -37,7 +37,8 @@ pub fn web_listener(name: &str, extra_routes: &str, cluster: &str) -> Any {
     resource(LISTENER_TYPE, &http_listener(name, "", &one_vhost(&routes), ""))
 }
 
-/// The management server's cluster: plaintext HTTP/2 to the control plane.
+/// The management server's cluster: plaintext HTTP/2 to the control plane
+/// (`xds_tls.rs` has it over TLS).
 pub fn xds_cluster(port: u16) -> String {
     format!(
         "{}    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: {{ http2_protocol_options: {{}} }}\n",
@@ -290,6 +291,10 @@ fn a_management_server_needs_a_static_http2_cluster() {
     let yaml = ads_bootstrap(&xds, "", "").replace("node: { id: test-node, cluster: test-cluster }\n", "");
     let e = refused(&yaml);
     assert!(e.contains("ads: node 'id' and 'cluster' are required"), "{e}");
+    // The stream writes no PROXY protocol header: refused, not ignored.
+    let yaml = ads_bootstrap(&xds, "", "") + "    transport_socket:\n      name: envoy.transport_sockets.upstream_proxy_protocol\n      typed_config:\n        \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport\n        config: { version: V2 }\n        transport_socket: { name: raw, typed_config: { \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer } }\n";
+    let e = refused(&yaml);
+    assert!(e.contains("'xds' has an upstream_proxy_protocol transport_socket"), "{e}");
 }
 
 /// What a request says, for comparing two proxies' (the node only as present or not).

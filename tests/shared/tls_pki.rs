@@ -205,6 +205,23 @@ pub fn server_config(leaf: &Leaf) -> Arc<rustls::ServerConfig> {
     Arc::new(config)
 }
 
+/// A server showing `leaf` that requires a client certificate `client_ca_pem` signed.
+pub fn mtls_server_config(leaf: &Leaf, client_ca_pem: &str) -> rustls::ServerConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs(client_ca_pem) {
+        roots.add(c).expect("CA");
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .expect("client verifier");
+    rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs(&leaf.cert_pem), key(&leaf.key_pem))
+        .expect("server cert")
+}
+
 /// `backend` behind TLS: a test upstream that terminates TLS with `leaf` and
 /// relays each connection to `backend` (which reports what it was sent). The
 /// backend lives as long as the front.

@@ -20,6 +20,10 @@
 //! has that the snapshot dropped (`push` without them, or `remove`). Its
 //! requests are kept apart (`delta_requests`, `wait_delta_request`).
 //!
+//! `start_tls` serves the same over TLS (a rustls server config, which may
+//! ask for a client certificate; ALPN `h2`), as Envoy Gateway's control
+//! plane does; a connection whose handshake fails is closed.
+//!
 //! `stop` closes the listening socket and every connection (the management
 //! server went away); `restart` listens on the same port again, keeping the
 //! snapshot and the requests seen.
@@ -74,6 +78,8 @@ struct State {
     requests: Vec<(String, DiscoveryRequest)>,
     /// Every request of a delta stream, with the path of its stream.
     delta_requests: Vec<(String, DeltaDiscoveryRequest)>,
+    /// The leaf certificate (DER) each TLS connection's client showed, in order.
+    client_certificates: Vec<Vec<u8>>,
     /// How many streams have been opened so far.
     streams: usize,
     /// Each open stream's wake-up for a new push.
@@ -84,14 +90,28 @@ pub struct XdsServer {
     pub addr: SocketAddr,
     state: Arc<(Mutex<State>, Condvar)>,
     running: Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl XdsServer {
     pub fn start() -> XdsServer {
+        Self::serve(None)
+    }
+
+    /// Serves over TLS with `config` (its ALPN set to `h2`).
+    #[allow(dead_code)] // the compat suite's binary serves h2c only
+    pub fn start_tls(config: rustls::ServerConfig) -> XdsServer {
+        let mut config = config;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Self::serve(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+    }
+
+    fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> XdsServer {
         let mut s = XdsServer {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             state: Arc::new((Mutex::new(State::default()), Condvar::new())),
             running: None,
+            tls,
         };
         s.listen();
         s
@@ -107,13 +127,25 @@ impl XdsServer {
         self.addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let state = self.state.clone();
+        let tls = self.tls.clone();
         let thread = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             rt.block_on(async move {
                 let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
                 let accept = async {
                     while let Ok((tcp, _)) = listener.accept().await {
-                        tokio::spawn(connection(tcp, state.clone()));
+                        let state = state.clone();
+                        match tls.clone() {
+                            None => tokio::spawn(connection(tcp, state)),
+                            Some(tls) => tokio::spawn(async move {
+                                let Ok(tls) = tls.accept(tcp).await else { return };
+                                let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+                                if let Some(leaf) = leaf {
+                                    state.0.lock().expect("state").client_certificates.push(leaf.to_vec());
+                                }
+                                connection(tls, state).await;
+                            }),
+                        };
                     }
                 };
                 tokio::select! {
@@ -215,6 +247,12 @@ impl XdsServer {
     }
 
     /// How many streams were opened.
+    /// The leaf certificate (DER) each TLS connection's client showed, in order.
+    #[allow(dead_code)] // the compat suite's binary serves h2c only
+    pub fn client_certificates(&self) -> Vec<Vec<u8>> {
+        self.state.0.lock().expect("state").client_certificates.clone()
+    }
+
     pub fn streams(&self) -> usize {
         self.state.0.lock().expect("state").streams
     }
@@ -242,8 +280,11 @@ impl Drop for XdsServer {
     }
 }
 
-async fn connection(tcp: tokio::net::TcpStream, state: Arc<(Mutex<State>, Condvar)>) {
-    let Ok(mut conn) = h2::server::handshake(tcp).await else { return };
+async fn connection<T>(io: T, state: Arc<(Mutex<State>, Condvar)>)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let Ok(mut conn) = h2::server::handshake(io).await else { return };
     while let Some(Ok((request, respond))) = conn.accept().await {
         tokio::spawn(stream(request, respond, state.clone()));
     }

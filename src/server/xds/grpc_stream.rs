@@ -1,5 +1,8 @@
-//! A gRPC bidirectional stream to a management server: one plaintext HTTP/2
-//! connection (prior knowledge) per stream, opened on the main thread, carrying
+//! A gRPC bidirectional stream to a management server: one HTTP/2 connection
+//! per stream, opened on the main thread — in plaintext (prior knowledge), or
+//! over the cluster's TLS transport socket (`UpstreamTls`, the same client the
+//! cluster's pools use: its SNI, certificate validation and secrets, ALPN `h2`
+//! when the context names none, its `ssl.*` stats) — carrying
 //! one `POST` of the service method with the headers Envoy's gRPC client sends
 //! (`content-type: application/grpc`, `te: trailers`, `:authority` the
 //! cluster's name). Messages are length-prefixed protobuf both ways.
@@ -21,6 +24,8 @@ use http::header::{HeaderValue, CONTENT_TYPE, TE};
 use prost::Message;
 
 use crate::http::grpc::{GRPC_MESSAGE, GRPC_STATUS};
+use crate::network::tls::{AlpnFallback, TransportOptions, UpstreamTls};
+use crate::network::transport::TransportStream;
 
 /// The largest message read (a whole state of the world of clusters or
 /// listeners arrives as one).
@@ -60,20 +65,20 @@ impl Drop for GrpcStream {
 }
 
 impl GrpcStream {
-    /// Connects to `addr` (within `connect_timeout`) and opens the stream of
-    /// `method` (`/package.Service/Method`).
+    /// Connects to `addr` over `tls` if given (within `connect_timeout`, the
+    /// TLS handshake included, as Envoy's) and opens the stream of `method`
+    /// (`/package.Service/Method`).
     pub async fn open(
         addr: SocketAddr,
+        tls: Option<&UpstreamTls>,
         authority: &str,
         method: &str,
         connect_timeout: Duration,
     ) -> Result<GrpcStream, StreamError> {
-        let tcp = tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(addr))
+        let transport = tokio::time::timeout(connect_timeout, connect(addr, tls))
             .await
-            .map_err(|_| StreamError(format!("connecting to {addr} timed out")))?
-            .map_err(|e| failed(&format!("connecting to {addr}"), e))?;
-        let _ = tcp.set_nodelay(true);
-        let (client, connection) = h2::client::handshake(tcp).await.map_err(|e| failed("HTTP/2 handshake", e))?;
+            .map_err(|_| StreamError(format!("connecting to {addr} timed out")))??;
+        let (client, connection) = h2::client::handshake(transport).await.map_err(|e| failed("HTTP/2 handshake", e))?;
         let connection = tokio::task::spawn_local(async move {
             let _ = connection.await;
         });
@@ -131,6 +136,17 @@ impl GrpcStream {
             }
         }
     }
+}
+
+/// A connection to `addr`, with its TLS handshake done over `tls`.
+async fn connect(addr: SocketAddr, tls: Option<&UpstreamTls>) -> Result<TransportStream, StreamError> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| failed(&format!("connecting to {addr}"), e))?;
+    let _ = tcp.set_nodelay(true);
+    let Some(tls) = tls else { return Ok(TransportStream::from(tcp)) };
+    let (stream, _) = Box::pin(tls.connect(tcp, addr.ip(), Some(AlpnFallback::Http2), &TransportOptions::NONE))
+        .await
+        .map_err(|e| failed(&format!("the TLS handshake with {addr}"), e))?;
+    Ok(stream)
 }
 
 /// A whole message from `buf`, if one is there; an error for one announced

@@ -6,8 +6,10 @@ pub use crate::config::config_source::{GrpcSource, Source, SubscriptionSource};
 use crate::config::{ConfigError, FieldPath};
 
 /// Envoy's check of a management server's cluster: one of `static_resources`
-/// (`cluster` is `None` when none has the name). Courier speaks to it in
-/// plaintext HTTP/2 only, so it needs `http2_protocol_options` and no TLS.
+/// (`cluster` is `None` when none has the name). Courier speaks HTTP/2 to it,
+/// in plaintext or over the cluster's TLS transport socket, so it needs
+/// `http2_protocol_options`; the stream writes no PROXY protocol header, so
+/// an `upstream_proxy_protocol` transport socket is refused.
 pub fn check_cluster(
     grpc: &GrpcSource,
     cluster: Option<&crate::upstream::cluster::ClusterInfo>,
@@ -23,10 +25,10 @@ pub fn check_cluster(
              HTTP/2)"
         )));
     }
-    if cluster.tls.is_some() {
+    if cluster.proxy_protocol.is_some() {
         return Err(path.error(format!(
-            "the management server's cluster '{name}' has a transport_socket: Courier reaches a management server \
-             in plaintext only"
+            "the management server's cluster '{name}' has an upstream_proxy_protocol transport_socket: Courier's \
+             xDS stream does not write the PROXY protocol"
         )));
     }
     Ok(())
