@@ -11,7 +11,7 @@
 //! value of each criterion on the stack: no allocation per connection, and for the
 //! few chains a listener has, fewer instructions than Envoy's nested maps.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::CidrRange;
@@ -21,22 +21,11 @@ use envoy_types::pb::envoy::config::listener::v3::FilterChainMatch;
 use super::filter::FilterChain;
 pub use crate::matcher::cidr::Cidr;
 
-/// What a connection offers to the match, once the listener filters have run.
-#[derive(Debug, Clone, Copy)]
-pub struct MatchInput<'a> {
-    /// The local (destination) address, as the PROXY protocol may have restored it.
-    pub local: SocketAddr,
-    /// The client's address, as the PROXY protocol may have restored it.
-    pub remote: SocketAddr,
-    /// The peer of the TCP connection itself.
-    pub direct_remote: SocketAddr,
-    /// SNI from the TLS inspector, lower case; empty when there is none.
-    pub server_name: &'a str,
-    /// `tls`, or `raw_buffer` when no listener filter found another.
-    pub transport_protocol: &'a str,
-    /// ALPN (TLS inspector) or the HTTP inspector's protocol, in the client's order.
-    pub application_protocols: &'a [String],
-}
+/// What a connection offers to the match, once the listener filters have run:
+/// the addresses as the PROXY protocol may have restored them, the SNI from the
+/// TLS inspector (lower case), `tls` or `raw_buffer`, and ALPN or the HTTP
+/// inspector's protocol. The generic matcher's network inputs read the same.
+pub type MatchInput<'a> = crate::matcher::ConnectionFacts<'a>;
 
 /// `source_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
