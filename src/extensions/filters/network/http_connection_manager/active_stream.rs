@@ -129,12 +129,12 @@ pub async fn handle(
         }
     }
     stream.mutate_request_headers(&mut parts);
-    // The connection manager's entry for the type, if it has one (only HTTP/1
-    // tunnels: an HTTP/2 upgrade is extended CONNECT, not supported).
-    let upgrade_entry = upgrade.as_ref().and_then(|(kind, ..)| {
-        let http1 = parts.version <= Version::HTTP_11;
-        cfg.upgrades.iter().find(|(t, _)| t == kind && http1).map(|(_, enabled)| *enabled)
-    });
+    // The connection manager's entry for the type, if it has one. On HTTP/2 the
+    // codec refuses `upgrade` headers: an upgrade there is an extended CONNECT,
+    // which the connection turned into one (`extended_connect`).
+    let upgrade_entry = upgrade
+        .as_ref()
+        .and_then(|(kind, ..)| cfg.upgrades.iter().find(|(t, _)| t == kind).map(|(_, enabled)| *enabled));
     if let (Some((kind, ..)), None) = (&upgrade, upgrade_entry) {
         return stream.upgrade_refused(kind, &parts, is_head);
     }
