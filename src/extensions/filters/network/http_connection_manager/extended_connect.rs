@@ -179,7 +179,7 @@ async fn relay(
         Ended::Closed => {
             let _ = send.send_data(Bytes::new(), true);
         }
-        Ended::Reset(TunnelEnd::Idle) => send.send_reset(Reason::NO_ERROR),
+        Ended::Reset(TunnelEnd::Idle) => send.send_reset(Reason::INTERNAL_ERROR),
         Ended::Reset(_) => {
             // What the upstream sent before it went reaches the client first (a
             // reset discards what the codec still holds), as with Envoy.

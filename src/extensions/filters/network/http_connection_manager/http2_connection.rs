@@ -458,16 +458,15 @@ async fn serve_stream(
     }
 }
 
-/// Envoy's counters for how an extended CONNECT's tunnel ended: a reset
-/// Courier sent counts as received too (checked against Envoy 1.40).
+/// Envoy's counters for how an extended CONNECT's tunnel ended, beyond what
+/// the stream's completion counts (`finish_tunnel`): a reset Courier sent
+/// because the upstream went counts as received too, and a tunnel the client
+/// reset or left idle never completed its request (checked against Envoy 1.40).
 fn tunnel_ended(stats: &HcmStats, ended: &Ended) {
     match ended {
         Ended::Closed => {}
-        Ended::ClientReset => stats.downstream_rq_rx_reset.inc(),
-        Ended::Reset(end) => {
-            if *end == TunnelEnd::Idle {
-                stats.downstream_rq_idle_timeout.inc();
-            }
+        Ended::ClientReset | Ended::Reset(TunnelEnd::Idle) => stats.downstream_rq_response_before_rq_complete.inc(),
+        Ended::Reset(_) => {
             stats.downstream_rq_tx_reset.inc();
             stats.downstream_rq_rx_reset.inc();
         }
