@@ -641,6 +641,12 @@ impl Stream {
         headers::remove_hop_by_hop(&mut response.headers);
         if let Some(v) = upgrade {
             response.headers.insert(http::header::UPGRADE, v);
+        } else if self.upgrade && request.version == Version::HTTP_2 {
+            // An extended CONNECT the upstream did not switch: Envoy sends the
+            // head alone (`extended_connect`), without its body's headers and
+            // without service time (checked against Envoy 1.40).
+            response.headers.remove(http::header::CONTENT_LENGTH);
+            response.headers.remove(http::header::CONTENT_TYPE);
         } else {
             response
                 .headers

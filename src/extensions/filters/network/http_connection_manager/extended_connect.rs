@@ -42,6 +42,25 @@ pub(super) fn as_upgrade(parts: &mut http::request::Parts) -> bool {
     true
 }
 
+/// A response to an extended CONNECT that is not a tunnel, written: an
+/// upstream's answer (it did not switch) as its head alone, as Envoy's (the
+/// stream dropped its body's headers: `upstream_response_headers`); a local
+/// reply whole.
+pub(super) async fn write_unswitched(
+    response: http::Response<ResponseBody>,
+    respond: &mut SendResponse<Bytes>,
+    out: Outbound<'_>,
+    timer: &mut Timer,
+) -> Result<u64, WriteError> {
+    if response.body().is_local() {
+        return response_writer::write(respond, response, false, out, timer).await;
+    }
+    let (parts, body) = response.into_parts();
+    body.discard_unswitched();
+    let head = http::Response::from_parts(parts, http_body_util::Empty::<Bytes>::new());
+    response_writer::write(respond, head, true, out, timer).await
+}
+
 /// How a tunnel ended, for the stream's counters.
 pub(super) enum Ended {
     /// Both directions ended: END_STREAM went to the client.
@@ -65,6 +84,9 @@ pub(super) async fn serve(
     out: Outbound<'_>,
     stats: &HcmStats,
 ) -> Result<Ended, http::Response<ResponseBody>> {
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Err(response);
+    }
     let Some((mut upstream, completion)) = response.body_mut().take_upgraded() else { return Err(response) };
     let (mut parts, _) = response.into_parts();
     parts.status = StatusCode::OK;

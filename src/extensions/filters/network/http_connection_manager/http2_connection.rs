@@ -416,6 +416,7 @@ async fn serve_stream(
     };
     let limits = WriteLimits { idle: timers.idle(), deadline: timers.max_duration().map(|d| started + d) };
     let out = Outbound { limits, guard, buffer_limit: u64::from(cfg.buffer_limit).max(MIN_SEND_BUDGET) };
+    let unswitched = tunnel_recv.is_some();
     if let Some(recv) = tunnel_recv {
         // Envoy closes the connection after refusing an upgrade: GOAWAY first.
         if response.extensions().get::<CloseConnection>().is_some() {
@@ -440,7 +441,11 @@ async fn serve_stream(
             }
         }
     }
-    let written = http2::response_writer::write(respond, response, head_only, out, &mut timer).await;
+    let written = if unswitched {
+        extended_connect::write_unswitched(response, respond, out, &mut timer).await
+    } else {
+        http2::response_writer::write(respond, response, head_only, out, &mut timer).await
+    };
     stats.downstream_rq_active.dec();
     match written {
         Ok(_) => {}

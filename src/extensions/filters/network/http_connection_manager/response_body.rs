@@ -160,6 +160,18 @@ impl ResponseBody {
         Some((upgraded, self.completion.take()?))
     }
 
+    /// A local reply's body (not an upstream's).
+    pub fn is_local(&self) -> bool {
+        matches!(self.source, Source::Local(_))
+    }
+
+    /// An upstream's answer other than 101 to an extended CONNECT's upgrade:
+    /// Envoy sends its head alone, so the body is not sent; the stream ends
+    /// complete, with nothing sent.
+    pub fn discard_unswitched(mut self) {
+        self.finish(true);
+    }
+
     /// Ends the stream as reset by the client: nothing is written.
     pub fn downstream_reset(mut self) {
         if let Some(c) = self.completion.take() {
