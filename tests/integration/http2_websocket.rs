@@ -121,8 +121,17 @@ fn extended_connect(addr: std::net::SocketAddr, steps: &[(&'static [u8], &'stati
 #[test]
 fn websocket_over_http2_is_relayed_to_an_http1_upgrade() {
     let (port, heads, upstream) = websocket_upstream();
+    let dir = TempDir::new("h2ws");
+    let log = dir.0.join("access.log");
     let c = start(
-        "http2_protocol_options: { allow_connect: true }\nupgrade_configs: [{ upgrade_type: websocket }]\n",
+        &format!(
+            "http2_protocol_options: {{ allow_connect: true }}\nupgrade_configs: [{{ upgrade_type: websocket }}]\n\
+             access_log:\n- name: envoy.access_loggers.file\n  typed_config:\n    \"@type\": \
+             type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n    path: {}\n    \
+             log_format: {{ text_format_source: {{ inline_string: \"%REQ(:METHOD)% %RESPONSE_CODE% \
+             %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT%\\n\" }} }}\n",
+            log.display()
+        ),
         port,
     );
     let seen = extended_connect(c.listener("web"), &[(b"WELCOME", b"hello"), (b"echo:hello", b"bye")]);
@@ -149,6 +158,9 @@ fn websocket_over_http2_is_relayed_to_an_http1_upgrade() {
     assert_eq!(c.stat("http.ingress.downstream_rq_rx_reset"), Some(1));
     assert_eq!(c.stat("http.ingress.downstream_rq_1xx"), Some(1));
     assert_eq!(c.stat("http2.tx_reset"), Some(1));
+    // Logged when the tunnel closed, as Envoy logs it: the upstream's 101, `UC`,
+    // the tunnel's bytes (hello + bye in; WELCOME and the echoes out).
+    assert_eq!(wait_for_lines(&log, 1), ["GET 101 UC 8 25"]);
 }
 
 /// Without `upgrade_configs` the extended CONNECT gets Envoy's 403, and the

@@ -1016,6 +1016,11 @@ impl StreamCompletion for Completion {
                 stats.downstream_rq_rx_reset.inc();
                 stats.downstream_rq_tx_reset.inc();
             }
+            TunnelEnd::StreamReset => {
+                self.info.response_flags.set(ResponseFlag::DownstreamRemoteReset);
+                stats.downstream_rq_rx_reset.inc();
+            }
+            TunnelEnd::UpstreamReset => self.info.response_flags.set(ResponseFlag::UpstreamConnectionTermination),
             TunnelEnd::Upstream => {}
         }
         self.finish(sent, None, true);

@@ -92,7 +92,7 @@ pub(super) async fn serve(
     parts.status = StatusCode::OK;
     response_writer::prepare_head(&mut parts);
     let Ok(send) = respond.send_response(http::Response::from_parts(parts, ()), false) else {
-        completion.finish_tunnel(0, TunnelEnd::Client);
+        completion.finish_tunnel(0, TunnelEnd::StreamReset);
         return Ok(Ended::ClientReset);
     };
     stats.downstream_cx_upgrades_active.inc();
@@ -103,8 +103,9 @@ pub(super) async fn serve(
     received.set(received.get() + traffic.received.get());
     let end = match &ended {
         Ended::Closed => TunnelEnd::Upstream,
-        Ended::ClientReset => TunnelEnd::Client,
-        Ended::Reset(end) => *end,
+        Ended::ClientReset => TunnelEnd::StreamReset,
+        Ended::Reset(TunnelEnd::Idle) => TunnelEnd::Idle,
+        Ended::Reset(_) => TunnelEnd::UpstreamReset,
     };
     completion.finish_tunnel(traffic.sent.get(), end);
     Ok(ended)

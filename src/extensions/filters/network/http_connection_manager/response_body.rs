@@ -30,6 +30,10 @@ pub enum TunnelEnd {
     Upstream,
     /// Nothing moved for `stream_idle_timeout` (Envoy's `SI`).
     Idle,
+    /// HTTP/2: the client reset the stream (Envoy's `DR`).
+    StreamReset,
+    /// HTTP/2: the upstream closed, so the stream was reset (Envoy's `UC`).
+    UpstreamReset,
 }
 
 pub trait StreamCompletion {
