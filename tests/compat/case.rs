@@ -58,6 +58,8 @@
 //!                       # `connection: close`; `client_cert: true` shows the client's
 //!   http2: true         # sent by an HTTP/2 client (prior knowledge) on a new
 //!                       # connection; `host` becomes `:authority`; no raw/reuse/hang-up
+//!   h2_protocol: websocket  # with http2 and `method: CONNECT`: an extended CONNECT
+//!                       # (RFC 8441) with this `:protocol`, the stream left open
 //!   reuse: true         # on the previous request's client connection (keep-alive)
 //!                       # instead of a new one; with `repeat`, every repetition reuses it
 //! - tcp: "hello"        # raw TCP: send, half-close, read to EOF
@@ -161,6 +163,10 @@ pub struct Request {
     /// Send with an HTTP/2 client (prior knowledge) on a new connection.
     #[serde(default)]
     pub http2: bool,
+    /// With `http2`: sent as `:protocol` of an extended CONNECT (RFC 8441; give
+    /// `method: CONNECT`), the stream left open while the response is read.
+    #[serde(default)]
+    pub h2_protocol: Option<String>,
     /// Send over TLS on a new connection (SNI `server.test`, trusting `{{TLS_CA}}`),
     /// reading until the proxy closes: give `connection: close`.
     #[serde(default)]
@@ -271,6 +277,9 @@ impl Case {
         for (i, r) in case.requests.iter().enumerate() {
             if r.http2 && (r.raw.is_some() || r.reuse || r.hangs_up() || r.tcp.is_some()) {
                 return Err(format!("{}: http2 requests cannot be raw, reused, hung up or tcp", path.display()));
+            }
+            if r.h2_protocol.is_some() && !r.http2 {
+                return Err(format!("{}: h2_protocol needs http2", path.display()));
             }
             if r.latin1 && r.raw.as_deref().or(r.tcp.as_deref()).is_none_or(|raw| raw.chars().any(|c| c > '\u{ff}')) {
                 return Err(format!("{}: latin1 needs a raw or tcp text of characters up to U+00FF", path.display()));

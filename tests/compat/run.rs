@@ -1182,6 +1182,7 @@ fn http2_exchange(addr: SocketAddr, r: &crate::case::Request) -> Exchanged {
         method: r.method.clone().unwrap_or_else(|| "GET".into()),
         path: r.path.clone().unwrap_or_else(|| "/".into()),
         body: r.body_bytes(),
+        protocol: r.h2_protocol.clone(),
         ..Default::default()
     };
     for (k, v) in r.header_pairs() {

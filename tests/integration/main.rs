@@ -19,6 +19,7 @@ mod examples;
 mod http2_conformance;
 mod http2_downstream;
 mod http2_upstream;
+mod http2_websocket;
 mod http_codec;
 mod http_filters;
 mod http_options;

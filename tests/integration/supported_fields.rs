@@ -114,6 +114,8 @@ const HCM_UPGRADE: &str =
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig";
 const PROXY_IT: &str = "tests/integration/http_proxy.rs";
 const WEBSOCKET_IT: &str = "websocket_upgrades_become_tunnels";
+const H2_WEBSOCKET_IT: &str = "tests/integration/http2_websocket.rs";
+const H2_WEBSOCKET: &str = "websocket_over_http2_is_relayed_to_an_http1_upgrade";
 const MIRROR_POLICY: &str = "envoy.config.route.v3.RouteAction.RequestMirrorPolicy";
 const MIRROR_IT: &str = "a_mirror_gets_a_copy_of_a_streamed_request";
 const ROUTE_ACTION: &str = "envoy.config.route.v3.RouteAction";
@@ -863,7 +865,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (HCM, "stream_idle_timeout", &[compat("route_idle_timeout"), test(CODEC_IT, "stream_timers_answer_408_or_504")]),
     (HCM, "drain_timeout", &[compat("idle_drain"), test(CODEC_IT, "an_idle_connection_drains_before_it_closes")]),
     (HCM, "local_reply_config", &[compat("local_reply_config")]),
-    (HCM, "upgrade_configs", &[test(PROXY_IT, WEBSOCKET_IT)]),
+    (HCM, "upgrade_configs", &[test(PROXY_IT, WEBSOCKET_IT), test(H2_WEBSOCKET_IT, H2_WEBSOCKET)]),
     (HCM, "request_timeout", &[test(CODEC_IT, "stream_timers_answer_408_or_504")]),
     (
         HCM,
@@ -961,7 +963,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
             test(H2_UPSTREAM_IT, "a_chunked_request_body_streams_both_ways_under_http2_flow_control"),
         ],
     ),
-    (H2_OPTIONS, "allow_connect", &[test(H2_IT, H2_SETTINGS)]),
+    (H2_OPTIONS, "allow_connect", &[test(H2_IT, H2_SETTINGS), test(H2_WEBSOCKET_IT, H2_WEBSOCKET)]),
     (
         H2_OPTIONS,
         "max_consecutive_inbound_frames_with_empty_payload",

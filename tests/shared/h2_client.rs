@@ -22,6 +22,9 @@ pub struct H2Request {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub trailers: Vec<(String, String)>,
+    /// `:protocol` of an extended CONNECT (RFC 8441; `method` should be
+    /// CONNECT): sent once the server's SETTINGS allow it, the stream left open.
+    pub protocol: Option<String>,
 }
 
 impl H2Request {
@@ -94,8 +97,16 @@ async fn one(client: h2::client::SendRequest<Bytes>, r: H2Request) -> Result<H2R
     for (k, v) in &r.headers {
         builder = builder.header(k.as_str(), v.as_str());
     }
-    let request = builder.body(()).map_err(|e| format!("request: {e}"))?;
-    let no_body = r.body.is_empty() && r.trailers.is_empty();
+    let mut request = builder.body(()).map_err(|e| format!("request: {e}"))?;
+    if let Some(protocol) = &r.protocol {
+        // The server's SETTINGS come after the handshake; the caller's timeout
+        // bounds the wait (a server that never allows it fails the exchange).
+        while !client.is_extended_connect_protocol_enabled() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        request.extensions_mut().insert(h2::ext::Protocol::from(protocol.as_str()));
+    }
+    let no_body = r.body.is_empty() && r.trailers.is_empty() && r.protocol.is_none();
     let (response, mut send) = client.send_request(request, no_body).map_err(|e| format!("send: {e}"))?;
     if !r.body.is_empty() {
         send.send_data(Bytes::from(r.body.clone()), r.trailers.is_empty()).map_err(|e| format!("data: {e}"))?;

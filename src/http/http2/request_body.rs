@@ -42,7 +42,9 @@ impl StreamRx {
 
 /// The body of one request stream.
 pub struct RequestBody {
-    recv: h2::RecvStream,
+    /// `None` for a stream whose DATA is not a body (extended CONNECT: the
+    /// tunnel reads it), which the router sees as empty.
+    recv: Option<h2::RecvStream>,
     rx: Rc<StreamRx>,
     /// `content-length` of the request, when it gave one.
     length: Option<u64>,
@@ -51,7 +53,14 @@ pub struct RequestBody {
 
 impl RequestBody {
     pub fn new(recv: h2::RecvStream, rx: Rc<StreamRx>, length: Option<u64>) -> RequestBody {
-        RequestBody { recv, rx, length, data_done: false }
+        RequestBody { recv: Some(recv), rx, length, data_done: false }
+    }
+
+    /// A request without a body whose stream stays open (extended CONNECT,
+    /// RFC 8441): what the client sends is the tunnel's, not the request's.
+    pub fn tunnel(rx: Rc<StreamRx>) -> RequestBody {
+        rx.done.set(true);
+        RequestBody { recv: None, rx, length: Some(0), data_done: true }
     }
 }
 
@@ -67,14 +76,15 @@ impl Body for RequestBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, CodecError>>> {
         let this = &mut *self;
+        let Some(recv) = &mut this.recv else { return Poll::Ready(None) };
         while !this.data_done {
-            match ready!(this.recv.poll_data(cx)) {
+            match ready!(recv.poll_data(cx)) {
                 Some(Ok(data)) => {
                     // Empty DATA frames carry nothing to relay.
                     if data.is_empty() {
                         continue;
                     }
-                    let _ = this.recv.flow_control().release_capacity(data.len());
+                    let _ = recv.flow_control().release_capacity(data.len());
                     let rx = &this.rx;
                     rx.body_bytes.set(rx.body_bytes.get() + data.len() as u64);
                     rx.last_rx.set(Instant::now());
@@ -87,7 +97,7 @@ impl Body for RequestBody {
         if this.rx.done.get() {
             return Poll::Ready(None);
         }
-        let trailers = ready!(this.recv.poll_trailers(cx));
+        let trailers = ready!(recv.poll_trailers(cx));
         this.rx.done.set(true);
         this.rx.last_rx.set(Instant::now());
         match trailers {
@@ -101,7 +111,7 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.rx.done.get() || self.recv.is_end_stream()
+        self.rx.done.get() || self.recv.as_ref().is_none_or(|r| r.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {

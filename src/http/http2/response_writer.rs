@@ -48,19 +48,7 @@ where
     B: Body<Data = Bytes>,
 {
     let (mut parts, body) = response.into_parts();
-    // Connection-specific headers have no meaning in HTTP/2 (RFC 9113 §8.2.2).
-    // Most responses have none: one pass over the names settles it.
-    let specific = [CONNECTION, TRANSFER_ENCODING, UPGRADE, TE, KEEP_ALIVE, PROXY_CONNECTION];
-    if parts.headers.keys().any(|k| specific.contains(k)) {
-        for name in specific {
-            parts.headers.remove(name);
-        }
-    }
-    if !parts.headers.contains_key(DATE) {
-        parts.headers.insert(DATE, date::now());
-    }
-    detach_values(&mut parts.headers);
-    parts.version = http::Version::HTTP_2;
+    prepare_head(&mut parts);
     let status = parts.status;
     let no_body = head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
     let end = no_body || body.is_end_stream();
@@ -106,6 +94,23 @@ where
     }
 }
 
+/// A response head as HTTP/2 sends it: without connection-specific headers
+/// (RFC 9113 §8.2.2), with a `date`.
+pub fn prepare_head(parts: &mut http::response::Parts) {
+    // Most responses have none: one pass over the names settles it.
+    let specific = [CONNECTION, TRANSFER_ENCODING, UPGRADE, TE, KEEP_ALIVE, PROXY_CONNECTION];
+    if parts.headers.keys().any(|k| specific.contains(k)) {
+        for name in specific {
+            parts.headers.remove(name);
+        }
+    }
+    if !parts.headers.contains_key(DATE) {
+        parts.headers.insert(DATE, date::now());
+    }
+    detach_values(&mut parts.headers);
+    parts.version = http::Version::HTTP_2;
+}
+
 /// Moves the header values into one buffer of their own. HPACK's dynamic table
 /// keeps the values it indexes for the connection's life, and values parsed
 /// from an upstream response are slices of that connection's read buffer: kept,
@@ -130,7 +135,7 @@ fn detach_values(headers: &mut http::HeaderMap) {
 }
 
 /// Sends `data` as the window allows; `last` ends the stream with it.
-async fn send_data(
+pub async fn send_data(
     send: &mut SendStream<Bytes>,
     mut data: Bytes,
     last: bool,

@@ -129,12 +129,12 @@ pub async fn handle(
         }
     }
     stream.mutate_request_headers(&mut parts);
-    // The connection manager's entry for the type, if it has one (only HTTP/1
-    // tunnels: an HTTP/2 upgrade is extended CONNECT, not supported).
-    let upgrade_entry = upgrade.as_ref().and_then(|(kind, ..)| {
-        let http1 = parts.version <= Version::HTTP_11;
-        cfg.upgrades.iter().find(|(t, _)| t == kind && http1).map(|(_, enabled)| *enabled)
-    });
+    // The connection manager's entry for the type, if it has one. On HTTP/2 the
+    // codec refuses `upgrade` headers: an upgrade there is an extended CONNECT,
+    // which the connection turned into one (`extended_connect`).
+    let upgrade_entry = upgrade
+        .as_ref()
+        .and_then(|(kind, ..)| cfg.upgrades.iter().find(|(t, _)| t == kind).map(|(_, enabled)| *enabled));
     if let (Some((kind, ..)), None) = (&upgrade, upgrade_entry) {
         return stream.upgrade_refused(kind, &parts, is_head);
     }
@@ -641,6 +641,12 @@ impl Stream {
         headers::remove_hop_by_hop(&mut response.headers);
         if let Some(v) = upgrade {
             response.headers.insert(http::header::UPGRADE, v);
+        } else if self.upgrade && request.version == Version::HTTP_2 {
+            // An extended CONNECT the upstream did not switch: Envoy sends the
+            // head alone (`extended_connect`), without its body's headers and
+            // without service time (checked against Envoy 1.40).
+            response.headers.remove(http::header::CONTENT_LENGTH);
+            response.headers.remove(http::header::CONTENT_TYPE);
         } else {
             response
                 .headers
@@ -1010,6 +1016,11 @@ impl StreamCompletion for Completion {
                 stats.downstream_rq_rx_reset.inc();
                 stats.downstream_rq_tx_reset.inc();
             }
+            TunnelEnd::StreamReset => {
+                self.info.response_flags.set(ResponseFlag::DownstreamRemoteReset);
+                stats.downstream_rq_rx_reset.inc();
+            }
+            TunnelEnd::UpstreamReset => self.info.response_flags.set(ResponseFlag::UpstreamConnectionTermination),
             TunnelEnd::Upstream => {}
         }
         self.finish(sent, None, true);

@@ -26,8 +26,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::active_stream::{self, StreamTimers};
+use super::active_stream::{self, CloseConnection, StreamTimers};
 use super::config::HcmConfig;
+use super::extended_connect::{self, Ended};
+use super::response_body::TunnelEnd;
+use super::stats::HcmStats;
 use super::DownstreamWatch;
 use crate::event::{Isolated, Timer};
 use crate::http::body::RequestBody;
@@ -63,8 +66,10 @@ struct ConnState {
     active: Cell<usize>,
     /// When the last stream ended (the connection idle timer runs from it).
     idle_since: Cell<Instant>,
-    /// Wakes the loop when a stream ends.
+    /// Wakes the loop when a stream ends (or asks for the connection's close).
     changed: Notify,
+    /// A stream's response closes the connection (a refused upgrade): GOAWAY.
+    close_requested: Cell<bool>,
 }
 
 impl ConnState {
@@ -124,8 +129,12 @@ where
             return true;
         }
     };
-    let state =
-        Rc::new(ConnState { active: Cell::new(0), idle_since: Cell::new(Instant::now()), changed: Notify::new() });
+    let state = Rc::new(ConnState {
+        active: Cell::new(0),
+        idle_since: Cell::new(Instant::now()),
+        changed: Notify::new(),
+        close_requested: Cell::new(false),
+    });
     let mut drain = cfg.drain.clone();
     // Set once a GOAWAY went (or the connection must end): no new streams.
     let mut going_away = false;
@@ -139,6 +148,9 @@ where
         ping_timer.set(k.next_ping().map(|d| Instant::now() + d));
     }
     loop {
+        if !going_away && state.close_requested.get() {
+            local |= go_away(&mut conn, h2_stats, &mut going_away);
+        }
         if !going_away && drain.borrow().is_draining() {
             stats.downstream_cx_drain_close.inc();
             local |= go_away(&mut conn, h2_stats, &mut going_away);
@@ -317,7 +329,7 @@ async fn stream(
 ) {
     let h2_stats = cfg.http2_stats.get();
     h2_stats.streams_active.inc();
-    serve_stream(&cfg, info, request, &mut respond, Instant::now(), &guard).await;
+    serve_stream(&cfg, info, request, &mut respond, Instant::now(), &guard, &conn).await;
     h2_stats.streams_active.dec();
     conn.stream_ended();
 }
@@ -329,6 +341,7 @@ async fn serve_stream(
     respond: &mut SendResponse<Bytes>,
     started: Instant,
     guard: &FrameGuard,
+    conn: &ConnState,
 ) {
     let stats = &cfg.stats;
     let h2_stats = cfg.http2_stats.get();
@@ -354,6 +367,8 @@ async fn serve_stream(
             parts.headers.insert(HOST, host);
         }
     }
+    // An extended CONNECT is the upgrade it stands for; its DATA is the tunnel's.
+    let tunnel = extended_connect::as_upgrade(&mut parts);
     if parts.method != Method::CONNECT {
         // The origin form the rest of the path expects, without parsing again.
         let mut uri = std::mem::take(&mut parts.uri).into_parts();
@@ -374,7 +389,12 @@ async fn serve_stream(
     let head_only = parts.method == Method::HEAD;
     let length = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let rx = StreamRx::new(recv.is_end_stream());
-    let body = RequestBody::Http2(Box::new(http2::RequestBody::new(recv, rx.clone(), length)));
+    let (body, tunnel_recv) = if tunnel {
+        (http2::RequestBody::tunnel(rx.clone()), Some(recv))
+    } else {
+        (http2::RequestBody::new(recv, rx.clone(), length), None)
+    };
+    let body = RequestBody::Http2(Box::new(body));
     let request = http::Request::from_parts(parts, body);
 
     stats.downstream_rq_active.inc();
@@ -387,7 +407,7 @@ async fn serve_stream(
     if rx.trailers.get() {
         h2_stats.trailers.inc();
     }
-    let Some(response) = response else {
+    let Some(mut response) = response else {
         // The client reset the stream before its response: the stream (and its
         // upstream request) is dropped.
         stats.downstream_rq_active.dec();
@@ -396,7 +416,36 @@ async fn serve_stream(
     };
     let limits = WriteLimits { idle: timers.idle(), deadline: timers.max_duration().map(|d| started + d) };
     let out = Outbound { limits, guard, buffer_limit: u64::from(cfg.buffer_limit).max(MIN_SEND_BUDGET) };
-    let written = http2::response_writer::write(respond, response, head_only, out, &mut timer).await;
+    let unswitched = tunnel_recv.is_some();
+    if let Some(recv) = tunnel_recv {
+        // Envoy closes the connection after refusing an upgrade: GOAWAY first.
+        if response.extensions().get::<CloseConnection>().is_some() {
+            conn.close_requested.set(true);
+            conn.changed.notify_one();
+            // The connection's loop runs first and queues its GOAWAY.
+            tokio::task::yield_now().await;
+        }
+        let received = rx.body_bytes.clone();
+        match extended_connect::serve(response, recv, respond, received, limits, out, stats).await {
+            Ok(ended) => {
+                stats.downstream_rq_active.dec();
+                tunnel_ended(stats, &ended);
+                return;
+            }
+            Err(r) => {
+                // Not a tunnel: the response ends the stream the client left open,
+                // which the codec then resets (NO_ERROR); Envoy counts both.
+                stats.downstream_rq_response_before_rq_complete.inc();
+                stats.downstream_rq_rx_reset.inc();
+                response = r;
+            }
+        }
+    }
+    let written = if unswitched {
+        extended_connect::write_unswitched(response, respond, out, &mut timer).await
+    } else {
+        http2::response_writer::write(respond, response, head_only, out, &mut timer).await
+    };
     stats.downstream_rq_active.dec();
     match written {
         Ok(_) => {}
@@ -410,6 +459,21 @@ async fn serve_stream(
             }
             stats.downstream_rq_tx_reset.inc();
             respond.send_reset(Reason::INTERNAL_ERROR);
+        }
+    }
+}
+
+/// Envoy's counters for how an extended CONNECT's tunnel ended, beyond what
+/// the stream's completion counts (`finish_tunnel`): a reset Courier sent
+/// because the upstream went counts as received too, and a tunnel the client
+/// reset or left idle never completed its request (checked against Envoy 1.40).
+fn tunnel_ended(stats: &HcmStats, ended: &Ended) {
+    match ended {
+        Ended::Closed => {}
+        Ended::ClientReset | Ended::Reset(TunnelEnd::Idle) => stats.downstream_rq_response_before_rq_complete.inc(),
+        Ended::Reset(_) => {
+            stats.downstream_rq_tx_reset.inc();
+            stats.downstream_rq_rx_reset.inc();
         }
     }
 }

@@ -30,6 +30,10 @@ pub enum TunnelEnd {
     Upstream,
     /// Nothing moved for `stream_idle_timeout` (Envoy's `SI`).
     Idle,
+    /// HTTP/2: the client reset the stream (Envoy's `DR`).
+    StreamReset,
+    /// HTTP/2: the upstream closed, so the stream was reset (Envoy's `UC`).
+    UpstreamReset,
 }
 
 pub trait StreamCompletion {
@@ -158,6 +162,18 @@ impl ResponseBody {
         let Source::Upstream(b) = &mut self.source else { return None };
         let upgraded = b.take_upgraded()?;
         Some((upgraded, self.completion.take()?))
+    }
+
+    /// A local reply's body (not an upstream's).
+    pub fn is_local(&self) -> bool {
+        matches!(self.source, Source::Local(_))
+    }
+
+    /// An upstream's answer other than 101 to an extended CONNECT's upgrade:
+    /// Envoy sends its head alone, so the body is not sent; the stream ends
+    /// complete, with nothing sent.
+    pub fn discard_unswitched(mut self) {
+        self.finish(true);
     }
 
     /// Ends the stream as reset by the client: nothing is written.

@@ -117,7 +117,7 @@ where
 }
 
 /// Completes once `idle` passed since the last traffic; never without it.
-async fn idled(idle: Option<Duration>, last: &Cell<Instant>) {
+pub(super) async fn idled(idle: Option<Duration>, last: &Cell<Instant>) {
     let Some(idle) = idle else { return std::future::pending().await };
     loop {
         let due = last.get() + idle;
