@@ -157,7 +157,7 @@ impl<E: NamedEntry> Watch for NamedWatch<E> {
                 self.type_name,
                 &crate::extensions::supported::INVENTORY,
             );
-            crate::config::release_schema();
+            // The schema stays decoded (see `GrpcSubscription::on_response`).
             let outcome = match decoded {
                 Ok(file) => self.apply(&file).await,
                 Err(e) => {
