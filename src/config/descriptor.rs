@@ -5,7 +5,9 @@
 //!
 //! The decoded schema is a few megabytes and only configuration reads it, so it is
 //! held in a cache that [`release`] empties once start-up has built the config;
-//! a later reader (`/config_dump`) decodes it again.
+//! a later reader (`/config_dump`) decodes it again. A management server's
+//! updates leave it decoded once they have read it: they come at any time, and
+//! decoding it again (~50 ms) was the fixed cost of each EDS update.
 
 use std::sync::{Mutex, PoisonError};
 

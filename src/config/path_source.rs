@@ -10,6 +10,7 @@
 //! (`update_failure`) from one whose content it refuses (`update_rejected`), and
 //! so does [`UpdateError`].
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use envoy_types::pb::envoy::config::core::v3::{config_source::ConfigSourceSpecifier, ConfigSource};
@@ -165,12 +166,13 @@ pub fn read(path: &Path, type_name: &str, inventory: &Inventory) -> Result<Disco
     let desc = descriptor::message(type_name)
         .ok_or_else(|| UpdateError::Failure(format!("{type_name} missing from the schema")))?;
     let mut resources: Vec<Resource> = Vec::with_capacity(items.len());
+    let mut names = HashSet::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
         let mut path = FieldPath::starting_at(&format!("resources[{i}]"));
         // The text is still at hand: a refused resource's errors say their lines.
         let rejected = |e| UpdateError::Rejected(source_lines::locate(e, &[(None, &text)]));
         let resource = decode_resource(&desc, type_name, item, &mut path, inventory).map_err(rejected)?;
-        push_unique(&mut resources, resource, type_name, &path).map_err(rejected)?;
+        push_unique(&mut resources, &mut names, resource, type_name, &path).map_err(rejected)?;
     }
     Ok(DiscoveryFile { version_info, resources })
 }
@@ -188,6 +190,7 @@ pub fn decode_pushed(
     let desc = descriptor::message(type_name)
         .ok_or_else(|| ConfigError::new("", format!("{type_name} missing from the schema")))?;
     let mut resources: Vec<Resource> = Vec::with_capacity(pushed.len());
+    let mut names = HashSet::with_capacity(pushed.len());
     for (i, (type_url, value)) in pushed.iter().enumerate() {
         let mut path = FieldPath::starting_at(&format!("resources[{i}]"));
         if descriptor::type_name(type_url) != type_name {
@@ -196,19 +199,21 @@ pub fn decode_pushed(
         let msg = prost_reflect::DynamicMessage::decode(desc.clone(), *value)
             .map_err(|e| path.error(format!("cannot decode {type_name}: {e}")))?;
         let resource = checked_resource(msg, type_name, Vec::new(), &mut path, inventory)?;
-        push_unique(&mut resources, resource, type_name, &path)?;
+        push_unique(&mut resources, &mut names, resource, type_name, &path)?;
     }
     Ok(DiscoveryFile { version_info: version_info.to_string(), resources })
 }
 
 /// Adds `resource` unless one of its name is there already (refused).
+/// `names` holds those of `resources` (a set: a response may hold thousands).
 fn push_unique(
     resources: &mut Vec<Resource>,
+    names: &mut HashSet<String>,
     resource: Resource,
     type_name: &str,
     path: &FieldPath,
 ) -> Result<(), ConfigError> {
-    if resources.iter().any(|r| r.name == resource.name) {
+    if !names.insert(resource.name.clone()) {
         return Err(path.field_error("name", format!("duplicate {type_name} name '{}'", resource.name)));
     }
     resources.push(resource);

@@ -19,7 +19,7 @@
 //! sends only what changed. ACKs and NACKs carry the response's nonce (and a
 //! NACK its `error_detail`), not a version.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryResponse,
@@ -34,7 +34,9 @@ type Resources = BTreeMap<String, (String, Any)>;
 pub struct Prepared {
     pub response: DiscoveryResponse,
     type_url: String,
-    next: Resources,
+    /// The resources the response added or changed, by name: what `commit`
+    /// keeps (the kept map is changed in place, not copied per response).
+    added: Vec<(String, (String, Any))>,
     /// The response's resources: name and version.
     pub versions: Vec<(String, String)>,
     /// The names the response removed (or sent without a body).
@@ -67,7 +69,8 @@ impl DeltaState {
     ) -> Option<DeltaDiscoveryRequest> {
         let accepted = self.accepted.entry(type_url.to_string()).or_default();
         if !wildcard {
-            accepted.retain(|name, _| names.contains(name));
+            let named: HashSet<&String> = names.iter().collect();
+            accepted.retain(|name, _| named.contains(name));
         }
         if !wildcard && names.is_empty() {
             self.subscribed.insert(type_url.to_string(), Vec::new());
@@ -89,13 +92,17 @@ impl DeltaState {
     /// any changed since the stream was last told.
     pub fn names_changed(&mut self, type_url: &str, names: Vec<String>) -> Option<DeltaDiscoveryRequest> {
         let before = self.subscribed.insert(type_url.to_string(), names.clone()).unwrap_or_default();
-        let subscribe: Vec<String> = names.iter().filter(|n| !before.contains(n)).cloned().collect();
-        let unsubscribe: Vec<String> = before.iter().filter(|n| !names.contains(n)).cloned().collect();
+        // Sets: a type may name thousands (EDS's clusters).
+        let (was, now): (HashSet<&String>, HashSet<&String>) = (before.iter().collect(), names.iter().collect());
+        let subscribe: Vec<String> = names.iter().filter(|n| !was.contains(n)).cloned().collect();
+        let unsubscribe: Vec<String> = before.iter().filter(|n| !now.contains(n)).cloned().collect();
         if subscribe.is_empty() && unsubscribe.is_empty() {
             return None;
         }
         if let Some(accepted) = self.accepted.get_mut(type_url) {
-            accepted.retain(|name, _| !unsubscribe.contains(name));
+            for name in &unsubscribe {
+                accepted.remove(name);
+            }
         }
         Some(DeltaDiscoveryRequest {
             type_url: type_url.to_string(),
@@ -108,27 +115,28 @@ impl DeltaState {
     /// The state-of-the-world response a watch takes for `delta` (`wildcard`:
     /// every resource the type would have; else the response's own).
     pub fn prepare(&self, delta: DeltaDiscoveryResponse, wildcard: bool) -> Prepared {
-        let mut next = self.accepted.get(&delta.type_url).cloned().unwrap_or_default();
         let mut resources = Vec::with_capacity(delta.resources.len());
         let mut versions = Vec::with_capacity(delta.resources.len());
+        let mut added = Vec::with_capacity(delta.resources.len());
         let mut removed = delta.removed_resources;
         for r in delta.resources {
             // A resource without a body is one the server says does not exist.
             let Some(any) = r.resource else {
-                next.remove(&r.name);
                 removed.push(r.name);
                 continue;
             };
             resources.push(any.clone());
             versions.push((r.name.clone(), r.version.clone()));
-            next.insert(r.name, (r.version, any));
-        }
-        for name in &removed {
-            next.remove(name);
+            added.push((r.name, (r.version, any)));
         }
         if wildcard {
-            let unchanged = next.iter().filter(|(name, _)| !versions.iter().any(|(n, _)| n == *name));
-            resources.extend(unchanged.map(|(_, (_, any))| any.clone()).collect::<Vec<_>>());
+            // What is kept and the response neither changed nor removed.
+            let touched: HashSet<&str> =
+                added.iter().map(|(name, _)| name.as_str()).chain(removed.iter().map(String::as_str)).collect();
+            if let Some(kept) = self.accepted.get(&delta.type_url) {
+                let unchanged = kept.iter().filter(|(name, _)| !touched.contains(name.as_str()));
+                resources.extend(unchanged.map(|(_, (_, any))| any.clone()));
+            }
         }
         let response = DiscoveryResponse {
             version_info: delta.system_version_info,
@@ -137,12 +145,17 @@ impl DeltaState {
             nonce: delta.nonce,
             ..Default::default()
         };
-        Prepared { response, type_url: delta.type_url, next, versions, removed }
+        Prepared { response, type_url: delta.type_url, added, versions, removed }
     }
 
     /// Keeps what an accepted response left.
     pub fn commit(&mut self, prepared: Prepared) {
-        self.accepted.insert(prepared.type_url, prepared.next);
+        let kept = self.accepted.entry(prepared.type_url).or_default();
+        // In the response's order: a name both sent and removed is gone, as before.
+        kept.extend(prepared.added);
+        for name in &prepared.removed {
+            kept.remove(name);
+        }
     }
 }
 

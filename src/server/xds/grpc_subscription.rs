@@ -148,8 +148,9 @@ impl<R: ResourceApi> Watch for GrpcSubscription<R> {
                     Ok(file) => self.api.apply(&file).await.map(|()| file),
                     Err(e) => Err(e),
                 };
-            // Decoding loaded the schema; only updates need it, and they are rare.
-            crate::config::release_schema();
+            // Decoding loaded the schema, which stays: a management server's
+            // updates come at any time, and decoding it again took each ~50 ms
+            // (`config::descriptor`).
             let outcome = match outcome {
                 Ok(file) => {
                     s.accepted(&file.version_info);

@@ -32,7 +32,7 @@ pub mod source;
 pub mod start;
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::SystemTime;
 
 use crate::common::xxhash::xxhash64;
@@ -232,8 +232,8 @@ pub fn diff<'f>(
         .filter(|(_, r)| !skip(&r.name))
         .filter(|(_, r)| state.resources.get(&r.name).is_none_or(|a| a.encoded != r.encoded))
         .collect();
-    let removed =
-        state.resources.keys().filter(|name| !file.resources.iter().any(|r| &r.name == *name)).cloned().collect();
+    let listed: HashSet<&str> = file.resources.iter().map(|r| r.name.as_str()).collect();
+    let removed = state.resources.keys().filter(|name| !listed.contains(name.as_str())).cloned().collect();
     (changed, removed)
 }
 

@@ -11,6 +11,7 @@
 //! entry, once (Envoy's `onConfigUpdateFailed` to each watch).
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
@@ -99,9 +100,16 @@ impl<E: NamedEntry> NamedWatch<E> {
     /// Hands each resource of `file` to the entries of its name.
     async fn apply(&self, file: &DiscoveryFile) -> Result<(), ConfigError> {
         let entries = self.entries();
+        // The entries by name, in their order: a response may hold thousands of
+        // resources for as many entries (EDS's clusters).
+        let mut by_name: HashMap<&str, Vec<&Rc<E>>> = HashMap::with_capacity(entries.len());
+        for entry in &entries {
+            by_name.entry(entry.resource_name()).or_default().push(entry);
+        }
         let mut counted: Vec<Rc<E>> = Vec::new();
         for resource in &file.resources {
-            for entry in entries.iter().filter(|e| e.resource_name() == resource.name && !e.done()) {
+            let named = by_name.get(resource.name.as_str()).map_or(&[][..], Vec::as_slice);
+            for entry in named.iter().copied().filter(|e| !e.done()) {
                 entry.stats().update_attempt.inc();
                 counted.push(entry.clone());
                 let one = DiscoveryFile { version_info: file.version_info.clone(), resources: vec![resource.clone()] };
@@ -149,7 +157,7 @@ impl<E: NamedEntry> Watch for NamedWatch<E> {
                 self.type_name,
                 &crate::extensions::supported::INVENTORY,
             );
-            crate::config::release_schema();
+            // The schema stays decoded (see `GrpcSubscription::on_response`).
             let outcome = match decoded {
                 Ok(file) => self.apply(&file).await,
                 Err(e) => {
