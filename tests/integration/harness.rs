@@ -312,3 +312,13 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     s.set_write_timeout(Some(IO_TIMEOUT)).expect("timeout");
     s
 }
+
+/// Polls `done` (a readiness signal: a stat, an endpoint, what a request gets)
+/// until it holds, for at most `IO_TIMEOUT`.
+pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -11,7 +11,7 @@
 
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
-use crate::harness::{static_cluster, swap_in, Courier, TempDir, IO_TIMEOUT};
+use crate::harness::{static_cluster, swap_in, wait_for, Courier, TempDir};
 use crate::http_util::{http_listener, one_vhost, prefix_route, Client};
 use crate::shared_net::http_upstream;
 use crate::shared_tls::{mtls_server_config, Leaf, Pki};
@@ -88,14 +88,6 @@ static_resources:
 fn leaf_der(leaf: &Leaf) -> Vec<u8> {
     use rustls::pki_types::pem::PemObject;
     rustls::pki_types::CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).expect("PEM cert").to_vec()
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + IO_TIMEOUT;
-    while !done() {
-        assert!(std::time::Instant::now() < deadline, "{what}");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
 }
 
 fn is_ack(r: &DeltaDiscoveryRequest, type_url: &str) -> bool {
