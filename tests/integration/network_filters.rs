@@ -3,7 +3,6 @@
 //! with real clients and upstreams.
 
 use std::io::{Read, Write};
-use std::net::Shutdown;
 use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -46,19 +45,7 @@ fn network_rbac_passes_an_allowed_connection_whole() {
         &config(&[rbac_tcp_listener("allowed", ALLOW_LOOPBACK, "echo")], &[static_cluster("echo", &[up.port()])]),
         1,
     );
-    let s = connect(c.listener("allowed"));
-    let payload: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
-    let mut writer = s.try_clone().unwrap();
-    let to_send = payload.clone();
-    let w = std::thread::spawn(move || {
-        writer.write_all(&to_send).unwrap();
-        writer.shutdown(Shutdown::Write).unwrap();
-    });
-    let mut got = Vec::with_capacity(payload.len());
-    let mut r = s;
-    r.read_to_end(&mut got).unwrap();
-    w.join().unwrap();
-    assert!(got == payload, "payload corrupted ({} of {} bytes)", got.len(), payload.len());
+    crate::tcp_proxy::echo_round_trip(connect(c.listener("allowed")), 4 * 1024 * 1024);
     c.wait_stat("cluster.echo.upstream_cx_active", |v| v == 0);
     // One decision per read, the end of stream included.
     assert!(c.stat("loopback.rbac.allowed").unwrap() >= 2);

@@ -42,8 +42,13 @@ fn echoes_small_payload_and_counts_bytes() {
 #[test]
 fn echoes_multi_megabyte_payload_with_half_close() {
     let (_up, c) = echo_proxy("");
-    let s = connect(c.listener("tcp_in"));
-    let payload: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    echo_round_trip(connect(c.listener("tcp_in")), 8 * 1024 * 1024);
+}
+
+/// Sends `len` patterned bytes on `s` (to an echo behind the proxy), then
+/// half-closes, while reading: every byte must come back, in order.
+pub fn echo_round_trip(s: std::net::TcpStream, len: u32) {
+    let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
     let mut writer = s.try_clone().unwrap();
     let to_send = payload.clone();
     // Write and read concurrently: neither side may need to buffer everything.

@@ -233,26 +233,16 @@ impl XdsServer {
         after: usize,
         pred: impl Fn(&DeltaDiscoveryRequest) -> bool,
     ) -> (usize, DeltaDiscoveryRequest) {
-        let deadline = Instant::now() + WAIT;
-        let (lock, cond) = &*self.state;
-        let mut state = lock.lock().expect("state");
-        loop {
-            if let Some((i, (_, r))) = state.delta_requests.iter().enumerate().skip(after).find(|(_, (_, r))| pred(r)) {
-                return (i, r.clone());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no such delta xDS request came; got: {:#?}", state.delta_requests);
-            state = cond.wait_timeout(state, left).expect("state").0;
-        }
+        self.wait_in(|s| &s.delta_requests, after, pred, "delta xDS")
     }
 
-    /// How many streams were opened.
     /// The leaf certificate (DER) each TLS connection's client showed, in order.
     #[allow(dead_code)] // the compat suite's binary serves h2c only
     pub fn client_certificates(&self) -> Vec<Vec<u8>> {
         self.state.0.lock().expect("state").client_certificates.clone()
     }
 
+    /// How many streams were opened.
     pub fn streams(&self) -> usize {
         self.state.0.lock().expect("state").streams
     }
@@ -260,15 +250,27 @@ impl XdsServer {
     /// Waits until a request after the first `after` ones matches `pred`, and
     /// returns its index and it.
     pub fn wait_request(&self, after: usize, pred: impl Fn(&DiscoveryRequest) -> bool) -> (usize, DiscoveryRequest) {
+        self.wait_in(|s| &s.requests, after, pred, "xDS")
+    }
+
+    /// Waits until an entry of the `list` of requests after the first `after`
+    /// matches `pred`, and returns its index and it.
+    fn wait_in<R: Clone + std::fmt::Debug>(
+        &self,
+        list: impl Fn(&State) -> &Vec<(String, R)>,
+        after: usize,
+        pred: impl Fn(&R) -> bool,
+        kind: &str,
+    ) -> (usize, R) {
         let deadline = Instant::now() + WAIT;
         let (lock, cond) = &*self.state;
         let mut state = lock.lock().expect("state");
         loop {
-            if let Some((i, (_, r))) = state.requests.iter().enumerate().skip(after).find(|(_, (_, r))| pred(r)) {
+            if let Some((i, (_, r))) = list(&state).iter().enumerate().skip(after).find(|(_, (_, r))| pred(r)) {
                 return (i, r.clone());
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no such xDS request came; got: {:#?}", state.requests);
+            assert!(!left.is_zero(), "no such {kind} request came; got: {:#?}", list(&state));
             state = cond.wait_timeout(state, left).expect("state").0;
         }
     }
