@@ -67,8 +67,9 @@ fn a_restored_destination_is_the_host_with_its_port_overridden_and_unused_hosts_
     let mut got = Vec::new();
     s.read_to_end(&mut got).expect("read");
     assert_eq!(got, b"hello");
-    let (_, clusters) = c.admin_get("/clusters");
-    assert!(clusters.contains(&format!("od::127.0.0.1:{}::cx_total::1", up.port())), "{clusters}");
+    // The worker made the host; the main thread adds it to the membership by a post.
+    let made = format!("od::127.0.0.1:{}::cx_total::1", up.port());
+    wait_for("the made host in /clusters", || c.admin_get("/clusters").1.contains(&made));
     // Its connection closed and nothing picks it again: gone after a round or two.
     c.wait_stat("cluster.od.membership_total", |v| v == 0);
     assert_eq!(c.stat("cluster.od.membership_change"), Some(2));
