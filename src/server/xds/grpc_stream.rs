@@ -15,7 +15,6 @@
 //! again (it sits in a `select!` beside the subscription requests).
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use h2::client::{ResponseFuture, SendRequest};
@@ -26,6 +25,7 @@ use prost::Message;
 use crate::http::grpc::{GRPC_MESSAGE, GRPC_STATUS};
 use crate::network::tls::{AlpnFallback, TransportOptions, UpstreamTls};
 use crate::network::transport::TransportStream;
+use crate::upstream::cluster::ClusterInfo;
 
 /// The largest message read (a whole state of the world of clusters or
 /// listeners arrives as one).
@@ -65,20 +65,29 @@ impl Drop for GrpcStream {
 }
 
 impl GrpcStream {
-    /// Connects to `addr` over `tls` if given (within `connect_timeout`, the
-    /// TLS handshake included, as Envoy's) and opens the stream of `method`
-    /// (`/package.Service/Method`).
+    /// Connects to `addr`, a host of `cluster`, over the cluster's TLS context
+    /// if it has one (within its `connect_timeout`, the TLS handshake
+    /// included, as Envoy's) and opens the stream of `method`
+    /// (`/package.Service/Method`). The cluster's HTTP/2 windows apply, as in
+    /// Envoy's gRPC client: with its 256 MiB defaults a large response is not
+    /// paced by WINDOW_UPDATE round trips.
     pub async fn open(
         addr: SocketAddr,
-        tls: Option<&UpstreamTls>,
+        cluster: &ClusterInfo,
         authority: &str,
         method: &str,
-        connect_timeout: Duration,
     ) -> Result<GrpcStream, StreamError> {
-        let transport = tokio::time::timeout(connect_timeout, connect(addr, tls))
+        let transport = tokio::time::timeout(cluster.connect_timeout, connect(addr, cluster.tls.as_deref()))
             .await
             .map_err(|_| StreamError(format!("connecting to {addr} timed out")))??;
-        let (client, connection) = h2::client::handshake(transport).await.map_err(|e| failed("HTTP/2 handshake", e))?;
+        let o = &cluster.http2_options;
+        let (client, connection) = h2::client::Builder::new()
+            .initial_window_size(o.initial_stream_window_size)
+            .initial_connection_window_size(o.initial_connection_window_size)
+            .header_table_size(o.hpack_table_size)
+            .handshake::<_, Bytes>(transport)
+            .await
+            .map_err(|e| failed("HTTP/2 handshake", e))?;
         let connection = tokio::task::spawn_local(async move {
             let _ = connection.await;
         });
