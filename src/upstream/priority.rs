@@ -238,6 +238,10 @@ impl PriorityLoadBalancer {
         let count = hosts.last().map_or(1, |h| h.priority as usize + 1);
         let mut levels = self.levels.borrow_mut();
         levels.levels.truncate(count);
+        // Exactly: a level is ~830 bytes, and a growth to four of them for the
+        // one level nearly every cluster has cost ~2.5 KiB per cluster and worker.
+        let missing = count.saturating_sub(levels.levels.len());
+        levels.levels.reserve_exact(missing);
         while levels.levels.len() < count {
             let source = || Source::new(self.policy, self.seed);
             let (all, healthy, degraded) = (source(), source(), source());
