@@ -284,3 +284,53 @@ fn rtds_from_a_file_matches_envoy() {
     let out = same_as_envoy(|start| file_session(rtds_layer, start));
     assert!(out.contains(&"2: /frac 200".to_string()), "{out:#?}");
 }
+
+/// Envoy Gateway's shape (`layered_runtime` with a static layer and an RTDS
+/// layer on delta ADS, a static EDS cluster on ADS, CDS and LDS on ADS, the
+/// node on the first message only): the runtime is asked for first, and the
+/// EDS, CDS and LDS requests only once its layer came, as Envoy's server
+/// initializes its secondary clusters after RTDS.
+fn gateway_session(start: fn(&str) -> Started) -> Vec<String> {
+    let a = crate::shared_net::http_upstream("a");
+    let xds = XdsServer::start();
+    xds.push(RUNTIME_TYPE, "r1", vec![runtime("runtime-0", "{ route: { frac: 0 } }")]);
+    xds.push(crate::shared_xds::ENDPOINT_TYPE, "e1", vec![crate::xds_grpc::assignment("local", &[a.port()])]);
+    xds.push(crate::shared_xds::CLUSTER_TYPE, "c1", crate::xds_grpc::clusters(&[static_cluster("a", &[a.port()])]));
+    xds.push(LISTENER_TYPE, "l1", vec![resource(LISTENER_TYPE, &web_listener())]);
+    let yaml = format!(
+        "node: {{ id: test-node, cluster: test-cluster }}
+dynamic_resources:
+  ads_config:
+    api_type: DELTA_GRPC
+    transport_api_version: V3
+    grpc_services: [{{ envoy_grpc: {{ cluster_name: xds }} }}]
+    set_node_on_first_message_only: true
+  cds_config: {{ ads: {{}}, initial_fetch_timeout: 0s, resource_api_version: V3 }}
+  lds_config: {{ ads: {{}}, initial_fetch_timeout: 0s, resource_api_version: V3 }}
+layered_runtime:
+  layers:
+  - {{ name: global_config, static_layer: {{ re2.max_program_size.error_level: 4294967295 }} }}
+  - {{ name: runtime-0, rtds_layer: {{ name: runtime-0, rtds_config: {{ ads: {{}}, resource_api_version: V3 }} }} }}
+static_resources:
+  clusters:
+{}{}",
+        xds_cluster(xds.port()),
+        crate::xds_grpc::ads_eds_cluster("local", "local")
+    );
+    let (admin, guard) = start(&yaml);
+    xds.wait_delta_request(0, |r| r.type_url == LISTENER_TYPE && !r.response_nonce.is_empty());
+    let mut out = vec![format!("/frac {}", frac_status(admin, 204)), runtime_shown(admin, &["route.frac"])];
+    xds.push(RUNTIME_TYPE, "r2", vec![runtime("runtime-0", "{ route: { frac: 100 } }")]);
+    xds.wait_delta_request(0, |r| r.type_url == RUNTIME_TYPE && r.response_nonce == "n5");
+    out.push(format!("r2: /frac {}", frac_status(admin, 200)));
+    out.extend(runtime_stats(admin));
+    drop(guard);
+    out.extend(xds.delta_requests().iter().map(|(_, r)| crate::xds_delta::delta_summary(r)));
+    out
+}
+
+#[test]
+fn envoy_gateway_s_rtds_layer_on_delta_ads_matches_envoy() {
+    let out = same_as_envoy(gateway_session);
+    assert!(out.contains(&"r2: /frac 200".to_string()), "{out:#?}");
+}
