@@ -320,7 +320,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (RUNTIME_LAYER, "static_layer", &[compat("runtime_layers"), test(RUNTIME_IT, RUNTIME_MODIFY)]),
     (RUNTIME_LAYER, "disk_layer", &[compat("runtime_layers"), test(RUNTIME_IT, RUNTIME_DISK)]),
     (RUNTIME_LAYER, "admin_layer", &[compat("runtime_layers"), test(RUNTIME_IT, RUNTIME_MODIFY)]),
-    (RUNTIME_LAYER, "rtds_layer", &[test(RTDS_IT, RTDS_ADS), test(RTDS_IT, RTDS_FILE)]),
+    (RUNTIME_LAYER, "rtds_layer", &[compat("runtime_rtds_file"), test(RTDS_IT, RTDS_ADS), test(RTDS_IT, RTDS_FILE)]),
     ("envoy.config.bootstrap.v3.RuntimeLayer.RtdsLayer", "name", &[test(RTDS_IT, RTDS_ADS)]),
     (
         "envoy.config.bootstrap.v3.RuntimeLayer.RtdsLayer",
