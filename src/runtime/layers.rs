@@ -293,6 +293,24 @@ mod tests {
     }
 
     #[test]
+    fn rtds_layers_keep_their_resource_and_source() {
+        let l = layers(
+            "layers: [ { name: r, rtds_layer: { name: res, rtds_config: { ads: {}, initial_fetch_timeout: 0s } } } ]",
+        )
+        .expect("valid");
+        let LayerSource::Rtds { resource_name, source } = &l[0].source else { panic!("rtds") };
+        assert_eq!(resource_name, "res");
+        assert_eq!(source.source, crate::config::config_source::Source::Ads);
+        assert_eq!(source.initial_fetch_timeout, None, "0s waits for ever");
+        let e = layers("layers: [ { name: r, rtds_layer: { name: res } } ]").expect_err("no source");
+        assert_eq!(
+            e.to_string(),
+            "layered_runtime.layers[0].rtds_layer.rtds_config: Missing config source specifier in \
+             envoy::config::core::v3::ConfigSource"
+        );
+    }
+
+    #[test]
     fn service_cluster_is_appended() {
         let l = layers(
             "layers: [ { name: d, disk_layer: { symlink_root: /r, subdirectory: s, append_service_cluster: true } } ]",

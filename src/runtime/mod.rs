@@ -294,3 +294,49 @@ impl Loader {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::bootstrap::v3::runtime_layer::{LayerSpecifier, RtdsLayer};
+    use envoy_types::pb::envoy::config::bootstrap::v3::{LayeredRuntime, RuntimeLayer};
+    use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
+    use envoy_types::pb::envoy::config::core::v3::ConfigSource;
+
+    /// A loader of an RTDS layer (over ADS) and an admin layer.
+    fn rtds_loader() -> Loader {
+        let ads = ConfigSource {
+            config_source_specifier: Some(ConfigSourceSpecifier::Ads(Default::default())),
+            ..Default::default()
+        };
+        let layer = |name: &str, l: LayerSpecifier| RuntimeLayer { name: name.into(), layer_specifier: Some(l) };
+        let rt = LayeredRuntime {
+            layers: vec![
+                layer("rtds", LayerSpecifier::RtdsLayer(RtdsLayer { name: "rtds".into(), rtds_config: Some(ads) })),
+                layer("admin", LayerSpecifier::AdminLayer(Default::default())),
+            ],
+        };
+        let layers =
+            layers::from_proto(&rt, "", &crate::config::FieldPath::starting_at("layered_runtime")).expect("layers");
+        let slot = crate::thread_local::ThreadLocalRegistry::new().allocate_slot();
+        Loader::new(layers, &Store::new(), slot)
+    }
+    #[test]
+    fn an_rtds_layer_is_empty_until_set_and_a_bad_one_fails_every_load() {
+        let loader = rtds_loader();
+        loader.load().expect("loads");
+        assert_eq!(loader.snapshot().layers().len(), 2, "the RTDS layer is there, empty");
+        let values = [("k".to_string(), Entry::from_text("1"))].into_iter().collect();
+        loader.set_rtds_layer("rtds", Ok(values)).expect("loads");
+        assert_eq!(loader.snapshot().get_integer("k", 0), 1);
+        // Held as Envoy holds it: no load succeeds, the last snapshot serves.
+        let bad = loader.set_rtds_layer("rtds", Err("Invalid runtime entry value for x".into()));
+        assert_eq!(bad, Err("Invalid runtime entry value for x".into()));
+        assert_eq!(loader.modify(&[("a".into(), "2".into())]), Err("Invalid runtime entry value for x".into()));
+        assert_eq!(loader.snapshot().get_integer("k", 0), 1);
+        assert_eq!(loader.snapshot().get_integer("a", 0), 0);
+        // A good layer loads again, with the admin value set meanwhile.
+        loader.set_rtds_layer("rtds", Ok(HashMap::new())).expect("loads");
+        assert_eq!((loader.snapshot().get_integer("k", 0), loader.snapshot().get_integer("a", 0)), (0, 2));
+    }
+}
