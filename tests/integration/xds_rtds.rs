@@ -90,7 +90,8 @@ fn ads_session(runtime_layers: &str, start: fn(&str) -> Started) -> Vec<String> 
     xds.push(RUNTIME_TYPE, "r1", vec![runtime("rtds0", layer)]);
     xds.push(LISTENER_TYPE, "l1", vec![resource(LISTENER_TYPE, &web_listener())]);
     let yaml = ads_bootstrap(&xds, "", "").replace("  cds_config: { ads: {}, resource_api_version: V3 }\n", "")
-        + runtime_layers;
+        + runtime_layers
+        + "stats_flush_interval: 0.1s\n";
     let (admin, guard) = start(&yaml);
     xds.wait_request(0, |r| is_ack(r, LISTENER_TYPE, "l1"));
     let mut out = vec![
@@ -124,6 +125,9 @@ fn ads_session(runtime_layers: &str, start: fn(&str) -> Started) -> Vec<String> 
     out.push(format!("runtime_modify: {status} {body:?}"));
     out.push(runtime_shown(admin, &["route.frac", "zz", "x"]));
     out.extend(runtime_stats(admin));
+    // Recorded for each accepted gRPC update, shown once histograms are flushed.
+    let durations = || http_request(admin, "GET", "/stats?filter=^runtime.update_duration$").1;
+    crate::harness::wait_for("runtime.update_duration", || !durations().contains("No recorded values"));
     drop(guard);
     out.extend(xds.requests().iter().map(|(_, r)| format!("{} {:?}", summary(r), r.resource_names)));
     out
