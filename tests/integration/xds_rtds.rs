@@ -161,10 +161,9 @@ fn a_bad_rtds_layer_is_nacked_with_its_field_path() {
     assert_eq!(frac_status(c.admin, 204), 204, "the old layer serves");
 }
 
-/// RTDS on a stream of its own (`api_config_source`), two layers on it: one
-/// the server has, one it never sends (start-up goes on after its
-/// `initial_fetch_timeout`, counted; the layers are asked for one after the
-/// other). On a delta stream, removing a layer's resource empties the layer
+/// RTDS on a stream of its own (`api_config_source`), a stream per layer, two
+/// layers: one the server has, one it never sends (start-up goes on after its
+/// `initial_fetch_timeout`, counted). On a delta stream, removing a layer's resource empties the layer
 /// (the static default is back); in the state of the world a response without
 /// it changes nothing. The other's first push applies.
 /// `rtds_layer` is the layer's YAML given its name and an `initial_fetch_timeout`.
@@ -202,25 +201,41 @@ fn own_stream_session(api_type: &str, rtds_layer: fn(&str, &str) -> String, star
     out.push(runtime_shown(admin, &["route.frac"]));
     out.extend(runtime_stats(admin));
     drop(guard);
-    // Each layer has a stream of its own: the order across them is a race,
-    // each stream's own is not.
+    // Each layer has a stream of its own: the order across them is a race
+    // (and so which gets which nonce), each stream's own is not.
     let mut requests = xds.requests();
     requests.sort_by(|a, b| a.1.resource_names.cmp(&b.1.resource_names));
     out.extend(requests.iter().map(|(method, r)| {
-        format!("{} {} {:?}", method.rsplit('/').next().unwrap_or_default(), summary(r), r.resource_names)
-    }));
-    out.extend(xds.delta_requests().iter().map(|(method, r)| {
-        let mut names = r.resource_names_subscribe.clone();
-        names.sort();
         format!(
-            "{} {} subscribe {names:?} unsubscribe {:?} nonce '{}'{}",
+            "{} version '{}' nonce{} node {} {:?}{}",
             method.rsplit('/').next().unwrap_or_default(),
-            r.type_url.rsplit('.').next().unwrap_or_default(),
-            r.resource_names_unsubscribe,
-            r.response_nonce,
+            r.version_info,
+            if r.response_nonce.is_empty() { " none" } else { " set" },
+            r.node.is_some(),
+            r.resource_names,
             if r.error_detail.is_some() { " NACK" } else { "" }
         )
     }));
+    // Here too the order across the two streams is a race (which of the
+    // first answers is `n1` too): the delta requests are compared sorted.
+    let mut delta: Vec<String> = xds
+        .delta_requests()
+        .iter()
+        .map(|(method, r)| {
+            let mut names = r.resource_names_subscribe.clone();
+            names.sort();
+            format!(
+                "{} {} subscribe {names:?} unsubscribe {:?} nonce{}{}",
+                method.rsplit('/').next().unwrap_or_default(),
+                r.type_url.rsplit('.').next().unwrap_or_default(),
+                r.resource_names_unsubscribe,
+                if r.response_nonce.is_empty() { " none" } else { " set" },
+                if r.error_detail.is_some() { " NACK" } else { "" }
+            )
+        })
+        .collect();
+    delta.sort();
+    out.extend(delta);
     out
 }
 
@@ -336,5 +351,47 @@ static_resources:
 #[test]
 fn envoy_gateway_s_rtds_layer_on_delta_ads_matches_envoy() {
     let out = same_as_envoy(gateway_session);
+    assert!(out.contains(&"r2: /frac 200".to_string()), "{out:#?}");
+}
+
+/// Two RTDS layers on the ADS stream (the state of the world): asked for one
+/// after the other on the one stream, the second request naming both; a
+/// response updates each layer it holds, the later layer winning.
+fn two_layers_on_ads_session(start: fn(&str) -> Started) -> Vec<String> {
+    let xds = XdsServer::start();
+    let both = |version: &str, first: &str, second: &str| {
+        xds.push(RUNTIME_TYPE, version, vec![runtime("first", first), runtime("second", second)]);
+    };
+    both("r1", "{ route: { frac: 0 } }", "{ other: 1 }");
+    let yaml = format!(
+        "node: {{ id: test-node, cluster: test-cluster }}\ndynamic_resources:\n  ads_config: {{ api_type: GRPC, transport_api_version: V3, grpc_services: [{{ envoy_grpc: {{ cluster_name: xds }} }}] }}\nstatic_resources:\n  listeners:\n{}  clusters:\n{}layered_runtime:\n  layers:\n  - {{ name: first, rtds_layer: {{ name: first, rtds_config: {{ ads: {{}} }} }} }}\n  - {{ name: second, rtds_layer: {{ name: second, rtds_config: {{ ads: {{}} }} }} }}\n",
+        web_listener(),
+        xds_cluster(xds.port())
+    );
+    let (admin, guard) = start(&yaml);
+    let mut out =
+        vec![format!("r1: /frac {}", frac_status(admin, 204)), runtime_shown(admin, &["route.frac", "other"])];
+    both("r2", "{ route: { frac: 0 } }", "{ route: { frac: 100 } }");
+    xds.wait_request(0, |r| is_ack(r, RUNTIME_TYPE, "r2"));
+    out.push(format!("r2: /frac {}", frac_status(admin, 200)));
+    out.push(runtime_shown(admin, &["route.frac", "other"]));
+    out.extend(runtime_stats(admin));
+    drop(guard);
+    // Envoy's first request names `first` alone and the next (before any
+    // response) both, as each layer's subscription starts; Courier's first
+    // names both: the first requests are left out of the comparison.
+    let requests = xds.requests();
+    assert!(requests.iter().any(|(_, r)| r.response_nonce.is_empty() && r.resource_names.len() == 2));
+    out.extend(requests.iter().filter(|(_, r)| !r.response_nonce.is_empty()).map(|(_, r)| {
+        let mut names = r.resource_names.clone();
+        names.sort();
+        format!("{} {names:?}", summary(r))
+    }));
+    out
+}
+
+#[test]
+fn two_rtds_layers_on_ads_match_envoy() {
+    let out = same_as_envoy(two_layers_on_ads_session);
     assert!(out.contains(&"r2: /frac 200".to_string()), "{out:#?}");
 }

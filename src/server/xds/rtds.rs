@@ -103,17 +103,18 @@ impl ResourceApi for RtdsApi {
     }
 }
 
-/// Starts every RTDS layer's subscription, one after the other as Envoy's
-/// (a layer is asked for once the one before it had its first update, or its
-/// `initial_fetch_timeout` passed: checked against Envoy 1.40 on a stream
-/// with two layers): a file is read once now and then followed; a management
-/// server is asked for the resource and its first answer awaited.
+/// Starts every RTDS layer's subscription, all at once as Envoy's init
+/// manager starts its targets: a file is read once now and then followed; a
+/// management server is asked for the resource. Returns once each layer had
+/// its first update (or its `initial_fetch_timeout` passed, each counted from
+/// now), as Envoy's server waits before its secondary clusters start.
 pub async fn start(loader: &Rc<Loader>, streams: &Started) -> std::io::Result<()> {
     let store = streams.store().clone();
     let layers: Vec<(String, String, _)> = loader
         .rtds_layers()
         .map(|(layer, name, source)| (layer.to_string(), name.to_string(), source.clone()))
         .collect();
+    let mut fetching = Vec::new();
     for (layer, resource_name, source) in &layers {
         let api = RtdsApi::new(loader.clone(), layer, resource_name);
         match &source.source {
@@ -128,10 +129,12 @@ pub async fn start(loader: &Rc<Loader>, streams: &Started) -> std::io::Result<()
                         "layered_runtime layer {layer}: ADS must be configured to support an ADS config source"
                     )));
                 };
-                let entry = super::rtds_watch::add(&watch, api, &store, source.initial_fetch_timeout);
-                entry.initialized().await;
+                fetching.push(super::rtds_watch::add(&watch, api, &store, source.initial_fetch_timeout));
             }
         }
+    }
+    for entry in fetching {
+        entry.initialized().await;
     }
     if !layers.is_empty() {
         tracing::info!("RTDS has finished initialization");

@@ -145,7 +145,8 @@ impl Started {
     /// The runtime watch for an RTDS layer from `source`: the ADS stream's
     /// (shared by every layer there, subscribed on first use), or a new stream
     /// of the layer's own, as Envoy opens one per RTDS layer with an
-    /// `api_config_source` (checked against Envoy 1.40 with two layers).
+    /// `api_config_source` (checked against Envoy 1.40 with two layers: two
+    /// streams).
     pub fn rtds_watch(&self, source: &Source) -> Option<Rc<RtdsWatch>> {
         let Source::Grpc(grpc) = source else {
             return self.named_watch(&self.rtds, source, RTDS_METHOD, super::rtds_watch::new_watch);
