@@ -26,6 +26,8 @@ use prost_types::{DescriptorProto, FileDescriptorProto, FileDescriptorSet};
 /// fails when an extension is registered without its type here.
 const ROOTS: &[&str] = &[
     "envoy.config.bootstrap.v3.Bootstrap",
+    // What RTDS fetches for a `rtds_layer`.
+    "envoy.service.runtime.v3.Runtime",
     "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
     "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",

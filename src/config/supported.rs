@@ -59,8 +59,11 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ),
     ("envoy.extensions.resource_monitors.cgroup_memory.v3.CgroupMemoryConfig", &["max_memory_bytes"]),
     ("envoy.config.bootstrap.v3.LayeredRuntime", &["layers"]),
-    // `rtds_layer` is xDS, which Courier does not have.
-    ("envoy.config.bootstrap.v3.RuntimeLayer", &["name", "static_layer", "disk_layer", "admin_layer"]),
+    ("envoy.config.bootstrap.v3.RuntimeLayer", &["name", "static_layer", "disk_layer", "admin_layer", "rtds_layer"]),
+    // RTDS (`server::xds::rtds`): the `Runtime` resource of `name`, from a file
+    // or a management server.
+    ("envoy.config.bootstrap.v3.RuntimeLayer.RtdsLayer", &["name", "rtds_config"]),
+    ("envoy.service.runtime.v3.Runtime", &["name", "layer"]),
     ("envoy.config.bootstrap.v3.RuntimeLayer.DiskLayer", &["symlink_root", "subdirectory", "append_service_cluster"]),
     ("envoy.config.bootstrap.v3.RuntimeLayer.AdminLayer", &[]),
     (

@@ -2,6 +2,8 @@
 //! `ProtoLayer`, `DiskLayer` and `AdminLayer`). A static layer is flattened once, at
 //! start-up, where a bad value fails the config with its path; a disk layer is read
 //! at each load, where a bad directory only counts `runtime.load_error`, as in Envoy.
+//! An RTDS layer (`rtds_layer`) is a `Runtime` resource's `layer`, flattened as a
+//! static layer is each time the subscription (`server::xds::rtds`) takes one.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +13,7 @@ use envoy_types::pb::envoy::config::bootstrap::v3::LayeredRuntime;
 use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
 
 use super::snapshot::{Entry, Fraction};
+use crate::config::config_source::SubscriptionSource;
 use crate::config::{ConfigError, FieldPath};
 
 /// Envoy's `DiskLayer::MaxWalkDepth`.
@@ -26,6 +29,8 @@ pub enum LayerSource {
     Disk { symlink_root: PathBuf, directory: PathBuf },
     /// Values set through `/runtime_modify`.
     Admin,
+    /// The `Runtime` resource `resource_name` of `source` (RTDS).
+    Rtds { resource_name: String, source: SubscriptionSource },
 }
 
 /// One configured layer.
@@ -52,9 +57,7 @@ pub fn from_proto(
         }
         let source = match &layer.layer_specifier {
             Some(LayerSpecifier::StaticLayer(s)) => {
-                let mut values = HashMap::new();
-                flatten_struct(s, "", &mut values).map_err(|e| p.field_error("static_layer", e))?;
-                LayerSource::Static(values)
+                LayerSource::Static(flatten_layer(s).map_err(|e| p.field_error("static_layer", e))?)
             }
             Some(LayerSpecifier::DiskLayer(d)) => {
                 // Envoy joins the parts with '/' as text, whatever they hold.
@@ -73,15 +76,30 @@ pub fn from_proto(
                 }
                 LayerSource::Admin
             }
-            // The supported-fields check refuses `rtds_layer` before this runs.
-            Some(LayerSpecifier::RtdsLayer(_)) => {
-                return Err(p.field_error("rtds_layer", "field 'rtds_layer' is not supported by Courier"))
+            Some(LayerSpecifier::RtdsLayer(r)) => {
+                let path = p.child("rtds_layer.rtds_config");
+                let Some(config) = &r.rtds_config else {
+                    return Err(path.error("Missing config source specifier in envoy::config::core::v3::ConfigSource"));
+                };
+                let source = SubscriptionSource::from_proto(config, &path)?;
+                if let crate::config::config_source::Source::Path(file) = &source.source {
+                    file.check_exists(&path)?;
+                }
+                LayerSource::Rtds { resource_name: r.name.clone(), source }
             }
-            None => return Err(p.error("a layer must set one of static_layer, disk_layer, admin_layer")),
+            None => return Err(p.error("a layer must set one of static_layer, disk_layer, admin_layer, rtds_layer")),
         };
         out.push(LayerConfig { name: layer.name.clone(), source });
     }
     Ok(out)
+}
+
+/// A static or RTDS layer's struct as runtime keys (Envoy's `ProtoLayer`); the
+/// error names the key of a value the runtime cannot hold.
+pub fn flatten_layer(s: &Struct) -> Result<HashMap<String, Entry>, String> {
+    let mut values = HashMap::new();
+    flatten_struct(s, "", &mut values)?;
+    Ok(values)
 }
 
 /// Envoy's `ProtoLayer::walkProtoValue` over a struct: nested keys joined by `.`.
@@ -272,6 +290,24 @@ mod tests {
         assert_eq!(values["c"].raw, "12\n");
         assert_eq!(read_disk_layer(&dir.join("missing")), Ok(None));
         std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn rtds_layers_keep_their_resource_and_source() {
+        let l = layers(
+            "layers: [ { name: r, rtds_layer: { name: res, rtds_config: { ads: {}, initial_fetch_timeout: 0s } } } ]",
+        )
+        .expect("valid");
+        let LayerSource::Rtds { resource_name, source } = &l[0].source else { panic!("rtds") };
+        assert_eq!(resource_name, "res");
+        assert_eq!(source.source, crate::config::config_source::Source::Ads);
+        assert_eq!(source.initial_fetch_timeout, None, "0s waits for ever");
+        let e = layers("layers: [ { name: r, rtds_layer: { name: res } } ]").expect_err("no source");
+        assert_eq!(
+            e.to_string(),
+            "layered_runtime.layers[0].rtds_layer.rtds_config: Missing config source specifier in \
+             envoy::config::core::v3::ConfigSource"
+        );
     }
 
     #[test]

@@ -9,6 +9,12 @@
 //! Readers find the slot process-wide, as Envoy's code finds `LoaderSingleton`; on a
 //! thread without a snapshot (no server, unit tests) every key has its default.
 //!
+//! An RTDS layer holds what its subscription last took (nothing until then: an
+//! empty layer, as Envoy's). As in Envoy, the subscription keeps a resource
+//! whose layer cannot be flattened (the update is rejected): every load fails
+//! until a good one comes, so the last snapshot serves on and `/runtime_modify`
+//! answers with the error.
+//!
 //! A disk layer is read at each load; the main thread checks every
 //! `DISK_CHECK_INTERVAL` whether a layer's `symlink_root` now points elsewhere and
 //! then loads again (Envoy watches for the symlink being moved in; Courier polls,
@@ -121,11 +127,17 @@ impl RuntimeFraction {
     }
 }
 
+/// A layer's values by key, or why they cannot be read.
+pub type LayerValues = Result<HashMap<String, Entry>, String>;
+
 /// The main thread's runtime: the configured layers, the admin layer's values, and
 /// the snapshot last published.
 pub struct Loader {
     layers: Vec<LayerConfig>,
     admin_values: RefCell<HashMap<String, Entry>>,
+    /// Each RTDS layer's values by layer name, or why its last resource could
+    /// not be read.
+    rtds_values: RefCell<HashMap<String, LayerValues>>,
     stats: RuntimeStats,
     slot: Slot<Arc<Snapshot>>,
     current: RefCell<Arc<Snapshot>>,
@@ -140,6 +152,7 @@ impl Loader {
         Loader {
             layers,
             admin_values: RefCell::new(HashMap::new()),
+            rtds_values: RefCell::new(HashMap::new()),
             stats: RuntimeStats::new(store, "runtime."),
             slot,
             current: RefCell::new(Arc::new(Snapshot::default())),
@@ -148,14 +161,20 @@ impl Loader {
     }
 
     /// Reads every layer into a new snapshot and posts it to all threads, counting
-    /// as Envoy's `loadNewSnapshot` counts.
-    pub fn load(&self) {
+    /// as Envoy's `loadNewSnapshot` counts. An RTDS layer holding a bad resource
+    /// fails it (nothing counted, nothing posted).
+    pub fn load(&self) -> Result<(), String> {
         let mut loaded = Vec::with_capacity(self.layers.len());
         let (mut disk_layers, mut error_layers) = (0, 0);
         for layer in &self.layers {
             let values = match &layer.source {
                 LayerSource::Static(values) => values.clone(),
                 LayerSource::Admin => self.admin_values.borrow().clone(),
+                LayerSource::Rtds { .. } => match self.rtds_values.borrow().get(&layer.name) {
+                    Some(Ok(values)) => values.clone(),
+                    Some(Err(e)) => return Err(e.clone()),
+                    None => HashMap::new(),
+                },
                 LayerSource::Disk { directory, .. } => match layers::read_disk_layer(directory) {
                     Ok(Some(values)) => {
                         disk_layers += 1;
@@ -190,6 +209,22 @@ impl Loader {
         s.num_keys.set(snapshot.num_keys() as i64);
         *self.current.borrow_mut() = snapshot.clone();
         self.slot.set(move || snapshot.clone());
+        Ok(())
+    }
+
+    /// An RTDS subscription took a resource for `layer`: its layer's values (an
+    /// empty layer when it was removed), or why they cannot be read. Loads.
+    pub fn set_rtds_layer(&self, layer: &str, values: LayerValues) -> Result<(), String> {
+        self.rtds_values.borrow_mut().insert(layer.to_string(), values);
+        self.load()
+    }
+
+    /// The RTDS layers: each layer's name, its resource's name and where it comes from.
+    pub fn rtds_layers(&self) -> impl Iterator<Item = (&str, &str, &crate::config::config_source::SubscriptionSource)> {
+        self.layers.iter().filter_map(|l| match &l.source {
+            LayerSource::Rtds { resource_name, source } => Some((l.name.as_str(), resource_name.as_str(), source)),
+            _ => None,
+        })
     }
 
     /// The snapshot last published.
@@ -202,10 +237,11 @@ impl Loader {
     }
 
     /// `/runtime_modify`: sets each key in the admin layer (an empty value removes
-    /// it) and loads. False when there is no admin layer.
-    pub fn modify(&self, values: &[(String, String)]) -> bool {
+    /// it) and loads. `Ok(false)` when there is no admin layer; the load's error
+    /// (the values stay set, as in Envoy).
+    pub fn modify(&self, values: &[(String, String)]) -> Result<bool, String> {
         if !self.has_admin_layer() {
-            return false;
+            return Ok(false);
         }
         {
             let mut admin = self.admin_values.borrow_mut();
@@ -218,8 +254,7 @@ impl Loader {
             }
             self.stats.admin_overrides_active.set(i64::from(!admin.is_empty()));
         }
-        self.load();
-        true
+        self.load().map(|()| true)
     }
 
     /// Loads again when a disk layer's `symlink_root` now resolves elsewhere (the
@@ -228,7 +263,9 @@ impl Loader {
         if *self.disk_targets.borrow() == self.disk_targets_now() {
             return false;
         }
-        self.load();
+        if let Err(e) = self.load() {
+            tracing::warn!("runtime: cannot load the new disk layer: {e}");
+        }
         true
     }
 
@@ -255,5 +292,51 @@ impl Loader {
                 loader.reload_if_disk_changed();
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::bootstrap::v3::runtime_layer::{LayerSpecifier, RtdsLayer};
+    use envoy_types::pb::envoy::config::bootstrap::v3::{LayeredRuntime, RuntimeLayer};
+    use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
+    use envoy_types::pb::envoy::config::core::v3::ConfigSource;
+
+    /// A loader of an RTDS layer (over ADS) and an admin layer.
+    fn rtds_loader() -> Loader {
+        let ads = ConfigSource {
+            config_source_specifier: Some(ConfigSourceSpecifier::Ads(Default::default())),
+            ..Default::default()
+        };
+        let layer = |name: &str, l: LayerSpecifier| RuntimeLayer { name: name.into(), layer_specifier: Some(l) };
+        let rt = LayeredRuntime {
+            layers: vec![
+                layer("rtds", LayerSpecifier::RtdsLayer(RtdsLayer { name: "rtds".into(), rtds_config: Some(ads) })),
+                layer("admin", LayerSpecifier::AdminLayer(Default::default())),
+            ],
+        };
+        let layers =
+            layers::from_proto(&rt, "", &crate::config::FieldPath::starting_at("layered_runtime")).expect("layers");
+        let slot = crate::thread_local::ThreadLocalRegistry::new().allocate_slot();
+        Loader::new(layers, &Store::new(), slot)
+    }
+    #[test]
+    fn an_rtds_layer_is_empty_until_set_and_a_bad_one_fails_every_load() {
+        let loader = rtds_loader();
+        loader.load().expect("loads");
+        assert_eq!(loader.snapshot().layers().len(), 2, "the RTDS layer is there, empty");
+        let values = [("k".to_string(), Entry::from_text("1"))].into_iter().collect();
+        loader.set_rtds_layer("rtds", Ok(values)).expect("loads");
+        assert_eq!(loader.snapshot().get_integer("k", 0), 1);
+        // Held as Envoy holds it: no load succeeds, the last snapshot serves.
+        let bad = loader.set_rtds_layer("rtds", Err("Invalid runtime entry value for x".into()));
+        assert_eq!(bad, Err("Invalid runtime entry value for x".into()));
+        assert_eq!(loader.modify(&[("a".into(), "2".into())]), Err("Invalid runtime entry value for x".into()));
+        assert_eq!(loader.snapshot().get_integer("k", 0), 1);
+        assert_eq!(loader.snapshot().get_integer("a", 0), 0);
+        // A good layer loads again, with the admin value set meanwhile.
+        loader.set_rtds_layer("rtds", Ok(HashMap::new())).expect("loads");
+        assert_eq!((loader.snapshot().get_integer("k", 0), loader.snapshot().get_integer("a", 0)), (0, 2));
     }
 }

@@ -277,12 +277,33 @@ impl ServerConfig {
                 _ => {}
             }
         }
-        // Envoy's check for an EDS (first, as static clusters are built first)
-        // or CDS subscription (not for LDS): a management server tells nodes
-        // apart by them.
+        // The management servers of the RTDS layers, checked as CDS's and LDS's.
+        for (i, layer) in runtime_layers.iter().enumerate() {
+            let runtime::LayerSource::Rtds { source, .. } = &layer.source else { continue };
+            let path = config::FieldPath::starting_at(&format!("layered_runtime.layers[{i}].rtds_layer.rtds_config"));
+            match &source.source {
+                config::config_source::Source::Ads if dynamic.ads.is_none() => {
+                    return Err(path.field_error("ads", "ADS must be configured to support an ADS config source"))
+                }
+                config::config_source::Source::Grpc(grpc) => xds::source::check_cluster(
+                    grpc,
+                    clusters.clusters.iter().find(|k| k.name == grpc.cluster).map(|k| k.as_ref()),
+                    &path.child("api_config_source.grpc_services[0].envoy_grpc.cluster_name"),
+                )?,
+                _ => {}
+            }
+        }
+        // Envoy's check for an EDS (first, as static clusters are built first),
+        // CDS or RTDS subscription, from a file too (not for LDS): a management
+        // server tells nodes apart by them.
         let node = b.node.as_ref();
         let eds = clusters.clusters.iter().any(|c| c.discovery == crate::upstream::DiscoveryType::Eds);
-        let needs_node = [(eds, path_source::ENDPOINT_TYPE), (dynamic.cds.is_some(), path_source::CLUSTER_TYPE)];
+        let rtds = runtime_layers.iter().any(|l| matches!(l.source, runtime::LayerSource::Rtds { .. }));
+        let needs_node = [
+            (eds, path_source::ENDPOINT_TYPE),
+            (dynamic.cds.is_some(), path_source::CLUSTER_TYPE),
+            (rtds, xds::rtds::RUNTIME_TYPE),
+        ];
         if let Some((_, type_name)) = needs_node.iter().find(|(subscribed, _)| *subscribed) {
             if node.is_none_or(|n| n.id.is_empty() || n.cluster.is_empty()) {
                 return Err(ConfigError::new(
@@ -537,7 +558,10 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
     // Every thread is registered: the first snapshot reaches the workers before
     // their listeners, as Envoy's loader is built before them.
     let runtime = Rc::new(runtime::Loader::new(runtime_layers, &store, runtime_slot));
-    runtime.load();
+    // No RTDS layer holds anything yet: the first load cannot fail.
+    if let Err(e) = runtime.load() {
+        tracing::error!("runtime: {e}");
+    }
     let stats = ServerStats::new(&store, "server.");
     stats.concurrency.set(workers_n as i64);
     stats.version.set(version_number());
@@ -644,6 +668,13 @@ async fn main_loop(
     let cm = ClusterManager::start(clusters, cluster_slot).await;
     *server.cluster_manager.borrow_mut() = Some(cm.clone());
     let subscriptions = Rc::new(Started::new(subscriptions, &server, &cm));
+    // Envoy loads its runtime again once the cluster manager is up (so
+    // `runtime.load_success` starts at 2 there too), then starts RTDS and waits
+    // for each layer's first update before its secondary clusters (EDS, CDS).
+    if let Err(e) = server.runtime.load() {
+        tracing::error!("runtime: {e}");
+    }
+    xds::rtds::start(&server.runtime, &subscriptions).await?;
     // Static EDS clusters are initialized by their first assignment (or the
     // lack of one within initial_fetch_timeout).
     xds::eds::start_static(&cm, &subscriptions).await?;
@@ -666,9 +697,6 @@ async fn main_loop(
         let api = LdsApi::new(server.clone(), cm.clone(), &subscriptions);
         subscriptions.subscribe(source, api, "listener_manager.lds.", LDS_METHOD)
     });
-    // Envoy loads its runtime again once the cluster manager is up (to start RTDS),
-    // so `runtime.load_success` starts at 2 there too.
-    server.runtime.load();
     server.runtime.watch_disk_layers();
     let lm = &server.listener_manager;
     let inherited = lm.inheritable_addresses().into_iter().map(|a| (a, handoff::inherit(parent.as_ref(), a))).collect();

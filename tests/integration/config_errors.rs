@@ -190,17 +190,37 @@ fn unsupported_bootstrap_section() {
     );
 }
 
+/// An RTDS layer's source is checked as the server starts, as Envoy's: it
+/// needs a source, ADS configured for `ads: {}`, and a complete node.
 #[test]
-fn runtime_rtds_layer_is_refused_with_its_path() {
-    let yaml = format!(
-        "{LISTENER}layered_runtime: {{ layers: [ {{ name: s, static_layer: {{ a: 1 }} }}, {{ name: r, rtds_layer: {{ name: x }} }} ] }}\n"
-    );
-    let (ok, out) = validate(&yaml);
+fn runtime_rtds_layer_sources_are_checked_with_their_path() {
+    let rtds = |layer: &str, node: &str| {
+        validate(&format!(
+            "{LISTENER}{node}layered_runtime: {{ layers: [ {{ name: s, static_layer: {{ a: 1 }} }}, {{ name: r, rtds_layer: {layer} }} ] }}\n"
+        ))
+    };
+    let node = "node: { id: node1, cluster: cluster1 }\n";
+    let (ok, out) = rtds("{ name: x }", node);
+    assert!(!ok);
+    assert!(out.contains("layered_runtime.layers[1].rtds_layer.rtds_config: Missing config source specifier"), "{out}");
+    let (ok, out) = rtds("{ name: x, rtds_config: { ads: {} } }", node);
     assert!(!ok);
     assert!(
-        out.contains("layered_runtime.layers[1].rtds_layer: field 'rtds_layer' of envoy.config.bootstrap.v3.RuntimeLayer is not supported by Courier"),
+        out.contains(
+            "layered_runtime.layers[1].rtds_layer.rtds_config.ads: ADS must be configured to support an ADS config source"
+        ),
         "{out}"
     );
+    let (ok, out) = rtds("{ name: x, rtds_config: { path_config_source: { path: /nonexistent/rtds.yaml } } }", node);
+    assert!(!ok);
+    assert!(out.contains("paths must refer to an existing path in the system"), "{out}");
+    let (ok, out) = rtds("{ name: x, rtds_config: { path_config_source: { path: /dev/null } } }", "");
+    assert!(!ok);
+    assert!(
+        out.contains("type.googleapis.com/envoy.service.runtime.v3.Runtime: node 'id' and 'cluster' are required"),
+        "{out}"
+    );
+    assert!(rtds("{ name: x, rtds_config: { path_config_source: { path: /dev/null } } }", node).0);
 }
 
 #[test]

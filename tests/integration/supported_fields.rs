@@ -179,6 +179,9 @@ const RUNTIME_LAYER: &str = "envoy.config.bootstrap.v3.RuntimeLayer";
 const DISK_LAYER: &str = "envoy.config.bootstrap.v3.RuntimeLayer.DiskLayer";
 
 const RUNTIME_IT: &str = "tests/integration/runtime.rs";
+const RTDS_IT: &str = "tests/integration/xds_rtds.rs";
+const RTDS_ADS: &str = "rtds_over_ads_matches_envoy";
+const RTDS_FILE: &str = "rtds_from_a_file_matches_envoy";
 const RUNTIME_MODIFY: &str = "runtime_shows_layers_and_runtime_modify_changes_a_route_live";
 const RUNTIME_DISK: &str = "disk_layer_is_read_and_reread_when_its_symlink_is_replaced";
 const ACCESS_LOG_IT: &str = "tests/integration/access_log.rs";
@@ -317,6 +320,15 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (RUNTIME_LAYER, "static_layer", &[compat("runtime_layers"), test(RUNTIME_IT, RUNTIME_MODIFY)]),
     (RUNTIME_LAYER, "disk_layer", &[compat("runtime_layers"), test(RUNTIME_IT, RUNTIME_DISK)]),
     (RUNTIME_LAYER, "admin_layer", &[compat("runtime_layers"), test(RUNTIME_IT, RUNTIME_MODIFY)]),
+    (RUNTIME_LAYER, "rtds_layer", &[compat("runtime_rtds_file"), test(RTDS_IT, RTDS_ADS), test(RTDS_IT, RTDS_FILE)]),
+    ("envoy.config.bootstrap.v3.RuntimeLayer.RtdsLayer", "name", &[test(RTDS_IT, RTDS_ADS)]),
+    (
+        "envoy.config.bootstrap.v3.RuntimeLayer.RtdsLayer",
+        "rtds_config",
+        &[test(RTDS_IT, RTDS_ADS), test(RTDS_IT, RTDS_FILE), test(RTDS_IT, "rtds_on_a_delta_stream_matches_envoy")],
+    ),
+    ("envoy.service.runtime.v3.Runtime", "name", &[test(RTDS_IT, RTDS_ADS)]),
+    ("envoy.service.runtime.v3.Runtime", "layer", &[test(RTDS_IT, RTDS_ADS)]),
     (DISK_LAYER, "symlink_root", &[compat("runtime_layers"), test(RUNTIME_IT, RUNTIME_DISK)]),
     (DISK_LAYER, "subdirectory", &[compat("runtime_layers"), test(RUNTIME_IT, RUNTIME_DISK)]),
     (DISK_LAYER, "append_service_cluster", &[compat("runtime_layers")]),

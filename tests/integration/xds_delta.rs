@@ -68,7 +68,7 @@ fn is_nack(r: &DeltaDiscoveryRequest, type_url: &str) -> bool {
 
 /// What a delta request says, for comparing two proxies' (names sorted: the
 /// order means nothing; the node only as present or not).
-fn delta_summary(r: &DeltaDiscoveryRequest) -> String {
+pub fn delta_summary(r: &DeltaDiscoveryRequest) -> String {
     let sorted = |v: &[String]| {
         let mut v = v.to_vec();
         v.sort();

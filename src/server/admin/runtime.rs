@@ -38,14 +38,14 @@ pub fn modify(loader: &Loader, query: &Query, body: &[u8]) -> Reply {
                 .into(),
         };
     }
-    if !loader.modify(&values) {
-        return Reply {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            content_type: TEXT,
-            body: "No admin layer specified".into(),
-        };
-    }
-    Reply::ok(TEXT, "OK\n".into())
+    // A load failing (an RTDS layer holds a bad resource) is a 503 with its
+    // error, as in Envoy.
+    let body = match loader.modify(&values) {
+        Ok(true) => return Reply::ok(TEXT, "OK\n".into()),
+        Ok(false) => "No admin layer specified".to_string(),
+        Err(e) => e,
+    };
+    Reply { status: StatusCode::SERVICE_UNAVAILABLE, content_type: TEXT, body }
 }
 
 /// JSON with Envoy's one-space indent.

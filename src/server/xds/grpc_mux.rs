@@ -50,6 +50,7 @@ pub const CDS_METHOD: &str = "/envoy.service.cluster.v3.ClusterDiscoveryService/
 pub const LDS_METHOD: &str = "/envoy.service.listener.v3.ListenerDiscoveryService/StreamListeners";
 pub const EDS_METHOD: &str = "/envoy.service.endpoint.v3.EndpointDiscoveryService/StreamEndpoints";
 pub const RDS_METHOD: &str = "/envoy.service.route.v3.RouteDiscoveryService/StreamRoutes";
+pub const RTDS_METHOD: &str = "/envoy.service.runtime.v3.RuntimeDiscoveryService/StreamRuntime";
 
 /// The incremental method of a state-of-the-world one's service.
 fn delta_method(method: &'static str) -> &'static str {
@@ -59,6 +60,7 @@ fn delta_method(method: &'static str) -> &'static str {
         LDS_METHOD => "/envoy.service.listener.v3.ListenerDiscoveryService/DeltaListeners",
         EDS_METHOD => "/envoy.service.endpoint.v3.EndpointDiscoveryService/DeltaEndpoints",
         RDS_METHOD => "/envoy.service.route.v3.RouteDiscoveryService/DeltaRoutes",
+        RTDS_METHOD => "/envoy.service.runtime.v3.RuntimeDiscoveryService/DeltaRuntime",
         other => other,
     }
 }

@@ -1,6 +1,7 @@
 //! `dynamic_resources` from files (Envoy's filesystem subscriptions for CDS and
 //! LDS, SDS for the secrets TLS contexts name, EDS for EDS clusters, and RDS
-//! for the route configs connection managers name): each subscription reads its file once as the server starts, then again
+//! for the route configs connection managers name, RTDS for the runtime's
+//! `rtds_layer`s): each subscription reads its file once as the server starts, then again
 //! whenever a file is moved into place (`event::file_watcher`), and hands the
 //! checked resources to its API (`cds`, `lds`, `sds`, `eds`, `rds`), which works out what changed
 //! and applies it through the cluster or listener manager. CDS, LDS, EDS and
@@ -27,6 +28,8 @@ pub mod lds;
 pub mod named_watch;
 pub mod rds;
 pub mod rds_watch;
+pub mod rtds;
+pub mod rtds_watch;
 pub mod sds;
 pub mod source;
 pub mod start;

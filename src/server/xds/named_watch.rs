@@ -8,7 +8,8 @@
 //! response leaves out keeps what it has (Envoy calls only the watches a
 //! response names). Each entry counts its updates in its own stats: one
 //! attempt per response naming it, and a rejected response against every
-//! entry, once (Envoy's `onConfigUpdateFailed` to each watch).
+//! entry, once (Envoy's `onConfigUpdateFailed` to each watch); an accepted
+//! update's `update_duration`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -113,7 +114,13 @@ impl<E: NamedEntry> NamedWatch<E> {
                 entry.stats().update_attempt.inc();
                 counted.push(entry.clone());
                 let one = DiscoveryFile { version_info: file.version_info.clone(), resources: vec![resource.clone()] };
-                if let Err(e) = entry.apply_one(&one).await {
+                let started = std::time::Instant::now();
+                let applied = entry.apply_one(&one).await;
+                if applied.is_ok() {
+                    // As Envoy's gRPC subscription records an accepted update.
+                    entry.stats().update_duration.record(started.elapsed().as_millis() as u64);
+                }
+                if let Err(e) = applied {
                     for entry in &entries {
                         if !counted.iter().any(|c| Rc::ptr_eq(c, entry)) {
                             entry.stats().update_attempt.inc();

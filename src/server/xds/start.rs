@@ -16,9 +16,11 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::config::core::v3::Node;
 
 use super::eds_watch::EdsWatch;
-use super::grpc_mux::{GrpcMux, ADS_METHOD, EDS_METHOD, RDS_METHOD};
+use super::grpc_mux::{GrpcMux, ADS_METHOD, EDS_METHOD, RDS_METHOD, RTDS_METHOD};
 use super::grpc_subscription::GrpcSubscription;
+use super::named_watch::{NamedEntry, NamedWatch};
 use super::rds_watch::RdsWatch;
+use super::rtds_watch::RtdsWatch;
 use super::source::{GrpcSource, Source, SubscriptionSource};
 use super::{PathSubscription, ResourceApi};
 use crate::server::Server;
@@ -44,11 +46,17 @@ pub struct Started {
     ads: RefCell<Option<Rc<GrpcMux>>>,
     /// The endpoint watch of each stream EDS clusters use, by the stream's
     /// source (`None`: the ADS stream).
-    eds: RefCell<Vec<(Option<GrpcSource>, Rc<EdsWatch>)>>,
+    eds: Watches<super::eds_watch::Entry>,
     /// The route watch of each stream route configs use, by the stream's
     /// source (`None`: the ADS stream).
-    rds: RefCell<Vec<(Option<GrpcSource>, Rc<RdsWatch>)>>,
+    rds: Watches<super::rds_watch::Entry>,
+    /// The runtime watch of each stream RTDS layers use.
+    rtds: Watches<super::rtds_watch::Entry>,
 }
+
+/// The watches of one resource type, by the source of their stream (`None`:
+/// the ADS stream).
+type Watches<E> = RefCell<Vec<(Option<GrpcSource>, Rc<NamedWatch<E>>)>>;
 
 impl Started {
     pub fn new(tasks: Vec<tokio::task::JoinHandle<()>>, server: &Server, cm: &Rc<ClusterManager>) -> Self {
@@ -61,6 +69,7 @@ impl Started {
             ads: RefCell::default(),
             eds: RefCell::default(),
             rds: RefCell::default(),
+            rtds: RefCell::default(),
         }
     }
 
@@ -124,34 +133,51 @@ impl Started {
     /// The endpoint watch of the stream an EDS cluster's `source` names (the
     /// ADS stream, or one per `api_config_source`), subscribed on first use.
     pub fn eds_watch(&self, source: &Source) -> Option<Rc<EdsWatch>> {
-        let key = stream_key(source)?;
-        if let Some((_, watch)) = self.eds.borrow().iter().find(|(k, _)| *k == key) {
-            return Some(watch.clone());
-        }
-        let mux = match &key {
-            None => self.ads_mux()?,
-            Some(grpc) => self.start_mux(grpc.clone(), EDS_METHOD),
-        };
-        let watch = Rc::new(super::eds_watch::new_watch(&mux));
-        mux.subscribe(watch.clone());
-        self.eds.borrow_mut().push((key, watch.clone()));
-        Some(watch)
+        self.named_watch(&self.eds, source, EDS_METHOD, super::eds_watch::new_watch)
     }
 
     /// The route watch of the stream `source` names (the ADS stream, or one
     /// per `api_config_source`), subscribed on first use.
     pub fn rds_watch(&self, source: &Source) -> Option<Rc<RdsWatch>> {
+        self.named_watch(&self.rds, source, RDS_METHOD, super::rds_watch::new_watch)
+    }
+
+    /// The runtime watch for an RTDS layer from `source`: the ADS stream's
+    /// (shared by every layer there, subscribed on first use), or a new stream
+    /// of the layer's own, as Envoy opens one per RTDS layer with an
+    /// `api_config_source` (checked against Envoy 1.40 with two layers: two
+    /// streams).
+    pub fn rtds_watch(&self, source: &Source) -> Option<Rc<RtdsWatch>> {
+        let Source::Grpc(grpc) = source else {
+            return self.named_watch(&self.rtds, source, RTDS_METHOD, super::rtds_watch::new_watch);
+        };
+        let mux = self.start_mux(grpc.clone(), RTDS_METHOD);
+        let watch = Rc::new(super::rtds_watch::new_watch(&mux));
+        mux.subscribe(watch.clone());
+        Some(watch)
+    }
+
+    /// The watch in `watches` of the stream `source` names; a new one (made
+    /// by `new` and subscribed) on first use, on a stream of `method` for an
+    /// `api_config_source`.
+    fn named_watch<E: NamedEntry + 'static>(
+        &self,
+        watches: &Watches<E>,
+        source: &Source,
+        method: &'static str,
+        new: fn(&Rc<GrpcMux>) -> NamedWatch<E>,
+    ) -> Option<Rc<NamedWatch<E>>> {
         let key = stream_key(source)?;
-        if let Some((_, watch)) = self.rds.borrow().iter().find(|(k, _)| *k == key) {
+        if let Some((_, watch)) = watches.borrow().iter().find(|(k, _)| *k == key) {
             return Some(watch.clone());
         }
         let mux = match &key {
             None => self.ads_mux()?,
-            Some(grpc) => self.start_mux(grpc.clone(), RDS_METHOD),
+            Some(grpc) => self.start_mux(grpc.clone(), method),
         };
-        let watch = Rc::new(super::rds_watch::new_watch(&mux));
+        let watch = Rc::new(new(&mux));
         mux.subscribe(watch.clone());
-        self.rds.borrow_mut().push((key, watch.clone()));
+        watches.borrow_mut().push((key, watch.clone()));
         Some(watch)
     }
 

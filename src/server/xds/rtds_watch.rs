@@ -1,0 +1,105 @@
+//! RTDS over a management server's stream: one watch of the runtime type per
+//! stream (a `NamedWatch`), an `Entry` for every RTDS layer fetched there.
+//!
+//! As RDS, RTDS names its resource: each request lists the layers' resource
+//! names. A `Runtime` goes to the layer of its name through `RtdsApi::apply`,
+//! the code a file's goes through; a delta response removing it empties the
+//! layer (Envoy's `onConfigRemoved`). Each layer is initialized by its first
+//! response, accepted or not, or by `initial_fetch_timeout` (counting
+//! `runtime.init_fetch_timeout`).
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::grpc_mux::GrpcMux;
+use super::grpc_subscription::LocalBoxFuture;
+use super::named_watch::{NamedEntry, NamedWatch};
+use super::rtds::{RtdsApi, RUNTIME_TYPE, STAT_PREFIX};
+use super::{ResourceApi, SubscriptionStats};
+use crate::config::path_source::DiscoveryFile;
+use crate::config::ConfigError;
+use crate::stats::Store;
+
+/// One RTDS layer on the stream.
+pub struct Entry {
+    api: RtdsApi,
+    stats: SubscriptionStats,
+    initialized: Cell<bool>,
+    notify: tokio::sync::Notify,
+}
+
+impl Entry {
+    /// Waits for the first response naming it, or for its fetch to time out.
+    pub async fn initialized(&self) {
+        let notified = self.notify.notified();
+        if !self.initialized.get() {
+            notified.await;
+        }
+    }
+
+    fn initialize(&self) {
+        if !self.initialized.replace(true) {
+            self.notify.notify_waiters();
+        }
+    }
+}
+
+impl NamedEntry for Entry {
+    fn resource_name(&self) -> &str {
+        self.api.resource_name()
+    }
+
+    fn stats(&self) -> &SubscriptionStats {
+        &self.stats
+    }
+
+    fn apply_one<'a>(&'a self, one: &'a DiscoveryFile) -> LocalBoxFuture<'a, Result<(), ConfigError>> {
+        Box::pin(async move {
+            let applied = self.api.apply(one).await;
+            self.initialize();
+            if applied.is_ok() {
+                self.stats.accepted(&one.version_info);
+                self.api.state().borrow_mut().version_info.clone_from(&one.version_info);
+            }
+            applied
+        })
+    }
+
+    fn removed<'a>(&'a self, version_info: &'a str) -> LocalBoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.api.remove();
+            self.initialize();
+            self.stats.accepted(version_info);
+        })
+    }
+}
+
+/// The RTDS layers of one stream.
+pub type RtdsWatch = NamedWatch<Entry>;
+
+/// A new stream's runtime watch.
+pub fn new_watch(mux: &Rc<GrpcMux>) -> RtdsWatch {
+    NamedWatch::new(mux, RUNTIME_TYPE)
+}
+
+/// Subscribes a layer on `watch`: the stream asks for its resource. Ends its
+/// initialization after `timeout` if no response named it by then.
+pub fn add(watch: &RtdsWatch, api: RtdsApi, store: &Store, timeout: Option<Duration>) -> Rc<Entry> {
+    let stats = SubscriptionStats::new(store, STAT_PREFIX);
+    let entry = Rc::new(Entry { api, stats, initialized: Cell::new(false), notify: tokio::sync::Notify::new() });
+    watch.push(entry.clone());
+    if let Some(timeout) = timeout {
+        let weak = Rc::downgrade(&entry);
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep(timeout).await;
+            if let Some(entry) = weak.upgrade().filter(|e| !e.initialized.get()) {
+                entry.stats.init_fetch_timeout.inc();
+                entry.stats.update_attempt.inc();
+                tracing::warn!("rtds: initial fetch timed out for {}", entry.api.resource_name());
+                entry.initialize();
+            }
+        });
+    }
+    entry
+}
