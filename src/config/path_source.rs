@@ -10,7 +10,7 @@
 //! (`update_failure`) from one whose content it refuses (`update_rejected`), and
 //! so does [`UpdateError`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use envoy_types::pb::envoy::config::core::v3::{config_source::ConfigSourceSpecifier, ConfigSource};
@@ -181,11 +181,17 @@ pub fn read(path: &Path, type_name: &str, inventory: &Inventory) -> Result<Disco
 /// `Any` `(type_url, value)` checked exactly as a file's resource is (so a
 /// field Courier cannot act on, or one the schema lacks, is refused by its
 /// path, `resources[i].field`).
+///
+/// A resource byte for byte as one of `checked`'s (the subscription's last
+/// accepted response) is taken from there unchecked: a state-of-the-world
+/// response repeats every resource, and with thousands of them the schema
+/// check of the unchanged ones was most of an update's cost.
 pub fn decode_pushed(
     version_info: &str,
     pushed: &[(&str, &[u8])],
     type_name: &str,
     inventory: &Inventory,
+    checked: &CheckedResources,
 ) -> Result<DiscoveryFile, ConfigError> {
     let desc = descriptor::message(type_name)
         .ok_or_else(|| ConfigError::new("", format!("{type_name} missing from the schema")))?;
@@ -196,12 +202,49 @@ pub fn decode_pushed(
         if descriptor::type_name(type_url) != type_name {
             return Err(path.field_error("@type", format!("'{type_url}' is not the subscription's type {type_name}")));
         }
-        let msg = prost_reflect::DynamicMessage::decode(desc.clone(), *value)
-            .map_err(|e| path.error(format!("cannot decode {type_name}: {e}")))?;
-        let resource = checked_resource(msg, type_name, Vec::new(), &mut path, inventory)?;
+        let resource = match checked.get(value) {
+            Some(known) => known.clone(),
+            None => {
+                let msg = prost_reflect::DynamicMessage::decode(desc.clone(), *value)
+                    .map_err(|e| path.error(format!("cannot decode {type_name}: {e}")))?;
+                checked_resource(msg, type_name, Vec::new(), &mut path, inventory)?
+            }
+        };
         push_unique(&mut resources, &mut names, resource, type_name, &path)?;
     }
     Ok(DiscoveryFile { version_info: version_info.to_string(), resources })
+}
+
+/// The resources of a subscription's last accepted response that passed the
+/// checks unchanged (their encoding is what was pushed), by a hash of those
+/// bytes; `decode_pushed` compares the bytes themselves before it trusts one.
+#[derive(Debug, Default)]
+pub struct CheckedResources {
+    by_hash: HashMap<u64, Resource>,
+}
+
+impl CheckedResources {
+    fn get(&self, pushed: &[u8]) -> Option<&Resource> {
+        self.by_hash.get(&hash_of(pushed)).filter(|r| r.encoded == pushed)
+    }
+
+    /// After `file` (decoded from `pushed`, in its order) was accepted: its
+    /// resources are the ones to know, and no other.
+    pub fn remember(&mut self, pushed: &[(&str, &[u8])], file: &DiscoveryFile) {
+        self.by_hash.clear();
+        for ((_, value), resource) in pushed.iter().zip(&file.resources) {
+            if resource.encoded == *value {
+                self.by_hash.insert(hash_of(value), resource.clone());
+            }
+        }
+    }
+}
+
+fn hash_of(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
 }
 
 /// Adds `resource` unless one of its name is there already (refused).
@@ -293,6 +336,40 @@ resources:
              (did you mean 'connect_timeout'?) (line 6)\n  and 1 more:\n  resources[1].outlier_detection: \
              field 'outlier_detection' of envoy.config.cluster.v3.Cluster is not supported by Courier (line 7)"
         );
+    }
+
+    #[test]
+    fn a_repeated_resource_is_taken_from_the_last_accepted_and_a_changed_one_is_checked() {
+        use envoy_types::pb::envoy::config::cluster::v3::{Cluster, OutlierDetection};
+        use prost::Message;
+        const INVENTORY: Inventory = Inventory {
+            tables: &[supported::SUPPORTED_FIELDS],
+            places: supported::PLACES,
+            is_extension: |_| false,
+            skips_lb_policy: |_| false,
+        };
+        let url = format!("type.googleapis.com/{CLUSTER_TYPE}");
+        let a = Cluster { name: "a".into(), ..Default::default() }.encode_to_vec();
+        let b = Cluster { name: "b".into(), ..Default::default() }.encode_to_vec();
+        let pushed = [(url.as_str(), a.as_slice()), (url.as_str(), b.as_slice())];
+        let mut checked = CheckedResources::default();
+        let first = decode_pushed("1", &pushed, CLUSTER_TYPE, &INVENTORY, &checked).expect("accepted");
+        checked.remember(&pushed, &first);
+        assert_eq!(checked.by_hash.len(), 2);
+        let again = decode_pushed("2", &pushed, CLUSTER_TYPE, &INVENTORY, &checked).expect("accepted");
+        let names: Vec<&str> = again.resources.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(again.resources[0].encoded, a);
+        // Same name, other bytes: checked again, and refused.
+        let refused =
+            Cluster { name: "b".into(), outlier_detection: Some(OutlierDetection::default()), ..Default::default() };
+        let refused = refused.encode_to_vec();
+        let pushed = [(url.as_str(), a.as_slice()), (url.as_str(), refused.as_slice())];
+        let e = decode_pushed("3", &pushed, CLUSTER_TYPE, &INVENTORY, &checked).map(|_| ()).expect_err("refused");
+        assert!(e.to_string().starts_with("resources[1].outlier_detection: "), "{e}");
+        // Remembering keeps only the last accepted response's resources.
+        checked.remember(&pushed[..1], &first);
+        assert_eq!(checked.by_hash.len(), 1);
     }
 
     #[test]

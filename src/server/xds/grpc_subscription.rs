@@ -10,13 +10,13 @@
 //! response, stream failure or initial fetch timeout; `update_failure` per
 //! stream that failed; `update_duration` for an accepted update.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
 
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
 
 use super::{ResourceApi, SubscriptionStats};
-use crate::config::path_source::decode_pushed;
+use crate::config::path_source::{decode_pushed, CheckedResources};
 use crate::config::ConfigError;
 use crate::stats::Store;
 
@@ -65,6 +65,8 @@ pub struct GrpcSubscription<R> {
     /// Responses wait until the server is ready for them (`open`).
     open: Cell<bool>,
     opened: tokio::sync::Notify,
+    /// The last accepted response's resources, not checked again when repeated.
+    checked: RefCell<CheckedResources>,
 }
 
 impl<R: ResourceApi> GrpcSubscription<R> {
@@ -81,6 +83,7 @@ impl<R: ResourceApi> GrpcSubscription<R> {
             first_response: tokio::sync::Notify::new(),
             open: Cell::new(false),
             opened: tokio::sync::Notify::new(),
+            checked: RefCell::default(),
         }
     }
 
@@ -142,17 +145,18 @@ impl<R: ResourceApi> Watch for GrpcSubscription<R> {
             let started = Instant::now();
             let pushed: Vec<(&str, &[u8])> =
                 response.resources.iter().map(|a| (a.type_url.as_str(), a.value.as_slice())).collect();
-            let outcome =
-                match decode_pushed(&response.version_info, &pushed, R::TYPE, &crate::extensions::supported::INVENTORY)
-                {
-                    Ok(file) => self.api.apply(&file).await.map(|()| file),
-                    Err(e) => Err(e),
-                };
+            let inventory = &crate::extensions::supported::INVENTORY;
+            let decoded = decode_pushed(&response.version_info, &pushed, R::TYPE, inventory, &self.checked.borrow());
+            let outcome = match decoded {
+                Ok(file) => self.api.apply(&file).await.map(|()| file),
+                Err(e) => Err(e),
+            };
             // Decoding loaded the schema, which stays: a management server's
             // updates come at any time, and decoding it again took each ~50 ms
             // (`config::descriptor`).
             let outcome = match outcome {
                 Ok(file) => {
+                    self.checked.borrow_mut().remember(&pushed, &file);
                     s.accepted(&file.version_info);
                     s.update_duration.record(started.elapsed().as_millis() as u64);
                     self.api.state().borrow_mut().version_info = file.version_info;

@@ -20,7 +20,7 @@ use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
 use super::grpc_mux::GrpcMux;
 use super::grpc_subscription::{LocalBoxFuture, Watch};
 use super::SubscriptionStats;
-use crate::config::path_source::{decode_pushed, DiscoveryFile};
+use crate::config::path_source::{decode_pushed, CheckedResources, DiscoveryFile};
 use crate::config::ConfigError;
 
 /// One subscription of a `NamedWatch`.
@@ -56,6 +56,8 @@ pub struct NamedWatch<E> {
     version_info: RefCell<String>,
     /// The entries the last rejected response reached.
     rejected: RefCell<Vec<Rc<E>>>,
+    /// The last accepted response's resources, not checked again when repeated.
+    checked: RefCell<CheckedResources>,
 }
 
 impl<E: NamedEntry> NamedWatch<E> {
@@ -67,6 +69,7 @@ impl<E: NamedEntry> NamedWatch<E> {
             entries: RefCell::default(),
             version_info: RefCell::default(),
             rejected: RefCell::default(),
+            checked: RefCell::default(),
         }
     }
 
@@ -158,15 +161,18 @@ impl<E: NamedEntry> Watch for NamedWatch<E> {
             self.rejected.borrow_mut().clear();
             let pushed: Vec<(&str, &[u8])> =
                 response.resources.iter().map(|a| (a.type_url.as_str(), a.value.as_slice())).collect();
-            let decoded = decode_pushed(
-                &response.version_info,
-                &pushed,
-                self.type_name,
-                &crate::extensions::supported::INVENTORY,
-            );
+            let inventory = &crate::extensions::supported::INVENTORY;
+            let decoded =
+                decode_pushed(&response.version_info, &pushed, self.type_name, inventory, &self.checked.borrow());
             // The schema stays decoded (see `GrpcSubscription::on_response`).
             let outcome = match decoded {
-                Ok(file) => self.apply(&file).await,
+                Ok(file) => {
+                    let applied = self.apply(&file).await;
+                    if applied.is_ok() {
+                        self.checked.borrow_mut().remember(&pushed, &file);
+                    }
+                    applied
+                }
                 Err(e) => {
                     // A response that does not decode reaches no entry: each counts it.
                     for entry in self.entries.borrow().iter() {
