@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::cluster::ConfiguredEndpoint;
 
@@ -31,6 +31,11 @@ pub struct Host {
     active_hc: AtomicU8,
     /// Where and how active health checks reach it (`health_check_config`).
     pub health_check: HealthCheckTarget,
+    /// Its health checker's ear for a response that carried
+    /// `x-envoy-immediate-health-check-fail` (Envoy's `HealthCheckHostMonitor`):
+    /// set by the main thread while the host is checked, read by a worker only
+    /// when such a response arrives.
+    passive_monitor: Mutex<Option<PassiveMonitor>>,
     /// `IPV6_V6ONLY` on connections to an IPv6 address: Envoy's default, cleared by
     /// the endpoint's `ipv4_compat` (an IPv4-mapped address needs it to connect).
     pub ipv6_only: bool,
@@ -112,6 +117,10 @@ pub const EXCLUDED_VIA_IMMEDIATE_HC_FAIL: u8 = 4;
 /// The host failed and its last check timed out (`/active_hc_timeout`).
 pub const ACTIVE_HC_TIMEOUT: u8 = 8;
 
+/// Where a worker reports a host's passive health failure: the main thread's
+/// checker of its cluster.
+pub type PassiveMonitor = tokio::sync::mpsc::UnboundedSender<Arc<Host>>;
+
 /// The class a host's flags put it in, as Envoy's `coarseHealth` and its
 /// excluded hosts: excluded hosts are left out of their level's count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +179,7 @@ impl Host {
             eds_health: AtomicU8::new(EdsHealth::Healthy as u8),
             active_hc: AtomicU8::new(0),
             health_check: HealthCheckTarget::default(),
+            passive_monitor: Mutex::new(None),
             ipv6_only,
             locality: None,
             priority: 0,
@@ -209,6 +219,22 @@ impl Host {
             self.active_hc.fetch_or(flag, Ordering::Relaxed);
         } else {
             self.active_hc.fetch_and(!flag, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets (or clears, with `None`) where passive failures go (main thread).
+    pub fn set_passive_monitor(&self, monitor: Option<PassiveMonitor>) {
+        *self.passive_monitor.lock().unwrap_or_else(PoisonError::into_inner) = monitor;
+    }
+
+    /// An upstream response carried `x-envoy-immediate-health-check-fail`: a
+    /// checked host is excluded at once, and its checker fails it (Envoy's
+    /// `setUnhealthy(ImmediateHealthCheckFail)`); an unchecked host is left as is.
+    pub fn immediate_health_check_fail(self: &Arc<Self>) {
+        let monitor = self.passive_monitor.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(monitor) = monitor.as_ref() {
+            self.set_active_hc(EXCLUDED_VIA_IMMEDIATE_HC_FAIL, true);
+            let _ = monitor.send(self.clone());
         }
     }
 
@@ -269,6 +295,7 @@ impl Host {
             eds_health: AtomicU8::new(e.health as u8),
             active_hc: AtomicU8::new(0),
             health_check: e.health_check.clone(),
+            passive_monitor: Mutex::new(None),
             ipv6_only,
             locality: e.locality.clone(),
             priority: e.priority,

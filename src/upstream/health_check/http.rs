@@ -15,6 +15,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request};
 
 use super::config::{payload_matches, HttpCheck};
 use super::session::Outcome;
+use crate::http::headers::X_ENVOY_IMMEDIATE_HEALTH_CHECK_FAIL;
 use crate::http::http1::body_decoder::BodyDecoder;
 use crate::http::http1::client_connection::{BodyOut, ClientConnection, RequestOut};
 use crate::network::tls::AlpnFallback;
@@ -22,7 +23,6 @@ use crate::upstream::cluster::ClusterInfo;
 use crate::upstream::host::{Host, EXCLUDED_VIA_IMMEDIATE_HC_FAIL};
 
 const USER_AGENT_VALUE: HeaderValue = HeaderValue::from_static("Envoy/HC");
-const IMMEDIATE_FAIL: HeaderName = HeaderName::from_static("x-envoy-immediate-health-check-fail");
 const DEGRADED: HeaderName = HeaderName::from_static("x-envoy-degraded");
 
 /// The connection kept between checks.
@@ -178,7 +178,7 @@ fn keep_body(c: &HttpCheck, body: &mut BytesMut, data: &[u8]) {
 fn judge(c: &HttpCheck, answer: &Answer, host: &Host) -> Outcome {
     let in_ranges =
         |ranges: &[(u64, u64)]| ranges.iter().any(|(start, end)| (*start..*end).contains(&u64::from(answer.status)));
-    let immediate = answer.headers.contains_key(IMMEDIATE_FAIL);
+    let immediate = answer.headers.contains_key(X_ENVOY_IMMEDIATE_HEALTH_CHECK_FAIL);
     if !c.receive.is_empty() && !payload_matches(&c.receive, &answer.body) {
         if immediate {
             host.set_active_hc(EXCLUDED_VIA_IMMEDIATE_HC_FAIL, true);

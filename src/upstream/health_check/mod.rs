@@ -28,7 +28,7 @@ pub use config::{Check, HealthCheckConfig};
 use session::{FirstGuard, Session};
 
 use super::cluster::ClusterInfo;
-use super::host::{Host, HostSet, DEGRADED_ACTIVE_HC, FAILED_ACTIVE_HC};
+use super::host::{Host, HostSet, PassiveMonitor, ACTIVE_HC_TIMEOUT, DEGRADED_ACTIVE_HC, FAILED_ACTIVE_HC};
 use crate::define_stats;
 use crate::network::tls::{AlpnFallback, TransportOptions};
 use crate::network::{socket, TransportStream};
@@ -60,6 +60,11 @@ pub struct ClusterHealthChecker {
     sessions: RefCell<HashMap<*const Host, CheckedHost>>,
     /// Sessions whose first check is still to come, and who waits for them.
     first_round: Rc<FirstRound>,
+    /// Where workers report hosts whose responses said
+    /// `x-envoy-immediate-health-check-fail` (each checked host holds a copy),
+    /// and the task that fails them.
+    passive: PassiveMonitor,
+    _passive_task: SessionTask,
 }
 
 /// A checked host and its sessions, one per `HealthCheck`.
@@ -91,7 +96,46 @@ impl FirstRound {
 
 impl ClusterHealthChecker {
     pub fn new(info: Arc<ClusterInfo>, on_change: OnHealthChange) -> Rc<ClusterHealthChecker> {
-        Rc::new(ClusterHealthChecker { info, on_change, sessions: RefCell::default(), first_round: Rc::default() })
+        let (passive, mut reports) = tokio::sync::mpsc::unbounded_channel::<Arc<Host>>();
+        Rc::new_cyclic(|me: &std::rc::Weak<ClusterHealthChecker>| {
+            let me = me.clone();
+            let task = tokio::task::spawn_local(async move {
+                while let Some(host) = reports.recv().await {
+                    match me.upgrade() {
+                        Some(checker) => checker.passive_failure(&host),
+                        None => return,
+                    }
+                }
+            });
+            ClusterHealthChecker {
+                info,
+                on_change,
+                sessions: RefCell::default(),
+                first_round: Rc::default(),
+                passive,
+                _passive_task: SessionTask(task),
+            }
+        })
+    }
+
+    /// A worker saw `x-envoy-immediate-health-check-fail` from `host` (already
+    /// excluded there): as Envoy's `setUnhealthy(PASSIVE)`, a failure that fails
+    /// the host at once, counted in `failure` and `passive_failure`.
+    fn passive_failure(&self, host: &Arc<Host>) {
+        let Some(stats) = self.info.health_check_stats.as_ref() else { return };
+        if !self.sessions.borrow().contains_key(&Arc::as_ptr(host)) {
+            return;
+        }
+        stats.failure.inc();
+        stats.passive_failure.inc();
+        host.set_active_hc(ACTIVE_HC_TIMEOUT, false);
+        // As Envoy, only a host that was passing changes the host set (one
+        // already failed keeps its place until the next change).
+        if !host.active_hc(FAILED_ACTIVE_HC) {
+            host.set_active_hc(FAILED_ACTIVE_HC, true);
+            stats.healthy.dec();
+            (self.on_change)(&self.info);
+        }
     }
 
     pub fn info(&self) -> &Arc<ClusterInfo> {
@@ -108,6 +152,7 @@ impl ClusterHealthChecker {
         sessions.retain(|key, (host, _)| {
             let keep = current.contains(key);
             if !keep {
+                host.set_passive_monitor(None);
                 // Envoy's `onDeferredDeleteBase`.
                 if !host.active_hc(FAILED_ACTIVE_HC) {
                     stats.healthy.dec();
@@ -124,6 +169,7 @@ impl ClusterHealthChecker {
                 continue;
             }
             host.set_active_hc(FAILED_ACTIVE_HC, true);
+            host.set_passive_monitor(Some(self.passive.clone()));
             let tasks = self
                 .info
                 .health_checks
