@@ -1,6 +1,6 @@
 //! The gRPC checker (`grpc_health_check`), as Envoy's `GrpcHealthCheckerImpl`:
 //! a unary `grpc.health.v1.Health/Check` for `service_name` over HTTP/2 (over
-//! the cluster's TLS with ALPN `h2` when it has one), with `:authority` the
+//! the cluster's TLS when it has one), with `:authority` the
 //! check's `authority` (`super::authority`). It passes when the call ends with
 //! `grpc-status: 0` and the answer says `SERVING`; any other answer is a failure.
 //! An answer that announces a message above `MAX_MESSAGE` fails before it is read.

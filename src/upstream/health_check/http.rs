@@ -18,7 +18,6 @@ use super::session::Outcome;
 use crate::http::headers::X_ENVOY_IMMEDIATE_HEALTH_CHECK_FAIL;
 use crate::http::http1::body_decoder::BodyDecoder;
 use crate::http::http1::client_connection::{BodyOut, ClientConnection, RequestOut};
-use crate::network::tls::AlpnFallback;
 use crate::upstream::cluster::ClusterInfo;
 use crate::upstream::host::{Host, EXCLUDED_VIA_IMMEDIATE_HC_FAIL};
 
@@ -47,7 +46,7 @@ impl Drop for H2Client {
 impl H2Client {
     /// An HTTP/2 connection to `host` (ALPN `h2` over TLS); `None` when it fails.
     pub(super) async fn connect(info: &ClusterInfo, host: &Host) -> Option<H2Client> {
-        let stream = super::connect(info, host, Some(AlpnFallback::Http2)).await.ok()?;
+        let stream = super::connect(info, host).await.ok()?;
         let (send, connection) = h2::client::handshake(stream).await.ok()?;
         let task = tokio::task::spawn_local(async move {
             let _ = connection.await;
@@ -93,7 +92,7 @@ impl HttpProbe {
         let kept = self.http1.take().and_then(|mut conn| (!conn.closed_while_idle()).then_some(conn));
         let mut conn = match kept {
             Some(conn) => conn,
-            None => ClientConnection::new(super::connect(info, host, Some(AlpnFallback::Http11)).await.ok()?),
+            None => ClientConnection::new(super::connect(info, host).await.ok()?),
         };
         let mut headers = HeaderMap::new();
         headers.insert(HOST, HeaderValue::from_str(authority).ok()?);

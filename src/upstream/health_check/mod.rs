@@ -30,7 +30,7 @@ use session::{FirstGuard, Session};
 use super::cluster::ClusterInfo;
 use super::host::{Host, HostSet, PassiveMonitor, ACTIVE_HC_TIMEOUT, DEGRADED_ACTIVE_HC, FAILED_ACTIVE_HC};
 use crate::define_stats;
-use crate::network::tls::{AlpnFallback, TransportOptions};
+use crate::network::tls::TransportOptions;
 use crate::network::{socket, TransportStream};
 
 define_stats! {
@@ -209,8 +209,10 @@ impl Drop for ClusterHealthChecker {
 }
 
 /// A connection for a check to `host`'s health-check address: TCP, then the
-/// cluster's PROXY protocol header and TLS when it has them (ALPN by `alpn`).
-async fn connect(info: &ClusterInfo, host: &Host, alpn: Option<AlpnFallback>) -> std::io::Result<TransportStream> {
+/// cluster's PROXY protocol header and TLS when it has them. As Envoy's checks
+/// (without `tls_options`), it offers no ALPN of its own: only the TLS
+/// context's `alpn_protocols`.
+async fn connect(info: &ClusterInfo, host: &Host) -> std::io::Result<TransportStream> {
     let address = host.health_check_address();
     let mut stream = socket::connect(address, host.ipv6_only, info.tcp_keepalive.as_ref()).await?;
     let _ = stream.set_nodelay(true);
@@ -219,7 +221,7 @@ async fn connect(info: &ClusterInfo, host: &Host, alpn: Option<AlpnFallback>) ->
     }
     match &info.tls {
         None => Ok(TransportStream::from(stream)),
-        Some(tls) => Ok(Box::pin(tls.connect(stream, address.ip(), alpn, &TransportOptions::NONE)).await?.0),
+        Some(tls) => Ok(Box::pin(tls.connect(stream, address.ip(), None, &TransportOptions::NONE)).await?.0),
     }
 }
 

@@ -26,7 +26,7 @@ impl TcpProbe {
     pub async fn check(&mut self, c: &TcpCheck, info: &ClusterInfo, host: &Host, reuse: bool) -> Outcome {
         let mut stream = match self.connection.take() {
             Some(stream) => stream,
-            None => match super::connect(info, host, None).await {
+            None => match super::connect(info, host).await {
                 Ok(stream) => stream,
                 Err(_) => return Outcome::Network,
             },
