@@ -156,6 +156,10 @@ pub struct ClusterManager {
     serving: std::cell::Cell<bool>,
     /// Itself, for the health checkers' callbacks.
     me: std::rc::Weak<ClusterManager>,
+    /// Warming EDS clusters with health checks whose first assignment came:
+    /// they warm on until its hosts' first checks, then start with the
+    /// overprovisioning factor of their last assignment.
+    checking: RefCell<BTreeMap<String, (Arc<ClusterInfo>, u32)>>,
 }
 
 impl ClusterManager {
@@ -167,6 +171,7 @@ impl ClusterManager {
             health_checkers: RefCell::default(),
             serving: std::cell::Cell::new(false),
             me: me.clone(),
+            checking: RefCell::default(),
             clusters: RefCell::new(config.clusters.iter().map(|c| (c.name.clone(), c.clone())).collect()),
             static_names: config.clusters.iter().map(|c| c.name.clone()).collect(),
             membership: RefCell::new(BTreeMap::new()),
@@ -291,12 +296,72 @@ impl ClusterManager {
     /// (`cluster_manager.warming_clusters`) meanwhile, as Envoy's CDS clusters
     /// with health checks warm.
     async fn first_checks(&self, info: &Arc<ClusterInfo>) {
-        let checker = self.health_checkers.borrow().get(&info.name).filter(|c| Arc::ptr_eq(c.info(), info)).cloned();
-        if let Some(checker) = checker {
+        if self.checker_of(info).is_some() {
             self.warm(info);
+            self.first_checks_done(info).await;
+        }
+    }
+
+    /// Waits until every host of `info` had its first check (at once without
+    /// health checks): a static EDS cluster's hosts before listeners start.
+    pub async fn first_checks_done(&self, info: &Arc<ClusterInfo>) {
+        if let Some(checker) = self.checker_of(info) {
             checker.first_round().await;
             set_membership_stats(info, &self.hosts(&info.name));
         }
+    }
+
+    fn checker_of(&self, info: &Arc<ClusterInfo>) -> Option<Rc<ClusterHealthChecker>> {
+        self.health_checkers.borrow().get(&info.name).filter(|c| Arc::ptr_eq(c.info(), info)).cloned()
+    }
+
+    /// Whether `info` warms until its first assignment's hosts are checked.
+    fn is_checking(&self, info: &Arc<ClusterInfo>) -> bool {
+        self.checking.borrow().get(&info.name).is_some_and(|(i, _)| Arc::ptr_eq(i, info))
+    }
+
+    /// A warming EDS cluster with health checks got an assignment: its hosts
+    /// are checked, and the cluster starts once their first checks are done
+    /// (`end_checking`), as Envoy's cluster initialization waits for them. A
+    /// later assignment meanwhile replaces the hosts being checked.
+    fn assign_while_checking(&self, info: &Arc<ClusterInfo>, assignment: &Assignment) {
+        let current = if self.is_checking(info) { self.hosts(&info.name) } else { HostSet::default() };
+        let (hosts, changed) = assignment.hosts(&current);
+        for kept in &changed {
+            kept.apply();
+        }
+        self.record_membership(info, &hosts);
+        let factor = assignment.overprovisioning_factor;
+        let first = self.checking.borrow_mut().insert(info.name.clone(), (info.clone(), factor));
+        if first.is_some_and(|(i, _)| Arc::ptr_eq(&i, info)) {
+            return;
+        }
+        let (me, info) = (self.me.clone(), info.clone());
+        tokio::task::spawn_local(async move {
+            let Some(checker) = me.upgrade().and_then(|cm| cm.checker_of(&info)) else { return };
+            checker.first_round().await;
+            if let Some(cm) = me.upgrade() {
+                cm.end_checking(&info);
+            }
+        });
+    }
+
+    /// The first checks of a warming EDS cluster's hosts are done: it starts
+    /// with them, unless CDS replaced or removed it meanwhile.
+    fn end_checking(&self, info: &Arc<ClusterInfo>) {
+        if !self.is_checking(info) {
+            return;
+        }
+        let Some((_, factor)) = self.checking.borrow_mut().remove(&info.name) else { return };
+        if !self.take_warming(info) {
+            return;
+        }
+        let hosts = self.hosts(&info.name);
+        if let Some(weight) = max_host_weight(&hosts) {
+            info.stats.max_host_weight.set(i64::from(weight));
+        }
+        info.stats.membership_change.add(levels_changed(&HostSet::default(), &hosts));
+        self.activate(info, hosts, factor);
     }
 
     /// Adds a cluster, or replaces the one of the same name (Envoy's
@@ -342,6 +407,10 @@ impl ClusterManager {
 
     /// Ends `info`'s warming with no hosts, if no assignment ended it.
     pub fn end_warming(&self, info: &Arc<ClusterInfo>) {
+        // Its first assignment came: its first checks end the warming.
+        if self.is_checking(info) {
+            return;
+        }
         if self.take_warming(info) {
             self.activate(info, HostSet::default(), info.overprovisioning_factor);
         }
@@ -421,6 +490,11 @@ impl ClusterManager {
     /// its `initial` assignment. `false` when `info` is no longer current.
     pub fn assign(&self, info: &Arc<ClusterInfo>, assignment: &Assignment, initial: bool) -> bool {
         let factor = assignment.overprovisioning_factor;
+        let warming_now = self.warming.borrow().get(&info.name).is_some_and(|w| Arc::ptr_eq(w, info));
+        if warming_now && !info.health_checks.is_empty() {
+            self.assign_while_checking(info, assignment);
+            return true;
+        }
         let warming = self.take_warming(info);
         if !warming && !self.clusters.borrow().get(&info.name).is_some_and(|c| Arc::ptr_eq(c, info)) {
             return false;

@@ -285,3 +285,57 @@ fn hostile_health_answers_count_failures_and_harm_nothing() {
     // Still serving: admin answers, and a request goes to a host in panic.
     assert_eq!(c.admin_get("/ready").0, 200);
 }
+
+/// A `DiscoveryResponse` file with one assignment for `name`: `ports` at priority 0.
+fn eds_file(name: &str, ports: &[u16]) -> String {
+    let endpoints: String = ports
+        .iter()
+        .map(|p| {
+            format!("    - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {p} }} }} }}\n")
+        })
+        .collect();
+    format!(
+        "version_info: \"1\"\nresources:\n- \"@type\": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment\n  cluster_name: {name}\n  endpoints:\n  - lb_endpoints:\n{endpoints}"
+    )
+}
+
+const EDS_HEALTH_CHECKS: &str = "  health_checks:\n  - timeout: 1s\n    interval: 0.05s\n    no_traffic_interval: 0.05s\n    unhealthy_threshold: 1\n    healthy_threshold: 1\n    http_health_check: { path: /healthz }\n";
+
+#[test]
+fn eds_clusters_start_once_their_hosts_are_checked() {
+    let a = HealthyServer::start("a");
+    let dead = crate::harness::closed_port();
+    let dir = crate::harness::TempDir::new("hc-eds");
+    let d = dir.0.display();
+    dir.file("eds.yaml", &eds_file("d", &[a.port(), dead]));
+    dir.file("static_eds.yaml", &eds_file("s", &[a.port(), dead]));
+    // `d` comes from CDS (and warms), `s` is static.
+    let cds_cluster = format!(
+        "version_info: \"c\"\nresources:\n- \"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\n  name: d\n  type: EDS\n  connect_timeout: 1s\n{EDS_HEALTH_CHECKS}  eds_cluster_config:\n    eds_config: {{ path_config_source: {{ path: {d}/eds.yaml }} }}\n"
+    );
+    dir.file("cds.yaml", &cds_cluster);
+    let routes = format!("{}{}", prefix_route("/s", "s", ""), prefix_route("/", "d", ""));
+    let listener = http_listener("web", "", &one_vhost(&routes), "");
+    dir.file("lds.yaml", &crate::xds_files::discovery("envoy.config.listener.v3.Listener", "l", &[listener]));
+    let static_cluster = format!(
+        "  - name: s\n    type: EDS\n    connect_timeout: 1s\n{}    eds_cluster_config:\n      eds_config: {{ path_config_source: {{ path: {d}/static_eds.yaml }} }}\n",
+        crate::http_util::indent(EDS_HEALTH_CHECKS, 2)
+    );
+    let yaml = format!(
+        "node: {{ id: test, cluster: test }}\nstatic_resources:\n  clusters:\n{static_cluster}dynamic_resources:\n  cds_config:\n    path_config_source: {{ path: {d}/cds.yaml }}\n  lds_config:\n    path_config_source: {{ path: {d}/lds.yaml }}\n"
+    );
+    let c = Courier::start(&yaml, 1);
+    // Both started with their hosts' first checks done: no request meets a
+    // host not yet checked.
+    for cluster in ["d", "s"] {
+        assert_eq!(flags(&c, cluster, a.port()), "healthy", "{cluster}");
+        assert_eq!(flags(&c, cluster, dead), "/failed_active_hc", "{cluster}");
+        assert_eq!(c.stat(&format!("cluster.{cluster}.membership_healthy")), Some(1), "{cluster}");
+    }
+    assert_eq!(c.stat("cluster_manager.warming_clusters"), Some(0));
+    assert_eq!(c.stat("cluster.d.membership_change"), Some(1));
+    let web = c.listener("web");
+    for path in ["/", "/s", "/", "/s"] {
+        assert_eq!(Client::connect(web).get(path).text(), "a", "{path}");
+    }
+}
