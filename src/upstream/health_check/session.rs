@@ -232,3 +232,87 @@ impl Drop for FirstGuard {
         self.0.finished_one();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+    use envoy_types::pb::envoy::config::core::v3::health_check::{HealthChecker, TcpHealthCheck};
+    use envoy_types::pb::envoy::config::core::v3::HealthCheck;
+    use envoy_types::pb::google::protobuf::{Duration as PbDuration, UInt32Value};
+
+    use super::*;
+    use crate::config::FieldPath;
+    use crate::stats::Store;
+
+    fn ms(n: i32) -> Option<PbDuration> {
+        Some(PbDuration { seconds: 0, nanos: n * 1_000_000 })
+    }
+
+    /// A session over a cluster whose one check has these thresholds and
+    /// distinct intervals (ms): interval 10, unhealthy 20, unhealthy edge 30,
+    /// healthy edge 40, no traffic 50, no traffic healthy 60.
+    fn session(unhealthy_threshold: u32, healthy_threshold: u32) -> Session {
+        let hc = HealthCheck {
+            timeout: ms(100),
+            interval: ms(10),
+            unhealthy_interval: ms(20),
+            unhealthy_edge_interval: ms(30),
+            healthy_edge_interval: ms(40),
+            no_traffic_interval: ms(50),
+            no_traffic_healthy_interval: ms(60),
+            unhealthy_threshold: Some(UInt32Value { value: unhealthy_threshold }),
+            healthy_threshold: Some(UInt32Value { value: healthy_threshold }),
+            health_checker: Some(HealthChecker::TcpHealthCheck(TcpHealthCheck::default())),
+            ..Default::default()
+        };
+        let cluster = Cluster { name: "c".into(), health_checks: vec![hc], ..Default::default() };
+        let store = Arc::new(Store::new());
+        let info = Arc::new(ClusterInfo::from_proto(&cluster, &FieldPath::starting_at("c"), &store).expect("cluster"));
+        let host = Host::new("127.0.0.1:1".parse().expect("addr"), String::new(), 1);
+        host.set_active_hc(FAILED_ACTIVE_HC, true);
+        let (config, stats) = (info.health_checks[0].clone(), info.health_check_stats.clone().expect("stats"));
+        Session::new(info, host, config, stats)
+    }
+
+    #[test]
+    fn the_first_pass_heals_then_thresholds_count_in_a_row() {
+        let mut s = session(2, 2);
+        assert_eq!(s.apply(Outcome::Healthy), (Transition::Changed, true));
+        assert!(!s.host.active_hc(FAILED_ACTIVE_HC));
+        // Network failures and retriable statuses count toward the threshold; a
+        // pass in between starts the count over.
+        assert_eq!(s.apply(Outcome::Network).0, Transition::ChangePending);
+        assert_eq!(s.apply(Outcome::Healthy).0, Transition::Unchanged);
+        assert_eq!(s.apply(Outcome::Failed { retriable: true }).0, Transition::ChangePending);
+        assert_eq!(s.apply(Outcome::Timeout).0, Transition::Changed);
+        assert!(s.host.active_hc(FAILED_ACTIVE_HC) && s.host.active_hc(ACTIVE_HC_TIMEOUT));
+        // Failed: healthy_threshold passes in a row bring it back.
+        assert_eq!(s.apply(Outcome::Healthy).0, Transition::ChangePending);
+        assert_eq!(s.apply(Outcome::Healthy).0, Transition::Changed);
+        assert!(!s.host.active_hc(FAILED_ACTIVE_HC) && !s.host.active_hc(ACTIVE_HC_TIMEOUT));
+        // Any other failure fails at once; a degraded pass degrades.
+        assert_eq!(s.apply(Outcome::Failed { retriable: false }).0, Transition::Changed);
+        assert_eq!(s.apply(Outcome::Degraded).0, Transition::ChangePending);
+        assert_eq!(s.apply(Outcome::Degraded).0, Transition::Changed);
+        assert!(s.host.active_hc(DEGRADED_ACTIVE_HC));
+        assert_eq!(s.apply(Outcome::Healthy).0, Transition::Changed);
+        let stats = &s.stats;
+        assert_eq!((stats.success.value(), stats.failure.value(), stats.network_failure.value()), (7, 4, 2));
+        assert_eq!((stats.healthy.value(), stats.degraded.value()), (1, 0));
+    }
+
+    #[test]
+    fn intervals_follow_traffic_health_and_pending_changes() {
+        let s = session(2, 2);
+        let ms = |n| Duration::from_millis(n);
+        // No connection yet: the no-traffic intervals.
+        assert_eq!(s.interval(true, Transition::Unchanged), ms(60));
+        assert_eq!(s.interval(true, Transition::ChangePending), ms(50));
+        assert_eq!(s.interval(false, Transition::Changed), ms(50));
+        s.info.stats.upstream_cx_total.inc();
+        assert_eq!(s.interval(true, Transition::Unchanged), ms(10));
+        assert_eq!(s.interval(true, Transition::ChangePending), ms(40));
+        assert_eq!(s.interval(false, Transition::Unchanged), ms(20));
+        assert_eq!(s.interval(false, Transition::ChangePending), ms(30));
+    }
+}
