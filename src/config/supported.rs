@@ -170,8 +170,55 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "common_lb_config",
             "upstream_connection_options",
             "transport_socket",
+            "health_checks",
         ],
     ),
+    // Active health checking (`upstream::health_check`). Refused: the event log
+    // (`event_log_path`, `event_logger`, `event_service`,
+    // `always_log_health_check_*`), `tls_options`, `transport_socket_match_criteria`,
+    // `alt_port` and custom checkers.
+    (
+        "envoy.config.core.v3.HealthCheck",
+        &[
+            "timeout",
+            "interval",
+            "initial_jitter",
+            "interval_jitter",
+            "interval_jitter_percent",
+            "unhealthy_threshold",
+            "healthy_threshold",
+            "reuse_connection",
+            "http_health_check",
+            "tcp_health_check",
+            "grpc_health_check",
+            "no_traffic_interval",
+            "no_traffic_healthy_interval",
+            "unhealthy_interval",
+            "unhealthy_edge_interval",
+            "healthy_edge_interval",
+        ],
+    ),
+    // `send` (a request body) and `service_name_matcher` are refused.
+    (
+        "envoy.config.core.v3.HealthCheck.HttpHealthCheck",
+        &[
+            "host",
+            "path",
+            "receive",
+            "response_buffer_size",
+            "request_headers_to_add",
+            "request_headers_to_remove",
+            "expected_statuses",
+            "retriable_statuses",
+            "codec_client_type",
+            "method",
+        ],
+    ),
+    // `proxy_protocol_config` is refused.
+    ("envoy.config.core.v3.HealthCheck.TcpHealthCheck", &["send", "receive"]),
+    // `initial_metadata` is refused.
+    ("envoy.config.core.v3.HealthCheck.GrpcHealthCheck", &["service_name", "authority"]),
+    ("envoy.config.core.v3.HealthCheck.Payload", &["text", "binary"]),
     // Its `eds_config` is a file, as `dynamic_resources`' sources are.
     ("envoy.config.cluster.v3.Cluster.EdsClusterConfig", &["eds_config", "service_name"]),
     ("envoy.config.cluster.v3.UpstreamConnectionOptions", &["tcp_keepalive"]),
@@ -288,8 +335,11 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("envoy.config.endpoint.v3.LbEndpoint", &["endpoint", "health_status", "metadata", "load_balancing_weight"]),
     ("envoy.config.core.v3.Metadata", &["filter_metadata"]),
     ("envoy.config.endpoint.v3.Endpoint", &["address", "hostname", "health_check_config"]),
-    // Read by active health checking only, which Courier refuses: see `NO_EFFECT`.
-    ("envoy.config.endpoint.v3.Endpoint.HealthCheckConfig", &["*"]),
+    // Where and whether active health checks reach the endpoint.
+    (
+        "envoy.config.endpoint.v3.Endpoint.HealthCheckConfig",
+        &["port_value", "hostname", "address", "disable_active_health_check"],
+    ),
     (
         "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
         &["stat_prefix", "cluster", "idle_timeout", "max_connect_attempts", "access_log"],
@@ -537,12 +587,6 @@ pub const NO_EFFECT: &[(&str, &str, &str)] = &[
          the one other use, envoy.lb canary: true (a canary host), is refused at start-up",
     ),
     ("envoy.config.core.v3.Metadata", "filter_metadata", "as LbEndpoint.metadata, the only place Courier accepts it"),
-    (
-        "envoy.config.endpoint.v3.Endpoint",
-        "health_check_config",
-        "the port, address and hostname that active health checks use, and whether they run for this \
-         host; Courier refuses health_checks, and Envoy reads it for nothing else",
-    ),
     (
         "envoy.config.core.v3.HttpProtocolOptions",
         "headers_with_underscores_action",

@@ -15,6 +15,9 @@ pub const X_ENVOY_DOWNSTREAM_SERVICE_CLUSTER: HeaderName =
 pub const X_ENVOY_DOWNSTREAM_SERVICE_NODE: HeaderName = HeaderName::from_static("x-envoy-downstream-service-node");
 pub const X_ENVOY_EXTERNAL_ADDRESS: HeaderName = HeaderName::from_static("x-envoy-external-address");
 pub const X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
+/// An upstream's answer asking to be taken out of rotation at once.
+pub const X_ENVOY_IMMEDIATE_HEALTH_CHECK_FAIL: HeaderName =
+    HeaderName::from_static("x-envoy-immediate-health-check-fail");
 pub const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: HeaderName = HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
 pub const X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
 pub const X_ENVOY_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");

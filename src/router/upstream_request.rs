@@ -18,7 +18,9 @@ use tokio::time::Instant;
 use super::config::{ForwardAction, RetryOn, RetryPolicy};
 use super::retry_body::Recording;
 use crate::http::body::RequestBodyStream;
-use crate::http::headers::{self, X_ENVOY_ATTEMPT_COUNT, X_ENVOY_EXPECTED_RQ_TIMEOUT_MS};
+use crate::http::headers::{
+    self, X_ENVOY_ATTEMPT_COUNT, X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, X_ENVOY_IMMEDIATE_HEALTH_CHECK_FAIL,
+};
 use crate::http::http1::client_connection::{BodyOut, BoxError, RequestFailure, RequestOut, UpstreamBody};
 use crate::http::http1::CodecError;
 use crate::http::local_reply::LocalReply;
@@ -389,6 +391,11 @@ pub async fn forward(
         match outcome {
             Ok((head, response_body, service_time, active)) => {
                 let status = head.status.as_u16();
+                // As Envoy's router: the upstream asks to be taken out of
+                // rotation at once (its active health checker fails it).
+                if head.headers.contains_key(X_ENVOY_IMMEDIATE_HEALTH_CHECK_FAIL) {
+                    host.immediate_health_check_fail();
+                }
                 let retriable = policy.is_some_and(|p| p.retriable_response(status, &head.headers));
                 if retriable && body.replayable() {
                     let next = next_retry(cluster, policy, retries_done);

@@ -13,7 +13,7 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{
 };
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, LoadBalancingPolicy};
 use envoy_types::pb::envoy::config::core::v3::RuntimeDouble;
-use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LbEndpoint};
+use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, Endpoint, LbEndpoint};
 use envoy_types::pb::envoy::extensions::load_balancing_policies::common::v3::locality_lb_config::LocalityConfigSpecifier as LocalitySpecifier;
 use envoy_types::pb::envoy::extensions::load_balancing_policies::common::v3::LocalityLbConfig;
 use envoy_types::pb::envoy::extensions::load_balancing_policies::least_request::v3::LeastRequest;
@@ -30,7 +30,8 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_optio
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::UpstreamProtocolOptions;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 
-use super::host::{EdsHealth, Locality};
+use super::health_check::{HealthCheckConfig, HealthCheckStats};
+use super::host::{EdsHealth, HealthCheckTarget, Locality};
 use super::load_balancer::{LbPolicy, DEFAULT_ACTIVE_REQUEST_BIAS, DEFAULT_CHOICE_COUNT};
 use super::original_dst::OriginalDst;
 use super::resource_manager::ResourceManager;
@@ -246,6 +247,8 @@ pub struct ConfiguredEndpoint {
     /// Its `LocalityLbEndpoints.load_balancing_weight` (0 when unset), read with
     /// `locality_weighted_lb_config`.
     pub locality_weight: u32,
+    /// `endpoint.health_check_config`.
+    pub health_check: HealthCheckTarget,
 }
 
 /// Everything about a cluster that does not change while it exists.
@@ -300,6 +303,10 @@ pub struct ClusterInfo {
     /// (`envoy.transport_sockets.upstream_proxy_protocol`).
     pub proxy_protocol: Option<Arc<crate::network::proxy_protocol::UpstreamProxyProtocol>>,
     pub stats: ClusterStats,
+    /// `health_checks`: one checker per host for each.
+    pub health_checks: Vec<Arc<HealthCheckConfig>>,
+    /// `cluster.<name>.health_check.*`, made when the cluster has health checks.
+    pub health_check_stats: Option<Arc<HealthCheckStats>>,
     /// With `enable_deferred_creation_stats`: set when the cluster is first used,
     /// which lists its traffic stats (`TRAFFIC_STATS`).
     traffic_stats_used: Option<Arc<AtomicBool>>,
@@ -453,9 +460,18 @@ impl ClusterInfo {
             let mut stats = store.lock();
             stats.deferred_creation().then(|| stats.defer_until_used(&prefix, TRAFFIC_STATS))
         };
+        let mut health_checks = Vec::with_capacity(c.health_checks.len());
+        for (i, hc) in c.health_checks.iter().enumerate() {
+            let hc_path = FieldPath::starting_at(&format!("{path}.health_checks[{i}]"));
+            health_checks.push(Arc::new(HealthCheckConfig::from_proto(hc, &hc_path)?));
+        }
+        let health_check_stats = (!health_checks.is_empty())
+            .then(|| Arc::new(HealthCheckStats::new(store, &format!("{prefix}health_check."))));
         Ok(ClusterInfo {
             name: c.name.clone(),
             stats: ClusterStats::new(store, &prefix),
+            health_checks,
+            health_check_stats,
             traffic_stats_used,
             resources,
             max_requests_per_connection: http.max_requests_per_connection,
@@ -1052,10 +1068,34 @@ pub fn assignment_endpoints(
                 locality: named.clone(),
                 priority: locality.priority,
                 locality_weight: locality.load_balancing_weight.map_or(0, |w| w.value),
+                health_check: health_check_target(endpoint, &p)?,
             });
         }
     }
     Ok(out)
+}
+
+/// An endpoint's `health_check_config`; its `address` must be an IP address
+/// (Envoy resolves it at once, without DNS).
+fn health_check_target(endpoint: &Endpoint, path: &str) -> Result<HealthCheckTarget, ConfigError> {
+    let Some(hc) = &endpoint.health_check_config else { return Ok(HealthCheckTarget::default()) };
+    let p = FieldPath::starting_at(&format!("{path}.endpoint.health_check_config"));
+    let address = match &hc.address {
+        None => None,
+        Some(a) => {
+            let (host, port) = socket_address(a, &p.child("address"))?;
+            let ip = host.parse::<IpAddr>().map_err(|_| {
+                p.field_error(
+                    "address",
+                    format!("'{host}' is not an IP address (a health check address is not resolved)"),
+                )
+            })?;
+            Some(SocketAddr::new(ip, port))
+        }
+    };
+    let port = u16::try_from(hc.port_value)
+        .map_err(|_| p.field_error("port_value", "value must be less than or equal to 65535"))?;
+    Ok(HealthCheckTarget { address, port, hostname: hc.hostname.clone(), disabled: hc.disable_active_health_check })
 }
 
 /// Refuses an endpoint whose `metadata` marks it a canary (`envoy.lb` `canary: true`):

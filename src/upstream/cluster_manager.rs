@@ -6,6 +6,10 @@
 //! slot: a replaced cluster's requests in flight finish on the snapshot they hold.
 //! An EDS cluster's hosts are set by its assignments (`assign`); one CDS adds
 //! warms (`warm`) until its first, while the cluster it replaces serves on.
+//! A cluster with `health_checks` has a `ClusterHealthChecker` that follows its
+//! membership: a cluster of start-up or of CDS serves once every host had its
+//! first check, and a host whose health changed has the cluster's hosts posted
+//! to the workers again.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
@@ -19,7 +23,8 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use super::cluster::{ClusterInfo, ConfiguredEndpoint, DiscoveryType, EndpointAddress};
 use super::dns;
 use super::eds::{levels_changed, max_host_weight, same_hosts, Assignment};
-use super::host::{host_set, EdsHealth, Host, HostSet, Locality};
+use super::health_check::ClusterHealthChecker;
+use super::host::{host_set, Health, Host, HostSet, Locality};
 use super::original_dst;
 use super::thread_local_cluster::ThreadLocalClusterManager;
 use crate::config::{ConfigError, FieldPath};
@@ -144,6 +149,17 @@ pub struct ClusterManager {
     stats: Arc<ClusterManagerStats>,
     local_locality: Option<Locality>,
     local_cluster: Option<String>,
+    /// The active health checking of each cluster that has `health_checks`.
+    health_checkers: RefCell<BTreeMap<String, Rc<ClusterHealthChecker>>>,
+    /// Set once the workers hold the clusters of start-up: health changes are
+    /// posted to them from then on.
+    serving: std::cell::Cell<bool>,
+    /// Itself, for the health checkers' callbacks.
+    me: std::rc::Weak<ClusterManager>,
+    /// Warming EDS clusters with health checks whose first assignment came:
+    /// they warm on until its hosts' first checks, then start with the
+    /// overprovisioning factor of their last assignment.
+    checking: RefCell<BTreeMap<String, (Arc<ClusterInfo>, u32)>>,
 }
 
 impl ClusterManager {
@@ -151,7 +167,11 @@ impl ClusterManager {
     /// initialization, which start-up waits for), publishes the snapshot to all
     /// threads, and starts the DNS refresh loops on the current (main) dispatcher.
     pub async fn start(config: ClusterManagerConfig, slot: Slot<ThreadLocalClusterManager>) -> Rc<ClusterManager> {
-        let cm = Rc::new(ClusterManager {
+        let cm = Rc::new_cyclic(|me| ClusterManager {
+            health_checkers: RefCell::default(),
+            serving: std::cell::Cell::new(false),
+            me: me.clone(),
+            checking: RefCell::default(),
             clusters: RefCell::new(config.clusters.iter().map(|c| (c.name.clone(), c.clone())).collect()),
             static_names: config.clusters.iter().map(|c| c.name.clone()).collect(),
             membership: RefCell::new(BTreeMap::new()),
@@ -172,10 +192,19 @@ impl ClusterManager {
             let (hosts, failed) = cm.initial_hosts(info).await;
             initial.push((info.clone(), hosts, failed));
         }
+        // Envoy's cluster initialization waits for every host's first check.
+        let checkers: Vec<_> = cm.health_checkers.borrow().values().cloned().collect();
+        for checker in checkers {
+            checker.first_round().await;
+        }
+        for (info, ..) in &initial {
+            set_membership_stats(info, &cm.hosts(&info.name));
+        }
         let loops: Vec<_> =
             initial.iter().filter(|(i, ..)| i.discovery.is_dns()).map(|(i, _, failed)| (i.clone(), *failed)).collect();
         let initial = Arc::new(initial.into_iter().map(|(info, hosts, _)| (info, hosts)).collect::<Vec<_>>());
         cm.slot.set(move || ThreadLocalClusterManager::new(&initial));
+        cm.serving.set(true);
         for (info, failed) in loops {
             tokio::task::spawn_local(refresh_loop(Rc::downgrade(&cm), info, failed));
         }
@@ -213,9 +242,126 @@ impl ClusterManager {
             // None until its first assignment (`assign`), or its first request.
             DiscoveryType::Eds | DiscoveryType::OriginalDst => HostSet::default(),
         };
-        set_membership_stats(info, &hosts);
-        self.membership.borrow_mut().insert(info.name.clone(), hosts.clone());
+        self.record_membership(info, &hosts);
         (hosts, failed)
+    }
+
+    /// Makes `hosts` the main thread's membership of `info`, with its stats; a
+    /// cluster with health checks checks its new hosts (marked failed first) and
+    /// no longer its hosts gone. Before the hosts go to the workers.
+    fn record_membership(&self, info: &Arc<ClusterInfo>, hosts: &HostSet) {
+        if !info.health_checks.is_empty() {
+            let mut checkers = self.health_checkers.borrow_mut();
+            let checker = match checkers.get(&info.name) {
+                Some(c) if Arc::ptr_eq(c.info(), info) => c.clone(),
+                _ => {
+                    let me = self.me.clone();
+                    let on_change = Rc::new(move |info: &Arc<ClusterInfo>| {
+                        if let Some(cm) = me.upgrade() {
+                            cm.health_changed(info);
+                        }
+                    });
+                    let checker = ClusterHealthChecker::new(info.clone(), on_change);
+                    checkers.insert(info.name.clone(), checker.clone());
+                    checker
+                }
+            };
+            drop(checkers);
+            checker.update(hosts);
+        } else {
+            self.health_checkers.borrow_mut().remove(&info.name);
+        }
+        set_membership_stats(info, hosts);
+        self.membership.borrow_mut().insert(info.name.clone(), hosts.clone());
+    }
+
+    /// A host of `info` changed health (active checks): its stats follow, and
+    /// the workers get the cluster's hosts again to rebalance, as Envoy's
+    /// `reloadHealthyHosts` (not before they serve the cluster).
+    fn health_changed(&self, info: &Arc<ClusterInfo>) {
+        let current = self.clusters.borrow().get(&info.name).is_some_and(|c| Arc::ptr_eq(c, info));
+        let hosts = self.hosts(&info.name);
+        set_membership_stats(info, &hosts);
+        if !current || !self.serving.get() {
+            return;
+        }
+        // A new snapshot of the same hosts: the workers refile them by health.
+        let hosts: HostSet = Arc::new(hosts.as_ref().clone());
+        self.membership.borrow_mut().insert(info.name.clone(), hosts.clone());
+        let info = info.clone();
+        self.slot.run_on_all_threads(move |tlcm| tlcm.add_or_update(info.clone(), hosts.clone()));
+    }
+
+    /// Waits for the first check of every host of `info`, counted as warming
+    /// (`cluster_manager.warming_clusters`) meanwhile, as Envoy's CDS clusters
+    /// with health checks warm.
+    async fn first_checks(&self, info: &Arc<ClusterInfo>) {
+        if self.checker_of(info).is_some() {
+            self.warm(info);
+            self.first_checks_done(info).await;
+        }
+    }
+
+    /// Waits until every host of `info` had its first check (at once without
+    /// health checks): a static EDS cluster's hosts before listeners start.
+    pub async fn first_checks_done(&self, info: &Arc<ClusterInfo>) {
+        if let Some(checker) = self.checker_of(info) {
+            checker.first_round().await;
+            set_membership_stats(info, &self.hosts(&info.name));
+        }
+    }
+
+    fn checker_of(&self, info: &Arc<ClusterInfo>) -> Option<Rc<ClusterHealthChecker>> {
+        self.health_checkers.borrow().get(&info.name).filter(|c| Arc::ptr_eq(c.info(), info)).cloned()
+    }
+
+    /// Whether `info` warms until its first assignment's hosts are checked.
+    fn is_checking(&self, info: &Arc<ClusterInfo>) -> bool {
+        self.checking.borrow().get(&info.name).is_some_and(|(i, _)| Arc::ptr_eq(i, info))
+    }
+
+    /// A warming EDS cluster with health checks got an assignment: its hosts
+    /// are checked, and the cluster starts once their first checks are done
+    /// (`end_checking`), as Envoy's cluster initialization waits for them. A
+    /// later assignment meanwhile replaces the hosts being checked.
+    fn assign_while_checking(&self, info: &Arc<ClusterInfo>, assignment: &Assignment) {
+        let current = if self.is_checking(info) { self.hosts(&info.name) } else { HostSet::default() };
+        let (hosts, changed) = assignment.hosts(&current);
+        for kept in &changed {
+            kept.apply();
+        }
+        self.record_membership(info, &hosts);
+        let factor = assignment.overprovisioning_factor;
+        let first = self.checking.borrow_mut().insert(info.name.clone(), (info.clone(), factor));
+        if first.is_some_and(|(i, _)| Arc::ptr_eq(&i, info)) {
+            return;
+        }
+        let (me, info) = (self.me.clone(), info.clone());
+        tokio::task::spawn_local(async move {
+            let Some(checker) = me.upgrade().and_then(|cm| cm.checker_of(&info)) else { return };
+            checker.first_round().await;
+            if let Some(cm) = me.upgrade() {
+                cm.end_checking(&info);
+            }
+        });
+    }
+
+    /// The first checks of a warming EDS cluster's hosts are done: it starts
+    /// with them, unless CDS replaced or removed it meanwhile.
+    fn end_checking(&self, info: &Arc<ClusterInfo>) {
+        if !self.is_checking(info) {
+            return;
+        }
+        let Some((_, factor)) = self.checking.borrow_mut().remove(&info.name) else { return };
+        if !self.take_warming(info) {
+            return;
+        }
+        let hosts = self.hosts(&info.name);
+        if let Some(weight) = max_host_weight(&hosts) {
+            info.stats.max_host_weight.set(i64::from(weight));
+        }
+        info.stats.membership_change.add(levels_changed(&HostSet::default(), &hosts));
+        self.activate(info, hosts, factor);
     }
 
     /// Adds a cluster, or replaces the one of the same name (Envoy's
@@ -225,6 +371,7 @@ impl ClusterManager {
     /// static clusters out (`is_static`).
     pub async fn add_or_update(self: &Rc<Self>, info: Arc<ClusterInfo>) {
         let (hosts, failed) = self.initial_hosts(&info).await;
+        self.first_checks(&info).await;
         self.drop_warming(&info.name);
         self.install(&info);
         if info.discovery.is_dns() {
@@ -260,6 +407,10 @@ impl ClusterManager {
 
     /// Ends `info`'s warming with no hosts, if no assignment ended it.
     pub fn end_warming(&self, info: &Arc<ClusterInfo>) {
+        // Its first assignment came: its first checks end the warming.
+        if self.is_checking(info) {
+            return;
+        }
         if self.take_warming(info) {
             self.activate(info, HostSet::default(), info.overprovisioning_factor);
         }
@@ -339,6 +490,11 @@ impl ClusterManager {
     /// its `initial` assignment. `false` when `info` is no longer current.
     pub fn assign(&self, info: &Arc<ClusterInfo>, assignment: &Assignment, initial: bool) -> bool {
         let factor = assignment.overprovisioning_factor;
+        let warming_now = self.warming.borrow().get(&info.name).is_some_and(|w| Arc::ptr_eq(w, info));
+        if warming_now && !info.health_checks.is_empty() {
+            self.assign_while_checking(info, assignment);
+            return true;
+        }
         let warming = self.take_warming(info);
         if !warming && !self.clusters.borrow().get(&info.name).is_some_and(|c| Arc::ptr_eq(c, info)) {
             return false;
@@ -372,8 +528,7 @@ impl ClusterManager {
 
     /// Installs an EDS cluster's hosts and factor on main and every worker.
     fn publish(&self, info: &Arc<ClusterInfo>, hosts: HostSet, factor: u32) {
-        set_membership_stats(info, &hosts);
-        self.membership.borrow_mut().insert(info.name.clone(), hosts.clone());
+        self.record_membership(info, &hosts);
         self.assigned_factors.borrow_mut().insert(info.name.clone(), factor);
         let info = info.clone();
         self.slot.run_on_all_threads(move |tlcm| tlcm.add_or_update_assigned(info.clone(), hosts.clone(), factor));
@@ -388,6 +543,7 @@ impl ClusterManager {
         }
         self.assigned_factors.borrow_mut().remove(name);
         self.membership.borrow_mut().remove(name);
+        self.health_checkers.borrow_mut().remove(name);
         self.stats.cluster_removed.inc();
         self.stats.active_clusters.dec();
         let name: Arc<str> = name.into();
@@ -441,8 +597,7 @@ impl ClusterManager {
     pub(super) fn set_provided_hosts(&self, info: &Arc<ClusterInfo>, hosts: HostSet, changes: u64) {
         info.stats.membership_change.add(changes);
         self.stats.cluster_updated.add(changes);
-        set_membership_stats(info, &hosts);
-        self.membership.borrow_mut().insert(info.name.clone(), hosts.clone());
+        self.record_membership(info, &hosts);
         let info = info.clone();
         self.slot.run_on_all_threads(move |tlcm| tlcm.add_or_update(info.clone(), hosts.clone()));
     }
@@ -453,14 +608,15 @@ impl ClusterManager {
     }
 }
 
-/// `membership_*` by the hosts' EDS health, as Envoy counts them: a draining
-/// host is excluded, an unhealthy one is only in the total.
+/// `membership_*` by the hosts' health (EDS and active checks), as Envoy counts
+/// them: an excluded host (draining) is only in `membership_excluded` and the
+/// total, an unhealthy one only in the total.
 fn set_membership_stats(info: &ClusterInfo, hosts: &HostSet) {
-    let count = |health: EdsHealth| hosts.iter().filter(|h| h.eds_health() == health).count() as i64;
+    let count = |health: Health| hosts.iter().filter(|h| h.health() == health).count() as i64;
     info.stats.membership_total.set(hosts.len() as i64);
-    info.stats.membership_healthy.set(count(EdsHealth::Healthy));
-    info.stats.membership_degraded.set(count(EdsHealth::Degraded));
-    info.stats.membership_excluded.set(count(EdsHealth::Draining));
+    info.stats.membership_healthy.set(count(Health::Healthy));
+    info.stats.membership_degraded.set(count(Health::Degraded));
+    info.stats.membership_excluded.set(count(Health::Excluded));
 }
 
 /// The hosts of a STATIC cluster: its endpoints, by priority then in order, with

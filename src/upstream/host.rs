@@ -1,8 +1,13 @@
 //! An upstream host and the immutable host sets that workers share.
+//!
+//! A host's health is its endpoint's `health_status` (`EdsHealth`) combined with
+//! what active health checking found (`active_hc`, flags the main thread's
+//! checkers set), as Envoy's `healthFlags`: `Host::health` is the class the load
+//! balancers file it under, `Host::health_flags` what `/clusters` prints.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::cluster::ConfiguredEndpoint;
 
@@ -20,6 +25,17 @@ pub struct Host {
     /// Its `EdsHealth` (as a `u8`): an EDS assignment that keeps the host changes
     /// it in place, as the weight.
     eds_health: AtomicU8,
+    /// Active health checking's flags (`ACTIVE_HC_*`), set by the main thread's
+    /// checkers; workers read them as they rebuild their balancers with the host
+    /// set posted after a change.
+    active_hc: AtomicU8,
+    /// Where and how active health checks reach it (`health_check_config`).
+    pub health_check: HealthCheckTarget,
+    /// Its health checker's ear for a response that carried
+    /// `x-envoy-immediate-health-check-fail` (Envoy's `HealthCheckHostMonitor`):
+    /// set by the main thread while the host is checked, read by a worker only
+    /// when such a response arrives.
+    passive_monitor: Mutex<Option<PassiveMonitor>>,
     /// `IPV6_V6ONLY` on connections to an IPv6 address: Envoy's default, cleared by
     /// the endpoint's `ipv4_compat` (an IPv4-mapped address needs it to connect).
     pub ipv6_only: bool,
@@ -71,16 +87,6 @@ impl EdsHealth {
         }
     }
 
-    /// `/clusters`' `health_flags`, as Envoy prints them.
-    pub fn flags(self) -> &'static str {
-        match self {
-            EdsHealth::Healthy => "healthy",
-            EdsHealth::Unhealthy => "/failed_eds_health",
-            EdsHealth::Draining => "/eds_status_draining",
-            EdsHealth::Degraded => "/degraded_eds_health",
-        }
-    }
-
     /// `/clusters?format=json`'s `eds_health_status`.
     pub fn eds_status_name(self) -> &'static str {
         match self {
@@ -99,6 +105,41 @@ impl EdsHealth {
             other => other.eds_status_name(),
         }
     }
+}
+
+/// Active health checking failed the host (`/failed_active_hc`).
+pub const FAILED_ACTIVE_HC: u8 = 1;
+/// A check passed with `x-envoy-degraded` (`/degraded_active_hc`).
+pub const DEGRADED_ACTIVE_HC: u8 = 2;
+/// A failed check's response carried `x-envoy-immediate-health-check-fail`: the
+/// host leaves the balancers until a check passes (`/excluded_via_immediate_hc_fail`).
+pub const EXCLUDED_VIA_IMMEDIATE_HC_FAIL: u8 = 4;
+/// The host failed and its last check timed out (`/active_hc_timeout`).
+pub const ACTIVE_HC_TIMEOUT: u8 = 8;
+
+/// Where a worker reports a host's passive health failure: the main thread's
+/// checker of its cluster.
+pub type PassiveMonitor = tokio::sync::mpsc::UnboundedSender<Arc<Host>>;
+
+/// The class a host's flags put it in, as Envoy's `coarseHealth` and its
+/// excluded hosts: excluded hosts are left out of their level's count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Healthy,
+    Degraded,
+    Unhealthy,
+    Excluded,
+}
+
+/// An endpoint's `health_check_config`: the address active checks go to (its
+/// `address`, else the host's, with `port_value` when set), the hostname they
+/// send (`hostname`), and whether they skip it (`disable_active_health_check`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthCheckTarget {
+    pub address: Option<SocketAddr>,
+    pub port: u16,
+    pub hostname: String,
+    pub disabled: bool,
 }
 
 /// Where an endpoint runs, as its `LocalityLbEndpoints.locality` says.
@@ -136,6 +177,9 @@ impl Host {
             hostname,
             weight: AtomicU32::new(weight),
             eds_health: AtomicU8::new(EdsHealth::Healthy as u8),
+            active_hc: AtomicU8::new(0),
+            health_check: HealthCheckTarget::default(),
+            passive_monitor: Mutex::new(None),
             ipv6_only,
             locality: None,
             priority: 0,
@@ -164,6 +208,82 @@ impl Host {
         self.eds_health.store(health as u8, Ordering::Relaxed);
     }
 
+    /// Whether active health checking's `flag` is set.
+    pub fn active_hc(&self, flag: u8) -> bool {
+        self.active_hc.load(Ordering::Relaxed) & flag != 0
+    }
+
+    /// Sets (`on`) or clears one of active health checking's flags (main thread).
+    pub fn set_active_hc(&self, flag: u8, on: bool) {
+        if on {
+            self.active_hc.fetch_or(flag, Ordering::Relaxed);
+        } else {
+            self.active_hc.fetch_and(!flag, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets (or clears, with `None`) where passive failures go (main thread).
+    pub fn set_passive_monitor(&self, monitor: Option<PassiveMonitor>) {
+        *self.passive_monitor.lock().unwrap_or_else(PoisonError::into_inner) = monitor;
+    }
+
+    /// An upstream response carried `x-envoy-immediate-health-check-fail`: a
+    /// checked host is excluded at once, and its checker fails it (Envoy's
+    /// `setUnhealthy(ImmediateHealthCheckFail)`); an unchecked host is left as is.
+    pub fn immediate_health_check_fail(self: &Arc<Self>) {
+        let monitor = self.passive_monitor.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(monitor) = monitor.as_ref() {
+            self.set_active_hc(EXCLUDED_VIA_IMMEDIATE_HC_FAIL, true);
+            let _ = monitor.send(self.clone());
+        }
+    }
+
+    /// The class the balancers file the host under: excluded (draining, or
+    /// failed with `x-envoy-immediate-health-check-fail`), else unhealthy (by
+    /// EDS or active checks), else degraded (either), else healthy.
+    pub fn health(&self) -> Health {
+        let eds = self.eds_health();
+        if eds == EdsHealth::Draining || self.active_hc(EXCLUDED_VIA_IMMEDIATE_HC_FAIL) {
+            Health::Excluded
+        } else if eds == EdsHealth::Unhealthy || self.active_hc(FAILED_ACTIVE_HC) {
+            Health::Unhealthy
+        } else if eds == EdsHealth::Degraded || self.active_hc(DEGRADED_ACTIVE_HC) {
+            Health::Degraded
+        } else {
+            Health::Healthy
+        }
+    }
+
+    /// `/clusters`' `health_flags`, as Envoy's `healthFlagsToString`: each set
+    /// flag in Envoy's order, or `healthy`.
+    pub fn health_flags(&self) -> String {
+        let eds = self.eds_health();
+        let flags = [
+            (self.active_hc(FAILED_ACTIVE_HC), "/failed_active_hc"),
+            (eds == EdsHealth::Unhealthy, "/failed_eds_health"),
+            (self.active_hc(DEGRADED_ACTIVE_HC), "/degraded_active_hc"),
+            (eds == EdsHealth::Degraded, "/degraded_eds_health"),
+            (self.active_hc(EXCLUDED_VIA_IMMEDIATE_HC_FAIL), "/excluded_via_immediate_hc_fail"),
+            (self.active_hc(ACTIVE_HC_TIMEOUT), "/active_hc_timeout"),
+            (eds == EdsHealth::Draining, "/eds_status_draining"),
+        ];
+        let text: String = flags.iter().filter(|(on, _)| *on).map(|(_, name)| *name).collect();
+        if text.is_empty() {
+            "healthy".to_owned()
+        } else {
+            text
+        }
+    }
+
+    /// The address active health checks connect to.
+    pub fn health_check_address(&self) -> SocketAddr {
+        let mut address = self.health_check.address.unwrap_or(self.address);
+        if self.health_check.port != 0 {
+            address.set_port(self.health_check.port);
+        }
+        address
+    }
+
     /// A host of configured endpoint `e` at `address` (its own, or one its name
     /// resolved to), named `hostname`.
     pub fn of_endpoint(address: SocketAddr, hostname: String, e: &ConfiguredEndpoint) -> Arc<Host> {
@@ -173,6 +293,9 @@ impl Host {
             hostname,
             weight: AtomicU32::new(e.weight),
             eds_health: AtomicU8::new(e.health as u8),
+            active_hc: AtomicU8::new(0),
+            health_check: e.health_check.clone(),
+            passive_monitor: Mutex::new(None),
             ipv6_only,
             locality: e.locality.clone(),
             priority: e.priority,

@@ -7,6 +7,7 @@ pub mod cluster_manager;
 pub mod conn_pool;
 pub mod dns;
 pub mod eds;
+pub mod health_check;
 pub mod host;
 pub mod http1_conn_pool;
 pub mod http2_conn_pool;

@@ -3,7 +3,7 @@
 //!
 //! A cluster's hosts form levels 0 (the highest) to N, some possibly empty. A host
 //! is healthy, degraded, unhealthy or excluded by its endpoint's `health_status`
-//! (`host::EdsHealth`; Courier has no active health checking). Each level's health
+//! and active health checking (`Host::health`). Each level's health
 //! is its healthy share of the hosts not excluded, and its degraded availability
 //! its degraded share, each scaled by the overprovisioning factor
 //! (`load_assignment.policy.overprovisioning_factor`, 140 % by default) and capped
@@ -47,7 +47,7 @@ use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use super::cluster::ClusterInfo;
-use super::host::{EdsHealth, Host, Locality};
+use super::host::{Health, Host, Locality};
 use super::load_balancer::{Edf, LbPolicy, LoadBalancer};
 use super::zone_aware::{ZonePick, ZoneState};
 use crate::common::random;
@@ -253,10 +253,10 @@ impl PriorityLoadBalancer {
             let start = hosts.partition_point(|h| (h.priority as usize) < i);
             let end = hosts.partition_point(|h| h.priority as usize <= i);
             let all = &hosts[start..end];
-            let of = |health: EdsHealth| all.iter().filter(|h| h.eds_health() == health).cloned().collect();
+            let of = |health: Health| all.iter().filter(|h| h.health() == health).cloned().collect();
             level.all.hosts = all.to_vec();
-            level.healthy.hosts = of(EdsHealth::Healthy);
-            level.degraded.hosts = of(EdsHealth::Degraded);
+            level.healthy.hosts = of(Health::Healthy);
+            level.degraded.hosts = of(Health::Degraded);
             for source in [&mut level.all, &mut level.healthy, &mut level.degraded] {
                 source.lb.refresh(&source.hosts);
             }
@@ -265,13 +265,13 @@ impl PriorityLoadBalancer {
             if self.locality_weighted || zoned {
                 let groups = locality_groups(all, self.local_locality.as_ref());
                 let (policy, seed, weighted) = (self.policy, self.seed, self.locality_weighted);
-                refresh_localities(&mut level.healthy, &groups, EdsHealth::Healthy, factor, policy, seed, weighted);
-                refresh_localities(&mut level.degraded, &groups, EdsHealth::Degraded, factor, policy, seed, weighted);
+                refresh_localities(&mut level.healthy, &groups, Health::Healthy, factor, policy, seed, weighted);
+                refresh_localities(&mut level.degraded, &groups, Health::Degraded, factor, policy, seed, weighted);
             }
             counts.push(LevelCounts {
                 healthy: level.healthy.hosts.len() as u64,
                 degraded: level.degraded.hosts.len() as u64,
-                excluded: all.iter().filter(|h| h.eds_health() == EdsHealth::Draining).count() as u64,
+                excluded: all.iter().filter(|h| h.health() == Health::Excluded).count() as u64,
                 total: all.len() as u64,
             });
         }
@@ -328,7 +328,7 @@ impl PriorityLoadBalancer {
 fn refresh_localities(
     source: &mut Source,
     groups: &[(Locality, Vec<Arc<Host>>)],
-    health: EdsHealth,
+    health: Health,
     factor: u32,
     policy: LbPolicy,
     seed: u64,
@@ -341,11 +341,11 @@ fn refresh_localities(
     }
     let mut weights = Vec::with_capacity(groups.len());
     for ((_, all), (group, lb)) in groups.iter().zip(localities.groups.iter_mut()) {
-        *group = all.iter().filter(|h| h.eds_health() == health).cloned().collect();
+        *group = all.iter().filter(|h| h.health() == health).cloned().collect();
         lb.refresh(group);
         // Envoy keeps the weight of the last endpoint group of the locality.
         let weight = all.last().map_or(0, |h| h.locality_weight);
-        let counted = all.iter().filter(|h| h.eds_health() != EdsHealth::Draining).count();
+        let counted = all.iter().filter(|h| h.health() != Health::Excluded).count();
         let availability = match counted {
             0 => 0.0,
             n => (f64::from(factor) / 100.0 * group.len() as f64 / n as f64).min(1.0),
@@ -480,11 +480,11 @@ fn distribute(
 
 /// `is_in_panic` of a set of hosts (the local cluster's level 0, for zone routing).
 pub fn is_host_set_in_panic(hosts: &[Arc<Host>], panic_threshold: u32) -> bool {
-    let count = |health| hosts.iter().filter(|h| h.eds_health() == health).count() as u64;
+    let count = |health| hosts.iter().filter(|h| h.health() == health).count() as u64;
     let counts = LevelCounts {
-        healthy: count(EdsHealth::Healthy),
-        degraded: count(EdsHealth::Degraded),
-        excluded: count(EdsHealth::Draining),
+        healthy: count(Health::Healthy),
+        degraded: count(Health::Degraded),
+        excluded: count(Health::Excluded),
         total: hosts.len() as u64,
     };
     is_in_panic(&counts, panic_threshold)
@@ -522,6 +522,7 @@ fn total_panic_loads(levels: &[LevelCounts], loads: &mut [LevelLoad]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::host::EdsHealth;
 
     /// Levels of `(healthy, degraded, total)` hosts, none excluded.
     fn counts(levels: &[(u64, u64, u64)]) -> Vec<LevelCounts> {

@@ -28,7 +28,7 @@
 use std::sync::Arc;
 
 use super::cluster::ClusterStats;
-use super::host::{EdsHealth, Host, Locality};
+use super::host::{Health, Host, Locality};
 use super::priority::{is_host_set_in_panic, locality_groups};
 use crate::common::random;
 use crate::runtime;
@@ -143,8 +143,7 @@ impl ZoneState {
             stats.lb_local_cluster_not_ok.inc();
             return ZoneRouting::Off;
         }
-        let healthy =
-            |hosts: &[Arc<Host>]| hosts.iter().filter(|h| h.eds_health() == EdsHealth::Healthy).count() as u64;
+        let healthy = |hosts: &[Arc<Host>]| hosts.iter().filter(|h| h.health() == Health::Healthy).count() as u64;
         let upstream_healthy: Vec<u64> = upstream_groups.iter().map(|(_, hosts)| healthy(hosts)).collect();
         let min_size = runtime::snapshot().map_or(self.config.min_cluster_size, |s| {
             s.get_integer(MIN_CLUSTER_SIZE_KEY, self.config.min_cluster_size)

@@ -16,6 +16,7 @@ mod admin;
 mod config_errors;
 mod eds;
 mod examples;
+mod health_check;
 mod http2_conformance;
 mod http2_downstream;
 mod http2_upstream;

@@ -73,6 +73,13 @@ const ADS_OWN_STREAMS: &str = "cds_and_lds_on_streams_of_their_own";
 const DELTA_IT: &str = "tests/integration/xds_delta.rs";
 const DELTA_OWN_STREAMS: &str = "per_type_delta_streams_subscribe_and_unsubscribe";
 const EDS_IT: &str = "tests/integration/eds.rs";
+const HC_IT: &str = "tests/integration/health_check.rs";
+const HC_HTTP: &str = "http_checks_move_traffic_away_from_a_failing_host_and_back";
+const HC_GRPC: &str = "grpc_checks_follow_the_serving_status";
+const HC_CONFIG_RS: &str = "src/upstream/health_check/config.rs";
+const HEALTH_CHECKING: &str = "envoy.config.core.v3.HealthCheck";
+const HTTP_HEALTH_CHECK: &str = "envoy.config.core.v3.HealthCheck.HttpHealthCheck";
+const HC_CONFIG: &str = "envoy.config.endpoint.v3.Endpoint.HealthCheckConfig";
 const EDS_FOLLOW: &str = "an_eds_cluster_serves_its_file_and_follows_each_new_assignment";
 const SDS_IT: &str = "tests/integration/sds.rs";
 const RDS_IT: &str = "tests/integration/rds.rs";
@@ -571,6 +578,43 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (CLUSTER, "common_lb_config", &[compat("locality_weighted")]),
     (CLUSTER, "upstream_connection_options", &[test(CLUSTER_RS, "tcp_keepalive_is_set_on_upstream_connections")]),
     (CLUSTER, "transport_socket", &[test(TLS_IT, TLS_UPSTREAM), compat("tls_upstream")]),
+    (CLUSTER, "health_checks", &[compat("active_health_check"), test(HC_IT, HC_HTTP)]),
+    (HEALTH_CHECKING, "timeout", &[compat("active_health_check"), test(HC_IT, HC_HTTP)]),
+    (HEALTH_CHECKING, "interval", &[compat("active_health_check"), test(HC_IT, HC_HTTP)]),
+    (HEALTH_CHECKING, "initial_jitter", &[compat("active_health_check")]),
+    (HEALTH_CHECKING, "interval_jitter", &[compat("active_health_check")]),
+    (HEALTH_CHECKING, "interval_jitter_percent", &[compat("active_health_check")]),
+    (HEALTH_CHECKING, "unhealthy_threshold", &[compat("active_health_check"), test(HC_IT, HC_HTTP)]),
+    (HEALTH_CHECKING, "healthy_threshold", &[compat("active_health_check"), test(HC_IT, HC_HTTP)]),
+    (HEALTH_CHECKING, "reuse_connection", &[compat("active_health_check")]),
+    (HEALTH_CHECKING, "http_health_check", &[compat("active_health_check")]),
+    (HEALTH_CHECKING, "tcp_health_check", &[compat("active_health_check")]),
+    (HEALTH_CHECKING, "grpc_health_check", &[test(HC_IT, HC_GRPC)]),
+    (HEALTH_CHECKING, "no_traffic_interval", &[compat("active_health_check"), test(HC_IT, HC_HTTP)]),
+    (HEALTH_CHECKING, "no_traffic_healthy_interval", &[compat("active_health_check")]),
+    (HEALTH_CHECKING, "unhealthy_interval", &[compat("active_health_check"), test(HC_IT, HC_HTTP)]),
+    (HEALTH_CHECKING, "unhealthy_edge_interval", &[compat("active_health_check"), test(HC_IT, HC_HTTP)]),
+    (HEALTH_CHECKING, "healthy_edge_interval", &[compat("active_health_check"), test(HC_IT, HC_HTTP)]),
+    (HTTP_HEALTH_CHECK, "host", &[compat("active_health_check")]),
+    (HTTP_HEALTH_CHECK, "path", &[compat("active_health_check"), test(HC_IT, HC_HTTP)]),
+    (HTTP_HEALTH_CHECK, "receive", &[compat("active_health_check")]),
+    (HTTP_HEALTH_CHECK, "response_buffer_size", &[compat("active_health_check")]),
+    (HTTP_HEALTH_CHECK, "request_headers_to_add", &[compat("active_health_check")]),
+    (HTTP_HEALTH_CHECK, "request_headers_to_remove", &[compat("active_health_check")]),
+    (HTTP_HEALTH_CHECK, "expected_statuses", &[compat("active_health_check"), test(HC_IT, HC_HTTP)]),
+    (HTTP_HEALTH_CHECK, "retriable_statuses", &[compat("active_health_check"), test(HC_IT, HC_HTTP)]),
+    (HTTP_HEALTH_CHECK, "codec_client_type", &[compat("active_health_check")]),
+    (HTTP_HEALTH_CHECK, "method", &[compat("active_health_check")]),
+    ("envoy.config.core.v3.HealthCheck.TcpHealthCheck", "send", &[compat("active_health_check")]),
+    ("envoy.config.core.v3.HealthCheck.TcpHealthCheck", "receive", &[compat("active_health_check")]),
+    ("envoy.config.core.v3.HealthCheck.GrpcHealthCheck", "service_name", &[test(HC_IT, HC_GRPC)]),
+    ("envoy.config.core.v3.HealthCheck.GrpcHealthCheck", "authority", &[test(HC_IT, HC_GRPC)]),
+    ("envoy.config.core.v3.HealthCheck.Payload", "text", &[compat("active_health_check")]),
+    (
+        "envoy.config.core.v3.HealthCheck.Payload",
+        "binary",
+        &[test(HC_CONFIG_RS, "binary_and_text_payloads_match_alike")],
+    ),
     (
         "envoy.config.cluster.v3.Cluster.EdsClusterConfig",
         "eds_config",
@@ -852,6 +896,11 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     ),
     ("envoy.config.endpoint.v3.Endpoint", "address", &[compat("http_get")]),
     ("envoy.config.endpoint.v3.Endpoint", "hostname", &[compat("endpoint_hostname")]),
+    ("envoy.config.endpoint.v3.Endpoint", "health_check_config", &[compat("active_health_check")]),
+    (HC_CONFIG, "port_value", &[compat("active_health_check")]),
+    (HC_CONFIG, "hostname", &[test(HC_IT, HC_HTTP)]),
+    (HC_CONFIG, "address", &[compat("active_health_check")]),
+    (HC_CONFIG, "disable_active_health_check", &[compat("active_health_check")]),
     ("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy", "stat_prefix", &[compat("tcp_proxy")]),
     ("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy", "cluster", &[compat("tcp_proxy")]),
     (

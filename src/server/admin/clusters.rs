@@ -46,7 +46,7 @@ pub(super) fn render(server: &Server, as_json: bool) -> Reply {
             let l = host.locality.as_deref().cloned().unwrap_or_default();
             out.push_str(&format!(
                 "{h}::health_flags::{}\n{h}::weight::{}\n{h}::region::{}\n{h}::zone::{}\n{h}::sub_zone::{}\n",
-                host.eds_health().flags(),
+                host.health_flags(),
                 host.weight(),
                 l.region,
                 l.zone,
@@ -74,6 +74,27 @@ fn counters(s: &HostStats) -> [(&'static str, &AtomicU64); 9] {
         ("rq_timeout", &s.rq_timeout),
         ("rq_total", &s.rq_total),
     ]
+}
+
+/// A host's `health_status` as Envoy's JSON shows it: the active health flags
+/// that are set (proto3 JSON leaves out false), then the EDS status.
+fn health_status_json(host: &crate::upstream::host::Host) -> serde_json::Value {
+    use crate::upstream::host::{
+        ACTIVE_HC_TIMEOUT, DEGRADED_ACTIVE_HC, EXCLUDED_VIA_IMMEDIATE_HC_FAIL, FAILED_ACTIVE_HC,
+    };
+    let mut status = serde_json::Map::new();
+    for (flag, name) in [
+        (FAILED_ACTIVE_HC, "failed_active_health_check"),
+        (DEGRADED_ACTIVE_HC, "failed_active_degraded_check"),
+        (EXCLUDED_VIA_IMMEDIATE_HC_FAIL, "excluded_via_immediate_hc_fail"),
+        (ACTIVE_HC_TIMEOUT, "active_hc_timeout"),
+    ] {
+        if host.active_hc(flag) {
+            status.insert(name.to_owned(), json!(true));
+        }
+    }
+    status.insert("eds_health_status".to_owned(), json!(host.eds_health().eds_status_name()));
+    serde_json::Value::Object(status)
 }
 
 /// A host's locality as Envoy's JSON shows it: the fields that are set.
@@ -116,7 +137,7 @@ fn json_form(cm: &crate::upstream::ClusterManager) -> String {
                     let mut h = json!({
                         "address": { "socket_address": { "address": host.address.ip().to_string(), "port_value": host.address.port() } },
                         "stats": stats,
-                        "health_status": { "eds_health_status": host.eds_health().eds_status_name() },
+                        "health_status": health_status_json(host),
                         "weight": host.weight(),
                         "locality": locality_json(host.locality.as_deref()),
                     });

@@ -145,7 +145,8 @@ pub async fn start(
 }
 
 /// Starts the subscription of each EDS cluster of `static_resources`, and
-/// waits until each is initialized (Envoy's init manager, before listeners).
+/// waits until each is initialized, its hosts' first health checks included
+/// (Envoy's init manager, before listeners).
 pub async fn start_static(cm: &Rc<ClusterManager>, streams: &Started) -> std::io::Result<()> {
     let mut pending = Vec::new();
     for info in cm.clusters().iter().filter(|c| c.discovery == DiscoveryType::Eds && cm.is_static(&c.name)) {
@@ -153,6 +154,10 @@ pub async fn start_static(cm: &Rc<ClusterManager>, streams: &Started) -> std::io
     }
     for entry in pending {
         entry.initialized().await;
+    }
+    // Then its hosts' first health checks, as Envoy's cluster initialization.
+    for info in cm.clusters().iter().filter(|c| c.discovery == DiscoveryType::Eds && cm.is_static(&c.name)) {
+        cm.first_checks_done(info).await;
     }
     Ok(())
 }
