@@ -640,10 +640,16 @@ async fn main_loop(
     server.state.set(ServerState::Initializing);
     // Each SDS secret's file is read before clusters connect or listeners
     // accept, as Envoy's init manager waits for secrets.
-    let subscriptions = sds::start_pending(&server.secrets, &server.store).await?;
+    let subscriptions = sds::start_pending(&server.secrets, &server.store, None).await?;
     let cm = ClusterManager::start(clusters, cluster_slot).await;
     *server.cluster_manager.borrow_mut() = Some(cm.clone());
     let subscriptions = Rc::new(Started::new(subscriptions, &server, &cm));
+    // The secrets static listeners and clusters get from a management server
+    // are asked for as soon as its stream can open.
+    let static_secrets: Vec<_> = server.secrets.dynamic().into_iter().filter(|s| !s.is_initialized()).collect();
+    for task in sds::start_pending(&server.secrets, &server.store, Some(&subscriptions)).await? {
+        subscriptions.push_task(task);
+    }
     // Static EDS clusters are initialized by their first assignment (or the
     // lack of one within initial_fetch_timeout).
     xds::eds::start_static(&cm, &subscriptions).await?;
@@ -659,6 +665,11 @@ async fn main_loop(
     // thread is registered: their tables reach the workers first).
     for task in xds::rds::start_pending(&server, &cm, &subscriptions, true).await? {
         subscriptions.push_task(task);
+    }
+    // Static listeners accept once their secrets came (or their initial
+    // fetch timed out), as Envoy's init manager waits for them.
+    for secret in static_secrets {
+        secret.initialized().await;
     }
     // Listeners are asked for once the clusters are in, and applied once the
     // workers run.

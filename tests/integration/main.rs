@@ -45,4 +45,5 @@ mod upstream;
 mod xds_delta;
 mod xds_files;
 mod xds_grpc;
+mod xds_sds;
 mod xds_tls;

@@ -1,6 +1,7 @@
 //! A state-of-the-world xDS management server for tests, over h2c on the `h2`
-//! crate: the ADS method and CDS's, LDS's and EDS's own (`StreamClusters`,
-//! `StreamListeners`, `StreamEndpoints`) all serve the same snapshot. A test `push`es a type's
+//! crate: the ADS method and CDS's, LDS's, EDS's, RDS's and SDS's own
+//! (`StreamClusters`, `StreamListeners`, `StreamEndpoints`, `StreamRoutes`,
+//! `StreamSecrets`) all serve the same snapshot. A test `push`es a type's
 //! whole state (`version`, resources as `Any`s); every stream that asked for
 //! that type gets it at once, and a stream's first request for a type gets
 //! the latest one. Each response has a nonce of its own (`n1`, `n2`, ...).
@@ -46,6 +47,8 @@ pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Li
 pub const ENDPOINT_TYPE: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 #[allow(dead_code)] // the compat suite's
 pub const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+#[allow(dead_code)] // the compat suite's
+pub const SECRET_TYPE: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 
 const METHODS: &[&str] = &[
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
@@ -53,6 +56,7 @@ const METHODS: &[&str] = &[
     "/envoy.service.listener.v3.ListenerDiscoveryService/StreamListeners",
     "/envoy.service.endpoint.v3.EndpointDiscoveryService/StreamEndpoints",
     "/envoy.service.route.v3.RouteDiscoveryService/StreamRoutes",
+    "/envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets",
 ];
 
 const DELTA_METHODS: &[&str] = &[
@@ -61,6 +65,7 @@ const DELTA_METHODS: &[&str] = &[
     "/envoy.service.listener.v3.ListenerDiscoveryService/DeltaListeners",
     "/envoy.service.endpoint.v3.EndpointDiscoveryService/DeltaEndpoints",
     "/envoy.service.route.v3.RouteDiscoveryService/DeltaRoutes",
+    "/envoy.service.secret.v3.SecretDiscoveryService/DeltaSecrets",
 ];
 
 /// How long `wait_request` waits.

@@ -50,6 +50,7 @@ pub const CDS_METHOD: &str = "/envoy.service.cluster.v3.ClusterDiscoveryService/
 pub const LDS_METHOD: &str = "/envoy.service.listener.v3.ListenerDiscoveryService/StreamListeners";
 pub const EDS_METHOD: &str = "/envoy.service.endpoint.v3.EndpointDiscoveryService/StreamEndpoints";
 pub const RDS_METHOD: &str = "/envoy.service.route.v3.RouteDiscoveryService/StreamRoutes";
+pub const SDS_METHOD: &str = "/envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets";
 
 /// The incremental method of a state-of-the-world one's service.
 fn delta_method(method: &'static str) -> &'static str {
@@ -59,6 +60,7 @@ fn delta_method(method: &'static str) -> &'static str {
         LDS_METHOD => "/envoy.service.listener.v3.ListenerDiscoveryService/DeltaListeners",
         EDS_METHOD => "/envoy.service.endpoint.v3.EndpointDiscoveryService/DeltaEndpoints",
         RDS_METHOD => "/envoy.service.route.v3.RouteDiscoveryService/DeltaRoutes",
+        SDS_METHOD => "/envoy.service.secret.v3.SecretDiscoveryService/DeltaSecrets",
         other => other,
     }
 }
@@ -359,6 +361,7 @@ impl GrpcMux {
             Received::Delta(response) => {
                 let response_nonce = response.nonce.clone();
                 let prepared = self.delta.borrow().prepare(response, watch.wildcard());
+                watch.resource_versions_received(&prepared.versions);
                 let error_detail = match watch.on_response(&prepared.response).await {
                     Ok(()) => {
                         watch.on_removed(&prepared.removed, &prepared.response.version_info).await;

@@ -6,7 +6,8 @@
 //! after. The ADS stream is opened by the first subscription that names it and
 //! shared by the next; a CDS or LDS subscription with an `api_config_source`
 //! gets a stream of its own, and EDS clusters share one per source (each
-//! stream's `EdsWatch`), and so do route configs (its `RdsWatch`). What keeps running (file watches, streams) is handed
+//! stream's `EdsWatch`), and so do route configs (its `RdsWatch`) and SDS
+//! secrets (its `SdsWatch`). What keeps running (file watches, streams) is handed
 //! back as tasks, aborted as the server drains.
 
 use std::cell::RefCell;
@@ -16,9 +17,10 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::config::core::v3::Node;
 
 use super::eds_watch::EdsWatch;
-use super::grpc_mux::{GrpcMux, ADS_METHOD, EDS_METHOD, RDS_METHOD};
-use super::grpc_subscription::GrpcSubscription;
+use super::grpc_mux::{GrpcMux, ADS_METHOD, EDS_METHOD, RDS_METHOD, SDS_METHOD};
+use super::grpc_subscription::{GrpcSubscription, Watch};
 use super::rds_watch::RdsWatch;
+use super::sds_watch::SdsWatch;
 use super::source::{GrpcSource, Source, SubscriptionSource};
 use super::{PathSubscription, ResourceApi};
 use crate::server::Server;
@@ -44,11 +46,16 @@ pub struct Started {
     ads: RefCell<Option<Rc<GrpcMux>>>,
     /// The endpoint watch of each stream EDS clusters use, by the stream's
     /// source (`None`: the ADS stream).
-    eds: RefCell<Vec<(Option<GrpcSource>, Rc<EdsWatch>)>>,
+    eds: WatchesByStream<EdsWatch>,
     /// The route watch of each stream route configs use, by the stream's
     /// source (`None`: the ADS stream).
-    rds: RefCell<Vec<(Option<GrpcSource>, Rc<RdsWatch>)>>,
+    rds: WatchesByStream<RdsWatch>,
+    /// The secret watch of each stream SDS secrets use, likewise.
+    sds: WatchesByStream<SdsWatch>,
 }
+
+/// The watches of one resource type, by the stream each is on.
+type WatchesByStream<W> = RefCell<Vec<(Option<GrpcSource>, Rc<W>)>>;
 
 impl Started {
     pub fn new(tasks: Vec<tokio::task::JoinHandle<()>>, server: &Server, cm: &Rc<ClusterManager>) -> Self {
@@ -61,6 +68,7 @@ impl Started {
             ads: RefCell::default(),
             eds: RefCell::default(),
             rds: RefCell::default(),
+            sds: RefCell::default(),
         }
     }
 
@@ -124,34 +132,40 @@ impl Started {
     /// The endpoint watch of the stream an EDS cluster's `source` names (the
     /// ADS stream, or one per `api_config_source`), subscribed on first use.
     pub fn eds_watch(&self, source: &Source) -> Option<Rc<EdsWatch>> {
-        let key = stream_key(source)?;
-        if let Some((_, watch)) = self.eds.borrow().iter().find(|(k, _)| *k == key) {
-            return Some(watch.clone());
-        }
-        let mux = match &key {
-            None => self.ads_mux()?,
-            Some(grpc) => self.start_mux(grpc.clone(), EDS_METHOD),
-        };
-        let watch = Rc::new(super::eds_watch::new_watch(&mux));
-        mux.subscribe(watch.clone());
-        self.eds.borrow_mut().push((key, watch.clone()));
-        Some(watch)
+        self.watch(&self.eds, source, EDS_METHOD, super::eds_watch::new_watch)
     }
 
-    /// The route watch of the stream `source` names (the ADS stream, or one
-    /// per `api_config_source`), subscribed on first use.
+    /// The route watch of the stream `source` names, likewise.
     pub fn rds_watch(&self, source: &Source) -> Option<Rc<RdsWatch>> {
+        self.watch(&self.rds, source, RDS_METHOD, super::rds_watch::new_watch)
+    }
+
+    /// The secret watch of the stream `source` names, likewise.
+    pub fn sds_watch(&self, source: &Source) -> Option<Rc<SdsWatch>> {
+        self.watch(&self.sds, source, SDS_METHOD, super::sds_watch::new_watch)
+    }
+
+    /// The watch of `watches`' type on the stream `source` names (the ADS
+    /// stream, or one per `api_config_source`, its own service's `method`),
+    /// made by `new` and subscribed on first use.
+    fn watch<W: Watch + 'static>(
+        &self,
+        watches: &WatchesByStream<W>,
+        source: &Source,
+        method: &'static str,
+        new: fn(&Rc<GrpcMux>) -> W,
+    ) -> Option<Rc<W>> {
         let key = stream_key(source)?;
-        if let Some((_, watch)) = self.rds.borrow().iter().find(|(k, _)| *k == key) {
+        if let Some((_, watch)) = watches.borrow().iter().find(|(k, _)| *k == key) {
             return Some(watch.clone());
         }
         let mux = match &key {
             None => self.ads_mux()?,
-            Some(grpc) => self.start_mux(grpc.clone(), RDS_METHOD),
+            Some(grpc) => self.start_mux(grpc.clone(), method),
         };
-        let watch = Rc::new(super::rds_watch::new_watch(&mux));
+        let watch = Rc::new(new(&mux));
         mux.subscribe(watch.clone());
-        self.rds.borrow_mut().push((key, watch.clone()));
+        watches.borrow_mut().push((key, watch.clone()));
         Some(watch)
     }
 
