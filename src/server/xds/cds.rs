@@ -110,7 +110,7 @@ impl ResourceApi for CdsApi {
         // followed until the process exits); a secret of a management server
         // is asked for, and the cluster warms until it comes.
         let streams = self.streams.upgrade();
-        super::sds::start_pending(&self.secrets, &self.store, streams.as_deref())
+        super::sds::start_pending(&self.secrets, &self.store, streams.as_deref(), |_| true)
             .await
             .map_err(|e| ConfigError::new("sds_config", format!("cannot start SDS: {e}")))?;
         tracing::info!(

@@ -179,7 +179,7 @@ impl ResourceApi for LdsApi {
         // (then followed until the process exits); a secret of a management
         // server is asked for, and the listener warms until it comes.
         let streams = self.streams.upgrade();
-        super::sds::start_pending(&self.server.secrets, &self.server.store, streams.as_deref())
+        super::sds::start_pending(&self.server.secrets, &self.server.store, streams.as_deref(), |_| true)
             .await
             .map_err(|e| ConfigError::new("sds_config", format!("cannot start SDS: {e}")))?;
         // So are the route config files they name for the first time. One on

@@ -135,14 +135,16 @@ impl ResourceApi for SdsApi {
 /// read once now, then followed by a local task, whose handle is returned; a
 /// management server (with `streams`; without, such secrets wait for the next
 /// call) is asked for the secret, which is `initialized` by its first answer
-/// or `initial_fetch_timeout`.
+/// or `initial_fetch_timeout`. Only the secrets `wanted` takes are started.
 pub async fn start_pending(
     secrets: &Arc<SecretManager>,
     store: &Arc<Store>,
     streams: Option<&Started>,
+    wanted: impl Fn(&SdsSecret) -> bool,
 ) -> std::io::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut tasks = Vec::new();
-    let unstarted = secrets.take_unstarted(|source| streams.is_some() || matches!(source, Source::Path(_)));
+    let unstarted =
+        secrets.take_unstarted(|s| (streams.is_some() || matches!(s.source.source, Source::Path(_))) && wanted(s));
     for secret in unstarted {
         let prefix = format!("sds.{}.", secret.name);
         let (source, timeout) = (secret.source.source.clone(), secret.source.initial_fetch_timeout);

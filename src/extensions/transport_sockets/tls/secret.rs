@@ -112,9 +112,9 @@ impl SecretManager {
 
     /// The SDS secrets nobody subscribed to yet (the server starts a
     /// subscription for each) of the sources `wanted` takes; each is returned once.
-    pub fn take_unstarted(&self, wanted: impl Fn(&Source) -> bool) -> Vec<Arc<SdsSecret>> {
+    pub fn take_unstarted(&self, wanted: impl Fn(&SdsSecret) -> bool) -> Vec<Arc<SdsSecret>> {
         let all = self.dynamic();
-        all.into_iter().filter(|s| wanted(&s.source.source) && !s.started.swap(true, Ordering::Relaxed)).collect()
+        all.into_iter().filter(|s| wanted(s) && !s.started.swap(true, Ordering::Relaxed)).collect()
     }
 
     /// The SDS secrets named since the last call.
