@@ -70,25 +70,11 @@ static_resources:
     )
 }
 
-/// Where the secrets of a session come from.
-#[derive(Clone, Copy, Debug)]
-enum Via {
-    Ads,
-    DeltaAds,
-    /// `api_config_source` (`GRPC`) to the same management server.
-    OwnStream,
-}
-
-impl Via {
-    fn sds_config(self) -> &'static str {
-        match self {
-            Via::Ads | Via::DeltaAds => "{ ads: {}, resource_api_version: V3 }",
-            Via::OwnStream => {
-                "{ resource_api_version: V3, api_config_source: { api_type: GRPC, transport_api_version: V3, grpc_services: [{ envoy_grpc: { cluster_name: xds } }] } }"
-            }
-        }
-    }
-}
+/// A secret's `sds_config` on the ADS stream (state of the world or delta, as
+/// the bootstrap's `ads_config`).
+const ADS: &str = "{ ads: {}, resource_api_version: V3 }";
+/// A secret's `sds_config` on a `StreamSecrets` stream of its own.
+const OWN_STREAM: &str = "{ resource_api_version: V3, api_config_source: { api_type: GRPC, transport_api_version: V3, grpc_services: [{ envoy_grpc: { cluster_name: xds } }] } }";
 
 fn json(admin: std::net::SocketAddr, path: &str) -> serde_json::Value {
     let (_, body) = http_request(admin, "GET", path);
@@ -154,17 +140,16 @@ impl PartialEq for OwnWords {
 
 /// The listener session: warming until the secret comes, served, rotated, a
 /// bad one NACKed. What each step saw, and the NACK's message.
-fn listener_session(via: Via, start: fn(&str) -> Started) -> (Vec<String>, OwnWords) {
+fn listener_session(sds_config: &str, delta: bool, start: fn(&str) -> Started) -> (Vec<String>, OwnWords) {
     let pki = Pki::new("Courier Test CA");
     let (one, two) = (pki.leaf(&[SERVER_NAME]), pki.leaf(&["two.server.test", SERVER_NAME]));
     let client = client_config(&pki.ca_pem, None, &[]);
     let xds = XdsServer::start();
-    let delta = matches!(via, Via::DeltaAds);
     xds.push(CLUSTER_TYPE, "c0", Vec::new());
     xds.push(LISTENER_TYPE, "l0", Vec::new());
     let (admin, guard) = start(&bootstrap(&xds, delta));
     let mut seen = Vec::new();
-    let common = format!("tls_certificate_sds_secret_configs:\n- name: web_cert\n  sds_config: {}", via.sds_config());
+    let common = format!("tls_certificate_sds_secret_configs:\n- name: web_cert\n  sds_config: {sds_config}");
     xds.push(LISTENER_TYPE, "l1", vec![resource(LISTENER_TYPE, &https_listener(&common))]);
     wait_stat(admin, "listener_manager.lds.update_success", 2);
     // Asked for, not there yet: the listener warms.
@@ -238,21 +223,25 @@ fn check_nack(message: &str) {
 
 #[test]
 fn an_ads_secret_warms_the_listener_then_rotates_and_a_bad_one_is_nacked() {
-    let (seen, nack) = same_as_envoy(|start| listener_session(Via::Ads, start));
+    let sds_config = "{ ads: {}, resource_api_version: V3 }";
+    let (seen, nack) = same_as_envoy(|start| listener_session(sds_config, false, start));
     assert!(seen.contains(&"s2 serves two: true".to_string()), "{seen:#?}");
     check_nack(&nack.0);
 }
 
 #[test]
 fn a_delta_ads_secret_warms_rotates_and_is_nacked_as_envoys() {
-    let (seen, nack) = same_as_envoy(|start| listener_session(Via::DeltaAds, start));
+    // `sds_config: { ads: {} }` on a DELTA_GRPC `ads_config`.
+    let (seen, nack) = same_as_envoy(|start| listener_session(ADS, true, start));
     assert!(seen.contains(&"s2 old connection GET: Ok((200, \"hi\"))".to_string()), "{seen:#?}");
     check_nack(&nack.0);
 }
 
 #[test]
 fn a_secret_on_a_stream_of_its_own_warms_rotates_and_is_nacked_as_envoys() {
-    let (seen, nack) = same_as_envoy(|start| listener_session(Via::OwnStream, start));
+    let sds_config =
+        "{ api_config_source: { api_type: GRPC, grpc_services: [{ envoy_grpc: { cluster_name: xds } }] } }";
+    let (seen, nack) = same_as_envoy(|start| listener_session(sds_config, false, start));
     assert!(seen.iter().any(|s| s.starts_with("StreamSecrets Secret 's1'")), "{seen:#?}");
     check_nack(&nack.0);
 }
@@ -285,7 +274,7 @@ fn cluster_session(delta: bool, start: fn(&str) -> Started) -> Vec<String> {
     xds.push(LISTENER_TYPE, "l0", Vec::new());
     let (admin, guard) = start(&bootstrap(&xds, delta));
     let mut seen = Vec::new();
-    xds.push(CLUSTER_TYPE, "c1", vec![resource(CLUSTER_TYPE, &mtls_cluster(up.port(), Via::Ads.sds_config()))]);
+    xds.push(CLUSTER_TYPE, "c1", vec![resource(CLUSTER_TYPE, &mtls_cluster(up.port(), ADS))]);
     if delta {
         xds.wait_delta_request(0, |r| r.type_url == SECRET_TYPE && r.resource_names_subscribe.len() == 2);
     } else {
@@ -394,10 +383,48 @@ fn a_static_listener_whose_secret_times_out_closes_connections_until_it_comes() 
 #[test]
 fn a_static_cluster_s_secret_over_ads_is_refused() {
     let xds = XdsServer::start();
-    let yaml = format!("{}{}", bootstrap(&xds, false), mtls_cluster(1, Via::Ads.sds_config()));
+    let yaml = format!("{}{}", bootstrap(&xds, false), mtls_cluster(1, ADS));
     let (ok, out) = crate::harness::validate(&yaml);
     assert!(!ok && out.contains("the SDS secret 'client_cert' of a static cluster has sds_config.ads"), "{out}");
-    let yaml = format!("{}{}", bootstrap(&xds, false), mtls_cluster(1, Via::OwnStream.sds_config()));
+    let yaml = format!("{}{}", bootstrap(&xds, false), mtls_cluster(1, OWN_STREAM));
     let (ok, out) = crate::harness::validate(&yaml);
     assert!(ok, "{out}");
+}
+
+/// A delta secret removed by the management server: as Envoy 1.40, an
+/// accepted update that changes nothing (the secret keeps serving).
+fn delta_removal_session(start: fn(&str) -> Started) -> Vec<String> {
+    let pki = Pki::new("Courier Test CA");
+    let one = pki.leaf(&[SERVER_NAME]);
+    let client = client_config(&pki.ca_pem, None, &[]);
+    let xds = XdsServer::start();
+    xds.push(CLUSTER_TYPE, "c0", Vec::new());
+    xds.push(LISTENER_TYPE, "l0", Vec::new());
+    xds.push(SECRET_TYPE, "s1", vec![certificate("web_cert", &one, &one)]);
+    let (admin, guard) = start(&bootstrap(&xds, true));
+    let common = format!("tls_certificate_sds_secret_configs:\n- name: web_cert\n  sds_config: {}", ADS);
+    xds.push(LISTENER_TYPE, "l1", vec![resource(LISTENER_TYPE, &https_listener(&common))]);
+    wait_stat(admin, "sds.web_cert.update_success", 1);
+    wait_stat(admin, "listener_manager.total_listeners_active", 1);
+    let addr = admin_listener(admin, "web");
+    let seen_before = xds.delta_requests().len();
+    xds.remove(SECRET_TYPE, "s2", &["web_cert"]);
+    let answer = xds.wait_delta_request(seen_before, |r| r.type_url == SECRET_TYPE && !r.response_nonce.is_empty()).1;
+    let mut seen = vec![format!("removal NACKed: {}", answer.error_detail.is_some())];
+    wait_stat(admin, "sds.web_cert.update_success", 2);
+    let after = Session::open(addr, client).map(|s| s.peer() == der(&one));
+    seen.push(format!("still serves one: {}", after.is_ok_and(|same| same)));
+    for stat in ["update_attempt", "update_success", "update_rejected"] {
+        let name = format!("sds.web_cert.{stat}");
+        seen.push(format!("{name}: {}", admin_stat(admin, &name)));
+    }
+    seen.push(secrets_dump(admin, "dynamic_active_secrets"));
+    drop(guard);
+    seen
+}
+
+#[test]
+fn a_delta_removed_secret_keeps_serving_as_envoys() {
+    let seen = same_as_envoy(delta_removal_session);
+    assert!(seen.contains(&"still serves one: true".to_string()), "{seen:#?}");
 }

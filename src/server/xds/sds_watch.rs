@@ -8,7 +8,8 @@
 //! through; it counts its updates in `sds.<name>.update_*` and is initialized
 //! (the listeners and clusters naming it stop warming) by its first response,
 //! accepted or not, or by `initial_fetch_timeout` (then with no value: a
-//! handshake that needs it fails, counting `*_context_secrets_not_ready`).
+//! handshake that needs it fails, counting `*_context_secrets_not_ready`). A
+//! delta removal of the secret is accepted and changes nothing, as Envoy's.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -75,6 +76,15 @@ impl NamedEntry for Entry {
                 Err(e) => tracing::warn!("sds: secret {}: update rejected: {e}", self.api.secret().name),
             }
             applied
+        })
+    }
+
+    /// Envoy's SDS takes a delta removal of its secret as an accepted update
+    /// that changes nothing: the secret keeps serving (checked against 1.40).
+    fn removed<'a>(&'a self, version_info: &'a str) -> LocalBoxFuture<'a, ()> {
+        Box::pin(async move {
+            tracing::warn!("sds: secret {} removed by the server: it keeps serving", self.api.secret().name);
+            self.stats.accepted(version_info);
         })
     }
 }
