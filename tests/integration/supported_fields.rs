@@ -1816,7 +1816,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (
         SDS_CONFIG,
         "sds_config",
-        &[test(SDS_IT, SDS_UPSTREAM), test(SDS_XDS_IT, SDS_ADS), test(SDS_XDS_IT, SDS_OWN_STREAM)],
+        &[test(SDS_IT, SDS_UPSTREAM), test(SDS_XDS_IT, SDS_ADS), test(SDS_XDS_IT, SDS_OWN_STREAM), compat("xds_sds")],
     ),
     ("envoy.extensions.transport_sockets.tls.v3.TlsSessionTicketKeys", "keys", &[test(TLS_IT, TLS_TICKET_KEYS)]),
     (SECRET_MSG, "name", &[test(SDS_IT, SDS_STATIC), compat("tls_secrets")]),
