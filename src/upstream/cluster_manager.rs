@@ -401,6 +401,19 @@ impl ClusterManager {
         true
     }
 
+    /// Resolves once every thread has applied what was posted to it so far
+    /// (a removed cluster is gone from every worker's snapshot).
+    pub fn threads_caught_up(&self) -> tokio::sync::oneshot::Receiver<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.slot.run_on_all_threads_then(
+            |_| {},
+            move || {
+                let _ = tx.send(());
+            },
+        );
+        rx
+    }
+
     /// Whether `name` is a cluster of `static_resources`.
     pub fn is_static(&self, name: &str) -> bool {
         self.static_names.contains(name)

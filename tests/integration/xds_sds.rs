@@ -428,3 +428,34 @@ fn a_delta_removed_secret_keeps_serving_as_envoys() {
     let seen = same_as_envoy(delta_removal_session);
     assert!(seen.contains(&"still serves one: true".to_string()), "{seen:#?}");
 }
+
+/// A CDS cluster whose secrets come over ADS, then removed: as Envoy 1.40,
+/// the stream stops asking for them and `/config_dump` no longer shows them.
+/// (Envoy asks once per secret dropped, after its CDS ACK; Courier once for
+/// both, as soon as every worker let go of the cluster.)
+fn cluster_removal_session(start: fn(&str) -> Started) -> Vec<String> {
+    let pki = Pki::new("Courier Test CA");
+    let up = tls_front_with(http_upstream("up"), mtls_server_config(&pki.leaf(&["up.test"]), &pki.ca_pem).into());
+    let client = pki.leaf(&["client.test"]);
+    let xds = XdsServer::start();
+    xds.push(CLUSTER_TYPE, "c0", Vec::new());
+    xds.push(LISTENER_TYPE, "l0", Vec::new());
+    xds.push(SECRET_TYPE, "s1", vec![certificate("client_cert", &client, &client), validation("up_ca", &pki.ca_pem)]);
+    let (admin, guard) = start(&bootstrap(&xds, false));
+    xds.push(CLUSTER_TYPE, "c1", vec![resource(CLUSTER_TYPE, &mtls_cluster(up.port(), ADS))]);
+    wait_stat(admin, "cluster_manager.active_clusters", 2);
+    xds.push(CLUSTER_TYPE, "c2", vec![]);
+    let last = xds.wait_request(0, |r| r.type_url == SECRET_TYPE && r.resource_names.is_empty()).1;
+    xds.wait_request(0, |r| is_ack(r, CLUSTER_TYPE, "c2"));
+    let mut seen = vec![format!("the stream stops asking: {}", summary(&last))];
+    seen.push(secrets_dump(admin, "dynamic_active_secrets"));
+    seen.push(secrets_dump(admin, "dynamic_warming_secrets"));
+    drop(guard);
+    seen
+}
+
+#[test]
+fn a_removed_cluster_s_secrets_are_unsubscribed_as_envoys() {
+    let seen = same_as_envoy(cluster_removal_session);
+    assert_eq!(seen.last().map(String::as_str), Some("null"), "{seen:#?}");
+}

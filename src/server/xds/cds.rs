@@ -157,9 +157,20 @@ impl ResourceApi for CdsApi {
         for name in &removed {
             self.cm.remove(name);
         }
-        // The EDS clusters replaced or removed are asked for no longer.
+        // The EDS clusters replaced or removed are asked for no longer, nor
+        // (once every worker let go of them) the secrets only they read.
         if let Some(streams) = self.streams.upgrade() {
             streams.prune_eds();
+            if !removed.is_empty() || !changed.is_empty() {
+                let caught_up = self.cm.threads_caught_up();
+                let streams = Rc::downgrade(&streams);
+                tokio::task::spawn_local(async move {
+                    let _ = caught_up.await;
+                    if let Some(streams) = streams.upgrade() {
+                        streams.prune_sds();
+                    }
+                });
+            }
         }
         if !changed.is_empty() || !removed.is_empty() {
             self.stats.config_reload.inc();

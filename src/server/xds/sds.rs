@@ -56,6 +56,11 @@ impl SdsApi {
         &self.secret
     }
 
+    /// The subscription ended: the secret is forgotten.
+    pub fn forget(&self) {
+        self.secrets.forget(&self.secret);
+    }
+
     /// Watches the directory of each file the secret now names, in place of
     /// the previous watches.
     fn watch_files(&self) {

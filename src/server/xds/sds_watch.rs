@@ -10,6 +10,8 @@
 //! accepted or not, or by `initial_fetch_timeout` (then with no value: a
 //! handshake that needs it fails, counting `*_context_secrets_not_ready`). A
 //! delta removal of the secret is accepted and changes nothing, as Envoy's.
+//! Once no context reads a secret (its cluster removed), the stream stops
+//! asking for it (`prune`).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -47,6 +49,17 @@ impl Entry {
 impl NamedEntry for Entry {
     fn resource_name(&self) -> &str {
         &self.api.secret().name
+    }
+
+    /// Over once no context reads the secret (its listeners and clusters
+    /// are gone): as Envoy's, the stream stops asking for it. The secret is
+    /// forgotten then, so that a context naming it later subscribes anew.
+    fn done(&self) -> bool {
+        let over = !self.api.secret().in_use();
+        if over {
+            self.api.forget();
+        }
+        over
     }
 
     fn stats(&self) -> &SubscriptionStats {
@@ -91,6 +104,12 @@ impl NamedEntry for Entry {
 
 /// The secrets of one stream.
 pub type SdsWatch = NamedWatch<Entry>;
+
+/// Ends the subscriptions of the secrets no context reads any more: the
+/// stream asks without them, and `/config_dump` no longer shows them.
+pub fn prune(watch: &SdsWatch) {
+    watch.prune();
+}
 
 /// A new stream's secret watch.
 pub fn new_watch(mux: &Rc<GrpcMux>) -> SdsWatch {

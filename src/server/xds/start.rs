@@ -177,6 +177,13 @@ impl Started {
         super::rds_watch::entry(watch, name)
     }
 
+    /// Ends the subscriptions of the SDS secrets no context reads any more.
+    pub fn prune_sds(&self) {
+        for (_, watch) in self.sds.borrow().iter() {
+            super::sds_watch::prune(watch);
+        }
+    }
+
     /// Forgets the EDS clusters CDS replaced or removed.
     pub fn prune_eds(&self) {
         for (_, watch) in self.eds.borrow().iter() {

@@ -117,6 +117,12 @@ impl SecretManager {
         all.into_iter().filter(|s| wanted(s) && !s.started.swap(true, Ordering::Relaxed)).collect()
     }
 
+    /// Forgets an SDS secret no context reads any more (its subscription
+    /// ended): a context naming it later subscribes anew.
+    pub fn forget(&self, secret: &Arc<SdsSecret>) {
+        self.dynamic.lock().unwrap_or_else(|e| e.into_inner()).retain(|s| !Arc::ptr_eq(s, secret));
+    }
+
     /// The SDS secrets named since the last call.
     pub fn take_named(&self) -> Vec<Arc<SdsSecret>> {
         std::mem::take(&mut self.named.lock().unwrap_or_else(|e| e.into_inner()))
@@ -324,6 +330,13 @@ impl SdsSecret {
     pub fn shown(&self) -> Option<Arc<LoadedSecret>> {
         let rejected = self.rejected.lock().unwrap_or_else(|e| e.into_inner()).clone();
         rejected.or_else(|| self.current())
+    }
+
+    /// Whether a context still reads it.
+    pub fn in_use(&self) -> bool {
+        let mut list = self.dependents.lock().unwrap_or_else(|e| e.into_inner());
+        list.retain(|d| d.alive());
+        !list.is_empty()
     }
 
     pub fn is_initialized(&self) -> bool {
