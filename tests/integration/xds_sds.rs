@@ -140,14 +140,16 @@ impl PartialEq for OwnWords {
 
 /// The listener session: warming until the secret comes, served, rotated, a
 /// bad one NACKed. What each step saw, and the NACK's message.
-fn listener_session(sds_config: &str, delta: bool, start: fn(&str) -> Started) -> (Vec<String>, OwnWords) {
+fn listener_session(sds_config: &str, ads_delta: bool, start: fn(&str) -> Started) -> (Vec<String>, OwnWords) {
+    // The secret's stream: the ADS one, or its own (delta or not).
+    let delta = ads_delta || sds_config.contains("DELTA_GRPC");
     let pki = Pki::new("Courier Test CA");
     let (one, two) = (pki.leaf(&[SERVER_NAME]), pki.leaf(&["two.server.test", SERVER_NAME]));
     let client = client_config(&pki.ca_pem, None, &[]);
     let xds = XdsServer::start();
     xds.push(CLUSTER_TYPE, "c0", Vec::new());
     xds.push(LISTENER_TYPE, "l0", Vec::new());
-    let (admin, guard) = start(&bootstrap(&xds, delta));
+    let (admin, guard) = start(&bootstrap(&xds, ads_delta));
     let mut seen = Vec::new();
     let common = format!("tls_certificate_sds_secret_configs:\n- name: web_cert\n  sds_config: {sds_config}");
     xds.push(LISTENER_TYPE, "l1", vec![resource(LISTENER_TYPE, &https_listener(&common))]);
@@ -243,6 +245,15 @@ fn a_secret_on_a_stream_of_its_own_warms_rotates_and_is_nacked_as_envoys() {
         "{ api_config_source: { api_type: GRPC, grpc_services: [{ envoy_grpc: { cluster_name: xds } }] } }";
     let (seen, nack) = same_as_envoy(|start| listener_session(sds_config, false, start));
     assert!(seen.iter().any(|s| s.starts_with("StreamSecrets Secret 's1'")), "{seen:#?}");
+    check_nack(&nack.0);
+}
+
+#[test]
+fn a_secret_on_a_delta_stream_of_its_own_warms_rotates_and_is_nacked_as_envoys() {
+    let sds_config =
+        "{ api_config_source: { api_type: DELTA_GRPC, grpc_services: [{ envoy_grpc: { cluster_name: xds } }] } }";
+    let (seen, nack) = same_as_envoy(|start| listener_session(sds_config, false, start));
+    assert!(seen.contains(&"s2 serves two: true".to_string()), "{seen:#?}");
     check_nack(&nack.0);
 }
 
