@@ -5,14 +5,16 @@
 //!
 //! A file's subscription is `PathSubscription`'s, so the file is read, checked,
 //! counted (`sds.<secret>.*`, Envoy's names) and followed as CDS and LDS files
-//! are; a pushed secret goes through the same `apply`. The secret itself is checked and put into every context that reads it
-//! by the TLS extension (`SdsSecret::update`), all or none. As Envoy, the
-//! directory of each file the secret names is watched too: a file moved into
-//! one reads the secret's files again (`key_rotation_failed` counts a failure,
-//! once per file watched, as Envoy's one watch per file). A context names its
-//! secrets as it is built, so the secrets of the bootstrap's contexts are read
-//! before clusters and listeners start (`start_pending`), and those of a CDS or
-//! LDS resource before it is applied.
+//! are; a pushed secret goes through the same `apply`. The secret itself is
+//! checked and put into every context that reads it by the TLS extension
+//! (`SdsSecret::update`), all or none. As Envoy, the directory of each file
+//! the secret names is watched too: a file moved into one reads the secret's
+//! files again (`key_rotation_failed` counts a failure, once per file watched,
+//! as Envoy's one watch per file). A context names its secrets as it is built,
+//! so the files of the bootstrap's contexts are read before clusters and
+//! listeners start (`start_pending`), and those of a CDS or LDS resource before
+//! it is applied; a secret of a management server is asked for then, and what
+//! names it warms until it comes (`initialized`).
 
 use std::cell::RefCell;
 use std::sync::Arc;

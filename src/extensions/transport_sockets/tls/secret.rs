@@ -2,7 +2,8 @@
 //! static ones of `static_resources.secrets`, and those an `SdsSecretConfig`
 //! with an `sds_config` gets by SDS, from a file or a management server (the
 //! server subscribes; an SDS secret is `initialized` by its first answer or
-//! initial fetch timeout, which a listener or cluster naming it warms for). A context names them by
+//! initial fetch timeout, which a listener or cluster naming it warms for).
+//! A context names them by
 //! `tls_certificate_sds_secret_configs` and `validation_context_sds_secret_config`
 //! (alone, or as the dynamic half of `combined_validation_context`), a listener
 //! its ticket keys by `session_ticket_keys_sds_secret_config`; it is built
