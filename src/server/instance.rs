@@ -25,11 +25,12 @@ use super::xds::grpc_mux::{CDS_METHOD, LDS_METHOD};
 use super::xds::start::Started;
 use super::xds::{self, cds::CdsApi, lds::LdsApi, sds, AppliedState, DynamicResourcesConfig};
 use crate::access_log::AccessLogger;
+use crate::config::config_source::Source;
 use crate::config::{self, path_source, BootstrapSource, ConfigError, LoadedBootstrap};
 use crate::define_stats;
 use crate::event::{Dispatcher, DispatcherHandle};
 use crate::extensions::filters::network::http_connection_manager::rds::RouteConfigProviderManager;
-use crate::extensions::transport_sockets::tls::SecretManager;
+use crate::extensions::transport_sockets::tls::{SdsSecret, SecretManager};
 use crate::extensions::{self, FactoryContext};
 use crate::network::address::socket_address;
 use crate::network::{DrainPhase, ListenerManager};
@@ -132,6 +133,8 @@ pub struct ServerConfig {
     pub dynamic: DynamicResourcesConfig,
     /// `static_resources.secrets`, and the SDS secrets the contexts named.
     pub secrets: Arc<SecretManager>,
+    /// The SDS secrets static clusters named: they initialize before CDS starts.
+    pub cluster_secrets: Vec<Arc<SdsSecret>>,
     /// The route configs connection managers named by RDS.
     pub route_configs: Arc<RouteConfigProviderManager>,
 }
@@ -187,6 +190,19 @@ impl ServerConfig {
             &store,
             &crate::extensions::transport_sockets::tls::TlsSocketBuilder { store: &store, secrets: &secrets },
         )?;
+        let cluster_secrets = secrets.take_named();
+        // Envoy 1.40 crashes at start-up on a static cluster whose secret
+        // comes over ADS (its ADS stream does not exist yet): refused here.
+        if let Some(s) = cluster_secrets.iter().find(|s| s.source.source == Source::Ads) {
+            return Err(ConfigError::new(
+                "static_resources.clusters",
+                format!(
+                    "the SDS secret '{}' of a static cluster has sds_config.ads: Envoy 1.40 cannot start with it (it \
+                     crashes); give it an api_config_source",
+                    s.name
+                ),
+            ));
+        }
         let health_check_failed = Arc::new(AtomicBool::new(false));
         let route_configs = Arc::new(RouteConfigProviderManager::new(tls.clone()));
         let (drain_tx, drain_rx) = tokio::sync::watch::channel(DrainPhase::Serving);
@@ -339,6 +355,7 @@ impl ServerConfig {
             overload,
             dynamic,
             secrets,
+            cluster_secrets,
             route_configs,
         })
     }
@@ -401,6 +418,8 @@ pub struct Server {
     pub lds_state: Rc<RefCell<AppliedState>>,
     /// `static_resources.secrets` and the SDS secrets (`/config_dump`, SDS).
     pub secrets: Arc<SecretManager>,
+    /// The SDS secrets static clusters named.
+    pub cluster_secrets: Vec<Arc<SdsSecret>>,
     /// The route configs of RDS, and what each has applied (`/config_dump`).
     pub route_configs: Arc<RouteConfigProviderManager>,
     pub rds_states: RefCell<Vec<Rc<RefCell<AppliedState>>>>,
@@ -534,6 +553,7 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
         overload,
         dynamic,
         secrets,
+        cluster_secrets,
         route_configs,
     } = config;
     // Before any thread starts, so that a panic on any of them follows the policy.
@@ -595,6 +615,7 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
         cds_state: Rc::default(),
         lds_state: Rc::default(),
         secrets,
+        cluster_secrets,
         route_configs,
         rds_states: RefCell::default(),
     });
@@ -664,10 +685,21 @@ async fn main_loop(
     server.state.set(ServerState::Initializing);
     // Each SDS secret's file is read before clusters connect or listeners
     // accept, as Envoy's init manager waits for secrets.
-    let subscriptions = sds::start_pending(&server.secrets, &server.store).await?;
+    let subscriptions = sds::start_pending(&server.secrets, &server.store, None, |_| true).await?;
     let cm = ClusterManager::start(clusters, cluster_slot).await;
     *server.cluster_manager.borrow_mut() = Some(cm.clone());
     let subscriptions = Rc::new(Started::new(subscriptions, &server, &cm));
+    // The secrets of static clusters from a management server (on streams of
+    // their own) come first: Envoy initializes those clusters before CDS.
+    let cluster_secrets = || server.cluster_secrets.iter().filter(|s| !s.is_initialized());
+    let waited: Vec<_> = cluster_secrets().cloned().collect();
+    let in_clusters = |s: &SdsSecret| waited.iter().any(|w| std::ptr::eq(w.as_ref(), s));
+    for task in sds::start_pending(&server.secrets, &server.store, Some(&subscriptions), in_clusters).await? {
+        subscriptions.push_task(task);
+    }
+    for secret in cluster_secrets() {
+        secret.initialized().await;
+    }
     // Envoy loads its runtime again once the cluster manager is up (so
     // `runtime.load_success` starts at 2 there too), then starts RTDS and waits
     // for each layer's first update before its secondary clusters (EDS, CDS).
@@ -680,10 +712,18 @@ async fn main_loop(
     xds::eds::start_static(&cm, &subscriptions).await?;
     // CDS is read once before any listener starts (Envoy initializes CDS
     // clusters first), so listeners may name its clusters.
-    if let Some(source) = server.dynamic.cds.clone() {
+    let cds = server.dynamic.cds.clone().map(|source| {
         let state = server.cds_state.clone();
         let api = CdsApi::new(cm.clone(), server.store.clone(), server.secrets.clone(), state, &subscriptions);
-        let cds = subscriptions.subscribe(source, api, "cluster_manager.cds.", CDS_METHOD);
+        subscriptions.subscribe(source, api, "cluster_manager.cds.", CDS_METHOD)
+    });
+    // Then the secrets of static listeners are asked for (after CDS, as Envoy
+    // asks), and awaited before the workers start.
+    let listener_secrets: Vec<_> = server.secrets.dynamic().into_iter().filter(|s| !s.is_initialized()).collect();
+    for task in sds::start_pending(&server.secrets, &server.store, Some(&subscriptions), |_| true).await? {
+        subscriptions.push_task(task);
+    }
+    if let Some(cds) = cds {
         subscriptions.ready(cds).await?;
     }
     // The route configs static listeners fetch by RDS, before they accept (every
@@ -697,6 +737,12 @@ async fn main_loop(
         let api = LdsApi::new(server.clone(), cm.clone(), &subscriptions);
         subscriptions.subscribe(source, api, "listener_manager.lds.", LDS_METHOD)
     });
+    // Static listeners accept once their secrets came (or their initial
+    // fetch timed out), as Envoy's init manager waits for them (LDS is asked
+    // for meanwhile).
+    for secret in listener_secrets {
+        secret.initialized().await;
+    }
     server.runtime.watch_disk_layers();
     let lm = &server.listener_manager;
     let inherited = lm.inheritable_addresses().into_iter().map(|a| (a, handoff::inherit(parent.as_ref(), a))).collect();

@@ -396,13 +396,19 @@ impl ClusterManager {
         }
     }
 
-    /// Holds an EDS cluster from CDS back until its first assignment (`assign`)
-    /// or its first update's failure (`end_warming`), as Envoy's warming: the
-    /// cluster of its name, if any, serves meanwhile.
+    /// Holds a cluster from CDS back, as Envoy's warming: an EDS one until its
+    /// first assignment (`assign`) or its first update's failure
+    /// (`end_warming`), another until its SDS secrets come (then
+    /// `add_or_update`). The cluster of its name, if any, serves meanwhile.
     pub fn warm(&self, info: &Arc<ClusterInfo>) {
         if self.warming.borrow_mut().insert(info.name.clone(), info.clone()).is_none() {
             self.stats.warming_clusters.inc();
         }
+    }
+
+    /// Whether `info` is the warming cluster of its name.
+    pub fn is_warming(&self, info: &Arc<ClusterInfo>) -> bool {
+        self.warming.borrow().get(&info.name).is_some_and(|w| Arc::ptr_eq(w, info))
     }
 
     /// Ends `info`'s warming with no hosts, if no assignment ended it.
@@ -549,6 +555,19 @@ impl ClusterManager {
         let name: Arc<str> = name.into();
         self.slot.run_on_all_threads(move |tlcm| tlcm.remove(&name));
         true
+    }
+
+    /// Resolves once every thread has applied what was posted to it so far
+    /// (a removed cluster is gone from every worker's snapshot).
+    pub fn threads_caught_up(&self) -> tokio::sync::oneshot::Receiver<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.slot.run_on_all_threads_then(
+            |_| {},
+            move || {
+                let _ = tx.send(());
+            },
+        );
+        rx
     }
 
     /// Whether `name` is a cluster of `static_resources`.

@@ -472,6 +472,11 @@ impl Environment {
                     env.vars.insert(key.into(), path.display().to_string());
                 }
             }
+            // A management server serves the certificates as secrets naming
+            // their files, for the cases that get them by SDS.
+            if let Some(xds) = &env._xds {
+                push_compat_secrets(xds, &env.vars);
+            }
             env.tls = Some((pki.ca_pem.clone(), client));
         }
         env.vars.insert("TMP".into(), dir.display().to_string());
@@ -1264,4 +1269,44 @@ fn tcp_exchange(addr: SocketAddr, data: &[u8], half_close_after_ms: Option<u64>)
     let mut out = Vec::new();
     s.read_to_end(&mut out).map_err(|e| Failure::io("read", &e))?;
     Ok(out)
+}
+
+/// The secrets `server_cert`, `client_cert` and `test_ca` (the compat
+/// certificates' files) on the management server.
+fn push_compat_secrets(xds: &crate::shared_xds::XdsServer, vars: &BTreeMap<String, String>) {
+    use envoy_types::pb::envoy::config::core::v3::{data_source::Specifier, DataSource};
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+        secret::Type, CertificateValidationContext, Secret, TlsCertificate,
+    };
+    use prost::Message;
+    let file = |key: &str| {
+        let path = vars.get(key).cloned().unwrap_or_default();
+        Some(DataSource { specifier: Some(Specifier::Filename(path)), ..Default::default() })
+    };
+    let certificate = |name: &str, cert: &str, key: &str| Secret {
+        name: name.into(),
+        r#type: Some(Type::TlsCertificate(TlsCertificate {
+            certificate_chain: file(cert),
+            private_key: file(key),
+            ..Default::default()
+        })),
+    };
+    let ca = Secret {
+        name: "test_ca".into(),
+        r#type: Some(Type::ValidationContext(CertificateValidationContext {
+            trusted_ca: file("TLS_CA"),
+            ..Default::default()
+        })),
+    };
+    let secrets = [
+        certificate("server_cert", "TLS_SERVER_CERT", "TLS_SERVER_KEY"),
+        certificate("client_cert", "TLS_CLIENT_CERT", "TLS_CLIENT_KEY"),
+        ca,
+    ];
+    let type_url = crate::shared_xds::SECRET_TYPE;
+    let resources = secrets
+        .iter()
+        .map(|s| envoy_types::pb::google::protobuf::Any { type_url: type_url.into(), value: s.encode_to_vec() })
+        .collect();
+    xds.push(type_url, "s1", resources);
 }

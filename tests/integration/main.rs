@@ -47,4 +47,5 @@ mod xds_delta;
 mod xds_files;
 mod xds_grpc;
 mod xds_rtds;
+mod xds_sds;
 mod xds_tls;

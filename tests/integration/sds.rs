@@ -17,12 +17,12 @@ use crate::harness::*;
 use crate::shared_net::http_upstream;
 use crate::shared_tls::{client_config, tls_front, Leaf, Pki};
 
-const SERVER_NAME: &str = "server.test";
+pub(crate) const SERVER_NAME: &str = "server.test";
 const SECRET: &str = "envoy.extensions.transport_sockets.tls.v3.Secret";
 
 /// An HTTPS listener `web` (stats `listener.tls_web.*`) answering `hi` itself,
 /// with `common` as its `common_tls_context` body (at column 0).
-fn https_listener(common: &str) -> String {
+pub(crate) fn https_listener(common: &str) -> String {
     let common: String = common.lines().map(|l| format!("            {l}\n")).collect();
     format!(
         r#"  - name: web
@@ -68,18 +68,18 @@ fn sds_file(version: &str, fragment: &str) -> String {
     format!("version_info: \"{version}\"\nresources:\n{item}")
 }
 
-fn der(leaf: &Leaf) -> CertificateDer<'static> {
+pub(crate) fn der(leaf: &Leaf) -> CertificateDer<'static> {
     CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).expect("PEM")
 }
 
 /// A TLS connection to `addr` kept open: the certificate it was shown, and
 /// GETs on it, one after another.
-struct Session {
+pub(crate) struct Session {
     tls: rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
 }
 
 impl Session {
-    fn open(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> Result<Session, String> {
+    pub(crate) fn open(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> Result<Session, String> {
         let name = ServerName::try_from(SERVER_NAME).map_err(|e| e.to_string())?;
         let conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
         let mut tls = rustls::StreamOwned::new(conn, connect(addr));
@@ -89,12 +89,12 @@ impl Session {
         Ok(Session { tls })
     }
 
-    fn peer(&self) -> CertificateDer<'static> {
+    pub(crate) fn peer(&self) -> CertificateDer<'static> {
         self.tls.conn.peer_certificates().and_then(|c| c.first()).expect("a server certificate").clone().into_owned()
     }
 
     /// A keep-alive GET; the status and body.
-    fn get(&mut self) -> Result<(u16, String), String> {
+    pub(crate) fn get(&mut self) -> Result<(u16, String), String> {
         let request = format!("GET / HTTP/1.1\r\nhost: {SERVER_NAME}\r\n\r\n");
         self.tls.write_all(request.as_bytes()).map_err(|e| format!("write: {e}"))?;
         let mut out = Vec::new();

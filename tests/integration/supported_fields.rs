@@ -82,6 +82,9 @@ const HTTP_HEALTH_CHECK: &str = "envoy.config.core.v3.HealthCheck.HttpHealthChec
 const HC_CONFIG: &str = "envoy.config.endpoint.v3.Endpoint.HealthCheckConfig";
 const EDS_FOLLOW: &str = "an_eds_cluster_serves_its_file_and_follows_each_new_assignment";
 const SDS_IT: &str = "tests/integration/sds.rs";
+const SDS_XDS_IT: &str = "tests/integration/xds_sds.rs";
+const SDS_ADS: &str = "an_ads_secret_warms_the_listener_then_rotates_and_a_bad_one_is_nacked";
+const SDS_OWN_STREAM: &str = "a_secret_on_a_stream_of_its_own_warms_rotates_and_is_nacked_as_envoys";
 const RDS_IT: &str = "tests/integration/rds.rs";
 const RDS_FILE: &str = "routes_from_an_rds_file_serve_and_a_moved_in_file_changes_them";
 const SDS_STATIC: &str = "a_static_secret_serves_https_and_an_unknown_name_is_refused";
@@ -406,11 +409,15 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "path_config_source",
         &[compat("xds_files"), test(XDS_IT, XDS_REMOVE), test(XDS_IT, XDS_WATCHED)],
     ),
-    ("envoy.config.core.v3.ConfigSource", "api_config_source", &[test(ADS_IT, ADS_OWN_STREAMS)]),
+    (
+        "envoy.config.core.v3.ConfigSource",
+        "api_config_source",
+        &[test(ADS_IT, ADS_OWN_STREAMS), test(SDS_XDS_IT, SDS_OWN_STREAM)],
+    ),
     (
         "envoy.config.core.v3.ConfigSource",
         "ads",
-        &[compat("xds_ads"), test(ADS_IT, ADS_APPLY), test(ADS_IT, ADS_ENVOY)],
+        &[compat("xds_ads"), test(ADS_IT, ADS_APPLY), test(ADS_IT, ADS_ENVOY), test(SDS_XDS_IT, SDS_ADS)],
     ),
     (
         "envoy.config.core.v3.ConfigSource",
@@ -1867,7 +1874,11 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (COMBINED_VC, "default_validation_context", &[test(SDS_IT, SDS_COMBINED)]),
     (COMBINED_VC, "validation_context_sds_secret_config", &[test(SDS_IT, SDS_COMBINED)]),
     (SDS_CONFIG, "name", &[test(SDS_IT, SDS_STATIC), compat("tls_secrets")]),
-    (SDS_CONFIG, "sds_config", &[test(SDS_IT, SDS_UPSTREAM)]),
+    (
+        SDS_CONFIG,
+        "sds_config",
+        &[test(SDS_IT, SDS_UPSTREAM), test(SDS_XDS_IT, SDS_ADS), test(SDS_XDS_IT, SDS_OWN_STREAM), compat("xds_sds")],
+    ),
     ("envoy.extensions.transport_sockets.tls.v3.TlsSessionTicketKeys", "keys", &[test(TLS_IT, TLS_TICKET_KEYS)]),
     (SECRET_MSG, "name", &[test(SDS_IT, SDS_STATIC), compat("tls_secrets")]),
     (SECRET_MSG, "tls_certificate", &[test(SDS_IT, SDS_STATIC), compat("tls_secrets")]),

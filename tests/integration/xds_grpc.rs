@@ -381,12 +381,12 @@ pub fn admin_listener(admin: std::net::SocketAddr, name: &str) -> std::net::Sock
 /// A proxy a session started: its admin address, and what stops it when dropped.
 pub type Started = (std::net::SocketAddr, Box<dyn std::any::Any>);
 
-fn start_courier(yaml: &str) -> Started {
+pub fn start_courier(yaml: &str) -> Started {
     let c = Courier::start(yaml, 1);
     (c.admin, Box::new(c))
 }
 
-fn start_envoy(yaml: &str) -> Started {
+pub fn start_envoy(yaml: &str) -> Started {
     let e = crate::http2_conformance::Envoy::start(yaml);
     (e.admin, Box::new(e))
 }

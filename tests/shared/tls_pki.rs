@@ -226,7 +226,16 @@ pub fn mtls_server_config(leaf: &Leaf, client_ca_pem: &str) -> rustls::ServerCon
 /// relays each connection to `backend` (which reports what it was sent). The
 /// backend lives as long as the front.
 pub fn tls_front(backend: crate::shared_net::Upstream, leaf: &Leaf) -> crate::shared_net::Upstream {
-    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(leaf));
+    tls_front_with(backend, server_config(leaf))
+}
+
+/// `tls_front` terminating TLS with `config` (`mtls_server_config`: it
+/// requires a client certificate).
+pub fn tls_front_with(
+    backend: crate::shared_net::Upstream,
+    config: Arc<rustls::ServerConfig>,
+) -> crate::shared_net::Upstream {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let backend = Arc::new(backend);
     crate::shared_net::Upstream::start(move |stream| {
         let (acceptor, to) = (acceptor.clone(), backend.addr);

@@ -1,7 +1,7 @@
 //! A state-of-the-world xDS management server for tests, over h2c on the `h2`
-//! crate: the ADS method and CDS's, LDS's, EDS's, RDS's and RTDS's own
+//! crate: the ADS method and CDS's, LDS's, EDS's, RDS's, RTDS's and SDS's own
 //! (`StreamClusters`, `StreamListeners`, `StreamEndpoints`, `StreamRoutes`,
-//! `StreamRuntime`) all serve the same snapshot. A test `push`es a type's
+//! `StreamRuntime`, `StreamSecrets`) all serve the same snapshot. A test `push`es a type's
 //! whole state (`version`, resources as `Any`s); every stream that asked for
 //! that type gets it at once, and a stream's first request for a type gets
 //! the latest one. Each response has a nonce of its own (`n1`, `n2`, ...).
@@ -49,6 +49,8 @@ pub const ENDPOINT_TYPE: &str = "type.googleapis.com/envoy.config.endpoint.v3.Cl
 pub const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 #[allow(dead_code)] // the integration tests'
 pub const RUNTIME_TYPE: &str = "type.googleapis.com/envoy.service.runtime.v3.Runtime";
+#[allow(dead_code)] // the integration tests'
+pub const SECRET_TYPE: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 
 const METHODS: &[&str] = &[
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
@@ -57,6 +59,7 @@ const METHODS: &[&str] = &[
     "/envoy.service.endpoint.v3.EndpointDiscoveryService/StreamEndpoints",
     "/envoy.service.route.v3.RouteDiscoveryService/StreamRoutes",
     "/envoy.service.runtime.v3.RuntimeDiscoveryService/StreamRuntime",
+    "/envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets",
 ];
 
 const DELTA_METHODS: &[&str] = &[
@@ -66,6 +69,7 @@ const DELTA_METHODS: &[&str] = &[
     "/envoy.service.endpoint.v3.EndpointDiscoveryService/DeltaEndpoints",
     "/envoy.service.route.v3.RouteDiscoveryService/DeltaRoutes",
     "/envoy.service.runtime.v3.RuntimeDiscoveryService/DeltaRuntime",
+    "/envoy.service.secret.v3.SecretDiscoveryService/DeltaSecrets",
 ];
 
 /// How long `wait_request` waits.

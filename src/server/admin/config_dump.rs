@@ -104,7 +104,8 @@ fn routes(server: &Server) -> Option<Json> {
 }
 
 /// Envoy's `SecretsConfigDump`: `static_resources.secrets` as configured, and
-/// each SDS secret loaded, with its files read in (as Envoy keeps them).
+/// each SDS secret loaded, with its files read in (as Envoy keeps them), or
+/// warming (named, not loaded yet).
 fn secrets(server: &Server, bootstrap: &DynamicMessage) -> Json {
     let typed = |mut m: Json| {
         if let Json::Object(fields) = &mut m {
@@ -124,29 +125,38 @@ fn secrets(server: &Server, bootstrap: &DynamicMessage) -> Json {
         dump["static_secrets"] = json!(statics);
     }
     let Some(desc) = descriptor::message(SECRET_TYPE) else { return dump };
-    let dynamic: Vec<Json> = server
-        .secrets
-        .dynamic()
-        .iter()
-        .filter_map(|s| s.current().map(|loaded| (s.name.clone(), loaded)))
-        .map(|(name, loaded)| {
-            let secret = match DynamicMessage::decode(desc.clone(), loaded.secret.encode_to_vec().as_slice()) {
-                Ok(mut m) => {
-                    config::redact::redact(&mut m);
-                    typed(to_json(&m))
-                }
-                Err(e) => json!({ "error": format!("cannot decode {name}: {e}") }),
-            };
-            json!({
+    let (mut active, mut warming) = (Vec::new(), Vec::new());
+    for s in server.secrets.dynamic() {
+        let name = s.name.clone();
+        // Not loaded yet: Envoy shows its name alone, `uninitialized`.
+        let Some(loaded) = s.shown() else {
+            warming.push(json!({
                 "name": name,
-                "version_info": loaded.version_info,
-                "last_updated": protobuf_timestamp(loaded.last_updated),
-                "secret": secret,
-            })
-        })
-        .collect();
-    if !dynamic.is_empty() {
-        dump["dynamic_active_secrets"] = json!(dynamic);
+                "version_info": "uninitialized",
+                "last_updated": protobuf_timestamp(s.created),
+                "secret": typed(json!({ "name": name })),
+            }));
+            continue;
+        };
+        let secret = match DynamicMessage::decode(desc.clone(), loaded.secret.encode_to_vec().as_slice()) {
+            Ok(mut m) => {
+                config::redact::redact(&mut m);
+                typed(to_json(&m))
+            }
+            Err(e) => json!({ "error": format!("cannot decode {name}: {e}") }),
+        };
+        active.push(json!({
+            "name": name,
+            "version_info": loaded.version_info,
+            "last_updated": protobuf_timestamp(loaded.last_updated),
+            "secret": secret,
+        }));
+    }
+    if !active.is_empty() {
+        dump["dynamic_active_secrets"] = json!(active);
+    }
+    if !warming.is_empty() {
+        dump["dynamic_warming_secrets"] = json!(warming);
     }
     dump
 }

@@ -5,7 +5,9 @@
 //! added or replaces its namesake; a dynamic cluster the file no longer lists
 //! is removed. As in Envoy, a cluster of `static_resources` is neither replaced
 //! nor removed: a file that names one has it skipped, not refused. An EDS
-//! cluster warms until its first assignment was read (`eds::start`).
+//! cluster warms until its first assignment was read (`eds::start`), another
+//! until the SDS secrets of its TLS context that come from a management
+//! server do (their first answer or initial fetch timeout), as Envoy's.
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
@@ -15,7 +17,7 @@ use std::time::SystemTime;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use prost::Message;
 
-use super::eds_watch::Entry;
+use super::grpc_subscription::LocalBoxFuture;
 use super::start::Started;
 use super::{diff, epoch_ms, record, resource_path, AppliedState, ResourceApi};
 use crate::config::path_source::{DiscoveryFile, CLUSTER_TYPE};
@@ -44,9 +46,10 @@ pub struct CdsApi {
     state: Rc<RefCell<AppliedState>>,
     /// Where the EDS clusters it adds subscribe (weak: the streams hold this API).
     streams: Weak<Started>,
-    /// Until the server's start-up is over (`started_initialized`), the EDS
-    /// clusters added whose first assignment is awaited.
-    initializing: RefCell<Option<Vec<Rc<Entry>>>>,
+    /// Until the server's start-up is over (`started_initialized`), the
+    /// warming of the clusters added (an EDS cluster's first assignment, a
+    /// cluster's secrets).
+    initializing: RefCell<Option<Vec<LocalBoxFuture<'static, ()>>>>,
 }
 
 impl CdsApi {
@@ -70,6 +73,15 @@ impl CdsApi {
     }
 }
 
+impl CdsApi {
+    /// Start-up waits for `warming` too, if it is not over yet.
+    fn initializing(&self, warming: LocalBoxFuture<'static, ()>) {
+        if let Some(pending) = self.initializing.borrow_mut().as_mut() {
+            pending.push(warming);
+        }
+    }
+}
+
 impl ResourceApi for CdsApi {
     const TYPE: &'static str = CLUSTER_TYPE;
     const NAME: &'static str = "cds";
@@ -78,31 +90,37 @@ impl ResourceApi for CdsApi {
         let (changed, removed) = diff(file, &self.state.borrow(), |name| self.cm.is_static(name));
         let sockets = TlsSocketBuilder { store: &self.store, secrets: &self.secrets };
         let mut built = Vec::with_capacity(changed.len());
+        // What was named before is not these clusters'.
+        self.secrets.take_named();
         for (i, r) in &changed {
             let path = resource_path(*i);
             let cluster = Cluster::decode(r.encoded.as_slice())
                 .map_err(|e| path.error(format!("cannot decode the cluster: {e}")))?;
-            built.push(build_cluster(
+            let info = build_cluster(
                 &cluster,
                 &path,
                 self.cm.local_locality(),
                 self.cm.local_cluster(),
                 &self.store,
                 &sockets,
-            )?);
+            )?;
+            built.push((info, self.secrets.take_named()));
         }
-        // The SDS secrets the new clusters named are read before they run
-        // (their files are then followed until the process exits).
-        super::sds::start_pending(&self.secrets, &self.store)
+        // The SDS files the new clusters named are read before they run (then
+        // followed until the process exits); a secret of a management server
+        // is asked for, and the cluster warms until it comes.
+        let streams = self.streams.upgrade();
+        super::sds::start_pending(&self.secrets, &self.store, streams.as_deref(), |_| true)
             .await
-            .map_err(|e| ConfigError::new("sds_config", format!("cannot watch an SDS file: {e}")))?;
+            .map_err(|e| ConfigError::new("sds_config", format!("cannot start SDS: {e}")))?;
         tracing::info!(
             "cds: {} added/updated cluster(s), {} removed, {} unchanged or static",
             built.len(),
             removed.len(),
             file.resources.len() - built.len()
         );
-        for info in built {
+        for (info, secrets) in built {
+            let secrets: Vec<_> = secrets.into_iter().filter(|s| !s.is_initialized()).collect();
             if info.discovery == DiscoveryType::Eds {
                 self.cm.warm(&info);
                 // Its first read is done (and it is warm) either way; unwatched, it
@@ -112,10 +130,26 @@ impl ResourceApi for CdsApi {
                     None => Err(std::io::Error::other("the server is stopping")),
                 };
                 match started {
-                    Ok(Some(entry)) => self.initializing.borrow_mut().iter_mut().for_each(|p| p.push(entry.clone())),
+                    Ok(Some(entry)) => self.initializing(Box::pin(async move { entry.initialized().await })),
                     Ok(None) => {}
                     Err(e) => tracing::warn!("cds: cluster {}: cannot subscribe to its endpoints: {e}", info.name),
                 }
+            } else if !secrets.is_empty() {
+                tracing::info!("cds: cluster '{}' warming until its secrets come", info.name);
+                self.cm.warm(&info);
+                let cm = self.cm.clone();
+                let warmed = tokio::task::spawn_local(async move {
+                    for secret in secrets {
+                        secret.initialized().await;
+                    }
+                    // Unless a later update replaced or removed it meanwhile.
+                    if cm.is_warming(&info) {
+                        cm.add_or_update(info).await;
+                    }
+                });
+                self.initializing(Box::pin(async move {
+                    let _ = warmed.await;
+                }));
             } else {
                 self.cm.add_or_update(info).await;
             }
@@ -123,9 +157,20 @@ impl ResourceApi for CdsApi {
         for name in &removed {
             self.cm.remove(name);
         }
-        // The EDS clusters replaced or removed are asked for no longer.
+        // The EDS clusters replaced or removed are asked for no longer, nor
+        // (once every worker let go of them) the secrets only they read.
         if let Some(streams) = self.streams.upgrade() {
             streams.prune_eds();
+            if !removed.is_empty() || !changed.is_empty() {
+                let caught_up = self.cm.threads_caught_up();
+                let streams = Rc::downgrade(&streams);
+                tokio::task::spawn_local(async move {
+                    let _ = caught_up.await;
+                    if let Some(streams) = streams.upgrade() {
+                        streams.prune_sds();
+                    }
+                });
+            }
         }
         if !changed.is_empty() || !removed.is_empty() {
             self.stats.config_reload.inc();
@@ -144,8 +189,8 @@ impl ResourceApi for CdsApi {
     /// counts as initialized and listeners are asked for.
     async fn started_initialized(&self) {
         let pending = self.initializing.borrow_mut().take().unwrap_or_default();
-        for entry in pending {
-            entry.initialized().await;
+        for warming in pending {
+            warming.await;
         }
         self.cm.set_initialized();
     }

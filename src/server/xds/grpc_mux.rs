@@ -51,6 +51,7 @@ pub const LDS_METHOD: &str = "/envoy.service.listener.v3.ListenerDiscoveryServic
 pub const EDS_METHOD: &str = "/envoy.service.endpoint.v3.EndpointDiscoveryService/StreamEndpoints";
 pub const RDS_METHOD: &str = "/envoy.service.route.v3.RouteDiscoveryService/StreamRoutes";
 pub const RTDS_METHOD: &str = "/envoy.service.runtime.v3.RuntimeDiscoveryService/StreamRuntime";
+pub const SDS_METHOD: &str = "/envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets";
 
 /// The incremental method of a state-of-the-world one's service.
 fn delta_method(method: &'static str) -> &'static str {
@@ -61,6 +62,7 @@ fn delta_method(method: &'static str) -> &'static str {
         EDS_METHOD => "/envoy.service.endpoint.v3.EndpointDiscoveryService/DeltaEndpoints",
         RDS_METHOD => "/envoy.service.route.v3.RouteDiscoveryService/DeltaRoutes",
         RTDS_METHOD => "/envoy.service.runtime.v3.RuntimeDiscoveryService/DeltaRuntime",
+        SDS_METHOD => "/envoy.service.secret.v3.SecretDiscoveryService/DeltaSecrets",
         other => other,
     }
 }
@@ -361,6 +363,7 @@ impl GrpcMux {
             Received::Delta(response) => {
                 let response_nonce = response.nonce.clone();
                 let prepared = self.delta.borrow().prepare(response, watch.wildcard());
+                watch.resource_versions_received(&prepared.versions);
                 let error_detail = match watch.on_response(&prepared.response).await {
                     Ok(()) => {
                         watch.on_removed(&prepared.removed, &prepared.response.version_info).await;

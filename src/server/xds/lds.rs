@@ -8,10 +8,10 @@
 //! nor removed: a file that names one has it skipped, not refused. A
 //! replacement that changes only filter chains is Envoy's in-place update
 //! (counted as such; here too the whole old listener's connections drain).
-//! A listener whose routes come over ADS and have not come yet warms, as
-//! Envoy's: it is added (replacing its namesake, which serves meanwhile) once
-//! they do or their initial fetch times out, counted in
-//! `total_listeners_warming`; start-up waits for the first ones.
+//! A listener whose routes or TLS secrets come from a management server and
+//! have not come yet warms, as Envoy's: it is added (replacing its namesake,
+//! which serves meanwhile) once they do or their initial fetch times out,
+//! counted in `total_listeners_warming`; start-up waits for the first ones.
 
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
@@ -20,20 +20,25 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use prost::Message;
 
-use super::rds_watch::Entry;
+use super::grpc_subscription::LocalBoxFuture;
 use super::start::Started;
 use super::{diff, record, resource_path, AppliedState, ResourceApi};
 use crate::config::path_source::{DiscoveryFile, LISTENER_TYPE};
 use crate::config::ConfigError;
 use crate::extensions::filters::network::http_connection_manager::rds::RdsRouteConfig;
+use crate::extensions::transport_sockets::tls::SdsSecret;
 use crate::extensions::FactoryContext;
 use crate::network::{drain, ListenerConfig};
 use crate::server::Server;
 use crate::upstream::ClusterManager;
 
-/// A built listener, its drain, and the route configs it fetches by RDS.
-type Built =
-    (Arc<ListenerConfig>, Rc<tokio::sync::watch::Sender<crate::network::DrainPhase>>, Vec<Arc<RdsRouteConfig>>);
+/// A built listener, its drain, and the route configs and SDS secrets it names.
+type Built = (
+    Arc<ListenerConfig>,
+    Rc<tokio::sync::watch::Sender<crate::network::DrainPhase>>,
+    Vec<Arc<RdsRouteConfig>>,
+    Vec<Arc<SdsSecret>>,
+);
 
 pub struct LdsApi {
     server: Rc<Server>,
@@ -60,24 +65,24 @@ impl LdsApi {
         *g
     }
 
-    /// Adds `config` once every route config of `waits` is initialized,
-    /// unless a later update replaced or removed it meanwhile.
+    /// Adds `config` once every wait (a route config or secret initialized)
+    /// is over, unless a later update replaced or removed it meanwhile.
     fn warm(
         &self,
         config: Arc<ListenerConfig>,
         drain: Rc<tokio::sync::watch::Sender<crate::network::DrainPhase>>,
         chains: Option<usize>,
-        waits: Vec<(Rc<Entry>, Option<std::time::Duration>)>,
+        waits: Vec<LocalBoxFuture<'static, ()>>,
     ) {
-        tracing::info!("lds: listener '{}' warming until its routes come", config.name);
+        tracing::info!("lds: listener '{}' warming until its routes and secrets come", config.name);
         let generation = self.next_generation(&config.name);
         let (server, generations) = (self.server.clone(), self.generations.clone());
         let (warming, warmed) = (self.warming.clone(), self.warmed.clone());
         warming.set(warming.get() + 1);
         server.listener_manager.warming().inc();
         tokio::task::spawn_local(async move {
-            for (entry, timeout) in waits {
-                entry.initialized(timeout).await;
+            for wait in waits {
+                wait.await;
             }
             let lm = &server.listener_manager;
             lm.warming().dec();
@@ -110,6 +115,7 @@ impl LdsApi {
         let s = &self.server;
         // What was named before is not this listener's.
         s.route_configs.take_named();
+        s.secrets.take_named();
         let (drain_tx, drain_rx) = drain::listener_drain(&s.drain.subscribe());
         let cluster_exists = |name: &str| self.cm.has_cluster(name);
         let node = &s.node;
@@ -130,7 +136,7 @@ impl LdsApi {
             route_configs: &s.route_configs,
         };
         let config = ListenerConfig::from_proto(l, path, &ctx, &s.store, s.workers.len())?;
-        Ok((config, drain_tx, s.route_configs.take_named()))
+        Ok((config, drain_tx, s.route_configs.take_named(), s.secrets.take_named()))
     }
 }
 
@@ -166,20 +172,22 @@ impl ResourceApi for LdsApi {
             let old =
                 self.state.borrow().resources.get(&r.name).and_then(|a| Listener::decode(a.encoded.as_slice()).ok());
             let chains = old.and_then(|old| in_place_update(&old, &listener));
-            let (config, drain, routes) = self.build(&listener, &path)?;
-            built.push((*i, config, drain, chains, routes));
+            let (config, drain, routes, secrets) = self.build(&listener, &path)?;
+            built.push((*i, config, drain, chains, routes, secrets));
         }
-        // The SDS secrets the new listeners named are read before they accept
-        // (their files are then followed until the process exits).
-        super::sds::start_pending(&self.server.secrets, &self.server.store)
+        // The SDS files the new listeners named are read before they accept
+        // (then followed until the process exits); a secret of a management
+        // server is asked for, and the listener warms until it comes.
+        let streams = self.streams.upgrade();
+        super::sds::start_pending(&self.server.secrets, &self.server.store, streams.as_deref(), |_| true)
             .await
-            .map_err(|e| ConfigError::new("sds_config", format!("cannot watch an SDS file: {e}")))?;
+            .map_err(|e| ConfigError::new("sds_config", format!("cannot start SDS: {e}")))?;
         // So are the route config files they name for the first time. One on
         // the ADS stream is asked for and not awaited here (this runs while the
         // stream hands over the LDS response, so its answer cannot come yet):
         // the listener warms instead (`warm`).
-        if let Some(streams) = self.streams.upgrade() {
-            super::rds::start_pending(&self.server, &self.cm, &streams, false)
+        if let Some(streams) = &streams {
+            super::rds::start_pending(&self.server, &self.cm, streams, false)
                 .await
                 .map_err(|e| ConfigError::new("rds", format!("cannot start RDS: {e}")))?;
         }
@@ -202,20 +210,24 @@ impl ResourceApi for LdsApi {
         }
         // Binding is the one step that can fail once applying has begun: a
         // listener whose address is taken is refused, the ones before it stay.
-        let streams = self.streams.upgrade();
-        for (done, (i, config, drain, chains, routes)) in built.into_iter().enumerate() {
-            // Envoy's listener warming: one whose routes have not come stays out
-            // (its namesake serving) until they do, or their initial fetch times out.
-            let waits: Vec<_> = routes
-                .iter()
-                .filter_map(|r| {
-                    Some((
-                        streams.as_ref()?.rds_entry(&r.source.source, &r.route_config_name)?,
-                        r.source.initial_fetch_timeout,
-                    ))
-                })
-                .filter(|(entry, _)| !entry.is_initialized())
-                .collect();
+        for (done, (i, config, drain, chains, routes, secrets)) in built.into_iter().enumerate() {
+            // Envoy's listener warming: one whose routes or secrets have not
+            // come stays out (its namesake serving) until they do, or their
+            // initial fetch times out.
+            let mut waits: Vec<LocalBoxFuture<'static, ()>> = Vec::new();
+            for r in &routes {
+                let Some(entry) = streams.as_ref().and_then(|s| s.rds_entry(&r.source.source, &r.route_config_name))
+                else {
+                    continue;
+                };
+                if !entry.is_initialized() {
+                    let timeout = r.source.initial_fetch_timeout;
+                    waits.push(Box::pin(async move { entry.initialized(timeout).await }));
+                }
+            }
+            for secret in secrets.into_iter().filter(|s| !s.is_initialized()) {
+                waits.push(Box::pin(async move { secret.initialized().await }));
+            }
             if !waits.is_empty() {
                 self.warm(config, drain, chains, waits);
                 continue;

@@ -4,8 +4,8 @@
 //! `rtds_layer`s): each subscription reads its file once as the server starts, then again
 //! whenever a file is moved into place (`event::file_watcher`), and hands the
 //! checked resources to its API (`cds`, `lds`, `sds`, `eds`, `rds`), which works out what changed
-//! and applies it through the cluster or listener manager. CDS, LDS, EDS and
-//! RDS may instead come from a management server (`source`): a `GrpcMux` stream
+//! and applies it through the cluster or listener manager. CDS, LDS, EDS, RDS
+//! and SDS may instead come from a management server (`source`): a `GrpcMux` stream
 //! (`grpc_mux`, the ADS one or one per type; state of the world, or incremental
 //! through `delta`) hands each response to a
 //! `GrpcSubscription`, which feeds the same API (`start` picks the source).
@@ -31,6 +31,7 @@ pub mod rds_watch;
 pub mod rtds;
 pub mod rtds_watch;
 pub mod sds;
+pub mod sds_watch;
 pub mod source;
 pub mod start;
 

@@ -32,6 +32,9 @@ pub trait NamedEntry {
         false
     }
     fn stats(&self) -> &SubscriptionStats;
+    /// On a delta stream, the version of its resource in the response about
+    /// to be applied (`apply_one` follows).
+    fn resource_version(&self, _version: &str) {}
     /// Applies an update holding its one resource (and ends its
     /// initialization, whatever the outcome); counts an accepted one.
     fn apply_one<'a>(&'a self, one: &'a DiscoveryFile) -> LocalBoxFuture<'a, Result<(), ConfigError>>;
@@ -58,6 +61,8 @@ pub struct NamedWatch<E> {
     rejected: RefCell<Vec<Rc<E>>>,
     /// The last accepted response's resources, not checked again when repeated.
     checked: RefCell<CheckedResources>,
+    /// On a delta stream, the version of each resource of the response being applied.
+    resource_versions: RefCell<HashMap<String, String>>,
 }
 
 impl<E: NamedEntry> NamedWatch<E> {
@@ -70,6 +75,7 @@ impl<E: NamedEntry> NamedWatch<E> {
             version_info: RefCell::default(),
             rejected: RefCell::default(),
             checked: RefCell::default(),
+            resource_versions: RefCell::default(),
         }
     }
 
@@ -116,6 +122,9 @@ impl<E: NamedEntry> NamedWatch<E> {
             for entry in named.iter().copied().filter(|e| !e.done()) {
                 entry.stats().update_attempt.inc();
                 counted.push(entry.clone());
+                if let Some(version) = self.resource_versions.borrow().get(&resource.name) {
+                    entry.resource_version(version);
+                }
                 let one = DiscoveryFile { version_info: file.version_info.clone(), resources: vec![resource.clone()] };
                 let started = std::time::Instant::now();
                 let applied = entry.apply_one(&one).await;
@@ -182,6 +191,7 @@ impl<E: NamedEntry> Watch for NamedWatch<E> {
                     Err(e)
                 }
             };
+            self.resource_versions.borrow_mut().clear();
             if outcome.is_ok() {
                 response.version_info.clone_into(&mut self.version_info.borrow_mut());
             } else {
@@ -198,6 +208,10 @@ impl<E: NamedEntry> Watch for NamedWatch<E> {
                 entry.removed(version_info).await;
             }
         })
+    }
+
+    fn resource_versions_received(&self, versions: &[(String, String)]) {
+        *self.resource_versions.borrow_mut() = versions.iter().cloned().collect();
     }
 
     fn on_delta_rejected(&self) {

@@ -1,17 +1,20 @@
-//! SDS from files (Envoy's `SdsApi` on a filesystem subscription): each
-//! `SdsSecretConfig` with an `sds_config` a TLS context named is one
-//! subscription to its file, a `DiscoveryResponse` holding that one `Secret`.
+//! SDS (Envoy's `SdsApi`): each `SdsSecretConfig` with an `sds_config` a TLS
+//! context named is one subscription, to its file (a `DiscoveryResponse`
+//! holding that one `Secret`) or to a management server (the ADS stream or
+//! one of its own: an entry of the stream's `SdsWatch`, `sds_watch`).
 //!
-//! The subscription is `PathSubscription`'s, so the file is read, checked,
+//! A file's subscription is `PathSubscription`'s, so the file is read, checked,
 //! counted (`sds.<secret>.*`, Envoy's names) and followed as CDS and LDS files
-//! are; the secret itself is checked and put into every context that reads it
-//! by the TLS extension (`SdsSecret::update`), all or none. As Envoy, the
-//! directory of each file the secret names is watched too: a file moved into
-//! one reads the secret's files again (`key_rotation_failed` counts a failure,
-//! once per file watched, as Envoy's one watch per file). A context names its
-//! secrets as it is built, so the secrets of the bootstrap's contexts are read
-//! before clusters and listeners start (`start_pending`), and those of a CDS or
-//! LDS resource before it is applied.
+//! are; a pushed secret goes through the same `apply`. The secret itself is
+//! checked and put into every context that reads it by the TLS extension
+//! (`SdsSecret::update`), all or none. As Envoy, the directory of each file
+//! the secret names is watched too: a file moved into one reads the secret's
+//! files again (`key_rotation_failed` counts a failure, once per file watched,
+//! as Envoy's one watch per file). A context names its secrets as it is built,
+//! so the files of the bootstrap's contexts are read before clusters and
+//! listeners start (`start_pending`), and those of a CDS or LDS resource before
+//! it is applied; a secret of a management server is asked for then, and what
+//! names it warms until it comes (`initialized`).
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -19,7 +22,9 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use prost::Message;
 
+use super::start::Started;
 use super::{resource_path, AppliedState, PathSubscription, ResourceApi};
+use crate::config::config_source::Source;
 use crate::config::path_source::DiscoveryFile;
 use crate::config::{ConfigError, FieldPath};
 use crate::define_stats;
@@ -49,6 +54,15 @@ pub struct SdsApi {
 }
 
 impl SdsApi {
+    pub fn secret(&self) -> &Arc<SdsSecret> {
+        &self.secret
+    }
+
+    /// The subscription ended: the secret is forgotten.
+    pub fn forget(&self) {
+        self.secrets.forget(&self.secret);
+    }
+
     /// Watches the directory of each file the secret now names, in place of
     /// the previous watches.
     fn watch_files(&self) {
@@ -124,16 +138,23 @@ impl ResourceApi for SdsApi {
     }
 }
 
-/// Starts a subscription for each SDS secret no one follows yet: its file is
-/// read once now, then followed by a local task, whose handle is returned.
+/// Starts a subscription for each SDS secret no one follows yet: a file is
+/// read once now, then followed by a local task, whose handle is returned; a
+/// management server (with `streams`; without, such secrets wait for the next
+/// call) is asked for the secret, which is `initialized` by its first answer
+/// or `initial_fetch_timeout`. Only the secrets `wanted` takes are started.
 pub async fn start_pending(
     secrets: &Arc<SecretManager>,
     store: &Arc<Store>,
+    streams: Option<&Started>,
+    wanted: impl Fn(&SdsSecret) -> bool,
 ) -> std::io::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut tasks = Vec::new();
-    for secret in secrets.take_unstarted() {
+    let unstarted =
+        secrets.take_unstarted(|s| (streams.is_some() || matches!(s.source.source, Source::Path(_))) && wanted(s));
+    for secret in unstarted {
         let prefix = format!("sds.{}.", secret.name);
-        let sub = PathSubscription::new(secret.source.clone(), store, &prefix);
+        let (source, timeout) = (secret.source.source.clone(), secret.source.initial_fetch_timeout);
         let api = SdsApi {
             secret,
             secrets: secrets.clone(),
@@ -141,8 +162,24 @@ pub async fn start_pending(
             stats: SdsStats::new(store, &prefix),
             file_watches: RefCell::default(),
         };
-        let watcher = sub.start(&api).await?;
-        tasks.push(tokio::task::spawn_local(async move { sub.follow(&api, watcher).await }));
+        match (source, streams) {
+            (Source::Path(path), _) => {
+                let sub = PathSubscription::new(path, store, &prefix);
+                let watcher = sub.start(&api).await?;
+                api.secret.initialize();
+                tasks.push(tokio::task::spawn_local(async move { sub.follow(&api, watcher).await }));
+            }
+            (source @ (Source::Ads | Source::Grpc(_)), Some(streams)) => match streams.sds_watch(&source) {
+                Some(watch) => super::sds_watch::add(&watch, api, store, &prefix, timeout),
+                None => {
+                    return Err(std::io::Error::other(format!(
+                        "sds: secret {}: ADS must be configured to support an ADS config source",
+                        api.secret.name
+                    )))
+                }
+            },
+            (_, None) => {}
+        }
     }
     Ok(tasks)
 }

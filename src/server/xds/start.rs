@@ -6,7 +6,8 @@
 //! after. The ADS stream is opened by the first subscription that names it and
 //! shared by the next; a CDS or LDS subscription with an `api_config_source`
 //! gets a stream of its own, and EDS clusters share one per source (each
-//! stream's `EdsWatch`), and so do route configs (its `RdsWatch`). What keeps running (file watches, streams) is handed
+//! stream's `EdsWatch`), and so do route configs (its `RdsWatch`) and SDS
+//! secrets (its `SdsWatch`). What keeps running (file watches, streams) is handed
 //! back as tasks, aborted as the server drains.
 
 use std::cell::RefCell;
@@ -16,11 +17,11 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::config::core::v3::Node;
 
 use super::eds_watch::EdsWatch;
-use super::grpc_mux::{GrpcMux, ADS_METHOD, EDS_METHOD, RDS_METHOD, RTDS_METHOD};
-use super::grpc_subscription::GrpcSubscription;
-use super::named_watch::{NamedEntry, NamedWatch};
+use super::grpc_mux::{GrpcMux, ADS_METHOD, EDS_METHOD, RDS_METHOD, RTDS_METHOD, SDS_METHOD};
+use super::grpc_subscription::{GrpcSubscription, Watch};
 use super::rds_watch::RdsWatch;
 use super::rtds_watch::RtdsWatch;
+use super::sds_watch::SdsWatch;
 use super::source::{GrpcSource, Source, SubscriptionSource};
 use super::{PathSubscription, ResourceApi};
 use crate::server::Server;
@@ -46,17 +47,18 @@ pub struct Started {
     ads: RefCell<Option<Rc<GrpcMux>>>,
     /// The endpoint watch of each stream EDS clusters use, by the stream's
     /// source (`None`: the ADS stream).
-    eds: Watches<super::eds_watch::Entry>,
+    eds: WatchesByStream<EdsWatch>,
     /// The route watch of each stream route configs use, by the stream's
     /// source (`None`: the ADS stream).
-    rds: Watches<super::rds_watch::Entry>,
-    /// The runtime watch of each stream RTDS layers use.
-    rtds: Watches<super::rtds_watch::Entry>,
+    rds: WatchesByStream<RdsWatch>,
+    /// The secret watch of each stream SDS secrets use, likewise.
+    sds: WatchesByStream<SdsWatch>,
+    /// The runtime watch of the ADS stream, which its RTDS layers share.
+    rtds: WatchesByStream<RtdsWatch>,
 }
 
-/// The watches of one resource type, by the source of their stream (`None`:
-/// the ADS stream).
-type Watches<E> = RefCell<Vec<(Option<GrpcSource>, Rc<NamedWatch<E>>)>>;
+/// The watches of one resource type, by the stream each is on.
+type WatchesByStream<W> = RefCell<Vec<(Option<GrpcSource>, Rc<W>)>>;
 
 impl Started {
     pub fn new(tasks: Vec<tokio::task::JoinHandle<()>>, server: &Server, cm: &Rc<ClusterManager>) -> Self {
@@ -70,6 +72,7 @@ impl Started {
             eds: RefCell::default(),
             rds: RefCell::default(),
             rtds: RefCell::default(),
+            sds: RefCell::default(),
         }
     }
 
@@ -133,13 +136,17 @@ impl Started {
     /// The endpoint watch of the stream an EDS cluster's `source` names (the
     /// ADS stream, or one per `api_config_source`), subscribed on first use.
     pub fn eds_watch(&self, source: &Source) -> Option<Rc<EdsWatch>> {
-        self.named_watch(&self.eds, source, EDS_METHOD, super::eds_watch::new_watch)
+        self.watch(&self.eds, source, EDS_METHOD, super::eds_watch::new_watch)
     }
 
-    /// The route watch of the stream `source` names (the ADS stream, or one
-    /// per `api_config_source`), subscribed on first use.
+    /// The route watch of the stream `source` names, likewise.
     pub fn rds_watch(&self, source: &Source) -> Option<Rc<RdsWatch>> {
-        self.named_watch(&self.rds, source, RDS_METHOD, super::rds_watch::new_watch)
+        self.watch(&self.rds, source, RDS_METHOD, super::rds_watch::new_watch)
+    }
+
+    /// The secret watch of the stream `source` names, likewise.
+    pub fn sds_watch(&self, source: &Source) -> Option<Rc<SdsWatch>> {
+        self.watch(&self.sds, source, SDS_METHOD, super::sds_watch::new_watch)
     }
 
     /// The runtime watch for an RTDS layer from `source`: the ADS stream's
@@ -149,7 +156,7 @@ impl Started {
     /// streams).
     pub fn rtds_watch(&self, source: &Source) -> Option<Rc<RtdsWatch>> {
         let Source::Grpc(grpc) = source else {
-            return self.named_watch(&self.rtds, source, RTDS_METHOD, super::rtds_watch::new_watch);
+            return self.watch(&self.rtds, source, RTDS_METHOD, super::rtds_watch::new_watch);
         };
         let mux = self.start_mux(grpc.clone(), RTDS_METHOD);
         let watch = Rc::new(super::rtds_watch::new_watch(&mux));
@@ -157,16 +164,16 @@ impl Started {
         Some(watch)
     }
 
-    /// The watch in `watches` of the stream `source` names; a new one (made
-    /// by `new` and subscribed) on first use, on a stream of `method` for an
-    /// `api_config_source`.
-    fn named_watch<E: NamedEntry + 'static>(
+    /// The watch of `watches`' type on the stream `source` names (the ADS
+    /// stream, or one per `api_config_source`, its own service's `method`),
+    /// made by `new` and subscribed on first use.
+    fn watch<W: Watch + 'static>(
         &self,
-        watches: &Watches<E>,
+        watches: &WatchesByStream<W>,
         source: &Source,
         method: &'static str,
-        new: fn(&Rc<GrpcMux>) -> NamedWatch<E>,
-    ) -> Option<Rc<NamedWatch<E>>> {
+        new: fn(&Rc<GrpcMux>) -> W,
+    ) -> Option<Rc<W>> {
         let key = stream_key(source)?;
         if let Some((_, watch)) = watches.borrow().iter().find(|(k, _)| *k == key) {
             return Some(watch.clone());
@@ -187,6 +194,13 @@ impl Started {
         let rds = self.rds.borrow();
         let (_, watch) = rds.iter().find(|(k, _)| *k == key)?;
         super::rds_watch::entry(watch, name)
+    }
+
+    /// Ends the subscriptions of the SDS secrets no context reads any more.
+    pub fn prune_sds(&self) {
+        for (_, watch) in self.sds.borrow().iter() {
+            super::sds_watch::prune(watch);
+        }
     }
 
     /// Forgets the EDS clusters CDS replaced or removed.

@@ -315,12 +315,14 @@ type ContextBuilder<P, C> = fn(&P, &FieldPath, &SecretManager) -> Result<Option<
 impl<T: Send + Sync, P: Send + Sync, C: Send + Sync> secret::Dependent for Rebuild<T, P, C> {
     fn rebuild(&self, secrets: &SecretManager) -> Result<(), ConfigError> {
         let Some(tls) = self.tls.upgrade() else { return Ok(()) };
+        let (cell, stats) = (self.parts)(&tls);
         if let Some(context) = (self.build)(&self.proto, &self.path, secrets)? {
-            let (cell, stats) = (self.parts)(&tls);
             expirations(stats, (self.common)(&self.proto), &context.certificates);
             cell.replace(context);
-            stats.factory.ssl_context_update_by_sds.inc();
         }
+        // Counted as Envoy's factory counts it: also while another secret the
+        // context needs has not come (no context is built yet).
+        stats.factory.ssl_context_update_by_sds.inc();
         Ok(())
     }
 

@@ -1,6 +1,9 @@
 //! Envoy's TLS secrets (`envoy.extensions.transport_sockets.tls.v3.Secret`): the
 //! static ones of `static_resources.secrets`, and those an `SdsSecretConfig`
-//! with an `sds_config` reads from a file (SDS). A context names them by
+//! with an `sds_config` gets by SDS, from a file or a management server (the
+//! server subscribes; an SDS secret is `initialized` by its first answer or
+//! initial fetch timeout, which a listener or cluster naming it warms for).
+//! A context names them by
 //! `tls_certificate_sds_secret_configs` and `validation_context_sds_secret_config`
 //! (alone, or as the dynamic half of `combined_validation_context`), a listener
 //! its ticket keys by `session_ticket_keys_sds_secret_config`; it is built
@@ -30,7 +33,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
 
 use super::tickets::{TicketKeys, DEFAULT_LIFETIME};
 use super::{certificate, certified_key, child, data, peer_checks_and_crls, provider_for, trusted_ca};
-use crate::config::path_source::PathSource;
+use crate::config::config_source::{Source, SubscriptionSource};
 use crate::config::{ConfigError, FieldPath};
 
 pub const SECRET_TYPE: &str = "envoy.extensions.transport_sockets.tls.v3.Secret";
@@ -63,6 +66,9 @@ pub struct SecretManager {
     /// The node has an `id` and a `cluster`: Envoy requires both for SDS.
     node_complete: bool,
     dynamic: Mutex<Vec<Arc<SdsSecret>>>,
+    /// The SDS secrets named since `take_named`, new or shared: what a
+    /// listener or cluster being built depends on (it warms until they load).
+    named: Mutex<Vec<Arc<SdsSecret>>>,
 }
 
 impl std::fmt::Debug for SecretManager {
@@ -87,7 +93,12 @@ impl SecretManager {
             }
             check(secret, &path)?;
         }
-        Ok(SecretManager { statics: secrets.to_vec(), node_complete, dynamic: Mutex::default() })
+        Ok(SecretManager {
+            statics: secrets.to_vec(),
+            node_complete,
+            dynamic: Mutex::default(),
+            named: Mutex::default(),
+        })
     }
 
     /// `static_resources.secrets` as configured.
@@ -100,11 +111,22 @@ impl SecretManager {
         self.dynamic.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The SDS secrets whose file nobody follows yet (the server starts a
-    /// subscription for each); each is returned once.
-    pub fn take_unstarted(&self) -> Vec<Arc<SdsSecret>> {
+    /// The SDS secrets nobody subscribed to yet (the server starts a
+    /// subscription for each) of the sources `wanted` takes; each is returned once.
+    pub fn take_unstarted(&self, wanted: impl Fn(&SdsSecret) -> bool) -> Vec<Arc<SdsSecret>> {
         let all = self.dynamic();
-        all.into_iter().filter(|s| !s.started.swap(true, Ordering::Relaxed)).collect()
+        all.into_iter().filter(|s| wanted(s) && !s.started.swap(true, Ordering::Relaxed)).collect()
+    }
+
+    /// Forgets an SDS secret no context reads any more (its subscription
+    /// ended): a context naming it later subscribes anew.
+    pub fn forget(&self, secret: &Arc<SdsSecret>) {
+        self.dynamic.lock().unwrap_or_else(|e| e.into_inner()).retain(|s| !Arc::ptr_eq(s, secret));
+    }
+
+    /// The SDS secrets named since the last call.
+    pub fn take_named(&self) -> Vec<Arc<SdsSecret>> {
+        std::mem::take(&mut self.named.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// `common` (at `path`) with every secret it names put inline: the SDS
@@ -187,7 +209,7 @@ impl SecretManager {
         for (config, kind) in named {
             // `resolve` has read every source already: one that fails is not there.
             let Some(source) =
-                config.sds_config.as_ref().and_then(|s| PathSource::from_proto(s, &FieldPath::new()).ok())
+                config.sds_config.as_ref().and_then(|s| SubscriptionSource::from_proto(s, &FieldPath::new()).ok())
             else {
                 continue;
             };
@@ -228,9 +250,11 @@ impl SecretManager {
             ));
         }
         let source_path = child(path, "sds_config");
-        let source = PathSource::from_proto(source, &source_path)?;
+        let source = SubscriptionSource::from_proto(source, &source_path)?;
         // Envoy 1.40 refuses to start on an SDS file that is not there.
-        source.check_exists(&source_path)?;
+        if let Source::Path(file) = &source.source {
+            file.check_exists(&source_path)?;
+        }
         let mut dynamic = self.dynamic.lock().unwrap_or_else(|e| e.into_inner());
         let existing = dynamic.iter().find(|s| s.name == config.name && s.kind == kind && s.source == source);
         let secret = match existing {
@@ -241,7 +265,11 @@ impl SecretManager {
                     source,
                     kind,
                     started: AtomicBool::new(false),
+                    created: SystemTime::now(),
+                    initialized: AtomicBool::new(false),
+                    ready: tokio::sync::Notify::new(),
                     current: Mutex::default(),
+                    rejected: Mutex::default(),
                     dependents: Mutex::default(),
                 });
                 dynamic.push(s.clone());
@@ -249,6 +277,7 @@ impl SecretManager {
             }
         };
         drop(dynamic);
+        self.named.lock().unwrap_or_else(|e| e.into_inner()).push(secret.clone());
         Ok(secret.current().map(|l| l.secret.clone()))
     }
 }
@@ -263,13 +292,21 @@ pub(super) trait Dependent: Send + Sync {
     fn alive(&self) -> bool;
 }
 
-/// One SDS secret: its file, its current value and the contexts that read it.
+/// One SDS secret: its source, its current value and the contexts that read it.
 pub struct SdsSecret {
     pub name: String,
-    pub source: PathSource,
+    pub source: SubscriptionSource,
     kind: SecretKind,
     started: AtomicBool,
+    /// When it was first named (a warming secret's `last_updated`).
+    pub created: SystemTime,
+    /// Its first update (accepted or not) or initial fetch timeout came.
+    initialized: AtomicBool,
+    ready: tokio::sync::Notify,
     current: Mutex<Option<Arc<LoadedSecret>>>,
+    /// The last update, if the contexts refused it: Envoy stores a secret
+    /// before its contexts are built with it, so `/config_dump` shows it.
+    rejected: Mutex<Option<Arc<LoadedSecret>>>,
     dependents: Mutex<Vec<Arc<dyn Dependent>>>,
 }
 
@@ -287,6 +324,39 @@ pub struct LoadedSecret {
 impl SdsSecret {
     pub fn current(&self) -> Option<Arc<LoadedSecret>> {
         self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// What `/config_dump` shows: the last update, even one the contexts
+    /// refused (as Envoy's), else the current value.
+    pub fn shown(&self) -> Option<Arc<LoadedSecret>> {
+        let rejected = self.rejected.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        rejected.or_else(|| self.current())
+    }
+
+    /// Whether a context still reads it.
+    pub fn in_use(&self) -> bool {
+        let mut list = self.dependents.lock().unwrap_or_else(|e| e.into_inner());
+        list.retain(|d| d.alive());
+        !list.is_empty()
+    }
+
+    pub fn is_initialized(&self) -> bool {
+        self.initialized.load(Ordering::Relaxed)
+    }
+
+    /// Its first update (accepted or not) or initial fetch timeout came.
+    pub fn initialize(&self) {
+        if !self.initialized.swap(true, Ordering::Relaxed) {
+            self.ready.notify_waiters();
+        }
+    }
+
+    /// Waits until it is initialized.
+    pub async fn initialized(&self) {
+        let notified = self.ready.notified();
+        if !self.is_initialized() {
+            notified.await;
+        }
     }
 
     /// Checks `secret` (read from `resources[0]` of a file at `version_info`),
@@ -315,7 +385,18 @@ impl SdsSecret {
         }
         let configured = secret.clone();
         read_files_in(&mut secret, path)?;
-        check(&secret, path)?;
+        if let Err(e) = check(&secret, path) {
+            // Envoy keeps a secret whose contexts fail to build with it.
+            let shown = LoadedSecret {
+                secret,
+                configured,
+                version_info: version_info.to_string(),
+                last_updated: SystemTime::now(),
+            };
+            *self.rejected.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(shown));
+            return Err(e);
+        }
+        self.rejected.lock().unwrap_or_else(|e| e.into_inner()).take();
         // As Envoy: the same secret again (a new version of the same content)
         // rebuilds nothing.
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
