@@ -6,8 +6,13 @@
 //!
 //! - `gzip` — `envoy.compression.gzip.compressor` and `.decompressor` (zlib-rs
 //!   through flate2)
+//! - `brotli` — `envoy.compression.brotli.compressor` and `.decompressor`
+//!   (`content-encoding: br`; the pure-Rust brotli port)
+//! - `zstd` — `envoy.compression.zstd.compressor` and `.decompressor` (libzstd)
 
+pub mod brotli;
 pub mod gzip;
+pub mod zstd;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -53,7 +58,14 @@ pub trait DecompressorFactory: Send + Sync + Debug {
 }
 
 /// The config types of the libraries Courier ships.
-pub const CONFIG_TYPES: &[&str] = &[gzip::compressor::CONFIG_TYPE, gzip::decompressor::CONFIG_TYPE];
+pub const CONFIG_TYPES: &[&str] = &[
+    gzip::compressor::CONFIG_TYPE,
+    gzip::decompressor::CONFIG_TYPE,
+    brotli::compressor::CONFIG_TYPE,
+    brotli::decompressor::CONFIG_TYPE,
+    zstd::compressor::CONFIG_TYPE,
+    zstd::decompressor::CONFIG_TYPE,
+];
 
 /// Builds the library `library` names; `path` points at it.
 pub fn create_compressor_factory(
@@ -65,6 +77,8 @@ pub fn create_compressor_factory(
     p.push_field("typed_config");
     match descriptor::type_name(&any.type_url) {
         gzip::compressor::CONFIG_TYPE => Ok(Arc::new(gzip::compressor::GzipFactory::from_any(any, &p)?)),
+        brotli::compressor::CONFIG_TYPE => Ok(Arc::new(brotli::compressor::BrotliFactory::from_any(any, &p)?)),
+        zstd::compressor::CONFIG_TYPE => Ok(Arc::new(zstd::compressor::ZstdFactory::from_any(any, &p)?)),
         other => Err(p.field_error("@type", format!("unsupported compressor library '{other}'"))),
     }
 }
@@ -83,6 +97,12 @@ pub fn create_decompressor_factory(
     match descriptor::type_name(&any.type_url) {
         gzip::decompressor::CONFIG_TYPE => {
             Ok(Arc::new(gzip::decompressor::GzipDecompressorFactory::from_any(any, &p, store, stats_prefix)?))
+        }
+        brotli::decompressor::CONFIG_TYPE => {
+            Ok(Arc::new(brotli::decompressor::BrotliDecompressorFactory::from_any(any, &p, store, stats_prefix)?))
+        }
+        zstd::decompressor::CONFIG_TYPE => {
+            Ok(Arc::new(zstd::decompressor::ZstdDecompressorFactory::from_any(any, &p, store, stats_prefix)?))
         }
         other => Err(p.field_error("@type", format!("unsupported decompressor library '{other}'"))),
     }

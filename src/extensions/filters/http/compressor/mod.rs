@@ -1,5 +1,5 @@
 //! `envoy.filters.http.compressor`: compresses response bodies the client accepts
-//! compressed, with the `compressor_library` it names (gzip).
+//! compressed, with the `compressor_library` it names (gzip, brotli or zstd).
 //!
 //! Envoy's rules, checked against Envoy 1.40 (tests/compat `compressor`): a
 //! response is *compressible* when the direction is enabled, its `content-length`
@@ -392,4 +392,17 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
         compression::gzip::compressor::CONFIG_TYPE,
         &["memory_level", "compression_level", "compression_strategy", "window_bits", "chunk_size"],
     ),
+    (
+        compression::brotli::compressor::CONFIG_TYPE,
+        &[
+            "quality",
+            "encoder_mode",
+            "window_bits",
+            "input_block_bits",
+            "chunk_size",
+            "disable_literal_context_modeling",
+        ],
+    ),
+    // No dictionary: Courier does not load zstd dictionaries.
+    (compression::zstd::compressor::CONFIG_TYPE, &["compression_level", "enable_checksum", "strategy", "chunk_size"]),
 ];
