@@ -8,7 +8,10 @@
 //! compressible), it has no `cache-control: no-transform`, no `etag` where
 //! `disable_on_etag_header` says so, and no `content-encoding`. It is compressed
 //! when it also has a body and the request's `accept-encoding` chooses this
-//! coding (`accept_encoding`): `content-length` goes, `content-encoding` comes,
+//! coding (`accept_encoding`) among those of the chain's compressor filters that
+//! compress its type (`chain`: with gzip, brotli and zstd filters side by side,
+//! one is chosen and the others count `header_compressor_overshadowed`):
+//! `content-length` goes, `content-encoding` comes,
 //! a strong `etag` goes (a weak one stays), and the body streams through the
 //! compressor piece by piece. Every compressible response gets
 //! `vary: Accept-Encoding`, compressed or not. A route's `CompressorPerRoute`
