@@ -107,3 +107,40 @@ pub fn create_decompressor_factory(
         other => Err(p.field_error("@type", format!("unsupported decompressor library '{other}'"))),
     }
 }
+
+/// Fuzz target (`crate::fuzz`): a body in any coding, however broken, goes
+/// through a decompressor without a panic, and no piece inflates past the
+/// library's ratio (100, the default of gzip's `max_inflate_ratio`) by more
+/// than two output chunks. The first byte picks the library (gzip, brotli,
+/// zstd), the second the piece size, the rest is the body; an empty piece ends
+/// it, as Envoy's HTTP/1 codec ends a body.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn fuzz(data: &[u8]) {
+    use envoy_types::pb::envoy::extensions::compression as pb;
+    use prost::Message;
+
+    let [kind, piece, body @ ..] = data else { return };
+    let (type_name, value) = match kind % 3 {
+        0 => (gzip::decompressor::CONFIG_TYPE, pb::gzip::decompressor::v3::Gzip::default().encode_to_vec()),
+        1 => (brotli::decompressor::CONFIG_TYPE, pb::brotli::decompressor::v3::Brotli::default().encode_to_vec()),
+        _ => (zstd::decompressor::CONFIG_TYPE, pb::zstd::decompressor::v3::Zstd::default().encode_to_vec()),
+    };
+    let library = TypedExtensionConfig {
+        name: "fuzz".into(),
+        typed_config: Some(envoy_types::pb::google::protobuf::Any {
+            type_url: format!("type.googleapis.com/{type_name}"),
+            value,
+        }),
+    };
+    let store = Store::new();
+    let Ok(factory) = create_decompressor_factory(&library, &FieldPath::starting_at("fuzz"), &store, "fuzz.") else {
+        panic!("the default config of {type_name} is valid");
+    };
+    let mut d = factory.create();
+    // zstd's output chunk (`ZSTD_DStreamOutSize()`, 128 KiB) is the largest default.
+    let slack = 2 * (128 << 10) + 2;
+    for p in body.chunks(usize::from(*piece) + 1).chain([&[][..]]) {
+        let out = d.decompress(p);
+        assert!(out.len() <= 100 * p.len() + slack, "{} bytes out of {} in", out.len(), p.len());
+    }
+}
