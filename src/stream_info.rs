@@ -189,6 +189,10 @@ pub struct StreamInfo {
     pub upstream_local: Option<SocketAddr>,
     /// That connection's TLS session (`%UPSTREAM_TLS_*%`, `%UPSTREAM_PEER_*%`).
     pub upstream_tls: Option<Rc<crate::network::tls::UpstreamTlsInfo>>,
+    /// The protocol of that connection (`HTTP/1.1`, `HTTP/2`): how the
+    /// response's body arrives (Envoy's HTTP/1 codec ends it with an empty data
+    /// call of its own, which filters such as the decompressor see).
+    pub upstream_protocol: Option<&'static str>,
     pub route_name: Option<String>,
     /// When the last request byte was received, from `start`.
     pub last_downstream_rx: Option<Duration>,
@@ -232,6 +236,7 @@ impl StreamInfo {
             upstream_host: None,
             upstream_cluster: None,
             upstream_local: None,
+            upstream_protocol: None,
             upstream_tls: None,
             route_name: None,
             last_downstream_rx: None,

@@ -77,6 +77,9 @@ pub struct HttpFilterContext<'a> {
     pub filter_name: &'a str,
     /// Where each worker finds its clusters (a filter that calls a service).
     pub clusters: &'a Slot<ThreadLocalClusterManager>,
+    /// The chain's compressor filters, which register themselves as they are
+    /// built (one per connection manager).
+    pub compressor_chain: &'a Arc<filters::http::compressor::chain::CompressorChain>,
 }
 
 /// Builds an HTTP filter factory from its `typed_config`; the path points at it.

@@ -38,6 +38,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "bootstrap", run: config::bootstrap },
     Target { name: "access_log_format", run: config::access_log_format },
     Target { name: "route_match", run: config::route_match },
+    Target { name: "decompressors", run: crate::extensions::compression::fuzz },
 ];
 
 /// Runs the target called `name` on `data`; for the libFuzzer binaries.

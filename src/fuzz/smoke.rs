@@ -180,4 +180,5 @@ smoke_tests!(
     bootstrap,
     access_log_format,
     route_match,
+    decompressors,
 );

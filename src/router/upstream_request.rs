@@ -641,6 +641,7 @@ async fn attempt(
         if let Some(connection) = client.connection_info() {
             info.set_upstream_connection(connection);
         }
+        info.upstream_protocol = Some("HTTP/1.1");
         let active = ActiveRequest::new(
             try_request.started,
             breaker,
@@ -704,6 +705,7 @@ async fn attempt_h2(
             AttemptFailure::Pool(f)
         })?;
         info.set_upstream_connection(stream.connection_info());
+        info.upstream_protocol = Some("HTTP/2");
         let active = ActiveRequest::new(
             try_request.started,
             breaker,

@@ -126,6 +126,9 @@ pub struct Request {
     /// `body` is sent gzip-compressed (give the `content-encoding` header too).
     #[serde(default)]
     pub gzip_body: bool,
+    /// `body` is sent compressed with this coding (`gzip`, `br` or `zstd`; give
+    /// the `content-encoding` header too).
+    pub encode_body: Option<String>,
     pub raw: Option<String>,
     /// `raw` or `tcp` is sent one byte per character (each at most U+00FF): how a
     /// case sends bytes that are not UTF-8, such as a lone 0xFF in a header.
@@ -231,15 +234,14 @@ impl Request {
         })
     }
 
-    /// The body as sent: `body`, gzip-compressed where `gzip_body` says so.
+    /// The body as sent: `body`, compressed where `gzip_body` or `encode_body` says so.
     pub fn body_bytes(&self) -> Vec<u8> {
         let body = self.body.as_deref().unwrap_or("").as_bytes();
-        if !self.gzip_body {
-            return body.to_vec();
+        match (self.gzip_body, self.encode_body.as_deref()) {
+            (true, _) => crate::shared_net::encode("gzip", body),
+            (false, Some(coding)) => crate::shared_net::encode(coding, body),
+            (false, None) => body.to_vec(),
         }
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        std::io::Write::write_all(&mut gz, body).expect("gzip into a Vec");
-        gz.finish().expect("gzip into a Vec")
     }
 
     /// `headers` as (name, value) pairs.

@@ -29,8 +29,9 @@
 //! it). `x-envoy-expected-rq-timeout-ms` agrees within 100 ms: on a retry it is the
 //! time left, which depends on timing. Access-log lines come normalized (times,
 //! durations, request ids, ports; see `run.rs`). A body with `content-encoding: gzip`
-//! is compared decompressed: each proxy's zlib flushes where its reads ended, so
-//! the compressed bytes differ while what the client decodes must not.
+//! (or `br`, `zstd`) is compared decompressed: each proxy's compressor flushes where
+//! its reads ended, so the compressed bytes differ while what the client decodes
+//! must not.
 
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
@@ -403,16 +404,12 @@ fn same_cycle(a: &[String], b: &[String]) -> bool {
     (0..p).any(|k| (0..n).all(|i| b[i] == a[(i + k) % p]))
 }
 
-/// `r` with a gzip body decompressed (kept as it came if it is not valid gzip).
+/// `r` with a gzip, br or zstd body decompressed (kept as it came if it is not
+/// a valid stream of its coding).
 fn decoded(r: &HttpResponse) -> std::borrow::Cow<'_, HttpResponse> {
-    use std::io::Read;
-    if r.header("content-encoding") != Some("gzip") {
-        return std::borrow::Cow::Borrowed(r);
-    }
-    let mut body = Vec::new();
-    match flate2::read::GzDecoder::new(&r.body[..]).read_to_end(&mut body) {
-        Ok(_) => std::borrow::Cow::Owned(HttpResponse { body, ..r.clone() }),
-        Err(_) => std::borrow::Cow::Borrowed(r),
+    match r.header("content-encoding").and_then(|coding| crate::shared_net::decode(coding, &r.body)) {
+        Some(body) => std::borrow::Cow::Owned(HttpResponse { body, ..r.clone() }),
+        None => std::borrow::Cow::Borrowed(r),
     }
 }
 

@@ -468,3 +468,52 @@ fn tls_inspector_sizes_out_of_range() {
         &format!("{at}.initial_read_buffer_size: value must be inside range (255, 65537)"),
     );
 }
+
+/// zstd dictionaries are not loaded by Courier: the compressor's `dictionary`
+/// and the decompressor's `dictionaries` are refused by name, with their paths.
+#[test]
+fn zstd_dictionaries_are_refused_by_name() {
+    let yaml = r#"
+static_resources:
+  listeners:
+  - name: l
+    address: { socket_address: { address: 127.0.0.1, port_value: 10000 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: s
+          route_config: { virtual_hosts: [ { name: v, domains: ["*"], routes: [ { match: { prefix: "/" }, direct_response: { status: 200 } } ] } ] }
+          http_filters:
+          - name: envoy.filters.http.compressor
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.compressor.v3.Compressor
+              compressor_library:
+                name: z
+                typed_config:
+                  "@type": type.googleapis.com/envoy.extensions.compression.zstd.compressor.v3.Zstd
+                  dictionary: { inline_string: "dict" }
+          - name: envoy.filters.http.decompressor
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.decompressor.v3.Decompressor
+              decompressor_library:
+                name: z
+                typed_config:
+                  "@type": type.googleapis.com/envoy.extensions.compression.zstd.decompressor.v3.Zstd
+                  dictionaries: [ { inline_string: "dict" } ]
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"#;
+    let (ok, out) = validate(yaml);
+    assert!(!ok);
+    assert!(
+        out.contains("http_filters[0].typed_config.compressor_library.typed_config.dictionary: field 'dictionary' of envoy.extensions.compression.zstd.compressor.v3.Zstd is not supported by Courier"),
+        "{out}"
+    );
+    assert!(
+        out.contains("http_filters[1].typed_config.decompressor_library.typed_config.dictionaries: field 'dictionaries' of envoy.extensions.compression.zstd.decompressor.v3.Zstd is not supported by Courier"),
+        "{out}"
+    );
+}

@@ -520,3 +520,51 @@ rules:
     assert_eq!(c.stat("http.ingress.jwt_authn.allowed"), Some(3));
     assert_eq!(c.stat("http.ingress.jwt_authn.denied"), Some(3));
 }
+
+/// A zstd request body reaches the upstream inflated, and the JSON answer comes
+/// back brotli-compressed (and a large one zstd-compressed) through a chain of
+/// brotli and zstd compressors that choose one coding per response.
+#[test]
+fn brotli_and_zstd_compress_and_inflate_through_one_chain() {
+    let up = http_upstream("app");
+    let library = |kind: &str, t: &str| {
+        format!(
+            "  name: {kind}\n  typed_config:\n    \"@type\": type.googleapis.com/envoy.extensions.compression.{t}\n"
+        )
+    };
+    let compressor = "envoy.extensions.filters.http.compressor.v3.Compressor";
+    // The decompressor last: it sees responses before the compressors do, as
+    // they come from the upstream (it would inflate a compressor's output).
+    let filters = [
+        filter("br", compressor, &format!("compressor_library:\n{}", library("br", "brotli.compressor.v3.Brotli"))),
+        filter("zstd", compressor, &format!("compressor_library:\n{}", library("z", "zstd.compressor.v3.Zstd"))),
+        filter(
+            "envoy.filters.http.decompressor",
+            "envoy.extensions.filters.http.decompressor.v3.Decompressor",
+            &format!("decompressor_library:\n{}", library("up", "zstd.decompressor.v3.Zstd")),
+        ),
+    ]
+    .concat();
+    let c = start_web("", &routes_to_app("", ""), &filters, &[static_cluster("app", &[up.port()])]);
+    let mut client = Client::connect(c.listener("web"));
+
+    let body = crate::shared_net::encode("zstd", b"a zstd upload, a zstd upload");
+    let r =
+        client.request("POST", "/up", &[("content-encoding", "zstd"), ("accept-encoding", "zstd;q=0.5, br")], &body);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-encoding"), Some("br"));
+    let json = crate::shared_net::decode("br", &r.body).expect("a whole brotli stream");
+    let seen = HttpResponse { body: json, ..r }.seen();
+    assert_eq!(seen.body(), "a zstd upload, a zstd upload");
+    assert_eq!(seen.header("content-encoding"), None);
+
+    let r = client.request("GET", "/big", &[("accept-encoding", "zstd"), ("x-test-body-size", "300000")], b"");
+    assert_eq!(r.header("content-encoding"), Some("zstd"), "{:?}", r.headers);
+    assert_eq!(crate::shared_net::decode("zstd", &r.body), Some(vec![b'x'; 300_000]));
+
+    c.wait_stat("http.ingress.compressor.br.brotli.header_compressor_overshadowed", |v| v == 1);
+    assert_eq!(c.stat("http.ingress.compressor.br.brotli.compressed"), Some(1));
+    assert_eq!(c.stat("http.ingress.compressor.z.zstd.compressed"), Some(1));
+    assert_eq!(c.stat("http.ingress.compressor.z.zstd.header_compressor_overshadowed"), Some(1));
+    assert_eq!(c.stat("http.ingress.decompressor.up.zstd.request.decompressed"), Some(1));
+}

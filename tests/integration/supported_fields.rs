@@ -64,6 +64,16 @@ const DECOMPRESSOR_IT: &str = "decompressor_inflates_a_request_body_as_it_stream
 const GZIP_INFLATE: &str = "envoy.extensions.compression.gzip.decompressor.v3.Gzip";
 const GZIP_INFLATE_RS: &str = "src/extensions/compression/gzip/decompressor.rs";
 const GZIP_RS: &str = "src/extensions/compression/gzip/compressor.rs";
+const BROTLI: &str = "envoy.extensions.compression.brotli.compressor.v3.Brotli";
+const BROTLI_RS: &str = "src/extensions/compression/brotli/compressor.rs";
+const BROTLI_INFLATE: &str = "envoy.extensions.compression.brotli.decompressor.v3.Brotli";
+const BROTLI_INFLATE_RS: &str = "src/extensions/compression/brotli/decompressor.rs";
+const ZSTD: &str = "envoy.extensions.compression.zstd.compressor.v3.Zstd";
+const ZSTD_RS: &str = "src/extensions/compression/zstd/compressor.rs";
+const ZSTD_INFLATE: &str = "envoy.extensions.compression.zstd.decompressor.v3.Zstd";
+const ZSTD_INFLATE_RS: &str = "src/extensions/compression/zstd/decompressor.rs";
+const BROTLI_ZSTD_COMPRESSOR: &str = "filter_compressor_brotli_zstd";
+const BROTLI_ZSTD_DECOMPRESSOR: &str = "filter_decompressor_brotli_zstd";
 const XDS_IT: &str = "tests/integration/xds_files.rs";
 const ADS_IT: &str = "tests/integration/xds_grpc.rs";
 const ADS_APPLY: &str = "ads_clusters_and_listeners_serve_and_updates_apply";
@@ -1631,6 +1641,20 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (GZIP, "compression_strategy", &[test(GZIP_RS, "every_setting_is_read_and_checked")]),
     (GZIP, "window_bits", &[test(GZIP_RS, "every_setting_is_read_and_checked"), compat("filter_compressor")]),
     (GZIP, "chunk_size", &[test(GZIP_RS, "every_setting_is_read_and_checked")]),
+    (BROTLI, "quality", &[test(BROTLI_RS, "every_setting_is_read_and_used"), compat(BROTLI_ZSTD_COMPRESSOR)]),
+    (BROTLI, "encoder_mode", &[test(BROTLI_RS, "every_setting_is_read_and_used"), compat(BROTLI_ZSTD_COMPRESSOR)]),
+    (BROTLI, "window_bits", &[test(BROTLI_RS, "every_setting_is_read_and_used"), compat(BROTLI_ZSTD_COMPRESSOR)]),
+    (BROTLI, "input_block_bits", &[test(BROTLI_RS, "every_setting_is_read_and_used"), compat(BROTLI_ZSTD_COMPRESSOR)]),
+    (BROTLI, "chunk_size", &[test(BROTLI_RS, "every_setting_is_read_and_used"), compat(BROTLI_ZSTD_COMPRESSOR)]),
+    (
+        BROTLI,
+        "disable_literal_context_modeling",
+        &[test(BROTLI_RS, "every_setting_is_read_and_used"), compat(BROTLI_ZSTD_COMPRESSOR)],
+    ),
+    (ZSTD, "compression_level", &[test(ZSTD_RS, "every_setting_is_read_and_used"), compat(BROTLI_ZSTD_COMPRESSOR)]),
+    (ZSTD, "enable_checksum", &[test(ZSTD_RS, "every_setting_is_read_and_used"), compat(BROTLI_ZSTD_COMPRESSOR)]),
+    (ZSTD, "strategy", &[test(ZSTD_RS, "every_setting_is_read_and_used"), compat(BROTLI_ZSTD_COMPRESSOR)]),
+    (ZSTD, "chunk_size", &[test(ZSTD_RS, "every_setting_is_read_and_used"), compat(BROTLI_ZSTD_COMPRESSOR)]),
     (DECOMPRESSOR, "decompressor_library", &[compat("filter_decompressor"), test(FILTERS_IT, DECOMPRESSOR_IT)]),
     (DECOMPRESSOR, "request_direction_config", &[compat("filter_decompressor")]),
     (DECOMPRESSOR, "response_direction_config", &[compat("filter_decompressor")]),
@@ -1650,6 +1674,21 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         &[compat("filter_decompressor"), test(GZIP_INFLATE_RS, "a_stream_inflates_across_pieces_of_any_size")],
     ),
     (GZIP_INFLATE, "max_inflate_ratio", &[test(GZIP_INFLATE_RS, "max_inflate_ratio_stops_a_bomb")]),
+    (
+        BROTLI_INFLATE,
+        "disable_ring_buffer_reallocation",
+        &[compat(BROTLI_ZSTD_DECOMPRESSOR), test(BROTLI_INFLATE_RS, "a_stream_inflates_across_pieces_of_any_size")],
+    ),
+    (
+        BROTLI_INFLATE,
+        "chunk_size",
+        &[compat(BROTLI_ZSTD_DECOMPRESSOR), test(BROTLI_INFLATE_RS, "a_stream_inflates_across_pieces_of_any_size")],
+    ),
+    (
+        ZSTD_INFLATE,
+        "chunk_size",
+        &[compat(BROTLI_ZSTD_DECOMPRESSOR), test(ZSTD_INFLATE_RS, "frames_inflate_across_pieces")],
+    ),
     (CSRF, "filter_enabled", &[compat("filter_csrf")]),
     (CSRF, "shadow_enabled", &[compat("filter_csrf")]),
     (CSRF, "additional_origins", &[compat("filter_csrf")]),

@@ -11,7 +11,9 @@
 //! instead of the JSON), `x-test-fail-first: N` (the first N requests on this
 //! upstream get a 503), `x-test-response-header: name: value` (add that header
 //! to the response), `x-test-gzip-response: 1` (the body gzip-compressed, with
-//! `content-encoding: gzip`).
+//! `content-encoding: gzip`), `x-test-encoded-response: CODING` (the body
+//! compressed with `gzip`, `br` or `zstd`, see `encode`, with that
+//! `content-encoding`).
 //!
 //! `h2c_upstream` is the same JSON-reporting upstream speaking HTTP/2 (prior
 //! knowledge, on the `h2` crate's server), for clusters that send HTTP/2
@@ -529,12 +531,12 @@ pub fn http_upstream(name: &'static str) -> Upstream {
             if let Some(extra) = header("x-test-response-header") {
                 head.push_str(&format!("{extra}\r\n"));
             }
-            let body = match header("x-test-gzip-response") {
-                Some(_) => {
-                    head.push_str("content-encoding: gzip\r\n");
-                    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-                    let _ = gz.write_all(&body);
-                    gz.finish().unwrap_or_default()
+            let coding =
+                header("x-test-encoded-response").or(header("x-test-gzip-response").map(|_| "gzip".to_string()));
+            let body = match coding {
+                Some(coding) => {
+                    head.push_str(&format!("content-encoding: {coding}\r\n"));
+                    encode(&coding, &body)
                 }
                 None => body,
             };
@@ -708,4 +710,40 @@ async fn answer_h2(
             let _ = send.send_trailers(t);
         }
     }
+}
+
+/// `body` compressed with `coding` (`gzip`, `br` or `zstd`; anything else is
+/// left as it is), with each library's usual settings.
+pub fn encode(coding: &str, body: &[u8]) -> Vec<u8> {
+    match coding {
+        "gzip" => {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            let _ = gz.write_all(body);
+            gz.finish().unwrap_or_default()
+        }
+        "br" => {
+            let mut out = Vec::new();
+            {
+                let mut w = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+                let _ = w.write_all(body);
+            }
+            out
+        }
+        "zstd" => zstd::stream::encode_all(body, 3).unwrap_or_default(),
+        _ => body.to_vec(),
+    }
+}
+
+/// `body` decompressed from `coding` (`gzip`, `br` or `zstd`), or None when it
+/// is not a whole valid stream of it.
+pub fn decode(coding: &str, body: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    match coding {
+        "gzip" => flate2::read::GzDecoder::new(body).read_to_end(&mut out).ok()?,
+        "br" => brotli::Decompressor::new(body, 4096).read_to_end(&mut out).ok()?,
+        "zstd" => zstd::stream::read::Decoder::new(body).ok()?.read_to_end(&mut out).ok()?,
+        _ => return None,
+    };
+    Some(out)
 }

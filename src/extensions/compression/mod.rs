@@ -6,8 +6,13 @@
 //!
 //! - `gzip` — `envoy.compression.gzip.compressor` and `.decompressor` (zlib-rs
 //!   through flate2)
+//! - `brotli` — `envoy.compression.brotli.compressor` and `.decompressor`
+//!   (`content-encoding: br`; the pure-Rust brotli port)
+//! - `zstd` — `envoy.compression.zstd.compressor` and `.decompressor` (libzstd)
 
+pub mod brotli;
 pub mod gzip;
+pub mod zstd;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -53,7 +58,14 @@ pub trait DecompressorFactory: Send + Sync + Debug {
 }
 
 /// The config types of the libraries Courier ships.
-pub const CONFIG_TYPES: &[&str] = &[gzip::compressor::CONFIG_TYPE, gzip::decompressor::CONFIG_TYPE];
+pub const CONFIG_TYPES: &[&str] = &[
+    gzip::compressor::CONFIG_TYPE,
+    gzip::decompressor::CONFIG_TYPE,
+    brotli::compressor::CONFIG_TYPE,
+    brotli::decompressor::CONFIG_TYPE,
+    zstd::compressor::CONFIG_TYPE,
+    zstd::decompressor::CONFIG_TYPE,
+];
 
 /// Builds the library `library` names; `path` points at it.
 pub fn create_compressor_factory(
@@ -65,6 +77,8 @@ pub fn create_compressor_factory(
     p.push_field("typed_config");
     match descriptor::type_name(&any.type_url) {
         gzip::compressor::CONFIG_TYPE => Ok(Arc::new(gzip::compressor::GzipFactory::from_any(any, &p)?)),
+        brotli::compressor::CONFIG_TYPE => Ok(Arc::new(brotli::compressor::BrotliFactory::from_any(any, &p)?)),
+        zstd::compressor::CONFIG_TYPE => Ok(Arc::new(zstd::compressor::ZstdFactory::from_any(any, &p)?)),
         other => Err(p.field_error("@type", format!("unsupported compressor library '{other}'"))),
     }
 }
@@ -84,6 +98,49 @@ pub fn create_decompressor_factory(
         gzip::decompressor::CONFIG_TYPE => {
             Ok(Arc::new(gzip::decompressor::GzipDecompressorFactory::from_any(any, &p, store, stats_prefix)?))
         }
+        brotli::decompressor::CONFIG_TYPE => {
+            Ok(Arc::new(brotli::decompressor::BrotliDecompressorFactory::from_any(any, &p, store, stats_prefix)?))
+        }
+        zstd::decompressor::CONFIG_TYPE => {
+            Ok(Arc::new(zstd::decompressor::ZstdDecompressorFactory::from_any(any, &p, store, stats_prefix)?))
+        }
         other => Err(p.field_error("@type", format!("unsupported decompressor library '{other}'"))),
+    }
+}
+
+/// Fuzz target (`crate::fuzz`): a body in any coding, however broken, goes
+/// through a decompressor without a panic, and no piece inflates past the
+/// library's ratio (100, the default of gzip's `max_inflate_ratio`) by more
+/// than two output chunks. The first byte picks the library (gzip, brotli,
+/// zstd), the second the piece size, the rest is the body; an empty piece ends
+/// it, as Envoy's HTTP/1 codec ends a body.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn fuzz(data: &[u8]) {
+    use envoy_types::pb::envoy::extensions::compression as pb;
+    use prost::Message;
+
+    let [kind, piece, body @ ..] = data else { return };
+    let (type_name, value) = match kind % 3 {
+        0 => (gzip::decompressor::CONFIG_TYPE, pb::gzip::decompressor::v3::Gzip::default().encode_to_vec()),
+        1 => (brotli::decompressor::CONFIG_TYPE, pb::brotli::decompressor::v3::Brotli::default().encode_to_vec()),
+        _ => (zstd::decompressor::CONFIG_TYPE, pb::zstd::decompressor::v3::Zstd::default().encode_to_vec()),
+    };
+    let library = TypedExtensionConfig {
+        name: "fuzz".into(),
+        typed_config: Some(envoy_types::pb::google::protobuf::Any {
+            type_url: format!("type.googleapis.com/{type_name}"),
+            value,
+        }),
+    };
+    let store = Store::new();
+    let Ok(factory) = create_decompressor_factory(&library, &FieldPath::starting_at("fuzz"), &store, "fuzz.") else {
+        panic!("the default config of {type_name} is valid");
+    };
+    let mut d = factory.create();
+    // zstd's output chunk (`ZSTD_DStreamOutSize()`, 128 KiB) is the largest default.
+    let slack = 2 * (128 << 10) + 2;
+    for p in body.chunks(usize::from(*piece) + 1).chain([&[][..]]) {
+        let out = d.decompress(p);
+        assert!(out.len() <= 100 * p.len() + slack, "{} bytes out of {} in", out.len(), p.len());
     }
 }

@@ -146,6 +146,7 @@ mod tests {
             service_cluster: "",
             filter_name: NAME,
             clusters: &crate::thread_local::ThreadLocalRegistry::new().allocate_slot(),
+            compressor_chain: &Arc::default(),
         };
         create(any, &FieldPath::starting_at("http_filters[2].typed_config"), &ctx)
     }

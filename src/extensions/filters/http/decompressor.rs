@@ -1,6 +1,6 @@
 //! `envoy.filters.http.decompressor`: inflates request and response bodies sent
-//! with the `content-encoding` of the `decompressor_library` it names (gzip), so
-//! that the upstream (or the client) gets them plain.
+//! with the `content-encoding` of the `decompressor_library` it names (gzip,
+//! brotli or zstd), so that the upstream (or the client) gets them plain.
 //!
 //! Envoy's rules, checked against Envoy 1.40 (tests/compat `filter_decompressor`):
 //! a body is inflated when its direction is enabled, it has a body, its
@@ -188,12 +188,34 @@ struct DecompressorFilter {
 struct InflatingBody {
     decompressor: Box<dyn Decompressor>,
     stats: Arc<DirectionStats>,
+    /// The request came over HTTP/1: Envoy's HTTP/1 codec ends every body with
+    /// a data call of its own, empty, which the library sees too (brotli counts
+    /// a broken stream again on it; checked against Envoy 1.40).
+    http1: bool,
 }
 
 impl BodyTransform for InflatingBody {
-    fn data(&mut self, data: Bytes, _end: bool) -> Bytes {
-        inflate(&mut *self.decompressor, &self.stats, &data)
+    fn data(&mut self, data: Bytes, end: bool) -> Bytes {
+        inflate_piece(&mut *self.decompressor, &self.stats, &data, end && self.http1)
     }
+}
+
+/// Inflates one piece of a body; `http1_end`: it ends a body that came over
+/// HTTP/1, which Envoy's codec follows with an empty data call (so the library
+/// sees one more, empty, piece).
+fn inflate_piece(decompressor: &mut dyn Decompressor, stats: &DirectionStats, data: &[u8], http1_end: bool) -> Bytes {
+    let out = inflate(decompressor, stats, data);
+    if !http1_end || data.is_empty() {
+        return out;
+    }
+    let tail = inflate(decompressor, stats, &[]);
+    if tail.is_empty() {
+        return out;
+    }
+    let mut joined = Vec::with_capacity(out.len() + tail.len());
+    joined.extend_from_slice(&out);
+    joined.extend_from_slice(&tail);
+    Bytes::from(joined)
 }
 
 fn inflate(decompressor: &mut dyn Decompressor, stats: &DirectionStats, data: &[u8]) -> Bytes {
@@ -216,6 +238,7 @@ impl StreamFilter for DecompressorFilter {
             cx.transform_request_body(Box::new(InflatingBody {
                 decompressor: cfg.library.create(),
                 stats: cfg.request.stats.clone(),
+                http1: cx.info.protocol.starts_with("HTTP/1"),
             }));
         }
         if cfg.advertise_accept_encoding && cfg.response.enabled.enabled() {
@@ -237,9 +260,10 @@ impl StreamFilter for DecompressorFilter {
         EncodeStatus::Continue
     }
 
-    fn encode_data(&mut self, data: &mut Bytes, _end_stream: bool, _cx: &mut StreamContext<'_>) -> DataStatus {
+    fn encode_data(&mut self, data: &mut Bytes, end_stream: bool, cx: &mut StreamContext<'_>) -> DataStatus {
         if let Some(d) = &mut self.response {
-            *data = inflate(&mut **d, &self.config.response.stats, data);
+            let http1_end = end_stream && cx.info.upstream_protocol.is_some_and(|p| p.starts_with("HTTP/1"));
+            *data = inflate_piece(&mut **d, &self.config.response.stats, data, http1_end);
         }
         DataStatus::Continue
     }
@@ -258,6 +282,9 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
         &["enabled", "ignore_no_transform_header"],
     ),
     (compression::gzip::decompressor::CONFIG_TYPE, &["window_bits", "chunk_size", "max_inflate_ratio"]),
+    (compression::brotli::decompressor::CONFIG_TYPE, &["disable_ring_buffer_reallocation", "chunk_size"]),
+    // No dictionaries: Courier does not load zstd dictionaries.
+    (compression::zstd::decompressor::CONFIG_TYPE, &["chunk_size"]),
 ];
 
 #[cfg(test)]

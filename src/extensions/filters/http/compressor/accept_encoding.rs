@@ -4,24 +4,28 @@
 //! `*` would allow it; the highest q-value wins among this filter's coding,
 //! `identity` and `*`, the first listed on a tie.
 
-/// What the header asked for, as Envoy's stats name it.
+/// The choice made for a response, as Envoy's `EncodingDecision`; each filter
+/// counts it in its `header_*` stats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Choice {
-    /// This filter's coding: compress (`header_compressor_used`).
-    Compressor,
-    /// `*`: any coding, so this one (`header_wildcard`).
-    Wildcard,
+    /// This coding, one of the chain's (`header_compressor_used` in its filter,
+    /// `header_compressor_overshadowed` in the others).
+    Compressor(&'static str),
+    /// `*`: any coding, so the first registered of those offered
+    /// (`header_wildcard`).
+    Wildcard(&'static str),
     /// `identity` won: do not compress (`header_identity`).
     Identity,
-    /// Nothing this filter can give is acceptable (`header_not_valid`).
+    /// Nothing the chain can give is acceptable (`header_not_valid`).
     NotValid,
 }
 
-/// Chooses for `accept_encoding` (the header's values joined by `,`), where this
-/// filter offers `coding` when `offered` (the response's type is one it compresses).
-pub fn choose(accept_encoding: &str, coding: &str, offered: bool) -> Choice {
+/// Chooses for `accept_encoding` (the header's values joined by `,`) among the
+/// codings `offered` (the chain's filters that compress this response's type,
+/// in registration order).
+pub fn choose(accept_encoding: &str, offered: &[&'static str]) -> Choice {
+    let mut allowed: Vec<&'static str> = offered.to_vec();
     let mut entries: Vec<(&str, f64)> = Vec::new();
-    let mut allowed = offered;
     for token in accept_encoding.split(',').filter(|t| !t.trim().is_empty()) {
         let (name, params) = match token.split_once(';') {
             Some((name, params)) => (name.trim(), Some(params)),
@@ -37,26 +41,26 @@ pub fn choose(accept_encoding: &str, coding: &str, offered: bool) -> Choice {
                 }
             }
         }
-        if q == 0.0 && name == coding {
-            allowed = false;
+        if q == 0.0 {
+            allowed.retain(|c| *c != name);
         }
         entries.push((name, q));
     }
-    if entries.is_empty() || !allowed {
+    if entries.is_empty() || allowed.is_empty() {
         return Choice::NotValid;
     }
     let mut best: Option<(&str, f64)> = None;
     for (name, q) in entries {
-        let candidate = name == coding || name == "identity" || name == "*";
+        let candidate = allowed.contains(&name) || name == "identity" || name == "*";
         if candidate && q > best.map_or(0.0, |(_, bq)| bq) {
             best = Some((name, q));
         }
     }
     match best {
         None => Choice::NotValid,
-        Some(("*", _)) => Choice::Wildcard,
         Some(("identity", _)) => Choice::Identity,
-        Some(_) => Choice::Compressor,
+        Some(("*", _)) => allowed.first().map_or(Choice::NotValid, |c| Choice::Wildcard(c)),
+        Some((name, _)) => allowed.iter().find(|c| **c == name).map_or(Choice::NotValid, |c| Choice::Compressor(c)),
     }
 }
 
@@ -68,22 +72,37 @@ mod tests {
     /// compressor and a compressible response.
     #[test]
     fn chooses_as_envoy() {
+        let gzip = Choice::Compressor("gzip");
         for (header, want) in [
-            ("gzip", Choice::Compressor),
-            ("*", Choice::Wildcard),
+            ("gzip", gzip),
+            ("*", Choice::Wildcard("gzip")),
             ("identity", Choice::Identity),
             ("br", Choice::NotValid),
             ("gzip;q=0", Choice::NotValid),
             ("gzip;q=0, *", Choice::NotValid),
             ("identity;q=1, gzip;q=0.5", Choice::Identity),
-            ("gzip;q=0.5, identity;q=0.4", Choice::Compressor),
+            ("gzip;q=0.5, identity;q=0.4", gzip),
             ("GZIP", Choice::NotValid),
-            ("br, gzip", Choice::Compressor),
+            ("br, gzip", gzip),
             ("gzip;q=abc", Choice::NotValid),
             ("", Choice::NotValid),
         ] {
-            assert_eq!(choose(header, "gzip", true), want, "{header:?}");
+            assert_eq!(choose(header, &["gzip"]), want, "{header:?}");
         }
-        assert_eq!(choose("gzip", "gzip", false), Choice::NotValid, "a type it does not compress");
+        assert_eq!(choose("gzip", &[]), Choice::NotValid, "a type it does not compress");
+    }
+
+    /// Several compressor filters in one chain (Envoy's compat case
+    /// `filter_compressor_chain`): the highest q-value among all their codings,
+    /// the first listed on a tie, `*` for the first registered.
+    #[test]
+    fn chooses_among_the_chain_s_codings() {
+        let chain = ["br", "gzip", "zstd"];
+        assert_eq!(choose("gzip, br", &chain), Choice::Compressor("gzip"));
+        assert_eq!(choose("gzip;q=0.5, br", &chain), Choice::Compressor("br"));
+        assert_eq!(choose("*", &chain), Choice::Wildcard("br"));
+        assert_eq!(choose("br;q=0, *", &chain), Choice::Wildcard("gzip"));
+        assert_eq!(choose("deflate, zstd;q=0.1", &chain), Choice::Compressor("zstd"));
+        assert_eq!(choose("identity;q=0.9, zstd;q=0.8", &chain), Choice::Identity);
     }
 }

@@ -1,5 +1,5 @@
 //! `envoy.filters.http.compressor`: compresses response bodies the client accepts
-//! compressed, with the `compressor_library` it names (gzip).
+//! compressed, with the `compressor_library` it names (gzip, brotli or zstd).
 //!
 //! Envoy's rules, checked against Envoy 1.40 (tests/compat `compressor`): a
 //! response is *compressible* when the direction is enabled, its `content-length`
@@ -8,7 +8,10 @@
 //! compressible), it has no `cache-control: no-transform`, no `etag` where
 //! `disable_on_etag_header` says so, and no `content-encoding`. It is compressed
 //! when it also has a body and the request's `accept-encoding` chooses this
-//! coding (`accept_encoding`): `content-length` goes, `content-encoding` comes,
+//! coding (`accept_encoding`) among those of the chain's compressor filters that
+//! compress its type (`chain`: with gzip, brotli and zstd filters side by side,
+//! one is chosen and the others count `header_compressor_overshadowed`):
+//! `content-length` goes, `content-encoding` comes,
 //! a strong `etag` goes (a weak one stays), and the body streams through the
 //! compressor piece by piece. Every compressible response gets
 //! `vary: Accept-Encoding`, compressed or not. A route's `CompressorPerRoute`
@@ -18,6 +21,7 @@
 //! `request.not_compressed`, as Envoy counts them without one.
 
 mod accept_encoding;
+pub mod chain;
 
 use std::sync::Arc;
 
@@ -31,6 +35,7 @@ use http::header::{HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, 
 use http::HeaderMap;
 
 use self::accept_encoding::Choice;
+use self::chain::CompressorChain;
 use super::common;
 use super::filter::{DataStatus, EncodeStatus, FilterStatus, StreamContext, StreamFilter, StreamFilterFactory};
 use crate::config::{bootstrap::decode_any, ConfigError, FieldPath};
@@ -134,11 +139,12 @@ fn create(
     // `content_type` is deprecated for `content_type_matcher`, which Courier does
     // not support; Envoy 1.40 still reads it.
     #[allow(deprecated)]
-    let content_types = if common.content_type.is_empty() {
+    let content_types: Vec<String> = if common.content_type.is_empty() {
         DEFAULT_CONTENT_TYPES.iter().map(|t| t.to_string()).collect()
     } else {
         common.content_type.iter().map(|t| t.trim().to_ascii_lowercase()).collect()
     };
+    ctx.compressor_chain.register(factory.content_encoding(), &content_types);
     let prefix = format!("http.{}.compressor.{}.{}.", ctx.hcm_stat_prefix, library.name, factory.stats_prefix());
     Ok(Arc::new(CompressorFilterFactory {
         config: Arc::new(CompressorConfig {
@@ -152,6 +158,7 @@ fn create(
             response_stats: DirectionStats::new(ctx.store, &format!("{prefix}{response_prefix}")),
             stats: CompressorStats::new(ctx.store, &prefix),
             library: factory,
+            chain: ctx.compressor_chain.clone(),
         }),
     }))
 }
@@ -207,6 +214,8 @@ struct CompressorConfig {
     stats: CompressorStats,
     response_stats: DirectionStats,
     request_stats: DirectionStats,
+    /// The compressor filters of this filter's chain, itself among them.
+    chain: Arc<CompressorChain>,
 }
 
 struct CompressorFilter {
@@ -232,9 +241,7 @@ impl CompressorConfig {
     }
 
     fn content_type_allowed(&self, h: &HeaderMap) -> bool {
-        let Some(v) = h.get(CONTENT_TYPE) else { return true };
-        let media = v.to_str().unwrap_or_default().split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-        self.content_types.contains(&media)
+        media_type(h).is_none_or(|media| self.content_types.contains(&media))
     }
 
     fn etag_allowed(&self, h: &HeaderMap) -> bool {
@@ -245,21 +252,46 @@ impl CompressorConfig {
         true
     }
 
-    /// The request's `accept-encoding` chooses this coding; counted as Envoy does.
-    fn accepted(&self, accept_encoding: Option<&str>, offered: bool) -> bool {
+    /// The request's `accept-encoding` chooses this filter's coding among those
+    /// of the chain's compressor filters that compress the response's type;
+    /// counted as Envoy does.
+    fn accepted(&self, accept_encoding: Option<&str>, h: &HeaderMap) -> bool {
         let Some(accept) = accept_encoding else {
             self.stats.no_accept_header.inc();
             return false;
         };
-        let choice = accept_encoding::choose(accept, self.library.content_encoding(), offered);
-        match choice {
-            Choice::Compressor => self.stats.header_compressor_used.inc(),
-            Choice::Wildcard => self.stats.header_wildcard.inc(),
-            Choice::Identity => self.stats.header_identity.inc(),
-            Choice::NotValid => self.stats.header_not_valid.inc(),
+        let offered = self.chain.offered(media_type(h).as_deref());
+        let mine = self.library.content_encoding();
+        match accept_encoding::choose(accept, &offered) {
+            Choice::Compressor(coding) if coding == mine => {
+                self.stats.header_compressor_used.inc();
+                true
+            }
+            Choice::Compressor(_) => {
+                self.stats.header_compressor_overshadowed.inc();
+                false
+            }
+            Choice::Wildcard(coding) => {
+                self.stats.header_wildcard.inc();
+                coding == mine
+            }
+            Choice::Identity => {
+                self.stats.header_identity.inc();
+                false
+            }
+            Choice::NotValid => {
+                self.stats.header_not_valid.inc();
+                false
+            }
         }
-        matches!(choice, Choice::Compressor | Choice::Wildcard)
     }
+}
+
+/// The response's media type (lower case, without parameters), if it has a
+/// `content-type`.
+fn media_type(h: &HeaderMap) -> Option<String> {
+    let v = h.get(CONTENT_TYPE)?;
+    Some(v.to_str().unwrap_or_default().split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
 }
 
 /// A `transfer-encoding` that already compresses.
@@ -326,7 +358,7 @@ impl StreamFilter for CompressorFilter {
         let big_enough = cfg.enabled.enabled() && cfg.long_enough(h);
         let type_allowed = cfg.content_type_allowed(h);
         // Envoy reads accept-encoding before the other conditions, and counts it.
-        let accepted = !end_stream && big_enough && cfg.accepted(self.accept_encoding.as_deref(), type_allowed);
+        let accepted = !end_stream && big_enough && cfg.accepted(self.accept_encoding.as_deref(), h);
         let compressible = big_enough
             && !headers::connection_tokens(h).any(|t| t.eq_ignore_ascii_case("upgrade"))
             && type_allowed
@@ -392,4 +424,17 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
         compression::gzip::compressor::CONFIG_TYPE,
         &["memory_level", "compression_level", "compression_strategy", "window_bits", "chunk_size"],
     ),
+    (
+        compression::brotli::compressor::CONFIG_TYPE,
+        &[
+            "quality",
+            "encoder_mode",
+            "window_bits",
+            "input_block_bits",
+            "chunk_size",
+            "disable_literal_context_modeling",
+        ],
+    ),
+    // No dictionary: Courier does not load zstd dictionaries.
+    (compression::zstd::compressor::CONFIG_TYPE, &["compression_level", "enable_checksum", "strategy", "chunk_size"]),
 ];

@@ -238,6 +238,7 @@ impl HcmConfig {
             None => return Err(path.error("one of route_config or rds is required")),
         };
 
+        let compressor_chain = Arc::default();
         let filter_ctx = HttpFilterContext {
             store,
             hcm_stat_prefix: &p.stat_prefix,
@@ -245,6 +246,7 @@ impl HcmConfig {
             service_cluster,
             filter_name: "",
             clusters,
+            compressor_chain: &compressor_chain,
         };
         let filters = http_filters(p, path, &filter_ctx)?;
 
