@@ -249,7 +249,7 @@ impl ServerConfig {
             }
             None => DEFAULT_STATS_FLUSH_INTERVAL,
         };
-        let stat_sinks = StatSinks::from_bootstrap(&b.stats_sinks)?;
+        let stat_sinks = crate::extensions::stat_sinks::from_bootstrap(&b.stats_sinks, &ctx)?;
         let overload = match &b.overload_manager {
             Some(o) => Some((
                 OverloadManager::from_proto(o, &store, &config::FieldPath::starting_at("overload_manager"))?,

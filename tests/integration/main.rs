@@ -2,6 +2,8 @@
 
 mod harness;
 mod http_util;
+#[path = "../shared/grpc_collector.rs"]
+mod shared_collector;
 #[path = "../shared/h2_client.rs"]
 mod shared_h2;
 #[path = "../shared/net.rs"]
@@ -32,6 +34,7 @@ mod net_helpers;
 mod network_filters;
 mod no_loss;
 mod original_dst;
+mod otel_stat_sink;
 mod rds;
 mod routing;
 mod runtime;

@@ -65,6 +65,9 @@ impl GrpcService {
         if target.cluster_name.is_empty() {
             return Err(ep.field_error("cluster_name", "value length must be at least 1 characters"));
         }
+        if !target.authority.is_empty() {
+            return Err(ep.field_error("authority", "not supported by Courier for ext_authz"));
+        }
         let authority = HeaderValue::from_str(&target.cluster_name)
             .map_err(|_| ep.field_error("cluster_name", "not a valid authority"))?;
         Ok(GrpcService {

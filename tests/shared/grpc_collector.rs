@@ -1,0 +1,106 @@
+//! A gRPC collector for tests, over h2c on the `h2` crate's server
+//! (`serve_h2c`): every unary call is answered OK with an empty message (an
+//! OTLP `Export*ServiceResponse` without a partial success), and every client
+//! stream is read to its end and answered the same way. Each call is kept —
+//! its path, its request headers (`:authority` among them) and its messages,
+//! the 5-byte gRPC prefixes removed — for the test to wait for (`wait`).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::shared_net::{serve_h2c, Upstream};
+
+/// One call as the collector saw it.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub path: String,
+    pub headers: BTreeMap<String, String>,
+    /// The messages of the call, in order (one for a unary call).
+    pub messages: Vec<Vec<u8>>,
+}
+
+#[derive(Default)]
+struct Seen {
+    calls: Mutex<Vec<Call>>,
+    changed: Condvar,
+}
+
+pub struct GrpcCollector {
+    upstream: Upstream,
+    seen: Arc<Seen>,
+}
+
+impl GrpcCollector {
+    /// Starts the collector on 127.0.0.1.
+    pub fn start() -> GrpcCollector {
+        let seen = Arc::new(Seen::default());
+        let shared = seen.clone();
+        let upstream = Upstream::start(move |stream| {
+            let shared = shared.clone();
+            serve_h2c(stream, move |request, respond| answer(request, respond, shared.clone()));
+        });
+        GrpcCollector { upstream, seen }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.upstream.port()
+    }
+
+    /// Waits (at most `within`) until `done` holds for the calls so far, and
+    /// returns them; panics with what came otherwise.
+    pub fn wait(&self, within: Duration, done: impl Fn(&[Call]) -> bool) -> Vec<Call> {
+        let deadline = Instant::now() + within;
+        let mut calls = self.seen.calls.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if done(&calls) {
+                return calls.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "the collector never got what was expected; got {} calls", calls.len());
+            calls = self.seen.changed.wait_timeout(calls, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+}
+
+/// Splits `data` into gRPC messages (uncompressed, as proxies send them).
+fn messages(mut data: Bytes) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while data.len() >= 5 {
+        data.advance(1);
+        let len = data.get_u32() as usize;
+        let Some(message) = data.get(..len) else { break };
+        out.push(message.to_vec());
+        data.advance(len);
+    }
+    out
+}
+
+async fn answer(request: http::Request<h2::RecvStream>, mut respond: h2::server::SendResponse<Bytes>, seen: Arc<Seen>) {
+    let (parts, mut body) = request.into_parts();
+    let mut data = BytesMut::new();
+    while let Some(Ok(chunk)) = body.data().await {
+        let _ = body.flow_control().release_capacity(chunk.len());
+        data.extend_from_slice(&chunk);
+    }
+    let mut headers: BTreeMap<String, String> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    if let Some(a) = parts.uri.authority() {
+        headers.insert(":authority".into(), a.to_string());
+    }
+    let call = Call { path: parts.uri.path().to_owned(), headers, messages: messages(data.freeze()) };
+    seen.calls.lock().unwrap_or_else(|e| e.into_inner()).push(call);
+    seen.changed.notify_all();
+    let response = http::Response::builder().header("content-type", "application/grpc").body(());
+    let Ok(response) = response else { return };
+    let Ok(mut send) = respond.send_response(response, false) else { return };
+    let _ = send.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), false);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    let _ = send.send_trailers(trailers);
+}
