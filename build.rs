@@ -72,6 +72,7 @@ const ROOTS: &[&str] = &[
     "envoy.config.metrics.v3.StatsdSink",
     "envoy.config.metrics.v3.DogStatsdSink",
     "envoy.extensions.stat_sinks.open_telemetry.v3.SinkConfig",
+    "envoy.config.metrics.v3.MetricsServiceConfig",
     "envoy.extensions.tracers.opentelemetry.resource_detectors.v3.StaticConfigResourceDetectorConfig",
     "envoy.extensions.tracers.opentelemetry.resource_detectors.v3.EnvironmentResourceDetectorConfig",
     "envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig",

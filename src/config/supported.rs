@@ -40,7 +40,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     // actions Courier lacks; only reduce_timeouts takes a typed_config.
     // The gRPC services Courier calls (an OpenTelemetry collector, an ext_authz
     // service, a management server): an envoy_grpc target and a timeout; the
-    // OpenTelemetry exporters (`extensions::common::grpc_unary`) also send
+    // OpenTelemetry exporters (`extensions::common::grpc_client`) also send
     // `initial_metadata` (`PLACES` narrows the others) and the `authority`
     // (which ext_authz and xDS refuse in code).
     ("envoy.config.core.v3.GrpcService", &["envoy_grpc", "timeout", "initial_metadata"]),

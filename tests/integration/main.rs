@@ -30,6 +30,7 @@ mod layering;
 mod lifecycle;
 mod listener_path;
 mod load_balancing;
+mod metrics_service_sink;
 mod net_helpers;
 mod network_filters;
 mod no_loss;

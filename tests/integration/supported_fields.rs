@@ -180,6 +180,11 @@ const OTEL_SINK: &str = "counters_gauges_and_histograms_are_exported_cumulativel
 const OTEL_SINK_DELTAS: &str = "deltas_prefix_and_full_names_without_attributes";
 const OTEL_SINK_ENV: &str = "the_environment_detector_reads_otel_resource_attributes";
 const OTEL_SINK_CONFIG: &str = "envoy.extensions.stat_sinks.open_telemetry.v3.SinkConfig";
+const MS_IT: &str = "tests/integration/metrics_service_sink.rs";
+const MS_CONFIG: &str = "envoy.config.metrics.v3.MetricsServiceConfig";
+const MS_LABELS: &str = "one_stream_identified_once_with_labelled_families";
+const MS_DELTAS: &str = "deltas_full_names_and_histograms_only";
+const MS_REFUSED: &str = "unsupported_metrics_service_fields_are_refused_by_name";
 const RUNTIME_LAYER: &str = "envoy.config.bootstrap.v3.RuntimeLayer";
 const DISK_LAYER: &str = "envoy.config.bootstrap.v3.RuntimeLayer.DiskLayer";
 
@@ -1893,6 +1898,11 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "attributes",
         &[test(OTEL_SINK_IT, OTEL_SINK), test(OTEL_SINK_IT, OTEL_SINK_ENV)],
     ),
+    (MS_CONFIG, "grpc_service", &[test(MS_IT, MS_LABELS)]),
+    (MS_CONFIG, "transport_api_version", &[test(MS_IT, MS_REFUSED)]),
+    (MS_CONFIG, "report_counters_as_deltas", &[test(MS_IT, MS_DELTAS)]),
+    (MS_CONFIG, "emit_tags_as_labels", &[test(MS_IT, MS_LABELS)]),
+    (MS_CONFIG, "histogram_emit_mode", &[test(MS_IT, MS_DELTAS)]),
 ];
 
 /// `(message, field, what is wrong)`: supported fields no test shows acting as

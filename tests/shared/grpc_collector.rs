@@ -1,9 +1,10 @@
 //! A gRPC collector for tests, over h2c on the `h2` crate's server
 //! (`serve_h2c`): every unary call is answered OK with an empty message (an
 //! OTLP `Export*ServiceResponse` without a partial success), and every client
-//! stream is read to its end and answered the same way. Each call is kept —
-//! its path, its request headers (`:authority` among them) and its messages,
-//! the 5-byte gRPC prefixes removed — for the test to wait for (`wait`).
+//! stream is read to its end and answered the same way. Each call is kept as
+//! it comes — its path, its request headers (`:authority` among them) and its
+//! messages so far, the 5-byte gRPC prefixes removed — for the test to wait
+//! for (`wait`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex};
@@ -49,14 +50,15 @@ impl GrpcCollector {
         self.upstream.port()
     }
 
-    /// Waits (at most `within`) until `done` holds for the calls so far, and
-    /// returns them; panics with what came otherwise.
+    /// Waits (at most `within`) until `done` holds for the calls so far that
+    /// carried a message, and returns them; panics otherwise.
     pub fn wait(&self, within: Duration, done: impl Fn(&[Call]) -> bool) -> Vec<Call> {
         let deadline = Instant::now() + within;
         let mut calls = self.seen.calls.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if done(&calls) {
-                return calls.clone();
+            let sent: Vec<Call> = calls.iter().filter(|c| !c.messages.is_empty()).cloned().collect();
+            if done(&sent) {
+                return sent;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(!left.is_zero(), "the collector never got what was expected; got {} calls", calls.len());
@@ -65,26 +67,23 @@ impl GrpcCollector {
     }
 }
 
-/// Splits `data` into gRPC messages (uncompressed, as proxies send them).
-fn messages(mut data: Bytes) -> Vec<Vec<u8>> {
+/// Takes the whole gRPC messages (uncompressed, as proxies send them) off
+/// the front of `data`.
+fn take_messages(data: &mut BytesMut) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     while data.len() >= 5 {
-        data.advance(1);
-        let len = data.get_u32() as usize;
-        let Some(message) = data.get(..len) else { break };
-        out.push(message.to_vec());
-        data.advance(len);
+        let len = u32::from_be_bytes([data[1], data[2], data[3], data[4]]) as usize;
+        if data.len() < 5 + len {
+            break;
+        }
+        data.advance(5);
+        out.push(data.split_to(len).to_vec());
     }
     out
 }
 
 async fn answer(request: http::Request<h2::RecvStream>, mut respond: h2::server::SendResponse<Bytes>, seen: Arc<Seen>) {
     let (parts, mut body) = request.into_parts();
-    let mut data = BytesMut::new();
-    while let Some(Ok(chunk)) = body.data().await {
-        let _ = body.flow_control().release_capacity(chunk.len());
-        data.extend_from_slice(&chunk);
-    }
     let mut headers: BTreeMap<String, String> = parts
         .headers
         .iter()
@@ -93,8 +92,23 @@ async fn answer(request: http::Request<h2::RecvStream>, mut respond: h2::server:
     if let Some(a) = parts.uri.authority() {
         headers.insert(":authority".into(), a.to_string());
     }
-    let call = Call { path: parts.uri.path().to_owned(), headers, messages: messages(data.freeze()) };
-    seen.calls.lock().unwrap_or_else(|e| e.into_inner()).push(call);
+    let index = {
+        let mut calls = seen.calls.lock().unwrap_or_else(|e| e.into_inner());
+        calls.push(Call { path: parts.uri.path().to_owned(), headers, messages: Vec::new() });
+        calls.len() - 1
+    };
+    // A stream's messages are kept as they come, so a test sees a stream
+    // that stays open.
+    let mut data = BytesMut::new();
+    while let Some(Ok(chunk)) = body.data().await {
+        let _ = body.flow_control().release_capacity(chunk.len());
+        data.extend_from_slice(&chunk);
+        let messages = take_messages(&mut data);
+        if !messages.is_empty() {
+            seen.calls.lock().unwrap_or_else(|e| e.into_inner())[index].messages.extend(messages);
+            seen.changed.notify_all();
+        }
+    }
     seen.changed.notify_all();
     let response = http::Response::builder().header("content-type", "application/grpc").body(());
     let Ok(response) = response else { return };

@@ -2,5 +2,5 @@
 //! messages the OpenTelemetry tracer and stat sink send, and the unary gRPC
 //! call both make to their collector.
 
-pub mod grpc_unary;
+pub mod grpc_client;
 pub mod otlp;

@@ -1,6 +1,6 @@
 //! `envoy.stat_sinks.open_telemetry` (Envoy's `extensions/stat_sinks/
 //! open_telemetry`): at every stats flush, one OTLP `ExportMetricsServiceRequest`
-//! as a unary gRPC call (`common::grpc_unary`) to the `grpc_service`'s
+//! as a unary gRPC call (`common::grpc_client`) to the `grpc_service`'s
 //! cluster, its answer not acted on. The request holds one resource
 //! (`common::otlp::resource`: the SDK's attributes and the
 //! `resource_detectors`'), one scope, and a metric per used stat, in Envoy's
@@ -29,7 +29,7 @@ use envoy_types::pb::opentelemetry::proto::common::v1::{InstrumentationScope, Ke
 
 use crate::config::bootstrap::decode_any;
 use crate::config::{ConfigError, FieldPath};
-use crate::extensions::common::grpc_unary::GrpcUnary;
+use crate::extensions::common::grpc_client::GrpcClient;
 use crate::extensions::common::otlp::metrics::{
     Data, ExportMetricsServiceRequest, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics,
     ScopeMetrics, Sum, Value, TEMPORALITY_CUMULATIVE, TEMPORALITY_DELTA,
@@ -46,7 +46,7 @@ const EXPORT_PATH: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsServ
 
 #[derive(Debug)]
 pub struct OpenTelemetrySink {
-    grpc: Rc<GrpcUnary>,
+    grpc: Rc<GrpcClient>,
     clusters: Slot<ThreadLocalClusterManager>,
     counters_as_deltas: bool,
     histograms_as_deltas: bool,
@@ -74,7 +74,7 @@ impl OpenTelemetrySink {
         let Some(ProtocolSpecifier::GrpcService(grpc)) = &c.protocol_specifier else {
             return Err(path.field_error("grpc_service", "Courier exports over gRPC only: grpc_service is required"));
         };
-        let grpc = GrpcUnary::from_proto(grpc, &path.child("grpc_service"), cluster_exists)?;
+        let grpc = GrpcClient::from_proto(grpc, &path.child("grpc_service"), cluster_exists)?;
         let resource = resource::detect(&c.resource_detectors, None, &path.child("resource_detectors"))?;
         Ok(OpenTelemetrySink {
             grpc: Rc::new(grpc),

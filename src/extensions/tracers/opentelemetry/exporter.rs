@@ -1,7 +1,7 @@
 //! Exporting finished spans, as Envoy's OpenTelemetry tracer: batched per worker
 //! (`tracers::batch`, runtime keys `tracing.opentelemetry.*`), each batch one OTLP
 //! `ExportTraceServiceRequest`. The request is a unary gRPC call
-//! (`extensions::common::grpc_unary`); its answer is read and not acted on, as
+//! (`extensions::common::grpc_client`); its answer is read and not acted on, as
 //! Envoy's.
 
 use std::sync::Arc;

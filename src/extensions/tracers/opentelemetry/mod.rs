@@ -18,7 +18,7 @@ use self::span::OtelSpan;
 use self::traceparent::{extract, Extracted};
 use crate::common::random;
 use crate::config::{ConfigError, FieldPath};
-use crate::extensions::common::grpc_unary::GrpcUnary;
+use crate::extensions::common::grpc_client::GrpcClient;
 use crate::extensions::common::otlp::trace as otlp;
 use crate::extensions::FactoryContext;
 use crate::thread_local::Slot;
@@ -30,7 +30,7 @@ pub const CONFIG_TYPE: &str = "envoy.config.trace.v3.OpenTelemetryConfig";
 #[derive(Debug)]
 pub struct OtelDriver {
     /// `grpc_service`: the collector's cluster, authority, metadata, timeout.
-    pub grpc: GrpcUnary,
+    pub grpc: GrpcClient,
     /// `service_name`, the resource's `service.name` (Envoy's default
     /// `unknown_service:envoy`).
     pub service_name: String,
@@ -50,7 +50,7 @@ impl OtelDriver {
         let Some(grpc) = &c.grpc_service else {
             return Err(path.field_error("grpc_service", "Courier exports over gRPC only: grpc_service is required"));
         };
-        let grpc = GrpcUnary::from_proto(grpc, &path.child("grpc_service"), ctx.cluster_exists)?;
+        let grpc = GrpcClient::from_proto(grpc, &path.child("grpc_service"), ctx.cluster_exists)?;
         Ok(Arc::new(OtelDriver {
             grpc,
             service_name: if c.service_name.is_empty() {

@@ -1,24 +1,29 @@
-//! A unary gRPC call to a collector's cluster, as Envoy's `Grpc::AsyncClient`
-//! makes it for an `envoy_grpc` service: one `POST` of the method on an HTTP/2
-//! stream of the cluster's pool (`router::async_client`), the message with its
-//! 5-byte gRPC prefix, `:authority` the `envoy_grpc.authority` (else the
-//! cluster's name), `x-envoy-internal` and `x-forwarded-for` (the async
-//! client's), the `initial_metadata` headers, and `grpc_service.timeout` (none:
-//! no limit) bounding the call without a `grpc-timeout` header, as Envoy 1.40
-//! sent it. The OpenTelemetry tracer and stat sink
-//! both export through it; the answer is read and left to the caller.
+//! Calls to a gRPC service, as Envoy's `Grpc::AsyncClient` makes them for an
+//! `envoy_grpc` service: a `POST` of the method on an HTTP/2 stream of the
+//! cluster's pool (`router::async_client`), each message with its 5-byte gRPC
+//! prefix, `:authority` the `envoy_grpc.authority` (else the cluster's name),
+//! `x-envoy-internal` and `x-forwarded-for` (the async client's), then the
+//! `initial_metadata` headers. A unary call (`call`, the OpenTelemetry
+//! exporters') is bounded by `grpc_service.timeout` (none: no limit) without a
+//! `grpc-timeout` header, as Envoy 1.40 sent it; a client stream (`stream`,
+//! the metrics service's) lasts until either side ends it. Answers are left
+//! to the caller.
 
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use envoy_types::pb::envoy::config::core::v3::grpc_service::TargetSpecifier;
 use envoy_types::pb::envoy::config::core::v3::GrpcService;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
 use prost::Message;
+use tokio::sync::mpsc;
 
 use crate::config::{duration, ConfigError, FieldPath};
-use crate::http::http1::client_connection::{BodyOut, RequestOut};
+use crate::http::http1::client_connection::{BodyOut, BoxError, RequestOut};
 use crate::router::async_client::{self, AsyncFailure, AsyncResponse};
 use crate::thread_local::Slot;
 use crate::upstream::conn_pool::Protocol;
@@ -26,7 +31,7 @@ use crate::upstream::ThreadLocalClusterManager;
 
 /// A compiled `GrpcService` with an `envoy_grpc` target.
 #[derive(Debug)]
-pub struct GrpcUnary {
+pub struct GrpcClient {
     /// `envoy_grpc.cluster_name`.
     pub cluster: String,
     /// `envoy_grpc.authority`, else the cluster's name.
@@ -37,14 +42,14 @@ pub struct GrpcUnary {
     pub timeout: Option<Duration>,
 }
 
-impl GrpcUnary {
+impl GrpcClient {
     /// `path` points at the `GrpcService`; the cluster must be one
     /// `cluster_exists` knows.
     pub fn from_proto(
         g: &GrpcService,
         path: &FieldPath,
         cluster_exists: &dyn Fn(&str) -> bool,
-    ) -> Result<GrpcUnary, ConfigError> {
+    ) -> Result<GrpcClient, ConfigError> {
         let Some(TargetSpecifier::EnvoyGrpc(target)) = &g.target_specifier else {
             return Err(path.field_error("google_grpc", "only envoy_grpc is supported by Courier"));
         };
@@ -67,7 +72,7 @@ impl GrpcUnary {
                 .map_err(|_| path.field_error(&field("value"), "not a valid header value"))?;
             metadata.push((name, value));
         }
-        Ok(GrpcUnary {
+        Ok(GrpcClient {
             cluster: target.cluster_name.clone(),
             authority,
             metadata,
@@ -75,9 +80,22 @@ impl GrpcUnary {
         })
     }
 
-    /// Calls `method` (`/package.Service/Method`) with `message`; `headers` are
-    /// the caller's own (a user agent), sent after the gRPC ones and before the
-    /// `initial_metadata`.
+    /// The request headers; `extra` are the caller's own (a user agent), sent
+    /// after the gRPC ones and before the `initial_metadata`.
+    fn headers(&self, extra: &[(HeaderName, HeaderValue)]) -> HeaderMap {
+        let mut map = HeaderMap::with_capacity(6 + extra.len() + self.metadata.len());
+        map.insert(http::header::HOST, self.authority.clone());
+        map.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        map.insert(http::header::TE, HeaderValue::from_static("trailers"));
+        // Envoy's async client marks the call internal, from this host.
+        async_client::mark_internal(&mut map);
+        for (name, value) in extra.iter().chain(&self.metadata) {
+            map.append(name.clone(), value.clone());
+        }
+        map
+    }
+
+    /// Calls `method` (`/package.Service/Method`) with `message`.
     pub async fn call(
         &self,
         clusters: &Slot<ThreadLocalClusterManager>,
@@ -88,32 +106,87 @@ impl GrpcUnary {
         let Some(cluster) = clusters.get().and_then(|cm| cm.get(&self.cluster)) else {
             return Err(AsyncFailure::NoHealthyHost);
         };
-        let len = message.encoded_len();
-        let mut body = BytesMut::with_capacity(5 + len);
-        body.put_u8(0);
-        body.put_u32(u32::try_from(len).map_err(|_| AsyncFailure::TooLarge)?);
-        message.encode(&mut body).map_err(|_| AsyncFailure::TooLarge)?;
-        let mut map = HeaderMap::with_capacity(4 + headers.len() + self.metadata.len());
-        map.insert(http::header::HOST, self.authority.clone());
-        map.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        map.insert(http::header::TE, HeaderValue::from_static("trailers"));
-        // Envoy's async client marks the call internal, from this host.
-        async_client::mark_internal(&mut map);
-        for (name, value) in headers.iter().chain(&self.metadata) {
-            map.append(name.clone(), value.clone());
-        }
+        let body = framed(message).ok_or(AsyncFailure::TooLarge)?;
+        let map = self.headers(headers);
         let request = RequestOut { method: &Method::POST, target: method, headers: &map, overrides: &[] };
         // gRPC needs HTTP/2: the cluster's HTTP/2 pool, whatever its configured protocol.
         async_client::send(
             &cluster,
             &request,
-            BodyOut::Whole(body.freeze()),
+            BodyOut::Whole(body),
             Protocol::Http2,
             self.timeout,
             async_client::MAX_COLLECTOR_ANSWER,
         )
         .await
     }
+
+    /// Opens a client stream of `method` on the current thread (a task of its
+    /// own); messages go out as they are sent to the returned handle. `None`
+    /// when the thread knows no such cluster.
+    pub fn stream(
+        self: &Rc<Self>,
+        clusters: &Slot<ThreadLocalClusterManager>,
+        method: &'static str,
+    ) -> Option<ClientStream> {
+        let cluster = clusters.get().and_then(|cm| cm.get(&self.cluster))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let client = self.clone();
+        tokio::task::spawn_local(async move {
+            let map = client.headers(&[]);
+            let request = RequestOut { method: &Method::POST, target: method, headers: &map, overrides: &[] };
+            let body = BodyOut::Streaming(Box::pin(ChannelBody(rx)));
+            let answer =
+                async_client::send(&cluster, &request, body, Protocol::Http2, None, async_client::MAX_COLLECTOR_ANSWER);
+            if let Err(e) = answer.await {
+                tracing::debug!("gRPC stream {method} to {} ended: {e:?}", client.cluster);
+            }
+        });
+        Some(ClientStream { tx })
+    }
+}
+
+/// The sending side of a client stream; dropping it ends the stream.
+#[derive(Debug)]
+pub struct ClientStream {
+    tx: mpsc::UnboundedSender<Bytes>,
+}
+
+impl ClientStream {
+    /// False once the call ended (the service closed it, or it failed).
+    pub fn is_open(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    /// Queues `message`; false when the stream is gone.
+    pub fn send(&self, message: &impl Message) -> bool {
+        framed(message).is_some_and(|b| self.tx.send(b).is_ok())
+    }
+}
+
+/// The request body of a client stream: what the handle queues.
+struct ChannelBody(mpsc::UnboundedReceiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        self.0.poll_recv(cx).map(|m| m.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+/// `message` with its gRPC prefix (uncompressed, its length); `None` past 4 GiB.
+fn framed(message: &impl Message) -> Option<Bytes> {
+    let len = message.encoded_len();
+    let mut body = BytesMut::with_capacity(5 + len);
+    body.put_u8(0);
+    body.put_u32(u32::try_from(len).ok()?);
+    message.encode(&mut body).ok()?;
+    Some(body.freeze())
 }
 
 #[cfg(test)]
@@ -137,8 +210,8 @@ mod tests {
         }
     }
 
-    fn build(g: &GrpcService) -> Result<GrpcUnary, ConfigError> {
-        GrpcUnary::from_proto(g, &FieldPath::starting_at("grpc_service"), &|c| c == "otel")
+    fn build(g: &GrpcService) -> Result<GrpcClient, ConfigError> {
+        GrpcClient::from_proto(g, &FieldPath::starting_at("grpc_service"), &|c| c == "otel")
     }
 
     /// The authority is the cluster's name unless `authority` is set; metadata
