@@ -254,3 +254,28 @@ fn unsupported_metrics_service_fields_are_refused_by_name() {
     let (ok, out) = validate(&yaml(grpc, 9, 9).replace("transport_api_version: V3", "transport_api_version: AUTO"));
     assert!(!ok && out.contains("stats_sinks[0].typed_config.transport_api_version"), "{out}");
 }
+
+/// A service that ends the stream (here after two messages) gets a new one
+/// at the next flush, its first message carrying the identifier again. Envoy
+/// 1.40 did the same, losing no flush between the streams (the messages kept
+/// their 0.3 s spacing; so did Courier's, which stops a stream's upload as
+/// soon as the service resets it).
+#[test]
+fn a_stream_the_service_ends_is_opened_again_with_the_identifier() {
+    let app = http_upstream("a");
+    let sink = "    grpc_service: { envoy_grpc: { cluster_name: ms } }\n";
+    let mut seen = Vec::new();
+    for envoy in proxies() {
+        let collector = GrpcCollector::ending_streams_after(2);
+        let (_web, _proxy) = start(envoy, &yaml(sink, collector.port(), app.port()));
+        let calls = collector.wait(WAIT, |c| c.len() >= 3);
+        let identified: Vec<Vec<bool>> =
+            calls[..3].iter().map(|c| messages(c).iter().map(|m| m.identifier.is_some()).collect()).collect();
+        seen.push(identified[..2].to_vec());
+        assert!(identified[2].first() == Some(&true), "{identified:?}");
+    }
+    assert_eq!(seen[0], [[true, false], [true, false]]);
+    if let Some(envoy) = seen.get(1) {
+        assert_eq!(&seen[0], envoy, "Courier's streams (left) differ from Envoy's (right)");
+    }
+}

@@ -4,7 +4,8 @@
 //! stream is read to its end and answered the same way. Each call is kept as
 //! it comes — its path, its request headers (`:authority` among them) and its
 //! messages so far, the 5-byte gRPC prefixes removed — for the test to wait
-//! for (`wait`).
+//! for (`wait`). `ending_streams_after` answers a stream once it carried so
+//! many messages, as a service that ends the call.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex};
@@ -27,6 +28,8 @@ pub struct Call {
 struct Seen {
     calls: Mutex<Vec<Call>>,
     changed: Condvar,
+    /// Answer (ending the call) once a stream carried this many messages.
+    end_after: Option<usize>,
 }
 
 pub struct GrpcCollector {
@@ -37,7 +40,16 @@ pub struct GrpcCollector {
 impl GrpcCollector {
     /// Starts the collector on 127.0.0.1.
     pub fn start() -> GrpcCollector {
-        let seen = Arc::new(Seen::default());
+        Self::start_with(None)
+    }
+
+    /// A collector that ends every stream (answers OK) after `n` messages.
+    pub fn ending_streams_after(n: usize) -> GrpcCollector {
+        Self::start_with(Some(n))
+    }
+
+    fn start_with(end_after: Option<usize>) -> GrpcCollector {
+        let seen = Arc::new(Seen { end_after, ..Default::default() });
         let shared = seen.clone();
         let upstream = Upstream::start(move |stream| {
             let shared = shared.clone();
@@ -105,8 +117,12 @@ async fn answer(request: http::Request<h2::RecvStream>, mut respond: h2::server:
         data.extend_from_slice(&chunk);
         let messages = take_messages(&mut data);
         if !messages.is_empty() {
-            seen.calls.lock().unwrap_or_else(|e| e.into_inner())[index].messages.extend(messages);
+            let mut calls = seen.calls.lock().unwrap_or_else(|e| e.into_inner());
+            calls[index].messages.extend(messages);
             seen.changed.notify_all();
+            if seen.end_after.is_some_and(|n| calls[index].messages.len() >= n) {
+                break;
+            }
         }
     }
     seen.changed.notify_all();

@@ -3,8 +3,9 @@
 //! long-lived `envoy.service.metrics.v3.MetricsService/StreamMetrics` client
 //! stream (`common::grpc_client`) to the `grpc_service`'s cluster. The stream
 //! opens at the first flush, its first message carrying the `identifier`
-//! (the node, as xDS sends it); once the service ends it, the next flush
-//! opens another, with the identifier again. Each used stat is a Prometheus
+//! (the node, as xDS sends it); once the service ends it (the upload stops
+//! at the service's reset), the next flush opens another, with the
+//! identifier again, as Envoy's. Each used stat is a Prometheus
 //! `MetricFamily` of its own, stamped with the flush's time, in Envoy's
 //! order: counters (the value, or with `report_counters_as_deltas` the change
 //! since the previous flush), gauges, then per histogram a summary (the
