@@ -201,3 +201,27 @@ impl Sink for OpenTelemetrySink {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each bucket counts its own samples (a sample on a bound in that bound's
+    /// bucket, as Envoy's `computeDisjointBuckets`), the last one those past the
+    /// highest bound; the sum is Envoy's approximation.
+    #[test]
+    fn histogram_buckets_are_disjoint_with_an_overflow_bucket() {
+        let store = Store::new();
+        let h = store.histogram("h");
+        for v in [0, 1, 7, 7, 20, 5000] {
+            h.record(v);
+        }
+        store.flush_histograms();
+        let samples = h.snapshot().cumulative;
+        let point = histogram_point(&samples, vec![1.0, 10.0, 100.0], Vec::new(), 5, 9);
+        assert_eq!(point.explicit_bounds, [1.0, 10.0, 100.0]);
+        assert_eq!(point.bucket_counts, [2, 2, 1, 1]);
+        assert_eq!((point.count, point.start_time_unix_nano, point.time_unix_nano), (6, 5, 9));
+        assert_eq!(point.sum, Some(samples.sample_sum()));
+    }
+}

@@ -246,3 +246,18 @@ fn decision(answer: CheckResponse) -> Decision {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::core::v3::grpc_service::EnvoyGrpc;
+
+    /// ext_authz sends the cluster's name as the authority: another is refused.
+    #[test]
+    fn an_authority_is_refused_by_name() {
+        let target = EnvoyGrpc { cluster_name: "authz".into(), authority: "a.example".into(), ..Default::default() };
+        let g = GrpcServiceProto { target_specifier: Some(TargetSpecifier::EnvoyGrpc(target)), ..Default::default() };
+        let e = GrpcService::from_proto(&g, &FieldPath::starting_at("grpc_service")).expect_err("refused").to_string();
+        assert!(e.contains("grpc_service.envoy_grpc.authority"), "{e}");
+    }
+}
