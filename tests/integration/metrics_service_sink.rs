@@ -241,16 +241,8 @@ fn deltas_full_names_and_histograms_only() {
 #[test]
 fn unsupported_metrics_service_fields_are_refused_by_name() {
     let grpc = "    grpc_service: { envoy_grpc: { cluster_name: ms } }\n";
-    for (fields, expected) in [
-        (format!("{grpc}    batch_size: 10\n"), "stats_sinks[0].typed_config.batch_size"),
-        (
-            "    grpc_service: { envoy_grpc: { cluster_name: ms }, timeout: 1s }\n".to_string(),
-            "stats_sinks[0].typed_config.grpc_service.timeout",
-        ),
-    ] {
-        let (ok, out) = validate(&yaml(&fields, 9, 9));
-        assert!(!ok && out.contains(expected), "{fields}: {out}");
-    }
+    let (ok, out) = validate(&yaml(&format!("{grpc}    batch_size: 10\n"), 9, 9));
+    assert!(!ok && out.contains("stats_sinks[0].typed_config.batch_size"), "{out}");
     let (ok, out) = validate(&yaml(grpc, 9, 9).replace("transport_api_version: V3", "transport_api_version: AUTO"));
     assert!(!ok && out.contains("stats_sinks[0].typed_config.transport_api_version"), "{out}");
 }

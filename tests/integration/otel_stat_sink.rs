@@ -340,6 +340,28 @@ fn the_environment_detector_reads_otel_resource_attributes() {
     );
 }
 
+/// `grpc_service.timeout` bounds no export, as in Envoy 1.40: with a 0.1 s
+/// timeout and a collector that never answers, the exports of the first
+/// flushes are all still active three flushes (0.9 s) in.
+#[test]
+fn the_grpc_timeout_does_not_bound_an_export() {
+    let app = http_upstream("a");
+    let sink = "    grpc_service: { envoy_grpc: { cluster_name: otel }, timeout: 0.1s }\n";
+    for envoy in proxies() {
+        let collector = GrpcCollector::never_answering();
+        let proxy = start(envoy, &yaml(sink, collector.port(), app.port()));
+        collector.wait(WAIT, |c| c.len() >= 4);
+        let active = match &proxy {
+            Proxy::Courier(c) => c.stat("cluster.otel.upstream_rq_active").unwrap_or(0),
+            Proxy::Envoy(e) => {
+                let (_, body) = http_request(e.admin, "GET", "/stats?filter=^cluster.otel.upstream_rq_active$");
+                body.trim().rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0)
+            }
+        };
+        assert!(active >= 3, "envoy={envoy}: {active} exports active");
+    }
+}
+
 /// What Courier does not implement is refused at start-up, naming the field.
 #[test]
 fn unsupported_sink_fields_are_refused_by_name() {

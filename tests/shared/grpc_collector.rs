@@ -5,7 +5,8 @@
 //! it comes — its path, its request headers (`:authority` among them) and its
 //! messages so far, the 5-byte gRPC prefixes removed — for the test to wait
 //! for (`wait`). `ending_streams_after` answers a stream once it carried so
-//! many messages, as a service that ends the call.
+//! many messages, as a service that ends the call; `never_answering` leaves
+//! every call open.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex};
@@ -30,6 +31,8 @@ struct Seen {
     changed: Condvar,
     /// Answer (ending the call) once a stream carried this many messages.
     end_after: Option<usize>,
+    /// Never answer: a call stays open until the client gives up on it.
+    hang: bool,
 }
 
 pub struct GrpcCollector {
@@ -40,16 +43,21 @@ pub struct GrpcCollector {
 impl GrpcCollector {
     /// Starts the collector on 127.0.0.1.
     pub fn start() -> GrpcCollector {
-        Self::start_with(None)
+        Self::start_with(Seen::default())
     }
 
     /// A collector that ends every stream (answers OK) after `n` messages.
     pub fn ending_streams_after(n: usize) -> GrpcCollector {
-        Self::start_with(Some(n))
+        Self::start_with(Seen { end_after: Some(n), ..Default::default() })
     }
 
-    fn start_with(end_after: Option<usize>) -> GrpcCollector {
-        let seen = Arc::new(Seen { end_after, ..Default::default() });
+    /// A collector that reads every call and never answers.
+    pub fn never_answering() -> GrpcCollector {
+        Self::start_with(Seen { hang: true, ..Default::default() })
+    }
+
+    fn start_with(seen: Seen) -> GrpcCollector {
+        let seen = Arc::new(seen);
         let shared = seen.clone();
         let upstream = Upstream::start(move |stream| {
             let shared = shared.clone();
@@ -126,6 +134,10 @@ async fn answer(request: http::Request<h2::RecvStream>, mut respond: h2::server:
         }
     }
     seen.changed.notify_all();
+    if seen.hang {
+        let _ = std::future::poll_fn(|cx| respond.poll_reset(cx)).await;
+        return;
+    }
     let response = http::Response::builder().header("content-type", "application/grpc").body(());
     let Ok(response) = response else { return };
     let Ok(mut send) = respond.send_response(response, false) else { return };

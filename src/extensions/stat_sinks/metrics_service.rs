@@ -13,8 +13,9 @@
 //! cumulative bucket counts over the stat's bounds), as `histogram_emit_mode`
 //! asks. With `emit_tags_as_labels` a family is named by the tag-extracted
 //! name and its metric labelled with the tags; otherwise by the full name.
-//! `transport_api_version` must be V3; `grpc_service.timeout` (which would end
-//! the stream) and `batch_size` are refused.
+//! `transport_api_version` must be V3; `batch_size` is refused. The stream has
+//! no deadline: `grpc_service.timeout` bounds nothing, as in Envoy 1.40 (its
+//! stream outlived a 0.5 s timeout).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -70,11 +71,7 @@ impl MetricsServiceSink {
         let Some(grpc) = &c.grpc_service else {
             return Err(path.field_error("grpc_service", "a metrics service needs a grpc_service"));
         };
-        let grpc_path = path.child("grpc_service");
-        if grpc.timeout.is_some() {
-            return Err(grpc_path.field_error("timeout", "not supported by Courier for the metrics service stream"));
-        }
-        let grpc = GrpcClient::from_proto(grpc, &grpc_path, cluster_exists)?;
+        let grpc = GrpcClient::from_proto(grpc, &path.child("grpc_service"), cluster_exists)?;
         let mode = HistogramEmitMode::try_from(c.histogram_emit_mode).unwrap_or(HistogramEmitMode::SummaryAndHistogram);
         Ok(MetricsServiceSink {
             grpc: Rc::new(grpc),

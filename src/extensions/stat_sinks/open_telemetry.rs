@@ -1,7 +1,8 @@
 //! `envoy.stat_sinks.open_telemetry` (Envoy's `extensions/stat_sinks/
 //! open_telemetry`): at every stats flush, one OTLP `ExportMetricsServiceRequest`
 //! as a unary gRPC call (`common::grpc_client`) to the `grpc_service`'s
-//! cluster, its answer not acted on. The request holds one resource
+//! cluster, its answer not acted on and, as in Envoy, not bounded by the
+//! service's `timeout`. The request holds one resource
 //! (`common::otlp::resource`: the SDK's attributes and the
 //! `resource_detectors`'), one scope, and a metric per used stat, in Envoy's
 //! order: gauges (a `Gauge`), counters (a monotonic `Sum`, the value or, with
@@ -74,7 +75,11 @@ impl OpenTelemetrySink {
         let Some(ProtocolSpecifier::GrpcService(grpc)) = &c.protocol_specifier else {
             return Err(path.field_error("grpc_service", "Courier exports over gRPC only: grpc_service is required"));
         };
-        let grpc = GrpcClient::from_proto(grpc, &path.child("grpc_service"), cluster_exists)?;
+        let mut grpc = GrpcClient::from_proto(grpc, &path.child("grpc_service"), cluster_exists)?;
+        // Envoy 1.40's sink sends with the async client's default options: the
+        // service's `timeout` bounds nothing (an export to a collector that never
+        // answered was still active 1.5 s past a 0.5 s timeout).
+        grpc.timeout = None;
         let resource = resource::detect(&c.resource_detectors, None, &path.child("resource_detectors"))?;
         Ok(OpenTelemetrySink {
             grpc: Rc::new(grpc),
