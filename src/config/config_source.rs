@@ -109,6 +109,11 @@ impl GrpcSource {
                 .child("envoy_grpc")
                 .field_error("cluster_name", "value length must be at least 1 characters"));
         }
+        if !target.authority.is_empty() {
+            return Err(service_path
+                .child("envoy_grpc")
+                .field_error("authority", "not supported by Courier for a management server"));
+        }
         Ok(GrpcSource {
             cluster: target.cluster_name.clone(),
             set_node_on_first_message_only: a.set_node_on_first_message_only,

@@ -39,10 +39,12 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     // `loadshed_points` and `buffer_factory_config` are refused, and so are the
     // actions Courier lacks; only reduce_timeouts takes a typed_config.
     // The gRPC services Courier calls (an OpenTelemetry collector, an ext_authz
-    // service): an envoy_grpc target, its cluster's name as the authority, and a
-    // timeout only.
-    ("envoy.config.core.v3.GrpcService", &["envoy_grpc", "timeout"]),
-    ("envoy.config.core.v3.GrpcService.EnvoyGrpc", &["cluster_name"]),
+    // service, a management server): an envoy_grpc target and a timeout; the
+    // OpenTelemetry exporters (`extensions::common::grpc_client`) also send
+    // `initial_metadata` (`PLACES` narrows the others) and the `authority`
+    // (which ext_authz and xDS refuse in code).
+    ("envoy.config.core.v3.GrpcService", &["envoy_grpc", "timeout", "initial_metadata"]),
+    ("envoy.config.core.v3.GrpcService.EnvoyGrpc", &["cluster_name", "authority"]),
     ("envoy.config.overload.v3.OverloadManager", &["refresh_interval", "resource_monitors", "actions"]),
     ("envoy.config.overload.v3.ResourceMonitor", &["name", "typed_config"]),
     ("envoy.config.overload.v3.OverloadAction", &["name", "triggers", "typed_config"]),
@@ -496,6 +498,9 @@ pub const PLACES: &[(&str, &str, &[&str])] = &[
         UPSTREAM_HTTP2_OPTIONS,
     ),
     ("envoy.config.cluster.v3.Cluster", "http2_protocol_options", UPSTREAM_HTTP2_OPTIONS),
+    // `initial_metadata` only where the OpenTelemetry exporters call.
+    ("envoy.config.core.v3.ApiConfigSource", "grpc_services", &["envoy_grpc", "timeout"]),
+    ("envoy.extensions.filters.http.ext_authz.v3.ExtAuthz", "grpc_service", &["envoy_grpc", "timeout"]),
 ];
 
 /// The `Http2ProtocolOptions` fields a cluster's HTTP/2 client acts on: its

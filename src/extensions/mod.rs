@@ -2,8 +2,10 @@
 //! logger, ...) is found here by its `typed_config` type, as in Envoy, so adding
 //! one touches this table and its own module only.
 
+pub mod common;
 pub mod compression;
 pub mod filters;
+pub mod stat_sinks;
 pub mod supported;
 pub mod tracers;
 pub mod transport_sockets;

@@ -37,6 +37,7 @@ pub const INVENTORY: Inventory = Inventory {
         super::transport_sockets::tls::SUPPORTED_FIELDS,
         super::transport_sockets::proxy_protocol::SUPPORTED_FIELDS,
         super::tracers::SUPPORTED_FIELDS,
+        super::stat_sinks::SUPPORTED_FIELDS,
     ],
     places: PLACES,
     is_extension: is_registered,
@@ -51,6 +52,8 @@ pub fn is_registered(type_name: &str) -> bool {
         || HTTP_FILTERS.iter().any(|e| e.config_type == type_name || e.per_route.is_some_and(|(t, _)| t == type_name))
         || crate::access_log::ACCESS_LOGGERS.iter().any(|(_, t)| *t == type_name)
         || crate::stats::sink::STAT_SINKS.iter().any(|(_, t)| *t == type_name)
+        || super::stat_sinks::STAT_SINKS.iter().any(|(_, t)| *t == type_name)
+        || super::common::otlp::resource::CONFIG_TYPES.contains(&type_name)
         || OTHER_TYPES.contains(&type_name)
         || crate::matcher::supported::INPUT_TYPES.contains(&type_name)
         || crate::router::MATCHER_ACTION_TYPES.contains(&type_name)
@@ -111,6 +114,9 @@ mod tests {
             types.extend(e.per_route.map(|(t, _)| t));
         }
         types.extend(crate::access_log::ACCESS_LOGGERS.iter().map(|(_, t)| *t));
+        types.extend(crate::stats::sink::STAT_SINKS.iter().map(|(_, t)| *t));
+        types.extend(crate::extensions::stat_sinks::STAT_SINKS.iter().map(|(_, t)| *t));
+        types.extend(crate::extensions::common::otlp::resource::CONFIG_TYPES);
         types.extend(OTHER_TYPES);
         types.extend(crate::matcher::supported::INPUT_TYPES);
         types.extend(crate::router::MATCHER_ACTION_TYPES);
@@ -151,6 +157,8 @@ mod tests {
                             ("envoy.config.common.matcher.v3.Matcher.OnMatch", "action"),
                             ("envoy.config.common.matcher.v3.Matcher.MatcherList.Predicate.SinglePredicate", "input"),
                             ("envoy.config.common.matcher.v3.Matcher.MatcherTree", "input"),
+                            // The OpenTelemetry stat sink's resource detectors.
+                            ("envoy.extensions.stat_sinks.open_telemetry.v3.SinkConfig", "resource_detectors"),
                         ]
                         .contains(&(message, field)),
                         "{message}.{field}"

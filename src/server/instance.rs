@@ -265,7 +265,8 @@ impl ServerConfig {
             }
             None => DEFAULT_STATS_FLUSH_INTERVAL,
         };
-        let stat_sinks = StatSinks::from_bootstrap(&b.stats_sinks)?;
+        let sink_node = xds::grpc_mux::xds_node(&b.node.clone().unwrap_or_default());
+        let stat_sinks = crate::extensions::stat_sinks::from_bootstrap(&b.stats_sinks, &sink_node, &ctx)?;
         let overload = match &b.overload_manager {
             Some(o) => Some((
                 OverloadManager::from_proto(o, &store, &config::FieldPath::starting_at("overload_manager"))?,

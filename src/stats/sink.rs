@@ -9,11 +9,16 @@
 //! never sent, as in Envoy. Sending is best effort: a full socket buffer or an
 //! unreachable collector drops lines, never blocks the main thread.
 //!
+//! Each flush takes one [`MetricSnapshot`] that every sink reads, so the
+//! sinks other layers build (the OpenTelemetry one, an extension) see the same
+//! counters' deltas as the statsd ones; they plug in as [`Sink`]s.
+//!
 //! Envoy sends a histogram sample the moment it is recorded; Courier's histograms
 //! keep counts per bucket (see `histogram`), so the samples go out at the next flush,
 //! each as its bucket's lower bound (exact below 100, within 1 % above).
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 
 use envoy_types::pb::envoy::config::core::v3::{address, socket_address, Address};
@@ -21,6 +26,7 @@ use envoy_types::pb::envoy::config::metrics::v3::{
     dog_statsd_sink, stats_sink, statsd_sink, DogStatsdSink, StatsSink, StatsdSink as StatsdSinkProto,
 };
 
+use super::histogram::HistogramSnapshot;
 use super::store::Store;
 use crate::config::bootstrap::decode_any;
 use crate::config::{ConfigError, FieldPath};
@@ -36,6 +42,35 @@ pub const STAT_SINKS: &[(&str, &str)] =
 
 /// Envoy's `prefix` when the config leaves it empty.
 const DEFAULT_PREFIX: &str = "envoy";
+
+/// A used counter at a flush.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterSample {
+    pub name: String,
+    pub value: u64,
+    /// Its change since the previous flush.
+    pub delta: u64,
+}
+
+/// What one stats flush hands every sink (Envoy's `MetricSnapshot`): the used
+/// counters, the used gauges' values and the used histograms' distributions,
+/// each list in name order. Stats `stats_matcher` rejects are not in it.
+#[derive(Debug)]
+pub struct MetricSnapshot {
+    pub counters: Vec<CounterSample>,
+    pub gauges: Vec<(String, i64)>,
+    /// The interval just closed and everything flushed so far.
+    pub histograms: Vec<(String, HistogramSnapshot)>,
+    /// When the snapshot was taken.
+    pub time: std::time::SystemTime,
+}
+
+/// A stat sink: gets every flush's snapshot, on the main thread. Sending must
+/// not block (a slow collector is the sink's own business).
+pub trait Sink: fmt::Debug {
+    /// `store` gives the names' tags and the histograms' bucket bounds.
+    fn flush(&self, snapshot: &MetricSnapshot, store: &Store);
+}
 
 /// One UDP statsd collector and how lines are written for it.
 #[derive(Debug)]
@@ -110,7 +145,7 @@ impl StatsdSink {
 /// The bootstrap's `stats_sinks` and what they need between flushes.
 #[derive(Debug, Default)]
 pub struct StatSinks {
-    sinks: Vec<StatsdSink>,
+    sinks: Vec<Box<dyn Sink>>,
     /// Each used counter's value at the previous flush (its delta's base).
     counters: HashMap<String, u64>,
     /// Gauges seen non-zero: Envoy keeps sending a gauge once it was used.
@@ -118,15 +153,9 @@ pub struct StatSinks {
 }
 
 impl StatSinks {
-    /// Builds the bootstrap's `stats_sinks`; a bad entry fails naming its field.
-    pub fn from_bootstrap(list: &[StatsSink]) -> Result<StatSinks, ConfigError> {
-        let mut sinks = Vec::with_capacity(list.len());
-        for (i, sink) in list.iter().enumerate() {
-            let mut path = FieldPath::starting_at("stats_sinks");
-            path.push_index(i);
-            sinks.push(build(sink, &path)?);
-        }
-        Ok(StatSinks { sinks, ..Default::default() })
+    /// The sinks, in the bootstrap's order (the extension registry builds them).
+    pub fn new(sinks: Vec<Box<dyn Sink>>) -> StatSinks {
+        StatSinks { sinks, ..Default::default() }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -139,32 +168,16 @@ impl StatSinks {
         if self.sinks.is_empty() {
             return;
         }
-        let (counters, gauges, histograms) = self.snapshot(store);
+        let snapshot = self.snapshot(store);
         for sink in &self.sinks {
-            let mut lines = Vec::with_capacity(counters.len() + gauges.len());
-            for (name, delta) in &counters {
-                lines.push(sink.line(name, &delta.to_string(), "c", store));
-            }
-            for (name, value) in &gauges {
-                lines.push(sink.line(name, &value.to_string(), "g", store));
-            }
-            for (name, samples) in &histograms {
-                for (value, count) in samples {
-                    let line = sink.line(name, value, "ms", store);
-                    lines.extend(std::iter::repeat_n(line, *count as usize));
-                }
-            }
-            sink.send(&lines);
+            sink.flush(&snapshot, store);
         }
     }
 
-    /// What this flush sends: used counters' deltas, used gauges' values and the
-    /// closed interval of every histogram as `(value, count)`.
-    #[allow(clippy::type_complexity)]
-    fn snapshot(
-        &mut self,
-        store: &Store,
-    ) -> (Vec<(String, u64)>, Vec<(String, i64)>, Vec<(String, Vec<(String, u64)>)>) {
+    /// What this flush sends: used counters with their deltas, used gauges'
+    /// values and used histograms.
+    fn snapshot(&mut self, store: &Store) -> MetricSnapshot {
+        let time = std::time::SystemTime::now();
         let stats = store.lock();
         let mut counters = Vec::new();
         for (name, counter) in stats.counters() {
@@ -176,7 +189,7 @@ impl StatSinks {
             // A counter reset by `/reset_counters` starts over from zero.
             let delta = value.checked_sub(previous.unwrap_or(0)).unwrap_or(value);
             self.counters.insert(name.clone(), value);
-            counters.push((name, delta));
+            counters.push(CounterSample { name, value, delta });
         }
         let mut gauges = Vec::new();
         for (name, gauge) in stats.gauges() {
@@ -190,14 +203,33 @@ impl StatSinks {
         }
         let mut histograms = Vec::new();
         for (name, histogram) in stats.histograms() {
-            let interval = histogram.snapshot().interval;
-            if interval.is_empty() {
-                continue;
+            let snapshot = histogram.snapshot();
+            if snapshot.used() {
+                histograms.push((name, snapshot));
             }
-            let samples = interval.buckets().map(|(lower, _, n)| (format_sample(lower), n)).collect();
-            histograms.push((name, samples));
         }
-        (counters, gauges, histograms)
+        MetricSnapshot { counters, gauges, histograms, time }
+    }
+}
+
+impl Sink for StatsdSink {
+    /// Counters' deltas, gauges' values and each histogram sample of the
+    /// interval just closed, as its bucket's lower bound.
+    fn flush(&self, snapshot: &MetricSnapshot, store: &Store) {
+        let mut lines = Vec::with_capacity(snapshot.counters.len() + snapshot.gauges.len());
+        for c in &snapshot.counters {
+            lines.push(self.line(&c.name, &c.delta.to_string(), "c", store));
+        }
+        for (name, value) in &snapshot.gauges {
+            lines.push(self.line(name, &value.to_string(), "g", store));
+        }
+        for (name, histogram) in &snapshot.histograms {
+            for (lower, _, count) in histogram.interval.buckets() {
+                let line = self.line(name, &format_sample(lower), "ms", store);
+                lines.extend(std::iter::repeat_n(line, count as usize));
+            }
+        }
+        self.send(&lines);
     }
 }
 
@@ -210,8 +242,8 @@ fn format_sample(v: f64) -> String {
     }
 }
 
-/// One `stats_sinks` entry; `path` points at it.
-fn build(sink: &StatsSink, path: &FieldPath) -> Result<StatsdSink, ConfigError> {
+/// One statsd or dog_statsd `stats_sinks` entry; `path` points at it.
+pub fn build(sink: &StatsSink, path: &FieldPath) -> Result<StatsdSink, ConfigError> {
     let Some(stats_sink::ConfigType::TypedConfig(any)) = &sink.config_type else {
         return Err(path.field_error("typed_config", "a stat sink needs a typed_config"));
     };
@@ -335,8 +367,7 @@ mod tests {
     fn a_flush_sends_deltas_values_and_samples() {
         let (rx, addr) = receiver();
         let store = Store::new();
-        let mut sinks =
-            StatSinks { sinks: vec![StatsdSink::new(addr, "p", false, 0).expect("sink")], ..Default::default() };
+        let mut sinks = StatSinks::new(vec![Box::new(StatsdSink::new(addr, "p", false, 0).expect("sink"))]);
         store.counter("unused").value();
         store.counter("a.total").add(3);
         store.gauge("a.active").set(2);
@@ -376,7 +407,7 @@ mod tests {
             name: "envoy.stat_sinks.statsd".into(),
             config_type: Some(stats_sink::ConfigType::TypedConfig(any)),
         };
-        let e = StatSinks::from_bootstrap(&[sink]).expect_err("refused").to_string();
+        let e = build(&sink, &FieldPath::starting_at("stats_sinks[0]")).expect_err("refused").to_string();
         assert!(e.contains("stats_sinks[0].typed_config.tcp_cluster_name"), "{e}");
     }
 }

@@ -43,7 +43,6 @@ use h2::client::{ResponseFuture, SendRequest};
 use h2::{Reason, RecvStream, SendStream};
 use http::header::{CONNECTION, HOST, TE, TRANSFER_ENCODING, UPGRADE};
 use http::HeaderName;
-use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -638,7 +637,8 @@ pub enum UploadFailure {
 pub type Upload = Pin<Box<dyn Future<Output = Result<(), UploadFailure>>>>;
 
 /// Sends `body` on `tx` as the upstream's flow control allows, then its
-/// trailers if any. A body that ended with the headers sends nothing.
+/// trailers if any. A body that ended with the headers sends nothing; one
+/// whose stream the upstream reset stops at once.
 pub fn upload(mut tx: SendStream<Bytes>, body: BodyOut) -> Upload {
     Box::pin(async move {
         match body {
@@ -649,7 +649,15 @@ pub fn upload(mut tx: SendStream<Bytes>, body: BodyOut) -> Upload {
                     return Ok(());
                 }
                 loop {
-                    match b.frame().await {
+                    // The upstream may end the stream while the body waits for
+                    // more (a gRPC service ending a client stream): the upload
+                    // stops then, not at the next frame.
+                    let next = std::future::poll_fn(|cx| match tx.poll_reset(cx) {
+                        Poll::Ready(_) => Poll::Ready(None),
+                        Poll::Pending => hyper::body::Body::poll_frame(b.as_mut(), cx).map(Some),
+                    });
+                    let Some(frame) = next.await else { return Err(UploadFailure::Stream) };
+                    match frame {
                         None => return tx.send_data(Bytes::new(), true).map_err(|_| UploadFailure::Stream),
                         Some(Err(e)) => {
                             tracing::debug!("request body failed on its way to an HTTP/2 upstream: {e}");

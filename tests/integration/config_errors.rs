@@ -517,3 +517,18 @@ static_resources:
         "{out}"
     );
 }
+
+/// `envoy_grpc.authority` and `initial_metadata` are sent by the OpenTelemetry
+/// exporters only: a management server's or ext_authz's are refused by name.
+#[test]
+fn grpc_authority_and_metadata_are_refused_where_not_sent() {
+    let ads = |grpc: &str| {
+        format!(
+            "dynamic_resources:\n  ads_config:\n    api_type: GRPC\n    transport_api_version: V3\n    grpc_services:\n    - {grpc}\n  cds_config: {{ ads: {{}}, resource_api_version: V3 }}\nnode: {{ id: node1, cluster: c1 }}\n{LISTENER}"
+        )
+    };
+    let (ok, out) = validate(&ads("envoy_grpc: { cluster_name: c, authority: a.example }"));
+    assert!(!ok && out.contains("ads_config.grpc_services[0].envoy_grpc.authority"), "{out}");
+    let (ok, out) = validate(&ads("{ envoy_grpc: { cluster_name: c }, initial_metadata: [{ key: k, value: v }] }"));
+    assert!(!ok && out.contains("initial_metadata"), "{out}");
+}

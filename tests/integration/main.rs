@@ -2,6 +2,8 @@
 
 mod harness;
 mod http_util;
+#[path = "../shared/grpc_collector.rs"]
+mod shared_collector;
 #[path = "../shared/h2_client.rs"]
 mod shared_h2;
 #[path = "../shared/net.rs"]
@@ -29,10 +31,12 @@ mod layering;
 mod lifecycle;
 mod listener_path;
 mod load_balancing;
+mod metrics_service_sink;
 mod net_helpers;
 mod network_filters;
 mod no_loss;
 mod original_dst;
+mod otel_stat_sink;
 mod rds;
 mod routing;
 mod runtime;

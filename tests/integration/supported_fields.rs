@@ -195,6 +195,16 @@ const HEALTH_CHECK: &str = "envoy.extensions.filters.http.health_check.v3.Health
 const SINKS_IT: &str = "tests/integration/stat_sinks.rs";
 const SINKS: &str = "statsd_and_dog_statsd_sinks_send_counters_gauges_and_histograms";
 const SINKS_RS: &str = "src/stats/sink.rs";
+const OTEL_SINK_IT: &str = "tests/integration/otel_stat_sink.rs";
+const OTEL_SINK: &str = "counters_gauges_and_histograms_are_exported_cumulatively_with_tags";
+const OTEL_SINK_DELTAS: &str = "deltas_prefix_and_full_names_without_attributes";
+const OTEL_SINK_ENV: &str = "the_environment_detector_reads_otel_resource_attributes";
+const OTEL_SINK_CONFIG: &str = "envoy.extensions.stat_sinks.open_telemetry.v3.SinkConfig";
+const MS_IT: &str = "tests/integration/metrics_service_sink.rs";
+const MS_CONFIG: &str = "envoy.config.metrics.v3.MetricsServiceConfig";
+const MS_LABELS: &str = "one_stream_identified_once_with_labelled_families";
+const MS_DELTAS: &str = "deltas_full_names_and_histograms_only";
+const MS_REFUSED: &str = "unsupported_metrics_service_fields_are_refused_by_name";
 const RUNTIME_LAYER: &str = "envoy.config.bootstrap.v3.RuntimeLayer";
 const DISK_LAYER: &str = "envoy.config.bootstrap.v3.RuntimeLayer.DiskLayer";
 
@@ -280,11 +290,13 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "timeout",
         &[test(TRACING_IT, "an_opentelemetry_export_is_abandoned_at_the_grpc_timeout")],
     ),
+    ("envoy.config.core.v3.GrpcService", "initial_metadata", &[test(OTEL_SINK_IT, OTEL_SINK)]),
     (
         "envoy.config.core.v3.GrpcService.EnvoyGrpc",
         "cluster_name",
-        &[test(TRACING_IT, OTEL_EXPORT), compat("filter_ext_authz_grpc")],
+        &[test(TRACING_IT, OTEL_EXPORT), compat("filter_ext_authz_grpc"), test(OTEL_SINK_IT, OTEL_SINK)],
     ),
+    ("envoy.config.core.v3.GrpcService.EnvoyGrpc", "authority", &[test(OTEL_SINK_IT, OTEL_SINK)]),
     (OVERLOAD, "refresh_interval", &[compat("overload_stop_accepting_requests")]),
     (OVERLOAD, "resource_monitors", &[compat("overload_stop_accepting_requests")]),
     (OVERLOAD, "actions", &[compat("overload_stop_accepting_requests"), compat("overload_disable_http_keepalive")]),
@@ -1985,6 +1997,23 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         &[test(TRACING_IT, OTEL_EXPORT), compat("tracing_opentelemetry")],
     ),
     ("envoy.config.trace.v3.OpenTelemetryConfig", "service_name", &[test(TRACING_IT, OTEL_EXPORT)]),
+    (OTEL_SINK_CONFIG, "grpc_service", &[test(OTEL_SINK_IT, OTEL_SINK)]),
+    (OTEL_SINK_CONFIG, "resource_detectors", &[test(OTEL_SINK_IT, OTEL_SINK), test(OTEL_SINK_IT, OTEL_SINK_ENV)]),
+    (OTEL_SINK_CONFIG, "report_counters_as_deltas", &[test(OTEL_SINK_IT, OTEL_SINK_DELTAS)]),
+    (OTEL_SINK_CONFIG, "report_histograms_as_deltas", &[test(OTEL_SINK_IT, OTEL_SINK_DELTAS)]),
+    (OTEL_SINK_CONFIG, "emit_tags_as_attributes", &[test(OTEL_SINK_IT, OTEL_SINK_DELTAS)]),
+    (OTEL_SINK_CONFIG, "use_tag_extracted_name", &[test(OTEL_SINK_IT, OTEL_SINK_DELTAS)]),
+    (OTEL_SINK_CONFIG, "prefix", &[test(OTEL_SINK_IT, OTEL_SINK_DELTAS)]),
+    (
+        "envoy.extensions.tracers.opentelemetry.resource_detectors.v3.StaticConfigResourceDetectorConfig",
+        "attributes",
+        &[test(OTEL_SINK_IT, OTEL_SINK), test(OTEL_SINK_IT, OTEL_SINK_ENV)],
+    ),
+    (MS_CONFIG, "grpc_service", &[test(MS_IT, MS_LABELS)]),
+    (MS_CONFIG, "transport_api_version", &[test(MS_IT, MS_REFUSED)]),
+    (MS_CONFIG, "report_counters_as_deltas", &[test(MS_IT, MS_DELTAS)]),
+    (MS_CONFIG, "emit_tags_as_labels", &[test(MS_IT, MS_LABELS)]),
+    (MS_CONFIG, "histogram_emit_mode", &[test(MS_IT, MS_DELTAS)]),
 ];
 
 /// `(message, field, what is wrong)`: supported fields no test shows acting as

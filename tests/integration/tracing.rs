@@ -267,7 +267,7 @@ async fn answer_grpc(
 /// same tags as Zipkin's as attributes; an unsampled caller's span is not sent.
 #[test]
 fn opentelemetry_spans_are_exported_over_grpc_with_w3c_context() {
-    use courier::extensions::tracers::opentelemetry::otlp::ExportTraceServiceRequest;
+    use courier::extensions::common::otlp::trace::ExportTraceServiceRequest;
     use prost::Message;
 
     let service = http_upstream("svc");

@@ -1,24 +1,19 @@
 //! Exporting finished spans, as Envoy's OpenTelemetry tracer: batched per worker
 //! (`tracers::batch`, runtime keys `tracing.opentelemetry.*`), each batch one OTLP
-//! `ExportTraceServiceRequest`. The request is a unary gRPC call on an
-//! HTTP/2 stream of the collector cluster's pool; its answer is read and not
-//! acted on, as Envoy's.
+//! `ExportTraceServiceRequest`. The request is a unary gRPC call
+//! (`extensions::common::grpc_client`); its answer is read and not acted on, as
+//! Envoy's.
 
 use std::sync::Arc;
 
-use bytes::{BufMut, BytesMut};
 use envoy_types::pb::opentelemetry::proto::common::v1::InstrumentationScope;
-use http::{HeaderMap, HeaderValue, Method};
-use prost::Message;
+use http::HeaderValue;
 
-use super::otlp::{self, ExportTraceServiceRequest, Resource, ResourceSpans, ScopeSpans};
-use super::span::string_attribute;
 use super::OtelDriver;
 use crate::define_stats;
+use crate::extensions::common::otlp::trace::{self as otlp, ExportTraceServiceRequest, ResourceSpans, ScopeSpans};
+use crate::extensions::common::otlp::{string_attribute, Resource};
 use crate::extensions::tracers::batch::Batched;
-use crate::http::http1::client_connection::{BodyOut, RequestOut};
-use crate::router::async_client;
-use crate::upstream::conn_pool::Protocol;
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
@@ -74,32 +69,9 @@ fn request(driver: &OtelDriver, spans: Vec<otlp::Span>) -> ExportTraceServiceReq
     }
 }
 
-/// One unary gRPC call: the message with its 5-byte gRPC prefix.
+/// One unary gRPC call with the OTLP exporter's user agent.
 async fn export(driver: Arc<OtelDriver>, message: ExportTraceServiceRequest) {
-    let Some(cluster) = driver.clusters.get().and_then(|cm| cm.get(&driver.cluster)) else { return };
-    let mut body = BytesMut::with_capacity(5 + message.encoded_len());
-    body.put_u8(0);
-    body.put_u32(message.encoded_len() as u32);
-    message.encode(&mut body).ok();
-    let mut headers = HeaderMap::with_capacity(4);
-    // Envoy's gRPC client names the cluster as the authority.
-    let Ok(authority) = HeaderValue::from_str(&driver.cluster) else { return };
-    headers.insert(http::header::HOST, authority);
-    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-    headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
-    headers.insert(
-        http::header::USER_AGENT,
-        HeaderValue::from_static(concat!("OTel-OTLP-Exporter-Courier/", env!("CARGO_PKG_VERSION"))),
-    );
-    let request = RequestOut { method: &Method::POST, target: EXPORT_PATH, headers: &headers, overrides: &[] };
-    // gRPC needs HTTP/2: the cluster's HTTP/2 pool, whatever its configured protocol.
-    let _ = async_client::send(
-        &cluster,
-        &request,
-        BodyOut::Whole(body.freeze()),
-        Protocol::Http2,
-        driver.timeout,
-        async_client::MAX_COLLECTOR_ANSWER,
-    )
-    .await;
+    let agent = HeaderValue::from_static(concat!("OTel-OTLP-Exporter-Courier/", env!("CARGO_PKG_VERSION")));
+    let headers = [(http::header::USER_AGENT, agent)];
+    let _ = driver.grpc.call(&driver.clusters, EXPORT_PATH, &message, &headers).await;
 }

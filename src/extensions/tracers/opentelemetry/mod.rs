@@ -1,18 +1,16 @@
 //! `envoy.tracers.opentelemetry` (Envoy's `extensions/tracers/opentelemetry`):
 //! W3C trace context in and out (`traceparent`), one span per request (`span`),
 //! exported in OTLP batches over gRPC to the `grpc_service`'s cluster
-//! (`exporter`, messages in `otlp`). The HTTP exporter, resource detectors,
+//! (`exporter`, messages in `extensions::common::otlp`). The HTTP exporter, resource detectors,
 //! samplers and the resource/scope switches are refused by name.
 
 pub mod exporter;
-pub mod otlp;
 pub mod span;
 pub mod traceparent;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use envoy_types::pb::envoy::config::core::v3::grpc_service::TargetSpecifier;
 use envoy_types::pb::envoy::config::trace::v3::OpenTelemetryConfig;
 
 use self::exporter::OtelStats;
@@ -20,6 +18,8 @@ use self::span::OtelSpan;
 use self::traceparent::{extract, Extracted};
 use crate::common::random;
 use crate::config::{ConfigError, FieldPath};
+use crate::extensions::common::grpc_client::GrpcClient;
+use crate::extensions::common::otlp::trace as otlp;
 use crate::extensions::FactoryContext;
 use crate::thread_local::Slot;
 use crate::tracing::{Driver, OperationName, Span, SpanStart};
@@ -29,10 +29,8 @@ pub const CONFIG_TYPE: &str = "envoy.config.trace.v3.OpenTelemetryConfig";
 
 #[derive(Debug)]
 pub struct OtelDriver {
-    /// `grpc_service.envoy_grpc.cluster_name`.
-    pub cluster: String,
-    /// `grpc_service.timeout` (none: no limit, as Envoy's).
-    pub timeout: Option<Duration>,
+    /// `grpc_service`: the collector's cluster, authority, metadata, timeout.
+    pub grpc: GrpcClient,
     /// `service_name`, the resource's `service.name` (Envoy's default
     /// `unknown_service:envoy`).
     pub service_name: String,
@@ -52,19 +50,9 @@ impl OtelDriver {
         let Some(grpc) = &c.grpc_service else {
             return Err(path.field_error("grpc_service", "Courier exports over gRPC only: grpc_service is required"));
         };
-        let mut gp = path.clone();
-        gp.push_field("grpc_service");
-        let Some(TargetSpecifier::EnvoyGrpc(envoy_grpc)) = &grpc.target_specifier else {
-            return Err(gp.field_error("google_grpc", "only envoy_grpc is supported by Courier"));
-        };
-        if !(ctx.cluster_exists)(&envoy_grpc.cluster_name) {
-            return Err(
-                gp.field_error("envoy_grpc.cluster_name", format!("unknown cluster '{}'", envoy_grpc.cluster_name))
-            );
-        }
+        let grpc = GrpcClient::from_proto(grpc, &path.child("grpc_service"), ctx.cluster_exists)?;
         Ok(Arc::new(OtelDriver {
-            cluster: envoy_grpc.cluster_name.clone(),
-            timeout: grpc.timeout.as_ref().map(crate::config::duration).filter(|d| !d.is_zero()),
+            grpc,
             service_name: if c.service_name.is_empty() {
                 "unknown_service:envoy".to_owned()
             } else {

@@ -8,12 +8,13 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use envoy_types::pb::opentelemetry::proto::common::v1::{any_value, AnyValue, KeyValue};
+use envoy_types::pb::opentelemetry::proto::common::v1::KeyValue;
 use http::HeaderMap;
 
-use super::otlp;
 use super::traceparent::inject;
 use super::OtelDriver;
+use crate::extensions::common::otlp::string_attribute;
+use crate::extensions::common::otlp::trace as otlp;
 use crate::tracing::Span;
 
 pub struct OtelSpan {
@@ -32,14 +33,6 @@ pub struct OtelSpan {
     /// Tagged `error: true` (a 5xx or no response): the span's status is ERROR.
     pub error: bool,
     pub driver: Arc<OtelDriver>,
-}
-
-pub fn string_attribute(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.to_owned())) }),
-        ..Default::default()
-    }
 }
 
 impl Span for OtelSpan {

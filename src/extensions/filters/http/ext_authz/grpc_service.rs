@@ -65,6 +65,9 @@ impl GrpcService {
         if target.cluster_name.is_empty() {
             return Err(ep.field_error("cluster_name", "value length must be at least 1 characters"));
         }
+        if !target.authority.is_empty() {
+            return Err(ep.field_error("authority", "not supported by Courier for ext_authz"));
+        }
         let authority = HeaderValue::from_str(&target.cluster_name)
             .map_err(|_| ep.field_error("cluster_name", "not a valid authority"))?;
         Ok(GrpcService {
@@ -241,5 +244,20 @@ fn decision(answer: CheckResponse) -> Decision {
             }
             Decision::Denied(reply)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::core::v3::grpc_service::EnvoyGrpc;
+
+    /// ext_authz sends the cluster's name as the authority: another is refused.
+    #[test]
+    fn an_authority_is_refused_by_name() {
+        let target = EnvoyGrpc { cluster_name: "authz".into(), authority: "a.example".into(), ..Default::default() };
+        let g = GrpcServiceProto { target_specifier: Some(TargetSpecifier::EnvoyGrpc(target)), ..Default::default() };
+        let e = GrpcService::from_proto(&g, &FieldPath::starting_at("grpc_service")).expect_err("refused").to_string();
+        assert!(e.contains("grpc_service.envoy_grpc.authority"), "{e}");
     }
 }

@@ -1,9 +1,10 @@
-//! The OTLP trace messages the exporter sends (`opentelemetry.proto.collector.
-//! trace.v1.ExportTraceServiceRequest` and what it holds), declared here with
-//! prost: envoy-types carries only `opentelemetry.proto.common.v1` (attributes,
-//! scope), not the trace and resource messages. Only the fields Envoy fills.
+//! The OTLP trace messages the OpenTelemetry tracer sends
+//! (`opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest` and what
+//! it holds). Only the fields Envoy fills.
 
 use envoy_types::pb::opentelemetry::proto::common::v1::{InstrumentationScope, KeyValue};
+
+use super::Resource;
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ExportTraceServiceRequest {
@@ -17,12 +18,6 @@ pub struct ResourceSpans {
     pub resource: Option<Resource>,
     #[prost(message, repeated, tag = "2")]
     pub scope_spans: Vec<ScopeSpans>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Resource {
-    #[prost(message, repeated, tag = "1")]
-    pub attributes: Vec<KeyValue>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
