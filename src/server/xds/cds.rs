@@ -129,9 +129,32 @@ impl ResourceApi for CdsApi {
                     Some(streams) => super::eds::start(&self.cm, &info, &streams).await,
                     None => Err(std::io::Error::other("the server is stopping")),
                 };
+                // Warm once its first assignment came and, with health checks,
+                // its hosts' first checks are done (a file's assignment was read
+                // already, the checks may still run).
+                let (cm, warming) = (self.cm.clone(), info.clone());
+                let checked = async move {
+                    if warming.health_checks.is_empty() {
+                        return;
+                    }
+                    cm.first_checks_done(&warming).await;
+                    // The checker's own task, woken with this one, activates the
+                    // cluster right after (a few turns of the loop at most; the
+                    // bound keeps a cluster that warms on for another reason
+                    // from holding start-up here).
+                    for _ in 0..64 {
+                        if !cm.is_warming(&warming) {
+                            break;
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                };
                 match started {
-                    Ok(Some(entry)) => self.initializing(Box::pin(async move { entry.initialized().await })),
-                    Ok(None) => {}
+                    Ok(Some(entry)) => self.initializing(Box::pin(async move {
+                        entry.initialized().await;
+                        checked.await;
+                    })),
+                    Ok(None) => self.initializing(Box::pin(checked)),
                     Err(e) => tracing::warn!("cds: cluster {}: cannot subscribe to its endpoints: {e}", info.name),
                 }
             } else if !secrets.is_empty() {
