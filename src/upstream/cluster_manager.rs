@@ -172,20 +172,35 @@ impl ClusterManager {
             local_cluster: config.local_cluster.clone(),
             default_resolver: config.default_resolver.clone(),
         });
-        let mut initial = Vec::with_capacity(config.clusters.len());
+        let mut pending = Vec::with_capacity(config.clusters.len());
         for info in &config.clusters {
             // Clusters of static_resources are active at once, never warming.
             cm.stats.cluster_added.inc();
             cm.stats.active_clusters.inc();
-            let (hosts, failed) = cm.initial_hosts(info).await;
-            initial.push((info.clone(), hosts, failed));
+            // All initialize at once, as Envoy's: a slow name delays no other cluster.
+            let (cm, info) = (cm.clone(), info.clone());
+            pending.push(tokio::task::spawn_local(async move {
+                let (hosts, next) = cm.initial_hosts(&info).await;
+                (info, hosts, next, tokio::time::Instant::now())
+            }));
         }
-        let loops: Vec<_> =
-            initial.iter().filter(|(i, ..)| i.discovery.is_dns()).map(|(i, _, next)| (i.clone(), *next)).collect();
-        let initial = Arc::new(initial.into_iter().map(|(info, hosts, _)| (info, hosts)).collect::<Vec<_>>());
+        let mut initial = Vec::with_capacity(pending.len());
+        for task in pending {
+            match task.await {
+                Ok(done) => initial.push(done),
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => {} // Only a runtime shutting down cancels it.
+            }
+        }
+        let loops: Vec<_> = initial
+            .iter()
+            .filter(|(i, ..)| i.discovery.is_dns())
+            .map(|(i, _, next, at)| (i.clone(), *next, *at))
+            .collect();
+        let initial = Arc::new(initial.into_iter().map(|(info, hosts, ..)| (info, hosts)).collect::<Vec<_>>());
         cm.slot.set(move || ThreadLocalClusterManager::new(&initial));
-        for (info, next) in loops {
-            tokio::task::spawn_local(refresh_loop(Rc::downgrade(&cm), info, next));
+        for (info, next, resolved_at) in loops {
+            tokio::task::spawn_local(refresh_loop(Rc::downgrade(&cm), info, next, resolved_at));
         }
         for info in config.clusters.iter().filter(|c| c.original_dst.is_some()) {
             tokio::task::spawn_local(original_dst::maintain(Rc::downgrade(&cm), info.clone()));
@@ -242,7 +257,8 @@ impl ClusterManager {
         self.install(&info);
         if info.discovery.is_dns() {
             // The old cluster's loop sees it was replaced and ends.
-            tokio::task::spawn_local(refresh_loop(Rc::downgrade(self), info.clone(), next));
+            let now = tokio::time::Instant::now();
+            tokio::task::spawn_local(refresh_loop(Rc::downgrade(self), info.clone(), next, now));
         }
         if info.original_dst.is_some() {
             tokio::task::spawn_local(original_dst::maintain(Rc::downgrade(self), info.clone()));
@@ -587,8 +603,14 @@ fn reuse_or_new(current: &HostSet, address: SocketAddr, name: &str, endpoint: &C
 /// Re-resolves a DNS cluster until the manager is gone: after a success at the
 /// time it gave (`next`: the last resolution's, `resolve_cluster`), and after a
 /// failure (`next` is `None`) at the `dns_failure_refresh_rate` back-off, or
-/// `dns_refresh_rate` without one, as Envoy.
-async fn refresh_loop(cm: std::rc::Weak<ClusterManager>, info: Arc<ClusterInfo>, mut next: Option<Duration>) {
+/// `dns_refresh_rate` without one, as Envoy. Each wait counts from the end of the
+/// resolution before it (`resolved_at`, the first one's).
+async fn refresh_loop(
+    cm: std::rc::Weak<ClusterManager>,
+    info: Arc<ClusterInfo>,
+    mut next: Option<Duration>,
+    mut resolved_at: tokio::time::Instant,
+) {
     let mut backoff = info.dns_failure_refresh_rate.map(|(base, max)| FailureBackOff::new(base, max));
     loop {
         let wait = match (next, backoff.as_mut()) {
@@ -601,7 +623,7 @@ async fn refresh_loop(cm: std::rc::Weak<ClusterManager>, info: Arc<ClusterInfo>,
                 after_success
             }
         };
-        tokio::time::sleep(wait).await;
+        tokio::time::sleep_until(resolved_at + wait).await;
         // Ends with the manager, or once CDS removed or replaced the cluster.
         let Some((current, resolver)) = cm
             .upgrade()
@@ -611,6 +633,7 @@ async fn refresh_loop(cm: std::rc::Weak<ClusterManager>, info: Arc<ClusterInfo>,
             return;
         };
         let resolved = resolve_cluster(&info, &resolver, &current).await;
+        resolved_at = tokio::time::Instant::now();
         next = resolved.as_ref().map(|r| r.next_refresh);
         let Some(Resolved { hosts: new, targets, .. }) = resolved else {
             continue;
