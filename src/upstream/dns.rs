@@ -44,7 +44,7 @@ const GETADDRINFO_TTL: Duration = Duration::from_secs(60);
 
 define_stats! {
     /// `dns.cares.*`, shared by every c-ares resolver as in Envoy. `reinits`
-    /// stays 0: Courier keeps no channel to reinitialize.
+    /// counts the refused lookups after which Envoy reinitializes its channel.
     #[derive(Debug)]
     pub struct CaresStats {
         counter get_addr_failure,
@@ -333,7 +333,14 @@ async fn resolve_cares(
                 Lookup::Found(_) => {}
                 Lookup::NotFound => stats.not_found.inc(),
                 Lookup::TimedOut(n) => stats.timeouts.add(u64::from(*n)),
-                Lookup::Failed(_) => stats.get_addr_failure.inc(),
+                Lookup::Failed { refused, .. } => {
+                    stats.get_addr_failure.inc();
+                    // Envoy then reinitializes its c-ares channel; Courier has
+                    // none (a socket per query) but counts it alike.
+                    if *refused {
+                        stats.reinits.inc();
+                    }
+                }
             }
             looked_up
         }
@@ -371,7 +378,7 @@ async fn resolve_cares(
             }
             Lookup::NotFound => answered = true,
             Lookup::TimedOut(n) => why = format!("timed out ({n} attempts)"),
-            Lookup::Failed(reason) => why = reason,
+            Lookup::Failed { why: reason, .. } => why = reason,
         }
     }
     if answered {

@@ -45,14 +45,25 @@ pub enum Lookup {
     /// The last attempt timed out; how many did.
     TimedOut(u32),
     /// Another failure: replies that did not parse, server failures, errors.
-    Failed(String),
+    /// `refused` when the last attempt was refused (a connection refused, or a
+    /// SERVFAIL, NOTIMP or REFUSED answer): c-ares's ECONNREFUSED, after which
+    /// Envoy reinitializes its channel.
+    Failed { why: String, refused: bool },
 }
 
 /// How one attempt at one nameserver ended.
 enum Attempt {
     Answered(Reply),
     TimedOut,
-    Failed(String),
+    /// `refused`: the nameserver refused the connection.
+    Failed {
+        why: String,
+        refused: bool,
+    },
+}
+
+fn failed(why: String) -> Attempt {
+    Attempt::Failed { why, refused: false }
 }
 
 /// Looks up `name`'s records of `qtype` with `settings`.
@@ -87,7 +98,7 @@ async fn query_servers(settings: &StubSettings, name: &str, qtype: QueryType) ->
     let id = random_id();
     let mut edns = settings.edns_payload;
     let mut timeouts = 0;
-    let mut last = Lookup::Failed("no nameserver to ask".to_string());
+    let mut last = Lookup::Failed { why: "no nameserver to ask".to_string(), refused: false };
     let attempts = settings.servers.len() * settings.tries.max(1) as usize;
     for attempt in 0..attempts {
         let server = settings.servers[attempt % settings.servers.len()];
@@ -110,9 +121,9 @@ async fn query_servers(settings: &StubSettings, name: &str, qtype: QueryType) ->
                 last = Lookup::TimedOut(timeouts);
                 continue;
             }
-            Attempt::Failed(why) => {
+            Attempt::Failed { why, refused } => {
                 tracing::debug!("DNS query for {name} to {server} failed: {why}");
-                last = Lookup::Failed(why);
+                last = Lookup::Failed { why, refused };
                 continue;
             }
         };
@@ -121,7 +132,8 @@ async fn query_servers(settings: &StubSettings, name: &str, qtype: QueryType) ->
             Rcode::NoError => return Lookup::Found(reply.addresses),
             Rcode::NxDomain => return Lookup::NotFound,
             rcode => {
-                last = Lookup::Failed(format!("{server} answered {rcode:?}"));
+                let refused = matches!(rcode, Rcode::ServFail | Rcode::NotImp | Rcode::Refused);
+                last = Lookup::Failed { why: format!("{server} answered {rcode:?}"), refused };
                 // A server that does not know EDNS is asked again without it.
                 if rcode == Rcode::FormErr {
                     edns = None;
@@ -149,25 +161,25 @@ async fn exchange_udp(
     };
     let socket = match tokio::net::UdpSocket::bind(local).await {
         Ok(s) => s,
-        Err(e) => return Attempt::Failed(format!("cannot open a UDP socket: {e}")),
+        Err(e) => return failed(format!("cannot open a UDP socket: {e}")),
     };
     if let Err(e) = socket.connect(server).await {
-        return Attempt::Failed(format!("cannot reach {server}: {e}"));
+        return failed(format!("cannot reach {server}: {e}"));
     }
     if let Err(e) = socket.send(query).await {
-        return Attempt::Failed(format!("cannot send to {server}: {e}"));
+        return Attempt::Failed { refused: is_refused(&e), why: format!("cannot send to {server}: {e}") };
     }
     let mut buf = vec![0u8; UDP_READ_BUFFER];
     loop {
         let n = match timeout_at(deadline, socket.recv(&mut buf)).await {
             Err(_) => return Attempt::TimedOut,
-            Ok(Err(e)) => return Attempt::Failed(format!("{server}: {e}")),
+            Ok(Err(e)) => return Attempt::Failed { refused: is_refused(&e), why: format!("{server}: {e}") },
             Ok(Ok(n)) => n,
         };
         match parse_reply(&buf[..n], id, name, qtype) {
             Ok(reply) => return Attempt::Answered(reply),
             Err(ReplyError::NotMatching) => continue,
-            Err(ReplyError::Malformed) => return Attempt::Failed(format!("{server} sent a malformed reply")),
+            Err(ReplyError::Malformed) => return failed(format!("{server} sent a malformed reply")),
         }
     }
 }
@@ -195,13 +207,17 @@ async fn exchange_tcp(
     };
     match timeout_at(deadline, exchange).await {
         Err(_) => Attempt::TimedOut,
-        Ok(Err(e)) => Attempt::Failed(format!("{server} over TCP: {e}")),
+        Ok(Err(e)) => Attempt::Failed { refused: is_refused(&e), why: format!("{server} over TCP: {e}") },
         Ok(Ok(reply)) => match parse_reply(&reply, id, name, qtype) {
             Ok(reply) => Attempt::Answered(reply),
             // The connection carried this query only: any other reply is a bad one.
-            Err(_) => Attempt::Failed(format!("{server} sent a malformed reply over TCP")),
+            Err(_) => failed(format!("{server} sent a malformed reply over TCP")),
         },
     }
+}
+
+fn is_refused(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::ConnectionRefused
 }
 
 /// A query id from the system's secure random source, so an off-path sender

@@ -125,6 +125,8 @@ fn hostile_replies_fail_the_resolution_and_the_cluster_recovers() {
     dns.set("bad.test", Script::Rcode(2));
     c.wait_stat("cluster.bad.update_failure", |v| v > failures);
     assert_eq!(c.stat("cluster.bad.membership_total"), Some(1));
+    // Envoy reinitializes its c-ares channel after a refusal, and counts it.
+    c.wait_stat("dns.cares.reinits", |v| v >= 1);
 }
 
 #[test]
