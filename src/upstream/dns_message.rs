@@ -235,6 +235,24 @@ fn read_answer(
     Ok(())
 }
 
+/// Fuzz target `dns_reply`: any bytes, read as the reply to a query for
+/// `web.test` under the id they carry (so the whole message is read), never
+/// panic, and what is taken holds: addresses of the type asked, TTLs below 2^31,
+/// none from a truncated reply.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn fuzz(data: &[u8]) {
+    let id = data.get(..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+    for qtype in [QueryType::A, QueryType::Aaaa] {
+        if let Ok(reply) = parse_reply(data, id, "web.test", qtype) {
+            assert!(!reply.truncated || reply.addresses.is_empty());
+            for (ip, ttl) in reply.addresses {
+                assert_eq!(ip.is_ipv4(), qtype == QueryType::A);
+                assert!(ttl <= i32::MAX as u32);
+            }
+        }
+    }
+}
+
 /// A name as its lower-cased labels.
 type Name = Vec<Vec<u8>>;
 /// A CNAME: its owner, its target and its TTL.
