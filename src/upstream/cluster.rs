@@ -464,9 +464,8 @@ impl ClusterInfo {
             resolvers: &c.dns_resolvers,
             use_tcp: c.use_tcp_for_dns_lookups,
         };
-        let dns_resolver = resolver_fields
-            .config(path)?
-            .map(|config| Arc::new(super::dns::DnsResolver::new(config, super::dns::CaresStats::of(store))));
+        let dns_resolver =
+            resolver_fields.config(path)?.map(|config| Arc::new(super::dns::DnsResolver::new(config, store.clone())));
         let stat_name = if c.alt_stat_name.is_empty() { c.name.clone() } else { c.alt_stat_name.clone() };
         let prefix = format!("cluster.{stat_name}.");
         let resources =

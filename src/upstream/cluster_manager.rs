@@ -17,7 +17,7 @@ use std::time::Duration;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 
 use super::cluster::{ClusterInfo, ConfiguredEndpoint, DiscoveryType, EndpointAddress};
-use super::dns::{CaresStats, DnsResolver, DnsResolverConfig};
+use super::dns::{DnsResolver, DnsResolverConfig};
 use super::eds::{levels_changed, max_host_weight, same_hosts, Assignment};
 use super::host::{host_set, EdsHealth, Host, HostSet, Locality};
 use super::original_dst;
@@ -96,8 +96,7 @@ impl ClusterManagerConfig {
             stats: Arc::new(ClusterManagerStats::new(store, "cluster_manager.")),
             local_locality: local.cloned(),
             local_cluster: local_cluster.map(str::to_owned),
-            // Envoy creates its resolver, and `dns.cares.*`, at start-up.
-            default_resolver: Arc::new(DnsResolver::new(default_dns, CaresStats::of(store))),
+            default_resolver: Arc::new(DnsResolver::new(default_dns, store.clone())),
         })
     }
 }

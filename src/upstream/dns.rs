@@ -43,8 +43,10 @@ const DEFAULT_QUERY_TRIES: u32 = 4;
 const GETADDRINFO_TTL: Duration = Duration::from_secs(60);
 
 define_stats! {
-    /// `dns.cares.*`, shared by every c-ares resolver as in Envoy. `reinits`
-    /// counts the refused lookups after which Envoy reinitializes its channel.
+    /// `dns.cares.*`, shared by every c-ares resolver as in Envoy, and made with
+    /// the first resolution as Envoy makes them with its first resolver (a config
+    /// without DNS clusters has none). `reinits` counts the refused lookups after
+    /// which Envoy reinitializes its channel.
     #[derive(Debug)]
     pub struct CaresStats {
         counter get_addr_failure,
@@ -57,7 +59,7 @@ define_stats! {
 }
 
 impl CaresStats {
-    /// The process's `dns.cares.*`, which Envoy creates at start-up.
+    /// The process's `dns.cares.*`.
     pub fn of(store: &Store) -> Arc<CaresStats> {
         Arc::new(CaresStats::new(store, "dns.cares."))
     }
@@ -250,16 +252,22 @@ impl Resolution {
     }
 }
 
-/// A resolver: its config and the process's `dns.cares.*`.
+/// A resolver: its config and the process's `dns.cares.*`, made at its first
+/// c-ares resolution.
 #[derive(Debug)]
 pub struct DnsResolver {
     pub config: DnsResolverConfig,
-    stats: Arc<CaresStats>,
+    store: Arc<Store>,
+    stats: std::sync::OnceLock<Arc<CaresStats>>,
 }
 
 impl DnsResolver {
-    pub fn new(config: DnsResolverConfig, stats: Arc<CaresStats>) -> DnsResolver {
-        DnsResolver { config, stats }
+    pub fn new(config: DnsResolverConfig, store: Arc<Store>) -> DnsResolver {
+        DnsResolver { config, store, stats: std::sync::OnceLock::new() }
+    }
+
+    fn stats(&self) -> &CaresStats {
+        self.stats.get_or_init(|| CaresStats::of(&self.store))
     }
 
     /// Resolves `name` and gives its addresses of `family` with `port`, in the
@@ -267,9 +275,10 @@ impl DnsResolver {
     pub async fn resolve(&self, name: &str, port: u16, family: DnsLookupFamily) -> Result<Resolution, String> {
         let found = match &self.config {
             DnsResolverConfig::Cares(c) => {
-                self.stats.pending_resolutions.inc();
-                let found = resolve_cares(c, &self.stats, name, family).await;
-                self.stats.pending_resolutions.dec();
+                let stats = self.stats();
+                stats.pending_resolutions.inc();
+                let found = resolve_cares(c, stats, name, family).await;
+                stats.pending_resolutions.dec();
                 found?
             }
             DnsResolverConfig::GetAddrInfo { num_retries } => resolve_getaddrinfo(name, family, *num_retries).await?,
@@ -462,8 +471,8 @@ mod tests {
     use super::*;
 
     fn resolver(config: DnsResolverConfig) -> (DnsResolver, Arc<CaresStats>) {
-        let stats = CaresStats::of(&Store::new());
-        (DnsResolver::new(config, stats.clone()), stats)
+        let store = Arc::new(Store::new());
+        (DnsResolver::new(config, store.clone()), CaresStats::of(&store))
     }
 
     #[tokio::test]
