@@ -325,19 +325,23 @@ async fn resolve_cares(
     };
     let (v4_routable, v6_routable) =
         if c.filter_unroutable_families { dns_system::routable_families() } else { (true, true) };
-    let lookup = |qtype: QueryType| {
-        let routable = match qtype {
-            QueryType::A => v4_routable,
-            QueryType::Aaaa => v6_routable,
-        };
+    let lookup = |qtypes: &'static [QueryType]| {
+        // Envoy skips a family without a routable interface, without asking.
+        let qtypes: Vec<QueryType> = qtypes
+            .iter()
+            .copied()
+            .filter(|t| match t {
+                QueryType::A => v4_routable,
+                QueryType::Aaaa => v6_routable,
+            })
+            .collect();
         let settings = &settings;
         async move {
-            if !routable {
-                // Envoy skips the family, as an empty answer, without asking.
+            if qtypes.is_empty() {
                 return Lookup::NotFound;
             }
             stats.resolve_total.inc();
-            let looked_up = lookup_family(settings, name, qtype).await;
+            let looked_up = lookup_families(settings, name, &qtypes).await;
             match &looked_up {
                 Lookup::Found(_) => {}
                 Lookup::NotFound => stats.not_found.inc(),
@@ -354,15 +358,13 @@ async fn resolve_cares(
             looked_up
         }
     };
+    const A: &[QueryType] = &[QueryType::A];
+    const AAAA: &[QueryType] = &[QueryType::Aaaa];
     let lookups = match family {
-        DnsLookupFamily::V4Only => vec![lookup(QueryType::A).await],
-        DnsLookupFamily::V6Only => vec![lookup(QueryType::Aaaa).await],
+        DnsLookupFamily::V4Only => vec![lookup(A).await],
+        DnsLookupFamily::V6Only => vec![lookup(AAAA).await],
         DnsLookupFamily::Auto | DnsLookupFamily::V4Preferred => {
-            let (first, second) = if family == DnsLookupFamily::Auto {
-                (QueryType::Aaaa, QueryType::A)
-            } else {
-                (QueryType::A, QueryType::Aaaa)
-            };
+            let (first, second) = if family == DnsLookupFamily::Auto { (AAAA, A) } else { (A, AAAA) };
             let first = lookup(first).await;
             if matches!(first, Lookup::Found(_)) {
                 vec![first]
@@ -370,10 +372,9 @@ async fn resolve_cares(
                 vec![first, lookup(second).await]
             }
         }
-        DnsLookupFamily::All => {
-            let (v4, v6) = tokio::join!(lookup(QueryType::A), lookup(QueryType::Aaaa));
-            vec![v4, v6]
-        }
+        // One lookup of both types, as c-ares's AF_UNSPEC: an address of either
+        // ends the search domains.
+        DnsLookupFamily::All => vec![lookup(&[QueryType::A, QueryType::Aaaa]).await],
     };
     // Envoy's answer succeeds when a lookup answered, even with no address.
     let mut answered = false;
@@ -397,19 +398,23 @@ async fn resolve_cares(
     }
 }
 
-/// One family's c-ares lookup: the hosts file, then the `localhost` names'
+/// One c-ares lookup of `qtypes`: the hosts file, then the `localhost` names'
 /// loopback, then the nameservers. Local answers have a TTL of 0.
-async fn lookup_family(settings: &StubSettings, name: &str, qtype: QueryType) -> Lookup {
-    let v6 = qtype == QueryType::Aaaa;
-    let local: Vec<(IpAddr, u32)> =
-        dns_system::hosts_file_addresses(name).into_iter().filter(|ip| ip.is_ipv6() == v6).map(|ip| (ip, 0)).collect();
+async fn lookup_families(settings: &StubSettings, name: &str, qtypes: &[QueryType]) -> Lookup {
+    let wanted = |v6: bool| qtypes.contains(&if v6 { QueryType::Aaaa } else { QueryType::A });
+    let local: Vec<(IpAddr, u32)> = dns_system::hosts_file_addresses(name)
+        .into_iter()
+        .filter(|ip| wanted(ip.is_ipv6()))
+        .map(|ip| (ip, 0))
+        .collect();
     if !local.is_empty() {
         return Lookup::Found(local);
     }
     if dns_system::is_localhost(name) {
-        return Lookup::Found(vec![(dns_system::loopback(v6), 0)]);
+        let loopbacks = [false, true].into_iter().filter(|v6| wanted(*v6));
+        return Lookup::Found(loopbacks.map(|v6| (dns_system::loopback(v6), 0)).collect());
     }
-    dns_client::lookup(settings, name, qtype).await
+    dns_client::lookup(settings, name, qtypes).await
 }
 
 /// Envoy's getaddrinfo resolver: both families asked at once, kept by `family`;

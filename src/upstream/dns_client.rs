@@ -66,10 +66,31 @@ fn failed(why: String) -> Attempt {
     Attempt::Failed { why, refused: false }
 }
 
-/// Looks up `name`'s records of `qtype` with `settings`.
-pub async fn lookup(settings: &StubSettings, name: &str, qtype: QueryType) -> Lookup {
+/// Looks up `name`'s records of `qtypes` (one type, or A and AAAA at once as
+/// c-ares's AF_UNSPEC does) with `settings`: the first name tried that has an
+/// address of either type ends it.
+pub async fn lookup(settings: &StubSettings, name: &str, qtypes: &[QueryType]) -> Lookup {
     for candidate in candidates(name, &settings.search, settings.ndots) {
-        match query_servers(settings, &candidate, qtype).await {
+        let looked_up = match qtypes {
+            [qtype] => query_servers(settings, &candidate, *qtype).await,
+            [first, second, ..] => {
+                let (a, b) = tokio::join!(
+                    query_servers(settings, &candidate, *first),
+                    query_servers(settings, &candidate, *second)
+                );
+                match (a, b) {
+                    (Lookup::Found(mut a), Lookup::Found(b)) => {
+                        a.extend(b);
+                        Lookup::Found(a)
+                    }
+                    (found @ Lookup::Found(_), _) | (_, found @ Lookup::Found(_)) => found,
+                    (Lookup::NotFound, Lookup::NotFound) => Lookup::NotFound,
+                    (Lookup::NotFound, failed) | (failed, _) => failed,
+                }
+            }
+            [] => Lookup::NotFound,
+        };
+        match looked_up {
             Lookup::NotFound => {}
             ended => return ended,
         }
