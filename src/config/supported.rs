@@ -31,6 +31,8 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "overload_manager",
             "cluster_manager",
             "deferred_stat_options",
+            "typed_dns_resolver_config",
+            "dns_resolution_config",
         ],
     ),
     // The local cluster zone-aware routing compares the upstream clusters with.
@@ -162,7 +164,13 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "eds_cluster_config",
             "dns_refresh_rate",
             "dns_failure_refresh_rate",
+            "dns_jitter",
+            "respect_dns_ttl",
             "dns_lookup_family",
+            "dns_resolvers",
+            "use_tcp_for_dns_lookups",
+            "dns_resolution_config",
+            "typed_dns_resolver_config",
             "circuit_breakers",
             "max_requests_per_connection",
             "common_http_protocol_options",
@@ -235,6 +243,30 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ),
     ("envoy.config.cluster.v3.Cluster.CommonLbConfig.LocalityWeightedLbConfig", &[]),
     ("envoy.config.cluster.v3.Cluster.RefreshRate", &["base_interval", "max_interval"]),
+    // The DNS resolvers (`upstream::dns`): c-ares's, answered by Courier's stub
+    // client, and getaddrinfo. `rotate_nameservers`, `max_udp_channel_duration`,
+    // `reinit_channel_on_timeout` and a non-zero `qcache_max_ttl` are refused; see
+    // `NO_EFFECT` for `udp_max_queries` and `num_resolver_threads`.
+    ("envoy.config.core.v3.DnsResolutionConfig", &["resolvers", "dns_resolver_options"]),
+    ("envoy.config.core.v3.DnsResolverOptions", &["use_tcp_for_dns_lookups", "no_default_search_domain"]),
+    (
+        "envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig",
+        &[
+            "resolvers",
+            "use_resolvers_as_fallback",
+            "filter_unroutable_families",
+            "dns_resolver_options",
+            "udp_max_queries",
+            "query_timeout_seconds",
+            "query_tries",
+            "edns0_max_payload_size",
+            "qcache_max_ttl",
+        ],
+    ),
+    (
+        "envoy.extensions.network.dns_resolver.getaddrinfo.v3.GetAddrInfoDnsResolverConfig",
+        &["num_retries", "num_resolver_threads"],
+    ),
     ("envoy.config.cluster.v3.Cluster.LeastRequestLbConfig", &["choice_count", "active_request_bias"]),
     (
         "envoy.config.cluster.v3.Cluster.OriginalDstLbConfig",
@@ -602,6 +634,23 @@ pub const NO_EFFECT: &[(&str, &str, &str)] = &[
         "always_consume_default_token_bucket",
         "it only decides whether the default bucket is consumed when a descriptor matched; Courier \
          supports no descriptors, so the default bucket is always consumed, as Envoy does without them",
+    ),
+    (
+        "envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig",
+        "udp_max_queries",
+        "it caps the queries c-ares sends on one UDP socket; Courier opens a socket (a fresh port) per \
+         query, within any cap",
+    ),
+    (
+        "envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig",
+        "qcache_max_ttl",
+        "only 0, Envoy's default (no answer cache), is accepted; Courier caches no answer either",
+    ),
+    (
+        "envoy.extensions.network.dns_resolver.getaddrinfo.v3.GetAddrInfoDnsResolverConfig",
+        "num_resolver_threads",
+        "it sizes the thread pool Envoy calls getaddrinfo on; Courier calls it on tokio's blocking pool, \
+         which grows as needed, and the answers are the same",
     ),
     (
         "envoy.config.core.v3.SocketAddress",

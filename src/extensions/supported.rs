@@ -71,6 +71,8 @@ const OTHER_TYPES: &[&str] = &[
     crate::upstream::cluster::ROUND_ROBIN_TYPE,
     crate::upstream::cluster::LEAST_REQUEST_TYPE,
     crate::upstream::cluster::RANDOM_TYPE,
+    crate::upstream::dns::CARES_TYPE,
+    crate::upstream::dns::GETADDRINFO_TYPE,
     super::transport_sockets::tls::DOWNSTREAM_TYPE,
     super::transport_sockets::tls::UPSTREAM_TYPE,
     super::transport_sockets::proxy_protocol::CONFIG_TYPE,
@@ -150,6 +152,9 @@ mod tests {
                     assert!(
                         [
                             ("envoy.config.cluster.v3.LoadBalancingPolicy.Policy", "typed_extension_config"),
+                            // The DNS resolver of a cluster and of the bootstrap.
+                            ("envoy.config.cluster.v3.Cluster", "typed_dns_resolver_config"),
+                            ("envoy.config.bootstrap.v3.Bootstrap", "typed_dns_resolver_config"),
                             ("envoy.extensions.filters.http.compressor.v3.Compressor", "compressor_library"),
                             ("envoy.extensions.filters.http.decompressor.v3.Decompressor", "decompressor_library"),
                             ("envoy.extensions.common.matching.v3.ExtensionWithMatcher", "extension_config"),

@@ -35,6 +35,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "proxy_protocol", run: crate::extensions::filters::listener::proxy_protocol::fuzz },
     Target { name: "tls_client_hello", run: crate::extensions::filters::listener::tls_inspector::fuzz },
     Target { name: "http_inspector", run: crate::extensions::filters::listener::http_inspector::fuzz },
+    Target { name: "dns_reply", run: crate::upstream::dns_message::fuzz },
     Target { name: "bootstrap", run: config::bootstrap },
     Target { name: "access_log_format", run: config::access_log_format },
     Target { name: "route_match", run: config::route_match },

@@ -177,6 +177,7 @@ smoke_tests!(
     proxy_protocol,
     tls_client_hello,
     http_inspector,
+    dns_reply,
     bootstrap,
     access_log_format,
     route_match,

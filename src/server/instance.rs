@@ -183,10 +183,21 @@ impl ServerConfig {
             zone: l.zone.clone(),
             sub_zone: l.sub_zone.clone(),
         });
+        // The resolver of every DNS cluster that names none of its own.
+        #[allow(deprecated)]
+        let default_dns = crate::upstream::dns::ResolverFields {
+            typed: b.typed_dns_resolver_config.as_ref(),
+            resolution: b.dns_resolution_config.as_ref(),
+            resolvers: &[],
+            use_tcp: b.use_tcp_for_dns_lookups,
+        }
+        .config(&config::FieldPath::new())?
+        .unwrap_or_default();
         let clusters = ClusterManagerConfig::from_proto(
             statics.map_or(&[], |s| &s.clusters),
             local_locality.as_ref(),
             b.cluster_manager.as_ref().map(|c| c.local_cluster_name.as_str()).filter(|n| !n.is_empty()),
+            default_dns,
             &store,
             &crate::extensions::transport_sockets::tls::TlsSocketBuilder { store: &store, secrets: &secrets },
         )?;

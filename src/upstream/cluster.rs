@@ -266,6 +266,15 @@ pub struct ClusterInfo {
     /// `dns_refresh_rate`.
     pub dns_failure_refresh_rate: Option<(Duration, Duration)>,
     pub dns_lookup_family: DnsLookupFamily,
+    /// `respect_dns_ttl`: after a success, a name is resolved again when its
+    /// answer's least TTL has passed (`dns_refresh_rate` when that TTL is 0).
+    pub respect_dns_ttl: bool,
+    /// `dns_jitter`: after a success, up to this much more (at random) is waited.
+    pub dns_jitter: Duration,
+    /// The cluster's own resolver (`typed_dns_resolver_config`,
+    /// `dns_resolution_config`, `dns_resolvers`, `use_tcp_for_dns_lookups`); `None`
+    /// when it sets none and uses the bootstrap's.
+    pub dns_resolver: Option<Arc<super::dns::DnsResolver>>,
     pub endpoints: Vec<ConfiguredEndpoint>,
     /// An EDS cluster's source (`None` for every other type).
     pub eds: Option<EdsClusterConfig>,
@@ -452,6 +461,18 @@ impl ClusterInfo {
         #[allow(deprecated)]
         let dns_refresh_rate = config::duration_or(&c.dns_refresh_rate, DEFAULT_DNS_REFRESH_RATE);
         let dns_failure_refresh_rate = dns_failure_refresh_rate(c, path)?;
+        #[allow(deprecated)]
+        let (respect_dns_ttl, dns_jitter) =
+            (c.respect_dns_ttl, c.dns_jitter.as_ref().map_or(Duration::ZERO, config::duration));
+        #[allow(deprecated)]
+        let resolver_fields = super::dns::ResolverFields {
+            typed: c.typed_dns_resolver_config.as_ref(),
+            resolution: c.dns_resolution_config.as_ref(),
+            resolvers: &c.dns_resolvers,
+            use_tcp: c.use_tcp_for_dns_lookups,
+        };
+        let dns_resolver =
+            resolver_fields.config(path)?.map(|config| Arc::new(super::dns::DnsResolver::new(config, store.clone())));
         let stat_name = if c.alt_stat_name.is_empty() { c.name.clone() } else { c.alt_stat_name.clone() };
         let prefix = format!("cluster.{stat_name}.");
         let resources =
@@ -498,6 +519,9 @@ impl ClusterInfo {
             dns_refresh_rate,
             dns_failure_refresh_rate,
             dns_lookup_family,
+            respect_dns_ttl,
+            dns_jitter,
+            dns_resolver,
             lb_policy,
             locality_weighted,
             endpoints,

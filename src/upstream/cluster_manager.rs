@@ -21,7 +21,7 @@ use std::time::Duration;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 
 use super::cluster::{ClusterInfo, ConfiguredEndpoint, DiscoveryType, EndpointAddress};
-use super::dns;
+use super::dns::{DnsResolver, DnsResolverConfig};
 use super::eds::{levels_changed, max_host_weight, same_hosts, Assignment};
 use super::health_check::ClusterHealthChecker;
 use super::host::{host_set, Health, Host, HostSet, Locality};
@@ -61,17 +61,21 @@ pub struct ClusterManagerConfig {
     pub local_locality: Option<Locality>,
     /// `cluster_manager.local_cluster_name`: zone routing's local cluster.
     pub local_cluster: Option<String>,
+    /// The bootstrap's DNS resolver, which DNS clusters without their own use.
+    pub default_resolver: Arc<DnsResolver>,
 }
 
 impl ClusterManagerConfig {
     /// Checks and builds every cluster of `static_resources.clusters`; `local` is
     /// the bootstrap's `node.locality`, `local_cluster` its
     /// `cluster_manager.local_cluster_name` (which must name one of them);
-    /// `sockets` builds a cluster's `transport_socket`.
+    /// `sockets` builds a cluster's `transport_socket`; `default_dns` is the
+    /// bootstrap's resolver config.
     pub fn from_proto(
         clusters: &[Cluster],
         local: Option<&Locality>,
         local_cluster: Option<&str>,
+        default_dns: DnsResolverConfig,
         store: &Arc<Store>,
         sockets: &dyn TransportSocketBuilder,
     ) -> Result<Self, ConfigError> {
@@ -97,6 +101,7 @@ impl ClusterManagerConfig {
             stats: Arc::new(ClusterManagerStats::new(store, "cluster_manager.")),
             local_locality: local.cloned(),
             local_cluster: local_cluster.map(str::to_owned),
+            default_resolver: Arc::new(DnsResolver::new(default_dns, store.clone())),
         })
     }
 }
@@ -160,6 +165,7 @@ pub struct ClusterManager {
     /// they warm on until its hosts' first checks, then start with the
     /// overprovisioning factor of their last assignment.
     checking: RefCell<BTreeMap<String, (Arc<ClusterInfo>, u32)>>,
+    default_resolver: Arc<DnsResolver>,
 }
 
 impl ClusterManager {
@@ -183,14 +189,27 @@ impl ClusterManager {
             stats: config.stats.clone(),
             local_locality: config.local_locality.clone(),
             local_cluster: config.local_cluster.clone(),
+            default_resolver: config.default_resolver.clone(),
         });
-        let mut initial = Vec::with_capacity(config.clusters.len());
+        let mut pending = Vec::with_capacity(config.clusters.len());
         for info in &config.clusters {
             // Clusters of static_resources are active at once, never warming.
             cm.stats.cluster_added.inc();
             cm.stats.active_clusters.inc();
-            let (hosts, failed) = cm.initial_hosts(info).await;
-            initial.push((info.clone(), hosts, failed));
+            // All initialize at once, as Envoy's: a slow name delays no other cluster.
+            let (cm, info) = (cm.clone(), info.clone());
+            pending.push(tokio::task::spawn_local(async move {
+                let (hosts, next) = cm.initial_hosts(&info).await;
+                (info, hosts, next, tokio::time::Instant::now())
+            }));
+        }
+        let mut initial = Vec::with_capacity(pending.len());
+        for task in pending {
+            match task.await {
+                Ok(done) => initial.push(done),
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => {} // Only a runtime shutting down cancels it.
+            }
         }
         // Envoy's cluster initialization waits for every host's first check.
         let checkers: Vec<_> = cm.health_checkers.borrow().values().cloned().collect();
@@ -200,13 +219,16 @@ impl ClusterManager {
         for (info, ..) in &initial {
             set_membership_stats(info, &cm.hosts(&info.name));
         }
-        let loops: Vec<_> =
-            initial.iter().filter(|(i, ..)| i.discovery.is_dns()).map(|(i, _, failed)| (i.clone(), *failed)).collect();
-        let initial = Arc::new(initial.into_iter().map(|(info, hosts, _)| (info, hosts)).collect::<Vec<_>>());
+        let loops: Vec<_> = initial
+            .iter()
+            .filter(|(i, ..)| i.discovery.is_dns())
+            .map(|(i, _, next, at)| (i.clone(), *next, *at))
+            .collect();
+        let initial = Arc::new(initial.into_iter().map(|(info, hosts, ..)| (info, hosts)).collect::<Vec<_>>());
         cm.slot.set(move || ThreadLocalClusterManager::new(&initial));
         cm.serving.set(true);
-        for (info, failed) in loops {
-            tokio::task::spawn_local(refresh_loop(Rc::downgrade(&cm), info, failed));
+        for (info, next, resolved_at) in loops {
+            tokio::task::spawn_local(refresh_loop(Rc::downgrade(&cm), info, next, resolved_at));
         }
         for info in config.clusters.iter().filter(|c| c.original_dst.is_some()) {
             tokio::task::spawn_local(original_dst::maintain(Rc::downgrade(&cm), info.clone()));
@@ -214,10 +236,15 @@ impl ClusterManager {
         cm
     }
 
+    /// The resolver of a DNS cluster: its own, else the bootstrap's.
+    fn resolver_of(&self, info: &ClusterInfo) -> Arc<DnsResolver> {
+        info.dns_resolver.clone().unwrap_or_else(|| self.default_resolver.clone())
+    }
+
     /// A cluster's first hosts (its endpoints, or its names resolved once), with
-    /// their stats; `true` when a name failed to resolve.
-    async fn initial_hosts(&self, info: &Arc<ClusterInfo>) -> (HostSet, bool) {
-        let mut failed = false;
+    /// their stats, and when a DNS cluster resolves next (`None` after a failure).
+    async fn initial_hosts(&self, info: &Arc<ClusterInfo>) -> (HostSet, Option<Duration>) {
+        let mut next = None;
         let hosts = match info.discovery {
             DiscoveryType::Static => {
                 let hosts = static_hosts(info);
@@ -225,7 +252,7 @@ impl ClusterManager {
                 hosts
             }
             DiscoveryType::StrictDns | DiscoveryType::LogicalDns => {
-                let resolved = resolve_cluster(info, &Arc::new(Vec::new())).await;
+                let resolved = resolve_cluster(info, &self.resolver_of(info), &Arc::new(Vec::new())).await;
                 // Envoy adds each name's hosts as that name resolves: a membership
                 // change each. Its STRICT_DNS cluster is initialized by the first
                 // name's resolution, so each further name's hosts are an update.
@@ -236,14 +263,14 @@ impl ClusterManager {
                 if let Some(r) = &resolved {
                     info.stats.update_no_rebuild.add((r.targets - r.targets_with_hosts) as u64);
                 }
-                failed = resolved.is_none();
+                next = resolved.as_ref().map(|r| r.next_refresh);
                 resolved.map(|r| r.hosts).unwrap_or_default()
             }
             // None until its first assignment (`assign`), or its first request.
             DiscoveryType::Eds | DiscoveryType::OriginalDst => HostSet::default(),
         };
         self.record_membership(info, &hosts);
-        (hosts, failed)
+        (hosts, next)
     }
 
     /// Makes `hosts` the main thread's membership of `info`, with its stats; a
@@ -370,13 +397,14 @@ impl ClusterManager {
     /// requests in flight finish on the snapshot they hold. The caller keeps
     /// static clusters out (`is_static`).
     pub async fn add_or_update(self: &Rc<Self>, info: Arc<ClusterInfo>) {
-        let (hosts, failed) = self.initial_hosts(&info).await;
+        let (hosts, next) = self.initial_hosts(&info).await;
         self.first_checks(&info).await;
         self.drop_warming(&info.name);
         self.install(&info);
         if info.discovery.is_dns() {
             // The old cluster's loop sees it was replaced and ends.
-            tokio::task::spawn_local(refresh_loop(Rc::downgrade(self), info.clone(), failed));
+            let now = tokio::time::Instant::now();
+            tokio::task::spawn_local(refresh_loop(Rc::downgrade(self), info.clone(), next, now));
         }
         if info.original_dst.is_some() {
             tokio::task::spawn_local(original_dst::maintain(Rc::downgrade(self), info.clone()));
@@ -658,6 +686,8 @@ struct Resolved {
     /// How many names were resolved, and how many of them to at least one host.
     targets: usize,
     targets_with_hosts: usize,
+    /// When to resolve again: the soonest of the names' refresh times.
+    next_refresh: Duration,
 }
 
 /// Resolves every endpoint of a DNS cluster; each host takes its endpoint's
@@ -673,10 +703,16 @@ struct Resolved {
 /// `max_host_weight` follows Envoy, whose STRICT_DNS cluster sets it from each
 /// name's hosts as that name resolves (at least 1), so it ends with the last name's;
 /// STATIC and LOGICAL_DNS clusters never set it.
-async fn resolve_cluster(info: &ClusterInfo, current: &HostSet) -> Option<Resolved> {
+///
+/// Each name's next resolution is, as in Envoy, `dns_refresh_rate`, or with
+/// `respect_dns_ttl` its answer's least TTL (a LOGICAL_DNS name's first address's)
+/// when not 0, plus up to `dns_jitter`; Courier resolves the cluster's names
+/// together, at the soonest of them.
+async fn resolve_cluster(info: &ClusterInfo, resolver: &DnsResolver, current: &HostSet) -> Option<Resolved> {
     let mut hosts: Vec<Arc<Host>> = Vec::new();
     let mut targets = 0;
     let mut targets_with_hosts = 0;
+    let mut next_refresh: Option<Duration> = None;
     for endpoint in &info.endpoints {
         let EndpointAddress::Dns { name, port } = &endpoint.address else {
             continue;
@@ -686,13 +722,20 @@ async fn resolve_cluster(info: &ClusterInfo, current: &HostSet) -> Option<Resolv
         let hostname = if endpoint.hostname.is_empty() { name } else { &endpoint.hostname };
         targets += 1;
         info.stats.update_attempt.inc();
-        match dns::resolve(name, *port, info.dns_lookup_family).await {
-            Ok(addrs) if addrs.is_empty() && info.discovery == DiscoveryType::LogicalDns => {
+        match resolver.resolve(name, *port, info.dns_lookup_family).await {
+            Ok(r) if r.addresses.is_empty() && info.discovery == DiscoveryType::LogicalDns => {
                 tracing::warn!(cluster = %info.name, "DNS resolution of '{name}' found no address");
                 info.stats.update_failure.inc();
                 return None;
             }
-            Ok(mut addrs) => {
+            Ok(r) => {
+                let ttl = r.least_ttl(info.discovery == DiscoveryType::LogicalDns);
+                let refresh = match ttl {
+                    Some(ttl) if info.respect_dns_ttl && !ttl.is_zero() => ttl,
+                    _ => info.dns_refresh_rate,
+                } + jitter(info.dns_jitter);
+                next_refresh = Some(next_refresh.map_or(refresh, |n| n.min(refresh)));
+                let mut addrs = r.addresses;
                 if info.discovery == DiscoveryType::LogicalDns {
                     addrs.truncate(1);
                 } else {
@@ -709,7 +752,13 @@ async fn resolve_cluster(info: &ClusterInfo, current: &HostSet) -> Option<Resolv
             }
         }
     }
-    Some(Resolved { hosts: host_set(hosts), targets, targets_with_hosts })
+    let next_refresh = next_refresh.unwrap_or(info.dns_refresh_rate);
+    Some(Resolved { hosts: host_set(hosts), targets, targets_with_hosts, next_refresh })
+}
+
+/// Envoy's `dns_jitter`: a random wait below it, in whole milliseconds.
+fn jitter(max: Duration) -> Duration {
+    Duration::from_millis(crate::common::random::below(max.as_millis() as u64))
 }
 
 fn reuse_or_new(current: &HostSet, address: SocketAddr, name: &str, endpoint: &ConfiguredEndpoint) -> Arc<Host> {
@@ -725,31 +774,41 @@ fn reuse_or_new(current: &HostSet, address: SocketAddr, name: &str, endpoint: &C
         .unwrap_or_else(|| Host::of_endpoint(address, name.to_string(), endpoint))
 }
 
-/// Re-resolves a DNS cluster until the manager is gone: `dns_refresh_rate` after a
-/// success, and after a failure (`failed`: the last resolution's) the
-/// `dns_failure_refresh_rate` back-off, or `dns_refresh_rate` without one, as Envoy.
-async fn refresh_loop(cm: std::rc::Weak<ClusterManager>, info: Arc<ClusterInfo>, mut failed: bool) {
+/// Re-resolves a DNS cluster until the manager is gone: after a success at the
+/// time it gave (`next`: the last resolution's, `resolve_cluster`), and after a
+/// failure (`next` is `None`) at the `dns_failure_refresh_rate` back-off, or
+/// `dns_refresh_rate` without one, as Envoy. Each wait counts from the end of the
+/// resolution before it (`resolved_at`, the first one's).
+async fn refresh_loop(
+    cm: std::rc::Weak<ClusterManager>,
+    info: Arc<ClusterInfo>,
+    mut next: Option<Duration>,
+    mut resolved_at: tokio::time::Instant,
+) {
     let mut backoff = info.dns_failure_refresh_rate.map(|(base, max)| FailureBackOff::new(base, max));
     loop {
-        let wait = match backoff.as_mut() {
-            Some(b) if failed => b.next(),
-            Some(b) => {
-                b.reset();
-                info.dns_refresh_rate
+        let wait = match (next, backoff.as_mut()) {
+            (None, Some(b)) => b.next(),
+            (None, None) => info.dns_refresh_rate,
+            (Some(after_success), b) => {
+                if let Some(b) = b {
+                    b.reset();
+                }
+                after_success
             }
-            None => info.dns_refresh_rate,
         };
-        tokio::time::sleep(wait).await;
+        tokio::time::sleep_until(resolved_at + wait).await;
         // Ends with the manager, or once CDS removed or replaced the cluster.
-        let Some(current) = cm
+        let Some((current, resolver)) = cm
             .upgrade()
             .filter(|cm| cm.get(&info.name).is_some_and(|c| Arc::ptr_eq(&c, &info)))
-            .map(|cm| cm.hosts(&info.name))
+            .map(|cm| (cm.hosts(&info.name), cm.resolver_of(&info)))
         else {
             return;
         };
-        let resolved = resolve_cluster(&info, &current).await;
-        failed = resolved.is_none();
+        let resolved = resolve_cluster(&info, &resolver, &current).await;
+        resolved_at = tokio::time::Instant::now();
+        next = resolved.as_ref().map(|r| r.next_refresh);
         let Some(Resolved { hosts: new, targets, .. }) = resolved else {
             continue;
         };

@@ -17,6 +17,8 @@
 //!
 //! Run alone: `scripts/compat`.
 
+#[path = "../shared/dns_server.rs"]
+mod shared_dns;
 #[path = "../shared/grpc_authz.rs"]
 mod shared_grpc_authz;
 #[path = "../shared/h2_client.rs"]

@@ -343,6 +343,23 @@ impl Drop for Proxy {
     }
 }
 
+/// `{{DNS_PORT}}`: a nameserver on 127.0.0.1 (tests/shared/dns_server.rs) whose
+/// names under `compat.test` answer 127.0.0.1 (TTL 30 s) directly (`svc`), through a
+/// CNAME (`alias`), after a truncated UDP reply (`truncated`), or misbehave: garbage
+/// (`garbage`), a reply under another id (`wrongid`), SERVFAIL (`servfail`).
+fn compat_nameserver() -> crate::shared_dns::DnsServer {
+    use crate::shared_dns::{DnsServer, Record, Script};
+    let local = || vec![Record::Address(std::net::Ipv4Addr::LOCALHOST.into(), 30)];
+    let dns = DnsServer::start();
+    dns.set("svc.compat.test", Script::Records(local()));
+    dns.set("alias.compat.test", Script::Records(vec![Record::Cname("svc.compat.test".into(), 30)]));
+    dns.set("truncated.compat.test", Script::Truncated(local()));
+    dns.set("garbage.compat.test", Script::Garbage);
+    dns.set("wrongid.compat.test", Script::WrongId(local()));
+    dns.set("servfail.compat.test", Script::Rcode(2));
+    dns
+}
+
 /// Upstreams and ports of one run, and the placeholder each port number stands for.
 struct Environment {
     _upstreams: Vec<Upstream>,
@@ -350,6 +367,8 @@ struct Environment {
     _dead: Option<socket2::Socket>,
     /// `{{XDS_PORT}}`'s management server, held for the run.
     _xds: Option<crate::shared_xds::XdsServer>,
+    /// `{{DNS_PORT}}`'s nameserver (`compat_nameserver`), held for the run.
+    _dns: Option<crate::shared_dns::DnsServer>,
     /// The run's CA (PEM) and client certificate, when the case uses `{{TLS_*}}`.
     tls: Option<(String, crate::shared_tls::Leaf)>,
     vars: BTreeMap<String, String>,
@@ -363,6 +382,7 @@ impl Environment {
             _upstreams: Vec::new(),
             _dead: None,
             _xds: None,
+            _dns: None,
             tls: None,
             vars: BTreeMap::new(),
             port_names: Vec::new(),
@@ -412,6 +432,11 @@ impl Environment {
             xds.push_file(ROUTE_TYPE, &data.join("rds.yaml"));
             add(&mut env, "XDS_PORT", xds.port());
             env._xds = Some(xds);
+        }
+        if case.uses("{{DNS_PORT}}") {
+            let dns = compat_nameserver();
+            add(&mut env, "DNS_PORT", dns.port());
+            env._dns = Some(dns);
         }
         if case.uses("{{ECHO_PORT}}") {
             let u = Upstream::echo();

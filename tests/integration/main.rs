@@ -4,6 +4,8 @@ mod harness;
 mod http_util;
 #[path = "../shared/grpc_collector.rs"]
 mod shared_collector;
+#[path = "../shared/dns_server.rs"]
+mod shared_dns;
 #[path = "../shared/h2_client.rs"]
 mod shared_h2;
 #[path = "../shared/net.rs"]
@@ -16,6 +18,7 @@ mod shared_xds;
 mod access_log;
 mod admin;
 mod config_errors;
+mod dns;
 mod eds;
 mod examples;
 mod health_check;

@@ -230,6 +230,14 @@ const OD_LB: &str = "envoy.config.cluster.v3.Cluster.OriginalDstLbConfig";
 const ROUTING_IT: &str = "tests/integration/routing.rs";
 const TCP_IT: &str = "tests/integration/tcp_proxy.rs";
 const UPSTREAM_IT: &str = "tests/integration/upstream.rs";
+const DNS_IT: &str = "tests/integration/dns.rs";
+const DNS_FIRST: &str = "dns_resolvers_send_a_strict_dns_cluster_to_the_configured_nameserver";
+const DNS_TTL: &str = "respect_dns_ttl_resolves_again_at_the_answers_ttl";
+const DNS_HOSTILE: &str = "hostile_replies_fail_the_resolution_and_the_cluster_recovers";
+const DNS_BOOTSTRAP: &str = "the_bootstraps_resolver_serves_clusters_without_their_own";
+const DNS_SEARCH: &str = "search_domains_come_from_the_system_unless_refused";
+const DNS_FALLBACK: &str = "resolver_fallback_and_unroutable_families";
+const CARES: &str = "envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig";
 const H2_UPSTREAM_IT: &str = "tests/integration/http2_upstream.rs";
 const CLUSTER_RS: &str = "src/upstream/cluster.rs";
 const ZONE_RS: &str = "src/upstream/zone_aware.rs";
@@ -266,6 +274,8 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     ),
     (BOOTSTRAP, "cluster_manager", &[compat("zone_aware_routing"), test(LB_IT, ZONE_SAMPLED)]),
     (BOOTSTRAP, "deferred_stat_options", &[compat("deferred_stats")]),
+    (BOOTSTRAP, "typed_dns_resolver_config", &[test(DNS_IT, DNS_BOOTSTRAP)]),
+    (BOOTSTRAP, "dns_resolution_config", &[test(DNS_IT, DNS_BOOTSTRAP)]),
     (
         "envoy.config.bootstrap.v3.ClusterManager",
         "local_cluster_name",
@@ -586,7 +596,13 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "dns_failure_refresh_rate",
         &[test(UPSTREAM_IT, "dns_failure_refresh_rate_backs_off_after_a_failed_resolution")],
     ),
+    (CLUSTER, "dns_jitter", &[test(DNS_IT, "dns_jitter_adds_a_random_wait_after_each_success")]),
+    (CLUSTER, "respect_dns_ttl", &[test(DNS_IT, DNS_TTL)]),
     (CLUSTER, "dns_lookup_family", &[compat("endpoint_hostname")]),
+    (CLUSTER, "dns_resolvers", &[test(DNS_IT, DNS_FIRST)]),
+    (CLUSTER, "use_tcp_for_dns_lookups", &[test(DNS_IT, DNS_BOOTSTRAP)]),
+    (CLUSTER, "dns_resolution_config", &[test(DNS_IT, DNS_TTL)]),
+    (CLUSTER, "typed_dns_resolver_config", &[test(DNS_IT, DNS_HOSTILE), compat("dns_resolvers")]),
     (CLUSTER, "circuit_breakers", &[compat("circuit_breakers")]),
     (CLUSTER, "max_requests_per_connection", &[compat("max_requests_per_connection")]),
     (CLUSTER, "common_http_protocol_options", &[compat("cluster_common_http_protocol_options")]),
@@ -693,6 +709,22 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "envoy.config.cluster.v3.Cluster.RefreshRate",
         "max_interval",
         &[test(UPSTREAM_IT, "dns_failure_refresh_rate_backs_off_after_a_failed_resolution")],
+    ),
+    ("envoy.config.core.v3.DnsResolutionConfig", "resolvers", &[test(DNS_IT, DNS_TTL)]),
+    ("envoy.config.core.v3.DnsResolutionConfig", "dns_resolver_options", &[test(DNS_IT, DNS_BOOTSTRAP)]),
+    ("envoy.config.core.v3.DnsResolverOptions", "use_tcp_for_dns_lookups", &[test(DNS_IT, DNS_BOOTSTRAP)]),
+    ("envoy.config.core.v3.DnsResolverOptions", "no_default_search_domain", &[test(DNS_IT, DNS_SEARCH)]),
+    (CARES, "resolvers", &[test(DNS_IT, DNS_HOSTILE), compat("dns_resolvers")]),
+    (CARES, "use_resolvers_as_fallback", &[test(DNS_IT, DNS_FALLBACK)]),
+    (CARES, "filter_unroutable_families", &[test(DNS_IT, DNS_FALLBACK)]),
+    (CARES, "dns_resolver_options", &[test(DNS_IT, DNS_SEARCH)]),
+    (CARES, "query_timeout_seconds", &[test(DNS_IT, DNS_HOSTILE), compat("dns_resolvers")]),
+    (CARES, "query_tries", &[test(DNS_IT, DNS_HOSTILE), compat("dns_resolvers")]),
+    (CARES, "edns0_max_payload_size", &[test(DNS_IT, DNS_SEARCH)]),
+    (
+        "envoy.extensions.network.dns_resolver.getaddrinfo.v3.GetAddrInfoDnsResolverConfig",
+        "num_retries",
+        &[test(DNS_IT, "the_getaddrinfo_resolver_fails_a_name_without_address")],
     ),
     (
         "envoy.config.cluster.v3.Cluster.LeastRequestLbConfig",
