@@ -224,6 +224,10 @@ impl Stats {
                 slots.extend(sorted.words.iter().zip(&sorted.order).map(|(w, &i)| (w.clone(), stats[i].clone())));
                 return stats;
             }
+            // A second component's stats in a group sized to fit the first's
+            // (an xDS cluster's `update_*` beside its `upstream_*`): grown
+            // exactly, not doubled, which cost ~2.5 KiB per cluster.
+            slots.reserve_exact(words.given.len());
         }
         words.given.iter().map(|w| self.get_or_create(prefix, w)).collect()
     }
