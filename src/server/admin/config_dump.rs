@@ -177,9 +177,10 @@ fn add_dynamic(
         dump["version_info"] = json!(state.version_info);
     }
     let Some(desc) = descriptor::message(type_name) else { return };
-    let resources: Vec<Json> = state
-        .resources
-        .iter()
+    let mut sorted: Vec<_> = state.resources.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let resources: Vec<Json> = sorted
+        .into_iter()
         .map(|(name, r)| {
             let mut resource = match DynamicMessage::decode(desc.clone(), r.encoded.as_slice()) {
                 Ok(mut m) => {
