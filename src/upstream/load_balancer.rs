@@ -60,8 +60,9 @@ pub struct LoadBalancer {
     /// seed; kept across host-set changes, as Envoy's.
     rr_next: Cell<u64>,
     /// The weighted scheduler, present while the hosts' weights differ
-    /// (`ROUND_ROBIN` and `LEAST_REQUEST` only).
-    edf: RefCell<Option<Edf>>,
+    /// (`ROUND_ROBIN` and `LEAST_REQUEST` only). Boxed: most clusters never
+    /// have one, and a balancer is kept per source, level and thread.
+    edf: RefCell<Option<Box<Edf>>>,
     /// `LEAST_REQUEST`'s bias as of the last `refresh` (the runtime's, or the
     /// configured one).
     bias: Cell<f64>,
@@ -101,9 +102,9 @@ impl LoadBalancer {
         *self.edf.borrow_mut() = match self.policy {
             _ if !weighted => None,
             LbPolicy::Random => None,
-            LbPolicy::RoundRobin => Some(Edf::with_picks(weights(), |_, w| w, picks)),
+            LbPolicy::RoundRobin => Some(Box::new(Edf::with_picks(weights(), |_, w| w, picks))),
             LbPolicy::LeastRequest { .. } => {
-                Some(Edf::with_picks(weights(), |i, w| least_request_weight(w, &hosts[i], bias), picks))
+                Some(Box::new(Edf::with_picks(weights(), |i, w| least_request_weight(w, &hosts[i], bias), picks)))
             }
         };
     }

@@ -128,9 +128,12 @@ struct Localities {
     groups: Vec<(Vec<Arc<Host>>, LoadBalancer)>,
     /// Over the localities of positive effective weight: their indexes in `groups`
     /// by the schedule's index. None when no locality has weight. (A cell: a
-    /// pick moves the schedule on.)
-    schedule: RefCell<Option<(Edf, Vec<usize>)>>,
+    /// pick moves the schedule on; boxed, as most sources have none.)
+    schedule: RefCell<Option<Box<LocalitySchedule>>>,
 }
+
+/// A schedule over localities, and the index in `groups` of each it picks.
+type LocalitySchedule = (Edf, Vec<usize>);
 
 /// The host a request goes to (none when its level and source have none), and
 /// whether its level was in panic (`lb_healthy_panic`).
@@ -148,7 +151,7 @@ impl Source {
     /// A host: of a locality picked by its schedule when there is one.
     fn choose(&self) -> Option<Arc<Host>> {
         let mut schedule = self.localities.schedule.borrow_mut();
-        if let Some((edf, indexes)) = schedule.as_mut() {
+        if let Some((edf, indexes)) = schedule.as_deref_mut() {
             let (group, lb) = indexes.get(edf.pick(|_, w| w)?).and_then(|i| self.localities.groups.get(*i))?;
             return lb.choose(group).cloned();
         }
@@ -358,7 +361,7 @@ fn refresh_localities(
         None
     } else {
         // Envoy passes its 64-bit seed as the 32-bit number of picks.
-        Some((Edf::with_picks(effective, |_, w| w, seed as u32), indexes))
+        Some(Box::new((Edf::with_picks(effective, |_, w| w, seed as u32), indexes)))
     };
 }
 
