@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod handoff;
+pub mod init_target;
 pub mod instance;
 pub mod memory;
 pub mod options;

@@ -9,7 +9,6 @@
 //! `http.<prefix>.rds.<name>.update_*` and is initialized by its first
 //! response or by `initial_fetch_timeout`.
 
-use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -21,26 +20,22 @@ use super::{ResourceApi, SubscriptionStats};
 use crate::config::path_source::DiscoveryFile;
 use crate::config::ConfigError;
 use crate::extensions::filters::network::http_connection_manager::rds::ROUTE_TYPE;
+use crate::server::init_target::InitTarget;
 use crate::stats::Store;
 
 /// One route config on the stream.
 pub struct Entry {
     api: RdsApi,
     stats: SubscriptionStats,
-    initialized: Cell<bool>,
-    notify: tokio::sync::Notify,
+    initialized: InitTarget,
 }
 
 impl Entry {
     /// Waits for the first response naming it, or for `timeout` (then with
     /// no table: every request is a 404, counting `init_fetch_timeout`).
     pub async fn initialized(&self, timeout: Option<Duration>) {
-        let notified = self.notify.notified();
-        if self.initialized.get() {
-            return;
-        }
-        let Some(timeout) = timeout else { return notified.await };
-        if tokio::time::timeout(timeout, notified).await.is_err() && !self.initialized.get() {
+        let Some(timeout) = timeout else { return self.initialized.ready().await };
+        if tokio::time::timeout(timeout, self.initialized.ready()).await.is_err() && !self.initialized.is_ready() {
             self.stats.init_fetch_timeout.inc();
             self.stats.update_attempt.inc();
             tracing::warn!("rds: initial fetch timed out for route config {}", self.api.name());
@@ -49,13 +44,11 @@ impl Entry {
     }
 
     pub fn is_initialized(&self) -> bool {
-        self.initialized.get()
+        self.initialized.is_ready()
     }
 
     fn initialize(&self) {
-        if !self.initialized.replace(true) {
-            self.notify.notify_waiters();
-        }
+        self.initialized.set();
     }
 }
 
@@ -104,7 +97,7 @@ pub fn new_watch(mux: &Rc<GrpcMux>) -> RdsWatch {
 /// Subscribes a route config on `watch`: the stream asks for it.
 pub fn add(watch: &RdsWatch, api: RdsApi, store: &Store) -> Rc<Entry> {
     let stats = SubscriptionStats::new(store, api.stat_prefix());
-    let entry = Rc::new(Entry { api, stats, initialized: Cell::new(false), notify: tokio::sync::Notify::new() });
+    let entry = Rc::new(Entry { api, stats, initialized: InitTarget::default() });
     watch.push(entry.clone());
     entry
 }

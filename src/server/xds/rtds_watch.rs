@@ -8,7 +8,6 @@
 //! response, accepted or not, or by `initial_fetch_timeout` (counting
 //! `runtime.init_fetch_timeout`).
 
-use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -19,29 +18,24 @@ use super::rtds::{RtdsApi, RUNTIME_TYPE, STAT_PREFIX};
 use super::{ResourceApi, SubscriptionStats};
 use crate::config::path_source::DiscoveryFile;
 use crate::config::ConfigError;
+use crate::server::init_target::InitTarget;
 use crate::stats::Store;
 
 /// One RTDS layer on the stream.
 pub struct Entry {
     api: RtdsApi,
     stats: SubscriptionStats,
-    initialized: Cell<bool>,
-    notify: tokio::sync::Notify,
+    initialized: InitTarget,
 }
 
 impl Entry {
     /// Waits for the first response naming it, or for its fetch to time out.
     pub async fn initialized(&self) {
-        let notified = self.notify.notified();
-        if !self.initialized.get() {
-            notified.await;
-        }
+        self.initialized.ready().await;
     }
 
     fn initialize(&self) {
-        if !self.initialized.replace(true) {
-            self.notify.notify_waiters();
-        }
+        self.initialized.set();
     }
 }
 
@@ -87,13 +81,13 @@ pub fn new_watch(mux: &Rc<GrpcMux>) -> RtdsWatch {
 /// initialization after `timeout` if no response named it by then.
 pub fn add(watch: &RtdsWatch, api: RtdsApi, store: &Store, timeout: Option<Duration>) -> Rc<Entry> {
     let stats = SubscriptionStats::new(store, STAT_PREFIX);
-    let entry = Rc::new(Entry { api, stats, initialized: Cell::new(false), notify: tokio::sync::Notify::new() });
+    let entry = Rc::new(Entry { api, stats, initialized: InitTarget::default() });
     watch.push(entry.clone());
     if let Some(timeout) = timeout {
         let weak = Rc::downgrade(&entry);
         tokio::task::spawn_local(async move {
             tokio::time::sleep(timeout).await;
-            if let Some(entry) = weak.upgrade().filter(|e| !e.initialized.get()) {
+            if let Some(entry) = weak.upgrade().filter(|e| !e.initialized.is_ready()) {
                 entry.stats.init_fetch_timeout.inc();
                 entry.stats.update_attempt.inc();
                 tracing::warn!("rtds: initial fetch timed out for {}", entry.api.resource_name());
