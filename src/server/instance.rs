@@ -290,36 +290,26 @@ impl ServerConfig {
             None => DynamicResourcesConfig::default(),
         };
         dynamic.check_management_clusters(&clusters.clusters, b.node.as_ref())?;
-        // The management servers of the connection managers' RDS, checked as CDS's and LDS's.
-        for c in route_configs.all() {
-            let path = config::FieldPath::starting_at(&format!("{}config_source", c.stat_prefix));
-            match &c.source.source {
-                config::config_source::Source::Ads if dynamic.ads.is_none() => {
-                    return Err(path.field_error("ads", "ADS must be configured to support an ADS config source"))
-                }
-                config::config_source::Source::Grpc(grpc) => xds::source::check_cluster(
-                    grpc,
-                    clusters.clusters.iter().find(|k| k.name == grpc.cluster).map(|k| k.as_ref()),
-                    &path.child("api_config_source.grpc_services[0].envoy_grpc.cluster_name"),
-                )?,
-                _ => {}
+        // The management servers of the connection managers' RDS and of the RTDS layers.
+        // Each checked as CDS's and LDS's: ADS configured, a static HTTP/2 cluster.
+        let check_source = |source: &config::config_source::Source, path: config::FieldPath| match source {
+            config::config_source::Source::Ads if dynamic.ads.is_none() => {
+                Err(path.field_error("ads", "ADS must be configured to support an ADS config source"))
             }
+            config::config_source::Source::Grpc(grpc) => xds::source::check_cluster(
+                grpc,
+                clusters.clusters.iter().find(|k| k.name == grpc.cluster).map(|k| k.as_ref()),
+                &path.child("api_config_source.grpc_services[0].envoy_grpc.cluster_name"),
+            ),
+            _ => Ok(()),
+        };
+        for c in route_configs.all() {
+            check_source(&c.source.source, config::FieldPath::starting_at(&format!("{}config_source", c.stat_prefix)))?;
         }
-        // The management servers of the RTDS layers, checked as CDS's and LDS's.
         for (i, layer) in runtime_layers.iter().enumerate() {
             let runtime::LayerSource::Rtds { source, .. } = &layer.source else { continue };
             let path = config::FieldPath::starting_at(&format!("layered_runtime.layers[{i}].rtds_layer.rtds_config"));
-            match &source.source {
-                config::config_source::Source::Ads if dynamic.ads.is_none() => {
-                    return Err(path.field_error("ads", "ADS must be configured to support an ADS config source"))
-                }
-                config::config_source::Source::Grpc(grpc) => xds::source::check_cluster(
-                    grpc,
-                    clusters.clusters.iter().find(|k| k.name == grpc.cluster).map(|k| k.as_ref()),
-                    &path.child("api_config_source.grpc_services[0].envoy_grpc.cluster_name"),
-                )?,
-                _ => {}
-            }
+            check_source(&source.source, path)?;
         }
         // Envoy's check for an EDS (first, as static clusters are built first),
         // CDS or RTDS subscription, from a file too (not for LDS): a management
