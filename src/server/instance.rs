@@ -178,10 +178,8 @@ impl ServerConfig {
         let statics = b.static_resources.as_ref();
         let node_complete = b.node.as_ref().is_some_and(|n| !n.id.is_empty() && !n.cluster.is_empty());
         let secrets = Arc::new(SecretManager::from_proto(statics.map_or(&[], |s| &s.secrets), node_complete)?);
-        let local_locality = b.node.as_ref().and_then(|n| n.locality.as_ref()).map(|l| Locality {
-            region: l.region.clone(),
-            zone: l.zone.clone(),
-            sub_zone: l.sub_zone.clone(),
+        let local_locality = b.node.as_ref().and_then(|n| n.locality.as_ref()).map(|l| {
+            Arc::new(Locality { region: l.region.clone(), zone: l.zone.clone(), sub_zone: l.sub_zone.clone() })
         });
         // The resolver of every DNS cluster that names none of its own.
         #[allow(deprecated)]

@@ -24,13 +24,16 @@ use super::buckets::{self, DECADES, PER_DECADE, UNITS};
 use super::distribution::Distribution;
 
 type Decade = [AtomicU64; PER_DECADE];
+type Decades = [OnceLock<Box<Decade>>; DECADES];
 
 /// A histogram of `u64` samples. Created by [`Store::histogram`](super::Store::histogram).
 pub struct Histogram {
     /// Counters of the open interval for `0..=9`.
     units: [AtomicU64; UNITS],
-    /// Counters of the open interval for `[10^(d+1), 10^(d+2))`, allocated on first use.
-    decades: [OnceLock<Box<Decade>>; DECADES],
+    /// Counters of the open interval for `[10^(d+1), 10^(d+2))`, allocated on first
+    /// use; the table of them too, so a histogram that never sees a value above 9
+    /// (most of those a large xDS config's clusters get) holds one pointer, not 19.
+    decades: OnceLock<Box<Decades>>,
     /// Exact sum of every recorded value (wrapping), live.
     sum: AtomicU64,
     /// What the last flush produced; touched by the main thread only.
@@ -63,7 +66,7 @@ impl Histogram {
     pub(super) fn new() -> Self {
         Histogram {
             units: [const { AtomicU64::new(0) }; UNITS],
-            decades: [const { OnceLock::new() }; DECADES],
+            decades: OnceLock::new(),
             sum: AtomicU64::new(0),
             flushed: Mutex::new(HistogramSnapshot::default()),
         }
@@ -74,7 +77,7 @@ impl Histogram {
     pub fn record(&self, value: u64) {
         let counter = match buckets::position(value) {
             (0, unit) => &self.units[unit],
-            (d, offset) => &self.decades[d - 1].get_or_init(new_decade)[offset],
+            (d, offset) => &self.decades.get_or_init(new_decades)[d - 1].get_or_init(new_decade)[offset],
         };
         counter.fetch_add(1, Ordering::Relaxed);
         self.sum.fetch_add(value, Ordering::Relaxed);
@@ -105,7 +108,7 @@ impl Histogram {
         for (unit, counter) in self.units.iter().enumerate() {
             take(unit, counter);
         }
-        for (d, decade) in self.decades.iter().enumerate() {
+        for (d, decade) in self.decades.get().into_iter().flat_map(|d| d.iter()).enumerate() {
             for (offset, counter) in decade.get().into_iter().flat_map(|c| c.iter()).enumerate() {
                 take(UNITS + d * PER_DECADE + offset, counter);
             }
@@ -120,6 +123,10 @@ impl Histogram {
         // Plain data behind the lock: a panic elsewhere leaves it usable.
         self.flushed.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+fn new_decades() -> Box<Decades> {
+    Box::new([const { OnceLock::new() }; DECADES])
 }
 
 fn new_decade() -> Box<Decade> {

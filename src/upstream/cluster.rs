@@ -279,7 +279,7 @@ pub struct ClusterInfo {
     /// An EDS cluster's source (`None` for every other type).
     pub eds: Option<EdsClusterConfig>,
     /// An ORIGINAL_DST cluster's settings (`None` for every other type).
-    pub original_dst: Option<super::original_dst::OriginalDst>,
+    pub original_dst: Option<Box<super::original_dst::OriginalDst>>,
     /// `load_assignment.policy.overprovisioning_factor`, in percent (Envoy's default
     /// 140): how much a priority level's health is scaled by before the levels below
     /// it take a share of the load (see `upstream::priority`).
@@ -295,7 +295,7 @@ pub struct ClusterInfo {
     pub locality_weighted: bool,
     /// The bootstrap `node.locality`, when set: Envoy lists a cluster's hosts of
     /// that locality first among its localities.
-    pub local_locality: Option<Locality>,
+    pub local_locality: Option<Arc<Locality>>,
     /// `zone_aware_lb_config` (of `common_lb_config`, or of the policy's
     /// `locality_lb_config`): Envoy's defaults when unset.
     pub zone_aware: ZoneAwareConfig,
@@ -335,8 +335,9 @@ pub struct ClusterInfo {
     /// read only when `upstream_protocol` may speak HTTP/2.
     pub http2_options: Http2Options,
     /// `cluster.<name>.http2.*`, created with the cluster's first HTTP/2
-    /// connection as Envoy creates them with its first HTTP/2 codec.
-    http2_stats: OnceLock<Http2CodecStats>,
+    /// connection as Envoy creates them with its first HTTP/2 codec (boxed: most
+    /// clusters never have one, and the stats are ~200 bytes of pointers).
+    http2_stats: OnceLock<Box<Http2CodecStats>>,
     /// `upstream_rq_<class>xx`, `upstream_rq_<code>`, `retry.*` and `upstream_rq_time`,
     /// created on first use.
     code_stats: CodeStats,
@@ -385,8 +386,9 @@ impl ClusterInfo {
 
     /// `cluster.<name>.http2.*`, created on first use (the first HTTP/2 connection).
     pub fn http2_stats(&self) -> &Http2CodecStats {
-        self.http2_stats
-            .get_or_init(|| Http2CodecStats::new(&self.code_stats.store, &format!("{}http2.", self.code_stats.prefix)))
+        self.http2_stats.get_or_init(|| {
+            Box::new(Http2CodecStats::new(&self.code_stats.store, &format!("{}http2.", self.code_stats.prefix)))
+        })
     }
 
     /// The protocol of a request upstream, given the downstream request's version.
@@ -429,7 +431,7 @@ impl ClusterInfo {
             }
         };
         let original_dst = match discovery {
-            DiscoveryType::OriginalDst => Some(OriginalDst::from_proto(c, path)?),
+            DiscoveryType::OriginalDst => Some(Box::new(OriginalDst::from_proto(c, path)?)),
             _ => None,
         };
         let (lb_policy, locality_weighted, zone_aware) = match &c.load_balancing_policy {

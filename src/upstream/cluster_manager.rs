@@ -58,7 +58,7 @@ pub struct ClusterManagerConfig {
     pub clusters: Vec<Arc<ClusterInfo>>,
     pub stats: Arc<ClusterManagerStats>,
     /// `node.locality`, which every cluster (CDS ones too) is built with.
-    pub local_locality: Option<Locality>,
+    pub local_locality: Option<Arc<Locality>>,
     /// `cluster_manager.local_cluster_name`: zone routing's local cluster.
     pub local_cluster: Option<String>,
     /// The bootstrap's DNS resolver, which DNS clusters without their own use.
@@ -73,7 +73,7 @@ impl ClusterManagerConfig {
     /// bootstrap's resolver config.
     pub fn from_proto(
         clusters: &[Cluster],
-        local: Option<&Locality>,
+        local: Option<&Arc<Locality>>,
         local_cluster: Option<&str>,
         default_dns: DnsResolverConfig,
         store: &Arc<Store>,
@@ -111,7 +111,7 @@ impl ClusterManagerConfig {
 pub fn build_cluster(
     c: &Cluster,
     path: &FieldPath,
-    local: Option<&Locality>,
+    local: Option<&Arc<Locality>>,
     local_cluster: Option<&str>,
     store: &Arc<Store>,
     sockets: &dyn TransportSocketBuilder,
@@ -152,7 +152,7 @@ pub struct ClusterManager {
     assigned_factors: RefCell<BTreeMap<String, u32>>,
     slot: Slot<ThreadLocalClusterManager>,
     stats: Arc<ClusterManagerStats>,
-    local_locality: Option<Locality>,
+    local_locality: Option<Arc<Locality>>,
     local_cluster: Option<String>,
     /// The active health checking of each cluster that has `health_checks`.
     health_checkers: RefCell<BTreeMap<String, Rc<ClusterHealthChecker>>>,
@@ -604,7 +604,7 @@ impl ClusterManager {
     }
 
     /// `node.locality`, which CDS clusters are built with.
-    pub fn local_locality(&self) -> Option<&Locality> {
+    pub fn local_locality(&self) -> Option<&Arc<Locality>> {
         self.local_locality.as_ref()
     }
 

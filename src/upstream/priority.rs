@@ -68,7 +68,7 @@ pub struct PriorityLoadBalancer {
     /// `locality_weighted_lb_config`: pick a locality first (module doc).
     locality_weighted: bool,
     /// The node's locality, ordered first among a level's localities.
-    local_locality: Option<Locality>,
+    local_locality: Option<Arc<Locality>>,
     levels: RefCell<Levels>,
     /// `zone_aware_lb_config.fail_traffic_on_panic`: a level in panic yields no host.
     fail_on_panic: bool,
@@ -206,7 +206,7 @@ impl PriorityLoadBalancer {
         let levels = self.levels.borrow();
         let level0 = levels.levels.first().map_or(&[][..], |l| &l.all.hosts[..]);
         let threshold = self.effective_panic_threshold();
-        zone.state.borrow_mut().recalculate(level0, local, self.local_locality.as_ref(), threshold, &zone.info.stats);
+        zone.state.borrow_mut().recalculate(level0, local, self.local_locality.as_deref(), threshold, &zone.info.stats);
     }
 
     /// The panic threshold, the runtime's when it sets one (capped at 100).
@@ -218,7 +218,7 @@ impl PriorityLoadBalancer {
     }
 
     /// Orders `local` first among the localities (the bootstrap's `node.locality`).
-    pub fn with_local_locality(mut self, local: Option<Locality>) -> Self {
+    pub fn with_local_locality(mut self, local: Option<Arc<Locality>>) -> Self {
         self.local_locality = local;
         self
     }
@@ -231,8 +231,13 @@ impl PriorityLoadBalancer {
 
     /// Installs an EDS assignment: its hosts and its overprovisioning factor.
     pub fn refresh_assigned(&self, hosts: &[Arc<Host>], overprovisioning_factor: u32) {
-        self.overprovisioning_factor.set(overprovisioning_factor);
+        self.set_overprovisioning_factor(overprovisioning_factor);
         self.refresh(hosts);
+    }
+
+    /// The assignment's factor, for the next `refresh`.
+    pub fn set_overprovisioning_factor(&self, overprovisioning_factor: u32) {
+        self.overprovisioning_factor.set(overprovisioning_factor);
     }
 
     /// Installs a new host set, ordered by priority (a `HostSet`). Levels that
@@ -266,7 +271,7 @@ impl PriorityLoadBalancer {
             // Zone routing picks among level 0's localities (without a schedule).
             let zoned = i == 0 && self.zone.is_some();
             if self.locality_weighted || zoned {
-                let groups = locality_groups(all, self.local_locality.as_ref());
+                let groups = locality_groups(all, self.local_locality.as_deref());
                 let (policy, seed, weighted) = (self.policy, self.seed, self.locality_weighted);
                 refresh_localities(&mut level.healthy, &groups, Health::Healthy, factor, policy, seed, weighted);
                 refresh_localities(&mut level.degraded, &groups, Health::Degraded, factor, policy, seed, weighted);
@@ -752,7 +757,7 @@ mod tests {
     fn the_nodes_own_locality_comes_first_and_wins_ties() {
         let set = in_localities(&[("a", 1), ("b", 1)]);
         let first = |local: Option<&str>| {
-            let local = local.map(|r| Locality { region: r.to_string(), ..Default::default() });
+            let local = local.map(|r| Arc::new(Locality { region: r.to_string(), ..Default::default() }));
             let lb = PriorityLoadBalancer::with_seed(LbPolicy::RoundRobin, 140, true, 0).with_local_locality(local);
             lb.refresh(&set);
             ports(&lb, 2)

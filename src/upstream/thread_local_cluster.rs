@@ -2,7 +2,7 @@
 //! thread, plus this worker's own load-balancer state. Lives in a thread-local
 //! slot, so it is `Rc`/`RefCell` and never locked.
 
-use std::cell::RefCell;
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -30,10 +30,24 @@ pub struct ThreadLocalCluster {
     pub name: Rc<str>,
     hosts: RefCell<HostSet>,
     /// This worker's load balancer (one per priority level), refreshed with every
-    /// new host set.
+    /// new host set once it is in use.
     lb: PriorityLoadBalancer,
+    /// `lb` has not been built yet: it is, from `hosts`, at the first pick. Most of
+    /// a large xDS config's clusters are never picked on a given worker, and a
+    /// level's balancers are most of what a cluster costs a worker (~0.5 KiB). A
+    /// zone-aware cluster, which needs its local cluster's hosts, is built at once.
+    lb_unbuilt: Cell<bool>,
     /// An ORIGINAL_DST cluster's balancer, in place of `lb`.
-    original_dst: Option<OriginalDstLb>,
+    original_dst: Option<Box<OriginalDstLb>>,
+    /// What traffic through this worker builds up, made with the first of it: an
+    /// unused cluster (most of a large xDS config's, on a given worker) costs a
+    /// pointer here rather than four empty maps.
+    traffic: OnceCell<Box<Traffic>>,
+}
+
+/// A cluster's per-worker state that requests create.
+#[derive(Default)]
+struct Traffic {
     /// This worker's HTTP pools, one per host address, protocol and TLS
     /// options (Envoy keys its pools by the transport socket options too).
     http_pools: RefCell<FnvHashMap<PoolKey, ConnPool>>,
@@ -61,11 +75,19 @@ impl ThreadLocalCluster {
         if let (Some(lb), Some(od)) = (&self.original_dst, &self.info.original_dst) {
             return lb.choose(&self.info, od, ctx);
         }
+        if self.lb_unbuilt.get() {
+            self.lb.refresh(&self.hosts.borrow());
+            self.lb_unbuilt.set(false);
+        }
         let pick = self.lb.choose();
         if pick.panic {
             self.info.stats.lb_healthy_panic.inc();
         }
         pick.host
+    }
+
+    fn traffic(&self) -> &Traffic {
+        self.traffic.get_or_init(Box::default)
     }
 
     pub fn hosts(&self) -> HostSet {
@@ -79,7 +101,7 @@ impl ThreadLocalCluster {
     pub fn count_response_code(&self, code: u16) {
         let s = &self.info.stats;
         s.upstream_rq_completed.inc();
-        let mut cache = self.code_counters.borrow_mut();
+        let mut cache = self.traffic().code_counters.borrow_mut();
         let counters =
             cache.entry(code).or_insert_with(|| [self.info.class_counter(code), self.info.code_counter(code)]);
         for c in counters.iter() {
@@ -92,7 +114,7 @@ impl ThreadLocalCluster {
     /// `retry.upstream_rq_completed`, `retry.upstream_rq_<class>xx` and
     /// `retry.upstream_rq_<code>` (created on first use, as Envoy does).
     pub fn count_retried_response_code(&self, code: u16) {
-        let mut cache = self.retry_counters.borrow_mut();
+        let mut cache = self.traffic().retry_counters.borrow_mut();
         let counters = cache.entry(code).or_insert_with(|| {
             let mut names = vec!["retry.upstream_rq_completed".to_owned()];
             if (100..600).contains(&code) {
@@ -109,7 +131,7 @@ impl ThreadLocalCluster {
     /// The worker's connection pool for `host`, `protocol` and the request's
     /// TLS `options`, created on first use.
     pub fn http_pool(&self, host: &Arc<Host>, protocol: Protocol, options: TransportOptions) -> ConnPool {
-        let mut pools = self.http_pools.borrow_mut();
+        let mut pools = self.traffic().http_pools.borrow_mut();
         let key = (host.address, protocol, options);
         match pools.get(&key) {
             Some(p) if Arc::ptr_eq(p.host(), host) => p.clone(),
@@ -127,15 +149,15 @@ impl ThreadLocalCluster {
 
     /// The protocol `auto_config` connections to `host` with `options` negotiated.
     pub(super) fn negotiated(&self, host: &Arc<Host>, options: &TransportOptions) -> Option<Protocol> {
-        self.negotiated.borrow().get(&(host.address, options.clone())).copied()
+        self.traffic.get()?.negotiated.borrow().get(&(host.address, options.clone())).copied()
     }
 
     /// Records (`Some`) or forgets what `auto_config` connections negotiated.
     pub fn set_negotiated(&self, host: &Arc<Host>, options: &TransportOptions, protocol: Option<Protocol>) {
         let key = (host.address, options.clone());
         match protocol {
-            Some(p) => self.negotiated.borrow_mut().insert(key, p),
-            None => self.negotiated.borrow_mut().remove(&key),
+            Some(p) => self.traffic().negotiated.borrow_mut().insert(key, p),
+            None => self.traffic.get().and_then(|t| t.negotiated.borrow_mut().remove(&key)),
         };
     }
 }
@@ -218,6 +240,10 @@ impl ThreadLocalClusterManager {
             Some(existing) if Arc::ptr_eq(&existing.info, &info) => {
                 match (&existing.original_dst, overprovisioning_factor) {
                     (Some(od), _) => od.refresh(&hosts),
+                    (None, Some(factor)) if existing.lb_unbuilt.get() => {
+                        existing.lb.set_overprovisioning_factor(factor)
+                    }
+                    (None, None) if existing.lb_unbuilt.get() => {}
                     (None, Some(factor)) => existing.lb.refresh_assigned(&hosts, factor),
                     (None, None) => existing.lb.refresh(&hosts),
                 }
@@ -233,8 +259,10 @@ impl ThreadLocalClusterManager {
                     Some(od) => od.addresses(),
                     None => hosts.iter().map(|h| h.address).collect(),
                 };
-                existing.http_pools.borrow_mut().retain(|(addr, _, _), _| kept.contains(addr));
-                existing.negotiated.borrow_mut().retain(|(addr, _), _| kept.contains(addr));
+                if let Some(traffic) = existing.traffic.get() {
+                    traffic.http_pools.borrow_mut().retain(|(addr, _, _), _| kept.contains(addr));
+                    traffic.negotiated.borrow_mut().retain(|(addr, _), _| kept.contains(addr));
+                }
                 *existing.hosts.borrow_mut() = hosts;
             }
             _ => {
@@ -247,9 +275,12 @@ impl ThreadLocalClusterManager {
                 if info.local_cluster.is_some() {
                     lb = lb.with_zone_aware(info.clone());
                 }
-                lb.refresh(&hosts);
-                lb.recalculate_zones(&Self::local_hosts(&clusters, &info));
-                let original_dst = info.original_dst.as_ref().map(|_| OriginalDstLb::default());
+                let lb_unbuilt = !lb.is_zone_aware();
+                if !lb_unbuilt {
+                    lb.refresh(&hosts);
+                    lb.recalculate_zones(&Self::local_hosts(&clusters, &info));
+                }
+                let original_dst = info.original_dst.as_ref().map(|_| Box::<OriginalDstLb>::default());
                 if let Some(od) = &original_dst {
                     od.refresh(&hosts);
                 }
@@ -260,11 +291,9 @@ impl ThreadLocalClusterManager {
                         name,
                         hosts: RefCell::new(hosts),
                         lb,
+                        lb_unbuilt: Cell::new(lb_unbuilt),
                         original_dst,
-                        http_pools: RefCell::new(FnvHashMap::default()),
-                        negotiated: RefCell::new(FnvHashMap::default()),
-                        code_counters: RefCell::new(FnvHashMap::default()),
-                        retry_counters: RefCell::new(FnvHashMap::default()),
+                        traffic: OnceCell::new(),
                     }),
                 );
             }

@@ -44,7 +44,7 @@ fn assignment(info: &ClusterInfo, hosts: &HostSet, cm: &ClusterManager) -> Json 
     let top = hosts.last().map_or(0, |h| h.priority);
     for priority in 0..=top {
         let level: Vec<_> = hosts.iter().filter(|h| h.priority == priority).cloned().collect();
-        for (locality, group) in locality_groups(&level, info.local_locality.as_ref()) {
+        for (locality, group) in locality_groups(&level, info.local_locality.as_deref()) {
             let mut place = Map::new();
             for (key, value) in
                 [("region", &locality.region), ("zone", &locality.zone), ("sub_zone", &locality.sub_zone)]
