@@ -12,8 +12,10 @@
 //!   frame-length rules and the pending-send bound, read off the frame headers
 //! - `request_body` — a request body as the router reads it, window given back as read
 //! - `response_writer` — a response onto a stream, as the peer's window allows
+//! - `hpack` — Courier's own HPACK (RFC 7541), not wired in yet (see its why-paragraph)
 
 pub mod frame_guard;
+pub mod hpack;
 pub mod io;
 pub mod options;
 pub mod request_body;
