@@ -1,10 +1,11 @@
 //! The Huffman code of RFC 7541 Appendix B, both ways.
 //!
-//! The code is canonical (codes of one length are consecutive, in symbol
-//! order, and each length's first code follows from the previous length's
-//! last), so decoding needs no tree: per code length, the first code and where
-//! its symbols start in a symbol list sorted by (length, symbol), built at
-//! compile time from the code table. Decoding is strict, as RFC 7541 §5.2
+//! Decoding takes the next 8 bits to a table for codes of up to 8 bits (most
+//! of what headers hold); longer codes use that the code is canonical (codes
+//! of one length are consecutive, in symbol order, and each length's first
+//! code follows from the previous length's last): per code length, the first
+//! code and where its symbols start in a symbol list sorted by (length,
+//! symbol). Both tables are built at compile time from the code table. Decoding is strict, as RFC 7541 §5.2
 //! requires: EOS inside the string, padding longer than 7 bits, and padding
 //! that is not the most significant bits of EOS (all ones) are errors.
 
@@ -324,39 +325,83 @@ pub enum HuffmanError {
     PaddingNotOnes,
 }
 
+/// For each value of the next 8 bits: the symbol whose code (of at most 8
+/// bits) they start with, and that code's length (0: the code is longer).
+/// Most of what headers hold (lower-case letters, digits, common punctuation)
+/// has codes of 5 to 8 bits, so this one look-up decodes most symbols.
+const SHORT_CODES: [(u8, u8); 256] = short_codes();
+
+const fn short_codes() -> [(u8, u8); 256] {
+    let mut t = [(0u8, 0u8); 256];
+    let mut sym = 0;
+    while sym < 256 {
+        let (code, len) = CODES[sym];
+        if len <= 8 {
+            let shift = 8 - len as u32;
+            let first = (code << shift) as usize;
+            let mut i = 0;
+            while i < (1usize << shift) {
+                t[first + i] = (sym as u8, len);
+                i += 1;
+            }
+        }
+        sym += 1;
+    }
+    t
+}
+
 /// Decodes `src`, appending the octets to `dst` (or, with `None`, only
 /// checking that it decodes).
 pub fn decode(src: &[u8], mut dst: Option<&mut impl BufMut>) -> Result<(), HuffmanError> {
     let c = &CANONICAL;
-    let mut code: u32 = 0;
-    let mut len = 0usize;
-    for &byte in src {
-        let mut bit = 8;
-        while bit > 0 {
-            bit -= 1;
-            code = (code << 1) | u32::from((byte >> bit) & 1);
-            len += 1;
-            let rank = code.wrapping_sub(c.first[len]);
-            if rank < c.count[len] {
-                let sym = c.symbols[c.start[len] as usize + rank as usize] as usize;
-                if sym == EOS {
-                    return Err(HuffmanError::Eos);
-                }
+    // The bits not yet decoded, the next one at bit 63; `nbits` of them are real.
+    let mut acc: u64 = 0;
+    let mut nbits: u32 = 0;
+    let mut next = 0;
+    loop {
+        while nbits <= 56 && next < src.len() {
+            acc |= u64::from(src[next]) << (56 - nbits);
+            nbits += 8;
+            next += 1;
+        }
+        let (sym, len) = SHORT_CODES[(acc >> 56) as usize];
+        if len != 0 && u32::from(len) <= nbits {
+            if let Some(d) = dst.as_mut() {
+                d.put_u8(sym);
+            }
+            acc <<= len;
+            nbits -= u32::from(len);
+            continue;
+        }
+        // A longer code (9 to 30 bits), or what is left is padding.
+        let mut found = None;
+        let mut l = 9;
+        while l <= MAX_CODE_LENGTH as u32 && l <= nbits {
+            let rank = ((acc >> (64 - l)) as u32).wrapping_sub(c.first[l as usize]);
+            if rank < c.count[l as usize] {
+                found = Some((c.symbols[c.start[l as usize] as usize + rank as usize] as usize, l));
+                break;
+            }
+            l += 1;
+        }
+        match found {
+            Some((EOS, _)) => return Err(HuffmanError::Eos),
+            Some((sym, l)) => {
                 if let Some(d) = dst.as_mut() {
                     d.put_u8(sym as u8);
                 }
-                code = 0;
-                len = 0;
-            } else if len == MAX_CODE_LENGTH {
-                // Unreachable for a complete code; kept so `len` never indexes past the tables.
-                return Err(HuffmanError::Eos);
+                acc <<= l;
+                nbits -= l;
             }
+            None => break,
         }
     }
-    if len > 7 {
+    // No code fits in what is left: padding, at most 7 bits, all ones.
+    if nbits > 7 {
         return Err(HuffmanError::PaddingTooLong);
     }
-    if code != (1 << len) - 1 {
+    let ones = (!0u64).checked_shl(64 - nbits).unwrap_or(0);
+    if acc & ones != ones {
         return Err(HuffmanError::PaddingNotOnes);
     }
     Ok(())
@@ -411,6 +456,26 @@ mod tests {
         let mut dec = Vec::new();
         decode(&enc, Some(&mut dec)).unwrap();
         assert_eq!(dec, all);
+    }
+
+    /// Every symbol alone and after each padding length, and every pair of
+    /// symbols: decodes back (both the short-code table and the long codes).
+    #[test]
+    fn every_symbol_and_pair_decodes() {
+        for a in 0..=255u8 {
+            let mut enc = Vec::new();
+            encode(&[a], &mut enc);
+            let mut dec = Vec::new();
+            assert_eq!(decode(&enc, Some(&mut dec)), Ok(()), "{a}");
+            assert_eq!(dec, [a]);
+            for b in (0..=255u8).step_by(7) {
+                let mut enc = Vec::new();
+                encode(&[a, b, a], &mut enc);
+                let mut dec = Vec::new();
+                assert_eq!(decode(&enc, Some(&mut dec)), Ok(()), "{a} {b}");
+                assert_eq!(dec, [a, b, a]);
+            }
+        }
     }
 
     #[test]
