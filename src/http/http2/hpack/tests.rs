@@ -522,3 +522,27 @@ fn the_fuzz_target_takes_the_rfc_examples() {
     }
     fuzz(&data);
 }
+
+#[test]
+fn the_encoder_signals_the_peers_table_size_changes() {
+    let mut e = Encoder::new();
+    let request = fields(&c3_requests()[0]);
+    let mut out = BytesMut::new();
+    e.encode(&request, &mut out);
+    // Above what the encoder uses (4096): nothing to signal.
+    e.set_peer_table_size(65536);
+    let mut out = BytesMut::new();
+    e.encode(&request, &mut out);
+    assert_eq!(out.first(), Some(&0x82));
+    // Down to 0 and back up to 100 between two blocks: 0 first, then 100.
+    e.set_peer_table_size(0);
+    e.set_peer_table_size(100);
+    let mut out = BytesMut::new();
+    e.encode(&request, &mut out);
+    assert_eq!(out[..3], [0x20, 0x3f, 0x45]);
+    assert_eq!(e.table().max_size(), 100);
+    // Signalled once only.
+    let mut out = BytesMut::new();
+    e.encode(&request, &mut out);
+    assert_eq!(out.first(), Some(&0x82));
+}
