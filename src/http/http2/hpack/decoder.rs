@@ -2,8 +2,10 @@
 //! connection direction, with the header-list limits applied as it goes.
 //!
 //! The limits are Envoy's `max_request_headers_kb` (bytes of names and values)
-//! and `max_headers_count` (fields, every cookie crumb one), and crossing one
-//! refuses the stream, not the connection. So the decoder never stops early
+//! and `max_headers_count` (fields, pseudo-headers and every cookie crumb one
+//! each: checked against Envoy 1.40, which at 100 serves 4 pseudo-headers and
+//! 96 regular fields or 96 crumbs, and refuses 97), and crossing one refuses
+//! the stream, not the connection. So the decoder never stops early
 //! on a list over the limit: it decodes the block to its end, inserting into
 //! the dynamic table what the block inserts (the peer's encoder did), so the
 //! next block decodes right; it only stops keeping fields. Memory is then
