@@ -51,6 +51,13 @@ const TOKENS: &[&[u8]] = &[
     b"\0\0\0\x04\0\0\0\0\0",
     b"\0\0\x01\x01\x04\0\0\0\x01",
     b"\0\0\x04\x03\0\0\0\0\x01",
+    // HPACK: an indexed static field, the first dynamic index, a table size
+    // update to 4096, a long string length, a Huffman string of ones.
+    b"\x82",
+    b"\xbe",
+    b"\x3f\xe1\x1f",
+    b"\x7f\x81\x1e",
+    b"\x84\xff\xff\xff\xff",
 ];
 
 /// A small seeded generator, so that a failure repeats run after run.
@@ -174,6 +181,7 @@ smoke_tests!(
     http1_chunked,
     http1_response,
     http2_frames,
+    hpack_decoder,
     proxy_protocol,
     tls_client_hello,
     http_inspector,

@@ -12,11 +12,16 @@
 //!   frame-length rules and the pending-send bound, read off the frame headers
 //! - `request_body` — a request body as the router reads it, window given back as read
 //! - `response_writer` — a response onto a stream, as the peer's window allows
+//! - `hpack` — Courier's own HPACK (RFC 7541), not wired in yet (see its why-paragraph)
+//! - `request_head` — a decoded request header list checked (RFC 9113 §8.2, §8.3)
+//!   and made the request's head; not wired in yet either
 
 pub mod frame_guard;
+pub mod hpack;
 pub mod io;
 pub mod options;
 pub mod request_body;
+pub mod request_head;
 pub mod response_writer;
 pub mod stats;
 
