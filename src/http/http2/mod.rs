@@ -10,15 +10,19 @@
 //! - `io` — the transport as the codec sees it (replayed preface, byte counts)
 //! - `frame_guard` — Envoy's flood limits, the premature-reset rule, RFC 9113's
 //!   frame-length rules and the pending-send bound, read off the frame headers
+//! - `flood_limits` — those limits' counters and formulas, for any codec
+//! - `violation` — why a connection must end, for either codec
 //! - `request_body` — a request body as the router reads it, window given back as read
 //! - `response_writer` — a response onto a stream, as the peer's window allows
 
+pub mod flood_limits;
 pub mod frame_guard;
 pub mod io;
 pub mod options;
 pub mod request_body;
 pub mod response_writer;
 pub mod stats;
+pub mod violation;
 
 pub use frame_guard::{FrameGuard, Violation};
 pub use io::CodecIo;
