@@ -12,9 +12,12 @@
 //!   frame-length rules and the pending-send bound, read off the frame headers
 //! - `flood_limits` — those limits' counters and formulas, for any codec
 //! - `violation` — why a connection must end, for either codec
+//! - `codec` — Courier's own HTTP/2 framing and server connection state
+//!   machine, sans-IO, to replace `h2` (not wired into the connection loop yet)
 //! - `request_body` — a request body as the router reads it, window given back as read
 //! - `response_writer` — a response onto a stream, as the peer's window allows
 
+pub mod codec;
 pub mod flood_limits;
 pub mod frame_guard;
 pub mod io;
