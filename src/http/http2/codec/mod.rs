@@ -20,12 +20,25 @@
 //! - `error_code` — RFC 9113 §7's codes; stream and connection errors
 //! - `settings` — the peer's SETTINGS applied and checked; the server's own
 //! - `flow_window` — send and receive windows, WINDOW_UPDATE as data is consumed
+//! - `stream_table` — the client's streams, compact, and how recent ones closed
+//! - `outbound_queue` — the output buffer, counted in frames for Envoy's limits
+//! - `event` — what the connection reports, and its commands' errors
+//! - `server_connection` — the state machine
 
 pub mod error_code;
+pub mod event;
 pub mod flow_window;
 pub mod frame;
+pub mod outbound_queue;
+pub mod server_connection;
 pub mod settings;
+pub mod stream_table;
+
+#[cfg(test)]
+mod tests;
 
 pub use error_code::{ConnectionError, ErrorCode, FrameError};
+pub use event::{Event, SendError};
 pub use frame::{Frame, FrameHeader};
+pub use server_connection::{ServerConfig, ServerConnection, PREFACE};
 pub use settings::PeerSettings;
