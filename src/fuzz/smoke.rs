@@ -174,6 +174,7 @@ smoke_tests!(
     http1_chunked,
     http1_response,
     http2_frames,
+    http2_codec,
     proxy_protocol,
     tls_client_hello,
     http_inspector,

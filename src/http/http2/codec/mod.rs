@@ -42,3 +42,57 @@ pub use event::{Event, SendError};
 pub use frame::{Frame, FrameHeader};
 pub use server_connection::{ServerConfig, ServerConnection, PREFACE};
 pub use settings::PeerSettings;
+
+/// Fuzz target (`crate::fuzz`): a client's bytes (after the preface) through a
+/// server connection at once and in reads cut where the input says: the same
+/// events, the same error and the same output either way (a frame split across
+/// reads must mean what it means whole); and what the server writes reads back
+/// as well-formed frames. Nothing is consumed or written until the end, so that
+/// both runs see the same windows and the same outbound queue.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn fuzz(data: &[u8]) {
+    let config = ServerConfig {
+        options: crate::http::http2::Http2Options {
+            max_concurrent_streams: 4,
+            max_outbound_control_frames: 20,
+            ..Default::default()
+        },
+        max_header_block: 4096,
+    };
+    let run = |cuts: &mut dyn Iterator<Item = usize>| {
+        let mut c = ServerConnection::new(&config);
+        let mut events = Vec::new();
+        let mut input = bytes::BytesMut::from(&PREFACE[..]);
+        let mut result = Ok(());
+        let mut at = 0;
+        for cut in cuts.chain(std::iter::once(data.len())) {
+            let cut = cut.clamp(at, data.len());
+            input.extend_from_slice(&data[at..cut]);
+            at = cut;
+            result = c.recv(&mut input, &mut events);
+            if result.is_err() {
+                break;
+            }
+        }
+        for e in &events {
+            if let Event::Data { stream, data, .. } = e {
+                let _ = c.release(*stream, data.len());
+            }
+        }
+        let output = c.pending_output().to_vec();
+        c.advance_output(output.len());
+        assert_eq!(c.outbound_frames(), 0);
+        (events, result, output)
+    };
+    let whole = run(&mut std::iter::empty());
+    let step = usize::from(data.first().copied().unwrap_or(1)).max(1);
+    let cut = run(&mut (step..data.len()).step_by(step));
+    assert_eq!(cut, whole, "read {step} bytes at a time");
+    let mut output = bytes::BytesMut::from(&whole.2[..]);
+    while !output.is_empty() {
+        match frame::decode(&mut output, frame::MAX_MAX_FRAME_SIZE) {
+            Ok(Some(_)) => {}
+            other => panic!("the server wrote a frame that does not read back: {other:?}"),
+        }
+    }
+}
