@@ -18,8 +18,7 @@ pub enum Violation {
     /// A header block whose encoded size alone is over `max_request_headers_kb`
     /// (CONTINUATION flood, CVE-2024-27919).
     HeaderBlockTooLarge,
-    /// A header block in more CONTINUATION frames than allowed (CVE-2024-27919,
-    /// nghttp2's bound).
+    /// A header block in more CONTINUATION frames than Envoy allows (CVE-2024-27919).
     ContinuationFrames,
     /// Envoy's premature-reset rule: too many streams reset right after they began.
     PrematureResets,

@@ -97,3 +97,31 @@ impl OutboundQueue {
         self.control_frames
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::http::http2::codec::ErrorCode;
+
+    #[test]
+    fn frames_count_until_written_and_a_drained_buffer_is_given_back() {
+        let mut q = OutboundQueue::new(100, 2);
+        let data = Frame::Data { stream: 1, data: Bytes::from(vec![0; 16_000]), end_stream: false, padding: None };
+        q.push(&data).unwrap();
+        q.push(&data).unwrap();
+        q.push(&Frame::RstStream { stream: 1, code: ErrorCode::CANCEL }).unwrap();
+        q.push(&Frame::Ping { ack: true, payload: [0; 8] }).unwrap();
+        assert_eq!((q.frames(), q.control_frames()), (4, 2));
+        assert_eq!(q.push(&Frame::Settings { ack: true, params: Bytes::new() }), Err(Violation::OutboundControlFrames));
+        // Part of the first frame written: it still counts.
+        q.advance(100);
+        assert_eq!(q.frames(), 5);
+        q.advance(16_009 * 2 - 100 + 13);
+        assert_eq!((q.frames(), q.control_frames()), (2, 2));
+        let rest = q.pending().len();
+        q.advance(rest);
+        assert_eq!((q.frames(), q.control_frames(), q.buf.capacity()), (0, 0, 0));
+    }
+}

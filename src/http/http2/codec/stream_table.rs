@@ -116,3 +116,25 @@ impl StreamTable {
         self.streams.iter().map(|s| s.id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_whose_streams_all_closed_holds_no_stream_memory() {
+        let mut t = StreamTable::default();
+        for id in (1..200).step_by(2) {
+            t.open(id, 65_535, 65_535);
+        }
+        assert_eq!(t.get(99).map(|s| s.id), Some(99));
+        for id in (1..200).step_by(2) {
+            t.close(id, id % 3 == 0);
+        }
+        assert_eq!((t.len(), t.streams.capacity()), (0, 0));
+        assert_eq!(t.closed.len(), RECENTLY_CLOSED);
+        assert_eq!(t.closed(195), Closed::ResetByUs);
+        assert_eq!(t.closed(197), Closed::Other);
+        assert_eq!(t.closed(1), Closed::Unknown, "forgotten");
+    }
+}
