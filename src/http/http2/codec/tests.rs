@@ -774,3 +774,24 @@ fn an_idle_connection_holds_little() {
     assert_eq!(c.c.active_streams(), 0);
     assert_eq!(c.c.pending_output().len(), 0);
 }
+
+#[test]
+fn frames_the_rfc_allows_are_accepted() {
+    let mut c = Client::new();
+    // 6.2/4: HEADERS with padding and priority.
+    let mut p = vec![3, 0, 0, 0, 0, 16];
+    p.extend_from_slice(b"block\0\0\0");
+    c.send(&raw(kind::HEADERS, flag::PADDED | flag::PRIORITY | flag::END_HEADERS, 1, &p)).unwrap();
+    // 4.2/1: DATA of exactly SETTINGS_MAX_FRAME_SIZE; 6.9/4: WINDOW_UPDATE on the connection and an open stream.
+    c.send(&[data(1, &[0; 16_384], false), window_update(0, 1), window_update(1, 1)].concat()).unwrap();
+    // 8/4: concurrent streams; 7/1: an unknown error code in RST_STREAM.
+    c.send(&[headers(3, true), headers(5, true), rst(1, ErrorCode(0xff))].concat()).unwrap();
+    // 7/2: an unknown error code in GOAWAY.
+    c.send(&raw(kind::GOAWAY, 0, 0, &[0, 0, 0, 0, 0, 0, 0, 0xff])).unwrap();
+    assert!(c.written().is_empty());
+    let events = c.take_events();
+    assert_eq!(events[0], Event::Headers { stream: 1, block: Bytes::from_static(b"block"), end_stream: false });
+    assert!(events.contains(&Event::Reset { stream: 1, code: ErrorCode(0xff), by_peer: true }));
+    assert_eq!(c.c.stream_ids().collect::<Vec<_>>(), [3, 5]);
+    assert_eq!(c.c.last_peer_stream(), 5);
+}
