@@ -79,8 +79,11 @@ pub(crate) fn fuzz(data: &[u8]) {
                 let _ = c.release(*stream, data.len());
             }
         }
-        let output = c.pending_output().to_vec();
-        c.advance_output(output.len());
+        let mut output = Vec::new();
+        while !c.pending_output().is_empty() {
+            output.extend_from_slice(c.pending_output());
+            c.advance_output(c.pending_output().len());
+        }
         assert_eq!(c.outbound_frames(), 0);
         (events, result, output)
     };

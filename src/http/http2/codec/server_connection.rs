@@ -632,7 +632,9 @@ impl ServerConnection {
 
     // -- output and state --
 
-    /// The bytes to write to the client.
+    /// The next bytes to write to the client: write them, `advance_output`,
+    /// and ask again until empty (a large DATA payload is its own piece, not
+    /// copied into the buffer).
     pub fn pending_output(&self) -> &[u8] {
         self.out.pending()
     }
@@ -640,6 +642,11 @@ impl ServerConnection {
     /// `n` bytes of `pending_output` were written.
     pub fn advance_output(&mut self, n: usize) {
         self.out.advance(n);
+    }
+
+    /// Bytes queued to write, in all pieces.
+    pub fn pending_output_len(&self) -> usize {
+        self.out.len()
     }
 
     /// Frames queued and not written yet (`max_outbound_frames` counts these)...
