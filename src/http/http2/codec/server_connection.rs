@@ -339,6 +339,9 @@ impl ServerConnection {
         }
         if stream <= self.last_peer_stream {
             events.push(Event::DiscardHeaderBlock { block });
+            if self.closed_by_us(stream) {
+                return Ok(());
+            }
             return match self.streams.closed(stream) {
                 Closed::ResetByUs => Ok(()),
                 Closed::Other => Err(FrameError::Stream { stream, code: ErrorCode::STREAM_CLOSED }),
@@ -390,8 +393,9 @@ impl ServerConnection {
             .into());
         }
         let padding = flow_len - data.len() as u32;
-        if self.streams.get(stream).is_none() && self.streams.closed(stream) == Closed::ResetByUs {
-            // The server reset it; the client may not have seen that yet (§5.1).
+        if self.streams.get(stream).is_none() && (self.closed_by_us(stream)) {
+            // The server reset it, or it is above the GOAWAY's last stream id;
+            // the client may not have seen that yet (§5.1, §6.8).
             self.release_connection(flow_len)?;
             return Ok(());
         }
@@ -458,6 +462,12 @@ impl ServerConnection {
         self.queue(&Frame::Settings { ack: true, params: Bytes::new() })?;
         events.push(Event::Settings(self.peer));
         Ok(())
+    }
+
+    /// Frames on `stream` (not open) are to be ignored: the server reset it, or
+    /// it is above the last stream id of the GOAWAY sent.
+    fn closed_by_us(&self, stream: u32) -> bool {
+        self.goaway_last.is_some_and(|last| stream > last) || self.streams.closed(stream) == Closed::ResetByUs
     }
 
     /// The connection's window opened: every blocked stream with window may go.

@@ -672,6 +672,7 @@ fn streams_above_the_goaway_last_stream_id_are_not_processed() {
     let mut c = Client::new();
     c.send(&headers(1, false)).unwrap();
     c.c.go_away(1, ErrorCode::NO_ERROR, Bytes::new()).unwrap();
+    assert!(matches!(c.written()[..], [Frame::GoAway { last_stream: 1, .. }]));
     c.send(&[headers(3, true), data(1, b"x", true)].concat()).unwrap();
     assert_eq!(
         c.take_events()[1..],
@@ -681,6 +682,10 @@ fn streams_above_the_goaway_last_stream_id_are_not_processed() {
         ]
     );
     assert_eq!(c.c.stream_ids().collect::<Vec<_>>(), [1]);
+    // The client's frames on the stream it opened too late are ignored.
+    c.send(&[data(3, b"x", false), headers(3, true)].concat()).unwrap();
+    assert!(c.written().is_empty());
+    assert_eq!(c.take_events(), [Event::DiscardHeaderBlock { block: Bytes::from_static(b"block") }]);
     c.send(&raw(kind::GOAWAY, 0, 0, &[0, 0, 0, 0, 0, 0, 0x12, 0x34])).unwrap();
     assert_eq!(c.take_events(), [Event::GoAway { last_stream: 0, code: ErrorCode(0x1234), debug: Bytes::new() }]);
 }
