@@ -15,6 +15,18 @@
 //! yet (`http_connection_manager::http2_connection` still runs `h2` with
 //! `FrameGuard`); that comes when the HPACK half exists too.
 //!
+//! Driving it (what the connection loop will do): append socket reads to a
+//! `BytesMut` and call `ServerConnection::recv` with it and an event vector,
+//! whatever the output's state (a client flooding SETTINGS or PINGs without
+//! reading must reach the outbound limits, not be held back); decode each
+//! header block reported, `DiscardHeaderBlock` ones included, in order; call
+//! `release` for every `Data` byte once consumed or dropped (reset streams
+//! included); write `pending_output` and `advance_output` until it is empty;
+//! on `Err`, flush the GOAWAY (not after an outbound flood: Envoy closes
+//! without flushing) and close. The premature-reset rule is the loop's, with
+//! `flood_limits::PrematureResets`: a stream's start is its `Headers` event,
+//! its end an `Event::Reset`, a `reset_stream` or the END_STREAM both ways.
+//!
 //! - `frame` — frames read from and written to bytes, with the RFC's error for
 //!   each malformed one
 //! - `error_code` — RFC 9113 §7's codes; stream and connection errors
