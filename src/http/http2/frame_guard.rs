@@ -156,7 +156,7 @@ impl FrameGuard {
             let block = if h.kind == HEADERS { 0 } else { self.header_block.get() } + h.length as usize;
             self.header_block.set(if h.flags & END_HEADERS != 0 { 0 } else { block });
             if block > self.max_header_block {
-                self.stats.header_overflow.inc();
+                Violation::HeaderBlockTooLarge.count(&self.stats);
                 return Err(Violation::HeaderBlockTooLarge);
             }
         }
@@ -172,11 +172,8 @@ impl FrameGuard {
         let mut limits = self.limits.get();
         let verdict = limits.frame(h.kind, h.flags, h.length, opens);
         self.limits.set(limits);
-        match verdict {
-            Err(Violation::EmptyFrames) => self.stats.inbound_empty_frames_flood.inc(),
-            Err(Violation::PriorityFrames) => self.stats.inbound_priority_frames_flood.inc(),
-            Err(Violation::WindowUpdateFrames) => self.stats.inbound_window_update_frames_flood.inc(),
-            _ => {}
+        if let Err(v) = verdict {
+            v.count(&self.stats);
         }
         verdict
     }

@@ -4,6 +4,8 @@
 //! (not wired yet), so that the connection loop counts the same stats for the
 //! same verdict whichever codec found it.
 
+use super::stats::Http2CodecStats;
+
 /// Why a connection must end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Violation {
@@ -43,6 +45,23 @@ impl Violation {
     /// A flood (Envoy's limits), as opposed to a frame the RFC forbids.
     pub fn is_flood(self) -> bool {
         !matches!(self, Violation::FrameSize | Violation::NoSettingsFirst)
+    }
+
+    /// Counts the `http2.*` stat Envoy counts the verdict under, if any (the
+    /// premature-reset rule's is the connection manager's).
+    pub fn count(self, stats: &Http2CodecStats) {
+        match self {
+            Violation::EmptyFrames => stats.inbound_empty_frames_flood.inc(),
+            Violation::PriorityFrames => stats.inbound_priority_frames_flood.inc(),
+            Violation::WindowUpdateFrames => stats.inbound_window_update_frames_flood.inc(),
+            Violation::HeaderBlockTooLarge => stats.header_overflow.inc(),
+            Violation::OutboundFrames => stats.outbound_flood.inc(),
+            Violation::OutboundControlFrames => stats.outbound_control_flood.inc(),
+            Violation::FrameSize
+            | Violation::NoSettingsFirst
+            | Violation::ContinuationFrames
+            | Violation::PrematureResets => {}
+        }
     }
 
     /// The peer does not read what it is sent: Envoy closes such a connection
