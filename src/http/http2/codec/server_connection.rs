@@ -213,13 +213,12 @@ impl ServerConnection {
                     return Err(ConnectionError::protocol("a client stream with an even id").into());
                 }
                 let self_dependent = priority.is_some_and(|p| p.dependency == stream);
-                let partial =
+                self.check_block_size(block.len())?;
+                let mut partial =
                     PartialBlock { stream, end_stream, self_dependent, parts: BytesMut::new(), continuations: 0 };
                 if end_headers {
                     return self.on_header_block(partial, block, events);
                 }
-                self.check_block_size(block.len())?;
-                let mut partial = partial;
                 partial.parts.extend_from_slice(&block);
                 self.partial = Some(Box::new(partial));
                 Ok(())
