@@ -33,6 +33,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "http1_response", run: crate::http::http1::client_connection::fuzz },
     Target { name: "http2_frames", run: crate::http::http2::frame_guard::fuzz },
     Target { name: "hpack_decoder", run: crate::http::http2::hpack::fuzz },
+    Target { name: "http2_codec", run: crate::http::http2::codec::fuzz },
     Target { name: "proxy_protocol", run: crate::extensions::filters::listener::proxy_protocol::fuzz },
     Target { name: "tls_client_hello", run: crate::extensions::filters::listener::tls_inspector::fuzz },
     Target { name: "http_inspector", run: crate::extensions::filters::listener::http_inspector::fuzz },

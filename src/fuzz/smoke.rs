@@ -182,6 +182,7 @@ smoke_tests!(
     http1_response,
     http2_frames,
     hpack_decoder,
+    http2_codec,
     proxy_protocol,
     tls_client_hello,
     http_inspector,

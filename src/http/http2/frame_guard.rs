@@ -24,13 +24,14 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::flood_limits::{InboundFrameLimits, PrematureResets, PREMATURE_RESET_LIFETIME};
 use super::options::Http2Options;
 use super::stats::Http2CodecStats;
+pub use super::violation::Violation;
 
 const DATA: u8 = 0;
 const HEADERS: u8 = 1;
@@ -45,66 +46,15 @@ const END_HEADERS: u8 = 0x4;
 /// SETTINGS and PING.
 const ACK: u8 = 0x1;
 
-/// Why a connection must end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Violation {
-    EmptyFrames,
-    PriorityFrames,
-    WindowUpdateFrames,
-    /// A PRIORITY, RST_STREAM, SETTINGS, PING or WINDOW_UPDATE frame of a length
-    /// its type does not allow (RFC 9113 §6).
-    FrameSize,
-    /// The client's first frame is not SETTINGS (RFC 9113 §3.4).
-    NoSettingsFirst,
-    /// A header block whose encoded size alone is over `max_request_headers_kb`
-    /// (CONTINUATION flood, CVE-2024-27919).
-    HeaderBlockTooLarge,
-    /// Envoy's premature-reset rule: too many streams reset right after they began.
-    PrematureResets,
-}
-
-impl Violation {
-    /// The GOAWAY error code.
-    pub fn reason(self) -> h2::Reason {
-        match self {
-            Violation::EmptyFrames | Violation::PriorityFrames | Violation::WindowUpdateFrames => {
-                h2::Reason::ENHANCE_YOUR_CALM
-            }
-            Violation::FrameSize => h2::Reason::FRAME_SIZE_ERROR,
-            Violation::NoSettingsFirst => h2::Reason::PROTOCOL_ERROR,
-            Violation::HeaderBlockTooLarge | Violation::PrematureResets => h2::Reason::ENHANCE_YOUR_CALM,
-        }
-    }
-
-    /// A flood (Envoy's limits), as opposed to a frame the RFC forbids.
-    pub fn is_flood(self) -> bool {
-        !matches!(self, Violation::FrameSize | Violation::NoSettingsFirst)
-    }
-}
-
-/// Envoy's premature-reset rule (`overload.premature_reset_*` runtime defaults):
-/// a stream reset within this time of its start is premature...
-const PREMATURE_RESET_LIFETIME: Duration = Duration::from_secs(1);
-/// ...and past this many closed streams, a connection with at least half of them
-/// premature is closed; before it, half this many premature resets close it.
-const PREMATURE_RESET_STREAM_COUNT: u64 = 500;
-
 /// One connection's frame accounting, shared by its transport, its connection
 /// loop and its streams (all on one worker).
 pub struct FrameGuard {
     max_header_block: usize,
-    max_empty: u32,
-    max_priority_per_stream: u64,
-    max_window_updates_per_data_frame: u64,
     stats: Arc<Http2CodecStats>,
     inbound: Cell<FrameCursor>,
     outbound: Cell<FrameCursor>,
-    consecutive_empty: Cell<u32>,
-    priority_frames: Cell<u64>,
-    window_update_frames: Cell<u64>,
-    opened_streams: Cell<u64>,
+    limits: Cell<InboundFrameLimits>,
     highest_stream: Cell<u32>,
-    data_frames_sent: Cell<u64>,
     violation: Cell<Option<Violation>>,
     /// No frame was seen yet (the first must be SETTINGS).
     first_frame: Cell<bool>,
@@ -117,8 +67,7 @@ pub struct FrameGuard {
     header_block: Cell<usize>,
     /// Streams the client opened that have not ended, with when they began.
     open: RefCell<HashMap<u32, Instant>>,
-    closed_streams: Cell<u64>,
-    premature_resets: Cell<u64>,
+    premature_resets: Cell<PrematureResets>,
     /// Wakes the connection loop when a violation is found.
     pub violated: Notify,
     /// Wakes streams waiting to send when pending send bytes were written.
@@ -130,27 +79,19 @@ impl FrameGuard {
     pub fn new(options: &Http2Options, max_header_block: usize, stats: Arc<Http2CodecStats>) -> FrameGuard {
         FrameGuard {
             max_header_block,
-            max_empty: options.max_consecutive_inbound_frames_with_empty_payload,
-            max_priority_per_stream: u64::from(options.max_inbound_priority_frames_per_stream),
-            max_window_updates_per_data_frame: u64::from(options.max_inbound_window_update_frames_per_data_frame_sent),
             stats,
             // The client's first bytes are the 24-byte preface, not a frame.
             inbound: Cell::new(FrameCursor::after(24)),
             outbound: Cell::new(FrameCursor::after(0)),
-            consecutive_empty: Cell::new(0),
-            priority_frames: Cell::new(0),
-            window_update_frames: Cell::new(0),
-            opened_streams: Cell::new(0),
+            limits: Cell::new(InboundFrameLimits::new(options)),
             highest_stream: Cell::new(0),
-            data_frames_sent: Cell::new(0),
             violation: Cell::new(None),
             first_frame: Cell::new(true),
             pending_send: Cell::new(0),
             last_rx: Cell::new(Instant::now()),
             header_block: Cell::new(0),
             open: RefCell::new(HashMap::new()),
-            closed_streams: Cell::new(0),
-            premature_resets: Cell::new(0),
+            premature_resets: Cell::new(PrematureResets::default()),
             violated: Notify::new(),
             drained: Notify::new(),
         }
@@ -215,7 +156,7 @@ impl FrameGuard {
             let block = if h.kind == HEADERS { 0 } else { self.header_block.get() } + h.length as usize;
             self.header_block.set(if h.flags & END_HEADERS != 0 { 0 } else { block });
             if block > self.max_header_block {
-                self.stats.header_overflow.inc();
+                Violation::HeaderBlockTooLarge.count(&self.stats);
                 return Err(Violation::HeaderBlockTooLarge);
             }
         }
@@ -223,56 +164,28 @@ impl FrameGuard {
             self.stats.rx_reset.inc();
             self.stream_closed(h.stream, true)?;
         }
-        match h.kind {
-            DATA | HEADERS | CONTINUATION => {
-                if h.kind == HEADERS && h.stream > self.highest_stream.get() {
-                    self.highest_stream.set(h.stream);
-                    self.opened_streams.set(self.opened_streams.get() + 1);
-                    self.open.borrow_mut().insert(h.stream, Instant::now());
-                }
-                let empty = h.length == 0 && (h.kind == CONTINUATION || h.flags & END_STREAM == 0);
-                self.consecutive_empty.set(if empty { self.consecutive_empty.get() + 1 } else { 0 });
-            }
-            PRIORITY => self.priority_frames.set(self.priority_frames.get() + 1),
-            WINDOW_UPDATE => self.window_update_frames.set(self.window_update_frames.get() + 1),
-            _ => {}
+        let opens = h.kind == HEADERS && h.stream > self.highest_stream.get();
+        if opens {
+            self.highest_stream.set(h.stream);
+            self.open.borrow_mut().insert(h.stream, Instant::now());
         }
-        let opened = self.opened_streams.get();
-        if self.consecutive_empty.get() > self.max_empty {
-            self.stats.inbound_empty_frames_flood.inc();
-            return Err(Violation::EmptyFrames);
+        let mut limits = self.limits.get();
+        let verdict = limits.frame(h.kind, h.flags, h.length, opens);
+        self.limits.set(limits);
+        if let Err(v) = verdict {
+            v.count(&self.stats);
         }
-        if self.priority_frames.get() > self.max_priority_per_stream * (1 + opened) {
-            self.stats.inbound_priority_frames_flood.inc();
-            return Err(Violation::PriorityFrames);
-        }
-        let allowed = 5 + 2 * (opened + self.max_window_updates_per_data_frame * self.data_frames_sent.get());
-        if self.window_update_frames.get() > allowed {
-            self.stats.inbound_window_update_frames_flood.inc();
-            return Err(Violation::WindowUpdateFrames);
-        }
-        Ok(())
+        verdict
     }
 
     /// A stream ended: by an RST_STREAM either way (`reset`), or by Courier's
     /// END_STREAM. Envoy's premature-reset rule runs on each.
     fn stream_closed(&self, stream: u32, reset: bool) -> Result<(), Violation> {
         let Some(began) = self.open.borrow_mut().remove(&stream) else { return Ok(()) };
-        let closed = self.closed_streams.get() + 1;
-        self.closed_streams.set(closed);
-        if reset && began.elapsed() < PREMATURE_RESET_LIFETIME {
-            self.premature_resets.set(self.premature_resets.get() + 1);
-        }
-        let premature = self.premature_resets.get();
-        let over = if closed < PREMATURE_RESET_STREAM_COUNT {
-            premature >= PREMATURE_RESET_STREAM_COUNT / 2
-        } else {
-            premature * 2 >= closed
-        };
-        if over {
-            return Err(Violation::PrematureResets);
-        }
-        Ok(())
+        let mut resets = self.premature_resets.get();
+        let verdict = resets.stream_closed(reset && began.elapsed() < PREMATURE_RESET_LIFETIME);
+        self.premature_resets.set(resets);
+        verdict
     }
 
     /// Bytes written to the client.
@@ -282,7 +195,9 @@ impl FrameGuard {
         let mut violation = None;
         cursor.feed(bytes, |h| {
             if h.kind == DATA {
-                self.data_frames_sent.set(self.data_frames_sent.get() + 1);
+                let mut limits = self.limits.get();
+                limits.data_frame_sent();
+                self.limits.set(limits);
                 data += u64::from(h.length);
             }
             let ended = match h.kind {
@@ -464,7 +379,7 @@ mod tests {
         for chunk in bytes.chunks(5) {
             g.inbound(chunk).unwrap();
         }
-        assert_eq!(g.opened_streams.get(), 2);
+        assert_eq!(g.limits.get().opened_streams(), 2);
     }
 
     #[test]

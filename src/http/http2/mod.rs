@@ -10,12 +10,18 @@
 //! - `io` — the transport as the codec sees it (replayed preface, byte counts)
 //! - `frame_guard` — Envoy's flood limits, the premature-reset rule, RFC 9113's
 //!   frame-length rules and the pending-send bound, read off the frame headers
+//! - `flood_limits` — those limits' counters and formulas, for any codec
+//! - `violation` — why a connection must end, for either codec
+//! - `codec` — Courier's own HTTP/2 framing and server connection state
+//!   machine, sans-IO, to replace `h2` (not wired into the connection loop yet)
 //! - `request_body` — a request body as the router reads it, window given back as read
 //! - `response_writer` — a response onto a stream, as the peer's window allows
 //! - `hpack` — Courier's own HPACK (RFC 7541), not wired in yet (see its why-paragraph)
 //! - `request_head` — a decoded request header list checked (RFC 9113 §8.2, §8.3)
 //!   and made the request's head; not wired in yet either
 
+pub mod codec;
+pub mod flood_limits;
 pub mod frame_guard;
 pub mod hpack;
 pub mod io;
@@ -24,6 +30,7 @@ pub mod request_body;
 pub mod request_head;
 pub mod response_writer;
 pub mod stats;
+pub mod violation;
 
 pub use frame_guard::{FrameGuard, Violation};
 pub use io::CodecIo;
