@@ -453,7 +453,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ),
     ("envoy.config.core.v3.KeepaliveSettings", &["interval", "timeout", "interval_jitter"]),
     ("envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter", &["name", "typed_config"]),
-    ("envoy.extensions.filters.http.router.v3.Router", &[]),
+    ("envoy.extensions.filters.http.router.v3.Router", &["start_child_span"]),
     ("envoy.config.accesslog.v3.AccessLog", &["name", "typed_config", "filter"]),
     (
         "envoy.config.accesslog.v3.AccessLogFilter",

@@ -42,8 +42,9 @@ pub fn start(
     let decision = decision::decide(sampling, headers, info.health_check);
     cfg.stats.charge(decision.reason);
     let host = headers.get(http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let start =
-        SpanStart { operation: cfg.operation, request_headers: headers, host, start: info.start_time, decision };
+        SpanStart { operation: cfg.operation, request_headers: headers, host, path, start: info.start_time, decision };
     let mut span = cfg.driver.start_span(&start);
     if let Some(span) = span.as_deref_mut() {
         request_tags(cfg, span, headers, method, uri, info);
@@ -94,7 +95,6 @@ fn request_tags(
     uri: &Uri,
     info: &StreamInfo,
 ) {
-    span.set_tag("component", "proxy");
     span.set_tag("node_id", &cfg.node_id);
     span.set_tag("zone", &cfg.zone);
     if let Some(id) = header(headers, X_REQUEST_ID) {
@@ -143,21 +143,40 @@ fn url(headers: &HeaderMap, uri: &Uri, max_path: usize) -> String {
     format!("{scheme}://{host}{}", &path[..end])
 }
 
-/// The response's tags, then the span ends (Envoy's `setCommonTags` and the
-/// status of `finalizeDownstreamSpan`).
+/// The response's tags, then the span ends (Envoy's `finalizeDownstreamSpan`).
 pub fn finish(mut span: Box<dyn Span>, info: &StreamInfo) {
     span.set_tag("request_size", itoa::Buffer::new().format(info.bytes_received));
     span.set_tag("response_size", itoa::Buffer::new().format(info.bytes_sent));
+    common_tags(span.as_mut(), info);
+    span.finish();
+}
+
+/// Envoy's `setCommonTags`, in its order (which SkyWalking's tag lists show).
+fn common_tags(span: &mut dyn Span, info: &StreamInfo) {
+    span.set_tag("component", "proxy");
     if let Some(cluster) = &info.upstream_cluster {
         span.set_tag("upstream_cluster", cluster);
         span.set_tag("upstream_cluster.name", cluster);
     }
-    span.set_tag("response_flags", &info.response_flags.to_short_string());
     let code = info.response_code.unwrap_or(0);
     span.set_tag("http.status_code", itoa::Buffer::new().format(code));
+    span.set_tag("response_flags", &info.response_flags.to_short_string());
     if code == 0 || code >= 500 {
         span.set_tag("error", "true");
     }
+}
+
+/// The tags of a child span when its upstream request ends, then it ends
+/// (Envoy's `finalizeUpstreamSpan`): the upstream's protocol and address
+/// (`peer.address` too), then the common tags.
+pub fn finish_upstream(mut span: Box<dyn Span>, info: &StreamInfo) {
+    span.set_tag("http.protocol", info.upstream_protocol.unwrap_or(info.protocol));
+    if let Some(host) = info.upstream_host {
+        let address = host.to_string();
+        span.set_tag("upstream_address", &address);
+        span.set_tag("peer.address", &address);
+    }
+    common_tags(span.as_mut(), info);
     span.finish();
 }
 
