@@ -165,6 +165,12 @@ impl ClientStream {
         !self.tx.is_closed()
     }
 
+    /// Resolves once the call ended.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let tx = self.tx.clone();
+        async move { tx.closed().await }
+    }
+
     /// Queues `message`; false when the stream is gone.
     pub fn send(&self, message: &impl Message) -> bool {
         framed(message).is_some_and(|b| self.tx.send(b).is_ok())

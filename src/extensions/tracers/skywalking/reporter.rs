@@ -6,9 +6,11 @@
 //! `max_cache_size`, the oldest dropped past it (`segments_dropped`), and a
 //! new stream is tried after a jittered back-off (500 ms doubling to 30 s,
 //! Envoy's); once opened the queue is written into it (`segments_flushed`,
-//! `segments_sent`, and `cache_flushed` once per flush). A request never waits
-//! for the collector. Courier opens a worker's stream with its first segment
-//! rather than at start-up; what the stream answers is not read, as Envoy's.
+//! `segments_sent`, and `cache_flushed` once per flush). A stream that ends is
+//! opened again after the back-off, as Envoy's `onRemoteClose` does. A request
+//! never waits for the collector. Courier opens a worker's stream with its
+//! first segment rather than at start-up; what the stream answers is not read,
+//! as Envoy's.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -61,16 +63,40 @@ fn worker_reporter(driver: &Arc<SkyWalkingDriver>) -> Rc<RefCell<WorkerReporter>
             .get_or_insert_with(|| {
                 let grpc = Rc::new(driver.grpc.clone());
                 let stream = grpc.stream(&driver.clusters, COLLECT_PATH);
-                Rc::new(RefCell::new(WorkerReporter {
+                let reporter = Rc::new(RefCell::new(WorkerReporter {
                     grpc,
-                    stream,
+                    stream: None,
                     cache: VecDeque::new(),
                     next_backoff_ms: RETRY_BASE_MS,
                     retry_pending: false,
-                }))
+                }));
+                if let Some(stream) = stream {
+                    opened(driver, &reporter, stream);
+                }
+                reporter
             })
             .clone()
     })
+}
+
+/// Keeps `stream` as the worker's and watches it: once it ends, a new one is
+/// tried after the back-off.
+fn opened(driver: &Arc<SkyWalkingDriver>, reporter: &Rc<RefCell<WorkerReporter>>, stream: ClientStream) {
+    let closed = stream.closed();
+    reporter.borrow_mut().stream = Some(stream);
+    let (driver, reporter) = (driver.clone(), Rc::downgrade(reporter));
+    tokio::task::spawn_local(async move {
+        closed.await;
+        let Some(reporter) = reporter.upgrade() else { return };
+        let mut r = reporter.borrow_mut();
+        r.stream = None;
+        if !r.retry_pending {
+            r.retry_pending = true;
+            let wait = backoff(&mut r);
+            drop(r);
+            tokio::task::spawn_local(retry(driver, reporter, wait));
+        }
+    });
 }
 
 /// Sends a finished segment, or keeps it until a stream is open again.
@@ -123,9 +149,10 @@ async fn retry(driver: Arc<SkyWalkingDriver>, reporter: Rc<RefCell<WorkerReporte
             }
             driver.stats.cache_flushed.inc();
         }
-        r.stream = Some(stream);
         r.next_backoff_ms = RETRY_BASE_MS;
         r.retry_pending = false;
+        drop(r);
+        opened(&driver, &reporter, stream);
         return;
     }
 }
