@@ -396,9 +396,11 @@ impl HcmConfig {
     }
 }
 
-/// The router's `start_child_span` (the last HTTP filter, checked by
-/// `http_filters`): refused with a tracer whose spans make no children, and
-/// of no effect without tracing, as in Envoy.
+/// Whether each upstream request has a span of its own: the router's
+/// `start_child_span` (the last HTTP filter, checked by `http_filters`) or
+/// `tracing.spawn_upstream_span`, which replaces it in Envoy (either does);
+/// refused with a tracer whose spans make no children, and of no effect
+/// without tracing, as in Envoy.
 fn start_child_span(
     p: &HttpConnectionManager,
     path: &FieldPath,
@@ -419,13 +421,17 @@ fn start_child_span(
     // Deprecated in favour of the upstream tracing options, still what Envoy 1.40 reads.
     #[allow(deprecated)]
     let start = config.start_child_span;
-    if start && tracing.is_some_and(|t| !t.driver.spawns_children()) {
-        return Err(fp.field_error(
-            "start_child_span",
-            "child spans are supported by Courier with envoy.tracers.skywalking only",
-        ));
+    let spawn = p.tracing.as_ref().and_then(|t| t.spawn_upstream_span).is_some_and(|b| b.value);
+    if tracing.is_some_and(|t| !t.driver.spawns_children()) {
+        let why = "upstream spans are supported by Courier with envoy.tracers.skywalking only";
+        if start {
+            return Err(fp.field_error("start_child_span", why));
+        }
+        if spawn {
+            return Err(path.child("tracing").field_error("spawn_upstream_span", why));
+        }
     }
-    Ok(start && tracing.is_some())
+    Ok((start || spawn) && tracing.is_some())
 }
 
 /// `tracing`: the provider's driver and the connection manager's sampling and
