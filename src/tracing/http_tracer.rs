@@ -12,7 +12,7 @@ use crate::http::headers::{
     X_ENVOY_DECORATOR_OPERATION, X_ENVOY_DOWNSTREAM_SERVICE_CLUSTER, X_ENVOY_ORIGINAL_PATH, X_FORWARDED_PROTO,
     X_REQUEST_ID,
 };
-use crate::stream_info::StreamInfo;
+use crate::stream_info::{ResponseFlag, ResponseFlags, StreamInfo};
 
 /// A route's `decorator`: its operation and whether it is propagated.
 #[derive(Debug, Clone, Copy)]
@@ -147,36 +147,61 @@ fn url(headers: &HeaderMap, uri: &Uri, max_path: usize) -> String {
 pub fn finish(mut span: Box<dyn Span>, info: &StreamInfo) {
     span.set_tag("request_size", itoa::Buffer::new().format(info.bytes_received));
     span.set_tag("response_size", itoa::Buffer::new().format(info.bytes_sent));
-    common_tags(span.as_mut(), info);
+    common_tags(span.as_mut(), info, info.response_code.unwrap_or(0), &info.response_flags);
     span.finish();
 }
 
-/// Envoy's `setCommonTags`, in its order (which SkyWalking's tag lists show).
-fn common_tags(span: &mut dyn Span, info: &StreamInfo) {
+/// Envoy's `setCommonTags`, in its order (which SkyWalking's tag lists show),
+/// with the response's status (0 for none) and flags.
+fn common_tags(span: &mut dyn Span, info: &StreamInfo, code: u16, flags: &ResponseFlags) {
     span.set_tag("component", "proxy");
     if let Some(cluster) = &info.upstream_cluster {
         span.set_tag("upstream_cluster", cluster);
         span.set_tag("upstream_cluster.name", cluster);
     }
-    let code = info.response_code.unwrap_or(0);
     span.set_tag("http.status_code", itoa::Buffer::new().format(code));
-    span.set_tag("response_flags", &info.response_flags.to_short_string());
+    span.set_tag("response_flags", &flags.to_short_string());
     if code == 0 || code >= 500 {
         span.set_tag("error", "true");
     }
 }
 
+/// An upstream request that failed before a response (Envoy's upstream
+/// stream reset): its reason (`remote connection failure`) and the flag it
+/// records.
+pub struct UpstreamFailure<'a> {
+    pub reason: &'a str,
+    pub flag: Option<ResponseFlag>,
+}
+
 /// The tags of a child span when its upstream request ends, then it ends
-/// (Envoy's `finalizeUpstreamSpan`): the upstream's protocol and address
-/// (`peer.address` too), then the common tags.
-pub fn finish_upstream(mut span: Box<dyn Span>, info: &StreamInfo) {
-    span.set_tag("http.protocol", info.upstream_protocol.unwrap_or(info.protocol));
+/// (Envoy's `finalizeUpstreamSpan`, on the upstream request's own stream
+/// info): the upstream's protocol and address (`peer.address` too), then the
+/// common tags. A failed request is tagged `error` and `error.reason` first,
+/// with no protocol (`-`) and no status (`0`), as Envoy's.
+pub fn finish_upstream(mut span: Box<dyn Span>, info: &StreamInfo, failure: Option<&UpstreamFailure<'_>>) {
+    if let Some(f) = failure {
+        span.set_tag("error", "true");
+        span.set_tag("error.reason", f.reason);
+    }
+    let protocol = if failure.is_some() { None } else { info.upstream_protocol };
+    span.set_tag("http.protocol", protocol.unwrap_or("-"));
     if let Some(host) = info.upstream_host {
         let address = host.to_string();
         span.set_tag("upstream_address", &address);
         span.set_tag("peer.address", &address);
     }
-    common_tags(span.as_mut(), info);
+    let (code, flags) = match failure {
+        Some(f) => {
+            let mut flags = ResponseFlags::default();
+            if let Some(flag) = f.flag {
+                flags.set(flag);
+            }
+            (0, flags)
+        }
+        None => (info.response_code.unwrap_or(0), info.response_flags),
+    };
+    common_tags(span.as_mut(), info, code, &flags);
     span.finish();
 }
 

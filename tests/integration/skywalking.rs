@@ -40,14 +40,35 @@ fn yaml(client_config: &str, collector: u16, app: u16) -> String {
       client_config: {client_config}
 "#
     );
-    let listener = http_listener("web", &indent(&tracing, 10), &one_vhost(&prefix_route("/", "app", "")), "")
+    let routes = format!("{}{}", prefix_route("/dead", "dead", ""), prefix_route("/", "app", ""));
+    let listener = http_listener("web", &indent(&tracing, 10), &one_vhost(&routes), "")
         .replace("    filter_chains:", "    traffic_direction: OUTBOUND\n    filter_chains:")
         .replace(
             "\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n",
             "\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n              start_child_span: true\n",
         );
     let sw = format!("{}    http2_protocol_options: {{}}\n", static_cluster("skywalking", &[collector]));
-    format!("node: {{ id: node-a, cluster: front }}\n{}", config(&[listener], &[static_cluster("app", &[app]), sw]))
+    let clusters = [static_cluster("app", &[app]), static_cluster("dead", &[closed_port()]), sw];
+    format!("node: {{ id: node-a, cluster: front }}\n{}", config(&[listener], &clusters))
+}
+
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// `text` with the ports of 127.0.0.1 left out: each run has its own.
+fn without_ports(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("127.0.0.1:") {
+        let (head, tail) = rest.split_at(at + "127.0.0.1:".len());
+        out += head;
+        out += "<port>";
+        rest = tail.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    out + rest
 }
 
 /// `yaml` with the connection manager's `tracing.spawn_upstream_span` (which
@@ -117,7 +138,9 @@ fn shape(s: &SegmentObject) -> String {
 /// A caller's `sw8` joins its trace: the segment's Entry span refers to it,
 /// the child span (the upstream request) is the Exit span whose context goes
 /// upstream, addressed to the host picked; a request without `sw8` starts a
-/// trace; a 503 marks both spans. Envoy 1.40 sent the same.
+/// trace; a 503 marks both spans; an upstream that cannot be reached ends the
+/// Exit span with the reset's reason, no protocol and status 0. Envoy 1.40
+/// sent the same.
 #[test]
 fn segments_and_sw8_as_envoys() {
     let app = http_upstream("a");
@@ -141,23 +164,29 @@ fn segments_and_sw8_as_envoys() {
         let sw8 = fresh.seen().header("sw8").expect("sw8 upstream").to_string();
         assert_ne!(decoded(sw8.split('-').nth(1).expect("trace")), "traceid");
 
-        let calls = collector.wait(WAIT, |calls| segments(calls).len() == 2);
+        // An upstream that cannot be reached: the Exit span ends with the reset.
+        assert_eq!(Client::connect(web).get("/dead").status, 503);
+
+        let calls = collector.wait(WAIT, |calls| segments(calls).len() == 3);
         assert_eq!(calls.len(), 1, "one stream");
         assert_eq!(calls[0].path, COLLECT_PATH);
         assert_eq!(calls[0].headers.get("authentication").map(String::as_str), Some("tok123"));
-        let mut shapes: Vec<String> = segments(&calls).iter().map(shape).collect();
-        // The new trace's id is random.
-        shapes[1] = shapes[1].replacen(&segments(&calls)[1].trace_id, "<new>", 1);
+        // A new trace's id is random (the caller's is `traceid`).
+        let shapes: Vec<String> = segments(&calls)
+            .iter()
+            .map(|s| without_ports(&shape(s).replacen(&format!("trace {} ", s.trace_id), "trace <new> ", 1)))
+            .collect();
         let stat = |n: &str| admin_stat(admin, &format!("tracing.skywalking.{n}"));
         let stats: Vec<i64> =
             ["segments_sent", "segments_dropped", "segments_flushed", "cache_flushed"].map(stat).to_vec();
-        assert_eq!(stats, [2, 0, 0, 0]);
+        assert_eq!(stats, [3, 0, 0, 0]);
         seen.push(shapes);
     }
     let courier = &seen[0];
     assert!(courier[0].contains("span 1 parent 0 type 1 layer 3 component 9000"), "{}", courier[0]);
     assert!(courier[0].contains("ref SegmentReference { ref_type: 0, trace_id: \"traceid\""), "{}", courier[0]);
     assert!(courier[1].contains("error true"), "{}", courier[1]);
+    assert!(courier[2].contains("tag error.reason=remote connection failure"), "{}", courier[2]);
     if let Some(envoy) = seen.get(1) {
         for (c, e) in courier.iter().zip(envoy) {
             assert_eq!(c, e, "Courier's segment, then Envoy's");

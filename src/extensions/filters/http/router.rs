@@ -32,7 +32,7 @@ use crate::router::{ClusterWeightEdits, Route, RouteAction};
 use crate::stats::Store;
 use crate::stream_info::{ResponseFlag, StreamInfo};
 use crate::thread_local::Slot;
-use crate::tracing::Span;
+use crate::tracing::{http_tracer, Span};
 use crate::upstream::{ThreadLocalCluster, ThreadLocalClusterManager};
 
 /// The config type of `envoy.filters.http.router` (of its fields only
@@ -244,8 +244,26 @@ impl Router {
         let injected = child_span.as_deref().or(span);
         match upstream_request::forward(&cluster, action, parts, body, self.buffer_limit, info, injected).await {
             Ok(response) => (Routed::Upstream(response, cluster), cluster_weight),
-            Err(reply) => (Routed::RouteReply(reply), cluster_weight),
+            Err(reply) => {
+                // The upstream request is over: its span ends with the reset's reason.
+                if let Some(child) = child_span.take() {
+                    let reason = reset_reason(reply.details);
+                    let failure = http_tracer::UpstreamFailure { reason: &reason, flag: reply.flag };
+                    http_tracer::finish_upstream(child, info, Some(&failure));
+                }
+                (Routed::RouteReply(reply), cluster_weight)
+            }
         }
+    }
+}
+
+/// Envoy's reset reason as its details carry it
+/// (`upstream_reset_before_response_started{remote_connection_failure}`), else
+/// the details themselves.
+fn reset_reason(details: &str) -> String {
+    match details.split_once('{').and_then(|(_, r)| r.strip_suffix('}')) {
+        Some(reason) => reason.replace('_', " "),
+        None => details.to_owned(),
     }
 }
 

@@ -972,7 +972,7 @@ impl Completion {
         // The upstream request's span ends first, as Envoy's upstream request
         // is gone before the downstream span is finalized.
         if let Some(span) = self.child_span.take() {
-            http_tracer::finish_upstream(span, &self.info);
+            http_tracer::finish_upstream(span, &self.info, None);
         }
         if let Some(span) = self.span.take() {
             http_tracer::finish(span, &self.info);
