@@ -430,7 +430,15 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     // `tracing` (see `tracing::HcmTracing`).
     (
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.Tracing",
-        &["client_sampling", "random_sampling", "overall_sampling", "max_path_tag_length", "custom_tags", "provider"],
+        &[
+            "client_sampling",
+            "random_sampling",
+            "overall_sampling",
+            "max_path_tag_length",
+            "custom_tags",
+            "provider",
+            "spawn_upstream_span",
+        ],
     ),
     ("envoy.config.trace.v3.Tracing.Http", &["name", "typed_config"]),
     ("envoy.type.tracing.v3.CustomTag", &["tag", "literal", "environment", "request_header"]),
@@ -453,7 +461,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ),
     ("envoy.config.core.v3.KeepaliveSettings", &["interval", "timeout", "interval_jitter"]),
     ("envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter", &["name", "typed_config"]),
-    ("envoy.extensions.filters.http.router.v3.Router", &[]),
+    ("envoy.extensions.filters.http.router.v3.Router", &["start_child_span"]),
     ("envoy.config.accesslog.v3.AccessLog", &["name", "typed_config", "filter"]),
     (
         "envoy.config.accesslog.v3.AccessLogFilter",

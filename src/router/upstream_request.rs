@@ -319,13 +319,16 @@ fn expected_timeout_ms(route: Option<Duration>, per_try: Option<Duration>, elaps
 
 /// Sends the request to `cluster` with the action's timeouts and retry policy.
 /// `parts.uri` must be origin-form (path and query) and `host` the `Host` to send.
+/// `span`'s context is written in for each try, with the try's host (Envoy
+/// injects it as each upstream request starts).
 pub async fn forward(
     cluster: &Rc<ThreadLocalCluster>,
     action: &ForwardAction,
-    parts: &http::request::Parts,
+    parts: &mut http::request::Parts,
     mut body: ForwardBody,
     buffer_limit: u32,
     info: &mut StreamInfo,
+    span: Option<&dyn crate::tracing::Span>,
 ) -> Result<UpstreamResponse, LocalReply> {
     let stats = &cluster.info.stats;
     let policy = action.retry_policy.as_ref();
@@ -359,6 +362,11 @@ pub async fn forward(
                 .with_flag(ResponseFlag::NoHealthyUpstream));
         };
         info.upstream_host = Some(host.address);
+        if let Some(span) = span {
+            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            let upstream = crate::tracing::UpstreamContext { path, address: Some(host.address) };
+            span.inject_context(&mut parts.headers, &upstream);
+        }
         if policy.is_some_and(|p| p.host_reselections.is_some()) {
             tried.push(host.address);
         }

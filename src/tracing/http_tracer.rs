@@ -12,7 +12,7 @@ use crate::http::headers::{
     X_ENVOY_DECORATOR_OPERATION, X_ENVOY_DOWNSTREAM_SERVICE_CLUSTER, X_ENVOY_ORIGINAL_PATH, X_FORWARDED_PROTO,
     X_REQUEST_ID,
 };
-use crate::stream_info::StreamInfo;
+use crate::stream_info::{ResponseFlag, ResponseFlags, StreamInfo};
 
 /// A route's `decorator`: its operation and whether it is propagated.
 #[derive(Debug, Clone, Copy)]
@@ -42,8 +42,9 @@ pub fn start(
     let decision = decision::decide(sampling, headers, info.health_check);
     cfg.stats.charge(decision.reason);
     let host = headers.get(http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let start =
-        SpanStart { operation: cfg.operation, request_headers: headers, host, start: info.start_time, decision };
+        SpanStart { operation: cfg.operation, request_headers: headers, host, path, start: info.start_time, decision };
     let mut span = cfg.driver.start_span(&start);
     if let Some(span) = span.as_deref_mut() {
         request_tags(cfg, span, headers, method, uri, info);
@@ -94,7 +95,6 @@ fn request_tags(
     uri: &Uri,
     info: &StreamInfo,
 ) {
-    span.set_tag("component", "proxy");
     span.set_tag("node_id", &cfg.node_id);
     span.set_tag("zone", &cfg.zone);
     if let Some(id) = header(headers, X_REQUEST_ID) {
@@ -143,21 +143,65 @@ fn url(headers: &HeaderMap, uri: &Uri, max_path: usize) -> String {
     format!("{scheme}://{host}{}", &path[..end])
 }
 
-/// The response's tags, then the span ends (Envoy's `setCommonTags` and the
-/// status of `finalizeDownstreamSpan`).
+/// The response's tags, then the span ends (Envoy's `finalizeDownstreamSpan`).
 pub fn finish(mut span: Box<dyn Span>, info: &StreamInfo) {
     span.set_tag("request_size", itoa::Buffer::new().format(info.bytes_received));
     span.set_tag("response_size", itoa::Buffer::new().format(info.bytes_sent));
+    common_tags(span.as_mut(), info, info.response_code.unwrap_or(0), &info.response_flags);
+    span.finish();
+}
+
+/// Envoy's `setCommonTags`, in its order (which SkyWalking's tag lists show),
+/// with the response's status (0 for none) and flags.
+fn common_tags(span: &mut dyn Span, info: &StreamInfo, code: u16, flags: &ResponseFlags) {
+    span.set_tag("component", "proxy");
     if let Some(cluster) = &info.upstream_cluster {
         span.set_tag("upstream_cluster", cluster);
         span.set_tag("upstream_cluster.name", cluster);
     }
-    span.set_tag("response_flags", &info.response_flags.to_short_string());
-    let code = info.response_code.unwrap_or(0);
     span.set_tag("http.status_code", itoa::Buffer::new().format(code));
+    span.set_tag("response_flags", &flags.to_short_string());
     if code == 0 || code >= 500 {
         span.set_tag("error", "true");
     }
+}
+
+/// An upstream request that failed before a response (Envoy's upstream
+/// stream reset): its reason (`remote connection failure`) and the flag it
+/// records.
+pub struct UpstreamFailure<'a> {
+    pub reason: &'a str,
+    pub flag: Option<ResponseFlag>,
+}
+
+/// The tags of a child span when its upstream request ends, then it ends
+/// (Envoy's `finalizeUpstreamSpan`, on the upstream request's own stream
+/// info): the upstream's protocol and address (`peer.address` too), then the
+/// common tags. A failed request is tagged `error` and `error.reason` first,
+/// with no protocol (`-`) and no status (`0`), as Envoy's.
+pub fn finish_upstream(mut span: Box<dyn Span>, info: &StreamInfo, failure: Option<&UpstreamFailure<'_>>) {
+    if let Some(f) = failure {
+        span.set_tag("error", "true");
+        span.set_tag("error.reason", f.reason);
+    }
+    let protocol = if failure.is_some() { None } else { info.upstream_protocol };
+    span.set_tag("http.protocol", protocol.unwrap_or("-"));
+    if let Some(host) = info.upstream_host {
+        let address = host.to_string();
+        span.set_tag("upstream_address", &address);
+        span.set_tag("peer.address", &address);
+    }
+    let (code, flags) = match failure {
+        Some(f) => {
+            let mut flags = ResponseFlags::default();
+            if let Some(flag) = f.flag {
+                flags.set(flag);
+            }
+            (0, flags)
+        }
+        None => (info.response_code.unwrap_or(0), info.response_flags),
+    };
+    common_tags(span.as_mut(), info, code, &flags);
     span.finish();
 }
 

@@ -13,6 +13,7 @@ pub mod http_tracer;
 pub use custom_tag::CustomTag;
 
 use std::fmt::Debug;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -53,8 +54,19 @@ pub struct SpanStart<'a> {
     pub request_headers: &'a HeaderMap,
     /// The request's `:authority`: the span's name until a decorator renames it.
     pub host: &'a str,
+    /// The request's path and query, as it came (SkyWalking names its span so).
+    pub path: &'a str,
     pub start: SystemTime,
     pub decision: Decision,
+}
+
+/// The upstream request a span's context is written into (Envoy's
+/// `Tracing::UpstreamContext` and the request's path).
+pub struct UpstreamContext<'a> {
+    /// The path and query as they go upstream.
+    pub path: &'a str,
+    /// The host the request goes to.
+    pub address: Option<SocketAddr>,
 }
 
 /// A tracing provider (Envoy's `Tracing::Driver`), built once from the
@@ -63,6 +75,12 @@ pub trait Driver: Send + Sync + Debug {
     /// The request's span; `None` where Envoy makes a null span (a trace
     /// context in the request that does not parse): nothing is injected nor reported.
     fn start_span(&self, start: &SpanStart<'_>) -> Option<Box<dyn Span>>;
+
+    /// Whether its spans make children for the router's upstream requests
+    /// (`start_child_span`); a provider that does not is refused with it.
+    fn spawns_children(&self) -> bool {
+        false
+    }
 }
 
 /// One request's span (Envoy's `Tracing::Span`), owned by its stream.
@@ -70,7 +88,12 @@ pub trait Span {
     fn set_operation(&mut self, name: &str);
     fn set_tag(&mut self, name: &str, value: &str);
     /// Writes the span's context into the upstream request's headers.
-    fn inject_context(&self, headers: &mut HeaderMap);
+    fn inject_context(&self, headers: &mut HeaderMap, upstream: &UpstreamContext<'_>);
+    /// A child span for one upstream request (the router's
+    /// `start_child_span`), where the provider makes them.
+    fn spawn_child(&self, _name: &str, _start: SystemTime) -> Option<Box<dyn Span>> {
+        None
+    }
     /// Ends the span now and hands it to the provider's reporter if it is sampled.
     fn finish(self: Box<Self>);
 }

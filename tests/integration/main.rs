@@ -44,6 +44,7 @@ mod rds;
 mod routing;
 mod runtime;
 mod sds;
+mod skywalking;
 mod stat_sinks;
 mod supported_fields;
 mod tcp_proxy;

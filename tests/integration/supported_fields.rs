@@ -165,6 +165,11 @@ const TRACING_UNIT: &str = "src/tracing/decision.rs";
 const TRACING_SPANS: &str = "spans_reach_the_collector_in_envoys_shape_with_the_propagated_ids";
 const OTEL_EXPORT: &str = "opentelemetry_spans_are_exported_over_grpc_with_w3c_context";
 const TRACING_REFUSED: &str = "other_tracers_and_unimplemented_options_are_refused_by_name";
+const SKYWALKING: &str = "envoy.config.trace.v3.SkyWalkingConfig";
+const SKYWALKING_CLIENT: &str = "envoy.config.trace.v3.ClientConfig";
+const SKYWALKING_IT: &str = "tests/integration/skywalking.rs";
+const SKYWALKING_SEGMENTS: &str = "segments_and_sw8_as_envoys";
+const SKYWALKING_REFUSED: &str = "unimplemented_options_are_refused_by_name";
 const TLS_HTTP1: &str = "https_terminates_http1_and_counts_the_handshake";
 const TLS_PARAMS: &str = "tls_params_and_inline_certificates_choose_the_version";
 const TLS_MTLS: &str = "mutual_tls_accepts_the_ca_s_clients_and_refuses_the_rest";
@@ -1038,6 +1043,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (HCM_TRACING, "max_path_tag_length", &[test(TRACING_IT, TRACING_SPANS)]),
     (HCM_TRACING, "custom_tags", &[test(TRACING_IT, TRACING_SPANS)]),
     (HCM_TRACING, "provider", &[compat("tracing_zipkin")]),
+    (HCM_TRACING, "spawn_upstream_span", &[test(SKYWALKING_IT, "a_stream_the_collector_ends_is_opened_again")]),
     ("envoy.config.trace.v3.Tracing.Http", "name", &[compat("tracing_zipkin")]),
     ("envoy.config.trace.v3.Tracing.Http", "typed_config", &[compat("tracing_zipkin")]),
     (CUSTOM_TAG, "tag", &[test(TRACING_IT, TRACING_SPANS)]),
@@ -1107,6 +1113,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "typed_config",
         &[compat("http_filters")],
     ),
+    ("envoy.extensions.filters.http.router.v3.Router", "start_child_span", &[test(SKYWALKING_IT, SKYWALKING_REFUSED)]),
     ("envoy.config.accesslog.v3.AccessLog", "typed_config", &[test(ACCESS_LOG_IT, "stderr_access_log")]),
     ("envoy.config.accesslog.v3.AccessLog", "filter", &[compat("access_log_filters")]),
     ("envoy.config.accesslog.v3.AccessLogFilter", "status_code_filter", &[compat("access_log_filters")]),
@@ -2029,6 +2036,12 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         &[test(TRACING_IT, OTEL_EXPORT), compat("tracing_opentelemetry")],
     ),
     ("envoy.config.trace.v3.OpenTelemetryConfig", "service_name", &[test(TRACING_IT, OTEL_EXPORT)]),
+    (SKYWALKING, "grpc_service", &[test(SKYWALKING_IT, SKYWALKING_REFUSED)]),
+    (SKYWALKING, "client_config", &[test(SKYWALKING_IT, SKYWALKING_SEGMENTS)]),
+    (SKYWALKING_CLIENT, "service_name", &[test(SKYWALKING_IT, SKYWALKING_SEGMENTS)]),
+    (SKYWALKING_CLIENT, "instance_name", &[test(SKYWALKING_IT, SKYWALKING_SEGMENTS)]),
+    (SKYWALKING_CLIENT, "backend_token", &[test(SKYWALKING_IT, SKYWALKING_SEGMENTS)]),
+    (SKYWALKING_CLIENT, "max_cache_size", &[test(SKYWALKING_IT, "an_unreachable_collector_costs_no_request")]),
     (OTEL_SINK_CONFIG, "grpc_service", &[test(OTEL_SINK_IT, OTEL_SINK)]),
     (OTEL_SINK_CONFIG, "resource_detectors", &[test(OTEL_SINK_IT, OTEL_SINK), test(OTEL_SINK_IT, OTEL_SINK_ENV)]),
     (OTEL_SINK_CONFIG, "report_counters_as_deltas", &[test(OTEL_SINK_IT, OTEL_SINK_DELTAS)]),

@@ -4,7 +4,7 @@
 //! stream is read to its end and answered the same way. Each call is kept as
 //! it comes — its path, its request headers (`:authority` among them) and its
 //! messages so far, the 5-byte gRPC prefixes removed — for the test to wait
-//! for (`wait`). `ending_streams_after` answers a stream once it carried so
+//! for (`wait`, or `wait_opened` for streams with no message yet). `ending_streams_after` answers a stream once it carried so
 //! many messages, as a service that ends the call; `never_answering` leaves
 //! every call open.
 
@@ -73,10 +73,20 @@ impl GrpcCollector {
     /// Waits (at most `within`) until `done` holds for the calls so far that
     /// carried a message, and returns them; panics otherwise.
     pub fn wait(&self, within: Duration, done: impl Fn(&[Call]) -> bool) -> Vec<Call> {
+        self.wait_calls(within, true, done)
+    }
+
+    /// As `wait`, with the calls that carried no message yet too (a stream
+    /// just opened).
+    pub fn wait_opened(&self, within: Duration, done: impl Fn(&[Call]) -> bool) -> Vec<Call> {
+        self.wait_calls(within, false, done)
+    }
+
+    fn wait_calls(&self, within: Duration, with_messages: bool, done: impl Fn(&[Call]) -> bool) -> Vec<Call> {
         let deadline = Instant::now() + within;
         let mut calls = self.seen.calls.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            let sent: Vec<Call> = calls.iter().filter(|c| !c.messages.is_empty()).cloned().collect();
+            let sent: Vec<Call> = calls.iter().filter(|c| !with_messages || !c.messages.is_empty()).cloned().collect();
             if done(&sent) {
                 return sent;
             }
@@ -115,6 +125,7 @@ async fn answer(request: http::Request<h2::RecvStream>, mut respond: h2::server:
     let index = {
         let mut calls = seen.calls.lock().unwrap_or_else(|e| e.into_inner());
         calls.push(Call { path: parts.uri.path().to_owned(), headers, messages: Vec::new() });
+        seen.changed.notify_all();
         calls.len() - 1
     };
     // A stream's messages are kept as they come, so a test sees a stream

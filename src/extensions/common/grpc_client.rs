@@ -30,7 +30,7 @@ use crate::upstream::conn_pool::Protocol;
 use crate::upstream::ThreadLocalClusterManager;
 
 /// A compiled `GrpcService` with an `envoy_grpc` target.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct GrpcClient {
     /// `envoy_grpc.cluster_name`.
     pub cluster: String,
@@ -78,6 +78,13 @@ impl GrpcClient {
             metadata,
             timeout: g.timeout.as_ref().map(duration).filter(|d| !d.is_zero()),
         })
+    }
+
+    /// One more header after the `initial_metadata`, of the caller's own
+    /// config (SkyWalking's `authentication` token).
+    pub fn with_metadata(mut self, name: HeaderName, value: HeaderValue) -> GrpcClient {
+        self.metadata.push((name, value));
+        self
     }
 
     /// The request headers; `extra` are the caller's own (a user agent), sent
@@ -156,6 +163,12 @@ impl ClientStream {
     /// False once the call ended (the service closed it, or it failed).
     pub fn is_open(&self) -> bool {
         !self.tx.is_closed()
+    }
+
+    /// Resolves once the call ended.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let tx = self.tx.clone();
+        async move { tx.closed().await }
     }
 
     /// Queues `message`; false when the stream is gone.

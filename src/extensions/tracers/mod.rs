@@ -1,16 +1,17 @@
 //! Tracing providers (Envoy's `extensions/tracers`), built from a connection
-//! manager's `tracing.provider`: Zipkin and OpenTelemetry; any other provider
+//! manager's `tracing.provider`: Zipkin, OpenTelemetry and SkyWalking; any other provider
 //! is refused at start-up by name.
 
 pub mod batch;
 pub mod opentelemetry;
+pub mod skywalking;
 pub mod zipkin;
 
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::trace::v3::tracing::http::ConfigType;
 use envoy_types::pb::envoy::config::trace::v3::tracing::Http as Provider;
-use envoy_types::pb::envoy::config::trace::v3::{OpenTelemetryConfig, ZipkinConfig};
+use envoy_types::pb::envoy::config::trace::v3::{OpenTelemetryConfig, SkyWalkingConfig, ZipkinConfig};
 use prost::Message;
 
 use crate::config::{descriptor, ConfigError, FieldPath};
@@ -18,7 +19,7 @@ use crate::extensions::FactoryContext;
 use crate::tracing::Driver;
 
 /// The provider config types Courier accepts.
-pub const CONFIG_TYPES: &[&str] = &[zipkin::CONFIG_TYPE, opentelemetry::CONFIG_TYPE];
+pub const CONFIG_TYPES: &[&str] = &[zipkin::CONFIG_TYPE, opentelemetry::CONFIG_TYPE, skywalking::CONFIG_TYPE];
 
 /// The fields of the providers' configs that Courier implements.
 pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
@@ -35,6 +36,8 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ),
     // The collector: `GrpcService`, whose fields are in `config::supported`.
     (opentelemetry::CONFIG_TYPE, &["grpc_service", "service_name"]),
+    (skywalking::CONFIG_TYPE, &["grpc_service", "client_config"]),
+    ("envoy.config.trace.v3.ClientConfig", &["service_name", "instance_name", "backend_token", "max_cache_size"]),
 ];
 
 /// The driver of `provider`; `path` points at it.
@@ -53,8 +56,8 @@ pub fn create_driver(
         return Err(tp.field_error(
             "@type",
             format!(
-                "tracer '{}' ({type_name}) is not supported by Courier (only envoy.tracers.zipkin and \
-                 envoy.tracers.opentelemetry)",
+                "tracer '{}' ({type_name}) is not supported by Courier (only envoy.tracers.zipkin, \
+                 envoy.tracers.opentelemetry and envoy.tracers.skywalking)",
                 provider.name
             ),
         ));
@@ -85,6 +88,10 @@ fn build_driver(
     ctx: &FactoryContext<'_>,
 ) -> Result<Arc<dyn Driver>, ConfigError> {
     let decode_error = |e: prost::DecodeError| tp.error(format!("cannot decode '{}': {e}", any.type_url));
+    if type_name == skywalking::CONFIG_TYPE {
+        let config = SkyWalkingConfig::decode(any.value.as_slice()).map_err(decode_error)?;
+        return Ok(Arc::new(skywalking::SkyWalking(skywalking::SkyWalkingDriver::from_proto(&config, tp, ctx)?)));
+    }
     if type_name == opentelemetry::CONFIG_TYPE {
         let config = OpenTelemetryConfig::decode(any.value.as_slice()).map_err(decode_error)?;
         return Ok(Arc::new(opentelemetry::OpenTelemetry(opentelemetry::OtelDriver::from_proto(&config, tp, ctx)?)));

@@ -32,10 +32,11 @@ use crate::router::{ClusterWeightEdits, Route, RouteAction};
 use crate::stats::Store;
 use crate::stream_info::{ResponseFlag, StreamInfo};
 use crate::thread_local::Slot;
-use crate::tracing::Span;
+use crate::tracing::{http_tracer, Span};
 use crate::upstream::{ThreadLocalCluster, ThreadLocalClusterManager};
 
-/// The config type of `envoy.filters.http.router` (none of its fields is supported).
+/// The config type of `envoy.filters.http.router` (of its fields only
+/// `start_child_span`, read by the connection manager with its tracing).
 pub const CONFIG_TYPE: &str = "envoy.extensions.filters.http.router.v3.Router";
 
 define_stats! {
@@ -60,6 +61,9 @@ pub struct Router {
     /// The listener's `per_connection_buffer_limit_bytes`: the most of a request
     /// body kept for retries.
     buffer_limit: u32,
+    /// `start_child_span` with tracing: each upstream request has a span of
+    /// its own, a child of the request's, and it is what goes upstream.
+    start_child_span: bool,
 }
 
 /// What the router was given of one request.
@@ -67,6 +71,9 @@ pub struct RouterRequest<'a> {
     pub route: Option<&'a Arc<Route>>,
     pub info: &'a mut StreamInfo,
     pub span: Option<&'a dyn Span>,
+    /// Where the upstream request's child span goes (`start_child_span`), for
+    /// the stream to end when the response does.
+    pub child_span: &'a mut Option<Box<dyn Span>>,
     /// The request arrived chunked: it goes upstream chunked too.
     pub downstream_chunked: bool,
 }
@@ -87,8 +94,14 @@ pub enum Routed {
 pub type PickedClusterEdits = Option<Arc<ClusterWeightEdits>>;
 
 impl Router {
-    pub fn new(store: &Store, prefix: &str, clusters: Slot<ThreadLocalClusterManager>, buffer_limit: u32) -> Router {
-        Router { stats: RouterStats::new(store, prefix), clusters, buffer_limit }
+    pub fn new(
+        store: &Store,
+        prefix: &str,
+        clusters: Slot<ThreadLocalClusterManager>,
+        buffer_limit: u32,
+        start_child_span: bool,
+    ) -> Router {
+        Router { stats: RouterStats::new(store, prefix), clusters, buffer_limit, start_child_span }
     }
 
     /// Routes `parts` with `body` (what the decoder filters left of it).
@@ -98,7 +111,7 @@ impl Router {
         body: DecodedBody,
         request: RouterRequest<'_>,
     ) -> (Routed, PickedClusterEdits) {
-        let RouterRequest { route, info, span, downstream_chunked } = request;
+        let RouterRequest { route, info, span, child_span, downstream_chunked } = request;
         let stats = &self.stats;
         stats.rq_total.inc();
         let Some(route) = route else {
@@ -220,13 +233,37 @@ impl Router {
         {
             parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
         }
-        if let Some(span) = span {
-            span.inject_context(&mut parts.headers);
+        // Envoy's `router <cluster> egress` span, started with the upstream request.
+        if self.start_child_span {
+            if let Some(parent) = span {
+                let name = format!("router {} egress", cluster.name);
+                *child_span = parent.spawn_child(&name, std::time::SystemTime::now());
+            }
         }
-        match upstream_request::forward(&cluster, action, parts, body, self.buffer_limit, info).await {
+        // The span that goes upstream, written in for each try once its host is known.
+        let injected = child_span.as_deref().or(span);
+        match upstream_request::forward(&cluster, action, parts, body, self.buffer_limit, info, injected).await {
             Ok(response) => (Routed::Upstream(response, cluster), cluster_weight),
-            Err(reply) => (Routed::RouteReply(reply), cluster_weight),
+            Err(reply) => {
+                // The upstream request is over: its span ends with the reset's reason.
+                if let Some(child) = child_span.take() {
+                    let reason = reset_reason(reply.details);
+                    let failure = http_tracer::UpstreamFailure { reason: &reason, flag: reply.flag };
+                    http_tracer::finish_upstream(child, info, Some(&failure));
+                }
+                (Routed::RouteReply(reply), cluster_weight)
+            }
         }
+    }
+}
+
+/// Envoy's reset reason as its details carry it
+/// (`upstream_reset_before_response_started{remote_connection_failure}`), else
+/// the details themselves.
+fn reset_reason(details: &str) -> String {
+    match details.split_once('{').and_then(|(_, r)| r.strip_suffix('}')) {
+        Some(reason) => reason.replace('_', " "),
+        None => details.to_owned(),
     }
 }
 

@@ -50,7 +50,7 @@ impl Span for OtelSpan {
         }
     }
 
-    fn inject_context(&self, headers: &mut HeaderMap) {
+    fn inject_context(&self, headers: &mut HeaderMap, _upstream: &crate::tracing::UpstreamContext<'_>) {
         inject(headers, &self.trace_id, &self.span_id, self.sampled, &self.trace_state);
     }
 

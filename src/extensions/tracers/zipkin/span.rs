@@ -45,7 +45,7 @@ impl Span for ZipkinSpan {
         self.tags.insert(name.to_owned(), Value::String(value.to_owned()));
     }
 
-    fn inject_context(&self, headers: &mut HeaderMap) {
+    fn inject_context(&self, headers: &mut HeaderMap, _upstream: &crate::tracing::UpstreamContext<'_>) {
         inject(&self.context, headers, self.single_b3);
     }
 

@@ -210,6 +210,7 @@ pub async fn handle(
         route: route.as_ref(),
         info: &mut stream.info,
         span: stream.span.as_deref(),
+        child_span: &mut stream.child_span,
         downstream_chunked: stream.downstream_chunked,
     };
     let (routed, cluster_weight) = cfg.router.decode(&mut parts, decoded, request).await;
@@ -388,6 +389,8 @@ struct Stream {
     request_parsed: bool,
     /// The request's tracing span, under a connection manager with `tracing`.
     span: Option<Box<dyn Span>>,
+    /// The upstream request's child span (the router's `start_child_span`).
+    child_span: Option<Box<dyn Span>>,
     /// The route's decorator operation an ingress response carries.
     decorated_operation: Option<HeaderValue>,
     /// The encoder filters an upstream response body streams through.
@@ -422,6 +425,7 @@ impl Stream {
             upgrade: false,
             request_parsed: true,
             span: None,
+            child_span: None,
             decorated_operation: None,
             streaming_encoder: None,
         }
@@ -913,6 +917,7 @@ impl Stream {
             upstream,
             body_bytes: self.body_bytes,
             span: self.span,
+            child_span: self.child_span,
             streaming_encoder: self.streaming_encoder,
         })
     }
@@ -947,6 +952,7 @@ struct Completion {
     log: Option<LogSnapshot>,
     upstream: Option<(Rc<ThreadLocalCluster>, u16, ActiveRequest)>,
     span: Option<Box<dyn Span>>,
+    child_span: Option<Box<dyn Span>>,
 }
 
 impl Completion {
@@ -963,6 +969,11 @@ impl Completion {
     }
 
     fn finish_span(&mut self) {
+        // The upstream request's span ends first, as Envoy's upstream request
+        // is gone before the downstream span is finalized.
+        if let Some(span) = self.child_span.take() {
+            http_tracer::finish_upstream(span, &self.info, None);
+        }
         if let Some(span) = self.span.take() {
             http_tracer::finish(span, &self.info);
         }

@@ -310,6 +310,7 @@ impl HcmConfig {
             }
             None => None,
         };
+        let start_child_span = start_child_span(p, path, tracing.as_ref())?;
         Ok(HcmConfig {
             stats: HcmStats::new(store, &format!("http.{}.", p.stat_prefix)),
             codec_stats: Http1CodecStats::new(store, "http1."),
@@ -382,11 +383,55 @@ impl HcmConfig {
                 p.set_current_client_cert_details.as_ref(),
                 path,
             )?,
-            router: Router::new(store, &format!("http.{}.", p.stat_prefix), clusters.clone(), listener_buffer_limit),
+            router: Router::new(
+                store,
+                &format!("http.{}.", p.stat_prefix),
+                clusters.clone(),
+                listener_buffer_limit,
+                start_child_span,
+            ),
             drain: drain.clone(),
             tracing,
         })
     }
+}
+
+/// Whether each upstream request has a span of its own: the router's
+/// `start_child_span` (the last HTTP filter, checked by `http_filters`) or
+/// `tracing.spawn_upstream_span`, which replaces it in Envoy (either does);
+/// refused with a tracer whose spans make no children, and of no effect
+/// without tracing, as in Envoy.
+fn start_child_span(
+    p: &HttpConnectionManager,
+    path: &FieldPath,
+    tracing: Option<&HcmTracing>,
+) -> Result<bool, ConfigError> {
+    let Some(http_filter::ConfigType::TypedConfig(any)) = p.http_filters.last().and_then(|f| f.config_type.as_ref())
+    else {
+        return Ok(false);
+    };
+    let mut fp = path.clone();
+    fp.push_field("http_filters");
+    fp.push_index(p.http_filters.len() - 1);
+    fp.push_field("typed_config");
+    let config = <envoy_types::pb::envoy::extensions::filters::http::router::v3::Router as prost::Message>::decode(
+        any.value.as_slice(),
+    )
+    .map_err(|e| fp.error(format!("cannot decode '{}': {e}", any.type_url)))?;
+    // Deprecated in favour of the upstream tracing options, still what Envoy 1.40 reads.
+    #[allow(deprecated)]
+    let start = config.start_child_span;
+    let spawn = p.tracing.as_ref().and_then(|t| t.spawn_upstream_span).is_some_and(|b| b.value);
+    if tracing.is_some_and(|t| !t.driver.spawns_children()) {
+        let why = "upstream spans are supported by Courier with envoy.tracers.skywalking only";
+        if start {
+            return Err(fp.field_error("start_child_span", why));
+        }
+        if spawn {
+            return Err(path.child("tracing").field_error("spawn_upstream_span", why));
+        }
+    }
+    Ok((start || spawn) && tracing.is_some())
 }
 
 /// `tracing`: the provider's driver and the connection manager's sampling and
