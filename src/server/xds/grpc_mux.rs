@@ -426,6 +426,11 @@ impl GrpcMux {
             if let Some(request) = self.first_request(w.as_ref(), first) {
                 request.send(stream)?;
             }
+            while w.requested() {
+                if let Some(request) = self.names_changed(w.as_ref(), first) {
+                    request.send(stream)?;
+                }
+            }
         }
         let asked = &watches[..*requested];
         *requested = watches.len();

@@ -50,6 +50,12 @@ pub trait Watch {
     /// counts an attempt as a delta update reaches a subscription and
     /// another as it is rejected (checked against Envoy 1.40).
     fn on_delta_rejected(&self) {}
+    /// A request of this watch just went out: whether to ask again at once,
+    /// naming a subscription the request left out (Envoy asks for each RTDS
+    /// layer in a request of its own as the layer's subscription starts).
+    fn requested(&self) -> bool {
+        false
+    }
     /// On a delta stream, after an accepted response: the named resources it
     /// removed (a wildcard watch had them removed from the state it was handed).
     fn on_removed<'a>(&'a self, _names: &'a [String], _version_info: &'a str) -> LocalBoxFuture<'a, ()> {

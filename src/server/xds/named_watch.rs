@@ -11,7 +11,7 @@
 //! entry, once (Envoy's `onConfigUpdateFailed` to each watch); an accepted
 //! update's `update_duration`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
@@ -63,6 +63,10 @@ pub struct NamedWatch<E> {
     checked: RefCell<CheckedResources>,
     /// On a delta stream, the version of each resource of the response being applied.
     resource_versions: RefCell<HashMap<String, String>>,
+    /// With `one_by_one`, how many of the entries the stream's requests name
+    /// so far: the first request names the first entry, and each next one
+    /// more (`requested`).
+    named: Option<Cell<usize>>,
 }
 
 impl<E: NamedEntry> NamedWatch<E> {
@@ -76,7 +80,16 @@ impl<E: NamedEntry> NamedWatch<E> {
             rejected: RefCell::default(),
             checked: RefCell::default(),
             resource_versions: RefCell::default(),
+            named: None,
         }
+    }
+
+    /// A watch whose entries the stream asks for one request at a time, as
+    /// they were added, the first time (Envoy's RTDS layers: each layer's
+    /// subscription asks as it starts, all before a response comes); a
+    /// stream opened later names them all at once.
+    pub fn one_by_one(mux: &Rc<GrpcMux>, type_name: &'static str) -> Self {
+        NamedWatch { named: Some(Cell::new(1)), ..Self::new(mux, type_name) }
     }
 
     /// Adds an entry, counting its start as an attempt (as Envoy's gRPC
@@ -155,7 +168,9 @@ impl<E: NamedEntry> Watch for NamedWatch<E> {
 
     fn resource_names(&self) -> Vec<String> {
         self.entries.borrow_mut().retain(|e| !e.done());
-        let mut names: Vec<String> = self.entries.borrow().iter().map(|e| e.resource_name().to_string()).collect();
+        let entries = self.entries.borrow();
+        let named = self.named.as_ref().map_or(entries.len(), |n| n.get().min(entries.len()));
+        let mut names: Vec<String> = entries[..named].iter().map(|e| e.resource_name().to_string()).collect();
         names.sort();
         names.dedup();
         names
@@ -163,6 +178,15 @@ impl<E: NamedEntry> Watch for NamedWatch<E> {
 
     fn version_info(&self) -> String {
         self.version_info.borrow().clone()
+    }
+
+    fn requested(&self) -> bool {
+        let Some(named) = &self.named else { return false };
+        let more = named.get() < self.entries.borrow().len();
+        if more {
+            named.set(named.get() + 1);
+        }
+        more
     }
 
     fn on_response<'a>(&'a self, response: &'a DiscoveryResponse) -> LocalBoxFuture<'a, Result<(), ConfigError>> {
