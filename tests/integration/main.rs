@@ -53,6 +53,7 @@ mod upstream;
 mod xds_delta;
 mod xds_files;
 mod xds_grpc;
+mod xds_rds_unsubscribe;
 mod xds_rtds;
 mod xds_sds;
 mod xds_tls;
