@@ -54,6 +54,7 @@ mod xds_delta;
 mod xds_files;
 mod xds_grpc;
 mod xds_rds_unsubscribe;
+mod xds_resource_names;
 mod xds_rtds;
 mod xds_sds;
 mod xds_tls;

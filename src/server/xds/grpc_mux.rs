@@ -140,6 +140,33 @@ pub fn xds_node(node: &Node) -> Node {
     }
 }
 
+/// The wrapper a state-of-the-world response may put each resource in.
+const RESOURCE_WRAPPER: &str = "type.googleapis.com/envoy.service.discovery.v3.Resource";
+
+/// A state-of-the-world response with the resources it wrapped in
+/// `Resource`s (as Envoy accepts) taken out of them, and each wrapper's name
+/// and version, in order (none when nothing was wrapped). A wrapper that does
+/// not decode, or holds nothing, stays as it is, for the type check to refuse.
+fn unwrapped(mut response: DiscoveryResponse) -> (DiscoveryResponse, Vec<(String, String)>) {
+    use envoy_types::pb::envoy::service::discovery::v3::Resource;
+    use prost::Message;
+    if !response.resources.iter().any(|a| a.type_url == RESOURCE_WRAPPER) {
+        return (response, Vec::new());
+    }
+    let mut names = Vec::with_capacity(response.resources.len());
+    for any in &mut response.resources {
+        let wrapper = (any.type_url == RESOURCE_WRAPPER).then(|| Resource::decode(any.value.as_slice()).ok());
+        match wrapper.flatten() {
+            Some(Resource { name, version, resource: Some(inner), .. }) => {
+                *any = inner;
+                names.push((name, version));
+            }
+            _ => names.push((String::new(), String::new())),
+        }
+    }
+    (response, names)
+}
+
 /// gRPC's INTERNAL, the status of Envoy's NACK.
 const NACK_STATUS: i32 = 13;
 /// Envoy cuts a NACK's message to this many bytes (`truncateGrpcStatusMessage`).
@@ -356,9 +383,15 @@ impl GrpcMux {
             details: Vec::new(),
         };
         match response {
-            Received::Sotw(response) => Outgoing::Sotw(match watch.on_response(&response).await {
-                Ok(()) => self.request(watch, response.version_info, response.nonce, None, first),
-                Err(e) => self.request(watch, watch.version_info(), response.nonce, Some(nack(e)), first),
+            Received::Sotw(response) => Outgoing::Sotw({
+                let (response, wrapped) = unwrapped(response);
+                if !wrapped.is_empty() {
+                    watch.resource_versions_received(&wrapped);
+                }
+                match watch.on_response(&response).await {
+                    Ok(()) => self.request(watch, response.version_info, response.nonce, None, first),
+                    Err(e) => self.request(watch, watch.version_info(), response.nonce, Some(nack(e)), first),
+                }
             }),
             Received::Delta(response) => {
                 let response_nonce = response.nonce.clone();

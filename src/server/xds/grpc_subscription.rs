@@ -43,8 +43,10 @@ pub trait Watch {
     /// On a delta stream, the versions of the resources an accepted response
     /// carried: each has its own (for `/config_dump`), not the response's.
     fn set_resource_versions(&self, _versions: &[(String, String)]) {}
-    /// On a delta stream, before `on_response`: the version of each resource
-    /// the response carries (Envoy's SDS keeps it as the secret's own).
+    /// Before `on_response`, when the response says them (a delta one, or a
+    /// state of the world wrapping its resources in `Resource`s): the name
+    /// and version of each resource it carries, in its order (Envoy's SDS
+    /// keeps the version as the secret's own).
     fn resource_versions_received(&self, _versions: &[(String, String)]) {}
     /// On a delta stream, the response just handed over was rejected: Envoy
     /// counts an attempt as a delta update reaches a subscription and

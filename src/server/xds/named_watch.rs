@@ -61,8 +61,12 @@ pub struct NamedWatch<E> {
     rejected: RefCell<Vec<Rc<E>>>,
     /// The last accepted response's resources, not checked again when repeated.
     checked: RefCell<CheckedResources>,
-    /// On a delta stream, the version of each resource of the response being applied.
-    resource_versions: RefCell<HashMap<String, String>>,
+    /// The name and version of each resource of the response being applied,
+    /// in its order, when it says them (a delta response's `Resource`s, or a
+    /// state of the world's resources wrapped in `Resource`s): a resource
+    /// goes to the entries of that name, whatever its own says (Envoy's watch
+    /// map), and an entry then refuses a resource named otherwise.
+    received: RefCell<Vec<(String, String)>>,
     /// With `one_by_one`, how many of the entries the stream's requests name
     /// so far: the first request names the first entry, and each next one
     /// more (`requested`).
@@ -79,7 +83,7 @@ impl<E: NamedEntry> NamedWatch<E> {
             version_info: RefCell::default(),
             rejected: RefCell::default(),
             checked: RefCell::default(),
-            resource_versions: RefCell::default(),
+            received: RefCell::default(),
             named: None,
         }
     }
@@ -130,12 +134,17 @@ impl<E: NamedEntry> NamedWatch<E> {
             by_name.entry(entry.resource_name()).or_default().push(entry);
         }
         let mut counted: Vec<Rc<E>> = Vec::new();
-        for resource in &file.resources {
-            let named = by_name.get(resource.name.as_str()).map_or(&[][..], Vec::as_slice);
+        let received = self.received.borrow().clone();
+        for (i, resource) in file.resources.iter().enumerate() {
+            let (name, version) = match received.get(i) {
+                Some((name, version)) if !name.is_empty() => (name.as_str(), Some(version)),
+                _ => (resource.name.as_str(), None),
+            };
+            let named = by_name.get(name).map_or(&[][..], Vec::as_slice);
             for entry in named.iter().copied().filter(|e| !e.done()) {
                 entry.stats().update_attempt.inc();
                 counted.push(entry.clone());
-                if let Some(version) = self.resource_versions.borrow().get(&resource.name) {
+                if let Some(version) = version {
                     entry.resource_version(version);
                 }
                 let one = DiscoveryFile { version_info: file.version_info.clone(), resources: vec![resource.clone()] };
@@ -215,7 +224,7 @@ impl<E: NamedEntry> Watch for NamedWatch<E> {
                     Err(e)
                 }
             };
-            self.resource_versions.borrow_mut().clear();
+            self.received.borrow_mut().clear();
             if outcome.is_ok() {
                 response.version_info.clone_into(&mut self.version_info.borrow_mut());
             } else {
@@ -235,7 +244,7 @@ impl<E: NamedEntry> Watch for NamedWatch<E> {
     }
 
     fn resource_versions_received(&self, versions: &[(String, String)]) {
-        *self.resource_versions.borrow_mut() = versions.iter().cloned().collect();
+        versions.clone_into(&mut self.received.borrow_mut());
     }
 
     fn on_delta_rejected(&self) {
