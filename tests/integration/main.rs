@@ -50,6 +50,7 @@ mod tcp_proxy;
 mod tls;
 mod tracing;
 mod upstream;
+mod xds_connection;
 mod xds_delta;
 mod xds_files;
 mod xds_grpc;

@@ -293,7 +293,7 @@ impl GrpcMux {
         let cluster = self.cm.get(name).ok_or_else(|| StreamError(format!("no cluster '{name}'")))?;
         let hosts = self.cm.hosts(name);
         let host = hosts.first().ok_or_else(|| StreamError(format!("cluster '{name}' has no host")))?;
-        GrpcStream::open(host.address, &cluster, name, self.method).await
+        GrpcStream::open(host, &cluster, name, self.method).await
     }
 
     /// Serves one stream until it fails: the error, and whether any response came.
