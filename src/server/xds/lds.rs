@@ -21,6 +21,7 @@ use envoy_types::pb::envoy::config::listener::v3::Listener;
 use prost::Message;
 
 use super::grpc_subscription::LocalBoxFuture;
+use super::named_watch::NamedEntry;
 use super::start::Started;
 use super::{diff, record, resource_path, AppliedState, ResourceApi};
 use crate::config::path_source::{DiscoveryFile, LISTENER_TYPE};

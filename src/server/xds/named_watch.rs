@@ -14,12 +14,13 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
+use std::time::Duration;
 
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
 
 use super::grpc_mux::GrpcMux;
 use super::grpc_subscription::{LocalBoxFuture, Watch};
-use super::SubscriptionStats;
+use super::{ResourceApi, SubscriptionStats};
 use crate::config::path_source::{decode_pushed, CheckedResources, DiscoveryFile};
 use crate::config::ConfigError;
 
@@ -32,6 +33,10 @@ pub trait NamedEntry {
         false
     }
     fn stats(&self) -> &SubscriptionStats;
+    /// Its first response came, or its initial fetch timed out.
+    fn is_initialized(&self) -> bool;
+    /// Ends its initialization (what waits for it goes on).
+    fn initialize(&self);
     /// On a delta stream, the version of its resource in the response about
     /// to be applied (`apply_one` follows).
     fn resource_version(&self, _version: &str) {}
@@ -47,6 +52,39 @@ pub trait NamedEntry {
             let _ = self.apply_one(&empty).await;
         })
     }
+}
+
+/// An entry's update applied by its `api` (RDS's, RTDS's): the entry is
+/// initialized whatever the outcome, and an accepted update counted, its
+/// version kept for `/config_dump`.
+pub async fn apply_one_with<E: NamedEntry, R: ResourceApi>(
+    entry: &E,
+    api: &R,
+    one: &DiscoveryFile,
+) -> Result<(), ConfigError> {
+    let applied = api.apply(one).await;
+    entry.initialize();
+    if applied.is_ok() {
+        entry.stats().accepted(&one.version_info);
+        api.state().borrow_mut().version_info.clone_from(&one.version_info);
+    }
+    applied
+}
+
+/// Ends `entry`'s initialization after `timeout` (if given) when no response
+/// named it by then, counting Envoy's `init_fetch_timeout` and an attempt.
+pub fn time_out_initial_fetch<E: NamedEntry + 'static>(entry: &Rc<E>, timeout: Option<Duration>) {
+    let Some(timeout) = timeout else { return };
+    let weak = Rc::downgrade(entry);
+    tokio::task::spawn_local(async move {
+        tokio::time::sleep(timeout).await;
+        if let Some(entry) = weak.upgrade().filter(|e| !e.is_initialized()) {
+            entry.stats().init_fetch_timeout.inc();
+            entry.stats().update_attempt.inc();
+            tracing::warn!("initial fetch timed out for {}", entry.resource_name());
+            entry.initialize();
+        }
+    });
 }
 
 /// The entries of one resource type on one stream.

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use super::grpc_mux::GrpcMux;
 use super::grpc_subscription::LocalBoxFuture;
-use super::named_watch::{NamedEntry, NamedWatch};
+use super::named_watch::{apply_one_with, NamedEntry, NamedWatch};
 use super::rds::RdsApi;
-use super::{AppliedState, ResourceApi, SubscriptionStats};
+use super::{AppliedState, SubscriptionStats};
 use crate::config::path_source::DiscoveryFile;
 use crate::config::ConfigError;
 use crate::extensions::filters::network::http_connection_manager::rds::{RdsRouteConfig, ROUTE_TYPE};
@@ -46,14 +46,6 @@ impl Entry {
             self.initialize();
         }
     }
-
-    pub fn is_initialized(&self) -> bool {
-        self.initialized.is_ready()
-    }
-
-    fn initialize(&self) {
-        self.initialized.set();
-    }
 }
 
 impl NamedEntry for Entry {
@@ -65,20 +57,20 @@ impl NamedEntry for Entry {
         self.released.get()
     }
 
+    fn is_initialized(&self) -> bool {
+        self.initialized.is_ready()
+    }
+
+    fn initialize(&self) {
+        self.initialized.set();
+    }
+
     fn stats(&self) -> &SubscriptionStats {
         &self.stats
     }
 
     fn apply_one<'a>(&'a self, one: &'a DiscoveryFile) -> LocalBoxFuture<'a, Result<(), ConfigError>> {
-        Box::pin(async move {
-            let applied = self.api.apply(one).await;
-            self.initialize();
-            if applied.is_ok() {
-                self.stats.accepted(&one.version_info);
-                self.api.state().borrow_mut().version_info.clone_from(&one.version_info);
-            }
-            applied
-        })
+        Box::pin(apply_one_with(self, &self.api, one))
     }
 
     /// Envoy's RDS ignores a delta removal of its route config (logged), the
