@@ -15,6 +15,7 @@
 
 pub mod frame_guard;
 pub mod io;
+pub mod keepalive_pings;
 pub mod options;
 pub mod request_body;
 pub mod response_writer;
@@ -22,6 +23,7 @@ pub mod stats;
 
 pub use frame_guard::{FrameGuard, Violation};
 pub use io::CodecIo;
+pub use keepalive_pings::KeepalivePings;
 pub use options::{Http2Options, Keepalive};
 pub use request_body::{RequestBody, StreamRx};
 pub use stats::{Http2CodecStats, LazyHttp2Stats};

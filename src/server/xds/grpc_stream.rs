@@ -28,7 +28,6 @@
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::Poll;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use h2::client::{ResponseFuture, SendRequest};
@@ -36,9 +35,9 @@ use h2::{RecvStream, SendStream};
 use http::header::{HeaderValue, CONTENT_TYPE, TE};
 use prost::Message;
 
-use crate::event::Timer;
 use crate::http::grpc::{GRPC_MESSAGE, GRPC_STATUS};
-use crate::http::http2::Keepalive;
+use crate::http::http2::keepalive_pings::pings_timed_out;
+use crate::http::http2::{Keepalive, KeepalivePings};
 use crate::network::tls::{AlpnFallback, TransportOptions};
 use crate::network::transport::TransportStream;
 use crate::upstream::cluster::ClusterInfo;
@@ -226,37 +225,13 @@ async fn drive(
     mut accounting: ConnectionAccounting,
     open: Rc<Cell<bool>>,
 ) {
-    let mut pinger = keepalive.and_then(|k| Some((connection.ping_pong()?, k)));
-    let mut ping_timer = Timer::new();
-    let next_ping = |pinger: &Option<(h2::PingPong, Keepalive)>| {
-        pinger.as_ref().and_then(|(_, k)| k.next_ping()).map(|d| tokio::time::Instant::now() + d)
-    };
-    ping_timer.set(next_ping(&pinger));
-    let mut ping_sent = false;
-    let closed_locally = loop {
-        tokio::select! {
-            ended = &mut connection => break ended.is_err_and(|e| e.is_library()),
-            pong = std::future::poll_fn(|cx| match &mut pinger {
-                Some((pp, _)) => pp.poll_pong(cx).map(|r| r.map(drop)),
-                None => Poll::Pending,
-            }), if ping_sent => {
-                ping_sent = false;
-                if pong.is_ok() {
-                    ping_timer.set(next_ping(&pinger));
-                }
-            }
-            () = ping_timer.fired(), if pinger.is_some() => {
-                let Some((pp, k)) = &mut pinger else { continue };
-                if ping_sent {
-                    cluster.http2_stats().keepalive_timeout.inc();
-                    tracing::warn!("the management server's connection did not answer a PING in time: closed");
-                    break true;
-                }
-                if pp.send_ping(h2::Ping::opaque()).is_ok() {
-                    ping_sent = true;
-                    ping_timer.set(Some(tokio::time::Instant::now() + k.timeout));
-                }
-            }
+    let mut pings = KeepalivePings::new(connection.ping_pong(), keepalive);
+    let closed_locally = tokio::select! {
+        ended = &mut connection => ended.is_err_and(|e| e.is_library()),
+        () = pings_timed_out(&mut pings) => {
+            cluster.http2_stats().keepalive_timeout.inc();
+            tracing::warn!("the management server's connection did not answer a PING in time: closed");
+            true
         }
     };
     drop(connection);
