@@ -84,6 +84,9 @@ pub struct ListenerManager {
     stats: ListenerManagerStats,
     stopped: std::cell::Cell<bool>,
     runtime: RefCell<Option<Runtime>>,
+    /// How many replaced or removed listeners (or filter chains) ended their
+    /// drain so far: what they held (their route configs) is let go of then.
+    drains_ended: Rc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl ListenerManager {
@@ -129,6 +132,7 @@ impl ListenerManager {
             stats: ListenerManagerStats::new(store, "listener_manager."),
             stopped: std::cell::Cell::new(false),
             runtime: RefCell::new(None),
+            drains_ended: Rc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 
@@ -288,12 +292,21 @@ impl ListenerManager {
             }
         };
         super::drain::raise(&drain, DrainPhase::Draining);
+        let ended = self.drains_ended.clone();
         // Idle connections close after their own drain_timeout; the drain time bounds it.
         tokio::task::spawn_local(async move {
             tokio::time::sleep(drain_time).await;
             super::drain::raise(&drain, DrainPhase::CloseIdle);
             gauge.0.sub(gauge.1);
+            ended.send_modify(|n| *n += 1);
         });
+    }
+
+    /// Changes each time a replaced or removed listener (or an in-place
+    /// update's old filter chains) ends its drain, as Envoy then destroys it
+    /// and what it alone held.
+    pub fn drains_ended(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.drains_ended.subscribe()
     }
 
     /// The copies kept by `start_workers` for a new process, by configured address.

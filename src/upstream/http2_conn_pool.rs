@@ -52,10 +52,10 @@ use super::host::Host;
 use super::http1_conn_pool::{PendingRequest, PoolFailure, UpstreamBodyError};
 use super::resource_manager::{Resource, ResourceGuard};
 use super::upstream_connection::{ConnectFailure, ConnectionAccounting, UpstreamConnection};
-use crate::event::Timer;
 use crate::http::http1::client_connection::{BodyFailure, BodyOut, RequestOut};
 use crate::http::http1::CodecError;
-use crate::http::http2::{Http2CodecStats, Keepalive};
+use crate::http::http2::keepalive_pings::pings_timed_out;
+use crate::http::http2::{Http2CodecStats, Keepalive, KeepalivePings};
 use crate::network::tls::{AlpnFallback, TransportOptions};
 use crate::network::TransportStream;
 use crate::stream_info::UpstreamConnectionInfo;
@@ -506,39 +506,16 @@ async fn drive(
 ) {
     // A protocol error `h2` found ends the connection on Courier's side (GOAWAY).
     let mut closed_locally = false;
-    let mut pinger = keepalive.and_then(|k| Some((connection.ping_pong()?, k)));
-    let mut ping_timer = Timer::new();
-    ping_timer.set(pinger.as_ref().and_then(|(_, k)| k.next_ping()).map(|d| Instant::now() + d));
-    let mut ping_sent = false;
-    let ended = loop {
-        tokio::select! {
-            ended = &mut connection => break ended,
-            pong = std::future::poll_fn(|cx| match &mut pinger {
-                Some((pp, _)) => pp.poll_pong(cx).map(|r| r.map(drop)),
-                None => Poll::Pending,
-            }), if ping_sent => {
-                ping_sent = false;
-                if pong.is_err() {
-                    continue;
-                }
-                ping_timer.set(pinger.as_ref().and_then(|(_, k)| k.next_ping()).map(|d| Instant::now() + d));
+    let mut pings = KeepalivePings::new(connection.ping_pong(), keepalive);
+    let ended = tokio::select! {
+        ended = &mut connection => ended,
+        () = pings_timed_out(&mut pings) => {
+            if let Some(pool) = pool.upgrade() {
+                pool.cluster.http2_stats().keepalive_timeout.inc();
             }
-            () = ping_timer.fired(), if pinger.is_some() => {
-                let Some((pp, k)) = &mut pinger else { continue };
-                if ping_sent {
-                    if let Some(pool) = pool.upgrade() {
-                        pool.cluster.http2_stats().keepalive_timeout.inc();
-                    }
-                    tracing::debug!(host = %accounting.host.address, "upstream HTTP/2 PING timed out");
-                    closed_locally = true;
-                    break Ok(());
-                }
-                if pp.send_ping(h2::Ping::opaque()).is_err() {
-                    continue;
-                }
-                ping_sent = true;
-                ping_timer.set(Some(Instant::now() + k.timeout));
-            }
+            tracing::debug!(host = %accounting.host.address, "upstream HTTP/2 PING timed out");
+            closed_locally = true;
+            Ok(())
         }
     };
     drop(connection);

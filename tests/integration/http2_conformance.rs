@@ -195,6 +195,11 @@ impl Envoy {
     }
 
     pub(crate) fn start(yaml: &str) -> Envoy {
+        Self::start_with(yaml, &[])
+    }
+
+    /// `start` with more command-line arguments (`--drain-time-s 1`).
+    pub(crate) fn start_with(yaml: &str, extra_args: &[&str]) -> Envoy {
         let dir = TempDir::new("h2conf-envoy");
         let config = dir.file(
             "envoy.yaml",
@@ -208,6 +213,7 @@ impl Envoy {
             .arg("--admin-address-path")
             .arg(&admin_file)
             .args(["--concurrency", "1", "-l", "error", "--disable-hot-restart"])
+            .args(extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

@@ -391,6 +391,19 @@ pub fn start_envoy(yaml: &str) -> Started {
     (e.admin, Box::new(e))
 }
 
+/// `start_courier` with `--drain-time-s 1`: a replaced listener's drain ends
+/// within the test.
+pub fn start_courier_quick_drain(yaml: &str) -> Started {
+    let c = Courier::start_with(yaml, 1, &["--drain-time-s", "1"], &[]);
+    (c.admin, Box::new(c))
+}
+
+/// `start_envoy` with `--drain-time-s 1`.
+pub fn start_envoy_quick_drain(yaml: &str) -> Started {
+    let e = crate::http2_conformance::Envoy::start_with(yaml, &["--drain-time-s", "1"]);
+    (e.admin, Box::new(e))
+}
+
 /// Runs an xDS `session` (given how to start the proxy) against Courier, then
 /// against the real Envoy 1.40 on its own control plane, and asserts that both
 /// ended the same (requests, what served, stats). Courier's outcome, for a test

@@ -52,6 +52,9 @@ pub const RUNTIME_TYPE: &str = "type.googleapis.com/envoy.service.runtime.v3.Run
 #[allow(dead_code)] // the integration tests'
 pub const SECRET_TYPE: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 
+/// The wrapper a state-of-the-world response may carry each resource in.
+const RESOURCE_TYPE: &str = "type.googleapis.com/envoy.service.discovery.v3.Resource";
+
 const METHODS: &[&str] = &[
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
     "/envoy.service.cluster.v3.ClusterDiscoveryService/StreamClusters",
@@ -200,6 +203,27 @@ impl XdsServer {
             .collect();
         state.versions.insert(type_url.to_string(), versions);
         state.snapshots.insert(type_url.to_string(), (version.to_string(), resources));
+        state.pushes.retain(|p| p.send(()).is_ok());
+    }
+
+    /// Sets the state of `type_url` to resources under names of the test's
+    /// choosing, which may differ from their own: a delta stream gets each
+    /// in a `Resource` of that name, a state-of-the-world one too (each `Any`
+    /// a `Resource` wrapping the resource, as Envoy accepts).
+    #[allow(dead_code)] // the integration tests'
+    pub fn push_named(&self, type_url: &str, version: &str, resources: Vec<(&str, Any)>) {
+        let mut state = self.state.0.lock().expect("state");
+        let versions =
+            resources.iter().map(|(name, r)| (name.to_string(), (format!("res-{version}"), r.clone()))).collect();
+        let wrapped = resources
+            .into_iter()
+            .map(|(name, r)| {
+                let wrapper = Resource { name: name.to_string(), resource: Some(r), ..Default::default() };
+                Any { type_url: RESOURCE_TYPE.to_string(), value: wrapper.encode_to_vec() }
+            })
+            .collect();
+        state.versions.insert(type_url.to_string(), versions);
+        state.snapshots.insert(type_url.to_string(), (version.to_string(), wrapped));
         state.pushes.retain(|p| p.send(()).is_ok());
     }
 

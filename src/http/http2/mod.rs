@@ -25,6 +25,7 @@ pub mod flood_limits;
 pub mod frame_guard;
 pub mod hpack;
 pub mod io;
+pub mod keepalive_pings;
 pub mod options;
 pub mod request_body;
 pub mod request_head;
@@ -34,6 +35,7 @@ pub mod violation;
 
 pub use frame_guard::{FrameGuard, Violation};
 pub use io::CodecIo;
+pub use keepalive_pings::KeepalivePings;
 pub use options::{Http2Options, Keepalive};
 pub use request_body::{RequestBody, StreamRx};
 pub use stats::{Http2CodecStats, LazyHttp2Stats};

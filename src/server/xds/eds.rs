@@ -14,7 +14,7 @@
 //! whatever its outcome: a file is read at once, so `initial_fetch_timeout`
 //! never fires, as in Envoy's filesystem subscription.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 
@@ -27,6 +27,7 @@ use super::start::Started;
 use super::{resource_path, AppliedState, PathSubscription, ResourceApi};
 use crate::config::path_source::{DiscoveryFile, ENDPOINT_TYPE};
 use crate::config::{ConfigError, FieldPath};
+use crate::server::init_target::InitTarget;
 use crate::upstream::eds::Assignment;
 use crate::upstream::{ClusterInfo, ClusterManager, DiscoveryType};
 
@@ -35,13 +36,14 @@ pub struct EdsApi {
     cm: Weak<ClusterManager>,
     info: Arc<ClusterInfo>,
     /// Set once the first update was handled: later changes count as updates.
-    initialized: Cell<bool>,
+    /// Set by the first update (or its absence).
+    initialized: InitTarget,
     state: RefCell<AppliedState>,
 }
 
 impl EdsApi {
     pub fn new(cm: &Rc<ClusterManager>, info: Arc<ClusterInfo>) -> Self {
-        EdsApi { cm: Rc::downgrade(cm), info, initialized: Cell::new(false), state: RefCell::default() }
+        EdsApi { cm: Rc::downgrade(cm), info, initialized: InitTarget::default(), state: RefCell::default() }
     }
 
     /// The `cluster_name` of the assignment this cluster takes.
@@ -55,13 +57,18 @@ impl EdsApi {
 
     /// Whether the first update (or its absence) initialized the cluster.
     pub fn is_initialized(&self) -> bool {
-        self.initialized.get()
+        self.initialized.is_ready()
+    }
+
+    /// Waits until the cluster is initialized.
+    pub async fn initialized(&self) {
+        self.initialized.ready().await;
     }
 
     /// The first update was handled, whatever its outcome (or none came in
     /// time): a warming cluster starts serving, with no hosts if none was assigned.
     pub fn initialize(&self) {
-        if !self.initialized.replace(true) {
+        if self.initialized.set() {
             if let Some(cm) = self.cm.upgrade() {
                 cm.end_warming(&self.info);
             }
@@ -97,7 +104,7 @@ impl ResourceApi for EdsApi {
             .map_err(|e| path.error(format!("cannot decode the assignment: {e}")))?;
         let assignment = Assignment::from_proto(&la, &path)?;
         if let Some(cm) = self.cm.upgrade() {
-            cm.assign(&self.info, &assignment, !self.initialized.get());
+            cm.assign(&self.info, &assignment, !self.initialized.is_ready());
         }
         super::record(&self.state, file, &[(0, resource)], &[]);
         Ok(())

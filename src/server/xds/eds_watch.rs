@@ -15,7 +15,7 @@ use std::time::Duration;
 use super::eds::EdsApi;
 use super::grpc_mux::GrpcMux;
 use super::grpc_subscription::LocalBoxFuture;
-use super::named_watch::{NamedEntry, NamedWatch};
+use super::named_watch::{time_out_initial_fetch, NamedEntry, NamedWatch};
 use super::{ResourceApi, SubscriptionStats};
 use crate::config::path_source::{DiscoveryFile, ENDPOINT_TYPE};
 use crate::config::ConfigError;
@@ -25,31 +25,12 @@ use crate::stats::Store;
 pub struct Entry {
     api: EdsApi,
     stats: SubscriptionStats,
-    initialized: tokio::sync::Notify,
 }
 
 impl Entry {
     /// Waits until the cluster is initialized.
     pub async fn initialized(&self) {
-        let notified = self.initialized.notified();
-        if !self.api.is_initialized() {
-            notified.await;
-        }
-    }
-
-    /// No first assignment in time: the cluster starts with no hosts.
-    fn fetch_timed_out(&self) {
-        self.stats.init_fetch_timeout.inc();
-        self.stats.update_attempt.inc();
-        tracing::warn!("eds: initial fetch timed out for cluster {}", self.api.info().name);
-        self.initialize();
-    }
-
-    fn initialize(&self) {
-        if !self.api.is_initialized() {
-            self.api.initialize();
-            self.initialized.notify_waiters();
-        }
+        self.api.initialized().await;
     }
 }
 
@@ -64,6 +45,15 @@ impl NamedEntry for Entry {
 
     fn stats(&self) -> &SubscriptionStats {
         &self.stats
+    }
+
+    fn is_initialized(&self) -> bool {
+        self.api.is_initialized()
+    }
+
+    /// A warming cluster starts serving (with no hosts if none came in time).
+    fn initialize(&self) {
+        self.api.initialize();
     }
 
     fn apply_one<'a>(&'a self, one: &'a DiscoveryFile) -> LocalBoxFuture<'a, Result<(), ConfigError>> {
@@ -91,16 +81,8 @@ pub fn new_watch(mux: &Rc<GrpcMux>) -> EdsWatch {
 /// its initialization after `timeout` if no assignment came by then.
 pub fn add(watch: &EdsWatch, api: EdsApi, store: &Store, timeout: Option<Duration>) -> Rc<Entry> {
     let stats = SubscriptionStats::new(store, &format!("cluster.{}.", api.info().stat_name));
-    let entry = Rc::new(Entry { api, stats, initialized: tokio::sync::Notify::new() });
+    let entry = Rc::new(Entry { api, stats });
     watch.push(entry.clone());
-    if let Some(timeout) = timeout {
-        let weak = Rc::downgrade(&entry);
-        tokio::task::spawn_local(async move {
-            tokio::time::sleep(timeout).await;
-            if let Some(entry) = weak.upgrade().filter(|e| !e.api.is_initialized()) {
-                entry.fetch_timed_out();
-            }
-        });
-    }
+    time_out_initial_fetch(&entry, timeout);
     entry
 }

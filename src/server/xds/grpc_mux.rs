@@ -152,6 +152,33 @@ pub fn xds_node(node: &Node) -> Node {
     }
 }
 
+/// The wrapper a state-of-the-world response may put each resource in.
+const RESOURCE_WRAPPER: &str = "type.googleapis.com/envoy.service.discovery.v3.Resource";
+
+/// A state-of-the-world response with the resources it wrapped in
+/// `Resource`s (as Envoy accepts) taken out of them, and each wrapper's name
+/// and version, in order (none when nothing was wrapped). A wrapper that does
+/// not decode, or holds nothing, stays as it is, for the type check to refuse.
+fn unwrapped(mut response: DiscoveryResponse) -> (DiscoveryResponse, Vec<(String, String)>) {
+    use envoy_types::pb::envoy::service::discovery::v3::Resource;
+    use prost::Message;
+    if !response.resources.iter().any(|a| a.type_url == RESOURCE_WRAPPER) {
+        return (response, Vec::new());
+    }
+    let mut names = Vec::with_capacity(response.resources.len());
+    for any in &mut response.resources {
+        let wrapper = (any.type_url == RESOURCE_WRAPPER).then(|| Resource::decode(any.value.as_slice()).ok());
+        match wrapper.flatten() {
+            Some(Resource { name, version, resource: Some(inner), .. }) => {
+                *any = inner;
+                names.push((name, version));
+            }
+            _ => names.push((String::new(), String::new())),
+        }
+    }
+    (response, names)
+}
+
 /// gRPC's INTERNAL, the status of Envoy's NACK.
 const NACK_STATUS: i32 = 13;
 /// Envoy cuts a NACK's message to this many bytes (`truncateGrpcStatusMessage`).
@@ -278,7 +305,7 @@ impl GrpcMux {
         let cluster = self.cm.get(name).ok_or_else(|| StreamError(format!("no cluster '{name}'")))?;
         let hosts = self.cm.hosts(name);
         let host = hosts.first().ok_or_else(|| StreamError(format!("cluster '{name}' has no host")))?;
-        GrpcStream::open(host.address, &cluster, name, self.method).await
+        GrpcStream::open(host, &cluster, name, self.method).await
     }
 
     /// Serves one stream until it fails: the error, and whether any response came.
@@ -370,9 +397,15 @@ impl GrpcMux {
             details: Vec::new(),
         };
         match response {
-            Received::Sotw(response) => Outgoing::Sotw(match watch.on_response(&response).await {
-                Ok(()) => self.request(watch, response.version_info, response.nonce, None, first),
-                Err(e) => self.request(watch, watch.version_info(), response.nonce, Some(nack(e)), first),
+            Received::Sotw(response) => Outgoing::Sotw({
+                let (response, wrapped) = unwrapped(response);
+                if !wrapped.is_empty() {
+                    watch.resource_versions_received(&wrapped);
+                }
+                match watch.on_response(&response).await {
+                    Ok(()) => self.request(watch, response.version_info, response.nonce, None, first),
+                    Err(e) => self.request(watch, watch.version_info(), response.nonce, Some(nack(e)), first),
+                }
             }),
             Received::Delta(response) => {
                 let response_nonce = response.nonce.clone();
@@ -439,6 +472,11 @@ impl GrpcMux {
         for w in &watches[*requested..] {
             if let Some(request) = self.first_request(w.as_ref(), first) {
                 request.send(stream)?;
+            }
+            while w.requested() {
+                if let Some(request) = self.names_changed(w.as_ref(), first) {
+                    request.send(stream)?;
+                }
             }
         }
         let asked = &watches[..*requested];

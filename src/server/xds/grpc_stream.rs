@@ -13,8 +13,21 @@
 //! before any of it is buffered: a hostile server cannot make Courier hold
 //! more. `recv` keeps its state in the stream, so it can be dropped and polled
 //! again (it sits in a `select!` beside the subscription requests).
+//!
+//! The connection is the cluster's, counted as Envoy's gRPC client counts its
+//! pool's (checked against 1.40): `upstream_cx_total`/`_active`/
+//! `_http2_total`/`_destroy*` (`UpstreamConnection`), the stream as a
+//! request (`upstream_rq_total`, `_pending_total`, `_active`; its `200`
+//! answer as `upstream_rq_200`/`_2xx`/`_completed` and their `internal.`
+//! twins, Envoy's gRPC requests being internal ones), `http2.streams_active`.
+//! With the cluster's `connection_keepalive` a PING goes every interval and
+//! one unanswered within its timeout closes the connection
+//! (`http2.keepalive_timeout`): a management server gone silent is noticed,
+//! and the stream opened again.
 
-use std::net::SocketAddr;
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use h2::client::{ResponseFuture, SendRequest};
@@ -23,9 +36,13 @@ use http::header::{HeaderValue, CONTENT_TYPE, TE};
 use prost::Message;
 
 use crate::http::grpc::{GRPC_MESSAGE, GRPC_STATUS};
-use crate::network::tls::{AlpnFallback, TransportOptions, UpstreamTls};
+use crate::http::http2::keepalive_pings::pings_timed_out;
+use crate::http::http2::{Keepalive, KeepalivePings};
+use crate::network::tls::{AlpnFallback, TransportOptions};
 use crate::network::transport::TransportStream;
 use crate::upstream::cluster::ClusterInfo;
+use crate::upstream::host::Host;
+use crate::upstream::upstream_connection::{ConnectionAccounting, UpstreamConnection};
 
 /// The largest message read (a whole state of the world of clusters or
 /// listeners arrives as one).
@@ -54,43 +71,79 @@ pub struct GrpcStream {
     send: SendStream<Bytes>,
     incoming: Incoming,
     buf: BytesMut,
-    /// The connection's task, which drives its I/O: it ends with the stream.
+    counted: Counted,
+}
+
+/// The stream as its cluster counts it, and its connection's task (which
+/// drives the I/O): the request stops being active, and the connection ends,
+/// when the stream is dropped.
+struct Counted {
+    cluster: Arc<ClusterInfo>,
+    /// Set while the stream is open, for its connection's end to count it.
+    open: Rc<Cell<bool>>,
     connection: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for GrpcStream {
+impl Drop for Counted {
     fn drop(&mut self) {
+        self.open.set(false);
+        self.cluster.stats.upstream_rq_active.dec();
+        self.cluster.http2_stats().streams_active.dec();
         self.connection.abort();
     }
 }
 
 impl GrpcStream {
-    /// Connects to `addr`, a host of `cluster`, over the cluster's TLS context
-    /// if it has one (within its `connect_timeout`, the TLS handshake
-    /// included, as Envoy's) and opens the stream of `method`
-    /// (`/package.Service/Method`). The cluster's HTTP/2 windows apply, as in
-    /// Envoy's gRPC client: with its 256 MiB defaults a large response is not
-    /// paced by WINDOW_UPDATE round trips.
+    /// Connects to `host` of `cluster` (over the cluster's TLS context if it
+    /// has one, within its `connect_timeout`, the TLS handshake included, as
+    /// Envoy's) and opens the stream of `method` (`/package.Service/Method`).
+    /// The cluster's HTTP/2 windows apply, as in Envoy's gRPC client: with
+    /// its 256 MiB defaults a large response is not paced by WINDOW_UPDATE
+    /// round trips.
     pub async fn open(
-        addr: SocketAddr,
-        cluster: &ClusterInfo,
+        host: &Arc<Host>,
+        cluster: &Arc<ClusterInfo>,
         authority: &str,
         method: &str,
     ) -> Result<GrpcStream, StreamError> {
-        let transport = tokio::time::timeout(cluster.connect_timeout, connect(addr, cluster.tls.as_deref()))
-            .await
-            .map_err(|_| StreamError(format!("connecting to {addr} timed out")))??;
+        let addr = host.address;
+        let stats = &cluster.stats;
+        cluster.use_traffic_stats();
+        stats.upstream_rq_total.inc();
+        stats.upstream_rq_pending_total.inc();
+        let connected =
+            UpstreamConnection::connect_for(cluster, host, Some(AlpnFallback::Http2), &TransportOptions::NONE).await;
+        let UpstreamConnection { stream: transport, mut accounting, .. } = match connected {
+            Ok(c) => c,
+            Err(e) => {
+                stats.upstream_rq_pending_failure_eject.inc();
+                return Err(StreamError(format!("connecting to {addr} failed ({e:?})")));
+            }
+        };
         let o = &cluster.http2_options;
-        let (client, connection) = h2::client::Builder::new()
+        let handshake = h2::client::Builder::new()
             .initial_window_size(o.initial_stream_window_size)
             .initial_connection_window_size(o.initial_connection_window_size)
             .header_table_size(o.hpack_table_size)
             .handshake::<_, Bytes>(transport)
-            .await
-            .map_err(|e| failed("HTTP/2 handshake", e))?;
-        let connection = tokio::task::spawn_local(async move {
-            let _ = connection.await;
-        });
+            .await;
+        let (client, connection) = match handshake {
+            Ok(made) => made,
+            Err(e) => {
+                if !e.is_io() {
+                    accounting.mark_closed_locally();
+                }
+                stats.upstream_rq_pending_failure_eject.inc();
+                return Err(failed("HTTP/2 handshake", e));
+            }
+        };
+        stats.upstream_cx_http2_total.inc();
+        stats.upstream_rq_active.inc();
+        cluster.http2_stats().streams_active.inc();
+        let open = Rc::new(Cell::new(true));
+        let keepalive = (o.keepalive.clone(), cluster.clone());
+        let connection = tokio::task::spawn_local(drive(connection, keepalive, accounting, open.clone()));
+        let counted = Counted { cluster: cluster.clone(), open, connection };
         let request = http::Request::builder()
             .method(http::Method::POST)
             .uri(format!("http://{authority}{method}"))
@@ -100,7 +153,7 @@ impl GrpcStream {
             .map_err(|e| failed("the stream's request", e))?;
         let mut client: SendRequest<Bytes> = client.ready().await.map_err(|e| failed("opening the stream", e))?;
         let (response, send) = client.send_request(request, false).map_err(|e| failed("opening the stream", e))?;
-        Ok(GrpcStream { send, incoming: Incoming::Head(response), buf: BytesMut::new(), connection })
+        Ok(GrpcStream { send, incoming: Incoming::Head(response), buf: BytesMut::new(), counted })
     }
 
     /// Sends one message.
@@ -122,6 +175,7 @@ impl GrpcStream {
             match &mut self.incoming {
                 Incoming::Head(response) => {
                     let response = response.await.map_err(|e| failed("the stream failed", e))?;
+                    count_response(&self.counted.cluster, response.status().as_u16());
                     if response.status() != http::StatusCode::OK {
                         return Err(StreamError(format!("the server answered HTTP {}", response.status())));
                     }
@@ -147,15 +201,49 @@ impl GrpcStream {
     }
 }
 
-/// A connection to `addr`, with its TLS handshake done over `tls`.
-async fn connect(addr: SocketAddr, tls: Option<&UpstreamTls>) -> Result<TransportStream, StreamError> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| failed(&format!("connecting to {addr}"), e))?;
-    let _ = tcp.set_nodelay(true);
-    let Some(tls) = tls else { return Ok(TransportStream::from(tcp)) };
-    let (stream, _) = Box::pin(tls.connect(tcp, addr.ip(), Some(AlpnFallback::Http2), &TransportOptions::NONE))
-        .await
-        .map_err(|e| failed(&format!("the TLS handshake with {addr}"), e))?;
-    Ok(stream)
+/// The answer's status, counted as Envoy's router counts a request's
+/// (`upstream_rq_<code>`, `_<class>xx`, `_completed`), and again under
+/// `internal.`: the gRPC client's requests are internal ones.
+fn count_response(cluster: &ClusterInfo, code: u16) {
+    cluster.code_counter(code).inc();
+    cluster.class_counter(code).inc();
+    cluster.dynamic_counter("upstream_rq_completed").inc();
+    cluster.dynamic_counter(&format!("internal.upstream_rq_{code}")).inc();
+    cluster.dynamic_counter(&format!("internal.upstream_rq_{}xx", crate::stats::status_class(code))).inc();
+    cluster.dynamic_counter("internal.upstream_rq_completed").inc();
+}
+
+/// Runs the stream's connection until it ends, then counts how it ended
+/// (`accounting`; with the stream still `open`, as one destroyed with an
+/// active request, which Envoy also counts as `upstream_rq_pending_failure_eject`).
+/// With `connection_keepalive`, a PING goes every (jittered) interval and
+/// one not answered within its timeout closes the connection
+/// (`http2.keepalive_timeout`), as the cluster's pools do.
+async fn drive(
+    mut connection: h2::client::Connection<TransportStream, Bytes>,
+    (keepalive, cluster): (Option<Keepalive>, Arc<ClusterInfo>),
+    mut accounting: ConnectionAccounting,
+    open: Rc<Cell<bool>>,
+) {
+    let mut pings = KeepalivePings::new(connection.ping_pong(), keepalive);
+    let closed_locally = tokio::select! {
+        ended = &mut connection => ended.is_err_and(|e| e.is_library()),
+        () = pings_timed_out(&mut pings) => {
+            cluster.http2_stats().keepalive_timeout.inc();
+            tracing::warn!("the management server's connection did not answer a PING in time: closed");
+            true
+        }
+    };
+    drop(connection);
+    if closed_locally {
+        accounting.mark_closed_locally();
+    }
+    if open.get() {
+        accounting.mark_active_request();
+        if !closed_locally {
+            cluster.stats.upstream_rq_pending_failure_eject.inc();
+        }
+    }
 }
 
 /// A whole message from `buf`, if one is there; an error for one announced

@@ -43,13 +43,21 @@ pub trait Watch {
     /// On a delta stream, the versions of the resources an accepted response
     /// carried: each has its own (for `/config_dump`), not the response's.
     fn set_resource_versions(&self, _versions: &[(String, String)]) {}
-    /// On a delta stream, before `on_response`: the version of each resource
-    /// the response carries (Envoy's SDS keeps it as the secret's own).
+    /// Before `on_response`, when the response says them (a delta one, or a
+    /// state of the world wrapping its resources in `Resource`s): the name
+    /// and version of each resource it carries, in its order (Envoy's SDS
+    /// keeps the version as the secret's own).
     fn resource_versions_received(&self, _versions: &[(String, String)]) {}
     /// On a delta stream, the response just handed over was rejected: Envoy
     /// counts an attempt as a delta update reaches a subscription and
     /// another as it is rejected (checked against Envoy 1.40).
     fn on_delta_rejected(&self) {}
+    /// A request of this watch just went out: whether to ask again at once,
+    /// naming a subscription the request left out (Envoy asks for each RTDS
+    /// layer in a request of its own as the layer's subscription starts).
+    fn requested(&self) -> bool {
+        false
+    }
     /// On a delta stream, after an accepted response: the named resources it
     /// removed (a wildcard watch had them removed from the state it was handed).
     fn on_removed<'a>(&'a self, _names: &'a [String], _version_info: &'a str) -> LocalBoxFuture<'a, ()> {

@@ -21,6 +21,7 @@ use envoy_types::pb::envoy::config::listener::v3::Listener;
 use prost::Message;
 
 use super::grpc_subscription::LocalBoxFuture;
+use super::named_watch::NamedEntry;
 use super::start::Started;
 use super::{diff, record, resource_path, AppliedState, ResourceApi};
 use crate::config::path_source::{DiscoveryFile, LISTENER_TYPE};
@@ -99,6 +100,17 @@ impl LdsApi {
 
     pub fn new(server: Rc<Server>, cm: Rc<ClusterManager>, streams: &Rc<Started>) -> Self {
         let state = server.lds_state.clone();
+        // As a replaced or removed listener's drain ends, the route configs
+        // only it named are asked for no longer (Envoy destroys their
+        // providers with the listener).
+        let mut drains_ended = server.listener_manager.drains_ended();
+        let (weak_server, weak_streams) = (Rc::downgrade(&server), Rc::downgrade(streams));
+        streams.push_task(tokio::task::spawn_local(async move {
+            while drains_ended.changed().await.is_ok() {
+                let (Some(server), Some(streams)) = (weak_server.upgrade(), weak_streams.upgrade()) else { return };
+                streams.prune_rds(&server);
+            }
+        }));
         LdsApi {
             server,
             cm,

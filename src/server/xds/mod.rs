@@ -67,6 +67,23 @@ define_stats! {
 }
 
 impl SubscriptionStats {
+    /// Back to zero, as the stats of a subscription that ended: Envoy deletes
+    /// them, and a later subscription of the same name starts from nothing
+    /// (Courier's store keeps a stat once made, so it reads 0 meanwhile).
+    pub fn reset(&self) {
+        for c in [
+            &self.update_attempt,
+            &self.update_success,
+            &self.update_failure,
+            &self.update_rejected,
+            &self.init_fetch_timeout,
+        ] {
+            c.reset();
+        }
+        self.update_time.set(0);
+        self.version.set(0);
+    }
+
     /// Counts an accepted update of `version_info`.
     pub fn accepted(&self, version_info: &str) {
         self.update_success.inc();

@@ -11,15 +11,16 @@
 //! entry, once (Envoy's `onConfigUpdateFailed` to each watch); an accepted
 //! update's `update_duration`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
+use std::time::Duration;
 
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
 
 use super::grpc_mux::GrpcMux;
 use super::grpc_subscription::{LocalBoxFuture, Watch};
-use super::SubscriptionStats;
+use super::{ResourceApi, SubscriptionStats};
 use crate::config::path_source::{decode_pushed, CheckedResources, DiscoveryFile};
 use crate::config::ConfigError;
 
@@ -32,6 +33,10 @@ pub trait NamedEntry {
         false
     }
     fn stats(&self) -> &SubscriptionStats;
+    /// Its first response came, or its initial fetch timed out.
+    fn is_initialized(&self) -> bool;
+    /// Ends its initialization (what waits for it goes on).
+    fn initialize(&self);
     /// On a delta stream, the version of its resource in the response about
     /// to be applied (`apply_one` follows).
     fn resource_version(&self, _version: &str) {}
@@ -49,6 +54,39 @@ pub trait NamedEntry {
     }
 }
 
+/// An entry's update applied by its `api` (RDS's, RTDS's): the entry is
+/// initialized whatever the outcome, and an accepted update counted, its
+/// version kept for `/config_dump`.
+pub async fn apply_one_with<E: NamedEntry, R: ResourceApi>(
+    entry: &E,
+    api: &R,
+    one: &DiscoveryFile,
+) -> Result<(), ConfigError> {
+    let applied = api.apply(one).await;
+    entry.initialize();
+    if applied.is_ok() {
+        entry.stats().accepted(&one.version_info);
+        api.state().borrow_mut().version_info.clone_from(&one.version_info);
+    }
+    applied
+}
+
+/// Ends `entry`'s initialization after `timeout` (if given) when no response
+/// named it by then, counting Envoy's `init_fetch_timeout` and an attempt.
+pub fn time_out_initial_fetch<E: NamedEntry + 'static>(entry: &Rc<E>, timeout: Option<Duration>) {
+    let Some(timeout) = timeout else { return };
+    let weak = Rc::downgrade(entry);
+    tokio::task::spawn_local(async move {
+        tokio::time::sleep(timeout).await;
+        if let Some(entry) = weak.upgrade().filter(|e| !e.is_initialized()) {
+            entry.stats().init_fetch_timeout.inc();
+            entry.stats().update_attempt.inc();
+            tracing::warn!("initial fetch timed out for {}", entry.resource_name());
+            entry.initialize();
+        }
+    });
+}
+
 /// The entries of one resource type on one stream.
 pub struct NamedWatch<E> {
     mux: Weak<GrpcMux>,
@@ -61,8 +99,16 @@ pub struct NamedWatch<E> {
     rejected: RefCell<Vec<Rc<E>>>,
     /// The last accepted response's resources, not checked again when repeated.
     checked: RefCell<CheckedResources>,
-    /// On a delta stream, the version of each resource of the response being applied.
-    resource_versions: RefCell<HashMap<String, String>>,
+    /// The name and version of each resource of the response being applied,
+    /// in its order, when it says them (a delta response's `Resource`s, or a
+    /// state of the world's resources wrapped in `Resource`s): a resource
+    /// goes to the entries of that name, whatever its own says (Envoy's watch
+    /// map), and an entry then refuses a resource named otherwise.
+    received: RefCell<Vec<(String, String)>>,
+    /// With `one_by_one`, how many of the entries the stream's requests name
+    /// so far: the first request names the first entry, and each next one
+    /// more (`requested`).
+    named: Option<Cell<usize>>,
 }
 
 impl<E: NamedEntry> NamedWatch<E> {
@@ -75,8 +121,17 @@ impl<E: NamedEntry> NamedWatch<E> {
             version_info: RefCell::default(),
             rejected: RefCell::default(),
             checked: RefCell::default(),
-            resource_versions: RefCell::default(),
+            received: RefCell::default(),
+            named: None,
         }
+    }
+
+    /// A watch whose entries the stream asks for one request at a time, as
+    /// they were added, the first time (Envoy's RTDS layers: each layer's
+    /// subscription asks as it starts, all before a response comes); a
+    /// stream opened later names them all at once.
+    pub fn one_by_one(mux: &Rc<GrpcMux>, type_name: &'static str) -> Self {
+        NamedWatch { named: Some(Cell::new(1)), ..Self::new(mux, type_name) }
     }
 
     /// Adds an entry, counting its start as an attempt (as Envoy's gRPC
@@ -117,12 +172,17 @@ impl<E: NamedEntry> NamedWatch<E> {
             by_name.entry(entry.resource_name()).or_default().push(entry);
         }
         let mut counted: Vec<Rc<E>> = Vec::new();
-        for resource in &file.resources {
-            let named = by_name.get(resource.name.as_str()).map_or(&[][..], Vec::as_slice);
+        let received = self.received.borrow().clone();
+        for (i, resource) in file.resources.iter().enumerate() {
+            let (name, version) = match received.get(i) {
+                Some((name, version)) if !name.is_empty() => (name.as_str(), Some(version)),
+                _ => (resource.name.as_str(), None),
+            };
+            let named = by_name.get(name).map_or(&[][..], Vec::as_slice);
             for entry in named.iter().copied().filter(|e| !e.done()) {
                 entry.stats().update_attempt.inc();
                 counted.push(entry.clone());
-                if let Some(version) = self.resource_versions.borrow().get(&resource.name) {
+                if let Some(version) = version {
                     entry.resource_version(version);
                 }
                 let one = DiscoveryFile { version_info: file.version_info.clone(), resources: vec![resource.clone()] };
@@ -155,7 +215,9 @@ impl<E: NamedEntry> Watch for NamedWatch<E> {
 
     fn resource_names(&self) -> Vec<String> {
         self.entries.borrow_mut().retain(|e| !e.done());
-        let mut names: Vec<String> = self.entries.borrow().iter().map(|e| e.resource_name().to_string()).collect();
+        let entries = self.entries.borrow();
+        let named = self.named.as_ref().map_or(entries.len(), |n| n.get().min(entries.len()));
+        let mut names: Vec<String> = entries[..named].iter().map(|e| e.resource_name().to_string()).collect();
         names.sort();
         names.dedup();
         names
@@ -163,6 +225,15 @@ impl<E: NamedEntry> Watch for NamedWatch<E> {
 
     fn version_info(&self) -> String {
         self.version_info.borrow().clone()
+    }
+
+    fn requested(&self) -> bool {
+        let Some(named) = &self.named else { return false };
+        let more = named.get() < self.entries.borrow().len();
+        if more {
+            named.set(named.get() + 1);
+        }
+        more
     }
 
     fn on_response<'a>(&'a self, response: &'a DiscoveryResponse) -> LocalBoxFuture<'a, Result<(), ConfigError>> {
@@ -191,7 +262,7 @@ impl<E: NamedEntry> Watch for NamedWatch<E> {
                     Err(e)
                 }
             };
-            self.resource_versions.borrow_mut().clear();
+            self.received.borrow_mut().clear();
             if outcome.is_ok() {
                 response.version_info.clone_into(&mut self.version_info.borrow_mut());
             } else {
@@ -211,7 +282,7 @@ impl<E: NamedEntry> Watch for NamedWatch<E> {
     }
 
     fn resource_versions_received(&self, versions: &[(String, String)]) {
-        *self.resource_versions.borrow_mut() = versions.iter().cloned().collect();
+        versions.clone_into(&mut self.received.borrow_mut());
     }
 
     fn on_delta_rejected(&self) {

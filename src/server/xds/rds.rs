@@ -57,6 +57,23 @@ impl RdsApi {
     pub fn stat_prefix(&self) -> &str {
         &self.config.stat_prefix
     }
+
+    pub fn config(&self) -> &Arc<RdsRouteConfig> {
+        &self.config
+    }
+
+    /// Its `config_reload`, `update_empty` and `config_reload_time_ms` back
+    /// to zero (see `SubscriptionStats::reset`).
+    pub fn reset_stats(&self) {
+        self.stats.config_reload.reset();
+        self.stats.update_empty.reset();
+        self.stats.config_reload_time_ms.set(0);
+    }
+
+    /// What `/config_dump` shows of it (one of the server's `rds_states`).
+    pub fn shared_state(&self) -> &Rc<RefCell<AppliedState>> {
+        &self.state
+    }
 }
 
 impl ResourceApi for RdsApi {

@@ -9,17 +9,19 @@
 //! `http.<prefix>.rds.<name>.update_*` and is initialized by its first
 //! response or by `initial_fetch_timeout`.
 
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::grpc_mux::GrpcMux;
 use super::grpc_subscription::LocalBoxFuture;
-use super::named_watch::{NamedEntry, NamedWatch};
+use super::named_watch::{apply_one_with, NamedEntry, NamedWatch};
 use super::rds::RdsApi;
-use super::{ResourceApi, SubscriptionStats};
+use super::{AppliedState, SubscriptionStats};
 use crate::config::path_source::DiscoveryFile;
 use crate::config::ConfigError;
-use crate::extensions::filters::network::http_connection_manager::rds::ROUTE_TYPE;
+use crate::extensions::filters::network::http_connection_manager::rds::{RdsRouteConfig, ROUTE_TYPE};
 use crate::server::init_target::InitTarget;
 use crate::stats::Store;
 
@@ -28,6 +30,8 @@ pub struct Entry {
     api: RdsApi,
     stats: SubscriptionStats,
     initialized: InitTarget,
+    /// No listener names it any more (`release`).
+    released: Cell<bool>,
 }
 
 impl Entry {
@@ -42,14 +46,6 @@ impl Entry {
             self.initialize();
         }
     }
-
-    pub fn is_initialized(&self) -> bool {
-        self.initialized.is_ready()
-    }
-
-    fn initialize(&self) {
-        self.initialized.set();
-    }
 }
 
 impl NamedEntry for Entry {
@@ -57,20 +53,24 @@ impl NamedEntry for Entry {
         self.api.name()
     }
 
+    fn done(&self) -> bool {
+        self.released.get()
+    }
+
+    fn is_initialized(&self) -> bool {
+        self.initialized.is_ready()
+    }
+
+    fn initialize(&self) {
+        self.initialized.set();
+    }
+
     fn stats(&self) -> &SubscriptionStats {
         &self.stats
     }
 
     fn apply_one<'a>(&'a self, one: &'a DiscoveryFile) -> LocalBoxFuture<'a, Result<(), ConfigError>> {
-        Box::pin(async move {
-            let applied = self.api.apply(one).await;
-            self.initialize();
-            if applied.is_ok() {
-                self.stats.accepted(&one.version_info);
-                self.api.state().borrow_mut().version_info.clone_from(&one.version_info);
-            }
-            applied
-        })
+        Box::pin(apply_one_with(self, &self.api, one))
     }
 
     /// Envoy's RDS ignores a delta removal of its route config (logged), the
@@ -97,9 +97,29 @@ pub fn new_watch(mux: &Rc<GrpcMux>) -> RdsWatch {
 /// Subscribes a route config on `watch`: the stream asks for it.
 pub fn add(watch: &RdsWatch, api: RdsApi, store: &Store) -> Rc<Entry> {
     let stats = SubscriptionStats::new(store, api.stat_prefix());
-    let entry = Rc::new(Entry { api, stats, initialized: InitTarget::default() });
+    let entry = Rc::new(Entry { api, stats, initialized: InitTarget::default(), released: Cell::new(false) });
     watch.push(entry.clone());
     entry
+}
+
+/// Ends the subscriptions of the `released` route configs (no listener
+/// names them any more): the stream asks without them (SotW's names shrink,
+/// delta unsubscribes them), `/config_dump` (`states`, the server's
+/// `rds_states`) no longer shows them and their stats go back to zero, as
+/// Envoy's once the listener that named them drained (checked against 1.40,
+/// both protocols; Envoy deletes the stats, a later subscription of the name
+/// starting them anew).
+pub fn release(watch: &RdsWatch, released: &[Arc<RdsRouteConfig>], states: &RefCell<Vec<Rc<RefCell<AppliedState>>>>) {
+    for entry in watch.entries() {
+        if released.iter().any(|c| Arc::ptr_eq(c, entry.api.config())) {
+            tracing::info!("rds: route config {} is no longer named: unsubscribed", entry.api.name());
+            entry.released.set(true);
+            entry.stats.reset();
+            entry.api.reset_stats();
+            states.borrow_mut().retain(|s| !Rc::ptr_eq(s, entry.api.shared_state()));
+        }
+    }
+    watch.prune();
 }
 
 /// The subscription of route config `name` on `watch`.

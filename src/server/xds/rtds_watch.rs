@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use super::grpc_mux::GrpcMux;
 use super::grpc_subscription::LocalBoxFuture;
-use super::named_watch::{NamedEntry, NamedWatch};
+use super::named_watch::{apply_one_with, time_out_initial_fetch, NamedEntry, NamedWatch};
 use super::rtds::{RtdsApi, RUNTIME_TYPE, STAT_PREFIX};
-use super::{ResourceApi, SubscriptionStats};
+use super::SubscriptionStats;
 use crate::config::path_source::DiscoveryFile;
 use crate::config::ConfigError;
 use crate::server::init_target::InitTarget;
@@ -33,10 +33,6 @@ impl Entry {
     pub async fn initialized(&self) {
         self.initialized.ready().await;
     }
-
-    fn initialize(&self) {
-        self.initialized.set();
-    }
 }
 
 impl NamedEntry for Entry {
@@ -48,16 +44,16 @@ impl NamedEntry for Entry {
         &self.stats
     }
 
+    fn is_initialized(&self) -> bool {
+        self.initialized.is_ready()
+    }
+
+    fn initialize(&self) {
+        self.initialized.set();
+    }
+
     fn apply_one<'a>(&'a self, one: &'a DiscoveryFile) -> LocalBoxFuture<'a, Result<(), ConfigError>> {
-        Box::pin(async move {
-            let applied = self.api.apply(one).await;
-            self.initialize();
-            if applied.is_ok() {
-                self.stats.accepted(&one.version_info);
-                self.api.state().borrow_mut().version_info.clone_from(&one.version_info);
-            }
-            applied
-        })
+        Box::pin(apply_one_with(self, &self.api, one))
     }
 
     fn removed<'a>(&'a self, version_info: &'a str) -> LocalBoxFuture<'a, ()> {
@@ -72,9 +68,12 @@ impl NamedEntry for Entry {
 /// The RTDS layers of one stream.
 pub type RtdsWatch = NamedWatch<Entry>;
 
-/// A new stream's runtime watch.
+/// A new stream's runtime watch: its layers are asked for one request at a
+/// time as they subscribe (the first request names the first layer, the
+/// next the first two, ...; on a delta stream each subscribes one), as
+/// Envoy's (checked against 1.40 with three layers on ADS, both protocols).
 pub fn new_watch(mux: &Rc<GrpcMux>) -> RtdsWatch {
-    NamedWatch::new(mux, RUNTIME_TYPE)
+    NamedWatch::one_by_one(mux, RUNTIME_TYPE)
 }
 
 /// Subscribes a layer on `watch`: the stream asks for its resource. Ends its
@@ -83,17 +82,6 @@ pub fn add(watch: &RtdsWatch, api: RtdsApi, store: &Store, timeout: Option<Durat
     let stats = SubscriptionStats::new(store, STAT_PREFIX);
     let entry = Rc::new(Entry { api, stats, initialized: InitTarget::default() });
     watch.push(entry.clone());
-    if let Some(timeout) = timeout {
-        let weak = Rc::downgrade(&entry);
-        tokio::task::spawn_local(async move {
-            tokio::time::sleep(timeout).await;
-            if let Some(entry) = weak.upgrade().filter(|e| !e.initialized.is_ready()) {
-                entry.stats.init_fetch_timeout.inc();
-                entry.stats.update_attempt.inc();
-                tracing::warn!("rtds: initial fetch timed out for {}", entry.api.resource_name());
-                entry.initialize();
-            }
-        });
-    }
+    time_out_initial_fetch(&entry, timeout);
     entry
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use super::grpc_mux::GrpcMux;
 use super::grpc_subscription::LocalBoxFuture;
-use super::named_watch::{NamedEntry, NamedWatch};
+use super::named_watch::{time_out_initial_fetch, NamedEntry, NamedWatch};
 use super::sds::SdsApi;
 use super::{ResourceApi, SubscriptionStats};
 use crate::config::path_source::DiscoveryFile;
@@ -34,16 +34,6 @@ pub struct Entry {
     /// On a delta stream, the pushed secret's own version: Envoy's secret
     /// takes it, the subscription's stats the response's.
     resource_version: RefCell<Option<String>>,
-}
-
-impl Entry {
-    /// No first response in time: what names the secret stops warming.
-    fn fetch_timed_out(&self) {
-        self.stats.init_fetch_timeout.inc();
-        self.stats.update_attempt.inc();
-        tracing::warn!("sds: initial fetch timed out for secret {}", self.api.secret().name);
-        self.api.secret().initialize();
-    }
 }
 
 impl NamedEntry for Entry {
@@ -64,6 +54,15 @@ impl NamedEntry for Entry {
 
     fn stats(&self) -> &SubscriptionStats {
         &self.stats
+    }
+
+    fn is_initialized(&self) -> bool {
+        self.api.secret().is_initialized()
+    }
+
+    /// What names the secret stops warming.
+    fn initialize(&self) {
+        self.api.secret().initialize();
     }
 
     fn resource_version(&self, version: &str) {
@@ -123,13 +122,5 @@ pub fn add(watch: &SdsWatch, api: SdsApi, store: &Store, prefix: &str, timeout: 
     let stats = SubscriptionStats::new(store, prefix);
     let entry = Rc::new(Entry { api, stats, resource_version: RefCell::default() });
     watch.push(entry.clone());
-    if let Some(timeout) = timeout {
-        let weak = Rc::downgrade(&entry);
-        tokio::task::spawn_local(async move {
-            tokio::time::sleep(timeout).await;
-            if let Some(entry) = weak.upgrade().filter(|e| !e.api.secret().is_initialized()) {
-                entry.fetch_timed_out();
-            }
-        });
-    }
+    time_out_initial_fetch(&entry, timeout);
 }

@@ -196,6 +196,18 @@ impl Started {
         super::rds_watch::entry(watch, name)
     }
 
+    /// Ends the subscriptions of the route configs no listener names any
+    /// more (once the listeners that did drained).
+    pub fn prune_rds(&self, server: &Server) {
+        let released = server.route_configs.release_unused();
+        if released.is_empty() {
+            return;
+        }
+        for (_, watch) in self.rds.borrow().iter() {
+            super::rds_watch::release(watch, &released, &server.rds_states);
+        }
+    }
+
     /// Ends the subscriptions of the SDS secrets no context reads any more.
     pub fn prune_sds(&self) {
         for (_, watch) in self.sds.borrow().iter() {

@@ -153,6 +153,29 @@ impl RouteConfigProviderManager {
         new
     }
 
+    /// Forgets the configs of a management server that no connection manager
+    /// names any more (held by nothing but this manager and their
+    /// subscription: their listeners drained), and returns them for their
+    /// subscriptions to end. A connection manager naming one later gets a
+    /// new one, subscribed anew (as Envoy's provider manager).
+    pub fn release_unused(&self) -> Vec<Arc<RdsRouteConfig>> {
+        let mut configs = self.configs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
+        let mut released = Vec::new();
+        let mut i = 0;
+        while i < *started {
+            let c = &configs[i];
+            let from_server = !matches!(c.source.source, crate::config::config_source::Source::Path(_));
+            if from_server && Arc::strong_count(c) <= 2 {
+                released.push(configs.remove(i));
+                *started -= 1;
+            } else {
+                i += 1;
+            }
+        }
+        released
+    }
+
     /// Every config, for `/config_dump`.
     pub fn all(&self) -> Vec<Arc<RdsRouteConfig>> {
         self.configs.lock().unwrap_or_else(|e| e.into_inner()).clone()
