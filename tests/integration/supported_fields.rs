@@ -287,6 +287,11 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         ],
     ),
     (
+        "envoy.config.bootstrap.v3.ClusterManager",
+        "load_stats_config",
+        &[test("tests/integration/load_stats.rs", "reports_per_cluster_and_locality_as_envoy")],
+    ),
+    (
         "envoy.config.bootstrap.v3.Bootstrap.DeferredStatOptions",
         "enable_deferred_creation_stats",
         &[compat("deferred_stats")],
