@@ -367,8 +367,8 @@ impl ServerConfig {
     }
 }
 
-/// `cluster_manager.load_stats_config`, checked as Envoy checks it: a gRPC
-/// (not delta) `ApiConfigSource` whose cluster exists and speaks HTTP/2.
+/// `cluster_manager.load_stats_config`: a gRPC `ApiConfigSource` whose
+/// cluster exists and speaks HTTP/2 (as the management servers' streams).
 fn load_stats_source(
     cm: Option<&envoy_types::pb::envoy::config::bootstrap::v3::ClusterManager>,
     clusters: &ClusterManagerConfig,
@@ -376,8 +376,13 @@ fn load_stats_source(
     let Some(source) = cm.and_then(|c| c.load_stats_config.as_ref()) else { return Ok(None) };
     let path = config::FieldPath::starting_at("cluster_manager.load_stats_config");
     let grpc = config::config_source::GrpcSource::from_proto(source, &path)?;
-    if grpc.delta {
-        return Err(path.field_error("api_type", "the load stats service is reached with GRPC only"));
+    // Envoy's load stats stream is the same whatever the api_type (a delta type
+    // included), and sends the node in every message.
+    if grpc.set_node_on_first_message_only {
+        return Err(path.field_error(
+            "set_node_on_first_message_only",
+            "not supported by Courier for load_stats_config (every load report carries the node)",
+        ));
     }
     let cluster = clusters.clusters.iter().find(|k| k.name == grpc.cluster).map(|k| k.as_ref());
     xds::source::check_cluster(&grpc, cluster, &path.child("grpc_services[0].envoy_grpc.cluster_name"))?;

@@ -137,3 +137,23 @@ fn reports_per_cluster_and_locality_as_envoy() {
         assert_eq!(courier, envoy, "Courier's reports (left) differ from Envoy's (right)");
     }
 }
+
+/// What Courier cannot do with the service is refused at start-up by name.
+#[test]
+fn load_stats_config_errors_name_the_field() {
+    let base = yaml(1, 2);
+    let refused = [
+        ("cluster_name: lrs", "cluster_name: nowhere", "Unknown gRPC client cluster 'nowhere'"),
+        (
+            "api_type: GRPC",
+            "api_type: GRPC\n    set_node_on_first_message_only: true",
+            "set_node_on_first_message_only",
+        ),
+    ];
+    for (from, to, expected) in refused {
+        let (ok, out) = validate(&base.replacen(from, to, 1));
+        assert!(!ok && out.contains("cluster_manager.load_stats_config") && out.contains(expected), "{out}");
+    }
+    let (ok, out) = validate(&base.replacen("api_type: GRPC", "api_type: DELTA_GRPC", 1));
+    assert!(ok, "Envoy streams load stats the same for a delta api_type: {out}");
+}
