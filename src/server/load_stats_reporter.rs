@@ -13,11 +13,13 @@
 //! (0: Courier drops none by `drop_overload`) and the interval measured since
 //! the cluster's last report. The counts are the per-host atomics the workers
 //! already keep (`HostStats`): the reporter remembers what it reported of each
-//! host and sends the difference, so requests pay nothing for it. A stream
-//! that fails is opened again after Envoy's back-off.
+//! host and sends the difference, so requests pay nothing for it. The stream
+//! itself counts as a request in progress on its host, as Envoy's does. A
+//! stream that fails is opened again after Envoy's back-off.
 
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -78,7 +80,8 @@ impl LoadStatsReporter {
         let mut backoff = BackOff::default();
         loop {
             match self.open().await {
-                Ok(stream) => {
+                Ok((stream, host)) => {
+                    let _active = ActiveOnHost::new(host);
                     let (error, answered) = self.serve(stream).await;
                     tracing::warn!("load stats stream to '{}' closed: {error}", self.source.cluster);
                     if answered {
@@ -91,12 +94,13 @@ impl LoadStatsReporter {
         }
     }
 
-    async fn open(&self) -> Result<GrpcStream, StreamError> {
+    /// The stream, and the host of the service's cluster it goes to.
+    async fn open(&self) -> Result<(GrpcStream, Arc<Host>), StreamError> {
         let name = &self.source.cluster;
         let cluster = self.cm.get(name).ok_or_else(|| StreamError(format!("no cluster '{name}'")))?;
         let hosts = self.cm.hosts(name);
         let host = hosts.first().ok_or_else(|| StreamError(format!("cluster '{name}' has no host")))?;
-        GrpcStream::open(host.address, &cluster, name, METHOD).await
+        Ok((GrpcStream::open(host.address, &cluster, name, METHOD).await?, host.clone()))
     }
 
     /// One stream: the node first, then a report every interval the server set.
@@ -211,6 +215,25 @@ impl LoadStatsReporter {
             });
         }
         out
+    }
+}
+
+/// The stream counted on its host as an issued request in progress while it
+/// lasts, as Envoy's gRPC client's stream is (a report with
+/// `send_all_clusters` shows it under the service's cluster).
+struct ActiveOnHost(Arc<Host>);
+
+impl ActiveOnHost {
+    fn new(host: Arc<Host>) -> ActiveOnHost {
+        host.stats.rq_total.fetch_add(1, Ordering::Relaxed);
+        host.stats.rq_active.fetch_add(1, Ordering::Relaxed);
+        ActiveOnHost(host)
+    }
+}
+
+impl Drop for ActiveOnHost {
+    fn drop(&mut self) {
+        self.0.stats.rq_active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -95,12 +95,18 @@ fn totals(reports: &[LoadStatsRequest]) -> (Totals, bool) {
 /// a 503 from the upstream.
 #[test]
 fn reports_per_cluster_and_locality_as_envoy() {
-    let app = http_upstream("app");
+    // The answer of the service `cluster_manager.load_stats_config` names.
     let answer = LoadStatsResponse {
         clusters: vec!["app".into()],
         load_reporting_interval: Some(envoy_types::pb::google::protobuf::Duration { seconds: 0, nanos: 300_000_000 }),
         ..Default::default()
     };
+    compare(answer);
+}
+
+/// What Courier and Envoy report for the service's `answer`, compared.
+fn compare(answer: LoadStatsResponse) {
+    let app = http_upstream("app");
     let mut seen = Vec::new();
     for envoy in proxies() {
         // `cluster_manager.load_stats_config` (see `yaml`) streams to this service.
@@ -136,6 +142,17 @@ fn reports_per_cluster_and_locality_as_envoy() {
     if let Some(envoy) = seen.get(1) {
         assert_eq!(courier, envoy, "Courier's reports (left) differ from Envoy's (right)");
     }
+}
+
+/// `send_all_clusters`: every cluster, the service's own with its stream in
+/// progress.
+#[test]
+fn send_all_clusters_reports_every_cluster_as_envoy() {
+    compare(LoadStatsResponse {
+        send_all_clusters: true,
+        load_reporting_interval: Some(envoy_types::pb::google::protobuf::Duration { seconds: 0, nanos: 300_000_000 }),
+        ..Default::default()
+    });
 }
 
 /// What Courier cannot do with the service is refused at start-up by name.
