@@ -36,7 +36,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
         ],
     ),
     // The local cluster zone-aware routing compares the upstream clusters with.
-    ("envoy.config.bootstrap.v3.ClusterManager", &["local_cluster_name"]),
+    ("envoy.config.bootstrap.v3.ClusterManager", &["local_cluster_name", "load_stats_config"]),
     ("envoy.config.bootstrap.v3.Bootstrap.DeferredStatOptions", &["enable_deferred_creation_stats"]),
     // `loadshed_points` and `buffer_factory_config` are refused, and so are the
     // actions Courier lacks; only reduce_timeouts takes a typed_config.

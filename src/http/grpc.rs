@@ -17,6 +17,22 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
     })
 }
 
+/// Envoy's `Grpc::Common::isProtobufRequestHeaders`: `content-type` is exactly
+/// `application/x-protobuf` (what the gRPC HTTP/1.1 bridge upgrades).
+pub fn is_protobuf(headers: &HeaderMap) -> bool {
+    headers.get(CONTENT_TYPE).is_some_and(|v| v.as_bytes() == b"application/x-protobuf")
+}
+
+/// The bytes before each gRPC message: a compressed flag and the length.
+pub const FRAME_HEADER_SIZE: usize = 5;
+
+/// The header of an uncompressed gRPC message of `len` bytes (Envoy's
+/// `prependGrpcFrameHeader`): flag 0, the length big-endian; `None` past 4 GiB.
+pub fn frame_header(len: usize) -> Option<[u8; FRAME_HEADER_SIZE]> {
+    let len = u32::try_from(len).ok()?.to_be_bytes();
+    Some([0, len[0], len[1], len[2], len[3]])
+}
+
 pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 pub const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 
@@ -72,6 +88,16 @@ mod tests {
         assert!(with("application/grpc") && with("application/grpc+proto"));
         assert!(!with("application/grpc;x=1") && !with("application/grpc-web") && !with("application/json"));
         assert!(!is_grpc(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn frame_headers_and_protobuf() {
+        assert_eq!(frame_header(0x0102), Some([0, 0, 0, 1, 2]));
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"));
+        assert!(is_protobuf(&h));
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf; x=1"));
+        assert!(!is_protobuf(&h));
     }
 
     #[test]

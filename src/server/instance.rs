@@ -123,6 +123,8 @@ pub struct ServerConfig {
     pub stats_flush_interval: Duration,
     /// The bootstrap's `stats_sinks`, sent at every stats flush.
     pub stat_sinks: StatSinks,
+    /// `cluster_manager.load_stats_config`: where load reports go.
+    pub load_stats: Option<config::config_source::GrpcSource>,
     /// Shared with the filters that answer health checks.
     pub health_check_failed: Arc<AtomicBool>,
     /// Tells connections to finish and close when the server drains.
@@ -288,6 +290,7 @@ impl ServerConfig {
             None => DynamicResourcesConfig::default(),
         };
         dynamic.check_management_clusters(&clusters.clusters, b.node.as_ref())?;
+        let load_stats = load_stats_source(b.cluster_manager.as_ref(), &clusters)?;
         // The management servers of the connection managers' RDS and of the RTDS layers.
         // Each checked as CDS's and LDS's: ADS configured, a static HTTP/2 cluster.
         let check_source = |source: &config::config_source::Source, path: config::FieldPath| match source {
@@ -339,6 +342,7 @@ impl ServerConfig {
             node: bootstrap.node.unwrap_or_default(),
             stats_flush_interval,
             stat_sinks,
+            load_stats,
             store,
             tls,
             cluster_slot,
@@ -359,6 +363,28 @@ impl ServerConfig {
             route_configs,
         })
     }
+}
+
+/// `cluster_manager.load_stats_config`: a gRPC `ApiConfigSource` whose
+/// cluster exists and speaks HTTP/2 (as the management servers' streams).
+fn load_stats_source(
+    cm: Option<&envoy_types::pb::envoy::config::bootstrap::v3::ClusterManager>,
+    clusters: &ClusterManagerConfig,
+) -> Result<Option<config::config_source::GrpcSource>, ConfigError> {
+    let Some(source) = cm.and_then(|c| c.load_stats_config.as_ref()) else { return Ok(None) };
+    let path = config::FieldPath::starting_at("cluster_manager.load_stats_config");
+    let grpc = config::config_source::GrpcSource::from_proto(source, &path)?;
+    // Envoy's load stats stream is the same whatever the api_type (a delta type
+    // included), and sends the node in every message.
+    if grpc.set_node_on_first_message_only {
+        return Err(path.field_error(
+            "set_node_on_first_message_only",
+            "not supported by Courier for load_stats_config (every load report carries the node)",
+        ));
+    }
+    let cluster = clusters.clusters.iter().find(|k| k.name == grpc.cluster).map(|k| k.as_ref());
+    xds::source::check_cluster(&grpc, cluster, &path.child("grpc_services[0].envoy_grpc.cluster_name"))?;
+    Ok(Some(grpc))
 }
 
 /// The admin's loggers: the deprecated `access_log_path` first, as Envoy adds it.
@@ -397,6 +423,8 @@ pub struct Server {
     pub bootstrap_dump: Vec<u8>,
     /// The bootstrap's `node`, after `--service-node`/`--service-cluster`.
     pub node: Node,
+    /// `cluster_manager.load_stats_config`: where load reports go.
+    pub load_stats: Option<config::config_source::GrpcSource>,
     pub store: Arc<Store>,
     pub stats: ServerStats,
     pub started: Instant,
@@ -548,6 +576,7 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
         worker_watchdog,
         stats_flush_interval,
         stat_sinks,
+        load_stats,
         health_check_failed,
         drain,
         overload,
@@ -595,6 +624,7 @@ fn serve(config: ServerConfig) -> std::io::Result<()> {
         config_source,
         bootstrap_dump,
         node,
+        load_stats,
         store: store.clone(),
         stats,
         started: Instant::now(),
@@ -689,6 +719,11 @@ async fn main_loop(
     let cm = ClusterManager::start(clusters, cluster_slot).await;
     *server.cluster_manager.borrow_mut() = Some(cm.clone());
     let subscriptions = Rc::new(Started::new(subscriptions, &server, &cm));
+    if let Some(source) = server.load_stats.clone() {
+        let node = xds::grpc_mux::xds_node(&server.node);
+        let reporter = super::load_stats_reporter::LoadStatsReporter::new(source, node, cm.clone());
+        subscriptions.push_task(tokio::task::spawn_local(reporter.run()));
+    }
     // The secrets of static clusters from a management server (on streams of
     // their own) come first: Envoy initializes those clusters before CDS.
     let cluster_secrets = || server.cluster_secrets.iter().filter(|s| !s.is_initialized());

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod handoff;
 pub mod init_target;
 pub mod instance;
+pub mod load_stats_reporter;
 pub mod memory;
 pub mod options;
 pub mod overload_manager;

@@ -8,6 +8,7 @@
 //! `<label>.header.<name>` (every response header either side sent),
 //! `<label>.upstream` (which upstream answered), `<label>.upstream.method|path|body`,
 //! `<label>.upstream.header.<name>` (every header either upstream received),
+//! `<label>.body_framing` (whether the report came in one gRPC frame, when either did),
 //! `<label>.upstream.connection` (with `upstream_connections: true`), `<label>.interim`
 //! (interim 1xx statuses, when either side got one), `<label>.tcp` (bytes echoed),
 //! `<label>.access_log` (the lines written for the request, when the case logs; in
@@ -157,12 +158,20 @@ fn opt(v: Option<String>) -> String {
     v.unwrap_or_else(|| ABSENT.to_string())
 }
 
-/// The upstream's JSON report, when `resp` is one.
+/// The upstream's JSON report, when `resp` is one (as it came, or in one gRPC
+/// frame: the h2c upstream's answer to `x-test-grpc-status`).
 fn report(resp: &HttpResponse) -> Option<serde_json::Value> {
     resp.header("x-upstream")?;
-    let v: serde_json::Value = serde_json::from_slice(&resp.body).ok()?;
+    let json = grpc_message(&resp.body).unwrap_or(&resp.body);
+    let v: serde_json::Value = serde_json::from_slice(json).ok()?;
     v.get("upstream")?;
     Some(v)
+}
+
+/// The message of `body` when it is exactly one uncompressed gRPC frame.
+fn grpc_message(body: &[u8]) -> Option<&[u8]> {
+    let (&[0, a, b, c, d], message) = body.split_first_chunk::<5>()? else { return None };
+    (u32::from_be_bytes([a, b, c, d]) as usize == message.len()).then_some(message)
 }
 
 fn header_values(resp: &HttpResponse, name: &str) -> Option<String> {
@@ -420,6 +429,9 @@ fn compare_http(case: &Case, label: &str, er: &HttpResponse, cr: &HttpResponse, 
     let proxied = er.header("x-upstream").is_some() && cr.header("x-upstream").is_some();
     if erep.is_none() || crep.is_none() {
         checks.exact(format!("{label}.body"), er.text(), cr.text());
+    } else if grpc_message(&er.body).is_some() || grpc_message(&cr.body).is_some() {
+        let framed = |r: &HttpResponse| grpc_message(&r.body).map_or("no", |_| "one gRPC frame");
+        checks.exact(format!("{label}.body_framing"), framed(er), framed(cr));
     }
 
     let names: BTreeSet<&str> = er.headers.iter().chain(&cr.headers).map(|(k, _)| k.as_str()).collect();

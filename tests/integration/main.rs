@@ -34,6 +34,7 @@ mod layering;
 mod lifecycle;
 mod listener_path;
 mod load_balancing;
+mod load_stats;
 mod metrics_service_sink;
 mod net_helpers;
 mod network_filters;

@@ -47,6 +47,7 @@ const EXT_AUTHZ: &str = "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz";
 const EXT_AUTHZ_RESPONSE: &str = "envoy.extensions.filters.http.ext_authz.v3.AuthorizationResponse";
 const CSRF: &str = "envoy.extensions.filters.http.csrf.v3.CsrfPolicy";
 const SET_METADATA: &str = "envoy.extensions.filters.http.set_metadata.v3.Config";
+const GRPC_BRIDGE: &str = "envoy.extensions.filters.http.grpc_http1_bridge.v3.Config";
 const SET_METADATA_ENTRY: &str = "envoy.extensions.filters.http.set_metadata.v3.Metadata";
 const H2M: &str = "envoy.extensions.filters.http.header_to_metadata.v3.Config";
 const H2M_RULE: &str = "envoy.extensions.filters.http.header_to_metadata.v3.Config.Rule";
@@ -289,6 +290,11 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
             test(LB_IT, ZONE_SAMPLED),
             test(LB_IT, "local_cluster_name_must_name_a_cluster"),
         ],
+    ),
+    (
+        "envoy.config.bootstrap.v3.ClusterManager",
+        "load_stats_config",
+        &[test("tests/integration/load_stats.rs", "reports_per_cluster_and_locality_as_envoy")],
     ),
     (
         "envoy.config.bootstrap.v3.Bootstrap.DeferredStatOptions",
@@ -1740,6 +1746,8 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "chunk_size",
         &[compat(BROTLI_ZSTD_DECOMPRESSOR), test(ZSTD_INFLATE_RS, "frames_inflate_across_pieces")],
     ),
+    (GRPC_BRIDGE, "upgrade_protobuf_to_grpc", &[compat("filter_grpc_http1_bridge")]),
+    (GRPC_BRIDGE, "ignore_query_parameters", &[compat("filter_grpc_http1_bridge")]),
     (CSRF, "filter_enabled", &[compat("filter_csrf")]),
     (CSRF, "shadow_enabled", &[compat("filter_csrf")]),
     (CSRF, "additional_origins", &[compat("filter_csrf")]),

@@ -6,7 +6,9 @@
 //! messages so far, the 5-byte gRPC prefixes removed — for the test to wait
 //! for (`wait`, or `wait_opened` for streams with no message yet). `ending_streams_after` answers a stream once it carried so
 //! many messages, as a service that ends the call; `never_answering` leaves
-//! every call open.
+//! every call open; `answering_first_message` answers each stream's first
+//! message with one message of its own and reads on (a bidirectional service,
+//! such as the load reporting service telling what to report).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex};
@@ -33,6 +35,8 @@ struct Seen {
     end_after: Option<usize>,
     /// Never answer: a call stays open until the client gives up on it.
     hang: bool,
+    /// The message (encoded) sent back once a stream carried its first one.
+    first_answer: Option<Vec<u8>>,
 }
 
 pub struct GrpcCollector {
@@ -54,6 +58,12 @@ impl GrpcCollector {
     /// A collector that reads every call and never answers.
     pub fn never_answering() -> GrpcCollector {
         Self::start_with(Seen { hang: true, ..Default::default() })
+    }
+
+    /// A collector that answers each stream's first message with `message`
+    /// (encoded), then reads the stream on.
+    pub fn answering_first_message(message: Vec<u8>) -> GrpcCollector {
+        Self::start_with(Seen { first_answer: Some(message), ..Default::default() })
     }
 
     fn start_with(seen: Seen) -> GrpcCollector {
@@ -131,6 +141,7 @@ async fn answer(request: http::Request<h2::RecvStream>, mut respond: h2::server:
     // A stream's messages are kept as they come, so a test sees a stream
     // that stays open.
     let mut data = BytesMut::new();
+    let mut early = None;
     while let Some(Ok(chunk)) = body.data().await {
         let _ = body.flow_control().release_capacity(chunk.len());
         data.extend_from_slice(&chunk);
@@ -142,9 +153,25 @@ async fn answer(request: http::Request<h2::RecvStream>, mut respond: h2::server:
             if seen.end_after.is_some_and(|n| calls[index].messages.len() >= n) {
                 break;
             }
+            if let (Some(message), None) = (&seen.first_answer, &early) {
+                let response = http::Response::builder().header("content-type", "application/grpc").body(());
+                let Ok(response) = response else { return };
+                let Ok(mut send) = respond.send_response(response, false) else { return };
+                let mut framed = vec![0u8];
+                framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+                framed.extend_from_slice(message);
+                let _ = send.send_data(Bytes::from(framed), false);
+                early = Some(send);
+            }
         }
     }
     seen.changed.notify_all();
+    if let Some(mut send) = early {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        let _ = send.send_trailers(trailers);
+        return;
+    }
     if seen.hang {
         let _ = std::future::poll_fn(|cx| respond.poll_reset(cx)).await;
         return;

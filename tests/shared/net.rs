@@ -24,8 +24,10 @@
 //! without a content-length), `x-test-reset: REASON` (RST_STREAM with that
 //! reason, e.g. `INTERNAL_ERROR` or `REFUSED_STREAM`, before any response) and
 //! `x-test-reset-once: REASON` (the same for the first request of its path
-//! only), and reports the pseudo-headers it got (`:authority`, `:scheme`)
-//! among the headers. `h2c_goaway_upstream` answers its first connection's first
+//! only), `x-test-grpc-status: N` (a gRPC answer: `content-type:
+//! application/grpc`, the JSON in one gRPC frame, trailers `grpc-status: N` and,
+//! with `x-test-grpc-message: text`, `grpc-message`), and reports the
+//! pseudo-headers it got (`:authority`, `:scheme`) among the headers. `h2c_goaway_upstream` answers its first connection's first
 //! request with GOAWAY (last stream id 0), then serves as `h2c_upstream`.
 
 #![allow(dead_code)]
@@ -690,8 +692,14 @@ async fn answer_h2(
         "body": String::from_utf8_lossy(&data),
     })
     .to_string();
+    let grpc_status = headers.get("x-test-grpc-status").cloned();
+    let json = match &grpc_status {
+        Some(_) => grpc_frame(json.as_bytes()),
+        None => json.into_bytes(),
+    };
+    let content_type = if grpc_status.is_some() { "application/grpc" } else { "application/json" };
     let mut response =
-        http::Response::builder().status(status).header("content-type", "application/json").header("x-upstream", name);
+        http::Response::builder().status(status).header("content-type", content_type).header("x-upstream", name);
     if !headers.contains_key("x-test-no-content-length") {
         response = response.header("content-length", json.len());
     }
@@ -702,14 +710,33 @@ async fn answer_h2(
     let head_only = parts.method == http::Method::HEAD;
     let Ok(mut send) = respond.send_response(response, head_only) else { return };
     if !head_only {
-        let trailers = headers.contains_key("x-test-trailers");
+        let trailers = headers.contains_key("x-test-trailers") || grpc_status.is_some();
         let _ = send.send_data(bytes::Bytes::from(json), !trailers);
         if trailers {
             let mut t = http::HeaderMap::new();
-            t.insert("x-checksum", http::HeaderValue::from_static("abc"));
+            match &grpc_status {
+                Some(code) => {
+                    let value = |v: &str| http::HeaderValue::from_str(v).ok();
+                    t.extend(value(code).map(|v| (http::HeaderName::from_static("grpc-status"), v)));
+                    let message = headers.get("x-test-grpc-message").and_then(|m| value(m));
+                    t.extend(message.map(|v| (http::HeaderName::from_static("grpc-message"), v)));
+                }
+                None => {
+                    t.insert("x-checksum", http::HeaderValue::from_static("abc"));
+                }
+            }
             let _ = send.send_trailers(t);
         }
     }
+}
+
+/// `message` as one uncompressed gRPC frame: a zero flag byte, the length
+/// (4 bytes, big-endian), the message.
+pub fn grpc_frame(message: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&u32::try_from(message.len()).unwrap_or(u32::MAX).to_be_bytes());
+    frame.extend_from_slice(message);
+    frame
 }
 
 /// `body` compressed with `coding` (`gzip`, `br` or `zstd`; anything else is

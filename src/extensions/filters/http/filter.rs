@@ -105,6 +105,12 @@ pub struct StreamContext<'a> {
     /// and to decoder filters while the body is buffered; `None` while the body
     /// streams to the upstream (the router has the headers then).
     pub request_headers: Option<&'a HeaderMap>,
+    /// The response headers (and status) while an encoder filter holds them
+    /// back for the body (`EncodeStatus::StopIteration`): the body and trailers
+    /// callbacks may still change them, as an Envoy filter changes the headers
+    /// it kept from `encodeHeaders` (the gRPC bridge writes the trailers there).
+    /// `None` once they are gone, and on the request path.
+    pub held_response: Option<&'a mut http::response::Parts>,
     requests: FilterRequests,
 }
 
@@ -116,6 +122,7 @@ pub(crate) struct FilterRequests {
     pub buffer_limit: Option<u64>,
     pub local_reply: Option<LocalReply>,
     pub added_data: Option<Bytes>,
+    pub prepended_data: Option<Bytes>,
     pub body_transform: Option<Box<dyn BodyTransform>>,
 }
 
@@ -125,7 +132,13 @@ impl<'a> StreamContext<'a> {
         info: &'a mut StreamInfo,
         request_headers: Option<&'a HeaderMap>,
     ) -> StreamContext<'a> {
-        StreamContext { route, info, request_headers, requests: FilterRequests::default() }
+        StreamContext { route, info, request_headers, held_response: None, requests: FilterRequests::default() }
+    }
+
+    /// The context with the held response headers (see `held_response`).
+    pub(crate) fn holding_response(mut self, parts: Option<&'a mut http::response::Parts>) -> StreamContext<'a> {
+        self.held_response = parts;
+        self
     }
 
     /// Envoy's `clearRouteCache`: the filter changed what routing reads (a header,
@@ -162,6 +175,14 @@ impl<'a> StreamContext<'a> {
                 None => self.requests.added_data = Some(data),
             }
         }
+    }
+
+    /// From a body callback, Envoy's `modifyDecodingBuffer` / `modifyEncodingBuffer`
+    /// used to prepend: `data` goes on before what this filter held and the
+    /// piece it is called with, once it lets them through (a gRPC frame header
+    /// before a whole message, say).
+    pub fn prepend_data(&mut self, data: Bytes) {
+        self.requests.prepended_data = Some(data);
     }
 
     /// From `decode_headers`: the request body goes on through `transform` piece

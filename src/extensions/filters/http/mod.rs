@@ -11,6 +11,8 @@
 //! - `buffer` — buffers the whole request body before it goes upstream
 //! - `compressor` — compresses response bodies the client accepts compressed (gzip)
 //! - `decompressor` — inflates gzip request and response bodies as they stream
+//! - `grpc_http1_bridge` — gRPC for HTTP/1.1 clients: the trailers as headers,
+//!   `application/x-protobuf` bodies framed as gRPC
 //! - `set_metadata` — attaches fixed values to each request's dynamic metadata
 //! - `header_to_metadata` — turns header and cookie values into dynamic metadata
 //! - `rbac` — allows or refuses requests by role-based access control policies
@@ -34,6 +36,7 @@ pub mod decompressor;
 pub mod ext_authz;
 pub mod fault;
 pub mod filter;
+pub mod grpc_http1_bridge;
 pub mod header_to_metadata;
 pub mod health_check;
 pub mod jwt_authn;
@@ -61,6 +64,7 @@ pub const HTTP_FILTERS: &[HttpFilterExtension] = &[
     buffer::EXTENSION,
     compressor::EXTENSION,
     decompressor::EXTENSION,
+    grpc_http1_bridge::EXTENSION,
     set_metadata::EXTENSION,
     header_to_metadata::EXTENSION,
     rbac::EXTENSION,

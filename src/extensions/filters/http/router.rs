@@ -33,6 +33,7 @@ use crate::stats::Store;
 use crate::stream_info::{ResponseFlag, StreamInfo};
 use crate::thread_local::Slot;
 use crate::tracing::{http_tracer, Span};
+use crate::upstream::cluster::UpstreamProtocol;
 use crate::upstream::{ThreadLocalCluster, ThreadLocalClusterManager};
 
 /// The config type of `envoy.filters.http.router` (of its fields only
@@ -217,8 +218,8 @@ impl Router {
                 Err(e) => return (Routed::Reply(LocalReply::from_codec_error(e)), cluster_weight),
             },
         };
-        // Envoy's upstream codec sends `content-length: 0` for an empty request
-        // whose method may carry a body.
+        // Envoy's HTTP/1 upstream codec sends `content-length: 0` for an empty
+        // request whose method may carry a body (its HTTP/2 codec does not).
         // (A body the buffer filter read whole goes with its length instead; one
         // a filter transforms had data, so it streams even if nothing came of it.)
         let body = match body {
@@ -228,6 +229,7 @@ impl Router {
         if downstream_chunked && !matches!(body, ForwardBody::Buffered(_)) {
             parts.headers.insert(http::header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         } else if matches!(body, ForwardBody::Empty)
+            && cluster.info.protocol_for(parts.version) != UpstreamProtocol::Http2
             && !matches!(parts.method, Method::GET | Method::HEAD | Method::DELETE | Method::TRACE | Method::CONNECT)
             && !parts.headers.contains_key(http::header::CONTENT_LENGTH)
         {

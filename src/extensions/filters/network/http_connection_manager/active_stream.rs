@@ -229,6 +229,7 @@ pub async fn handle(
     let UpstreamResponse { head: mut response, mut body, host: _, service_time, active } = upstream;
     stream.upstream_response_headers(&mut response, service_time, route.as_ref(), &parts);
     let mut buffered = None;
+    let upstream_status = response.status.as_u16();
     if !filters.is_empty() {
         match stream.encode_upstream(&mut response, &parts, &mut filters, &mut body).await {
             Ok(None) => {
@@ -244,7 +245,7 @@ pub async fn handle(
             }
         }
     }
-    let body = UpstreamBody { body, buffered, active, cluster };
+    let body = UpstreamBody { body, buffered, active, cluster, upstream_status };
     stream.finish_upstream(response, body, parts)
 }
 
@@ -665,10 +666,9 @@ impl Stream {
         upstream: UpstreamBody,
         request: http::request::Parts,
     ) -> Response<ResponseBody> {
-        let UpstreamBody { body, buffered, active, cluster } = upstream;
-        let status = parts.status.as_u16();
-        self.info.response_code = Some(status);
-        let completion = self.completion(&request, &parts.headers, Some((cluster, status, active)));
+        let UpstreamBody { body, buffered, active, cluster, upstream_status } = upstream;
+        self.info.response_code = Some(parts.status.as_u16());
+        let completion = self.completion(&request, &parts.headers, Some((cluster, upstream_status, active)));
         header_map_pool::give_back(request.headers);
         let body = match buffered {
             Some((data, trailers)) => ResponseBody::buffered(data, trailers, completion),
@@ -930,6 +930,9 @@ struct UpstreamBody {
     buffered: Option<(Bytes, Option<HeaderMap>)>,
     active: ActiveRequest,
     cluster: Rc<ThreadLocalCluster>,
+    /// The status the upstream answered with, which the cluster counts (an
+    /// encoder filter may change what the client gets: the gRPC bridge's 503).
+    upstream_status: u16,
 }
 
 /// What the access log needs after the stream is over.

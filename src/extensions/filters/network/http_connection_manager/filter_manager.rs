@@ -113,7 +113,8 @@ pub(super) async fn decode<B: Body<Data = Bytes> + Unpin + TransformableBody>(
                 }
             }
         };
-        let env = Env { route: route.as_ref(), info: &mut *info, request_headers: Some(&parts.headers) };
+        let env =
+            Env { route: route.as_ref(), info: &mut *info, request_headers: Some(&parts.headers), held_response: None };
         decoded = match decoded {
             // The body was read whole for an earlier filter: this one sees it now.
             DecodedBody::Buffered(data, mut trailers) => {
@@ -248,14 +249,24 @@ impl Encoder<'_> {
             return Err(Box::new(response_too_large_reply()));
         }
         let mut pass = DataIteration::new(Direction::Encode, 0..stopped + 1, self.buffer_limit);
-        let env = Env { route: self.route, info: &mut *self.info, request_headers: self.request_headers };
+        let env = Env {
+            route: self.route,
+            info: &mut *self.info,
+            request_headers: self.request_headers,
+            held_response: Some(&mut *parts),
+        };
         pass.whole(self.filters, env, data, trailers.as_mut())
             .map_err(|s| Box::new(s.into_reply(Direction::Encode)))?;
         let mut data = pass.out.freeze();
         for pos in stopped + 1..self.filters.len() {
             self.headers_at(pos, parts, false)?;
             let mut pass = DataIteration::new(Direction::Encode, pos..pos + 1, u64::MAX);
-            let env = Env { route: self.route, info: &mut *self.info, request_headers: self.request_headers };
+            let env = Env {
+                route: self.route,
+                info: &mut *self.info,
+                request_headers: self.request_headers,
+                held_response: Some(&mut *parts),
+            };
             pass.whole(self.filters, env, data, trailers.as_mut())
                 .map_err(|s| Box::new(s.into_reply(Direction::Encode)))?;
             data = pass.out.freeze();
@@ -285,7 +296,7 @@ impl StreamingEncoder {
     /// `chunk` through the filters (`end`: the body ends with it); what they let
     /// through now, possibly nothing.
     pub fn data(&mut self, info: &mut StreamInfo, chunk: Bytes, end: bool) -> Result<Bytes, Box<LocalReply>> {
-        let env = Env { route: self.route.as_ref(), info, request_headers: None };
+        let env = Env { route: self.route.as_ref(), info, request_headers: None, held_response: None };
         let start = self.pass.range.start;
         self.pass
             .data(&mut self.filters, env, start, chunk, end)
@@ -296,7 +307,7 @@ impl StreamingEncoder {
     /// The trailers through the filters, which end the body; the data a filter
     /// held until then.
     pub fn trailers(&mut self, info: &mut StreamInfo, trailers: &mut HeaderMap) -> Result<Bytes, Box<LocalReply>> {
-        let env = Env { route: self.route.as_ref(), info, request_headers: None };
+        let env = Env { route: self.route.as_ref(), info, request_headers: None, held_response: None };
         self.pass.trailers(&mut self.filters, env, trailers).map_err(|s| Box::new(s.into_reply(Direction::Encode)))?;
         Ok(self.pass.out.split().freeze())
     }
@@ -353,11 +364,23 @@ struct Env<'a> {
     route: Option<&'a Arc<Route>>,
     info: &'a mut StreamInfo,
     request_headers: Option<&'a HeaderMap>,
+    /// The response headers, while the encoder filters hold them back.
+    held_response: Option<&'a mut http::response::Parts>,
 }
 
 impl Env<'_> {
     fn reborrow(&mut self) -> Env<'_> {
-        Env { route: self.route, info: &mut *self.info, request_headers: self.request_headers }
+        Env {
+            route: self.route,
+            info: &mut *self.info,
+            request_headers: self.request_headers,
+            held_response: self.held_response.as_deref_mut(),
+        }
+    }
+
+    fn context(&mut self) -> StreamContext<'_> {
+        StreamContext::new(self.route, &mut *self.info, self.request_headers)
+            .holding_response(self.held_response.as_deref_mut())
     }
 }
 
@@ -418,7 +441,7 @@ impl DataIteration {
     fn data(
         &mut self,
         filters: &mut Filters,
-        env: Env<'_>,
+        mut env: Env<'_>,
         from: usize,
         mut chunk: Bytes,
         end: bool,
@@ -426,7 +449,7 @@ impl DataIteration {
         let mut pos = from;
         while pos < self.range.end {
             let (status, requests) = {
-                let mut cx = StreamContext::new(env.route, &mut *env.info, env.request_headers);
+                let mut cx = env.context();
                 let filter = self.filter(filters, pos);
                 let status = match self.dir {
                     Direction::Decode => filter.decode_data(&mut chunk, end, &mut cx),
@@ -447,7 +470,16 @@ impl DataIteration {
                 self.held_at = Some(self.held_at.map_or(pos, |at| at.min(pos)));
                 return self.check_limit();
             }
-            if self.held_at.is_some_and(|at| at <= pos) {
+            let releases_held = self.held_at.is_some_and(|at| at <= pos);
+            if let Some(front) = requests.prepended_data {
+                let mut joined = BytesMut::from(&front[..]);
+                if releases_held {
+                    joined.extend_from_slice(&self.held.split());
+                    self.held_at = None;
+                }
+                joined.extend_from_slice(&chunk);
+                chunk = joined.freeze();
+            } else if releases_held {
                 self.held.extend_from_slice(&chunk);
                 chunk = self.held.split().freeze();
                 self.held_at = None;
@@ -463,7 +495,7 @@ impl DataIteration {
     fn trailers(&mut self, filters: &mut Filters, mut env: Env<'_>, trailers: &mut HeaderMap) -> Result<(), Stop> {
         for pos in self.range.clone() {
             let requests = {
-                let mut cx = StreamContext::new(env.route, &mut *env.info, env.request_headers);
+                let mut cx = env.context();
                 let filter = self.filter(filters, pos);
                 match self.dir {
                     Direction::Decode => filter.decode_trailers(trailers, &mut cx),
