@@ -100,7 +100,7 @@ impl LoadStatsReporter {
         let cluster = self.cm.get(name).ok_or_else(|| StreamError(format!("no cluster '{name}'")))?;
         let hosts = self.cm.hosts(name);
         let host = hosts.first().ok_or_else(|| StreamError(format!("cluster '{name}' has no host")))?;
-        Ok((GrpcStream::open(host.address, &cluster, name, METHOD).await?, host.clone()))
+        Ok((GrpcStream::open(host, &cluster, name, METHOD).await?, host.clone()))
     }
 
     /// One stream: the node first, then a report every interval the server set.
