@@ -30,7 +30,9 @@ use crate::common::fnv::FnvBuildHasher;
 /// Every stat of a store.
 #[derive(Debug)]
 pub struct Stats {
-    groups: HashMap<Arc<str>, Group, ByName>,
+    /// Boxed: a cluster makes three groups, and the table's spare buckets
+    /// would each hold a whole group (~100 bytes) where a pointer does.
+    groups: HashMap<Arc<str>, Box<Group>, ByName>,
     /// Every word, by its index (a slot's `WordId`).
     words: Vec<Arc<str>>,
     word_ids: HashMap<Arc<str>, WordId, ByName>,

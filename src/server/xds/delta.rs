@@ -26,7 +26,10 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 use envoy_types::pb::google::protobuf::Any;
 
-/// One type's resources as accepted: each name's version and resource.
+/// One type's resources as accepted: each name's version and resource. Only
+/// a wildcard type's resources are read again (its state is handed whole);
+/// a named type's (EDS's thousands of assignments) are kept empty, for the
+/// version alone.
 type Resources = BTreeMap<String, (String, Any)>;
 
 /// A delta response turned into a state of the world, and what it leaves
@@ -125,9 +128,10 @@ impl DeltaState {
                 removed.push(r.name);
                 continue;
             };
-            resources.push(any.clone());
             versions.push((r.name.clone(), r.version.clone()));
-            added.push((r.name, (r.version, any)));
+            let kept = if wildcard { any.clone() } else { Any::default() };
+            resources.push(any);
+            added.push((r.name, (r.version, kept)));
         }
         if wildcard {
             // What is kept and the response neither changed nor removed.
