@@ -176,7 +176,7 @@ pub struct StreamInfo {
     pub downstream_local_restored: bool,
     /// The PROXY TLVs the downstream connection's listener kept, for an
     /// upstream PROXY header.
-    pub downstream_proxy_protocol_tlvs: Option<std::sync::Arc<[crate::network::proxy_protocol::Tlv]>>,
+    pub downstream_proxy_protocol_tlvs: Option<crate::network::proxy_protocol::Tlvs>,
     pub response_code: Option<u16>,
     /// Envoy's `%RESPONSE_CODE_DETAILS%` (`via_upstream`, `route_not_found`, ...).
     pub response_code_details: &'static str,

@@ -2,10 +2,9 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use super::client_hello::InspectedHello;
-use super::proxy_protocol::Tlv;
+use super::proxy_protocol::Tlvs;
 use super::tls::DownstreamTlsInfo;
 use super::transport::TransportStream;
 
@@ -30,7 +29,7 @@ pub struct ConnectionInfo {
     pub inspected_hello: Option<Rc<InspectedHello>>,
     /// The TLVs of the downstream's PROXY v2 header that the listener's PROXY
     /// filter kept (its `pass_through_tlvs`), for an upstream PROXY header.
-    pub proxy_protocol_tlvs: Option<Arc<[Tlv]>>,
+    pub proxy_protocol_tlvs: Option<Tlvs>,
 }
 
 impl ConnectionInfo {

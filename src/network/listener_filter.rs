@@ -48,7 +48,7 @@ pub struct AcceptedSocket {
     pub dynamic_metadata: DynamicMetadata,
     /// The TLVs of the PROXY v2 header the PROXY filter read and kept
     /// (`pass_through_tlvs`).
-    pub proxy_protocol_tlvs: Option<std::sync::Arc<[super::proxy_protocol::Tlv]>>,
+    pub proxy_protocol_tlvs: Option<super::proxy_protocol::Tlvs>,
 }
 
 /// Why a listener filter gave up on a socket; the socket is closed.

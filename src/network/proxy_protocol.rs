@@ -44,6 +44,10 @@ pub enum Version {
 /// A PROXY v2 TLV: its type and value.
 pub type Tlv = (u8, Vec<u8>);
 
+/// The TLVs a listener kept of a downstream's header (a thin pointer: every
+/// connection's `ConnectionInfo` has room for one).
+pub type Tlvs = Arc<Vec<Tlv>>;
+
 /// What an upstream PROXY header says of the downstream connection it is made
 /// for (Envoy's `ProxyProtocolData`): its `(remote, local)` addresses and the
 /// TLVs the listener's PROXY filter kept of the header it read. Part of a
@@ -52,7 +56,7 @@ pub type Tlv = (u8, Vec<u8>);
 pub struct Downstream {
     pub remote: SocketAddr,
     pub local: SocketAddr,
-    pub tlvs: Option<Arc<[Tlv]>>,
+    pub tlvs: Option<Tlvs>,
 }
 
 /// Which TLVs of a PROXY header go on (`ProxyProtocolPassThroughTLVs`, of the
@@ -95,7 +99,7 @@ impl UpstreamProxyProtocol {
         let addresses = downstream.map(|d| (d.remote, d.local));
         match self.version {
             Version::V1 => v1(addresses),
-            Version::V2 => self.v2(addresses, downstream.and_then(|d| d.tlvs.as_deref()).unwrap_or_default()),
+            Version::V2 => self.v2(addresses, downstream.and_then(|d| d.tlvs.as_deref()).map_or(&[], Vec::as_slice)),
         }
     }
 
@@ -179,7 +183,7 @@ mod tests {
         Downstream {
             remote: remote.parse().expect("addr"),
             local: local.parse().expect("addr"),
-            tlvs: tlvs.map(Arc::from),
+            tlvs: tlvs.map(Arc::new),
         }
     }
 

@@ -14,13 +14,13 @@ use http::HeaderMap;
 
 use std::net::SocketAddr;
 
-use crate::network::proxy_protocol::{Downstream, Tlv};
+use crate::network::proxy_protocol::{Downstream, Tlvs};
 use crate::network::tls::TransportOptions;
 use crate::upstream::cluster::{AutoNames, ClusterInfo};
 
 /// A request's downstream connection: its `(remote, local)` addresses and the
 /// TLVs its listener's PROXY filter kept.
-pub type DownstreamOfTry = (SocketAddr, SocketAddr, Option<Arc<[Tlv]>>);
+pub type DownstreamOfTry = (SocketAddr, SocketAddr, Option<Tlvs>);
 
 /// The transport options of a request with `headers`, from `downstream`, to
 /// `cluster`.

@@ -275,7 +275,7 @@ impl ListenerFilterFactory for ProxyProtocolFactory {
                         .map(|(kind, value)| (*kind, value.to_vec()))
                         .collect();
                     if !kept.is_empty() {
-                        socket.proxy_protocol_tlvs = Some(kept.into());
+                        socket.proxy_protocol_tlvs = Some(std::sync::Arc::new(kept));
                     }
                     socket.remote = remote;
                     // Restored, as Envoy's `restoreLocalAddress`: an ORIGINAL_DST
