@@ -174,6 +174,9 @@ pub struct StreamInfo {
     /// `downstream_local` was restored by a listener filter (`original_dst`,
     /// `proxy_protocol`): an ORIGINAL_DST cluster connects to it.
     pub downstream_local_restored: bool,
+    /// The PROXY TLVs the downstream connection's listener kept, for an
+    /// upstream PROXY header.
+    pub downstream_proxy_protocol_tlvs: Option<crate::network::proxy_protocol::Tlvs>,
     pub response_code: Option<u16>,
     /// Envoy's `%RESPONSE_CODE_DETAILS%` (`via_upstream`, `route_not_found`, ...).
     pub response_code_details: &'static str,
@@ -228,6 +231,7 @@ impl StreamInfo {
             downstream_remote,
             downstream_local,
             downstream_local_restored: false,
+            downstream_proxy_protocol_tlvs: None,
             response_code: None,
             response_code_details: "",
             response_flags: ResponseFlags::default(),

@@ -219,6 +219,7 @@ fn accept(
         application_protocols: Vec::new(),
         tls_fingerprints: None,
         dynamic_metadata: Default::default(),
+        proxy_protocol_tlvs: None,
     };
     if config.listener_filters.is_empty() {
         // No filter to wait for: the chain is chosen and started at once.
@@ -286,6 +287,7 @@ fn serve_connection(config: &Arc<ListenerConfig>, mut socket: AcceptedSocket, wo
         local_restored: socket.local_restored,
         tls: None,
         inspected_hello: InspectedHello::of(&socket.server_name, socket.tls_fingerprints.take()),
+        proxy_protocol_tlvs: socket.proxy_protocol_tlvs.take(),
     };
     let metadata = std::mem::take(&mut socket.dynamic_metadata);
     let guard = ConnectionAccounting::open(config.clone(), worker, total.clone());

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use super::client_hello::InspectedHello;
+use super::proxy_protocol::Tlvs;
 use super::tls::DownstreamTlsInfo;
 use super::transport::TransportStream;
 
@@ -26,6 +27,9 @@ pub struct ConnectionInfo {
     /// terminates TLS without an inspector has none (Envoy's session does not
     /// set the requested server name).
     pub inspected_hello: Option<Rc<InspectedHello>>,
+    /// The TLVs of the downstream's PROXY v2 header that the listener's PROXY
+    /// filter kept (its `pass_through_tlvs`), for an upstream PROXY header.
+    pub proxy_protocol_tlvs: Option<Tlvs>,
 }
 
 impl ConnectionInfo {

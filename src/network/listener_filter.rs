@@ -46,6 +46,9 @@ pub struct AcceptedSocket {
     /// What listener filters attached to the connection (the PROXY protocol
     /// filter's `rules`), for its filters and TCP access logs.
     pub dynamic_metadata: DynamicMetadata,
+    /// The TLVs of the PROXY v2 header the PROXY filter read and kept
+    /// (`pass_through_tlvs`).
+    pub proxy_protocol_tlvs: Option<super::proxy_protocol::Tlvs>,
 }
 
 /// Why a listener filter gave up on a socket; the socket is closed.

@@ -755,10 +755,10 @@ pub struct TransportOptions {
     pub server_name: Option<Arc<str>>,
     /// The name the upstream's certificate must carry.
     pub verify_name: Option<Arc<str>>,
-    /// The downstream connection's `(remote, local)` addresses, for a cluster
-    /// that writes the PROXY protocol: each downstream connection then has
-    /// upstream connections of its own, as in Envoy.
-    pub downstream: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
+    /// The downstream connection's addresses (and kept PROXY TLVs), for a
+    /// cluster that writes the PROXY protocol: each downstream connection then
+    /// has upstream connections of its own, as in Envoy.
+    pub downstream: Option<crate::network::proxy_protocol::Downstream>,
 }
 
 impl TransportOptions {

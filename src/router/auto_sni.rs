@@ -14,17 +14,22 @@ use http::HeaderMap;
 
 use std::net::SocketAddr;
 
+use crate::network::proxy_protocol::{Downstream, Tlvs};
 use crate::network::tls::TransportOptions;
 use crate::upstream::cluster::{AutoNames, ClusterInfo};
 
-/// The transport options of a request with `headers`, from a downstream
-/// connection with `(remote, local)` addresses, to `cluster`.
-pub fn transport_options(
-    cluster: &ClusterInfo,
-    headers: &HeaderMap,
-    downstream: (SocketAddr, SocketAddr),
-) -> TransportOptions {
-    let downstream = cluster.proxy_protocol.is_some().then_some(downstream);
+/// A request's downstream connection: its `(remote, local)` addresses and the
+/// TLVs its listener's PROXY filter kept.
+pub type DownstreamOfTry = (SocketAddr, SocketAddr, Option<Tlvs>);
+
+/// The transport options of a request with `headers`, from `downstream`, to
+/// `cluster`.
+pub fn transport_options(cluster: &ClusterInfo, headers: &HeaderMap, downstream: &DownstreamOfTry) -> TransportOptions {
+    let downstream = cluster.proxy_protocol.is_some().then(|| Downstream {
+        remote: downstream.0,
+        local: downstream.1,
+        tlvs: downstream.2.clone(),
+    });
     TransportOptions { downstream, ..tls_names(&cluster.auto_names, headers) }
 }
 

@@ -385,7 +385,7 @@ pub async fn forward(
             auto_host_rewrite: action.auto_host_rewrite,
             attempt_count: action.include_attempt_count.then_some(info.attempt_count),
             started,
-            downstream: (info.downstream_remote, info.downstream_local),
+            downstream: (info.downstream_remote, info.downstream_local, info.downstream_proxy_protocol_tlvs.clone()),
         };
         let attempt = attempt(cluster, &host, &try_request, &mut body, info);
         let outcome = match try_deadline {
@@ -563,8 +563,9 @@ struct Try<'a> {
     /// `x-envoy-attempt-count` for this try (`include_request_attempt_count`).
     attempt_count: Option<u32>,
     started: Instant,
-    /// The downstream connection's `(remote, local)` addresses.
-    downstream: (std::net::SocketAddr, std::net::SocketAddr),
+    /// The downstream connection's `(remote, local)` addresses and the PROXY
+    /// TLVs its listener kept.
+    downstream: super::auto_sni::DownstreamOfTry,
 }
 
 /// A host for the next try: under `previous_hosts`, one not tried yet if the
@@ -598,7 +599,8 @@ async fn attempt(
     body: &mut ForwardBody,
     info: &mut StreamInfo,
 ) -> Result<(http::response::Parts, UpstreamResponseBody, Duration, ActiveRequest), AttemptFailure> {
-    let options = super::auto_sni::transport_options(&cluster.info, &try_request.parts.headers, try_request.downstream);
+    let options =
+        super::auto_sni::transport_options(&cluster.info, &try_request.parts.headers, &try_request.downstream);
     let pool = match cluster.info.protocol_for(try_request.parts.version) {
         // Boxed, as `attempt_h2` below.
         UpstreamProtocol::Auto => Box::pin(mixed_conn_pool::pool(cluster, host, options)).await.map_err(|f| {
@@ -686,7 +688,7 @@ fn forget_negotiated(cluster: &ThreadLocalCluster, host: &Arc<Host>, try_request
         && matches!(f, PoolFailure::ConnectFailure | PoolFailure::ConnectTimeout)
     {
         let options =
-            super::auto_sni::transport_options(&cluster.info, &try_request.parts.headers, try_request.downstream);
+            super::auto_sni::transport_options(&cluster.info, &try_request.parts.headers, &try_request.downstream);
         cluster.set_negotiated(host, &options, None);
     }
 }

@@ -18,7 +18,7 @@ pub mod tag_extractor;
 pub use config::StatsConfig;
 pub use distribution::{Distribution, DEFAULT_BUCKETS, SUPPORTED_QUANTILES};
 pub use histogram::{Histogram, HistogramSnapshot};
-pub use store::{Counter, Gauge, Store};
+pub use store::{Counter, Gauge, Store, TextReadout};
 pub use table::{Stats, Words};
 
 /// The status class of a response, 1 to 5 (anything outside 100..=499 counts as
@@ -52,13 +52,14 @@ pub fn by_status_class(status: u16, classes: [&Counter; 5]) -> &Counter {
 #[macro_export]
 macro_rules! define_stats {
     ($(#[$m:meta])* $vis:vis struct $name:ident {
-        $(counter $c:ident,)* $(gauge $g:ident,)* $(histogram $h:ident,)*
+        $(counter $c:ident,)* $(gauge $g:ident,)* $(histogram $h:ident,)* $(text $t:ident,)*
     }) => {
         $(#[$m])*
         $vis struct $name {
             $(pub $c: std::sync::Arc<$crate::stats::Counter>,)*
             $(pub $g: std::sync::Arc<$crate::stats::Gauge>,)*
             $(pub $h: std::sync::Arc<$crate::stats::Histogram>,)*
+            $(pub $t: std::sync::Arc<$crate::stats::TextReadout>,)*
         }
         impl $name {
             /// Creates (or finds) every stat of the struct under `prefix`, which
@@ -79,6 +80,7 @@ macro_rules! define_stats {
                     $($c: counters.next().unwrap_or_default(),)*
                     $($g: gauges.next().unwrap_or_default(),)*
                     $($h: histograms.next().unwrap_or_default(),)*
+                    $($t: stats.text_readout(&format!("{prefix}{}", stringify!($t))),)*
                 }
             }
         }

@@ -55,7 +55,6 @@ pub enum StatTypes {
     Counters,
     Gauges,
     Histograms,
-    /// Courier has no text readouts: the listing is empty.
     TextReadouts,
 }
 
@@ -81,6 +80,10 @@ impl StatTypes {
 
     fn histograms(self) -> bool {
         matches!(self, StatTypes::All | StatTypes::Histograms)
+    }
+
+    fn text_readouts(self) -> bool {
+        matches!(self, StatTypes::All | StatTypes::TextReadouts)
     }
 }
 
@@ -133,6 +136,18 @@ fn gauge_values<'a>(stats: &'a Stats, f: &StatsFilter) -> impl Iterator<Item = (
     listed.into_iter().map(|(n, g)| (n, i128::from(g.value() as u64)))
 }
 
+/// The text readouts `f` keeps, in name order (used: set to something).
+fn text_readouts(stats: &Stats, f: &StatsFilter) -> Vec<(String, String)> {
+    if !f.types.text_readouts() {
+        return Vec::new();
+    }
+    stats
+        .text_readouts()
+        .map(|(name, t)| (name.to_string(), t.value()))
+        .filter(|(name, value)| f.keeps(name, !value.is_empty()))
+        .collect()
+}
+
 /// The histograms `f` keeps, in name order, as of the last flush.
 fn histograms(stats: &Stats, f: &StatsFilter) -> Vec<(String, HistogramSnapshot)> {
     if !f.types.histograms() {
@@ -147,9 +162,13 @@ fn histograms(stats: &Stats, f: &StatsFilter) -> Vec<(String, HistogramSnapshot)
         .collect()
 }
 
-/// `name: value` lines, then histogram lines.
+/// `name: "text"` lines (as Envoy, text readouts first), `name: value` lines,
+/// then histogram lines.
 pub fn text(stats: &Stats, f: &StatsFilter) -> String {
     let mut out = String::new();
+    for (name, value) in text_readouts(stats, f) {
+        let _ = writeln!(out, "{name}: \"{value}\"");
+    }
     for (name, value) in merged(stats, f) {
         let _ = writeln!(out, "{name}: {value}");
     }
@@ -268,10 +287,15 @@ fn quantile_summary(h: &HistogramSnapshot) -> String {
 /// `{"stats":[{"name":..,"value":..},..,{"histograms":{..}}]}`, compact, with keys
 /// in Envoy's order.
 pub fn json(stats: &Stats, f: &StatsFilter) -> String {
-    let mut entries: Vec<String> = merged(stats, f)
+    let mut entries: Vec<String> = text_readouts(stats, f)
         .into_iter()
-        .map(|(name, value)| format!("{{\"name\":{},\"value\":{value}}}", json_string(&name)))
+        .map(|(name, value)| format!("{{\"name\":{},\"value\":{}}}", json_string(&name), json_string(&value)))
         .collect();
+    entries.extend(
+        merged(stats, f)
+            .into_iter()
+            .map(|(name, value)| format!("{{\"name\":{},\"value\":{value}}}", json_string(&name))),
+    );
     let histograms = histograms(stats, f);
     if !histograms.is_empty() && f.buckets == HistogramBuckets::Detailed {
         let listed: Vec<String> = histograms.iter().map(|(name, h)| json_detailed(name, h)).collect();
@@ -395,6 +419,23 @@ mod tests {
         "0.5", "1", "5", "10", "25", "50", "100", "250", "500", "1000", "2500", "5000", "10000", "30000", "60000",
         "300000", "600000", "1800000", "3600000",
     ];
+
+    /// Text readouts come first, quoted, as Envoy 1.40 lists `sds.<name>.version_text`
+    /// (compat `xds_sds`); `type=` and `usedonly` pick them as the others.
+    #[test]
+    fn text_readouts_come_first() {
+        let store = Store::new();
+        store.counter("sds.a.update_success").inc();
+        store.lock().text_readout("sds.a.version_text").set("v7");
+        store.lock().text_readout("sds.b.version_text");
+        let s = store.lock();
+        let f = StatsFilter::default();
+        assert_eq!(text(&s, &f), "sds.a.version_text: \"v7\"\nsds.b.version_text: \"\"\nsds.a.update_success: 1\n");
+        let used = StatsFilter { used_only: true, types: StatTypes::TextReadouts, ..Default::default() };
+        assert_eq!(json(&s, &used), r#"{"stats":[{"name":"sds.a.version_text","value":"v7"}]}"#);
+        let counters = StatsFilter { types: StatTypes::Counters, ..Default::default() };
+        assert_eq!(text(&s, &counters), "sds.a.update_success: 1\n");
+    }
 
     #[test]
     fn formats() {

@@ -36,6 +36,26 @@ impl Counter {
     }
 }
 
+/// Envoy's text readout: a string value (an xDS subscription's `version_text`),
+/// set off the data path.
+#[derive(Debug, Default)]
+pub struct TextReadout {
+    value: Mutex<String>,
+}
+
+impl TextReadout {
+    pub fn set(&self, value: &str) {
+        if let Ok(mut v) = self.value.lock() {
+            v.clear();
+            v.push_str(value);
+        }
+    }
+
+    pub fn value(&self) -> String {
+        self.value.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
 /// A value that goes up and down (`downstream_cx_active`).
 #[derive(Debug, Default)]
 pub struct Gauge {

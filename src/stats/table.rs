@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use super::config::StatsConfig;
 use super::histogram::Histogram;
-use super::store::{Counter, Gauge};
+use super::store::{Counter, Gauge, TextReadout};
 use crate::common::fnv::FnvBuildHasher;
 
 /// Every stat of a store.
@@ -42,6 +42,8 @@ pub struct Stats {
     config: StatsConfig,
     /// `deferred_stat_options.enable_deferred_creation_stats`.
     deferred_creation: bool,
+    /// Text readouts, by full name (a handful: one per xDS subscription).
+    text_readouts: std::collections::BTreeMap<String, Arc<TextReadout>>,
 }
 
 impl Default for Stats {
@@ -314,6 +316,20 @@ impl Stats {
                 stat
             }
         }
+    }
+
+    /// The text readout named `name`, created empty on first use (one the
+    /// `stats_config` rejects is nobody's to list, as counters are).
+    pub fn text_readout(&mut self, name: &str) -> Arc<TextReadout> {
+        if self.config.matches_some() && !self.config.keeps(name) {
+            return Arc::new(TextReadout::default());
+        }
+        self.text_readouts.entry(name.to_string()).or_default().clone()
+    }
+
+    /// Every text readout, in name order.
+    pub fn text_readouts(&self) -> impl Iterator<Item = (&str, &Arc<TextReadout>)> {
+        self.text_readouts.iter().map(|(n, t)| (n.as_str(), t))
     }
 
     /// The counter named `name`, if it exists.

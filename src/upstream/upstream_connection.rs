@@ -71,7 +71,7 @@ impl UpstreamConnection {
             if let Some(pp) = &cluster.proxy_protocol {
                 // The header goes first, before any TLS: a few dozen bytes a fresh
                 // socket's buffer takes at once.
-                tokio::io::AsyncWriteExt::write_all(&mut stream, &pp.header(options.downstream)).await?;
+                tokio::io::AsyncWriteExt::write_all(&mut stream, &pp.header(options.downstream.as_ref())).await?;
             }
             match &cluster.tls {
                 None => Ok((TransportStream::from(stream), UpstreamConnectionInfo { local, tls: None })),

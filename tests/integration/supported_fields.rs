@@ -158,6 +158,7 @@ const PP_RULE: &str = "envoy.extensions.filters.listener.proxy_protocol.v3.Proxy
 const PP_PAIR: &str = "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol.KeyValuePair";
 const UPSTREAM_PP: &str = "envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport";
 const UPSTREAM_PP_IT: &str = "upstream_proxy_protocol_gives_each_downstream_connection_its_own_upstream";
+const PP_TLVS_IT: &str = "upstream_proxy_protocol_passes_the_kept_tlvs_of_http_requests";
 const HCM_TRACING: &str = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.Tracing";
 const CUSTOM_TAG: &str = "envoy.type.tracing.v3.CustomTag";
 const ZIPKIN: &str = "envoy.config.trace.v3.ZipkinConfig";
@@ -1938,6 +1939,11 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "disallowed_versions",
         &[compat("listener_proxy_protocol_versions")],
     ),
+    (
+        "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol",
+        "pass_through_tlvs",
+        &[compat("proxy_protocol_pass_through_tlvs"), test(UPSTREAM_IT, PP_TLVS_IT)],
+    ),
     (PP_RULE, "tlv_type", &[compat("tcp_proxy_access_log")]),
     (PP_RULE, "on_tlv_present", &[compat("tcp_proxy_access_log")]),
     (PP_PAIR, "metadata_namespace", &[compat("tcp_proxy_access_log")]),
@@ -2030,6 +2036,13 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (UPSTREAM_PP, "transport_socket", &[compat("upstream_proxy_protocol"), test(UPSTREAM_IT, UPSTREAM_PP_IT)]),
     ("envoy.config.core.v3.ProxyProtocolConfig", "version", &[compat("upstream_proxy_protocol")]),
     ("envoy.config.core.v3.ProxyProtocolConfig", "added_tlvs", &[compat("upstream_proxy_protocol")]),
+    (
+        "envoy.config.core.v3.ProxyProtocolConfig",
+        "pass_through_tlvs",
+        &[compat("proxy_protocol_pass_through_tlvs"), test(UPSTREAM_IT, PP_TLVS_IT)],
+    ),
+    ("envoy.config.core.v3.ProxyProtocolPassThroughTLVs", "match_type", &[compat("proxy_protocol_pass_through_tlvs")]),
+    ("envoy.config.core.v3.ProxyProtocolPassThroughTLVs", "tlv_type", &[compat("proxy_protocol_pass_through_tlvs")]),
     ("envoy.config.core.v3.TlvEntry", "type", &[compat("upstream_proxy_protocol")]),
     ("envoy.config.core.v3.TlvEntry", "value", &[compat("upstream_proxy_protocol")]),
     (ZIPKIN, "collector_cluster", &[compat("tracing_zipkin"), test(TRACING_IT, TRACING_REFUSED)]),

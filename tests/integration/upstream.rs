@@ -278,3 +278,61 @@ fn upstream_proxy_protocol_gives_each_downstream_connection_its_own_upstream() {
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
     assert_eq!(c.stat("cluster.pp.upstream_cx_total"), Some(2));
 }
+
+/// `pass_through_tlvs` on both sides, through the connection manager: the
+/// listener's PROXY filter keeps the TLVs it names of the client's v2 header,
+/// and the cluster's upstream PROXY header carries those its own names (as
+/// Envoy 1.40 did with this config; compat `proxy_protocol_pass_through_tlvs`
+/// shows the same through tcp_proxy, byte for byte).
+#[test]
+fn upstream_proxy_protocol_passes_the_kept_tlvs_of_http_requests() {
+    let up = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let up_port = up.local_addr().expect("addr").port();
+    // Answers each connection's first request with the hex of its PROXY header's TLVs.
+    std::thread::spawn(move || {
+        for stream in up.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut fixed = [0u8; 16];
+                if stream.read_exact(&mut fixed).is_err() {
+                    return;
+                }
+                let mut rest = vec![0u8; usize::from(u16::from_be_bytes([fixed[14], fixed[15]]))];
+                if stream.read_exact(&mut rest).is_err() {
+                    return;
+                }
+                let tlvs: String = rest.iter().skip(12).map(|b| format!("{b:02x}")).collect();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read_exact(&mut byte).is_ok() {
+                    head.push(byte[0]);
+                }
+                let reply = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{tlvs}", tlvs.len());
+                let _ = stream.write_all(reply.as_bytes());
+            });
+        }
+    });
+    let cluster = format!(
+        "{}    transport_socket:\n      name: envoy.transport_sockets.upstream_proxy_protocol\n      typed_config:\n        \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport\n        config: {{ version: V2, pass_through_tlvs: {{ match_type: INCLUDE_ALL }} }}\n        transport_socket:\n          name: envoy.transport_sockets.raw_buffer\n          typed_config:\n            \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer\n",
+        static_cluster("pp", &[up_port])
+    );
+    let routes = "              - match: { prefix: \"/\" }\n                route: { cluster: pp }\n";
+    let listener = crate::http_util::http_listener("web", "", &crate::http_util::one_vhost(routes), "").replacen(
+        "    filter_chains:\n",
+        "    listener_filters:\n    - name: envoy.filters.listener.proxy_protocol\n      typed_config:\n        \"@type\": type.googleapis.com/envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol\n        pass_through_tlvs: { match_type: INCLUDE, tlv_type: [225, 5] }\n    filter_chains:\n",
+        1,
+    );
+    let c = Courier::start(&config(&[listener], &[cluster]), 1);
+    let mut s = connect(c.listener("web"));
+    // PROXY v2, 192.0.2.7:4321 -> 198.51.100.9:8443, TLVs e1 "a", e2 "b", 05 "id".
+    let mut header = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x19".to_vec();
+    header.extend_from_slice(&[192, 0, 2, 7, 198, 51, 100, 9, 0x10, 0xe1, 0x20, 0xfb]);
+    header.extend_from_slice(b"\xe1\x00\x01a\xe2\x00\x01b\x05\x00\x02id");
+    s.write_all(&header).expect("write");
+    s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").expect("write");
+    let mut response = String::new();
+    s.read_to_string(&mut response).expect("read");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    // The kept TLVs (e1, 05) in the client's order; e2 was not kept.
+    assert!(response.ends_with("\r\n\r\ne10001610500026964"), "{response}");
+}

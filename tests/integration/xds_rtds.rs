@@ -53,8 +53,8 @@ fn runtime_shown(admin: std::net::SocketAddr, keys: &[&str]) -> String {
     out
 }
 
-/// The `runtime.*` stats both proxies have (Envoy's `version_text` is a
-/// text readout, which Courier's store lacks).
+/// The `runtime.*` counters and gauges both proxies have (the `version_text`
+/// text readout is compared by compat `runtime_rtds_file`).
 fn runtime_stats(admin: std::net::SocketAddr) -> Vec<String> {
     [
         "load_success",

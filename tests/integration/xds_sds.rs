@@ -334,6 +334,61 @@ fn a_cluster_with_upstream_mtls_from_ads_secrets_warms_until_both_come() {
     assert!(seen.contains(&"through the cluster: 200 from up".to_string()), "{seen:#?}");
 }
 
+/// The EDS cluster session: a CDS cluster of type EDS whose upstream mTLS
+/// comes from two ADS secrets warms until its assignment and both secrets came
+/// (Envoy asks for the secrets once the assignment is in; Courier, as for a
+/// static EDS cluster, asks for the assignment once the secrets are: the
+/// requests' order is not compared, the warming is).
+fn eds_cluster_session(start: fn(&str) -> Started) -> Vec<String> {
+    let pki = Pki::new("Courier Test CA");
+    let up = tls_front_with(http_upstream("up"), mtls_server_config(&pki.leaf(&["up.test"]), &pki.ca_pem).into());
+    let client = pki.leaf(&["client.test"]);
+    let xds = XdsServer::start();
+    xds.push(CLUSTER_TYPE, "c0", Vec::new());
+    xds.push(LISTENER_TYPE, "l0", Vec::new());
+    let (admin, guard) = start(&bootstrap(&xds, false));
+    let mut seen = Vec::new();
+    let cluster = mtls_cluster(up.port(), ADS).replacen(
+        &static_cluster("app", &[up.port()]),
+        &crate::xds_grpc::ads_eds_cluster("app", "app_eds"),
+        1,
+    );
+    xds.push(CLUSTER_TYPE, "c1", vec![resource(CLUSTER_TYPE, &cluster)]);
+    wait_stat(admin, "cluster_manager.warming_clusters", 1);
+    xds.push(crate::shared_xds::ENDPOINT_TYPE, "e1", vec![crate::xds_grpc::assignment("app_eds", &[up.port()])]);
+    // The assignment is there for whoever asks; the secrets are not yet.
+    xds.push(SECRET_TYPE, "s1", vec![certificate("client_cert", &client, &client)]);
+    wait_stat(admin, "sds.client_cert.update_success", 1);
+    seen.push(format!("one secret: warming_clusters {}", admin_stat(admin, "cluster_manager.warming_clusters")));
+    seen.push(format!("one secret: active_clusters {}", admin_stat(admin, "cluster_manager.active_clusters")));
+    xds.push(SECRET_TYPE, "s2", vec![certificate("client_cert", &client, &client), validation("up_ca", &pki.ca_pem)]);
+    wait_stat(admin, "cluster_manager.warming_clusters", 0);
+    wait_stat(admin, "cluster_manager.active_clusters", 2);
+    xds.push(LISTENER_TYPE, "l1", vec![crate::xds_grpc::web_listener("plain", "", "app")]);
+    wait_stat(admin, "listener_manager.total_listeners_active", 1);
+    let response = crate::http_util::Client::connect(admin_listener(admin, "plain")).get("/");
+    seen.push(format!("through the cluster: {} from {}", response.status, response.seen().upstream()));
+    for name in [
+        "sds.client_cert.update_success",
+        "sds.up_ca.update_success",
+        "cluster.app.update_success",
+        "cluster.app.membership_total",
+        "cluster.app.ssl.handshake",
+        "cluster_manager.cluster_added",
+    ] {
+        seen.push(format!("{name}: {}", admin_stat(admin, name)));
+    }
+    drop(guard);
+    seen
+}
+
+#[test]
+fn an_eds_cluster_from_cds_warms_until_its_secrets_come() {
+    let seen = same_as_envoy(eds_cluster_session);
+    assert!(seen.contains(&"one secret: warming_clusters 1".to_string()), "{seen:#?}");
+    assert!(seen.contains(&"through the cluster: 200 from up".to_string()), "{seen:#?}");
+}
+
 /// A static listener whose certificate is an ADS secret: start-up waits for
 /// it, the secret already there (`pushed`) or not (then until its initial
 /// fetch times out: the listener closes every connection until it comes).

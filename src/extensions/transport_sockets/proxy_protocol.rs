@@ -3,20 +3,22 @@
 //! (`network::proxy_protocol` writes it), then speak their inner
 //! `transport_socket` (TLS or `raw_buffer`).
 //!
-//! `config.version` and `config.added_tlvs` (a `value`; a `format_string` is
-//! refused) are read; `pass_through_tlvs` (TLVs of a downstream PROXY header,
-//! which Courier's listener filter does not keep), `allow_unspecified_address`
-//! and `tlv_as_pool_key` are refused.
+//! `config.version`, `config.added_tlvs` (a `value`; a `format_string` is
+//! refused) and `config.pass_through_tlvs` (the TLVs of the downstream's PROXY
+//! header that the listener's PROXY filter kept) are read;
+//! `allow_unspecified_address` and `tlv_as_pool_key` are refused.
 
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::proxy_protocol_config::Version as PbVersion;
+use envoy_types::pb::envoy::config::core::v3::proxy_protocol_pass_through_tl_vs::PassTlVsMatchType;
 use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType;
+use envoy_types::pb::envoy::config::core::v3::ProxyProtocolPassThroughTlVs;
 use envoy_types::pb::envoy::extensions::transport_sockets::proxy_protocol::v3::ProxyProtocolUpstreamTransport;
 use envoy_types::pb::google::protobuf::Any;
 
 use crate::config::{bootstrap::decode_any, ConfigError, FieldPath};
-use crate::network::proxy_protocol::{UpstreamProxyProtocol, UpstreamProxyProtocolStats, Version};
+use crate::network::proxy_protocol::{PassThroughTlvs, UpstreamProxyProtocol, UpstreamProxyProtocolStats, Version};
 use crate::network::tls::{TransportSocketBuilder, UpstreamTransport, RAW_BUFFER_TYPE};
 use crate::stats::Store;
 
@@ -54,6 +56,7 @@ pub fn upstream_transport(
                 }
                 added_tlvs.push((kind, tlv.value.clone()));
             }
+            let pass_through_tlvs = pass_through_tlvs(config.pass_through_tlvs.as_ref());
             let inner = match &proto.transport_socket {
                 None => UpstreamTransport::default(),
                 Some(socket) => {
@@ -71,16 +74,27 @@ pub fn upstream_transport(
             let stats = UpstreamProxyProtocolStats::new(store, &format!("{stat_prefix}upstream.proxyprotocol."));
             Ok(UpstreamTransport {
                 tls: inner.tls,
-                proxy_protocol: Some(Arc::new(UpstreamProxyProtocol { version, added_tlvs, stats })),
+                proxy_protocol: Some(Arc::new(UpstreamProxyProtocol { version, added_tlvs, pass_through_tlvs, stats })),
             })
         }
         _ => Ok(UpstreamTransport { tls: Some(sockets.upstream(any, path, stat_prefix)?), proxy_protocol: None }),
     }
 }
 
+/// A `ProxyProtocolPassThroughTLVs` (of this transport or of the listener
+/// filter): unset passes none; `tlv_type`s count by their low byte, as Envoy's.
+pub fn pass_through_tlvs(config: Option<&ProxyProtocolPassThroughTlVs>) -> PassThroughTlvs {
+    match config {
+        None => PassThroughTlvs::None,
+        Some(c) if c.match_type == PassTlVsMatchType::IncludeAll as i32 => PassThroughTlvs::All,
+        Some(c) => PassThroughTlvs::Only(c.tlv_type.iter().map(|t| (t & 0xff) as u8).collect()),
+    }
+}
+
 pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     (CONFIG_TYPE, &["config", "transport_socket"]),
-    ("envoy.config.core.v3.ProxyProtocolConfig", &["version", "added_tlvs"]),
+    ("envoy.config.core.v3.ProxyProtocolConfig", &["version", "added_tlvs", "pass_through_tlvs"]),
+    ("envoy.config.core.v3.ProxyProtocolPassThroughTLVs", &["match_type", "tlv_type"]),
     ("envoy.config.core.v3.TlvEntry", &["type", "value"]),
     (RAW_BUFFER_TYPE, &[]),
 ];

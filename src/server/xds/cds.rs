@@ -4,10 +4,11 @@
 //! (the same checks as a static one), and once every one has built, each is
 //! added or replaces its namesake; a dynamic cluster the file no longer lists
 //! is removed. As in Envoy, a cluster of `static_resources` is neither replaced
-//! nor removed: a file that names one has it skipped, not refused. An EDS
-//! cluster warms until its first assignment was read (`eds::start`), another
-//! until the SDS secrets of its TLS context that come from a management
-//! server do (their first answer or initial fetch timeout), as Envoy's.
+//! nor removed: a file that names one has it skipped, not refused. A cluster
+//! warms until the SDS secrets of its TLS context that come from a management
+//! server do (their first answer or initial fetch timeout), and an EDS one
+//! also until its first assignment was read (`eds::start`, asked for once the
+//! secrets came, as a static EDS cluster's are awaited before it), as Envoy's.
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
@@ -26,7 +27,7 @@ use crate::define_stats;
 use crate::extensions::transport_sockets::tls::{SecretManager, TlsSocketBuilder};
 use crate::stats::Store;
 use crate::upstream::cluster_manager::build_cluster;
-use crate::upstream::{ClusterManager, DiscoveryType};
+use crate::upstream::{ClusterInfo, ClusterManager, DiscoveryType};
 
 define_stats! {
     /// `cluster_manager.cds.config_reload*`: Envoy's count of CDS updates that
@@ -121,7 +122,32 @@ impl ResourceApi for CdsApi {
         );
         for (info, secrets) in built {
             let secrets: Vec<_> = secrets.into_iter().filter(|s| !s.is_initialized()).collect();
-            if info.discovery == DiscoveryType::Eds {
+            if info.discovery == DiscoveryType::Eds && !secrets.is_empty() {
+                tracing::info!("cds: cluster '{}' warming until its secrets and endpoints come", info.name);
+                self.cm.warm(&info);
+                let (cm, streams) = (self.cm.clone(), self.streams.clone());
+                let warmed = tokio::task::spawn_local(async move {
+                    for secret in secrets {
+                        secret.initialized().await;
+                    }
+                    // Unless a later update replaced or removed it meanwhile.
+                    let Some(streams) = streams.upgrade().filter(|_| cm.is_warming(&info)) else { return };
+                    let entry = match super::eds::start(&cm, &info, &streams).await {
+                        Ok(entry) => entry,
+                        Err(e) => {
+                            tracing::warn!("cds: cluster {}: cannot subscribe to its endpoints: {e}", info.name);
+                            return;
+                        }
+                    };
+                    if let Some(entry) = entry {
+                        entry.initialized().await;
+                    }
+                    first_checks_then_warm(&cm, &info).await;
+                });
+                self.initializing(Box::pin(async move {
+                    let _ = warmed.await;
+                }));
+            } else if info.discovery == DiscoveryType::Eds {
                 self.cm.warm(&info);
                 // Its first read is done (and it is warm) either way; unwatched, it
                 // keeps that assignment.
@@ -133,22 +159,7 @@ impl ResourceApi for CdsApi {
                 // its hosts' first checks are done (a file's assignment was read
                 // already, the checks may still run).
                 let (cm, warming) = (self.cm.clone(), info.clone());
-                let checked = async move {
-                    if warming.health_checks.is_empty() {
-                        return;
-                    }
-                    cm.first_checks_done(&warming).await;
-                    // The checker's own task, woken with this one, activates the
-                    // cluster right after (a few turns of the loop at most; the
-                    // bound keeps a cluster that warms on for another reason
-                    // from holding start-up here).
-                    for _ in 0..64 {
-                        if !cm.is_warming(&warming) {
-                            break;
-                        }
-                        tokio::task::yield_now().await;
-                    }
-                };
+                let checked = async move { first_checks_then_warm(&cm, &warming).await };
                 match started {
                     Ok(Some(entry)) => self.initializing(Box::pin(async move {
                         entry.initialized().await;
@@ -216,5 +227,23 @@ impl ResourceApi for CdsApi {
             warming.await;
         }
         self.cm.set_initialized();
+    }
+}
+
+/// Waits, for a warming EDS cluster that has its first assignment, until its
+/// hosts' first health checks are done (at once without health checks).
+async fn first_checks_then_warm(cm: &ClusterManager, warming: &Arc<ClusterInfo>) {
+    if warming.health_checks.is_empty() {
+        return;
+    }
+    cm.first_checks_done(warming).await;
+    // The checker's own task, woken with this one, activates the cluster right
+    // after (a few turns of the loop at most; the bound keeps a cluster that
+    // warms on for another reason from holding start-up here).
+    for _ in 0..64 {
+        if !cm.is_warming(warming) {
+            break;
+        }
+        tokio::task::yield_now().await;
     }
 }

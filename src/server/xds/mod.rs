@@ -51,8 +51,8 @@ define_stats! {
     /// `cluster_manager.cds.*` / `listener_manager.lds.*` (Envoy's
     /// `SubscriptionStats`). `init_fetch_timeout` stays 0 (a file has no
     /// first fetch to wait for) and `update_duration` empty (Envoy records it
-    /// for gRPC subscriptions only), as in Envoy; Envoy's `version_text` text
-    /// readout is not there (Courier's store has no text readouts).
+    /// for gRPC subscriptions only), as in Envoy; `version_text` is the
+    /// accepted `version_info` itself, Envoy's text readout.
     #[derive(Debug)]
     pub struct SubscriptionStats {
         counter update_attempt,
@@ -63,6 +63,7 @@ define_stats! {
         gauge update_time,
         gauge version,
         histogram update_duration,
+        text version_text,
     }
 }
 
@@ -89,6 +90,7 @@ impl SubscriptionStats {
         self.update_success.inc();
         self.update_time.set(epoch_ms(SystemTime::now()));
         self.version.set(xxhash64(version_info.as_bytes()) as i64);
+        self.version_text.set(version_info);
     }
 }
 

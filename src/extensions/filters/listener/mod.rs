@@ -47,7 +47,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("envoy.extensions.filters.listener.original_dst.v3.OriginalDst", &[]),
     (
         "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol",
-        &["allow_requests_without_proxy_protocol", "stat_prefix", "rules", "disallowed_versions"],
+        &["allow_requests_without_proxy_protocol", "stat_prefix", "rules", "disallowed_versions", "pass_through_tlvs"],
     ),
     ("envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol.Rule", &["tlv_type", "on_tlv_present"]),
     ("envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol.KeyValuePair", &["metadata_namespace", "key"]),

@@ -8,7 +8,10 @@
 //! With `rules`, the v2 header's TLVs of the listed types go into the
 //! connection's dynamic metadata (the filter's namespace unless the rule names
 //! one), their bytes as a string with each invalid UTF-8 byte as `!`, as Envoy's;
-//! a TLV list that does not parse is a v2 error then. A header of a version in
+//! with `pass_through_tlvs`, those it names are kept with the connection, for
+//! a cluster's `upstream_proxy_protocol` to pass on. A TLV list that does not
+//! parse is a v2 error, with neither too, as Envoy 1.40 (a `LOCAL` header's
+//! are not looked at). A header of a version in
 //! `disallowed_versions` is refused (`versions.<v>.found` and `.disallowed`), or,
 //! with requests without a header allowed, left in place as the client's data.
 
@@ -24,6 +27,8 @@ use super::ListenerFilterExtension;
 use crate::common::dynamic_metadata::string_value;
 use crate::config::{bootstrap::decode_any, ConfigError, FieldPath};
 use crate::define_stats;
+use crate::extensions::transport_sockets::proxy_protocol::pass_through_tlvs;
+use crate::network::proxy_protocol::Tlv;
 use crate::network::{AcceptedSocket, ListenerFilterError, ListenerFilterFactory, ListenerFilterFuture};
 use crate::stats::{Counter, Store};
 
@@ -76,6 +81,8 @@ struct ProxyProtocolFactory {
     /// `disallowed_versions`: v1, v2.
     disallowed: [bool; 2],
     rules: Vec<TlvRule>,
+    /// The TLVs kept for an upstream PROXY header.
+    pass_through: crate::network::proxy_protocol::PassThroughTlvs,
     stats: ProxyProtocolStats,
     v1: ProxyProtocolVersionStats,
     v2: ProxyProtocolVersionStats,
@@ -106,6 +113,7 @@ fn create(any: &Any, path: &FieldPath, store: &Store) -> Result<Arc<dyn Listener
         allow_without: cfg.allow_requests_without_proxy_protocol,
         disallowed: [disallowed(PbVersion::V1), disallowed(PbVersion::V2)],
         rules,
+        pass_through: pass_through_tlvs(cfg.pass_through_tlvs.as_ref()),
         stats: ProxyProtocolStats::new(store, &prefix),
         v1: ProxyProtocolVersionStats::new(store, &format!("{prefix}versions.v1.")),
         v2: ProxyProtocolVersionStats::new(store, &format!("{prefix}versions.v2.")),
@@ -255,13 +263,19 @@ impl ListenerFilterFactory for ProxyProtocolFactory {
             };
             let len = match header {
                 Header::Proxied { len, remote, local, tlvs_at } => {
-                    if !self.rules.is_empty() {
-                        let Some(tlvs) = buf.get(tlvs_at..len).and_then(parse_tlvs) else {
-                            self.v2.error.inc();
-                            self.proxy_proto_error.inc();
-                            return Err(ListenerFilterError::Rejected);
-                        };
-                        self.apply_rules(&tlvs, socket);
+                    let Some(tlvs) = buf.get(tlvs_at..len).and_then(parse_tlvs) else {
+                        self.v2.error.inc();
+                        self.proxy_proto_error.inc();
+                        return Err(ListenerFilterError::Rejected);
+                    };
+                    self.apply_rules(&tlvs, socket);
+                    let kept: Vec<Tlv> = tlvs
+                        .iter()
+                        .filter(|(kind, _)| self.pass_through.passes(*kind))
+                        .map(|(kind, value)| (*kind, value.to_vec()))
+                        .collect();
+                    if !kept.is_empty() {
+                        socket.proxy_protocol_tlvs = Some(std::sync::Arc::new(kept));
                     }
                     socket.remote = remote;
                     // Restored, as Envoy's `restoreLocalAddress`: an ORIGINAL_DST

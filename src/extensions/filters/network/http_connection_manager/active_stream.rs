@@ -417,6 +417,7 @@ impl Stream {
                 downstream_tls: conn.tls,
                 downstream_hello: conn.inspected_hello,
                 downstream_local_restored: conn.local_restored,
+                downstream_proxy_protocol_tlvs: conn.proxy_protocol_tlvs,
                 ..StreamInfo::new(conn.remote, conn.local, protocol)
             },
             route: None,

@@ -18,6 +18,7 @@ use crate::define_stats;
 use crate::extensions::{FactoryContext, NetworkFilterExtension};
 use crate::formatter::FormatContext;
 use crate::network::filter::LocalBoxFuture;
+use crate::network::proxy_protocol::Downstream;
 use crate::network::tls::TransportOptions;
 use crate::network::transport::ReadFiltersHandle;
 use crate::network::{DownstreamConnection, NetworkFilter, NetworkFilterFactory};
@@ -130,8 +131,12 @@ impl NetworkFilterFactory for TcpProxyFilter {
                 info.upstream_cluster = Some(cluster.name.clone());
             }
             // The PROXY protocol header of an `upstream_proxy_protocol` cluster names this connection.
-            let options =
-                TransportOptions { downstream: Some((conn.info.remote, conn.info.local)), ..TransportOptions::NONE };
+            let downstream = Downstream {
+                remote: conn.info.remote,
+                local: conn.info.local,
+                tlvs: conn.info.proxy_protocol_tlvs.clone(),
+            };
+            let options = TransportOptions { downstream: Some(downstream), ..TransportOptions::NONE };
             let mut flag = None;
             for _ in 0..attempts {
                 let Some(host) = cluster.choose_host(&ctx) else {
