@@ -55,6 +55,7 @@ impl Default for Stats {
             word_ids: HashMap::default(),
             id: TABLES.fetch_add(1, Ordering::Relaxed),
             config: StatsConfig::default(),
+            text_readouts: Default::default(),
             deferred_creation: false,
         }
     }
