@@ -89,6 +89,7 @@ const ROOTS: &[&str] = &[
     "envoy.extensions.resource_monitors.cgroup_memory.v3.CgroupMemoryConfig",
     "envoy.config.trace.v3.ZipkinConfig",
     "envoy.config.trace.v3.OpenTelemetryConfig",
+    "envoy.config.trace.v3.DatadogConfig",
     "envoy.config.route.v3.Route",
     "envoy.config.route.v3.RouteList",
     "envoy.config.rbac.v3.Action",

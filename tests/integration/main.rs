@@ -49,6 +49,7 @@ mod supported_fields;
 mod tcp_proxy;
 mod tls;
 mod tracing;
+mod tracing_datadog;
 mod upstream;
 mod xds_delta;
 mod xds_files;

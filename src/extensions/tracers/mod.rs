@@ -1,8 +1,9 @@
 //! Tracing providers (Envoy's `extensions/tracers`), built from a connection
-//! manager's `tracing.provider`: Zipkin and OpenTelemetry; any other provider
+//! manager's `tracing.provider`: Zipkin, OpenTelemetry and Datadog; any other provider
 //! is refused at start-up by name.
 
 pub mod batch;
+pub mod datadog;
 pub mod opentelemetry;
 pub mod zipkin;
 
@@ -10,7 +11,7 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::trace::v3::tracing::http::ConfigType;
 use envoy_types::pb::envoy::config::trace::v3::tracing::Http as Provider;
-use envoy_types::pb::envoy::config::trace::v3::{OpenTelemetryConfig, ZipkinConfig};
+use envoy_types::pb::envoy::config::trace::v3::{DatadogConfig, OpenTelemetryConfig, ZipkinConfig};
 use prost::Message;
 
 use crate::config::{descriptor, ConfigError, FieldPath};
@@ -18,7 +19,7 @@ use crate::extensions::FactoryContext;
 use crate::tracing::Driver;
 
 /// The provider config types Courier accepts.
-pub const CONFIG_TYPES: &[&str] = &[zipkin::CONFIG_TYPE, opentelemetry::CONFIG_TYPE];
+pub const CONFIG_TYPES: &[&str] = &[zipkin::CONFIG_TYPE, opentelemetry::CONFIG_TYPE, datadog::CONFIG_TYPE];
 
 /// The fields of the providers' configs that Courier implements.
 pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
@@ -35,6 +36,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ),
     // The collector: `GrpcService`, whose fields are in `config::supported`.
     (opentelemetry::CONFIG_TYPE, &["grpc_service", "service_name"]),
+    (datadog::CONFIG_TYPE, &["collector_cluster", "service_name", "collector_hostname"]),
 ];
 
 /// The driver of `provider`; `path` points at it.
@@ -53,8 +55,8 @@ pub fn create_driver(
         return Err(tp.field_error(
             "@type",
             format!(
-                "tracer '{}' ({type_name}) is not supported by Courier (only envoy.tracers.zipkin and \
-                 envoy.tracers.opentelemetry)",
+                "tracer '{}' ({type_name}) is not supported by Courier (only envoy.tracers.zipkin, \
+                 envoy.tracers.opentelemetry and envoy.tracers.datadog)",
                 provider.name
             ),
         ));
@@ -88,6 +90,10 @@ fn build_driver(
     if type_name == opentelemetry::CONFIG_TYPE {
         let config = OpenTelemetryConfig::decode(any.value.as_slice()).map_err(decode_error)?;
         return Ok(Arc::new(opentelemetry::OpenTelemetry(opentelemetry::OtelDriver::from_proto(&config, tp, ctx)?)));
+    }
+    if type_name == datadog::CONFIG_TYPE {
+        let config = DatadogConfig::decode(any.value.as_slice()).map_err(decode_error)?;
+        return Ok(Arc::new(datadog::Datadog(datadog::DatadogDriver::from_proto(&config, tp, ctx)?)));
     }
     let config = ZipkinConfig::decode(any.value.as_slice()).map_err(decode_error)?;
     Ok(Arc::new(zipkin::Zipkin(zipkin::ZipkinDriver::from_proto(&config, tp, ctx)?)))
