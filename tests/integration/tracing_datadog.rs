@@ -3,7 +3,8 @@
 //! spans must be those of the service's requests, in the shape Envoy 1.40 posts
 //! (checked by decoding what Envoy sent for the same requests: `envoy.proxy`
 //! spans whose resource is the operation, the tags in `meta` but `error`, the
-//! sampling metrics), with dd-trace-cpp's headers, and the service must get
+//! sampling metrics), with dd-trace-cpp's headers, the agent's answered rates
+//! deciding the later traces, and the service must get
 //! both Datadog and W3C context, as from Envoy (compat case `tracing_datadog`).
 
 use std::io::{BufReader, Write};
@@ -190,6 +191,11 @@ fn datadog_spans_reach_the_agent_as_msgpack_with_both_contexts_propagated() {
     assert_eq!((&f["error"], &f["resource"]), (&Value::from(1), &Value::from("ingress")));
 
     courier.wait_stat("tracing.datadog.reports_sent", |v| v >= 1);
+    // The agent answered its rates (1 for every service): they decide from now on.
+    let later = Client::connect(addr).get("/later");
+    let tags = later.seen().header("x-datadog-tags").expect("trace tags").to_string();
+    assert!(tags.ends_with("00000000,_dd.p.dm=-1,_dd.p.ksr=1"), "{tags}");
+    assert_eq!(later.seen().header("x-datadog-sampling-priority"), Some("1"));
     assert_eq!(courier.stat("tracing.datadog.reports_dropped"), Some(0));
     assert_eq!(courier.stat("tracing.datadog.reports_failed"), Some(0));
     assert_eq!(courier.stat("tracing.datadog.reports_skipped_no_cluster"), Some(0));

@@ -32,7 +32,12 @@ pub const CONFIG_TYPE: &str = "envoy.config.trace.v3.DatadogConfig";
 
 /// dd-trace-cpp's sampling priorities: what the agent is told to keep.
 const USER_DROP: i32 = -1;
+const AUTO_DROP: i32 = 0;
 const AUTO_KEEP: i32 = 1;
+/// The tag giving the rate a kept-or-dropped decision was made at.
+const KEEP_RATE: &str = "_dd.p.ksr";
+/// dd-trace-cpp's hash of the trace id, compared with the rate's share of 2⁶⁴.
+const KNUTH_FACTOR: u64 = 1_111_111_111_111_111_111;
 
 #[derive(Debug)]
 pub struct DatadogDriver {
@@ -44,6 +49,8 @@ pub struct DatadogDriver {
     pub version: String,
     /// The spans' `runtime-id`: one per tracer.
     pub runtime_id: String,
+    /// The agent's `rate_by_service` from its last answer, once it answered.
+    pub agent_rates: std::sync::RwLock<Option<serde_json::Map<String, serde_json::Value>>>,
     pub stats: DatadogStats,
     pub clusters: Slot<ThreadLocalClusterManager>,
     /// This provider's buffer on each worker (`tracers::batch`).
@@ -76,11 +83,47 @@ impl DatadogDriver {
             service_name: c.service_name.clone(),
             version: format!("envoy courier/{}/Clean/RELEASE/rustls", env!("CARGO_PKG_VERSION")),
             runtime_id,
+            agent_rates: std::sync::RwLock::new(None),
             stats: DatadogStats::new(ctx.store, "tracing.datadog."),
             clusters: ctx.clusters.clone(),
             index: crate::extensions::tracers::batch::next_index(),
         }))
     }
+}
+
+impl DatadogDriver {
+    /// The agent's rate for this service (`service:<name>,env:`, else its
+    /// default `service:,env:`); `None` until the agent has answered.
+    fn agent_rate(&self) -> Option<f64> {
+        let rates = self.agent_rates.read().unwrap_or_else(|e| e.into_inner());
+        let rates = rates.as_ref()?;
+        let own = format!("service:{},env:", self.service_name);
+        rates.get(&own).or_else(|| rates.get("service:,env:")).and_then(serde_json::Value::as_f64)
+    }
+
+    /// dd-trace-cpp's decision without sampling rules: before the agent has
+    /// answered, keep (decision maker `-0`, the default rate 1); after, keep
+    /// by the agent's rate for the service on the trace id's Knuth hash
+    /// (maker `-1`, the rate in `_dd.p.ksr`). The priority and the rate.
+    fn decide(&self, context: &mut Context) -> (i32, f64) {
+        let Some(rate) = self.agent_rate() else {
+            context.tags.push((DECISION_MAKER.to_owned(), "-0".to_owned()));
+            return (AUTO_KEEP, 1.0);
+        };
+        let threshold = if rate >= 1.0 { u64::MAX } else { (rate.max(0.0) * u64::MAX as f64) as u64 };
+        let keep = context.trace_id.wrapping_mul(KNUTH_FACTOR) < threshold;
+        if keep {
+            context.tags.push((DECISION_MAKER.to_owned(), "-1".to_owned()));
+        }
+        context.tags.push((KEEP_RATE.to_owned(), format_rate(rate)));
+        (if keep { AUTO_KEEP } else { AUTO_DROP }, rate)
+    }
+}
+
+/// A rate as dd-trace-cpp writes it: at most 6 decimals, no trailing zeros.
+fn format_rate(rate: f64) -> String {
+    let s = format!("{rate:.6}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 /// The driver as the connection manager holds it: spans keep a reference to it.
@@ -98,9 +141,8 @@ fn nonzero_random() -> u64 {
 
 impl Driver for Datadog {
     /// A caller's context makes the span its child, its sampling priority
-    /// standing; otherwise the priority is decided here from the connection
-    /// manager's decision: kept by the agent's (default) rate, marked `-0`, or
-    /// dropped by the user (-1). A new trace has 128-bit ids, the upper half
+    /// standing; otherwise a request the connection manager traces is kept or
+    /// dropped by the agent's rate (`decide`), another one dropped by the user (-1). A new trace has 128-bit ids, the upper half
     /// the start second then zeros, and its root span's id is the lower half.
     fn start_span(&self, s: &SpanStart<'_>) -> Option<Box<dyn Span>> {
         let (mut context, span_id) = match extract(s.request_headers) {
@@ -113,13 +155,13 @@ impl Driver for Datadog {
                 (Context { trace_id_high: high, trace_id: id, tags, ..Context::default() }, id)
             }
         };
-        let (priority, agent_rate_decision) = match context.priority {
-            Some(p) => (p, false),
+        let (priority, agent_rate) = match context.priority {
+            Some(p) => (p, None),
             None if s.decision.traced => {
-                context.tags.push((DECISION_MAKER.to_owned(), "-0".to_owned()));
-                (AUTO_KEEP, true)
+                let (priority, rate) = self.0.decide(&mut context);
+                (priority, Some(rate))
             }
-            None => (USER_DROP, false),
+            None => (USER_DROP, None),
         };
         let resource = match s.operation {
             OperationName::Ingress => "ingress".to_owned(),
@@ -129,7 +171,7 @@ impl Driver for Datadog {
             context,
             span_id,
             priority,
-            agent_rate_decision,
+            agent_rate,
             resource,
             start: s.start,
             started: Instant::now(),
@@ -137,5 +179,42 @@ impl Driver for Datadog {
             meta: Vec::new(),
             driver: self.0.clone(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Envoy 1.40 with an agent answering a rate of 0.5 for the service: the
+    /// trace ids it kept and dropped, and the tags it sent.
+    #[test]
+    fn the_agent_rate_decides_on_the_trace_id_hash() {
+        let store = crate::stats::Store::new();
+        let driver = DatadogDriver {
+            collector_cluster: "agent".into(),
+            collector_host: HeaderValue::from_static("agent"),
+            service_name: "envoy-demo".into(),
+            version: String::new(),
+            runtime_id: String::new(),
+            agent_rates: std::sync::RwLock::new(None),
+            stats: DatadogStats::new(&store, "tracing.datadog."),
+            clusters: crate::thread_local::ThreadLocalRegistry::new().allocate_slot(),
+            index: 0,
+        };
+        let mut ctx = Context { trace_id: 6833184303105277991, ..Context::default() };
+        assert_eq!(driver.decide(&mut ctx), (AUTO_KEEP, 1.0), "before the agent answers");
+        assert_eq!(ctx.tags, vec![(DECISION_MAKER.to_owned(), "-0".to_owned())]);
+        let rates = serde_json::json!({ "service:envoy-demo,env:": 0.5, "service:,env:": 1 });
+        *driver.agent_rates.write().unwrap() = rates.as_object().cloned();
+        for (id, kept) in [(6833184303105277991, false), (14556604174055570091, false), (4077230692942869235, true)] {
+            let mut ctx = Context { trace_id: id, ..Context::default() };
+            let priority = driver.decide(&mut ctx).0;
+            assert_eq!(priority, i32::from(kept), "{id}");
+            let tags: Vec<String> = ctx.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let expected = if kept { "_dd.p.dm=-1,_dd.p.ksr=0.5" } else { "_dd.p.ksr=0.5" };
+            assert_eq!(tags.join(","), expected);
+        }
+        assert_eq!((format_rate(1.0), format_rate(0.25)), ("1".to_owned(), "0.25".to_owned()));
     }
 }

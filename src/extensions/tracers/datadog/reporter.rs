@@ -4,7 +4,7 @@
 //! `collector_cluster`, one MessagePack array of traces, each trace the array
 //! of its one span, with dd-trace-cpp's headers (`Datadog-Meta-*`,
 //! `X-Datadog-Trace-Count`) and its 2 s timeout. The agent's 200 counts
-//! `reports_sent`, any other status `reports_dropped` (a 202 too, as Envoy), no
+//! `reports_sent`, its `rate_by_service` then deciding the new traces, any other status `reports_dropped` (a 202 too, as Envoy), no
 //! answer `reports_failed`; Envoy's Datadog stats have no `timer_flushed`.
 
 use std::sync::Arc;
@@ -85,7 +85,14 @@ async fn send(driver: Arc<DatadogDriver>, body: Vec<u8>, traces: usize) {
     )
     .await;
     match response {
-        Ok(r) if r.parts.status == http::StatusCode::OK => stats.reports_sent.inc(),
+        Ok(r) if r.parts.status == http::StatusCode::OK => {
+            // The agent's sampling rates, which decide the traces from now on.
+            let answer: Option<serde_json::Value> = serde_json::from_slice(&r.body).ok();
+            if let Some(rates) = answer.as_ref().and_then(|a| a["rate_by_service"].as_object()) {
+                *driver.agent_rates.write().unwrap_or_else(|e| e.into_inner()) = Some(rates.clone());
+            }
+            stats.reports_sent.inc();
+        }
         Ok(_) => stats.reports_dropped.inc(),
         Err(_) => stats.reports_failed.inc(),
     }

@@ -6,7 +6,7 @@
 //! adds `language`, `runtime-id`, `version`, the trace's `_dd.p.*` tags (every
 //! Envoy span is its trace segment's root), `_dd.origin` and, for a W3C
 //! caller, `_dd.parent_id`, and the metrics `process_id`,
-//! `_sampling_priority_v1` and, for a decision made here to keep, `_dd.agent_psr`.
+//! `_sampling_priority_v1` and, for a decision made here, `_dd.agent_psr` (the agent's rate).
 //! Every span goes to the agent, kept or not: the agent counts the dropped ones.
 
 use std::sync::Arc;
@@ -27,8 +27,8 @@ pub struct DatadogSpan {
     pub context: Context,
     pub span_id: u64,
     pub priority: i32,
-    /// The priority was decided here, keeping the trace by the agent's rate.
-    pub agent_rate_decision: bool,
+    /// The priority was decided here, by the agent's rate: that rate.
+    pub agent_rate: Option<f64>,
     pub resource: String,
     pub start: SystemTime,
     pub started: Instant,
@@ -105,12 +105,12 @@ impl DatadogSpan {
         }
 
         msgpack::str(&mut out, "metrics");
-        msgpack::map(&mut out, if self.agent_rate_decision { 3 } else { 2 });
+        msgpack::map(&mut out, if self.agent_rate.is_some() { 3 } else { 2 });
         msgpack::str(&mut out, "process_id");
         msgpack::float(&mut out, f64::from(std::process::id()));
-        if self.agent_rate_decision {
+        if let Some(rate) = self.agent_rate {
             msgpack::str(&mut out, "_dd.agent_psr");
-            msgpack::float(&mut out, 1.0);
+            msgpack::float(&mut out, rate);
         }
         msgpack::str(&mut out, "_sampling_priority_v1");
         msgpack::float(&mut out, f64::from(self.priority));
