@@ -142,8 +142,9 @@ fn nonzero_random() -> u64 {
 impl Driver for Datadog {
     /// A caller's context makes the span its child, its sampling priority
     /// standing; otherwise a request the connection manager traces is kept or
-    /// dropped by the agent's rate (`decide`), another one dropped by the user (-1). A new trace has 128-bit ids, the upper half
-    /// the start second then zeros, and its root span's id is the lower half.
+    /// dropped by the agent's rate (`decide`), another one dropped by the user
+    /// (-1). A new trace has 128-bit ids, the upper half the start second then
+    /// zeros, and its root span's id is the lower half.
     fn start_span(&self, s: &SpanStart<'_>) -> Option<Box<dyn Span>> {
         let (mut context, span_id) = match extract(s.request_headers) {
             Some(ctx) => (ctx, nonzero_random()),
