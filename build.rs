@@ -91,6 +91,7 @@ const ROOTS: &[&str] = &[
     "envoy.config.trace.v3.ZipkinConfig",
     "envoy.config.trace.v3.OpenTelemetryConfig",
     "envoy.config.trace.v3.SkyWalkingConfig",
+    "envoy.config.trace.v3.DatadogConfig",
     "envoy.config.route.v3.Route",
     "envoy.config.route.v3.RouteList",
     "envoy.config.rbac.v3.Action",

@@ -22,7 +22,9 @@
 //! Values that legitimately differ between two runs are compared by presence and
 //! format: `date` (IMF-fixdate), `x-request-id` (UUID, whose version digit, the
 //! trace decision, must agree), B3 ids of a new trace (hex; a `b3` header's sampling
-//! flag must agree), a `traceparent` (its flags must agree), `x-envoy-upstream-service-time`
+//! flag must agree), a `traceparent` (its flags must agree), Datadog's decimal ids
+//! (`x-datadog-trace-id`, `-parent-id`), `x-datadog-tags` and `tracestate` with their
+//! 16-hex-digit ids masked, `x-envoy-upstream-service-time`
 //! (milliseconds), `server` (any token, unless the config sets `server_name`), the
 //! hash of the run's client certificate in `x-forwarded-client-cert` (each run
 //! makes its own), the `content-length` of the upstream's JSON report (its size depends on the report's
@@ -62,6 +64,9 @@ enum Mode {
     B3Single,
     /// A W3C `traceparent` (`00-trace-span-flags`), the flags agreeing.
     Traceparent,
+    /// Equal once every run of 16 hex digits (a Datadog span id, a new trace's
+    /// `_dd.p.tid`) is masked: `x-datadog-tags`, `tracestate`.
+    HexIdsMasked,
     HttpDate,
     Number,
     Token,
@@ -83,7 +88,7 @@ fn format_ok(mode: Mode, v: &str) -> bool {
         ]
     });
     match mode {
-        Mode::Exact | Mode::Near(_) => true,
+        Mode::Exact | Mode::Near(_) | Mode::HexIdsMasked => true,
         Mode::Uuid => uuid.is_match(v),
         Mode::B3Id => b3_id.is_match(v),
         Mode::B3Single => b3.is_match(v),
@@ -109,6 +114,11 @@ fn same_decision(mode: Mode, envoy: &str, courier: &str) -> bool {
 
 const ABSENT: &str = "<absent>";
 
+fn mask_hex_ids(v: &str) -> String {
+    static ID: OnceLock<Regex> = OnceLock::new();
+    ID.get_or_init(|| Regex::new(r"\b[0-9a-f]{16}\b").unwrap()).replace_all(v, "<id>").into_owned()
+}
+
 /// A value with what is particular to a client certificate replaced by
 /// placeholders: each proxy's run gets a client certificate of its own. Its
 /// SHA-256 in `x-forwarded-client-cert` (`Hash=`), its URL-encoded PEM (`Cert=`,
@@ -133,6 +143,7 @@ impl Checks {
     fn push(&mut self, name: String, envoy: String, courier: String, mode: Mode) {
         let agree = match mode {
             Mode::Exact => envoy == courier,
+            Mode::HexIdsMasked => mask_hex_ids(&envoy) == mask_hex_ids(&courier),
             Mode::Near(d) => {
                 envoy == courier
                     || matches!((envoy.parse::<u64>(), courier.parse::<u64>()), (Ok(e), Ok(c)) if e.abs_diff(c) <= d)
@@ -478,6 +489,9 @@ fn compare_http(case: &Case, label: &str, er: &HttpResponse, cr: &HttpResponse, 
             "x-b3-traceid" | "x-b3-spanid" | "x-b3-parentspanid" => Mode::B3Id,
             "b3" => Mode::B3Single,
             "traceparent" => Mode::Traceparent,
+            // Datadog's random ids, in decimal; a caller's are checked by tests/integration.
+            "x-datadog-trace-id" | "x-datadog-parent-id" => Mode::Number,
+            "x-datadog-tags" | "tracestate" => Mode::HexIdsMasked,
             "x-envoy-expected-rq-timeout-ms" => Mode::Near(100),
             _ => Mode::Exact,
         };

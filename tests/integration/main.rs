@@ -51,6 +51,7 @@ mod supported_fields;
 mod tcp_proxy;
 mod tls;
 mod tracing;
+mod tracing_datadog;
 mod upstream;
 mod xds_connection;
 mod xds_delta;

@@ -172,6 +172,10 @@ const SKYWALKING_CLIENT: &str = "envoy.config.trace.v3.ClientConfig";
 const SKYWALKING_IT: &str = "tests/integration/skywalking.rs";
 const SKYWALKING_SEGMENTS: &str = "segments_and_sw8_as_envoys";
 const SKYWALKING_REFUSED: &str = "unimplemented_options_are_refused_by_name";
+const DATADOG: &str = "envoy.config.trace.v3.DatadogConfig";
+const DATADOG_IT: &str = "tests/integration/tracing_datadog.rs";
+const DATADOG_SPANS: &str = "datadog_spans_reach_the_agent_as_msgpack_with_both_contexts_propagated";
+const DATADOG_REFUSED: &str = "datadog_options_courier_does_not_act_on_are_refused_by_name";
 const TLS_HTTP1: &str = "https_terminates_http1_and_counts_the_handshake";
 const TLS_PARAMS: &str = "tls_params_and_inline_certificates_choose_the_version";
 const TLS_MTLS: &str = "mutual_tls_accepts_the_ca_s_clients_and_refuses_the_rest";
@@ -2063,6 +2067,9 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (SKYWALKING_CLIENT, "instance_name", &[test(SKYWALKING_IT, SKYWALKING_SEGMENTS)]),
     (SKYWALKING_CLIENT, "backend_token", &[test(SKYWALKING_IT, SKYWALKING_SEGMENTS)]),
     (SKYWALKING_CLIENT, "max_cache_size", &[test(SKYWALKING_IT, "an_unreachable_collector_costs_no_request")]),
+    (DATADOG, "collector_cluster", &[compat("tracing_datadog"), test(DATADOG_IT, DATADOG_REFUSED)]),
+    (DATADOG, "service_name", &[test(DATADOG_IT, DATADOG_SPANS), test(DATADOG_IT, DATADOG_REFUSED)]),
+    (DATADOG, "collector_hostname", &[test(DATADOG_IT, DATADOG_SPANS)]),
     (OTEL_SINK_CONFIG, "grpc_service", &[test(OTEL_SINK_IT, OTEL_SINK)]),
     (OTEL_SINK_CONFIG, "resource_detectors", &[test(OTEL_SINK_IT, OTEL_SINK), test(OTEL_SINK_IT, OTEL_SINK_ENV)]),
     (OTEL_SINK_CONFIG, "report_counters_as_deltas", &[test(OTEL_SINK_IT, OTEL_SINK_DELTAS)]),

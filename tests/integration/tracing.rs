@@ -188,9 +188,9 @@ fn other_tracers_and_unimplemented_options_are_refused_by_name() {
             .replace("collector_cluster: zipkin", "collector_cluster: nope"),
     );
     assert!(!ok && out.contains("unknown cluster 'nope'"), "{out}");
-    let datadog = "tracing:\n  provider:\n    name: envoy.tracers.datadog\n    typed_config:\n      \"@type\": type.googleapis.com/envoy.config.trace.v3.DatadogConfig\n      collector_cluster: app\n      service_name: web\n";
-    let (ok, out) = with(datadog);
-    assert!(!ok && out.contains("DatadogConfig"), "{out}");
+    let xray = "tracing:\n  provider:\n    name: envoy.tracers.xray\n    typed_config:\n      \"@type\": type.googleapis.com/envoy.config.trace.v3.XRayConfig\n      segment_name: web\n";
+    let (ok, out) = with(xray);
+    assert!(!ok && out.contains("XRayConfig"), "{out}");
     // OpenTelemetry exports over gRPC only.
     let otel_http = "tracing:\n  provider:\n    name: envoy.tracers.opentelemetry\n    typed_config:\n      \"@type\": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig\n      http_service: { http_uri: { uri: /v1/traces, cluster: app, timeout: 1s } }\n";
     let (ok, out) = with(otel_http);

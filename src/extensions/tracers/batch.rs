@@ -4,7 +4,8 @@
 //! (runtime, default 5) have gathered, and every `<prefix>.flush_interval_ms`
 //! (default 5000) from the worker's first span on (Envoy's timer runs from
 //! start-up on every thread, so `timer_flushed` counts differently). Zipkin and
-//! OpenTelemetry differ only in what a span is and how a batch is sent.
+//! OpenTelemetry differ only in what a span is and how a batch is sent; Datadog's
+//! tracer has no runtime keys: it sends on its 2 s timer alone.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -13,14 +14,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-const DEFAULT_MIN_FLUSH_SPANS: u64 = 5;
-const DEFAULT_FLUSH_INTERVAL_MS: u64 = 5000;
-
 /// A provider whose spans are batched.
 pub trait Batched: Send + Sync + 'static {
     type Span: 'static;
-    /// `tracing.zipkin`, `tracing.opentelemetry`: its runtime keys' prefix.
-    const RUNTIME_PREFIX: &'static str;
+    /// `tracing.zipkin`, `tracing.opentelemetry`: its runtime keys' prefix;
+    /// `None` for a provider whose flushing is not tunable.
+    const RUNTIME_PREFIX: Option<&'static str>;
+    /// How many spans make a batch, and how often the timer flushes.
+    const DEFAULT_MIN_FLUSH_SPANS: u64 = 5;
+    const DEFAULT_FLUSH_INTERVAL_MS: u64 = 5000;
     /// Its buffer's place on every worker (`next_index`).
     fn index(&self) -> usize;
     /// Counts a flush by the timer.
@@ -45,7 +47,8 @@ thread_local! {
     static BUFFERS: RefCell<Vec<Option<Rc<dyn Any>>>> = const { RefCell::new(Vec::new()) };
 }
 
-fn runtime_integer(prefix: &str, key: &str, default: u64) -> u64 {
+fn runtime_integer(prefix: Option<&str>, key: &str, default: u64) -> u64 {
+    let Some(prefix) = prefix else { return default };
     crate::runtime::snapshot().map_or(default, |s| s.get_integer(&format!("{prefix}.{key}"), default))
 }
 
@@ -66,7 +69,7 @@ pub fn report<P: Batched>(provider: &Arc<P>, span: P::Span) {
         buffer
     });
     buffer.spans.borrow_mut().push(span);
-    let min = runtime_integer(P::RUNTIME_PREFIX, "min_flush_spans", DEFAULT_MIN_FLUSH_SPANS);
+    let min = runtime_integer(P::RUNTIME_PREFIX, "min_flush_spans", P::DEFAULT_MIN_FLUSH_SPANS);
     if buffer.spans.borrow().len() as u64 >= min {
         flush(provider, &buffer);
     }
@@ -74,7 +77,7 @@ pub fn report<P: Batched>(provider: &Arc<P>, span: P::Span) {
 
 async fn flush_timer<P: Batched>(provider: Arc<P>, buffer: Weak<Buffer<P::Span>>) {
     loop {
-        let ms = runtime_integer(P::RUNTIME_PREFIX, "flush_interval_ms", DEFAULT_FLUSH_INTERVAL_MS);
+        let ms = runtime_integer(P::RUNTIME_PREFIX, "flush_interval_ms", P::DEFAULT_FLUSH_INTERVAL_MS);
         tokio::time::sleep(Duration::from_millis(ms.max(1))).await;
         let Some(buffer) = buffer.upgrade() else { return };
         provider.timer_flushed();

@@ -1,8 +1,9 @@
 //! Tracing providers (Envoy's `extensions/tracers`), built from a connection
-//! manager's `tracing.provider`: Zipkin, OpenTelemetry and SkyWalking; any other provider
+//! manager's `tracing.provider`: Zipkin, OpenTelemetry, SkyWalking and Datadog; any other provider
 //! is refused at start-up by name.
 
 pub mod batch;
+pub mod datadog;
 pub mod opentelemetry;
 pub mod skywalking;
 pub mod zipkin;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::trace::v3::tracing::http::ConfigType;
 use envoy_types::pb::envoy::config::trace::v3::tracing::Http as Provider;
-use envoy_types::pb::envoy::config::trace::v3::{OpenTelemetryConfig, SkyWalkingConfig, ZipkinConfig};
+use envoy_types::pb::envoy::config::trace::v3::{DatadogConfig, OpenTelemetryConfig, SkyWalkingConfig, ZipkinConfig};
 use prost::Message;
 
 use crate::config::{descriptor, ConfigError, FieldPath};
@@ -19,7 +20,8 @@ use crate::extensions::FactoryContext;
 use crate::tracing::Driver;
 
 /// The provider config types Courier accepts.
-pub const CONFIG_TYPES: &[&str] = &[zipkin::CONFIG_TYPE, opentelemetry::CONFIG_TYPE, skywalking::CONFIG_TYPE];
+pub const CONFIG_TYPES: &[&str] =
+    &[zipkin::CONFIG_TYPE, opentelemetry::CONFIG_TYPE, skywalking::CONFIG_TYPE, datadog::CONFIG_TYPE];
 
 /// The fields of the providers' configs that Courier implements.
 pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
@@ -38,6 +40,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     (opentelemetry::CONFIG_TYPE, &["grpc_service", "service_name"]),
     (skywalking::CONFIG_TYPE, &["grpc_service", "client_config"]),
     ("envoy.config.trace.v3.ClientConfig", &["service_name", "instance_name", "backend_token", "max_cache_size"]),
+    (datadog::CONFIG_TYPE, &["collector_cluster", "service_name", "collector_hostname"]),
 ];
 
 /// The driver of `provider`; `path` points at it.
@@ -57,7 +60,7 @@ pub fn create_driver(
             "@type",
             format!(
                 "tracer '{}' ({type_name}) is not supported by Courier (only envoy.tracers.zipkin, \
-                 envoy.tracers.opentelemetry and envoy.tracers.skywalking)",
+                 envoy.tracers.opentelemetry, envoy.tracers.skywalking and envoy.tracers.datadog)",
                 provider.name
             ),
         ));
@@ -95,6 +98,10 @@ fn build_driver(
     if type_name == opentelemetry::CONFIG_TYPE {
         let config = OpenTelemetryConfig::decode(any.value.as_slice()).map_err(decode_error)?;
         return Ok(Arc::new(opentelemetry::OpenTelemetry(opentelemetry::OtelDriver::from_proto(&config, tp, ctx)?)));
+    }
+    if type_name == datadog::CONFIG_TYPE {
+        let config = DatadogConfig::decode(any.value.as_slice()).map_err(decode_error)?;
+        return Ok(Arc::new(datadog::Datadog(datadog::DatadogDriver::from_proto(&config, tp, ctx)?)));
     }
     let config = ZipkinConfig::decode(any.value.as_slice()).map_err(decode_error)?;
     Ok(Arc::new(zipkin::Zipkin(zipkin::ZipkinDriver::from_proto(&config, tp, ctx)?)))

@@ -28,7 +28,7 @@ define_stats! {
 
 impl Batched for OtelDriver {
     type Span = otlp::Span;
-    const RUNTIME_PREFIX: &'static str = "tracing.opentelemetry";
+    const RUNTIME_PREFIX: Option<&'static str> = Some("tracing.opentelemetry");
 
     fn index(&self) -> usize {
         self.index

@@ -34,7 +34,7 @@ define_stats! {
 
 impl Batched for ZipkinDriver {
     type Span = String;
-    const RUNTIME_PREFIX: &'static str = "tracing.zipkin";
+    const RUNTIME_PREFIX: Option<&'static str> = Some("tracing.zipkin");
 
     fn index(&self) -> usize {
         self.index
