@@ -16,6 +16,7 @@
 //!   machine, sans-IO, to replace `h2` (not wired into the connection loop yet)
 //! - `request_body` — a request body as the router reads it, window given back as read
 //! - `response_writer` — a response onto a stream, as the peer's window allows
+//! - `server_stream` — a downstream stream as its task sees it, over `codec`
 //! - `hpack` — Courier's own HPACK (RFC 7541), not wired in yet (see its why-paragraph)
 //! - `request_head` — a decoded request header list checked (RFC 9113 §8.2, §8.3)
 //!   and made the request's head; not wired in yet either
@@ -29,6 +30,7 @@ pub mod options;
 pub mod request_body;
 pub mod request_head;
 pub mod response_writer;
+pub mod server_stream;
 pub mod stats;
 pub mod violation;
 
