@@ -762,3 +762,24 @@ fn record_header_sizes(stats: &http2::Http2CodecStats, parts: &http::request::Pa
         stats.cookie_size.record(cookie_bytes as u64);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::http2::hpack::Encoder;
+
+    /// What an idle HTTP/2 connection holds beside its loop's future and its
+    /// buffers: the codec (inside the shared state) and the HPACK decoder and
+    /// encoder (their table entries are allocated as they fill). Printed for
+    /// the record; the bound catches state that grows by accident.
+    #[test]
+    fn an_idle_connections_state_is_small() {
+        let codec = std::mem::size_of::<ServerConnection>();
+        let shared = std::mem::size_of::<ConnShared>();
+        let decoder = std::mem::size_of::<Decoder>();
+        let encoder = std::mem::size_of::<Encoder>();
+        println!("ServerConnection {codec} B, ConnShared {shared} B (with it and the encoder), Decoder {decoder} B");
+        assert!(shared + decoder < 1024, "an HTTP/2 connection's state grew to {} bytes", shared + decoder);
+        assert!(encoder < shared);
+    }
+}
