@@ -1,24 +1,24 @@
-//! Courier's HTTP/2 codec (Envoy's `http/http2/codec_impl`), on the `h2` crate.
-//!
-//! `h2` does the framing, HPACK, stream states and flow control; what Envoy adds
-//! on top (its settings defaults, the `http2.*` stats, the flood and abuse
-//! limits `h2` lacks) is Courier's, here and in the connection manager's
-//! `http2_connection` loop.
+//! Courier's HTTP/2 codec (Envoy's `http/http2/codec_impl`). Downstream, all
+//! of it is Courier's: framing, stream states and flow control (`codec`),
+//! HPACK (`hpack`), the request's head (`request_head`), Envoy's flood and
+//! abuse limits, driven by the connection manager's `http2_connection` loop.
+//! Upstream still runs on the `h2` crate, with the options and stats here.
 //!
 //! - `options` — `Http2ProtocolOptions` with Envoy's defaults, for both sides
 //! - `stats` — Envoy's `http2.*` codec stats
 //! - `io` — the transport as the codec sees it (replayed preface, byte counts)
-//! - `frame_guard` — Envoy's flood limits, the premature-reset rule, RFC 9113's
-//!   frame-length rules and the pending-send bound, read off the frame headers
+//! - `frame_guard` — Envoy's flood limits read off frame headers, as they ran
+//!   around `h2` downstream; no longer on the data path (its fuzz target remains)
 //! - `flood_limits` — those limits' counters and formulas, for any codec
 //! - `violation` — why a connection must end, for either codec
 //! - `codec` — Courier's own HTTP/2 framing and server connection state
-//!   machine, sans-IO, to replace `h2` (not wired into the connection loop yet)
+//!   machine, sans-IO: the downstream side
 //! - `request_body` — a request body as the router reads it, window given back as read
 //! - `response_writer` — a response onto a stream, as the peer's window allows
-//! - `hpack` — Courier's own HPACK (RFC 7541), not wired in yet (see its why-paragraph)
+//! - `server_stream` — a downstream stream as its task sees it, over `codec`
+//! - `hpack` — Courier's own HPACK (RFC 7541)
 //! - `request_head` — a decoded request header list checked (RFC 9113 §8.2, §8.3)
-//!   and made the request's head; not wired in yet either
+//!   and made the request's head
 
 pub mod codec;
 pub mod flood_limits;
@@ -30,6 +30,7 @@ pub mod options;
 pub mod request_body;
 pub mod request_head;
 pub mod response_writer;
+pub mod server_stream;
 pub mod stats;
 pub mod violation;
 

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 
+use super::server_stream::StreamHandle;
 use crate::http::http1::CodecError;
 
 /// What the connection loop and the stream's timers see of a request body
@@ -44,7 +45,7 @@ impl StreamRx {
 pub struct RequestBody {
     /// `None` for a stream whose DATA is not a body (extended CONNECT: the
     /// tunnel reads it), which the router sees as empty.
-    recv: Option<h2::RecvStream>,
+    recv: Option<StreamHandle>,
     rx: Rc<StreamRx>,
     /// `content-length` of the request, when it gave one.
     length: Option<u64>,
@@ -52,7 +53,7 @@ pub struct RequestBody {
 }
 
 impl RequestBody {
-    pub fn new(recv: h2::RecvStream, rx: Rc<StreamRx>, length: Option<u64>) -> RequestBody {
+    pub fn new(recv: StreamHandle, rx: Rc<StreamRx>, length: Option<u64>) -> RequestBody {
         RequestBody { recv: Some(recv), rx, length, data_done: false }
     }
 
@@ -65,8 +66,8 @@ impl RequestBody {
 }
 
 /// A stream the client reset or a connection that failed mid-body.
-fn stream_error(e: &h2::Error) -> CodecError {
-    tracing::debug!("HTTP/2 request body failed: {e}");
+fn stream_error() -> CodecError {
+    tracing::debug!("HTTP/2 request body failed: the stream was reset");
     CodecError::client_gone()
 }
 
@@ -76,37 +77,31 @@ impl Body for RequestBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, CodecError>>> {
         let this = &mut *self;
-        let Some(recv) = &mut this.recv else { return Poll::Ready(None) };
+        let Some(recv) = &this.recv else { return Poll::Ready(None) };
         while !this.data_done {
             match ready!(recv.poll_data(cx)) {
                 Some(Ok(data)) => {
-                    // Empty DATA frames carry nothing to relay.
-                    if data.is_empty() {
-                        continue;
-                    }
-                    let _ = recv.flow_control().release_capacity(data.len());
+                    recv.release(data.len());
                     let rx = &this.rx;
                     rx.body_bytes.set(rx.body_bytes.get() + data.len() as u64);
                     rx.last_rx.set(Instant::now());
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                Some(Err(e)) => return Poll::Ready(Some(Err(stream_error(&e)))),
+                Some(Err(_)) => return Poll::Ready(Some(Err(stream_error()))),
                 None => this.data_done = true,
             }
         }
         if this.rx.done.get() {
             return Poll::Ready(None);
         }
-        let trailers = ready!(recv.poll_trailers(cx));
         this.rx.done.set(true);
         this.rx.last_rx.set(Instant::now());
-        match trailers {
-            Ok(Some(t)) => {
+        match recv.take_trailers() {
+            Some(t) => {
                 this.rx.trailers.set(true);
                 Poll::Ready(Some(Ok(Frame::trailers(t))))
             }
-            Ok(None) => Poll::Ready(None),
-            Err(e) => Poll::Ready(Some(Err(stream_error(&e)))),
+            None => Poll::Ready(None),
         }
     }
 

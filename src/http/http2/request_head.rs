@@ -20,8 +20,7 @@
 //! than HTAB do not (what `http::HeaderValue` admits); names must be
 //! lower-case tokens.
 //!
-//! Not wired in yet: it is for the sans-IO codec (`http2::codec`) being built
-//! beside `hpack`.
+//! The downstream connection loop applies it to each request's decoded list.
 
 use std::fmt;
 

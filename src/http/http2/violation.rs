@@ -1,8 +1,8 @@
 //! Why an HTTP/2 connection must end for Envoy's abuse limits or for a frame rule
-//! the `h2` crate enforces with another error code. One type for both codecs:
-//! `FrameGuard` (around `h2`, today's data path) and Courier's own `codec`
-//! (not wired yet), so that the connection loop counts the same stats for the
-//! same verdict whichever codec found it.
+//! the `h2` crate enforced with another error code. One type for both: Courier's
+//! own `codec` (the downstream data path) and `FrameGuard` (the frame-header
+//! guard that ran around `h2`, kept for its fuzz target), so that a verdict
+//! counts the same stats whichever found it.
 
 use super::stats::Http2CodecStats;
 

@@ -24,8 +24,9 @@ pub enum Event {
     /// HPACK table) and drop it.
     DiscardHeaderBlock { block: Bytes },
     /// The stream ended by RST_STREAM: the client's (`by_peer`), or the codec's
-    /// for a stream error it found (the RST_STREAM is queued). Not reported
-    /// for the caller's own `reset_stream`.
+    /// for a stream error it found (the RST_STREAM is queued), REFUSED_STREAM
+    /// for a stream past SETTINGS_MAX_CONCURRENT_STREAMS included (never
+    /// reported as `Headers`). Not reported for the caller's own `reset_stream`.
     Reset { stream: u32, code: ErrorCode, by_peer: bool },
     /// The client's GOAWAY.
     GoAway { last_stream: u32, code: ErrorCode, debug: Bytes },

@@ -11,11 +11,11 @@
 //! socket, task or clock, so every rule is tested by feeding raw frames.
 //!
 //! Header blocks are opaque `Bytes`: HPACK is `http2::hpack`'s, applied by the
-//! caller in the order blocks are reported. Not wired into the connection loop
-//! yet (`http_connection_manager::http2_connection` still runs `h2` with
-//! `FrameGuard`); that comes when the HPACK half exists too.
+//! caller in the order blocks are reported. The downstream connection loop
+//! (`http_connection_manager::http2_connection`, with `http2::server_stream`
+//! for its streams' tasks) drives it; the upstream side still runs on `h2`.
 //!
-//! Driving it (what the connection loop will do): append socket reads to a
+//! Driving it (what the connection loop does): append socket reads to a
 //! `BytesMut` and call `ServerConnection::recv` with it and an event vector,
 //! whatever the output's state (a client flooding SETTINGS or PINGs without
 //! reading must reach the outbound limits, not be held back); decode each

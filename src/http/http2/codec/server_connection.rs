@@ -361,6 +361,8 @@ impl ServerConnection {
             events.push(Event::DiscardHeaderBlock { block });
             self.streams.remember(stream, true);
             self.queue(&Frame::RstStream { stream, code: ErrorCode::REFUSED_STREAM })?;
+            // The caller counts the RST_STREAM (`http2.tx_reset`); no stream was reported.
+            events.push(Event::Reset { stream, code: ErrorCode::REFUSED_STREAM, by_peer: false });
             return Ok(());
         }
         self.streams.open(stream, self.peer.initial_window_size, self.stream_window);

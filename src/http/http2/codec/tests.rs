@@ -422,8 +422,9 @@ fn streams_past_max_concurrent_streams_are_refused() {
     c.send(&[headers(1, true), headers(3, true)].concat()).unwrap();
     c.assert_stream_error(&headers(5, true), 5, ErrorCode::REFUSED_STREAM);
     let events = c.take_events();
-    assert_eq!(events.len(), 3);
+    assert_eq!(events.len(), 4);
     assert_eq!(events[2], Event::DiscardHeaderBlock { block: Bytes::from_static(b"block") });
+    assert_eq!(events[3], Event::Reset { stream: 5, code: ErrorCode::REFUSED_STREAM, by_peer: false });
     // Its late DATA is ignored (the server reset it).
     c.send(&data(5, b"x", true)).unwrap();
     assert!(c.written().is_empty());

@@ -11,11 +11,11 @@
 //! fields share the memory already there (static table, dynamic entries, the
 //! block itself), so a typical request costs no allocation per field.
 //!
-//! Not wired in yet: the connection loop still runs on `h2`; the sans-IO codec
-//! in `http2::codec` (frames, stream states; header blocks as opaque bytes)
-//! is what will call `Decoder::decode` on each complete block and
-//! `Encoder::encode` on each list it sends, and `http2::request_head` turns a
-//! decoded list into the request.
+//! The downstream connection loop (`http_connection_manager::http2_connection`)
+//! decodes each complete block the sans-IO codec (`http2::codec`) reports
+//! with `Decoder::decode`, `http2::request_head` turns the list into the
+//! request, and `http2::server_stream` encodes each response head with the
+//! `Encoder`. The upstream side still runs on `h2`.
 //!
 //! - `integer`, `string`, `huffman` — the primitives (§5, Appendix B)
 //! - `table` — the static table and a dynamic table (§2.3, §4)

@@ -13,8 +13,6 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use h2::server::SendResponse;
-use h2::{Reason, RecvStream, SendStream};
 use http::{HeaderValue, Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -23,19 +21,20 @@ use super::response_body::{ResponseBody, TunnelEnd};
 use super::stats::HcmStats;
 use crate::event::Timer;
 use crate::http::http1::response_writer::{WriteError, WriteLimits};
+use crate::http::http2::codec::ErrorCode;
 use crate::http::http2::response_writer::{self, Outbound};
+use crate::http::http2::server_stream::StreamHandle;
 
 /// Each read from the upstream connection.
 const RELAY_BUFFER: usize = 16 * 1024;
 
-/// Turns an extended CONNECT into the HTTP/1 upgrade request it stands for;
-/// false (nothing changed) for any other request.
-pub(super) fn as_upgrade(parts: &mut http::request::Parts) -> bool {
+/// Turns an extended CONNECT (its `:protocol`) into the HTTP/1 upgrade request
+/// it stands for; false (nothing changed) for any other request.
+pub(super) fn as_upgrade(parts: &mut http::request::Parts, protocol: Option<HeaderValue>) -> bool {
     if parts.method != Method::CONNECT {
         return false;
     }
-    let Some(protocol) = parts.extensions.remove::<h2::ext::Protocol>() else { return false };
-    let Ok(upgrade) = HeaderValue::from_str(protocol.as_str()) else { return false };
+    let Some(upgrade) = protocol else { return false };
     parts.method = Method::GET;
     parts.headers.insert(http::header::UPGRADE, upgrade);
     parts.headers.insert(http::header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -48,8 +47,8 @@ pub(super) fn as_upgrade(parts: &mut http::request::Parts) -> bool {
 /// reply whole.
 pub(super) async fn write_unswitched(
     response: http::Response<ResponseBody>,
-    respond: &mut SendResponse<Bytes>,
-    out: Outbound<'_>,
+    respond: &StreamHandle,
+    out: Outbound,
     timer: &mut Timer,
 ) -> Result<u64, WriteError> {
     if response.body().is_local() {
@@ -77,11 +76,10 @@ pub(super) enum Ended {
 /// tunnel ends. Gives the response back otherwise.
 pub(super) async fn serve(
     mut response: http::Response<ResponseBody>,
-    recv: RecvStream,
-    respond: &mut SendResponse<Bytes>,
+    stream: &StreamHandle,
     received: Rc<Cell<u64>>,
     limits: WriteLimits,
-    out: Outbound<'_>,
+    out: Outbound,
     stats: &HcmStats,
 ) -> Result<Ended, http::Response<ResponseBody>> {
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
@@ -91,14 +89,14 @@ pub(super) async fn serve(
     let (mut parts, _) = response.into_parts();
     parts.status = StatusCode::OK;
     response_writer::prepare_head(&mut parts);
-    let Ok(send) = respond.send_response(http::Response::from_parts(parts, ()), false) else {
+    let Ok(()) = stream.send_head(parts.status, &parts.headers, false) else {
         completion.finish_tunnel(0, TunnelEnd::StreamReset);
         return Ok(Ended::ClientReset);
     };
     stats.downstream_cx_upgrades_active.inc();
     let (io, early) = upstream.parts();
     let traffic = Traffic { received: Cell::new(0), sent: Cell::new(0), last: Cell::new(Instant::now()) };
-    let ended = relay(io, early, recv, send, limits.idle, out, &traffic).await;
+    let ended = relay(io, early, stream, limits.idle, out, &traffic).await;
     stats.downstream_cx_upgrades_active.dec();
     received.set(received.get() + traffic.received.get());
     let end = match &ended {
@@ -128,10 +126,9 @@ enum ClientSide {
 async fn relay(
     io: &mut crate::network::TransportStream,
     early: BytesMut,
-    mut recv: RecvStream,
-    mut send: SendStream<Bytes>,
+    stream: &StreamHandle,
     idle: Option<std::time::Duration>,
-    out: Outbound<'_>,
+    out: Outbound,
     traffic: &Traffic,
 ) -> Ended {
     let (mut up_rd, mut up_wr) = tokio::io::split(io);
@@ -140,9 +137,9 @@ async fn relay(
     // upstream connection, after which this waits on (the other way goes on).
     let from_client = async {
         loop {
-            match recv.data().await {
+            match std::future::poll_fn(|cx| stream.poll_data(cx)).await {
                 Some(Ok(data)) => {
-                    let _ = recv.flow_control().release_capacity(data.len());
+                    stream.release(data.len());
                     traffic.last.set(Instant::now());
                     if up_wr.write_all(&data).await.is_err() {
                         return ClientSide::UpstreamGone;
@@ -166,14 +163,14 @@ async fn relay(
         let out = Outbound { limits: WriteLimits { idle: None, deadline: None }, ..out };
         if !early.is_empty() {
             traffic.sent.set(early.len() as u64);
-            response_writer::send_data(&mut send, early.freeze(), false, out, &mut timer).await?;
+            response_writer::send_data(stream, early.freeze(), false, out, &mut timer).await?;
         }
         let mut buf = BytesMut::with_capacity(RELAY_BUFFER);
         loop {
             buf.reserve(RELAY_BUFFER);
             let read = tokio::select! {
                 r = up_rd.read_buf(&mut buf) => r,
-                _ = std::future::poll_fn(|cx| send.poll_reset(cx)) => {
+                () = std::future::poll_fn(|cx| stream.poll_reset(cx)) => {
                     return Err(WriteError::Io(std::io::ErrorKind::ConnectionReset.into()));
                 }
             };
@@ -183,7 +180,7 @@ async fn relay(
             };
             traffic.last.set(Instant::now());
             traffic.sent.set(traffic.sent.get() + n as u64);
-            response_writer::send_data(&mut send, buf.split().freeze(), false, out, &mut timer).await?;
+            response_writer::send_data(stream, buf.split().freeze(), false, out, &mut timer).await?;
         }
     };
     let ended = tokio::select! {
@@ -200,18 +197,18 @@ async fn relay(
     };
     match &ended {
         Ended::Closed => {
-            let _ = send.send_data(Bytes::new(), true);
+            let _ = stream.send_data(&mut Bytes::new(), true);
         }
-        Ended::Reset(TunnelEnd::Idle) => send.send_reset(Reason::INTERNAL_ERROR),
+        Ended::Reset(TunnelEnd::Idle) => stream.send_reset(ErrorCode::INTERNAL_ERROR),
         Ended::Reset(_) => {
             // What the upstream sent before it went reaches the client first (a
             // reset discards what the codec still holds), as with Envoy.
             tokio::select! {
-                () = out.guard.wait_below(1) => {}
-                _ = std::future::poll_fn(|cx| send.poll_reset(cx)) => {}
+                () = stream.wait_below(1) => {}
+                () = std::future::poll_fn(|cx| stream.poll_reset(cx)) => {}
                 () = super::upgrade::idled(idle, &traffic.last) => {}
             }
-            send.send_reset(Reason::CONNECT_ERROR);
+            stream.send_reset(ErrorCode::CONNECT_ERROR);
         }
         Ended::ClientReset => {}
     }
