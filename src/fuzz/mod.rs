@@ -31,7 +31,6 @@ pub const TARGETS: &[Target] = &[
     Target { name: "http1_request_envoy", run: http1::request_against_envoy },
     Target { name: "http1_chunked", run: http1::chunked },
     Target { name: "http1_response", run: crate::http::http1::client_connection::fuzz },
-    Target { name: "http2_frames", run: crate::http::http2::frame_guard::fuzz },
     Target { name: "hpack_decoder", run: crate::http::http2::hpack::fuzz },
     Target { name: "http2_codec", run: crate::http::http2::codec::fuzz },
     Target { name: "proxy_protocol", run: crate::extensions::filters::listener::proxy_protocol::fuzz },

@@ -180,7 +180,6 @@ smoke_tests!(
     http1_request_envoy,
     http1_chunked,
     http1_response,
-    http2_frames,
     hpack_decoder,
     http2_codec,
     proxy_protocol,

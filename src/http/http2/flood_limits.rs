@@ -1,6 +1,6 @@
 //! Envoy's inbound frame limits (`Http2::ProtocolConstraints::trackInboundFrame`)
 //! and its premature-reset rule, as plain counters: the formulas live here once,
-//! and both the `h2` data path's `FrameGuard` and Courier's own `codec` feed them.
+//! and Courier's own `codec` and the connection loop feed them.
 //! Neither reads a clock: whether a reset came within a second of its stream's
 //! start is the caller's to say, so the counters stay small, `Copy` and testable
 //! without time.

@@ -1,6 +1,5 @@
 //! The HTTP/2 codec's view of its transport: the bytes already read are read
-//! again first, bytes are counted each way, and frame headers are shown to the
-//! connection's `FrameGuard` (Envoy's flood limits) as they pass.
+//! again first, and bytes are counted each way.
 //!
 //! `codec_type: AUTO` reads the start of a connection to tell the HTTP/2
 //! preface from an HTTP/1 request line; when it is HTTP/2, the codec must
@@ -11,13 +10,11 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::frame_guard::FrameGuard;
 use crate::stats::Counter;
 
 /// `io` with `prefix` read before it; `rx`/`tx` count what crosses `io`.
@@ -26,43 +23,17 @@ pub struct CodecIo<T> {
     io: T,
     rx: Arc<Counter>,
     tx: Arc<Counter>,
-    guard: Option<Rc<FrameGuard>>,
 }
 
 impl<T> CodecIo<T> {
     /// `prefix` was read from `io` and counted already.
     pub fn new(prefix: BytesMut, io: T, rx: Arc<Counter>, tx: Arc<Counter>) -> CodecIo<T> {
-        CodecIo { prefix, io, rx, tx, guard: None }
+        CodecIo { prefix, io, rx, tx }
     }
 
-    /// Shows every frame header each way to `guard`.
-    pub fn set_guard(&mut self, guard: Rc<FrameGuard>) {
-        self.guard = Some(guard);
-    }
-
-    /// Inbound bytes past the guard; a flood stops reading (the connection loop,
-    /// woken by the guard, sends GOAWAY and closes).
-    fn check_inbound(&self, buf: &mut ReadBuf<'_>, before: usize) -> Poll<io::Result<()>> {
-        if let Some(g) = &self.guard {
-            if g.inbound(&buf.filled()[before..]).is_err() {
-                buf.set_filled(before);
-                return Poll::Pending;
-            }
-        }
-        Poll::Ready(Ok(()))
-    }
-
-    fn show_outbound(&self, polled: &Poll<io::Result<usize>>, bufs: &[io::IoSlice<'_>]) {
-        let Poll::Ready(Ok(mut n)) = *polled else { return };
-        self.tx.add(n as u64);
-        let Some(g) = &self.guard else { return };
-        for b in bufs {
-            let take = n.min(b.len());
-            g.outbound(&b[..take]);
-            n -= take;
-            if n == 0 {
-                break;
-            }
+    fn count_outbound(&self, polled: &Poll<io::Result<usize>>) {
+        if let Poll::Ready(Ok(n)) = *polled {
+            self.tx.add(n as u64);
         }
     }
 }
@@ -78,13 +49,12 @@ impl<T: AsyncRead + Unpin> AsyncRead for CodecIo<T> {
                 // Nothing of the read buffer is kept once replayed.
                 self.prefix = BytesMut::new();
             }
-            return self.check_inbound(buf, before);
+            return Poll::Ready(Ok(()));
         }
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
         let n = buf.filled().len() - before;
         if n > 0 {
             self.rx.add(n as u64);
-            return self.check_inbound(buf, before);
         }
         polled
     }
@@ -93,7 +63,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for CodecIo<T> {
 impl<T: AsyncWrite + Unpin> AsyncWrite for CodecIo<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.io).poll_write(cx, buf);
-        self.show_outbound(&polled, &[io::IoSlice::new(buf)]);
+        self.count_outbound(&polled);
         polled
     }
 
@@ -103,7 +73,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for CodecIo<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        self.show_outbound(&polled, bufs);
+        self.count_outbound(&polled);
         polled
     }
 

@@ -7,8 +7,6 @@
 //! - `options` — `Http2ProtocolOptions` with Envoy's defaults, for both sides
 //! - `stats` — Envoy's `http2.*` codec stats
 //! - `io` — the transport as the codec sees it (replayed preface, byte counts)
-//! - `frame_guard` — Envoy's flood limits read off frame headers, as they ran
-//!   around `h2` downstream; no longer on the data path (its fuzz target remains)
 //! - `flood_limits` — those limits' counters and formulas, for any codec
 //! - `violation` — why a connection must end, for either codec
 //! - `codec` — Courier's own HTTP/2 framing and server connection state
@@ -22,7 +20,6 @@
 
 pub mod codec;
 pub mod flood_limits;
-pub mod frame_guard;
 pub mod hpack;
 pub mod io;
 pub mod keepalive_pings;
@@ -34,9 +31,9 @@ pub mod server_stream;
 pub mod stats;
 pub mod violation;
 
-pub use frame_guard::{FrameGuard, Violation};
 pub use io::CodecIo;
 pub use keepalive_pings::KeepalivePings;
 pub use options::{Http2Options, Keepalive};
 pub use request_body::{RequestBody, StreamRx};
 pub use stats::{Http2CodecStats, LazyHttp2Stats};
+pub use violation::Violation;

@@ -1,8 +1,6 @@
-//! Why an HTTP/2 connection must end for Envoy's abuse limits or for a frame rule
-//! the `h2` crate enforced with another error code. One type for both: Courier's
-//! own `codec` (the downstream data path) and `FrameGuard` (the frame-header
-//! guard that ran around `h2`, kept for its fuzz target), so that a verdict
-//! counts the same stats whichever found it.
+//! Why an HTTP/2 connection must end for Envoy's abuse limits: the verdicts of
+//! Courier's own `codec` (the downstream data path), each counting its `http2.*`
+//! stat in one place.
 
 use super::stats::Http2CodecStats;
 
