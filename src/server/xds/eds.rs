@@ -37,13 +37,14 @@ pub struct EdsApi {
     info: Arc<ClusterInfo>,
     /// Set once the first update was handled: later changes count as updates.
     /// Set by the first update (or its absence).
-    initialized: InitTarget,
+    /// Shared with its initial-fetch timer, which ends with it.
+    initialized: Rc<InitTarget>,
     state: RefCell<AppliedState>,
 }
 
 impl EdsApi {
     pub fn new(cm: &Rc<ClusterManager>, info: Arc<ClusterInfo>) -> Self {
-        EdsApi { cm: Rc::downgrade(cm), info, initialized: InitTarget::default(), state: RefCell::default() }
+        EdsApi { cm: Rc::downgrade(cm), info, initialized: Rc::default(), state: RefCell::default() }
     }
 
     /// The `cluster_name` of the assignment this cluster takes.
@@ -58,6 +59,11 @@ impl EdsApi {
     /// Whether the first update (or its absence) initialized the cluster.
     pub fn is_initialized(&self) -> bool {
         self.initialized.is_ready()
+    }
+
+    /// What its initialization sets.
+    pub fn init_target(&self) -> Rc<InitTarget> {
+        self.initialized.clone()
     }
 
     /// Waits until the cluster is initialized.

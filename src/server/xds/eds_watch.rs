@@ -19,6 +19,7 @@ use super::named_watch::{time_out_initial_fetch, NamedEntry, NamedWatch};
 use super::{ResourceApi, SubscriptionStats};
 use crate::config::path_source::{DiscoveryFile, ENDPOINT_TYPE};
 use crate::config::ConfigError;
+use crate::server::init_target::InitTarget;
 use crate::stats::Store;
 
 /// One EDS cluster on the stream.
@@ -54,6 +55,10 @@ impl NamedEntry for Entry {
     /// A warming cluster starts serving (with no hosts if none came in time).
     fn initialize(&self) {
         self.api.initialize();
+    }
+
+    fn init_target(&self) -> Option<Rc<InitTarget>> {
+        Some(self.api.init_target())
     }
 
     fn apply_one<'a>(&'a self, one: &'a DiscoveryFile) -> LocalBoxFuture<'a, Result<(), ConfigError>> {
