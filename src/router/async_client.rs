@@ -53,6 +53,21 @@ pub enum AsyncFailure {
     Timeout,
 }
 
+/// POSTs `body` whole to `target` on `cluster`, in the cluster's own protocol
+/// as Envoy's async client uses it, and reads at most `MAX_COLLECTOR_ANSWER` of
+/// the answer: what a tracer's reporter sends its collector.
+pub async fn post_to_collector(
+    cluster: &Rc<ThreadLocalCluster>,
+    target: &str,
+    headers: &HeaderMap,
+    body: impl Into<Bytes>,
+    timeout: Duration,
+) -> Result<AsyncResponse, AsyncFailure> {
+    let request = RequestOut { method: &http::Method::POST, target, headers, overrides: &[] };
+    let protocol = Protocol::from(cluster.info.protocol_for(http::Version::HTTP_11));
+    send(cluster, &request, BodyOut::Whole(body.into()), protocol, Some(timeout), MAX_COLLECTOR_ANSWER).await
+}
+
 /// Sends `request` with `body` (whole, or streamed: a shadow's) to `cluster` over `protocol` and reads the
 /// response whole (at most `max_body` bytes of body), within `timeout`. The
 /// response's status is counted on the cluster, as Envoy counts its async

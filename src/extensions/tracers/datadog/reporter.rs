@@ -10,15 +10,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{msgpack, DatadogDriver};
 use crate::define_stats;
 use crate::extensions::tracers::batch::Batched;
-use crate::http::http1::client_connection::{BodyOut, RequestOut};
 use crate::router::async_client;
-use crate::upstream::conn_pool::Protocol;
 
 pub const TRACES_PATH: &str = "/v0.4/traces";
 const AGENT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -73,17 +70,7 @@ async fn send(driver: Arc<DatadogDriver>, body: Vec<u8>, traces: usize) {
     headers.insert(HeaderName::from_static("datadog-meta-lang-version"), HeaderValue::from_static("202002"));
     headers.insert(HeaderName::from_static("datadog-meta-tracer-version"), HeaderValue::from_static("v2.1.1"));
     headers.insert(HeaderName::from_static("x-datadog-trace-count"), HeaderValue::from(traces));
-    let request = RequestOut { method: &Method::POST, target: TRACES_PATH, headers: &headers, overrides: &[] };
-    let protocol = Protocol::from(cluster.info.protocol_for(http::Version::HTTP_11));
-    let response = async_client::send(
-        &cluster,
-        &request,
-        BodyOut::Whole(Bytes::from(body)),
-        protocol,
-        Some(AGENT_TIMEOUT),
-        async_client::MAX_COLLECTOR_ANSWER,
-    )
-    .await;
+    let response = async_client::post_to_collector(&cluster, TRACES_PATH, &headers, body, AGENT_TIMEOUT).await;
     match response {
         Ok(r) if r.parts.status == http::StatusCode::OK => {
             // The agent's sampling rates, which decide the traces from now on.

@@ -7,15 +7,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, HeaderValue};
 
 use super::ZipkinDriver;
 use crate::define_stats;
 use crate::extensions::tracers::batch::Batched;
-use crate::http::http1::client_connection::{BodyOut, RequestOut};
 use crate::router::async_client;
-use crate::upstream::conn_pool::Protocol;
 
 const COLLECTOR_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -64,18 +61,8 @@ async fn send(driver: Arc<ZipkinDriver>, body: String) {
     let mut headers = HeaderMap::with_capacity(2);
     headers.insert(http::header::HOST, collector.host.clone());
     headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    let request = RequestOut { method: &Method::POST, target: &collector.endpoint, headers: &headers, overrides: &[] };
-    // The cluster's own protocol, as Envoy's async client uses it.
-    let protocol = Protocol::from(cluster.info.protocol_for(http::Version::HTTP_11));
-    let response = async_client::send(
-        &cluster,
-        &request,
-        BodyOut::Whole(Bytes::from(body)),
-        protocol,
-        Some(COLLECTOR_TIMEOUT),
-        async_client::MAX_COLLECTOR_ANSWER,
-    )
-    .await;
+    let response =
+        async_client::post_to_collector(&cluster, &collector.endpoint, &headers, body, COLLECTOR_TIMEOUT).await;
     match response {
         Ok(r) if r.parts.status == http::StatusCode::ACCEPTED => stats.reports_sent.inc(),
         Ok(_) => stats.reports_dropped.inc(),
