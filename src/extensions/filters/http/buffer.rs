@@ -137,18 +137,7 @@ mod tests {
     }
 
     fn create_from(any: &Any) -> Result<Arc<dyn StreamFilterFactory>, ConfigError> {
-        let store = Arc::new(crate::stats::Store::new());
-        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let ctx = HttpFilterContext {
-            store: &store,
-            hcm_stat_prefix: "ingress",
-            health_check_failed: &failing,
-            service_cluster: "",
-            filter_name: NAME,
-            clusters: &crate::thread_local::ThreadLocalRegistry::new().allocate_slot(),
-            compressor_chain: &Arc::default(),
-        };
-        create(any, &FieldPath::starting_at("http_filters[2].typed_config"), &ctx)
+        crate::extensions::filters::http::test_util::factory_from(create, NAME, any)
     }
 
     fn packed(type_name: &str, msg: &impl prost::Message) -> Any {

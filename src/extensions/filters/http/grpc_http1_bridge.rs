@@ -181,22 +181,11 @@ fn without_query(uri: &http::Uri) -> Option<http::Uri> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::extensions::filters::http::test_util::{any_from_yaml, info, request};
+    use crate::extensions::filters::http::test_util::{any_from_yaml, factory_from, info, request};
 
     fn filter(yaml: &str) -> Box<dyn StreamFilter> {
-        let store = Arc::new(crate::stats::Store::new());
-        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let ctx = HttpFilterContext {
-            store: &store,
-            hcm_stat_prefix: "ingress",
-            health_check_failed: &failing,
-            service_cluster: "",
-            filter_name: "envoy.filters.http.grpc_http1_bridge",
-            clusters: &crate::thread_local::ThreadLocalRegistry::new().allocate_slot(),
-            compressor_chain: &Arc::default(),
-        };
         let any = any_from_yaml(CONFIG_TYPE, yaml);
-        create(&any, &FieldPath::starting_at("f"), &ctx).expect("valid").create()
+        factory_from(create, "envoy.filters.http.grpc_http1_bridge", &any).expect("valid").create()
     }
 
     #[test]

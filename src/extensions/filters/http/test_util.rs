@@ -23,6 +23,27 @@ pub(crate) fn any_from_yaml(type_name: &str, yaml: &str) -> Any {
     Any { type_url: format!("type.googleapis.com/{type_name}"), value: msg.encode_to_vec() }
 }
 
+/// The factory `create` (a filter's constructor) makes of `any`, for a filter
+/// named `filter_name` in a connection manager `ingress` with a store of its own.
+pub(crate) fn factory_from(
+    create: crate::extensions::HttpFilterConstructor,
+    filter_name: &str,
+    any: &Any,
+) -> Result<Arc<dyn StreamFilterFactory>, crate::config::ConfigError> {
+    let store = Arc::new(crate::stats::Store::new());
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ctx = crate::extensions::HttpFilterContext {
+        store: &store,
+        hcm_stat_prefix: "ingress",
+        health_check_failed: &failing,
+        service_cluster: "",
+        filter_name,
+        clusters: &crate::thread_local::ThreadLocalRegistry::new().allocate_slot(),
+        compressor_chain: &Arc::default(),
+    };
+    create(any, &FieldPath::starting_at("http_filters[2].typed_config"), &ctx)
+}
+
 /// A route table whose `typed_per_filter_config` entries go through the registry's
 /// per-route constructors.
 pub(crate) fn route_table(yaml: &str) -> RouteTable {
