@@ -35,12 +35,27 @@ pub const MAX_CONTINUATION_FRAMES: u32 = 512;
 /// The frame size the server announces (the RFC's default; Envoy's too).
 const LOCAL_MAX_FRAME_SIZE: u32 = frame::DEFAULT_MAX_FRAME_SIZE;
 
-/// What one connection is configured with.
+/// What every connection of one connection manager is configured with, built
+/// once with its config (`ServerConfig::new`) and borrowed by each connection:
+/// the SETTINGS payload and the inbound limits are ready, so a new connection
+/// copies a few words and does no config work.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub options: Http2Options,
     /// `max_request_headers_kb` in bytes: the bound on an encoded header block.
     pub max_header_block: usize,
+    /// The server's SETTINGS payload.
+    settings: Bytes,
+    /// The inbound limits with nothing counted yet.
+    limits: InboundFrameLimits,
+}
+
+impl ServerConfig {
+    pub fn new(options: Http2Options, max_header_block: usize) -> ServerConfig {
+        let settings = settings::server_settings(&options).freeze();
+        let limits = InboundFrameLimits::new(&options);
+        ServerConfig { options, max_header_block, settings, limits }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,10 +114,10 @@ impl ServerConnection {
             conn_recv: super::flow_window::RecvWindow::new(conn_window),
             goaway_last: None,
             partial: None,
-            limits: InboundFrameLimits::new(o),
+            limits: config.limits,
             out: OutboundQueue::new(o.max_outbound_frames, o.max_outbound_control_frames),
         };
-        let params = settings::server_settings(o).freeze();
+        let params = config.settings.clone();
         // Two frames into an empty queue are within any limit.
         let _ = c.out.push(&Frame::Settings { ack: false, params });
         if conn_window > DEFAULT_WINDOW_SIZE {

@@ -55,7 +55,7 @@ struct Client {
 
 impl Client {
     fn with(options: Http2Options, client_settings: &[(u16, u32)]) -> Client {
-        let c = ServerConnection::new(&ServerConfig { options, max_header_block: 16 * 1024 });
+        let c = ServerConnection::new(&ServerConfig::new(options, 16 * 1024));
         let mut client = Client { c, events: Vec::new() };
         let mut hello = PREFACE.to_vec();
         hello.extend(settings(client_settings));
@@ -228,10 +228,7 @@ fn malformed_frames_get_the_rfcs_error() {
 // -- preface and SETTINGS --
 
 fn fresh() -> Client {
-    Client {
-        c: ServerConnection::new(&ServerConfig { options: Http2Options::default(), max_header_block: 1024 }),
-        events: Vec::new(),
-    }
+    Client { c: ServerConnection::new(&ServerConfig::new(Http2Options::default(), 1024)), events: Vec::new() }
 }
 
 #[test]

@@ -25,6 +25,7 @@ use crate::extensions::filters::http::filter::StreamFilterFactory;
 use crate::extensions::filters::http::router::{self, Router};
 use crate::extensions::{self, FactoryContext, HttpFilterContext};
 use crate::formatter::HeadersUsed;
+use crate::http::http2::codec::ServerConfig;
 use crate::http::http2::{Http2Options, LazyHttp2Stats};
 use crate::network::drain::IDLE_DRAIN_GRACE;
 use crate::runtime::Fraction;
@@ -67,8 +68,9 @@ pub struct HcmConfig {
     pub stats: HcmStats,
     pub codec_stats: Http1CodecStats,
     pub codec: CodecChoice,
-    /// `http2_protocol_options`, for HTTP/2 connections.
-    pub http2: Http2Options,
+    /// `http2_protocol_options`, for HTTP/2 connections: the codec's config,
+    /// built here once and borrowed by every connection.
+    pub http2: ServerConfig,
     /// `http2.*`: one set per process, as Envoy's.
     pub http2_stats: LazyHttp2Stats,
     /// The admin's `/healthcheck/fail` state: connections drain while it is set.
@@ -315,7 +317,7 @@ impl HcmConfig {
             stats: HcmStats::new(store, &format!("http.{}.", p.stat_prefix)),
             codec_stats: Http1CodecStats::new(store, "http1."),
             codec,
-            http2,
+            http2: ServerConfig::new(http2, max_kb as usize * 1024),
             http2_stats: LazyHttp2Stats::new(store, "http2."),
             health_check_failed: health_check_failed.clone(),
             listener_stats: HcmListenerStats::new(

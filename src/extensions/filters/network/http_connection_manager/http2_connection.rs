@@ -37,7 +37,7 @@ use super::DownstreamWatch;
 use crate::event::{Isolated, Timer};
 use crate::http::body::RequestBody;
 use crate::http::http1::response_writer::{WriteError, WriteLimits};
-use crate::http::http2::codec::{ConnectionError, ErrorCode, Event, ServerConfig, ServerConnection};
+use crate::http::http2::codec::{ConnectionError, ErrorCode, Event, ServerConnection};
 use crate::http::http2::hpack::{DecodeError, Decoder, HeaderListLimit, ListOverLimit};
 use crate::http::http2::request_head::{self, RequestHead};
 use crate::http::http2::response_writer::Outbound;
@@ -303,7 +303,7 @@ impl Loop<'_> {
                 self.going_away = true;
             }
             Event::Settings(peer) => self.shared.peer_table_size(peer.header_table_size),
-            Event::SettingsAcked => self.decoder.set_table_size_limit(self.cfg.http2.hpack_table_size as usize),
+            Event::SettingsAcked => self.decoder.set_table_size_limit(self.cfg.http2.options.hpack_table_size as usize),
             Event::PingAck { .. } => self.ping_acked = true,
             Event::SendWindowOpened { stream } => self.shared.window_opened(stream),
         }
@@ -337,7 +337,7 @@ impl Loop<'_> {
                 return None;
             }
         };
-        let head = match request_head::request_head(fields, cfg.http2.allow_connect) {
+        let head = match request_head::request_head(fields, cfg.http2.options.allow_connect) {
             Ok(head) => head,
             Err(m) => {
                 tracing::debug!(remote = %self.info.remote, "HTTP/2 malformed request: {m}");
@@ -394,9 +394,7 @@ where
     T: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let h2_stats = cfg.http2_stats.get();
-    let o = &cfg.http2;
-    let server = ServerConfig { options: o.clone(), max_header_block: cfg.max_request_headers_bytes };
-    let shared = ConnShared::new(ServerConnection::new(&server), h2_stats.clone());
+    let shared = ConnShared::new(ServerConnection::new(&cfg.http2), h2_stats.clone());
     let state = Rc::new(ConnState {
         active: Cell::new(0),
         idle_since: Cell::new(Instant::now()),
@@ -436,7 +434,7 @@ where
     let h2_stats = lp.h2_stats;
     let shared = lp.shared.clone();
     let state = lp.state.clone();
-    let o = &cfg.http2;
+    let o = &cfg.http2.options;
     let mut drain = cfg.drain.clone();
     let mut timer = Timer::new();
     let mut keepalive = o.keepalive.as_ref().filter(|k| k.interval.is_some());
