@@ -357,8 +357,9 @@ impl ServerConnection {
                 return Ok(());
             }
             return match self.streams.closed(stream) {
-                Closed::ResetByUs => Ok(()),
-                Closed::Other => Err(FrameError::Stream { stream, code: ErrorCode::STREAM_CLOSED }),
+                // A closed stream's late HEADERS are ignored, as Envoy 1.40 does
+                // (no RST_STREAM; RFC 9113 §5.1 allows either).
+                Closed::ResetByUs | Closed::Other => Ok(()),
                 Closed::Unknown => Err(ConnectionError::protocol("a stream id not above the last one used").into()),
             };
         }
@@ -409,9 +410,10 @@ impl ServerConnection {
             .into());
         }
         let padding = flow_len - data.len() as u32;
-        if self.streams.get(stream).is_none() && (self.closed_by_us(stream)) {
-            // The server reset it, or it is above the GOAWAY's last stream id;
-            // the client may not have seen that yet (§5.1, §6.8).
+        if self.streams.get(stream).is_none() {
+            // Closed: the server reset it, it is above the GOAWAY's last stream
+            // id (the client may not have seen that yet, §5.1, §6.8), or it
+            // ended; Envoy 1.40 ignores DATA on a closed stream, whichever.
             self.release_connection(flow_len)?;
             return Ok(());
         }
@@ -428,7 +430,7 @@ impl ServerConnection {
                     Ok(())
                 }
             }
-            Some(_) | None => Err(ErrorCode::STREAM_CLOSED),
+            _ => Err(ErrorCode::STREAM_CLOSED),
         };
         if let Some(increment) = stream_update {
             self.queue(&Frame::WindowUpdate { stream, increment })?;
@@ -500,6 +502,8 @@ impl ServerConnection {
     fn stream_error(&mut self, stream: u32, code: ErrorCode, events: &mut Vec<Event>) -> Result<(), ConnectionError> {
         if self.streams.close(stream, true).is_some() {
             events.push(Event::Reset { stream, code, by_peer: false });
+        } else {
+            events.push(Event::ResetSent { stream, code });
         }
         self.queue(&Frame::RstStream { stream, code })
     }

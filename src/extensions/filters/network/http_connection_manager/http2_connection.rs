@@ -298,6 +298,7 @@ impl Loop<'_> {
                 }
             }
             Event::Reset { stream, by_peer, .. } => self.shared.reset(stream, by_peer),
+            Event::ResetSent { .. } => self.h2_stats.tx_reset.inc(),
             Event::GoAway { .. } => {
                 // The client's goodbye: streams in flight finish, then the connection closes.
                 self.going_away = true;
