@@ -208,7 +208,7 @@ impl HcmConfig {
             Ok(CodecType::Http2) => CodecChoice::Http2,
             _ => return Err(path.field_error("codec_type", "HTTP3 is not supported by Courier")),
         };
-        let http2 = match &p.http2_protocol_options {
+        let mut http2 = match &p.http2_protocol_options {
             Some(o) => {
                 let mut hp = path.clone();
                 hp.push_field("http2_protocol_options");
@@ -216,6 +216,15 @@ impl HcmConfig {
             }
             None => Http2Options::default(),
         };
+        // The connection manager's `stream_error_on_invalid_http_message`
+        // applies unless the HTTP/2 options override it, as in Envoy.
+        let overridden = p
+            .http2_protocol_options
+            .as_ref()
+            .is_some_and(|o| o.override_stream_error_on_invalid_http_message.is_some());
+        if let (false, Some(b)) = (overridden, &p.stream_error_on_invalid_http_message) {
+            http2.stream_error_on_invalid_http_message = b.value;
+        }
         let routes = match &p.route_specifier {
             Some(RouteSpecifier::RouteConfig(rc)) => {
                 Routes::Inline(build_table(rc, &path.child("route_config"), store, Some(cluster_exists))?)

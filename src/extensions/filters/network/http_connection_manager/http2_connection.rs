@@ -310,8 +310,9 @@ impl Loop<'_> {
                     }
                     Err(m) => {
                         tracing::debug!(remote = %self.info.remote, "HTTP/2 malformed trailers: {m}");
-                        self.h2_stats.rx_messaging_error.inc();
-                        self.reset_served(stream, ErrorCode::PROTOCOL_ERROR);
+                        if let Some(end) = self.malformed(stream, true) {
+                            return Some(end);
+                        }
                     }
                 },
                 Err(DecodeError::Compression(_)) => return Some(self.compression_error()),
@@ -335,6 +336,27 @@ impl Loop<'_> {
             Event::SettingsAcked => self.decoder.set_table_size_limit(self.cfg.http2.options.hpack_table_size as usize),
             Event::PingAck { .. } => self.ping_acked = true,
             Event::SendWindowOpened { stream } => self.shared.window_opened(stream),
+        }
+        None
+    }
+
+    /// A malformed request head or trailers on `stream` (`served`: a task
+    /// serves it). Envoy 1.40 resets the stream with PROTOCOL_ERROR when
+    /// `stream_error_on_invalid_http_message` is true; by default it closes
+    /// the whole connection, sending neither RST_STREAM nor GOAWAY, and counts
+    /// a protocol error (checked by running it; a request body that breaks its
+    /// content-length resets its stream either way).
+    fn malformed(&mut self, stream: u32, served: bool) -> Option<End> {
+        self.h2_stats.rx_messaging_error.inc();
+        if !self.cfg.http2.options.stream_error_on_invalid_http_message {
+            self.local = true;
+            self.cfg.stats.downstream_cx_protocol_error.inc();
+            return Some(End::Flush);
+        }
+        if served {
+            self.reset_served(stream, ErrorCode::PROTOCOL_ERROR);
+        } else {
+            self.shared.refuse(stream, ErrorCode::PROTOCOL_ERROR);
         }
         None
     }
@@ -370,9 +392,7 @@ impl Loop<'_> {
             Ok(head) => head,
             Err(m) => {
                 tracing::debug!(remote = %self.info.remote, "HTTP/2 malformed request: {m}");
-                self.h2_stats.rx_messaging_error.inc();
-                self.shared.refuse(stream, ErrorCode::PROTOCOL_ERROR);
-                return None;
+                return self.malformed(stream, false);
             }
         };
         let length = match head.parts.headers.get(CONTENT_LENGTH).map(content_length) {
@@ -381,9 +401,7 @@ impl Loop<'_> {
             // RFC 9113 §8.1.1: a content-length the request cannot have is malformed.
             Some(_) => {
                 tracing::debug!(remote = %self.info.remote, "HTTP/2 request with a content-length it cannot have");
-                self.h2_stats.rx_messaging_error.inc();
-                self.shared.refuse(stream, ErrorCode::PROTOCOL_ERROR);
-                return None;
+                return self.malformed(stream, false);
             }
         };
         let handle = self.shared.open(stream, end_stream, length);
