@@ -413,6 +413,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "tracing",
             "forward_client_cert_details",
             "set_current_client_cert_details",
+            "stream_error_on_invalid_http_message",
         ],
     ),
     // RDS from a file, the ADS stream or a stream of its own (`http_connection_manager::rds`).
@@ -457,6 +458,9 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "max_inbound_priority_frames_per_stream",
             "max_inbound_window_update_frames_per_data_frame_sent",
             "connection_keepalive",
+            "max_outbound_frames",
+            "max_outbound_control_frames",
+            "override_stream_error_on_invalid_http_message",
         ],
     ),
     ("envoy.config.core.v3.KeepaliveSettings", &["interval", "timeout", "interval_jitter"]),
@@ -546,7 +550,9 @@ pub const PLACES: &[(&str, &str, &[&str])] = &[
 /// The `Http2ProtocolOptions` fields a cluster's HTTP/2 client acts on: its
 /// SETTINGS (HPACK table, windows, concurrent streams), the pool's per-connection stream
 /// limit (`max_concurrent_streams`, with the upstream's own SETTINGS), and the
-/// connections' keepalive PINGs.
+/// connections' keepalive PINGs. Not `max_outbound_frames` nor
+/// `max_outbound_control_frames`: the client is the `h2` crate's, which keeps no
+/// outbound queue to count (Courier's own codec, downstream, does).
 const UPSTREAM_HTTP2_OPTIONS: &[&str] = &[
     "hpack_table_size",
     "max_concurrent_streams",

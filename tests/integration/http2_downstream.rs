@@ -210,12 +210,18 @@ fn http2_protocol_options_errors_name_the_field() {
 }
 
 #[test]
-fn a_failed_health_check_sends_goaway() {
+fn a_failed_health_check_drains_with_envoys_two_goaways() {
+    use raw::*;
+    use std::io::Write;
     let up = http_upstream("a");
-    let c = web("HTTP2", "", &up);
+    // The final GOAWAY goes after drain_timeout.
+    let c = web("HTTP2", "drain_timeout: 0.1s\n", &up);
     assert_eq!(c.admin_post("/healthcheck/fail").0, 200);
-    let r = h2_request(c.listener("web"), &H2Request::get("/direct")).expect("served before the GOAWAY");
-    assert_eq!(r.status, 200);
+    let mut s = connect(c.listener("web"), &[]);
+    s.write_all(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &request_block(false, "/direct", &[]))).unwrap();
+    assert_eq!(read_until(&mut s, GOAWAY).expect("the first GOAWAY").word(), (1 << 31) - 1);
+    assert_eq!(read_until(&mut s, GOAWAY).expect("the final GOAWAY").word(), 1);
+    c.wait_stat("http.ingress.downstream_rq_2xx", |v| v == 1);
     c.wait_stat("http2.goaway_sent", |v| v == 1);
     c.wait_stat("http.ingress.downstream_cx_drain_close", |v| v == 1);
 }
@@ -265,12 +271,56 @@ mod raw {
     pub const DATA: u8 = 0;
     pub const HEADERS: u8 = 1;
     pub const PRIORITY: u8 = 2;
+    pub const RST_STREAM: u8 = 3;
     pub const SETTINGS: u8 = 4;
+    pub const PING: u8 = 6;
     pub const GOAWAY: u8 = 7;
     pub const WINDOW_UPDATE: u8 = 8;
     pub const END_STREAM: u8 = 0x1;
     pub const END_HEADERS: u8 = 0x4;
+    pub const PRIORITY_FLAG: u8 = 0x20;
+    pub const PROTOCOL_ERROR: u32 = 0x1;
     pub const ENHANCE_YOUR_CALM: u32 = 0xb;
+
+    /// One frame from the server: type, flags, stream and payload (`None`: closed).
+    pub struct Frame {
+        pub kind: u8,
+        pub flags: u8,
+        pub stream: u32,
+        pub payload: Vec<u8>,
+    }
+
+    impl Frame {
+        /// The first four payload bytes as a number: a GOAWAY's last stream
+        /// id, an RST_STREAM's error code.
+        pub fn word(&self) -> u32 {
+            let p = &self.payload;
+            if p.len() < 4 {
+                return u32::MAX;
+            }
+            u32::from_be_bytes([p[0] & 0x7f, p[1], p[2], p[3]])
+        }
+    }
+
+    pub fn read_frame(s: &mut TcpStream) -> Option<Frame> {
+        let mut head = [0u8; 9];
+        s.read_exact(&mut head).ok()?;
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload).ok()?;
+        let stream = u32::from_be_bytes([head[5] & 0x7f, head[6], head[7], head[8]]);
+        Some(Frame { kind: head[3], flags: head[4], stream, payload })
+    }
+
+    /// Reads frames up to the first `kind`; `None` if the connection closes first.
+    pub fn read_until(s: &mut TcpStream, kind: u8) -> Option<Frame> {
+        loop {
+            let f = read_frame(s)?;
+            if f.kind == kind {
+                return Some(f);
+            }
+        }
+    }
 
     pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
         let len = payload.len() as u32;
@@ -419,6 +469,28 @@ fn the_flood_limits_are_the_configured_ones() {
     );
 }
 
+/// `max_outbound_frames` and `max_outbound_control_frames` on the connection
+/// manager: PINGs in one write, never read, queue more PING ACKs than either cap
+/// allows, and the connection is closed with its stat.
+#[test]
+fn the_outbound_frame_limits_are_the_configured_ones() {
+    use raw::*;
+    let pings = vec![frame(PING, 0, 0, b"pingpong"); 50];
+    for (field, stat) in [
+        ("max_outbound_frames", "http2.outbound_flood"),
+        ("max_outbound_control_frames", "http2.outbound_control_flood"),
+    ] {
+        use std::io::Write;
+        let up = http_upstream("a");
+        let c = web("HTTP2", &format!("http2_protocol_options:\n  {field}: 10\n"), &up);
+        let mut s = connect(c.listener("web"), &[]);
+        let _ = s.write_all(&pings.concat());
+        // Closed without a GOAWAY (Envoy does not flush to a client that does not read).
+        let _ = goaway_then_close(&mut s);
+        c.wait_stat(stat, |v| v == 1);
+    }
+}
+
 #[test]
 fn window_updates_are_allowed_per_data_frame_sent() {
     use raw::*;
@@ -494,14 +566,123 @@ fn a_client_that_does_not_answer_keepalive_pings_is_closed() {
     assert_eq!(c.stat("http2.keepalive_timeout"), Some(1));
 }
 
+/// Envoy 1.40's drain sequence, here after `max_requests_per_connection`
+/// (checked against Envoy with the same frames): GOAWAY naming stream 2^31-1
+/// once the Nth stream starts, streams opened meanwhile still served (each
+/// counted as over the limit), the final GOAWAY with the last stream id after
+/// `drain_timeout`, then the close.
 #[test]
-fn max_requests_per_connection_drains_with_goaway_after_the_nth_stream() {
+fn max_requests_per_connection_drains_with_envoys_two_goaways() {
+    use raw::*;
+    use std::io::Write;
     let up = http_upstream("a");
-    let c = web("HTTP2", "common_http_protocol_options:\n  max_requests_per_connection: 2\n", &up);
-    let requests: Vec<H2Request> = (0..2).map(|_| H2Request::get("/direct")).collect();
-    for r in h2_exchange(c.listener("web"), &requests).expect("exchange") {
-        assert_eq!(r.expect("both streams are served").status, 200);
-    }
-    c.wait_stat("http.ingress.downstream_cx_max_requests_reached", |v| v == 1);
+    let c = web("HTTP2", "drain_timeout: 0.5s\ncommon_http_protocol_options:\n  max_requests_per_connection: 2\n", &up);
+    let mut s = connect(c.listener("web"), &[]);
+    let get = |stream| frame(HEADERS, END_HEADERS | END_STREAM, stream, &request_block(false, "/direct", &[]));
+    s.write_all(&[get(1), get(3)].concat()).unwrap();
+    let notice = read_until(&mut s, GOAWAY).expect("the first GOAWAY");
+    let noticed = std::time::Instant::now();
+    assert_eq!(notice.word(), (1 << 31) - 1, "the first GOAWAY names stream 2^31-1");
+    // A stream opened after it is served.
+    s.write_all(&get(5)).unwrap();
+    let mut served = Vec::new();
+    let last = loop {
+        let f = read_frame(&mut s).expect("the final GOAWAY before the close");
+        match f.kind {
+            HEADERS => served.push(f.stream),
+            GOAWAY => break f,
+            _ => {}
+        }
+    };
+    assert!(served.contains(&5), "stream 5 is served after the first GOAWAY: {served:?}");
+    assert_eq!(last.word(), 5, "the final GOAWAY names the last stream");
+    assert!(noticed.elapsed() >= Duration::from_millis(400), "the final GOAWAY waits for drain_timeout");
+    assert!(read_frame(&mut s).is_none(), "closed after the final GOAWAY");
+    assert_eq!(c.stat("http.ingress.downstream_cx_max_requests_reached"), Some(2));
     assert_eq!(c.stat("http2.goaway_sent"), Some(1));
+    assert_eq!(c.stat("http.ingress.downstream_rq_2xx"), Some(3));
+}
+
+/// An idle timeout starts the same drain sequence (Envoy 1.40: GOAWAY 2^31-1
+/// at the timeout, GOAWAY 0 after `drain_timeout`).
+#[test]
+fn an_idle_timeout_drains_with_envoys_two_goaways() {
+    use raw::*;
+    let up = http_upstream("a");
+    let c = web("HTTP2", "drain_timeout: 0.3s\ncommon_http_protocol_options:\n  idle_timeout: 0.2s\n", &up);
+    let mut s = connect(c.listener("web"), &[]);
+    assert_eq!(read_until(&mut s, GOAWAY).expect("the first GOAWAY").word(), (1 << 31) - 1);
+    assert_eq!(read_until(&mut s, GOAWAY).expect("the final GOAWAY").word(), 0);
+    assert!(read_frame(&mut s).is_none(), "closed after the final GOAWAY");
+    assert_eq!(c.stat("http.ingress.downstream_cx_idle_timeout"), Some(1));
+    assert_eq!(c.stat("http2.goaway_sent"), Some(1));
+}
+
+/// Frames on a closed stream are ignored, as Envoy 1.40 ignores them (no
+/// RST_STREAM; both proxies keep `http2.tx_reset` at 0 for them), and an
+/// RST_STREAM the codec sends for a stream it never opened is counted.
+#[test]
+fn frames_on_a_closed_stream_are_ignored_and_every_rst_stream_sent_is_counted() {
+    use raw::*;
+    use std::io::Write;
+    let up = http_upstream("a");
+    let c = web("HTTP2", "", &up);
+    let mut s = connect(c.listener("web"), &[]);
+    let block = request_block(false, "/direct", &[]);
+    s.write_all(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &block)).unwrap();
+    let end = loop {
+        let f = read_frame(&mut s).expect("the response");
+        if f.stream == 1 && f.flags & END_STREAM != 0 {
+            break f;
+        }
+    };
+    assert_eq!(end.kind, DATA);
+    let late = [frame(DATA, END_STREAM, 1, b"x"), frame(HEADERS, END_HEADERS | END_STREAM, 1, &block)].concat();
+    s.write_all(&[late, frame(PING, 0, 0, b"pingpong")].concat()).unwrap();
+    let f = read_until(&mut s, PING).expect("the PING ACK");
+    assert_eq!(f.flags, 1);
+    assert_eq!(c.stat("http2.tx_reset"), Some(0));
+    // HEADERS that make a new stream depend on itself: RST_STREAM, never a stream.
+    let mut self_dependent = vec![0, 0, 0, 3, 15];
+    self_dependent.extend(request_block(false, "/direct", &[]));
+    s.write_all(&frame(HEADERS, END_HEADERS | END_STREAM | PRIORITY_FLAG, 3, &self_dependent)).unwrap();
+    let f = read_until(&mut s, RST_STREAM).expect("RST_STREAM");
+    assert_eq!((f.stream, f.word()), (3, PROTOCOL_ERROR));
+    c.wait_stat("http2.tx_reset", |v| v == 1);
+}
+
+/// A malformed request head (here an upper-case header name): by default Envoy
+/// 1.40 closes the whole connection, with neither RST_STREAM nor GOAWAY, and
+/// counts a protocol error; `stream_error_on_invalid_http_message` (the
+/// connection manager's, or `http2_protocol_options`' override, which wins)
+/// resets the stream only (checked against Envoy with the same frames).
+#[test]
+fn a_malformed_request_closes_the_connection_unless_stream_errors_are_configured() {
+    use raw::*;
+    use std::io::Write;
+    let bad = frame(HEADERS, END_HEADERS | END_STREAM, 1, &request_block(false, "/direct", &[("X-Upper", "1")]));
+    let http2_override =
+        |v: bool| format!("http2_protocol_options:\n  override_stream_error_on_invalid_http_message: {v}\n");
+    let cases = [
+        (String::new(), false),
+        ("stream_error_on_invalid_http_message: true\n".to_string(), true),
+        (http2_override(true), true),
+        (format!("stream_error_on_invalid_http_message: true\n{}", http2_override(false)), false),
+    ];
+    let up = http_upstream("a");
+    for (extra, stream_error) in cases {
+        let c = web("HTTP2", &extra, &up);
+        let mut s = connect(c.listener("web"), &[]);
+        s.write_all(&bad).unwrap();
+        if stream_error {
+            let f = read_until(&mut s, RST_STREAM).expect("RST_STREAM");
+            assert_eq!((f.stream, f.word()), (1, PROTOCOL_ERROR), "{extra}");
+            ping_round_trip(&mut s).expect("the connection stays");
+            assert_eq!(c.stat("http.ingress.downstream_cx_protocol_error"), Some(0), "{extra}");
+        } else {
+            assert_eq!(goaway_then_close(&mut s), None, "closed without GOAWAY: {extra}");
+            assert_eq!(c.stat("http.ingress.downstream_cx_protocol_error"), Some(1), "{extra}");
+        }
+        assert_eq!(c.stat("http2.rx_messaging_error"), Some(1), "{extra}");
+    }
 }

@@ -123,6 +123,8 @@ const XFCC_DETAILS: &str =
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.SetCurrentClientCertDetails";
 const H2_OPTIONS: &str = "envoy.config.core.v3.Http2ProtocolOptions";
 const H2_IT: &str = "tests/integration/http2_downstream.rs";
+const H2_OUTBOUND_LIMITS: &str = "the_outbound_frame_limits_are_the_configured_ones";
+const H2_STREAM_ERROR: &str = "a_malformed_request_closes_the_connection_unless_stream_errors_are_configured";
 const H2_SETTINGS: &str = "http2_protocol_options_are_the_settings_the_client_sees";
 const H2_KEEPALIVE: &str = "a_client_that_does_not_answer_keepalive_pings_is_closed";
 const ROUTE_CONFIG: &str = "envoy.config.route.v3.RouteConfiguration";
@@ -1027,6 +1029,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (HCM, "tracing", &[compat("tracing_zipkin"), test(TRACING_IT, TRACING_SPANS)]),
     (HCM, "forward_client_cert_details", &[compat("tls_forward_client_cert")]),
     (HCM, "set_current_client_cert_details", &[compat("tls_forward_client_cert")]),
+    (HCM, "stream_error_on_invalid_http_message", &[test(H2_IT, H2_STREAM_ERROR)]),
     (HCM_RDS, "config_source", &[test(RDS_IT, RDS_FILE), test(RDS_IT, "rds_config_errors_name_the_field")]),
     (HCM_RDS, "route_config_name", &[compat("rds_files"), test(RDS_IT, RDS_FILE)]),
     (HCM_UPGRADE, "upgrade_type", &[test(PROXY_IT, WEBSOCKET_IT)]),
@@ -1115,6 +1118,9 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         &[test(H2_IT, "window_updates_are_allowed_per_data_frame_sent")],
     ),
     (H2_OPTIONS, "connection_keepalive", &[test(H2_IT, H2_KEEPALIVE)]),
+    (H2_OPTIONS, "max_outbound_frames", &[test(H2_IT, H2_OUTBOUND_LIMITS)]),
+    (H2_OPTIONS, "max_outbound_control_frames", &[test(H2_IT, H2_OUTBOUND_LIMITS)]),
+    (H2_OPTIONS, "override_stream_error_on_invalid_http_message", &[test(H2_IT, H2_STREAM_ERROR)]),
     ("envoy.config.core.v3.KeepaliveSettings", "interval", &[test(H2_IT, H2_KEEPALIVE)]),
     ("envoy.config.core.v3.KeepaliveSettings", "timeout", &[test(H2_IT, H2_KEEPALIVE)]),
     ("envoy.config.core.v3.KeepaliveSettings", "interval_jitter", &[test(H2_IT, H2_KEEPALIVE)]),

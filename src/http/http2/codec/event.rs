@@ -28,6 +28,10 @@ pub enum Event {
     /// for a stream past SETTINGS_MAX_CONCURRENT_STREAMS included (never
     /// reported as `Headers`). Not reported for the caller's own `reset_stream`.
     Reset { stream: u32, code: ErrorCode, by_peer: bool },
+    /// The codec queued RST_STREAM for a stream that was not open (a new
+    /// stream it refused on sight): nothing ends, but Envoy counts every
+    /// RST_STREAM it sends (`http2.tx_reset`).
+    ResetSent { stream: u32, code: ErrorCode },
     /// The client's GOAWAY.
     GoAway { last_stream: u32, code: ErrorCode, debug: Bytes },
     /// The client's SETTINGS, applied (the ACK is queued); the HPACK encoder

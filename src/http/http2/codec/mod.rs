@@ -63,14 +63,12 @@ pub use settings::PeerSettings;
 /// both runs see the same windows and the same outbound queue.
 #[cfg(any(test, fuzzing))]
 pub(crate) fn fuzz(data: &[u8]) {
-    let config = ServerConfig {
-        options: crate::http::http2::Http2Options {
-            max_concurrent_streams: 4,
-            max_outbound_control_frames: 20,
-            ..Default::default()
-        },
-        max_header_block: 4096,
+    let options = crate::http::http2::Http2Options {
+        max_concurrent_streams: 4,
+        max_outbound_control_frames: 20,
+        ..Default::default()
     };
+    let config = ServerConfig::new(options, 4096);
     let run = |cuts: &mut dyn Iterator<Item = usize>| {
         let mut c = ServerConnection::new(&config);
         let mut events = Vec::new();

@@ -35,12 +35,27 @@ pub const MAX_CONTINUATION_FRAMES: u32 = 512;
 /// The frame size the server announces (the RFC's default; Envoy's too).
 const LOCAL_MAX_FRAME_SIZE: u32 = frame::DEFAULT_MAX_FRAME_SIZE;
 
-/// What one connection is configured with.
+/// What every connection of one connection manager is configured with, built
+/// once with its config (`ServerConfig::new`) and borrowed by each connection:
+/// the SETTINGS payload and the inbound limits are ready, so a new connection
+/// copies a few words and does no config work.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub options: Http2Options,
     /// `max_request_headers_kb` in bytes: the bound on an encoded header block.
     pub max_header_block: usize,
+    /// The server's SETTINGS payload.
+    settings: Bytes,
+    /// The inbound limits with nothing counted yet.
+    limits: InboundFrameLimits,
+}
+
+impl ServerConfig {
+    pub fn new(options: Http2Options, max_header_block: usize) -> ServerConfig {
+        let settings = settings::server_settings(&options).freeze();
+        let limits = InboundFrameLimits::new(&options);
+        ServerConfig { options, max_header_block, settings, limits }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,10 +114,10 @@ impl ServerConnection {
             conn_recv: super::flow_window::RecvWindow::new(conn_window),
             goaway_last: None,
             partial: None,
-            limits: InboundFrameLimits::new(o),
+            limits: config.limits,
             out: OutboundQueue::new(o.max_outbound_frames, o.max_outbound_control_frames),
         };
-        let params = settings::server_settings(o).freeze();
+        let params = config.settings.clone();
         // Two frames into an empty queue are within any limit.
         let _ = c.out.push(&Frame::Settings { ack: false, params });
         if conn_window > DEFAULT_WINDOW_SIZE {
@@ -342,8 +357,9 @@ impl ServerConnection {
                 return Ok(());
             }
             return match self.streams.closed(stream) {
-                Closed::ResetByUs => Ok(()),
-                Closed::Other => Err(FrameError::Stream { stream, code: ErrorCode::STREAM_CLOSED }),
+                // A closed stream's late HEADERS are ignored, as Envoy 1.40 does
+                // (no RST_STREAM; RFC 9113 §5.1 allows either).
+                Closed::ResetByUs | Closed::Other => Ok(()),
                 Closed::Unknown => Err(ConnectionError::protocol("a stream id not above the last one used").into()),
             };
         }
@@ -394,9 +410,10 @@ impl ServerConnection {
             .into());
         }
         let padding = flow_len - data.len() as u32;
-        if self.streams.get(stream).is_none() && (self.closed_by_us(stream)) {
-            // The server reset it, or it is above the GOAWAY's last stream id;
-            // the client may not have seen that yet (§5.1, §6.8).
+        if self.streams.get(stream).is_none() {
+            // Closed: the server reset it, it is above the GOAWAY's last stream
+            // id (the client may not have seen that yet, §5.1, §6.8), or it
+            // ended; Envoy 1.40 ignores DATA on a closed stream, whichever.
             self.release_connection(flow_len)?;
             return Ok(());
         }
@@ -413,7 +430,7 @@ impl ServerConnection {
                     Ok(())
                 }
             }
-            Some(_) | None => Err(ErrorCode::STREAM_CLOSED),
+            _ => Err(ErrorCode::STREAM_CLOSED),
         };
         if let Some(increment) = stream_update {
             self.queue(&Frame::WindowUpdate { stream, increment })?;
@@ -485,6 +502,8 @@ impl ServerConnection {
     fn stream_error(&mut self, stream: u32, code: ErrorCode, events: &mut Vec<Event>) -> Result<(), ConnectionError> {
         if self.streams.close(stream, true).is_some() {
             events.push(Event::Reset { stream, code, by_peer: false });
+        } else {
+            events.push(Event::ResetSent { stream, code });
         }
         self.queue(&Frame::RstStream { stream, code })
     }

@@ -55,7 +55,7 @@ struct Client {
 
 impl Client {
     fn with(options: Http2Options, client_settings: &[(u16, u32)]) -> Client {
-        let c = ServerConnection::new(&ServerConfig { options, max_header_block: 16 * 1024 });
+        let c = ServerConnection::new(&ServerConfig::new(options, 16 * 1024));
         let mut client = Client { c, events: Vec::new() };
         let mut hello = PREFACE.to_vec();
         hello.extend(settings(client_settings));
@@ -113,6 +113,13 @@ impl Client {
     }
 
     /// `stream` was reset with `code` and the connection goes on.
+    /// `bytes` are ignored: nothing is written for them and the connection stays up.
+    fn assert_ignored(&mut self, bytes: &[u8]) {
+        self.send(bytes).unwrap();
+        self.send(&ping(b"still up")).unwrap();
+        assert_eq!(self.written(), [Frame::Ping { ack: true, payload: *b"still up" }]);
+    }
+
     fn assert_stream_error(&mut self, bytes: &[u8], stream: u32, code: ErrorCode) {
         self.send(bytes).unwrap();
         let frames = self.written();
@@ -228,10 +235,7 @@ fn malformed_frames_get_the_rfcs_error() {
 // -- preface and SETTINGS --
 
 fn fresh() -> Client {
-    Client {
-        c: ServerConnection::new(&ServerConfig { options: Http2Options::default(), max_header_block: 1024 }),
-        events: Vec::new(),
-    }
+    Client { c: ServerConnection::new(&ServerConfig::new(Http2Options::default(), 1024)), events: Vec::new() }
 }
 
 #[test]
@@ -344,18 +348,23 @@ fn data_and_headers_on_a_half_closed_remote_stream_are_stream_closed() {
 }
 
 #[test]
-fn frames_after_the_clients_rst_stream_are_stream_closed_and_continuation_is_protocol_error() {
-    // 5.1/8
+fn frames_after_the_clients_rst_stream_are_ignored_and_continuation_is_protocol_error() {
+    // 5.1/8: ignored, as Envoy 1.40 does (the RFC allows STREAM_CLOSED too).
     let mut c = Client::new();
     c.send(&headers(1, false)).unwrap();
     c.send(&rst(1, ErrorCode::CANCEL)).unwrap();
     assert_eq!(c.take_events()[1], Event::Reset { stream: 1, code: ErrorCode::CANCEL, by_peer: true });
-    c.assert_stream_error(&data(1, b"x", false), 1, ErrorCode::STREAM_CLOSED);
-    // 5.1/9
+    c.written();
+    c.assert_ignored(&data(1, b"x", false));
+    assert!(c.take_events().is_empty());
+    // 5.1/9: its block still goes to the HPACK decoder.
     let mut c = Client::new();
     c.send(&headers(1, false)).unwrap();
     c.send(&rst(1, ErrorCode::CANCEL)).unwrap();
-    c.assert_stream_error(&headers(1, true), 1, ErrorCode::STREAM_CLOSED);
+    c.take_events();
+    c.written();
+    c.assert_ignored(&headers(1, true));
+    assert_eq!(c.take_events(), [Event::DiscardHeaderBlock { block: Bytes::from_static(b"block") }]);
     // 5.1/11
     let mut c = Client::new();
     c.send(&headers(1, false)).unwrap();
@@ -390,7 +399,7 @@ fn frames_on_a_stream_the_server_reset_are_ignored_with_their_window_given_back(
 }
 
 #[test]
-fn a_finished_stream_is_closed_and_late_frames_on_it_are_stream_closed() {
+fn a_finished_stream_is_closed_and_late_frames_on_it_are_ignored() {
     // 5.1/10, 5.1/12, 5.1/13
     let mut c = Client::new();
     c.send(&headers(1, true)).unwrap();
@@ -399,8 +408,8 @@ fn a_finished_stream_is_closed_and_late_frames_on_it_are_stream_closed() {
     assert_eq!(c.c.active_streams(), 0);
     assert_eq!(c.c.send_data(1, &mut Bytes::from_static(b"x"), true), Err(SendError::StreamNotWritable));
     c.written();
-    c.assert_stream_error(&data(1, b"x", false), 1, ErrorCode::STREAM_CLOSED);
-    c.assert_stream_error(&headers(1, true), 1, ErrorCode::STREAM_CLOSED);
+    c.assert_ignored(&data(1, b"x", false));
+    c.assert_ignored(&headers(1, true));
     c.assert_conn_error(&raw(kind::CONTINUATION, flag::END_HEADERS, 1, b"b"), ErrorCode::PROTOCOL_ERROR);
 }
 
@@ -445,7 +454,14 @@ fn priority_rules() {
         1,
         ErrorCode::PROTOCOL_ERROR,
     );
-    assert_eq!(c.take_events(), [Event::DiscardHeaderBlock { block: Bytes::from_static(b"block") }]);
+    // The stream never opened, but its RST_STREAM is reported (Envoy counts every one sent).
+    assert_eq!(
+        c.take_events(),
+        [
+            Event::DiscardHeaderBlock { block: Bytes::from_static(b"block") },
+            Event::ResetSent { stream: 1, code: ErrorCode::PROTOCOL_ERROR }
+        ]
+    );
     // 5.3.1/2 on an idle stream: no RST_STREAM there, so a connection error.
     Client::new().assert_conn_error(&raw(kind::PRIORITY, 0, 1, &[0, 0, 0, 1, 15]), ErrorCode::PROTOCOL_ERROR);
     // 6.3/1

@@ -25,6 +25,7 @@ use crate::extensions::filters::http::filter::StreamFilterFactory;
 use crate::extensions::filters::http::router::{self, Router};
 use crate::extensions::{self, FactoryContext, HttpFilterContext};
 use crate::formatter::HeadersUsed;
+use crate::http::http2::codec::ServerConfig;
 use crate::http::http2::{Http2Options, LazyHttp2Stats};
 use crate::network::drain::IDLE_DRAIN_GRACE;
 use crate::runtime::Fraction;
@@ -67,8 +68,9 @@ pub struct HcmConfig {
     pub stats: HcmStats,
     pub codec_stats: Http1CodecStats,
     pub codec: CodecChoice,
-    /// `http2_protocol_options`, for HTTP/2 connections.
-    pub http2: Http2Options,
+    /// `http2_protocol_options`, for HTTP/2 connections: the codec's config,
+    /// built here once and borrowed by every connection.
+    pub http2: ServerConfig,
     /// `http2.*`: one set per process, as Envoy's.
     pub http2_stats: LazyHttp2Stats,
     /// The admin's `/healthcheck/fail` state: connections drain while it is set.
@@ -206,7 +208,7 @@ impl HcmConfig {
             Ok(CodecType::Http2) => CodecChoice::Http2,
             _ => return Err(path.field_error("codec_type", "HTTP3 is not supported by Courier")),
         };
-        let http2 = match &p.http2_protocol_options {
+        let mut http2 = match &p.http2_protocol_options {
             Some(o) => {
                 let mut hp = path.clone();
                 hp.push_field("http2_protocol_options");
@@ -214,6 +216,15 @@ impl HcmConfig {
             }
             None => Http2Options::default(),
         };
+        // The connection manager's `stream_error_on_invalid_http_message`
+        // applies unless the HTTP/2 options override it, as in Envoy.
+        let overridden = p
+            .http2_protocol_options
+            .as_ref()
+            .is_some_and(|o| o.override_stream_error_on_invalid_http_message.is_some());
+        if let (false, Some(b)) = (overridden, &p.stream_error_on_invalid_http_message) {
+            http2.stream_error_on_invalid_http_message = b.value;
+        }
         let routes = match &p.route_specifier {
             Some(RouteSpecifier::RouteConfig(rc)) => {
                 Routes::Inline(build_table(rc, &path.child("route_config"), store, Some(cluster_exists))?)
@@ -315,7 +326,7 @@ impl HcmConfig {
             stats: HcmStats::new(store, &format!("http.{}.", p.stat_prefix)),
             codec_stats: Http1CodecStats::new(store, "http1."),
             codec,
-            http2,
+            http2: ServerConfig::new(http2, max_kb as usize * 1024),
             http2_stats: LazyHttp2Stats::new(store, "http2."),
             health_check_failed: health_check_failed.clone(),
             listener_stats: HcmListenerStats::new(

@@ -10,9 +10,15 @@
 //! What Envoy does beyond the codec's frame rules is here: the header limits
 //! after decoding (`max_headers_count`, `max_request_headers_kb`: the stream is
 //! reset and logged), the premature-reset rule against rapid reset, the
-//! connection idle timeout (GOAWAY once no stream is open), GOAWAY on drain, a
-//! failed health check and `max_requests_per_connection`, keepalive PINGs, and
-//! the `http2.*` stats.
+//! connection idle timeout (once no stream is open), the drain on a server or
+//! listener drain, a failed health check and `max_requests_per_connection`,
+//! keepalive PINGs, and the `http2.*` stats.
+//!
+//! The drain is Envoy 1.40's sequence (checked by running it): a GOAWAY with
+//! the last stream id 2^31-1 first (no PING), streams the client opens meanwhile
+//! still served; after `drain_timeout` (or at once when the server's drain time
+//! is over) the final GOAWAY with the real last stream id; the connection closes
+//! once the streams it names have ended.
 
 use std::cell::Cell;
 use std::pin::Pin;
@@ -37,12 +43,13 @@ use super::DownstreamWatch;
 use crate::event::{Isolated, Timer};
 use crate::http::body::RequestBody;
 use crate::http::http1::response_writer::{WriteError, WriteLimits};
-use crate::http::http2::codec::{ConnectionError, ErrorCode, Event, ServerConfig, ServerConnection};
+use crate::http::http2::codec::{ConnectionError, ErrorCode, Event, ServerConnection};
 use crate::http::http2::hpack::{DecodeError, Decoder, HeaderListLimit, ListOverLimit};
 use crate::http::http2::request_head::{self, RequestHead};
 use crate::http::http2::response_writer::Outbound;
 use crate::http::http2::server_stream::{ConnShared, DataTaken, StreamHandle};
 use crate::http::http2::{self, CodecIo, Http2CodecStats, StreamRx, Violation};
+use crate::network::drain::DrainPhase;
 use crate::network::ConnectionInfo;
 use crate::overload::{self, OverloadAction, ScaledTimer};
 
@@ -55,6 +62,10 @@ const READ_CHUNK: usize = 16 * 1024;
 
 /// How long the last frames (a GOAWAY) may take to write before the close.
 const FLUSH_BOUND: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The last stream id of the drain's first GOAWAY: every stream the client may
+/// be opening is still served.
+const MAX_STREAM_ID: u32 = (1 << 31) - 1;
 
 /// The keepalive PING's payload.
 const PING_PAYLOAD: [u8; 8] = *b"courier!";
@@ -199,8 +210,10 @@ struct Loop<'a> {
     state: Rc<ConnState>,
     decoder: Decoder,
     limit: HeaderListLimit,
-    /// Set once a GOAWAY went (or came): no new streams.
+    /// Set once the final GOAWAY went (or the client's came): no new streams.
     going_away: bool,
+    /// When the drain's final GOAWAY is due (`None`: no drain started).
+    drain_deadline: Option<Instant>,
     local: bool,
     streams: u32,
     /// When the PING in flight was sent (`None`: none is).
@@ -209,7 +222,22 @@ struct Loop<'a> {
 }
 
 impl Loop<'_> {
-    /// Sends GOAWAY once (streams in flight finish; no new ones start).
+    /// A drain started or the connection is going away: no other drain starts.
+    fn draining(&self) -> bool {
+        self.going_away || self.drain_deadline.is_some()
+    }
+
+    /// Envoy's drain sequence (`startDrainSequence`): GOAWAY naming stream
+    /// 2^31-1 now, the final one when `drain_timeout` has passed.
+    fn start_drain(&mut self) {
+        if self.draining() {
+            return;
+        }
+        self.drain_deadline = Some(Instant::now() + self.cfg.drain_timeout);
+        let _ = self.shared.conn.borrow_mut().go_away(MAX_STREAM_ID, ErrorCode::NO_ERROR, Bytes::new());
+    }
+
+    /// Sends the final GOAWAY once (streams in flight finish; no new ones start).
     fn go_away(&mut self) {
         self.local = true;
         if !std::mem::replace(&mut self.going_away, true) {
@@ -282,8 +310,9 @@ impl Loop<'_> {
                     }
                     Err(m) => {
                         tracing::debug!(remote = %self.info.remote, "HTTP/2 malformed trailers: {m}");
-                        self.h2_stats.rx_messaging_error.inc();
-                        self.reset_served(stream, ErrorCode::PROTOCOL_ERROR);
+                        if let Some(end) = self.malformed(stream, true) {
+                            return Some(end);
+                        }
                     }
                 },
                 Err(DecodeError::Compression(_)) => return Some(self.compression_error()),
@@ -298,14 +327,36 @@ impl Loop<'_> {
                 }
             }
             Event::Reset { stream, by_peer, .. } => self.shared.reset(stream, by_peer),
+            Event::ResetSent { .. } => self.h2_stats.tx_reset.inc(),
             Event::GoAway { .. } => {
                 // The client's goodbye: streams in flight finish, then the connection closes.
                 self.going_away = true;
             }
             Event::Settings(peer) => self.shared.peer_table_size(peer.header_table_size),
-            Event::SettingsAcked => self.decoder.set_table_size_limit(self.cfg.http2.hpack_table_size as usize),
+            Event::SettingsAcked => self.decoder.set_table_size_limit(self.cfg.http2.options.hpack_table_size as usize),
             Event::PingAck { .. } => self.ping_acked = true,
             Event::SendWindowOpened { stream } => self.shared.window_opened(stream),
+        }
+        None
+    }
+
+    /// A malformed request head or trailers on `stream` (`served`: a task
+    /// serves it). Envoy 1.40 resets the stream with PROTOCOL_ERROR when
+    /// `stream_error_on_invalid_http_message` is true; by default it closes
+    /// the whole connection, sending neither RST_STREAM nor GOAWAY, and counts
+    /// a protocol error (checked by running it; a request body that breaks its
+    /// content-length resets its stream either way).
+    fn malformed(&mut self, stream: u32, served: bool) -> Option<End> {
+        self.h2_stats.rx_messaging_error.inc();
+        if !self.cfg.http2.options.stream_error_on_invalid_http_message {
+            self.local = true;
+            self.cfg.stats.downstream_cx_protocol_error.inc();
+            return Some(End::Flush);
+        }
+        if served {
+            self.reset_served(stream, ErrorCode::PROTOCOL_ERROR);
+        } else {
+            self.shared.refuse(stream, ErrorCode::PROTOCOL_ERROR);
         }
         None
     }
@@ -337,13 +388,11 @@ impl Loop<'_> {
                 return None;
             }
         };
-        let head = match request_head::request_head(fields, cfg.http2.allow_connect) {
+        let head = match request_head::request_head(fields, cfg.http2.options.allow_connect) {
             Ok(head) => head,
             Err(m) => {
                 tracing::debug!(remote = %self.info.remote, "HTTP/2 malformed request: {m}");
-                self.h2_stats.rx_messaging_error.inc();
-                self.shared.refuse(stream, ErrorCode::PROTOCOL_ERROR);
-                return None;
+                return self.malformed(stream, false);
             }
         };
         let length = match head.parts.headers.get(CONTENT_LENGTH).map(content_length) {
@@ -352,9 +401,7 @@ impl Loop<'_> {
             // RFC 9113 §8.1.1: a content-length the request cannot have is malformed.
             Some(_) => {
                 tracing::debug!(remote = %self.info.remote, "HTTP/2 request with a content-length it cannot have");
-                self.h2_stats.rx_messaging_error.inc();
-                self.shared.refuse(stream, ErrorCode::PROTOCOL_ERROR);
-                return None;
+                return self.malformed(stream, false);
             }
         };
         let handle = self.shared.open(stream, end_stream, length);
@@ -368,22 +415,23 @@ impl Loop<'_> {
         // SAFETY: written on the line above.
         let task = Box::into_pin(unsafe { slot.assume_init() });
         tokio::task::spawn_local(task);
-        // The Nth stream is served, and the connection drains after it.
-        if !self.going_away && cfg.max_requests_per_connection.is_some_and(|max| self.streams >= max) {
+        // The Nth stream is served, and the connection drains after it; Envoy
+        // counts every stream from the Nth on that it still serves.
+        if cfg.max_requests_per_connection.is_some_and(|max| self.streams >= max) {
             stats.downstream_cx_max_requests_reached.inc();
-            self.go_away();
+            self.start_drain();
         }
         // The disable_http_keepalive overload action drains the connection
         // with GOAWAY; this stream is still served.
-        if !self.going_away && !cfg.bypass_overload && overload::applies(OverloadAction::DisableHttpKeepalive) {
+        if !self.draining() && !cfg.bypass_overload && overload::applies(OverloadAction::DisableHttpKeepalive) {
             stats.downstream_cx_overload_disable_keepalive.inc();
-            self.go_away();
+            self.start_drain();
         }
         // A failed health check drains connections as their streams come,
         // as Envoy does on a response: this stream is still served.
-        if !self.going_away && cfg.health_check_failed.load(Ordering::Relaxed) {
+        if !self.draining() && cfg.health_check_failed.load(Ordering::Relaxed) {
             stats.downstream_cx_drain_close.inc();
-            self.go_away();
+            self.start_drain();
         }
         None
     }
@@ -394,9 +442,7 @@ where
     T: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let h2_stats = cfg.http2_stats.get();
-    let o = &cfg.http2;
-    let server = ServerConfig { options: o.clone(), max_header_block: cfg.max_request_headers_bytes };
-    let shared = ConnShared::new(ServerConnection::new(&server), h2_stats.clone());
+    let shared = ConnShared::new(ServerConnection::new(&cfg.http2), h2_stats.clone());
     let state = Rc::new(ConnState {
         active: Cell::new(0),
         idle_since: Cell::new(Instant::now()),
@@ -412,6 +458,7 @@ where
         decoder: Decoder::default(),
         limit: HeaderListLimit { max_bytes: cfg.max_request_headers_bytes, max_count: cfg.max_headers_count },
         going_away: false,
+        drain_deadline: None,
         local: false,
         streams: 0,
         ping_sent: None,
@@ -436,9 +483,10 @@ where
     let h2_stats = lp.h2_stats;
     let shared = lp.shared.clone();
     let state = lp.state.clone();
-    let o = &cfg.http2;
+    let o = &cfg.http2.options;
     let mut drain = cfg.drain.clone();
     let mut timer = Timer::new();
+    let mut drain_timer = Timer::new();
     let mut keepalive = o.keepalive.as_ref().filter(|k| k.interval.is_some());
     let mut ping_timer = Timer::new();
     if let Some(k) = keepalive {
@@ -463,18 +511,23 @@ where
         if !lp.going_away && state.close_requested.get() {
             lp.go_away();
         }
-        if !lp.going_away && drain.borrow().is_draining() {
+        if !lp.draining() && drain.borrow().is_draining() {
             stats.downstream_cx_drain_close.inc();
+            lp.start_drain();
+        }
+        // The server's drain time bounds drain_timeout.
+        if !lp.going_away && *drain.borrow() == DrainPhase::CloseIdle {
             lp.go_away();
         }
         if lp.going_away && state.active.get() == 0 {
             return End::Flush;
         }
         shared.report_pending();
-        let idle = state.active.get() == 0 && !lp.going_away;
+        let idle = state.active.get() == 0 && !lp.draining();
         // Scaled by the reduce_timeouts overload action (recomputed when it changes).
         let idle_deadline = |d| overload::scaled_deadline(ScaledTimer::ConnectionIdle, state.idle_since.get(), d);
         timer.set(cfg.idle_timeout.filter(|_| idle).map(idle_deadline));
+        drain_timer.set(lp.drain_deadline.filter(|_| !lp.going_away));
         tokio::select! {
             biased;
             ev = std::future::poll_fn(|cx| drive_io(cx, io, &shared, &mut rbuf, &mut unflushed, true)) => match ev {
@@ -505,7 +558,7 @@ where
             () = shared.output.notified() => {}
             () = state.changed.notified() => {}
             () = overload::timers_rescaled(), if idle && cfg.idle_timeout.is_some() => {}
-            changed = drain.changed(), if !lp.going_away && !drain.borrow().is_draining() => {
+            changed = drain.changed(), if !lp.going_away && *drain.borrow() != DrainPhase::CloseIdle => {
                 if changed.is_err() {
                     // The server is gone; stop as if drained.
                     lp.go_away();
@@ -537,11 +590,12 @@ where
                 }
             }
             () = timer.fired() => {
-                if state.active.get() == 0 && !lp.going_away {
+                if state.active.get() == 0 && !lp.draining() {
                     stats.downstream_cx_idle_timeout.inc();
-                    lp.go_away();
+                    lp.start_drain();
                 }
             }
+            () = drain_timer.fired(), if !lp.going_away && lp.drain_deadline.is_some() => lp.go_away(),
         }
     }
 }
