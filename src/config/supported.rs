@@ -124,6 +124,9 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "enable_reuse_port",
             "traffic_direction",
             "bypass_overload_manager",
+            // One line per connection (`network::connection_log`); a format
+            // asking what the connection's filters did is refused.
+            "access_log",
         ],
     ),
     (

@@ -559,6 +559,11 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         &[compat("overload_stop_accepting_requests"), compat("overload_reject_incoming_connections")],
     ),
     (
+        LISTENER,
+        "access_log",
+        &[compat("listener_access_log"), test(CONFIG_ERRORS_IT, "listener_access_log_refuses_what_only_filters_know")],
+    ),
+    (
         "envoy.config.listener.v3.FilterChain",
         "filter_chain_match",
         &[compat("listener_chain_match"), compat("listener_sni")],
