@@ -6,6 +6,7 @@
 pub(crate) mod certs;
 mod clusters;
 mod config_dump;
+mod config_dump_query;
 mod endpoints_dump;
 mod listeners;
 mod logging;
@@ -199,6 +200,16 @@ fn protocol_name(v: http::Version) -> &'static str {
     }
 }
 
+/// `/config_dump`, with Envoy's query parameters; its errors are plain text.
+fn config_dump(server: &Server, q: &Query) -> Reply {
+    let dump = config_dump_query::DumpQuery::parse(q.get("resource"), q.get("mask"), q.get("name_regex"))
+        .and_then(|query| config_dump::render(server, q.has("include_eds"), &query));
+    match dump {
+        Ok(body) => Reply::ok(JSON, body),
+        Err((status, body)) => Reply { status, content_type: "text/plain", body },
+    }
+}
+
 fn route(server: &Server, method: &Method, path: &str, q: &Query, body: &[u8]) -> Reply {
     if path == TEST_BLOCK_WORKER && std::env::var("COURIER_TEST_HOOKS").as_deref() == Ok("1") {
         return block_worker(server, q);
@@ -231,7 +242,7 @@ fn route(server: &Server, method: &Method, path: &str, q: &Query, body: &[u8]) -
         "/certs" => certs::render(server),
         "/clusters" => clusters::render(server, q.get("format") == Some("json")),
         "/listeners" => listeners::render(server, q.get("format") == Some("json")),
-        "/config_dump" => Reply::ok(JSON, config_dump::render(server, q.has("include_eds"))),
+        "/config_dump" => config_dump(server, q),
         "/quitquitquit" => {
             server.request_shutdown();
             Reply::ok(TEXT, "OK\n".into())
