@@ -314,7 +314,10 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (
         "envoy.config.core.v3.GrpcService",
         "timeout",
-        &[test(TRACING_IT, "an_opentelemetry_export_is_abandoned_at_the_grpc_timeout")],
+        &[
+            test(TRACING_IT, "an_opentelemetry_export_is_abandoned_at_the_grpc_timeout"),
+            test("tests/integration/xds_connection.rs", "the_grpc_timeout_does_not_end_an_ads_stream_as_in_envoy"),
+        ],
     ),
     ("envoy.config.core.v3.GrpcService", "initial_metadata", &[test(OTEL_SINK_IT, OTEL_SINK)]),
     (
