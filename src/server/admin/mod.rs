@@ -27,7 +27,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 
 use super::instance::{Server, ServerState};
 use crate::access_log::AccessLogger;
-use crate::common::percent::decode_query_value;
+use crate::common::percent::decode_percent;
 use crate::formatter::FormatContext;
 use crate::http::headers;
 use crate::stats::render::{self, HistogramBuckets, StatTypes, StatsFilter};
@@ -405,7 +405,7 @@ impl Query {
                 .filter(|p| !p.is_empty())
                 .map(|p| {
                     let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                    (decode_query_value(k), decode_query_value(v))
+                    (decode_percent(k), decode_percent(v))
                 })
                 .collect(),
         )
@@ -430,7 +430,8 @@ mod tests {
         assert_eq!(q.get("filter"), Some("cluster\\.a"));
         assert!(q.has("usedonly"));
         assert_eq!(q.get("format"), Some("json"));
-        assert_eq!(decode_query_value("a%2"), "a%2");
-        assert_eq!(decode_query_value("%41+b"), "A b");
+        assert_eq!(decode_percent("a%2"), "a%2");
+        // As Envoy's admin: `+` is not a space (a regex quantifier in `filter`).
+        assert_eq!(decode_percent("%41+b"), "A+b");
     }
 }
