@@ -787,9 +787,10 @@ impl Stream {
             self.info.response_flags.set(flag);
         }
         self.info.response_code_details = reply.details;
-        if let Some(local_reply) = &self.cfg.local_reply {
-            local_reply.rewrite(&mut reply, request, &mut self.info);
-        }
+        let formatted_type = match &self.cfg.local_reply {
+            Some(local_reply) => local_reply.rewrite(&mut reply, request, &mut self.info),
+            None => None,
+        };
         let (mut parts, ()) = Response::new(()).into_parts();
         parts.headers = reply.headers;
         // A gRPC client reads an error from the headers: Envoy answers its
@@ -804,9 +805,12 @@ impl Stream {
         // first, then the body's type. A reply that names its type keeps it
         // (the sender's headers, an authorization service's denial say, or
         // the route's); added values join into one line, as on Envoy's inline
-        // `content-type`; an empty reply has none.
+        // `content-type`; an empty reply has none. A `local_reply_config` body
+        // format's type replaces them all.
         self.apply_response_headers(&mut parts, route, request);
-        if reply.body.is_empty() {
+        if let Some(formatted) = formatted_type.filter(|_| !reply.body.is_empty()) {
+            parts.headers.insert(http::header::CONTENT_TYPE, formatted);
+        } else if reply.body.is_empty() {
             parts.headers.remove(http::header::CONTENT_TYPE);
         } else if let Some(joined) = joined_values(&parts.headers, http::header::CONTENT_TYPE) {
             parts.headers.insert(http::header::CONTENT_TYPE, joined);
