@@ -26,6 +26,14 @@ use prost_types::{DescriptorProto, FileDescriptorProto, FileDescriptorSet};
 /// fails when an extension is registered without its type here.
 const ROOTS: &[&str] = &[
     "envoy.config.bootstrap.v3.Bootstrap",
+    // What admin `/config_dump` is made of: its `resource` and `mask`
+    // parameters name their fields.
+    "envoy.admin.v3.BootstrapConfigDump",
+    "envoy.admin.v3.ClustersConfigDump",
+    "envoy.admin.v3.EndpointsConfigDump",
+    "envoy.admin.v3.ListenersConfigDump",
+    "envoy.admin.v3.RoutesConfigDump",
+    "envoy.admin.v3.SecretsConfigDump",
     // What RTDS fetches for a `rtds_layer`.
     "envoy.service.runtime.v3.Runtime",
     "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",

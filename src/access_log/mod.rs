@@ -7,9 +7,11 @@
 //! - `config` — an `access_log` entry decoded: destination, format and filter
 //! - `filter` — which finished requests a logger logs
 //! - `writer` — per-destination writer threads, shared by path, and their stats
+//! - `listener` — a listener's own access log, one line per connection
 
 mod config;
 mod filter;
+mod listener;
 mod writer;
 
 #[cfg(test)]
@@ -22,6 +24,7 @@ use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
 
 pub use config::{AccessLogConfig, Sink};
 pub use filter::LogFilter;
+pub use listener::build_listener_access_logs;
 pub use writer::{flush_all, reopen_all, AccessLogFileStats};
 
 use crate::config::{ConfigError, FieldPath};

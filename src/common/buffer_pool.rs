@@ -56,12 +56,13 @@ mod tests {
         assert_eq!(take().as_ptr(), ptr);
     }
 
+    /// Told apart by capacity, not address: the allocator may well hand the
+    /// freed grown buffer's memory to the new one.
     #[test]
     fn a_grown_buffer_is_not_kept() {
         let mut buf = BytesMut::with_capacity(MAX_KEPT_CAPACITY + 1);
         buf.clear();
-        let ptr = buf.as_ptr();
         give_back(buf);
-        assert_ne!(take().as_ptr(), ptr);
+        assert_eq!(take().capacity(), BUFFER_SIZE);
     }
 }

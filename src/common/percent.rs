@@ -1,26 +1,16 @@
-//! Percent-decoding of query string values: the admin's query parameters
-//! (`a%20b`, `a+b` → `a b`) and the generic matcher's
-//! `HttpRequestQueryParamMatchInput`, which, as Envoy's, decodes `%XX` only (a
-//! `+` stays a `+`). A `%` not followed by two hex digits stays as it is; bytes
-//! that do not form UTF-8 are replaced.
-
-/// Decodes one query string key or value, `+` as a space.
-pub fn decode_query_value(s: &str) -> String {
-    decode(s, true)
-}
+//! Percent-decoding of query string values: the admin's query parameters and
+//! the generic matcher's `HttpRequestQueryParamMatchInput`, which, as Envoy's,
+//! decode `%XX` only (a `+` stays a `+`: `/stats?filter=total+` is the regex
+//! `total+`, checked against Envoy 1.40). A `%` not followed by two hex digits
+//! stays as it is; bytes that do not form UTF-8 are replaced.
 
 /// Decodes `%XX` escapes only.
 pub fn decode_percent(s: &str) -> String {
-    decode(s, false)
-}
-
-fn decode(s: &str, plus_is_space: bool) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' if plus_is_space => out.push(b' '),
             b'%' => match bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()) {
                 Some(hex) if hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
                     out.push(u8::from_str_radix(hex, 16).unwrap_or(b'%'));
@@ -40,11 +30,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decodes_escapes_and_plus() {
-        assert_eq!(decode_query_value("a%20b+c"), "a b c");
-        assert_eq!(decode_query_value("100%"), "100%");
-        assert_eq!(decode_query_value("%zz%4"), "%zz%4");
-        assert_eq!(decode_query_value("x%41"), "xA");
-        assert_eq!(decode_percent("a+b%20c"), "a+b c");
+    fn decodes_escapes_and_keeps_plus() {
+        assert_eq!(decode_percent("a%20b+c"), "a b+c");
+        assert_eq!(decode_percent("100%"), "100%");
+        assert_eq!(decode_percent("%zz%4"), "%zz%4");
+        assert_eq!(decode_percent("x%41"), "xA");
     }
 }

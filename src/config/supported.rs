@@ -124,6 +124,9 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "enable_reuse_port",
             "traffic_direction",
             "bypass_overload_manager",
+            // One line per connection (`network::connection_log`); a format
+            // asking what the connection's filters did is refused.
+            "access_log",
         ],
     ),
     (
@@ -542,7 +545,10 @@ pub const PLACES: &[(&str, &str, &[&str])] = &[
         UPSTREAM_HTTP2_OPTIONS,
     ),
     ("envoy.config.cluster.v3.Cluster", "http2_protocol_options", UPSTREAM_HTTP2_OPTIONS),
-    // `initial_metadata` only where the OpenTelemetry exporters call.
+    // `initial_metadata` only where the OpenTelemetry exporters call. On an
+    // xDS or LRS stream `timeout` is accepted and bounds nothing: Envoy 1.40
+    // applies no timeout to streaming xDS calls either (checked against a
+    // management server that never answers: no reset, no new stream).
     ("envoy.config.core.v3.ApiConfigSource", "grpc_services", &["envoy_grpc", "timeout"]),
     ("envoy.extensions.filters.http.ext_authz.v3.ExtAuthz", "grpc_service", &["envoy_grpc", "timeout"]),
 ];

@@ -193,6 +193,14 @@ impl NetworkFilterBuilder for FactoryContext<'_> {
         (ext.create)(typed_config, path, self.store)
     }
 
+    fn build_access_logs(
+        &self,
+        logs: &[envoy_types::pb::envoy::config::accesslog::v3::AccessLog],
+        path: &FieldPath,
+    ) -> Result<Vec<Arc<dyn crate::network::ListenerAccessLog>>, ConfigError> {
+        crate::access_log::build_listener_access_logs(logs, path, self.store)
+    }
+
     fn transport_sockets(&self) -> Option<&dyn crate::network::tls::TransportSocketBuilder> {
         Some(self)
     }

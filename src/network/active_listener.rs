@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 
 use super::client_hello::InspectedHello;
 use super::connection::{ConnectionInfo, DownstreamConnection};
+use super::connection_log::{ConnectionLogCause, PendingConnectionLog};
 use super::filter::{FilterChain, LocalBoxFuture};
 use super::filter_chain_match::MatchInput;
 use super::listener::ListenerConfig;
@@ -220,6 +221,7 @@ fn accept(
         tls_fingerprints: None,
         dynamic_metadata: Default::default(),
         proxy_protocol_tlvs: None,
+        accepted: (!config.access_logs.is_empty()).then(|| (std::time::Instant::now(), std::time::SystemTime::now())),
     };
     if config.listener_filters.is_empty() {
         // No filter to wait for: the chain is chosen and started at once.
@@ -227,16 +229,22 @@ fn accept(
     } else {
         let (config, total) = (config.clone(), total.clone());
         spawn_isolated(async move {
-            if let Some(socket) = run_listener_filters(&config, socket).await {
-                serve_connection(&config, socket, worker, &total);
+            match run_listener_filters(&config, socket).await {
+                Ok(socket) => serve_connection(&config, socket, worker, &total),
+                Err(Some(log)) => log.write(ConnectionLogCause::ListenerFilterClosed, &config.access_logs),
+                Err(None) => {}
             }
         });
     }
 }
 
-/// Runs the listener filters in order under `listener_filters_timeout`; `None`
-/// when the socket is to be closed (counted in the listener's stats).
-async fn run_listener_filters(config: &ListenerConfig, mut socket: AcceptedSocket) -> Option<AcceptedSocket> {
+/// Runs the listener filters in order under `listener_filters_timeout`; an
+/// error when the socket is to be closed (counted in the listener's stats),
+/// with what the listener's access log writes of it, if it has one.
+async fn run_listener_filters(
+    config: &ListenerConfig,
+    mut socket: AcceptedSocket,
+) -> Result<AcceptedSocket, Option<Box<PendingConnectionLog>>> {
     let stats = &config.stats;
     stats.downstream_pre_cx_active.inc();
     let filters = async {
@@ -251,18 +259,36 @@ async fn run_listener_filters(config: &ListenerConfig, mut socket: AcceptedSocke
     };
     stats.downstream_pre_cx_active.dec();
     match outcome {
-        Ok(Ok(())) => Some(socket),
-        Ok(Err(ListenerFilterError::RemoteClose)) => {
-            stats.downstream_listener_filter_remote_close.inc();
-            None
-        }
+        Ok(Ok(())) => return Ok(socket),
+        Ok(Err(ListenerFilterError::RemoteClose)) => stats.downstream_listener_filter_remote_close.inc(),
         // The filter counts it in its own stats; Envoy's listener does not.
-        Ok(Err(ListenerFilterError::Rejected)) => None,
+        Ok(Err(ListenerFilterError::Rejected)) => {}
         Err(_elapsed) => {
             stats.downstream_pre_cx_timeout.inc();
-            config.continue_on_listener_filters_timeout.then_some(socket)
+            if config.continue_on_listener_filters_timeout {
+                return Ok(socket);
+            }
         }
     }
+    Err(pending_log(&socket, None))
+}
+
+/// What the listener's access log writes of `socket` when it ends, if the
+/// listener has one; `hello` is what the TLS inspector found, when already
+/// taken from the socket.
+fn pending_log(socket: &AcceptedSocket, hello: Option<Rc<InspectedHello>>) -> Option<Box<PendingConnectionLog>> {
+    let (accepted, accepted_at) = socket.accepted?;
+    let hello = hello.or_else(|| InspectedHello::of(&socket.server_name, socket.tls_fingerprints.clone()));
+    Some(Box::new(PendingConnectionLog {
+        remote: socket.remote,
+        direct_remote: socket.direct_remote,
+        local: socket.local,
+        accepted,
+        accepted_at,
+        tls: None,
+        hello,
+        dynamic_metadata: socket.dynamic_metadata.clone(),
+    }))
 }
 
 /// Chooses the socket's filter chain and runs the connection through it to its
@@ -279,6 +305,9 @@ fn serve_connection(config: &Arc<ListenerConfig>, mut socket: AcceptedSocket, wo
     };
     let Some(chain) = config.filter_chains.find(&input) else {
         config.stats.no_filter_chain_match.inc();
+        if let Some(log) = pending_log(&socket, None) {
+            log.write(ConnectionLogCause::NoFilterChain, &config.access_logs);
+        }
         return;
     };
     let info = ConnectionInfo {
@@ -289,8 +318,9 @@ fn serve_connection(config: &Arc<ListenerConfig>, mut socket: AcceptedSocket, wo
         inspected_hello: InspectedHello::of(&socket.server_name, socket.tls_fingerprints.take()),
         proxy_protocol_tlvs: socket.proxy_protocol_tlvs.take(),
     };
+    let log = pending_log(&socket, info.inspected_hello.clone());
     let metadata = std::mem::take(&mut socket.dynamic_metadata);
-    let guard = ConnectionAccounting::open(config.clone(), worker, total.clone());
+    let guard = ConnectionAccounting::open(config.clone(), worker, total.clone(), log);
     // A chain's transport socket (TLS termination) wraps the stream once the
     // chain is known, before its network filters see the connection.
     if let Some(tls) = &chain.transport_socket {
@@ -329,7 +359,7 @@ async fn handshake_then_serve(
     tls: Arc<DownstreamTls>,
     stream: tokio::net::TcpStream,
     after: Box<AfterHandshake>,
-    guard: ConnectionAccounting,
+    mut guard: ConnectionAccounting,
 ) {
     // Boxed: the handshake's state (a rustls session, the timeout) would
     // otherwise stay in the task's allocation for the connection's life; the
@@ -337,7 +367,7 @@ async fn handshake_then_serve(
     // details (moved into the connection) take no room in the task either.
     let run = {
         let result = Box::pin(tls.accept(stream)).await;
-        after.start_filters(result)
+        after.start_filters(result, &mut guard)
     };
     if let Some(run) = run {
         run.await;
@@ -353,11 +383,16 @@ impl AfterHandshake {
     fn start_filters(
         self: Box<Self>,
         result: Result<(TransportStream, DownstreamTlsInfo), HandshakeFailure>,
+        guard: &mut ConnectionAccounting,
     ) -> Option<LocalBoxFuture> {
         let AfterHandshake { config, chain, info, dynamic_metadata } = *self;
         match result {
             Ok((stream, session)) => {
-                let info = ConnectionInfo { tls: Some(Rc::new(session)), ..info };
+                let session = Rc::new(session);
+                if let Some(log) = &mut guard.log {
+                    log.tls = Some(session.clone());
+                }
+                let info = ConnectionInfo { tls: Some(session), ..info };
                 let conn = DownstreamConnection { stream, info, buffer_limit: config.buffer_limit, dynamic_metadata };
                 Some(read_filter::start_chain(&chain, conn))
             }
@@ -371,15 +406,21 @@ impl AfterHandshake {
 }
 
 /// Counts a connection in the listener, per-worker and server stats for as long
-/// as it lives.
+/// as it lives, and writes the listener's access log when it ends.
 struct ConnectionAccounting {
     config: Arc<ListenerConfig>,
     worker: usize,
     total: Arc<Gauge>,
+    log: Option<Box<PendingConnectionLog>>,
 }
 
 impl ConnectionAccounting {
-    fn open(config: Arc<ListenerConfig>, worker: usize, total: Arc<Gauge>) -> Self {
+    fn open(
+        config: Arc<ListenerConfig>,
+        worker: usize,
+        total: Arc<Gauge>,
+        log: Option<Box<PendingConnectionLog>>,
+    ) -> Self {
         config.stats.downstream_cx_total.inc();
         config.stats.downstream_cx_active.inc();
         if let Some(w) = config.worker_stats.get(worker) {
@@ -387,7 +428,7 @@ impl ConnectionAccounting {
             w.downstream_cx_active.inc();
         }
         total.inc();
-        ConnectionAccounting { config, worker, total }
+        ConnectionAccounting { config, worker, total, log }
     }
 }
 
@@ -399,6 +440,9 @@ impl Drop for ConnectionAccounting {
             w.downstream_cx_active.dec();
         }
         self.total.dec();
+        if let Some(log) = &self.log {
+            log.write(ConnectionLogCause::Closed, &self.config.access_logs);
+        }
     }
 }
 

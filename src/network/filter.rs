@@ -128,6 +128,19 @@ pub trait NetworkFilterBuilder {
         listener: ListenerScope<'_>,
     ) -> Result<Arc<dyn ListenerFilterFactory>, ConfigError>;
 
+    /// Builds the listener's own `access_log` entries (`path` points at the
+    /// list); by default a listener with one is refused.
+    fn build_access_logs(
+        &self,
+        logs: &[envoy_types::pb::envoy::config::accesslog::v3::AccessLog],
+        path: &FieldPath,
+    ) -> Result<Vec<Arc<dyn super::connection_log::ListenerAccessLog>>, ConfigError> {
+        match logs.is_empty() {
+            true => Ok(Vec::new()),
+            false => Err(path.error("a listener's access_log is not supported here")),
+        }
+    }
+
     /// What builds a chain's `transport_socket`; `None` refuses one.
     fn transport_sockets(&self) -> Option<&dyn TransportSocketBuilder> {
         None

@@ -67,6 +67,9 @@ pub struct ListenerConfig {
     /// `continue_on_listener_filters_timeout`: a socket whose filters time out
     /// goes on to the match with what they found instead of being closed.
     pub continue_on_listener_filters_timeout: bool,
+    /// `access_log`: the listener's own, one line per connection
+    /// (`connection_log`).
+    pub access_logs: super::connection_log::ListenerAccessLogs,
     /// The filter chains and the default one, chosen per connection.
     pub filter_chains: FilterChainMatcher,
     /// `<stat_prefix or address>` in `listener.<...>.`.
@@ -120,6 +123,7 @@ impl ListenerConfig {
             None => Some(Duration::from_secs(15)),
             Some(d) => Some(Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32)).filter(|d| !d.is_zero()),
         };
+        let access_logs = filters.build_access_logs(&l.access_log, &path.child("access_log"))?.into();
         let prefix = format!("listener.{stat_scope}.");
         Ok(Arc::new(ListenerConfig {
             name,
@@ -131,6 +135,7 @@ impl ListenerConfig {
             listener_filters,
             listener_filters_timeout,
             continue_on_listener_filters_timeout: l.continue_on_listener_filters_timeout,
+            access_logs,
             filter_chains,
             stats: ListenerStats::new(store, &prefix),
             worker_stats: (0..workers)

@@ -49,6 +49,9 @@ pub struct AcceptedSocket {
     /// The TLVs of the PROXY v2 header the PROXY filter read and kept
     /// (`pass_through_tlvs`).
     pub proxy_protocol_tlvs: Option<super::proxy_protocol::Tlvs>,
+    /// When the socket was accepted, kept only for a listener's own access
+    /// log (`connection_log`).
+    pub accepted: Option<(std::time::Instant, std::time::SystemTime)>,
 }
 
 /// Why a listener filter gave up on a socket; the socket is closed.

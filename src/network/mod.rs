@@ -6,6 +6,7 @@ pub mod active_listener;
 pub mod address;
 pub mod client_hello;
 pub mod connection;
+pub mod connection_log;
 pub mod drain;
 pub mod filter;
 pub mod filter_chain_match;
@@ -21,6 +22,7 @@ mod tls_session_id;
 pub mod transport;
 
 pub use connection::{ConnectionInfo, DownstreamConnection};
+pub use connection_log::{ConnectionLogCause, ConnectionLogEvent, ListenerAccessLog, ListenerAccessLogs};
 pub use drain::{DrainPhase, DrainWatch};
 pub use filter::{
     FilterChain, ListenerScope, NetworkFilter, NetworkFilterBuilder, NetworkFilterFactory, ReadFilter,

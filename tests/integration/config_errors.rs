@@ -532,3 +532,15 @@ fn grpc_authority_and_metadata_are_refused_where_not_sent() {
     let (ok, out) = validate(&ads("{ envoy_grpc: { cluster_name: c }, initial_metadata: [{ key: k, value: v }] }"));
     assert!(!ok && out.contains("initial_metadata"), "{out}");
 }
+
+/// A listener's own access log knows the connection, not what its filters
+/// did: Envoy's default format (bytes, upstream host, protocol) is refused,
+/// naming the first such operator.
+#[test]
+fn listener_access_log_refuses_what_only_filters_know() {
+    rejects(
+        "    filter_chains:",
+        "    access_log:\n    - name: envoy.access_loggers.stdout\n      typed_config:\n        \"@type\": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog\n    filter_chains:",
+        "static_resources.listeners[0].access_log[0].typed_config: %PROTOCOL% is not supported in a listener's access_log",
+    );
+}

@@ -316,7 +316,10 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (
         "envoy.config.core.v3.GrpcService",
         "timeout",
-        &[test(TRACING_IT, "an_opentelemetry_export_is_abandoned_at_the_grpc_timeout")],
+        &[
+            test(TRACING_IT, "an_opentelemetry_export_is_abandoned_at_the_grpc_timeout"),
+            test("tests/integration/xds_connection.rs", "the_grpc_timeout_does_not_end_an_ads_stream_as_in_envoy"),
+        ],
     ),
     ("envoy.config.core.v3.GrpcService", "initial_metadata", &[test(OTEL_SINK_IT, OTEL_SINK)]),
     (
@@ -559,6 +562,11 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         LISTENER,
         "bypass_overload_manager",
         &[compat("overload_stop_accepting_requests"), compat("overload_reject_incoming_connections")],
+    ),
+    (
+        LISTENER,
+        "access_log",
+        &[compat("listener_access_log"), test(CONFIG_ERRORS_IT, "listener_access_log_refuses_what_only_filters_know")],
     ),
     (
         "envoy.config.listener.v3.FilterChain",

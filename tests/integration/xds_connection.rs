@@ -157,3 +157,42 @@ fn a_silent_management_server_is_noticed_by_keepalive_and_reconnected_as_envoy()
     let out = same_as_envoy(keepalive_session);
     assert_eq!(out[1], "streams 2", "{out:#?}");
 }
+
+/// `grpc_services[0].timeout` on the ADS stream: Envoy 1.40 applies no timeout
+/// to a streaming xDS call (checked against a management server that never
+/// answers, with and without response headers: no reset, no new stream, no
+/// `upstream_rq_timeout`), so the stream outlives it and updates keep flowing
+/// on it. The test waits past the timeout on purpose: what it shows is that
+/// nothing happens then.
+fn grpc_timeout_session(start: fn(&str) -> Started) -> Vec<String> {
+    let a = http_upstream("a");
+    let xds = XdsServer::start();
+    xds.push(CLUSTER_TYPE, "c1", clusters(&[static_cluster("a", &[a.port()])]));
+    xds.push(LISTENER_TYPE, "l1", vec![web_listener("web", "", "a")]);
+    let plain = "grpc_services: [{ envoy_grpc: { cluster_name: xds } }]";
+    let yaml = ads_bootstrap(&xds, "", "");
+    assert!(yaml.contains(plain), "ads_bootstrap changed its grpc_services");
+    let yaml = yaml.replace(plain, "grpc_services: [{ envoy_grpc: { cluster_name: xds }, timeout: 0.2s }]");
+    let (admin, guard) = start(&yaml);
+    xds.wait_request(0, |r| is_ack(r, LISTENER_TYPE, "l1"));
+    // The management server says nothing for well past the timeout.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let seen = xds.requests().len();
+    xds.push(CLUSTER_TYPE, "c2", clusters(&[static_cluster("a", &[a.port()]), static_cluster("b", &[a.port()])]));
+    xds.wait_request(seen, |r| is_ack(r, CLUSTER_TYPE, "c2"));
+    let mut out = vec![format!("streams {}", xds.streams())];
+    out.push(format!("connected {}", admin_stat(admin, "control_plane.connected_state")));
+    out.extend(xds_stats(
+        admin,
+        &["upstream_rq_total", "upstream_rq_active", "upstream_rq_timeout", "upstream_cx_total"],
+    ));
+    drop(guard);
+    out
+}
+
+#[test]
+fn the_grpc_timeout_does_not_end_an_ads_stream_as_in_envoy() {
+    let out = same_as_envoy(grpc_timeout_session);
+    assert_eq!(out[0], "streams 1", "{out:#?}");
+    assert!(out.contains(&"cluster.xds.upstream_rq_timeout: 0".to_string()), "{out:#?}");
+}

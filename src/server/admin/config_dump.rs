@@ -3,7 +3,8 @@
 //! with `include_eds` every cluster's endpoints (`endpoints_dump`), the
 //! listeners, the route configs from RDS, then the static and SDS secrets — printed with proto field names
 //! and Envoy's one-space indentation, sensitive fields (private keys) redacted
-//! as Envoy redacts them (`config::redact`).
+//! as Envoy redacts them (`config::redact`). Its `resource`, `mask` and
+//! `name_regex` query parameters filter it (`config_dump_query`).
 //!
 //! The server keeps the bootstrap protobuf-encoded, not the schema it needs to be
 //! printed: each dump decodes the schema, renders, and frees it again.
@@ -13,6 +14,7 @@ use prost_reflect::{DynamicMessage, ReflectMessage, SerializeOptions, Value};
 use serde::Serialize;
 use serde_json::{json, Value as Json};
 
+use super::config_dump_query::{DumpError, DumpQuery};
 use crate::config::path_source::{CLUSTER_TYPE, LISTENER_TYPE};
 use crate::config::{self, bootstrap::BOOTSTRAP_TYPE, descriptor};
 use crate::extensions::filters::network::http_connection_manager::rds::ROUTE_TYPE;
@@ -20,20 +22,26 @@ use crate::extensions::transport_sockets::tls::SECRET_TYPE;
 use crate::server::xds::AppliedState;
 use crate::server::Server;
 
-pub(super) fn render(server: &Server, include_eds: bool) -> String {
-    let dump = dump(server, include_eds);
+/// The dump, filtered by `query` (`config_dump_query`).
+pub(super) fn render(server: &Server, include_eds: bool, query: &DumpQuery) -> Result<String, DumpError> {
+    let configs = configs(server, include_eds);
+    let dump = match query.is_empty() {
+        true => Ok(json!({ "configs": configs })),
+        false => query.apply(configs),
+    };
     config::release_schema();
     crate::server::memory::release_free_memory();
-    dump
+    dump.map(|d| pretty(&d))
 }
 
-fn dump(server: &Server, include_eds: bool) -> String {
+/// The dump's `configs`, in Envoy's order.
+fn configs(server: &Server, include_eds: bool) -> Vec<Json> {
     let decoded = descriptor::message(BOOTSTRAP_TYPE)
         .ok_or_else(|| format!("{BOOTSTRAP_TYPE} missing from the schema"))
         .and_then(|desc| DynamicMessage::decode(desc, server.bootstrap_dump.as_slice()).map_err(|e| e.to_string()));
     let mut bootstrap_dump = match decoded {
         Ok(b) => b,
-        Err(e) => return pretty(&json!({ "error": format!("cannot decode the bootstrap: {e}") })),
+        Err(e) => return vec![json!({ "error": format!("cannot decode the bootstrap: {e}") })],
     };
     config::redact::redact(&mut bootstrap_dump);
     let bootstrap = to_json(&bootstrap_dump);
@@ -41,7 +49,7 @@ fn dump(server: &Server, include_eds: bool) -> String {
     let statics = |field: &str, key: &str| -> Vec<Json> {
         static_resources(&bootstrap_dump, field)
             .into_iter()
-            .map(|m| json!({ key: to_json(&m), "last_updated": updated }))
+            .map(|m| json!({ key: to_typed_json(&m), "last_updated": updated }))
             .collect()
     };
     let mut clusters = json!({
@@ -83,8 +91,7 @@ fn dump(server: &Server, include_eds: bool) -> String {
     configs.push(listeners);
     configs.extend(routes(server));
     configs.push(secrets(server, &bootstrap_dump));
-    let dump = json!({ "configs": configs });
-    pretty(&dump)
+    configs
 }
 
 /// Envoy's `RoutesConfigDump` (after the listeners) when RDS has loaded a
@@ -227,6 +234,15 @@ fn to_json(msg: &DynamicMessage) -> Json {
     let opts = SerializeOptions::new().use_proto_field_name(true);
     msg.serialize_with_options(serde_json::value::Serializer, &opts)
         .unwrap_or_else(|e| json!({ "error": format!("cannot serialize {}: {e}", msg.descriptor().full_name()) }))
+}
+
+/// A message in an `Any` as proto3-JSON prints it: its `@type` with its fields.
+fn to_typed_json(msg: &DynamicMessage) -> Json {
+    let mut json = to_json(msg);
+    if let Json::Object(fields) = &mut json {
+        fields.insert("@type".into(), json!(format!("type.googleapis.com/{}", msg.descriptor().full_name())));
+    }
+    json
 }
 
 /// JSON with Envoy's admin layout: one space of indentation per level.

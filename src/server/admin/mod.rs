@@ -6,6 +6,7 @@
 pub(crate) mod certs;
 mod clusters;
 mod config_dump;
+mod config_dump_query;
 mod endpoints_dump;
 mod listeners;
 mod logging;
@@ -26,7 +27,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 
 use super::instance::{Server, ServerState};
 use crate::access_log::AccessLogger;
-use crate::common::percent::decode_query_value;
+use crate::common::percent::decode_percent;
 use crate::formatter::FormatContext;
 use crate::http::headers;
 use crate::stats::render::{self, HistogramBuckets, StatTypes, StatsFilter};
@@ -199,6 +200,16 @@ fn protocol_name(v: http::Version) -> &'static str {
     }
 }
 
+/// `/config_dump`, with Envoy's query parameters; its errors are plain text.
+fn config_dump(server: &Server, q: &Query) -> Reply {
+    let dump = config_dump_query::DumpQuery::parse(q.get("resource"), q.get("mask"), q.get("name_regex"))
+        .and_then(|query| config_dump::render(server, q.has("include_eds"), &query));
+    match dump {
+        Ok(body) => Reply::ok(JSON, body),
+        Err((status, body)) => Reply { status, content_type: "text/plain", body },
+    }
+}
+
 fn route(server: &Server, method: &Method, path: &str, q: &Query, body: &[u8]) -> Reply {
     if path == TEST_BLOCK_WORKER && std::env::var("COURIER_TEST_HOOKS").as_deref() == Ok("1") {
         return block_worker(server, q);
@@ -231,7 +242,7 @@ fn route(server: &Server, method: &Method, path: &str, q: &Query, body: &[u8]) -
         "/certs" => certs::render(server),
         "/clusters" => clusters::render(server, q.get("format") == Some("json")),
         "/listeners" => listeners::render(server, q.get("format") == Some("json")),
-        "/config_dump" => Reply::ok(JSON, config_dump::render(server, q.has("include_eds"))),
+        "/config_dump" => config_dump(server, q),
         "/quitquitquit" => {
             server.request_shutdown();
             Reply::ok(TEXT, "OK\n".into())
@@ -394,7 +405,7 @@ impl Query {
                 .filter(|p| !p.is_empty())
                 .map(|p| {
                     let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                    (decode_query_value(k), decode_query_value(v))
+                    (decode_percent(k), decode_percent(v))
                 })
                 .collect(),
         )
@@ -419,7 +430,8 @@ mod tests {
         assert_eq!(q.get("filter"), Some("cluster\\.a"));
         assert!(q.has("usedonly"));
         assert_eq!(q.get("format"), Some("json"));
-        assert_eq!(decode_query_value("a%2"), "a%2");
-        assert_eq!(decode_query_value("%41+b"), "A b");
+        assert_eq!(decode_percent("a%2"), "a%2");
+        // As Envoy's admin: `+` is not a space (a regex quantifier in `filter`).
+        assert_eq!(decode_percent("%41+b"), "A+b");
     }
 }

@@ -787,9 +787,10 @@ impl Stream {
             self.info.response_flags.set(flag);
         }
         self.info.response_code_details = reply.details;
-        if let Some(local_reply) = &self.cfg.local_reply {
-            local_reply.rewrite(&mut reply, request, &mut self.info);
-        }
+        let formatted_type = match &self.cfg.local_reply {
+            Some(local_reply) => local_reply.rewrite(&mut reply, request, &mut self.info),
+            None => None,
+        };
         let (mut parts, ()) = Response::new(()).into_parts();
         parts.headers = reply.headers;
         // A gRPC client reads an error from the headers: Envoy answers its
@@ -800,9 +801,20 @@ impl Stream {
             return (parts, Bytes::new(), close_after);
         }
         parts.status = reply.status;
-        // A reply that names its type keeps it (Envoy lets the sender's headers
-        // replace its text/plain: an authorization service's denial, say).
-        if !reply.body.is_empty() && !parts.headers.contains_key(http::header::CONTENT_TYPE) {
+        // As Envoy's `sendLocalReply`: the route's and virtual host's headers
+        // first, then the body's type. A reply that names its type keeps it
+        // (the sender's headers, an authorization service's denial say, or
+        // the route's); added values join into one line, as on Envoy's inline
+        // `content-type`; an empty reply has none. A `local_reply_config` body
+        // format's type replaces them all.
+        self.apply_response_headers(&mut parts, route, request);
+        if let Some(formatted) = formatted_type.filter(|_| !reply.body.is_empty()) {
+            parts.headers.insert(http::header::CONTENT_TYPE, formatted);
+        } else if reply.body.is_empty() {
+            parts.headers.remove(http::header::CONTENT_TYPE);
+        } else if let Some(joined) = joined_values(&parts.headers, http::header::CONTENT_TYPE) {
+            parts.headers.insert(http::header::CONTENT_TYPE, joined);
+        } else if !parts.headers.contains_key(http::header::CONTENT_TYPE) {
             parts.headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         }
         // An empty reply declares no length: the HTTP/1 codec frames it with
@@ -810,7 +822,6 @@ impl Stream {
         if !reply.body.is_empty() && reply.status != StatusCode::NO_CONTENT && !reply.status.is_informational() {
             parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(reply.body.len()));
         }
-        self.apply_response_headers(&mut parts, route, request);
         (parts, reply.body, close_after)
     }
 
@@ -1089,4 +1100,18 @@ impl StreamCompletion for Completion {
         self.finish_span();
         self.write_access_logs(trailers);
     }
+}
+
+/// The values of `name` joined with `,` into one, when there are several.
+fn joined_values(headers: &http::HeaderMap, name: http::header::HeaderName) -> Option<HeaderValue> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    let mut joined = first.as_bytes().to_vec();
+    let mut several = false;
+    for v in values {
+        several = true;
+        joined.push(b',');
+        joined.extend_from_slice(v.as_bytes());
+    }
+    several.then(|| HeaderValue::from_bytes(&joined).ok()).flatten()
 }
