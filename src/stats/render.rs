@@ -143,7 +143,8 @@ fn text_readouts(stats: &Stats, f: &StatsFilter) -> Vec<(String, String)> {
     }
     stats
         .text_readouts()
-        .map(|(name, t)| (name.to_string(), t.value()))
+        .into_iter()
+        .map(|(name, t)| (name, t.value()))
         .filter(|(name, value)| f.keeps(name, !value.is_empty()))
         .collect()
 }

@@ -37,22 +37,24 @@ impl Counter {
 }
 
 /// Envoy's text readout: a string value (an xDS subscription's `version_text`),
-/// set off the data path.
+/// set off the data path. Boxed to its length, without a spare capacity:
+/// there is one per EDS cluster.
 #[derive(Debug, Default)]
 pub struct TextReadout {
-    value: Mutex<String>,
+    value: Mutex<Box<str>>,
 }
 
 impl TextReadout {
     pub fn set(&self, value: &str) {
         if let Ok(mut v) = self.value.lock() {
-            v.clear();
-            v.push_str(value);
+            if **v != *value {
+                *v = value.into();
+            }
         }
     }
 
     pub fn value(&self) -> String {
-        self.value.lock().map(|v| v.clone()).unwrap_or_default()
+        self.value.lock().map(|v| v.to_string()).unwrap_or_default()
     }
 }
 
@@ -154,6 +156,11 @@ impl Store {
         for (_, c) in self.lock().counters() {
             c.reset();
         }
+    }
+
+    /// Deletes the stats made under `prefix` (`Stats::remove_group`).
+    pub fn remove_group(&self, prefix: &str) {
+        self.lock().remove_group(prefix);
     }
 
     /// The current value of a gauge, if it exists.

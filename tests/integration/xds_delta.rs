@@ -205,6 +205,12 @@ fn session<G>(start: impl FnOnce(&str) -> (std::net::SocketAddr, G)) -> Vec<Stri
                 out.push(format!("listener {} version_info {}", l["name"], l["active_state"]["version_info"]));
             }
         }
+        // The route config's own version, not the response's (as the others).
+        if ty.ends_with("RoutesConfigDump") {
+            for r in config["dynamic_route_configs"].as_array().into_iter().flatten() {
+                out.push(format!("route {} version_info {}", r["route_config"]["name"], r["version_info"]));
+            }
+        }
     }
     drop(guard);
     out.extend(
@@ -240,6 +246,8 @@ fn delta_ads_requests_traffic_and_stats_match_envoys() {
         "reconnected other /: no listener",
     ];
     assert_eq!(courier[..expected.len()], expected, "{courier:#?}");
+    // The route config's own version, where the response's is r2.
+    assert!(courier.iter().any(|l| l == "route \"routes\" version_info \"res-r2\""), "{courier:#?}");
 }
 
 #[test]

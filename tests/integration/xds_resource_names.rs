@@ -5,7 +5,8 @@
 //! config named for a subscription but naming another in its body is
 //! refused by that subscription ("Unexpected EDS cluster (expecting app):
 //! other"), and NACKed; one named for nothing subscribed is ignored
-//! (ACKed). A cluster takes its body's name. Each session runs against
+//! (ACKed). A cluster takes its body's name, and a delta removal of the
+//! response's name removes no cluster of another. Each session runs against
 //! Courier and the real Envoy 1.40 on both protocols and must end the same.
 
 use envoy_types::pb::google::protobuf::Any;
@@ -81,6 +82,14 @@ fn session(delta: bool, start: fn(&str) -> Started) -> Vec<String> {
     out.push(format!("cds cx/cy: {}", answer(CLUSTER_TYPE, n, "")));
     let clusters = http_request(admin, "GET", "/clusters").1;
     out.push(format!("cy: {}, cx: {}", clusters.contains("cy::"), clusters.contains("cx::")));
+    // Without cx: a delta response removes the name cx, which names no
+    // cluster (cy stays, as Envoy's removes by the response's name); a state
+    // of the world no longer holds cy.
+    let n = seen();
+    xds.push_named(CLUSTER_TYPE, "c3", cds(&c1));
+    out.push(format!("cds without cx: {}", answer(CLUSTER_TYPE, n, "")));
+    let clusters = http_request(admin, "GET", "/clusters").1;
+    out.push(format!("then cy: {}", clusters.contains("cy::")));
     for stat in [
         "cluster.app.update_success",
         "cluster.app.update_rejected",
@@ -97,10 +106,12 @@ fn session(delta: bool, start: fn(&str) -> Started) -> Vec<String> {
 fn a_delta_resource_named_otherwise_than_its_body_is_taken_as_envoy() {
     let out = same_as_envoy(|start| session(true, start));
     assert_eq!(out[0], "eds app/other: NACK 13 true", "{out:#?}");
+    assert_eq!(out[7], "then cy: true", "{out:#?}");
 }
 
 #[test]
 fn a_wrapped_sotw_resource_named_otherwise_than_its_body_is_taken_as_envoy() {
     let out = same_as_envoy(|start| session(false, start));
     assert_eq!(out[3], "rds routes/other: NACK 13 true", "{out:#?}");
+    assert_eq!(out[7], "then cy: false", "{out:#?}");
 }

@@ -2,17 +2,19 @@
 //! the protocol layer a `GrpcMux` speaks on a `Delta*` stream, in front of the
 //! same watches as state of the world.
 //!
-//! Per type, what the accepted responses left is kept by name, with each
-//! resource's own version: a delta response (resources added or changed,
-//! `removed_resources`) is turned into the state-of-the-world response a watch
-//! takes. A wildcard watch (CDS, LDS) is handed every resource the type now
-//! has (the response's first, in its order, so a refused one's
-//! `resources[i]` is its place in the response), so a removed cluster or
-//! listener goes as when a state of the world leaves it out; a watch that
-//! names its resources (EDS, RDS) is handed the response's resources only,
-//! as Envoy calls only the watches a response names, and then the names it
-//! removed (`Watch::on_removed`: EDS takes an empty update, RDS ignores it,
-//! as Envoy's). Only an accepted
+//! Per type, what the accepted responses left is kept by name: each
+//! resource's own version, and nothing of its body (the watches keep what
+//! they applied; with 10,000 clusters their bodies here were ~3–6 MiB). A
+//! delta response (resources added or changed, `removed_resources`) is
+//! handed to its watch as a state-of-the-world response of its own
+//! resources, with the names it removed beside it (`Watch::on_response`): a
+//! wildcard watch (CDS, LDS) adds the response's resources to what it runs
+//! and removes the names removed, as Envoy's (by the response's names, a
+//! resource being added by its body's), so a refused one's `resources[i]` is
+//! its place in the response; a watch that names its resources (EDS, RDS) is
+//! handed the response's resources only, as Envoy calls only the watches a
+//! response names, and then the names it removed (`Watch::on_removed`: EDS
+//! takes an empty update, RDS ignores it, as Envoy's). Only an accepted
 //! response changes what is kept. Requests subscribe and unsubscribe names
 //! against what the stream was last told; a new stream's first request of a
 //! type lists what is kept in `initial_resource_versions`, so the server
@@ -24,23 +26,16 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryResponse,
 };
-use envoy_types::pb::google::protobuf::Any;
 
-/// One type's resources as accepted: each name's version and resource. Only
-/// a wildcard type's resources are read again (its state is handed whole);
-/// a named type's (EDS's thousands of assignments) are kept empty, for the
-/// version alone.
-type Resources = BTreeMap<String, (String, Any)>;
+/// One type's resources as accepted: each name's version.
+type Versions = BTreeMap<String, String>;
 
-/// A delta response turned into a state of the world, and what it leaves
-/// once accepted (`DeltaState::commit`).
+/// A delta response as a state-of-the-world one of its own resources, and
+/// what it leaves once accepted (`DeltaState::commit`).
 pub struct Prepared {
     pub response: DiscoveryResponse,
     type_url: String,
-    /// The resources the response added or changed, by name: what `commit`
-    /// keeps (the kept map is changed in place, not copied per response).
-    added: Vec<(String, (String, Any))>,
-    /// The response's resources: name and version.
+    /// The response's resources: name and version (what `commit` keeps).
     pub versions: Vec<(String, String)>,
     /// The names the response removed (or sent without a body).
     pub removed: Vec<String>,
@@ -49,7 +44,7 @@ pub struct Prepared {
 #[derive(Default)]
 pub struct DeltaState {
     /// What each type's accepted responses left, kept across streams.
-    accepted: HashMap<String, Resources>,
+    accepted: HashMap<String, Versions>,
     /// The names each type subscribed on the current stream.
     subscribed: HashMap<String, Vec<String>>,
 }
@@ -80,7 +75,7 @@ impl DeltaState {
             return None;
         }
         let initial_resource_versions =
-            accepted.iter().map(|(name, (version, _))| (name.clone(), version.clone())).collect();
+            accepted.iter().map(|(name, version)| (name.clone(), version.clone())).collect();
         self.subscribed.insert(type_url.to_string(), names.clone());
         Some(DeltaDiscoveryRequest {
             type_url: type_url.to_string(),
@@ -115,12 +110,11 @@ impl DeltaState {
         })
     }
 
-    /// The state-of-the-world response a watch takes for `delta` (`wildcard`:
-    /// every resource the type would have; else the response's own).
-    pub fn prepare(&self, delta: DeltaDiscoveryResponse, wildcard: bool) -> Prepared {
+    /// The state-of-the-world response of `delta`'s own resources, which a
+    /// watch takes with the names removed beside it.
+    pub fn prepare(&self, delta: DeltaDiscoveryResponse) -> Prepared {
         let mut resources = Vec::with_capacity(delta.resources.len());
         let mut versions = Vec::with_capacity(delta.resources.len());
-        let mut added = Vec::with_capacity(delta.resources.len());
         let mut removed = delta.removed_resources;
         for r in delta.resources {
             // A resource without a body is one the server says does not exist.
@@ -128,19 +122,8 @@ impl DeltaState {
                 removed.push(r.name);
                 continue;
             };
-            versions.push((r.name.clone(), r.version.clone()));
-            let kept = if wildcard { any.clone() } else { Any::default() };
+            versions.push((r.name, r.version));
             resources.push(any);
-            added.push((r.name, (r.version, kept)));
-        }
-        if wildcard {
-            // What is kept and the response neither changed nor removed.
-            let touched: HashSet<&str> =
-                added.iter().map(|(name, _)| name.as_str()).chain(removed.iter().map(String::as_str)).collect();
-            if let Some(kept) = self.accepted.get(&delta.type_url) {
-                let unchanged = kept.iter().filter(|(name, _)| !touched.contains(name.as_str()));
-                resources.extend(unchanged.map(|(_, (_, any))| any.clone()));
-            }
         }
         let response = DiscoveryResponse {
             version_info: delta.system_version_info,
@@ -149,14 +132,14 @@ impl DeltaState {
             nonce: delta.nonce,
             ..Default::default()
         };
-        Prepared { response, type_url: delta.type_url, added, versions, removed }
+        Prepared { response, type_url: delta.type_url, versions, removed }
     }
 
     /// Keeps what an accepted response left.
     pub fn commit(&mut self, prepared: Prepared) {
         let kept = self.accepted.entry(prepared.type_url).or_default();
         // In the response's order: a name both sent and removed is gone, as before.
-        kept.extend(prepared.added);
+        kept.extend(prepared.versions);
         for name in &prepared.removed {
             kept.remove(name);
         }
@@ -167,6 +150,7 @@ impl DeltaState {
 mod tests {
     use super::*;
     use envoy_types::pb::envoy::service::discovery::v3::Resource;
+    use envoy_types::pb::google::protobuf::Any;
 
     fn resource(name: &str, version: &str) -> Resource {
         let any = Any { type_url: "t".into(), value: name.as_bytes().to_vec() };
@@ -174,32 +158,36 @@ mod tests {
     }
 
     #[test]
-    fn a_wildcard_watch_gets_the_whole_state_the_response_first() {
+    fn a_watch_gets_the_responses_resources_and_removals() {
         let mut state = DeltaState::default();
         let first = DeltaDiscoveryResponse {
             type_url: "t".into(),
             resources: vec![resource("a", "1"), resource("b", "1")],
             ..Default::default()
         };
-        let prepared = state.prepare(first, true);
+        let prepared = state.prepare(first);
         assert_eq!(prepared.response.resources.len(), 2);
         state.commit(prepared);
+        let gone = Resource { name: "d".into(), ..Default::default() };
         let second = DeltaDiscoveryResponse {
             type_url: "t".into(),
             system_version_info: "2".into(),
-            resources: vec![resource("c", "2")],
+            resources: vec![resource("c", "2"), gone],
             removed_resources: vec!["a".into()],
             ..Default::default()
         };
-        let prepared = state.prepare(second.clone(), true);
+        let prepared = state.prepare(second);
         let names: Vec<&[u8]> = prepared.response.resources.iter().map(|a| a.value.as_slice()).collect();
-        assert_eq!(names, [&b"c"[..], b"b"]);
+        assert_eq!(names, [&b"c"[..]]);
+        assert_eq!(prepared.removed, ["a", "d"], "a resource without a body is removed");
         assert_eq!(prepared.response.version_info, "2");
-        // A named watch gets the response's resources only.
-        assert_eq!(state.prepare(second, false).response.resources.len(), 1);
         // Not committed: a new stream still offers a and b.
         let request = state.first_request("t", Vec::new(), true).expect("a wildcard asks");
         assert_eq!(request.initial_resource_versions.len(), 2);
+        state.commit(prepared);
+        let request = state.first_request("t", Vec::new(), true).expect("a wildcard asks");
+        let kept: BTreeMap<String, String> = request.initial_resource_versions.into_iter().collect();
+        assert_eq!(kept, BTreeMap::from([("b".into(), "1".into()), ("c".into(), "2".into())]));
     }
 
     #[test]

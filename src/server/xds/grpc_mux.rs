@@ -402,16 +402,16 @@ impl GrpcMux {
                 if !wrapped.is_empty() {
                     watch.resource_versions_received(&wrapped);
                 }
-                match watch.on_response(&response).await {
+                match watch.on_response(&response, None).await {
                     Ok(()) => self.request(watch, response.version_info, response.nonce, None, first),
                     Err(e) => self.request(watch, watch.version_info(), response.nonce, Some(nack(e)), first),
                 }
             }),
             Received::Delta(response) => {
                 let response_nonce = response.nonce.clone();
-                let prepared = self.delta.borrow().prepare(response, watch.wildcard());
+                let prepared = self.delta.borrow().prepare(response);
                 watch.resource_versions_received(&prepared.versions);
-                let error_detail = match watch.on_response(&prepared.response).await {
+                let error_detail = match watch.on_response(&prepared.response, Some(&prepared.removed)).await {
                     Ok(()) => {
                         watch.on_removed(&prepared.removed, &prepared.response.version_info).await;
                         watch.set_resource_versions(&prepared.versions);

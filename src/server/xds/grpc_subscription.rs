@@ -11,12 +11,13 @@
 //! stream that failed; `update_duration` for an accepted update.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
 
 use super::{ResourceApi, SubscriptionStats};
-use crate::config::path_source::{decode_pushed, CheckedResources};
+use crate::config::path_source::{decode_pushed, CheckedResources, DiscoveryFile, Resource};
 use crate::config::ConfigError;
 use crate::stats::Store;
 
@@ -31,12 +32,18 @@ pub trait Watch {
     fn resource_names(&self) -> Vec<String>;
     /// The last accepted `version_info`, sent on each request.
     fn version_info(&self) -> String;
-    /// Checks and applies a response of this type, counting it.
-    fn on_response<'a>(&'a self, response: &'a DiscoveryResponse) -> LocalBoxFuture<'a, Result<(), ConfigError>>;
+    /// Checks and applies a response of this type, counting it. On a delta
+    /// stream `removed` holds the names the response removed, and the
+    /// response only what it added or changed (see `delta`).
+    fn on_response<'a>(
+        &'a self,
+        response: &'a DiscoveryResponse,
+        removed: Option<&'a [String]>,
+    ) -> LocalBoxFuture<'a, Result<(), ConfigError>>;
     /// The stream failed (or could not be opened).
     fn on_stream_failure(&self);
     /// Whether it takes every resource of its type (CDS, LDS) rather than
-    /// naming them: on a delta stream it is handed the whole state.
+    /// naming them (a delta stream's first request says so).
     fn wildcard(&self) -> bool {
         false
     }
@@ -76,7 +83,8 @@ pub struct GrpcSubscription<R> {
     /// Responses wait until the server is ready for them (`open`).
     open: Cell<bool>,
     opened: tokio::sync::Notify,
-    /// The last accepted response's resources, not checked again when repeated.
+    /// The last accepted response's resources, not checked again when
+    /// repeated (a state of the world's; a delta response repeats nothing).
     checked: RefCell<CheckedResources>,
 }
 
@@ -126,6 +134,27 @@ impl<R: ResourceApi> GrpcSubscription<R> {
         }
     }
 
+    /// A delta response's resources (`file`) with what runs that the response
+    /// neither changed nor removed, by name: the state of the world `apply`
+    /// takes. As Envoy's, the names removed are the response's and a resource
+    /// is added by its body's name.
+    fn with_unchanged(&self, mut file: DiscoveryFile, removed: &[String]) -> DiscoveryFile {
+        let mut unchanged: Vec<Resource> = {
+            let touched: HashSet<&str> =
+                file.resources.iter().map(|r| r.name.as_str()).chain(removed.iter().map(String::as_str)).collect();
+            let state = self.api.state().borrow();
+            state
+                .resources
+                .iter()
+                .filter(|(name, _)| !touched.contains(name.as_str()))
+                .map(|(name, applied)| Resource { name: name.clone(), encoded: applied.encoded.clone() })
+                .collect()
+        };
+        unchanged.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        file.resources.extend(unchanged);
+        file
+    }
+
     fn done_initializing(&self) {
         if !self.initialized.replace(true) {
             self.first_response.notify_waiters();
@@ -146,7 +175,11 @@ impl<R: ResourceApi> Watch for GrpcSubscription<R> {
         self.api.state().borrow().version_info.clone()
     }
 
-    fn on_response<'a>(&'a self, response: &'a DiscoveryResponse) -> LocalBoxFuture<'a, Result<(), ConfigError>> {
+    fn on_response<'a>(
+        &'a self,
+        response: &'a DiscoveryResponse,
+        removed: Option<&'a [String]>,
+    ) -> LocalBoxFuture<'a, Result<(), ConfigError>> {
         Box::pin(async move {
             if !self.open.get() {
                 self.opened.notified().await;
@@ -157,7 +190,13 @@ impl<R: ResourceApi> Watch for GrpcSubscription<R> {
             let pushed: Vec<(&str, &[u8])> =
                 response.resources.iter().map(|a| (a.type_url.as_str(), a.value.as_slice())).collect();
             let inventory = &crate::extensions::supported::INVENTORY;
-            let decoded = decode_pushed(&response.version_info, &pushed, R::TYPE, inventory, &self.checked.borrow());
+            let decoded = match removed {
+                Some(removed) => {
+                    decode_pushed(&response.version_info, &pushed, R::TYPE, inventory, &Default::default())
+                        .map(|file| self.with_unchanged(file, removed))
+                }
+                None => decode_pushed(&response.version_info, &pushed, R::TYPE, inventory, &self.checked.borrow()),
+            };
             let outcome = match decoded {
                 Ok(file) => self.api.apply(&file).await.map(|()| file),
                 Err(e) => Err(e),
@@ -167,7 +206,9 @@ impl<R: ResourceApi> Watch for GrpcSubscription<R> {
             // (`config::descriptor`).
             let outcome = match outcome {
                 Ok(file) => {
-                    self.checked.borrow_mut().remember(&pushed, &file);
+                    if removed.is_none() {
+                        self.checked.borrow_mut().remember(&pushed, &file);
+                    }
                     s.accepted(&file.version_info);
                     s.update_duration.record(started.elapsed().as_millis() as u64);
                     self.api.state().borrow_mut().version_info = file.version_info;

@@ -68,23 +68,6 @@ define_stats! {
 }
 
 impl SubscriptionStats {
-    /// Back to zero, as the stats of a subscription that ended: Envoy deletes
-    /// them, and a later subscription of the same name starts from nothing
-    /// (Courier's store keeps a stat once made, so it reads 0 meanwhile).
-    pub fn reset(&self) {
-        for c in [
-            &self.update_attempt,
-            &self.update_success,
-            &self.update_failure,
-            &self.update_rejected,
-            &self.init_fetch_timeout,
-        ] {
-            c.reset();
-        }
-        self.update_time.set(0);
-        self.version.set(0);
-    }
-
     /// Counts an accepted update of `version_info`.
     pub fn accepted(&self, version_info: &str) {
         self.update_success.inc();
@@ -138,12 +121,88 @@ pub struct AppliedResource {
 }
 
 /// What one subscription has applied: the last accepted `version_info` and
-/// the running resources by name (a hash map: an EDS cluster's state holds
-/// one, where a B-tree's first node took ~1 KiB; `/config_dump` sorts them).
+/// the running resources by name (`/config_dump` sorts them).
 #[derive(Debug, Default)]
 pub struct AppliedState {
     pub version_info: String,
-    pub resources: HashMap<String, AppliedResource>,
+    pub resources: AppliedResources,
+}
+
+/// The running resources of a subscription by name: a few (an EDS cluster's
+/// one assignment, a route config) in a vector sized to fit, more (CDS's,
+/// LDS's) in a hash map. With 10,000 EDS clusters, a hash map of one each
+/// took ~380 bytes a cluster (its four buckets), a B-tree's first node ~1 KiB.
+#[derive(Debug, Default, Clone)]
+pub struct AppliedResources {
+    few: Vec<(String, AppliedResource)>,
+    /// Once more than `FEW` were held: all of them.
+    many: HashMap<String, AppliedResource>,
+}
+
+/// How many resources `AppliedResources` keeps in its vector.
+const FEW: usize = 8;
+
+impl AppliedResources {
+    pub fn get(&self, name: &str) -> Option<&AppliedResource> {
+        match self.few.iter().find(|(n, _)| n == name) {
+            Some((_, r)) => Some(r),
+            None => self.many.get(name),
+        }
+    }
+
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut AppliedResource> {
+        match self.few.iter_mut().find(|(n, _)| n == name) {
+            Some((_, r)) => Some(r),
+            None => self.many.get_mut(name),
+        }
+    }
+
+    pub fn insert(&mut self, name: String, resource: AppliedResource) {
+        if let Some(r) = self.get_mut(&name) {
+            *r = resource;
+        } else if !self.many.is_empty() {
+            self.many.insert(name, resource);
+        } else if self.few.len() < FEW {
+            // Exactly one more: a vector's first growth would make room for four.
+            self.few.reserve_exact(1);
+            self.few.push((name, resource));
+        } else {
+            self.many.extend(std::mem::take(&mut self.few));
+            self.many.insert(name, resource);
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<AppliedResource> {
+        match self.few.iter().position(|(n, _)| n == name) {
+            Some(i) => Some(self.few.swap_remove(i).1),
+            None => self.many.remove(name),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.few.len() + self.many.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every resource with its name, in no order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &AppliedResource)> {
+        self.few.iter().map(|(n, r)| (n, r)).chain(self.many.iter())
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.iter().map(|(n, _)| n)
+    }
+}
+
+impl Extend<(String, AppliedResource)> for AppliedResources {
+    fn extend<I: IntoIterator<Item = (String, AppliedResource)>>(&mut self, iter: I) {
+        for (name, resource) in iter {
+            self.insert(name, resource);
+        }
+    }
 }
 
 /// The resources of a subscription: what each API applies. (Its futures run
@@ -287,4 +346,30 @@ pub fn record(
 /// The field path of the `i`th resource of a file.
 pub fn resource_path(i: usize) -> FieldPath {
     FieldPath::starting_at(&format!("resources[{i}]"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn applied(version: &str) -> AppliedResource {
+        AppliedResource { encoded: Vec::new(), version_info: version.into(), last_updated: SystemTime::UNIX_EPOCH }
+    }
+
+    #[test]
+    fn applied_resources_hold_a_few_then_many_by_name() {
+        let mut r = AppliedResources::default();
+        r.insert("a".into(), applied("1"));
+        r.insert("a".into(), applied("2"));
+        assert_eq!((r.len(), r.few.capacity()), (1, 1), "one, in a vector of one");
+        for i in 0..FEW + 2 {
+            r.insert(format!("n{i}"), applied("1"));
+        }
+        assert_eq!((r.len(), r.few.len()), (FEW + 3, 0));
+        assert_eq!(r.get("a").map(|a| a.version_info.as_str()), Some("2"));
+        r.get_mut("n0").expect("n0").version_info = "3".into();
+        assert_eq!(r.remove("n0").map(|a| a.version_info), Some("3".into()));
+        assert!(r.get("n0").is_none() && r.remove("n0").is_none());
+        assert_eq!(r.keys().count(), FEW + 2);
+    }
 }

@@ -44,9 +44,10 @@ pub trait NamedEntry {
     fn init_target(&self) -> Option<Rc<InitTarget>> {
         None
     }
-    /// On a delta stream, the version of its resource in the response about
-    /// to be applied (`apply_one` follows).
-    fn resource_version(&self, _version: &str) {}
+    /// The version of its resource in the response about to be applied
+    /// (`apply_one` follows), when the response says it: a delta one's
+    /// (`delta`), or a state of the world's resource wrapped in a `Resource`.
+    fn resource_version(&self, _version: &str, _delta: bool) {}
     /// Applies an update holding its one resource (and ends its
     /// initialization, whatever the outcome); counts an accepted one.
     fn apply_one<'a>(&'a self, one: &'a DiscoveryFile) -> LocalBoxFuture<'a, Result<(), ConfigError>>;
@@ -61,15 +62,17 @@ pub trait NamedEntry {
     }
 }
 
-/// An entry's update applied by its `api` (RDS's, RTDS's): the entry is
+/// An entry's update `one` applied by its `api` (RDS's, RTDS's) as
+/// `applied_as` (`one`, or its resource with its own version): the entry is
 /// initialized whatever the outcome, and an accepted update counted, its
 /// version kept for `/config_dump`.
 pub async fn apply_one_with<E: NamedEntry, R: ResourceApi>(
     entry: &E,
     api: &R,
     one: &DiscoveryFile,
+    applied_as: &DiscoveryFile,
 ) -> Result<(), ConfigError> {
-    let applied = api.apply(one).await;
+    let applied = api.apply(applied_as).await;
     entry.initialize();
     if applied.is_ok() {
         entry.stats().accepted(&one.version_info);
@@ -111,7 +114,9 @@ pub struct NamedWatch<E> {
     version_info: RefCell<String>,
     /// The entries the last rejected response reached.
     rejected: RefCell<Vec<Rc<E>>>,
-    /// The last accepted response's resources, not checked again when repeated.
+    /// The last accepted response's resources, not checked again when
+    /// repeated (a state of the world's: a delta response repeats nothing,
+    /// and EDS's first one held every assignment).
     checked: RefCell<CheckedResources>,
     /// The name and version of each resource of the response being applied,
     /// in its order, when it says them (a delta response's `Resource`s, or a
@@ -176,8 +181,9 @@ impl<E: NamedEntry> NamedWatch<E> {
         }
     }
 
-    /// Hands each resource of `file` to the entries of its name.
-    async fn apply(&self, file: &DiscoveryFile) -> Result<(), ConfigError> {
+    /// Hands each resource of `file` (of a delta response: `delta`) to the
+    /// entries of its name.
+    async fn apply(&self, file: &DiscoveryFile, delta: bool) -> Result<(), ConfigError> {
         let entries = self.entries();
         // The entries by name, in their order: a response may hold thousands of
         // resources for as many entries (EDS's clusters).
@@ -197,7 +203,7 @@ impl<E: NamedEntry> NamedWatch<E> {
                 entry.stats().update_attempt.inc();
                 counted.push(entry.clone());
                 if let Some(version) = version {
-                    entry.resource_version(version);
+                    entry.resource_version(version, delta);
                 }
                 let one = DiscoveryFile { version_info: file.version_info.clone(), resources: vec![resource.clone()] };
                 let started = std::time::Instant::now();
@@ -250,19 +256,28 @@ impl<E: NamedEntry> Watch for NamedWatch<E> {
         more
     }
 
-    fn on_response<'a>(&'a self, response: &'a DiscoveryResponse) -> LocalBoxFuture<'a, Result<(), ConfigError>> {
+    /// On a delta stream the removed names come after (`on_removed`).
+    fn on_response<'a>(
+        &'a self,
+        response: &'a DiscoveryResponse,
+        removed: Option<&'a [String]>,
+    ) -> LocalBoxFuture<'a, Result<(), ConfigError>> {
+        let delta = removed.is_some();
         Box::pin(async move {
             self.rejected.borrow_mut().clear();
             let pushed: Vec<(&str, &[u8])> =
                 response.resources.iter().map(|a| (a.type_url.as_str(), a.value.as_slice())).collect();
             let inventory = &crate::extensions::supported::INVENTORY;
-            let decoded =
-                decode_pushed(&response.version_info, &pushed, self.type_name, inventory, &self.checked.borrow());
+            let decoded = if delta {
+                decode_pushed(&response.version_info, &pushed, self.type_name, inventory, &Default::default())
+            } else {
+                decode_pushed(&response.version_info, &pushed, self.type_name, inventory, &self.checked.borrow())
+            };
             // The schema stays decoded (see `GrpcSubscription::on_response`).
             let outcome = match decoded {
                 Ok(file) => {
-                    let applied = self.apply(&file).await;
-                    if applied.is_ok() {
+                    let applied = self.apply(&file, delta).await;
+                    if applied.is_ok() && !delta {
                         self.checked.borrow_mut().remember(&pushed, &file);
                     }
                     applied

@@ -62,14 +62,6 @@ impl RdsApi {
         &self.config
     }
 
-    /// Its `config_reload`, `update_empty` and `config_reload_time_ms` back
-    /// to zero (see `SubscriptionStats::reset`).
-    pub fn reset_stats(&self) {
-        self.stats.config_reload.reset();
-        self.stats.update_empty.reset();
-        self.stats.config_reload_time_ms.set(0);
-    }
-
     /// What `/config_dump` shows of it (one of the server's `rds_states`).
     pub fn shared_state(&self) -> &Rc<RefCell<AppliedState>> {
         &self.state

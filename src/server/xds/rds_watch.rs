@@ -32,6 +32,8 @@ pub struct Entry {
     initialized: InitTarget,
     /// No listener names it any more (`release`).
     released: Cell<bool>,
+    /// On a delta stream, the version of the route config about to be applied.
+    resource_version: RefCell<Option<String>>,
 }
 
 impl Entry {
@@ -69,8 +71,26 @@ impl NamedEntry for Entry {
         &self.stats
     }
 
+    /// On a delta stream only: Envoy's delta RDS takes the resource's own
+    /// version, a state of the world's the response's.
+    fn resource_version(&self, version: &str, delta: bool) {
+        if delta {
+            *self.resource_version.borrow_mut() = Some(version.to_string());
+        }
+    }
+
+    /// The route config is applied with its own version when it has one
+    /// (what `/config_dump` and the log show, as Envoy's); the subscription
+    /// counts the response's.
     fn apply_one<'a>(&'a self, one: &'a DiscoveryFile) -> LocalBoxFuture<'a, Result<(), ConfigError>> {
-        Box::pin(apply_one_with(self, &self.api, one))
+        Box::pin(async move {
+            let own = self
+                .resource_version
+                .borrow_mut()
+                .take()
+                .map(|version_info| DiscoveryFile { version_info, resources: one.resources.clone() });
+            apply_one_with(self, &self.api, one, own.as_ref().unwrap_or(one)).await
+        })
     }
 
     /// Envoy's RDS ignores a delta removal of its route config (logged), the
@@ -97,7 +117,13 @@ pub fn new_watch(mux: &Rc<GrpcMux>) -> RdsWatch {
 /// Subscribes a route config on `watch`: the stream asks for it.
 pub fn add(watch: &RdsWatch, api: RdsApi, store: &Store) -> Rc<Entry> {
     let stats = SubscriptionStats::new(store, api.stat_prefix());
-    let entry = Rc::new(Entry { api, stats, initialized: InitTarget::default(), released: Cell::new(false) });
+    let entry = Rc::new(Entry {
+        api,
+        stats,
+        initialized: InitTarget::default(),
+        released: Cell::new(false),
+        resource_version: RefCell::default(),
+    });
     watch.push(entry.clone());
     entry
 }
@@ -105,17 +131,21 @@ pub fn add(watch: &RdsWatch, api: RdsApi, store: &Store) -> Rc<Entry> {
 /// Ends the subscriptions of the `released` route configs (no listener
 /// names them any more): the stream asks without them (SotW's names shrink,
 /// delta unsubscribes them), `/config_dump` (`states`, the server's
-/// `rds_states`) no longer shows them and their stats go back to zero, as
-/// Envoy's once the listener that named them drained (checked against 1.40,
-/// both protocols; Envoy deletes the stats, a later subscription of the name
-/// starting them anew).
-pub fn release(watch: &RdsWatch, released: &[Arc<RdsRouteConfig>], states: &RefCell<Vec<Rc<RefCell<AppliedState>>>>) {
+/// `rds_states`) no longer shows them and their `http.<prefix>.rds.<name>.*`
+/// stats are deleted, as Envoy's once the listener that named them drained
+/// (checked against 1.40, both protocols): a later subscription of the name
+/// starts them anew.
+pub fn release(
+    watch: &RdsWatch,
+    released: &[Arc<RdsRouteConfig>],
+    states: &RefCell<Vec<Rc<RefCell<AppliedState>>>>,
+    store: &Store,
+) {
     for entry in watch.entries() {
         if released.iter().any(|c| Arc::ptr_eq(c, entry.api.config())) {
             tracing::info!("rds: route config {} is no longer named: unsubscribed", entry.api.name());
             entry.released.set(true);
-            entry.stats.reset();
-            entry.api.reset_stats();
+            store.remove_group(entry.api.stat_prefix());
             states.borrow_mut().retain(|s| !Rc::ptr_eq(s, entry.api.shared_state()));
         }
     }

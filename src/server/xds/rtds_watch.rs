@@ -53,7 +53,7 @@ impl NamedEntry for Entry {
     }
 
     fn apply_one<'a>(&'a self, one: &'a DiscoveryFile) -> LocalBoxFuture<'a, Result<(), ConfigError>> {
-        Box::pin(apply_one_with(self, &self.api, one))
+        Box::pin(apply_one_with(self, &self.api, one, one))
     }
 
     fn removed<'a>(&'a self, version_info: &'a str) -> LocalBoxFuture<'a, ()> {

@@ -65,7 +65,7 @@ impl NamedEntry for Entry {
         self.api.secret().initialize();
     }
 
-    fn resource_version(&self, version: &str) {
+    fn resource_version(&self, version: &str, _delta: bool) {
         *self.resource_version.borrow_mut() = Some(version.to_string());
     }
 

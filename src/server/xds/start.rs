@@ -204,7 +204,7 @@ impl Started {
             return;
         }
         for (_, watch) in self.rds.borrow().iter() {
-            super::rds_watch::release(watch, &released, &server.rds_states);
+            super::rds_watch::release(watch, &released, &server.rds_states, &server.store);
         }
     }
 
