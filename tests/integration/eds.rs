@@ -91,7 +91,8 @@ fn an_eds_cluster_serves_its_file_and_follows_each_new_assignment() {
     // A new assignment moves the traffic.
     swap_in(&dir.0, "eds.yaml", &eds_file("2", "svc", &[(0, &[b.port()])], ""));
     c.wait_stat("cluster.e.update_success", |v| v == 2);
-    assert_eq!(Client::connect(addr).get("/").seen().upstream(), "b");
+    // The main thread counts the update, then posts it to the worker.
+    c.wait_until(|_| Client::connect(addr).get("/").seen().upstream() == "b", "the worker to take the new hosts");
     assert_eq!(counter(&c, "cluster.e.membership_change"), 2);
     assert_eq!(counter(&c, "cluster_manager.cluster_updated"), 1);
 
@@ -122,9 +123,11 @@ fn an_eds_cluster_serves_its_file_and_follows_each_new_assignment() {
     assert_eq!(Client::connect(addr).get("/").seen().upstream(), "b");
     swap_in(&dir.0, "eds.yaml", &eds_file("6", "svc", &[], ""));
     c.wait_stat("cluster.e.update_success", |v| v == 5);
+    c.wait_until(|_| Client::connect(addr).get("/").status == 503, "the worker to drop the hosts");
     let r = Client::connect(addr).get("/");
     assert_eq!((r.status, r.text().as_str()), (503, "no healthy upstream"));
-    assert_eq!(counter(&c, "cluster.e.upstream_cx_none_healthy"), 1);
+    // Two refused requests: the one that saw the worker updated, and `r`.
+    assert_eq!(counter(&c, "cluster.e.upstream_cx_none_healthy"), 2);
     assert_eq!(counter(&c, "cluster.e.membership_total"), 0);
 }
 
