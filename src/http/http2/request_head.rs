@@ -139,6 +139,9 @@ struct Pseudo {
     protocol: Option<Bytes>,
 }
 
+/// Room in a request's map for the headers the proxy adds to it.
+const REQUEST_HEADROOM: usize = 4;
+
 /// Checks a request's decoded header list and makes its head.
 /// `extended_connect`: this side advertised SETTINGS_ENABLE_CONNECT_PROTOCOL.
 pub fn request_head(fields: Vec<Field>, extended_connect: bool) -> Result<RequestHead, Malformed> {
@@ -162,7 +165,11 @@ pub fn request_head(fields: Vec<Field>, extended_connect: bool) -> Result<Reques
         }
         pseudo_count += 1;
     }
-    let headers = regular_fields(fields.into_iter().skip(pseudo_count), false)?;
+    // A spare map with room for what the proxy adds (`host` from `:authority`,
+    // `x-forwarded-proto`, `x-request-id`, ...), so it is not regrown per request.
+    let regular = fields.len() - pseudo_count;
+    let map = crate::http::header_map_pool::take(regular + REQUEST_HEADROOM);
+    let headers = regular_fields(map, fields.into_iter().skip(pseudo_count), false)?;
     let method = Method::from_bytes(pseudo.method.as_deref().ok_or(Malformed::MissingPseudo)?)
         .map_err(|_| Malformed::InvalidMethod)?;
     let protocol = match pseudo.protocol.take() {
@@ -212,7 +219,7 @@ pub fn request_head(fields: Vec<Field>, extended_connect: bool) -> Result<Reques
 
 /// Checks a trailer section's decoded list and makes its fields.
 pub fn trailers(fields: Vec<Field>) -> Result<HeaderMap, Malformed> {
-    regular_fields(fields.into_iter(), true)
+    regular_fields(HeaderMap::with_capacity(fields.len()), fields.into_iter(), true)
 }
 
 fn authority(value: Bytes) -> Result<Authority, Malformed> {
@@ -223,8 +230,11 @@ fn authority(value: Bytes) -> Result<Authority, Malformed> {
 }
 
 /// The regular fields (everything past the pseudo-headers) checked and made a `HeaderMap`.
-fn regular_fields(fields: impl ExactSizeIterator<Item = Field>, trailers: bool) -> Result<HeaderMap, Malformed> {
-    let mut headers = HeaderMap::with_capacity(fields.len());
+fn regular_fields(
+    mut headers: HeaderMap,
+    fields: impl Iterator<Item = Field>,
+    trailers: bool,
+) -> Result<HeaderMap, Malformed> {
     for f in fields {
         if f.is_pseudo() {
             return Err(if trailers { Malformed::PseudoInTrailers } else { Malformed::PseudoAfterRegular });

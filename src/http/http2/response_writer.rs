@@ -18,6 +18,7 @@ use hyper::body::Body;
 
 use super::server_stream::{StreamGone, StreamHandle};
 use crate::event::Timer;
+use crate::http::header_map_pool;
 use crate::http::headers::{KEEP_ALIVE, PROXY_CONNECTION};
 use crate::http::http1::date;
 use crate::http::http1::response_writer::{WriteError, WriteLimits};
@@ -47,7 +48,10 @@ where
     let status = parts.status;
     let no_body = head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
     let end = no_body || body.is_end_stream();
-    stream.send_head(parts.status, &parts.headers, end).map_err(gone)?;
+    let sent = stream.send_head(parts.status, &parts.headers, end);
+    // Encoded: the map goes back for the next message parsed on this worker.
+    header_map_pool::give_back(parts.headers);
+    sent.map_err(gone)?;
     if end {
         return Ok(0);
     }
@@ -82,7 +86,9 @@ where
 }
 
 /// A response head as HTTP/2 sends it: without connection-specific headers
-/// (RFC 9113 §8.2.2), with a `date`.
+/// (RFC 9113 §8.2.2), with a `date`. Its values may be slices of an upstream
+/// connection's read buffer; that is fine, as HPACK's dynamic table copies
+/// what it indexes and nothing else outlives the encoding.
 pub fn prepare_head(parts: &mut http::response::Parts) {
     // Most responses have none: one pass over the names settles it.
     let specific = [CONNECTION, TRANSFER_ENCODING, UPGRADE, TE, KEEP_ALIVE, PROXY_CONNECTION];
@@ -94,31 +100,7 @@ pub fn prepare_head(parts: &mut http::response::Parts) {
     if !parts.headers.contains_key(DATE) {
         parts.headers.insert(DATE, date::now());
     }
-    detach_values(&mut parts.headers);
     parts.version = http::Version::HTTP_2;
-}
-
-/// Moves the header values into one buffer of their own. HPACK's dynamic table
-/// keeps the values it indexes for the connection's life, and values parsed
-/// from an upstream response are slices of that connection's read buffer: kept,
-/// they would pin 8 KiB per idle HTTP/2 connection. One allocation the size of
-/// the values instead.
-fn detach_values(headers: &mut http::HeaderMap) {
-    let total: usize = headers.values().map(|v| v.len()).sum();
-    let mut all = bytes::BytesMut::with_capacity(total);
-    for v in headers.values() {
-        all.extend_from_slice(v.as_bytes());
-    }
-    let all = all.freeze();
-    let mut at = 0;
-    for v in headers.values_mut() {
-        let end = at + v.len();
-        if let Ok(mut own) = http::HeaderValue::from_maybe_shared(all.slice(at..end)) {
-            own.set_sensitive(v.is_sensitive());
-            *v = own;
-        }
-        at = end;
-    }
 }
 
 /// Sends `data` as the window allows; `last` ends the stream with it.

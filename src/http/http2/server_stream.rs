@@ -378,7 +378,7 @@ impl StreamHandle {
     /// Sends the response head (or a 1xx); `end` when nothing follows.
     pub fn send_head(&self, status: http::StatusCode, headers: &HeaderMap, end: bool) -> Result<(), StreamGone> {
         self.check()?;
-        let mut block = BytesMut::new();
+        let mut block = BytesMut::with_capacity(block_bound(headers));
         {
             let mut enc = self.shared().encoder.borrow_mut();
             enc.begin_block(&mut block);
@@ -393,7 +393,7 @@ impl StreamHandle {
     /// Sends the response's trailers, ending the stream.
     pub fn send_trailers(&self, trailers: &HeaderMap) -> Result<(), StreamGone> {
         self.check()?;
-        let mut block = BytesMut::new();
+        let mut block = BytesMut::with_capacity(block_bound(trailers));
         {
             let mut enc = self.shared().encoder.borrow_mut();
             enc.begin_block(&mut block);
@@ -473,4 +473,14 @@ impl StreamHandle {
             drained.await;
         }
     }
+}
+
+/// Room for a header block of `headers` (and a `:status`): each field as
+/// literals, the worst case, with room for its integers, and two size
+/// updates. The block is allocated once instead of regrown as it is encoded
+/// (a bound in practice; a block past it still grows).
+fn block_bound(headers: &HeaderMap) -> usize {
+    const PER_FIELD: usize = 10;
+    let fields: usize = headers.iter().map(|(n, v)| n.as_str().len() + v.len() + PER_FIELD).sum();
+    fields + 2 * PER_FIELD + ":status".len() + 3
 }

@@ -20,6 +20,11 @@ use crate::http::http2::violation::Violation;
 /// DATA payloads from this size on are queued without a copy.
 const ZERO_COPY_DATA: usize = 1024;
 
+/// What an empty buffer gets on its first frame: room for a loop turn's few
+/// responses at once rather than a doubling from a few bytes per frame; under
+/// 1 KiB, a size glibc's allocator serves from its per-thread cache.
+const FIRST_CAPACITY: usize = 1000;
+
 #[derive(Debug)]
 pub struct OutboundQueue {
     /// Bytes to write before `buf`'s: encoded frames split off it, and DATA
@@ -60,6 +65,9 @@ impl OutboundQueue {
             frame,
             Frame::Ping { ack: true, .. } | Frame::Settings { ack: true, .. } | Frame::RstStream { .. }
         );
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(FIRST_CAPACITY);
+        }
         let before = self.buf.len();
         match frame {
             Frame::Data { stream, data, end_stream, padding: None } if data.len() >= ZERO_COPY_DATA => {

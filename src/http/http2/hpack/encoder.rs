@@ -26,7 +26,7 @@
 use bytes::BufMut;
 
 use super::field::Field;
-use super::table::{static_lookup, DynamicTable, StaticMatch, DYNAMIC_BASE};
+use super::table::{name_hash, static_lookup, DynamicTable, StaticMatch, DYNAMIC_BASE};
 use super::{huffman, integer};
 
 /// The most table an encoder uses, whatever the peer allows.
@@ -108,7 +108,8 @@ impl Encoder {
     /// Encodes one field of the block begun with `begin_block`.
     pub fn field(&mut self, name: &[u8], value: &[u8], sensitive: bool, dst: &mut impl BufMut) {
         let indexing = self.indexing(name, value, sensitive);
-        let static_match = static_lookup(name, value);
+        let hash = name_hash(name);
+        let static_match = static_lookup(name, hash, value);
         if let Some(StaticMatch::Field(i)) = static_match {
             if indexing != Indexing::Never {
                 integer::encode(i, 7, 0x80, dst);
@@ -120,17 +121,15 @@ impl Encoder {
             None => None,
         };
         if indexing != Indexing::Never {
-            for (i, e) in self.table.iter().enumerate() {
-                if e.name == name {
-                    if e.value == value {
-                        integer::encode(DYNAMIC_BASE + i, 7, 0x80, dst);
-                        return;
-                    }
-                    name_index.get_or_insert(DYNAMIC_BASE + i);
+            for (i, e) in self.table.named(name, hash) {
+                if e.value == value {
+                    integer::encode(DYNAMIC_BASE + i, 7, 0x80, dst);
+                    return;
                 }
+                name_index.get_or_insert(DYNAMIC_BASE + i);
             }
         } else if name_index.is_none() {
-            name_index = self.table.iter().position(|e| e.name == name).map(|i| DYNAMIC_BASE + i);
+            name_index = self.table.named(name, hash).next().map(|(i, _)| DYNAMIC_BASE + i);
         }
         let (prefix, flags) = match indexing {
             Indexing::Incremental => (6, 0x40),
