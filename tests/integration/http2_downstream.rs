@@ -686,3 +686,39 @@ fn a_malformed_request_closes_the_connection_unless_stream_errors_are_configured
         assert_eq!(c.stat("http2.rx_messaging_error"), Some(1), "{extra}");
     }
 }
+
+/// `delayed_close_timeout` on HTTP/2, as Envoy 1.40 applies it (checked by
+/// running it): after a connection error's GOAWAY the connection waits for the
+/// client to close, closing itself when the timeout passes
+/// (`downstream_cx_delayed_close_timeout`); a client that closes first ends it
+/// then, closed remotely.
+#[test]
+fn delayed_close_timeout_waits_for_the_client_after_a_goaway() {
+    use raw::*;
+    use std::io::Write;
+    let up = http_upstream("a");
+    let c = web("HTTP2", "delayed_close_timeout: 0.4s\n", &up);
+    let data_on_stream_0 = frame(DATA, 0, 0, b"x");
+    let mut s = connect(c.listener("web"), &[]);
+    s.write_all(&data_on_stream_0).unwrap();
+    let goaway = read_until(&mut s, GOAWAY).expect("GOAWAY");
+    let sent = std::time::Instant::now();
+    assert_eq!(
+        u32::from_be_bytes([goaway.payload[4], goaway.payload[5], goaway.payload[6], goaway.payload[7]]),
+        PROTOCOL_ERROR
+    );
+    assert!(read_frame(&mut s).is_none(), "closed after the GOAWAY");
+    assert!(sent.elapsed() >= Duration::from_millis(350), "closed after {:?}", sent.elapsed());
+    c.wait_stat("http.ingress.downstream_cx_delayed_close_timeout", |v| v == 1);
+    assert_eq!(c.stat("http.ingress.downstream_cx_destroy_local"), Some(1));
+
+    let mut s = connect(c.listener("web"), &[]);
+    s.write_all(&data_on_stream_0).unwrap();
+    read_until(&mut s, GOAWAY).expect("GOAWAY");
+    let sent = std::time::Instant::now();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(read_frame(&mut s).is_none(), "closed after the client");
+    assert!(sent.elapsed() < Duration::from_millis(300), "closed after {:?}", sent.elapsed());
+    c.wait_stat("http.ingress.downstream_cx_destroy_remote", |v| v == 1);
+    assert_eq!(c.stat("http.ingress.downstream_cx_delayed_close_timeout"), Some(1));
+}
