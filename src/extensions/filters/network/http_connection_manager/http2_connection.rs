@@ -347,6 +347,14 @@ impl Loop<'_> {
             }
             Event::Reset { stream, by_peer, .. } => self.shared.reset(stream, by_peer),
             Event::ResetSent { .. } => self.h2_stats.tx_reset.inc(),
+            Event::SelfDependentStream { .. } => {
+                // Envoy 1.40 closes the connection on it: neither RST_STREAM nor
+                // GOAWAY, a protocol error (checked by running it).
+                tracing::debug!(remote = %self.info.remote, "HTTP/2 stream depending on itself");
+                self.local = true;
+                self.cfg.stats.downstream_cx_protocol_error.inc();
+                return Some(End::Flush);
+            }
             Event::GoAway { .. } => {
                 // The client's goodbye: streams in flight finish, then the connection closes.
                 self.going_away = true;
