@@ -1008,6 +1008,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         HCM,
         "delayed_close_timeout",
         &[
+            compat("delayed_close"),
             test(CODEC_IT, "delayed_close_timeout_waits_for_the_client_after_a_local_reply"),
             test(H2_IT, "delayed_close_timeout_waits_for_the_client_after_a_goaway"),
         ],
