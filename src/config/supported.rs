@@ -395,6 +395,7 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "max_request_headers_kb",
             "stream_idle_timeout",
             "drain_timeout",
+            "delayed_close_timeout",
             "local_reply_config",
             "upgrade_configs",
             "request_timeout",

@@ -619,8 +619,7 @@ fn an_idle_timeout_drains_with_envoys_two_goaways() {
 }
 
 /// Frames on a closed stream are ignored, as Envoy 1.40 ignores them (no
-/// RST_STREAM; both proxies keep `http2.tx_reset` at 0 for them), and an
-/// RST_STREAM the codec sends for a stream it never opened is counted.
+/// RST_STREAM; both proxies keep `http2.tx_reset` at 0 for them).
 #[test]
 fn frames_on_a_closed_stream_are_ignored_and_every_rst_stream_sent_is_counted() {
     use raw::*;
@@ -642,13 +641,40 @@ fn frames_on_a_closed_stream_are_ignored_and_every_rst_stream_sent_is_counted() 
     let f = read_until(&mut s, PING).expect("the PING ACK");
     assert_eq!(f.flags, 1);
     assert_eq!(c.stat("http2.tx_reset"), Some(0));
-    // HEADERS that make a new stream depend on itself: RST_STREAM, never a stream.
+}
+
+/// HEADERS that make a new stream depend on itself (RFC 9113 §5.3.1): Envoy
+/// 1.40 closes the whole connection, sending neither RST_STREAM nor GOAWAY,
+/// and counts a protocol error only (checked against Envoy with the same
+/// frames, after a served stream).
+#[test]
+fn a_new_stream_depending_on_itself_closes_the_connection() {
+    use raw::*;
+    use std::io::{Read, Write};
+    let up = http_upstream("a");
+    let c = web("HTTP2", "delayed_close_timeout: 0s\n", &up);
+    let mut s = connect(c.listener("web"), &[]);
+    s.write_all(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &request_block(false, "/direct", &[]))).unwrap();
+    loop {
+        let f = read_frame(&mut s).expect("the response");
+        if f.stream == 1 && f.flags & END_STREAM != 0 {
+            break;
+        }
+    }
     let mut self_dependent = vec![0, 0, 0, 3, 15];
     self_dependent.extend(request_block(false, "/direct", &[]));
     s.write_all(&frame(HEADERS, END_HEADERS | END_STREAM | PRIORITY_FLAG, 3, &self_dependent)).unwrap();
-    let f = read_until(&mut s, RST_STREAM).expect("RST_STREAM");
-    assert_eq!((f.stream, f.word()), (3, PROTOCOL_ERROR));
-    c.wait_stat("http2.tx_reset", |v| v == 1);
+    let sent = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "nothing after the response, then the close: {rest:?}");
+    // `delayed_close_timeout: 0s` turns the wait for the client's close off.
+    assert!(sent.elapsed() < Duration::from_millis(500), "closed after {:?}", sent.elapsed());
+    c.wait_stat("http.ingress.downstream_cx_protocol_error", |v| v == 1);
+    assert_eq!(c.stat("http2.tx_reset"), Some(0));
+    assert_eq!(c.stat("http2.goaway_sent"), Some(0));
+    assert_eq!(c.stat("http2.rx_messaging_error"), Some(0));
+    assert_eq!(c.stat("http.ingress.downstream_rq_total"), Some(1));
 }
 
 /// A malformed request head (here an upper-case header name): by default Envoy
@@ -685,4 +711,40 @@ fn a_malformed_request_closes_the_connection_unless_stream_errors_are_configured
         }
         assert_eq!(c.stat("http2.rx_messaging_error"), Some(1), "{extra}");
     }
+}
+
+/// `delayed_close_timeout` on HTTP/2, as Envoy 1.40 applies it (checked by
+/// running it): after a connection error's GOAWAY the connection waits for the
+/// client to close, closing itself when the timeout passes
+/// (`downstream_cx_delayed_close_timeout`); a client that closes first ends it
+/// then, closed remotely.
+#[test]
+fn delayed_close_timeout_waits_for_the_client_after_a_goaway() {
+    use raw::*;
+    use std::io::Write;
+    let up = http_upstream("a");
+    let c = web("HTTP2", "delayed_close_timeout: 0.4s\n", &up);
+    let data_on_stream_0 = frame(DATA, 0, 0, b"x");
+    let mut s = connect(c.listener("web"), &[]);
+    s.write_all(&data_on_stream_0).unwrap();
+    let goaway = read_until(&mut s, GOAWAY).expect("GOAWAY");
+    let sent = std::time::Instant::now();
+    assert_eq!(
+        u32::from_be_bytes([goaway.payload[4], goaway.payload[5], goaway.payload[6], goaway.payload[7]]),
+        PROTOCOL_ERROR
+    );
+    assert!(read_frame(&mut s).is_none(), "closed after the GOAWAY");
+    assert!(sent.elapsed() >= Duration::from_millis(350), "closed after {:?}", sent.elapsed());
+    c.wait_stat("http.ingress.downstream_cx_delayed_close_timeout", |v| v == 1);
+    assert_eq!(c.stat("http.ingress.downstream_cx_destroy_local"), Some(1));
+
+    let mut s = connect(c.listener("web"), &[]);
+    s.write_all(&data_on_stream_0).unwrap();
+    read_until(&mut s, GOAWAY).expect("GOAWAY");
+    let sent = std::time::Instant::now();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(read_frame(&mut s).is_none(), "closed after the client");
+    assert!(sent.elapsed() < Duration::from_millis(300), "closed after {:?}", sent.elapsed());
+    c.wait_stat("http.ingress.downstream_cx_destroy_remote", |v| v == 1);
+    assert_eq!(c.stat("http.ingress.downstream_cx_delayed_close_timeout"), Some(1));
 }

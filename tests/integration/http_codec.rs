@@ -257,3 +257,54 @@ fn reduce_timeouts_shortens_an_idle_connection_armed_before_it_engaged() {
     assert_eq!(c.stat("overload.envoy.overload_actions.reduce_timeouts.active"), Some(1));
     c.wait_stat("http.ingress.downstream_cx_idle_timeout", |v| v == 1);
 }
+
+/// Reads `s` to its end; how long that took. The client never closes first.
+fn time_to_close(s: &mut std::net::TcpStream) -> (Vec<u8>, Duration) {
+    use std::io::Read;
+    let started = Instant::now();
+    let mut got = Vec::new();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.read_to_end(&mut got);
+    (got, started.elapsed())
+}
+
+/// `delayed_close_timeout`, as Envoy 1.40 applies it on HTTP/1 (checked by
+/// running it): after a reply made before the request's end (here a 400 to a
+/// malformed head) the connection waits for the client to close, and closes
+/// itself when the timeout passes (`downstream_cx_delayed_close_timeout`); a
+/// client that closes first ends it at once (closed remotely); after the
+/// upstream's response to a whole `connection: close` request there is no wait.
+#[test]
+fn delayed_close_timeout_waits_for_the_client_after_a_local_reply() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let up = http_upstream("a");
+    let c = proxy(&up, "          delayed_close_timeout: 0.4s\n");
+    let malformed = b"GET / HTTP/1.1\r\nhost: a\r\nbad header\r\n\r\n";
+    let mut s = TcpStream::connect(c.listener("web")).unwrap();
+    s.write_all(malformed).unwrap();
+    let (got, waited) = time_to_close(&mut s);
+    assert!(got.starts_with(b"HTTP/1.1 400"), "{}", String::from_utf8_lossy(&got));
+    assert!(waited >= Duration::from_millis(350), "closed after {waited:?}");
+    c.wait_stat("http.ingress.downstream_cx_delayed_close_timeout", |v| v == 1);
+    assert_eq!(c.stat("http.ingress.downstream_cx_destroy_local"), Some(1));
+
+    // The client reads the reply and closes: the connection ends then.
+    let mut s = TcpStream::connect(c.listener("web")).unwrap();
+    s.write_all(malformed).unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    let started = Instant::now();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let (_, waited) = time_to_close(&mut s);
+    assert!(started.elapsed() < Duration::from_millis(300), "closed after {waited:?}");
+    c.wait_stat("http.ingress.downstream_cx_destroy_remote", |v| v == 1);
+
+    // The upstream's response to a whole request: closed at once.
+    let mut s = TcpStream::connect(c.listener("web")).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n").unwrap();
+    let (got, waited) = time_to_close(&mut s);
+    assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+    assert!(waited < Duration::from_millis(300), "closed after {waited:?}");
+    assert_eq!(c.stat("http.ingress.downstream_cx_delayed_close_timeout"), Some(1));
+}

@@ -1012,6 +1012,15 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (HCM, "max_request_headers_kb", &[compat("max_request_headers_kb")]),
     (HCM, "stream_idle_timeout", &[compat("route_idle_timeout"), test(CODEC_IT, "stream_timers_answer_408_or_504")]),
     (HCM, "drain_timeout", &[compat("idle_drain"), test(CODEC_IT, "an_idle_connection_drains_before_it_closes")]),
+    (
+        HCM,
+        "delayed_close_timeout",
+        &[
+            compat("delayed_close"),
+            test(CODEC_IT, "delayed_close_timeout_waits_for_the_client_after_a_local_reply"),
+            test(H2_IT, "delayed_close_timeout_waits_for_the_client_after_a_goaway"),
+        ],
+    ),
     (HCM, "local_reply_config", &[compat("local_reply_config")]),
     (HCM, "upgrade_configs", &[test(PROXY_IT, WEBSOCKET_IT), test(H2_WEBSOCKET_IT, H2_WEBSOCKET)]),
     (HCM, "request_timeout", &[test(CODEC_IT, "stream_timers_answer_408_or_504")]),

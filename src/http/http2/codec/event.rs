@@ -32,6 +32,11 @@ pub enum Event {
     /// stream it refused on sight): nothing ends, but Envoy counts every
     /// RST_STREAM it sends (`http2.tx_reset`).
     ResetSent { stream: u32, code: ErrorCode },
+    /// A new stream's HEADERS made it depend on itself (RFC 9113 §5.3.1): a
+    /// stream error, but nothing is sent and no stream opens (its block came
+    /// as `DiscardHeaderBlock`); the caller decides. Envoy 1.40 closes the
+    /// connection.
+    SelfDependentStream { stream: u32 },
     /// The client's GOAWAY.
     GoAway { last_stream: u32, code: ErrorCode, debug: Bytes },
     /// The client's SETTINGS, applied (the ACK is queued); the HPACK encoder

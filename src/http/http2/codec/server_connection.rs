@@ -371,7 +371,9 @@ impl ServerConnection {
         }
         if self_dependent {
             events.push(Event::DiscardHeaderBlock { block });
-            return Err(FrameError::Stream { stream, code: ErrorCode::PROTOCOL_ERROR });
+            self.streams.remember(stream, true);
+            events.push(Event::SelfDependentStream { stream });
+            return Ok(());
         }
         if self.streams.len() >= self.max_concurrent_streams as usize {
             events.push(Event::DiscardHeaderBlock { block });

@@ -89,6 +89,11 @@ pub struct HcmConfig {
     /// drains (after `idle_timeout`, or as its listener or the server drains),
     /// for a last request answered with `connection: close`.
     pub drain_timeout: Duration,
+    /// `delayed_close_timeout` (1 s by default; `None` when 0, which turns it
+    /// off): how long a connection Courier closes after a local reply, a
+    /// protocol error or a drain waits, its response written, for the client
+    /// to close first (Envoy's `FlushWriteAndDelay`).
+    pub delayed_close_timeout: Option<Duration>,
     /// `local_reply_config`: how the proxy's own replies are rewritten.
     pub local_reply: Option<super::local_reply_config::LocalReplyConfig>,
     pub max_headers_count: usize,
@@ -167,6 +172,9 @@ impl UserAgent {
 
 /// Envoy's defaults.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Envoy's `delayed_close_timeout` default.
+const DELAYED_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 const DEFAULT_MAX_HEADERS_COUNT: usize = 100;
 const DEFAULT_MAX_REQUEST_HEADERS_KB: u32 = 60;
@@ -348,6 +356,8 @@ impl HcmConfig {
             generate_request_id: p.generate_request_id.as_ref().map(|b| b.value).unwrap_or(true),
             idle_timeout: timeout(&common.idle_timeout, Some(DEFAULT_IDLE_TIMEOUT)),
             drain_timeout: p.drain_timeout.as_ref().map_or(IDLE_DRAIN_GRACE, crate::config::duration),
+            delayed_close_timeout: Some(crate::config::duration_or(&p.delayed_close_timeout, DELAYED_CLOSE_TIMEOUT))
+                .filter(|d| !d.is_zero()),
             local_reply: match &p.local_reply_config {
                 Some(c) => {
                     Some(super::local_reply_config::LocalReplyConfig::from_proto(c, &path.child("local_reply_config"))?)

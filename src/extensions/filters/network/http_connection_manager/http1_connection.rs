@@ -108,10 +108,10 @@ pub(super) fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) -> impl Fut
                     stats.downstream_cx_idle_timeout.inc();
                     break Ended::Closed { local: true };
                 }
-                NextHead::IdleDrained => break Ended::Closed { local: true },
+                NextHead::IdleDrained => break Ended::Delayed,
                 NextHead::Drained => {
                     stats.downstream_cx_drain_close.inc();
-                    break Ended::Closed { local: true };
+                    break Ended::Delayed;
                 }
                 NextHead::Rejected(reply) => {
                     count_http1(&mut counted, stats);
@@ -137,11 +137,26 @@ pub(super) fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) -> impl Fut
             match exchange.await {
                 Exchange::Next => {}
                 Exchange::Close { local } => break Ended::Closed { local },
+                Exchange::CloseDelayed => break Ended::Delayed,
                 Exchange::Upgrade(up) => break Ended::Upgraded(up),
             }
         };
-        let local_close = match ended {
-            Ended::Closed { local } => local,
+        // Every end but `Delayed` and a rejected head returns here.
+        match ended {
+            Ended::Closed { local } => {
+                if local {
+                    lingering_close(&reader, writer, &mut timer).await;
+                } else {
+                    // The FIN goes when `reader`, the transport's read half, drops at the end.
+                    writer.close();
+                }
+                if counted {
+                    stats.downstream_cx_http1_active.dec();
+                }
+                lifetime.local_close = local;
+                return;
+            }
+            Ended::Delayed => {}
             Ended::Rejected(reply) => {
                 let response = active_stream::codec_error(cfg, info, *reply);
                 // Envoy counts the overload action on every response it encodes.
@@ -157,7 +172,6 @@ pub(super) fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) -> impl Fut
                     &mut timer,
                 ))
                 .await;
-                true
             }
             // The reader is the connection's alone again (the upgrade request had no
             // body); with its buffered bytes and the writer it is the tunnel's end.
@@ -211,17 +225,35 @@ pub(super) fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) -> impl Fut
                 }
             },
         };
-        if local_close {
-            lingering_close(&reader, writer, &mut timer).await;
-        } else {
-            // The FIN goes when `reader`, the transport's read half, drops at the end.
-            writer.close();
-        }
+        // Boxed: this rare end's timer would otherwise stay in every connection's future.
+        lifetime.local_close = Box::pin(delayed_close(cfg, &reader, writer, &mut timer)).await;
         if counted {
             stats.downstream_cx_http1_active.dec();
         }
-        lifetime.local_close = local_close;
     }
+}
+
+/// Envoy's delayed close (see `delayed_close`): the reply is out; the client
+/// has `delayed_close_timeout` to close first. False when it did (the
+/// connection closed remotely, as Envoy counts it). With the timeout at 0, the
+/// connection closes at once.
+async fn delayed_close(
+    cfg: &HcmConfig,
+    reader: &Rc<RefCell<ConnReader>>,
+    writer: ResponseWriter,
+    timer: &mut Timer,
+) -> bool {
+    use tokio::io::AsyncWriteExt;
+    let Some(timeout) = cfg.delayed_close_timeout else {
+        lingering_close(reader, writer, timer).await;
+        return true;
+    };
+    let discard = |cx: &mut Context<'_>| reader.borrow_mut().poll_discard(cx);
+    if super::delayed_close::wait_for_client_close(discard, timeout, &cfg.stats).await {
+        return false;
+    }
+    let _ = writer.into_inner().shutdown().await;
+    true
 }
 
 /// Closes a connection Courier ends without resetting it. Closing a socket
@@ -260,8 +292,12 @@ fn count_http1(counted: &mut bool, stats: &super::stats::HcmStats) {
 
 /// How the HTTP/1 loop ended.
 enum Ended {
-    /// The connection closes; `local` when Courier closes it (not the client).
+    /// The connection closes; `local` when Courier closes it (not the client),
+    /// at once (Envoy's `FlushWrite`).
     Closed { local: bool },
+    /// Courier closes the connection after `delayed_close_timeout` unless the
+    /// client closes first (Envoy's `FlushWriteAndDelay`).
+    Delayed,
     /// A malformed, too large or too slow head: answered, then closed. Boxed (on
     /// this rare path): unboxed, it would stay in the connection's future.
     Rejected(Box<LocalReply>),
@@ -277,6 +313,9 @@ enum Exchange {
     Next,
     /// The connection ends; `local` when Courier closes it (not the client).
     Close { local: bool },
+    /// Courier ends the connection after a reply that came before the request's
+    /// end: it waits for the client to close first (`Ended::Delayed`).
+    CloseDelayed,
     /// The upstream switched protocols: the connection becomes a tunnel to it.
     Upgrade(Box<Upgraded>),
 }
@@ -379,10 +418,17 @@ async fn exchange(
     };
     // The status line's version follows the request's, as in Envoy.
     *response.version_mut() = if http10 { http::Version::HTTP_10 } else { http::Version::HTTP_11 };
+    let local_reply = response.body().is_local();
     let written = writer.write(response, head_only, connection, write_limits, timer).await;
     stats.downstream_rq_active.dec();
     match written {
-        Ok(_) if close => return Exchange::Close { local: true },
+        // Envoy closes at once after the response to a request it had whole
+        // (`connection: close`, the last of `max_requests_per_connection`, a
+        // drain), and waits for the client first after a reply that came before
+        // the request's end: a local reply (made as the head arrived), or a
+        // response while the body still came (checked against Envoy 1.40).
+        Ok(_) if close && !local_reply && reader.borrow().body_done() => return Exchange::Close { local: true },
+        Ok(_) if close => return Exchange::CloseDelayed,
         Ok(_) => {}
         Err(e) => {
             match e {

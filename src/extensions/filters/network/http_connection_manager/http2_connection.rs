@@ -113,7 +113,8 @@ enum IoEvent {
 enum End {
     /// The client closed, or the connection was done: nothing more to write.
     Quiet,
-    /// Write what is queued (a GOAWAY), then close.
+    /// Write what is queued (a GOAWAY), then close once the client did or
+    /// `delayed_close_timeout` passed.
     Flush,
     /// Close at once (an outbound flood, the premature-reset rule).
     Abort,
@@ -180,8 +181,15 @@ fn drive_io<T: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Writes what is queued (bounded in time), then closes the write side.
-async fn flush_and_close<T: AsyncRead + AsyncWrite + Unpin>(io: &mut CodecIo<T>, shared: &ConnShared) {
+/// Writes what is queued (bounded in time), then closes the write side:
+/// with `delayed_close_timeout`, only once the client has closed or that
+/// much time has passed (Envoy's `FlushWriteAndDelay`, `delayed_close`).
+/// False when the client closed first (closed remotely, as Envoy counts it).
+async fn flush_and_close<T: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut CodecIo<T>,
+    shared: &ConnShared,
+    cfg: &HcmConfig,
+) -> bool {
     let flush = async {
         loop {
             // A copy: the codec is not borrowed across the write (the last
@@ -196,9 +204,20 @@ async fn flush_and_close<T: AsyncRead + AsyncWrite + Unpin>(io: &mut CodecIo<T>,
             }
         }
         let _ = io.flush().await;
-        let _ = io.shutdown().await;
     };
     let _ = tokio::time::timeout(FLUSH_BOUND, flush).await;
+    if let Some(timeout) = cfg.delayed_close_timeout {
+        let mut scratch = vec![0u8; READ_CHUNK];
+        let discard = |cx: &mut Context<'_>| {
+            let mut buf = ReadBuf::new(&mut scratch);
+            Pin::new(&mut *io).poll_read(cx, &mut buf).map_ok(|()| buf.filled().len())
+        };
+        if super::delayed_close::wait_for_client_close(discard, timeout, &cfg.stats).await {
+            return false;
+        }
+    }
+    let _ = tokio::time::timeout(FLUSH_BOUND, io.shutdown()).await;
+    true
 }
 
 /// The loop's state beyond the socket.
@@ -328,6 +347,14 @@ impl Loop<'_> {
             }
             Event::Reset { stream, by_peer, .. } => self.shared.reset(stream, by_peer),
             Event::ResetSent { .. } => self.h2_stats.tx_reset.inc(),
+            Event::SelfDependentStream { .. } => {
+                // Envoy 1.40 closes the connection on it: neither RST_STREAM nor
+                // GOAWAY, a protocol error (checked by running it).
+                tracing::debug!(remote = %self.info.remote, "HTTP/2 stream depending on itself");
+                self.local = true;
+                self.cfg.stats.downstream_cx_protocol_error.inc();
+                return Some(End::Flush);
+            }
             Event::GoAway { .. } => {
                 // The client's goodbye: streams in flight finish, then the connection closes.
                 self.going_away = true;
@@ -468,7 +495,13 @@ where
     shared.close();
     match end {
         End::Quiet => {}
-        End::Flush => flush_and_close(&mut io, &shared).await,
+        End::Flush => {
+            let closed_here = flush_and_close(&mut io, &shared, cfg).await;
+            // Whoever closed during the wait closed the connection.
+            if cfg.delayed_close_timeout.is_some() {
+                lp.local = closed_here;
+            }
+        }
         End::Abort => lp.local = true,
     }
     lp.local

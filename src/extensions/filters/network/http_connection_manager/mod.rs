@@ -11,6 +11,7 @@
 mod active_stream;
 pub mod client_cert;
 pub mod config;
+mod delayed_close;
 mod extended_connect;
 mod filter_manager;
 mod http1_connection;

@@ -20,6 +20,7 @@ define_stats! {
         counter downstream_cx_protocol_error,
         counter downstream_cx_idle_timeout,
         counter downstream_cx_drain_close,
+        counter downstream_cx_delayed_close_timeout,
         counter downstream_cx_max_requests_reached,
         counter downstream_cx_overload_disable_keepalive,
         counter downstream_cx_rx_bytes_total,
