@@ -605,27 +605,30 @@ fn presented_index(certificates: &ContextCertificates, sni: Option<&str>) -> Opt
 /// first byte is no handshake record. A hello that cannot be read to its end
 /// (malformed, too large, cut short) reads as one asking for nothing: rustls
 /// judges it.
-async fn read_client_hello(tcp: &TcpStream, buf: &mut Vec<u8>) -> Option<Option<ClientHello>> {
+async fn read_client_hello(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Option<ClientHello>> {
     // A handshake that times out while the hello is incomplete closes the
     // socket: what is left unread is read out first, so the close is a FIN.
-    struct DrainOnDrop<'a>(&'a TcpStream);
-    impl Drop for DrainOnDrop<'_> {
+    struct DrainOnDrop(std::os::fd::RawFd);
+    impl Drop for DrainOnDrop {
         fn drop(&mut self) {
-            drain(self.0);
+            drain_fd(self.0);
         }
     }
-    let guard = DrainOnDrop(tcp);
+    let guard = DrainOnDrop(std::os::fd::AsRawFd::as_raw_fd(&*tcp));
     let hello = read_whole_hello(tcp, buf).await;
     std::mem::forget(guard);
     hello
 }
 
 /// `read_client_hello`'s reading.
-async fn read_whole_hello(tcp: &TcpStream, buf: &mut Vec<u8>) -> Option<Option<ClientHello>> {
+async fn read_whole_hello(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Option<ClientHello>> {
     buf.resize(1024, 0);
     let mut have = 0;
     let hello = loop {
-        let n = read_more(tcp, &mut buf[have..]).await.unwrap_or(0);
+        // Through `AsyncRead`: a read that does not fill the buffer marks the
+        // socket drained, so the handshake's next read waits without a
+        // system call that returns `EAGAIN`.
+        let n = tokio::io::AsyncReadExt::read(tcp, &mut buf[have..]).await.unwrap_or(0);
         if n == 0 {
             break (have > 0).then(ClientHello::default).map(Some);
         }
@@ -650,26 +653,20 @@ async fn read_whole_hello(tcp: &TcpStream, buf: &mut Vec<u8>) -> Option<Option<C
     hello
 }
 
-/// One read of what `tcp` has, waiting for it; `Ok(0)` at the end of the stream.
-async fn read_more(tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        tcp.readable().await?;
-        match tcp.try_read(buf) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            r => return r,
-        }
-    }
-}
-
 /// Reads what came, so a close is a FIN, not a reset for unread data. A
 /// plain `recv`: tokio may hold the socket not readable after a read, and its
 /// `try_read` would not look.
 fn drain(tcp: &TcpStream) {
-    use std::os::fd::AsRawFd;
+    drain_fd(std::os::fd::AsRawFd::as_raw_fd(tcp));
+}
+
+/// `drain` on the socket's descriptor.
+fn drain_fd(fd: std::os::fd::RawFd) {
     let mut sink = [0u8; 1024];
     loop {
-        // SAFETY: `sink` is valid for its length and the fd is open while `tcp` is borrowed.
-        let n = unsafe { libc::recv(tcp.as_raw_fd(), sink.as_mut_ptr().cast(), sink.len(), libc::MSG_DONTWAIT) };
+        // SAFETY: `sink` is valid for its length, and the callers hold the
+        // socket, so the fd is open.
+        let n = unsafe { libc::recv(fd, sink.as_mut_ptr().cast(), sink.len(), libc::MSG_DONTWAIT) };
         if n <= 0 {
             break;
         }
@@ -703,7 +700,7 @@ impl DownstreamTls {
     }
 
     /// Runs the server handshake on an accepted connection.
-    pub async fn accept(&self, tcp: TcpStream) -> Result<(TransportStream, DownstreamTlsInfo), HandshakeFailure> {
+    pub async fn accept(&self, mut tcp: TcpStream) -> Result<(TransportStream, DownstreamTlsInfo), HandshakeFailure> {
         let Some(context) = self.context.current() else {
             // Envoy closes at once while an SDS secret has not arrived.
             self.stats.factory.downstream_context_secrets_not_ready.inc();
@@ -713,7 +710,7 @@ impl DownstreamTls {
             // Bytes that are no TLS handshake record (plaintext HTTP, say) are
             // closed on without an alert, as BoringSSL does in Envoy.
             let mut hello_bytes = Vec::new();
-            let Some(hello) = read_client_hello(&tcp, &mut hello_bytes).await else { return Err(None) };
+            let Some(hello) = read_client_hello(&mut tcp, &mut hello_bytes).await else { return Err(None) };
             let Some(hello) = hello else {
                 drain(&tcp);
                 let not_tls = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
