@@ -6,9 +6,10 @@
 //! `UpstreamTlsContext` (`extensions::transport_sockets::tls`), so this layer
 //! knows no config message; it counts Envoy's `<scope>.ssl.*` stats.
 //!
-//! Before a downstream handshake the ClientHello is peeked (`client_hello`):
-//! rustls does not say whether the client asked for an OCSP staple, and Envoy
-//! counts and fails handshakes by it (`OcspStapling`).
+//! Before a downstream handshake the ClientHello is read and looked at
+//! (`client_hello`; rustls goes on from the bytes read): rustls does not say
+//! whether the client asked for an OCSP staple, and Envoy counts and fails
+//! handshakes by it (`OcspStapling`).
 //!
 //! A context's rustls config sits in a `ContextCell` that each handshake reads:
 //! an SDS secret that changes puts a new one there (built on the main thread),
@@ -598,60 +599,74 @@ fn presented_index(certificates: &ContextCertificates, sni: Option<&str>) -> Opt
     chains.iter().position(|c| covers(&c)).or(Some(0))
 }
 
-/// The ClientHello waiting on `tcp`, peeked (rustls reads it again):
+/// The ClientHello on `tcp`, read into `buf` (the handshake goes on from
+/// those bytes, so they are read once, not peeked and read again):
 /// `None` when the client closed before sending a byte, `Some(None)` when the
 /// first byte is no handshake record. A hello that cannot be read to its end
 /// (malformed, too large, cut short) reads as one asking for nothing: rustls
 /// judges it.
-async fn peek_client_hello(tcp: &TcpStream) -> Option<Option<ClientHello>> {
+async fn read_client_hello(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Option<ClientHello>> {
     // A handshake that times out while the hello is incomplete closes the
-    // socket: what was peeked is read out first, so the close is a FIN.
-    struct DrainOnDrop<'a>(&'a TcpStream);
-    impl Drop for DrainOnDrop<'_> {
+    // socket: what is left unread is read out first, so the close is a FIN.
+    struct DrainOnDrop(std::os::fd::RawFd);
+    impl Drop for DrainOnDrop {
         fn drop(&mut self) {
-            drain(self.0);
+            drain_fd(self.0);
         }
     }
-    let guard = DrainOnDrop(tcp);
-    let hello = peek_whole_hello(tcp).await;
+    let guard = DrainOnDrop(std::os::fd::AsRawFd::as_raw_fd(&*tcp));
+    let hello = read_whole_hello(tcp, buf).await;
     std::mem::forget(guard);
     hello
 }
 
-/// `peek_client_hello`'s peeking.
-async fn peek_whole_hello(tcp: &TcpStream) -> Option<Option<ClientHello>> {
-    let mut buf = vec![0u8; 1024];
+/// `read_client_hello`'s reading.
+async fn read_whole_hello(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Option<ClientHello>> {
+    buf.resize(1024, 0);
     let mut have = 0;
-    loop {
-        let n = super::listener_filter::peek_more(tcp, &mut buf, have).await.unwrap_or(have);
-        if n <= have && n < buf.len() {
-            return (have > 0).then(ClientHello::default).map(Some);
+    let hello = loop {
+        // Through `AsyncRead`: a read that does not fill the buffer marks the
+        // socket drained, so the handshake's next read waits without a
+        // system call that returns `EAGAIN`.
+        let n = tokio::io::AsyncReadExt::read(tcp, &mut buf[have..]).await.unwrap_or(0);
+        if n == 0 {
+            break (have > 0).then(ClientHello::default).map(Some);
         }
-        have = n;
+        have += n;
         if buf[0] != client_hello::HANDSHAKE_RECORD {
-            return Some(None);
+            break Some(None);
         }
         match client_hello::parse(&buf[..have]) {
-            client_hello::Parse::ClientHello(hello) => return Some(Some(hello)),
+            client_hello::Parse::ClientHello(hello) => break Some(Some(hello)),
             client_hello::Parse::NeedMore(want) if want <= client_hello::MAX_CLIENT_HELLO => {
-                if want > buf.len() {
+                if want > buf.len() || have == buf.len() {
                     buf.resize(want.max(buf.len() * 2).min(client_hello::MAX_CLIENT_HELLO), 0);
                 }
+                if have == buf.len() {
+                    break Some(Some(ClientHello::default()));
+                }
             }
-            _ => return Some(Some(ClientHello::default())),
+            _ => break Some(Some(ClientHello::default())),
         }
-    }
+    };
+    buf.truncate(have);
+    hello
 }
 
 /// Reads what came, so a close is a FIN, not a reset for unread data. A
-/// plain `recv`: after `peek_more` tokio may hold the socket not readable,
-/// and its `try_read` would not look.
+/// plain `recv`: tokio may hold the socket not readable after a read, and its
+/// `try_read` would not look.
 fn drain(tcp: &TcpStream) {
-    use std::os::fd::AsRawFd;
+    drain_fd(std::os::fd::AsRawFd::as_raw_fd(tcp));
+}
+
+/// `drain` on the socket's descriptor.
+fn drain_fd(fd: std::os::fd::RawFd) {
     let mut sink = [0u8; 1024];
     loop {
-        // SAFETY: `sink` is valid for its length and the fd is open while `tcp` is borrowed.
-        let n = unsafe { libc::recv(tcp.as_raw_fd(), sink.as_mut_ptr().cast(), sink.len(), libc::MSG_DONTWAIT) };
+        // SAFETY: `sink` is valid for its length, and the callers hold the
+        // socket, so the fd is open.
+        let n = unsafe { libc::recv(fd, sink.as_mut_ptr().cast(), sink.len(), libc::MSG_DONTWAIT) };
         if n <= 0 {
             break;
         }
@@ -685,7 +700,7 @@ impl DownstreamTls {
     }
 
     /// Runs the server handshake on an accepted connection.
-    pub async fn accept(&self, tcp: TcpStream) -> Result<(TransportStream, DownstreamTlsInfo), HandshakeFailure> {
+    pub async fn accept(&self, mut tcp: TcpStream) -> Result<(TransportStream, DownstreamTlsInfo), HandshakeFailure> {
         let Some(context) = self.context.current() else {
             // Envoy closes at once while an SDS secret has not arrived.
             self.stats.factory.downstream_context_secrets_not_ready.inc();
@@ -694,7 +709,8 @@ impl DownstreamTls {
         let handshake = async {
             // Bytes that are no TLS handshake record (plaintext HTTP, say) are
             // closed on without an alert, as BoringSSL does in Envoy.
-            let Some(hello) = peek_client_hello(&tcp).await else { return Err(None) };
+            let mut hello_bytes = Vec::new();
+            let Some(hello) = read_client_hello(&mut tcp, &mut hello_bytes).await else { return Err(None) };
             let Some(hello) = hello else {
                 drain(&tcp);
                 let not_tls = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
@@ -709,7 +725,9 @@ impl DownstreamTls {
             }
             let conn = rustls::server::UnbufferedServerConnection::new(context.config.clone())
                 .map_err(|e| Some(io::Error::new(io::ErrorKind::InvalidData, e)))?;
-            let session = TlsSession::accept(tcp, conn, self.stats.ssl.connection_error.clone()).await.map_err(Some)?;
+            let session = TlsSession::accept(tcp, conn, hello_bytes, self.stats.ssl.connection_error.clone())
+                .await
+                .map_err(Some)?;
             Ok((session, session_server_name(hello.server_name.as_deref())))
         };
         let result = match self.handshake_timeout {

@@ -14,6 +14,12 @@
 //! response's head and body go out as one record, not two), and `poll_write`
 //! takes a whole slice once the previous ciphertext is on the socket, so a
 //! session holds at most one write's worth of unsent ciphertext.
+//!
+//! A server's TLS 1.3 session tickets, which rustls makes once the client's
+//! Finished is in, wait for the session's first write when the client's first
+//! request came with that Finished: they go out in one system call with the
+//! answer to it rather than in one of their own (BoringSSL sends them even
+//! earlier, with its first flight). A client never waits on a ticket.
 
 use std::cell::Cell;
 use std::io;
@@ -270,6 +276,9 @@ struct Spill {
     /// Ciphertext the socket has not taken, from `sent`.
     outgoing: Vec<u8>,
     sent: usize,
+    /// `outgoing` is the handshake's last flight, none of it sent: the next
+    /// write sends it with its own bytes.
+    held: bool,
 }
 
 impl Spill {
@@ -290,14 +299,16 @@ fn tls_error(e: rustls::Error) -> io::Error {
 }
 
 impl TlsSession {
-    /// Runs the server side of a handshake on `tcp`; `connection_error`
-    /// counts a bad record once the session is established.
+    /// Runs the server side of a handshake on `tcp`, whose first bytes (the
+    /// ClientHello, read to choose how to answer it) are `hello`;
+    /// `connection_error` counts a bad record once the session is established.
     pub async fn accept(
         tcp: TcpStream,
         conn: UnbufferedServerConnection,
+        hello: Vec<u8>,
         connection_error: Arc<Counter>,
     ) -> io::Result<(TlsSession, HandshakeFacts)> {
-        TlsSession::new(tcp, Connection::Server(conn), connection_error).handshake().await
+        TlsSession::new(tcp, Connection::Server(conn), connection_error).handshake(hello).await
     }
 
     /// Runs the client side of a handshake on `tcp` (`connection_error` as `accept`).
@@ -306,7 +317,7 @@ impl TlsSession {
         conn: UnbufferedClientConnection,
         connection_error: Arc<Counter>,
     ) -> io::Result<(TlsSession, HandshakeFacts)> {
-        TlsSession::new(tcp, Connection::Client(conn), connection_error).handshake().await
+        TlsSession::new(tcp, Connection::Client(conn), connection_error).handshake(Vec::new()).await
     }
 
     fn new(tcp: TcpStream, conn: Connection, connection_error: Arc<Counter>) -> TlsSession {
@@ -338,10 +349,13 @@ impl TlsSession {
 
     /// Drives the handshake to its end in the session's own buffers (it waits
     /// on the peer in between), then frees them. On failure the alert rustls
-    /// queued is written if the socket takes it now.
-    async fn handshake(mut self) -> io::Result<(TlsSession, HandshakeFacts)> {
-        let (mut received, mut filled) = (0, 0);
-        let mut sp = Spill::default();
+    /// queued is written if the socket takes it now. `first`: bytes of the
+    /// peer's already read.
+    async fn handshake(mut self, first: Vec<u8>) -> io::Result<(TlsSession, HandshakeFacts)> {
+        let (mut received, mut filled) = (first.len(), 0);
+        let mut sp = Spill { incoming: first, ..Spill::default() };
+        // The last flight waits for the session's first write (see the module docs).
+        let mut held = false;
         let server = matches!(self.conn, Connection::Server(_));
         let mut handshake = HandshakeFacts { server, ..HandshakeFacts::default() };
         loop {
@@ -386,8 +400,14 @@ impl TlsSession {
                     if handshake.server {
                         handshake.session_id.read(&sp.outgoing[..filled]);
                     }
-                    write_all(&self.tcp, &sp.outgoing[..filled]).await?;
-                    filled = 0;
+                    held = handshake.server
+                        && !self.conn.state().is_handshaking()
+                        && self.conn.state().protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
+                        && (received > 0 || !sp.plaintext.is_empty());
+                    if !held {
+                        write_all(&self.tcp, &sp.outgoing[..filled]).await?;
+                        filled = 0;
+                    }
                 }
                 Step::Established if !self.conn.state().is_handshaking() => break,
                 Step::NeedInput | Step::Established => {
@@ -410,12 +430,18 @@ impl TlsSession {
                 }
             }
         }
-        write_all(&self.tcp, &sp.outgoing[..filled]).await?;
+        if held {
+            sp.outgoing.truncate(filled);
+            sp.outgoing.shrink_to_fit();
+            sp.held = true;
+        } else {
+            write_all(&self.tcp, &sp.outgoing[..filled]).await?;
+            sp.outgoing = Vec::new();
+        }
         // Bytes after the peer's last handshake message (a record cut short)
         // stay; the buffers are otherwise given back.
         sp.incoming.truncate(received);
         sp.incoming.shrink_to_fit();
-        sp.outgoing = Vec::new();
         sp.plaintext.shrink_to_fit();
         self.spill = (!sp.is_done()).then(|| Box::new(sp));
         handshake.tls12 = self.conn.state().protocol_version() == Some(rustls::ProtocolVersion::TLSv1_2);
@@ -448,6 +474,7 @@ impl TlsSession {
         if let Some(sp) = self.spill.as_mut() {
             sp.outgoing = Vec::new();
             sp.sent = 0;
+            sp.held = false;
         }
     }
 
@@ -462,10 +489,20 @@ impl TlsSession {
         self.spill.get_or_insert_with(Default::default)
     }
 
+    /// Before a write: `poll_flush_outgoing`, unless `outgoing` is a held
+    /// flight, which goes with the write.
+    fn poll_flush_before_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.spill.as_ref().is_some_and(|sp| sp.held) {
+            return Poll::Ready(Ok(()));
+        }
+        self.poll_flush_outgoing(cx)
+    }
+
     /// Sends what `outgoing` holds from `sent` on; `Pending` until the socket
     /// took it all, then the buffer is freed.
     fn poll_flush_outgoing(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let Some(sp) = self.spill.as_mut() else { return Poll::Ready(Ok(())) };
+        sp.held = false;
         while sp.sent < sp.outgoing.len() {
             let n = ready!(poll_write_from(&self.tcp, cx, &sp.outgoing[sp.sent..]))?;
             sp.sent += n;
@@ -549,6 +586,27 @@ impl TlsSession {
     /// Writes as much of `out` as the socket takes now (nothing while
     /// `outgoing` still holds bytes) and queues the rest behind them.
     fn send_or_keep(&mut self, out: &[u8]) -> io::Result<()> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        if let Some(sp) = self.spill.as_mut().filter(|sp| sp.held) {
+            // The held flight and these bytes, in one write.
+            sp.held = false;
+            sp.outgoing.extend_from_slice(out);
+            while sp.sent < sp.outgoing.len() {
+                match self.tcp.try_write(&sp.outgoing[sp.sent..]) {
+                    Ok(n) => sp.sent += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            if sp.sent == sp.outgoing.len() {
+                sp.outgoing = Vec::new();
+                sp.sent = 0;
+                self.settle();
+            }
+            return Ok(());
+        }
         let mut from = 0;
         if self.spill.as_ref().is_none_or(|sp| sp.sent == sp.outgoing.len()) {
             while from < out.len() {
@@ -722,7 +780,7 @@ impl TlsSession {
 impl AsyncWrite for TlsSession {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        ready!(this.poll_flush_outgoing(cx))?;
+        ready!(this.poll_flush_before_write(cx))?;
         let data = &buf[..buf.len().min(SCRATCH)];
         this.encrypt_and_send(data, false)?;
         Poll::Ready(Ok(data.len()))
@@ -734,7 +792,7 @@ impl AsyncWrite for TlsSession {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        ready!(this.poll_flush_outgoing(cx))?;
+        ready!(this.poll_flush_before_write(cx))?;
         let Some(first) = bufs.iter().find(|b| !b.is_empty()) else { return Poll::Ready(Ok(0)) };
         if first.len() >= RECORD {
             let data = &first[..first.len().min(SCRATCH)];
@@ -768,7 +826,7 @@ impl AsyncWrite for TlsSession {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if !this.close_notify_sent {
-            ready!(this.poll_flush_outgoing(cx))?;
+            ready!(this.poll_flush_before_write(cx))?;
             this.close_notify_sent = true;
             this.encrypt_and_send(&[], true)?;
         }
@@ -782,7 +840,8 @@ impl AsyncWrite for TlsSession {
 impl Drop for TlsSession {
     fn drop(&mut self) {
         let established = !self.conn.state().is_handshaking();
-        let unsent = self.spill.as_ref().is_some_and(|sp| sp.sent < sp.outgoing.len());
+        // A held flight goes with the close_notify; other unsent bytes are dropped.
+        let unsent = self.spill.as_ref().is_some_and(|sp| !sp.held && sp.sent < sp.outgoing.len());
         if established && !self.close_notify_sent && !unsent {
             self.close_notify_sent = true;
             let _ = self.encrypt_and_send(&[], true);

@@ -14,6 +14,7 @@ mod crl;
 mod der;
 mod ocsp;
 mod pins;
+mod random;
 mod san_matcher;
 mod secret;
 mod tickets;
@@ -576,6 +577,8 @@ fn provider_for(common: &CommonTlsContext, path: &FieldPath) -> Result<Arc<Crypt
     // aws-lc-rs, which has it, was no cheaper per handshake (see Cargo.toml).
     #[allow(deprecated)]
     let mut provider = rustls::crypto::ring::default_provider();
+    // One getrandom per batch of handshakes, not per random value (`random`).
+    provider.secure_random = &random::BatchedRandom;
     // Envoy's default curves, in its order (ring's own list puts P-384 first).
     provider.kx_groups = vec![rustls::crypto::ring::kx_group::X25519, rustls::crypto::ring::kx_group::SECP256R1];
     if let Some(params) = common.tls_params.as_ref().filter(|p| !p.ecdh_curves.is_empty()) {

@@ -29,7 +29,6 @@ pub(super) struct TicketKeys {
     keys: Vec<TicketKey>,
     /// Seconds a ticket opens for, and the lifetime announced with it.
     lifetime: u32,
-    rng: SystemRandom,
 }
 
 struct TicketKey {
@@ -58,7 +57,7 @@ impl TicketKeys {
                 ))
             })?);
         }
-        Ok(TicketKeys { keys, lifetime, rng: SystemRandom::new() })
+        Ok(TicketKeys { keys, lifetime })
     }
 
     /// One random key of the listener's own, as BoringSSL makes without configured keys.
@@ -67,13 +66,13 @@ impl TicketKeys {
         let mut bytes = [0u8; KEY_LEN];
         rng.fill(&mut bytes).map_err(|_| path.error("cannot make a session ticket key"))?;
         let key = TicketKey::new(&bytes).ok_or_else(|| path.error("cannot make a session ticket key"))?;
-        Ok(TicketKeys { keys: vec![key], lifetime, rng })
+        Ok(TicketKeys { keys: vec![key], lifetime })
     }
 
     fn seal(&self, plain: &[u8], now: u64) -> Option<Vec<u8>> {
         let key = self.keys.first()?;
         let mut nonce = [0u8; NONCE_LEN];
-        self.rng.fill(&mut nonce).ok()?;
+        super::random::fill(&mut nonce).ok()?;
         let mut out = Vec::with_capacity(NAME_LEN + 8 + NONCE_LEN + plain.len() + AES_256_GCM.tag_len());
         out.extend_from_slice(&key.name);
         out.extend_from_slice(&now.to_be_bytes());
