@@ -67,8 +67,11 @@ impl NetworkFilterFactory for HttpConnectionManager {
     /// Counted as a connection that opened and closed, remotely by Envoy 1.40's
     /// account (compat `network_local_ratelimit`): the manager's own close
     /// handling never ran.
+    /// A read filter (local_ratelimit, connection_limit) closed the connection
+    /// as it started: a local close, as Envoy's filters close it themselves.
     fn on_refused_connection(&self) {
-        drop(ConnectionLifetime::new(&self.config.stats));
+        let mut lifetime = ConnectionLifetime::new(&self.config.stats);
+        lifetime.local_close = true;
     }
 
     /// The connection's future is the codec's loop itself (no wrapper around
