@@ -15,6 +15,7 @@ use std::sync::Arc;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::network::transport::ReadReady;
 use crate::stats::Counter;
 
 /// `io` with `prefix` read before it; `rx`/`tx` count what crosses `io`.
@@ -57,6 +58,16 @@ impl<T: AsyncRead + Unpin> AsyncRead for CodecIo<T> {
             self.rx.add(n as u64);
         }
         polled
+    }
+}
+
+/// Ready at once while bytes read before the codec started are left.
+impl<T: ReadReady> ReadReady for CodecIo<T> {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        self.io.poll_read_ready(cx)
     }
 }
 

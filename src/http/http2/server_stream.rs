@@ -155,7 +155,7 @@ impl ConnShared {
         } else {
             self.stats.tx_reset.inc();
         }
-        let Some(slot) = self.streams.borrow_mut().remove(&id) else {
+        let Some(slot) = forget(&mut self.streams.borrow_mut(), id) else {
             // Streams Courier never handed to a task (refused, malformed).
             self.stream_closed(true, false);
             return;
@@ -227,6 +227,16 @@ impl ConnShared {
     }
 }
 
+/// Takes a stream out of the connection's table; the table's memory goes with
+/// its last stream (an idle connection holds none).
+fn forget(streams: &mut HashMap<u32, Weak<Slot>>, id: u32) -> Option<Weak<Slot>> {
+    let slot = streams.remove(&id);
+    if streams.is_empty() && streams.capacity() > 0 {
+        *streams = HashMap::new();
+    }
+    slot
+}
+
 impl Drop for ConnShared {
     fn drop(&mut self) {
         let before = self.pending_reported.replace(0);
@@ -286,7 +296,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let shared = &self.shared;
         if let Ok(mut streams) = shared.streams.try_borrow_mut() {
-            streams.remove(&self.id);
+            forget(&mut streams, self.id);
         }
         if self.reset.get() || shared.closed.get() {
             return;

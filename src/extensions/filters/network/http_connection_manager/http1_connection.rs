@@ -212,6 +212,8 @@ pub(super) fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) -> impl Fut
                     return;
                 }
                 Ok(reader) => {
+                    // The HTTP/2 loop has timers of its own: this one's entry goes.
+                    drop(std::mem::take(&mut timer));
                     let (rd, buf) = reader.into_inner().into_parts();
                     let Some(stream) = TransportStream::reunite(rd, writer.into_inner()) else {
                         lifetime.local_close = true;
