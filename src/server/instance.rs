@@ -795,10 +795,8 @@ async fn main_loop(
     if !server.listener_manager.is_stopped() {
         server.state.set(ServerState::Live);
     }
-    // Start-up's garbage (config text, JSON trees, the schema) is freed by now,
-    // and its code is done.
+    // Start-up's garbage (config text, JSON trees, the schema) is freed by now.
     super::memory::release_free_memory();
-    super::memory::release_startup_code();
     server.refresh_stats();
     tracing::info!("all workers started; server is live");
     // Accepting on every socket: the old process may let go of its copies.
