@@ -895,7 +895,7 @@ mod tests {
     fn a_connections_future_is_small() {
         let size = size_of_output(serve::<crate::network::transport::TransportStream>);
         println!("HTTP/2 serve future: {size} bytes");
-        // 1328 bytes in debug builds.
-        assert!(size <= 1328, "the HTTP/2 connection's future grew to {size} bytes");
+        // 1424 bytes in debug builds, with Envoy's two-GOAWAY drain state.
+        assert!(size <= 1424, "the HTTP/2 connection's future grew to {size} bytes");
     }
 }
