@@ -60,7 +60,7 @@ impl Encoder {
     /// An encoder for a peer that has not changed SETTINGS_HEADER_TABLE_SIZE
     /// from RFC 9113's 4096.
     pub fn new() -> Self {
-        Self { table: DynamicTable::new(4096.min(MAX_OWN_TABLE_SIZE)), pending_update: None, huffman: true }
+        Self { table: DynamicTable::indexed_by_name(4096.min(MAX_OWN_TABLE_SIZE)), pending_update: None, huffman: true }
     }
 
     /// Strings always raw (RFC 7541 Appendix C.3 and C.5's examples).

@@ -198,15 +198,22 @@ impl Entry {
 #[derive(Debug)]
 pub struct DynamicTable {
     entries: VecDeque<Entry>,
-    /// Each entry's `name_hash`, in the same order: what a lookup scans.
-    hashes: VecDeque<u32>,
+    /// Each entry's `name_hash`, in the same order: what a lookup scans. Only
+    /// a table looked up by name (the encoder's) keeps them.
+    hashes: Option<VecDeque<u32>>,
     size: usize,
     max_size: usize,
 }
 
 impl DynamicTable {
+    /// A table only indexed by position (the decoder's).
     pub fn new(max_size: usize) -> Self {
-        Self { entries: VecDeque::new(), hashes: VecDeque::new(), size: 0, max_size }
+        Self { entries: VecDeque::new(), hashes: None, size: 0, max_size }
+    }
+
+    /// A table also looked up by name (`named`, the encoder's).
+    pub fn indexed_by_name(max_size: usize) -> Self {
+        Self { hashes: Some(VecDeque::new()), ..Self::new(max_size) }
     }
 
     /// The table's size now (sum of its entries' sizes).
@@ -237,17 +244,16 @@ impl DynamicTable {
     }
 
     /// The dynamic indexes (0 is the newest) of the entries named `name`,
-    /// newest first; `hash` is `name_hash(name)`.
+    /// newest first; `hash` is `name_hash(name)`. None in a table made by
+    /// `new`, which keeps no hashes.
     pub fn named<'a>(&'a self, name: &'a [u8], hash: u32) -> impl Iterator<Item = (usize, &'a Entry)> + 'a {
-        let (front, back) = self.hashes.as_slices();
-        let hits = move |(i, &h): (usize, &u32)| (h == hash).then_some(i);
-        let back_hits = back.iter().enumerate().filter_map(hits).map(move |i| i + front.len());
-        front
+        debug_assert!(self.hashes.is_some(), "a table made by `new` is not looked up by name");
+        self.hashes
             .iter()
+            .flatten()
             .enumerate()
-            .filter_map(hits)
-            .chain(back_hits)
-            .map(|i| (i, &self.entries[i]))
+            .filter(move |&(_, &h)| h == hash)
+            .map(|(i, _)| (i, &self.entries[i]))
             .filter(move |(_, e)| e.name == name)
     }
 
@@ -263,13 +269,17 @@ impl DynamicTable {
         let size = entry_size(name, value);
         if size > self.max_size {
             self.entries.clear();
-            self.hashes.clear();
+            if let Some(hashes) = &mut self.hashes {
+                hashes.clear();
+            }
             self.size = 0;
             return false;
         }
         self.evict_to(self.max_size - size);
         self.entries.push_front(Entry { name: Bytes::copy_from_slice(name), value: Bytes::copy_from_slice(value) });
-        self.hashes.push_front(name_hash(name));
+        if let Some(hashes) = &mut self.hashes {
+            hashes.push_front(name_hash(name));
+        }
         self.size += size;
         true
     }
@@ -277,7 +287,9 @@ impl DynamicTable {
     fn evict_to(&mut self, target: usize) {
         while self.size > target {
             let Some(old) = self.entries.pop_back() else { break };
-            self.hashes.pop_back();
+            if let Some(hashes) = &mut self.hashes {
+                hashes.pop_back();
+            }
             self.size -= old.size();
         }
     }
@@ -311,7 +323,7 @@ mod tests {
 
     #[test]
     fn dynamic_entries_are_found_by_name_newest_first() {
-        let mut t = DynamicTable::new(4096);
+        let mut t = DynamicTable::indexed_by_name(4096);
         t.insert(b"date", b"1");
         t.insert(b"server", b"envoy");
         t.insert(b"date", b"2");
@@ -319,7 +331,7 @@ mod tests {
         assert_eq!(found, [(0, &b"2"[..]), (2, &b"1"[..])]);
         assert_eq!(t.named(b"etag", name_hash(b"etag")).count(), 0);
         // Evicting and inserting wraps the ring around: the same answers as a scan.
-        let mut t = DynamicTable::new(200);
+        let mut t = DynamicTable::indexed_by_name(200);
         for n in 0..50u8 {
             let name: &[u8] = [&b"a"[..], b"bb", b"date"][usize::from(n % 3)];
             t.insert(name, &[b'0' + n % 10]);
