@@ -99,9 +99,9 @@ impl DumpQuery {
             };
             let mut out = Vec::with_capacity(items.len());
             for mut item in items.into_iter().filter(|i| self.name_matches(i)) {
-                if let Some((given, paths)) = &self.mask {
+                if let Some((_, paths)) = &self.mask {
                     if !trim_resource(&mut item, &element, paths) {
-                        return Err((StatusCode::BAD_REQUEST, unusable_mask(given, paths)));
+                        return Err((StatusCode::BAD_REQUEST, unusable_mask(paths)));
                     }
                 }
                 let mut typed = Map::new();
@@ -153,7 +153,7 @@ impl DumpQuery {
 
 /// Envoy's error for a mask a resource cannot take: the mask in protobuf's
 /// debug form.
-fn unusable_mask(_given: &str, paths: &[String]) -> String {
+fn unusable_mask(paths: &[String]) -> String {
     let listed: String = paths.iter().map(|p| format!("paths: \"{p}\"\n")).collect();
     format!("FieldMask goo.gle/debugproto    \n{listed} could not be successfully used.")
 }
