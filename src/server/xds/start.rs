@@ -120,8 +120,12 @@ impl Started {
         match subscribed {
             Subscribed::Path(sub, api) => {
                 let watcher = sub.start(&api).await?;
+                // Updates apply while the first one initializes (a listener
+                // that warms does not hold a newer file back), as in Envoy.
+                let api = Rc::new(api);
+                let following = api.clone();
+                self.push_task(tokio::task::spawn_local(async move { sub.follow(&*following, watcher).await }));
                 api.started_initialized().await;
-                self.push_task(tokio::task::spawn_local(async move { sub.follow(&api, watcher).await }));
             }
             Subscribed::Grpc(sub, timeout) => {
                 sub.open();
