@@ -302,6 +302,13 @@ impl ListenerManager {
         });
     }
 
+    /// The drain of the running dynamic listener `name`: what a replacement
+    /// or removal will drain, for `/config_dump`'s `draining_state`.
+    pub fn drain_watch(&self, name: &str) -> Option<tokio::sync::watch::Receiver<DrainPhase>> {
+        let active = self.active.borrow();
+        active.iter().find(|l| l.config.name == name)?.dynamic.as_ref().map(|d| d.drain.subscribe())
+    }
+
     /// Changes each time a replaced or removed listener (or an in-place
     /// update's old filter chains) ends its drain, as Envoy then destroys it
     /// and what it alone held.

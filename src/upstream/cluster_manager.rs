@@ -434,6 +434,11 @@ impl ClusterManager {
         }
     }
 
+    /// Whether a cluster of this name warms.
+    pub fn warms(&self, name: &str) -> bool {
+        self.warming.borrow().contains_key(name)
+    }
+
     /// Whether `info` is the warming cluster of its name.
     pub fn is_warming(&self, info: &Arc<ClusterInfo>) -> bool {
         self.warming.borrow().get(&info.name).is_some_and(|w| Arc::ptr_eq(w, info))

@@ -315,6 +315,16 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
 
 /// Polls `done` (a readiness signal: a stat, an endpoint, what a request gets)
 /// until it holds, for at most `IO_TIMEOUT`.
+/// The config of a `/config_dump` whose `@type` is `envoy.admin.v3.<kind>`
+/// (`Null` when it has none): their places move with what the config has.
+pub fn dumped_config<'a>(dump: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value {
+    let wanted = format!("type.googleapis.com/envoy.admin.v3.{kind}");
+    dump["configs"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["@type"] == wanted.as_str()))
+        .unwrap_or(&serde_json::Value::Null)
+}
+
 pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + IO_TIMEOUT;
     while !done() {

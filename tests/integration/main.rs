@@ -53,6 +53,7 @@ mod tls;
 mod tracing;
 mod tracing_datadog;
 mod upstream;
+mod xds_config_dump;
 mod xds_connection;
 mod xds_delta;
 mod xds_files;

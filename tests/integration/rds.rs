@@ -75,7 +75,7 @@ fn routes_from_an_rds_file_serve_and_a_moved_in_file_changes_them() {
     assert_eq!(counter(&c, "config_reload"), 2);
     let (_, dump) = c.admin_get("/config_dump");
     let dump: serde_json::Value = serde_json::from_str(&dump).expect("config_dump is JSON");
-    let routes_dump = &dump["configs"][3];
+    let routes_dump = crate::harness::dumped_config(&dump, "RoutesConfigDump");
     assert_eq!(routes_dump["@type"], "type.googleapis.com/envoy.admin.v3.RoutesConfigDump");
     let dynamic = &routes_dump["dynamic_route_configs"][0];
     assert_eq!(dynamic["version_info"], "v2");

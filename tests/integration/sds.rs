@@ -182,7 +182,7 @@ fn a_static_secret_serves_https_and_an_unknown_name_is_refused() {
     assert_eq!(c.stat("listener.tls_web.server_ssl_socket_factory.ssl_context_update_by_sds"), Some(0));
     let (_, dump) = c.admin_get("/config_dump");
     let dump: serde_json::Value = serde_json::from_str(&dump).expect("JSON");
-    let statics = &dump["configs"][3]["static_secrets"][0];
+    let statics = &crate::harness::dumped_config(&dump, "SecretsConfigDump")["static_secrets"][0];
     assert_eq!(statics["name"], "server_cert");
     assert_eq!(statics["secret"]["tls_certificate"]["private_key"]["filename"], "[redacted]");
     let in_bootstrap = &dump["configs"][0]["bootstrap"]["static_resources"]["secrets"][0];
@@ -269,7 +269,7 @@ fn an_sds_file_serves_and_a_moved_in_secret_rotates_new_handshakes_only() {
     // `/config_dump` shows the secret as loaded, its key redacted as Envoy 1.40 prints it.
     let (_, dump) = c.admin_get("/config_dump");
     let dump: serde_json::Value = serde_json::from_str(&dump).expect("JSON");
-    let secrets = &dump["configs"][3];
+    let secrets = crate::harness::dumped_config(&dump, "SecretsConfigDump");
     assert_eq!(secrets["@type"], "type.googleapis.com/envoy.admin.v3.SecretsConfigDump");
     let active = &secrets["dynamic_active_secrets"][0];
     assert_eq!((&active["name"], &active["version_info"]), (&"web_cert".into(), &"v2".into()));

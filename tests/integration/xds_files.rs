@@ -88,7 +88,8 @@ fn clusters_and_listeners_from_files_serve_and_updates_apply() {
     let listeners = &dump["configs"][2];
     assert_eq!(listeners["version_info"], "l2");
     assert_eq!(listeners["dynamic_listeners"][0]["name"], "web");
-    assert_eq!(listeners["dynamic_listeners"][0]["active_state"]["version_info"], "l2");
+    // An in-place update keeps its predecessor's version, as Envoy's does.
+    assert_eq!(listeners["dynamic_listeners"][0]["active_state"]["version_info"], "l1");
     let (_, clusters_text) = c.admin_get("/clusters");
     assert!(clusters_text.contains("b::added_via_api::true"), "{clusters_text}");
 

@@ -1,7 +1,9 @@
 //! `/config_dump`: the effective config as Envoy's `ConfigDump` — the
-//! bootstrap, then the static and (from CDS and LDS) dynamic clusters,
-//! with `include_eds` every cluster's endpoints (`endpoints_dump`), the
-//! listeners, the route configs from RDS, then the static and SDS secrets — printed with proto field names
+//! bootstrap, then the static and (from CDS and LDS) dynamic clusters, active
+//! and warming, with `include_eds` every cluster's endpoints
+//! (`endpoints_dump`), the listeners (a dynamic one active, warming and
+//! draining), the route configs written inline and those from RDS, then the
+//! static and SDS secrets — printed with proto field names
 //! and Envoy's one-space indentation, sensitive fields (private keys) redacted
 //! as Envoy redacts them (`config::redact`). Its `resource`, `mask` and
 //! `name_regex` query parameters filter it (`config_dump_query`).
@@ -9,7 +11,12 @@
 //! The server keeps the bootstrap protobuf-encoded, not the schema it needs to be
 //! printed: each dump decodes the schema, renders, and frees it again.
 
-use prost::Message;
+use envoy_types::pb::envoy::config::listener::v3::{filter::ConfigType, FilterChain, Listener};
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager::RouteSpecifier, HttpConnectionManager,
+};
+use prost::{Message, Name};
 use prost_reflect::{DynamicMessage, ReflectMessage, SerializeOptions, Value};
 use serde::Serialize;
 use serde_json::{json, Value as Json};
@@ -19,7 +26,7 @@ use crate::config::path_source::{CLUSTER_TYPE, LISTENER_TYPE};
 use crate::config::{self, bootstrap::BOOTSTRAP_TYPE, descriptor};
 use crate::extensions::filters::network::http_connection_manager::rds::ROUTE_TYPE;
 use crate::extensions::transport_sockets::tls::SECRET_TYPE;
-use crate::server::xds::AppliedState;
+use crate::server::xds::{AppliedResource, AppliedResources, AppliedState};
 use crate::server::Server;
 
 /// The dump, filtered by `query` (`config_dump_query`).
@@ -47,35 +54,24 @@ fn configs(server: &Server, include_eds: bool) -> Vec<Json> {
     let bootstrap = to_json(&bootstrap_dump);
     let updated = humantime_rfc3339(server.started_wall);
     let statics = |field: &str, key: &str| -> Vec<Json> {
-        static_resources(&bootstrap_dump, field)
-            .into_iter()
-            .map(|m| json!({ key: to_typed_json(&m), "last_updated": updated }))
-            .collect()
+        let mut items = static_resources(&bootstrap_dump, field);
+        // Envoy's cluster manager lists its clusters by name; listeners as configured.
+        if field == "clusters" {
+            items.sort_by_cached_key(|m| m.get_field_by_name("name").and_then(|n| n.as_str().map(str::to_string)));
+        }
+        items.into_iter().map(|m| json!({ key: to_typed_json(&m), "last_updated": updated })).collect()
     };
     let mut clusters = json!({
         "@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
         "static_clusters": statics("clusters", "cluster"),
     });
-    add_dynamic(
-        &mut clusters,
-        &server.cds_state.borrow(),
-        CLUSTER_TYPE,
-        "dynamic_active_clusters",
-        "cluster",
-        |_, c| c,
-    );
+    add_clusters(&mut clusters, server);
     let mut listeners = json!({
         "@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
         "static_listeners": statics("listeners", "listener"),
     });
-    add_dynamic(
-        &mut listeners,
-        &server.lds_state.borrow(),
-        LISTENER_TYPE,
-        "dynamic_listeners",
-        "listener",
-        |name, l| json!({ "name": name, "active_state": l }),
-    );
+    let lds = server.lds_state.borrow();
+    add_listeners(&mut listeners, &lds);
     let mut configs = vec![
         json!({
             "@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
@@ -89,25 +85,160 @@ fn configs(server: &Server, include_eds: bool) -> Vec<Json> {
         configs.push(super::endpoints_dump::render(cm));
     }
     configs.push(listeners);
-    configs.extend(routes(server));
+    configs.extend(routes(server, &bootstrap_dump, &updated, &lds));
     configs.push(secrets(server, &bootstrap_dump));
     configs
 }
 
-/// Envoy's `RoutesConfigDump` (after the listeners) when RDS has loaded a
-/// route config: each with the version that brought it and when. (Inline
-/// route configs, Envoy's `static_route_configs`, are not listed yet.)
-fn routes(server: &Server) -> Option<Json> {
-    let mut all = AppliedState::default();
+/// The clusters from CDS as Envoy shows them: one that warms (until its first
+/// assignment or its secrets) under `dynamic_warming_clusters`, and under
+/// `dynamic_active_clusters` the namesake that runs meanwhile, if one does.
+fn add_clusters(dump: &mut Json, server: &Server) {
+    let state = server.cds_state.borrow();
+    if !state.version_info.is_empty() {
+        dump["version_info"] = json!(state.version_info);
+    }
+    let cm = server.cluster_manager.borrow();
+    let warms = |name: &str| cm.as_ref().is_some_and(|cm| cm.warms(name));
+    let superseded = state.transitions().map(|t| &t.superseded);
+    let (mut active, mut warming) = (Vec::new(), Vec::new());
+    for (name, r) in state.resources.iter() {
+        match warms(name) {
+            true => {
+                warming.push((name.as_str(), r));
+                active.extend(superseded.and_then(|s| s.get(name)).map(|s| (name.as_str(), s)));
+            }
+            false => active.push((name.as_str(), r)),
+        }
+    }
+    for (list, items) in [("dynamic_active_clusters", active), ("dynamic_warming_clusters", warming)] {
+        let rendered = applied(items, CLUSTER_TYPE, "cluster");
+        if !rendered.is_empty() {
+            dump[list] = json!(rendered);
+        }
+    }
+}
+
+/// The listeners from LDS as Envoy shows them, each by name with what serves
+/// (`active_state`), what warms until its routes and secrets come
+/// (`warming_state`) and what was replaced or removed and still drains
+/// (`draining_state`, the oldest drain; not one of an in-place update).
+fn add_listeners(dump: &mut Json, state: &AppliedState) {
+    if !state.version_info.is_empty() {
+        dump["version_info"] = json!(state.version_info);
+    }
+    let transitions = state.transitions();
+    let draining: Vec<_> = transitions.map_or(&[][..], |t| &t.draining).iter().filter(|d| d.is_draining()).collect();
+    let mut names: Vec<&str> =
+        state.resources.keys().map(String::as_str).chain(draining.iter().map(|d| d.name.as_str())).collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut listeners = Vec::new();
+    for name in names {
+        let warming = transitions.filter(|t| t.warming.contains(name)).and(state.resources.get(name));
+        let states = [
+            ("active_state", state.serving(name)),
+            ("warming_state", warming),
+            // Envoy shows the oldest of its drains.
+            ("draining_state", draining.iter().find(|d| d.name == name && !d.in_place).map(|d| &d.resource)),
+        ];
+        let mut entry = json!({ "name": name });
+        for (field, resource) in states {
+            let Some(r) = resource else { continue };
+            entry[field] = applied(vec![(name, r)], LISTENER_TYPE, "listener").remove(0);
+        }
+        listeners.push(entry);
+    }
+    if !listeners.is_empty() {
+        dump["dynamic_listeners"] = json!(listeners);
+    }
+}
+
+/// Envoy's `ScopedRoutesConfigDump` (empty: Courier has no scoped routes) and
+/// `RoutesConfigDump` after the listeners, once a listener shown has a
+/// connection manager (Envoy's route config manager exists then): the route
+/// configs written inline (`static_route_configs`, one per connection manager
+/// that carries it: of every listener serving, warming or draining, as Envoy
+/// lists them), then each that RDS has loaded, with the version that brought
+/// it and when.
+fn routes(server: &Server, bootstrap: &DynamicMessage, started: &str, lds: &AppliedState) -> Vec<Json> {
+    let mut managers = 0;
+    let mut inline: Vec<(RouteConfiguration, String)> = Vec::new();
+    let mut add = |l: &Listener, updated: &dyn Fn() -> String, skip: Option<&Listener>| {
+        for chain in l.filter_chains.iter().chain(&l.default_filter_chain) {
+            // An in-place update drains only the chains its successor lacks.
+            if skip.is_some_and(|s| s.filter_chains.contains(chain) || s.default_filter_chain.as_ref() == Some(chain)) {
+                continue;
+            }
+            for hcm in connection_managers(chain) {
+                managers += 1;
+                if let Some(RouteSpecifier::RouteConfig(rc)) = hcm.route_specifier {
+                    inline.push((rc, updated()));
+                }
+            }
+        }
+    };
+    for l in static_resources(bootstrap, "listeners") {
+        if let Ok(l) = l.transcode_to::<Listener>() {
+            add(&l, &|| started.to_string(), None);
+        }
+    }
+    let decode = |r: &AppliedResource| Listener::decode(r.encoded.as_slice()).ok();
+    let transitions = lds.transitions();
+    let mut names: Vec<&String> = lds.resources.keys().collect();
+    names.sort_unstable();
+    for name in names {
+        let warming = transitions.filter(|t| t.warming.contains(name.as_str())).and(lds.resources.get(name));
+        for r in lds.serving(name).into_iter().chain(warming) {
+            if let Some(l) = decode(r) {
+                add(&l, &|| protobuf_timestamp(r.last_updated), None);
+            }
+        }
+    }
+    for d in transitions.map_or(&[][..], |t| &t.draining).iter().filter(|d| d.is_draining()) {
+        let successor = d.in_place.then(|| lds.serving(&d.name).and_then(decode)).flatten();
+        if let Some(l) = decode(&d.resource) {
+            add(&l, &|| protobuf_timestamp(d.resource.last_updated), successor.as_ref());
+        }
+    }
+    let mut dynamic = AppliedResources::default();
     for state in server.rds_states.borrow().iter() {
-        all.resources.extend(state.borrow().resources.iter().map(|(k, v)| (k.clone(), v.clone())));
+        dynamic.extend(state.borrow().resources.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
-    if all.resources.is_empty() {
-        return None;
+    if managers == 0 && dynamic.is_empty() {
+        return Vec::new();
     }
+    let scoped = json!({ "@type": "type.googleapis.com/envoy.admin.v3.ScopedRoutesConfigDump" });
     let mut dump = json!({ "@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump" });
-    add_dynamic(&mut dump, &all, ROUTE_TYPE, "dynamic_route_configs", "route_config", |_, r| r);
-    Some(dump)
+    let Some(desc) = descriptor::message(ROUTE_TYPE) else { return vec![scoped, dump] };
+    let statics: Vec<Json> = inline
+        .into_iter()
+        .map(|(rc, updated)| {
+            let route_config = match DynamicMessage::decode(desc.clone(), rc.encode_to_vec().as_slice()) {
+                Ok(m) => to_typed_json(&m),
+                Err(e) => json!({ "error": format!("cannot decode {}: {e}", rc.name) }),
+            };
+            json!({ "route_config": route_config, "last_updated": updated })
+        })
+        .collect();
+    if !statics.is_empty() {
+        dump["static_route_configs"] = json!(statics);
+    }
+    let rendered = applied(dynamic.iter().map(|(n, r)| (n.as_str(), r)).collect(), ROUTE_TYPE, "route_config");
+    if !rendered.is_empty() {
+        dump["dynamic_route_configs"] = json!(rendered);
+    }
+    vec![scoped, dump]
+}
+
+/// The HTTP connection managers of a filter chain.
+fn connection_managers(chain: &FilterChain) -> impl Iterator<Item = HttpConnectionManager> + '_ {
+    chain.filters.iter().filter_map(|f| match &f.config_type {
+        Some(ConfigType::TypedConfig(any)) if any.type_url == HttpConnectionManager::type_url() => {
+            HttpConnectionManager::decode(any.value.as_slice()).ok()
+        }
+        _ => None,
+    })
 }
 
 /// Envoy's `SecretsConfigDump`: `static_resources.secrets` as configured, and
@@ -168,25 +299,12 @@ fn secrets(server: &Server, bootstrap: &DynamicMessage) -> Json {
     dump
 }
 
-/// What CDS or LDS applied, in Envoy's shape: the subscription's last
-/// `version_info` (when it has one) and, per resource, its own version, the
-/// resource as an `Any` and when it was applied. `entry` places the three
-/// under the resource's name (a listener's `active_state`) or not (a cluster).
-fn add_dynamic(
-    dump: &mut Json,
-    state: &AppliedState,
-    type_name: &str,
-    list: &str,
-    key: &str,
-    entry: impl Fn(&str, Json) -> Json,
-) {
-    if !state.version_info.is_empty() {
-        dump["version_info"] = json!(state.version_info);
-    }
-    let Some(desc) = descriptor::message(type_name) else { return };
-    let mut sorted: Vec<_> = state.resources.iter().collect();
-    sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let resources: Vec<Json> = sorted
+/// Applied resources in Envoy's shape, by name: each with its own version,
+/// the resource as an `Any` (under `key`) and when it was applied.
+fn applied(mut items: Vec<(&str, &AppliedResource)>, type_name: &str, key: &str) -> Vec<Json> {
+    let Some(desc) = descriptor::message(type_name) else { return Vec::new() };
+    items.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    items
         .into_iter()
         .map(|(name, r)| {
             let mut resource = match DynamicMessage::decode(desc.clone(), r.encoded.as_slice()) {
@@ -199,17 +317,13 @@ fn add_dynamic(
             if let Json::Object(fields) = &mut resource {
                 fields.insert("@type".into(), json!(format!("type.googleapis.com/{type_name}")));
             }
-            let applied = json!({
+            json!({
                 "version_info": r.version_info,
                 key: resource,
                 "last_updated": protobuf_timestamp(r.last_updated),
-            });
-            entry(name, applied)
+            })
         })
-        .collect();
-    if !resources.is_empty() {
-        dump[list] = json!(resources);
-    }
+        .collect()
 }
 
 /// `static_resources.<field>` of the bootstrap as messages.

@@ -83,11 +83,39 @@ impl CdsApi {
     }
 }
 
+impl CdsApi {
+    /// Holds `info` back until it is warm; `/config_dump` shows its namesake
+    /// that runs meanwhile, if one does, as still active.
+    fn warm(&self, info: &Arc<ClusterInfo>) {
+        if !self.cm.warms(&info.name) {
+            let mut state = self.state.borrow_mut();
+            let running = self.cm.get(&info.name).and_then(|_| state.resources.get(&info.name).cloned());
+            let superseded = &mut state.transitions_mut().superseded;
+            match running {
+                Some(r) => superseded.insert(info.name.clone(), r),
+                None => drop(superseded.remove(&info.name)),
+            }
+        }
+        self.cm.warm(info);
+    }
+
+    /// Lets go of what the clusters that have warmed since superseded.
+    fn forget_warmed(&self) {
+        let mut state = self.state.borrow_mut();
+        let Some(superseded) = state.transitions().map(|t| &t.superseded) else { return };
+        let warmed: Vec<String> = superseded.keys().filter(|n| !self.cm.warms(n)).cloned().collect();
+        for name in warmed {
+            state.end_warming(&name);
+        }
+    }
+}
+
 impl ResourceApi for CdsApi {
     const TYPE: &'static str = CLUSTER_TYPE;
     const NAME: &'static str = "cds";
 
     async fn apply(&self, file: &DiscoveryFile) -> Result<(), ConfigError> {
+        self.forget_warmed();
         let (changed, removed) = diff(file, &self.state.borrow(), |name| self.cm.is_static(name));
         let sockets = TlsSocketBuilder { store: &self.store, secrets: &self.secrets };
         let mut built = Vec::with_capacity(changed.len());
@@ -124,7 +152,7 @@ impl ResourceApi for CdsApi {
             let secrets: Vec<_> = secrets.into_iter().filter(|s| !s.is_initialized()).collect();
             if info.discovery == DiscoveryType::Eds && !secrets.is_empty() {
                 tracing::info!("cds: cluster '{}' warming until its secrets and endpoints come", info.name);
-                self.cm.warm(&info);
+                self.warm(&info);
                 let (cm, streams) = (self.cm.clone(), self.streams.clone());
                 let warmed = tokio::task::spawn_local(async move {
                     for secret in secrets {
@@ -148,7 +176,7 @@ impl ResourceApi for CdsApi {
                     let _ = warmed.await;
                 }));
             } else if info.discovery == DiscoveryType::Eds {
-                self.cm.warm(&info);
+                self.warm(&info);
                 // Its first read is done (and it is warm) either way; unwatched, it
                 // keeps that assignment.
                 let started = match self.streams.upgrade() {
@@ -170,7 +198,7 @@ impl ResourceApi for CdsApi {
                 }
             } else if !secrets.is_empty() {
                 tracing::info!("cds: cluster '{}' warming until its secrets come", info.name);
-                self.cm.warm(&info);
+                self.warm(&info);
                 let cm = self.cm.clone();
                 let warmed = tokio::task::spawn_local(async move {
                     for secret in secrets {
@@ -185,10 +213,12 @@ impl ResourceApi for CdsApi {
                     let _ = warmed.await;
                 }));
             } else {
+                self.state.borrow_mut().end_warming(&info.name);
                 self.cm.add_or_update(info).await;
             }
         }
         for name in &removed {
+            self.state.borrow_mut().end_warming(name);
             self.cm.remove(name);
         }
         // The EDS clusters replaced or removed are asked for no longer, nor

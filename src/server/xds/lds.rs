@@ -19,17 +19,18 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use prost::Message;
+use tokio::sync::watch;
 
 use super::grpc_subscription::LocalBoxFuture;
 use super::named_watch::NamedEntry;
 use super::start::Started;
-use super::{diff, record, resource_path, AppliedState, ResourceApi};
+use super::{diff, record, resource_path, AppliedResource, AppliedState, ResourceApi};
 use crate::config::path_source::{DiscoveryFile, LISTENER_TYPE};
 use crate::config::ConfigError;
 use crate::extensions::filters::network::http_connection_manager::rds::RdsRouteConfig;
 use crate::extensions::transport_sockets::tls::SdsSecret;
 use crate::extensions::FactoryContext;
-use crate::network::{drain, ListenerConfig};
+use crate::network::{drain, DrainPhase, ListenerConfig};
 use crate::server::Server;
 use crate::upstream::ClusterManager;
 
@@ -77,7 +78,8 @@ impl LdsApi {
     ) {
         tracing::info!("lds: listener '{}' warming until its routes and secrets come", config.name);
         let generation = self.next_generation(&config.name);
-        let (server, generations) = (self.server.clone(), self.generations.clone());
+        self.state.borrow_mut().start_warming(&config.name);
+        let (server, generations, state) = (self.server.clone(), self.generations.clone(), self.state.clone());
         let (warming, warmed) = (self.warming.clone(), self.warmed.clone());
         warming.set(warming.get() + 1);
         server.listener_manager.warming().inc();
@@ -89,9 +91,12 @@ impl LdsApi {
             lm.warming().dec();
             if generations.borrow().get(&config.name) == Some(&generation) {
                 tracing::info!("lds: add/update listener '{}' (warmed)", config.name);
+                let outgoing = outgoing(&server, &state, &config.name, chains);
                 if let Err(e) = lm.add_or_update(config.clone(), drain, chains).await {
                     tracing::warn!("lds: listener '{}' cannot be added: {e}", config.name);
                 }
+                let kept = went(&state, &config.name, outgoing);
+                keep_version(&state, &config.name, kept);
             }
             warming.set(warming.get() - 1);
             warmed.notify_waiters();
@@ -164,6 +169,41 @@ fn in_place_update(old: &Listener, new: &Listener) -> Option<usize> {
     Some(gone + usize::from(old.default_filter_chain.is_some() && old.default_filter_chain != new.default_filter_chain))
 }
 
+/// What replacing (in place: `chains`) or removing listener `name` will
+/// drain, for `/config_dump`.
+struct Outgoing {
+    resource: AppliedResource,
+    drain: watch::Receiver<DrainPhase>,
+    in_place: bool,
+}
+
+/// The resource serving under listener `name` and its drain watch, before
+/// it is replaced or removed.
+fn outgoing(server: &Server, state: &RefCell<AppliedState>, name: &str, chains: Option<usize>) -> Option<Outgoing> {
+    let drain = server.listener_manager.drain_watch(name)?;
+    let resource = state.borrow().serving(name)?.clone();
+    Some(Outgoing { resource, drain, in_place: chains.is_some() })
+}
+
+/// Listener `name` was replaced or removed: it no longer warms, and what
+/// served under it drains, as `/config_dump` shows. Returns the version an
+/// in-place update keeps: Envoy's successor takes its predecessor's.
+fn went(state: &RefCell<AppliedState>, name: &str, outgoing: Option<Outgoing>) -> Option<String> {
+    let mut state = state.borrow_mut();
+    state.end_warming(name);
+    let o = outgoing?;
+    let kept = o.in_place.then(|| o.resource.version_info.clone());
+    state.add_draining(name, o.resource, o.drain, o.in_place);
+    kept
+}
+
+/// Gives listener `name` the version its in-place update kept (`went`).
+fn keep_version(state: &RefCell<AppliedState>, name: &str, version: Option<String>) {
+    if let (Some(version), Some(r)) = (version, state.borrow_mut().resources.get_mut(name)) {
+        r.version_info = version;
+    }
+}
+
 impl ResourceApi for LdsApi {
     const TYPE: &'static str = LISTENER_TYPE;
     const NAME: &'static str = "lds";
@@ -172,6 +212,7 @@ impl ResourceApi for LdsApi {
         let lm = &self.server.listener_manager;
         let (changed, removed) = diff(file, &self.state.borrow(), |name| lm.is_static(name));
         let mut built = Vec::with_capacity(changed.len());
+        let mut kept_versions = Vec::new();
         for (i, r) in &changed {
             let path = resource_path(*i);
             // Envoy names such a listener with a random UUID, which a later
@@ -246,17 +287,25 @@ impl ResourceApi for LdsApi {
             }
             self.next_generation(&config.name);
             tracing::info!("lds: add/update listener '{}'", config.name);
+            let name = config.name.clone();
+            let outgoing = outgoing(&self.server, &self.state, &name, chains);
             if let Err(e) = lm.add_or_update(config, drain, chains).await {
                 record(&self.state, file, &changed[..done], &[]);
                 return Err(resource_path(i).field_error("address", e.to_string()));
             }
+            kept_versions.push((name.clone(), went(&self.state, &name, outgoing)));
         }
         for name in &removed {
             self.next_generation(name);
             tracing::info!("lds: remove listener '{name}'");
+            let outgoing = outgoing(&self.server, &self.state, name, None);
             lm.remove(name);
+            went(&self.state, name, outgoing);
         }
         record(&self.state, file, &changed, &removed);
+        for (name, kept) in kept_versions {
+            keep_version(&self.state, &name, kept);
+        }
         Ok(())
     }
 

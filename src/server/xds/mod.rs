@@ -34,6 +34,7 @@ pub mod sds;
 pub mod sds_watch;
 pub mod source;
 pub mod start;
+pub mod transitions;
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -126,6 +127,8 @@ pub struct AppliedResource {
 pub struct AppliedState {
     pub version_info: String,
     pub resources: AppliedResources,
+    /// CDS's and LDS's resources between states (`transitions`).
+    transitions: Option<Box<transitions::Transitions>>,
 }
 
 /// The running resources of a subscription by name: a few (an EDS cluster's
