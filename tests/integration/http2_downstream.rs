@@ -643,6 +643,47 @@ fn frames_on_a_closed_stream_are_ignored_and_every_rst_stream_sent_is_counted() 
     assert_eq!(c.stat("http2.tx_reset"), Some(0));
 }
 
+/// A PRIORITY frame making its stream depend on itself (RFC 9113 §5.3.1 calls
+/// it a stream error) is ignored, on an idle stream and on a closed one, as
+/// Envoy 1.40 (nghttp2) ignores it (checked by running it with the same
+/// frames; also `tests/h2conformance` case 5.3.1/2, listed for both servers).
+#[test]
+fn a_priority_frame_depending_on_its_own_stream_is_ignored() {
+    use raw::*;
+    use std::io::Write;
+    let up = http_upstream("a");
+    let c = web("HTTP2", "", &up);
+    let mut s = connect(c.listener("web"), &[]);
+    let self_dependent = |stream: u32| frame(PRIORITY, 0, stream, &[&stream.to_be_bytes()[..], &[15]].concat());
+    // Reads up to the PING's ACK: no RST_STREAM nor GOAWAY before it.
+    let pinged = |s: &mut std::net::TcpStream| {
+        s.write_all(&frame(PING, 0, 0, b"pingpong")).unwrap();
+        loop {
+            let f = read_frame(s).expect("the PING ACK");
+            assert!(f.kind != RST_STREAM && f.kind != GOAWAY, "frame {} on stream {}", f.kind, f.stream);
+            if f.kind == PING {
+                break;
+            }
+        }
+    };
+    s.write_all(&self_dependent(1)).unwrap();
+    pinged(&mut s);
+    // The stream is still a new one's to open, and is served.
+    s.write_all(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &request_block(false, "/direct", &[]))).unwrap();
+    loop {
+        let f = read_frame(&mut s).expect("the response");
+        if f.stream == 1 && f.flags & END_STREAM != 0 {
+            break;
+        }
+    }
+    s.write_all(&self_dependent(1)).unwrap();
+    pinged(&mut s);
+    assert_eq!(c.stat("http.ingress.downstream_rq_2xx"), Some(1));
+    assert_eq!(c.stat("http.ingress.downstream_cx_protocol_error"), Some(0));
+    assert_eq!(c.stat("http2.tx_reset"), Some(0));
+    assert_eq!(c.stat("http2.goaway_sent"), Some(0));
+}
+
 /// HEADERS that make a new stream depend on itself (RFC 9113 §5.3.1): Envoy
 /// 1.40 closes the whole connection, sending neither RST_STREAM nor GOAWAY,
 /// and counts a protocol error only (checked against Envoy with the same
