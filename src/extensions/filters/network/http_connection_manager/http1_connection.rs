@@ -12,7 +12,7 @@ use std::task::{ready, Context, Poll};
 
 use tokio::time::Instant;
 
-use super::active_stream::{self, CloseConnection, StreamTimers};
+use super::active_stream::{self, CloseConnection, RepliedAfterUpstream, StreamTimers};
 use super::config::{CodecChoice, HcmConfig};
 use super::response_body::TunnelEnd;
 use super::upgrade::Upgraded;
@@ -420,16 +420,19 @@ async fn exchange(
     };
     // The status line's version follows the request's, as in Envoy.
     *response.version_mut() = if http10 { http::Version::HTTP_10 } else { http::Version::HTTP_11 };
-    let local_reply = response.body().is_local();
+    // Made as the head was decoded (not after the request went upstream).
+    let early_reply = response.body().is_local() && response.extensions().get::<RepliedAfterUpstream>().is_none();
     let written = writer.write(response, head_only, connection, write_limits, timer).await;
     stats.downstream_rq_active.dec();
     match written {
         // Envoy closes at once after the response to a request it had whole
         // (`connection: close`, the last of `max_requests_per_connection`, a
         // drain), and waits for the client first after a reply that came before
-        // the request's end: a local reply (made as the head arrived), or a
-        // response while the body still came (checked against Envoy 1.40).
-        Ok(_) if close && !local_reply && reader.borrow().body_done() => return Exchange::Close { local: true },
+        // the request's end: a local reply made as the head arrived (a direct
+        // response, no route or cluster), or a response while the body still
+        // came. The router's reply to a failed upstream request is as an
+        // upstream's response (checked against Envoy 1.40).
+        Ok(_) if close && !early_reply && reader.borrow().body_done() => return Exchange::Close { local: true },
         Ok(_) if close => return Exchange::CloseDelayed,
         Ok(_) => {}
         Err(e) => {
