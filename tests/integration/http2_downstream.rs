@@ -789,3 +789,26 @@ fn delayed_close_timeout_waits_for_the_client_after_a_goaway() {
     c.wait_stat("http.ingress.downstream_cx_destroy_remote", |v| v == 1);
     assert_eq!(c.stat("http.ingress.downstream_cx_delayed_close_timeout"), Some(1));
 }
+
+/// A client that resets the connection during the wait after a connection
+/// error's GOAWAY: the connection closes when `delayed_close_timeout` passes,
+/// a delayed-close timeout and a local close, as Envoy 1.40 counts it (checked
+/// by running it).
+#[test]
+fn a_reset_after_a_goaway_waits_out_the_delayed_close() {
+    use raw::*;
+    use std::io::Write;
+    let up = http_upstream("a");
+    let c = web("HTTP2", "delayed_close_timeout: 0.4s\n", &up);
+    let mut s = connect(c.listener("web"), &[]);
+    s.write_all(&frame(DATA, 0, 0, b"x")).unwrap();
+    read_until(&mut s, GOAWAY).expect("GOAWAY");
+    socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
+    drop(s);
+    let reset = std::time::Instant::now();
+    c.wait_stat("http.ingress.downstream_cx_destroy", |v| v == 1);
+    assert!(reset.elapsed() >= Duration::from_millis(300), "closed after {:?}", reset.elapsed());
+    assert_eq!(c.stat("http.ingress.downstream_cx_delayed_close_timeout"), Some(1));
+    assert_eq!(c.stat("http.ingress.downstream_cx_destroy_local"), Some(1));
+    assert_eq!(c.stat("http.ingress.downstream_cx_destroy_remote"), Some(0));
+}

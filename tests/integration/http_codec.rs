@@ -338,3 +338,28 @@ fn a_reply_to_a_failed_upstream_request_closes_at_once() {
     c.wait_stat("http.ingress.downstream_cx_destroy_local", |v| v == 2);
     assert_eq!(c.stat("http.ingress.downstream_cx_delayed_close_timeout"), Some(1));
 }
+
+/// A client that resets the connection during the delayed-close wait does
+/// not end it: as Envoy 1.40 (checked by running it), the connection closes
+/// when `delayed_close_timeout` passes, a delayed-close timeout and a local
+/// close; only a client's FIN makes it a remote close.
+#[test]
+fn a_reset_during_the_delayed_close_wait_is_a_local_close_at_the_timeout() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let up = http_upstream("a");
+    let c = proxy(&up, "          delayed_close_timeout: 0.4s\n");
+    let mut s = TcpStream::connect(c.listener("web")).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nhost: a\r\nbad header\r\n\r\n").unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 400");
+    socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
+    drop(s);
+    let reset = Instant::now();
+    c.wait_stat("http.ingress.downstream_cx_destroy", |v| v == 1);
+    assert!(reset.elapsed() >= Duration::from_millis(300), "closed after {:?}", reset.elapsed());
+    assert_eq!(c.stat("http.ingress.downstream_cx_delayed_close_timeout"), Some(1));
+    assert_eq!(c.stat("http.ingress.downstream_cx_destroy_local"), Some(1));
+    assert_eq!(c.stat("http.ingress.downstream_cx_destroy_remote"), Some(0));
+}
