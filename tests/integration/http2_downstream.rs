@@ -812,3 +812,29 @@ fn a_reset_after_a_goaway_waits_out_the_delayed_close() {
     assert_eq!(c.stat("http.ingress.downstream_cx_destroy_local"), Some(1));
     assert_eq!(c.stat("http.ingress.downstream_cx_destroy_remote"), Some(0));
 }
+
+/// A connection that never sent a byte has no codec yet in Envoy 1.40, which
+/// at `idle_timeout` closes it at once: no GOAWAY or drain (`drain_timeout`),
+/// no delayed close (checked by running it with `codec_type` AUTO and HTTP1;
+/// with HTTP2 Courier's HTTP/2 loop already closed it so).
+#[test]
+fn a_connection_that_never_sent_a_byte_closes_at_the_idle_timeout() {
+    use std::io::Read;
+    let up = http_upstream("a");
+    for codec in ["AUTO", "HTTP1"] {
+        let extra =
+            "drain_timeout: 2s\ndelayed_close_timeout: 2s\ncommon_http_protocol_options:\n  idle_timeout: 0.2s\n";
+        let c = web(codec, extra, &up);
+        let mut s = std::net::TcpStream::connect(c.listener("web")).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let connected = std::time::Instant::now();
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        assert!(got.is_empty(), "{codec}: {got:?}");
+        assert!(connected.elapsed() < Duration::from_millis(1500), "{codec}: closed after {:?}", connected.elapsed());
+        drop(s);
+        c.wait_stat("http.ingress.downstream_cx_destroy_local", |v| v == 1);
+        assert_eq!(c.stat("http.ingress.downstream_cx_idle_timeout"), Some(1), "{codec}");
+        assert_eq!(c.stat("http.ingress.downstream_cx_delayed_close_timeout"), Some(0), "{codec}");
+    }
+}
