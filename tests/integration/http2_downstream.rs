@@ -643,6 +643,47 @@ fn frames_on_a_closed_stream_are_ignored_and_every_rst_stream_sent_is_counted() 
     assert_eq!(c.stat("http2.tx_reset"), Some(0));
 }
 
+/// A PRIORITY frame making its stream depend on itself (RFC 9113 §5.3.1 calls
+/// it a stream error) is ignored, on an idle stream and on a closed one, as
+/// Envoy 1.40 (nghttp2) ignores it (checked by running it with the same
+/// frames; also `tests/h2conformance` case 5.3.1/2, listed for both servers).
+#[test]
+fn a_priority_frame_depending_on_its_own_stream_is_ignored() {
+    use raw::*;
+    use std::io::Write;
+    let up = http_upstream("a");
+    let c = web("HTTP2", "", &up);
+    let mut s = connect(c.listener("web"), &[]);
+    let self_dependent = |stream: u32| frame(PRIORITY, 0, stream, &[&stream.to_be_bytes()[..], &[15]].concat());
+    // Reads up to the PING's ACK: no RST_STREAM nor GOAWAY before it.
+    let pinged = |s: &mut std::net::TcpStream| {
+        s.write_all(&frame(PING, 0, 0, b"pingpong")).unwrap();
+        loop {
+            let f = read_frame(s).expect("the PING ACK");
+            assert!(f.kind != RST_STREAM && f.kind != GOAWAY, "frame {} on stream {}", f.kind, f.stream);
+            if f.kind == PING {
+                break;
+            }
+        }
+    };
+    s.write_all(&self_dependent(1)).unwrap();
+    pinged(&mut s);
+    // The stream is still a new one's to open, and is served.
+    s.write_all(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &request_block(false, "/direct", &[]))).unwrap();
+    loop {
+        let f = read_frame(&mut s).expect("the response");
+        if f.stream == 1 && f.flags & END_STREAM != 0 {
+            break;
+        }
+    }
+    s.write_all(&self_dependent(1)).unwrap();
+    pinged(&mut s);
+    assert_eq!(c.stat("http.ingress.downstream_rq_2xx"), Some(1));
+    assert_eq!(c.stat("http.ingress.downstream_cx_protocol_error"), Some(0));
+    assert_eq!(c.stat("http2.tx_reset"), Some(0));
+    assert_eq!(c.stat("http2.goaway_sent"), Some(0));
+}
+
 /// HEADERS that make a new stream depend on itself (RFC 9113 §5.3.1): Envoy
 /// 1.40 closes the whole connection, sending neither RST_STREAM nor GOAWAY,
 /// and counts a protocol error only (checked against Envoy with the same
@@ -747,4 +788,53 @@ fn delayed_close_timeout_waits_for_the_client_after_a_goaway() {
     assert!(sent.elapsed() < Duration::from_millis(300), "closed after {:?}", sent.elapsed());
     c.wait_stat("http.ingress.downstream_cx_destroy_remote", |v| v == 1);
     assert_eq!(c.stat("http.ingress.downstream_cx_delayed_close_timeout"), Some(1));
+}
+
+/// A client that resets the connection during the wait after a connection
+/// error's GOAWAY: the connection closes when `delayed_close_timeout` passes,
+/// a delayed-close timeout and a local close, as Envoy 1.40 counts it (checked
+/// by running it).
+#[test]
+fn a_reset_after_a_goaway_waits_out_the_delayed_close() {
+    use raw::*;
+    use std::io::Write;
+    let up = http_upstream("a");
+    let c = web("HTTP2", "delayed_close_timeout: 0.4s\n", &up);
+    let mut s = connect(c.listener("web"), &[]);
+    s.write_all(&frame(DATA, 0, 0, b"x")).unwrap();
+    read_until(&mut s, GOAWAY).expect("GOAWAY");
+    socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
+    drop(s);
+    let reset = std::time::Instant::now();
+    c.wait_stat("http.ingress.downstream_cx_destroy", |v| v == 1);
+    assert!(reset.elapsed() >= Duration::from_millis(300), "closed after {:?}", reset.elapsed());
+    assert_eq!(c.stat("http.ingress.downstream_cx_delayed_close_timeout"), Some(1));
+    assert_eq!(c.stat("http.ingress.downstream_cx_destroy_local"), Some(1));
+    assert_eq!(c.stat("http.ingress.downstream_cx_destroy_remote"), Some(0));
+}
+
+/// A connection that never sent a byte has no codec yet in Envoy 1.40, which
+/// at `idle_timeout` closes it at once: no GOAWAY or drain (`drain_timeout`),
+/// no delayed close (checked by running it with `codec_type` AUTO and HTTP1;
+/// with HTTP2 Courier's HTTP/2 loop already closed it so).
+#[test]
+fn a_connection_that_never_sent_a_byte_closes_at_the_idle_timeout() {
+    use std::io::Read;
+    let up = http_upstream("a");
+    for codec in ["AUTO", "HTTP1"] {
+        let extra =
+            "drain_timeout: 2s\ndelayed_close_timeout: 2s\ncommon_http_protocol_options:\n  idle_timeout: 0.2s\n";
+        let c = web(codec, extra, &up);
+        let mut s = std::net::TcpStream::connect(c.listener("web")).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let connected = std::time::Instant::now();
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        assert!(got.is_empty(), "{codec}: {got:?}");
+        assert!(connected.elapsed() < Duration::from_millis(1500), "{codec}: closed after {:?}", connected.elapsed());
+        drop(s);
+        c.wait_stat("http.ingress.downstream_cx_destroy_local", |v| v == 1);
+        assert_eq!(c.stat("http.ingress.downstream_cx_idle_timeout"), Some(1), "{codec}");
+        assert_eq!(c.stat("http.ingress.downstream_cx_delayed_close_timeout"), Some(0), "{codec}");
+    }
 }

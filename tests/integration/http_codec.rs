@@ -308,3 +308,58 @@ fn delayed_close_timeout_waits_for_the_client_after_a_local_reply() {
     assert!(waited < Duration::from_millis(300), "closed after {waited:?}");
     assert_eq!(c.stat("http.ingress.downstream_cx_delayed_close_timeout"), Some(1));
 }
+
+/// The router's 503 after a refused upstream connection, to a whole
+/// `connection: close` request: Envoy 1.40 closes at once, as after an
+/// upstream's response, where a direct response (a reply made as the head was
+/// decoded) waits `delayed_close_timeout` for the client (checked by running it).
+#[test]
+fn a_reply_to_a_failed_upstream_request_closes_at_once() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    let routes = format!(
+        "              - match: {{ prefix: \"/direct\" }}\n                direct_response: {{ status: 200 }}\n{}",
+        prefix_route("/", "dead", "")
+    );
+    let listener = http_listener("web", "          delayed_close_timeout: 0.5s\n", &one_vhost(&routes), "");
+    let c = Courier::start(&config(&[listener], &[static_cluster("dead", &[closed_port()])]), 1);
+    let mut s = TcpStream::connect(c.listener("web")).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n").unwrap();
+    let (got, waited) = time_to_close(&mut s);
+    assert!(got.starts_with(b"HTTP/1.1 503"), "{}", String::from_utf8_lossy(&got));
+    assert!(waited < Duration::from_millis(300), "closed after {waited:?}");
+    drop(s);
+
+    let mut s = TcpStream::connect(c.listener("web")).unwrap();
+    s.write_all(b"GET /direct HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n").unwrap();
+    let (got, waited) = time_to_close(&mut s);
+    assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+    assert!(waited >= Duration::from_millis(450), "closed after {waited:?}");
+    c.wait_stat("http.ingress.downstream_cx_destroy_local", |v| v == 2);
+    assert_eq!(c.stat("http.ingress.downstream_cx_delayed_close_timeout"), Some(1));
+}
+
+/// A client that resets the connection during the delayed-close wait does
+/// not end it: as Envoy 1.40 (checked by running it), the connection closes
+/// when `delayed_close_timeout` passes, a delayed-close timeout and a local
+/// close; only a client's FIN makes it a remote close.
+#[test]
+fn a_reset_during_the_delayed_close_wait_is_a_local_close_at_the_timeout() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let up = http_upstream("a");
+    let c = proxy(&up, "          delayed_close_timeout: 0.4s\n");
+    let mut s = TcpStream::connect(c.listener("web")).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nhost: a\r\nbad header\r\n\r\n").unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 400");
+    socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
+    drop(s);
+    let reset = Instant::now();
+    c.wait_stat("http.ingress.downstream_cx_destroy", |v| v == 1);
+    assert!(reset.elapsed() >= Duration::from_millis(300), "closed after {:?}", reset.elapsed());
+    assert_eq!(c.stat("http.ingress.downstream_cx_delayed_close_timeout"), Some(1));
+    assert_eq!(c.stat("http.ingress.downstream_cx_destroy_local"), Some(1));
+    assert_eq!(c.stat("http.ingress.downstream_cx_destroy_remote"), Some(0));
+}

@@ -1019,6 +1019,8 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
             compat("delayed_close"),
             test(CODEC_IT, "delayed_close_timeout_waits_for_the_client_after_a_local_reply"),
             test(H2_IT, "delayed_close_timeout_waits_for_the_client_after_a_goaway"),
+            test(CODEC_IT, "a_reply_to_a_failed_upstream_request_closes_at_once"),
+            test(CODEC_IT, "a_reset_during_the_delayed_close_wait_is_a_local_close_at_the_timeout"),
         ],
     ),
     (HCM, "local_reply_config", &[compat("local_reply_config")]),

@@ -83,9 +83,14 @@ pub struct RouterRequest<'a> {
 pub enum Routed {
     /// A reply of the router's own (no route, no cluster, a failed upstream).
     Reply(LocalReply),
-    /// The route's own reply (direct response, redirect, or a failed upstream
-    /// request on it): the route's response header edits apply to it.
+    /// The route's own reply (direct response, redirect): the route's response
+    /// header edits apply to it.
     RouteReply(LocalReply),
+    /// The route's upstream request failed (refused, reset, timed out): a
+    /// route reply, made once the request went upstream rather than as its
+    /// head was decoded (Envoy closes a connection that ends with it as after
+    /// an upstream's response).
+    UpstreamFailed(LocalReply),
     /// The upstream's response, its body still to come.
     Upstream(UpstreamResponse, Rc<ThreadLocalCluster>),
 }
@@ -253,7 +258,7 @@ impl Router {
                     let failure = http_tracer::UpstreamFailure { reason: &reason, flag: reply.flag };
                     http_tracer::finish_upstream(child, info, Some(&failure));
                 }
-                (Routed::RouteReply(reply), cluster_weight)
+                (Routed::UpstreamFailed(reply), cluster_weight)
             }
         }
     }

@@ -225,11 +225,10 @@ pub fn parse(h: FrameHeader, mut payload: Bytes) -> Result<Frame, FrameError> {
             if payload.len() != 5 {
                 return Err(FrameError::Stream { stream: h.stream, code: ErrorCode::FRAME_SIZE_ERROR });
             }
-            let priority = Priority::read(&payload);
-            if priority.dependency == h.stream {
-                return Err(FrameError::Stream { stream: h.stream, code: ErrorCode::PROTOCOL_ERROR });
-            }
-            Frame::Priority { stream: h.stream, priority }
+            // One making its stream depend on itself is a stream error by RFC 9113
+            // §5.3.1, but Envoy 1.40 (nghttp2) ignores it, on an idle, open or
+            // closed stream alike (checked by running it), as every PRIORITY.
+            Frame::Priority { stream: h.stream, priority: Priority::read(&payload) }
         }
         kind::RST_STREAM => {
             on_stream_0("RST_STREAM on stream 0")?;

@@ -456,8 +456,15 @@ fn priority_rules() {
         c.take_events(),
         [Event::DiscardHeaderBlock { block: Bytes::from_static(b"block") }, Event::SelfDependentStream { stream: 1 }]
     );
-    // 5.3.1/2 on an idle stream: no RST_STREAM there, so a connection error.
-    Client::new().assert_conn_error(&raw(kind::PRIORITY, 0, 1, &[0, 0, 0, 1, 15]), ErrorCode::PROTOCOL_ERROR);
+    // 5.3.1/2: a PRIORITY making its stream depend on itself is ignored, idle,
+    // open or closed, as Envoy 1.40 (nghttp2) ignores it.
+    let mut c = Client::new();
+    c.send(&raw(kind::PRIORITY, 0, 1, &[0, 0, 0, 1, 15])).unwrap();
+    c.send(&headers(1, false)).unwrap();
+    c.send(&raw(kind::PRIORITY, 0, 1, &[0, 0, 0, 1, 15])).unwrap();
+    c.send(&raw(kind::PRIORITY, 0, 3, &[0, 0, 0, 3, 15])).unwrap();
+    assert!(c.written().iter().all(|f| !matches!(f, Frame::RstStream { .. } | Frame::GoAway { .. })));
+    assert!(matches!(c.take_events()[..], [Event::Headers { stream: 1, .. }]));
     // 6.3/1
     Client::new().assert_conn_error(&raw(kind::PRIORITY, 0, 0, &[0, 0, 0, 1, 15]), ErrorCode::PROTOCOL_ERROR);
     // 6.3/2 on an open stream, 6.3/4

@@ -225,6 +225,12 @@ pub async fn handle(
             stream.count_protocol_error(&reply);
             return stream.build_local(reply, route.as_ref(), &parts, &mut filters, is_head);
         }
+        Routed::UpstreamFailed(reply) => {
+            stream.count_protocol_error(&reply);
+            let mut response = stream.build_local(reply, route.as_ref(), &parts, &mut filters, is_head);
+            response.extensions_mut().insert(RepliedAfterUpstream);
+            return response;
+        }
     };
     let UpstreamResponse { head: mut response, mut body, host: _, service_time, active } = upstream;
     stream.upstream_response_headers(&mut response, service_time, route.as_ref(), &parts);
@@ -267,6 +273,13 @@ pub struct TargetAsSent(pub bytes::Bytes);
 /// Marks a response after which the connection must close (a refused request).
 #[derive(Debug, Clone, Copy)]
 pub struct CloseConnection;
+
+/// Marks a local reply made once the request went upstream (its upstream
+/// request failed), not as its head was decoded: closing the connection after
+/// it, Envoy does as after an upstream's response (at once when the request
+/// was whole, checked against Envoy 1.40 with a refused upstream connection).
+#[derive(Debug, Clone, Copy)]
+pub struct RepliedAfterUpstream;
 
 /// Which stream timer fired before the response started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

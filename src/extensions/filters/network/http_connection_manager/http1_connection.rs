@@ -12,7 +12,7 @@ use std::task::{ready, Context, Poll};
 
 use tokio::time::Instant;
 
-use super::active_stream::{self, CloseConnection, StreamTimers};
+use super::active_stream::{self, CloseConnection, RepliedAfterUpstream, StreamTimers};
 use super::config::{CodecChoice, HcmConfig};
 use super::response_body::TunnelEnd;
 use super::upgrade::Upgraded;
@@ -84,9 +84,8 @@ pub(super) fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) -> impl Fut
         // after the loop, not in its `match`: an await there would keep the matched
         // value in this future for good.
         let ended = loop {
-            let detect_http2 = requests == 0 && cfg.codec == CodecChoice::Auto;
-            let head = match next_head(cfg, &reader, &limits, detect_http2, &mut drain, &mut drain_at, &mut timer).await
-            {
+            let unused = requests == 0;
+            let head = match next_head(cfg, &reader, &limits, unused, &mut drain, &mut drain_at, &mut timer).await {
                 NextHead::Head(head) => {
                     count_http1(&mut counted, stats);
                     head
@@ -420,16 +419,19 @@ async fn exchange(
     };
     // The status line's version follows the request's, as in Envoy.
     *response.version_mut() = if http10 { http::Version::HTTP_10 } else { http::Version::HTTP_11 };
-    let local_reply = response.body().is_local();
+    // Made as the head was decoded (not after the request went upstream).
+    let early_reply = response.body().is_local() && response.extensions().get::<RepliedAfterUpstream>().is_none();
     let written = writer.write(response, head_only, connection, write_limits, timer).await;
     stats.downstream_rq_active.dec();
     match written {
         // Envoy closes at once after the response to a request it had whole
         // (`connection: close`, the last of `max_requests_per_connection`, a
         // drain), and waits for the client first after a reply that came before
-        // the request's end: a local reply (made as the head arrived), or a
-        // response while the body still came (checked against Envoy 1.40).
-        Ok(_) if close && !local_reply && reader.borrow().body_done() => return Exchange::Close { local: true },
+        // the request's end: a local reply made as the head arrived (a direct
+        // response, no route or cluster), or a response while the body still
+        // came. The router's reply to a failed upstream request is as an
+        // upstream's response (checked against Envoy 1.40).
+        Ok(_) if close && !early_reply && reader.borrow().body_done() => return Exchange::Close { local: true },
         Ok(_) if close => return Exchange::CloseDelayed,
         Ok(_) => {}
         Err(e) => {
@@ -479,6 +481,12 @@ enum NextHead {
 /// (`drain_at`, kept by the connection), since its client may be writing a
 /// request right now; that request is answered with `connection: close`.
 ///
+/// A connection that never received a byte (`unused`: no request yet) is
+/// the exception: Envoy has no codec for it yet, so at `idle_timeout` it
+/// closes at once, neither draining nor waiting for the client to close
+/// (checked against Envoy 1.40, `codec_type` HTTP1 and AUTO). With AUTO, only
+/// such a connection may turn out to be HTTP/2.
+///
 /// Not itself `async`, for the reason `serve` gives: its future is part of every
 /// idle connection's.
 #[allow(clippy::manual_async_fn)]
@@ -486,7 +494,7 @@ fn next_head<'a>(
     cfg: &'a HcmConfig,
     reader: &'a Rc<RefCell<ConnReader>>,
     limits: &'a HeadLimits,
-    detect_http2: bool,
+    unused: bool,
     drain: &'a mut DrainWatch,
     drain_at: &'a mut Option<Instant>,
     timer: &'a mut Timer,
@@ -497,6 +505,7 @@ fn next_head<'a>(
         let mut header_deadline = None;
         let mut request_deadline = None;
         let idle_start = Instant::now();
+        let detect_http2 = unused && cfg.codec == CodecChoice::Auto;
         let mut preface;
         loop {
             {
@@ -565,6 +574,7 @@ fn next_head<'a>(
                     }
                     if reader.borrow().buf.is_empty() {
                         match *drain_at {
+                            None if unused => return NextHead::Idle,
                             None => {
                                 cfg.stats.downstream_cx_idle_timeout.inc();
                                 *drain_at = Some(Instant::now() + cfg.drain_timeout);
