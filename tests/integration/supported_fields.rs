@@ -966,6 +966,13 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "overprovisioning_factor",
         &[test(LB_IT, "overprovisioning_factor_below_100_spreads_load_over_priorities")],
     ),
+    ("envoy.config.endpoint.v3.ClusterLoadAssignment.Policy", "drop_overloads", &[compat("drop_overloads")]),
+    ("envoy.config.endpoint.v3.ClusterLoadAssignment.Policy.DropOverload", "category", &[compat("drop_overloads")]),
+    (
+        "envoy.config.endpoint.v3.ClusterLoadAssignment.Policy.DropOverload",
+        "drop_percentage",
+        &[compat("drop_overloads")],
+    ),
     ("envoy.config.endpoint.v3.LocalityLbEndpoints", "locality", &[compat("endpoint_locality")]),
     ("envoy.config.endpoint.v3.LocalityLbEndpoints", "lb_endpoints", &[compat("http_get")]),
     ("envoy.config.endpoint.v3.LocalityLbEndpoints", "load_balancing_weight", &[compat("locality_weighted")]),
