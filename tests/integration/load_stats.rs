@@ -214,14 +214,15 @@ fn drops_and_endpoints(reports: &[LoadStatsRequest]) -> (Drops, Endpoints) {
     (drops, endpoints)
 }
 
-/// `drops` drops all of its requests (category `throttle`), `app` none; the
-/// service asks for both with `report_endpoint_granularity`: each report
-/// carries `app`'s endpoint inside its locality, and the drops of `drops`
-/// under its category and in all.
+/// `drops` drops all of its requests (category `throttle`), `app` none, and
+/// `full`'s circuit breaker refuses its request; the service asks for the
+/// three with `report_endpoint_granularity`: each report carries `app`'s
+/// endpoint inside its locality, the drops of `drops` under its category and
+/// in all, and `full`'s overflow in all.
 #[test]
 fn drop_overloads_and_endpoint_granularity_reported_as_envoy() {
     let answer = LoadStatsResponse {
-        clusters: vec!["app".into(), "drops".into()],
+        clusters: vec!["app".into(), "drops".into(), "full".into()],
         load_reporting_interval: Some(envoy_types::pb::google::protobuf::Duration { seconds: 0, nanos: 300_000_000 }),
         report_endpoint_granularity: true,
         ..Default::default()
@@ -237,7 +238,12 @@ fn drop_overloads_and_endpoint_granularity_reported_as_envoy() {
              port_value: {} }} }} }}\n",
             app.port()
         );
-        let yaml = yaml_with(lrs.port(), app.port(), &prefix_route("/drop", "drops", ""), &drops);
+        let full = format!(
+            "{}    circuit_breakers:\n      thresholds:\n      - {{ priority: DEFAULT, max_requests: 0 }}\n",
+            static_cluster("full", &[app.port()])
+        );
+        let routes = format!("{}{}", prefix_route("/drop", "drops", ""), prefix_route("/full", "full", ""));
+        let yaml = yaml_with(lrs.port(), app.port(), &routes, &format!("{drops}{full}"));
         let (web, _proxy) = start(envoy, &yaml);
         lrs.wait(WAIT, |calls| calls.iter().any(|c| c.messages.len() >= 2));
         let mut client = Client::connect(web);
@@ -245,15 +251,17 @@ fn drop_overloads_and_endpoint_granularity_reported_as_envoy() {
             let r = client.request("GET", "/", &[("x-test-status", status)], b"");
             assert_eq!(r.status.to_string(), status);
         }
-        for _ in 0..2 {
-            let r = client.request("GET", "/drop", &[], b"");
+        for path in ["/drop", "/drop", "/full"] {
+            let r = client.request("GET", path, &[], b"");
             assert_eq!(r.status, 503);
         }
         let done = |calls: &[Call]| {
             calls.iter().any(|c| {
                 let all = messages(c);
                 let (d, e) = drops_and_endpoints(&all);
-                d.get("drops").is_some_and(|d| d.0 == 2) && e.values().any(|t| t.2 == 3)
+                d.get("drops").is_some_and(|d| d.0 == 2)
+                    && d.get("full").is_some_and(|d| d.0 == 1)
+                    && e.values().any(|t| t.2 == 3)
             })
         };
         let calls = lrs.wait(WAIT, done);
@@ -267,9 +275,13 @@ fn drop_overloads_and_endpoint_granularity_reported_as_envoy() {
     let throttle: std::collections::BTreeMap<String, u64> = [("throttle".to_string(), 2)].into();
     assert_eq!(courier.1.get("drops"), Some(&(2, throttle)));
     assert_eq!(courier.1.get("app"), Some(&(0, Default::default())));
+    assert_eq!(courier.1.get("full"), Some(&(1, Default::default())));
     let endpoint = ("app".to_string(), format!("127.0.0.1:Some(PortValue({}))", app.port()));
     assert_eq!(courier.2.get(&endpoint), Some(&(2, 1, 3, 0)), "{:?}", courier.2);
-    assert_eq!(courier.2.len(), 1, "{:?}", courier.2);
+    // The overflow counts as an error of the host it was to go to, none issued.
+    let full = ("full".to_string(), endpoint.1.clone());
+    assert_eq!(courier.2.get(&full), Some(&(0, 1, 0, 0)), "{:?}", courier.2);
+    assert_eq!(courier.2.len(), 2, "{:?}", courier.2);
     if let Some(envoy) = seen.get(1) {
         assert_eq!(courier, envoy, "Courier's reports (left) differ from Envoy's (right)");
     }
