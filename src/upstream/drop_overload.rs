@@ -80,7 +80,7 @@ impl DropOverloadConfig {
 
 /// Why the router drops a request (`DropOverload::decide`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Drop {
+pub enum Dropped {
     /// A share below 100 % drew this request.
     Drawn,
     /// The share is 100 %.
@@ -126,15 +126,15 @@ impl DropOverload {
 
     /// Whether this request is dropped (Envoy's `bernoulli` of the share),
     /// counted when it is.
-    pub fn decide(&self) -> Option<Drop> {
+    pub fn decide(&self) -> Option<Dropped> {
         let share = self.share();
         if share <= 0.0 {
             return None;
         }
         let drop = if share >= 1.0 {
-            Drop::Unconditional
+            Dropped::Unconditional
         } else if crate::common::random::next_u64() < (f64::from(share) * u64::MAX as f64) as u64 {
-            Drop::Drawn
+            Dropped::Drawn
         } else {
             return None;
         };
@@ -201,14 +201,14 @@ mod tests {
         let d = DropOverload::new(&DropOverloadConfig::default());
         assert!((0..100).all(|_| d.decide().is_none()));
         d.set(&DropOverloadConfig { share: 1.0, category: "all".into() });
-        assert!((0..100).all(|_| d.decide() == Some(Drop::Unconditional)));
+        assert!((0..100).all(|_| d.decide() == Some(Dropped::Unconditional)));
         d.count_dropped();
         assert_eq!(d.latch(), (100, 101));
         assert_eq!(d.latch(), (0, 0));
         assert_eq!(&*d.category(), "all");
         // One in two of 1000 draws: far from 0 and 1000 (p < 1e-30 of leaving 300..=700).
         d.set(&DropOverloadConfig { share: 0.5, category: "half".into() });
-        let drawn = (0..1000).filter(|_| d.decide() == Some(Drop::Drawn)).count();
+        let drawn = (0..1000).filter(|_| d.decide() == Some(Dropped::Drawn)).count();
         assert!((300..=700).contains(&drawn), "{drawn}");
     }
 }

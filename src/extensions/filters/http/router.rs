@@ -34,7 +34,7 @@ use crate::stream_info::{ResponseFlag, StreamInfo};
 use crate::thread_local::Slot;
 use crate::tracing::{http_tracer, Span};
 use crate::upstream::cluster::UpstreamProtocol;
-use crate::upstream::drop_overload::Drop;
+use crate::upstream::drop_overload::Dropped;
 use crate::upstream::{ThreadLocalCluster, ThreadLocalClusterManager};
 
 /// The config type of `envoy.filters.http.router` (of its fields only
@@ -266,10 +266,10 @@ impl Router {
 }
 
 /// Envoy 1.40's reply to a request `drop_overloads` dropped.
-fn drop_overload_reply(drop: Drop) -> LocalReply {
+fn drop_overload_reply(drop: Dropped) -> LocalReply {
     let (body, details, header, flag) = match drop {
-        Drop::Drawn => ("drop overload", "drop_overload", "x-envoy-drop-overload", ResponseFlag::DropOverload),
-        Drop::Unconditional => (
+        Dropped::Drawn => ("drop overload", "drop_overload", "x-envoy-drop-overload", ResponseFlag::DropOverload),
+        Dropped::Unconditional => (
             "unconditional drop overload",
             "unconditional_drop_overload",
             "x-envoy-unconditional-drop-overload",
