@@ -37,11 +37,13 @@ pub enum ResponseFlag {
     OverloadManager = 1 << 20,
     DownstreamRemoteReset = 1 << 21,
     UnauthorizedExternalService = 1 << 22,
+    DropOverload = 1 << 23,
+    UnconditionalDropOverload = 1 << 24,
 }
 
 impl ResponseFlag {
     /// All flags, in Envoy's declaration order.
-    pub const ALL: [ResponseFlag; 23] = [
+    pub const ALL: [ResponseFlag; 25] = [
         ResponseFlag::FailedLocalHealthCheck,
         ResponseFlag::NoHealthyUpstream,
         ResponseFlag::UpstreamRequestTimeout,
@@ -64,7 +66,9 @@ impl ResponseFlag {
         ResponseFlag::UpstreamProtocolError,
         ResponseFlag::NoClusterFound,
         ResponseFlag::OverloadManager,
+        ResponseFlag::DropOverload,
         ResponseFlag::DownstreamRemoteReset,
+        ResponseFlag::UnconditionalDropOverload,
     ];
 
     /// The short name printed by `%RESPONSE_FLAGS%`.
@@ -93,6 +97,8 @@ impl ResponseFlag {
             ResponseFlag::DurationTimeout => "DT",
             ResponseFlag::OverloadManager => "OM",
             ResponseFlag::DownstreamRemoteReset => "DR",
+            ResponseFlag::DropOverload => "DO",
+            ResponseFlag::UnconditionalDropOverload => "UDO",
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::stream_info::ResponseFlag;
 
 /// The short names of Envoy's response flags that Courier never sets: a filter
 /// may name them (and then matches what Envoy would not have logged either).
-const OTHER_ENVOY_FLAGS: &[&str] = &["RLSE", "IH", "RFCF", "NFCF", "DF", "DO", "DR", "UDO"];
+const OTHER_ENVOY_FLAGS: &[&str] = &["RLSE", "IH", "RFCF", "NFCF", "DF", "DR"];
 
 /// A compiled `AccessLogFilter`.
 #[derive(Debug, Clone, PartialEq)]

@@ -364,7 +364,8 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
         ],
     ),
     ("envoy.config.endpoint.v3.ClusterLoadAssignment", &["cluster_name", "endpoints", "policy"]),
-    ("envoy.config.endpoint.v3.ClusterLoadAssignment.Policy", &["overprovisioning_factor"]),
+    ("envoy.config.endpoint.v3.ClusterLoadAssignment.Policy", &["overprovisioning_factor", "drop_overloads"]),
+    ("envoy.config.endpoint.v3.ClusterLoadAssignment.Policy.DropOverload", &["category", "drop_percentage"]),
     (
         "envoy.config.endpoint.v3.LocalityLbEndpoints",
         &["locality", "lb_endpoints", "load_balancing_weight", "priority"],

@@ -657,6 +657,8 @@ fn long_name(f: ResponseFlag) -> &'static str {
         ResponseFlag::DurationTimeout => "DurationTimeout",
         ResponseFlag::OverloadManager => "OverloadManagerTerminated",
         ResponseFlag::DownstreamRemoteReset => "DownstreamRemoteReset",
+        ResponseFlag::DropOverload => "DropOverload",
+        ResponseFlag::UnconditionalDropOverload => "UnconditionalDropOverload",
     }
 }
 

@@ -492,6 +492,11 @@ pub async fn forward(
                 if !matches!(failure, AttemptFailure::DownstreamBody(_)) {
                     cluster.count_response_code(reply.status.as_u16());
                 }
+                // An overflow is a dropped request in the next load report, as
+                // Envoy charges it `dropped`.
+                if matches!(failure, AttemptFailure::Pool(p) if p.is_overflow()) {
+                    cluster.info.drop_overload.count_dropped();
+                }
                 host.stats.rq_error.fetch_add(u64::from(charges_host), Ordering::Relaxed);
                 return Err(reply);
             }

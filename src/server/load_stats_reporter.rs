@@ -9,11 +9,17 @@
 //! counts of clusters new to the report start from then. Every interval a
 //! report goes out: per cluster, per priority and locality, the requests that
 //! succeeded, failed, were issued since the last report, and are in progress
-//! now, a locality left out when all of these are zero; the dropped requests
-//! (0: Courier drops none by `drop_overload`) and the interval measured since
-//! the cluster's last report. The counts are the per-host atomics the workers
-//! already keep (`HostStats`): the reporter remembers what it reported of each
-//! host and sends the difference, so requests pay nothing for it. The stream
+//! now, a locality left out when all of these are zero; when the answer asks
+//! for `report_endpoint_granularity`, the same per host of the locality
+//! (`upstream_endpoint_stats`, a host left out when all are zero, as Envoy's);
+//! the requests dropped (`total_dropped_requests`: by `drop_overloads` or a
+//! circuit breaker's overflow, as Envoy's `upstream_rq_dropped`), those of
+//! `drop_overloads` under its category (`dropped_requests`, left out when
+//! none), and the interval measured since the cluster's last report. The
+//! counts are the per-host atomics the workers already keep (`HostStats`): the
+//! reporter remembers what it reported of each host and sends the difference,
+//! so requests pay nothing for it; the drops are the cluster's
+//! (`upstream::drop_overload`), taken as they are reported. The stream
 //! itself counts as a request in progress on its host, as Envoy's does. A
 //! stream that fails is opened again after Envoy's back-off.
 
@@ -23,8 +29,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use envoy_types::pb::envoy::config::core::v3::{Locality as LocalityProto, Node};
-use envoy_types::pb::envoy::config::endpoint::v3::{ClusterStats, UpstreamLocalityStats};
+use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
+use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
+use envoy_types::pb::envoy::config::core::v3::{Address, Locality as LocalityProto, Node, SocketAddress};
+use envoy_types::pb::envoy::config::endpoint::v3::cluster_stats::DroppedRequests;
+use envoy_types::pb::envoy::config::endpoint::v3::{ClusterStats, UpstreamEndpointStats, UpstreamLocalityStats};
 use envoy_types::pb::envoy::service::load_stats::v3::{LoadStatsRequest, LoadStatsResponse};
 
 use super::xds::backoff::BackOff;
@@ -40,6 +49,8 @@ struct Wanted {
     send_all: bool,
     clusters: Vec<String>,
     interval: Duration,
+    /// `report_endpoint_granularity`: each host's counts too.
+    per_endpoint: bool,
 }
 
 /// What was last reported of one host (its counters then).
@@ -128,7 +139,12 @@ impl LoadStatsReporter {
                         Err(e) => return (e, wanted.is_some()),
                     };
                     let interval = answer.load_reporting_interval.as_ref().map_or(Duration::ZERO, crate::config::duration);
-                    let w = Wanted { send_all: answer.send_all_clusters, clusters: answer.clusters, interval };
+                    let w = Wanted {
+                        send_all: answer.send_all_clusters,
+                        clusters: answer.clusters,
+                        interval,
+                        per_endpoint: answer.report_endpoint_granularity,
+                    };
                     self.start_periods(&w);
                     next_report = Some(tokio::time::Instant::now() + w.interval);
                     wanted = Some(w);
@@ -136,7 +152,7 @@ impl LoadStatsReporter {
                 () = tick => {
                     let Some(w) = &wanted else { continue };
                     // As Envoy's, every report says whose it is.
-                    let report = LoadStatsRequest { node: Some(node.clone()), cluster_stats: self.report() };
+                    let report = LoadStatsRequest { node: Some(node.clone()), cluster_stats: self.report(w.per_endpoint) };
                     if let Err(e) = stream.send(&report) {
                         return (e, true);
                     }
@@ -163,6 +179,9 @@ impl LoadStatsReporter {
                     for host in self.cm.hosts(&name).iter() {
                         self.reported.insert(host_key(host), Reported::now(&host.stats));
                     }
+                    if let Some(info) = self.cm.get(&name) {
+                        info.drop_overload.latch();
+                    }
                     now
                 }
             };
@@ -171,8 +190,9 @@ impl LoadStatsReporter {
         self.periods = periods;
     }
 
-    /// One report of every cluster in the period, its hosts' counts taken.
-    fn report(&mut self) -> Vec<ClusterStats> {
+    /// One report of every cluster in the period, its hosts' counts taken
+    /// (each host's in its locality too when `per_endpoint`).
+    fn report(&mut self, per_endpoint: bool) -> Vec<ClusterStats> {
         let now = Instant::now();
         let mut names: Vec<String> = self.periods.keys().cloned().collect();
         names.sort();
@@ -190,10 +210,24 @@ impl LoadStatsReporter {
                 for host in group {
                     let current = Reported::now(&host.stats);
                     let last = self.reported.insert(host_key(host), current).unwrap_or_default();
-                    stats.total_successful_requests += current.success.saturating_sub(last.success);
-                    stats.total_error_requests += current.error.saturating_sub(last.error);
-                    stats.total_issued_requests += current.issued.saturating_sub(last.issued);
-                    stats.total_requests_in_progress += HostStats::get(&host.stats.rq_active);
+                    let success = current.success.saturating_sub(last.success);
+                    let error = current.error.saturating_sub(last.error);
+                    let issued = current.issued.saturating_sub(last.issued);
+                    let active = HostStats::get(&host.stats.rq_active);
+                    stats.total_successful_requests += success;
+                    stats.total_error_requests += error;
+                    stats.total_issued_requests += issued;
+                    stats.total_requests_in_progress += active;
+                    if per_endpoint && success + error + issued + active != 0 {
+                        stats.upstream_endpoint_stats.push(UpstreamEndpointStats {
+                            address: Some(socket_address(host.address)),
+                            total_successful_requests: success,
+                            total_error_requests: error,
+                            total_issued_requests: issued,
+                            total_requests_in_progress: active,
+                            ..Default::default()
+                        });
+                    }
                 }
                 let any = stats.total_successful_requests
                     + stats.total_error_requests
@@ -203,14 +237,20 @@ impl LoadStatsReporter {
                     localities.push(stats);
                 }
             }
+            let (by_share, dropped) = info.drop_overload.latch();
+            let dropped_requests = if by_share == 0 {
+                Vec::new()
+            } else {
+                vec![DroppedRequests { category: info.drop_overload.category().to_string(), dropped_count: by_share }]
+            };
             let started = self.periods.insert(name.clone(), now).unwrap_or(now);
             let service_name = info.eds.as_ref().map(|e| e.service_name.clone()).filter(|s| *s != name);
             out.push(ClusterStats {
                 cluster_name: name,
                 cluster_service_name: service_name.unwrap_or_default(),
                 upstream_locality_stats: localities,
-                total_dropped_requests: 0,
-                dropped_requests: Vec::new(),
+                total_dropped_requests: dropped,
+                dropped_requests,
                 load_report_interval: Some(proto_duration(now - started)),
             });
         }
@@ -260,6 +300,17 @@ fn locality_of(host: &Host) -> LocalityProto {
         zone: l.zone.clone(),
         sub_zone: l.sub_zone.clone(),
     })
+}
+
+/// A host's address as Envoy reports it (`addressToProtobufAddress`).
+fn socket_address(a: std::net::SocketAddr) -> Address {
+    Address {
+        address: Some(AddressKind::SocketAddress(SocketAddress {
+            address: a.ip().to_string(),
+            port_specifier: Some(PortSpecifier::PortValue(u32::from(a.port()))),
+            ..Default::default()
+        })),
+    }
 }
 
 fn proto_duration(d: Duration) -> envoy_types::pb::google::protobuf::Duration {

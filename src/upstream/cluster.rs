@@ -30,6 +30,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_optio
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::UpstreamProtocolOptions;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 
+use super::drop_overload::{DropOverload, DropOverloadConfig};
 use super::health_check::{HealthCheckConfig, HealthCheckStats};
 use super::host::{EdsHealth, HealthCheckTarget, Locality};
 use super::load_balancer::{LbPolicy, DEFAULT_ACTIVE_REQUEST_BIAS, DEFAULT_CHOICE_COUNT};
@@ -284,6 +285,9 @@ pub struct ClusterInfo {
     /// 140): how much a priority level's health is scaled by before the levels below
     /// it take a share of the load (see `upstream::priority`).
     pub overprovisioning_factor: u32,
+    /// `load_assignment.policy.drop_overloads`, then each EDS assignment's: the
+    /// share of requests the router drops, and the drops not yet reported.
+    pub drop_overload: DropOverload,
     /// `common_lb_config.healthy_panic_threshold`, in whole percent (Envoy rounds
     /// it; 50 when unset): a level whose healthy and degraded share is below it
     /// balances over all its hosts (see `upstream::priority`).
@@ -457,6 +461,10 @@ impl ClusterInfo {
         }
         let overprovisioning_factor =
             c.load_assignment.as_ref().map_or(DEFAULT_OVERPROVISIONING_FACTOR, overprovisioning_factor);
+        let drop_overload = match &c.load_assignment {
+            Some(la) => DropOverloadConfig::from_assignment(la, &path.child("load_assignment"))?,
+            None => DropOverloadConfig::default(),
+        };
         let http = http_protocol_options(c, path)?;
         let tcp_keepalive = tcp_keepalive(c, path)?;
         // Deprecated in favour of the DnsCluster extension, still honoured by Envoy.
@@ -530,6 +538,7 @@ impl ClusterInfo {
             eds,
             original_dst,
             overprovisioning_factor,
+            drop_overload: DropOverload::new(&drop_overload),
             healthy_panic_threshold: healthy_panic_threshold(c),
             local_locality: None,
             zone_aware,

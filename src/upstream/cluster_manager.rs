@@ -528,6 +528,9 @@ impl ClusterManager {
     /// `cluster_manager.cluster_updated` for a running cluster's change after
     /// its `initial` assignment. `false` when `info` is no longer current.
     pub fn assign(&self, info: &Arc<ClusterInfo>, assignment: &Assignment, initial: bool) -> bool {
+        // As Envoy's, every assignment sets the share dropped anew, before and
+        // whatever its hosts.
+        info.drop_overload.set(&assignment.drop_overload);
         let factor = assignment.overprovisioning_factor;
         let warming_now = self.warming.borrow().get(&info.name).is_some_and(|w| Arc::ptr_eq(w, info));
         if warming_now && !info.health_checks.is_empty() {

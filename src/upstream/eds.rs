@@ -12,15 +12,18 @@ use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use super::cluster::{
     assignment_endpoints, overprovisioning_factor, ConfiguredEndpoint, DiscoveryType, EndpointAddress,
 };
+use super::drop_overload::DropOverloadConfig;
 use super::host::{host_set, Host, HostSet};
 use crate::config::{ConfigError, FieldPath};
 
 /// A checked `ClusterLoadAssignment`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Assignment {
     pub endpoints: Vec<ConfiguredEndpoint>,
     /// `policy.overprovisioning_factor`, in percent (140 when unset).
     pub overprovisioning_factor: u32,
+    /// `policy.drop_overloads` (none dropped when unset).
+    pub drop_overload: DropOverloadConfig,
 }
 
 impl Assignment {
@@ -30,6 +33,7 @@ impl Assignment {
         Ok(Assignment {
             endpoints: assignment_endpoints(la, path, DiscoveryType::Eds)?,
             overprovisioning_factor: overprovisioning_factor(la),
+            drop_overload: DropOverloadConfig::from_assignment(la, path)?,
         })
     }
 

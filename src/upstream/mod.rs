@@ -9,6 +9,7 @@ pub mod dns;
 pub mod dns_client;
 pub mod dns_message;
 pub mod dns_system;
+pub mod drop_overload;
 pub mod eds;
 pub mod health_check;
 pub mod host;

@@ -311,3 +311,35 @@ fn eds_health_status_steers_traffic_and_changes_the_kept_host() {
     let (_, clusters) = c.admin_get("/clusters");
     assert!(clusters.contains(&format!("e::127.0.0.1:{}::health_flags::/eds_status_draining", b.port())), "{clusters}");
 }
+
+/// `policy.drop_overloads` of each assignment: all dropped, then (the same
+/// host, no policy) none, and an assignment with two categories is refused
+/// as Envoy refuses it, the share staying.
+#[test]
+fn each_assignment_sets_the_share_dropped_anew() {
+    let a = http_upstream("a");
+    let dir = TempDir::new("eds-drop");
+    let all = "  policy:\n    drop_overloads:\n    - { category: throttle, drop_percentage: { numerator: 100 } }\n";
+    dir.file("eds.yaml", &eds_file("1", "svc", &[(0, &[a.port()])], all));
+    let listener = http_listener("web", "", &one_vhost(&prefix_route("/", "e", "")), "");
+    let yaml =
+        format!("node: {{ id: test, cluster: test }}\n{}", config(&[listener], &[eds_cluster("e", &dir, "svc")]));
+    let c = Courier::start(&yaml, 1);
+    let addr = c.listener("web");
+    let r = Client::connect(addr).get("/");
+    assert_eq!((r.status, r.text().as_str()), (503, "unconditional drop overload"));
+    assert_eq!(r.header("x-envoy-unconditional-drop-overload"), Some("true"));
+    let policy = &endpoints_dump(&c)["static_endpoint_configs"][0]["endpoint_config"]["policy"];
+    assert_eq!(policy["drop_overloads"][0]["category"], "throttle");
+    assert_eq!(policy["drop_overloads"][0]["drop_percentage"]["numerator"], 1_000_000);
+
+    swap_in(&dir.0, "eds.yaml", &eds_file("2", "svc", &[(0, &[a.port()])], ""));
+    c.wait_stat("cluster.e.update_success", |v| v == 2);
+    assert_eq!(Client::connect(addr).get("/").seen().upstream(), "a");
+
+    let two = format!("{all}    - {{ category: more, drop_percentage: {{ numerator: 1 }} }}\n");
+    swap_in(&dir.0, "eds.yaml", &eds_file("3", "svc", &[(0, &[a.port()])], &two));
+    c.wait_stat("cluster.e.update_rejected", |v| v == 1);
+    assert!(c.log().contains("Cluster drop_overloads config has 2 categories. Envoy only support one."), "{}", c.log());
+    assert_eq!(Client::connect(addr).get("/").seen().upstream(), "a");
+}

@@ -5,7 +5,9 @@
 //! each reports is reduced to the facts both must share: the node and its
 //! client feature first and in every report, then per cluster and locality the requests that
 //! succeeded, failed and were issued (summed over the reports, which count
-//! since the previous one), none in progress, none dropped, an interval.
+//! since the previous one), none in progress, none dropped, an interval; and
+//! with `drop_overloads` and `report_endpoint_granularity`, the drops per
+//! category and in all, and each endpoint's counts.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -24,7 +26,12 @@ const WAIT: Duration = Duration::from_secs(10);
 /// A listener `web` routing to `app` (one endpoint in locality r1/z1), the
 /// node `node1`, and load reports to the service's cluster `lrs`.
 fn yaml(lrs: u16, app: u16) -> String {
-    let routes = one_vhost(&prefix_route("/", "app", ""));
+    yaml_with(lrs, app, "", "")
+}
+
+/// `yaml`, with `routes` before the one to `app`, and `clusters`.
+fn yaml_with(lrs: u16, app: u16, routes: &str, clusters: &str) -> String {
+    let routes = one_vhost(&format!("{routes}{}", prefix_route("/", "app", "")));
     let app = format!(
         "  - name: app\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: app\n      \
          endpoints:\n      - locality: {{ region: r1, zone: z1 }}\n        lb_endpoints:\n        - endpoint: {{ address: \
@@ -40,7 +47,7 @@ cluster_manager:
     grpc_services:
     - envoy_grpc: {{ cluster_name: lrs }}
 {}"#,
-        config(&[http_listener("web", "", &routes, "")], &[app, lrs])
+        config(&[http_listener("web", "", &routes, "")], &[app, lrs, clusters.to_string()])
     )
 }
 
@@ -173,4 +180,163 @@ fn load_stats_config_errors_name_the_field() {
     }
     let (ok, out) = validate(&base.replacen("api_type: GRPC", "api_type: DELTA_GRPC", 1));
     assert!(ok, "Envoy streams load stats the same for a delta api_type: {out}");
+}
+
+/// Per cluster, summed over the reports: `total_dropped_requests`, and
+/// `dropped_requests` per category; per `(cluster, endpoint address)`: the
+/// requests that succeeded, failed and were issued, and the largest in progress.
+type Drops = std::collections::BTreeMap<String, (u64, std::collections::BTreeMap<String, u64>)>;
+type Endpoints = std::collections::BTreeMap<(String, String), (u64, u64, u64, u64)>;
+
+fn drops_and_endpoints(reports: &[LoadStatsRequest]) -> (Drops, Endpoints) {
+    use envoy_types::pb::envoy::config::core::v3::address::Address as Kind;
+    let (mut drops, mut endpoints) = (Drops::new(), Endpoints::new());
+    for r in reports {
+        for c in &r.cluster_stats {
+            let d = drops.entry(c.cluster_name.clone()).or_default();
+            d.0 += c.total_dropped_requests;
+            for by in &c.dropped_requests {
+                *d.1.entry(by.category.clone()).or_default() += by.dropped_count;
+            }
+            for e in c.upstream_locality_stats.iter().flat_map(|l| &l.upstream_endpoint_stats) {
+                let address = match e.address.as_ref().and_then(|a| a.address.as_ref()) {
+                    Some(Kind::SocketAddress(s)) => format!("{}:{:?}", s.address, s.port_specifier),
+                    other => format!("{other:?}"),
+                };
+                let t = endpoints.entry((c.cluster_name.clone(), address)).or_default();
+                t.0 += e.total_successful_requests;
+                t.1 += e.total_error_requests;
+                t.2 += e.total_issued_requests;
+                t.3 = t.3.max(e.total_requests_in_progress);
+            }
+        }
+    }
+    (drops, endpoints)
+}
+
+/// `drops` drops all of its requests (category `throttle`), `app` none, and
+/// `full`'s circuit breaker refuses its request; the service asks for the
+/// three with `report_endpoint_granularity`: each report carries `app`'s
+/// endpoint inside its locality, the drops of `drops` under its category and
+/// in all, and `full`'s overflow in all.
+#[test]
+fn drop_overloads_and_endpoint_granularity_reported_as_envoy() {
+    let answer = LoadStatsResponse {
+        clusters: vec!["app".into(), "drops".into(), "full".into()],
+        load_reporting_interval: Some(envoy_types::pb::google::protobuf::Duration { seconds: 0, nanos: 300_000_000 }),
+        report_endpoint_granularity: true,
+        ..Default::default()
+    };
+    let app = http_upstream("app");
+    let mut seen = Vec::new();
+    for envoy in proxies() {
+        let lrs = GrpcCollector::answering_first_message(answer.encode_to_vec());
+        let drops = format!(
+            "  - name: drops\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: drops\n      \
+             policy:\n        drop_overloads:\n        - {{ category: throttle, drop_percentage: {{ numerator: 100 }} }}\n      \
+             endpoints:\n      - lb_endpoints:\n        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, \
+             port_value: {} }} }} }}\n",
+            app.port()
+        );
+        let full = format!(
+            "{}    circuit_breakers:\n      thresholds:\n      - {{ priority: DEFAULT, max_requests: 0 }}\n",
+            static_cluster("full", &[app.port()])
+        );
+        let routes = format!("{}{}", prefix_route("/drop", "drops", ""), prefix_route("/full", "full", ""));
+        let yaml = yaml_with(lrs.port(), app.port(), &routes, &format!("{drops}{full}"));
+        let (web, _proxy) = start(envoy, &yaml);
+        lrs.wait(WAIT, |calls| calls.iter().any(|c| c.messages.len() >= 2));
+        let mut client = Client::connect(web);
+        for status in ["200", "503", "200"] {
+            let r = client.request("GET", "/", &[("x-test-status", status)], b"");
+            assert_eq!(r.status.to_string(), status);
+        }
+        for path in ["/drop", "/drop", "/full"] {
+            let r = client.request("GET", path, &[], b"");
+            assert_eq!(r.status, 503);
+        }
+        let done = |calls: &[Call]| {
+            calls.iter().any(|c| {
+                let all = messages(c);
+                let (d, e) = drops_and_endpoints(&all);
+                d.get("drops").is_some_and(|d| d.0 == 2)
+                    && d.get("full").is_some_and(|d| d.0 == 1)
+                    && e.values().any(|t| t.2 == 3)
+            })
+        };
+        let calls = lrs.wait(WAIT, done);
+        let all = messages(&calls[0]);
+        let (t, _) = totals(&all[1..]);
+        let (d, e) = drops_and_endpoints(&all[1..]);
+        seen.push((t, d, e));
+    }
+    let courier = &seen[0];
+    assert_eq!(courier.0.get(&("app".into(), "r1/z1".into(), 0)), Some(&(2, 1, 3, 0)));
+    let throttle: std::collections::BTreeMap<String, u64> = [("throttle".to_string(), 2)].into();
+    assert_eq!(courier.1.get("drops"), Some(&(2, throttle)));
+    assert_eq!(courier.1.get("app"), Some(&(0, Default::default())));
+    assert_eq!(courier.1.get("full"), Some(&(1, Default::default())));
+    let endpoint = ("app".to_string(), format!("127.0.0.1:Some(PortValue({}))", app.port()));
+    assert_eq!(courier.2.get(&endpoint), Some(&(2, 1, 3, 0)), "{:?}", courier.2);
+    // The overflow counts as an error of the host it was to go to, none issued.
+    let full = ("full".to_string(), endpoint.1.clone());
+    assert_eq!(courier.2.get(&full), Some(&(0, 1, 0, 0)), "{:?}", courier.2);
+    assert_eq!(courier.2.len(), 2, "{:?}", courier.2);
+    if let Some(envoy) = seen.get(1) {
+        assert_eq!(courier, envoy, "Courier's reports (left) differ from Envoy's (right)");
+    }
+}
+
+/// `half` drops one request in two (5000 in ten thousand), its endpoint the
+/// upstream of `app`. Of 100 requests each proxy drops some and passes some
+/// (the chance of either all or none is 2⁻⁹⁹), each drop a 503 with
+/// `x-envoy-drop-overload`, each other request a 200; its reports count
+/// exactly the drops it answered, under the category and in all, and the
+/// requests it passed as issued to the endpoint.
+#[test]
+fn a_share_dropped_is_reported_exactly() {
+    let answer = LoadStatsResponse {
+        clusters: vec!["half".into()],
+        load_reporting_interval: Some(envoy_types::pb::google::protobuf::Duration { seconds: 0, nanos: 300_000_000 }),
+        ..Default::default()
+    };
+    let app = http_upstream("app");
+    for envoy in proxies() {
+        let lrs = GrpcCollector::answering_first_message(answer.encode_to_vec());
+        let half = format!(
+            "  - name: half\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: half\n      \
+             policy:\n        drop_overloads:\n        - {{ category: coin, drop_percentage: {{ numerator: 5000, denominator: \
+             TEN_THOUSAND }} }}\n      endpoints:\n      - locality: {{ region: r1, zone: z1 }}\n        lb_endpoints:\n        \
+             - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}\n",
+            app.port()
+        );
+        let yaml = yaml_with(lrs.port(), app.port(), &prefix_route("/half", "half", ""), &half);
+        let (web, _proxy) = start(envoy, &yaml);
+        lrs.wait(WAIT, |calls| calls.iter().any(|c| c.messages.len() >= 2));
+        let mut client = Client::connect(web);
+        let mut dropped = 0;
+        for _ in 0..100 {
+            let r = client.request("GET", "/half", &[], b"");
+            match r.status {
+                503 => {
+                    assert_eq!(r.header("x-envoy-drop-overload"), Some("true"));
+                    assert_eq!(r.body, b"drop overload");
+                    dropped += 1;
+                }
+                status => assert_eq!(status, 200),
+            }
+        }
+        assert!(0 < dropped && dropped < 100, "{dropped} of 100 dropped");
+        let coin: std::collections::BTreeMap<String, u64> = [("coin".to_string(), dropped)].into();
+        let expected = (dropped, coin);
+        let passed = 100 - dropped;
+        let done = |calls: &[Call]| {
+            calls.iter().any(|c| {
+                let all = messages(c);
+                let issued = totals(&all).0.get(&("half".into(), "r1/z1".into(), 0)).map(|t| t.2);
+                drops_and_endpoints(&all).0.get("half") == Some(&expected) && issued == Some(passed)
+            })
+        };
+        lrs.wait(WAIT, done);
+    }
 }

@@ -84,6 +84,7 @@ const ADS_OWN_STREAMS: &str = "cds_and_lds_on_streams_of_their_own";
 const DELTA_IT: &str = "tests/integration/xds_delta.rs";
 const DELTA_OWN_STREAMS: &str = "per_type_delta_streams_subscribe_and_unsubscribe";
 const EDS_IT: &str = "tests/integration/eds.rs";
+const LRS_IT: &str = "tests/integration/load_stats.rs";
 const HC_IT: &str = "tests/integration/health_check.rs";
 const HC_HTTP: &str = "http_checks_move_traffic_away_from_a_failing_host_and_back";
 const HC_GRPC: &str = "grpc_checks_follow_the_serving_status";
@@ -965,6 +966,17 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         "envoy.config.endpoint.v3.ClusterLoadAssignment.Policy",
         "overprovisioning_factor",
         &[test(LB_IT, "overprovisioning_factor_below_100_spreads_load_over_priorities")],
+    ),
+    ("envoy.config.endpoint.v3.ClusterLoadAssignment.Policy", "drop_overloads", &[compat("drop_overloads")]),
+    (
+        "envoy.config.endpoint.v3.ClusterLoadAssignment.Policy.DropOverload",
+        "category",
+        &[compat("drop_overloads"), test(LRS_IT, "drop_overloads_and_endpoint_granularity_reported_as_envoy")],
+    ),
+    (
+        "envoy.config.endpoint.v3.ClusterLoadAssignment.Policy.DropOverload",
+        "drop_percentage",
+        &[compat("drop_overloads")],
     ),
     ("envoy.config.endpoint.v3.LocalityLbEndpoints", "locality", &[compat("endpoint_locality")]),
     ("envoy.config.endpoint.v3.LocalityLbEndpoints", "lb_endpoints", &[compat("http_get")]),

@@ -83,6 +83,18 @@ fn assignment(info: &ClusterInfo, hosts: &HostSet, cm: &ClusterManager) -> Json 
     if !localities.is_empty() {
         out.insert("endpoints".into(), Json::Array(localities));
     }
-    out.insert("policy".into(), json!({ "overprovisioning_factor": cm.overprovisioning_factor(info) }));
+    let mut policy = json!({ "overprovisioning_factor": cm.overprovisioning_factor(info) });
+    // As Envoy, a share dropped shows in millionths (its f32 scaled, truncated).
+    let share = info.drop_overload.share();
+    if share > 0.0 {
+        let numerator = (share * 1_000_000.0) as u32;
+        let mut drop = json!({ "drop_percentage": { "numerator": numerator, "denominator": "MILLION" } });
+        let category = info.drop_overload.category();
+        if !category.is_empty() {
+            drop["category"] = json!(&*category);
+        }
+        policy["drop_overloads"] = json!([drop]);
+    }
+    out.insert("policy".into(), policy);
     Json::Object(out)
 }

@@ -34,6 +34,7 @@ use crate::stream_info::{ResponseFlag, StreamInfo};
 use crate::thread_local::Slot;
 use crate::tracing::{http_tracer, Span};
 use crate::upstream::cluster::UpstreamProtocol;
+use crate::upstream::drop_overload::Dropped;
 use crate::upstream::{ThreadLocalCluster, ThreadLocalClusterManager};
 
 /// The config type of `envoy.filters.http.router` (of its fields only
@@ -162,6 +163,11 @@ impl Router {
             return (Routed::Reply(reply), cluster_weight);
         };
         info.upstream_cluster = Some(cluster.name.clone());
+        // `drop_overloads`: before any edit of the request or choice of a host.
+        if let Some(drop) = cluster.info.drop_overload.decide() {
+            cluster.count_response_code(503);
+            return (Routed::RouteReply(drop_overload_reply(drop)), cluster_weight);
+        }
 
         // Request edits of the route, in Envoy's order: the weighted cluster's
         // edits and host, header edits (every level, each seeing the previous
@@ -262,6 +268,22 @@ impl Router {
             }
         }
     }
+}
+
+/// Envoy 1.40's reply to a request `drop_overloads` dropped.
+fn drop_overload_reply(drop: Dropped) -> LocalReply {
+    let (body, details, header, flag) = match drop {
+        Dropped::Drawn => ("drop overload", "drop_overload", "x-envoy-drop-overload", ResponseFlag::DropOverload),
+        Dropped::Unconditional => (
+            "unconditional drop overload",
+            "unconditional_drop_overload",
+            "x-envoy-unconditional-drop-overload",
+            ResponseFlag::UnconditionalDropOverload,
+        ),
+    };
+    let mut reply = LocalReply::new(StatusCode::SERVICE_UNAVAILABLE, body, details).with_flag(flag);
+    reply.headers.insert(http::HeaderName::from_static(header), HeaderValue::from_static("true"));
+    reply
 }
 
 /// Envoy's reset reason as its details carry it
