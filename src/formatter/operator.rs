@@ -341,31 +341,6 @@ impl Operator {
     }
 
     /// Appends the value to `out` (nothing when missing).
-    /// The operator's name when its value comes from what a connection's
-    /// filters did (its bytes, its upstream, its HTTP protocol): a listener's
-    /// own access log (`network::connection_log`) does not know it.
-    pub(crate) fn filter_level_name(&self) -> Option<&'static str> {
-        Some(match self {
-            Operator::Protocol => "PROTOCOL",
-            Operator::ConnectionTerminationDetails => "CONNECTION_TERMINATION_DETAILS",
-            Operator::BytesReceived => "BYTES_RECEIVED",
-            Operator::BytesSent => "BYTES_SENT",
-            Operator::RequestDuration => "REQUEST_DURATION",
-            Operator::ResponseDuration => "RESPONSE_DURATION",
-            Operator::ResponseTxDuration => "RESPONSE_TX_DURATION",
-            Operator::Address(AddressSource::UpstreamHost, _) => "UPSTREAM_HOST",
-            Operator::Address(AddressSource::UpstreamLocal, _) => "UPSTREAM_LOCAL_ADDRESS",
-            Operator::UpstreamCluster => "UPSTREAM_CLUSTER",
-            Operator::UpstreamTransportFailureReason => "UPSTREAM_TRANSPORT_FAILURE_REASON",
-            Operator::RouteName => "ROUTE_NAME",
-            Operator::UpstreamRequestAttemptCount => "UPSTREAM_REQUEST_ATTEMPT_COUNT",
-            Operator::Tls(TlsSide::Upstream, _) | Operator::PeerCertValidity { side: TlsSide::Upstream, .. } => {
-                "UPSTREAM_TLS_*/UPSTREAM_PEER_*"
-            }
-            _ => return None,
-        })
-    }
-
     pub(crate) fn write(&self, cx: &FormatContext<'_>, out: &mut String) -> Kind {
         let info = cx.info;
         match self {
