@@ -439,15 +439,17 @@ impl ConnectionAccounting {
 
 impl Drop for ConnectionAccounting {
     fn drop(&mut self) {
+        // The line first, as Envoy's connection writes it before it is
+        // counted closed: once none is open, every line is buffered.
+        if let Some(log) = &self.log {
+            log.write(ConnectionLogCause::Closed, &self.config.access_logs);
+        }
         self.config.stats.downstream_cx_active.dec();
         self.config.stats.downstream_cx_destroy.inc();
         if let Some(w) = self.config.worker_stats.get(self.worker) {
             w.downstream_cx_active.dec();
         }
         self.total.dec();
-        if let Some(log) = &self.log {
-            log.write(ConnectionLogCause::Closed, &self.config.access_logs);
-        }
     }
 }
 

@@ -92,6 +92,10 @@ pub(super) fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) -> impl Fut
             {
                 NextHead::Head(head) => {
                     count_http1(&mut counted, stats, report.as_deref());
+                    // Envoy's codec says the version of the request it last read.
+                    if let Some(report) = &report {
+                        report.protocol.set(active_stream::protocol_name(head.version));
+                    }
                     head
                 }
                 NextHead::Http2 => break Ended::Http2,
