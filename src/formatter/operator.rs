@@ -127,8 +127,10 @@ pub(crate) enum AddressSource {
     DownstreamRemote,
     DownstreamDirectRemote,
     DownstreamLocal,
-    /// The upstream host (`%UPSTREAM_HOST%`, `%UPSTREAM_REMOTE_ADDRESS%`).
+    /// The upstream host chosen (`%UPSTREAM_HOST%`).
     UpstreamHost,
+    /// The address of the upstream connection had (`%UPSTREAM_REMOTE_ADDRESS%`).
+    UpstreamRemote,
     UpstreamLocal,
 }
 
@@ -260,9 +262,10 @@ impl Operator {
             "REQUEST_DURATION" => Operator::RequestDuration,
             "RESPONSE_DURATION" => Operator::ResponseDuration,
             "RESPONSE_TX_DURATION" => Operator::ResponseTxDuration,
-            "UPSTREAM_HOST" | "UPSTREAM_REMOTE_ADDRESS" => Operator::Address(UpstreamHost, WithPort),
-            "UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT" => Operator::Address(UpstreamHost, WithoutPort),
-            "UPSTREAM_REMOTE_PORT" => Operator::Address(UpstreamHost, Port),
+            "UPSTREAM_HOST" => Operator::Address(UpstreamHost, WithPort),
+            "UPSTREAM_REMOTE_ADDRESS" => Operator::Address(UpstreamRemote, WithPort),
+            "UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT" => Operator::Address(UpstreamRemote, WithoutPort),
+            "UPSTREAM_REMOTE_PORT" => Operator::Address(UpstreamRemote, Port),
             "UPSTREAM_LOCAL_ADDRESS" => Operator::Address(UpstreamLocal, WithPort),
             "UPSTREAM_LOCAL_ADDRESS_WITHOUT_PORT" => Operator::Address(UpstreamLocal, WithoutPort),
             "UPSTREAM_LOCAL_PORT" => Operator::Address(UpstreamLocal, Port),
@@ -391,6 +394,7 @@ impl Operator {
                     }
                     AddressSource::DownstreamLocal => Some(info.downstream_local),
                     AddressSource::UpstreamHost => info.upstream_host,
+                    AddressSource::UpstreamRemote => info.upstream_remote,
                     AddressSource::UpstreamLocal => info.upstream_local,
                 };
                 write_address(addr, *part, out)
