@@ -569,6 +569,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
         &[
             compat("listener_access_log"),
             compat("listener_access_log_formats"),
+            compat("listener_access_log_connections"),
             test(CONFIG_ERRORS_IT, "listener_access_log_takes_envoys_default_format"),
         ],
     ),
