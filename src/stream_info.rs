@@ -163,6 +163,8 @@ impl ResponseFlags {
 #[derive(Debug, Clone, Default)]
 pub struct UpstreamConnectionInfo {
     pub local: Option<SocketAddr>,
+    /// The address connected to (`%UPSTREAM_REMOTE_ADDRESS%`).
+    pub remote: Option<SocketAddr>,
     pub tls: Option<Rc<crate::network::tls::UpstreamTlsInfo>>,
 }
 
@@ -196,6 +198,10 @@ pub struct StreamInfo {
     pub upstream_cluster: Option<Rc<str>>,
     /// The local address of the upstream connection the request went on.
     pub upstream_local: Option<SocketAddr>,
+    /// The address that connection was made to: unlike `upstream_host`, none
+    /// when no connection was had (`%UPSTREAM_REMOTE_ADDRESS%` prints `-`
+    /// after a refused connect in Envoy 1.40).
+    pub upstream_remote: Option<SocketAddr>,
     /// That connection's TLS session (`%UPSTREAM_TLS_*%`, `%UPSTREAM_PEER_*%`).
     pub upstream_tls: Option<Rc<crate::network::tls::UpstreamTlsInfo>>,
     /// The protocol of that connection (`HTTP/1.1`, `HTTP/2`): how the
@@ -246,6 +252,7 @@ impl StreamInfo {
             upstream_host: None,
             upstream_cluster: None,
             upstream_local: None,
+            upstream_remote: None,
             upstream_protocol: None,
             upstream_tls: None,
             route_name: None,
@@ -265,6 +272,7 @@ impl StreamInfo {
     /// The request went on `connection` (each try's, the last one's stays).
     pub fn set_upstream_connection(&mut self, connection: &UpstreamConnectionInfo) {
         self.upstream_local = connection.local;
+        self.upstream_remote = connection.remote;
         self.upstream_tls.clone_from(&connection.tls);
     }
 

@@ -120,8 +120,10 @@ fn file(c: &FileAccessLog, typed: &FieldPath) -> Result<(Sink, SubstitutionForma
         None => SubstitutionFormat::envoy_default(),
         Some(file_access_log::AccessLogFormat::Format(s)) if s.is_empty() => SubstitutionFormat::envoy_default(),
         Some(file_access_log::AccessLogFormat::Format(s)) => SubstitutionFormat::text(s, &child("format"))?,
+        // Typed as `typed_json_format` is: Envoy 1.40 prints numbers and
+        // `null` for both (checked by running it).
         Some(file_access_log::AccessLogFormat::JsonFormat(s)) => {
-            SubstitutionFormat::json(s, false, &child("json_format"))?
+            SubstitutionFormat::json(s, true, &child("json_format"))?
         }
         Some(file_access_log::AccessLogFormat::TypedJsonFormat(s)) => {
             SubstitutionFormat::json(s, true, &child("typed_json_format"))?

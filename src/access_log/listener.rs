@@ -1,16 +1,16 @@
 //! A listener's own `access_log` (`Listener.access_log`): the file, stdout and
 //! stderr loggers of this module, written from what the listener knows of a
-//! connection (`network::connection_log`). Envoy 1.40 writes such a line when
-//! a connection ends and for a socket that never reached a filter chain; the
-//! latter is all the listener knows, and Courier's connections do not yet
-//! report back what their filters did (bytes, upstream, HTTP protocol), so a
-//! format that asks for that is refused at start-up, naming the operator.
+//! connection and what its filters reported (`network::connection_log`).
+//! Envoy 1.40 writes such a line when a connection ends and for a socket that
+//! never reached a filter chain, formatted from the connection's `StreamInfo`:
+//! every operator is accepted (Envoy's default format too); one that only a
+//! request has (`%REQ(...)%`, `%RESPONSE_CODE%`) prints `-` or 0 there.
 
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
 
-use super::{build_access_logs, AccessLogConfig, AccessLogger};
+use super::{build_access_log, AccessLogConfig, AccessLogger};
 use crate::config::{ConfigError, FieldPath};
 use crate::formatter::FormatContext;
 use crate::network::{ConnectionLogCause, ConnectionLogEvent, ListenerAccessLog};
@@ -26,23 +26,14 @@ pub fn build_listener_access_logs(
     path: &FieldPath,
     store: &Store,
 ) -> Result<Vec<Arc<dyn ListenerAccessLog>>, ConfigError> {
+    let mut out: Vec<Arc<dyn ListenerAccessLog>> = Vec::with_capacity(logs.len());
     for (i, log) in logs.iter().enumerate() {
         let mut p = path.clone();
         p.push_index(i);
-        let cfg = AccessLogConfig::from_proto(log, &p)?;
-        if let Some(op) = cfg.format.first_filter_level_operator() {
-            return Err(p.field_error(
-                "typed_config",
-                format!(
-                    "%{op}% is not supported in a listener's access_log by Courier: a listener's line knows \
-                     the connection's addresses, TLS, SNI, response flags and duration, not what its filters did \
-                     (set log_format without it)"
-                ),
-            ));
-        }
+        let logger = build_access_log(AccessLogConfig::from_proto(log, &p)?, &p, store)?;
+        out.push(Arc::new(ListenerLog(logger)));
     }
-    let loggers = build_access_logs(logs, path, store)?;
-    Ok(loggers.into_iter().map(|l| Arc::new(ListenerLog(l)) as Arc<dyn ListenerAccessLog>).collect())
+    Ok(out)
 }
 
 /// One logger of a listener.
@@ -51,12 +42,24 @@ struct ListenerLog(Arc<dyn AccessLogger>);
 
 impl ListenerAccessLog for ListenerLog {
     fn log(&self, event: &ConnectionLogEvent<'_>) {
-        let mut info = StreamInfo::new(event.remote, event.local, "");
+        let report = event.report;
+        // What the terminal filter recorded (`tcp_proxy`'s upstream and flags)
+        // is the connection's; the listener adds what it knows.
+        let mut info = match report.filter_info::<StreamInfo>() {
+            Some(recorded) => recorded.clone(),
+            None => {
+                let mut info = StreamInfo::new(event.remote, event.local, "");
+                info.dynamic_metadata = event.dynamic_metadata.clone();
+                info
+            }
+        };
         info.start = event.accepted;
         info.start_time = event.accepted_at;
         info.downstream_tls = event.tls.cloned();
         info.downstream_hello = event.hello.cloned();
-        info.dynamic_metadata = event.dynamic_metadata.clone();
+        info.protocol = report.protocol.get();
+        info.bytes_received = report.bytes_received.get();
+        info.bytes_sent = report.bytes_sent.get();
         if event.cause == ConnectionLogCause::NoFilterChain {
             info.response_flags.set(ResponseFlag::NoRouteFound);
             info.response_code_details = FILTER_CHAIN_NOT_FOUND;

@@ -59,15 +59,23 @@ pub fn build_access_logs(
     for (i, log) in logs.iter().enumerate() {
         let mut p = path.clone();
         p.push_index(i);
-        let cfg = AccessLogConfig::from_proto(log, &p)?;
-        let writer = writer::open(&cfg.sink, store).map_err(|e| {
-            let mut typed = p.clone();
-            typed.push_field("typed_config");
-            typed.field_error("path", format!("cannot open access log '{}': {e}", cfg.sink.destination()))
-        })?;
-        out.push(Arc::new(StreamAccessLog { format: cfg.format, filter: cfg.filter, writer }));
+        out.push(build_access_log(AccessLogConfig::from_proto(log, &p)?, &p, store)?);
     }
     Ok(out)
+}
+
+/// The logger of one decoded `access_log` entry; `path` points at the entry.
+fn build_access_log(
+    cfg: AccessLogConfig,
+    path: &FieldPath,
+    store: &Store,
+) -> Result<Arc<dyn AccessLogger>, ConfigError> {
+    let writer = writer::open(&cfg.sink, store).map_err(|e| {
+        let mut typed = path.clone();
+        typed.push_field("typed_config");
+        typed.field_error("path", format!("cannot open access log '{}': {e}", cfg.sink.destination()))
+    })?;
+    Ok(Arc::new(StreamAccessLog { format: cfg.format, filter: cfg.filter, writer }))
 }
 
 /// A file logger in Envoy's default format: the deprecated `admin.access_log_path`.

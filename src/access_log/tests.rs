@@ -107,7 +107,7 @@ fn loggers_of_one_path_share_a_writer_and_append() {
     }
     assert!(flush_all(Duration::from_secs(5)));
     let text = std::fs::read_to_string(&path).unwrap();
-    assert_eq!(text, "old line\ntext 201\n{\"code\":201,\"route\":null}\n{\"code\":\"201\",\"route\":\"-\"}\n");
+    assert_eq!(text, "old line\ntext 201\n{\"code\":201,\"route\":null}\n{\"code\":201,\"route\":null}\n");
     // One writer: one set of stats saw all three lines.
     assert_eq!(store.counter_value("filesystem.write_buffered"), Some(3));
     let a = writer::open(&Sink::File(path.clone()), &store).unwrap();
@@ -222,4 +222,51 @@ fn registered_type_names() {
     assert_eq!(names, ["envoy.access_loggers.file", "envoy.access_loggers.stdout", "envoy.access_loggers.stderr"]);
     assert_eq!(ACCESS_LOGGERS[0].1, FileAccessLog::full_name());
     assert_eq!(ACCESS_LOGGERS[1].1, StdoutAccessLog::full_name());
+}
+
+/// A listener's line is the connection's StreamInfo: what the terminal filter
+/// recorded (upstream, flags), the bytes and protocol the connection reported,
+/// and `-`/0 for a request's own values, in Envoy's default format.
+#[test]
+fn a_listener_line_formats_what_the_connection_reported() {
+    use crate::network::{ConnectionLogCause, ConnectionLogEvent, ConnectionReport};
+    use crate::stream_info::{DynamicMetadata, ResponseFlag};
+
+    let path = temp_path("listener");
+    let store = Store::new();
+    let logs = build_listener_access_logs(&[file_log(&path, None)], &list_path(), &store).unwrap();
+    let report = ConnectionReport::default();
+    report.bytes_received.set(5);
+    report.bytes_sent.set(7);
+    let mut recorded = StreamInfo::new("127.0.0.1:5000".parse().unwrap(), "127.0.0.1:10000".parse().unwrap(), "");
+    recorded.upstream_host = Some("127.0.0.1:8080".parse().unwrap());
+    recorded.response_flags.set(ResponseFlag::UpstreamConnectionFailure);
+    report.set_filter_info(Box::new(recorded));
+    let metadata = DynamicMetadata::default();
+    let event = ConnectionLogEvent {
+        cause: ConnectionLogCause::Closed,
+        remote: "127.0.0.1:5000".parse().unwrap(),
+        direct_remote: "127.0.0.1:5000".parse().unwrap(),
+        local: "127.0.0.1:10000".parse().unwrap(),
+        accepted: Instant::now(),
+        accepted_at: UNIX_EPOCH,
+        tls: None,
+        hello: None,
+        dynamic_metadata: &metadata,
+        report: &report,
+    };
+    logs[0].log(&event);
+    let (no_chain, nothing) = (ConnectionReport::default(), ConnectionLogCause::NoFilterChain);
+    logs[0].log(&ConnectionLogEvent { cause: nothing, report: &no_chain, ..event });
+    let text = wait_for_lines(&path, 2);
+    let lines: Vec<&str> = text.lines().map(|l| l.split_once("] ").map_or(l, |(_, rest)| rest)).collect();
+    assert_eq!(
+        lines,
+        [
+            "\"- - -\" 0 UF 5 7 0 - \"-\" \"-\" \"-\" \"-\" \"127.0.0.1:8080\"",
+            "\"- - -\" 0 NR 0 0 0 - \"-\" \"-\" \"-\" \"-\" \"-\"",
+        ]
+    );
+    drop(logs);
+    let _ = std::fs::remove_file(&path);
 }

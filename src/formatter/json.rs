@@ -54,19 +54,6 @@ impl JsonFormat {
         self.root.iter().for_each(|m| walk(&m.value, used));
     }
 
-    /// The first operator whose value only a connection's filters know.
-    pub fn first_filter_level_operator(&self) -> Option<&'static str> {
-        fn walk(node: &Node) -> Option<&'static str> {
-            match node {
-                Node::Map(members) => members.iter().find_map(|m| walk(&m.value)),
-                Node::List(items) => items.iter().find_map(walk),
-                Node::Format(f) => f.first_filter_level_operator(),
-                Node::Number(_) => None,
-            }
-        }
-        self.root.iter().find_map(|m| walk(&m.value))
-    }
-
     /// Parses a dictionary, with typed values and `-`/`null` kept (Envoy's
     /// `SubstitutionFormatString.json_format`). The error names the key.
     pub fn parse(map: &Map<String, Value>) -> Result<JsonFormat, String> {

@@ -178,15 +178,6 @@ impl FormatString {
         }
     }
 
-    /// The first operator whose value only a connection's filters know
-    /// (`Operator::filter_level_name`).
-    pub fn first_filter_level_operator(&self) -> Option<&'static str> {
-        self.parts.iter().find_map(|p| match p {
-            Part::Op(op) => op.filter_level_name(),
-            Part::Literal(_) => None,
-        })
-    }
-
     /// Parses `s`; the error names the bad or unknown operator.
     pub fn parse(s: &str) -> Result<FormatString, String> {
         let parts = parse::parse(s)?;

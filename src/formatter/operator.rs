@@ -127,8 +127,10 @@ pub(crate) enum AddressSource {
     DownstreamRemote,
     DownstreamDirectRemote,
     DownstreamLocal,
-    /// The upstream host (`%UPSTREAM_HOST%`, `%UPSTREAM_REMOTE_ADDRESS%`).
+    /// The upstream host chosen (`%UPSTREAM_HOST%`).
     UpstreamHost,
+    /// The address of the upstream connection had (`%UPSTREAM_REMOTE_ADDRESS%`).
+    UpstreamRemote,
     UpstreamLocal,
 }
 
@@ -260,9 +262,10 @@ impl Operator {
             "REQUEST_DURATION" => Operator::RequestDuration,
             "RESPONSE_DURATION" => Operator::ResponseDuration,
             "RESPONSE_TX_DURATION" => Operator::ResponseTxDuration,
-            "UPSTREAM_HOST" | "UPSTREAM_REMOTE_ADDRESS" => Operator::Address(UpstreamHost, WithPort),
-            "UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT" => Operator::Address(UpstreamHost, WithoutPort),
-            "UPSTREAM_REMOTE_PORT" => Operator::Address(UpstreamHost, Port),
+            "UPSTREAM_HOST" => Operator::Address(UpstreamHost, WithPort),
+            "UPSTREAM_REMOTE_ADDRESS" => Operator::Address(UpstreamRemote, WithPort),
+            "UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT" => Operator::Address(UpstreamRemote, WithoutPort),
+            "UPSTREAM_REMOTE_PORT" => Operator::Address(UpstreamRemote, Port),
             "UPSTREAM_LOCAL_ADDRESS" => Operator::Address(UpstreamLocal, WithPort),
             "UPSTREAM_LOCAL_ADDRESS_WITHOUT_PORT" => Operator::Address(UpstreamLocal, WithoutPort),
             "UPSTREAM_LOCAL_PORT" => Operator::Address(UpstreamLocal, Port),
@@ -341,31 +344,6 @@ impl Operator {
     }
 
     /// Appends the value to `out` (nothing when missing).
-    /// The operator's name when its value comes from what a connection's
-    /// filters did (its bytes, its upstream, its HTTP protocol): a listener's
-    /// own access log (`network::connection_log`) does not know it.
-    pub(crate) fn filter_level_name(&self) -> Option<&'static str> {
-        Some(match self {
-            Operator::Protocol => "PROTOCOL",
-            Operator::ConnectionTerminationDetails => "CONNECTION_TERMINATION_DETAILS",
-            Operator::BytesReceived => "BYTES_RECEIVED",
-            Operator::BytesSent => "BYTES_SENT",
-            Operator::RequestDuration => "REQUEST_DURATION",
-            Operator::ResponseDuration => "RESPONSE_DURATION",
-            Operator::ResponseTxDuration => "RESPONSE_TX_DURATION",
-            Operator::Address(AddressSource::UpstreamHost, _) => "UPSTREAM_HOST",
-            Operator::Address(AddressSource::UpstreamLocal, _) => "UPSTREAM_LOCAL_ADDRESS",
-            Operator::UpstreamCluster => "UPSTREAM_CLUSTER",
-            Operator::UpstreamTransportFailureReason => "UPSTREAM_TRANSPORT_FAILURE_REASON",
-            Operator::RouteName => "ROUTE_NAME",
-            Operator::UpstreamRequestAttemptCount => "UPSTREAM_REQUEST_ATTEMPT_COUNT",
-            Operator::Tls(TlsSide::Upstream, _) | Operator::PeerCertValidity { side: TlsSide::Upstream, .. } => {
-                "UPSTREAM_TLS_*/UPSTREAM_PEER_*"
-            }
-            _ => return None,
-        })
-    }
-
     pub(crate) fn write(&self, cx: &FormatContext<'_>, out: &mut String) -> Kind {
         let info = cx.info;
         match self {
@@ -416,6 +394,7 @@ impl Operator {
                     }
                     AddressSource::DownstreamLocal => Some(info.downstream_local),
                     AddressSource::UpstreamHost => info.upstream_host,
+                    AddressSource::UpstreamRemote => info.upstream_remote,
                     AddressSource::UpstreamLocal => info.upstream_local,
                 };
                 write_address(addr, *part, out)

@@ -27,15 +27,6 @@ impl SubstitutionFormat {
         }
     }
 
-    /// The first operator whose value only a connection's filters know (a
-    /// listener's own access log refuses it).
-    pub fn first_filter_level_operator(&self) -> Option<&'static str> {
-        match self {
-            SubstitutionFormat::Text { format, .. } => format.first_filter_level_operator(),
-            SubstitutionFormat::Json(json) => json.first_filter_level_operator(),
-        }
-    }
-
     /// Envoy's default access log format.
     pub fn envoy_default() -> SubstitutionFormat {
         // A constant covered by the tests.

@@ -32,6 +32,7 @@ impl Fixture {
         info.last_downstream_tx = Some(Duration::from_micros(226_700));
         info.upstream_host = Some("10.0.2.1:80".parse().unwrap());
         info.upstream_local = Some("10.0.0.1:40000".parse().unwrap());
+        info.upstream_remote = info.upstream_host;
         info.upstream_cluster = Some("locations".into());
         info.route_name = Some("locations_route".to_string());
         info.response_code_details = "via_upstream";
@@ -164,6 +165,18 @@ fn missing_values_print_a_dash() {
     for (format, want) in cases {
         assert_eq!(FormatString::parse(format).unwrap().format(&cx), want, "{format}");
     }
+}
+
+/// A host chosen but never connected to (a refused connect): Envoy 1.40
+/// prints the host, and no upstream remote address.
+#[test]
+fn upstream_remote_address_is_the_connection_had() {
+    let mut info = bare_info();
+    info.upstream_host = Some("10.0.2.1:80".parse().unwrap());
+    let cx = FormatContext::new(&info);
+    let format =
+        "%UPSTREAM_HOST% %UPSTREAM_REMOTE_ADDRESS% %UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% %UPSTREAM_REMOTE_PORT%";
+    assert_eq!(FormatString::parse(format).unwrap().format(&cx), "10.0.2.1:80 - - -");
 }
 
 #[test]

@@ -288,6 +288,7 @@ fn pending_log(socket: &AcceptedSocket, hello: Option<Rc<InspectedHello>>) -> Op
         tls: None,
         hello,
         dynamic_metadata: socket.dynamic_metadata.clone(),
+        report: Rc::default(),
     }))
 }
 
@@ -320,6 +321,7 @@ fn serve_connection(config: &Arc<ListenerConfig>, mut socket: AcceptedSocket, wo
     };
     let log = pending_log(&socket, info.inspected_hello.clone());
     let metadata = std::mem::take(&mut socket.dynamic_metadata);
+    let report = log.as_ref().map(|l| l.report.clone());
     let guard = ConnectionAccounting::open(config.clone(), worker, total.clone(), log);
     // A chain's transport socket (TLS termination) wraps the stream once the
     // chain is known, before its network filters see the connection.
@@ -334,6 +336,7 @@ fn serve_connection(config: &Arc<ListenerConfig>, mut socket: AcceptedSocket, wo
         info,
         buffer_limit: config.buffer_limit,
         dynamic_metadata: metadata,
+        report,
     };
     let run = read_filter::start_chain(chain, conn);
     spawn_isolated(async move {
@@ -393,7 +396,9 @@ impl AfterHandshake {
                     log.tls = Some(session.clone());
                 }
                 let info = ConnectionInfo { tls: Some(session), ..info };
-                let conn = DownstreamConnection { stream, info, buffer_limit: config.buffer_limit, dynamic_metadata };
+                let report = guard.log.as_ref().map(|l| l.report.clone());
+                let buffer_limit = config.buffer_limit;
+                let conn = DownstreamConnection { stream, info, buffer_limit, dynamic_metadata, report };
                 Some(read_filter::start_chain(&chain, conn))
             }
             Err(HandshakeFailure::Timeout) => {
@@ -434,15 +439,17 @@ impl ConnectionAccounting {
 
 impl Drop for ConnectionAccounting {
     fn drop(&mut self) {
+        // The line first, as Envoy's connection writes it before it is
+        // counted closed: once none is open, every line is buffered.
+        if let Some(log) = &self.log {
+            log.write(ConnectionLogCause::Closed, &self.config.access_logs);
+        }
         self.config.stats.downstream_cx_active.dec();
         self.config.stats.downstream_cx_destroy.inc();
         if let Some(w) = self.config.worker_stats.get(self.worker) {
             w.downstream_cx_active.dec();
         }
         self.total.dec();
-        if let Some(log) = &self.log {
-            log.write(ConnectionLogCause::Closed, &self.config.access_logs);
-        }
     }
 }
 

@@ -51,4 +51,6 @@ pub struct DownstreamConnection {
     /// a TCP access log; HTTP streams have their own, as in Envoy, so it is kept
     /// here rather than in the `ConnectionInfo` every stream copies).
     pub dynamic_metadata: crate::common::dynamic_metadata::DynamicMetadata,
+    /// What the filters tell the listener's `access_log`, when it has one.
+    pub report: Option<Rc<super::connection_log::ConnectionReport>>,
 }

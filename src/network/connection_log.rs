@@ -4,12 +4,18 @@
 //! matched (response flag `NR`, details `filter_chain_not_found`), or a
 //! listener filter closed it or timed out. The line knows what the listener
 //! knows of the connection (addresses, TLS, SNI, the listener filters'
-//! metadata, its duration), not what a terminal filter did with it.
+//! metadata, its duration) and what its filters told it in a
+//! `ConnectionReport` (Envoy's connection-level `StreamInfo`): the bytes the
+//! connection read and wrote, the protocol a codec spoke, what `tcp_proxy`
+//! did upstream. A request-level value (`%REQ(...)%`, `%RESPONSE_CODE%`) is
+//! not the connection's: it prints `-` or 0, as in Envoy.
 //!
 //! The loggers themselves (format, filter, file) belong to a layer above
 //! this one: they come in as `ListenerAccessLog`, built by the
 //! `NetworkFilterBuilder` that builds the listener's filters.
 
+use std::any::Any;
+use std::cell::{Cell, Ref, RefCell};
 use std::fmt::Debug;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -47,6 +53,37 @@ pub struct ConnectionLogEvent<'a> {
     pub hello: Option<&'a Rc<InspectedHello>>,
     /// What the listener filters attached.
     pub dynamic_metadata: &'a DynamicMetadata,
+    /// What the connection's filters told (nothing for a socket that never
+    /// reached a chain).
+    pub report: &'a ConnectionReport,
+}
+
+/// What a connection's filters tell its listener's loggers, shared with them
+/// while it runs: the bytes read and written under the filters (as Envoy's
+/// connection counts them: decrypted, each read whether a filter let it
+/// through or not), the protocol a codec spoke, and what the terminal filter
+/// recorded (`tcp_proxy`'s upstream host, cluster and flags: a `StreamInfo`,
+/// which this layer does not name). Only a listener with an `access_log`
+/// makes one.
+#[derive(Debug, Default)]
+pub struct ConnectionReport {
+    pub bytes_received: Cell<u64>,
+    pub bytes_sent: Cell<u64>,
+    /// `HTTP/1.1`, `HTTP/2` once a codec spoke it (`%PROTOCOL%`).
+    pub protocol: Cell<&'static str>,
+    filter_info: RefCell<Option<Box<dyn Any>>>,
+}
+
+impl ConnectionReport {
+    /// Keeps what the terminal filter recorded of the connection.
+    pub fn set_filter_info(&self, info: Box<dyn Any>) {
+        *self.filter_info.borrow_mut() = Some(info);
+    }
+
+    /// What the terminal filter recorded, if it was a `T`.
+    pub fn filter_info<T: 'static>(&self) -> Option<Ref<'_, T>> {
+        Ref::filter_map(self.filter_info.borrow(), |i| i.as_ref().and_then(|i| i.downcast_ref::<T>())).ok()
+    }
 }
 
 /// One entry of a listener's `access_log`.
@@ -69,6 +106,8 @@ pub struct PendingConnectionLog {
     pub tls: Option<Rc<DownstreamTlsInfo>>,
     pub hello: Option<Rc<InspectedHello>>,
     pub dynamic_metadata: DynamicMetadata,
+    /// Shared with the connection's filters (`DownstreamConnection::report`).
+    pub report: Rc<ConnectionReport>,
 }
 
 impl PendingConnectionLog {
@@ -84,6 +123,7 @@ impl PendingConnectionLog {
             tls: self.tls.as_ref(),
             hello: self.hello.as_ref(),
             dynamic_metadata: &self.dynamic_metadata,
+            report: &self.report,
         };
         logs.iter().for_each(|l| l.log(&event));
     }

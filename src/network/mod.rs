@@ -22,7 +22,9 @@ mod tls_session_id;
 pub mod transport;
 
 pub use connection::{ConnectionInfo, DownstreamConnection};
-pub use connection_log::{ConnectionLogCause, ConnectionLogEvent, ListenerAccessLog, ListenerAccessLogs};
+pub use connection_log::{
+    ConnectionLogCause, ConnectionLogEvent, ConnectionReport, ListenerAccessLog, ListenerAccessLogs,
+};
 pub use drain::{DrainPhase, DrainWatch};
 pub use filter::{
     FilterChain, ListenerScope, NetworkFilter, NetworkFilterBuilder, NetworkFilterFactory, ReadFilter,

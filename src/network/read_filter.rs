@@ -9,7 +9,8 @@
 //! the terminal filter as an error (`ClosedByFilter`), as a connection Envoy
 //! closed under it. A chain of the terminal filter alone gets no wrapper
 //! (`start_chain`), so its connections cost what they did before read filters
-//! existed.
+//! existed — unless the listener has an `access_log`: the wrapper is also
+//! where the connection's bytes are counted for it (`ConnectionReport`).
 //!
 //! Envoy's order follows: the terminal filter starts once every read filter
 //! let the connection go on (a `tcp_proxy` connects upstream then), and the
@@ -21,12 +22,14 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
 use super::connection::{ConnectionInfo, DownstreamConnection};
+use super::connection_log::ConnectionReport;
 use super::filter::{FilterChain, LocalBoxFuture, ReadFilter, ReadFilterContext, ReadFilterStatus};
 use super::transport::{ReadReady, SharedStream, TransportStream};
 use crate::common::dynamic_metadata::DynamicMetadata;
@@ -34,7 +37,7 @@ use crate::common::dynamic_metadata::DynamicMetadata;
 /// Starts `conn` on `chain`: its read filters' `on_new_connection`, then, if
 /// none closed it, the terminal filter over the filtered stream.
 pub fn start_chain(chain: &FilterChain, mut conn: DownstreamConnection) -> LocalBoxFuture {
-    if chain.read_filters.is_empty() {
+    if chain.read_filters.is_empty() && conn.report.is_none() {
         return chain.terminal.on_new_connection(conn);
     }
     let mut filters: Vec<Box<dyn ReadFilter>> = chain.read_filters.iter().map(|f| f.create()).collect();
@@ -64,16 +67,17 @@ pub fn start_chain(chain: &FilterChain, mut conn: DownstreamConnection) -> Local
             })
         }
     }
-    let DownstreamConnection { stream, info, buffer_limit, dynamic_metadata } = conn;
+    let DownstreamConnection { stream, info, buffer_limit, dynamic_metadata, report } = conn;
     let filtered = ReadFiltered {
         inner: stream,
+        counted: report.clone(),
         filters: filters.into_boxed_slice(),
         state: ConnectionState { info: info.clone(), dynamic_metadata: DynamicMetadata::default() },
         termination_details,
         phase: Phase::Open,
     };
     let stream = TransportStream::Filtered(SharedStream::new(filtered));
-    chain.terminal.on_new_connection(DownstreamConnection { stream, info, buffer_limit, dynamic_metadata })
+    chain.terminal.on_new_connection(DownstreamConnection { stream, info, buffer_limit, dynamic_metadata, report })
 }
 
 /// What the filters read of the connection while it runs.
@@ -95,6 +99,8 @@ enum Phase {
 /// A transport whose reads pass through the chain's read filters.
 pub struct ReadFiltered {
     inner: TransportStream,
+    /// Where the bytes read and written are counted, for the listener's log.
+    counted: Option<Rc<ConnectionReport>>,
     filters: Box<[Box<dyn ReadFilter>]>,
     state: ConnectionState,
     termination_details: Option<String>,
@@ -159,6 +165,12 @@ impl ReadFiltered {
         self.termination_details.as_deref()
     }
 
+    fn count_sent(&self, written: usize) {
+        if let Some(c) = &self.counted {
+            c.bytes_sent.set(c.bytes_sent.get() + written as u64);
+        }
+    }
+
     /// Runs the filters on one read; the first that does not continue decides.
     fn on_data(&mut self, data: &[u8], end_stream: bool) -> ReadFilterStatus {
         let mut cx = ReadFilterContext {
@@ -197,6 +209,9 @@ impl AsyncRead for ReadFiltered {
             let before = buf.filled().len();
             ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
             let read = buf.filled().len() - before;
+            if let Some(c) = &this.counted {
+                c.bytes_received.set(c.bytes_received.get() + read as u64);
+            }
             match this.on_data(&buf.filled()[before..], read == 0) {
                 ReadFilterStatus::Continue => return Poll::Ready(Ok(())),
                 ReadFilterStatus::Close => {
@@ -220,7 +235,9 @@ impl AsyncWrite for ReadFiltered {
         if matches!(this.phase, Phase::Closed) {
             return Poll::Ready(Err(ClosedByFilter::error(0)));
         }
-        Pin::new(&mut this.inner).poll_write(cx, data)
+        let written = ready!(Pin::new(&mut this.inner).poll_write(cx, data))?;
+        this.count_sent(written);
+        Poll::Ready(Ok(written))
     }
 
     fn poll_write_vectored(
@@ -232,7 +249,9 @@ impl AsyncWrite for ReadFiltered {
         if matches!(this.phase, Phase::Closed) {
             return Poll::Ready(Err(ClosedByFilter::error(0)));
         }
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        let written = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
+        this.count_sent(written);
+        Poll::Ready(Ok(written))
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -750,11 +750,16 @@ impl Session<'_> {
         let Some(log) = &mut self.access_log else { return };
         let mut lines = log.new_lines(self.env);
         // Envoy's tcp_proxy writes its line as the connection is deleted, after
-        // the stats say it closed: a TCP exchange waits a little for its line.
+        // the stats say it closed: a TCP exchange waits a little for its lines,
+        // until a poll finds no more (a connection's loggers write one each).
         let deadline = Instant::now() + Duration::from_millis(1000);
-        while tcp && lines.is_empty() && Instant::now() < deadline {
+        while tcp && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
-            lines = log.new_lines(self.env);
+            let more = log.new_lines(self.env);
+            if more.is_empty() && !lines.is_empty() {
+                break;
+            }
+            lines.extend(more);
         }
         if let Err(busy) = settled {
             lines.push(format!("(read while the proxy was still busy: {busy})"));

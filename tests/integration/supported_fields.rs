@@ -567,7 +567,12 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (
         LISTENER,
         "access_log",
-        &[compat("listener_access_log"), test(CONFIG_ERRORS_IT, "listener_access_log_refuses_what_only_filters_know")],
+        &[
+            compat("listener_access_log"),
+            compat("listener_access_log_formats"),
+            compat("listener_access_log_connections"),
+            test(CONFIG_ERRORS_IT, "listener_access_log_takes_envoys_default_format"),
+        ],
     ),
     (
         "envoy.config.listener.v3.FilterChain",

@@ -335,7 +335,7 @@ pub fn codec_error(cfg: &Arc<HcmConfig>, conn: ConnectionInfo, reply: LocalReply
 }
 
 /// `%PROTOCOL%` of a request.
-fn protocol_name(version: Version) -> &'static str {
+pub(super) fn protocol_name(version: Version) -> &'static str {
     match version {
         Version::HTTP_10 => "HTTP/1.0",
         Version::HTTP_2 => "HTTP/2",

@@ -25,7 +25,9 @@ use crate::http::http1::{self, ConnReader};
 use crate::http::http2::CodecIo;
 use crate::http::local_reply::LocalReply;
 use crate::network::read_filter::ClosedByFilter;
-use crate::network::{ConnectionInfo, DownstreamConnection, DrainPhase, DrainWatch, Transport, TransportStream};
+use crate::network::{
+    ConnectionInfo, ConnectionReport, DownstreamConnection, DrainPhase, DrainWatch, Transport, TransportStream,
+};
 use crate::overload::{self, OverloadAction, ScaledTimer};
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
@@ -55,6 +57,7 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 pub(super) fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) -> impl Future<Output = ()> {
     let (rd, wr) = conn.stream.into_split();
     let info = conn.info;
+    let report = conn.report;
     let mut reader = ConnReader::new(rd, cfg.stats.downstream_cx_rx_bytes_total.clone());
     reader.keep_trailers = cfg.enable_trailers;
     let reader = Rc::new(RefCell::new(reader));
@@ -87,14 +90,18 @@ pub(super) fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) -> impl Fut
             let unused = requests == 0;
             let head = match next_head(cfg, &reader, &limits, unused, &mut drain, &mut drain_at, &mut timer).await {
                 NextHead::Head(head) => {
-                    count_http1(&mut counted, stats);
+                    count_http1(&mut counted, stats, report.as_deref());
+                    // Envoy's codec says the version of the request it last read.
+                    if let Some(report) = &report {
+                        report.protocol.set(active_stream::protocol_name(head.version));
+                    }
                     head
                 }
                 NextHead::Http2 => break Ended::Http2,
                 NextHead::Closed => break Ended::Closed { local: false },
                 NextHead::ClosedByFilter => break Ended::Closed { local: true },
                 NextHead::ClosedMidHead => {
-                    count_http1(&mut counted, stats);
+                    count_http1(&mut counted, stats, report.as_deref());
                     // Envoy has begun a stream at the first byte of a head: it is reset.
                     stats.downstream_rq_total.inc();
                     stats.downstream_rq_http1_total.inc();
@@ -113,7 +120,7 @@ pub(super) fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) -> impl Fut
                     break Ended::Delayed;
                 }
                 NextHead::Rejected(reply) => {
-                    count_http1(&mut counted, stats);
+                    count_http1(&mut counted, stats, report.as_deref());
                     break Ended::Rejected(Box::new(reply));
                 }
             };
@@ -221,6 +228,9 @@ pub(super) fn serve(cfg: Arc<HcmConfig>, conn: DownstreamConnection) -> impl Fut
                     let (rx, tx) =
                         (stats.downstream_cx_rx_bytes_total.clone(), stats.downstream_cx_tx_bytes_total.clone());
                     let io = CodecIo::new(buf, stream, rx, tx);
+                    if let Some(report) = &report {
+                        report.protocol.set("HTTP/2");
+                    }
                     lifetime.local_close = Box::pin(super::http2_connection::serve(cfg, info, io)).await;
                     return;
                 }
@@ -284,10 +294,16 @@ async fn lingering_close(reader: &Rc<RefCell<ConnReader>>, writer: ResponseWrite
 }
 
 /// Counts the connection as HTTP/1 once its first bytes made the codec's choice.
-fn count_http1(counted: &mut bool, stats: &super::stats::HcmStats) {
+/// The codec is there from the first byte: its stats count, and the
+/// connection's protocol is HTTP/1.1 (the listener's `%PROTOCOL%`, as the
+/// codec Envoy creates then says, whatever version requests then name).
+fn count_http1(counted: &mut bool, stats: &super::stats::HcmStats, report: Option<&ConnectionReport>) {
     if !std::mem::replace(counted, true) {
         stats.downstream_cx_http1_total.inc();
         stats.downstream_cx_http1_active.inc();
+        if let Some(report) = report {
+            report.protocol.set("HTTP/1.1");
+        }
     }
 }
 

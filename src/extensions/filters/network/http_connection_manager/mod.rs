@@ -102,7 +102,13 @@ async fn serve_http2(cfg: Arc<HcmConfig>, mut conn: DownstreamConnection) {
     tokio::select! {
         read = tokio::io::AsyncReadExt::read_buf(&mut conn.stream, &mut first) => match read {
             Ok(0) => return,
-            Ok(n) => rx.add(n as u64),
+            Ok(n) => {
+                rx.add(n as u64);
+                // The codec is there from the first byte, as Envoy creates it.
+                if let Some(report) = &conn.report {
+                    report.protocol.set("HTTP/2");
+                }
+            }
             Err(e) if ClosedByFilter::is(&e) => {
                 rx.add(ClosedByFilter::unread_of(&e) as u64);
                 lifetime.local_close = true;

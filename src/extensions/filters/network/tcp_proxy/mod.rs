@@ -2,6 +2,9 @@
 //! a host of a cluster, with Envoy's stats, connect attempts and idle timeout, and
 //! its `access_log`: one line per connection when it ends (its bytes, duration,
 //! upstream host, `UH`/`UF`/`NC` flags, the connection's dynamic metadata).
+//! What it records is the connection's, as in Envoy (whose filter writes the
+//! connection's `StreamInfo`): the listener's own `access_log` prints it too
+//! (`ConnectionReport`).
 
 mod relay;
 
@@ -21,7 +24,7 @@ use crate::network::filter::LocalBoxFuture;
 use crate::network::proxy_protocol::Downstream;
 use crate::network::tls::TransportOptions;
 use crate::network::transport::ReadFiltersHandle;
-use crate::network::{DownstreamConnection, NetworkFilter, NetworkFilterFactory};
+use crate::network::{ConnectionReport, DownstreamConnection, NetworkFilter, NetworkFilterFactory};
 use crate::stream_info::{ResponseFlag, StreamInfo};
 use crate::thread_local::Slot;
 use crate::upstream::original_dst::LbContext;
@@ -105,7 +108,8 @@ impl NetworkFilterFactory for TcpProxyFilter {
 
     fn on_new_connection(&self, conn: DownstreamConnection) -> LocalBoxFuture {
         self.stats.downstream_cx_total.inc();
-        let mut info = (!self.access_logs.is_empty()).then(|| connection_info(&conn));
+        let report = conn.report.clone();
+        let mut info = (!self.access_logs.is_empty() || report.is_some()).then(|| connection_info(&conn));
         // What read filters before this one record later (RBAC's shadow
         // result) is in the line too.
         let read_filters = info.as_ref().and_then(|_| conn.stream.read_filters());
@@ -116,8 +120,8 @@ impl NetworkFilterFactory for TcpProxyFilter {
             self.stats.downstream_cx_no_route.inc();
             if let Some(info) = &mut info {
                 info.response_flags.set(ResponseFlag::NoClusterFound);
-                log(&self.access_logs, info);
             }
+            finish(&self.access_logs, report.as_deref(), info);
             return Box::pin(async move { drop(conn) });
         };
         let attempts = self.max_connect_attempts;
@@ -146,6 +150,7 @@ impl NetworkFilterFactory for TcpProxyFilter {
                 };
                 if let Some(info) = &mut info {
                     info.upstream_host = Some(host.address);
+                    info.attempt_count += 1;
                 }
                 // Envoy's TCP pool counts each connection attempt as a request.
                 cluster.info.stats.upstream_rq_pending_total.inc();
@@ -177,16 +182,16 @@ impl NetworkFilterFactory for TcpProxyFilter {
                     }
                     drop(conn); // closed before the line is written, as Envoy logs on close
                     add_read_filters_metadata(info, read_filters.as_ref());
-                    log(&access_logs, info);
                 }
+                finish(&access_logs, report.as_deref(), info);
                 return; // dropping `conn` closes the downstream, as Envoy does
             };
             let bytes = relay::relay(conn, upstream, idle_timeout, &stats).await;
             if let Some(info) = &mut info {
                 (info.bytes_received, info.bytes_sent) = bytes;
                 add_read_filters_metadata(info, read_filters.as_ref());
-                log(&access_logs, info);
             }
+            finish(&access_logs, report.as_deref(), info);
         })
     }
 }
@@ -210,9 +215,14 @@ fn add_read_filters_metadata(info: &mut StreamInfo, read_filters: Option<&ReadFi
     }
 }
 
-/// Writes the connection's line to each access log, its duration ending now.
-fn log(access_logs: &[Arc<dyn AccessLogger>], info: &mut StreamInfo) {
+/// Writes the connection's line to each access log, its duration ending now,
+/// and leaves what was recorded to the listener's loggers.
+fn finish(access_logs: &[Arc<dyn AccessLogger>], report: Option<&ConnectionReport>, info: Option<StreamInfo>) {
+    let Some(mut info) = info else { return };
     info.last_downstream_tx = Some(info.start.elapsed());
-    let cx = FormatContext::new(info);
+    let cx = FormatContext::new(&info);
     access_logs.iter().for_each(|l| l.log(&cx));
+    if let Some(report) = report {
+        report.set_filter_info(Box::new(info));
+    }
 }
