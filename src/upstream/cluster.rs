@@ -488,7 +488,7 @@ impl ClusterInfo {
         let mut health_checks = Vec::with_capacity(c.health_checks.len());
         for (i, hc) in c.health_checks.iter().enumerate() {
             let hc_path = FieldPath::starting_at(&format!("{path}.health_checks[{i}]"));
-            health_checks.push(Arc::new(HealthCheckConfig::from_proto(hc, &hc_path)?));
+            health_checks.push(Arc::new(HealthCheckConfig::from_proto(hc, &hc_path, store)?));
         }
         let health_check_stats = (!health_checks.is_empty())
             .then(|| Arc::new(HealthCheckStats::new(store, &format!("{prefix}health_check."))));

@@ -121,8 +121,8 @@ fn unknown_enum_value() {
 fn unsupported_field_is_not_ignored() {
     rejects(
         "    type: STATIC\n",
-        "    type: STATIC\n    health_checks: [ { timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {}, event_log_path: /dev/null } ]\n",
-        "static_resources.clusters[0].health_checks[0].event_log_path: field 'event_log_path' of envoy.config.core.v3.HealthCheck is not supported by Courier",
+        "    type: STATIC\n    health_checks: [ { timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {}, alt_port: { value: 1 } } ]\n",
+        "static_resources.clusters[0].health_checks[0].alt_port: field 'alt_port' of envoy.config.core.v3.HealthCheck is not supported by Courier",
     );
 }
 
@@ -267,7 +267,7 @@ fn every_problem_is_listed_with_its_line() {
         .replacen("connect_timeout: 1s", "conect_timeout: 1s", 1)
         .replacen(
             "    load_assignment:",
-            "    health_checks: [ { timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {}, event_log_path: /dev/null } ]\n    load_assignment:",
+            "    health_checks: [ { timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {}, alt_port: { value: 1 } } ]\n    load_assignment:",
             1,
         );
     let line = |needle: &str| yaml.lines().position(|l| l.contains(needle)).expect("in the config") + 1;
@@ -288,9 +288,9 @@ fn every_problem_is_listed_with_its_line() {
             line("conect_timeout")
         ),
         format!(
-            "static_resources.clusters[0].health_checks[0].event_log_path: field 'event_log_path' of \
+            "static_resources.clusters[0].health_checks[0].alt_port: field 'alt_port' of \
              envoy.config.core.v3.HealthCheck is not supported by Courier (line {})",
-            line("event_log_path")
+            line("alt_port")
         ),
     ];
     let (ok, out) = validate(&yaml);
