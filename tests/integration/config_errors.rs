@@ -126,6 +126,32 @@ fn unsupported_field_is_not_ignored() {
     );
 }
 
+/// As Envoy 1.40 (`unable to open file ...`), in validation too: a health check's
+/// event log file, and an event sink of another type.
+#[test]
+fn health_check_event_log_that_cannot_be_written() {
+    let hc = |extra: &str| {
+        format!(
+            "    type: STATIC\n    health_checks: [ {{ timeout: 1s, interval: 1s, unhealthy_threshold: 1, \
+             healthy_threshold: 1, tcp_health_check: {{}}, {extra} }} ]\n"
+        )
+    };
+    rejects(
+        "    type: STATIC\n",
+        &hc("event_log_path: /nonexistent-courier-dir/events.log"),
+        "static_resources.clusters[0].health_checks[0].event_log_path: unable to open file \
+         '/nonexistent-courier-dir/events.log'",
+    );
+    let sink = "type.googleapis.com/envoy.extensions.health_check.event_sinks.file.v3.HealthCheckEventFileSink";
+    rejects(
+        "    type: STATIC\n",
+        &hc(&format!(
+            "event_logger: [ {{ name: f, typed_config: {{ \"@type\": {sink}, event_log_path: /nonexistent-courier-dir/e }} }} ]"
+        )),
+        "static_resources.clusters[0].health_checks[0].event_logger[0].typed_config.event_log_path: unable to open file",
+    );
+}
+
 #[test]
 fn tcp_proxy_without_stat_prefix() {
     rejects("          stat_prefix: s\n", "", "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.stat_prefix: value length must be at least 1");
