@@ -91,6 +91,7 @@ const HC_CONFIG_RS: &str = "src/upstream/health_check/config.rs";
 const HC_SESSION_RS: &str = "src/upstream/health_check/session.rs";
 const HC_EVENTS: &str = "active_health_check_event_log";
 const HC_EVENTS_UNIT: &str = "events_are_logged_on_envoys_transitions";
+const HC_EVENTS_IT: &str = "event_log_follows_a_host_through_active_and_passive_failures";
 const HEALTH_CHECKING: &str = "envoy.config.core.v3.HealthCheck";
 const HTTP_HEALTH_CHECK: &str = "envoy.config.core.v3.HealthCheck.HttpHealthCheck";
 const HC_CONFIG: &str = "envoy.config.endpoint.v3.Endpoint.HealthCheckConfig";
@@ -669,7 +670,11 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (HEALTH_CHECKING, "unhealthy_interval", &[compat("active_health_check"), test(HC_IT, HC_HTTP)]),
     (HEALTH_CHECKING, "unhealthy_edge_interval", &[compat("active_health_check"), test(HC_IT, HC_HTTP)]),
     (HEALTH_CHECKING, "healthy_edge_interval", &[compat("active_health_check"), test(HC_IT, HC_HTTP)]),
-    (HEALTH_CHECKING, "event_log_path", &[compat(HC_EVENTS), test(HC_SESSION_RS, HC_EVENTS_UNIT)]),
+    (
+        HEALTH_CHECKING,
+        "event_log_path",
+        &[compat(HC_EVENTS), test(HC_SESSION_RS, HC_EVENTS_UNIT), test(HC_IT, HC_EVENTS_IT)],
+    ),
     (HEALTH_CHECKING, "event_logger", &[compat(HC_EVENTS)]),
     (HEALTH_CHECKING, "always_log_health_check_failures", &[compat(HC_EVENTS), test(HC_SESSION_RS, HC_EVENTS_UNIT)]),
     (HEALTH_CHECKING, "always_log_health_check_success", &[compat(HC_EVENTS), test(HC_SESSION_RS, HC_EVENTS_UNIT)]),
@@ -988,7 +993,7 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     ),
     ("envoy.config.endpoint.v3.LbEndpoint", "endpoint", &[compat("http_get")]),
     ("envoy.config.endpoint.v3.LbEndpoint", "health_status", &[compat("endpoint_health")]),
-    ("envoy.config.endpoint.v3.LbEndpoint", "metadata", &[compat(HC_EVENTS)]),
+    ("envoy.config.endpoint.v3.LbEndpoint", "metadata", &[compat(HC_EVENTS), test(HC_IT, HC_EVENTS_IT)]),
     (
         "envoy.config.endpoint.v3.LbEndpoint",
         "load_balancing_weight",
