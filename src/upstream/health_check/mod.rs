@@ -11,7 +11,8 @@
 //! check before a cluster of start-up or of CDS serves (`first_round`), as Envoy's
 //! cluster initialization does. Checks connect on their own (not through the
 //! workers' pools, and not counted in `upstream_cx_*`), over the cluster's
-//! transport socket.
+//! transport socket. A `HealthCheck` with `event_log_path` or `event_logger`
+//! writes Envoy's JSON event lines (`event_log`).
 
 mod config;
 mod event_log;

@@ -6,7 +6,8 @@
 //! status, a payload that does not match, a gRPC status other than SERVING) fails
 //! it at once. The next check waits `interval`, `unhealthy_interval` or an edge
 //! interval while a change is pending, or the no-traffic intervals until the
-//! cluster has made a connection, plus the jitter.
+//! cluster has made a connection, plus the jitter. The check's event log
+//! (`event_log`) gets a line where Envoy's session writes one.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -142,8 +143,8 @@ impl Session {
                     self.log(Event::Successful);
                 }
                 let degraded = outcome == Outcome::Degraded;
-                if degraded != self.host.active_hc(DEGRADED_ACTIVE_HC) {
-                    self.host.set_active_hc(DEGRADED_ACTIVE_HC, degraded);
+                if degraded != host.active_hc(DEGRADED_ACTIVE_HC) {
+                    host.set_active_hc(DEGRADED_ACTIVE_HC, degraded);
                     if degraded {
                         self.stats.degraded.inc();
                         self.log(Event::Degraded);
@@ -178,7 +179,6 @@ impl Session {
                         transition = Transition::ChangePending;
                     }
                 }
-                let host = &self.host;
                 let timed_out = outcome == Outcome::Timeout && host.active_hc(FAILED_ACTIVE_HC);
                 host.set_active_hc(ACTIVE_HC_TIMEOUT, timed_out);
                 if self.first_check || self.config.event_log.as_ref().is_some_and(|l| l.always_log_failures) {
