@@ -78,6 +78,7 @@ const ROOTS: &[&str] = &[
     "envoy.extensions.access_loggers.file.v3.FileAccessLog",
     "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
     "envoy.extensions.access_loggers.stream.v3.StderrAccessLog",
+    "envoy.extensions.health_check.event_sinks.file.v3.HealthCheckEventFileSink",
     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
     "envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin",
     "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest",

@@ -25,6 +25,7 @@ use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
 pub use config::{AccessLogConfig, Sink};
 pub use filter::LogFilter;
 pub use listener::build_listener_access_logs;
+pub(crate) use writer::LogWriter;
 pub use writer::{flush_all, reopen_all, AccessLogFileStats};
 
 use crate::config::{ConfigError, FieldPath};
@@ -88,6 +89,13 @@ pub fn build_default_file_log(
     let sink = Sink::from_path(file);
     let writer = writer::open(&sink, store).map_err(|e| path.error(format!("cannot open access log '{file}': {e}")))?;
     Ok(Arc::new(StreamAccessLog { format: SubstitutionFormat::envoy_default(), filter: None, writer }))
+}
+
+/// The writer of `file` (a path, `/dev/stdout` or `/dev/stderr`), shared with any
+/// logger of the same destination: for logs of other lines than requests', such as
+/// health check events (`upstream::health_check::event_log`).
+pub(crate) fn open_writer(file: &str, store: &Store) -> std::io::Result<Arc<LogWriter>> {
+    writer::open(&Sink::from_path(file), store)
 }
 
 /// A logger writing formatted lines to a file or a standard stream.

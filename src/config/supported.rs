@@ -186,9 +186,9 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "health_checks",
         ],
     ),
-    // Active health checking (`upstream::health_check`). Refused: the event log
-    // (`event_log_path`, `event_logger`, `event_service`,
-    // `always_log_health_check_*`), `tls_options`, `transport_socket_match_criteria`,
+    // Active health checking (`upstream::health_check`), with its event log to
+    // files (`event_log_path`, `event_logger` file sinks: `health_check::event_log`).
+    // Refused: `event_service`, `tls_options`, `transport_socket_match_criteria`,
     // `alt_port` and custom checkers.
     (
         "envoy.config.core.v3.HealthCheck",
@@ -209,8 +209,13 @@ pub const SUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "unhealthy_interval",
             "unhealthy_edge_interval",
             "healthy_edge_interval",
+            "event_log_path",
+            "event_logger",
+            "always_log_health_check_failures",
+            "always_log_health_check_success",
         ],
     ),
+    ("envoy.extensions.health_check.event_sinks.file.v3.HealthCheckEventFileSink", &["event_log_path"]),
     // `send` (a request body) and `service_name_matcher` are refused.
     (
         "envoy.config.core.v3.HealthCheck.HttpHealthCheck",
@@ -637,15 +642,6 @@ pub const NO_EFFECT: &[(&str, &str, &str)] = &[
         "Envoy finds a load_balancing_policy's load balancer by the type of typed_config, never by name \
          (a RoundRobin named envoy.load_balancing_policies.random is round robin)",
     ),
-    (
-        "envoy.config.endpoint.v3.LbEndpoint",
-        "metadata",
-        "Envoy reads an endpoint's metadata for subset load balancing, route metadata_match, \
-         transport_socket_matches, the ring-hash and Maglev hash_key, the %UPSTREAM_METADATA% and \
-         %METADATA(UPSTREAM_HOST:...)% formatters and filters that look it up, all refused by Courier; \
-         the one other use, envoy.lb canary: true (a canary host), is refused at start-up",
-    ),
-    ("envoy.config.core.v3.Metadata", "filter_metadata", "as LbEndpoint.metadata, the only place Courier accepts it"),
     (
         "envoy.config.core.v3.HttpProtocolOptions",
         "headers_with_underscores_action",

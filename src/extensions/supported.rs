@@ -72,6 +72,7 @@ const OTHER_TYPES: &[&str] = &[
     crate::upstream::cluster::ROUND_ROBIN_TYPE,
     crate::upstream::cluster::LEAST_REQUEST_TYPE,
     crate::upstream::cluster::RANDOM_TYPE,
+    crate::upstream::health_check::EVENT_FILE_SINK_TYPE,
     crate::upstream::dns::CARES_TYPE,
     crate::upstream::dns::GETADDRINFO_TYPE,
     super::transport_sockets::tls::DOWNSTREAM_TYPE,
@@ -165,6 +166,8 @@ mod tests {
                             ("envoy.config.common.matcher.v3.Matcher.MatcherTree", "input"),
                             // The OpenTelemetry stat sink's resource detectors.
                             ("envoy.extensions.stat_sinks.open_telemetry.v3.SinkConfig", "resource_detectors"),
+                            // A health check's event sinks (found by type, as Envoy does).
+                            ("envoy.config.core.v3.HealthCheck", "event_logger"),
                         ]
                         .contains(&(message, field)),
                         "{message}.{field}"

@@ -250,6 +250,8 @@ pub struct ConfiguredEndpoint {
     pub locality_weight: u32,
     /// `endpoint.health_check_config`.
     pub health_check: HealthCheckTarget,
+    /// `metadata` as protobuf JSON, when set (`metadata_json`).
+    pub metadata: Option<Arc<str>>,
 }
 
 /// Everything about a cluster that does not change while it exists.
@@ -494,7 +496,7 @@ impl ClusterInfo {
         let mut health_checks = Vec::with_capacity(c.health_checks.len());
         for (i, hc) in c.health_checks.iter().enumerate() {
             let hc_path = FieldPath::starting_at(&format!("{path}.health_checks[{i}]"));
-            health_checks.push(Arc::new(HealthCheckConfig::from_proto(hc, &hc_path)?));
+            health_checks.push(Arc::new(HealthCheckConfig::from_proto(hc, &hc_path, store)?));
         }
         let health_check_stats = (!health_checks.is_empty())
             .then(|| Arc::new(HealthCheckStats::new(store, &format!("{prefix}health_check."))));
@@ -1104,6 +1106,7 @@ pub fn assignment_endpoints(
                 priority: locality.priority,
                 locality_weight: locality.load_balancing_weight.map_or(0, |w| w.value),
                 health_check: health_check_target(endpoint, &p)?,
+                metadata: metadata_json(lb_endpoint),
             });
         }
     }
@@ -1131,6 +1134,26 @@ fn health_check_target(endpoint: &Endpoint, path: &str) -> Result<HealthCheckTar
     let port = u16::try_from(hc.port_value)
         .map_err(|_| p.field_error("port_value", "value must be less than or equal to 65535"))?;
     Ok(HealthCheckTarget { address, port, hostname: hc.hostname.clone(), disabled: hc.disable_active_health_check })
+}
+
+/// An endpoint's `metadata`, when set, as Envoy's protobuf JSON prints it with
+/// primitive fields (health check event logs): namespaces and keys sorted (Envoy's
+/// order is its hash maps'), `typed_filter_metadata` empty (Courier refuses it).
+fn metadata_json(lb_endpoint: &LbEndpoint) -> Option<Arc<str>> {
+    let metadata = lb_endpoint.metadata.as_ref()?;
+    let mut namespaces: Vec<_> = metadata.filter_metadata.iter().collect();
+    namespaces.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = String::from("{\"filter_metadata\":{");
+    for (i, (name, value)) in namespaces.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        crate::common::json::escape_into(name, &mut out);
+        out.push(':');
+        crate::common::dynamic_metadata::write_struct_json(value, &mut out);
+    }
+    out.push_str("},\"typed_filter_metadata\":{}}");
+    Some(out.into())
 }
 
 /// Refuses an endpoint whose `metadata` marks it a canary (`envoy.lb` `canary: true`):

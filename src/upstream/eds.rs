@@ -76,6 +76,7 @@ impl Kept<'_> {
     pub fn apply(&self) {
         self.host.set_weight(self.endpoint.weight);
         self.host.set_eds_health(self.endpoint.health);
+        self.host.set_metadata_json(self.endpoint.metadata.clone());
     }
 }
 

@@ -51,6 +51,9 @@ pub struct Host {
     /// Picked since the ORIGINAL_DST cluster's last cleanup round (unused by
     /// other clusters).
     pub used: AtomicBool,
+    /// Its endpoint's `metadata` as protobuf JSON, when set: health check event
+    /// logs show it. An EDS assignment that keeps the host changes it in place.
+    metadata: Mutex<Option<Arc<str>>>,
 }
 
 /// An endpoint's `health_status`, as Envoy 1.40 files it: UNKNOWN and HEALTHY are
@@ -186,6 +189,7 @@ impl Host {
             locality_weight: 0,
             stats: HostStats::default(),
             used: AtomicBool::new(false),
+            metadata: Mutex::new(None),
         })
     }
 
@@ -220,6 +224,16 @@ impl Host {
         } else {
             self.active_hc.fetch_and(!flag, Ordering::Relaxed);
         }
+    }
+
+    /// Its endpoint's `metadata` as protobuf JSON, when set.
+    pub fn metadata_json(&self) -> Option<Arc<str>> {
+        self.metadata.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// New metadata from an EDS assignment that keeps the host (main thread).
+    pub fn set_metadata_json(&self, metadata: Option<Arc<str>>) {
+        *self.metadata.lock().unwrap_or_else(PoisonError::into_inner) = metadata;
     }
 
     /// Sets (or clears, with `None`) where passive failures go (main thread).
@@ -302,6 +316,7 @@ impl Host {
             locality_weight: e.locality_weight,
             stats: HostStats::default(),
             used: AtomicBool::new(false),
+            metadata: Mutex::new(e.metadata.clone()),
         })
     }
 }

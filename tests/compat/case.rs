@@ -17,7 +17,9 @@
 //!                       # ports for listeners that need a fixed one), {{TMP}} (scratch dir),
 //!                       # {{DATA}} (tests/compat/data: files a case reads, e.g. runtime layers),
 //!                       # {{ACCESS_LOG}} (a file access log's path: each request's lines
-//!                       # are compared as `<label>.access_log`), {{TLS_CA}},
+//!                       # are compared as `<label>.access_log`; a health check
+//!                       # event log may name it too: its JSON lines are compared
+//!                       # with the timestamp masked), {{TLS_CA}},
 //!                       # {{TLS_SERVER_CERT}}/{{TLS_SERVER_KEY}} (for server.test),
 //!                       # {{TLS_RICH_SERVER_CERT}}/{{TLS_RICH_SERVER_KEY}} (server.test,
 //!                       # 127.0.0.1, ::1 and proxy@server.test; a case naming them gets a

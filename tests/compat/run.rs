@@ -1011,7 +1011,7 @@ fn normalize_access_line(env: &Environment, line: &str) -> String {
         .unwrap()
     });
     let line = env.normalize(line);
-    let Some(c) = re.captures(&line) else { return line };
+    let Some(c) = re.captures(&line) else { return mask_event_timestamp(&line) };
     let uuid = Regex::new(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$").unwrap();
     let rid = if uuid.is_match(&c["rid"]) { "<uuid>" } else { &c["rid"] };
     let ust = if &c["ust"] == "-" { "-" } else { "<ms>" };
@@ -1019,6 +1019,16 @@ fn normalize_access_line(env: &Environment, line: &str) -> String {
         "[<time>] \"{}\" {} {} {} {} <ms> {ust} \"{}\" \"{}\" \"{rid}\" \"{}\" \"{}\"",
         &c["req"], &c["code"], &c["flags"], &c["rx"], &c["tx"], &c["xff"], &c["ua"], &c["auth"], &c["host"]
     )
+}
+
+/// A health check event line (a `HealthCheckEvent` as JSON) with its
+/// `"timestamp"` replaced by `<time>`, when it has one in protobuf JSON's form.
+fn mask_event_timestamp(line: &str) -> String {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| {
+        Regex::new(r#"^(\{"health_checker_type":.*"timestamp":")\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z""#).unwrap()
+    });
+    re.replace(line, "${1}<time>\"").into_owned()
 }
 
 /// Header (or trailer) fields as read: name lower-cased, value.

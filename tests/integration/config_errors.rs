@@ -121,8 +121,34 @@ fn unknown_enum_value() {
 fn unsupported_field_is_not_ignored() {
     rejects(
         "    type: STATIC\n",
-        "    type: STATIC\n    health_checks: [ { timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {}, event_log_path: /dev/null } ]\n",
-        "static_resources.clusters[0].health_checks[0].event_log_path: field 'event_log_path' of envoy.config.core.v3.HealthCheck is not supported by Courier",
+        "    type: STATIC\n    health_checks: [ { timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {}, alt_port: { value: 1 } } ]\n",
+        "static_resources.clusters[0].health_checks[0].alt_port: field 'alt_port' of envoy.config.core.v3.HealthCheck is not supported by Courier",
+    );
+}
+
+/// As Envoy 1.40 (`unable to open file ...`), in validation too: a health check's
+/// event log file, and an event sink of another type.
+#[test]
+fn health_check_event_log_that_cannot_be_written() {
+    let hc = |extra: &str| {
+        format!(
+            "    type: STATIC\n    health_checks: [ {{ timeout: 1s, interval: 1s, unhealthy_threshold: 1, \
+             healthy_threshold: 1, tcp_health_check: {{}}, {extra} }} ]\n"
+        )
+    };
+    rejects(
+        "    type: STATIC\n",
+        &hc("event_log_path: /nonexistent-courier-dir/events.log"),
+        "static_resources.clusters[0].health_checks[0].event_log_path: unable to open file \
+         '/nonexistent-courier-dir/events.log'",
+    );
+    let sink = "type.googleapis.com/envoy.extensions.health_check.event_sinks.file.v3.HealthCheckEventFileSink";
+    rejects(
+        "    type: STATIC\n",
+        &hc(&format!(
+            "event_logger: [ {{ name: f, typed_config: {{ \"@type\": {sink}, event_log_path: /nonexistent-courier-dir/e }} }} ]"
+        )),
+        "static_resources.clusters[0].health_checks[0].event_logger[0].typed_config.event_log_path: unable to open file",
     );
 }
 
@@ -267,7 +293,7 @@ fn every_problem_is_listed_with_its_line() {
         .replacen("connect_timeout: 1s", "conect_timeout: 1s", 1)
         .replacen(
             "    load_assignment:",
-            "    health_checks: [ { timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {}, event_log_path: /dev/null } ]\n    load_assignment:",
+            "    health_checks: [ { timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {}, alt_port: { value: 1 } } ]\n    load_assignment:",
             1,
         );
     let line = |needle: &str| yaml.lines().position(|l| l.contains(needle)).expect("in the config") + 1;
@@ -288,9 +314,9 @@ fn every_problem_is_listed_with_its_line() {
             line("conect_timeout")
         ),
         format!(
-            "static_resources.clusters[0].health_checks[0].event_log_path: field 'event_log_path' of \
+            "static_resources.clusters[0].health_checks[0].alt_port: field 'alt_port' of \
              envoy.config.core.v3.HealthCheck is not supported by Courier (line {})",
-            line("event_log_path")
+            line("alt_port")
         ),
     ];
     let (ok, out) = validate(&yaml);

@@ -24,13 +24,17 @@ struct HealthyServer {
     upstream: Upstream,
     status: Arc<AtomicU16>,
     checks: Arc<Mutex<Vec<BTreeMap<String, String>>>>,
+    /// When set, answers other than `/healthz` carry
+    /// `x-envoy-immediate-health-check-fail` (a passive failure).
+    passive: Arc<AtomicBool>,
 }
 
 impl HealthyServer {
     fn start(name: &'static str) -> HealthyServer {
         let status = Arc::new(AtomicU16::new(200));
         let checks = Arc::new(Mutex::new(Vec::new()));
-        let (s, seen) = (status.clone(), checks.clone());
+        let passive = Arc::new(AtomicBool::new(false));
+        let (s, seen, fail) = (status.clone(), checks.clone(), passive.clone());
         let upstream = Upstream::start(move |stream: TcpStream| {
             let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
             let Ok(mut writer) = stream.try_clone() else { return };
@@ -42,13 +46,18 @@ impl HealthyServer {
                 } else {
                     (200, name)
                 };
-                let out = format!("HTTP/1.1 {code} X\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                let extra = if body.is_empty() || !fail.load(Ordering::SeqCst) {
+                    ""
+                } else {
+                    "x-envoy-immediate-health-check-fail: true\r\n"
+                };
+                let out = format!("HTTP/1.1 {code} X\r\n{extra}content-length: {}\r\n\r\n{body}", body.len());
                 if writer.write_all(out.as_bytes()).is_err() {
                     return;
                 }
             }
         });
-        HealthyServer { upstream, status, checks }
+        HealthyServer { upstream, status, checks, passive }
     }
 
     fn port(&self) -> u16 {
@@ -142,6 +151,77 @@ fn http_checks_move_traffic_away_from_a_failing_host_and_back() {
     assert_eq!(seen_a.get("user-agent").map(String::as_str), Some("Envoy/HC"));
     assert_eq!(seen_a.get("host").map(String::as_str), Some("hc-a"));
     assert_eq!(seen_b.get("host").map(String::as_str), Some("c"));
+}
+
+/// Each line of a health check event log from after the cluster's name to the
+/// metadata (or the locality), its timestamp masked.
+fn events(path: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|l| {
+            let (_, rest) = l.split_once("\"cluster_name\":\"c\",").unwrap_or(("", l));
+            let end = rest.find(",\"metadata\"").or_else(|| rest.find(",\"locality\"")).unwrap_or(rest.len());
+            let event = &rest[..end];
+            let (before, after) = event.split_once("\"timestamp\":\"").unwrap_or((event, ""));
+            let after = after.split_once('"').map_or("", |(_, a)| a);
+            format!("{before}\"timestamp\":T{after}")
+        })
+        .collect()
+}
+
+/// The event log (`event_log_path`) over a host's life: added by its first
+/// check, ejected by a 503 (the status in the line), added back, and ejected by a
+/// response with `x-envoy-immediate-health-check-fail` (PASSIVE); the endpoint's
+/// metadata and locality on every line. The lines' form is compared with Envoy's
+/// in tests/compat/cases/active_health_check_event_log.yaml.
+#[test]
+fn event_log_follows_a_host_through_active_and_passive_failures() {
+    let a = HealthyServer::start("a");
+    let dir = crate::harness::TempDir::new("hc-events");
+    let log = dir.0.join("events.log");
+    let cluster = format!(
+        r#"  - name: c
+    type: STATIC
+    connect_timeout: 1s
+    health_checks:
+    - timeout: 1s
+      interval: 0.05s
+      no_traffic_interval: 0.05s
+      unhealthy_threshold: 1
+      healthy_threshold: 1
+      event_log_path: {}
+      http_health_check: {{ path: /healthz }}
+    load_assignment:
+      cluster_name: c
+      endpoints:
+      - locality: {{ zone: z1 }}
+        lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}
+          metadata: {{ filter_metadata: {{ acme: {{ team: a }} }} }}
+"#,
+        log.display(),
+        a.port()
+    );
+    let c = start(&cluster);
+    let added = |first: bool| format!(r#""add_healthy_event":{{"first_check":{first}}},"timestamp":T"#);
+    let eject = |kind: &str, status: u16| {
+        format!(r#""eject_unhealthy_event":{{"failure_type":"{kind}","http_status_code":{status}}},"timestamp":T"#)
+    };
+    wait_for("the first check's line", || events(&log).len() == 1);
+    a.status.store(503, Ordering::SeqCst);
+    wait_flags(&c, "c", a.port(), "/failed_active_hc");
+    a.status.store(200, Ordering::SeqCst);
+    wait_flags(&c, "c", a.port(), "healthy");
+    wait_for("three lines", || events(&log).len() == 3);
+    a.passive.store(true, Ordering::SeqCst);
+    wait_for("the host served", || served(&c, 1) == ["a"]);
+    // The next check may add the host back (a fifth line) before this reads.
+    wait_for("four lines", || events(&log).len() >= 4);
+    assert_eq!(events(&log)[..4], [added(true), eject("ACTIVE", 503), added(false), eject("PASSIVE", 0)]);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let metadata = r#","metadata":{"filter_metadata":{"acme":{"team":"a"}},"typed_filter_metadata":{}},"locality":{"region":"","zone":"z1","sub_zone":""}}"#;
+    assert!(text.lines().all(|l| l.ends_with(metadata)), "{text}");
+    assert_eq!(c.stat("cluster.c.health_check.passive_failure"), Some(1));
 }
 
 /// A gRPC health server: answers `Check` with SERVING or NOT_SERVING as the test

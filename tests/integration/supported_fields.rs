@@ -89,6 +89,10 @@ const HC_IT: &str = "tests/integration/health_check.rs";
 const HC_HTTP: &str = "http_checks_move_traffic_away_from_a_failing_host_and_back";
 const HC_GRPC: &str = "grpc_checks_follow_the_serving_status";
 const HC_CONFIG_RS: &str = "src/upstream/health_check/config.rs";
+const HC_SESSION_RS: &str = "src/upstream/health_check/session.rs";
+const HC_EVENTS: &str = "active_health_check_event_log";
+const HC_EVENTS_UNIT: &str = "events_are_logged_on_envoys_transitions";
+const HC_EVENTS_IT: &str = "event_log_follows_a_host_through_active_and_passive_failures";
 const HEALTH_CHECKING: &str = "envoy.config.core.v3.HealthCheck";
 const HTTP_HEALTH_CHECK: &str = "envoy.config.core.v3.HealthCheck.HttpHealthCheck";
 const HC_CONFIG: &str = "envoy.config.endpoint.v3.Endpoint.HealthCheckConfig";
@@ -672,6 +676,19 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     (HEALTH_CHECKING, "unhealthy_interval", &[compat("active_health_check"), test(HC_IT, HC_HTTP)]),
     (HEALTH_CHECKING, "unhealthy_edge_interval", &[compat("active_health_check"), test(HC_IT, HC_HTTP)]),
     (HEALTH_CHECKING, "healthy_edge_interval", &[compat("active_health_check"), test(HC_IT, HC_HTTP)]),
+    (
+        HEALTH_CHECKING,
+        "event_log_path",
+        &[compat(HC_EVENTS), test(HC_SESSION_RS, HC_EVENTS_UNIT), test(HC_IT, HC_EVENTS_IT)],
+    ),
+    (HEALTH_CHECKING, "event_logger", &[compat(HC_EVENTS)]),
+    (HEALTH_CHECKING, "always_log_health_check_failures", &[compat(HC_EVENTS), test(HC_SESSION_RS, HC_EVENTS_UNIT)]),
+    (HEALTH_CHECKING, "always_log_health_check_success", &[compat(HC_EVENTS), test(HC_SESSION_RS, HC_EVENTS_UNIT)]),
+    (
+        "envoy.extensions.health_check.event_sinks.file.v3.HealthCheckEventFileSink",
+        "event_log_path",
+        &[compat(HC_EVENTS)],
+    ),
     (HTTP_HEALTH_CHECK, "host", &[compat("active_health_check")]),
     (HTTP_HEALTH_CHECK, "path", &[compat("active_health_check"), test(HC_IT, HC_HTTP)]),
     (HTTP_HEALTH_CHECK, "receive", &[compat("active_health_check")]),
@@ -993,11 +1010,13 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     ),
     ("envoy.config.endpoint.v3.LbEndpoint", "endpoint", &[compat("http_get")]),
     ("envoy.config.endpoint.v3.LbEndpoint", "health_status", &[compat("endpoint_health")]),
+    ("envoy.config.endpoint.v3.LbEndpoint", "metadata", &[compat(HC_EVENTS), test(HC_IT, HC_EVENTS_IT)]),
     (
         "envoy.config.endpoint.v3.LbEndpoint",
         "load_balancing_weight",
         &[compat("lb_round_robin"), test(UPSTREAM_IT, "host_weights_max_host_weight_and_cluster_manager_stats")],
     ),
+    ("envoy.config.core.v3.Metadata", "filter_metadata", &[compat(HC_EVENTS)]),
     ("envoy.config.endpoint.v3.Endpoint", "address", &[compat("http_get")]),
     ("envoy.config.endpoint.v3.Endpoint", "hostname", &[compat("endpoint_hostname")]),
     ("envoy.config.endpoint.v3.Endpoint", "health_check_config", &[compat("active_health_check")]),

@@ -14,7 +14,9 @@ use envoy_types::pb::envoy::config::core::v3::HealthCheck;
 use envoy_types::pb::envoy::r#type::v3::Int64Range;
 use http::{HeaderName, HeaderValue, Method};
 
+use super::event_log::EventLog;
 use crate::config::{self, ConfigError, FieldPath};
+use crate::stats::Store;
 
 /// Envoy's `no_traffic_interval` when unset.
 const DEFAULT_NO_TRAFFIC_INTERVAL: Duration = Duration::from_secs(60);
@@ -44,6 +46,8 @@ pub struct HealthCheckConfig {
     /// `reuse_connection` (true when unset).
     pub reuse_connection: bool,
     pub check: Check,
+    /// `event_log_path` / `event_logger`, when set (`event_log`).
+    pub event_log: Option<EventLog>,
 }
 
 /// What one check does.
@@ -52,6 +56,17 @@ pub enum Check {
     Http(HttpCheck),
     Tcp(TcpCheck),
     Grpc(GrpcCheck),
+}
+
+impl Check {
+    /// Envoy's `HealthCheckerType` name, as event logs show it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Check::Http(_) => "HTTP",
+            Check::Tcp(_) => "TCP",
+            Check::Grpc(_) => "GRPC",
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -92,8 +107,9 @@ pub struct GrpcCheck {
 }
 
 impl HealthCheckConfig {
-    /// Reads `hc` (at `path`, e.g. `...clusters[0].health_checks[1]`).
-    pub fn from_proto(hc: &HealthCheck, path: &FieldPath) -> Result<HealthCheckConfig, ConfigError> {
+    /// Reads `hc` (at `path`, e.g. `...clusters[0].health_checks[1]`), opening
+    /// its event log's files (their stats in `store`).
+    pub fn from_proto(hc: &HealthCheck, path: &FieldPath, store: &Store) -> Result<HealthCheckConfig, ConfigError> {
         // PGV has checked that these are set and above zero.
         let required = |d: &Option<envoy_types::pb::google::protobuf::Duration>, name: &str| {
             d.as_ref().map(config::duration).ok_or_else(|| path.field_error(name, "value is required"))
@@ -130,6 +146,7 @@ impl HealthCheckConfig {
             healthy_edge_interval: config::duration_or(&hc.healthy_edge_interval, interval),
             reuse_connection: hc.reuse_connection.is_none_or(|v| v.value),
             check,
+            event_log: EventLog::from_proto(hc, path, store)?,
         })
     }
 }

@@ -71,14 +71,14 @@ async fn call(c: &GrpcCheck, info: &ClusterInfo, host: &Host, client: &H2Client)
         .header(USER_AGENT, HeaderValue::from_static("Envoy/HC"))
         .body(())
     else {
-        return Outcome::Failed { retriable: false };
+        return Outcome::Failed { retriable: false, http_status: 0 };
     };
     let message = HealthCheckRequest { service: c.service_name.clone() };
     let mut framed = BytesMut::with_capacity(5 + message.encoded_len());
     framed.put_u8(0);
     framed.put_u32(message.encoded_len() as u32);
     if message.encode(&mut framed).is_err() {
-        return Outcome::Failed { retriable: false };
+        return Outcome::Failed { retriable: false, http_status: 0 };
     }
     let Ok(mut send) = client.send.clone().ready().await else { return Outcome::Network };
     let Ok((response, mut body_out)) = send.send_request(request, false) else { return Outcome::Network };
@@ -88,11 +88,11 @@ async fn call(c: &GrpcCheck, info: &ClusterInfo, host: &Host, client: &H2Client)
     let Ok(response) = response.await else { return Outcome::Network };
     let (parts, mut recv) = response.into_parts();
     if parts.status != http::StatusCode::OK {
-        return Outcome::Failed { retriable: false };
+        return Outcome::Failed { retriable: false, http_status: 0 };
     }
     // A trailers-only answer: the call failed.
     if parts.headers.contains_key(GRPC_STATUS) {
-        return Outcome::Failed { retriable: false };
+        return Outcome::Failed { retriable: false, http_status: 0 };
     }
     let mut buf = BytesMut::new();
     while let Some(data) = recv.data().await {
@@ -100,14 +100,14 @@ async fn call(c: &GrpcCheck, info: &ClusterInfo, host: &Host, client: &H2Client)
         let _ = recv.flow_control().release_capacity(data.len());
         buf.extend_from_slice(&data);
         if announced_len(&buf).is_some_and(|len| len > MAX_MESSAGE) || buf.len() > 5 + MAX_MESSAGE {
-            return Outcome::Failed { retriable: false };
+            return Outcome::Failed { retriable: false, http_status: 0 };
         }
     }
     let Ok(trailers) = recv.trailers().await else { return Outcome::Network };
     let ok = trailers.as_ref().and_then(|t| t.get(GRPC_STATUS)).is_some_and(|s| s.as_bytes() == b"0");
     match (ok, decode(buf.freeze())) {
         (true, Some(r)) if r.status == SERVING => Outcome::Healthy,
-        _ => Outcome::Failed { retriable: false },
+        _ => Outcome::Failed { retriable: false, http_status: 0 },
     }
 }
 

@@ -182,13 +182,13 @@ fn judge(c: &HttpCheck, answer: &Answer, host: &Host) -> Outcome {
         if immediate {
             host.set_active_hc(EXCLUDED_VIA_IMMEDIATE_HC_FAIL, true);
         }
-        return Outcome::Failed { retriable: false };
+        return Outcome::Failed { retriable: false, http_status: answer.status };
     }
     if !in_ranges(&c.expected) {
         if immediate {
             host.set_active_hc(EXCLUDED_VIA_IMMEDIATE_HC_FAIL, true);
         }
-        return Outcome::Failed { retriable: in_ranges(&c.retriable) };
+        return Outcome::Failed { retriable: in_ranges(&c.retriable), http_status: answer.status };
     }
     if answer.headers.contains_key(DEGRADED) {
         Outcome::Degraded

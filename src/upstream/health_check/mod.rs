@@ -11,9 +11,11 @@
 //! check before a cluster of start-up or of CDS serves (`first_round`), as Envoy's
 //! cluster initialization does. Checks connect on their own (not through the
 //! workers' pools, and not counted in `upstream_cx_*`), over the cluster's
-//! transport socket.
+//! transport socket. A `HealthCheck` with `event_log_path` or `event_logger`
+//! writes Envoy's JSON event lines (`event_log`).
 
 mod config;
+mod event_log;
 mod grpc;
 mod http;
 mod session;
@@ -25,6 +27,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 pub use config::{Check, HealthCheckConfig};
+pub use event_log::FILE_SINK_TYPE as EVENT_FILE_SINK_TYPE;
+use event_log::{Event, FailureType};
 use session::{FirstGuard, Session};
 
 use super::cluster::ClusterInfo;
@@ -131,10 +135,34 @@ impl ClusterHealthChecker {
         host.set_active_hc(ACTIVE_HC_TIMEOUT, false);
         // As Envoy, only a host that was passing changes the host set (one
         // already failed keeps its place until the next change).
-        if !host.active_hc(FAILED_ACTIVE_HC) {
+        let ejected = !host.active_hc(FAILED_ACTIVE_HC);
+        if ejected {
             host.set_active_hc(FAILED_ACTIVE_HC, true);
             stats.healthy.dec();
+        }
+        self.log_passive_failure(host, ejected);
+        if ejected {
             (self.on_change)(&self.info);
+        }
+    }
+
+    /// The event log lines of a passive failure, as each `HealthCheck`'s session
+    /// of the host writes them in Envoy: the first ejects the host (when it was
+    /// passing), each with `always_log_health_check_failures` logs the failure.
+    /// Unlike Envoy's sessions, Courier's do not see it: one whose first check is
+    /// still to come logs it as not the first.
+    fn log_passive_failure(&self, host: &Host, ejected: bool) {
+        let failure = FailureType::Passive;
+        for (i, config) in self.info.health_checks.iter().enumerate() {
+            let Some(log) = &config.event_log else { continue };
+            let checker = config.check.type_name();
+            if ejected && i == 0 {
+                log.log(checker, host, &self.info.name, Event::EjectUnhealthy { failure, http_status: 0 });
+            }
+            if log.always_log_failures {
+                let event = Event::Failure { failure, first_check: false, http_status: 0 };
+                log.log(checker, host, &self.info.name, event);
+            }
         }
     }
 

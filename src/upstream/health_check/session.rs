@@ -6,13 +6,15 @@
 //! status, a payload that does not match, a gRPC status other than SERVING) fails
 //! it at once. The next check waits `interval`, `unhealthy_interval` or an edge
 //! interval while a change is pending, or the no-traffic intervals until the
-//! cluster has made a connection, plus the jitter.
+//! cluster has made a connection, plus the jitter. The check's event log
+//! (`event_log`) gets a line where Envoy's session writes one.
 
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::config::{Check, HealthCheckConfig};
+use super::event_log::{Event, FailureType};
 use super::{grpc, http, tcp, FirstRound, HealthCheckStats, OnHealthChange};
 use crate::common::random;
 use crate::upstream::cluster::ClusterInfo;
@@ -26,9 +28,11 @@ pub enum Outcome {
     Healthy,
     /// Passed, with `x-envoy-degraded`.
     Degraded,
-    /// The upstream answered, wrongly (`retriable`: a `retriable_statuses` code).
+    /// The upstream answered, wrongly (`retriable`: a `retriable_statuses` code;
+    /// `http_status`: an HTTP check's status, else 0, for the event log).
     Failed {
         retriable: bool,
+        http_status: u16,
     },
     /// No answer: the connection failed or closed.
     Network,
@@ -128,16 +132,24 @@ impl Session {
                         host.set_active_hc(FAILED_ACTIVE_HC, false);
                         self.stats.healthy.inc();
                         transition = Transition::Changed;
+                        self.log(Event::AddHealthy { first_check: self.first_check });
                     } else {
                         transition = Transition::ChangePending;
                     }
+                }
+                if transition != Transition::Changed
+                    && self.config.event_log.as_ref().is_some_and(|l| l.always_log_success)
+                {
+                    self.log(Event::Successful);
                 }
                 let degraded = outcome == Outcome::Degraded;
                 if degraded != host.active_hc(DEGRADED_ACTIVE_HC) {
                     host.set_active_hc(DEGRADED_ACTIVE_HC, degraded);
                     if degraded {
                         self.stats.degraded.inc();
+                        self.log(Event::Degraded);
                     } else {
+                        self.log(Event::NoLongerDegraded);
                         self.stats.degraded.dec();
                     }
                     if transition == Transition::Unchanged {
@@ -150,7 +162,11 @@ impl Session {
             Outcome::Failed { .. } | Outcome::Network | Outcome::Timeout => {
                 self.num_healthy = 0;
                 let network = matches!(outcome, Outcome::Network | Outcome::Timeout);
-                let retriable = matches!(outcome, Outcome::Failed { retriable: true });
+                let (failure, retriable, http_status) = match outcome {
+                    Outcome::Failed { retriable, http_status } => (FailureType::Active, retriable, http_status),
+                    Outcome::Timeout => (FailureType::NetworkTimeout, false, 0),
+                    _ => (FailureType::Network, false, 0),
+                };
                 let mut transition = Transition::Unchanged;
                 if !host.active_hc(FAILED_ACTIVE_HC) {
                     self.num_unhealthy += 1;
@@ -158,12 +174,16 @@ impl Session {
                         host.set_active_hc(FAILED_ACTIVE_HC, true);
                         self.stats.healthy.dec();
                         transition = Transition::Changed;
+                        self.log(Event::EjectUnhealthy { failure, http_status });
                     } else {
                         transition = Transition::ChangePending;
                     }
                 }
                 let timed_out = outcome == Outcome::Timeout && host.active_hc(FAILED_ACTIVE_HC);
                 host.set_active_hc(ACTIVE_HC_TIMEOUT, timed_out);
+                if self.first_check || self.config.event_log.as_ref().is_some_and(|l| l.always_log_failures) {
+                    self.log(Event::Failure { failure, first_check: self.first_check, http_status });
+                }
                 self.stats.failure.inc();
                 if network {
                     self.stats.network_failure.inc();
@@ -173,6 +193,13 @@ impl Session {
         };
         self.first_check = false;
         (transition, matches!(outcome, Outcome::Healthy | Outcome::Degraded))
+    }
+
+    /// Writes `event` about the host to the check's event log, if it has one.
+    fn log(&self, event: Event) {
+        if let Some(log) = &self.config.event_log {
+            log.log(self.config.check.type_name(), &self.host, &self.info.name, event);
+        }
     }
 
     /// Envoy's `interval(state, changed_state)`: the no-traffic intervals until
@@ -252,7 +279,11 @@ mod tests {
     /// distinct intervals (ms): interval 10, unhealthy 20, unhealthy edge 30,
     /// healthy edge 40, no traffic 50, no traffic healthy 60.
     fn session(unhealthy_threshold: u32, healthy_threshold: u32) -> Session {
-        let hc = HealthCheck {
+        session_of(check(unhealthy_threshold, healthy_threshold))
+    }
+
+    fn check(unhealthy_threshold: u32, healthy_threshold: u32) -> HealthCheck {
+        HealthCheck {
             timeout: ms(100),
             interval: ms(10),
             unhealthy_interval: ms(20),
@@ -264,7 +295,10 @@ mod tests {
             healthy_threshold: Some(UInt32Value { value: healthy_threshold }),
             health_checker: Some(HealthChecker::TcpHealthCheck(TcpHealthCheck::default())),
             ..Default::default()
-        };
+        }
+    }
+
+    fn session_of(hc: HealthCheck) -> Session {
         let cluster = Cluster { name: "c".into(), health_checks: vec![hc], ..Default::default() };
         let store = Arc::new(Store::new());
         let info = Arc::new(ClusterInfo::from_proto(&cluster, &FieldPath::starting_at("c"), &store).expect("cluster"));
@@ -283,7 +317,7 @@ mod tests {
         // pass in between starts the count over.
         assert_eq!(s.apply(Outcome::Network).0, Transition::ChangePending);
         assert_eq!(s.apply(Outcome::Healthy).0, Transition::Unchanged);
-        assert_eq!(s.apply(Outcome::Failed { retriable: true }).0, Transition::ChangePending);
+        assert_eq!(s.apply(Outcome::Failed { retriable: true, http_status: 503 }).0, Transition::ChangePending);
         assert_eq!(s.apply(Outcome::Timeout).0, Transition::Changed);
         assert!(s.host.active_hc(FAILED_ACTIVE_HC) && s.host.active_hc(ACTIVE_HC_TIMEOUT));
         // Failed: healthy_threshold passes in a row bring it back.
@@ -291,7 +325,7 @@ mod tests {
         assert_eq!(s.apply(Outcome::Healthy).0, Transition::Changed);
         assert!(!s.host.active_hc(FAILED_ACTIVE_HC) && !s.host.active_hc(ACTIVE_HC_TIMEOUT));
         // Any other failure fails at once; a degraded pass degrades.
-        assert_eq!(s.apply(Outcome::Failed { retriable: false }).0, Transition::Changed);
+        assert_eq!(s.apply(Outcome::Failed { retriable: false, http_status: 503 }).0, Transition::Changed);
         assert_eq!(s.apply(Outcome::Degraded).0, Transition::ChangePending);
         assert_eq!(s.apply(Outcome::Degraded).0, Transition::Changed);
         assert!(s.host.active_hc(DEGRADED_ACTIVE_HC));
@@ -299,6 +333,59 @@ mod tests {
         let stats = &s.stats;
         assert_eq!((stats.success.value(), stats.failure.value(), stats.network_failure.value()), (7, 4, 2));
         assert_eq!((stats.healthy.value(), stats.degraded.value()), (1, 0));
+    }
+
+    #[test]
+    fn events_are_logged_on_envoys_transitions() {
+        let file = std::env::temp_dir().join(format!("courier-hc-events-{}.log", std::process::id()));
+        let _ = std::fs::remove_file(&file);
+        #[allow(deprecated)]
+        let hc = HealthCheck {
+            event_log_path: file.display().to_string(),
+            always_log_health_check_failures: true,
+            ..check(2, 2)
+        };
+        let mut s = session_of(hc);
+        // Without always_log_health_check_success, a pass that adds nothing logs nothing.
+        for outcome in [
+            Outcome::Failed { retriable: false, http_status: 503 },
+            Outcome::Healthy,
+            Outcome::Healthy,
+            Outcome::Network,
+            Outcome::Timeout,
+            Outcome::Degraded,
+            Outcome::Healthy,
+        ] {
+            s.apply(outcome);
+        }
+        assert!(crate::access_log::flush_all(Duration::from_secs(5)));
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let _ = std::fs::remove_file(&file);
+        // Each line from after the cluster's name to the locality, timestamp masked.
+        let events: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let (_, rest) = l.split_once("\"cluster_name\":\"c\",").unwrap_or(("", l));
+                let (event, _) = rest.split_once(",\"locality\"").unwrap_or((rest, ""));
+                let (before, after) = event.split_once("\"timestamp\":\"").unwrap_or((event, ""));
+                let after = after.split_once('"').map_or("", |(_, a)| a);
+                format!("{before}\"timestamp\":T{after}")
+            })
+            .collect();
+        assert_eq!(
+            events,
+            [
+                r#""timestamp":T,"health_check_failure_event":{"failure_type":"ACTIVE","first_check":true,"http_status_code":503}"#,
+                r#""add_healthy_event":{"first_check":false},"timestamp":T"#,
+                r#""timestamp":T,"health_check_failure_event":{"failure_type":"NETWORK","first_check":false,"http_status_code":0}"#,
+                r#""eject_unhealthy_event":{"failure_type":"NETWORK_TIMEOUT","http_status_code":0},"timestamp":T"#,
+                r#""timestamp":T,"health_check_failure_event":{"failure_type":"NETWORK_TIMEOUT","first_check":false,"http_status_code":0}"#,
+                r#""timestamp":T,"degraded_healthy_host":{}"#,
+                r#""add_healthy_event":{"first_check":false},"timestamp":T"#,
+                r#""timestamp":T,"no_longer_degraded_host":{}"#,
+            ],
+            "{text}"
+        );
     }
 
     #[test]
