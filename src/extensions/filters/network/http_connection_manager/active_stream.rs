@@ -14,7 +14,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Body;
 
 use super::config::{HcmConfig, ServerHeader, UnderscoreAction};
-use super::filter_manager::{self, Encoder, StreamState, StreamingEncoder};
+use super::filter_manager::{self, EncodedPiece, Encoder, StreamState, StreamingEncoder};
 use super::path_normalization::Outcome;
 use super::response_body::{self, EncodeAborted, ReadWholeError, ResponseBody, StreamCompletion, TunnelEnd};
 use crate::extensions::filters::http::filter::{DecodedBody, StreamFilter};
@@ -842,7 +842,7 @@ impl Stream {
         // The whole body is at hand: where no filter stopped the headers for it,
         // it goes through every filter at once.
         let stopped = encoder.headers(parts, end_stream)?.unwrap_or(encoder.filters.len() - 1);
-        if end_stream {
+        if end_stream && encoder.added_body.is_none() {
             return Ok(body);
         }
         let (body, _) = encoder.body(parts, stopped, body, None).inspect_err(|r| self.count_encode_failure(r))?;
@@ -861,6 +861,7 @@ impl Stream {
             info: &mut self.info,
             request_headers: Some(&request.headers),
             buffer_limit: u64::from(self.cfg.buffer_limit),
+            added_body: None,
         }
     }
 
@@ -1017,8 +1018,8 @@ impl StreamCompletion for Completion {
         self.streaming_encoder.is_some()
     }
 
-    fn encode_data(&mut self, data: Bytes, end_stream: bool) -> Result<Bytes, EncodeAborted> {
-        let Some(encoder) = &mut self.streaming_encoder else { return Ok(data) };
+    fn encode_data(&mut self, data: Bytes, end_stream: bool) -> Result<EncodedPiece, EncodeAborted> {
+        let Some(encoder) = &mut self.streaming_encoder else { return Ok((data, None)) };
         encoder.data(&mut self.info, data, end_stream).map_err(|reply| self.abort_encoding(&reply))
     }
 
