@@ -173,6 +173,7 @@ pub async fn handle(
     }
 
     let mut filters: Vec<Box<dyn StreamFilter>> = cfg.filters.iter().map(|f| f.create()).collect();
+    stream.grpc_request = Some(grpc::is_grpc(&parts.headers));
     let mut decoder_limit = u64::from(cfg.buffer_limit);
     // After a filter cleared the route cache: the route is chosen again, as
     // Envoy's `refreshCachedRoute`, with its timers.
@@ -396,6 +397,10 @@ struct Stream {
     decorated_operation: Option<HeaderValue>,
     /// The encoder filters an upstream response body streams through.
     streaming_encoder: Option<StreamingEncoder>,
+    /// Whether the request was gRPC when the filters began (Envoy's
+    /// `is_grpc_request_`): a filter that changes its content type (the reverse
+    /// bridge's) does not change how a local reply to it is written.
+    grpc_request: Option<bool>,
 }
 
 impl Stream {
@@ -430,6 +435,7 @@ impl Stream {
             child_span: None,
             decorated_operation: None,
             streaming_encoder: None,
+            grpc_request: None,
         }
     }
 
@@ -795,8 +801,8 @@ impl Stream {
         parts.headers = reply.headers;
         // A gRPC client reads an error from the headers: Envoy answers its
         // requests 200 with grpc-status and grpc-message, and no body.
-        if grpc::is_grpc(&request.headers) {
-            grpc::error_headers(&mut parts.headers, reply.status, &reply.body);
+        if self.grpc_request.unwrap_or_else(|| grpc::is_grpc(&request.headers)) {
+            grpc::error_headers(&mut parts.headers, reply.status, reply.grpc_status, &reply.body);
             self.apply_response_headers(&mut parts, route, request);
             return (parts, Bytes::new(), close_after);
         }
