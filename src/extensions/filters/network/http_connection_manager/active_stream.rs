@@ -242,6 +242,9 @@ pub async fn handle(
             Ok(whole) => buffered = whole,
             Err(reply) => {
                 drop(body);
+                // The upstream did answer: Envoy's router counted its code on the
+                // headers, before an encoder filter replaced the response.
+                cluster.count_response_code(upstream_status);
                 return stream.build_local(*reply, route.as_ref(), &parts, &mut [], false);
             }
         }
