@@ -187,7 +187,9 @@ impl<'a> StreamContext<'a> {
     /// The later filters see that end without `end_stream`, then these trailers
     /// (a gRPC status added to an HTTP/1.1 upstream's answer, say). Anywhere else
     /// the body already ends with trailers or is still going on, and the map is
-    /// not used, as Envoy allows the call only there.
+    /// not used, as Envoy allows the call only there. A local reply's body is
+    /// written without them (no filter here adds trailers to one: the reverse
+    /// bridge replaces the local replies it sees).
     pub fn add_trailers(&mut self) -> &mut HeaderMap {
         self.requests.added_trailers.get_or_insert_with(HeaderMap::new)
     }
