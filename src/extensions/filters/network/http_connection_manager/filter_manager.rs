@@ -325,7 +325,10 @@ pub(super) struct StreamingEncoder {
 
 impl StreamingEncoder {
     pub fn new(filters: Vec<Box<dyn StreamFilter>>, route: Option<Arc<Route>>, buffer_limit: u64) -> StreamingEncoder {
-        let pass = DataIteration::new(Direction::Encode, 0..filters.len(), buffer_limit);
+        let pass = DataIteration {
+            streams_out: true,
+            ..DataIteration::new(Direction::Encode, 0..filters.len(), buffer_limit)
+        };
         StreamingEncoder { filters, route, pass }
     }
 
@@ -441,8 +444,13 @@ struct DataIteration {
     held: BytesMut,
     held_at: Option<usize>,
     out: BytesMut,
-    /// Bound on `held` plus `out`.
+    /// Bound on `held` plus `out` (or on `held` alone, with `streams_out`).
     limit: u64,
+    /// What passes the last position goes out at once (a streamed response):
+    /// it is not buffered, so the limit leaves it alone, as Envoy's bounds only
+    /// what its filter manager holds (a filter may release a body larger than
+    /// the limit that it held itself, as the gRPC reverse bridge does).
+    streams_out: bool,
     /// Trailers a filter added to a body that ended without (`add_trailers`),
     /// as the last position left them.
     added_trailers: Option<HeaderMap>,
@@ -457,6 +465,7 @@ impl DataIteration {
             held_at: None,
             out: BytesMut::new(),
             limit,
+            streams_out: false,
             added_trailers: None,
         }
     }
@@ -475,7 +484,8 @@ impl DataIteration {
     }
 
     fn check_limit(&self) -> Result<(), Stop> {
-        if (self.held.len() + self.out.len()) as u64 > self.limit {
+        let out = if self.streams_out { 0 } else { self.out.len() };
+        if (self.held.len() + out) as u64 > self.limit {
             return Err(Stop::TooLarge);
         }
         Ok(())
@@ -1072,6 +1082,16 @@ mod tests {
             log_of(&log),
             ["b:encode_headers(true)", "a:encode_headers(false)", "a:encode_data(x,false)", "a:encode_trailers(1)"]
         );
+    }
+
+    /// A streamed piece larger than the limit that no filter holds goes out.
+    #[test]
+    fn a_streamed_piece_over_the_limit_passes_when_nothing_holds_it() {
+        let log = Log::default();
+        let filters = vec![Probe::boxed("a", &log, |p| p.uppercase = true)];
+        let mut info = info();
+        let mut enc = StreamingEncoder::new(filters, None, 3);
+        assert_eq!(enc.data(&mut info, Bytes::from_static(b"abcdef"), true).expect("passes").0, "ABCDEF");
     }
 
     /// Held data over the buffer limit after the headers went out: the reply says
