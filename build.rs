@@ -57,6 +57,8 @@ const ROOTS: &[&str] = &[
     "envoy.extensions.filters.http.csrf.v3.CsrfPolicy",
     "envoy.extensions.filters.http.set_metadata.v3.Config",
     "envoy.extensions.filters.http.grpc_http1_bridge.v3.Config",
+    "envoy.extensions.filters.http.grpc_http1_reverse_bridge.v3.FilterConfig",
+    "envoy.extensions.filters.http.grpc_http1_reverse_bridge.v3.FilterConfigPerRoute",
     "envoy.extensions.filters.http.rbac.v3.RBAC",
     "envoy.extensions.filters.network.rbac.v3.RBAC",
     "envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit",

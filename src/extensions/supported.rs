@@ -23,6 +23,7 @@ pub const INVENTORY: Inventory = Inventory {
         filters::http::compressor::SUPPORTED_FIELDS,
         filters::http::decompressor::SUPPORTED_FIELDS,
         filters::http::grpc_http1_bridge::SUPPORTED_FIELDS,
+        filters::http::grpc_http1_reverse_bridge::SUPPORTED_FIELDS,
         filters::http::csrf::SUPPORTED_FIELDS,
         filters::http::set_metadata::SUPPORTED_FIELDS,
         filters::http::header_to_metadata::SUPPORTED_FIELDS,

@@ -65,10 +65,12 @@ pub fn encode_message(text: &[u8]) -> Option<HeaderValue> {
 
 /// Turns a local reply's headers into a gRPC error response's: `headers` keep
 /// what the reply carried (e.g. `location`), and gain the content type and the
-/// status (and message, for a reply with a body).
-pub fn error_headers(headers: &mut HeaderMap, status: StatusCode, body: &[u8]) {
+/// status (`grpc_status`, or mapped from `status`) and message, for a reply
+/// with a body.
+pub fn error_headers(headers: &mut HeaderMap, status: StatusCode, grpc_status: Option<u8>, body: &[u8]) {
+    let grpc_status = grpc_status.unwrap_or_else(|| status_for_http(status));
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-    headers.insert(GRPC_STATUS, crate::http::headers::number_value(u64::from(status_for_http(status))));
+    headers.insert(GRPC_STATUS, crate::http::headers::number_value(u64::from(grpc_status)));
     if let Some(message) = (!body.is_empty()).then(|| encode_message(body)).flatten() {
         headers.insert(GRPC_MESSAGE, message);
     }
@@ -113,7 +115,7 @@ mod tests {
         let v = encode_message("50% off\n — now".as_bytes()).expect("valid");
         assert_eq!(v, "50%25 off%0A %E2%80%94 now");
         let mut h = HeaderMap::new();
-        error_headers(&mut h, StatusCode::NOT_FOUND, b"");
+        error_headers(&mut h, StatusCode::NOT_FOUND, None, b"");
         assert_eq!((h["grpc-status"].to_str().ok(), h.get("grpc-message")), (Some("12"), None));
     }
 }

@@ -17,6 +17,9 @@ pub struct LocalReply {
     pub details: &'static str,
     /// A response flag to record (`RL`, `FI`, ...), if any.
     pub flag: Option<ResponseFlag>,
+    /// For a gRPC request: the `grpc-status` the sender chose (Envoy's
+    /// `sendLocalReply` argument), instead of one mapped from `status`.
+    pub grpc_status: Option<u8>,
 }
 
 /// `details` as the `&'static str` a local reply carries: each distinct text is
@@ -36,7 +39,12 @@ pub fn static_details(details: &str) -> &'static str {
 
 impl LocalReply {
     pub fn new(status: StatusCode, body: impl Into<Bytes>, details: &'static str) -> LocalReply {
-        LocalReply { status, body: body.into(), headers: HeaderMap::new(), details, flag: None }
+        LocalReply { status, body: body.into(), headers: HeaderMap::new(), details, flag: None, grpc_status: None }
+    }
+
+    pub fn with_grpc_status(mut self, grpc_status: u8) -> LocalReply {
+        self.grpc_status = Some(grpc_status);
+        self
     }
 
     pub fn with_flag(mut self, flag: ResponseFlag) -> LocalReply {

@@ -48,6 +48,9 @@ const EXT_AUTHZ_RESPONSE: &str = "envoy.extensions.filters.http.ext_authz.v3.Aut
 const CSRF: &str = "envoy.extensions.filters.http.csrf.v3.CsrfPolicy";
 const SET_METADATA: &str = "envoy.extensions.filters.http.set_metadata.v3.Config";
 const GRPC_BRIDGE: &str = "envoy.extensions.filters.http.grpc_http1_bridge.v3.Config";
+const GRPC_REVERSE_BRIDGE: &str = "envoy.extensions.filters.http.grpc_http1_reverse_bridge.v3.FilterConfig";
+const GRPC_REVERSE_BRIDGE_PER_ROUTE: &str =
+    "envoy.extensions.filters.http.grpc_http1_reverse_bridge.v3.FilterConfigPerRoute";
 const SET_METADATA_ENTRY: &str = "envoy.extensions.filters.http.set_metadata.v3.Metadata";
 const H2M: &str = "envoy.extensions.filters.http.header_to_metadata.v3.Config";
 const H2M_RULE: &str = "envoy.extensions.filters.http.header_to_metadata.v3.Config.Rule";
@@ -1814,6 +1817,10 @@ const EVIDENCE: &[(&str, &str, &[Evidence])] = &[
     ),
     (GRPC_BRIDGE, "upgrade_protobuf_to_grpc", &[compat("filter_grpc_http1_bridge")]),
     (GRPC_BRIDGE, "ignore_query_parameters", &[compat("filter_grpc_http1_bridge")]),
+    (GRPC_REVERSE_BRIDGE, "content_type", &[compat("filter_grpc_http1_reverse_bridge")]),
+    (GRPC_REVERSE_BRIDGE, "withhold_grpc_frames", &[compat("filter_grpc_http1_reverse_bridge")]),
+    (GRPC_REVERSE_BRIDGE, "response_size_header", &[compat("filter_grpc_http1_reverse_bridge")]),
+    (GRPC_REVERSE_BRIDGE_PER_ROUTE, "disabled", &[compat("filter_grpc_http1_reverse_bridge")]),
     (CSRF, "filter_enabled", &[compat("filter_csrf")]),
     (CSRF, "shadow_enabled", &[compat("filter_csrf")]),
     (CSRF, "additional_origins", &[compat("filter_csrf")]),

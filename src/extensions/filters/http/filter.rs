@@ -123,6 +123,7 @@ pub(crate) struct FilterRequests {
     pub local_reply: Option<LocalReply>,
     pub added_data: Option<Bytes>,
     pub prepended_data: Option<Bytes>,
+    pub added_trailers: Option<HeaderMap>,
     pub body_transform: Option<Box<dyn BodyTransform>>,
 }
 
@@ -163,7 +164,9 @@ impl<'a> StreamContext<'a> {
 
     /// Envoy's `addEncodedData` / `addDecodedData` from a trailers callback: `data`
     /// goes on through the later filters before the trailers (a compressor's
-    /// tail, say).
+    /// tail, say). From the response headers callback of a response without a
+    /// body, it becomes the body the later filters see (with `add_trailers`, a
+    /// gRPC frame and status for an empty answer).
     pub fn add_data(&mut self, data: Bytes) {
         if !data.is_empty() {
             match &mut self.requests.added_data {
@@ -175,6 +178,20 @@ impl<'a> StreamContext<'a> {
                 None => self.requests.added_data = Some(data),
             }
         }
+    }
+
+    /// Envoy's `addEncodedTrailers` / `addDecodedTrailers`: from the callback that
+    /// sees the end of a body that has no trailers (a data callback with
+    /// `end_stream`, or the response headers callback of a response without a
+    /// body), the body gets trailers — the map returned, which the filter fills.
+    /// The later filters see that end without `end_stream`, then these trailers
+    /// (a gRPC status added to an HTTP/1.1 upstream's answer, say). Anywhere else
+    /// the body already ends with trailers or is still going on, and the map is
+    /// not used, as Envoy allows the call only there. A local reply's body is
+    /// written without them (no filter here adds trailers to one: the reverse
+    /// bridge replaces the local replies it sees).
+    pub fn add_trailers(&mut self) -> &mut HeaderMap {
+        self.requests.added_trailers.get_or_insert_with(HeaderMap::new)
     }
 
     /// From a body callback, Envoy's `modifyDecodingBuffer` / `modifyEncodingBuffer`

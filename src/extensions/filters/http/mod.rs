@@ -13,6 +13,8 @@
 //! - `decompressor` — inflates gzip request and response bodies as they stream
 //! - `grpc_http1_bridge` — gRPC for HTTP/1.1 clients: the trailers as headers,
 //!   `application/x-protobuf` bodies framed as gRPC
+//! - `grpc_http1_reverse_bridge` — gRPC clients to plain HTTP/1.1 services: the
+//!   frame header off and on, the status in trailers the filter adds
 //! - `set_metadata` — attaches fixed values to each request's dynamic metadata
 //! - `header_to_metadata` — turns header and cookie values into dynamic metadata
 //! - `rbac` — allows or refuses requests by role-based access control policies
@@ -37,6 +39,7 @@ pub mod ext_authz;
 pub mod fault;
 pub mod filter;
 pub mod grpc_http1_bridge;
+pub mod grpc_http1_reverse_bridge;
 pub mod header_to_metadata;
 pub mod health_check;
 pub mod jwt_authn;
@@ -65,6 +68,7 @@ pub const HTTP_FILTERS: &[HttpFilterExtension] = &[
     compressor::EXTENSION,
     decompressor::EXTENSION,
     grpc_http1_bridge::EXTENSION,
+    grpc_http1_reverse_bridge::EXTENSION,
     set_metadata::EXTENSION,
     header_to_metadata::EXTENSION,
     rbac::EXTENSION,

@@ -14,7 +14,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Body;
 
 use super::config::{HcmConfig, ServerHeader, UnderscoreAction};
-use super::filter_manager::{self, Encoder, StreamState, StreamingEncoder};
+use super::filter_manager::{self, EncodedPiece, Encoder, StreamState, StreamingEncoder};
 use super::path_normalization::Outcome;
 use super::response_body::{self, EncodeAborted, ReadWholeError, ResponseBody, StreamCompletion, TunnelEnd};
 use crate::extensions::filters::http::filter::{DecodedBody, StreamFilter};
@@ -173,6 +173,7 @@ pub async fn handle(
     }
 
     let mut filters: Vec<Box<dyn StreamFilter>> = cfg.filters.iter().map(|f| f.create()).collect();
+    stream.grpc_request = Some(grpc::is_grpc(&parts.headers));
     let mut decoder_limit = u64::from(cfg.buffer_limit);
     // After a filter cleared the route cache: the route is chosen again, as
     // Envoy's `refreshCachedRoute`, with its timers.
@@ -247,6 +248,9 @@ pub async fn handle(
             Ok(whole) => buffered = whole,
             Err(reply) => {
                 drop(body);
+                // The upstream did answer: Envoy's router counted its code on the
+                // headers, before an encoder filter replaced the response.
+                cluster.count_response_code(upstream_status);
                 return stream.build_local(*reply, route.as_ref(), &parts, &mut [], false);
             }
         }
@@ -409,6 +413,10 @@ struct Stream {
     decorated_operation: Option<HeaderValue>,
     /// The encoder filters an upstream response body streams through.
     streaming_encoder: Option<StreamingEncoder>,
+    /// Whether the request was gRPC when the filters began (Envoy's
+    /// `is_grpc_request_`): a filter that changes its content type (the reverse
+    /// bridge's) does not change how a local reply to it is written.
+    grpc_request: Option<bool>,
 }
 
 impl Stream {
@@ -443,6 +451,7 @@ impl Stream {
             child_span: None,
             decorated_operation: None,
             streaming_encoder: None,
+            grpc_request: None,
         }
     }
 
@@ -808,8 +817,8 @@ impl Stream {
         parts.headers = reply.headers;
         // A gRPC client reads an error from the headers: Envoy answers its
         // requests 200 with grpc-status and grpc-message, and no body.
-        if grpc::is_grpc(&request.headers) {
-            grpc::error_headers(&mut parts.headers, reply.status, &reply.body);
+        if self.grpc_request.unwrap_or_else(|| grpc::is_grpc(&request.headers)) {
+            grpc::error_headers(&mut parts.headers, reply.status, reply.grpc_status, &reply.body);
             self.apply_response_headers(&mut parts, route, request);
             return (parts, Bytes::new(), close_after);
         }
@@ -855,7 +864,7 @@ impl Stream {
         // The whole body is at hand: where no filter stopped the headers for it,
         // it goes through every filter at once.
         let stopped = encoder.headers(parts, end_stream)?.unwrap_or(encoder.filters.len() - 1);
-        if end_stream {
+        if end_stream && encoder.added_body.is_none() {
             return Ok(body);
         }
         let (body, _) = encoder.body(parts, stopped, body, None).inspect_err(|r| self.count_encode_failure(r))?;
@@ -874,6 +883,7 @@ impl Stream {
             info: &mut self.info,
             request_headers: Some(&request.headers),
             buffer_limit: u64::from(self.cfg.buffer_limit),
+            added_body: None,
         }
     }
 
@@ -1030,8 +1040,8 @@ impl StreamCompletion for Completion {
         self.streaming_encoder.is_some()
     }
 
-    fn encode_data(&mut self, data: Bytes, end_stream: bool) -> Result<Bytes, EncodeAborted> {
-        let Some(encoder) = &mut self.streaming_encoder else { return Ok(data) };
+    fn encode_data(&mut self, data: Bytes, end_stream: bool) -> Result<EncodedPiece, EncodeAborted> {
+        let Some(encoder) = &mut self.streaming_encoder else { return Ok((data, None)) };
         encoder.data(&mut self.info, data, end_stream).map_err(|reply| self.abort_encoding(&reply))
     }
 

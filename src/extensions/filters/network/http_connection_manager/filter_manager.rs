@@ -120,6 +120,7 @@ pub(super) async fn decode<B: Body<Data = Bytes> + Unpin + TransformableBody>(
             DecodedBody::Buffered(data, mut trailers) => {
                 let mut pass = DataIteration::new(Direction::Decode, i..i + 1, u64::MAX);
                 pass.whole(filters, env, data, trailers.as_mut()).map_err(|s| stop(s.into_reply(Direction::Decode)))?;
+                let trailers = pass.ending(trailers);
                 DecodedBody::Buffered(pass.out.freeze(), trailers)
             }
             DecodedBody::Unread(body) if stopped => {
@@ -163,7 +164,8 @@ async fn buffer_request<B: Body<Data = Bytes> + Unpin>(
     loop {
         let Some(frame) = body.frame().await else {
             pass.data(filters, env.reborrow(), 0, Bytes::new(), true)?;
-            return Ok((pass.out.freeze(), None));
+            let trailers = pass.ending(None);
+            return Ok((pass.out.freeze(), trailers));
         };
         let frame = frame.map_err(|_| Stop::BodyError)?;
         match frame.into_data() {
@@ -171,12 +173,13 @@ async fn buffer_request<B: Body<Data = Bytes> + Unpin>(
                 let end = body.is_end_stream();
                 pass.data(filters, env.reborrow(), 0, data, end)?;
                 if end {
-                    return Ok((pass.out.freeze(), None));
+                    let trailers = pass.ending(None);
+                    return Ok((pass.out.freeze(), trailers));
                 }
             }
             Err(frame) => {
                 if let Ok(mut trailers) = frame.into_trailers() {
-                    pass.trailers(filters, env.reborrow(), &mut trailers)?;
+                    pass.trailers(filters, env.reborrow(), 0, &mut trailers)?;
                     return Ok((pass.out.freeze(), Some(trailers)));
                 }
             }
@@ -194,6 +197,19 @@ pub(super) struct Encoder<'s> {
     pub info: &'s mut StreamInfo,
     pub request_headers: Option<&'s HeaderMap>,
     pub buffer_limit: u64,
+    /// The body a filter gave a response that had none (see `AddedBody`).
+    pub added_body: Option<AddedBody>,
+}
+
+/// What a filter's `add_data` and `add_trailers` gave a response without a body
+/// from its headers callback (Envoy's `addEncodedData` / `addEncodedTrailers`
+/// from `encodeHeaders` with `end_stream`): the later filters see the headers
+/// with a body to come, then it.
+pub(super) struct AddedBody {
+    /// The chain position of the filter that added it.
+    from: usize,
+    data: Bytes,
+    trailers: Option<HeaderMap>,
 }
 
 impl Encoder<'_> {
@@ -211,6 +227,11 @@ impl Encoder<'_> {
         if let Some(limit) = requests.buffer_limit {
             self.buffer_limit = limit;
         }
+        let adds = requests.added_data.is_some() || requests.added_trailers.is_some();
+        if end_stream && adds && self.added_body.is_none() {
+            let data = requests.added_data.unwrap_or_default();
+            self.added_body = Some(AddedBody { from: pos, data, trailers: requests.added_trailers });
+        }
         match requests.local_reply {
             Some(reply) => Err(Box::new(reply)),
             None => Ok(status),
@@ -219,36 +240,49 @@ impl Encoder<'_> {
 
     /// The headers through the filters; `Ok(Some(pos))` when the filter at chain
     /// position `pos` stopped them for the body. A filter's local reply replaces
-    /// the response.
+    /// the response. A body a filter gave a response without one
+    /// (`added_body`) goes through the later filters at once: `Some` of the last
+    /// position unless one of them stopped.
     pub fn headers(
         &mut self,
         parts: &mut http::response::Parts,
-        end_stream: bool,
+        mut end_stream: bool,
     ) -> Result<Option<usize>, Box<LocalReply>> {
         for pos in 0..self.filters.len() {
-            if self.headers_at(pos, parts, end_stream)? == EncodeStatus::StopIteration && !end_stream {
+            let status = self.headers_at(pos, parts, end_stream)?;
+            if end_stream && self.added_body.is_some() {
+                end_stream = false;
+                continue;
+            }
+            if status == EncodeStatus::StopIteration && !end_stream {
                 return Ok(Some(pos));
             }
         }
-        Ok(None)
+        Ok(self.added_body.as_ref().map(|_| self.filters.len() - 1))
     }
 
     /// The whole body, after the filter at `stopped` stopped the headers: through
     /// the filters up to it (within the buffer limit), then the headers and the
     /// whole body through each of the rest. Returns the body as the filters left
-    /// it, or the reply that replaces the response (the encoder filters do not run
-    /// again on it).
+    /// it, with the trailers that end it (a filter may have added them), or the
+    /// reply that replaces the response (the encoder filters do not run again on
+    /// it). A body a filter added to a response without one (`added_body`)
+    /// replaces the (empty) `data`, from the filter after it on.
     pub fn body(
         &mut self,
         parts: &mut http::response::Parts,
         stopped: usize,
         data: Bytes,
-        mut trailers: Option<HeaderMap>,
+        trailers: Option<HeaderMap>,
     ) -> Result<(Bytes, Option<HeaderMap>), Box<LocalReply>> {
+        let (from, data, mut trailers) = match self.added_body.take() {
+            Some(added) => (added.from + 1, added.data, added.trailers),
+            None => (0, data, trailers),
+        };
         if data.len() as u64 > self.buffer_limit {
             return Err(Box::new(response_too_large_reply()));
         }
-        let mut pass = DataIteration::new(Direction::Encode, 0..stopped + 1, self.buffer_limit);
+        let mut pass = DataIteration::new(Direction::Encode, from..stopped + 1, self.buffer_limit);
         let env = Env {
             route: self.route,
             info: &mut *self.info,
@@ -257,6 +291,7 @@ impl Encoder<'_> {
         };
         pass.whole(self.filters, env, data, trailers.as_mut())
             .map_err(|s| Box::new(s.into_reply(Direction::Encode)))?;
+        trailers = pass.ending(trailers);
         let mut data = pass.out.freeze();
         for pos in stopped + 1..self.filters.len() {
             self.headers_at(pos, parts, false)?;
@@ -269,6 +304,7 @@ impl Encoder<'_> {
             };
             pass.whole(self.filters, env, data, trailers.as_mut())
                 .map_err(|s| Box::new(s.into_reply(Direction::Encode)))?;
+            trailers = pass.ending(trailers);
             data = pass.out.freeze();
         }
         Ok((data, trailers))
@@ -289,29 +325,40 @@ pub(super) struct StreamingEncoder {
 
 impl StreamingEncoder {
     pub fn new(filters: Vec<Box<dyn StreamFilter>>, route: Option<Arc<Route>>, buffer_limit: u64) -> StreamingEncoder {
-        let pass = DataIteration::new(Direction::Encode, 0..filters.len(), buffer_limit);
+        let pass = DataIteration {
+            streams_out: true,
+            ..DataIteration::new(Direction::Encode, 0..filters.len(), buffer_limit)
+        };
         StreamingEncoder { filters, route, pass }
     }
 
     /// `chunk` through the filters (`end`: the body ends with it); what they let
-    /// through now, possibly nothing.
-    pub fn data(&mut self, info: &mut StreamInfo, chunk: Bytes, end: bool) -> Result<Bytes, Box<LocalReply>> {
+    /// through now, possibly nothing, and at the end the trailers a filter added
+    /// (`add_trailers`), which then end the body instead.
+    pub fn data(&mut self, info: &mut StreamInfo, chunk: Bytes, end: bool) -> Result<EncodedPiece, Box<LocalReply>> {
         let env = Env { route: self.route.as_ref(), info, request_headers: None, held_response: None };
         let start = self.pass.range.start;
         self.pass
             .data(&mut self.filters, env, start, chunk, end)
             .map_err(|s| Box::new(s.into_reply(Direction::Encode)))?;
-        Ok(self.pass.out.split().freeze())
+        Ok((self.pass.out.split().freeze(), self.pass.added_trailers.take()))
     }
 
     /// The trailers through the filters, which end the body; the data a filter
     /// held until then.
     pub fn trailers(&mut self, info: &mut StreamInfo, trailers: &mut HeaderMap) -> Result<Bytes, Box<LocalReply>> {
         let env = Env { route: self.route.as_ref(), info, request_headers: None, held_response: None };
-        self.pass.trailers(&mut self.filters, env, trailers).map_err(|s| Box::new(s.into_reply(Direction::Encode)))?;
+        let start = self.pass.range.start;
+        self.pass
+            .trailers(&mut self.filters, env, start, trailers)
+            .map_err(|s| Box::new(s.into_reply(Direction::Encode)))?;
         Ok(self.pass.out.split().freeze())
     }
 }
+
+/// What the encoder filters let through of a streamed piece, and the trailers
+/// they added at the body's end.
+pub(super) type EncodedPiece = (Bytes, Option<HeaderMap>);
 
 /// Envoy's response code details for a request body over the buffer limit.
 pub(super) const REQUEST_TOO_LARGE: &str = "request_payload_too_large";
@@ -397,13 +444,35 @@ struct DataIteration {
     held: BytesMut,
     held_at: Option<usize>,
     out: BytesMut,
-    /// Bound on `held` plus `out`.
+    /// Bound on `held` plus `out` (or on `held` alone, with `streams_out`).
     limit: u64,
+    /// What passes the last position goes out at once (a streamed response):
+    /// it is not buffered, so the limit leaves it alone, as Envoy's bounds only
+    /// what its filter manager holds (a filter may release a body larger than
+    /// the limit that it held itself, as the gRPC reverse bridge does).
+    streams_out: bool,
+    /// Trailers a filter added to a body that ended without (`add_trailers`),
+    /// as the last position left them.
+    added_trailers: Option<HeaderMap>,
 }
 
 impl DataIteration {
     fn new(dir: Direction, range: std::ops::Range<usize>, limit: u64) -> DataIteration {
-        DataIteration { dir, range, held: BytesMut::new(), held_at: None, out: BytesMut::new(), limit }
+        DataIteration {
+            dir,
+            range,
+            held: BytesMut::new(),
+            held_at: None,
+            out: BytesMut::new(),
+            limit,
+            streams_out: false,
+            added_trailers: None,
+        }
+    }
+
+    /// The trailers that end the body: those it came with, or those a filter added.
+    fn ending(&mut self, trailers: Option<HeaderMap>) -> Option<HeaderMap> {
+        trailers.or_else(|| self.added_trailers.take())
     }
 
     fn filter<'f>(&self, filters: &'f mut Filters, pos: usize) -> &'f mut dyn StreamFilter {
@@ -415,7 +484,8 @@ impl DataIteration {
     }
 
     fn check_limit(&self) -> Result<(), Stop> {
-        if (self.held.len() + self.out.len()) as u64 > self.limit {
+        let out = if self.streams_out { 0 } else { self.out.len() };
+        if (self.held.len() + out) as u64 > self.limit {
             return Err(Stop::TooLarge);
         }
         Ok(())
@@ -432,21 +502,26 @@ impl DataIteration {
         let start = self.range.start;
         self.data(filters, env.reborrow(), start, data, trailers.is_none())?;
         if let Some(t) = trailers {
-            self.trailers(filters, env, t)?;
+            self.trailers(filters, env, start, t)?;
         }
         Ok(())
     }
 
-    /// One piece, from position `from` on; `end`: the body ends with it.
+    /// One piece, from position `from` on; `end`: the body ends with it. A filter
+    /// that adds trailers to the end (`add_trailers`) has the piece go on
+    /// without the end, and the trailers after it through the later positions;
+    /// they are then in `added_trailers`.
     fn data(
         &mut self,
         filters: &mut Filters,
         mut env: Env<'_>,
         from: usize,
         mut chunk: Bytes,
-        end: bool,
+        mut end: bool,
     ) -> Result<(), Stop> {
         let mut pos = from;
+        let mut added: Option<(usize, HeaderMap)> = None;
+        let mut held = false;
         while pos < self.range.end {
             let (status, requests) = {
                 let mut cx = env.context();
@@ -468,7 +543,12 @@ impl DataIteration {
             if status == DataStatus::StopIterationAndBuffer && !end {
                 self.held.extend_from_slice(&chunk);
                 self.held_at = Some(self.held_at.map_or(pos, |at| at.min(pos)));
-                return self.check_limit();
+                held = true;
+                break;
+            }
+            if let Some(trailers) = requests.added_trailers.filter(|_| end) {
+                end = false;
+                added = Some((pos, trailers));
             }
             let releases_held = self.held_at.is_some_and(|at| at <= pos);
             if let Some(front) = requests.prepended_data {
@@ -486,14 +566,27 @@ impl DataIteration {
             }
             pos += 1;
         }
-        self.out.extend_from_slice(&chunk);
-        self.check_limit()
+        if !held {
+            self.out.extend_from_slice(&chunk);
+        }
+        self.check_limit()?;
+        if let Some((at, mut trailers)) = added {
+            self.trailers(filters, env, at + 1, &mut trailers)?;
+            self.added_trailers = Some(trailers);
+        }
+        Ok(())
     }
 
-    /// The trailers, which end the body: a filter holding data lets it go on
-    /// once it has seen them.
-    fn trailers(&mut self, filters: &mut Filters, mut env: Env<'_>, trailers: &mut HeaderMap) -> Result<(), Stop> {
-        for pos in self.range.clone() {
+    /// The trailers, from position `from` on, which end the body: a filter
+    /// holding data lets it go on once it has seen them.
+    fn trailers(
+        &mut self,
+        filters: &mut Filters,
+        mut env: Env<'_>,
+        from: usize,
+        trailers: &mut HeaderMap,
+    ) -> Result<(), Stop> {
+        for pos in from..self.range.end {
             let requests = {
                 let mut cx = env.context();
                 let filter = self.filter(filters, pos);
@@ -539,6 +632,9 @@ mod tests {
     struct Probe {
         name: &'static str,
         log: Log,
+        /// At the end of a body without trailers (or of a response without a
+        /// body: with a body `x`), adds the trailer `t: <name>`.
+        add_trailers: bool,
         stop_headers: bool,
         buffer_until_end: bool,
         uppercase: bool,
@@ -579,6 +675,9 @@ mod tests {
             }
             if self.uppercase {
                 *data = Bytes::from(data.to_ascii_uppercase());
+            }
+            if self.add_trailers && end {
+                cx.add_trailers().insert("t", http::HeaderValue::from_static(self.name));
             }
             if self.buffer_until_end && !end {
                 DataStatus::StopIterationAndBuffer
@@ -624,9 +723,13 @@ mod tests {
             &mut self,
             _: &mut http::response::Parts,
             end: bool,
-            _: &mut StreamContext<'_>,
+            cx: &mut StreamContext<'_>,
         ) -> EncodeStatus {
             self.note(format!("encode_headers({end})"));
+            if self.add_trailers && end {
+                cx.add_data(Bytes::from_static(b"x"));
+                cx.add_trailers().insert("t", http::HeaderValue::from_static(self.name));
+            }
             if self.stop_headers {
                 EncodeStatus::StopIteration
             } else {
@@ -870,7 +973,7 @@ mod tests {
     }
 
     fn encoder<'s>(filters: &'s mut Filters, info: &'s mut StreamInfo, limit: u64) -> Encoder<'s> {
-        Encoder { filters, route: None, info, request_headers: None, buffer_limit: limit }
+        Encoder { filters, route: None, info, request_headers: None, buffer_limit: limit, added_body: None }
     }
 
     #[test]
@@ -919,9 +1022,9 @@ mod tests {
         ];
         let mut info = info();
         let mut enc = StreamingEncoder::new(filters, None, 1024);
-        assert_eq!(enc.data(&mut info, Bytes::from_static(b"ab"), false).expect("passes"), "");
-        assert_eq!(enc.data(&mut info, Bytes::from_static(b"cd"), false).expect("passes"), "");
-        assert_eq!(enc.data(&mut info, Bytes::new(), true).expect("passes"), "ABCD");
+        assert_eq!(enc.data(&mut info, Bytes::from_static(b"ab"), false).expect("passes").0, "");
+        assert_eq!(enc.data(&mut info, Bytes::from_static(b"cd"), false).expect("passes").0, "");
+        assert_eq!(enc.data(&mut info, Bytes::new(), true).expect("passes").0, "ABCD");
         assert_eq!(
             *log.borrow(),
             ["b:encode_data(ab,false)", "b:encode_data(cd,false)", "b:encode_data(,true)", "a:encode_data(abcd,true)"]
@@ -930,9 +1033,65 @@ mod tests {
         let log = Log::default();
         let filters = vec![Probe::boxed("a", &log, |p| p.uppercase = true)];
         let mut enc = StreamingEncoder::new(filters, None, 1024);
-        assert_eq!(enc.data(&mut info, Bytes::from_static(b"ab"), false).expect("passes"), "AB");
+        assert_eq!(enc.data(&mut info, Bytes::from_static(b"ab"), false).expect("passes").0, "AB");
         let mut trailers = HeaderMap::new();
         assert_eq!(enc.trailers(&mut info, &mut trailers).expect("passes"), "");
+    }
+
+    /// Envoy's `addEncodedTrailers`: the later filters see the end without
+    /// `end_stream`, then the trailers; the stream ends with them.
+    #[test]
+    fn trailers_a_filter_adds_at_the_end_go_through_the_later_filters() {
+        let log = Log::default();
+        let filters = vec![
+            Probe::boxed("a", &log, |p| p.buffer_until_end = true),
+            Probe::boxed("b", &log, |p| p.add_trailers = true),
+        ];
+        let mut info = info();
+        let mut enc = StreamingEncoder::new(filters, None, 1024);
+        assert_eq!(enc.data(&mut info, Bytes::from_static(b"ab"), false).expect("passes").0, "");
+        let (data, trailers) = enc.data(&mut info, Bytes::from_static(b"cd"), true).expect("passes");
+        assert_eq!((&data[..], trailers.expect("added")["t"].as_bytes()), (&b"abcd"[..], &b"b"[..]));
+        assert_eq!(
+            log_of(&log),
+            [
+                "b:encode_data(ab,false)",
+                "a:encode_data(ab,false)",
+                "b:encode_data(cd,true)",
+                "a:encode_data(cd,false)",
+                "a:encode_trailers(1)"
+            ]
+        );
+    }
+
+    /// From the headers of a response without a body, Envoy's `addEncodedData`
+    /// and `addEncodedTrailers` give it one, which only the later filters see.
+    #[test]
+    fn a_body_added_to_a_response_without_one_goes_through_the_later_filters() {
+        let log = Log::default();
+        let mut filters =
+            vec![Probe::boxed("a", &log, |p| p.uppercase = true), Probe::boxed("b", &log, |p| p.add_trailers = true)];
+        let mut info = info();
+        let mut enc = encoder(&mut filters, &mut info, 100);
+        let mut parts = http::Response::new(()).into_parts().0;
+        let stopped = enc.headers(&mut parts, true).expect("no reply");
+        assert_eq!(stopped, Some(1), "the added body goes through the rest at once");
+        let (data, trailers) = enc.body(&mut parts, 1, Bytes::new(), None).expect("fits");
+        assert_eq!((&data[..], trailers.expect("added")["t"].as_bytes()), (&b"X"[..], &b"b"[..]));
+        assert_eq!(
+            log_of(&log),
+            ["b:encode_headers(true)", "a:encode_headers(false)", "a:encode_data(x,false)", "a:encode_trailers(1)"]
+        );
+    }
+
+    /// A streamed piece larger than the limit that no filter holds goes out.
+    #[test]
+    fn a_streamed_piece_over_the_limit_passes_when_nothing_holds_it() {
+        let log = Log::default();
+        let filters = vec![Probe::boxed("a", &log, |p| p.uppercase = true)];
+        let mut info = info();
+        let mut enc = StreamingEncoder::new(filters, None, 3);
+        assert_eq!(enc.data(&mut info, Bytes::from_static(b"abcdef"), true).expect("passes").0, "ABCDEF");
     }
 
     /// Held data over the buffer limit after the headers went out: the reply says
@@ -943,7 +1102,7 @@ mod tests {
         let filters = vec![Probe::boxed("a", &log, |p| p.buffer_until_end = true)];
         let mut info = info();
         let mut enc = StreamingEncoder::new(filters, None, 3);
-        assert_eq!(enc.data(&mut info, Bytes::from_static(b"ab"), false).expect("held"), "");
+        assert_eq!(enc.data(&mut info, Bytes::from_static(b"ab"), false).expect("held").0, "");
         let reply = enc.data(&mut info, Bytes::from_static(b"cd"), false).expect_err("over the limit");
         assert_eq!(reply.details, RESPONSE_TOO_LARGE);
     }

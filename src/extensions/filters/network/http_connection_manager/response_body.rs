@@ -15,6 +15,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use hyper::body::{Body, Frame, SizeHint};
 
+use super::filter_manager::EncodedPiece;
 use crate::http::http1::client_connection::BodyFailure;
 use crate::upstream::conn_pool::UpstreamResponseBody;
 use crate::upstream::http1_conn_pool::{Http1ResponseBody, UpstreamBodyError};
@@ -60,10 +61,11 @@ pub trait StreamCompletion {
     }
 
     /// A piece of the body through the encoder filters (`end_stream`: the last):
-    /// what they let through now, possibly nothing.
-    fn encode_data(&mut self, data: Bytes, end_stream: bool) -> Result<Bytes, EncodeAborted> {
+    /// what they let through now, possibly nothing, and at the end the trailers
+    /// a filter added, which then end the body.
+    fn encode_data(&mut self, data: Bytes, end_stream: bool) -> Result<EncodedPiece, EncodeAborted> {
         let _ = end_stream;
-        Ok(data)
+        Ok((data, None))
     }
 
     /// The trailers through the encoder filters, which end the body: the data a
@@ -279,8 +281,7 @@ impl ResponseBody {
                 None => {
                     *filters_ended = true;
                     match completion.encode_data(Bytes::new(), true) {
-                        Ok(data) if !data.is_empty() => return Poll::Ready(Some(Ok(Frame::data(data)))),
-                        Ok(_) => return Poll::Ready(None),
+                        Ok(piece) => return Poll::Ready(ended_with(piece, pending_trailers)),
                         Err(EncodeAborted) => return aborted(),
                     }
                 }
@@ -291,9 +292,9 @@ impl ResponseBody {
                     *filters_ended = end;
                     match completion.encode_data(data, end) {
                         // Never an empty data frame: HTTP/1 chunking would read it as the end.
-                        Ok(data) if data.is_empty() && !end => continue,
-                        Ok(data) if data.is_empty() => return Poll::Ready(None),
-                        Ok(data) => Frame::data(data),
+                        Ok((data, _)) if data.is_empty() && !end => continue,
+                        Ok(piece) if end => return Poll::Ready(ended_with(piece, pending_trailers)),
+                        Ok((data, _)) => Frame::data(data),
                         Err(EncodeAborted) => return aborted(),
                     }
                 }
@@ -313,6 +314,23 @@ impl ResponseBody {
                 },
             };
             return Poll::Ready(Some(Ok(frame)));
+        }
+    }
+}
+
+/// The frame for the last piece the encoder filters let through: its data
+/// (then the trailers a filter added, kept in `pending`), or those trailers, or
+/// the end.
+fn ended_with(
+    (data, added): EncodedPiece,
+    pending: &mut Option<Box<HeaderMap>>,
+) -> Option<Result<Frame<Bytes>, UpstreamBodyError>> {
+    match (data.is_empty(), added) {
+        (true, None) => None,
+        (true, Some(trailers)) => Some(Ok(Frame::trailers(trailers))),
+        (false, added) => {
+            *pending = added.map(Box::new);
+            Some(Ok(Frame::data(data)))
         }
     }
 }
