@@ -56,6 +56,11 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Option<u32>)> {
         ("RST_STREAM of 3 bytes", frame(RST_STREAM, 0, 1, &[0; 3]), Some(FRAME_SIZE_ERROR)),
         ("PRIORITY of 4 bytes on an idle stream", frame(PRIORITY, 0, 1, &[0; 4]), Some(FRAME_SIZE_ERROR)),
         (
+            "DATA after END_STREAM",
+            [get(1, END_HEADERS | END_STREAM), frame(DATA, 0, 1, b"x")].concat(),
+            Some(STREAM_CLOSED),
+        ),
+        (
             "a header block that does not decode",
             frame(HEADERS, END_HEADERS | END_STREAM, 1, &[0xff; 4]),
             Some(COMPRESSION_ERROR),
@@ -73,7 +78,13 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Option<u32>)> {
         ("GOAWAY on a stream", frame(GOAWAY, 0, 1, &[0; 8]), None),
         ("PUSH_PROMISE", frame(PUSH_PROMISE, END_HEADERS, 1, &[0, 0, 0, 2, 0x82]), None),
         ("WINDOW_UPDATE of 0 on the connection", window_update(0, 0), None),
-        ("WINDOW_UPDATE of 0 on an open stream", [open, window_update(1, 0)].concat(), None),
+        ("WINDOW_UPDATE of 0 on an open stream", [open.clone(), window_update(1, 0)].concat(), None),
+        (
+            "HEADERS after END_STREAM",
+            [get(1, END_HEADERS | END_STREAM), get(1, END_HEADERS | END_STREAM)].concat(),
+            None,
+        ),
+        ("a stream window over 2^31-1", [open.clone(), window_update(1, (1 << 31) - 1)].concat(), None),
         ("WINDOW_UPDATE on an idle stream", window_update(1, 1), None),
         (
             "a connection window over 2^31-1",

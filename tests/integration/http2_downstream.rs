@@ -283,6 +283,7 @@ pub(crate) mod raw {
     pub const PRIORITY_FLAG: u8 = 0x20;
     pub const PADDED: u8 = 0x8;
     pub const PROTOCOL_ERROR: u32 = 0x1;
+    pub const STREAM_CLOSED: u32 = 0x5;
     pub const FRAME_SIZE_ERROR: u32 = 0x6;
     pub const COMPRESSION_ERROR: u32 = 0x9;
     pub const ENHANCE_YOUR_CALM: u32 = 0xb;

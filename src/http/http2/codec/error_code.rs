@@ -76,8 +76,9 @@ impl From<Violation> for ErrorCode {
 /// stream, padding, a header block cut short, a first frame not SETTINGS, a
 /// header block that does not decode); for what it finds acting on a whole
 /// frame (HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY or PUSH_PROMISE on the
-/// wrong stream, a bad SETTINGS value, a WINDOW_UPDATE of 0 or on an idle
-/// stream, a window overflow, an even or idle stream id) Envoy closes the
+/// wrong stream, HEADERS after END_STREAM, a bad SETTINGS value, a
+/// WINDOW_UPDATE of 0 or on an idle stream, a window overflow, an even stream
+/// id, a bad preface) Envoy closes the
 /// connection with no GOAWAY reaching the client. Checked by running it, frame
 /// by frame; either way it counts `downstream_cx_protocol_error` only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

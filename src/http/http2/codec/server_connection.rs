@@ -318,7 +318,10 @@ impl ServerConnection {
                 let conn_open = self.conn_send.available() > 0;
                 let Some(s) = self.streams.get_mut(stream) else { return Ok(()) };
                 if s.send.adjust(i64::from(increment)).is_err() {
-                    return Err(FrameError::Stream { stream, code: ErrorCode::FLOW_CONTROL_ERROR });
+                    // A stream error by §6.9.1; Envoy 1.40 closes the
+                    // connection, with no GOAWAY (checked by running it).
+                    let what = "a stream window above 2^31-1";
+                    return Err(ConnectionError::silent(ErrorCode::FLOW_CONTROL_ERROR, what).into());
                 }
                 if s.send_blocked && conn_open && s.send.available() > 0 {
                     s.send_blocked = false;
@@ -357,6 +360,11 @@ impl ServerConnection {
             };
             if let Some(code) = code {
                 events.push(Event::DiscardHeaderBlock { block });
+                if code == ErrorCode::STREAM_CLOSED {
+                    // A stream error by §5.1; Envoy 1.40 closes the connection,
+                    // with no GOAWAY (checked by running it).
+                    return Err(ConnectionError::silent(code, "HEADERS after END_STREAM").into());
+                }
                 return Err(FrameError::Stream { stream, code });
             }
             s.recv_closed = true;
@@ -468,6 +476,12 @@ impl ServerConnection {
             Err(code) => {
                 // Nobody will consume these bytes.
                 self.release_connection(flow_len)?;
+                if code == ErrorCode::STREAM_CLOSED {
+                    // A stream error by §5.1; Envoy 1.40 ends the connection
+                    // with GOAWAY STREAM_CLOSED (checked by running it).
+                    let what = "DATA after END_STREAM";
+                    return Err(ConnectionError::Protocol { code, what, goaway: true }.into());
+                }
                 Err(FrameError::Stream { stream, code })
             }
         }
