@@ -263,7 +263,7 @@ fn rapid_reset_closes_the_connection_by_envoys_premature_reset_rule() {
 }
 
 /// A frame-level HTTP/2 client: what the attack tests send, byte for byte.
-mod raw {
+pub(crate) mod raw {
     use std::io::{Read, Write};
     use std::net::{SocketAddr, TcpStream};
     use std::time::Duration;
@@ -273,13 +273,19 @@ mod raw {
     pub const PRIORITY: u8 = 2;
     pub const RST_STREAM: u8 = 3;
     pub const SETTINGS: u8 = 4;
+    pub const PUSH_PROMISE: u8 = 5;
     pub const PING: u8 = 6;
     pub const GOAWAY: u8 = 7;
     pub const WINDOW_UPDATE: u8 = 8;
+    pub const CONTINUATION: u8 = 9;
     pub const END_STREAM: u8 = 0x1;
     pub const END_HEADERS: u8 = 0x4;
     pub const PRIORITY_FLAG: u8 = 0x20;
+    pub const PADDED: u8 = 0x8;
     pub const PROTOCOL_ERROR: u32 = 0x1;
+    pub const STREAM_CLOSED: u32 = 0x5;
+    pub const FRAME_SIZE_ERROR: u32 = 0x6;
+    pub const COMPRESSION_ERROR: u32 = 0x9;
     pub const ENHANCE_YOUR_CALM: u32 = 0xb;
 
     /// One frame from the server: type, flags, stream and payload (`None`: closed).

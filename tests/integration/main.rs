@@ -23,6 +23,7 @@ mod eds;
 mod examples;
 mod health_check;
 mod http2_conformance;
+mod http2_connection_errors;
 mod http2_downstream;
 mod http2_upstream;
 mod http2_websocket;

@@ -1,7 +1,8 @@
 //! RFC 9113 §7's error codes, as the codec sends them in RST_STREAM and GOAWAY
 //! and reads them from the peer's (an unknown code is kept as-is: §7 says it
 //! triggers no special behaviour), and the two shapes an error takes: a stream
-//! error ends one stream, a connection error ends the connection with GOAWAY.
+//! error ends one stream, a connection error ends the connection, with GOAWAY
+//! or, for the frames Envoy 1.40 closes on without one, silently.
 
 use crate::http::http2::violation::Violation;
 
@@ -68,19 +69,47 @@ impl From<Violation> for ErrorCode {
 
 /// Why the connection ends: a frame the RFC forbids (its code and what was
 /// wrong, for the debug log) or one of Envoy's limits.
+///
+/// `goaway` says whether Envoy 1.40 sends a GOAWAY for the frame. It does for
+/// what nghttp2 finds while reading frames (a frame too large or of the wrong
+/// length, DATA or CONTINUATION on stream 0, DATA on an idle or half-closed
+/// stream, padding, a header block cut short, a first frame not SETTINGS, a
+/// header block that does not decode); for what it finds acting on a whole
+/// frame (HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY or PUSH_PROMISE on the
+/// wrong stream, HEADERS after END_STREAM, a bad SETTINGS value, a
+/// WINDOW_UPDATE of 0 or on an idle stream, a window overflow, an even stream
+/// id, a bad preface) Envoy closes the
+/// connection with no GOAWAY reaching the client. Checked by running it, frame
+/// by frame; either way it counts `downstream_cx_protocol_error` only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectionError {
-    Protocol { code: ErrorCode, what: &'static str },
+    Protocol { code: ErrorCode, what: &'static str, goaway: bool },
     Limit(Violation),
 }
 
 impl ConnectionError {
+    /// GOAWAY PROTOCOL_ERROR.
     pub(crate) fn protocol(what: &'static str) -> ConnectionError {
-        ConnectionError::Protocol { code: ErrorCode::PROTOCOL_ERROR, what }
+        ConnectionError::Protocol { code: ErrorCode::PROTOCOL_ERROR, what, goaway: true }
     }
 
+    /// GOAWAY FRAME_SIZE_ERROR.
     pub(crate) fn frame_size(what: &'static str) -> ConnectionError {
-        ConnectionError::Protocol { code: ErrorCode::FRAME_SIZE_ERROR, what }
+        ConnectionError::Protocol { code: ErrorCode::FRAME_SIZE_ERROR, what, goaway: true }
+    }
+
+    /// The connection closes with no GOAWAY, as Envoy 1.40 does for `what`
+    /// (`code` is the RFC's, for the debug log).
+    pub(crate) fn silent(code: ErrorCode, what: &'static str) -> ConnectionError {
+        ConnectionError::Protocol { code, what, goaway: false }
+    }
+
+    /// Whether a GOAWAY goes out before the connection closes.
+    pub fn sends_goaway(self) -> bool {
+        match self {
+            ConnectionError::Protocol { goaway, .. } => goaway,
+            ConnectionError::Limit(v) => !v.is_outbound(),
+        }
     }
 
     /// The GOAWAY's error code.

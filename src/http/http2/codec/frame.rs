@@ -182,8 +182,13 @@ pub fn decode(input: &mut BytesMut, max_frame_size: u32) -> Result<Option<(Frame
 
 /// A frame's payload read by its header's type and flags.
 pub fn parse(h: FrameHeader, mut payload: Bytes) -> Result<Frame, FrameError> {
+    // Envoy 1.40 sends GOAWAY for DATA and CONTINUATION on stream 0 and closes
+    // silently for the other frames on the wrong stream (`ConnectionError`).
     let on_stream_0 = |what| if h.stream == 0 { Err(ConnectionError::protocol(what)) } else { Ok(()) };
-    let not_on_stream_0 = |what| if h.stream != 0 { Err(ConnectionError::protocol(what)) } else { Ok(()) };
+    let silent_on_stream_0 =
+        |what| if h.stream == 0 { Err(ConnectionError::silent(ErrorCode::PROTOCOL_ERROR, what)) } else { Ok(()) };
+    let not_on_stream_0 =
+        |what| if h.stream != 0 { Err(ConnectionError::silent(ErrorCode::PROTOCOL_ERROR, what)) } else { Ok(()) };
     let length_is = |n: usize, what| {
         if payload.len() != n {
             Err(ConnectionError::frame_size(what))
@@ -198,7 +203,7 @@ pub fn parse(h: FrameHeader, mut payload: Bytes) -> Result<Frame, FrameError> {
             Frame::Data { stream: h.stream, data: payload, end_stream: h.has(flag::END_STREAM), padding }
         }
         kind::HEADERS => {
-            on_stream_0("HEADERS on stream 0")?;
+            silent_on_stream_0("HEADERS on stream 0")?;
             let fields = if h.has(flag::PRIORITY) { 5 } else { 0 };
             let padding = strip_padding(&h, &mut payload, fields)?;
             let priority = if h.has(flag::PRIORITY) {
@@ -221,8 +226,12 @@ pub fn parse(h: FrameHeader, mut payload: Bytes) -> Result<Frame, FrameError> {
             }
         }
         kind::PRIORITY => {
-            on_stream_0("PRIORITY on stream 0")?;
+            // On stream 0 too: §6.3 makes that a connection error, but Envoy
+            // 1.40 (nghttp2) ignores it (checked by running it).
             if payload.len() != 5 {
+                if h.stream == 0 {
+                    return Err(ConnectionError::frame_size("PRIORITY not 5 bytes long").into());
+                }
                 return Err(FrameError::Stream { stream: h.stream, code: ErrorCode::FRAME_SIZE_ERROR });
             }
             // One making its stream depend on itself is a stream error by RFC 9113
@@ -231,7 +240,7 @@ pub fn parse(h: FrameHeader, mut payload: Bytes) -> Result<Frame, FrameError> {
             Frame::Priority { stream: h.stream, priority: Priority::read(&payload) }
         }
         kind::RST_STREAM => {
-            on_stream_0("RST_STREAM on stream 0")?;
+            silent_on_stream_0("RST_STREAM on stream 0")?;
             length_is(4, "RST_STREAM not 4 bytes long")?;
             Frame::RstStream { stream: h.stream, code: ErrorCode(payload.get_u32()) }
         }
@@ -247,7 +256,7 @@ pub fn parse(h: FrameHeader, mut payload: Bytes) -> Result<Frame, FrameError> {
             Frame::Settings { ack, params: payload }
         }
         kind::PUSH_PROMISE => {
-            on_stream_0("PUSH_PROMISE on stream 0")?;
+            silent_on_stream_0("PUSH_PROMISE on stream 0")?;
             let padding = strip_padding(&h, &mut payload, 4)?;
             let promised = payload.get_u32() & 0x7fff_ffff;
             Frame::PushPromise {
@@ -278,10 +287,9 @@ pub fn parse(h: FrameHeader, mut payload: Bytes) -> Result<Frame, FrameError> {
             length_is(4, "WINDOW_UPDATE not 4 bytes long")?;
             let increment = payload.get_u32() & 0x7fff_ffff;
             if increment == 0 {
-                return Err(match h.stream {
-                    0 => ConnectionError::protocol("WINDOW_UPDATE of 0 on the connection").into(),
-                    stream => FrameError::Stream { stream, code: ErrorCode::PROTOCOL_ERROR },
-                });
+                // A stream error on a stream by §6.9, but Envoy 1.40 closes the
+                // connection for either, with no GOAWAY (checked by running it).
+                return Err(ConnectionError::silent(ErrorCode::PROTOCOL_ERROR, "WINDOW_UPDATE of 0").into());
             }
             Frame::WindowUpdate { stream: h.stream, increment }
         }

@@ -128,8 +128,8 @@ impl ServerConnection {
 
     /// Reads the frames whole in `input` (what is left is a partial frame, for
     /// the next read), reporting what they mean in `events`. On `Err` the
-    /// connection is over: a GOAWAY is queued (not after an outbound flood,
-    /// which Envoy ends without flushing) and every later call fails the same.
+    /// connection is over: a GOAWAY is queued when Envoy sends one
+    /// (`ConnectionError::sends_goaway`) and every later call fails the same.
     pub fn recv(&mut self, input: &mut BytesMut, events: &mut Vec<Event>) -> Result<(), ConnectionError> {
         loop {
             match self.phase {
@@ -138,7 +138,10 @@ impl ServerConnection {
                     let seen = usize::from(seen);
                     let n = (PREFACE.len() - seen).min(input.len());
                     if input[..n] != PREFACE[seen..seen + n] {
-                        return Err(self.fail(ConnectionError::protocol("not the HTTP/2 connection preface")));
+                        return Err(self.fail(ConnectionError::silent(
+                            ErrorCode::PROTOCOL_ERROR,
+                            "not the HTTP/2 connection preface",
+                        )));
                     }
                     let _ = input.split_to(n);
                     if seen + n < PREFACE.len() {
@@ -175,8 +178,11 @@ impl ServerConnection {
                         Err(FrameError::Stream { stream, code }) => {
                             if stream > self.last_peer_stream {
                                 // No RST_STREAM on an idle stream (§5.1).
-                                return Err(self
-                                    .fail(ConnectionError::Protocol { code, what: "stream error on an idle stream" }));
+                                return Err(self.fail(ConnectionError::Protocol {
+                                    code,
+                                    what: "stream error on an idle stream",
+                                    goaway: true,
+                                }));
                             }
                             self.stream_error(stream, code, events)?;
                         }
@@ -186,14 +192,13 @@ impl ServerConnection {
         }
     }
 
-    /// Ends the connection for `e`, queueing its GOAWAY.
+    /// Ends the connection for `e`, queueing its GOAWAY if it has one.
     fn fail(&mut self, e: ConnectionError) -> ConnectionError {
         if matches!(self.phase, Phase::Failed(_)) {
             return e;
         }
         self.phase = Phase::Failed(e);
-        let outbound_flood = matches!(e, ConnectionError::Limit(v) if v.is_outbound());
-        if !outbound_flood {
+        if e.sends_goaway() {
             let last_stream = self.goaway_last.unwrap_or(self.last_peer_stream).min(self.last_peer_stream);
             let _ = self.out.push(&Frame::GoAway { last_stream, code: e.code(), debug: Bytes::new() });
         }
@@ -225,7 +230,9 @@ impl ServerConnection {
             }
             Frame::Headers { stream, priority, block, end_stream, end_headers, .. } => {
                 if stream % 2 == 0 {
-                    return Err(ConnectionError::protocol("a client stream with an even id").into());
+                    return Err(
+                        ConnectionError::silent(ErrorCode::PROTOCOL_ERROR, "a client stream with an even id").into()
+                    );
                 }
                 let self_dependent = priority.is_some_and(|p| p.dependency == stream);
                 self.check_block_size(block.len())?;
@@ -259,7 +266,9 @@ impl ServerConnection {
             Frame::Priority { .. } => Ok(()),
             Frame::RstStream { stream, code } => {
                 if stream > self.last_peer_stream {
-                    return Err(ConnectionError::protocol("RST_STREAM on an idle stream").into());
+                    return Err(
+                        ConnectionError::silent(ErrorCode::PROTOCOL_ERROR, "RST_STREAM on an idle stream").into()
+                    );
                 }
                 if self.streams.close(stream, false).is_some() {
                     events.push(Event::Reset { stream, code, by_peer: true });
@@ -271,7 +280,9 @@ impl ServerConnection {
                 Ok(())
             }
             Frame::Settings { ack: false, params } => self.on_settings(&params, events),
-            Frame::PushPromise { .. } => Err(ConnectionError::protocol("PUSH_PROMISE from a client").into()),
+            Frame::PushPromise { .. } => {
+                Err(ConnectionError::silent(ErrorCode::PROTOCOL_ERROR, "PUSH_PROMISE from a client").into())
+            }
             Frame::Ping { ack: true, payload } => {
                 events.push(Event::PingAck { payload });
                 Ok(())
@@ -287,10 +298,10 @@ impl ServerConnection {
             Frame::WindowUpdate { stream: 0, increment } => {
                 let was_shut = self.conn_send.available() == 0;
                 if self.conn_send.adjust(i64::from(increment)).is_err() {
-                    return Err(ConnectionError::Protocol {
-                        code: ErrorCode::FLOW_CONTROL_ERROR,
-                        what: "connection window above 2^31-1",
-                    }
+                    return Err(ConnectionError::silent(
+                        ErrorCode::FLOW_CONTROL_ERROR,
+                        "connection window above 2^31-1",
+                    )
                     .into());
                 }
                 if was_shut {
@@ -300,12 +311,17 @@ impl ServerConnection {
             }
             Frame::WindowUpdate { stream, increment } => {
                 if stream > self.last_peer_stream {
-                    return Err(ConnectionError::protocol("WINDOW_UPDATE on an idle stream").into());
+                    return Err(
+                        ConnectionError::silent(ErrorCode::PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream").into()
+                    );
                 }
                 let conn_open = self.conn_send.available() > 0;
                 let Some(s) = self.streams.get_mut(stream) else { return Ok(()) };
                 if s.send.adjust(i64::from(increment)).is_err() {
-                    return Err(FrameError::Stream { stream, code: ErrorCode::FLOW_CONTROL_ERROR });
+                    // A stream error by §6.9.1; Envoy 1.40 closes the
+                    // connection, with no GOAWAY (checked by running it).
+                    let what = "a stream window above 2^31-1";
+                    return Err(ConnectionError::silent(ErrorCode::FLOW_CONTROL_ERROR, what).into());
                 }
                 if s.send_blocked && conn_open && s.send.available() > 0 {
                     s.send_blocked = false;
@@ -344,6 +360,11 @@ impl ServerConnection {
             };
             if let Some(code) = code {
                 events.push(Event::DiscardHeaderBlock { block });
+                if code == ErrorCode::STREAM_CLOSED {
+                    // A stream error by §5.1; Envoy 1.40 closes the connection,
+                    // with no GOAWAY (checked by running it).
+                    return Err(ConnectionError::silent(code, "HEADERS after END_STREAM").into());
+                }
                 return Err(FrameError::Stream { stream, code });
             }
             s.recv_closed = true;
@@ -408,6 +429,7 @@ impl ServerConnection {
             return Err(ConnectionError::Protocol {
                 code: ErrorCode::FLOW_CONTROL_ERROR,
                 what: "DATA beyond the connection window",
+                goaway: true,
             }
             .into());
         }
@@ -454,6 +476,12 @@ impl ServerConnection {
             Err(code) => {
                 // Nobody will consume these bytes.
                 self.release_connection(flow_len)?;
+                if code == ErrorCode::STREAM_CLOSED {
+                    // A stream error by §5.1; Envoy 1.40 ends the connection
+                    // with GOAWAY STREAM_CLOSED (checked by running it).
+                    let what = "DATA after END_STREAM";
+                    return Err(ConnectionError::Protocol { code, what, goaway: true }.into());
+                }
                 Err(FrameError::Stream { stream, code })
             }
         }
@@ -470,6 +498,7 @@ impl ServerConnection {
                     return Err(ConnectionError::Protocol {
                         code: ErrorCode::FLOW_CONTROL_ERROR,
                         what: "SETTINGS_INITIAL_WINDOW_SIZE takes a stream window above 2^31-1",
+                        goaway: true,
                     }
                     .into());
                 }

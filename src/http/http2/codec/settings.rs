@@ -65,22 +65,30 @@ impl PeerSettings {
                     self.enable_push = match value {
                         0 => false,
                         1 => true,
-                        _ => return Err(ConnectionError::protocol("SETTINGS_ENABLE_PUSH not 0 or 1")),
+                        _ => {
+                            return Err(ConnectionError::silent(
+                                ErrorCode::PROTOCOL_ERROR,
+                                "SETTINGS_ENABLE_PUSH not 0 or 1",
+                            ))
+                        }
                     }
                 }
                 id::MAX_CONCURRENT_STREAMS => self.max_concurrent_streams = Some(value),
                 id::INITIAL_WINDOW_SIZE => {
                     if value > MAX_WINDOW_SIZE {
-                        return Err(ConnectionError::Protocol {
-                            code: ErrorCode::FLOW_CONTROL_ERROR,
-                            what: "SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1",
-                        });
+                        return Err(ConnectionError::silent(
+                            ErrorCode::FLOW_CONTROL_ERROR,
+                            "SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1",
+                        ));
                     }
                     self.initial_window_size = value;
                 }
                 id::MAX_FRAME_SIZE => {
                     if !(DEFAULT_MAX_FRAME_SIZE..=MAX_MAX_FRAME_SIZE).contains(&value) {
-                        return Err(ConnectionError::protocol("SETTINGS_MAX_FRAME_SIZE out of bounds"));
+                        return Err(ConnectionError::silent(
+                            ErrorCode::PROTOCOL_ERROR,
+                            "SETTINGS_MAX_FRAME_SIZE out of bounds",
+                        ));
                     }
                     self.max_frame_size = value;
                 }
@@ -89,7 +97,12 @@ impl PeerSettings {
                     self.enable_connect_protocol = match value {
                         0 => false,
                         1 => true,
-                        _ => return Err(ConnectionError::protocol("SETTINGS_ENABLE_CONNECT_PROTOCOL not 0 or 1")),
+                        _ => {
+                            return Err(ConnectionError::silent(
+                                ErrorCode::PROTOCOL_ERROR,
+                                "SETTINGS_ENABLE_CONNECT_PROTOCOL not 0 or 1",
+                            ))
+                        }
                     }
                 }
                 _ => {}

@@ -285,29 +285,30 @@ impl Loop<'_> {
         }
     }
 
-    /// The connection ended with `e`: Envoy's stats for it.
+    /// The connection ended with `e`: Envoy's stats for it. A frame the RFC
+    /// forbids counts `downstream_cx_protocol_error` only, GOAWAY or not:
+    /// Envoy's codec library sends that GOAWAY itself, which
+    /// `http2.goaway_sent` does not count, and `http2.rx_messaging_error` is
+    /// for malformed requests (checked by running it).
     fn failed(&mut self, e: ConnectionError) -> End {
         tracing::debug!(remote = %self.info.remote, "HTTP/2 connection error: {e:?}");
         let stats = &self.cfg.stats;
         self.local = true;
         stats.downstream_cx_protocol_error.inc();
-        match e {
-            ConnectionError::Limit(v) => {
-                v.count(self.h2_stats);
-                if !v.is_flood() {
-                    self.h2_stats.rx_messaging_error.inc();
-                }
-                if v.is_outbound() {
-                    return End::Abort;
-                }
+        if let ConnectionError::Limit(v) = e {
+            v.count(self.h2_stats);
+            if v.is_outbound() {
+                return End::Abort;
             }
-            ConnectionError::Protocol { .. } => self.h2_stats.rx_messaging_error.inc(),
+            if v.is_flood() {
+                self.h2_stats.goaway_sent.inc();
+            }
         }
-        self.h2_stats.goaway_sent.inc();
         End::Flush
     }
 
-    /// A header block that does not decode: GOAWAY COMPRESSION_ERROR.
+    /// A header block that does not decode: GOAWAY COMPRESSION_ERROR, counted
+    /// as the codec's other connection errors (`failed`).
     fn compression_error(&mut self) -> End {
         {
             let mut conn = self.shared.conn.borrow_mut();
@@ -316,8 +317,6 @@ impl Loop<'_> {
         }
         self.local = true;
         self.cfg.stats.downstream_cx_protocol_error.inc();
-        self.h2_stats.rx_messaging_error.inc();
-        self.h2_stats.goaway_sent.inc();
         End::Flush
     }
 
