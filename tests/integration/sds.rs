@@ -224,7 +224,26 @@ fn a_static_secret_serves_https_and_an_unknown_name_is_refused() {
         certificate_secret("server_cert", &mixed)
     );
     let (ok, out) = validate(&yaml);
-    assert!(!ok && out.contains("static_resources.secrets[0].tls_certificate: invalid certificate or key"), "{out}");
+    assert!(!ok && out.contains("invalid certificate or key"), "{out}");
+    // As Envoy 1.40, a static secret no context names is never read: its
+    // missing file is no error.
+    let missing = (dir.0.join("absent.crt"), dir.0.join("absent.key"));
+    let yaml = format!(
+        "{}  secrets:\n{}{}",
+        config(&[https_listener("tls_certificate_sds_secret_configs: [{ name: server_cert }]")], &[]),
+        certificate_secret("server_cert", &files),
+        certificate_secret("unused", &missing)
+    );
+    let (ok, out) = validate(&yaml);
+    assert!(ok, "{out}");
+    // Named by a context, it is read at start-up and refused.
+    let yaml = format!(
+        "{}  secrets:\n{}",
+        config(&[https_listener("tls_certificate_sds_secret_configs: [{ name: unused }]")], &[]),
+        certificate_secret("unused", &missing)
+    );
+    let (ok, out) = validate(&yaml);
+    assert!(!ok && out.contains("absent.crt"), "{out}");
 }
 
 #[test]

@@ -78,7 +78,9 @@ impl std::fmt::Debug for SecretManager {
 }
 
 impl SecretManager {
-    /// `static_resources.secrets`, each checked as a context would read it.
+    /// `static_resources.secrets`, their names and kinds checked. Their
+    /// contents (files, PEM) are read only by a context that names one, as
+    /// Envoy's are: an unused secret naming a missing file is no error.
     pub fn from_proto(secrets: &[Secret], node_complete: bool) -> Result<SecretManager, ConfigError> {
         for (i, secret) in secrets.iter().enumerate() {
             let path = FieldPath::starting_at(&format!("static_resources.secrets[{i}]"));
@@ -91,7 +93,6 @@ impl SecretManager {
                 };
                 return Err(path.field_error("name", format!("Duplicate static {ty} secret name {}", secret.name)));
             }
-            check(secret, &path)?;
         }
         Ok(SecretManager {
             statics: secrets.to_vec(),

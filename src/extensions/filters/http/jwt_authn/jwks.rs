@@ -7,6 +7,11 @@
 //! not contradict it and whose type fits its `alg`; none such is
 //! `JwksKidAlgMismatch`, none verifying is `JwtVerificationFail`. The
 //! signatures are `ring`'s.
+//!
+//! Envoy's JSON reader takes raw control characters (a line break, a tab)
+//! inside a string, and its base64url decoder skips whitespace, so a key
+//! written over several lines of a YAML folded string is read; both are
+//! tolerated here too, and nothing more (any other stray byte still fails).
 
 use base64::Engine;
 use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
@@ -56,8 +61,43 @@ pub struct Jwks {
     keys: Vec<Jwk>,
 }
 
+/// absl's `ascii_isspace`, which Envoy's base64url decoder skips.
+fn is_absl_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
 fn field(key: &serde_json::Map<String, Value>, name: &str) -> Option<Vec<u8>> {
-    key.get(name).and_then(Value::as_str).and_then(|s| BASE64URL.decode(s).ok())
+    let text = key.get(name).and_then(Value::as_str)?;
+    let compact: Vec<u8> = text.bytes().filter(|b| !is_absl_space(*b)).collect();
+    BASE64URL.decode(compact).ok()
+}
+
+/// `bytes` with each raw control character inside a JSON string written as a
+/// `\u00XX` escape, which strict JSON requires and Envoy's reader does not.
+fn escape_raw_controls(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !bytes.iter().any(|b| *b < 0x20) {
+        return std::borrow::Cow::Borrowed(bytes);
+    }
+    let mut out = Vec::with_capacity(bytes.len() + 16);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in bytes {
+        if in_string && !escaped && b < 0x20 {
+            out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+            continue;
+        }
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if b == b'"' {
+            in_string = true;
+        }
+        out.push(b);
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// An EC coordinate at its curve's width (leading zeros may have been dropped).
@@ -103,7 +143,9 @@ impl Jwks {
         if bytes.len() > MAX_JWKS {
             return Err(Status::JwksParseError);
         }
-        let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(bytes) else { return Err(Status::JwksParseError) };
+        let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(&escape_raw_controls(bytes)) else {
+            return Err(Status::JwksParseError);
+        };
         let keys = match doc.get("keys") {
             None => return Err(Status::JwksNoKeys),
             Some(Value::Array(keys)) => keys,
@@ -257,6 +299,25 @@ mod tests {
         assert_eq!(verify(&jwks, &good), Status::Ok);
         let short = token(r#"{"alg":"EdDSA"}"#, "{}", |_| vec![1; 10]);
         assert_eq!(verify(&jwks, &short), Status::JwtEd25519SignatureWrongLength);
+    }
+
+    #[test]
+    fn key_written_over_lines() {
+        // As Envoy reads it: raw line breaks and tabs inside a string, and
+        // whitespace inside base64url, are taken.
+        let k = BASE64URL.encode(b"a shared secret of some length");
+        let (head, tail) = k.split_at(10);
+        let jwks = format!("{{\"keys\": [{{\"kty\":\"oct\",\"k\":\"{head}\n   \t{tail}\",\n\"kid\":\"a\tb\"}}]}}");
+        let set = Jwks::parse(jwks.as_bytes()).expect("parses");
+        assert!(matches!(&set.keys[0].material, Material::Oct { k } if k == b"a shared secret of some length"));
+        assert_eq!(set.keys[0].kid.as_deref(), Some("a\tb"));
+        // A stray byte that is not whitespace still spoils the key.
+        let bad = format!("{{\"keys\": [{{\"kty\":\"oct\",\"k\":\"{head}\u{1}{tail}\"}}]}}");
+        assert_eq!(Jwks::parse(bad.as_bytes()).err(), Some(Status::JwksNoValidKeys));
+        // An escaped quote does not end the string early.
+        let quoted = format!("{{\"keys\": [{{\"kty\":\"oct\",\"k\":\"{k}\",\"kid\":\"a\\\"\nb\"}}]}}");
+        let set = Jwks::parse(quoted.as_bytes()).expect("parses");
+        assert_eq!(set.keys[0].kid.as_deref(), Some("a\"\nb"));
     }
 
     #[test]
