@@ -19,14 +19,13 @@ use std::pin::pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 
 use super::body_decoder::{BodyDecoder, BodyFraming, Decoded};
 use super::CodecError;
-use crate::http::headers::connection_tokens;
 use crate::network::transport::{ReadReady, Transport, TransportStream};
 
 /// Errors of a request body on its way upstream.
@@ -456,19 +455,25 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, Req
     let head_bytes = buf.split_to(len).freeze();
     // Room for what Courier adds (`x-envoy-upstream-service-time`, `date`).
     let mut headers = crate::http::header_map_pool::take(count + 2);
+    // The headers that decide framing and reuse are read as they go into the
+    // map, not looked up in it again after.
+    let mut seen = FramingHeaders::default();
     for &((name_at, name_len), (value_at, value_len)) in &spans[..count] {
         let (name_at, value_at) = (usize::from(name_at), usize::from(value_at));
         let name = HeaderName::from_bytes(&head_bytes[name_at..name_at + usize::from(name_len)]);
         let value = HeaderValue::from_maybe_shared(head_bytes.slice(value_at..value_at + usize::from(value_len)));
         match (name, value) {
-            (Ok(name), Ok(value)) => headers.append(name, value),
+            (Ok(name), Ok(value)) => {
+                seen.note(&name, &value);
+                headers.append(name, value)
+            }
             _ => return Err(RequestFailure::Protocol),
         };
     }
-    let framing = framing(status, &headers, head_only)?;
+    let framing = framing(status, &seen, head_only)?;
     let keep_alive = match version {
-        Version::HTTP_10 => connection_tokens(&headers).any(|t| t.eq_ignore_ascii_case("keep-alive")),
-        _ => !connection_tokens(&headers).any(|t| t.eq_ignore_ascii_case("close")),
+        Version::HTTP_10 => seen.keep_alive,
+        _ => !seen.close,
     };
     let reusable = keep_alive && framing != BodyFraming::UntilClose && status != StatusCode::SWITCHING_PROTOCOLS;
     let (mut parts, ()) = http::Response::new(()).into_parts();
@@ -478,41 +483,69 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> Result<Option<Parsed>, Req
     Ok(Some(Parsed::Final(ResponseHead { parts, framing, reusable })))
 }
 
+/// What a response's `Transfer-Encoding`, `Content-Length` and `Connection`
+/// headers say, noted as each is parsed.
+#[derive(Default)]
+struct FramingHeaders {
+    /// The last `Transfer-Encoding` value, if there is one.
+    te: Option<HeaderValue>,
+    /// Every `Content-Length` value agreed on this length; `Err` once one is no
+    /// length or differs from another.
+    length: Option<Result<u64, ()>>,
+    /// A `Connection` token says `close` / `keep-alive`.
+    close: bool,
+    keep_alive: bool,
+}
+
+impl FramingHeaders {
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) {
+        if name == TRANSFER_ENCODING {
+            self.te = Some(value.clone());
+        } else if name == CONTENT_LENGTH {
+            let n = std::str::from_utf8(value.as_bytes())
+                .ok()
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or(());
+            self.length = Some(match (self.length, n) {
+                (Some(Ok(l)), Ok(n)) if l != n => Err(()),
+                (Some(Err(())), _) => Err(()),
+                (_, n) => n,
+            });
+        } else if name == CONNECTION {
+            // As `connection_tokens`: a value that is not visible ASCII names nothing.
+            if value.to_str().is_ok() {
+                for token in value.as_bytes().split(|&b| b == b',').map(super::field::trim) {
+                    self.close |= token.eq_ignore_ascii_case(b"close");
+                    self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+        }
+    }
+}
+
 /// How the response body is delimited (RFC 9112 §6.3).
-fn framing(status: StatusCode, headers: &HeaderMap, head_only: bool) -> Result<BodyFraming, RequestFailure> {
+fn framing(status: StatusCode, seen: &FramingHeaders, head_only: bool) -> Result<BodyFraming, RequestFailure> {
     if head_only || status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED
     {
         return Ok(BodyFraming::None);
     }
-    let mut te = headers.get_all(TRANSFER_ENCODING).iter().peekable();
-    let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
-    if te.peek().is_some() {
+    if let Some(te) = &seen.te {
         // Both framings at once is how smuggling starts: refused, as Envoy does.
-        if lengths.next().is_some() {
+        if seen.length.is_some() {
             return Err(RequestFailure::Protocol);
         }
-        let last = te.last().and_then(|v| v.to_str().ok()).and_then(|v| v.rsplit(',').next()).map(str::trim);
+        let last = te.to_str().ok().and_then(|v| v.rsplit(',').next()).map(str::trim);
         return match last {
             Some(coding) if coding.eq_ignore_ascii_case("chunked") => Ok(BodyFraming::Chunked),
             _ => Err(RequestFailure::Protocol),
         };
     }
-    let mut length = None;
-    for value in lengths {
-        let n = std::str::from_utf8(value.as_bytes())
-            .ok()
-            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse::<u64>().ok())
-            .ok_or(RequestFailure::Protocol)?;
-        if length.is_some_and(|l| l != n) {
-            return Err(RequestFailure::Protocol);
-        }
-        length = Some(n);
+    match seen.length {
+        Some(Ok(n)) => Ok(BodyFraming::Length(n)),
+        Some(Err(())) => Err(RequestFailure::Protocol),
+        None => Ok(BodyFraming::UntilClose),
     }
-    Ok(match length {
-        Some(n) => BodyFraming::Length(n),
-        None => BodyFraming::UntilClose,
-    })
 }
 
 #[cfg(test)]
@@ -581,6 +614,30 @@ mod tests {
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n",
             b"HTTP/1.1 2000 OK\r\n\r\n",
             b"NOT HTTP\r\n\r\n",
+        ] {
+            assert_eq!(parse(raw, false).err(), Some(RequestFailure::Protocol), "{:?}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
+    fn framing_headers_are_read_whole_and_in_order() {
+        let ok = |raw: &[u8]| parse(raw, false).unwrap();
+        let h = ok(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 5\r\n\r\n");
+        assert_eq!(h.framing, BodyFraming::Length(5), "repeated equal lengths agree");
+        let h = ok(b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\ntransfer-encoding: gzip, chunked\r\n\r\n");
+        assert_eq!(h.framing, BodyFraming::Chunked, "the last coding of the last value");
+        let h = ok(b"HTTP/1.1 204 No Content\r\ncontent-length: x\r\ntransfer-encoding: gzip\r\n\r\n");
+        assert_eq!(h.framing, BodyFraming::None, "a 204 has no body, whatever the headers say");
+        let h = ok(b"HTTP/1.1 200 OK\r\nconnection: foo\r\nconnection: bar,  Close \r\ncontent-length: 0\r\n\r\n");
+        assert!(!h.reusable, "close in a later Connection value");
+        let h = ok(b"HTTP/1.0 200 OK\r\nconnection: x, Keep-Alive\r\ncontent-length: 0\r\n\r\n");
+        assert!(h.reusable);
+        for raw in [
+            &b"HTTP/1.1 200 OK\r\ncontent-length: x\r\ncontent-length: 5\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntransfer-encoding: gzip\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999999\r\n\r\n",
         ] {
             assert_eq!(parse(raw, false).err(), Some(RequestFailure::Protocol), "{:?}", String::from_utf8_lossy(raw));
         }
