@@ -502,11 +502,7 @@ impl FramingHeaders {
         if name == TRANSFER_ENCODING {
             self.te = Some(value.clone());
         } else if name == CONTENT_LENGTH {
-            let n = std::str::from_utf8(value.as_bytes())
-                .ok()
-                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or(());
+            let n = super::field::content_length(value.as_bytes()).ok_or(());
             self.length = Some(match (self.length, n) {
                 (Some(Ok(l)), Ok(n)) if l != n => Err(()),
                 (Some(Err(())), _) => Err(()),

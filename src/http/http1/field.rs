@@ -91,6 +91,17 @@ pub fn trim(v: &[u8]) -> &[u8] {
     &v[start..end]
 }
 
+/// A `Content-Length` value (RFC 9110 §8.6): digits only, around them optional
+/// whitespace, within `u64`; `None` otherwise. Requests and responses read
+/// their lengths by the same rule.
+pub fn content_length(v: &[u8]) -> Option<u64> {
+    let v = trim(v);
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    v.iter().try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+}
+
 /// The lines of a header block (no blank line at its end), each without its
 /// line ending: LF or CRLF.
 pub fn lines(block: &[u8]) -> impl Iterator<Item = &[u8]> {

@@ -339,13 +339,7 @@ fn is_valid_authority(a: &[u8]) -> bool {
 }
 
 fn parse_content_length(v: &[u8]) -> Result<u64, CodecError> {
-    let v = field::trim(v);
-    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
-        return Err(CodecError::bad_request("http1.codec_error"));
-    }
-    v.iter()
-        .try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
-        .ok_or_else(|| CodecError::bad_request("http1.codec_error"))
+    field::content_length(v).ok_or_else(|| CodecError::bad_request("http1.codec_error"))
 }
 
 #[cfg(test)]
