@@ -127,18 +127,16 @@ fn add_listeners(dump: &mut Json, state: &AppliedState) {
     if !state.version_info.is_empty() {
         dump["version_info"] = json!(state.version_info);
     }
-    let transitions = state.transitions();
-    let draining: Vec<_> = transitions.map_or(&[][..], |t| &t.draining).iter().filter(|d| d.is_draining()).collect();
+    let draining: Vec<_> = state.draining().collect();
     let mut names: Vec<&str> =
         state.resources.keys().map(String::as_str).chain(draining.iter().map(|d| d.name.as_str())).collect();
     names.sort_unstable();
     names.dedup();
     let mut listeners = Vec::new();
     for name in names {
-        let warming = transitions.filter(|t| t.warming.contains(name)).and(state.resources.get(name));
         let states = [
             ("active_state", state.serving(name)),
-            ("warming_state", warming),
+            ("warming_state", state.warming(name)),
             // Envoy shows the oldest of its drains.
             ("draining_state", draining.iter().find(|d| d.name == name && !d.in_place).map(|d| &d.resource)),
         ];
@@ -184,18 +182,16 @@ fn routes(server: &Server, bootstrap: &DynamicMessage, started: &str, lds: &Appl
         }
     }
     let decode = |r: &AppliedResource| Listener::decode(r.encoded.as_slice()).ok();
-    let transitions = lds.transitions();
     let mut names: Vec<&String> = lds.resources.keys().collect();
     names.sort_unstable();
     for name in names {
-        let warming = transitions.filter(|t| t.warming.contains(name.as_str())).and(lds.resources.get(name));
-        for r in lds.serving(name).into_iter().chain(warming) {
+        for r in lds.serving(name).into_iter().chain(lds.warming(name)) {
             if let Some(l) = decode(r) {
                 add(&l, &|| protobuf_timestamp(r.last_updated), None);
             }
         }
     }
-    for d in transitions.map_or(&[][..], |t| &t.draining).iter().filter(|d| d.is_draining()) {
+    for d in lds.draining() {
         let successor = d.in_place.then(|| lds.serving(&d.name).and_then(decode)).flatten();
         if let Some(l) = decode(&d.resource) {
             add(&l, &|| protobuf_timestamp(d.resource.last_updated), successor.as_ref());

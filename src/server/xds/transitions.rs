@@ -63,6 +63,16 @@ impl AppliedState {
         }
     }
 
+    /// The listeners replaced or removed whose drain time still runs, oldest first.
+    pub fn draining(&self) -> impl Iterator<Item = &Draining> {
+        self.transitions().map_or(&[][..], |t| &t.draining).iter().filter(|d| d.is_draining())
+    }
+
+    /// `name`'s latest resource, while it warms.
+    pub fn warming(&self, name: &str) -> Option<&AppliedResource> {
+        self.transitions().filter(|t| t.warming.contains(name)).and(self.resources.get(name))
+    }
+
     /// `name`'s latest resource starts warming: what serves meanwhile is kept.
     pub fn start_warming(&mut self, name: &str) {
         if self.transitions().is_some_and(|t| t.warming.contains(name)) {
